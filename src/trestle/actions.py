@@ -1,0 +1,178 @@
+"""Doing a step's work: run a command, write a file, or call Python. All IO lives here.
+
+Commands run in their own process group, so a timeout kills the whole tree (a shell
+and whatever it started), not just the shell.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from trestle.events import ActionResult
+from trestle.planfile import resolve_callable
+from trestle.plan import Step
+
+OUTPUT_LIMIT = 8_000  # characters kept of a command's output: head and tail
+KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL on timeout
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What a step's callable (and a callable check) is given."""
+
+    run_id: str
+    step_id: str
+    attempt: int
+    key: str  # idempotency key of this attempt: stable across crashes and resumes
+    workspace: Path
+    plan_dir: Path
+
+
+def cap_output(text: str, limit: int = OUTPUT_LIMIT) -> str:
+    """Keep the head and tail: errors are usually at the end, context at the start."""
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]}\n… [{len(text) - limit} characters cut] …\n{text[-half:]}"
+
+
+def step_env(ctx: StepContext, extra: dict[str, str]) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(extra)
+    env.update(
+        TRESTLE_RUN_ID=ctx.run_id,
+        TRESTLE_STEP_ID=ctx.step_id,
+        TRESTLE_ATTEMPT=str(ctx.attempt),
+        TRESTLE_IDEMPOTENCY_KEY=ctx.key,
+        TRESTLE_WORKSPACE=str(ctx.workspace),
+    )
+    return env
+
+
+async def run_shell(
+    command: str, *, cwd: Path, env: dict[str, str], timeout: float | None
+) -> ActionResult:
+    """Run ``command`` with ``sh -c`` in a new session; kill its group on timeout."""
+    started = time.monotonic()
+    try:
+        proc = await asyncio.create_subprocess_shell(
+            command, cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        return ActionResult(status="error", error=f"cannot start: {exc}")
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        await _kill_group(proc)
+        partial = await _drain(proc)
+        return ActionResult(
+            status="timeout", exit_code=proc.returncode, output=cap_output(partial),
+            error=f"timed out after {timeout:g}s; killed its process group",
+            duration=time.monotonic() - started,
+        )
+    except asyncio.CancelledError:
+        await _kill_group(proc)
+        raise
+    text = out.decode("utf-8", errors="replace")
+    code = proc.returncode
+    return ActionResult(
+        status="ok" if code == 0 else "failed", exit_code=code, output=cap_output(text),
+        error=None if code == 0 else f"exit code {code}", duration=time.monotonic() - started,
+    )
+
+
+async def _kill_group(proc: asyncio.subprocess.Process) -> None:
+    for sig, wait in ((signal.SIGTERM, KILL_GRACE), (signal.SIGKILL, None)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            await asyncio.wait_for(proc.wait(), wait)
+            # the leader is gone; take down anything left in its group too
+            os.killpg(proc.pid, signal.SIGKILL)
+            return
+        except ProcessLookupError:
+            return
+        except TimeoutError:
+            continue
+
+
+async def _drain(proc: asyncio.subprocess.Process) -> str:
+    if proc.stdout is None:
+        return ""
+    try:
+        data = await asyncio.wait_for(proc.stdout.read(), 1.0)
+    except (TimeoutError, ValueError):
+        return ""
+    return data.decode("utf-8", errors="replace")
+
+
+def jailed(workspace: Path, relative: str) -> Path:
+    """Resolve ``relative`` inside ``workspace``; refuse paths that lead outside it."""
+    root = workspace.resolve()
+    target = (root / relative).resolve()
+    if target != root and root not in target.parents:
+        raise ValueError(f"path {relative!r} leads outside the workspace {root}")
+    return target
+
+
+def _write_file(workspace: Path, relative: str, content: str) -> ActionResult:
+    started = time.monotonic()
+    try:
+        target = jailed(workspace, relative)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.trestle-tmp")
+        tmp.write_text(content, encoding="utf-8")
+        os.replace(tmp, target)  # atomic: readers never see half a file
+    except (OSError, ValueError) as exc:
+        return ActionResult(status="error", error=str(exc))
+    return ActionResult(status="ok", output=f"wrote {len(content)} characters to {relative}",
+                        duration=time.monotonic() - started)
+
+
+async def call_python(ref: str, ctx: StepContext, timeout: float | None) -> ActionResult:
+    """Call ``module:function`` with the context; falsy ``False`` means failure.
+
+    Sync callables run in a worker thread so they cannot stall other steps. Python
+    cannot kill a thread: on timeout the attempt fails and the thread is abandoned.
+    """
+    started = time.monotonic()
+    try:
+        fn = resolve_callable(ref, ctx.plan_dir, ctx.workspace)
+        if inspect.iscoroutinefunction(fn):
+            result = await asyncio.wait_for(fn(ctx), timeout)
+        else:
+            result = await asyncio.wait_for(asyncio.to_thread(fn, ctx), timeout)
+    except TimeoutError:
+        return ActionResult(status="timeout", error=f"timed out after {timeout:g}s",
+                            duration=time.monotonic() - started)
+    except Exception as exc:
+        return ActionResult(status="error", error=f"{type(exc).__name__}: {exc}",
+                            duration=time.monotonic() - started)
+    ok = result is not False
+    return ActionResult(
+        status="ok" if ok else "failed",
+        output=cap_output("" if result in (None, True, False) else str(result)),
+        error=None if ok else f"{ref} returned False", duration=time.monotonic() - started,
+    )
+
+
+async def perform(step: Step, ctx: StepContext) -> ActionResult:
+    """Run the step's action once."""
+    if step.run is not None:
+        env = step_env(ctx, step.env)
+        return await run_shell(step.run, cwd=ctx.workspace, env=env, timeout=step.timeout)
+    if step.write is not None:
+        return await asyncio.to_thread(_write_file, ctx.workspace, step.write.path,
+                                       step.write.content)
+    assert step.python is not None
+    return await call_python(step.python, ctx, step.timeout)

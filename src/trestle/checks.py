@@ -1,0 +1,79 @@
+"""Running verify checks: each records what it expected, what it found, and a verdict.
+
+Checks are meant to be reads. They run after every attempt, before every retry, and
+after a crash to learn whether an attempt with no recorded outcome took effect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+from trestle.actions import StepContext, call_python, jailed, run_shell, step_env
+from trestle.events import CheckResult
+from trestle.plan import (
+    CallableCheck,
+    Check,
+    CommandCheck,
+    FileContainsCheck,
+    FileExistsCheck,
+    Step,
+    describe_check,
+)
+
+ACTUAL_LIMIT = 500
+
+
+async def run_check(check: Check, ctx: StepContext, env: dict[str, str]) -> CheckResult:
+    what = describe_check(check)
+    match check:
+        case CommandCheck(command=cmd, timeout=timeout):
+            result = await run_shell(cmd, cwd=ctx.workspace, env=env, timeout=timeout)
+            actual = f"exit {result.exit_code}" if result.status in ("ok", "failed") else (
+                result.error or result.status
+            )
+            tail = result.output.strip()[-ACTUAL_LIMIT:]
+            if result.status != "ok" and tail:
+                actual += f": {tail}"
+            return CheckResult(check=what, expected="exit 0", actual=actual,
+                               passed=result.status == "ok")
+        case FileExistsCheck(file_exists=path):
+            found = await asyncio.to_thread(_exists, ctx, path)
+            return CheckResult(check=what, expected="exists", actual=found,
+                               passed=found == "exists")
+        case FileContainsCheck():
+            return await asyncio.to_thread(_contains, ctx, check, what)
+        case CallableCheck(python=ref):
+            result = await call_python(ref, ctx, timeout=None)
+            actual = result.error or result.output or "true"
+            return CheckResult(check=what, expected="true", actual=actual[:ACTUAL_LIMIT],
+                               passed=result.status == "ok")
+    raise AssertionError(f"unhandled check {check!r}")  # pragma: no cover
+
+
+def _exists(ctx: StepContext, path: str) -> str:
+    try:
+        return "exists" if jailed(ctx.workspace, path).exists() else "missing"
+    except ValueError as exc:
+        return str(exc)
+
+
+def _contains(ctx: StepContext, check: FileContainsCheck, what: str) -> CheckResult:
+    expected = f"contains {check.text!r}" if check.text is not None else f"matches /{check.regex}/"
+    try:
+        text = jailed(ctx.workspace, check.file_contains).read_text("utf-8", errors="replace")
+    except (OSError, ValueError) as exc:
+        return CheckResult(check=what, expected=expected, actual=f"unreadable: {exc}",
+                           passed=False)
+    if check.text is not None:
+        passed = check.text in text
+    else:
+        passed = re.search(check.regex or "", text, re.MULTILINE) is not None
+    actual = "found" if passed else f"not found in {len(text)} characters"
+    return CheckResult(check=what, expected=expected, actual=actual, passed=passed)
+
+
+async def run_checks(step: Step, ctx: StepContext) -> tuple[CheckResult, ...]:
+    """All of a step's checks, in order (every one runs, so the record is complete)."""
+    env = step_env(ctx, step.env)
+    return tuple([await run_check(c, ctx, env) for c in step.verify])

@@ -1,0 +1,241 @@
+"""The local engine: the imperative shell around the pure core.
+
+It owns the clock, the lease, the store and the step processes. Its loop is:
+
+1. take in what happened (finished attempts and probes, human requests);
+2. ask the decider what follows, applying its answers until it has none;
+3. commit all of it in one transaction, fenced by the lease token;
+4. only then dispatch the attempts and probes those events announce.
+
+So a step's start is durable before its action runs, and its outcome is durable
+(in the same commit as its successors' starts) before any dependent is scheduled.
+``drive`` yields each event once it is durable: ``run()``, the CLI's live view and
+its tests are all built on that one iterator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+from trestle.actions import StepContext, perform
+from trestle.checks import run_checks
+from trestle.decider import decide, next_wakeup
+from trestle.errors import LeaseLostError
+from trestle.events import (
+    AnyEvent,
+    RunResumed,
+    StepAttemptEnded,
+    StepProbed,
+    StepProbeStarted,
+    StepReopened,
+    StepSkipped,
+    StepStarted,
+    StoredEvent,
+)
+from trestle.runs import RETRYABLE, SKIPPABLE, load_state, summary_json
+from trestle.state import RunState
+from trestle.store.base import Appended, Lease, Owner, Request, Snapshot, Store
+
+Clock = Callable[[], float]
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def this_process(name: str = "trestle") -> Owner:
+    return Owner(name=f"{name}[{os.getpid()}]", pid=os.getpid(), host=socket.gethostname())
+
+
+class LocalEngine:
+    """Drives runs in this process with asyncio, on any :class:`Store`.
+
+    Args:
+        store: where runs are recorded.
+        clock: wall-clock seconds; injected so tests control time.
+        lease_ttl: how long a lease lasts without renewal; a crashed owner on another
+            host is taken over after this. On this host a dead pid is taken over at once.
+        snapshot_every: events between state snapshots (resume reads snapshot + tail).
+        poll_interval: how often a waiting run looks for human requests.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock: Clock = time.time,
+        owner: Owner | None = None,
+        lease_ttl: float = 15.0,
+        snapshot_every: int = 200,
+        poll_interval: float = 0.5,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.owner = owner or this_process()
+        self.lease_ttl = lease_ttl
+        self.snapshot_every = snapshot_every
+        self.poll_interval = poll_interval
+        # sqlite3 blocks; one thread keeps it off the event loop and serialises commits
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trestle-store")
+
+    async def _store(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._io, lambda: fn(*args, **kwargs))
+
+    async def run(self, run_id: str) -> RunState:
+        """Drive the run until it finishes or waits on a human; return its state."""
+        async for _ in self.drive(run_id):
+            pass
+        return await self._store(load_state, self.store, run_id)
+
+    async def drive(self, run_id: str) -> AsyncIterator[StoredEvent]:
+        """Drive the run, yielding each event as soon as it is durable."""
+        lease = await self._store(
+            self.store.acquire_lease, run_id, self.owner, ttl=self.lease_ttl, now=self.clock()
+        )
+        keeper = asyncio.create_task(self._keep_lease(run_id, lease))
+        work: dict[asyncio.Task[AnyEvent], str] = {}
+        try:
+            state = await self._store(load_state, self.store, run_id)
+            last_snapshot = state.seq
+            inbound: list[AnyEvent] = []
+            if state.finished is not None:
+                if not await self._store(self.store.pending_requests, run_id):
+                    return  # nothing to do, and nothing worth recording
+            if state.seq > 1:
+                inbound.append(RunResumed(at=self.clock(), owner=self.owner.name))
+            next_poll = 0.0
+            while True:
+                consumed: list[int] = []
+                if self.clock() >= next_poll:
+                    requests = await self._store(self.store.pending_requests, run_id)
+                    inbound += _requests_as_events(state, requests, self.clock())
+                    consumed = [r.id for r in requests]
+                    next_poll = self.clock() + self.poll_interval
+                batch = self._advance(state, inbound)
+                inbound = []
+                if batch or consumed:
+                    snapshot = None
+                    if state.seq - last_snapshot >= self.snapshot_every:
+                        snapshot = Snapshot(seq=state.seq, state_json=state.model_dump_json())
+                        last_snapshot = state.seq
+                    first = state.seq - len(batch) + 1
+                    appended = Appended(
+                        events=batch, first_seq=first, status=state.finished or "running",
+                        summary=summary_json(state), snapshot=snapshot,
+                        consumed_requests=consumed,
+                    )
+                    if keeper.done():
+                        keeper.result()  # re-raises LeaseLostError
+                    await self._store(self.store.append, run_id, appended, token=lease.token)
+                    for offset, event in enumerate(batch):
+                        yield StoredEvent(run_id=run_id, seq=first + offset, event=event)
+                    for event in batch:
+                        task = self._dispatch(state, event)
+                        if task is not None:
+                            work[task] = run_id
+                if state.finished is not None and not work:
+                    return
+                inbound = await self._wait(state, work)
+        finally:
+            for task in work:
+                task.cancel()
+            if work:
+                await asyncio.gather(*work, return_exceptions=True)
+            keeper.cancel()
+            try:
+                await keeper
+                await self._store(self.store.release_lease, run_id, lease.token)
+            except (asyncio.CancelledError, LeaseLostError):
+                pass
+
+    def _advance(self, state: RunState, inbound: list[AnyEvent]) -> list[AnyEvent]:
+        """Apply what came in, then the decider's answers, until it has none."""
+        batch: list[AnyEvent] = []
+        for event in inbound:
+            state.apply(event)
+            batch.append(event)
+        while decided := decide(state, self.clock()):
+            for event in decided:
+                state.apply(event)
+            batch += decided
+        return batch
+
+    async def _wait(
+        self, state: RunState, work: dict[asyncio.Task[AnyEvent], str]
+    ) -> list[AnyEvent]:
+        """Sleep until an attempt ends, a retry falls due, or it is time to poll."""
+        timeout = self.poll_interval
+        due = next_wakeup(state)
+        if due is not None:
+            timeout = max(0.0, min(timeout, due - self.clock()))
+        if not work:
+            await asyncio.sleep(timeout)
+            return []
+        done, _ = await asyncio.wait(work, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        results = []
+        for task in done:
+            del work[task]
+            results.append(task.result())
+        # keep a stable order within one commit: plan order, as the decider sees it
+        order = {s.id: i for i, s in enumerate(state.plan.steps)}
+        results.sort(key=lambda e: order.get(getattr(e, "step", ""), 0))
+        return results
+
+    def _dispatch(self, state: RunState, event: AnyEvent) -> asyncio.Task[AnyEvent] | None:
+        match event:
+            case StepStarted(step=sid, attempt=attempt, key=key):
+                ctx = self._context(state, sid, attempt, key)
+                return asyncio.create_task(self._attempt(state, sid, ctx))
+            case StepProbeStarted(step=sid, reason=why):
+                st = state.steps[sid]
+                ctx = self._context(state, sid, st.attempt, f"{state.run_id}/{sid}/probe")
+                return asyncio.create_task(self._probe(state, sid, why, ctx))
+        return None
+
+    def _context(self, state: RunState, sid: str, attempt: int, key: str) -> StepContext:
+        plan_dir = Path(state.plan_path).parent if state.plan_path else Path(state.workspace)
+        return StepContext(run_id=state.run_id, step_id=sid, attempt=attempt, key=key,
+                           workspace=Path(state.workspace), plan_dir=plan_dir)
+
+    async def _attempt(self, state: RunState, sid: str, ctx: StepContext) -> AnyEvent:
+        step = state.step_spec(sid)
+        action = await perform(step, ctx)
+        checks = await run_checks(step, ctx) if action.status == "ok" else ()
+        ok = action.status == "ok" and all(c.passed for c in checks)
+        return StepAttemptEnded(at=self.clock(), step=sid, attempt=ctx.attempt, ok=ok,
+                                action=action, checks=checks)
+
+    async def _probe(self, state: RunState, sid: str, why: str, ctx: StepContext) -> AnyEvent:
+        checks = await run_checks(state.step_spec(sid), ctx)
+        passed = bool(checks) and all(c.passed for c in checks)
+        reason = "unknown_outcome" if why == "unknown_outcome" else "before_retry"
+        return StepProbed(at=self.clock(), step=sid, reason=reason, passed=passed, checks=checks)
+
+    async def _keep_lease(self, run_id: str, lease: Lease) -> None:
+        while True:
+            await asyncio.sleep(self.lease_ttl / 3)
+            await self._store(self.store.renew_lease, run_id, lease.token,
+                              ttl=self.lease_ttl, now=self.clock())
+
+    def close(self) -> None:
+        self._io.shutdown(wait=True)
+
+
+def _requests_as_events(state: RunState, requests: list[Request], now: float) -> list[AnyEvent]:
+    """Human requests become events, if they still make sense for the current state."""
+    out: list[AnyEvent] = []
+    for r in requests:
+        st = state.steps.get(r.step)
+        if st is None:
+            continue
+        if r.kind == "retry" and st.status in RETRYABLE:
+            out.append(StepReopened(at=now, step=r.step, reason=r.reason, request_id=r.id))
+        elif r.kind == "skip" and st.status in SKIPPABLE:
+            out.append(StepSkipped(at=now, step=r.step, reason=r.reason, request_id=r.id))
+    return out

@@ -1,0 +1,194 @@
+"""Events: the only record of what happened in a run.
+
+Every event is frozen, carries a ``kind`` tag and a schema version ``v``, and is
+(de)serialised by one :data:`EVENT_ADAPTER` over the union. Run state is a fold over
+these (see :mod:`trestle.state`); nothing else is persisted about a run.
+
+Decisions are events too: when the decider chooses to start a step it emits
+``StepStarted``, which the engine makes durable *before* it dispatches the action.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from trestle.plan import Plan
+
+
+class Event(BaseModel):
+    """Base of every event; ``at`` is wall-clock seconds from the injected clock."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    v: int = 1
+    at: float
+
+
+class CheckResult(BaseModel):
+    """One verify check: what was expected, what was found, and the verdict."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    check: str
+    expected: str
+    actual: str
+    passed: bool
+
+
+ActionStatus = Literal["ok", "failed", "timeout", "error", "skipped"]
+
+
+class ActionResult(BaseModel):
+    """What running a step's action produced."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    status: ActionStatus
+    exit_code: int | None = None
+    output: str = ""
+    error: str | None = None
+    duration: float = 0.0
+
+
+class RunCreated(Event):
+    kind: Literal["run_created"] = "run_created"
+    run_id: str
+    plan: Plan
+    workspace: str
+    plan_path: str | None = None
+
+
+class RunResumed(Event):
+    """A process took over the run; steps it found running have an unknown outcome."""
+
+    kind: Literal["run_resumed"] = "run_resumed"
+    owner: str
+
+
+class StepStarted(Event):
+    """An attempt is about to be dispatched; ``key`` identifies its side effect."""
+
+    kind: Literal["step_started"] = "step_started"
+    step: str
+    attempt: int
+    key: str
+
+
+class StepAttemptEnded(Event):
+    """The attempt finished: its action's result and its checks' verdicts."""
+
+    kind: Literal["step_attempt_ended"] = "step_attempt_ended"
+    step: str
+    attempt: int
+    ok: bool
+    action: ActionResult
+    checks: tuple[CheckResult, ...] = ()
+
+
+ProbeReason = Literal["before_retry", "unknown_outcome"]
+
+
+class StepProbeStarted(Event):
+    """Run the step's checks to learn whether earlier work already took effect."""
+
+    kind: Literal["step_probe_started"] = "step_probe_started"
+    step: str
+    reason: ProbeReason
+
+
+class StepProbed(Event):
+    kind: Literal["step_probed"] = "step_probed"
+    step: str
+    reason: ProbeReason
+    passed: bool
+    checks: tuple[CheckResult, ...] = ()
+
+
+class StepRetryScheduled(Event):
+    kind: Literal["step_retry_scheduled"] = "step_retry_scheduled"
+    step: str
+    not_before: float
+    reason: str
+
+
+class StepFailed(Event):
+    """Terminal failure; ``dead_lettered`` puts it on the dead-letter queue for a human."""
+
+    kind: Literal["step_failed"] = "step_failed"
+    step: str
+    reason: str
+    dead_lettered: bool
+
+
+class StepBlocked(Event):
+    kind: Literal["step_blocked"] = "step_blocked"
+    step: str
+    by: str
+    reason: str
+
+
+class StepEscalated(Event):
+    """The outcome is unknown and re-running is unsafe: a human must decide."""
+
+    kind: Literal["step_escalated"] = "step_escalated"
+    step: str
+    reason: str
+
+
+class StepSkipped(Event):
+    """A human decided the step is not to run; its dependents may proceed."""
+
+    kind: Literal["step_skipped"] = "step_skipped"
+    step: str
+    reason: str
+    request_id: int | None = None
+
+
+class StepReopened(Event):
+    """A human asked for a failed or escalated step to be tried again."""
+
+    kind: Literal["step_reopened"] = "step_reopened"
+    step: str
+    reason: str
+    request_id: int | None = None
+
+
+RunStatus = Literal["succeeded", "partial", "needs_human"]
+
+
+class RunFinished(Event):
+    kind: Literal["run_finished"] = "run_finished"
+    status: RunStatus
+
+
+AnyEvent = Annotated[
+    RunCreated
+    | RunResumed
+    | StepStarted
+    | StepAttemptEnded
+    | StepProbeStarted
+    | StepProbed
+    | StepRetryScheduled
+    | StepFailed
+    | StepBlocked
+    | StepEscalated
+    | StepSkipped
+    | StepReopened
+    | RunFinished,
+    Field(discriminator="kind"),
+]
+
+EVENT_ADAPTER: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)
+
+
+class StoredEvent(BaseModel):
+    """An event as recorded: its run and its position in the run's stream."""
+
+    model_config = ConfigDict(frozen=True)
+    run_id: str
+    seq: int
+    event: AnyEvent
+
+
+def idempotency_key(run_id: str, step: str, attempt: int) -> str:
+    """Stable across processes, so a step's command can deduplicate external effects."""
+    return f"{run_id}/{step}/{attempt}"

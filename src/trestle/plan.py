@@ -1,0 +1,317 @@
+"""The plan: steps, what each needs, and how each is verified.
+
+A plan is plain frozen data (it is recorded verbatim in the run's first event), plus
+the pure graph questions the runtime and the CLI ask of it: is it a DAG, in which
+order and in which parallel waves can it run, and what is its critical path.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+
+STEP_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+PYTHON_REF_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
+
+
+class Record(BaseModel):
+    """Base for plan data: immutable, and unknown fields are errors, not ignored."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --- verify checks: each is written in YAML as a mapping keyed by its kind -------------
+
+
+class CommandCheck(Record):
+    """Passes when the shell command exits 0 in the workspace."""
+
+    command: str = Field(min_length=1)
+    timeout: float = Field(default=60.0, gt=0)
+
+
+class FileExistsCheck(Record):
+    """Passes when the path (relative to the workspace) exists."""
+
+    file_exists: str = Field(min_length=1)
+
+
+class FileContainsCheck(Record):
+    """Passes when the file contains ``text`` verbatim, or matches ``regex``."""
+
+    file_contains: str = Field(min_length=1)
+    text: str | None = None
+    regex: str | None = None
+
+    @model_validator(mode="after")
+    def _one_pattern(self) -> FileContainsCheck:
+        if (self.text is None) == (self.regex is None):
+            raise ValueError("give exactly one of 'text' or 'regex'")
+        if self.regex is not None:
+            try:
+                re.compile(self.regex)
+            except re.error as exc:
+                raise ValueError(f"invalid regex {self.regex!r}: {exc}") from None
+        return self
+
+
+class CallableCheck(Record):
+    """Passes when the callable (``module:function``) returns a truthy result."""
+
+    python: str = Field(pattern=PYTHON_REF_PATTERN)
+
+
+CHECK_KINDS = ("command", "file_exists", "file_contains", "python")
+
+
+def _check_kind(value: Any) -> str | None:
+    if isinstance(value, BaseModel):
+        for kind in CHECK_KINDS:
+            if kind in type(value).model_fields:
+                return kind
+        return None
+    if isinstance(value, Mapping):
+        present = [k for k in CHECK_KINDS if k in value]
+        return present[0] if len(present) == 1 else None
+    return None
+
+
+Check = Annotated[
+    Annotated[CommandCheck, Tag("command")]
+    | Annotated[FileExistsCheck, Tag("file_exists")]
+    | Annotated[FileContainsCheck, Tag("file_contains")]
+    | Annotated[CallableCheck, Tag("python")],
+    Discriminator(
+        _check_kind,
+        custom_error_type="check_kind",
+        custom_error_message=f"a check needs exactly one of: {', '.join(CHECK_KINDS)}",
+    ),
+]
+
+
+def describe_check(check: Check) -> str:
+    """A short human description of what a check expects."""
+    match check:
+        case CommandCheck(command=cmd):
+            return f"`{cmd}` exits 0"
+        case FileExistsCheck(file_exists=path):
+            return f"{path} exists"
+        case FileContainsCheck(file_contains=path, text=text, regex=regex):
+            return f"{path} contains {text!r}" if text is not None else f"{path} matches /{regex}/"
+        case CallableCheck(python=ref):
+            return f"{ref}() is true"
+    raise AssertionError(f"unhandled check {check!r}")  # pragma: no cover
+
+
+# --- steps and plans -------------------------------------------------------------------
+
+
+class WriteAction(Record):
+    """Write ``content`` to ``path`` (relative to the workspace), creating parents."""
+
+    path: str = Field(min_length=1)
+    content: str
+
+
+class Backoff(Record):
+    """Delay before retry n (1-based): ``min(initial * factor**(n-1), max)`` seconds."""
+
+    initial: float = Field(default=1.0, ge=0)
+    factor: float = Field(default=2.0, ge=1)
+    max: float = Field(default=60.0, ge=0)
+
+    def delay(self, retry_number: int) -> float:
+        return float(min(self.initial * self.factor ** (retry_number - 1), self.max))
+
+
+ActionKind = Literal["run", "write", "python"]
+
+
+class Step(Record):
+    """One unit of work: an action, what it needs, and how to tell that it worked."""
+
+    id: str = Field(pattern=STEP_ID_PATTERN)
+    description: str = ""
+    run: str | None = Field(default=None, min_length=1)
+    write: WriteAction | None = None
+    python: str | None = Field(default=None, pattern=PYTHON_REF_PATTERN)
+    needs: tuple[str, ...] = ()
+    verify: tuple[Check, ...] = ()
+    retries: int = Field(default=0, ge=0, le=100)
+    backoff: Backoff = Backoff()
+    timeout: float | None = Field(default=None, gt=0)
+    optional: bool = False
+    irreversible: bool = False
+    idempotent: bool | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_action(self) -> Step:
+        given = [k for k in ("run", "write", "python") if getattr(self, k) is not None]
+        if not given:
+            raise ValueError("missing action: give one of 'run', 'write' or 'python'")
+        if len(given) > 1:
+            raise ValueError(f"give only one action, not {' and '.join(map(repr, given))}")
+        if self.irreversible and self.idempotent:
+            raise ValueError("an irreversible step cannot also be idempotent")
+        return self
+
+    @property
+    def action_kind(self) -> ActionKind:
+        if self.run is not None:
+            return "run"
+        if self.write is not None:
+            return "write"
+        return "python"
+
+    @property
+    def rerunnable(self) -> bool:
+        """May this step run again after an attempt whose outcome is unknown?
+
+        Writing the same content twice is harmless, so writes default to idempotent;
+        commands and callables must say so. Irreversible steps never are.
+        """
+        if self.irreversible:
+            return False
+        if self.idempotent is not None:
+            return self.idempotent
+        return self.action_kind == "write"
+
+    def describe_action(self) -> str:
+        if self.run is not None:
+            return self.run
+        if self.write is not None:
+            return f"write {self.write.path}"
+        return f"call {self.python}"
+
+
+class Plan(Record):
+    """A goal and the steps that reach it, as a dependency graph."""
+
+    version: Literal[1] = 1
+    goal: str = ""
+    workspace: str = "."
+    parallelism: int = Field(default=32, ge=1, le=1024)
+    escalate: bool = True  # a required step out of attempts goes to the dead-letter queue
+    steps: tuple[Step, ...] = Field(min_length=1)
+
+    def step(self, step_id: str) -> Step:
+        for s in self.steps:
+            if s.id == step_id:
+                return s
+        raise KeyError(step_id)
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return tuple(s.id for s in self.steps)
+
+
+# --- graph questions -------------------------------------------------------------------
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def graph_problems(steps: Iterable[Step]) -> list[str]:
+    """Duplicate ids, unknown or repeated needs, and cycles, each as a message."""
+    steps = list(steps)
+    problems: list[str] = []
+    seen: set[str] = set()
+    for s in steps:
+        if s.id in seen:
+            problems.append(f"step {s.id!r}: duplicate step id")
+        seen.add(s.id)
+    for s in steps:
+        for need in s.needs:
+            if need == s.id:
+                problems.append(f"step {s.id!r}, field 'needs': a step cannot need itself")
+            elif need not in seen:
+                hint = did_you_mean(need, seen)
+                problems.append(f"step {s.id!r}, field 'needs': unknown step {need!r}{hint}")
+        if len(set(s.needs)) != len(s.needs):
+            problems.append(f"step {s.id!r}, field 'needs': lists a step twice")
+    if not problems:
+        cycle = find_cycle({s.id: s.needs for s in steps})
+        if cycle:
+            problems.append("dependency cycle: " + " -> ".join(cycle))
+    return problems
+
+
+def find_cycle(needs: Mapping[str, Iterable[str]]) -> list[str] | None:
+    """One cycle as a closed path (``a -> b -> a``), or None for a DAG."""
+    white, grey, black = 0, 1, 2
+    colour = dict.fromkeys(needs, white)
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        colour[node] = grey
+        stack.append(node)
+        for nxt in needs[node]:
+            if colour.get(nxt) == grey:
+                return [*stack[stack.index(nxt) :], nxt]
+            if colour.get(nxt) == white:
+                found = visit(nxt)
+                if found:
+                    return found
+        stack.pop()
+        colour[node] = black
+        return None
+
+    for node in needs:
+        if colour[node] == white:
+            found = visit(node)
+            if found:
+                # report in "runs before" order: a needs b means b -> a
+                return list(reversed(found))
+    return None
+
+
+def waves(plan: Plan) -> list[list[str]]:
+    """Steps grouped by depth: every step in a wave can run in parallel with the others."""
+    depth: dict[str, int] = {}
+    for s in topological_order(plan):
+        depth[s.id] = 1 + max((depth[n] for n in plan.step(s.id).needs), default=-1)
+    result: list[list[str]] = [[] for _ in range(max(depth.values()) + 1)]
+    for s in plan.steps:
+        result[depth[s.id]].append(s.id)
+    return result
+
+
+def topological_order(plan: Plan) -> list[Step]:
+    """Steps in an order that respects needs, otherwise keeping file order."""
+    done: set[str] = set()
+    order: list[Step] = []
+    remaining = list(plan.steps)
+    while remaining:
+        ready = [s for s in remaining if all(n in done for n in s.needs)]
+        if not ready:
+            raise ValueError("plan has a cycle")  # validated earlier; defensive
+        for s in ready:
+            done.add(s.id)
+            order.append(s)
+        remaining = [s for s in remaining if s.id not in done]
+    return order
+
+
+def critical_path(plan: Plan) -> list[str]:
+    """The longest chain of needs (by step count), first step first."""
+    best: dict[str, list[str]] = {}
+    for s in topological_order(plan):
+        longest = max((best[n] for n in s.needs), key=len, default=[])
+        best[s.id] = [*longest, s.id]
+    return max(best.values(), key=len)
+
+
+def dependents(plan: Plan) -> dict[str, list[str]]:
+    """For each step, the steps that need it directly."""
+    result: dict[str, list[str]] = {s.id: [] for s in plan.steps}
+    for s in plan.steps:
+        for n in s.needs:
+            result[n].append(s.id)
+    return result

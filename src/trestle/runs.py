@@ -1,0 +1,91 @@
+"""Operations on recorded runs that need no engine: create, load, and human requests."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections import Counter
+from pathlib import Path
+
+from trestle.errors import ConfigError, UnknownRunError
+from trestle.events import RunCreated
+from trestle.plan import Plan, did_you_mean
+from trestle.state import RunState
+from trestle.store.base import Request, RequestKind, Store
+
+
+def new_run_id(now: float) -> str:
+    """Sortable by creation time, unique enough to type: ``20261121-152000-a3f9``."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now))
+    return f"{stamp}-{secrets.token_hex(2)}"
+
+
+def create_run(
+    store: Store,
+    plan: Plan,
+    *,
+    workspace: Path,
+    plan_path: Path | None = None,
+    now: float | None = None,
+    run_id: str | None = None,
+) -> str:
+    """Record a new run (its first event) and return its id. Nothing runs yet."""
+    now = time.time() if now is None else now
+    event = RunCreated(
+        at=now,
+        run_id=run_id or new_run_id(now),
+        plan=plan,
+        workspace=str(workspace.resolve()),
+        plan_path=str(plan_path.resolve()) if plan_path else None,
+    )
+    state = RunState.from_created(event)
+    store.create_run(event, summary=summary_json(state))
+    return event.run_id
+
+
+def load_state(store: Store, run_id: str) -> RunState:
+    """The run's current state: the latest snapshot plus the events after it."""
+    snap = store.snapshot(run_id)
+    if snap is not None:
+        state = RunState.from_snapshot(snap.state_json)
+        tail = store.events(run_id, after=snap.seq)
+    else:
+        stored = store.events(run_id)
+        first = stored[0].event
+        if not isinstance(first, RunCreated):
+            raise ValueError(f"run {run_id!r} does not begin with run_created")
+        state = RunState.from_created(first)
+        tail = stored[1:]
+    for item in tail:
+        state.apply(item.event, item.seq)
+    return state
+
+
+def summary_json(state: RunState) -> str:
+    return json.dumps(dict(Counter(st.status for st in state.steps.values())), sort_keys=True)
+
+
+RETRYABLE = ("failed", "escalated")
+SKIPPABLE = ("failed", "escalated", "blocked", "pending", "retry_wait")
+
+
+def request_decision(
+    store: Store, run_id: str, kind: RequestKind, step: str, reason: str
+) -> Request:
+    """Queue a human's retry or skip; the run's driver records it on its next pass."""
+    state = load_state(store, run_id)
+    if step not in state.steps:
+        hint = did_you_mean(step, state.steps)
+        raise UnknownRunError(f"run {run_id!r} has no step {step!r}{hint}")
+    status = state.steps[step].status
+    allowed = RETRYABLE if kind == "retry" else SKIPPABLE
+    if status not in allowed:
+        raise ConfigError(
+            f"run {run_id!r}: cannot {kind} step {step!r}: it is {status} "
+            f"(only {', '.join(allowed)} steps can be {'retried' if kind == 'retry' else 'skipped'})"
+        )
+    now = time.time()
+    request_id = store.add_request(run_id, kind, step, reason, now=now)
+    return Request(id=request_id, run_id=run_id, kind=kind, step=step, reason=reason,
+                   created_at=now)

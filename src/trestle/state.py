@@ -1,0 +1,287 @@
+"""Run state as a fold over events: ``state = fold(events)``.
+
+``RunState.apply`` is the only way state changes. It is deterministic and does no IO;
+it updates in place so that folding a long run stays linear (a new copy per event
+would make it quadratic). Snapshots are this model serialised, so resume reads the
+latest snapshot plus the events after it, never the whole history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Literal
+
+from pydantic import BaseModel, PrivateAttr
+
+from trestle.events import (
+    AnyEvent,
+    CheckResult,
+    RunCreated,
+    RunFinished,
+    RunResumed,
+    RunStatus,
+    StepAttemptEnded,
+    StepBlocked,
+    StepEscalated,
+    StepFailed,
+    StepProbed,
+    StepProbeStarted,
+    StepReopened,
+    StepRetryScheduled,
+    StepSkipped,
+    StepStarted,
+)
+from trestle.plan import Plan, Step, dependents
+
+StepStatus = Literal[
+    "pending",  # waiting for its needs
+    "running",  # an attempt was dispatched
+    "attempt_failed",  # the last attempt failed; the decider has not yet chosen what next
+    "retry_wait",  # waiting for its backoff before the next attempt
+    "probing",  # checks running to see whether earlier work took effect
+    "unknown",  # an attempt started but its outcome was never recorded (crash)
+    "escalated",  # outcome unknown and unsafe to re-run: a human must decide
+    "succeeded",
+    "failed",
+    "blocked",
+    "skipped",
+]
+
+TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "blocked", "skipped"})
+IN_FLIGHT: frozenset[str] = frozenset({"running", "probing"})
+
+
+class StepState(BaseModel):
+    status: StepStatus = "pending"
+    attempt: int = 0  # number of the last attempt started (keys stay unique across crashes)
+    failed_attempts: int = 0  # counts towards the retry limit; crashes do not
+    not_before: float | None = None
+    probe_reason: str | None = None  # why a probe is running
+    probed: bool = False  # checks already ran (and failed) since the last attempt
+    reason: str | None = None  # why it is in its terminal (or escalated) state
+    blocked_by: str | None = None
+    dead_lettered: bool = False
+    succeeded_via: str | None = None  # "action" or "probe"
+    error: str | None = None  # the last attempt's error, if any
+    checks: list[CheckResult] = []
+    started_at: float | None = None
+    ended_at: float | None = None
+
+
+class RunState(BaseModel):
+    run_id: str
+    plan: Plan
+    workspace: str
+    plan_path: str | None = None
+    created_at: float
+    updated_at: float
+    seq: int = 0  # seq of the last event applied
+    steps: dict[str, StepState]
+    finished: RunStatus | None = None
+    resumes: int = 0
+
+    # Indexes derived from ``steps`` so that deciding looks only at the frontier, not
+    # at every step: a run of n steps then costs O(n), not O(n^2). Never persisted;
+    # rebuilt by reindex() after loading a snapshot.
+    _order: dict[str, int] = PrivateAttr(default_factory=dict)
+    _dependents: dict[str, list[str]] = PrivateAttr(default_factory=dict)
+    _unresolved: dict[str, int] = PrivateAttr(default_factory=dict)
+    _frontier: set[str] = PrivateAttr(default_factory=set)
+    _in_flight: int = PrivateAttr(default=0)
+
+    @classmethod
+    def from_created(cls, event: RunCreated) -> RunState:
+        state = cls(
+            run_id=event.run_id,
+            plan=event.plan,
+            workspace=event.workspace,
+            plan_path=event.plan_path,
+            created_at=event.at,
+            updated_at=event.at,
+            seq=1,
+            steps={s.id: StepState() for s in event.plan.steps},
+        )
+        state.reindex()
+        return state
+
+    @classmethod
+    def from_snapshot(cls, data: str | bytes) -> RunState:
+        state = cls.model_validate_json(data)
+        state.reindex()
+        return state
+
+    def reindex(self) -> None:
+        self._order = {s.id: i for i, s in enumerate(self.plan.steps)}
+        self._dependents = dependents(self.plan)
+        self._unresolved = {
+            s.id: sum(1 for n in s.needs if self.steps[n].status not in TERMINAL)
+            for s in self.plan.steps
+        }
+        self._in_flight = sum(1 for st in self.steps.values() if st.status in IN_FLIGHT)
+        self._frontier = {sid for sid in self.steps if self._wants_decision(sid)}
+
+    # --- the fold -----------------------------------------------------------------
+
+    def apply(self, event: AnyEvent, seq: int | None = None) -> None:
+        """Advance the state by one event (``seq`` defaults to the next number)."""
+        self.seq = seq if seq is not None else self.seq + 1
+        self.updated_at = event.at
+        match event:
+            case RunCreated():
+                raise ValueError("run_created can only begin a run")
+            case RunResumed():
+                self.resumes += 1
+                for sid, st in self.steps.items():
+                    if st.status == "running":
+                        self._set(sid, "unknown")
+                    elif st.status == "probing":
+                        # a probe only reads, so an interrupted one is simply run again
+                        unknown = st.probe_reason == "unknown_outcome"
+                        st.probe_reason, st.probed = None, False
+                        self._set(sid, "unknown" if unknown else "retry_wait")
+            case StepStarted(step=sid, attempt=attempt):
+                st = self.steps[sid]
+                st.attempt, st.probed = attempt, False
+                st.started_at, st.ended_at, st.not_before = event.at, None, None
+                self._set(sid, "running")
+            case StepAttemptEnded(step=sid, ok=ok, action=action, checks=checks):
+                st = self.steps[sid]
+                st.checks, st.ended_at = list(checks), event.at
+                if ok:
+                    st.error = None
+                    st.succeeded_via = "probe" if action.status == "skipped" else "action"
+                    st.reason = "verified" if checks else "action succeeded"
+                    self._set(sid, "succeeded")
+                else:
+                    st.failed_attempts += 1
+                    st.error = _attempt_error(action.error, action.status, checks)
+                    self._set(sid, "attempt_failed")
+            case StepProbeStarted(step=sid, reason=why):
+                self.steps[sid].probe_reason = why
+                self._set(sid, "probing")
+            case StepProbed(step=sid, passed=passed, checks=checks, reason=why):
+                st = self.steps[sid]
+                st.checks, st.probe_reason, st.probed = list(checks), None, True
+                if passed:
+                    st.succeeded_via, st.ended_at = "probe", event.at
+                    st.reason = (
+                        "verified after a failed attempt: the work was already done"
+                        if why == "before_retry"
+                        else "outcome was unknown after a crash; verify checks passed"
+                    )
+                    self._set(sid, "succeeded")
+                else:
+                    self._set(sid, "unknown" if why == "unknown_outcome" else "retry_wait")
+            case StepRetryScheduled(step=sid, not_before=when):
+                st = self.steps[sid]
+                st.not_before, st.probed = when, False
+                self._set(sid, "retry_wait")
+            case StepFailed(step=sid, reason=why, dead_lettered=dlq):
+                st = self.steps[sid]
+                st.reason, st.dead_lettered, st.ended_at = why, dlq, event.at
+                self._set(sid, "failed")
+            case StepBlocked(step=sid, by=by, reason=why):
+                st = self.steps[sid]
+                st.blocked_by, st.reason = by, why
+                self._set(sid, "blocked")
+            case StepEscalated(step=sid, reason=why):
+                st = self.steps[sid]
+                st.reason, st.dead_lettered = why, True
+                self._set(sid, "escalated")
+            case StepSkipped(step=sid, reason=why):
+                st = self.steps[sid]
+                st.reason, st.dead_lettered = why, False
+                self._set(sid, "skipped")
+                self.finished = None
+            case StepReopened(step=sid):
+                self._reopen(sid)
+            case RunFinished(status=status):
+                self.finished = status
+
+    def _reopen(self, sid: str) -> None:
+        st = self.steps[sid]
+        st.failed_attempts, st.dead_lettered, st.probed = 0, False, False
+        st.reason, st.error, st.probe_reason = None, None, None
+        self._set(sid, "pending")
+        # steps this one blocked may run again once it succeeds
+        for other_id, other in self.steps.items():
+            if other.status == "blocked" and other.blocked_by == sid:
+                other.blocked_by, other.reason = None, None
+                self._set(other_id, "pending")
+        self.finished = None
+
+    def _set(self, sid: str, status: StepStatus) -> None:
+        """Change one step's status, keeping the indexes in step."""
+        st = self.steps[sid]
+        old = st.status
+        st.status = status
+        self._in_flight += (status in IN_FLIGHT) - (old in IN_FLIGHT)
+        was_resolved, is_resolved = old in TERMINAL, status in TERMINAL
+        if was_resolved != is_resolved:
+            for dep in self._dependents[sid]:
+                self._unresolved[dep] += -1 if is_resolved else 1
+        for touched in (sid, *self._dependents[sid]):
+            if self._wants_decision(touched):
+                self._frontier.add(touched)
+            else:
+                self._frontier.discard(touched)
+
+    def _wants_decision(self, sid: str) -> bool:
+        status = self.steps[sid].status
+        if status in ("attempt_failed", "unknown", "retry_wait"):
+            return True
+        if status != "pending":
+            return False
+        needs = self.plan.steps[self._order[sid]].needs
+        return self._unresolved[sid] == 0 or any(self.blocking_root(n) for n in needs)
+
+    # --- queries the decider and the report share ---------------------------------
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def frontier(self) -> list[str]:
+        """Steps that want a decision now, in plan order."""
+        return sorted(self._frontier, key=self._order.__getitem__)
+
+    def step_spec(self, sid: str) -> Step:
+        return self.plan.steps[self._order[sid]]
+
+    def need_is_met(self, need: str) -> bool:
+        """A need is met when it succeeded, a human skipped it, or it is optional and done."""
+        st = self.steps[need]
+        if st.status in ("succeeded", "skipped"):
+            return True
+        return self.step_spec(need).optional and st.status in ("failed", "blocked")
+
+    def blocking_root(self, need: str) -> str | None:
+        """The failed step that makes ``need`` unmeetable for good, or None."""
+        st = self.steps[need]
+        if st.status == "failed" and not self.step_spec(need).optional:
+            return need
+        if st.status == "blocked" and not self.step_spec(need).optional:
+            return st.blocked_by
+        return None
+
+
+def _attempt_error(error: str | None, status: str, checks: Iterable[CheckResult]) -> str:
+    if error:
+        return error
+    failed = [c for c in checks if not c.passed]
+    if status == "ok" and failed:
+        c = failed[0]
+        return f"check failed: {c.check}: expected {c.expected}, got {c.actual}"
+    return f"action {status}"
+
+
+def fold(events: Iterable[AnyEvent]) -> RunState:
+    """Build a run's state from its full event stream (first event: ``run_created``)."""
+    it = iter(events)
+    first = next(it)
+    if not isinstance(first, RunCreated):
+        raise ValueError(f"a run must begin with run_created, not {first.kind}")
+    state = RunState.from_created(first)
+    for event in it:
+        state.apply(event)
+    return state

@@ -1,0 +1,138 @@
+"""The store interface every backend implements (and the conformance suite checks).
+
+A store keeps, per run: the append-only event stream, the latest state snapshot, a
+status row for listings, the lease that says which process drives the run, and a
+queue of human requests (retry, skip) that the driving process turns into events.
+
+Writes are fenced: ``append`` takes the lease token and refuses it if another process
+has since taken the lease, so a stalled old owner cannot corrupt a run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from trestle.events import AnyEvent, RunCreated, StoredEvent
+
+RequestKind = Literal["retry", "skip"]
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One line of ``trestle runs``: kept current in the same transaction as events."""
+
+    run_id: str
+    goal: str
+    plan_path: str | None
+    workspace: str
+    status: str
+    created_at: float
+    updated_at: float
+    last_seq: int
+    summary: str  # JSON counts by step status
+
+
+@dataclass(frozen=True)
+class Request:
+    """A human's decision on a step, waiting to be recorded by the run's driver."""
+
+    id: int
+    run_id: str
+    kind: RequestKind
+    step: str
+    reason: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Who holds a lease: a name for messages, and the pid/host to tell if it died."""
+
+    name: str
+    pid: int
+    host: str
+
+
+@dataclass(frozen=True)
+class Lease:
+    owner: Owner
+    token: int
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    seq: int
+    state_json: str
+
+
+@dataclass(frozen=True)
+class Appended:
+    """One batch for ``append``: events numbered from ``first_seq``, all or nothing."""
+
+    events: Sequence[AnyEvent]
+    first_seq: int
+    status: str
+    summary: str
+    snapshot: Snapshot | None = None
+    consumed_requests: Sequence[int] = ()
+
+
+class Store(Protocol):
+    def create_run(self, event: RunCreated, *, summary: str) -> None:
+        """Record a run's first event (seq 1) and its listing row."""
+        ...
+
+    def append(self, run_id: str, batch: Appended, *, token: int) -> None:
+        """Commit a batch atomically; raise LeaseLostError if ``token`` is stale."""
+        ...
+
+    def events(self, run_id: str, after: int = 0) -> list[StoredEvent]:
+        """Events with seq > ``after``, in order; UnknownRunError if no such run."""
+        ...
+
+    def snapshot(self, run_id: str) -> Snapshot | None: ...
+
+    def run(self, run_id: str) -> RunRow:
+        """The run's listing row; UnknownRunError (with a did-you-mean) if absent."""
+        ...
+
+    def runs(self) -> list[RunRow]:
+        """All runs, newest first."""
+        ...
+
+    def acquire_lease(self, run_id: str, owner: Owner, *, ttl: float, now: float) -> Lease:
+        """Take the lease if free, expired, or held by a dead process; else LeaseHeldError."""
+        ...
+
+    def renew_lease(self, run_id: str, token: int, *, ttl: float, now: float) -> None: ...
+
+    def release_lease(self, run_id: str, token: int) -> None: ...
+
+    def lease(self, run_id: str) -> Lease | None: ...
+
+    def add_request(
+        self, run_id: str, kind: RequestKind, step: str, reason: str, *, now: float
+    ) -> int: ...
+
+    def pending_requests(self, run_id: str) -> list[Request]: ...
+
+    def close(self) -> None: ...
+
+
+def owner_is_alive(owner: Owner) -> bool:
+    """False only when we can tell the holder died: same host, and no such process."""
+    import os
+    import socket
+
+    if owner.host != socket.gethostname():
+        return True
+    try:
+        os.kill(owner.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,129 @@
+"""An in-memory store for tests and embedding: same contract as SQLite, no durability."""
+
+from __future__ import annotations
+
+import difflib
+import threading
+from dataclasses import replace
+
+from trestle.errors import LeaseHeldError, LeaseLostError, UnknownRunError
+from trestle.events import RunCreated, StoredEvent
+from trestle.store.base import (
+    Appended,
+    Lease,
+    Owner,
+    Request,
+    RequestKind,
+    RunRow,
+    Snapshot,
+    owner_is_alive,
+)
+
+
+class InMemoryStore:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runs: dict[str, RunRow] = {}
+        self._events: dict[str, list[StoredEvent]] = {}
+        self._snapshots: dict[str, Snapshot] = {}
+        self._leases: dict[str, Lease] = {}
+        self._requests: list[tuple[Request, bool]] = []
+
+    def create_run(self, event: RunCreated, *, summary: str) -> None:
+        with self._lock:
+            if event.run_id in self._runs:
+                raise ValueError(f"run {event.run_id!r} exists")
+            self._runs[event.run_id] = RunRow(
+                run_id=event.run_id, goal=event.plan.goal, plan_path=event.plan_path,
+                workspace=event.workspace, status="created", created_at=event.at,
+                updated_at=event.at, last_seq=1, summary=summary,
+            )
+            self._events[event.run_id] = [StoredEvent(run_id=event.run_id, seq=1, event=event)]
+
+    def append(self, run_id: str, batch: Appended, *, token: int) -> None:
+        with self._lock:
+            lease = self._leases.get(run_id)
+            if lease is None or lease.token != token:
+                raise LeaseLostError(
+                    f"run {run_id!r}: another process took over the run; this one stops"
+                )
+            stream = self._events[run_id]
+            if stream[-1].seq + 1 != batch.first_seq:
+                raise ValueError(f"run {run_id!r}: seq {batch.first_seq} out of order")
+            stream += [
+                StoredEvent(run_id=run_id, seq=seq, event=e)
+                for seq, e in enumerate(batch.events, start=batch.first_seq)
+            ]
+            row = self._runs[run_id]
+            self._runs[run_id] = replace(
+                row, status=batch.status, last_seq=stream[-1].seq, summary=batch.summary,
+                updated_at=batch.events[-1].at if batch.events else row.updated_at,
+            )
+            if batch.snapshot is not None:
+                self._snapshots[run_id] = batch.snapshot
+            consumed = set(batch.consumed_requests)
+            self._requests = [(r, done or r.id in consumed) for r, done in self._requests]
+
+    def events(self, run_id: str, after: int = 0) -> list[StoredEvent]:
+        self.run(run_id)
+        with self._lock:
+            return [e for e in self._events[run_id] if e.seq > after]
+
+    def snapshot(self, run_id: str) -> Snapshot | None:
+        return self._snapshots.get(run_id)
+
+    def run(self, run_id: str) -> RunRow:
+        try:
+            return self._runs[run_id]
+        except KeyError:
+            close = difflib.get_close_matches(run_id, list(self._runs), n=1, cutoff=0.5)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UnknownRunError(f"no run {run_id!r} in memory{hint}") from None
+
+    def runs(self) -> list[RunRow]:
+        return sorted(self._runs.values(), key=lambda r: r.created_at, reverse=True)
+
+    def acquire_lease(self, run_id: str, owner: Owner, *, ttl: float, now: float) -> Lease:
+        with self._lock:
+            held = self._leases.get(run_id)
+            if held is not None and held.expires_at > now and owner_is_alive(held.owner):
+                raise LeaseHeldError(
+                    f"run {run_id!r} is being driven by {held.owner.name} "
+                    f"(pid {held.owner.pid} on {held.owner.host})"
+                )
+            lease = Lease(owner=owner, token=(held.token + 1) if held else 1,
+                          expires_at=now + ttl)
+            self._leases[run_id] = lease
+            return lease
+
+    def renew_lease(self, run_id: str, token: int, *, ttl: float, now: float) -> None:
+        with self._lock:
+            held = self._leases.get(run_id)
+            if held is None or held.token != token:
+                raise LeaseLostError(f"run {run_id!r}: lease lost to another process")
+            self._leases[run_id] = replace(held, expires_at=now + ttl)
+
+    def release_lease(self, run_id: str, token: int) -> None:
+        with self._lock:
+            held = self._leases.get(run_id)
+            if held is not None and held.token == token:
+                self._leases[run_id] = replace(held, expires_at=0.0)
+
+    def lease(self, run_id: str) -> Lease | None:
+        return self._leases.get(run_id)
+
+    def add_request(
+        self, run_id: str, kind: RequestKind, step: str, reason: str, *, now: float
+    ) -> int:
+        self.run(run_id)
+        with self._lock:
+            request = Request(id=len(self._requests) + 1, run_id=run_id, kind=kind, step=step,
+                              reason=reason, created_at=now)
+            self._requests.append((request, False))
+            return request.id
+
+    def pending_requests(self, run_id: str) -> list[Request]:
+        return [r for r, done in self._requests if r.run_id == run_id and not done]
+
+    def close(self) -> None:
+        pass
