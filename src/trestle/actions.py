@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trestle.events import ActionResult
-from trestle.planfile import resolve_callable
 from trestle.plan import Step
+from trestle.planfile import resolve_callable
 
 OUTPUT_LIMIT = 8_000  # characters kept of a command's output: head and tail
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL on timeout
@@ -62,8 +62,12 @@ async def run_shell(
     started = time.monotonic()
     try:
         proc = await asyncio.create_subprocess_shell(
-            command, cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            command,
+            cwd=cwd,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
         )
     except OSError as exc:
@@ -74,7 +78,9 @@ async def run_shell(
         await _kill_group(proc)
         partial = await _drain(proc)
         return ActionResult(
-            status="timeout", exit_code=proc.returncode, output=cap_output(partial),
+            status="timeout",
+            exit_code=proc.returncode,
+            output=cap_output(partial),
             error=f"timed out after {timeout:g}s; killed its process group",
             duration=time.monotonic() - started,
         )
@@ -84,8 +90,11 @@ async def run_shell(
     text = out.decode("utf-8", errors="replace")
     code = proc.returncode
     return ActionResult(
-        status="ok" if code == 0 else "failed", exit_code=code, output=cap_output(text),
-        error=None if code == 0 else f"exit code {code}", duration=time.monotonic() - started,
+        status="ok" if code == 0 else "failed",
+        exit_code=code,
+        output=cap_output(text),
+        error=None if code == 0 else f"exit code {code}",
+        duration=time.monotonic() - started,
     )
 
 
@@ -135,8 +144,11 @@ def _write_file(workspace: Path, relative: str, content: str) -> ActionResult:
         os.replace(tmp, target)  # atomic: readers never see half a file
     except (OSError, ValueError) as exc:
         return ActionResult(status="error", error=str(exc))
-    return ActionResult(status="ok", output=f"wrote {len(content)} characters to {relative}",
-                        duration=time.monotonic() - started)
+    return ActionResult(
+        status="ok",
+        output=f"wrote {len(content)} characters to {relative}",
+        duration=time.monotonic() - started,
+    )
 
 
 async def call_python(ref: str, ctx: StepContext, timeout: float | None) -> ActionResult:
@@ -153,16 +165,23 @@ async def call_python(ref: str, ctx: StepContext, timeout: float | None) -> Acti
         else:
             result = await asyncio.wait_for(asyncio.to_thread(fn, ctx), timeout)
     except TimeoutError:
-        return ActionResult(status="timeout", error=f"timed out after {timeout:g}s",
-                            duration=time.monotonic() - started)
+        return ActionResult(
+            status="timeout",
+            error=f"timed out after {timeout:g}s",
+            duration=time.monotonic() - started,
+        )
     except Exception as exc:
-        return ActionResult(status="error", error=f"{type(exc).__name__}: {exc}",
-                            duration=time.monotonic() - started)
+        return ActionResult(
+            status="error",
+            error=f"{type(exc).__name__}: {exc}",
+            duration=time.monotonic() - started,
+        )
     ok = result is not False
     return ActionResult(
         status="ok" if ok else "failed",
         output=cap_output("" if result in (None, True, False) else str(result)),
-        error=None if ok else f"{ref} returned False", duration=time.monotonic() - started,
+        error=None if ok else f"{ref} returned False",
+        duration=time.monotonic() - started,
     )
 
 
@@ -172,7 +191,8 @@ async def perform(step: Step, ctx: StepContext) -> ActionResult:
         env = step_env(ctx, step.env)
         return await run_shell(step.run, cwd=ctx.workspace, env=env, timeout=step.timeout)
     if step.write is not None:
-        return await asyncio.to_thread(_write_file, ctx.workspace, step.write.path,
-                                       step.write.content)
+        return await asyncio.to_thread(
+            _write_file, ctx.workspace, step.write.path, step.write.content
+        )
     assert step.python is not None
     return await call_python(step.python, ctx, step.timeout)

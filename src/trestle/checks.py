@@ -29,25 +29,33 @@ async def run_check(check: Check, ctx: StepContext, env: dict[str, str]) -> Chec
     match check:
         case CommandCheck(command=cmd, timeout=timeout):
             result = await run_shell(cmd, cwd=ctx.workspace, env=env, timeout=timeout)
-            actual = f"exit {result.exit_code}" if result.status in ("ok", "failed") else (
-                result.error or result.status
+            actual = (
+                f"exit {result.exit_code}"
+                if result.status in ("ok", "failed")
+                else (result.error or result.status)
             )
             tail = result.output.strip()[-ACTUAL_LIMIT:]
             if result.status != "ok" and tail:
                 actual += f": {tail}"
-            return CheckResult(check=what, expected="exit 0", actual=actual,
-                               passed=result.status == "ok")
+            return CheckResult(
+                check=what, expected="exit 0", actual=actual, passed=result.status == "ok"
+            )
         case FileExistsCheck(file_exists=path):
             found = await asyncio.to_thread(_exists, ctx, path)
-            return CheckResult(check=what, expected="exists", actual=found,
-                               passed=found == "exists")
+            return CheckResult(
+                check=what, expected="exists", actual=found, passed=found == "exists"
+            )
         case FileContainsCheck():
             return await asyncio.to_thread(_contains, ctx, check, what)
         case CallableCheck(python=ref):
             result = await call_python(ref, ctx, timeout=None)
             actual = result.error or result.output or "true"
-            return CheckResult(check=what, expected="true", actual=actual[:ACTUAL_LIMIT],
-                               passed=result.status == "ok")
+            return CheckResult(
+                check=what,
+                expected="true",
+                actual=actual[:ACTUAL_LIMIT],
+                passed=result.status == "ok",
+            )
     raise AssertionError(f"unhandled check {check!r}")  # pragma: no cover
 
 
@@ -63,8 +71,7 @@ def _contains(ctx: StepContext, check: FileContainsCheck, what: str) -> CheckRes
     try:
         text = jailed(ctx.workspace, check.file_contains).read_text("utf-8", errors="replace")
     except (OSError, ValueError) as exc:
-        return CheckResult(check=what, expected=expected, actual=f"unreadable: {exc}",
-                           passed=False)
+        return CheckResult(check=what, expected=expected, actual=f"unreadable: {exc}", passed=False)
     if check.text is not None:
         passed = check.text in text
     else:

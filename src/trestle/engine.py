@@ -104,20 +104,19 @@ class LocalEngine:
             state = await self._store(load_state, self.store, run_id)
             last_snapshot = state.seq
             inbound: list[AnyEvent] = []
-            if state.finished is not None:
-                if not await self._store(self.store.pending_requests, run_id):
-                    return  # nothing to do, and nothing worth recording
+            finished = state.finished is not None
+            if finished and not await self._store(self.store.pending_requests, run_id):
+                return  # nothing to do, and nothing worth recording
             if state.seq > 1:
                 inbound.append(RunResumed(at=self.clock(), owner=self.owner.name))
             next_poll = 0.0
             while True:
-                consumed: list[int] = []
+                requests: list[Request] = []
                 if self.clock() >= next_poll:
                     requests = await self._store(self.store.pending_requests, run_id)
-                    inbound += _requests_as_events(state, requests, self.clock())
-                    consumed = [r.id for r in requests]
                     next_poll = self.clock() + self.poll_interval
-                batch = self._advance(state, inbound)
+                batch = self._advance(state, inbound, requests)
+                consumed = [r.id for r in requests]
                 inbound = []
                 if batch or consumed:
                     snapshot = None
@@ -126,8 +125,11 @@ class LocalEngine:
                         last_snapshot = state.seq
                     first = state.seq - len(batch) + 1
                     appended = Appended(
-                        events=batch, first_seq=first, status=state.finished or "running",
-                        summary=summary_json(state), snapshot=snapshot,
+                        events=batch,
+                        first_seq=first,
+                        status=state.finished or "running",
+                        summary=summary_json(state),
+                        snapshot=snapshot,
                         consumed_requests=consumed,
                     )
                     if keeper.done():
@@ -154,12 +156,20 @@ class LocalEngine:
             except (asyncio.CancelledError, LeaseLostError):
                 pass
 
-    def _advance(self, state: RunState, inbound: list[AnyEvent]) -> list[AnyEvent]:
-        """Apply what came in, then the decider's answers, until it has none."""
+    def _advance(
+        self, state: RunState, inbound: list[AnyEvent], requests: list[Request]
+    ) -> list[AnyEvent]:
+        """Apply what came in, then human requests, then the decider's answers."""
         batch: list[AnyEvent] = []
         for event in inbound:
             state.apply(event)
             batch.append(event)
+        for request in requests:
+            # judged one at a time: an earlier request may change what a later one means
+            decision = _request_as_event(state, request, self.clock())
+            if decision is not None:
+                state.apply(decision)
+                batch.append(decision)
         while decided := decide(state, self.clock()):
             for event in decided:
                 state.apply(event)
@@ -200,16 +210,23 @@ class LocalEngine:
 
     def _context(self, state: RunState, sid: str, attempt: int, key: str) -> StepContext:
         plan_dir = Path(state.plan_path).parent if state.plan_path else Path(state.workspace)
-        return StepContext(run_id=state.run_id, step_id=sid, attempt=attempt, key=key,
-                           workspace=Path(state.workspace), plan_dir=plan_dir)
+        return StepContext(
+            run_id=state.run_id,
+            step_id=sid,
+            attempt=attempt,
+            key=key,
+            workspace=Path(state.workspace),
+            plan_dir=plan_dir,
+        )
 
     async def _attempt(self, state: RunState, sid: str, ctx: StepContext) -> AnyEvent:
         step = state.step_spec(sid)
         action = await perform(step, ctx)
         checks = await run_checks(step, ctx) if action.status == "ok" else ()
         ok = action.status == "ok" and all(c.passed for c in checks)
-        return StepAttemptEnded(at=self.clock(), step=sid, attempt=ctx.attempt, ok=ok,
-                                action=action, checks=checks)
+        return StepAttemptEnded(
+            at=self.clock(), step=sid, attempt=ctx.attempt, ok=ok, action=action, checks=checks
+        )
 
     async def _probe(self, state: RunState, sid: str, why: str, ctx: StepContext) -> AnyEvent:
         checks = await run_checks(state.step_spec(sid), ctx)
@@ -220,22 +237,21 @@ class LocalEngine:
     async def _keep_lease(self, run_id: str, lease: Lease) -> None:
         while True:
             await asyncio.sleep(self.lease_ttl / 3)
-            await self._store(self.store.renew_lease, run_id, lease.token,
-                              ttl=self.lease_ttl, now=self.clock())
+            await self._store(
+                self.store.renew_lease, run_id, lease.token, ttl=self.lease_ttl, now=self.clock()
+            )
 
     def close(self) -> None:
         self._io.shutdown(wait=True)
 
 
-def _requests_as_events(state: RunState, requests: list[Request], now: float) -> list[AnyEvent]:
-    """Human requests become events, if they still make sense for the current state."""
-    out: list[AnyEvent] = []
-    for r in requests:
-        st = state.steps.get(r.step)
-        if st is None:
-            continue
-        if r.kind == "retry" and st.status in RETRYABLE:
-            out.append(StepReopened(at=now, step=r.step, reason=r.reason, request_id=r.id))
-        elif r.kind == "skip" and st.status in SKIPPABLE:
-            out.append(StepSkipped(at=now, step=r.step, reason=r.reason, request_id=r.id))
-    return out
+def _request_as_event(state: RunState, r: Request, now: float) -> AnyEvent | None:
+    """A human request as an event, if it still makes sense for the current state."""
+    st = state.steps.get(r.step)
+    if st is None:
+        return None
+    if r.kind == "retry" and st.status in RETRYABLE:
+        return StepReopened(at=now, step=r.step, reason=r.reason, request_id=r.id)
+    if r.kind == "skip" and st.status in SKIPPABLE:
+        return StepSkipped(at=now, step=r.step, reason=r.reason, request_id=r.id)
+    return None

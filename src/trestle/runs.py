@@ -8,8 +8,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from trestle.errors import ConfigError, UnknownRunError
-from trestle.events import RunCreated
+from trestle.events import RunCreated, StoredEvent
 from trestle.plan import Plan, did_you_mean
 from trestle.state import RunState
 from trestle.store.base import Request, RequestKind, Store
@@ -81,11 +83,50 @@ def request_decision(
     status = state.steps[step].status
     allowed = RETRYABLE if kind == "retry" else SKIPPABLE
     if status not in allowed:
+        done = "retried" if kind == "retry" else "skipped"
         raise ConfigError(
             f"run {run_id!r}: cannot {kind} step {step!r}: it is {status} "
-            f"(only {', '.join(allowed)} steps can be {'retried' if kind == 'retry' else 'skipped'})"
+            f"(only {', '.join(allowed)} steps can be {done})"
         )
     now = time.time()
     request_id = store.add_request(run_id, kind, step, reason, now=now)
-    return Request(id=request_id, run_id=run_id, kind=kind, step=step, reason=reason,
-                   created_at=now)
+    return Request(
+        id=request_id, run_id=run_id, kind=kind, step=step, reason=reason, created_at=now
+    )
+
+
+class DeadLetter(BaseModel):
+    """A step waiting on a human, with every event that concerns it."""
+
+    run_id: str
+    step: str
+    status: str
+    reason: str | None
+    attempts: int
+    history: list[StoredEvent]
+
+
+def dead_letters(store: Store) -> list[DeadLetter]:
+    """Every open dead-letter entry, across the runs in ``store``."""
+    entries = []
+    for row in store.runs():
+        if row.status not in ("needs_human", "running"):
+            continue
+        state = load_state(store, row.run_id)
+        events = None
+        for sid, st in state.steps.items():
+            if not st.dead_lettered:
+                continue
+            events = events if events is not None else store.events(row.run_id)
+            history = [e for e in events if getattr(e.event, "step", None) == sid]
+            entries.append(
+                DeadLetter(
+                    run_id=row.run_id,
+                    step=sid,
+                    status=st.status,
+                    reason=st.reason,
+                    attempts=st.attempt,
+                    history=history,
+                )
+            )
+    return entries

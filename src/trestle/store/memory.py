@@ -34,9 +34,15 @@ class InMemoryStore:
             if event.run_id in self._runs:
                 raise ValueError(f"run {event.run_id!r} exists")
             self._runs[event.run_id] = RunRow(
-                run_id=event.run_id, goal=event.plan.goal, plan_path=event.plan_path,
-                workspace=event.workspace, status="created", created_at=event.at,
-                updated_at=event.at, last_seq=1, summary=summary,
+                run_id=event.run_id,
+                goal=event.plan.goal,
+                plan_path=event.plan_path,
+                workspace=event.workspace,
+                status="created",
+                created_at=event.at,
+                updated_at=event.at,
+                last_seq=1,
+                summary=summary,
             )
             self._events[event.run_id] = [StoredEvent(run_id=event.run_id, seq=1, event=event)]
 
@@ -56,7 +62,10 @@ class InMemoryStore:
             ]
             row = self._runs[run_id]
             self._runs[run_id] = replace(
-                row, status=batch.status, last_seq=stream[-1].seq, summary=batch.summary,
+                row,
+                status=batch.status,
+                last_seq=stream[-1].seq,
+                summary=batch.summary,
                 updated_at=batch.events[-1].at if batch.events else row.updated_at,
             )
             if batch.snapshot is not None:
@@ -91,8 +100,7 @@ class InMemoryStore:
                     f"run {run_id!r} is being driven by {held.owner.name} "
                     f"(pid {held.owner.pid} on {held.owner.host})"
                 )
-            lease = Lease(owner=owner, token=(held.token + 1) if held else 1,
-                          expires_at=now + ttl)
+            lease = Lease(owner=owner, token=(held.token + 1) if held else 1, expires_at=now + ttl)
             self._leases[run_id] = lease
             return lease
 
@@ -117,8 +125,14 @@ class InMemoryStore:
     ) -> int:
         self.run(run_id)
         with self._lock:
-            request = Request(id=len(self._requests) + 1, run_id=run_id, kind=kind, step=step,
-                              reason=reason, created_at=now)
+            request = Request(
+                id=len(self._requests) + 1,
+                run_id=run_id,
+                kind=kind,
+                step=step,
+                reason=reason,
+                created_at=now,
+            )
             self._requests.append((request, False))
             return request.id
 

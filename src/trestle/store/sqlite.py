@@ -90,7 +90,9 @@ class SqliteStore:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(
-                self.path, timeout=BUSY_RETRY_SECONDS, isolation_level=None,
+                self.path,
+                timeout=BUSY_RETRY_SECONDS,
+                isolation_level=None,
                 check_same_thread=False,
             )
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -150,13 +152,25 @@ class SqliteStore:
         with self._tx() as db:
             db.execute(
                 "INSERT INTO runs VALUES (?, ?, ?, ?, 'created', ?, ?, 1, ?)",
-                (event.run_id, event.plan.goal, event.plan_path, event.workspace,
-                 event.at, event.at, summary),
+                (
+                    event.run_id,
+                    event.plan.goal,
+                    event.plan_path,
+                    event.workspace,
+                    event.at,
+                    event.at,
+                    summary,
+                ),
             )
             db.execute(
                 "INSERT INTO events VALUES (?, 1, ?, ?, ?, ?)",
-                (event.run_id, event.kind, event.v, event.at,
-                 EVENT_ADAPTER.dump_json(event).decode()),
+                (
+                    event.run_id,
+                    event.kind,
+                    event.v,
+                    event.at,
+                    EVENT_ADAPTER.dump_json(event).decode(),
+                ),
             )
 
     def append(self, run_id: str, batch: Appended, *, token: int) -> None:
@@ -193,11 +207,13 @@ class SqliteStore:
         self.run(run_id)
         rows = self._read(
             "SELECT seq, data FROM events WHERE run_id = ? AND seq > ? ORDER BY seq",
-            run_id, after,
+            run_id,
+            after,
         )
         return [
-            StoredEvent(run_id=run_id, seq=int(str(seq)),
-                        event=EVENT_ADAPTER.validate_json(str(data)))
+            StoredEvent(
+                run_id=run_id, seq=int(str(seq)), event=EVENT_ADAPTER.validate_json(str(data))
+            )
             for seq, data in rows
         ]
 
@@ -291,8 +307,14 @@ class SqliteStore:
             run_id,
         )
         return [
-            Request(id=int(str(i)), run_id=str(r), kind="retry" if k == "retry" else "skip",
-                    step=str(s), reason=str(why), created_at=float(str(at)))
+            Request(
+                id=int(str(i)),
+                run_id=str(r),
+                kind="retry" if k == "retry" else "skip",
+                step=str(s),
+                reason=str(why),
+                created_at=float(str(at)),
+            )
             for i, r, k, s, why, at in rows
         ]
 
@@ -304,9 +326,13 @@ class SqliteStore:
 def _run_row(row: tuple[object, ...]) -> RunRow:
     run_id, goal, plan_path, workspace, status, created, updated, last_seq, summary = row
     return RunRow(
-        run_id=str(run_id), goal=str(goal),
+        run_id=str(run_id),
+        goal=str(goal),
         plan_path=None if plan_path is None else str(plan_path),
-        workspace=str(workspace), status=str(status),
-        created_at=float(str(created)), updated_at=float(str(updated)),
-        last_seq=int(str(last_seq)), summary=str(summary),
+        workspace=str(workspace),
+        status=str(status),
+        created_at=float(str(created)),
+        updated_at=float(str(updated)),
+        last_seq=int(str(last_seq)),
+        summary=str(summary),
     )

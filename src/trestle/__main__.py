@@ -1,0 +1,3 @@
+from trestle.cli.app import main
+
+main()

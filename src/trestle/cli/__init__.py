@@ -1,0 +1,1 @@
+"""The ``trestle`` command line."""

@@ -1,0 +1,267 @@
+"""The ``trestle`` command line: a thin sync edge over the engine and the store.
+
+Exit codes: 0 all required steps done; 1 finished with failures (partial completion);
+2 bad input (plan file, arguments, unknown run or step); 3 waiting on a human;
+4 the store cannot be used; 5 another process drives the run; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.live import Live
+
+from trestle.cli.render import (
+    event_line,
+    log_detail,
+    log_table,
+    plan_overview,
+    report_view,
+    runs_table,
+    steps_table,
+)
+from trestle.engine import LocalEngine
+from trestle.errors import TrestleError
+from trestle.planfile import load_plan, plan_json_schema
+from trestle.report import build_report
+from trestle.runs import create_run, dead_letters, load_state, request_decision
+from trestle.state import RunState
+from trestle.store import SqliteStore, Store, default_store_path
+
+app = typer.Typer(
+    name="trestle",
+    help="Run multi-step plans durably: verified steps, retries, crash-safe resume.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+StoreOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--store",
+        help="SQLite store file [default: $TRESTLE_STORE, "
+        "else .trestle/trestle.db in the workspace or current directory]",
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+ReportJson = Annotated[
+    Path | None, typer.Option("--report-json", help="Also write the final report here.")
+]
+RunArg = Annotated[str, typer.Argument(help="Run id (from `trestle runs`).")]
+StepArg = Annotated[str, typer.Argument(help="Step id within the run.")]
+
+
+def _out() -> Console:
+    return Console(highlight=False, soft_wrap=False)
+
+
+def _err() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+@contextmanager
+def _opened(store_path: Path | None, workspace: Path | None = None) -> Iterator[Store]:
+    store = SqliteStore(store_path or default_store_path(workspace))
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+@app.command()
+def run(
+    plan_file: Annotated[Path, typer.Argument(help="The plan file (YAML).")],
+    workspace: Annotated[
+        Path | None,
+        typer.Option("--workspace", "-w", help="Run here instead of the plan's workspace."),
+    ] = None,
+    store: StoreOption = None,
+    report_json: ReportJson = None,
+    live: Annotated[bool, typer.Option(help="Live table on a terminal.")] = True,
+) -> None:
+    """Validate a plan, show it, run it, and report. Prints the run id first."""
+    plan = load_plan(plan_file)
+    ws = workspace if workspace is not None else plan_file.parent / plan.workspace
+    if not ws.is_dir():
+        raise typer.BadParameter(f"workspace {str(ws)!r} is not a directory", param_hint="-w")
+    out = _out()
+    with _opened(store, ws) as st:
+        run_id = create_run(st, plan, workspace=ws, plan_path=plan_file)
+        out.print(f"run {run_id}")
+        out.print(plan_overview(plan, str(plan_file)))
+        _drive(st, run_id, out, report_json, live)
+
+
+@app.command()
+def resume(
+    run_id: RunArg,
+    store: StoreOption = None,
+    report_json: ReportJson = None,
+    live: Annotated[bool, typer.Option(help="Live table on a terminal.")] = True,
+) -> None:
+    """Continue a run: after a crash, an escalation, or a retry/skip decision."""
+    out = _out()
+    with _opened(store) as st:
+        out.print(f"run {run_id}")
+        _drive(st, run_id, out, report_json, live)
+
+
+def _drive(store: Store, run_id: str, out: Console, report_json: Path | None, live: bool) -> None:
+    engine = LocalEngine(store)
+    try:
+        if live and out.is_terminal:
+            asyncio.run(_drive_live(engine, run_id, out))
+        else:
+            asyncio.run(_drive_lines(engine, run_id, out))
+    except KeyboardInterrupt:
+        _err().print(f"interrupted; continue with `trestle resume {run_id}`")
+        raise typer.Exit(130) from None
+    finally:
+        engine.close()
+    report = build_report(load_state(store, run_id))
+    out.print(report_view(report))
+    if report_json is not None:
+        report_json.write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    raise typer.Exit(report.exit_code)
+
+
+async def _drive_lines(engine: LocalEngine, run_id: str, out: Console) -> None:
+    async for stored in engine.drive(run_id):
+        line = event_line(stored)
+        if line is not None:
+            out.print(line, markup=False)
+
+
+async def _drive_live(engine: LocalEngine, run_id: str, out: Console) -> None:
+    state: RunState | None = None
+    with Live(console=out, refresh_per_second=8, transient=True) as view:
+        async for stored in engine.drive(run_id):
+            if state is None:
+                state = load_state(engine.store, run_id)
+            else:
+                state.apply(stored.event, stored.seq)
+            view.update(steps_table(state))
+
+
+@app.command()
+def runs(store: StoreOption = None, as_json: JsonOption = False) -> None:
+    """List runs, newest first."""
+    with _opened(store) as st:
+        rows = st.runs()
+    if as_json:
+        _print_json([{**row.__dict__, "summary": json.loads(row.summary)} for row in rows])
+    else:
+        _out().print(runs_table(rows) if rows else "no runs yet")
+
+
+@app.command()
+def show(run_id: RunArg, store: StoreOption = None, as_json: JsonOption = False) -> None:
+    """A run's state and report."""
+    with _opened(store) as st:
+        state = load_state(st, run_id)
+    report = build_report(state)
+    if as_json:
+        _print_json(report.model_dump(mode="json"))
+        return
+    out = _out()
+    if state.finished is None:
+        out.print(steps_table(state))
+    out.print(report_view(report))
+
+
+@app.command()
+def log(run_id: RunArg, store: StoreOption = None, as_json: JsonOption = False) -> None:
+    """The execution log: every event with step, attempt, time and outcome."""
+    with _opened(store) as st:
+        events = st.events(run_id)
+    if as_json:
+        _print_json([{"seq": e.seq, **e.event.model_dump(mode="json")} for e in events])
+    else:
+        _out().print(log_table(events))
+
+
+@app.command()
+def dlq(store: StoreOption = None, as_json: JsonOption = False) -> None:
+    """Dead-lettered steps across runs: failed after their retries, or escalated."""
+    with _opened(store) as st:
+        entries = dead_letters(st)
+    if as_json:
+        _print_json([entry.model_dump(mode="json") for entry in entries])
+        return
+    out = _out()
+    if not entries:
+        out.print("dead-letter queue is empty")
+    for entry in entries:
+        out.print(f"{entry.run_id} {entry.step} {entry.status}: {entry.reason}", markup=False)
+        for item in entry.history:
+            out.print(f"    #{item.seq} {item.event.kind} {log_detail(item.event)}", markup=False)
+        out.print(
+            f"    resolve: trestle retry {entry.run_id} {entry.step}  |  "
+            f"trestle skip {entry.run_id} {entry.step} --reason ...",
+            markup=False,
+        )
+
+
+@app.command()
+def retry(
+    run_id: RunArg,
+    step: StepArg,
+    reason: Annotated[str, typer.Option(help="Why it is worth another try.")] = "retry requested",
+    store: StoreOption = None,
+) -> None:
+    """Give a failed or escalated step a fresh set of attempts (on the next resume)."""
+    with _opened(store) as st:
+        request_decision(st, run_id, "retry", step, reason)
+    _out().print(f"retry of {step!r} recorded; continue with `trestle resume {run_id}`")
+
+
+@app.command()
+def skip(
+    run_id: RunArg,
+    step: StepArg,
+    reason: Annotated[str, typer.Option(help="Why the step is not needed (recorded).")],
+    store: StoreOption = None,
+) -> None:
+    """Mark a step as not to be run; steps that need it go on without it."""
+    with _opened(store) as st:
+        request_decision(st, run_id, "skip", step, reason)
+    _out().print(f"skip of {step!r} recorded; continue with `trestle resume {run_id}`")
+
+
+@app.command()
+def plan(
+    plan_file: Annotated[Path, typer.Argument(help="The plan file (YAML).")],
+) -> None:
+    """Validate a plan and show its order, parallel waves and critical path."""
+    _out().print(plan_overview(load_plan(plan_file), str(plan_file)))
+
+
+@app.command()
+def schema() -> None:
+    """Print the plan file's JSON Schema."""
+    _print_json(plan_json_schema())
+
+
+def main() -> None:
+    """Entry point: Trestle's own errors become a message and their exit code.
+
+    Typer handles its usage errors itself (exit 2) and ``typer.Exit`` codes.
+    """
+    try:
+        app()
+    except TrestleError as exc:
+        _err().print(f"error: {exc}", markup=False)
+        sys.exit(exc.exit_code)

@@ -1,0 +1,234 @@
+"""Rich renderables for the CLI: the plan overview, live step table, report, log, lists.
+
+Everything here turns data into text; nothing reads the store or the clock, so tests
+render into a fixed-width console and compare text.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from trestle.events import (
+    AnyEvent,
+    RunFinished,
+    StepAttemptEnded,
+    StepBlocked,
+    StepEscalated,
+    StepFailed,
+    StepProbed,
+    StepProbeStarted,
+    StepReopened,
+    StepRetryScheduled,
+    StepSkipped,
+    StepStarted,
+    StoredEvent,
+)
+from trestle.plan import Plan, critical_path, describe_check, topological_order, waves
+from trestle.report import Report
+from trestle.state import RunState
+from trestle.store.base import RunRow
+
+STATUS_STYLE = {
+    "succeeded": "green",
+    "done": "green",
+    "failed": "red",
+    "blocked": "yellow",
+    "escalated": "bold red",
+    "skipped": "magenta",
+    "running": "cyan",
+    "probing": "cyan",
+    "retry_wait": "yellow",
+    "pending": "dim",
+    "never_started": "dim",
+    "unknown": "red",
+    "partial": "yellow",
+    "needs_human": "bold red",
+    "in_progress": "cyan",
+}
+
+
+def styled(status: str) -> Text:
+    return Text(status, style=STATUS_STYLE.get(status, ""))
+
+
+def plan_overview(plan: Plan, source: str) -> RenderableType:
+    """Steps in dependency order, what runs in parallel, the critical path, the flags."""
+    path = critical_path(plan)
+    table = Table(title=f"plan {source}", title_justify="left", expand=False)
+    for col in ("wave", "step", "needs", "action", "flags"):
+        table.add_column(col)
+    wave_of = {sid: i + 1 for i, wave in enumerate(waves(plan)) for sid in wave}
+    for step in topological_order(plan):
+        flags = [
+            f
+            for f, on in (
+                ("irreversible", step.irreversible),
+                ("optional", step.optional),
+                ("critical", step.id in path),
+            )
+            if on
+        ]
+        if step.retries:
+            flags.append(f"retries={step.retries}")
+        table.add_row(
+            str(wave_of[step.id]),
+            step.id,
+            ", ".join(step.needs) or "-",
+            _clip(step.describe_action(), 48),
+            " ".join(flags),
+        )
+    lines: list[RenderableType] = [table]
+    if plan.goal:
+        lines.insert(0, Text(f"goal: {plan.goal}", style="bold"))
+    parallel = [w for w in waves(plan) if len(w) > 1]
+    par = "; ".join(" | ".join(w) for w in parallel) if parallel else "nothing (a chain)"
+    lines.append(Text(f"in parallel: {par}"))
+    lines.append(Text(f"critical path: {' -> '.join(path)} ({len(path)} steps)"))
+    lines.append(Text(f"parallelism limit: {plan.parallelism}"))
+    return Group(*lines)
+
+
+def steps_table(state: RunState) -> Table:
+    """The live view: each step's state and attempt."""
+    table = Table(expand=False)
+    for col in ("step", "state", "attempt", "note"):
+        table.add_column(col)
+    for spec in state.plan.steps:
+        st = state.steps[spec.id]
+        note = st.reason or st.error or ""
+        if st.status == "retry_wait" and st.error:
+            note = f"retrying after: {st.error}"
+        table.add_row(spec.id, styled(st.status), str(st.attempt or "-"), _clip(note, 60))
+    return table
+
+
+def event_line(stored: StoredEvent) -> str | None:
+    """One line of progress for a non-terminal output, or None for quiet events."""
+    e: AnyEvent = stored.event
+    match e:
+        case StepStarted(step=sid, attempt=n):
+            return f"start    {sid} (attempt {n})"
+        case StepAttemptEnded(step=sid, attempt=n, ok=True):
+            return f"done     {sid} (attempt {n})"
+        case StepAttemptEnded(step=sid, attempt=n, ok=False, action=action, checks=checks):
+            failed = next((c for c in checks if not c.passed), None)
+            why = (
+                f"check {failed.check}: expected {failed.expected}, got {failed.actual}"
+                if failed
+                else action.error or action.status
+            )
+            return f"failed   {sid} (attempt {n}): {_clip(why, 100)}"
+        case StepRetryScheduled(step=sid, not_before=t, at=at):
+            return f"retry    {sid} in {max(0.0, t - at):.1f}s"
+        case StepProbeStarted(step=sid, reason=why):
+            return f"probe    {sid} ({why.replace('_', ' ')})"
+        case StepProbed(step=sid, passed=ok):
+            return f"probed   {sid}: checks {'passed' if ok else 'did not pass'}"
+        case StepFailed(step=sid, reason=why, dead_lettered=dlq):
+            return f"FAILED   {sid}: {why}" + (" [dead-letter queue]" if dlq else "")
+        case StepBlocked(step=sid, by=by):
+            return f"blocked  {sid} (needs {by!r}, which failed)"
+        case StepEscalated(step=sid):
+            return f"ESCALATE {sid}: outcome unknown; a human must decide"
+        case StepSkipped(step=sid, reason=why):
+            return f"skipped  {sid}: {why}"
+        case StepReopened(step=sid):
+            return f"reopened {sid} (retry requested)"
+        case RunFinished(status=status):
+            return f"finished {status}"
+    return None
+
+
+def report_view(report: Report) -> RenderableType:
+    table = Table(title=f"run {report.run_id}: {report.status}", title_justify="left")
+    for col in ("step", "result", "attempts", "why"):
+        table.add_column(col)
+    for s in report.steps:
+        label = s.category.replace("_", " ") + (" (optional)" if s.optional else "")
+        table.add_row(
+            s.id,
+            Text(label, style=STATUS_STYLE.get(s.category, "")),
+            str(s.attempts),
+            _clip(s.reason or "", 70),
+        )
+    counts = ", ".join(f"{n} {c.replace('_', ' ')}" for c, n in report.counts.items() if n)
+    parts: list[RenderableType] = [table, Text(f"steps: {counts}")]
+    if report.to_check:
+        parts.append(Text("what a human should check:", style="bold"))
+        parts += [Text(f"  - {item}") for item in report.to_check]
+    return Group(*parts)
+
+
+def log_table(events: list[StoredEvent]) -> Table:
+    table = Table(expand=False)
+    for col in ("seq", "time", "event", "step", "attempt", "detail"):
+        table.add_column(col)
+    for item in events:
+        e = item.event
+        step = getattr(e, "step", "")
+        attempt = getattr(e, "attempt", "")
+        table.add_row(
+            str(item.seq), _clock(e.at, "%H:%M:%S"), e.kind, step, str(attempt), log_detail(e)
+        )
+    return table
+
+
+def log_detail(e: AnyEvent) -> str:
+    """The outcome and every check's expected vs actual, on as few words as possible."""
+    match e:
+        case StepAttemptEnded(ok=ok, action=action, checks=checks):
+            parts = [f"{'ok' if ok else 'failed'}; action {action.status}"]
+            if action.error:
+                parts.append(action.error)
+            parts += [
+                f"{'✓' if c.passed else '✗'} {c.check}: expected {c.expected}, got {c.actual}"
+                for c in checks
+            ]
+            return "; ".join(parts)
+        case StepProbed(passed=ok, checks=checks):
+            return "; ".join(
+                [f"checks {'passed' if ok else 'failed'}"]
+                + [f"{'✓' if c.passed else '✗'} {c.check}: got {c.actual}" for c in checks]
+            )
+        case StepStarted(key=key):
+            return f"key {key}"
+    for field in ("reason", "status", "owner"):
+        value = getattr(e, field, None)
+        if value:
+            return str(value)
+    return ""
+
+
+def runs_table(rows: list[RunRow]) -> Table:
+    table = Table(expand=False)
+    for col in ("run", "status", "steps", "updated", "goal"):
+        table.add_column(col)
+    for r in rows:
+        counts = json.loads(r.summary)
+        steps = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+        table.add_row(
+            r.run_id,
+            styled(r.status),
+            steps,
+            _clock(r.updated_at, "%m-%d %H:%M"),
+            _clip(r.goal, 40),
+        )
+    return table
+
+
+def check_lines(plan: Plan) -> list[str]:
+    return [f"{s.id}: {describe_check(c)}" for s in plan.steps for c in s.verify]
+
+
+def _clock(at: float, fmt: str) -> str:
+    return time.strftime(fmt, time.localtime(at))
+
+
+def _clip(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"

@@ -1,0 +1,144 @@
+"""The run report: what is done, failed, blocked, skipped or never started, and what a
+human should check. Pure: built from run state alone, whatever way the run ended.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel
+
+from trestle.events import CheckResult
+from trestle.state import RunState, StepState
+
+Category = Literal[
+    "done", "failed", "blocked", "skipped", "escalated", "in_progress", "never_started"
+]
+CATEGORIES: tuple[Category, ...] = (
+    "done",
+    "failed",
+    "blocked",
+    "skipped",
+    "escalated",
+    "in_progress",
+    "never_started",
+)
+EXIT_CODES = {"succeeded": 0, "partial": 1, "needs_human": 3, "running": 0}
+
+
+class StepReport(BaseModel):
+    id: str
+    category: Category
+    status: str
+    reason: str | None
+    attempts: int
+    failed_attempts: int
+    optional: bool
+    irreversible: bool
+    dead_lettered: bool
+    blocked_by: str | None
+    error: str | None
+    checks: list[CheckResult]
+
+
+class Report(BaseModel):
+    run_id: str
+    goal: str
+    status: str  # succeeded | partial | needs_human | running
+    exit_code: int
+    counts: dict[str, int]
+    steps: list[StepReport]
+    to_check: list[str]
+
+
+def category(st: StepState) -> Category:
+    match st.status:
+        case "succeeded":
+            return "done"
+        case "failed" | "blocked" | "skipped" | "escalated":
+            return st.status
+        case "pending":
+            return "never_started"
+    return "in_progress"
+
+
+def build_report(state: RunState) -> Report:
+    steps = []
+    for spec in state.plan.steps:
+        st = state.steps[spec.id]
+        steps.append(
+            StepReport(
+                id=spec.id,
+                category=category(st),
+                status=st.status,
+                reason=_reason(state, spec.id),
+                attempts=st.attempt,
+                failed_attempts=st.failed_attempts,
+                optional=spec.optional,
+                irreversible=spec.irreversible,
+                dead_lettered=st.dead_lettered,
+                blocked_by=st.blocked_by,
+                error=st.error,
+                checks=st.checks,
+            )
+        )
+    counts = {c: sum(1 for s in steps if s.category == c) for c in CATEGORIES}
+    status = state.finished or "running"
+    return Report(
+        run_id=state.run_id,
+        goal=state.plan.goal,
+        status=status,
+        exit_code=EXIT_CODES[status],
+        counts=counts,
+        steps=steps,
+        to_check=_to_check(state),
+    )
+
+
+def _reason(state: RunState, sid: str) -> str | None:
+    st = state.steps[sid]
+    if st.status == "pending":
+        waiting = [n for n in state.step_spec(sid).needs if not state.need_is_met(n)]
+        return "waiting for " + ", ".join(map(repr, waiting)) if waiting else "not started"
+    return st.reason or st.error
+
+
+def _to_check(state: RunState) -> list[str]:
+    """Plain sentences, most urgent first, each naming the step and the next command."""
+    run = state.run_id
+    urgent: list[str] = []
+    review: list[str] = []
+    for spec in state.plan.steps:
+        st, sid = state.steps[spec.id], spec.id
+        if st.status == "escalated":
+            urgent.append(
+                f"{sid!r}: {st.reason}. If it took effect: `trestle skip {run} {sid} "
+                f"--reason ...`; if not: `trestle retry {run} {sid}`; then `trestle resume {run}`."
+            )
+        elif st.status == "failed" and st.dead_lettered:
+            urgent.append(
+                f"{sid!r} failed after {st.failed_attempts} attempt(s): {st.error}. Fix the "
+                f"cause, then `trestle retry {run} {sid}` and `trestle resume {run}` "
+                f"(or `trestle skip {run} {sid} --reason ...`)."
+            )
+        elif st.status == "failed" and spec.optional:
+            review.append(f"optional {sid!r} failed: {st.error}.")
+        elif st.status == "failed":
+            urgent.append(f"{sid!r} failed: {st.error}.")
+        elif st.status == "skipped":
+            review.append(
+                f"{sid!r} was skipped by a human ({st.reason}); steps after it "
+                "ran without its work."
+            )
+        elif st.status == "succeeded" and st.succeeded_via == "probe":
+            review.append(
+                f"{sid!r} was marked done because its checks passed ({st.reason}); "
+                "confirm the result."
+            )
+        elif st.status == "succeeded" and spec.irreversible:
+            review.append(
+                f"{sid!r} made an irreversible change ({spec.describe_action()}); review it."
+            )
+        if st.status == "succeeded" and not spec.verify:
+            review.append(f"{sid!r} has no verify checks: only its exit status says it worked.")
+    return urgent + review
