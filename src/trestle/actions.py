@@ -125,10 +125,18 @@ async def _drain(proc: asyncio.subprocess.Process) -> str:
     return data.decode("utf-8", errors="replace")
 
 
-def jailed(workspace: Path, relative: str) -> Path:
-    """Resolve ``relative`` inside ``workspace``; refuse paths that lead outside it."""
+def jailed(workspace: Path, relative: str, *, follow_links: bool = True) -> Path:
+    """Resolve ``relative`` inside ``workspace``; refuse paths that lead outside it.
+
+    Writes follow symlinks (a link must not carry a write out of the workspace).
+    Checks only read, so they jail the path as written: a venv's ``bin/python`` is a
+    link to an interpreter elsewhere, and asking whether it exists is harmless.
+    """
     root = workspace.resolve()
-    target = (root / relative).resolve()
+    if follow_links:
+        target = (root / relative).resolve()
+    else:
+        target = Path(os.path.normpath(root / relative))
     if target != root and root not in target.parents:
         raise ValueError(f"path {relative!r} leads outside the workspace {root}")
     return target

@@ -61,7 +61,8 @@ async def run_check(check: Check, ctx: StepContext, env: dict[str, str]) -> Chec
 
 def _exists(ctx: StepContext, path: str) -> str:
     try:
-        return "exists" if jailed(ctx.workspace, path).exists() else "missing"
+        path_in_ws = jailed(ctx.workspace, path, follow_links=False)
+        return "exists" if path_in_ws.exists() else "missing"
     except ValueError as exc:
         return str(exc)
 
@@ -69,7 +70,8 @@ def _exists(ctx: StepContext, path: str) -> str:
 def _contains(ctx: StepContext, check: FileContainsCheck, what: str) -> CheckResult:
     expected = f"contains {check.text!r}" if check.text is not None else f"matches /{check.regex}/"
     try:
-        text = jailed(ctx.workspace, check.file_contains).read_text("utf-8", errors="replace")
+        path = jailed(ctx.workspace, check.file_contains, follow_links=False)
+        text = path.read_text("utf-8", errors="replace")
     except (OSError, ValueError) as exc:
         return CheckResult(check=what, expected=expected, actual=f"unreadable: {exc}", passed=False)
     if check.text is not None:

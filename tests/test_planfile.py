@@ -1,0 +1,193 @@
+"""Plan files: valid ones load, invalid ones are refused with file, step and field named."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import trestle
+from trestle.errors import PlanError
+from trestle.plan import critical_path, find_cycle, topological_order, waves
+from trestle.planfile import generate_plan_json_schema, load_plan, parse_plan, plan_json_schema
+
+GOOD = """
+goal: build and ship
+parallelism: 4
+steps:
+  - id: build
+    run: make build
+    retries: 2
+    backoff: {initial: 0.5, factor: 3, max: 4}
+    verify:
+      - file_exists: dist/app
+      - file_contains: dist/VERSION
+        regex: '^\\d+\\.\\d+'
+      - command: test -s dist/app
+        timeout: 5
+  - id: config
+    write: {path: app.toml, content: "debug = false\\n"}
+  - id: test
+    needs: [build, config]
+    run: make test
+    timeout: 120
+  - id: lint
+    needs: [build]
+    run: make lint
+    optional: true
+  - id: ship
+    needs: [test]
+    run: ./ship.sh
+    irreversible: true
+"""
+
+
+def problems_of(text: str) -> list[str]:
+    with pytest.raises(PlanError) as info:
+        parse_plan(text, source="plan.yaml")
+    assert str(info.value).startswith("plan.yaml: ")
+    return info.value.problems
+
+
+def test_a_valid_plan_loads_with_its_defaults_and_graph() -> None:
+    plan = parse_plan(GOOD, source="plan.yaml")
+    assert plan.ids == ("build", "config", "test", "lint", "ship")
+    build = plan.step("build")
+    assert build.retries == 2 and len(build.verify) == 3
+    assert [build.backoff.delay(n) for n in (1, 2, 3)] == [0.5, 1.5, 4.0]
+    assert plan.step("config").rerunnable  # writes are idempotent by default
+    assert not plan.step("build").rerunnable  # commands must say so
+    assert not plan.step("ship").rerunnable
+    assert waves(plan) == [["build", "config"], ["test", "lint"], ["ship"]]
+    assert critical_path(plan) == ["build", "test", "ship"]
+    assert [s.id for s in topological_order(plan)] == ["build", "config", "test", "lint", "ship"]
+
+
+def test_load_plan_reads_a_file_and_names_a_missing_one(tmp_path: Path) -> None:
+    path = tmp_path / "plan.yaml"
+    path.write_text(GOOD)
+    assert load_plan(path).goal == "build and ship"
+    with pytest.raises(PlanError, match="file not found"):
+        load_plan(tmp_path / "nope.yaml")
+
+
+def test_yaml_syntax_errors_give_line_and_column() -> None:
+    [problem] = problems_of("steps:\n  - id: a\n    run: [unclosed\n")
+    assert "invalid YAML" in problem and "line " in problem and "column " in problem
+
+
+def test_cycles_are_named_in_run_order() -> None:
+    [problem] = problems_of(
+        "steps:\n"
+        "  - {id: a, run: x, needs: [c]}\n"
+        "  - {id: b, run: x, needs: [a]}\n"
+        "  - {id: c, run: x, needs: [b]}\n"
+    )
+    assert problem == "dependency cycle: a -> b -> c -> a"
+
+
+def test_unknown_and_duplicate_ids_suggest_the_right_one() -> None:
+    problems = problems_of(
+        "steps:\n"
+        "  - {id: build, run: x}\n"
+        "  - {id: build, run: y}\n"
+        "  - {id: test, run: x, needs: [biuld]}\n"
+        "  - {id: self, run: x, needs: [self]}\n"
+    )
+    assert "step 'build': duplicate step id" in problems
+    assert (
+        "step 'test', field 'needs': unknown step 'biuld' (did you mean 'build'?)" in problems
+    )
+    assert "step 'self', field 'needs': a step cannot need itself" in problems
+
+
+@pytest.mark.parametrize(
+    ("step_yaml", "expected"),
+    [
+        ("{id: a}", "step 'a': missing action: give one of 'run', 'write' or 'python'"),
+        ("{id: a, run: x, python: 'm:f'}", "step 'a': give only one action, not 'run' and"),
+        ("{id: a, run: x, retries: many}", "step 'a', field 'retries': Input should be a valid"),
+        ("{id: a, run: x, retries: -1}", "step 'a', field 'retries': Input should be greater"),
+        ("{id: a, run: x, colour: red}", "step 'a', field 'colour': unknown field"),
+        ("{id: 'bad id', run: x}", "step 'bad id', field 'id': String should match pattern"),
+        ("{run: x}", "step #1, field 'id': Field required"),
+        ("{id: a, run: x, timeout: 0}", "step 'a', field 'timeout': Input should be greater"),
+        (
+            "{id: a, run: x, irreversible: true, idempotent: true}",
+            "step 'a': an irreversible step cannot also be idempotent",
+        ),
+        (
+            "{id: a, run: x, verify: [{file_exists: f, command: c}]}",
+            "step 'a', field 'verify[0]': a check needs exactly one of",
+        ),
+        (
+            "{id: a, run: x, verify: [{file_contains: f}]}",
+            "step 'a', field 'verify[0].file_contains': give exactly one of 'text' or 'regex'",
+        ),
+        (
+            "{id: a, run: x, verify: [{file_contains: f, regex: '('}]}",
+            "step 'a', field 'verify[0].file_contains': invalid regex '('",
+        ),
+        ("{id: a, python: 'no colon'}", "step 'a', field 'python': String should match"),
+    ],
+)
+def test_step_problems_name_step_and_field(step_yaml: str, expected: str) -> None:
+    problems = problems_of(f"steps:\n  - {step_yaml}\n")
+    assert any(p.startswith(expected) for p in problems), problems
+
+
+def test_plan_level_problems() -> None:
+    assert problems_of("[1, 2]") == ["the top level must be a mapping with a 'steps' list"]
+    assert any("field 'steps'" in p for p in problems_of("goal: nothing to do\n"))
+    assert any("field 'parallelism'" in p for p in problems_of("parallelism: 0\nsteps: []\n"))
+    assert any("field 'version'" in p for p in problems_of("version: 2\nsteps: [{id: a, run: x}]"))
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    problems = problems_of(
+        "steps:\n  - {id: a, retries: x}\n  - {id: b, run: x, timeout: -1}\n  - {run: y}\n"
+    )
+    assert len(problems) >= 3
+
+
+def test_python_callables_are_resolved_before_anything_runs(tmp_path: Path) -> None:
+    (tmp_path / "hooks.py").write_text("def go(ctx):\n    return True\nVALUE = 3\n")
+    text = "steps:\n  - {id: a, python: 'hooks:go', verify: [{python: 'hooks:go'}]}\n"
+    parse_plan(text, base_dir=tmp_path)
+    problems = problems_of_dir(
+        "steps:\n  - {id: a, python: 'hooks:missing'}\n  - {id: b, python: 'hooks:VALUE'}\n"
+        "  - {id: c, python: 'no_such_module:f'}\n",
+        tmp_path,
+    )
+    assert problems[0].startswith("step 'a', field 'python': cannot load hooks:missing")
+    assert problems[1].startswith("step 'b', field 'python': cannot load hooks:VALUE")
+    assert "No module named 'no_such_module'" in problems[2]
+
+
+def problems_of_dir(text: str, base: Path) -> list[str]:
+    with pytest.raises(PlanError) as info:
+        parse_plan(text, source="plan.yaml", base_dir=base)
+    return info.value.problems
+
+
+def test_find_cycle_on_a_dag_is_none() -> None:
+    assert find_cycle({"a": [], "b": ["a"], "c": ["a", "b"]}) is None
+
+
+def test_the_shipped_json_schema_matches_the_models() -> None:
+    shipped = plan_json_schema()
+    assert shipped == json.loads(json.dumps(generate_plan_json_schema()))
+    assert shipped["title"] == "Trestle plan file"
+
+
+def test_the_public_surface_is_complete_and_sorted() -> None:
+    exported = set(trestle.__all__)
+    assert trestle.__all__ == sorted(trestle.__all__, key=lambda n: (not n.isupper(), n))
+    for name in exported:
+        assert hasattr(trestle, name), name
+    public = {n for n in vars(trestle) if not n.startswith("_") and n[0].isupper()}
+    public_modules = {n for n in vars(trestle) if not n.startswith("_") and n.islower()}
+    assert public - exported == set(), "public classes not in __all__"
+    assert {"decide", "fold", "load_plan", "create_run"} <= exported
+    assert public_modules  # submodules stay importable
