@@ -16,6 +16,7 @@ its tests are all built on that one iterator.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import time
@@ -150,11 +151,10 @@ class LocalEngine:
             if work:
                 await asyncio.gather(*work, return_exceptions=True)
             keeper.cancel()
-            try:
-                await keeper
-                await self._store(self.store.release_lease, run_id, lease.token)
-            except (asyncio.CancelledError, LeaseLostError):
-                pass
+            with contextlib.suppress(asyncio.CancelledError, LeaseLostError):
+                await keeper  # cancellation is the keeper's normal end
+            # a stale token (the lease was lost) makes the release a no-op
+            await self._store(self.store.release_lease, run_id, lease.token)
 
     def _advance(
         self, state: RunState, inbound: list[AnyEvent], requests: list[Request]
@@ -193,8 +193,7 @@ class LocalEngine:
             del work[task]
             results.append(task.result())
         # keep a stable order within one commit: plan order, as the decider sees it
-        order = {s.id: i for i, s in enumerate(state.plan.steps)}
-        results.sort(key=lambda e: order.get(getattr(e, "step", ""), 0))
+        results.sort(key=lambda e: state.position(getattr(e, "step", "")))
         return results
 
     def _dispatch(self, state: RunState, event: AnyEvent) -> asyncio.Task[AnyEvent] | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sized
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
@@ -47,12 +47,23 @@ def parse_plan(text: str, *, source: str = "<plan>", base_dir: Path | None = Non
     try:
         plan = Plan.model_validate(raw)
     except ValidationError as exc:
-        raise PlanError(source, [_locate(err, raw) for err in exc.errors()]) from None
+        errors = [err for err in exc.errors() if not _only_items_failed(err)]
+        raise PlanError(source, [_locate(err, raw) for err in errors]) from None
     problems = graph_problems(plan.steps)
     problems += _unresolvable_callables(plan, base_dir or Path.cwd())
     if problems:
         raise PlanError(source, problems)
     return plan
+
+
+def _only_items_failed(err: Any) -> bool:
+    """pydantic calls a tuple too short when its items fail, though enough were given."""
+    given = err.get("input")
+    return (
+        err["type"] == "too_short"
+        and isinstance(given, Sized)
+        and len(given) >= err.get("ctx", {}).get("min_length", 0)
+    )
 
 
 def _locate(err: Any, raw: dict[str, Any]) -> str:

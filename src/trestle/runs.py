@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections import Counter
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -65,7 +64,7 @@ def load_state(store: Store, run_id: str) -> RunState:
 
 
 def summary_json(state: RunState) -> str:
-    return json.dumps(dict(Counter(st.status for st in state.steps.values())), sort_keys=True)
+    return json.dumps(state.status_counts())
 
 
 RETRYABLE = ("failed", "escalated")

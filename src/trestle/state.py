@@ -8,6 +8,7 @@ latest snapshot plus the events after it, never the whole history.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from typing import Literal
 
@@ -88,6 +89,7 @@ class RunState(BaseModel):
     _unresolved: dict[str, int] = PrivateAttr(default_factory=dict)
     _frontier: set[str] = PrivateAttr(default_factory=set)
     _in_flight: int = PrivateAttr(default=0)
+    _counts: Counter[str] = PrivateAttr(default_factory=Counter)
 
     @classmethod
     def from_created(cls, event: RunCreated) -> RunState:
@@ -118,6 +120,7 @@ class RunState(BaseModel):
             for s in self.plan.steps
         }
         self._in_flight = sum(1 for st in self.steps.values() if st.status in IN_FLIGHT)
+        self._counts = Counter(st.status for st in self.steps.values())
         self._frontier = {sid for sid in self.steps if self._wants_decision(sid)}
 
     # --- the fold -----------------------------------------------------------------
@@ -192,6 +195,7 @@ class RunState(BaseModel):
                 st = self.steps[sid]
                 st.reason, st.dead_lettered = why, False
                 self._set(sid, "skipped")
+                self._unblock(sid)  # a skipped need is met: what it blocked may run
                 self.finished = None
             case StepReopened(step=sid):
                 self._reopen(sid)
@@ -203,12 +207,15 @@ class RunState(BaseModel):
         st.failed_attempts, st.dead_lettered, st.probed = 0, False, False
         st.reason, st.error, st.probe_reason = None, None, None
         self._set(sid, "pending")
-        # steps this one blocked may run again once it succeeds
+        self._unblock(sid)  # steps this one blocked may run again once it succeeds
+        self.finished = None
+
+    def _unblock(self, sid: str) -> None:
+        """Steps blocked by ``sid`` go back to pending; the decider re-judges their needs."""
         for other_id, other in self.steps.items():
             if other.status == "blocked" and other.blocked_by == sid:
                 other.blocked_by, other.reason = None, None
                 self._set(other_id, "pending")
-        self.finished = None
 
     def _set(self, sid: str, status: StepStatus) -> None:
         """Change one step's status, keeping the indexes in step."""
@@ -216,6 +223,8 @@ class RunState(BaseModel):
         old = st.status
         st.status = status
         self._in_flight += (status in IN_FLIGHT) - (old in IN_FLIGHT)
+        self._counts[old] -= 1
+        self._counts[status] += 1
         was_resolved, is_resolved = old in TERMINAL, status in TERMINAL
         if was_resolved != is_resolved:
             for dep in self._dependents[sid]:
@@ -240,6 +249,14 @@ class RunState(BaseModel):
     @property
     def in_flight(self) -> int:
         return self._in_flight
+
+    def status_counts(self) -> dict[str, int]:
+        """How many steps are in each status (statuses with none left out)."""
+        return {status: n for status, n in sorted(self._counts.items()) if n}
+
+    def position(self, sid: str) -> int:
+        """The step's index in the plan: the order every listing and batch uses."""
+        return self._order[sid]
 
     def frontier(self) -> list[str]:
         """Steps that want a decision now, in plan order."""

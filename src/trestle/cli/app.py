@@ -56,8 +56,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 ReportJson = Annotated[
     Path | None, typer.Option("--report-json", help="Also write the final report here.")
 ]
-RunArg = Annotated[str, typer.Argument(help="Run id (from `trestle runs`).")]
-StepArg = Annotated[str, typer.Argument(help="Step id within the run.")]
+RunArg = Annotated[str, typer.Argument(metavar="RUN", help="Run id (from `trestle runs`).")]
+StepArg = Annotated[str, typer.Argument(metavar="STEP", help="Step id within the run.")]
 
 
 def _out() -> Console:
@@ -83,7 +83,7 @@ def _print_json(data: Any) -> None:
 
 @app.command()
 def run(
-    plan_file: Annotated[Path, typer.Argument(help="The plan file (YAML).")],
+    plan_file: Annotated[Path, typer.Argument(metavar="PLAN", help="The plan file (YAML).")],
     workspace: Annotated[
         Path | None,
         typer.Option("--workspace", "-w", help="Run here instead of the plan's workspace."),
@@ -142,7 +142,7 @@ async def _drive_lines(engine: LocalEngine, run_id: str, out: Console) -> None:
     async for stored in engine.drive(run_id):
         line = event_line(stored)
         if line is not None:
-            out.print(line, markup=False)
+            out.print(line, markup=False, soft_wrap=True)
 
 
 async def _drive_live(engine: LocalEngine, run_id: str, out: Console) -> None:
@@ -205,13 +205,19 @@ def dlq(store: StoreOption = None, as_json: JsonOption = False) -> None:
     if not entries:
         out.print("dead-letter queue is empty")
     for entry in entries:
-        out.print(f"{entry.run_id} {entry.step} {entry.status}: {entry.reason}", markup=False)
+        out.print(
+            f"{entry.run_id} {entry.step} {entry.status}: {entry.reason}",
+            markup=False,
+            soft_wrap=True,
+        )
         for item in entry.history:
-            out.print(f"    #{item.seq} {item.event.kind} {log_detail(item.event)}", markup=False)
+            line = f"    #{item.seq} {item.event.kind} {log_detail(item.event)}"
+            out.print(line, markup=False, soft_wrap=True)
         out.print(
             f"    resolve: trestle retry {entry.run_id} {entry.step}  |  "
             f"trestle skip {entry.run_id} {entry.step} --reason ...",
             markup=False,
+            soft_wrap=True,
         )
 
 
@@ -243,7 +249,7 @@ def skip(
 
 @app.command()
 def plan(
-    plan_file: Annotated[Path, typer.Argument(help="The plan file (YAML).")],
+    plan_file: Annotated[Path, typer.Argument(metavar="PLAN", help="The plan file (YAML).")],
 ) -> None:
     """Validate a plan and show its order, parallel waves and critical path."""
     _out().print(plan_overview(load_plan(plan_file), str(plan_file)))

@@ -1,0 +1,848 @@
+"""The command line end to end, and its renderers as text at a fixed width.
+
+The first part runs the real console script (``python -m trestle``) in subprocesses on
+real plan files, real shell commands and a fresh SQLite store per test, and checks
+stdout, stderr, exit codes and the JSON outputs. The second part renders the CLI's
+views from hand-written events into a 100-column console and compares the text.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import selectors
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console, RenderableType
+
+from trestle.cli.render import log_table, plan_overview, report_view, runs_table
+from trestle.events import (
+    ActionResult,
+    AnyEvent,
+    CheckResult,
+    RunCreated,
+    RunFinished,
+    StepAttemptEnded,
+    StepBlocked,
+    StepFailed,
+    StepRetryScheduled,
+    StepStarted,
+    StoredEvent,
+)
+from trestle.planfile import parse_plan
+from trestle.report import CATEGORIES, build_report
+from trestle.state import fold
+from trestle.store.base import RunRow
+
+RUN_LINE = re.compile(r"run (\d{8}-\d{6}-[0-9a-f]{4})")
+
+# --- driving the real console script ---------------------------------------------------
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """The caller's environment at a fixed width, without colour or a store override."""
+    env = {k: v for k, v in os.environ.items() if k != "TRESTLE_STORE"}
+    env.update(COLUMNS="100", NO_COLOR="1", TERM="dumb")
+    env.update(extra)
+    return env
+
+
+def flat(text: str) -> str:
+    """Messages wrapped at 100 columns, joined back into one line."""
+    return " ".join(text.split())
+
+
+def rstripped(text: str) -> str:
+    """Rich pads table titles to the table's width; compare without trailing blanks."""
+    return "\n".join(line.rstrip() for line in text.splitlines())
+
+
+@dataclass(frozen=True)
+class Cli:
+    """``trestle`` run in ``dir`` with ``$TRESTLE_STORE`` pointing at ``store``."""
+
+    dir: Path
+    store: Path
+
+    def argv(self, *args: str | Path) -> list[str]:
+        return [sys.executable, "-m", "trestle", *map(str, args)]
+
+    def env(self) -> dict[str, str]:
+        return cli_env(TRESTLE_STORE=str(self.store))
+
+    def __call__(self, *args: str | Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            self.argv(*args),
+            cwd=self.dir,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    def json(self, *args: str | Path) -> Any:
+        """Run a command with ``--json``; it must succeed."""
+        result = self(*args, "--json")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    def write(self, name: str, text: str) -> Path:
+        path = self.dir / name
+        path.write_text(textwrap.dedent(text), encoding="utf-8")
+        return path
+
+
+def table_rows(text: str) -> list[list[str]]:
+    """The cells of each table row's first line in ``text`` (long cells wrap onto lines
+    whose first cell is empty; those are left out)."""
+    rows = [
+        [cell.strip() for cell in line.strip().strip("│").split("│")]
+        for line in text.splitlines()
+        if line.startswith("│")
+    ]
+    return [row for row in rows if row[0]]
+
+
+def run_id_of(result: subprocess.CompletedProcess[str]) -> str:
+    first = result.stdout.splitlines()[0]
+    match = RUN_LINE.fullmatch(first)
+    assert match, f"first line is not `run <id>`: {first!r}"
+    return match.group(1)
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    return Cli(tmp_path, tmp_path / "t.db")
+
+
+# A plan written out of dependency order, with a write, an optional and an irreversible step.
+SHIP_PLAN = """\
+    goal: build and ship
+    steps:
+      - id: deploy
+        needs: [build, lint]
+        run: echo deployed >> deploys.log
+        irreversible: true
+      - id: build
+        needs: [fetch]
+        run: echo built > out.txt
+        retries: 1
+        verify:
+          - file_contains: out.txt
+            text: built
+      - id: lint
+        run: "true"
+        optional: true
+      - id: fetch
+        write: {path: src/main.txt, content: "hello\\n"}
+        verify:
+          - file_exists: src/main.txt
+"""
+
+SHIP_OVERVIEW = """\
+goal: build and ship
+plan plan.yaml
+┏━━━━━━┳━━━━━━━━┳━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━━━━┓
+┃ wave ┃ step   ┃ needs       ┃ action                       ┃ flags                 ┃
+┡━━━━━━╇━━━━━━━━╇━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━━━━━┩
+│ 1    │ lint   │ -           │ true                         │ optional              │
+│ 1    │ fetch  │ -           │ write src/main.txt           │ critical              │
+│ 2    │ build  │ fetch       │ echo built > out.txt         │ critical retries=1    │
+│ 3    │ deploy │ build, lint │ echo deployed >> deploys.log │ irreversible critical │
+└──────┴────────┴─────────────┴──────────────────────────────┴───────────────────────┘
+in parallel: lint | fetch
+critical path: fetch -> build -> deploy (3 steps)
+parallelism limit: 32"""
+
+# 'build' does its work but its check fails until go.txt exists: two attempts, then
+# the dead-letter queue; 'test' is blocked behind it.
+STUCK_PLAN = """\
+    goal: wait for the go-ahead
+    steps:
+      - id: build
+        run: echo building
+        retries: 1
+        backoff: {initial: 0}
+        verify:
+          - file_exists: go.txt
+      - id: test
+        needs: [build]
+        run: "true"
+"""
+STUCK_REASON = (
+    "failed 2 of 2 attempts; last: check failed: go.txt exists: expected exists, got missing"
+)
+
+
+# --- trestle run -----------------------------------------------------------------------
+
+
+def test_run_prints_its_id_the_plan_progress_and_the_report(cli: Cli) -> None:
+    cli.write("plan.yaml", SHIP_PLAN)
+
+    result = cli("run", "plan.yaml", "--report-json", "report.json")
+
+    assert result.returncode == 0, result.stderr
+    run_id = run_id_of(result)
+    out = rstripped(result.stdout)
+    assert out.startswith(f"run {run_id}\n{SHIP_OVERVIEW}\n")
+    progress = set(out.splitlines())
+    for sid in ("lint", "fetch", "build", "deploy"):
+        assert f"done     {sid} (attempt 1)" in progress
+    assert "finished succeeded" in progress
+    report = out[out.index(f"run {run_id}: succeeded") :]
+    assert table_rows(report) == [
+        ["deploy", "done", "1", "action succeeded"],
+        ["build", "done", "1", "verified"],
+        ["lint", "done (optional)", "1", "action succeeded"],
+        ["fetch", "done", "1", "verified"],
+    ]
+    assert "\nsteps: 4 done\n" in report
+    assert (
+        "  - 'deploy' made an irreversible change (echo deployed >> deploys.log); review it."
+        in (report)
+    )
+    assert (cli.dir / "src" / "main.txt").read_text() == "hello\n"
+    assert (cli.dir / "deploys.log").read_text() == "deployed\n"
+
+    data = json.loads((cli.dir / "report.json").read_text())
+    assert data["run_id"] == run_id
+    assert data["status"] == "succeeded"
+    assert data["exit_code"] == 0
+    assert data["counts"] == dict.fromkeys(CATEGORIES, 0) | {"done": 4}
+    by_id = {s["id"]: s for s in data["steps"]}
+    assert [s["id"] for s in data["steps"]] == ["deploy", "build", "lint", "fetch"]
+    assert {s["category"] for s in data["steps"]} == {"done"}
+    assert by_id["build"]["reason"] == "verified"
+    assert by_id["build"]["checks"] == [
+        {
+            "check": "out.txt contains 'built'",
+            "expected": "contains 'built'",
+            "actual": "found",
+            "passed": True,
+        }
+    ]
+    assert by_id["deploy"]["irreversible"] and by_id["lint"]["optional"]
+    assert data["to_check"][0].startswith("'deploy' made an irreversible change")
+
+
+def test_plan_shows_the_overview_without_creating_a_store(cli: Cli) -> None:
+    cli.write("plan.yaml", SHIP_PLAN)
+
+    result = cli("plan", "plan.yaml")
+
+    assert result.returncode == 0, result.stderr
+    assert rstripped(result.stdout) == SHIP_OVERVIEW
+    assert not cli.store.exists()
+    assert not (cli.dir / ".trestle").exists()
+
+
+def test_schema_is_the_plan_file_json_schema(cli: Cli) -> None:
+    result = cli("schema")
+
+    assert result.returncode == 0, result.stderr
+    schema = json.loads(result.stdout)
+    assert schema["title"] == "Trestle plan file"
+    assert "steps" in schema["properties"]
+
+
+def test_a_required_failure_without_escalation_is_partial(cli: Cli) -> None:
+    cli.write(
+        "plan.yaml",
+        """\
+        escalate: false
+        steps:
+          - id: build
+            run: echo broken >&2; exit 1
+          - id: test
+            needs: [build]
+            run: "true"
+          - id: docs
+            run: "true"
+        """,
+    )
+
+    result = cli("run", "plan.yaml", "--report-json", "report.json")
+
+    assert result.returncode == 1, result.stderr
+    out = rstripped(result.stdout)
+    assert "FAILED   build: failed 1 of 1 attempts; last: exit code 1" in out.splitlines()
+    assert "\nsteps: 1 done, 1 failed, 1 blocked\n" in out
+    data = json.loads((cli.dir / "report.json").read_text())
+    assert data["status"] == "partial"
+    assert data["counts"] == dict.fromkeys(CATEGORIES, 0) | {"done": 1, "failed": 1, "blocked": 1}
+    by_id = {s["id"]: s for s in data["steps"]}
+    assert by_id["build"]["category"] == "failed"
+    assert not by_id["build"]["dead_lettered"]
+    assert by_id["test"]["category"] == "blocked"
+    assert by_id["test"]["reason"] == "needs 'build', which failed"
+    assert data["to_check"][0] == "'build' failed: exit code 1."
+    assert cli.json("dlq") == []
+
+
+def test_an_optional_failure_alone_still_succeeds(cli: Cli) -> None:
+    cli.write(
+        "plan.yaml",
+        """\
+        steps:
+          - id: docs
+            run: exit 2
+            optional: true
+          - id: ship
+            needs: [docs]
+            run: "true"
+        """,
+    )
+
+    result = cli("run", "plan.yaml", "--report-json", "report.json")
+
+    assert result.returncode == 0, result.stderr
+    assert ["docs", "failed (optional)", "1", "failed 1 of 1 attempts; last: exit code 2"] in (
+        table_rows(result.stdout)
+    )
+    data = json.loads((cli.dir / "report.json").read_text())
+    assert data["status"] == "succeeded"
+    assert data["counts"] == dict.fromkeys(CATEGORIES, 0) | {"done": 1, "failed": 1}
+    assert "optional 'docs' failed: exit code 2." in data["to_check"]
+
+
+# --- one dead-lettered run, inspected by the read-only commands -------------------------
+
+
+@dataclass(frozen=True)
+class StuckRun:
+    cli: Cli
+    run_id: str
+    result: subprocess.CompletedProcess[str]
+
+
+@pytest.fixture(scope="module")
+def stuck(tmp_path_factory: pytest.TempPathFactory) -> StuckRun:
+    """A run waiting on a human; tests using it must not change it."""
+    where = tmp_path_factory.mktemp("stuck")
+    cli = Cli(where, where / "t.db")
+    cli.write("plan.yaml", STUCK_PLAN)
+    result = cli("run", "plan.yaml")
+    return StuckRun(cli, run_id_of(result), result)
+
+
+def test_a_required_step_out_of_retries_waits_on_a_human(stuck: StuckRun) -> None:
+    assert stuck.result.returncode == 3, stuck.result.stderr
+    out = rstripped(stuck.result.stdout)
+    lines = out.splitlines()
+    assert lines.index("probe    build (before retry)") < lines.index("start    build (attempt 2)")
+    assert f"FAILED build: {STUCK_REASON} [dead-letter queue]" in flat(out)
+    assert "blocked  test (needs 'build', which failed)" in lines
+    assert f"run {stuck.run_id}: needs_human" in lines
+    assert [row[:3] for row in table_rows(out)[-2:]] == [
+        ["build", "failed", "2"],
+        ["test", "blocked", "0"],
+    ]
+    assert "\nsteps: 1 failed, 1 blocked\n" in out
+    assert f"then `trestle retry {stuck.run_id} build` and `trestle resume {stuck.run_id}`" in (
+        flat(out)
+    )
+
+
+def test_runs_lists_the_run(stuck: StuckRun) -> None:
+    table = stuck.cli("runs")
+    assert table.returncode == 0, table.stderr
+    [cells] = table_rows(table.stdout)
+    assert cells[:3] == [stuck.run_id, "needs_human", "1 blocked, 1 failed"]
+    assert cells[4] == "wait for the go-ahead"
+
+    [run] = stuck.cli.json("runs")
+    assert run["run_id"] == stuck.run_id
+    assert run["status"] == "needs_human"
+    assert run["summary"] == {"blocked": 1, "failed": 1}
+    assert run["plan_path"] == str((stuck.cli.dir / "plan.yaml").resolve())
+
+
+def test_show_gives_the_report(stuck: StuckRun) -> None:
+    table = stuck.cli("show", stuck.run_id)
+    assert table.returncode == 0, table.stderr
+    lines = rstripped(table.stdout).splitlines()
+    assert lines[0] == f"run {stuck.run_id}: needs_human"
+    assert table_rows(table.stdout)[1] == ["test", "blocked", "0", "needs 'build', which failed"]
+    assert "what a human should check:" in lines
+
+    report = stuck.cli.json("show", stuck.run_id)
+    assert report["status"] == "needs_human"
+    assert report["exit_code"] == 3
+    build, test = report["steps"]
+    assert (build["id"], build["category"], build["reason"]) == ("build", "failed", STUCK_REASON)
+    assert build["dead_lettered"] and build["attempts"] == 2
+    assert (test["category"], test["blocked_by"]) == ("blocked", "build")
+    assert report["to_check"][0].startswith("'build' failed after 2 attempt(s)")
+
+
+def test_log_lists_every_event_with_its_checks(stuck: StuckRun) -> None:
+    table = stuck.cli("log", stuck.run_id)
+    assert table.returncode == 0, table.stderr
+    rows = table_rows(table.stdout)
+    assert [row[0] for row in rows] == [str(seq) for seq in range(1, 12)]
+    assert [row[2:5] for row in rows[1:3]] == [
+        ["step_started", "build", "1"],
+        ["step_attempt_ended", "build", "1"],
+    ]
+    assert rows[2][5] == "failed; action ok; ✗ go.txt exists:"
+
+    entries = stuck.cli.json("log", stuck.run_id)
+    assert [e["seq"] for e in entries] == list(range(1, len(entries) + 1))
+    assert [(e["kind"], e.get("step"), e.get("attempt")) for e in entries] == [
+        ("run_created", None, None),
+        ("step_started", "build", 1),
+        ("step_attempt_ended", "build", 1),
+        ("step_retry_scheduled", "build", None),
+        ("step_probe_started", "build", None),
+        ("step_probed", "build", None),
+        ("step_started", "build", 2),
+        ("step_attempt_ended", "build", 2),
+        ("step_failed", "build", None),
+        ("step_blocked", "test", None),
+        ("run_finished", None, None),
+    ]
+    ended = entries[2]
+    assert ended["ok"] is False
+    assert ended["action"]["status"] == "ok"
+    assert ended["checks"] == [
+        {"check": "go.txt exists", "expected": "exists", "actual": "missing", "passed": False}
+    ]
+
+
+def test_dlq_lists_the_dead_letter_with_its_history(stuck: StuckRun) -> None:
+    text = stuck.cli("dlq")
+    assert text.returncode == 0, text.stderr
+    words = flat(text.stdout)
+    assert words.startswith(f"{stuck.run_id} build failed: {STUCK_REASON} #2 step_started")
+    assert f"#9 step_failed {STUCK_REASON}" in words
+    assert words.endswith(
+        f"resolve: trestle retry {stuck.run_id} build | "
+        f"trestle skip {stuck.run_id} build --reason ..."
+    )
+
+    [entry] = stuck.cli.json("dlq")
+    assert (entry["run_id"], entry["step"], entry["status"]) == (stuck.run_id, "build", "failed")
+    assert entry["attempts"] == 2
+    assert [h["seq"] for h in entry["history"]] == [2, 3, 4, 5, 6, 7, 8, 9]
+    assert {h["event"]["step"] for h in entry["history"]} == {"build"}
+
+
+def test_an_unknown_run_id_suggests_the_closest(stuck: StuckRun) -> None:
+    typo = stuck.run_id[:-1] + ("0" if stuck.run_id[-1] != "0" else "1")
+
+    result = stuck.cli("show", typo)
+
+    assert result.returncode == 2
+    assert f"no run {typo!r}" in flat(result.stderr)
+    assert f"(did you mean {stuck.run_id!r}?)" in flat(result.stderr)
+
+
+def test_an_unknown_step_suggests_the_closest(stuck: StuckRun) -> None:
+    result = stuck.cli("retry", stuck.run_id, "biuld")
+
+    assert result.returncode == 2
+    assert flat(result.stderr) == (
+        f"error: run {stuck.run_id!r} has no step 'biuld' (did you mean 'build'?)"
+    )
+
+
+# --- human decisions, then resume ------------------------------------------------------
+
+
+def test_retry_then_resume_finishes_the_run(cli: Cli) -> None:
+    cli.write("plan.yaml", STUCK_PLAN)
+    run_id = run_id_of(cli("run", "plan.yaml"))
+    (cli.dir / "go.txt").touch()  # the human fixes the cause
+
+    retry = cli("retry", run_id, "build", "--reason", "go.txt is there now")
+    assert retry.returncode == 0, retry.stderr
+    assert f"continue with `trestle resume {run_id}`" in retry.stdout
+
+    resumed = cli("resume", run_id)
+    assert resumed.returncode == 0, resumed.stderr
+    lines = rstripped(resumed.stdout).splitlines()
+    assert lines[0] == f"run {run_id}"
+    assert "reopened build (retry requested)" in lines
+    assert "done     build (attempt 3)" in lines
+    assert "done     test (attempt 1)" in lines
+    assert f"run {run_id}: succeeded" in lines
+    assert cli.json("dlq") == []
+
+    again = cli("retry", run_id, "build")
+    assert again.returncode == 2
+    assert f"run {run_id!r}: cannot retry step 'build': it is succeeded" in flat(again.stderr)
+
+
+def test_skip_then_resume_runs_the_dependents(cli: Cli) -> None:
+    cli.write("plan.yaml", STUCK_PLAN)
+    run_id = run_id_of(cli("run", "plan.yaml"))
+
+    skip = cli("skip", run_id, "build", "--reason", "built by hand")
+    assert skip.returncode == 0, skip.stderr
+
+    resumed = cli("resume", run_id)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "skipped  build: built by hand" in resumed.stdout.splitlines()
+    assert "done     test (attempt 1)" in resumed.stdout.splitlines()
+    report = cli.json("show", run_id)
+    assert report["status"] == "succeeded"
+    assert [(s["id"], s["category"], s["reason"]) for s in report["steps"]] == [
+        ("build", "skipped", "built by hand"),
+        ("test", "done", "action succeeded"),
+    ]
+    assert "'build' was skipped by a human (built by hand)" in report["to_check"][0]
+
+
+# --- bad input leaves no trace ---------------------------------------------------------
+
+BAD_PLANS = [
+    pytest.param(
+        "steps:\n  - id: build\n    run: echo: x\n",
+        "plan.yaml: line 3, column 14: invalid YAML: mapping values are not allowed here",
+        id="yaml-syntax",
+    ),
+    pytest.param(
+        "steps:\n  - {id: a, run: x, needs: [b]}\n  - {id: b, run: x, needs: [a]}\n",
+        "plan.yaml: dependency cycle: a -> b -> a",
+        id="cycle",
+    ),
+    pytest.param(
+        "steps:\n  - {id: build, run: x}\n  - {id: deploy, run: x, needs: [biuld]}\n",
+        "plan.yaml: step 'deploy', field 'needs': unknown step 'biuld' (did you mean 'build'?)",
+        id="unknown-need",
+    ),
+    pytest.param(
+        "steps:\n  - {id: build, run: x}\n  - {id: build, run: y}\n",
+        "plan.yaml: step 'build': duplicate step id",
+        id="duplicate-id",
+    ),
+    pytest.param(
+        "steps:\n  - {id: build, run: x, retries: many}\n",
+        "plan.yaml: step 'build', field 'retries': Input should be a valid integer",
+        id="wrong-type",
+    ),
+    pytest.param(
+        "steps:\n  - {id: build, needs: []}\n",
+        "plan.yaml: step 'build': missing action: give one of 'run', 'write' or 'python'",
+        id="no-action",
+    ),
+    pytest.param(
+        "steps:\n  - {id: build, run: x, write: {path: p, content: c}}\n",
+        "plan.yaml: step 'build': give only one action, not 'run' and 'write'",
+        id="two-actions",
+    ),
+    pytest.param(
+        "steps:\n  - {id: build, run: x, retry: 3}\n",
+        "plan.yaml: step 'build', field 'retry': unknown field",
+        id="unknown-field",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), BAD_PLANS)
+def test_an_invalid_plan_is_refused_and_nothing_is_recorded(
+    cli: Cli, text: str, message: str
+) -> None:
+    (cli.dir / "plan.yaml").write_text(text, encoding="utf-8")
+
+    result = cli("run", "plan.yaml", "--store", cli.store)
+
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert flat(result.stderr).startswith(f"error: {message}")
+    assert result.stderr.count("plan.yaml:") == 1, "one problem, reported once"
+    assert not cli.store.exists()
+    assert not (cli.dir / ".trestle").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["runs", "--bogus"], "No such option: --bogus"),
+        (["show"], "Missing argument"),
+        (["skip", "some-run", "build"], "Missing option '--reason'"),
+    ],
+)
+def test_bad_arguments_are_usage_errors(cli: Cli, args: list[str], message: str) -> None:
+    result = cli(*args)
+
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert not cli.store.exists()
+
+
+@pytest.mark.parametrize("where", ["a directory", "under a file"])
+def test_a_store_that_cannot_be_opened_is_a_store_error(cli: Cli, where: str) -> None:
+    (cli.dir / "file").write_text("not a directory")
+    store = cli.dir if where == "a directory" else cli.dir / "file" / "t.db"
+
+    result = cli("runs", "--store", store)
+
+    assert result.returncode == 4
+    assert flat(result.stderr).startswith(f"error: {store}: cannot open the store")
+
+
+# --- one driver per run ----------------------------------------------------------------
+
+
+def test_a_second_driver_is_refused_while_the_first_runs(cli: Cli) -> None:
+    cli.write("plan.yaml", "steps:\n  - id: slow\n    run: sleep 3\n")
+    first = subprocess.Popen(
+        cli.argv("run", "plan.yaml"),
+        cwd=cli.dir,
+        env=cli.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert first.stdout is not None
+        with selectors.DefaultSelector() as sel:
+            sel.register(first.stdout, selectors.EVENT_READ)
+            assert sel.select(timeout=30), "no run id from the first driver"
+        match = RUN_LINE.fullmatch(first.stdout.readline().strip())
+        assert match
+        run_id = match.group(1)
+        wait_until_in_progress(cli, run_id, "slow")
+
+        second = cli("resume", run_id)
+
+        assert second.returncode == 5, second.stderr
+        assert f"is being driven by trestle[{first.pid}] (pid {first.pid}" in flat(second.stderr)
+        out, err = first.communicate(timeout=30)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert first.returncode == 0, err
+    assert "finished succeeded" in out.splitlines()
+
+
+def wait_until_in_progress(cli: Cli, run_id: str, step: str) -> None:
+    for _ in range(50):
+        report = cli.json("show", run_id)
+        [st] = [s for s in report["steps"] if s["id"] == step]
+        if st["category"] == "in_progress":
+            return
+        assert st["category"] == "never_started", st
+        time.sleep(0.05)
+    raise AssertionError(f"{step!r} never started")
+
+
+# --- rendering at a fixed width --------------------------------------------------------
+
+
+def render(renderable: RenderableType) -> str:
+    buffer = io.StringIO()
+    console = Console(width=100, file=buffer, color_system=None, force_terminal=False)
+    console.print(renderable)
+    return rstripped(buffer.getvalue())
+
+
+def expected(block: str) -> str:
+    return textwrap.dedent(block).strip("\n")
+
+
+@pytest.fixture
+def utc() -> Iterator[None]:
+    """Clock columns use local time: pin the zone for the test."""
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    yield
+    if before is None:
+        del os.environ["TZ"]
+    else:
+        os.environ["TZ"] = before
+    time.tzset()
+
+
+T0 = 1_800_000_000.0  # 2027-01-15 08:00:00 UTC
+
+RENDER_PLAN = parse_plan(
+    """
+    goal: ship the app
+    steps:
+      - {id: fetch, run: git pull, verify: [{file_exists: src}]}
+      - {id: build, needs: [fetch], run: make build, retries: 1}
+      - {id: docs, needs: [fetch], run: make docs, optional: true}
+      - {id: test, needs: [build], run: make test}
+      - {id: ship, needs: [test, docs], run: ./ship.sh, irreversible: true}
+    """
+)
+
+
+def ended(step: str, attempt: int, at: float, code: int) -> StepAttemptEnded:
+    if code == 0:
+        passed = CheckResult(check="src exists", expected="exists", actual="exists", passed=True)
+        action = ActionResult(status="ok", exit_code=0)
+        return StepAttemptEnded(
+            at=at, step=step, attempt=attempt, ok=True, action=action, checks=(passed,)
+        )
+    action = ActionResult(status="failed", exit_code=code, error=f"exit code {code}")
+    return StepAttemptEnded(at=at, step=step, attempt=attempt, ok=False, action=action)
+
+
+def started(step: str, attempt: int, at: float) -> StepStarted:
+    return StepStarted(at=at, step=step, attempt=attempt, key=f"r1/{step}/{attempt}")
+
+
+def render_events(finished: bool) -> list[AnyEvent]:
+    """fetch succeeds; docs (optional) fails; build fails twice and is dead-lettered."""
+    head: list[AnyEvent] = [
+        RunCreated(at=T0, run_id="r1", plan=RENDER_PLAN, workspace="/ws"),
+        started("fetch", 1, T0 + 1),
+        ended("fetch", 1, T0 + 2, 0),
+        started("build", 1, T0 + 3),
+        started("docs", 1, T0 + 3),
+    ]
+    if not finished:
+        return head
+    why_docs = "failed 1 of 1 attempts; last: exit code 2"
+    why_build = "failed 2 of 2 attempts; last: exit code 1"
+    blocked = "needs 'build', which failed"
+    return [
+        *head,
+        ended("docs", 1, T0 + 4, 2),
+        StepFailed(at=T0 + 4, step="docs", reason=why_docs, dead_lettered=False),
+        ended("build", 1, T0 + 5, 1),
+        StepRetryScheduled(
+            at=T0 + 5, step="build", not_before=T0 + 6, reason="attempt 1 failed: exit code 1"
+        ),
+        started("build", 2, T0 + 6),
+        ended("build", 2, T0 + 7, 1),
+        StepFailed(at=T0 + 7, step="build", reason=why_build, dead_lettered=True),
+        StepBlocked(at=T0 + 7, step="test", by="build", reason=blocked),
+        StepBlocked(at=T0 + 7, step="ship", by="build", reason=blocked),
+        RunFinished(at=T0 + 7, status="needs_human"),
+    ]
+
+
+def test_plan_overview_text() -> None:
+    assert render(plan_overview(RENDER_PLAN, "plan.yaml")) == expected(
+        """
+        goal: ship the app
+        plan plan.yaml
+        ┏━━━━━━┳━━━━━━━┳━━━━━━━━━━━━┳━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━━━━┓
+        ┃ wave ┃ step  ┃ needs      ┃ action     ┃ flags                 ┃
+        ┡━━━━━━╇━━━━━━━╇━━━━━━━━━━━━╇━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━━━━━┩
+        │ 1    │ fetch │ -          │ git pull   │ critical              │
+        │ 2    │ build │ fetch      │ make build │ critical retries=1    │
+        │ 2    │ docs  │ fetch      │ make docs  │ optional              │
+        │ 3    │ test  │ build      │ make test  │ critical              │
+        │ 4    │ ship  │ test, docs │ ./ship.sh  │ irreversible critical │
+        └──────┴───────┴────────────┴────────────┴───────────────────────┘
+        in parallel: build | docs
+        critical path: fetch -> build -> test -> ship (4 steps)
+        parallelism limit: 32
+        """
+    )
+
+
+REPORT_WAITING = """\
+run r1: needs_human
+┏━━━━━━━┳━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┓
+┃ step  ┃ result            ┃ attempts ┃ why                                       ┃
+┡━━━━━━━╇━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┩
+│ fetch │ done              │ 1        │ verified                                  │
+│ build │ failed            │ 2        │ failed 2 of 2 attempts; last: exit code 1 │
+│ docs  │ failed (optional) │ 1        │ failed 1 of 1 attempts; last: exit code 2 │
+│ test  │ blocked           │ 0        │ needs 'build', which failed               │
+│ ship  │ blocked           │ 0        │ needs 'build', which failed               │
+└───────┴───────────────────┴──────────┴───────────────────────────────────────────┘
+steps: 1 done, 2 failed, 2 blocked
+what a human should check:
+  - 'build' failed after 2 attempt(s): exit code 1. Fix the cause, then `trestle retry r1 build` and
+`trestle resume r1` (or `trestle skip r1 build --reason ...`).
+  - optional 'docs' failed: exit code 2."""
+
+
+def test_report_view_text_of_a_run_waiting_on_a_human() -> None:
+    report = build_report(fold(render_events(finished=True)))
+
+    assert render(report_view(report)) == REPORT_WAITING
+
+
+def test_report_view_of_a_run_in_progress() -> None:
+    report = build_report(fold(render_events(finished=False)))
+
+    assert render(report_view(report)) == expected(
+        """
+        run r1: running
+        ┏━━━━━━━┳━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━━━━━━━━━┓
+        ┃ step  ┃ result                 ┃ attempts ┃ why                        ┃
+        ┡━━━━━━━╇━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━━━━━━━━━━┩
+        │ fetch │ done                   │ 1        │ verified                   │
+        │ build │ in progress            │ 1        │                            │
+        │ docs  │ in progress (optional) │ 1        │                            │
+        │ test  │ never started          │ 0        │ waiting for 'build'        │
+        │ ship  │ never started          │ 0        │ waiting for 'test', 'docs' │
+        └───────┴────────────────────────┴──────────┴────────────────────────────┘
+        steps: 1 done, 2 in progress, 2 never started
+        """
+    )
+
+
+def test_log_table_text(utc: None) -> None:
+    events = [
+        StoredEvent(run_id="r1", seq=seq, event=e)
+        for seq, e in enumerate(render_events(finished=True), start=1)
+    ]
+
+    lines = render(log_table(events)).splitlines()
+
+    header = "┃ seq ┃ time     ┃ event                ┃ step  ┃ attempt ┃ detail"
+    assert lines[1].startswith(header)
+    assert lines[3:8] == [
+        "│ 1   │ 08:00:00 │ run_created          │       │         │"
+        "                                        │",
+        "│ 2   │ 08:00:01 │ step_started         │ fetch │ 1       │"
+        " key r1/fetch/1                         │",
+        "│ 3   │ 08:00:02 │ step_attempt_ended   │ fetch │ 1       │"
+        " ok; action ok; ✓ src exists: expected  │",
+        "│     │          │                      │       │         │"
+        " exists, got exists                     │",
+        "│ 4   │ 08:00:03 │ step_started         │ build │ 1       │"
+        " key r1/build/1                         │",
+    ]
+    assert lines[-2] == (
+        "│ 15  │ 08:00:07 │ run_finished         │       │         │"
+        " needs_human                            │"
+    )
+    assert all(len(line) <= 100 for line in lines)
+
+
+def test_runs_table_text(utc: None) -> None:
+    row = RunRow(
+        run_id="r1",
+        goal="ship the app",
+        plan_path=None,
+        workspace="/ws",
+        status="needs_human",
+        created_at=T0,
+        updated_at=T0 + 7,
+        last_seq=15,
+        summary='{"succeeded": 1, "failed": 2, "blocked": 2}',
+    )
+
+    assert render(runs_table([row])) == expected(
+        """
+        ┏━━━━━┳━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━┳━━━━━━━━━━━━━━┓
+        ┃ run ┃ status      ┃ steps                            ┃ updated     ┃ goal         ┃
+        ┡━━━━━╇━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━╇━━━━━━━━━━━━━━┩
+        │ r1  │ needs_human │ 2 blocked, 2 failed, 1 succeeded │ 01-15 08:00 │ ship the app │
+        └─────┴─────────────┴──────────────────────────────────┴─────────────┴──────────────┘
+        """
+    )
