@@ -7,12 +7,16 @@ and whatever it started), not just the shell.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import os
 import signal
 import time
+from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from trestle.events import ActionResult
 from trestle.plan import Step
@@ -20,6 +24,7 @@ from trestle.planfile import resolve_callable
 
 OUTPUT_LIMIT = 8_000  # characters kept of a command's output: head and tail
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL on timeout
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -159,19 +164,33 @@ def _write_file(workspace: Path, relative: str, content: str) -> ActionResult:
     )
 
 
-async def call_python(ref: str, ctx: StepContext, timeout: float | None) -> ActionResult:
-    """Call ``module:function`` with the context; falsy ``False`` means failure.
+async def in_thread(pool: Executor | None, fn: Callable[..., T], *args: Any) -> T:
+    """Run blocking work in ``pool`` (the engine sizes it to the plan's parallelism;
+    asyncio's default pool has only ``cpu_count + 4`` threads)."""
+    return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+
+
+@functools.lru_cache(maxsize=256)
+def _callable(ref: str, plan_dir: Path, workspace: Path) -> Callable[..., Any]:
+    fn: Callable[..., Any] = resolve_callable(ref, plan_dir, workspace)
+    return fn
+
+
+async def call_python(
+    ref: str, ctx: StepContext, timeout: float | None, pool: Executor | None = None
+) -> ActionResult:
+    """Call ``module:function`` with the context; returning ``False`` means failure.
 
     Sync callables run in a worker thread so they cannot stall other steps. Python
     cannot kill a thread: on timeout the attempt fails and the thread is abandoned.
     """
     started = time.monotonic()
     try:
-        fn = resolve_callable(ref, ctx.plan_dir, ctx.workspace)
+        fn = _callable(ref, ctx.plan_dir, ctx.workspace)
         if inspect.iscoroutinefunction(fn):
             result = await asyncio.wait_for(fn(ctx), timeout)
         else:
-            result = await asyncio.wait_for(asyncio.to_thread(fn, ctx), timeout)
+            result = await asyncio.wait_for(in_thread(pool, fn, ctx), timeout)
     except TimeoutError:
         return ActionResult(
             status="timeout",
@@ -193,14 +212,14 @@ async def call_python(ref: str, ctx: StepContext, timeout: float | None) -> Acti
     )
 
 
-async def perform(step: Step, ctx: StepContext) -> ActionResult:
-    """Run the step's action once."""
+async def perform(step: Step, ctx: StepContext, pool: Executor | None = None) -> ActionResult:
+    """Run the step's action once; blocking work goes to ``pool``."""
     if step.run is not None:
         env = step_env(ctx, step.env)
         return await run_shell(step.run, cwd=ctx.workspace, env=env, timeout=step.timeout)
     if step.write is not None:
-        return await asyncio.to_thread(
-            _write_file, ctx.workspace, step.write.path, step.write.content
+        return await in_thread(
+            pool, _write_file, ctx.workspace, step.write.path, step.write.content
         )
     assert step.python is not None
-    return await call_python(step.python, ctx, step.timeout)
+    return await call_python(step.python, ctx, step.timeout, pool)

@@ -6,10 +6,10 @@ after a crash to learn whether an attempt with no recorded outcome took effect.
 
 from __future__ import annotations
 
-import asyncio
 import re
+from concurrent.futures import Executor
 
-from trestle.actions import StepContext, call_python, jailed, run_shell, step_env
+from trestle.actions import StepContext, call_python, in_thread, jailed, run_shell, step_env
 from trestle.events import CheckResult
 from trestle.plan import (
     CallableCheck,
@@ -24,7 +24,9 @@ from trestle.plan import (
 ACTUAL_LIMIT = 500
 
 
-async def run_check(check: Check, ctx: StepContext, env: dict[str, str]) -> CheckResult:
+async def run_check(
+    check: Check, ctx: StepContext, env: dict[str, str], pool: Executor | None = None
+) -> CheckResult:
     what = describe_check(check)
     match check:
         case CommandCheck(command=cmd, timeout=timeout):
@@ -41,14 +43,14 @@ async def run_check(check: Check, ctx: StepContext, env: dict[str, str]) -> Chec
                 check=what, expected="exit 0", actual=actual, passed=result.status == "ok"
             )
         case FileExistsCheck(file_exists=path):
-            found = await asyncio.to_thread(_exists, ctx, path)
+            found = await in_thread(pool, _exists, ctx, path)
             return CheckResult(
                 check=what, expected="exists", actual=found, passed=found == "exists"
             )
         case FileContainsCheck():
-            return await asyncio.to_thread(_contains, ctx, check, what)
+            return await in_thread(pool, _contains, ctx, check, what)
         case CallableCheck(python=ref):
-            result = await call_python(ref, ctx, timeout=None)
+            result = await call_python(ref, ctx, None, pool)
             actual = result.error or result.output or "true"
             return CheckResult(
                 check=what,
@@ -82,7 +84,11 @@ def _contains(ctx: StepContext, check: FileContainsCheck, what: str) -> CheckRes
     return CheckResult(check=what, expected=expected, actual=actual, passed=passed)
 
 
-async def run_checks(step: Step, ctx: StepContext) -> tuple[CheckResult, ...]:
+async def run_checks(
+    step: Step, ctx: StepContext, pool: Executor | None = None
+) -> tuple[CheckResult, ...]:
     """All of a step's checks, in order (every one runs, so the record is complete)."""
+    if not step.verify:
+        return ()
     env = step_env(ctx, step.env)
-    return tuple([await run_check(c, ctx, env) for c in step.verify])
+    return tuple([await run_check(c, ctx, env, pool) for c in step.verify])

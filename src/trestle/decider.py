@@ -137,10 +137,13 @@ def run_status(state: RunState) -> RunStatus:
 
 
 def next_wakeup(state: RunState) -> float | None:
-    """When the earliest scheduled retry falls due, if any is waiting."""
+    """When the earliest scheduled retry falls due, if any is waiting.
+
+    Waiting retries are always on the frontier, so only the frontier is looked at.
+    """
     times = [
         st.not_before
-        for st in state.steps.values()
+        for st in map(state.steps.__getitem__, state.frontier())
         if st.status == "retry_wait" and st.not_before is not None
     ]
     return min(times) if times else None

@@ -21,7 +21,7 @@ import os
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
@@ -101,8 +101,12 @@ class LocalEngine:
         )
         keeper = asyncio.create_task(self._keep_lease(run_id, lease))
         work: dict[asyncio.Task[AnyEvent], str] = {}
+        pool: ThreadPoolExecutor | None = None
         try:
             state = await self._store(load_state, self.store, run_id)
+            # steps' blocking work (sync callables, file checks) gets one thread per
+            # step that may run at once; asyncio's default pool is far smaller
+            pool = ThreadPoolExecutor(state.plan.parallelism, thread_name_prefix="trestle-step")
             last_snapshot = state.seq
             inbound: list[AnyEvent] = []
             finished = state.finished is not None
@@ -139,7 +143,7 @@ class LocalEngine:
                     for offset, event in enumerate(batch):
                         yield StoredEvent(run_id=run_id, seq=first + offset, event=event)
                     for event in batch:
-                        task = self._dispatch(state, event)
+                        task = self._dispatch(state, event, pool)
                         if task is not None:
                             work[task] = run_id
                 if state.finished is not None and not work:
@@ -150,6 +154,8 @@ class LocalEngine:
                 task.cancel()
             if work:
                 await asyncio.gather(*work, return_exceptions=True)
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)  # a timed-out thread may linger
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError, LeaseLostError):
                 await keeper  # cancellation is the keeper's normal end
@@ -196,15 +202,17 @@ class LocalEngine:
         results.sort(key=lambda e: state.position(getattr(e, "step", "")))
         return results
 
-    def _dispatch(self, state: RunState, event: AnyEvent) -> asyncio.Task[AnyEvent] | None:
+    def _dispatch(
+        self, state: RunState, event: AnyEvent, pool: Executor
+    ) -> asyncio.Task[AnyEvent] | None:
         match event:
             case StepStarted(step=sid, attempt=attempt, key=key):
                 ctx = self._context(state, sid, attempt, key)
-                return asyncio.create_task(self._attempt(state, sid, ctx))
+                return asyncio.create_task(self._attempt(state, sid, ctx, pool))
             case StepProbeStarted(step=sid, reason=why):
                 st = state.steps[sid]
                 ctx = self._context(state, sid, st.attempt, f"{state.run_id}/{sid}/probe")
-                return asyncio.create_task(self._probe(state, sid, why, ctx))
+                return asyncio.create_task(self._probe(state, sid, why, ctx, pool))
         return None
 
     def _context(self, state: RunState, sid: str, attempt: int, key: str) -> StepContext:
@@ -218,17 +226,21 @@ class LocalEngine:
             plan_dir=plan_dir,
         )
 
-    async def _attempt(self, state: RunState, sid: str, ctx: StepContext) -> AnyEvent:
+    async def _attempt(
+        self, state: RunState, sid: str, ctx: StepContext, pool: Executor
+    ) -> AnyEvent:
         step = state.step_spec(sid)
-        action = await perform(step, ctx)
-        checks = await run_checks(step, ctx) if action.status == "ok" else ()
+        action = await perform(step, ctx, pool)
+        checks = await run_checks(step, ctx, pool) if action.status == "ok" else ()
         ok = action.status == "ok" and all(c.passed for c in checks)
         return StepAttemptEnded(
             at=self.clock(), step=sid, attempt=ctx.attempt, ok=ok, action=action, checks=checks
         )
 
-    async def _probe(self, state: RunState, sid: str, why: str, ctx: StepContext) -> AnyEvent:
-        checks = await run_checks(state.step_spec(sid), ctx)
+    async def _probe(
+        self, state: RunState, sid: str, why: str, ctx: StepContext, pool: Executor
+    ) -> AnyEvent:
+        checks = await run_checks(state.step_spec(sid), ctx, pool)
         passed = bool(checks) and all(c.passed for c in checks)
         reason = "unknown_outcome" if why == "unknown_outcome" else "before_retry"
         return StepProbed(at=self.clock(), step=sid, reason=reason, passed=passed, checks=checks)
