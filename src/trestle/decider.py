@@ -51,10 +51,12 @@ def decide(state: RunState, now: float) -> list[AnyEvent]:
             case "attempt_failed":
                 out.append(_after_failed_attempt(state, sid, now))
             case "unknown":
-                if capacity > 0 or not step.verify or st.probed:
-                    event = _after_unknown_outcome(state, sid, now)
-                    capacity -= isinstance(event, (StepStarted, StepProbeStarted))
-                    out.append(event)
+                event = _after_unknown_outcome(state, sid, now)
+                takes_slot = isinstance(event, (StepStarted, StepProbeStarted))
+                if takes_slot and capacity <= 0:
+                    continue  # an escalation needs no slot; a probe or re-run waits for one
+                capacity -= takes_slot
+                out.append(event)
             case "retry_wait" if capacity > 0 and (st.not_before or 0.0) <= now:
                 if step.verify and not st.probed:
                     out.append(StepProbeStarted(at=now, step=sid, reason="before_retry"))
