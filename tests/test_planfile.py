@@ -96,9 +96,7 @@ def test_unknown_and_duplicate_ids_suggest_the_right_one() -> None:
         "  - {id: self, run: x, needs: [self]}\n"
     )
     assert "step 'build': duplicate step id" in problems
-    assert (
-        "step 'test', field 'needs': unknown step 'biuld' (did you mean 'build'?)" in problems
-    )
+    assert "step 'test', field 'needs': unknown step 'biuld' (did you mean 'build'?)" in problems
     assert "step 'self', field 'needs': a step cannot need itself" in problems
 
 
