@@ -142,7 +142,11 @@ def next_wakeup(state: RunState) -> float | None:
     """When the earliest scheduled retry falls due, if any is waiting.
 
     Waiting retries are always on the frontier, so only the frontier is looked at.
+    None while every slot is taken: a due retry then waits for the attempt that frees
+    a slot, and a time already past would only make the engine poll in a busy loop.
     """
+    if state.in_flight >= state.plan.parallelism:
+        return None
     times = [
         st.not_before
         for st in map(state.steps.__getitem__, state.frontier())

@@ -193,9 +193,11 @@ class RunState(BaseModel):
                 self._set(sid, "escalated")
             case StepSkipped(step=sid, reason=why):
                 st = self.steps[sid]
+                # a skipped blocked step no longer carries its root's failure downstream
+                root = st.blocked_by if st.status == "blocked" else sid
                 st.reason, st.dead_lettered = why, False
                 self._set(sid, "skipped")
-                self._unblock(sid)  # a skipped need is met: what it blocked may run
+                self._unblock(sid, root)  # a skipped need is met: what it blocked may run
                 self.finished = None
             case StepReopened(step=sid):
                 self._reopen(sid)
@@ -210,12 +212,22 @@ class RunState(BaseModel):
         self._unblock(sid)  # steps this one blocked may run again once it succeeds
         self.finished = None
 
-    def _unblock(self, sid: str) -> None:
-        """Steps blocked by ``sid`` go back to pending; the decider re-judges their needs."""
-        for other_id, other in self.steps.items():
-            if other.status == "blocked" and other.blocked_by == sid:
+    def _unblock(self, sid: str, root: str | None = None) -> None:
+        """Steps downstream of ``sid`` blocked by ``root`` (default ``sid``) go back to
+        pending; the decider re-judges their needs."""
+        root = root or sid
+        seen: set[str] = set()
+        todo = list(self._dependents[sid])
+        while todo:
+            other_id = todo.pop()
+            if other_id in seen:
+                continue
+            seen.add(other_id)
+            other = self.steps[other_id]
+            if other.status == "blocked" and other.blocked_by == root:
                 other.blocked_by, other.reason = None, None
                 self._set(other_id, "pending")
+            todo += self._dependents[other_id]
 
     def _set(self, sid: str, status: StepStatus) -> None:
         """Change one step's status, keeping the indexes in step."""

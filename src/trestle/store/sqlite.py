@@ -179,17 +179,20 @@ class SqliteStore:
             for seq, e in enumerate(batch.events, start=batch.first_seq)
         ]
         last_seq = batch.first_seq + len(rows) - 1
-        now = batch.events[-1].at if batch.events else time.time()
+        now = batch.events[-1].at if batch.events else None  # no events: keep updated_at
         with self._tx() as db:
             held = db.execute("SELECT token FROM leases WHERE run_id = ?", (run_id,)).fetchone()
             if held is None or held[0] != token:
                 raise LeaseLostError(
                     f"run {run_id!r}: another process took over the run; this one stops"
                 )
+            row = db.execute("SELECT last_seq FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if row is None or row[0] + 1 != batch.first_seq:
+                raise ValueError(f"run {run_id!r}: seq {batch.first_seq} out of order")
             db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)", rows)
             db.execute(
-                "UPDATE runs SET status = ?, updated_at = ?, last_seq = ?, summary = ? "
-                "WHERE run_id = ?",
+                "UPDATE runs SET status = ?, updated_at = COALESCE(?, updated_at), last_seq = ?, "
+                "summary = ? WHERE run_id = ?",
                 (batch.status, now, last_seq, batch.summary, run_id),
             )
             if batch.snapshot is not None:

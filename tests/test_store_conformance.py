@@ -1,0 +1,606 @@
+"""One conformance suite for every store: what ``trestle.store.base.Store`` promises.
+
+Each test runs against a real SQLite file (a fresh one per test) and the in-memory
+store. The SQLite-only tests at the end cover what only a file has: migrations, WAL,
+reopening, refusing a newer schema, and two store objects sharing one file.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import subprocess
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from trestle.errors import LeaseHeldError, LeaseLostError, StoreError, UnknownRunError
+from trestle.events import (
+    ActionResult,
+    AnyEvent,
+    CheckResult,
+    RunCreated,
+    RunFinished,
+    RunResumed,
+    StepAttemptEnded,
+    StepBlocked,
+    StepEscalated,
+    StepFailed,
+    StepProbed,
+    StepProbeStarted,
+    StepReopened,
+    StepRetryScheduled,
+    StepSkipped,
+    StepStarted,
+    StoredEvent,
+)
+from trestle.plan import Plan
+from trestle.state import RunState
+from trestle.store import Appended, InMemoryStore, Owner, Snapshot, SqliteStore, Store
+from trestle.store.sqlite import MIGRATIONS
+
+RUN = "20261121-152000-a3f9"
+TTL = 30.0
+
+# A plan that uses every kind of field, so its round trip through the store means something.
+PLAN = Plan.model_validate(
+    {
+        "goal": "ship it",
+        "workspace": "proj",
+        "parallelism": 4,
+        "steps": [
+            {"id": "build", "run": "make", "retries": 2, "backoff": {"initial": 0.5}},
+            {
+                "id": "write.cfg",
+                "write": {"path": "cfg/app.toml", "content": "x = 'ü'\n"},
+                "verify": [{"file_exists": "cfg/app.toml"}],
+            },
+            {
+                "id": "test",
+                "python": "pkg.checks:run_tests",
+                "needs": ["build", "write.cfg"],
+                "verify": [
+                    {"command": "pytest -q", "timeout": 5},
+                    {"file_contains": "report.txt", "regex": "^ok$"},
+                    {"python": "pkg.checks:green"},
+                ],
+                "optional": True,
+                "env": {"CI": "1"},
+            },
+            {"id": "deploy", "run": "./deploy", "needs": ["test"], "irreversible": True},
+        ],
+    }
+)
+
+CHECK = CheckResult(
+    check="report.txt matches /^ok$/", expected="a match", actual="'no'", passed=False
+)
+
+
+def created(run_id: str = RUN, at: float = 100.0) -> RunCreated:
+    return RunCreated(
+        at=at, run_id=run_id, plan=PLAN, workspace="/srv/proj", plan_path="/srv/proj/plan.yaml"
+    )
+
+
+def one_of_each(at: float = 101.0) -> list[AnyEvent]:
+    """Every event kind but run_created, with nested records and awkward values."""
+    failed = ActionResult(status="failed", exit_code=2, output="boom\n\ttab ✓", error="exit 2")
+    return [
+        StepStarted(at=at, step="build", attempt=1, key=f"{RUN}/build/1"),
+        StepAttemptEnded(at=at + 0.25, step="build", attempt=1, ok=False, action=failed),
+        StepRetryScheduled(at=at + 0.5, step="build", not_before=at + 1.0, reason="attempt 1"),
+        StepProbeStarted(at=at + 1.0, step="build", reason="before_retry"),
+        StepProbed(at=at + 1.5, step="build", reason="before_retry", passed=False, checks=(CHECK,)),
+        RunResumed(at=at + 2.0, owner="trestle[42]"),
+        StepFailed(at=at + 3.0, step="build", reason="failed 3 of 3", dead_lettered=True),
+        StepBlocked(at=at + 3.0, step="test", by="build", reason="needs 'build', which failed"),
+        StepEscalated(at=at + 3.0, step="write.cfg", reason="check by hand"),
+        StepSkipped(at=at + 4.0, step="write.cfg", reason="done by hand", request_id=3),
+        StepReopened(at=at + 4.0, step="build", reason="fixed", request_id=None),
+        RunFinished(at=at + 5.0, status="needs_human"),
+    ]
+
+
+def me(name: str = "test") -> Owner:
+    """An owner that is alive on this host: this very process."""
+    return Owner(name=f"{name}[{os.getpid()}]", pid=os.getpid(), host=socket.gethostname())
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def batch(
+    events: list[AnyEvent],
+    first_seq: int,
+    *,
+    status: str = "running",
+    summary: str = '{"pending": 4}',
+    snapshot: Snapshot | None = None,
+    consumed_requests: Sequence[int] = (),
+) -> Appended:
+    return Appended(
+        events=events,
+        first_seq=first_seq,
+        status=status,
+        summary=summary,
+        snapshot=snapshot,
+        consumed_requests=consumed_requests,
+    )
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    s: Store = (
+        SqliteStore(tmp_path / "trestle.db") if request.param == "sqlite" else InMemoryStore()
+    )
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def run_id(store: Store) -> str:
+    store.create_run(created(), summary='{"pending": 4}')
+    return RUN
+
+
+def leased(store: Store, run_id: str, now: float = 100.0) -> int:
+    return store.acquire_lease(run_id, me(), ttl=TTL, now=now).token
+
+
+def snapshot_of(store: Store, run_id: str) -> tuple[object, ...]:
+    """Everything the store holds about a run, to show that a refused write changed nothing."""
+    return (
+        store.events(run_id),
+        store.run(run_id),
+        store.snapshot(run_id),
+        store.pending_requests(run_id),
+        store.lease(run_id),
+    )
+
+
+# --- runs and events ---------------------------------------------------------------------
+
+
+def test_create_run_records_the_first_event_and_a_listing_row(store: Store) -> None:
+    event = created()
+    store.create_run(event, summary='{"pending": 4}')
+    assert store.events(RUN) == [StoredEvent(run_id=RUN, seq=1, event=event)]
+    first = store.events(RUN)[0].event
+    assert isinstance(first, RunCreated) and first.plan == PLAN
+    row = store.run(RUN)
+    assert (row.run_id, row.goal, row.workspace, row.plan_path) == (
+        RUN,
+        "ship it",
+        "/srv/proj",
+        "/srv/proj/plan.yaml",
+    )
+    assert (row.status, row.created_at, row.updated_at, row.last_seq, row.summary) == (
+        "created",
+        100.0,
+        100.0,
+        1,
+        '{"pending": 4}',
+    )
+    assert store.snapshot(RUN) is None
+    assert store.lease(RUN) is None
+    assert store.pending_requests(RUN) == []
+
+
+def test_every_event_kind_round_trips_to_an_equal_object(store: Store, run_id: str) -> None:
+    events = one_of_each()
+    store.append(run_id, batch(events, 2), token=leased(store, run_id))
+    stored = store.events(run_id)
+    assert [s.seq for s in stored] == list(range(1, len(events) + 2))
+    assert [s.event for s in stored] == [created(), *events]
+    assert all(s.run_id == run_id for s in stored)
+    assert [type(s.event) for s in stored[1:]] == [type(e) for e in events]
+
+
+def test_appends_continue_the_sequence_in_order(store: Store, run_id: str) -> None:
+    token = leased(store, run_id)
+    events = one_of_each()
+    store.append(run_id, batch(events[:3], 2), token=token)
+    store.append(run_id, batch(events[3:4], 5), token=token)
+    store.append(run_id, batch(events[4:], 6), token=token)
+    assert [s.event for s in store.events(run_id)] == [created(), *events]
+    assert [s.seq for s in store.events(run_id, after=4)] == list(range(5, len(events) + 2))
+    assert [s.event for s in store.events(run_id, after=4)] == events[3:]
+    assert store.events(run_id, after=len(events) + 1) == []
+    assert store.run(run_id).last_seq == len(events) + 1
+
+
+@pytest.mark.parametrize("first_seq", [1, 2, 4], ids=["overlap-first", "overlap", "gap"])
+def test_an_append_out_of_sequence_is_refused_and_writes_nothing(
+    store: Store, run_id: str, first_seq: int
+) -> None:
+    token = leased(store, run_id)
+    store.append(run_id, batch(one_of_each()[:1], 2), token=token)
+    request = store.add_request(run_id, "retry", "build", "again", now=102.0)
+    before = snapshot_of(store, run_id)
+    wrong = batch(
+        one_of_each()[1:3],
+        first_seq,
+        status="needs_human",
+        summary="{}",
+        snapshot=Snapshot(seq=4, state_json="{}"),
+        consumed_requests=[request],
+    )
+    with pytest.raises(ValueError, match="out of order"):
+        store.append(run_id, wrong, token=token)
+    assert snapshot_of(store, run_id) == before
+
+
+def test_an_append_commits_events_row_snapshot_and_requests_together(
+    store: Store, run_id: str
+) -> None:
+    token = leased(store, run_id)
+    first = store.add_request(run_id, "retry", "build", "try again", now=101.0)
+    second = store.add_request(run_id, "skip", "deploy", "not today", now=101.5)
+    assert second != first
+    events = one_of_each(at=110.0)[:2]
+    snap = Snapshot(seq=3, state_json='{"state": 1}')
+    store.append(
+        run_id,
+        batch(
+            events,
+            2,
+            status="needs_human",
+            summary='{"failed": 1}',
+            snapshot=snap,
+            consumed_requests=[first],
+        ),
+        token=token,
+    )
+    assert [s.event for s in store.events(run_id, after=1)] == events
+    row = store.run(run_id)
+    assert (row.status, row.summary, row.last_seq) == ("needs_human", '{"failed": 1}', 3)
+    assert row.updated_at == events[-1].at
+    assert row.created_at == 100.0
+    assert store.snapshot(run_id) == snap
+    assert [r.id for r in store.pending_requests(run_id)] == [second]
+
+
+def test_an_append_of_no_events_keeps_the_sequence_and_the_time(store: Store, run_id: str) -> None:
+    # the engine commits consumed requests on their own when none of them made sense
+    token = leased(store, run_id)
+    request = store.add_request(run_id, "retry", "build", "again", now=200.0)
+    store.append(run_id, batch([], 2, consumed_requests=[request]), token=token)
+    row = store.run(run_id)
+    assert (row.last_seq, row.updated_at) == (1, 100.0)
+    assert store.pending_requests(run_id) == []
+    assert len(store.events(run_id)) == 1
+
+
+def test_creating_a_run_twice_is_refused(store: Store, run_id: str) -> None:
+    before = snapshot_of(store, run_id)
+    # the two stores disagree on the type (ValueError, sqlite3.IntegrityError)
+    with pytest.raises((ValueError, sqlite3.IntegrityError)):
+        store.create_run(created(at=500.0), summary="{}")
+    assert snapshot_of(store, run_id) == before
+
+
+def test_runs_are_listed_newest_first(store: Store) -> None:
+    for run_id, at in [("r-old", 100.0), ("r-new", 300.0), ("r-mid", 200.0)]:
+        store.create_run(created(run_id, at), summary="{}")
+    assert [r.run_id for r in store.runs()] == ["r-new", "r-mid", "r-old"]
+    assert [r.created_at for r in store.runs()] == [300.0, 200.0, 100.0]
+
+
+def test_an_append_updates_only_its_own_listing_row(store: Store) -> None:
+    for run_id, at in [("r-a", 100.0), ("r-b", 200.0)]:
+        store.create_run(created(run_id, at), summary='{"pending": 4}')
+    untouched = store.run("r-b")
+    token = leased(store, "r-a")
+    store.append(
+        "r-a", batch(one_of_each(at=150.0)[:3], 2, summary='{"retry_wait": 1}'), token=token
+    )
+    store.append(
+        "r-a",
+        batch(
+            [RunFinished(at=160.0, status="partial")], 5, status="partial", summary='{"failed": 1}'
+        ),
+        token=token,
+    )
+    row = store.run("r-a")
+    assert (row.status, row.summary, row.last_seq, row.updated_at) == (
+        "partial",
+        '{"failed": 1}',
+        5,
+        160.0,
+    )
+    assert store.run("r-b") == untouched
+    assert store.runs() == [untouched, row]
+
+
+def test_snapshots_round_trip_and_the_latest_replaces_the_last(store: Store, run_id: str) -> None:
+    token = leased(store, run_id)
+    state = RunState.from_created(created())
+    events = one_of_each()
+    for event in events[:3]:
+        state.apply(event)
+    first = Snapshot(seq=state.seq, state_json=state.model_dump_json())
+    store.append(run_id, batch(events[:3], 2, snapshot=first), token=token)
+    assert store.snapshot(run_id) == first
+    kept = store.snapshot(run_id)
+    assert kept is not None
+    assert RunState.from_snapshot(kept.state_json).model_dump() == state.model_dump()
+
+    store.append(run_id, batch(events[3:5], 5), token=token)  # no snapshot: keep the last
+    assert store.snapshot(run_id) == first
+    second = Snapshot(seq=8, state_json='{"later": true}')
+    store.append(run_id, batch(events[5:7], 7, snapshot=second), token=token)
+    assert store.snapshot(run_id) == second
+    assert store.snapshot("no-such-run") is None
+
+
+# --- leases and fencing ------------------------------------------------------------------
+
+
+def test_the_first_lease_gets_token_one(store: Store, run_id: str) -> None:
+    lease = store.acquire_lease(run_id, me(), ttl=TTL, now=100.0)
+    assert (lease.owner, lease.token, lease.expires_at) == (me(), 1, 100.0 + TTL)
+    assert store.lease(run_id) == lease
+
+
+def test_a_live_holder_keeps_its_lease(store: Store, run_id: str) -> None:
+    held = store.acquire_lease(run_id, me("first"), ttl=TTL, now=100.0)
+    with pytest.raises(LeaseHeldError, match=r"first\["):
+        store.acquire_lease(run_id, me("second"), ttl=TTL, now=100.0 + TTL - 1)
+    assert store.lease(run_id) == held
+
+
+def test_a_holder_on_another_host_is_trusted_until_its_lease_expires(
+    store: Store, run_id: str
+) -> None:
+    # a pid means nothing on another host, so only the expiry can free the lease
+    far = Owner(name="far[1]", pid=dead_pid(), host=f"not-{socket.gethostname()}")
+    store.acquire_lease(run_id, far, ttl=TTL, now=100.0)
+    with pytest.raises(LeaseHeldError):
+        store.acquire_lease(run_id, me(), ttl=TTL, now=110.0)
+    assert store.acquire_lease(run_id, me(), ttl=TTL, now=100.0 + TTL + 1).token == 2
+
+
+def test_an_expired_lease_is_taken_over_with_a_higher_token(store: Store, run_id: str) -> None:
+    store.acquire_lease(run_id, me("first"), ttl=TTL, now=100.0)
+    lease = store.acquire_lease(run_id, me("second"), ttl=TTL, now=100.0 + TTL + 0.5)
+    assert (lease.owner.name, lease.token, lease.expires_at) == (
+        me("second").name,
+        2,
+        100.0 + 2 * TTL + 0.5,
+    )
+    assert store.lease(run_id) == lease
+
+
+def test_a_lease_held_by_a_dead_process_on_this_host_is_taken_over(
+    store: Store, run_id: str
+) -> None:
+    dead = Owner(name="crashed[1]", pid=dead_pid(), host=socket.gethostname())
+    store.acquire_lease(run_id, dead, ttl=3600.0, now=100.0)
+    lease = store.acquire_lease(run_id, me(), ttl=TTL, now=101.0)  # long before expiry
+    assert (lease.owner, lease.token) == (me(), 2)
+
+
+def test_appending_with_a_stale_token_is_fenced_off_and_writes_nothing(
+    store: Store, run_id: str
+) -> None:
+    old = store.acquire_lease(run_id, me("old"), ttl=TTL, now=100.0)
+    request = store.add_request(run_id, "skip", "deploy", "not today", now=101.0)
+    new = store.acquire_lease(run_id, me("new"), ttl=TTL, now=100.0 + TTL + 1)
+    assert new.token > old.token
+    before = snapshot_of(store, run_id)
+    stale = batch(
+        one_of_each()[:2],
+        2,
+        status="partial",
+        summary="{}",
+        snapshot=Snapshot(seq=3, state_json="{}"),
+        consumed_requests=[request],
+    )
+    with pytest.raises(LeaseLostError):
+        store.append(run_id, stale, token=old.token)
+    with pytest.raises(LeaseLostError):
+        store.renew_lease(run_id, old.token, ttl=TTL, now=140.0)
+    store.release_lease(run_id, old.token)  # a stale release is a no-op
+    assert snapshot_of(store, run_id) == before
+    store.append(run_id, replace(stale, status="running"), token=new.token)
+    assert len(store.events(run_id)) == 3
+    assert store.pending_requests(run_id) == []
+
+
+def test_appending_without_a_lease_is_refused(store: Store, run_id: str) -> None:
+    with pytest.raises(LeaseLostError):
+        store.append(run_id, batch(one_of_each()[:1], 2), token=1)
+    assert len(store.events(run_id)) == 1
+
+
+def test_renewing_extends_the_lease(store: Store, run_id: str) -> None:
+    token = leased(store, run_id, now=100.0)
+    store.renew_lease(run_id, token, ttl=TTL, now=120.0)
+    lease = store.lease(run_id)
+    assert lease is not None and lease.expires_at == 120.0 + TTL
+    with pytest.raises(LeaseHeldError):
+        store.acquire_lease(run_id, me("other"), ttl=TTL, now=100.0 + TTL + 1)
+    assert store.acquire_lease(run_id, me("other"), ttl=TTL, now=121.0 + TTL).token == token + 1
+
+
+def test_releasing_frees_the_lease_at_once_and_the_token_keeps_rising(
+    store: Store, run_id: str
+) -> None:
+    token = leased(store, run_id, now=100.0)
+    store.release_lease(run_id, token)
+    lease = store.acquire_lease(run_id, me("next"), ttl=TTL, now=101.0)
+    assert lease.token == token + 1
+    with pytest.raises(LeaseLostError):
+        store.append(run_id, batch(one_of_each()[:1], 2), token=token)
+    store.append(run_id, batch(one_of_each()[:1], 2), token=lease.token)
+
+
+# --- human requests ----------------------------------------------------------------------
+
+
+def test_requests_wait_in_order_per_run(store: Store, run_id: str) -> None:
+    store.create_run(created("other-run", 50.0), summary="{}")
+    first = store.add_request(run_id, "retry", "build", "fixed the flag", now=101.0)
+    store.add_request("other-run", "skip", "deploy", "elsewhere", now=101.5)
+    second = store.add_request(run_id, "skip", "deploy", "not today ✓", now=102.0)
+    assert first < second
+    pending = store.pending_requests(run_id)
+    assert [(r.id, r.run_id, r.kind, r.step, r.reason, r.created_at) for r in pending] == [
+        (first, run_id, "retry", "build", "fixed the flag", 101.0),
+        (second, run_id, "skip", "deploy", "not today ✓", 102.0),
+    ]
+    assert [r.step for r in store.pending_requests("other-run")] == ["deploy"]
+
+
+def test_requests_are_consumed_only_with_a_committed_append(store: Store, run_id: str) -> None:
+    token = leased(store, run_id)
+    first = store.add_request(run_id, "retry", "build", "a", now=101.0)
+    second = store.add_request(run_id, "retry", "build", "b", now=101.0)
+    reopened = StepReopened(at=103.0, step="build", reason="a", request_id=first)
+    store.append(run_id, batch([reopened], 2, consumed_requests=[first]), token=token)
+    assert [r.id for r in store.pending_requests(run_id)] == [second]
+    assert store.events(run_id)[-1].event == reopened
+
+
+# --- unknown runs ------------------------------------------------------------------------
+
+
+def test_an_unknown_run_is_an_error_with_a_did_you_mean(store: Store, run_id: str) -> None:
+    typo = run_id[:-1] + "8"
+    hint = f"did you mean {run_id!r}?"
+    with pytest.raises(UnknownRunError, match=typo) as info:
+        store.run(typo)
+    assert hint in str(info.value)
+    with pytest.raises(UnknownRunError, match=hint.replace("?", r"\?")):
+        store.events(typo)
+    with pytest.raises(UnknownRunError, match=hint.replace("?", r"\?")):
+        store.add_request(typo, "retry", "build", "x", now=1.0)
+    with pytest.raises(UnknownRunError) as info:
+        store.run("zzzz")
+    assert "did you mean" not in str(info.value)
+
+
+# --- SQLite only -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "nested" / "trestle.db"
+
+
+def pragma(path: Path, name: str) -> object:
+    with sqlite3.connect(path) as db:
+        return db.execute(f"PRAGMA {name}").fetchone()[0]
+
+
+def test_sqlite_schema_version_counts_the_migrations_and_uses_wal(db_path: Path) -> None:
+    SqliteStore(db_path).close()  # creates the parent directory too
+    assert pragma(db_path, "user_version") == len(MIGRATIONS)
+    assert pragma(db_path, "journal_mode") == "wal"
+
+
+def test_sqlite_reopening_the_file_keeps_everything(db_path: Path) -> None:
+    store = SqliteStore(db_path)
+    store.create_run(created(), summary='{"pending": 4}')
+    token = leased(store, RUN)
+    request = store.add_request(RUN, "skip", "deploy", "later", now=101.0)
+    snap = Snapshot(seq=3, state_json='{"s": 1}')
+    store.append(RUN, batch(one_of_each()[:2], 2, snapshot=snap), token=token)
+    before = snapshot_of(store, RUN)
+    store.close()
+
+    again = SqliteStore(db_path)
+    assert snapshot_of(again, RUN) == before
+    assert pragma(db_path, "user_version") == len(MIGRATIONS)
+    assert [r.id for r in again.pending_requests(RUN)] == [request]
+    again.append(RUN, batch(one_of_each()[2:3], 4), token=token)  # the lease survived too
+    assert again.run(RUN).last_seq == 4
+    again.close()
+
+
+@pytest.mark.parametrize("existing", [True, False], ids=["with-data", "empty"])
+def test_sqlite_refuses_a_store_from_a_newer_trestle(db_path: Path, existing: bool) -> None:
+    newer = len(MIGRATIONS) + 1
+    if existing:
+        store = SqliteStore(db_path)
+        store.create_run(created(), summary="{}")
+        store.close()
+    else:
+        db_path.parent.mkdir(parents=True)
+    with sqlite3.connect(db_path) as db:
+        db.execute(f"PRAGMA user_version = {newer}")
+    with pytest.raises(StoreError, match=f"version {newer} is newer"):
+        SqliteStore(db_path)
+    assert pragma(db_path, "user_version") == newer
+    with sqlite3.connect(db_path) as db:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert ("events" in tables) == existing  # nothing migrated, nothing lost
+        if existing:
+            assert db.execute("SELECT count(*) FROM events").fetchone()[0] == 1
+
+
+def test_sqlite_a_second_store_on_the_same_file_sees_the_lease(db_path: Path) -> None:
+    first, second = SqliteStore(db_path), SqliteStore(db_path)
+    first.create_run(created(), summary="{}")
+    old = first.acquire_lease(RUN, me("one"), ttl=TTL, now=100.0)
+    with pytest.raises(LeaseHeldError):
+        second.acquire_lease(RUN, me("two"), ttl=TTL, now=101.0)
+    new = second.acquire_lease(RUN, me("two"), ttl=TTL, now=100.0 + TTL + 1)
+    with pytest.raises(LeaseLostError):
+        first.append(RUN, batch(one_of_each()[:1], 2), token=old.token)
+    second.append(RUN, batch(one_of_each()[:1], 2), token=new.token)
+    assert [s.seq for s in first.events(RUN)] == [1, 2]
+    first.close()
+    second.close()
+
+
+def test_sqlite_two_stores_on_one_file_interleave_appends_without_locking_errors(
+    db_path: Path,
+) -> None:
+    # two store objects behave like two processes: separate connections to one file
+    SqliteStore(db_path).close()
+    rounds = 60
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(2)
+
+    def drive(run_id: str) -> None:
+        store = SqliteStore(db_path)
+        try:
+            store.create_run(created(run_id), summary="{}")
+            token = store.acquire_lease(run_id, me(run_id), ttl=TTL, now=100.0).token
+            barrier.wait()
+            for i in range(rounds):
+                events = one_of_each(at=200.0 + i)[:2]
+                store.append(run_id, batch(events, 2 + 2 * i, summary=str(i)), token=token)
+                request = store.add_request(run_id, "retry", "build", str(i), now=200.0 + i)
+                assert store.events(run_id, after=2 * i)[0].seq == 2 * i + 1
+                store.append(run_id, batch([], 2 * i + 4, consumed_requests=[request]), token=token)
+        except BaseException as exc:  # collected: an assert in a thread would be lost
+            errors.append(exc)
+        finally:
+            store.close()
+
+    threads = [threading.Thread(target=drive, args=(r,)) for r in ("run-a", "run-b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+    check = SqliteStore(db_path)
+    for run_id in ("run-a", "run-b"):
+        stored = check.events(run_id)
+        assert [s.seq for s in stored] == list(range(1, 2 * rounds + 2))
+        expected = [e for i in range(rounds) for e in one_of_each(at=200.0 + i)[:2]]
+        assert [s.event for s in stored[1:]] == expected
+        assert check.run(run_id).last_seq == 2 * rounds + 1
+        assert check.pending_requests(run_id) == []
+    check.close()
