@@ -935,7 +935,7 @@ def test_snapshots_plus_tail_equal_folding_every_event(h: Harness) -> None:
     assert snap is not None
     assert 5 < snap.seq <= len(events)
     # the snapshot is the fold of the events up to it ...
-    from_snapshot = RunState.from_snapshot(snap.state_json)
+    from_snapshot = RunState.from_snapshot(snap.state_json, plan=state.plan)
     assert from_snapshot.model_dump() == fold(events[: snap.seq]).model_dump()
     # ... and snapshot + tail is the fold of everything
     assert load_state(h.store, run_id).model_dump() == fold(events).model_dump()

@@ -61,7 +61,8 @@ class LocalEngine:
         clock: wall-clock seconds; injected so tests control time.
         lease_ttl: how long a lease lasts without renewal; a crashed owner on another
             host is taken over after this. On this host a dead pid is taken over at once.
-        snapshot_every: events between state snapshots (resume reads snapshot + tail).
+        snapshot_every: events between state snapshots (resume reads snapshot + tail);
+            never fewer than the run has steps, so a snapshot's cost is amortised.
         poll_interval: how often a waiting run looks for human requests.
     """
 
@@ -125,8 +126,11 @@ class LocalEngine:
                 inbound = []
                 if batch or consumed:
                     snapshot = None
-                    if state.seq - last_snapshot >= self.snapshot_every:
-                        snapshot = Snapshot(seq=state.seq, state_json=state.model_dump_json())
+                    # spaced by the run's size too, so snapshots cost O(1) per event
+                    if state.seq - last_snapshot >= max(self.snapshot_every, len(state.steps)):
+                        # serialised on the store thread: no task changes state meanwhile
+                        data = await self._store(state.snapshot_json)
+                        snapshot = Snapshot(seq=state.seq, state_json=data)
                         last_snapshot = state.seq
                     first = state.seq - len(batch) + 1
                     appended = Appended(

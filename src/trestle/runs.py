@@ -48,17 +48,14 @@ def create_run(
 def load_state(store: Store, run_id: str) -> RunState:
     """The run's current state: the latest snapshot plus the events after it."""
     snap = store.snapshot(run_id)
+    first = store.events(run_id, limit=1)[0].event
+    if not isinstance(first, RunCreated):
+        raise ValueError(f"run {run_id!r} does not begin with run_created")
     if snap is not None:
-        state = RunState.from_snapshot(snap.state_json)
-        tail = store.events(run_id, after=snap.seq)
+        state = RunState.from_snapshot(snap.state_json, plan=first.plan)
     else:
-        stored = store.events(run_id)
-        first = stored[0].event
-        if not isinstance(first, RunCreated):
-            raise ValueError(f"run {run_id!r} does not begin with run_created")
         state = RunState.from_created(first)
-        tail = stored[1:]
-    for item in tail:
+    for item in store.events(run_id, after=state.seq):
         state.apply(item.event, item.seq)
     return state
 

@@ -8,6 +8,7 @@ latest snapshot plus the events after it, never the whole history.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterable
 from typing import Literal
@@ -107,10 +108,19 @@ class RunState(BaseModel):
         return state
 
     @classmethod
-    def from_snapshot(cls, data: str | bytes) -> RunState:
-        state = cls.model_validate_json(data)
+    def from_snapshot(cls, data: str | bytes, plan: Plan | None = None) -> RunState:
+        """Restore a snapshot; ``plan`` is required for one made by snapshot_json()."""
+        if plan is None:
+            state = cls.model_validate_json(data)
+        else:
+            state = cls.model_validate({**json.loads(data), "plan": plan})
         state.reindex()
         return state
+
+    def snapshot_json(self) -> str:
+        """The state without its plan, which the run's first event already holds: a
+        snapshot then costs the size of the run's progress, not of its plan."""
+        return self.model_dump_json(exclude={"plan"})
 
     def reindex(self) -> None:
         self._order = {s.id: i for i, s in enumerate(self.plan.steps)}

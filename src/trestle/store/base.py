@@ -89,8 +89,9 @@ class Store(Protocol):
         """Commit a batch atomically; raise LeaseLostError if ``token`` is stale."""
         ...
 
-    def events(self, run_id: str, after: int = 0) -> list[StoredEvent]:
-        """Events with seq > ``after``, in order; UnknownRunError if no such run."""
+    def events(self, run_id: str, after: int = 0, limit: int | None = None) -> list[StoredEvent]:
+        """Up to ``limit`` events with seq > ``after``, in order; UnknownRunError if no
+        such run."""
         ...
 
     def snapshot(self, run_id: str) -> Snapshot | None: ...

@@ -73,10 +73,11 @@ class InMemoryStore:
             consumed = set(batch.consumed_requests)
             self._requests = [(r, done or r.id in consumed) for r, done in self._requests]
 
-    def events(self, run_id: str, after: int = 0) -> list[StoredEvent]:
+    def events(self, run_id: str, after: int = 0, limit: int | None = None) -> list[StoredEvent]:
         self.run(run_id)
         with self._lock:
-            return [e for e in self._events[run_id] if e.seq > after]
+            # seq n sits at index n - 1: streams are dense from 1
+            return self._events[run_id][after : None if limit is None else after + limit]
 
     def snapshot(self, run_id: str) -> Snapshot | None:
         return self._snapshots.get(run_id)

@@ -206,12 +206,13 @@ class SqliteStore:
                     [(i,) for i in batch.consumed_requests],
                 )
 
-    def events(self, run_id: str, after: int = 0) -> list[StoredEvent]:
+    def events(self, run_id: str, after: int = 0, limit: int | None = None) -> list[StoredEvent]:
         self.run(run_id)
         rows = self._read(
-            "SELECT seq, data FROM events WHERE run_id = ? AND seq > ? ORDER BY seq",
+            "SELECT seq, data FROM events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
             run_id,
             after,
+            -1 if limit is None else limit,
         )
         return [
             StoredEvent(
