@@ -77,7 +77,7 @@ RESULTS_DIR = BENCH_DIR / "results"  # git-ignored
 GOAL_OVERHEAD_RATIO = 3.0  # Trestle per step / SQLite floor per commit
 GOAL_MAKESPAN_RATIO = 1.05  # fan-out makespan / critical path, with defaults
 
-# reference figures from /work/shared/TARGETS.md, NOT measured here (2 vCPU, SQLite 3.40,
+# reference figures measured elsewhere, NOT here (2 vCPU, SQLite 3.40,
 # CPython 3.11; LangGraph 1.2.22 SqliteSaver durability="sync", DBOS 3.4)
 REFERENCE_FLOOR_US = 220.0
 REFERENCE_LANGGRAPH_US = 1054.0
@@ -447,7 +447,7 @@ def render(results: Results) -> str:
         f"({results.overhead_ratio:.2f}x), "
         f"{_verdict(results.overhead_ratio_median <= GOAL_OVERHEAD_RATIO)} on medians "
         f"({results.overhead_ratio_median:.2f}x)",
-        f"   reference figures from TARGETS.md, not measured here: floor "
+        f"   reference figures measured elsewhere, not here: floor "
         f"{REFERENCE_FLOOR_US:.0f} us per row, LangGraph {REFERENCE_LANGGRAPH_US:,.0f} us, "
         f"DBOS {REFERENCE_DBOS_US:,.0f} us per step; target <= {REFERENCE_TARGET_US:.0f} us",
         "",
@@ -481,7 +481,7 @@ def render(results: Results) -> str:
         ),
         f"   goal: makespan / critical path <= {GOAL_MAKESPAN_RATIO} with defaults "
         "(run: commands are the goal's case)",
-        f"   reference figures from TARGETS.md, not measured here (makespan / critical "
+        f"   reference figures measured elsewhere, not here (makespan / critical "
         f"path): LangGraph {REFERENCE_LANGGRAPH_FANOUT:.2f} with defaults, "
         f"{REFERENCE_LANGGRAPH_FANOUT_TUNED:.2f} tuned",
     ]
