@@ -193,14 +193,39 @@ def test_run_prints_its_id_the_plan_progress_and_the_report(cli: Cli) -> None:
 
     result = cli("run", "plan.yaml", "--report-json", "report.json")
 
-    assert result.returncode == 0, result.stderr
+    # everything but the irreversible deploy runs; deploy waits for a human (exit 3)
+    assert result.returncode == 3, result.stderr
     run_id = run_id_of(result)
     out = rstripped(result.stdout)
     assert out.startswith(f"run {run_id}\n{SHIP_OVERVIEW}\n")
     progress = set(out.splitlines())
-    for sid in ("lint", "fetch", "build", "deploy"):
+    for sid in ("lint", "fetch", "build"):
         assert f"done     {sid} (attempt 1)" in progress
+    asked = f"APPROVE? deploy ({run_id}.1): 'deploy' is irreversible"
+    assert any(line.startswith(asked) for line in progress), out
+    assert "finished needs_human" in progress
+    assert not (cli.dir / "deploys.log").exists()
+    waiting = json.loads((cli.dir / "report.json").read_text())
+    assert waiting["exit_code"] == 3
+    assert waiting["counts"]["awaiting_approval"] == 1
+    assert f"trestle approve {run_id}.1" in waiting["to_check"][0]
+
+    [card] = cli.json("inbox")
+    assert (card["ref"], card["step"], card["rule"]) == (f"{run_id}.1", "deploy", "irreversible")
+    assert card["action"]["command"] == "echo deployed >> deploys.log"
+    assert card["done"] == ["build", "lint", "fetch"]
+    approved = cli("approve", f"{run_id[-4:]}.1", "--reason", "release window is open")
+    assert approved.returncode == 0, approved.stderr
+    assert f"approved {run_id}.1" in flat(approved.stdout)
+
+    result = cli("resume", run_id, "--report-json", "report.json")
+    assert result.returncode == 0, result.stderr
+    out = rstripped(result.stdout)
+    progress = set(out.splitlines())
+    assert f"decided  {run_id}.1: approve by" in out
+    assert "done     deploy (attempt 1)" in progress
     assert "finished succeeded" in progress
+    assert cli.json("inbox") == []
     report = out[out.index(f"run {run_id}: succeeded") :]
     assert table_rows(report) == [
         ["deploy", "done", "1", "action succeeded"],

@@ -5,7 +5,8 @@ decisions, applies them, "runs" attempts and probes against a modelled world (ea
 step's effect is either done or not), feeds the results back in an order hypothesis
 chooses, kills and resumes the run at random points (dropping in-flight results, whose
 effect may or may not have happened), and plays a human retrying or skipping steps
-after the run settles. Every event is checked against the invariants as it happens,
+after the run settles, approving or rejecting the actions that wait for approval.
+Every event is checked against the invariants as it happens,
 and the end state against the rules in :mod:`trestle.decider`.
 """
 
@@ -23,6 +24,10 @@ from trestle.events import (
     EVENT_ADAPTER,
     ActionResult,
     AnyEvent,
+    ApprovalDecided,
+    ApprovalRefused,
+    ApprovalRequested,
+    BudgetExhausted,
     CheckResult,
     ProbeReason,
     RunCreated,
@@ -42,6 +47,7 @@ from trestle.events import (
     idempotency_key,
 )
 from trestle.plan import Backoff, FileExistsCheck, Plan, Step, graph_problems
+from trestle.policy import action_hash
 from trestle.runs import summary_json
 from trestle.state import IN_FLIGHT, TERMINAL, RunState, fold
 
@@ -54,6 +60,7 @@ ALL_STATUSES = frozenset(
         "probing",
         "unknown",
         "escalated",
+        "awaiting_approval",
         "succeeded",
         "failed",
         "blocked",
@@ -100,6 +107,8 @@ def steps_strategy(draw: st.DrawFn, index: int, earlier: list[str]) -> Step:
         irreversible=irreversible,
         idempotent=idempotent,
         verify=verify,
+        # irreversible steps need approval by default; some plans force tiers
+        approval=draw(st.sampled_from([None, None, "auto", "log", "confirm"])),
     )
 
 
@@ -145,14 +154,15 @@ def ancestors(plan: Plan, sid: str) -> set[str]:
     return seen
 
 
-def expected_status(state: RunState) -> RunStatus:
-    """run_status as decider.py documents it, derived from statuses alone."""
+def expected_status(state: RunState, rejected: set[str]) -> RunStatus:
+    """run_status as decider.py documents it, derived from statuses alone (and which
+    steps a human rejected: a rejection is a decision, not a dead letter)."""
     plan = state.plan
     for s in plan.steps:
         status = state.steps[s.id].status
-        if status == "escalated":
+        if status in ("escalated", "awaiting_approval"):
             return "needs_human"
-        if status == "failed" and not s.optional and plan.escalate:
+        if status == "failed" and not s.optional and plan.escalate and s.id not in rejected:
             return "needs_human"
     for s in plan.steps:
         status = state.steps[s.id].status
@@ -212,6 +222,7 @@ class Sim:
     dispatched: Counter[str] = field(default_factory=Counter)  # attempts run per step
     track: dict[str, Track] = field(default_factory=dict)
     snapshot: tuple[str, int] | None = None
+    rejected: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         created = RunCreated(at=self.now, run_id="r1", plan=self.plan, workspace="/ws")
@@ -300,18 +311,36 @@ class Sim:
         self.record(RunResumed(at=self.now, owner="sim[2]"))
 
     def human(self) -> bool:
-        """A human retries or skips some steps of a settled run; False if none did."""
-        pending_events: list[StepReopened | StepSkipped] = []
+        """A human retries, skips, approves or rejects some steps of a settled run;
+        False if none did."""
+        pending_events: list[StepReopened | StepSkipped | ApprovalDecided] = []
         for sid in self.plan.ids:
             status = self.state.steps[sid].status
             if status in ("failed", "escalated"):
                 choices = ["leave", "retry", "skip"]
             elif status in ("blocked", "pending"):
                 choices = ["leave", "skip"]
+            elif status == "awaiting_approval":
+                choices = ["leave", "approve", "reject"]
             else:
                 continue
             choice = self.data.draw(st.sampled_from(choices), label=f"human on {sid}")
-            if choice == "retry":
+            if choice in ("approve", "reject"):
+                number = self.state.steps[sid].approval
+                assert number is not None
+                pending_events.append(
+                    ApprovalDecided(
+                        at=self.now,
+                        approval=number,
+                        verdict="approve" if choice == "approve" else "reject",
+                        by="sim",
+                        reason="looked at it",
+                        action_hash=self.state.approvals[number].action_hash,
+                    )
+                )
+                if choice == "reject":
+                    self.rejected.add(sid)
+            elif choice == "retry":
                 pending_events.append(StepReopened(at=self.now, step=sid, reason="try again"))
             elif choice == "skip":
                 pending_events.append(StepSkipped(at=self.now, step=sid, reason="not needed"))
@@ -321,13 +350,21 @@ class Sim:
         self.record(RunResumed(at=self.now, owner="human[3]"))
         for event in pending_events:
             before = self.statuses()
-            self.track[event.step] = Track()
+            sid = event.step if not isinstance(event, ApprovalDecided) else self.approved(event)
+            self.track[sid] = Track()
+            if isinstance(event, StepReopened):
+                self.rejected.discard(sid)
             self.record(event)
             # a human decision starts afresh the bookkeeping of every step it moved
             for sid, after in self.statuses().items():
                 if after != before[sid]:
                     self.track[sid] = Track(reopened=isinstance(event, StepReopened))
         return True
+
+    def approved(self, event: ApprovalDecided) -> str:
+        sid = self.state.approvals[event.approval].step
+        assert sid is not None
+        return sid
 
     def statuses(self) -> dict[str, str]:
         return {sid: now.status for sid, now in self.state.steps.items()}
@@ -374,9 +411,16 @@ class Sim:
 
     def check_before(self, event: AnyEvent) -> None:
         state = self.state
-        if isinstance(event, (RunCreated, RunResumed, RunFinished, StepReopened, StepSkipped)):
+        if isinstance(event, ApprovalDecided):
+            a = state.approvals[event.approval]
+            assert a.status == "pending" and a.step is not None
+            assert state.steps[a.step].status == "awaiting_approval"
+            return
+        human_or_run = (RunCreated, RunResumed, RunFinished, StepReopened, StepSkipped)
+        if isinstance(event, (*human_or_run, ApprovalRefused, BudgetExhausted)):
             return
         sid = event.step
+        assert sid is not None
         status = state.steps[sid].status
         spec = state.step_spec(sid)
         track = self.track[sid]
@@ -397,6 +441,20 @@ class Sim:
                 if spec.verify and self.world[sid] and not track.reopened:
                     raise AssertionError(f"{sid} started although its work is verifiably done")
                 track.probed_after_unknown = track.reopened = False
+                # invariant 5: a tier that needs a human runs only with a matching approval
+                gate = event.gate
+                assert gate is not None
+                assert gate.action_hash == action_hash(spec.action_payload())
+                if gate.decision.tier == "confirm":
+                    assert gate.approval is not None, f"{sid} ran unapproved"
+                    granted = state.approvals[gate.approval]
+                    assert granted.status == "approved" and granted.step == sid
+                    assert state.steps[sid].approved_hash == gate.action_hash
+                if spec.irreversible and spec.approval is None:
+                    assert gate.decision.tier == "confirm"
+            case ApprovalRequested(step=asked):
+                assert asked == sid and status in ("pending", "retry_wait", "unknown")
+                assert event.blocking and event.subject == "action"
             case StepProbeStarted():
                 assert spec.verify, f"{sid} probed without checks"
                 assert status in ("retry_wait", "unknown"), (sid, status)
@@ -471,13 +529,14 @@ class Sim:
                 assert now.blocked_by in ancestors(self.plan, spec.id)
                 needs = {n: statuses[n] for n in spec.needs}
                 assert any(v in ("failed", "blocked") for v in needs.values()), (spec.id, needs)
-        # independent branches go on: only an open escalation leaves work waiting
-        if "escalated" not in statuses.values():
+        # independent branches go on: only an open escalation or approval leaves work waiting
+        waiting = ("escalated", "awaiting_approval", "pending")
+        if not {"escalated", "awaiting_approval"} & set(statuses.values()):
             assert "pending" not in statuses.values(), statuses
         for spec in self.plan.steps:
             if statuses[spec.id] == "pending":
-                assert any(statuses[n] in ("escalated", "pending") for n in spec.needs)
-        assert finished.status == expected_status(state) == run_status(state)
+                assert any(statuses[n] in waiting for n in spec.needs)
+        assert finished.status == expected_status(state, self.rejected) == run_status(state)
         # (h) report counts add up: every step is exactly one status
         counts = json.loads(summary_json(state))
         assert sum(counts.values()) == len(self.plan.steps)
@@ -559,6 +618,16 @@ def probed(step: str, reason: ProbeReason, passed: bool) -> AnyEvent:
     )
 
 
+def starts(events: list[AnyEvent]) -> list[tuple[str, int]]:
+    """The attempts started, as (step, attempt); each key must be the idempotency key."""
+    out = []
+    for e in events:
+        if isinstance(e, StepStarted):
+            assert e.key == f"r1/{e.step}/{e.attempt}"
+            out.append((e.step, e.attempt))
+    return out
+
+
 def kinds(events: list[AnyEvent]) -> list[tuple[str, str]]:
     return [(e.kind, getattr(e, "step", "")) for e in events]
 
@@ -589,7 +658,7 @@ def test_a_failing_probe_before_retry_starts_the_next_attempt() -> None:
     settle(state)
     feed(state, attempt_ended("a", 1, ok=False))
     out = feed(state, probed("a", "before_retry", passed=False))
-    assert out == [StepStarted(at=START, step="a", attempt=2, key="r1/a/2")]
+    assert starts(out) == [("a", 2)]
     out = feed(state, attempt_ended("a", 2, ok=False))
     assert kinds(out) == [("step_failed", "a"), ("run_finished", "")]
     failed = out[0]
@@ -657,7 +726,7 @@ def test_reopening_a_failed_step_unblocks_the_steps_it_blocked() -> None:
     assert (a.failed_attempts, a.dead_lettered, a.reason) == (0, False, None)
     out = settle(state)
     # the attempt number keeps rising, so the new attempt's idempotency key is fresh
-    assert out == [StepStarted(at=START, step="a", attempt=2, key="r1/a/2")]
+    assert starts(out) == [("a", 2)]
     assert kinds(feed(state, attempt_ended("a", 2, ok=True))) == [("step_started", "b")]
     assert kinds(feed(state, attempt_ended("b", 1, ok=True))) == [("step_started", "c")]
     out = feed(state, attempt_ended("c", 1, ok=True))
@@ -666,7 +735,7 @@ def test_reopening_a_failed_step_unblocks_the_steps_it_blocked() -> None:
 
 
 def test_skipping_an_escalated_step_lets_its_dependents_proceed() -> None:
-    state = new_state(step("a", irreversible=True), step("b", "a"))
+    state = new_state(step("a", irreversible=True, approval="log"), step("b", "a"))
     settle(state)
     out = feed(state, RunResumed(at=START, owner="p2"))
     assert kinds(out) == [("step_escalated", "a"), ("run_finished", "")]
@@ -709,7 +778,7 @@ def test_skipping_a_blocked_step_lets_its_own_dependents_proceed() -> None:
 
 
 def test_an_unknown_outcome_is_probed_and_passing_checks_mean_done() -> None:
-    state = new_state(step("a", irreversible=True, **VERIFY), step("b", "a"))
+    state = new_state(step("a", irreversible=True, approval="log", **VERIFY), step("b", "a"))
     settle(state)
     out = feed(state, RunResumed(at=START, owner="p2"))
     assert out == [StepProbeStarted(at=START, step="a", reason="unknown_outcome")]
@@ -720,7 +789,7 @@ def test_an_unknown_outcome_is_probed_and_passing_checks_mean_done() -> None:
 
 
 def test_an_unknown_outcome_that_is_unsafe_to_rerun_is_escalated_not_rerun() -> None:
-    for fields in ({"irreversible": True}, {"idempotent": False}, {}):
+    for fields in ({"irreversible": True, "approval": "log"}, {"idempotent": False}, {}):
         state = new_state(step("a", **VERIFY, **fields))
         settle(state)
         feed(state, RunResumed(at=START, owner="p2"))
@@ -735,12 +804,10 @@ def test_an_unknown_outcome_of_a_rerunnable_step_runs_it_again_with_a_new_key() 
     state = new_state(step("a", idempotent=True), step("b", idempotent=True, **VERIFY))
     settle(state)
     out = feed(state, RunResumed(at=START, owner="p2"))
-    assert out == [
-        StepStarted(at=START, step="a", attempt=2, key="r1/a/2"),
-        StepProbeStarted(at=START, step="b", reason="unknown_outcome"),
-    ]
+    assert starts(out) == [("a", 2)]
+    assert out[1:] == [StepProbeStarted(at=START, step="b", reason="unknown_outcome")]
     out = feed(state, probed("b", "unknown_outcome", passed=False))
-    assert out == [StepStarted(at=START, step="b", attempt=2, key="r1/b/2")]
+    assert starts(out) == [("b", 2)]
     assert state.steps["a"].failed_attempts == state.steps["b"].failed_attempts == 0
 
 

@@ -150,6 +150,7 @@ def build_plan(rng: random.Random, module: str) -> dict[str, Any]:
             "id": "release",
             "needs": ["test", "package", "docs", "notes"],
             "irreversible": True,
+            "approval": "log",  # approved up front: this suite is about crashes, not approvals
             "run": f'{nap()}; git commit -q --allow-empty -m "release $TRESTLE_IDEMPOTENCY_KEY"'
             f" && {append('release')}; {nap()}",
             "verify": [

@@ -22,6 +22,7 @@ from typing import TypeVar
 
 import pytest
 
+from trestle.approvals import inbox, submit_decision
 from trestle.engine import LocalEngine
 from trestle.errors import ConfigError, LeaseHeldError
 from trestle.events import (
@@ -525,6 +526,7 @@ def test_write_steps_write_inside_the_workspace_only(h: Harness) -> None:
               - file_contains: conf/app.toml
                 regex: '^port = 80[0-9]{2}$'
           - id: escape
+            approval: log  # past the policy (which would ask first), to meet the jail
             write:
               path: ../outside.txt
               content: nope
@@ -904,6 +906,17 @@ def test_an_escalated_step_can_be_retried_by_a_human(h: Harness) -> None:
     )
     assert h.run(run_id).steps["charge"].status == "escalated"
     request_decision(h.store, run_id, "retry", "charge", "it never happened")
+    state = h.run(run_id)
+    # an irreversible step asks before it runs again
+    assert state.steps["charge"].status == "awaiting_approval"
+    assert state.finished == "needs_human" and h.count("count") == 0
+    [card] = inbox(h.store)
+    assert (card.step, card.rule, card.action and card.action.command) == (
+        "charge",
+        "irreversible",
+        "echo x >> count; touch out.txt",
+    )
+    submit_decision(h.store, card.ref, "approve", reason="checked the ledger")
     state = h.run(run_id)
     assert state.finished == "succeeded"
     assert [h.count("count"), h.count("email")] == [1, 1]

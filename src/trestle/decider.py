@@ -15,13 +15,20 @@ The rules, each one an invariant the property tests check:
 - when attempts run out a required step fails and goes to the dead-letter queue;
   its dependents are blocked, naming it; an optional step's failure blocks nothing;
 - a step whose outcome is unknown (a crash between start and outcome) is probed with
-  its checks; if they fail it re-runs only when re-runnable, else a human decides.
+  its checks; if they fail it re-runs only when re-runnable, else a human decides;
+- every attempt passes the approval gate first (:mod:`trestle.gate`): a tier that
+  needs a human asks, and the step waits without holding a slot while others go on;
+- every attempt reserves its budget first: a soft limit pauses new starts and asks
+  for a top-up, a hard limit stops them; what already runs finishes.
 """
 
 from __future__ import annotations
 
+from trestle.budget import Dimension, Tally, breach
 from trestle.events import (
     AnyEvent,
+    ApprovalRequested,
+    BudgetExhausted,
     RunFinished,
     RunStatus,
     StepBlocked,
@@ -32,7 +39,25 @@ from trestle.events import (
     StepStarted,
     idempotency_key,
 )
+from trestle.gate import judge
 from trestle.state import TERMINAL, RunState
+
+
+class _Pass:
+    """One call of decide: the slots, budget and approval numbers its decisions take,
+    which ``state`` does not show until the engine applies them."""
+
+    def __init__(self, state: RunState, now: float) -> None:
+        self.state, self.now = state, now
+        self.capacity = state.plan.parallelism - state.in_flight
+        self.reserved: dict[Dimension, float] = {}
+        self.approvals = 0
+        self.may_start = state.stopped is None and not state.budget_paused
+
+    def ask_human(self, **fields: object) -> ApprovalRequested:
+        self.approvals += 1
+        number = self.state.next_approval() + self.approvals - 1
+        return ApprovalRequested(at=self.now, approval=number, **fields)
 
 
 def decide(state: RunState, now: float) -> list[AnyEvent]:
@@ -44,36 +69,92 @@ def decide(state: RunState, now: float) -> list[AnyEvent]:
     if state.finished is not None:
         return []
     out: list[AnyEvent] = []
-    capacity = state.plan.parallelism - state.in_flight
+    p = _Pass(state, now)
     for sid in state.frontier():
         step, st = state.step_spec(sid), state.steps[sid]
         match st.status:
             case "attempt_failed":
                 out.append(_after_failed_attempt(state, sid, now))
             case "unknown":
-                event = _after_unknown_outcome(state, sid, now)
-                takes_slot = isinstance(event, (StepStarted, StepProbeStarted))
-                if takes_slot and capacity <= 0:
-                    continue  # an escalation needs no slot; a probe or re-run waits for one
-                capacity -= takes_slot
-                out.append(event)
-            case "retry_wait" if capacity > 0 and (st.not_before or 0.0) <= now:
                 if step.verify and not st.probed:
-                    out.append(StepProbeStarted(at=now, step=sid, reason="before_retry"))
+                    if p.capacity > 0:
+                        p.capacity -= 1
+                        out.append(StepProbeStarted(at=now, step=sid, reason="unknown_outcome"))
+                elif step.rerunnable:
+                    out += _open(p, sid)
                 else:
-                    out.append(_start(state, sid, now))
-                capacity -= 1
+                    out.append(_escalate(state, sid, now))
+            case "retry_wait" if (st.not_before or 0.0) <= now:
+                if step.verify and not st.probed:
+                    if p.capacity > 0:
+                        p.capacity -= 1
+                        out.append(StepProbeStarted(at=now, step=sid, reason="before_retry"))
+                else:
+                    out += _open(p, sid)
             case "pending":
                 root = next(filter(None, map(state.blocking_root, step.needs)), None)
                 if root is not None:
                     why = f"needs {root!r}, which failed"
                     out.append(StepBlocked(at=now, step=sid, by=root, reason=why))
-                elif capacity > 0 and all(map(state.need_is_met, step.needs)):
-                    out.append(_start(state, sid, now))
-                    capacity -= 1
+                elif all(map(state.need_is_met, step.needs)):
+                    out += _open(p, sid)
     if not out and _settled(state):
         out.append(RunFinished(at=now, status=run_status(state)))
     return out
+
+
+def _open(p: _Pass, sid: str) -> list[AnyEvent]:
+    """Start the step's next attempt if a slot, the budget and the gate allow it."""
+    if not p.may_start or p.capacity <= 0:
+        return []
+    state, now = p.state, p.now
+    step, st = state.step_spec(sid), state.steps[sid]
+    ask: dict[Dimension, float] = {"steps": 1, "cost": step.cost or 0.0}
+    tally = Tally(
+        spent={**state.tally.spent, "seconds": state.elapsed(now)},
+        reserved=_plus(state.tally.reserved, p.reserved),
+        granted=state.tally.granted,
+    )
+    over = breach(state.plan.budget, tally, ask)
+    if over is not None:
+        p.may_start = False  # nothing else starts either: the run pauses or stops as one
+        if over.level == "hard":
+            return [BudgetExhausted(at=now, dimension=over.dimension, reason=over.describe())]
+        return [p.ask_human(subject="budget", breach=over)]
+    attempt = st.attempt + 1
+    verdict = judge(state, sid, attempt)
+    if verdict.gate is None:
+        subject = "action" if verdict.decision.tier == "confirm" else "audit"
+        return [
+            p.ask_human(
+                subject=subject,
+                step=sid,
+                action_hash=verdict.action_hash,
+                decision=verdict.decision,
+                similar_key=verdict.similar_key,
+            )
+        ]
+    p.capacity -= 1
+    p.reserved = _plus(p.reserved, ask)
+    key = idempotency_key(state.run_id, sid, attempt)
+    started: list[AnyEvent] = [
+        StepStarted(at=now, step=sid, attempt=attempt, key=key, gate=verdict.gate)
+    ]
+    if verdict.decision.audit == "after":
+        started.append(
+            p.ask_human(
+                subject="audit",
+                blocking=False,
+                step=sid,
+                action_hash=verdict.action_hash,
+                decision=verdict.decision,
+            )
+        )
+    return started
+
+
+def _plus(a: dict[Dimension, float], b: dict[Dimension, float]) -> dict[Dimension, float]:
+    return {k: a.get(k, 0.0) + b.get(k, 0.0) for k in a.keys() | b.keys()}
 
 
 def _after_failed_attempt(state: RunState, sid: str, now: float) -> AnyEvent:
@@ -87,13 +168,9 @@ def _after_failed_attempt(state: RunState, sid: str, now: float) -> AnyEvent:
     return StepFailed(at=now, step=sid, reason=why, dead_lettered=dead_letter)
 
 
-def _after_unknown_outcome(state: RunState, sid: str, now: float) -> AnyEvent:
-    """Probe first; re-run only what is safe to re-run; otherwise ask a human."""
+def _escalate(state: RunState, sid: str, now: float) -> StepEscalated:
+    """The outcome is unknown, the probe did not settle it, and re-running is unsafe."""
     st, step = state.steps[sid], state.step_spec(sid)
-    if step.verify and not st.probed:
-        return StepProbeStarted(at=now, step=sid, reason="unknown_outcome")
-    if step.rerunnable:
-        return _start(state, sid, now)
     nature = "irreversible" if step.irreversible else "not marked idempotent"
     checked = "its verify checks did not pass" if step.verify else "it has no verify checks"
     return StepEscalated(
@@ -105,16 +182,12 @@ def _after_unknown_outcome(state: RunState, sid: str, now: float) -> AnyEvent:
     )
 
 
-def _start(state: RunState, sid: str, now: float) -> StepStarted:
-    attempt = state.steps[sid].attempt + 1
-    key = idempotency_key(state.run_id, sid, attempt)
-    return StepStarted(at=now, step=sid, attempt=attempt, key=key)
-
-
 def _settled(state: RunState) -> bool:
     """Nothing is running, due, or startable: only a human could move the run now."""
     if state.in_flight:
         return False
+    if state.stopped is not None or state.budget_paused:
+        return True  # nothing may start: what is left waits for a human or never runs
     for sid in state.frontier():
         st = state.steps[sid]
         if st.status != "pending":
@@ -125,9 +198,12 @@ def _settled(state: RunState) -> bool:
 
 
 def run_status(state: RunState) -> RunStatus:
-    """succeeded: every required step done; needs_human: a dead letter is open;
-    partial: anything else (failures, blocks, steps that never started)."""
-    if any(st.dead_lettered for st in state.steps.values()):
+    """stopped: a budget ended it; needs_human: a dead letter or an approval is open;
+    succeeded: every required step done; partial: anything else (failures, blocks,
+    steps that never started)."""
+    if state.stopped is not None:
+        return "stopped"
+    if state.waiting_on_human() or any(st.dead_lettered for st in state.steps.values()):
         return "needs_human"
     for step in state.plan.steps:
         st = state.steps[step.id]

@@ -26,11 +26,14 @@ from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 from trestle.actions import StepContext, perform
+from trestle.approvals import decision_as_event
 from trestle.checks import run_checks
 from trestle.decider import decide, next_wakeup
 from trestle.errors import LeaseLostError
 from trestle.events import (
+    ActionResult,
     AnyEvent,
+    Gate,
     RunResumed,
     StepAttemptEnded,
     StepProbed,
@@ -40,7 +43,10 @@ from trestle.events import (
     StepStarted,
     StoredEvent,
 )
+from trestle.plan import Step
+from trestle.policy import action_hash
 from trestle.runs import RETRYABLE, SKIPPABLE, load_state, summary_json
+from trestle.signing import decision_key
 from trestle.state import RunState
 from trestle.store.base import Appended, Lease, Owner, Request, Snapshot, Store
 
@@ -64,6 +70,8 @@ class LocalEngine:
         snapshot_every: events between state snapshots (resume reads snapshot + tail);
             never fewer than the run has steps, so a snapshot's cost is amortised.
         poll_interval: how often a waiting run looks for human requests.
+        decision_key: the key human decisions are signed with (default: the user's
+            key file, see :mod:`trestle.signing`).
     """
 
     def __init__(
@@ -75,6 +83,7 @@ class LocalEngine:
         lease_ttl: float = 15.0,
         snapshot_every: int = 200,
         poll_interval: float = 0.5,
+        decision_key: bytes | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -82,6 +91,7 @@ class LocalEngine:
         self.lease_ttl = lease_ttl
         self.snapshot_every = snapshot_every
         self.poll_interval = poll_interval
+        self._decision_key = decision_key
         # sqlite3 blocks; one thread keeps it off the event loop and serialises commits
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trestle-store")
 
@@ -176,7 +186,7 @@ class LocalEngine:
             batch.append(event)
         for request in requests:
             # judged one at a time: an earlier request may change what a later one means
-            decision = _request_as_event(state, request, self.clock())
+            decision = self._request_as_event(state, request)
             if decision is not None:
                 state.apply(decision)
                 batch.append(decision)
@@ -210,9 +220,9 @@ class LocalEngine:
         self, state: RunState, event: AnyEvent, pool: Executor
     ) -> asyncio.Task[AnyEvent] | None:
         match event:
-            case StepStarted(step=sid, attempt=attempt, key=key):
+            case StepStarted(step=sid, attempt=attempt, key=key, gate=gate):
                 ctx = self._context(state, sid, attempt, key)
-                return asyncio.create_task(self._attempt(state, sid, ctx, pool))
+                return asyncio.create_task(self._attempt(state, sid, ctx, pool, gate))
             case StepProbeStarted(step=sid, reason=why):
                 st = state.steps[sid]
                 ctx = self._context(state, sid, st.attempt, f"{state.run_id}/{sid}/probe")
@@ -231,9 +241,15 @@ class LocalEngine:
         )
 
     async def _attempt(
-        self, state: RunState, sid: str, ctx: StepContext, pool: Executor
+        self, state: RunState, sid: str, ctx: StepContext, pool: Executor, gate: Gate | None
     ) -> AnyEvent:
         step = state.step_spec(sid)
+        refusal = unapproved(state, step, gate)
+        if refusal is not None:  # never expected: the decider gates; this double-checks
+            action = ActionResult(status="error", error=refusal)
+            return StepAttemptEnded(
+                at=self.clock(), step=sid, attempt=ctx.attempt, ok=False, action=action
+            )
         action = await perform(step, ctx, pool)
         checks = await run_checks(step, ctx, pool) if action.status == "ok" else ()
         ok = action.status == "ok" and all(c.passed for c in checks)
@@ -259,9 +275,32 @@ class LocalEngine:
     def close(self) -> None:
         self._io.shutdown(wait=True)
 
+    def _request_as_event(self, state: RunState, r: Request) -> AnyEvent | None:
+        if r.kind == "decision":
+            if self._decision_key is None:
+                self._decision_key = decision_key()
+            return decision_as_event(state, r, self._decision_key, self.clock())
+        return _retry_or_skip(state, r, self.clock())
 
-def _request_as_event(state: RunState, r: Request, now: float) -> AnyEvent | None:
-    """A human request as an event, if it still makes sense for the current state."""
+
+def unapproved(state: RunState, step: Step, gate: Gate | None) -> str | None:
+    """Why this action must not run now, or None: the gate's hash must be the action's,
+    and a tier that needs a human must carry an approval that was granted."""
+    if gate is None:
+        return None  # recorded before approval gates existed
+    if action_hash(step.action_payload()) != gate.action_hash:
+        return "refused: the action differs from the one that passed the approval gate"
+    needs_human = gate.decision.tier == "confirm" or gate.decision.audit == "before"
+    if not needs_human:
+        return None
+    granted = state.approvals.get(gate.approval) if gate.approval is not None else None
+    if granted is None or granted.status not in ("approved", "modified"):
+        return "refused: the action needs an approval and none was granted"
+    return None
+
+
+def _retry_or_skip(state: RunState, r: Request, now: float) -> AnyEvent | None:
+    """A human's retry or skip as an event, if it still makes sense for the state."""
     st = state.steps.get(r.step)
     if st is None:
         return None

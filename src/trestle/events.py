@@ -14,7 +14,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from trestle.plan import Plan
+from trestle.budget import Breach, Dimension
+from trestle.plan import Plan, Step
+from trestle.policy import Policy, TierDecision
 
 
 class Event(BaseModel):
@@ -50,11 +52,15 @@ class ActionResult(BaseModel):
 
 
 class RunCreated(Event):
+    """The run's first event. ``operator_policy`` is the ``trestle.toml`` policy as it
+    was when the run was created, so a replay classifies every action the same way."""
+
     kind: Literal["run_created"] = "run_created"
     run_id: str
     plan: Plan
     workspace: str
     plan_path: str | None = None
+    operator_policy: Policy | None = None
 
 
 class RunResumed(Event):
@@ -64,6 +70,16 @@ class RunResumed(Event):
     owner: str
 
 
+class Gate(BaseModel):
+    """Why an attempt was allowed to start: its tier, what chose it, and the approval
+    that let it run when the tier needed one (bound to the exact action's hash)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    decision: TierDecision
+    action_hash: str
+    approval: int | None = None
+
+
 class StepStarted(Event):
     """An attempt is about to be dispatched; ``key`` identifies its side effect."""
 
@@ -71,6 +87,7 @@ class StepStarted(Event):
     step: str
     attempt: int
     key: str
+    gate: Gate | None = None
 
 
 class StepAttemptEnded(Event):
@@ -152,7 +169,68 @@ class StepReopened(Event):
     request_id: int | None = None
 
 
-RunStatus = Literal["succeeded", "partial", "needs_human"]
+ApprovalSubject = Literal["action", "audit", "budget"]
+
+
+class ApprovalRequested(Event):
+    """A human must decide before something happens (or, for an audit drawn after the
+    fact, should review what already happened: then ``blocking`` is false).
+
+    ``approval`` numbers requests within the run. An action approval carries the
+    hash of the exact action; a decision for any other action does not apply.
+    """
+
+    kind: Literal["approval_requested"] = "approval_requested"
+    approval: int
+    subject: ApprovalSubject
+    blocking: bool = True
+    step: str | None = None
+    action_hash: str | None = None
+    decision: TierDecision | None = None
+    similar_key: str | None = None
+    breach: Breach | None = None
+
+
+Verdict = Literal["approve", "reject", "modify"]
+
+
+class ApprovalDecided(Event):
+    """A human's decision, recorded from the decision path (CLI or Python API) only.
+
+    ``modify`` approves ``edited``, the step as the human changed it, whose action has
+    ``action_hash``; ``similar`` also approves later actions with the same similar-key.
+    """
+
+    kind: Literal["approval_decided"] = "approval_decided"
+    approval: int
+    verdict: Verdict
+    by: str
+    reason: str = ""
+    similar: bool = False
+    action_hash: str | None = None
+    edited: Step | None = None
+    top_up: float | None = None
+    request_id: int | None = None
+
+
+class ApprovalRefused(Event):
+    """A decision that arrived but does not apply (unsigned, stale, or already decided)."""
+
+    kind: Literal["approval_refused"] = "approval_refused"
+    approval: int | None
+    reason: str
+    request_id: int | None = None
+
+
+class BudgetExhausted(Event):
+    """A hard limit (or a refused top-up) stops the run: nothing new starts."""
+
+    kind: Literal["budget_exhausted"] = "budget_exhausted"
+    dimension: Dimension
+    reason: str
+
+
+RunStatus = Literal["succeeded", "partial", "needs_human", "stopped"]
 
 
 class RunFinished(Event):
@@ -173,6 +251,10 @@ AnyEvent = Annotated[
     | StepEscalated
     | StepSkipped
     | StepReopened
+    | ApprovalRequested
+    | ApprovalDecided
+    | ApprovalRefused
+    | BudgetExhausted
     | RunFinished,
     Field(discriminator="kind"),
 ]

@@ -12,16 +12,14 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import BaseModel, Discriminator, Field, Tag, model_validator
+
+from trestle.budget import Budget
+from trestle.policy import Policy, Tier
+from trestle.record import Record
 
 STEP_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 PYTHON_REF_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
-
-
-class Record(BaseModel):
-    """Base for plan data: immutable, and unknown fields are errors, not ignored."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 # --- verify checks: each is written in YAML as a mapping keyed by its kind -------------
@@ -148,6 +146,13 @@ class Step(Record):
     irreversible: bool = False
     idempotent: bool | None = None
     env: dict[str, str] = Field(default_factory=dict)
+    # what the approval policy and a human reviewing the step go by
+    approval: Tier | None = None  # force this tier (the plan author's word)
+    tags: tuple[str, ...] = ()
+    confidence: float | None = Field(default=None, ge=0, le=1)
+    cost: float | None = Field(default=None, ge=0)  # estimated dollars, held against the budget
+    reasoning: str = ""  # why this action is the right one
+    uncertainties: tuple[str, ...] = ()  # what the author is unsure of
 
     @model_validator(mode="after")
     def _one_action(self) -> Step:
@@ -181,6 +186,13 @@ class Step(Record):
             return self.idempotent
         return self.action_kind == "write"
 
+    def action_payload(self) -> dict[str, object]:
+        """Everything that makes this step's action what it is: an approval is bound to
+        a hash of this, so any change to it needs a new approval."""
+        return self.model_dump(
+            mode="json", include={"id", "run", "write", "python", "env", "timeout"}
+        )
+
     def describe_action(self) -> str:
         if self.run is not None:
             return self.run
@@ -197,6 +209,9 @@ class Plan(Record):
     workspace: str = "."
     parallelism: int = Field(default=32, ge=1, le=1024)
     escalate: bool = True  # a required step out of attempts goes to the dead-letter queue
+    policy: Policy | None = None  # approval tiers and rules (trestle.toml's win over these)
+    budget: Budget | None = None
+    checkpoints: Literal["irreversible", "every_step", "off"] = "irreversible"
     steps: tuple[Step, ...] = Field(min_length=1)
 
     def step(self, step_id: str) -> Step:

@@ -12,7 +12,14 @@ from trestle.events import CheckResult
 from trestle.state import RunState, StepState
 
 Category = Literal[
-    "done", "failed", "blocked", "skipped", "escalated", "in_progress", "never_started"
+    "done",
+    "failed",
+    "blocked",
+    "skipped",
+    "escalated",
+    "awaiting_approval",
+    "in_progress",
+    "never_started",
 ]
 CATEGORIES: tuple[Category, ...] = (
     "done",
@@ -20,10 +27,11 @@ CATEGORIES: tuple[Category, ...] = (
     "blocked",
     "skipped",
     "escalated",
+    "awaiting_approval",
     "in_progress",
     "never_started",
 )
-EXIT_CODES = {"succeeded": 0, "partial": 1, "needs_human": 3, "running": 0}
+EXIT_CODES = {"succeeded": 0, "partial": 1, "needs_human": 3, "stopped": 6, "running": 0}
 
 
 class StepReport(BaseModel):
@@ -55,7 +63,7 @@ def category(st: StepState) -> Category:
     match st.status:
         case "succeeded":
             return "done"
-        case "failed" | "blocked" | "skipped" | "escalated":
+        case "failed" | "blocked" | "skipped" | "escalated" | "awaiting_approval":
             return st.status
         case "pending":
             return "never_started"
@@ -100,6 +108,9 @@ def _reason(state: RunState, sid: str) -> str | None:
     if st.status == "pending":
         waiting = [n for n in state.step_spec(sid).needs if not state.need_is_met(n)]
         return "waiting for " + ", ".join(map(repr, waiting)) if waiting else "not started"
+    if st.status == "awaiting_approval" and st.approval is not None:
+        decision = state.approvals[st.approval].decision
+        return f"waits for approval {st.approval}" + (f": {decision.reason}" if decision else "")
     return st.reason or st.error
 
 
@@ -108,6 +119,27 @@ def _to_check(state: RunState) -> list[str]:
     run = state.run_id
     urgent: list[str] = []
     review: list[str] = []
+    if state.stopped is not None:
+        urgent.append(f"the run was stopped by its budget: {state.stopped}.")
+    for number, a in state.approvals.items():
+        if a.status != "pending":
+            continue
+        ref = f"{run}.{number}"
+        if a.subject == "budget" and a.breach is not None:
+            urgent.append(
+                f"the run is paused at its budget: {a.breach.describe()} "
+                f"`trestle approve {ref}` (or `trestle reject {ref} --reason ...`), "
+                f"then `trestle resume {run}`."
+            )
+        elif a.blocking:
+            urgent.append(
+                f"{a.step!r} waits for approval {ref}"
+                + (f" ({a.decision.reason})" if a.decision else "")
+                + f": see `trestle inbox`, then `trestle approve {ref}` or "
+                f"`trestle reject {ref} --reason ...`, and `trestle resume {run}`."
+            )
+        else:
+            review.append(f"{a.step!r} ran and was drawn for review: see approval {ref}.")
     for spec in state.plan.steps:
         st, sid = state.steps[spec.id], spec.id
         if st.status == "escalated":
@@ -124,7 +156,7 @@ def _to_check(state: RunState) -> list[str]:
         elif st.status == "failed" and spec.optional:
             review.append(f"optional {sid!r} failed: {st.error}.")
         elif st.status == "failed":
-            urgent.append(f"{sid!r} failed: {st.error}.")
+            urgent.append(f"{sid!r} failed: {st.error or st.reason}.")
         elif st.status == "skipped":
             review.append(
                 f"{sid!r} was skipped by a human ({st.reason}); steps after it "

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from trestle.errors import ConfigError, UnknownRunError
 from trestle.events import RunCreated, StoredEvent
 from trestle.plan import Plan, did_you_mean
+from trestle.policy import Policy
 from trestle.state import RunState
 from trestle.store.base import Request, RequestKind, Store
 
@@ -30,8 +31,13 @@ def create_run(
     plan_path: Path | None = None,
     now: float | None = None,
     run_id: str | None = None,
+    operator_policy: Policy | None = None,
 ) -> str:
-    """Record a new run (its first event) and return its id. Nothing runs yet."""
+    """Record a new run (its first event) and return its id. Nothing runs yet.
+
+    ``operator_policy`` (from ``trestle.toml``) is recorded with the run, so the run
+    is judged by the policy it started under, however the file changes later.
+    """
     now = time.time() if now is None else now
     event = RunCreated(
         at=now,
@@ -39,6 +45,7 @@ def create_run(
         plan=plan,
         workspace=str(workspace.resolve()),
         plan_path=str(plan_path.resolve()) if plan_path else None,
+        operator_policy=operator_policy,
     )
     state = RunState.from_created(event)
     store.create_run(event, summary=summary_json(state))

@@ -13,10 +13,16 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Literal
 
-from pydantic import BaseModel, PrivateAttr
+from pydantic import BaseModel, Field, PrivateAttr
 
+from trestle.budget import Breach, Tally
 from trestle.events import (
     AnyEvent,
+    ApprovalDecided,
+    ApprovalRefused,
+    ApprovalRequested,
+    ApprovalSubject,
+    BudgetExhausted,
     CheckResult,
     RunCreated,
     RunFinished,
@@ -34,6 +40,7 @@ from trestle.events import (
     StepStarted,
 )
 from trestle.plan import Plan, Step, dependents
+from trestle.policy import Policy, TierDecision
 
 StepStatus = Literal[
     "pending",  # waiting for its needs
@@ -43,6 +50,7 @@ StepStatus = Literal[
     "probing",  # checks running to see whether earlier work took effect
     "unknown",  # an attempt started but its outcome was never recorded (crash)
     "escalated",  # outcome unknown and unsafe to re-run: a human must decide
+    "awaiting_approval",  # its next attempt needs a human's approval first
     "succeeded",
     "failed",
     "blocked",
@@ -68,6 +76,26 @@ class StepState(BaseModel):
     checks: list[CheckResult] = []
     started_at: float | None = None
     ended_at: float | None = None
+    approval: int | None = None  # the approval asked for (or given) for its action
+    approved_hash: str | None = None  # the exact action a human approved
+    reserved_cost: float = 0.0  # the running attempt's estimate, held against the budget
+
+
+class ApprovalState(BaseModel):
+    """One approval request and, once decided, its decision."""
+
+    subject: ApprovalSubject
+    step: str | None
+    blocking: bool
+    action_hash: str | None
+    decision: TierDecision | None
+    similar_key: str | None
+    breach: Breach | None
+    requested_at: float
+    status: Literal["pending", "approved", "rejected", "modified"] = "pending"
+    by: str | None = None
+    reason: str = ""
+    decided_at: float | None = None
 
 
 class RunState(BaseModel):
@@ -81,6 +109,14 @@ class RunState(BaseModel):
     steps: dict[str, StepState]
     finished: RunStatus | None = None
     resumes: int = 0
+    operator_policy: Policy | None = None
+    approvals: dict[int, ApprovalState] = {}
+    similar_approved: dict[str, int] = {}  # similar-key -> the approval that covers it
+    overrides: dict[str, Step] = {}  # steps as a human modified them before approving
+    tally: Tally = Field(default_factory=Tally)
+    stopped: str | None = None  # why a budget stopped the run
+    active_seconds: float = 0.0  # time the run was driven, up to ``active_since``
+    active_since: float | None = None
 
     # Indexes derived from ``steps`` so that deciding looks only at the frontier, not
     # at every step: a run of n steps then costs O(n), not O(n^2). Never persisted;
@@ -103,6 +139,8 @@ class RunState(BaseModel):
             updated_at=event.at,
             seq=1,
             steps={s.id: StepState() for s in event.plan.steps},
+            operator_policy=event.operator_policy,
+            active_since=event.at,
         )
         state.reindex()
         return state
@@ -138,14 +176,18 @@ class RunState(BaseModel):
     def apply(self, event: AnyEvent, seq: int | None = None) -> None:
         """Advance the state by one event (``seq`` defaults to the next number)."""
         self.seq = seq if seq is not None else self.seq + 1
-        self.updated_at = event.at
+        last_at, self.updated_at = self.updated_at, event.at
         match event:
             case RunCreated():
                 raise ValueError("run_created can only begin a run")
             case RunResumed():
                 self.resumes += 1
+                # time between the last event and this resume was not spent driving it
+                self._stop_clock(last_at)
+                self.active_since = event.at
                 for sid, st in self.steps.items():
                     if st.status == "running":
+                        self._release(st)  # it may have spent its estimate: count it
                         self._set(sid, "unknown")
                     elif st.status == "probing":
                         # a probe only reads, so an interrupted one is simply run again
@@ -156,10 +198,14 @@ class RunState(BaseModel):
                 st = self.steps[sid]
                 st.attempt, st.probed = attempt, False
                 st.started_at, st.ended_at, st.not_before = event.at, None, None
+                self.tally.add(self.tally.spent, "steps", 1)
+                st.reserved_cost = self.step_spec(sid).cost or 0.0
+                self.tally.add(self.tally.reserved, "cost", st.reserved_cost)
                 self._set(sid, "running")
             case StepAttemptEnded(step=sid, ok=ok, action=action, checks=checks):
                 st = self.steps[sid]
                 st.checks, st.ended_at = list(checks), event.at
+                self._release(st)
                 if ok:
                     st.error = None
                     st.succeeded_via = "probe" if action.status == "skipped" else "action"
@@ -211,8 +257,75 @@ class RunState(BaseModel):
                 self.finished = None
             case StepReopened(step=sid):
                 self._reopen(sid)
+            case ApprovalRequested():
+                self._request_approval(event)
+            case ApprovalDecided():
+                self._decide_approval(event)
+            case ApprovalRefused():
+                pass  # recorded for the audit trail; it changes nothing
+            case BudgetExhausted(reason=why):
+                self.stopped = why
             case RunFinished(status=status):
                 self.finished = status
+                self._stop_clock(event.at)
+
+    def _stop_clock(self, at: float) -> None:
+        if self.active_since is not None:
+            self.active_seconds += max(0.0, at - self.active_since)
+            self.active_since = None
+
+    def _release(self, st: StepState) -> None:
+        """The attempt's estimate stops being a reservation and becomes spending."""
+        self.tally.add(self.tally.reserved, "cost", -st.reserved_cost)
+        self.tally.add(self.tally.spent, "cost", st.reserved_cost)
+        st.reserved_cost = 0.0
+
+    def _request_approval(self, event: ApprovalRequested) -> None:
+        self.approvals[event.approval] = ApprovalState(
+            subject=event.subject,
+            step=event.step,
+            blocking=event.blocking,
+            action_hash=event.action_hash,
+            decision=event.decision,
+            similar_key=event.similar_key,
+            breach=event.breach,
+            requested_at=event.at,
+        )
+        if event.step is not None and event.blocking:
+            self.steps[event.step].approval = event.approval
+            self._set(event.step, "awaiting_approval")
+
+    def _decide_approval(self, event: ApprovalDecided) -> None:
+        a = self.approvals[event.approval]
+        a.by, a.reason, a.decided_at = event.by, event.reason, event.at
+        verdict = {"approve": "approved", "reject": "rejected", "modify": "modified"}
+        a.status = verdict[event.verdict]  # type: ignore[assignment]
+        self.finished = None  # the run can move again
+        if a.subject == "budget" and a.breach is not None:
+            if event.verdict == "reject":
+                self.stopped = f"{a.breach.describe()}: top-up refused: {event.reason}"
+            else:
+                top_up = event.top_up if event.top_up is not None else a.breach.top_up
+                self.tally.add(self.tally.granted, a.breach.dimension, top_up)
+            return
+        if a.step is None or not a.blocking:
+            return  # an after-the-fact audit: the review is recorded, nothing waits on it
+        sid, st = a.step, self.steps[a.step]
+        if event.verdict == "reject":
+            st.reason = (
+                f"rejected by {event.by}: {event.reason}"
+                if event.reason
+                else (f"rejected by {event.by}")
+            )
+            st.ended_at, st.dead_lettered = event.at, False
+            self._set(sid, "failed")
+            return
+        if event.verdict == "modify" and event.edited is not None:
+            self.overrides[sid] = event.edited
+        st.approved_hash = event.action_hash or a.action_hash
+        if event.similar and a.similar_key is not None:
+            self.similar_approved[a.similar_key] = event.approval
+        self._set(sid, "pending" if st.attempt == 0 else "retry_wait")
 
     def _reopen(self, sid: str) -> None:
         st = self.steps[sid]
@@ -285,7 +398,32 @@ class RunState(BaseModel):
         return sorted(self._frontier, key=self._order.__getitem__)
 
     def step_spec(self, sid: str) -> Step:
+        """The step as it will run: as planned, or as a human modified it."""
+        if self.overrides and sid in self.overrides:
+            return self.overrides[sid]
         return self.plan.steps[self._order[sid]]
+
+    @property
+    def budget_paused(self) -> bool:
+        """A soft budget limit is waiting on a human's top-up."""
+        return any(
+            a.subject == "budget" and a.status == "pending" for a in self._pending_approvals()
+        )
+
+    def _pending_approvals(self) -> list[ApprovalState]:
+        return [a for a in self.approvals.values() if a.status == "pending"]
+
+    def waiting_on_human(self) -> bool:
+        """Some approval that holds up the run is undecided."""
+        return any(a.blocking for a in self._pending_approvals())
+
+    def next_approval(self) -> int:
+        return len(self.approvals) + 1
+
+    def elapsed(self, now: float) -> float:
+        """Seconds the run has been driven, across every process that drove it."""
+        running = now - self.active_since if self.active_since is not None else 0.0
+        return self.active_seconds + max(0.0, running)
 
     def need_is_met(self, need: str) -> bool:
         """A need is met when it succeeded, a human skipped it, or it is optional and done."""

@@ -1,14 +1,16 @@
 """The ``trestle`` command line: a thin sync edge over the engine and the store.
 
 Exit codes: 0 all required steps done; 1 finished with failures (partial completion);
-2 bad input (plan file, arguments, unknown run or step); 3 waiting on a human;
-4 the store cannot be used; 5 another process drives the run; 130 interrupted.
+2 bad input (plan file, config, arguments, unknown run or step); 3 waiting on a human
+(an approval, an escalation or a dead letter); 4 the store cannot be used; 5 another
+process drives the run; 6 stopped by a hard budget limit; 130 interrupted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +21,9 @@ import typer
 from rich.console import Console
 from rich.live import Live
 
+from trestle.approvals import feedback, find_approval, inbox, submit_decision
+from trestle.card import build_card
+from trestle.cli.human import edit_in_editor, prompt_approvals, show_card
 from trestle.cli.render import (
     event_line,
     log_detail,
@@ -29,8 +34,9 @@ from trestle.cli.render import (
     steps_table,
 )
 from trestle.engine import LocalEngine
-from trestle.errors import TrestleError
+from trestle.errors import ConfigError, TrestleError
 from trestle.planfile import load_plan, plan_json_schema
+from trestle.policyfile import operator_policy
 from trestle.report import build_report
 from trestle.runs import create_run, dead_letters, load_state, request_decision
 from trestle.state import RunState
@@ -56,7 +62,14 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 ReportJson = Annotated[
     Path | None, typer.Option("--report-json", help="Also write the final report here.")
 ]
+PromptOption = Annotated[
+    bool,
+    typer.Option(help="On a terminal, ask about approvals when the run waits for them."),
+]
 RunArg = Annotated[str, typer.Argument(metavar="RUN", help="Run id (from `trestle runs`).")]
+ApprovalArg = Annotated[
+    str, typer.Argument(metavar="APPROVAL", help="RUN.N from `trestle inbox` (or its tail).")
+]
 StepArg = Annotated[str, typer.Argument(metavar="STEP", help="Step id within the run.")]
 
 
@@ -91,18 +104,24 @@ def run(
     store: StoreOption = None,
     report_json: ReportJson = None,
     live: Annotated[bool, typer.Option(help="Live table on a terminal.")] = True,
+    prompt: PromptOption = True,
+    policy: Annotated[
+        Path | None,
+        typer.Option(help="Operator policy file [default: the nearest trestle.toml]."),
+    ] = None,
 ) -> None:
     """Validate a plan, show it, run it, and report. Prints the run id first."""
     plan = load_plan(plan_file)
     ws = workspace if workspace is not None else plan_file.parent / plan.workspace
     if not ws.is_dir():
         raise typer.BadParameter(f"workspace {str(ws)!r} is not a directory", param_hint="-w")
+    operator = operator_policy(ws, policy)
     out = _out()
     with _opened(store, ws) as st:
-        run_id = create_run(st, plan, workspace=ws, plan_path=plan_file)
+        run_id = create_run(st, plan, workspace=ws, plan_path=plan_file, operator_policy=operator)
         out.print(f"run {run_id}")
         out.print(plan_overview(plan, str(plan_file)))
-        _drive(st, run_id, out, report_json, live)
+        _drive(st, run_id, out, report_json, live, prompt)
 
 
 @app.command()
@@ -111,21 +130,29 @@ def resume(
     store: StoreOption = None,
     report_json: ReportJson = None,
     live: Annotated[bool, typer.Option(help="Live table on a terminal.")] = True,
+    prompt: PromptOption = True,
 ) -> None:
-    """Continue a run: after a crash, an escalation, or a retry/skip decision."""
+    """Continue a run: after a crash, an approval, or a retry/skip decision."""
     out = _out()
     with _opened(store) as st:
         out.print(f"run {run_id}")
-        _drive(st, run_id, out, report_json, live)
+        _drive(st, run_id, out, report_json, live, prompt)
 
 
-def _drive(store: Store, run_id: str, out: Console, report_json: Path | None, live: bool) -> None:
+def _drive(
+    store: Store, run_id: str, out: Console, report_json: Path | None, live: bool, prompt: bool
+) -> None:
+    """Drive the run; on a terminal, when it waits for approvals, ask and go on."""
+    interactive = prompt and out.is_terminal and sys.stdin.isatty()
     engine = LocalEngine(store)
     try:
-        if live and out.is_terminal:
-            asyncio.run(_drive_live(engine, run_id, out))
-        else:
-            asyncio.run(_drive_lines(engine, run_id, out))
+        while True:
+            if live and out.is_terminal:
+                asyncio.run(_drive_live(engine, run_id, out))
+            else:
+                asyncio.run(_drive_lines(engine, run_id, out))
+            if not (interactive and prompt_approvals(store, run_id, out)):
+                break
     except KeyboardInterrupt:
         _err().print(f"interrupted; continue with `trestle resume {run_id}`")
         raise typer.Exit(130) from None
@@ -245,6 +272,101 @@ def skip(
     with _opened(store) as st:
         request_decision(st, run_id, "skip", step, reason)
     _out().print(f"skip of {step!r} recorded; continue with `trestle resume {run_id}`")
+
+
+@app.command(name="inbox")
+def inbox_command(
+    run_id: Annotated[str | None, typer.Option("--run", help="Only this run.")] = None,
+    store: StoreOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Open approvals across runs, each as a handoff card, oldest first."""
+    with _opened(store) as st:
+        cards = inbox(st, run_id=run_id)
+        if as_json:
+            _print_json([card.model_dump(mode="json") for card in cards])
+            return
+        out = _out()
+        if not cards:
+            out.print("inbox is empty")
+        for card in cards:
+            show_card(out, st, card)
+            out.print(
+                f"decide: trestle approve {card.ref}  |  trestle reject {card.ref} --reason ...\n",
+                markup=False,
+                soft_wrap=True,
+            )
+
+
+def _refuse_inside_a_step() -> None:
+    # a step (or an agent's command) that calls the CLI must not approve its own actions
+    if os.environ.get("TRESTLE_STEP_ID"):
+        raise ConfigError("decisions cannot be made from inside a running step")
+
+
+@app.command()
+def approve(
+    ref: ApprovalArg,
+    similar: Annotated[
+        bool,
+        typer.Option("--similar", help="Also approve similar actions for the rest of the run."),
+    ] = False,
+    edit: Annotated[
+        bool, typer.Option("--edit", help="Edit the action in $EDITOR, then approve the edit.")
+    ] = False,
+    reason: Annotated[str, typer.Option(help="Recorded with the decision.")] = "",
+    top_up: Annotated[
+        float | None, typer.Option(help="For a budget pause: how much to add.", min=0)
+    ] = None,
+    store: StoreOption = None,
+) -> None:
+    """Approve an action (or a budget top-up); the run goes on when resumed."""
+    _refuse_inside_a_step()
+    with _opened(store) as st:
+        if edit:
+            state, number = find_approval(st, ref)
+            edited = edit_in_editor(build_card(state, number))
+            full = submit_decision(st, ref, "modify", edited=edited, reason=reason)
+        else:
+            full = submit_decision(
+                st, ref, "approve", similar=similar, reason=reason, top_up=top_up
+            )
+    run_id = full.rpartition(".")[0]
+    _out().print(f"approved {full}; continue with `trestle resume {run_id}`", soft_wrap=True)
+
+
+@app.command()
+def reject(
+    ref: ApprovalArg,
+    reason: Annotated[str, typer.Option(help="Why (recorded and fed back to the proposer).")],
+    store: StoreOption = None,
+) -> None:
+    """Reject an action: it does not run, and the reason is recorded."""
+    _refuse_inside_a_step()
+    with _opened(store) as st:
+        full = submit_decision(st, ref, "reject", reason=reason)
+    run_id = full.rpartition(".")[0]
+    _out().print(f"rejected {full}; continue with `trestle resume {run_id}`", soft_wrap=True)
+
+
+feedback_app = typer.Typer(help="Decisions and their reasons, to improve agents and policies.")
+app.add_typer(feedback_app, name="feedback")
+
+
+@feedback_app.command("export")
+def feedback_export(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+    ] = None,
+    store: StoreOption = None,
+) -> None:
+    """Every decided approval as JSON Lines: action, tier, rule, decision, reason."""
+    with _opened(store) as st:
+        lines = [json.dumps(row, default=str) + "\n" for row in feedback(st)]
+    if output is None:
+        sys.stdout.writelines(lines)
+    else:
+        output.write_text("".join(lines), encoding="utf-8")
 
 
 @app.command()

@@ -13,8 +13,13 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from trestle.card import HandoffCard
 from trestle.events import (
     AnyEvent,
+    ApprovalDecided,
+    ApprovalRefused,
+    ApprovalRequested,
+    BudgetExhausted,
     RunFinished,
     StepAttemptEnded,
     StepBlocked,
@@ -49,6 +54,8 @@ STATUS_STYLE = {
     "partial": "yellow",
     "needs_human": "bold red",
     "in_progress": "cyan",
+    "awaiting_approval": "bold yellow",
+    "stopped": "bold red",
 }
 
 
@@ -139,6 +146,19 @@ def event_line(stored: StoredEvent) -> str | None:
             return f"skipped  {sid}: {why}"
         case StepReopened(step=sid):
             return f"reopened {sid} (retry requested)"
+        case ApprovalRequested(subject="budget", breach=breach, approval=n) if breach:
+            return f"PAUSED   budget ({stored.run_id}.{n}): {breach.describe()}"
+        case ApprovalRequested(step=sid, approval=n, blocking=True, decision=d):
+            why = f": {d.reason}" if d else ""
+            return f"APPROVE? {sid} ({stored.run_id}.{n}){why}"
+        case ApprovalRequested(step=sid, approval=n):
+            return f"audit    {sid} drawn for review after the fact ({stored.run_id}.{n})"
+        case ApprovalDecided(approval=n, verdict=verdict, by=by):
+            return f"decided  {stored.run_id}.{n}: {verdict} by {by}"
+        case ApprovalRefused(approval=n, reason=why):
+            return f"refused  decision on {stored.run_id}.{n}: {why}"
+        case BudgetExhausted(reason=why):
+            return f"STOPPED  budget: {why}"
         case RunFinished(status=status):
             return f"finished {status}"
     return None
@@ -195,8 +215,15 @@ def log_detail(e: AnyEvent) -> str:
                 [f"checks {'passed' if ok else 'failed'}"]
                 + [f"{'✓' if c.passed else '✗'} {c.check}: got {c.actual}" for c in checks]
             )
-        case StepStarted(key=key):
-            return f"key {key}"
+        case StepStarted(key=key, gate=gate):
+            tier = f"; {gate.decision.tier} ({gate.decision.source})" if gate else ""
+            approved = f"; approval {gate.approval}" if gate and gate.approval else ""
+            return f"key {key}{tier}{approved}"
+        case ApprovalRequested(approval=n, subject=subject, decision=d, breach=b):
+            why = d.reason if d else b.describe() if b else ""
+            return f"approval {n} ({subject}): {why}"
+        case ApprovalDecided(approval=n, verdict=verdict, by=by, reason=why):
+            return f"approval {n}: {verdict} by {by}" + (f": {why}" if why else "")
     for field in ("reason", "status", "owner"):
         value = getattr(e, field, None)
         if value:
@@ -219,6 +246,62 @@ def runs_table(rows: list[RunRow]) -> Table:
             _clip(r.goal, 40),
         )
     return table
+
+
+def card_view(card: HandoffCard, diff: str | None = None) -> RenderableType:
+    """The handoff card: the action exactly, why it is asked, and what each answer does."""
+    title = f"approval {card.ref}" + ("" if card.blocking else " (review after the fact)")
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+
+    def row(label: str, value: str | None) -> None:
+        if value:
+            table.add_row(label, Text(value))
+
+    row("goal", card.goal)
+    if card.subject == "budget":
+        row("budget", card.why)
+    else:
+        row("step", f"{card.step}" + (f": {card.objective}" if card.objective else ""))
+        row("action", _action_text(card))
+        row("asked because", f"{card.why} [{card.rule}]" if card.rule else card.why)
+        row("reasoning", card.reasoning)
+        if card.confidence is not None:
+            row("confidence", f"{card.confidence:.2f}")
+        row(
+            "attempts",
+            f"{card.attempts}" + (f"; last error: {card.last_error}" if card.last_error else ""),
+        )
+        row("files", ", ".join(card.relevant_files))
+        row("verified by", "; ".join(card.verify))
+        row("uncertain", "; ".join(card.uncertainties))
+    done = ", ".join(card.done) if card.done else "nothing yet"
+    row("done so far", f"{done} ({card.remaining} remaining)")
+    row("if approved", card.on_approve)
+    row("if rejected", card.on_reject)
+    parts: list[RenderableType] = [Text(title, style="bold yellow"), table]
+    if diff:
+        parts += [Text("the write would change:", style="bold"), Text(diff)]
+    return Group(*parts)
+
+
+def _action_text(card: HandoffCard) -> str:
+    action = card.action
+    if action is None:
+        return ""
+    if action.command is not None:
+        text = f"run: {action.command}"
+    elif action.path is not None:
+        size = len(action.content or "")
+        text = f"write {action.path} ({size} characters)"
+    else:
+        text = f"call {action.call}"
+    if action.env:
+        text += " with " + " ".join(f"{k}={v}" for k, v in sorted(action.env.items()))
+    if action.timeout:
+        text += f" (timeout {action.timeout:g} s)"
+    return text
 
 
 def check_lines(plan: Plan) -> list[str]:

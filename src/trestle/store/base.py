@@ -2,7 +2,8 @@
 
 A store keeps, per run: the append-only event stream, the latest state snapshot, a
 status row for listings, the lease that says which process drives the run, and a
-queue of human requests (retry, skip) that the driving process turns into events.
+queue of human requests (retry, skip, approval decisions) that the driving process
+turns into events.
 
 Writes are fenced: ``append`` takes the lease token and refuses it if another process
 has since taken the lease, so a stalled old owner cannot corrupt a run.
@@ -16,7 +17,8 @@ from typing import Literal, Protocol
 
 from trestle.events import AnyEvent, RunCreated, StoredEvent
 
-RequestKind = Literal["retry", "skip"]
+RequestKind = Literal["retry", "skip", "decision"]
+REQUEST_KINDS: tuple[RequestKind, ...] = ("retry", "skip", "decision")
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,10 @@ class RunRow:
 
 @dataclass(frozen=True)
 class Request:
-    """A human's decision on a step, waiting to be recorded by the run's driver."""
+    """A human's decision, waiting to be recorded by the run's driver.
+
+    A ``decision`` (on an approval) carries its details and signature in ``payload``.
+    """
 
     id: int
     run_id: str
@@ -44,6 +49,7 @@ class Request:
     step: str
     reason: str
     created_at: float
+    payload: str = ""
 
 
 @dataclass(frozen=True)
@@ -115,7 +121,14 @@ class Store(Protocol):
     def lease(self, run_id: str) -> Lease | None: ...
 
     def add_request(
-        self, run_id: str, kind: RequestKind, step: str, reason: str, *, now: float
+        self,
+        run_id: str,
+        kind: RequestKind,
+        step: str,
+        reason: str,
+        *,
+        now: float,
+        payload: str = "",
     ) -> int: ...
 
     def pending_requests(self, run_id: str) -> list[Request]: ...

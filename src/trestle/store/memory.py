@@ -122,7 +122,14 @@ class InMemoryStore:
         return self._leases.get(run_id)
 
     def add_request(
-        self, run_id: str, kind: RequestKind, step: str, reason: str, *, now: float
+        self,
+        run_id: str,
+        kind: RequestKind,
+        step: str,
+        reason: str,
+        *,
+        now: float,
+        payload: str = "",
     ) -> int:
         self.run(run_id)
         with self._lock:
@@ -133,6 +140,7 @@ class InMemoryStore:
                 step=step,
                 reason=reason,
                 created_at=now,
+                payload=payload,
             )
             self._requests.append((request, False))
             return request.id

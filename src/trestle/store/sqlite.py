@@ -19,6 +19,7 @@ from typing import TypeVar
 from trestle.errors import LeaseHeldError, LeaseLostError, StoreError, UnknownRunError
 from trestle.events import EVENT_ADAPTER, RunCreated, StoredEvent
 from trestle.store.base import (
+    REQUEST_KINDS,
     Appended,
     Lease,
     Owner,
@@ -75,6 +76,10 @@ MIGRATIONS: tuple[str, ...] = (
         consumed INTEGER NOT NULL DEFAULT 0
     );
     CREATE INDEX requests_pending ON requests (run_id) WHERE consumed = 0;
+    """,
+    # 2: approval decisions carry a signed payload
+    """
+    ALTER TABLE requests ADD COLUMN payload TEXT NOT NULL DEFAULT ''
     """,
 )
 
@@ -293,20 +298,27 @@ class SqliteStore:
     # --- human requests -----------------------------------------------------------
 
     def add_request(
-        self, run_id: str, kind: RequestKind, step: str, reason: str, *, now: float
+        self,
+        run_id: str,
+        kind: RequestKind,
+        step: str,
+        reason: str,
+        *,
+        now: float,
+        payload: str = "",
     ) -> int:
         self.run(run_id)
         with self._tx() as db:
             cur = db.execute(
-                "INSERT INTO requests (run_id, kind, step, reason, created_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (run_id, kind, step, reason, now),
+                "INSERT INTO requests (run_id, kind, step, reason, created_at, payload) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (run_id, kind, step, reason, now, payload),
             )
             return int(cur.lastrowid or 0)
 
     def pending_requests(self, run_id: str) -> list[Request]:
         rows = self._read(
-            "SELECT id, run_id, kind, step, reason, created_at FROM requests "
+            "SELECT id, run_id, kind, step, reason, created_at, payload FROM requests "
             "WHERE run_id = ? AND consumed = 0 ORDER BY id",
             run_id,
         )
@@ -314,17 +326,24 @@ class SqliteStore:
             Request(
                 id=int(str(i)),
                 run_id=str(r),
-                kind="retry" if k == "retry" else "skip",
+                kind=_request_kind(str(k)),
                 step=str(s),
                 reason=str(why),
                 created_at=float(str(at)),
+                payload=str(data),
             )
-            for i, r, k, s, why, at in rows
+            for i, r, k, s, why, at, data in rows
         ]
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _request_kind(kind: str) -> RequestKind:
+    if kind not in REQUEST_KINDS:
+        raise StoreError(f"unknown request kind {kind!r} in the requests table")
+    return kind
 
 
 def _run_row(row: tuple[object, ...]) -> RunRow:

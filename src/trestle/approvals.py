@@ -1,0 +1,205 @@
+"""The decision path: the inbox of open approvals, and how a human's decision reaches a run.
+
+A decision is queued in the store as a signed request (:mod:`trestle.signing`); the
+process driving the run checks it and records an ``approval_decided`` event, or an
+``approval_refused`` one that says why it does not apply. Nothing else can produce an
+approval: not a step's output, not a row a step writes into the store, not a model.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import socket
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from trestle.card import HandoffCard, approval_ref, build_card
+from trestle.errors import ConfigError, UnknownRunError
+from trestle.events import AnyEvent, ApprovalDecided, ApprovalRefused, Verdict
+from trestle.plan import Step
+from trestle.policy import action_hash
+from trestle.runs import load_state
+from trestle.signing import decision_key, sign, verify
+from trestle.state import RunState
+from trestle.store.base import Request, Store
+
+# the fields of a step a human may change when approving a modified action
+EDITABLE = ("run", "write", "python", "env", "timeout")
+ACTIONS = ("run", "write", "python")
+
+
+def inbox(store: Store, *, run_id: str | None = None) -> list[HandoffCard]:
+    """Every undecided approval, oldest first, across runs (or in one run)."""
+    rows = [store.run(run_id)] if run_id else store.runs()
+    cards = []
+    for row in rows:
+        if row.status not in ("needs_human", "running") and run_id is None:
+            continue
+        state = load_state(store, row.run_id)
+        for number, a in state.approvals.items():
+            if a.status == "pending":
+                cards.append((a.requested_at, build_card(state, number)))
+    return [card for _, card in sorted(cards, key=lambda pair: pair[0])]
+
+
+def find_approval(store: Store, ref: str) -> tuple[RunState, int]:
+    """Resolve ``RUN.N`` (or a unique tail of it, such as ``a3f9.2``) to a run and number."""
+    run_id, sep, number = ref.rpartition(".")
+    if not sep or not number.isdigit():
+        raise ConfigError(f"approval {ref!r}: expected RUN.N, as `trestle inbox` lists it")
+    if not any(r.run_id == run_id for r in store.runs()):
+        matches = [r.run_id for r in store.runs() if r.run_id.endswith(run_id)]
+        if len(matches) != 1:
+            how = "matches no run" if not matches else f"matches {len(matches)} runs"
+            raise UnknownRunError(f"approval {ref!r}: {run_id!r} {how}")
+        run_id = matches[0]
+    state = load_state(store, run_id)
+    if int(number) not in state.approvals:
+        raise UnknownRunError(f"run {run_id!r} has no approval {int(number)}")
+    return state, int(number)
+
+
+def submit_decision(
+    store: Store,
+    ref: str,
+    verdict: Verdict,
+    *,
+    reason: str = "",
+    similar: bool = False,
+    edited: Mapping[str, Any] | None = None,
+    top_up: float | None = None,
+    by: str | None = None,
+    key: bytes | None = None,
+) -> str:
+    """Queue a signed decision on approval ``ref``; return the approval's full ref.
+
+    The run records it when it next runs (``trestle resume``), or at once if a
+    process is driving it and waiting. Raises ConfigError for a decision that cannot
+    apply (already decided, an invalid edit), before anything is queued.
+    """
+    state, number = find_approval(store, ref)
+    a = state.approvals[number]
+    full = approval_ref(state.run_id, number)
+    if a.status != "pending":
+        raise ConfigError(f"approval {full!r} was already decided ({a.status} by {a.by})")
+    if verdict == "reject" and not reason:
+        raise ConfigError(f"approval {full!r}: a rejection needs a reason (--reason)")
+    if verdict == "modify":
+        if a.step is None or edited is None:
+            raise ConfigError(f"approval {full!r}: only a step's action can be modified")
+        edited_step(state.step_spec(a.step), edited)  # refuse a bad edit now, not later
+    fields = {
+        "run_id": state.run_id,
+        "approval": number,
+        "verdict": verdict,
+        "action_hash": a.action_hash,
+        "reason": reason,
+        "similar": similar,
+        "edited": dict(edited) if edited is not None else None,
+        "top_up": top_up,
+        "by": by or f"{getpass.getuser()}@{socket.gethostname()}",
+    }
+    payload = json.dumps({"fields": fields, "signature": sign(fields, key or decision_key())})
+    store.add_request(
+        state.run_id, "decision", a.step or "", reason, now=time.time(), payload=payload
+    )
+    return full
+
+
+def edited_step(step: Step, edited: Mapping[str, Any]) -> Step:
+    """The step with the human's changes to its action; ConfigError if they are invalid."""
+    unknown = sorted(set(edited) - set(EDITABLE))
+    if unknown:
+        raise ConfigError(f"cannot edit {', '.join(unknown)}: only {', '.join(EDITABLE)}")
+    data = step.model_dump(mode="json", exclude_defaults=True)
+    if any(k in edited for k in ACTIONS):  # a new action replaces the old one
+        for k in ACTIONS:
+            data.pop(k, None)
+    data.update(edited)
+    try:
+        return Step.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'step'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"step {step.id!r}: the edited action is invalid: {problems}") from None
+
+
+def decision_as_event(state: RunState, request: Request, key: bytes, now: float) -> AnyEvent:
+    """The request as ``approval_decided`` if it is genuine and still applies, else as
+    ``approval_refused`` naming why."""
+
+    def refuse(number: int | None, why: str) -> ApprovalRefused:
+        return ApprovalRefused(at=now, approval=number, reason=why, request_id=request.id)
+
+    try:
+        body = json.loads(request.payload)
+        fields, signature = body["fields"], body["signature"]
+        signed = isinstance(fields, dict) and verify(fields, str(signature), key)
+    except (ValueError, KeyError, TypeError):
+        signed, fields = False, {}
+    number = fields.get("approval") if isinstance(fields.get("approval"), int) else None
+    if not signed:
+        return refuse(number, "not signed by the decision path (trestle approve/reject)")
+    a = state.approvals.get(number) if number is not None else None
+    if fields.get("run_id") != state.run_id or a is None or number is None:
+        return refuse(number, "names an approval this run does not have")
+    if a.status != "pending":
+        return refuse(number, f"the approval was already decided ({a.status})")
+    if a.step is not None and a.blocking:
+        current = action_hash(state.step_spec(a.step).action_payload())
+        if fields.get("action_hash") != a.action_hash or current != a.action_hash:
+            return refuse(number, "the action changed since it was shown: ask again")
+    edited: Step | None = None
+    digest = a.action_hash
+    if fields["verdict"] == "modify":
+        if a.step is None:
+            return refuse(number, "only a step's action can be modified")
+        try:
+            edited = edited_step(state.step_spec(a.step), fields.get("edited") or {})
+        except ConfigError as exc:
+            return refuse(number, str(exc))
+        digest = action_hash(edited.action_payload())
+    return ApprovalDecided(
+        at=now,
+        approval=number,
+        verdict=fields["verdict"],
+        by=str(fields.get("by") or "unknown"),
+        reason=str(fields.get("reason") or ""),
+        similar=bool(fields.get("similar")),
+        action_hash=digest,
+        edited=edited,
+        top_up=fields.get("top_up"),
+        request_id=request.id,
+    )
+
+
+def feedback(store: Store) -> Iterator[dict[str, Any]]:
+    """Every decided approval, as rows for ``trestle feedback export`` (JSONL)."""
+    for row in store.runs():
+        state = load_state(store, row.run_id)
+        for number, a in state.approvals.items():
+            if a.status == "pending":
+                continue
+            card = build_card(state, number)
+            yield {
+                "ref": card.ref,
+                "run_id": state.run_id,
+                "goal": state.plan.goal,
+                "subject": a.subject,
+                "step": a.step,
+                "action": card.action.model_dump() if card.action else None,
+                "tier": card.tier,
+                "rule": card.rule,
+                "why": card.why,
+                "confidence": card.confidence,
+                "decision": a.status,
+                "reason": a.reason,
+                "by": a.by,
+                "requested_at": a.requested_at,
+                "decided_at": a.decided_at,
+            }

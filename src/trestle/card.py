@@ -1,0 +1,145 @@
+"""The handoff card: everything a human needs to decide one approval, on one screen.
+
+Pure: built from run state on demand, so it always shows the run as it is now (what
+has been done since the request was made included). The CLI adds what needs IO, such
+as the diff a write would make to the file as it is on disk.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from trestle.events import ApprovalSubject
+from trestle.plan import Step, describe_check
+from trestle.state import ApprovalState, RunState
+
+
+class Action(BaseModel):
+    """The action exactly as it would run."""
+
+    kind: str  # run | write | python
+    command: str | None = None
+    path: str | None = None
+    content: str | None = None
+    call: str | None = None
+    env: dict[str, str] = {}
+    timeout: float | None = None
+
+    @classmethod
+    def of(cls, step: Step) -> Action:
+        return cls(
+            kind=step.action_kind,
+            command=step.run,
+            path=step.write.path if step.write else None,
+            content=step.write.content if step.write else None,
+            call=step.python,
+            env=step.env,
+            timeout=step.timeout,
+        )
+
+
+class HandoffCard(BaseModel):
+    ref: str  # what `trestle approve` takes: RUN.N
+    run_id: str
+    approval: int
+    subject: ApprovalSubject
+    blocking: bool
+    status: str
+    goal: str
+    step: str | None = None
+    objective: str = ""
+    action: Action | None = None
+    action_hash: str | None = None
+    tier: str | None = None
+    why: str  # the rule or threshold that asked
+    rule: str | None = None
+    reasoning: str = ""
+    confidence: float | None = None
+    done: list[str] = []
+    remaining: int = 0
+    attempts: int = 0
+    last_error: str | None = None
+    relevant_files: list[str] = []
+    verify: list[str] = []
+    uncertainties: list[str] = []
+    on_approve: str
+    on_reject: str
+
+
+def approval_ref(run_id: str, number: int) -> str:
+    return f"{run_id}.{number}"
+
+
+def build_card(state: RunState, number: int) -> HandoffCard:
+    a = state.approvals[number]
+    done = [sid for sid, st in state.steps.items() if st.status in ("succeeded", "skipped")]
+    common = {
+        "ref": approval_ref(state.run_id, number),
+        "run_id": state.run_id,
+        "approval": number,
+        "subject": a.subject,
+        "blocking": a.blocking,
+        "status": a.status,
+        "goal": state.plan.goal,
+        "done": done,
+        "remaining": len(state.steps) - len(done),
+    }
+    if a.subject == "budget" and a.breach is not None:
+        return HandoffCard(
+            **common,
+            why=a.breach.describe(),
+            rule=f"budget.{a.breach.dimension}.{a.breach.level}",
+            on_approve=f"the {a.breach.dimension} limit rises by the top-up and the run goes on",
+            on_reject="the run stops; steps not yet started are reported as never started",
+        )
+    assert a.step is not None, "only budget approvals have no step"
+    return _action_card(state, a, a.step, common)
+
+
+def _action_card(
+    state: RunState, a: ApprovalState, sid: str, common: dict[str, object]
+) -> HandoffCard:
+    step, st = state.step_spec(sid), state.steps[sid]
+    files = [step.write.path] if step.write else []
+    files += [p for c in step.verify for p in _check_path(c) if p not in files]
+    uncertainties = list(step.uncertainties)
+    if st.status == "unknown" or (st.attempt and st.failed_attempts < st.attempt):
+        uncertainties.append(f"attempt {st.attempt} may or may not have taken effect")
+    if not step.verify:
+        uncertainties.append("the step has no verify checks: nothing will confirm it worked")
+    decision = a.decision
+    if a.blocking:
+        on_approve = f"step {sid!r} runs this exact action"
+        on_reject = f"step {sid!r} does not run and fails with your reason"
+        if not step.optional:
+            on_reject += "; steps that need it are blocked"
+    else:
+        on_approve = "the review is recorded (the action already ran)"
+        on_reject = "your reason is recorded as feedback (the action already ran)"
+    return HandoffCard(
+        **common,
+        step=sid,
+        objective=step.description,
+        action=Action.of(step),
+        action_hash=a.action_hash,
+        tier=decision.tier if decision else None,
+        why=decision.reason if decision else "",
+        rule=decision.source if decision else None,
+        reasoning=step.reasoning,
+        confidence=decision.confidence if decision else step.confidence,
+        attempts=st.attempt,
+        last_error=st.error,
+        relevant_files=files,
+        verify=[describe_check(c) for c in step.verify],
+        uncertainties=uncertainties,
+        on_approve=on_approve,
+        on_reject=on_reject,
+    )
+
+
+def _check_path(check: object) -> list[str]:
+    for field in ("file_exists", "file_contains"):
+        value = getattr(check, field, None)
+        if isinstance(value, str):
+            return [value]
+    return []

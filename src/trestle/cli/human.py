@@ -1,0 +1,120 @@
+"""The CLI's side of a human decision: the diff a write would make, editing an action
+in $EDITOR, and the interactive prompt ``trestle run`` shows on a terminal."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import shlex
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+
+from trestle.approvals import EDITABLE, inbox, submit_decision
+from trestle.card import HandoffCard
+from trestle.cli.render import card_view
+from trestle.errors import ConfigError
+from trestle.runs import load_state
+from trestle.store.base import Store
+
+
+def write_diff(card: HandoffCard, workspace: Path) -> str | None:
+    """The unified diff between the file as it is now and what the write would leave."""
+    action = card.action
+    if action is None or action.path is None or action.content is None:
+        return None
+    target = workspace / action.path
+    try:
+        before = target.read_text(encoding="utf-8") if target.is_file() else ""
+    except (OSError, UnicodeDecodeError):
+        return f"({action.path} exists but is not readable text)"
+    lines = difflib.unified_diff(
+        before.splitlines(keepends=True),
+        action.content.splitlines(keepends=True),
+        fromfile=f"a/{action.path}" if target.exists() else "/dev/null",
+        tofile=f"b/{action.path}",
+    )
+    return "".join(lines) or "(no change: the file already has this content)"
+
+
+def show_card(out: Console, store: Store, card: HandoffCard) -> None:
+    workspace = Path(load_state(store, card.run_id).workspace)
+    out.print(card_view(card, write_diff(card, workspace)))
+
+
+def edit_in_editor(card: HandoffCard) -> dict[str, Any]:
+    """Open the step's action in $EDITOR (as YAML) and return what the human saved."""
+    if card.action is None:
+        raise ConfigError(f"approval {card.ref}: only a step's action can be edited")
+    action = card.action
+    current: dict[str, Any] = {}
+    if action.command is not None:
+        current["run"] = action.command
+    if action.path is not None:
+        current["write"] = {"path": action.path, "content": action.content or ""}
+    if action.call is not None:
+        current["python"] = action.call
+    if action.env:
+        current["env"] = action.env
+    if action.timeout is not None:
+        current["timeout"] = action.timeout
+    header = (
+        f"# Edit the action of step {card.step!r}, save and quit to approve the edited\n"
+        f"# version. Editable: {', '.join(EDITABLE)}. Empty the file to cancel.\n"
+    )
+    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        f.write(header + yaml.safe_dump(current, sort_keys=False, allow_unicode=True))
+        path = Path(f.name)
+    try:
+        done = subprocess.run([*shlex.split(editor), str(path)], check=False)
+        if done.returncode != 0:
+            raise ConfigError(f"{editor} exited with {done.returncode}; nothing was approved")
+        text = path.read_text(encoding="utf-8")
+    finally:
+        path.unlink(missing_ok=True)
+    try:
+        edited = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"the edited action is not valid YAML: {exc}") from None
+    if not edited:
+        raise ConfigError("the edit was emptied: nothing was approved")
+    if not isinstance(edited, dict):
+        raise ConfigError("the edited action must be a mapping of fields")
+    return edited
+
+
+CHOICES = "[a]pprove, approve [s]imilar, [e]dit then approve, [r]eject, [l]ater"
+
+
+def prompt_approvals(store: Store, run_id: str, out: Console) -> bool:
+    """Ask about each open approval of the run; True if any decision was made."""
+    decided = False
+    for card in inbox(store, run_id=run_id):
+        if not card.blocking:
+            continue
+        show_card(out, store, card)
+        while True:
+            answer = out.input(f"{CHOICES}? ").strip().lower()[:1]
+            try:
+                if answer in ("a", "s"):
+                    submit_decision(store, card.ref, "approve", similar=answer == "s")
+                elif answer == "e":
+                    submit_decision(store, card.ref, "modify", edited=edit_in_editor(card))
+                elif answer == "r":
+                    reason = out.input("reason (recorded and fed back): ").strip()
+                    submit_decision(store, card.ref, "reject", reason=reason or "rejected")
+                elif answer == "l":
+                    break
+                else:
+                    continue
+            except ConfigError as exc:
+                out.print(f"error: {exc}", markup=False)
+                continue
+            decided = True
+            break
+    return decided

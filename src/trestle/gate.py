@@ -1,0 +1,83 @@
+"""The approval gate: under which tier may a step's next attempt start, and does a human
+have to approve it first?
+
+Pure. The decider asks :func:`judge` before every attempt (first runs, retries and
+re-runs alike). A step whose tier needs a human starts only with a recorded approval
+of the *exact* action: the approval stores a hash of the action, and an action that
+changed since (a human's edit, a plan revision) hashes differently and is asked again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from trestle.events import Gate
+from trestle.plan import Step
+from trestle.policy import ActionFacts, Nature, TierDecision, action_hash, classify
+from trestle.state import RunState, StepState
+
+NATURES: dict[str, Nature] = {"run": "command", "write": "write", "python": "call"}
+
+
+def step_facts(step: Step, st: StepState) -> ActionFacts:
+    """What the policy judges a plan step by."""
+    return ActionFacts(
+        nature=NATURES[step.action_kind],
+        name=step.id,
+        command=step.run,
+        paths=(step.write.path,) if step.write is not None else (),
+        irreversible=step.irreversible,
+        tags=step.tags,
+        cost=step.cost,
+        confidence=step.confidence,
+        failed_attempts=st.failed_attempts,
+        tier=step.approval,
+    )
+
+
+def similar_key(decision: TierDecision, facts: ActionFacts) -> str:
+    """What "approve similar" extends to: the same rule, the same kind of action, and
+    the same program (a command's first word), folder (a write) or module (a call)."""
+    if facts.command:
+        head = facts.command.split()[0]
+    elif facts.paths:
+        head = str(PurePosixPath(facts.paths[0]).parent)
+    else:
+        head = facts.name if facts.nature != "call" else ""
+    return f"{decision.source}|{facts.nature}|{head}"
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """``gate`` when the attempt may start now; otherwise a human must be asked."""
+
+    decision: TierDecision
+    action_hash: str
+    similar_key: str
+    gate: Gate | None
+
+    @property
+    def needs_human(self) -> bool:
+        return self.gate is None
+
+
+def judge(state: RunState, sid: str, attempt: int) -> Judgement:
+    step, st = state.step_spec(sid), state.steps[sid]
+    facts = step_facts(step, st)
+    decision = classify(
+        facts,
+        plan=state.plan.policy,
+        operator=state.operator_policy,
+        run_id=state.run_id,
+        action_key=f"{sid}/{attempt}",
+    )
+    digest = action_hash(step.action_payload())
+    key = similar_key(decision, facts)
+    if decision.tier != "confirm" and decision.audit != "before":
+        return Judgement(decision, digest, key, Gate(decision=decision, action_hash=digest))
+    approval = st.approval if st.approved_hash == digest else state.similar_approved.get(key)
+    if approval is None:
+        return Judgement(decision, digest, key, None)
+    gate = Gate(decision=decision, action_hash=digest, approval=approval)
+    return Judgement(decision, digest, key, gate)

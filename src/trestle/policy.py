@@ -1,0 +1,724 @@
+"""The approval policy: which tier (auto, log or confirm) an action runs under, and why.
+
+An action (a plan step, later an agent's tool call) is described by :class:`ActionFacts`.
+:func:`classify` walks a fixed precedence and stops at the first level that decides:
+
+1. operator rules (``trestle.toml``, the person running it), first match;
+2. the action's own ``tier`` (a step's ``approval:``), then the plan's rules, first match;
+3. irreversible actions need confirmation;
+4. so do commands that match ``confirm_commands`` (commits, pushes, publishes);
+5. so does anything out of scope (a write outside ``write_paths``, a command outside
+   ``commands``);
+6. so does an action whose adjusted confidence is below the threshold;
+7. otherwise the nature decides: reads, tests, ``auto_commands`` and writes only to
+   ``output_paths`` are auto; other writes, commands and calls are logged.
+
+Every decision names the level (``source``) and says in a sentence what matched
+(``reason``). Audit sampling then draws a reproducible number per action, so a replayed
+run picks the same actions for review.
+
+Pure: no IO. Reading ``trestle.toml`` lives in :mod:`trestle.policyfile`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import math
+import posixpath
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Annotated, Literal, NamedTuple
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, model_validator
+
+from trestle.record import Record
+
+Tier = Literal["auto", "log", "confirm"]
+Nature = Literal["read", "test", "write", "command", "call"]
+Audit = Literal["before", "after"]
+
+TIER_ORDER: Mapping[Tier, int] = {"auto": 0, "log": 1, "confirm": 2}
+"""Tiers from least to most human involvement."""
+
+
+class ActionFacts(Record):
+    """What the policy needs to know about one action (a plan step, or an agent's tool call)."""
+
+    nature: Nature
+    name: str  # the step id, or the tool name
+    command: str | None = None  # the shell command, when the action runs one
+    paths: tuple[str, ...] = ()  # workspace-relative paths the action writes
+    irreversible: bool = False
+    tags: tuple[str, ...] = ()
+    cost: float | None = None  # estimated dollars
+    confidence: float | None = None  # 0..1, the author's or the agent's
+    failed_attempts: int = 0  # lowers confidence
+    alerts: int = 0  # monitor alerts; lower confidence
+    tier: Tier | None = None  # the author's explicit tier for this action
+
+
+# --- patterns ------------------------------------------------------------------------
+
+REGEX_PREFIX = "re:"
+
+
+def _valid_command_pattern(pattern: str) -> str:
+    if pattern.startswith(REGEX_PREFIX):
+        regex = pattern.removeprefix(REGEX_PREFIX)
+        if not regex:
+            raise ValueError(f"empty regex in {pattern!r}")
+        try:
+            re.compile(regex)
+        except re.error as exc:
+            raise ValueError(f"invalid regex {regex!r}: {exc}") from None
+    return pattern
+
+
+CommandPattern = Annotated[str, Field(min_length=1), AfterValidator(_valid_command_pattern)]
+"""A glob matched against a whole command, or ``re:`` and a regex that must match it all."""
+
+PathGlob = Annotated[str, Field(min_length=1)]
+"""A glob on workspace-relative paths: ``*`` stays within a directory, ``**`` crosses."""
+
+
+def command_pattern_matches(pattern: str, command: str) -> bool:
+    """Does ``pattern`` (a glob, or ``re:`` + regex) match the whole of ``command``?"""
+    if pattern.startswith(REGEX_PREFIX):
+        return _regex(pattern.removeprefix(REGEX_PREFIX)).fullmatch(command) is not None
+    return fnmatch.fnmatchcase(command, pattern)
+
+
+def path_glob_matches(pattern: str, path: str) -> bool:
+    """Does ``pattern`` match the whole workspace-relative ``path``?
+
+    ``*`` and ``?`` never cross a ``/``; ``**`` does (``src/**``, ``**/*.lock``); a
+    pattern ending in ``/`` means everything under that directory.
+    """
+    return _glob(pattern).fullmatch(path) is not None
+
+
+@lru_cache(maxsize=1024)
+def _regex(regex: str) -> re.Pattern[str]:
+    return re.compile(regex)
+
+
+@lru_cache(maxsize=1024)
+def _glob(pattern: str) -> re.Pattern[str]:
+    glob = pattern.removeprefix("./")
+    if glob.endswith("/"):
+        glob += "**"
+    return re.compile(glob_regex(glob))
+
+
+def glob_regex(glob: str) -> str:
+    """Translate a path glob to a regex (for ``fullmatch``) where only ``**`` crosses ``/``.
+
+    ``**/`` matches zero or more directories, ``*`` and ``?`` stay within one, ``[...]``
+    and ``[!...]`` are character classes, and an unclosed ``[`` is literal.
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(glob):
+        if glob.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif glob.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif glob[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif glob[i] == "?":
+            out.append("[^/]")
+            i += 1
+        elif glob[i] == "[" and (end := glob.find("]", i + 2)) != -1:
+            body = glob[i + 1 : end].replace("\\", "\\\\")
+            out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
+            i = end + 1
+        else:
+            out.append(re.escape(glob[i]))
+            i += 1
+    return "".join(out)
+
+
+# --- what a shell command does ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CommandShape:
+    """A shell command taken apart just enough to apply the policy to it.
+
+    Attributes:
+        command: the whole command, stripped.
+        parts: the simple commands joined by ``;``, ``&&``, ``||``, ``|``, ``&`` or
+            newlines, each with unquoted whitespace collapsed to one space.
+        writes: files named by output redirections (``>``, ``>>``, ``2>``, ``&>``), as
+            written, without ``/dev/null`` and descriptor copies such as ``2>&1``.
+        opaque: the command runs commands whose text is not visible here (``$(...)``,
+            backticks, ``<(...)``, ``>(...)``).
+    """
+
+    command: str
+    parts: tuple[str, ...]
+    writes: tuple[str, ...]
+    opaque: bool
+
+
+_WORD_END = frozenset(" \t\n;&|<>()")
+_NOT_FILES = frozenset({"/dev/null", "/dev/stdout", "/dev/stderr"})
+
+
+def command_shape(command: str) -> CommandShape:
+    """Split ``command`` into simple commands and find the files it redirects output to.
+
+    This is a policy aid, not a shell: it errs on the side of seeing more commands
+    (a ``;`` in a comment or here-document starts a new part), which makes allow-lists
+    stricter and trigger patterns more eager, never the other way round.
+    """
+    parts: list[str] = []
+    writes: list[str] = []
+    opaque = False
+    current: list[str] = []
+    quote: str | None = None
+    i, n = 0, len(command)
+
+    def end_part() -> None:
+        text = "".join(current).strip()
+        if text:
+            parts.append(text)
+        current.clear()
+
+    while i < n:
+        ch = command[i]
+        if quote == "'":
+            quote = None if ch == "'" else quote
+            current.append(ch)
+            i += 1
+        elif ch == "\\" and i + 1 < n:
+            current.append(command[i : i + 2])
+            i += 2
+        elif quote == '"':
+            opaque = opaque or ch == "`" or command.startswith("$(", i)
+            quote = None if ch == '"' else quote
+            current.append(ch)
+            i += 1
+        elif ch in "'\"":
+            quote = ch
+            current.append(ch)
+            i += 1
+        elif ch == "`" or command.startswith(("$(", "<(", ">("), i):
+            opaque = True
+            current.append(command[i : i + 2] if ch != "`" else ch)
+            i += 1 if ch == "`" else 2
+        elif ch in ";\n":
+            end_part()
+            i += 1
+        elif ch == "|" or command.startswith("&&", i):
+            end_part()
+            i += 2 if command.startswith(("||", "|&", "&&"), i) else 1
+        elif ch == ">" or command.startswith("&>", i):
+            i, target = _redirection(command, i, current)
+            if target is not None and target not in _NOT_FILES:
+                writes.append(target)
+        elif ch == "&":
+            end_part()  # a background job is a command of its own
+            i += 1
+        elif ch in " \t":
+            if current and not current[-1].endswith(" "):
+                current.append(" ")
+            i += 1
+        else:
+            current.append(ch)
+            i += 1
+    end_part()
+    return CommandShape(command.strip(), tuple(parts), tuple(writes), opaque=opaque)
+
+
+def _redirection(command: str, i: int, current: list[str]) -> tuple[int, str | None]:
+    """Consume an output redirection at ``i``; return where to go on and the file, if any."""
+    start = i
+    i += 1 if command[i] == ">" else 2  # '>' or '&>'
+    if i < len(command) and command[i] in ">|":
+        i += 1
+    dup = i < len(command) and command[i] == "&"
+    if dup:
+        i += 1
+    while i < len(command) and command[i] in " \t":
+        i += 1
+    word_start = i
+    quote: str | None = None
+    while i < len(command) and (quote or command[i] not in _WORD_END):
+        if quote is None and command[i] in "'\"":
+            quote = command[i]
+        elif quote == command[i]:
+            quote = None
+        i += 1
+    word = command[word_start:i]
+    current.append(" ".join(command[start:i].split()))
+    target = word.replace("'", "").replace('"', "")
+    if not target or (dup and (target.isdigit() or target == "-")):
+        return i, None  # '2>&1', '>&-': descriptor copies, not files
+    return i, target
+
+
+def workspace_path(path: str) -> str | None:
+    """``path`` normalised within the workspace, or None if it may lie outside it.
+
+    Absolute paths, ``..`` escapes, and paths the shell would expand (``~``, ``$X``,
+    globs) are all treated as outside: the policy cannot tell where they land.
+    """
+    if not path or path.startswith(("/", "~")) or any(c in path for c in "$`*?[\\"):
+        return None
+    normal = posixpath.normpath(path)
+    if normal == ".." or normal.startswith("../"):
+        return None
+    return normal
+
+
+# --- the policy ------------------------------------------------------------------------
+
+RULE_CRITERIA = ("paths", "commands", "tags", "natures", "cost_above")
+
+
+class Rule(Record):
+    """Force a tier on every action that meets all of the rule's criteria.
+
+    Within one criterion any listed value may match; across criteria, every one given
+    must match. A rule needs at least one criterion.
+    """
+
+    name: str = Field(min_length=1)
+    tier: Tier
+    paths: tuple[PathGlob, ...] = Field(default=(), description="globs on written paths")
+    commands: tuple[CommandPattern, ...] = Field(
+        default=(), description="globs or re: regexes on the command or one of its parts"
+    )
+    tags: tuple[Annotated[str, Field(min_length=1)], ...] = ()
+    natures: tuple[Nature, ...] = ()
+    cost_above: float | None = Field(default=None, ge=0, description="estimated dollars")
+
+    @model_validator(mode="after")
+    def _has_a_criterion(self) -> Rule:
+        if not any(getattr(self, field) not in ((), None) for field in RULE_CRITERIA):
+            raise ValueError(f"a rule needs at least one criterion: {', '.join(RULE_CRITERIA)}")
+        return self
+
+
+class Scope(Record):
+    """Where a run may write and what it may run without asking."""
+
+    write_paths: tuple[PathGlob, ...] = Field(
+        default=(), description="globs a run may write to; empty means the whole workspace"
+    )
+    output_paths: tuple[PathGlob, ...] = Field(
+        default=(), description="designated outputs: in scope, and writes to them are auto"
+    )
+    commands: tuple[CommandPattern, ...] = Field(
+        default=(), description="commands a run may execute; empty means any"
+    )
+
+
+DEFAULT_AUTO_COMMANDS: tuple[str, ...] = (
+    "pytest*",
+    "python -m pytest*",
+    "git status*",
+    "git diff*",
+    "git log*",
+    "git show*",
+    "ls*",
+    "pwd",
+    "cat *",
+    "head *",
+    "tail *",
+    "wc *",
+    "grep *",
+    "rg *",
+)
+DEFAULT_CONFIRM_COMMANDS: tuple[str, ...] = (
+    "git commit*",
+    "git push*",
+    "git tag*",
+    "npm publish*",
+    "twine upload*",
+    "poetry publish*",
+    "cargo publish*",
+    "docker push*",
+    "kubectl apply*",
+    "kubectl delete*",
+    "helm install*",
+    "helm upgrade*",
+    "terraform apply*",
+    "terraform destroy*",
+)
+
+Probability = Annotated[float, Field(ge=0, le=1)]
+
+
+def _seed_text(value: object) -> object:
+    """Seeds may be written as numbers; 7 and "7" are the same seed."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+class Policy(Record):
+    """An approval policy, from ``trestle.toml``'s ``[policy]`` or a plan's ``policy:``."""
+
+    scope: Scope = Scope()
+    rules: tuple[Rule, ...] = ()
+    auto_commands: tuple[CommandPattern, ...] = Field(
+        default=DEFAULT_AUTO_COMMANDS, description="commands that run without asking"
+    )
+    confirm_commands: tuple[CommandPattern, ...] = Field(
+        default=DEFAULT_CONFIRM_COMMANDS, description="commands that always need a human"
+    )
+    confidence_threshold: Probability = 0.5
+    failure_penalty: Probability = Field(default=0.15, description="per failed attempt")
+    alert_penalty: Probability = Field(default=0.1, description="per monitor alert")
+    audit_rate: Probability = Field(default=0.0, description="fraction of auto/log sampled")
+    audit_seed: Annotated[str, BeforeValidator(_seed_text)] = Field(
+        default="0", description="with the run id and action, fixes every audit draw"
+    )
+
+
+class TierDecision(Record):
+    """The tier an action runs under, and which level of the precedence chose it.
+
+    Attributes:
+        tier: auto, log or confirm.
+        source: a short stable id of the level, e.g. ``operator.rules[2]``,
+            ``step.approval``, ``plan.rules[0]``, ``irreversible``, ``confirm_commands``,
+            ``scope.write_paths``, ``scope.commands``, ``confidence`` or ``default``.
+        reason: one sentence naming the rule or threshold and the value it matched.
+        confidence: the adjusted confidence, or None when the action carries none.
+        audit: ``"after"`` when a reversible auto/log action was drawn for review,
+            ``"before"`` when an irreversible one was (it then waits for a human).
+        draw: the audit draw in [0, 1), or None when nothing was drawn.
+    """
+
+    tier: Tier
+    source: str
+    reason: str
+    confidence: float | None = None
+    audit: Audit | None = None
+    draw: float | None = None
+
+
+# --- classification --------------------------------------------------------------------
+
+
+class _Verdict(NamedTuple):
+    tier: Tier
+    source: str
+    reason: str
+
+
+def classify(
+    facts: ActionFacts,
+    *,
+    plan: Policy | None,
+    operator: Policy | None,
+    run_id: str,
+    action_key: str,
+) -> TierDecision:
+    """Decide the tier of one action; see the module docstring for the precedence.
+
+    Args:
+        facts: the action. Its ``tier`` must come from the plan's author or the tool's
+            definition, never from anything a model or a step printed.
+        plan: the plan's own policy, if any.
+        operator: the policy from ``trestle.toml``; it wins wherever it sets a field.
+        run_id: the run, for the audit draw.
+        action_key: identifies this action within the run (stable across replay).
+    """
+    settings = effective_policy(plan=plan, operator=operator)
+    shape = command_shape(facts.command) if facts.command is not None else None
+    writes = (*facts.paths, *(shape.writes if shape else ()))
+    confidence, arithmetic = adjusted_confidence(facts, settings)
+    verdict = (
+        _first_rule(operator.rules if operator else (), "operator", facts, shape, writes)
+        or _explicit_tier(facts)
+        or _first_rule(plan.rules if plan else (), "plan", facts, shape, writes)
+        or _irreversible(facts)
+        or _confirm_command(shape, settings)
+        or _out_of_scope(shape, writes, settings.scope)
+        or _low_confidence(confidence, arithmetic, settings)
+        or _by_nature(facts, shape, writes, settings)
+    )
+    audit: Audit | None = None
+    draw: float | None = None
+    if verdict.tier != "confirm" and settings.audit_rate > 0:
+        draw = audit_draw(settings.audit_seed, run_id, action_key)
+        if draw < settings.audit_rate:
+            audit = "before" if facts.irreversible else "after"
+    return TierDecision(
+        tier=verdict.tier,
+        source=verdict.source,
+        reason=verdict.reason,
+        confidence=confidence,
+        audit=audit,
+        draw=draw,
+    )
+
+
+# classify runs before every attempt, and a run's two policies never change: merging
+# them once per pair (by identity; the policies are frozen) keeps the gate cheap
+_MERGED: dict[tuple[int, int], tuple[Policy | None, Policy | None, Policy]] = {}
+
+
+def effective_policy(*, plan: Policy | None, operator: Policy | None) -> Policy:
+    """Scope, command lists, thresholds and sampling: the operator's where set, else the plan's.
+
+    Each field (and each field of ``scope``) is taken on its own. The result carries no
+    rules: operator and plan rules sit at different levels of the precedence.
+    """
+    key = (id(plan), id(operator))
+    hit = _MERGED.get(key)
+    if hit is not None and hit[0] is plan and hit[1] is operator:
+        return hit[2]
+    if len(_MERGED) > 256:
+        _MERGED.clear()
+    merged_policy = _merge(plan, operator)
+    _MERGED[key] = (plan, operator, merged_policy)
+    return merged_policy
+
+
+def _merge(plan: Policy | None, operator: Policy | None) -> Policy:
+    layers = [p for p in (plan, operator) if p is not None]
+    merged: dict[str, object] = {}
+    scope: dict[str, object] = {}
+    for layer in layers:  # later layers (the operator) overwrite earlier ones
+        for field in layer.model_fields_set - {"rules", "scope"}:
+            merged[field] = getattr(layer, field)
+        if "scope" in layer.model_fields_set:
+            scope.update({f: getattr(layer.scope, f) for f in layer.scope.model_fields_set})
+    return Policy.model_validate({**merged, "scope": scope})
+
+
+# reasons are read by people, so their arithmetic uses the proper minus and times signs
+MINUS = "\N{MINUS SIGN}"
+TIMES = "\N{MULTIPLICATION SIGN}"
+
+
+def adjusted_confidence(facts: ActionFacts, policy: Policy) -> tuple[float | None, str]:
+    """The action's confidence less its penalties (floored at 0), and how it was reached."""
+    if facts.confidence is None:
+        return None, ""
+    value = facts.confidence
+    terms = [_num(value)]
+    for count, penalty, what in (
+        (facts.failed_attempts, policy.failure_penalty, "failed attempt"),
+        (facts.alerts, policy.alert_penalty, "alert"),
+    ):
+        if count > 0 and penalty > 0:
+            value -= count * penalty
+            plural = "s" if count != 1 else ""
+            terms.append(f"{count} {what}{plural} {TIMES} {_num(penalty)}")
+    # rounding keeps 0.8 - 2 * 0.15 at exactly 0.5, as a person would compute it
+    value = max(0.0, round(value, 9))
+    return value, f" {MINUS} ".join(terms) if len(terms) > 1 else ""
+
+
+def _first_rule(
+    rules: Iterable[Rule],
+    origin: str,
+    facts: ActionFacts,
+    shape: CommandShape | None,
+    writes: tuple[str, ...],
+) -> _Verdict | None:
+    for index, rule in enumerate(rules):
+        matched = rule_match(rule, facts, shape, writes)
+        if matched is not None:
+            what = " and ".join(matched)
+            reason = f"{origin} rule {rule.name!r} forces {rule.tier}: {what}"
+            return _Verdict(rule.tier, f"{origin}.rules[{index}]", reason)
+    return None
+
+
+def rule_match(
+    rule: Rule, facts: ActionFacts, shape: CommandShape | None, writes: tuple[str, ...]
+) -> list[str] | None:
+    """What matched, one phrase per criterion, or None if any criterion fails."""
+    matched: list[str] = []
+    if rule.paths:
+        hit = _any_path(rule.paths, writes)
+        if hit is None:
+            return None
+        matched.append(f"path {hit[1]!r} matches {hit[0]!r}")
+    if rule.commands:
+        found = _any_part(rule.commands, shape) if shape is not None else None
+        if found is None:
+            return None
+        matched.append(f"command {found[1]!r} matches {found[0]!r}")
+    if rule.tags:
+        tag = next((t for t in rule.tags if t in facts.tags), None)
+        if tag is None:
+            return None
+        matched.append(f"tag {tag!r}")
+    if rule.natures:
+        if facts.nature not in rule.natures:
+            return None
+        matched.append(f"nature {facts.nature!r}")
+    if rule.cost_above is not None:
+        if facts.cost is None or not facts.cost > rule.cost_above:
+            return None
+        matched.append(f"cost ${_num(facts.cost)} is above ${_num(rule.cost_above)}")
+    return matched
+
+
+def _explicit_tier(facts: ActionFacts) -> _Verdict | None:
+    if facts.tier is None:
+        return None
+    return _Verdict(facts.tier, "step.approval", f"{facts.name!r} declares approval {facts.tier}")
+
+
+def _irreversible(facts: ActionFacts) -> _Verdict | None:
+    if not facts.irreversible:
+        return None
+    return _Verdict("confirm", "irreversible", f"{facts.name!r} is irreversible")
+
+
+def _confirm_command(shape: CommandShape | None, policy: Policy) -> _Verdict | None:
+    found = _any_part(policy.confirm_commands, shape) if shape is not None else None
+    if found is None:
+        return None
+    reason = f"command {found[1]!r} matches confirm_commands pattern {found[0]!r}"
+    return _Verdict("confirm", "confirm_commands", reason)
+
+
+def _out_of_scope(
+    shape: CommandShape | None, writes: tuple[str, ...], scope: Scope
+) -> _Verdict | None:
+    for path in writes:
+        inside = workspace_path(path)
+        if inside is None:
+            reason = f"writes {path!r}, which may lie outside the workspace"
+            return _Verdict("confirm", "scope.write_paths", reason)
+        allowed = (*scope.write_paths, *scope.output_paths) if scope.write_paths else ()
+        if allowed and not any(path_glob_matches(g, inside) for g in allowed):
+            reason = f"writes {inside!r}, outside write_paths {list(scope.write_paths)!r}"
+            return _Verdict("confirm", "scope.write_paths", reason)
+    if shape is not None and scope.commands:
+        stray = _unallowed_part(scope.commands, shape)
+        if stray is not None:
+            reason = f"{stray} is not among the allowed commands {list(scope.commands)!r}"
+            return _Verdict("confirm", "scope.commands", reason)
+    return None
+
+
+def _low_confidence(value: float | None, arithmetic: str, policy: Policy) -> _Verdict | None:
+    if value is None or value >= policy.confidence_threshold:
+        return None
+    how = f" ({arithmetic})" if arithmetic else ""
+    reason = f"confidence {_num(value)}{how} is below {_num(policy.confidence_threshold)}"
+    return _Verdict("confirm", "confidence", reason)
+
+
+def _by_nature(
+    facts: ActionFacts, shape: CommandShape | None, writes: tuple[str, ...], policy: Policy
+) -> _Verdict:
+    outputs = policy.scope.output_paths
+    stray = next((p for p in writes if not _is_output(p, outputs)), None)
+    if stray is not None:
+        # anything that writes beyond the designated outputs is at least logged
+        reason = f"writes {stray!r}: in scope but not a designated output, so logged"
+        return _Verdict("log", "default", reason)
+    if facts.nature in ("read", "test"):
+        return _Verdict("auto", "default", f"a {facts.nature} is auto by default")
+    if facts.nature == "write" and writes:
+        return _Verdict("auto", "default", "writes only to designated output_paths")
+    if facts.nature == "command" and shape is not None:
+        unlisted = _unallowed_part(policy.auto_commands, shape)
+        if unlisted is None:
+            return _Verdict("auto", "default", f"command {facts.command!r} matches auto_commands")
+        return _Verdict("log", "default", f"{unlisted} is not in auto_commands, so logged")
+    return _Verdict("log", "default", f"a {facts.nature} in scope is logged by default")
+
+
+def _is_output(path: str, outputs: tuple[str, ...]) -> bool:
+    inside = workspace_path(path)
+    return inside is not None and any(path_glob_matches(g, inside) for g in outputs)
+
+
+def _any_path(globs: Iterable[str], paths: Iterable[str]) -> tuple[str, str] | None:
+    """The first (glob, path) pair that matches, trying every path in the workspace."""
+    for path in paths:
+        inside = workspace_path(path)
+        for glob in globs:
+            if inside is not None and path_glob_matches(glob, inside):
+                return glob, path
+    return None
+
+
+def _any_part(patterns: Iterable[str], shape: CommandShape | None) -> tuple[str, str] | None:
+    """A (pattern, text) pair where a pattern matches one simple command or the whole."""
+    if shape is None:
+        return None
+    candidates = dict.fromkeys((shape.command, *shape.parts))  # ordered, no repeats
+    for text in candidates:
+        for pattern in patterns:
+            if command_pattern_matches(pattern, text):
+                return pattern, text
+    return None
+
+
+def _unallowed_part(patterns: tuple[str, ...], shape: CommandShape) -> str | None:
+    """Describe the first simple command no pattern allows, or None if all are allowed."""
+    if shape.opaque:
+        return "a command substitution"
+    if not shape.parts:
+        return "an empty command"
+    for part in shape.parts:
+        if not any(command_pattern_matches(p, part) for p in patterns):
+            return f"command {part!r}"
+    return None
+
+
+def _num(value: float) -> str:
+    """A number as a person writes it: 0.35, 2, 1250.5 (no float noise, no exponent)."""
+    return f"{value:.6f}".rstrip("0").rstrip(".")
+
+
+# --- audit sampling and action identity ------------------------------------------------
+
+
+def audit_draw(seed: int | str, run_id: str, action_key: str) -> float:
+    """A number in [0, 1) fixed by (seed, run, action): replaying a run draws the same."""
+    material = json.dumps([str(seed), run_id, action_key], separators=(",", ":"))
+    digest = hashlib.sha256(material.encode("utf-8")).digest()
+    return (int.from_bytes(digest[:8], "big") >> 11) / float(1 << 53)
+
+
+def action_hash(payload: Mapping[str, object]) -> str:
+    """The sha256 (hex) of ``payload`` as canonical JSON (sorted keys, no spaces).
+
+    Approvals are bound to this hash, so any change to the action voids them. Values
+    may be JSON scalars, lists, tuples, string-keyed mappings and pydantic models.
+
+    Raises:
+        TypeError: a value has no single JSON form (a set, a non-string key, ...).
+        ValueError: a float is NaN or infinite.
+    """
+    text = json.dumps(
+        _canonical(payload), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _canonical(value: object) -> object:
+    if isinstance(value, BaseModel):
+        return _canonical(value.model_dump(mode="json"))
+    if isinstance(value, Mapping):
+        for key in value:
+            if not isinstance(key, str):
+                raise TypeError(f"action keys must be strings, not {key!r}")
+        return {key: _canonical(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_canonical(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"cannot hash the non-finite number {value!r}")
+    if value is None or isinstance(value, str | int | float):
+        return value
+    raise TypeError(f"cannot hash a {type(value).__name__} value in an action: {value!r}")

@@ -1,0 +1,121 @@
+"""Loading the operator's approval policy from ``trestle.toml``.
+
+The ``[policy]`` table parses into the same :class:`~trestle.policy.Policy` model as a
+plan file's ``policy:`` mapping; only the file format differs. Problems are reported as
+:class:`~trestle.errors.ConfigError`, one line each, naming the file and the field::
+
+    trestle.toml: policy.rules[1].commands[0]: invalid regex '(': missing ), ...
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from trestle.errors import ConfigError
+from trestle.policy import Policy, Rule, Scope
+
+POLICY_FILE = "trestle.toml"
+TABLE = "policy"
+
+_KNOWN_FIELDS = sorted({name for model in (Policy, Rule, Scope) for name in model.model_fields})
+
+
+def find_policy_file(start: Path) -> Path | None:
+    """The nearest ``trestle.toml`` in ``start`` or its parents, or None.
+
+    The search stops after the first directory that holds ``.git`` (the repository's
+    root), so a file further up, outside the project, is never picked up by surprise.
+    """
+    here = start.resolve()
+    for directory in (here, *here.parents):
+        candidate = directory / POLICY_FILE
+        if candidate.is_file():
+            return candidate
+        if (directory / ".git").exists():
+            return None
+    return None
+
+
+def operator_policy(workspace: Path, path: Path | None = None) -> Policy | None:
+    """The operator's policy: from ``path`` if given (it must exist), else the nearest
+    ``trestle.toml`` above ``workspace``; None when there is none."""
+    if path is not None:
+        return load_policy(path)
+    found = find_policy_file(workspace)
+    return load_policy(found) if found is not None else None
+
+
+def load_policy(path: str | Path) -> Policy:
+    """Read ``[policy]`` from a TOML file; a file without that table gives the defaults.
+
+    Raises:
+        ConfigError: the file is missing or unreadable, is not valid TOML (the message
+            gives the line and column), or its policy is invalid (one line per problem).
+    """
+    path = Path(path)
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{source}: cannot read: {exc}") from None
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: invalid TOML: {exc}") from None
+    table = document.get(TABLE, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: {TABLE}: must be a table ([{TABLE}]), not a value")
+    return parse_policy(table, source=source)
+
+
+def parse_policy(data: Mapping[str, Any], *, source: str, prefix: str = TABLE) -> Policy:
+    """Validate a policy mapping, or raise :class:`ConfigError` naming every problem.
+
+    Args:
+        data: the ``[policy]`` table (or any mapping of the same shape).
+        source: the file it came from, for messages.
+        prefix: how the mapping is addressed in that file.
+    """
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        problems = [f"{source}: {problem_text(err, prefix)}" for err in exc.errors()]
+        raise ConfigError("\n".join(problems)) from None
+
+
+def problem_text(err: Mapping[str, Any], prefix: str) -> str:
+    """One pydantic error as ``policy.rules[1].tier: <what is wrong>``."""
+    where = field_path([prefix, *err["loc"]])
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        name = str(err["loc"][-1])
+        close = difflib.get_close_matches(name, _KNOWN_FIELDS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"{where}: unknown field{hint}"
+    message = str(err["msg"]).removeprefix("Value error, ")
+    given = err.get("input")
+    # our own validators already quote the value; pydantic's built-in messages do not
+    if kind not in ("value_error", "missing") and isinstance(given, str | int | float):
+        message += f", not {given!r}"
+    return f"{where}: {message}"
+
+
+def field_path(loc: list[Any]) -> str:
+    """``['policy', 'rules', 1, 'tier']`` as ``policy.rules[1].tier``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif isinstance(part, str) and part.startswith(("function-", "union[")):
+            continue  # pydantic's own bookkeeping, not a field the user wrote
+        else:
+            out += f".{part}" if out else str(part)
+    return out

@@ -1,0 +1,605 @@
+"""Workspace checkpoints: snapshots of a whole directory in a git object store of our own.
+
+A :class:`ShadowRepo` records every file under a workspace (tracked or not by the user's
+own git, whoever wrote it) as a commit in a separate, bare git directory, names it with
+a ref under ``refs/trestle/``, and can put the workspace back exactly as it was.
+
+Isolation is the point: every git command runs with an explicit ``GIT_DIR``,
+``GIT_WORK_TREE`` and ``GIT_INDEX_FILE`` in the shadow directory, no system or global
+config, no inherited ``GIT_*`` variables, a fixed identity, hooks off and content
+filters off. Nothing is ever read from or written to the user's ``.git``.
+
+Files are staged with ``git update-index``, whose index doubles as a stat cache: a file
+whose size, times and inode have not changed is not read again. The workspace walk is
+ours (see :mod:`trestle.shadow_files`), so a nested git repository is recorded as plain
+files rather than as a gitlink.
+
+Errors::
+
+    RunError
+    └── ShadowRepoError          git is missing, or a git command failed
+        └── RestoreConflictError restore would have to destroy ignored files
+    ConfigError
+    └── UnknownSnapshotError     no snapshot by that name or id
+"""
+
+from __future__ import annotations
+
+import builtins
+import fcntl
+import hashlib
+import os
+import re
+import subprocess
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from trestle.errors import ConfigError, RunError
+from trestle.shadow_files import (
+    IgnoreGlobs,
+    delete_files,
+    find_conflicts,
+    remove_emptied_dirs,
+    snapshot_name_problem,
+    walk_workspace,
+)
+
+REF_ROOT = "refs/trestle/"
+IDENTITY = ("Trestle", "trestle@localhost")
+# Settings passed with ``-c`` on every call, so they hold whatever the shadow config says.
+GIT_SETTINGS = (
+    "core.autocrlf=false",
+    "core.safecrlf=false",
+    "core.symlinks=true",
+    "core.fileMode=true",
+    "core.ignoreCase=false",
+    "core.precomposeUnicode=false",
+    "core.quotePath=false",
+    "core.hooksPath=/dev/null",
+    "core.fsmonitor=false",
+    "core.untrackedCache=false",
+    "core.splitIndex=false",
+    "core.sparseCheckout=false",
+    "core.excludesFile=/dev/null",
+    "core.attributesFile=/dev/null",
+    "gc.auto=0",
+    "maintenance.auto=false",
+    "init.defaultBranch=trestle",
+)
+# Highest-precedence attributes: bytes go in and come out unchanged, whatever the
+# workspace's .gitattributes say (no end-of-line conversion, no clean/smudge filters).
+ATTRIBUTES = "* -text -eol -filter -ident -working-tree-encoding\n"
+PATHSPEC_PREFIX = ":/:"
+RAW_ENTRY = re.compile(rb":(\d{6}) (\d{6}) ([0-9a-f]+) ([0-9a-f]+) ([A-Z])\d*")
+
+ChangeKind = Literal["added", "modified", "deleted", "mode"]
+
+
+class ShadowRepoError(RunError):
+    """The shadow git store failed: git is missing, or one of its commands failed.
+
+    Attributes:
+        command: the git command line, when a command failed.
+        stderr: what git said on its standard error.
+    """
+
+    def __init__(self, message: str, command: Sequence[str] = (), stderr: str = "") -> None:
+        super().__init__(message)
+        self.command = tuple(command)
+        self.stderr = stderr
+
+
+class RestoreConflictError(ShadowRepoError):
+    """Restoring would overwrite or delete files that are ignored, so it was not started."""
+
+
+class UnknownSnapshotError(ConfigError):
+    """No snapshot has that name, and it is not the id of a commit in the shadow store."""
+
+
+@dataclass(frozen=True)
+class SnapshotRef:
+    """One named snapshot.
+
+    Attributes:
+        name: the name given to :meth:`ShadowRepo.snapshot` (the ref without
+            ``refs/trestle/``).
+        commit: the commit id.
+        tree: the id of the recorded tree; equal trees mean equal workspaces.
+        time: when it was taken (UTC, whole seconds).
+        message: the message given to :meth:`ShadowRepo.snapshot`.
+    """
+
+    name: str
+    commit: str
+    tree: str
+    time: datetime
+    message: str
+
+
+@dataclass(frozen=True)
+class Change:
+    """One path that differs between two states of a workspace.
+
+    Attributes:
+        path: workspace-relative, ``/``-separated.
+        kind: ``added``, ``deleted``, ``modified`` (content or file type changed) or
+            ``mode`` (only the executable bit changed).
+        old_mode: git mode before (``100644``, ``100755``, ``120000``), "" if added.
+        new_mode: git mode after, "" if deleted.
+    """
+
+    path: str
+    kind: ChangeKind
+    old_mode: str
+    new_mode: str
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    """What :meth:`ShadowRepo.restore` did to the workspace.
+
+    Attributes:
+        deleted: files created after the snapshot, now deleted.
+        restored: files changed since (content, executable bit or type), put back.
+        recreated: files deleted since, written again.
+        skipped_ignored: files in the snapshot that are ignored now, left alone.
+        removed_dirs: directories left empty by the deletions, removed.
+    """
+
+    deleted: tuple[str, ...] = ()
+    restored: tuple[str, ...] = ()
+    recreated: tuple[str, ...] = ()
+    skipped_ignored: tuple[str, ...] = ()
+    removed_dirs: tuple[str, ...] = ()
+
+    @property
+    def changed(self) -> bool:
+        """Whether any file was deleted, restored or recreated."""
+        return bool(self.deleted or self.restored or self.recreated)
+
+
+@dataclass(frozen=True)
+class _RawChange:
+    status: str  # git's letter: A, D, M or T
+    old_mode: str
+    new_mode: str
+    old_oid: str
+    new_oid: str
+    path: str
+
+
+class ShadowRepo:
+    """Snapshots of one workspace in a git object store that belongs to Trestle.
+
+    Args:
+        git_dir: the shadow store; created (bare) on first use. Several workspaces and
+            runs may share one; snapshots are told apart by name.
+        workspace: the directory to snapshot and restore. It need not be a git repository.
+        ignore: extra gitignore-style globs to leave out (``*.log``, ``build/``,
+            ``data/**/*.bin``); negation (``!``) is not supported.
+        use_gitignore: honour the ``.gitignore`` files inside the workspace.
+        git: the git executable.
+        clock: seconds since the epoch, for snapshot times.
+
+    Every method is safe to call from several threads and processes at once: they
+    serialise on a lock file in ``git_dir``.
+    """
+
+    def __init__(
+        self,
+        git_dir: Path,
+        workspace: Path,
+        *,
+        ignore: Sequence[str] = (),
+        use_gitignore: bool = True,
+        git: str = "git",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.git_dir = Path(os.path.abspath(git_dir))
+        self.workspace = Path(os.path.abspath(workspace))
+        self.use_gitignore = use_gitignore
+        self._git_exe = git
+        self._clock = clock
+        self._globs = IgnoreGlobs(ignore)
+        key = hashlib.sha256(os.fsencode(os.path.realpath(self.workspace))).hexdigest()[:24]
+        self._index = self.git_dir / "trestle-index" / key
+        self._own_dir = self._inside_workspace(self.git_dir)
+        self._env = self._make_env()
+
+    # -- public operations ----------------------------------------------------------
+
+    def snapshot(self, name: str, message: str = "") -> str:
+        """Record the workspace as a commit and point ``refs/trestle/<name>`` at it.
+
+        Taking the same name again with nothing changed returns the same commit and
+        writes nothing; an existing name with a different tree is moved to the new one.
+
+        Args:
+            name: the snapshot's name, a valid git ref path such as ``run-1/build/before``.
+            message: free text stored with it (shown by :meth:`list`).
+
+        Returns:
+            The commit id.
+
+        Raises:
+            ConfigError: the name is not a valid ref name, or the message holds a NUL.
+            ShadowRepoError: git failed.
+        """
+        problem = snapshot_name_problem(name)
+        if problem:
+            raise ConfigError(f"snapshot name {name!r}: {problem}")
+        if "\0" in message:
+            raise ConfigError(f"snapshot {name!r}: the message must not contain NUL")
+        with self._locked():
+            self._stage()
+            tree = self._git("write-tree").decode().strip()
+            existing = self._refs(name, exact=True)
+            if existing and existing[0].tree == tree and existing[0].message == message:
+                return existing[0].commit
+            stamp = f"@{int(self._clock())} +0000"
+            commit = (
+                self._git("commit-tree", tree, stdin=message.encode(), date=stamp).decode().strip()
+            )
+            self._git("update-ref", "-m", "snapshot", REF_ROOT + name, commit)
+            return commit
+
+    def restore(self, snapshot: str) -> RestoreResult:
+        """Make the workspace exactly as it was in a snapshot.
+
+        Files created since are deleted (and directories that leaves empty), files
+        changed or deleted since are written back with their executable bit, symlinks
+        as symlinks. Paths ignored now (``.git``, ``.trestle``, the ignore globs and,
+        if enabled, ``.gitignore``) are neither deleted, overwritten nor recreated.
+
+        Args:
+            snapshot: a snapshot name or a commit id.
+
+        Raises:
+            UnknownSnapshotError: no such snapshot.
+            RestoreConflictError: a file to write back is blocked by ignored files
+                (checked before anything is changed).
+            ShadowRepoError: git failed.
+        """
+        with self._locked():
+            target = self._resolve(snapshot)
+            self._stage()
+            # diff-index compares the snapshot (old side) with the workspace (new side).
+            raw = self._raw_changes(["diff-index", "--cached", "--raw", target])
+            to_delete = sorted(c.path for c in raw if c.status == "A")
+            restored = [c.path for c in raw if c.status in "MT"]
+            missing = [c.path for c in raw if c.status == "D"]
+            ignored_now = self._ignored(missing)
+            recreated = [p for p in missing if p not in ignored_now]
+            to_write = sorted(restored + recreated)
+            blocked = find_conflicts(self.workspace, to_write, set(to_delete))
+            if blocked:
+                raise RestoreConflictError(
+                    f"cannot restore {str(self.workspace)!r}: ignored files are in the way "
+                    f"and restore leaves them alone: {', '.join(blocked[:5])}"
+                )
+            delete_files(self.workspace, to_delete)
+            removed_dirs = remove_emptied_dirs(self.workspace, to_delete, keep=to_write)
+            # Keeps the stat cache of every file whose content already matches.
+            self._git("read-tree", "-m", target)
+            if to_write:
+                self._git("checkout-index", "-f", "-u", "-z", "--stdin", stdin=_nul(to_write))
+            return RestoreResult(
+                deleted=tuple(to_delete),
+                restored=tuple(sorted(restored)),
+                recreated=tuple(sorted(recreated)),
+                skipped_ignored=tuple(sorted(ignored_now)),
+                removed_dirs=tuple(removed_dirs),
+            )
+
+    def changes(self, a: str, b: str | None = None) -> builtins.list[Change]:
+        """The paths that differ from snapshot ``a`` to ``b`` (or to the workspace now).
+
+        Args:
+            a: a snapshot name or commit id: the old side.
+            b: the new side; ``None`` means the workspace as it is now.
+
+        Raises:
+            UnknownSnapshotError: no such snapshot.
+        """
+        with self._locked():
+            old = self._resolve(a)
+            if b is None:
+                self._stage()
+                raw = self._raw_changes(["diff-index", "--cached", "--raw", old])
+            else:
+                raw = self._raw_changes(["diff-tree", "-r", "--raw", old, self._resolve(b)])
+        return [_to_change(c) for c in raw]
+
+    def diff(self, a: str, b: str | None = None) -> str:
+        """A unified diff from snapshot ``a`` to ``b`` (or to the workspace now).
+
+        Binary files appear as ``Binary files ... differ``.
+
+        Raises:
+            UnknownSnapshotError: no such snapshot.
+        """
+        options = ["-p", "--no-color", "--no-ext-diff", "--no-textconv", "--no-renames"]
+        with self._locked():
+            old = self._resolve(a)
+            if b is None:
+                self._stage()
+                out = self._git("diff-index", "--cached", *options, old)
+            else:
+                out = self._git("diff-tree", "-r", *options, old, self._resolve(b))
+        return out.decode("utf-8", errors="replace")
+
+    def resolve(self, snapshot: str) -> str:
+        """The commit id of a snapshot name or (possibly abbreviated) commit id.
+
+        Raises:
+            UnknownSnapshotError: no such snapshot.
+        """
+        with self._locked():
+            return self._resolve(snapshot)
+
+    def delete(self, prefix: str) -> builtins.list[str]:
+        """Delete the snapshots named ``prefix`` or ``prefix/...``; return their names.
+
+        The objects stay until :meth:`prune`. An empty prefix is refused, so a missing
+        argument cannot delete everything.
+
+        Raises:
+            ConfigError: the prefix is empty or could not begin a snapshot name.
+        """
+        if not prefix.strip("/"):
+            raise ConfigError("refusing to delete snapshots with an empty prefix")
+        with self._locked():
+            refs = self._refs(prefix)
+            if refs:
+                lines = "".join(f"delete {REF_ROOT}{r.name} {r.commit}\n" for r in refs)
+                self._git("update-ref", "--stdin", stdin=lines.encode())
+        return [r.name for r in refs]
+
+    def prune(self) -> None:
+        """Drop objects no snapshot refers to any more (after :meth:`delete`).
+
+        The stat caches are dropped first because they may point at such objects; the
+        next snapshot of each workspace reads its files once more.
+        """
+        with self._locked():
+            cache_dir = self._index.parent
+            if cache_dir.is_dir():
+                for entry in cache_dir.iterdir():
+                    entry.unlink()
+            self._git("reflog", "expire", "--expire=now", "--all")
+            self._git("gc", "--prune=now", "--quiet")
+
+    def list(self, prefix: str = "") -> builtins.list[SnapshotRef]:
+        """Snapshots named ``prefix`` or ``prefix/...`` (all if empty), oldest first.
+
+        Raises:
+            ConfigError: the prefix could not begin a snapshot name (``*``, ``..``...).
+        """
+        with self._locked():
+            return self._refs(prefix)
+
+    # -- staging: bring the index in line with the workspace ---------------------------
+
+    def _stage(self) -> None:
+        """Update the workspace's index (the stat cache) to match the files on disk."""
+        if not self.workspace.is_dir():
+            raise ConfigError(f"workspace {str(self.workspace)!r} is not a directory")
+        try:
+            files = walk_workspace(
+                self.workspace,
+                self._globs,
+                extra_excluded=self._own_dir,
+                check_ignore=self._gitignored if self.use_gitignore else None,
+            )
+        except OSError as exc:
+            raise ShadowRepoError(f"cannot read workspace {str(self.workspace)!r}: {exc}") from exc
+        present = set(files)
+        indexed = self._git("ls-files", "-z").split(b"\0")
+        gone = [p for p in (os.fsdecode(b) for b in indexed if b) if p not in present]
+        if gone:
+            self._git("update-index", "--force-remove", "-z", "--stdin", stdin=_nul(gone))
+        if files:
+            # --remove covers a file deleted between the walk and this command.
+            self._git("update-index", "--add", "--remove", "-z", "--stdin", stdin=_nul(files))
+
+    def _ignored(self, paths: Sequence[str]) -> set[str]:
+        """The paths that our globs or (if enabled) the .gitignore files exclude."""
+        ignored = {p for p in paths if self._globs.matches_path(p)}
+        if self.use_gitignore:
+            ignored |= self._gitignored(paths)
+        return ignored
+
+    def _gitignored(self, paths: Sequence[str]) -> set[str]:
+        """The paths that the workspace's .gitignore files exclude, as git judges them."""
+        if not paths:
+            return set()
+        # --no-index: judge by the rules alone, not by what the shadow index holds.
+        # check-ignore takes pathspecs but refuses literal ones: ":/:" (from the top, no
+        # other magic) keeps a name that starts with ":" from being read as magic.
+        out = self._git(
+            "check-ignore",
+            "--no-index",
+            "-z",
+            "--stdin",
+            stdin=_nul([PATHSPEC_PREFIX + p for p in paths]),
+            ok=(0, 1),
+            literal=False,
+        )
+        return {os.fsdecode(b).removeprefix(PATHSPEC_PREFIX) for b in out.split(b"\0") if b}
+
+    # -- refs ----------------------------------------------------------------------------
+
+    def _resolve(self, snapshot: str) -> str:
+        if not snapshot_name_problem(snapshot):  # a well-formed name: try it as a ref
+            out = self._git(
+                "rev-parse", "--verify", "-q", f"{REF_ROOT}{snapshot}^{{commit}}", ok=(0, 1)
+            )
+            if out.strip():
+                return out.decode().strip()
+        if re.fullmatch(r"[0-9a-f]{4,64}", snapshot):
+            out = self._git("rev-parse", "--verify", "-q", f"{snapshot}^{{commit}}", ok=(0, 1))
+            if out.strip():
+                return out.decode().strip()
+        raise UnknownSnapshotError(f"no snapshot {snapshot!r} in {str(self.git_dir)!r}")
+
+    def _refs(self, prefix: str, *, exact: bool = False) -> builtins.list[SnapshotRef]:
+        stripped = prefix.strip("/")
+        # for-each-ref would read glob characters as a pattern: refuse what no name holds.
+        if stripped and snapshot_name_problem(stripped):
+            raise ConfigError(f"snapshot prefix {prefix!r}: {snapshot_name_problem(stripped)}")
+        pattern = REF_ROOT + stripped
+        fields = "%(refname)%00%(objectname)%00%(tree)%00%(committerdate:unix)%00%(contents)"
+        out = self._git("for-each-ref", f"--format={fields}%00", pattern)
+        refs = []
+        for record in out.split(b"\0\n"):
+            if not record:
+                continue
+            ref, commit, tree, stamp, message = record.decode().split("\0", 4)
+            name = ref.removeprefix(REF_ROOT)
+            if exact and name != prefix:
+                continue
+            when = datetime.fromtimestamp(int(stamp), tz=UTC)
+            refs.append(SnapshotRef(name, commit, tree, when, message))
+        refs.sort(key=lambda r: (r.time, r.name))
+        return refs
+
+    # -- running git -----------------------------------------------------------------
+
+    def _raw_changes(self, args: builtins.list[str]) -> builtins.list[_RawChange]:
+        out = self._git(args[0], "-z", "--no-renames", *args[1:])
+        fields = out.split(b"\0")
+        changes = []
+        for i in range(0, len(fields) - 1, 2):
+            match = RAW_ENTRY.fullmatch(fields[i])
+            if match is None:
+                raise ShadowRepoError(f"unexpected git {args[0]} output: {fields[i]!r}")
+            old_mode, new_mode, old_oid, new_oid, status = (g.decode() for g in match.groups())
+            path = os.fsdecode(fields[i + 1])
+            changes.append(_RawChange(status, old_mode, new_mode, old_oid, new_oid, path))
+        return changes
+
+    def _git(
+        self,
+        *args: str,
+        stdin: bytes = b"",
+        date: str = "",
+        ok: Sequence[int] = (0,),
+        literal: bool = True,
+    ) -> bytes:
+        command = [self._git_exe]
+        for setting in GIT_SETTINGS:
+            command += ["-c", setting]
+        command += args
+        env = self._env
+        if date:
+            env = {**env, "GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date}
+        if not literal:
+            env = {k: v for k, v in env.items() if k != "GIT_LITERAL_PATHSPECS"}
+        if args[0] == "init":  # init takes the directory as its argument and no work tree
+            env = {k: v for k, v in env.items() if k not in ("GIT_DIR", "GIT_WORK_TREE")}
+        try:
+            done = subprocess.run(
+                command,
+                input=stdin,
+                capture_output=True,
+                cwd=self.workspace if self.workspace.is_dir() else self.git_dir,
+                env=env,
+                check=False,
+            )
+        except OSError as exc:
+            raise ShadowRepoError(
+                f"cannot run git ({self._git_exe!r}) for the shadow store "
+                f"{str(self.git_dir)!r}: {exc}",
+                command=[self._git_exe, *args],
+            ) from exc
+        if done.returncode not in ok:
+            stderr = done.stderr.decode("utf-8", errors="replace").strip()
+            shown = " ".join(["git", *args])
+            raise ShadowRepoError(
+                f"{shown!r} failed with exit {done.returncode} in shadow store "
+                f"{str(self.git_dir)!r}: {stderr}",
+                command=[self._git_exe, *args],
+                stderr=stderr,
+            )
+        return done.stdout
+
+    def _make_env(self) -> dict[str, str]:
+        # Nothing GIT_* from the caller may leak in: GIT_DIR, GIT_INDEX_FILE,
+        # GIT_CONFIG_PARAMETERS, GIT_OBJECT_DIRECTORY... would all redirect or change us.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+        env.update(
+            GIT_DIR=str(self.git_dir),
+            GIT_WORK_TREE=str(self.workspace),
+            GIT_INDEX_FILE=str(self._index),
+            GIT_CONFIG_NOSYSTEM="1",
+            GIT_CONFIG_GLOBAL="/dev/null",
+            GIT_LITERAL_PATHSPECS="1",
+            GIT_TERMINAL_PROMPT="0",
+            GIT_AUTHOR_NAME=IDENTITY[0],
+            GIT_AUTHOR_EMAIL=IDENTITY[1],
+            GIT_COMMITTER_NAME=IDENTITY[0],
+            GIT_COMMITTER_EMAIL=IDENTITY[1],
+            GIT_AUTHOR_DATE="@0 +0000",
+            GIT_COMMITTER_DATE="@0 +0000",
+            LC_ALL="C",
+        )
+        return env
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the store's lock (threads and processes alike) and make sure it exists."""
+        self.git_dir.mkdir(parents=True, exist_ok=True)
+        # Each call opens its own descriptor: flock then excludes other threads too.
+        fd = os.open(self.git_dir / "trestle.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._ensure_store()
+            yield
+        finally:
+            os.close(fd)
+
+    def _ensure_store(self) -> None:
+        if not (self.git_dir / "objects").is_dir():
+            self._git("init", "--bare", "--quiet", "--template=", str(self.git_dir))
+        attributes = self.git_dir / "info" / "attributes"
+        if not attributes.is_file() or attributes.read_text() != ATTRIBUTES:
+            attributes.parent.mkdir(exist_ok=True)
+            attributes.write_text(ATTRIBUTES)
+        self._index.parent.mkdir(exist_ok=True)
+        # Under our lock nobody else can be writing the index: a lock file is stale.
+        stale = self._index.with_name(self._index.name + ".lock")
+        if stale.exists():
+            stale.unlink()
+
+    def _inside_workspace(self, path: Path) -> str:
+        """``path`` relative to the workspace if it lies inside it, else ""."""
+        real = os.path.realpath(path)
+        root = os.path.realpath(self.workspace)
+        if real.startswith(root + os.sep):
+            return os.path.relpath(real, root).replace(os.sep, "/")
+        return ""
+
+
+def _nul(paths: Sequence[str]) -> bytes:
+    return b"".join(os.fsencode(p) + b"\0" for p in paths)
+
+
+def _to_change(raw: _RawChange) -> Change:
+    kind: ChangeKind
+    if raw.status == "A":
+        kind = "added"
+    elif raw.status == "D":
+        kind = "deleted"
+    elif raw.status == "M" and raw.old_oid == raw.new_oid:
+        kind = "mode"
+    else:
+        kind = "modified"
+    old_mode = "" if raw.status == "A" else raw.old_mode
+    new_mode = "" if raw.status == "D" else raw.new_mode
+    return Change(raw.path, kind, old_mode, new_mode)

@@ -1,0 +1,250 @@
+"""The workspace side of checkpoints: which files a snapshot holds, and clearing on restore.
+
+The walk is ours rather than git's because git stops at a nested repository and records
+it as a gitlink (a bare commit id), which could not be restored. Here a nested
+repository is just a directory: its files are walked, its ``.git`` is skipped like
+every ``.git``.
+
+``.gitignore`` files are still judged by git itself (``git check-ignore``), one batch
+per directory level and only below a directory that holds a ``.gitignore``, so an
+ignored directory is never descended into.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import suppress
+from pathlib import Path
+
+from trestle.errors import ConfigError
+
+ALWAYS_SKIPPED = ".trestle"  # Trestle's own store and state, at any depth
+# Characters git refuses in ref names (see git-check-ref-format).
+BAD_REF_CHARS = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
+
+
+class IgnoreGlobs:
+    """Gitignore-style globs given by the caller.
+
+    A glob without ``/`` matches a file or directory name at any depth; one with a
+    ``/`` matches the whole workspace-relative path (a leading ``/`` is allowed). A
+    trailing ``/`` matches directories only. ``*`` and ``?`` stay within one path
+    component, ``**`` crosses them, ``[...]`` is a character class. A matched
+    directory excludes everything under it.
+
+    Raises:
+        ConfigError: a glob is empty or negated (``!``), which is not supported.
+    """
+
+    def __init__(self, globs: Iterable[str]) -> None:
+        self.globs = tuple(globs)
+        self._compiled: list[tuple[re.Pattern[str], bool, bool]] = []
+        for glob in self.globs:
+            text = glob.strip()
+            if not text or text == "/":
+                raise ConfigError(f"ignore glob {glob!r} is empty")
+            if text.startswith("!"):
+                raise ConfigError(f"ignore glob {glob!r}: negation is not supported")
+            dir_only = text.endswith("/")
+            text = text.rstrip("/")
+            anchored = "/" in text
+            self._compiled.append((re.compile(_glob_regex(text.lstrip("/"))), anchored, dir_only))
+
+    def matches(self, rel: str, name: str, is_dir: bool) -> bool:
+        """Whether the entry at ``rel`` (named ``name``) is excluded by itself."""
+        for regex, anchored, dir_only in self._compiled:
+            if dir_only and not is_dir:
+                continue
+            if regex.fullmatch(rel if anchored else name):
+                return True
+        return False
+
+    def matches_path(self, rel: str) -> bool:
+        """Whether ``rel`` or one of its leading directories is excluded."""
+        parts = rel.split("/")
+        for depth in range(1, len(parts) + 1):
+            leading = "/".join(parts[:depth])
+            if self.matches(leading, parts[depth - 1], is_dir=depth < len(parts)):
+                return True
+        return False
+
+
+def walk_workspace(
+    root: Path,
+    globs: IgnoreGlobs,
+    *,
+    extra_excluded: str = "",
+    check_ignore: Callable[[Sequence[str]], set[str]] | None = None,
+) -> list[str]:
+    """Every regular file and symlink under ``root`` that a snapshot should hold.
+
+    Skipped: anything named ``.git`` (any case, any depth), directories and files named
+    ``.trestle``, ``extra_excluded`` (a relative path), what ``globs`` match, what
+    ``check_ignore`` reports (given paths below a directory holding a ``.gitignore``),
+    and special files (FIFOs, sockets, devices). Symlinks are never followed.
+
+    Returns:
+        ``/``-separated paths relative to ``root``.
+
+    Raises:
+        OSError: a directory cannot be listed.
+    """
+    files: list[str] = []
+    level: list[tuple[str, bool]] = [("", False)]  # (directory with trailing /, .gitignore seen)
+    while level:
+        candidates: list[tuple[str, bool, bool]] = []
+        for rel_dir, gitignore_above in level:
+            with os.scandir(root / rel_dir if rel_dir else root) as scan:
+                entries = list(scan)
+            gitignore_here = gitignore_above or any(e.name == ".gitignore" for e in entries)
+            for entry in entries:
+                if entry.name.lower() == ".git" or entry.name == ALWAYS_SKIPPED:
+                    continue
+                rel = rel_dir + entry.name
+                if rel == extra_excluded:
+                    continue
+                is_dir = entry.is_dir(follow_symlinks=False)
+                if not (is_dir or entry.is_symlink() or entry.is_file(follow_symlinks=False)):
+                    continue
+                if globs.matches(rel, entry.name, is_dir):
+                    continue
+                candidates.append((rel, is_dir, gitignore_here))
+        ignored: set[str] = set()
+        if check_ignore is not None:
+            asked = [rel for rel, _, gitignore in candidates if gitignore]
+            if asked:
+                ignored = check_ignore(asked)
+        level = []
+        for rel, is_dir, gitignore in candidates:
+            if rel in ignored:
+                continue
+            if is_dir:
+                level.append((rel + "/", gitignore))
+            else:
+                files.append(rel)
+    return files
+
+
+def find_conflicts(root: Path, to_write: Sequence[str], to_delete: set[str]) -> list[str]:
+    """What blocks writing ``to_write`` once ``to_delete`` is gone: ignored files in the way.
+
+    A path is blocked when one of its leading directories is a file or symlink that is
+    not going to be deleted, or when it is a directory holding files that are not.
+    """
+    blocked: list[str] = []
+    for path in to_write:
+        parts = path.split("/")
+        for depth in range(1, len(parts)):
+            leading = "/".join(parts[:depth])
+            full = root / leading
+            if os.path.lexists(full) and not _is_real_dir(full) and leading not in to_delete:
+                blocked.append(f"{path!r} (its directory {leading!r} is a file)")
+        full = root / path
+        if _is_real_dir(full):
+            kept = [rel for rel in _files_under(full, path) if rel not in to_delete]
+            if kept:
+                blocked.append(f"{path!r} (a directory holding ignored {kept[0]!r})")
+    return blocked
+
+
+def delete_files(root: Path, paths: Iterable[str]) -> None:
+    """Unlink files and symlinks under ``root``, never through a symlinked directory."""
+    real_root = os.path.realpath(root)
+    for path in paths:
+        full = root / path
+        expected_parent = os.path.join(real_root, os.path.dirname(path)).rstrip("/")
+        if os.path.realpath(full.parent) != expected_parent:
+            continue  # a leading directory became a symlink: it may lead out of root
+        with suppress(FileNotFoundError):
+            os.unlink(full)
+
+
+def remove_emptied_dirs(root: Path, deleted: Sequence[str], keep: Iterable[str]) -> list[str]:
+    """Remove the directories that deleting ``deleted`` left empty, bottom up.
+
+    Directories leading to a path in ``keep`` (about to be written) stay.
+
+    Returns:
+        The removed directories, sorted.
+    """
+    needed = {""}
+    for path in keep:
+        parts = path.split("/")
+        needed.update("/".join(parts[:depth]) for depth in range(1, len(parts)))
+    removed: set[str] = set()
+    parents = {os.path.dirname(p) for p in deleted}
+    for parent in sorted(parents, key=lambda d: d.count("/"), reverse=True):
+        current = parent
+        while current not in needed and current not in removed:
+            try:
+                os.rmdir(root / current)
+            except OSError as exc:
+                if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT):
+                    break
+                raise
+            removed.add(current)
+            current = os.path.dirname(current)
+    return sorted(removed)
+
+
+def snapshot_name_problem(name: str) -> str:
+    """Why ``name`` cannot name a snapshot (git's ref name rules), or "" if it can."""
+    if not name:
+        return "it is empty"
+    if BAD_REF_CHARS.search(name):
+        return "it contains a space, a control character or one of ~ ^ : ? * [ \\"
+    if ".." in name or "@{" in name or name == "@":
+        return "it contains '..' or '@{' or is '@'"
+    if name.endswith(".") or name.startswith("-"):
+        return "it ends with '.' or starts with '-'"
+    for part in name.split("/"):
+        if not part:
+            return "it has an empty path component (a leading, trailing or double '/')"
+        if part.startswith(".") or part.endswith(".lock"):
+            return f"component {part!r} starts with '.' or ends with '.lock'"
+    return ""
+
+
+def _glob_regex(glob: str) -> str:
+    """Translate a glob to a regex where only ``**`` crosses ``/``."""
+    out: list[str] = []
+    i = 0
+    while i < len(glob):
+        if glob.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif glob.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif glob[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif glob[i] == "?":
+            out.append("[^/]")
+            i += 1
+        elif glob[i] == "[" and (end := glob.find("]", i + 2)) != -1:
+            body = glob[i + 1 : end]
+            if body.startswith("!"):
+                body = "^" + body[1:]
+            out.append("[" + body.replace("\\", "\\\\") + "]")
+            i = end + 1
+        else:
+            out.append(re.escape(glob[i]))
+            i += 1
+    return "".join(out)
+
+
+def _is_real_dir(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
+
+
+def _files_under(directory: Path, rel: str) -> Iterator[str]:
+    """Files and symlinks under ``directory``, as paths starting with ``rel``."""
+    for top, dirs, files in os.walk(directory):
+        base = os.path.relpath(top, directory).replace(os.sep, "/")
+        prefix = rel if base == "." else f"{rel}/{base}"
+        for name in files + [d for d in dirs if os.path.islink(os.path.join(top, d))]:
+            yield f"{prefix}/{name}"

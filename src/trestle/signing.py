@@ -1,0 +1,66 @@
+"""Signatures on human decisions, so that only the decision path can approve.
+
+Anything can write a row into the store's request queue: a step's own process can
+open the SQLite file, and a model could be talked into printing SQL. A decision only
+counts when it carries an HMAC made with a key that lives outside the workspace and
+outside every step's environment (``~/.config/trestle/approval.key`` by default, mode
+0600). The engine checks the signature before recording the decision; a row without a
+valid one is recorded as refused and changes nothing.
+
+This guards against agents, tools and step output. It is not a boundary against a
+hostile program running as the same OS user, which can read the key file as you can.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+
+from trestle.errors import ConfigError
+
+KEY_ENV = "TRESTLE_KEY_FILE"
+
+
+def key_path() -> Path:
+    """``$TRESTLE_KEY_FILE``, else ``$XDG_CONFIG_HOME/trestle/approval.key``."""
+    if os.environ.get(KEY_ENV):
+        return Path(os.environ[KEY_ENV])
+    config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config) / "trestle" / "approval.key"
+
+
+def decision_key(path: Path | None = None) -> bytes:
+    """The signing key, created (owner-only) on first use."""
+    path = path or key_path()
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except FileNotFoundError:
+        pass
+    except ValueError:
+        raise ConfigError(f"{path}: not a Trestle approval key (expected hex)") from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_bytes(32)
+    try:  # O_EXCL: of two processes creating it at once, one wins and both use its key
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return decision_key(path)
+    with os.fdopen(fd, "w") as f:
+        f.write(key.hex())
+    return key
+
+
+def _canonical(payload: Mapping[str, object]) -> bytes:
+    return json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+
+
+def sign(payload: Mapping[str, object], key: bytes) -> str:
+    return hmac.new(key, _canonical(payload), hashlib.sha256).hexdigest()
+
+
+def verify(payload: Mapping[str, object], signature: str, key: bytes) -> bool:
+    return hmac.compare_digest(sign(payload, key), signature)

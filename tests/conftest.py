@@ -1,0 +1,17 @@
+"""Fixtures every test shares."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _own_decision_key(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Each test signs approvals with its own key, never the user's."""
+    path = tmp_path_factory.mktemp("key") / "approval.key"
+    monkeypatch.setenv("TRESTLE_KEY_FILE", str(path))
+    return path
