@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# no test may reach a real model provider; loopback servers are still allowed
+os.environ.setdefault("TRESTLE_BLOCK_MODEL_REQUESTS", "1")
 
 
 @pytest.fixture(autouse=True)

@@ -3,11 +3,19 @@
     TrestleError
     ├── ConfigError          the user's input is wrong (plan file, config, arguments)
     │   ├── PlanError        a plan file is invalid; carries file, step and field
-    │   └── UnknownRunError  no run with that id (or no such step in it)
+    │   ├── UnknownRunError  no run with that id (or no such step in it)
+    │   ├── MissingExtraError  an optional dependency is not installed; names the pip command
+    │   └── ModelRequestBlockedError  a real network model call while requests are blocked
     └── RunError             something failed while running
         ├── StoreError       the store cannot be opened, migrated or written
         ├── LeaseHeldError   another live process drives this run
-        └── LeaseLostError   this process lost the run's lease (fenced off)
+        ├── LeaseLostError   this process lost the run's lease (fenced off)
+        ├── ScriptExhaustedError  a scripted model was asked for more replies than it holds
+        └── ProviderError    a model provider failed; carries provider, status and body
+            ├── ProviderAuthError         credentials refused (401/403); not retried
+            ├── ProviderRequestError      the request was refused (400/404/422...); not retried
+            ├── ProviderResponseError     the reply could not be understood
+            └── ProviderUnavailableError  429/5xx/timeouts outlasted the retry budget
 
 Every error has an ``exit_code`` so the CLI maps it without a lookup table.
 """
@@ -68,3 +76,83 @@ class LeaseLostError(RunError):
 
 class UnknownRunError(ConfigError):
     """A run id, or a step within a run, does not exist."""
+
+
+class MissingExtraError(ConfigError):
+    """An optional dependency is not installed.
+
+    Args:
+        package: the importable module that is missing (``"openai"``).
+        extra: the Trestle extra that installs it (``"openai"``).
+    """
+
+    def __init__(self, package: str, extra: str) -> None:
+        self.package = package
+        self.extra = extra
+        super().__init__(
+            f"the {package!r} package is not installed; "
+            f'install it with: pip install "trestle[{extra}]"'
+        )
+
+
+class ModelRequestBlockedError(ConfigError):
+    """A model provider was about to reach a non-loopback address while requests are blocked."""
+
+
+class ScriptExhaustedError(RunError):
+    """A scripted model was asked for a reply after its script ran out."""
+
+
+class ProviderError(RunError):
+    """A model provider failed.
+
+    Args:
+        message: what happened, naming the provider and its base URL.
+        provider: ``"openai"``, ``"anthropic"``, ...
+        status: the HTTP status, or None when no response arrived.
+        body: the response body as text, or None when no response arrived.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        status: int | None = None,
+        body: str | None = None,
+    ) -> None:
+        self.provider = provider
+        self.status = status
+        self.body = body
+        super().__init__(message)
+
+
+class ProviderAuthError(ProviderError):
+    """The provider refused the credentials (HTTP 401 or 403); retrying cannot help."""
+
+
+class ProviderRequestError(ProviderError):
+    """The provider refused the request itself (HTTP 400, 404, 422, ...); not retried."""
+
+
+class ProviderResponseError(ProviderError):
+    """The provider answered, but the answer could not be turned into a response."""
+
+
+class ProviderUnavailableError(ProviderError):
+    """Rate limits, server errors, timeouts or connection failures outlasted the retries.
+
+    ``attempts`` says how many requests were sent; ``status`` and ``body`` describe the last.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        attempts: int,
+        status: int | None = None,
+        body: str | None = None,
+    ) -> None:
+        self.attempts = attempts
+        super().__init__(message, provider=provider, status=status, body=body)

@@ -1,0 +1,208 @@
+"""The model protocol and the plain records that cross it.
+
+Every request and response is a frozen pydantic record that round-trips through JSON,
+so the engine can record a call (its :func:`request_hash` and its
+:class:`ModelResponse`) as an event and replay it instead of calling again.
+Providers translate these records to and from their wire formats; nothing
+provider-specific lives here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, Protocol, Self, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Role = Literal["system", "user", "assistant", "tool"]
+
+# Bump when the hashed shape changes, so old recordings stop matching instead of
+# matching the wrong request.
+_HASH_VERSION = "trestle-model-request/1"
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ToolCall(_Record):
+    """One tool call the model asked for.
+
+    ``arguments`` is the raw JSON text the model produced, unparsed: malformed JSON must
+    survive so the agent can tell the model what was wrong with it.
+    """
+
+    id: str
+    name: str
+    arguments: str = "{}"
+
+
+class ToolSchema(_Record):
+    """A tool offered to the model: its name, what it does and a JSON Schema for its arguments."""
+
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+
+
+class Message(_Record):
+    """One turn of a conversation.
+
+    ``tool_calls`` appear only on assistant messages; ``tool_call_id`` is required on
+    tool messages and names the call whose result ``content`` holds.
+    """
+
+    role: Role
+    content: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+
+    @model_validator(mode="after")
+    def _check_shape(self) -> Self:
+        if self.tool_calls and self.role != "assistant":
+            raise ValueError(f"a {self.role!r} message cannot carry tool_calls")
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("a 'tool' message needs the tool_call_id it answers")
+        if self.role != "tool" and self.tool_call_id is not None:
+            raise ValueError(f"a {self.role!r} message cannot carry a tool_call_id")
+        return self
+
+    @classmethod
+    def system(cls, content: str) -> Message:
+        """A system message: instructions that frame the whole conversation."""
+        return cls(role="system", content=content)
+
+    @classmethod
+    def user(cls, content: str) -> Message:
+        """A user message."""
+        return cls(role="user", content=content)
+
+    @classmethod
+    def assistant(cls, content: str = "", tool_calls: Sequence[ToolCall] = ()) -> Message:
+        """An assistant message, with the tool calls it made, if any."""
+        return cls(role="assistant", content=content, tool_calls=tuple(tool_calls))
+
+    @classmethod
+    def tool(cls, tool_call_id: str, content: str) -> Message:
+        """The result of tool call ``tool_call_id``, as the model will read it."""
+        return cls(role="tool", content=content, tool_call_id=tool_call_id)
+
+
+class Usage(_Record):
+    """What one call consumed.
+
+    ``cost`` is in dollars, or None when the model has no price in the price table.
+    ``estimated`` is True when the provider reported no usage and the token counts come
+    from :func:`trestle.models.estimate_tokens`.
+    """
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float | None = None
+    estimated: bool = False
+
+    @property
+    def total_tokens(self) -> int:
+        """Input plus output tokens."""
+        return self.input_tokens + self.output_tokens
+
+
+class ModelResponse(_Record):
+    """What a model answered.
+
+    ``finish_reason`` is normalised across providers: ``"stop"`` (a natural end),
+    ``"tool_calls"``, ``"length"`` (the token limit cut it short) or
+    ``"content_filter"``; any other value a provider sends is passed through as is, and
+    ``"unknown"`` stands for none at all.
+    """
+
+    text: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    usage: Usage = Usage()
+    finish_reason: str = "stop"
+    model: str = ""
+
+    @property
+    def is_empty(self) -> bool:
+        """True when the model said nothing and called nothing."""
+        return not self.text.strip() and not self.tool_calls
+
+    def to_message(self) -> Message:
+        """The assistant message to append to the conversation."""
+        return Message.assistant(self.text, self.tool_calls)
+
+
+class ModelRequest(_Record):
+    """One call as a record: what was sent, to which model, with which settings."""
+
+    model: str
+    messages: tuple[Message, ...]
+    tools: tuple[ToolSchema, ...] = ()
+    max_tokens: int | None = None
+    temperature: float | None = None
+
+    def settings(self) -> dict[str, Any]:
+        """The settings that take part in :meth:`hash`."""
+        return {
+            "model": self.model,
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+        }
+
+    def hash(self) -> str:
+        """The :func:`request_hash` of this request."""
+        return request_hash(self.messages, self.tools, self.settings())
+
+
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys and no insignificant whitespace: equal values, equal text."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def request_hash(
+    messages: Sequence[Message],
+    tools: Sequence[ToolSchema],
+    settings: Mapping[str, Any],
+) -> str:
+    """A stable identity for a model call, to match it with a recorded response.
+
+    Args:
+        messages: the conversation sent.
+        tools: the tools offered.
+        settings: everything else that shapes the answer (model name, max_tokens,
+            temperature, ...); values must be JSON-serialisable.
+
+    Returns:
+        The hex sha256 of the canonical JSON of all three. Dict key order and the
+        Python objects' identity do not matter; any change of content does.
+    """
+    payload = {
+        "v": _HASH_VERSION,
+        "messages": [m.model_dump(mode="json") for m in messages],
+        "tools": [t.model_dump(mode="json") for t in tools],
+        "settings": dict(settings),
+    }
+    return hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
+
+
+@runtime_checkable
+class Model(Protocol):
+    """Anything that completes a conversation: a provider, a scripted double, a replay.
+
+    ``name`` identifies the model in records and reports (``"openai:gpt-4o-mini"``).
+    """
+
+    name: str
+
+    async def complete(
+        self,
+        messages: Sequence[Message],
+        tools: Sequence[ToolSchema] = (),
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> ModelResponse:
+        """Send the conversation and the tools on offer; return the model's answer."""
+        ...

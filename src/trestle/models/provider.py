@@ -1,0 +1,272 @@
+"""What the SDK-backed providers share: the call path, error mapping and usage.
+
+:class:`SDKModel` runs one call: check the request guard, build the SDK's arguments,
+send them through the :class:`~trestle.models.retry.Retrier`, turn the reply into a
+:class:`~trestle.models.base.ModelResponse` and price it. Subclasses
+(:class:`~trestle.models.openai.OpenAIModel`,
+:class:`~trestle.models.anthropic.AnthropicModel`) only translate records to and from
+their wire format. Both official SDKs share one error hierarchy shape
+(``APIStatusError`` with ``status_code`` and ``response``, ``APIConnectionError``,
+``APITimeoutError``), which :func:`translate_sdk_error` maps onto Trestle's errors.
+"""
+
+from __future__ import annotations
+
+import importlib
+import random
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, ClassVar
+
+from trestle.errors import (
+    MissingExtraError,
+    ProviderAuthError,
+    ProviderRequestError,
+    ProviderResponseError,
+)
+from trestle.models.base import Message, ModelResponse, ToolCall, ToolSchema, Usage
+from trestle.models.estimate import estimate_text_tokens, estimate_tokens
+from trestle.models.guard import ensure_request_allowed
+from trestle.models.pricing import DEFAULT_PRICES, PriceTable
+from trestle.models.retry import (
+    RETRYABLE_STATUSES,
+    Retrier,
+    RetryableFailure,
+    RetryPolicy,
+    Sleep,
+    parse_retry_after,
+)
+
+DEFAULT_TIMEOUT = 300.0
+_BODY_EXCERPT = 2000
+
+
+def import_sdk(module: str, extra: str) -> ModuleType:
+    """Import an optional SDK, or say which extra installs it.
+
+    Raises:
+        MissingExtraError: the module cannot be imported.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingExtraError(module, extra) from exc
+
+
+@dataclass(frozen=True)
+class ParsedReply:
+    """A provider's reply, unpacked from the SDK object; token counts None when unreported."""
+
+    text: str
+    tool_calls: tuple[ToolCall, ...]
+    finish_reason: str
+    model: str
+    input_tokens: int | None
+    output_tokens: int | None
+
+
+def _body_text(exc: Any) -> str | None:
+    try:
+        text = exc.response.text
+    except Exception:  # a streamed or closed response has no text to give
+        return None
+    return text if isinstance(text, str) else None
+
+
+def _excerpt(body: str | None) -> str:
+    if not body:
+        return "(empty body)"
+    if len(body) <= _BODY_EXCERPT:
+        return body
+    return body[:_BODY_EXCERPT] + f"... ({len(body) - _BODY_EXCERPT} more characters)"
+
+
+def translate_sdk_error(
+    exc: Exception, sdk: ModuleType, *, provider: str, target: str, now: float
+) -> Exception | None:
+    """Map an SDK exception onto what the retrier and the caller understand.
+
+    Returns:
+        A :class:`RetryableFailure` (429, 5xx, 408, 409, timeouts, connection errors,
+        or ``x-should-retry: true``), a :class:`ProviderError` subclass to raise as is,
+        or None when ``exc`` is not one of the SDK's errors.
+    """
+    if isinstance(exc, sdk.APIStatusError):
+        status = int(exc.status_code)
+        body = _body_text(exc)
+        headers = exc.response.headers
+        where = f"{provider} at {target!r}"
+        if status in (401, 403):
+            return ProviderAuthError(
+                f"{where} refused the credentials (HTTP {status}): {_excerpt(body)}",
+                provider=provider,
+                status=status,
+                body=body,
+            )
+        should_retry = headers.get("x-should-retry")
+        if should_retry == "true" or (status in RETRYABLE_STATUSES and should_retry != "false"):
+            return RetryableFailure(
+                f"HTTP {status}: {_excerpt(body)}",
+                status=status,
+                body=body,
+                retry_after=parse_retry_after(headers, now),
+            )
+        hint = " (check the model name and the base URL)" if status == 404 else ""
+        return ProviderRequestError(
+            f"{where} refused the request (HTTP {status}){hint}: {_excerpt(body)}",
+            provider=provider,
+            status=status,
+            body=body,
+        )
+    if isinstance(exc, sdk.APITimeoutError):
+        return RetryableFailure("the request timed out")
+    if isinstance(exc, sdk.APIConnectionError):
+        cause = exc.__cause__ or exc
+        return RetryableFailure(f"connection failed: {type(cause).__name__}: {cause}")
+    if isinstance(exc, sdk.APIError):
+        return ProviderResponseError(
+            f"{provider} at {target!r} sent a reply that could not be read: {exc}",
+            provider=provider,
+        )
+    return None
+
+
+class SDKModel(ABC):
+    """The call path shared by the providers built on an official SDK.
+
+    Args:
+        model: the provider's model id, e.g. ``"gpt-4o-mini"``.
+        prices: the price table for :attr:`Usage.cost`; :data:`DEFAULT_PRICES` if None.
+        retry: attempts and waits; :class:`RetryPolicy` defaults if None.
+        sleep: awaited between retries (tests inject one that does not wait).
+        rng: the source of backoff jitter.
+        clock: wall-clock time, for ``Retry-After`` dates.
+    """
+
+    provider: ClassVar[str]
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        prices: PriceTable | None = None,
+        retry: RetryPolicy | None = None,
+        sleep: Sleep | None = None,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.model = model
+        self.name = f"{self.provider}:{model}"
+        self.prices = prices if prices is not None else DEFAULT_PRICES
+        self.retrier = Retrier(retry, sleep=sleep, rng=rng, clock=clock)
+
+    # Set by each subclass's constructor.
+    _base_url: str
+    _module: ModuleType
+    _client: Any
+
+    @property
+    def base_url(self) -> str:
+        """The API root requests go to."""
+        return self._base_url
+
+    async def aclose(self) -> None:
+        """Close the SDK client's connections."""
+        await self._client.close()
+
+    @abstractmethod
+    def _request(
+        self,
+        messages: Sequence[Message],
+        tools: Sequence[ToolSchema],
+        max_tokens: int | None,
+        temperature: float | None,
+    ) -> dict[str, Any]:
+        """The keyword arguments of the SDK's create call."""
+
+    @abstractmethod
+    async def _create(self, request: dict[str, Any]) -> Any:
+        """Send one request with the SDK; return its reply object."""
+
+    @abstractmethod
+    def _parse(self, reply: Any) -> ParsedReply:
+        """Unpack the SDK's reply object."""
+
+    async def complete(
+        self,
+        messages: Sequence[Message],
+        tools: Sequence[ToolSchema] = (),
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> ModelResponse:
+        """Send the conversation; retry transient failures; return the priced answer.
+
+        Raises:
+            ModelRequestBlockedError: requests are blocked and the base URL is not loopback.
+            ProviderAuthError: the credentials were refused (401/403).
+            ProviderRequestError: the request was refused (400, 404, 422, ...).
+            ProviderUnavailableError: transient failures outlasted the retry budget.
+            ProviderResponseError: the reply could not be understood.
+        """
+        ensure_request_allowed(self.provider, self.base_url)
+        request = self._request(messages, tools, max_tokens, temperature)
+        reply = await self.retrier.run(
+            lambda: self._send(request), provider=self.provider, target=self.base_url
+        )
+        try:
+            parsed = self._parse(reply)
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise ProviderResponseError(
+                f"{self.provider} at {self.base_url!r} sent a reply of an unexpected "
+                f"shape: {type(exc).__name__}: {exc}",
+                provider=self.provider,
+            ) from exc
+        return ModelResponse(
+            text=parsed.text,
+            tool_calls=parsed.tool_calls,
+            usage=self._usage(parsed, messages, tools),
+            finish_reason=parsed.finish_reason,
+            model=parsed.model or self.model,
+        )
+
+    async def _send(self, request: dict[str, Any]) -> Any:
+        try:
+            return await self._create(request)
+        except Exception as exc:
+            mapped = translate_sdk_error(
+                exc,
+                self._module,
+                provider=self.provider,
+                target=self.base_url,
+                now=self.retrier.clock(),
+            )
+            if mapped is None:
+                raise
+            raise mapped from exc
+
+    def _usage(
+        self, parsed: ParsedReply, messages: Sequence[Message], tools: Sequence[ToolSchema]
+    ) -> Usage:
+        estimated = parsed.input_tokens is None or parsed.output_tokens is None
+        input_tokens = parsed.input_tokens
+        if input_tokens is None:
+            input_tokens = estimate_tokens(messages, tools)
+        output_tokens = parsed.output_tokens
+        if output_tokens is None:
+            output_tokens = estimate_text_tokens(parsed.text) + sum(
+                estimate_text_tokens(c.name) + estimate_text_tokens(c.arguments)
+                for c in parsed.tool_calls
+            )
+        cost = self.prices.cost(parsed.model, input_tokens, output_tokens)
+        if cost is None and parsed.model != self.model:
+            cost = self.prices.cost(self.model, input_tokens, output_tokens)
+        return Usage(
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cost=cost,
+            estimated=estimated,
+        )

@@ -1,0 +1,212 @@
+"""The tool abstraction: what a model may call, what it sees back, and the gate in between.
+
+A :class:`Tool` has a name, a description and a pydantic arguments model whose JSON
+Schema is what the model is shown. Before a tool runs, the runtime describes the call
+to a :class:`ToolGate` as :class:`~trestle.policy.ActionFacts` (what it is: a read, a
+write with its paths, a command with its text, ...) and runs it only if the gate
+allows. Whatever happens, the model gets an :class:`Observation` back, never an
+exception: bad model output is something to read and correct, not a crash.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, Literal, Protocol, TypeVar
+
+from pydantic import BaseModel, JsonValue, model_validator
+
+from trestle.actions import OUTPUT_LIMIT
+from trestle.models.base import ToolSchema
+from trestle.policy import ActionFacts, Nature
+from trestle.record import Record
+
+DEFAULT_COMMAND_TIMEOUT = 120.0  # seconds a command or the test command may run
+
+ArgsT = TypeVar("ArgsT", bound=BaseModel)
+
+
+class ToolFailure(Exception):
+    """Raised inside a tool for an expected failure the model should read and fix;
+    the registry turns it into a failed :class:`Observation` carrying the message."""
+
+
+class ToolArgs(Record):
+    """Base for tool arguments: frozen, and an argument the tool does not know is an
+    error the model is told about rather than silently ignored."""
+
+
+class Observation(Record):
+    """What a tool call produced.
+
+    Attributes:
+        ok: whether the call did what was asked.
+        content: what the model sees.
+        error: a short statement of what went wrong, when something did.
+        data: structured facts for the runtime (an exit code, the finish claim, ...).
+        deferred: the gate wants a human to decide; the tool has not run.
+    """
+
+    ok: bool
+    content: str
+    error: str | None = None
+    data: dict[str, JsonValue] = {}
+    deferred: bool = False
+
+    @classmethod
+    def success(cls, content: str, data: dict[str, JsonValue] | None = None) -> Observation:
+        """A call that did what was asked."""
+        return cls(ok=True, content=content, data=data or {})
+
+    @classmethod
+    def failure(
+        cls, error: str, content: str | None = None, data: dict[str, JsonValue] | None = None
+    ) -> Observation:
+        """A call that did not; ``content`` defaults to the error itself."""
+        return cls(ok=False, content=content or f"error: {error}", error=error, data=data or {})
+
+
+@dataclass(frozen=True)
+class ToolContext:
+    """What every tool call is given: where it works and within which limits.
+
+    Attributes:
+        workspace: the directory every path argument is jailed to.
+        run_id: the run this call belongs to.
+        step_id: the step this call belongs to.
+        test_command: the shell command ``run_tests`` runs; ``None`` if not configured.
+        command_timeout: the longest a command may run, in seconds.
+        output_cap: characters of output a model is shown at most.
+    """
+
+    workspace: Path
+    run_id: str
+    step_id: str
+    test_command: str | None = None
+    command_timeout: float = DEFAULT_COMMAND_TIMEOUT
+    output_cap: int = OUTPUT_LIMIT
+
+
+class Tool(abc.ABC, Generic[ArgsT]):
+    """One thing a model may do. Subclasses set the class attributes and ``run``.
+
+    Attributes:
+        name: what the model calls it; letters, digits, ``_`` and ``-``.
+        description: what it does and when to use it, for the model.
+        nature: what kind of action it is, for the gate (read, test, write, command, call).
+        arguments: the pydantic model its arguments are validated against.
+    """
+
+    name: str
+    description: str
+    nature: Nature
+    arguments: type[ArgsT]
+
+    def facts(self, args: ArgsT, ctx: ToolContext) -> ActionFacts:
+        """Describe this call to the gate. Tools that write or run commands say what.
+
+        ``paths`` are the workspace-relative paths the call writes; the registry
+        jails and normalises them before the gate sees them.
+        """
+        return ActionFacts(nature=self.nature, name=self.name)
+
+    @abc.abstractmethod
+    async def run(self, ctx: ToolContext, args: ArgsT) -> Observation:
+        """Do the work.
+
+        Expected failures (a missing file, a refused path) are either returned as a
+        failed observation or raised as :class:`ToolFailure`; the registry turns the
+        latter into one.
+        """
+
+    def schema(self) -> ToolSchema:
+        """The name, description and JSON Schema of the arguments, as a model sees them."""
+        return ToolSchema(
+            name=self.name,
+            description=self.description,
+            parameters=_untitled(self.arguments.model_json_schema()),
+        )
+
+
+def _untitled(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` without pydantic's generated titles: they repeat the field names and
+    cost a model tokens on every call. Property names themselves are kept."""
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key == "title" and isinstance(value, str):
+            continue
+        if key in ("properties", "$defs") and isinstance(value, dict):
+            out[key] = {name: _untitled(sub) for name, sub in value.items()}
+        elif isinstance(value, dict):
+            out[key] = _untitled(value)
+        elif isinstance(value, list):
+            out[key] = [_untitled(v) if isinstance(v, dict) else v for v in value]
+        else:
+            out[key] = value
+    return out
+
+
+class BlockingTool(Tool[ArgsT]):
+    """A tool whose work is blocking IO (files): ``work`` runs in a worker thread, so
+    a slow disk or a big search never stalls the event loop and other steps."""
+
+    async def run(self, ctx: ToolContext, args: ArgsT) -> Observation:
+        return await asyncio.to_thread(self.work, ctx, args)
+
+    @abc.abstractmethod
+    def work(self, ctx: ToolContext, args: ArgsT) -> Observation:
+        """Do the work, synchronously; same contract as :meth:`Tool.run`."""
+
+
+# --- the gate ---------------------------------------------------------------------------
+
+Decision = Literal["allow", "deny", "defer"]
+
+
+class GatedCall(Record):
+    """A validated tool call, described for the gate before it runs."""
+
+    tool: str
+    arguments: dict[str, JsonValue]
+    facts: ActionFacts
+    run_id: str
+    step_id: str
+
+
+class GateVerdict(Record):
+    """The gate's answer: run it, refuse it (and why), or wait for a human (and why)."""
+
+    decision: Decision
+    reason: str = ""
+
+    @model_validator(mode="after")
+    def _refusals_say_why(self) -> GateVerdict:
+        if self.decision != "allow" and not self.reason.strip():
+            raise ValueError(f"a {self.decision!r} verdict needs a reason")
+        return self
+
+    @classmethod
+    def allow(cls, reason: str = "") -> GateVerdict:
+        """Let the call run."""
+        return cls(decision="allow", reason=reason)
+
+    @classmethod
+    def deny(cls, reason: str) -> GateVerdict:
+        """Refuse the call; the model is told ``reason``."""
+        return cls(decision="deny", reason=reason)
+
+    @classmethod
+    def defer(cls, reason: str) -> GateVerdict:
+        """A human must decide first; the call does not run now."""
+        return cls(decision="defer", reason=reason)
+
+
+class ToolGate(Protocol):
+    """Reviews every tool call before it runs. There is deliberately no default gate
+    that allows everything: whoever runs tools must say who decides."""
+
+    async def review(self, call: GatedCall) -> GateVerdict:
+        """Judge one call."""
+        ...

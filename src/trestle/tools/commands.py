@@ -1,0 +1,111 @@
+"""The tools that run processes: run_command and run_tests.
+
+Both go through :func:`trestle.actions.run_shell`: a new session per command, so a
+timeout kills the whole process group (a test runner and the servers it started),
+and output capped with its head and tail kept (the error is usually at the end). The
+environment is the parent's without its secrets (:mod:`trestle.tools.env`).
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, JsonValue
+
+from trestle.actions import cap_output, run_shell
+from trestle.events import ActionResult
+from trestle.policy import ActionFacts
+from trestle.tools.base import Observation, Tool, ToolArgs, ToolContext, ToolFailure
+from trestle.tools.env import command_env
+from trestle.tools.jail import resolve
+
+
+def _env(ctx: ToolContext) -> dict[str, str]:
+    return command_env(
+        run_id=ctx.run_id, step_id=ctx.step_id, workspace=str(ctx.workspace.resolve())
+    )
+
+
+def command_observation(command: str, result: ActionResult, cap: int) -> Observation:
+    """What the model sees of a finished command: the command, how it ended, its output.
+
+    The duration goes only into ``data``: the text a model sees stays the same for the
+    same output, which keeps recorded runs comparable.
+    """
+    if result.status == "ok":
+        ending = "exit code 0"
+    elif result.status == "failed":
+        ending = f"exit code {result.exit_code}"
+    else:
+        ending = result.error or result.status
+    output = cap_output(result.output, cap) if result.output else "(no output)"
+    content = f"$ {command}\n[{ending}]\n{output}"
+    if not content.endswith("\n"):
+        content += "\n"
+    data: dict[str, JsonValue] = {
+        "status": result.status,
+        "exit_code": result.exit_code,
+        "duration": round(result.duration, 3),
+    }
+    if result.status == "ok":
+        return Observation.success(content, data=data)
+    return Observation.failure(ending, content=content, data=data)
+
+
+class RunCommandArgs(ToolArgs):
+    command: str = Field(min_length=1, description="A shell command (run with sh -c).")
+    directory: str = Field(default=".", description="Working directory, relative.")
+    timeout: float | None = Field(
+        default=None,
+        gt=0,
+        description="Seconds before the command is killed; at most the run's command "
+        "timeout, which is also the default.",
+    )
+
+
+class RunCommand(Tool[RunCommandArgs]):
+    name = "run_command"
+    description = (
+        "Run a shell command in the workspace and return its exit code and output "
+        "(stdout and stderr together; long output keeps its start and end). Secrets are "
+        "not in its environment. Standard input is empty, so nothing interactive."
+    )
+    nature = "command"
+    arguments = RunCommandArgs
+
+    def facts(self, args: RunCommandArgs, ctx: ToolContext) -> ActionFacts:
+        return ActionFacts(nature=self.nature, name=self.name, command=args.command)
+
+    async def run(self, ctx: ToolContext, args: RunCommandArgs) -> Observation:
+        cwd = resolve(ctx, args.directory, what="directory")
+        if not cwd.is_dir():
+            raise ToolFailure(f"directory {args.directory!r} does not exist or is not one")
+        timeout = min(args.timeout or ctx.command_timeout, ctx.command_timeout)
+        result = await run_shell(args.command, cwd=cwd, env=_env(ctx), timeout=timeout)
+        return command_observation(args.command, result, ctx.output_cap)
+
+
+class RunTestsArgs(ToolArgs):
+    pass
+
+
+class RunTests(Tool[RunTestsArgs]):
+    name = "run_tests"
+    description = (
+        "Run the project's configured test command in the workspace and return its "
+        "exit code and output. Takes no arguments; to run one test, use run_command."
+    )
+    nature = "test"
+    arguments = RunTestsArgs
+
+    def facts(self, args: RunTestsArgs, ctx: ToolContext) -> ActionFacts:
+        return ActionFacts(nature=self.nature, name=self.name, command=ctx.test_command)
+
+    async def run(self, ctx: ToolContext, args: RunTestsArgs) -> Observation:
+        if not ctx.test_command:
+            raise ToolFailure(
+                "no test command is configured for this run; find how the project is "
+                "tested and use run_command"
+            )
+        result = await run_shell(
+            ctx.test_command, cwd=ctx.workspace, env=_env(ctx), timeout=ctx.command_timeout
+        )
+        return command_observation(ctx.test_command, result, ctx.output_cap)

@@ -1,0 +1,355 @@
+"""OpenAIModel: the real ``openai`` client against the loopback chat completions server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import Sequence
+from email.utils import formatdate
+
+import pytest
+
+from trestle.errors import (
+    ConfigError,
+    ModelRequestBlockedError,
+    ProviderAuthError,
+    ProviderRequestError,
+    ProviderUnavailableError,
+)
+from trestle.models import (
+    Message,
+    ModelResponse,
+    PriceTable,
+    RetryPolicy,
+    ToolCall,
+    ToolSchema,
+    block_model_requests,
+    model_from_spec,
+)
+from trestle.models.openai import OpenAIModel
+from trestle.testing import OpenAIServer, RecordingSleep
+
+READ_FILE = ToolSchema(
+    name="read_file",
+    description="Read a file of the workspace.",
+    parameters={
+        "type": "object",
+        "properties": {"path": {"type": "string"}},
+        "required": ["path"],
+    },
+)
+CONVERSATION = (Message.system("You fix bugs."), Message.user("Fix the failing test."))
+
+
+def _model(server: OpenAIServer, sleep: RecordingSleep, **options: object) -> OpenAIModel:
+    return OpenAIModel("gpt-4o-mini", base_url=server.base_url, sleep=sleep, **options)  # type: ignore[arg-type]
+
+
+def _complete(
+    model: OpenAIModel,
+    messages: Sequence[Message] = CONVERSATION,
+    tools: Sequence[ToolSchema] = (READ_FILE,),
+    **settings: int | float,
+) -> ModelResponse:
+    async def go() -> ModelResponse:
+        try:
+            return await model.complete(messages, tools, **settings)  # type: ignore[arg-type]
+        finally:
+            await model.aclose()
+
+    return asyncio.run(go())
+
+
+def test_text_reply_and_the_request_on_the_wire() -> None:
+    sleep = RecordingSleep()
+    with OpenAIServer() as server:
+        server.queue_text("The test passes now.")
+        response = _complete(_model(server, sleep), max_tokens=256, temperature=0.2)
+    assert response.text == "The test passes now."
+    assert response.tool_calls == ()
+    assert response.finish_reason == "stop"
+    assert response.model == "gpt-4o-mini"
+    [request] = server.requests
+    assert request.path == "/v1/chat/completions"
+    assert request.headers["authorization"] == "Bearer not-needed"
+    assert request.body["model"] == "gpt-4o-mini"
+    assert request.body["messages"] == [
+        {"role": "system", "content": "You fix bugs."},
+        {"role": "user", "content": "Fix the failing test."},
+    ]
+    assert request.body["tools"] == [
+        {
+            "type": "function",
+            "function": {
+                "name": "read_file",
+                "description": "Read a file of the workspace.",
+                "parameters": READ_FILE.parameters,
+            },
+        }
+    ]
+    # A compatible server gets the widely supported max_tokens.
+    assert request.body["max_tokens"] == 256
+    assert request.body["temperature"] == 0.2
+    assert sleep.calls == []
+
+
+def test_tool_calls_with_arguments_and_a_tool_round_trip() -> None:
+    sleep = RecordingSleep()
+    with OpenAIServer() as server:
+        server.queue_tool_calls(
+            ToolCall(id="call_a", name="read_file", arguments='{"path": "src/app.py"}'),
+            text="Reading it first.",
+        )
+        server.queue_text("Found it.")
+        model = _model(server, sleep)
+
+        async def conversation() -> tuple[ModelResponse, ModelResponse]:
+            first = await model.complete(CONVERSATION, [READ_FILE])
+            history = [
+                *CONVERSATION,
+                first.to_message(),
+                Message.tool("call_a", "print('hi')"),
+            ]
+            second = await model.complete(history, [READ_FILE])
+            await model.aclose()
+            return first, second
+
+        first, second = asyncio.run(conversation())
+    assert first.finish_reason == "tool_calls"
+    assert first.text == "Reading it first."
+    assert first.tool_calls == (
+        ToolCall(id="call_a", name="read_file", arguments='{"path": "src/app.py"}'),
+    )
+    assert json.loads(first.tool_calls[0].arguments) == {"path": "src/app.py"}
+    assert second.text == "Found it."
+    sent = server.requests[1].body["messages"]
+    assert sent[2] == {
+        "role": "assistant",
+        "content": "Reading it first.",
+        "tool_calls": [
+            {
+                "id": "call_a",
+                "type": "function",
+                "function": {"name": "read_file", "arguments": '{"path": "src/app.py"}'},
+            }
+        ],
+    }
+    assert sent[3] == {"role": "tool", "tool_call_id": "call_a", "content": "print('hi')"}
+
+
+def test_malformed_tool_json_and_unknown_tool_names_pass_through_unchanged() -> None:
+    with OpenAIServer() as server:
+        server.queue_tool_calls(("read_file", '{"path": "a.py"'), ("delete_everything", "[]"))
+        response = _complete(_model(server, RecordingSleep()))
+    assert [(c.name, c.arguments) for c in response.tool_calls] == [
+        ("read_file", '{"path": "a.py"'),
+        ("delete_everything", "[]"),
+    ]
+    assert all(c.id for c in response.tool_calls)
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(response.tool_calls[0].arguments)
+
+
+def test_malformed_tool_call_in_history_is_sent_back_verbatim() -> None:
+    bad = ToolCall(id="call_1", name="read_file", arguments='{"path": ')
+    history = [
+        *CONVERSATION,
+        Message.assistant(tool_calls=[bad]),
+        Message.tool("call_1", "error: arguments are not valid JSON"),
+    ]
+    with OpenAIServer() as server:
+        server.queue_text("Retrying.")
+        _complete(_model(server, RecordingSleep()), history)
+    assistant = server.requests[0].body["messages"][2]
+    assert assistant["content"] is None
+    assert assistant["tool_calls"][0]["function"]["arguments"] == '{"path": '
+
+
+def test_empty_response() -> None:
+    with OpenAIServer() as server:
+        server.queue_empty()
+        server.queue_raw({"id": "x", "object": "chat.completion", "model": "m", "choices": []})
+        model = _model(server, RecordingSleep())
+
+        async def two() -> list[ModelResponse]:
+            replies = [await model.complete(CONVERSATION), await model.complete(CONVERSATION)]
+            await model.aclose()
+            return replies
+
+        empty, no_choices = asyncio.run(two())
+    assert empty.is_empty and empty.text == "" and empty.finish_reason == "stop"
+    assert no_choices.is_empty and no_choices.finish_reason == "unknown"
+
+
+def test_429_with_retry_after_seconds_then_success() -> None:
+    sleep = RecordingSleep()
+    with OpenAIServer() as server:
+        server.queue_error(429, "slow down", headers={"Retry-After": "7"})
+        server.queue_text("ok")
+        response = _complete(_model(server, sleep))
+    assert response.text == "ok"
+    assert len(server.requests) == 2
+    assert sleep.calls == [7.0]
+
+
+def test_retry_after_as_an_http_date_and_in_milliseconds() -> None:
+    sleep = RecordingSleep()
+    now = 1_800_000_000.0
+    with OpenAIServer() as server:
+        server.queue_error(429, headers={"Retry-After": formatdate(now + 12, usegmt=True)})
+        server.queue_error(503, headers={"retry-after-ms": "1500"})
+        server.queue_text("ok")
+        response = _complete(_model(server, sleep, clock=lambda: now))
+    assert response.text == "ok"
+    assert sleep.calls == [12.0, 1.5]
+
+
+def test_repeated_500s_exhaust_the_retries() -> None:
+    sleep = RecordingSleep()
+    policy = RetryPolicy(max_attempts=3, initial_delay=1.0, max_delay=10.0, jitter=0.0)
+    with OpenAIServer() as server:
+        for _ in range(3):
+            server.queue_error(500, "boom")
+        with pytest.raises(ProviderUnavailableError) as caught:
+            _complete(_model(server, sleep, retry=policy))
+    error = caught.value
+    assert error.attempts == 3
+    assert error.status == 500
+    assert error.body is not None and "boom" in error.body
+    assert server.base_url in str(error) and "3 attempts" in str(error)
+    assert len(server.requests) == 3
+    assert sleep.calls == [1.0, 2.0]  # exponential: 1, then 2; no wait after the last
+
+
+def test_retry_after_beyond_the_total_wait_budget_gives_up_without_waiting() -> None:
+    sleep = RecordingSleep()
+    policy = RetryPolicy(max_attempts=5, max_total_wait=30.0)
+    with OpenAIServer() as server:
+        server.queue_error(429, headers={"Retry-After": "3600"})
+        with pytest.raises(ProviderUnavailableError, match="retry budget"):
+            _complete(_model(server, sleep, retry=policy))
+    assert sleep.calls == []
+    assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_auth_errors_are_not_retried(status: int) -> None:
+    sleep = RecordingSleep()
+    with OpenAIServer() as server:
+        server.queue_error(status, "Incorrect API key provided")
+        server.queue_text("never sent")
+        with pytest.raises(ProviderAuthError) as caught:
+            _complete(_model(server, sleep))
+    assert caught.value.status == status
+    assert "Incorrect API key provided" in (caught.value.body or "")
+    assert f"HTTP {status}" in str(caught.value)
+    assert len(server.requests) == 1 and sleep.calls == []
+
+
+@pytest.mark.parametrize("status", [400, 404, 422])
+def test_bad_requests_are_not_retried(status: int) -> None:
+    sleep = RecordingSleep()
+    with OpenAIServer() as server:
+        server.queue_error(status, "model 'nope' does not exist")
+        with pytest.raises(ProviderRequestError) as caught:
+            _complete(_model(server, sleep))
+    assert caught.value.status == status
+    assert "does not exist" in str(caught.value)
+    assert len(server.requests) == 1 and sleep.calls == []
+
+
+def test_a_timeout_is_retried() -> None:
+    sleep = RecordingSleep()
+    policy = RetryPolicy(max_attempts=2, initial_delay=0.5, jitter=0.0)
+    with OpenAIServer() as server:
+        server.queue_text("too late", delay=60.0)
+        server.queue_text("in time")
+        response = _complete(_model(server, sleep, retry=policy, timeout=1.5))
+    assert response.text == "in time"
+    assert sleep.calls == [0.5]
+
+
+def test_connection_refused_is_retried_then_reported() -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    sleep = RecordingSleep()
+    model = OpenAIModel(
+        "gpt-4o-mini",
+        base_url=f"http://127.0.0.1:{port}/v1",
+        sleep=sleep,
+        retry=RetryPolicy(max_attempts=2, jitter=0.0),
+    )
+    with pytest.raises(ProviderUnavailableError, match="connection failed") as caught:
+        _complete(model)
+    assert caught.value.status is None and caught.value.attempts == 2
+    assert sleep.calls == [1.0]
+
+
+def test_usage_and_cost() -> None:
+    prices = PriceTable.from_mapping({"my-model*": (2.0, 8.0)})
+    with OpenAIServer(model="my-model-2025") as server:
+        server.queue_text("hi", usage=(1000, 500))
+        server.queue_text("hi", usage=None)
+        server.queue_text("hi", model="unpriced-model")
+        model = OpenAIModel("my-model", base_url=server.base_url, prices=prices)
+
+        async def three() -> list[ModelResponse]:
+            replies = [await model.complete(CONVERSATION) for _ in range(3)]
+            await model.aclose()
+            return replies
+
+        priced, unreported, fallback = asyncio.run(three())
+    assert priced.usage.input_tokens == 1000 and priced.usage.output_tokens == 500
+    assert priced.usage.cost == pytest.approx((1000 * 2.0 + 500 * 8.0) / 1e6)
+    assert not priced.usage.estimated
+    assert unreported.usage.estimated and unreported.usage.input_tokens > 0
+    # The reply names a model with no price: the configured name's price applies.
+    assert fallback.model == "unpriced-model"
+    assert fallback.usage.cost == pytest.approx((10 * 2.0 + 5 * 8.0) / 1e6)
+
+
+def test_unknown_model_has_no_cost() -> None:
+    with OpenAIServer(model="llama3.1:8b") as server:
+        server.queue_text("hi")
+        response = _complete(
+            OpenAIModel("llama3.1:8b", base_url=server.base_url, prices=PriceTable())
+        )
+    assert response.usage.cost is None
+    assert response.usage.input_tokens == 10
+
+
+def test_official_api_needs_a_key_and_gets_max_completion_tokens(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
+        OpenAIModel("gpt-4o")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    model = OpenAIModel("gpt-4o")
+    assert model.base_url == "https://api.openai.com/v1"
+    assert model.max_tokens_param == "max_completion_tokens"
+    assert model._request(CONVERSATION, (), 100, None)["max_completion_tokens"] == 100
+
+
+def test_block_guard_refuses_remote_and_allows_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRESTLE_BLOCK_MODEL_REQUESTS", "1")
+    remote = OpenAIModel("gpt-4o", api_key="sk-test", base_url="https://api.openai.com/v1")
+    with pytest.raises(ModelRequestBlockedError, match=r"api\.openai\.com"):
+        _complete(remote)
+    with OpenAIServer() as server:
+        server.queue_text("local is fine")
+        assert _complete(_model(server, RecordingSleep())).text == "local is fine"
+    monkeypatch.delenv("TRESTLE_BLOCK_MODEL_REQUESTS")
+    with block_model_requests(), pytest.raises(ModelRequestBlockedError):
+        _complete(OpenAIModel("gpt-4o", api_key="k", base_url="http://10.0.0.1:8000/v1"))
+
+
+def test_model_from_spec_builds_a_working_openai_model() -> None:
+    with OpenAIServer() as server:
+        server.queue_text("from spec")
+        model = model_from_spec("openai:gpt-4o-mini", base_url=server.base_url)
+        assert isinstance(model, OpenAIModel) and model.name == "openai:gpt-4o-mini"
+        assert _complete(model).text == "from spec"
