@@ -25,8 +25,15 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
-from trestle.actions import StepContext, perform
+from trestle.actions import StepContext, in_thread, perform
 from trestle.approvals import decision_as_event
+from trestle.checkpoints import (
+    When,
+    checkpoint_name,
+    shadow_dir_for,
+    shadow_repo,
+    wants_checkpoint,
+)
 from trestle.checks import run_checks
 from trestle.decider import decide, next_wakeup
 from trestle.errors import LeaseLostError
@@ -46,6 +53,7 @@ from trestle.events import (
 from trestle.plan import Step
 from trestle.policy import action_hash
 from trestle.runs import RETRYABLE, SKIPPABLE, load_state, summary_json
+from trestle.shadow import ShadowRepoError
 from trestle.signing import decision_key
 from trestle.state import RunState
 from trestle.store.base import Appended, Lease, Owner, Request, Snapshot, Store
@@ -72,6 +80,8 @@ class LocalEngine:
         poll_interval: how often a waiting run looks for human requests.
         decision_key: the key human decisions are signed with (default: the user's
             key file, see :mod:`trestle.signing`).
+        shadow_dir: where workspace checkpoints go (default: ``shadow.git`` beside the
+            store's file; a store without a file takes none).
     """
 
     def __init__(
@@ -84,6 +94,7 @@ class LocalEngine:
         snapshot_every: int = 200,
         poll_interval: float = 0.5,
         decision_key: bytes | None = None,
+        shadow_dir: Path | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -92,6 +103,7 @@ class LocalEngine:
         self.snapshot_every = snapshot_every
         self.poll_interval = poll_interval
         self._decision_key = decision_key
+        self.shadow_dir = shadow_dir or shadow_dir_for(store)
         # sqlite3 blocks; one thread keeps it off the event loop and serialises commits
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trestle-store")
 
@@ -250,12 +262,40 @@ class LocalEngine:
             return StepAttemptEnded(
                 at=self.clock(), step=sid, attempt=ctx.attempt, ok=False, action=action
             )
+        try:
+            before = await self._checkpoint(state, step, ctx, "before", pool)
+        except ShadowRepoError as exc:  # no safety net: the step must not run without one
+            action = ActionResult(status="error", error=f"workspace checkpoint failed: {exc}")
+            return StepAttemptEnded(
+                at=self.clock(), step=sid, attempt=ctx.attempt, ok=False, action=action
+            )
         action = await perform(step, ctx, pool)
         checks = await run_checks(step, ctx, pool) if action.status == "ok" else ()
         ok = action.status == "ok" and all(c.passed for c in checks)
+        try:
+            after = await self._checkpoint(state, step, ctx, "after", pool)
+        except ShadowRepoError:
+            after = None  # the step already ran; a missing after-snapshot only limits diff
         return StepAttemptEnded(
-            at=self.clock(), step=sid, attempt=ctx.attempt, ok=ok, action=action, checks=checks
+            at=self.clock(),
+            step=sid,
+            attempt=ctx.attempt,
+            ok=ok,
+            action=action,
+            checks=checks,
+            checkpoint_before=before,
+            checkpoint_after=after,
         )
+
+    async def _checkpoint(
+        self, state: RunState, step: Step, ctx: StepContext, when: When, pool: Executor
+    ) -> str | None:
+        """Snapshot the workspace if the plan asks for it here (off the event loop)."""
+        if self.shadow_dir is None or not wants_checkpoint(state.plan, step, when):
+            return None
+        repo = shadow_repo(state, self.shadow_dir)
+        name = checkpoint_name(state.run_id, step.id, ctx.attempt, when)
+        return await in_thread(pool, repo.snapshot, name, f"{when} {step.id}")
 
     async def _probe(
         self, state: RunState, sid: str, why: str, ctx: StepContext, pool: Executor

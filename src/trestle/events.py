@@ -99,6 +99,8 @@ class StepAttemptEnded(Event):
     ok: bool
     action: ActionResult
     checks: tuple[CheckResult, ...] = ()
+    checkpoint_before: str | None = None  # workspace snapshots (commit ids), if taken
+    checkpoint_after: str | None = None
 
 
 ProbeReason = Literal["before_retry", "unknown_outcome"]
@@ -230,6 +232,19 @@ class BudgetExhausted(Event):
     reason: str
 
 
+class RunRewound(Event):
+    """A human put the workspace back to before ``to_step`` and reopened the steps whose
+    work that undid. The events before this one stay: they are the abandoned branch."""
+
+    kind: Literal["run_rewound"] = "run_rewound"
+    to_step: str
+    attempt: int
+    checkpoint: str  # the snapshot restored
+    safety: str  # the workspace as it was before the rewind, kept to undo it
+    reopened: tuple[str, ...]
+    by: str
+
+
 RunStatus = Literal["succeeded", "partial", "needs_human", "stopped"]
 
 
@@ -255,6 +270,7 @@ AnyEvent = Annotated[
     | ApprovalDecided
     | ApprovalRefused
     | BudgetExhausted
+    | RunRewound
     | RunFinished,
     Field(discriminator="kind"),
 ]

@@ -27,6 +27,7 @@ from trestle.events import (
     RunCreated,
     RunFinished,
     RunResumed,
+    RunRewound,
     RunStatus,
     StepAttemptEnded,
     StepBlocked,
@@ -92,7 +93,7 @@ class ApprovalState(BaseModel):
     similar_key: str | None
     breach: Breach | None
     requested_at: float
-    status: Literal["pending", "approved", "rejected", "modified"] = "pending"
+    status: Literal["pending", "approved", "rejected", "modified", "withdrawn"] = "pending"
     by: str | None = None
     reason: str = ""
     decided_at: float | None = None
@@ -265,6 +266,9 @@ class RunState(BaseModel):
                 pass  # recorded for the audit trail; it changes nothing
             case BudgetExhausted(reason=why):
                 self.stopped = why
+            case RunRewound(reopened=sids):
+                for sid in sids:
+                    self._reopen(sid, rewound=True)
             case RunFinished(status=status):
                 self.finished = status
                 self._stop_clock(event.at)
@@ -327,10 +331,16 @@ class RunState(BaseModel):
             self.similar_approved[a.similar_key] = event.approval
         self._set(sid, "pending" if st.attempt == 0 else "retry_wait")
 
-    def _reopen(self, sid: str) -> None:
+    def _reopen(self, sid: str, *, rewound: bool = False) -> None:
         st = self.steps[sid]
         st.failed_attempts, st.dead_lettered, st.probed = 0, False, False
         st.reason, st.error, st.probe_reason = None, None, None
+        if rewound:  # its work was undone: it starts over, and asks again if it must
+            st.succeeded_via, st.blocked_by, st.checks = None, None, []
+            st.approved_hash, st.started_at, st.ended_at = None, None, None
+            asked = self.approvals.get(st.approval) if st.approval is not None else None
+            if asked is not None and asked.status == "pending":
+                asked.status = "withdrawn"
         self._set(sid, "pending")
         self._unblock(sid)  # steps this one blocked may run again once it succeeds
         self.finished = None

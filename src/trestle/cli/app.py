@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +24,7 @@ from rich.live import Live
 
 from trestle.approvals import feedback, find_approval, inbox, submit_decision
 from trestle.card import build_card
+from trestle.checkpoints import checkpoints, latest_before, rewind, shadow_dir_for, shadow_repo
 from trestle.cli.human import edit_in_editor, prompt_approvals, show_card
 from trestle.cli.render import (
     event_line,
@@ -33,7 +35,7 @@ from trestle.cli.render import (
     runs_table,
     steps_table,
 )
-from trestle.engine import LocalEngine
+from trestle.engine import LocalEngine, this_process
 from trestle.errors import ConfigError, TrestleError
 from trestle.planfile import load_plan, plan_json_schema
 from trestle.policyfile import operator_policy
@@ -367,6 +369,77 @@ def feedback_export(
         sys.stdout.writelines(lines)
     else:
         output.write_text("".join(lines), encoding="utf-8")
+
+
+def _shadow(store: Store) -> Path:
+    shadow_dir = shadow_dir_for(store)
+    if shadow_dir is None or not shadow_dir.exists():
+        raise ConfigError("this store has no workspace checkpoints yet")
+    return shadow_dir
+
+
+@app.command(name="checkpoints")
+def checkpoints_command(
+    run_id: RunArg, store: StoreOption = None, as_json: JsonOption = False
+) -> None:
+    """Workspace checkpoints a run took, oldest first."""
+    with _opened(store) as st:
+        state = load_state(st, run_id)
+        found = checkpoints(shadow_repo(state, _shadow(st)), state)
+    if as_json:
+        _print_json([c.__dict__ for c in found])
+        return
+    out = _out()
+    if not found:
+        out.print(f"run {run_id} has no checkpoints")
+    for c in found:
+        stamp = time.strftime("%H:%M:%S", time.localtime(c.taken_at))
+        out.print(
+            f"{stamp}  {c.step} attempt {c.attempt} {c.when:<6} {c.commit[:12]}", markup=False
+        )
+
+
+@app.command(name="rewind")
+def rewind_command(
+    run_id: RunArg,
+    to: Annotated[str, typer.Option("--to", metavar="STEP", help="Restore to before this step.")],
+    store: StoreOption = None,
+) -> None:
+    """Put the workspace back to before STEP and reopen what that undid; then resume."""
+    with _opened(store) as st:
+        done = rewind(st, run_id, to, shadow_dir=_shadow(st), owner=this_process())
+    out = _out()
+    out.print(
+        f"workspace restored to before {to!r} (attempt {done.checkpoint.attempt}): "
+        f"{len(done.result.restored)} file(s) restored, {len(done.result.recreated)} "
+        f"recreated, {len(done.result.deleted)} deleted",
+        markup=False,
+        soft_wrap=True,
+    )
+    out.print(f"reopened: {', '.join(done.reopened)}", markup=False, soft_wrap=True)
+    out.print(f"the workspace as it was is kept as snapshot {done.safety[:12]}", markup=False)
+    out.print(f"continue with `trestle resume {run_id}`", markup=False)
+
+
+@app.command(name="diff")
+def diff_command(run_id: RunArg, step: StepArg, store: StoreOption = None) -> None:
+    """What a step changed in the workspace (its latest attempt's checkpoints)."""
+    with _opened(store) as st:
+        state = load_state(st, run_id)
+        repo = shadow_repo(state, _shadow(st))
+        before = latest_before(repo, state, step)
+        after = next(
+            (
+                c.commit
+                for c in checkpoints(repo, state)
+                if (c.step, c.attempt, c.when) == (step, before.attempt, "after")
+            ),
+            None,
+        )
+        text = repo.diff(before.commit, after)
+    if after is None:
+        _err().print(f"no checkpoint after {step!r}: showing it against the workspace now")
+    sys.stdout.write(text if text else "no changes\n")
 
 
 @app.command()

@@ -1,0 +1,165 @@
+"""Workspace checkpoints of a run: when they are taken, how they are named, and rewind.
+
+Before an attempt of an irreversible step (or of every step, with ``checkpoints:
+every_step``) the engine snapshots the whole workspace into the run's shadow store
+(:mod:`trestle.shadow`), named ``RUN/STEP/ATTEMPT/before``; with ``every_step`` it also
+takes ``.../after`` once the attempt's checks have run. The names are deterministic,
+so a checkpoint taken just before a crash is found even though its attempt never
+recorded an outcome.
+
+Rewinding to a step restores the files of its latest ``before`` checkpoint and records
+``run_rewound``, which reopens that step, every step started after it, and everything
+downstream of them; ``trestle resume`` then runs them again. The events of the
+abandoned branch stay in the log.
+"""
+
+from __future__ import annotations
+
+import getpass
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from trestle.errors import ConfigError
+from trestle.events import RunRewound, StepStarted
+from trestle.plan import Plan, Step, did_you_mean
+from trestle.runs import load_state, summary_json
+from trestle.shadow import RestoreResult, ShadowRepo
+from trestle.state import RunState
+from trestle.store.base import Appended, Owner, Store
+
+When = Literal["before", "after"]
+
+
+def shadow_dir_for(store: Store) -> Path | None:
+    """Where a store keeps its runs' checkpoints: beside a store file, else nowhere."""
+    path = getattr(store, "path", None)
+    return Path(path).parent / "shadow.git" if isinstance(path, Path) else None
+
+
+def wants_checkpoint(plan: Plan, step: Step, when: When) -> bool:
+    if plan.checkpoints == "off":
+        return False
+    if plan.checkpoints == "every_step":
+        return True
+    return when == "before" and step.irreversible
+
+
+def checkpoint_name(run_id: str, step: str, attempt: int, when: When) -> str:
+    return f"{run_id}/{step}/{attempt}/{when}"
+
+
+def shadow_repo(state: RunState, shadow_dir: Path) -> ShadowRepo:
+    return ShadowRepo(shadow_dir, Path(state.workspace))
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    step: str
+    attempt: int
+    when: When
+    commit: str
+    taken_at: float
+
+
+def checkpoints(repo: ShadowRepo, state: RunState) -> list[Checkpoint]:
+    """The run's checkpoints, oldest first (within a second, in plan order)."""
+    found = []
+    for ref in repo.list(state.run_id):
+        parts = ref.name.split("/")
+        if len(parts) != 4 or parts[3] not in ("before", "after") or not parts[2].isdigit():
+            continue  # e.g. the safety snapshots rewind takes
+        when: When = "before" if parts[3] == "before" else "after"
+        if parts[1] not in state.steps:
+            continue
+        found.append(Checkpoint(parts[1], int(parts[2]), when, ref.commit, ref.time.timestamp()))
+    return sorted(
+        found, key=lambda c: (c.taken_at, state.position(c.step), c.attempt, c.when == "after")
+    )
+
+
+def latest_before(repo: ShadowRepo, state: RunState, step: str) -> Checkpoint:
+    """The checkpoint taken before the step's latest attempt that has one."""
+    if step not in state.steps:
+        hint = did_you_mean(step, state.steps)
+        raise ConfigError(f"run {state.run_id!r} has no step {step!r}{hint}")
+    mine = [c for c in checkpoints(repo, state) if c.step == step and c.when == "before"]
+    if not mine:
+        raise ConfigError(
+            f"run {state.run_id!r}: step {step!r} has no checkpoint (checkpoints are taken "
+            "before irreversible steps, or before every step with `checkpoints: every_step`)"
+        )
+    return max(mine, key=lambda c: c.attempt)
+
+
+def steps_to_reopen(store: Store, state: RunState, step: str, attempt: int) -> list[str]:
+    """The step, every step started after its attempt began, and all their dependents."""
+    started_at_seq: dict[str, int] = {}
+    origin: int | None = None
+    for item in store.events(state.run_id):
+        if isinstance(item.event, StepStarted):
+            started_at_seq[item.event.step] = item.seq
+            if item.event.step == step and item.event.attempt == attempt:
+                origin = item.seq
+    if origin is None:
+        origin = state.seq  # the attempt never started: only the step itself goes back
+    chosen = {step} | {sid for sid, seq in started_at_seq.items() if seq > origin}
+    todo = list(chosen)
+    needed_by: dict[str, list[str]] = {s.id: [] for s in state.plan.steps}
+    for s in state.plan.steps:
+        for need in s.needs:
+            needed_by[need].append(s.id)
+    while todo:
+        for dependent in needed_by[todo.pop()]:
+            if dependent not in chosen:
+                chosen.add(dependent)
+                todo.append(dependent)
+    return [s.id for s in state.plan.steps if s.id in chosen]
+
+
+@dataclass(frozen=True)
+class Rewound:
+    checkpoint: Checkpoint
+    reopened: list[str]
+    safety: str
+    result: RestoreResult
+
+
+def rewind(store: Store, run_id: str, step: str, *, shadow_dir: Path, owner: Owner) -> Rewound:
+    """Restore the workspace to before ``step`` and rewind the run to match.
+
+    Holds the run's lease throughout, so no process drives the run meanwhile. The
+    workspace as it was is kept first as a safety snapshot, so a rewind can be undone.
+    """
+    lease = store.acquire_lease(run_id, owner, ttl=60.0, now=time.time())
+    try:
+        state = load_state(store, run_id)
+        repo = shadow_repo(state, shadow_dir)
+        target = latest_before(repo, state, step)
+        reopened = steps_to_reopen(store, state, step, target.attempt)
+        safety = repo.snapshot(f"{run_id}/rewind-{state.seq}/safety", "before rewind")
+        result = repo.restore(target.commit)
+        event = RunRewound(
+            at=time.time(),
+            to_step=step,
+            attempt=target.attempt,
+            checkpoint=target.commit,
+            safety=safety,
+            reopened=tuple(reopened),
+            by=getpass.getuser(),
+        )
+        state.apply(event)
+        store.append(
+            run_id,
+            Appended(
+                events=[event],
+                first_seq=state.seq,
+                status=state.finished or "running",
+                summary=summary_json(state),
+            ),
+            token=lease.token,
+        )
+        return Rewound(target, reopened, safety, result)
+    finally:
+        store.release_lease(run_id, lease.token)
