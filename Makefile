@@ -12,11 +12,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-## demo: set up, then run the sample plan on a fresh copy of the sample project
+## demo: set up, then run the sample plan on a fresh copy of the sample project,
+## approving its irreversible commit from the inbox on the way
 demo: $(STAMP)
-	scripts/prepare-demo.sh .demo/sample
-	$(BIN)/trestle run examples/setup-project/plan.yaml --workspace .demo/sample \
-		--store .trestle/trestle.db --report-json .demo/report.json
+	scripts/demo.sh $(BIN)/trestle
 
 ## test: set up, lint, type-check and run the test suite
 test: $(STAMP) lint typecheck
