@@ -1,28 +1,53 @@
 """Trestle: a durable runtime that keeps multi-step plans and agents on track.
 
 The public surface is re-exported here; implementation lives in the submodules.
+Model providers, coding tools and test servers live in the subpackages
+``trestle.models``, ``trestle.tools`` and ``trestle.testing`` (imported on demand, so
+``import trestle`` stays light).
 """
 
 from __future__ import annotations
 
 from trestle.actions import StepContext
+from trestle.approvals import feedback, find_approval, inbox, submit_decision
+from trestle.budget import Budget, Limit
+from trestle.card import HandoffCard, build_card
+from trestle.checkpoints import Checkpoint, checkpoints, rewind
 from trestle.decider import decide, run_status
 from trestle.engine import LocalEngine
 from trestle.errors import (
     ConfigError,
     LeaseHeldError,
     LeaseLostError,
+    MissingExtraError,
+    ModelRequestBlockedError,
     PlanError,
+    ProviderAuthError,
+    ProviderError,
+    ProviderRequestError,
+    ProviderResponseError,
+    ProviderUnavailableError,
     RunError,
+    ScriptExhaustedError,
     StoreError,
     TrestleError,
     UnknownRunError,
 )
-from trestle.events import EVENT_ADAPTER, AnyEvent, CheckResult, StoredEvent
+from trestle.events import EVENT_ADAPTER, AnyEvent, CheckResult, Gate, StoredEvent
 from trestle.plan import Plan, Step
 from trestle.planfile import load_plan, parse_plan
+from trestle.policy import ActionFacts, Policy, Rule, Scope, TierDecision, action_hash, classify
+from trestle.policyfile import load_policy, operator_policy
 from trestle.report import Report, build_report
 from trestle.runs import create_run, load_state, request_decision
+from trestle.shadow import (
+    RestoreConflictError,
+    RestoreResult,
+    ShadowRepo,
+    ShadowRepoError,
+    SnapshotRef,
+    UnknownSnapshotError,
+)
 from trestle.state import RunState, fold
 from trestle.store import InMemoryStore, SqliteStore, Store
 
@@ -30,34 +55,69 @@ __version__ = "0.1.0"
 
 __all__ = [
     "EVENT_ADAPTER",
+    "ActionFacts",
     "AnyEvent",
+    "Budget",
     "CheckResult",
+    "Checkpoint",
     "ConfigError",
+    "Gate",
+    "HandoffCard",
     "InMemoryStore",
     "LeaseHeldError",
     "LeaseLostError",
+    "Limit",
     "LocalEngine",
+    "MissingExtraError",
+    "ModelRequestBlockedError",
     "Plan",
     "PlanError",
+    "Policy",
+    "ProviderAuthError",
+    "ProviderError",
+    "ProviderRequestError",
+    "ProviderResponseError",
+    "ProviderUnavailableError",
     "Report",
+    "RestoreConflictError",
+    "RestoreResult",
+    "Rule",
     "RunError",
     "RunState",
+    "Scope",
+    "ScriptExhaustedError",
+    "ShadowRepo",
+    "ShadowRepoError",
+    "SnapshotRef",
     "SqliteStore",
     "Step",
     "StepContext",
     "Store",
     "StoreError",
     "StoredEvent",
+    "TierDecision",
     "TrestleError",
     "UnknownRunError",
+    "UnknownSnapshotError",
     "__version__",
+    "action_hash",
+    "build_card",
     "build_report",
+    "checkpoints",
+    "classify",
     "create_run",
     "decide",
+    "feedback",
+    "find_approval",
     "fold",
+    "inbox",
     "load_plan",
+    "load_policy",
     "load_state",
+    "operator_policy",
     "parse_plan",
     "request_decision",
+    "rewind",
     "run_status",
+    "submit_decision",
 ]
