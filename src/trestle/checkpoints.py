@@ -51,7 +51,7 @@ def checkpoint_name(run_id: str, step: str, attempt: int, when: When) -> str:
 
 
 def shadow_repo(state: RunState, shadow_dir: Path) -> ShadowRepo:
-    return ShadowRepo(shadow_dir, Path(state.workspace))
+    return ShadowRepo(shadow_dir, Path(state.workspace), ignore=state.plan.checkpoint_ignore)
 
 
 @dataclass(frozen=True)

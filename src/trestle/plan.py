@@ -212,6 +212,8 @@ class Plan(Record):
     policy: Policy | None = None  # approval tiers and rules (trestle.toml's win over these)
     budget: Budget | None = None
     checkpoints: Literal["irreversible", "every_step", "off"] = "irreversible"
+    # gitignore-style globs left out of workspace checkpoints (besides .gitignore's)
+    checkpoint_ignore: tuple[str, ...] = ()
     steps: tuple[Step, ...] = Field(min_length=1)
 
     def step(self, step_id: str) -> Step:
