@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 from rich.console import Console
+from rich.text import Text
 
 from trestle.approvals import EDITABLE, inbox, submit_decision
 from trestle.card import HandoffCard
@@ -99,14 +100,14 @@ def prompt_approvals(store: Store, run_id: str, out: Console) -> bool:
             continue
         show_card(out, store, card)
         while True:
-            answer = out.input(f"{CHOICES}? ").strip().lower()[:1]
+            answer = out.input(Text(f"{CHOICES}? ")).strip().lower()[:1]
             try:
                 if answer in ("a", "s"):
                     submit_decision(store, card.ref, "approve", similar=answer == "s")
                 elif answer == "e":
                     submit_decision(store, card.ref, "modify", edited=edit_in_editor(card))
                 elif answer == "r":
-                    reason = out.input("reason (recorded and fed back): ").strip()
+                    reason = out.input(Text("reason (recorded and fed back): ")).strip()
                     submit_decision(store, card.ref, "reject", reason=reason or "rejected")
                 elif answer == "l":
                     break
