@@ -11,6 +11,8 @@
         ├── LeaseHeldError   another live process drives this run
         ├── LeaseLostError   this process lost the run's lease (fenced off)
         ├── ScriptExhaustedError  a scripted model was asked for more replies than it holds
+        ├── PhaseError       the agent asked for a phase change the rules do not allow
+        ├── PinLostError     a context compression lost a pinned fact (goal, rules, scope)
         └── ProviderError    a model provider failed; carries provider, status and body
             ├── ProviderAuthError         credentials refused (401/403); not retried
             ├── ProviderRequestError      the request was refused (400/404/422...); not retried
@@ -156,3 +158,11 @@ class ProviderUnavailableError(ProviderError):
     ) -> None:
         self.attempts = attempts
         super().__init__(message, provider=provider, status=status, body=body)
+
+
+class PhaseError(RunError):
+    """The agent runtime asked for a phase change the phase rules do not allow."""
+
+
+class PinLostError(RunError):
+    """A compression (or another rewrite of the conversation) lost a pinned fact."""
