@@ -50,8 +50,16 @@ def checkpoint_name(run_id: str, step: str, attempt: int, when: When) -> str:
     return f"{run_id}/{step}/{attempt}/{when}"
 
 
-def shadow_repo(state: RunState, shadow_dir: Path) -> ShadowRepo:
-    return ShadowRepo(shadow_dir, Path(state.workspace), ignore=state.plan.checkpoint_ignore)
+def shadow_repo(state: RunState, shadow_dir: Path, store: Store) -> ShadowRepo:
+    """The run's shadow store. A store file kept inside the workspace is left out of its
+    snapshots: a rewind must never put an old copy of the run's own record back."""
+    workspace = Path(state.workspace)
+    ignore = list(state.plan.checkpoint_ignore)
+    path = getattr(store, "path", None)
+    if isinstance(path, Path) and path.resolve().is_relative_to(workspace.resolve()):
+        rel = path.resolve().relative_to(workspace.resolve()).as_posix()
+        ignore += [f"/{rel}{suffix}" for suffix in ("", "-wal", "-shm", "-journal")]
+    return ShadowRepo(shadow_dir, workspace, ignore=ignore)
 
 
 @dataclass(frozen=True)
@@ -63,8 +71,13 @@ class Checkpoint:
     taken_at: float
 
 
-def checkpoints(repo: ShadowRepo, state: RunState) -> list[Checkpoint]:
-    """The run's checkpoints, oldest first (within a second, in plan order)."""
+def checkpoints(repo: ShadowRepo, state: RunState, store: Store) -> list[Checkpoint]:
+    """The run's checkpoints in the order their attempts started."""
+    started = {
+        (e.event.step, e.event.attempt): e.seq
+        for e in store.events(state.run_id)
+        if isinstance(e.event, StepStarted)
+    }
     found = []
     for ref in repo.list(state.run_id):
         parts = ref.name.split("/")
@@ -75,16 +88,18 @@ def checkpoints(repo: ShadowRepo, state: RunState) -> list[Checkpoint]:
             continue
         found.append(Checkpoint(parts[1], int(parts[2]), when, ref.commit, ref.time.timestamp()))
     return sorted(
-        found, key=lambda c: (c.taken_at, state.position(c.step), c.attempt, c.when == "after")
+        found,
+        key=lambda c: (started.get((c.step, c.attempt), state.seq + 1), c.when == "after"),
     )
 
 
-def latest_before(repo: ShadowRepo, state: RunState, step: str) -> Checkpoint:
+def latest_before(repo: ShadowRepo, state: RunState, store: Store, step: str) -> Checkpoint:
     """The checkpoint taken before the step's latest attempt that has one."""
     if step not in state.steps:
         hint = did_you_mean(step, state.steps)
         raise ConfigError(f"run {state.run_id!r} has no step {step!r}{hint}")
-    mine = [c for c in checkpoints(repo, state) if c.step == step and c.when == "before"]
+    found = checkpoints(repo, state, store)
+    mine = [c for c in found if c.step == step and c.when == "before"]
     if not mine:
         raise ConfigError(
             f"run {state.run_id!r}: step {step!r} has no checkpoint (checkpoints are taken "
@@ -132,11 +147,12 @@ def rewind(store: Store, run_id: str, step: str, *, shadow_dir: Path, owner: Own
     Holds the run's lease throughout, so no process drives the run meanwhile. The
     workspace as it was is kept first as a safety snapshot, so a rewind can be undone.
     """
+    load_state(store, run_id)  # an unknown run is refused before any lease is taken
     lease = store.acquire_lease(run_id, owner, ttl=60.0, now=time.time())
     try:
         state = load_state(store, run_id)
-        repo = shadow_repo(state, shadow_dir)
-        target = latest_before(repo, state, step)
+        repo = shadow_repo(state, shadow_dir, store)
+        target = latest_before(repo, state, store, step)
         reopened = steps_to_reopen(store, state, step, target.attempt)
         safety = repo.snapshot(f"{run_id}/rewind-{state.seq}/safety", "before rewind")
         result = repo.restore(target.commit)

@@ -293,7 +293,7 @@ class LocalEngine:
         """Snapshot the workspace if the plan asks for it here (off the event loop)."""
         if self.shadow_dir is None or not wants_checkpoint(state.plan, step, when):
             return None
-        repo = shadow_repo(state, self.shadow_dir)
+        repo = shadow_repo(state, self.shadow_dir, self.store)
         name = checkpoint_name(state.run_id, step.id, ctx.attempt, when)
         return await in_thread(pool, repo.snapshot, name, f"{when} {step.id}")
 

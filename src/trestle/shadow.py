@@ -554,9 +554,12 @@ class ShadowRepo:
     @contextmanager
     def _locked(self) -> Iterator[None]:
         """Hold the store's lock (threads and processes alike) and make sure it exists."""
-        self.git_dir.mkdir(parents=True, exist_ok=True)
-        # Each call opens its own descriptor: flock then excludes other threads too.
-        fd = os.open(self.git_dir / "trestle.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.git_dir.mkdir(parents=True, exist_ok=True)
+            # Each call opens its own descriptor: flock then excludes other threads too.
+            fd = os.open(self.git_dir / "trestle.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise ShadowRepoError(f"{self.git_dir}: cannot open the shadow store: {exc}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             self._ensure_store()

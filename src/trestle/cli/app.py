@@ -385,7 +385,7 @@ def checkpoints_command(
     """Workspace checkpoints a run took, oldest first."""
     with _opened(store) as st:
         state = load_state(st, run_id)
-        found = checkpoints(shadow_repo(state, _shadow(st)), state)
+        found = checkpoints(shadow_repo(state, _shadow(st), st), state, st)
     if as_json:
         _print_json([c.__dict__ for c in found])
         return
@@ -407,6 +407,7 @@ def rewind_command(
 ) -> None:
     """Put the workspace back to before STEP and reopen what that undid; then resume."""
     with _opened(store) as st:
+        load_state(st, run_id)  # an unknown run is named as such
         done = rewind(st, run_id, to, shadow_dir=_shadow(st), owner=this_process())
     out = _out()
     out.print(
@@ -426,12 +427,12 @@ def diff_command(run_id: RunArg, step: StepArg, store: StoreOption = None) -> No
     """What a step changed in the workspace (its latest attempt's checkpoints)."""
     with _opened(store) as st:
         state = load_state(st, run_id)
-        repo = shadow_repo(state, _shadow(st))
-        before = latest_before(repo, state, step)
+        repo = shadow_repo(state, _shadow(st), st)
+        before = latest_before(repo, state, st, step)
         after = next(
             (
                 c.commit
-                for c in checkpoints(repo, state)
+                for c in checkpoints(repo, state, st)
                 if (c.step, c.attempt, c.when) == (step, before.attempt, "after")
             ),
             None,

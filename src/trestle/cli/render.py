@@ -21,6 +21,7 @@ from trestle.events import (
     ApprovalRequested,
     BudgetExhausted,
     RunFinished,
+    RunRewound,
     StepAttemptEnded,
     StepBlocked,
     StepEscalated,
@@ -224,6 +225,11 @@ def log_detail(e: AnyEvent) -> str:
             return f"approval {n} ({subject}): {why}"
         case ApprovalDecided(approval=n, verdict=verdict, by=by, reason=why):
             return f"approval {n}: {verdict} by {by}" + (f": {why}" if why else "")
+        case RunRewound(to_step=sid, reopened=steps, safety=safety, by=by):
+            return (
+                f"rewound to before {sid!r} by {by}; reopened {', '.join(steps)}; "
+                f"the workspace before is snapshot {safety[:12]}"
+            )
     for field in ("reason", "status", "owner"):
         value = getattr(e, field, None)
         if value:
