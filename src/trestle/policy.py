@@ -35,6 +35,7 @@ from typing import Annotated, Literal, NamedTuple
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, model_validator
 
+from trestle.globs import glob_regex
 from trestle.record import Record
 
 Tier = Literal["auto", "log", "confirm"]
@@ -112,37 +113,6 @@ def _glob(pattern: str) -> re.Pattern[str]:
     if glob.endswith("/"):
         glob += "**"
     return re.compile(glob_regex(glob))
-
-
-def glob_regex(glob: str) -> str:
-    """Translate a path glob to a regex (for ``fullmatch``) where only ``**`` crosses ``/``.
-
-    ``**/`` matches zero or more directories, ``*`` and ``?`` stay within one, ``[...]``
-    and ``[!...]`` are character classes, and an unclosed ``[`` is literal.
-    """
-    out: list[str] = []
-    i = 0
-    while i < len(glob):
-        if glob.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif glob.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif glob[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        elif glob[i] == "?":
-            out.append("[^/]")
-            i += 1
-        elif glob[i] == "[" and (end := glob.find("]", i + 2)) != -1:
-            body = glob[i + 1 : end].replace("\\", "\\\\")
-            out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
-            i = end + 1
-        else:
-            out.append(re.escape(glob[i]))
-            i += 1
-    return "".join(out)
 
 
 # --- what a shell command does ---------------------------------------------------------

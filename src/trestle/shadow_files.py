@@ -20,6 +20,7 @@ from contextlib import suppress
 from pathlib import Path
 
 from trestle.errors import ConfigError
+from trestle.globs import glob_regex
 
 ALWAYS_SKIPPED = ".trestle"  # Trestle's own store and state, at any depth
 # Characters git refuses in ref names (see git-check-ref-format).
@@ -51,7 +52,7 @@ class IgnoreGlobs:
             dir_only = text.endswith("/")
             text = text.rstrip("/")
             anchored = "/" in text
-            self._compiled.append((re.compile(_glob_regex(text.lstrip("/"))), anchored, dir_only))
+            self._compiled.append((re.compile(glob_regex(text.lstrip("/"))), anchored, dir_only))
 
     def matches(self, rel: str, name: str, is_dir: bool) -> bool:
         """Whether the entry at ``rel`` (named ``name``) is excluded by itself."""
@@ -206,35 +207,6 @@ def snapshot_name_problem(name: str) -> str:
         if part.startswith(".") or part.endswith(".lock"):
             return f"component {part!r} starts with '.' or ends with '.lock'"
     return ""
-
-
-def _glob_regex(glob: str) -> str:
-    """Translate a glob to a regex where only ``**`` crosses ``/``."""
-    out: list[str] = []
-    i = 0
-    while i < len(glob):
-        if glob.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif glob.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif glob[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        elif glob[i] == "?":
-            out.append("[^/]")
-            i += 1
-        elif glob[i] == "[" and (end := glob.find("]", i + 2)) != -1:
-            body = glob[i + 1 : end]
-            if body.startswith("!"):
-                body = "^" + body[1:]
-            out.append("[" + body.replace("\\", "\\\\") + "]")
-            i = end + 1
-        else:
-            out.append(re.escape(glob[i]))
-            i += 1
-    return "".join(out)
 
 
 def _is_real_dir(path: Path) -> bool:
