@@ -47,7 +47,7 @@ def parse_plan(text: str, *, source: str = "<plan>", base_dir: Path | None = Non
     try:
         plan = Plan.model_validate(raw)
     except ValidationError as exc:
-        errors = [err for err in exc.errors() if not _only_items_failed(err)]
+        errors = [err for err in exc.errors() if not only_items_failed(err)]
         raise PlanError(source, [_locate(err, raw) for err in errors]) from None
     problems = graph_problems(plan.steps)
     problems += _unresolvable_callables(plan, base_dir or Path.cwd())
@@ -56,7 +56,7 @@ def parse_plan(text: str, *, source: str = "<plan>", base_dir: Path | None = Non
     return plan
 
 
-def _only_items_failed(err: Any) -> bool:
+def only_items_failed(err: Any) -> bool:
     """pydantic calls a tuple too short when its items fail, though enough were given."""
     given = err.get("input")
     return (

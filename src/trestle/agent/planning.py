@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 import posixpath
 import re
-from collections.abc import Collection, Mapping, Sequence, Sized
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, Discriminator, Field, Tag, ValidationError
@@ -48,8 +48,10 @@ from trestle.plan import (
     did_you_mean,
     find_cycle,
 )
+from trestle.planfile import only_items_failed
 from trestle.policy import path_glob_matches, workspace_path
 from trestle.record import Record
+from trestle.tools.base import untitled_schema
 
 if TYPE_CHECKING:
     from trestle.actions import StepContext
@@ -140,23 +142,7 @@ def capped(problems: Sequence[Problem]) -> tuple[Problem, ...]:
 def output_schema(model: type[BaseModel]) -> dict[str, Any]:
     """The JSON Schema a model is shown for a structured answer, without pydantic's
     generated titles (they repeat the field names and cost tokens on every call)."""
-    return _untitled(model.model_json_schema())
-
-
-def _untitled(schema: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in schema.items():
-        if key == "title" and isinstance(value, str):
-            continue
-        if key in ("properties", "$defs") and isinstance(value, dict):
-            out[key] = {name: _untitled(sub) for name, sub in value.items()}
-        elif isinstance(value, dict):
-            out[key] = _untitled(value)
-        elif isinstance(value, list):
-            out[key] = [_untitled(v) if isinstance(v, dict) else v for v in value]
-        else:
-            out[key] = value
-    return out
+    return untitled_schema(model.model_json_schema())
 
 
 def parse_output(
@@ -190,7 +176,7 @@ def parse_output(
     try:
         return model.model_validate(value)
     except ValidationError as exc:
-        errors = [e for e in exc.errors(include_url=False) if not _only_items_failed(e)]
+        errors = [e for e in exc.errors(include_url=False) if not only_items_failed(e)]
         return [_schema_problem(err, value) for err in errors]
     except RecursionError:
         return [Problem(kind="json", message=f"the {subject} is nested too deeply")]
@@ -216,16 +202,6 @@ def _decode_json(raw: str, subject: str) -> Any:
         )
     except (ValueError, RecursionError) as exc:  # huge numbers, absurd nesting
         return Problem(kind="json", message=f"not usable JSON: {exc}")
-
-
-def _only_items_failed(err: Any) -> bool:
-    """pydantic calls a tuple too short when its items fail, though enough were given."""
-    given = err.get("input")
-    return (
-        err["type"] == "too_short"
-        and isinstance(given, Sized)
-        and len(given) >= err.get("ctx", {}).get("min_length", 0)
-    )
 
 
 def _schema_problem(err: Any, raw: Mapping[str, Any]) -> Problem:

@@ -126,11 +126,11 @@ class Tool(abc.ABC, Generic[ArgsT]):
         return ToolSchema(
             name=self.name,
             description=self.description,
-            parameters=_untitled(self.arguments.model_json_schema()),
+            parameters=untitled_schema(self.arguments.model_json_schema()),
         )
 
 
-def _untitled(schema: dict[str, Any]) -> dict[str, Any]:
+def untitled_schema(schema: dict[str, Any]) -> dict[str, Any]:
     """``schema`` without pydantic's generated titles: they repeat the field names and
     cost a model tokens on every call. Property names themselves are kept."""
     out: dict[str, Any] = {}
@@ -138,11 +138,11 @@ def _untitled(schema: dict[str, Any]) -> dict[str, Any]:
         if key == "title" and isinstance(value, str):
             continue
         if key in ("properties", "$defs") and isinstance(value, dict):
-            out[key] = {name: _untitled(sub) for name, sub in value.items()}
+            out[key] = {name: untitled_schema(sub) for name, sub in value.items()}
         elif isinstance(value, dict):
-            out[key] = _untitled(value)
+            out[key] = untitled_schema(value)
         elif isinstance(value, list):
-            out[key] = [_untitled(v) if isinstance(v, dict) else v for v in value]
+            out[key] = [untitled_schema(v) if isinstance(v, dict) else v for v in value]
         else:
             out[key] = value
     return out
