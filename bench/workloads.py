@@ -112,9 +112,16 @@ class CountingSqliteStore(SqliteStore):
         self.calls["release_lease"] += 1
 
     def add_request(
-        self, run_id: str, kind: RequestKind, step: str, reason: str, *, now: float
+        self,
+        run_id: str,
+        kind: RequestKind,
+        step: str,
+        reason: str,
+        *,
+        now: float,
+        payload: str = "",
     ) -> int:
-        request_id = super().add_request(run_id, kind, step, reason, now=now)
+        request_id = super().add_request(run_id, kind, step, reason, now=now, payload=payload)
         self.calls["add_request"] += 1
         return request_id
 

@@ -33,6 +33,7 @@ from trestle.events import (
     RunCreated,
     RunFinished,
     RunResumed,
+    RunRewound,
     RunStatus,
     StepAttemptEnded,
     StepBlocked,
@@ -417,7 +418,7 @@ class Sim:
             assert state.steps[a.step].status == "awaiting_approval"
             return
         human_or_run = (RunCreated, RunResumed, RunFinished, StepReopened, StepSkipped)
-        if isinstance(event, (*human_or_run, ApprovalRefused, BudgetExhausted)):
+        if isinstance(event, (*human_or_run, ApprovalRefused, BudgetExhausted, RunRewound)):
             return
         sid = event.step
         assert sid is not None
