@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from trestle.events import ActionResult
 from trestle.plan import Step
 from trestle.planfile import resolve_callable
+from trestle.signing import KEY_ENV
 
 OUTPUT_LIMIT = 8_000  # characters kept of a command's output: head and tail
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL on timeout
@@ -49,6 +50,7 @@ def cap_output(text: str, limit: int = OUTPUT_LIMIT) -> str:
 
 def step_env(ctx: StepContext, extra: dict[str, str]) -> dict[str, str]:
     env = dict(os.environ)
+    env.pop(KEY_ENV, None)  # where the approval key lives is none of a step's business
     env.update(extra)
     env.update(
         TRESTLE_RUN_ID=ctx.run_id,

@@ -23,7 +23,7 @@ from trestle.events import AnyEvent, ApprovalDecided, ApprovalRefused, Verdict
 from trestle.plan import Step
 from trestle.policy import action_hash
 from trestle.runs import load_state
-from trestle.signing import decision_key, sign, verify
+from trestle.signing import decision_key, signed_payload, verified_fields
 from trestle.state import RunState
 from trestle.store.base import Request, Store
 
@@ -36,9 +36,7 @@ def inbox(store: Store, *, run_id: str | None = None) -> list[HandoffCard]:
     """Every undecided approval, oldest first, across runs (or in one run)."""
     rows = [store.run(run_id)] if run_id else store.runs()
     cards = []
-    for row in rows:
-        if row.status not in ("needs_human", "running") and run_id is None:
-            continue
+    for row in rows:  # a finished run may still hold a review drawn after the fact
         state = load_state(store, row.run_id)
         for number, a in state.approvals.items():
             if a.status == "pending":
@@ -86,6 +84,11 @@ def submit_decision(
     full = approval_ref(state.run_id, number)
     if a.status != "pending":
         raise ConfigError(f"approval {full!r} was already decided ({a.status} by {a.by})")
+    if any(_decides(r, number) for r in store.pending_requests(state.run_id)):
+        raise ConfigError(
+            f"approval {full!r} was already decided; the run records it when it next runs "
+            f"(`trestle resume {state.run_id}`)"
+        )
     if verdict == "reject" and not reason:
         raise ConfigError(f"approval {full!r}: a rejection needs a reason (--reason)")
     if verdict == "modify":
@@ -103,11 +106,21 @@ def submit_decision(
         "top_up": top_up,
         "by": by or f"{getpass.getuser()}@{socket.gethostname()}",
     }
-    payload = json.dumps({"fields": fields, "signature": sign(fields, key or decision_key())})
+    payload = signed_payload(fields, key or decision_key())
     store.add_request(
         state.run_id, "decision", a.step or "", reason, now=time.time(), payload=payload
     )
     return full
+
+
+def _decides(request: Request, number: int) -> bool:
+    """Whether a queued request is a decision on approval ``number``."""
+    if request.kind != "decision":
+        return False
+    try:
+        return bool(json.loads(request.payload)["fields"]["approval"] == number)
+    except (ValueError, KeyError, TypeError):
+        return False  # not a genuine decision: the run will refuse it
 
 
 def edited_step(step: Step, edited: Mapping[str, Any]) -> Step:
@@ -136,15 +149,10 @@ def decision_as_event(state: RunState, request: Request, key: bytes, now: float)
     def refuse(number: int | None, why: str) -> ApprovalRefused:
         return ApprovalRefused(at=now, approval=number, reason=why, request_id=request.id)
 
-    try:
-        body = json.loads(request.payload)
-        fields, signature = body["fields"], body["signature"]
-        signed = isinstance(fields, dict) and verify(fields, str(signature), key)
-    except (ValueError, KeyError, TypeError):
-        signed, fields = False, {}
+    fields = verified_fields(request.payload, key)
+    if fields is None:
+        return refuse(None, "not signed by the decision path (trestle approve/reject)")
     number = fields.get("approval") if isinstance(fields.get("approval"), int) else None
-    if not signed:
-        return refuse(number, "not signed by the decision path (trestle approve/reject)")
     a = state.approvals.get(number) if number is not None else None
     if fields.get("run_id") != state.run_id or a is None or number is None:
         return refuse(number, "names an approval this run does not have")

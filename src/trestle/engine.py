@@ -40,6 +40,7 @@ from trestle.errors import LeaseLostError
 from trestle.events import (
     ActionResult,
     AnyEvent,
+    ApprovalRefused,
     Gate,
     RunResumed,
     StepAttemptEnded,
@@ -54,7 +55,7 @@ from trestle.plan import Step
 from trestle.policy import action_hash
 from trestle.runs import RETRYABLE, SKIPPABLE, load_state, summary_json
 from trestle.shadow import ShadowRepoError
-from trestle.signing import decision_key
+from trestle.signing import decision_key, verified_fields
 from trestle.state import RunState
 from trestle.store.base import Appended, Lease, Owner, Request, Snapshot, Store
 
@@ -316,11 +317,23 @@ class LocalEngine:
         self._io.shutdown(wait=True)
 
     def _request_as_event(self, state: RunState, r: Request) -> AnyEvent | None:
+        if self._decision_key is None:
+            self._decision_key = decision_key()
         if r.kind == "decision":
-            if self._decision_key is None:
-                self._decision_key = decision_key()
             return decision_as_event(state, r, self._decision_key, self.clock())
-        return _retry_or_skip(state, r, self.clock())
+        fields = verified_fields(r.payload, self._decision_key)
+        if fields is None or (fields.get("run_id"), fields.get("kind")) != (state.run_id, r.kind):
+            why = f"a {r.kind} request not signed by the decision path (trestle {r.kind})"
+            return ApprovalRefused(at=self.clock(), approval=None, reason=why, request_id=r.id)
+        signed = Request(
+            id=r.id,
+            run_id=state.run_id,
+            kind=r.kind,
+            step=str(fields.get("step")),
+            reason=str(fields.get("reason")),
+            created_at=r.created_at,
+        )
+        return _retry_or_skip(state, signed, self.clock())
 
 
 def unapproved(state: RunState, step: Step, gate: Gate | None) -> str | None:

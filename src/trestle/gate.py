@@ -36,15 +36,19 @@ def step_facts(step: Step, st: StepState) -> ActionFacts:
     )
 
 
-def similar_key(decision: TierDecision, facts: ActionFacts) -> str:
-    """What "approve similar" extends to: the same rule, the same kind of action, and
-    the same program (a command's first word), folder (a write) or module (a call)."""
+def similar_key(decision: TierDecision, facts: ActionFacts, call: str | None) -> str:
+    """What "approve similar" extends to: the same rule, the same kind of action, and the
+    same command (program and subcommand: `git commit` is not `git push`), folder (a
+    write) or module (a call)."""
     if facts.command:
-        head = facts.command.split()[0]
+        words = facts.command.split()
+        head = " ".join(words[:2]) if len(words) > 1 and not words[1].startswith("-") else words[0]
     elif facts.paths:
         head = str(PurePosixPath(facts.paths[0]).parent)
+    elif call is not None:
+        head = call.partition(":")[0]
     else:
-        head = facts.name if facts.nature != "call" else ""
+        head = facts.name
     return f"{decision.source}|{facts.nature}|{head}"
 
 
@@ -73,7 +77,7 @@ def judge(state: RunState, sid: str, attempt: int) -> Judgement:
         action_key=f"{sid}/{attempt}",
     )
     digest = action_hash(step.action_payload())
-    key = similar_key(decision, facts)
+    key = similar_key(decision, facts, step.python)
     if decision.tier != "confirm" and decision.audit != "before":
         return Judgement(decision, digest, key, Gate(decision=decision, action_hash=digest))
     approval = st.approval if st.approved_hash == digest else state.similar_approved.get(key)

@@ -13,6 +13,7 @@ from trestle.errors import ConfigError, UnknownRunError
 from trestle.events import RunCreated, StoredEvent
 from trestle.plan import Plan, did_you_mean
 from trestle.policy import Policy
+from trestle.signing import decision_key, signed_payload
 from trestle.state import RunState
 from trestle.store.base import Request, RequestKind, Store
 
@@ -76,9 +77,19 @@ SKIPPABLE = ("failed", "escalated", "blocked", "pending", "retry_wait")
 
 
 def request_decision(
-    store: Store, run_id: str, kind: RequestKind, step: str, reason: str
+    store: Store,
+    run_id: str,
+    kind: RequestKind,
+    step: str,
+    reason: str,
+    *,
+    key: bytes | None = None,
 ) -> Request:
-    """Queue a human's retry or skip; the run's driver records it on its next pass."""
+    """Queue a human's retry or skip; the run's driver records it on its next pass.
+
+    Signed like approvals (:mod:`trestle.signing`): a row a step writes into the store
+    itself cannot skip a step a human rejected.
+    """
     state = load_state(store, run_id)
     if step not in state.steps:
         hint = did_you_mean(step, state.steps)
@@ -92,9 +103,17 @@ def request_decision(
             f"(only {', '.join(allowed)} steps can be {done})"
         )
     now = time.time()
-    request_id = store.add_request(run_id, kind, step, reason, now=now)
+    fields = {"run_id": run_id, "kind": kind, "step": step, "reason": reason}
+    payload = signed_payload(fields, key or decision_key())
+    request_id = store.add_request(run_id, kind, step, reason, now=now, payload=payload)
     return Request(
-        id=request_id, run_id=run_id, kind=kind, step=step, reason=reason, created_at=now
+        id=request_id,
+        run_id=run_id,
+        kind=kind,
+        step=step,
+        reason=reason,
+        created_at=now,
+        payload=payload,
     )
 
 

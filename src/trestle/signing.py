@@ -20,6 +20,7 @@ import os
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from trestle.errors import ConfigError
 
@@ -64,3 +65,20 @@ def sign(payload: Mapping[str, object], key: bytes) -> str:
 
 def verify(payload: Mapping[str, object], signature: str, key: bytes) -> bool:
     return hmac.compare_digest(sign(payload, key), signature)
+
+
+def signed_payload(fields: Mapping[str, object], key: bytes) -> str:
+    """A request's payload: its fields and their signature, as JSON."""
+    return json.dumps({"fields": dict(fields), "signature": sign(fields, key)})
+
+
+def verified_fields(payload: str, key: bytes) -> dict[str, Any] | None:
+    """The fields of a payload whose signature verifies, else None."""
+    try:
+        body = json.loads(payload)
+        fields, signature = body["fields"], body["signature"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(fields, dict) or not verify(fields, str(signature), key):
+        return None
+    return fields
