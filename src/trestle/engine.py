@@ -51,8 +51,8 @@ from trestle.events import (
     StepStarted,
     StoredEvent,
 )
+from trestle.gate import action_digest
 from trestle.plan import Step
-from trestle.policy import action_hash
 from trestle.runs import RETRYABLE, SKIPPABLE, load_state, summary_json
 from trestle.shadow import ShadowRepoError
 from trestle.signing import decision_key, verified_fields
@@ -341,7 +341,7 @@ def unapproved(state: RunState, step: Step, gate: Gate | None) -> str | None:
     and a tier that needs a human must carry an approval that was granted."""
     if gate is None:
         return None  # recorded before approval gates existed
-    if action_hash(step.action_payload()) != gate.action_hash:
+    if action_digest(step) != gate.action_hash:
         return "refused: the action differs from the one that passed the approval gate"
     needs_human = gate.decision.tier == "confirm" or gate.decision.audit == "before"
     if not needs_human:

@@ -36,6 +36,23 @@ def step_facts(step: Step, st: StepState) -> ActionFacts:
     )
 
 
+# the decider and the engine both hash an attempt's action; a step is frozen, so its
+# hash is computed once per step object (kept alive here, so its id stays its own)
+_DIGESTS: dict[int, tuple[Step, str]] = {}
+
+
+def action_digest(step: Step) -> str:
+    """``action_hash`` of the step's action, memoised per (frozen) step object."""
+    hit = _DIGESTS.get(id(step))
+    if hit is not None and hit[0] is step:
+        return hit[1]
+    if len(_DIGESTS) > 100_000:
+        _DIGESTS.clear()
+    digest = action_hash(step.action_payload())
+    _DIGESTS[id(step)] = (step, digest)
+    return digest
+
+
 def similar_key(decision: TierDecision, facts: ActionFacts, call: str | None) -> str:
     """What "approve similar" extends to: the same rule, the same kind of action, and the
     same command (program and subcommand: `git commit` is not `git push`), folder (a
@@ -76,7 +93,7 @@ def judge(state: RunState, sid: str, attempt: int) -> Judgement:
         run_id=state.run_id,
         action_key=f"{sid}/{attempt}",
     )
-    digest = action_hash(step.action_payload())
+    digest = action_digest(step)
     key = similar_key(decision, facts, step.python)
     if decision.tier != "confirm" and decision.audit != "before":
         return Judgement(decision, digest, key, Gate(decision=decision, action_hash=digest))
