@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import agentturns
+import crashflow
 from trestle.actions import StepContext
 
 
@@ -34,3 +36,34 @@ def sleep(ctx: StepContext) -> None:
 async def async_sleep(ctx: StepContext) -> None:
     """Sleep on the event loop: an async callable needs no worker thread."""
     await asyncio.sleep(seconds_in(ctx.step_id))
+
+
+# --- the agent loop and crash workloads (see agentturns.py and crashflow.py) --------------
+
+
+def turn_index(step_id: str) -> int:
+    """The turn a step stands for: ``t00042`` -> 42."""
+    return int(step_id.removeprefix("t"))
+
+
+def agent_turn(ctx: StepContext) -> str:
+    """One scripted agent turn; its recorded output is the turn's message + tool result."""
+    turn = turn_index(ctx.step_id)
+    agentturns.mark_turn(ctx.workspace, turn)
+    message, tool_result = agentturns.turn_text(turn)
+    return f"{message}\n{tool_result}"
+
+
+async def agent_turn_async(ctx: StepContext) -> str:
+    """The same turn as an async callable, for many runs on one event loop."""
+    return agent_turn(ctx)
+
+
+def crash_step(ctx: StepContext) -> None:
+    """A crash-workflow step: its effect is a line in the workspace's ledger."""
+    crashflow.act(ctx.workspace, ctx.step_id)
+
+
+def crash_step_done(ctx: StepContext) -> bool:
+    """The step's verify check: is its line in the ledger?"""
+    return crashflow.has_effect(ctx.workspace, ctx.step_id)

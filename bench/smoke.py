@@ -6,6 +6,9 @@ time: these machines are too noisy for that. What a test can check is that every
 figure is positive and that Trestle committed about one transaction per sequential
 step (``transactions_per_step`` and ``appends_per_step``, both counts).
 
+``run_compare_smoke(work)`` runs ``bench/compare.py``'s five workloads for Trestle,
+LangGraph and DBOS at the smallest sizes, so that none of the implementations rots.
+
 Import it with ``bench/`` on ``sys.path`` (``import smoke``) or by file path; it puts
 its own directory on the path so that ``overhead`` and ``benchsteps`` resolve.
 """
@@ -15,11 +18,13 @@ from __future__ import annotations
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 if str(Path(__file__).resolve().parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import overhead  # resolves through the path entry above, however this file was loaded
+import compare  # these resolve through the path entry above, however this file was loaded
+import overhead
 
 
 def run_quick() -> dict[str, float]:
@@ -32,3 +37,11 @@ def run_quick() -> dict[str, float]:
 if __name__ == "__main__":
     for name, value in run_quick().items():
         print(f"{name:40} {value:12.4f}")
+
+
+def run_compare_smoke(work: Path) -> dict[str, Any]:
+    """Every comparison workload for every system at the smallest sizes (tens of seconds).
+
+    Returns what ``compare.run_all`` returns: raw samples and summaries per workload.
+    """
+    return compare.run_all(compare.SMOKE, compare.WORKLOADS, compare.SYSTEMS, work)

@@ -1,0 +1,249 @@
+"""Trestle side by side with LangGraph and DBOS: five workloads, one run, one machine.
+
+Usage::
+
+    python bench/compare.py [--quick] [--only steps,storage,resume,crash,concurrency]
+                            [--systems trestle,langgraph,dbos] [--repeat N] [--trials N]
+                            [--json PATH] [--dir DIR]
+
+Each workload runs for each system in a fresh ``worker.py`` process (which forks a
+child per measurement), one system after another; the step-overhead repetitions
+rotate the order so no system always meets the disk first. Figures are medians over
+repetitions and ratios to Trestle measured in the same run (see BENCHMARKS.md for
+what each workload does and why). Writes every sample and figure as JSON (default:
+``bench/results/compare-<time>.json``, git-ignored) and prints one table per workload.
+
+Needs the peers: ``pip install -e ".[bench]"``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import comparetables
+from hostinfo import load_average, machine_info
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = BENCH_DIR / "results"  # git-ignored
+SYSTEMS = ("trestle", "langgraph", "dbos")
+WORKLOADS = ("steps", "storage", "resume", "crash", "concurrency")
+
+
+@dataclass(frozen=True)
+class Config:
+    steps: int = 1000  # workload 1: sequential no-op steps
+    width: int = 32  # workload 1: fan-out width
+    sleep: float = 0.2  # workload 1: seconds each fanned-out step sleeps
+    repeat: int = 5  # repetitions of workloads 1 and 3 (medians are reported)
+    sizes: tuple[int, ...] = (100, 500, 1000, 2000)  # workload 2: agent turns
+    histories: tuple[int, ...] = (50, 200, 1000, 5000)  # workload 3: turns before the crash
+    # LangGraph's checkpoints grow with the square of the turns: 5,000 turns would need
+    # ~70 GB, so its resume stops here (its storage is measured up to 2,000 turns)
+    langgraph_max_history: int = 1000
+    trials: int = 200  # workload 4: seeded crash trials per system
+    runs: tuple[int, ...] = (10, 100, 1000)  # workload 5: runs at once
+    turns: int = 5  # workload 5: turns per run
+    processes: int = 4  # workload 5: processes sharing one store
+
+
+QUICK = Config(
+    steps=30,
+    width=4,
+    sleep=0.02,
+    repeat=1,
+    sizes=(5, 20),
+    histories=(5, 20),
+    langgraph_max_history=20,
+    trials=3,
+    runs=(3, 8),
+    turns=2,
+    processes=2,
+)
+
+# the test suite's size: every code path, a few of everything
+SMOKE = Config(
+    steps=20,
+    width=3,
+    sleep=0.01,
+    repeat=1,
+    sizes=(4, 12),
+    histories=(4, 12),
+    langgraph_max_history=12,
+    trials=2,
+    runs=(4,),
+    turns=2,
+    processes=2,
+)
+
+
+def say(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def worker(system: str, workload: str, params: dict[str, Any], work: Path) -> dict[str, Any]:
+    """Run ``worker.py`` in a new interpreter; its JSON samples."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH_DIR / "worker.py"),
+            *(system, workload, json.dumps(params), str(work)),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"{system} {workload}: worker exited {proc.returncode}")
+    samples: dict[str, Any] = json.loads(lines[-1])
+    return samples
+
+
+def run_steps(cfg: Config, systems: Sequence[str], work: Path) -> dict[str, Any]:
+    params = {"n": cfg.steps, "width": cfg.width, "sleep": cfg.sleep}
+    order = ["floor", *systems]
+    raw: dict[str, list[dict[str, Any]]] = {s: [] for s in order}
+    for rep in range(cfg.repeat):
+        shift = rep % len(order)
+        for system in order[shift:] + order[:shift]:
+            say(f"step overhead, repetition {rep + 1}/{cfg.repeat}: {system}")
+            raw[system].append(worker(system, "steps", params, work / f"steps-{system}"))
+    return {"params": params, "raw": raw}
+
+
+def run_storage(cfg: Config, systems: Sequence[str], work: Path) -> dict[str, Any]:
+    params = {"sizes": list(cfg.sizes)}
+    raw = {}
+    for system in systems:
+        say(f"storage growth: {system}, {list(cfg.sizes)} turns")
+        raw[system] = worker(system, "storage", params, work / f"storage-{system}")
+    return {"params": params, "raw": raw}
+
+
+def run_resume(cfg: Config, systems: Sequence[str], work: Path) -> dict[str, Any]:
+    raw = {}
+    for system in systems:
+        histories = list(cfg.histories)
+        if system == "langgraph":
+            histories = [h for h in histories if h <= cfg.langgraph_max_history]
+        params = {"histories": histories, "repeat": cfg.repeat}
+        say(f"resume cost: {system}, histories of {histories} turns")
+        raw[system] = worker(system, "resume", params, work / f"resume-{system}")
+    return {"params": {"histories": list(cfg.histories), "repeat": cfg.repeat}, "raw": raw}
+
+
+def run_crash(cfg: Config, systems: Sequence[str], work: Path) -> dict[str, Any]:
+    raw = {}
+    for system in systems:
+        say(f"crash injection: {system}, {cfg.trials} trials")
+        raw[system] = worker(system, "crash", {"trials": cfg.trials}, work / f"crash-{system}")
+    return {"params": {"trials": cfg.trials}, "raw": raw}
+
+
+def run_concurrency(cfg: Config, systems: Sequence[str], work: Path) -> dict[str, Any]:
+    params = {"runs": list(cfg.runs), "turns": cfg.turns, "processes": cfg.processes}
+    raw = {}
+    for system in systems:
+        say(f"concurrency: {system}, {list(cfg.runs)} runs")
+        raw[system] = worker(system, "concurrency", params, work / f"many-{system}")
+    return {"params": params, "raw": raw}
+
+
+RUNNERS: dict[str, Callable[[Config, Sequence[str], Path], dict[str, Any]]] = {
+    "steps": run_steps,
+    "storage": run_storage,
+    "resume": run_resume,
+    "crash": run_crash,
+    "concurrency": run_concurrency,
+}
+
+
+def run_all(
+    cfg: Config, workloads: Sequence[str], systems: Sequence[str], work: Path
+) -> dict[str, Any]:
+    """Every selected workload for every selected system; raw samples and summaries."""
+    results: dict[str, Any] = {
+        "machine": machine_info(work),
+        "config": asdict(cfg),
+        "systems": list(systems),
+        "versions": versions(),
+        "workloads": {},
+    }
+    started = time.perf_counter()
+    for name in workloads:
+        t0 = time.perf_counter()
+        data = RUNNERS[name](cfg, systems, work)
+        data["summary"] = comparetables.SUMMARISERS[name](data, systems)
+        data["seconds"] = time.perf_counter() - t0
+        results["workloads"][name] = data
+    results["machine"]["load_average_after"] = load_average()
+    results["seconds"] = time.perf_counter() - started
+    return results
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for package in ("trestle", "langgraph", "langgraph-checkpoint-sqlite", "dbos"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            out[package] = "not installed"
+    return out
+
+
+def parse_args(argv: Sequence[str] | None) -> tuple[Config, argparse.Namespace]:
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
+    p.add_argument("--only", default=",".join(WORKLOADS), help="workloads, comma-separated")
+    p.add_argument("--systems", default=",".join(SYSTEMS), help="systems, comma-separated")
+    p.add_argument("--repeat", type=int, help="repetitions of workloads 1 and 3")
+    p.add_argument("--trials", type=int, help="crash trials per system")
+    p.add_argument("--json", type=Path, help="where to write results (default under results/)")
+    p.add_argument("--dir", type=Path, help="where the stores go (default: a temporary dir)")
+    args = p.parse_args(argv)
+    cfg = QUICK if args.quick else Config()
+    if args.repeat:
+        cfg = replace(cfg, repeat=args.repeat)
+    if args.trials:
+        cfg = replace(cfg, trials=args.trials)
+    for name, allowed in (("only", WORKLOADS), ("systems", SYSTEMS)):
+        unknown = set(getattr(args, name).split(",")) - set(allowed)
+        if unknown:
+            p.error(f"--{name}: unknown {sorted(unknown)}; choose from {', '.join(allowed)}")
+    if "trestle" not in args.systems.split(","):
+        p.error("--systems must include trestle: every ratio is to Trestle")
+    return cfg, args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    cfg, args = parse_args(argv)
+    workloads = [w for w in WORKLOADS if w in args.only.split(",")]
+    systems = [s for s in SYSTEMS if s in args.systems.split(",")]
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    work = args.dir or Path(tempfile.mkdtemp(prefix="compare-", dir=RESULTS_DIR))
+    try:
+        results = run_all(cfg, workloads, systems, work.resolve())
+    finally:
+        if args.dir is None:
+            shutil.rmtree(work, ignore_errors=True)
+    out = args.json or RESULTS_DIR / f"compare-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    print(comparetables.render(results))
+    print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,115 @@
+"""The comparison harness (Trestle, LangGraph, DBOS) runs in the suite so that it cannot rot.
+
+Nothing here is about speed. The smoke run must produce every workload's figures for
+every system; Trestle must lose no step, repeat no effect and resume every crashed
+run; and the crash audit must catch a duplicated or a missing effect when one is
+planted, so that its zeros mean something.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+def load(name: str) -> ModuleType:
+    """A bench module by file path (``bench/`` goes on the path for its own imports)."""
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while defined
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    results: dict[str, Any] = load("smoke").run_compare_smoke(tmp_path_factory.mktemp("cmp"))
+    return results
+
+
+SYSTEMS = ("trestle", "langgraph", "dbos")
+
+
+def test_every_workload_has_figures_for_every_system(smoke: dict[str, Any]) -> None:
+    workloads = smoke["workloads"]
+    assert set(workloads) == {"steps", "storage", "resume", "crash", "concurrency"}
+    for name, data in workloads.items():
+        assert set(SYSTEMS) <= set(data["summary"]), name
+    steps = workloads["steps"]["summary"]
+    assert all(row["us_per_step"] > 0 for row in steps.values())
+    assert steps["trestle"]["ratio"] == 1.0
+    assert all(steps[s]["makespan_s"] > 0 for s in SYSTEMS)
+    for system in SYSTEMS:
+        stored = [r["bytes"] for r in workloads["storage"]["summary"][system]["rows"]]
+        assert stored == sorted(stored) and stored[0] < stored[-1], (system, stored)
+        resumed = workloads["resume"]["summary"][system]["rows"]
+        assert [r["turns"] for r in resumed] == [4, 12]
+        assert all(r["median_s"] > 0 for r in resumed)
+    rendered = load("comparetables").render(smoke)
+    assert all(system in rendered for system in SYSTEMS)
+
+
+def test_trestle_survives_every_crash_without_loss_or_duplicate(smoke: dict[str, Any]) -> None:
+    crash = smoke["workloads"]["crash"]["summary"]
+    for system in SYSTEMS:
+        assert crash[system]["trials"] == 2
+    trestle = crash["trestle"]
+    assert trestle["kills"] >= 1, "no kill landed: the smoke tested nothing"
+    assert (trestle["duplicated_steps"], trestle["lost_steps"], trestle["unresumable"]) == (
+        0,
+        0,
+        0,
+    ), trestle["problems"]
+
+
+def test_concurrent_runs_are_all_accounted_for(smoke: dict[str, Any]) -> None:
+    for system in SYSTEMS:
+        for row in smoke["workloads"]["concurrency"]["summary"][system]["rows"]:
+            assert row["succeeded"] + row["errors"] == row["runs"], (system, row)
+            assert row["max_rss_kb"] > 0
+    for row in smoke["workloads"]["concurrency"]["summary"]["trestle"]["rows"]:
+        assert row["errors"] == 0, row
+
+
+def test_crash_audit_catches_a_duplicated_and_a_lost_effect(tmp_path: Path) -> None:
+    crashflow, crashinject = load("crashflow"), load("crashinject")
+
+    def twice_and_skipping(work: Path) -> None:
+        for step in crashflow.STEPS:
+            if step != "announce":  # never takes effect: lost
+                crashflow.act(work, step)
+        crashflow.act(work, "release")  # the irreversible step, again
+
+    tally = crashinject.run_trials(twice_and_skipping, 2, tmp_path)
+    assert tally.trials == 2
+    assert tally.trials_with_duplicate == 2
+    assert tally.irreversible_duplicated == 2
+    assert tally.lost_steps == 2
+    assert tally.unresumable == 0
+
+
+def test_crash_audit_counts_a_driver_that_cannot_resume(tmp_path: Path) -> None:
+    crashinject = load("crashinject")
+
+    def broken(work: Path) -> None:
+        raise RuntimeError("no way to recover")
+
+    tally = crashinject.run_trials(broken, 1, tmp_path)
+    assert tally.unresumable == 1
+    assert "no way to recover" in tally.problems[0]
+
+
+def test_growth_exponent_tells_linear_from_quadratic() -> None:
+    exponent = load("comparetables").growth_exponent
+    assert exponent([100, 200, 400], [5e5, 1e6, 2e6]) == pytest.approx(1.0)
+    assert exponent([100, 200, 400], [1e4, 4e4, 16e4]) == pytest.approx(2.0)
