@@ -223,5 +223,11 @@ async def perform(step: Step, ctx: StepContext, pool: Executor | None = None) ->
         return await in_thread(
             pool, _write_file, ctx.workspace, step.write.path, step.write.content
         )
+    if step.agent is not None:  # the agent runtime performs these; see trestle.agent
+        return ActionResult(
+            status="error",
+            error=f"step {step.id!r} is an agent step: it needs the agent runtime "
+            "(trestle agent), not the plain plan engine",
+        )
     assert step.python is not None
     return await call_python(step.python, ctx, step.timeout, pool)

@@ -75,6 +75,18 @@ def decide(state: RunState, now: float) -> list[AnyEvent]:
         match st.status:
             case "attempt_failed":
                 out.append(_after_failed_attempt(state, sid, now))
+            case "deferred" if st.ask is not None:
+                ask = st.ask
+                out.append(
+                    p.ask_human(
+                        subject="tool",
+                        step=sid,
+                        action_hash=ask.action_hash,
+                        decision=ask.decision,
+                        similar_key=ask.similar_key,
+                        ask=ask,
+                    )
+                )
             case "unknown":
                 if step.verify and not st.probed:
                     if p.capacity > 0:

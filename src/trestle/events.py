@@ -12,11 +12,16 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter
 
+from trestle.agent.context import CompressionRecord
+from trestle.agent.phases import Findings
+from trestle.agent.planning import AgentPlan
+from trestle.agent.reminders import ReminderRecord
 from trestle.budget import Breach, Dimension
+from trestle.models.base import ModelResponse
 from trestle.plan import Plan, Step
-from trestle.policy import Policy, TierDecision
+from trestle.policy import ActionFacts, Policy, TierDecision
 
 
 class Event(BaseModel):
@@ -37,7 +42,9 @@ class CheckResult(BaseModel):
     passed: bool
 
 
-ActionStatus = Literal["ok", "failed", "timeout", "error", "skipped"]
+# "deferred": the step stopped itself before it was done, to wait for a human (a tool
+# call needs approval) or the budget; it is not a failure and uses up no retry
+ActionStatus = Literal["ok", "failed", "timeout", "error", "skipped", "deferred"]
 
 
 class ActionResult(BaseModel):
@@ -90,8 +97,23 @@ class StepStarted(Event):
     gate: Gate | None = None
 
 
+class ToolAsk(BaseModel):
+    """A tool call an agent step wants to make that needs a human's approval first."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    tool: str
+    arguments: str  # as the model wrote them
+    facts: ActionFacts
+    decision: TierDecision
+    action_hash: str
+    similar_key: str
+
+
 class StepAttemptEnded(Event):
-    """The attempt finished: its action's result and its checks' verdicts."""
+    """The attempt finished: its action's result and its checks' verdicts.
+
+    A ``deferred`` action carries ``ask`` when a tool call waits for approval.
+    """
 
     kind: Literal["step_attempt_ended"] = "step_attempt_ended"
     step: str
@@ -101,6 +123,7 @@ class StepAttemptEnded(Event):
     checks: tuple[CheckResult, ...] = ()
     checkpoint_before: str | None = None  # workspace snapshots (commit ids), if taken
     checkpoint_after: str | None = None
+    ask: ToolAsk | None = None
 
 
 ProbeReason = Literal["before_retry", "unknown_outcome"]
@@ -171,7 +194,7 @@ class StepReopened(Event):
     request_id: int | None = None
 
 
-ApprovalSubject = Literal["action", "audit", "budget"]
+ApprovalSubject = Literal["action", "audit", "budget", "tool"]
 
 
 class ApprovalRequested(Event):
@@ -191,6 +214,7 @@ class ApprovalRequested(Event):
     decision: TierDecision | None = None
     similar_key: str | None = None
     breach: Breach | None = None
+    ask: ToolAsk | None = None  # the tool call, for subject "tool"
 
 
 Verdict = Literal["approve", "reject", "modify"]
@@ -245,6 +269,120 @@ class RunRewound(Event):
     by: str
 
 
+# --- the agent: what a model was asked and answered, and what its tools did ----------
+
+
+class ModelCalled(Event):
+    """One model call of an agent step, recorded so a resumed run replays it.
+
+    ``round`` numbers the step's conversations: a failed attempt, or a human's retry,
+    starts a new one; a crash or a pause for approval continues the same one.
+    """
+
+    kind: Literal["model_called"] = "model_called"
+    step: str
+    round: int
+    turn: int
+    request_hash: str
+    response: ModelResponse
+    model: str = ""
+
+
+class ToolCallStarted(Event):
+    """A tool call is about to run; durable first, so a crash mid-call is known."""
+
+    kind: Literal["tool_call_started"] = "tool_call_started"
+    step: str
+    round: int
+    turn: int
+    call_id: str
+    tool: str
+    arguments: str
+    nature: str
+
+
+class ToolCallEnded(Event):
+    """What a tool call produced: the observation the model was shown."""
+
+    kind: Literal["tool_call_ended"] = "tool_call_ended"
+    step: str
+    round: int
+    turn: int
+    call_id: str
+    tool: str
+    ok: bool
+    content: str
+    error: str | None = None
+    data: dict[str, JsonValue] = {}
+
+
+class ReminderInjected(Event):
+    kind: Literal["reminder_injected"] = "reminder_injected"
+    step: str
+    round: int
+    record: ReminderRecord
+
+
+class ContextCompressed(Event):
+    """The conversation was rebuilt; ``summary`` is what replaced the older turns."""
+
+    kind: Literal["context_compressed"] = "context_compressed"
+    step: str
+    round: int
+    turn: int
+    record: CompressionRecord
+    summary: str
+
+
+class PhaseEntered(Event):
+    """The agent moved into a phase (UNDERSTAND, PLAN, EXECUTE, VALIDATE or DONE)."""
+
+    kind: Literal["phase_entered"] = "phase_entered"
+    phase: str
+    step: str | None = None
+    reason: str
+
+
+class FindingsRecorded(Event):
+    kind: Literal["findings_recorded"] = "findings_recorded"
+    step: str
+    findings: Findings
+
+
+class PlanProposed(Event):
+    """A plan the model proposed, accepted or refused with the problems it was told."""
+
+    kind: Literal["plan_proposed"] = "plan_proposed"
+    step: str
+    round: int
+    attempt: int
+    accepted: bool
+    problems: tuple[str, ...] = ()
+
+
+class PlanExtended(Event):
+    """Steps join the run's plan: an accepted plan, a re-plan, or a user's requirement.
+
+    ``needs_added`` makes steps that have not started wait for new ones too (the
+    acceptance step waits for steps a revision added).
+    """
+
+    kind: Literal["plan_extended"] = "plan_extended"
+    by: str
+    steps: tuple[Step, ...]
+    needs_added: dict[str, tuple[str, ...]] = {}
+    agent_plan: AgentPlan | None = None
+
+
+class RequirementAdded(Event):
+    """A user added a requirement mid-run (``trestle tell``)."""
+
+    kind: Literal["requirement_added"] = "requirement_added"
+    text: str
+    by: str
+    request_id: int | None = None
+
+
 RunStatus = Literal["succeeded", "partial", "needs_human", "stopped"]
 
 
@@ -271,6 +409,16 @@ AnyEvent = Annotated[
     | ApprovalRefused
     | BudgetExhausted
     | RunRewound
+    | ModelCalled
+    | ToolCallStarted
+    | ToolCallEnded
+    | ReminderInjected
+    | ContextCompressed
+    | PhaseEntered
+    | FindingsRecorded
+    | PlanProposed
+    | PlanExtended
+    | RequirementAdded
     | RunFinished,
     Field(discriminator="kind"),
 ]

@@ -17,7 +17,7 @@ from trestle.plan import Step
 from trestle.policy import ActionFacts, Nature, TierDecision, action_hash, classify
 from trestle.state import RunState, StepState
 
-NATURES: dict[str, Nature] = {"run": "command", "write": "write", "python": "call"}
+NATURES: dict[str, Nature] = {"run": "command", "write": "write", "python": "call", "agent": "call"}
 
 
 def step_facts(step: Step, st: StepState) -> ActionFacts:

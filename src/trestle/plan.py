@@ -126,7 +126,27 @@ class Backoff(Record):
         return float(min(self.initial * self.factor ** (retry_number - 1), self.max))
 
 
-ActionKind = Literal["run", "write", "python"]
+AgentRole = Literal["understand", "plan", "review", "execute", "validate"]
+
+
+class AgentTask(Record):
+    """A step the agent runtime performs with a model (or, for ``review`` and
+    ``validate``, without one): what the step is for and what it may touch.
+
+    ``round`` counts plans: 1 for the first, one more for each re-plan after failed
+    acceptance checks. ``files`` and ``new_files`` are the files an execute step may
+    change and create; its writes outside them are refused.
+    """
+
+    role: AgentRole
+    objective: str = ""
+    files: tuple[str, ...] = ()
+    new_files: tuple[str, ...] = ()
+    round: int = Field(default=1, ge=1)
+
+
+ActionKind = Literal["run", "write", "python", "agent"]
+ACTION_KINDS: tuple[ActionKind, ...] = ("run", "write", "python", "agent")
 
 
 class Step(Record):
@@ -137,6 +157,7 @@ class Step(Record):
     run: str | None = Field(default=None, min_length=1)
     write: WriteAction | None = None
     python: str | None = Field(default=None, pattern=PYTHON_REF_PATTERN)
+    agent: AgentTask | None = None
     needs: tuple[str, ...] = ()
     verify: tuple[Check, ...] = ()
     retries: int = Field(default=0, ge=0, le=100)
@@ -156,7 +177,7 @@ class Step(Record):
 
     @model_validator(mode="after")
     def _one_action(self) -> Step:
-        given = [k for k in ("run", "write", "python") if getattr(self, k) is not None]
+        given = [k for k in ACTION_KINDS if getattr(self, k) is not None]
         if not given:
             raise ValueError("missing action: give one of 'run', 'write' or 'python'")
         if len(given) > 1:
@@ -171,6 +192,8 @@ class Step(Record):
             return "run"
         if self.write is not None:
             return "write"
+        if self.agent is not None:
+            return "agent"
         return "python"
 
     @property
@@ -190,7 +213,7 @@ class Step(Record):
         """Everything that makes this step's action what it is: an approval is bound to
         a hash of this, so any change to it needs a new approval."""
         return self.model_dump(
-            mode="json", include={"id", "run", "write", "python", "env", "timeout"}
+            mode="json", include={"id", "run", "write", "python", "agent", "env", "timeout"}
         )
 
     def describe_action(self) -> str:
@@ -198,6 +221,8 @@ class Step(Record):
             return self.run
         if self.write is not None:
             return f"write {self.write.path}"
+        if self.agent is not None:
+            return f"agent {self.agent.role}: {self.agent.objective}"
         return f"call {self.python}"
 
 

@@ -15,6 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, PrivateAttr
 
+from trestle.agent.phases import Findings
 from trestle.budget import Breach, Tally
 from trestle.events import (
     AnyEvent,
@@ -24,6 +25,14 @@ from trestle.events import (
     ApprovalSubject,
     BudgetExhausted,
     CheckResult,
+    ContextCompressed,
+    FindingsRecorded,
+    ModelCalled,
+    PhaseEntered,
+    PlanExtended,
+    PlanProposed,
+    ReminderInjected,
+    RequirementAdded,
     RunCreated,
     RunFinished,
     RunResumed,
@@ -39,6 +48,9 @@ from trestle.events import (
     StepRetryScheduled,
     StepSkipped,
     StepStarted,
+    ToolAsk,
+    ToolCallEnded,
+    ToolCallStarted,
 )
 from trestle.plan import Plan, Step, dependents
 from trestle.policy import Policy, TierDecision
@@ -52,6 +64,7 @@ StepStatus = Literal[
     "unknown",  # an attempt started but its outcome was never recorded (crash)
     "escalated",  # outcome unknown and unsafe to re-run: a human must decide
     "awaiting_approval",  # its next attempt needs a human's approval first
+    "deferred",  # an agent step paused itself: a tool call needs approval (see ``ask``)
     "succeeded",
     "failed",
     "blocked",
@@ -80,6 +93,11 @@ class StepState(BaseModel):
     approval: int | None = None  # the approval asked for (or given) for its action
     approved_hash: str | None = None  # the exact action a human approved
     reserved_cost: float = 0.0  # the running attempt's estimate, held against the budget
+    # an agent step's conversation: a failed attempt or a human's retry starts a new
+    # round (told why the last one failed); a crash or a pause continues the same one
+    round: int = 1
+    round_failure: str | None = None
+    ask: ToolAsk | None = None  # the tool call a deferred agent step waits to make
 
 
 class ApprovalState(BaseModel):
@@ -118,6 +136,13 @@ class RunState(BaseModel):
     stopped: str | None = None  # why a budget stopped the run
     active_seconds: float = 0.0  # time the run was driven, up to ``active_since``
     active_since: float | None = None
+    # the agent's part: steps its plans added, where each conversation's events are
+    # (seqs, by "step#round"), the findings, the phase, what the user added mid-run
+    extended: bool = False  # its plan grew since the first event (see snapshot_json)
+    transcripts: dict[str, list[int]] = {}
+    findings: Findings | None = None
+    phase: str | None = None
+    requirements: list[str] = []
 
     # Indexes derived from ``steps`` so that deciding looks only at the frontier, not
     # at every step: a run of n steps then costs O(n), not O(n^2). Never persisted;
@@ -149,16 +174,20 @@ class RunState(BaseModel):
     @classmethod
     def from_snapshot(cls, data: str | bytes, plan: Plan | None = None) -> RunState:
         """Restore a snapshot; ``plan`` is required for one made by snapshot_json()."""
-        if plan is None:
-            state = cls.model_validate_json(data)
-        else:
-            state = cls.model_validate({**json.loads(data), "plan": plan})
+        fields = json.loads(data)
+        if "plan" not in fields:
+            if plan is None:
+                raise ValueError("this snapshot has no plan: pass the run's first plan")
+            fields["plan"] = plan
+        state = cls.model_validate(fields)
         state.reindex()
         return state
 
     def snapshot_json(self) -> str:
         """The state without its plan, which the run's first event already holds: a
         snapshot then costs the size of the run's progress, not of its plan."""
+        if self.extended:  # the plan grew: the first event no longer has all of it
+            return self.model_dump_json()
         return self.model_dump_json(exclude={"plan"})
 
     def reindex(self) -> None:
@@ -207,7 +236,12 @@ class RunState(BaseModel):
                 st = self.steps[sid]
                 st.checks, st.ended_at = list(checks), event.at
                 self._release(st)
-                if ok:
+                if action.status == "deferred":
+                    st.ask, st.reason = event.ask, action.error
+                    # nothing failed: the step picks up where it paused, without a probe
+                    st.probed, st.not_before = True, None
+                    self._set(sid, "deferred" if event.ask else "retry_wait")
+                elif ok:
                     st.error = None
                     st.succeeded_via = "probe" if action.status == "skipped" else "action"
                     st.reason = "verified" if checks else "action succeeded"
@@ -215,6 +249,7 @@ class RunState(BaseModel):
                 else:
                     st.failed_attempts += 1
                     st.error = _attempt_error(action.error, action.status, checks)
+                    st.round, st.round_failure = st.round + 1, st.error
                     self._set(sid, "attempt_failed")
             case StepProbeStarted(step=sid, reason=why):
                 self.steps[sid].probe_reason = why
@@ -269,9 +304,49 @@ class RunState(BaseModel):
             case RunRewound(reopened=sids):
                 for sid in sids:
                     self._reopen(sid, rewound=True)
+            case ModelCalled(response=response):
+                self._index(event.step, event.round)
+                usage = response.usage
+                self.tally.add(self.tally.spent, "tokens", usage.total_tokens)
+                self.tally.add(self.tally.spent, "cost", usage.cost or 0.0)
+            case ToolCallStarted() | ToolCallEnded() | ReminderInjected() | ContextCompressed():
+                self._index(event.step, event.round)
+            case PhaseEntered(phase=phase):
+                self.phase = phase
+            case FindingsRecorded(findings=findings):
+                self.findings = findings
+            case PlanProposed():
+                pass  # recorded for the log and the report
+            case PlanExtended():
+                self._extend(event)
+            case RequirementAdded(text=text):
+                self.requirements.append(text)
+                self.finished = None
             case RunFinished(status=status):
                 self.finished = status
                 self._stop_clock(event.at)
+
+    def _index(self, sid: str, round: int) -> None:
+        self.transcripts.setdefault(transcript_key(sid, round), []).append(self.seq)
+
+    def transcript(self, sid: str, round: int) -> list[int]:
+        """The seqs of one agent conversation's recorded events, in order."""
+        return self.transcripts.get(transcript_key(sid, round), [])
+
+    def _extend(self, event: PlanExtended) -> None:
+        """Add the new steps, and the new needs of steps that have not started."""
+        steps = [
+            s.model_copy(update={"needs": (*s.needs, *event.needs_added[s.id])})
+            if s.id in event.needs_added
+            else s
+            for s in self.plan.steps
+        ]
+        self.plan = self.plan.model_copy(update={"steps": (*steps, *event.steps)})
+        self.extended = True
+        for step in event.steps:
+            self.steps[step.id] = StepState()
+        self.finished = None
+        self.reindex()
 
     def _stop_clock(self, at: float) -> None:
         if self.active_since is not None:
@@ -315,6 +390,14 @@ class RunState(BaseModel):
         if a.step is None or not a.blocking:
             return  # an after-the-fact audit: the review is recorded, nothing waits on it
         sid, st = a.step, self.steps[a.step]
+        if a.subject == "tool":
+            # either way the step goes on: its replay reaches the call again, and the
+            # gate then finds this decision (a rejection is read by the model)
+            if event.similar and a.similar_key is not None and event.verdict != "reject":
+                self.similar_approved[a.similar_key] = event.approval
+            st.ask, st.probed, st.not_before = None, True, None
+            self._set(sid, "retry_wait")
+            return
         if event.verdict == "reject":
             st.reason = (
                 f"rejected by {event.by}: {event.reason}"
@@ -333,6 +416,8 @@ class RunState(BaseModel):
 
     def _reopen(self, sid: str, *, rewound: bool = False) -> None:
         st = self.steps[sid]
+        if st.attempt:  # an agent step starts a fresh conversation
+            st.round, st.round_failure = st.round + 1, None
         st.failed_attempts, st.dead_lettered, st.probed = 0, False, False
         st.reason, st.error, st.probe_reason = None, None, None
         if rewound:  # its work was undone: it starts over, and asks again if it must
@@ -382,7 +467,7 @@ class RunState(BaseModel):
 
     def _wants_decision(self, sid: str) -> bool:
         status = self.steps[sid].status
-        if status in ("attempt_failed", "unknown", "retry_wait"):
+        if status in ("attempt_failed", "unknown", "retry_wait", "deferred"):
             return True
         if status != "pending":
             return False
@@ -450,6 +535,10 @@ class RunState(BaseModel):
         if st.status == "blocked" and not self.step_spec(need).optional:
             return st.blocked_by
         return None
+
+
+def transcript_key(sid: str, round: int) -> str:
+    return f"{sid}#{round}"
 
 
 def _attempt_error(error: str | None, status: str, checks: Iterable[CheckResult]) -> str:

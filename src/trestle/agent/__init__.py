@@ -38,7 +38,6 @@ from trestle.agent.phases import (
     parse_findings,
 )
 from trestle.agent.planning import (
-    AGENT_STEP_REF,
     AgentPlan,
     AgentPlanStep,
     Feedback,
@@ -66,7 +65,6 @@ from trestle.agent.reminders import (
 from trestle.errors import PhaseError, PinLostError
 
 __all__ = [
-    "AGENT_STEP_REF",
     "PHASE_NATURES",
     "PIN_HEADER",
     "REMINDER_HEADER",

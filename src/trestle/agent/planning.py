@@ -33,13 +33,14 @@ import json
 import posixpath
 import re
 from collections.abc import Collection, Mapping, Sequence
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, Discriminator, Field, Tag, ValidationError
 
 from trestle.errors import RunError
 from trestle.plan import (
     STEP_ID_PATTERN,
+    AgentTask,
     CommandCheck,
     FileContainsCheck,
     FileExistsCheck,
@@ -50,14 +51,7 @@ from trestle.plan import (
 )
 from trestle.planfile import only_items_failed
 from trestle.policy import path_glob_matches, workspace_path
-from trestle.record import Record
-from trestle.tools.base import untitled_schema
-
-if TYPE_CHECKING:
-    from trestle.actions import StepContext
-
-AGENT_STEP_REF = "trestle.agent.planning:requires_agent_runtime"
-"""The ``python:`` action of every agent step in a runtime plan."""
+from trestle.record import Record, untitled_schema
 
 AGENT_TAG = "agent"
 DEFAULT_MAX_STEPS = 30
@@ -498,22 +492,27 @@ def runtime_plan(
     goal: str,
     workspace: str = ".",
     retries: int = DEFAULT_STEP_RETRIES,
+    round: int = 1,
 ) -> Plan:
     """The runtime :class:`~trestle.plan.Plan` for an accepted agent plan.
 
-    Each step becomes an agent step (``python:`` :data:`AGENT_STEP_REF`, tagged
-    ``agent``) with the objective as its description. Its needs, checks, flags,
-    reasoning and confidence carry over. An agent step may run again after a crash
-    (its recorded tool calls are replayed, not repeated) unless it is irreversible.
-
-    Per-step file lists have no field in :class:`~trestle.plan.Step` yet; they stay on
-    the :class:`AgentPlan`, which the runtime records next to this plan.
+    Each step becomes an agent step (an ``agent:`` action with role ``execute``, tagged
+    ``agent``) whose objective, files and new files come from the model's step. Its
+    needs, checks, flags, reasoning and confidence carry over. An agent step may run
+    again after a crash (its recorded model and tool calls are replayed, not repeated)
+    unless it is irreversible.
     """
     steps = tuple(
         Step(
             id=s.id,
             description=s.objective,
-            python=AGENT_STEP_REF,
+            agent=AgentTask(
+                role="execute",
+                objective=s.objective,
+                files=s.files,
+                new_files=s.new_files,
+                round=round,
+            ),
             needs=s.needs,
             verify=s.verify,
             retries=retries,
@@ -554,20 +553,7 @@ def validate_agent_plan(
 
 def is_agent_step(step: Step) -> bool:
     """Is ``step`` an agent step (a tool loop on its objective) rather than an action?"""
-    return step.python == AGENT_STEP_REF
-
-
-def requires_agent_runtime(ctx: StepContext) -> None:
-    """The action of an agent step when a runtime without the agent reaches it.
-
-    The agent runtime never calls this: it runs the step's tool loop instead. The plain
-    plan engine would, and then the step fails with this explanation rather than
-    passing without anything having been done.
-    """
-    raise RunError(
-        f"step {ctx.step_id!r} of run {ctx.run_id!r} is an agent step: it needs the agent "
-        "runtime (trestle agent), not the plain plan engine"
-    )
+    return step.agent is not None
 
 
 # --- bounded attempts ------------------------------------------------------------------

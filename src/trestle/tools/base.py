@@ -14,14 +14,14 @@ import abc
 import asyncio
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, Literal, Protocol, TypeVar
+from typing import Generic, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, JsonValue, model_validator
 
 from trestle.actions import OUTPUT_LIMIT
 from trestle.models.base import ToolSchema
 from trestle.policy import ActionFacts, Nature
-from trestle.record import Record
+from trestle.record import Record, untitled_schema
 
 DEFAULT_COMMAND_TIMEOUT = 120.0  # seconds a command or the test command may run
 
@@ -128,24 +128,6 @@ class Tool(abc.ABC, Generic[ArgsT]):
             description=self.description,
             parameters=untitled_schema(self.arguments.model_json_schema()),
         )
-
-
-def untitled_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """``schema`` without pydantic's generated titles: they repeat the field names and
-    cost a model tokens on every call. Property names themselves are kept."""
-    out: dict[str, Any] = {}
-    for key, value in schema.items():
-        if key == "title" and isinstance(value, str):
-            continue
-        if key in ("properties", "$defs") and isinstance(value, dict):
-            out[key] = {name: untitled_schema(sub) for name, sub in value.items()}
-        elif isinstance(value, dict):
-            out[key] = untitled_schema(value)
-        elif isinstance(value, list):
-            out[key] = [untitled_schema(v) if isinstance(v, dict) else v for v in value]
-        else:
-            out[key] = value
-    return out
 
 
 class BlockingTool(Tool[ArgsT]):
