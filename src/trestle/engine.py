@@ -20,10 +20,11 @@ import contextlib
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import ParamSpec, Protocol, TypeVar
 
 from trestle.actions import StepContext, in_thread, perform
 from trestle.approvals import decision_as_event
@@ -50,6 +51,7 @@ from trestle.events import (
     StepSkipped,
     StepStarted,
     StoredEvent,
+    ToolAsk,
 )
 from trestle.gate import action_digest
 from trestle.plan import Step
@@ -62,6 +64,42 @@ from trestle.store.base import Appended, Lease, Owner, Request, Snapshot, Store
 Clock = Callable[[], float]
 P = ParamSpec("P")
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class StepWork:
+    """What a :class:`StepPerformer` is given for one attempt.
+
+    ``state`` is the live run state: read it, never change it (only recorded events
+    do). ``record`` makes events durable in the run's stream before it returns their
+    seqs; ``load`` reads recorded events back by seq.
+    """
+
+    state: RunState
+    step: Step
+    ctx: StepContext
+    pool: Executor
+    record: Callable[[Sequence[AnyEvent]], Awaitable[list[int]]]
+    load: Callable[[Sequence[int]], Awaitable[list[AnyEvent]]]
+    clock: Callable[[], float]
+
+
+class StepPerformer(Protocol):
+    """Performs the steps the engine cannot do alone: agent steps (see trestle.agent),
+    and turns a user's mid-run requirement into events."""
+
+    async def perform(self, work: StepWork) -> tuple[ActionResult, ToolAsk | None]:
+        """Do one attempt; a ``deferred`` result may carry the tool call to approve."""
+        ...
+
+    def requirement(
+        self, state: RunState, text: str, *, by: str, request_id: int, now: float
+    ) -> list[AnyEvent]:
+        """The events that add ``text`` to the run, or none if it cannot take it now."""
+        ...
+
+
+_Ack = tuple[asyncio.Future[list[int]], int, int]  # who waits, offset in inbound, count
 
 
 def this_process(name: str = "trestle") -> Owner:
@@ -96,6 +134,7 @@ class LocalEngine:
         poll_interval: float = 0.5,
         decision_key: bytes | None = None,
         shadow_dir: Path | None = None,
+        performer: StepPerformer | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -105,6 +144,7 @@ class LocalEngine:
         self.poll_interval = poll_interval
         self._decision_key = decision_key
         self.shadow_dir = shadow_dir or shadow_dir_for(store)
+        self.performer = performer
         # sqlite3 blocks; one thread keeps it off the event loop and serialises commits
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trestle-store")
 
@@ -133,6 +173,8 @@ class LocalEngine:
             pool = ThreadPoolExecutor(state.plan.parallelism, thread_name_prefix="trestle-step")
             last_snapshot = state.seq
             inbound: list[AnyEvent] = []
+            acks: list[_Ack] = []
+            outbox = _Outbox()
             finished = state.finished is not None
             if finished and not await self._store(self.store.pending_requests, run_id):
                 return  # nothing to do, and nothing worth recording
@@ -167,15 +209,20 @@ class LocalEngine:
                     if keeper.done():
                         keeper.result()  # re-raises LeaseLostError
                     await self._store(self.store.append, run_id, appended, token=lease.token)
+                    for future, offset, count in acks:
+                        if not future.done():
+                            future.set_result(list(range(first + offset, first + offset + count)))
+                    acks = []
                     for offset, event in enumerate(batch):
                         yield StoredEvent(run_id=run_id, seq=first + offset, event=event)
                     for event in batch:
-                        task = self._dispatch(state, event, pool)
+                        task = self._dispatch(state, event, pool, outbox)
                         if task is not None:
                             work[task] = run_id
                 if state.finished is not None and not work:
                     return
-                inbound = await self._wait(state, work)
+                inbound = await self._wait(state, work, outbox)
+                inbound, acks = outbox.drain(inbound)
         finally:
             for task in work:
                 task.cancel()
@@ -199,8 +246,7 @@ class LocalEngine:
             batch.append(event)
         for request in requests:
             # judged one at a time: an earlier request may change what a later one means
-            decision = self._request_as_event(state, request)
-            if decision is not None:
+            for decision in self._request_as_events(state, request):
                 state.apply(decision)
                 batch.append(decision)
         while decided := decide(state, self.clock()):
@@ -210,9 +256,10 @@ class LocalEngine:
         return batch
 
     async def _wait(
-        self, state: RunState, work: dict[asyncio.Task[AnyEvent], str]
+        self, state: RunState, work: dict[asyncio.Task[AnyEvent], str], outbox: _Outbox
     ) -> list[AnyEvent]:
-        """Sleep until an attempt ends, a retry falls due, or it is time to poll."""
+        """Sleep until an attempt ends or records events, a retry falls due, or it is
+        time to poll."""
         timeout = self.poll_interval
         due = next_wakeup(state)
         if due is not None:
@@ -220,9 +267,17 @@ class LocalEngine:
         if not work:
             await asyncio.sleep(timeout)
             return []
-        done, _ = await asyncio.wait(work, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if outbox.waiting:
+            timeout = 0.0
+        posted = asyncio.ensure_future(outbox.posted.wait())
+        try:
+            await asyncio.wait(
+                [*work, posted], timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            posted.cancel()
         results = []
-        for task in done:
+        for task in [t for t in work if t.done()]:
             del work[task]
             results.append(task.result())
         # keep a stable order within one commit: plan order, as the decider sees it
@@ -230,12 +285,12 @@ class LocalEngine:
         return results
 
     def _dispatch(
-        self, state: RunState, event: AnyEvent, pool: Executor
+        self, state: RunState, event: AnyEvent, pool: Executor, outbox: _Outbox
     ) -> asyncio.Task[AnyEvent] | None:
         match event:
             case StepStarted(step=sid, attempt=attempt, key=key, gate=gate):
                 ctx = self._context(state, sid, attempt, key)
-                return asyncio.create_task(self._attempt(state, sid, ctx, pool, gate))
+                return asyncio.create_task(self._attempt(state, sid, ctx, pool, gate, outbox))
             case StepProbeStarted(step=sid, reason=why):
                 st = state.steps[sid]
                 ctx = self._context(state, sid, st.attempt, f"{state.run_id}/{sid}/probe")
@@ -254,7 +309,13 @@ class LocalEngine:
         )
 
     async def _attempt(
-        self, state: RunState, sid: str, ctx: StepContext, pool: Executor, gate: Gate | None
+        self,
+        state: RunState,
+        sid: str,
+        ctx: StepContext,
+        pool: Executor,
+        gate: Gate | None,
+        outbox: _Outbox,
     ) -> AnyEvent:
         step = state.step_spec(sid)
         refusal = unapproved(state, step, gate)
@@ -270,7 +331,13 @@ class LocalEngine:
             return StepAttemptEnded(
                 at=self.clock(), step=sid, attempt=ctx.attempt, ok=False, action=action
             )
-        action = await perform(step, ctx, pool)
+        ask: ToolAsk | None = None
+        if step.agent is not None and self.performer is not None:
+            load = self._loader(state.run_id)
+            work = StepWork(state, step, ctx, pool, outbox.record, load, self.clock)
+            action, ask = await self.performer.perform(work)
+        else:
+            action = await perform(step, ctx, pool)
         checks = await run_checks(step, ctx, pool) if action.status == "ok" else ()
         ok = action.status == "ok" and all(c.passed for c in checks)
         try:
@@ -286,7 +353,21 @@ class LocalEngine:
             checks=checks,
             checkpoint_before=before,
             checkpoint_after=after,
+            ask=ask,
         )
+
+    def _loader(self, run_id: str) -> Callable[[Sequence[int]], Awaitable[list[AnyEvent]]]:
+        async def load(seqs: Sequence[int]) -> list[AnyEvent]:
+            if not seqs:
+                return []
+            low, high = min(seqs), max(seqs)
+            stored = await self._store(
+                self.store.events, run_id, after=low - 1, limit=high - low + 1
+            )
+            wanted = set(seqs)
+            return [item.event for item in stored if item.seq in wanted]
+
+        return load
 
     async def _checkpoint(
         self, state: RunState, step: Step, ctx: StepContext, when: When, pool: Executor
@@ -316,15 +397,20 @@ class LocalEngine:
     def close(self) -> None:
         self._io.shutdown(wait=True)
 
-    def _request_as_event(self, state: RunState, r: Request) -> AnyEvent | None:
+    def _request_as_events(self, state: RunState, r: Request) -> list[AnyEvent]:
         if self._decision_key is None:
             self._decision_key = decision_key()
         if r.kind == "decision":
-            return decision_as_event(state, r, self._decision_key, self.clock())
+            return [decision_as_event(state, r, self._decision_key, self.clock())]
         fields = verified_fields(r.payload, self._decision_key)
         if fields is None or (fields.get("run_id"), fields.get("kind")) != (state.run_id, r.kind):
             why = f"a {r.kind} request not signed by the decision path (trestle {r.kind})"
-            return ApprovalRefused(at=self.clock(), approval=None, reason=why, request_id=r.id)
+            return [ApprovalRefused(at=self.clock(), approval=None, reason=why, request_id=r.id)]
+        if r.kind == "tell":
+            if self.performer is None:
+                return []  # not an agent run: left for a runtime that can take it
+            text, by = str(fields.get("reason")), str(fields.get("by", "user"))
+            return self.performer.requirement(state, text, by=by, request_id=r.id, now=self.clock())
         signed = Request(
             id=r.id,
             run_id=state.run_id,
@@ -333,7 +419,8 @@ class LocalEngine:
             reason=str(fields.get("reason")),
             created_at=r.created_at,
         )
-        return _retry_or_skip(state, signed, self.clock())
+        decided = _retry_or_skip(state, signed, self.clock())
+        return [decided] if decided is not None else []
 
 
 def unapproved(state: RunState, step: Step, gate: Gate | None) -> str | None:
@@ -362,3 +449,35 @@ def _retry_or_skip(state: RunState, r: Request, now: float) -> AnyEvent | None:
     if r.kind == "skip" and st.status in SKIPPABLE:
         return StepSkipped(at=now, step=r.step, reason=r.reason, request_id=r.id)
     return None
+
+
+class _Outbox:
+    """Events a running step asks to record: the engine commits them in its next batch
+    and then tells the step their seqs."""
+
+    def __init__(self) -> None:
+        self.posted = asyncio.Event()
+        self._items: list[tuple[list[AnyEvent], asyncio.Future[list[int]]]] = []
+
+    @property
+    def waiting(self) -> bool:
+        return bool(self._items)
+
+    async def record(self, events: Sequence[AnyEvent]) -> list[int]:
+        if not events:
+            return []
+        future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        self._items.append((list(events), future))
+        self.posted.set()
+        return await future
+
+    def drain(self, inbound: list[AnyEvent]) -> tuple[list[AnyEvent], list[_Ack]]:
+        """``inbound`` followed by every posted event, and who waits for which."""
+        acks: list[_Ack] = []
+        events = list(inbound)
+        for posted, future in self._items:
+            acks.append((future, len(events), len(posted)))
+            events += posted
+        self._items.clear()
+        self.posted.clear()
+        return events, acks

@@ -14,10 +14,11 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter
 
-from trestle.agent.context import CompressionRecord
+from trestle.agent.context import CompressionRecord, Pins
 from trestle.agent.phases import Findings
 from trestle.agent.planning import AgentPlan
 from trestle.agent.reminders import ReminderRecord
+from trestle.agent.settings import AgentSettings
 from trestle.budget import Breach, Dimension
 from trestle.models.base import ModelResponse
 from trestle.plan import Plan, Step
@@ -68,6 +69,7 @@ class RunCreated(Event):
     workspace: str
     plan_path: str | None = None
     operator_policy: Policy | None = None
+    agent: AgentSettings | None = None  # set for an agent run (trestle agent)
 
 
 class RunResumed(Event):
@@ -272,6 +274,18 @@ class RunRewound(Event):
 # --- the agent: what a model was asked and answered, and what its tools did ----------
 
 
+class RoundOpened(Event):
+    """An agent step's conversation began: the pins it works under (goal, rules, scope,
+    plan status as it was then) and, after a failed attempt, why that one failed.
+    Recorded so that a replay builds the very same conversation."""
+
+    kind: Literal["round_opened"] = "round_opened"
+    step: str
+    round: int
+    pins: Pins
+    failure: str | None = None
+
+
 class ModelCalled(Event):
     """One model call of an agent step, recorded so a resumed run replays it.
 
@@ -409,6 +423,7 @@ AnyEvent = Annotated[
     | ApprovalRefused
     | BudgetExhausted
     | RunRewound
+    | RoundOpened
     | ModelCalled
     | ToolCallStarted
     | ToolCallEnded

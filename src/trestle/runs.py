@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from trestle.agent.settings import AgentSettings
 from trestle.errors import ConfigError, UnknownRunError
 from trestle.events import RunCreated, StoredEvent
 from trestle.plan import Plan, did_you_mean
@@ -33,6 +34,7 @@ def create_run(
     now: float | None = None,
     run_id: str | None = None,
     operator_policy: Policy | None = None,
+    agent: AgentSettings | None = None,
 ) -> str:
     """Record a new run (its first event) and return its id. Nothing runs yet.
 
@@ -47,6 +49,7 @@ def create_run(
         workspace=str(workspace.resolve()),
         plan_path=str(plan_path.resolve()) if plan_path else None,
         operator_policy=operator_policy,
+        agent=agent,
     )
     state = RunState.from_created(event)
     store.create_run(event, summary=summary_json(state))

@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, PrivateAttr
 
 from trestle.agent.phases import Findings
+from trestle.agent.settings import AgentSettings
 from trestle.budget import Breach, Tally
 from trestle.events import (
     AnyEvent,
@@ -33,6 +34,7 @@ from trestle.events import (
     PlanProposed,
     ReminderInjected,
     RequirementAdded,
+    RoundOpened,
     RunCreated,
     RunFinished,
     RunResumed,
@@ -138,6 +140,7 @@ class RunState(BaseModel):
     active_since: float | None = None
     # the agent's part: steps its plans added, where each conversation's events are
     # (seqs, by "step#round"), the findings, the phase, what the user added mid-run
+    agent: AgentSettings | None = None
     extended: bool = False  # its plan grew since the first event (see snapshot_json)
     transcripts: dict[str, list[int]] = {}
     findings: Findings | None = None
@@ -166,6 +169,7 @@ class RunState(BaseModel):
             seq=1,
             steps={s.id: StepState() for s in event.plan.steps},
             operator_policy=event.operator_policy,
+            agent=event.agent,
             active_since=event.at,
         )
         state.reindex()
@@ -309,7 +313,13 @@ class RunState(BaseModel):
                 usage = response.usage
                 self.tally.add(self.tally.spent, "tokens", usage.total_tokens)
                 self.tally.add(self.tally.spent, "cost", usage.cost or 0.0)
-            case ToolCallStarted() | ToolCallEnded() | ReminderInjected() | ContextCompressed():
+            case (
+                RoundOpened()
+                | ToolCallStarted()
+                | ToolCallEnded()
+                | ReminderInjected()
+                | ContextCompressed()
+            ):
                 self._index(event.step, event.round)
             case PhaseEntered(phase=phase):
                 self.phase = phase

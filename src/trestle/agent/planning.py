@@ -343,6 +343,7 @@ def check_agent_plan(
     scope: Sequence[str],
     workspace_files: Collection[str] | None = None,
     max_steps: int = DEFAULT_MAX_STEPS,
+    existing_steps: Collection[str] = (),
 ) -> AgentPlan | PlanFeedback:
     """Validate a model's plan, returning it with its paths normalised, or every problem.
 
@@ -353,6 +354,8 @@ def check_agent_plan(
         workspace_files: the workspace's files (workspace-relative, ``/``-separated),
             when known: files to change must be among them and files to create must not.
         max_steps: the most steps a plan may have.
+        existing_steps: steps already in the run that a revision's steps may need;
+            its own steps must not reuse their ids.
     """
     parsed = parse_output(raw, AgentPlan, subject="plan")
     if isinstance(parsed, list):
@@ -362,14 +365,17 @@ def check_agent_plan(
         message = f"has {len(parsed.steps)} steps; at most {max_steps} are allowed: merge some"
         problems.append(Problem(kind="too_many_steps", message=message))
     ids = {s.id: None for s in parsed.steps}  # ordered, for did-you-mean
-    seen: set[str] = set()
+    needable = {**ids, **dict.fromkeys(existing_steps)}
+    seen: set[str] = set(existing_steps)
     known = set(workspace_files) if workspace_files is not None else None
     for index, step in enumerate(parsed.steps):
         where = f"step {step.id!r} (steps[{index}])"
         if step.id in seen:
-            problems.append(Problem(kind="duplicate", where=where, message="duplicate step id"))
+            taken = "is already a step of this run" if step.id in existing_steps else ""
+            message = f"duplicate step id{': ' + taken if taken else ''}"
+            problems.append(Problem(kind="duplicate", where=where, message=message))
         seen.add(step.id)
-        problems += _needs_problems(step, where, ids)
+        problems += _needs_problems(step, where, needable)
         problems += _verifiability_problems(step, where)
         problems += _scope_problems(step, where, scope, known)
     graph_sound = not any(p.kind in ("duplicate", "unknown_need") for p in problems)

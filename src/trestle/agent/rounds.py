@@ -1,0 +1,135 @@
+"""How an agent run's plan grows: pure functions from what happened to the steps to add.
+
+Round 1 keeps the model's step ids; later rounds prefix them (``r2.fix``), and a
+revision's steps get ``t1.``, ``t2.`` ..., so ids never collide across rounds. The
+steps around them have fixed names: ``review`` / ``review-2``, ``validate`` /
+``validate-2``, ``plan-2``, ``revise-1``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from trestle.agent.planning import AgentPlan, runtime_plan
+from trestle.agent.settings import AgentSettings, planning_step
+from trestle.events import PlanExtended, RequirementAdded
+from trestle.plan import AgentTask, Step
+from trestle.state import RunState
+
+
+def numbered(base: str, round: int) -> str:
+    """``validate`` in round 1, ``validate-2`` in round 2."""
+    return base if round == 1 else f"{base}-{round}"
+
+
+def current_round(state: RunState) -> int:
+    """The newest plan round the run has reached."""
+    return max((s.agent.round for s in state.plan.steps if s.agent is not None), default=1)
+
+
+def plan_added(
+    plan: AgentPlan,
+    *,
+    by: str,
+    goal: str,
+    settings: AgentSettings,
+    round: int,
+    existing: Collection[str] = (),
+    revision: int | None = None,
+    validate: str | None = None,
+    also_needed: tuple[str, ...] = (),
+    at: float,
+) -> PlanExtended:
+    """The steps an accepted plan adds: a review, its steps, and the acceptance step.
+
+    A revision (``revision`` = its number) adds no acceptance step of its own: the
+    round's ``validate`` step, which has not started, waits for its steps too.
+    ``also_needed``: steps the acceptance step waits for besides the plan's (revisions
+    the user asked for while this plan was being made).
+    """
+    prefix = f"t{revision}." if revision is not None else ("" if round == 1 else f"r{round}.")
+    review = f"review-t{revision}" if revision is not None else numbered("review", round)
+    own = {s.id for s in plan.steps}
+
+    def rename(step_id: str) -> str:
+        return prefix + step_id if step_id in own else step_id  # else: an existing step
+
+    steps = []
+    for step in runtime_plan(plan, goal=goal, retries=settings.step_retries, round=round).steps:
+        needs = tuple(map(rename, step.needs)) or (review,)
+        steps.append(step.model_copy(update={"id": rename(step.id), "needs": needs}))
+    ids = tuple(s.id for s in steps)
+    added: list[Step] = [review_step(review, plan, needs=(by,), settings=settings), *steps]
+    needs_added: dict[str, tuple[str, ...]] = {}
+    if revision is None:
+        added.append(
+            Step(
+                id=numbered("validate", round),
+                description="acceptance checks for the goal",
+                agent=AgentTask(role="validate", objective=goal, round=round),
+                needs=(review, *ids, *also_needed),
+                idempotent=True,
+            )
+        )
+    elif validate is not None:
+        needs_added[validate] = ids
+    return PlanExtended(at=at, by=by, steps=tuple(added), needs_added=needs_added, agent_plan=plan)
+
+
+def review_step(
+    step_id: str, plan: AgentPlan, *, needs: tuple[str, ...], settings: AgentSettings
+) -> Step:
+    """The human's look at a plan before it runs (by policy: ``plan_approval``)."""
+    lines = [plan.summary] if plan.summary else []
+    for s in plan.steps:
+        after = f" (after {', '.join(s.needs)})" if s.needs else ""
+        lines.append(f"- {s.id}: {s.objective}{after}")
+    return Step(
+        id=step_id,
+        description="approve the plan:\n" + "\n".join(lines),
+        agent=AgentTask(role="review", objective=plan.summary or "the plan"),
+        needs=needs,
+        approval="confirm" if settings.plan_approval == "confirm" else "auto",
+        idempotent=True,
+        reasoning=plan.summary,
+    )
+
+
+def replan_added(state: RunState, *, by: str, round: int, failure: str, at: float) -> PlanExtended:
+    """After failed acceptance checks: a planning step for the next round."""
+    objective = (
+        f"{state.plan.goal}\n\nThe acceptance checks failed after round {round}:\n{failure}\n"
+        "Plan the work that is still needed."
+    )
+    step = planning_step(numbered("plan", round + 1), objective, needs=(by,), round=round + 1)
+    return PlanExtended(at=at, by=by, steps=(step,))
+
+
+def requirement_added(
+    state: RunState, text: str, *, by: str, request_id: int, now: float
+) -> list[RequirementAdded | PlanExtended]:
+    """A user's requirement, and where it joins the plan.
+
+    Before the round's planning step starts, the planner simply reads it. Once a plan
+    exists, a ``revise`` step plans the extra work, and the round's acceptance step
+    waits for it. After acceptance has begun the run takes no more requirements.
+    """
+    round = current_round(state)
+    planner = numbered("plan", round)
+    validate = numbered("validate", round)
+    added = RequirementAdded(at=now, text=text, by=by, request_id=request_id)
+    if state.steps[planner].status == "pending":
+        return [added]
+    if validate in state.steps and state.steps[validate].status != "pending":
+        return []
+    number = len(state.requirements) + 1
+    revise = planning_step(
+        f"revise-{number}",
+        text,
+        needs=(numbered("review", round),) if validate in state.steps else (planner,),
+        round=round,
+        revision=True,
+    )
+    needs_added = {validate: (revise.id,)} if validate in state.steps else {}
+    extension = PlanExtended(at=now, by="tell", steps=(revise,), needs_added=needs_added)
+    return [added, extension]

@@ -1,0 +1,377 @@
+"""The agent runtime: performs an agent run's steps with a model and tools.
+
+An agent run is an ordinary run (the same engine, store, approvals, budgets, retries,
+checkpoints and report) whose steps have ``agent:`` actions. :class:`AgentPerformer`
+is what the engine hands those to. Per role:
+
+- ``understand``: a read-only tool loop (reads and the test command) that ends with
+  the model's findings as JSON, checked, with feedback, and recorded;
+- ``plan``: a tool loop that may read, ending with the model's plan as JSON. The plan
+  is validated (acyclic, verifiable, within scope, files that exist); problems go back
+  to the model, at most ``max_plan_attempts`` times. An accepted plan joins the run
+  (see :mod:`trestle.agent.rounds`);
+- ``review``: nothing to do: the approval gate in front of it is the point;
+- ``execute``: a bounded tool loop on the step's objective, ended by ``finish``; the
+  step's verify checks then decide. A retry starts a new conversation told why the
+  last attempt failed;
+- ``validate``: the acceptance checks (the test command). A failure re-plans, at most
+  ``max_replans`` times, and then fails the step, which puts it before a human.
+
+Every model and tool call goes through a :class:`~trestle.agent.session.StepSession`,
+which records it and, on a resumed run, replays it instead of calling again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable, Collection
+from pathlib import Path
+
+from trestle.actions import run_shell, step_env
+from trestle.agent.context import Pins, Summariser
+from trestle.agent.phases import Findings, Phase, allowed_natures, parse_findings
+from trestle.agent.planning import PlanFeedback, PlanNegotiation, check_agent_plan
+from trestle.agent.prompts import (
+    CUT_SHORT,
+    EMPTY_REPLY,
+    NO_TOOL_USE,
+    SYSTEM,
+    execute_task,
+    plan_task,
+    understand_task,
+)
+from trestle.agent.reminders import StepProgress, plan_progress, plan_status
+from trestle.agent.rounds import numbered, plan_added, replan_added, requirement_added
+from trestle.agent.session import Pause, StepSession
+from trestle.agent.settings import ROLE_PHASE, AgentSettings
+from trestle.agent.toolgate import RunToolGate
+from trestle.engine import StepWork
+from trestle.errors import ProviderError, ScriptExhaustedError
+from trestle.events import (
+    ActionResult,
+    AnyEvent,
+    FindingsRecorded,
+    PhaseEntered,
+    PlanProposed,
+    ToolAsk,
+)
+from trestle.models.base import Message, Model, ToolSchema
+from trestle.models.pricing import DEFAULT_PRICES, PriceTable
+from trestle.plan import AgentTask
+from trestle.policy import Nature
+from trestle.state import RunState
+from trestle.tools.base import ToolContext
+from trestle.tools.coding import coding_registry
+from trestle.tools.finish import finish_claim
+from trestle.tools.registry import ToolRegistry
+
+Outcome = ActionResult | list[Message]  # the step's result, or what to tell the model next
+TextHandler = Callable[[str], Awaitable[Outcome]]
+
+ACCEPTANCE_TIMEOUT = 900.0  # seconds the acceptance command may run
+SKIPPED_DIRS = frozenset(
+    {".git", ".hg", ".trestle", ".venv", "venv", "node_modules", "__pycache__"}
+)
+MAX_LISTED_FILES = 20_000
+
+
+class AgentPerformer:
+    """Performs agent steps for the engine (see the module docstring).
+
+    Args:
+        model: the model every step talks to.
+        tools: the registry to use; default: the coding tools. Add your own to it.
+        prices: dollars per token, for the budget, when the provider reports no cost.
+        summariser: condenses old turns when a conversation outgrows the context budget;
+            default: an extractive summary (no model call).
+    """
+
+    def __init__(
+        self,
+        model: Model,
+        *,
+        tools: ToolRegistry | None = None,
+        prices: PriceTable | None = DEFAULT_PRICES,
+        summariser: Summariser | None = None,
+    ) -> None:
+        self.model = model
+        self.tools = tools if tools is not None else coding_registry()
+        self.prices, self.summariser = prices, summariser
+        self._phase_lock = asyncio.Lock()
+
+    async def perform(self, work: StepWork) -> tuple[ActionResult, ToolAsk | None]:
+        task, settings = work.step.agent, work.state.agent
+        if task is None or settings is None:
+            error = f"step {work.step.id!r} is not an agent step of an agent run"
+            return ActionResult(status="error", error=error), None
+        await self._enter(work, ROLE_PHASE[task.role], f"step {work.step.id!r} began")
+        try:
+            match task.role:
+                case "understand":
+                    return await self._understand(work, settings), None
+                case "plan":
+                    return await self._plan(work, task, settings), None
+                case "review":
+                    return ActionResult(status="ok", output="plan approved"), None
+                case "execute":
+                    return await self._execute(work, task, settings), None
+                case "validate":
+                    return await self._validate(work, task, settings), None
+        except Pause as pause:
+            return ActionResult(status="deferred", error=pause.reason), pause.ask
+        except (ProviderError, ScriptExhaustedError) as exc:
+            return ActionResult(status="error", error=f"model call failed: {exc}"), None
+
+    def requirement(
+        self, state: RunState, text: str, *, by: str, request_id: int, now: float
+    ) -> list[AnyEvent]:
+        return list(requirement_added(state, text, by=by, request_id=request_id, now=now))
+
+    # --- the roles -------------------------------------------------------------------
+
+    async def _understand(self, work: StepWork, settings: AgentSettings) -> ActionResult:
+        state = work.state
+        session, pins, _ = await self._open(work, settings)
+        task = understand_task(state.plan.goal, state.requirements, settings.test_command)
+        tries = [0]
+
+        async def on_text(text: str) -> Outcome:
+            found = parse_findings(text)
+            if isinstance(found, Findings):
+                event = FindingsRecorded(at=work.clock(), step=work.step.id, findings=found)
+                await work.record([event])
+                return ActionResult(status="ok", output=found.summary)
+            tries[0] += 1
+            if tries[0] >= settings.max_plan_attempts:
+                return ActionResult(status="failed", error=f"findings refused: {found.text()}")
+            return [Message.user(found.text())]
+
+        return await self._loop(
+            work, session, settings, pins, Phase.UNDERSTAND, task, on_text, finish=False
+        )
+
+    async def _plan(self, work: StepWork, task: AgentTask, settings: AgentSettings) -> ActionResult:
+        state, sid = work.state, work.step.id
+        revision = sid.startswith("revise-")
+        session, pins, _ = await self._open(work, settings)
+        existing = [state.step_spec(s) for s in state.steps if s != sid]
+        text = plan_task(
+            task,
+            goal=state.plan.goal,
+            findings=state.findings,
+            requirements=[] if revision else state.requirements,
+            scope=settings.scope,
+            revision=revision,
+            steps_so_far=existing,
+        )
+        files = await asyncio.to_thread(workspace_files, work.ctx.workspace)
+        reserved = {"understand", "plan", "review", "validate"}
+        taken = {s.id for s in existing} if revision else reserved if task.round == 1 else set()
+        negotiation = [PlanNegotiation(max_attempts=settings.max_plan_attempts)]
+
+        async def on_text(answer: str) -> Outcome:
+            checked = check_agent_plan(
+                answer, scope=settings.scope, workspace_files=files, existing_steps=taken
+            )
+            n = negotiation[0] = negotiation[0].record(checked)
+            problems = () if not isinstance(checked, PlanFeedback) else checked.problems
+            await work.record(
+                [
+                    PlanProposed(
+                        at=work.clock(),
+                        step=sid,
+                        round=task.round,
+                        attempt=len(n.attempts),
+                        accepted=not problems,
+                        problems=tuple(p.text() for p in problems),
+                    )
+                ]
+            )
+            if isinstance(checked, PlanFeedback):
+                if n.should_escalate:
+                    return ActionResult(status="failed", error=n.escalation_summary())
+                return [Message.user(n.retry_prompt())]
+            number = int(sid.removeprefix("revise-")) if revision else None
+            validate = numbered("validate", task.round)
+            also = tuple(s for s in state.steps if s.startswith("revise-") and not revision)
+            extension = plan_added(
+                checked,
+                by=sid,
+                goal=state.plan.goal,
+                settings=settings,
+                round=task.round,
+                existing=taken,
+                revision=number,
+                validate=validate if validate in state.steps else None,
+                also_needed=also,
+                at=work.clock(),
+            )
+            await work.record([extension])
+            summary = checked.summary or f"{len(checked.steps)} steps"
+            return ActionResult(status="ok", output=f"plan accepted: {summary}")
+
+        return await self._loop(
+            work, session, settings, pins, Phase.PLAN, text, on_text, finish=False
+        )
+
+    async def _execute(
+        self, work: StepWork, task: AgentTask, settings: AgentSettings
+    ) -> ActionResult:
+        session, pins, failure = await self._open(work, settings)
+        st = work.state.steps[work.step.id]
+        text = execute_task(work.step, task, failure, st.failed_attempts + 1)
+
+        async def on_text(answer: str) -> Outcome:
+            return [Message.user(NO_TOOL_USE)]
+
+        current = StepProgress(id=work.step.id, objective=task.objective, status="running")
+        return await self._loop(
+            work,
+            session,
+            settings,
+            pins,
+            Phase.EXECUTE,
+            text,
+            on_text,
+            finish=True,
+            current=current,
+        )
+
+    async def _validate(
+        self, work: StepWork, task: AgentTask, settings: AgentSettings
+    ) -> ActionResult:
+        state = work.state
+        command = settings.test_command or (state.findings.test_command if state.findings else None)
+        if not command:
+            await self._enter(work, Phase.DONE, "accepted: every step verified; no test command")
+            return ActionResult(status="ok", output="every step was verified; no test command")
+        env = step_env(work.ctx, {})
+        result = await run_shell(
+            command, cwd=work.ctx.workspace, env=env, timeout=ACCEPTANCE_TIMEOUT
+        )
+        if result.status == "ok":
+            await self._enter(work, Phase.DONE, f"accepted: {command!r} passed")
+            return result.model_copy(update={"output": f"acceptance passed: {command}"})
+        failure = f"`{command}` {result.error}\n{result.output[-2000:]}"
+        if task.round > settings.max_replans:
+            why = f"acceptance failed after {task.round - 1} re-plan(s): {result.error}"
+            return result.model_copy(update={"status": "failed", "error": why})
+        extension = replan_added(
+            state, by=work.step.id, round=task.round, failure=failure, at=work.clock()
+        )
+        await work.record([extension])
+        await self._enter(work, Phase.PLAN, f"re-plan {task.round} of {settings.max_replans}")
+        output = f"acceptance failed ({result.error}); re-planning (round {task.round + 1})"
+        return ActionResult(status="ok", output=output)
+
+    # --- the shared machinery -------------------------------------------------------
+
+    async def _open(
+        self, work: StepWork, settings: AgentSettings
+    ) -> tuple[StepSession, Pins, str | None]:
+        session = await StepSession.open(
+            work, model=self.model, settings=settings, prices=self.prices
+        )
+        state, st = work.state, work.state.steps[work.step.id]
+        statuses = {sid: s.status for sid, s in state.steps.items()}
+        progress = [p for p in plan_progress(state.plan, statuses) if _is_plan_step(state, p.id)]
+        pins = Pins(
+            goal=state.plan.goal,
+            rules=settings.rules,
+            scope=settings.scope,
+            plan_status=plan_status(progress, current_step=work.step.id)
+            if progress
+            else "no plan yet",
+        )
+        opened = await session.opening(pins, st.round_failure)
+        return session, opened.pins, opened.failure
+
+    async def _loop(
+        self,
+        work: StepWork,
+        session: StepSession,
+        settings: AgentSettings,
+        pins: Pins,
+        phase: Phase,
+        task: str,
+        on_text: TextHandler,
+        *,
+        finish: bool,
+        current: StepProgress | None = None,
+    ) -> ActionResult:
+        natures = allowed_natures(phase)
+        schemas = self._schemas(natures, finish=finish)
+        ctx = ToolContext(
+            workspace=work.ctx.workspace,
+            run_id=work.state.run_id,
+            step_id=work.step.id,
+            test_command=settings.test_command,
+        )
+        gate = RunToolGate(work.state, work.step.id, settings.scope)
+        messages = [Message.system(SYSTEM), pins.message(), Message.user(task)]
+        for _ in range(settings.max_turns):
+            reminder = await session.remind(pins, phase, settings.reminders, current)
+            if reminder is not None:
+                messages.append(reminder)
+            messages = await session.compact(
+                messages, pins, settings.context, schemas, self.summariser
+            )
+            response = await session.complete(messages, schemas)
+            if response.is_empty:
+                messages.append(Message.user(EMPTY_REPLY))
+                continue
+            messages.append(response.to_message())
+            if not response.tool_calls:
+                if response.finish_reason == "length":
+                    messages.append(Message.user(CUT_SHORT))
+                    continue
+                outcome = await on_text(response.text)
+                if isinstance(outcome, ActionResult):
+                    return outcome
+                messages += outcome
+                continue
+            done: ActionResult | None = None
+            for call in response.tool_calls:
+                observation = await session.call_tool(
+                    call, self.tools, ctx, gate, phase=phase, natures=natures
+                )
+                messages.append(Message.tool(call.id, observation.content))
+                claim = finish_claim(observation) if finish and call.name == "finish" else None
+                if claim is not None:
+                    said = "\n".join([claim.summary, *(f"- {c}" for c in claim.claims)])
+                    done = ActionResult(status="ok", output=f"finished: {said}")
+            if done is not None:
+                return done
+        why = f"no result within {settings.max_turns} model turns"
+        return ActionResult(status="failed", error=why)
+
+    def _schemas(self, natures: Collection[Nature], *, finish: bool) -> list[ToolSchema]:
+        return [s for s in self.tools.schemas(natures) if finish or s.name != "finish"]
+
+    async def _enter(self, work: StepWork, phase: Phase, reason: str) -> None:
+        """Record the move into ``phase`` once, however many steps start in it."""
+        async with self._phase_lock:
+            if work.state.phase != phase:
+                event = PhaseEntered(
+                    at=work.clock(), phase=str(phase), step=work.step.id, reason=reason
+                )
+                await work.record([event])
+
+
+def _is_plan_step(state: RunState, sid: str) -> bool:
+    task = state.step_spec(sid).agent
+    return task is not None and task.role == "execute"
+
+
+def workspace_files(root: Path) -> list[str]:
+    """The workspace's files, workspace-relative, skipping VCS, virtualenvs and caches."""
+    found: list[str] = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d not in SKIPPED_DIRS)
+        rel = Path(folder).relative_to(root)
+        for name in sorted(files):
+            found.append((rel / name).as_posix())
+            if len(found) >= MAX_LISTED_FILES:
+                return found
+    return found

@@ -1,0 +1,380 @@
+"""One agent step's conversation in one round, replayed where it was recorded.
+
+Every model call and tool call of an agent step goes through a :class:`StepSession`.
+It first loads what the round already recorded (a crash, or a pause for approval,
+ended an earlier attempt part-way). Then, turn by turn:
+
+- a model call whose request hashes the same as the recorded one gets the recorded
+  response: no call, no cost. The first request that differs ends the replay, and
+  everything from there on is called and recorded afresh;
+- a tool call with a recorded result gets that result; the tool does not run again.
+  One that started and never ended (the process died in it) is run again only if it
+  only reads; otherwise the model is told its outcome is unknown;
+- reminders and compressions reuse their recorded text, so the replayed conversation
+  is the very one the model saw.
+
+Each new event is durable before the session goes on: a tool call's start before
+the tool runs, a model's answer before any tool it asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from trestle.agent.context import (
+    SUMMARY_HEADER,
+    ContextBudget,
+    Pins,
+    Summariser,
+    SummaryRequest,
+    compress_if_needed,
+    is_summary,
+)
+from trestle.agent.phases import Phase
+from trestle.agent.reminders import ReminderPolicy, StepProgress, goal_reminder, reminder_due
+from trestle.agent.settings import AgentSettings
+from trestle.budget import breach
+from trestle.engine import StepWork
+from trestle.events import (
+    AnyEvent,
+    ContextCompressed,
+    ModelCalled,
+    ReminderInjected,
+    RoundOpened,
+    ToolAsk,
+    ToolCallEnded,
+    ToolCallStarted,
+)
+from trestle.models.base import Message, Model, ModelRequest, ModelResponse, ToolCall, ToolSchema
+from trestle.models.pricing import PriceTable
+from trestle.tools.base import GatedCall, GateVerdict, Observation, ToolContext, ToolGate
+from trestle.tools.registry import ToolRegistry
+
+CallKey = tuple[int, str]  # (turn, call id): call ids repeat across turns in some models
+
+UNKNOWN_OUTCOME = (
+    "the run stopped while this call was running, so whether it took effect is unknown; "
+    "look at the workspace before doing it again"
+)
+
+
+class Pause(Exception):
+    """The attempt stops here to wait: for a human's approval of ``ask``, or for the
+    budget (``ask`` None). Not a failure: the step goes on from here later."""
+
+    def __init__(self, reason: str, ask: ToolAsk | None = None) -> None:
+        super().__init__(reason)
+        self.reason, self.ask = reason, ask
+
+
+@dataclass
+class Recorded:
+    """What one round recorded before, by turn."""
+
+    opened: RoundOpened | None = None
+    models: dict[int, ModelCalled] = field(default_factory=dict)
+    started: set[CallKey] = field(default_factory=set)
+    ended: dict[CallKey, ToolCallEnded] = field(default_factory=dict)
+    reminders: dict[int, ReminderInjected] = field(default_factory=dict)
+    compressions: dict[int, ContextCompressed] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, events: Sequence[AnyEvent]) -> Recorded:
+        found = cls()
+        for event in events:
+            match event:
+                case RoundOpened():
+                    found.opened = found.opened or event
+                case ModelCalled(turn=turn):
+                    found.models[turn] = event  # after a divergence the later one wins
+                case ToolCallStarted(turn=turn, call_id=cid):
+                    found.started.add((turn, cid))
+                case ToolCallEnded(turn=turn, call_id=cid):
+                    found.ended[(turn, cid)] = event
+                case ReminderInjected(record=record):
+                    found.reminders[record.turn] = event
+                case ContextCompressed(turn=turn):
+                    found.compressions[turn] = event
+        return found
+
+    def forget_from(self, turn: int) -> None:
+        """Drop what was recorded from ``turn`` on: the conversation took another way."""
+        self.models = {t: e for t, e in self.models.items() if t < turn}
+        self.started = {k for k in self.started if k[0] < turn}
+        self.ended = {k: e for k, e in self.ended.items() if k[0] < turn}
+        self.reminders = {t: e for t, e in self.reminders.items() if t < turn}
+        self.compressions = {t: e for t, e in self.compressions.items() if t < turn}
+
+
+class StepSession:
+    """The model and tool calls of one agent step's round; see the module docstring.
+
+    Attributes:
+        turn: model turns taken so far (replayed or live).
+        replayed: model calls answered from the record.
+        live: model calls actually made.
+    """
+
+    def __init__(
+        self,
+        work: StepWork,
+        *,
+        model: Model,
+        settings: AgentSettings,
+        round: int,
+        recorded: Recorded,
+        prices: PriceTable | None = None,
+    ) -> None:
+        self.work, self.model, self.settings, self.round = work, model, settings, round
+        self.recorded, self.prices = recorded, prices
+        self.step_id = work.step.id
+        self.turn = 0
+        self.replayed = self.live = 0
+        self._last_reminder: int | None = None
+
+    @classmethod
+    async def open(
+        cls,
+        work: StepWork,
+        *,
+        model: Model,
+        settings: AgentSettings,
+        prices: PriceTable | None = None,
+    ) -> StepSession:
+        round = work.state.steps[work.step.id].round
+        events = await work.load(work.state.transcript(work.step.id, round))
+        recorded = Recorded.of(events)
+        return cls(
+            work, model=model, settings=settings, round=round, recorded=recorded, prices=prices
+        )
+
+    async def _record(self, event: AnyEvent) -> None:
+        await self.work.record([event])
+
+    def _now(self) -> float:
+        return self.work.clock()
+
+    # --- the conversation's frame ------------------------------------------------------
+
+    async def opening(self, pins: Pins, failure: str | None) -> RoundOpened:
+        """The round's pins and failure: as recorded, or recorded now."""
+        if self.recorded.opened is not None:
+            return self.recorded.opened
+        opened = RoundOpened(
+            at=self._now(), step=self.step_id, round=self.round, pins=pins, failure=failure
+        )
+        await self._record(opened)
+        return opened
+
+    async def remind(
+        self,
+        pins: Pins,
+        phase: Phase,
+        policy: ReminderPolicy,
+        current: StepProgress | None = None,
+    ) -> Message | None:
+        """The goal reminder due before the next model turn, if one is."""
+        turn = self.turn + 1
+        recorded = self.recorded.reminders.get(turn)
+        if recorded is not None:
+            self._last_reminder = turn
+            return Message.user(recorded.record.text)
+        reason = reminder_due(
+            policy, turn=turn, last_reminder_turn=self._last_reminder, phase_changed=turn == 1
+        )
+        if reason is None:
+            return None
+        reminder = goal_reminder(pins, phase=phase, turn=turn, reason=reason, current_step=current)
+        await self._record(
+            ReminderInjected(
+                at=self._now(), step=self.step_id, round=self.round, record=reminder.record
+            )
+        )
+        self._last_reminder = turn
+        return reminder.message
+
+    async def compact(
+        self,
+        messages: list[Message],
+        pins: Pins,
+        budget: ContextBudget,
+        tools: Sequence[ToolSchema],
+        summariser: Summariser | None,
+    ) -> list[Message]:
+        """The conversation, compressed if it outgrew the budget (as it was before)."""
+        turn = self.turn + 1
+        recorded = self.recorded.compressions.get(turn)
+        if recorded is not None:
+            summary = recorded.summary
+
+            async def same_summary(request: SummaryRequest) -> str:
+                return summary
+
+            again = await compress_if_needed(
+                messages, pins, budget, summariser=same_summary, tools=tools
+            )
+            return list(again.messages) if again is not None else messages
+        result = await compress_if_needed(
+            messages, pins, budget, summariser=summariser, tools=tools
+        )
+        if result is None:
+            return messages
+        summary = next(
+            (
+                m.content.removeprefix(SUMMARY_HEADER + "\n")
+                for m in result.messages
+                if is_summary(m)
+            ),
+            "",
+        )
+        await self._record(
+            ContextCompressed(
+                at=self._now(),
+                step=self.step_id,
+                round=self.round,
+                turn=turn,
+                record=result.record,
+                summary=summary,
+            )
+        )
+        return list(result.messages)
+
+    # --- calls -------------------------------------------------------------------------
+
+    async def complete(
+        self, messages: Sequence[Message], tools: Sequence[ToolSchema]
+    ) -> ModelResponse:
+        """The model's answer for the next turn: replayed if recorded, else called."""
+        self.turn += 1
+        request = ModelRequest(
+            model=self.model.name,
+            messages=tuple(messages),
+            tools=tuple(tools),
+            max_tokens=self.settings.max_tokens,
+            temperature=self.settings.temperature,
+        )
+        digest = request.hash()
+        recorded = self.recorded.models.get(self.turn)
+        if recorded is not None and recorded.request_hash == digest:
+            self.replayed += 1
+            return recorded.response
+        if recorded is not None:
+            self.recorded.forget_from(self.turn)
+        over = breach(self.work.state.plan.budget, self.work.state.tally, {})
+        if over is not None:
+            raise Pause(f"budget: {over.describe()}")
+        response = await self.model.complete(
+            messages,
+            tools,
+            max_tokens=self.settings.max_tokens,
+            temperature=self.settings.temperature,
+        )
+        response = self._priced(response)
+        self.live += 1
+        await self._record(
+            ModelCalled(
+                at=self._now(),
+                step=self.step_id,
+                round=self.round,
+                turn=self.turn,
+                request_hash=digest,
+                response=response,
+                model=self.model.name,
+            )
+        )
+        return response
+
+    def _priced(self, response: ModelResponse) -> ModelResponse:
+        usage = response.usage
+        if usage.cost is not None or self.prices is None:
+            return response
+        cost = self.prices.cost(
+            response.model or self.model.name, usage.input_tokens, usage.output_tokens
+        )
+        if cost is None:
+            return response
+        return response.model_copy(update={"usage": usage.model_copy(update={"cost": cost})})
+
+    async def call_tool(
+        self,
+        call: ToolCall,
+        registry: ToolRegistry,
+        ctx: ToolContext,
+        gate: ToolGate,
+        *,
+        phase: Phase,
+        natures: frozenset[str],
+    ) -> Observation:
+        """One tool call of the current turn: its recorded result, or run through the
+        registry (parse, phase, gate) with its start recorded first.
+
+        Raises:
+            Pause: the gate wants a human to decide first.
+        """
+        key = (self.turn, call.id)
+        ended = self.recorded.ended.get(key)
+        if ended is not None:
+            return Observation(
+                ok=ended.ok, content=ended.content, error=ended.error, data=ended.data
+            )
+        if key in self.recorded.started and not _only_reads(registry, call.name):
+            observation = Observation.failure(UNKNOWN_OUTCOME)
+        else:
+            recording = _RecordingGate(gate, self, call)
+            observation = await registry.call(
+                call.name,
+                call.arguments,
+                ctx,
+                recording,
+                allowed_natures=natures,  # type: ignore[arg-type]
+                phase=str(phase),
+            )
+            if observation.deferred:
+                raise Pause(observation.error or "waits for a human", getattr(gate, "ask", None))
+        await self._record(
+            ToolCallEnded(
+                at=self._now(),
+                step=self.step_id,
+                round=self.round,
+                turn=self.turn,
+                call_id=call.id,
+                tool=call.name,
+                ok=observation.ok,
+                content=observation.content,
+                error=observation.error,
+                data=observation.data,
+            )
+        )
+        return observation
+
+    async def started(self, call: ToolCall, nature: str) -> None:
+        await self._record(
+            ToolCallStarted(
+                at=self._now(),
+                step=self.step_id,
+                round=self.round,
+                turn=self.turn,
+                call_id=call.id,
+                tool=call.name,
+                arguments=call.arguments,
+                nature=nature,
+            )
+        )
+
+
+def _only_reads(registry: ToolRegistry, name: str) -> bool:
+    return name in registry and registry.get(name).nature in ("read", "test")
+
+
+class _RecordingGate:
+    """Asks the real gate; when it allows, records the call's start before it runs."""
+
+    def __init__(self, inner: ToolGate, session: StepSession, call: ToolCall) -> None:
+        self.inner, self.session, self.call = inner, session, call
+
+    async def review(self, call: GatedCall) -> GateVerdict:
+        verdict = await self.inner.review(call)
+        if verdict.decision == "allow":
+            await self.session.started(self.call, call.facts.nature)
+        return verdict

@@ -1,0 +1,87 @@
+"""The gate every agent tool call passes: the run's scope, then the approval policy.
+
+A call the policy puts in the ``confirm`` tier (a ``git push``, an irreversible
+command, a write the operator's rules hold back) runs only with a recorded human
+approval of that exact call: its step, its tool and its arguments, hashed. Without
+one the gate defers; the step pauses, the run asks, and when the step runs again its
+replay reaches the same call, which the gate now finds approved (or rejected, which
+the model is told). Nothing a model or a tool outputs can produce an approval.
+"""
+
+from __future__ import annotations
+
+from trestle.events import ToolAsk
+from trestle.gate import similar_key
+from trestle.models.base import canonical_json
+from trestle.policy import action_hash, classify, path_glob_matches
+from trestle.state import ApprovalState, RunState
+from trestle.tools.base import GatedCall, GateVerdict
+
+
+class RunToolGate:
+    """Judges one agent step's tool calls against its run's policy and approvals.
+
+    Args:
+        state: the live run state (read only).
+        step_id: the step whose calls this gate judges.
+        scope: globs the run may write; empty means the whole workspace.
+
+    After a ``defer`` verdict, ``ask`` holds what the human is asked to approve.
+    """
+
+    def __init__(self, state: RunState, step_id: str, scope: tuple[str, ...]) -> None:
+        self.state, self.step_id, self.scope = state, step_id, scope
+        self.ask: ToolAsk | None = None
+
+    async def review(self, call: GatedCall) -> GateVerdict:
+        facts = call.facts
+        outside = [p for p in facts.paths if not self._in_scope(p)]
+        if outside:
+            return GateVerdict.deny(
+                f"{outside[0]!r} is outside the scope this run may change {list(self.scope)!r}"
+            )
+        arguments = canonical_json(call.arguments)
+        digest = action_hash({"step": self.step_id, "tool": call.tool, "arguments": arguments})
+        decision = classify(
+            facts,
+            plan=self.state.plan.policy,
+            operator=self.state.operator_policy,
+            run_id=self.state.run_id,
+            action_key=f"{self.step_id}/{call.tool}/{digest[:16]}",
+        )
+        if decision.tier != "confirm" and decision.audit != "before":
+            return GateVerdict.allow(decision.reason)
+        key = similar_key(decision, facts, None)
+        decided = self._decision_for(digest)
+        if decided is not None and decided.status in ("approved", "modified"):
+            return GateVerdict.allow(f"approved by {decided.by}")
+        if decided is not None and decided.status == "rejected":
+            why = f": {decided.reason}" if decided.reason else ""
+            return GateVerdict.deny(f"a human ({decided.by}) rejected this call{why}")
+        if key in self.state.similar_approved:
+            return GateVerdict.allow("approved with similar calls")
+        self.ask = ToolAsk(
+            tool=call.tool,
+            arguments=arguments,
+            facts=facts,
+            decision=decision,
+            action_hash=digest,
+            similar_key=key,
+        )
+        return GateVerdict.defer(f"{decision.tier} ({decision.source}): {decision.reason}")
+
+    def _in_scope(self, path: str) -> bool:
+        return not self.scope or any(path_glob_matches(glob, path) for glob in self.scope)
+
+    def _decision_for(self, digest: str) -> ApprovalState | None:
+        """The latest decided approval of exactly this call, if any."""
+        found = None
+        for approval in self.state.approvals.values():
+            if (
+                approval.subject == "tool"
+                and approval.step == self.step_id
+                and approval.action_hash == digest
+                and approval.status != "pending"
+            ):
+                found = approval
+        return found
