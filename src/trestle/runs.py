@@ -155,3 +155,34 @@ def dead_letters(store: Store) -> list[DeadLetter]:
                 )
             )
     return entries
+
+
+def request_requirement(
+    store: Store, run_id: str, text: str, *, by: str, key: bytes | None = None
+) -> Request:
+    """Queue a requirement for an agent run (``trestle tell``); its driver adds it to
+    the plan on its next pass. Signed like the other requests."""
+    state = load_state(store, run_id)
+    if state.agent is None:
+        raise ConfigError(
+            f"run {run_id!r} is a plan run, not an agent run: it takes no requirements"
+        )
+    if state.finished in ("succeeded", "partial", "stopped"):
+        raise ConfigError(
+            f"run {run_id!r} already finished ({state.finished}): start a new run for {text!r}"
+        )
+    if not text.strip():
+        raise ConfigError("the requirement is empty: say what else the run must do")
+    now = time.time()
+    fields = {"run_id": run_id, "kind": "tell", "step": "", "reason": text, "by": by}
+    payload = signed_payload(fields, key or decision_key())
+    request_id = store.add_request(run_id, "tell", "", text, now=now, payload=payload)
+    return Request(
+        id=request_id,
+        run_id=run_id,
+        kind="tell",
+        step="",
+        reason=text,
+        created_at=now,
+        payload=payload,
+    )

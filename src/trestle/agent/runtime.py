@@ -27,6 +27,7 @@ import asyncio
 import os
 from collections.abc import Awaitable, Callable, Collection
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from trestle.actions import run_shell, step_env
 from trestle.agent.context import Pins, Summariser
@@ -46,6 +47,7 @@ from trestle.agent.rounds import numbered, plan_added, replan_added, requirement
 from trestle.agent.session import Pause, StepSession
 from trestle.agent.settings import ROLE_PHASE, AgentSettings
 from trestle.agent.toolgate import RunToolGate
+from trestle.agent.trajectory import REPLAY_PREFIX, ReplayModel, load_trajectory
 from trestle.engine import StepWork
 from trestle.errors import ProviderError, ScriptExhaustedError
 from trestle.events import (
@@ -58,6 +60,7 @@ from trestle.events import (
 )
 from trestle.models.base import Message, Model, ToolSchema
 from trestle.models.pricing import DEFAULT_PRICES, PriceTable
+from trestle.models.spec import model_from_spec
 from trestle.plan import AgentTask
 from trestle.policy import Nature
 from trestle.state import RunState
@@ -74,6 +77,15 @@ SKIPPED_DIRS = frozenset(
     {".git", ".hg", ".trestle", ".venv", "venv", "node_modules", "__pycache__"}
 )
 MAX_LISTED_FILES = 20_000
+
+
+@runtime_checkable
+class ModelPerStep(Protocol):
+    """A model that answers each step's conversation separately (a replay)."""
+
+    def for_step(self, step: str, round: int) -> Model:
+        """The model for ``step``'s conversation in ``round``."""
+        ...
 
 
 class AgentPerformer:
@@ -270,10 +282,11 @@ class AgentPerformer:
     async def _open(
         self, work: StepWork, settings: AgentSettings
     ) -> tuple[StepSession, Pins, str | None]:
-        session = await StepSession.open(
-            work, model=self.model, settings=settings, prices=self.prices
-        )
         state, st = work.state, work.state.steps[work.step.id]
+        model = self.model
+        if isinstance(model, ModelPerStep):  # a trajectory: each step has its own answers
+            model = model.for_step(work.step.id, st.round)
+        session = await StepSession.open(work, model=model, settings=settings, prices=self.prices)
         statuses = {sid: s.status for sid, s in state.steps.items()}
         progress = [p for p in plan_progress(state.plan, statuses) if _is_plan_step(state, p.id)]
         pins = Pins(
@@ -357,6 +370,15 @@ class AgentPerformer:
                     at=work.clock(), phase=str(phase), step=work.step.id, reason=reason
                 )
                 await work.record([event])
+
+
+def settings_model(settings: AgentSettings) -> Model:
+    """The model a run's settings name: ``replay:PATH`` (a trajectory file) or
+    ``PROVIDER:MODEL`` through the provider's official SDK."""
+    if settings.model.startswith(REPLAY_PREFIX):
+        path = Path(settings.model.removeprefix(REPLAY_PREFIX))
+        return ReplayModel(load_trajectory(path))
+    return model_from_spec(settings.model, base_url=settings.base_url)
 
 
 def _is_plan_step(state: RunState, sid: str) -> bool:

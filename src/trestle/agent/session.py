@@ -264,6 +264,9 @@ class StepSession:
         over = breach(self.work.state.plan.budget, self.work.state.tally, {})
         if over is not None:
             raise Pause(f"budget: {over.describe()}")
+        seek = getattr(self.model, "seek", None)  # a trajectory answers by turn
+        if seek is not None:
+            seek(self.turn)
         response = await self.model.complete(
             messages,
             tools,

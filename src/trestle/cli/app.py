@@ -35,7 +35,7 @@ from trestle.cli.render import (
     runs_table,
     steps_table,
 )
-from trestle.engine import LocalEngine, this_process
+from trestle.engine import LocalEngine, StepPerformer, this_process
 from trestle.errors import ConfigError, TrestleError
 from trestle.planfile import load_plan, plan_json_schema
 from trestle.policyfile import operator_policy
@@ -138,15 +138,36 @@ def resume(
     out = _out()
     with _opened(store) as st:
         out.print(f"run {run_id}")
-        _drive(st, run_id, out, report_json, live, prompt)
+        _drive(st, run_id, out, report_json, live, prompt, performer=_performer_for(st, run_id))
+
+
+def _performer_for(store: Store, run_id: str) -> StepPerformer | None:
+    """An agent run needs its model and tools again; a plan run needs nothing more."""
+    settings = load_state(store, run_id).agent
+    if settings is None:
+        return None
+    from trestle.agent.runtime import AgentPerformer, settings_model
+
+    return AgentPerformer(settings_model(settings))
 
 
 def _drive(
-    store: Store, run_id: str, out: Console, report_json: Path | None, live: bool, prompt: bool
-) -> None:
-    """Drive the run; on a terminal, when it waits for approvals, ask and go on."""
+    store: Store,
+    run_id: str,
+    out: Console,
+    report_json: Path | None,
+    live: bool,
+    prompt: bool,
+    *,
+    performer: StepPerformer | None = None,
+    exit: bool = True,
+) -> int:
+    """Drive the run; on a terminal, when it waits for approvals, ask and go on.
+
+    Prints the report and exits with its code, or (``exit=False``) returns the code.
+    """
     interactive = prompt and out.is_terminal and sys.stdin.isatty()
-    engine = LocalEngine(store)
+    engine = LocalEngine(store, performer=performer)
     try:
         while True:
             if live and out.is_terminal:
@@ -164,7 +185,9 @@ def _drive(
     out.print(report_view(report))
     if report_json is not None:
         report_json.write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
-    raise typer.Exit(report.exit_code)
+    if exit:
+        raise typer.Exit(report.exit_code)
+    return report.exit_code
 
 
 async def _drive_lines(engine: LocalEngine, run_id: str, out: Console) -> None:
@@ -455,6 +478,9 @@ def plan(
 def schema() -> None:
     """Print the plan file's JSON Schema."""
     _print_json(plan_json_schema())
+
+
+from trestle.cli import agent as _agent_commands  # noqa: E402, F401  (registers them)
 
 
 def main() -> None:

@@ -1,0 +1,117 @@
+"""Recorded trajectories: the model's answers of a run, to replay without a model.
+
+A :class:`Trajectory` holds, for each agent step's conversation (``step#round``), the
+model's responses in order. :func:`trajectory_of` extracts one from a recorded run;
+:class:`ReplayModel` answers from one, conversation by conversation, without calling
+anything. That is how ``trestle demo`` runs offline, and how a run can be re-run
+against a changed runtime to see what its recorded answers now lead to.
+
+Replay goes by order, not by request hash: the workspace's tool output (timings,
+paths) may differ from the recording, and the answers still apply.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Literal
+
+from pydantic import ValidationError
+
+from trestle.errors import ConfigError, ScriptExhaustedError
+from trestle.events import AnyEvent, ModelCalled
+from trestle.models.base import Message, ModelResponse, ToolSchema
+from trestle.record import Record
+from trestle.state import transcript_key
+
+REPLAY_PREFIX = "replay:"
+
+
+class Trajectory(Record):
+    """The model's responses of a run, per conversation (``step#round``), in order."""
+
+    format: Literal["trestle-trajectory/1"] = "trestle-trajectory/1"
+    goal: str = ""
+    conversations: dict[str, tuple[ModelResponse, ...]]
+
+
+def trajectory_of(events: Iterable[AnyEvent], goal: str = "") -> Trajectory:
+    """The trajectory a recorded run holds. Where a replay diverged and a turn was
+    called again, the later answer is the one kept."""
+    turns: dict[str, dict[int, ModelResponse]] = {}
+    for event in events:
+        if isinstance(event, ModelCalled):
+            key = transcript_key(event.step, event.round)
+            turns.setdefault(key, {})[event.turn] = event.response
+    conversations = {
+        key: tuple(by_turn[t] for t in sorted(by_turn)) for key, by_turn in turns.items()
+    }
+    return Trajectory(goal=goal, conversations=conversations)
+
+
+def load_trajectory(path: Path) -> Trajectory:
+    """Read a trajectory file; a :class:`ConfigError` names what is wrong with it."""
+    try:
+        return Trajectory.model_validate(json.loads(path.read_text(encoding="utf-8")))
+    except OSError as exc:
+        raise ConfigError(f"trajectory {str(path)!r}: cannot read it: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"trajectory {str(path)!r}: not JSON: {exc}") from None
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(map(str, first["loc"]))
+        raise ConfigError(f"trajectory {str(path)!r}, field {where!r}: {first['msg']}") from None
+
+
+class ReplayModel:
+    """A model that answers from a trajectory: each step's conversation gets the
+    responses recorded for it, in order (see :meth:`for_step`)."""
+
+    def __init__(self, trajectory: Trajectory, *, name: str = "replay") -> None:
+        self.trajectory, self.name = trajectory, name
+
+    def for_step(self, step: str, round: int) -> _Conversation:
+        """The model for one step's conversation."""
+        key = transcript_key(step, round)
+        return _Conversation(self.name, key, self.trajectory.conversations.get(key, ()))
+
+    async def complete(
+        self,
+        messages: Sequence[Message],
+        tools: Sequence[ToolSchema] = (),
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> ModelResponse:
+        raise ScriptExhaustedError(
+            f"replay model {self.name!r} answers per step: ask for_step(step, round)"
+        )
+
+
+class _Conversation:
+    def __init__(self, name: str, key: str, responses: Sequence[ModelResponse]) -> None:
+        self.name, self.key = name, key
+        self._responses = list(responses)
+        self._next = 0
+
+    def seek(self, turn: int) -> None:
+        """Answer turn ``turn`` (1-based) next: a resumed step replays the turns it
+        recorded itself and asks only for the ones after them."""
+        self._next = turn - 1
+
+    async def complete(
+        self,
+        messages: Sequence[Message],
+        tools: Sequence[ToolSchema] = (),
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> ModelResponse:
+        if self._next >= len(self._responses):
+            raise ScriptExhaustedError(
+                f"the trajectory has no answer left for {self.key!r} "
+                f"(it recorded {len(self._responses)})"
+            )
+        self._next += 1
+        return self._responses[self._next - 1]

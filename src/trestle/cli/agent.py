@@ -1,0 +1,230 @@
+"""The agent's commands: ``trestle agent``, ``tell``, ``demo`` and ``trajectory``.
+
+They share the plan runs' driving, live view, inbox and report (see :mod:`.app`).
+"""
+
+from __future__ import annotations
+
+import getpass
+import shutil
+import tempfile
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from trestle.agent.settings import AgentSettings, bootstrap_plan
+from trestle.agent.trajectory import REPLAY_PREFIX, trajectory_of
+from trestle.approvals import inbox, submit_decision
+from trestle.budget import Budget, Limit
+from trestle.cli.app import (
+    PromptOption,
+    ReportJson,
+    RunArg,
+    StoreOption,
+    _drive,
+    _opened,
+    _out,
+    app,
+)
+from trestle.cli.human import show_card
+from trestle.engine import StepPerformer
+from trestle.errors import ConfigError
+from trestle.policyfile import operator_policy
+from trestle.runs import create_run, load_state, request_requirement
+
+DEMO_GOAL = "make slugify() turn any title into a clean URL slug; the failing test shows how"
+DEMO_TEST_COMMAND = "python3 -m unittest discover -s tests -q"
+MAX_DEMO_APPROVALS = 3
+
+
+@app.command()
+def agent(
+    goal: Annotated[str, typer.Argument(metavar="GOAL", help="What the agent should achieve.")],
+    repo: Annotated[Path, typer.Option("--repo", help="The repository to work in.")] = Path("."),
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            help="PROVIDER:MODEL (openai:gpt-4o-mini, anthropic:claude-sonnet-4-6), "
+            "or replay:TRAJECTORY.json",
+        ),
+    ] = "openai:gpt-4o-mini",
+    base_url: Annotated[
+        str | None, typer.Option("--base-url", help="An OpenAI-compatible server's API root.")
+    ] = None,
+    test_command: Annotated[
+        str | None,
+        typer.Option("--test-command", help="Runs the tests; the default acceptance check."),
+    ] = None,
+    scope: Annotated[
+        list[str] | None, typer.Option("--scope", help="A glob the agent may write (repeat).")
+    ] = None,
+    rule: Annotated[
+        list[str] | None, typer.Option("--rule", help="A rule to keep throughout (repeat).")
+    ] = None,
+    approve_plan: Annotated[
+        bool,
+        typer.Option(
+            "--approve-plan/--auto-plan",
+            help="Ask a human to approve each plan before it runs.",
+        ),
+    ] = True,
+    max_turns: Annotated[int, typer.Option(help="Model turns per step.", min=1)] = 30,
+    max_cost: Annotated[
+        float | None, typer.Option(help="Dollars after which the run pauses and asks.", min=0)
+    ] = None,
+    store: StoreOption = None,
+    report_json: ReportJson = None,
+    live: Annotated[bool, typer.Option(help="Live table on a terminal.")] = True,
+    prompt: PromptOption = True,
+    policy: Annotated[
+        Path | None,
+        typer.Option(help="Operator policy file [default: the nearest trestle.toml]."),
+    ] = None,
+) -> None:
+    """Run the coding agent on GOAL: understand, plan, execute, validate. Prints the run id."""
+    if not repo.is_dir():
+        raise typer.BadParameter(f"{str(repo)!r} is not a directory", param_hint="--repo")
+    settings = AgentSettings(
+        model=_model_spec(model),
+        base_url=base_url,
+        scope=tuple(scope or ()),
+        rules=tuple(rule or ()),
+        test_command=test_command,
+        max_turns=max_turns,
+        plan_approval="confirm" if approve_plan else "auto",
+    )
+    _check_model(settings)
+    budget = Budget(cost=Limit(soft=max_cost)) if max_cost else None
+    plan = bootstrap_plan(goal, budget=budget)
+    out = _out()
+    with _opened(store, repo) as st:
+        run_id = create_run(
+            st, plan, workspace=repo, operator_policy=operator_policy(repo, policy), agent=settings
+        )
+        out.print(f"run {run_id}: {goal}", markup=False)
+        _drive(st, run_id, out, report_json, live, prompt, performer=_performer(settings))
+
+
+def _model_spec(spec: str) -> str:
+    """A trajectory path is recorded absolute, so a resume elsewhere still finds it."""
+    if spec.startswith(REPLAY_PREFIX):
+        return REPLAY_PREFIX + str(Path(spec.removeprefix(REPLAY_PREFIX)).resolve())
+    return spec
+
+
+def _check_model(settings: AgentSettings) -> None:
+    """Build the model once before anything is recorded: a bad spec is the user's error."""
+    from trestle.agent.runtime import settings_model
+
+    settings_model(settings)
+
+
+def _performer(settings: AgentSettings) -> StepPerformer:
+    from trestle.agent.runtime import AgentPerformer, settings_model
+
+    return AgentPerformer(settings_model(settings))
+
+
+@app.command()
+def tell(
+    run_id: RunArg,
+    requirement: Annotated[str, typer.Argument(metavar="TEXT", help="What else the run must do.")],
+    store: StoreOption = None,
+) -> None:
+    """Add a requirement to a running agent run; it is planned where it fits."""
+    with _opened(store) as st:
+        request_requirement(st, run_id, requirement, by=getpass.getuser())
+    _out().print(
+        f"requirement recorded; a running run takes it within a second, otherwise "
+        f"continue with `trestle resume {run_id}`",
+        markup=False,
+        soft_wrap=True,
+    )
+
+
+@app.command()
+def trajectory(
+    run_id: RunArg,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+    ] = None,
+    store: StoreOption = None,
+) -> None:
+    """Export an agent run's model answers, to replay with --model replay:FILE."""
+    with _opened(store) as st:
+        state = load_state(st, run_id)
+        found = trajectory_of((e.event for e in st.events(run_id)), goal=state.plan.goal)
+    text = found.model_dump_json(indent=2) + "\n"
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+
+
+@app.command()
+def demo(
+    directory: Annotated[
+        Path | None,
+        typer.Option("--dir", help="Where to put the sample repository [default: a new temp dir]."),
+    ] = None,
+) -> None:
+    """The coding agent on a bundled sample repository, replaying a recorded trajectory.
+
+    No model is called: the model's answers come from a recording shipped with Trestle.
+    Everything else is real: the tools edit real files, the tests really run, the run
+    is recorded in a real store, and the plan waits for (and gets) an approval.
+    """
+    sample = resources.files("trestle.demo")
+    where = Path(tempfile.mkdtemp(prefix="trestle-demo-")) if directory is None else directory
+    repo = where / "textkit"
+    if repo.exists():
+        raise ConfigError(f"{str(repo)!r} already exists: give --dir an empty directory")
+    with resources.as_file(sample.joinpath("textkit")) as source:
+        shutil.copytree(source, repo)
+    with resources.as_file(sample.joinpath("trajectory.json")) as recorded:
+        settings = AgentSettings(
+            model=REPLAY_PREFIX + str(Path(recorded).resolve()),
+            scope=("textkit/**", "tests/**"),
+            test_command=DEMO_TEST_COMMAND,
+        )
+    out = _out()
+    out.print(
+        "REPLAY: the model's answers are a recorded trajectory bundled with Trestle; no "
+        "model is called and nothing leaves this machine. The tools, tests, store, "
+        "approvals and report are real.\n",
+        markup=False,
+        soft_wrap=True,
+    )
+    store_path = where / "trestle.db"
+    with _opened(store_path) as st:
+        run_id = create_run(st, bootstrap_plan(DEMO_GOAL), workspace=repo, agent=settings)
+        out.print(f"run {run_id} in {repo}: {DEMO_GOAL}", markup=False, soft_wrap=True)
+        code = _drive(
+            st, run_id, out, None, False, False, performer=_performer(settings), exit=False
+        )
+        for _ in range(MAX_DEMO_APPROVALS):
+            cards = inbox(st, run_id=run_id)
+            if not cards:
+                break
+            card = cards[0]
+            out.print("\nThe run waits for a human. Its handoff card:", markup=False)
+            show_card(out, st, card)
+            submit_decision(st, card.ref, "approve", reason="the demo approves its own plan")
+            out.print(
+                f"approved {card.ref} (you would type: trestle approve {card.ref}); resuming\n",
+                markup=False,
+                soft_wrap=True,
+            )
+            code = _drive(
+                st, run_id, out, None, False, False, performer=_performer(settings), exit=False
+            )
+    out.print(
+        f"\nlook closer: trestle log {run_id} --store {store_path}\n"
+        f"            trestle diff {run_id} fix-slugify --store {store_path}",
+        markup=False,
+        soft_wrap=True,
+    )
+    raise typer.Exit(code)

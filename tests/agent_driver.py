@@ -1,0 +1,64 @@
+"""Drive one agent run to its end against an OpenAI-compatible server.
+
+Usage::
+
+    python tests/agent_driver.py BASE_URL STORE_PATH RUN_ID
+
+The model is ``openai:test-model`` through the real ``openai`` client. The run must
+already exist in the store (see :func:`trestle.runs.create_run`); a run that was
+driven before, by a process that died, is resumed. The last line printed is the
+run's final status. ``tests/test_agent_loopback.py`` starts this script in its own
+process group, kills it part-way and starts it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from trestle.agent.runtime import AgentPerformer
+from trestle.engine import LocalEngine
+from trestle.errors import LeaseHeldError
+from trestle.models import model_from_spec
+from trestle.models.openai import OpenAIModel
+from trestle.models.retry import RetryPolicy
+from trestle.state import RunState
+from trestle.store import SqliteStore
+
+MODEL_SPEC = "openai:test-model"
+# A killed driver's pid is taken over at once; this only covers that pid being reused.
+LEASE_TRIES = 100
+
+
+async def drive(base_url: str, store_path: str, run_id: str) -> RunState:
+    """Drive ``run_id`` until it finishes or waits on a human; return its state."""
+    model = model_from_spec(
+        MODEL_SPEC, base_url=base_url, api_key="x", retry=RetryPolicy(max_attempts=1)
+    )
+    assert isinstance(model, OpenAIModel)
+    store = SqliteStore(store_path)
+    engine = LocalEngine(store, performer=AgentPerformer(model))
+    try:
+        for _ in range(LEASE_TRIES):
+            try:
+                return await engine.run(run_id)
+            except LeaseHeldError:
+                await asyncio.sleep(0.1)
+        raise SystemExit(f"run {run_id!r}: its lease was never freed")
+    finally:
+        engine.close()
+        store.close()
+        await model.aclose()
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 3:
+        print(__doc__, file=sys.stderr)
+        return 2
+    state = asyncio.run(drive(*argv))
+    print(state.finished or "running")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
