@@ -13,7 +13,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 ## demo: set up, then run the sample plan on a fresh copy of the sample project,
-## approving its irreversible commit from the inbox on the way
+## approving its irreversible commit from the inbox on the way; then the coding agent
+## on a sample repository (`trestle demo`: a recorded trajectory replayed offline)
 demo: $(STAMP)
 	scripts/demo.sh $(BIN)/trestle
 

@@ -29,3 +29,8 @@ ref="$("$trestle" inbox --json | python3 -c 'import json, sys; print(json.load(s
 echo "== approving $ref (what you would type: trestle approve $ref) =="
 "$trestle" approve "$ref" --reason "demo: tests passed, commit reviewed"
 "$trestle" resume "${ref%.*}" --no-prompt --report-json .demo/report.json
+
+echo
+echo "== the coding agent on a sample repository (a recorded trajectory, replayed offline) =="
+rm -rf .demo/agent && mkdir -p .demo/agent
+"$trestle" demo --dir .demo/agent

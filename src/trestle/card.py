@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from trestle.events import ApprovalSubject
+from trestle.events import ApprovalSubject, ToolAsk
 from trestle.plan import Step, describe_check
 from trestle.state import ApprovalState, RunState
 
@@ -17,13 +17,16 @@ from trestle.state import ApprovalState, RunState
 class Action(BaseModel):
     """The action exactly as it would run."""
 
-    kind: str  # run | write | python
+    kind: str  # run | write | python | agent | tool
     command: str | None = None
     path: str | None = None
     content: str | None = None
     call: str | None = None
     env: dict[str, str] = {}
     timeout: float | None = None
+    agent: str | None = None  # an agent step: its role and objective
+    tool: str | None = None  # an agent's tool call: the tool and its arguments (JSON)
+    arguments: str | None = None
 
     @classmethod
     def of(cls, step: Step) -> Action:
@@ -35,7 +38,12 @@ class Action(BaseModel):
             call=step.python,
             env=step.env,
             timeout=step.timeout,
+            agent=step.describe_action() if step.agent is not None else None,
         )
+
+    @classmethod
+    def of_tool_call(cls, ask: ToolAsk) -> Action:
+        return cls(kind="tool", command=ask.facts.command, tool=ask.tool, arguments=ask.arguments)
 
 
 class HandoffCard(BaseModel):
@@ -105,10 +113,16 @@ def _action_card(
     uncertainties = list(step.uncertainties)
     if st.status == "unknown" or (st.attempt and st.failed_attempts < st.attempt):
         uncertainties.append(f"attempt {st.attempt} may or may not have taken effect")
-    if not step.verify:
+    by_agent = step.agent is not None and step.agent.role != "execute"
+    if not step.verify and not by_agent:
         uncertainties.append("the step has no verify checks: nothing will confirm it worked")
     decision = a.decision
-    if a.blocking:
+    action = Action.of(step)
+    if a.subject == "tool" and a.ask is not None:
+        action = Action.of_tool_call(a.ask)
+        on_approve = f"step {sid!r} makes this exact call and goes on"
+        on_reject = f"the call does not run; step {sid!r} goes on and the agent reads your reason"
+    elif a.blocking:
         on_approve = f"step {sid!r} runs this exact action"
         on_reject = f"step {sid!r} does not run and fails with your reason"
         if not step.optional:
@@ -120,7 +134,7 @@ def _action_card(
         **common,
         step=sid,
         objective=step.description,
-        action=Action.of(step),
+        action=action,
         action_hash=a.action_hash,
         tier=decision.tier if decision else None,
         why=decision.reason if decision else "",

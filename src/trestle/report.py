@@ -171,6 +171,8 @@ def _to_check(state: RunState) -> list[str]:
             review.append(
                 f"{sid!r} made an irreversible change ({spec.describe_action()}); review it."
             )
-        if st.status == "succeeded" and not spec.verify:
+        # an agent's understand/plan/review/validate steps are judged otherwise
+        by_agent = spec.agent is not None and spec.agent.role != "execute"
+        if st.status == "succeeded" and not spec.verify and not by_agent:
             review.append(f"{sid!r} has no verify checks: only its exit status says it worked.")
     return urgent + review

@@ -112,6 +112,7 @@ class ApprovalState(BaseModel):
     decision: TierDecision | None
     similar_key: str | None
     breach: Breach | None
+    ask: ToolAsk | None = None  # the tool call, for subject "tool"
     requested_at: float
     status: Literal["pending", "approved", "rejected", "modified", "withdrawn"] = "pending"
     by: str | None = None
@@ -378,6 +379,7 @@ class RunState(BaseModel):
             decision=event.decision,
             similar_key=event.similar_key,
             breach=event.breach,
+            ask=event.ask,
             requested_at=event.at,
         )
         if event.step is not None and event.blocking:

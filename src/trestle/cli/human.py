@@ -49,8 +49,11 @@ def show_card(out: Console, store: Store, card: HandoffCard) -> None:
 
 def edit_in_editor(card: HandoffCard) -> dict[str, Any]:
     """Open the step's action in $EDITOR (as YAML) and return what the human saved."""
-    if card.action is None:
-        raise ConfigError(f"approval {card.ref}: only a step's action can be edited")
+    if card.action is None or card.action.kind in ("tool", "agent"):
+        raise ConfigError(
+            f"approval {card.ref}: only a plan step's command, write or call can be edited; "
+            "reject it with a reason instead, and the agent reads it"
+        )
     action = card.action
     current: dict[str, Any] = {}
     if action.command is not None:

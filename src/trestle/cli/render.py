@@ -20,6 +20,11 @@ from trestle.events import (
     ApprovalRefused,
     ApprovalRequested,
     BudgetExhausted,
+    FindingsRecorded,
+    PhaseEntered,
+    PlanExtended,
+    PlanProposed,
+    RequirementAdded,
     RunFinished,
     RunRewound,
     StepAttemptEnded,
@@ -33,6 +38,7 @@ from trestle.events import (
     StepSkipped,
     StepStarted,
     StoredEvent,
+    ToolCallEnded,
 )
 from trestle.plan import Plan, critical_path, describe_check, topological_order, waves
 from trestle.report import Report
@@ -147,6 +153,22 @@ def event_line(stored: StoredEvent) -> str | None:
             return f"skipped  {sid}: {why}"
         case StepReopened(step=sid):
             return f"reopened {sid} (retry requested)"
+        case PhaseEntered(phase=phase, reason=why):
+            return f"phase    {phase}: {why}"
+        case FindingsRecorded(findings=found):
+            return f"findings {_clip(found.summary, 100)}"
+        case PlanProposed(step=sid, attempt=n, accepted=False, problems=problems):
+            return f"plan     {sid}: attempt {n} refused ({len(problems)} problems)"
+        case PlanExtended(by=by, steps=steps):
+            return f"plan     {by} added: {', '.join(s.id for s in steps)}"
+        case ToolCallEnded(step=sid, tool=tool, ok=ok, error=error):
+            return f"  tool   {sid}: {tool}" + ("" if ok else f" -> {_clip(error or '', 80)}")
+        case RequirementAdded(text=text, by=by):
+            return f"told     by {by}: {_clip(text, 100)}"
+        case ApprovalRequested(subject="tool", step=sid, approval=n, ask=ask) if ask:
+            return (
+                f"APPROVE? {sid} wants {ask.tool} {_clip(ask.arguments, 60)} ({stored.run_id}.{n})"
+            )
         case ApprovalRequested(subject="budget", breach=breach, approval=n) if breach:
             return f"PAUSED   budget ({stored.run_id}.{n}): {breach.describe()}"
         case ApprovalRequested(step=sid, approval=n, blocking=True, decision=d):
@@ -296,8 +318,12 @@ def _action_text(card: HandoffCard) -> str:
     action = card.action
     if action is None:
         return ""
-    if action.command is not None:
+    if action.tool is not None:
+        text = f"tool {action.tool} {action.arguments or '{}'}"
+    elif action.command is not None:
         text = f"run: {action.command}"
+    elif action.agent is not None:
+        text = action.agent
     elif action.path is not None:
         size = len(action.content or "")
         text = f"write {action.path} ({size} characters)"
