@@ -450,6 +450,9 @@ def test_the_card_of_a_command(h: Harness) -> None:
         "call": None,
         "env": {"GIT_TERMINAL_PROMPT": "0"},
         "timeout": 30.0,
+        "agent": None,
+        "tool": None,
+        "arguments": None,
     }
     assert card.action_hash == action_hash(state.step_spec("push").action_payload())
     assert (card.tier, card.rule) == ("confirm", "confirm_commands")

@@ -315,6 +315,7 @@ class AgentPerformer:
     ) -> ActionResult:
         natures = allowed_natures(phase)
         schemas = self._schemas(natures, finish=finish)
+        offered = {s.name for s in schemas}
         ctx = ToolContext(
             workspace=work.ctx.workspace,
             run_id=work.state.run_id,
@@ -347,7 +348,7 @@ class AgentPerformer:
             done: ActionResult | None = None
             for call in response.tool_calls:
                 observation = await session.call_tool(
-                    call, self.tools, ctx, gate, phase=phase, natures=natures
+                    call, self.tools, ctx, gate, phase=phase, natures=natures, offered=offered
                 )
                 messages.append(Message.tool(call.id, observation.content))
                 claim = finish_claim(observation) if finish and call.name == "finish" else None

@@ -19,7 +19,7 @@ the tool runs, a model's answer before any tool it asked for.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from trestle.agent.context import (
@@ -308,6 +308,7 @@ class StepSession:
         *,
         phase: Phase,
         natures: frozenset[str],
+        offered: Collection[str],
     ) -> Observation:
         """One tool call of the current turn: its recorded result, or run through the
         registry (parse, phase, gate) with its start recorded first.
@@ -332,6 +333,7 @@ class StepSession:
                 recording,
                 allowed_natures=natures,  # type: ignore[arg-type]
                 phase=str(phase),
+                offered=offered,
             )
             if observation.deferred:
                 raise Pause(observation.error or "waits for a human", getattr(gate, "ask", None))

@@ -98,6 +98,7 @@ class ToolRegistry:
         *,
         allowed_natures: Collection[Nature] | None = None,
         phase: str | None = None,
+        offered: Collection[str] | None = None,
     ) -> Observation:
         """Check, gate and run one tool call from a model.
 
@@ -108,14 +109,18 @@ class ToolRegistry:
             gate: decides whether the call may run. Required: there is no default.
             allowed_natures: the natures the current phase allows; ``None`` for all.
             phase: the current phase's name, for the refusal message.
+            offered: the tools the model was shown, when not all the phase allows;
+                any other is refused as unknown.
 
         Returns:
             The observation for the model. It has ``deferred`` set when the gate
             wants a human to decide first; the tool has not run then.
         """
         tool = self._tools.get(name)
+        if offered is not None and name not in offered:
+            tool = None
         if tool is None:
-            known = self.names(allowed_natures)
+            known = tuple(n for n in self.names(allowed_natures) if offered is None or n in offered)
             return Observation.failure(
                 f"unknown tool {name!r}{did_you_mean(name, known)}; "
                 f"the tools you can call are: {', '.join(known) or 'none'}"
