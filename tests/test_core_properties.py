@@ -420,7 +420,7 @@ class Sim:
         human_or_run = (RunCreated, RunResumed, RunFinished, StepReopened, StepSkipped)
         if isinstance(event, (*human_or_run, ApprovalRefused, BudgetExhausted, RunRewound)):
             return
-        sid = event.step
+        sid = getattr(event, "step", None)
         assert sid is not None
         status = state.steps[sid].status
         spec = state.step_spec(sid)

@@ -92,8 +92,11 @@ def submit_decision(
     if verdict == "reject" and not reason:
         raise ConfigError(f"approval {full!r}: a rejection needs a reason (--reason)")
     if verdict == "modify":
-        if a.step is None or edited is None:
-            raise ConfigError(f"approval {full!r}: only a step's action can be modified")
+        if a.step is None or edited is None or a.subject == "tool":
+            raise ConfigError(
+                f"approval {full!r}: only a plan step's action can be modified; "
+                "reject a tool call with a reason instead, and the agent reads it"
+            )
         edited_step(state.step_spec(a.step), edited)  # refuse a bad edit now, not later
     fields = {
         "run_id": state.run_id,
@@ -159,14 +162,18 @@ def decision_as_event(state: RunState, request: Request, key: bytes, now: float)
     if a.status != "pending":
         return refuse(number, f"the approval was already decided ({a.status})")
     if a.step is not None and a.blocking:
-        current = action_hash(state.step_spec(a.step).action_payload())
-        if fields.get("action_hash") != a.action_hash or current != a.action_hash:
+        # a tool call's hash is of the call itself (see trestle.agent.toolgate), which
+        # the step's replay must reach again; a step's action must not have changed
+        changed = a.subject != "tool" and (
+            action_hash(state.step_spec(a.step).action_payload()) != a.action_hash
+        )
+        if fields.get("action_hash") != a.action_hash or changed:
             return refuse(number, "the action changed since it was shown: ask again")
     edited: Step | None = None
     digest = a.action_hash
     if fields["verdict"] == "modify":
-        if a.step is None:
-            return refuse(number, "only a step's action can be modified")
+        if a.step is None or a.subject == "tool":
+            return refuse(number, "only a plan step's action can be modified")
         try:
             edited = edited_step(state.step_spec(a.step), fields.get("edited") or {})
         except ConfigError as exc:

@@ -322,7 +322,9 @@ class AgentPerformer:
             step_id=work.step.id,
             test_command=settings.test_command,
         )
-        gate = RunToolGate(work.state, work.step.id, settings.scope)
+        own = work.step.agent
+        declared = (*own.files, *own.new_files) if own and own.role == "execute" else None
+        gate = RunToolGate(work.state, work.step.id, settings.scope, declared)
         messages = [Message.system(SYSTEM), pins.message(), Message.user(task)]
         for _ in range(settings.max_turns):
             reminder = await session.remind(pins, phase, settings.reminders, current)

@@ -25,12 +25,20 @@ class RunToolGate:
         state: the live run state (read only).
         step_id: the step whose calls this gate judges.
         scope: globs the run may write; empty means the whole workspace.
+        files: for a plan step, the files it declared it changes or creates; its
+            writes elsewhere are refused (None: no such limit).
 
     After a ``defer`` verdict, ``ask`` holds what the human is asked to approve.
     """
 
-    def __init__(self, state: RunState, step_id: str, scope: tuple[str, ...]) -> None:
-        self.state, self.step_id, self.scope = state, step_id, scope
+    def __init__(
+        self,
+        state: RunState,
+        step_id: str,
+        scope: tuple[str, ...],
+        files: tuple[str, ...] | None = None,
+    ) -> None:
+        self.state, self.step_id, self.scope, self.files = state, step_id, scope, files
         self.ask: ToolAsk | None = None
 
     async def review(self, call: GatedCall) -> GateVerdict:
@@ -39,6 +47,13 @@ class RunToolGate:
         if outside:
             return GateVerdict.deny(
                 f"{outside[0]!r} is outside the scope this run may change {list(self.scope)!r}"
+            )
+        undeclared = [p for p in facts.paths if self.files is not None and p not in self.files]
+        if undeclared:
+            return GateVerdict.deny(
+                f"{undeclared[0]!r} is not among the files step {self.step_id!r} declared "
+                f"{list(self.files or ())!r}; change only those, or finish and say what else "
+                "the goal needs"
             )
         arguments = canonical_json(call.arguments)
         digest = action_hash({"step": self.step_id, "tool": call.tool, "arguments": arguments})

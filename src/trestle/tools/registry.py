@@ -117,16 +117,14 @@ class ToolRegistry:
             wants a human to decide first; the tool has not run then.
         """
         tool = self._tools.get(name)
-        if offered is not None and name not in offered:
-            tool = None
-        if tool is None:
+        if tool is not None and allowed_natures is not None and tool.nature not in allowed_natures:
+            return self._refuse_in_phase(tool, allowed_natures, phase, offered)
+        if tool is None or (offered is not None and name not in offered):
             known = tuple(n for n in self.names(allowed_natures) if offered is None or n in offered)
             return Observation.failure(
                 f"unknown tool {name!r}{did_you_mean(name, known)}; "
                 f"the tools you can call are: {', '.join(known) or 'none'}"
             )
-        if allowed_natures is not None and tool.nature not in allowed_natures:
-            return self._refuse_in_phase(tool, allowed_natures, phase)
         parsed = _parse(tool, raw_arguments)
         if isinstance(parsed, Observation):
             return parsed
@@ -166,9 +164,13 @@ class ToolRegistry:
         return observation
 
     def _refuse_in_phase(
-        self, tool: Tool[Any], allowed: Collection[Nature], phase: str | None
+        self,
+        tool: Tool[Any],
+        allowed: Collection[Nature],
+        phase: str | None,
+        offered: Collection[str] | None,
     ) -> Observation:
-        names = self.names(allowed)
+        names = [n for n in self.names(allowed) if offered is None or n in offered]
         kinds = ", ".join(sorted(allowed)) or "no"
         return Observation.failure(
             f"{tool.name} is not allowed in {phase or 'this phase'}: it is a {tool.nature} "
