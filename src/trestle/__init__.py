@@ -9,12 +9,16 @@ Model providers, coding tools and test servers live in the subpackages
 from __future__ import annotations
 
 from trestle.actions import StepContext
+from trestle.agent.launch import run_agent, start_agent
+from trestle.agent.runtime import AgentPerformer
+from trestle.agent.settings import AgentSettings
+from trestle.agent.trajectory import ReplayModel, Trajectory, trajectory_of
 from trestle.approvals import feedback, find_approval, inbox, submit_decision
 from trestle.budget import Budget, Limit
 from trestle.card import HandoffCard, build_card
 from trestle.checkpoints import Checkpoint, checkpoints, rewind
 from trestle.decider import decide, run_status
-from trestle.engine import LocalEngine
+from trestle.engine import LocalEngine, StepPerformer, StepWork
 from trestle.errors import (
     ConfigError,
     LeaseHeldError,
@@ -56,6 +60,8 @@ __version__ = "0.1.0"
 __all__ = [
     "EVENT_ADAPTER",
     "ActionFacts",
+    "AgentPerformer",
+    "AgentSettings",
     "AnyEvent",
     "Budget",
     "CheckResult",
@@ -78,6 +84,7 @@ __all__ = [
     "ProviderRequestError",
     "ProviderResponseError",
     "ProviderUnavailableError",
+    "ReplayModel",
     "Report",
     "RestoreConflictError",
     "RestoreResult",
@@ -92,10 +99,13 @@ __all__ = [
     "SqliteStore",
     "Step",
     "StepContext",
+    "StepPerformer",
+    "StepWork",
     "Store",
     "StoreError",
     "StoredEvent",
     "TierDecision",
+    "Trajectory",
     "TrestleError",
     "UnknownRunError",
     "UnknownSnapshotError",
@@ -118,6 +128,9 @@ __all__ = [
     "parse_plan",
     "request_decision",
     "rewind",
+    "run_agent",
     "run_status",
+    "start_agent",
     "submit_decision",
+    "trajectory_of",
 ]

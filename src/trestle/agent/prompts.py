@@ -54,8 +54,11 @@ def plan_task(
     scope: tuple[str, ...],
     revision: bool,
     steps_so_far: list[Step],
+    failure: str | None = None,
 ) -> str:
     lines = [f"Goal: {goal}", *_requirements(requirements)]
+    if failure:
+        lines += ["", f"An earlier attempt at this plan failed: {failure}"]
     if findings is not None:
         lines += ["", "Findings from UNDERSTAND:", findings.model_dump_json(exclude_defaults=True)]
     if revision:

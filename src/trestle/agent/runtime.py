@@ -166,7 +166,7 @@ class AgentPerformer:
     async def _plan(self, work: StepWork, task: AgentTask, settings: AgentSettings) -> ActionResult:
         state, sid = work.state, work.step.id
         revision = sid.startswith("revise-")
-        session, pins, _ = await self._open(work, settings)
+        session, pins, failure = await self._open(work, settings)
         existing = [state.step_spec(s) for s in state.steps if s != sid]
         text = plan_task(
             task,
@@ -176,6 +176,7 @@ class AgentPerformer:
             scope=settings.scope,
             revision=revision,
             steps_so_far=existing,
+            failure=failure,
         )
         files = await asyncio.to_thread(workspace_files, work.ctx.workspace)
         reserved = {"understand", "plan", "review", "validate"}
