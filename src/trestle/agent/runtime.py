@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from trestle.actions import run_shell, step_env
-from trestle.agent.context import Pins, Summariser
+from trestle.agent.context import Pins, Summariser, model_summariser
 from trestle.agent.phases import Findings, Phase, allowed_natures, parse_findings
 from trestle.agent.planning import PlanFeedback, PlanNegotiation, check_agent_plan
 from trestle.agent.prompts import (
@@ -383,6 +383,14 @@ def settings_model(settings: AgentSettings) -> Model:
         path = Path(settings.model.removeprefix(REPLAY_PREFIX))
         return ReplayModel(load_trajectory(path))
     return model_from_spec(settings.model, base_url=settings.base_url)
+
+
+def performer_for(settings: AgentSettings) -> AgentPerformer:
+    """The performer a run's settings call for: its model, the coding tools, and the
+    model itself summarising old turns (a replay falls back to an extractive summary)."""
+    model = settings_model(settings)
+    summariser = None if isinstance(model, ReplayModel) else model_summariser(model)
+    return AgentPerformer(model, summariser=summariser)
 
 
 def _is_plan_step(state: RunState, sid: str) -> bool:

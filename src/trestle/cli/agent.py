@@ -123,9 +123,9 @@ def _check_model(settings: AgentSettings) -> None:
 
 
 def _performer(settings: AgentSettings) -> StepPerformer:
-    from trestle.agent.runtime import AgentPerformer, settings_model
+    from trestle.agent.runtime import performer_for
 
-    return AgentPerformer(settings_model(settings))
+    return performer_for(settings)
 
 
 @app.command()

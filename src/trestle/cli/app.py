@@ -146,9 +146,9 @@ def _performer_for(store: Store, run_id: str) -> StepPerformer | None:
     settings = load_state(store, run_id).agent
     if settings is None:
         return None
-    from trestle.agent.runtime import AgentPerformer, settings_model
+    from trestle.agent.runtime import performer_for
 
-    return AgentPerformer(settings_model(settings))
+    return performer_for(settings)
 
 
 def _drive(
