@@ -19,6 +19,8 @@ from trestle.agent.trajectory import REPLAY_PREFIX, trajectory_of
 from trestle.approvals import inbox, submit_decision
 from trestle.budget import Budget, Limit
 from trestle.cli.app import (
+    LiveOption,
+    PolicyOption,
     PromptOption,
     ReportJson,
     RunArg,
@@ -77,12 +79,9 @@ def agent(
     ] = None,
     store: StoreOption = None,
     report_json: ReportJson = None,
-    live: Annotated[bool, typer.Option(help="Live table on a terminal.")] = True,
+    live: LiveOption = True,
     prompt: PromptOption = True,
-    policy: Annotated[
-        Path | None,
-        typer.Option(help="Operator policy file [default: the nearest trestle.toml]."),
-    ] = None,
+    policy: PolicyOption = None,
 ) -> None:
     """Run the coding agent on GOAL: understand, plan, execute, validate. Prints the run id."""
     if not repo.is_dir():

@@ -68,6 +68,11 @@ PromptOption = Annotated[
     bool,
     typer.Option(help="On a terminal, ask about approvals when the run waits for them."),
 ]
+LiveOption = Annotated[bool, typer.Option(help="Live table on a terminal.")]
+PolicyOption = Annotated[
+    Path | None,
+    typer.Option(help="Operator policy file [default: the nearest trestle.toml]."),
+]
 RunArg = Annotated[str, typer.Argument(metavar="RUN", help="Run id (from `trestle runs`).")]
 ApprovalArg = Annotated[
     str, typer.Argument(metavar="APPROVAL", help="RUN.N from `trestle inbox` (or its tail).")
@@ -105,12 +110,9 @@ def run(
     ] = None,
     store: StoreOption = None,
     report_json: ReportJson = None,
-    live: Annotated[bool, typer.Option(help="Live table on a terminal.")] = True,
+    live: LiveOption = True,
     prompt: PromptOption = True,
-    policy: Annotated[
-        Path | None,
-        typer.Option(help="Operator policy file [default: the nearest trestle.toml]."),
-    ] = None,
+    policy: PolicyOption = None,
 ) -> None:
     """Validate a plan, show it, run it, and report. Prints the run id first."""
     plan = load_plan(plan_file)
@@ -131,7 +133,7 @@ def resume(
     run_id: RunArg,
     store: StoreOption = None,
     report_json: ReportJson = None,
-    live: Annotated[bool, typer.Option(help="Live table on a terminal.")] = True,
+    live: LiveOption = True,
     prompt: PromptOption = True,
 ) -> None:
     """Continue a run: after a crash, an approval, or a retry/skip decision."""
