@@ -103,7 +103,7 @@ def agent(
         run_id = create_run(
             st, plan, workspace=repo, operator_policy=operator_policy(repo, policy), agent=settings
         )
-        out.print(f"run {run_id}: {goal}", markup=False)
+        out.print(f"run {run_id}: {goal}", markup=False, soft_wrap=True)
         _drive(st, run_id, out, report_json, live, prompt, performer=_performer(settings))
 
 

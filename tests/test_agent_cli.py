@@ -1,0 +1,547 @@
+"""The agent's commands end to end: ``trestle demo``, ``agent``, ``trajectory``, ``tell``.
+
+Every command runs the real console script (``python -m trestle``) in a subprocess
+against a real SQLite store, on a real copy of the bundled sample repository whose
+tests really run. The model is either the recorded trajectory bundled with the demo
+(``replay:PATH``; no model is called) or the ``openai`` client talking to the
+loopback chat completions server, so nothing leaves the machine. One demo run is
+shared by the tests that only read it (exporting its trajectory, telling a finished
+run); the others start their own runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from trestle.models import ToolCall
+from trestle.testing import OpenAIServer
+
+RUN_ID = r"\d{8}-\d{6}-[0-9a-f]{4}"
+# `trestle agent` prints `run ID: GOAL`, `trestle demo` `run ID in DIR: GOAL`,
+# `trestle run` and `resume` just `run ID`.
+RUN_LINE = re.compile(rf"run ({RUN_ID})\b")
+WIDTH = "200"  # wide enough that report lines and cards do not wrap
+# Only a guard against a hung child; no test asserts how long anything takes.
+PATIENCE = 120.0
+
+# the demo's own goal and acceptance check (see trestle.cli.agent)
+DEMO_GOAL = "make slugify() turn any title into a clean URL slug; the failing test shows how"
+DEMO_TESTS = "python3 -m unittest discover -s tests -q"
+FIXED_SLUGIFY = '    return "-".join(re.findall(r"\\w+", title.lower()))'
+
+
+@dataclass(frozen=True)
+class Cli:
+    """``trestle`` run in ``dir`` (unless told another ``cwd``) with
+    ``$TRESTLE_STORE`` pointing at ``store``."""
+
+    dir: Path
+    store: Path
+    key_file: Path
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in ("TRESTLE_STORE", "OPENAI_API_KEY")}
+        env.update(
+            COLUMNS=WIDTH,
+            NO_COLOR="1",
+            TERM="dumb",
+            TRESTLE_STORE=str(self.store),
+            # approvals are signed with this test's key, never the user's
+            TRESTLE_KEY_FILE=str(self.key_file),
+        )
+        env.update(extra)
+        return env
+
+    def __call__(
+        self, *args: str | Path, cwd: Path | None = None, **env: str
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "trestle", *map(str, args)],
+            cwd=cwd or self.dir,
+            env=self.env(**env),
+            capture_output=True,
+            text=True,
+            timeout=PATIENCE,
+            check=False,
+        )
+
+    def json(self, *args: str | Path) -> Any:
+        """Run a command with ``--json``; it must succeed."""
+        result = self(*args, "--json")
+        assert result.returncode == 0, result.stdout + result.stderr
+        return json.loads(result.stdout)
+
+    def events(self, run_id: str, store: Path | None = None) -> list[dict[str, Any]]:
+        """The run's events as ``trestle log --json`` prints them."""
+        found: list[dict[str, Any]] = self.json("log", run_id, "--store", store or self.store)
+        return found
+
+    def kinds(self, run_id: str, store: Path | None = None) -> list[str]:
+        return [event["kind"] for event in self.events(run_id, store)]
+
+
+def run_id_of(result: subprocess.CompletedProcess[str]) -> str:
+    match = RUN_LINE.match(result.stdout)
+    assert match, f"output does not start with `run <id>`: {result.stdout[:300]!r}"
+    return match.group(1)
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def lines_starting(text: str, *prefixes: str) -> list[str]:
+    """The progress lines that start with one of ``prefixes``, spaces collapsed."""
+    return [flat(line) for line in text.splitlines() if line.startswith(prefixes)]
+
+
+def sample_repo(where: Path) -> Path:
+    """A fresh copy of the sample repository bundled with Trestle."""
+    with resources.as_file(resources.files("trestle.demo").joinpath("textkit")) as source:
+        shutil.copytree(source, where)
+    return where
+
+
+def unittests(repo: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        DEMO_TESTS.split(),
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=PATIENCE,
+        check=False,
+    )
+
+
+@pytest.fixture
+def cli(tmp_path: Path, _own_decision_key: Path) -> Cli:
+    return Cli(tmp_path, tmp_path / "trestle.db", _own_decision_key)
+
+
+# --- trestle demo (one run, shared) ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Demo:
+    """A finished ``trestle demo --dir DIR`` and what it printed."""
+
+    dir: Path
+    run_id: str
+    result: subprocess.CompletedProcess[str]
+
+    @property
+    def store(self) -> Path:
+        return self.dir / "trestle.db"
+
+    @property
+    def repo(self) -> Path:
+        return self.dir / "textkit"
+
+
+@pytest.fixture(scope="module")
+def demo_cli(tmp_path_factory: pytest.TempPathFactory) -> Cli:
+    """A Cli for module-scoped fixtures, which run before the per-test key is set."""
+    root = tmp_path_factory.mktemp("demo-cli")
+    return Cli(root, root / "unused.db", root / "approval.key")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory, demo_cli: Cli) -> Demo:
+    where = tmp_path_factory.mktemp("demo")
+    result = demo_cli("demo", "--dir", where)
+    match = re.search(rf"^run ({RUN_ID}) in ", result.stdout, re.M)
+    assert match, result.stdout + result.stderr
+    return Demo(where, match.group(1), result)
+
+
+@pytest.fixture(scope="module")
+def demo_trajectory(demo: Demo, demo_cli: Cli, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo run's trajectory, exported with ``trestle trajectory -o``."""
+    path = tmp_path_factory.mktemp("trajectory") / "t.json"
+    result = demo_cli("trajectory", demo.run_id, "-o", path, "--store", demo.store)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return path
+
+
+def test_the_demo_fixes_the_sample_after_an_approval_and_a_failed_attempt(demo: Demo) -> None:
+    result = demo.result
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert out.startswith("REPLAY: the model's answers are a recorded trajectory")
+    assert "no model is called" in flat(out)
+    # the plan waits for a human; the demo shows the card and approves it itself
+    [asked] = lines_starting(out, "APPROVE?")
+    assert asked.startswith(f"APPROVE? review ({demo.run_id}.1):")
+    assert f"approved {demo.run_id}.1" in out
+    # fix-slugify fails its check once, then passes
+    fix = lines_starting(out, "failed   fix-slugify", "done     fix-slugify")
+    assert [line.split(":")[0] for line in fix] == [
+        "failed fix-slugify (attempt 1)",
+        "done fix-slugify (attempt 2)",
+    ]
+    assert "python3 -m unittest tests.test_slug -q" in fix[0]
+    assert lines_starting(out, "finished") == ["finished needs_human", "finished succeeded"]
+    assert f"trestle diff {demo.run_id} fix-slugify --store {demo.store}" in out
+
+    # the sample's tests really pass now, including the one the agent added
+    tests = unittests(demo.repo)
+    assert tests.returncode == 0, tests.stdout + tests.stderr
+    assert FIXED_SLUGIFY in (demo.repo / "textkit" / "slug.py").read_text()
+    assert (demo.repo / "tests" / "test_accents.py").is_file()
+
+
+def test_the_demo_run_is_recorded_in_its_store(demo: Demo, demo_cli: Cli) -> None:
+    events = demo_cli.events(demo.run_id, demo.store)
+    kinds = {event["kind"] for event in events}
+    assert {
+        "model_called",
+        "tool_call_started",
+        "tool_call_ended",
+        "phase_entered",
+        "findings_recorded",
+        "plan_extended",
+        "approval_decided",
+    } <= kinds
+    phases = [event["phase"] for event in events if event["kind"] == "phase_entered"]
+    assert phases == ["UNDERSTAND", "PLAN", "EXECUTE", "VALIDATE", "DONE"]
+    [extended] = [event for event in events if event["kind"] == "plan_extended"]
+    added = [step["id"] for step in extended["steps"]]
+    assert added == ["review", "fix-slugify", "cover-accents", "validate"]
+    assert events[-1]["kind"] == "run_finished" and events[-1]["status"] == "succeeded"
+
+    diff = demo_cli("diff", demo.run_id, "fix-slugify", "--store", demo.store)
+    assert diff.returncode == 0, diff.stderr
+    assert "+++ b/textkit/slug.py" in diff.stdout
+    assert "+import re" in diff.stdout
+    # the diff is the latest attempt's: it starts from what the failed first attempt left
+    assert '-    return title.lower().strip().replace(" ", "-")' in diff.stdout.splitlines()
+    assert "+" + FIXED_SLUGIFY in diff.stdout.splitlines()
+
+
+# --- trestle trajectory, and replaying it with trestle agent ------------------------------
+
+
+def test_an_exported_trajectory_replays_to_the_same_result(
+    demo: Demo, demo_trajectory: Path, cli: Cli
+) -> None:
+    recorded = json.loads(demo_trajectory.read_text())
+    assert recorded["format"] == "trestle-trajectory/1"
+    assert recorded["goal"] == DEMO_GOAL
+    assert list(recorded["conversations"]) == [
+        "understand#1",
+        "plan#1",
+        "fix-slugify#1",
+        "fix-slugify#2",
+        "cover-accents#1",
+    ]
+    fresh = sample_repo(cli.dir / "fresh")
+    assert unittests(fresh).returncode != 0  # the copy starts out broken
+
+    result = cli(
+        "agent",
+        DEMO_GOAL,
+        "--repo",
+        fresh,
+        "--model",
+        f"replay:{demo_trajectory}",
+        "--test-command",
+        DEMO_TESTS,
+        "--auto-plan",
+        "--no-live",
+        "--no-prompt",
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    run_id = run_id_of(result)
+    assert "APPROVE?" not in result.stdout  # --auto-plan: the review asks nobody
+    assert lines_starting(result.stdout, "finished") == ["finished succeeded"]
+    for changed in ("textkit/slug.py", "tests/test_accents.py"):
+        assert (fresh / changed).read_bytes() == (demo.repo / changed).read_bytes(), changed
+    assert unittests(fresh).returncode == 0
+    # the replay asked for exactly the recorded answers, in the same conversations
+    again = json.loads(cli("trajectory", run_id).stdout)
+    assert again["conversations"] == recorded["conversations"]
+
+
+# --- the plan review: exit 3, inbox, approve, resume ---------------------------------------
+
+
+def start_at_review(cli: Cli, trajectory: Path, repo: Path) -> str:
+    """``trestle agent`` with the default --approve-plan: it stops at the plan's review."""
+    result = cli(
+        "agent",
+        DEMO_GOAL,
+        "--repo",
+        repo,
+        "--model",
+        f"replay:{trajectory}",
+        "--test-command",
+        DEMO_TESTS,
+        "--no-live",
+        "--no-prompt",
+    )
+    assert result.returncode == 3, result.stdout + result.stderr
+    run_id = run_id_of(result)
+    assert lines_starting(result.stdout, "finished") == ["finished needs_human"]
+    assert f"`trestle approve {run_id}.1`" in result.stdout
+    return run_id
+
+
+def test_the_plan_waits_for_approval_and_resume_rebuilds_the_replay_model(
+    demo_trajectory: Path, cli: Cli, tmp_path: Path
+) -> None:
+    # a relative trajectory path: the run records it absolute, so a resume from
+    # another directory still finds it
+    local = shutil.copy(demo_trajectory, cli.dir / "recorded.json")
+    repo = sample_repo(cli.dir / "repo")
+    run_id = start_at_review(cli, Path("recorded.json"), repo)
+    [created] = [e for e in cli.events(run_id) if e["kind"] == "run_created"]
+    assert created["agent"]["model"] == f"replay:{Path(local).resolve()}"
+    assert created["agent"]["plan_approval"] == "confirm"
+    assert unittests(repo).returncode != 0  # nothing executed before the approval
+
+    inbox = cli("inbox")
+    assert inbox.returncode == 0, inbox.stderr
+    card = flat(inbox.stdout)
+    assert f"approval {run_id}.1" in card
+    assert "review: approve the plan:" in card
+    assert "- fix-slugify: slugify drops punctuation and collapses runs of separators" in card
+    assert "- cover-accents: a test that accented titles keep their letters" in card
+
+    approved = cli("approve", f"{run_id}.1")
+    assert approved.returncode == 0, approved.stderr
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    resumed = cli("resume", run_id, "--no-live", "--no-prompt", cwd=elsewhere)
+
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert lines_starting(resumed.stdout, "finished") == ["finished succeeded"]
+    assert unittests(repo).returncode == 0
+    assert cli("inbox").stdout.strip() == "inbox is empty"
+
+
+# --- bad input: exit 2, a message naming the problem, nothing recorded ---------------------
+
+
+@pytest.mark.parametrize(
+    ("model", "says"),
+    [
+        ("nonsense", "model 'nonsense': expected PROVIDER:MODEL"),
+        ("foo:bar", "model 'foo:bar': unknown provider 'foo'; known: anthropic, openai"),
+        ("replay:/missing.json", "trajectory '/missing.json': cannot read it"),
+        ("replay:{dir}/broken.json", "trajectory '{dir}/broken.json': not JSON"),
+        ("replay:{dir}/wrong.json", "trajectory '{dir}/wrong.json', field 'conversations.a#1'"),
+    ],
+)
+def test_a_bad_model_is_refused_before_anything_is_recorded(
+    cli: Cli, model: str, says: str
+) -> None:
+    (cli.dir / "broken.json").write_text("{not json\n")
+    (cli.dir / "wrong.json").write_text(json.dumps({"conversations": {"a#1": 5}}))
+    repo = sample_repo(cli.dir / "repo")
+
+    result = cli("agent", "G", "--repo", repo, "--model", model.format(dir=cli.dir), "--no-live")
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert flat(result.stderr).startswith("error: " + says.format(dir=cli.dir))
+    assert result.stdout == ""
+    assert_nothing_recorded(cli, repo)
+
+
+def test_a_missing_repository_is_refused_before_anything_is_recorded(cli: Cli) -> None:
+    result = cli("agent", "G", "--repo", "/does/not/exist", "--model", "nonsense")
+
+    # the repository is checked first; the model is never looked at
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Invalid value for --repo: '/does/not/exist' is not a directory" in flat(result.stderr)
+    assert_nothing_recorded(cli, None)
+
+
+def assert_nothing_recorded(cli: Cli, repo: Path | None) -> None:
+    assert not cli.store.exists()
+    if repo is not None:
+        assert not (repo / ".trestle").exists()
+
+
+# --- trestle tell --------------------------------------------------------------------------
+
+
+def test_tell_refuses_a_plan_run(cli: Cli) -> None:
+    (cli.dir / "plan.yaml").write_text(
+        textwrap.dedent(
+            """\
+            goal: say hello
+            steps:
+              - id: hello
+                run: echo hello
+            """
+        )
+    )
+    ran = cli("run", "plan.yaml", "--no-live", "--no-prompt")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    run_id = run_id_of(ran)
+    before = cli.kinds(run_id)
+
+    told = cli("tell", run_id, "also say goodbye")
+
+    assert told.returncode == 2, told.stdout + told.stderr
+    assert flat(told.stderr) == (
+        f"error: run {run_id!r} is a plan run, not an agent run: it takes no requirements"
+    )
+    assert cli.kinds(run_id) == before
+
+
+def test_tell_refuses_a_finished_agent_run(demo: Demo, demo_cli: Cli) -> None:
+    before = demo_cli.kinds(demo.run_id, demo.store)
+
+    told = demo_cli("tell", demo.run_id, "also handle emoji", "--store", demo.store)
+
+    assert told.returncode == 2, told.stdout + told.stderr
+    assert flat(told.stderr) == (
+        f"error: run {demo.run_id!r} already finished (succeeded): "
+        "start a new run for 'also handle emoji'"
+    )
+    assert demo_cli.kinds(demo.run_id, demo.store) == before
+
+
+def test_a_requirement_told_at_the_review_adds_a_revise_step(
+    demo_trajectory: Path, cli: Cli
+) -> None:
+    repo = sample_repo(cli.dir / "repo")
+    run_id = start_at_review(cli, demo_trajectory, repo)
+    requirement = "also strip leading dashes"
+
+    told = cli("tell", run_id, requirement)
+    assert told.returncode == 0, told.stdout + told.stderr
+    assert f"`trestle resume {run_id}`" in told.stdout
+    assert "requirement_added" not in cli.kinds(run_id)  # taken by the next driver
+    assert cli("approve", f"{run_id}.1").returncode == 0
+    resumed = cli("resume", run_id, "--no-live", "--no-prompt")
+
+    # the requirement was planned as revise-1; the recording has no answers for it,
+    # so revise-1 fails both attempts and the run waits for a human; the recorded
+    # plan's steps still ran, so the sample is fixed
+    out = resumed.stdout
+    assert resumed.returncode == 3, out + resumed.stderr
+    assert lines_starting(out, "plan     tell added") == ["plan tell added: revise-1"]
+    events = cli.events(run_id)
+    [added] = [e for e in events if e["kind"] == "requirement_added"]
+    assert added["text"] == requirement
+    extended = [e for e in events if e["kind"] == "plan_extended"]
+    assert [step["id"] for step in extended[-1]["steps"]] == ["revise-1"]
+    no_answer = "the trajectory has no answer left for 'revise-1#2' (it recorded 0)"
+    [dead] = lines_starting(out, "FAILED   revise-1")
+    assert dead == flat(
+        "FAILED revise-1: failed 2 of 2 attempts; last: model call failed: "
+        f"{no_answer} [dead-letter queue]"
+    )
+    assert "blocked validate (needs 'revise-1', which failed)" in lines_starting(out, "blocked")
+    assert lines_starting(out, "finished") == ["finished needs_human"]
+    report = flat(out.split(f"run {run_id}: needs_human")[1])
+    assert f"'revise-1' failed after 2 attempt(s): model call failed: {no_answer}" in report
+    assert f"trestle retry {run_id} revise-1" in report
+    assert unittests(repo).returncode == 0
+    shown = cli.json("show", run_id)
+    assert shown["status"] == "needs_human"
+
+
+# --- trestle agent against an OpenAI-compatible server --------------------------------------
+
+OPENAI_MODEL = "test-model"
+CALC_TESTS = f"{sys.executable} -m unittest -q"
+FINDINGS = {
+    "summary": "add() subtracts instead of adding",
+    "how_to_test": CALC_TESTS,
+    "relevant_files": [{"path": "calc.py"}],
+}
+PLAN = {
+    "summary": "fix add",
+    "steps": [
+        {
+            "id": "fix-add",
+            "objective": "add returns the sum",
+            "files": ["calc.py"],
+            "verify": [{"command": CALC_TESTS}],
+        }
+    ],
+}
+
+
+def call(call_id: str, name: str, **arguments: Any) -> ToolCall:
+    return ToolCall(id=call_id, name=name, arguments=json.dumps(arguments))
+
+
+@pytest.fixture
+def server() -> Iterator[OpenAIServer]:
+    with OpenAIServer(model=OPENAI_MODEL) as running:
+        yield running
+
+
+def test_agent_runs_against_an_openai_compatible_server(cli: Cli, server: OpenAIServer) -> None:
+    repo = cli.dir / "calc"
+    repo.mkdir()
+    (repo / "calc.py").write_text("def add(a, b):\n    return a - b\n")
+    (repo / "test_calc.py").write_text(
+        "import unittest\n\nfrom calc import add\n\n\n"
+        "class AddTest(unittest.TestCase):\n"
+        "    def test_add(self) -> None:\n"
+        "        self.assertEqual(add(2, 3), 5)\n"
+    )
+    server.queue_tool_calls(call("call_read", "read_file", path="calc.py"))
+    server.queue_text(json.dumps(FINDINGS))
+    server.queue_text(json.dumps(PLAN))
+    server.queue_tool_calls(
+        call("call_edit", "edit_file", path="calc.py", old="a - b", new="a + b")
+    )
+    server.queue_tool_calls(call("call_finish", "finish", summary="add adds"))
+
+    result = cli(
+        "agent",
+        "make add() return the sum",
+        "--repo",
+        repo,
+        "--model",
+        f"openai:{OPENAI_MODEL}",
+        "--base-url",
+        server.base_url,
+        "--test-command",
+        CALC_TESTS,
+        "--auto-plan",
+        "--no-live",
+        "--no-prompt",
+        OPENAI_API_KEY="x",
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert lines_starting(result.stdout, "finished") == ["finished succeeded"]
+    assert (repo / "calc.py").read_text() == "def add(a, b):\n    return a + b\n"
+    assert server.pending == 0 and len(server.requests) == 5
+    for request in server.requests:
+        assert request.headers["authorization"] == "Bearer x"
+        assert request.body["model"] == OPENAI_MODEL
+    run_id = run_id_of(result)
+    events = cli.events(run_id)
+    [created] = [e for e in events if e["kind"] == "run_created"]
+    assert created["agent"]["model"] == f"openai:{OPENAI_MODEL}"
+    assert created["agent"]["base_url"] == server.base_url
+    called = [(e["step"], e["turn"]) for e in events if e["kind"] == "model_called"]
+    assert called == [
+        ("understand", 1),
+        ("understand", 2),
+        ("plan", 1),
+        ("fix-add", 1),
+        ("fix-add", 2),
+    ]
