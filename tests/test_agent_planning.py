@@ -83,7 +83,9 @@ def test_a_valid_plan_becomes_a_runtime_plan_of_agent_steps() -> None:
     assert plan.goal == "parse empty input" and plan.workspace == "repo"
     assert plan.ids == ("fix", "cover", "docs")
     fix, cover, docs = plan.steps
-    assert all(is_agent_step(s) and s.agent is not None and s.agent.role == "execute" for s in plan.steps)
+    assert all(
+        is_agent_step(s) and s.agent is not None and s.agent.role == "execute" for s in plan.steps
+    )
     assert fix.description == "do fix" and fix.tags == ("agent",)
     assert fix.confidence == 0.8 and fix.reasoning == "the bug is here"
     assert fix.retries == 1 and fix.rerunnable
