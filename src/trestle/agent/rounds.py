@@ -8,8 +8,6 @@ steps around them have fixed names: ``review`` / ``review-2``, ``validate`` /
 
 from __future__ import annotations
 
-from collections.abc import Collection
-
 from trestle.agent.planning import AgentPlan, runtime_plan
 from trestle.agent.settings import AgentSettings, planning_step
 from trestle.events import PlanExtended, RequirementAdded
@@ -34,7 +32,6 @@ def plan_added(
     goal: str,
     settings: AgentSettings,
     round: int,
-    existing: Collection[str] = (),
     revision: int | None = None,
     validate: str | None = None,
     also_needed: tuple[str, ...] = (),

@@ -45,7 +45,7 @@ from trestle.agent.prompts import (
 from trestle.agent.reminders import StepProgress, plan_progress, plan_status
 from trestle.agent.rounds import numbered, plan_added, replan_added, requirement_added
 from trestle.agent.session import Pause, StepSession
-from trestle.agent.settings import ROLE_PHASE, AgentSettings
+from trestle.agent.settings import RESERVED_IDS, ROLE_PHASE, AgentSettings
 from trestle.agent.toolgate import RunToolGate
 from trestle.agent.trajectory import REPLAY_PREFIX, ReplayModel, load_trajectory
 from trestle.engine import StepWork
@@ -179,8 +179,8 @@ class AgentPerformer:
             failure=failure,
         )
         files = await asyncio.to_thread(workspace_files, work.ctx.workspace)
-        reserved = {"understand", "plan", "review", "validate"}
-        taken = {s.id for s in existing} if revision else reserved if task.round == 1 else set()
+        # round 1 keeps the model's ids, so they must not take the fixed steps' names
+        taken = {s.id for s in existing} if revision else RESERVED_IDS if task.round == 1 else set()
         negotiation = [PlanNegotiation(max_attempts=settings.max_plan_attempts)]
 
         async def on_text(answer: str) -> Outcome:
@@ -214,7 +214,6 @@ class AgentPerformer:
                 goal=state.plan.goal,
                 settings=settings,
                 round=task.round,
-                existing=taken,
                 revision=number,
                 validate=validate if validate in state.steps else None,
                 also_needed=also,

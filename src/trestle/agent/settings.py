@@ -35,7 +35,7 @@ ROLE_PHASE: dict[AgentRole, Phase] = {
     "validate": Phase.VALIDATE,
 }
 
-RESERVED_PREFIXES = ("understand", "plan", "review", "validate", "revise")
+RESERVED_IDS = frozenset({"understand", "plan", "review", "validate"})  # round 1 uses them
 
 
 class AgentSettings(Record):
