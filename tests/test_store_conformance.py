@@ -7,12 +7,14 @@ reopening, refusing a newer schema, and two store objects sharing one file.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import socket
 import sqlite3
 import subprocess
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 
@@ -604,3 +606,19 @@ def test_sqlite_two_stores_on_one_file_interleave_appends_without_locking_errors
         assert check.run(run_id).last_seq == 2 * rounds + 1
         assert check.pending_requests(run_id) == []
     check.close()
+
+
+def _open_and_close(path: str) -> None:
+    SqliteStore(path).close()
+
+
+def test_sqlite_processes_opening_a_new_file_at_once_all_succeed(tmp_path: Path) -> None:
+    # the first open switches the file to WAL; a second process doing the same at that
+    # moment is told "locked" without sqlite's busy wait, and once failed outright
+    context = multiprocessing.get_context("fork")
+    for attempt in range(40):
+        path = str(tmp_path / f"store-{attempt}.db")
+        with context.Pool(4) as pool:
+            pool.map(_open_and_close, [path] * 4)
+        with closing(sqlite3.connect(path)) as check:
+            assert check.execute("PRAGMA journal_mode").fetchone() == ("wal",)
