@@ -547,7 +547,14 @@ def test_failed_acceptance_with_no_replans_left_goes_to_a_human(
 def test_reminders_come_at_turn_one_and_every_n_turns(store: SqliteStore, workspace: Path) -> None:
     settings = agent_settings(reminders=ReminderPolicy(every_turns=2))
     run_id = start_run(store, workspace, settings=settings)
-    reads = [call("list_files", call_id=f"l{i}") for i in range(4)]
+    # four different looks around (the same call four times would be a loop, which a
+    # monitor would point out with a reminder of its own)
+    reads = [
+        call("list_files", call_id="l0"),
+        call("read_file", call_id="l1", path="calc.py"),
+        call("read_file", call_id="l2", path="test_calc.py"),
+        call("search_text", call_id="l3", pattern="add"),
+    ]
     model = ScriptedModel([*reads, *fix_replies()])
 
     drive(store, run_id, model)

@@ -100,7 +100,22 @@ def build_card(state: RunState, number: int) -> HandoffCard:
             on_approve=f"the {a.breach.dimension} limit rises by the top-up and the run goes on",
             on_reject="the run stops; steps not yet started are reported as never started",
         )
-    assert a.step is not None, "only budget approvals have no step"
+    if a.subject == "alert" and a.alert is not None:
+        alert = a.alert
+        return HandoffCard(
+            **common,
+            step=alert.step,
+            why=f"{alert.severity} {alert.kind}: {alert.message}",
+            rule=f"monitors.{alert.monitor}",
+            uncertainties=[
+                f"the evidence is events {', '.join(map(str, alert.evidence))} "
+                f"(`trestle log {state.run_id}`)",
+                f"the monitor suggests: {alert.suggestion}",
+            ],
+            on_approve="the run goes on from where it paused",
+            on_reject="the run stops with its report; nothing new starts",
+        )
+    assert a.step is not None, "only budget and alert approvals have no step"
     return _action_card(state, a, a.step, common)
 
 

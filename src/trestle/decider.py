@@ -52,7 +52,7 @@ class _Pass:
         self.capacity = state.plan.parallelism - state.in_flight
         self.reserved: dict[Dimension, float] = {}
         self.approvals = 0
-        self.may_start = state.stopped is None and not state.budget_paused
+        self.may_start = state.stopped is None and not state.held
 
     def ask_human(self, **fields: object) -> ApprovalRequested:
         self.approvals += 1
@@ -70,6 +70,9 @@ def decide(state: RunState, now: float) -> list[AnyEvent]:
         return []
     out: list[AnyEvent] = []
     p = _Pass(state, now)
+    for raised in state.alerts:
+        if raised.holds_run:  # a monitor paused the run: ask whether to go on
+            out.append(p.ask_human(subject="alert", alert=raised.alert))
     for sid in state.frontier():
         step, st = state.step_spec(sid), state.steps[sid]
         match st.status:
@@ -171,6 +174,9 @@ def _plus(a: dict[Dimension, float], b: dict[Dimension, float]) -> dict[Dimensio
 
 def _after_failed_attempt(state: RunState, sid: str, now: float) -> AnyEvent:
     st, step = state.steps[sid], state.step_spec(sid)
+    if st.stalled:  # a hung step is for a human to look at, not to retry blindly
+        why = f"attempt {st.attempt} {st.error}"
+        return StepFailed(at=now, step=sid, reason=why, dead_lettered=True)
     if st.failed_attempts <= step.retries:
         delay = step.backoff.delay(st.failed_attempts)
         why = f"attempt {st.attempt} failed: {st.error}"
@@ -198,7 +204,7 @@ def _settled(state: RunState) -> bool:
     """Nothing is running, due, or startable: only a human could move the run now."""
     if state.in_flight:
         return False
-    if state.stopped is not None or state.budget_paused:
+    if state.stopped is not None or state.held:
         return True  # nothing may start: what is left waits for a human or never runs
     for sid in state.frontier():
         st = state.steps[sid]

@@ -40,6 +40,7 @@ from trestle.decider import decide, next_wakeup
 from trestle.errors import LeaseLostError
 from trestle.events import (
     ActionResult,
+    AlertRaised,
     AnyEvent,
     ApprovalRefused,
     Gate,
@@ -54,6 +55,9 @@ from trestle.events import (
     ToolAsk,
 )
 from trestle.gate import action_digest
+from trestle.monitors.hub import MonitorFactory, MonitorHub
+from trestle.monitors.policy import DEFAULT_MONITORS, MonitorSettings
+from trestle.monitors.trace import Stall
 from trestle.plan import Step
 from trestle.runs import RETRYABLE, SKIPPABLE, load_state, summary_json
 from trestle.shadow import ShadowRepoError
@@ -62,6 +66,7 @@ from trestle.state import RunState
 from trestle.store.base import Appended, Lease, Owner, Request, Snapshot, Store
 
 Clock = Callable[[], float]
+DEFAULT_LEASE_TTL = 15.0  # seconds; renewed every third of it, the driver's heartbeat
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -121,6 +126,9 @@ class LocalEngine:
             key file, see :mod:`trestle.signing`).
         shadow_dir: where workspace checkpoints go (default: ``shadow.git`` beside the
             store's file; a store without a file takes none).
+        performer: performs agent steps (see :mod:`trestle.agent`).
+        monitors: makes each run's monitors (default: every built-in one, see
+            :mod:`trestle.monitors`); the run's recorded settings choose what they do.
     """
 
     def __init__(
@@ -129,12 +137,13 @@ class LocalEngine:
         *,
         clock: Clock = time.time,
         owner: Owner | None = None,
-        lease_ttl: float = 15.0,
+        lease_ttl: float = DEFAULT_LEASE_TTL,
         snapshot_every: int = 200,
         poll_interval: float = 0.5,
         decision_key: bytes | None = None,
         shadow_dir: Path | None = None,
         performer: StepPerformer | None = None,
+        monitors: MonitorFactory | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -145,6 +154,7 @@ class LocalEngine:
         self._decision_key = decision_key
         self.shadow_dir = shadow_dir or shadow_dir_for(store)
         self.performer = performer
+        self.monitors = monitors
         # sqlite3 blocks; one thread keeps it off the event loop and serialises commits
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trestle-store")
 
@@ -178,15 +188,18 @@ class LocalEngine:
             finished = state.finished is not None
             if finished and not await self._store(self.store.pending_requests, run_id):
                 return  # nothing to do, and nothing worth recording
+            hub, missed = await self._hub(state)
             if state.seq > 1:
                 inbound.append(RunResumed(at=self.clock(), owner=self.owner.name))
+            inbound += missed
+            watch = _StallWatch(state.monitors or DEFAULT_MONITORS)
             next_poll = 0.0
             while True:
                 requests: list[Request] = []
                 if self.clock() >= next_poll:
                     requests = await self._store(self.store.pending_requests, run_id)
                     next_poll = self.clock() + self.poll_interval
-                batch = self._advance(state, inbound, requests)
+                batch = self._advance(state, inbound, requests, hub)
                 consumed = [r.id for r in requests]
                 inbound = []
                 if batch or consumed:
@@ -215,13 +228,16 @@ class LocalEngine:
                     acks = []
                     for offset, event in enumerate(batch):
                         yield StoredEvent(run_id=run_id, seq=first + offset, event=event)
+                    watch.saw(batch, first, self.clock())
                     for event in batch:
                         task = self._dispatch(state, event, pool, outbox)
                         if task is not None:
                             work[task] = run_id
+                            watch.started(task, event, self.clock())
                 if state.finished is not None and not work:
                     return
                 inbound = await self._wait(state, work, outbox)
+                inbound += await self._end_stalled(state, work, watch, hub)
                 inbound, acks = outbox.drain(inbound)
         finally:
             for task in work:
@@ -237,23 +253,69 @@ class LocalEngine:
             await self._store(self.store.release_lease, run_id, lease.token)
 
     def _advance(
-        self, state: RunState, inbound: list[AnyEvent], requests: list[Request]
+        self,
+        state: RunState,
+        inbound: list[AnyEvent],
+        requests: list[Request],
+        hub: MonitorHub | None,
     ) -> list[AnyEvent]:
-        """Apply what came in, then human requests, then the decider's answers."""
+        """Apply what came in, then human requests, then the decider's answers; each
+        event is shown to the monitors as it is applied, and their alerts follow it."""
         batch: list[AnyEvent] = []
-        for event in inbound:
+
+        def take(event: AnyEvent) -> None:
             state.apply(event)
             batch.append(event)
+            if hub is not None:
+                for raised in hub.feed(state.seq, event, state):
+                    take(raised)
+
+        for event in inbound:
+            take(event)
         for request in requests:
             # judged one at a time: an earlier request may change what a later one means
             for decision in self._request_as_events(state, request):
-                state.apply(decision)
-                batch.append(decision)
+                take(decision)
         while decided := decide(state, self.clock()):
             for event in decided:
-                state.apply(event)
-            batch += decided
+                take(event)
         return batch
+
+    async def _hub(self, state: RunState) -> tuple[MonitorHub | None, list[AlertRaised]]:
+        """The run's monitors, caught up with its recorded events on a resume, and the
+        alerts they raise that a crash kept from being recorded."""
+        settings = state.monitors or DEFAULT_MONITORS
+        if not settings.enabled:
+            return None, []
+        hub = MonitorHub(settings, self.monitors)
+        # the whole stream, even for a new run: its first event holds the goal and scope
+        stored = await self._store(self.store.events, state.run_id)
+        return hub, hub.replay([(item.seq, item.event) for item in stored], state)
+
+    async def _end_stalled(
+        self,
+        state: RunState,
+        work: dict[asyncio.Task[AnyEvent], str],
+        watch: _StallWatch,
+        hub: MonitorHub | None,
+    ) -> list[AnyEvent]:
+        """End the attempts that showed no sign of life for too long: each fails as
+        ``stalled``, which puts its step on the dead-letter queue."""
+        ended: list[AnyEvent] = []
+        now = self.clock()
+        for task, (sid, attempt, last_seq, silent) in watch.overdue(state, now):
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            del work[task]
+            error = f"stalled: no sign of life for {silent:.0f}s; the attempt was cancelled"
+            action = ActionResult(status="stalled", error=error, duration=silent)
+            ended.append(
+                StepAttemptEnded(at=now, step=sid, attempt=attempt, ok=False, action=action)
+            )
+            if hub is not None:
+                stall = Stall(seq=last_seq, step=sid, attempt=attempt, silent=silent)
+                ended += hub.stalled(stall, state, now)
+        return ended
 
     async def _wait(
         self, state: RunState, work: dict[asyncio.Task[AnyEvent], str], outbox: _Outbox
@@ -449,6 +511,43 @@ def _retry_or_skip(state: RunState, r: Request, now: float) -> AnyEvent | None:
     if r.kind == "skip" and st.status in SKIPPABLE:
         return StepSkipped(at=now, step=r.step, reason=r.reason, request_id=r.id)
     return None
+
+
+class _StallWatch:
+    """When each running attempt last showed a sign of life: its start, or an event it
+    recorded (an agent step records one per model or tool call). An attempt silent for
+    longer than ``stall_after`` (or its step's own timeout, if longer) is overdue."""
+
+    def __init__(self, settings: MonitorSettings) -> None:
+        self.stall_after = settings.stall_after
+        self._attempts: dict[asyncio.Task[AnyEvent], tuple[str, int]] = {}
+        self._last: dict[str, tuple[float, int]] = {}  # step -> (when, seq)
+
+    def started(self, task: asyncio.Task[AnyEvent], event: AnyEvent, now: float) -> None:
+        if isinstance(event, StepStarted):
+            self._attempts[task] = (event.step, event.attempt)
+
+    def saw(self, batch: Sequence[AnyEvent], first_seq: int, now: float) -> None:
+        for offset, event in enumerate(batch):
+            sid = getattr(event, "step", None)
+            if isinstance(sid, str):
+                self._last[sid] = (now, first_seq + offset)
+
+    def overdue(
+        self, state: RunState, now: float
+    ) -> list[tuple[asyncio.Task[AnyEvent], tuple[str, int, int, float]]]:
+        """The attempts past their limit: task, then step, attempt, last seq, silence."""
+        late = []
+        for task, (sid, attempt) in list(self._attempts.items()):
+            if task.done():
+                del self._attempts[task]
+                continue
+            when, seq = self._last.get(sid, (now, state.seq))
+            limit = max(self.stall_after, state.step_spec(sid).timeout or 0.0)
+            if now - when > limit:
+                del self._attempts[task]
+                late.append((task, (sid, attempt, seq, now - when)))
+        return late
 
 
 class _Outbox:

@@ -21,6 +21,8 @@ from trestle.agent.reminders import ReminderRecord
 from trestle.agent.settings import AgentSettings
 from trestle.budget import Breach, Dimension
 from trestle.models.base import ModelResponse
+from trestle.monitors.alerts import Alert
+from trestle.monitors.policy import MonitorAction, MonitorSettings
 from trestle.plan import Plan, Step
 from trestle.policy import ActionFacts, Policy, TierDecision
 
@@ -45,7 +47,8 @@ class CheckResult(BaseModel):
 
 # "deferred": the step stopped itself before it was done, to wait for a human (a tool
 # call needs approval) or the budget; it is not a failure and uses up no retry
-ActionStatus = Literal["ok", "failed", "timeout", "error", "skipped", "deferred"]
+# "stalled": the engine cancelled an attempt that showed no sign of life for too long
+ActionStatus = Literal["ok", "failed", "timeout", "error", "skipped", "deferred", "stalled"]
 
 
 class ActionResult(BaseModel):
@@ -70,6 +73,7 @@ class RunCreated(Event):
     plan_path: str | None = None
     operator_policy: Policy | None = None
     agent: AgentSettings | None = None  # set for an agent run (trestle agent)
+    monitors: MonitorSettings | None = None  # None: the defaults
 
 
 class RunResumed(Event):
@@ -196,7 +200,7 @@ class StepReopened(Event):
     request_id: int | None = None
 
 
-ApprovalSubject = Literal["action", "audit", "budget", "tool"]
+ApprovalSubject = Literal["action", "audit", "budget", "tool", "alert"]
 
 
 class ApprovalRequested(Event):
@@ -217,6 +221,7 @@ class ApprovalRequested(Event):
     similar_key: str | None = None
     breach: Breach | None = None
     ask: ToolAsk | None = None  # the tool call, for subject "tool"
+    alert: Alert | None = None  # what a monitor saw, for subject "alert"
 
 
 Verdict = Literal["approve", "reject", "modify"]
@@ -397,6 +402,14 @@ class RequirementAdded(Event):
     request_id: int | None = None
 
 
+class AlertRaised(Event):
+    """A monitor saw a failure mode; ``action`` is what the run's policy does about it."""
+
+    kind: Literal["alert_raised"] = "alert_raised"
+    alert: Alert
+    action: MonitorAction
+
+
 RunStatus = Literal["succeeded", "partial", "needs_human", "stopped"]
 
 
@@ -434,6 +447,7 @@ AnyEvent = Annotated[
     | PlanProposed
     | PlanExtended
     | RequirementAdded
+    | AlertRaised
     | RunFinished,
     Field(discriminator="kind"),
 ]

@@ -1,4 +1,4 @@
-"""Loading the operator's approval policy from ``trestle.toml``.
+"""Loading the operator's approval policy (and monitor settings) from ``trestle.toml``.
 
 The ``[policy]`` table parses into the same :class:`~trestle.policy.Policy` model as a
 plan file's ``policy:`` mapping; only the file format differs. Problems are reported as
@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import difflib
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from trestle.errors import ConfigError
+from trestle.monitors.policy import MonitorSettings
 from trestle.policy import Policy, Rule, Scope
 
 POLICY_FILE = "trestle.toml"
 TABLE = "policy"
+MONITORS_TABLE = "monitors"
 
 _KNOWN_FIELDS = sorted({name for model in (Policy, Rule, Scope) for name in model.model_fields})
 
@@ -58,7 +60,28 @@ def load_policy(path: str | Path) -> Policy:
         ConfigError: the file is missing or unreadable, is not valid TOML (the message
             gives the line and column), or its policy is invalid (one line per problem).
     """
-    path = Path(path)
+    return parse_policy(_table(Path(path), TABLE), source=str(path))
+
+
+def monitor_settings(workspace: Path, path: Path | None = None) -> MonitorSettings | None:
+    """The ``[monitors]`` table of the operator's file (found as for the policy), or
+    None when there is no file or it has no such table: the defaults then apply."""
+    found = path if path is not None else find_policy_file(workspace)
+    if found is None:
+        return None
+    table = _table(found, MONITORS_TABLE)
+    if not table:
+        return None
+    try:
+        return MonitorSettings.model_validate(table)
+    except ValidationError as exc:
+        known = sorted(MonitorSettings.model_fields)
+        problems = [f"{found}: {problem_text(err, MONITORS_TABLE, known)}" for err in exc.errors()]
+        raise ConfigError("\n".join(problems)) from None
+
+
+def _table(path: Path, name: str) -> dict[str, Any]:
+    """One top-level table of a TOML file ({} when absent), or a ConfigError."""
     source = str(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -70,10 +93,10 @@ def load_policy(path: str | Path) -> Policy:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: invalid TOML: {exc}") from None
-    table = document.get(TABLE, {})
+    table = document.get(name, {})
     if not isinstance(table, dict):
-        raise ConfigError(f"{source}: {TABLE}: must be a table ([{TABLE}]), not a value")
-    return parse_policy(table, source=source)
+        raise ConfigError(f"{source}: {name}: must be a table ([{name}]), not a value")
+    return table
 
 
 def parse_policy(data: Mapping[str, Any], *, source: str, prefix: str = TABLE) -> Policy:
@@ -91,13 +114,14 @@ def parse_policy(data: Mapping[str, Any], *, source: str, prefix: str = TABLE) -
         raise ConfigError("\n".join(problems)) from None
 
 
-def problem_text(err: Mapping[str, Any], prefix: str) -> str:
-    """One pydantic error as ``policy.rules[1].tier: <what is wrong>``."""
+def problem_text(err: Mapping[str, Any], prefix: str, known: Sequence[str] = _KNOWN_FIELDS) -> str:
+    """One pydantic error as ``policy.rules[1].tier: <what is wrong>``; an unknown
+    field gets the closest of ``known`` as a suggestion."""
     where = field_path([prefix, *err["loc"]])
     kind = err["type"]
     if kind == "extra_forbidden":
         name = str(err["loc"][-1])
-        close = difflib.get_close_matches(name, _KNOWN_FIELDS, n=1)
+        close = difflib.get_close_matches(name, known, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         return f"{where}: unknown field{hint}"
     message = str(err["msg"]).removeprefix("Value error, ")

@@ -49,6 +49,19 @@ class StepReport(BaseModel):
     checks: list[CheckResult]
 
 
+class AlertReport(BaseModel):
+    """A monitor's alert as the report lists it: what, how bad, what was done."""
+
+    seq: int
+    monitor: str
+    kind: str
+    severity: str
+    step: str | None
+    message: str
+    action: str
+    evidence: tuple[int, ...]
+
+
 class Report(BaseModel):
     run_id: str
     goal: str
@@ -57,6 +70,7 @@ class Report(BaseModel):
     counts: dict[str, int]
     steps: list[StepReport]
     to_check: list[str]
+    alerts: list[AlertReport] = []
 
 
 def category(st: StepState) -> Category:
@@ -100,6 +114,19 @@ def build_report(state: RunState) -> Report:
         counts=counts,
         steps=steps,
         to_check=_to_check(state),
+        alerts=[
+            AlertReport(
+                seq=r.seq,
+                monitor=r.alert.monitor,
+                kind=r.alert.kind,
+                severity=r.alert.severity,
+                step=r.alert.step,
+                message=r.alert.message,
+                action=r.action,
+                evidence=r.alert.evidence,
+            )
+            for r in state.alerts
+        ],
     )
 
 
@@ -120,7 +147,13 @@ def _to_check(state: RunState) -> list[str]:
     urgent: list[str] = []
     review: list[str] = []
     if state.stopped is not None:
-        urgent.append(f"the run was stopped by its budget: {state.stopped}.")
+        # a monitor's or a human's stop says who stopped it; a budget's names the limit
+        said = state.stopped if state.stopped.startswith("stopped by") else None
+        urgent.append(
+            f"the run was {said}."
+            if said
+            else f"the run was stopped by its budget: {state.stopped}."
+        )
     for number, a in state.approvals.items():
         if a.status != "pending":
             continue
@@ -130,6 +163,13 @@ def _to_check(state: RunState) -> list[str]:
                 f"the run is paused at its budget: {a.breach.describe()} "
                 f"`trestle approve {ref}` (or `trestle reject {ref} --reason ...`), "
                 f"then `trestle resume {run}`."
+            )
+        elif a.subject == "alert" and a.alert is not None:
+            urgent.append(
+                f"a monitor paused the run ({a.alert.kind}): {a.alert.message} "
+                f"Look at `trestle log {run}` (seqs {', '.join(map(str, a.alert.evidence[:8]))}), "
+                f"then `trestle approve {ref}` to go on or `trestle reject {ref} --reason ...` "
+                f"to stop, and `trestle resume {run}`."
             )
         elif a.blocking:
             urgent.append(
@@ -175,4 +215,10 @@ def _to_check(state: RunState) -> list[str]:
         by_agent = spec.agent is not None and spec.agent.role != "execute"
         if st.status == "succeeded" and not spec.verify and not by_agent:
             review.append(f"{sid!r} has no verify checks: only its exit status says it worked.")
+    flagged = [r for r in state.alerts if r.alert.severity != "info"]
+    if flagged:
+        kinds = ", ".join(sorted({r.alert.kind for r in flagged}))
+        review.append(
+            f"monitors raised {len(flagged)} alert(s) ({kinds}): see `trestle log {run}`."
+        )
     return urgent + review

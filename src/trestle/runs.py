@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from trestle.agent.settings import AgentSettings
 from trestle.errors import ConfigError, UnknownRunError
 from trestle.events import RunCreated, StoredEvent
+from trestle.monitors.policy import MonitorSettings
 from trestle.plan import Plan, did_you_mean
 from trestle.policy import Policy
 from trestle.signing import decision_key, signed_payload
@@ -35,11 +36,13 @@ def create_run(
     run_id: str | None = None,
     operator_policy: Policy | None = None,
     agent: AgentSettings | None = None,
+    monitors: MonitorSettings | None = None,
 ) -> str:
     """Record a new run (its first event) and return its id. Nothing runs yet.
 
-    ``operator_policy`` (from ``trestle.toml``) is recorded with the run, so the run
-    is judged by the policy it started under, however the file changes later.
+    ``operator_policy`` and ``monitors`` (from ``trestle.toml``) are recorded with the
+    run, so the run is judged by the settings it started under, however the file
+    changes later.
     """
     now = time.time() if now is None else now
     event = RunCreated(
@@ -50,6 +53,7 @@ def create_run(
         plan_path=str(plan_path.resolve()) if plan_path else None,
         operator_policy=operator_policy,
         agent=agent,
+        monitors=monitors,
     )
     state = RunState.from_created(event)
     store.create_run(event, summary=summary_json(state))

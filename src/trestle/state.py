@@ -19,6 +19,7 @@ from trestle.agent.phases import Findings
 from trestle.agent.settings import AgentSettings
 from trestle.budget import Breach, Tally
 from trestle.events import (
+    AlertRaised,
     AnyEvent,
     ApprovalDecided,
     ApprovalRefused,
@@ -54,6 +55,8 @@ from trestle.events import (
     ToolCallEnded,
     ToolCallStarted,
 )
+from trestle.monitors.alerts import Alert
+from trestle.monitors.policy import MonitorAction, MonitorSettings
 from trestle.plan import Plan, Step, dependents
 from trestle.policy import Policy, TierDecision
 
@@ -100,6 +103,7 @@ class StepState(BaseModel):
     round: int = 1
     round_failure: str | None = None
     ask: ToolAsk | None = None  # the tool call a deferred agent step waits to make
+    stalled: bool = False  # its last attempt was cancelled for showing no sign of life
 
 
 class ApprovalState(BaseModel):
@@ -113,11 +117,26 @@ class ApprovalState(BaseModel):
     similar_key: str | None
     breach: Breach | None
     ask: ToolAsk | None = None  # the tool call, for subject "tool"
+    alert: Alert | None = None  # what a monitor saw, for subject "alert"
     requested_at: float
     status: Literal["pending", "approved", "rejected", "modified", "withdrawn"] = "pending"
     by: str | None = None
     reason: str = ""
     decided_at: float | None = None
+
+
+class RaisedAlert(BaseModel):
+    """An alert as the run holds it: what was done about it, and where it was recorded."""
+
+    alert: Alert
+    action: MonitorAction
+    seq: int
+    approval: int | None = None  # the human's go-on-or-stop question, for a pause
+
+    @property
+    def holds_run(self) -> bool:
+        """A pause nobody has yet been asked about (the decider asks at once)."""
+        return self.action == "pause" and self.approval is None
 
 
 class RunState(BaseModel):
@@ -147,6 +166,9 @@ class RunState(BaseModel):
     findings: Findings | None = None
     phase: str | None = None
     requirements: list[str] = []
+    # what the monitors saw (see trestle.monitors) and how they are set to act
+    monitors: MonitorSettings | None = None
+    alerts: list[RaisedAlert] = []
 
     # Indexes derived from ``steps`` so that deciding looks only at the frontier, not
     # at every step: a run of n steps then costs O(n), not O(n^2). Never persisted;
@@ -171,6 +193,7 @@ class RunState(BaseModel):
             steps={s.id: StepState() for s in event.plan.steps},
             operator_policy=event.operator_policy,
             agent=event.agent,
+            monitors=event.monitors,
             active_since=event.at,
         )
         state.reindex()
@@ -253,6 +276,7 @@ class RunState(BaseModel):
                     self._set(sid, "succeeded")
                 else:
                     st.failed_attempts += 1
+                    st.stalled = action.status == "stalled"
                     st.error = _attempt_error(action.error, action.status, checks)
                     st.round, st.round_failure = st.round + 1, st.error
                     self._set(sid, "attempt_failed")
@@ -333,6 +357,10 @@ class RunState(BaseModel):
             case RequirementAdded(text=text):
                 self.requirements.append(text)
                 self.finished = None
+            case AlertRaised(alert=alert, action=action):
+                self.alerts.append(RaisedAlert(alert=alert, action=action, seq=self.seq))
+                if action == "stop":
+                    self.stopped = f"stopped by the {alert.monitor} monitor: {alert.message}"
             case RunFinished(status=status):
                 self.finished = status
                 self._stop_clock(event.at)
@@ -380,8 +408,13 @@ class RunState(BaseModel):
             similar_key=event.similar_key,
             breach=event.breach,
             ask=event.ask,
+            alert=event.alert,
             requested_at=event.at,
         )
+        if event.alert is not None:
+            for raised in self.alerts:
+                if raised.alert.key == event.alert.key and raised.approval is None:
+                    raised.approval = event.approval
         if event.step is not None and event.blocking:
             self.steps[event.step].approval = event.approval
             self._set(event.step, "awaiting_approval")
@@ -399,6 +432,11 @@ class RunState(BaseModel):
                 top_up = event.top_up if event.top_up is not None else a.breach.top_up
                 self.tally.add(self.tally.granted, a.breach.dimension, top_up)
             return
+        if a.subject == "alert" and a.alert is not None:
+            if event.verdict == "reject":
+                why = f": {event.reason}" if event.reason else ""
+                self.stopped = f"stopped by {event.by} after the alert {a.alert.message!r}{why}"
+            return  # approved: the run goes on
         if a.step is None or not a.blocking:
             return  # an after-the-fact audit: the review is recorded, nothing waits on it
         sid, st = a.step, self.steps[a.step]
@@ -511,11 +549,20 @@ class RunState(BaseModel):
         return self.plan.steps[self._order[sid]]
 
     @property
-    def budget_paused(self) -> bool:
-        """A soft budget limit is waiting on a human's top-up."""
-        return any(
-            a.subject == "budget" and a.status == "pending" for a in self._pending_approvals()
-        )
+    def held(self) -> bool:
+        """Nothing new may start: a soft budget limit waits on a human's top-up, or a
+        monitor's pause on a human's go-on."""
+        if any(raised.holds_run for raised in self.alerts):
+            return True
+        return any(a.subject in ("budget", "alert") for a in self._pending_approvals())
+
+    def alerts_for(self, sid: str, round: int, action: MonitorAction) -> list[RaisedAlert]:
+        """The alerts about one agent conversation that call for ``action``."""
+        return [
+            r
+            for r in self.alerts
+            if r.action == action and r.alert.step == sid and r.alert.round == round
+        ]
 
     def _pending_approvals(self) -> list[ApprovalState]:
         return [a for a in self.approvals.values() if a.status == "pending"]

@@ -7,6 +7,7 @@ import json
 
 from trestle.agent.phases import Findings, findings_json_schema
 from trestle.agent.planning import agent_plan_json_schema
+from trestle.monitors.alerts import Alert
 from trestle.plan import AgentTask, Step, describe_check
 
 SYSTEM = (
@@ -114,3 +115,11 @@ def execute_task(step: Step, task: AgentTask, failure: str | None, attempt_numbe
 
 def _requirements(requirements: list[str]) -> list[str]:
     return [f"Also required (added by the user): {r}" for r in requirements]
+
+
+def correction(alert: Alert) -> str:
+    """What the agent is told when a monitor's alert calls for a correction."""
+    return (
+        f"A run monitor noticed a problem ({alert.kind.replace('_', ' ')}): {alert.message}\n"
+        f"{alert.suggestion}"
+    )

@@ -26,7 +26,7 @@ from trestle.record import Record
 DEFAULT_EVERY_TURNS = 8
 OBJECTIVE_WIDTH = 100  # characters of a step's objective shown in the plan status
 
-ReminderReason = Literal["phase_boundary", "interval"]
+ReminderReason = Literal["phase_boundary", "interval", "monitor"]
 
 PHASE_PURPOSE: Mapping[Phase, str] = {
     Phase.UNDERSTAND: "find out what the goal needs; change nothing, then report your findings",
@@ -120,6 +120,7 @@ class ReminderRecord(Record):
     reason: ReminderReason
     step_id: str | None = None
     text: str
+    alert: str | None = None  # the alert's key, for a monitor's corrective message
 
 
 class Reminder(Record):

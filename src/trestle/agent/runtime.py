@@ -44,7 +44,7 @@ from trestle.agent.prompts import (
 )
 from trestle.agent.reminders import StepProgress, plan_progress, plan_status
 from trestle.agent.rounds import numbered, plan_added, replan_added, requirement_added
-from trestle.agent.session import Pause, StepSession
+from trestle.agent.session import Abandon, Pause, StepSession
 from trestle.agent.settings import RESERVED_IDS, ROLE_PHASE, AgentSettings
 from trestle.agent.toolgate import RunToolGate
 from trestle.agent.trajectory import REPLAY_PREFIX, ReplayModel, load_trajectory
@@ -132,6 +132,8 @@ class AgentPerformer:
                     return await self._validate(work, task, settings), None
         except Pause as pause:
             return ActionResult(status="deferred", error=pause.reason), pause.ask
+        except Abandon as abandon:
+            return ActionResult(status="failed", error=str(abandon)), None
         except (ProviderError, ScriptExhaustedError) as exc:
             return ActionResult(status="error", error=f"model call failed: {exc}"), None
 
@@ -330,6 +332,9 @@ class AgentPerformer:
             reminder = await session.remind(pins, phase, settings.reminders, current)
             if reminder is not None:
                 messages.append(reminder)
+            told = await session.correct(phase)
+            if told is not None:
+                messages.append(told)
             messages = await session.compact(
                 messages, pins, settings.context, schemas, self.summariser
             )

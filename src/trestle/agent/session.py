@@ -32,7 +32,14 @@ from trestle.agent.context import (
     is_summary,
 )
 from trestle.agent.phases import Phase
-from trestle.agent.reminders import ReminderPolicy, StepProgress, goal_reminder, reminder_due
+from trestle.agent.prompts import correction
+from trestle.agent.reminders import (
+    ReminderPolicy,
+    ReminderRecord,
+    StepProgress,
+    goal_reminder,
+    reminder_due,
+)
 from trestle.agent.settings import AgentSettings
 from trestle.budget import breach
 from trestle.engine import StepWork
@@ -59,6 +66,10 @@ UNKNOWN_OUTCOME = (
 )
 
 
+class Abandon(Exception):
+    """The attempt ends here as failed: a monitor's alert called for a fresh start."""
+
+
 class Pause(Exception):
     """The attempt stops here to wait: for a human's approval of ``ask``, or for the
     budget (``ask`` None). Not a failure: the step goes on from here later."""
@@ -77,7 +88,12 @@ class Recorded:
     started: set[CallKey] = field(default_factory=set)
     ended: dict[CallKey, ToolCallEnded] = field(default_factory=dict)
     reminders: dict[int, ReminderInjected] = field(default_factory=dict)
+    corrections: dict[int, ReminderInjected] = field(default_factory=dict)  # monitors'
     compressions: dict[int, ContextCompressed] = field(default_factory=dict)
+
+    @property
+    def last_turn(self) -> int:
+        return max(self.models, default=0)
 
     @classmethod
     def of(cls, events: Sequence[AnyEvent]) -> Recorded:
@@ -92,6 +108,8 @@ class Recorded:
                     found.started.add((turn, cid))
                 case ToolCallEnded(turn=turn, call_id=cid):
                     found.ended[(turn, cid)] = event
+                case ReminderInjected(record=record) if record.reason == "monitor":
+                    found.corrections[record.turn] = event
                 case ReminderInjected(record=record):
                     found.reminders[record.turn] = event
                 case ContextCompressed(turn=turn):
@@ -104,6 +122,7 @@ class Recorded:
         self.started = {k for k in self.started if k[0] < turn}
         self.ended = {k: e for k, e in self.ended.items() if k[0] < turn}
         self.reminders = {t: e for t, e in self.reminders.items() if t < turn}
+        self.corrections = {t: e for t, e in self.corrections.items() if t < turn}
         self.compressions = {t: e for t, e in self.compressions.items() if t < turn}
 
 
@@ -194,6 +213,37 @@ class StepSession:
         self._last_reminder = turn
         return reminder.message
 
+    async def correct(self, phase: Phase) -> Message | None:
+        """A monitor's corrective message due before the next model turn, if one is:
+        as recorded while replaying, else for the first inject alert not yet told."""
+        turn = self.turn + 1
+        recorded = self.recorded.corrections.get(turn)
+        if recorded is not None:
+            return Message.user(recorded.record.text)
+        if turn <= self.recorded.last_turn:
+            return None  # still replaying: only what was told then is told now
+        told = {e.record.alert for e in self.recorded.corrections.values()}
+        state = self.work.state
+        due = [
+            r.alert
+            for r in state.alerts_for(self.step_id, self.round, "inject")
+            if r.alert.key not in told
+        ]
+        if not due:
+            return None
+        record = ReminderRecord(
+            turn=turn,
+            phase=phase,
+            reason="monitor",
+            step_id=self.step_id,
+            text=correction(due[0]),
+            alert=due[0].key,
+        )
+        event = ReminderInjected(at=self._now(), step=self.step_id, round=self.round, record=record)
+        await self._record(event)
+        self.recorded.corrections[turn] = event
+        return Message.user(record.text)
+
     async def compact(
         self,
         messages: list[Message],
@@ -242,6 +292,22 @@ class StepSession:
 
     # --- calls -------------------------------------------------------------------------
 
+    def _may_go_on(self) -> None:
+        """Before a live model call: stop for the budget, a monitor's stop or pause, or
+        end the attempt if a monitor asked for a fresh start of this round."""
+        state = self.work.state
+        over = breach(state.plan.budget, state.tally, {})
+        if over is not None:
+            raise Pause(f"budget: {over.describe()}")
+        if state.stopped is not None:
+            raise Pause(state.stopped)
+        if state.held:
+            raise Pause("the run is paused: a human must decide whether it goes on")
+        restart = state.alerts_for(self.step_id, self.round, "replan")
+        if restart:
+            alert = restart[0].alert
+            raise Abandon(f"the {alert.monitor} monitor saw {alert.message}; {alert.suggestion}")
+
     async def complete(
         self, messages: Sequence[Message], tools: Sequence[ToolSchema]
     ) -> ModelResponse:
@@ -261,9 +327,7 @@ class StepSession:
             return recorded.response
         if recorded is not None:
             self.recorded.forget_from(self.turn)
-        over = breach(self.work.state.plan.budget, self.work.state.tally, {})
-        if over is not None:
-            raise Pause(f"budget: {over.describe()}")
+        self._may_go_on()
         seek = getattr(self.model, "seek", None)  # a trajectory answers by turn
         if seek is not None:
             seek(self.turn)

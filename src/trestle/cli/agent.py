@@ -33,7 +33,7 @@ from trestle.cli.app import (
 from trestle.cli.human import show_card
 from trestle.engine import StepPerformer
 from trestle.errors import ConfigError
-from trestle.policyfile import operator_policy
+from trestle.policyfile import monitor_settings, operator_policy
 from trestle.runs import create_run, load_state, request_requirement
 
 DEMO_GOAL = "make slugify() turn any title into a clean URL slug; the failing test shows how"
@@ -101,7 +101,12 @@ def agent(
     out = _out()
     with _opened(store, repo) as st:
         run_id = create_run(
-            st, plan, workspace=repo, operator_policy=operator_policy(repo, policy), agent=settings
+            st,
+            plan,
+            workspace=repo,
+            operator_policy=operator_policy(repo, policy),
+            agent=settings,
+            monitors=monitor_settings(repo, policy),
         )
         out.print(f"run {run_id}: {goal}", markup=False, soft_wrap=True)
         _drive(st, run_id, out, report_json, live, prompt, performer=_performer(settings))

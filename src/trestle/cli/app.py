@@ -28,6 +28,7 @@ from trestle.checkpoints import checkpoints, latest_before, rewind, shadow_dir_f
 from trestle.cli.human import edit_in_editor, prompt_approvals, show_card
 from trestle.cli.render import (
     event_line,
+    health_view,
     log_detail,
     log_table,
     plan_overview,
@@ -35,10 +36,11 @@ from trestle.cli.render import (
     runs_table,
     steps_table,
 )
-from trestle.engine import LocalEngine, StepPerformer, this_process
+from trestle.engine import DEFAULT_LEASE_TTL, LocalEngine, StepPerformer, this_process
 from trestle.errors import ConfigError, TrestleError
+from trestle.health import health as run_health_all
 from trestle.planfile import load_plan, plan_json_schema
-from trestle.policyfile import operator_policy
+from trestle.policyfile import monitor_settings, operator_policy
 from trestle.report import build_report
 from trestle.runs import create_run, dead_letters, load_state, request_decision
 from trestle.state import RunState
@@ -119,10 +121,17 @@ def run(
     ws = workspace if workspace is not None else plan_file.parent / plan.workspace
     if not ws.is_dir():
         raise typer.BadParameter(f"workspace {str(ws)!r} is not a directory", param_hint="-w")
-    operator = operator_policy(ws, policy)
+    operator, monitors = operator_policy(ws, policy), monitor_settings(ws, policy)
     out = _out()
     with _opened(store, ws) as st:
-        run_id = create_run(st, plan, workspace=ws, plan_path=plan_file, operator_policy=operator)
+        run_id = create_run(
+            st,
+            plan,
+            workspace=ws,
+            plan_path=plan_file,
+            operator_policy=operator,
+            monitors=monitors,
+        )
         out.print(f"run {run_id}")
         out.print(plan_overview(plan, str(plan_file)))
         _drive(st, run_id, out, report_json, live, prompt)
@@ -273,6 +282,24 @@ def dlq(store: StoreOption = None, as_json: JsonOption = False) -> None:
             markup=False,
             soft_wrap=True,
         )
+
+
+@app.command()
+def health(store: StoreOption = None, as_json: JsonOption = False) -> None:
+    """Runs not finished: driver and heartbeat, running and stalled steps, budget use,
+    alerts. Exits 1 when any run has a stalled step or a pause waiting for a human."""
+    with _opened(store) as st:
+        runs = run_health_all(st, now=time.time(), lease_ttl=DEFAULT_LEASE_TTL)
+    if as_json:
+        _print_json([r.model_dump(mode="json") for r in runs])
+    else:
+        out = _out()
+        if not runs:
+            out.print("no active runs")
+        for r in runs:
+            out.print(health_view(r), soft_wrap=True)
+    if any(r.troubled for r in runs):
+        raise typer.Exit(1)
 
 
 @app.command()

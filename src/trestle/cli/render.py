@@ -15,6 +15,7 @@ from rich.text import Text
 
 from trestle.card import HandoffCard
 from trestle.events import (
+    AlertRaised,
     AnyEvent,
     ApprovalDecided,
     ApprovalRefused,
@@ -40,6 +41,7 @@ from trestle.events import (
     StoredEvent,
     ToolCallEnded,
 )
+from trestle.health import RunHealth
 from trestle.plan import Plan, critical_path, describe_check, topological_order, waves
 from trestle.report import Report
 from trestle.state import RunState
@@ -129,6 +131,8 @@ def event_line(stored: StoredEvent) -> str | None:
             return f"start    {sid} (attempt {n})"
         case StepAttemptEnded(step=sid, attempt=n, ok=True):
             return f"done     {sid} (attempt {n})"
+        case StepAttemptEnded(step=sid, attempt=n, action=action) if action.status == "deferred":
+            return f"paused   {sid} (attempt {n}): {_clip(action.error or '', 100)}"
         case StepAttemptEnded(step=sid, attempt=n, ok=False, action=action, checks=checks):
             failed = next((c for c in checks if not c.passed), None)
             why = (
@@ -171,6 +175,8 @@ def event_line(stored: StoredEvent) -> str | None:
             )
         case ApprovalRequested(subject="budget", breach=breach, approval=n) if breach:
             return f"PAUSED   budget ({stored.run_id}.{n}): {breach.describe()}"
+        case ApprovalRequested(subject="alert", alert=alert, approval=n) if alert:
+            return f"PAUSED   {alert.kind} ({stored.run_id}.{n}): go on or stop?"
         case ApprovalRequested(step=sid, approval=n, blocking=True, decision=d):
             why = f": {d.reason}" if d else ""
             return f"APPROVE? {sid} ({stored.run_id}.{n}){why}"
@@ -182,6 +188,12 @@ def event_line(stored: StoredEvent) -> str | None:
             return f"refused  decision on {stored.run_id}.{n}: {why}"
         case BudgetExhausted(reason=why):
             return f"STOPPED  budget: {why}"
+        case AlertRaised(alert=alert, action=action):
+            where = f"{alert.step}: " if alert.step else ""
+            return (
+                f"ALERT    {alert.severity} {alert.kind} -> {action}: {where}"
+                f"{_clip(alert.message, 90)} (seqs {_seqs(alert.evidence)})"
+            )
         case RunFinished(status=status):
             return f"finished {status}"
     return None
@@ -201,6 +213,16 @@ def report_view(report: Report) -> RenderableType:
         )
     counts = ", ".join(f"{n} {c.replace('_', ' ')}" for c, n in report.counts.items() if n)
     parts: list[RenderableType] = [table, Text(f"steps: {counts}")]
+    if report.alerts:
+        parts.append(Text("monitor alerts:", style="bold"))
+        parts += [
+            Text(
+                f"  #{a.seq} {a.severity} {a.kind} -> {a.action}: "
+                + (f"{a.step}: " if a.step else "")
+                + _clip(a.message, 100)
+            )
+            for a in report.alerts
+        ]
     if report.to_check:
         parts.append(Text("what a human should check:", style="bold"))
         parts += [Text(f"  - {item}") for item in report.to_check]
@@ -247,6 +269,11 @@ def log_detail(e: AnyEvent) -> str:
             return f"approval {n} ({subject}): {why}"
         case ApprovalDecided(approval=n, verdict=verdict, by=by, reason=why):
             return f"approval {n}: {verdict} by {by}" + (f": {why}" if why else "")
+        case AlertRaised(alert=a, action=action):
+            return (
+                f"{a.severity} {a.monitor}/{a.kind} -> {action}: {a.message}; "
+                f"evidence seqs {_seqs(a.evidence)}; suggests: {a.suggestion}"
+            )
         case RunRewound(to_step=sid, reopened=steps, safety=safety, by=by):
             return (
                 f"rewound to before {sid!r} by {by}; reopened {', '.join(steps)}; "
@@ -257,6 +284,40 @@ def log_detail(e: AnyEvent) -> str:
         if value:
             return str(value)
     return ""
+
+
+def health_view(r: RunHealth) -> RenderableType:
+    """One run's health: a header line, then its steps, budget and alerts."""
+    if r.driver_alive:
+        beat = f"{r.heartbeat_age:.0f}s ago" if r.heartbeat_age is not None else "unknown"
+        driver = f"driven by {r.driver}, heartbeat {beat}"
+    else:
+        driver = "no live driver" + (f" (last: {r.driver})" if r.driver else "")
+    lines = [
+        Text(f"{r.run_id} {r.status}: {_clip(r.goal, 60)}", style="bold"),
+        Text(f"  {driver}; last event {r.last_event_age:.0f}s ago"),
+    ]
+    for s in r.steps:
+        ran = f" for {s.running_for:.0f}s" if s.running_for is not None else ""
+        problem = f": {s.problem}" if s.problem else ""
+        lines.append(
+            Text(
+                f"  step {s.step} {s.status}{ran}{problem}",
+                style=STATUS_STYLE.get("failed" if s.problem else s.status, ""),
+            )
+        )
+    for b in r.budget:
+        lines.append(Text(f"  budget {b.dimension}: {b.spent:g} of {b.limit:g} ({b.share:.0%})"))
+    for a in r.alerts:
+        wait = " (waits for a human)" if a.waiting else ""
+        where = f"{a.step}: " if a.step else ""
+        lines.append(
+            Text(
+                f"  alert #{a.seq} {a.severity} {a.kind} -> {a.action}{wait}: {where}"
+                f"{_clip(a.message, 80)}"
+            )
+        )
+    return Group(*lines)
 
 
 def runs_table(rows: list[RunRow]) -> Table:
@@ -342,6 +403,11 @@ def check_lines(plan: Plan) -> list[str]:
 
 def _clock(at: float, fmt: str) -> str:
     return time.strftime(fmt, time.localtime(at))
+
+
+def _seqs(seqs: tuple[int, ...], most: int = 8) -> str:
+    shown = ", ".join(map(str, seqs[:most]))
+    return shown + (f" and {len(seqs) - most} more" if len(seqs) > most else "")
 
 
 def _clip(text: str, width: int) -> str:

@@ -1,0 +1,181 @@
+"""Fingerprints: what is left of a command or an observation once the noise is gone.
+
+The behavioural monitors compare actions and observations across a run. Compared
+verbatim, two runs of the same test differ in their timings and two views of a file
+differ in their line numbers, so each comparison goes through one of these:
+
+- :func:`command_shape`: a command with its whitespace, quoting, number literals and
+  flag order normalised (``grep -n -r "foo" src | head -20`` and
+  ``grep -rn foo src | head -50`` have the same shape);
+- :func:`observation_digest`: an observation with only its volatile parts (timestamps,
+  durations, memory addresses, temporary paths) removed, for "the same observation";
+- :func:`observation_lines`: an observation's lines with line-number prefixes and all
+  numbers normalised as well, for "nothing new was shown";
+- :func:`failure_fingerprint`: what a failing test run says failed (test ids and error
+  lines), without timings, addresses or line numbers that shift when code is edited.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+
+# A number literal that is not part of a name (python3, test_2 and file2.py keep theirs).
+_NUMBER = re.compile(r"(?<![A-Za-z_])\d+(?:\.\d+)*")
+_SEPARATORS = re.compile(r"(\|\||&&|[|;])")
+_SHORT_FLAGS = re.compile(r"-[A-Za-z]{2,3}")  # -rn, -xvs; not -name or -type
+_TIMESTAMP = re.compile(
+    r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?"
+    r"|\b\d{1,2}:\d{2}:\d{2}(?:[.,]\d+)?\b"
+)
+_ADDRESS = re.compile(r"\b0x[0-9a-fA-F]+\b")
+_DURATION = re.compile(r"\b\d+(?:\.\d+)?\s?(?:s|ms|us|µs|sec|secs|seconds)\b")
+_TEMP_PATH = re.compile(r"/(?:private/)?(?:tmp|var/folders)/[^\s:'\"]+")
+# "  12\tcode" (cat -n, editor views), "12:code" (SWE-agent's open), "path:12:code" (grep -n)
+_LINE_PREFIX = re.compile(r"^\s*(?:[^\s:]+:)?\d+(?:[:\t|]|\s{2,}|\s(?=\S))")
+_PY_LOCATION = re.compile(r"(\.py)[:\s,]+(?:line\s+)?\d+")
+_WHITESPACE = re.compile(r"\s+")
+
+# Lines of a test run that say what failed.
+_FAILURE_LINE = re.compile(
+    r"^(?:FAILED|ERROR|FAIL:|ERROR:)\s+\S"  # pytest short summary, unittest headers
+    r"|^E\s+\S"  # pytest's explanation lines
+    r"|^\S+\.py:\d+:\s+\w*(?:Error|Exception|Failure)\b"  # pytest's location line
+    r"|^[A-Za-z_][\w.]*(?:Error|Exception|Failure)\b(?::|$)"  # a traceback's last line
+)
+_TRACEBACK = "Traceback (most recent call last)"
+_MAX_LINE = 300
+
+
+def _squash(text: str) -> str:
+    return _WHITESPACE.sub(" ", text).strip()
+
+
+def _shape_segment(tokens: list[str]) -> list[str]:
+    """One simple command: its program, its flags in sorted order, then its operands.
+
+    A number right after a flag is taken as the flag's value (``-n 20``) so it moves
+    with the flag; short-flag clusters are split (``-rn`` is ``-n -r``).
+    """
+    if not tokens:
+        return []
+    flags: list[str] = []
+    operands: list[str] = []
+    after_flag = False
+    for token in tokens[1:]:
+        if token == "#" and after_flag:
+            flags[-1] += " #"
+            after_flag = False
+        elif _SHORT_FLAGS.fullmatch(token):
+            flags.extend(f"-{letter}" for letter in token[1:])
+            after_flag = True
+        elif token.startswith("-") and token != "-":
+            flags.append(token)
+            after_flag = True
+        else:
+            operands.append(token)
+            after_flag = False
+    return [tokens[0], *sorted(flags), *operands]
+
+
+def command_shape(command: str) -> str:
+    """``command`` with whitespace, quoting, number literals and flag order normalised.
+
+    Quotes are dropped (``"foo"`` is ``foo``), every number literal becomes ``#``, and
+    within each simple command (split at ``|``, ``;``, ``&&``, ``||``) the flags are
+    sorted. Two commands with the same shape differ only trivially.
+    """
+    text = command.replace('"', " ").replace("'", " ").replace("`", " ")
+    text = _NUMBER.sub("#", text)
+    text = _SEPARATORS.sub(r" \1 ", text)
+    shaped: list[str] = []
+    segment: list[str] = []
+    for token in text.split():
+        if _SEPARATORS.fullmatch(token):
+            shaped += [*_shape_segment(segment), token]
+            segment = []
+        else:
+            segment.append(token)
+    shaped += _shape_segment(segment)
+    return " ".join(shaped)
+
+
+def arguments_text(arguments: str) -> str:
+    """Tool arguments as comparable text: a JSON object's values in key order, else as is.
+
+    A call whose only argument is a string (``{"command": "ls -la"}``) becomes that
+    string, so a shell tool's JSON call and a bare command line compare alike.
+    """
+    try:
+        parsed = json.loads(arguments)
+    except ValueError:
+        return arguments
+    if isinstance(parsed, dict):
+        if len(parsed) == 1 and isinstance(next(iter(parsed.values())), str):
+            return str(next(iter(parsed.values())))
+        return " ".join(f"{key}={json.dumps(parsed[key])}" for key in sorted(parsed))
+    return arguments
+
+
+def content_hash(text: str) -> str:
+    """A short, stable digest of ``text`` exactly as given."""
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _without_volatile(text: str) -> str:
+    text = _TIMESTAMP.sub("<time>", text)
+    text = _ADDRESS.sub("<addr>", text)
+    text = _DURATION.sub("<dur>", text)
+    return _TEMP_PATH.sub("<tmp>", text)
+
+
+def observation_digest(text: str) -> str:
+    """A digest of an observation that ignores timestamps, durations, addresses, temp
+    paths and whitespace: equal digests mean the model was shown the same thing."""
+    return content_hash(_squash(_without_volatile(text)))
+
+
+def observation_lines(text: str) -> frozenset[str]:
+    """The distinct non-blank lines of an observation, compared loosely.
+
+    Besides the volatile parts :func:`observation_digest` drops, line-number prefixes
+    go and every number becomes ``#``: the same source line shown in two overlapping
+    views of a file is one line here.
+    """
+    lines = set()
+    for raw in _without_volatile(text).splitlines():
+        line = _squash(_NUMBER.sub("#", _LINE_PREFIX.sub("", raw)))
+        if line:
+            lines.add(line)
+    return frozenset(lines)
+
+
+def _failure_line(line: str) -> str:
+    line = _PY_LOCATION.sub(r"\1", _without_volatile(line))
+    return _squash(line)[:_MAX_LINE]
+
+
+def failure_fingerprint(output: str, *, failed: bool | None = None) -> tuple[str, ...]:
+    """What a test (or script) run says failed; empty if it shows no failure.
+
+    The fingerprint is the sorted set of failing test ids and error lines (pytest's
+    summary and ``E`` lines, unittest's ``FAIL:``/``ERROR:`` headers, a traceback's last
+    line), with timings, addresses, temporary paths and ``file.py:NN`` line numbers
+    removed, since an edit elsewhere in the file shifts them without changing the
+    failure. When the run ``failed`` (a non-zero exit) but no such line is found, the
+    last three lines of the output, loosely compared, stand in.
+    """
+    found = {_failure_line(line) for line in output.splitlines() if _FAILURE_LINE.match(line)}
+    found.discard("")
+    if found:
+        return tuple(sorted(found))
+    if failed:
+        tail = [line for line in output.splitlines() if line.strip()][-3:]
+        return tuple(_squash(_NUMBER.sub("#", _without_volatile(line))) for line in tail)
+    return ()
+
+
+def shows_traceback(output: str) -> bool:
+    """Whether ``output`` contains a Python traceback."""
+    return _TRACEBACK in output

@@ -1,0 +1,84 @@
+"""The monitor hub: feeds a run's events to its monitors and records what they say.
+
+The engine gives the hub every event as it is applied (live), or the whole recorded
+stream on resume (replay). The hub turns events into observations
+(:class:`~trestle.monitors.stream.EventTrace`), passes each to every monitor, and
+returns the alerts not yet recorded as :class:`~trestle.events.AlertRaised`, each with
+the action the run's :class:`~trestle.monitors.policy.MonitorSettings` choose. Monitors
+are deterministic, so a replay raises the same alerts; those already recorded are
+recognised by their key and not raised twice, and one raised but lost in a crash is
+raised on resume.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from trestle.events import AlertRaised, AnyEvent
+from trestle.monitors.alerts import Alert, Monitor
+from trestle.monitors.catalog import default_monitors
+from trestle.monitors.policy import DEFAULT_MONITORS, MonitorSettings
+from trestle.monitors.stream import EventTrace
+from trestle.monitors.trace import Observation, RunFacts, Stall
+from trestle.state import RunState
+
+MonitorFactory = Callable[[MonitorSettings], Sequence[Monitor]]
+
+
+class MonitorHub:
+    """One run's monitors, fed event by event (see the module docstring)."""
+
+    def __init__(self, settings: MonitorSettings | None, factory: MonitorFactory | None = None):
+        self.settings = settings or DEFAULT_MONITORS
+        make = factory or default_monitors
+        self.monitors: Sequence[Monitor] = make(self.settings) if self.settings.enabled else ()
+        self.trace = EventTrace()
+        self._recorded: set[str] = set()
+
+    @property
+    def facts(self) -> RunFacts:
+        return self.trace.facts
+
+    def replay(self, events: Sequence[tuple[int, AnyEvent]], state: RunState) -> list[AlertRaised]:
+        """Feed a recorded stream; return only what it should have raised but did not."""
+        found: list[Alert] = []
+        for seq, event in events:
+            if isinstance(event, AlertRaised):
+                self._recorded.add(event.alert.key)
+            else:
+                found += self._observe(self.trace.feed(seq, event))
+        return self._raise(found, state, at=events[-1][1].at if events else 0.0)
+
+    def feed(self, seq: int, event: AnyEvent, state: RunState) -> list[AlertRaised]:
+        """The alerts ``event`` (just applied to ``state`` as ``seq``) gives rise to."""
+        if isinstance(event, AlertRaised):
+            self._recorded.add(event.alert.key)
+            return []
+        return self._raise(self._observe(self.trace.feed(seq, event)), state, at=event.at)
+
+    def stalled(self, stall: Stall, state: RunState, at: float) -> list[AlertRaised]:
+        """A step the engine found silent for too long."""
+        return self._raise(self._observe([stall]), state, at=at)
+
+    def _observe(self, observations: Sequence[Observation]) -> list[Alert]:
+        return [
+            alert
+            for item in observations
+            for monitor in self.monitors
+            for alert in monitor.observe(item, self.trace.facts)
+        ]
+
+    def _raise(self, alerts: Sequence[Alert], state: RunState, *, at: float) -> list[AlertRaised]:
+        out = []
+        for alert in alerts:
+            if alert.key in self._recorded:
+                continue
+            self._recorded.add(alert.key)
+            agent_step = (
+                alert.step is not None
+                and alert.step in state.steps
+                and (state.step_spec(alert.step).agent is not None)
+            )
+            action = self.settings.action_for(alert, agent_step=agent_step)
+            out.append(AlertRaised(at=at, alert=alert, action=action))
+        return out

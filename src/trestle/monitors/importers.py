@@ -1,0 +1,688 @@
+"""Recorded runs from files, as monitor observations: SWE-agent, mini-swe-agent, Trestle.
+
+:func:`load_trajectory_file` reads one file and tells its format by its shape:
+
+- a SWE-agent ``.traj``: an object with a ``trajectory`` list (one entry per model
+  call: ``action``, ``observation``, ``thought``, ``response``, ``execution_time``,
+  optionally ``state`` and ``query``), ``history`` (the chat messages, demonstrations
+  marked ``is_demo``) and ``info`` (``exit_status``, ``model_stats``);
+- a mini-swe-agent ``.traj.json``: an object with a ``messages`` list (system, task,
+  then assistant turns each holding one fenced ``bash`` block, answered by a user
+  message ``<returncode>N</returncode><output>...</output>`` or by a format-error
+  reply) and ``info`` (``exit_status``, ``model_stats``, ``config``);
+- Trestle events: what ``trestle log RUN --json`` prints (a JSON list of events with
+  their ``seq``), a list of ``{"seq": .., "event": {..}}``, or either as JSON Lines.
+
+Costs. mini-swe-agent records each call's cost with the message (``extra.cost``) and
+that is used when present. SWE-agent records only the run's total
+(``info.model_stats.instance_cost``): it is spread over the calls in proportion to
+the prompt each call sent, measured in characters: the ``query`` of the entry when
+the file keeps it, else the conversation (``history``, demonstrations included) up
+to that call. Calls are billed by prompt length, so a long run's later calls cost
+more, and this keeps that shape; the sum is exactly the recorded total. Token counts
+are spread the same way.
+
+Format errors. SWE-agent re-asks the model after output it cannot parse; the failed
+output stays in ``trajectory`` (with no action) but not in ``history``, and the
+complaint ("Your output was not formatted correctly", "Your last output did not use
+any tool calls") shows as the entry's observation or in the next entry's ``query``.
+mini-swe-agent answers such output with "Please always provide EXACTLY ONE action in
+triple backticks, found N actions". Both become a turn's ``no_action`` (none) or
+``several_actions`` (more than one) problem.
+
+Bad input is a :class:`~trestle.errors.ConfigError` naming the file and what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from trestle.errors import ConfigError
+from trestle.events import EVENT_ADAPTER, AnyEvent, BudgetExhausted, RunFinished
+from trestle.monitors.shell import classify_command, classify_tool_call
+from trestle.monitors.stream import observations_from_events
+from trestle.monitors.trace import Action, Malformed, Observation, RunFacts, Turn
+from trestle.record import Record
+
+Source = Literal["swe-agent", "mini-swe-agent", "trestle"]
+Outcome = Literal["succeeded", "exhausted", "failed", "unknown"]
+Problem = Literal[
+    "loop", "near_loop", "format", "cost", "drift", "no_edit", "test_rerun", "hallucinated"
+]
+
+OUTPUT_CAP = 8_000  # characters of an observation kept per action
+TASK_CAP = 4_000  # characters of the task kept as the run's goal
+
+# exit statuses that mean a limit ended the run: SWE-agent's (also as the reason of an
+# autosubmission, "submitted (exit_cost)"), mini-swe-agent's exception names
+_EXHAUSTED = (
+    "exit_cost",
+    "exit_context",
+    "exit_total_execution_time",
+    "exit_step_limit",
+    "exit_call_limit",
+    "limitsexceeded",
+    "contextwindowexceeded",
+    "costlimitexceeded",
+)
+_FENCE = re.compile(r"```(?:bash|mswea_bash_command|sh)?[ \t]*\n(.*?)\n```", re.DOTALL)
+_MINI_ACTIONS = re.compile(r"```(?:bash|mswea_bash_command)\s*\n(.*?)\n```", re.DOTALL)
+_RETURNCODE = re.compile(r"<returncode>\s*(-?\d+)\s*</returncode>")
+_OUTPUT = re.compile(r"<output>\n?(.*?)</output>", re.DOTALL)
+_FOUND_N = re.compile(r"found (\d+) actions?")
+_TASK_TAGS = re.compile(
+    r"<(pr_description|issue|task|problem_statement)>\s*(.*?)\s*</\1>", re.DOTALL
+)
+
+
+class Label(Record):
+    """What a recorded run is known to be: how it ended and what went wrong in it."""
+
+    outcome: Literal["succeeded", "exhausted", "failed"]
+    problems: tuple[Problem, ...] = ()
+
+
+class ImportedRun(Record):
+    """A recorded run as the monitors see it.
+
+    Attributes:
+        name: the file's name; labels are keyed by it.
+        source: the format it came from.
+        observations: its turns (and, for Trestle runs, step ends), in order.
+        facts: goal, objectives and limits, as far as the file tells them.
+        exit_status: the status the file records, as written.
+        outcome: succeeded, exhausted (a limit ended it), failed, or unknown.
+        calls: model calls made.
+        cost: dollars spent.
+    """
+
+    name: str
+    source: Source
+    observations: tuple[Observation, ...]
+    facts: RunFacts
+    exit_status: str | None
+    outcome: Outcome
+    calls: int
+    cost: float
+
+    @property
+    def turns(self) -> tuple[Turn, ...]:
+        return tuple(o for o in self.observations if isinstance(o, Turn))
+
+
+def load_trajectory_file(path: Path) -> ImportedRun:
+    """Read one recorded run, whatever of the three formats it is in.
+
+    Raises:
+        ConfigError: the file cannot be read, is not JSON, is of no known format, or
+            lacks something the format requires (the message says where).
+    """
+    data = _read_json(path)
+    if isinstance(data, dict):
+        if "trajectory" in data:
+            return _swe_agent(path, data)
+        if "messages" in data:
+            return _mini_swe_agent(path, data)
+        if path.name.endswith(".traj"):
+            raise ConfigError(f"{path}: missing key 'trajectory' (a SWE-agent .traj file)")
+        if path.name.endswith(".traj.json"):
+            raise ConfigError(f"{path}: missing key 'messages' (a mini-swe-agent .traj.json)")
+    if isinstance(data, list) and all(isinstance(item, dict) and "seq" in item for item in data):
+        return _trestle(path, data)
+    raise ConfigError(
+        f"{path}: unknown trajectory format: expected a SWE-agent .traj (an object with a "
+        "'trajectory' list), a mini-swe-agent .traj.json (an object with a 'messages' list) "
+        "or Trestle events (a list of events with 'seq', as 'trestle log RUN --json' prints)"
+    )
+
+
+def load_labels(path: Path) -> dict[str, Label]:
+    """A labels file: an object mapping file names to ``{"outcome", "problems"}``."""
+    data = _read_json(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: labels must be an object mapping file names to labels")
+    labels: dict[str, Label] = {}
+    for name, raw in data.items():
+        try:
+            labels[name] = Label.model_validate(raw)
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ConfigError(f"{path}: label {name!r}: {where}: {first['msg']}") from None
+    return labels
+
+
+def load_corpus(directory: Path) -> tuple[list[ImportedRun], dict[str, Label]]:
+    """Every recorded run under ``directory`` and its ``labels.json``, if there is one.
+
+    A labelled run takes its outcome from its label (a submitted run may still have
+    failed its tests). Files are read in name order, so the result is the same each time.
+    """
+    if not directory.is_dir():
+        raise ConfigError(f"{directory}: not a directory")
+    labels_file = directory / "labels.json"
+    labels = load_labels(labels_file) if labels_file.exists() else {}
+    runs: list[ImportedRun] = []
+    for path in sorted(directory.rglob("*")):
+        if not path.is_file() or path == labels_file:
+            continue
+        if not (path.name.endswith((".traj", ".traj.json", ".jsonl")) or path.suffix == ".json"):
+            continue
+        run = load_trajectory_file(path)
+        label = labels.get(run.name)
+        runs.append(run.model_copy(update={"outcome": label.outcome}) if label else run)
+    return runs, labels
+
+
+def outcome_of(exit_status: str | None) -> Outcome:
+    """How a run ended, judged by its recorded exit status alone."""
+    if not exit_status:
+        return "unknown"
+    status = exit_status.lower()
+    if any(mark in status for mark in _EXHAUSTED):
+        return "exhausted"
+    if status == "submitted":
+        return "succeeded"
+    return "failed"
+
+
+# --- reading --------------------------------------------------------------------------
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read it: {exc}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as whole:
+        lines = [line for line in text.splitlines() if line.strip()]
+        if len(lines) > 1:  # JSON Lines?
+            try:
+                return [json.loads(line) for line in lines]
+            except json.JSONDecodeError:
+                pass
+        raise ConfigError(
+            f"{path}: not JSON: {whole.msg} at line {whole.lineno}, column {whole.colno}"
+        ) from None
+
+
+def _expect(value: Any, kind: type, path: Path, where: str) -> Any:
+    if not isinstance(value, kind):
+        expected = {dict: "an object", list: "a list", str: "a string"}.get(kind, kind.__name__)
+        raise ConfigError(f"{path}: {where} must be {expected}, not {type(value).__name__}")
+    return value
+
+
+def _number(value: Any, path: Path, where: str) -> float:
+    if value is None:
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{path}: {where} must be a number, not {value!r}")
+    return float(value)
+
+
+def _text(content: Any) -> str:
+    """A message's text: a string, or the text parts of a list of content parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = [p.get("text", "") for p in content if isinstance(p, dict)]
+        return "\n".join(p for p in parts if isinstance(p, str))
+    return ""
+
+
+def _task_text(content: str) -> str:
+    """The task inside a task message, without the framework's instructions around it."""
+    tagged = _TASK_TAGS.search(content)
+    if tagged:
+        return tagged.group(2)[:TASK_CAP]
+    marker = "Please solve this issue:"
+    if marker in content:
+        rest = content.split(marker, 1)[1]
+        return re.split(r"\n\s*\n(?:##|You can execute)", rest, maxsplit=1)[0].strip()[:TASK_CAP]
+    return content.strip()[:TASK_CAP]
+
+
+def _shares(total: float, weights: Sequence[float]) -> list[float]:
+    """``total`` split in proportion to ``weights`` (evenly when they are all zero)."""
+    if not weights:
+        return []
+    whole = sum(weights)
+    if whole <= 0:
+        return [total / len(weights)] * len(weights)
+    return [total * w / whole for w in weights]
+
+
+def _limit(value: Any) -> float | None:
+    """A configured limit; 0 and absent mean none, as both agents take them."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        return None
+    return float(value)
+
+
+def _dig(data: Any, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data
+
+
+# --- SWE-agent ------------------------------------------------------------------------
+
+
+def _swe_agent(path: Path, data: dict[str, Any]) -> ImportedRun:
+    trajectory = _expect(data["trajectory"], list, path, "'trajectory'")
+    info = _expect(data.get("info") or {}, dict, path, "'info'")
+    history = _expect(data.get("history") or [], list, path, "'history'")
+    stats = _expect(info.get("model_stats") or {}, dict, path, "'info.model_stats'")
+    total_cost = _number(stats.get("instance_cost"), path, "info.model_stats.instance_cost")
+    sent = _number(stats.get("tokens_sent"), path, "info.model_stats.tokens_sent")
+    received = _number(stats.get("tokens_received"), path, "info.model_stats.tokens_received")
+    api_calls = _number(stats.get("api_calls"), path, "info.model_stats.api_calls")
+    exit_status = info.get("exit_status")
+    exit_status = str(exit_status) if exit_status is not None else None
+
+    entries: list[dict[str, Any]] = []
+    for i, entry in enumerate(trajectory):
+        _expect(entry, dict, path, f"trajectory[{i}]")
+        for key in ("action", "observation"):
+            if key not in entry:
+                raise ConfigError(f"{path}: trajectory[{i}]: missing key {key!r}")
+        if i == len(trajectory) - 1 and _is_exit_bookkeeping(entry):
+            continue  # an autosubmission after a limit: no model call made it
+        entries.append(entry)
+
+    problems = [
+        _swe_format_problem(entry, entries[i + 1] if i + 1 < len(entries) else None)
+        for i, entry in enumerate(entries)
+    ]
+    weights = _swe_prompt_sizes(entries, problems, history)
+    costs = _shares(total_cost, weights)
+    tokens = _shares(sent + received, weights)
+    turns: list[Turn] = []
+    open_file = ""
+    for i, entry in enumerate(entries):
+        action_text = str(entry.get("action") or "")
+        observation = str(entry.get("observation") or "")
+        problem = problems[i]
+        actions: tuple[Action, ...] = ()
+        if problem is None and action_text.strip():
+            kind, target, writes = classify_command(action_text, open_file=open_file)
+            first = action_text.split(maxsplit=1)[0]
+            if first in ("open", "create") and target:
+                open_file = target
+            tool = first if first in _SWE_TOOL_NAMES else "bash"
+            actions = (
+                Action(
+                    seq=i + 1,
+                    tool=tool,
+                    kind=kind,
+                    arguments=action_text,
+                    target=target,
+                    output=observation[:OUTPUT_CAP],
+                    writes=writes,
+                ),
+            )
+        turns.append(
+            Turn(
+                index=i,
+                seq=i + 1,
+                text=str(entry.get("thought") or ""),
+                actions=actions,
+                problem=problem,
+                tokens=round(tokens[i]),
+                cost=costs[i],
+                seconds=_number(
+                    entry.get("execution_time"), path, f"trajectory[{i}].execution_time"
+                ),
+            )
+        )
+    facts = RunFacts(
+        goal=_swe_goal(history, data.get("replay_config")),
+        turn_limit=_int_limit(_swe_model_setting(data, "per_instance_call_limit")),
+        cost_limit=_limit(_swe_model_setting(data, "per_instance_cost_limit")),
+    )
+    return ImportedRun(
+        name=path.name,
+        source="swe-agent",
+        observations=tuple(turns),
+        facts=facts,
+        exit_status=exit_status,
+        outcome=outcome_of(exit_status),
+        calls=int(api_calls) or len(turns),
+        cost=total_cost,
+    )
+
+
+_SWE_TOOL_NAMES = frozenset(
+    {"open", "goto", "scroll_up", "scroll_down", "search_file", "search_dir", "find_file",
+     "edit", "create", "str_replace_editor", "submit"}
+)  # fmt: skip
+
+
+def _is_exit_bookkeeping(entry: Mapping[str, Any]) -> bool:
+    said = str(entry.get("thought") or entry.get("response") or "")
+    return not str(entry.get("action") or "").strip() and said.startswith(
+        ("Exit due to", "Exiting")
+    )
+
+
+def _swe_format_problem(
+    entry: Mapping[str, Any], following: Mapping[str, Any] | None
+) -> Malformed | None:
+    """Whether this entry is output SWE-agent could not parse, and how."""
+    complaints = [str(entry.get("observation") or "")]
+    query = following.get("query") if following is not None else None
+    if isinstance(query, list) and query and isinstance(query[-1], dict):
+        complaints.append(_text(query[-1].get("content")))
+    response = str(entry.get("response") or entry.get("thought") or "")
+    for text in complaints:
+        if "did not use any tool calls" in text:
+            return "no_action"
+        if "included multiple tool calls" in text or "multiple function calls" in text:
+            return "several_actions"
+        if "not formatted correctly" in text:
+            blocks = len(_FENCE.findall(response)) + response.count("<command>")
+            return "several_actions" if blocks > 1 else "no_action"
+        if "Your action could not be parsed" in text:
+            return "invalid_arguments"
+        if "contained syntax errors and was NOT executed" in text:
+            return "unparseable"
+    if not str(entry.get("action") or "").strip() and not complaints[0].strip():
+        return "no_action"
+    return None
+
+
+def _swe_prompt_sizes(
+    entries: Sequence[Mapping[str, Any]],
+    problems: Sequence[Malformed | None],
+    history: Sequence[Any],
+) -> list[float]:
+    """Characters each call sent: its ``query``, else the history before its answer.
+
+    Re-asked format errors are not in the history; they sent (about) the prompt of
+    the next answer that is.
+    """
+    queries = [e.get("query") for e in entries]
+    if queries and all(isinstance(q, list) for q in queries):
+        return [float(_chars(q)) for q in queries]
+    sizes: list[float] = []
+    sent = 0
+    for message in history:
+        if not isinstance(message, dict):
+            continue
+        if message.get("role") == "assistant" and not message.get("is_demo"):
+            sizes.append(float(sent))
+        sent += len(_text(message.get("content")))
+    if not sizes:
+        return [1.0] * len(entries)
+    out: list[float] = []
+    answered = 0
+    for problem in problems:
+        out.append(sizes[min(answered, len(sizes) - 1)])
+        if problem is None:
+            answered += 1
+    return out
+
+
+def _chars(messages: Any) -> int:
+    """Characters of a list of chat messages' text."""
+    if not isinstance(messages, list):
+        return 0
+    return sum(len(_text(m.get("content"))) for m in messages if isinstance(m, dict))
+
+
+def _swe_goal(history: Sequence[Any], replay_config: Any) -> str:
+    for message in history:
+        if (
+            isinstance(message, dict)
+            and message.get("role") == "user"
+            and not message.get("is_demo")
+        ):
+            return _task_text(_text(message.get("content")))
+    config = _replay_config(replay_config)
+    statement = _dig(config, "problem_statement", "text")
+    return str(statement)[:TASK_CAP] if isinstance(statement, str) else ""
+
+
+def _replay_config(raw: Any) -> Any:
+    if isinstance(raw, str):
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError:
+            return None
+    return raw
+
+
+def _swe_model_setting(data: Mapping[str, Any], key: str) -> Any:
+    config = _replay_config(data.get("replay_config"))
+    return _dig(config, "agent", "model", key)
+
+
+def _int_limit(value: Any) -> int | None:
+    limit = _limit(value)
+    return int(limit) if limit is not None else None
+
+
+# --- mini-swe-agent -------------------------------------------------------------------
+
+
+def _mini_swe_agent(path: Path, data: dict[str, Any]) -> ImportedRun:
+    messages = _expect(data["messages"], list, path, "'messages'")
+    info = _expect(data.get("info") or {}, dict, path, "'info'")
+    stats = _expect(info.get("model_stats") or {}, dict, path, "'info.model_stats'")
+    total_cost = _number(stats.get("instance_cost"), path, "info.model_stats.instance_cost")
+    api_calls = _number(stats.get("api_calls"), path, "info.model_stats.api_calls")
+    for i, message in enumerate(messages):
+        _expect(message, dict, path, f"messages[{i}]")
+        if "role" not in message:
+            raise ConfigError(f"{path}: messages[{i}]: missing key 'role'")
+    exit_status = info.get("exit_status")
+    for message in messages:  # v2 ends with an "exit" message carrying the status
+        if message["role"] == "exit" and exit_status is None:
+            exit_status = _dig(message, "extra", "exit_status")
+    exit_status = str(exit_status) if exit_status is not None else None
+
+    answers = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
+    sizes: list[float] = []
+    recorded: list[float | None] = []
+    token_counts: list[int] = []
+    for i in answers:
+        sizes.append(float(_chars(messages[:i])))
+        cost = _dig(messages[i], "extra", "cost")
+        recorded.append(float(cost) if isinstance(cost, int | float) else None)
+        usage = _dig(messages[i], "extra", "response", "usage") or messages[i].get("usage")
+        token_counts.append(_usage_tokens(usage))
+    if answers and all(c is not None for c in recorded):
+        costs = [c or 0.0 for c in recorded]
+        total_cost = total_cost or sum(costs)
+    else:
+        costs = _shares(total_cost, sizes)
+
+    turns: list[Turn] = []
+    for n, i in enumerate(answers):
+        end = answers[n + 1] if n + 1 < len(answers) else len(messages)
+        replies = [m for m in messages[i + 1 : end] if m["role"] in ("user", "tool")]
+        turns.append(_mini_turn(n, i, messages[i], replies, token_counts[n], costs[n]))
+    config = _dig(info, "config", "agent") or {}
+    task = next((m for m in messages if m["role"] == "user"), None)
+    facts = RunFacts(
+        goal=_task_text(_text(task.get("content"))) if task else "",
+        turn_limit=_int_limit(_dig(config, "step_limit")),
+        cost_limit=_limit(_dig(config, "cost_limit")),
+    )
+    return ImportedRun(
+        name=path.name,
+        source="mini-swe-agent",
+        observations=tuple(turns),
+        facts=facts,
+        exit_status=exit_status,
+        outcome=outcome_of(exit_status),
+        calls=int(api_calls) or len(turns),
+        cost=total_cost,
+    )
+
+
+def _usage_tokens(usage: Any) -> int:
+    if not isinstance(usage, dict):
+        return 0
+    total = usage.get("total_tokens")
+    if isinstance(total, int):
+        return total
+    parts = (
+        usage.get(k)
+        for k in ("prompt_tokens", "completion_tokens", "input_tokens", "output_tokens")
+    )
+    return sum(p for p in parts if isinstance(p, int))
+
+
+def _mini_turn(
+    index: int,
+    position: int,
+    answer: Mapping[str, Any],
+    replies: Sequence[Mapping[str, Any]],
+    tokens: int,
+    cost: float,
+) -> Turn:
+    """One assistant message and the replies it got, as a turn (``seq``: 1-based position)."""
+    content = _text(answer.get("content"))
+    seq = position + 1
+    reply_text = [_text(r.get("content")) for r in replies]
+    format_error = next(
+        (
+            (r, t)
+            for r, t in zip(replies, reply_text, strict=True)
+            if _dig(r, "extra", "interrupt_type") == "FormatError" or "EXACTLY ONE action" in t
+        ),
+        None,
+    )
+    commands = _mini_commands(answer, content)
+    if format_error is not None:
+        reply, text = format_error
+        count = _dig(reply, "extra", "n_actions")
+        if not isinstance(count, int):
+            found = _FOUND_N.search(text)
+            count = int(found.group(1)) if found else len(commands)
+        problem: Malformed = "several_actions" if count > 1 else "no_action"
+        return Turn(index=index, seq=seq, text=content, problem=problem, tokens=tokens, cost=cost)
+    actions = []
+    for k, (tool, command) in enumerate(commands):
+        kind, target, writes = (
+            classify_command(command) if tool == "bash" else classify_tool_call(tool, command)
+        )
+        reply = reply_text[k] if k < len(reply_text) else ""
+        ok, output, error = _mini_outcome(reply)
+        actions.append(
+            Action(
+                seq=seq + 1 + k if k < len(replies) else seq,
+                tool=tool,
+                kind=kind,
+                arguments=command,
+                target=target,
+                ok=ok,
+                output=output[:OUTPUT_CAP],
+                error=error,
+                writes=writes,
+            )
+        )
+    return Turn(
+        index=index, seq=seq, text=content, actions=tuple(actions), tokens=tokens, cost=cost
+    )
+
+
+def _mini_commands(answer: Mapping[str, Any], content: str) -> list[tuple[str, str]]:
+    """The actions of an assistant message: tool calls (v2 default) or fenced blocks."""
+    calls = answer.get("tool_calls")
+    if isinstance(calls, list) and calls:
+        out = []
+        for call in calls:
+            function = call.get("function") if isinstance(call, dict) else None
+            if not isinstance(function, dict):
+                continue
+            name = str(function.get("name") or "bash")
+            arguments = function.get("arguments")
+            raw = arguments if isinstance(arguments, str) else json.dumps(arguments or {})
+            if name == "bash":
+                command = _dig({"a": _loads(raw)}, "a", "command")
+                out.append(("bash", command if isinstance(command, str) else raw))
+            else:
+                out.append((name, raw))
+        return out
+    extra_actions = _dig(answer, "extra", "actions")
+    if isinstance(extra_actions, list) and extra_actions:
+        found = [a.get("command") for a in extra_actions if isinstance(a, dict)]
+        return [("bash", c) for c in found if isinstance(c, str)]
+    return [("bash", block.strip()) for block in _MINI_ACTIONS.findall(content)]
+
+
+def _loads(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _mini_outcome(reply: str) -> tuple[bool | None, str, str | None]:
+    """Whether a command succeeded, what it printed, and what went wrong, from its reply."""
+    if "timed out and has been killed" in reply:
+        return False, reply, "timeout"
+    code = _RETURNCODE.search(reply)
+    body = _OUTPUT.search(reply)
+    output = body.group(1) if body else reply
+    if code is None:
+        return None, output, None
+    returncode = int(code.group(1))
+    return returncode == 0, output, None if returncode == 0 else f"exit code {returncode}"
+
+
+# --- Trestle --------------------------------------------------------------------------
+
+
+def _trestle(path: Path, items: list[dict[str, Any]]) -> ImportedRun:
+    events: list[tuple[int, AnyEvent]] = []
+    for i, item in enumerate(items):
+        seq = item.get("seq")
+        if isinstance(seq, bool) or not isinstance(seq, int):
+            raise ConfigError(f"{path}: event [{i}]: 'seq' must be an integer, not {seq!r}")
+        raw = item.get("event") if isinstance(item.get("event"), dict) else item
+        body = {k: v for k, v in raw.items() if k not in ("seq", "run_id")}
+        try:
+            events.append((seq, EVENT_ADAPTER.validate_python(body)))
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            where = ".".join(str(p) for p in first["loc"]) or "event"
+            kind = body.get("kind", "?")
+            raise ConfigError(
+                f"{path}: event [{i}] (seq {seq}, kind {kind!r}): {where}: {first['msg']}"
+            ) from None
+    observations, facts = observations_from_events(events)
+    finished = next((e for _, e in reversed(events) if isinstance(e, RunFinished)), None)
+    exhausted = any(isinstance(e, BudgetExhausted) for _, e in events)
+    status = finished.status if finished is not None else None
+    outcome: Outcome = "unknown"
+    if status == "succeeded":
+        outcome = "succeeded"
+    elif exhausted or status == "stopped":
+        outcome = "exhausted"
+    elif status == "partial":
+        outcome = "failed"
+    turns = [o for o in observations if isinstance(o, Turn)]
+    return ImportedRun(
+        name=path.name,
+        source="trestle",
+        observations=tuple(observations),
+        facts=facts,
+        exit_status=status,
+        outcome=outcome,
+        calls=len(turns),
+        cost=sum(t.cost for t in turns),
+    )

@@ -1,0 +1,63 @@
+"""What to do about an alert: one policy, configurable in ``trestle.toml``.
+
+    [monitors]
+    stall_after = 900            # seconds a step may show no sign of life
+    [monitors.actions]           # by severity ...
+    warning = "inject"
+    critical = "pause"
+    [monitors.kinds]             # ... and by kind, which wins
+    repeated_action = "replan"
+    projected_overspend = "stop"
+
+The actions:
+
+- ``note``: the alert is recorded (in the log and the report); nothing else happens;
+- ``inject``: the agent step the alert is about is told, before its next model call,
+  what the monitor saw and what to do instead;
+- ``replan``: that step's attempt is abandoned and it starts again from a fresh
+  conversation told why (a retry that counts against its limit);
+- ``pause``: nothing new starts and running agent steps stop at their next turn until
+  a human approves going on (``trestle approve``) or rejects it, which stops the run;
+- ``stop``: the run stops as a hard budget limit would, with its report.
+
+``inject`` and ``replan`` need an agent step to act on; for any other alert they fall
+back to ``note``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from trestle.monitors.alerts import Alert, Severity
+from trestle.record import Record
+
+MonitorAction = Literal["note", "inject", "replan", "pause", "stop"]
+STEERING: frozenset[MonitorAction] = frozenset({"inject", "replan"})
+
+
+class MonitorSettings(Record):
+    """How a run's monitors act, recorded with the run so a replay acts alike."""
+
+    enabled: bool = True
+    actions: dict[Severity, MonitorAction] = {
+        "info": "note",
+        "warning": "inject",
+        "critical": "pause",
+    }
+    # the claim monitor's finding is already acted on by the step's own verification
+    # (the retry is told the check failed); a stall is dead-lettered by the engine
+    kinds: dict[str, MonitorAction] = {"hallucinated_success": "note", "stalled": "note"}
+    stall_after: float = Field(default=900.0, gt=0)
+    embedder: str = "hashing"
+
+    def action_for(self, alert: Alert, *, agent_step: bool) -> MonitorAction:
+        """The action for ``alert``; steering needs an agent step to steer."""
+        action = self.kinds.get(alert.kind) or self.actions.get(alert.severity, "note")
+        if action in STEERING and not agent_step:
+            return "note"
+        return action
+
+
+DEFAULT_MONITORS = MonitorSettings()

@@ -1,0 +1,261 @@
+"""How alike two texts are: a pluggable embedder and cosine similarity.
+
+The drift monitor asks whether an action is about the step's objective. That needs a
+similarity of short, code-flavoured texts (file paths, commands, identifiers, a line
+of reasoning). Two embedders answer it:
+
+- :class:`HashingEmbedder`, the default: no model, no dependency. Words and the parts
+  of identifiers and paths (``textkit/slug_utils.py`` gives ``textkit``, ``slug``,
+  ``utils``; ``parseHttpResponse`` gives ``parse``, ``http``, ``response``) are hashed
+  into a fixed-size sparse vector, so texts that name the same things score high.
+- :class:`WordLlamaEmbedder`, behind the ``embed`` extra: a small static sentence
+  embedding model whose weights ship inside the ``wordllama`` wheel, so it loads
+  offline and also knows that "network" and "download" are related.
+
+Every embedder carries ``unrelated_below``: the cosine under which it calls two texts
+unrelated. Scales differ (hashed features score 0 for texts with no word in common, a
+sentence model rarely goes under 0.1), so thresholds travel with the embedder rather
+than with each monitor.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import zlib
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from functools import cache
+from importlib import import_module
+from pathlib import Path
+from typing import Any, Protocol, overload
+
+from trestle.errors import ConfigError, MissingExtraError
+
+EMBEDDERS: tuple[str, ...] = ("hashing", "wordllama")
+
+
+class Embedder(Protocol):
+    """Turns texts into vectors whose cosine says how related the texts are.
+
+    Embedders are deterministic: the same text always gives the same vector.
+    """
+
+    name: str
+    unrelated_below: float  # cosine under which two texts count as unrelated
+
+    def embed(self, texts: Sequence[str]) -> list[Sequence[float]]:
+        """One vector per text, all of the same length."""
+        ...
+
+
+class SparseVector(Sequence[float]):
+    """A fixed-length vector that stores only its non-zero entries.
+
+    It reads as an ordinary sequence of floats (zeros where nothing is stored), and
+    :func:`cosine` of two sparse vectors touches only what they store.
+    """
+
+    __slots__ = ("dim", "entries")
+
+    def __init__(self, dim: int, entries: dict[int, float]) -> None:
+        self.dim = dim
+        self.entries = entries
+
+    def __len__(self) -> int:
+        return self.dim
+
+    @overload
+    def __getitem__(self, index: int) -> float: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[float]: ...
+    def __getitem__(self, index: int | slice) -> float | list[float]:
+        if isinstance(index, slice):
+            return [self.entries.get(i, 0.0) for i in range(*index.indices(self.dim))]
+        if not -self.dim <= index < self.dim:
+            raise IndexError(index)
+        return self.entries.get(index % self.dim, 0.0)
+
+    def __iter__(self) -> Iterator[float]:
+        return (self.entries.get(i, 0.0) for i in range(self.dim))
+
+    def __repr__(self) -> str:
+        return f"SparseVector(dim={self.dim}, nonzero={len(self.entries)})"
+
+
+def cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    """The cosine of the angle between ``a`` and ``b``; 0.0 when either is all zeros."""
+    if isinstance(a, SparseVector) and isinstance(b, SparseVector):
+        small, large = sorted((a.entries, b.entries), key=len)
+        dot = sum(v * large.get(i, 0.0) for i, v in small.items())
+        norm_a = math.sqrt(sum(v * v for v in a.entries.values()))
+        norm_b = math.sqrt(sum(v * v for v in b.entries.values()))
+    else:
+        dot = math.fsum(x * y for x, y in zip(a, b, strict=True))
+        norm_a = math.sqrt(math.fsum(x * x for x in a))
+        norm_b = math.sqrt(math.fsum(y * y for y in b))
+    if norm_a == 0.0 or norm_b == 0.0:
+        return 0.0
+    return dot / (norm_a * norm_b)
+
+
+# Words that say nothing about what a text is about: English glue, the filler of an
+# agent's reasoning, file extensions and the verbs of every shell session. Without
+# them, "cat docs/index.md" and "cat textkit/slug.py" share nothing.
+_STOPWORD_LIST = """
+    a about above after again all also am an and any are as at be been before being
+    but by can could did do does doing done for from had has have having he her here
+    his how i if in into is it its itself just let lets me more most my no not now of
+    off on once only or other our out over own same she should so some such than that
+    the their them then there these they this those through to too under until up very
+    was we were what when where which while who why will with would you your
+    ok okay first next look see check seems need try going want think know sure make
+    file files line lines code run running use using get got show shows found find
+    py pyi txt md rst json yaml yml toml cfg ini js ts
+    cat ls cd echo sed head tail grep nl wc sort xargs awk rn la true false none null
+"""
+_STOPWORDS = frozenset(_STOPWORD_LIST.split())
+
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*")
+# Splits camelCase and HTTPResponse-style runs: "parseHTTPResponse" -> parse HTTP Response.
+_CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _stem(word: str) -> str:
+    """A deliberately light stemmer: enough that "tests" meets "test", "fixed" meets "fix"."""
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 5 and word.endswith("ing"):
+        return word[:-3]
+    if len(word) > 4 and word.endswith("ed"):
+        return word[:-2]
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
+
+
+def words(text: str) -> list[str]:
+    """The content words of ``text``: identifier parts, lower-cased, stemmed, no stopwords.
+
+    A whole identifier is kept beside its parts (``slug_utils`` gives ``slug_utils``,
+    ``slug`` and ``utils``), so naming it exactly counts for more than sharing a part.
+    """
+    out: list[str] = []
+    for identifier in _IDENTIFIER.findall(text):
+        parts = [p.lower() for chunk in _WORD.findall(identifier) for p in _CAMEL.findall(chunk)]
+        parts = [p for p in parts if len(p) > 1 and not p.isdigit()]
+        kept = [_stem(p) for p in parts if p not in _STOPWORDS]
+        out.extend(kept)
+        whole = identifier.lower().strip("_")
+        if len(parts) > 1 and len(kept) > 1 and whole not in _STOPWORDS:
+            out.append(whole)
+    return out
+
+
+class HashingEmbedder:
+    """Hashed word and identifier-part features in a sparse, L2-normalised vector.
+
+    Each word weighs ``1 + log(count)``; its character trigrams add a lighter signal so
+    ``slugify`` is near ``slug``. Features are hashed with CRC-32 (stable across
+    processes, unlike ``hash()``) into ``dim`` buckets with a hashed sign, so collisions
+    cancel out on average instead of adding up.
+
+    Args:
+        dim: the vector's length (a power of two keeps buckets even).
+        trigram_weight: the total weight of a word's trigrams relative to the word.
+    """
+
+    name = "hashing"
+    unrelated_below = 0.1
+
+    def __init__(self, dim: int = 1 << 18, trigram_weight: float = 0.4) -> None:
+        self.dim = dim
+        self.trigram_weight = trigram_weight
+
+    def embed(self, texts: Sequence[str]) -> list[Sequence[float]]:
+        """One sparse vector per text (see the class docstring for its features)."""
+        return [self._vector(text) for text in texts]
+
+    def _vector(self, text: str) -> SparseVector:
+        entries: dict[int, float] = {}
+        for word, count in sorted(Counter(words(text)).items()):
+            weight = 1.0 + math.log(count)
+            self._add(entries, "w:" + word, weight)
+            grams = _trigrams(word)
+            for gram in grams:
+                self._add(entries, "c:" + gram, weight * self.trigram_weight / len(grams))
+        norm = math.sqrt(sum(v * v for v in entries.values()))
+        if norm > 0.0:
+            entries = {i: v / norm for i, v in entries.items() if v != 0.0}
+        return SparseVector(self.dim, entries)
+
+    def _add(self, entries: dict[int, float], feature: str, weight: float) -> None:
+        digest = zlib.crc32(feature.encode())
+        index = digest % self.dim
+        sign = -1.0 if digest >> 31 else 1.0
+        entries[index] = entries.get(index, 0.0) + sign * weight
+
+
+def _trigrams(word: str) -> list[str]:
+    padded = f"^{word}$"
+    return [padded[i : i + 3] for i in range(len(padded) - 2)]
+
+
+class WordLlamaEmbedder:
+    """The ``l2_supercat`` WordLlama model (256 dimensions), loaded from its own wheel.
+
+    The weights and tokenizer ship inside the ``wordllama`` package, so loading reads
+    only local files; downloads are disabled, and a package without its bundled files
+    fails loudly instead of reaching the network.
+
+    Raises:
+        MissingExtraError: ``wordllama`` is not installed.
+        ConfigError: the package lacks its bundled model files.
+    """
+
+    name = "wordllama"
+    unrelated_below = 0.2
+
+    def __init__(self) -> None:
+        self._model = _wordllama_model()
+
+    def embed(self, texts: Sequence[str]) -> list[Sequence[float]]:
+        """One unit-length 256-dimensional vector per text."""
+        if not texts:
+            return []
+        rows = self._model.embed(list(texts), norm=True)
+        return [[float(x) for x in row] for row in rows.tolist()]
+
+
+@cache
+def _wordllama_model() -> Any:
+    """The loaded model, once per process: runs share it (it is read-only)."""
+    try:
+        module = import_module("wordllama")
+    except ImportError as exc:
+        raise MissingExtraError("wordllama", "embed") from exc
+    # The package's own lookup searches a "tokenizer" folder beside the module, but the
+    # wheel ships "tokenizers"; its cache layout matches the wheel, so point the cache at
+    # the package itself.
+    bundled = Path(module.__file__ or "").parent
+    try:
+        return module.WordLlama.load(cache_dir=bundled, disable_download=True)
+    except FileNotFoundError as exc:
+        raise ConfigError(
+            f"the wordllama package at {str(bundled)!r} lacks its bundled model: {exc}"
+        ) from exc
+
+
+def embedder_named(name: str) -> Embedder:
+    """The embedder called ``name``: ``"hashing"`` or ``"wordllama"``.
+
+    Raises:
+        ConfigError: the name is unknown.
+        MissingExtraError: ``"wordllama"`` without the ``embed`` extra installed.
+    """
+    if name == "hashing":
+        return HashingEmbedder()
+    if name == "wordllama":
+        return WordLlamaEmbedder()
+    raise ConfigError(f"unknown embedder {name!r}; choose one of {list(EMBEDDERS)!r}")
