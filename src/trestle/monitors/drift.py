@@ -165,6 +165,7 @@ class _Streak:
         self.recent: deque[tuple[Action, float]] = deque(maxlen=window)
         self.length = 0
         self.raised: Severity | None = None  # what this streak has raised so far
+        self.near: set[str] = set()  # folders of the files this attempt found relevant
 
     def end(self) -> None:
         self.recent.clear()
@@ -183,8 +184,8 @@ class RelevanceMonitor:
     streak reaches ``critical_after`` actions. One relevant action ends the streak, and
     each step attempt (steps may run side by side) keeps its own.
 
-    A file in the same folder as one found relevant earlier in the run is relevant too
-    (``textkit/text.py`` once ``textkit/slug.py`` was): looking around the code being
+    A file in the same folder as one the step attempt found relevant earlier is relevant
+    too (``textkit/text.py`` once ``textkit/slug.py`` was): looking around the code being
     changed is exploring, not drifting. Only directly relevant files lend their folder,
     so nearness does not spread, and the top folder is nobody's neighbour.
 
@@ -220,7 +221,6 @@ class RelevanceMonitor:
         self._references: dict[str, list[Sequence[float]]] = {}
         self._scored = 0
         self._streaks = Attempts(lambda: _Streak(window))
-        self._near: set[str] = set()  # folders of the files found relevant so far
 
     def observe(self, item: Observation, facts: RunFacts) -> list[Alert]:
         turn = self._streaks.turn_of(item)
@@ -239,10 +239,10 @@ class RelevanceMonitor:
             self._scored += 1
             folders = _folders(action.target)
             if relevance >= self.threshold:
-                self._near |= folders
+                streak.near |= folders
                 streak.end()
                 continue
-            if folders & self._near:
+            if folders & streak.near:
                 streak.end()  # a neighbour of a relevant file: exploring, not drifting
                 continue
             streak.recent.append((action, relevance))

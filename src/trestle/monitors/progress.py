@@ -171,7 +171,7 @@ class ExplorationMonitor:
     def observe(self, item: Observation, facts: RunFacts) -> list[Alert]:
         """Count a turn of the attempt; alert when too many have gone without an edit."""
         turn = self._attempts.turn_of(item)
-        if turn is None:
+        if turn is None or turn.step in facts.read_only:  # reading is the whole job there
             return []
         state = self._attempts.of(turn)
         if state.edited:

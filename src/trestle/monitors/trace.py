@@ -107,6 +107,7 @@ class RunFacts(Record):
 
     goal: str = ""
     objectives: dict[str, str] = {}  # step id -> what the step is for
+    read_only: frozenset[str] = frozenset()  # steps meant only to look (understand, plan)
     scope: tuple[str, ...] = ()  # globs a write may touch; empty: anywhere
     turn_limit: int | None = None  # model calls the run (or each step) may make
     cost_limit: float | None = None  # dollars the run may spend

@@ -1,0 +1,89 @@
+"""The monitors from the command line: ``trestle health``, alerts in ``trestle log``,
+and ``[monitors]`` in ``trestle.toml``, through the real console script."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from agent_helpers import drive
+from test_cli import Cli, cli_env, flat
+from test_monitor_runtime import looping_replies, start
+from trestle.models import ScriptedModel
+from trestle.monitors.policy import MonitorSettings
+
+PLAN = """\
+goal: say hello
+steps:
+  - id: hello
+    run: echo hello
+"""
+
+
+def paused_run(tmp_path: Path) -> tuple[Cli, str]:
+    """A run a monitor paused: it waits for a human's go-on."""
+    store, run_id = start(tmp_path, MonitorSettings(actions={"warning": "pause"}))
+    drive(store, run_id, ScriptedModel(looping_replies()))
+    store.close()
+    return Cli(tmp_path, tmp_path / "store.db"), run_id
+
+
+def test_health_with_no_runs_says_so(tmp_path: Path) -> None:
+    cli = Cli(tmp_path, tmp_path / "t.db")
+    result = cli("health")
+    assert result.returncode == 0, result.stderr
+    assert "no active runs" in result.stdout
+
+
+def test_health_shows_a_paused_run_and_its_alert_and_exits_1(tmp_path: Path) -> None:
+    cli, run_id = paused_run(tmp_path)
+    result = cli("health")
+    assert result.returncode == 1, result.stderr
+    text = flat(result.stdout)
+    assert f"{run_id} needs_human" in text
+    assert "no live driver" in text
+    assert "-> pause (waits for a human)" in text
+
+    shown = json.loads(cli("health", "--json").stdout)
+    assert [r["run_id"] for r in shown] == [run_id]
+    waiting = [a for a in shown[0]["alerts"] if a["waiting"]]
+    assert len(waiting) == 1 and waiting[0]["action"] == "pause"
+
+
+def test_the_log_shows_each_alert_with_its_evidence_and_action(tmp_path: Path) -> None:
+    cli, run_id = paused_run(tmp_path)
+    result = cli("log", run_id)
+    assert result.returncode == 0, result.stderr
+    text = result.stdout  # a table: long details wrap within their cells
+    assert "alert_raised" in text and "repeat/repeated_action ->" in text
+    assert "approval 1 (alert)" in text
+    events = json.loads(cli("log", run_id, "--json").stdout)
+    raised = [e for e in events if e["kind"] == "alert_raised"]
+    assert raised and all(e["alert"]["evidence"] for e in raised)
+
+
+def test_bad_monitor_settings_are_refused_before_anything_is_recorded(tmp_path: Path) -> None:
+    cli = Cli(tmp_path, tmp_path / "t.db")
+    cli.write("plan.yaml", PLAN)
+    cli.write(
+        "trestle.toml", '[monitors]\nstall_afer = 5\n[monitors.actions]\nwarning = "explode"\n'
+    )
+    result = cli("run", "plan.yaml", "--no-live")
+    assert result.returncode == 2
+    err = flat(result.stderr)
+    assert "trestle.toml: monitors.stall_afer: unknown field (did you mean 'stall_after'?)" in err
+    assert "monitors.actions.warning" in err and "explode" in err
+    assert not (tmp_path / "t.db").exists() or cli("runs", "--json").stdout.strip() == "[]"
+
+
+def test_monitor_settings_from_trestle_toml_are_recorded_with_the_run(tmp_path: Path) -> None:
+    cli = Cli(tmp_path, tmp_path / "t.db")
+    cli.write("plan.yaml", PLAN)
+    cli.write("trestle.toml", '[monitors]\nstall_after = 42\n[monitors.kinds]\nno_edit = "stop"\n')
+    result = cli("run", "plan.yaml", "--no-live")
+    assert result.returncode == 0, result.stderr
+    run_id = result.stdout.split()[1]
+    first = json.loads(cli("log", run_id, "--json").stdout)[0]
+    assert first["monitors"]["stall_after"] == 42
+    assert first["monitors"]["kinds"] == {"no_edit": "stop"}
+    assert cli_env()  # the same environment the other CLI tests use
