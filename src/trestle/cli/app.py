@@ -510,6 +510,7 @@ def schema() -> None:
 
 
 from trestle.cli import agent as _agent_commands  # noqa: E402, F401  (registers them)
+from trestle.cli import monitors as _monitor_commands  # noqa: E402, F401
 
 
 def main() -> None:

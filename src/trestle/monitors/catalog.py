@@ -9,6 +9,22 @@ from trestle.monitors.loops import behaviour_monitors
 from trestle.monitors.policy import MonitorSettings
 from trestle.monitors.similarity import embedder_named
 
+# Which labelled problems each monitor is meant to catch: how the offline evaluation
+# tells a monitor's right flags from its wrong ones (see trestle.monitors.evaluate).
+CATCHES: dict[str, frozenset[str]] = {
+    "format": frozenset({"format"}),
+    "monologue": frozenset({"format"}),
+    "repeat": frozenset({"loop"}),
+    "cycle": frozenset({"loop", "near_loop"}),
+    "progress": frozenset({"loop", "near_loop", "no_edit"}),
+    "exploration": frozenset({"no_edit"}),
+    "test_rerun": frozenset({"test_rerun"}),
+    "scope": frozenset({"drift"}),
+    "drift": frozenset({"drift"}),
+    "claims": frozenset({"hallucinated"}),
+    "cost": frozenset({"cost"}),
+}
+
 
 def default_monitors(settings: MonitorSettings) -> list[Monitor]:
     """Fresh instances of every monitor, token level to cost, for one run."""
