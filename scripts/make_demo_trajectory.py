@@ -71,7 +71,7 @@ PLAN = {
     ],
 }
 
-ACCENT_TEST = '''import unittest
+ACCENT_TEST = """import unittest
 
 from textkit.slug import slugify
 
@@ -83,7 +83,7 @@ class AccentTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
-'''
+"""
 
 CONVERSATIONS = {
     "understand#1": [

@@ -189,7 +189,7 @@ def source_lines(repo: Repo, path: str) -> list[str]:
                     f"    return {var}",
                     f"{var} = [p for p in {var} if p]",
                     f"for item in {var}:",
-                    f"    result = result + item",
+                    "    result = result + item",
                     f"{var} = re.sub(r'\\s+', ' ', {var})",
                     f"if strict and {var} is None:",
                     f"    raise ValueError({var!r})",
@@ -374,7 +374,9 @@ class Builder:
             "    return result.strip() if isinstance(result, str) else result",
         )
         new = choices[variant % len(choices)] + ("" if variant < len(choices) else f"  # {variant}")
-        output = f"The file {path} has been edited. Review the changes and make sure they are as expected."
+        output = (
+            f"The file {path} has been edited. Review the changes and make sure they are right."
+        )
         self.add("edit", Act("edit", path=path, old=old, new=new, output=output), path=path)
 
     def create_reproduce(self) -> None:
@@ -412,7 +414,10 @@ class Builder:
         if passed:
             output, rc = t.expected, 0
         elif variant % 2:
-            output = f"Traceback (most recent call last):\n  File \"reproduce.py\", line 2\n{t.got}Error: variant {variant}"
+            output = (
+                f'Traceback (most recent call last):\n  File "reproduce.py", line 2\n'
+                f"{t.got}Error: variant {variant}"
+            )
             rc = 1
         else:
             output, rc = f"{t.got}{'' if variant == 0 else f' ({variant})'}", 0
@@ -430,24 +435,32 @@ class Builder:
         self.moves.append(Move(thought, None, blocks))
 
     def explore(self, count: int, *, distinct: bool = True) -> None:
-        """``count`` reading moves over distinct files and searches."""
-        files = self.all_files()
-        self.rng.shuffle(files)
-        files.insert(0, self.task.module)
-        terms = [*(f for fns in self.repo.modules.values() for f in fns), "TODO", "raise"]
-        self.rng.shuffle(terms)
+        """``count`` reading moves: over files and searches not read before in this run
+        (``distinct``), or over any file, again and again."""
+        if not hasattr(self, "_unread"):
+            self._unread = self.all_files()
+            self.rng.shuffle(self._unread)
+            self._unread.insert(0, self.task.module)
+            fns = [f for fns in self.repo.modules.values() for f in fns]
+            self._terms = [*fns, *(f"def {f}" for f in fns), *(f"{f}(" for f in fns)]
+            self.rng.shuffle(self._terms)
+            self._listed: set[str] = set()
         for i in range(count):
             roll = self.rng.random()
-            if i == 0 and roll < 0.5:
+            if i == 0 and roll < 0.5 and "." not in self._listed:
+                self._listed.add(".")
                 self.listing()
-            elif roll < 0.2 and terms:
-                self.search(terms.pop())
-            elif roll < 0.28:
+            elif roll < 0.28 and self.repo.package not in self._listed:
+                self._listed.add(self.repo.package)
                 self.listing(self.repo.package)
-            elif files:
-                self.view(files.pop(0) if distinct else self.rng.choice(files))
+            elif (roll < 0.25 or not self._unread) and self._terms:
+                self.search(self._terms.pop())
+            elif not distinct:
+                self.view(self.rng.choice(self.all_files()))
+            elif self._unread:
+                self.view(self._unread.pop(0))
             else:
-                self.search(self.task.function)
+                self.view(self.rng.choice(list(self.repo.modules)))
 
 
 # --- the scenarios ---------------------------------------------------------------------
@@ -455,7 +468,7 @@ class Builder:
 
 def healthy_length(rng: random.Random, limit: int) -> int:
     """How long a healthy run is: mostly well inside the limit, sometimes long."""
-    share = rng.uniform(0.6, 0.88) if rng.random() < 0.16 else rng.uniform(0.18, 0.5)
+    share = rng.uniform(0.6, 0.85) if rng.random() < 0.1 else rng.uniform(0.18, 0.5)
     return max(8, int(limit * share))
 
 
@@ -605,15 +618,19 @@ def doomed_format(rng: random.Random, task: Task, limit: int, *, swe: bool) -> R
 
 def doomed_cost(rng: random.Random, task: Task, limit: int) -> Run:
     """Work that drags ever bigger outputs into the context until the cost limit."""
-    run = doomed_exploration(rng, task, limit) if rng.random() < 0.4 else healthy_reviews(
-        rng, task, limit
+    run = (
+        doomed_exploration(rng, task, limit)
+        if rng.random() < 0.4
+        else healthy_reviews(rng, task, limit)
     )
     b = Builder(rng, task)
     moves = [m for m in run.moves if m.act is None or m.act.kind != "submit"]
     dumps = ("pip list", "python -m pytest -vv", "git log -p", "env", "find / -name '*.py'")
     while len(moves) < limit:
         command = rng.choice(dumps)
-        lines = "\n".join(f"{command.split()[0]}-line-{i} {'x' * rng.randint(30, 70)}" for i in range(14))
+        lines = "\n".join(
+            f"{command.split()[0]}-line-{i} {'x' * rng.randint(30, 70)}" for i in range(14)
+        )
         b.moves = []
         b.run(command, lines)
         moves += b.moves
@@ -740,13 +757,27 @@ def swe_file(
 
     def state() -> dict[str, str]:  # only the old interface has an open file to show
         return {"open_file": open_file or "n/a"} if old_style else {}
-    system = {"role": "system", "content": SWE_SYSTEM, "agent": "main", "message_type": "system_prompt"}
+
+    system: dict[str, object] = {
+        "role": "system",
+        "content": SWE_SYSTEM,
+        "agent": "main",
+        "message_type": "system_prompt",
+    }
     history: list[dict[str, object]] = [system]
     if rng.random() < 0.3:
         demo = "Here is a demonstration of how to solve a task:\n" + "\n".join(
             f"DISCUSSION\nStep {i}.\n```\nls\n```" for i in range(12)
         )
-        history.append({"role": "user", "content": demo, "agent": "main", "is_demo": True, "message_type": "demonstration"})
+        history.append(
+            {
+                "role": "user",
+                "content": demo,
+                "agent": "main",
+                "is_demo": True,
+                "message_type": "demonstration",
+            }
+        )
     instance = (
         f"<uploaded_files>\n{TESTBED}\n</uploaded_files>\nI've uploaded a python code repository "
         f"in the directory {TESTBED}. Consider the following PR description:\n\n<pr_description>\n"
@@ -754,7 +785,9 @@ def swe_file(
         "changes to the repository so that the requirements specified in the "
         "<pr_description> are met?"
     )
-    history.append({"role": "user", "content": instance, "agent": "main", "message_type": "observation"})
+    history.append(
+        {"role": "user", "content": instance, "agent": "main", "message_type": "observation"}
+    )
     trajectory: list[dict[str, object]] = []
     prompt_sizes: list[int] = []
     open_file = ""
@@ -764,9 +797,14 @@ def swe_file(
             blocks = "".join(f"\n```\nls -la {i}\n```" for i in range(move.blocks))
             response = f"DISCUSSION\n{move.thought}{blocks}"
             trajectory.append(
-                {"action": "", "observation": SWE_FORMAT_ERROR, "response": response,
-                 "thought": response, "execution_time": 0.0,
-                 "state": state()}  # fmt: skip
+                {
+                    "action": "",
+                    "observation": SWE_FORMAT_ERROR,
+                    "response": response,
+                    "thought": response,
+                    "execution_time": 0.0,
+                    "state": state(),
+                }
             )
             continue
         act = move.act
@@ -777,16 +815,25 @@ def swe_file(
         response = f"DISCUSSION\n{move.thought}\n\n```\n{command}\n```"
         seconds = rng.uniform(1.0, 9.0) if act.kind == "test" else rng.uniform(0.05, 0.6)
         trajectory.append(
-            {"action": command, "observation": observation, "response": response,
-             "thought": move.thought, "execution_time": round(seconds, 3),
-             "state": state()}  # fmt: skip
+            {
+                "action": command,
+                "observation": observation,
+                "response": response,
+                "thought": move.thought,
+                "execution_time": round(seconds, 3),
+                "state": state(),
+            }
         )
         history.append(
             {"role": "assistant", "content": response, "agent": "main", "message_type": "action"}
         )
         history.append(
-            {"role": "user", "content": f"OBSERVATION:\n{observation}", "agent": "main",
-             "message_type": "observation"}  # fmt: skip
+            {
+                "role": "user",
+                "content": f"OBSERVATION:\n{observation}",
+                "agent": "main",
+                "message_type": "observation",
+            }
         )
     total = sum(rate * size for size in prompt_sizes)
     exit_status = {
@@ -796,11 +843,20 @@ def swe_file(
         "format": "exit_format",
     }[run.ends_by]
     if run.ends_by in ("calls", "cost", "format"):
-        reason = {"calls": "Exit due to cost limit", "cost": "Exit due to cost limit",
-                  "format": "Exit due to repeated format/blocklist/bash syntax errors"}[run.ends_by]  # fmt: skip
+        reason = {
+            "calls": "Exit due to cost limit",
+            "cost": "Exit due to cost limit",
+            "format": "Exit due to repeated format/blocklist/bash syntax errors",
+        }[run.ends_by]
         trajectory.append(
-            {"action": "", "observation": "Exited (autosubmitted)", "response": reason,
-             "thought": reason, "execution_time": 0.0, "state": state()}  # fmt: skip
+            {
+                "action": "",
+                "observation": "Exited (autosubmitted)",
+                "response": reason,
+                "thought": reason,
+                "execution_time": 0.0,
+                "state": state(),
+            }
         )
     sent = int(sum(prompt_sizes) / 4 * run.weight * 6)
     config = {
@@ -838,13 +894,15 @@ def swe_observation(act: Act, old_style: bool, task: Task) -> str:
         case "view":
             total = len(source_lines(task.repo, act.path))
             if old_style:
-                head = f"[File: {TESTBED}/{act.path} ({total} lines total)]\n({act.start - 1} more lines above)"
+                head = f"[File: {TESTBED}/{act.path} ({total} lines total)]"
+                head += f"\n({act.start - 1} more lines above)"
                 return f"{head}\n{act.output}"
             return f"Here's the result of running `cat -n` on {TESTBED}/{act.path}:\n{act.output}"
         case "list":
             return act.output
         case "submit":
-            return f"diff --git a/{task.module} b/{task.module}\n--- a/{task.module}\n+++ b/{task.module}"
+            diff = f"diff --git a/{task.module} b/{task.module}\n"
+            return diff + f"--- a/{task.module}\n+++ b/{task.module}"
     return act.output
 
 
@@ -866,7 +924,7 @@ def mini_command(act: Act) -> str:
         case "view":
             return f"nl -ba {act.path} | sed -n '{act.start},{act.end}p'"
         case "search":
-            return f"grep -rn \"{act.term}\" {act.path} --include=*.py"
+            return f'grep -rn "{act.term}" {act.path} --include=*.py'
         case "edit":
             old = act.old.strip().replace("/", "\\/")
             new = act.new.strip().replace("/", "\\/")
@@ -906,11 +964,19 @@ def mini_file(
         tokens = int(prompt / 4 * run.weight * 6)
         extra: dict[str, object] = {
             "cost": round(cost, 6),
-            "response": {"usage": {"prompt_tokens": tokens, "completion_tokens": 120, "total_tokens": tokens + 120}},
+            "response": {
+                "usage": {
+                    "prompt_tokens": tokens,
+                    "completion_tokens": 120,
+                    "total_tokens": tokens + 120,
+                }
+            },
         }
         if move.act is None:
             blocks = "".join(f"\n\n```{fence}\nls -la\n```" for _ in range(move.blocks))
-            messages.append({"role": "assistant", "content": f"THOUGHT: {move.thought}{blocks}", "extra": extra})
+            messages.append(
+                {"role": "assistant", "content": f"THOUGHT: {move.thought}{blocks}", "extra": extra}
+            )
             error = (
                 f"Please always provide EXACTLY ONE action in triple backticks, found "
                 f"{move.blocks} actions."
@@ -925,7 +991,11 @@ def mini_file(
             extra["actions"] = [{"command": command}]
         content = f"THOUGHT: {move.thought}\n\n```{fence}\n{command}\n```"
         messages.append({"role": "assistant", "content": content, "extra": extra})
-        output = move.act.output if move.act.kind != "submit" else f"diff --git a/{task.module} b/{task.module}"
+        output = (
+            move.act.output
+            if move.act.kind != "submit"
+            else f"diff --git a/{task.module} b/{task.module}"
+        )
         if move.act.kind == "submit":
             output = f"COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT\n{output}"
         observation: dict[str, object] = {
@@ -939,7 +1009,13 @@ def mini_file(
     exit_status = "Submitted" if run.ends_by == "submit" else "LimitsExceeded"
     submission = f"diff --git a/{task.module} b/{task.module}\n" if run.ends_by == "submit" else ""
     if v2:
-        messages.append({"role": "exit", "content": submission, "extra": {"exit_status": exit_status, "submission": submission}})
+        messages.append(
+            {
+                "role": "exit",
+                "content": submission,
+                "extra": {"exit_status": exit_status, "submission": submission},
+            }
+        )
     else:
         messages.append({"role": "user", "content": submission})
     return {
@@ -1011,6 +1087,16 @@ def settle_costs(run: Run, limits: Limits, sizes: list[int]) -> tuple[Run, float
     return run, rate
 
 
+def render(
+    source: str, name: str, task: Task, run: Run, limits: Limits, file_seed: int, rate: float
+) -> tuple[dict[str, object], list[int]]:
+    """The file of one run, and its calls' prompt sizes; the same seed, the same choices."""
+    file_rng = random.Random(file_seed)
+    if source == "swe":
+        return swe_file(file_rng, name, task, run, limits, rate)
+    return mini_file(file_rng, task, run, limits, rate)
+
+
 def generate(out: Path, seed: int = SEED) -> dict[str, dict[str, object]]:
     """Write the corpus under ``out``; return the labels it wrote."""
     rng = random.Random(seed)
@@ -1030,16 +1116,9 @@ def generate(out: Path, seed: int = SEED) -> dict[str, dict[str, object]]:
                 stem = f"{source}-{number:03d}-{task.repo.name}-{kind}"
                 name = f"{stem}.traj" if source == "swe" else f"{stem}.traj.json"
                 file_seed = rng.getrandbits(32)
-
-                def render(run: Run, rate: float) -> tuple[dict[str, object], list[int]]:
-                    file_rng = random.Random(file_seed)  # the same choices in both passes
-                    if source == "swe":
-                        return swe_file(file_rng, name, task, run, limits, rate)
-                    return mini_file(file_rng, task, run, limits, rate)
-
-                _, sizes = render(run, 0.0)
+                _, sizes = render(source, name, task, run, limits, file_seed, 0.0)
                 run, rate = settle_costs(run, limits, sizes)
-                data, _ = render(run, rate)
+                data, _ = render(source, name, task, run, limits, file_seed, rate)
                 text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
                 (directory / name).write_text(text + "\n", encoding="utf-8")
                 labels[name] = {"outcome": run.outcome, "problems": sorted(set(run.problems))}

@@ -216,7 +216,8 @@ def _read_json(path: Path) -> Any:
 
 def _expect(value: Any, kind: type, path: Path, where: str) -> Any:
     if not isinstance(value, kind):
-        expected = {dict: "an object", list: "a list", str: "a string"}.get(kind, kind.__name__)
+        names: dict[type, str] = {dict: "an object", list: "a list", str: "a string"}
+        expected = names.get(kind, kind.__name__)
         raise ConfigError(f"{path}: {where} must be {expected}, not {type(value).__name__}")
     return value
 
@@ -364,9 +365,20 @@ def _swe_agent(path: Path, data: dict[str, Any]) -> ImportedRun:
 
 
 _SWE_TOOL_NAMES = frozenset(
-    {"open", "goto", "scroll_up", "scroll_down", "search_file", "search_dir", "find_file",
-     "edit", "create", "str_replace_editor", "submit"}
-)  # fmt: skip
+    {
+        "open",
+        "goto",
+        "scroll_up",
+        "scroll_down",
+        "search_file",
+        "search_dir",
+        "find_file",
+        "edit",
+        "create",
+        "str_replace_editor",
+        "submit",
+    }
+)
 
 
 def _is_exit_bookkeeping(entry: Mapping[str, Any]) -> bool:
@@ -579,8 +591,8 @@ def _mini_turn(
         kind, target, writes = (
             classify_command(command) if tool == "bash" else classify_tool_call(tool, command)
         )
-        reply = reply_text[k] if k < len(reply_text) else ""
-        ok, output, error = _mini_outcome(reply)
+        said = reply_text[k] if k < len(reply_text) else ""
+        ok, output, error = _mini_outcome(said)
         actions.append(
             Action(
                 seq=seq + 1 + k if k < len(replies) else seq,
@@ -653,8 +665,8 @@ def _trestle(path: Path, items: list[dict[str, Any]]) -> ImportedRun:
         seq = item.get("seq")
         if isinstance(seq, bool) or not isinstance(seq, int):
             raise ConfigError(f"{path}: event [{i}]: 'seq' must be an integer, not {seq!r}")
-        raw = item.get("event") if isinstance(item.get("event"), dict) else item
-        body = {k: v for k, v in raw.items() if k not in ("seq", "run_id")}
+        nested = item.get("event")  # {"seq", "event"}, else the event itself with its seq
+        body = nested if isinstance(nested, dict) else {k: v for k, v in item.items() if k != "seq"}
         try:
             events.append((seq, EVENT_ADAPTER.validate_python(body)))
         except ValidationError as exc:

@@ -135,17 +135,22 @@ class ExplorationMonitor:
         min_turns: the fewest turns before a warning, whatever the limit.
         warning_turns: turns without an edit that warn when the limit is unknown.
         critical_turns: turns without an edit that are critical when it is unknown.
+        fresh_share: when at least this share of the reads were of files not read
+            before, the agent is still exploring new ground: each alert comes one grade
+            lower (a warning only where it would have been critical). Doomed runs mostly
+            go over the same files again.
     """
 
     name = "exploration"
 
     def __init__(
         self,
-        warning_fraction: float = 0.36,
-        critical_fraction: float = 0.5,
+        warning_fraction: float = 0.45,
+        critical_fraction: float = 0.6,
         min_turns: int = 10,
         warning_turns: int = 25,
         critical_turns: int = 40,
+        fresh_share: float = 0.7,
     ) -> None:
         if not 0 < warning_fraction < critical_fraction <= 1:
             raise ConfigError(
@@ -158,6 +163,7 @@ class ExplorationMonitor:
         self.min_turns = min_turns
         self.warning_turns = warning_turns
         self.critical_turns = critical_turns
+        self.fresh_share = fresh_share
         self._attempts: Attempts[_Reading] = Attempts(_Reading)
 
     def thresholds(self, facts: RunFacts) -> tuple[int, int]:
@@ -185,6 +191,9 @@ class ExplorationMonitor:
                 state.reads[action.target or action.tool] += 1
                 state.read_seqs.append(action.seq)
         level = grade(state.turns, *self.thresholds(facts))
+        reads = sum(state.reads.values())
+        if reads and len(state.reads) / reads >= self.fresh_share:
+            level -= 1  # still reading new files: exploring, one grade less alarming
         if level <= state.raised:
             return []
         state.raised = level

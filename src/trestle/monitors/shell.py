@@ -47,15 +47,45 @@ _READER_VALUED: dict[str, frozenset[str]] = {
     "tree": frozenset({"-L", "-I", "-P"}),
 }
 _GREP_VALUED = frozenset(
-    {"-A", "-B", "-C", "-m", "-e", "-f", "-d", "-D", "-g", "-t", "-T", "--include",
-     "--exclude", "--exclude-dir", "--glob", "--type", "--max-count", "--context"}
-)  # fmt: skip
+    {
+        "-A",
+        "-B",
+        "-C",
+        "-m",
+        "-e",
+        "-f",
+        "-d",
+        "-D",
+        "-g",
+        "-t",
+        "-T",
+        "--include",
+        "--exclude",
+        "--exclude-dir",
+        "--glob",
+        "--type",
+        "--max-count",
+        "--context",
+    }
+)
 # SWE-agent's tools: the whole (possibly multi-line) command is one call, named by the
 # first line; the lines after it are arguments (``edit``'s new text), not commands
 _SWE_TOOLS = frozenset(
-    {"open", "goto", "scroll_up", "scroll_down", "search_file", "search_dir", "find_file",
-     "edit", "create", "str_replace_editor", "submit", "exit_forfeit"}
-)  # fmt: skip
+    {
+        "open",
+        "goto",
+        "scroll_up",
+        "scroll_down",
+        "search_file",
+        "search_dir",
+        "find_file",
+        "edit",
+        "create",
+        "str_replace_editor",
+        "submit",
+        "exit_forfeit",
+    }
+)
 _HEREDOC = re.compile(r"<<-?\s*(['\"]?)([A-Za-z_][A-Za-z0-9_]*)\1")
 _DIFF_TARGET = re.compile(r"^\+\+\+ (?:b/)?(\S+)", re.MULTILINE)
 _PY_WRITE = re.compile(
@@ -330,9 +360,9 @@ def _unwrap(argv: list[str]) -> list[str]:
     """Drop what only wraps a command: ``FOO=1``, ``timeout 60``, ``sudo``, ``env``."""
     while argv:
         head = argv[0]
-        if "=" in head and not head.startswith(("-", "=")) and re.match(r"^\w+=", head):
-            argv = argv[1:]
-        elif head in ("sudo", "env", "nohup", "time", "command", "exec"):
+        if (
+            "=" in head and not head.startswith(("-", "=")) and re.match(r"^\w+=", head)
+        ) or head in ("sudo", "env", "nohup", "time", "command", "exec"):
             argv = argv[1:]
         elif head == "timeout" and len(argv) > 1:
             rest = argv[1:]

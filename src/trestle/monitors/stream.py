@@ -163,16 +163,21 @@ class EventTrace:
 
     def _add_steps(self, steps: Iterable[Step]) -> None:
         objectives = dict(self.facts.objectives)
+        read_only = set(self.facts.read_only)
         for step in steps:
             if step.agent is not None:
                 self._agent_steps.add(step.id)
                 objectives[step.id] = step.agent.objective or step.description
-        self.facts = self.facts.model_copy(update={"objectives": objectives})
+                if step.agent.role != "execute":  # understand and plan only look
+                    read_only.add(step.id)
+        self.facts = self.facts.model_copy(
+            update={"objectives": objectives, "read_only": frozenset(read_only)}
+        )
 
     # --- turns ----------------------------------------------------------------------
 
     def _model_called(self, seq: int, event: ModelCalled) -> list[Observation]:
-        done = [  # the conversation moved on: its earlier turn will get no more results
+        done: list[Observation] = [  # the conversation moved on: no more results
             self._complete(key) for key in list(self._open) if key[:2] == (event.step, event.round)
         ]
         response = event.response
