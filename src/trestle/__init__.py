@@ -37,11 +37,15 @@ from trestle.errors import (
     TrestleError,
     UnknownRunError,
 )
-from trestle.events import EVENT_ADAPTER, AnyEvent, CheckResult, Gate, StoredEvent
+from trestle.events import EVENT_ADAPTER, AlertRaised, AnyEvent, CheckResult, Gate, StoredEvent
+from trestle.health import RunHealth, health
+from trestle.monitors.alerts import Alert, Monitor
+from trestle.monitors.catalog import default_monitors
+from trestle.monitors.policy import MonitorSettings
 from trestle.plan import Plan, Step
 from trestle.planfile import load_plan, parse_plan
 from trestle.policy import ActionFacts, Policy, Rule, Scope, TierDecision, action_hash, classify
-from trestle.policyfile import load_policy, operator_policy
+from trestle.policyfile import load_policy, monitor_settings, operator_policy
 from trestle.report import Report, build_report
 from trestle.runs import create_run, load_state, request_decision
 from trestle.shadow import (
@@ -62,6 +66,8 @@ __all__ = [
     "ActionFacts",
     "AgentPerformer",
     "AgentSettings",
+    "Alert",
+    "AlertRaised",
     "AnyEvent",
     "Budget",
     "CheckResult",
@@ -76,6 +82,8 @@ __all__ = [
     "LocalEngine",
     "MissingExtraError",
     "ModelRequestBlockedError",
+    "Monitor",
+    "MonitorSettings",
     "Plan",
     "PlanError",
     "Policy",
@@ -90,6 +98,7 @@ __all__ = [
     "RestoreResult",
     "Rule",
     "RunError",
+    "RunHealth",
     "RunState",
     "Scope",
     "ScriptExhaustedError",
@@ -117,13 +126,16 @@ __all__ = [
     "classify",
     "create_run",
     "decide",
+    "default_monitors",
     "feedback",
     "find_approval",
     "fold",
+    "health",
     "inbox",
     "load_plan",
     "load_policy",
     "load_state",
+    "monitor_settings",
     "operator_policy",
     "parse_plan",
     "request_decision",

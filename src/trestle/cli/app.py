@@ -3,7 +3,7 @@
 Exit codes: 0 all required steps done; 1 finished with failures (partial completion);
 2 bad input (plan file, config, arguments, unknown run or step); 3 waiting on a human
 (an approval, an escalation or a dead letter); 4 the store cannot be used; 5 another
-process drives the run; 6 stopped by a hard budget limit; 130 interrupted.
+process drives the run; 6 stopped (budget or monitor); 130 interrupted.
 """
 
 from __future__ import annotations

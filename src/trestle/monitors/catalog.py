@@ -14,7 +14,8 @@ from trestle.monitors.similarity import embedder_named
 CATCHES: dict[str, frozenset[str]] = {
     "format": frozenset({"format"}),
     "monologue": frozenset({"format"}),
-    "repeat": frozenset({"loop"}),
+    # doomed runs of every looping kind repeat calls exactly now and then
+    "repeat": frozenset({"loop", "near_loop", "no_edit", "test_rerun"}),
     "cycle": frozenset({"loop", "near_loop"}),
     "progress": frozenset({"loop", "near_loop", "no_edit"}),
     "exploration": frozenset({"no_edit"}),
