@@ -87,3 +87,29 @@ def test_monitor_settings_from_trestle_toml_are_recorded_with_the_run(tmp_path: 
     assert first["monitors"]["stall_after"] == 42
     assert first["monitors"]["kinds"] == {"no_edit": "stop"}
     assert cli_env()  # the same environment the other CLI tests use
+
+
+def test_monitors_eval_replays_a_trestle_run_log_and_the_corpus(tmp_path: Path) -> None:
+    cli, run_id = paused_run(tmp_path)
+    log = tmp_path / "run.json"
+    log.write_text(cli("log", run_id, "--json").stdout, encoding="utf-8")
+    result = cli("monitors", "eval", log, "--json")
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert figures["runs"] == 1
+    # the replay flags the run as the live monitors did
+    assert figures["results"][0]["flags"], figures["results"][0]
+
+    corpus = Path(__file__).parent / "data" / "monitor_corpus"
+    table = cli("monitors", "eval", corpus)
+    assert table.returncode == 0, table.stderr
+    assert "Replayed 132 runs" in table.stdout
+    assert "| repeat | repeated_action |" in table.stdout
+
+
+def test_monitors_eval_refuses_a_file_it_cannot_read(tmp_path: Path) -> None:
+    cli = Cli(tmp_path, tmp_path / "t.db")
+    cli.write("broken.traj", "{not json")
+    result = cli("monitors", "eval", "broken.traj")
+    assert result.returncode == 2
+    assert "broken.traj" in result.stderr and "Traceback" not in result.stderr

@@ -33,7 +33,7 @@ from trestle.events import (
     RoundOpened,
     StepFailed,
 )
-from trestle.models import ModelResponse, ScriptedModel
+from trestle.models import ModelResponse, ScriptedModel, ToolCall
 from trestle.monitors.policy import MonitorSettings
 from trestle.plan import Plan, Step
 from trestle.report import build_report
@@ -195,3 +195,20 @@ def test_monitors_can_be_switched_off(tmp_path: Path) -> None:
     drive(store, run_id, ScriptedModel(looping_replies()))
     assert state_of(store, run_id).finished == "succeeded"
     assert alerts(store, run_id) == []
+
+
+def test_a_streak_of_malformed_tool_calls_is_noticed_live(tmp_path: Path) -> None:
+    store, run_id = start(tmp_path, None)
+    bad = [
+        ModelResponse(
+            tool_calls=(ToolCall(id=f"b{i}", name="edit_file", arguments="{'path': calc.py"),),
+            finish_reason="tool_calls",
+        )
+        for i in range(3)
+    ]
+    replies = looping_replies(0)
+    model = ScriptedModel([*replies[:3], *bad, *replies[3:]])
+    drive(store, run_id, model)
+    assert state_of(store, run_id).finished == "succeeded"
+    kinds = [(a.alert.kind, a.alert.severity) for a in alerts(store, run_id)]
+    assert ("unparseable", "info") in kinds and ("format_streak", "warning") in kinds
