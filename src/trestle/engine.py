@@ -233,7 +233,7 @@ class LocalEngine:
                         task = self._dispatch(state, event, pool, outbox)
                         if task is not None:
                             work[task] = run_id
-                            watch.started(task, event, self.clock())
+                            watch.started(task, event)
                 if state.finished is not None and not work:
                     return
                 inbound = await self._wait(state, work, outbox)
@@ -523,7 +523,7 @@ class _StallWatch:
         self._attempts: dict[asyncio.Task[AnyEvent], tuple[str, int]] = {}
         self._last: dict[str, tuple[float, int]] = {}  # step -> (when, seq)
 
-    def started(self, task: asyncio.Task[AnyEvent], event: AnyEvent, now: float) -> None:
+    def started(self, task: asyncio.Task[AnyEvent], event: AnyEvent) -> None:
         if isinstance(event, StepStarted):
             self._attempts[task] = (event.step, event.attempt)
 
