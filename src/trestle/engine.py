@@ -288,8 +288,11 @@ class LocalEngine:
         if not settings.enabled:
             return None, []
         hub = MonitorHub(settings, self.monitors)
-        # the whole stream, even for a new run: its first event holds the goal and scope
-        stored = await self._store(self.store.events, state.run_id)
+        # the first event holds the goal and scope; only an agent run's history holds
+        # model turns for the monitors to catch up on (a plan run's would cost resume
+        # time and show them nothing)
+        limit = None if state.agent is not None else 1
+        stored = await self._store(self.store.events, state.run_id, limit=limit)
         return hub, hub.replay([(item.seq, item.event) for item in stored], state)
 
     async def _end_stalled(
