@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from agent_helpers import drive
-from test_cli import Cli, cli_env, flat
+from test_cli import Cli, flat
 from test_monitor_runtime import looping_replies, start
 from trestle.models import ScriptedModel
 from trestle.monitors.policy import MonitorSettings
@@ -86,7 +86,6 @@ def test_monitor_settings_from_trestle_toml_are_recorded_with_the_run(tmp_path: 
     first = json.loads(cli("log", run_id, "--json").stdout)[0]
     assert first["monitors"]["stall_after"] == 42
     assert first["monitors"]["kinds"] == {"no_edit": "stop"}
-    assert cli_env()  # the same environment the other CLI tests use
 
 
 def test_monitors_eval_replays_a_trestle_run_log_and_the_corpus(tmp_path: Path) -> None:

@@ -522,7 +522,7 @@ class _StallWatch:
     longer than ``stall_after`` (or its step's own timeout, if longer) is overdue."""
 
     def __init__(self, settings: MonitorSettings) -> None:
-        self.stall_after = settings.stall_after
+        self.settings = settings
         self._attempts: dict[asyncio.Task[AnyEvent], tuple[str, int]] = {}
         self._last: dict[str, tuple[float, int]] = {}  # step -> (when, seq)
 
@@ -546,7 +546,7 @@ class _StallWatch:
                 del self._attempts[task]
                 continue
             when, seq = self._last.get(sid, (now, state.seq))
-            limit = max(self.stall_after, state.step_spec(sid).timeout or 0.0)
+            limit = self.settings.stall_limit(state.step_spec(sid).timeout)
             if now - when > limit:
                 del self._attempts[task]
                 late.append((task, (sid, attempt, seq, now - when)))

@@ -73,7 +73,7 @@ def run_health(state: RunState, lease: Lease | None, *, now: float, lease_ttl: f
         running_for = None
         if st.status in ("running", "probing"):
             running_for = now - (st.started_at or state.updated_at)
-            limit = max(settings.stall_after, state.step_spec(sid).timeout or 0.0)
+            limit = settings.stall_limit(state.step_spec(sid).timeout)
             if not alive:
                 problem = "driver gone: `trestle resume` it"
             elif silent > limit:

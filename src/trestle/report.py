@@ -147,13 +147,7 @@ def _to_check(state: RunState) -> list[str]:
     urgent: list[str] = []
     review: list[str] = []
     if state.stopped is not None:
-        # a monitor's or a human's stop says who stopped it; a budget's names the limit
-        said = state.stopped if state.stopped.startswith("stopped by") else None
-        urgent.append(
-            f"the run was {said}."
-            if said
-            else f"the run was stopped by its budget: {state.stopped}."
-        )
+        urgent.append(f"the run was {state.stopped}.")
     for number, a in state.approvals.items():
         if a.status != "pending":
             continue

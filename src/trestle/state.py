@@ -155,7 +155,7 @@ class RunState(BaseModel):
     similar_approved: dict[str, int] = {}  # similar-key -> the approval that covers it
     overrides: dict[str, Step] = {}  # steps as a human modified them before approving
     tally: Tally = Field(default_factory=Tally)
-    stopped: str | None = None  # why a budget stopped the run
+    stopped: str | None = None  # who stopped the run and why: "stopped by ..."
     active_seconds: float = 0.0  # time the run was driven, up to ``active_since``
     active_since: float | None = None
     # the agent's part: steps its plans added, where each conversation's events are
@@ -329,7 +329,7 @@ class RunState(BaseModel):
             case ApprovalRefused():
                 pass  # recorded for the audit trail; it changes nothing
             case BudgetExhausted(reason=why):
-                self.stopped = why
+                self.stopped = f"stopped by its budget: {why}"
             case RunRewound(reopened=sids):
                 for sid in sids:
                     self._reopen(sid, rewound=True)
@@ -427,7 +427,9 @@ class RunState(BaseModel):
         self.finished = None  # the run can move again
         if a.subject == "budget" and a.breach is not None:
             if event.verdict == "reject":
-                self.stopped = f"{a.breach.describe()}: top-up refused: {event.reason}"
+                self.stopped = (
+                    f"stopped by its budget: {a.breach.describe()}: top-up refused: {event.reason}"
+                )
             else:
                 top_up = event.top_up if event.top_up is not None else a.breach.top_up
                 self.tally.add(self.tally.granted, a.breach.dimension, top_up)

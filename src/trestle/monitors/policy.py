@@ -52,6 +52,11 @@ class MonitorSettings(Record):
     stall_after: float = Field(default=900.0, gt=0)
     embedder: str = "hashing"
 
+    def stall_limit(self, step_timeout: float | None) -> float:
+        """Seconds a running step may record nothing: ``stall_after``, or the step's
+        own timeout if that is longer (the timeout then governs)."""
+        return max(self.stall_after, step_timeout or 0.0)
+
     def action_for(self, alert: Alert, *, agent_step: bool) -> MonitorAction:
         """The action for ``alert``; steering needs an agent step to steer."""
         action = self.kinds.get(alert.kind) or self.actions.get(alert.severity, "note")
