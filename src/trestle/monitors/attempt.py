@@ -36,6 +36,12 @@ class Attempts(Generic[State]):
             self._by_step[turn.step] = entry
         return entry[1]
 
+    def current(self, item: Observation) -> tuple[Turn, State] | None:
+        """``item`` and its attempt's state if it is a turn, else None (a step's end
+        closes its attempt): what every per-attempt monitor starts with."""
+        turn = self.turn_of(item)
+        return None if turn is None else (turn, self.of(turn))
+
     def turn_of(self, item: Observation) -> Turn | None:
         """``item`` if it is a turn; closes the attempt if it is a step's end."""
         if isinstance(item, StepEnd):

@@ -50,10 +50,10 @@ class FormatMonitor:
 
     def observe(self, item: Observation, facts: RunFacts) -> list[Alert]:
         """Note a malformed turn; warn when they run on."""
-        turn = self._streaks.turn_of(item)
-        if turn is None:
+        current = self._streaks.current(item)
+        if current is None:
             return []
-        streak = self._streaks.of(turn)
+        turn, streak = current
         if turn.problem is None:
             streak.clear()
             return []

@@ -109,10 +109,10 @@ class RepeatMonitor:
 
     def observe(self, item: Observation, facts: RunFacts) -> list[Alert]:
         """Count ``item``'s calls; alert when one repeats without effect."""
-        turn = self._attempts.turn_of(item)
-        if turn is None:
+        current = self._attempts.current(item)
+        if current is None:
             return []
-        state = self._attempts.of(turn)
+        turn, state = current
         alerts = []
         for action in turn.actions:
             call = f"{action.tool}\0{action.arguments}"
@@ -209,10 +209,10 @@ class CycleMonitor:
 
     def observe(self, item: Observation, facts: RunFacts) -> list[Alert]:
         """Add ``item``'s actions to the attempt's sequence; alert on a repeated lap."""
-        turn = self._attempts.turn_of(item)
-        if turn is None:
+        current = self._attempts.current(item)
+        if current is None:
             return []
-        state = self._attempts.of(turn)
+        turn, state = current
         alerts = []
         for action in turn.actions:
             state.keys.append(near_key(action))

@@ -29,10 +29,10 @@ class MonologueMonitor:
 
     def observe(self, item: Observation, facts: RunFacts) -> list[Alert]:
         """Extend or end the current run of action-less turns; alert as it grows."""
-        turn = self._attempts.turn_of(item)
-        if turn is None:
+        current = self._attempts.current(item)
+        if current is None:
             return []
-        quiet = self._attempts.of(turn)
+        turn, quiet = current
         if turn.actions:
             quiet.clear()
             return []

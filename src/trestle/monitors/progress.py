@@ -71,10 +71,10 @@ class ProgressMonitor:
 
     def observe(self, item: Observation, facts: RunFacts) -> list[Alert]:
         """Extend or end the attempt's run of actions without progress."""
-        turn = self._attempts.turn_of(item)
-        if turn is None:
+        current = self._attempts.current(item)
+        if current is None:
             return []
-        state = self._attempts.of(turn)
+        turn, state = current
         alerts = []
         for action in turn.actions:
             lines = observation_lines(f"{action.output}\n{action.error or ''}")
@@ -176,10 +176,10 @@ class ExplorationMonitor:
 
     def observe(self, item: Observation, facts: RunFacts) -> list[Alert]:
         """Count a turn of the attempt; alert when too many have gone without an edit."""
-        turn = self._attempts.turn_of(item)
-        if turn is None or turn.step in facts.read_only:  # reading is the whole job there
+        current = self._attempts.current(item)
+        if current is None or current[0].step in facts.read_only:  # reading is the whole job
             return []
-        state = self._attempts.of(turn)
+        turn, state = current
         if state.edited:
             return []
         state.turns += 1

@@ -71,10 +71,10 @@ class TestRerunMonitor:
 
     def observe(self, item: Observation, facts: RunFacts) -> list[Alert]:
         """Compare each test run's failure with the previous run of the same command."""
-        turn = self._attempts.turn_of(item)
-        if turn is None:
+        current = self._attempts.current(item)
+        if current is None:
             return []
-        state = self._attempts.of(turn)
+        turn, state = current
         alerts = []
         for action in turn.actions:
             if changes_workspace(action):
