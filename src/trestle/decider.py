@@ -216,9 +216,9 @@ def _settled(state: RunState) -> bool:
 
 
 def run_status(state: RunState) -> RunStatus:
-    """stopped: a budget ended it; needs_human: a dead letter or an approval is open;
-    succeeded: every required step done; partial: anything else (failures, blocks,
-    steps that never started)."""
+    """stopped: a budget, a monitor, or a human after a monitor's pause ended it;
+    needs_human: a dead letter or an approval is open; succeeded: every required step
+    done; partial: anything else (failures, blocks, steps that never started)."""
     if state.stopped is not None:
         return "stopped"
     if state.waiting_on_human() or any(st.dead_lettered for st in state.steps.values()):

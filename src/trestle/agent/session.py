@@ -10,8 +10,8 @@ ended an earlier attempt part-way). Then, turn by turn:
 - a tool call with a recorded result gets that result; the tool does not run again.
   One that started and never ended (the process died in it) is run again only if it
   only reads; otherwise the model is told its outcome is unknown;
-- reminders and compressions reuse their recorded text, so the replayed conversation
-  is the very one the model saw.
+- reminders, monitors' corrections and compressions reuse their recorded text, so the
+  replayed conversation is the very one the model saw.
 
 Each new event is durable before the session goes on: a tool call's start before
 the tool runs, a model's answer before any tool it asked for.
