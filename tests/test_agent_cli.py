@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -426,7 +427,11 @@ def test_a_requirement_told_at_the_review_adds_a_revise_step(
 
     told = cli("tell", run_id, requirement)
     assert told.returncode == 0, told.stdout + told.stderr
-    assert f"`trestle resume {run_id}`" in told.stdout
+    # nobody drives the run: the command says so instead of waiting for an outcome
+    assert flat(told.stdout) == (
+        "the requirement: queued (request 1); it will be applied or refused when the run "
+        f"is resumed: `trestle resume {run_id}`"
+    )
     assert "requirement_added" not in cli.kinds(run_id)  # taken by the next driver
     assert cli("approve", f"{run_id}.1").returncode == 0
     resumed = cli("resume", run_id, "--no-live", "--no-prompt")
@@ -456,6 +461,61 @@ def test_a_requirement_told_at_the_review_adds_a_revise_step(
     assert unittests(repo).returncode == 0
     shown = cli.json("show", run_id)
     assert shown["status"] == "needs_human"
+
+
+def test_a_requirement_told_while_acceptance_runs_is_refused_and_said_so(
+    demo_trajectory: Path, cli: Cli
+) -> None:
+    repo = sample_repo(cli.dir / "repo")
+    at_validate, release = cli.dir / "at-validate", cli.dir / "release"
+    # the acceptance command (and only it: tools run tests as their own step) waits
+    gate = (
+        f'if [ "$TRESTLE_STEP_ID" = validate ]; then touch {at_validate}; '
+        f"while [ ! -f {release} ]; do sleep 0.05; done; fi; {DEMO_TESTS}"
+    )
+    command = ["agent", DEMO_GOAL, "--repo", str(repo), "--model", f"replay:{demo_trajectory}"]
+    command += ["--test-command", gate, "--auto-plan", "--no-live", "--no-prompt"]
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "trestle", *command],
+        cwd=cli.dir,
+        env=cli.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + PATIENCE
+        while not at_validate.exists() and agent.poll() is None:
+            assert time.monotonic() < deadline, "the run never reached its acceptance step"
+            time.sleep(0.05)
+        [row] = cli.json("runs")
+        run_id = row["run_id"]
+        told = cli("tell", run_id, "also handle emoji")
+    finally:
+        release.touch()
+        out, err = agent.communicate(timeout=PATIENCE)
+
+    why = (
+        "the acceptance step 'validate' is running, no longer waiting: the run takes no "
+        "more requirements once acceptance has begun; start a new run for it"
+    )
+    # the driver was live: the command waited for the outcome and says what it was
+    assert told.returncode == 2, told.stdout + told.stderr
+    assert flat(told.stderr) == f"error: run {run_id} refused the requirement: {why}"
+    assert agent.returncode == 0, out + err
+    assert lines_starting(out, "refused") == [flat(f"refused tell: {why}")]
+    assert lines_starting(out, "finished") == ["finished succeeded"]
+    report = flat(out.split(f"run {run_id}: succeeded")[1])
+    listed = "requests the run refused: - request 1: requirement ('also handle emoji') refused: "
+    assert listed + why in report
+    [refused] = [e for e in cli.events(run_id) if e["kind"] == "request_refused"]
+    assert (refused["request_id"], refused["text"], refused["reason"]) == (
+        1,
+        "also handle emoji",
+        why,
+    )
+    shown = cli.json("show", run_id)
+    assert [(r["request"], r["reason"]) for r in shown["refused"]] == [("tell", why)]
 
 
 # --- trestle agent against an OpenAI-compatible server --------------------------------------

@@ -146,7 +146,8 @@ def test_a_waiting_run_exits_and_a_fresh_process_continues_after_approval(cli: C
     approved = cli("approve", f"{run_id[-4:]}.1")  # a unique tail of the ref will do
     assert approved.returncode == 0, approved.stderr
     assert flat(approved.stdout) == (
-        f"approved {run_id}.1; continue with `trestle resume {run_id}`"
+        f"approved {run_id}.1: queued (request 1); it will be applied or refused when the "
+        f"run is resumed: `trestle resume {run_id}`"
     )
     assert not (cli.dir / "deploys.log").exists()  # nothing runs until the run is driven
 
@@ -311,6 +312,40 @@ def test_approve_edit_runs_the_edited_action_not_the_original(cli: Cli) -> None:
     [row] = [json.loads(line) for line in cli("feedback", "export").stdout.splitlines()]
     assert row["decision"] == "modified"
     assert row["action"]["command"] == "echo staging >> targets.log"
+
+
+def test_after_approve_edit_report_log_and_feedback_name_the_action_that_ran(cli: Cli) -> None:
+    editor = cli.write("editor.py", EDITOR)
+    run_id = cli.start(
+        """
+        steps:
+          - id: deploy
+            run: echo production >> targets.log
+            irreversible: true
+        """
+    )
+    assert (
+        cli("approve", f"{run_id}.1", "--edit", EDITOR=f"{sys.executable} {editor}").returncode == 0
+    )
+    resumed = cli("resume", run_id)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert cli.lines("targets.log") == ["staging"]
+    [decided] = [e for e in cli.json("log", run_id) if e["kind"] == "approval_decided"]
+    by = decided["by"]
+
+    ran, planned = "echo staging >> targets.log", "echo production >> targets.log"
+    assert f"decided  {run_id}.1: approved as edited by {by}: {ran}" in resumed.stdout
+    report = flat(resumed.stdout.split(f"run {run_id}: succeeded")[1])
+    assert f"'deploy' made an irreversible change ({ran}); review it." in report
+    assert f"'deploy' runs the action as {by} edited it ({ran}), not as planned ({planned})." in (
+        report
+    )
+    [step] = cli.json("show", run_id)["steps"]
+    assert (step["action"], step["edited_by"]) == (ran, by)
+    assert f"approval 1: modify by {by}; runs as edited: {ran}" in flat(cli("log", run_id).stdout)
+    [row] = [json.loads(line) for line in cli("feedback", "export").stdout.splitlines()]
+    assert (row["action"]["command"], row["edited_by"]) == (ran, by)
+    assert row["planned_action"]["command"] == planned
 
 
 def test_an_editor_that_fails_or_empties_the_file_approves_nothing(cli: Cli) -> None:

@@ -493,7 +493,10 @@ def test_retry_then_resume_finishes_the_run(cli: Cli) -> None:
 
     retry = cli("retry", run_id, "build", "--reason", "go.txt is there now")
     assert retry.returncode == 0, retry.stderr
-    assert f"continue with `trestle resume {run_id}`" in retry.stdout
+    assert retry.stdout == (
+        "retry of 'build': queued (request 1); it will be applied or refused when the run "
+        f"is resumed: `trestle resume {run_id}`\n"
+    )
 
     resumed = cli("resume", run_id)
     assert resumed.returncode == 0, resumed.stderr

@@ -13,6 +13,7 @@ import json
 import socket
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -79,6 +80,44 @@ def submit_decision(
     process is driving it and waiting. Raises ConfigError for a decision that cannot
     apply (already decided, an invalid edit), before anything is queued.
     """
+    queued = queue_decision(
+        store,
+        ref,
+        verdict,
+        reason=reason,
+        similar=similar,
+        edited=edited,
+        top_up=top_up,
+        by=by,
+        key=key,
+    )
+    return queued.ref
+
+
+@dataclass(frozen=True)
+class QueuedDecision:
+    """A decision in the queue: what the run's outcome event will carry and where to
+    look for it (see :mod:`trestle.outcomes`)."""
+
+    ref: str  # the approval, RUN.N
+    run_id: str
+    request_id: int
+    after: int  # the run's last seq when the decision was queued
+
+
+def queue_decision(
+    store: Store,
+    ref: str,
+    verdict: Verdict,
+    *,
+    reason: str = "",
+    similar: bool = False,
+    edited: Mapping[str, Any] | None = None,
+    top_up: float | None = None,
+    by: str | None = None,
+    key: bytes | None = None,
+) -> QueuedDecision:
+    """:func:`submit_decision`, returning the queued request too."""
     state, number = find_approval(store, ref)
     a = state.approvals[number]
     full = approval_ref(state.run_id, number)
@@ -110,10 +149,10 @@ def submit_decision(
         "by": by or f"{getpass.getuser()}@{socket.gethostname()}",
     }
     payload = signed_payload(fields, key or decision_key())
-    store.add_request(
+    request_id = store.add_request(
         state.run_id, "decision", a.step or "", reason, now=time.time(), payload=payload
     )
-    return full
+    return QueuedDecision(full, state.run_id, request_id, state.seq)
 
 
 def _decides(request: Request, number: int) -> bool:
@@ -208,6 +247,8 @@ def feedback(store: Store) -> Iterator[dict[str, Any]]:
                 "subject": a.subject,
                 "step": a.step,
                 "action": card.action.model_dump() if card.action else None,
+                "edited_by": card.edited_by,
+                "planned_action": card.planned.model_dump() if card.planned else None,
                 "tier": card.tier,
                 "rule": card.rule,
                 "why": card.why,

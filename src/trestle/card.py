@@ -56,8 +56,10 @@ class HandoffCard(BaseModel):
     goal: str
     step: str | None = None
     objective: str = ""
-    action: Action | None = None
+    action: Action | None = None  # as it runs: as planned, or as a human edited it
     action_hash: str | None = None
+    edited_by: str | None = None  # who approved the action as they edited it
+    planned: Action | None = None  # the action as planned, when it was edited
     tier: str | None = None
     why: str  # the rule or threshold that asked
     rule: str | None = None
@@ -133,6 +135,8 @@ def _action_card(
         uncertainties.append("the step has no verify checks: nothing will confirm it worked")
     decision = a.decision
     action = Action.of(step)
+    editor = state.edited_by(sid) if a.status == "modified" else None
+    planned = Action.of(state.plan.step(sid)) if editor is not None else None
     if a.subject == "tool" and a.ask is not None:
         action = Action.of_tool_call(a.ask)
         on_approve = f"step {sid!r} makes this exact call and goes on"
@@ -151,6 +155,8 @@ def _action_card(
         objective=step.description,
         action=action,
         action_hash=a.action_hash,
+        edited_by=editor,
+        planned=planned,
         tier=decision.tier if decision else None,
         why=decision.reason if decision else "",
         rule=decision.source if decision else None,

@@ -42,8 +42,8 @@ from trestle.events import (
     ActionResult,
     AlertRaised,
     AnyEvent,
-    ApprovalRefused,
     Gate,
+    RequestRefused,
     RunResumed,
     StepAttemptEnded,
     StepProbed,
@@ -100,7 +100,8 @@ class StepPerformer(Protocol):
     def requirement(
         self, state: RunState, text: str, *, by: str, request_id: int, now: float
     ) -> list[AnyEvent]:
-        """The events that add ``text`` to the run, or none if it cannot take it now."""
+        """The events that add ``text`` to the run (each carrying ``request_id``), or a
+        ``RequestRefused`` saying why the run cannot take it now."""
         ...
 
 
@@ -463,29 +464,46 @@ class LocalEngine:
         self._io.shutdown(wait=True)
 
     def _request_as_events(self, state: RunState, r: Request) -> list[AnyEvent]:
+        """What a human's request becomes, judged against the state as it is now: the
+        events that apply it (each carrying ``request_id``), or one refusal saying why
+        not. Never nothing: the request is consumed in the same commit."""
         if self._decision_key is None:
             self._decision_key = decision_key()
+        now = self.clock()
         if r.kind == "decision":
-            return [decision_as_event(state, r, self._decision_key, self.clock())]
+            return [decision_as_event(state, r, self._decision_key, now)]
+
+        def refuse(why: str, *, step: str | None = None, text: str = "") -> list[AnyEvent]:
+            refusal = RequestRefused(
+                at=now, request_id=r.id, request=r.kind, step=step, text=text, reason=why
+            )
+            return [refusal]
+
         fields = verified_fields(r.payload, self._decision_key)
         if fields is None or (fields.get("run_id"), fields.get("kind")) != (state.run_id, r.kind):
-            why = f"a {r.kind} request not signed by the decision path (trestle {r.kind})"
-            return [ApprovalRefused(at=self.clock(), approval=None, reason=why, request_id=r.id)]
+            return refuse(f"not signed by the decision path (trestle {r.kind})")
+        text = str(fields.get("reason"))
         if r.kind == "tell":
+            if state.agent is None:
+                return refuse("a plan run takes no requirements", text=text)
             if self.performer is None:
-                return []  # not an agent run: left for a runtime that can take it
-            text, by = str(fields.get("reason")), str(fields.get("by", "user"))
-            return self.performer.requirement(state, text, by=by, request_id=r.id, now=self.clock())
+                return refuse(
+                    "the process driving the run has no agent runtime to plan it", text=text
+                )
+            by = str(fields.get("by", "user"))
+            told = self.performer.requirement(state, text, by=by, request_id=r.id, now=now)
+            return told or refuse("the agent runtime did not take it", text=text)
+        if r.kind not in ("retry", "skip"):
+            return refuse(f"unknown request kind {r.kind!r}", text=text)
         signed = Request(
             id=r.id,
             run_id=state.run_id,
             kind=r.kind,
             step=str(fields.get("step")),
-            reason=str(fields.get("reason")),
+            reason=text,
             created_at=r.created_at,
         )
-        decided = _retry_or_skip(state, signed, self.clock())
-        return [decided] if decided is not None else []
+        return [_retry_or_skip(state, signed, now)]
 
 
 def unapproved(state: RunState, step: Step, gate: Gate | None) -> str | None:
@@ -504,16 +522,25 @@ def unapproved(state: RunState, step: Step, gate: Gate | None) -> str | None:
     return None
 
 
-def _retry_or_skip(state: RunState, r: Request, now: float) -> AnyEvent | None:
-    """A human's retry or skip as an event, if it still makes sense for the state."""
+def _retry_or_skip(state: RunState, r: Request, now: float) -> AnyEvent:
+    """A human's retry or skip as an event if it still makes sense for the state, else
+    its refusal naming what changed since it was asked."""
     st = state.steps.get(r.step)
     if st is None:
-        return None
-    if r.kind == "retry" and st.status in RETRYABLE:
+        why = f"the run has no step {r.step!r}"
+    elif r.kind == "retry" and st.status in RETRYABLE:
         return StepReopened(at=now, step=r.step, reason=r.reason, request_id=r.id)
-    if r.kind == "skip" and st.status in SKIPPABLE:
+    elif r.kind == "skip" and st.status in SKIPPABLE:
         return StepSkipped(at=now, step=r.step, reason=r.reason, request_id=r.id)
-    return None
+    else:
+        allowed = RETRYABLE if r.kind == "retry" else SKIPPABLE
+        done = "retried" if r.kind == "retry" else "skipped"
+        why = (
+            f"step {r.step!r} is {st.status} by now (only {', '.join(allowed)} steps can be {done})"
+        )
+    return RequestRefused(
+        at=now, request_id=r.id, request=r.kind, step=r.step, text=r.reason, reason=why
+    )
 
 
 class _StallWatch:

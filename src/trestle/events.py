@@ -255,6 +255,20 @@ class ApprovalRefused(Event):
     request_id: int | None = None
 
 
+class RequestRefused(Event):
+    """A human's retry, skip or requirement (``trestle tell``) that the run could not
+    take as it was when the request was read, and why. Every request ends in exactly one
+    recorded outcome: the event it became (each carries its ``request_id``), or this
+    one (a decision on an approval that does not apply is ``approval_refused``)."""
+
+    kind: Literal["request_refused"] = "request_refused"
+    request_id: int | None
+    request: str  # retry | skip | tell, as queued
+    step: str | None = None
+    text: str = ""  # what was asked: the requirement, or the retry's or skip's reason
+    reason: str
+
+
 class BudgetExhausted(Event):
     """A hard limit (or a refused top-up) stops the run: nothing new starts."""
 
@@ -434,6 +448,7 @@ AnyEvent = Annotated[
     | ApprovalRequested
     | ApprovalDecided
     | ApprovalRefused
+    | RequestRefused
     | BudgetExhausted
     | RunRewound
     | RoundOpened

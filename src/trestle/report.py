@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from trestle.events import CheckResult
-from trestle.state import RunState, StepState
+from trestle.state import RefusedRequest, RunState, StepState
 
 Category = Literal[
     "done",
@@ -37,6 +37,8 @@ EXIT_CODES = {"succeeded": 0, "partial": 1, "needs_human": 3, "stopped": 6, "run
 class StepReport(BaseModel):
     id: str
     category: Category
+    action: str = ""  # the action as it runs: as planned, or as a human edited it
+    edited_by: str | None = None  # who approved it edited, if it runs edited
     status: str
     reason: str | None
     attempts: int
@@ -71,6 +73,7 @@ class Report(BaseModel):
     steps: list[StepReport]
     to_check: list[str]
     alerts: list[AlertReport] = []
+    refused: list[RefusedRequest] = []  # human requests the run did not take, and why
 
 
 def category(st: StepState) -> Category:
@@ -92,6 +95,8 @@ def build_report(state: RunState) -> Report:
             StepReport(
                 id=spec.id,
                 category=category(st),
+                action=state.step_spec(spec.id).describe_action(),
+                edited_by=state.edited_by(spec.id),
                 status=st.status,
                 reason=_reason(state, spec.id),
                 attempts=st.attempt,
@@ -127,6 +132,7 @@ def build_report(state: RunState) -> Report:
             )
             for r in state.alerts
         ],
+        refused=list(state.refused),
     )
 
 
@@ -174,8 +180,15 @@ def _to_check(state: RunState) -> list[str]:
             )
         else:
             review.append(f"{a.step!r} ran and was drawn for review: see approval {ref}.")
-    for spec in state.plan.steps:
-        st, sid = state.steps[spec.id], spec.id
+    for planned in state.plan.steps:
+        # the step as it runs: a human may have approved an edited action
+        sid, spec = planned.id, state.step_spec(planned.id)
+        st, editor = state.steps[sid], state.edited_by(sid)
+        if editor is not None:
+            review.append(
+                f"{sid!r} runs the action as {editor} edited it ({spec.describe_action()}), "
+                f"not as planned ({planned.describe_action()})."
+            )
         if st.status == "escalated":
             urgent.append(
                 f"{sid!r}: {st.reason}. If it took effect: `trestle skip {run} {sid} "

@@ -34,6 +34,7 @@ from trestle.events import (
     PlanExtended,
     PlanProposed,
     ReminderInjected,
+    RequestRefused,
     RequirementAdded,
     RoundOpened,
     RunCreated,
@@ -139,6 +140,18 @@ class RaisedAlert(BaseModel):
         return self.action == "pause" and self.approval is None
 
 
+class RefusedRequest(BaseModel):
+    """A human's request the run did not take, and why (shown by the report)."""
+
+    request_id: int | None
+    request: str  # retry | skip | tell | decision
+    step: str | None = None
+    approval: int | None = None  # for a decision
+    text: str = ""  # what was asked
+    reason: str
+    at: float
+
+
 class RunState(BaseModel):
     run_id: str
     plan: Plan
@@ -166,6 +179,7 @@ class RunState(BaseModel):
     findings: Findings | None = None
     phase: str | None = None
     requirements: list[str] = []
+    refused: list[RefusedRequest] = []  # human requests the run did not take, and why
     # what the monitors saw (see trestle.monitors) and how they are set to act
     monitors: MonitorSettings | None = None
     alerts: list[RaisedAlert] = []
@@ -326,8 +340,29 @@ class RunState(BaseModel):
                 self._request_approval(event)
             case ApprovalDecided():
                 self._decide_approval(event)
-            case ApprovalRefused():
-                pass  # recorded for the audit trail; it changes nothing
+            case ApprovalRefused(approval=number, reason=why):
+                # it changes nothing but the record of what became of the request
+                self.refused.append(
+                    RefusedRequest(
+                        request_id=event.request_id,
+                        request="decision",
+                        approval=number,
+                        step=self.approvals[number].step if number in self.approvals else None,
+                        reason=why,
+                        at=event.at,
+                    )
+                )
+            case RequestRefused(request=kind, step=sid, text=text, reason=why):
+                self.refused.append(
+                    RefusedRequest(
+                        request_id=event.request_id,
+                        request=kind,
+                        step=sid,
+                        text=text,
+                        reason=why,
+                        at=event.at,
+                    )
+                )
             case BudgetExhausted(reason=why):
                 self.stopped = f"stopped by its budget: {why}"
             case RunRewound(reopened=sids):
@@ -549,6 +584,15 @@ class RunState(BaseModel):
         if self.overrides and sid in self.overrides:
             return self.overrides[sid]
         return self.plan.steps[self._order[sid]]
+
+    def edited_by(self, sid: str) -> str | None:
+        """Who approved the step's action as they edited it, if it runs as edited
+        (``step_spec`` is then the edited step, not the planned one)."""
+        if sid not in self.overrides:
+            return None
+        number = self.steps[sid].approval
+        a = self.approvals.get(number) if number is not None else None
+        return a.by if a is not None and a.status == "modified" else None
 
     @property
     def held(self) -> bool:

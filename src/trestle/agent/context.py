@@ -3,7 +3,7 @@
 A conversation that outgrows the model's context is rebuilt as::
 
     leading system messages   the agent's instructions, untouched
-    the pinned message        goal, rules, scope, plan status (rendered fresh)
+    the pinned message        goal, requirements, rules, scope, plan status (fresh)
     the summary               of everything older than the kept turns
     the kept turns            the last K model turns, verbatim
 
@@ -18,7 +18,8 @@ extractive summary is built from the messages themselves. Either way it is held 
 share of the budget.
 
 After every compression :func:`check_pins` verifies that goal, rules, scope and plan
-status are all present, verbatim, in the pinned message (invariant 7), and
+status (and the requirements a user added mid-run) are all present, verbatim, in the
+pinned message (invariant 7), and
 :func:`compress` raises :class:`PinLostError` if one is not.
 
 Pure apart from awaiting the summariser: no IO, no clock, token counts from the
@@ -51,12 +52,15 @@ class Pins(Record):
 
     Attributes:
         goal: the run's goal, as the user gave it.
+        requirements: what the user added to the goal mid-run (``trestle tell``), as
+            they were when the conversation began.
         rules: rules the agent must follow throughout.
         scope: globs the agent may change; empty means the whole workspace.
         plan_status: the plan's progress as text (see ``reminders.plan_status``).
     """
 
     goal: str = Field(min_length=1)
+    requirements: tuple[str, ...] = ()
     rules: tuple[str, ...] = ()
     scope: tuple[str, ...] = ()
     plan_status: str = ""
@@ -64,6 +68,7 @@ class Pins(Record):
     def render(self) -> str:
         """The pinned message's text; each pin on lines of its own, labelled."""
         lines = [PIN_HEADER, f"Goal: {self.goal}"]
+        lines += [f"Requirement: {text}" for text in self.requirements]
         lines += [f"Rule: {rule}" for rule in self.rules]
         lines += [f"Scope: {glob}" for glob in self.scope] or ["Scope: the whole workspace"]
         lines += ["Plan status:", self.plan_status or "no plan yet"]
@@ -76,6 +81,7 @@ class Pins(Record):
     def items(self) -> list[tuple[str, str]]:
         """(name, text that must appear in the pinned message) for every pin."""
         found = [("goal", f"Goal: {self.goal}\n")]
+        found += [(f"requirement {t!r}", f"Requirement: {t}\n") for t in self.requirements]
         found += [(f"rule {rule!r}", f"Rule: {rule}\n") for rule in self.rules]
         found += [(f"scope {glob!r}", f"Scope: {glob}\n") for glob in self.scope]
         found.append(("plan status", f"Plan status:\n{self.plan_status or 'no plan yet'}\n"))

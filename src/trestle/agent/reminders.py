@@ -153,6 +153,7 @@ def goal_reminder(
         f"Phase: {phase} - {PHASE_PURPOSE[phase]} (tools allowed: {natures}).",
         f"Goal: {pins.goal}",
     ]
+    lines += [f"Requirement: {text}" for text in pins.requirements]
     lines += [f"Rule: {rule}" for rule in pins.rules]
     lines += [f"Scope: {glob}" for glob in pins.scope] or ["Scope: the whole workspace"]
     if current_step is not None:

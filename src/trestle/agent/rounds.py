@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from trestle.agent.planning import AgentPlan, runtime_plan
 from trestle.agent.settings import AgentSettings, planning_step
-from trestle.events import PlanExtended, RequirementAdded
+from trestle.events import PlanExtended, RequestRefused, RequirementAdded
 from trestle.plan import AgentTask, Step
 from trestle.state import RunState
 
@@ -104,12 +104,13 @@ def replan_added(state: RunState, *, by: str, round: int, failure: str, at: floa
 
 def requirement_added(
     state: RunState, text: str, *, by: str, request_id: int, now: float
-) -> list[RequirementAdded | PlanExtended]:
-    """A user's requirement, and where it joins the plan.
+) -> list[RequirementAdded | PlanExtended | RequestRefused]:
+    """A user's requirement, and where it joins the plan; or its refusal.
 
     Before the round's planning step starts, the planner simply reads it. Once a plan
     exists, a ``revise`` step plans the extra work, and the round's acceptance step
-    waits for it. After acceptance has begun the run takes no more requirements.
+    waits for it. After acceptance has begun the run takes no more requirements: the
+    request is refused, saying so.
     """
     round = current_round(state)
     planner = numbered("plan", round)
@@ -118,7 +119,15 @@ def requirement_added(
     if state.steps[planner].status == "pending":
         return [added]
     if validate in state.steps and state.steps[validate].status != "pending":
-        return []
+        status = state.steps[validate].status
+        why = (
+            f"the acceptance step {validate!r} is {status}, no longer waiting: the run "
+            "takes no more requirements once acceptance has begun; start a new run for it"
+        )
+        refusal = RequestRefused(
+            at=now, request_id=request_id, request="tell", text=text, reason=why
+        )
+        return [refusal]
     number = len(state.requirements) + 1
     revise = planning_step(
         f"revise-{number}",

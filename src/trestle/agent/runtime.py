@@ -293,6 +293,7 @@ class AgentPerformer:
         progress = [p for p in plan_progress(state.plan, statuses) if _is_plan_step(state, p.id)]
         pins = Pins(
             goal=state.plan.goal,
+            requirements=tuple(state.requirements),
             rules=settings.rules,
             scope=settings.scope,
             plan_status=plan_status(progress, current_step=work.step.id)

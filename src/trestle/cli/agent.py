@@ -30,7 +30,7 @@ from trestle.cli.app import (
     _out,
     app,
 )
-from trestle.cli.human import show_card
+from trestle.cli.human import say_outcome, show_card
 from trestle.engine import StepPerformer
 from trestle.errors import ConfigError
 from trestle.policyfile import monitor_settings, operator_policy
@@ -140,13 +140,9 @@ def tell(
 ) -> None:
     """Add a requirement to a running agent run; it is planned where it fits."""
     with _opened(store) as st:
-        request_requirement(st, run_id, requirement, by=getpass.getuser())
-    _out().print(
-        f"requirement recorded; a running run takes it within a second, otherwise "
-        f"continue with `trestle resume {run_id}`",
-        markup=False,
-        soft_wrap=True,
-    )
+        after = st.run(run_id).last_seq
+        queued = request_requirement(st, run_id, requirement, by=getpass.getuser())
+        say_outcome(_out(), st, "the requirement", run_id, queued.id, after=after)
 
 
 @app.command()

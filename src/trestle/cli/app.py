@@ -22,10 +22,10 @@ import typer
 from rich.console import Console
 from rich.live import Live
 
-from trestle.approvals import feedback, find_approval, inbox, submit_decision
+from trestle.approvals import feedback, find_approval, inbox, queue_decision
 from trestle.card import build_card
 from trestle.checkpoints import checkpoints, latest_before, rewind, shadow_dir_for, shadow_repo
-from trestle.cli.human import edit_in_editor, prompt_approvals, show_card
+from trestle.cli.human import edit_in_editor, prompt_approvals, say_outcome, show_card
 from trestle.cli.render import (
     event_line,
     health_view,
@@ -311,8 +311,9 @@ def retry(
 ) -> None:
     """Give a failed or escalated step a fresh set of attempts (on the next resume)."""
     with _opened(store) as st:
-        request_decision(st, run_id, "retry", step, reason)
-    _out().print(f"retry of {step!r} recorded; continue with `trestle resume {run_id}`")
+        after = st.run(run_id).last_seq
+        queued = request_decision(st, run_id, "retry", step, reason)
+        say_outcome(_out(), st, f"retry of {step!r}", run_id, queued.id, after=after)
 
 
 @app.command()
@@ -324,8 +325,9 @@ def skip(
 ) -> None:
     """Mark a step as not to be run; steps that need it go on without it."""
     with _opened(store) as st:
-        request_decision(st, run_id, "skip", step, reason)
-    _out().print(f"skip of {step!r} recorded; continue with `trestle resume {run_id}`")
+        after = st.run(run_id).last_seq
+        queued = request_decision(st, run_id, "skip", step, reason)
+        say_outcome(_out(), st, f"skip of {step!r}", run_id, queued.id, after=after)
 
 
 @app.command(name="inbox")
@@ -380,13 +382,13 @@ def approve(
         if edit:
             state, number = find_approval(st, ref)
             edited = edit_in_editor(build_card(state, number))
-            full = submit_decision(st, ref, "modify", edited=edited, reason=reason)
+            queued = queue_decision(st, ref, "modify", edited=edited, reason=reason)
         else:
-            full = submit_decision(
+            queued = queue_decision(
                 st, ref, "approve", similar=similar, reason=reason, top_up=top_up
             )
-    run_id = full.rpartition(".")[0]
-    _out().print(f"approved {full}; continue with `trestle resume {run_id}`", soft_wrap=True)
+        what = f"approved {queued.ref}" + (" as edited" if edit else "")
+        say_outcome(_out(), st, what, queued.run_id, queued.request_id, after=queued.after)
 
 
 @app.command()
@@ -398,9 +400,9 @@ def reject(
     """Reject an action: it does not run, and the reason is recorded."""
     _refuse_inside_a_step()
     with _opened(store) as st:
-        full = submit_decision(st, ref, "reject", reason=reason)
-    run_id = full.rpartition(".")[0]
-    _out().print(f"rejected {full}; continue with `trestle resume {run_id}`", soft_wrap=True)
+        queued = queue_decision(st, ref, "reject", reason=reason)
+        what = f"rejected {queued.ref}"
+        say_outcome(_out(), st, what, queued.run_id, queued.request_id, after=queued.after)
 
 
 feedback_app = typer.Typer(help="Decisions and their reasons, to improve agents and policies.")

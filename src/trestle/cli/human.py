@@ -1,5 +1,6 @@
 """The CLI's side of a human decision: the diff a write would make, editing an action
-in $EDITOR, and the interactive prompt ``trestle run`` shows on a terminal."""
+in $EDITOR, the interactive prompt ``trestle run`` shows on a terminal, and what became
+of a queued request."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import shlex
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from trestle.approvals import EDITABLE, inbox, submit_decision
 from trestle.card import HandoffCard
 from trestle.cli.render import card_view
 from trestle.errors import ConfigError
+from trestle.outcomes import await_outcome, driven_live
 from trestle.runs import load_state
 from trestle.store.base import Store
 
@@ -122,3 +125,30 @@ def prompt_approvals(store: Store, run_id: str, out: Console) -> bool:
             decided = True
             break
     return decided
+
+
+def say_outcome(
+    out: Console, store: Store, what: str, run_id: str, request_id: int, *, after: int
+) -> None:
+    """Say what became of ``what``, a request just queued (``after``: the run's last seq
+    before it was).
+
+    While a live process drives the run, wait briefly for its outcome and print it; a
+    refusal is a ConfigError (exit 2) naming why. Otherwise say that it is queued, and
+    that the next driver will apply or refuse it.
+    """
+    found = await_outcome(store, run_id, request_id, after=after)
+    if found is not None and not found.applied:
+        raise ConfigError(found.message)
+    if found is not None:
+        out.print(found.message, markup=False, soft_wrap=True)
+        return
+    driver = driven_live(store, run_id, time.time())
+    if driver is not None:
+        later = (
+            f"{driver} drives the run and has not read it yet; `trestle log {run_id}` "
+            "will show whether it was applied or refused"
+        )
+    else:
+        later = f"it will be applied or refused when the run is resumed: `trestle resume {run_id}`"
+    out.print(f"{what}: queued (request {request_id}); {later}", markup=False, soft_wrap=True)

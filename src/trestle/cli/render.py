@@ -13,7 +13,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from trestle.card import HandoffCard
+from trestle.card import Action, HandoffCard
 from trestle.events import (
     AlertRaised,
     AnyEvent,
@@ -25,6 +25,7 @@ from trestle.events import (
     PhaseEntered,
     PlanExtended,
     PlanProposed,
+    RequestRefused,
     RequirementAdded,
     RunFinished,
     RunRewound,
@@ -44,7 +45,7 @@ from trestle.events import (
 from trestle.health import RunHealth
 from trestle.plan import Plan, critical_path, describe_check, topological_order, waves
 from trestle.report import Report
-from trestle.state import RunState
+from trestle.state import RefusedRequest, RunState
 from trestle.store.base import RunRow
 
 STATUS_STYLE = {
@@ -182,10 +183,16 @@ def event_line(stored: StoredEvent) -> str | None:
             return f"APPROVE? {sid} ({stored.run_id}.{n}){why}"
         case ApprovalRequested(step=sid, approval=n):
             return f"audit    {sid} drawn for review after the fact ({stored.run_id}.{n})"
+        case ApprovalDecided(approval=n, by=by, edited=edited) if edited is not None:
+            ran = _clip(edited.describe_action(), 80)
+            return f"decided  {stored.run_id}.{n}: approved as edited by {by}: {ran}"
         case ApprovalDecided(approval=n, verdict=verdict, by=by):
             return f"decided  {stored.run_id}.{n}: {verdict} by {by}"
         case ApprovalRefused(approval=n, reason=why):
             return f"refused  decision on {stored.run_id}.{n}: {why}"
+        case RequestRefused(request=kind, step=sid, reason=why):
+            what = f"{kind} of {sid}" if sid else kind
+            return f"refused  {what}: {why}"
         case BudgetExhausted(reason=why):
             return f"STOPPED  budget: {why}"
         case AlertRaised(alert=alert, action=action):
@@ -223,10 +230,25 @@ def report_view(report: Report) -> RenderableType:
             )
             for a in report.alerts
         ]
+    if report.refused:
+        parts.append(Text("requests the run refused:", style="bold"))
+        parts += [Text(f"  - {refused_text(r)}") for r in report.refused]
     if report.to_check:
         parts.append(Text("what a human should check:", style="bold"))
         parts += [Text(f"  - {item}") for item in report.to_check]
     return Group(*parts)
+
+
+def refused_text(r: RefusedRequest) -> str:
+    """One refused request: what was asked, and why the run did not take it."""
+    if r.request == "decision":
+        what = f"decision on approval {r.approval}" if r.approval else "a decision"
+    else:
+        kind = "requirement" if r.request == "tell" else r.request
+        what = f"{kind} of {r.step!r}" if r.step else kind
+    asked = f" ({_clip(r.text, 60)!r})" if r.text else ""
+    number = f"request {r.request_id}: " if r.request_id is not None else ""
+    return f"{number}{what}{asked} refused: {r.reason}"
 
 
 def log_table(events: list[StoredEvent]) -> Table:
@@ -267,8 +289,9 @@ def log_detail(e: AnyEvent) -> str:
         case ApprovalRequested(approval=n, subject=subject, decision=d, breach=b):
             why = d.reason if d else b.describe() if b else ""
             return f"approval {n} ({subject}): {why}"
-        case ApprovalDecided(approval=n, verdict=verdict, by=by, reason=why):
-            return f"approval {n}: {verdict} by {by}" + (f": {why}" if why else "")
+        case ApprovalDecided(approval=n, verdict=verdict, by=by, reason=why, edited=edited):
+            runs = f"; runs as edited: {edited.describe_action()}" if edited else ""
+            return f"approval {n}: {verdict} by {by}{runs}" + (f": {why}" if why else "")
         case AlertRaised(alert=a, action=action):
             return (
                 f"{a.severity} {a.monitor}/{a.kind} -> {action}: {a.message}; "
@@ -353,7 +376,9 @@ def card_view(card: HandoffCard, diff: str | None = None) -> RenderableType:
         row("budget", card.why)
     else:
         row("step", f"{card.step}" + (f": {card.objective}" if card.objective else ""))
-        row("action", _action_text(card))
+        row("action", _action_text(card.action))
+        if card.edited_by is not None:
+            row("edited", f"by {card.edited_by}; as planned: {_action_text(card.planned)}")
         row("asked because", f"{card.why} [{card.rule}]" if card.rule else card.why)
         row("reasoning", card.reasoning)
         if card.confidence is not None:
@@ -375,8 +400,7 @@ def card_view(card: HandoffCard, diff: str | None = None) -> RenderableType:
     return Group(*parts)
 
 
-def _action_text(card: HandoffCard) -> str:
-    action = card.action
+def _action_text(action: Action | None) -> str:
     if action is None:
         return ""
     if action.tool is not None:
