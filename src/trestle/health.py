@@ -3,8 +3,9 @@
 Built from what the store holds, without driving anything: whether a process is
 driving the run (its lease, renewed as a heartbeat every third of its time to live),
 when the run last recorded anything, which steps are running and for how long, which
-look stalled or timed out, how much of the budget is used, and the alerts that want
-attention (warnings and criticals, and pauses waiting for a human).
+look stalled or timed out, how much of the budget is used, the alerts that want
+attention (warnings and criticals), and everything that waits for a human: dead
+letters, escalations, approvals and pauses, and requests queued for the next driver.
 """
 
 from __future__ import annotations
@@ -44,6 +45,16 @@ class AlertLine(BaseModel):
     waiting: bool  # a pause that waits for a human's go-on
 
 
+class Waiting(BaseModel):
+    """Something that holds the run until a human acts, and what they run next."""
+
+    kind: str  # dead_letter | escalated | approval | budget | alert | queued
+    step: str | None
+    ref: str | None  # the approval, RUN.N
+    what: str
+    next: str  # the command(s) that move it
+
+
 class RunHealth(BaseModel):
     run_id: str
     goal: str
@@ -55,14 +66,63 @@ class RunHealth(BaseModel):
     steps: list[StepHealth]
     budget: list[BudgetUse]
     alerts: list[AlertLine]
+    waiting: list[Waiting] = []
 
     @property
     def troubled(self) -> bool:
-        return any(s.problem for s in self.steps) or any(a.waiting for a in self.alerts)
+        """Something is wrong, or waits for a human: ``trestle health`` exits 1."""
+        return (
+            any(s.problem for s in self.steps)
+            or any(a.waiting for a in self.alerts)
+            or bool(self.waiting)
+        )
 
 
-def run_health(state: RunState, lease: Lease | None, *, now: float, lease_ttl: float) -> RunHealth:
-    """One run's health from its state and lease, as of ``now``."""
+def waiting_on_humans(state: RunState, queued: int = 0) -> list[Waiting]:
+    """What holds the run until a human acts: dead letters and escalations, undecided
+    approvals and pauses; and ``queued`` requests that only a driver will apply."""
+    run = state.run_id
+    found: list[Waiting] = []
+    for sid, st in state.steps.items():
+        settle = f"`trestle retry {run} {sid}` or `trestle skip {run} {sid} --reason ...`"
+        if st.status == "failed" and st.dead_lettered:
+            what = f"failed after {st.failed_attempts} attempt(s): {st.error or st.reason}"
+            found.append(Waiting(kind="dead_letter", step=sid, ref=None, what=what, next=settle))
+        elif st.status == "escalated":
+            found.append(
+                Waiting(kind="escalated", step=sid, ref=None, what=st.reason or "", next=settle)
+            )
+    for number, a in state.approvals.items():
+        if a.status != "pending" or not a.blocking:
+            continue  # a review after the fact holds nothing up
+        ref = f"{run}.{number}"
+        if a.subject == "budget" and a.breach is not None:
+            kind, what = "budget", f"paused at its budget: {a.breach.describe()}"
+        elif a.subject == "alert" and a.alert is not None:
+            kind, what = "alert", f"a monitor paused the run: {a.alert.message}"
+        else:
+            kind = "approval"
+            what = a.decision.reason if a.decision is not None else f"{a.subject} approval"
+        decide = f"`trestle approve {ref}` or `trestle reject {ref} --reason ...`"
+        found.append(Waiting(kind=kind, step=a.step, ref=ref, what=what, next=decide))
+    if queued:
+        found.append(
+            Waiting(
+                kind="queued",
+                step=None,
+                ref=None,
+                what=f"{queued} request(s) queued: no driver has applied or refused them yet",
+                next=f"`trestle resume {run}`",
+            )
+        )
+    return found
+
+
+def run_health(
+    state: RunState, lease: Lease | None, *, now: float, lease_ttl: float, queued: int = 0
+) -> RunHealth:
+    """One run's health from its state and lease, as of ``now``; ``queued``: requests
+    in the store's queue that no driver has read yet."""
     settings = state.monitors or DEFAULT_MONITORS
     alive = lease is not None and lease.expires_at > now and owner_is_alive(lease.owner)
     heartbeat = None if lease is None else max(0.0, now - (lease.expires_at - lease_ttl))
@@ -118,6 +178,7 @@ def run_health(state: RunState, lease: Lease | None, *, now: float, lease_ttl: f
         steps=steps,
         budget=budget,
         alerts=alerts,
+        waiting=waiting_on_humans(state, queued if not alive else 0),
     )
 
 
@@ -125,7 +186,11 @@ def health(store: Store, *, now: float, lease_ttl: float) -> list[RunHealth]:
     """Every run that has not finished (or waits on a human), newest first."""
     return [
         run_health(
-            load_state(store, row.run_id), store.lease(row.run_id), now=now, lease_ttl=lease_ttl
+            load_state(store, row.run_id),
+            store.lease(row.run_id),
+            now=now,
+            lease_ttl=lease_ttl,
+            queued=len(store.pending_requests(row.run_id)),
         )
         for row in store.runs()
         if row.status in ACTIVE

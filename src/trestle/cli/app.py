@@ -287,7 +287,8 @@ def dlq(store: StoreOption = None, as_json: JsonOption = False) -> None:
 @app.command()
 def health(store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Runs not finished: driver and heartbeat, running and stalled steps, budget use,
-    alerts. Exits 1 when any run has a stalled step or a pause waiting for a human."""
+    alerts, and what waits for a human. Exits 1 when any run has a stalled step or
+    waits for a human (a dead letter, an escalation, an approval or a pause)."""
     with _opened(store) as st:
         runs = run_health_all(st, now=time.time(), lease_ttl=DEFAULT_LEASE_TTL)
     if as_json:

@@ -329,6 +329,16 @@ def health_view(r: RunHealth) -> RenderableType:
                 style=STATUS_STYLE.get("failed" if s.problem else s.status, ""),
             )
         )
+    for w in r.waiting:
+        where = f" {w.step}" if w.step else ""
+        ref = f" ({w.ref})" if w.ref else ""
+        lines.append(
+            Text(
+                f"  waits for a human: {w.kind.replace('_', ' ')}{where}{ref}: "
+                f"{_clip(w.what, 100)}; {w.next}",
+                style=STATUS_STYLE["needs_human"],
+            )
+        )
     for b in r.budget:
         lines.append(Text(f"  budget {b.dimension}: {b.spent:g} of {b.limit:g} ({b.share:.0%})"))
     for a in r.alerts:
