@@ -312,6 +312,7 @@ def test_the_plan_waits_for_approval_and_resume_rebuilds_the_replay_model(
     [created] = [e for e in cli.events(run_id) if e["kind"] == "run_created"]
     assert created["agent"]["model"] == f"replay:{Path(local).resolve()}"
     assert created["agent"]["plan_approval"] == "confirm"
+    assert created["agent"]["step_timeout"] == 1800.0  # half an hour per attempt, by default
     assert unittests(repo).returncode != 0  # nothing executed before the approval
 
     inbox = cli("inbox")
@@ -369,6 +370,24 @@ def test_a_missing_repository_is_refused_before_anything_is_recorded(cli: Cli) -
     assert result.returncode == 2, result.stdout + result.stderr
     assert "Invalid value for --repo: '/does/not/exist' is not a directory" in flat(result.stderr)
     assert_nothing_recorded(cli, None)
+
+
+@pytest.mark.parametrize(
+    ("given", "says"),
+    [
+        ("nan", "Invalid value for '--step-timeout'"),
+        ("inf", "Invalid value for --step-timeout: must be a finite number of seconds"),
+        ("0.5", "Invalid value for '--step-timeout'"),
+    ],
+)
+def test_a_bad_step_timeout_is_refused_before_anything_is_recorded(
+    cli: Cli, given: str, says: str
+) -> None:
+    result = cli("agent", "G", "--repo", cli.dir, "--step-timeout", given)
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert says in flat(result.stderr)
+    assert_nothing_recorded(cli, cli.dir)
 
 
 def assert_nothing_recorded(cli: Cli, repo: Path | None) -> None:

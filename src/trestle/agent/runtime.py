@@ -117,25 +117,38 @@ class AgentPerformer:
         if task is None or settings is None:
             error = f"step {work.step.id!r} is not an agent step of an agent run"
             return ActionResult(status="error", error=error), None
-        await self._enter(work, ROLE_PHASE[task.role], f"step {work.step.id!r} began")
+        limit = work.step.timeout if work.step.timeout is not None else settings.step_timeout
         try:
-            match task.role:
-                case "understand":
-                    return await self._understand(work, settings), None
-                case "plan":
-                    return await self._plan(work, task, settings), None
-                case "review":
-                    return ActionResult(status="ok", output="plan approved"), None
-                case "execute":
-                    return await self._execute(work, task, settings), None
-                case "validate":
-                    return await self._validate(work, task, settings), None
+            async with asyncio.timeout(limit) as deadline:
+                return await self._attempt(work, task, settings), None
+        except TimeoutError:
+            if not deadline.expired():
+                raise  # not ours: something inside timed out and did not say so
+            why = f"timed out after {limit:g}s; the agent step's attempt was cancelled"
+            return ActionResult(status="timeout", error=why, duration=limit or 0.0), None
         except Pause as pause:
             return ActionResult(status="deferred", error=pause.reason), pause.ask
         except Abandon as abandon:
             return ActionResult(status="failed", error=str(abandon)), None
         except (ProviderError, ScriptExhaustedError) as exc:
             return ActionResult(status="error", error=f"model call failed: {exc}"), None
+
+    async def _attempt(
+        self, work: StepWork, task: AgentTask, settings: AgentSettings
+    ) -> ActionResult:
+        """One attempt of the step, by its role (see the module docstring)."""
+        await self._enter(work, ROLE_PHASE[task.role], f"step {work.step.id!r} began")
+        match task.role:
+            case "understand":
+                return await self._understand(work, settings)
+            case "plan":
+                return await self._plan(work, task, settings)
+            case "review":
+                return ActionResult(status="ok", output="plan approved")
+            case "execute":
+                return await self._execute(work, task, settings)
+            case "validate":
+                return await self._validate(work, task, settings)
 
     def requirement(
         self, state: RunState, text: str, *, by: str, request_id: int, now: float

@@ -35,6 +35,7 @@ ROLE_PHASE: dict[AgentRole, Phase] = {
     "validate": Phase.VALIDATE,
 }
 
+DEFAULT_STEP_TIMEOUT = 1800.0  # seconds: half an hour per attempt of an agent step
 RESERVED_IDS = frozenset({"understand", "plan", "review", "validate"})  # round 1 uses them
 
 
@@ -58,6 +59,9 @@ class AgentSettings(Record):
         context: the context budget compression keeps the conversation within.
         max_tokens: the most tokens one model answer may have.
         temperature: the sampling temperature, if any.
+        step_timeout: the wall-clock seconds one attempt of an agent step may take
+            (a step's own ``timeout`` wins); past it the attempt is cancelled and
+            ends as ``timeout``, retried like a command that timed out. None: no limit.
     """
 
     model: str
@@ -74,6 +78,7 @@ class AgentSettings(Record):
     context: ContextBudget = ContextBudget(limit=100_000)
     max_tokens: int | None = Field(default=4096, gt=0)
     temperature: float | None = None
+    step_timeout: float | None = Field(default=DEFAULT_STEP_TIMEOUT, gt=0, allow_inf_nan=False)
 
 
 def bootstrap_plan(

@@ -6,6 +6,7 @@ They share the plan runs' driving, live view, inbox and report (see :mod:`.app`)
 from __future__ import annotations
 
 import getpass
+import math
 import shutil
 import tempfile
 from importlib import resources
@@ -14,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from trestle.agent.settings import AgentSettings, bootstrap_plan
+from trestle.agent.settings import DEFAULT_STEP_TIMEOUT, AgentSettings, bootstrap_plan
 from trestle.agent.trajectory import REPLAY_PREFIX, trajectory_of
 from trestle.approvals import inbox, submit_decision
 from trestle.budget import Budget, Limit
@@ -77,6 +78,13 @@ def agent(
     max_cost: Annotated[
         float | None, typer.Option(help="Dollars after which the run pauses and asks.", min=0)
     ] = None,
+    step_timeout: Annotated[
+        float,
+        typer.Option(
+            help="Seconds one attempt of a step may take; then it is cancelled as timed out.",
+            min=1,
+        ),
+    ] = DEFAULT_STEP_TIMEOUT,
     store: StoreOption = None,
     report_json: ReportJson = None,
     live: LiveOption = True,
@@ -86,6 +94,8 @@ def agent(
     """Run the coding agent on GOAL: understand, plan, execute, validate. Prints the run id."""
     if not repo.is_dir():
         raise typer.BadParameter(f"{str(repo)!r} is not a directory", param_hint="--repo")
+    if not math.isfinite(step_timeout):
+        raise typer.BadParameter("must be a finite number of seconds", param_hint="--step-timeout")
     settings = AgentSettings(
         model=_model_spec(model),
         base_url=base_url,
@@ -94,6 +104,7 @@ def agent(
         test_command=test_command,
         max_turns=max_turns,
         plan_approval="confirm" if approve_plan else "auto",
+        step_timeout=step_timeout,
     )
     _check_model(settings)
     budget = Budget(cost=Limit(soft=max_cost)) if max_cost else None

@@ -1,0 +1,98 @@
+"""An agent step's attempt has a wall-clock limit, like a command's.
+
+``AgentSettings.step_timeout`` (``trestle agent --step-timeout``; half an hour by
+default), or the step's own ``timeout``, bounds one attempt: past it the attempt is
+cancelled (the processes its tools started are killed with it) and ends as
+``timeout``, which the step's retry rules treat like a command that timed out. The
+model here blocks for good, or a tool's command does; the store, engine, runtime and
+processes are real.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from agent_helpers import agent_settings, call, drive, of_kind, recorded, sample_workspace
+from trestle.agent.settings import DEFAULT_STEP_TIMEOUT, AgentSettings, bootstrap_plan
+from trestle.events import StepAttemptEnded, StepFailed, StepRetryScheduled
+from trestle.models import FunctionModel, Message, ModelResponse, ScriptedModel, ToolSchema
+from trestle.plan import Backoff
+from trestle.report import build_report
+from trestle.runs import create_run, load_state
+from trestle.store import SqliteStore
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqliteStore]:
+    opened = SqliteStore(tmp_path / "runs.db")
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    return sample_workspace(tmp_path)
+
+
+async def never_answers(messages: Sequence[Message], tools: Sequence[ToolSchema]) -> ModelResponse:
+    await asyncio.Event().wait()  # a provider that accepted the request and went quiet
+    raise AssertionError("unreachable")
+
+
+def test_a_step_whose_model_never_answers_times_out_and_is_retried_then_dead_lettered(
+    store: SqliteStore, workspace: Path
+) -> None:
+    # the step's own timeout wins over the settings' (which would be an hour here)
+    plan = bootstrap_plan("make add() return the sum")
+    understand = plan.steps[0].model_copy(update={"timeout": 0.3, "backoff": Backoff(initial=0)})
+    plan = plan.model_copy(update={"steps": (understand, *plan.steps[1:])})
+    settings = agent_settings(step_timeout=3600.0)
+    run_id = create_run(store, plan, workspace=workspace, agent=settings)
+
+    drive(store, run_id, FunctionModel(never_answers, name="scripted"))
+
+    events = recorded(store, run_id)
+    ended = [e for e in of_kind(events, StepAttemptEnded) if e.step == "understand"]
+    why = "timed out after 0.3s; the agent step's attempt was cancelled"
+    assert [(e.action.status, e.action.error) for e in ended] == [("timeout", why)] * 2
+    [retry] = of_kind(events, StepRetryScheduled)
+    assert retry.reason == f"attempt 1 failed: {why}"
+    [failed] = of_kind(events, StepFailed)
+    assert (failed.step, failed.dead_lettered) == ("understand", True)
+    assert failed.reason == f"failed 2 of 2 attempts; last: {why}"
+    state = load_state(store, run_id)
+    assert state.finished == "needs_human"
+    assert f"'understand' failed after 2 attempt(s): {why}." in " ".join(
+        build_report(state).to_check
+    )
+
+
+def test_a_timed_out_attempt_kills_the_commands_its_tools_started(
+    store: SqliteStore, workspace: Path
+) -> None:
+    settings = agent_settings(test_command="echo $$ >> pids; exec sleep 60", step_timeout=1.0)
+    plan = bootstrap_plan("make add() return the sum")
+    run_id = create_run(store, plan, workspace=workspace, agent=settings)
+    model = ScriptedModel([call("run_tests", call_id="t1"), call("run_tests", call_id="t2")])
+
+    drive(store, run_id, model)
+
+    ended = of_kind(recorded(store, run_id), StepAttemptEnded)
+    assert [e.action.status for e in ended] == ["timeout", "timeout"]
+    assert ended[0].action.error == "timed out after 1s; the agent step's attempt was cancelled"
+    pids = [int(line) for line in (workspace / "pids").read_text().split()]
+    assert len(pids) == 2
+    for pid in pids:  # each `sleep 60` went with the attempt that started it
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def test_agent_settings_bound_every_step_by_default() -> None:
+    assert AgentSettings(model="scripted").step_timeout == DEFAULT_STEP_TIMEOUT == 1800.0
+    with pytest.raises(ValueError, match="step_timeout"):
+        AgentSettings(model="scripted", step_timeout=float("inf"))
