@@ -312,3 +312,33 @@ def test_a_told_requirement_stays_pinned_after_a_compression(world: World, works
         [pinned] = [m for m in sent.messages if is_pinned(m)]
         assert f"\nRequirement: {requirement}\n" in pinned.content
     assert state_of(world.store, run_id).finished == "succeeded"
+
+
+def test_a_signed_decision_with_a_bad_verdict_or_top_up_is_refused(world: World) -> None:
+    run_id = world.create(
+        "steps:\n  - {id: deploy, run: echo deployed >> deploys.log, irreversible: true}\n"
+    )
+    state = world.run(run_id)
+    digest = state.approvals[1].action_hash
+    with pytest.raises(ConfigError, match="the top-up must be a finite amount of at least 0"):
+        submit_decision(world.store, f"{run_id}.1", "approve", top_up=float("inf"))
+    for verdict, top_up in (("maybe", None), ("approve", float("inf")), ("approve", -1)):
+        fields = {
+            "run_id": run_id,
+            "approval": 1,
+            "verdict": verdict,
+            "action_hash": digest,
+            "top_up": top_up,
+        }
+        payload = signed_payload(fields, decision_key())
+        world.store.add_request(run_id, "decision", "deploy", "", now=0.0, payload=payload)
+
+    state = world.run(run_id)
+
+    assert [r.reason for r in state.refused] == [
+        "unknown verdict 'maybe'",
+        "the top-up inf is not a finite amount of at least 0",
+        "the top-up -1 is not a finite amount of at least 0",
+    ]
+    assert state.approvals[1].status == "pending"
+    assert not (world.workspace / "deploys.log").exists()

@@ -21,6 +21,9 @@ from typing import Any
 
 import pytest
 
+from trestle.signing import decision_key, signed_payload
+from trestle.store import SqliteStore
+
 PATIENCE = 60.0  # a guard against a hung child; nothing asserts how long anything takes
 
 
@@ -131,3 +134,29 @@ def test_a_request_nobody_drives_is_said_to_be_queued(cli: Cli) -> None:
     resumed = cli("resume", run_id, "--no-live", "--no-prompt")
     assert f"decided  {run_id}.1: reject by " in resumed.stdout
     assert "skipped  build: built by hand" in resumed.stdout
+
+
+def test_the_inbox_card_says_why_an_earlier_decision_was_refused(cli: Cli) -> None:
+    (cli.dir / "plan.yaml").write_text(textwrap.dedent(LIVE.replace("while", "until")))
+    assert cli("run", "plan.yaml", "--no-live", "--no-prompt").returncode == 3
+    run_id = cli.json("runs")[0]["run_id"]
+    # a genuine decision, made for an action other than the one waiting now
+    fields = {"run_id": run_id, "approval": 1, "verdict": "approve", "action_hash": "0" * 64}
+    store = SqliteStore(cli.store)
+    try:
+        payload = signed_payload(fields, decision_key())
+        store.add_request(run_id, "decision", "deploy", "", now=0.0, payload=payload)
+    finally:
+        store.close()
+    assert cli("resume", run_id, "--no-live", "--no-prompt").returncode == 3
+
+    inbox = cli("inbox")
+
+    why = "the action changed since it was shown: ask again"
+    assert f"refused a decision: {why}" in flat(inbox.stdout)
+    [card] = cli.json("inbox")
+    assert card["refused"] == [why]
+    shown = cli.json("show", run_id)
+    assert [(r["request"], r["approval"], r["reason"]) for r in shown["refused"]] == [
+        ("decision", 1, why)
+    ]

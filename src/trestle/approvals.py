@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import math
 import socket
 import time
 from collections.abc import Iterator, Mapping
@@ -130,6 +131,8 @@ def queue_decision(
         )
     if verdict == "reject" and not reason:
         raise ConfigError(f"approval {full!r}: a rejection needs a reason (--reason)")
+    if top_up is not None and not _amount(top_up):
+        raise ConfigError(f"approval {full!r}: the top-up must be a finite amount of at least 0")
     if verdict == "modify":
         if a.step is None or edited is None or a.subject == "tool":
             raise ConfigError(
@@ -208,9 +211,14 @@ def decision_as_event(state: RunState, request: Request, key: bytes, now: float)
         )
         if fields.get("action_hash") != a.action_hash or changed:
             return refuse(number, "the action changed since it was shown: ask again")
+    verdict, top_up = fields.get("verdict"), fields.get("top_up")
+    if verdict not in ("approve", "reject", "modify"):
+        return refuse(number, f"unknown verdict {verdict!r}")
+    if top_up is not None and not _amount(top_up):
+        return refuse(number, f"the top-up {top_up!r} is not a finite amount of at least 0")
     edited: Step | None = None
     digest = a.action_hash
-    if fields["verdict"] == "modify":
+    if verdict == "modify":
         if a.step is None or a.subject == "tool":
             return refuse(number, "only a plan step's action can be modified")
         try:
@@ -221,15 +229,22 @@ def decision_as_event(state: RunState, request: Request, key: bytes, now: float)
     return ApprovalDecided(
         at=now,
         approval=number,
-        verdict=fields["verdict"],
+        verdict=verdict,
         by=str(fields.get("by") or "unknown"),
         reason=str(fields.get("reason") or ""),
         similar=bool(fields.get("similar")),
         action_hash=digest,
         edited=edited,
-        top_up=fields.get("top_up"),
+        top_up=top_up,
         request_id=request.id,
     )
+
+
+def _amount(value: object) -> bool:
+    """A number a budget can grow by: finite, not negative (and not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return math.isfinite(value) and value >= 0
 
 
 def feedback(store: Store) -> Iterator[dict[str, Any]]:

@@ -72,6 +72,7 @@ class HandoffCard(BaseModel):
     relevant_files: list[str] = []
     verify: list[str] = []
     uncertainties: list[str] = []
+    refused: list[str] = []  # why earlier decisions on it were refused, oldest first
     on_approve: str
     on_reject: str
 
@@ -93,6 +94,7 @@ def build_card(state: RunState, number: int) -> HandoffCard:
         "goal": state.plan.goal,
         "done": done,
         "remaining": len(state.steps) - len(done),
+        "refused": [r.reason for r in state.refused if r.approval == number],
     }
     if a.subject == "budget" and a.breach is not None:
         return HandoffCard(
