@@ -115,6 +115,23 @@ class ToolAsk(BaseModel):
     similar_key: str
 
 
+class StepProcessStarted(Event):
+    """An attempt's command is running: enough to find its processes after a crash.
+
+    ``pgid`` is its process group; ``start_time`` is the leader's start in clock ticks
+    since boot (``/proc/<pid>/stat``), so a reused pid is not taken for it. Recorded with
+    the next commit after the spawn; until then (and where nothing was recorded) the
+    processes are found by the idempotency key in their environment.
+    """
+
+    kind: Literal["step_process_started"] = "step_process_started"
+    step: str
+    attempt: int
+    pid: int
+    pgid: int
+    start_time: int | None = None
+
+
 class StepAttemptEnded(Event):
     """The attempt finished: its action's result and its checks' verdicts.
 
@@ -143,12 +160,23 @@ class StepProbeStarted(Event):
     reason: ProbeReason
 
 
+# what became of an unknown attempt's processes before its checks ran: none was left,
+# the ones left finished while the driver waited, or they were killed after the wait
+Leftovers = Literal["none", "finished", "killed"]
+
+
 class StepProbed(Event):
+    """The step's checks ran. For an unknown outcome (v2) ``leftovers`` says what the
+    driver found of the attempt's processes first: it probes only once they are gone."""
+
+    v: int = 2
     kind: Literal["step_probed"] = "step_probed"
     step: str
     reason: ProbeReason
     passed: bool
     checks: tuple[CheckResult, ...] = ()
+    leftovers: Leftovers | None = None
+    waited: float = 0.0  # seconds spent waiting for leftover processes
 
 
 class StepRetryScheduled(Event):
@@ -253,6 +281,18 @@ class ApprovalRefused(Event):
     approval: int | None
     reason: str
     request_id: int | None = None
+
+
+class RunInterrupted(Event):
+    """The driver was told to stop (a signal, or its task cancelled). ``stopped`` are the
+    steps whose processes it killed and saw gone: their outcome is known (stopped, not
+    done), so a resume probes and re-runs them without counting a failed attempt.
+    Steps it could not stop (a Python callable in a thread) are left running, and the
+    next resume finds their outcome unknown."""
+
+    kind: Literal["run_interrupted"] = "run_interrupted"
+    by: str  # "SIGINT", "SIGTERM", "SIGHUP" or "cancelled"
+    stopped: tuple[str, ...] = ()
 
 
 class BudgetExhausted(Event):
@@ -422,6 +462,7 @@ AnyEvent = Annotated[
     RunCreated
     | RunResumed
     | StepStarted
+    | StepProcessStarted
     | StepAttemptEnded
     | StepProbeStarted
     | StepProbed
@@ -434,6 +475,7 @@ AnyEvent = Annotated[
     | ApprovalRequested
     | ApprovalDecided
     | ApprovalRefused
+    | RunInterrupted
     | BudgetExhausted
     | RunRewound
     | RoundOpened
