@@ -817,8 +817,7 @@ def test_report_view_of_a_run_in_progress() -> None:
         └───────┴────────────────────────┴──────────┴────────────────────────────┘
         steps: 1 done, 2 in progress, 2 never started
         what a human should check:
-          - the run has not finished: continue it with `trestle resume r1` (`trestle health` shows whether a
-        process still drives it).
+          - the run has not finished: continue it with `trestle resume r1` if nothing drives it.
         """
     )
 

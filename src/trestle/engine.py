@@ -504,11 +504,14 @@ class LocalEngine:
             outbox.note(record)
 
         try:
-            return await self._attempt_once(state, sid, ctx, pool, gate, outbox, acting, note_spawn)
-        finally:
-            acting.discard(sid)
+            ended = await self._attempt_once(
+                state, sid, ctx, pool, gate, outbox, acting, note_spawn
+            )
+        finally:  # a cancelled attempt stays in ``acting``: it was stopped
             for record in spawned:
                 outbox.withdraw(record)
+        acting.discard(sid)
+        return ended
 
     async def _attempt_once(
         self,

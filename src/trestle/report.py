@@ -163,9 +163,10 @@ def _to_check(state: RunState) -> list[str]:
             f"`trestle resume {run}`."
         )
     elif state.finished is None:
+        # whether a process still drives it is for `trestle health` to say
         urgent.append(
             f"the run has not finished: continue it with `trestle resume {run}` "
-            "(`trestle health` shows whether a process still drives it)."
+            "if nothing drives it."
         )
     for number, a in state.approvals.items():
         if a.status != "pending":
