@@ -273,11 +273,30 @@ def test_an_irreversible_step_without_checks_stopped_mid_step_goes_to_a_human() 
 
 
 def test_a_stopped_step_is_rerun_without_counting_a_failure() -> None:
-    state = _state(Step(id="build", run="make"))
+    state = _state(Step(id="build", run="make", idempotent=True))
     state.apply(RunInterrupted(at=START, by="SIGINT", stopped=("build",)))
     assert state.steps["build"].failed_attempts == 0
     [started] = decide(state, START)
     assert isinstance(started, StepStarted) and started.attempt == 2
+
+
+def test_a_stopped_step_with_checks_is_probed_then_rerun() -> None:
+    check = {"file_exists": "out"}
+    state = _state(Step.model_validate({"id": "pay", "run": "pay", "verify": [check]}))
+    state.apply(RunInterrupted(at=START, by="SIGTERM", stopped=("pay",)))
+    assert decide(state, START) == [StepProbeStarted(at=START, step="pay", reason="before_retry")]
+    state.apply(StepProbeStarted(at=START, step="pay", reason="before_retry"))
+    state.apply(StepProbed(at=START, step="pay", reason="before_retry", passed=False))
+    [started] = decide(state, START)
+    assert isinstance(started, StepStarted) and started.attempt == 2
+    assert state.steps["pay"].failed_attempts == 0
+
+
+def test_a_stopped_step_that_may_have_done_its_work_goes_to_a_human() -> None:
+    # no checks and not idempotent: its effect may have landed before the stop
+    state = _state(Step(id="mail", run="send-mail"))
+    state.apply(RunInterrupted(at=START, by="SIGHUP", stopped=("mail",)))
+    assert state.steps["mail"].status == "unknown"
 
 
 def test_a_human_retry_of_an_escalated_step_probes_first() -> None:

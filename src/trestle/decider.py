@@ -19,7 +19,7 @@ The rules, each one an invariant the property tests check:
   with none is probed too, for the first part); if they fail it re-runs only when
   re-runnable, else a human decides; a human's retry of it probes again first;
 - an attempt the driver itself stopped (a signal) is not unknown: it is probed and
-  run again, uncounted, unless it is irreversible with no checks to tell;
+  run again, uncounted, unless it has no checks to tell and is unsafe to re-run;
 - every attempt passes the approval gate first (:mod:`trestle.gate`): a tier that
   needs a human asks, and the step waits without holding a slot while others go on;
 - every attempt reserves its budget first: a soft limit pauses new starts and asks

@@ -285,8 +285,10 @@ class ApprovalRefused(Event):
 
 class RunInterrupted(Event):
     """The driver was told to stop (a signal, or its task cancelled). ``stopped`` are the
-    steps whose processes it killed and saw gone: their outcome is known (stopped, not
-    done), so a resume probes and re-runs them without counting a failed attempt.
+    steps whose processes it killed and saw gone, so no late effect can follow: a
+    resume probes them and re-runs them without counting a failed attempt (one with no
+    checks that is unsafe to re-run goes to a human instead: it may have done its work
+    before it was stopped).
     Steps it could not stop (a Python callable in a thread) are left running, and the
     next resume finds their outcome unknown."""
 

@@ -412,15 +412,16 @@ class RunState(BaseModel):
     def _stopped(self, sid: str, by: str) -> None:
         """The driver killed this attempt's processes and saw them gone: the attempt
         did not finish, and no failure is counted. It goes back to be probed (if it
-        has checks) and run again, except an irreversible step with no checks, which
-        no one can tell is undone: its outcome is unknown, and a human decides."""
+        has checks) and run again. A step with no checks that is not safe to re-run
+        may have done its work before it was stopped, and nothing can tell: its
+        outcome is unknown, and a human decides."""
         st, step = self.steps[sid], self.step_spec(sid)
         if st.status != "running":
             return
         self._release(st)
         st.interrupted, st.probed, st.not_before = by, False, None
         st.reason = f"attempt {st.attempt} was stopped by {by} mid-step"
-        blind = step.irreversible and not step.verify
+        blind = not step.verify and not step.rerunnable
         self._set(sid, "unknown" if blind else "retry_wait")
 
     def _index(self, sid: str, round: int) -> None:

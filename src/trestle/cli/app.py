@@ -196,25 +196,28 @@ def _drive(
     interactive = prompt and out.is_terminal and sys.stdin.isatty()
     engine = LocalEngine(store, performer=performer)
     signalled: str | None = None
-    try:
-        with _signals_interrupt():
+    with _Signals() as signals:
+        try:
             while True:
                 signalled = asyncio.run(_drive_once(engine, run_id, out, live))
                 if signalled or not (interactive and prompt_approvals(store, run_id, out)):
                     break
-    except KeyboardInterrupt:  # Ctrl-C outside the drive: at a prompt, say
-        signalled = "SIGINT"
-    except _Interrupted as exc:
-        signalled = exc.signal
-    except TrestleError:
-        _print_report_if_readable(store, run_id, out, report_json)
-        raise
-    finally:
-        engine.close()
-    report = build_report(load_state(store, run_id))
-    out.print(report_view(report))
-    if report_json is not None:
-        report_json.write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        except KeyboardInterrupt:  # Ctrl-C outside the drive: at a prompt, say
+            signalled = "SIGINT"
+        except _Interrupted as exc:
+            signalled = exc.signal
+        except TrestleError:
+            signals.raising = False
+            _print_report_if_readable(store, run_id, out, report_json)
+            raise
+        finally:
+            signals.raising = False  # from here on a signal waits for the report
+            engine.close()
+        report = build_report(load_state(store, run_id))
+        out.print(report_view(report))
+        if report_json is not None:
+            report_json.write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        signalled = signalled or signals.caught
     if signalled is not None:
         _err().print(f"interrupted by {signalled}; continue with `trestle resume {run_id}`")
         raise typer.Exit(signal_exit_code(signalled))
@@ -252,19 +255,28 @@ class _Interrupted(Exception):
         self.signal = name
 
 
-@contextmanager
-def _signals_interrupt() -> Iterator[None]:
-    """Outside the event loop (at an approval prompt), SIGTERM and SIGHUP end the
-    command like Ctrl-C does: with the report."""
+class _Signals:
+    """SIGTERM and SIGHUP outside the event loop: at an approval prompt they end the
+    command like Ctrl-C does (``raising``); once the drive is over they only wait for
+    the report to be printed, and the command then exits with their code."""
 
-    def interrupt(signum: int, frame: object) -> None:
-        raise _Interrupted(signal.Signals(signum).name)
+    def __init__(self) -> None:
+        self.raising = True
+        self.caught: str | None = None
+        self._previous: dict[signal.Signals, Any] = {}
 
-    previous = {sig: signal.signal(sig, interrupt) for sig in STOP_SIGNALS[1:]}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
+    def _handle(self, signum: int, frame: object) -> None:
+        name = signal.Signals(signum).name
+        self.caught = self.caught or name
+        if self.raising:
+            raise _Interrupted(name)
+
+    def __enter__(self) -> _Signals:
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in STOP_SIGNALS[1:]}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
             signal.signal(sig, handler)
 
 
