@@ -312,3 +312,26 @@ def test_a_human_retry_of_an_escalated_step_probes_first() -> None:
     state.apply(StepReopened(at=START, step="pay", reason="retry requested"))
     # the work may have landed since (a late process, or the human's own hand)
     assert decide(state, START) == [StepProbeStarted(at=START, step="pay", reason="before_retry")]
+
+
+def test_a_signal_lets_a_python_step_it_cannot_stop_finish_and_records_its_outcome(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "slowstep.py").write_text(
+        "import time\n\n\ndef work(ctx):\n    time.sleep(1.5)\n"
+        "    with open(ctx.workspace / 'ledger.txt', 'a') as f:\n        f.write('work\\n')\n"
+    )
+    plan = write_plan(tmp_path, [{"id": "work", "python": "slowstep:work"}])
+    db = tmp_path / "trestle.db"
+    driver = start_driver(plan, db)
+    run_id = wait_for(db, StepStarted, "work")
+    time.sleep(0.3)
+    driver.send_signal(signal.SIGTERM)
+    out, err = driver.communicate(timeout=60)
+    assert driver.returncode == 143, err
+    assert "interrupted (SIGTERM)" in " ".join(out.split())
+    events = events_of(db, run_id)
+    [interrupted] = [e for e in events if isinstance(e, RunInterrupted)]
+    assert interrupted.stopped == ()  # a thread cannot be stopped: it was let finish
+    assert load_state(SqliteStore(db), run_id).steps["work"].status == "succeeded"
+    assert (tmp_path / "ws" / "ledger.txt").read_text() == "work\n"

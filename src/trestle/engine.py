@@ -78,6 +78,8 @@ DEFAULT_LEASE_TTL = 15.0  # seconds; renewed every third of it, the driver's hea
 # how long a resume waits for an unknown attempt's leftover processes (a step without a
 # timeout of its own) before it kills them; a step with a timeout waits out the rest
 DEFAULT_ORPHAN_WAIT = 300.0
+FINISH_WAIT = 30.0  # on a stop: how long an attempt that cannot be stopped may finish
+_ATTEMPT = "trestle-attempt:"  # the name of an attempt's task, before its step id
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -347,12 +349,28 @@ class LocalEngine:
         hub: MonitorHub | None,
         reason: str,
     ) -> list[AnyEvent]:
-        """Cancel every running attempt and probe, and record what that stopped: the
+        """Stop every running attempt and probe, and record what that stopped: the
         outcomes that still came in, what running steps asked to record, and
         ``RunInterrupted``. A command's process group is killed and waited for before
-        its cancelled task ends, so the steps named as stopped are known gone."""
+        its cancelled task ends, so the steps named as stopped are known gone.
+
+        An attempt that cannot be stopped (a Python callable in a thread) or is past
+        its action (checks, a checkpoint) is let finish, for up to ``FINISH_WAIT``
+        seconds, so its outcome is recorded rather than left unknown; and no later
+        driver can race a thread still at work in this process."""
+        finishing = [
+            task
+            for task in work
+            if task.get_name().startswith(_ATTEMPT)
+            and task.get_name().removeprefix(_ATTEMPT) not in acting
+        ]
         for task in work:
-            task.cancel()
+            if task not in finishing:
+                task.cancel()
+        if finishing:
+            await asyncio.wait(finishing, timeout=FINISH_WAIT)
+        for task in finishing:
+            task.cancel()  # a no-op for those done
         await asyncio.gather(*work, return_exceptions=True)
         ended = [
             task.result() for task in work if not task.cancelled() and task.exception() is None
@@ -458,7 +476,8 @@ class LocalEngine:
                 # thread cannot be stopped: it leaves the set when it begins)
                 acting.add(sid)
                 return asyncio.create_task(
-                    self._attempt(state, sid, ctx, pool, gate, outbox, acting)
+                    self._attempt(state, sid, ctx, pool, gate, outbox, acting),
+                    name=f"{_ATTEMPT}{sid}",
                 )
             case StepProbeStarted(step=sid, reason=why):
                 st = state.steps[sid]
