@@ -288,9 +288,8 @@ class RunInterrupted(Event):
     steps whose processes it killed and saw gone, so no late effect can follow: a
     resume probes them and re-runs them without counting a failed attempt (one with no
     checks that is unsafe to re-run goes to a human instead: it may have done its work
-    before it was stopped).
-    Steps it could not stop (a Python callable in a thread) are left running, and the
-    next resume finds their outcome unknown."""
+    before it was stopped). A step it cannot stop (a Python callable in a thread) is
+    let finish first, and its outcome is recorded before this event."""
 
     kind: Literal["run_interrupted"] = "run_interrupted"
     by: str  # "SIGINT", "SIGTERM", "SIGHUP" or "cancelled"
