@@ -42,7 +42,7 @@ from typing import Any
 
 import yaml
 
-STEPS = ("fetch", "lint", "build", "docs", "notes", "test", "release", "announce")
+STEPS = ("fetch", "lint", "build", "docs", "notes", "package", "test", "release", "announce")
 COMMAND = re.compile(r"`(trestle [^`]+)`")
 MAX_ACTIONS = 40  # an operator who needs more is being led in circles
 DRIVER_TIMEOUT = 120.0
@@ -100,6 +100,13 @@ def build_plan(rng: random.Random) -> dict[str, Any]:
             "verify": [{"python": "steps:noted"}],
         },
         {
+            # long enough to outlive a killed driver until the operator's next command
+            "id": "package",
+            "needs": ["fetch"],
+            "run": f"sleep {rng.uniform(3.0, 6.0):.2f}; {append('package')}",
+            "verify": has("package"),
+        },
+        {
             "id": "test",
             "needs": ["build"],
             "retries": 2,
@@ -109,7 +116,7 @@ def build_plan(rng: random.Random) -> dict[str, Any]:
         },
         {
             "id": "release",
-            "needs": ["test", "lint", "docs", "notes"],
+            "needs": ["test", "lint", "docs", "notes", "package"],
             "irreversible": True,
             "approval": "confirm",
             "run": f"{nap()}; {append('release')}; {nap()}",
@@ -166,6 +173,7 @@ class Trial:
         self.kills_left = self.rng.randint(1, 3)
         self.run_id: str | None = None
         self.outputs: list[str] = []
+        self.problems: list[str] = []
 
     # --- commands -----------------------------------------------------------------
 
@@ -285,7 +293,9 @@ class Trial:
             if report["status"] == "succeeded":
                 return report
             resume = self.act(report, tally)
-            assert resume is not None, f"the report suggests nothing to do: {report['to_check']}"
+            if resume is None:  # counted as a problem; the operator resumes anyway
+                self.problems.append(f"the report suggests nothing: {report['to_check']}")
+                resume = f"trestle resume {self.run_id}"
             tally.actions["resume"] += 1
             report = self.drive(resume.split()[1:], tally)
         raise AssertionError("the run did not end after following the report")
@@ -312,7 +322,10 @@ class Trial:
                 args[-1] = "checked by hand"
             tally.actions[args[0]] += 1
             done = self.trestle(*args)
-            assert done.returncode == 0, f"{chosen}: {done.stdout}{done.stderr}"
+            if done.returncode != 0:  # refused: do what the refusal says instead
+                said = " ".join((done.stdout + done.stderr).split())
+                resume = next((c for c in COMMAND.findall(said) if "resume" in c), None)
+                assert resume, f"{chosen} failed with no way on: {said}"
         return resume
 
     # --- the audit ----------------------------------------------------------------
@@ -330,6 +343,7 @@ class Trial:
                 tally.problems.append(f"{where}: {step!r} never took effect")
         if report["status"] != "succeeded":
             tally.problems.append(f"{where}: run ended {report['status']}")
+        tally.problems += [f"{where}: {problem}" for problem in self.problems]
         for text in self.outputs:
             if "Traceback" in text:
                 tally.tracebacks += 1
