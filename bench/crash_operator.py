@@ -154,7 +154,13 @@ class Tally:
 
 
 class Trial:
-    def __init__(self, number: int, base: Path, stop_signals: Sequence[signal.Signals]) -> None:
+    def __init__(
+        self,
+        number: int,
+        base: Path,
+        stop_signals: Sequence[signal.Signals],
+        max_kills: int = 3,
+    ) -> None:
         self.number = number
         self.rng = random.Random(number)
         self.root = base / f"trial-{number:04d}"
@@ -170,7 +176,7 @@ class Trial:
         self.signal = (
             signal.SIGKILL if number % 2 == 0 else stop_signals[number // 2 % len(stop_signals)]
         )
-        self.kills_left = self.rng.randint(1, 3)
+        self.kills_left = self.rng.randint(1, max_kills)
         self.run_id: str | None = None
         self.outputs: list[str] = []
         self.problems: list[str] = []
@@ -374,12 +380,13 @@ def run_trials(
     base: Path,
     stop_signals: Sequence[signal.Signals] = (signal.SIGTERM, signal.SIGHUP),
     first: int = 0,
+    max_kills: int = 3,
 ) -> Tally:
     """Trials ``first .. first + trials - 1``; even ones SIGKILL the driver, odd ones
     send ``stop_signals`` in turn."""
     tally = Tally()
     for number in range(first, first + trials):
-        trial = Trial(number, base, stop_signals)
+        trial = Trial(number, base, stop_signals, max_kills)
         try:
             report = trial.follow(tally)
             trial.audit(report, tally)
