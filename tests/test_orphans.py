@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from trestle.decider import decide
+from trestle.engine import this_process
 from trestle.events import (
     RunCreated,
     RunInterrupted,
@@ -30,9 +31,10 @@ from trestle.events import (
     StepStarted,
 )
 from trestle.plan import Plan, Step
+from trestle.planfile import load_plan
 from trestle.processes import Leader, leftovers
 from trestle.processes import start_time as proc_start_time
-from trestle.runs import load_state
+from trestle.runs import create_run, load_state
 from trestle.state import RunState
 from trestle.store import SqliteStore
 
@@ -335,3 +337,17 @@ def test_a_signal_lets_a_python_step_it_cannot_stop_finish_and_records_its_outco
     assert interrupted.stopped == ()  # a thread cannot be stopped: it was let finish
     assert load_state(SqliteStore(db), run_id).steps["work"].status == "succeeded"
     assert (tmp_path / "ws" / "ledger.txt").read_text() == "work\n"
+
+
+def test_a_drive_that_ends_in_an_error_still_prints_the_report(tmp_path: Path) -> None:
+    plan = write_plan(tmp_path, [{"id": "only", "run": "true"}])
+    db = tmp_path / "trestle.db"
+    store = SqliteStore(db)
+    run_id = create_run(store, load_plan(plan), workspace=tmp_path / "ws")
+    # a live process (this one) holds the run: the resume is refused, exit 5
+    store.acquire_lease(run_id, this_process("other"), ttl=60, now=time.time())
+    store.close()
+    done = trestle("resume", run_id, "--store", str(db), "--no-live", cwd=tmp_path)
+    assert done.returncode == 5, done.stderr
+    assert f"run {run_id}: running" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr
