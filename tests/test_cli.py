@@ -819,6 +819,8 @@ def test_report_view_of_a_run_in_progress() -> None:
         │ ship  │ never started          │ 0        │ waiting for 'test', 'docs' │
         └───────┴────────────────────────┴──────────┴────────────────────────────┘
         steps: 1 done, 2 in progress, 2 never started
+        what a human should check:
+          - the run has not finished: continue it with `trestle resume r1` if nothing drives it.
         """
     )
 

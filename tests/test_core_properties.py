@@ -271,6 +271,8 @@ class Sim:
         spec = self.plan.step(op.step)
         if op.attempt is None:
             assert op.reason is not None
+            if not spec.verify:  # a probe of an unknown outcome with nothing to check
+                return StepProbed(at=self.now, step=op.step, reason=op.reason, passed=False)
             done = self.world[op.step]
             checks = (_check_result(op.step, done),)
             return StepProbed(
@@ -456,8 +458,10 @@ class Sim:
             case ApprovalRequested(step=asked):
                 assert asked == sid and status in ("pending", "retry_wait", "unknown")
                 assert event.blocking and event.subject == "action"
-            case StepProbeStarted():
-                assert spec.verify, f"{sid} probed without checks"
+            case StepProbeStarted(reason=why):
+                # an unknown outcome is probed even without checks: the engine settles
+                # the attempt's leftover processes there, before anything is decided
+                assert spec.verify or why == "unknown_outcome", f"{sid} probed without checks"
                 assert status in ("retry_wait", "unknown"), (sid, status)
             case StepProbed(reason=why, passed=passed):
                 assert status == "probing"
@@ -739,6 +743,8 @@ def test_skipping_an_escalated_step_lets_its_dependents_proceed() -> None:
     state = new_state(step("a", irreversible=True, approval="log"), step("b", "a"))
     settle(state)
     out = feed(state, RunResumed(at=START, owner="p2"))
+    assert kinds(out) == [("step_probe_started", "a")]  # no checks; leftovers settled
+    out = feed(state, probed("a", "unknown_outcome", passed=False))
     assert kinds(out) == [("step_escalated", "a"), ("run_finished", "")]
     assert out[-1] == RunFinished(at=START, status="needs_human")
     assert state.steps["b"].status == "pending"
@@ -805,8 +811,12 @@ def test_an_unknown_outcome_of_a_rerunnable_step_runs_it_again_with_a_new_key() 
     state = new_state(step("a", idempotent=True), step("b", idempotent=True, **VERIFY))
     settle(state)
     out = feed(state, RunResumed(at=START, owner="p2"))
+    assert out == [
+        StepProbeStarted(at=START, step="a", reason="unknown_outcome"),
+        StepProbeStarted(at=START, step="b", reason="unknown_outcome"),
+    ]
+    out = feed(state, probed("a", "unknown_outcome", passed=False))
     assert starts(out) == [("a", 2)]
-    assert out[1:] == [StepProbeStarted(at=START, step="b", reason="unknown_outcome")]
     out = feed(state, probed("b", "unknown_outcome", passed=False))
     assert starts(out) == [("b", 2)]
     assert state.steps["a"].failed_attempts == state.steps["b"].failed_attempts == 0
@@ -822,6 +832,8 @@ def test_a_rerun_after_a_crash_waits_for_a_free_slot() -> None:
     assert kinds(out) == [("step_started", "a")]
     assert state.in_flight == 1
     out = feed(state, attempt_ended("a", 2, ok=True))
+    assert kinds(out) == [("step_probe_started", "b")]  # leftovers settled first
+    out = feed(state, probed("b", "unknown_outcome", passed=False))
     assert kinds(out) == [("step_started", "b")]
 
 

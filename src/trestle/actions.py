@@ -1,7 +1,9 @@
 """Doing a step's work: run a command, write a file, or call Python. All IO lives here.
 
 Commands run in their own process group, so a timeout kills the whole tree (a shell
-and whatever it started), not just the shell.
+and whatever it started), not just the shell. The group's leader dies with the driver
+where the OS allows (:func:`trestle.processes.die_with_parent`), and the caller learns
+its pid as soon as it runs, to record it (see :mod:`trestle.processes`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any, TypeVar
 from trestle.events import ActionResult
 from trestle.plan import Step
 from trestle.planfile import resolve_callable
+from trestle.processes import die_with_parent
 from trestle.signing import KEY_ENV
 
 OUTPUT_LIMIT = 8_000  # characters kept of a command's output: head and tail
@@ -62,10 +65,19 @@ def step_env(ctx: StepContext, extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
+Spawned = Callable[[int], None]  # told the pid (and group id) of a command just started
+
+
 async def run_shell(
-    command: str, *, cwd: Path, env: dict[str, str], timeout: float | None
+    command: str,
+    *,
+    cwd: Path,
+    env: dict[str, str],
+    timeout: float | None,
+    on_spawn: Spawned | None = None,
 ) -> ActionResult:
-    """Run ``command`` with ``sh -c`` in a new session; kill its group on timeout."""
+    """Run ``command`` with ``sh -c`` in a new session; kill its group on timeout or
+    cancellation. ``on_spawn`` is told the leader's pid once it runs."""
     started = time.monotonic()
     try:
         proc = await asyncio.create_subprocess_shell(
@@ -76,10 +88,13 @@ async def run_shell(
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=die_with_parent(),
         )
     except OSError as exc:
         return ActionResult(status="error", error=f"cannot start: {exc}")
     try:
+        if on_spawn is not None:
+            on_spawn(proc.pid)
         out, _ = await asyncio.wait_for(proc.communicate(), timeout)
     except TimeoutError:
         await _kill_group(proc)
@@ -214,11 +229,16 @@ async def call_python(
     )
 
 
-async def perform(step: Step, ctx: StepContext, pool: Executor | None = None) -> ActionResult:
-    """Run the step's action once; blocking work goes to ``pool``."""
+async def perform(
+    step: Step, ctx: StepContext, pool: Executor | None = None, on_spawn: Spawned | None = None
+) -> ActionResult:
+    """Run the step's action once; blocking work goes to ``pool``; ``on_spawn`` is told
+    a command's pid."""
     if step.run is not None:
         env = step_env(ctx, step.env)
-        return await run_shell(step.run, cwd=ctx.workspace, env=env, timeout=step.timeout)
+        return await run_shell(
+            step.run, cwd=ctx.workspace, env=env, timeout=step.timeout, on_spawn=on_spawn
+        )
     if step.write is not None:
         return await in_thread(
             pool, _write_file, ctx.workspace, step.write.path, step.write.content

@@ -14,8 +14,12 @@ The rules, each one an invariant the property tests check:
   before a retry the step's checks run, and if they pass the step is done;
 - when attempts run out a required step fails and goes to the dead-letter queue;
   its dependents are blocked, naming it; an optional step's failure blocks nothing;
-- a step whose outcome is unknown (a crash between start and outcome) is probed with
-  its checks; if they fail it re-runs only when re-runnable, else a human decides;
+- a step whose outcome is unknown (a crash between start and outcome) is probed: the
+  engine makes sure the attempt's processes are gone, then runs its checks (a step
+  with none is probed too, for the first part); if they fail it re-runs only when
+  re-runnable, else a human decides; a human's retry of it probes again first;
+- an attempt the driver itself stopped (a signal) is not unknown: it is probed and
+  run again, uncounted, unless it has no checks to tell and is unsafe to re-run;
 - every attempt passes the approval gate first (:mod:`trestle.gate`): a tier that
   needs a human asks, and the step waits without holding a slot while others go on;
 - every attempt reserves its budget first: a soft limit pauses new starts and asks
@@ -40,7 +44,7 @@ from trestle.events import (
     idempotency_key,
 )
 from trestle.gate import judge
-from trestle.state import TERMINAL, RunState
+from trestle.state import TERMINAL, RunState, StepState
 
 
 class _Pass:
@@ -91,7 +95,9 @@ def decide(state: RunState, now: float) -> list[AnyEvent]:
                     )
                 )
             case "unknown":
-                if step.verify and not st.probed:
+                # probed even without checks: the probe is also where the engine waits
+                # for (or ends) the attempt's leftover processes, before anything re-runs
+                if not st.probed:
                     if p.capacity > 0:
                         p.capacity -= 1
                         out.append(StepProbeStarted(at=now, step=sid, reason="unknown_outcome"))
@@ -194,10 +200,24 @@ def _escalate(state: RunState, sid: str, now: float) -> StepEscalated:
     return StepEscalated(
         at=now,
         step=sid,
-        reason=f"attempt {st.attempt} may or may not have taken effect (the process "
-        f"stopped mid-step), {checked}, and the step is {nature}: check by hand, "
-        "then retry or skip it",
+        reason=f"attempt {st.attempt} may or may not have taken effect ({_known(st)}), "
+        f"{checked}, and the step is {nature}: check by hand, then retry or skip it",
     )
+
+
+def _known(st: StepState) -> str:
+    """What Trestle knows of an attempt whose outcome it did not record."""
+    if st.interrupted is not None:
+        return f"Trestle stopped it mid-step on {st.interrupted}"
+    gone = {
+        "none": "none of its processes was left when the driver resumed",
+        "finished": f"its leftover processes finished {st.waited:.1f}s after the driver "
+        "resumed, before the check",
+        "killed": f"its leftover processes still ran {st.waited:.0f}s after the driver "
+        "resumed and were killed before the check",
+    }
+    left = f"; {gone[st.leftovers]}" if st.leftovers is not None else ""
+    return f"the driver stopped while it ran{left}"
 
 
 def _settled(state: RunState) -> bool:

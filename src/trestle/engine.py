@@ -9,6 +9,9 @@ It owns the clock, the lease, the store and the step processes. Its loop is:
 
 So a step's start is durable before its action runs, and its outcome is durable
 (in the same commit as its successors' starts) before any dependent is scheduled.
+An attempt whose outcome a crash left unknown is probed only once its leftover
+processes are gone (:mod:`trestle.processes`). A :class:`Stop` ends a drive cleanly:
+the running commands are killed and ``RunInterrupted`` records which.
 ``drive`` yields each event once it is durable: ``run()``, the CLI's live view and
 its tests are all built on that one iterator.
 """
@@ -24,7 +27,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ParamSpec, Protocol, TypeVar
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 from trestle.actions import StepContext, in_thread, perform
 from trestle.approvals import decision_as_event
@@ -44,21 +47,26 @@ from trestle.events import (
     AnyEvent,
     Gate,
     RequestRefused,
+    RunInterrupted,
     RunResumed,
     StepAttemptEnded,
     StepProbed,
     StepProbeStarted,
+    StepProcessStarted,
     StepReopened,
     StepSkipped,
     StepStarted,
     StoredEvent,
     ToolAsk,
+    idempotency_key,
 )
 from trestle.gate import action_digest
 from trestle.monitors.hub import MonitorFactory, MonitorHub
 from trestle.monitors.policy import DEFAULT_MONITORS, MonitorSettings
 from trestle.monitors.trace import Stall
 from trestle.plan import Step
+from trestle.processes import Leader, reap
+from trestle.processes import start_time as process_start_time
 from trestle.runs import RETRYABLE, SKIPPABLE, load_state, summary_json
 from trestle.shadow import ShadowRepoError
 from trestle.signing import decision_key, verified_fields
@@ -67,6 +75,11 @@ from trestle.store.base import Appended, Lease, Owner, Request, Snapshot, Store
 
 Clock = Callable[[], float]
 DEFAULT_LEASE_TTL = 15.0  # seconds; renewed every third of it, the driver's heartbeat
+# how long a resume waits for an unknown attempt's leftover processes (a step without a
+# timeout of its own) before it kills them; a step with a timeout waits out the rest
+DEFAULT_ORPHAN_WAIT = 300.0
+FINISH_WAIT = 30.0  # on a stop: how long an attempt that cannot be stopped may finish
+_ATTEMPT = "trestle-attempt:"  # the name of an attempt's task, before its step id
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -108,6 +121,34 @@ class StepPerformer(Protocol):
 _Ack = tuple[asyncio.Future[list[int]], int, int]  # who waits, offset in inbound, count
 
 
+class Stop:
+    """Asks a drive to end now (the CLI's answer to SIGINT, SIGTERM and SIGHUP).
+
+    The engine cancels its running attempts (a command's process group is killed and
+    waited for), records ``RunInterrupted`` naming ``reason`` and the steps it stopped,
+    and ends the drive. A resume re-runs those steps (after probing their checks)
+    without counting a failure: Trestle knows they did not finish. Make one per
+    event loop.
+    """
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self._event = asyncio.Event()
+
+    def request(self, reason: str) -> None:
+        """Ask for the stop; the first reason given is the one recorded."""
+        if self.reason is None:
+            self.reason = reason
+        self._event.set()
+
+    @property
+    def requested(self) -> bool:
+        return self.reason is not None
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+
 def this_process(name: str = "trestle") -> Owner:
     return Owner(name=f"{name}[{os.getpid()}]", pid=os.getpid(), host=socket.gethostname())
 
@@ -130,6 +171,9 @@ class LocalEngine:
         performer: performs agent steps (see :mod:`trestle.agent`).
         monitors: makes each run's monitors (default: every built-in one, see
             :mod:`trestle.monitors`); the run's recorded settings choose what they do.
+        orphan_wait: how long a resume waits for the leftover processes of an attempt
+            whose outcome is unknown (a step without a timeout) before killing them;
+            its checks run only once they are gone.
     """
 
     def __init__(
@@ -145,6 +189,7 @@ class LocalEngine:
         shadow_dir: Path | None = None,
         performer: StepPerformer | None = None,
         monitors: MonitorFactory | None = None,
+        orphan_wait: float = DEFAULT_ORPHAN_WAIT,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -156,6 +201,7 @@ class LocalEngine:
         self.shadow_dir = shadow_dir or shadow_dir_for(store)
         self.performer = performer
         self.monitors = monitors
+        self.orphan_wait = orphan_wait
         # sqlite3 blocks; one thread keeps it off the event loop and serialises commits
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trestle-store")
 
@@ -163,19 +209,22 @@ class LocalEngine:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._io, lambda: fn(*args, **kwargs))
 
-    async def run(self, run_id: str) -> RunState:
-        """Drive the run until it finishes or waits on a human; return its state."""
-        async for _ in self.drive(run_id):
+    async def run(self, run_id: str, *, stop: Stop | None = None) -> RunState:
+        """Drive the run until it finishes, waits on a human or is stopped; return its
+        state."""
+        async for _ in self.drive(run_id, stop=stop):
             pass
         return await self._store(load_state, self.store, run_id)
 
-    async def drive(self, run_id: str) -> AsyncIterator[StoredEvent]:
-        """Drive the run, yielding each event as soon as it is durable."""
+    async def drive(self, run_id: str, *, stop: Stop | None = None) -> AsyncIterator[StoredEvent]:
+        """Drive the run, yielding each event as soon as it is durable; ``stop`` ends
+        it early (see :class:`Stop`)."""
         lease = await self._store(
             self.store.acquire_lease, run_id, self.owner, ttl=self.lease_ttl, now=self.clock()
         )
         keeper = asyncio.create_task(self._keep_lease(run_id, lease))
         work: dict[asyncio.Task[AnyEvent], str] = {}
+        acting: set[str] = set()  # steps whose attempt a cancel stops before its end
         pool: ThreadPoolExecutor | None = None
         try:
             state = await self._store(load_state, self.store, run_id)
@@ -195,12 +244,16 @@ class LocalEngine:
             inbound += missed
             watch = _StallWatch(state.monitors or DEFAULT_MONITORS)
             next_poll = 0.0
+            stopping = False
             while True:
                 requests: list[Request] = []
-                if self.clock() >= next_poll:
+                if self.clock() >= next_poll and not stopping:
                     requests = await self._store(self.store.pending_requests, run_id)
                     next_poll = self.clock() + self.poll_interval
-                batch = self._advance(state, inbound, requests, hub)
+                batch = self._advance(state, inbound, requests, hub, decide_next=not stopping)
+                if stopping:
+                    assert stop is not None and stop.reason is not None
+                    batch += await self._interrupt(state, work, acting, outbox, hub, stop.reason)
                 consumed = [r.id for r in requests]
                 inbound = []
                 if batch or consumed:
@@ -230,16 +283,19 @@ class LocalEngine:
                     for offset, event in enumerate(batch):
                         yield StoredEvent(run_id=run_id, seq=first + offset, event=event)
                     watch.saw(batch, first, self.clock())
+                    if stopping:
+                        return
                     for event in batch:
-                        task = self._dispatch(state, event, pool, outbox)
+                        task = self._dispatch(state, event, pool, outbox, acting)
                         if task is not None:
                             work[task] = run_id
                             watch.started(task, event)
                 if state.finished is not None and not work:
                     return
-                inbound = await self._wait(state, work, outbox)
+                inbound = await self._wait(state, work, outbox, stop)
                 inbound += await self._end_stalled(state, work, watch, hub)
                 inbound, acks = outbox.drain(inbound)
+                stopping = stop is not None and stop.requested
         finally:
             for task in work:
                 task.cancel()
@@ -259,9 +315,12 @@ class LocalEngine:
         inbound: list[AnyEvent],
         requests: list[Request],
         hub: MonitorHub | None,
+        *,
+        decide_next: bool = True,
     ) -> list[AnyEvent]:
-        """Apply what came in, then human requests, then the decider's answers; each
-        event is shown to the monitors as it is applied, and their alerts follow it."""
+        """Apply what came in, then human requests, then the decider's answers (unless
+        the drive is stopping); each event is shown to the monitors as it is applied,
+        and their alerts follow it."""
         batch: list[AnyEvent] = []
 
         def take(event: AnyEvent) -> None:
@@ -277,10 +336,58 @@ class LocalEngine:
             # judged one at a time: an earlier request may change what a later one means
             for decision in self._request_as_events(state, request):
                 take(decision)
-        while decided := decide(state, self.clock()):
+        while decide_next and (decided := decide(state, self.clock())):
             for event in decided:
                 take(event)
         return batch
+
+    async def _interrupt(
+        self,
+        state: RunState,
+        work: dict[asyncio.Task[AnyEvent], str],
+        acting: set[str],
+        outbox: _Outbox,
+        hub: MonitorHub | None,
+        reason: str,
+    ) -> list[AnyEvent]:
+        """Stop every running attempt and probe, and record what that stopped: the
+        outcomes that still came in, what running steps asked to record, and
+        ``RunInterrupted``. A command's process group is killed and waited for before
+        its cancelled task ends, so the steps named as stopped are known gone.
+
+        An attempt that cannot be stopped (a Python callable in a thread) or is past
+        its action (checks, a checkpoint) is let finish, for up to ``FINISH_WAIT``
+        seconds, so its outcome is recorded rather than left unknown; and no later
+        driver can race a thread still at work in this process."""
+        finishing = [
+            task
+            for task in work
+            if task.get_name().startswith(_ATTEMPT)
+            and task.get_name().removeprefix(_ATTEMPT) not in acting
+        ]
+        for task in work:
+            if task not in finishing:
+                task.cancel()
+        if finishing:
+            await asyncio.wait(finishing, timeout=FINISH_WAIT)
+        for task in finishing:
+            task.cancel()  # a no-op for those done
+        await asyncio.gather(*work, return_exceptions=True)
+        ended = [
+            task.result() for task in work if not task.cancelled() and task.exception() is None
+        ]
+        work.clear()
+        arrived, acks = outbox.drain(ended)
+        for future, _, _ in acks:
+            future.cancel()  # whoever waited for these was cancelled
+        batch = self._advance(state, arrived, [], hub, decide_next=False)
+        stopped = sorted(
+            (sid for sid in acting if state.steps[sid].status == "running"),
+            key=state.position,
+        )
+        acting.clear()
+        interrupted = RunInterrupted(at=self.clock(), by=reason, stopped=tuple(stopped))
+        return batch + self._advance(state, [interrupted], [], hub, decide_next=False)
 
     async def _hub(self, state: RunState) -> tuple[MonitorHub | None, list[AlertRaised]]:
         """The run's monitors, caught up with its recorded events on a resume, and the
@@ -322,26 +429,30 @@ class LocalEngine:
         return ended
 
     async def _wait(
-        self, state: RunState, work: dict[asyncio.Task[AnyEvent], str], outbox: _Outbox
+        self,
+        state: RunState,
+        work: dict[asyncio.Task[AnyEvent], str],
+        outbox: _Outbox,
+        stop: Stop | None,
     ) -> list[AnyEvent]:
-        """Sleep until an attempt ends or records events, a retry falls due, or it is
-        time to poll."""
+        """Sleep until an attempt ends or records events, a retry falls due, it is
+        time to poll, or a stop is requested."""
         timeout = self.poll_interval
         due = next_wakeup(state)
         if due is not None:
             timeout = max(0.0, min(timeout, due - self.clock()))
-        if not work:
-            await asyncio.sleep(timeout)
-            return []
         if outbox.waiting:
             timeout = 0.0
-        posted = asyncio.ensure_future(outbox.posted.wait())
+        wakers: list[asyncio.Future[Any]] = [asyncio.ensure_future(outbox.posted.wait())]
+        if stop is not None:
+            wakers.append(asyncio.ensure_future(stop.wait()))
         try:
             await asyncio.wait(
-                [*work, posted], timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                [*work, *wakers], timeout=timeout, return_when=asyncio.FIRST_COMPLETED
             )
         finally:
-            posted.cancel()
+            for waker in wakers:
+                waker.cancel()
         results = []
         for task in [t for t in work if t.done()]:
             del work[task]
@@ -351,12 +462,24 @@ class LocalEngine:
         return results
 
     def _dispatch(
-        self, state: RunState, event: AnyEvent, pool: Executor, outbox: _Outbox
+        self,
+        state: RunState,
+        event: AnyEvent,
+        pool: Executor,
+        outbox: _Outbox,
+        acting: set[str],
     ) -> asyncio.Task[AnyEvent] | None:
         match event:
             case StepStarted(step=sid, attempt=attempt, key=key, gate=gate):
                 ctx = self._context(state, sid, attempt, key)
-                return asyncio.create_task(self._attempt(state, sid, ctx, pool, gate, outbox))
+                # cancelled from now until its action returns, the attempt is stopped:
+                # nothing ran yet, or its processes were killed (a Python callable in a
+                # thread cannot be stopped: it leaves the set when it begins)
+                acting.add(sid)
+                return asyncio.create_task(
+                    self._attempt(state, sid, ctx, pool, gate, outbox, acting),
+                    name=f"{_ATTEMPT}{sid}",
+                )
             case StepProbeStarted(step=sid, reason=why):
                 st = state.steps[sid]
                 ctx = self._context(state, sid, st.attempt, f"{state.run_id}/{sid}/probe")
@@ -382,6 +505,44 @@ class LocalEngine:
         pool: Executor,
         gate: Gate | None,
         outbox: _Outbox,
+        acting: set[str],
+    ) -> AnyEvent:
+        spawned: list[StepProcessStarted] = []
+
+        def note_spawn(pid: int) -> None:
+            # no wake-up: it joins the next commit, at most a poll interval later; a
+            # step that ends sooner withdraws it, so short steps cost no extra commit
+            record = StepProcessStarted(
+                at=self.clock(),
+                step=sid,
+                attempt=ctx.attempt,
+                pid=pid,
+                pgid=pid,  # a new session: the leader's pid names the group
+                start_time=process_start_time(pid),
+            )
+            spawned.append(record)
+            outbox.note(record)
+
+        try:
+            ended = await self._attempt_once(
+                state, sid, ctx, pool, gate, outbox, acting, note_spawn
+            )
+        finally:  # a cancelled attempt stays in ``acting``: it was stopped
+            for record in spawned:
+                outbox.withdraw(record)
+        acting.discard(sid)
+        return ended
+
+    async def _attempt_once(
+        self,
+        state: RunState,
+        sid: str,
+        ctx: StepContext,
+        pool: Executor,
+        gate: Gate | None,
+        outbox: _Outbox,
+        acting: set[str],
+        note_spawn: Callable[[int], None],
     ) -> AnyEvent:
         step = state.step_spec(sid)
         refusal = unapproved(state, step, gate)
@@ -403,7 +564,10 @@ class LocalEngine:
             work = StepWork(state, step, ctx, pool, outbox.record, load, self.clock)
             action, ask = await self.performer.perform(work)
         else:
-            action = await perform(step, ctx, pool)
+            if step.run is None:
+                acting.discard(sid)
+            action = await perform(step, ctx, pool, on_spawn=note_spawn)
+        acting.discard(sid)
         checks = await run_checks(step, ctx, pool) if action.status == "ok" else ()
         ok = action.status == "ok" and all(c.passed for c in checks)
         try:
@@ -448,10 +612,34 @@ class LocalEngine:
     async def _probe(
         self, state: RunState, sid: str, why: str, ctx: StepContext, pool: Executor
     ) -> AnyEvent:
-        checks = await run_checks(state.step_spec(sid), ctx, pool)
+        step, st = state.step_spec(sid), state.steps[sid]
+        if why != "unknown_outcome":
+            checks = await run_checks(step, ctx, pool)
+            passed = bool(checks) and all(c.passed for c in checks)
+            return StepProbed(
+                at=self.clock(), step=sid, reason="before_retry", passed=passed, checks=checks
+            )
+        # the attempt's processes may outlive the driver that started them: the checks
+        # must not look at work still in progress, nor a re-run race it
+        key = idempotency_key(state.run_id, sid, st.attempt)
+        leader = (
+            Leader(st.process.pid, st.process.pgid, st.process.start_time) if st.process else None
+        )
+        wait = self.orphan_wait
+        if step.timeout is not None and st.started_at is not None:
+            wait = max(0.0, st.started_at + step.timeout - self.clock())
+        found, waited = await reap(key, leader, wait, pool)
+        checks = await run_checks(step, ctx, pool)
         passed = bool(checks) and all(c.passed for c in checks)
-        reason = "unknown_outcome" if why == "unknown_outcome" else "before_retry"
-        return StepProbed(at=self.clock(), step=sid, reason=reason, passed=passed, checks=checks)
+        return StepProbed(
+            at=self.clock(),
+            step=sid,
+            reason="unknown_outcome",
+            passed=passed,
+            checks=checks,
+            leftovers=found,
+            waited=round(waited, 3),
+        )
 
     async def _keep_lease(self, run_id: str, lease: Lease) -> None:
         while True:
@@ -587,10 +775,19 @@ class _Outbox:
     def __init__(self) -> None:
         self.posted = asyncio.Event()
         self._items: list[tuple[list[AnyEvent], asyncio.Future[list[int]]]] = []
+        self._notes: list[AnyEvent] = []
 
     @property
     def waiting(self) -> bool:
         return bool(self._items)
+
+    def note(self, event: AnyEvent) -> None:
+        """Record ``event`` with the next commit, without waking the engine for it."""
+        self._notes.append(event)
+
+    def withdraw(self, event: AnyEvent) -> None:
+        """Take back a note not yet committed (it no longer matters)."""
+        self._notes = [e for e in self._notes if e is not event]
 
     async def record(self, events: Sequence[AnyEvent]) -> list[int]:
         if not events:
@@ -603,7 +800,8 @@ class _Outbox:
     def drain(self, inbound: list[AnyEvent]) -> tuple[list[AnyEvent], list[_Ack]]:
         """``inbound`` followed by every posted event, and who waits for which."""
         acks: list[_Ack] = []
-        events = list(inbound)
+        events = [*self._notes, *inbound]
+        self._notes.clear()
         for posted, future in self._items:
             acks.append((future, len(events), len(posted)))
             events += posted

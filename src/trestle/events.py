@@ -115,6 +115,23 @@ class ToolAsk(BaseModel):
     similar_key: str
 
 
+class StepProcessStarted(Event):
+    """An attempt's command is running: enough to find its processes after a crash.
+
+    ``pgid`` is its process group; ``start_time`` is the leader's start in clock ticks
+    since boot (``/proc/<pid>/stat``), so a reused pid is not taken for it. Recorded with
+    the next commit after the spawn; until then (and where nothing was recorded) the
+    processes are found by the idempotency key in their environment.
+    """
+
+    kind: Literal["step_process_started"] = "step_process_started"
+    step: str
+    attempt: int
+    pid: int
+    pgid: int
+    start_time: int | None = None
+
+
 class StepAttemptEnded(Event):
     """The attempt finished: its action's result and its checks' verdicts.
 
@@ -143,12 +160,23 @@ class StepProbeStarted(Event):
     reason: ProbeReason
 
 
+# what became of an unknown attempt's processes before its checks ran: none was left,
+# the ones left finished while the driver waited, or they were killed after the wait
+Leftovers = Literal["none", "finished", "killed"]
+
+
 class StepProbed(Event):
+    """The step's checks ran. For an unknown outcome (v2) ``leftovers`` says what the
+    driver found of the attempt's processes first: it probes only once they are gone."""
+
+    v: int = 2
     kind: Literal["step_probed"] = "step_probed"
     step: str
     reason: ProbeReason
     passed: bool
     checks: tuple[CheckResult, ...] = ()
+    leftovers: Leftovers | None = None
+    waited: float = 0.0  # seconds spent waiting for leftover processes
 
 
 class StepRetryScheduled(Event):
@@ -267,6 +295,19 @@ class RequestRefused(Event):
     step: str | None = None
     text: str = ""  # what was asked: the requirement, or the retry's or skip's reason
     reason: str
+
+
+class RunInterrupted(Event):
+    """The driver was told to stop (a signal, or its task cancelled). ``stopped`` are the
+    steps whose processes it killed and saw gone, so no late effect can follow: a
+    resume probes them and re-runs them without counting a failed attempt (one with no
+    checks that is unsafe to re-run goes to a human instead: it may have done its work
+    before it was stopped). A step it cannot stop (a Python callable in a thread) is
+    let finish first, and its outcome is recorded before this event."""
+
+    kind: Literal["run_interrupted"] = "run_interrupted"
+    by: str  # "SIGINT", "SIGTERM", "SIGHUP" or "cancelled"
+    stopped: tuple[str, ...] = ()
 
 
 class BudgetExhausted(Event):
@@ -436,6 +477,7 @@ AnyEvent = Annotated[
     RunCreated
     | RunResumed
     | StepStarted
+    | StepProcessStarted
     | StepAttemptEnded
     | StepProbeStarted
     | StepProbed
@@ -449,6 +491,7 @@ AnyEvent = Annotated[
     | ApprovalDecided
     | ApprovalRefused
     | RequestRefused
+    | RunInterrupted
     | BudgetExhausted
     | RunRewound
     | RoundOpened

@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from trestle.events import CheckResult
-from trestle.state import RefusedRequest, RunState, StepState
+from trestle.state import TERMINAL, RefusedRequest, RunState, StepState
 
 Category = Literal[
     "done",
@@ -67,7 +67,7 @@ class AlertReport(BaseModel):
 class Report(BaseModel):
     run_id: str
     goal: str
-    status: str  # succeeded | partial | needs_human | running
+    status: str  # succeeded | partial | needs_human | stopped | running
     exit_code: int
     counts: dict[str, int]
     steps: list[StepReport]
@@ -154,6 +154,26 @@ def _to_check(state: RunState) -> list[str]:
     review: list[str] = []
     if state.stopped is not None:
         urgent.append(f"the run was {state.stopped}.")
+    if state.interrupted is not None:
+        stopped = [
+            sid for sid, st in state.steps.items() if st.interrupted and st.status not in TERMINAL
+        ]
+        what = (
+            f"; it stopped {', '.join(map(repr, stopped))} mid-step, which resume probes "
+            "and runs again"
+            if stopped
+            else ""
+        )
+        urgent.append(
+            f"the run was interrupted ({state.interrupted}){what}: continue with "
+            f"`trestle resume {run}`."
+        )
+    elif state.finished is None:
+        # whether a process still drives it is for `trestle health` to say
+        urgent.append(
+            f"the run has not finished: continue it with `trestle resume {run}` "
+            "if nothing drives it."
+        )
     for number, a in state.approvals.items():
         if a.status != "pending":
             continue

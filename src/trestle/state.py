@@ -29,6 +29,7 @@ from trestle.events import (
     CheckResult,
     ContextCompressed,
     FindingsRecorded,
+    Leftovers,
     ModelCalled,
     PhaseEntered,
     PlanExtended,
@@ -39,6 +40,7 @@ from trestle.events import (
     RoundOpened,
     RunCreated,
     RunFinished,
+    RunInterrupted,
     RunResumed,
     RunRewound,
     RunStatus,
@@ -48,6 +50,7 @@ from trestle.events import (
     StepFailed,
     StepProbed,
     StepProbeStarted,
+    StepProcessStarted,
     StepReopened,
     StepRetryScheduled,
     StepSkipped,
@@ -81,6 +84,14 @@ TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "blocked", "skipped
 IN_FLIGHT: frozenset[str] = frozenset({"running", "probing"})
 
 
+class StepProcess(BaseModel):
+    """Where the running attempt's command lives (see ``StepProcessStarted``)."""
+
+    pid: int
+    pgid: int
+    start_time: int | None = None
+
+
 class StepState(BaseModel):
     status: StepStatus = "pending"
     attempt: int = 0  # number of the last attempt started (keys stay unique across crashes)
@@ -105,6 +116,12 @@ class StepState(BaseModel):
     round_failure: str | None = None
     ask: ToolAsk | None = None  # the tool call a deferred agent step waits to make
     stalled: bool = False  # its last attempt was cancelled for showing no sign of life
+    # what is known of the last attempt beyond its events: its process group, who
+    # stopped it (the driver itself, on a signal), and what a resume found of it
+    process: StepProcess | None = None
+    interrupted: str | None = None  # "SIGTERM": the driver stopped it mid-attempt
+    leftovers: Leftovers | None = None
+    waited: float = 0.0
 
 
 class ApprovalState(BaseModel):
@@ -163,6 +180,7 @@ class RunState(BaseModel):
     steps: dict[str, StepState]
     finished: RunStatus | None = None
     resumes: int = 0
+    interrupted: str | None = None  # the last driver was stopped by this (a signal)
     operator_policy: Policy | None = None
     approvals: dict[int, ApprovalState] = {}
     similar_approved: dict[str, int] = {}  # similar-key -> the approval that covers it
@@ -254,6 +272,7 @@ class RunState(BaseModel):
                 raise ValueError("run_created can only begin a run")
             case RunResumed():
                 self.resumes += 1
+                self.interrupted = None
                 # time between the last event and this resume was not spent driving it
                 self._stop_clock(last_at)
                 self.active_since = event.at
@@ -262,14 +281,26 @@ class RunState(BaseModel):
                         self._release(st)  # it may have spent its estimate: count it
                         self._set(sid, "unknown")
                     elif st.status == "probing":
-                        # a probe only reads, so an interrupted one is simply run again
-                        unknown = st.probe_reason == "unknown_outcome"
-                        st.probe_reason, st.probed = None, False
-                        self._set(sid, "unknown" if unknown else "retry_wait")
+                        self._probe_again(sid)
+            case RunInterrupted(by=by, stopped=stopped):
+                self.interrupted = by
+                self._stop_clock(event.at)
+                for sid in stopped:
+                    self._stopped(sid, by)
+                for sid, st in self.steps.items():
+                    if st.status == "probing":
+                        self._probe_again(sid)
+            case StepProcessStarted(step=sid, attempt=attempt):
+                st = self.steps[sid]
+                if st.attempt == attempt and st.status == "running":
+                    st.process = StepProcess(
+                        pid=event.pid, pgid=event.pgid, start_time=event.start_time
+                    )
             case StepStarted(step=sid, attempt=attempt):
                 st = self.steps[sid]
                 st.attempt, st.probed = attempt, False
                 st.started_at, st.ended_at, st.not_before = event.at, None, None
+                st.process, st.interrupted, st.leftovers, st.waited = None, None, None, 0.0
                 self.tally.add(self.tally.spent, "steps", 1)
                 st.reserved_cost = self.step_spec(sid).cost or 0.0
                 self.tally.add(self.tally.reserved, "cost", st.reserved_cost)
@@ -300,13 +331,19 @@ class RunState(BaseModel):
             case StepProbed(step=sid, passed=passed, checks=checks, reason=why):
                 st = self.steps[sid]
                 st.checks, st.probe_reason, st.probed = list(checks), None, True
+                if event.leftovers is not None:
+                    st.leftovers, st.waited = event.leftovers, event.waited
                 if passed:
                     st.succeeded_via, st.ended_at = "probe", event.at
-                    st.reason = (
-                        "verified after a failed attempt: the work was already done"
-                        if why == "before_retry"
-                        else "outcome was unknown after a crash; verify checks passed"
-                    )
+                    if st.interrupted is not None:
+                        st.reason = (
+                            f"its attempt was stopped by {st.interrupted}; "
+                            "verify checks then passed: the work was done"
+                        )
+                    elif why == "before_retry":
+                        st.reason = "verified after a failed attempt: the work was already done"
+                    else:
+                        st.reason = "outcome was unknown after a crash; verify checks passed"
                     self._set(sid, "succeeded")
                 else:
                     self._set(sid, "unknown" if why == "unknown_outcome" else "retry_wait")
@@ -399,6 +436,28 @@ class RunState(BaseModel):
             case RunFinished(status=status):
                 self.finished = status
                 self._stop_clock(event.at)
+
+    def _probe_again(self, sid: str) -> None:
+        """A probe only reads, so an interrupted one is simply run again."""
+        st = self.steps[sid]
+        unknown = st.probe_reason == "unknown_outcome"
+        st.probe_reason, st.probed = None, False
+        self._set(sid, "unknown" if unknown else "retry_wait")
+
+    def _stopped(self, sid: str, by: str) -> None:
+        """The driver killed this attempt's processes and saw them gone: the attempt
+        did not finish, and no failure is counted. It goes back to be probed (if it
+        has checks) and run again. A step with no checks that is not safe to re-run
+        may have done its work before it was stopped, and nothing can tell: its
+        outcome is unknown, and a human decides."""
+        st, step = self.steps[sid], self.step_spec(sid)
+        if st.status != "running":
+            return
+        self._release(st)
+        st.interrupted, st.probed, st.not_before = by, False, None
+        st.reason = f"attempt {st.attempt} was stopped by {by} mid-step"
+        blind = not step.verify and not step.rerunnable
+        self._set(sid, "unknown" if blind else "retry_wait")
 
     def _index(self, sid: str, round: int) -> None:
         self.transcripts.setdefault(transcript_key(sid, round), []).append(self.seq)
@@ -503,6 +562,8 @@ class RunState(BaseModel):
 
     def _reopen(self, sid: str, *, rewound: bool = False) -> None:
         st = self.steps[sid]
+        # an escalated step's last outcome is unknown: look (probe) before re-running
+        unknown = st.status == "escalated" and not rewound
         if st.attempt:  # an agent step starts a fresh conversation
             st.round, st.round_failure = st.round + 1, None
         st.failed_attempts, st.dead_lettered, st.probed = 0, False, False
@@ -513,7 +574,8 @@ class RunState(BaseModel):
             asked = self.approvals.get(st.approval) if st.approval is not None else None
             if asked is not None and asked.status == "pending":
                 asked.status = "withdrawn"
-        self._set(sid, "pending")
+        st.not_before = None
+        self._set(sid, "retry_wait" if unknown else "pending")
         self._unblock(sid)  # steps this one blocked may run again once it succeeds
         self.finished = None
 

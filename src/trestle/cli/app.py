@@ -3,7 +3,12 @@
 Exit codes: 0 all required steps done; 1 finished with failures (partial completion);
 2 bad input (plan file, config, arguments, unknown run or step); 3 waiting on a human
 (an approval, an escalation or a dead letter); 4 the store cannot be used; 5 another
-process drives the run; 6 stopped (budget or monitor); 130 interrupted.
+process drives the run; 6 stopped (budget or monitor); 128 + the signal's number when
+a signal interrupted the driver: 130 SIGINT (Ctrl-C), 143 SIGTERM, 129 SIGHUP.
+
+A driving command (``run``, ``resume``, ``agent``) prints the report however it ends.
+On SIGINT, SIGTERM or SIGHUP it stops the steps' processes, records the interruption
+(``RunInterrupted``), prints the report and exits with the signal's code.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -36,7 +42,7 @@ from trestle.cli.render import (
     runs_table,
     steps_table,
 )
-from trestle.engine import DEFAULT_LEASE_TTL, LocalEngine, StepPerformer, this_process
+from trestle.engine import DEFAULT_LEASE_TTL, LocalEngine, StepPerformer, Stop, this_process
 from trestle.errors import ConfigError, TrestleError
 from trestle.health import health as run_health_all
 from trestle.planfile import load_plan, plan_json_schema
@@ -46,9 +52,17 @@ from trestle.runs import create_run, dead_letters, load_state, request_decision
 from trestle.state import RunState
 from trestle.store import SqliteStore, Store, default_store_path
 
+EXIT_CODES_HELP = (
+    "Exit codes: 0 done; 1 finished with failures; 2 bad input; 3 waiting on a human; "
+    "4 the store cannot be used; 5 another process drives the run; 6 stopped (budget or "
+    "monitor); 128+N interrupted by signal N (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP), after "
+    "the report."
+)
+
 app = typer.Typer(
     name="trestle",
-    help="Run multi-step plans durably: verified steps, retries, crash-safe resume.",
+    help="Run multi-step plans durably: verified steps, retries, crash-safe resume.\n\n"
+    + EXIT_CODES_HELP,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -175,43 +189,128 @@ def _drive(
 ) -> int:
     """Drive the run; on a terminal, when it waits for approvals, ask and go on.
 
-    Prints the report and exits with its code, or (``exit=False``) returns the code.
+    Prints the report however the drive ends, and exits with its code, or
+    (``exit=False``) returns the code. A signal (see the module docstring) stops the
+    drive cleanly and always exits, with ``128 + signal``.
     """
     interactive = prompt and out.is_terminal and sys.stdin.isatty()
     engine = LocalEngine(store, performer=performer)
-    try:
-        while True:
-            if live and out.is_terminal:
-                asyncio.run(_drive_live(engine, run_id, out))
-            else:
-                asyncio.run(_drive_lines(engine, run_id, out))
-            if not (interactive and prompt_approvals(store, run_id, out)):
-                break
-    except KeyboardInterrupt:
-        _err().print(f"interrupted; continue with `trestle resume {run_id}`")
-        raise typer.Exit(130) from None
-    finally:
-        engine.close()
-    report = build_report(load_state(store, run_id))
-    out.print(report_view(report))
-    if report_json is not None:
-        report_json.write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    signalled: str | None = None
+    with _Signals() as signals:
+        try:
+            while True:
+                signalled = asyncio.run(_drive_once(engine, run_id, out, live))
+                if signalled or not (interactive and prompt_approvals(store, run_id, out)):
+                    break
+        except KeyboardInterrupt:  # Ctrl-C outside the drive: at a prompt, say
+            signalled = "SIGINT"
+        except _Interrupted as exc:
+            signalled = exc.signal
+        except TrestleError:
+            signals.raising = False
+            _print_report_if_readable(store, run_id, out, report_json)
+            raise
+        finally:
+            signals.raising = False  # from here on a signal waits for the report
+            engine.close()
+        report = build_report(load_state(store, run_id))
+        out.print(report_view(report))
+        if report_json is not None:
+            report_json.write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        signalled = signalled or signals.caught
+    if signalled is not None:
+        _err().print(f"interrupted by {signalled}; continue with `trestle resume {run_id}`")
+        raise typer.Exit(signal_exit_code(signalled))
     if exit:
         raise typer.Exit(report.exit_code)
     return report.exit_code
 
 
-async def _drive_lines(engine: LocalEngine, run_id: str, out: Console) -> None:
-    async for stored in engine.drive(run_id):
+def _print_report_if_readable(
+    store: Store, run_id: str, out: Console, report_json: Path | None
+) -> None:
+    """The report of a drive that ended in an error, if the store still reads."""
+    try:
+        report = build_report(load_state(store, run_id))
+    except Exception:  # the error itself is what the user needs to see
+        return
+    out.print(report_view(report))
+    if report_json is not None:
+        report_json.write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
+
+
+# a driving command turns these into a clean stop: processes stopped, interruption
+# recorded, report printed, exit 128 + the signal's number
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def signal_exit_code(name: str) -> int:
+    """The shell's convention: 128 + the signal's number (130 for SIGINT)."""
+    return 128 + int(signal.Signals[name])
+
+
+class _Interrupted(Exception):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.signal = name
+
+
+class _Signals:
+    """SIGTERM and SIGHUP outside the event loop: at an approval prompt they end the
+    command like Ctrl-C does (``raising``); once the drive is over they only wait for
+    the report to be printed, and the command then exits with their code."""
+
+    def __init__(self) -> None:
+        self.raising = True
+        self.caught: str | None = None
+        self._previous: dict[signal.Signals, Any] = {}
+
+    def _handle(self, signum: int, frame: object) -> None:
+        name = signal.Signals(signum).name
+        self.caught = self.caught or name
+        if self.raising:
+            raise _Interrupted(name)
+
+    def __enter__(self) -> _Signals:
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in STOP_SIGNALS[1:]}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+async def _drive_once(engine: LocalEngine, run_id: str, out: Console, live: bool) -> str | None:
+    """One drive, stopped cleanly by a signal; returns the signal's name, if one came."""
+    stop = Stop()
+    loop = asyncio.get_running_loop()
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, stop.request, sig.name)
+    try:
+        if live and out.is_terminal:
+            await _drive_live(engine, run_id, out, stop)
+        else:
+            await _drive_lines(engine, run_id, out, stop)
+    finally:
+        for sig, handler in previous.items():
+            loop.remove_signal_handler(sig)
+            if handler is not None:  # None: set outside Python; the default is left
+                signal.signal(sig, handler)
+    return stop.reason
+
+
+async def _drive_lines(engine: LocalEngine, run_id: str, out: Console, stop: Stop) -> None:
+    async for stored in engine.drive(run_id, stop=stop):
         line = event_line(stored)
         if line is not None:
             out.print(line, markup=False, soft_wrap=True)
 
 
-async def _drive_live(engine: LocalEngine, run_id: str, out: Console) -> None:
+async def _drive_live(engine: LocalEngine, run_id: str, out: Console, stop: Stop) -> None:
     state: RunState | None = None
     with Live(console=out, refresh_per_second=8, transient=True) as view:
-        async for stored in engine.drive(run_id):
+        async for stored in engine.drive(run_id, stop=stop):
             if state is None:
                 state = load_state(engine.store, run_id)
             else:

@@ -28,6 +28,7 @@ from trestle.events import (
     RequestRefused,
     RequirementAdded,
     RunFinished,
+    RunInterrupted,
     RunRewound,
     StepAttemptEnded,
     StepBlocked,
@@ -35,6 +36,7 @@ from trestle.events import (
     StepFailed,
     StepProbed,
     StepProbeStarted,
+    StepProcessStarted,
     StepReopened,
     StepRetryScheduled,
     StepSkipped,
@@ -146,8 +148,12 @@ def event_line(stored: StoredEvent) -> str | None:
             return f"retry    {sid} in {max(0.0, t - at):.1f}s"
         case StepProbeStarted(step=sid, reason=why):
             return f"probe    {sid} ({why.replace('_', ' ')})"
-        case StepProbed(step=sid, passed=ok):
-            return f"probed   {sid}: checks {'passed' if ok else 'did not pass'}"
+        case StepProbed(step=sid, passed=ok, checks=checks, leftovers=left, waited=waited):
+            verdict = f"checks {'passed' if ok else 'did not pass'}" if checks else "no checks"
+            return f"probed   {sid}: {verdict}{_leftovers(left, waited)}"
+        case RunInterrupted(by=by, stopped=stopped):
+            what = f"; stopped {', '.join(stopped)}" if stopped else ""
+            return f"INTERRUPTED by {by}{what}"
         case StepFailed(step=sid, reason=why, dead_lettered=dlq):
             return f"FAILED   {sid}: {why}" + (" [dead-letter queue]" if dlq else "")
         case StepBlocked(step=sid, by=by):
@@ -277,11 +283,15 @@ def log_detail(e: AnyEvent) -> str:
                 for c in checks
             ]
             return "; ".join(parts)
-        case StepProbed(passed=ok, checks=checks):
+        case StepProbed(passed=ok, checks=checks, leftovers=left, waited=waited):
             return "; ".join(
-                [f"checks {'passed' if ok else 'failed'}"]
+                [f"checks {'passed' if ok else 'failed'}{_leftovers(left, waited)}"]
                 + [f"{'✓' if c.passed else '✗'} {c.check}: got {c.actual}" for c in checks]
             )
+        case StepProcessStarted(pid=pid, pgid=pgid):
+            return f"pid {pid}, process group {pgid}"
+        case RunInterrupted(by=by, stopped=stopped):
+            return f"by {by}; stopped: {', '.join(stopped) or 'nothing'}"
         case StepStarted(key=key, gate=gate):
             tier = f"; {gate.decision.tier} ({gate.decision.source})" if gate else ""
             approved = f"; approval {gate.approval}" if gate and gate.approval else ""
@@ -306,6 +316,14 @@ def log_detail(e: AnyEvent) -> str:
         value = getattr(e, field, None)
         if value:
             return str(value)
+    return ""
+
+
+def _leftovers(left: str | None, waited: float) -> str:
+    if left == "finished":
+        return f" (its leftover processes finished first, after {waited:.1f}s)"
+    if left == "killed":
+        return f" (its leftover processes were killed first, after {waited:.0f}s)"
     return ""
 
 
