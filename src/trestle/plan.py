@@ -42,7 +42,8 @@ StepId = Annotated[
 
 
 def _no_nul(text: str) -> str:
-    """A NUL cannot be passed to a process (argv or environment): refuse it up front."""
+    """A NUL cannot be passed to a process (argv, environment) or name a file: refuse
+    it up front rather than fail the step mid-run."""
     if "\0" in text:
         raise ValueError("contains a NUL character")
     return text
@@ -71,13 +72,13 @@ class CommandCheck(Record):
 class FileExistsCheck(Record):
     """Passes when the path (relative to the workspace) exists."""
 
-    file_exists: str = Field(min_length=1)
+    file_exists: ProcessText = Field(min_length=1)
 
 
 class FileContainsCheck(Record):
     """Passes when the file contains ``text`` verbatim, or matches ``regex``."""
 
-    file_contains: str = Field(min_length=1)
+    file_contains: ProcessText = Field(min_length=1)
     text: str | None = None
     regex: str | None = None
 
@@ -147,7 +148,7 @@ def describe_check(check: Check) -> str:
 class WriteAction(Record):
     """Write ``content`` to ``path`` (relative to the workspace), creating parents."""
 
-    path: str = Field(min_length=1)
+    path: ProcessText = Field(min_length=1)
     content: str
 
 

@@ -61,7 +61,7 @@ def read_text_file(path: Path, limit: int) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise PlanError(source, [f"not UTF-8 text (byte {exc.start})"]) from None
+        raise PlanError(source, [f"cannot read: not UTF-8 text (byte {exc.start})"]) from None
 
 
 def _file_type(mode: int) -> str:
@@ -77,30 +77,32 @@ def _file_type(mode: int) -> str:
     return "not a file"
 
 
-class _PlanLoader(yaml.SafeLoader):
-    """The safe loader, refusing collections nested deeper than :data:`MAX_DEPTH`
-    (deeper ones exhaust the recursion of every later reader)."""
+# libyaml when present: the pure-Python parser takes seconds per 100,000 list items
+_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
-        depth = getattr(self, "_depth", 0)
-        if depth >= MAX_DEPTH:
-            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
-            raise yaml.YAMLError(
-                f"line {mark.line + 1}, column {mark.column + 1}: "
-                f"nested more than {MAX_DEPTH} levels deep"
-            )
-        self._depth = depth + 1
-        try:
-            return super().compose_node(parent, index)
-        finally:
-            self._depth = depth
+
+def _load_yaml(text: str) -> Any:
+    """Safe YAML, once its nesting is known to stay within :data:`MAX_DEPTH` (deeper
+    documents exhaust the recursion of the constructor and of every later reader)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_LOADER):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise yaml.MarkedYAMLError(
+                    problem=f"nested more than {MAX_DEPTH} levels deep",
+                    problem_mark=event.start_mark,  # type: ignore[arg-type]
+                )
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+    return yaml.load(text, Loader=_LOADER)
 
 
 def parse_plan(text: str, *, source: str = "<plan>", base_dir: Path | None = None) -> Plan:
     """Validate plan text. Nothing in it is imported or run: a ``python:`` callable is
     only looked for on disk (``base_dir`` and the workspace) and loaded when it runs."""
     try:
-        raw = yaml.load(text, Loader=_PlanLoader)
+        raw = _load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -187,7 +189,8 @@ def _locate(err: Any, raw: dict[str, Any]) -> str:
         steps = raw.get("steps")
         step_raw = steps[index] if isinstance(steps, list) and index < len(steps) else None
         step_id = step_raw.get("id") if isinstance(step_raw, dict) else None
-        prefix = f"step {step_id!r}" if isinstance(step_id, str) else f"step #{index + 1}"
+        prefix = f"step {_short(repr(step_id), 80)}" if isinstance(step_id, str) else ""
+        prefix = prefix or f"step #{index + 1}"
         loc = loc[2:]
     # pydantic adds union tags (e.g. 'command') and function names to the location
     loc = [p for p in loc if not (isinstance(p, str) and p in {"function-after"})]
