@@ -56,15 +56,19 @@ def chain(n: int, *, reverse: bool = True, cycle: bool = False) -> str:
 
 
 BAD = [
-    pytest.param("backoff: {max: .inf}", "field 'backoff.max'", id="infinite-backoff"),
-    pytest.param("backoff: {initial: .nan}", "field 'backoff.initial'", id="nan-backoff"),
-    pytest.param("backoff: {factor: 1e200}", "field 'backoff.factor'", id="huge-factor"),
-    pytest.param("timeout: 1e300", "field 'timeout'", id="huge-timeout"),
-    pytest.param("confidence: .nan", "field 'confidence'", id="nan-confidence"),
-    pytest.param("cost: -.inf", "field 'cost'", id="negative-infinite-cost"),
-    pytest.param("env: {'A=B': x}", "field 'env", id="equals-in-env-key"),
-    pytest.param("env: {'': x}", "field 'env", id="empty-env-key"),
-    pytest.param('env: {A: "x\\0y"}', "NUL", id="nul-in-env-value"),
+    pytest.param("backoff: {max: .inf}", "step 'a', field 'backoff.max'", id="infinite-backoff"),
+    pytest.param("backoff: {initial: .nan}", "step 'a', field 'backoff.initial'", id="nan-backoff"),
+    pytest.param("backoff: {factor: 1e200}", "step 'a', field 'backoff.factor'", id="huge-factor"),
+    pytest.param("timeout: 1e300", "step 'a', field 'timeout'", id="huge-timeout"),
+    pytest.param("confidence: .nan", "step 'a', field 'confidence'", id="nan-confidence"),
+    pytest.param("cost: -.inf", "step 'a', field 'cost'", id="negative-infinite-cost"),
+    pytest.param("env: {'A=B': x}", "step 'a', field 'env", id="equals-in-env-key"),
+    pytest.param("env: {'': x}", "step 'a', field 'env", id="empty-env-key"),
+    pytest.param(
+        'env: {A: "x\\0y"}',
+        "'steps[0].env.A': contains control character U+0000",
+        id="nul-in-env-value",
+    ),
 ]
 
 
@@ -75,7 +79,7 @@ def test_bad_step_values_are_refused_before_anything_runs(
     (tmp_path / "plan.yaml").write_text(
         f"steps:\n  - {{id: a, run: 'true', irreversible: true, {fields}}}\n"
     )
-    refused(tmp_path, "plan.yaml", "step 'a'", where)
+    refused(tmp_path, "plan.yaml", where)
 
 
 @pytest.mark.parametrize("step_id", ["x.lock", "a..b", "end.", "x" * 129, "caf\u00e9", "a\\x07b"])
@@ -88,7 +92,9 @@ def test_step_ids_that_cannot_name_a_checkpoint_are_refused(tmp_path: Path, step
 
 def test_a_nul_in_a_command_is_refused(tmp_path: Path) -> None:
     (tmp_path / "plan.yaml").write_text('steps:\n  - {id: a, run: "echo \\0 hi"}\n')
-    refused(tmp_path, "plan.yaml", "step 'a', field 'run'", "NUL")
+    refused(tmp_path, "plan.yaml", "value at 'steps[0].run': contains control character U+0000")
+    with pytest.raises(ValueError, match="NUL"):  # the same through the Python API
+        Plan.model_validate({"steps": [{"id": "a", "run": "echo \0"}]})
 
 
 def test_non_finite_budgets_are_refused(tmp_path: Path) -> None:
@@ -197,6 +203,20 @@ def test_unpaired_surrogates_are_refused_where_they_are(tmp_path: Path) -> None:
     ) or "value at 'steps[0].description': contains an unpaired surrogate" in message
     with pytest.raises(PlanError, match="surrogate"):  # a str given to parse_plan directly
         parse_plan("goal: x\nsteps: [{id: a, run: x}]\n".replace("x", "\ud800", 1))
+
+
+def test_control_characters_are_refused_in_plan_text_but_kept_in_written_content(
+    tmp_path: Path,
+) -> None:
+    """An escape sequence in a goal or command would drive the terminal of whoever
+    reads the plan overview, the report or the approval card."""
+    (tmp_path / "plan.yaml").write_text(
+        'goal: "ship \\e]0;owned\\a"\nsteps:\n  - {id: a, run: "echo \\e[2J"}\n'
+    )
+    message = refused(tmp_path, "plan.yaml", "contains control character U+001B")
+    assert "\x1b" not in message
+    plan = parse_plan('steps:\n  - {id: a, write: {path: f, content: "page\\fbreak\\ttab"}}\n')
+    assert plan.steps[0].write is not None and plan.steps[0].write.content == "page\fbreak\ttab"
 
 
 # --- the pure parts ----------------------------------------------------------------------

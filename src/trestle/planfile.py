@@ -9,6 +9,7 @@ import importlib
 import importlib.machinery
 import json
 import os
+import re
 import stat
 import sys
 from collections.abc import Iterator, Sized
@@ -113,9 +114,9 @@ def parse_plan(text: str, *, source: str = "<plan>", base_dir: Path | None = Non
         raise PlanError(source, [f"invalid value: {_short(str(exc))}"]) from None
     if _expanded_size(raw) > MAX_NODES:
         raise PlanError(source, [f"more than {MAX_NODES:,} values once aliases are expanded"])
-    surrogate = _surrogate_at(raw)
-    if surrogate is not None:
-        raise PlanError(source, [f"{surrogate}: contains an unpaired surrogate (not text)"])
+    bad_text = _bad_text_at(raw)
+    if bad_text is not None:
+        raise PlanError(source, [bad_text])
     if not isinstance(raw, dict):
         raise PlanError(source, ["the top level must be a mapping with a 'steps' list"])
     try:
@@ -144,23 +145,31 @@ def _expanded_size(raw: object) -> int:
     return count
 
 
-def _surrogate_at(raw: object) -> str | None:
-    """Where a string holds an unpaired surrogate (YAML lets ``"\\ud800"`` through): such
-    text cannot be stored or printed, so it is refused here, not at the first write."""
+# C0 and C1 control characters but tab, newline and carriage return; YAML refuses them
+# written raw, and lets them in through escapes ("\e", "\x07"), where they would drive
+# the terminal of whoever reads the plan, its report or its approval card
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _bad_text_at(raw: object) -> str | None:
+    """Where a string holds what is not text (an unpaired surrogate: it cannot be stored
+    or printed) or a control character, as one problem; None when all is well. A file's
+    ``write.content`` may hold control characters: it is data, not shown raw."""
     todo: list[tuple[object, str]] = [(raw, "")]
     while todo:
         node, where = todo.pop()
         if isinstance(node, str):
-            if any("\ud800" <= ch <= "\udfff" for ch in node):
-                return f"value at {where or 'the top level'!r}"
+            place = f"value at {where or 'the top level'!r}"
+            if _SURROGATE.search(node):
+                return f"{place}: contains an unpaired surrogate (not text)"
+            control = _CONTROL.search(node)
+            if control and not where.endswith(".write.content"):
+                return f"{place}: contains control character U+{ord(control.group()):04X}"
         elif isinstance(node, dict):
             for key, value in node.items():
-                name = (
-                    key.encode("utf-8", "backslashreplace").decode()
-                    if isinstance(key, str)
-                    else repr(key)
-                )
-                todo.append((key, where))
+                name = _SURROGATE.sub("?", key) if isinstance(key, str) else repr(key)
+                todo.append((key, f"{where}(key)"))
                 todo.append((value, f"{where}.{name}" if where else name))
         elif isinstance(node, list):
             todo.extend((item, f"{where}[{i}]") for i, item in enumerate(node))
