@@ -5,6 +5,7 @@ leaves a traceback."""
 from __future__ import annotations
 
 import os
+import random
 import sqlite3
 import subprocess
 import sys
@@ -315,3 +316,21 @@ def test_a_fifo_as_trestle_toml_is_refused_without_blocking(tmp_path: Path) -> N
     result = trestle(tmp_path, "run", "plan.yaml", "--policy", "trestle.toml", timeout=30)
     assert result.returncode == 2
     assert "trestle.toml: not a regular file (a FIFO)" in result.stderr
+
+
+def test_critical_path_agrees_with_the_list_building_definition() -> None:
+    rng = random.Random(7)
+    for _ in range(200):
+        n = rng.randint(1, 12)
+        ids = [f"s{i}" for i in range(n)]
+        steps = [
+            {"id": ids[i], "run": "x", "needs": rng.sample(ids[:i], rng.randint(0, i))}
+            for i in range(n)
+        ]
+        rng.shuffle(steps)
+        plan = Plan.model_validate({"steps": steps})
+        best: dict[str, list[str]] = {}
+        for s in topological_order(plan):
+            longest = max((best[n] for n in s.needs), key=len, default=[])
+            best[s.id] = [*longest, s.id]
+        assert critical_path(plan) == max(best.values(), key=len)

@@ -397,11 +397,18 @@ def topological_order(plan: Plan) -> list[Step]:
 
 def critical_path(plan: Plan) -> list[str]:
     """The longest chain of needs (by step count), first step first."""
-    best: dict[str, list[str]] = {}
-    for s in topological_order(plan):
-        longest = max((best[n] for n in s.needs), key=len, default=[])
-        best[s.id] = [*longest, s.id]
-    return max(best.values(), key=len)
+    length: dict[str, int] = {}
+    previous: dict[str, str | None] = {}
+    for s in topological_order(plan):  # a link back per step: no list copied per step
+        longest = max(s.needs, key=length.__getitem__, default=None)
+        length[s.id] = 1 + (length[longest] if longest is not None else 0)
+        previous[s.id] = longest
+    step: str | None = max(length, key=length.__getitem__)
+    path: list[str] = []
+    while step is not None:
+        path.append(step)
+        step = previous[step]
+    return path[::-1]
 
 
 def dependents(plan: Plan) -> dict[str, list[str]]:
