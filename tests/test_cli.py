@@ -538,7 +538,7 @@ def test_skip_then_resume_runs_the_dependents(cli: Cli) -> None:
 BAD_PLANS = [
     pytest.param(
         "steps:\n  - id: build\n    run: echo: x\n",
-        "plan.yaml: line 3, column 14: invalid YAML: mapping values are not allowed here",
+        "plan.yaml: line 3, column 14: invalid YAML: mapping values are not allowed",
         id="yaml-syntax",
     ),
     pytest.param(

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import pytest
 
@@ -444,3 +446,36 @@ def test_the_catalogue_gives_fresh_monitors_with_distinct_names() -> None:
     embedder: Embedder = HashingEmbedder(dim=1024)
     drift = semantic_cost_timing_monitors(embedder)[1]
     assert isinstance(drift, RelevanceMonitor) and drift.embedder is embedder
+
+
+# --- hostile input: a guard against hangs, not a performance target ---------------------
+
+
+@contextmanager
+def finishes_within(seconds: int) -> Iterator[None]:
+    """Fail (rather than hang the suite) when the block runs longer than ``seconds``."""
+
+    def expire(signum: int, frame: object) -> None:
+        raise TimeoutError(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_a_huge_path_and_a_quote_storm_do_not_stall_the_monitors() -> None:
+    """A 100,000-character path used to cost the relevance monitor half a minute
+    (its path pattern rescanned the word from every character)."""
+    huge = "a" * 100_000
+    quotes = "'" * 50_000 + " is outside"
+    turns = [
+        turn(i, huge if i % 2 else f"src/{huge}/x.py", error=quotes, kind="edit")
+        for i in range(1, 5)
+    ]
+    with finishes_within(5):
+        for monitor in semantic_cost_timing_monitors():
+            feed(monitor, turns)

@@ -149,18 +149,21 @@ def test_every_problem_is_reported_at_once() -> None:
     assert len(problems) >= 3
 
 
-def test_python_callables_are_resolved_before_anything_runs(tmp_path: Path) -> None:
-    (tmp_path / "hooks.py").write_text("def go(ctx):\n    return True\nVALUE = 3\n")
+def test_python_callables_are_found_but_never_imported_while_validating(tmp_path: Path) -> None:
+    """A missing module is named up front; the module's code runs only with its step
+    (its import here once let ``raise SystemExit(0)`` pass an invalid plan with exit 0)."""
+    (tmp_path / "hooks.py").write_text("raise SystemExit(0)\n")
     text = "steps:\n  - {id: a, python: 'hooks:go', verify: [{python: 'hooks:go'}]}\n"
     parse_plan(text, base_dir=tmp_path)
     problems = problems_of_dir(
-        "steps:\n  - {id: a, python: 'hooks:missing'}\n  - {id: b, python: 'hooks:VALUE'}\n"
-        "  - {id: c, python: 'no_such_module:f'}\n",
+        "steps:\n  - {id: a, python: 'hooks:go'}\n  - {id: c, python: 'no_such_module:f'}\n"
+        "  - {id: d, needs: [missing], run: x}\n",
         tmp_path,
     )
-    assert problems[0].startswith("step 'a', field 'python': cannot load hooks:missing")
-    assert problems[1].startswith("step 'b', field 'python': cannot load hooks:VALUE")
-    assert "No module named 'no_such_module'" in problems[2]
+    assert problems[0].startswith("step 'd', field 'needs': unknown step 'missing'")
+    assert problems[1] == (
+        "step 'c', field 'python': cannot load no_such_module:f: no module named 'no_such_module'"
+    )
 
 
 def problems_of_dir(text: str, base: Path) -> list[str]:

@@ -214,7 +214,9 @@ async def call_python(
             error=f"timed out after {timeout:g}s",
             duration=time.monotonic() - started,
         )
-    except Exception as exc:
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:  # SystemExit, KeyboardInterrupt from user code: a failure
         return ActionResult(
             status="error",
             error=f"{type(exc).__name__}: {exc}",

@@ -24,7 +24,7 @@ from trestle.errors import ConfigError, UnknownRunError
 from trestle.events import AnyEvent, ApprovalDecided, ApprovalRefused, Verdict
 from trestle.plan import Step
 from trestle.policy import action_hash
-from trestle.runs import load_state
+from trestle.runs import load_state, readable_states
 from trestle.signing import decision_key, signed_payload, verified_fields
 from trestle.state import RunState
 from trestle.store.base import Request, Store
@@ -34,12 +34,15 @@ EDITABLE = ("run", "write", "python", "env", "timeout")
 ACTIONS = ("run", "write", "python")
 
 
-def inbox(store: Store, *, run_id: str | None = None) -> list[HandoffCard]:
-    """Every undecided approval, oldest first, across runs (or in one run)."""
+def inbox(
+    store: Store, *, run_id: str | None = None, unreadable: list[str] | None = None
+) -> list[HandoffCard]:
+    """Every undecided approval, oldest first, across runs (or in one run). Runs that
+    cannot be read are named in ``unreadable`` (when given) and left out."""
     rows = [store.run(run_id)] if run_id else store.runs()
     cards = []
-    for row in rows:  # a finished run may still hold a review drawn after the fact
-        state = load_state(store, row.run_id)
+    # a finished run may still hold a review drawn after the fact
+    for state in readable_states(store, [r.run_id for r in rows], unreadable):
         for number, a in state.approvals.items():
             if a.status == "pending":
                 cards.append((a.requested_at, build_card(state, number)))
@@ -247,10 +250,9 @@ def _amount(value: object) -> bool:
     return math.isfinite(value) and value >= 0
 
 
-def feedback(store: Store) -> Iterator[dict[str, Any]]:
+def feedback(store: Store, unreadable: list[str] | None = None) -> Iterator[dict[str, Any]]:
     """Every decided approval, as rows for ``trestle feedback export`` (JSONL)."""
-    for row in store.runs():
-        state = load_state(store, row.run_id)
+    for state in readable_states(store, [r.run_id for r in store.runs()], unreadable):
         for number, a in state.approvals.items():
             if a.status == "pending":
                 continue

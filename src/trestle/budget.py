@@ -23,6 +23,7 @@ from trestle.record import Record
 Dimension = Literal["steps", "seconds", "tokens", "cost"]
 DIMENSIONS: tuple[Dimension, ...] = ("steps", "seconds", "tokens", "cost")
 UNITS: dict[Dimension, str] = {"steps": "steps", "seconds": "s", "tokens": "tokens", "cost": "$"}
+LIMIT_MAX = 1e15  # far above any real budget, far below where float sums lose units
 
 
 class Limit(Record):
@@ -31,9 +32,9 @@ class Limit(Record):
     ``top_up`` is what one approval at the soft level adds (default: half the soft level).
     """
 
-    soft: float | None = Field(default=None, gt=0)
-    hard: float | None = Field(default=None, gt=0)
-    top_up: float | None = Field(default=None, gt=0)
+    soft: float | None = Field(default=None, gt=0, le=LIMIT_MAX)
+    hard: float | None = Field(default=None, gt=0, le=LIMIT_MAX)
+    top_up: float | None = Field(default=None, gt=0, le=LIMIT_MAX)
 
     @model_validator(mode="after")
     def _levels(self) -> Limit:

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from trestle.budget import DIMENSIONS
 from trestle.monitors.policy import DEFAULT_MONITORS
-from trestle.runs import load_state
+from trestle.runs import readable_states
 from trestle.state import RunState
 from trestle.store.base import Lease, Store, owner_is_alive
 
@@ -182,16 +182,19 @@ def run_health(
     )
 
 
-def health(store: Store, *, now: float, lease_ttl: float) -> list[RunHealth]:
-    """Every run that has not finished (or waits on a human), newest first."""
+def health(
+    store: Store, *, now: float, lease_ttl: float, unreadable: list[str] | None = None
+) -> list[RunHealth]:
+    """Every run that has not finished (or waits on a human), newest first; runs that
+    cannot be read are named in ``unreadable`` (when given) and left out."""
+    active = [row.run_id for row in store.runs() if row.status in ACTIVE]
     return [
         run_health(
-            load_state(store, row.run_id),
-            store.lease(row.run_id),
+            state,
+            store.lease(state.run_id),
             now=now,
             lease_ttl=lease_ttl,
-            queued=len(store.pending_requests(row.run_id)),
+            queued=len(store.pending_requests(state.run_id)),
         )
-        for row in store.runs()
-        if row.status in ACTIVE
+        for state in readable_states(store, active, unreadable)
     ]

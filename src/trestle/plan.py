@@ -9,17 +9,54 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Discriminator, Field, Tag, model_validator
+from pydantic import AfterValidator, BaseModel, Discriminator, Field, Tag, model_validator
 
 from trestle.budget import Budget
 from trestle.policy import Policy, Tier
 from trestle.record import Record
 
 STEP_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+STEP_ID_MAX = 128
 PYTHON_REF_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
+MAX_STEPS = 10_000
+MAX_SECONDS = 30 * 24 * 3600.0  # the longest timeout or delay a plan may ask for: 30 days
+MAX_FACTOR = 100.0
+
+Seconds = Annotated[float, Field(gt=0, le=MAX_SECONDS)]
+
+
+def _ref_safe_id(step_id: str) -> str:
+    """Step ids name checkpoint refs (``RUN/STEP/N/before``), so they follow git's rules
+    for a ref component too: no ``..``, no trailing ``.`` and no ``.lock`` ending."""
+    if ".." in step_id or step_id.endswith((".", ".lock")):
+        raise ValueError(f"{step_id!r} cannot contain '..' or end in '.' or '.lock'")
+    return step_id
+
+
+StepId = Annotated[
+    str, Field(pattern=STEP_ID_PATTERN, max_length=STEP_ID_MAX), AfterValidator(_ref_safe_id)
+]
+
+
+def _no_nul(text: str) -> str:
+    """A NUL cannot be passed to a process (argv, environment) or name a file: refuse
+    it up front rather than fail the step mid-run."""
+    if "\0" in text:
+        raise ValueError("contains a NUL character")
+    return text
+
+
+def _env_name(name: str) -> str:
+    if not name or "=" in name or "\0" in name:
+        raise ValueError(f"invalid environment variable name {name!r}")
+    return name
+
+
+ProcessText = Annotated[str, AfterValidator(_no_nul)]
+EnvName = Annotated[str, AfterValidator(_env_name)]
 
 
 # --- verify checks: each is written in YAML as a mapping keyed by its kind -------------
@@ -28,20 +65,20 @@ PYTHON_REF_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
 class CommandCheck(Record):
     """Passes when the shell command exits 0 in the workspace."""
 
-    command: str = Field(min_length=1)
-    timeout: float = Field(default=60.0, gt=0)
+    command: ProcessText = Field(min_length=1)
+    timeout: Seconds = 60.0
 
 
 class FileExistsCheck(Record):
     """Passes when the path (relative to the workspace) exists."""
 
-    file_exists: str = Field(min_length=1)
+    file_exists: ProcessText = Field(min_length=1)
 
 
 class FileContainsCheck(Record):
     """Passes when the file contains ``text`` verbatim, or matches ``regex``."""
 
-    file_contains: str = Field(min_length=1)
+    file_contains: ProcessText = Field(min_length=1)
     text: str | None = None
     regex: str | None = None
 
@@ -111,19 +148,25 @@ def describe_check(check: Check) -> str:
 class WriteAction(Record):
     """Write ``content`` to ``path`` (relative to the workspace), creating parents."""
 
-    path: str = Field(min_length=1)
+    path: ProcessText = Field(min_length=1)
     content: str
 
 
 class Backoff(Record):
     """Delay before retry n (1-based): ``min(initial * factor**(n-1), max)`` seconds."""
 
-    initial: float = Field(default=1.0, ge=0)
-    factor: float = Field(default=2.0, ge=1)
-    max: float = Field(default=60.0, ge=0)
+    initial: float = Field(default=1.0, ge=0, le=MAX_SECONDS)
+    factor: float = Field(default=2.0, ge=1, le=MAX_FACTOR)
+    max: float = Field(default=60.0, ge=0, le=MAX_SECONDS)
 
     def delay(self, retry_number: int) -> float:
-        return float(min(self.initial * self.factor ** (retry_number - 1), self.max))
+        # grow step by step and stop at the cap: ``factor ** n`` alone can overflow
+        delay = self.initial
+        for _ in range(max(retry_number - 1, 0)):
+            if delay >= self.max:
+                break
+            delay *= self.factor
+        return float(min(delay, self.max))
 
 
 AgentRole = Literal["understand", "plan", "review", "execute", "validate"]
@@ -142,7 +185,7 @@ class AgentTask(Record):
     objective: str = ""
     files: tuple[str, ...] = ()
     new_files: tuple[str, ...] = ()
-    round: int = Field(default=1, ge=1)
+    round: int = Field(default=1, ge=1, le=10_000)
 
 
 ActionKind = Literal["run", "write", "python", "agent"]
@@ -152,26 +195,28 @@ ACTION_KINDS: tuple[ActionKind, ...] = ("run", "write", "python", "agent")
 class Step(Record):
     """One unit of work: an action, what it needs, and how to tell that it worked."""
 
-    id: str = Field(pattern=STEP_ID_PATTERN)
+    id: StepId
     description: str = ""
-    run: str | None = Field(default=None, min_length=1)
+    run: ProcessText | None = Field(default=None, min_length=1)
     write: WriteAction | None = None
     python: str | None = Field(default=None, pattern=PYTHON_REF_PATTERN)
     agent: AgentTask | None = None
-    needs: tuple[str, ...] = ()
+    needs: tuple[str, ...] = Field(default=(), max_length=MAX_STEPS)
     verify: tuple[Check, ...] = ()
     retries: int = Field(default=0, ge=0, le=100)
     backoff: Backoff = Backoff()
-    timeout: float | None = Field(default=None, gt=0)
+    timeout: Seconds | None = None
     optional: bool = False
     irreversible: bool = False
     idempotent: bool | None = None
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[EnvName, ProcessText] = Field(default_factory=dict)
     # what the approval policy and a human reviewing the step go by
     approval: Tier | None = None  # force this tier (the plan author's word)
     tags: tuple[str, ...] = ()
     confidence: float | None = Field(default=None, ge=0, le=1)
-    cost: float | None = Field(default=None, ge=0)  # estimated dollars, held against the budget
+    cost: float | None = Field(
+        default=None, ge=0, le=1e12
+    )  # estimated dollars, held against the budget
     reasoning: str = ""  # why this action is the right one
     uncertainties: tuple[str, ...] = ()  # what the author is unsure of
 
@@ -239,7 +284,7 @@ class Plan(Record):
     checkpoints: Literal["irreversible", "every_step", "off"] = "irreversible"
     # gitignore-style globs left out of workspace checkpoints (besides .gitignore's)
     checkpoint_ignore: tuple[str, ...] = ()
-    steps: tuple[Step, ...] = Field(min_length=1)
+    steps: tuple[Step, ...] = Field(min_length=1, max_length=MAX_STEPS)
 
     def step(self, step_id: str) -> Step:
         for s in self.steps:
@@ -281,36 +326,39 @@ def graph_problems(steps: Iterable[Step]) -> list[str]:
     if not problems:
         cycle = find_cycle({s.id: s.needs for s in steps})
         if cycle:
-            problems.append("dependency cycle: " + " -> ".join(cycle))
+            shown = cycle if len(cycle) <= 12 else [*cycle[:10], "...", *cycle[-1:]]
+            size = f" of {len(cycle) - 1} steps" if len(cycle) > 12 else ""
+            problems.append(f"dependency cycle{size}: " + " -> ".join(shown))
     return problems
 
 
 def find_cycle(needs: Mapping[str, Iterable[str]]) -> list[str] | None:
-    """One cycle as a closed path (``a -> b -> a``), or None for a DAG."""
+    """One cycle as a closed path (``a -> b -> a``), or None for a DAG.
+
+    Depth-first with an explicit stack: a chain of thousands of steps must not exhaust
+    Python's recursion limit.
+    """
     white, grey, black = 0, 1, 2
     colour = dict.fromkeys(needs, white)
-    stack: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        colour[node] = grey
-        stack.append(node)
-        for nxt in needs[node]:
-            if colour.get(nxt) == grey:
-                return [*stack[stack.index(nxt) :], nxt]
-            if colour.get(nxt) == white:
-                found = visit(nxt)
-                if found:
-                    return found
-        stack.pop()
-        colour[node] = black
-        return None
-
-    for node in needs:
-        if colour[node] == white:
-            found = visit(node)
-            if found:
+    for root in needs:
+        if colour[root] != white:
+            continue
+        path: list[str] = [root]
+        pending: list[Iterator[str]] = [iter(needs[root])]
+        colour[root] = grey
+        while pending:
+            nxt = next(pending[-1], None)
+            if nxt is None:
+                colour[path.pop()] = black
+                pending.pop()
+            elif colour.get(nxt) == grey:
+                found = [*path[path.index(nxt) :], nxt]
                 # report in "runs before" order: a needs b means b -> a
                 return list(reversed(found))
+            elif colour.get(nxt) == white:
+                colour[nxt] = grey
+                path.append(nxt)
+                pending.append(iter(needs[nxt]))
     return None
 
 
@@ -318,7 +366,7 @@ def waves(plan: Plan) -> list[list[str]]:
     """Steps grouped by depth: every step in a wave can run in parallel with the others."""
     depth: dict[str, int] = {}
     for s in topological_order(plan):
-        depth[s.id] = 1 + max((depth[n] for n in plan.step(s.id).needs), default=-1)
+        depth[s.id] = 1 + max((depth[n] for n in s.needs), default=-1)
     result: list[list[str]] = [[] for _ in range(max(depth.values()) + 1)]
     for s in plan.steps:
         result[depth[s.id]].append(s.id)
@@ -326,28 +374,41 @@ def waves(plan: Plan) -> list[list[str]]:
 
 
 def topological_order(plan: Plan) -> list[Step]:
-    """Steps in an order that respects needs, otherwise keeping file order."""
-    done: set[str] = set()
+    """Steps in an order that respects needs, otherwise keeping file order: each round
+    takes, in file order, every step whose needs the earlier rounds completed."""
+    position = {s.id: i for i, s in enumerate(plan.steps)}
+    waiting = {s.id: len(s.needs) for s in plan.steps}
+    users = dependents(plan)
+    ready = [s for s in plan.steps if not s.needs]
     order: list[Step] = []
-    remaining = list(plan.steps)
-    while remaining:
-        ready = [s for s in remaining if all(n in done for n in s.needs)]
-        if not ready:
-            raise ValueError("plan has a cycle")  # validated earlier; defensive
+    while ready:
+        order.extend(ready)
+        unlocked: list[Step] = []
         for s in ready:
-            done.add(s.id)
-            order.append(s)
-        remaining = [s for s in remaining if s.id not in done]
+            for user in users[s.id]:
+                waiting[user] -= 1
+                if waiting[user] == 0:
+                    unlocked.append(plan.steps[position[user]])
+        ready = sorted(unlocked, key=lambda s: position[s.id])
+    if len(order) != len(plan.steps):
+        raise ValueError("plan has a cycle")  # validated earlier; defensive
     return order
 
 
 def critical_path(plan: Plan) -> list[str]:
     """The longest chain of needs (by step count), first step first."""
-    best: dict[str, list[str]] = {}
-    for s in topological_order(plan):
-        longest = max((best[n] for n in s.needs), key=len, default=[])
-        best[s.id] = [*longest, s.id]
-    return max(best.values(), key=len)
+    length: dict[str, int] = {}
+    previous: dict[str, str | None] = {}
+    for s in topological_order(plan):  # a link back per step: no list copied per step
+        longest = max(s.needs, key=length.__getitem__, default=None)
+        length[s.id] = 1 + (length[longest] if longest is not None else 0)
+        previous[s.id] = longest
+    step: str | None = max(length, key=length.__getitem__)
+    path: list[str] = []
+    while step is not None:
+        path.append(step)
+        step = previous[step]
+    return path[::-1]
 
 
 def dependents(plan: Plan) -> dict[str, list[str]]:

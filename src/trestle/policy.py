@@ -269,7 +269,7 @@ class Rule(Record):
     )
     tags: tuple[Annotated[str, Field(min_length=1)], ...] = ()
     natures: tuple[Nature, ...] = ()
-    cost_above: float | None = Field(default=None, ge=0, description="estimated dollars")
+    cost_above: float | None = Field(default=None, ge=0, le=1e12, description="estimated dollars")
 
     @model_validator(mode="after")
     def _has_a_criterion(self) -> Rule:

@@ -17,11 +17,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from trestle.errors import ConfigError
+from trestle.errors import ConfigError, PlanError
 from trestle.monitors.policy import MonitorSettings
+from trestle.planfile import read_text_file
 from trestle.policy import Policy, Rule, Scope
 
 POLICY_FILE = "trestle.toml"
+MAX_CONFIG_BYTES = 1024 * 1024
 TABLE = "policy"
 MONITORS_TABLE = "monitors"
 
@@ -84,15 +86,15 @@ def _table(path: Path, name: str) -> dict[str, Any]:
     """One top-level table of a TOML file ({} when absent), or a ConfigError."""
     source = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{source}: file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{source}: cannot read: {exc}") from None
+        text = read_text_file(path, MAX_CONFIG_BYTES)
+    except PlanError as exc:  # the same refusals as a plan file's, for a config file
+        raise ConfigError(str(exc)) from None
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: invalid TOML: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # e.g. an integer of 5,000 digits
+        raise ConfigError(f"{source}: invalid value: {str(exc)[:200]}") from None
     table = document.get(name, {})
     if not isinstance(table, dict):
         raise ConfigError(f"{source}: {name}: must be a table ([{name}]), not a value")
@@ -128,7 +130,8 @@ def problem_text(err: Mapping[str, Any], prefix: str, known: Sequence[str] = _KN
     given = err.get("input")
     # our own validators already quote the value; pydantic's built-in messages do not
     if kind not in ("value_error", "missing") and isinstance(given, str | int | float):
-        message += f", not {given!r}"
+        shown = repr(given)
+        message += f", not {shown if len(shown) <= 80 else shown[:80] + '...'}"
     return f"{where}: {message}"
 
 

@@ -8,9 +8,13 @@ from pydantic import BaseModel, ConfigDict
 
 
 class Record(BaseModel):
-    """Immutable, and unknown fields are errors, not ignored."""
+    """Immutable; unknown fields and non-finite numbers (``.inf``, ``.nan``) are errors.
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    JSON has no infinity: one accepted here would be recorded as ``null`` and make the
+    run unreadable afterwards.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 def untitled_schema(schema: dict[str, Any]) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -73,6 +74,21 @@ def load_state(store: Store, run_id: str) -> RunState:
     for item in store.events(run_id, after=state.seq):
         state.apply(item.event, item.seq)
     return state
+
+
+def readable_states(
+    store: Store, run_ids: Iterable[str], unreadable: list[str] | None
+) -> Iterator[RunState]:
+    """Each run's state, for listings across runs. A run that cannot be read is named in
+    ``unreadable`` (when given, else the error is raised) and the listing goes on."""
+    for run_id in run_ids:
+        try:
+            yield load_state(store, run_id)
+        except (ValueError, KeyError, IndexError, TypeError) as exc:  # ValidationError too
+            if unreadable is None:
+                raise
+            reason = " ".join(str(exc).split())[:200]
+            unreadable.append(f"run {run_id!r} cannot be read, left out: {reason}")
 
 
 def summary_json(state: RunState) -> str:

@@ -388,8 +388,12 @@ def health(store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Runs not finished: driver and heartbeat, running and stalled steps, budget use,
     alerts, and what waits for a human. Exits 1 when any run has a stalled step or
     waits for a human (a dead letter, an escalation, an approval or a pause)."""
+    unreadable: list[str] = []
     with _opened(store) as st:
-        runs = run_health_all(st, now=time.time(), lease_ttl=DEFAULT_LEASE_TTL)
+        runs = run_health_all(
+            st, now=time.time(), lease_ttl=DEFAULT_LEASE_TTL, unreadable=unreadable
+        )
+    _warn_unreadable(unreadable)
     if as_json:
         _print_json([r.model_dump(mode="json") for r in runs])
     else:
@@ -437,8 +441,10 @@ def inbox_command(
     as_json: JsonOption = False,
 ) -> None:
     """Open approvals across runs, each as a handoff card, oldest first."""
+    unreadable: list[str] = []
     with _opened(store) as st:
-        cards = inbox(st, run_id=run_id)
+        cards = inbox(st, run_id=run_id, unreadable=unreadable)
+        _warn_unreadable(unreadable)
         if as_json:
             _print_json([card.model_dump(mode="json") for card in cards])
             return
@@ -517,12 +523,20 @@ def feedback_export(
     store: StoreOption = None,
 ) -> None:
     """Every decided approval as JSON Lines: action, tier, rule, decision, reason."""
+    unreadable: list[str] = []
     with _opened(store) as st:
-        lines = [json.dumps(row, default=str) + "\n" for row in feedback(st)]
+        lines = [json.dumps(row, default=str) + "\n" for row in feedback(st, unreadable)]
+    _warn_unreadable(unreadable)
     if output is None:
         sys.stdout.writelines(lines)
     else:
         output.write_text("".join(lines), encoding="utf-8")
+
+
+def _warn_unreadable(problems: list[str]) -> None:
+    """Listings across runs go on past a run they cannot read, and say so on stderr."""
+    for problem in problems:
+        print(f"warning: {problem}", file=sys.stderr)
 
 
 def _shadow(store: Store) -> Path:

@@ -30,7 +30,10 @@ _TEXT_LIMIT = 2000  # characters of an action (and again of its reasoning) compa
 
 # What the tool gate (trestle.agent.toolgate) answers a write outside the scope with:
 # "'docs/x.md' is outside the scope this run may change ['src/**']".
-_GATE_REFUSAL = re.compile(r"""(['"])(?P<path>.+?)\1 is outside the scope this run may change""")
+# the quoted path holds no quote: a lazy ``.+?`` here backtracks quadratically on long output
+_GATE_REFUSAL = re.compile(
+    r"""(['"])(?P<path>[^'"\n]+)\1 is outside the scope this run may change"""
+)
 
 
 def _short(text: str, limit: int = 60) -> str:
@@ -144,13 +147,16 @@ def _passages(text: str, max_words: int = 40) -> list[str]:
     return out
 
 
-_PATH = re.compile(r"(?:[\w.-]+/)+[\w.-]*")
+# Starts only where a run of path characters starts, and never gives back what it took:
+# otherwise a long word with no slash is rescanned from each of its characters.
+_PATH = re.compile(r"(?<![\w.-])(?:[\w.-]++/)++[\w.-]*+")
+TARGET_LIMIT = 4096  # characters of one action's target looked at for folders
 
 
 def _folders(target: str) -> set[str]:
     """The folders of the paths in ``target`` (a file, or a command naming files)."""
     found = set()
-    for path in _PATH.findall(target):
+    for path in _PATH.findall(target[:TARGET_LIMIT]):
         folder = path.rstrip("/") if path.endswith("/") else posixpath.dirname(path)
         folder = folder.removeprefix("./")
         if folder not in ("", ".", "/"):

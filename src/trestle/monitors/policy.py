@@ -49,7 +49,7 @@ class MonitorSettings(Record):
     # the claim monitor's finding is already acted on by the step's own verification
     # (the retry is told the check failed); a stall is dead-lettered by the engine
     kinds: dict[str, MonitorAction] = {"hallucinated_success": "note", "stalled": "note"}
-    stall_after: float = Field(default=900.0, gt=0)
+    stall_after: float = Field(default=900.0, gt=0, le=30 * 24 * 3600)
     embedder: str = "hashing"
 
     def stall_limit(self, step_timeout: float | None) -> float:
