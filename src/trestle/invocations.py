@@ -199,7 +199,8 @@ class _Follower:
             for root in self.found:  # find's matches lie under its roots
                 self.write(root)
             return
-        self.writes.append(posixpath.join(self.cwd, value) if self.cwd else value)
+        relative = self.cwd not in ("", ".") and not value.startswith(("/", "~"))
+        self.writes.append(posixpath.join(self.cwd, value) if relative else value)
 
     def words(self, words: list[Word], via: tuple[str, ...], depth: int, fed: bool) -> None:
         if not words:
@@ -225,6 +226,8 @@ class _Follower:
             self.shell(name, rest, via, depth, fed)
         if name == "find":
             self.find(rest, via, depth, fed)
+        if name in _GLOBAL_OPTIONS:
+            self.subcommand(name, rest)
         self.invocations.append(Invocation(name, _texts(name, rest), via))
         self.writers(name, rest)
 
@@ -305,6 +308,19 @@ class _Follower:
             elif action in ("-fprint", "-fprint0", "-fprintf", "-fls") and i + 1 < len(rest):
                 self.write(rest[i + 1])
             i += 1
+
+    def subcommand(self, name: str, rest: list[Word]) -> None:
+        """A subcommand named by an expansion, or git's aliases given inline, are unknown."""
+        for i, word in enumerate(rest):
+            value = word.value
+            if name == "git" and value.lower().startswith(("alias.", "-calias.")):
+                self.unknown.append(f"git runs an alias defined on its command line ({value})")
+            if name == "git" and value.startswith("--config-env"):
+                self.unknown.append(f"git takes its configuration from a variable ({value})")
+            if not value.startswith("-") and (i == 0 or rest[i - 1].value not in ("-c", "-C")):
+                if not word.literal:
+                    self.unknown.append(f"{name}'s subcommand is an expansion ({word.raw})")
+                return
 
     def chdir(self, rest: list[Word]) -> None:
         target = next((w for w in rest if not w.value.startswith("-")), None)
