@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from trestle.policy import ActionFacts, Tier, classify, command_shape
+from trestle.gate import command_signature, similar_approval, similar_key, similar_scope
+from trestle.policy import ActionFacts, Tier, TierDecision, classify, command_shape
 
 SPELLINGS = Path(__file__).resolve().parent / "data" / "confirm_spellings.txt"
 
@@ -144,3 +145,56 @@ def test_what_a_command_runs_is_seen_through_its_wrappers() -> None:
     shape = command_shape("sh -c 'make && git push' | tee log")
     assert "git push" in shape.runs and shape.writes == ("log",)
     assert command_shape("echo $(git push)").runs == ("echo $(git push)", "git push")
+
+
+# --- what approve --similar holds fixed --------------------------------------------------
+
+SIMILAR = TierDecision(tier="confirm", source="confirm_commands", reason="r")
+
+
+def key(command: str) -> str:
+    return similar_key(SIMILAR, ActionFacts(nature="command", name="s", command=command), None)
+
+
+@pytest.mark.parametrize(
+    ("approved", "later", "covered"),
+    [
+        ("git commit -m one", "git commit -m two", True),
+        ("git commit -qm one", "git commit -qm 'two words'", True),
+        ("git commit --message=one", "git commit --message=two", True),
+        ("git tag -a v1 -m one", "git tag -a v1 -m two", True),
+        ("git commit -m one", "git commit -m two; touch X; git push", False),
+        ("git commit -m one", "git commit -m two && git push", False),
+        ("git commit -m one", "git commit --amend -m two", False),
+        ("git commit -m one", "git commit -m two --no-verify", False),
+        ("git commit -m one", "git push", False),
+        ("git commit -m one", "env git commit -m two", False),
+        ("git commit -m one", "FOO=1 git commit -m two", False),
+        ("git commit -m one", "/usr/bin/git commit -m two", False),
+        ("git commit -m one", "git -c core.hooksPath=x commit -m two", False),
+        ("git commit -m one", "git commit -m $(git push)", False),
+        ("git push origin main", "git push origin main", True),
+        ("git push origin main", "git push origin +main", False),
+        ("git push origin main", "git push --force origin main", False),
+        ("git push origin main", "git push evil main", False),
+        ("npm publish", "npm publish > /tmp/x", False),
+        ("npm publish", "npm publish 2>/dev/null", True),
+    ],
+)
+def test_similar_covers_only_what_the_human_saw(approved: str, later: str, covered: bool) -> None:
+    assert (similar_approval(approved_with(key(approved)), key(later)) is not None) is covered
+
+
+def approved_with(similar: str) -> dict[str, int]:
+    return {similar: 1}
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["make && git push", "sh -c 'git push'", "eval x", "git push | tee log", "X=1 git push"],
+)
+def test_a_compound_command_is_never_covered_even_by_its_own_approval(command: str) -> None:
+    assert command_signature(command) is None
+    assert similar_approval(approved_with(key(command)), key(command)) is None
+    facts = ActionFacts(nature="command", name="s", command=command)
+    assert similar_scope(facts, None).startswith("approves nothing more")

@@ -49,7 +49,7 @@ SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "ash", "mksh", "yash", "
 
 # wrapper: (options that take a value, positional words before the command)
 # fmt: off
-_WRAPPERS: dict[str, tuple[frozenset[str], int]] = {
+WRAPPERS: dict[str, tuple[frozenset[str], int]] = {
     "command": (frozenset(), 0),
     "exec": (frozenset({"-a"}), 0),
     "nice": (frozenset({"-n", "--adjustment"}), 0),
@@ -216,7 +216,7 @@ class _Follower:
             return
         if name in ("cd", "pushd", "popd"):
             self.chdir(rest)
-        if name in _WRAPPERS:
+        if name in WRAPPERS:
             inner = self.unwrap(name, rest, depth)
             if inner is not None:
                 self.words(inner, (*via, name), depth, fed)
@@ -233,7 +233,7 @@ class _Follower:
 
     def unwrap(self, name: str, rest: list[Word], depth: int) -> list[Word] | None:
         """The words of the command ``name`` launches, or None when it launches none."""
-        takes_value, positional = _WRAPPERS[name]
+        takes_value, positional = WRAPPERS[name]
         i = 0
         while i < len(rest) and rest[i].value.startswith("-") and rest[i].value != "-":
             option = rest[i].value
