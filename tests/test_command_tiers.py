@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trestle.gate import command_signature, similar_approval, similar_key, similar_scope
 from trestle.policy import ActionFacts, Tier, TierDecision, classify, command_shape
@@ -198,3 +200,14 @@ def test_a_compound_command_is_never_covered_even_by_its_own_approval(command: s
     assert similar_approval(approved_with(key(command)), key(command)) is None
     facts = ActionFacts(nature="command", name="s", command=command)
     assert similar_scope(facts, None).startswith("approves nothing more")
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet=" ab;|&<>(){}$`'\"\\\n#=-/~*[]!ecshgitpu", max_size=60))
+def test_any_text_is_read_without_error_and_alike_every_time(command: str) -> None:
+    shape = command_shape(command)
+    assert shape == command_shape(command)
+    tier, _ = tier_of(command)
+    assert tier in ("auto", "log", "confirm")
+    signature = command_signature(command)
+    assert signature is None or len(shape.parts) == 1
