@@ -486,10 +486,11 @@ def test_a_requirement_told_while_acceptance_runs_is_refused_and_said_so(
     demo_trajectory: Path, cli: Cli
 ) -> None:
     repo = sample_repo(cli.dir / "repo")
-    at_validate, release = cli.dir / "at-validate", cli.dir / "release"
+    # the signal is written inside the workspace: a write outside it needs a human
+    at_validate, release = repo / "at-validate", cli.dir / "release"
     # the acceptance command (and only it: tools run tests as their own step) waits
     gate = (
-        f'if [ "$TRESTLE_STEP_ID" = validate ]; then touch {at_validate}; '
+        f'if [ "$TRESTLE_STEP_ID" = validate ]; then touch at-validate; '
         f"while [ ! -f {release} ]; do sleep 0.05; done; fi; {DEMO_TESTS}"
     )
     command = ["agent", DEMO_GOAL, "--repo", str(repo), "--model", f"replay:{demo_trajectory}"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import subprocess
 import sys
 import textwrap
 import threading
@@ -646,15 +647,16 @@ def test_an_invalid_edit_is_refused_before_anything_is_queued(h: Harness) -> Non
 
 
 def test_approve_similar_covers_similar_actions_only(h: Harness) -> None:
-    # outside a repository `git commit` fails, so each step leaves a line instead
+    for args in (["init", "-q"], ["config", "user.name", "t"], ["config", "user.email", "t@x"]):
+        subprocess.run(["git", *args], cwd=h.workspace, check=True)
     run_id = h.create(
         """
         steps:
           - id: commit-a
-            run: git commit -qm a 2>/dev/null || echo a >> commits.log
+            run: git commit --allow-empty -qm a
           - id: commit-b
             needs: [commit-a]
-            run: git commit -qm b 2>/dev/null || echo b >> commits.log
+            run: git commit --allow-empty -qm 'b, said differently'
           - id: publish
             needs: [commit-b]
             run: npm publish 2>/dev/null || echo published >> published.log
@@ -666,13 +668,35 @@ def test_approve_similar_covers_similar_actions_only(h: Harness) -> None:
     h.approve(first.ref, similar=True)
     state = h.run(run_id)
 
-    assert h.lines("commits.log") == ["a", "b"]
+    log = subprocess.run(
+        ["git", "log", "--format=%s"], cwd=h.workspace, capture_output=True, text=True
+    )
+    assert log.stdout.splitlines() == ["b, said differently", "a"]
     events = h.events(run_id)
     assert [e.step for e in requested(events)] == ["commit-a", "publish"]
     [b] = started(events, "commit-b")
     assert b.gate is not None and b.gate.approval == 1  # covered by the first approval
     assert state.steps["publish"].status == "awaiting_approval"
     assert not (h.workspace / "published.log").exists()
+
+
+def test_approve_similar_never_covers_chains_wrappers_or_other_flags(h: Harness) -> None:
+    # each of these would have been covered by a similar approval of `git commit -m a`
+    run_id = h.create(
+        """
+        steps:
+          - id: first
+            run: git commit -qm a 2>/dev/null || echo a >> commits.log
+          - id: again
+            needs: [first]
+            run: git commit -qm a 2>/dev/null || echo again >> commits.log
+        """
+    )
+    h.run(run_id)
+    h.approve(f"{run_id}.1", similar=True)
+    state = h.run(run_id)
+    assert h.lines("commits.log") == ["a"]  # the identical chain is asked again
+    assert state.steps["again"].status == "awaiting_approval"
 
 
 def test_approve_similar_on_a_commit_does_not_cover_a_push(h: Harness) -> None:

@@ -550,3 +550,50 @@ def test_a_rejection_at_the_prompt_asks_for_a_reason(cli: Cli) -> None:
     assert not (cli.dir / "deploys.log").exists()
     [row] = [json.loads(line) for line in cli("feedback", "export").stdout.splitlines()]
     assert (row["decision"], row["reason"]) == ("rejected", "not during the freeze")
+
+
+# --- what approve --similar covers ---------------------------------------------------------
+
+
+def git(cwd: Path, *args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True)
+    return done.stdout
+
+
+def test_approve_similar_never_covers_a_chained_command(cli: Cli, tmp_path: Path) -> None:
+    remote = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", str(remote))
+    git(cli.dir, "init", "-q")
+    git(cli.dir, "config", "user.name", "t")
+    git(cli.dir, "config", "user.email", "t@example.com")
+    git(cli.dir, "remote", "add", "origin", str(remote))
+    run_id = cli.start(
+        """
+        goal: commit and publish
+        steps:
+          - id: one
+            run: git commit --allow-empty -q -m one
+          - id: two
+            needs: [one]
+            run: git commit --allow-empty -q -m two
+          - id: sneaky
+            needs: [two]
+            run: git commit --allow-empty -q -m three; touch X; git push -q origin HEAD:main
+        """
+    )
+    card = [line.rstrip() for line in cli("inbox").stdout.splitlines()]
+    assert (
+        "if --similar   also approves later commands asked for the same reason that are exactly "
+        "`git commit --allow-empty -q -m <message>` with any message"
+    ) in card
+    assert cli("approve", f"{run_id}.1", "--similar").returncode == 0
+    resumed = cli("resume", run_id)
+    assert resumed.returncode == 3, resumed.stdout + resumed.stderr
+
+    assert git(cli.dir, "log", "--format=%s").split() == ["two", "one"]  # 'two' was covered
+    assert not (cli.dir / "X").exists()
+    assert git(remote, "for-each-ref") == ""  # nothing reached the remote
+    [waiting] = cli.json("inbox")
+    assert waiting["step"] == "sneaky" and waiting["ref"] == f"{run_id}.2"
+    shown = flat(cli("inbox").stdout)
+    assert "if --similar approves nothing more: this command is not one plain simple" in shown

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from trestle.events import ApprovalSubject, ToolAsk
+from trestle.gate import similar_scope, step_facts
 from trestle.plan import Step, describe_check
 from trestle.state import ApprovalState, RunState
 
@@ -73,6 +74,7 @@ class HandoffCard(BaseModel):
     verify: list[str] = []
     uncertainties: list[str] = []
     refused: list[str] = []  # why earlier decisions on it were refused, oldest first
+    similar: str = ""  # what `approve --similar` would also approve
     on_approve: str
     on_reject: str
 
@@ -136,6 +138,8 @@ def _action_card(
     if not step.verify and not by_agent:
         uncertainties.append("the step has no verify checks: nothing will confirm it worked")
     decision = a.decision
+    facts = a.ask.facts if a.subject == "tool" and a.ask is not None else step_facts(step, st)
+    similar = similar_scope(facts, step.python) if a.blocking else ""
     action = Action.of(step)
     editor = state.edited_by(sid) if a.status == "modified" else None
     planned = Action.of(state.plan.step(sid)) if editor is not None else None
@@ -169,6 +173,7 @@ def _action_card(
         relevant_files=files,
         verify=[describe_check(c) for c in step.verify],
         uncertainties=uncertainties,
+        similar=similar,
         on_approve=on_approve,
         on_reject=on_reject,
     )

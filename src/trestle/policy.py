@@ -6,7 +6,9 @@ An action (a plan step, later an agent's tool call) is described by :class:`Acti
 1. operator rules (``trestle.toml``, the person running it), first match;
 2. the action's own ``tier`` (a step's ``approval:``), then the plan's rules, first match;
 3. irreversible actions need confirmation;
-4. so do commands that match ``confirm_commands`` (commits, pushes, publishes);
+4. so do commands that match ``confirm_commands`` (commits, pushes, publishes, git
+   commands that discard work), read through wrappers (:mod:`trestle.invocations`),
+   and commands whose effect cannot be followed (``eval``, ``$X push``, ``curl | sh``);
 5. so does anything out of scope (a write outside ``write_paths``, a command outside
    ``commands``);
 6. so does an action whose adjusted confidence is below the threshold;
@@ -36,7 +38,9 @@ from typing import Annotated, Literal, NamedTuple
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, model_validator
 
 from trestle.globs import glob_regex
+from trestle.invocations import follow
 from trestle.record import Record
+from trestle.shellparse import parse as parse_shell
 
 Tier = Literal["auto", "log", "confirm"]
 Nature = Literal["read", "test", "write", "command", "call"]
@@ -120,119 +124,56 @@ def _glob(pattern: str) -> re.Pattern[str]:
 
 @dataclass(frozen=True)
 class CommandShape:
-    """A shell command taken apart just enough to apply the policy to it.
+    """A shell command read (:mod:`trestle.shellparse`) and followed (:mod:`trestle.invocations`).
 
     Attributes:
         command: the whole command, stripped.
         parts: the simple commands joined by ``;``, ``&&``, ``||``, ``|``, ``&`` or
             newlines, each with unquoted whitespace collapsed to one space.
-        writes: files named by output redirections (``>``, ``>>``, ``2>``, ``&>``), as
-            written, without ``/dev/null`` and descriptor copies such as ``2>&1``.
-        opaque: the command runs commands whose text is not visible here (``$(...)``,
-            backticks, ``<(...)``, ``>(...)``).
+        writes: files it changes: output redirections (``>``, ``>>``, ``2>``, ``&>``,
+            without ``/dev/null`` and descriptor copies such as ``2>&1``), what ``rm``,
+            ``mv``, ``cp``, ``tee``, ``find -delete``... name, and output options such
+            as ``git diff --output=FILE``; relative paths after a ``cd`` are joined to it.
+        opaque: the command runs commands inside ``$(...)``, backticks, ``<(...)`` or
+            ``>(...)``.
+        runs: every program it runs as the policy's patterns read it, wrappers and
+            global options set aside (``env FOO=1 /usr/bin/git -C . push`` runs
+            ``git push``), substitutions and ``sh -c`` strings included.
+        unknown: what could not be followed (``eval``, ``$X push``, a shell reading
+            commands from its input, an unterminated quote); non-empty means confirm.
+        nested: the simple commands inside substitutions.
     """
 
     command: str
     parts: tuple[str, ...]
     writes: tuple[str, ...]
     opaque: bool
+    runs: tuple[str, ...] = ()
+    unknown: tuple[str, ...] = ()
+    nested: tuple[str, ...] = ()
 
 
-_WORD_END = frozenset(" \t\n;&|<>()")
 _NOT_FILES = frozenset({"/dev/null", "/dev/stdout", "/dev/stderr"})
 
 
+@lru_cache(maxsize=4096)
 def command_shape(command: str) -> CommandShape:
-    """Split ``command`` into simple commands and find the files it redirects output to.
+    """Read ``command`` as the shell would, and follow what it runs and writes.
 
-    This is a policy aid, not a shell: it errs on the side of seeing more commands
-    (a ``;`` in a comment or here-document starts a new part), which makes allow-lists
-    stricter and trigger patterns more eager, never the other way round.
+    Never raises: what cannot be read is listed in ``unknown``.
     """
-    parts: list[str] = []
-    writes: list[str] = []
-    opaque = False
-    current: list[str] = []
-    quote: str | None = None
-    i, n = 0, len(command)
-
-    def end_part() -> None:
-        text = "".join(current).strip()
-        if text:
-            parts.append(text)
-        current.clear()
-
-    while i < n:
-        ch = command[i]
-        if quote == "'":
-            quote = None if ch == "'" else quote
-            current.append(ch)
-            i += 1
-        elif ch == "\\" and i + 1 < n:
-            current.append(command[i : i + 2])
-            i += 2
-        elif quote == '"':
-            opaque = opaque or ch == "`" or command.startswith("$(", i)
-            quote = None if ch == '"' else quote
-            current.append(ch)
-            i += 1
-        elif ch in "'\"":
-            quote = ch
-            current.append(ch)
-            i += 1
-        elif ch == "`" or command.startswith(("$(", "<(", ">("), i):
-            opaque = True
-            current.append(command[i : i + 2] if ch != "`" else ch)
-            i += 1 if ch == "`" else 2
-        elif ch in ";\n":
-            end_part()
-            i += 1
-        elif ch == "|" or command.startswith("&&", i):
-            end_part()
-            i += 2 if command.startswith(("||", "|&", "&&"), i) else 1
-        elif ch == ">" or command.startswith("&>", i):
-            i, target = _redirection(command, i, current)
-            if target is not None and target not in _NOT_FILES:
-                writes.append(target)
-        elif ch == "&":
-            end_part()  # a background job is a command of its own
-            i += 1
-        elif ch in " \t":
-            if current and not current[-1].endswith(" "):
-                current.append(" ")
-            i += 1
-        else:
-            current.append(ch)
-            i += 1
-    end_part()
-    return CommandShape(command.strip(), tuple(parts), tuple(writes), opaque=opaque)
-
-
-def _redirection(command: str, i: int, current: list[str]) -> tuple[int, str | None]:
-    """Consume an output redirection at ``i``; return where to go on and the file, if any."""
-    start = i
-    i += 1 if command[i] == ">" else 2  # '>' or '&>'
-    if i < len(command) and command[i] in ">|":
-        i += 1
-    dup = i < len(command) and command[i] == "&"
-    if dup:
-        i += 1
-    while i < len(command) and command[i] in " \t":
-        i += 1
-    word_start = i
-    quote: str | None = None
-    while i < len(command) and (quote or command[i] not in _WORD_END):
-        if quote is None and command[i] in "'\"":
-            quote = command[i]
-        elif quote == command[i]:
-            quote = None
-        i += 1
-    word = command[word_start:i]
-    current.append(" ".join(command[start:i].split()))
-    target = word.replace("'", "").replace('"', "")
-    if not target or (dup and (target.isdigit() or target == "-")):
-        return i, None  # '2>&1', '>&-': descriptor copies, not files
-    return i, target
+    script = parse_shell(command)
+    meaning = follow(script)
+    runs = tuple(dict.fromkeys(t for i in meaning.invocations for t in i.texts))
+    return CommandShape(
+        command=command.strip(),
+        parts=tuple(c.text for c in script.commands),
+        writes=tuple(w for w in meaning.writes if w not in _NOT_FILES),
+        opaque=script.substitutions,
+        runs=runs,
+        unknown=meaning.unknown,
+        nested=tuple(c.text for c in script.nested),
+    )
 
 
 def workspace_path(path: str) -> str | None:
@@ -312,15 +253,46 @@ DEFAULT_CONFIRM_COMMANDS: tuple[str, ...] = (
     "git commit*",
     "git push*",
     "git tag*",
+    "git reset*--hard*",
+    "git reset*--merge*",
+    "git reset*--keep*",
+    r"re:git clean( .*)? -[a-zA-Z]*f.*",
+    "git clean*--force*",
+    r"re:git branch( .*)? -[a-zA-Z]*D.*",
+    "git stash drop*",
+    "git stash clear*",
+    "git reflog expire*",
+    "git reflog delete*",
+    "git update-ref -d*",
+    "git filter-branch*",
+    "git filter-repo*",
     "npm publish*",
+    "yarn publish*",
+    "yarn npm publish*",
+    "pnpm publish*",
     "twine upload*",
     "poetry publish*",
+    "uv publish*",
+    "hatch publish*",
+    "flit publish*",
     "cargo publish*",
+    "gem push*",
     "docker push*",
+    "podman push*",
+    "gh release create*",
+    "gh release upload*",
+    "gh release delete*",
+    "gh pr create*",
+    "gh pr merge*",
+    "gh repo delete*",
     "kubectl apply*",
     "kubectl delete*",
+    "kubectl create*",
+    "kubectl replace*",
+    "kubectl patch*",
     "helm install*",
     "helm upgrade*",
+    "helm uninstall*",
     "terraform apply*",
     "terraform destroy*",
 )
@@ -413,6 +385,7 @@ def classify(
         or _first_rule(plan.rules if plan else (), "plan", facts, shape, writes)
         or _irreversible(facts)
         or _confirm_command(shape, settings)
+        or _unknown_command(shape)
         or _out_of_scope(shape, writes, settings.scope)
         or _low_confidence(confidence, arithmetic, settings)
         or _by_nature(facts, shape, writes, settings)
@@ -558,6 +531,13 @@ def _confirm_command(shape: CommandShape | None, policy: Policy) -> _Verdict | N
     return _Verdict("confirm", "confirm_commands", reason)
 
 
+def _unknown_command(shape: CommandShape | None) -> _Verdict | None:
+    if shape is None or not shape.unknown:
+        return None
+    reason = f"cannot tell what {shape.command!r} runs: {'; '.join(shape.unknown)}"
+    return _Verdict("confirm", "unknown_command", reason)
+
+
 def _out_of_scope(
     shape: CommandShape | None, writes: tuple[str, ...], scope: Scope
 ) -> _Verdict | None:
@@ -626,7 +606,8 @@ def _any_part(patterns: Iterable[str], shape: CommandShape | None) -> tuple[str,
     """A (pattern, text) pair where a pattern matches one simple command or the whole."""
     if shape is None:
         return None
-    candidates = dict.fromkeys((shape.command, *shape.parts))  # ordered, no repeats
+    # ordered, no repeats: the text as written, then what it really runs
+    candidates = dict.fromkeys((shape.command, *shape.parts, *shape.nested, *shape.runs))
     for text in candidates:
         for pattern in patterns:
             if command_pattern_matches(pattern, text):
@@ -638,6 +619,8 @@ def _unallowed_part(patterns: tuple[str, ...], shape: CommandShape) -> str | Non
     """Describe the first simple command no pattern allows, or None if all are allowed."""
     if shape.opaque:
         return "a command substitution"
+    if shape.unknown:
+        return f"a command that cannot be followed ({shape.unknown[0]})"
     if not shape.parts:
         return "an empty command"
     for part in shape.parts:

@@ -11,7 +11,7 @@ the model is told). Nothing a model or a tool outputs can produce an approval.
 from __future__ import annotations
 
 from trestle.events import ToolAsk
-from trestle.gate import similar_key
+from trestle.gate import similar_approval, similar_key
 from trestle.models.base import canonical_json
 from trestle.policy import action_hash, classify, path_glob_matches
 from trestle.state import ApprovalState, RunState
@@ -73,7 +73,7 @@ class RunToolGate:
         if decided is not None and decided.status == "rejected":
             why = f": {decided.reason}" if decided.reason else ""
             return GateVerdict.deny(f"a human ({decided.by}) rejected this call{why}")
-        if key in self.state.similar_approved:
+        if similar_approval(self.state.similar_approved, key) is not None:
             return GateVerdict.allow("approved with similar calls")
         self.ask = ToolAsk(
             tool=call.tool,

@@ -422,6 +422,7 @@ def card_view(card: HandoffCard, diff: str | None = None) -> RenderableType:
     row("done so far", f"{done} ({card.remaining} remaining)")
     row("refused", "; ".join(f"a decision: {why}" for why in card.refused))
     row("if approved", card.on_approve)
+    row("if --similar", card.similar)
     row("if rejected", card.on_reject)
     parts: list[RenderableType] = [Text(title, style="bold yellow"), table]
     if diff:

@@ -1,0 +1,418 @@
+"""What a parsed command line runs, seen through its wrappers, and which files it changes.
+
+Each simple command of a :class:`~trestle.shellparse.Script` is followed through what
+only launches another program (``env``, ``VAR=… cmd``, ``command``, ``exec``, ``nice``,
+``nohup``, ``timeout N``, ``sudo``, ``xargs``, ``find -exec``, ``sh -c '…'``, an
+absolute or relative program path) to the program that really runs; git's (and a few
+other tools') global options before the subcommand are set aside, so ``git -C . -c k=v
+push`` reads as ``git push``. What cannot be followed (``eval``, a program named by an
+expansion, a shell reading commands from its input) is reported as unknown.
+
+Pure: no IO.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass, field
+
+from trestle.shellparse import MAX_DEPTH, Script, SimpleCommand, Word, parse
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """One program a command line runs.
+
+    Attributes:
+        program: the program's name (``/usr/bin/git`` is ``git``).
+        texts: how it reads for the policy's patterns: the program, then its words with
+            wrappers and global options set aside (``git push origin``); more than one
+            when an option before the subcommand is ambiguous.
+        via: the wrappers it was reached through, outermost first.
+    """
+
+    program: str
+    texts: tuple[str, ...]
+    via: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Meaning:
+    """Everything a command line runs and writes; ``unknown`` says what was not followed."""
+
+    invocations: tuple[Invocation, ...]
+    writes: tuple[str, ...]
+    unknown: tuple[str, ...]
+
+
+SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "ash", "mksh", "yash", "posh"})
+
+# wrapper: (options that take a value, positional words before the command)
+# fmt: off
+WRAPPERS: dict[str, tuple[frozenset[str], int]] = {
+    "command": (frozenset(), 0),
+    "exec": (frozenset({"-a"}), 0),
+    "nice": (frozenset({"-n", "--adjustment"}), 0),
+    "nohup": (frozenset(), 0),
+    "time": (frozenset({"-f", "-o", "--format", "--output"}), 0),
+    "setsid": (frozenset(), 0),
+    "stdbuf": (frozenset({"-i", "-o", "-e"}), 0),
+    "ionice": (frozenset({"-c", "-n", "-p", "--class", "--classdata"}), 0),
+    "chronic": (frozenset(), 0),
+    "unbuffer": (frozenset(), 0),
+    "busybox": (frozenset(), 0),
+    "doas": (frozenset({"-u", "-C"}), 0),
+    "sudo": (
+        frozenset(
+            {
+                "-u",
+                "-g",
+                "-h",
+                "-p",
+                "-C",
+                "-D",
+                "-r",
+                "-t",
+                "-U",
+                "-T",
+                "--user",
+                "--group",
+                "--host",
+                "--prompt",
+                "--chdir",
+                "--role",
+                "--type",
+                "--other-user",
+                "--close-from",
+                "--command-timeout",
+            }
+        ),
+        0,
+    ),
+    "timeout": (frozenset({"-s", "-k", "--signal", "--kill-after"}), 1),
+    "xargs": (
+        frozenset(
+            {
+                "-a",
+                "-d",
+                "-E",
+                "-e",
+                "-I",
+                "-L",
+                "-l",
+                "-n",
+                "-P",
+                "-s",
+                "--arg-file",
+                "--delimiter",
+                "--eof",
+                "--max-lines",
+                "--max-args",
+                "--max-procs",
+                "--max-chars",
+                "--replace",
+                "--process-slot-var",
+            }
+        ),
+        0,
+    ),
+    "env": (frozenset({"-u", "--unset", "-C", "--chdir", "-S", "--split-string", "-P"}), 0),
+}
+# fmt: on
+
+# programs with subcommands: options before the subcommand that take a value
+_GLOBAL_OPTIONS: dict[str, frozenset[str]] = {
+    "git": frozenset({"-C", "-c", "--git-dir", "--work-tree", "--namespace",
+                      "--super-prefix", "--config-env", "--exec-path", "--list-cmds"}),
+    "kubectl": frozenset({"-n", "--namespace", "--context", "--kubeconfig", "--cluster",
+                          "--user", "-s", "--server", "--token", "--as", "--as-group"}),
+    "docker": frozenset({"-H", "--host", "--context", "-c", "--config", "-l", "--log-level",
+                         "--tlscacert", "--tlscert", "--tlskey"}),
+    "podman": frozenset({"--connection", "-c", "--url", "--root", "--runroot"}),
+    "helm": frozenset({"-n", "--namespace", "--kube-context", "--kubeconfig"}),
+    "npm": frozenset({"--prefix", "-w", "--workspace", "--registry", "--userconfig", "-C"}),
+    "pnpm": frozenset({"-C", "--dir", "--filter", "-F", "-w", "--workspace"}),
+    "yarn": frozenset({"--cwd"}),
+    "cargo": frozenset({"--config", "-Z", "--manifest-path", "-C"}),
+    "poetry": frozenset({"-C", "--directory", "-P", "--project"}),
+    "gh": frozenset({"-R", "--repo"}),
+    "terraform": frozenset(),
+    "twine": frozenset(),
+}  # fmt: skip
+
+# programs that change the files they name: (options taking a value, which positionals)
+_WRITERS: dict[str, tuple[frozenset[str], str]] = {
+    "rm": (frozenset(), "all"),
+    "rmdir": (frozenset(), "all"),
+    "unlink": (frozenset(), "all"),
+    "shred": (frozenset({"-n", "-s", "--iterations", "--size"}), "all"),
+    "truncate": (frozenset({"-s", "-r", "--size", "--reference"}), "all"),
+    "touch": (frozenset({"-d", "-r", "-t", "--date", "--reference"}), "all"),
+    "mkdir": (frozenset({"-m", "--mode"}), "all"),
+    "tee": (frozenset(), "all"),
+    "mv": (frozenset({"-t", "--target-directory", "-S", "--suffix"}), "all"),
+    "cp": (frozenset({"-t", "--target-directory", "-S", "--suffix"}), "last"),
+    "ln": (frozenset({"-t", "--target-directory", "-S", "--suffix"}), "last"),
+    "install": (frozenset({"-m", "-o", "-g", "-t", "-S", "--mode", "--owner", "--group"}), "last"),
+    "rsync": (frozenset({"-e", "--rsh", "--exclude", "--include", "--filter", "-f"}), "last"),
+    "chmod": (frozenset({"--reference"}), "after-first"),
+    "chown": (frozenset({"--reference"}), "after-first"),
+    "chgrp": (frozenset({"--reference"}), "after-first"),
+}
+# options whose value is a file the program writes, wherever they appear
+_OUTPUT_OPTIONS: dict[str, frozenset[str]] = {
+    "git": frozenset({"--output", "-o", "--output-directory"}),
+    "sort": frozenset({"-o", "--output"}),
+    "curl": frozenset({"-o", "--output", "-c", "--cookie-jar", "-D", "--dump-header"}),
+    "wget": frozenset({"-O", "--output-document", "-o", "--output-file", "-P"}),
+    "tar": frozenset({"-f", "--file"}),
+    "time": frozenset({"-o", "--output"}),
+}
+
+
+@dataclass
+class _Follower:
+    invocations: list[Invocation] = field(default_factory=list)
+    writes: list[str] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)
+    cwd: str = ""  # where relative paths land, relative to the workspace; "" is its root
+    found: tuple[str, ...] = ()  # inside ``find -exec``: what ``{}`` stands for
+
+    def script(self, script: Script, depth: int) -> None:
+        self.unknown.extend(script.unknown)
+        for command in (*script.commands, *script.nested):
+            self.command(command, depth)
+
+    def command(self, command: SimpleCommand, depth: int) -> None:
+        for redirect in command.redirects:
+            if redirect.writes:
+                self.write(redirect.target)
+        self.words(list(command.words), (), depth, fed=command.heredoc)
+
+    def write(self, target: Word | str) -> None:
+        value = target if isinstance(target, str) else target.value
+        if not isinstance(target, str) and not target.literal:
+            value = target.raw if not target.tilde else target.value
+        if value in ("/dev/null", "/dev/stdout", "/dev/stderr", "-", ""):
+            return
+        if "{}" in value and self.found:
+            for root in self.found:  # find's matches lie under its roots
+                self.write(root)
+            return
+        relative = self.cwd not in ("", ".") and not value.startswith(("/", "~"))
+        self.writes.append(posixpath.join(self.cwd, value) if relative else value)
+
+    def words(self, words: list[Word], via: tuple[str, ...], depth: int, fed: bool) -> None:
+        if not words:
+            return
+        head = words[0]
+        if not head.literal:
+            self.unknown.append(f"the program is named by an expansion ({head.raw})")
+            return
+        name = posixpath.basename(head.value.rstrip("/")) or head.value
+        rest = words[1:]
+        if name in ("eval", "coproc"):
+            self.unknown.append(f"{name} runs text built at run time")
+            return
+        if name in ("cd", "pushd", "popd"):
+            self.chdir(rest)
+        if name in WRAPPERS:
+            inner = self.unwrap(name, rest, depth)
+            if inner is not None:
+                self.words(inner, (*via, name), depth, fed)
+                if name != "xargs" or inner:
+                    return
+        if name in SHELLS:
+            self.shell(name, rest, via, depth, fed)
+        if name == "find":
+            self.find(rest, via, depth, fed)
+        if name in _GLOBAL_OPTIONS:
+            self.subcommand(name, rest)
+        self.invocations.append(Invocation(name, _texts(name, rest), via))
+        self.writers(name, rest)
+
+    def unwrap(self, name: str, rest: list[Word], depth: int) -> list[Word] | None:
+        """The words of the command ``name`` launches, or None when it launches none."""
+        takes_value, positional = WRAPPERS[name]
+        i = 0
+        while i < len(rest) and rest[i].value.startswith("-") and rest[i].value != "-":
+            option = rest[i].value
+            if option == "--":
+                i += 1
+                break
+            if name == "command" and option in ("-v", "-V"):
+                return None  # only looks the program up
+            if name == "env" and option in ("-S", "--split-string") and i + 1 < len(rest):
+                split = parse(rest[i + 1].value, depth + 1)
+                words = [w for c in split.commands[:1] for w in (*c.words,)]
+                return words + rest[i + 2 :]
+            key = option.split("=", 1)[0]
+            attached = "=" in option or (len(option) > 2 and option[:2] in takes_value)
+            i += 2 if key in takes_value and not attached else 1
+        if name == "env":
+            while i < len(rest) and "=" in rest[i].value and not rest[i].value.startswith("="):
+                i += 1
+        i += positional
+        return rest[i:] if i < len(rest) or name == "xargs" else None
+
+    def shell(
+        self, name: str, rest: list[Word], via: tuple[str, ...], depth: int, fed: bool
+    ) -> None:
+        i, command_string = 0, False
+        while i < len(rest) and rest[i].value[:1] in ("-", "+") and rest[i].value != "-":
+            option = rest[i].value
+            i += 1
+            if option == "--":
+                break
+            if option in ("-o", "+o", "-O", "+O", "--rcfile", "--init-file"):
+                i += 1
+            elif not option.startswith("--") and "c" in option[1:]:
+                command_string = True
+            elif option == "-s":
+                fed = True
+        if command_string:
+            if i >= len(rest):
+                self.unknown.append(f"{name} -c without a command")
+            elif not rest[i].literal:
+                self.unknown.append(f"{name} -c runs text built at run time ({rest[i].raw})")
+            elif depth >= MAX_DEPTH:
+                self.unknown.append(f"{name} -c nested too deep")
+            else:
+                saved = self.cwd
+                self.script(parse(rest[i].value, depth + 1), depth + 1)
+                self.cwd = saved
+        elif i >= len(rest) or fed:
+            self.unknown.append(f"{name} reads the commands it runs from its input")
+
+    def find(self, rest: list[Word], via: tuple[str, ...], depth: int, fed: bool) -> None:
+        roots = []
+        for word in rest:
+            if word.value.startswith(("-", "(", "!")):
+                break
+            roots.append(word)
+        i = 0
+        while i < len(rest):
+            action = rest[i].value
+            if action in ("-exec", "-execdir", "-ok", "-okdir"):
+                end = next(
+                    (j for j in range(i + 1, len(rest)) if rest[j].value in (";", "+")),
+                    len(rest),
+                )
+                saved, self.found = self.found, tuple(r.raw for r in roots) or (".",)
+                self.words(rest[i + 1 : end], (*via, "find"), depth, fed)
+                self.found = saved
+                i = end
+            elif action == "-delete":
+                for root in roots or [Word(raw=".", value=".")]:
+                    self.write(root)
+            elif action in ("-fprint", "-fprint0", "-fprintf", "-fls") and i + 1 < len(rest):
+                self.write(rest[i + 1])
+            i += 1
+
+    def subcommand(self, name: str, rest: list[Word]) -> None:
+        """A subcommand named by an expansion, or git's aliases given inline, are unknown."""
+        for i, word in enumerate(rest):
+            value = word.value
+            if name == "git" and value.lower().startswith(("alias.", "-calias.")):
+                self.unknown.append(f"git runs an alias defined on its command line ({value})")
+            if name == "git" and value.startswith("--config-env"):
+                self.unknown.append(f"git takes its configuration from a variable ({value})")
+            if not value.startswith("-") and (i == 0 or rest[i - 1].value not in ("-c", "-C")):
+                if not word.literal:
+                    self.unknown.append(f"{name}'s subcommand is an expansion ({word.raw})")
+                return
+
+    def chdir(self, rest: list[Word]) -> None:
+        target = next((w for w in rest if not w.value.startswith("-")), None)
+        if target is None or target.value == "-":
+            self.cwd = "~"  # home, or wherever the shell was before: not the workspace
+        elif not target.literal:
+            self.cwd = target.raw
+        else:
+            self.cwd = posixpath.join(self.cwd, target.value) if self.cwd else target.value
+
+    def writers(self, name: str, rest: list[Word]) -> None:
+        outputs = _OUTPUT_OPTIONS.get(name, frozenset())
+        for i, word in enumerate(rest):
+            key, eq, value = word.value.partition("=")
+            if key in outputs and eq:
+                self.write(value)
+            elif word.value in outputs and i + 1 < len(rest):
+                self.write(rest[i + 1])
+            elif name in outputs and len(key) > 2 and key[:2] in outputs and key[1] != "-":
+                self.write(key[2:])  # '-ofile'
+        if name == "sed" and any(w.value.startswith(("-i", "--in-place")) for w in rest):
+            scripted = any(w.value in ("-e", "-f") or w.value.startswith("--exp") for w in rest)
+            files = _positionals(rest, frozenset({"-e", "-f", "--expression", "--file"}))
+            for word in files if scripted else files[1:]:
+                self.write(word)
+        if name == "dd":
+            for word in rest:
+                if word.value.startswith("of="):
+                    self.write(word.value[3:])
+        if name not in _WRITERS:
+            return
+        takes_value, which = _WRITERS[name]
+        files = _positionals(rest, takes_value)
+        if which == "last":
+            files = files[-1:]
+        elif which == "after-first":
+            files = files[1:]
+        for option in ("-t", "--target-directory"):
+            for i, word in enumerate(rest[:-1]):
+                if word.value == option and name in ("mv", "cp", "ln", "install"):
+                    files.append(rest[i + 1])
+        for word in files:
+            self.write(word)
+
+
+def _positionals(words: list[Word], takes_value: frozenset[str]) -> list[Word]:
+    out: list[Word] = []
+    i, options = 0, True
+    while i < len(words):
+        value = words[i].value
+        if options and value == "--":
+            options = False
+        elif options and value.startswith("-") and value != "-":
+            if value in takes_value:
+                i += 1
+        else:
+            out.append(words[i])
+        i += 1
+    return out
+
+
+def _texts(name: str, rest: list[Word]) -> tuple[str, ...]:
+    """``name`` and its words, with global options before a subcommand set aside."""
+    values = [w.value for w in rest]
+    if name not in _GLOBAL_OPTIONS:
+        return (" ".join((name, *values)),)
+    takes_value = _GLOBAL_OPTIONS[name]
+    texts: list[str] = []
+    i, ambiguous = 0, -1
+    while i < len(values) and values[i].startswith(("-", "+")) and values[i] != "-":
+        option = values[i]
+        if option == "--":
+            i += 1
+            break
+        if option in takes_value:
+            i += 2
+            continue
+        if "=" not in option and not (len(option) > 2 and option[:2] in takes_value):
+            ambiguous = i  # an option we do not know: may or may not take a value
+        i += 1
+    texts.append(" ".join((name, *values[i:])))
+    if ambiguous >= 0 and i < len(values):
+        texts.append(" ".join((name, *values[i + 1 :])))
+    return tuple(dict.fromkeys(texts))
+
+
+def follow(script: Script) -> Meaning:
+    """Every program ``script`` runs, every file it writes, and what could not be followed."""
+    follower = _Follower()
+    follower.script(script, 0)
+    return Meaning(
+        invocations=tuple(follower.invocations),
+        writes=tuple(dict.fromkeys(follower.writes)),
+        unknown=tuple(dict.fromkeys(follower.unknown)),
+    )
