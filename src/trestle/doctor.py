@@ -27,7 +27,7 @@ from trestle.runs import summary_json
 from trestle.state import RunState
 from trestle.store.base import Appended, Owner, owner_is_alive
 from trestle.store.sqlite import MIGRATIONS, SqliteStore
-from trestle.store.sqlite_file import check_file
+from trestle.store.sqlite_file import check_file, read_only_uri
 
 TABLES = ("events", "leases", "requests", "runs", "snapshots")
 # SQLite's messages can quote damaged bytes that are not UTF-8
@@ -123,9 +123,7 @@ def _examine(path: Path, *, now: float) -> _Found:
 
 @contextmanager
 def _reading(path: Path) -> Iterator[sqlite3.Connection]:
-    # read-only; where no lock file can be made beside the store, read it as it stands
-    mode = "mode=ro" if os.access(path.parent, os.W_OK | os.X_OK) else "immutable=1"
-    with closing(sqlite3.connect(f"{path.resolve().as_uri()}?{mode}", uri=True)) as db:
+    with closing(sqlite3.connect(read_only_uri(path), uri=True)) as db:
         yield db
 
 

@@ -45,6 +45,7 @@ from trestle.store.sqlite_file import (
     check_file,
     read_only_cause,
     read_only_error,
+    read_only_uri,
     store_failure,
 )
 
@@ -173,12 +174,7 @@ class SqliteStore:
                 for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON"):
                     self._retry_busy(partial(db.execute, f"PRAGMA {pragma}"), "opening the store")
             else:
-                # read-only mode still makes SQLite's lock file beside the store; where
-                # no file can be made, nobody can be writing the store either, so it is
-                # read as it stands
-                writable_dir = os.access(self.path.parent, os.W_OK | os.X_OK)
-                mode = "mode=ro" if writable_dir else "immutable=1"
-                db = connect(f"{self.path.resolve().as_uri()}?{mode}", uri=True)
+                db = connect(read_only_uri(self.path), uri=True)
             # reads the schema: a store whose first pages are damaged is named here
             self._retry_busy(
                 lambda: db.execute("SELECT count(*) FROM sqlite_master").fetchone(),

@@ -107,6 +107,17 @@ def read_only_cause(path: Path) -> str | None:
     return None
 
 
+def read_only_uri(path: Path) -> str:
+    """How to open a store that cannot be written, for reading.
+
+    Read-only mode still needs SQLite's shared-memory file beside the store (made if
+    missing). Where none exists and none can be made, no process can be writing the
+    store either, so it is read as it stands (``immutable``).
+    """
+    can_share = os.access(path.parent, os.W_OK | os.X_OK) or os.path.exists(f"{path}-shm")
+    return f"{path.resolve().as_uri()}?{'mode=ro' if can_share else 'immutable=1'}"
+
+
 def read_only_error(path: Path, cause: str, doing: str) -> StoreError:
     return StoreError(
         f"{path}: the store is read-only ({cause}): {doing} needs to write to it; "
