@@ -8,6 +8,8 @@
     │   └── ModelRequestBlockedError  a real network model call while requests are blocked
     └── RunError             something failed while running
         ├── StoreError       the store cannot be opened, migrated or written
+        │   └── StoreDamagedError  the store's file or records are damaged; names what
+        │                          is wrong and what can be recovered
         ├── LeaseHeldError   another live process drives this run
         ├── LeaseLostError   this process lost the run's lease (fenced off)
         ├── ScriptExhaustedError  a scripted model was asked for more replies than it holds
@@ -62,6 +64,29 @@ class StoreError(RunError):
     """The store cannot be opened, migrated or written."""
 
     exit_code = 4
+
+
+class StoreDamagedError(StoreError):
+    """The store's file or a run's records are damaged.
+
+    Args:
+        path: the store file.
+        problem: what is wrong, naming the run and seq where there is one.
+        recover: what can still be recovered, and how.
+        run_id: the damaged run, when the damage is confined to one run.
+    """
+
+    def __init__(
+        self, path: object, problem: str, *, recover: str | None = None, run_id: str | None = None
+    ) -> None:
+        self.path = str(path)
+        self.problem = problem
+        self.run_id = run_id
+        self.recover = recover or (
+            f"`trestle doctor --store {self.path}` lists the runs that are intact, and "
+            f"`trestle doctor --store {self.path} --salvage NEW.db` copies them to a new store"
+        )
+        super().__init__(f"{self.path}: the store is damaged: {problem}; {self.recover}")
 
 
 class LeaseHeldError(RunError):

@@ -8,17 +8,17 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from trestle.agent.settings import AgentSettings
-from trestle.errors import ConfigError, UnknownRunError
+from trestle.errors import ConfigError, StoreDamagedError, TrestleError, UnknownRunError
 from trestle.events import RunCreated, StoredEvent
 from trestle.monitors.policy import MonitorSettings
 from trestle.plan import Plan, did_you_mean
 from trestle.policy import Policy
 from trestle.signing import decision_key, signed_payload
 from trestle.state import RunState
-from trestle.store.base import Request, RequestKind, Store
+from trestle.store.base import Request, RequestKind, Snapshot, Store
 
 
 def new_run_id(now: float) -> str:
@@ -62,17 +62,36 @@ def create_run(
 
 
 def load_state(store: Store, run_id: str) -> RunState:
-    """The run's current state: the latest snapshot plus the events after it."""
+    """The run's current state: the latest snapshot plus the events after it.
+
+    Raises:
+        StoreDamagedError: the run's records cannot be folded into a state (naming
+            the seq), or end before the seq its listing row names.
+    """
+    row = store.run(run_id)  # read first: a concurrent append can only add to the events
     snap = store.snapshot(run_id)
-    first = store.events(run_id, limit=1)[0].event
+    stored = store.events(run_id, limit=1)
+    first = stored[0].event if stored else None
     if not isinstance(first, RunCreated):
-        raise ValueError(f"run {run_id!r} does not begin with run_created")
-    if snap is not None:
-        state = RunState.from_snapshot(snap.state_json, plan=first.plan)
-    else:
-        state = RunState.from_created(first)
+        found = "no events" if first is None else f"seq 1 is {first.kind!r}"
+        raise _damaged(store, run_id, f"it does not begin with run_created ({found})")
+    state = _from_snapshot(snap, first) if snap is not None else None
+    state = state or RunState.from_created(first)
     for item in store.events(run_id, after=state.seq):
-        state.apply(item.event, item.seq)
+        try:
+            state.apply(item.event, item.seq)
+        except TrestleError:
+            raise
+        except Exception as exc:  # any failure to fold a recorded event is damage
+            raise _damaged(
+                store, run_id, f"event seq {item.seq} ({item.event.kind}) does not fold: {exc}"
+            ) from None
+    if state.seq < row.last_seq:
+        raise _damaged(
+            store,
+            run_id,
+            f"its events end at seq {state.seq}, but its listing row says {row.last_seq}",
+        )
     return state
 
 
@@ -84,11 +103,25 @@ def readable_states(
     for run_id in run_ids:
         try:
             yield load_state(store, run_id)
-        except (ValueError, KeyError, IndexError, TypeError) as exc:  # ValidationError too
+        except (StoreDamagedError, ValueError, KeyError, IndexError, TypeError) as exc:
             if unreadable is None:
                 raise
             reason = " ".join(str(exc).split())[:200]
             unreadable.append(f"run {run_id!r} cannot be read, left out: {reason}")
+
+
+def _from_snapshot(snap: Snapshot, first: RunCreated) -> RunState | None:
+    """The snapshot's state, or None when it cannot be read: a snapshot only saves
+    time, so the state is then folded from the events, which are the record."""
+    try:
+        return RunState.from_snapshot(snap.state_json, plan=first.plan)
+    except (ValidationError, ValueError, TypeError):
+        return None
+
+
+def _damaged(store: Store, run_id: str, problem: str) -> StoreDamagedError:
+    where = getattr(store, "path", "the store")
+    return StoreDamagedError(where, f"run {run_id!r}: {problem}", run_id=run_id)
 
 
 def summary_json(state: RunState) -> str:

@@ -17,6 +17,7 @@ import asyncio
 import json
 import os
 import signal
+import sqlite3
 import sys
 import time
 from collections.abc import Iterator
@@ -43,7 +44,7 @@ from trestle.cli.render import (
     steps_table,
 )
 from trestle.engine import DEFAULT_LEASE_TTL, LocalEngine, StepPerformer, Stop, this_process
-from trestle.errors import ConfigError, TrestleError
+from trestle.errors import ConfigError, StoreError, TrestleError
 from trestle.health import health as run_health_all
 from trestle.planfile import load_plan, plan_json_schema
 from trestle.policyfile import monitor_settings, operator_policy
@@ -612,6 +613,35 @@ def diff_command(run_id: RunArg, step: StepArg, store: StoreOption = None) -> No
 
 
 @app.command()
+def doctor(
+    store: StoreOption = None,
+    as_json: JsonOption = False,
+    salvage_to: Annotated[
+        Path | None,
+        typer.Option(
+            "--salvage", metavar="OUT", help="Copy every intact run into a new store here."
+        ),
+    ] = None,
+) -> None:
+    """Check a store: file, pages, schema, and every run's events, snapshot and listing
+    row; say what is wrong and what can be recovered. Exits 0 healthy, 4 damaged."""
+    from trestle.doctor import diagnose, diagnosis_lines, salvage
+
+    path = store or default_store_path()
+    found = diagnose(path, now=time.time())
+    copied = None if salvage_to is None else salvage(path, salvage_to, now=time.time())
+    if as_json:
+        _print_json({**found.model_dump(mode="json"), "salvaged": copied})
+    else:
+        out = _out()
+        for line in diagnosis_lines(found):
+            out.print(line, markup=False, soft_wrap=True)
+        if salvage_to is not None and copied is not None:
+            out.print(f"salvaged {len(copied)} run(s) into {salvage_to}", markup=False)
+    raise typer.Exit(0 if found.healthy else StoreError.exit_code)
+
+
+@app.command()
 def plan(
     plan_file: Annotated[Path, typer.Argument(metavar="PLAN", help="The plan file (YAML).")],
 ) -> None:
@@ -639,3 +669,6 @@ def main() -> None:
     except TrestleError as exc:
         _err().print(f"error: {exc}", markup=False)
         sys.exit(exc.exit_code)
+    except sqlite3.Error as exc:  # the store names its failures; this is the backstop
+        _err().print(f"error: the store failed: {exc}", markup=False)
+        sys.exit(StoreError.exit_code)

@@ -8,17 +8,28 @@ snapshot and consumed requests commit in a single transaction (one fsync).
 from __future__ import annotations
 
 import difflib
+import json
+import os
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from secrets import token_hex
+from typing import NoReturn, TypeVar
 
-from trestle.errors import LeaseHeldError, LeaseLostError, StoreError, UnknownRunError
-from trestle.events import EVENT_ADAPTER, RunCreated, StoredEvent
+from pydantic import ValidationError
+
+from trestle.errors import (
+    LeaseHeldError,
+    LeaseLostError,
+    StoreDamagedError,
+    StoreError,
+    UnknownRunError,
+)
+from trestle.events import EVENT_ADAPTER, AnyEvent, RunCreated, StoredEvent
 from trestle.store.base import (
     REQUEST_KINDS,
     Appended,
@@ -29,6 +40,13 @@ from trestle.store.base import (
     RunRow,
     Snapshot,
     owner_is_alive,
+)
+from trestle.store.sqlite_file import (
+    check_file,
+    read_only_cause,
+    read_only_error,
+    read_only_uri,
+    store_failure,
 )
 
 MIGRATIONS: tuple[str, ...] = (
@@ -89,54 +107,126 @@ BUSY_RETRY_SECONDS = 30.0
 
 
 class SqliteStore:
-    """The default store: one SQLite file, safe to share between processes."""
+    """The default store: one SQLite file, safe to share between processes.
+
+    A store that cannot be written (a read-only file, directory or mount) still opens
+    for reading; ``read_only`` then says why, and every write raises StoreError.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(
-                self.path,
-                timeout=BUSY_RETRY_SECONDS,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-            # switching a new file to WAL reports "locked" at once, without waiting,
-            # when another process is opening it too: retried like any busy moment
-            for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON"):
-                self._retry_busy(partial(self._db.execute, f"PRAGMA {pragma}"))
-        except (sqlite3.Error, OSError) as exc:
+        except OSError as exc:
             raise StoreError(f"{self.path}: cannot open the store: {exc}") from None
-        self._lock = threading.Lock()
+        if not self.path.exists() and not self.path.is_symlink():
+            self._create()
+        check_file(self.path)
+        self.read_only: str | None = read_only_cause(self.path)
+        self._db = self._connect()
         self._migrate()
 
+    def _create(self) -> None:
+        """Build a new store beside its path, then publish it whole with a hard link.
+
+        So a file at the store's path is always a complete store, and an empty file is
+        never one Trestle is still creating. Of processes creating the store at once,
+        the first link wins; the others open the store it published.
+        """
+        temp = self.path.with_name(f".{self.path.name}.{os.getpid()}-{token_hex(4)}.new")
+        try:
+            db = sqlite3.connect(temp, isolation_level=None)
+            try:
+                db.execute("PRAGMA journal_mode=WAL")  # recorded in the file's header
+                db.execute("BEGIN IMMEDIATE")
+                _apply_migrations(db)
+                db.execute("COMMIT")
+            finally:
+                db.close()
+            try:
+                os.link(temp, self.path)
+            except FileExistsError:
+                pass  # another process published its store first: open that one
+            except OSError:  # a file system without hard links
+                if not self.path.exists():
+                    os.replace(temp, self.path)
+        except (sqlite3.Error, OSError) as exc:
+            cause = read_only_cause(self.path) or str(exc)
+            raise StoreError(f"{self.path}: cannot create the store: {cause}") from None
+        finally:
+            for leftover in (temp, *(Path(f"{temp}-{end}") for end in ("wal", "shm", "journal"))):
+                with suppress(OSError):
+                    leftover.unlink()
+
+    def _connect(self) -> sqlite3.Connection:
+        connect = partial(
+            sqlite3.connect,
+            timeout=BUSY_RETRY_SECONDS,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        try:
+            if self.read_only is None:
+                db = connect(self.path)
+                # switching a new file to WAL reports "locked" at once, without waiting,
+                # when another process is opening it too: retried like any busy moment
+                for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON"):
+                    self._retry_busy(partial(db.execute, f"PRAGMA {pragma}"), "opening the store")
+            else:
+                db = connect(read_only_uri(self.path), uri=True)
+            # reads the schema: a store whose first pages are damaged is named here
+            self._retry_busy(
+                lambda: db.execute("SELECT count(*) FROM sqlite_master").fetchone(),
+                "opening the store",
+            )
+        except OSError as exc:
+            raise StoreError(f"{self.path}: cannot open the store: {exc}") from None
+        return db
+
     def _migrate(self) -> None:
-        with self._tx() as db:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version > len(MIGRATIONS):
-                raise StoreError(
-                    f"{self.path}: store schema version {version} is newer than this "
-                    f"Trestle understands ({len(MIGRATIONS)}); upgrade Trestle"
-                )
-            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                for statement in filter(str.strip, script.split(";")):
-                    db.execute(statement)
-                db.execute(f"PRAGMA user_version = {number}")
+        version = int(str(self._read("PRAGMA user_version", doing="opening the store")[0][0]))
+        if version > len(MIGRATIONS):
+            raise StoreError(
+                f"{self.path}: store schema version {version} is newer than this "
+                f"Trestle understands ({len(MIGRATIONS)}); upgrade Trestle"
+            )
+        if version < len(MIGRATIONS):
+            with self._tx("upgrading its schema") as db:
+                _apply_migrations(db)
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction, taken up front (BEGIN IMMEDIATE) so it cannot deadlock."""
+    def _tx(self, doing: str, *, then: str = "try again") -> Iterator[sqlite3.Connection]:
+        """A write transaction, taken up front (BEGIN IMMEDIATE) so it cannot deadlock.
+
+        SQLite's errors become store errors that say what ``doing`` met (damage, a
+        read-only store, a full disk); the transaction is rolled back, so nothing of
+        it is recorded and everything recorded before stays as it was.
+        """
+        if self.read_only is not None:
+            raise read_only_error(self.path, self.read_only, doing)
         with self._lock:
-            self._retry_busy(lambda: self._db.execute("BEGIN IMMEDIATE"))
+            self._retry_busy(lambda: self._db.execute("BEGIN IMMEDIATE"), doing)
             try:
                 yield self._db
+                self._retry_busy(lambda: self._db.execute("COMMIT"), doing, then=then)
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise store_failure(self.path, exc, doing, then=then) from None
+            except UnicodeDecodeError:
+                self._rollback()
+                raise StoreDamagedError(self.path, f"unreadable bytes while {doing}") from None
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise
-            else:
-                self._retry_busy(lambda: self._db.execute("COMMIT"))
 
-    def _retry_busy(self, op: Callable[[], T]) -> T:
+    def _rollback(self) -> None:
+        # some errors (a full disk, I/O) end the transaction themselves
+        with suppress(sqlite3.Error):
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+
+    def _retry_busy(self, op: Callable[[], T], doing: str, *, then: str = "try again") -> T:
         # sqlite's own busy timeout covers most contention; WAL checkpoints can still
         # report "locked" immediately, so keep trying until the same deadline
         deadline = time.monotonic() + BUSY_RETRY_SECONDS
@@ -146,17 +236,33 @@ class SqliteStore:
             except sqlite3.OperationalError as exc:
                 busy = "locked" in str(exc) or "busy" in str(exc)
                 if not busy or time.monotonic() > deadline:
-                    raise StoreError(f"{self.path}: {exc}") from None
+                    raise store_failure(self.path, exc, doing, then=then) from None
                 time.sleep(0.01)
+            except sqlite3.Error as exc:
+                raise store_failure(self.path, exc, doing, then=then) from None
+            except UnicodeDecodeError:  # SQLite's message quotes the damaged bytes
+                raise StoreDamagedError(self.path, f"unreadable bytes while {doing}") from None
 
-    def _read(self, sql: str, *args: object) -> list[tuple[object, ...]]:
+    def _read(
+        self, sql: str, *args: object, doing: str = "reading the store"
+    ) -> list[tuple[object, ...]]:
         with self._lock:
-            return self._retry_busy(lambda: self._db.execute(sql, args).fetchall())
+            return self._retry_busy(lambda: self._db.execute(sql, args).fetchall(), doing)
 
     # --- runs and events ----------------------------------------------------------
 
     def create_run(self, event: RunCreated, *, summary: str) -> None:
-        with self._tx() as db:
+        """Refuses to start a run in a store with damaged pages (``PRAGMA quick_check``:
+        about 40 ms for a 50 MB store, once per new run)."""
+        found = self._read("PRAGMA quick_check(5)", doing="checking the store's pages")
+        problems = [str(row[0]) for row in found if row[0] != "ok"]
+        if problems:
+            raise StoreDamagedError(
+                self.path, f"SQLite's check finds damaged pages: {'; '.join(problems)[:300]}"
+            )
+        with self._tx(f"recording the new run {event.run_id!r}") as db:
+            if db.execute("SELECT 1 FROM runs WHERE run_id = ?", (event.run_id,)).fetchone():
+                raise ValueError(f"run {event.run_id!r} exists")
             db.execute(
                 "INSERT INTO runs VALUES (?, ?, ?, ?, 'created', ?, ?, 1, ?)",
                 (
@@ -187,7 +293,8 @@ class SqliteStore:
         ]
         last_seq = batch.first_seq + len(rows) - 1
         now = batch.events[-1].at if batch.events else None  # no events: keep updated_at
-        with self._tx() as db:
+        doing = f"recording events {batch.first_seq}-{last_seq} of run {run_id!r}"
+        with self._tx(doing, then=_resume(run_id)) as db:
             held = db.execute("SELECT token FROM leases WHERE run_id = ?", (run_id,)).fetchone()
             if held is None or held[0] != token:
                 raise LeaseLostError(
@@ -214,40 +321,81 @@ class SqliteStore:
                 )
 
     def events(self, run_id: str, after: int = 0, limit: int | None = None) -> list[StoredEvent]:
+        """Refuses a stream with a gap or an event that cannot be read, naming the run
+        and seq: the run's state cannot be trusted past it."""
         self.run(run_id)
         rows = self._read(
-            "SELECT seq, data FROM events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            "SELECT seq, kind, data FROM events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
             run_id,
             after,
             -1 if limit is None else limit,
+            doing=f"reading run {run_id!r}'s events",
         )
-        return [
-            StoredEvent(
-                run_id=run_id, seq=int(str(seq)), event=EVENT_ADAPTER.validate_json(str(data))
+        stored = []
+        for expected, (seq, kind, data) in enumerate(rows, start=after + 1):
+            if seq != expected:
+                self._damaged(run_id, f"event seq {expected} is missing (next recorded: {seq})")
+            event = self._decoded(run_id, expected, data)
+            if expected == 1 and not isinstance(event, RunCreated):
+                self._damaged(run_id, f"it does not begin with run_created (seq 1 is {kind!r})")
+            if event.kind != kind:
+                self._damaged(
+                    run_id, f"event seq {seq} is listed as {kind!r} but holds {event.kind!r}"
+                )
+            stored.append(StoredEvent(run_id=run_id, seq=expected, event=event))
+        return stored
+
+    def _decoded(self, run_id: str, seq: int, data: object) -> AnyEvent:
+        try:
+            if not isinstance(data, str | bytes):
+                raise ValueError(f"its body is {type(data).__name__}, not JSON text")
+            return EVENT_ADAPTER.validate_json(data)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(map(str, error["loc"]))
+            self._damaged(
+                run_id,
+                f"event seq {seq} cannot be read: {error['msg']}" + f" at {where!r}" * bool(where),
             )
-            for seq, data in rows
-        ]
+        except ValueError as exc:
+            self._damaged(run_id, f"event seq {seq} cannot be read: {exc}")
+
+    def _damaged(self, run_id: str, problem: str) -> NoReturn:
+        raise StoreDamagedError(self.path, f"run {run_id!r}: {problem}", run_id=run_id)
 
     def snapshot(self, run_id: str) -> Snapshot | None:
-        rows = self._read("SELECT seq, state FROM snapshots WHERE run_id = ?", run_id)
+        rows = self._read(
+            "SELECT seq, state FROM snapshots WHERE run_id = ?",
+            run_id,
+            doing=f"reading run {run_id!r}'s snapshot",
+        )
         return Snapshot(seq=int(str(rows[0][0])), state_json=str(rows[0][1])) if rows else None
 
     def run(self, run_id: str) -> RunRow:
-        rows = self._read("SELECT * FROM runs WHERE run_id = ?", run_id)
+        rows = self._read(
+            "SELECT * FROM runs WHERE run_id = ?", run_id, doing=f"reading run {run_id!r}"
+        )
         if not rows:
-            ids = [str(r[0]) for r in self._read("SELECT run_id FROM runs")]
+            ids = [str(r[0]) for r in self._read("SELECT run_id FROM runs", doing="listing runs")]
             close = difflib.get_close_matches(run_id, ids, n=1, cutoff=0.5)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise UnknownRunError(f"no run {run_id!r} in {self.path}{hint}")
-        return _run_row(rows[0])
+        return self._row(rows[0])
 
     def runs(self) -> list[RunRow]:
-        return [_run_row(r) for r in self._read("SELECT * FROM runs ORDER BY created_at DESC")]
+        rows = self._read("SELECT * FROM runs ORDER BY created_at DESC", doing="listing runs")
+        return [self._row(r) for r in rows]
+
+    def _row(self, row: tuple[object, ...]) -> RunRow:
+        try:
+            return _run_row(row)
+        except (ValueError, TypeError) as exc:
+            self._damaged(str(row[0]), f"its listing row cannot be read: {exc}")
 
     # --- leases -------------------------------------------------------------------
 
     def acquire_lease(self, run_id: str, owner: Owner, *, ttl: float, now: float) -> Lease:
-        with self._tx() as db:
+        with self._tx(f"taking the lease on run {run_id!r}", then=_resume(run_id)) as db:
             row = db.execute(
                 "SELECT owner, pid, host, token, expires_at FROM leases WHERE run_id = ?",
                 (run_id,),
@@ -268,7 +416,7 @@ class SqliteStore:
         return Lease(owner=owner, token=token, expires_at=now + ttl)
 
     def renew_lease(self, run_id: str, token: int, *, ttl: float, now: float) -> None:
-        with self._tx() as db:
+        with self._tx(f"renewing the lease on run {run_id!r}", then=_resume(run_id)) as db:
             cur = db.execute(
                 "UPDATE leases SET expires_at = ? WHERE run_id = ? AND token = ?",
                 (now + ttl, run_id, token),
@@ -277,7 +425,7 @@ class SqliteStore:
                 raise LeaseLostError(f"run {run_id!r}: lease lost to another process")
 
     def release_lease(self, run_id: str, token: int) -> None:
-        with self._tx() as db:
+        with self._tx(f"releasing the lease on run {run_id!r}", then=_resume(run_id)) as db:
             # keep the row so the token keeps rising; just make it expired
             db.execute(
                 "UPDATE leases SET expires_at = 0 WHERE run_id = ? AND token = ?",
@@ -286,7 +434,9 @@ class SqliteStore:
 
     def lease(self, run_id: str) -> Lease | None:
         rows = self._read(
-            "SELECT owner, pid, host, token, expires_at FROM leases WHERE run_id = ?", run_id
+            "SELECT owner, pid, host, token, expires_at FROM leases WHERE run_id = ?",
+            run_id,
+            doing=f"reading the lease on run {run_id!r}",
         )
         if not rows:
             return None
@@ -310,7 +460,7 @@ class SqliteStore:
         payload: str = "",
     ) -> int:
         self.run(run_id)
-        with self._tx() as db:
+        with self._tx(f"recording a {kind} request for run {run_id!r}") as db:
             cur = db.execute(
                 "INSERT INTO requests (run_id, kind, step, reason, created_at, payload) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
@@ -323,6 +473,7 @@ class SqliteStore:
             "SELECT id, run_id, kind, step, reason, created_at, payload FROM requests "
             "WHERE run_id = ? AND consumed = 0 ORDER BY id",
             run_id,
+            doing=f"reading run {run_id!r}'s requests",
         )
         return [
             Request(
@@ -342,6 +493,20 @@ class SqliteStore:
             self._db.close()
 
 
+def _resume(run_id: str) -> str:
+    return f"continue with `trestle resume {run_id}`"
+
+
+def _apply_migrations(db: sqlite3.Connection) -> None:
+    """Bring the schema up to date, inside the caller's write transaction (another
+    process may have done it since the version was first read)."""
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        for statement in filter(str.strip, script.split(";")):
+            db.execute(statement)
+        db.execute(f"PRAGMA user_version = {number}")
+
+
 def _request_kind(kind: str) -> RequestKind:
     if kind not in REQUEST_KINDS:
         raise StoreError(f"unknown request kind {kind!r} in the requests table")
@@ -359,5 +524,13 @@ def _run_row(row: tuple[object, ...]) -> RunRow:
         created_at=float(str(created)),
         updated_at=float(str(updated)),
         last_seq=int(str(last_seq)),
-        summary=str(summary),
+        summary=_summary(summary),
     )
+
+
+def _summary(text: object) -> str:
+    # the listing's counts are shown by `runs`: unreadable ones are damage, named here
+    if not isinstance(text, str):
+        raise ValueError(f"its summary is {type(text).__name__}, not JSON text")
+    json.loads(text)
+    return text

@@ -1,0 +1,329 @@
+"""``trestle doctor``: what is wrong with a store, and what can still be recovered.
+
+It reads the store file directly, read-only, without the checks that make the store
+refuse a damaged file: its job is to look at exactly those files. In order: the file
+(type, SQLite header, length), SQLite's ``integrity_check``, the schema version, and
+every run's records: contiguous seqs from 1, decodable events, a first event that is
+``run_created``, a stream that folds to a state, a snapshot equal to the fold at its
+seq, and a listing row that agrees with the events. A run whose events are whole and
+fold is *intact*: :func:`salvage` copies the intact runs into a new store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import BaseModel, ValidationError
+
+from trestle.errors import ConfigError, StoreDamagedError
+from trestle.events import EVENT_ADAPTER, AnyEvent, RunCreated
+from trestle.runs import summary_json
+from trestle.state import RunState
+from trestle.store.base import Appended, Owner, owner_is_alive
+from trestle.store.sqlite import MIGRATIONS, SqliteStore
+from trestle.store.sqlite_file import check_file, read_only_uri
+
+TABLES = ("events", "leases", "requests", "runs", "snapshots")
+# SQLite's messages can quote damaged bytes that are not UTF-8
+DB_ERRORS = (sqlite3.Error, UnicodeDecodeError)
+DOCTOR = Owner(name="trestle doctor", pid=os.getpid(), host="salvage")
+
+
+class RunFinding(BaseModel):
+    """One run's records: intact when its events are whole and fold to a state."""
+
+    run_id: str
+    intact: bool
+    events: int
+    problems: list[str]
+    notes: list[str]
+
+
+class Diagnosis(BaseModel):
+    """What ``trestle doctor`` found; ``healthy`` is False on any damage."""
+
+    store: str
+    healthy: bool
+    problems: list[str]
+    notes: list[str]
+    runs: list[RunFinding]
+    recover: list[str]
+
+
+@dataclass
+class _Found:
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    runs: list[RunFinding] = field(default_factory=list)
+    intact: dict[str, list[AnyEvent]] = field(default_factory=dict)
+
+
+def diagnose(path: Path, *, now: float) -> Diagnosis:
+    """Check the store at ``path``; raises ConfigError if there is no file there."""
+    return _diagnosis(path, _examine(path, now=now))
+
+
+def salvage(path: Path, out: Path, *, now: float) -> list[str]:
+    """Copy every intact run of the store at ``path`` into a new store at ``out``.
+
+    Events are copied as recorded; listing rows are rebuilt from them. Snapshots,
+    leases and pending requests are not copied. Returns the ids of the runs copied.
+    """
+    if out.exists():
+        raise ConfigError(f"{out}: already exists; --salvage writes a new store")
+    found = _examine(path, now=now)
+    target = SqliteStore(out)
+    try:
+        for run_id, events in found.intact.items():
+            first = events[0]
+            assert isinstance(first, RunCreated)  # an intact run begins with it
+            state = RunState.from_created(first)
+            target.create_run(first, summary=summary_json(state))
+            if len(events) == 1:
+                continue
+            for seq, event in enumerate(events[1:], start=2):
+                state.apply(event, seq)
+            token = target.acquire_lease(run_id, DOCTOR, ttl=60.0, now=now).token
+            batch = Appended(
+                events=events[1:],
+                first_seq=2,
+                status=state.finished or "running",
+                summary=summary_json(state),
+            )
+            target.append(run_id, batch, token=token)
+            target.release_lease(run_id, token)
+    finally:
+        target.close()
+    return list(found.intact)
+
+
+def _examine(path: Path, *, now: float) -> _Found:
+    found = _Found()
+    if not path.exists():
+        raise ConfigError(f"{path}: no store there")
+    try:
+        check_file(path)
+    except StoreDamagedError as exc:
+        found.problems.append(exc.problem)
+        if "truncated" not in exc.problem:
+            return found  # nothing in the file can be read as SQLite
+    try:
+        with _reading(path) as db:
+            _check_database(db, found, now=now)
+    except DB_ERRORS as exc:
+        found.problems.append(f"SQLite cannot read the file: {exc}")
+    return found
+
+
+@contextmanager
+def _reading(path: Path) -> Iterator[sqlite3.Connection]:
+    with closing(sqlite3.connect(read_only_uri(path), uri=True)) as db:
+        yield db
+
+
+def _check_database(db: sqlite3.Connection, found: _Found, *, now: float) -> None:
+    try:
+        rows = db.execute("PRAGMA integrity_check(20)").fetchall()
+        if [r[0] for r in rows] != ["ok"]:
+            shown = "; ".join(str(r[0]).replace("\n", " ") for r in rows[:5])
+            found.problems.append(f"SQLite's integrity check fails: {shown[:600]}")
+    except DB_ERRORS as exc:
+        found.problems.append(f"SQLite's integrity check cannot run: {exc}")
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if version > len(MIGRATIONS):
+        found.problems.append(
+            f"schema version {version} is newer than this Trestle knows ({len(MIGRATIONS)})"
+        )
+        return
+    if version < len(MIGRATIONS):
+        found.notes.append(f"schema version {version}: upgraded when Trestle next opens it")
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    missing = [t for t in TABLES if t not in tables]
+    if version and missing:
+        found.problems.append(f"tables missing: {', '.join(missing)}")
+        return
+    if not version:
+        return  # an empty database: nothing recorded yet
+    for run_id in _run_ids(db, found):
+        found.runs.append(_check_run(db, run_id, found, now=now))
+    _check_requests(db, found)
+
+
+def _run_ids(db: sqlite3.Connection, found: _Found) -> list[str]:
+    ids: list[str] = []
+    for sql in ("SELECT run_id FROM runs", "SELECT DISTINCT run_id FROM events"):
+        try:
+            ids += [str(r[0]) for r in db.execute(sql)]
+        except DB_ERRORS as exc:
+            found.problems.append(f"cannot list runs ({sql}): {exc}")
+    return sorted(set(ids))
+
+
+def _check_run(db: sqlite3.Connection, run_id: str, found: _Found, *, now: float) -> RunFinding:
+    problems: list[str] = []
+    notes: list[str] = []
+    events: list[AnyEvent] = []
+    state: RunState | None = None
+    snapshot_state: str | None = None
+    try:
+        rows = db.execute(
+            "SELECT seq, kind, data FROM events WHERE run_id = ? ORDER BY seq", (run_id,)
+        ).fetchall()
+        snap = db.execute("SELECT seq, state FROM snapshots WHERE run_id = ?", (run_id,))
+        snapshot = snap.fetchone()
+    except DB_ERRORS as exc:
+        rows, snapshot = [], None
+        problems.append(f"its events cannot be read: {exc}")
+    for expected, (seq, kind, data) in enumerate(rows, start=1):
+        if seq != expected:
+            problems.append(f"event seq {expected} is missing (next recorded: {seq})")
+            break
+        try:
+            event = EVENT_ADAPTER.validate_json(data)
+        except (ValidationError, ValueError, TypeError) as exc:
+            why = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+            problems.append(f"event seq {seq} cannot be read: {why}")
+            break
+        if event.kind != kind:
+            problems.append(f"event seq {seq} is listed as {kind!r} but holds {event.kind!r}")
+            break
+        if state is None and not isinstance(event, RunCreated):
+            problems.append(f"it does not begin with run_created (seq 1 is {event.kind!r})")
+            break
+        try:
+            if state is None:
+                assert isinstance(event, RunCreated)
+                state = RunState.from_created(event)
+            else:
+                state.apply(event, seq)
+        except Exception as exc:  # any failure to fold a recorded event is damage
+            problems.append(f"event seq {seq} ({event.kind}) does not fold: {exc}")
+            break
+        events.append(event)
+        if snapshot is not None and seq == snapshot[0]:
+            snapshot_state = state.snapshot_json()
+    if not rows and not problems:
+        problems.append("it has no events")
+    intact = not problems
+    if intact and state is not None:
+        found.intact[run_id] = events
+        problems += _check_derived(db, run_id, state, snapshot, snapshot_state)
+        notes += _check_lease(db, run_id, now=now)
+    return RunFinding(
+        run_id=run_id,
+        intact=intact,
+        events=len(events),
+        problems=[_short(p) for p in problems],
+        notes=notes,
+    )
+
+
+def _short(text: str, most: int = 240) -> str:
+    return text if len(text) <= most else text[: most - 3] + "..."
+
+
+def _check_derived(
+    db: sqlite3.Connection,
+    run_id: str,
+    state: RunState,
+    snapshot: tuple[int, str] | None,
+    folded: str | None,
+) -> list[str]:
+    """The listing row and snapshot must agree with the events they are derived from."""
+    problems = []
+    row = db.execute(
+        "SELECT status, last_seq, summary FROM runs WHERE run_id = ?", (run_id,)
+    ).fetchone()
+    status = "created" if state.seq == 1 else state.finished or "running"
+    if row is None:
+        problems.append("it has no listing row (its events are intact)")
+    elif row[1] != state.seq:
+        problems.append(f"its listing row says last seq {row[1]}, its events end at {state.seq}")
+    elif row[0] != status:
+        problems.append(f"its listing row says {row[0]!r}, its events say {status!r}")
+    if snapshot is not None:
+        try:
+            same = folded is not None and json.loads(snapshot[1]) == json.loads(folded)
+        except ValueError:
+            same = False
+        if not same:
+            problems.append(
+                f"its snapshot at seq {snapshot[0]} disagrees with its events "
+                "(resume folds the events instead when it cannot read it)"
+            )
+    return problems
+
+
+def _check_lease(db: sqlite3.Connection, run_id: str, *, now: float) -> list[str]:
+    row = db.execute(
+        "SELECT owner, pid, host, expires_at FROM leases WHERE run_id = ?", (run_id,)
+    ).fetchone()
+    if row is None or row[3] <= now:
+        return []
+    holder = Owner(name=str(row[0]), pid=int(row[1]), host=str(row[2]))
+    if owner_is_alive(holder):
+        return [f"driven now by {holder.name} (pid {holder.pid} on {holder.host})"]
+    return [f"stale lease of {holder.name} (pid {holder.pid} is gone): the next resume takes it"]
+
+
+def _check_requests(db: sqlite3.Connection, found: _Found) -> None:
+    try:
+        orphans = db.execute(
+            "SELECT id, run_id FROM requests WHERE consumed = 0 "
+            "AND run_id NOT IN (SELECT run_id FROM runs)"
+        ).fetchall()
+    except DB_ERRORS as exc:
+        found.problems.append(f"the requests cannot be read: {exc}")
+        return
+    for request_id, run_id in orphans:
+        found.notes.append(f"request {request_id} waits for run {run_id!r}, which has no row")
+
+
+def _diagnosis(path: Path, found: _Found) -> Diagnosis:
+    damaged = bool(found.problems) or any(r.problems for r in found.runs)
+    recover = []
+    if damaged:
+        intact = [r.run_id for r in found.runs if r.intact]
+        broken = [r.run_id for r in found.runs if not r.intact]
+        if intact:
+            recover.append(
+                f"{len(intact)} run(s) have intact events: `trestle doctor --store {path} "
+                "--salvage NEW.db` copies them into a new store"
+            )
+        if broken:
+            recover.append(f"run(s) with damaged events: {', '.join(broken)}")
+        if found.problems:
+            recover.append(
+                f"SQLite may recover more rows: sqlite3 {path} .recover | sqlite3 NEW.db "
+                "(then check NEW.db with `trestle doctor --store NEW.db`)"
+            )
+    return Diagnosis(
+        store=str(path),
+        healthy=not damaged,
+        problems=found.problems,
+        notes=found.notes,
+        runs=found.runs,
+        recover=recover,
+    )
+
+
+def diagnosis_lines(d: Diagnosis) -> list[str]:
+    """The diagnosis as plain lines for the terminal."""
+    lines = [f"store {d.store}: {'healthy' if d.healthy else 'DAMAGED'}"]
+    lines += [f"  problem: {p}" for p in d.problems]
+    lines += [f"  note: {n}" for n in d.notes]
+    for r in d.runs:
+        state = "events intact" if r.intact else "events damaged"
+        lines.append(f"  run {r.run_id}: {r.events} event(s) readable, {state}")
+        lines += [f"    problem: {p}" for p in r.problems]
+        lines += [f"    note: {n}" for n in r.notes]
+    if not d.runs and not d.problems:
+        lines.append("  no runs")
+    lines += [f"  recover: {r}" for r in d.recover]
+    return lines

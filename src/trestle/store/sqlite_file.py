@@ -1,0 +1,150 @@
+"""The SQLite store's file, looked at from outside SQLite: is it a whole database?
+
+Cheap enough for every open (one ``stat`` and the 100-byte header): an empty file, a
+file that is not SQLite, and a file cut short are named before SQLite reads a page.
+Damage inside pages shows later, as SQLite's "malformed" errors, which
+:func:`store_failure` turns into :class:`StoreDamagedError` as well.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+from pathlib import Path
+
+from trestle.errors import StoreDamagedError, StoreError
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+HEADER_BYTES = 100
+
+EMPTY_RECOVER = (
+    "Trestle creates a new store whole, so an empty file at the store's path is not one "
+    "of its stores; if nothing was recorded there, delete the file and Trestle creates "
+    "a new store, otherwise restore the store from a backup"
+)
+NOT_SQLITE_RECOVER = (
+    "nothing in it can be read as a store; check that the path is right, or move the "
+    "file away (Trestle then creates a new store) or restore the store from a backup"
+)
+
+
+def wal_bytes(path: Path) -> int:
+    """The size of the store's write-ahead log, 0 when there is none."""
+    try:
+        return os.stat(f"{path}-wal").st_size
+    except OSError:
+        return 0
+
+
+def check_file(path: Path) -> None:
+    """Refuse a store file that cannot be a whole Trestle store, naming why.
+
+    Raises:
+        StoreError: the path is a directory, not a regular file, or unreadable.
+        StoreDamagedError: the file is empty, not SQLite, or shorter than its header says.
+    """
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot open the store: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise StoreError(f"{path}: cannot open the store: it is a directory")
+    if not stat.S_ISREG(info.st_mode):
+        raise StoreError(f"{path}: cannot open the store: it is not a regular file")
+    if info.st_size == 0:
+        raise StoreDamagedError(path, "the file is empty (0 bytes)", recover=EMPTY_RECOVER)
+    try:
+        with open(path, "rb") as f:
+            header = f.read(HEADER_BYTES)
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot read the store: {exc.strerror or exc}") from None
+    problem = header_problem(header, info.st_size, wal=wal_bytes(path))
+    if problem is not None:
+        recover = NOT_SQLITE_RECOVER if "not a SQLite database" in problem else None
+        raise StoreDamagedError(path, problem, recover=recover)
+
+
+def header_problem(header: bytes, size: int, *, wal: int) -> str | None:
+    """What the header and the file's size say is wrong, or None."""
+    if len(header) < HEADER_BYTES or not header.startswith(SQLITE_MAGIC):
+        return f"the file is not a SQLite database ({size} bytes without SQLite's header)"
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    if page_size < 512 or page_size & (page_size - 1):
+        return f"the file's header is corrupt (page size {page_size})"
+    if size % page_size:
+        return (
+            f"the file is truncated: {size} bytes is not a whole number of {page_size}-byte pages"
+        )
+    # the header's page count is valid only when its two change counters agree
+    pages = int.from_bytes(header[28:32], "big")
+    counted = header[24:28] == header[92:96]
+    # while a checkpoint copies the log back, the header may run ahead of the file's
+    # length for a moment; with no log there is no checkpoint, and a short file is cut
+    if counted and pages and size < pages * page_size and wal == 0:
+        return (
+            f"the file is truncated: {size} bytes, but its header counts {pages} pages "
+            f"of {page_size} bytes ({pages * page_size} bytes)"
+        )
+    return None
+
+
+def read_only_cause(path: Path) -> str | None:
+    """Why nothing can be written to the store at ``path``, or None if it can be."""
+    try:
+        if os.statvfs(path.parent).f_flag & os.ST_RDONLY:
+            return "it is on a read-only file system"
+    except OSError:
+        return None
+    if path.exists() and not os.access(path, os.W_OK):
+        return "the file is not writable"
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        return (
+            f"its directory {str(path.parent)!r} is not writable, and SQLite keeps its "
+            "log and lock files beside the store"
+        )
+    return None
+
+
+def read_only_uri(path: Path) -> str:
+    """How to open a store that cannot be written, for reading.
+
+    Read-only mode still needs SQLite's shared-memory file beside the store (made if
+    missing). Where none exists and none can be made, no process can be writing the
+    store either, so it is read as it stands (``immutable``).
+    """
+    can_share = os.access(path.parent, os.W_OK | os.X_OK) or os.path.exists(f"{path}-shm")
+    return f"{path.resolve().as_uri()}?{'mode=ro' if can_share else 'immutable=1'}"
+
+
+def read_only_error(path: Path, cause: str, doing: str) -> StoreError:
+    return StoreError(
+        f"{path}: the store is read-only ({cause}): {doing} needs to write to it; "
+        "commands that only read (runs, show, log, dlq, health, doctor) still work"
+    )
+
+
+def store_failure(
+    path: Path, exc: sqlite3.Error, doing: str, *, then: str = "try again"
+) -> StoreError:
+    """The store error that says what SQLite's ``exc`` means for the user; ``then`` is
+    what to do once the disk has room again."""
+    name = str(getattr(exc, "sqlite_errorname", ""))
+    text = str(exc)
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "malformed" in text:
+        return StoreDamagedError(path, f"SQLite reports {text!r} while {doing}")
+    if "Could not decode" in text:  # bytes that are not UTF-8 where text was written
+        return StoreDamagedError(path, f"unreadable text while {doing}: {text[:160]}")
+    if "not a database" in text:
+        return StoreDamagedError(path, f"the file is not a SQLite database ({text})")
+    if name.startswith("SQLITE_READONLY") or "readonly" in text:
+        return read_only_error(path, read_only_cause(path) or "SQLite refuses to write", doing)
+    if name == "SQLITE_FULL" or "disk is full" in text:
+        return StoreError(
+            f"{path}: the disk is full: {doing} failed and was rolled back; everything "
+            f"recorded before is intact; free some space, then {then}"
+        )
+    if isinstance(exc, sqlite3.IntegrityError):
+        return StoreDamagedError(path, f"the records disagree while {doing}: {text}")
+    return StoreError(f"{path}: {doing} failed: {text}")
