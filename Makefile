@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench clean
+.PHONY: demo test lint typecheck bench soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,18 @@ typecheck: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/compare.py
+
+## soak: the long versions of the seeded fuzz, fault and crash suites that `make test`
+## runs short (about 30-60 min on 2 cores); each count can be set on the command line
+SOAK_OPERATOR_TRIALS ?= 200
+SOAK_PLAN_CASES ?= 20000
+SOAK_STORE_CASES ?= 2000
+SOAK_CRASH_TRIALS ?= 300
+soak: $(STAMP)
+	$(BIN)/python bench/crash_operator.py --trials $(SOAK_OPERATOR_TRIALS)
+	TRESTLE_FUZZ_CASES=$(SOAK_PLAN_CASES) $(BIN)/pytest -q tests/test_fuzz_planfile.py
+	TRESTLE_STORE_FUZZ_CASES=$(SOAK_STORE_CASES) $(BIN)/pytest -q tests/test_store_faults.py
+	TRESTLE_CRASH_TRIALS=$(SOAK_CRASH_TRIALS) $(BIN)/pytest -q tests/test_crash.py
 
 clean:
 	rm -rf $(VENV) .demo .trestle .pytest_cache .mypy_cache .ruff_cache

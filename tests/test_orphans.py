@@ -214,7 +214,8 @@ def test_leftovers_are_found_by_group_unless_the_leader_pid_was_reused() -> None
 def test_a_signal_stops_the_steps_records_it_prints_the_report_and_resume_reruns(
     tmp_path: Path, sig: signal.Signals, code: int
 ) -> None:
-    first_long = "[ -f ../marker ] || { touch ../marker; sleep 60; }"
+    # the marker lives in the workspace: a write outside it would need an approval
+    first_long = "[ -f marker ] || { touch marker; sleep 60; }"
     plan = write_plan(
         tmp_path,
         [
@@ -229,7 +230,7 @@ def test_a_signal_stops_the_steps_records_it_prints_the_report_and_resume_reruns
     db = tmp_path / "trestle.db"
     driver = start_driver(plan, db)
     run_id = wait_for(db, StepStarted, "slow")
-    while not (tmp_path / "marker").exists():
+    while not (tmp_path / "ws" / "marker").exists():
         time.sleep(0.02)
     driver.send_signal(sig)
     out, err = driver.communicate(timeout=30)

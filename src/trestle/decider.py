@@ -102,7 +102,7 @@ def decide(state: RunState, now: float) -> list[AnyEvent]:
                         p.capacity -= 1
                         out.append(StepProbeStarted(at=now, step=sid, reason="unknown_outcome"))
                 elif step.rerunnable:
-                    out += _open(p, sid)
+                    out += _when_needs_met(p, sid)
                 else:
                     out.append(_escalate(state, sid, now))
             case "retry_wait" if (st.not_before or 0.0) <= now:
@@ -111,17 +111,25 @@ def decide(state: RunState, now: float) -> list[AnyEvent]:
                         p.capacity -= 1
                         out.append(StepProbeStarted(at=now, step=sid, reason="before_retry"))
                 else:
-                    out += _open(p, sid)
+                    out += _when_needs_met(p, sid)
             case "pending":
-                root = next(filter(None, map(state.blocking_root, step.needs)), None)
-                if root is not None:
-                    why = f"needs {root!r}, which failed"
-                    out.append(StepBlocked(at=now, step=sid, by=root, reason=why))
-                elif all(map(state.need_is_met, step.needs)):
-                    out += _open(p, sid)
+                out += _when_needs_met(p, sid)
     if not out and _settled(state):
         out.append(RunFinished(at=now, status=run_status(state)))
     return out
+
+
+def _when_needs_met(p: _Pass, sid: str) -> list[AnyEvent]:
+    """Start the step once every need is met, or block it on a need that failed. A
+    step re-run after a retry ran before, but a human may have reopened its needs
+    since: its new attempt waits for them like a first one."""
+    state = p.state
+    needs = state.step_spec(sid).needs
+    root = next(filter(None, map(state.blocking_root, needs)), None)
+    if root is not None:
+        why = f"needs {root!r}, which failed"
+        return [StepBlocked(at=p.now, step=sid, by=root, reason=why)]
+    return _open(p, sid) if _needs_met(state, sid) else []
 
 
 def _open(p: _Pass, sid: str) -> list[AnyEvent]:
@@ -227,12 +235,31 @@ def _settled(state: RunState) -> bool:
     if state.stopped is not None or state.held:
         return True  # nothing may start: what is left waits for a human or never runs
     for sid in state.frontier():
-        st = state.steps[sid]
-        if st.status != "pending":
+        if state.steps[sid].status != "pending" and not _next_is_attempt(state, sid):
             return False
-        if all(map(state.need_is_met, state.step_spec(sid).needs)):
+        if _needs_met(state, sid):
             return False
     return True
+
+
+def _next_is_attempt(state: RunState, sid: str) -> bool:
+    """A step the decider would start next (rather than probe or escalate): pending, or
+    waiting to be re-run."""
+    st, step = state.steps[sid], state.step_spec(sid)
+    if st.status == "pending":
+        return True
+    if st.status == "retry_wait":
+        return st.probed or not step.verify
+    return st.status == "unknown" and st.probed and step.rerunnable
+
+
+def _needs_met(state: RunState, sid: str) -> bool:
+    return all(map(state.need_is_met, state.step_spec(sid).needs))
+
+
+def _waits_on_needs(state: RunState, sid: str) -> bool:
+    """Its next attempt waits for a need a human reopened (nothing to wake up for)."""
+    return _next_is_attempt(state, sid) and not _needs_met(state, sid)
 
 
 def run_status(state: RunState) -> RunStatus:
@@ -263,7 +290,9 @@ def next_wakeup(state: RunState) -> float | None:
         return None
     times = [
         st.not_before
-        for st in map(state.steps.__getitem__, state.frontier())
-        if st.status == "retry_wait" and st.not_before is not None
+        for sid, st in ((sid, state.steps[sid]) for sid in state.frontier())
+        if st.status == "retry_wait"
+        and st.not_before is not None
+        and not _waits_on_needs(state, sid)
     ]
     return min(times) if times else None
