@@ -193,7 +193,14 @@ def test_secrets_a_tool_or_a_failing_check_prints_never_reach_the_model(
 
 
 def test_redact_names_the_variable_never_the_value() -> None:
-    secrets = secret_values({"GH_TOKEN": "ghs-long-enough-value", "PORT": "8080", "HOME": "/root"})
+    secrets = secret_values(
+        {
+            "GH_TOKEN": "ghs-long-enough-value",
+            "PORT": "8080",
+            "HOME": "/root",
+            "SSH_AUTH_SOCK": "/tmp/ssh-abc/agent.1",
+        }
+    )
     assert secrets == {"ghs-long-enough-value": "GH_TOKEN"}
     key = "-----BEGIN RSA PRIVATE KEY-----\nabc\n-----END RSA PRIVATE KEY-----"
     text = f"push with ghs-long-enough-value and key AKIAABCDEFGHIJKLMNOP\n{key}"

@@ -41,11 +41,15 @@ _SHAPES = re.compile(
 
 
 def secret_values(environ: Mapping[str, str]) -> dict[str, str]:
-    """The environment's secrets: value -> the variable that holds it."""
+    """The environment's secrets: value -> the variable that holds it. A value that is
+    an absolute path (``SSH_AUTH_SOCK``, ``TRESTLE_KEY_FILE``) names where a secret is,
+    is not one, and redacting it would garble every path the model reads."""
     found: dict[str, str] = {}
     for name, value in sorted(environ.items()):
-        if SECRET_NAME.search(name) and len(value.strip()) >= MIN_SECRET_LENGTH:
-            found.setdefault(value.strip(), name)
+        value = value.strip()
+        long_enough = len(value) >= MIN_SECRET_LENGTH
+        if SECRET_NAME.search(name) and long_enough and not value.startswith("/"):
+            found.setdefault(value, name)
     return found
 
 
