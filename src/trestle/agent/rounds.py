@@ -11,7 +11,8 @@ from __future__ import annotations
 from trestle.agent.planning import AgentPlan, runtime_plan
 from trestle.agent.settings import AgentSettings, planning_step
 from trestle.events import PlanExtended, RequestRefused, RequirementAdded
-from trestle.plan import AgentTask, Step
+from trestle.plan import AgentTask, CommandCheck, Step
+from trestle.policy import TIER_ORDER, ActionFacts, Policy, Tier, TierDecision, classify
 from trestle.state import RunState
 
 
@@ -35,6 +36,7 @@ def plan_added(
     revision: int | None = None,
     validate: str | None = None,
     also_needed: tuple[str, ...] = (),
+    commands: list[ModelCommand] | None = None,
     at: float,
 ) -> PlanExtended:
     """The steps an accepted plan adds: a review, its steps, and the acceptance step.
@@ -42,7 +44,8 @@ def plan_added(
     A revision (``revision`` = its number) adds no acceptance step of its own: the
     round's ``validate`` step, which has not started, waits for its steps too.
     ``also_needed``: steps the acceptance step waits for besides the plan's (revisions
-    the user asked for while this plan was being made).
+    the user asked for while this plan was being made). ``commands``: the commands the
+    model wrote that the plan will run (:func:`model_commands`), for its review.
     """
     prefix = f"t{revision}." if revision is not None else ("" if round == 1 else f"r{round}.")
     review = f"review-t{revision}" if revision is not None else numbered("review", round)
@@ -56,7 +59,8 @@ def plan_added(
         needs = tuple(map(rename, step.needs)) or (review,)
         steps.append(step.model_copy(update={"id": rename(step.id), "needs": needs}))
     ids = tuple(s.id for s in steps)
-    added: list[Step] = [review_step(review, plan, needs=(by,), settings=settings), *steps]
+    first = review_step(review, plan, needs=(by,), settings=settings, commands=commands)
+    added: list[Step] = [first, *steps]
     needs_added: dict[str, tuple[str, ...]] = {}
     if revision is None:
         added.append(
@@ -73,20 +77,84 @@ def plan_added(
     return PlanExtended(at=at, by=by, steps=tuple(added), needs_added=needs_added, agent_plan=plan)
 
 
+class ModelCommand:
+    """A shell command the model wrote that the plan will run, and its tier."""
+
+    def __init__(self, where: str, command: str, decision: TierDecision) -> None:
+        self.where, self.command, self.decision = where, command, decision
+
+    def line(self) -> str:
+        return f"- {self.where}: `{self.command}` ({self.decision.tier}: {self.decision.reason})"
+
+
+def model_commands(
+    plan: AgentPlan,
+    test_command: str | None,
+    policies: tuple[Policy | None, Policy | None],
+    *,
+    run_id: str,
+) -> list[ModelCommand]:
+    """The plan's verify commands and the model's test command, each tiered by the
+    policy as if it were a step of its own: they run in the workspace like any step."""
+    found = [
+        (f"{s.id} verify[{i}]", c.command)
+        for s in plan.steps
+        for i, c in enumerate(s.verify)
+        if isinstance(c, CommandCheck)
+    ]
+    if test_command:
+        found.append(("acceptance test command", test_command))
+    plan_policy, operator = policies
+    return [
+        ModelCommand(
+            where,
+            command,
+            classify(
+                ActionFacts(nature="command", name=where, command=command),
+                plan=plan_policy,
+                operator=operator,
+                run_id=run_id,
+                action_key=f"model-command:{where}",
+            ),
+        )
+        for where, command in found
+    ]
+
+
 def review_step(
-    step_id: str, plan: AgentPlan, *, needs: tuple[str, ...], settings: AgentSettings
+    step_id: str,
+    plan: AgentPlan,
+    *,
+    needs: tuple[str, ...],
+    settings: AgentSettings,
+    commands: list[ModelCommand] | None = None,
 ) -> Step:
-    """The human's look at a plan before it runs (by policy: ``plan_approval``)."""
+    """The human's look at a plan before it runs (by policy: ``plan_approval``).
+
+    The commands the model wrote are part of what is approved: they are listed in the
+    review's objective (so the approval's hash covers them, and the card shows them),
+    and the review takes the highest tier among them and ``plan_approval``: a plan
+    whose check would push, publish or run what cannot be read waits for a human even
+    when plans are otherwise approved automatically.
+    """
+    commands = commands or []
     lines = [plan.summary] if plan.summary else []
     for s in plan.steps:
         after = f" (after {', '.join(s.needs)})" if s.needs else ""
         lines.append(f"- {s.id}: {s.objective}{after}")
+    objective = plan.summary or "the plan"
+    if commands:
+        listed = "\n".join(c.line() for c in commands)
+        lines.append("commands the model wrote, run in the workspace:\n" + listed)
+        objective += "\ncommands it runs:\n" + "\n".join(f"- {c.command}" for c in commands)
+    tiers: list[Tier] = ["confirm" if settings.plan_approval == "confirm" else "auto"]
+    tiers += [c.decision.tier for c in commands]
     return Step(
         id=step_id,
         description="approve the plan:\n" + "\n".join(lines),
-        agent=AgentTask(role="review", objective=plan.summary or "the plan"),
+        agent=AgentTask(role="review", objective=objective),
         needs=needs,
-        approval="confirm" if settings.plan_approval == "confirm" else "auto",
+        approval=max(tiers, key=TIER_ORDER.__getitem__),
         idempotent=True,
         reasoning=plan.summary,
     )

@@ -43,7 +43,13 @@ from trestle.agent.prompts import (
     understand_task,
 )
 from trestle.agent.reminders import StepProgress, plan_progress, plan_status
-from trestle.agent.rounds import numbered, plan_added, replan_added, requirement_added
+from trestle.agent.rounds import (
+    model_commands,
+    numbered,
+    plan_added,
+    replan_added,
+    requirement_added,
+)
 from trestle.agent.session import Abandon, Pause, StepSession
 from trestle.agent.settings import RESERVED_IDS, ROLE_PHASE, AgentSettings
 from trestle.agent.toolgate import RunToolGate
@@ -232,6 +238,12 @@ class AgentPerformer:
                 revision=number,
                 validate=validate if validate in state.steps else None,
                 also_needed=also,
+                commands=model_commands(
+                    checked,
+                    _model_test_command(state, settings),
+                    (state.plan.policy, state.operator_policy),
+                    run_id=state.run_id,
+                ),
                 at=work.clock(),
             )
             await work.record([extension])
@@ -269,7 +281,7 @@ class AgentPerformer:
         self, work: StepWork, task: AgentTask, settings: AgentSettings
     ) -> ActionResult:
         state = work.state
-        command = settings.test_command or (state.findings.test_command if state.findings else None)
+        command = settings.test_command or _model_test_command(state, settings)
         if not command:
             await self._enter(work, Phase.DONE, "accepted: every step verified; no test command")
             return ActionResult(status="ok", output="every step was verified; no test command")
@@ -409,6 +421,13 @@ def performer_for(settings: AgentSettings) -> AgentPerformer:
     model = settings_model(settings)
     summariser = None if isinstance(model, ReplayModel) else model_summariser(model)
     return AgentPerformer(model, summariser=summariser)
+
+
+def _model_test_command(state: RunState, settings: AgentSettings) -> str | None:
+    """The test command the model chose in its findings, when the user gave none."""
+    if settings.test_command or state.findings is None:
+        return None
+    return state.findings.test_command
 
 
 def _is_plan_step(state: RunState, sid: str) -> bool:

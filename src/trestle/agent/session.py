@@ -10,6 +10,8 @@ ended an earlier attempt part-way). Then, turn by turn:
 - a tool call with a recorded result gets that result; the tool does not run again.
   One that started and never ended (the process died in it) is run again only if it
   only reads; otherwise the model is told its outcome is unknown;
+- every message is sent with secrets redacted (:mod:`trestle.redaction`): a tool's or
+  a check's output may have printed one;
 - reminders, monitors' corrections and compressions reuse their recorded text, so the
   replayed conversation is the very one the model saw.
 
@@ -19,6 +21,7 @@ the tool runs, a model's answer before any tool it asked for.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
@@ -55,6 +58,7 @@ from trestle.events import (
 )
 from trestle.models.base import Message, Model, ModelRequest, ModelResponse, ToolCall, ToolSchema
 from trestle.models.pricing import PriceTable
+from trestle.redaction import redact, secret_values
 from trestle.tools.base import GatedCall, GateVerdict, Observation, ToolContext, ToolGate
 from trestle.tools.registry import ToolRegistry
 
@@ -151,6 +155,8 @@ class StepSession:
         self.turn = 0
         self.replayed = self.live = 0
         self._last_reminder: int | None = None
+        # what the driver and the step's processes could print that no model may read
+        self.secrets = secret_values({**os.environ, **dict(work.step.env or {})})
 
     @classmethod
     async def open(
@@ -313,6 +319,7 @@ class StepSession:
     ) -> ModelResponse:
         """The model's answer for the next turn: replayed if recorded, else called."""
         self.turn += 1
+        messages = [_redacted(m, self.secrets) for m in messages]
         request = ModelRequest(
             model=self.model.name,
             messages=tuple(messages),
@@ -430,6 +437,13 @@ class StepSession:
                 nature=nature,
             )
         )
+
+
+def _redacted(message: Message, secrets: dict[str, str]) -> Message:
+    content = redact(message.content, secrets)
+    if content == message.content:
+        return message
+    return message.model_copy(update={"content": content})
 
 
 def _only_reads(registry: ToolRegistry, name: str) -> bool:
