@@ -514,6 +514,8 @@ class RunState(BaseModel):
         counted as spent) or its attempt ended without an answer (nothing recorded)."""
         for dim, amount in st.model_reserved.items():
             self.tally.add(self.tally.reserved, dim, -amount)
+            if abs(self.tally.reserved.get(dim, 0.0)) < 1e-9:  # float dust, not money
+                self.tally.reserved[dim] = 0.0
         st.model_reserved = {}
 
     def _request_approval(self, event: ApprovalRequested) -> None:
