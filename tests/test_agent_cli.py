@@ -600,6 +600,8 @@ def test_agent_runs_against_an_openai_compatible_server(cli: Cli, server: OpenAI
         "--test-command",
         CALC_TESTS,
         "--auto-plan",
+        "--max-tokens",
+        "512",
         "--no-live",
         "--no-prompt",
         OPENAI_API_KEY="x",
@@ -612,11 +614,15 @@ def test_agent_runs_against_an_openai_compatible_server(cli: Cli, server: OpenAI
     for request in server.requests:
         assert request.headers["authorization"] == "Bearer x"
         assert request.body["model"] == OPENAI_MODEL
+        assert request.body["max_tokens"] == 512  # each call's cap, as reserved
     run_id = run_id_of(result)
     events = cli.events(run_id)
     [created] = [e for e in events if e["kind"] == "run_created"]
     assert created["agent"]["model"] == f"openai:{OPENAI_MODEL}"
     assert created["agent"]["base_url"] == server.base_url
+    assert created["agent"]["max_tokens"] == 512
+    reserved = [e for e in events if e["kind"] == "model_call_reserved"]
+    assert len(reserved) == 5 and all(e["tokens"] > 512 for e in reserved)
     called = [(e["step"], e["turn"]) for e in events if e["kind"] == "model_called"]
     assert called == [
         ("understand", 1),

@@ -26,11 +26,15 @@ import pytest
 from trestle.agent.prompts import EMPTY_REPLY
 from trestle.agent.runtime import AgentPerformer
 from trestle.agent.settings import AgentSettings, bootstrap_plan
+from trestle.budget import Budget, Limit
 from trestle.engine import LocalEngine
 from trestle.events import (
     AnyEvent,
+    BudgetExhausted,
     FindingsRecorded,
     ModelCalled,
+    ModelCallHeld,
+    ModelCallReserved,
     PlanProposed,
     RunResumed,
     StepAttemptEnded,
@@ -256,6 +260,37 @@ def test_a_full_run_over_http(server: OpenAIServer, workspace: Path, store: Sqli
     assert "return a - b" in tool_message(findings_turn, "call_read")
     assert FINDINGS["summary"] in json.dumps(planning.body["messages"])
     assert tool_message(finish, "call_edit")  # the edit's result reached the model
+
+
+# --- the budget: each call reserves its worst case before it is sent ---------------------
+
+
+def test_a_call_whose_worst_case_would_pass_a_hard_token_limit_never_reaches_the_server(
+    server: OpenAIServer, workspace: Path, store: SqliteStore
+) -> None:
+    cap, hard = 40_000, 60_000
+    settings = AgentSettings(
+        model=f"openai:{MODEL}", test_command=TEST_COMMAND, plan_approval="auto", max_tokens=cap
+    )
+    plan = bootstrap_plan(GOAL, budget=Budget(tokens=Limit(hard=hard)))
+    run_id = create_run(store, plan, workspace=workspace, agent=settings)
+    # the first answer spends nearly its cap; spent alone (39,101) is still below the
+    # limit, but the next call's worst case (its prompt and another 40,000) is not
+    server.queue_tool_calls(call("call_read", "read_file", path="calc.py"), usage=(101, 39_000))
+    server.queue_text(json.dumps(FINDINGS), usage=USAGE["findings"])
+
+    state = drive(store, run_id, server)
+
+    assert len(server.requests) == 1
+    assert server.requests[0].body["max_tokens"] == cap  # the worst case is real
+    assert state.finished == "stopped"
+    assert state.tally.spent["tokens"] == 39_101 <= hard
+    [reserved] = recorded(store, run_id, ModelCallReserved)
+    assert reserved.tokens > cap
+    [held] = recorded(store, run_id, ModelCallHeld)
+    assert held.step == "understand" and 39_101 + held.tokens > hard
+    [exhausted] = recorded(store, run_id, BudgetExhausted)
+    assert exhausted.dimension == "tokens"
 
 
 # --- bad model output: the run goes on ---------------------------------------------------

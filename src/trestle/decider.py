@@ -23,7 +23,8 @@ The rules, each one an invariant the property tests check:
 - every attempt passes the approval gate first (:mod:`trestle.gate`): a tier that
   needs a human asks, and the step waits without holding a slot while others go on;
 - every attempt reserves its budget first: a soft limit pauses new starts and asks
-  for a top-up, a hard limit stops them; what already runs finishes.
+  for a top-up, a hard limit stops them; what already runs finishes. An agent step
+  whose model call the budget held back asks for that call's worst case too.
 """
 
 from __future__ import annotations
@@ -139,6 +140,7 @@ def _open(p: _Pass, sid: str) -> list[AnyEvent]:
     state, now = p.state, p.now
     step, st = state.step_spec(sid), state.steps[sid]
     ask: dict[Dimension, float] = {"steps": 1, "cost": step.cost or 0.0}
+    ask = _plus(ask, st.wants)  # a model call the budget held back waits for room
     tally = Tally(
         spent={**state.tally.spent, "seconds": state.elapsed(now)},
         reserved=_plus(state.tally.reserved, p.reserved),

@@ -362,6 +362,30 @@ class ModelCalled(Event):
     model: str = ""
 
 
+class ModelCallReserved(Event):
+    """Before a live model call: its worst case (the prompt as estimated plus the most
+    tokens the answer may have, and their price) held against the run's budget until
+    ``ModelCalled`` (or the attempt's end) releases it. Parallel steps see it at once."""
+
+    kind: Literal["model_call_reserved"] = "model_call_reserved"
+    step: str
+    round: int
+    turn: int
+    tokens: int = Field(ge=0)
+    cost: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+
+
+class ModelCallHeld(Event):
+    """A model call was not sent: its worst case would pass a budget limit. The step
+    waits; it starts again only when the budget allows ``tokens`` and ``cost`` more."""
+
+    kind: Literal["model_call_held"] = "model_call_held"
+    step: str
+    tokens: int = Field(ge=0)
+    cost: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    reason: str
+
+
 class ToolCallStarted(Event):
     """A tool call is about to run; durable first, so a crash mid-call is known."""
 
@@ -496,6 +520,8 @@ AnyEvent = Annotated[
     | RunRewound
     | RoundOpened
     | ModelCalled
+    | ModelCallReserved
+    | ModelCallHeld
     | ToolCallStarted
     | ToolCallEnded
     | ReminderInjected

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field, PrivateAttr
 
 from trestle.agent.phases import Findings
 from trestle.agent.settings import AgentSettings
-from trestle.budget import Breach, Tally
+from trestle.budget import Breach, Dimension, Tally
 from trestle.events import (
     AlertRaised,
     AnyEvent,
@@ -31,6 +31,8 @@ from trestle.events import (
     FindingsRecorded,
     Leftovers,
     ModelCalled,
+    ModelCallHeld,
+    ModelCallReserved,
     PhaseEntered,
     PlanExtended,
     PlanProposed,
@@ -110,6 +112,10 @@ class StepState(BaseModel):
     approval: int | None = None  # the approval asked for (or given) for its action
     approved_hash: str | None = None  # the exact action a human approved
     reserved_cost: float = 0.0  # the running attempt's estimate, held against the budget
+    # an agent step's model call in flight: its worst case, held against the budget
+    model_reserved: dict[Dimension, float] = {}
+    # what a model call the budget held back needs: asked for when the step starts again
+    wants: dict[Dimension, float] = {}
     # an agent step's conversation: a failed attempt or a human's retry starts a new
     # round (told why the last one failed); a crash or a pause continues the same one
     round: int = 1
@@ -304,6 +310,7 @@ class RunState(BaseModel):
                 self.tally.add(self.tally.spent, "steps", 1)
                 st.reserved_cost = self.step_spec(sid).cost or 0.0
                 self.tally.add(self.tally.reserved, "cost", st.reserved_cost)
+                st.wants = {}
                 self._set(sid, "running")
             case StepAttemptEnded(step=sid, ok=ok, action=action, checks=checks):
                 st = self.steps[sid]
@@ -405,8 +412,17 @@ class RunState(BaseModel):
             case RunRewound(reopened=sids):
                 for sid in sids:
                     self._reopen(sid, rewound=True)
+            case ModelCallReserved(step=sid):
+                st = self.steps[sid]
+                self._release_model_call(st)  # one call in flight per step
+                st.model_reserved = {"tokens": float(event.tokens), "cost": event.cost}
+                for dim, amount in st.model_reserved.items():
+                    self.tally.add(self.tally.reserved, dim, amount)
+            case ModelCallHeld(step=sid):
+                self.steps[sid].wants = {"tokens": float(event.tokens), "cost": event.cost}
             case ModelCalled(response=response):
                 self._index(event.step, event.round)
+                self._release_model_call(self.steps[event.step])
                 usage = response.usage
                 self.tally.add(self.tally.spent, "tokens", usage.total_tokens)
                 self.tally.add(self.tally.spent, "cost", usage.cost or 0.0)
@@ -491,6 +507,16 @@ class RunState(BaseModel):
         self.tally.add(self.tally.reserved, "cost", -st.reserved_cost)
         self.tally.add(self.tally.spent, "cost", st.reserved_cost)
         st.reserved_cost = 0.0
+        self._release_model_call(st)
+
+    def _release_model_call(self, st: StepState) -> None:
+        """A model call's worst case stops being held: it answered (and its usage is
+        counted as spent) or its attempt ended without an answer (nothing recorded)."""
+        for dim, amount in st.model_reserved.items():
+            self.tally.add(self.tally.reserved, dim, -amount)
+            if abs(self.tally.reserved.get(dim, 0.0)) < 1e-9:  # float dust, not money
+                self.tally.reserved[dim] = 0.0
+        st.model_reserved = {}
 
     def _request_approval(self, event: ApprovalRequested) -> None:
         self.approvals[event.approval] = ApprovalState(

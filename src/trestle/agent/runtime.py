@@ -117,6 +117,7 @@ class AgentPerformer:
         self.tools = tools if tools is not None else coding_registry()
         self.prices, self.summariser = prices, summariser
         self._phase_lock = asyncio.Lock()
+        self._budget_lock = asyncio.Lock()  # model calls reserve their budget one by one
 
     async def perform(self, work: StepWork) -> tuple[ActionResult, ToolAsk | None]:
         task, settings = work.step.agent, work.state.agent
@@ -313,7 +314,9 @@ class AgentPerformer:
         model = self.model
         if isinstance(model, ModelPerStep):  # a trajectory: each step has its own answers
             model = model.for_step(work.step.id, st.round)
-        session = await StepSession.open(work, model=model, settings=settings, prices=self.prices)
+        session = await StepSession.open(
+            work, model=model, settings=settings, prices=self.prices, budget_lock=self._budget_lock
+        )
         statuses = {sid: s.status for sid, s in state.steps.items()}
         progress = [p for p in plan_progress(state.plan, statuses) if _is_plan_step(state, p.id)]
         pins = Pins(

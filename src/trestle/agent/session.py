@@ -21,6 +21,7 @@ the tool runs, a model's answer before any tool it asked for.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
@@ -44,12 +45,14 @@ from trestle.agent.reminders import (
     reminder_due,
 )
 from trestle.agent.settings import AgentSettings
-from trestle.budget import breach
+from trestle.budget import Dimension, breach
 from trestle.engine import StepWork
 from trestle.events import (
     AnyEvent,
     ContextCompressed,
     ModelCalled,
+    ModelCallHeld,
+    ModelCallReserved,
     ReminderInjected,
     RoundOpened,
     ToolAsk,
@@ -57,6 +60,7 @@ from trestle.events import (
     ToolCallStarted,
 )
 from trestle.models.base import Message, Model, ModelRequest, ModelResponse, ToolCall, ToolSchema
+from trestle.models.estimate import estimate_tokens
 from trestle.models.pricing import PriceTable
 from trestle.redaction import redact, secret_values
 from trestle.tools.base import GatedCall, GateVerdict, Observation, ToolContext, ToolGate
@@ -148,9 +152,12 @@ class StepSession:
         round: int,
         recorded: Recorded,
         prices: PriceTable | None = None,
+        budget_lock: asyncio.Lock | None = None,
     ) -> None:
         self.work, self.model, self.settings, self.round = work, model, settings, round
         self.recorded, self.prices = recorded, prices
+        # shared by the run's steps: a check and its reservation are one move
+        self.budget_lock = budget_lock or asyncio.Lock()
         self.step_id = work.step.id
         self.turn = 0
         self.replayed = self.live = 0
@@ -166,12 +173,19 @@ class StepSession:
         model: Model,
         settings: AgentSettings,
         prices: PriceTable | None = None,
+        budget_lock: asyncio.Lock | None = None,
     ) -> StepSession:
         round = work.state.steps[work.step.id].round
         events = await work.load(work.state.transcript(work.step.id, round))
         recorded = Recorded.of(events)
         return cls(
-            work, model=model, settings=settings, round=round, recorded=recorded, prices=prices
+            work,
+            model=model,
+            settings=settings,
+            round=round,
+            recorded=recorded,
+            prices=prices,
+            budget_lock=budget_lock,
         )
 
     async def _record(self, event: AnyEvent) -> None:
@@ -302,9 +316,6 @@ class StepSession:
         """Before a live model call: stop for the budget, a monitor's stop or pause, or
         end the attempt if a monitor asked for a fresh start of this round."""
         state = self.work.state
-        over = breach(state.plan.budget, state.tally, {})
-        if over is not None:
-            raise Pause(f"budget: {over.describe()}")
         if state.stopped is not None:
             raise Pause(state.stopped)
         if state.held:
@@ -335,6 +346,7 @@ class StepSession:
         if recorded is not None:
             self.recorded.forget_from(self.turn)
         self._may_go_on()
+        await self._reserve(messages, tools)
         seek = getattr(self.model, "seek", None)  # a trajectory answers by turn
         if seek is not None:
             seek(self.turn)
@@ -358,6 +370,46 @@ class StepSession:
             )
         )
         return response
+
+    def worst_case(
+        self, messages: Sequence[Message], tools: Sequence[ToolSchema]
+    ) -> dict[Dimension, float]:
+        """The most the next call can spend: the prompt as estimated plus the most
+        tokens its answer may have (the context's limit when no maximum is set), and
+        their price where the model's price is known."""
+        prompt = estimate_tokens(messages, tools)
+        answer = self.settings.max_tokens or self.settings.context.limit
+        cost = None
+        if self.prices is not None:
+            cost = self.prices.cost(self.model.name, prompt, answer)
+        return {"tokens": float(prompt + answer), "cost": cost or 0.0}
+
+    async def _reserve(self, messages: Sequence[Message], tools: Sequence[ToolSchema]) -> None:
+        """Hold the call's worst case against the run's budget before it is sent, or
+        hold the call back (and pause the step) when that would pass a limit."""
+        worst = self.worst_case(messages, tools)
+        tokens, cost = int(worst["tokens"]), worst["cost"]
+        async with self.budget_lock:
+            state = self.work.state
+            over = breach(state.plan.budget, state.tally, worst)
+            if over is not None:
+                reason = f"budget: the next model call {over.describe()}"
+                await self._record(
+                    ModelCallHeld(
+                        at=self._now(), step=self.step_id, tokens=tokens, cost=cost, reason=reason
+                    )
+                )
+                raise Pause(reason)
+            await self._record(
+                ModelCallReserved(
+                    at=self._now(),
+                    step=self.step_id,
+                    round=self.round,
+                    turn=self.turn,
+                    tokens=tokens,
+                    cost=cost,
+                )
+            )
 
     def _priced(self, response: ModelResponse) -> ModelResponse:
         usage = response.usage

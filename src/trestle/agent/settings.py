@@ -36,6 +36,7 @@ ROLE_PHASE: dict[AgentRole, Phase] = {
 }
 
 DEFAULT_STEP_TIMEOUT = 1800.0  # seconds: half an hour per attempt of an agent step
+DEFAULT_MAX_TOKENS = 4096  # the most tokens one model answer may have: its cap and its reserve
 RESERVED_IDS = frozenset({"understand", "plan", "review", "validate"})  # round 1 uses them
 
 
@@ -57,7 +58,8 @@ class AgentSettings(Record):
         plan_approval: ``confirm`` asks a human to approve each plan; ``auto`` does not.
         reminders: when the goal is re-injected.
         context: the context budget compression keeps the conversation within.
-        max_tokens: the most tokens one model answer may have.
+        max_tokens: the most tokens one model answer may have: sent to the provider as
+            its cap, and reserved (with the prompt) against the budget before each call.
         temperature: the sampling temperature, if any.
         step_timeout: the wall-clock seconds one attempt of an agent step may take
             (a step's own ``timeout`` wins); past it the attempt is cancelled and
@@ -76,7 +78,7 @@ class AgentSettings(Record):
     plan_approval: Literal["confirm", "auto"] = "confirm"
     reminders: ReminderPolicy = ReminderPolicy()
     context: ContextBudget = ContextBudget(limit=100_000)
-    max_tokens: int | None = Field(default=4096, gt=0)
+    max_tokens: int | None = Field(default=DEFAULT_MAX_TOKENS, gt=0)
     temperature: float | None = None
     step_timeout: float | None = Field(default=DEFAULT_STEP_TIMEOUT, gt=0, allow_inf_nan=False)
 

@@ -15,7 +15,12 @@ from typing import Annotated
 
 import typer
 
-from trestle.agent.settings import DEFAULT_STEP_TIMEOUT, AgentSettings, bootstrap_plan
+from trestle.agent.settings import (
+    DEFAULT_MAX_TOKENS,
+    DEFAULT_STEP_TIMEOUT,
+    AgentSettings,
+    bootstrap_plan,
+)
 from trestle.agent.trajectory import REPLAY_PREFIX, trajectory_of
 from trestle.approvals import inbox, submit_decision
 from trestle.budget import Budget, Limit
@@ -75,6 +80,14 @@ def agent(
         ),
     ] = True,
     max_turns: Annotated[int, typer.Option(help="Model turns per step.", min=1)] = 30,
+    max_tokens: Annotated[
+        int,
+        typer.Option(
+            help="The most tokens one model answer may have: sent to the provider as its "
+            "cap, and reserved against the budget before each call.",
+            min=1,
+        ),
+    ] = DEFAULT_MAX_TOKENS,
     max_cost: Annotated[
         float | None, typer.Option(help="Dollars after which the run pauses and asks.", min=0)
     ] = None,
@@ -103,6 +116,7 @@ def agent(
         rules=tuple(rule or ()),
         test_command=test_command,
         max_turns=max_turns,
+        max_tokens=max_tokens,
         plan_approval="confirm" if approve_plan else "auto",
         step_timeout=step_timeout,
     )
