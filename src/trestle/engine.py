@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, ParamSpec, Protocol, TypeVar
 
 from trestle.actions import StepContext, in_thread, perform
-from trestle.approvals import decision_as_event
+from trestle.approvals import decision_as_event, vetter
 from trestle.checkpoints import (
     When,
     checkpoint_name,
@@ -45,6 +45,7 @@ from trestle.events import (
     ActionResult,
     AlertRaised,
     AnyEvent,
+    ApprovalRefused,
     Gate,
     RequestRefused,
     RunInterrupted,
@@ -214,7 +215,7 @@ class LocalEngine:
         state."""
         async for _ in self.drive(run_id, stop=stop):
             pass
-        return await self._store(load_state, self.store, run_id)
+        return await self._store(self.state, run_id)
 
     async def drive(self, run_id: str, *, stop: Stop | None = None) -> AsyncIterator[StoredEvent]:
         """Drive the run, yielding each event as soon as it is durable; ``stop`` ends
@@ -227,7 +228,7 @@ class LocalEngine:
         acting: set[str] = set()  # steps whose attempt a cancel stops before its end
         pool: ThreadPoolExecutor | None = None
         try:
-            state = await self._store(load_state, self.store, run_id)
+            state, forgeries = await self._store(self._load, run_id)
             # steps' blocking work (sync callables, file checks) gets one thread per
             # step that may run at once; asyncio's default pool is far smaller
             pool = ThreadPoolExecutor(state.plan.parallelism, thread_name_prefix="trestle-step")
@@ -236,12 +237,17 @@ class LocalEngine:
             acks: list[_Ack] = []
             outbox = _Outbox()
             finished = state.finished is not None
-            if finished and not await self._store(self.store.pending_requests, run_id):
+            if (
+                finished
+                and not forgeries
+                and not await self._store(self.store.pending_requests, run_id)
+            ):
                 return  # nothing to do, and nothing worth recording
             hub, missed = await self._hub(state)
             if state.seq > 1:
                 inbound.append(RunResumed(at=self.clock(), owner=self.owner.name))
             inbound += missed
+            inbound += forgeries
             watch = _StallWatch(state.monitors or DEFAULT_MONITORS)
             next_poll = 0.0
             stopping = False
@@ -650,6 +656,33 @@ class LocalEngine:
 
     def close(self) -> None:
         self._io.shutdown(wait=True)
+
+    def state(self, run_id: str) -> RunState:
+        """The run's state as this engine acts on it: forged decisions left out."""
+        return self._load(run_id)[0]
+
+    def _load(self, run_id: str) -> tuple[RunState, list[AnyEvent]]:
+        """The run's state with every forged decision left out (see
+        :func:`trestle.approvals.forged`), and a refusal to record for each one not yet
+        reported, naming its seq."""
+        if self._decision_key is None:
+            self._decision_key = decision_key()
+        key = self._decision_key
+        ignored: list[tuple[int, AnyEvent, str]] = []
+        state = load_state(self.store, run_id, vet=vetter(key), ignored=ignored)
+        reported = {r.forged_seq for r in state.refused if r.forged_seq is not None}
+        refusals: list[AnyEvent] = [
+            ApprovalRefused(
+                at=self.clock(),
+                approval=getattr(event, "approval", None),
+                reason=f"the approval_decided event at seq {seq} was ignored: {why}; "
+                "only a decision from trestle approve/reject (or the Python API) counts",
+                forged_seq=seq,
+            )
+            for seq, event, why in ignored
+            if seq not in reported
+        ]
+        return state, refusals
 
     def _request_as_events(self, state: RunState, r: Request) -> list[AnyEvent]:
         """What a human's request becomes, judged against the state as it is now: the

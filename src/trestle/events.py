@@ -272,15 +272,22 @@ class ApprovalDecided(Event):
     edited: Step | None = None
     top_up: float | None = None
     request_id: int | None = None
+    # the signed request this decision came from, verbatim: the process that acts on
+    # the decision checks its signature (see trestle.approvals.forged), so a row written
+    # into the store by anything but the decision path is ignored
+    signed: str | None = None
 
 
 class ApprovalRefused(Event):
-    """A decision that arrived but does not apply (unsigned, stale, or already decided)."""
+    """A decision that arrived but does not apply (unsigned, stale, or already decided),
+    or an ``approval_decided`` event whose signature does not verify (``forged_seq``
+    names it; the run ignores that event)."""
 
     kind: Literal["approval_refused"] = "approval_refused"
     approval: int | None
     reason: str
     request_id: int | None = None
+    forged_seq: int | None = None
 
 
 class RequestRefused(Event):

@@ -167,6 +167,7 @@ class RefusedRequest(BaseModel):
     text: str = ""  # what was asked
     reason: str
     at: float
+    forged_seq: int | None = None  # an approval_decided event the run ignored as forged
 
 
 class RunState(BaseModel):
@@ -262,6 +263,11 @@ class RunState(BaseModel):
         self._frontier = {sid for sid in self.steps if self._wants_decision(sid)}
 
     # --- the fold -----------------------------------------------------------------
+
+    def ignore(self, seq: int) -> None:
+        """Pass over the event at ``seq`` without applying it: the shell found it forged
+        (see :func:`trestle.runs.load_state`)."""
+        self.seq = seq
 
     def apply(self, event: AnyEvent, seq: int | None = None) -> None:
         """Advance the state by one event (``seq`` defaults to the next number)."""
@@ -387,6 +393,7 @@ class RunState(BaseModel):
                         step=self.approvals[number].step if number in self.approvals else None,
                         reason=why,
                         at=event.at,
+                        forged_seq=event.forged_seq,
                     )
                 )
             case RequestRefused(request=kind, step=sid, text=text, reason=why):

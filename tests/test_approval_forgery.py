@@ -1,0 +1,113 @@
+"""Forged approvals: attacks on the decision path through the real CLI and SQLite store.
+
+Each attack is made as a step or an agent could make it without the sandbox: a row
+written straight into the store's events table, the Python decision API called from a
+``python:`` step, ``trestle approve`` run from a step with its marker variables removed
+or from a detached background process, and a script changed after its approval. Each
+one must leave the approval open (or the changed script unrun) and be reported.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from test_approvals_cli import DEPLOY, Cli, flat
+from trestle.signing import decision_key, signed_payload
+
+
+class KeyedCli(Cli):
+    """The CLI with its own approval key, next to the store."""
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return super().env(TRESTLE_KEY_FILE=str(self.dir / "approval.key"), **extra)
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    return KeyedCli(dir=tmp_path, store=tmp_path / "trestle.db")
+
+
+def _forge_row(cli: Cli, run_id: str, fields: dict[str, Any]) -> int:
+    """Append an ``approval_decided`` event with ``fields`` to the run's events, as a
+    row written by hand; return its seq."""
+    event = {"kind": "approval_decided", "at": time.time(), **fields}
+    with sqlite3.connect(cli.store) as db:
+        seq, v = db.execute(
+            "SELECT seq, v FROM events WHERE run_id = ? ORDER BY seq DESC LIMIT 1", (run_id,)
+        ).fetchone()
+        db.execute(
+            "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)",
+            (run_id, seq + 1, event["kind"], v, event["at"], json.dumps(event)),
+        )
+        db.execute("UPDATE runs SET last_seq = ? WHERE run_id = ?", (seq + 1, run_id))
+    return int(seq + 1)
+
+
+def _approval_hash(cli: Cli, run_id: str) -> str | None:
+    [card] = cli.json("inbox", "--run", run_id)
+    assert card["ref"] == f"{run_id}.1"
+    with sqlite3.connect(cli.store) as db:
+        (data,) = db.execute(
+            "SELECT data FROM events WHERE run_id = ? AND kind = 'approval_requested'", (run_id,)
+        ).fetchone()
+    digest = json.loads(data)["action_hash"]
+    return str(digest) if digest is not None else None
+
+
+def _forgeries(cli: Cli, run_id: str) -> list[dict[str, Any]]:
+    """Three rows a process with write access to the store could add."""
+    digest = _approval_hash(cli, run_id)
+    plain = {"approval": 1, "verdict": "approve", "by": "you@host", "action_hash": digest}
+    fields = {
+        "run_id": "some-other-run",  # a genuine decision, made for another run
+        "approval": 1,
+        "verdict": "approve",
+        "action_hash": digest,
+        "reason": "",
+        "similar": False,
+        "edited": None,
+        "top_up": None,
+        "by": "you@host",
+    }
+    replayed = signed_payload(fields, decision_key(cli.dir / "approval.key"))
+    bogus = json.dumps({"fields": {**fields, "run_id": run_id}, "signature": "0" * 64})
+    return [plain, {**plain, "signed": bogus}, {**plain, "signed": replayed}]
+
+
+def test_a_decision_row_written_into_the_store_is_ignored_and_reported(cli: Cli) -> None:
+    attempts = successes = 0
+    for forged in range(3):
+        run_id = cli.start(DEPLOY.replace("deploys.log", f"deploys{forged}.log"))
+        row = _forgeries(cli, run_id)[forged]
+        seq = _forge_row(cli, run_id, row)
+        resumed = cli("resume", run_id)
+        attempts += 1
+        successes += (cli.dir / f"deploys{forged}.log").exists()
+        assert resumed.returncode == 3, resumed.stdout + resumed.stderr
+        report = cli.json("show", run_id)
+        [refused] = [r for r in report["refused"] if r.get("forged_seq") == seq]
+        assert f"the approval_decided event at seq {seq} was ignored" in refused["reason"]
+        # reported once, however often the run is driven again
+        assert cli("resume", run_id).returncode == 3
+        again = cli.json("show", run_id)["refused"]
+        assert [r["forged_seq"] for r in again if r.get("forged_seq")] == [seq]
+        assert f"seq {seq}" in flat(cli("health").stdout)
+        # the approval is still open, shown, and a human can still decide it
+        [card] = cli.json("inbox", "--run", run_id)
+        assert card["status"] == "pending"
+    assert (attempts, successes) == (3, 0)
+
+
+def test_a_genuine_decision_still_runs_the_action(cli: Cli) -> None:
+    run_id = cli.start(DEPLOY)
+    assert cli("approve", f"{run_id}.1").returncode == 0
+    assert cli("resume", run_id).returncode == 0
+    assert cli.lines("deploys.log") == ["deployed"]
+    assert cli("resume", run_id).returncode == 0  # the recorded decision verifies again
+    assert not [r for r in cli.json("show", run_id)["refused"] if r.get("forged_seq")]
