@@ -111,3 +111,79 @@ def test_a_genuine_decision_still_runs_the_action(cli: Cli) -> None:
     assert cli.lines("deploys.log") == ["deployed"]
     assert cli("resume", run_id).returncode == 0  # the recorded decision verifies again
     assert not [r for r in cli.json("show", run_id)["refused"] if r.get("forged_seq")]
+
+
+# --- approvals bound to the files a command runs -------------------------------------------
+
+
+SWAPS = [
+    # (the command, the files before approval, the files after it: the code that changes)
+    (
+        "sh deploy.sh",
+        {"deploy.sh": "echo v1 >> out.log\n"},
+        {"deploy.sh": "echo EVIL >> out.log\n"},
+    ),
+    (
+        "make -s deploy",
+        {"Makefile": "deploy:\n\techo v1 >> out.log\n"},
+        {"Makefile": "deploy:\n\techo EVIL >> out.log\n"},
+    ),
+    ("make -s deploy", {}, {"Makefile": "deploy:\n\techo EVIL >> out.log\n"}),
+    (
+        "bash -c './deploy.sh'",
+        {"deploy.sh": "#!/bin/sh\necho v1 >> out.log\n"},
+        {"deploy.sh": "#!/bin/sh\necho EVIL >> out.log\n"},
+    ),
+]
+
+
+def test_a_file_the_command_runs_changed_after_approval_is_refused_and_asked_again(
+    cli: Cli,
+) -> None:
+    attempts = successes = 0
+    for command, before, after in SWAPS:
+        for name in ("deploy.sh", "Makefile", "out.log"):
+            (cli.dir / name).unlink(missing_ok=True)
+        for name, text in before.items():
+            cli.write(name, text).chmod(0o755)
+        run_id = cli.start(
+            f"""
+            steps:
+              - id: deploy
+                run: "{command}"
+                irreversible: true
+            """
+        )
+        [card] = cli.json("inbox", "--run", run_id)
+        bound = card.get("bound_to")
+        assert cli("approve", f"{run_id}.1").returncode == 0
+        for name, text in after.items():
+            cli.write(name, text).chmod(0o755)
+        resumed = cli("resume", run_id)
+        attempts += 1
+        successes += "EVIL" in "".join(cli.lines("out.log"))
+        assert resumed.returncode == 3, resumed.stdout + resumed.stderr
+        assert bound  # the card says what the approval holds to
+        assert not cli.lines("out.log")
+        assert "the action differs from the one that passed the approval gate" in flat(
+            resumed.stdout
+        )
+        # asked again, showing the files as they read now; approved, the new code runs
+        [again] = cli.json("inbox", "--run", run_id)
+        assert again["ref"] == f"{run_id}.2"
+        assert again["bound_to"] != bound
+        assert cli("approve", f"{run_id}.2").returncode == 0
+        assert cli("resume", run_id).returncode == 0
+        assert cli.lines("out.log") == ["EVIL"]
+    assert (attempts, successes) == (len(SWAPS), 0)
+
+
+def test_an_unchanged_script_runs_on_its_approval(cli: Cli) -> None:
+    cli.write("deploy.sh", "echo v1 >> out.log\n")
+    run_id = cli.start("steps: [{id: deploy, run: sh deploy.sh, irreversible: true}]")
+    shown = flat(cli("inbox").stdout)
+    assert "bound to deploy.sh (" in shown
+    assert "with deploy.sh as they read now (if any changes, it asks again)" in shown
+    assert cli("approve", f"{run_id}.1").returncode == 0
+    assert cli("resume", run_id).returncode == 0
+    assert cli.lines("out.log") == ["v1"]

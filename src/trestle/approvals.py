@@ -149,6 +149,7 @@ def queue_decision(
         "approval": number,
         "verdict": verdict,
         "action_hash": a.action_hash,
+        "files": a.files,  # the workspace files as the card showed them
         "reason": reason,
         "similar": similar,
         "edited": dict(edited) if edited is not None else None,
@@ -215,6 +216,8 @@ def decision_as_event(state: RunState, request: Request, key: bytes, now: float)
         )
         if fields.get("action_hash") != a.action_hash or changed:
             return refuse(number, "the action changed since it was shown: ask again")
+    if fields.get("files") != a.files:
+        return refuse(number, "not a decision on the files the card showed")
     verdict, top_up = fields.get("verdict"), fields.get("top_up")
     if verdict not in ("approve", "reject", "modify"):
         return refuse(number, f"unknown verdict {verdict!r}")
@@ -281,7 +284,12 @@ def forged(state: RunState, event: AnyEvent, key: bytes) -> str | None:
     )
     if said != (state.run_id, event.approval, event.verdict, event.similar, event.top_up):
         return "it says other than the signed request it carries"
-    if a is None or a.status != "pending" or fields.get("action_hash") != a.action_hash:
+    if (
+        a is None
+        or a.status != "pending"
+        or fields.get("action_hash") != a.action_hash
+        or fields.get("files") != a.files
+    ):
         return "the signed request is not for this approval as it stands"
     if event.verdict == "modify":
         if a.step is None or event.edited is None:

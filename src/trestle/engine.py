@@ -46,6 +46,7 @@ from trestle.events import (
     AlertRaised,
     AnyEvent,
     ApprovalRefused,
+    ApprovalRequested,
     Gate,
     RequestRefused,
     RunInterrupted,
@@ -65,6 +66,7 @@ from trestle.gate import action_digest
 from trestle.monitors.hub import MonitorFactory, MonitorHub
 from trestle.monitors.policy import DEFAULT_MONITORS, MonitorSettings
 from trestle.monitors.trace import Stall
+from trestle.named_files import changed, named_files
 from trestle.plan import Step
 from trestle.processes import Leader, reap
 from trestle.processes import start_time as process_start_time
@@ -330,6 +332,7 @@ class LocalEngine:
         batch: list[AnyEvent] = []
 
         def take(event: AnyEvent) -> None:
+            event = with_named_files(state, event)
             state.apply(event)
             batch.append(event)
             if hub is not None:
@@ -557,6 +560,18 @@ class LocalEngine:
             return StepAttemptEnded(
                 at=self.clock(), step=sid, attempt=ctx.attempt, ok=False, action=action
             )
+        stale = await in_thread(pool, files_changed, state, step, gate)
+        if stale is not None:  # the approval is of other files than would run: ask again
+            number, why = stale
+            action = ActionResult(status="error", error=why)
+            return StepAttemptEnded(
+                at=self.clock(),
+                step=sid,
+                attempt=ctx.attempt,
+                ok=False,
+                action=action,
+                approval_stale=number,
+            )
         try:
             before = await self._checkpoint(state, step, ctx, "before", pool)
         except ShadowRepoError as exc:  # no safety net: the step must not run without one
@@ -725,6 +740,37 @@ class LocalEngine:
             created_at=r.created_at,
         )
         return [_retry_or_skip(state, signed, now)]
+
+
+def with_named_files(state: RunState, event: AnyEvent) -> AnyEvent:
+    """An approval request for a command step, with the workspace files the command
+    names as they read now (see :mod:`trestle.named_files`): the approval is bound to
+    them."""
+    if not isinstance(event, ApprovalRequested) or event.step is None or event.files is not None:
+        return event
+    if event.subject not in ("action", "audit"):
+        return event
+    command = state.step_spec(event.step).run
+    if command is None:
+        return event
+    return event.model_copy(update={"files": named_files(command, Path(state.workspace))})
+
+
+def files_changed(state: RunState, step: Step, gate: Gate | None) -> tuple[int, str] | None:
+    """The approval that no longer holds and why, when a workspace file the command
+    names reads otherwise than when the approval was asked; else None."""
+    if gate is None or gate.approval is None or step.run is None:
+        return None
+    granted = state.approvals.get(gate.approval)
+    if granted is None or granted.files is None:
+        return None
+    moved = changed(granted.files, named_files(step.run, Path(state.workspace)))
+    if not moved:
+        return None
+    return gate.approval, (
+        "refused: the action differs from the one that passed the approval gate: "
+        f"{', '.join(moved)} changed since approval {gate.approval} was asked; asking again"
+    )
 
 
 def unapproved(state: RunState, step: Step, gate: Gate | None) -> str | None:

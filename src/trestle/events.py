@@ -147,6 +147,9 @@ class StepAttemptEnded(Event):
     checkpoint_before: str | None = None  # workspace snapshots (commit ids), if taken
     checkpoint_after: str | None = None
     ask: ToolAsk | None = None
+    # the approval (its number) no longer holds: a file the command names changed since
+    # it was given; the attempt did not run, and the step asks again
+    approval_stale: int | None = None
 
 
 ProbeReason = Literal["before_retry", "unknown_outcome"]
@@ -250,6 +253,9 @@ class ApprovalRequested(Event):
     breach: Breach | None = None
     ask: ToolAsk | None = None  # the tool call, for subject "tool"
     alert: Alert | None = None  # what a monitor saw, for subject "alert"
+    # a command's workspace files as they read when asked (path: sha256 or "absent"),
+    # filled in by the engine: the approval holds only while they read the same
+    files: dict[str, str] | None = None
 
 
 Verdict = Literal["approve", "reject", "modify"]

@@ -136,6 +136,7 @@ class ApprovalState(BaseModel):
     breach: Breach | None
     ask: ToolAsk | None = None  # the tool call, for subject "tool"
     alert: Alert | None = None  # what a monitor saw, for subject "alert"
+    files: dict[str, str] | None = None  # what the command's named files read when asked
     requested_at: float
     status: Literal["pending", "approved", "rejected", "modified", "withdrawn"] = "pending"
     by: str | None = None
@@ -315,7 +316,9 @@ class RunState(BaseModel):
                 st = self.steps[sid]
                 st.checks, st.ended_at = list(checks), event.at
                 self._release(st)
-                if action.status == "deferred":
+                if event.approval_stale is not None:
+                    self._approval_stale(sid, event.approval_stale, action.error)
+                elif action.status == "deferred":
                     st.ask, st.reason = event.ask, action.error
                     # nothing failed: the step picks up where it paused, without a probe
                     st.probed, st.not_before = True, None
@@ -510,6 +513,7 @@ class RunState(BaseModel):
             breach=event.breach,
             ask=event.ask,
             alert=event.alert,
+            files=event.files,
             requested_at=event.at,
         )
         if event.alert is not None:
@@ -566,6 +570,17 @@ class RunState(BaseModel):
         if event.similar and a.similar_key is not None:
             self.similar_approved[a.similar_key] = event.approval
         self._set(sid, "pending" if st.attempt == 0 else "retry_wait")
+
+    def _approval_stale(self, sid: str, number: int, why: str | None) -> None:
+        """The step's approval no longer matches what would run: nothing ran, nothing
+        failed; the approval (and any ``--similar`` it granted) stops covering it, so
+        the step is asked for again."""
+        st = self.steps[sid]
+        st.reason, st.approved_hash = why, None
+        for key in [k for k, n in self.similar_approved.items() if n == number]:
+            del self.similar_approved[key]
+        st.probed, st.not_before = True, None
+        self._set(sid, "retry_wait")
 
     def _reopen(self, sid: str, *, rewound: bool = False) -> None:
         st = self.steps[sid]
