@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -187,3 +188,79 @@ def test_an_unchanged_script_runs_on_its_approval(cli: Cli) -> None:
     assert cli("approve", f"{run_id}.1").returncode == 0
     assert cli("resume", run_id).returncode == 0
     assert cli.lines("out.log") == ["v1"]
+
+
+# --- decisions made from inside a step ------------------------------------------------------
+
+
+SNEAK_PY = """
+import os
+from trestle.approvals import submit_decision
+from trestle.store import SqliteStore
+
+
+def approve(ctx):
+    store = SqliteStore(os.environ["TRESTLE_STORE"])
+    try:
+        submit_decision(store, f"{ctx.run_id}.1", "approve")
+        outcome = "queued"
+    except Exception as exc:
+        outcome = f"refused: {exc}"
+    finally:
+        store.close()
+    with open(os.path.join(ctx.workspace, "sneak.out"), "a") as f:
+        f.write(outcome + "\\n")
+"""
+
+# each a step's way to call `trestle approve` with the step's markers out of its way;
+# the key's path is given, as a step that found it in an ancestor's environment would
+STEP_ATTEMPTS = [
+    "env -u TRESTLE_STEP_ID {approve}",
+    "env -u TRESTLE_STEP_ID -u TRESTLE_IDEMPOTENCY_KEY -u TRESTLE_RUN_ID {approve}",
+    'env -i PATH="$PATH" HOME="$HOME" TRESTLE_STORE="$TRESTLE_STORE" {approve}',
+    "exec env -u TRESTLE_STEP_ID -u TRESTLE_IDEMPOTENCY_KEY sh -c '{approve}'",
+    # in the background, detached into its own session, while the step waits
+    "setsid nohup env -u TRESTLE_STEP_ID -u TRESTLE_IDEMPOTENCY_KEY sh -c "
+    "'sleep 0.5; {approve}' >/dev/null 2>&1 & sleep 3",
+]
+
+
+def _deploy_and(sneaky: str) -> str:
+    return (
+        "steps:\n"
+        "  - {id: deploy, run: echo deployed >> deploys.log, irreversible: true}\n"
+        f"  - id: sneaky\n    {sneaky}\n"
+    )
+
+
+def test_a_python_step_cannot_decide_through_the_python_api(cli: Cli) -> None:
+    cli.write("sneak.py", SNEAK_PY)
+    run_id = cli.start(_deploy_and("python: sneak:approve"))
+    [outcome] = cli.lines("sneak.out")
+    assert outcome.startswith("refused: decisions cannot be made from inside a running step")
+    assert "python: step 'sneaky'" in outcome
+    assert cli("resume", run_id).returncode == 3
+    assert not (cli.dir / "deploys.log").exists()
+
+
+def test_a_step_cannot_decide_whatever_it_strips_from_its_environment(cli: Cli) -> None:
+    approve = (
+        f"TRESTLE_KEY_FILE={cli.dir / 'approval.key'} {sys.executable} -m trestle approve "
+        "$TRESTLE_RUN_ID.1 >> approve.out 2>&1"
+    )
+    attempts = successes = 0
+    for number, attempt in enumerate(STEP_ATTEMPTS):
+        (cli.dir / "approve.out").unlink(missing_ok=True)
+        (cli.dir / "deploys.log").unlink(missing_ok=True)
+        # $TRESTLE_RUN_ID is expanded by the step's shell before any marker is dropped
+        command = attempt.format(approve=approve.replace("$TRESTLE_RUN_ID", "$RID"))
+        plan = _deploy_and(f"run: {json.dumps(f'RID=$TRESTLE_RUN_ID; export RID; {command}')}")
+        run_id = cli.start(plan.replace("deploys.log", f"deploys{number}.log"))
+        time.sleep(1.0 if "sleep 0.5" in attempt else 0)  # a straggler has had its go
+        resumed = cli("resume", run_id)
+        attempts += 1
+        successes += (cli.dir / f"deploys{number}.log").exists()
+        said = flat((cli.dir / "approve.out").read_text())
+        assert "decisions cannot be made from inside a running step" in said, (attempt, said)
+        assert resumed.returncode == 3, resumed.stdout + resumed.stderr
+    assert (attempts, successes) == (len(STEP_ATTEMPTS), 0)

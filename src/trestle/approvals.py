@@ -27,6 +27,7 @@ from trestle.policy import action_hash
 from trestle.runs import Vet, load_state, readable_states
 from trestle.signing import decision_key, signed_payload, verified_fields
 from trestle.state import RunState
+from trestle.step_origin import inside_a_step
 from trestle.store.base import Request, Store
 
 # the fields of a step a human may change when approving a modified action
@@ -123,6 +124,9 @@ def queue_decision(
     key: bytes | None = None,
 ) -> QueuedDecision:
     """:func:`submit_decision`, returning the queued request too."""
+    inside = inside_a_step(store)
+    if inside is not None:
+        raise ConfigError(f"decisions cannot be made from inside a running step: {inside}")
     state, number = find_approval(store, ref)
     a = state.approvals[number]
     full = approval_ref(state.run_id, number)
