@@ -220,7 +220,7 @@ def decision_as_event(state: RunState, request: Request, key: bytes, now: float)
         )
         if fields.get("action_hash") != a.action_hash or changed:
             return refuse(number, "the action changed since it was shown: ask again")
-    if fields.get("files") != a.files:
+    if (fields.get("files") or {}) != (a.files or {}):
         return refuse(number, "not a decision on the files the card showed")
     verdict, top_up = fields.get("verdict"), fields.get("top_up")
     if verdict not in ("approve", "reject", "modify"):
@@ -292,7 +292,7 @@ def forged(state: RunState, event: AnyEvent, key: bytes) -> str | None:
         a is None
         or a.status != "pending"
         or fields.get("action_hash") != a.action_hash
-        or fields.get("files") != a.files
+        or (fields.get("files") or {}) != (a.files or {})
     ):
         return "the signed request is not for this approval as it stands"
     if event.verdict == "modify":
