@@ -99,6 +99,9 @@ def test_a_decision_row_written_into_the_store_is_ignored_and_reported(cli: Cli)
         again = cli.json("show", run_id)["refused"]
         assert [r["forged_seq"] for r in again if r.get("forged_seq")] == [seq]
         assert f"seq {seq}" in flat(cli("health").stdout)
+        doctor = cli("doctor")
+        assert doctor.returncode == 0, doctor.stdout + doctor.stderr  # not damage
+        assert f"event seq {seq} (approval_decided) is ignored as forged" in flat(doctor.stdout)
         # the approval is still open, shown, and a human can still decide it
         [card] = cli.json("inbox", "--run", run_id)
         assert card["status"] == "pending"
