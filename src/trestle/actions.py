@@ -9,6 +9,7 @@ its pid as soon as it runs, to record it (see :mod:`trestle.processes`).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import inspect
 import os
@@ -25,6 +26,7 @@ from trestle.plan import Step
 from trestle.planfile import resolve_callable
 from trestle.processes import die_with_parent
 from trestle.signing import KEY_ENV
+from trestle.step_origin import end_python_step, python_step
 
 OUTPUT_LIMIT = 8_000  # characters kept of a command's output: head and tail
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL on timeout
@@ -202,12 +204,16 @@ async def call_python(
     cannot kill a thread: on timeout the attempt fails and the thread is abandoned.
     """
     started = time.monotonic()
+    # the call runs in this (the driver's) process: mark it, so that the decision API
+    # refuses to approve from inside it (see trestle.step_origin)
+    marked = python_step(ctx.step_id)
     try:
         fn = _callable(ref, ctx.plan_dir, ctx.workspace)
         if inspect.iscoroutinefunction(fn):
             result = await asyncio.wait_for(fn(ctx), timeout)
         else:
-            result = await asyncio.wait_for(in_thread(pool, fn, ctx), timeout)
+            context = contextvars.copy_context()
+            result = await asyncio.wait_for(in_thread(pool, context.run, fn, ctx), timeout)
     except TimeoutError:
         return ActionResult(
             status="timeout",
@@ -222,6 +228,8 @@ async def call_python(
             error=f"{type(exc).__name__}: {exc}",
             duration=time.monotonic() - started,
         )
+    finally:
+        end_python_step(marked)
     ok = result is not False
     return ActionResult(
         status="ok" if ok else "failed",

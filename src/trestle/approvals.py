@@ -24,9 +24,10 @@ from trestle.errors import ConfigError, UnknownRunError
 from trestle.events import AnyEvent, ApprovalDecided, ApprovalRefused, Verdict
 from trestle.plan import Step
 from trestle.policy import action_hash
-from trestle.runs import load_state, readable_states
+from trestle.runs import Vet, load_state, readable_states
 from trestle.signing import decision_key, signed_payload, verified_fields
 from trestle.state import RunState
+from trestle.step_origin import inside_a_step
 from trestle.store.base import Request, Store
 
 # the fields of a step a human may change when approving a modified action
@@ -42,7 +43,8 @@ def inbox(
     rows = [store.run(run_id)] if run_id else store.runs()
     cards = []
     # a finished run may still hold a review drawn after the fact
-    for state in readable_states(store, [r.run_id for r in rows], unreadable):
+    vet = vetter(decision_key())
+    for state in readable_states(store, [r.run_id for r in rows], unreadable, vet=vet):
         for number, a in state.approvals.items():
             if a.status == "pending":
                 cards.append((a.requested_at, build_card(state, number)))
@@ -60,7 +62,7 @@ def find_approval(store: Store, ref: str) -> tuple[RunState, int]:
             how = "matches no run" if not matches else f"matches {len(matches)} runs"
             raise UnknownRunError(f"approval {ref!r}: {run_id!r} {how}")
         run_id = matches[0]
-    state = load_state(store, run_id)
+    state = trusted_state(store, run_id)
     if int(number) not in state.approvals:
         raise UnknownRunError(f"run {run_id!r} has no approval {int(number)}")
     return state, int(number)
@@ -122,6 +124,9 @@ def queue_decision(
     key: bytes | None = None,
 ) -> QueuedDecision:
     """:func:`submit_decision`, returning the queued request too."""
+    inside = inside_a_step(store)
+    if inside is not None:
+        raise ConfigError(f"decisions cannot be made from inside a running step: {inside}")
     state, number = find_approval(store, ref)
     a = state.approvals[number]
     full = approval_ref(state.run_id, number)
@@ -148,6 +153,7 @@ def queue_decision(
         "approval": number,
         "verdict": verdict,
         "action_hash": a.action_hash,
+        "files": a.files,  # the workspace files as the card showed them
         "reason": reason,
         "similar": similar,
         "edited": dict(edited) if edited is not None else None,
@@ -214,6 +220,8 @@ def decision_as_event(state: RunState, request: Request, key: bytes, now: float)
         )
         if fields.get("action_hash") != a.action_hash or changed:
             return refuse(number, "the action changed since it was shown: ask again")
+    if (fields.get("files") or {}) != (a.files or {}):
+        return refuse(number, "not a decision on the files the card showed")
     verdict, top_up = fields.get("verdict"), fields.get("top_up")
     if verdict not in ("approve", "reject", "modify"):
         return refuse(number, f"unknown verdict {verdict!r}")
@@ -240,7 +248,65 @@ def decision_as_event(state: RunState, request: Request, key: bytes, now: float)
         edited=edited,
         top_up=top_up,
         request_id=request.id,
+        signed=request.payload,
     )
+
+
+def vetter(key: bytes) -> Vet:
+    """:func:`forged` with ``key``, for :func:`trestle.runs.load_state`."""
+    return lambda state, event: forged(state, event, key)
+
+
+def trusted_state(store: Store, run_id: str) -> RunState:
+    """The run's state with forged decisions left out, as the engine will judge it."""
+    return load_state(store, run_id, vet=vetter(decision_key()))
+
+
+def forged(state: RunState, event: AnyEvent, key: bytes) -> str | None:
+    """Why ``event``, about to be folded into ``state``, must be ignored as forged, or
+    None. Only ``approval_decided`` is judged: it must carry a signed request that
+    verifies with ``key`` and says what the event says, about an approval still open.
+
+    This is the shell's half of the check: the pure fold cannot read keys, so the
+    process that acts on a run's state folds it through this (see
+    :func:`trestle.runs.load_state`).
+    """
+    if not isinstance(event, ApprovalDecided):
+        return None
+    if event.signed is None:
+        return "carries no signed request"
+    fields = verified_fields(event.signed, key)
+    if fields is None:
+        return "its signature does not verify"
+    a = state.approvals.get(event.approval)
+    said = (
+        fields.get("run_id"),
+        fields.get("approval"),
+        fields.get("verdict"),
+        bool(fields.get("similar")),
+        fields.get("top_up"),
+    )
+    if said != (state.run_id, event.approval, event.verdict, event.similar, event.top_up):
+        return "it says other than the signed request it carries"
+    if (
+        a is None
+        or a.status != "pending"
+        or fields.get("action_hash") != a.action_hash
+        or (fields.get("files") or {}) != (a.files or {})
+    ):
+        return "the signed request is not for this approval as it stands"
+    if event.verdict == "modify":
+        if a.step is None or event.edited is None:
+            return "a modification without the edited step"
+        try:
+            edited = edited_step(state.step_spec(a.step), fields.get("edited") or {})
+        except ConfigError:
+            return "the signed edit is invalid"
+        if edited != event.edited or action_hash(edited.action_payload()) != event.action_hash:
+            return "the edited step is not the one signed"
+    elif event.action_hash != a.action_hash:
+        return "it approves another action than the one signed"
+    return None
 
 
 def _amount(value: object) -> bool:

@@ -75,8 +75,16 @@ class HandoffCard(BaseModel):
     uncertainties: list[str] = []
     refused: list[str] = []  # why earlier decisions on it were refused, oldest first
     similar: str = ""  # what `approve --similar` would also approve
+    bound_to: list[str] = []  # the workspace files the approval holds to, as they read
     on_approve: str
     on_reject: str
+
+
+def _as_read(digest: str) -> str:
+    """A file's recorded digest for the card: short, or what it was instead."""
+    if digest == "absent":
+        return "not there"
+    return digest[:12] if len(digest) == 64 else digest
 
 
 def approval_ref(run_id: str, number: int) -> str:
@@ -149,6 +157,10 @@ def _action_card(
         on_reject = f"the call does not run; step {sid!r} goes on and the agent reads your reason"
     elif a.blocking:
         on_approve = f"step {sid!r} runs this exact action"
+        if a.files:
+            on_approve += (
+                f", with {', '.join(a.files)} as they read now (if any changes, it asks again)"
+            )
         on_reject = f"step {sid!r} does not run and fails with your reason"
         if not step.optional:
             on_reject += "; steps that need it are blocked"
@@ -174,6 +186,7 @@ def _action_card(
         verify=[describe_check(c) for c in step.verify],
         uncertainties=uncertainties,
         similar=similar,
+        bound_to=[f"{path} ({_as_read(digest)})" for path, digest in (a.files or {}).items()],
         on_approve=on_approve,
         on_reject=on_reject,
     )

@@ -21,9 +21,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
+from trestle.approvals import forged
 from trestle.errors import ConfigError, StoreDamagedError
 from trestle.events import EVENT_ADAPTER, AnyEvent, RunCreated
 from trestle.runs import summary_json
+from trestle.signing import decision_key, key_path
 from trestle.state import RunState
 from trestle.store.base import Appended, Owner, owner_is_alive
 from trestle.store.sqlite import MIGRATIONS, SqliteStore
@@ -165,12 +167,24 @@ def _run_ids(db: sqlite3.Connection, found: _Found) -> list[str]:
     return sorted(set(ids))
 
 
+def _key() -> bytes | None:
+    """The approval key, if this machine has one (the doctor never creates it)."""
+    path = key_path()
+    if not path.exists():
+        return None
+    try:
+        return decision_key(path)
+    except (ConfigError, OSError):
+        return None
+
+
 def _check_run(db: sqlite3.Connection, run_id: str, found: _Found, *, now: float) -> RunFinding:
     problems: list[str] = []
     notes: list[str] = []
     events: list[AnyEvent] = []
     state: RunState | None = None
     snapshot_state: str | None = None
+    key = _key()
     try:
         rows = db.execute(
             "SELECT seq, kind, data FROM events WHERE run_id = ? ORDER BY seq", (run_id,)
@@ -196,10 +210,17 @@ def _check_run(db: sqlite3.Connection, run_id: str, found: _Found, *, now: float
         if state is None and not isinstance(event, RunCreated):
             problems.append(f"it does not begin with run_created (seq 1 is {event.kind!r})")
             break
+        ignored = forged(state, event, key) if state is not None and key is not None else None
         try:
             if state is None:
                 assert isinstance(event, RunCreated)
                 state = RunState.from_created(event)
+            elif ignored is not None:  # not damage: a record the run ignores, and who wrote it?
+                notes.append(
+                    f"event seq {seq} (approval_decided) is ignored as forged: {ignored}; "
+                    "find what wrote into the store"
+                )
+                state.ignore(seq)
             else:
                 state.apply(event, seq)
         except Exception as exc:  # any failure to fold a recorded event is damage

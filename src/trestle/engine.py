@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, ParamSpec, Protocol, TypeVar
 
 from trestle.actions import StepContext, in_thread, perform
-from trestle.approvals import decision_as_event
+from trestle.approvals import decision_as_event, vetter
 from trestle.checkpoints import (
     When,
     checkpoint_name,
@@ -45,6 +45,8 @@ from trestle.events import (
     ActionResult,
     AlertRaised,
     AnyEvent,
+    ApprovalRefused,
+    ApprovalRequested,
     Gate,
     RequestRefused,
     RunInterrupted,
@@ -64,6 +66,7 @@ from trestle.gate import action_digest
 from trestle.monitors.hub import MonitorFactory, MonitorHub
 from trestle.monitors.policy import DEFAULT_MONITORS, MonitorSettings
 from trestle.monitors.trace import Stall
+from trestle.named_files import changed, named_files
 from trestle.plan import Step
 from trestle.processes import Leader, reap
 from trestle.processes import start_time as process_start_time
@@ -214,7 +217,7 @@ class LocalEngine:
         state."""
         async for _ in self.drive(run_id, stop=stop):
             pass
-        return await self._store(load_state, self.store, run_id)
+        return await self._store(self.state, run_id)
 
     async def drive(self, run_id: str, *, stop: Stop | None = None) -> AsyncIterator[StoredEvent]:
         """Drive the run, yielding each event as soon as it is durable; ``stop`` ends
@@ -227,7 +230,7 @@ class LocalEngine:
         acting: set[str] = set()  # steps whose attempt a cancel stops before its end
         pool: ThreadPoolExecutor | None = None
         try:
-            state = await self._store(load_state, self.store, run_id)
+            state, forgeries = await self._store(self._load, run_id)
             # steps' blocking work (sync callables, file checks) gets one thread per
             # step that may run at once; asyncio's default pool is far smaller
             pool = ThreadPoolExecutor(state.plan.parallelism, thread_name_prefix="trestle-step")
@@ -236,12 +239,17 @@ class LocalEngine:
             acks: list[_Ack] = []
             outbox = _Outbox()
             finished = state.finished is not None
-            if finished and not await self._store(self.store.pending_requests, run_id):
+            if (
+                finished
+                and not forgeries
+                and not await self._store(self.store.pending_requests, run_id)
+            ):
                 return  # nothing to do, and nothing worth recording
             hub, missed = await self._hub(state)
             if state.seq > 1:
                 inbound.append(RunResumed(at=self.clock(), owner=self.owner.name))
             inbound += missed
+            inbound += forgeries
             watch = _StallWatch(state.monitors or DEFAULT_MONITORS)
             next_poll = 0.0
             stopping = False
@@ -324,6 +332,7 @@ class LocalEngine:
         batch: list[AnyEvent] = []
 
         def take(event: AnyEvent) -> None:
+            event = with_named_files(state, event)
             state.apply(event)
             batch.append(event)
             if hub is not None:
@@ -551,6 +560,18 @@ class LocalEngine:
             return StepAttemptEnded(
                 at=self.clock(), step=sid, attempt=ctx.attempt, ok=False, action=action
             )
+        stale = await in_thread(pool, files_changed, state, step, gate)
+        if stale is not None:  # the approval is of other files than would run: ask again
+            number, why = stale
+            action = ActionResult(status="error", error=why)
+            return StepAttemptEnded(
+                at=self.clock(),
+                step=sid,
+                attempt=ctx.attempt,
+                ok=False,
+                action=action,
+                approval_stale=number,
+            )
         try:
             before = await self._checkpoint(state, step, ctx, "before", pool)
         except ShadowRepoError as exc:  # no safety net: the step must not run without one
@@ -651,6 +672,33 @@ class LocalEngine:
     def close(self) -> None:
         self._io.shutdown(wait=True)
 
+    def state(self, run_id: str) -> RunState:
+        """The run's state as this engine acts on it: forged decisions left out."""
+        return self._load(run_id)[0]
+
+    def _load(self, run_id: str) -> tuple[RunState, list[AnyEvent]]:
+        """The run's state with every forged decision left out (see
+        :func:`trestle.approvals.forged`), and a refusal to record for each one not yet
+        reported, naming its seq."""
+        if self._decision_key is None:
+            self._decision_key = decision_key()
+        key = self._decision_key
+        ignored: list[tuple[int, AnyEvent, str]] = []
+        state = load_state(self.store, run_id, vet=vetter(key), ignored=ignored)
+        reported = {r.forged_seq for r in state.refused if r.forged_seq is not None}
+        refusals: list[AnyEvent] = [
+            ApprovalRefused(
+                at=self.clock(),
+                approval=getattr(event, "approval", None),
+                reason=f"the approval_decided event at seq {seq} was ignored: {why}; "
+                "only a decision from trestle approve/reject (or the Python API) counts",
+                forged_seq=seq,
+            )
+            for seq, event, why in ignored
+            if seq not in reported
+        ]
+        return state, refusals
+
     def _request_as_events(self, state: RunState, r: Request) -> list[AnyEvent]:
         """What a human's request becomes, judged against the state as it is now: the
         events that apply it (each carrying ``request_id``), or one refusal saying why
@@ -692,6 +740,37 @@ class LocalEngine:
             created_at=r.created_at,
         )
         return [_retry_or_skip(state, signed, now)]
+
+
+def with_named_files(state: RunState, event: AnyEvent) -> AnyEvent:
+    """An approval request for a command step, with the workspace files the command
+    names as they read now (see :mod:`trestle.named_files`): the approval is bound to
+    them."""
+    if not isinstance(event, ApprovalRequested) or event.step is None or event.files is not None:
+        return event
+    if event.subject not in ("action", "audit"):
+        return event
+    command = state.step_spec(event.step).run
+    if command is None:
+        return event
+    return event.model_copy(update={"files": named_files(command, Path(state.workspace))})
+
+
+def files_changed(state: RunState, step: Step, gate: Gate | None) -> tuple[int, str] | None:
+    """The approval that no longer holds and why, when a workspace file the command
+    names reads otherwise than when the approval was asked; else None."""
+    if gate is None or gate.approval is None or step.run is None:
+        return None
+    granted = state.approvals.get(gate.approval)
+    if granted is None or granted.files is None:
+        return None
+    moved = changed(granted.files, named_files(step.run, Path(state.workspace)))
+    if not moved:
+        return None
+    return gate.approval, (
+        "refused: the action differs from the one that passed the approval gate: "
+        f"{', '.join(moved)} changed since approval {gate.approval} was asked; asking again"
+    )
 
 
 def unapproved(state: RunState, step: Step, gate: Gate | None) -> str | None:

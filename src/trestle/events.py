@@ -147,6 +147,9 @@ class StepAttemptEnded(Event):
     checkpoint_before: str | None = None  # workspace snapshots (commit ids), if taken
     checkpoint_after: str | None = None
     ask: ToolAsk | None = None
+    # the approval (its number) no longer holds: a file the command names changed since
+    # it was given; the attempt did not run, and the step asks again
+    approval_stale: int | None = None
 
 
 ProbeReason = Literal["before_retry", "unknown_outcome"]
@@ -250,6 +253,9 @@ class ApprovalRequested(Event):
     breach: Breach | None = None
     ask: ToolAsk | None = None  # the tool call, for subject "tool"
     alert: Alert | None = None  # what a monitor saw, for subject "alert"
+    # a command's workspace files as they read when asked (path: sha256 or "absent"),
+    # filled in by the engine: the approval holds only while they read the same
+    files: dict[str, str] | None = None
 
 
 Verdict = Literal["approve", "reject", "modify"]
@@ -272,15 +278,22 @@ class ApprovalDecided(Event):
     edited: Step | None = None
     top_up: float | None = None
     request_id: int | None = None
+    # the signed request this decision came from, verbatim: the process that acts on
+    # the decision checks its signature (see trestle.approvals.forged), so a row written
+    # into the store by anything but the decision path is ignored
+    signed: str | None = None
 
 
 class ApprovalRefused(Event):
-    """A decision that arrived but does not apply (unsigned, stale, or already decided)."""
+    """A decision that arrived but does not apply (unsigned, stale, or already decided),
+    or an ``approval_decided`` event whose signature does not verify (``forged_seq``
+    names it; the run ignores that event)."""
 
     kind: Literal["approval_refused"] = "approval_refused"
     approval: int | None
     reason: str
     request_id: int | None = None
+    forged_seq: int | None = None
 
 
 class RequestRefused(Event):

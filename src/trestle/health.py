@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from trestle.approvals import vetter
 from trestle.budget import DIMENSIONS
 from trestle.monitors.policy import DEFAULT_MONITORS
 from trestle.runs import readable_states
+from trestle.signing import decision_key
 from trestle.state import RunState
 from trestle.store.base import Lease, Store, owner_is_alive
 
@@ -48,7 +50,7 @@ class AlertLine(BaseModel):
 class Waiting(BaseModel):
     """Something that holds the run until a human acts, and what they run next."""
 
-    kind: str  # dead_letter | escalated | approval | budget | alert | queued
+    kind: str  # dead_letter | escalated | approval | budget | alert | queued | forged
     step: str | None
     ref: str | None  # the approval, RUN.N
     what: str
@@ -105,6 +107,18 @@ def waiting_on_humans(state: RunState, queued: int = 0) -> list[Waiting]:
             what = a.decision.reason if a.decision is not None else f"{a.subject} approval"
         decide = f"`trestle approve {ref}` or `trestle reject {ref} --reason ...`"
         found.append(Waiting(kind=kind, step=a.step, ref=ref, what=what, next=decide))
+    for refused in state.refused:
+        if refused.forged_seq is not None:  # ignored, but someone wrote it: find out who
+            found.append(
+                Waiting(
+                    kind="forged",
+                    step=refused.step,
+                    ref=f"{run}.{refused.approval}" if refused.approval is not None else None,
+                    what=refused.reason,
+                    next="find what wrote into the store; decide with `trestle approve` "
+                    "or `trestle reject` only",
+                )
+            )
     if queued:
         found.append(
             Waiting(
@@ -196,5 +210,5 @@ def health(
             lease_ttl=lease_ttl,
             queued=len(store.pending_requests(state.run_id)),
         )
-        for state in readable_states(store, active, unreadable)
+        for state in readable_states(store, active, unreadable, vet=vetter(decision_key()))
     ]

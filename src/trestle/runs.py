@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
 from trestle.agent.settings import AgentSettings
 from trestle.errors import ConfigError, StoreDamagedError, TrestleError, UnknownRunError
-from trestle.events import RunCreated, StoredEvent
+from trestle.events import AnyEvent, RunCreated, StoredEvent
 from trestle.monitors.policy import MonitorSettings
 from trestle.plan import Plan, did_you_mean
 from trestle.policy import Policy
@@ -61,8 +61,21 @@ def create_run(
     return event.run_id
 
 
-def load_state(store: Store, run_id: str) -> RunState:
+Vet = Callable[[RunState, AnyEvent], str | None]
+
+
+def load_state(
+    store: Store,
+    run_id: str,
+    *,
+    vet: Vet | None = None,
+    ignored: list[tuple[int, AnyEvent, str]] | None = None,
+) -> RunState:
     """The run's current state: the latest snapshot plus the events after it.
+
+    ``vet`` (the engine passes :func:`trestle.approvals.forged` with the key) names why
+    an event must not be folded; such an event is passed over and listed in
+    ``ignored`` as (seq, event, why).
 
     Raises:
         StoreDamagedError: the run's records cannot be folded into a state (naming
@@ -78,6 +91,12 @@ def load_state(store: Store, run_id: str) -> RunState:
     state = _from_snapshot(snap, first) if snap is not None else None
     state = state or RunState.from_created(first)
     for item in store.events(run_id, after=state.seq):
+        why = vet(state, item.event) if vet is not None else None
+        if why is not None:
+            state.ignore(item.seq)
+            if ignored is not None:
+                ignored.append((item.seq, item.event, why))
+            continue
         try:
             state.apply(item.event, item.seq)
         except TrestleError:
@@ -96,13 +115,13 @@ def load_state(store: Store, run_id: str) -> RunState:
 
 
 def readable_states(
-    store: Store, run_ids: Iterable[str], unreadable: list[str] | None
+    store: Store, run_ids: Iterable[str], unreadable: list[str] | None, *, vet: Vet | None = None
 ) -> Iterator[RunState]:
     """Each run's state, for listings across runs. A run that cannot be read is named in
     ``unreadable`` (when given, else the error is raised) and the listing goes on."""
     for run_id in run_ids:
         try:
-            yield load_state(store, run_id)
+            yield load_state(store, run_id, vet=vet)
         except (StoreDamagedError, ValueError, KeyError, IndexError, TypeError) as exc:
             if unreadable is None:
                 raise

@@ -142,6 +142,7 @@ class ApprovalState(BaseModel):
     breach: Breach | None
     ask: ToolAsk | None = None  # the tool call, for subject "tool"
     alert: Alert | None = None  # what a monitor saw, for subject "alert"
+    files: dict[str, str] | None = None  # what the command's named files read when asked
     requested_at: float
     status: Literal["pending", "approved", "rejected", "modified", "withdrawn"] = "pending"
     by: str | None = None
@@ -173,6 +174,7 @@ class RefusedRequest(BaseModel):
     text: str = ""  # what was asked
     reason: str
     at: float
+    forged_seq: int | None = None  # an approval_decided event the run ignored as forged
 
 
 class RunState(BaseModel):
@@ -269,6 +271,11 @@ class RunState(BaseModel):
 
     # --- the fold -----------------------------------------------------------------
 
+    def ignore(self, seq: int) -> None:
+        """Pass over the event at ``seq`` without applying it: the shell found it forged
+        (see :func:`trestle.runs.load_state`)."""
+        self.seq = seq
+
     def apply(self, event: AnyEvent, seq: int | None = None) -> None:
         """Advance the state by one event (``seq`` defaults to the next number)."""
         self.seq = seq if seq is not None else self.seq + 1
@@ -316,7 +323,9 @@ class RunState(BaseModel):
                 st = self.steps[sid]
                 st.checks, st.ended_at = list(checks), event.at
                 self._release(st)
-                if action.status == "deferred":
+                if event.approval_stale is not None:
+                    self._approval_stale(sid, event.approval_stale, action.error)
+                elif action.status == "deferred":
                     st.ask, st.reason = event.ask, action.error
                     # nothing failed: the step picks up where it paused, without a probe
                     st.probed, st.not_before = True, None
@@ -394,6 +403,7 @@ class RunState(BaseModel):
                         step=self.approvals[number].step if number in self.approvals else None,
                         reason=why,
                         at=event.at,
+                        forged_seq=event.forged_seq,
                     )
                 )
             case RequestRefused(request=kind, step=sid, text=text, reason=why):
@@ -529,6 +539,7 @@ class RunState(BaseModel):
             breach=event.breach,
             ask=event.ask,
             alert=event.alert,
+            files=event.files,
             requested_at=event.at,
         )
         if event.alert is not None:
@@ -585,6 +596,17 @@ class RunState(BaseModel):
         if event.similar and a.similar_key is not None:
             self.similar_approved[a.similar_key] = event.approval
         self._set(sid, "pending" if st.attempt == 0 else "retry_wait")
+
+    def _approval_stale(self, sid: str, number: int, why: str | None) -> None:
+        """The step's approval no longer matches what would run: nothing ran, nothing
+        failed; the approval (and any ``--similar`` it granted) stops covering it, so
+        the step is asked for again."""
+        st = self.steps[sid]
+        st.reason, st.approved_hash = why, None
+        for key in [k for k, n in self.similar_approved.items() if n == number]:
+            del self.similar_approved[key]
+        st.probed, st.not_before = True, None
+        self._set(sid, "retry_wait")
 
     def _reopen(self, sid: str, *, rewound: bool = False) -> None:
         st = self.steps[sid]

@@ -29,7 +29,7 @@ import typer
 from rich.console import Console
 from rich.live import Live
 
-from trestle.approvals import feedback, find_approval, inbox, queue_decision
+from trestle.approvals import feedback, find_approval, inbox, queue_decision, trusted_state
 from trestle.card import build_card
 from trestle.checkpoints import checkpoints, latest_before, rewind, shadow_dir_for, shadow_repo
 from trestle.cli.human import edit_in_editor, prompt_approvals, say_outcome, show_card
@@ -214,7 +214,7 @@ def _drive(
         finally:
             signals.raising = False  # from here on a signal waits for the report
             engine.close()
-        report = build_report(load_state(store, run_id))
+        report = build_report(engine.state(run_id))  # as the engine judges it: no forgeries
         out.print(report_view(report))
         if report_json is not None:
             report_json.write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
@@ -334,7 +334,7 @@ def runs(store: StoreOption = None, as_json: JsonOption = False) -> None:
 def show(run_id: RunArg, store: StoreOption = None, as_json: JsonOption = False) -> None:
     """A run's state and report."""
     with _opened(store) as st:
-        state = load_state(st, run_id)
+        state = trusted_state(st, run_id)  # forged decisions left out, as the engine does
     report = build_report(state)
     if as_json:
         _print_json(report.model_dump(mode="json"))

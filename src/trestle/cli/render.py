@@ -416,6 +416,7 @@ def card_view(card: HandoffCard, diff: str | None = None) -> RenderableType:
             f"{card.attempts}" + (f"; last error: {card.last_error}" if card.last_error else ""),
         )
         row("files", ", ".join(card.relevant_files))
+        row("bound to", ", ".join(card.bound_to))
         row("verified by", "; ".join(card.verify))
         row("uncertain", "; ".join(card.uncertainties))
     done = ", ".join(card.done) if card.done else "nothing yet"
