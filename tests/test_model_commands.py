@@ -25,6 +25,7 @@ from agent_helpers import (
     call,
     drive,
     findings_json,
+    fix_replies,
     plan_json,
     plan_step,
     recorded,
@@ -85,15 +86,9 @@ def test_a_verify_command_that_pushes_makes_the_plan_wait_for_a_human(
         verify=[{"command": "git push origin main"}],
     )
     run_id = start_run(store, workspace, settings=agent_settings(plan_approval="auto"))
-    model = ScriptedModel(
-        [
-            call("read_file", path="calc.py"),
-            findings_json(),
-            plan_json(pushing, summary="fix add"),
-            call("edit_file", path="calc.py", old="a - b", new="a + b"),
-            call("finish", summary="add() adds"),
-        ]
-    )
+    replies = fix_replies()
+    replies[2] = plan_json(pushing, summary="fix add")
+    model = ScriptedModel(replies)
 
     drive(store, run_id, model)
 
@@ -136,15 +131,7 @@ def test_harmless_model_commands_keep_a_plan_approved_automatically(
 ) -> None:
     workspace = sample_workspace(tmp_path)
     run_id = start_run(store, workspace, settings=agent_settings(plan_approval="auto"))
-    model = ScriptedModel(
-        [
-            call("read_file", path="calc.py"),
-            findings_json(),
-            plan_json(FIX_STEP, summary="fix add"),
-            call("edit_file", path="calc.py", old="a - b", new="a + b"),
-            call("finish", summary="add() adds"),
-        ]
-    )
+    model = ScriptedModel(fix_replies())
 
     drive(store, run_id, model)
 
