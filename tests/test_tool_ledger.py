@@ -33,7 +33,7 @@ from test_agent_loopback import (
     tool_message,
     workspace,
 )
-from trestle.events import ToolCallEnded, ToolCallStarted
+from trestle.events import StepProbed, ToolCallEnded, ToolCallStarted
 from trestle.processes import leftovers
 from trestle.runs import load_state
 from trestle.store import SqliteStore
@@ -119,16 +119,20 @@ def test_a_command_in_flight_when_the_driver_dies_is_reaped_probed_and_not_repea
     # the leftover work was waited for before the run went on, and not done again
     assert (workspace / "ledger.txt").read_text() == "a\n"
     assert not leftovers(start.key, None)
+    # (the resume's probe of the step itself found the call's processes by their key,
+    # which is under the step's, and waited for them before the step's checks ran)
+    (step_probe,) = [p for p in recorded(store, run_id, StepProbed) if p.step == "fix"]
+    assert step_probe.leftovers == "finished"
     (end,) = ended(store, run_id, "call_cmd")
     assert end.probe is not None
-    assert (end.probe.leftovers, end.probe.done) == ("finished", False)
+    assert (end.probe.leftovers, end.probe.done) == ("none", False)
     assert not end.ok
     told = next(
         tool_message(r, "call_cmd")
         for r in server.requests
         if any(m.get("tool_call_id") == "call_cmd" for m in r.body["messages"])
     )
-    assert "unknown" in told and "have finished" in told and "no way to check" in told
+    assert "unknown" in told and "no way to check" in told and "before doing it again" in told
     starts = [s for s in recorded(store, run_id, ToolCallStarted) if s.tool == "run_command"]
     assert len(starts) == 1
     assert_fixed(load_state(store, run_id), workspace)

@@ -74,7 +74,7 @@ CallKey = tuple[int, str]  # (turn, call id): call ids repeat across turns in so
 
 STOPPED = "the run stopped while this call was running"
 LEFTOVERS = {
-    "none": "none of its processes was still running when the run resumed",
+    "none": "none of its processes was still running when it was checked after the restart",
     "finished": "its processes were still running when the run resumed; they were "
     "waited for and have finished",
     "killed": "its processes were still running when the run resumed and were killed, "
