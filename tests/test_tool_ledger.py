@@ -8,11 +8,13 @@ processes live on), then a fresh driver resumes the run.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,11 +35,19 @@ from test_agent_loopback import (
     tool_message,
     workspace,
 )
-from trestle.events import StepProbed, ToolCallEnded, ToolCallStarted
-from trestle.processes import leftovers
+from trestle.events import (
+    StepProbed,
+    ToolCallEnded,
+    ToolCallStarted,
+    idempotency_key,
+    tool_call_key,
+)
+from trestle.processes import KEY_VAR, leftovers
 from trestle.runs import load_state
 from trestle.store import SqliteStore
 from trestle.testing import OpenAIServer
+from trestle.tools.base import ToolContext
+from trestle.tools.edits import EditFile, EditFileArgs
 
 DRIVER = Path(__file__).with_name("agent_driver.py")
 NOTED = "# add() must return the sum\n" + BUGGY
@@ -172,3 +182,32 @@ def test_a_write_cut_short_by_a_crash_is_probed_and_found_done(
     assert load_state(store, run_id).finished == "succeeded"
     starts = [s for s in recorded(store, run_id, ToolCallStarted) if s.tool == "write_file"]
     assert len(starts) == 1
+
+
+def test_a_steps_leftovers_include_its_tool_calls_and_no_other_attempts() -> None:
+    run = f"leftovers-{uuid.uuid4().hex}"
+    mine = tool_call_key(run, "fix", 1, 1, 2, "call_1")
+    other = tool_call_key(run, "fix", 10, 1, 2, "call_1")
+    procs = [
+        subprocess.Popen(["sleep", "30"], env={**os.environ, KEY_VAR: key}) for key in (mine, other)
+    ]
+    try:
+        assert leftovers(idempotency_key(run, "fix", 1), None) == {procs[0].pid}
+        assert leftovers(mine, None) == {procs[0].pid}
+        assert leftovers(idempotency_key(run, "fix", 10), None) == {procs[1].pid}
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
+def test_edit_file_probe_says_done_only_when_the_file_cannot_be_otherwise(tmp_path: Path) -> None:
+    (tmp_path / "a.py").write_text("x = 2\n")
+    ctx = ToolContext(workspace=tmp_path, run_id="r", step_id="s")
+
+    def probe(old: str, new: str) -> str | None:
+        return asyncio.run(EditFile().probe(ctx, EditFileArgs(path="a.py", old=old, new=new)))
+
+    assert probe("x = 1", "x = 2") is not None
+    assert probe("x = 2", "x = 3") is None  # not done
+    assert probe("x = ", "x = 2") is None  # new holds old: the file cannot tell
