@@ -9,12 +9,19 @@ already exist in the store (see :func:`trestle.runs.create_run`); a run that was
 driven before, by a process that died, is resumed. The last line printed is the
 run's final status. ``tests/test_agent_loopback.py`` starts this script in its own
 process group, kills it part-way and starts it again.
+
+With ``DIE_AFTER_WRITE=1`` in its environment the driver kills itself (SIGKILL) right
+after ``write_file`` has written, before the call's end is recorded: the crash window
+of a side-effecting tool call, hit exactly.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import sys
+from typing import Any
 
 from trestle.agent.runtime import AgentPerformer
 from trestle.engine import LocalEngine
@@ -24,6 +31,7 @@ from trestle.models.openai import OpenAIModel
 from trestle.models.retry import RetryPolicy
 from trestle.state import RunState
 from trestle.store import SqliteStore
+from trestle.tools.edits import WriteFile
 
 MODEL_SPEC = "openai:test-model"
 # A killed driver's pid is taken over at once; this only covers that pid being reused.
@@ -51,7 +59,19 @@ async def drive(base_url: str, store_path: str, run_id: str) -> RunState:
         await model.aclose()
 
 
+def die_after_write() -> None:
+    wrote = WriteFile.work
+
+    def work(self: WriteFile, ctx: Any, args: Any) -> Any:
+        wrote(self, ctx, args)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    WriteFile.work = work  # type: ignore[method-assign]
+
+
 def main(argv: list[str]) -> int:
+    if os.environ.get("DIE_AFTER_WRITE") == "1":
+        die_after_write()
     if len(argv) != 3:
         print(__doc__, file=sys.stderr)
         return 2

@@ -400,7 +400,9 @@ class ModelCallHeld(Event):
 
 
 class ToolCallStarted(Event):
-    """A tool call is about to run; durable first, so a crash mid-call is known."""
+    """A tool call is about to run; durable first, so a crash mid-call is known.
+    ``key`` is the call's idempotency key (:func:`tool_call_key`): its processes carry
+    it, so a resume finds them again; empty in records made before it existed."""
 
     kind: Literal["tool_call_started"] = "tool_call_started"
     step: str
@@ -410,6 +412,27 @@ class ToolCallStarted(Event):
     tool: str
     arguments: str
     nature: str
+    key: str = ""
+
+
+class ToolProbe(BaseModel):
+    """What a resume learned of a side-effecting tool call that started and never
+    ended: what became of its leftover processes (looked for, waited for, killed)
+    before anything else, then whether the tool's own probe found the effect done.
+
+    Attributes:
+        leftovers: none was left, the ones left finished, or they were killed.
+        waited: seconds spent waiting for them.
+        done: the tool's probe found the effect in place; False when it has no probe
+            or could not tell, so the outcome stays unknown.
+        evidence: what the probe found, in words.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    leftovers: Leftovers
+    waited: float = 0.0
+    done: bool = False
+    evidence: str = ""
 
 
 class ToolCallEnded(Event):
@@ -425,6 +448,7 @@ class ToolCallEnded(Event):
     content: str
     error: str | None = None
     data: dict[str, JsonValue] = {}
+    probe: ToolProbe | None = None  # set when the end was learned by a probe after a crash
 
 
 class ReminderInjected(Event):
@@ -564,3 +588,9 @@ class StoredEvent(BaseModel):
 def idempotency_key(run_id: str, step: str, attempt: int) -> str:
     """Stable across processes, so a step's command can deduplicate external effects."""
     return f"{run_id}/{step}/{attempt}"
+
+
+def tool_call_key(run_id: str, step: str, attempt: int, round: int, turn: int, call: str) -> str:
+    """One agent tool call's idempotency key: distinct from every step's key and every
+    other call's (a model may reuse a call id in another turn or attempt)."""
+    return f"{idempotency_key(run_id, step, attempt)}/r{round}/t{turn}/{call}"

@@ -7,7 +7,8 @@ re-run would do it twice. Two marks find them on Linux (``/proc``):
 
 - the idempotency key every step process carries in its environment
   (``TRESTLE_IDEMPOTENCY_KEY``), which also covers the moments between the spawn and
-  the record of it, and children that left the group;
+  the record of it, and children that left the group. An agent's tool call has its
+  own key under its step's, so the step's leftovers include its tool calls' too;
 - the process group recorded at dispatch (``StepProcessStarted``), which also covers
   children that scrubbed their environment. The group id is trusted only while its
   leader is gone or is the very process recorded (same start time): the kernel does
@@ -110,6 +111,9 @@ def leftovers(key: str, leader: Leader | None) -> set[int]:
     if not PROC.is_dir():
         return _group_alive(leader)
     marker = f"{KEY_VAR}={key}\0".encode()
+    # an agent step's tool calls carry keys under the step's own (see
+    # :func:`trestle.events.tool_call_key`): the step's leftovers include theirs
+    nested = f"{KEY_VAR}={key}/".encode()
     group = _trusted_group(leader)
     me = os.getpid()
     found: set[int] = set()
@@ -127,7 +131,7 @@ def leftovers(key: str, leader: Leader | None) -> set[int]:
             environ = (PROC / entry.name / "environ").read_bytes()
         except OSError:  # another user's process, or gone meanwhile
             continue
-        if environ.startswith(marker) or b"\0" + marker in environ:
+        if any(environ.startswith(m) or b"\0" + m in environ for m in (marker, nested)):
             found.add(pid)
     return found
 

@@ -9,7 +9,11 @@ ended an earlier attempt part-way). Then, turn by turn:
   everything from there on is called and recorded afresh;
 - a tool call with a recorded result gets that result; the tool does not run again.
   One that started and never ended (the process died in it) is run again only if it
-  only reads; otherwise the model is told its outcome is unknown;
+  only reads. A side-effecting one is never run again here: its leftover processes
+  (found by the call's idempotency key) are waited for or killed first, then the
+  tool's own probe, if it has one, looks whether the effect is in place. What was
+  found is recorded with the call's end and told to the model: done, or unknown
+  with what is known;
 - every message is sent with secrets redacted (:mod:`trestle.redaction`): a tool's or
   a check's output may have printed one;
 - reminders, monitors' corrections and compressions reuse their recorded text, so the
@@ -24,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from trestle.agent.context import (
     SUMMARY_HEADER,
@@ -50,6 +54,7 @@ from trestle.engine import StepWork
 from trestle.events import (
     AnyEvent,
     ContextCompressed,
+    Leftovers,
     ModelCalled,
     ModelCallHeld,
     ModelCallReserved,
@@ -58,20 +63,27 @@ from trestle.events import (
     ToolAsk,
     ToolCallEnded,
     ToolCallStarted,
+    ToolProbe,
+    tool_call_key,
 )
 from trestle.models.base import Message, Model, ModelRequest, ModelResponse, ToolCall, ToolSchema
 from trestle.models.estimate import estimate_tokens
 from trestle.models.pricing import PriceTable
+from trestle.processes import reap
 from trestle.redaction import redact, secret_values
-from trestle.tools.base import GatedCall, GateVerdict, Observation, ToolContext, ToolGate
+from trestle.tools.base import GatedCall, GateVerdict, Observation, Tool, ToolContext, ToolGate
 from trestle.tools.registry import ToolRegistry
 
 CallKey = tuple[int, str]  # (turn, call id): call ids repeat across turns in some models
 
-UNKNOWN_OUTCOME = (
-    "the run stopped while this call was running, so whether it took effect is unknown; "
-    "look at the workspace before doing it again"
-)
+STOPPED = "the run stopped while this call was running"
+LEFTOVERS = {
+    "none": "none of its processes was still running when it was checked after the restart",
+    "finished": "its processes were still running when the run resumed; they were "
+    "waited for and have finished",
+    "killed": "its processes were still running when the run resumed and were killed, "
+    "so it may have done part of its work",
+}
 
 
 class Abandon(Exception):
@@ -93,7 +105,7 @@ class Recorded:
 
     opened: RoundOpened | None = None
     models: dict[int, ModelCalled] = field(default_factory=dict)
-    started: set[CallKey] = field(default_factory=set)
+    started: dict[CallKey, ToolCallStarted] = field(default_factory=dict)
     ended: dict[CallKey, ToolCallEnded] = field(default_factory=dict)
     reminders: dict[int, ReminderInjected] = field(default_factory=dict)
     corrections: dict[int, ReminderInjected] = field(default_factory=dict)  # monitors'
@@ -113,7 +125,7 @@ class Recorded:
                 case ModelCalled(turn=turn):
                     found.models[turn] = event  # after a divergence the later one wins
                 case ToolCallStarted(turn=turn, call_id=cid):
-                    found.started.add((turn, cid))
+                    found.started[(turn, cid)] = event
                 case ToolCallEnded(turn=turn, call_id=cid):
                     found.ended[(turn, cid)] = event
                 case ReminderInjected(record=record) if record.reason == "monitor":
@@ -127,7 +139,7 @@ class Recorded:
     def forget_from(self, turn: int) -> None:
         """Drop what was recorded from ``turn`` on: the conversation took another way."""
         self.models = {t: e for t, e in self.models.items() if t < turn}
-        self.started = {k for k in self.started if k[0] < turn}
+        self.started = {k: e for k, e in self.started.items() if k[0] < turn}
         self.ended = {k: e for k, e in self.ended.items() if k[0] < turn}
         self.reminders = {t: e for t, e in self.reminders.items() if t < turn}
         self.corrections = {t: e for t, e in self.corrections.items() if t < turn}
@@ -159,6 +171,7 @@ class StepSession:
         # shared by the run's steps: a check and its reservation are one move
         self.budget_lock = budget_lock or asyncio.Lock()
         self.step_id = work.step.id
+        self.attempt = work.state.steps[self.step_id].attempt
         self.turn = 0
         self.replayed = self.live = 0
         self._last_reminder: int | None = None
@@ -445,10 +458,18 @@ class StepSession:
             return Observation(
                 ok=ended.ok, content=ended.content, error=ended.error, data=ended.data
             )
-        if key in self.recorded.started and not _only_reads(registry, call.name):
-            observation = Observation.failure(UNKNOWN_OUTCOME)
+        unended = self.recorded.started.get(key)
+        probe: ToolProbe | None = None
+        if unended is not None and not _only_reads(registry, call.name):
+            observation, probe = await self._probe(unended, registry, ctx)
         else:
-            recording = _RecordingGate(gate, self, call)
+            ctx = replace(
+                ctx,
+                idempotency_key=tool_call_key(
+                    ctx.run_id, self.step_id, self.attempt, self.round, self.turn, call.id
+                ),
+            )
+            recording = _RecordingGate(gate, self, call, ctx.idempotency_key)
             observation = await registry.call(
                 call.name,
                 call.arguments,
@@ -472,11 +493,50 @@ class StepSession:
                 content=observation.content,
                 error=observation.error,
                 data=observation.data,
+                probe=probe,
             )
         )
         return observation
 
-    async def started(self, call: ToolCall, nature: str) -> None:
+    async def _probe(
+        self, unended: ToolCallStarted, registry: ToolRegistry, ctx: ToolContext
+    ) -> tuple[Observation, ToolProbe]:
+        """A side-effecting call a crash cut short: its leftover processes gone first
+        (waited for while its timeout could still let them run, then killed), then the
+        tool's own probe. Never runs the call again."""
+        found: Leftovers = "none"
+        waited = 0.0
+        if unended.key:  # recorded before keys were: its processes cannot be found
+            timeout = ctx.command_timeout
+            wait = max(0.0, min(timeout, unended.at + timeout - self._now()))
+            found, waited = await reap(unended.key, None, wait)
+        ctx = replace(ctx, idempotency_key=unended.key or None)
+        evidence = await registry.probe(unended.tool, unended.arguments, ctx)
+        probe = ToolProbe(
+            leftovers=found,
+            waited=round(waited, 3),
+            done=evidence is not None,
+            evidence=evidence or "",
+        )
+        known = LEFTOVERS[found]
+        if evidence is not None:
+            return Observation.success(
+                f"{STOPPED}; {known}, and a check found that it took effect: {evidence}. "
+                "Do not do it again.",
+                data={"probed": "done"},
+            ), probe
+        how = (
+            ""
+            if _has_probe(registry, unended.tool)
+            else (f"; {unended.tool} has no way to check its own effect")
+        )
+        return Observation.failure(
+            f"{STOPPED}, so whether it took effect is unknown{how}; {known}. Look at the "
+            "workspace to see whether it did before doing it again",
+            data={"probed": "unknown"},
+        ), probe
+
+    async def started(self, call: ToolCall, nature: str, key: str | None) -> None:
         await self._record(
             ToolCallStarted(
                 at=self._now(),
@@ -487,6 +547,7 @@ class StepSession:
                 tool=call.name,
                 arguments=call.arguments,
                 nature=nature,
+                key=key or "",
             )
         )
 
@@ -498,6 +559,10 @@ def _redacted(message: Message, secrets: dict[str, str]) -> Message:
     return message.model_copy(update={"content": content})
 
 
+def _has_probe(registry: ToolRegistry, name: str) -> bool:
+    return name in registry and type(registry.get(name)).probe is not Tool.probe
+
+
 def _only_reads(registry: ToolRegistry, name: str) -> bool:
     return name in registry and registry.get(name).nature in ("read", "test")
 
@@ -505,11 +570,13 @@ def _only_reads(registry: ToolRegistry, name: str) -> bool:
 class _RecordingGate:
     """Asks the real gate; when it allows, records the call's start before it runs."""
 
-    def __init__(self, inner: ToolGate, session: StepSession, call: ToolCall) -> None:
-        self.inner, self.session, self.call = inner, session, call
+    def __init__(
+        self, inner: ToolGate, session: StepSession, call: ToolCall, key: str | None
+    ) -> None:
+        self.inner, self.session, self.call, self.key = inner, session, call, key
 
     async def review(self, call: GatedCall) -> GateVerdict:
         verdict = await self.inner.review(call)
         if verdict.decision == "allow":
-            await self.session.started(self.call, call.facts.nature)
+            await self.session.started(self.call, call.facts.nature, self.key)
         return verdict

@@ -79,6 +79,9 @@ class ToolContext:
         test_command: the shell command ``run_tests`` runs; ``None`` if not configured.
         command_timeout: the longest a command may run, in seconds.
         output_cap: characters of output a model is shown at most.
+        idempotency_key: this call's key (``TRESTLE_IDEMPOTENCY_KEY`` in its commands'
+            environment): stable across a crash, so a tool can deduplicate an external
+            effect; set per call by the agent's session.
     """
 
     workspace: Path
@@ -87,6 +90,7 @@ class ToolContext:
     test_command: str | None = None
     command_timeout: float = DEFAULT_COMMAND_TIMEOUT
     output_cap: int = OUTPUT_LIMIT
+    idempotency_key: str | None = None
 
 
 class Tool(abc.ABC, Generic[ArgsT]):
@@ -120,6 +124,15 @@ class Tool(abc.ABC, Generic[ArgsT]):
         failed observation or raised as :class:`ToolFailure`; the registry turns the
         latter into one.
         """
+
+    async def probe(self, ctx: ToolContext, args: ArgsT) -> str | None:
+        """After a crash cut this call short: whether its effect is in place.
+
+        Returns what shows the effect happened (said to the model and recorded), or
+        None when this tool cannot tell; the call's outcome then stays unknown. Runs
+        only once the call's leftover processes are gone. No probe by default.
+        """
+        return None
 
     def schema(self) -> ToolSchema:
         """The name, description and JSON Schema of the arguments, as a model sees them."""

@@ -13,15 +13,20 @@ from pydantic import Field, JsonValue
 from trestle.actions import cap_output, run_shell
 from trestle.events import ActionResult
 from trestle.policy import ActionFacts
+from trestle.processes import KEY_VAR
 from trestle.tools.base import Observation, Tool, ToolArgs, ToolContext, ToolFailure
 from trestle.tools.env import command_env
 from trestle.tools.jail import resolve
 
 
 def _env(ctx: ToolContext) -> dict[str, str]:
-    return command_env(
+    env = command_env(
         run_id=ctx.run_id, step_id=ctx.step_id, workspace=str(ctx.workspace.resolve())
     )
+    if ctx.idempotency_key:
+        # also how a resume finds the command's processes left by a crashed driver
+        env[KEY_VAR] = ctx.idempotency_key
+    return env
 
 
 def command_observation(command: str, result: ActionResult, cap: int) -> Observation:

@@ -6,6 +6,8 @@ old file or the new one, never half of it) and keep an existing file's mode.
 
 from __future__ import annotations
 
+import asyncio
+
 from pydantic import Field
 
 from trestle.policy import ActionFacts
@@ -46,6 +48,16 @@ class WriteFile(BlockingTool[WriteFileArgs]):
             f"{verb} {relative(ctx, target)} ({lines} lines, {len(args.content)} characters)",
             data={"path": relative(ctx, target), "created": not existed},
         )
+
+    async def probe(self, ctx: ToolContext, args: WriteFileArgs) -> str | None:
+        return await asyncio.to_thread(self._holds, ctx, args)
+
+    def _holds(self, ctx: ToolContext, args: WriteFileArgs) -> str | None:
+        # the write is atomic: the file holds the new content whole, or not at all
+        target = resolve_for_write(ctx, args.path)
+        if target.is_file() and target.read_bytes() == args.content.encode():
+            return f"{relative(ctx, target)} holds exactly the content this call wrote"
+        return None
 
 
 class EditFileArgs(ToolArgs):
@@ -109,6 +121,23 @@ class EditFile(BlockingTool[EditFileArgs]):
             + _snippet(updated, first, new.count("\n") + 1),
             data={"path": where, "replaced": wanted},
         )
+
+    async def probe(self, ctx: ToolContext, args: EditFileArgs) -> str | None:
+        return await asyncio.to_thread(self._edited, ctx, args)
+
+    def _edited(self, ctx: ToolContext, args: EditFileArgs) -> str | None:
+        # done only when it cannot be otherwise: the new text is there and the old is
+        # not; when one holds the other, the file cannot say whether it was replaced
+        if args.old in args.new or args.new in args.old:
+            return None
+        target = resolve_for_write(ctx, args.path)
+        try:
+            text = read_text(ctx, args.path, target, strict=True)
+        except ToolFailure:
+            return None
+        if args.new in text and args.old not in text:
+            return f"{relative(ctx, target)} holds the new text and no longer the old"
+        return None
 
 
 def _occurrences(text: str, old: str) -> list[int]:

@@ -89,6 +89,21 @@ class ToolRegistry:
         """What a model is shown: every tool, or only those a phase allows."""
         return [self._tools[name].schema() for name in self.names(natures)]
 
+    async def probe(self, name: str, raw_arguments: str, ctx: ToolContext) -> str | None:
+        """The tool's own probe of a call a crash cut short (see :meth:`Tool.probe`):
+        what shows its effect is in place, or None if it cannot tell (an unknown
+        tool, arguments that no longer parse, a probe that fails)."""
+        tool = self._tools.get(name)
+        if tool is None:
+            return None
+        parsed = _parse(tool, raw_arguments)
+        if isinstance(parsed, Observation):
+            return None
+        try:
+            return await tool.probe(ctx, parsed)
+        except Exception:  # a probe that cannot look leaves the outcome unknown
+            return None
+
     async def call(
         self,
         name: str,
