@@ -594,3 +594,4 @@ def tool_call_key(run_id: str, step: str, attempt: int, round: int, turn: int, c
     """One agent tool call's idempotency key: distinct from every step's key and every
     other call's (a model may reuse a call id in another turn or attempt)."""
     return f"{idempotency_key(run_id, step, attempt)}/r{round}/t{turn}/{call}"
+

@@ -149,6 +149,25 @@ class LoopbackServer:
         """Queue a reply with exactly this body (a dict or list is sent as JSON)."""
         return self.queue(ScriptedReply(status, body, dict(headers or {}), delay))
 
+    def queue_json(
+        self,
+        text: str,
+        *,
+        status: int = 200,
+        headers: Mapping[str, str] | None = None,
+        delay: float = 0.0,
+    ) -> Self:
+        """Queue a reply whose body is exactly this JSON text, sent as ``application/json``.
+
+        For what a dict cannot say, or says differently: an escape written by hand
+        (``"\\ud83d"``, a lone surrogate, as a real server would send one), ``1e999``,
+        a repeated key, JSON cut short.
+        """
+        sent = dict(headers or {})
+        if "content-type" not in {name.lower() for name in sent}:
+            sent["Content-Type"] = "application/json"
+        return self.queue(ScriptedReply(status, text.encode("utf-8"), sent, delay))
+
     def queue_error(
         self,
         status: int,
