@@ -25,6 +25,7 @@ from trestle.errors import ProviderResponseError
 from trestle.events import (
     EVENT_ADAPTER,
     ModelCalled,
+    PlanProposed,
     RunStatus,
     StepAttemptEnded,
     ToolCallEnded,
@@ -151,15 +152,15 @@ def test_lone_surrogates_in_tool_names_arguments_and_ids_are_replaced(
     assert [(c.id, c.name, c.arguments) for c in first.tool_calls] == [
         ("call_a", "read_file", '{"path": "calc\ufffd.py"}'),
         ("call_b", "read_file", '{"path": "calc\\udc00.py"}'),
-        ("call_\ufffd", "read\ufffdfile", "{}"),
+        ("call_2", "read\ufffdfile", "{}"),  # an id not ASCII: named by its place
     ]
     ended = {e.call_id: e for e in recorded(store, run_id, ToolCallEnded)}
     assert not ended["call_a"].ok and not ended["call_b"].ok
     assert "calc\ufffd.py" in ended["call_b"].content  # parsed, then made storable
-    assert "unknown tool 'read\ufffdfile'" in ended["call_\ufffd"].content
+    assert "unknown tool 'read\ufffdfile'" in ended["call_2"].content
     # the second request carried every result back, as text the wire can hold
     answers = [m for m in server.requests[1].body["messages"] if m["role"] == "tool"]
-    assert [m["tool_call_id"] for m in answers] == ["call_a", "call_b", "call_\ufffd"]
+    assert [m["tool_call_id"] for m in answers] == ["call_a", "call_b", "call_2"]
 
 
 def test_surrogates_from_the_anthropic_client_are_replaced_too() -> None:
@@ -180,7 +181,7 @@ def test_surrogates_from_the_anthropic_client_are_replaced_too() -> None:
         response = asyncio.run(go())
     assert response.text == "a\ufffdb"
     [called] = response.tool_calls
-    assert (called.id, called.name) == ("toolu_\ufffd", "re\ufffdad")
+    assert (called.id, called.name) == ("call_0", "re\ufffdad")
     assert json.loads(called.arguments) == {"p": "\ufffd"}
 
 
@@ -206,7 +207,7 @@ def test_a_tool_observation_with_a_lone_surrogate_is_recorded_storable(
     (workspace / "caf\udce9.py").write_bytes(b"x = 1\n")
     model = FunctionModel(
         lambda messages, tools: (
-            scripted_call("list_files", path=".")
+            scripted_call("list_files", directory=".")
             if len(messages) < 5
             else ModelResponse(text="no findings")
         )
@@ -224,10 +225,10 @@ def test_a_tool_observation_with_a_lone_surrogate_is_recorded_storable(
 @pytest.mark.parametrize(
     ("usage", "said"),
     [
-        ('{"prompt_tokens": -5, "completion_tokens": 3, "total_tokens": -2}', "prompt_tokens"),
-        ('{"prompt_tokens": 10, "completion_tokens": 1e999, "total_tokens": 1e999}', "completion"),
-        ('{"prompt_tokens": 1e300, "completion_tokens": 1, "total_tokens": 1e300}', "prompt_tokens"),
-        ('{"prompt_tokens": "ten", "completion_tokens": 1, "total_tokens": 1}', "prompt_tokens"),
+        ('{"prompt_tokens": -5, "completion_tokens": 3, "total_tokens": -2}', "input tokens -5"),
+        ('{"prompt_tokens": 1, "completion_tokens": 1e999, "total_tokens": 1}', "output tokens inf"),
+        ('{"prompt_tokens": 1e300, "completion_tokens": 1, "total_tokens": 1}', "input tokens 1e+300"),
+        ('{"prompt_tokens": "ten", "completion_tokens": 1, "total_tokens": 1}', "input tokens 'ten'"),
     ],
 )
 def test_usage_that_cannot_be_right_fails_the_model_call(
@@ -245,7 +246,8 @@ def test_usage_that_cannot_be_right_fails_the_model_call(
     first = recorded(store, run_id, StepAttemptEnded)[0]
     assert first.action.status == "error"
     assert "model call failed" in (first.action.error or "")
-    assert "usage" in (first.action.error or "") and said in (first.action.error or "")
+    assert "reported usage that no call could have" in (first.action.error or "")
+    assert said in (first.action.error or "")
     assert state.tally.spent.get("cost", 0.0) == 0.0
 
 
@@ -330,7 +332,8 @@ def test_huge_deep_and_long_path_calls_in_a_whole_run_end_as_messages(
     """Over HTTP, in EXECUTE, with the drift monitor watching a write out of scope."""
     long_path = "d/" * 50_000 + "x.py"
     server.queue_text(findings_json(), usage=(10, 5))
-    step = plan_step("fix", "add returns the sum", files=["calc.py"], verify=[])
+    sums = {"file_contains": "calc.py", "text": "a + b"}
+    step = plan_step("fix", "add returns the sum", files=["calc.py"], verify=[sums])
     server.queue_text(plan_json(step, summary="fix add"), usage=(10, 5))
     server.queue_tool_calls(
         ToolCall(id="big", name="edit_file", arguments=json.dumps({"path": "x" * (2 * MIB)})),
@@ -358,7 +361,9 @@ def test_huge_deep_and_long_path_calls_in_a_whole_run_end_as_messages(
     took = time.monotonic() - began
 
     state = sound(store, run_id)
-    assert state.finished == "succeeded"
+    assert state.finished == "succeeded", [
+        (e.step, e.action.error) for e in recorded(store, run_id, StepAttemptEnded)
+    ] + [p.problems for p in recorded(store, run_id, PlanProposed)]
     assert took < 60.0
     ended = {e.call_id: e for e in recorded(store, run_id, ToolCallEnded)}
     assert "too long" in ended["big"].content
@@ -390,7 +395,6 @@ def complete_once(server: OpenAIServer) -> ModelResponse:
         "not json at all",
         '{"choices": [{"message": {"role": "assistant", "content": 5}}]}',
         '{"choices": [{"message": {"role": "assistant", "content": ["a", "b"]}}]}',
-        '{"choices": [{"message": null}]}',
         '{"choices": 5}',
         '{"choices": [{"message": {"content": "x", "tool_calls": [{"id": "a"}]}}]}',
         '{"choices": [{"message": {"content": "x", "tool_calls": [5]}}]}',
@@ -405,7 +409,9 @@ def test_a_reply_of_an_odd_shape_is_a_provider_response_error(
         complete_once(server)
 
 
-@pytest.mark.parametrize("body", ['{"choices": []}', "{}", '{"choices": null}'])
+@pytest.mark.parametrize(
+    "body", ['{"choices": []}', "{}", '{"choices": null}', '{"choices": [{"message": null}]}']
+)
 def test_a_reply_with_no_choices_is_an_empty_answer(server: OpenAIServer, body: str) -> None:
     server.queue_json(body)
     response = complete_once(server)

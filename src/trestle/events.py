@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter
+from pydantic_core import PydanticSerializationError
 
 from trestle.agent.context import CompressionRecord, Pins
 from trestle.agent.phases import Findings
@@ -25,6 +26,7 @@ from trestle.monitors.alerts import Alert
 from trestle.monitors.policy import MonitorAction, MonitorSettings
 from trestle.plan import Plan, Step
 from trestle.policy import ActionFacts, Policy, TierDecision
+from trestle.text import storable_json
 
 
 class Event(BaseModel):
@@ -576,6 +578,20 @@ AnyEvent = Annotated[
 EVENT_ADAPTER: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)
 
 
+def event_json(event: AnyEvent) -> str:
+    """The JSON text an event is stored as.
+
+    Text that entered a run is made storable where it enters (:mod:`trestle.text`);
+    should an unpaired surrogate slip past anyway, UTF-8 cannot encode it, and the
+    write, and with it the run, would fail. Then every string is made storable and
+    the event written so: a character replaced rather than a run lost.
+    """
+    try:
+        return EVENT_ADAPTER.dump_json(event).decode()
+    except PydanticSerializationError:
+        return storable_json(EVENT_ADAPTER.dump_python(event, mode="json"))
+
+
 class StoredEvent(BaseModel):
     """An event as recorded: its run and its position in the run's stream."""
 
@@ -594,4 +610,3 @@ def tool_call_key(run_id: str, step: str, attempt: int, round: int, turn: int, c
     """One agent tool call's idempotency key: distinct from every step's key and every
     other call's (a model may reuse a call id in another turn or attempt)."""
     return f"{idempotency_key(run_id, step, attempt)}/r{round}/t{turn}/{call}"
-

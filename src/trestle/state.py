@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Literal
 
 from pydantic import BaseModel, Field, PrivateAttr
+from pydantic_core import PydanticSerializationError
 
 from trestle.agent.phases import Findings
 from trestle.agent.settings import AgentSettings
@@ -65,6 +66,7 @@ from trestle.monitors.alerts import Alert
 from trestle.monitors.policy import MonitorAction, MonitorSettings
 from trestle.plan import Plan, Step, dependents
 from trestle.policy import Policy, TierDecision
+from trestle.text import storable_json
 
 StepStatus = Literal[
     "pending",  # waiting for its needs
@@ -254,9 +256,12 @@ class RunState(BaseModel):
     def snapshot_json(self) -> str:
         """The state without its plan, which the run's first event already holds: a
         snapshot then costs the size of the run's progress, not of its plan."""
-        if self.extended:  # the plan grew: the first event no longer has all of it
-            return self.model_dump_json()
-        return self.model_dump_json(exclude={"plan"})
+        # the plan grew: the first event no longer has all of it
+        exclude = set() if self.extended else {"plan"}
+        try:
+            return self.model_dump_json(exclude=exclude)
+        except PydanticSerializationError:  # a lone surrogate slipped in: see event_json
+            return storable_json(self.model_dump(mode="json", exclude=exclude))
 
     def reindex(self) -> None:
         self._order = {s.id: i for i, s in enumerate(self.plan.steps)}

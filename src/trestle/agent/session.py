@@ -30,6 +30,8 @@ import os
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 
+from pydantic import ValidationError
+
 from trestle.agent.context import (
     SUMMARY_HEADER,
     ContextBudget,
@@ -51,6 +53,7 @@ from trestle.agent.reminders import (
 from trestle.agent.settings import AgentSettings
 from trestle.budget import Dimension, breach
 from trestle.engine import StepWork
+from trestle.errors import ProviderResponseError
 from trestle.events import (
     AnyEvent,
     ContextCompressed,
@@ -363,12 +366,20 @@ class StepSession:
         seek = getattr(self.model, "seek", None)  # a trajectory answers by turn
         if seek is not None:
             seek(self.turn)
-        response = await self.model.complete(
-            messages,
-            tools,
-            max_tokens=self.settings.max_tokens,
-            temperature=self.settings.temperature,
-        )
+        try:
+            response = await self.model.complete(
+                messages,
+                tools,
+                max_tokens=self.settings.max_tokens,
+                temperature=self.settings.temperature,
+            )
+        except ValidationError as exc:
+            # a model of the user's own built a record that cannot be (a cost of inf,
+            # a count below zero): a failed call, like a provider's unreadable reply
+            raise ProviderResponseError(
+                f"{self.model.name} answered with what cannot be recorded: {_first(exc)}",
+                provider=self.model.name,
+            ) from exc
         response = self._priced(response)
         self.live += 1
         await self._record(
@@ -481,6 +492,7 @@ class StepSession:
             )
             if observation.deferred:
                 raise Pause(observation.error or "waits for a human", getattr(gate, "ask", None))
+        observation = observation.storable()
         await self._record(
             ToolCallEnded(
                 at=self._now(),
@@ -550,6 +562,12 @@ class StepSession:
                 key=key or "",
             )
         )
+
+
+def _first(exc: ValidationError) -> str:
+    error = exc.errors(include_url=False)[0]
+    where = ".".join(map(str, error["loc"]))
+    return f"{exc.title}.{where}={error['input']!r}: {error['msg']}"
 
 
 def _redacted(message: Message, secrets: dict[str, str]) -> Message:

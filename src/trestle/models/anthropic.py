@@ -19,7 +19,15 @@ from typing import Any
 from trestle.errors import ConfigError
 from trestle.models.base import Message, ToolCall, ToolSchema
 from trestle.models.pricing import PriceTable
-from trestle.models.provider import DEFAULT_TIMEOUT, ParsedReply, SDKModel, import_sdk
+from trestle.models.arguments import ArgumentsError, parse_arguments
+from trestle.models.provider import (
+    DEFAULT_TIMEOUT,
+    ParsedReply,
+    SDKModel,
+    finish_reason,
+    import_sdk,
+    text_of,
+)
 from trestle.models.retry import RetryPolicy, Sleep
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -127,7 +135,7 @@ class AnthropicModel(SDKModel):
         for block in getattr(reply, "content", None) or []:
             kind = getattr(block, "type", None)
             if kind == "text":
-                texts.append(block.text)
+                texts.append(text_of(block.text, "text"))
             elif kind == "tool_use":
                 calls.append(_parse_tool_use(block, len(calls)))
         usage = getattr(reply, "usage", None)
@@ -139,8 +147,7 @@ class AnthropicModel(SDKModel):
                 # Cached prompt tokens are reported apart but still read (and billed).
                 for extra in ("cache_creation_input_tokens", "cache_read_input_tokens"):
                     input_tokens += getattr(usage, extra, None) or 0
-        raw_reason = getattr(reply, "stop_reason", None)
-        reason = _FINISH_REASONS.get(raw_reason, raw_reason) if raw_reason else "unknown"
+        reason = finish_reason(getattr(reply, "stop_reason", None), _FINISH_REASONS)
         model = getattr(reply, "model", None) or self.model
         return ParsedReply(
             "\n".join(texts), tuple(calls), reason, model, input_tokens, output_tokens
@@ -193,15 +200,15 @@ def _tool_input(call: ToolCall) -> dict[str, Any]:
 
     The API accepts only a JSON object here. A call whose arguments were malformed (the
     agent answered it with an error) is sent with its raw text under ``invalid_json``,
-    so the model still sees what it wrote.
+    so the model still sees what it wrote; arguments too long or too deep to read are
+    sent as what was wrong with them.
     """
     try:
-        parsed = json.loads(call.arguments)
-    except ValueError:
+        return parse_arguments(call.arguments)
+    except ArgumentsError as exc:
+        if exc.unread:
+            return {"invalid_json": f"(arguments {exc})"}
         return {"invalid_json": call.arguments}
-    if not isinstance(parsed, dict):
-        return {"invalid_json": call.arguments}
-    return parsed
 
 
 def _wire_tool(tool: ToolSchema) -> dict[str, Any]:

@@ -5,16 +5,26 @@ so the engine can record a call (its :func:`request_hash` and its
 :class:`ModelResponse`) as an event and replay it instead of calling again.
 Providers translate these records to and from their wire formats; nothing
 provider-specific lives here.
+
+The records also hold what a provider sends to what can be stored and sent again,
+whichever provider built them: text fields have unpaired surrogates replaced
+(:func:`trestle.text.storable`), a response's tool-call ids are made usable and
+distinct, and :class:`Usage` refuses counts and costs no call could have (negative,
+non-finite, absurd).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, Protocol, Self, runtime_checkable
+from typing import Annotated, Any, Literal, Protocol, Self, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from trestle.models.arguments import MAX_ARGUMENT_CHARS
+from trestle.text import storable
 
 Role = Literal["system", "user", "assistant", "tool"]
 
@@ -22,9 +32,20 @@ Role = Literal["system", "user", "assistant", "tool"]
 # matching the wrong request.
 _HASH_VERSION = "trestle-model-request/1"
 
+# Beyond any call's reach (the largest context windows hold about 10 million tokens);
+# a provider that reports more is wrong, and its number would poison the run's tally.
+MAX_CALL_TOKENS = 100_000_000
+MAX_CALL_COST = 1_000_000.0  # dollars
+# What APIs generate (``call_...``, ``toolu_...``); anything else is replaced, since an
+# id is sent back to the server and becomes part of the call's idempotency key.
+_CALL_ID = re.compile(r"[\x21-\x7e]{1,64}")
+
+Text = Annotated[str, AfterValidator(storable)]
+
 
 class _Record(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # JSON has no infinity: one accepted here would be recorded as null, unreadable
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class ToolCall(_Record):
@@ -34,9 +55,9 @@ class ToolCall(_Record):
     survive so the agent can tell the model what was wrong with it.
     """
 
-    id: str
-    name: str
-    arguments: str = "{}"
+    id: Text
+    name: Text
+    arguments: Text = "{}"
 
 
 class ToolSchema(_Record):
@@ -55,9 +76,9 @@ class Message(_Record):
     """
 
     role: Role
-    content: str = ""
+    content: Text = ""
     tool_calls: tuple[ToolCall, ...] = ()
-    tool_call_id: str | None = None
+    tool_call_id: Text | None = None
 
     @model_validator(mode="after")
     def _check_shape(self) -> Self:
@@ -95,12 +116,14 @@ class Usage(_Record):
 
     ``cost`` is in dollars, or None when the model has no price in the price table.
     ``estimated`` is True when the provider reported no usage and the token counts come
-    from :func:`trestle.models.estimate_tokens`.
+    from :func:`trestle.models.estimate_tokens`. Counts run from 0 to
+    :data:`MAX_CALL_TOKENS`, the cost from 0 to :data:`MAX_CALL_COST`; anything else
+    is refused, since the run's budget adds it up.
     """
 
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost: float | None = None
+    input_tokens: int = Field(default=0, ge=0, le=MAX_CALL_TOKENS)
+    output_tokens: int = Field(default=0, ge=0, le=MAX_CALL_TOKENS)
+    cost: float | None = Field(default=None, ge=0, le=MAX_CALL_COST)
     estimated: bool = False
 
     @property
@@ -116,13 +139,28 @@ class ModelResponse(_Record):
     ``"tool_calls"``, ``"length"`` (the token limit cut it short) or
     ``"content_filter"``; any other value a provider sends is passed through as is, and
     ``"unknown"`` stands for none at all.
+
+    Tool-call ids are made usable and distinct: a missing, overlong or odd one becomes
+    ``call_<index>``, and a repeat gets a suffix, so each result names one call.
     """
 
-    text: str = ""
+    text: Text = ""
     tool_calls: tuple[ToolCall, ...] = ()
     usage: Usage = Usage()
-    finish_reason: str = "stop"
-    model: str = ""
+    finish_reason: Text = "stop"
+    model: Text = ""
+
+    @model_validator(mode="after")
+    def _distinct_call_ids(self) -> Self:
+        ids = distinct_call_ids([call.id for call in self.tool_calls])
+        if ids == [call.id for call in self.tool_calls]:
+            return self
+        calls = tuple(
+            call.model_copy(update={"id": new}) for call, new in zip(self.tool_calls, ids)
+        )
+        # frozen: set the field the way pydantic itself does
+        object.__setattr__(self, "tool_calls", calls)
+        return self
 
     @property
     def is_empty(self) -> bool:
@@ -130,8 +168,19 @@ class ModelResponse(_Record):
         return not self.text.strip() and not self.tool_calls
 
     def to_message(self) -> Message:
-        """The assistant message to append to the conversation."""
-        return Message.assistant(self.text, self.tool_calls)
+        """The assistant message to append to the conversation.
+
+        Arguments longer than :data:`~trestle.models.arguments.MAX_ARGUMENT_CHARS` are
+        replaced by a note saying so: the call was refused unread, and sending them
+        back would cost every later call as much again.
+        """
+        calls = tuple(
+            call
+            if len(call.arguments) <= MAX_ARGUMENT_CHARS
+            else call.model_copy(update={"arguments": _omitted(call.arguments)})
+            for call in self.tool_calls
+        )
+        return Message.assistant(self.text, calls)
 
 
 class ModelRequest(_Record):
@@ -154,6 +203,27 @@ class ModelRequest(_Record):
     def hash(self) -> str:
         """The :func:`request_hash` of this request."""
         return request_hash(self.messages, self.tools, self.settings())
+
+
+def distinct_call_ids(ids: Sequence[str]) -> list[str]:
+    """One usable id per call, no two alike: a missing or odd id becomes ``call_<i>``
+    (``i`` its position), and a repeat gets ``_2``, ``_3``, ... until it is new."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for index, raw in enumerate(ids):
+        base = raw if _CALL_ID.fullmatch(raw) else f"call_{index}"
+        new, n = base, 1
+        while new in seen:
+            n += 1
+            new = f"{base[:58]}_{n}"
+        seen.add(new)
+        out.append(new)
+    return out
+
+
+def _omitted(arguments: str) -> str:
+    note = f"{len(arguments):,} characters of arguments, over the limit, left out"
+    return json.dumps({"omitted": note})
 
 
 def canonical_json(value: Any) -> str:

@@ -19,7 +19,14 @@ from trestle.errors import ConfigError
 from trestle.models.base import Message, ToolCall, ToolSchema
 from trestle.models.guard import is_loopback_url
 from trestle.models.pricing import PriceTable
-from trestle.models.provider import DEFAULT_TIMEOUT, ParsedReply, SDKModel, import_sdk
+from trestle.models.provider import (
+    DEFAULT_TIMEOUT,
+    ParsedReply,
+    SDKModel,
+    finish_reason,
+    import_sdk,
+    text_of,
+)
 from trestle.models.retry import RetryPolicy, Sleep
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -134,13 +141,14 @@ class OpenAIModel(SDKModel):
             return ParsedReply("", (), "unknown", model, input_tokens, output_tokens)
         choice = choices[0]
         message = choice.message
-        text = getattr(message, "content", None) or getattr(message, "refusal", None) or ""
+        text = text_of(getattr(message, "content", None), "content") or text_of(
+            getattr(message, "refusal", None), "refusal"
+        )
         calls = tuple(
             _parse_tool_call(raw, index)
             for index, raw in enumerate(getattr(message, "tool_calls", None) or [])
         )
-        raw_reason = getattr(choice, "finish_reason", None)
-        reason = _FINISH_REASONS.get(raw_reason, raw_reason) if raw_reason else "unknown"
+        reason = finish_reason(getattr(choice, "finish_reason", None), _FINISH_REASONS)
         return ParsedReply(text, calls, reason, model, input_tokens, output_tokens)
 
 
@@ -170,7 +178,8 @@ def _wire_tool(tool: ToolSchema) -> dict[str, Any]:
 
 
 def _parse_tool_call(raw: Any, index: int) -> ToolCall:
-    # Some compatible servers omit ids; the tool result must still name its call.
+    # Some compatible servers omit ids; the tool result must still name its call
+    # (ModelResponse also replaces odd ones and repeats).
     call_id = getattr(raw, "id", None) or f"call_{index}"
     function = getattr(raw, "function", None)
     if function is not None:

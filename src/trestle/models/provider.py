@@ -8,6 +8,13 @@ send them through the :class:`~trestle.models.retry.Retrier`, turn the reply int
 their wire format. Both official SDKs share one error hierarchy shape
 (``APIStatusError`` with ``status_code`` and ``response``, ``APIConnectionError``,
 ``APITimeoutError``), which :func:`translate_sdk_error` maps onto Trestle's errors.
+
+Whatever a server sends ends as a :class:`~trestle.models.base.ModelResponse` or a
+:class:`~trestle.errors.ProviderResponseError`, never another exception: a body that
+is not JSON, a reply of an unexpected shape, text that is not a string and usage no
+call could have (negative, non-finite, beyond :data:`~trestle.models.base.MAX_CALL_TOKENS`)
+are all a reply that could not be understood, which the runtime treats as a failed
+model call.
 """
 
 from __future__ import annotations
@@ -16,10 +23,12 @@ import importlib
 import random
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, ClassVar
+
+from pydantic import ValidationError
 
 from trestle.errors import (
     MissingExtraError,
@@ -27,7 +36,14 @@ from trestle.errors import (
     ProviderRequestError,
     ProviderResponseError,
 )
-from trestle.models.base import Message, ModelResponse, ToolCall, ToolSchema, Usage
+from trestle.models.base import (
+    MAX_CALL_TOKENS,
+    Message,
+    ModelResponse,
+    ToolCall,
+    ToolSchema,
+    Usage,
+)
 from trestle.models.estimate import estimate_text_tokens, estimate_tokens
 from trestle.models.guard import ensure_request_allowed
 from trestle.models.pricing import DEFAULT_PRICES, PriceTable
@@ -42,6 +58,7 @@ from trestle.models.retry import (
 
 DEFAULT_TIMEOUT = 300.0
 _BODY_EXCERPT = 2000
+_REASON_LIMIT = 64  # characters of a finish reason kept: it is a label, not a message
 
 
 def import_sdk(module: str, extra: str) -> ModuleType:
@@ -58,14 +75,52 @@ def import_sdk(module: str, extra: str) -> ModuleType:
 
 @dataclass(frozen=True)
 class ParsedReply:
-    """A provider's reply, unpacked from the SDK object; token counts None when unreported."""
+    """A provider's reply, unpacked from the SDK object. Token counts are as reported,
+    unchecked (None when unreported): :meth:`SDKModel.complete` checks them."""
 
     text: str
     tool_calls: tuple[ToolCall, ...]
     finish_reason: str
     model: str
-    input_tokens: int | None
-    output_tokens: int | None
+    input_tokens: object
+    output_tokens: object
+
+
+def text_of(value: object, what: str) -> str:
+    """A reply's text field: a string, or empty when null.
+
+    Raises:
+        TypeError: anything else (a number, a list), which no caller could show.
+    """
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise TypeError(f"its {what} is {type(value).__name__}, not text")
+    return value
+
+
+def finish_reason(raw: object, known: Mapping[str, str]) -> str:
+    """The normalised finish reason: ``known``'s name for it, else the reason as sent
+    (as text, cut to a label's length), or ``"unknown"`` when there is none."""
+    if raw is None or raw == "":
+        return "unknown"
+    reason = raw if isinstance(raw, str) else str(raw)
+    return known.get(reason, reason[:_REASON_LIMIT])
+
+
+def _token_count(value: object, field: str) -> int | None:
+    """A reported token count, None when unreported; an error for what no call had."""
+    if value is None:
+        return None
+    count = value
+    if isinstance(count, float) and count.is_integer():  # some servers send 12.0
+        count = int(count)
+    if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_CALL_TOKENS:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."
+        raise ValueError(
+            f"{field} {shown} (a count is a whole number from 0 to {MAX_CALL_TOKENS:,})"
+        )
+    return count
 
 
 def _body_text(exc: Any) -> str | None:
@@ -219,19 +274,28 @@ class SDKModel(ABC):
         )
         try:
             parsed = self._parse(reply)
-        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            response = ModelResponse(
+                text=parsed.text,
+                tool_calls=parsed.tool_calls,
+                finish_reason=parsed.finish_reason,
+                model=parsed.model or self.model,
+            )
+        # a reply is a stranger's data: whatever its parsing raises, it was not understood
+        except Exception as exc:
             raise ProviderResponseError(
                 f"{self.provider} at {self.base_url!r} sent a reply of an unexpected "
-                f"shape: {type(exc).__name__}: {exc}",
+                f"shape: {type(exc).__name__}: {_excerpt(str(exc))}",
                 provider=self.provider,
             ) from exc
-        return ModelResponse(
-            text=parsed.text,
-            tool_calls=parsed.tool_calls,
-            usage=self._usage(parsed, messages, tools),
-            finish_reason=parsed.finish_reason,
-            model=parsed.model or self.model,
-        )
+        try:
+            usage = self._usage(parsed, messages, tools)
+        except ValueError as exc:
+            raise ProviderResponseError(
+                f"{self.provider} at {self.base_url!r} reported usage that no call could "
+                f"have: {exc}",
+                provider=self.provider,
+            ) from exc
+        return response.model_copy(update={"usage": usage})
 
     async def _send(self, request: dict[str, Any]) -> Any:
         try:
@@ -244,18 +308,30 @@ class SDKModel(ABC):
                 target=self.base_url,
                 now=self.retrier.clock(),
             )
-            if mapped is None:
-                raise
-            raise mapped from exc
+            if mapped is not None:
+                raise mapped from exc
+            if isinstance(exc, ValueError):  # the SDK could not decode the body it got
+                raise ProviderResponseError(
+                    f"{self.provider} at {self.base_url!r} sent a body that could not be "
+                    f"read: {type(exc).__name__}: {_excerpt(str(exc))}",
+                    provider=self.provider,
+                ) from exc
+            raise
 
     def _usage(
         self, parsed: ParsedReply, messages: Sequence[Message], tools: Sequence[ToolSchema]
     ) -> Usage:
-        estimated = parsed.input_tokens is None or parsed.output_tokens is None
-        input_tokens = parsed.input_tokens
+        """The call's usage, priced.
+
+        Raises:
+            ValueError: a reported count or the cost is no call's (negative, not a
+                whole number, beyond :data:`MAX_CALL_TOKENS`, ...), naming it.
+        """
+        input_tokens = _token_count(parsed.input_tokens, "input tokens")
+        output_tokens = _token_count(parsed.output_tokens, "output tokens")
+        estimated = input_tokens is None or output_tokens is None
         if input_tokens is None:
             input_tokens = estimate_tokens(messages, tools)
-        output_tokens = parsed.output_tokens
         if output_tokens is None:
             output_tokens = estimate_text_tokens(parsed.text) + sum(
                 estimate_text_tokens(c.name) + estimate_text_tokens(c.arguments)
@@ -264,9 +340,14 @@ class SDKModel(ABC):
         cost = self.prices.cost(parsed.model, input_tokens, output_tokens)
         if cost is None and parsed.model != self.model:
             cost = self.prices.cost(self.model, input_tokens, output_tokens)
-        return Usage(
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            cost=cost,
-            estimated=estimated,
-        )
+        try:
+            return Usage(
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                cost=cost,
+                estimated=estimated,
+            )
+        except ValidationError as exc:  # estimates past the limit, a price gone wild
+            error = exc.errors()[0]
+            where = ".".join(map(str, error["loc"]))
+            raise ValueError(f"{where}={error['input']!r}: {error['msg']}") from None

@@ -22,6 +22,7 @@ from trestle.actions import OUTPUT_LIMIT
 from trestle.models.base import ToolSchema
 from trestle.policy import ActionFacts, Nature
 from trestle.record import Record, untitled_schema
+from trestle.text import storable, storable_value
 
 DEFAULT_COMMAND_TIMEOUT = 120.0  # seconds a command or the test command may run
 
@@ -54,6 +55,19 @@ class Observation(Record):
     error: str | None = None
     data: dict[str, JsonValue] = {}
     deferred: bool = False
+
+    def storable(self) -> Observation:
+        """This observation with unpaired surrogates replaced (:mod:`trestle.text`): a
+        file name that is not UTF-8 or a tool's own odd output must not stop the call's
+        result from being recorded. Itself when there are none."""
+        cleaned = {
+            "content": storable(self.content),
+            "error": None if self.error is None else storable(self.error),
+            "data": storable_value(self.data),
+        }
+        if all(cleaned[name] == getattr(self, name) for name in cleaned):
+            return self
+        return self.model_copy(update=cleaned)
 
     @classmethod
     def success(cls, content: str, data: dict[str, JsonValue] | None = None) -> Observation:

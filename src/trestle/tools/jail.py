@@ -18,6 +18,7 @@ from pathlib import Path
 from trestle.actions import jailed
 from trestle.tools.base import ToolContext, ToolFailure
 
+MAX_PATH_CHARS = 4096  # Linux's PATH_MAX
 PROTECTED_DIRS = frozenset({".git", ".trestle"})  # never listed, searched or written
 NOISE_DIRS = frozenset(
     {
@@ -37,6 +38,11 @@ NOISE_DIRS = frozenset(
 
 def resolve(ctx: ToolContext, path: str, *, what: str = "path") -> Path:
     """The real path of ``path`` inside the workspace, or :class:`ToolFailure`."""
+    if len(path) > MAX_PATH_CHARS:  # the OS refuses it anyway; say so without echoing it
+        raise ToolFailure(
+            f"{what} {path[:60]!r}... is {len(path):,} characters long; "
+            f"a path has at most {MAX_PATH_CHARS:,}"
+        )
     if Path(path).is_absolute():
         raise ToolFailure(f"{what} {path!r} is absolute; give it relative to the workspace")
     try:

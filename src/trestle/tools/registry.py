@@ -5,7 +5,9 @@ JSON string) and always returns an :class:`~trestle.tools.base.Observation`. In 
 
 1. an unknown name is refused, listing the tools there are (and the nearest one);
 2. a tool outside the phase's allowed natures is refused, saying which are allowed;
-3. the arguments must parse as a JSON object (else: the parse error and where);
+3. the arguments must parse as a JSON object of at most 1 MiB, nested at most 64
+   deep (else: the parse error and where, or the limit passed;
+   :mod:`trestle.models.arguments`);
 4. they must validate against the tool's model (else: each bad field and why);
 5. paths the call would write are jailed, then the gate reviews the call's facts:
    allow, deny (the model is told why) or defer (a human decides; nothing runs);
@@ -17,7 +19,6 @@ and correct. A gate that raises is the runtime's problem and propagates.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Collection, Iterable, Iterator
 from typing import Any
@@ -26,6 +27,7 @@ from pydantic import BaseModel, JsonValue, ValidationError
 
 from trestle.actions import cap_output
 from trestle.errors import ConfigError
+from trestle.models.arguments import ArgumentsError, parse_arguments
 from trestle.models.base import ToolSchema
 from trestle.plan import did_you_mean
 from trestle.policy import ActionFacts, Nature
@@ -40,6 +42,7 @@ from trestle.tools.base import (
 from trestle.tools.jail import normalise
 
 TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # what function-calling APIs accept
+NAME_SHOWN = 80  # characters of a name no tool has that are echoed to the model
 HEADER_ALLOWANCE = 1_000  # characters a tool may add to capped output (a header, a note)
 
 
@@ -136,8 +139,9 @@ class ToolRegistry:
             return self._refuse_in_phase(tool, allowed_natures, phase, offered)
         if tool is None or (offered is not None and name not in offered):
             known = tuple(n for n in self.names(allowed_natures) if offered is None or n in offered)
+            shown = name if len(name) <= NAME_SHOWN else name[:NAME_SHOWN] + "..."
             return Observation.failure(
-                f"unknown tool {name!r}{did_you_mean(name, known)}; "
+                f"unknown tool {shown!r}{did_you_mean(name[:NAME_SHOWN], known)}; "
                 f"the tools you can call are: {', '.join(known) or 'none'}"
             )
         parsed = _parse(tool, raw_arguments)
@@ -197,21 +201,10 @@ class ToolRegistry:
 def _parse(tool: Tool[Any], raw: str) -> BaseModel | Observation:
     """The validated arguments, or an observation saying exactly what is wrong."""
     try:
-        value = json.loads(raw) if raw.strip() else {}  # some servers send "" for no arguments
-    except json.JSONDecodeError as exc:
-        before = raw[max(exc.pos - 30, 0) : exc.pos]
-        where = f"just after {before!r}" if before else "at the start"
-        return Observation.failure(
-            f"arguments for {tool.name} are not valid JSON: {exc.msg} at line {exc.lineno}, "
-            f"column {exc.colno} (character {exc.pos}), {where}"
-        )
-    except (ValueError, RecursionError) as exc:  # too deeply nested, too many digits
-        return Observation.failure(f"arguments for {tool.name} are not usable JSON: {exc}")
-    if not isinstance(value, dict):
-        return Observation.failure(
-            f"arguments for {tool.name} must be a JSON object, not {type(value).__name__}; "
-            f"expected {_signature(tool)}"
-        )
+        value = parse_arguments(raw)
+    except ArgumentsError as exc:
+        expected = f"; expected {_signature(tool)}" if exc.shape else ""
+        return Observation.failure(f"arguments for {tool.name} {exc}{expected}")
     try:
         args: BaseModel = tool.arguments.model_validate(value)
     except ValidationError as exc:
@@ -224,6 +217,7 @@ def _parse(tool: Tool[Any], raw: str) -> BaseModel | Observation:
 
 def _problem(error: Any) -> str:
     where = ".".join(str(part) for part in error["loc"]) or "arguments"
+    where = where if len(where) <= NAME_SHOWN else where[:NAME_SHOWN] + "..."
     if error["type"] == "missing":
         return f"{where!r} is required"
     if error["type"] == "extra_forbidden":
