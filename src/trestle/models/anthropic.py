@@ -17,9 +17,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from trestle.errors import ConfigError
+from trestle.models.arguments import ArgumentsError, parse_arguments
 from trestle.models.base import Message, ToolCall, ToolSchema
 from trestle.models.pricing import PriceTable
-from trestle.models.arguments import ArgumentsError, parse_arguments
 from trestle.models.provider import (
     DEFAULT_TIMEOUT,
     ParsedReply,

@@ -65,9 +65,7 @@ def parse_arguments(raw: str) -> dict[str, Any]:
     if _deeper_than(value, MAX_ARGUMENT_DEPTH):
         raise _too_deep()
     if not isinstance(value, dict):
-        raise ArgumentsError(
-            f"must be a JSON object, not {type(value).__name__}", shape=True
-        )
+        raise ArgumentsError(f"must be a JSON object, not {type(value).__name__}", shape=True)
     # the text may escape a lone surrogate ("\ud83d") that only parsing reveals
     parsed: dict[str, Any] = storable_value(value)
     return parsed

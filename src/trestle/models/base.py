@@ -156,9 +156,10 @@ class ModelResponse(_Record):
         if ids == [call.id for call in self.tool_calls]:
             return self
         calls = tuple(
-            call.model_copy(update={"id": new}) for call, new in zip(self.tool_calls, ids)
+            call.model_copy(update={"id": new})
+            for call, new in zip(self.tool_calls, ids, strict=True)
         )
-        # frozen: set the field the way pydantic itself does
+        # still construction: the frozen record takes its field directly
         object.__setattr__(self, "tool_calls", calls)
         return self
 
