@@ -12,12 +12,12 @@ timing monitors, with their defaults.
 
 from __future__ import annotations
 
-import json
 import posixpath
 import re
 from collections import deque
 from collections.abc import Sequence
 
+from trestle.models.arguments import ArgumentsError, parse_arguments
 from trestle.monitors.alerts import Alert, Monitor, Severity
 from trestle.monitors.attempt import Attempts
 from trestle.monitors.cost import CostMonitor
@@ -106,9 +106,9 @@ class ScopeMonitor:
 
 def _argument_text(arguments: str) -> str:
     """The values of JSON arguments (their keys say nothing about the topic), else the text."""
-    try:
-        parsed = json.loads(arguments)
-    except ValueError:
+    try:  # held to the registry's limits: a 5,000-deep call must not recurse here
+        parsed = parse_arguments(arguments)
+    except ArgumentsError:
         return arguments
     values: list[str] = []
 

@@ -21,6 +21,8 @@ import hashlib
 import json
 import re
 
+from trestle.models.arguments import ArgumentsError, parse_arguments
+
 # A number literal that is not part of a name (python3, test_2 and file2.py keep theirs).
 _NUMBER = re.compile(r"(?<![A-Za-z_])\d+(?:\.\d+)*")
 _SEPARATORS = re.compile(r"(\|\||&&|[|;])")
@@ -107,15 +109,13 @@ def arguments_text(arguments: str) -> str:
     A call whose only argument is a string (``{"command": "ls -la"}``) becomes that
     string, so a shell tool's JSON call and a bare command line compare alike.
     """
-    try:
-        parsed = json.loads(arguments)
-    except ValueError:
+    try:  # held to the registry's limits: a 5,000-deep call must not recurse here
+        parsed = parse_arguments(arguments)
+    except ArgumentsError:
         return arguments
-    if isinstance(parsed, dict):
-        if len(parsed) == 1 and isinstance(next(iter(parsed.values())), str):
-            return str(next(iter(parsed.values())))
-        return " ".join(f"{key}={json.dumps(parsed[key])}" for key in sorted(parsed))
-    return arguments
+    if len(parsed) == 1 and isinstance(next(iter(parsed.values())), str):
+        return str(next(iter(parsed.values())))
+    return " ".join(f"{key}={json.dumps(parsed[key])}" for key in sorted(parsed))
 
 
 def content_hash(text: str) -> str:
