@@ -80,14 +80,15 @@ def nested(depth: int) -> str:
 
 def arguments(rng: random.Random, tool: str) -> Any:
     """What a call's ``arguments`` field holds: mostly text, sometimes not."""
-    good: dict[str, Any] = {
+    valid: dict[str, dict[str, Any]] = {
         "read_file": {"path": "calc.py"},
         "list_files": {"directory": "."},
         "search_text": {"pattern": "add"},
         "write_file": {"path": "notes.txt", "content": text(rng)},
         "edit_file": {"path": "calc.py", "old": "a - b", "new": "a + b"},
         "finish": {"summary": text(rng), "claims": [text(rng)]},
-    }.get(tool, {"x": 1})
+    }
+    good = valid.get(tool, {"x": 1})
     choices: list[Callable[[], Any]] = [
         lambda: json.dumps(good),
         lambda: json.dumps(good, ensure_ascii=False),  # the surrogate in the outer text
