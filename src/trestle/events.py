@@ -83,6 +83,15 @@ class RunResumed(Event):
     owner: str
 
 
+class SandboxChosen(Event):
+    """How the commands a drive runs are confined (see :mod:`trestle.sandbox`);
+    recorded at a drive's start when it differs from the last drive's."""
+
+    kind: Literal["sandbox_chosen"] = "sandbox_chosen"
+    confined: bool
+    detail: str  # "sandboxed (bubblewrap): ..." or "NOT SANDBOXED: why"
+
+
 class Gate(BaseModel):
     """Why an attempt was allowed to start: its tier, what chose it, and the approval
     that let it run when the tier needed one (bound to the exact action's hash)."""
@@ -537,6 +546,7 @@ class RunFinished(Event):
 AnyEvent = Annotated[
     RunCreated
     | RunResumed
+    | SandboxChosen
     | StepStarted
     | StepProcessStarted
     | StepAttemptEnded

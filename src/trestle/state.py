@@ -46,6 +46,7 @@ from trestle.events import (
     RunResumed,
     RunRewound,
     RunStatus,
+    SandboxChosen,
     StepAttemptEnded,
     StepBlocked,
     StepEscalated,
@@ -189,6 +190,7 @@ class RunState(BaseModel):
     finished: RunStatus | None = None
     resumes: int = 0
     interrupted: str | None = None  # the last driver was stopped by this (a signal)
+    sandbox: SandboxChosen | None = None  # how the last drive confined its commands
     operator_policy: Policy | None = None
     approvals: dict[int, ApprovalState] = {}
     similar_approved: dict[str, int] = {}  # similar-key -> the approval that covers it
@@ -295,6 +297,8 @@ class RunState(BaseModel):
                         self._set(sid, "unknown")
                     elif st.status == "probing":
                         self._probe_again(sid)
+            case SandboxChosen():
+                self.sandbox = event
             case RunInterrupted(by=by, stopped=stopped):
                 self.interrupted = by
                 self._stop_clock(event.at)

@@ -22,6 +22,7 @@ from trestle.actions import OUTPUT_LIMIT
 from trestle.models.base import ToolSchema
 from trestle.policy import ActionFacts, Nature
 from trestle.record import Record, untitled_schema
+from trestle.sandbox import Sandbox
 
 DEFAULT_COMMAND_TIMEOUT = 120.0  # seconds a command or the test command may run
 
@@ -82,6 +83,7 @@ class ToolContext:
         idempotency_key: this call's key (``TRESTLE_IDEMPOTENCY_KEY`` in its commands'
             environment): stable across a crash, so a tool can deduplicate an external
             effect; set per call by the agent's session.
+        sandbox: the run's sandbox; its commands run in it (None: unconfined).
     """
 
     workspace: Path
@@ -91,6 +93,7 @@ class ToolContext:
     command_timeout: float = DEFAULT_COMMAND_TIMEOUT
     output_cap: int = OUTPUT_LIMIT
     idempotency_key: str | None = None
+    sandbox: Sandbox | None = None
 
 
 class Tool(abc.ABC, Generic[ArgsT]):
