@@ -6,8 +6,10 @@ On Linux, bubblewrap (``bwrap``, unprivileged namespaces) runs each command with
 - the workspace read-write and the rest of the system read-only;
 - the store, the approval key, Trestle's configuration and the user's home hidden
   (each replaced by an empty directory), except a few read-only exceptions: git's own
-  configuration (so commits carry the user's name) and what the policy lists in
-  ``sandbox.read``; ``trestle.toml`` in the workspace is read-only;
+  configuration (so commits carry the user's name), the home directories that hold
+  the tools on ``PATH`` and this Python (``~/.pyenv``, ``~/.local``, ``~/.cargo``,
+  minus known credential files) and what the policy lists in ``sandbox.read``;
+  ``trestle.toml`` in the workspace is read-only;
 - a private ``/tmp``, ``/run`` and ``/proc``: a command sees only its own processes,
   so it cannot read a parent's environment;
 - the environment cut to an allow-list (:data:`ALLOWED_ENV`, the policy's
@@ -76,6 +78,8 @@ ALLOWED_ENV_PREFIXES = ("LC_", "TRESTLE_", "GIT_AUTHOR_", "GIT_COMMITTER_")
 # Trestle's own variables a command has no business with (where the key and store are)
 DENIED_ENV = frozenset({"TRESTLE_KEY_FILE", "TRESTLE_STORE", "TRESTLE_SANDBOX", "TRESTLE_BWRAP"})
 GIT_CONFIG = (".gitconfig", ".config/git")  # the user's name for commits, shown read-only
+# credentials that live beside tools shown read-only (see :func:`_tool_dirs`)
+SECRET_TOOL_FILES = (".cargo/credentials", ".cargo/credentials.toml", ".local/share/keyrings")
 PROBE_TIMEOUT = 10.0
 
 
@@ -156,9 +160,16 @@ class Sandbox:
         if self.policy.allows_network(name) and Path("/run/systemd/resolve").is_dir():
             args += ["--ro-bind", "/run/systemd/resolve", "/run/systemd/resolve"]
         if home is not None:
-            for shown in (*(home / p for p in GIT_CONFIG), *map(_expand, self.policy.read)):
-                if not _within(ws, shown):
-                    args += ["--ro-bind-try", str(shown), str(shown)]
+            shown = (
+                *(home / p for p in GIT_CONFIG),
+                *_tool_dirs(home),
+                *map(_expand, self.policy.read),
+            )
+            for path in dict.fromkeys(shown):
+                if not _within(ws, path):
+                    args += ["--ro-bind-try", str(path), str(path)]
+            for path in (home / p for p in SECRET_TOOL_FILES):
+                args += _hide(path)
         args += ["--bind", str(ws), str(ws)]
         for path in inside:
             args += _hide(path)
@@ -189,6 +200,24 @@ class Cell:
 
     def environ(self, source: Mapping[str, str] | None = None) -> dict[str, str]:
         return self.sandbox.environ(source)
+
+
+def _tool_dirs(home: Path) -> list[Path]:
+    """The directories in the home that hold the tools a command finds: each one a
+    ``PATH`` entry or this Python lives in (``~/.pyenv``, ``~/.cargo``, ``~/.local``),
+    shown read-only so ``python3`` and friends resolve as they do outside."""
+    entries = [Path(p) for p in os.environ.get("PATH", "").split(os.pathsep) if p]
+    entries += [Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).parent]
+    found: list[Path] = []
+    for entry in entries:
+        try:
+            real = entry.resolve()
+        except OSError:
+            continue
+        for path in (entry.absolute(), real):
+            if home in path.parents:
+                found.append(home / path.relative_to(home).parts[0])
+    return found
 
 
 def _home() -> Path | None:
