@@ -25,9 +25,9 @@ from test_approvals_cli import Cli, flat, run_id_of
 from trestle.agent.toolgate import RunToolGate
 from trestle.events import RunCreated
 from trestle.plan import Plan, Step
-from trestle.state import RunState
 from trestle.policy import ActionFacts
 from trestle.sandbox import find_bwrap
+from trestle.state import RunState
 from trestle.tools.base import GatedCall
 
 SECRET = "5ec7e7c0ffee" * 5 + "5ec7"  # hex: it doubles as the approval key
@@ -169,9 +169,7 @@ def test_the_same_attacks_work_without_the_sandbox(cli: Cli, host: Path, listene
     cli.write("plan.yaml", _plan(tried))
     started = cli("run", "plan.yaml", "--sandbox", "off")
     assert started.returncode == 3, started.stderr
-    assert "WARNING: commands run NOT SANDBOXED: turned off by the operator" in flat(
-        started.stderr
-    )
+    assert "WARNING: commands run NOT SANDBOXED: turned off by the operator" in flat(started.stderr)
     got = {line.removeprefix("GOT ") for line in cli.lines("got.txt")}
     print(f"without the sandbox {len(got)} of {len(tried)} attacks worked: {sorted(got)}")
     # approvals hold without the sandbox too (signed, refused from inside a step)
@@ -225,7 +223,8 @@ def test_without_bubblewrap_the_run_says_so_and_refuses_confirm_tier_commands(
     started = cli("run", "plan.yaml", **missing)
     assert started.returncode == 3
     said = flat(started.stderr)
-    assert "WARNING: commands run NOT SANDBOXED: bubblewrap (/nonexistent/bwrap) is not installed" in said
+    why = "bubblewrap (/nonexistent/bwrap) is not installed"
+    assert f"WARNING: commands run NOT SANDBOXED: {why}" in said
     run_id = run_id_of(started)
     assert cli.lines("build.log") == ["built"]  # the auto-tier step ran, and said so
     assert "NOT SANDBOXED" in flat(started.stdout)  # in the report too
