@@ -25,6 +25,7 @@ from trestle.monitors.alerts import Alert
 from trestle.monitors.policy import MonitorAction, MonitorSettings
 from trestle.plan import Plan, Step
 from trestle.policy import ActionFacts, Policy, TierDecision
+from trestle.safetext import model_json
 
 
 class Event(BaseModel):
@@ -604,3 +605,8 @@ def tool_call_key(run_id: str, step: str, attempt: int, round: int, turn: int, c
     """One agent tool call's idempotency key: distinct from every step's key and every
     other call's (a model may reuse a call id in another turn or attempt)."""
     return f"{idempotency_key(run_id, step, attempt)}/r{round}/t{turn}/{call}"
+
+
+def event_json(event: AnyEvent) -> str:
+    """An event as the store keeps it (see :func:`trestle.safetext.model_json`)."""
+    return model_json(event, lambda: EVENT_ADAPTER.dump_json(event))

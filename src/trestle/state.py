@@ -66,6 +66,7 @@ from trestle.monitors.alerts import Alert
 from trestle.monitors.policy import MonitorAction, MonitorSettings
 from trestle.plan import Plan, Step, dependents
 from trestle.policy import Policy, TierDecision
+from trestle.safetext import model_json
 
 StepStatus = Literal[
     "pending",  # waiting for its needs
@@ -257,8 +258,8 @@ class RunState(BaseModel):
         """The state without its plan, which the run's first event already holds: a
         snapshot then costs the size of the run's progress, not of its plan."""
         if self.extended:  # the plan grew: the first event no longer has all of it
-            return self.model_dump_json()
-        return self.model_dump_json(exclude={"plan"})
+            return model_json(self)
+        return model_json(self, exclude={"plan"})
 
     def reindex(self) -> None:
         self._order = {s.id: i for i, s in enumerate(self.plan.steps)}

@@ -51,6 +51,7 @@ from trestle.planfile import load_plan, plan_json_schema
 from trestle.policyfile import monitor_settings, operator_policy
 from trestle.report import build_report
 from trestle.runs import create_run, dead_letters, load_state, request_decision
+from trestle.safetext import model_json
 from trestle.sandbox import Mode, mode_from
 from trestle.state import RunState
 from trestle.store import SqliteStore, Store, default_store_path
@@ -235,7 +236,7 @@ def _drive(
         report = build_report(engine.state(run_id))  # as the engine judges it: no forgeries
         out.print(report_view(report))
         if report_json is not None:
-            report_json.write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
+            report_json.write_text(model_json(report, indent=2) + "\n", encoding="utf-8")
         signalled = signalled or signals.caught
     if signalled is not None:
         _err().print(f"interrupted by {signalled}; continue with `trestle resume {run_id}`")
@@ -255,7 +256,7 @@ def _print_report_if_readable(
         return
     out.print(report_view(report))
     if report_json is not None:
-        report_json.write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        report_json.write_text(model_json(report, indent=2) + "\n", encoding="utf-8")
 
 
 # a driving command turns these into a clean stop: processes stopped, interruption

@@ -12,9 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, Protocol, Self, runtime_checkable
+from typing import Annotated, Any, Literal, Protocol, Self, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from trestle.safetext import without_surrogates
 
 Role = Literal["system", "user", "assistant", "tool"]
 
@@ -27,6 +29,12 @@ class _Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+# text from a provider: an unpaired surrogate (a model can send "\ud83d") could not be
+# stored, so it is replaced here, at the edge, for every provider alike
+Text = Annotated[str, AfterValidator(without_surrogates)]
+MAX_CALL_TOKENS = 100_000_000  # far above any context window: more is a broken report
+
+
 class ToolCall(_Record):
     """One tool call the model asked for.
 
@@ -34,9 +42,9 @@ class ToolCall(_Record):
     survive so the agent can tell the model what was wrong with it.
     """
 
-    id: str
-    name: str
-    arguments: str = "{}"
+    id: Text
+    name: Text
+    arguments: Text = "{}"
 
 
 class ToolSchema(_Record):
@@ -55,7 +63,7 @@ class Message(_Record):
     """
 
     role: Role
-    content: str = ""
+    content: Text = ""
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None
 
@@ -98,9 +106,9 @@ class Usage(_Record):
     from :func:`trestle.models.estimate_tokens`.
     """
 
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost: float | None = None
+    input_tokens: int = Field(default=0, ge=0, le=MAX_CALL_TOKENS)
+    output_tokens: int = Field(default=0, ge=0, le=MAX_CALL_TOKENS)
+    cost: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     estimated: bool = False
 
     @property
@@ -118,11 +126,11 @@ class ModelResponse(_Record):
     ``"unknown"`` stands for none at all.
     """
 
-    text: str = ""
+    text: Text = ""
     tool_calls: tuple[ToolCall, ...] = ()
     usage: Usage = Usage()
-    finish_reason: str = "stop"
-    model: str = ""
+    finish_reason: Text = "stop"
+    model: Text = ""
 
     @property
     def is_empty(self) -> bool:

@@ -56,6 +56,13 @@ def import_sdk(module: str, extra: str) -> ModuleType:
         raise MissingExtraError(module, extra) from exc
 
 
+def _first_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception's message, short: a validation error can quote a huge input."""
+    text = str(exc).strip().splitlines()
+    first = " ".join(line.strip() for line in text[:3])
+    return first if len(first) <= limit else first[:limit] + "…"
+
+
 @dataclass(frozen=True)
 class ParsedReply:
     """A provider's reply, unpacked from the SDK object; token counts None when unreported."""
@@ -219,19 +226,21 @@ class SDKModel(ABC):
         )
         try:
             parsed = self._parse(reply)
-        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            # inside the try: a validation error (negative or non-finite usage, a
+            # name that is not text) is a reply that cannot be understood
+            return ModelResponse(
+                text=parsed.text,
+                tool_calls=parsed.tool_calls,
+                usage=self._usage(parsed, messages, tools),
+                finish_reason=parsed.finish_reason,
+                model=parsed.model or self.model,
+            )
+        except (AttributeError, KeyError, TypeError, ValueError, OverflowError) as exc:
             raise ProviderResponseError(
                 f"{self.provider} at {self.base_url!r} sent a reply of an unexpected "
-                f"shape: {type(exc).__name__}: {exc}",
+                f"shape: {type(exc).__name__}: {_first_line(exc)}",
                 provider=self.provider,
             ) from exc
-        return ModelResponse(
-            text=parsed.text,
-            tool_calls=parsed.tool_calls,
-            usage=self._usage(parsed, messages, tools),
-            finish_reason=parsed.finish_reason,
-            model=parsed.model or self.model,
-        )
 
     async def _send(self, request: dict[str, Any]) -> Any:
         try:

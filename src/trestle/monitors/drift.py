@@ -12,7 +12,6 @@ timing monitors, with their defaults.
 
 from __future__ import annotations
 
-import json
 import posixpath
 import re
 from collections import deque
@@ -25,6 +24,7 @@ from trestle.monitors.similarity import Embedder, HashingEmbedder, cosine, words
 from trestle.monitors.timing import DurationMonitor, StallMonitor
 from trestle.monitors.trace import Action, Observation, RunFacts, StepEnd, Turn
 from trestle.policy import path_glob_matches
+from trestle.safetext import loads_bounded
 
 _TEXT_LIMIT = 2000  # characters of an action (and again of its reasoning) compared
 
@@ -107,7 +107,7 @@ class ScopeMonitor:
 def _argument_text(arguments: str) -> str:
     """The values of JSON arguments (their keys say nothing about the topic), else the text."""
     try:
-        parsed = json.loads(arguments)
+        parsed = loads_bounded(arguments)
     except ValueError:
         return arguments
     values: list[str] = []

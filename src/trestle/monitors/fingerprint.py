@@ -21,6 +21,8 @@ import hashlib
 import json
 import re
 
+from trestle.safetext import loads_bounded
+
 # A number literal that is not part of a name (python3, test_2 and file2.py keep theirs).
 _NUMBER = re.compile(r"(?<![A-Za-z_])\d+(?:\.\d+)*")
 _SEPARATORS = re.compile(r"(\|\||&&|[|;])")
@@ -36,6 +38,7 @@ _TEMP_PATH = re.compile(r"/(?:private/)?(?:tmp|var/folders)/[^\s:'\"]+")
 _LINE_PREFIX = re.compile(r"^\s*(?:[^\s:]+:)?\d+(?:[:\t|]|\s{2,}|\s(?=\S))")
 _PY_LOCATION = re.compile(r"(\.py)[:\s,]+(?:line\s+)?\d+")
 _WHITESPACE = re.compile(r"\s+")
+
 
 # Lines of a test run that say what failed.
 _FAILURE_LINE = re.compile(
@@ -108,7 +111,7 @@ def arguments_text(arguments: str) -> str:
     string, so a shell tool's JSON call and a bare command line compare alike.
     """
     try:
-        parsed = json.loads(arguments)
+        parsed = loads_bounded(arguments)
     except ValueError:
         return arguments
     if isinstance(parsed, dict):
@@ -120,7 +123,8 @@ def arguments_text(arguments: str) -> str:
 
 def content_hash(text: str) -> str:
     """A short, stable digest of ``text`` exactly as given."""
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    # surrogatepass: a model's text may hold an unpaired surrogate; it still hashes
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def _without_volatile(text: str) -> str:

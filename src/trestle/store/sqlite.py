@@ -29,7 +29,7 @@ from trestle.errors import (
     StoreError,
     UnknownRunError,
 )
-from trestle.events import EVENT_ADAPTER, AnyEvent, RunCreated, StoredEvent
+from trestle.events import EVENT_ADAPTER, AnyEvent, RunCreated, StoredEvent, event_json
 from trestle.store.base import (
     REQUEST_KINDS,
     Appended,
@@ -282,13 +282,13 @@ class SqliteStore:
                     event.kind,
                     event.v,
                     event.at,
-                    EVENT_ADAPTER.dump_json(event).decode(),
+                    event_json(event),
                 ),
             )
 
     def append(self, run_id: str, batch: Appended, *, token: int) -> None:
         rows = [
-            (run_id, seq, e.kind, e.v, e.at, EVENT_ADAPTER.dump_json(e).decode())
+            (run_id, seq, e.kind, e.v, e.at, event_json(e))
             for seq, e in enumerate(batch.events, start=batch.first_seq)
         ]
         last_seq = batch.first_seq + len(rows) - 1

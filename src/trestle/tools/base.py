@@ -14,14 +14,15 @@ import abc
 import asyncio
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, Literal, Protocol, TypeVar
+from typing import Annotated, Generic, Literal, Protocol, TypeVar
 
-from pydantic import BaseModel, JsonValue, model_validator
+from pydantic import AfterValidator, BaseModel, JsonValue, model_validator
 
 from trestle.actions import OUTPUT_LIMIT
-from trestle.models.base import ToolSchema
+from trestle.models.base import Text, ToolSchema
 from trestle.policy import ActionFacts, Nature
 from trestle.record import Record, untitled_schema
+from trestle.safetext import json_without_surrogates
 from trestle.sandbox import Sandbox
 
 DEFAULT_COMMAND_TIMEOUT = 120.0  # seconds a command or the test command may run
@@ -51,9 +52,9 @@ class Observation(Record):
     """
 
     ok: bool
-    content: str
-    error: str | None = None
-    data: dict[str, JsonValue] = {}
+    content: Text
+    error: Text | None = None
+    data: Annotated[dict[str, JsonValue], AfterValidator(json_without_surrogates)] = {}
     deferred: bool = False
 
     @classmethod

@@ -29,6 +29,7 @@ from trestle.errors import ConfigError
 from trestle.models.base import ToolSchema
 from trestle.plan import did_you_mean
 from trestle.policy import ActionFacts, Nature
+from trestle.safetext import MAX_ARGUMENTS, MAX_DEPTH, json_depth, json_without_surrogates
 from trestle.tools.base import (
     GatedCall,
     Observation,
@@ -136,8 +137,12 @@ class ToolRegistry:
             return self._refuse_in_phase(tool, allowed_natures, phase, offered)
         if tool is None or (offered is not None and name not in offered):
             known = tuple(n for n in self.names(allowed_natures) if offered is None or n in offered)
+            if len(name) > MAX_NAME:  # quoted short, and no fuzzy match over it
+                shown, hint = f"{name[:MAX_NAME]!r}… ({len(name):,} characters)", ""
+            else:
+                shown, hint = repr(name), did_you_mean(name, known)
             return Observation.failure(
-                f"unknown tool {name!r}{did_you_mean(name, known)}; "
+                f"unknown tool {shown}{hint}; "
                 f"the tools you can call are: {', '.join(known) or 'none'}"
             )
         parsed = _parse(tool, raw_arguments)
@@ -194,10 +199,25 @@ class ToolRegistry:
         )
 
 
+MAX_NAME = 200  # characters of a tool name quoted back
+
+
 def _parse(tool: Tool[Any], raw: str) -> BaseModel | Observation:
     """The validated arguments, or an observation saying exactly what is wrong."""
+    if len(raw) > MAX_ARGUMENTS:
+        return Observation.failure(
+            f"arguments for {tool.name} are {len(raw):,} characters, more than the "
+            f"{MAX_ARGUMENTS:,} a call may carry; write large content in parts"
+        )
+    if json_depth(raw) > MAX_DEPTH:
+        return Observation.failure(
+            f"arguments for {tool.name} nest deeper than {MAX_DEPTH} levels; "
+            f"expected {_signature(tool)}"
+        )
     try:
-        value = json.loads(raw) if raw.strip() else {}  # some servers send "" for no arguments
+        # some servers send "" for no arguments; an escaped lone surrogate ("\\ud83d")
+        # is valid JSON that decodes to text no file name or store can hold
+        value = json_without_surrogates(json.loads(raw)) if raw.strip() else {}
     except json.JSONDecodeError as exc:
         before = raw[max(exc.pos - 30, 0) : exc.pos]
         where = f"just after {before!r}" if before else "at the start"
