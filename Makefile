@@ -7,6 +7,7 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test lint typecheck bench soak clean
 
 $(STAMP): pyproject.toml
+	scripts/setup-sandbox.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[dev,bench,embed]"
@@ -32,6 +33,7 @@ typecheck: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/compare.py
+	$(BIN)/python bench/sandbox_cost.py
 
 ## soak: the long versions of the seeded fuzz, fault and crash suites that `make test`
 ## runs short (about 30-60 min on 2 cores); each count can be set on the command line

@@ -19,3 +19,11 @@ def _own_decision_key(
     path = tmp_path_factory.mktemp("key") / "approval.key"
     monkeypatch.setenv("TRESTLE_KEY_FILE", str(path))
     return path
+
+
+@pytest.fixture
+def unconfined(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commands run without the sandbox (as on a machine without one): for tests of
+    what must hold there too, which watch a command's processes by pid or let it reach
+    files outside the workspace."""
+    monkeypatch.setenv("TRESTLE_SANDBOX", "off")

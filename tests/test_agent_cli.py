@@ -486,8 +486,9 @@ def test_a_requirement_told_while_acceptance_runs_is_refused_and_said_so(
     demo_trajectory: Path, cli: Cli
 ) -> None:
     repo = sample_repo(cli.dir / "repo")
-    # the signal is written inside the workspace: a write outside it needs a human
-    at_validate, release = repo / "at-validate", cli.dir / "release"
+    # both signals live in the workspace: a write outside it needs a human, and the
+    # sandbox shows the command nothing outside it
+    at_validate, release = repo / "at-validate", repo / "release"
     # the acceptance command (and only it: tools run tests as their own step) waits
     gate = (
         f'if [ "$TRESTLE_STEP_ID" = validate ]; then touch at-validate; '

@@ -319,6 +319,7 @@ PUSHED = 'test "$(git rev-parse HEAD)" = "$(git ls-remote origin refs/heads/main
 PUSH_PLAN = plan_json(plan_step("publish", "push main to origin", verify=[{"command": PUSHED}]))
 
 
+@pytest.mark.usefixtures("unconfined")
 def test_an_approved_push_runs_once_after_the_run_replays_up_to_it(
     tmp_path: Path, store: SqliteStore
 ) -> None:

@@ -72,6 +72,7 @@ def test_a_step_whose_model_never_answers_times_out_and_is_retried_then_dead_let
     )
 
 
+@pytest.mark.usefixtures("unconfined")
 def test_a_timed_out_attempt_kills_the_commands_its_tools_started(
     store: SqliteStore, workspace: Path
 ) -> None:

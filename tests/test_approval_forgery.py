@@ -21,6 +21,9 @@ import pytest
 from test_approvals_cli import DEPLOY, Cli, flat
 from trestle.signing import decision_key, signed_payload
 
+# the second barrier: what holds even where a step can reach the store and key
+pytestmark = pytest.mark.usefixtures("unconfined")
+
 
 class KeyedCli(Cli):
     """The CLI with its own approval key, next to the store."""
@@ -216,7 +219,8 @@ def approve(ctx):
 """
 
 # each a step's way to call `trestle approve` with the step's markers out of its way;
-# the key's path is given, as a step that found it in an ancestor's environment would
+# the key's and the store's paths are given, as a step that found them in an
+# ancestor's environment would
 STEP_ATTEMPTS = [
     "env -u TRESTLE_STEP_ID {approve}",
     "env -u TRESTLE_STEP_ID -u TRESTLE_IDEMPOTENCY_KEY -u TRESTLE_RUN_ID {approve}",
@@ -249,7 +253,7 @@ def test_a_python_step_cannot_decide_through_the_python_api(cli: Cli) -> None:
 def test_a_step_cannot_decide_whatever_it_strips_from_its_environment(cli: Cli) -> None:
     approve = (
         f"TRESTLE_KEY_FILE={cli.dir / 'approval.key'} {sys.executable} -m trestle approve "
-        "$TRESTLE_RUN_ID.1 >> approve.out 2>&1"
+        f"$TRESTLE_RUN_ID.1 --store {cli.store} >> approve.out 2>&1"
     )
     attempts = successes = 0
     for number, attempt in enumerate(STEP_ATTEMPTS):

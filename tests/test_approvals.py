@@ -915,6 +915,7 @@ print("inserted", len(rows))
 """
 
 
+@pytest.mark.usefixtures("unconfined")
 def test_rows_forged_by_a_step_are_refused_and_the_step_never_runs(h: Harness) -> None:
     (h.workspace / "forge.py").write_text(FORGER)
     deploy = Step(id="deploy", run="echo deployed >> deploys.log", irreversible=True)

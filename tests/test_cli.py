@@ -416,17 +416,18 @@ def test_log_lists_every_event_with_its_checks(stuck: StuckRun) -> None:
     table = stuck.cli("log", stuck.run_id)
     assert table.returncode == 0, table.stderr
     rows = table_rows(table.stdout)
-    assert [row[0] for row in rows] == [str(seq) for seq in range(1, 12)]
-    assert [row[2:5] for row in rows[1:3]] == [
+    assert [row[0] for row in rows] == [str(seq) for seq in range(1, 13)]
+    assert [row[2:5] for row in rows[2:4]] == [
         ["step_started", "build", "1"],
         ["step_attempt_ended", "build", "1"],
     ]
-    assert rows[2][5] == "failed; action ok; ✗ go.txt exists:"
+    assert rows[3][5] == "failed; action ok; ✗ go.txt exists:"
 
     entries = stuck.cli.json("log", stuck.run_id)
     assert [e["seq"] for e in entries] == list(range(1, len(entries) + 1))
     assert [(e["kind"], e.get("step"), e.get("attempt")) for e in entries] == [
         ("run_created", None, None),
+        ("sandbox_chosen", None, None),
         ("step_started", "build", 1),
         ("step_attempt_ended", "build", 1),
         ("step_retry_scheduled", "build", None),
@@ -438,7 +439,8 @@ def test_log_lists_every_event_with_its_checks(stuck: StuckRun) -> None:
         ("step_blocked", "test", None),
         ("run_finished", None, None),
     ]
-    ended = entries[2]
+    assert entries[1]["confined"] is True
+    ended = entries[3]
     assert ended["ok"] is False
     assert ended["action"]["status"] == "ok"
     assert ended["checks"] == [
@@ -450,8 +452,8 @@ def test_dlq_lists_the_dead_letter_with_its_history(stuck: StuckRun) -> None:
     text = stuck.cli("dlq")
     assert text.returncode == 0, text.stderr
     words = flat(text.stdout)
-    assert words.startswith(f"{stuck.run_id} build failed: {STUCK_REASON} #2 step_started")
-    assert f"#9 step_failed {STUCK_REASON}" in words
+    assert words.startswith(f"{stuck.run_id} build failed: {STUCK_REASON} #3 step_started")
+    assert f"#10 step_failed {STUCK_REASON}" in words
     assert words.endswith(
         f"resolve: trestle retry {stuck.run_id} build | "
         f"trestle skip {stuck.run_id} build --reason ..."
@@ -460,7 +462,7 @@ def test_dlq_lists_the_dead_letter_with_its_history(stuck: StuckRun) -> None:
     [entry] = stuck.cli.json("dlq")
     assert (entry["run_id"], entry["step"], entry["status"]) == (stuck.run_id, "build", "failed")
     assert entry["attempts"] == 2
-    assert [h["seq"] for h in entry["history"]] == [2, 3, 4, 5, 6, 7, 8, 9]
+    assert [h["seq"] for h in entry["history"]] == [3, 4, 5, 6, 7, 8, 9, 10]
     assert {h["event"]["step"] for h in entry["history"]} == {"build"}
 
 

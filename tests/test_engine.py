@@ -466,6 +466,7 @@ def wait_until_gone(pid: int, deadline: float = 10.0) -> bool:
     return pid_is_gone(pid)
 
 
+@pytest.mark.usefixtures("unconfined")
 def test_a_timeout_kills_the_whole_process_group_and_fails_the_attempt(h: Harness) -> None:
     run_id = h.create(
         """
@@ -495,6 +496,7 @@ def test_a_timeout_kills_the_whole_process_group_and_fails_the_attempt(h: Harnes
     assert_consistent(h, run_id)
 
 
+@pytest.mark.usefixtures("unconfined")
 def test_a_child_that_outlives_its_shell_is_killed_on_timeout(h: Harness) -> None:
     run_id = h.create(
         """

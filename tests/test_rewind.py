@@ -31,6 +31,9 @@ import pytest
 from trestle.shadow import ShadowRepo
 from trestle.store import SqliteStore
 
+# its ledgers live outside the workspace, out of the rewind's reach
+pytestmark = pytest.mark.usefixtures("unconfined")
+
 Tree = dict[str, str]
 RUN_LINE = re.compile(r"run (\d{8}-\d{6}-[0-9a-f]{4})")
 SAFETY_LINE = re.compile(r"the workspace as it was is kept as snapshot ([0-9a-f]{12})")

@@ -18,6 +18,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from test_agent_loopback import (
     BUGGY,
     DRIVER_DEADLINE,
@@ -92,6 +94,7 @@ def ended(store: SqliteStore, run_id: str, call_id: str) -> list[ToolCallEnded]:
     return [e for e in recorded(store, run_id, ToolCallEnded) if e.call_id == call_id]
 
 
+@pytest.mark.usefixtures("unconfined")
 def test_a_command_in_flight_when_the_driver_dies_is_reaped_probed_and_not_repeated(
     server: OpenAIServer, workspace: Path, store: SqliteStore, store_path: Path, tmp_path: Path
 ) -> None:

@@ -25,6 +25,7 @@ from trestle.events import ActionResult
 from trestle.plan import Step
 from trestle.planfile import resolve_callable
 from trestle.processes import die_with_parent
+from trestle.sandbox import Cell, Sandbox
 from trestle.signing import KEY_ENV
 from trestle.step_origin import end_python_step, python_step
 
@@ -43,6 +44,12 @@ class StepContext:
     key: str  # idempotency key of this attempt: stable across crashes and resumes
     workspace: Path
     plan_dir: Path
+    sandbox: Sandbox | None = None  # None: commands run unconfined (a library caller's choice)
+
+    @property
+    def cell(self) -> Cell | None:
+        """Where this step's commands run (its id is what the network policy names)."""
+        return None if self.sandbox is None else Cell(self.sandbox, self.workspace, self.step_id)
 
 
 def cap_output(text: str, limit: int = OUTPUT_LIMIT) -> str:
@@ -54,7 +61,9 @@ def cap_output(text: str, limit: int = OUTPUT_LIMIT) -> str:
 
 
 def step_env(ctx: StepContext, extra: dict[str, str]) -> dict[str, str]:
-    env = dict(os.environ)
+    """The step's environment: this process's (cut to the sandbox's allow-list when
+    there is one), the step's own ``env:`` and Trestle's variables for it."""
+    env = dict(os.environ) if ctx.cell is None else ctx.cell.environ()
     env.pop(KEY_ENV, None)  # where the approval key lives is none of a step's business
     env.update(extra)
     env.update(
@@ -77,13 +86,16 @@ async def run_shell(
     env: dict[str, str],
     timeout: float | None,
     on_spawn: Spawned | None = None,
+    cell: Cell | None = None,
 ) -> ActionResult:
-    """Run ``command`` with ``sh -c`` in a new session; kill its group on timeout or
-    cancellation. ``on_spawn`` is told the leader's pid once it runs."""
+    """Run ``command`` with ``sh -c`` in a new session, in ``cell``'s sandbox if given;
+    kill its group on timeout or cancellation. ``on_spawn`` is told the leader's pid
+    once it runs."""
     started = time.monotonic()
+    argv = ["/bin/sh", "-c", command] if cell is None else cell.argv(command, cwd)
     try:
-        proc = await asyncio.create_subprocess_shell(
-            command,
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
             cwd=cwd,
             env=env,
             stdin=asyncio.subprocess.DEVNULL,
@@ -247,7 +259,12 @@ async def perform(
     if step.run is not None:
         env = step_env(ctx, step.env)
         return await run_shell(
-            step.run, cwd=ctx.workspace, env=env, timeout=step.timeout, on_spawn=on_spawn
+            step.run,
+            cwd=ctx.workspace,
+            env=env,
+            timeout=step.timeout,
+            on_spawn=on_spawn,
+            cell=ctx.cell,
         )
     if step.write is not None:
         return await in_thread(

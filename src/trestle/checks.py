@@ -30,7 +30,9 @@ async def run_check(
     what = describe_check(check)
     match check:
         case CommandCheck(command=cmd, timeout=timeout):
-            result = await run_shell(cmd, cwd=ctx.workspace, env=env, timeout=timeout)
+            result = await run_shell(
+                cmd, cwd=ctx.workspace, env=env, timeout=timeout, cell=ctx.cell
+            )
             actual = (
                 f"exit {result.exit_code}"
                 if result.status in ("ok", "failed")

@@ -51,6 +51,7 @@ from trestle.events import (
     RequestRefused,
     RunInterrupted,
     RunResumed,
+    SandboxChosen,
     StepAttemptEnded,
     StepProbed,
     StepProbeStarted,
@@ -71,8 +72,10 @@ from trestle.plan import Step
 from trestle.processes import Leader, reap
 from trestle.processes import start_time as process_start_time
 from trestle.runs import RETRYABLE, SKIPPABLE, load_state, summary_json
+from trestle.sandbox import Mode, Sandbox, choose, config_dir, hidden_paths, mode_from
+from trestle.sandbox import policy_of as sandbox_policy
 from trestle.shadow import ShadowRepoError
-from trestle.signing import decision_key, verified_fields
+from trestle.signing import decision_key, key_path, verified_fields
 from trestle.state import RunState
 from trestle.store.base import Appended, Lease, Owner, Request, Snapshot, Store
 
@@ -177,6 +180,9 @@ class LocalEngine:
         orphan_wait: how long a resume waits for the leftover processes of an attempt
             whose outcome is unknown (a step without a timeout) before killing them;
             its checks run only once they are gone.
+        sandbox: how commands are confined (see :mod:`trestle.sandbox`): ``auto``
+            (bubblewrap where it works; without it, confirm-tier commands are
+            refused), ``require`` or ``off``; default ``$TRESTLE_SANDBOX``, else auto.
     """
 
     def __init__(
@@ -193,6 +199,7 @@ class LocalEngine:
         performer: StepPerformer | None = None,
         monitors: MonitorFactory | None = None,
         orphan_wait: float = DEFAULT_ORPHAN_WAIT,
+        sandbox: Mode | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -205,6 +212,8 @@ class LocalEngine:
         self.performer = performer
         self.monitors = monitors
         self.orphan_wait = orphan_wait
+        self.sandbox_mode = mode_from(sandbox)
+        self._sandboxes: dict[str, Sandbox] = {}  # per run, chosen at each drive's start
         # sqlite3 blocks; one thread keeps it off the event loop and serialises commits
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trestle-store")
 
@@ -248,6 +257,7 @@ class LocalEngine:
             hub, missed = await self._hub(state)
             if state.seq > 1:
                 inbound.append(RunResumed(at=self.clock(), owner=self.owner.name))
+            inbound += self._choose_sandbox(state)
             inbound += missed
             inbound += forgeries
             watch = _StallWatch(state.monitors or DEFAULT_MONITORS)
@@ -495,6 +505,35 @@ class LocalEngine:
                 return asyncio.create_task(self._probe(state, sid, why, ctx, pool))
         return None
 
+    def _choose_sandbox(self, state: RunState) -> list[SandboxChosen]:
+        """Choose how this drive confines commands; recorded when it changed, and at
+        every drive's start when commands run unconfined."""
+        store_file = getattr(self.store, "path", None)
+        workspace = Path(state.workspace)
+        hidden = hidden_paths(
+            workspace,
+            store_file if isinstance(store_file, Path) else None,
+            key_path(),
+            config_dir(),
+        )
+        sandbox = choose(self.sandbox_mode, hidden=hidden, policy=sandbox_policy(state))
+        self._sandboxes[state.run_id] = sandbox
+        chosen = SandboxChosen(
+            at=self.clock(), confined=sandbox.confines, detail=sandbox.describe()
+        )
+        last = state.sandbox
+        if (
+            chosen.confined
+            and last is not None
+            and (last.confined, last.detail)
+            == (
+                True,
+                chosen.detail,
+            )
+        ):
+            return []
+        return [chosen]  # every drive without a sandbox says so
+
     def _context(self, state: RunState, sid: str, attempt: int, key: str) -> StepContext:
         plan_dir = Path(state.plan_path).parent if state.plan_path else Path(state.workspace)
         return StepContext(
@@ -504,6 +543,7 @@ class LocalEngine:
             key=key,
             workspace=Path(state.workspace),
             plan_dir=plan_dir,
+            sandbox=self._sandboxes.get(state.run_id),
         )
 
     async def _attempt(
@@ -554,7 +594,7 @@ class LocalEngine:
         note_spawn: Callable[[int], None],
     ) -> AnyEvent:
         step = state.step_spec(sid)
-        refusal = unapproved(state, step, gate)
+        refusal = unapproved(state, step, gate) or unconfined(state, step, gate, ctx.sandbox)
         if refusal is not None:  # never expected: the decider gates; this double-checks
             action = ActionResult(status="error", error=refusal)
             return StepAttemptEnded(
@@ -787,6 +827,24 @@ def unapproved(state: RunState, step: Step, gate: Gate | None) -> str | None:
     if granted is None or granted.status not in ("approved", "modified"):
         return "refused: the action needs an approval and none was granted"
     return None
+
+
+def unconfined(
+    state: RunState, step: Step, gate: Gate | None, sandbox: Sandbox | None
+) -> str | None:
+    """Why a confirm-tier command must not run here, or None: with no sandbox, one
+    runs only if the operator chose to run unconfined (``--sandbox off``)."""
+    if gate is None or gate.decision.tier != "confirm" or sandbox is None:
+        return None
+    if sandbox.confines or sandbox.opted_out or (step.run is None and step.agent is None):
+        return None  # python: and write steps are not confined by any sandbox
+    run = state.run_id
+    return (
+        f"refused: step {step.id!r} is confirm-tier and commands here would run "
+        f"{sandbox.describe()}. Install bubblewrap (apt install bubblewrap), or accept "
+        f"running it unconfined: `trestle retry {run} {step.id}`, then "
+        f"`trestle resume {run} --sandbox off`"
+    )
 
 
 def _retry_or_skip(state: RunState, r: Request, now: float) -> AnyEvent:

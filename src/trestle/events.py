@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter
-from pydantic_core import PydanticSerializationError
 
 from trestle.agent.context import CompressionRecord, Pins
 from trestle.agent.phases import Findings
@@ -26,7 +25,7 @@ from trestle.monitors.alerts import Alert
 from trestle.monitors.policy import MonitorAction, MonitorSettings
 from trestle.plan import Plan, Step
 from trestle.policy import ActionFacts, Policy, TierDecision
-from trestle.text import storable_json
+from trestle.safetext import model_json
 
 
 class Event(BaseModel):
@@ -83,6 +82,15 @@ class RunResumed(Event):
 
     kind: Literal["run_resumed"] = "run_resumed"
     owner: str
+
+
+class SandboxChosen(Event):
+    """How the commands a drive runs are confined (see :mod:`trestle.sandbox`);
+    recorded at a drive's start when it differs from the last drive's."""
+
+    kind: Literal["sandbox_chosen"] = "sandbox_chosen"
+    confined: bool
+    detail: str  # "sandboxed (bubblewrap): ..." or "NOT SANDBOXED: why"
 
 
 class Gate(BaseModel):
@@ -539,6 +547,7 @@ class RunFinished(Event):
 AnyEvent = Annotated[
     RunCreated
     | RunResumed
+    | SandboxChosen
     | StepStarted
     | StepProcessStarted
     | StepAttemptEnded
@@ -578,20 +587,6 @@ AnyEvent = Annotated[
 EVENT_ADAPTER: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)
 
 
-def event_json(event: AnyEvent) -> str:
-    """The JSON text an event is stored as.
-
-    Text that entered a run is made storable where it enters (:mod:`trestle.text`);
-    should an unpaired surrogate slip past anyway, UTF-8 cannot encode it, and the
-    write, and with it the run, would fail. Then every string is made storable and
-    the event written so: a character replaced rather than a run lost.
-    """
-    try:
-        return EVENT_ADAPTER.dump_json(event).decode()
-    except PydanticSerializationError:
-        return storable_json(EVENT_ADAPTER.dump_python(event, mode="json"))
-
-
 class StoredEvent(BaseModel):
     """An event as recorded: its run and its position in the run's stream."""
 
@@ -610,3 +605,8 @@ def tool_call_key(run_id: str, step: str, attempt: int, round: int, turn: int, c
     """One agent tool call's idempotency key: distinct from every step's key and every
     other call's (a model may reuse a call id in another turn or attempt)."""
     return f"{idempotency_key(run_id, step, attempt)}/r{round}/t{turn}/{call}"
+
+
+def event_json(event: AnyEvent) -> str:
+    """An event as the store keeps it (see :func:`trestle.safetext.model_json`)."""
+    return model_json(event, lambda: EVENT_ADAPTER.dump_json(event))

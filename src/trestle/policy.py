@@ -305,6 +305,39 @@ def _seed_text(value: object) -> object:
     return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _plain_env_name(name: str) -> str:
+    if _ENV_NAME.fullmatch(name) is None:
+        raise ValueError(f"invalid environment variable name {name!r}")
+    return name
+
+
+def _absolute_or_home(path: str) -> str:
+    if "\0" in path or not (path.startswith("/") or path == "~" or path.startswith("~/")):
+        raise ValueError(f"path {path!r} must be absolute or start with ~/")
+    return path
+
+
+class SandboxPolicy(Record):
+    """What a run's sandboxed commands may reach beyond the workspace and the system's
+    read-only files (see :mod:`trestle.sandbox` and docs/security.md)."""
+
+    network: tuple[Annotated[str, Field(min_length=1)], ...] = Field(
+        default=(), description="step ids and tool names (globs) that keep the network"
+    )
+    env: tuple[Annotated[str, AfterValidator(_plain_env_name)], ...] = Field(
+        default=(), description="environment variables passed in besides the allow-list"
+    )
+    read: tuple[Annotated[str, AfterValidator(_absolute_or_home)], ...] = Field(
+        default=(), description="hidden paths to show read-only, such as ~/.cargo"
+    )
+
+    def allows_network(self, name: str) -> bool:
+        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.network)
+
+
 class Policy(Record):
     """An approval policy, from ``trestle.toml``'s ``[policy]`` or a plan's ``policy:``."""
 
@@ -323,6 +356,7 @@ class Policy(Record):
     audit_seed: Annotated[str, BeforeValidator(_seed_text)] = Field(
         default="0", description="with the run id and action, fixes every audit draw"
     )
+    sandbox: SandboxPolicy = SandboxPolicy()
 
 
 class TierDecision(Record):

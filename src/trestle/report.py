@@ -154,6 +154,11 @@ def _to_check(state: RunState) -> list[str]:
     review: list[str] = []
     if state.stopped is not None:
         urgent.append(f"the run was {state.stopped}.")
+    if state.sandbox is not None and not state.sandbox.confined:
+        urgent.append(
+            f"its commands ran {state.sandbox.detail}: they could read and change "
+            "anything you can, the approval key and the store included."
+        )
     if state.interrupted is not None:
         stopped = [
             sid for sid, st in state.steps.items() if st.interrupted and st.status not in TERMINAL

@@ -14,7 +14,6 @@ from collections.abc import Iterable
 from typing import Literal
 
 from pydantic import BaseModel, Field, PrivateAttr
-from pydantic_core import PydanticSerializationError
 
 from trestle.agent.phases import Findings
 from trestle.agent.settings import AgentSettings
@@ -47,6 +46,7 @@ from trestle.events import (
     RunResumed,
     RunRewound,
     RunStatus,
+    SandboxChosen,
     StepAttemptEnded,
     StepBlocked,
     StepEscalated,
@@ -66,7 +66,7 @@ from trestle.monitors.alerts import Alert
 from trestle.monitors.policy import MonitorAction, MonitorSettings
 from trestle.plan import Plan, Step, dependents
 from trestle.policy import Policy, TierDecision
-from trestle.text import storable_json
+from trestle.safetext import model_json
 
 StepStatus = Literal[
     "pending",  # waiting for its needs
@@ -191,6 +191,7 @@ class RunState(BaseModel):
     finished: RunStatus | None = None
     resumes: int = 0
     interrupted: str | None = None  # the last driver was stopped by this (a signal)
+    sandbox: SandboxChosen | None = None  # how the last drive confined its commands
     operator_policy: Policy | None = None
     approvals: dict[int, ApprovalState] = {}
     similar_approved: dict[str, int] = {}  # similar-key -> the approval that covers it
@@ -256,12 +257,9 @@ class RunState(BaseModel):
     def snapshot_json(self) -> str:
         """The state without its plan, which the run's first event already holds: a
         snapshot then costs the size of the run's progress, not of its plan."""
-        # the plan grew: the first event no longer has all of it
-        exclude = set() if self.extended else {"plan"}
-        try:
-            return self.model_dump_json(exclude=exclude)
-        except PydanticSerializationError:  # a lone surrogate slipped in: see event_json
-            return storable_json(self.model_dump(mode="json", exclude=exclude))
+        if self.extended:  # the plan grew: the first event no longer has all of it
+            return model_json(self)
+        return model_json(self, exclude={"plan"})
 
     def reindex(self) -> None:
         self._order = {s.id: i for i, s in enumerate(self.plan.steps)}
@@ -300,6 +298,8 @@ class RunState(BaseModel):
                         self._set(sid, "unknown")
                     elif st.status == "probing":
                         self._probe_again(sid)
+            case SandboxChosen():
+                self.sandbox = event
             case RunInterrupted(by=by, stopped=stopped):
                 self.interrupted = by
                 self._stop_clock(event.at)

@@ -52,6 +52,7 @@ from trestle.plan import (
 from trestle.planfile import only_items_failed
 from trestle.policy import path_glob_matches, workspace_path
 from trestle.record import Record, untitled_schema
+from trestle.safetext import json_without_surrogates
 
 AGENT_TAG = "agent"
 DEFAULT_MAX_STEPS = 30
@@ -185,7 +186,7 @@ def _decode_json(raw: str, subject: str) -> Any:
     if not text.strip():
         return Problem(kind="json", message=f"the {subject} is empty; answer with one JSON object")
     try:
-        return json.loads(text)
+        return json_without_surrogates(json.loads(text))  # "\\ud83d" decodes to no text
     except json.JSONDecodeError as exc:
         before = text[max(exc.pos - 30, 0) : exc.pos]
         where = f"just after {before!r}" if before else "at the start"

@@ -288,7 +288,11 @@ class AgentPerformer:
             return ActionResult(status="ok", output="every step was verified; no test command")
         env = step_env(work.ctx, {})
         result = await run_shell(
-            command, cwd=work.ctx.workspace, env=env, timeout=ACCEPTANCE_TIMEOUT
+            command,
+            cwd=work.ctx.workspace,
+            env=env,
+            timeout=ACCEPTANCE_TIMEOUT,
+            cell=work.ctx.cell,
         )
         if result.status == "ok":
             await self._enter(work, Phase.DONE, f"accepted: {command!r} passed")
@@ -352,10 +356,15 @@ class AgentPerformer:
             run_id=work.state.run_id,
             step_id=work.step.id,
             test_command=settings.test_command,
+            sandbox=work.ctx.sandbox,
         )
         own = work.step.agent
         declared = (*own.files, *own.new_files) if own and own.role == "execute" else None
-        gate = RunToolGate(work.state, work.step.id, settings.scope, declared)
+        box = work.ctx.sandbox
+        unconfined = (
+            box.describe() if box is not None and not (box.confines or box.opted_out) else None
+        )
+        gate = RunToolGate(work.state, work.step.id, settings.scope, declared, unconfined)
         messages = [Message.system(SYSTEM), pins.message(), Message.user(task)]
         for _ in range(settings.max_turns):
             reminder = await session.remind(pins, phase, settings.reminders, current)

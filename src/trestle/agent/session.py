@@ -492,7 +492,6 @@ class StepSession:
             )
             if observation.deferred:
                 raise Pause(observation.error or "waits for a human", getattr(gate, "ask", None))
-        observation = observation.storable()
         await self._record(
             ToolCallEnded(
                 at=self._now(),
@@ -567,7 +566,9 @@ class StepSession:
 def _first(exc: ValidationError) -> str:
     error = exc.errors(include_url=False)[0]
     where = ".".join(map(str, error["loc"]))
-    return f"{exc.title}.{where}={error['input']!r}: {error['msg']}"
+    got = repr(error["input"])
+    got = got if len(got) <= 60 else got[:57] + "..."
+    return f"{exc.title}.{where}={got}: {error['msg']}"
 
 
 def _redacted(message: Message, secrets: dict[str, str]) -> Message:

@@ -27,6 +27,8 @@ class RunToolGate:
         scope: globs the run may write; empty means the whole workspace.
         files: for a plan step, the files it declared it changes or creates; its
             writes elsewhere are refused (None: no such limit).
+        unconfined: why commands would run with no sandbox, when the operator did
+            not choose that: a confirm-tier command is then refused, not asked.
 
     After a ``defer`` verdict, ``ask`` holds what the human is asked to approve.
     """
@@ -37,8 +39,10 @@ class RunToolGate:
         step_id: str,
         scope: tuple[str, ...],
         files: tuple[str, ...] | None = None,
+        unconfined: str | None = None,
     ) -> None:
         self.state, self.step_id, self.scope, self.files = state, step_id, scope, files
+        self.unconfined = unconfined
         self.ask: ToolAsk | None = None
 
     async def review(self, call: GatedCall) -> GateVerdict:
@@ -66,6 +70,11 @@ class RunToolGate:
         )
         if decision.tier != "confirm" and decision.audit != "before":
             return GateVerdict.allow(decision.reason)
+        if self.unconfined is not None and decision.tier == "confirm" and facts.command:
+            return GateVerdict.deny(
+                f"{decision.reason}: a confirm-tier command, and commands here would run "
+                f"{self.unconfined}; it runs only where the operator chose --sandbox off"
+            )
         key = similar_key(decision, facts, None)
         decided = self._decision_for(digest)
         if decided is not None and decided.status in ("approved", "modified"):

@@ -30,6 +30,7 @@ from trestle.cli.app import (
     PromptOption,
     ReportJson,
     RunArg,
+    SandboxOption,
     StoreOption,
     _drive,
     _opened,
@@ -41,6 +42,7 @@ from trestle.engine import StepPerformer
 from trestle.errors import ConfigError
 from trestle.policyfile import monitor_settings, operator_policy
 from trestle.runs import create_run, load_state, request_requirement
+from trestle.sandbox import mode_from
 
 DEMO_GOAL = "make slugify() turn any title into a clean URL slug; the failing test shows how"
 DEMO_TEST_COMMAND = "python3 -m unittest discover -s tests -q"
@@ -103,6 +105,7 @@ def agent(
     live: LiveOption = True,
     prompt: PromptOption = True,
     policy: PolicyOption = None,
+    sandbox: SandboxOption = None,
 ) -> None:
     """Run the coding agent on GOAL: understand, plan, execute, validate. Prints the run id."""
     if not repo.is_dir():
@@ -121,6 +124,7 @@ def agent(
         step_timeout=step_timeout,
     )
     _check_model(settings)
+    mode = mode_from(sandbox)
     budget = Budget(cost=Limit(soft=max_cost)) if max_cost else None
     plan = bootstrap_plan(goal, budget=budget)
     out = _out()
@@ -134,7 +138,16 @@ def agent(
             monitors=monitor_settings(repo, policy),
         )
         out.print(f"run {run_id}: {goal}", markup=False, soft_wrap=True)
-        _drive(st, run_id, out, report_json, live, prompt, performer=_performer(settings))
+        _drive(
+            st,
+            run_id,
+            out,
+            report_json,
+            live,
+            prompt,
+            performer=_performer(settings),
+            sandbox=mode,
+        )
 
 
 def _model_spec(spec: str) -> str:

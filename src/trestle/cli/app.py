@@ -45,11 +45,14 @@ from trestle.cli.render import (
 )
 from trestle.engine import DEFAULT_LEASE_TTL, LocalEngine, StepPerformer, Stop, this_process
 from trestle.errors import ConfigError, StoreError, TrestleError
+from trestle.events import SandboxChosen, StoredEvent
 from trestle.health import health as run_health_all
 from trestle.planfile import load_plan, plan_json_schema
 from trestle.policyfile import monitor_settings, operator_policy
 from trestle.report import build_report
 from trestle.runs import create_run, dead_letters, load_state, request_decision
+from trestle.safetext import model_json
+from trestle.sandbox import Mode, mode_from
 from trestle.state import RunState
 from trestle.store import SqliteStore, Store, default_store_path
 
@@ -75,6 +78,16 @@ StoreOption = Annotated[
         "--store",
         help="SQLite store file [default: $TRESTLE_STORE, "
         "else .trestle/trestle.db in the workspace or current directory]",
+    ),
+]
+SandboxOption = Annotated[
+    str | None,
+    typer.Option(
+        "--sandbox",
+        metavar="auto|require|off",
+        help="Confine commands with bubblewrap: auto (where it works; without it, "
+        "confirm-tier commands are refused), require, or off (run unconfined) "
+        "[default: $TRESTLE_SANDBOX, else auto].",
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
@@ -130,8 +143,10 @@ def run(
     live: LiveOption = True,
     prompt: PromptOption = True,
     policy: PolicyOption = None,
+    sandbox: SandboxOption = None,
 ) -> None:
     """Validate a plan, show it, run it, and report. Prints the run id first."""
+    mode = mode_from(sandbox)
     plan = load_plan(plan_file)
     ws = workspace if workspace is not None else plan_file.parent / plan.workspace
     if not ws.is_dir():
@@ -149,7 +164,7 @@ def run(
         )
         out.print(f"run {run_id}")
         out.print(plan_overview(plan, str(plan_file)))
-        _drive(st, run_id, out, report_json, live, prompt)
+        _drive(st, run_id, out, report_json, live, prompt, sandbox=mode)
 
 
 @app.command()
@@ -159,12 +174,15 @@ def resume(
     report_json: ReportJson = None,
     live: LiveOption = True,
     prompt: PromptOption = True,
+    sandbox: SandboxOption = None,
 ) -> None:
     """Continue a run: after a crash, an approval, or a retry/skip decision."""
+    mode = mode_from(sandbox)
     out = _out()
     with _opened(store) as st:
         out.print(f"run {run_id}")
-        _drive(st, run_id, out, report_json, live, prompt, performer=_performer_for(st, run_id))
+        performer = _performer_for(st, run_id)
+        _drive(st, run_id, out, report_json, live, prompt, performer=performer, sandbox=mode)
 
 
 def _performer_for(store: Store, run_id: str) -> StepPerformer | None:
@@ -187,6 +205,7 @@ def _drive(
     *,
     performer: StepPerformer | None = None,
     exit: bool = True,
+    sandbox: Mode | None = None,
 ) -> int:
     """Drive the run; on a terminal, when it waits for approvals, ask and go on.
 
@@ -195,7 +214,7 @@ def _drive(
     drive cleanly and always exits, with ``128 + signal``.
     """
     interactive = prompt and out.is_terminal and sys.stdin.isatty()
-    engine = LocalEngine(store, performer=performer)
+    engine = LocalEngine(store, performer=performer, sandbox=sandbox)
     signalled: str | None = None
     with _Signals() as signals:
         try:
@@ -217,7 +236,7 @@ def _drive(
         report = build_report(engine.state(run_id))  # as the engine judges it: no forgeries
         out.print(report_view(report))
         if report_json is not None:
-            report_json.write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
+            report_json.write_text(model_json(report, indent=2) + "\n", encoding="utf-8")
         signalled = signalled or signals.caught
     if signalled is not None:
         _err().print(f"interrupted by {signalled}; continue with `trestle resume {run_id}`")
@@ -237,7 +256,7 @@ def _print_report_if_readable(
         return
     out.print(report_view(report))
     if report_json is not None:
-        report_json.write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        report_json.write_text(model_json(report, indent=2) + "\n", encoding="utf-8")
 
 
 # a driving command turns these into a clean stop: processes stopped, interruption
@@ -301,8 +320,21 @@ async def _drive_once(engine: LocalEngine, run_id: str, out: Console, live: bool
     return stop.reason
 
 
+def _warn_unconfined(stored: StoredEvent) -> None:
+    """Said on stderr at every drive's start when commands run without a sandbox."""
+    event = stored.event
+    if isinstance(event, SandboxChosen) and not event.confined:
+        _err().print(
+            f"WARNING: commands run {event.detail}. They can read and change anything "
+            "you can, the approval key and the store included. Confirm-tier commands "
+            "run only with --sandbox off.",
+            markup=False,
+        )
+
+
 async def _drive_lines(engine: LocalEngine, run_id: str, out: Console, stop: Stop) -> None:
     async for stored in engine.drive(run_id, stop=stop):
+        _warn_unconfined(stored)
         line = event_line(stored)
         if line is not None:
             out.print(line, markup=False, soft_wrap=True)
@@ -312,6 +344,7 @@ async def _drive_live(engine: LocalEngine, run_id: str, out: Console, stop: Stop
     state: RunState | None = None
     with Live(console=out, refresh_per_second=8, transient=True) as view:
         async for stored in engine.drive(run_id, stop=stop):
+            _warn_unconfined(stored)
             if state is None:
                 state = load_state(engine.store, run_id)
             else:

@@ -30,6 +30,7 @@ from trestle.events import (
     RunFinished,
     RunInterrupted,
     RunRewound,
+    SandboxChosen,
     StepAttemptEnded,
     StepBlocked,
     StepEscalated,
@@ -154,6 +155,8 @@ def event_line(stored: StoredEvent) -> str | None:
         case RunInterrupted(by=by, stopped=stopped):
             what = f"; stopped {', '.join(stopped)}" if stopped else ""
             return f"INTERRUPTED by {by}{what}"
+        case SandboxChosen(confined=confined, detail=detail):
+            return f"commands {detail}" if confined else f"WARNING  commands run {detail}"
         case StepFailed(step=sid, reason=why, dead_lettered=dlq):
             return f"FAILED   {sid}: {why}" + (" [dead-letter queue]" if dlq else "")
         case StepBlocked(step=sid, by=by):

@@ -17,7 +17,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from trestle.errors import ConfigError
-from trestle.models.arguments import ArgumentsError, parse_arguments
 from trestle.models.base import Message, ToolCall, ToolSchema
 from trestle.models.pricing import PriceTable
 from trestle.models.provider import (
@@ -26,9 +25,9 @@ from trestle.models.provider import (
     SDKModel,
     finish_reason,
     import_sdk,
-    text_of,
 )
 from trestle.models.retry import RetryPolicy, Sleep
+from trestle.safetext import loads_bounded
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 PLACEHOLDER_KEY = "not-needed"
@@ -135,7 +134,7 @@ class AnthropicModel(SDKModel):
         for block in getattr(reply, "content", None) or []:
             kind = getattr(block, "type", None)
             if kind == "text":
-                texts.append(text_of(block.text, "text"))
+                texts.append(block.text)
             elif kind == "tool_use":
                 calls.append(_parse_tool_use(block, len(calls)))
         usage = getattr(reply, "usage", None)
@@ -200,15 +199,17 @@ def _tool_input(call: ToolCall) -> dict[str, Any]:
 
     The API accepts only a JSON object here. A call whose arguments were malformed (the
     agent answered it with an error) is sent with its raw text under ``invalid_json``,
-    so the model still sees what it wrote; arguments too long or too deep to read are
-    sent as what was wrong with them.
+    so the model still sees what it wrote. Arguments are read within the registry's
+    limits (:func:`~trestle.safetext.loads_bounded`): a 100,000-deep call must not
+    recurse out of the request being built.
     """
     try:
-        return parse_arguments(call.arguments)
-    except ArgumentsError as exc:
-        if exc.unread:
-            return {"invalid_json": f"(arguments {exc})"}
+        parsed = loads_bounded(call.arguments)
+    except ValueError:
         return {"invalid_json": call.arguments}
+    if not isinstance(parsed, dict):
+        return {"invalid_json": call.arguments}
+    return parsed
 
 
 def _wire_tool(tool: ToolSchema) -> dict[str, Any]:

@@ -6,11 +6,10 @@ so the engine can record a call (its :func:`request_hash` and its
 Providers translate these records to and from their wire formats; nothing
 provider-specific lives here.
 
-The records also hold what a provider sends to what can be stored and sent again,
-whichever provider built them: text fields have unpaired surrogates replaced
-(:func:`trestle.text.storable`), a response's tool-call ids are made usable and
-distinct, and :class:`Usage` refuses counts and costs no call could have (negative,
-non-finite, absurd).
+The records also hold whatever a provider (or a model of the user's own) builds to
+what can be stored and sent again: text fields have unpaired surrogates replaced, a
+response's tool-call ids are made usable and distinct, and :class:`Usage` refuses
+counts and costs no call could have.
 """
 
 from __future__ import annotations
@@ -23,8 +22,7 @@ from typing import Annotated, Any, Literal, Protocol, Self, runtime_checkable
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from trestle.models.arguments import MAX_ARGUMENT_CHARS
-from trestle.text import storable
+from trestle.safetext import MAX_ARGUMENTS, without_surrogates
 
 Role = Literal["system", "user", "assistant", "tool"]
 
@@ -32,20 +30,20 @@ Role = Literal["system", "user", "assistant", "tool"]
 # matching the wrong request.
 _HASH_VERSION = "trestle-model-request/1"
 
-# Beyond any call's reach (the largest context windows hold about 10 million tokens);
-# a provider that reports more is wrong, and its number would poison the run's tally.
-MAX_CALL_TOKENS = 100_000_000
-MAX_CALL_COST = 1_000_000.0  # dollars
-# What APIs generate (``call_...``, ``toolu_...``); anything else is replaced, since an
-# id is sent back to the server and becomes part of the call's idempotency key.
-_CALL_ID = re.compile(r"[\x21-\x7e]{1,64}")
-
-Text = Annotated[str, AfterValidator(storable)]
-
 
 class _Record(BaseModel):
-    # JSON has no infinity: one accepted here would be recorded as null, unreadable
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# text from a provider: an unpaired surrogate (a model can send "\ud83d") could not be
+# stored, so it is replaced here, at the edge, for every provider alike
+Text = Annotated[str, AfterValidator(without_surrogates)]
+MAX_CALL_TOKENS = 100_000_000  # far above any context window: more is a broken report
+# dollars; finite is not enough: two costs of 1e308 add up to inf in the run's tally
+MAX_CALL_COST = 1_000_000.0
+# Longer than any API generates (``call_...``, ``toolu_...``), and no space or control
+# character: an id is sent back to the server and is part of the call's idempotency key.
+_CALL_ID = re.compile(r"[^\s\x00-\x1f\x7f-\x9f]{1,64}")
 
 
 class ToolCall(_Record):
@@ -78,7 +76,7 @@ class Message(_Record):
     role: Role
     content: Text = ""
     tool_calls: tuple[ToolCall, ...] = ()
-    tool_call_id: Text | None = None
+    tool_call_id: str | None = None
 
     @model_validator(mode="after")
     def _check_shape(self) -> Self:
@@ -117,13 +115,13 @@ class Usage(_Record):
     ``cost`` is in dollars, or None when the model has no price in the price table.
     ``estimated`` is True when the provider reported no usage and the token counts come
     from :func:`trestle.models.estimate_tokens`. Counts run from 0 to
-    :data:`MAX_CALL_TOKENS`, the cost from 0 to :data:`MAX_CALL_COST`; anything else
-    is refused, since the run's budget adds it up.
+    :data:`MAX_CALL_TOKENS`, the cost from 0 to :data:`MAX_CALL_COST`: the run's budget
+    adds them up, and a sum that is not a finite number would make its state unreadable.
     """
 
     input_tokens: int = Field(default=0, ge=0, le=MAX_CALL_TOKENS)
     output_tokens: int = Field(default=0, ge=0, le=MAX_CALL_TOKENS)
-    cost: float | None = Field(default=None, ge=0, le=MAX_CALL_COST)
+    cost: float | None = Field(default=None, ge=0, le=MAX_CALL_COST, allow_inf_nan=False)
     estimated: bool = False
 
     @property
@@ -140,8 +138,8 @@ class ModelResponse(_Record):
     ``"content_filter"``; any other value a provider sends is passed through as is, and
     ``"unknown"`` stands for none at all.
 
-    Tool-call ids are made usable and distinct: a missing, overlong or odd one becomes
-    ``call_<index>``, and a repeat gets a suffix, so each result names one call.
+    Tool-call ids are made usable and distinct (:func:`distinct_call_ids`), so each tool
+    result names one call, also when a resumed run replays the turn.
     """
 
     text: Text = ""
@@ -171,13 +169,13 @@ class ModelResponse(_Record):
     def to_message(self) -> Message:
         """The assistant message to append to the conversation.
 
-        Arguments longer than :data:`~trestle.models.arguments.MAX_ARGUMENT_CHARS` are
-        replaced by a note saying so: the call was refused unread, and sending them
-        back would cost every later call as much again.
+        Arguments longer than :data:`~trestle.safetext.MAX_ARGUMENTS` are replaced by a
+        note saying so: the call was refused unread, and sending them back would cost
+        every later call as much again.
         """
         calls = tuple(
             call
-            if len(call.arguments) <= MAX_ARGUMENT_CHARS
+            if len(call.arguments) <= MAX_ARGUMENTS
             else call.model_copy(update={"arguments": _omitted(call.arguments)})
             for call in self.tool_calls
         )
@@ -207,8 +205,9 @@ class ModelRequest(_Record):
 
 
 def distinct_call_ids(ids: Sequence[str]) -> list[str]:
-    """One usable id per call, no two alike: a missing or odd id becomes ``call_<i>``
-    (``i`` its position), and a repeat gets ``_2``, ``_3``, ... until it is new."""
+    """One usable id per call, no two alike: a missing or odd id (empty, longer than 64
+    characters, with a space or a control character) becomes ``call_<i>``, ``i`` its
+    position, and a repeat gets ``_2``, ``_3``, ... until it is new."""
     out: list[str] = []
     seen: set[str] = set()
     for index, raw in enumerate(ids):

@@ -25,7 +25,6 @@ from trestle.models.provider import (
     SDKModel,
     finish_reason,
     import_sdk,
-    text_of,
 )
 from trestle.models.retry import RetryPolicy, Sleep
 
@@ -141,9 +140,7 @@ class OpenAIModel(SDKModel):
             return ParsedReply("", (), "unknown", model, input_tokens, output_tokens)
         choice = choices[0]
         message = choice.message
-        text = text_of(getattr(message, "content", None), "content") or text_of(
-            getattr(message, "refusal", None), "refusal"
-        )
+        text = getattr(message, "content", None) or getattr(message, "refusal", None) or ""
         calls = tuple(
             _parse_tool_call(raw, index)
             for index, raw in enumerate(getattr(message, "tool_calls", None) or [])

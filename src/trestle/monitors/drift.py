@@ -17,7 +17,6 @@ import re
 from collections import deque
 from collections.abc import Sequence
 
-from trestle.models.arguments import ArgumentsError, parse_arguments
 from trestle.monitors.alerts import Alert, Monitor, Severity
 from trestle.monitors.attempt import Attempts
 from trestle.monitors.cost import CostMonitor
@@ -25,6 +24,7 @@ from trestle.monitors.similarity import Embedder, HashingEmbedder, cosine, words
 from trestle.monitors.timing import DurationMonitor, StallMonitor
 from trestle.monitors.trace import Action, Observation, RunFacts, StepEnd, Turn
 from trestle.policy import path_glob_matches
+from trestle.safetext import loads_bounded
 
 _TEXT_LIMIT = 2000  # characters of an action (and again of its reasoning) compared
 
@@ -106,9 +106,9 @@ class ScopeMonitor:
 
 def _argument_text(arguments: str) -> str:
     """The values of JSON arguments (their keys say nothing about the topic), else the text."""
-    try:  # held to the registry's limits: a 5,000-deep call must not recurse here
-        parsed = parse_arguments(arguments)
-    except ArgumentsError:
+    try:
+        parsed = loads_bounded(arguments)
+    except ValueError:
         return arguments
     values: list[str] = []
 

@@ -21,7 +21,7 @@ import hashlib
 import json
 import re
 
-from trestle.models.arguments import ArgumentsError, parse_arguments
+from trestle.safetext import loads_bounded
 
 # A number literal that is not part of a name (python3, test_2 and file2.py keep theirs).
 _NUMBER = re.compile(r"(?<![A-Za-z_])\d+(?:\.\d+)*")
@@ -38,6 +38,7 @@ _TEMP_PATH = re.compile(r"/(?:private/)?(?:tmp|var/folders)/[^\s:'\"]+")
 _LINE_PREFIX = re.compile(r"^\s*(?:[^\s:]+:)?\d+(?:[:\t|]|\s{2,}|\s(?=\S))")
 _PY_LOCATION = re.compile(r"(\.py)[:\s,]+(?:line\s+)?\d+")
 _WHITESPACE = re.compile(r"\s+")
+
 
 # Lines of a test run that say what failed.
 _FAILURE_LINE = re.compile(
@@ -109,18 +110,21 @@ def arguments_text(arguments: str) -> str:
     A call whose only argument is a string (``{"command": "ls -la"}``) becomes that
     string, so a shell tool's JSON call and a bare command line compare alike.
     """
-    try:  # held to the registry's limits: a 5,000-deep call must not recurse here
-        parsed = parse_arguments(arguments)
-    except ArgumentsError:
+    try:
+        parsed = loads_bounded(arguments)
+    except ValueError:
         return arguments
-    if len(parsed) == 1 and isinstance(next(iter(parsed.values())), str):
-        return str(next(iter(parsed.values())))
-    return " ".join(f"{key}={json.dumps(parsed[key])}" for key in sorted(parsed))
+    if isinstance(parsed, dict):
+        if len(parsed) == 1 and isinstance(next(iter(parsed.values())), str):
+            return str(next(iter(parsed.values())))
+        return " ".join(f"{key}={json.dumps(parsed[key])}" for key in sorted(parsed))
+    return arguments
 
 
 def content_hash(text: str) -> str:
     """A short, stable digest of ``text`` exactly as given."""
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    # surrogatepass: a model's text may hold an unpaired surrogate; it still hashes
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def _without_volatile(text: str) -> str:

@@ -191,7 +191,7 @@ class HashingEmbedder:
         return SparseVector(self.dim, entries)
 
     def _add(self, entries: dict[int, float], feature: str, weight: float) -> None:
-        digest = zlib.crc32(feature.encode())
+        digest = zlib.crc32(feature.encode("utf-8", "surrogatepass"))
         index = digest % self.dim
         sign = -1.0 if digest >> 31 else 1.0
         entries[index] = entries.get(index, 0.0) + sign * weight

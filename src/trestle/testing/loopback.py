@@ -189,13 +189,6 @@ class LoopbackServer:
             ScriptedReply(status, self.error_body(status, text), dict(headers or {}), delay)
         )
 
-    def clear(self) -> int:
-        """Drop the replies not yet sent; return how many there were."""
-        with self._lock:
-            dropped = len(self._replies)
-            self._replies.clear()
-        return dropped
-
     @property
     def pending(self) -> int:
         """Replies queued and not yet sent."""

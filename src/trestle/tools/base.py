@@ -14,15 +14,16 @@ import abc
 import asyncio
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, Literal, Protocol, TypeVar
+from typing import Annotated, Generic, Literal, Protocol, TypeVar
 
-from pydantic import BaseModel, JsonValue, model_validator
+from pydantic import AfterValidator, BaseModel, JsonValue, model_validator
 
 from trestle.actions import OUTPUT_LIMIT
-from trestle.models.base import ToolSchema
+from trestle.models.base import Text, ToolSchema
 from trestle.policy import ActionFacts, Nature
 from trestle.record import Record, untitled_schema
-from trestle.text import storable, storable_value
+from trestle.safetext import json_without_surrogates
+from trestle.sandbox import Sandbox
 
 DEFAULT_COMMAND_TIMEOUT = 120.0  # seconds a command or the test command may run
 
@@ -51,23 +52,10 @@ class Observation(Record):
     """
 
     ok: bool
-    content: str
-    error: str | None = None
-    data: dict[str, JsonValue] = {}
+    content: Text
+    error: Text | None = None
+    data: Annotated[dict[str, JsonValue], AfterValidator(json_without_surrogates)] = {}
     deferred: bool = False
-
-    def storable(self) -> Observation:
-        """This observation with unpaired surrogates replaced (:mod:`trestle.text`): a
-        file name that is not UTF-8 or a tool's own odd output must not stop the call's
-        result from being recorded. Itself when there are none."""
-        cleaned = {
-            "content": storable(self.content),
-            "error": None if self.error is None else storable(self.error),
-            "data": storable_value(self.data),
-        }
-        if all(cleaned[name] == getattr(self, name) for name in cleaned):
-            return self
-        return self.model_copy(update=cleaned)
 
     @classmethod
     def success(cls, content: str, data: dict[str, JsonValue] | None = None) -> Observation:
@@ -96,6 +84,7 @@ class ToolContext:
         idempotency_key: this call's key (``TRESTLE_IDEMPOTENCY_KEY`` in its commands'
             environment): stable across a crash, so a tool can deduplicate an external
             effect; set per call by the agent's session.
+        sandbox: the run's sandbox; its commands run in it (None: unconfined).
     """
 
     workspace: Path
@@ -105,6 +94,7 @@ class ToolContext:
     command_timeout: float = DEFAULT_COMMAND_TIMEOUT
     output_cap: int = OUTPUT_LIMIT
     idempotency_key: str | None = None
+    sandbox: Sandbox | None = None
 
 
 class Tool(abc.ABC, Generic[ArgsT]):

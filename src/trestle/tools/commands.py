@@ -14,14 +14,24 @@ from trestle.actions import cap_output, run_shell
 from trestle.events import ActionResult
 from trestle.policy import ActionFacts
 from trestle.processes import KEY_VAR
+from trestle.sandbox import Cell
 from trestle.tools.base import Observation, Tool, ToolArgs, ToolContext, ToolFailure
 from trestle.tools.env import command_env
 from trestle.tools.jail import resolve
 
 
+def _cell(ctx: ToolContext, tool: str) -> Cell | None:
+    """Where ``tool``'s commands run: the run's sandbox, the network as the policy
+    says for this tool."""
+    return None if ctx.sandbox is None else Cell(ctx.sandbox, ctx.workspace, tool)
+
+
 def _env(ctx: ToolContext) -> dict[str, str]:
     env = command_env(
-        run_id=ctx.run_id, step_id=ctx.step_id, workspace=str(ctx.workspace.resolve())
+        run_id=ctx.run_id,
+        step_id=ctx.step_id,
+        workspace=str(ctx.workspace.resolve()),
+        parent=None if ctx.sandbox is None else ctx.sandbox.environ(),
     )
     if ctx.idempotency_key:
         # also how a resume finds the command's processes left by a crashed driver
@@ -84,7 +94,9 @@ class RunCommand(Tool[RunCommandArgs]):
         if not cwd.is_dir():
             raise ToolFailure(f"directory {args.directory!r} does not exist or is not one")
         timeout = min(args.timeout or ctx.command_timeout, ctx.command_timeout)
-        result = await run_shell(args.command, cwd=cwd, env=_env(ctx), timeout=timeout)
+        result = await run_shell(
+            args.command, cwd=cwd, env=_env(ctx), timeout=timeout, cell=_cell(ctx, self.name)
+        )
         return command_observation(args.command, result, ctx.output_cap)
 
 
@@ -111,6 +123,10 @@ class RunTests(Tool[RunTestsArgs]):
                 "tested and use run_command"
             )
         result = await run_shell(
-            ctx.test_command, cwd=ctx.workspace, env=_env(ctx), timeout=ctx.command_timeout
+            ctx.test_command,
+            cwd=ctx.workspace,
+            env=_env(ctx),
+            timeout=ctx.command_timeout,
+            cell=_cell(ctx, self.name),
         )
         return command_observation(ctx.test_command, result, ctx.output_cap)

@@ -5,9 +5,7 @@ JSON string) and always returns an :class:`~trestle.tools.base.Observation`. In 
 
 1. an unknown name is refused, listing the tools there are (and the nearest one);
 2. a tool outside the phase's allowed natures is refused, saying which are allowed;
-3. the arguments must parse as a JSON object of at most 1 MiB, nested at most 64
-   deep (else: the parse error and where, or the limit passed;
-   :mod:`trestle.models.arguments`);
+3. the arguments must parse as a JSON object (else: the parse error and where);
 4. they must validate against the tool's model (else: each bad field and why);
 5. paths the call would write are jailed, then the gate reviews the call's facts:
    allow, deny (the model is told why) or defer (a human decides; nothing runs);
@@ -19,6 +17,7 @@ and correct. A gate that raises is the runtime's problem and propagates.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Collection, Iterable, Iterator
 from typing import Any
@@ -27,10 +26,10 @@ from pydantic import BaseModel, JsonValue, ValidationError
 
 from trestle.actions import cap_output
 from trestle.errors import ConfigError
-from trestle.models.arguments import ArgumentsError, parse_arguments
 from trestle.models.base import ToolSchema
 from trestle.plan import did_you_mean
 from trestle.policy import ActionFacts, Nature
+from trestle.safetext import MAX_ARGUMENTS, MAX_DEPTH, json_depth, json_without_surrogates
 from trestle.tools.base import (
     GatedCall,
     Observation,
@@ -42,7 +41,6 @@ from trestle.tools.base import (
 from trestle.tools.jail import normalise
 
 TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # what function-calling APIs accept
-NAME_SHOWN = 80  # characters of a name no tool has that are echoed to the model
 HEADER_ALLOWANCE = 1_000  # characters a tool may add to capped output (a header, a note)
 
 
@@ -139,9 +137,12 @@ class ToolRegistry:
             return self._refuse_in_phase(tool, allowed_natures, phase, offered)
         if tool is None or (offered is not None and name not in offered):
             known = tuple(n for n in self.names(allowed_natures) if offered is None or n in offered)
-            shown = name if len(name) <= NAME_SHOWN else name[:NAME_SHOWN] + "..."
+            if len(name) > MAX_NAME:  # quoted short, and no fuzzy match over it
+                shown, hint = f"{name[:MAX_NAME]!r}… ({len(name):,} characters)", ""
+            else:
+                shown, hint = repr(name), did_you_mean(name, known)
             return Observation.failure(
-                f"unknown tool {shown!r}{did_you_mean(name[:NAME_SHOWN], known)}; "
+                f"unknown tool {shown}{hint}; "
                 f"the tools you can call are: {', '.join(known) or 'none'}"
             )
         parsed = _parse(tool, raw_arguments)
@@ -198,13 +199,39 @@ class ToolRegistry:
         )
 
 
+MAX_NAME = 200  # characters of a tool name quoted back
+
+
 def _parse(tool: Tool[Any], raw: str) -> BaseModel | Observation:
     """The validated arguments, or an observation saying exactly what is wrong."""
+    if len(raw) > MAX_ARGUMENTS:
+        return Observation.failure(
+            f"arguments for {tool.name} are {len(raw):,} characters, more than the "
+            f"{MAX_ARGUMENTS:,} a call may carry; write large content in parts"
+        )
+    if json_depth(raw) > MAX_DEPTH:
+        return Observation.failure(
+            f"arguments for {tool.name} nest deeper than {MAX_DEPTH} levels; "
+            f"expected {_signature(tool)}"
+        )
     try:
-        value = parse_arguments(raw)
-    except ArgumentsError as exc:
-        expected = f"; expected {_signature(tool)}" if exc.shape else ""
-        return Observation.failure(f"arguments for {tool.name} {exc}{expected}")
+        # some servers send "" for no arguments; an escaped lone surrogate ("\\ud83d")
+        # is valid JSON that decodes to text no file name or store can hold
+        value = json_without_surrogates(json.loads(raw)) if raw.strip() else {}
+    except json.JSONDecodeError as exc:
+        before = raw[max(exc.pos - 30, 0) : exc.pos]
+        where = f"just after {before!r}" if before else "at the start"
+        return Observation.failure(
+            f"arguments for {tool.name} are not valid JSON: {exc.msg} at line {exc.lineno}, "
+            f"column {exc.colno} (character {exc.pos}), {where}"
+        )
+    except (ValueError, RecursionError) as exc:  # too deeply nested, too many digits
+        return Observation.failure(f"arguments for {tool.name} are not usable JSON: {exc}")
+    if not isinstance(value, dict):
+        return Observation.failure(
+            f"arguments for {tool.name} must be a JSON object, not {type(value).__name__}; "
+            f"expected {_signature(tool)}"
+        )
     try:
         args: BaseModel = tool.arguments.model_validate(value)
     except ValidationError as exc:
@@ -217,7 +244,8 @@ def _parse(tool: Tool[Any], raw: str) -> BaseModel | Observation:
 
 def _problem(error: Any) -> str:
     where = ".".join(str(part) for part in error["loc"]) or "arguments"
-    where = where if len(where) <= NAME_SHOWN else where[:NAME_SHOWN] + "..."
+    if len(where) > MAX_NAME:  # an argument name is the model's text too: quoted short
+        where = where[:MAX_NAME] + "..."
     if error["type"] == "missing":
         return f"{where!r} is required"
     if error["type"] == "extra_forbidden":

@@ -1,0 +1,352 @@
+"""The sandbox every command of a run executes in: plan commands, checks, the agent's
+``run_command`` and ``run_tests``, model-written verify and test commands.
+
+On Linux, bubblewrap (``bwrap``, unprivileged namespaces) runs each command with
+
+- the workspace read-write and the rest of the system read-only;
+- the store, the approval key, Trestle's configuration and the user's home hidden
+  (each replaced by an empty directory), except a few read-only exceptions: git's own
+  configuration (so commits carry the user's name), the home directories that hold
+  the tools on ``PATH`` and this Python (``~/.pyenv``, ``~/.local``, ``~/.cargo``,
+  minus known credential files) and what the policy lists in ``sandbox.read``;
+  ``trestle.toml`` in the workspace is read-only;
+- a private ``/tmp``, ``/run`` and ``/proc``: a command sees only its own processes,
+  so it cannot read a parent's environment;
+- the environment cut to an allow-list (:data:`ALLOWED_ENV`, the policy's
+  ``sandbox.env``, the step's own ``env:`` and Trestle's ``TRESTLE_*`` variables);
+- no network, unless the policy names the step or tool in ``sandbox.network``;
+- every process killed when the driver dies: the command is the sandbox's pid 1's
+  child, and bubblewrap dies with its parent.
+
+Where bubblewrap is missing or cannot make namespaces (another OS, a container that
+forbids them), commands run unconfined. The driver says so at run start and in the
+report, and refuses ``confirm``-tier work unless the operator opted out of the
+sandbox (``--sandbox off`` or ``TRESTLE_SANDBOX=off``).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from trestle.errors import ConfigError
+from trestle.policy import SandboxPolicy
+from trestle.state import RunState
+
+Mode = Literal["auto", "require", "off"]
+MODES: tuple[Mode, ...] = ("auto", "require", "off")
+MODE_ENV = "TRESTLE_SANDBOX"
+BWRAP_ENV = "TRESTLE_BWRAP"  # the bubblewrap to use (default: ``bwrap`` on PATH)
+ALLOWED_ENV = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "SHELL",
+        "LANG",
+        "LANGUAGE",
+        "TERM",
+        "TZ",
+        "COLUMNS",
+        "LINES",
+        "NO_COLOR",
+        "FORCE_COLOR",
+        "CI",
+        "VIRTUAL_ENV",
+        "PYTHONPATH",
+        "PYTHONHASHSEED",
+        "PYTHONDONTWRITEBYTECODE",
+        "PYTHONUNBUFFERED",
+        "NODE_PATH",
+        "JAVA_HOME",
+        "GOROOT",
+        "GOPATH",
+        "CARGO_HOME",
+        "RUSTUP_HOME",
+        "SOURCE_DATE_EPOCH",
+    }
+)
+ALLOWED_ENV_PREFIXES = ("LC_", "TRESTLE_", "GIT_AUTHOR_", "GIT_COMMITTER_")
+# Trestle's own variables a command has no business with (where the key and store are)
+DENIED_ENV = frozenset({"TRESTLE_KEY_FILE", "TRESTLE_STORE", "TRESTLE_SANDBOX", "TRESTLE_BWRAP"})
+GIT_CONFIG = (".gitconfig", ".config/git")  # the user's name for commits, shown read-only
+# credentials that live beside tools shown read-only (see :func:`_tool_dirs`)
+SECRET_TOOL_FILES = (".cargo/credentials", ".cargo/credentials.toml", ".local/share/keyrings")
+PROBE_TIMEOUT = 10.0
+
+
+class SandboxUnavailableError(ConfigError):
+    """``--sandbox require`` on a machine where no sandbox works."""
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """How a run's commands are confined.
+
+    Attributes:
+        bwrap: the bubblewrap executable, or None when commands run unconfined.
+        why_none: why there is no sandbox (said at run start and in the report).
+        opted_out: the operator chose to run unconfined (``--sandbox off``): work of
+            tier ``confirm`` is then allowed without one.
+        hidden: paths no command may see: the store, the key, the configuration.
+        policy: what the policy lets commands reach (network, variables, paths).
+    """
+
+    bwrap: str | None
+    why_none: str = ""
+    opted_out: bool = False
+    hidden: tuple[Path, ...] = ()
+    policy: SandboxPolicy = field(default_factory=SandboxPolicy)
+
+    @property
+    def confines(self) -> bool:
+        return self.bwrap is not None
+
+    def describe(self) -> str:
+        """One line for the run's start and its report."""
+        if self.bwrap is None:
+            return f"NOT SANDBOXED: {self.why_none}"
+        network = ", ".join(self.policy.network) or "none"
+        return f"sandboxed (bubblewrap): network off (allowed for: {network})"
+
+    def environ(self, source: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The variables a command starts from: ``source`` (this process's) cut to the
+        allow-list when confined, else all of it but Trestle's own."""
+        env = os.environ if source is None else source
+        if self.bwrap is None:
+            return {k: v for k, v in env.items() if k not in DENIED_ENV}
+        allowed = ALLOWED_ENV | set(self.policy.env)
+        kept = {
+            k: v
+            for k, v in env.items()
+            if (k in allowed or k.startswith(ALLOWED_ENV_PREFIXES)) and k not in DENIED_ENV
+        }
+        kept["TMPDIR"] = "/tmp"  # the private one
+        return kept
+
+    def argv(self, command: str, *, cwd: Path, workspace: Path, name: str) -> list[str]:
+        """What to execute for the shell ``command`` run by step or tool ``name``."""
+        shell = ["/bin/sh", "-c", command]
+        if self.bwrap is None:
+            return shell
+        return [
+            self.bwrap,
+            *self._mounts(workspace, name),
+            "--chdir",
+            str(cwd.resolve()),
+            "--",
+            *shell,
+        ]
+
+    def _mounts(self, workspace: Path, name: str) -> list[str]:
+        ws = workspace.resolve()
+        args = ["--die-with-parent", "--unshare-all"]
+        if self.policy.allows_network(name):
+            args.append("--share-net")
+        args += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+        args += ["--tmpfs", "/tmp", "--tmpfs", "/var/tmp", "--tmpfs", "/run"]
+        home = _home()
+        outside, inside = _split(self._hidden_paths(home), ws)
+        for path in outside:
+            args += _hide(path)
+        if self.policy.allows_network(name) and Path("/run/systemd/resolve").is_dir():
+            args += ["--ro-bind", "/run/systemd/resolve", "/run/systemd/resolve"]
+        if home is not None:
+            shown = (
+                *(home / p for p in GIT_CONFIG),
+                *_tool_dirs(home),
+                *map(_expand, self.policy.read),
+            )
+            for path in dict.fromkeys(shown):
+                if not _within(ws, path):
+                    args += ["--ro-bind-try", str(path), str(path)]
+            for path in (home / p for p in SECRET_TOOL_FILES):
+                args += _hide(path)
+        args += ["--bind", str(ws), str(ws)]
+        for path in inside:
+            args += _hide(path)
+        toml = ws / "trestle.toml"
+        if toml.is_file() and not toml.is_symlink():
+            args += ["--ro-bind", str(toml), str(toml)]  # the operator's policy
+        return args
+
+    def _hidden_paths(self, home: Path | None) -> list[Path]:
+        paths = [p.resolve() for p in self.hidden]
+        if home is not None:
+            paths.append(home)
+        return paths
+
+
+@dataclass(frozen=True)
+class Cell:
+    """Where one step's or one tool's commands run: the run's sandbox, its workspace,
+    and the name (step id or tool name) the policy's ``sandbox.network`` is matched
+    against."""
+
+    sandbox: Sandbox
+    workspace: Path
+    name: str
+
+    def argv(self, command: str, cwd: Path) -> list[str]:
+        return self.sandbox.argv(command, cwd=cwd, workspace=self.workspace, name=self.name)
+
+    def environ(self, source: Mapping[str, str] | None = None) -> dict[str, str]:
+        return self.sandbox.environ(source)
+
+
+def _tool_dirs(home: Path) -> list[Path]:
+    """The directories in the home that hold the tools a command finds: each one a
+    ``PATH`` entry or this Python lives in (``~/.pyenv``, ``~/.cargo``, ``~/.local``),
+    shown read-only so ``python3`` and friends resolve as they do outside."""
+    entries = [Path(p) for p in os.environ.get("PATH", "").split(os.pathsep) if p]
+    entries += [Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).parent]
+    found: list[Path] = []
+    for entry in entries:
+        try:
+            real = entry.resolve()
+        except OSError:
+            continue
+        for path in (entry.absolute(), real):
+            if home in path.parents:
+                found.append(home / path.relative_to(home).parts[0])
+    return found
+
+
+def _home() -> Path | None:
+    home = os.environ.get("HOME")
+    if not home or not Path(home).is_dir() or Path(home).resolve() == Path("/"):
+        return None
+    return Path(home).resolve()
+
+
+def _expand(path: str) -> Path:
+    return Path(os.path.expanduser(path))
+
+
+def _within(parent: Path, path: Path) -> bool:
+    return path == parent or parent in path.parents
+
+
+def _split(paths: Iterable[Path], workspace: Path) -> tuple[list[Path], list[Path]]:
+    """Hidden paths to mount before the workspace (outside it, or above it: the
+    workspace is mounted again on top) and after it (inside it)."""
+    outside: list[Path] = []
+    inside: list[Path] = []
+    for path in paths:
+        if path != workspace:  # the workspace is never hidden, whatever holds it
+            (inside if _within(workspace, path) else outside).append(path)
+    # hide parents first: a later mount inside a hidden directory must stay visible
+    return sorted(set(outside), key=lambda p: len(p.parts)), sorted(set(inside))
+
+
+def _hide(path: Path) -> list[str]:
+    """An empty directory over a directory; /dev/null over a file. A path that does
+    not exist yet is covered by hiding its directory (see :func:`hidden_paths`)."""
+    if path.is_dir():
+        return ["--tmpfs", str(path)]
+    if path.exists():
+        return ["--ro-bind", "/dev/null", str(path)]
+    return []
+
+
+def config_dir() -> Path:
+    """Trestle's configuration directory (where the approval key lives by default)."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "trestle"
+
+
+def policy_of(state: RunState) -> SandboxPolicy:
+    """The run's sandbox policy: the operator's if it has one, else the plan's."""
+    for policy in (state.operator_policy, state.plan.policy):
+        if policy is not None and "sandbox" in policy.model_fields_set:
+            return policy.sandbox
+    return SandboxPolicy()
+
+
+def hidden_paths(
+    workspace: Path, store_file: Path | None, key_file: Path, config: Path | None
+) -> tuple[Path, ...]:
+    """What no command may see: the store's directory (its file, journal and WAL), the
+    key's directory and Trestle's configuration directory. A store or key right in the
+    workspace is hidden file by file (with the store's journal and WAL)."""
+    ws = workspace.resolve()
+    paths: list[Path] = []
+    for file, sidecars in ((store_file, ("-wal", "-shm", "-journal")), (key_file, ())):
+        if file is None:
+            continue
+        file = file.resolve()
+        if file.parent != ws:
+            paths.append(file.parent)
+        else:
+            paths += [file, *(file.with_name(file.name + s) for s in sidecars)]
+    if config is not None:
+        paths.append(config.resolve())
+    return tuple(dict.fromkeys(paths))
+
+
+def choose(
+    mode: Mode,
+    *,
+    hidden: tuple[Path, ...] = (),
+    policy: SandboxPolicy | None = None,
+) -> Sandbox:
+    """The sandbox for a drive: bubblewrap if it works here, unless ``mode`` is off.
+
+    Raises:
+        SandboxUnavailableError: ``mode`` is ``require`` and none works here.
+    """
+    policy = policy or SandboxPolicy()
+    if mode == "off":
+        return Sandbox(None, "turned off by the operator", True, hidden, policy)
+    bwrap, why = find_bwrap()
+    if bwrap is None and mode == "require":
+        raise SandboxUnavailableError(
+            f"no sandbox: {why}; install bubblewrap (apt install bubblewrap) or run "
+            "with --sandbox auto (refuses confirm-tier work) or --sandbox off"
+        )
+    return Sandbox(bwrap, why, False, hidden, policy)
+
+
+def mode_from(value: str | None) -> Mode:
+    """The mode named by ``value`` (a flag) or ``$TRESTLE_SANDBOX``; ``auto`` if neither."""
+    text = (value or os.environ.get(MODE_ENV) or "auto").strip().lower()
+    for mode in MODES:
+        if text == mode:
+            return mode
+    raise ConfigError(
+        f"sandbox mode {text!r} (from {'--sandbox' if value else MODE_ENV}) is not one of "
+        + ", ".join(MODES)
+    )
+
+
+def find_bwrap() -> tuple[str | None, str]:
+    """A bubblewrap that can make a sandbox here, or None and why not."""
+    if not sys.platform.startswith("linux"):
+        return None, f"no sandbox is available on {sys.platform} (bubblewrap is Linux-only)"
+    named = os.environ.get(BWRAP_ENV)
+    path = shutil.which(named or "bwrap")
+    if path is None:
+        return None, f"bubblewrap ({named or 'bwrap'}) is not installed"
+    return _probe(path)
+
+
+@functools.cache
+def _probe(path: str) -> tuple[str | None, str]:
+    """Whether ``path`` can make the namespaces a sandbox needs; asked once per process."""
+    probe = [path, "--unshare-all", "--ro-bind", "/", "/", "--proc", "/proc", "/bin/true"]
+    try:
+        done = subprocess.run(probe, capture_output=True, timeout=PROBE_TIMEOUT, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, f"bubblewrap ({path}) cannot run: {exc}"
+    if done.returncode != 0:
+        said = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        return None, f"bubblewrap ({path}) cannot make a sandbox here: {' '.join(said[-1:])}"
+    return path, ""
