@@ -151,3 +151,47 @@ def test_git_and_trestle_are_never_listed_searched_or_read_even_by_name(w: World
             observation = w.call(tool, args)
             assert not observation.ok, (tool, place)
             assert "no tool reads or writes it" in observation.content
+
+
+# --- git_diff on files a model wrote ------------------------------------------------------
+
+FILTER = '[filter "x"]\n\tclean = touch PWNED; cat\n\tsmudge = cat\n'
+
+
+def _git(cwd: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def test_git_diff_never_makes_a_repository_of_workspace_files(w: World) -> None:
+    # a bare repository's layout, written by the model into a workspace that has none
+    w.write("HEAD", "ref: refs/heads/main\n")
+    w.write("config", "[core]\n\tbare = false\n\tworktree = .\n" + FILTER)
+    (w.ws / "objects").mkdir()
+    (w.ws / "refs" / "heads").mkdir(parents=True)
+    w.write(".gitattributes", "* filter=x\n")
+    observation = w.call("git_diff", {})
+    assert not observation.ok and "not a git repository" in observation.content
+    assert not (w.ws / "PWNED").exists()
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        FILTER,
+        '[diff "x"]\n\ttextconv = touch PWNED; cat\n',
+        '[diff "x"]\n\tcommand = touch PWNED\n',
+        "[core]\n\tfsmonitor = touch PWNED\n",
+    ],
+)
+def test_git_diff_refuses_a_repository_configured_to_run_programs(w: World, setting: str) -> None:
+    _git(w.ws, "init", "-q", "-b", "main")
+    w.write("a.txt", "one\n")
+    _git(w.ws, "-c", "user.name=t", "-c", "user.email=t@t", "add", "a.txt")
+    _git(w.ws, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    w.write("a.txt", "two\n")
+    w.write(".gitattributes", "* filter=x diff=x\n")
+    with (w.ws / ".git" / "config").open("a") as config:  # as a sandboxed command could
+        config.write(setting)
+    observation = w.call("git_diff", {})
+    assert not observation.ok and "names programs git would run" in observation.content
+    assert not (w.ws / "PWNED").exists()
