@@ -202,9 +202,21 @@ def kill_step_processes(run_id: str) -> int:
 
 def wait_for_step_processes(run_id: str, deadline: float = 20.0) -> None:
     end = time.monotonic() + deadline
-    while step_processes(run_id):
-        assert time.monotonic() < end, f"processes of {run_id} still running"
+    while left := step_processes(run_id):
+        assert time.monotonic() < end, f"processes of {run_id} still running: " + "; ".join(
+            _cmdline(pid) for pid in left
+        )
         time.sleep(0.02)
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[:2]
+    except OSError:
+        return f"{pid} (gone)"
+    command = raw.replace(b"\0", b" ").decode(errors="replace")[:200]
+    return f"{pid} {' '.join(state)} {command}"
 
 
 # --- one trial ----------------------------------------------------------------------------

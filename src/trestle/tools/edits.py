@@ -13,7 +13,7 @@ from pydantic import Field
 from trestle.policy import ActionFacts
 from trestle.tools.base import BlockingTool, Observation, ToolArgs, ToolContext, ToolFailure
 from trestle.tools.files import read_text
-from trestle.tools.jail import atomic_write, relative, resolve_for_write
+from trestle.tools.jail import atomic_write, read_bytes, relative, resolve_for_write
 
 SNIPPET_CONTEXT = 3  # lines shown around an edit, so the model sees the result
 SNIPPET_MAX_LINES = 30
@@ -40,8 +40,7 @@ class WriteFile(BlockingTool[WriteFileArgs]):
         target = resolve_for_write(ctx, args.path)
         if target.is_dir():
             raise ToolFailure(f"{args.path!r} is a directory; give a file path")
-        existed = target.exists()
-        atomic_write(target, args.content)
+        existed = atomic_write(ctx, args.path, target, args.content)
         lines = len(args.content.splitlines())
         verb = "overwrote" if existed else "created"
         return Observation.success(
@@ -55,8 +54,12 @@ class WriteFile(BlockingTool[WriteFileArgs]):
     def _holds(self, ctx: ToolContext, args: WriteFileArgs) -> str | None:
         # the write is atomic: the file holds the new content whole, or not at all
         target = resolve_for_write(ctx, args.path)
-        if target.is_file() and target.read_bytes() == args.content.encode():
-            return f"{relative(ctx, target)} holds exactly the content this call wrote"
+        data = args.content.encode()
+        try:
+            if read_bytes(ctx, args.path, target, len(data)) == data:
+                return f"{relative(ctx, target)} holds exactly the content this call wrote"
+        except ToolFailure:
+            pass
         return None
 
 
@@ -113,7 +116,7 @@ class EditFile(BlockingTool[EditFileArgs]):
             times, at = ("once", "line") if len(starts) == 1 else (f"{len(starts)} times", "lines")
             raise ToolFailure(f"old text matches {times} in {where!r}, at {at} {lines}; {advice}")
         updated = text.replace(old, new)
-        atomic_write(target, updated)
+        atomic_write(ctx, args.path, target, updated)
         first = _line_of(updated, starts[0])
         plural = "" if wanted == 1 else "s"
         return Observation.success(

@@ -14,7 +14,7 @@ from pathlib import Path
 from pydantic import Field, model_validator
 
 from trestle.tools.base import BlockingTool, Observation, ToolArgs, ToolContext, ToolFailure
-from trestle.tools.jail import missing, relative, resolve, walk
+from trestle.tools.jail import missing, read_bytes, relative, resolve_for_read, walk
 
 MAX_FILE_BYTES = 10_000_000  # read_file refuses larger files: use search_text
 MAX_SEARCH_FILE_BYTES = 2_000_000  # search_text skips larger files (logs, data)
@@ -27,21 +27,20 @@ def read_text(ctx: ToolContext, path: str, target: Path, *, strict: bool = False
     """A text file's content, or :class:`ToolFailure` saying why it cannot be read.
 
     Bytes that are not UTF-8 are shown as U+FFFD, unless ``strict`` (for edits, which
-    would write the replacement characters back): then such a file is refused.
+    would write the replacement characters back): then such a file is refused. Read
+    through a descriptor opened beneath the workspace: a regular file only (a FIFO
+    would hang), never a hard link (it may be a file outside).
     """
-    if not target.exists():
-        raise missing(ctx, path, target)
     if target.is_dir():
         raise ToolFailure(f"{path!r} is a directory; use list_files to see what is in it")
-    size = target.stat().st_size
-    if size > MAX_FILE_BYTES:
+    data = read_bytes(ctx, path, target, MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
         raise ToolFailure(
-            f"{path!r} is {size} bytes, more than {MAX_FILE_BYTES}; use search_text to find "
-            "the part you need"
+            f"{path!r} is more than {MAX_FILE_BYTES} bytes; use search_text to find the "
+            "part you need"
         )
-    data = target.read_bytes()
     if b"\0" in data[:BINARY_SNIFF]:
-        raise ToolFailure(f"{path!r} is a binary file ({size} bytes), not text")
+        raise ToolFailure(f"{path!r} is a binary file ({len(data)} bytes), not text")
     try:
         return data.decode("utf-8", errors="strict" if strict else "replace")
     except UnicodeDecodeError as exc:
@@ -77,7 +76,7 @@ class ReadFile(BlockingTool[ReadFileArgs]):
     arguments = ReadFileArgs
 
     def work(self, ctx: ToolContext, args: ReadFileArgs) -> Observation:
-        target = resolve(ctx, args.path)
+        target = resolve_for_read(ctx, args.path)
         lines = read_text(ctx, args.path, target).splitlines(keepends=True)
         total = len(lines)
         start = args.start_line or 1
@@ -146,14 +145,14 @@ class ListFiles(BlockingTool[ListFilesArgs]):
     arguments = ListFilesArgs
 
     def work(self, ctx: ToolContext, args: ListFilesArgs) -> Observation:
-        top = resolve(ctx, args.directory, what="directory")
+        top = resolve_for_read(ctx, args.directory, what="directory")
         if not top.exists():
             raise missing(ctx, args.directory, top)
         if not top.is_dir():
             raise ToolFailure(f"{args.directory!r} is a file, not a directory; use read_file")
         entries: list[str] = []
         more = 0
-        for path, is_dir in walk(top, args.depth):
+        for path, is_dir in walk(ctx, top, args.depth):
             below = path.relative_to(top).as_posix()
             if not (
                 fnmatch.fnmatch(path.name, args.pattern) or fnmatch.fnmatch(below, args.pattern)
@@ -202,20 +201,22 @@ class SearchText(BlockingTool[SearchTextArgs]):
                 f"invalid regular expression {args.pattern!r}: {exc.msg} at position "
                 f"{exc.pos}; pass literal=true to search for the text as written"
             ) from None
-        top = resolve(ctx, args.directory, what="directory")
+        top = resolve_for_read(ctx, args.directory, what="directory")
         if not top.exists():
             raise missing(ctx, args.directory, top)
         files = (
             [top]
-            if top.is_file()
-            else [p for p, is_dir in walk(top, 64) if not is_dir and _wanted(p, top, args.glob)]
+            if not top.is_dir()
+            else [
+                p for p, is_dir in walk(ctx, top, 64) if not is_dir and _wanted(p, top, args.glob)
+            ]
         )
         hits: list[str] = []
         searched = 0
         for path in files:
             if len(hits) >= args.max_results:
                 break
-            text = _searchable(path)
+            text = _searchable(ctx, path)
             if text is None:
                 continue
             searched += 1
@@ -242,14 +243,16 @@ def _wanted(path: Path, top: Path, glob: str | None) -> bool:
     )
 
 
-def _searchable(path: Path) -> str | None:
-    """The file's text, or ``None`` for what a text search should pass over."""
-    try:
-        if path.is_symlink() or path.stat().st_size > MAX_SEARCH_FILE_BYTES:
-            return None  # a link may lead outside; read_file follows it through the jail
-        data = path.read_bytes()
-    except OSError:
+def _searchable(ctx: ToolContext, path: Path) -> str | None:
+    """The file's text, or ``None`` for what a text search should pass over: links (a
+    link may lead outside; read_file follows it through the jail), special files,
+    hard links, large and binary files."""
+    if path.is_symlink():
         return None
-    if b"\0" in data[:BINARY_SNIFF]:
+    try:
+        data = read_bytes(ctx, str(path), path, MAX_SEARCH_FILE_BYTES + 1)
+    except ToolFailure:
+        return None
+    if len(data) > MAX_SEARCH_FILE_BYTES or b"\0" in data[:BINARY_SNIFF]:
         return None
     return data.decode("utf-8", errors="replace")

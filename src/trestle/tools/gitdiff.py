@@ -6,13 +6,23 @@ user's index (its stat cache keeps ``git add`` fast) in a temporary directory, f
 with ``git add -A``, then compared with HEAD. The blobs that ``git add`` writes go to
 a temporary object directory, with the repository's own store as an alternate for
 reading. The user's index, objects, refs and stash are never written.
+
+git runs here, outside the sandbox, on files a model may have written, so nothing it
+reads may make it run a program: only the workspace's own ``.git`` directory is used
+(no repository found above it, none made of files in the workspace itself); system
+and global configuration are ignored; hooks, fsmonitor, external diff and textconv
+are off; and a repository whose configuration defines a filter, diff or ssh command
+is refused rather than diffed (a ``run_command`` in the sandbox may create such a
+``.git``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
@@ -26,9 +36,16 @@ from trestle.tools.jail import normalise
 _GIT_CONFIG = (
     "-c", "core.splitIndex=false",
     "-c", "core.fsmonitor=false",
+    "-c", "core.hooksPath=/dev/null",
+    "-c", "core.attributesFile=/dev/null",
     "-c", "core.quotePath=false",
     "-c", "color.ui=never",
 )  # fmt: skip
+# configuration that names a program git would run while adding or diffing
+_RUNS_A_PROGRAM = re.compile(
+    r"^(filter\..+\.(clean|smudge|process)|diff\..+\.(command|textconv)|"
+    r"core\.(fsmonitor|sshcommand|gitproxy|pager|askpass)|credential\..*helper)$"
+)
 
 
 class GitDiffArgs(ToolArgs):
@@ -50,6 +67,7 @@ class GitDiff(Tool[GitDiffArgs]):
     async def run(self, ctx: ToolContext, args: GitDiffArgs) -> Observation:
         pathspec = [normalise(ctx, p) for p in args.paths] or ["."]
         git = _Git(ctx)
+        await _refuse_programs(git)
         code, out, err = await git(
             "rev-parse", "--path-format=absolute", "--git-path", "index", "--git-path", "objects"
         )
@@ -91,7 +109,24 @@ class _Git:
         self.ctx = ctx
         # GIT_DIR, GIT_INDEX_FILE and friends from the parent would point elsewhere
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-        self.env.update(LC_ALL="C", GIT_TERMINAL_PROMPT="0", GIT_OPTIONAL_LOCKS="0")
+        workspace = ctx.workspace.resolve()
+        dot_git = workspace / ".git"
+        try:
+            real_dir = stat.S_ISDIR(os.lstat(dot_git).st_mode)
+        except OSError:
+            real_dir = False
+        if not real_dir:  # never a repository found above, or made of workspace files
+            raise ToolFailure("the workspace is not a git repository (it has no .git directory)")
+        self.env.update(
+            LC_ALL="C",
+            GIT_TERMINAL_PROMPT="0",
+            GIT_OPTIONAL_LOCKS="0",
+            GIT_DIR=str(dot_git),
+            GIT_WORK_TREE=str(workspace),
+            GIT_CONFIG_NOSYSTEM="1",
+            GIT_CONFIG_GLOBAL=os.devnull,
+            GIT_ATTR_NOSYSTEM="1",
+        )
 
     async def __call__(self, *args: str) -> tuple[int, str, str]:
         proc = await asyncio.create_subprocess_exec(
@@ -123,6 +158,21 @@ class _Git:
         if code != 0:
             raise ToolFailure(f"git {args[0]} failed (exit code {code}): {err.strip()}")
         return out
+
+
+async def _refuse_programs(git: _Git) -> None:
+    """Refuse a repository whose configuration (includes followed) names a program
+    that adding or diffing could run."""
+    code, out, _ = await git("config", "--local", "--includes", "--name-only", "--list", "-z")
+    if code != 0:
+        return  # no configuration to read: nothing in it runs
+    risky = sorted({k for k in out.split("\0") if _RUNS_A_PROGRAM.match(k.lower())})
+    if risky:
+        raise ToolFailure(
+            f"the repository's configuration names programs git would run ({', '.join(risky)}); "
+            "git_diff does not run them: use run_command with `git diff`, which runs in "
+            "the sandbox"
+        )
 
 
 def _text(data: bytes) -> str:

@@ -1,25 +1,34 @@
-"""Paths a model gives, held inside the workspace; plus the walk and the write the
-file tools share.
+"""Paths a model gives, held inside the workspace; plus the walk, the read and the
+write the file tools share.
 
-Every path argument goes through :func:`resolve`: absolute paths are refused outright,
-and :func:`trestle.actions.jailed` refuses ``..`` and symlinks that lead outside. A
-symlink that stays inside is followed. Writes are also refused inside ``.git`` (a hook
-written there runs on the user's next commit) and ``.trestle`` (the run's own store).
+Every path argument goes through :func:`resolve` to be named (absolute paths are
+refused outright, and ``..`` and symlinks that lead outside), and every read, write
+and listing then opens it beneath the workspace's descriptor
+(:mod:`trestle.tools.beneath`), so a symlink swapped in between cannot carry it out. A
+symlink that stays inside is followed. ``.git`` (a hook written there runs on the
+user's next commit) and ``.trestle`` (the run's own store) are never read, listed,
+searched or written, at any depth and in any case.
 """
 
 from __future__ import annotations
 
 import difflib
-import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 from trestle.actions import jailed
 from trestle.tools.base import ToolContext, ToolFailure
+from trestle.tools.beneath import (
+    PROTECTED,
+    Refused,
+    protected_part,
+    read_regular,
+    scan,
+    write_replacing,
+)
 
 MAX_PATH_CHARS = 4096  # Linux's PATH_MAX
-PROTECTED_DIRS = frozenset({".git", ".trestle"})  # never listed, searched or written
+PROTECTED_DIRS = PROTECTED  # never read, listed, searched or written, at any depth
 NOISE_DIRS = frozenset(
     {
         "__pycache__",
@@ -64,14 +73,26 @@ def normalise(ctx: ToolContext, path: str) -> str:
 
 
 def resolve_for_write(ctx: ToolContext, path: str) -> Path:
-    """Like :func:`resolve`, and also refuse the protected directories and ``.``."""
-    target = resolve(ctx, path)
-    rel = relative(ctx, target)
-    if rel == ".":
+    """Like :func:`resolve_for_read`, and also refuse the workspace itself."""
+    target = resolve_for_read(ctx, path)
+    if relative(ctx, target) == ".":
         raise ToolFailure(f"path {path!r} is the workspace itself, not a file")
-    if rel.split("/", 1)[0] in PROTECTED_DIRS:
-        raise ToolFailure(f"path {path!r} is inside {rel.split('/', 1)[0]!r}; it is not writable")
     return target
+
+
+def resolve_for_read(ctx: ToolContext, path: str, *, what: str = "path") -> Path:
+    """Like :func:`resolve`, and also refuse ``.git`` and ``.trestle`` at any depth,
+    as named and as the path resolves."""
+    target = resolve(ctx, path, what=what)
+    for name in (path, relative(ctx, target)):
+        part = protected_part(name)
+        if part is not None:
+            raise ToolFailure(f"{what} {path!r} is inside {part!r}; no tool reads or writes it")
+    return target
+
+
+def refused(path: str, why: Refused) -> ToolFailure:
+    return ToolFailure(f"path {path!r} is refused: {why}")
 
 
 def missing(ctx: ToolContext, path: str, target: Path) -> ToolFailure:
@@ -85,37 +106,53 @@ def missing(ctx: ToolContext, path: str, target: Path) -> ToolFailure:
     return ToolFailure(f"no such file or directory {path!r}{hint}")
 
 
-def walk(top: Path, max_depth: int) -> Iterator[tuple[Path, bool]]:
+def walk(ctx: ToolContext, top: Path, max_depth: int) -> Iterator[tuple[Path, bool]]:
     """Yield ``(path, is_dir)`` under ``top`` in sorted order, depth first.
 
-    Protected directories are skipped, noise directories are yielded but not entered,
-    and symlinked directories are not followed (they may lead anywhere).
+    Each directory is read through a descriptor opened beneath the workspace, so one
+    swapped for a symlink meanwhile is skipped, never followed out. Protected
+    directories are left out, noise directories are yielded but not entered, and
+    symlinked directories are not followed (they may lead anywhere).
     """
-    try:
-        entries = sorted(os.scandir(top), key=lambda e: e.name)
-    except OSError:
-        return
-    for entry in entries:
-        if entry.name in PROTECTED_DIRS:
+    root = ctx.workspace.resolve()
+    stack: list[tuple[str, int]] = [(relative(ctx, top), max_depth)]
+    while stack:
+        where, depth = stack.pop()
+        try:
+            entries = scan(root, where)
+        except (OSError, Refused):
             continue
-        is_dir = entry.is_dir(follow_symlinks=False)
-        yield Path(entry.path), is_dir
-        if is_dir and max_depth > 1 and entry.name not in NOISE_DIRS:
-            yield from walk(Path(entry.path), max_depth - 1)
+        below: list[tuple[str, int]] = []
+        for name, is_dir in entries:
+            rel = name if where == "." else f"{where}/{name}"
+            yield root / rel, is_dir
+            if is_dir and depth > 1 and name not in NOISE_DIRS:
+                below.append((rel, depth - 1))
+        stack.extend(reversed(below))
 
 
-def atomic_write(target: Path, content: str) -> None:
-    """Write ``content`` so readers never see half a file; keep an existing file's mode."""
-    mode = target.stat().st_mode if target.exists() else None
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # a unique name, so parallel steps writing the same file never share a temp file
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.trestle-tmp")
+def read_bytes(ctx: ToolContext, path: str, target: Path, limit: int) -> bytes:
+    """A regular file's bytes, read beneath the workspace (see :mod:`.beneath`)."""
     try:
-        # newline="" keeps the model's line endings as written; "x" never clobbers
-        with tmp.open("x", encoding="utf-8", newline="") as fh:
-            fh.write(content)
-        if mode is not None:
-            os.chmod(tmp, mode)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+        return read_regular(ctx.workspace.resolve(), relative(ctx, target), limit)
+    except Refused as why:
+        raise refused(path, why) from None
+    except FileNotFoundError:
+        raise missing(ctx, path, target) from None
+    except IsADirectoryError:
+        raise ToolFailure(f"{path!r} is a directory; use list_files to see what is in it") from None
+
+
+def atomic_write(ctx: ToolContext, path: str, target: Path, content: str) -> bool:
+    """Write ``content`` so readers never see half a file; keep an existing file's mode;
+    return whether the file existed. Done through the directory's descriptor, beneath
+    the workspace: a swapped symlink cannot carry the write out."""
+    try:
+        # newline="" semantics: the model's line endings are written as given
+        return write_replacing(ctx.workspace.resolve(), relative(ctx, target), content.encode())
+    except Refused as why:
+        raise refused(path, why) from None
+    except IsADirectoryError:
+        raise ToolFailure(f"{path!r} is a directory, not a file") from None
+    except NotADirectoryError:
+        raise ToolFailure(f"a part of {path!r} is a file, not a directory") from None
