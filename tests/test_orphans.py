@@ -7,6 +7,7 @@ leaves a run; then the test does what the report says.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -35,6 +36,7 @@ from trestle.planfile import load_plan
 from trestle.processes import Leader, leftovers
 from trestle.processes import start_time as proc_start_time
 from trestle.runs import create_run, load_state
+from trestle.sandbox import find_bwrap
 from trestle.state import RunState
 from trestle.store import SqliteStore
 
@@ -162,6 +164,53 @@ def test_the_step_process_dies_with_its_driver(tmp_path: Path) -> None:
     driver.send_signal(signal.SIGKILL)
     driver.wait()
     wait_gone(key, deadline=5.0)
+
+
+def processes_marked(mark: str) -> list[int]:
+    """Live processes whose environment holds ``ORPHAN_MARK=<mark>``."""
+    marker = f"ORPHAN_MARK={mark}\0".encode()
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                environ = Path(entry.path, "environ").read_bytes()
+            except OSError:
+                continue
+            if environ.startswith(marker) or b"\0" + marker in environ:
+                found.append(int(entry.name))
+    return found
+
+
+KILLS_AT_SPAWN = 8
+
+
+def test_a_driver_killed_as_its_sandbox_starts_leaves_nothing_behind(tmp_path: Path) -> None:
+    """Killed the moment a sandboxed step's process appears, the driver takes all of
+    it along: bubblewrap's inner process, left waiting for an outer one that died, was
+    left behind forever in about half of such kills before the watchdog."""
+    found, why = find_bwrap()
+    assert found is not None, f"this test needs bubblewrap (make test installs it): {why}"
+    left = []
+    for trial in range(KILLS_AT_SPAWN):
+        mark = f"{os.getpid()}-{trial}"
+        base = tmp_path / str(trial)
+        base.mkdir()
+        plan = write_plan(base, [{"id": "wait", "run": "sleep 60", "env": {"ORPHAN_MARK": mark}}])
+        driver = start_driver(plan, base / "trestle.db")
+        end = time.monotonic() + 30
+        while not processes_marked(mark):
+            assert time.monotonic() < end and driver.poll() is None, driver.stderr
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+        end = time.monotonic() + 5
+        while processes_marked(mark) and time.monotonic() < end:
+            time.sleep(0.05)
+        if processes_marked(mark):
+            left.append(mark)
+            for pid in processes_marked(mark):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+    assert left == [], f"{len(left)} of {KILLS_AT_SPAWN} kills left processes behind"
 
 
 def test_a_long_attempt_records_its_process_group(tmp_path: Path) -> None:

@@ -12,8 +12,11 @@ confirm-tier command waits for the operator's explicit choice.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -26,7 +29,7 @@ from trestle.agent.toolgate import RunToolGate
 from trestle.events import RunCreated
 from trestle.plan import Plan, Step
 from trestle.policy import ActionFacts
-from trestle.sandbox import find_bwrap
+from trestle.sandbox import Sandbox, find_bwrap
 from trestle.state import RunState
 from trestle.tools.base import GatedCall
 
@@ -138,9 +141,10 @@ def _plan(lines: dict[str, str], *, network: tuple[str, ...] = ()) -> str:
     )
 
 
-def _require_bwrap() -> None:
+def _require_bwrap() -> str:
     found, why = find_bwrap()
     assert found is not None, f"the sandbox tests need bubblewrap (make test installs it): {why}"
+    return found
 
 
 def test_every_attack_from_inside_a_step_fails_in_the_sandbox(
@@ -185,6 +189,32 @@ def test_the_network_is_open_only_to_what_the_policy_names(
     cli.write("plan.yaml", plan)
     assert cli("run", "plan.yaml").returncode == 3
     assert cli.lines("got.txt") == ["GOT network"]
+
+
+def test_tools_in_a_private_directory_run_and_what_is_hidden_among_them_stays_hidden(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A virtualenv under /tmp (a clone there) is on PATH: the sandbox's private /tmp
+    must not take it away, nor show the store kept inside it."""
+    bwrap = _require_bwrap()
+    with tempfile.TemporaryDirectory(dir="/tmp") as scratch:
+        venv = Path(scratch) / "venv"
+        (venv / "bin").mkdir(parents=True)
+        hello = venv / "bin" / "hello"
+        hello.write_text("#!/bin/sh\necho hello\n")
+        hello.chmod(0o755)
+        store = venv / "store"
+        store.mkdir()
+        (store / "trestle.db").write_text(SECRET)
+        workspace = Path(scratch) / "ws"
+        workspace.mkdir()
+        monkeypatch.setenv("PATH", f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}")
+        sandbox = Sandbox(bwrap, hidden=(store,))
+        command = f"hello; cat {store / 'trestle.db'}; ls {store}"
+        argv = sandbox.argv(command, cwd=workspace, workspace=workspace, name="step")
+        done = subprocess.run(argv, env=sandbox.environ(), capture_output=True, text=True)
+    assert done.stdout == "hello\n", done.stderr
+    assert SECRET not in done.stderr
 
 
 def test_a_step_cannot_leave_a_process_behind(cli: Cli) -> None:

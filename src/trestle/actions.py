@@ -28,6 +28,7 @@ from trestle.processes import die_with_parent
 from trestle.sandbox import Cell, Sandbox
 from trestle.signing import KEY_ENV
 from trestle.step_origin import end_python_step, python_step
+from trestle.watchdog import WATCHDOG
 
 OUTPUT_LIMIT = 8_000  # characters kept of a command's output: head and tail
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL on timeout
@@ -91,8 +92,24 @@ async def run_shell(
     """Run ``command`` with ``sh -c`` in a new session, in ``cell``'s sandbox if given;
     kill its group on timeout or cancellation. ``on_spawn`` is told the leader's pid
     once it runs."""
+    if cell is None or not cell.sandbox.confines:
+        argv = ["/bin/sh", "-c", command] if cell is None else cell.argv(command, cwd)
+        return await _run(argv, cwd=cwd, env=env, timeout=timeout, on_spawn=on_spawn)
+    # a sandbox left behind by a dead driver is killed by the watchdog (see there)
+    with WATCHDOG.guard(env) as guarded:
+        argv = cell.argv(command, cwd)
+        return await _run(argv, cwd=cwd, env=guarded, timeout=timeout, on_spawn=on_spawn)
+
+
+async def _run(
+    argv: list[str],
+    *,
+    cwd: Path,
+    env: dict[str, str],
+    timeout: float | None,
+    on_spawn: Spawned | None,
+) -> ActionResult:
     started = time.monotonic()
-    argv = ["/bin/sh", "-c", command] if cell is None else cell.argv(command, cwd)
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv,

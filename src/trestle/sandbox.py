@@ -8,7 +8,8 @@ On Linux, bubblewrap (``bwrap``, unprivileged namespaces) runs each command with
   (each replaced by an empty directory), except a few read-only exceptions: git's own
   configuration (so commits carry the user's name), the home directories that hold
   the tools on ``PATH`` and this Python (``~/.pyenv``, ``~/.local``, ``~/.cargo``,
-  minus known credential files) and what the policy lists in ``sandbox.read``;
+  minus known credential files; a virtualenv under ``/tmp`` itself) and what the
+  policy lists in ``sandbox.read``;
   ``trestle.toml`` in the workspace is read-only;
 - a private ``/tmp``, ``/run`` and ``/proc``: a command sees only its own processes,
   so it cannot read a parent's environment;
@@ -16,7 +17,8 @@ On Linux, bubblewrap (``bwrap``, unprivileged namespaces) runs each command with
   ``sandbox.env``, the step's own ``env:`` and Trestle's ``TRESTLE_*`` variables);
 - no network, unless the policy names the step or tool in ``sandbox.network``;
 - every process killed when the driver dies: the command is the sandbox's pid 1's
-  child, and bubblewrap dies with its parent.
+  child, bubblewrap dies with its parent, and one that was still starting is killed
+  by the driver's watchdog (:mod:`trestle.watchdog`).
 
 Where bubblewrap is missing or cannot make namespaces (another OS, a container that
 forbids them), commands run unconfined. The driver says so at run start and in the
@@ -81,6 +83,7 @@ GIT_CONFIG = (".gitconfig", ".config/git")  # the user's name for commits, shown
 # credentials that live beside tools shown read-only (see :func:`_tool_dirs`)
 SECRET_TOOL_FILES = (".cargo/credentials", ".cargo/credentials.toml", ".local/share/keyrings")
 PROBE_TIMEOUT = 10.0
+PRIVATE_DIRS = (Path("/tmp"), Path("/var/tmp"), Path("/run"))  # empty in every sandbox
 
 
 class SandboxUnavailableError(ConfigError):
@@ -152,24 +155,28 @@ class Sandbox:
         if self.policy.allows_network(name):
             args.append("--share-net")
         args += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-        args += ["--tmpfs", "/tmp", "--tmpfs", "/var/tmp", "--tmpfs", "/run"]
+        for private in PRIVATE_DIRS:
+            args += ["--tmpfs", str(private)]
         home = _home()
         outside, inside = _split(self._hidden_paths(home), ws)
         for path in outside:
             args += _hide(path)
         if self.policy.allows_network(name) and Path("/run/systemd/resolve").is_dir():
             args += ["--ro-bind", "/run/systemd/resolve", "/run/systemd/resolve"]
-        if home is not None:
-            shown = (
-                *(home / p for p in GIT_CONFIG),
-                *_tool_dirs(home),
-                *map(_expand, self.policy.read),
-            )
-            for path in dict.fromkeys(shown):
-                if not _within(ws, path):
-                    args += ["--ro-bind-try", str(path), str(path)]
-            for path in (home / p for p in SECRET_TOOL_FILES):
+        shown = [
+            *(home / p for p in GIT_CONFIG if home is not None),
+            *_tool_dirs(home),
+            *map(_expand, self.policy.read),
+        ]
+        shown = [p for p in _outermost(shown) if not _within(ws, p)]
+        for path in shown:
+            args += ["--ro-bind-try", str(path), str(path)]
+        # what a shown directory holds of the hidden (a store beside a venv) stays hidden
+        for path in outside:
+            if any(path != s and _within(s, path) for s in shown):
                 args += _hide(path)
+        for path in (home / p for p in SECRET_TOOL_FILES if home is not None):
+            args += _hide(path)
         args += ["--bind", str(ws), str(ws)]
         for path in inside:
             args += _hide(path)
@@ -202,9 +209,10 @@ class Cell:
         return self.sandbox.environ(source)
 
 
-def _tool_dirs(home: Path) -> list[Path]:
-    """The directories in the home that hold the tools a command finds: each one a
-    ``PATH`` entry or this Python lives in (``~/.pyenv``, ``~/.cargo``, ``~/.local``),
+def _tool_dirs(home: Path | None) -> list[Path]:
+    """The hidden directories that hold the tools a command finds: each ``PATH`` entry
+    or this Python that lives in the home (the top directory: ``~/.pyenv``,
+    ``~/.cargo``, ``~/.local``) or in a private directory (``/tmp/x/.venv`` itself),
     shown read-only so ``python3`` and friends resolve as they do outside."""
     entries = [Path(p) for p in os.environ.get("PATH", "").split(os.pathsep) if p]
     entries += [Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).parent]
@@ -215,9 +223,20 @@ def _tool_dirs(home: Path) -> list[Path]:
         except OSError:
             continue
         for path in (entry.absolute(), real):
-            if home in path.parents:
+            if home is not None and home in path.parents:
                 found.append(home / path.relative_to(home).parts[0])
+            elif any(private in path.parents for private in PRIVATE_DIRS):
+                found.append(path)
     return found
+
+
+def _outermost(paths: Iterable[Path]) -> list[Path]:
+    """``paths`` without those inside another of them, outermost first."""
+    kept: list[Path] = []
+    for path in sorted(set(paths), key=lambda p: len(p.parts)):
+        if not any(_within(outer, path) for outer in kept):
+            kept.append(path)
+    return kept
 
 
 def _home() -> Path | None:

@@ -1,0 +1,129 @@
+"""A process that outlives the driver by a moment, to kill its sandboxes when it dies.
+
+``PR_SET_PDEATHSIG`` kills a sandbox's outer bubblewrap when the driver dies, but
+bubblewrap starts in two processes: if the outer one dies before it has told the inner
+one to go on, the inner one waits on an event that never comes, forever, holding the
+step's key (seen in 7 of 60 kills right after a spawn). Nothing in the dead driver can
+clean that up, so a helper does: one per driver process, started at its first sandboxed
+command, reading a pipe only the driver writes. The driver registers each sandbox's
+token (an environment variable of both bubblewrap processes and the command) before it
+spawns it and drops it once the command is reaped; when the pipe reaches end of file,
+the driver is gone, and the helper kills every process carrying a token still
+registered. Killing the inner bubblewrap (the sandbox's pid 1) kills all of the
+sandbox, whatever its processes did to their environment or process group.
+
+Run as a script (``python -I -S watchdog.py``), this module is the helper: it imports
+the standard library only, so it starts in milliseconds.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+TOKEN_VAR = "TRESTLE_CELL_ID"
+ROUNDS = 5  # passes over /proc: a process may fork while its siblings are being killed
+
+
+class Watchdog:
+    """The driver's end: starts the helper and tells it about each sandbox."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @contextmanager
+    def guard(self, env: dict[str, str]) -> Iterator[dict[str, str]]:
+        """``env`` with a fresh token, registered until the block ends (the command
+        has been reaped). Without ``/proc`` there is nothing to find processes by, and
+        the helper is not started."""
+        if not Path("/proc/self/environ").exists():
+            yield env
+            return
+        token = uuid.uuid4().hex
+        self._send(f"+{token}\n")
+        try:
+            yield {**env, TOKEN_VAR: token}
+        finally:
+            self._send(f"-{token}\n")
+
+    def _send(self, line: str) -> None:
+        with self._lock:
+            if self._proc is None or self._proc.poll() is not None:
+                self._proc = _start()
+            stdin = self._proc.stdin
+            assert stdin is not None
+            try:
+                stdin.write(line.encode())
+                stdin.flush()
+            except OSError:  # the helper was killed: the next command starts another
+                self._proc = None
+
+
+def _start() -> subprocess.Popen[bytes]:
+    # a session of its own: a Ctrl-C at the terminal is for the driver, not for it
+    return subprocess.Popen(
+        [sys.executable, "-I", "-S", __file__],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={},
+        start_new_session=True,
+    )
+
+
+WATCHDOG = Watchdog()  # one per driver process: the helper watches this process's death
+
+
+def carrying(tokens: set[str]) -> set[int]:
+    """The live processes whose environment carries one of ``tokens``."""
+    markers = [f"{TOKEN_VAR}={t}\0".encode() for t in tokens]
+    me = os.getpid()
+    found: set[int] = set()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as file:
+                environ = file.read()
+        except OSError:  # gone meanwhile, or not ours
+            continue
+        if any(environ.startswith(m) or b"\0" + m in environ for m in markers):
+            found.add(int(entry.name))
+    return found
+
+
+def watch() -> None:
+    """The helper: keep the registered tokens until end of file, then kill."""
+    for sig in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    live: Counter[str] = Counter()
+    for raw in sys.stdin.buffer:
+        line = raw.decode("ascii", "replace").strip()
+        token = line[1:]
+        if line.startswith("+"):
+            live[token] += 1
+        elif line.startswith("-") and live[token] > 0:
+            live[token] -= 1
+    tokens = {token for token, count in live.items() if count > 0}
+    for _ in range(ROUNDS):
+        found = carrying(tokens) if tokens else set()
+        if not found:
+            return
+        for pid in found:
+            with suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.02)
+
+
+if __name__ == "__main__":
+    watch()
