@@ -19,9 +19,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	scripts/demo.sh $(BIN)/trestle
 
-## test: set up, lint, type-check and run the test suite
+## test: set up, lint, type-check and run the test suite (a worker per core, up to 4:
+## most tests wait on subprocesses; a file's tests stay on one worker)
 test: $(STAMP) lint typecheck
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --maxprocesses 4 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -412,6 +412,19 @@ def test_show_gives_the_report(stuck: StuckRun) -> None:
     assert report["to_check"][0].startswith("'build' failed after 2 attempt(s)")
 
 
+def test_piped_output_never_wraps_an_id_a_path_or_a_command(
+    stuck: StuckRun, tmp_path: Path
+) -> None:
+    lines = stuck.result.stdout.splitlines()
+    retry = f"`trestle retry {stuck.run_id} build` and `trestle resume {stuck.run_id}`"
+    assert any(retry in line for line in lines), stuck.result.stdout
+    deep = tmp_path / ("a-rather-long-directory-name-" * 6) / "trestle.db"
+    deep.parent.mkdir()
+    missing = stuck.cli("show", "nope", "--store", str(deep))
+    assert missing.returncode != 0
+    assert any(str(deep) in line for line in missing.stderr.splitlines()), missing.stderr
+
+
 def test_log_lists_every_event_with_its_checks(stuck: StuckRun) -> None:
     table = stuck.cli("log", stuck.run_id)
     assert table.returncode == 0, table.stderr
@@ -421,7 +434,7 @@ def test_log_lists_every_event_with_its_checks(stuck: StuckRun) -> None:
         ["step_started", "build", "1"],
         ["step_attempt_ended", "build", "1"],
     ]
-    assert rows[3][5] == "failed; action ok; ✗ go.txt exists:"
+    assert rows[3][5] == "failed; action ok; ✗ go.txt exists: expected exists, got missing"
 
     entries = stuck.cli.json("log", stuck.run_id)
     assert [e["seq"] for e in entries] == list(range(1, len(entries) + 1))

@@ -13,7 +13,7 @@ errors. Every episode must end without
 a traceback, in a state that is not ``running``, with every event readable back from a
 fresh connection to the store and the state rebuilt from it.
 
-``TRESTLE_MODEL_FUZZ_TURNS`` sets how many hostile turns are served (default 1,000);
+``TRESTLE_MODEL_FUZZ_TURNS`` sets how many hostile turns are served (default 500);
 ``make soak`` runs more.
 """
 
@@ -44,7 +44,7 @@ from trestle.testing import OpenAIServer
 from trestle.tools import coding_registry
 from trestle.tools.base import GatedCall, GateVerdict, ToolContext
 
-TURNS = int(os.environ.get("TRESTLE_MODEL_FUZZ_TURNS", "1000"))
+TURNS = int(os.environ.get("TRESTLE_MODEL_FUZZ_TURNS", "500"))
 SEED = 20261123
 PER_EPISODE = 60  # hostile turns queued per run; a run may stop sooner (a failed call)
 LONE = ["\ud83d", "\udc80", "\ud800", "\udfff"]

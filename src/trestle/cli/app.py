@@ -110,12 +110,25 @@ ApprovalArg = Annotated[
 StepArg = Annotated[str, typer.Argument(metavar="STEP", help="Step id within the run.")]
 
 
+PIPED_WIDTH = 100_000  # off a terminal nothing is wrapped or cut: a line stays a line
+
+
+def _console(*, stderr: bool) -> Console:
+    """On a terminal, Rich fits the window. Piped or redirected, lines are never
+    wrapped and tables take the width of what they hold, so run ids, paths and the
+    commands a message suggests stay whole and can be copied or grepped."""
+    console = Console(stderr=stderr, highlight=False)
+    if console.is_terminal:
+        return console
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=PIPED_WIDTH)
+
+
 def _out() -> Console:
-    return Console(highlight=False, soft_wrap=False)
+    return _console(stderr=False)
 
 
 def _err() -> Console:
-    return Console(stderr=True, highlight=False)
+    return _console(stderr=True)
 
 
 @contextmanager
