@@ -2,36 +2,43 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+BASE := $(VENV)/.installed-base
+DEV := $(VENV)/.installed-dev
 
 .PHONY: demo test lint typecheck bench soak clean
 
-$(STAMP): pyproject.toml
+# the demo needs Trestle alone (and bubblewrap, for its sandbox)
+$(BASE): pyproject.toml
 	scripts/setup-sandbox.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $(BASE)
+
+# the tests, the linters and the benchmarks' peers
+$(DEV): $(BASE)
 	$(BIN)/pip install --quiet -e ".[dev,bench,embed]"
-	touch $(STAMP)
+	touch $(DEV)
 
 ## demo: set up, then run the sample plan on a fresh copy of the sample project,
 ## approving its irreversible commit from the inbox on the way; then the coding agent
 ## on a sample repository (`trestle demo`: a recorded trajectory replayed offline)
-demo: $(STAMP)
+demo: $(BASE)
 	scripts/demo.sh $(BIN)/trestle
 
 ## test: set up, lint, type-check and run the test suite (a worker per core, up to 4:
 ## most tests wait on subprocesses; a file's tests stay on one worker)
-test: $(STAMP) lint typecheck
+test: $(DEV) lint typecheck
 	$(BIN)/pytest -n auto --maxprocesses 4 --dist loadfile
 
-lint: $(STAMP)
+lint: $(DEV)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 
-typecheck: $(STAMP)
+typecheck: $(DEV)
 	$(BIN)/mypy
 
-bench: $(STAMP)
+bench: $(DEV)
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/compare.py
 	$(BIN)/python bench/sandbox_cost.py
@@ -43,7 +50,7 @@ SOAK_PLAN_CASES ?= 20000
 SOAK_STORE_CASES ?= 2000
 SOAK_CRASH_TRIALS ?= 300
 SOAK_MODEL_TURNS ?= 20000
-soak: $(STAMP)
+soak: $(DEV)
 	$(BIN)/python bench/crash_operator.py --trials $(SOAK_OPERATOR_TRIALS)
 	TRESTLE_FUZZ_CASES=$(SOAK_PLAN_CASES) $(BIN)/pytest -q tests/test_fuzz_planfile.py
 	TRESTLE_STORE_FUZZ_CASES=$(SOAK_STORE_CASES) $(BIN)/pytest -q tests/test_store_faults.py

@@ -21,12 +21,12 @@ import textwrap
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from trestle.demo import write_sample
 from trestle.models import ToolCall
 from trestle.testing import OpenAIServer
 
@@ -111,9 +111,7 @@ def lines_starting(text: str, *prefixes: str) -> list[str]:
 
 def sample_repo(where: Path) -> Path:
     """A fresh copy of the sample repository bundled with Trestle."""
-    with resources.as_file(resources.files("trestle.demo").joinpath("textkit")) as source:
-        shutil.copytree(source, where)
-    return where
+    return write_sample(where)
 
 
 def unittests(repo: Path) -> subprocess.CompletedProcess[str]:

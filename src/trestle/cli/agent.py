@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import getpass
 import math
-import shutil
 import tempfile
 from importlib import resources
 from pathlib import Path
@@ -38,6 +37,7 @@ from trestle.cli.app import (
     app,
 )
 from trestle.cli.human import say_outcome, show_card
+from trestle.demo import write_sample
 from trestle.engine import StepPerformer
 from trestle.errors import ConfigError
 from trestle.policyfile import monitor_settings, operator_policy
@@ -220,8 +220,7 @@ def demo(
     repo = where / "textkit"
     if repo.exists():
         raise ConfigError(f"{str(repo)!r} already exists: give --dir an empty directory")
-    with resources.as_file(sample.joinpath("textkit")) as source:
-        shutil.copytree(source, repo)
+    write_sample(repo)
     with resources.as_file(sample.joinpath("trajectory.json")) as recorded:
         settings = AgentSettings(
             model=REPLAY_PREFIX + str(Path(recorded).resolve()),

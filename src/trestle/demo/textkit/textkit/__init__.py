@@ -1,5 +1,0 @@
-"""Small text helpers."""
-
-from textkit.slug import slugify
-
-__all__ = ["slugify"]
