@@ -70,6 +70,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: "[default: ...]" is text, not a markup tag
 )
 
 StoreOption = Annotated[
@@ -558,7 +559,9 @@ def reject(
         say_outcome(_out(), st, what, queued.run_id, queued.request_id, after=queued.after)
 
 
-feedback_app = typer.Typer(help="Decisions and their reasons, to improve agents and policies.")
+feedback_app = typer.Typer(
+    help="Decisions and their reasons, to improve agents and policies.", rich_markup_mode=None
+)
 app.add_typer(feedback_app, name="feedback")
 
 
@@ -706,9 +709,10 @@ from trestle.cli import monitors as _monitor_commands  # noqa: E402, F401
 
 
 def main() -> None:
-    """Entry point: Trestle's own errors become a message and their exit code.
+    """Entry point: Trestle's own errors become an ``error:`` line and their exit code.
 
-    Typer handles its usage errors itself (exit 2) and ``typer.Exit`` codes.
+    Usage errors (a missing argument, an unknown option) are Typer's: the usage line,
+    then ``Error:``, exit 2; ``typer.Exit`` codes pass through.
     """
     try:
         app()

@@ -21,7 +21,9 @@ from trestle.monitors.importers import (
 from trestle.monitors.policy import MonitorSettings
 from trestle.monitors.trace import RunFacts
 
-monitors_app = typer.Typer(help="Failure-mode monitors: measure them on recorded runs.")
+monitors_app = typer.Typer(
+    help="Failure-mode monitors: measure them on recorded runs.", rich_markup_mode=None
+)
 app.add_typer(monitors_app, name="monitors")
 
 

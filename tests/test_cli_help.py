@@ -1,0 +1,47 @@
+"""Help and usage errors as a user reads them: plain text, defaults shown, no boxes.
+
+Through the real ``trestle`` executable, piped (as a pager or a script sees it).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from test_cli import cli_env, flat
+
+BOX = "╭│╰"
+
+
+def trestle(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "trestle", *args],
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_option_help_keeps_its_defaults_and_plain_flags_have_no_metavar() -> None:
+    shown = trestle("run", "--help")
+    assert shown.returncode == 0, shown.stderr
+    text = flat(shown.stdout)
+    assert "[default: $TRESTLE_STORE, else .trestle/trestle.db" in text
+    assert "Operator policy file [default: the nearest trestle.toml]" in text
+    assert "--live / --no-live" in text and "--prompt / --no-prompt" in text
+    assert "<bool>" not in text
+    assert not set(BOX) & set(shown.stdout)
+
+
+def test_a_usage_error_is_plain_text_with_exit_2() -> None:
+    for args, said in (
+        (("show",), "Error: Missing argument 'RUN'."),
+        (("nope",), "Error: No such command 'nope'."),
+        (("run", "--bogus", "x"), "Error: No such option: --bogus"),
+    ):
+        wrong = trestle(*args)
+        assert wrong.returncode == 2, (args, wrong.stderr)
+        assert said in wrong.stderr, (args, wrong.stderr)
+        assert not set(BOX) & set(wrong.stderr), wrong.stderr
