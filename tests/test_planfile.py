@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -192,3 +194,12 @@ def test_the_public_surface_is_complete_and_sorted() -> None:
     assert public - exported == set(), "public classes not in __all__"
     assert {"decide", "fold", "load_plan", "create_run"} <= exported
     assert public_modules  # submodules stay importable
+    assert set(trestle._EXPORTS) | {"__version__"} == exported
+
+
+def test_import_trestle_loads_nothing_until_a_name_is_used() -> None:
+    code = "import sys, trestle; print(sorted(m for m in sys.modules if m.startswith('trestle')))"
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert loaded.stdout.strip() == "['trestle']"

@@ -3,62 +3,67 @@
 The public surface is re-exported here; implementation lives in the submodules.
 Model providers, coding tools and test servers live in the subpackages
 ``trestle.models``, ``trestle.tools`` and ``trestle.testing`` (imported on demand, so
-``import trestle`` stays light).
+``import trestle`` stays light). The names below are loaded on first use too, so a
+command that needs little (``trestle --help``) imports little.
 """
 
 from __future__ import annotations
 
-from trestle.actions import StepContext
-from trestle.agent.launch import run_agent, start_agent
-from trestle.agent.runtime import AgentPerformer
-from trestle.agent.settings import AgentSettings
-from trestle.agent.trajectory import ReplayModel, Trajectory, trajectory_of
-from trestle.approvals import feedback, find_approval, inbox, submit_decision
-from trestle.budget import Budget, Limit
-from trestle.card import HandoffCard, build_card
-from trestle.checkpoints import Checkpoint, checkpoints, rewind
-from trestle.decider import decide, run_status
-from trestle.engine import LocalEngine, StepPerformer, StepWork
-from trestle.errors import (
-    ConfigError,
-    LeaseHeldError,
-    LeaseLostError,
-    MissingExtraError,
-    ModelRequestBlockedError,
-    PlanError,
-    ProviderAuthError,
-    ProviderError,
-    ProviderRequestError,
-    ProviderResponseError,
-    ProviderUnavailableError,
-    RunError,
-    ScriptExhaustedError,
-    StoreDamagedError,
-    StoreError,
-    TrestleError,
-    UnknownRunError,
-)
-from trestle.events import EVENT_ADAPTER, AlertRaised, AnyEvent, CheckResult, Gate, StoredEvent
-from trestle.health import RunHealth, health
-from trestle.monitors.alerts import Alert, Monitor
-from trestle.monitors.catalog import default_monitors
-from trestle.monitors.policy import MonitorSettings
-from trestle.plan import Plan, Step
-from trestle.planfile import load_plan, parse_plan
-from trestle.policy import ActionFacts, Policy, Rule, Scope, TierDecision, action_hash, classify
-from trestle.policyfile import load_policy, monitor_settings, operator_policy
-from trestle.report import Report, build_report
-from trestle.runs import create_run, load_state, request_decision
-from trestle.shadow import (
-    RestoreConflictError,
-    RestoreResult,
-    ShadowRepo,
-    ShadowRepoError,
-    SnapshotRef,
-    UnknownSnapshotError,
-)
-from trestle.state import RunState, fold
-from trestle.store import InMemoryStore, SqliteStore, Store
+import importlib as _importlib
+import typing as _typing
+
+if _typing.TYPE_CHECKING:
+    from trestle.actions import StepContext
+    from trestle.agent.launch import run_agent, start_agent
+    from trestle.agent.runtime import AgentPerformer
+    from trestle.agent.settings import AgentSettings
+    from trestle.agent.trajectory import ReplayModel, Trajectory, trajectory_of
+    from trestle.approvals import feedback, find_approval, inbox, submit_decision
+    from trestle.budget import Budget, Limit
+    from trestle.card import HandoffCard, build_card
+    from trestle.checkpoints import Checkpoint, checkpoints, rewind
+    from trestle.decider import decide, run_status
+    from trestle.engine import LocalEngine, StepPerformer, StepWork
+    from trestle.errors import (
+        ConfigError,
+        LeaseHeldError,
+        LeaseLostError,
+        MissingExtraError,
+        ModelRequestBlockedError,
+        PlanError,
+        ProviderAuthError,
+        ProviderError,
+        ProviderRequestError,
+        ProviderResponseError,
+        ProviderUnavailableError,
+        RunError,
+        ScriptExhaustedError,
+        StoreDamagedError,
+        StoreError,
+        TrestleError,
+        UnknownRunError,
+    )
+    from trestle.events import EVENT_ADAPTER, AlertRaised, AnyEvent, CheckResult, Gate, StoredEvent
+    from trestle.health import RunHealth, health
+    from trestle.monitors.alerts import Alert, Monitor
+    from trestle.monitors.catalog import default_monitors
+    from trestle.monitors.policy import MonitorSettings
+    from trestle.plan import Plan, Step
+    from trestle.planfile import load_plan, parse_plan
+    from trestle.policy import ActionFacts, Policy, Rule, Scope, TierDecision, action_hash, classify
+    from trestle.policyfile import load_policy, monitor_settings, operator_policy
+    from trestle.report import Report, build_report
+    from trestle.runs import create_run, load_state, request_decision
+    from trestle.shadow import (
+        RestoreConflictError,
+        RestoreResult,
+        ShadowRepo,
+        ShadowRepoError,
+        SnapshotRef,
+        UnknownSnapshotError,
+    )
+    from trestle.state import RunState, fold
+    from trestle.store import InMemoryStore, SqliteStore, Store
 
 __version__ = "0.1.0"
 
@@ -148,3 +153,103 @@ __all__ = [
     "submit_decision",
     "trajectory_of",
 ]
+
+# name -> the module that defines it, imported the first time the name is used
+_EXPORTS = {
+    "StepContext": "trestle.actions",
+    "run_agent": "trestle.agent.launch",
+    "start_agent": "trestle.agent.launch",
+    "AgentPerformer": "trestle.agent.runtime",
+    "AgentSettings": "trestle.agent.settings",
+    "ReplayModel": "trestle.agent.trajectory",
+    "Trajectory": "trestle.agent.trajectory",
+    "trajectory_of": "trestle.agent.trajectory",
+    "feedback": "trestle.approvals",
+    "find_approval": "trestle.approvals",
+    "inbox": "trestle.approvals",
+    "submit_decision": "trestle.approvals",
+    "Budget": "trestle.budget",
+    "Limit": "trestle.budget",
+    "HandoffCard": "trestle.card",
+    "build_card": "trestle.card",
+    "Checkpoint": "trestle.checkpoints",
+    "checkpoints": "trestle.checkpoints",
+    "rewind": "trestle.checkpoints",
+    "decide": "trestle.decider",
+    "run_status": "trestle.decider",
+    "LocalEngine": "trestle.engine",
+    "StepPerformer": "trestle.engine",
+    "StepWork": "trestle.engine",
+    "ConfigError": "trestle.errors",
+    "LeaseHeldError": "trestle.errors",
+    "LeaseLostError": "trestle.errors",
+    "MissingExtraError": "trestle.errors",
+    "ModelRequestBlockedError": "trestle.errors",
+    "PlanError": "trestle.errors",
+    "ProviderAuthError": "trestle.errors",
+    "ProviderError": "trestle.errors",
+    "ProviderRequestError": "trestle.errors",
+    "ProviderResponseError": "trestle.errors",
+    "ProviderUnavailableError": "trestle.errors",
+    "RunError": "trestle.errors",
+    "ScriptExhaustedError": "trestle.errors",
+    "StoreDamagedError": "trestle.errors",
+    "StoreError": "trestle.errors",
+    "TrestleError": "trestle.errors",
+    "UnknownRunError": "trestle.errors",
+    "EVENT_ADAPTER": "trestle.events",
+    "AlertRaised": "trestle.events",
+    "AnyEvent": "trestle.events",
+    "CheckResult": "trestle.events",
+    "Gate": "trestle.events",
+    "StoredEvent": "trestle.events",
+    "RunHealth": "trestle.health",
+    "health": "trestle.health",
+    "Alert": "trestle.monitors.alerts",
+    "Monitor": "trestle.monitors.alerts",
+    "default_monitors": "trestle.monitors.catalog",
+    "MonitorSettings": "trestle.monitors.policy",
+    "Plan": "trestle.plan",
+    "Step": "trestle.plan",
+    "load_plan": "trestle.planfile",
+    "parse_plan": "trestle.planfile",
+    "ActionFacts": "trestle.policy",
+    "Policy": "trestle.policy",
+    "Rule": "trestle.policy",
+    "Scope": "trestle.policy",
+    "TierDecision": "trestle.policy",
+    "action_hash": "trestle.policy",
+    "classify": "trestle.policy",
+    "load_policy": "trestle.policyfile",
+    "monitor_settings": "trestle.policyfile",
+    "operator_policy": "trestle.policyfile",
+    "Report": "trestle.report",
+    "build_report": "trestle.report",
+    "create_run": "trestle.runs",
+    "load_state": "trestle.runs",
+    "request_decision": "trestle.runs",
+    "RestoreConflictError": "trestle.shadow",
+    "RestoreResult": "trestle.shadow",
+    "ShadowRepo": "trestle.shadow",
+    "ShadowRepoError": "trestle.shadow",
+    "SnapshotRef": "trestle.shadow",
+    "UnknownSnapshotError": "trestle.shadow",
+    "RunState": "trestle.state",
+    "fold": "trestle.state",
+    "InMemoryStore": "trestle.store",
+    "SqliteStore": "trestle.store",
+    "Store": "trestle.store",
+}
+
+
+def __getattr__(name: str) -> _typing.Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'trestle' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
