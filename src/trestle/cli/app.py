@@ -140,6 +140,26 @@ def _opened(store_path: Path | None, workspace: Path | None = None) -> Iterator[
         store.close()
 
 
+def _version(value: bool) -> None:
+    if value:
+        from trestle import __version__
+
+        _out().print(f"trestle {__version__}", markup=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Run multi-step plans durably: verified steps, retries, crash-safe resume."""
+
+
 def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
