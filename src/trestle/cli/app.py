@@ -43,6 +43,7 @@ from trestle.cli.render import (
     runs_table,
     steps_table,
 )
+from trestle.cli.streams import guard_standard_streams
 from trestle.engine import DEFAULT_LEASE_TTL, LocalEngine, StepPerformer, Stop, this_process
 from trestle.errors import ConfigError, StoreError, TrestleError
 from trestle.events import SandboxChosen, StoredEvent
@@ -728,8 +729,11 @@ from trestle.cli import monitors as _monitor_commands  # noqa: E402, F401
 def main() -> None:
     """Entry point: Trestle's own errors become a message and their exit code.
 
-    Typer handles its usage errors itself (exit 2) and ``typer.Exit`` codes.
+    Typer handles its usage errors itself (exit 2) and ``typer.Exit`` codes. A reader
+    that closes the output early (``| head``) does not stop a run: see
+    :mod:`trestle.cli.streams`.
     """
+    guard_standard_streams()
     try:
         app()
     except TrestleError as exc:
