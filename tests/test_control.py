@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import trestle
-from test_cli import Cli
+from test_cli import Cli, flat
 
 
 @pytest.fixture
@@ -74,3 +74,156 @@ def _wait_for_file(path: Path, deadline: float = 30.0) -> None:
     while not path.exists():
         assert time.monotonic() < end, f"{path} never appeared"
         time.sleep(0.05)
+
+
+# --- trestle cancel ------------------------------------------------------------------------
+
+CANCEL_PLAN = """\
+    goal: cancel me
+    steps:
+      - id: slow
+        run: echo started > started.txt; sleep 30; echo late > late.txt
+      - id: after
+        needs: [slow]
+        run: echo after > after.txt
+"""
+
+
+def test_cancel_stops_a_driven_run_and_its_steps(cli: Cli) -> None:
+    plan = cli.write("plan.yaml", CANCEL_PLAN)
+    driver = subprocess.Popen(
+        cli.argv("run", plan, "--no-live"),
+        cwd=cli.dir,
+        env=cli.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert driver.stdout is not None
+    run_id = driver.stdout.readline().split()[1]
+    _wait_for_file(cli.dir / "started.txt")
+
+    cancelled = cli("cancel", run_id, "--reason", "wrong branch")
+    assert cancelled.returncode == 0, cancelled.stderr
+    out = flat(cancelled.stdout)
+    assert out.startswith(f"run {run_id} cancelled (its driver trestle[{driver.pid}] stopped it)")
+    assert f"run {run_id}: cancelled" in out
+    assert "attempt 1 was stopped by trestle cancel mid-step" in out
+    assert "cancelled by" in out and ": wrong branch. It cannot be resumed" in out
+
+    rest, _ = driver.communicate(timeout=60)
+    assert driver.returncode == 7  # the driver's run was cancelled
+    assert "CANCELLED by" in rest and "wrong branch; stopped slow" in rest
+    time.sleep(0.5)
+    assert not (cli.dir / "late.txt").exists()  # the step's process is gone
+    assert not (cli.dir / "after.txt").exists()
+
+    shown = cli("show", run_id)
+    assert f"run {run_id}: cancelled" in shown.stdout
+    assert "wrong branch" in flat(shown.stdout)
+    listing = cli("runs")
+    assert any(run_id in line and "cancelled" in line for line in listing.stdout.splitlines())
+
+    resumed = cli("resume", run_id)
+    assert resumed.returncode == 7
+    assert f"error: run '{run_id}' was cancelled by" in flat(
+        resumed.stderr
+    ) and "a cancelled run cannot be resumed, retried or changed" in flat(resumed.stderr)
+    retried = cli("retry", run_id, "slow")
+    assert retried.returncode == 7
+    again = cli("cancel", run_id, "--reason", "twice")
+    assert again.returncode == 0
+    assert flat(again.stdout).startswith(f"run {run_id} was already cancelled by")
+
+
+def test_cancel_records_a_run_nobody_drives_and_ends_its_leftovers(
+    cli: Cli, unconfined: None
+) -> None:
+    """The driver was killed (SIGKILL) while a step ran: nobody drives the run, but
+    the step's process lives on. Cancel kills it and records the cancel itself."""
+    plan = cli.write(
+        "plan.yaml",
+        """\
+        goal: orphaned
+        steps:
+          - id: slow
+            run: (sleep 30; echo late > late.txt) & echo $! > orphan.pid; wait
+        """,
+    )
+    driver = subprocess.Popen(
+        cli.argv("run", plan, "--no-live"),
+        cwd=cli.dir,
+        env={**cli.env(), "TRESTLE_SANDBOX": "off"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert driver.stdout is not None
+    run_id = driver.stdout.readline().split()[1]
+    _wait_for_file(cli.dir / "orphan.pid")
+    time.sleep(0.3)
+    driver.kill()
+    driver.communicate(timeout=30)
+    orphan = int((cli.dir / "orphan.pid").read_text())
+    assert _alive(orphan)
+
+    cancelled = cli("cancel", run_id, "--reason", "not needed")
+    assert cancelled.returncode == 0, cancelled.stderr
+    out = flat(cancelled.stdout)
+    assert out.startswith(f"run {run_id} cancelled: not needed")
+    assert "The cancel stopped 'slow' mid-step" in out
+    assert not _alive(orphan)
+    shown = cli("show", run_id, "--json")
+    assert '"status": "cancelled"' in shown.stdout
+    assert cli("resume", run_id).returncode == 7
+
+
+def test_cancel_refuses_a_run_that_succeeded(cli: Cli) -> None:
+    plan = cli.write("plan.yaml", SLOW_PLAN)
+    done = cli("run", plan, "--no-live")
+    run_id = done.stdout.split()[1]
+    refused = cli("cancel", run_id, "--reason", "late")
+    assert refused.returncode == 2
+    assert flat(refused.stderr) == (
+        f"error: run {run_id!r} already succeeded: there is nothing to cancel"
+    )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie no longer runs
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_cancel_a_run_waiting_for_approval(cli: Cli) -> None:
+    plan = cli.write(
+        "plan.yaml",
+        """\
+        goal: release
+        steps:
+          - id: deploy
+            run: echo deployed >> deploys.log
+            irreversible: true
+        """,
+    )
+    waiting = cli("run", plan, "--no-live")
+    assert waiting.returncode == 3, waiting.stderr
+    run_id = waiting.stdout.split()[1]
+
+    cancelled = cli("cancel", run_id, "--reason", "release postponed")
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert flat(cancelled.stdout).startswith(f"run {run_id} cancelled: release postponed")
+    assert "trestle resume" not in cancelled.stdout  # no advice to go on
+    assert cli("inbox").stdout.strip() == "inbox is empty"
+    approved = cli("approve", f"{run_id}.1")
+    assert approved.returncode == 7
+    assert "a cancelled run cannot be resumed, retried or changed" in flat(approved.stderr)
+    logged = cli("log", run_id)
+    assert "run_cancelled" in logged.stdout
+    assert not (cli.dir / "deploys.log").exists()

@@ -10,6 +10,7 @@
         ├── StoreError       the store cannot be opened, migrated or written
         │   └── StoreDamagedError  the store's file or records are damaged; names what
         │                          is wrong and what can be recovered
+        ├── RunCancelledError  the run was cancelled (trestle cancel): it cannot go on
         ├── LeaseHeldError   another live process drives this run
         ├── LeaseLostError   this process lost the run's lease (fenced off)
         ├── ScriptExhaustedError  a scripted model was asked for more replies than it holds
@@ -87,6 +88,13 @@ class StoreDamagedError(StoreError):
             f"`trestle doctor --store {self.path} --salvage NEW.db` copies them to a new store"
         )
         super().__init__(f"{self.path}: the store is damaged: {problem}; {self.recover}")
+
+
+class RunCancelledError(RunError):
+    """The run was cancelled by a person (``trestle cancel``); it cannot be resumed,
+    retried or changed."""
+
+    exit_code = 7
 
 
 class LeaseHeldError(RunError):

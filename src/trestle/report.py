@@ -31,7 +31,14 @@ CATEGORIES: tuple[Category, ...] = (
     "in_progress",
     "never_started",
 )
-EXIT_CODES = {"succeeded": 0, "partial": 1, "needs_human": 3, "stopped": 6, "running": 0}
+EXIT_CODES = {
+    "succeeded": 0,
+    "partial": 1,
+    "needs_human": 3,
+    "stopped": 6,
+    "cancelled": 7,
+    "running": 0,
+}
 
 
 class StepReport(BaseModel):
@@ -67,7 +74,7 @@ class AlertReport(BaseModel):
 class Report(BaseModel):
     run_id: str
     goal: str
-    status: str  # succeeded | partial | needs_human | stopped | running
+    status: str  # succeeded | partial | needs_human | stopped | cancelled | running
     exit_code: int
     counts: dict[str, int]
     steps: list[StepReport]
@@ -152,6 +159,18 @@ def _to_check(state: RunState) -> list[str]:
     run = state.run_id
     urgent: list[str] = []
     review: list[str] = []
+    if state.cancelled is not None:
+        killed = [sid for sid, st in state.steps.items() if st.interrupted == "trestle cancel"]
+        mid = (
+            f" The cancel stopped {', '.join(map(repr, killed))} mid-step: check what "
+            f"{'it' if len(killed) == 1 else 'they'} left in the workspace."
+            if killed
+            else ""
+        )
+        urgent.append(
+            f"the run was {state.cancelled}. It cannot be resumed: what it did not do "
+            f"needs a new run.{mid}"
+        )
     if state.stopped is not None:
         urgent.append(f"the run was {state.stopped}.")
     if state.sandbox is not None and not state.sandbox.confined:
@@ -159,7 +178,7 @@ def _to_check(state: RunState) -> list[str]:
             f"its commands ran {state.sandbox.detail}: they could read and change "
             "anything you can, the approval key and the store included."
         )
-    if state.interrupted is not None:
+    if state.cancelled is None and state.interrupted is not None:
         stopped = [
             sid for sid, st in state.steps.items() if st.interrupted and st.status not in TERMINAL
         ]
@@ -253,4 +272,6 @@ def _to_check(state: RunState) -> list[str]:
         review.append(
             f"monitors raised {len(flagged)} alert(s) ({kinds}): see `trestle log {run}`."
         )
+    if state.cancelled is not None:  # nothing more of it runs: no advice to resume it
+        urgent = [line for line in urgent if "trestle resume" not in line]
     return urgent + review

@@ -3,7 +3,8 @@
 Exit codes: 0 all required steps done; 1 finished with failures (partial completion);
 2 bad input (plan file, config, arguments, unknown run or step); 3 waiting on a human
 (an approval, an escalation or a dead letter); 4 the store cannot be used; 5 another
-process drives the run; 6 stopped (budget or monitor); 128 + the signal's number when
+process drives the run; 6 stopped (budget or monitor); 7 cancelled (``trestle cancel``:
+the run's driver exits so, and so does a later ``resume``); 128 + the signal's number when
 a signal interrupted the driver: 130 SIGINT (Ctrl-C), 143 SIGTERM, 129 SIGHUP.
 
 A driving command (``run``, ``resume``, ``agent``) prints the report however it ends.
@@ -14,6 +15,7 @@ On SIGINT, SIGTERM or SIGHUP it stops the steps' processes, records the interrup
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import os
 import signal
@@ -60,8 +62,8 @@ from trestle.store import SqliteStore, Store, default_store_path
 EXIT_CODES_HELP = (
     "Exit codes: 0 done; 1 finished with failures; 2 bad input; 3 waiting on a human; "
     "4 the store cannot be used; 5 another process drives the run; 6 stopped (budget or "
-    "monitor); 128+N interrupted by signal N (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP), after "
-    "the report."
+    "monitor); 7 cancelled (trestle cancel); 128+N interrupted by signal N (130 Ctrl-C, "
+    "143 SIGTERM, 129 SIGHUP), after the report."
 )
 
 app = typer.Typer(
@@ -500,6 +502,34 @@ def skip(
         after = st.run(run_id).last_seq
         queued = request_decision(st, run_id, "skip", step, reason)
         say_outcome(_out(), st, f"skip of {step!r}", run_id, queued.id, after=after)
+
+
+@app.command()
+def cancel(
+    run_id: RunArg,
+    reason: Annotated[str, typer.Option(help="Why the run is cancelled (recorded).")],
+    store: StoreOption = None,
+) -> None:
+    """Cancel a run: stop it and its steps' processes (whichever process drives it),
+    record why, and print the report. A cancelled run cannot be resumed."""
+    from trestle.cancel import cancel_run
+
+    with _opened(store) as st:
+        done = cancel_run(st, run_id, reason, by=_who())
+    out = _out()
+    if done.already:
+        out.print(f"run {run_id} was already {done.state.cancelled}", markup=False)
+    else:
+        how = f" (its driver {done.by} stopped it)" if done.by else ""
+        out.print(f"run {run_id} cancelled{how}: {reason}", markup=False, soft_wrap=True)
+    out.print(report_view(build_report(done.state)))
+
+
+def _who() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "user"
 
 
 @app.command(name="inbox")
