@@ -4,7 +4,9 @@ there."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -13,6 +15,9 @@ import pytest
 
 import trestle
 from test_cli import Cli, flat
+from trestle.errors import ProviderConnectError
+from trestle.models import Message
+from trestle.models.openai import OpenAIModel
 
 
 @pytest.fixture
@@ -227,3 +232,103 @@ def test_cancel_a_run_waiting_for_approval(cli: Cli) -> None:
     logged = cli("log", run_id)
     assert "run_cancelled" in logged.stdout
     assert not (cli.dir / "deploys.log").exists()
+
+
+# --- a model server that is not there ------------------------------------------------------
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_agent_with_a_refused_base_url_fails_at_once(cli: Cli) -> None:
+    (cli.dir / "repo").mkdir()
+    url = f"http://127.0.0.1:{_closed_port()}/v1"
+    started = time.monotonic()
+    result = cli("agent", "fix it", "--repo", "repo", "--base-url", url, "--no-live")
+    assert time.monotonic() - started < 15
+    assert result.returncode == 2
+    assert flat(result.stderr) == (
+        f"error: --base-url: cannot connect to {url!r}: connection refused "
+        "(is the server running there?)"
+    )
+    assert result.stdout == ""  # nothing was recorded
+    assert not cli.store.exists() or cli("runs").stdout.strip() == "no runs yet"
+
+
+def test_agent_with_an_unknown_host_fails_at_once(cli: Cli) -> None:
+    (cli.dir / "repo").mkdir()
+    url = "http://no-such-host.invalid/v1"  # .invalid never resolves (RFC 6761)
+    result = subprocess.run(
+        cli.argv("agent", "fix it", "--repo", "repo", "--base-url", url, "--no-live"),
+        cwd=cli.dir,
+        # the lookup fails before anything could be sent: no model request leaves
+        env={**cli.env(), "TRESTLE_BLOCK_MODEL_REQUESTS": "0"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert flat(result.stderr).startswith(
+        f"error: --base-url: cannot connect to {url!r}: host 'no-such-host.invalid' not found"
+    )
+
+
+def test_agent_without_a_key_names_the_cli_option(cli: Cli) -> None:
+    (cli.dir / "repo").mkdir()
+    env = {k: v for k, v in cli.env().items() if k != "OPENAI_API_KEY"}
+    result = subprocess.run(
+        cli.argv("agent", "fix it", "--repo", "repo", "--no-live"),
+        cwd=cli.dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert flat(result.stderr) == (
+        "error: openai: no API key for model 'gpt-4o-mini': set OPENAI_API_KEY, or name "
+        "the variable that holds it with --api-key-env NAME (a local server at --base-url "
+        "needs none)"
+    )
+    assert "api_key=" not in result.stderr
+    named = subprocess.run(
+        cli.argv("agent", "fix it", "--repo", "repo", "--no-live", "--api-key-env", "MY_KEY"),
+        cwd=cli.dir,
+        env={k: v for k, v in env.items() if k != "MY_KEY"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert named.returncode == 2
+    assert flat(named.stderr) == (
+        "error: model 'openai:gpt-4o-mini': its key is read from $MY_KEY (api_key_env, "
+        "the CLI's --api-key-env), which is not set"
+    )
+
+
+def test_a_refused_connection_is_not_retried() -> None:
+    """Mid-run too (the server went away, or was never there): the provider says so at
+    once, naming the URL, instead of backing off through its retries."""
+    url = f"http://127.0.0.1:{_closed_port()}/v1"
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    model = OpenAIModel("m", base_url=url, sleep=sleep)
+
+    async def call() -> None:
+        try:
+            await model.complete([Message(role="user", content="hi")])
+        finally:
+            await model.aclose()
+
+    with pytest.raises(ProviderConnectError) as caught:
+        asyncio.run(call())
+    assert str(caught.value) == (
+        f"openai: cannot connect to {url!r}: connection refused (is the server running there?)"
+    )
+    assert slept == []
