@@ -15,6 +15,7 @@ from trestle.agent.settings import AgentSettings
 from trestle.agent.trajectory import ReplayModel, Trajectory, trajectory_of
 from trestle.approvals import feedback, find_approval, inbox, submit_decision
 from trestle.budget import Budget, Limit
+from trestle.cancel import Cancelled, cancel_run
 from trestle.card import HandoffCard, build_card
 from trestle.checkpoints import Checkpoint, checkpoints, rewind
 from trestle.decider import decide, run_status
@@ -74,6 +75,7 @@ __all__ = [
     "AlertRaised",
     "AnyEvent",
     "Budget",
+    "Cancelled",
     "CheckResult",
     "Checkpoint",
     "ConfigError",
@@ -130,6 +132,7 @@ __all__ = [
     "action_hash",
     "build_card",
     "build_report",
+    "cancel_run",
     "checkpoints",
     "classify",
     "create_run",
