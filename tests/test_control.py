@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import trestle
-from test_cli import Cli, flat
+from test_cli import Cli, flat, table_rows
 from trestle.errors import ProviderConnectError
 from trestle.models import Message
 from trestle.models.openai import OpenAIModel
@@ -113,7 +113,10 @@ def test_cancel_stops_a_driven_run_and_its_steps(cli: Cli) -> None:
     out = flat(cancelled.stdout)
     assert out.startswith(f"run {run_id} cancelled (its driver trestle[{driver.pid}] stopped it)")
     assert f"run {run_id}: cancelled" in out
-    assert "attempt 1 was stopped by trestle cancel mid-step" in out
+    assert table_rows(cancelled.stdout) == [
+        ["slow", "cancelled", "1", "attempt 1 was stopped by trestle cancel mid-step"],
+        ["after", "never started", "0", "waiting for 'slow'"],
+    ]
     assert "cancelled by" in out and ": wrong branch. It cannot be resumed" in out
 
     rest, _ = driver.communicate(timeout=60)
@@ -225,6 +228,7 @@ def test_cancel_a_run_waiting_for_approval(cli: Cli) -> None:
     assert cancelled.returncode == 0, cancelled.stderr
     assert flat(cancelled.stdout).startswith(f"run {run_id} cancelled: release postponed")
     assert "trestle resume" not in cancelled.stdout  # no advice to go on
+    assert table_rows(cancelled.stdout)[0][:2] == ["deploy", "cancelled"]
     assert cli("inbox").stdout.strip() == "inbox is empty"
     approved = cli("approve", f"{run_id}.1")
     assert approved.returncode == 7

@@ -20,6 +20,7 @@ Category = Literal[
     "awaiting_approval",
     "in_progress",
     "never_started",
+    "cancelled",
 ]
 CATEGORIES: tuple[Category, ...] = (
     "done",
@@ -30,6 +31,7 @@ CATEGORIES: tuple[Category, ...] = (
     "awaiting_approval",
     "in_progress",
     "never_started",
+    "cancelled",
 )
 EXIT_CODES = {
     "succeeded": 0,
@@ -98,10 +100,13 @@ def build_report(state: RunState) -> Report:
     steps = []
     for spec in state.plan.steps:
         st = state.steps[spec.id]
+        found = category(st)
+        if state.cancelled is not None and found in ("in_progress", "awaiting_approval"):
+            found = "cancelled"  # started, or asked for, and now never to finish
         steps.append(
             StepReport(
                 id=spec.id,
-                category=category(st),
+                category=found,
                 action=state.step_spec(spec.id).describe_action(),
                 edited_by=state.edited_by(spec.id),
                 status=st.status,
