@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
+import threading
 from collections.abc import Sequence
 from email.utils import formatdate
 
@@ -270,19 +272,30 @@ def test_a_timeout_is_retried() -> None:
     assert sleep.calls == [0.5]
 
 
-def test_connection_refused_is_retried_then_reported() -> None:
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    sleep = RecordingSleep()
-    model = OpenAIModel(
-        "gpt-4o-mini",
-        base_url=f"http://127.0.0.1:{port}/v1",
-        sleep=sleep,
-        retry=RetryPolicy(max_attempts=2, jitter=0.0),
-    )
-    with pytest.raises(ProviderUnavailableError, match="connection failed") as caught:
-        _complete(model)
+def test_a_dropped_connection_is_retried_then_reported() -> None:
+    """A server that accepts and hangs up may be restarting: retried. (A refused
+    connection is a wrong address, not retried: tests/test_control.py.)"""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+
+        def hang_up() -> None:
+            with contextlib.suppress(OSError):
+                while True:
+                    conn, _ = listener.accept()
+                    conn.close()
+
+        threading.Thread(target=hang_up, daemon=True).start()
+        sleep = RecordingSleep()
+        model = OpenAIModel(
+            "gpt-4o-mini",
+            base_url=f"http://127.0.0.1:{port}/v1",
+            sleep=sleep,
+            retry=RetryPolicy(max_attempts=2, jitter=0.0),
+        )
+        with pytest.raises(ProviderUnavailableError, match="connection failed") as caught:
+            _complete(model)
     assert caught.value.status is None and caught.value.attempts == 2
     assert sleep.calls == [1.0]
 

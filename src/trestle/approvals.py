@@ -24,7 +24,7 @@ from trestle.errors import ConfigError, UnknownRunError
 from trestle.events import AnyEvent, ApprovalDecided, ApprovalRefused, Verdict
 from trestle.plan import Step
 from trestle.policy import action_hash
-from trestle.runs import Vet, load_state, readable_states
+from trestle.runs import Vet, load_state, readable_states, refuse_if_cancelled
 from trestle.signing import decision_key, signed_payload, verified_fields
 from trestle.state import RunState
 from trestle.step_origin import inside_a_step
@@ -45,6 +45,8 @@ def inbox(
     # a finished run may still hold a review drawn after the fact
     vet = vetter(decision_key())
     for state in readable_states(store, [r.run_id for r in rows], unreadable, vet=vet):
+        if state.cancelled is not None:
+            continue  # it takes no more decisions
         for number, a in state.approvals.items():
             if a.status == "pending":
                 cards.append((a.requested_at, build_card(state, number)))
@@ -128,6 +130,7 @@ def queue_decision(
     if inside is not None:
         raise ConfigError(f"decisions cannot be made from inside a running step: {inside}")
     state, number = find_approval(store, ref)
+    refuse_if_cancelled(state)
     a = state.approvals[number]
     full = approval_ref(state.run_id, number)
     if a.status != "pending":

@@ -24,7 +24,7 @@ from typing import Literal
 from trestle.errors import ConfigError
 from trestle.events import RunRewound, StepStarted
 from trestle.plan import Plan, Step, did_you_mean
-from trestle.runs import load_state, summary_json
+from trestle.runs import load_state, refuse_if_cancelled, summary_json
 from trestle.shadow import RestoreResult, ShadowRepo
 from trestle.state import RunState
 from trestle.store.base import Appended, Owner, Store
@@ -147,7 +147,8 @@ def rewind(store: Store, run_id: str, step: str, *, shadow_dir: Path, owner: Own
     Holds the run's lease throughout, so no process drives the run meanwhile. The
     workspace as it was is kept first as a safety snapshot, so a rewind can be undone.
     """
-    load_state(store, run_id)  # an unknown run is refused before any lease is taken
+    # an unknown or cancelled run is refused before any lease is taken
+    refuse_if_cancelled(load_state(store, run_id))
     lease = store.acquire_lease(run_id, owner, ttl=60.0, now=time.time())
     try:
         state = load_state(store, run_id)

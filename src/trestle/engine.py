@@ -40,7 +40,7 @@ from trestle.checkpoints import (
 )
 from trestle.checks import run_checks
 from trestle.decider import decide, next_wakeup
-from trestle.errors import LeaseLostError
+from trestle.errors import LeaseLostError, RunCancelledError
 from trestle.events import (
     ActionResult,
     AlertRaised,
@@ -49,6 +49,7 @@ from trestle.events import (
     ApprovalRequested,
     Gate,
     RequestRefused,
+    RunCancelled,
     RunInterrupted,
     RunResumed,
     SandboxChosen,
@@ -71,7 +72,7 @@ from trestle.named_files import changed, named_files
 from trestle.plan import Step
 from trestle.processes import Leader, reap
 from trestle.processes import start_time as process_start_time
-from trestle.runs import RETRYABLE, SKIPPABLE, load_state, summary_json
+from trestle.runs import RETRYABLE, SKIPPABLE, cancelled_message, load_state, summary_json
 from trestle.sandbox import Mode, Sandbox, choose, config_dir, hidden_paths, mode_from
 from trestle.sandbox import policy_of as sandbox_policy
 from trestle.shadow import ShadowRepoError
@@ -247,6 +248,8 @@ class LocalEngine:
             inbound: list[AnyEvent] = []
             acks: list[_Ack] = []
             outbox = _Outbox()
+            if state.cancelled is not None:
+                raise RunCancelledError(cancelled_message(state))
             finished = state.finished is not None
             if (
                 finished
@@ -268,10 +271,19 @@ class LocalEngine:
                 if self.clock() >= next_poll and not stopping:
                     requests = await self._store(self.store.pending_requests, run_id)
                     next_poll = self.clock() + self.poll_interval
-                batch = self._advance(state, inbound, requests, hub, decide_next=not stopping)
+                cancel = self._cancel_in(state, requests)
+                if cancel is not None:  # taken last: the other requests are judged first
+                    requests = [r for r in requests if r.id != cancel.id]
+                halt = stopping or cancel is not None
+                batch = self._advance(state, inbound, requests, hub, decide_next=not halt)
                 if stopping:
                     assert stop is not None and stop.reason is not None
                     batch += await self._interrupt(state, work, acting, outbox, hub, stop.reason)
+                elif cancel is not None:
+                    requests.append(cancel)
+                    batch += await self._interrupt(
+                        state, work, acting, outbox, hub, "trestle cancel", cancel=cancel
+                    )
                 consumed = [r.id for r in requests]
                 inbound = []
                 if batch or consumed:
@@ -301,7 +313,7 @@ class LocalEngine:
                     for offset, event in enumerate(batch):
                         yield StoredEvent(run_id=run_id, seq=first + offset, event=event)
                     watch.saw(batch, first, self.clock())
-                    if stopping:
+                    if halt:
                         return
                     for event in batch:
                         task = self._dispatch(state, event, pool, outbox, acting)
@@ -368,11 +380,14 @@ class LocalEngine:
         outbox: _Outbox,
         hub: MonitorHub | None,
         reason: str,
+        *,
+        cancel: Request | None = None,
     ) -> list[AnyEvent]:
         """Stop every running attempt and probe, and record what that stopped: the
         outcomes that still came in, what running steps asked to record, and
-        ``RunInterrupted``. A command's process group is killed and waited for before
-        its cancelled task ends, so the steps named as stopped are known gone.
+        ``RunInterrupted`` (``RunCancelled`` for a person's ``cancel`` request). A
+        command's process group is killed and waited for before its cancelled task
+        ends, so the steps named as stopped are known gone.
 
         An attempt that cannot be stopped (a Python callable in a thread) or is past
         its action (checks, a checkpoint) is let finish, for up to ``FINISH_WAIT``
@@ -405,8 +420,36 @@ class LocalEngine:
             key=state.position,
         )
         acting.clear()
-        interrupted = RunInterrupted(at=self.clock(), by=reason, stopped=tuple(stopped))
-        return batch + self._advance(state, [interrupted], [], hub, decide_next=False)
+        ending: AnyEvent = RunInterrupted(at=self.clock(), by=reason, stopped=tuple(stopped))
+        if cancel is not None:
+            fields = verified_fields(cancel.payload, self._key()) or {}
+            ending = RunCancelled(
+                at=self.clock(),
+                by=str(fields.get("by", "user")),
+                reason=cancel.reason,
+                stopped=tuple(stopped),
+                request_id=cancel.id,
+            )
+        return batch + self._advance(state, [ending], [], hub, decide_next=False)
+
+    def _key(self) -> bytes:
+        if self._decision_key is None:
+            self._decision_key = decision_key()
+        return self._decision_key
+
+    def _cancel_in(self, state: RunState, requests: Sequence[Request]) -> Request | None:
+        """The first cancel among ``requests`` that the decision path signed for this
+        run (one that is not signed is refused like any other request)."""
+        for r in requests:
+            if r.kind != "cancel":
+                continue
+            fields = verified_fields(r.payload, self._key())
+            if fields is not None and (fields.get("run_id"), fields.get("kind")) == (
+                state.run_id,
+                "cancel",
+            ):
+                return r
+        return None
 
     async def _hub(self, state: RunState) -> tuple[MonitorHub | None, list[AlertRaised]]:
         """The run's monitors, caught up with its recorded events on a resume, and the
@@ -769,6 +812,8 @@ class LocalEngine:
             by = str(fields.get("by", "user"))
             told = self.performer.requirement(state, text, by=by, request_id=r.id, now=now)
             return told or refuse("the agent runtime did not take it", text=text)
+        if r.kind == "cancel":
+            return refuse("the cancel was not for this run", text=text)
         if r.kind not in ("retry", "skip"):
             return refuse(f"unknown request kind {r.kind!r}", text=text)
         signed = Request(

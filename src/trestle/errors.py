@@ -5,11 +5,13 @@
     │   ├── PlanError        a plan file is invalid; carries file, step and field
     │   ├── UnknownRunError  no run with that id (or no such step in it)
     │   ├── MissingExtraError  an optional dependency is not installed; names the pip command
+    │   ├── MissingKeyError  a provider has no API key; names where it looked
     │   └── ModelRequestBlockedError  a real network model call while requests are blocked
     └── RunError             something failed while running
         ├── StoreError       the store cannot be opened, migrated or written
         │   └── StoreDamagedError  the store's file or records are damaged; names what
         │                          is wrong and what can be recovered
+        ├── RunCancelledError  the run was cancelled (trestle cancel): it cannot go on
         ├── LeaseHeldError   another live process drives this run
         ├── LeaseLostError   this process lost the run's lease (fenced off)
         ├── ScriptExhaustedError  a scripted model was asked for more replies than it holds
@@ -17,6 +19,8 @@
         ├── PinLostError     a context compression lost a pinned fact (goal, rules, scope)
         └── ProviderError    a model provider failed; carries provider, status and body
             ├── ProviderAuthError         credentials refused (401/403); not retried
+            ├── ProviderConnectError      nothing listens at the URL, or its host has no
+            │                             address (a wrong base URL); not retried
             ├── ProviderRequestError      the request was refused (400/404/422...); not retried
             ├── ProviderResponseError     the reply could not be understood
             └── ProviderUnavailableError  429/5xx/timeouts outlasted the retry budget
@@ -54,6 +58,23 @@ class PlanError(ConfigError):
         super().__init__("\n".join(lines))
 
 
+class MissingKeyError(ConfigError):
+    """A provider has no API key.
+
+    Args:
+        provider: ``"openai"``, ``"anthropic"``.
+        model: the model asked for.
+        env: the environment variable the provider reads its key from.
+    """
+
+    def __init__(self, provider: str, model: str, env: str) -> None:
+        self.provider, self.model, self.env = provider, model, env
+        super().__init__(
+            f"{provider}: no API key for model {model!r}: pass api_key= or set {env} "
+            "(a local server at a custom base_url needs none)"
+        )
+
+
 class RunError(TrestleError):
     """Something failed while running."""
 
@@ -87,6 +108,13 @@ class StoreDamagedError(StoreError):
             f"`trestle doctor --store {self.path} --salvage NEW.db` copies them to a new store"
         )
         super().__init__(f"{self.path}: the store is damaged: {problem}; {self.recover}")
+
+
+class RunCancelledError(RunError):
+    """The run was cancelled by a person (``trestle cancel``); it cannot be resumed,
+    retried or changed."""
+
+    exit_code = 7
 
 
 class LeaseHeldError(RunError):
@@ -156,6 +184,11 @@ class ProviderError(RunError):
 
 class ProviderAuthError(ProviderError):
     """The provider refused the credentials (HTTP 401 or 403); retrying cannot help."""
+
+
+class ProviderConnectError(ProviderError):
+    """The provider's URL cannot be reached at all: the connection was refused, or the
+    host name does not resolve. A wrong base URL, not a passing outage: not retried."""
 
 
 class ProviderRequestError(ProviderError):

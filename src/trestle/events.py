@@ -333,6 +333,19 @@ class RunInterrupted(Event):
     stopped: tuple[str, ...] = ()
 
 
+class RunCancelled(Event):
+    """A person cancelled the run (``trestle cancel``): nothing more of it runs, and
+    it cannot be resumed. ``stopped`` are the steps whose processes were killed and
+    seen gone (by the driver, or by ``trestle cancel`` itself when nothing drove the
+    run); ``request_id`` is the queued cancel a driver took, if one did."""
+
+    kind: Literal["run_cancelled"] = "run_cancelled"
+    by: str
+    reason: str
+    stopped: tuple[str, ...] = ()
+    request_id: int | None = None
+
+
 class BudgetExhausted(Event):
     """A hard limit (or a refused top-up) stops the run: nothing new starts."""
 
@@ -536,7 +549,7 @@ class AlertRaised(Event):
     action: MonitorAction
 
 
-RunStatus = Literal["succeeded", "partial", "needs_human", "stopped"]
+RunStatus = Literal["succeeded", "partial", "needs_human", "stopped", "cancelled"]
 
 
 class RunFinished(Event):
@@ -564,6 +577,7 @@ AnyEvent = Annotated[
     | ApprovalRefused
     | RequestRefused
     | RunInterrupted
+    | RunCancelled
     | BudgetExhausted
     | RunRewound
     | RoundOpened

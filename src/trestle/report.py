@@ -20,6 +20,7 @@ Category = Literal[
     "awaiting_approval",
     "in_progress",
     "never_started",
+    "cancelled",
 ]
 CATEGORIES: tuple[Category, ...] = (
     "done",
@@ -30,8 +31,16 @@ CATEGORIES: tuple[Category, ...] = (
     "awaiting_approval",
     "in_progress",
     "never_started",
+    "cancelled",
 )
-EXIT_CODES = {"succeeded": 0, "partial": 1, "needs_human": 3, "stopped": 6, "running": 0}
+EXIT_CODES = {
+    "succeeded": 0,
+    "partial": 1,
+    "needs_human": 3,
+    "stopped": 6,
+    "cancelled": 7,
+    "running": 0,
+}
 
 
 class StepReport(BaseModel):
@@ -67,7 +76,7 @@ class AlertReport(BaseModel):
 class Report(BaseModel):
     run_id: str
     goal: str
-    status: str  # succeeded | partial | needs_human | stopped | running
+    status: str  # succeeded | partial | needs_human | stopped | cancelled | running
     exit_code: int
     counts: dict[str, int]
     steps: list[StepReport]
@@ -91,10 +100,13 @@ def build_report(state: RunState) -> Report:
     steps = []
     for spec in state.plan.steps:
         st = state.steps[spec.id]
+        found = category(st)
+        if state.cancelled is not None and found in ("in_progress", "awaiting_approval"):
+            found = "cancelled"  # started, or asked for, and now never to finish
         steps.append(
             StepReport(
                 id=spec.id,
-                category=category(st),
+                category=found,
                 action=state.step_spec(spec.id).describe_action(),
                 edited_by=state.edited_by(spec.id),
                 status=st.status,
@@ -152,6 +164,18 @@ def _to_check(state: RunState) -> list[str]:
     run = state.run_id
     urgent: list[str] = []
     review: list[str] = []
+    if state.cancelled is not None:
+        killed = [sid for sid, st in state.steps.items() if st.interrupted == "trestle cancel"]
+        mid = (
+            f" The cancel stopped {', '.join(map(repr, killed))} mid-step: check what "
+            f"{'it' if len(killed) == 1 else 'they'} left in the workspace."
+            if killed
+            else ""
+        )
+        urgent.append(
+            f"the run was {state.cancelled}. It cannot be resumed: what it did not do "
+            f"needs a new run.{mid}"
+        )
     if state.stopped is not None:
         urgent.append(f"the run was {state.stopped}.")
     if state.sandbox is not None and not state.sandbox.confined:
@@ -159,7 +183,7 @@ def _to_check(state: RunState) -> list[str]:
             f"its commands ran {state.sandbox.detail}: they could read and change "
             "anything you can, the approval key and the store included."
         )
-    if state.interrupted is not None:
+    if state.cancelled is None and state.interrupted is not None:
         stopped = [
             sid for sid, st in state.steps.items() if st.interrupted and st.status not in TERMINAL
         ]
@@ -253,4 +277,6 @@ def _to_check(state: RunState) -> list[str]:
         review.append(
             f"monitors raised {len(flagged)} alert(s) ({kinds}): see `trestle log {run}`."
         )
+    if state.cancelled is not None:  # nothing more of it runs: no advice to resume it
+        urgent = [line for line in urgent if "trestle resume" not in line]
     return urgent + review

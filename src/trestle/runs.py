@@ -11,7 +11,13 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 
 from trestle.agent.settings import AgentSettings
-from trestle.errors import ConfigError, StoreDamagedError, TrestleError, UnknownRunError
+from trestle.errors import (
+    ConfigError,
+    RunCancelledError,
+    StoreDamagedError,
+    TrestleError,
+    UnknownRunError,
+)
 from trestle.events import AnyEvent, RunCreated, StoredEvent
 from trestle.monitors.policy import MonitorSettings
 from trestle.plan import Plan, did_you_mean
@@ -143,6 +149,19 @@ def _damaged(store: Store, run_id: str, problem: str) -> StoreDamagedError:
     return StoreDamagedError(where, f"run {run_id!r}: {problem}", run_id=run_id)
 
 
+def cancelled_message(state: RunState) -> str:
+    """Why nothing more can be done with a cancelled run."""
+    return (
+        f"run {state.run_id!r} was {state.cancelled}; a cancelled run cannot be resumed, "
+        "retried or changed: start a new run for what it did not do"
+    )
+
+
+def refuse_if_cancelled(state: RunState) -> None:
+    if state.cancelled is not None:
+        raise RunCancelledError(cancelled_message(state))
+
+
 def summary_json(state: RunState) -> str:
     return json.dumps(state.status_counts())
 
@@ -166,6 +185,7 @@ def request_decision(
     itself cannot skip a step a human rejected.
     """
     state = load_state(store, run_id)
+    refuse_if_cancelled(state)
     if step not in state.steps:
         hint = did_you_mean(step, state.steps)
         raise UnknownRunError(f"run {run_id!r} has no step {step!r}{hint}")
@@ -235,6 +255,7 @@ def request_requirement(
     """Queue a requirement for an agent run (``trestle tell``); its driver adds it to
     the plan on its next pass. Signed like the other requests."""
     state = load_state(store, run_id)
+    refuse_if_cancelled(state)
     if state.agent is None:
         raise ConfigError(
             f"run {run_id!r} is a plan run, not an agent run: it takes no requirements"

@@ -40,6 +40,7 @@ from trestle.events import (
     RequestRefused,
     RequirementAdded,
     RoundOpened,
+    RunCancelled,
     RunCreated,
     RunFinished,
     RunInterrupted,
@@ -198,6 +199,7 @@ class RunState(BaseModel):
     overrides: dict[str, Step] = {}  # steps as a human modified them before approving
     tally: Tally = Field(default_factory=Tally)
     stopped: str | None = None  # who stopped the run and why: "stopped by ..."
+    cancelled: str | None = None  # "cancelled by NAME: REASON" (trestle cancel)
     active_seconds: float = 0.0  # time the run was driven, up to ``active_since``
     active_since: float | None = None
     # the agent's part: steps its plans added, where each conversation's events are
@@ -422,6 +424,15 @@ class RunState(BaseModel):
                         at=event.at,
                     )
                 )
+            case RunCancelled(by=by, reason=why, stopped=stopped):
+                self.cancelled = f"cancelled by {by}: {why}"
+                self._stop_clock(event.at)
+                for sid in stopped:
+                    self._stopped(sid, "trestle cancel")
+                for sid, st in self.steps.items():
+                    if st.status == "probing":
+                        self._probe_again(sid)
+                self.finished = "cancelled"
             case BudgetExhausted(reason=why):
                 self.stopped = f"stopped by its budget: {why}"
             case RunRewound(reopened=sids):

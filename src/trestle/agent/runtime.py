@@ -55,7 +55,7 @@ from trestle.agent.settings import RESERVED_IDS, ROLE_PHASE, AgentSettings
 from trestle.agent.toolgate import RunToolGate
 from trestle.agent.trajectory import REPLAY_PREFIX, ReplayModel, load_trajectory
 from trestle.engine import StepWork
-from trestle.errors import ProviderError, ScriptExhaustedError
+from trestle.errors import ConfigError, ProviderError, ScriptExhaustedError
 from trestle.events import (
     ActionResult,
     AnyEvent,
@@ -424,7 +424,15 @@ def settings_model(settings: AgentSettings) -> Model:
     if settings.model.startswith(REPLAY_PREFIX):
         path = Path(settings.model.removeprefix(REPLAY_PREFIX))
         return ReplayModel(load_trajectory(path))
-    return model_from_spec(settings.model, base_url=settings.base_url)
+    key = None
+    if settings.api_key_env is not None:
+        key = os.environ.get(settings.api_key_env)
+        if not key:
+            raise ConfigError(
+                f"model {settings.model!r}: its key is read from ${settings.api_key_env} "
+                "(api_key_env, the CLI's --api-key-env), which is not set"
+            )
+    return model_from_spec(settings.model, base_url=settings.base_url, api_key=key)
 
 
 def performer_for(settings: AgentSettings) -> AgentPerformer:

@@ -47,6 +47,9 @@ class AgentSettings(Record):
         model: the model as ``PROVIDER:MODEL`` (``openai:gpt-4o-mini``), or a name a
             caller-supplied model answers to.
         base_url: an OpenAI-compatible server's API root (vLLM, Ollama, llama.cpp).
+        api_key_env: the environment variable that holds the provider's key, when it
+            is not the provider's own (``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``). The
+            name is recorded, never the key: a resume reads the variable again.
         scope: globs the agent may write; empty means the whole workspace.
         rules: rules the agent is reminded of throughout.
         test_command: the shell command that runs the project's tests: ``run_tests``
@@ -68,6 +71,7 @@ class AgentSettings(Record):
 
     model: str
     base_url: str | None = None
+    api_key_env: str | None = None
     scope: tuple[str, ...] = ()
     rules: tuple[str, ...] = ()
     test_command: str | None = None

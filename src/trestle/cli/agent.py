@@ -39,7 +39,9 @@ from trestle.cli.app import (
 from trestle.cli.human import say_outcome, show_card
 from trestle.demo import write_sample
 from trestle.engine import StepPerformer
-from trestle.errors import ConfigError
+from trestle.errors import ConfigError, MissingKeyError
+from trestle.models.guard import may_connect
+from trestle.models.provider import unreachable
 from trestle.policyfile import monitor_settings, operator_policy
 from trestle.runs import create_run, load_state, request_requirement
 from trestle.sandbox import mode_from
@@ -63,6 +65,16 @@ def agent(
     ] = "openai:gpt-4o-mini",
     base_url: Annotated[
         str | None, typer.Option("--base-url", help="An OpenAI-compatible server's API root.")
+    ] = None,
+    api_key_env: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key-env",
+            metavar="NAME",
+            help="The environment variable that holds the model's key [default: the "
+            "provider's own, OPENAI_API_KEY or ANTHROPIC_API_KEY]. The name is recorded, "
+            "never the key.",
+        ),
     ] = None,
     test_command: Annotated[
         str | None,
@@ -115,6 +127,7 @@ def agent(
     settings = AgentSettings(
         model=_model_spec(model),
         base_url=base_url,
+        api_key_env=api_key_env,
         scope=tuple(scope or ()),
         rules=tuple(rule or ()),
         test_command=test_command,
@@ -158,10 +171,22 @@ def _model_spec(spec: str) -> str:
 
 
 def _check_model(settings: AgentSettings) -> None:
-    """Build the model once before anything is recorded: a bad spec is the user's error."""
+    """Build the model once before anything is recorded: a bad spec, a missing key or a
+    base URL where nothing listens is the user's error, said at once."""
     from trestle.agent.runtime import settings_model
 
-    settings_model(settings)
+    try:
+        settings_model(settings)
+    except MissingKeyError as exc:
+        raise ConfigError(
+            f"{exc.provider}: no API key for model {exc.model!r}: set {exc.env}, or name "
+            "the variable that holds it with --api-key-env NAME (a local server at "
+            "--base-url needs none)"
+        ) from None
+    if settings.base_url is not None and may_connect(settings.base_url):
+        wrong = unreachable(settings.base_url)
+        if wrong is not None:
+            raise ConfigError(f"--base-url: {wrong}")
 
 
 def _performer(settings: AgentSettings) -> StepPerformer:

@@ -3,7 +3,8 @@
 Exit codes: 0 all required steps done; 1 finished with failures (partial completion);
 2 bad input (plan file, config, arguments, unknown run or step); 3 waiting on a human
 (an approval, an escalation or a dead letter); 4 the store cannot be used; 5 another
-process drives the run; 6 stopped (budget or monitor); 128 + the signal's number when
+process drives the run; 6 stopped (budget or monitor); 7 cancelled (``trestle cancel``:
+the run's driver exits so, and so does a later ``resume``); 128 + the signal's number when
 a signal interrupted the driver: 130 SIGINT (Ctrl-C), 143 SIGTERM, 129 SIGHUP.
 
 A driving command (``run``, ``resume``, ``agent``) prints the report however it ends.
@@ -14,6 +15,7 @@ On SIGINT, SIGTERM or SIGHUP it stops the steps' processes, records the interrup
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import os
 import signal
@@ -43,6 +45,7 @@ from trestle.cli.render import (
     runs_table,
     steps_table,
 )
+from trestle.cli.streams import guard_standard_streams
 from trestle.engine import DEFAULT_LEASE_TTL, LocalEngine, StepPerformer, Stop, this_process
 from trestle.errors import ConfigError, StoreError, TrestleError
 from trestle.events import SandboxChosen, StoredEvent
@@ -59,8 +62,8 @@ from trestle.store import SqliteStore, Store, default_store_path
 EXIT_CODES_HELP = (
     "Exit codes: 0 done; 1 finished with failures; 2 bad input; 3 waiting on a human; "
     "4 the store cannot be used; 5 another process drives the run; 6 stopped (budget or "
-    "monitor); 128+N interrupted by signal N (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP), after "
-    "the report."
+    "monitor); 7 cancelled (trestle cancel); 128+N interrupted by signal N (130 Ctrl-C, "
+    "143 SIGTERM, 129 SIGHUP), after the report."
 )
 
 app = typer.Typer(
@@ -139,6 +142,26 @@ def _opened(store_path: Path | None, workspace: Path | None = None) -> Iterator[
         yield store
     finally:
         store.close()
+
+
+def _version(value: bool) -> None:
+    if value:
+        from trestle import __version__
+
+        _out().print(f"trestle {__version__}", markup=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Run multi-step plans durably: verified steps, retries, crash-safe resume."""
 
 
 def _print_json(data: Any) -> None:
@@ -482,6 +505,34 @@ def skip(
         say_outcome(_out(), st, f"skip of {step!r}", run_id, queued.id, after=after)
 
 
+@app.command()
+def cancel(
+    run_id: RunArg,
+    reason: Annotated[str, typer.Option(help="Why the run is cancelled (recorded).")],
+    store: StoreOption = None,
+) -> None:
+    """Cancel a run: stop it and its steps' processes (whichever process drives it),
+    record why, and print the report. A cancelled run cannot be resumed."""
+    from trestle.cancel import cancel_run
+
+    with _opened(store) as st:
+        done = cancel_run(st, run_id, reason, by=_who())
+    out = _out()
+    if done.already:
+        out.print(f"run {run_id} was already {done.state.cancelled}", markup=False)
+    else:
+        how = f" (its driver {done.by} stopped it)" if done.by else ""
+        out.print(f"run {run_id} cancelled{how}: {reason}", markup=False, soft_wrap=True)
+    out.print(report_view(build_report(done.state)))
+
+
+def _who() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "user"
+
+
 @app.command(name="inbox")
 def inbox_command(
     run_id: Annotated[str | None, typer.Option("--run", help="Only this run.")] = None,
@@ -712,8 +763,10 @@ def main() -> None:
     """Entry point: Trestle's own errors become an ``error:`` line and their exit code.
 
     Usage errors (a missing argument, an unknown option) are Typer's: the usage line,
-    then ``Error:``, exit 2; ``typer.Exit`` codes pass through.
+    then ``Error:``, exit 2; ``typer.Exit`` codes pass through. A reader that closes
+    the output early (``| head``) does not stop a run: see :mod:`trestle.cli.streams`.
     """
+    guard_standard_streams()
     try:
         app()
     except TrestleError as exc:

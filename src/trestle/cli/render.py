@@ -27,6 +27,7 @@ from trestle.events import (
     PlanProposed,
     RequestRefused,
     RequirementAdded,
+    RunCancelled,
     RunFinished,
     RunInterrupted,
     RunRewound,
@@ -69,6 +70,7 @@ STATUS_STYLE = {
     "in_progress": "cyan",
     "awaiting_approval": "bold yellow",
     "stopped": "bold red",
+    "cancelled": "bold red",
 }
 
 
@@ -155,6 +157,9 @@ def event_line(stored: StoredEvent) -> str | None:
         case RunInterrupted(by=by, stopped=stopped):
             what = f"; stopped {', '.join(stopped)}" if stopped else ""
             return f"INTERRUPTED by {by}{what}"
+        case RunCancelled(by=by, reason=why, stopped=stopped):
+            what = f"; stopped {', '.join(stopped)}" if stopped else ""
+            return f"CANCELLED by {by}: {why}{what}"
         case SandboxChosen(confined=confined, detail=detail):
             return f"commands {detail}" if confined else f"WARNING  commands run {detail}"
         case StepFailed(step=sid, reason=why, dead_lettered=dlq):
@@ -295,6 +300,8 @@ def log_detail(e: AnyEvent) -> str:
             return f"pid {pid}, process group {pgid}"
         case RunInterrupted(by=by, stopped=stopped):
             return f"by {by}; stopped: {', '.join(stopped) or 'nothing'}"
+        case RunCancelled(by=by, reason=why, stopped=stopped):
+            return f"by {by}: {why}; stopped: {', '.join(stopped) or 'nothing'}"
         case StepStarted(key=key, gate=gate):
             tier = f"; {gate.decision.tier} ({gate.decision.source})" if gate else ""
             approved = f"; approval {gate.approval}" if gate and gate.approval else ""

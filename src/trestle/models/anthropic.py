@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from trestle.errors import ConfigError
+from trestle.errors import MissingKeyError
 from trestle.models.base import Message, ToolCall, ToolSchema
 from trestle.models.pricing import PriceTable
 from trestle.models.provider import (
@@ -59,7 +59,7 @@ class AnthropicModel(SDKModel):
 
     Raises:
         MissingExtraError: the ``anthropic`` package is not installed.
-        ConfigError: no credentials for Anthropic's own API.
+        MissingKeyError: no credentials for Anthropic's own API (a ConfigError).
     """
 
     provider = "anthropic"
@@ -88,10 +88,7 @@ class AnthropicModel(SDKModel):
         token = None if key else os.environ.get("ANTHROPIC_AUTH_TOKEN")
         if not key and not token:
             if not custom_url:
-                raise ConfigError(
-                    f"anthropic: no API key for model {model!r}: pass api_key= or set "
-                    "ANTHROPIC_API_KEY (a local server at a custom base_url needs none)"
-                )
+                raise MissingKeyError("anthropic", model, "ANTHROPIC_API_KEY")
             key = PLACEHOLDER_KEY
         # Retries are ours (trestle.models.retry): one policy for every provider.
         self._client = sdk.AsyncAnthropic(

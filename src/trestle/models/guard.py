@@ -64,6 +64,11 @@ def is_loopback_url(url: str) -> bool:
         return False
 
 
+def may_connect(base_url: str) -> bool:
+    """Whether anything may be sent to ``base_url`` now (see the module)."""
+    return not model_requests_blocked() or is_loopback_url(base_url)
+
+
 def ensure_request_allowed(provider: str, base_url: str) -> None:
     """Refuse a request to ``base_url`` while requests are blocked, unless it is loopback.
 

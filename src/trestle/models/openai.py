@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from trestle.errors import ConfigError
+from trestle.errors import MissingKeyError
 from trestle.models.base import Message, ToolCall, ToolSchema
 from trestle.models.guard import is_loopback_url
 from trestle.models.pricing import PriceTable
@@ -62,7 +62,7 @@ class OpenAIModel(SDKModel):
 
     Raises:
         MissingExtraError: the ``openai`` package is not installed.
-        ConfigError: no API key for OpenAI's own API.
+        MissingKeyError: no API key for OpenAI's own API (a ConfigError).
     """
 
     provider = "openai"
@@ -89,10 +89,7 @@ class OpenAIModel(SDKModel):
         key = api_key or os.environ.get("OPENAI_API_KEY")
         if not key:
             if not custom_url:
-                raise ConfigError(
-                    f"openai: no API key for model {model!r}: pass api_key= or set "
-                    "OPENAI_API_KEY (a local server at a custom base_url needs none)"
-                )
+                raise MissingKeyError("openai", model, "OPENAI_API_KEY")
             key = PLACEHOLDER_KEY
         if max_tokens_param is None:
             official = self._base_url == DEFAULT_BASE_URL

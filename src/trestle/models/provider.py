@@ -14,16 +14,19 @@ from __future__ import annotations
 
 import importlib
 import random
+import socket
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 from trestle.errors import (
     MissingExtraError,
     ProviderAuthError,
+    ProviderConnectError,
     ProviderRequestError,
     ProviderResponseError,
 )
@@ -102,6 +105,42 @@ def _excerpt(body: str | None) -> str:
     return body[:_BODY_EXCERPT] + f"... ({len(body) - _BODY_EXCERPT} more characters)"
 
 
+def wrong_address(exc: BaseException, url: str) -> str | None:
+    """Why ``url`` cannot be reached, when the failure behind ``exc`` says the address
+    is wrong (the connection refused, the host unknown); None for anything a retry may
+    fix (a reset, a timeout)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ConnectionRefusedError):
+            return f"cannot connect to {url!r}: connection refused (is the server running there?)"
+        if isinstance(current, socket.gaierror):
+            host = urlsplit(url).hostname
+            return f"cannot connect to {url!r}: host {host!r} not found ({current.strerror})"
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def unreachable(url: str, *, timeout: float = 3.0) -> str | None:
+    """Why nothing can be sent to ``url``, found by connecting to its host and port (no
+    request is sent): the host has no address, or the connection is refused. None when
+    a connection opens, or fails in a way a retry may fix."""
+    parts = urlsplit(url)
+    host = parts.hostname
+    if host is None:
+        return f"{url!r} is not a URL with a host"
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return f"{url!r} has no valid port"
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except OSError as exc:
+        return wrong_address(exc, url)
+
+
 def translate_sdk_error(
     exc: Exception, sdk: ModuleType, *, provider: str, target: str, now: float
 ) -> Exception | None:
@@ -142,6 +181,9 @@ def translate_sdk_error(
     if isinstance(exc, sdk.APITimeoutError):
         return RetryableFailure("the request timed out")
     if isinstance(exc, sdk.APIConnectionError):
+        wrong = wrong_address(exc, target)
+        if wrong is not None:
+            return ProviderConnectError(f"{provider}: {wrong}", provider=provider)
         cause = exc.__cause__ or exc
         return RetryableFailure(f"connection failed: {type(cause).__name__}: {cause}")
     if isinstance(exc, sdk.APIError):

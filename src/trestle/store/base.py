@@ -17,8 +17,8 @@ from typing import Literal, Protocol
 
 from trestle.events import AnyEvent, RunCreated, StoredEvent
 
-RequestKind = Literal["retry", "skip", "decision", "tell"]
-REQUEST_KINDS: tuple[RequestKind, ...] = ("retry", "skip", "decision", "tell")
+RequestKind = Literal["retry", "skip", "decision", "tell", "cancel"]
+REQUEST_KINDS: tuple[RequestKind, ...] = ("retry", "skip", "decision", "tell", "cancel")
 
 
 @dataclass(frozen=True)

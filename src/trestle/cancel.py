@@ -1,0 +1,159 @@
+"""Cancelling a run (``trestle cancel``): nothing more of it runs, and it cannot be
+resumed.
+
+Two ways, depending on who holds the run's lease:
+
+- **A live process drives it.** A signed ``cancel`` request is queued; the driver
+  reads it on its next poll, stops its running attempts as it does on a signal (a
+  command's process group killed and seen gone), records ``RunCancelled`` with the
+  request's id in the same commit that consumes the request, and ends. This command
+  waits for that record.
+- **Nobody drives it** (never started, waiting on a human, or its driver died). This
+  command takes the lease itself, so no driver can start meanwhile; kills what is left
+  of the attempts a dead driver left running (found by their idempotency keys and
+  recorded process groups, as a resume's probe does), and records ``RunCancelled``.
+
+A request the driver did not take before it ended is taken here the second way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from trestle.engine import DEFAULT_LEASE_TTL, FINISH_WAIT, this_process
+from trestle.errors import ConfigError, LeaseHeldError
+from trestle.events import RunCancelled, idempotency_key
+from trestle.outcomes import POLL, driven_live
+from trestle.processes import Leader, reap
+from trestle.runs import load_state, summary_json
+from trestle.signing import decision_key, signed_payload
+from trestle.state import RunState
+from trestle.store.base import Appended, Request, Store
+
+# the driver stops its steps first: a Python callable may take FINISH_WAIT to end
+PATIENCE = FINISH_WAIT + 15.0
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    """What ``cancel_run`` did.
+
+    Attributes:
+        state: the run as it is now.
+        by: who stopped it: the driving process's name, or None when this process
+            recorded the cancel itself.
+        already: the run had been cancelled before (nothing was done).
+    """
+
+    state: RunState
+    by: str | None
+    already: bool = False
+
+
+def cancel_run(
+    store: Store,
+    run_id: str,
+    reason: str,
+    *,
+    by: str,
+    key: bytes | None = None,
+    patience: float = PATIENCE,
+) -> Cancelled:
+    """Cancel ``run_id`` (see the module).
+
+    Raises:
+        ConfigError: the run already succeeded, or the reason is empty.
+        LeaseHeldError: a live driver did not take the cancel within ``patience``
+            seconds (it stays queued, and that driver takes it on its next poll).
+    """
+    if not reason.strip():
+        raise ConfigError("the reason is empty: say why the run is cancelled")
+    state = load_state(store, run_id)
+    if state.cancelled is not None:
+        return Cancelled(state, None, already=True)
+    if state.finished == "succeeded":
+        raise ConfigError(f"run {run_id!r} already succeeded: there is nothing to cancel")
+    done = _directly(store, run_id, reason, by=by)
+    if done is not None:
+        return done
+    # a live driver holds the lease: ask it, and wait for its record
+    lease = store.lease(run_id)
+    holder = lease.owner.name if lease is not None else "the run's driver"
+    fields = {"run_id": run_id, "kind": "cancel", "step": "", "reason": reason, "by": by}
+    payload = signed_payload(fields, key or decision_key())
+    request_id = store.add_request(run_id, "cancel", "", reason, now=time.time(), payload=payload)
+    deadline = time.monotonic() + patience
+    while True:
+        driver = driven_live(store, run_id, time.time())
+        state = load_state(store, run_id)
+        if state.cancelled is not None:
+            return Cancelled(state, holder)
+        if driver is None:  # the drive ended without taking it: record it here
+            request = next((r for r in store.pending_requests(run_id) if r.id == request_id), None)
+            done = _directly(store, run_id, reason, by=by, request=request)
+            if done is not None:
+                return done
+        elif time.monotonic() >= deadline:
+            raise LeaseHeldError(
+                f"run {run_id!r} is driven by {driver}, which has not taken the cancel "
+                f"within {patience:.0f}s; it stays queued and the driver takes it on its "
+                "next poll"
+            )
+        time.sleep(POLL)
+
+
+def _directly(
+    store: Store, run_id: str, reason: str, *, by: str, request: Request | None = None
+) -> Cancelled | None:
+    """Cancel the run under its lease; None when a live process holds the lease."""
+    try:
+        lease = store.acquire_lease(
+            run_id, this_process("trestle cancel"), ttl=DEFAULT_LEASE_TTL, now=time.time()
+        )
+    except LeaseHeldError:
+        return None
+    try:
+        state = load_state(store, run_id)
+        if state.cancelled is not None:
+            return Cancelled(state, None, already=request is None)
+        stopped = asyncio.run(_end_leftovers(state))
+        event = RunCancelled(
+            at=time.time(),
+            by=by,
+            reason=reason,
+            stopped=stopped,
+            request_id=request.id if request is not None else None,
+        )
+        state.apply(event)
+        store.append(
+            run_id,
+            Appended(
+                events=[event],
+                first_seq=state.seq,
+                status="cancelled",
+                summary=summary_json(state),
+                consumed_requests=[request.id] if request is not None else [],
+            ),
+            token=lease.token,
+        )
+        return Cancelled(state, None)
+    finally:
+        store.release_lease(run_id, lease.token)
+
+
+async def _end_leftovers(state: RunState) -> tuple[str, ...]:
+    """Kill what is left of the attempts a dead driver left running, and wait until
+    they are gone; the steps they belong to."""
+    running = [sid for sid, st in state.steps.items() if st.status == "running"]
+
+    async def end(sid: str) -> None:
+        st = state.steps[sid]
+        leader = (
+            Leader(st.process.pid, st.process.pgid, st.process.start_time) if st.process else None
+        )
+        await reap(idempotency_key(state.run_id, sid, st.attempt), leader, 0.0)
+
+    await asyncio.gather(*(end(sid) for sid in running))
+    return tuple(sorted(running, key=state.position))
