@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 from test_cli import cli_env, flat
 
@@ -45,3 +46,14 @@ def test_a_usage_error_is_plain_text_with_exit_2() -> None:
         assert wrong.returncode == 2, (args, wrong.stderr)
         assert said in wrong.stderr, (args, wrong.stderr)
         assert not set(BOX) & set(wrong.stderr), wrong.stderr
+
+
+def test_resume_of_an_unknown_run_says_only_that(tmp_path: Path) -> None:
+    store = tmp_path / "t.db"
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("goal: a store with one run\nsteps:\n  - id: one\n    run: 'true'\n")
+    assert trestle("run", str(plan), "--store", str(store)).returncode == 0
+    unknown = trestle("resume", "nope", "--store", str(store))
+    assert unknown.returncode == 2, unknown.stderr
+    assert unknown.stdout == ""  # no "run nope" as if it had started
+    assert f"error: no run 'nope' in {store}" in unknown.stderr

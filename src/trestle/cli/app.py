@@ -217,8 +217,8 @@ def resume(
     mode = mode_from(sandbox)
     out = _out()
     with _opened(store) as st:
+        performer = _performer_for(st, run_id)  # an unknown run is refused before a word
         out.print(f"run {run_id}")
-        performer = _performer_for(st, run_id)
         _drive(st, run_id, out, report_json, live, prompt, performer=performer, sandbox=mode)
 
 
