@@ -226,7 +226,9 @@ def test_a_file_that_is_no_store_is_refused_and_left_as_it_is(
 
 def test_a_missing_store_is_still_created_whole(tmp_path: Path) -> None:
     store = tmp_path / "new" / "trestle.db"
-    assert trestle("runs", "--store", store, cwd=tmp_path).returncode == 0
+    (tmp_path / "plan.yaml").write_text("steps:\n  - id: a\n    run: 'true'\n")
+    started = trestle("run", "plan.yaml", "--store", store, "--no-live", cwd=tmp_path)
+    assert started.returncode == 0, started.stderr
     assert store.read_bytes()[:16] == b"SQLite format 3\x00"
     assert sorted(p.name for p in store.parent.iterdir()) == ["trestle.db"]  # no temp left
     assert trestle("doctor", "--store", store, cwd=tmp_path).returncode == 0
