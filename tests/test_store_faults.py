@@ -334,12 +334,10 @@ def test_doctor_finds_a_snapshot_and_a_listing_row_that_disagree_with_the_events
     assert report.returncode == 4
     assert "snapshot" in found[snapshotted]["problems"][0]
     assert "listing row says 'running'" in found[copy.runs[0]]["problems"][0]
-    assert (
-        trestle(
-            "doctor", "--store", copy.store.parent / "nothing.db", cwd=copy.plan.parent
-        ).returncode
-        == 2
-    )
+    missing = copy.store.parent / "nothing.db"
+    nothing = trestle("doctor", "--store", missing, cwd=copy.plan.parent)
+    assert (nothing.returncode, nothing.stderr) == (7, f"error: no store at {missing}\n")
+    assert not missing.exists()
 
 
 def test_a_healthy_store_passes_the_doctor(copy: Copy) -> None:
