@@ -364,3 +364,26 @@ def test_a_tail_in_two_stores_is_ambiguous_but_the_full_id_is_not(
     assert by_tail.returncode == 2
     assert f"{run_id} (in {copy}), {run_id} (in {store})" in flat(by_tail.stderr)
     assert by_id.returncode == 0, by_id.stderr
+
+
+def test_approve_and_resume_by_tail_from_another_directory(
+    user: Operator, project: Path, tmp_path: Path
+) -> None:
+    (project / "plan.yaml").write_text(
+        "workspace: ws\nsteps:\n  - id: ship\n    run: echo shipped\n    irreversible: true\n"
+    )
+    started = user("run", project / "plan.yaml", "--no-live", "--no-prompt", cwd=project)
+    assert started.returncode == 3, started.stdout + started.stderr
+    match = RUN_LINE.fullmatch(started.stdout.splitlines()[0])
+    assert match
+    run_id, tail = match.group(1), match.group(1)[-4:]
+
+    approved = user("approve", f"{tail}.1", cwd=tmp_path)
+    resumed = user("resume", tail, "--no-live", "--no-prompt", cwd=tmp_path)
+
+    assert approved.returncode == 0, approved.stderr
+    assert f"approved {run_id}.1" in approved.stdout
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert resumed.stdout.splitlines()[0] == f"run {run_id}"
+    assert (project / "ws" / ".trestle" / "trestle.db").is_file()
+    assert not (tmp_path / ".trestle").exists()
