@@ -243,7 +243,9 @@ class Trial:
                 self.run_id = match.group(1)
             else:  # killed before it said: the operator looks for the run
                 assert killed, f"no run id printed: {out!r} {err!r}"
-                rows = json.loads(self.trestle("runs", "--json").stdout)
+                listed = self.trestle("runs", "--json")
+                # exit 8: killed before it created the store (reading creates none)
+                rows = [] if listed.returncode == 8 else json.loads(listed.stdout)
                 if not rows:
                     return self.drive(args, tally)  # nothing was recorded: start again
                 self.run_id = rows[0]["run_id"]

@@ -21,6 +21,17 @@ def _own_decision_key(
     return path
 
 
+@pytest.fixture(autouse=True)
+def _own_recent_stores(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Each test (and the CLI it runs) keeps its own index of recent stores, never the
+    user's."""
+    state = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("XDG_STATE_HOME", str(state))
+    return state
+
+
 @pytest.fixture
 def unconfined(monkeypatch: pytest.MonkeyPatch) -> None:
     """Commands run without the sandbox (as on a machine without one): for tests of

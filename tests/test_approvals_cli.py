@@ -377,8 +377,8 @@ def _waiting_run(cli: Cli, run_id: str) -> None:
 
 
 REFUSED_REFS = [
-    ("beef.1", "error: approval 'beef.1': 'beef' matches 2 runs"),
-    ("cafe.1", "error: approval 'cafe.1': 'cafe' matches no run"),
+    ("beef.1", "error: run 'beef' is ambiguous: it matches 2 runs: 20260101-000001-beef"),
+    ("cafe.1", "error: no run 'cafe' in "),
     ("20260101-000000-beef.7", "error: run '20260101-000000-beef' has no approval 7"),
     ("20260101-000000-beef", "expected RUN.N, as `trestle inbox` lists it"),
 ]

@@ -197,7 +197,7 @@ def test_run_prints_its_id_the_plan_progress_and_the_report(cli: Cli) -> None:
     assert result.returncode == 3, result.stderr
     run_id = run_id_of(result)
     out = rstripped(result.stdout)
-    assert out.startswith(f"run {run_id}\n{SHIP_OVERVIEW}\n")
+    assert out.startswith(f"run {run_id}\nstore {cli.store}\n{SHIP_OVERVIEW}\n")
     progress = set(out.splitlines())
     for sid in ("lint", "fetch", "build"):
         assert f"done     {sid} (attempt 1)" in progress

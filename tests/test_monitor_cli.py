@@ -11,6 +11,7 @@ from test_cli import Cli, flat
 from test_monitor_runtime import looping_replies, start
 from trestle.models import ScriptedModel
 from trestle.monitors.policy import MonitorSettings
+from trestle.store import SqliteStore
 
 PLAN = """\
 goal: say hello
@@ -30,6 +31,7 @@ def paused_run(tmp_path: Path) -> tuple[Cli, str]:
 
 def test_health_with_no_runs_says_so(tmp_path: Path) -> None:
     cli = Cli(tmp_path, tmp_path / "t.db")
+    SqliteStore(cli.store).close()
     result = cli("health")
     assert result.returncode == 0, result.stderr
     assert "no active runs" in result.stdout

@@ -226,7 +226,9 @@ def test_a_file_that_is_no_store_is_refused_and_left_as_it_is(
 
 def test_a_missing_store_is_still_created_whole(tmp_path: Path) -> None:
     store = tmp_path / "new" / "trestle.db"
-    assert trestle("runs", "--store", store, cwd=tmp_path).returncode == 0
+    (tmp_path / "plan.yaml").write_text("steps:\n  - id: a\n    run: 'true'\n")
+    started = trestle("run", "plan.yaml", "--store", store, "--no-live", cwd=tmp_path)
+    assert started.returncode == 0, started.stderr
     assert store.read_bytes()[:16] == b"SQLite format 3\x00"
     assert sorted(p.name for p in store.parent.iterdir()) == ["trestle.db"]  # no temp left
     assert trestle("doctor", "--store", store, cwd=tmp_path).returncode == 0
@@ -332,12 +334,10 @@ def test_doctor_finds_a_snapshot_and_a_listing_row_that_disagree_with_the_events
     assert report.returncode == 4
     assert "snapshot" in found[snapshotted]["problems"][0]
     assert "listing row says 'running'" in found[copy.runs[0]]["problems"][0]
-    assert (
-        trestle(
-            "doctor", "--store", copy.store.parent / "nothing.db", cwd=copy.plan.parent
-        ).returncode
-        == 2
-    )
+    missing = copy.store.parent / "nothing.db"
+    nothing = trestle("doctor", "--store", missing, cwd=copy.plan.parent)
+    assert (nothing.returncode, nothing.stderr) == (8, f"error: no store at {missing}\n")
+    assert not missing.exists()
 
 
 def test_a_healthy_store_passes_the_doctor(copy: Copy) -> None:

@@ -53,11 +53,17 @@ def inbox(
     return [card for _, card in sorted(cards, key=lambda pair: pair[0])]
 
 
+def split_ref(ref: str) -> tuple[str, str]:
+    """``RUN.N`` as its run (or a tail of it) and its number, as text."""
+    run_id, sep, number = ref.rpartition(".")
+    if not sep or not run_id or not number.isdigit():
+        raise ConfigError(f"approval {ref!r}: expected RUN.N, as `trestle inbox` lists it")
+    return run_id, number
+
+
 def find_approval(store: Store, ref: str) -> tuple[RunState, int]:
     """Resolve ``RUN.N`` (or a unique tail of it, such as ``a3f9.2``) to a run and number."""
-    run_id, sep, number = ref.rpartition(".")
-    if not sep or not number.isdigit():
-        raise ConfigError(f"approval {ref!r}: expected RUN.N, as `trestle inbox` lists it")
+    run_id, number = split_ref(ref)
     if not any(r.run_id == run_id for r in store.runs()):
         matches = [r.run_id for r in store.runs() if r.run_id.endswith(run_id)]
         if len(matches) != 1:

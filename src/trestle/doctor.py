@@ -22,7 +22,7 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 
 from trestle.approvals import forged
-from trestle.errors import ConfigError, StoreDamagedError
+from trestle.errors import ConfigError, NoStoreError, StoreDamagedError
 from trestle.events import EVENT_ADAPTER, AnyEvent, RunCreated
 from trestle.runs import summary_json
 from trestle.signing import decision_key, key_path
@@ -108,7 +108,7 @@ def salvage(path: Path, out: Path, *, now: float) -> list[str]:
 def _examine(path: Path, *, now: float) -> _Found:
     found = _Found()
     if not path.exists():
-        raise ConfigError(f"{path}: no store there")
+        raise NoStoreError(f"no store at {path}")
     try:
         check_file(path)
     except StoreDamagedError as exc:

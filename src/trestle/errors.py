@@ -4,6 +4,7 @@
     ├── ConfigError          the user's input is wrong (plan file, config, arguments)
     │   ├── PlanError        a plan file is invalid; carries file, step and field
     │   ├── UnknownRunError  no run with that id (or no such step in it)
+    │   ├── NoStoreError     no store where a command that only reads looked for one
     │   ├── MissingExtraError  an optional dependency is not installed; names the pip command
     │   ├── MissingKeyError  a provider has no API key; names where it looked
     │   └── ModelRequestBlockedError  a real network model call while requests are blocked
@@ -131,6 +132,15 @@ class LeaseLostError(RunError):
 
 class UnknownRunError(ConfigError):
     """A run id, or a step within a run, does not exist."""
+
+
+class NoStoreError(ConfigError):
+    """No store at the path a command was given, or where it looked for one.
+
+    Commands that read never create a store; they say where they looked instead.
+    """
+
+    exit_code = 8
 
 
 class MissingExtraError(ConfigError):

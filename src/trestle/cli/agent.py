@@ -32,9 +32,11 @@ from trestle.cli.app import (
     SandboxOption,
     StoreOption,
     _drive,
-    _opened,
+    _found,
+    _opened_for_new_run,
     _out,
     app,
+    store_line,
 )
 from trestle.cli.human import say_outcome, show_card
 from trestle.demo import write_sample
@@ -141,7 +143,7 @@ def agent(
     budget = Budget(cost=Limit(soft=max_cost)) if max_cost else None
     plan = bootstrap_plan(goal, budget=budget)
     out = _out()
-    with _opened(store, repo) as st:
+    with _opened_for_new_run(store, repo) as st:
         run_id = create_run(
             st,
             plan,
@@ -151,6 +153,7 @@ def agent(
             monitors=monitor_settings(repo, policy),
         )
         out.print(f"run {run_id}: {goal}", markup=False, soft_wrap=True)
+        out.print(store_line(st), markup=False, soft_wrap=True)
         _drive(
             st,
             run_id,
@@ -202,7 +205,7 @@ def tell(
     store: StoreOption = None,
 ) -> None:
     """Add a requirement to a running agent run; it is planned where it fits."""
-    with _opened(store) as st:
+    with _found(store, run_id) as (st, run_id):
         after = st.run(run_id).last_seq
         queued = request_requirement(st, run_id, requirement, by=getpass.getuser())
         say_outcome(_out(), st, "the requirement", run_id, queued.id, after=after)
@@ -217,7 +220,7 @@ def trajectory(
     store: StoreOption = None,
 ) -> None:
     """Export an agent run's model answers, to replay with --model replay:FILE."""
-    with _opened(store) as st:
+    with _found(store, run_id) as (st, run_id):
         state = load_state(st, run_id)
         found = trajectory_of((e.event for e in st.events(run_id)), goal=state.plan.goal)
     text = found.model_dump_json(indent=2) + "\n"
@@ -261,7 +264,7 @@ def demo(
         soft_wrap=True,
     )
     store_path = where / "trestle.db"
-    with _opened(store_path) as st:
+    with _opened_for_new_run(store_path, None) as st:
         run_id = create_run(st, bootstrap_plan(DEMO_GOAL), workspace=repo, agent=settings)
         out.print(f"run {run_id} in {repo}: {DEMO_GOAL}", markup=False, soft_wrap=True)
         code = _drive(

@@ -4,8 +4,11 @@ Exit codes: 0 all required steps done; 1 finished with failures (partial complet
 2 bad input (plan file, config, arguments, unknown run or step); 3 waiting on a human
 (an approval, an escalation or a dead letter); 4 the store cannot be used; 5 another
 process drives the run; 6 stopped (budget or monitor); 7 cancelled (``trestle cancel``:
-the run's driver exits so, and so does a later ``resume``); 128 + the signal's number when
-a signal interrupted the driver: 130 SIGINT (Ctrl-C), 143 SIGTERM, 129 SIGHUP.
+the run's driver exits so, and so does a later ``resume``); 8 no store where the command
+looked (commands that read never create one); 128 + the signal's number when a signal
+interrupted the driver: 130 SIGINT (Ctrl-C), 143 SIGTERM, 129 SIGHUP.
+
+Which store a command opens, and how a RUN is found: see :mod:`trestle.cli.stores`.
 
 A driving command (``run``, ``resume``, ``agent``) prints the report however it ends.
 On SIGINT, SIGTERM or SIGHUP it stops the steps' processes, records the interruption
@@ -31,7 +34,14 @@ import typer
 from rich.console import Console
 from rich.live import Live
 
-from trestle.approvals import feedback, find_approval, inbox, queue_decision, trusted_state
+from trestle.approvals import (
+    feedback,
+    find_approval,
+    inbox,
+    queue_decision,
+    split_ref,
+    trusted_state,
+)
 from trestle.card import build_card
 from trestle.checkpoints import checkpoints, latest_before, rewind, shadow_dir_for, shadow_repo
 from trestle.cli.human import edit_in_editor, prompt_approvals, say_outcome, show_card
@@ -45,6 +55,7 @@ from trestle.cli.render import (
     runs_table,
     steps_table,
 )
+from trestle.cli.stores import reading_store, store_with_run
 from trestle.cli.streams import guard_standard_streams
 from trestle.engine import DEFAULT_LEASE_TTL, LocalEngine, StepPerformer, Stop, this_process
 from trestle.errors import ConfigError, StoreError, TrestleError
@@ -57,13 +68,13 @@ from trestle.runs import create_run, dead_letters, load_state, request_decision
 from trestle.safetext import model_json
 from trestle.sandbox import Mode, mode_from
 from trestle.state import RunState
-from trestle.store import SqliteStore, Store, default_store_path
+from trestle.store import RecentStores, SqliteStore, Store, default_store_path
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 done; 1 finished with failures; 2 bad input; 3 waiting on a human; "
     "4 the store cannot be used; 5 another process drives the run; 6 stopped (budget or "
-    "monitor); 7 cancelled (trestle cancel); 128+N interrupted by signal N (130 Ctrl-C, "
-    "143 SIGTERM, 129 SIGHUP), after the report."
+    "monitor); 7 cancelled (trestle cancel); 8 no store found (nothing is created); "
+    "128+N interrupted by signal N (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP), after the report."
 )
 
 app = typer.Typer(
@@ -80,8 +91,9 @@ StoreOption = Annotated[
     Path | None,
     typer.Option(
         "--store",
-        help="SQLite store file [default: $TRESTLE_STORE, "
-        "else .trestle/trestle.db in the workspace or current directory]",
+        help="SQLite store file [default: $TRESTLE_STORE; else a new run's is "
+        ".trestle/trestle.db in its workspace, and other commands use the nearest "
+        ".trestle/trestle.db from here upward, or for a RUN a store used recently]",
     ),
 ]
 SandboxOption = Annotated[
@@ -107,7 +119,9 @@ PolicyOption = Annotated[
     Path | None,
     typer.Option(help="Operator policy file [default: the nearest trestle.toml]."),
 ]
-RunArg = Annotated[str, typer.Argument(metavar="RUN", help="Run id (from `trestle runs`).")]
+RunArg = Annotated[
+    str, typer.Argument(metavar="RUN", help="Run id (from `trestle runs`) or a unique tail of it.")
+]
 ApprovalArg = Annotated[
     str, typer.Argument(metavar="APPROVAL", help="RUN.N from `trestle inbox` (or its tail).")
 ]
@@ -136,12 +150,39 @@ def _err() -> Console:
 
 
 @contextmanager
-def _opened(store_path: Path | None, workspace: Path | None = None) -> Iterator[Store]:
-    store = SqliteStore(store_path or default_store_path(workspace))
+def _opened(store_path: Path | None) -> Iterator[SqliteStore]:
+    """The store a command that reads uses; it is never created (exit 7 if missing)."""
+    store = SqliteStore(reading_store(store_path), create=False)
     try:
         yield store
     finally:
         store.close()
+
+
+@contextmanager
+def _opened_for_new_run(store_path: Path | None, workspace: Path | None) -> Iterator[SqliteStore]:
+    """The store a new run is recorded in, created if need be and remembered, so the
+    commands that take its RUN find it from anywhere; ``store_line`` says where."""
+    store = SqliteStore(store_path or default_store_path(workspace))
+    RecentStores().remember(store.path)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def store_line(store: SqliteStore) -> str:
+    """Printed right after ``run <id>``: where the run is recorded."""
+    return f"store {store.path.absolute()}"
+
+
+_found = store_with_run  # the store holding a RUN (its id or a unique tail) and its id
+
+
+@contextmanager
+def _all_runs(store_path: Path | None) -> Iterator[tuple[SqliteStore, None]]:
+    with _opened(store_path) as store:
+        yield store, None
 
 
 def _version(value: bool) -> None:
@@ -190,7 +231,7 @@ def run(
         raise typer.BadParameter(f"workspace {str(ws)!r} is not a directory", param_hint="-w")
     operator, monitors = operator_policy(ws, policy), monitor_settings(ws, policy)
     out = _out()
-    with _opened(store, ws) as st:
+    with _opened_for_new_run(store, ws) as st:
         run_id = create_run(
             st,
             plan,
@@ -200,6 +241,7 @@ def run(
             monitors=monitors,
         )
         out.print(f"run {run_id}")
+        out.print(store_line(st), markup=False, soft_wrap=True)
         out.print(plan_overview(plan, str(plan_file)))
         _drive(st, run_id, out, report_json, live, prompt, sandbox=mode)
 
@@ -216,8 +258,8 @@ def resume(
     """Continue a run: after a crash, an approval, or a retry/skip decision."""
     mode = mode_from(sandbox)
     out = _out()
-    with _opened(store) as st:
-        performer = _performer_for(st, run_id)  # an unknown run is refused before a word
+    with _found(store, run_id) as (st, run_id):
+        performer = _performer_for(st, run_id)
         out.print(f"run {run_id}")
         _drive(st, run_id, out, report_json, live, prompt, performer=performer, sandbox=mode)
 
@@ -403,7 +445,7 @@ def runs(store: StoreOption = None, as_json: JsonOption = False) -> None:
 @app.command()
 def show(run_id: RunArg, store: StoreOption = None, as_json: JsonOption = False) -> None:
     """A run's state and report."""
-    with _opened(store) as st:
+    with _found(store, run_id) as (st, run_id):
         state = trusted_state(st, run_id)  # forged decisions left out, as the engine does
     report = build_report(state)
     if as_json:
@@ -418,7 +460,7 @@ def show(run_id: RunArg, store: StoreOption = None, as_json: JsonOption = False)
 @app.command()
 def log(run_id: RunArg, store: StoreOption = None, as_json: JsonOption = False) -> None:
     """The execution log: every event with step, attempt, time and outcome."""
-    with _opened(store) as st:
+    with _found(store, run_id) as (st, run_id):
         events = st.events(run_id)
     if as_json:
         _print_json([{"seq": e.seq, **e.event.model_dump(mode="json")} for e in events])
@@ -485,7 +527,7 @@ def retry(
     store: StoreOption = None,
 ) -> None:
     """Give a failed or escalated step a fresh set of attempts (on the next resume)."""
-    with _opened(store) as st:
+    with _found(store, run_id) as (st, run_id):
         after = st.run(run_id).last_seq
         queued = request_decision(st, run_id, "retry", step, reason)
         say_outcome(_out(), st, f"retry of {step!r}", run_id, queued.id, after=after)
@@ -499,7 +541,7 @@ def skip(
     store: StoreOption = None,
 ) -> None:
     """Mark a step as not to be run; steps that need it go on without it."""
-    with _opened(store) as st:
+    with _found(store, run_id) as (st, run_id):
         after = st.run(run_id).last_seq
         queued = request_decision(st, run_id, "skip", step, reason)
         say_outcome(_out(), st, f"skip of {step!r}", run_id, queued.id, after=after)
@@ -515,7 +557,7 @@ def cancel(
     record why, and print the report. A cancelled run cannot be resumed."""
     from trestle.cancel import cancel_run
 
-    with _opened(store) as st:
+    with _found(store, run_id) as (st, run_id):
         done = cancel_run(st, run_id, reason, by=_who())
     out = _out()
     if done.already:
@@ -541,7 +583,7 @@ def inbox_command(
 ) -> None:
     """Open approvals across runs, each as a handoff card, oldest first."""
     unreadable: list[str] = []
-    with _opened(store) as st:
+    with _found(store, run_id) if run_id else _all_runs(store) as (st, run_id):
         cards = inbox(st, run_id=run_id, unreadable=unreadable)
         _warn_unreadable(unreadable)
         if as_json:
@@ -583,7 +625,9 @@ def approve(
 ) -> None:
     """Approve an action (or a budget top-up); the run goes on when resumed."""
     _refuse_inside_a_step()
-    with _opened(store) as st:
+    run_part, nth = split_ref(ref)
+    with _found(store, run_part) as (st, run_id):
+        ref = f"{run_id}.{nth}"
         if edit:
             state, number = find_approval(st, ref)
             edited = edit_in_editor(build_card(state, number))
@@ -604,8 +648,9 @@ def reject(
 ) -> None:
     """Reject an action: it does not run, and the reason is recorded."""
     _refuse_inside_a_step()
-    with _opened(store) as st:
-        queued = queue_decision(st, ref, "reject", reason=reason)
+    run_part, nth = split_ref(ref)
+    with _found(store, run_part) as (st, run_id):
+        queued = queue_decision(st, f"{run_id}.{nth}", "reject", reason=reason)
         what = f"rejected {queued.ref}"
         say_outcome(_out(), st, what, queued.run_id, queued.request_id, after=queued.after)
 
@@ -652,7 +697,7 @@ def checkpoints_command(
     run_id: RunArg, store: StoreOption = None, as_json: JsonOption = False
 ) -> None:
     """Workspace checkpoints a run took, oldest first."""
-    with _opened(store) as st:
+    with _found(store, run_id) as (st, run_id):
         state = load_state(st, run_id)
         found = checkpoints(shadow_repo(state, _shadow(st), st), state, st)
     if as_json:
@@ -675,8 +720,8 @@ def rewind_command(
     store: StoreOption = None,
 ) -> None:
     """Put the workspace back to before STEP and reopen what that undid; then resume."""
-    with _opened(store) as st:
-        load_state(st, run_id)  # an unknown run is named as such
+    with _found(store, run_id) as (st, run_id):
+        load_state(st, run_id)
         done = rewind(st, run_id, to, shadow_dir=_shadow(st), owner=this_process())
     out = _out()
     out.print(
@@ -694,7 +739,7 @@ def rewind_command(
 @app.command(name="diff")
 def diff_command(run_id: RunArg, step: StepArg, store: StoreOption = None) -> None:
     """What a step changed in the workspace (its latest attempt's checkpoints)."""
-    with _opened(store) as st:
+    with _found(store, run_id) as (st, run_id):
         state = load_state(st, run_id)
         repo = shadow_repo(state, _shadow(st), st)
         before = latest_before(repo, state, st, step)
@@ -727,7 +772,7 @@ def doctor(
     row; say what is wrong and what can be recovered. Exits 0 healthy, 4 damaged."""
     from trestle.doctor import diagnose, diagnosis_lines, salvage
 
-    path = store or default_store_path()
+    path = reading_store(store)
     found = diagnose(path, now=time.time())
     copied = None if salvage_to is None else salvage(path, salvage_to, now=time.time())
     if as_json:

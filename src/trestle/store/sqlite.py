@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from trestle.errors import (
     LeaseHeldError,
     LeaseLostError,
+    NoStoreError,
     StoreDamagedError,
     StoreError,
     UnknownRunError,
@@ -43,6 +44,7 @@ from trestle.store.base import (
 )
 from trestle.store.sqlite_file import (
     check_file,
+    prepare_directory,
     read_only_cause,
     read_only_error,
     read_only_uri,
@@ -113,14 +115,12 @@ class SqliteStore:
     for reading; ``read_only`` then says why, and every write raises StoreError.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, create: bool = True) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"{self.path}: cannot open the store: {exc}") from None
         if not self.path.exists() and not self.path.is_symlink():
+            if not create:  # reading never leaves an empty store (or its directory) behind
+                _refuse_missing(self.path)
             self._create()
         check_file(self.path)
         self.read_only: str | None = read_only_cause(self.path)
@@ -134,6 +134,7 @@ class SqliteStore:
         never one Trestle is still creating. Of processes creating the store at once,
         the first link wins; the others open the store it published.
         """
+        prepare_directory(self.path)
         temp = self.path.with_name(f".{self.path.name}.{os.getpid()}-{token_hex(4)}.new")
         try:
             db = sqlite3.connect(temp, isolation_level=None)
@@ -495,6 +496,13 @@ class SqliteStore:
 
 def _resume(run_id: str) -> str:
     return f"continue with `trestle resume {run_id}`"
+
+
+def _refuse_missing(path: Path) -> NoReturn:
+    blocked = next((p for p in path.parents if p.exists()), None)
+    if blocked is not None and not blocked.is_dir():
+        raise StoreError(f"{path}: cannot open the store: {blocked} is not a directory")
+    raise NoStoreError(f"no store at {path}")
 
 
 def _apply_migrations(db: sqlite3.Connection) -> None:

@@ -29,6 +29,32 @@ NOT_SQLITE_RECOVER = (
 )
 
 
+STORE_DIRECTORY = ".trestle"
+GITIGNORE = "# Created by Trestle: the store and checkpoints are not part of the project.\n*\n"
+
+
+def prepare_directory(path: Path) -> None:
+    """Make the directory a new store at ``path`` goes in.
+
+    A ``.trestle`` directory gets a ``.gitignore`` of ``*`` (as pytest and ruff give
+    their caches), so a step's ``git add -A`` never commits the store or checkpoints.
+    One the user already wrote is left as it is.
+    """
+    directory = path.parent
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot create the store: {exc.strerror or exc}") from None
+    if directory.name != STORE_DIRECTORY:
+        return
+    try:
+        fd = os.open(directory / ".gitignore", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except OSError:  # already there, or a read-only directory the store creation names
+        return
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(GITIGNORE)
+
+
 def wal_bytes(path: Path) -> int:
     """The size of the store's write-ahead log, 0 when there is none."""
     try:
