@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import subprocess
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
-from test_cli import Cli, run_id_of
+from test_cli import Cli, flat, run_id_of
 
 SLOW_PLAN = """\
     goal: take a while
@@ -204,3 +206,127 @@ def test_following_ends_when_the_driver_is_interrupted(cli: Cli) -> None:
     assert f"run {run_id} was interrupted by SIGTERM; continue with `trestle resume {run_id}`" in (
         " ".join(err.split())
     )
+
+
+# --- pruning ------------------------------------------------------------------------------
+
+CHECKPOINTED_PLAN = """\
+    goal: leave checkpoints
+    checkpoints: every_step
+    steps:
+      - id: make
+        run: echo made > made.txt
+"""
+
+DAY = 86400.0
+
+
+def finished_run(cli: Cli, plan: str, name: str) -> str:
+    cli.write(name, plan)
+    return run_id_of(cli("run", name, "--no-live", "--no-prompt"))
+
+
+def backdate(cli: Cli, run_id: str, days: float) -> None:
+    """Make a run's last event ``days`` older, as time would."""
+    with closing(sqlite3.connect(cli.store)) as db, db:
+        db.execute(
+            "UPDATE runs SET updated_at = updated_at - ? WHERE run_id = ?", (days * DAY, run_id)
+        )
+
+
+def shadow_refs(cli: Cli) -> list[str]:
+    out = subprocess.run(
+        ["git", "--git-dir", str(cli.dir / "shadow.git"), "for-each-ref", "--format=%(refname)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return out.split()
+
+
+def test_prune_removes_old_finished_runs_with_their_checkpoints_and_keeps_the_rest(
+    cli: Cli,
+) -> None:
+    old = finished_run(cli, CHECKPOINTED_PLAN, "old.yaml")
+    recent = finished_run(cli, CHECKPOINTED_PLAN, "recent.yaml")
+    waiting = finished_run(cli, IRREVERSIBLE_PLAN, "waiting.yaml")
+    backdate(cli, old, 40)
+    backdate(cli, waiting, 40)
+    old_events = len(cli.json("log", old))
+    assert {ref.split("/")[2] for ref in shadow_refs(cli)} == {old, recent}
+
+    dry = cli("prune", "--older-than", "30d", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    lines = dry.stdout.splitlines()
+    assert lines[0].startswith(f"would remove run {old} (succeeded, last event ")
+    assert lines[0].endswith(f", {old_events} events)")
+    assert lines[1] == (
+        f"kept 1 run(s) older than 30d that could still go on: {waiting} (needs_human) "
+        "(--include-unfinished removes them)"
+    )
+    assert re.fullmatch(
+        rf"would remove 1 run\(s\), {old_events} event\(s\); the store is [\d,]+ bytes "
+        r"\(dry run: nothing removed\)",
+        lines[2],
+    )
+    assert len(cli.json("runs")) == 3
+
+    pruned = cli("prune", "--older-than", "30d")
+    assert pruned.returncode == 0, pruned.stderr
+    lines = pruned.stdout.splitlines()
+    assert lines[0].startswith(f"removed run {old} (succeeded, ")
+    summary = re.fullmatch(
+        rf"removed 1 run\(s\), {old_events} event\(s\), 2 checkpoint\(s\); "
+        r"the store went from ([\d,]+) to ([\d,]+) bytes",
+        lines[2],
+    )
+    assert summary, lines[2]
+    before, after = (int(n.replace(",", "")) for n in summary.groups())
+    assert after <= before  # a few small runs share pages; the store suite shows it shrink
+    assert {r["run_id"] for r in cli.json("runs")} == {recent, waiting}
+    gone = cli("log", old)
+    assert gone.returncode == 2 and f"no run {old!r}" in gone.stderr
+    assert {ref.split("/")[2] for ref in shadow_refs(cli)} == {recent}
+    assert cli("checkpoints", recent).stdout.count(" make attempt 1 ") == 2
+
+    again = cli("prune", "--older-than", "30d", "--include-unfinished", "--json")
+    assert again.returncode == 0, again.stderr
+    report = json.loads(again.stdout)
+    assert [r["run_id"] for r in report["runs"]] == [waiting]
+    assert report["runs"][0]["status"] == "needs_human"
+    assert report["checkpoints"] == 0
+    assert [r["run_id"] for r in cli.json("runs")] == [recent]
+
+
+def test_prune_keeps_a_run_a_live_process_drives(cli: Cli) -> None:
+    proc, run_id = start(cli, SLOW_PLAN.replace("sleep 0.6", "sleep 30", 1))
+    try:
+        wait_for(proc, "start    first")
+        time.sleep(1.0)  # its process recorded too: nothing more until the sleep ends
+        backdate(cli, run_id, 40)
+        result = cli("prune", "--older-than", "30d", "--include-unfinished")
+        assert result.returncode == 0, result.stderr
+        assert f"kept run(s) a live process drives: {run_id}" in result.stdout
+        assert "removed 0 run(s)" in result.stdout
+    finally:
+        proc.send_signal(2)
+        proc.communicate(timeout=60)
+    assert [r["run_id"] for r in cli.json("runs")] == [run_id]
+
+
+@pytest.mark.parametrize("age", ["30", "thirty days", "30x", "-1d", ""])
+def test_prune_refuses_an_age_it_cannot_read(cli: Cli, age: str) -> None:
+    result = cli("prune", "--older-than", age)
+    assert result.returncode == 2
+    assert "Invalid value for --older-than" in flat(result.stderr)
+    assert "expected a number and a unit (s, m, h, d or w), like 30d, 12h or 90m" in flat(
+        result.stderr
+    )
+
+
+def test_prune_with_nothing_old_removes_nothing(cli: Cli) -> None:
+    run_id = finished_run(cli, CHECKPOINTED_PLAN, "plan.yaml")
+    result = cli("prune", "--older-than", "90m")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1].startswith("removed 0 run(s), 0 event(s)")
+    assert [r["run_id"] for r in cli.json("runs")] == [run_id]
