@@ -471,6 +471,60 @@ def test_requests_are_consumed_only_with_a_committed_append(store: Store, run_id
     assert store.events(run_id)[-1].event == reopened
 
 
+# --- deleting runs -----------------------------------------------------------------------
+
+
+def test_deleting_a_run_forgets_all_of_it_and_leaves_the_others(store: Store, run_id: str) -> None:
+    store.create_run(created("other-run", 50.0), summary="{}")
+    other = snapshot_of(store, "other-run")
+    token = leased(store, run_id)
+    events = one_of_each()[:3]
+    store.append(run_id, batch(events, 2, snapshot=Snapshot(seq=4, state_json="{}")), token=token)
+    store.add_request(run_id, "retry", "build", "again", now=104.0)
+    store.add_request("other-run", "skip", "deploy", "elsewhere", now=104.0)
+
+    assert store.delete_run(run_id) == 4
+
+    with pytest.raises(UnknownRunError):
+        store.run(run_id)
+    with pytest.raises(UnknownRunError):
+        store.events(run_id)
+    assert [r.run_id for r in store.runs()] == ["other-run"]
+    assert store.snapshot(run_id) is None
+    assert store.lease(run_id) is None
+    assert store.pending_requests(run_id) == []
+    assert snapshot_of(store, "other-run")[:-2] == other[:-2]
+    assert [r.step for r in store.pending_requests("other-run")] == ["deploy"]
+    # the id is free again: a new run under it starts from seq 1
+    store.create_run(created(run_id, 200.0), summary="{}")
+    assert [e.seq for e in store.events(run_id)] == [1]
+
+
+def test_deleting_an_unknown_run_is_an_error(store: Store, run_id: str) -> None:
+    with pytest.raises(UnknownRunError, match="no-such-run"):
+        store.delete_run("no-such-run")
+    assert store.run(run_id).last_seq == 1
+
+
+def test_sqlite_compacting_after_a_delete_gives_the_space_back(db_path: Path) -> None:
+    store = SqliteStore(db_path)
+    with closing(store):
+        for i in range(30):
+            run = f"run-{i:02d}"
+            store.create_run(created(run, 100.0 + i), summary="{}")
+            token = leased(store, run)
+            store.append(run, batch(one_of_each() * 3, 2), token=token)
+        store.compact()
+        full = db_path.stat().st_size
+        for row in store.runs()[1:]:
+            store.delete_run(row.run_id)
+        store.compact()
+        assert db_path.stat().st_size < full / 4
+        assert not Path(f"{db_path}-wal").exists() or Path(f"{db_path}-wal").stat().st_size == 0
+        assert [r.run_id for r in store.runs()] == ["run-29"]
+        assert len(store.events("run-29")) == 1 + 3 * len(one_of_each())
+
+
 # --- unknown runs ------------------------------------------------------------------------
 
 

@@ -458,8 +458,26 @@ def show(run_id: RunArg, store: StoreOption = None, as_json: JsonOption = False)
 
 
 @app.command()
-def log(run_id: RunArg, store: StoreOption = None, as_json: JsonOption = False) -> None:
+def log(
+    run_id: RunArg,
+    store: StoreOption = None,
+    as_json: JsonOption = False,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow",
+            "-f",
+            help="Print the events so far, then each new one as the run records it, one "
+            "line each (JSON Lines with --json), until the run finishes or waits for a "
+            "human; exit with the run's code. Also `trestle watch RUN`.",
+        ),
+    ] = False,
+) -> None:
     """The execution log: every event with step, attempt, time and outcome."""
+    if follow:
+        from trestle.cli.follow import follow_command
+
+        follow_command(run_id, store, as_json)
     with _found(store, run_id) as (st, run_id):
         events = st.events(run_id)
     if as_json:
@@ -801,7 +819,9 @@ def schema() -> None:
 
 
 from trestle.cli import agent as _agent_commands  # noqa: E402, F401  (registers them)
+from trestle.cli import follow as _follow_commands  # noqa: E402, F401
 from trestle.cli import monitors as _monitor_commands  # noqa: E402, F401
+from trestle.cli import prune as _prune_command  # noqa: E402, F401
 
 
 def main() -> None:

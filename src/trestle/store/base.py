@@ -133,6 +133,12 @@ class Store(Protocol):
 
     def pending_requests(self, run_id: str) -> list[Request]: ...
 
+    def delete_run(self, run_id: str) -> int:
+        """Forget a run whole, in one transaction: its events, listing row, snapshot,
+        lease and requests. Returns how many events it had; UnknownRunError if absent.
+        Deciding which runs may go (finished, nobody driving them) is the caller's."""
+        ...
+
     def close(self) -> None: ...
 
 

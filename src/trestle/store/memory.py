@@ -148,5 +148,14 @@ class InMemoryStore:
     def pending_requests(self, run_id: str) -> list[Request]:
         return [r for r, done in self._requests if r.run_id == run_id and not done]
 
+    def delete_run(self, run_id: str) -> int:
+        self.run(run_id)
+        with self._lock:
+            del self._runs[run_id]
+            self._snapshots.pop(run_id, None)
+            self._leases.pop(run_id, None)
+            self._requests = [(r, done) for r, done in self._requests if r.run_id != run_id]
+            return len(self._events.pop(run_id))
+
     def close(self) -> None:
         pass

@@ -489,6 +489,23 @@ class SqliteStore:
             for i, r, k, s, why, at, data in rows
         ]
 
+    def delete_run(self, run_id: str) -> int:
+        self.run(run_id)
+        with self._tx(f"deleting run {run_id!r}") as db:
+            count = db.execute("DELETE FROM events WHERE run_id = ?", (run_id,)).rowcount
+            for table in ("snapshots", "leases", "requests", "runs"):
+                db.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
+            return count
+
+    def compact(self) -> None:
+        """Give the space of deleted rows back to the file system: VACUUM, then fold
+        the write-ahead log into the file and truncate it."""
+        if self.read_only is not None:
+            raise read_only_error(self.path, self.read_only, "compacting the store")
+        with self._lock:
+            for sql in ("VACUUM", "PRAGMA wal_checkpoint(TRUNCATE)"):
+                self._retry_busy(partial(self._db.execute, sql), "compacting the store")
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

@@ -1,0 +1,123 @@
+"""``trestle log RUN --follow`` (alias ``trestle watch RUN``): a live run, from anywhere.
+
+Another process drives the run and writes the store (SQLite in WAL mode, so reading
+never blocks it). Following prints the events recorded so far, one line each, then
+polls for new ones, and ends when the run does: with the exit code its driver gives
+(0 succeeded, 1 finished with failures, 3 waits for a human, 6 stopped, 7 cancelled),
+or 128 + N when a signal interrupted the driver. A run whose driver died without a
+word is waited for, since ``trestle resume`` may take it up again; stderr says so.
+Ctrl-C ends the following (exit 130), never the run.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import typer
+
+from trestle.cli.app import JsonOption, RunArg, StoreOption, _err, _out, app
+from trestle.cli.render import event_line, log_detail
+from trestle.cli.stores import store_with_run
+from trestle.events import RunInterrupted, StoredEvent
+from trestle.report import EXIT_CODES
+from trestle.store.base import Store, owner_is_alive
+
+POLL_SECONDS = 0.25
+# a run just created has no driver for a moment: say nothing about it before this
+QUIET_SECONDS = 3.0
+UNFINISHED = ("created", "running")
+
+
+def follow_line(stored: StoredEvent) -> str:
+    """One event as a line: seq, time, then the progress line ``trestle run`` prints
+    off a terminal, or (for the events it leaves out) the kind and the log's detail."""
+    e = stored.event
+    text = event_line(stored)
+    if text is None:
+        detail = log_detail(e)
+        text = e.kind.replace("_", " ") + (f": {detail}" if detail else "")
+    stamp = time.strftime("%H:%M:%S", time.localtime(e.at))
+    return f"#{stored.seq:<4} {stamp} {text}"
+
+
+def follow_json(stored: StoredEvent) -> str:
+    """One event as one line of JSON: ``trestle log --json``'s objects, streamed."""
+    return json.dumps({"seq": stored.seq, **stored.event.model_dump(mode="json")})
+
+
+def follow(
+    store: Store,
+    run_id: str,
+    emit: Callable[[StoredEvent], None],
+    *,
+    warn: Callable[[str], None],
+    poll: float = POLL_SECONDS,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """Emit the run's events until it ends; return the exit code its end has."""
+    store.run(run_id)  # an unknown run is named (with a did-you-mean) before anything
+    after, last, warned, began = 0, None, False, clock()
+    while True:
+        for stored in store.events(run_id, after=after):
+            emit(stored)
+            after, last = stored.seq, stored
+        row = store.run(run_id)
+        if row.last_seq == after:  # the listing row speaks for the events printed
+            if row.status not in UNFINISHED:
+                return EXIT_CODES.get(row.status, 1)
+            lease = store.lease(run_id)
+            driven = (
+                lease is not None and lease.expires_at > clock() and owner_is_alive(lease.owner)
+            )
+            if driven:
+                warned = False
+            else:
+                stopped = last.event if last is not None else None
+                if isinstance(stopped, RunInterrupted) and stopped.by in signal.Signals.__members__:
+                    warn(
+                        f"run {run_id} was interrupted by {stopped.by}; "
+                        f"continue with `trestle resume {run_id}`"
+                    )
+                    return 128 + int(signal.Signals[stopped.by])
+                if not warned and clock() - began >= QUIET_SECONDS:
+                    warn(
+                        f"no process drives run {run_id} now; waiting for "
+                        f"`trestle resume {run_id}` (Ctrl-C stops waiting)"
+                    )
+                    warned = True
+        sleep(poll)
+
+
+def follow_command(run_id: str, store_path: Path | None, as_json: bool) -> None:
+    """The CLI's edge: lines to stdout as they come, the run's exit code at the end."""
+    out, err = _out(), _err()
+
+    def emit(stored: StoredEvent) -> None:
+        if as_json:
+            sys.stdout.write(follow_json(stored) + "\n")
+        else:
+            out.print(follow_line(stored), markup=False, soft_wrap=True)
+        sys.stdout.flush()  # a pipe is block-buffered: the reader sees each event now
+
+    def warn(message: str) -> None:
+        err.print(message, markup=False, soft_wrap=True)
+
+    try:
+        with store_with_run(store_path, run_id) as (st, found):
+            code = follow(st, found, emit, warn=warn)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def watch(run_id: RunArg, store: StoreOption = None, as_json: JsonOption = False) -> None:
+    """Follow a run live (the same as `trestle log RUN --follow`): the events so far,
+    then each new one, until the run finishes or waits; exits with the run's code."""
+    follow_command(run_id, store, as_json)

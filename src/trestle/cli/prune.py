@@ -1,0 +1,124 @@
+"""``trestle prune --older-than 30d``: delete old finished runs and reclaim the space."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import typer
+
+from trestle.cli.app import JsonOption, StoreOption, _opened, _out, _print_json, app
+from trestle.errors import ConfigError
+from trestle.prune import choose, parse_age, prune, store_bytes
+from trestle.store.base import RunRow
+
+
+@app.command(name="prune")
+def prune_command(
+    older_than: Annotated[
+        str,
+        typer.Option(
+            "--older-than",
+            metavar="AGE",
+            help="Remove runs whose last event is older than this: 30d, 12h, 90m, 45s, 2w.",
+        ),
+    ],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would be removed; remove nothing.")
+    ] = False,
+    include_unfinished: Annotated[
+        bool,
+        typer.Option(
+            "--include-unfinished",
+            help="Also remove runs that could still go on: waiting for a human, stopped by "
+            "a budget or monitor, crashed or interrupted (never one a live process drives).",
+        ),
+    ] = False,
+    store: StoreOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Delete finished runs (succeeded, partial, cancelled) whose last event is older
+    than AGE: their events, leases, requests, snapshots and workspace checkpoints; then
+    compact the store and say how many bytes it took before and after."""
+    try:
+        age = parse_age(older_than)
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--older-than") from None
+    out = _out()
+    with _opened(store) as st:
+        chosen = choose(st, older_than=age, now=time.time(), include_unfinished=include_unfinished)
+        if dry_run:
+            size = store_bytes(getattr(st, "path", None))
+            if as_json:
+                _print_json(
+                    {
+                        "dry_run": True,
+                        "runs": [_json(r) for r in chosen.remove],
+                        "events": sum(r.last_seq for r in chosen.remove),
+                        "bytes_before": size,
+                    }
+                )
+                return
+            for row in chosen.remove:
+                out.print(f"would remove {_line(row)}", markup=False, soft_wrap=True)
+            _say_kept(chosen.kept_unfinished, chosen.kept_driven, older_than)
+            events = sum(r.last_seq for r in chosen.remove)
+            out.print(
+                f"would remove {len(chosen.remove)} run(s), {events} event(s); "
+                f"the store is {size:,} bytes (dry run: nothing removed)",
+                markup=False,
+                soft_wrap=True,
+            )
+            return
+        done = prune(st, chosen.remove)
+    if as_json:
+        _print_json(
+            {
+                "dry_run": False,
+                "runs": [_json(r) for r in done.runs],
+                "events": done.events,
+                "checkpoints": done.checkpoints,
+                "bytes_before": done.bytes_before,
+                "bytes_after": done.bytes_after,
+            }
+        )
+        return
+    for row in done.runs:
+        out.print(f"removed {_line(row)}", markup=False, soft_wrap=True)
+    _say_kept(chosen.kept_unfinished, chosen.kept_driven, older_than)
+    out.print(
+        f"removed {len(done.runs)} run(s), {done.events} event(s), {done.checkpoints} "
+        f"checkpoint(s); the store went from {done.bytes_before:,} to "
+        f"{done.bytes_after:,} bytes",
+        markup=False,
+        soft_wrap=True,
+    )
+
+
+def _line(row: RunRow) -> str:
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(row.updated_at))
+    return f"run {row.run_id} ({row.status}, last event {when}, {row.last_seq} events)"
+
+
+def _json(row: RunRow) -> dict[str, object]:
+    return {
+        "run_id": row.run_id,
+        "status": row.status,
+        "updated_at": row.updated_at,
+        "events": row.last_seq,
+    }
+
+
+def _say_kept(unfinished: list[RunRow], driven: list[RunRow], age: str) -> None:
+    out = _out()
+    if unfinished:
+        ids = ", ".join(f"{r.run_id} ({r.status})" for r in unfinished)
+        out.print(
+            f"kept {len(unfinished)} run(s) older than {age} that could still go on: {ids} "
+            "(--include-unfinished removes them)",
+            markup=False,
+            soft_wrap=True,
+        )
+    if driven:
+        ids = ", ".join(r.run_id for r in driven)
+        out.print(f"kept run(s) a live process drives: {ids}", markup=False, soft_wrap=True)

@@ -1,0 +1,101 @@
+"""``trestle prune``: forget old runs, their events and their workspace checkpoints.
+
+A run goes when its last event is older than the age asked for and it is finished
+(succeeded, partial or cancelled). A run that waits for a human (``needs_human``), was
+stopped by a budget or a monitor, or never finished (crashed, interrupted) can still go
+on, so it is kept unless ``include_unfinished`` says otherwise; a run some live process
+drives is always kept. Its checkpoints (refs ``RUN/...`` in the store's shadow git
+store) go with it, then the store is compacted so the file shrinks.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trestle.checkpoints import shadow_dir_for
+from trestle.errors import ConfigError
+from trestle.shadow import ShadowRepo
+from trestle.store.base import RunRow, Store, owner_is_alive
+
+FINISHED = frozenset({"succeeded", "partial", "cancelled"})
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_AGE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
+
+
+def parse_age(text: str) -> float:
+    """``30d``, ``12h``, ``90m``, ``45s``, ``2w`` in seconds; anything else a ConfigError."""
+    match = _AGE.fullmatch(text.strip().lower())
+    if match is None:
+        raise ConfigError(
+            f"age {text!r}: expected a number and a unit (s, m, h, d or w), like 30d, 12h or 90m"
+        )
+    return float(match.group(1)) * UNITS[match.group(2)]
+
+
+@dataclass(frozen=True)
+class Choice:
+    """Which runs are old enough to go, and which of those stay, and why."""
+
+    remove: list[RunRow]
+    kept_unfinished: list[RunRow]
+    kept_driven: list[RunRow]
+
+
+def choose(
+    store: Store, *, older_than: float, now: float, include_unfinished: bool = False
+) -> Choice:
+    cutoff = now - older_than
+    old = [r for r in store.runs() if r.updated_at < cutoff]
+    driven = [r for r in old if _driven(store, r.run_id, now)]
+    rest = [r for r in old if r not in driven]
+    return Choice(
+        remove=[r for r in rest if include_unfinished or r.status in FINISHED],
+        kept_unfinished=[r for r in rest if not include_unfinished and r.status not in FINISHED],
+        kept_driven=driven,
+    )
+
+
+def _driven(store: Store, run_id: str, now: float) -> bool:
+    lease = store.lease(run_id)
+    return lease is not None and lease.expires_at > now and owner_is_alive(lease.owner)
+
+
+@dataclass
+class Pruned:
+    runs: list[RunRow] = field(default_factory=list)
+    events: int = 0
+    checkpoints: int = 0
+    bytes_before: int = 0
+    bytes_after: int = 0
+
+
+def prune(store: Store, runs: list[RunRow]) -> Pruned:
+    """Delete ``runs`` (from :func:`choose`) and their checkpoints; then compact."""
+    path = getattr(store, "path", None)
+    done = Pruned(bytes_before=store_bytes(path))
+    shadow_dir = shadow_dir_for(store)
+    shadow: ShadowRepo | None = None
+    for row in runs:
+        done.events += store.delete_run(row.run_id)
+        done.runs.append(row)
+        if shadow_dir is not None and (shadow_dir / "objects").is_dir():
+            # the repo's workspace only keys its stat cache; deleting refs never reads it
+            shadow = ShadowRepo(shadow_dir, Path(row.workspace))
+            done.checkpoints += len(shadow.delete(row.run_id))
+    if shadow is not None and done.checkpoints:
+        shadow.prune()
+    compact = getattr(store, "compact", None)
+    if callable(compact):
+        compact()
+    done.bytes_after = store_bytes(path)
+    return done
+
+
+def store_bytes(path: object) -> int:
+    """The store file and its write-ahead log, in bytes (0 for a store without a file)."""
+    if not isinstance(path, Path):
+        return 0
+    files = [path, Path(f"{path}-wal")]
+    return sum(f.stat().st_size for f in files if f.exists())
