@@ -288,7 +288,7 @@ def test_listings_across_runs_name_an_unreadable_run_and_go_on(tmp_path: Path) -
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("[policy]\naudit_rate = nan\n", "policy.audit_rate: Input should be a finite number"),
+        ("[policy]\naudit_rate = nan\n", "policy.audit_rate: must be a finite number, not nan"),
         ("[policy]\n[[policy.rules]]\nname = 'x'\ncost_above = inf\n", "cost_above"),
         ("[monitors]\nstall_after = inf\n", "monitors.stall_after"),
         ("[monitors]\nstall_after = 1e300\n", "monitors.stall_after"),
