@@ -9,6 +9,7 @@ import importlib
 import importlib.machinery
 import json
 import os
+import posixpath
 import re
 import stat
 import sys
@@ -135,6 +136,7 @@ def parse_plan(text: str, *, source: str = "<plan>", base_dir: Path | None = Non
     except ValidationError as exc:
         found += [_schema_problem(err) for err in exc.errors() if not only_items_failed(err)]
     found += _graph_problems(raw)
+    found += _writes_outside(raw)
     found += _missing_modules(raw, base_dir or Path.cwd())
     if found or plan is None:
         lines = _Lines(text)
@@ -219,6 +221,28 @@ def _graph_problems(raw: dict[str, Any]) -> list[_Problem]:
 class _Node(NamedTuple):
     id: str
     needs: Sequence[str]
+
+
+def _writes_outside(raw: dict[str, Any]) -> list[_Problem]:
+    """A ``write:`` whose path is absolute or climbs out with ``..``: refused here, not
+    after a human approved it. (A symlink inside the workspace that leads out is the
+    run's to refuse: it may not exist yet.)"""
+    problems = []
+    for i, step in _raw_steps(raw):
+        write = step.get("write")
+        path = write.get("path") if isinstance(write, dict) else None
+        if not isinstance(path, str) or not path:
+            continue
+        normal = posixpath.normpath(path)
+        if path.startswith("/") or normal == ".." or normal.startswith("../"):
+            problems.append(
+                _Problem(
+                    ("steps", i, "write", "path"),
+                    f"{_short(repr(path), 80)} leads outside the workspace: "
+                    "give a path relative to the workspace, without '..'",
+                )
+            )
+    return problems
 
 
 class _Lines:
