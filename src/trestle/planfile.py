@@ -38,6 +38,22 @@ def load_plan(path: str | Path) -> Plan:
     return parse_plan(text, source=str(path), base_dir=path.parent)
 
 
+def plan_workspace(plan: Plan, path: str | Path) -> Path:
+    """The directory the plan at ``path`` names as its workspace (relative to the plan
+    file), or a :class:`PlanError` at the ``workspace:`` line when it is not one."""
+    path = Path(path)
+    workspace = path.parent / plan.workspace
+    if workspace.is_dir():
+        return workspace
+    why = "does not exist" if not workspace.exists() else "is not a directory"
+    problem = f"field 'workspace': {str(workspace)!r} {why} (or run with -w DIR)"
+    try:
+        line = _Lines(read_text_file(path, MAX_PLAN_BYTES)).of(["workspace"])
+    except PlanError:  # the file changed since it was loaded: no line, same problem
+        line = None
+    raise PlanError(str(path), [problem], [line])
+
+
 def read_text_file(path: Path, limit: int) -> str:
     """A regular file's UTF-8 text, at most ``limit`` bytes, or a PlanError saying why not.
 
