@@ -553,42 +553,42 @@ def test_skip_then_resume_runs_the_dependents(cli: Cli) -> None:
 BAD_PLANS = [
     pytest.param(
         "steps:\n  - id: build\n    run: echo: x\n",
-        "plan.yaml: line 3, column 14: invalid YAML: mapping values are not allowed",
+        "plan.yaml:3: invalid YAML at column 14: mapping values are not allowed",
         id="yaml-syntax",
     ),
     pytest.param(
         "steps:\n  - {id: a, run: x, needs: [b]}\n  - {id: b, run: x, needs: [a]}\n",
-        "plan.yaml: dependency cycle: a -> b -> a",
+        "plan.yaml:2: dependency cycle: a -> b -> a",
         id="cycle",
     ),
     pytest.param(
         "steps:\n  - {id: build, run: x}\n  - {id: deploy, run: x, needs: [biuld]}\n",
-        "plan.yaml: step 'deploy', field 'needs': unknown step 'biuld' (did you mean 'build'?)",
+        "plan.yaml:3: step 'deploy', field 'needs': unknown step 'biuld' (did you mean 'build'?)",
         id="unknown-need",
     ),
     pytest.param(
         "steps:\n  - {id: build, run: x}\n  - {id: build, run: y}\n",
-        "plan.yaml: step 'build': duplicate step id",
+        "plan.yaml:3: step 'build', field 'id': duplicate step id",
         id="duplicate-id",
     ),
     pytest.param(
         "steps:\n  - {id: build, run: x, retries: many}\n",
-        "plan.yaml: step 'build', field 'retries': Input should be a valid integer",
+        "plan.yaml:2: step 'build', field 'retries': must be a whole number, not 'many'",
         id="wrong-type",
     ),
     pytest.param(
         "steps:\n  - {id: build, needs: []}\n",
-        "plan.yaml: step 'build': missing action: give one of 'run', 'write' or 'python'",
+        "plan.yaml:2: step 'build': missing action: give one of 'run', 'write' or 'python'",
         id="no-action",
     ),
     pytest.param(
         "steps:\n  - {id: build, run: x, write: {path: p, content: c}}\n",
-        "plan.yaml: step 'build': give only one action, not 'run' and 'write'",
+        "plan.yaml:2: step 'build': give only one action, not 'run' and 'write'",
         id="two-actions",
     ),
     pytest.param(
         "steps:\n  - {id: build, run: x, retry: 3}\n",
-        "plan.yaml: step 'build', field 'retry': unknown field",
+        "plan.yaml:2: step 'build', field 'retry': unknown field (did you mean 'retries'?)",
         id="unknown-field",
     ),
 ]

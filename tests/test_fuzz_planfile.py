@@ -261,7 +261,7 @@ def judge(path: Path) -> Plan | PlanError:
         try:
             plan = load_plan(path)
         except PlanError as exc:
-            assert str(exc).startswith(f"{path}: "), str(exc)[:300]
+            assert str(exc).startswith(f"{path}:"), str(exc)[:300]
             assert exc.problems and all(p.strip() for p in exc.problems)
             str(exc).encode("utf-8")  # printable: no surrogate in the message
             return exc

@@ -697,7 +697,7 @@ def load_problems(tmp_path: Path, text: str) -> list[str]:
         ),
         (
             '[[policy.rules]]\nname = "a"\ntier = "maybe"\ntags = ["x"]\n',
-            ["policy.rules[0].tier: Input should be 'auto', 'log' or 'confirm', not 'maybe'"],
+            ["policy.rules[0].tier: must be one of 'auto', 'log' or 'confirm', not 'maybe'"],
         ),
         (
             '[[policy.rules]]\nname = "a"\ntier = "log"\n',
@@ -709,8 +709,8 @@ def load_problems(tmp_path: Path, text: str) -> list[str]:
         (
             '[[policy.rules]]\ntier = "log"\nnatures = ["delete"]\n',
             [
-                "policy.rules[0].name: Field required",
-                "policy.rules[0].natures[0]: Input should be 'read', 'test', 'write', "
+                "policy.rules[0].name: required, but missing",
+                "policy.rules[0].natures[0]: must be one of 'read', 'test', 'write', "
                 "'command' or 'call', not 'delete'",
             ],
         ),
@@ -718,15 +718,14 @@ def load_problems(tmp_path: Path, text: str) -> list[str]:
             '[policy]\nauto_commands = ["re:"]\nconfirm_commands = [""]\n',
             [
                 "policy.auto_commands[0]: empty regex in 're:'",
-                "policy.confirm_commands[0]: String should have at least 1 character, not ''",
+                "policy.confirm_commands[0]: must not be empty",
             ],
         ),
         (
             '[policy]\naudit_rate = 1.5\nfailure_penalty = "high"\n',
             [
-                "policy.failure_penalty: Input should be a valid number, "
-                "unable to parse string as a number, not 'high'",
-                "policy.audit_rate: Input should be less than or equal to 1, not 1.5",
+                "policy.failure_penalty: must be a number, not 'high'",
+                "policy.audit_rate: must be at most 1, not 1.5",
             ],
         ),
     ],

@@ -23,7 +23,8 @@ from typing import Literal
 
 from trestle.errors import ConfigError
 from trestle.events import RunRewound, StepStarted
-from trestle.plan import Plan, Step, did_you_mean
+from trestle.field_problems import did_you_mean
+from trestle.plan import Plan, Step
 from trestle.runs import load_state, refuse_if_cancelled, summary_json
 from trestle.shadow import RestoreResult, ShadowRepo
 from trestle.state import RunState

@@ -31,6 +31,8 @@ Every error has an ``exit_code`` so the CLI maps it without a lookup table.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class TrestleError(Exception):
     """Root of every error Trestle raises on purpose."""
@@ -47,16 +49,25 @@ class ConfigError(TrestleError):
 class PlanError(ConfigError):
     """A plan file is invalid.
 
+    Each problem is shown as ``file:line: where: what`` (``plan.yaml:7: step 'build',
+    field 'retries': must be a whole number, not 'many'``), or ``file: ...`` when it
+    has no line.
+
     Args:
         source: the file (or other origin) the plan came from.
         problems: one message per problem, each naming the step and field.
+        lines: the 1-based line of each problem in ``source``, None where there is none.
     """
 
-    def __init__(self, source: str, problems: list[str]) -> None:
+    def __init__(self, source: str, problems: list[str], lines: Sequence[int | None] = ()) -> None:
         self.source = source
         self.problems = problems
-        lines = [f"{source}: {p}" for p in problems]
-        super().__init__("\n".join(lines))
+        self.lines = [*lines, *[None] * (len(problems) - len(lines))]
+        shown = [
+            f"{source}:{line}: {p}" if line is not None else f"{source}: {p}"
+            for p, line in zip(problems, self.lines, strict=False)
+        ]
+        super().__init__("\n".join(shown))
 
 
 class MissingKeyError(ConfigError):

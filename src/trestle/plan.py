@@ -7,14 +7,14 @@ order and in which parallel waves can it run, and what is its critical path.
 
 from __future__ import annotations
 
-import difflib
 import re
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Annotated, Any, Literal
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Annotated, Any, Literal, NamedTuple, Protocol
 
 from pydantic import AfterValidator, BaseModel, Discriminator, Field, Tag, model_validator
 
 from trestle.budget import Budget
+from trestle.field_problems import did_you_mean
 from trestle.policy import Policy, Tier
 from trestle.record import Record
 
@@ -300,35 +300,51 @@ class Plan(Record):
 # --- graph questions -------------------------------------------------------------------
 
 
-def did_you_mean(name: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+class Node(Protocol):
+    """What the graph questions need of a step: its id and what it needs."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def needs(self) -> Sequence[str]: ...
 
 
-def graph_problems(steps: Iterable[Step]) -> list[str]:
-    """Duplicate ids, unknown or repeated needs, and cycles, each as a message."""
-    steps = list(steps)
-    problems: list[str] = []
+class GraphProblem(NamedTuple):
+    """A problem with the graph, placed at a step: ``field`` is where within the step
+    (``("needs", 2)``), or empty for a problem of the whole plan (a cycle)."""
+
+    step: int
+    field: tuple[str | int, ...]
+    message: str
+
+
+def graph_problems(steps: Sequence[Node]) -> list[GraphProblem]:
+    """Duplicate ids, unknown or repeated needs, and cycles, for steps in file order
+    (a plan file's raw steps too, so a plan that fails other checks is checked)."""
+    problems: list[GraphProblem] = []
     seen: set[str] = set()
-    for s in steps:
-        if s.id in seen:
-            problems.append(f"step {s.id!r}: duplicate step id")
-        seen.add(s.id)
-    for s in steps:
-        for need in s.needs:
-            if need == s.id:
-                problems.append(f"step {s.id!r}, field 'needs': a step cannot need itself")
+    for index, step in enumerate(steps):
+        if step.id in seen:
+            problems.append(GraphProblem(index, ("id",), "duplicate step id"))
+        seen.add(step.id)
+    for index, step in enumerate(steps):
+        for at, need in enumerate(step.needs):
+            if need == step.id:
+                problems.append(GraphProblem(index, ("needs", at), "a step cannot need itself"))
             elif need not in seen:
                 hint = did_you_mean(need, seen)
-                problems.append(f"step {s.id!r}, field 'needs': unknown step {need!r}{hint}")
-        if len(set(s.needs)) != len(s.needs):
-            problems.append(f"step {s.id!r}, field 'needs': lists a step twice")
+                problems.append(GraphProblem(index, ("needs", at), f"unknown step {need!r}{hint}"))
+            elif need in step.needs[:at]:
+                problems.append(GraphProblem(index, ("needs", at), f"lists {need!r} twice"))
     if not problems:
-        cycle = find_cycle({s.id: s.needs for s in steps})
+        position = {step.id: index for index, step in enumerate(steps)}
+        cycle = find_cycle({step.id: step.needs for step in steps})
         if cycle:
             shown = cycle if len(cycle) <= 12 else [*cycle[:10], "...", *cycle[-1:]]
             size = f" of {len(cycle) - 1} steps" if len(cycle) > 12 else ""
-            problems.append(f"dependency cycle{size}: " + " -> ".join(shown))
+            message = f"dependency cycle{size}: " + " -> ".join(shown)
+            problems.append(GraphProblem(position[cycle[0]], (), message))
     return problems
 
 

@@ -9,20 +9,22 @@ import importlib
 import importlib.machinery
 import json
 import os
+import posixpath
 import re
 import stat
 import sys
-from collections.abc import Iterator, Sized
+from collections.abc import Iterator, Sequence, Sized
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 from pydantic import ValidationError
 
 from trestle.errors import PlanError
-from trestle.plan import CallableCheck, Plan, graph_problems
+from trestle.field_problems import did_you_mean, field_path, plain_message, user_loc
+from trestle.plan import PYTHON_REF_PATTERN, STEP_ID_PATTERN, Plan, graph_problems
 
 MAX_PLAN_BYTES = 8 * 1024 * 1024
 MAX_DEPTH = 64  # nested YAML collections; real plans need about eight
@@ -34,6 +36,22 @@ def load_plan(path: str | Path) -> Plan:
     path = Path(path)
     text = read_text_file(path, MAX_PLAN_BYTES)
     return parse_plan(text, source=str(path), base_dir=path.parent)
+
+
+def plan_workspace(plan: Plan, path: str | Path) -> Path:
+    """The directory the plan at ``path`` names as its workspace (relative to the plan
+    file), or a :class:`PlanError` at the ``workspace:`` line when it is not one."""
+    path = Path(path)
+    workspace = path.parent / plan.workspace
+    if workspace.is_dir():
+        return workspace
+    why = "does not exist" if not workspace.exists() else "is not a directory"
+    problem = f"field 'workspace': {str(workspace)!r} {why} (or run with -w DIR)"
+    try:
+        line = _Lines(read_text_file(path, MAX_PLAN_BYTES)).of(["workspace"])
+    except PlanError:  # the file changed since it was loaded: no line, same problem
+        line = None
+    raise PlanError(str(path), [problem], [line])
 
 
 def read_text_file(path: Path, limit: int) -> str:
@@ -101,14 +119,20 @@ def _load_yaml(text: str) -> Any:
 
 def parse_plan(text: str, *, source: str = "<plan>", base_dir: Path | None = None) -> Plan:
     """Validate plan text. Nothing in it is imported or run: a ``python:`` callable is
-    only looked for on disk (``base_dir`` and the workspace) and loaded when it runs."""
+    only looked for on disk (``base_dir`` and the workspace) and loaded when it runs.
+
+    Raises:
+        PlanError: every problem at once, each with its line in the file.
+    """
     try:
         raw = _load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise PlanError(source, [f"{where}invalid YAML: {problem}"]) from None
+        if mark is None:
+            raise PlanError(source, [f"invalid YAML: {problem}"]) from None
+        where = f"invalid YAML at column {mark.column + 1}"
+        raise PlanError(source, [f"{where}: {problem}"], [mark.line + 1]) from None
     except (ValueError, OverflowError, RecursionError) as exc:
         # e.g. an integer longer than Python converts (4,300 digits), a float too big
         raise PlanError(source, [f"invalid value: {_short(str(exc))}"]) from None
@@ -116,19 +140,167 @@ def parse_plan(text: str, *, source: str = "<plan>", base_dir: Path | None = Non
         raise PlanError(source, [f"more than {MAX_NODES:,} values once aliases are expanded"])
     bad_text = _bad_text_at(raw)
     if bad_text is not None:
-        raise PlanError(source, [bad_text])
+        # the rest is not looked at: messages quote values, and these must not be shown
+        loc, problem = bad_text
+        raise PlanError(source, [problem], [_Lines(text).of(loc)])
     if not isinstance(raw, dict):
-        raise PlanError(source, ["the top level must be a mapping with a 'steps' list"])
+        raise PlanError(source, ["the top level must be a mapping with a 'steps' list"], [1])
+    found: list[_Problem] = []
+    plan: Plan | None = None
     try:
         plan = Plan.model_validate(raw)
     except ValidationError as exc:
-        errors = [err for err in exc.errors() if not only_items_failed(err)]
-        raise PlanError(source, [_locate(err, raw) for err in errors]) from None
-    problems = graph_problems(plan.steps)
-    problems += _missing_modules(plan, base_dir or Path.cwd())
-    if problems:
-        raise PlanError(source, problems)
+        found += [_schema_problem(err) for err in exc.errors() if not only_items_failed(err)]
+    found += _graph_problems(raw)
+    found += _writes_outside(raw)
+    found += _missing_modules(raw, base_dir or Path.cwd())
+    if found or plan is None:
+        lines = _Lines(text)
+        # in file order: what the user reads top to bottom and fixes in one pass
+        placed = sorted(
+            ((lines.of(p.loc), i, _described(p, raw)) for i, p in enumerate(found)),
+            key=lambda item: (item[0] or 0, item[1]),
+        )
+        raise PlanError(source, [m for _, _, m in placed], [line for line, _, _ in placed])
     return plan
+
+
+class _Problem(NamedTuple):
+    """A problem at ``loc`` in the raw document (``("steps", 2, "needs", 0)``); ``field``
+    is how much of it the message names (a need is named by the message itself)."""
+
+    loc: tuple[str | int, ...]
+    message: str
+    field: tuple[str | int, ...] | None = None
+
+
+_PATTERN_WORDS = {
+    STEP_ID_PATTERN: "must start with a letter or digit and hold only those, '_', '.' and '-'",
+    PYTHON_REF_PATTERN: "must be 'module:function' (such as 'checks.db:ready')",
+}
+
+
+def _schema_problem(err: Any) -> _Problem:
+    loc, known = user_loc(Plan, err["loc"])
+    message = plain_message(err, _PATTERN_WORDS)
+    if err["type"] == "extra_forbidden" and loc:
+        message += did_you_mean(str(loc[-1]), known)
+    return _Problem(tuple(loc), message)
+
+
+def _described(problem: _Problem, raw: dict[str, Any]) -> str:
+    """``step 'build', field 'verify[0].command': <message>``: the step by its id (its
+    position when it has none), then the field within it."""
+    loc = list(problem.loc if problem.field is None else problem.field)
+    where = []
+    if len(loc) >= 2 and loc[0] == "steps" and isinstance(loc[1], int):
+        where.append(_step_name(raw, loc[1]))
+        loc = loc[2:]
+    if loc:
+        where.append(f"field {field_path(loc)!r}")
+    return f"{', '.join(where)}: {problem.message}" if where else problem.message
+
+
+def _step_name(raw: dict[str, Any], index: int) -> str:
+    steps = raw.get("steps")
+    step = steps[index] if isinstance(steps, list) and index < len(steps) else None
+    step_id = step.get("id") if isinstance(step, dict) else None
+    return f"step {_short(repr(step_id), 80)}" if isinstance(step_id, str) else f"step #{index + 1}"
+
+
+def _raw_steps(raw: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+    steps = raw.get("steps")
+    if not isinstance(steps, list):
+        return []
+    return [(i, step) for i, step in enumerate(steps) if isinstance(step, dict)]
+
+
+def _graph_problems(raw: dict[str, Any]) -> list[_Problem]:
+    """The graph's problems among the steps that have an id, whatever else is wrong:
+    a bad ``needs`` is reported with the rest, not in a later round."""
+    graph: list[_Node] = []
+    index: list[int] = []
+    for i, step in _raw_steps(raw):
+        step_id, needs = step.get("id"), step.get("needs", [])
+        if isinstance(step_id, str):
+            usable = isinstance(needs, list) and all(isinstance(n, str) for n in needs)
+            graph.append(_Node(step_id, needs if usable else []))  # else refused by type
+            index.append(i)
+    problems = []
+    for problem in graph_problems(graph):
+        loc = ("steps", index[problem.step], *problem.field)
+        field = loc[:3] if problem.field else ()
+        problems.append(_Problem(loc, problem.message, field))
+    return problems
+
+
+class _Node(NamedTuple):
+    id: str
+    needs: Sequence[str]
+
+
+def _writes_outside(raw: dict[str, Any]) -> list[_Problem]:
+    """A ``write:`` whose path is absolute or climbs out with ``..``: refused here, not
+    after a human approved it. (A symlink inside the workspace that leads out is the
+    run's to refuse: it may not exist yet.)"""
+    problems = []
+    for i, step in _raw_steps(raw):
+        write = step.get("write")
+        path = write.get("path") if isinstance(write, dict) else None
+        if not isinstance(path, str) or not path:
+            continue
+        normal = posixpath.normpath(path)
+        if path.startswith("/") or normal == ".." or normal.startswith("../"):
+            problems.append(
+                _Problem(
+                    ("steps", i, "write", "path"),
+                    f"{_short(repr(path), 80)} leads outside the workspace: "
+                    "give a path relative to the workspace, without '..'",
+                )
+            )
+    return problems
+
+
+class _Lines:
+    """Lines of places in a YAML document, from its composed nodes (parsed once, and
+    only when there is a problem to place)."""
+
+    def __init__(self, text: str) -> None:
+        self._root: yaml.Node | None
+        try:
+            self._root = yaml.compose(text, Loader=_LOADER)
+        except (yaml.YAMLError, ValueError, RecursionError):
+            self._root = None
+        self._keys: dict[int, dict[str, tuple[yaml.Node, yaml.Node]]] = {}
+
+    def of(self, loc: Sequence[str | int]) -> int | None:
+        """The line of the deepest part of ``loc`` found: the key of a mapping entry,
+        the start of a list item; the enclosing one for what is missing."""
+        node, line = self._root, None
+        for part in loc:
+            if isinstance(node, yaml.MappingNode):
+                entry = self._entries(node).get(str(part))
+                if entry is None:
+                    break
+                line, node = entry[0].start_mark.line + 1, entry[1]
+            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+                if not 0 <= part < len(node.value):
+                    break
+                node = node.value[part]
+                line = node.start_mark.line + 1
+            else:
+                break
+        return line
+
+    def _entries(self, node: yaml.MappingNode) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+        found = self._keys.get(id(node))
+        if found is None:
+            found = {}
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode):
+                    found.setdefault(str(key.value), (key, value))
+            self._keys[id(node)] = found
+        return found
 
 
 def _expanded_size(raw: object) -> int:
@@ -152,27 +324,28 @@ _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _bad_text_at(raw: object) -> str | None:
+def _bad_text_at(raw: object) -> tuple[tuple[str | int, ...], str] | None:
     """Where a string holds what is not text (an unpaired surrogate: it cannot be stored
     or printed) or a control character, as one problem; None when all is well. A file's
     ``write.content`` may hold control characters: it is data, not shown raw."""
-    todo: list[tuple[object, str]] = [(raw, "")]
+    todo: list[tuple[object, tuple[str | int, ...], bool]] = [(raw, (), False)]
     while todo:
-        node, where = todo.pop()
+        node, loc, is_key = todo.pop()
         if isinstance(node, str):
-            place = f"value at {where or 'the top level'!r}"
+            where = field_path([_SURROGATE.sub("?", p) if isinstance(p, str) else p for p in loc])
+            place = f"{'key' if is_key else 'value'} at {where or 'the top level'!r}"
             if _SURROGATE.search(node):
-                return f"{place}: contains an unpaired surrogate (not text)"
+                return loc, f"{place}: contains an unpaired surrogate (not text)"
             control = _CONTROL.search(node)
-            if control and not where.endswith(".write.content"):
-                return f"{place}: contains control character U+{ord(control.group()):04X}"
+            if control and loc[-2:] != ("write", "content"):
+                return loc, f"{place}: contains control character U+{ord(control.group()):04X}"
         elif isinstance(node, dict):
             for key, value in node.items():
-                name = _SURROGATE.sub("?", key) if isinstance(key, str) else repr(key)
-                todo.append((key, f"{where}(key)"))
-                todo.append((value, f"{where}.{name}" if where else name))
+                name: str | int = key if isinstance(key, str | int) else repr(key)
+                todo.append((key, (*loc, name), True))
+                todo.append((value, (*loc, name), False))
         elif isinstance(node, list):
-            todo.extend((item, f"{where}[{i}]") for i, item in enumerate(node))
+            todo.extend((item, (*loc, i), False) for i, item in enumerate(node))
     return None
 
 
@@ -184,35 +357,6 @@ def only_items_failed(err: Any) -> bool:
         and isinstance(given, Sized)
         and len(given) >= err.get("ctx", {}).get("min_length", 0)
     )
-
-
-def _locate(err: Any, raw: dict[str, Any]) -> str:
-    """Turn a pydantic error location into 'step 'x', field 'a.b': message'."""
-    loc = list(err["loc"])
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        msg = "unknown field"
-    prefix = ""
-    if len(loc) >= 2 and loc[0] == "steps" and isinstance(loc[1], int):
-        index = loc[1]
-        steps = raw.get("steps")
-        step_raw = steps[index] if isinstance(steps, list) and index < len(steps) else None
-        step_id = step_raw.get("id") if isinstance(step_raw, dict) else None
-        prefix = f"step {_short(repr(step_id), 80)}" if isinstance(step_id, str) else ""
-        prefix = prefix or f"step #{index + 1}"
-        loc = loc[2:]
-    # pydantic adds union tags (e.g. 'command') and function names to the location
-    loc = [p for p in loc if not (isinstance(p, str) and p in {"function-after"})]
-    field = _dotted(loc)
-    parts = [p for p in (prefix, f"field {field!r}" if field else "") if p]
-    return f"{', '.join(parts)}: {msg}" if parts else msg
-
-
-def _dotted(loc: list[Any]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
 
 
 @contextmanager
@@ -242,27 +386,28 @@ def _short(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def _missing_modules(plan: Plan, base_dir: Path) -> list[str]:
+def _missing_modules(raw: dict[str, Any], base_dir: Path) -> list[_Problem]:
     """Callables whose top-level module cannot be found. Found without importing: a
     module's code (even a package's ``__init__``) runs only when its step or check runs."""
-    search = [str(base_dir), str(base_dir / plan.workspace), *sys.path]
+    workspace = raw.get("workspace")
+    search = [str(base_dir), str(base_dir / (workspace if isinstance(workspace, str) else "."))]
+    search += sys.path
     problems = []
-    for step in plan.steps:
-        refs = [("python", step.python)] if step.python else []
-        refs += [
-            (f"verify[{i}].python", c.python)
-            for i, c in enumerate(step.verify)
-            if isinstance(c, CallableCheck)
-        ]
+    for i, step in _raw_steps(raw):
+        refs: list[tuple[tuple[str | int, ...], object]] = [(("python",), step.get("python"))]
+        checks = step.get("verify")
+        for at, check in enumerate(checks if isinstance(checks, list) else []):
+            if isinstance(check, dict):
+                refs.append((("verify", at, "python"), check.get("python")))
         for field, ref in refs:
-            assert ref is not None
+            if not isinstance(ref, str) or not re.fullmatch(PYTHON_REF_PATTERN, ref):
+                continue  # absent, or already refused by its pattern
             top = ref.partition(":")[0].partition(".")[0]
             if top in sys.builtin_module_names or top in sys.modules:
                 continue
             if importlib.machinery.PathFinder.find_spec(top, search) is None:
-                problems.append(
-                    f"step {step.id!r}, field {field!r}: cannot load {ref}: no module named {top!r}"
-                )
+                message = f"cannot load {ref}: no module named {top!r}"
+                problems.append(_Problem(("steps", i, *field), message))
     return problems
 
 

@@ -9,25 +9,23 @@ plan file's ``policy:`` mapping; only the file format differs. Problems are repo
 
 from __future__ import annotations
 
-import difflib
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from trestle.errors import ConfigError, PlanError
+from trestle.field_problems import did_you_mean, field_path, plain_message, user_loc
 from trestle.monitors.policy import MonitorSettings
 from trestle.planfile import read_text_file
-from trestle.policy import Policy, Rule, Scope
+from trestle.policy import Policy
 
 POLICY_FILE = "trestle.toml"
 MAX_CONFIG_BYTES = 1024 * 1024
 TABLE = "policy"
 MONITORS_TABLE = "monitors"
-
-_KNOWN_FIELDS = sorted({name for model in (Policy, Rule, Scope) for name in model.model_fields})
 
 
 def find_policy_file(start: Path) -> Path | None:
@@ -77,8 +75,9 @@ def monitor_settings(workspace: Path, path: Path | None = None) -> MonitorSettin
     try:
         return MonitorSettings.model_validate(table)
     except ValidationError as exc:
-        known = sorted(MonitorSettings.model_fields)
-        problems = [f"{found}: {problem_text(err, MONITORS_TABLE, known)}" for err in exc.errors()]
+        problems = [
+            f"{found}: {problem_text(err, MONITORS_TABLE, MonitorSettings)}" for err in exc.errors()
+        ]
         raise ConfigError("\n".join(problems)) from None
 
 
@@ -116,33 +115,12 @@ def parse_policy(data: Mapping[str, Any], *, source: str, prefix: str = TABLE) -
         raise ConfigError("\n".join(problems)) from None
 
 
-def problem_text(err: Mapping[str, Any], prefix: str, known: Sequence[str] = _KNOWN_FIELDS) -> str:
-    """One pydantic error as ``policy.rules[1].tier: <what is wrong>``; an unknown
-    field gets the closest of ``known`` as a suggestion."""
-    where = field_path([prefix, *err["loc"]])
-    kind = err["type"]
-    if kind == "extra_forbidden":
-        name = str(err["loc"][-1])
-        close = difflib.get_close_matches(name, known, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return f"{where}: unknown field{hint}"
-    message = str(err["msg"]).removeprefix("Value error, ")
-    given = err.get("input")
-    # our own validators already quote the value; pydantic's built-in messages do not
-    if kind not in ("value_error", "missing") and isinstance(given, str | int | float):
-        shown = repr(given)
-        message += f", not {shown if len(shown) <= 80 else shown[:80] + '...'}"
-    return f"{where}: {message}"
-
-
-def field_path(loc: list[Any]) -> str:
-    """``['policy', 'rules', 1, 'tier']`` as ``policy.rules[1].tier``."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif isinstance(part, str) and part.startswith(("function-", "union[")):
-            continue  # pydantic's own bookkeeping, not a field the user wrote
-        else:
-            out += f".{part}" if out else str(part)
-    return out
+def problem_text(err: Mapping[str, Any], prefix: str, model: type[BaseModel] = Policy) -> str:
+    """One pydantic error as ``policy.rules[1].tier: <what is wrong>``, in the user's
+    words (see :mod:`trestle.field_problems`); an unknown field gets the closest field
+    known at its place as a suggestion."""
+    loc, known = user_loc(model, err["loc"])
+    message = plain_message(err)
+    if err["type"] == "extra_forbidden" and loc:
+        message += did_you_mean(str(loc[-1]), known)
+    return f"{field_path([prefix, *loc])}: {message}"

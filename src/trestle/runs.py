@@ -19,8 +19,9 @@ from trestle.errors import (
     UnknownRunError,
 )
 from trestle.events import AnyEvent, RunCreated, StoredEvent
+from trestle.field_problems import did_you_mean
 from trestle.monitors.policy import MonitorSettings
-from trestle.plan import Plan, did_you_mean
+from trestle.plan import Plan
 from trestle.policy import Policy
 from trestle.signing import decision_key, signed_payload
 from trestle.state import RunState

@@ -38,6 +38,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, Discriminator, Field, Tag, ValidationError
 
 from trestle.errors import RunError
+from trestle.field_problems import did_you_mean
 from trestle.plan import (
     STEP_ID_PATTERN,
     AgentTask,
@@ -46,7 +47,6 @@ from trestle.plan import (
     FileExistsCheck,
     Plan,
     Step,
-    did_you_mean,
     find_cycle,
 )
 from trestle.planfile import only_items_failed

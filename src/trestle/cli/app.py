@@ -61,7 +61,7 @@ from trestle.engine import DEFAULT_LEASE_TTL, LocalEngine, StepPerformer, Stop, 
 from trestle.errors import ConfigError, StoreError, TrestleError
 from trestle.events import SandboxChosen, StoredEvent
 from trestle.health import health as run_health_all
-from trestle.planfile import load_plan, plan_json_schema
+from trestle.planfile import load_plan, plan_json_schema, plan_workspace
 from trestle.policyfile import monitor_settings, operator_policy
 from trestle.report import build_report
 from trestle.runs import create_run, dead_letters, load_state, request_decision
@@ -226,9 +226,12 @@ def run(
     """Validate a plan, show it, run it, and report. Prints the run id first."""
     mode = mode_from(sandbox)
     plan = load_plan(plan_file)
-    ws = workspace if workspace is not None else plan_file.parent / plan.workspace
-    if not ws.is_dir():
-        raise typer.BadParameter(f"workspace {str(ws)!r} is not a directory", param_hint="-w")
+    if workspace is None:
+        ws = plan_workspace(plan, plan_file)
+    elif workspace.is_dir():
+        ws = workspace
+    else:
+        raise typer.BadParameter(f"{str(workspace)!r} is not a directory", param_hint="-w")
     operator, monitors = operator_policy(ws, policy), monitor_settings(ws, policy)
     out = _out()
     with _opened_for_new_run(store, ws) as st:

@@ -26,8 +26,8 @@ from pydantic import BaseModel, JsonValue, ValidationError
 
 from trestle.actions import cap_output
 from trestle.errors import ConfigError
+from trestle.field_problems import did_you_mean
 from trestle.models.base import ToolSchema
-from trestle.plan import did_you_mean
 from trestle.policy import ActionFacts, Nature
 from trestle.safetext import MAX_ARGUMENTS, MAX_DEPTH, json_depth, json_without_surrogates
 from trestle.tools.base import (
