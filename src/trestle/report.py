@@ -49,6 +49,10 @@ class StepReport(BaseModel):
     blocked_by: str | None
     error: str | None
     checks: list[CheckResult]
+    # when its last attempt failed: that attempt's number and the end of what it printed
+    # (`trestle output RUN STEP` prints all of it)
+    failed_attempt: int | None = None
+    output_tail: str = ""
 
 
 class AlertReport(BaseModel):
@@ -107,6 +111,8 @@ def build_report(state: RunState) -> Report:
                 blocked_by=st.blocked_by,
                 error=st.error,
                 checks=st.checks,
+                failed_attempt=st.output_attempt if _failed_last(st) else None,
+                output_tail=st.output_tail if _failed_last(st) else "",
             )
         )
     counts = {c: sum(1 for s in steps if s.category == c) for c in CATEGORIES}
@@ -134,6 +140,11 @@ def build_report(state: RunState) -> Report:
         ],
         refused=list(state.refused),
     )
+
+
+def _failed_last(st: StepState) -> bool:
+    """Its last attempt failed, and that still stands (a retry request clears it)."""
+    return st.error is not None and st.status not in ("succeeded", "skipped")
 
 
 def _reason(state: RunState, sid: str) -> str | None:
