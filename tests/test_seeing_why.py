@@ -1,5 +1,5 @@
 """Seeing why a step failed: the end of its output and its failed checks wherever a
-failure is shown, `trestle output` for all of it.
+failure is shown, `trestle output` for all of it, and one note for unchecked steps.
 
 The first part drives the real console script on a plan whose 'build' fails twice
 printing a distinctive line to stderr and whose 'check' runs but fails its check. The
@@ -17,11 +17,13 @@ from test_cli import RUN_LINE, Cli, render
 from trestle.cli.render import steps_table
 from trestle.events import (
     ActionResult,
+    AnyEvent,
     RunCreated,
     StepAttemptEnded,
     StepStarted,
 )
 from trestle.planfile import parse_plan
+from trestle.report import build_report
 from trestle.state import fold, output_tail
 
 FAILING_SCRIPT = """\
@@ -218,6 +220,15 @@ def test_output_names_what_it_cannot_find(failed: FailedRun) -> None:
     )
 
 
+def test_steps_without_checks_are_noted_once(failed: FailedRun) -> None:
+    notes = [item for item in failed.report["to_check"] if "no verify checks" in item]
+
+    assert notes == [
+        "no verify checks: only the exit status says 'prep' and 'lint' worked; "
+        "'fetch' wrote its file, which no check looked at."
+    ]
+
+
 # --- rendered from events ---------------------------------------------------------------
 
 
@@ -227,6 +238,40 @@ def test_output_tail_keeps_the_last_lines_within_a_size() -> None:
     assert output_tail("") == ""
     assert output_tail("x" * 1000) == "…" + "x" * 399
     assert output_tail("progress 10%\rprogress 100%\rdone") == "progress 10%\nprogress 100%\ndone"
+
+
+NOTE_PLAN = parse_plan(
+    """
+    steps:
+      - {id: a, run: make a}
+      - {id: b, python: "json:dumps"}
+      - {id: c, write: {path: c.txt, content: c}}
+      - {id: d, write: {path: d.txt, content: d}}
+      - {id: e, run: make e, verify: [{file_exists: e}]}
+    """
+)
+
+
+def succeeded(step: str, at: float) -> list[AnyEvent]:
+    return [
+        StepStarted(at=at, step=step, attempt=1, key=f"r1/{step}/1"),
+        StepAttemptEnded(
+            at=at, step=step, attempt=1, ok=True, action=ActionResult(status="ok", exit_code=0)
+        ),
+    ]
+
+
+def test_the_unchecked_note_says_what_each_kind_of_step_rests_on() -> None:
+    events: list[AnyEvent] = [RunCreated(at=0.0, run_id="r1", plan=NOTE_PLAN, workspace="/ws")]
+    for step in "abcd":
+        events += succeeded(step, 1.0)
+
+    to_check = build_report(fold(events)).to_check
+
+    assert [item for item in to_check if "verify" in item] == [
+        "no verify checks: only the exit status says 'a' worked; only returning without "
+        "an error says 'b' worked; 'c' and 'd' wrote their files, which no check looked at."
+    ]
 
 
 def test_the_live_view_shows_the_end_of_a_failed_attempts_output() -> None:
