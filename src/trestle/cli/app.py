@@ -409,21 +409,19 @@ def log(run_id: RunArg, store: StoreOption = None, as_json: JsonOption = False) 
         _out().print(log_table(events))
 
 
-@app.command()
+@app.command(short_help="What a step's attempt printed, exactly as recorded.")
 def output(
     run_id: RunArg,
     step: StepArg,
     attempt: Annotated[
         int | None,
-        typer.Option("--attempt", min=1, help="Which attempt [default: the last that ended]."),
+        typer.Option("--attempt", min=1, help="Which attempt (default: the last that ended)."),
     ] = None,
     store: StoreOption = None,
 ) -> None:
-    """What a step's attempt printed (stdout and stderr together), exactly as recorded.
-
-    A command's output is recorded up to 8,000 characters: past that, its first and
-    last 4,000, with a line saying how much was cut between them.
-    """
+    """What a step's attempt printed (stdout and stderr together), exactly as recorded
+    (a command's output is kept up to 8,000 characters; past that, its first and last
+    4,000, with a line saying how much was cut between them)."""
     with _opened(store) as st:
         ended = attempt_ended(st, run_id, step, attempt)
     text = ended.action.output
