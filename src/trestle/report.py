@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from trestle.events import CheckResult
+from trestle.plan import ActionKind
 from trestle.state import TERMINAL, RefusedRequest, RunState, StepState
 
 Category = Literal[
@@ -58,6 +59,10 @@ class StepReport(BaseModel):
     blocked_by: str | None
     error: str | None
     checks: list[CheckResult]
+    # when its last attempt failed: that attempt's number and the end of what it printed
+    # (`trestle output RUN STEP` prints all of it)
+    failed_attempt: int | None = None
+    output_tail: str = ""
 
 
 class AlertReport(BaseModel):
@@ -119,6 +124,8 @@ def build_report(state: RunState) -> Report:
                 blocked_by=st.blocked_by,
                 error=st.error,
                 checks=st.checks,
+                failed_attempt=st.output_attempt if _failed_last(st) else None,
+                output_tail=st.output_tail if _failed_last(st) else "",
             )
         )
     counts = {c: sum(1 for s in steps if s.category == c) for c in CATEGORIES}
@@ -146,6 +153,11 @@ def build_report(state: RunState) -> Report:
         ],
         refused=list(state.refused),
     )
+
+
+def _failed_last(st: StepState) -> bool:
+    """Its last attempt failed, and that still stands (a retry request clears it)."""
+    return st.error is not None and st.status not in ("succeeded", "skipped")
 
 
 def _reason(state: RunState, sid: str) -> str | None:
@@ -229,6 +241,7 @@ def _to_check(state: RunState) -> list[str]:
             )
         else:
             review.append(f"{a.step!r} ran and was drawn for review: see approval {ref}.")
+    unchecked: dict[ActionKind, list[str]] = {}
     for planned in state.plan.steps:
         # the step as it runs: a human may have approved an edited action
         sid, spec = planned.id, state.step_spec(planned.id)
@@ -270,7 +283,9 @@ def _to_check(state: RunState) -> list[str]:
         # an agent's understand/plan/review/validate steps are judged otherwise
         by_agent = spec.agent is not None and spec.agent.role != "execute"
         if st.status == "succeeded" and not spec.verify and not by_agent:
-            review.append(f"{sid!r} has no verify checks: only its exit status says it worked.")
+            unchecked.setdefault(spec.action_kind, []).append(sid)
+    if unchecked:
+        review.append(_unchecked_note(unchecked))
     flagged = [r for r in state.alerts if r.alert.severity != "info"]
     if flagged:
         kinds = ", ".join(sorted({r.alert.kind for r in flagged}))
@@ -280,3 +295,28 @@ def _to_check(state: RunState) -> list[str]:
     if state.cancelled is not None:  # nothing more of it runs: no advice to resume it
         urgent = [line for line in urgent if "trestle resume" not in line]
     return urgent + review
+
+
+def _unchecked_note(steps: dict[ActionKind, list[str]]) -> str:
+    """One line for every step that succeeded with nothing to confirm it, saying what
+    its success rests on (a write has no exit status: it rests on the file written)."""
+    rests_on = {
+        "run": "only the exit status says {} worked",
+        "python": "only returning without an error says {} worked",
+        "agent": "only the agent finishing says {} worked",
+        "write": "{} wrote {}, which no check looked at",
+    }
+    parts = []
+    for kind in ("run", "python", "agent", "write"):
+        if sids := steps.get(kind):
+            files = "its file" if len(sids) == 1 else "their files"
+            parts.append(rests_on[kind].format(_names(sids), files))
+    return "no verify checks: " + "; ".join(parts) + "."
+
+
+def _names(sids: list[str], most: int = 10) -> str:
+    """'a', 'a' and 'b', 'a', 'b' and 'c'; past ``most``, the rest counted."""
+    shown = [repr(s) for s in sids[:most]]
+    if len(sids) > most:
+        shown.append(f"{len(sids) - most} more")
+    return shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " and " + shown[-1]

@@ -18,7 +18,7 @@ from trestle.errors import (
     TrestleError,
     UnknownRunError,
 )
-from trestle.events import AnyEvent, RunCreated, StoredEvent
+from trestle.events import AnyEvent, RunCreated, StepAttemptEnded, StoredEvent
 from trestle.field_problems import did_you_mean
 from trestle.monitors.policy import MonitorSettings
 from trestle.plan import Plan
@@ -248,6 +248,37 @@ def dead_letters(store: Store) -> list[DeadLetter]:
                 )
             )
     return entries
+
+
+def attempt_ended(
+    store: Store, run_id: str, step: str, attempt: int | None = None
+) -> StepAttemptEnded:
+    """How a step's attempt ended, its output whole (``trestle output``): attempt
+    ``attempt``, or the last one that ended.
+
+    Raises:
+        UnknownRunError: no such run or step.
+        ConfigError: no such attempt ended (it never started, or never finished).
+    """
+    state = load_state(store, run_id)
+    if step not in state.steps:
+        hint = did_you_mean(step, state.steps)
+        raise UnknownRunError(f"run {run_id!r} has no step {step!r}{hint}")
+    ended = [
+        e.event
+        for e in store.events(run_id)
+        if isinstance(e.event, StepAttemptEnded) and e.event.step == step
+    ]
+    chosen = [e for e in ended if attempt is None or e.attempt == attempt]
+    if chosen:
+        return chosen[-1]
+    if not ended:
+        raise ConfigError(f"run {run_id!r}: step {step!r} has no attempt that ended yet")
+    numbers = ", ".join(sorted({str(e.attempt) for e in ended}, key=int))
+    raise ConfigError(
+        f"run {run_id!r}: step {step!r} has no attempt {attempt} that ended "
+        f"(attempts that ended: {numbers})"
+    )
 
 
 def request_requirement(

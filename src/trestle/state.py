@@ -109,6 +109,10 @@ class StepState(BaseModel):
     dead_lettered: bool = False
     succeeded_via: str | None = None  # "action" or "probe"
     error: str | None = None  # the last attempt's error, if any
+    # the end of the last ended attempt's output (see ``output_tail``) and its number:
+    # what a human reads first to see why it failed
+    output_tail: str = ""
+    output_attempt: int | None = None
     checks: list[CheckResult] = []
     started_at: float | None = None
     ended_at: float | None = None
@@ -329,6 +333,7 @@ class RunState(BaseModel):
             case StepAttemptEnded(step=sid, ok=ok, action=action, checks=checks):
                 st = self.steps[sid]
                 st.checks, st.ended_at = list(checks), event.at
+                st.output_tail, st.output_attempt = output_tail(action.output), event.attempt
                 self._release(st)
                 if event.approval_stale is not None:
                     self._approval_stale(sid, event.approval_stale, action.error)
@@ -770,6 +775,18 @@ class RunState(BaseModel):
 
 def transcript_key(sid: str, round: int) -> str:
     return f"{sid}#{round}"
+
+
+TAIL_LINES = 5
+TAIL_CHARS = 400
+
+
+def output_tail(text: str, lines: int = TAIL_LINES, chars: int = TAIL_CHARS) -> str:
+    """The end of an attempt's output, where a failure usually says what went wrong:
+    its last ``lines`` lines, at most ``chars`` characters ("…" marks a cut)."""
+    kept = [line.rstrip() for line in text.rstrip().splitlines()[-lines:]]
+    tail = "\n".join(kept).strip("\n")
+    return tail if len(tail) <= chars else "…" + tail[1 - chars :]
 
 
 def _attempt_error(error: str | None, status: str, checks: Iterable[CheckResult]) -> str:

@@ -46,6 +46,7 @@ from trestle.card import build_card
 from trestle.checkpoints import checkpoints, latest_before, rewind, shadow_dir_for, shadow_repo
 from trestle.cli.human import edit_in_editor, prompt_approvals, say_outcome, show_card
 from trestle.cli.render import (
+    attempt_output_lines,
     event_line,
     health_view,
     log_detail,
@@ -64,7 +65,13 @@ from trestle.health import health as run_health_all
 from trestle.planfile import load_plan, plan_json_schema, plan_workspace
 from trestle.policyfile import monitor_settings, operator_policy
 from trestle.report import build_report
-from trestle.runs import create_run, dead_letters, load_state, request_decision
+from trestle.runs import (
+    attempt_ended,
+    create_run,
+    dead_letters,
+    load_state,
+    request_decision,
+)
 from trestle.safetext import model_json
 from trestle.sandbox import Mode, mode_from
 from trestle.state import RunState
@@ -489,6 +496,29 @@ def log(
         _out().print(log_table(events))
 
 
+@app.command(short_help="What a step's attempt printed, exactly as recorded.")
+def output(
+    run_id: RunArg,
+    step: StepArg,
+    attempt: Annotated[
+        int | None,
+        typer.Option("--attempt", min=1, help="Which attempt (default: the last that ended)."),
+    ] = None,
+    store: StoreOption = None,
+) -> None:
+    """What a step's attempt printed (stdout and stderr together), exactly as recorded
+    (a command's output is kept up to 8,000 characters; past that, its first and last
+    4,000, with a line saying how much was cut between them)."""
+    with _found(store, run_id) as (st, run_id):
+        ended = attempt_ended(st, run_id, step, attempt)
+    text = ended.action.output
+    if not text:
+        _err().print(f"attempt {ended.attempt} of {step!r} printed nothing", markup=False)
+    sys.stdout.write(text)
+    if text and sys.stdout.isatty() and not text.endswith("\n"):
+        sys.stdout.write("\n")  # a prompt after it on a terminal; piped, it stays exact
+
+
 @app.command()
 def dlq(store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Dead-lettered steps across runs: failed after their retries, or escalated."""
@@ -509,6 +539,8 @@ def dlq(store: StoreOption = None, as_json: JsonOption = False) -> None:
         for item in entry.history:
             line = f"    #{item.seq} {item.event.kind} {log_detail(item.event)}"
             out.print(line, markup=False, soft_wrap=True)
+            for more in attempt_output_lines(item, "        "):
+                out.print(more, markup=False, soft_wrap=True)
         out.print(
             f"    resolve: trestle retry {entry.run_id} {entry.step}  |  "
             f"trestle skip {entry.run_id} {entry.step} --reason ...",

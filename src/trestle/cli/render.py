@@ -21,6 +21,7 @@ from trestle.events import (
     ApprovalRefused,
     ApprovalRequested,
     BudgetExhausted,
+    CheckResult,
     FindingsRecorded,
     PhaseEntered,
     PlanExtended,
@@ -48,8 +49,8 @@ from trestle.events import (
 )
 from trestle.health import RunHealth
 from trestle.plan import Plan, critical_path, describe_check, topological_order, waves
-from trestle.report import Report
-from trestle.state import RefusedRequest, RunState
+from trestle.report import Report, StepReport
+from trestle.state import RefusedRequest, RunState, output_tail
 from trestle.store.base import RunRow
 
 STATUS_STYLE = {
@@ -122,10 +123,13 @@ def steps_table(state: RunState) -> Table:
         table.add_column(col)
     for spec in state.plan.steps:
         st = state.steps[spec.id]
-        note = st.reason or st.error or ""
+        note = Text(_clip(st.reason or st.error or "", 60))
         if st.status == "retry_wait" and st.error:
-            note = f"retrying after: {st.error}"
-        table.add_row(spec.id, styled(st.status), str(st.attempt or "-"), _clip(note, 60))
+            note = Text(_clip(f"retrying after: {st.error}", 60))
+        if st.error and st.status not in ("succeeded", "skipped") and st.output_tail:
+            for line in st.output_tail.splitlines():
+                note.append("\n" + _clip(f"| {line}", 60), style="dim")
+        table.add_row(spec.id, styled(st.status), str(st.attempt or "-"), note)
     return table
 
 
@@ -146,7 +150,9 @@ def event_line(stored: StoredEvent) -> str | None:
                 if failed
                 else action.error or action.status
             )
-            return f"failed   {sid} (attempt {n}): {_clip(why, 100)}"
+            head = f"failed   {sid} (attempt {n}): {_clip(why, 100)}"
+            more = output_lines(stored.run_id, sid, n, output_tail(action.output), "         ")
+            return "\n".join([head, *more])
         case StepRetryScheduled(step=sid, not_before=t, at=at):
             return f"retry    {sid} in {max(0.0, t - at):.1f}s"
         case StepProbeStarted(step=sid, reason=why):
@@ -234,6 +240,15 @@ def report_view(report: Report) -> RenderableType:
         )
     counts = ", ".join(f"{n} {c.replace('_', ' ')}" for c, n in report.counts.items() if n)
     parts: list[RenderableType] = [table, Text(f"steps: {counts}")]
+    # a failure with nothing more to say than the table's reason is left to the table
+    failed = [
+        s
+        for s in report.steps
+        if s.failed_attempt is not None and (s.output_tail or any(not c.passed for c in s.checks))
+    ]
+    if failed:
+        parts.append(Text("why steps failed:", style="bold"))
+        parts += [Text(line) for s in failed for line in failure_lines(report.run_id, s)]
     if report.alerts:
         parts.append(Text("monitor alerts:", style="bold"))
         parts += [
@@ -251,6 +266,46 @@ def report_view(report: Report) -> RenderableType:
         parts.append(Text("what a human should check:", style="bold"))
         parts += [Text(f"  - {item}") for item in report.to_check]
     return Group(*parts)
+
+
+def failure_lines(run_id: str, s: StepReport) -> list[str]:
+    """Why a step's last attempt failed: the error, or each check that failed with what
+    it expected and found; the end of its output; the command that prints all of it."""
+    failed_checks = [c for c in s.checks if not c.passed]
+    if failed_checks:
+        what = f"its action succeeded, but {len(failed_checks)} check(s) failed"
+    else:
+        what = s.error or "failed"
+    lines = [f"  {s.id!r} attempt {s.failed_attempt}: {_clip(what, 200)}"]
+    lines += [f"    {check_text(c)}" for c in failed_checks]
+    return lines + output_lines(run_id, s.id, None, s.output_tail, "    ")
+
+
+def check_text(c: CheckResult) -> str:
+    """A check's verdict with what it expected and what it found."""
+    mark = "✓" if c.passed else "✗"
+    return f"{mark} {c.check}: expected {c.expected}, got {_clip(c.actual, 200)}"
+
+
+def output_lines(run_id: str, step: str, attempt: int | None, tail: str, indent: str) -> list[str]:
+    """The end of an attempt's output, each line marked as printed by the step, then
+    the command that prints it whole (``attempt`` None: the step's last attempt)."""
+    if not tail:
+        return []
+    which = "" if attempt is None else f" --attempt {attempt}"
+    return [
+        f"{indent}output ends:",
+        *(f"{indent}  | {line}" for line in tail.splitlines()),
+        f"{indent}full output: trestle output {run_id} {step}{which}",
+    ]
+
+
+def attempt_output_lines(stored: StoredEvent, indent: str) -> list[str]:
+    """For a failed attempt in the log: the end of its output and how to read it all."""
+    e = stored.event
+    if not isinstance(e, StepAttemptEnded) or e.ok or e.action.status == "deferred":
+        return []
+    return output_lines(stored.run_id, e.step, e.attempt, output_tail(e.action.output), indent)
 
 
 def refused_text(r: RefusedRequest) -> str:
@@ -273,8 +328,9 @@ def log_table(events: list[StoredEvent]) -> Table:
         e = item.event
         step = getattr(e, "step", "")
         attempt = getattr(e, "attempt", "")
+        detail = "\n".join([log_detail(e), *attempt_output_lines(item, "")])
         table.add_row(
-            str(item.seq), _clock(e.at, "%H:%M:%S"), e.kind, step, str(attempt), log_detail(e)
+            str(item.seq), _clock(e.at, "%H:%M:%S"), e.kind, step, str(attempt), Text(detail)
         )
     return table
 
