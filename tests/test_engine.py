@@ -530,10 +530,11 @@ def test_write_steps_write_inside_the_workspace_only(h: Harness) -> None:
           - id: escape
             approval: log  # past the policy (which would ask first), to meet the jail
             write:
-              path: ../outside.txt
+              path: out/outside.txt  # '../outside.txt' is refused when the plan loads
               content: nope
         """
     )
+    (h.workspace / "out").symlink_to(h.root)  # a link that leads out, met at run time
     state = h.run(run_id)
     assert (h.workspace / "conf" / "app.toml").read_text() == "port = 8080\n"
     assert state.steps["config"].status == "succeeded"

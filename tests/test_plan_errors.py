@@ -4,26 +4,11 @@ with exit 2 (a plan error; a run that fails exits 1) and nothing recorded."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
+from test_plan_input import trestle
+
 PLAN_ERROR_EXIT = 2
-
-
-def trestle(cwd: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "TRESTLE_STORE"}
-    env.update(COLUMNS="200", NO_COLOR="1", TERM="dumb")
-    return subprocess.run(
-        [sys.executable, "-m", "trestle", *map(str, args)],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def refused(tmp_path: Path, text: str, command: str = "plan") -> list[str]:

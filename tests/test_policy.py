@@ -565,7 +565,9 @@ def test_an_operator_rule_always_wins(facts: ActionFacts, plan: Policy | None, t
 def test_losing_confidence_never_lowers_the_tier(
     facts: ActionFacts, plan: Policy | None, operator: Policy | None
 ) -> None:
-    worse = facts.model_copy(update={"failed_attempts": facts.failed_attempts + 1, "alerts": 1})
+    worse = facts.model_copy(
+        update={"failed_attempts": facts.failed_attempts + 1, "alerts": facts.alerts + 1}
+    )
     before = decide(facts, plan, operator)
     after = decide(worse, plan, operator)
     assert TIER_ORDER[after.tier] >= TIER_ORDER[before.tier]

@@ -27,10 +27,10 @@ from trestle.errors import ConfigError, LeaseHeldError
 from trestle.events import RunCancelled, idempotency_key
 from trestle.outcomes import POLL, driven_live
 from trestle.processes import Leader, reap
-from trestle.runs import load_state, summary_json
+from trestle.runs import load_state, record
 from trestle.signing import decision_key, signed_payload
 from trestle.state import RunState
-from trestle.store.base import Appended, Request, Store
+from trestle.store.base import Request, Store
 
 # the driver stops its steps first: a Python callable may take FINISH_WAIT to end
 PATIENCE = FINISH_WAIT + 15.0
@@ -126,17 +126,9 @@ def _directly(
             stopped=stopped,
             request_id=request.id if request is not None else None,
         )
-        state.apply(event)
-        store.append(
-            run_id,
-            Appended(
-                events=[event],
-                first_seq=state.seq,
-                status="cancelled",
-                summary=summary_json(state),
-                consumed_requests=[request.id] if request is not None else [],
-            ),
-            token=lease.token,
+        consumed = [request.id] if request is not None else []
+        record(
+            store, state, event, token=lease.token, status="cancelled", consumed_requests=consumed
         )
         return Cancelled(state, None)
     finally:

@@ -25,10 +25,10 @@ from trestle.errors import ConfigError
 from trestle.events import RunRewound, StepStarted
 from trestle.field_problems import did_you_mean
 from trestle.plan import Plan, Step
-from trestle.runs import load_state, refuse_if_cancelled, summary_json
+from trestle.runs import load_state, record, refuse_if_cancelled
 from trestle.shadow import RestoreResult, ShadowRepo
 from trestle.state import RunState
-from trestle.store.base import Appended, Owner, Store
+from trestle.store.base import Owner, Store
 
 When = Literal["before", "after"]
 
@@ -167,17 +167,7 @@ def rewind(store: Store, run_id: str, step: str, *, shadow_dir: Path, owner: Own
             reopened=tuple(reopened),
             by=getpass.getuser(),
         )
-        state.apply(event)
-        store.append(
-            run_id,
-            Appended(
-                events=[event],
-                first_seq=state.seq,
-                status=state.finished or "running",
-                summary=summary_json(state),
-            ),
-            token=lease.token,
-        )
+        record(store, state, event, token=lease.token)
         return Rewound(target, reopened, safety, result)
     finally:
         store.release_lease(run_id, lease.token)

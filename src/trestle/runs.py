@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
@@ -25,7 +25,7 @@ from trestle.plan import Plan
 from trestle.policy import Policy
 from trestle.signing import decision_key, signed_payload
 from trestle.state import RunState
-from trestle.store.base import Request, RequestKind, Snapshot, Store
+from trestle.store.base import Appended, Request, RequestKind, Snapshot, Store
 
 
 def new_run_id(now: float) -> str:
@@ -165,6 +165,32 @@ def refuse_if_cancelled(state: RunState) -> None:
 
 def summary_json(state: RunState) -> str:
     return json.dumps(state.status_counts())
+
+
+def record(
+    store: Store,
+    state: RunState,
+    event: AnyEvent,
+    *,
+    token: int,
+    status: str | None = None,
+    consumed_requests: Sequence[int] = (),
+) -> None:
+    """Apply one ``event`` to ``state`` and append it with the run's new listing row,
+    under the lease ``token`` (a decision taken outside a drive: cancel, rewind). The
+    row's status is ``status``, else what the run is once the event applies."""
+    state.apply(event)
+    store.append(
+        state.run_id,
+        Appended(
+            events=[event],
+            first_seq=state.seq,
+            status=status or state.finished or "running",
+            summary=summary_json(state),
+            consumed_requests=consumed_requests,
+        ),
+        token=token,
+    )
 
 
 RETRYABLE = ("failed", "escalated")
