@@ -40,6 +40,7 @@ class Watchdog:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
+        self._live: set[str] = set()  # the tokens of the sandboxes running now
 
     @contextmanager
     def guard(self, env: dict[str, str]) -> Iterator[dict[str, str]]:
@@ -50,23 +51,29 @@ class Watchdog:
             yield env
             return
         token = uuid.uuid4().hex
-        self._send(f"+{token}\n")
+        with self._lock:
+            self._live.add(token)
+            self._send(f"+{token}\n")
         try:
             yield {**env, TOKEN_VAR: token}
         finally:
-            self._send(f"-{token}\n")
+            with self._lock:
+                self._live.discard(token)
+                self._send(f"-{token}\n")
 
     def _send(self, line: str) -> None:
-        with self._lock:
-            if self._proc is None or self._proc.poll() is not None:
-                self._proc = _start()
-            stdin = self._proc.stdin
-            assert stdin is not None
-            try:
-                stdin.write(line.encode())
-                stdin.flush()
-            except OSError:  # the helper was killed: the next command starts another
-                self._proc = None
+        """Tell the helper ``line``; a helper that died (killed by someone) is replaced
+        by one told every sandbox still live."""
+        if self._proc is None or self._proc.poll() is not None:
+            self._proc = _start()
+            line = "".join(f"+{token}\n" for token in self._live)
+        stdin = self._proc.stdin
+        assert stdin is not None
+        try:
+            stdin.write(line.encode())
+            stdin.flush()
+        except OSError:  # it died just now: the next line starts another
+            self._proc = None
 
 
 def _start() -> subprocess.Popen[bytes]:
