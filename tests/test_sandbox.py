@@ -208,12 +208,16 @@ def test_tools_in_a_private_directory_run_and_what_is_hidden_among_them_stays_hi
         (store / "trestle.db").write_text(SECRET)
         workspace = Path(scratch) / "ws"
         workspace.mkdir()
+        source = Path(scratch) / "project" / "src"  # installed editable: on sys.path
+        source.mkdir(parents=True)
+        (source / "mod.py").write_text("print('imported')\n")
+        monkeypatch.syspath_prepend(str(source))
         monkeypatch.setenv("PATH", f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}")
         sandbox = Sandbox(bwrap, hidden=(store,))
-        command = f"hello; cat {store / 'trestle.db'}; ls {store}"
+        command = f"hello; cat {store / 'trestle.db'}; ls {store}; cat {source / 'mod.py'}"
         argv = sandbox.argv(command, cwd=workspace, workspace=workspace, name="step")
         done = subprocess.run(argv, env=sandbox.environ(), capture_output=True, text=True)
-    assert done.stdout == "hello\n", done.stderr
+    assert done.stdout == "hello\nprint('imported')\n", done.stderr
     assert SECRET not in done.stderr
 
 

@@ -8,8 +8,9 @@ On Linux, bubblewrap (``bwrap``, unprivileged namespaces) runs each command with
   (each replaced by an empty directory), except a few read-only exceptions: git's own
   configuration (so commits carry the user's name), the home directories that hold
   the tools on ``PATH`` and this Python (``~/.pyenv``, ``~/.local``, ``~/.cargo``,
-  minus known credential files; a virtualenv under ``/tmp`` itself) and what the
-  policy lists in ``sandbox.read``;
+  minus known credential files; a virtualenv under ``/tmp`` itself), the directories
+  this Python imports from (an editable install's source tree) and what the policy
+  lists in ``sandbox.read``;
   ``trestle.toml`` in the workspace is read-only;
 - a private ``/tmp``, ``/run`` and ``/proc``: a command sees only its own processes,
   so it cannot read a parent's environment;
@@ -217,17 +218,24 @@ def _tool_dirs(home: Path | None) -> list[Path]:
     entries = [Path(p) for p in os.environ.get("PATH", "").split(os.pathsep) if p]
     entries += [Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).parent]
     found: list[Path] = []
-    for entry in entries:
+    for entry, whole in [(e, False) for e in entries] + [(e, True) for e in _import_dirs()]:
         try:
             real = entry.resolve()
         except OSError:
             continue
         for path in (entry.absolute(), real):
             if home is not None and home in path.parents:
-                found.append(home / path.relative_to(home).parts[0])
+                found.append(path if whole else home / path.relative_to(home).parts[0])
             elif any(private in path.parents for private in PRIVATE_DIRS):
                 found.append(path)
     return found
+
+
+def _import_dirs() -> list[Path]:
+    """Where this Python imports from beyond its prefix: a project installed in
+    editable mode (``pip install -e``) is imported from its source tree, which a
+    ``python -m ...`` inside the sandbox needs too. Shown as the entry itself."""
+    return [Path(entry) for entry in sys.path if entry and Path(entry).exists()]
 
 
 def _outermost(paths: Iterable[Path]) -> list[Path]:
