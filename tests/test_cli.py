@@ -517,7 +517,8 @@ def test_retry_then_resume_finishes_the_run(cli: Cli) -> None:
     assert resumed.returncode == 0, resumed.stderr
     lines = rstripped(resumed.stdout).splitlines()
     assert lines[0] == f"run {run_id}"
-    assert "reopened build (retry requested)" in lines
+    assert "reopened build: go.txt is there now" in lines  # the human's reason, shown
+    assert "go.txt is there now" in cli("log", run_id).stdout
     assert "done     build (attempt 3)" in lines
     assert "done     test (attempt 1)" in lines
     assert f"run {run_id}: succeeded" in lines
@@ -525,7 +526,7 @@ def test_retry_then_resume_finishes_the_run(cli: Cli) -> None:
 
     again = cli("retry", run_id, "build")
     assert again.returncode == 2
-    assert f"run {run_id!r}: cannot retry step 'build': it is succeeded" in flat(again.stderr)
+    assert f"run {run_id!r}: cannot retry step 'build': it already succeeded" in flat(again.stderr)
 
 
 def test_skip_then_resume_runs_the_dependents(cli: Cli) -> None:

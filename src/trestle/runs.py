@@ -24,7 +24,7 @@ from trestle.monitors.policy import MonitorSettings
 from trestle.plan import Plan
 from trestle.policy import Policy
 from trestle.signing import decision_key, signed_payload
-from trestle.state import RunState
+from trestle.state import RunState, StepStatus
 from trestle.store.base import Appended, Request, RequestKind, Snapshot, Store
 
 
@@ -193,6 +193,22 @@ def record(
     )
 
 
+# a step's status as a clause: "cannot retry step 'x': it already succeeded"
+STATUS_WORDS: dict[StepStatus, str] = {
+    "pending": "it has not started yet",
+    "running": "it is running",
+    "attempt_failed": "its last attempt just failed and the run has not yet decided what next",
+    "retry_wait": "it is waiting to retry",
+    "probing": "it is being probed",
+    "unknown": "its outcome is unknown until the run is resumed",
+    "escalated": "it is escalated",
+    "awaiting_approval": "it is waiting for approval",
+    "deferred": "it is waiting for a tool call's approval",
+    "succeeded": "it already succeeded",
+    "failed": "it failed",
+    "blocked": "it is blocked by a step it needs",
+    "skipped": "it was skipped",
+}
 RETRYABLE = ("failed", "escalated")
 SKIPPABLE = ("failed", "escalated", "blocked", "pending", "retry_wait")
 
@@ -221,7 +237,7 @@ def request_decision(
     if status not in allowed:
         done = "retried" if kind == "retry" else "skipped"
         raise ConfigError(
-            f"run {run_id!r}: cannot {kind} step {step!r}: it is {status} "
+            f"run {run_id!r}: cannot {kind} step {step!r}: {STATUS_WORDS[status]} "
             f"(only {', '.join(allowed)} steps can be {done})"
         )
     now = time.time()

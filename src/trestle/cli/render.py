@@ -176,8 +176,8 @@ def event_line(stored: StoredEvent) -> str | None:
             return f"ESCALATE {sid}: outcome unknown; a human must decide"
         case StepSkipped(step=sid, reason=why):
             return f"skipped  {sid}: {why}"
-        case StepReopened(step=sid):
-            return f"reopened {sid} (retry requested)"
+        case StepReopened(step=sid, reason=why):
+            return f"reopened {sid}: {why}"
         case PhaseEntered(phase=phase, reason=why):
             return f"phase    {phase}: {why}"
         case FindingsRecorded(findings=found):
@@ -358,6 +358,8 @@ def log_detail(e: AnyEvent) -> str:
             return f"by {by}; stopped: {', '.join(stopped) or 'nothing'}"
         case RunCancelled(by=by, reason=why, stopped=stopped):
             return f"by {by}: {why}; stopped: {', '.join(stopped) or 'nothing'}"
+        case StepReopened(reason=why):
+            return why
         case StepStarted(key=key, gate=gate):
             tier = f"; {gate.decision.tier} ({gate.decision.source})" if gate else ""
             approved = f"; approval {gate.approval}" if gate and gate.approval else ""
