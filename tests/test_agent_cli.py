@@ -192,7 +192,7 @@ def test_the_demo_fixes_the_sample_after_an_approval_and_a_failed_attempt(demo: 
         "done fix-slugify (attempt 2)",
     ]
     assert "python3 -m unittest tests.test_slug -q" in fix[0]
-    assert lines_starting(out, "finished") == ["finished needs_human", "finished succeeded"]
+    assert lines_starting(out, "finished") == ["finished needs human", "finished succeeded"]
     assert f"trestle diff {demo.run_id} fix-slugify --store {demo.store}" in out
 
     # the sample's tests really pass now, including the one the agent added
@@ -294,7 +294,7 @@ def start_at_review(cli: Cli, trajectory: Path, repo: Path) -> str:
     )
     assert result.returncode == 3, result.stdout + result.stderr
     run_id = run_id_of(result)
-    assert lines_starting(result.stdout, "finished") == ["finished needs_human"]
+    assert lines_starting(result.stdout, "finished") == ["finished needs human"]
     assert f"`trestle approve {run_id}.1`" in result.stdout
     return run_id
 
@@ -471,8 +471,8 @@ def test_a_requirement_told_at_the_review_adds_a_revise_step(
         f"{no_answer} [dead-letter queue]"
     )
     assert "blocked validate (needs 'revise-1', which failed)" in lines_starting(out, "blocked")
-    assert lines_starting(out, "finished") == ["finished needs_human"]
-    report = flat(out.split(f"run {run_id}: needs_human")[1])
+    assert lines_starting(out, "finished") == ["finished needs human"]
+    report = flat(out.split(f"run {run_id}: needs human")[1])
     assert f"'revise-1' failed after 2 attempt(s): model call failed: {no_answer}" in report
     assert f"trestle retry {run_id} revise-1" in report
     assert unittests(repo).returncode == 0

@@ -149,7 +149,7 @@ def test_a_soft_steps_limit_pauses_and_each_top_up_lets_the_run_go_on(h: Harness
     assert card.why == budget_asks(h.events(run_id))[0]
     assert (card.goal, card.done, card.remaining) == ("count to 5", ["s1", "s2"], 3)
     assert card.on_approve == "the steps limit rises by the top-up and the run goes on"
-    assert card.on_reject == ("the run stops; steps not yet started are reported as never started")
+    assert card.on_reject == ("the run stops; steps not yet started are reported as not started")
     assert build_report(state).exit_code == 3
 
     h.top_up(run_id)  # the default top-up: half the soft level

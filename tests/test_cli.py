@@ -26,7 +26,7 @@ import pytest
 from rich.console import Console, RenderableType
 
 from trestle.cli.listing import runs_table
-from trestle.cli.render import log_table, plan_overview, report_view
+from trestle.cli.render import log_table, plan_overview, report_view, steps_table
 from trestle.events import (
     ActionResult,
     AnyEvent,
@@ -42,7 +42,9 @@ from trestle.events import (
 )
 from trestle.planfile import parse_plan
 from trestle.report import CATEGORIES, build_report
+from trestle.runs import load_state
 from trestle.state import fold
+from trestle.store import SqliteStore
 from trestle.store.base import RunRow
 
 RUN_LINE = re.compile(r"run (\d{8}-\d{6}-[0-9a-f]{4})")
@@ -204,7 +206,7 @@ def test_run_prints_its_id_the_plan_progress_and_the_report(cli: Cli) -> None:
         assert f"done     {sid} (attempt 1)" in progress
     asked = f"APPROVE? deploy ({run_id}.1): 'deploy' is irreversible"
     assert any(line.startswith(asked) for line in progress), out
-    assert "finished needs_human" in progress
+    assert "finished needs human" in progress
     assert not (cli.dir / "deploys.log").exists()
     waiting = json.loads((cli.dir / "report.json").read_text())
     assert waiting["exit_code"] == 3
@@ -370,7 +372,7 @@ def test_a_required_step_out_of_retries_waits_on_a_human(stuck: StuckRun) -> Non
     assert lines.index("probe    build (before retry)") < lines.index("start    build (attempt 2)")
     assert f"FAILED build: {STUCK_REASON} [dead-letter queue]" in flat(out)
     assert "blocked  test (needs 'build', which failed)" in lines
-    assert f"run {stuck.run_id}: needs_human" in lines
+    assert f"run {stuck.run_id}: needs human" in lines
     assert [row[:3] for row in table_rows(out)[-2:]] == [
         ["build", "failed", "2"],
         ["test", "blocked", "0"],
@@ -385,7 +387,7 @@ def test_runs_lists_the_run(stuck: StuckRun) -> None:
     table = stuck.cli("runs")
     assert table.returncode == 0, table.stderr
     [cells] = table_rows(table.stdout)
-    assert cells[:3] == [stuck.run_id, "needs_human", "1 blocked, 1 failed"]
+    assert cells[:3] == [stuck.run_id, "needs human", "1 blocked, 1 failed"]
     assert cells[4] == "wait for the go-ahead"
 
     [run] = stuck.cli.json("runs")
@@ -399,7 +401,7 @@ def test_show_gives_the_report(stuck: StuckRun) -> None:
     table = stuck.cli("show", stuck.run_id)
     assert table.returncode == 0, table.stderr
     lines = rstripped(table.stdout).splitlines()
-    assert lines[0] == f"run {stuck.run_id}: needs_human"
+    assert lines[0] == f"run {stuck.run_id}: needs human"
     assert table_rows(table.stdout)[1] == ["test", "blocked", "0", "needs 'build', which failed"]
     assert "what a human should check:" in lines
 
@@ -548,6 +550,41 @@ def test_skip_then_resume_runs_the_dependents(cli: Cli) -> None:
         ("test", "done", "action succeeded"),
     ]
     assert "'build' was skipped by a human (built by hand)" in report["to_check"][0]
+
+
+def test_a_state_has_one_name_wherever_it_is_printed(cli: Cli) -> None:
+    """The live table, the report, the run listing and its JSON: a person reads words
+    (``awaiting approval``, ``not started``), a script reads the identifiers."""
+    cli.write(
+        "plan.yaml",
+        """\
+        goal: one name per state
+        steps:
+          - {id: ship, run: "true", irreversible: true}
+          - {id: after, run: "true", needs: [ship]}
+        """,
+    )
+    waiting = cli("run", "plan.yaml", "--no-prompt")
+    assert waiting.returncode == 3, waiting.stderr
+    run_id = run_id_of(waiting)
+    store = SqliteStore(cli.store, create=False)
+    live = render(steps_table(load_state(store, run_id)))
+    store.close()
+    shown = cli("show", run_id).stdout
+    listed = cli("runs").stdout
+    for text in (live, shown):
+        rows = {row[0]: row[1] for row in table_rows(text)}
+        assert rows == {"ship": "awaiting approval", "after": "not started"}, text
+    assert "steps: 1 awaiting approval, 1 not started" in shown
+    assert table_rows(listed)[0][1:3] == ["needs human", "1 awaiting approval, 1 not started"]
+    for text in (live, shown, listed, waiting.stdout):
+        for other_name in ("awaiting_approval", "needs_human", "never started", "pending"):
+            assert other_name not in text, (other_name, text)
+    steps = {s["id"]: s for s in cli.json("show", run_id)["steps"]}
+    assert (steps["ship"]["status"], steps["after"]["category"]) == (
+        "awaiting_approval",
+        "never_started",
+    )
 
 
 # --- bad input leaves no trace ---------------------------------------------------------
@@ -797,7 +834,7 @@ def test_plan_overview_text() -> None:
 
 
 REPORT_WAITING = """\
-run r1: needs_human
+run r1: needs human
 ┏━━━━━━━┳━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┓
 ┃ step  ┃ result            ┃ attempts ┃ why                                       ┃
 ┡━━━━━━━╇━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┩
@@ -832,10 +869,10 @@ def test_report_view_of_a_run_in_progress() -> None:
         │ fetch │ done                   │ 1        │ verified                   │
         │ build │ in progress            │ 1        │                            │
         │ docs  │ in progress (optional) │ 1        │                            │
-        │ test  │ never started          │ 0        │ waiting for 'build'        │
-        │ ship  │ never started          │ 0        │ waiting for 'test', 'docs' │
+        │ test  │ not started            │ 0        │ waiting for 'build'        │
+        │ ship  │ not started            │ 0        │ waiting for 'test', 'docs' │
         └───────┴────────────────────────┴──────────┴────────────────────────────┘
-        steps: 1 done, 2 in progress, 2 never started
+        steps: 1 done, 2 in progress, 2 not started
         what a human should check:
           - the run has not finished: continue it with `trestle resume r1` if nothing drives it.
         """
@@ -866,7 +903,7 @@ def test_log_table_text(utc: None) -> None:
     ]
     assert lines[-2] == (
         "│ 15  │ 08:00:07 │ run_finished         │       │         │"
-        " needs_human                            │"
+        " needs human                            │"
     )
     assert all(len(line) <= 100 for line in lines)
 
@@ -889,7 +926,7 @@ def test_runs_table_text(utc: None) -> None:
         ┏━━━━━┳━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━┳━━━━━━━━━━━━━━┓
         ┃ run ┃ status      ┃ steps                            ┃ updated     ┃ goal         ┃
         ┡━━━━━╇━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━╇━━━━━━━━━━━━━━┩
-        │ r1  │ needs_human │ 2 blocked, 2 failed, 1 succeeded │ 01-15 08:00 │ ship the app │
+        │ r1  │ needs human │ 2 blocked, 2 failed, 1 succeeded │ 01-15 08:00 │ ship the app │
         └─────┴─────────────┴──────────────────────────────────┴─────────────┴──────────────┘
         """
     )

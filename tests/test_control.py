@@ -115,7 +115,7 @@ def test_cancel_stops_a_driven_run_and_its_steps(cli: Cli) -> None:
     assert f"run {run_id}: cancelled" in out
     assert table_rows(cancelled.stdout) == [
         ["slow", "cancelled", "1", "attempt 1 was stopped by trestle cancel mid-step"],
-        ["after", "never started", "0", "waiting for 'slow'"],
+        ["after", "not started", "0", "waiting for 'slow'"],
     ]
     assert "cancelled by" in out and ": wrong branch. It cannot be resumed" in out
 

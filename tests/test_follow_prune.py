@@ -127,7 +127,7 @@ def test_watch_is_follow_and_a_dead_lettered_run_exits_3(cli: Cli) -> None:
     lines = lines_of(watched.stdout)
     failed = [line for line in lines if line.startswith("FAILED   broken: ")]
     assert len(failed) == 1 and failed[0].endswith(" [dead-letter queue]"), lines
-    assert lines[-1] == "finished needs_human"
+    assert lines[-1] == "finished needs human"
 
 
 def test_following_a_run_that_waits_for_a_human_exits_3(cli: Cli) -> None:
@@ -139,7 +139,7 @@ def test_following_a_run_that_waits_for_a_human_exits_3(cli: Cli) -> None:
     assert followed.returncode == 3, followed.stderr
     lines = lines_of(followed.stdout)
     assert any(line.startswith(f"APPROVE? deploy ({run_id}.1)") for line in lines), lines
-    assert lines[-1] == "finished needs_human"
+    assert lines[-1] == "finished needs human"
 
 
 def test_following_a_finished_run_prints_it_all_and_exits_at_once(cli: Cli) -> None:
@@ -261,7 +261,7 @@ def test_prune_removes_old_finished_runs_with_their_checkpoints_and_keeps_the_re
     assert lines[0].startswith(f"would remove run {old} (succeeded, last event ")
     assert lines[0].endswith(f", {old_events} events)")
     assert lines[1] == (
-        f"kept 1 run(s) older than 30d that could still go on: {waiting} (needs_human) "
+        f"kept 1 run(s) older than 30d that could still go on: {waiting} (needs human) "
         "(--include-unfinished removes them)"
     )
     assert re.fullmatch(

@@ -37,7 +37,7 @@ def test_a_dead_lettered_step_is_shown_and_health_exits_1(tmp_path: Path) -> Non
 
     assert health.returncode == 1, health.stdout + health.stderr
     text = flat(health.stdout)
-    assert f"{run_id} needs_human: build once the input is there" in text
+    assert f"{run_id} needs human: build once the input is there" in text
     assert (
         "waits for a human: dead letter build: failed after 1 attempt(s): exit code 1; "
         f"`trestle retry {run_id} build` or `trestle skip {run_id} build --reason ...`"

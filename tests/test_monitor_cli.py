@@ -42,7 +42,7 @@ def test_health_shows_a_paused_run_and_its_alert_and_exits_1(tmp_path: Path) -> 
     result = cli("health")
     assert result.returncode == 1, result.stderr
     text = flat(result.stdout)
-    assert f"{run_id} needs_human" in text
+    assert f"{run_id} needs human" in text
     assert "no live driver" in text
     assert "-> pause (waits for a human)" in text
 

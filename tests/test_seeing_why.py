@@ -193,6 +193,35 @@ def test_dlq_shows_each_failed_attempts_tail(failed: FailedRun) -> None:
     assert f"        full output: trestle output {failed.run_id} check --attempt 1" in lines
 
 
+def test_health_shows_each_dead_letters_failed_checks_and_tail(failed: FailedRun) -> None:
+    checked = failed("health")
+
+    assert checked.returncode == 1, checked.stderr  # it waits for a human
+    lines = [line.rstrip() for line in checked.stdout.splitlines()]
+    run = failed.run_id
+    assert follows(
+        lines,
+        [
+            *tail_block("    "),
+            f"    full output: trestle output {run} build --attempt 2",
+        ],
+    )
+    assert follows(
+        lines,
+        [
+            "    ✗ go.txt exists: expected exists, got missing",
+            "    output ends:",
+            "      | looked for go.txt",
+            f"    full output: trestle output {run} check --attempt 1",
+        ],
+    )
+    as_json = failed("health", "--json")
+    assert as_json.returncode == 1, as_json.stderr
+    waits = {w["step"]: w for w in json.loads(as_json.stdout)[0]["waiting"]}
+    assert waits["build"]["output_tail"] == "\n".join(TAIL)
+    assert waits["check"]["failed_checks"][0]["actual"] == "missing"
+
+
 def test_output_prints_an_attempts_output_exactly(failed: FailedRun) -> None:
     last = failed("output", failed.run_id, "build")
     first = failed("output", failed.run_id, "build", "--attempt", "1")
@@ -288,7 +317,7 @@ def test_the_live_view_shows_the_end_of_a_failed_attempts_output() -> None:
     )
 
     assert render(steps_table(state)).splitlines()[3:6] == [
-        "│ build │ attempt_failed │ 1       │ exit code 2       │",
+        "│ build │ attempt failed │ 1       │ exit code 2       │",
         "│       │                │         │ | cc main.c       │",
         "│       │                │         │ | main.c:3: error │",
     ]

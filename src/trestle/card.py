@@ -112,7 +112,7 @@ def build_card(state: RunState, number: int) -> HandoffCard:
             why=a.breach.describe(),
             rule=f"budget.{a.breach.dimension}.{a.breach.level}",
             on_approve=f"the {a.breach.dimension} limit rises by the top-up and the run goes on",
-            on_reject="the run stops; steps not yet started are reported as never started",
+            on_reject="the run stops; steps not yet started are reported as not started",
         )
     if a.subject == "alert" and a.alert is not None:
         alert = a.alert

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from trestle.approvals import vetter
 from trestle.budget import DIMENSIONS
+from trestle.events import CheckResult
 from trestle.monitors.policy import DEFAULT_MONITORS
 from trestle.runs import readable_states
 from trestle.signing import decision_key
@@ -55,6 +56,10 @@ class Waiting(BaseModel):
     ref: str | None  # the approval, RUN.N
     what: str
     next: str  # the command(s) that move it
+    # for a failed step: its last attempt, the checks that failed, the end of its output
+    attempt: int | None = None
+    failed_checks: list[CheckResult] = []
+    output_tail: str = ""
 
 
 class RunHealth(BaseModel):
@@ -88,12 +93,24 @@ def waiting_on_humans(state: RunState, queued: int = 0) -> list[Waiting]:
     for sid, st in state.steps.items():
         settle = f"`trestle retry {run} {sid}` or `trestle skip {run} {sid} --reason ...`"
         if st.status == "failed" and st.dead_lettered:
+            kind = "dead_letter"
             what = f"failed after {st.failed_attempts} attempt(s): {st.error or st.reason}"
-            found.append(Waiting(kind="dead_letter", step=sid, ref=None, what=what, next=settle))
         elif st.status == "escalated":
-            found.append(
-                Waiting(kind="escalated", step=sid, ref=None, what=st.reason or "", next=settle)
+            kind, what = "escalated", st.reason or ""
+        else:
+            continue
+        found.append(
+            Waiting(
+                kind=kind,
+                step=sid,
+                ref=None,
+                what=what,
+                next=settle,
+                attempt=st.output_attempt,
+                failed_checks=[c for c in st.checks if not c.passed],
+                output_tail=st.output_tail,
             )
+        )
     for number, a in state.approvals.items():
         if a.status != "pending" or not a.blocking:
             continue  # a review after the fact holds nothing up

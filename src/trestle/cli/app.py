@@ -337,6 +337,7 @@ def output(
 @app.command()
 def dlq(store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Dead-lettered steps across runs: failed after their retries, or escalated."""
+    from trestle.cli.listing import shown
     from trestle.cli.render import attempt_output_lines, log_detail
     from trestle.runs import dead_letters
 
@@ -350,7 +351,7 @@ def dlq(store: StoreOption = None, as_json: JsonOption = False) -> None:
         out.print("dead-letter queue is empty")
     for entry in entries:
         out.print(
-            f"{entry.run_id} {entry.step} {entry.status}: {entry.reason}",
+            f"{entry.run_id} {entry.step} {shown(entry.status)}: {entry.reason}",
             markup=False,
             soft_wrap=True,
         )

@@ -36,8 +36,19 @@ STATUS_STYLE = {
 }
 
 
+# One name per state wherever a person reads it (JSON keeps the identifiers): a step
+# that has not started is "not started" in the live view, the listing and the report.
+SHOWN_AS = {"pending": "not started", "never_started": "not started"}
+
+
+def shown(status: str) -> str:
+    """A status or report category in words: ``awaiting_approval`` is "awaiting
+    approval" everywhere it is printed."""
+    return SHOWN_AS.get(status, status.replace("_", " "))
+
+
 def styled(status: str) -> Text:
-    return Text(status, style=STATUS_STYLE.get(status, ""))
+    return Text(shown(status), style=STATUS_STYLE.get(status, ""))
 
 
 def clock(at: float, fmt: str) -> str:
@@ -55,7 +66,7 @@ def runs_table(rows: list[RunRow]) -> Table:
         table.add_column(col)
     for r in rows:
         counts = json.loads(r.summary)
-        steps = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+        steps = ", ".join(f"{n} {shown(k)}" for k, n in sorted(counts.items()))
         table.add_row(
             r.run_id,
             styled(r.status),

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from trestle.cli.app import JsonOption, StoreOption, _opened, _out, _print_json, app
+from trestle.cli.listing import shown
 from trestle.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -100,7 +101,7 @@ def prune_command(
 
 def _line(row: RunRow) -> str:
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(row.updated_at))
-    return f"run {row.run_id} ({row.status}, last event {when}, {row.last_seq} events)"
+    return f"run {row.run_id} ({shown(row.status)}, last event {when}, {row.last_seq} events)"
 
 
 def _json(row: RunRow) -> dict[str, object]:
@@ -115,7 +116,7 @@ def _json(row: RunRow) -> dict[str, object]:
 def _say_kept(unfinished: list[RunRow], driven: list[RunRow], age: str) -> None:
     out = _out()
     if unfinished:
-        ids = ", ".join(f"{r.run_id} ({r.status})" for r in unfinished)
+        ids = ", ".join(f"{r.run_id} ({shown(r.status)})" for r in unfinished)
         out.print(
             f"kept {len(unfinished)} run(s) older than {age} that could still go on: {ids} "
             "(--include-unfinished removes them)",

@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from trestle.card import Action, HandoffCard
-from trestle.cli.listing import STATUS_STYLE, clip, clock, styled
+from trestle.cli.listing import STATUS_STYLE, clip, clock, shown, styled
 from trestle.events import (
     AlertRaised,
     AnyEvent,
@@ -194,23 +194,23 @@ def event_line(stored: StoredEvent) -> str | None:
                 f"{clip(alert.message, 90)} (seqs {_seqs(alert.evidence)})"
             )
         case RunFinished(status=status):
-            return f"finished {status}"
+            return f"finished {shown(status)}"
     return None
 
 
 def report_view(report: Report) -> RenderableType:
-    table = Table(title=f"run {report.run_id}: {report.status}", title_justify="left")
+    table = Table(title=f"run {report.run_id}: {shown(report.status)}", title_justify="left")
     for col in ("step", "result", "attempts", "why"):
         table.add_column(col)
     for s in report.steps:
-        label = s.category.replace("_", " ") + (" (optional)" if s.optional else "")
+        label = shown(s.category) + (" (optional)" if s.optional else "")
         table.add_row(
             s.id,
             Text(label, style=STATUS_STYLE.get(s.category, "")),
             str(s.attempts),
             clip(s.reason or "", 70),
         )
-    counts = ", ".join(f"{n} {c.replace('_', ' ')}" for c, n in report.counts.items() if n)
+    counts = ", ".join(f"{n} {shown(c)}" for c, n in report.counts.items() if n)
     parts: list[RenderableType] = [table, Text(f"steps: {counts}")]
     # a failure with nothing more to say than the table's reason is left to the table
     failed = [
@@ -355,7 +355,7 @@ def log_detail(e: AnyEvent) -> str:
     for field in ("reason", "status", "owner"):
         value = getattr(e, field, None)
         if value:
-            return str(value)
+            return shown(value) if field == "status" else str(value)
     return ""
 
 
@@ -375,7 +375,7 @@ def health_view(r: RunHealth) -> RenderableType:
     else:
         driver = "no live driver" + (f" (last: {r.driver})" if r.driver else "")
     lines = [
-        Text(f"{r.run_id} {r.status}: {clip(r.goal, 60)}", style="bold"),
+        Text(f"{r.run_id} {shown(r.status)}: {clip(r.goal, 60)}", style="bold"),
         Text(f"  {driver}; last event {r.last_event_age:.0f}s ago"),
     ]
     for s in r.steps:
@@ -383,7 +383,7 @@ def health_view(r: RunHealth) -> RenderableType:
         problem = f": {s.problem}" if s.problem else ""
         lines.append(
             Text(
-                f"  step {s.step} {s.status}{ran}{problem}",
+                f"  step {s.step} {shown(s.status)}{ran}{problem}",
                 style=STATUS_STYLE.get("failed" if s.problem else s.status, ""),
             )
         )
@@ -397,6 +397,10 @@ def health_view(r: RunHealth) -> RenderableType:
                 style=STATUS_STYLE["needs_human"],
             )
         )
+        lines += [Text(f"    {check_text(c)}") for c in w.failed_checks]
+        if w.step is not None:
+            tail = output_lines(r.run_id, w.step, w.attempt, w.output_tail, "    ")
+            lines += [Text(line) for line in tail]
     for b in r.budget:
         lines.append(Text(f"  budget {b.dimension}: {b.spent:g} of {b.limit:g} ({b.share:.0%})"))
     for a in r.alerts:
