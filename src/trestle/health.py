@@ -161,7 +161,8 @@ def run_health(
     budget = []
     for dim in DIMENSIONS:
         bound = state.plan.budget.limit(dim) if state.plan.budget else None
-        level = (bound.hard or bound.soft) if bound else None
+        raised = state.tally.raised.get(dim, 0.0)
+        level = ((bound.hard or bound.soft or 0.0) + raised) if bound else None
         if level:
             spent = state.tally.spent.get(dim, 0.0)
             if dim == "seconds":
