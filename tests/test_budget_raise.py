@@ -235,6 +235,62 @@ def test_a_cancelled_run_is_refused_with_exit_7(cli: Cli) -> None:
     assert event_count(cli, run_id) == before
 
 
+HELD_OPEN = """\
+goal: two at once
+budget:
+  steps: {hard: 1}
+steps:
+  - id: slow
+    run: while [ ! -f go ]; do sleep 0.05; done; echo slow >> done.log
+  - id: other
+    run: echo other >> done.log
+"""
+
+
+def test_a_raise_waits_until_the_stopped_runs_driver_has_ended(cli: Cli) -> None:
+    """The limit stops the run while ``slow`` still runs: its driver holds the lease
+    until ``slow`` ends, and a raise meanwhile is refused with exit 5."""
+    cli.write("plan.yaml", HELD_OPEN)
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "trestle", "run", "plan.yaml"],
+        cwd=cli.dir,
+        env=cli.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        run_id = None
+        while time.monotonic() < deadline:
+            runs = cli.json("runs") if cli.store.exists() else []
+            if runs:
+                run_id = runs[0]["run_id"]
+                kinds = [e["kind"] for e in cli.json("log", run_id)]
+                if "budget_exhausted" in kinds:
+                    break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the run was never stopped by its budget")
+        assert run_id is not None
+        before = event_count(cli, run_id)
+        refused = cli("budget", run_id, "--add", "steps=1")
+        assert refused.returncode == 5, refused.stdout + refused.stderr
+        assert f"error: run {run_id!r} is still driven by trestle[{driver.pid}]: it " in (
+            flat(refused.stderr)
+        )
+        assert "raise the budget after that" in flat(refused.stderr)
+        assert event_count(cli, run_id) == before
+    finally:
+        (cli.dir / "go").touch()
+        out, err = driver.communicate(timeout=60)
+    assert driver.returncode == 6, out + err
+    assert cli.lines("done.log") == ["slow"]
+    assert cli("budget", run_id, "--add", "steps=1").returncode == 0
+    assert cli("resume", run_id).returncode == 0
+    assert cli.lines("done.log") == ["slow", "other"]
+
+
 SNEAKY = """\
 goal: raise another run's budget
 steps:

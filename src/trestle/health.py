@@ -115,8 +115,8 @@ def waiting_on_humans(state: RunState, queued: int = 0) -> list[Waiting]:
                     step=refused.step,
                     ref=f"{run}.{refused.approval}" if refused.approval is not None else None,
                     what=refused.reason,
-                    next="find what wrote into the store; decide with `trestle approve` "
-                    "or `trestle reject` only",
+                    next="find what wrote into the store; decide with `trestle approve`, "
+                    "`trestle reject` or `trestle budget --add` only",
                 )
             )
     if queued:

@@ -212,10 +212,13 @@ def raise_budget(
         lease = store.acquire_lease(
             run_id, this_process("trestle budget"), ttl=DEFAULT_LEASE_TTL, now=time.time()
         )
-    except LeaseHeldError as exc:
+    except LeaseHeldError:
+        held = store.lease(run_id)
+        holder = held.owner.name if held else "another process"
         raise LeaseHeldError(
-            f"{exc}: it finishes the steps that were running when the budget stopped the "
-            f"run, then ends; raise the budget after that"
+            f"run {run_id!r} is still driven by {holder}: it finishes the steps that were "
+            "running when the budget stopped the run, then ends; raise the budget after "
+            f"that (`trestle watch {run_id}` ends when it does)"
         ) from None
     try:
         state = load_state(store, run_id, vet=vetter(key))  # as it is under the lease

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 import typer
@@ -35,7 +36,7 @@ def budget_command(
     out = _out()
     with _found(store, run_id) as (st, run_id):
         if not add:
-            for line in budget_lines(trusted_state(st, run_id)):
+            for line in budget_lines(trusted_state(st, run_id), time.time()):
                 out.print(line, markup=False, soft_wrap=True)
             return
         amounts = parse_adds(add)  # bad input is refused before the run is read
@@ -51,7 +52,7 @@ def budget_command(
     out.print(f"continue with `trestle resume {run_id}`", markup=False)
 
 
-def budget_lines(state: RunState) -> list[str]:
+def budget_lines(state: RunState, now: float) -> list[str]:
     """Each limited dimension: used, reserved and its levels; then why it stopped."""
     budget = state.plan.budget
     lines = []
@@ -60,7 +61,7 @@ def budget_lines(state: RunState) -> list[str]:
         if limit is None:
             continue
         raised = state.tally.raised.get(dim, 0.0)
-        used = state.active_seconds if dim == "seconds" else state.tally.spent.get(dim, 0.0)
+        used = state.elapsed(now) if dim == "seconds" else state.tally.spent.get(dim, 0.0)
         levels = []
         if limit.soft is not None:
             soft = limit.soft + state.tally.granted.get(dim, 0.0) + raised
