@@ -215,6 +215,15 @@ def test_a_run_its_budget_did_not_stop_is_refused_in_words(cli: Cli) -> None:
         "--top-up AMOUNT`"
     )
 
+    # a human refused the top-up: that stop is theirs, and a raise does not overrule it
+    assert cli("reject", f"{paused_id}.1", "--reason", "enough").returncode == 0
+    assert cli("resume", paused_id).returncode == 6
+    refused = cli("budget", paused_id, "--add", "steps=1")
+    assert refused.returncode == 2
+    assert flat(refused.stderr).endswith(
+        "top-up refused: enough (a human refused the top-up; a raise does not overrule that)"
+    )
+
     # raised once: a second raise before the resume is refused, and says what to do
     run_id, _ = run_stopped(cli, chain(3, "budget:\n  steps: {hard: 1}\n"))
     assert cli("budget", run_id, "--add", "steps=1").returncode == 0

@@ -106,11 +106,13 @@ def run_words(state: RunState) -> str:
     if state.cancelled is not None:
         return f"it was {state.cancelled}"
     if state.stopped is not None:
-        if state.stopped.startswith("stopped by its budget"):
+        if "top-up refused" in state.stopped:
             return (
                 f"it was {state.stopped} (a human refused the top-up; a raise does not "
                 "overrule that)"
             )
+        if state.stopped.startswith("stopped by its budget"):  # a snapshot from before raises
+            return f"it was {state.stopped}, recorded before a stop could be raised"
         return f"it was {state.stopped}, not by a hard budget limit"
     paused = [
         n for n, a in state.approvals.items() if a.status == "pending" and a.subject == "budget"
