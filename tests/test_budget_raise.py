@@ -148,6 +148,19 @@ def test_a_raise_moves_the_soft_level_with_the_hard_one(cli: Cli) -> None:
     ]
 
 
+def test_a_seconds_limit_is_raised_by_a_duration(cli: Cli) -> None:
+    plan = chain(2, "budget:\n  seconds: {hard: 1}\n").replace(
+        "run: echo s1", "run: sleep 1.2; echo s1"
+    )
+    run_id, stopped = run_stopped(cli, plan)
+    assert "(hard seconds limit); to go on: `trestle budget" in stopped.stdout
+    raised = cli("budget", run_id, "--add", "seconds=10m")
+    assert raised.returncode == 0, raised.stderr
+    assert raised.stdout.startswith(f"raised the seconds limit of run {run_id} by 600 s, to 601 s")
+    assert cli("resume", run_id).returncode == 0
+    assert cli.lines("done.log") == ["s1", "s2"]
+
+
 # --- refusals: a clear error, the CLI's exit code, nothing recorded ----------------------
 
 
