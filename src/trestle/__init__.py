@@ -70,6 +70,7 @@ if _typing.TYPE_CHECKING:
     )
     from trestle.state import RunState, fold
     from trestle.store import InMemoryStore, SqliteStore, Store
+    from trestle.topup import Raised, raise_budget
 
 __version__ = "0.1.0"
 
@@ -108,6 +109,7 @@ __all__ = [
     "ProviderRequestError",
     "ProviderResponseError",
     "ProviderUnavailableError",
+    "Raised",
     "ReplayModel",
     "Report",
     "RestoreConflictError",
@@ -157,6 +159,7 @@ __all__ = [
     "monitor_settings",
     "operator_policy",
     "parse_plan",
+    "raise_budget",
     "request_decision",
     "rewind",
     "run_agent",
@@ -254,6 +257,8 @@ _EXPORTS = {
     "UnknownSnapshotError": "trestle.shadow",
     "RunState": "trestle.state",
     "fold": "trestle.state",
+    "Raised": "trestle.topup",
+    "raise_budget": "trestle.topup",
     "InMemoryStore": "trestle.store",
     "SqliteStore": "trestle.store",
     "Store": "trestle.store",

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from trestle.card import HandoffCard, approval_ref, build_card
 from trestle.errors import ConfigError, UnknownRunError
-from trestle.events import AnyEvent, ApprovalDecided, ApprovalRefused, Verdict
+from trestle.events import AnyEvent, ApprovalDecided, ApprovalRefused, BudgetRaised, Verdict
 from trestle.plan import Step
 from trestle.policy import action_hash
 from trestle.runs import Vet, load_state, readable_states, refuse_if_cancelled
@@ -273,13 +273,16 @@ def trusted_state(store: Store, run_id: str) -> RunState:
 
 def forged(state: RunState, event: AnyEvent, key: bytes) -> str | None:
     """Why ``event``, about to be folded into ``state``, must be ignored as forged, or
-    None. Only ``approval_decided`` is judged: it must carry a signed request that
-    verifies with ``key`` and says what the event says, about an approval still open.
+    None. Only human decisions are judged: ``approval_decided`` must carry a signed
+    request that verifies with ``key`` and says what the event says, about an approval
+    still open; ``budget_raised`` likewise, about the budget stop that stands.
 
     This is the shell's half of the check: the pure fold cannot read keys, so the
     process that acts on a run's state folds it through this (see
     :func:`trestle.runs.load_state`).
     """
+    if isinstance(event, BudgetRaised):
+        return _raise_forged(state, event, key)
     if not isinstance(event, ApprovalDecided):
         return None
     if event.signed is None:
@@ -315,6 +318,26 @@ def forged(state: RunState, event: AnyEvent, key: bytes) -> str | None:
             return "the edited step is not the one signed"
     elif event.action_hash != a.action_hash:
         return "it approves another action than the one signed"
+    return None
+
+
+def _raise_forged(state: RunState, event: BudgetRaised, key: bytes) -> str | None:
+    """:func:`forged` for a raise of the budget (see :mod:`trestle.topup`)."""
+    if event.signed is None:
+        return "carries no signed request"
+    fields = verified_fields(event.signed, key)
+    if fields is None:
+        return "its signature does not verify"
+    said = (fields.get("run_id"), fields.get("kind"), fields.get("add"), fields.get("by"))
+    if said != (state.run_id, "budget", dict(event.add), event.by) or (
+        (fields.get("stop_seq"), fields.get("reason")) != (event.stop_seq, event.reason)
+    ):
+        return "it says other than the signed request it carries"
+    stop = state.budget_stop
+    if stop is None or stop.seq != event.stop_seq:
+        return "the signed request is not for the budget stop as it stands"
+    if not all(_amount(v) and v > 0 for v in event.add.values()):
+        return "it raises by an amount that is not a finite number above 0"
     return None
 
 

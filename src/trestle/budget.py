@@ -9,11 +9,16 @@ the budget from the moment it starts until its real cost replaces the estimate. 
 parallel steps cannot jointly overshoot a limit; only an action whose real cost
 exceeds its estimate can, and by no more than that one action.
 
+A hard stop is not the end: a human may raise the limit (``trestle budget RUN --add
+tokens=2000``), which moves that dimension's hard level, and its soft level with it,
+up by the amount; the run then goes on where it stopped (:mod:`trestle.topup`).
+
 Pure: the run state keeps the tallies (:class:`Tally`); :func:`breach` judges them.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
@@ -68,6 +73,8 @@ class Tally(BaseModel):
     spent: dict[Dimension, float] = {}
     reserved: dict[Dimension, float] = {}
     granted: dict[Dimension, float] = {}  # top-ups approved at soft levels
+    # raised after a hard stop (``trestle budget RUN --add``): both levels move up
+    raised: dict[Dimension, float] = {}
 
     def add(self, bucket: dict[Dimension, float], dim: Dimension, amount: float) -> None:
         if amount:
@@ -80,7 +87,7 @@ class Breach(Record):
     dimension: Dimension
     level: Literal["soft", "hard"]
     used: float  # spent + reserved + the new action's estimate
-    limit: float  # the level passed (a soft level includes top-ups granted)
+    limit: float  # the level passed (with top-ups granted and raises)
     top_up: float  # what approving a soft breach adds
 
     def describe(self) -> str:
@@ -100,6 +107,14 @@ def fmt(dim: Dimension, amount: float) -> str:
     return f"{amount:,.0f} {UNITS[dim]}"
 
 
+def hard_level(budget: Budget | None, tally: Tally, dim: Dimension) -> float | None:
+    """The hard level of ``dim`` as it stands, raises included (None: no hard level)."""
+    limit = budget.limit(dim) if budget is not None else None
+    if limit is None or limit.hard is None:
+        return None
+    return limit.hard + tally.raised.get(dim, 0.0)
+
+
 def breach(budget: Budget | None, tally: Tally, ask: dict[Dimension, float]) -> Breach | None:
     """The first limit that starting an action asking ``ask`` would pass, hard first."""
     if budget is None:
@@ -110,11 +125,34 @@ def breach(budget: Budget | None, tally: Tally, ask: dict[Dimension, float]) -> 
         if limit is None:
             continue
         used = tally.spent.get(dim, 0.0) + tally.reserved.get(dim, 0.0) + ask.get(dim, 0.0)
-        if limit.hard is not None and used > limit.hard:
-            return Breach(dimension=dim, level="hard", used=used, limit=limit.hard, top_up=0)
+        raised = tally.raised.get(dim, 0.0)
+        if limit.hard is not None and used > limit.hard + raised:
+            hard = limit.hard + raised
+            return Breach(dimension=dim, level="hard", used=used, limit=hard, top_up=0)
         if found is None and limit.soft is not None:
-            soft = limit.soft + tally.granted.get(dim, 0.0)
+            soft = limit.soft + tally.granted.get(dim, 0.0) + raised
             if used > soft:
                 top_up = limit.step_up
                 found = Breach(dimension=dim, level="soft", used=used, limit=soft, top_up=top_up)
     return found
+
+
+def least_raise(dim: Dimension, used: float, limit: float) -> float:
+    """The smallest raise, as :func:`fmt` shows it (whole units, cents), that takes a
+    hard level of ``limit`` to at least ``used``."""
+    short = used - limit
+    if dim == "cost":
+        return max(0.01, math.ceil(round(short * 100, 6)) / 100)
+    return max(1.0, float(math.ceil(round(short, 6))))
+
+
+def raise_command(run_id: str, dim: Dimension, amount: float) -> str:
+    """``trestle budget RUN --add tokens=845``: the command that raises the limit."""
+    text = f"{amount:.2f}" if dim == "cost" else f"{amount:.0f}"
+    return f"trestle budget {run_id} --add {dim}={text}"
+
+
+def go_on(run_id: str, dim: Dimension, used: float, limit: float) -> str:
+    """What a hard stop tells a human to do to continue: the exact commands."""
+    command = raise_command(run_id, dim, least_raise(dim, used, limit))
+    return f"to go on: `{command}` (or more), then `trestle resume {run_id}`"

@@ -145,12 +145,21 @@ def _open(p: _Pass, sid: str) -> list[AnyEvent]:
         spent={**state.tally.spent, "seconds": state.elapsed(now)},
         reserved=_plus(state.tally.reserved, p.reserved),
         granted=state.tally.granted,
+        raised=state.tally.raised,
     )
     over = breach(state.plan.budget, tally, ask)
     if over is not None:
         p.may_start = False  # nothing else starts either: the run pauses or stops as one
         if over.level == "hard":
-            return [BudgetExhausted(at=now, dimension=over.dimension, reason=over.describe())]
+            return [
+                BudgetExhausted(
+                    at=now,
+                    dimension=over.dimension,
+                    reason=over.describe(),
+                    used=over.used,
+                    limit=over.limit,
+                )
+            ]
         return [p.ask_human(subject="budget", breach=over)]
     attempt = st.attempt + 1
     verdict = judge(state, sid, attempt)

@@ -217,7 +217,7 @@ def _check_run(db: sqlite3.Connection, run_id: str, found: _Found, *, now: float
                 state = RunState.from_created(event)
             elif ignored is not None:  # not damage: a record the run ignores, and who wrote it?
                 notes.append(
-                    f"event seq {seq} (approval_decided) is ignored as forged: {ignored}; "
+                    f"event seq {seq} ({event.kind}) is ignored as forged: {ignored}; "
                     "find what wrote into the store"
                 )
                 state.ignore(seq)

@@ -773,8 +773,9 @@ class LocalEngine:
             ApprovalRefused(
                 at=self.clock(),
                 approval=getattr(event, "approval", None),
-                reason=f"the approval_decided event at seq {seq} was ignored: {why}; "
-                "only a decision from trestle approve/reject (or the Python API) counts",
+                reason=f"the {event.kind} event at seq {seq} was ignored: {why}; "
+                "only a decision from trestle approve/reject/budget (or the Python API) "
+                "counts",
                 forged_seq=seq,
             )
             for seq, event, why in ignored

@@ -347,11 +347,30 @@ class RunCancelled(Event):
 
 
 class BudgetExhausted(Event):
-    """A hard limit (or a refused top-up) stops the run: nothing new starts."""
+    """A hard limit (or a refused top-up) stops the run: nothing new starts. ``used``
+    is what the start it refused would have made the run use, ``limit`` the hard level
+    it passed (both absent from runs recorded before they were kept)."""
 
     kind: Literal["budget_exhausted"] = "budget_exhausted"
     dimension: Dimension
     reason: str
+    used: float | None = None
+    limit: float | None = None
+
+
+class BudgetRaised(Event):
+    """A human raised hard limits of a run their budget stopped (``trestle budget RUN
+    --add``): each dimension in ``add`` grows by its amount, both levels, and the run
+    goes on from where it stopped. ``stop_seq`` is the ``budget_exhausted`` event it
+    answers; ``signed`` is the signed request, verified whenever the run is folded to
+    act on it (see :func:`trestle.approvals.forged`)."""
+
+    kind: Literal["budget_raised"] = "budget_raised"
+    add: dict[Dimension, float]
+    by: str
+    reason: str = ""
+    stop_seq: int
+    signed: str | None = None
 
 
 class RunRewound(Event):
@@ -579,6 +598,7 @@ AnyEvent = Annotated[
     | RunInterrupted
     | RunCancelled
     | BudgetExhausted
+    | BudgetRaised
     | RunRewound
     | RoundOpened
     | ModelCalled

@@ -132,8 +132,8 @@ def waiting_on_humans(state: RunState, queued: int = 0) -> list[Waiting]:
                     step=refused.step,
                     ref=f"{run}.{refused.approval}" if refused.approval is not None else None,
                     what=refused.reason,
-                    next="find what wrote into the store; decide with `trestle approve` "
-                    "or `trestle reject` only",
+                    next="find what wrote into the store; decide with `trestle approve`, "
+                    "`trestle reject` or `trestle budget --add` only",
                 )
             )
     if queued:
@@ -178,7 +178,8 @@ def run_health(
     budget = []
     for dim in DIMENSIONS:
         bound = state.plan.budget.limit(dim) if state.plan.budget else None
-        level = (bound.hard or bound.soft) if bound else None
+        raised = state.tally.raised.get(dim, 0.0)
+        level = ((bound.hard or bound.soft or 0.0) + raised) if bound else None
         if level:
             spent = state.tally.spent.get(dim, 0.0)
             if dim == "seconds":

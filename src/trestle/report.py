@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from trestle.budget import go_on
 from trestle.events import CheckResult
 from trestle.plan import ActionKind
 from trestle.state import TERMINAL, RefusedRequest, RunState, StepState
@@ -171,6 +172,20 @@ def _reason(state: RunState, sid: str) -> str | None:
     return st.reason or st.error
 
 
+def _go_on(state: RunState) -> str:
+    """After a hard budget stop: the commands that raise the limit and go on."""
+    stop = state.budget_stop
+    if stop is None:
+        return ""
+    if stop.used is None or stop.limit is None:  # recorded before stops kept amounts
+        return (
+            f" To go on: `trestle budget {state.run_id} --add {stop.dimension}=AMOUNT`, "
+            f"then `trestle resume {state.run_id}`."
+        )
+    text = go_on(state.run_id, stop.dimension, stop.used, stop.limit)
+    return f" {text[0].upper()}{text[1:]}."
+
+
 def _to_check(state: RunState) -> list[str]:
     """Plain sentences, most urgent first, each naming the step and the next command."""
     run = state.run_id
@@ -189,7 +204,7 @@ def _to_check(state: RunState) -> list[str]:
             f"needs a new run.{mid}"
         )
     if state.stopped is not None:
-        urgent.append(f"the run was {state.stopped}.")
+        urgent.append(f"the run was {state.stopped}." + _go_on(state))
     if state.sandbox is not None and not state.sandbox.confined:
         urgent.append(
             f"its commands ran {state.sandbox.detail}: they could read and change "

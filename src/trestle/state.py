@@ -26,6 +26,7 @@ from trestle.events import (
     ApprovalRequested,
     ApprovalSubject,
     BudgetExhausted,
+    BudgetRaised,
     CheckResult,
     ContextCompressed,
     FindingsRecorded,
@@ -157,6 +158,15 @@ class ApprovalState(BaseModel):
     decided_at: float | None = None
 
 
+class BudgetStop(BaseModel):
+    """The hard limit that stopped the run, while it stands (see ``BudgetExhausted``)."""
+
+    dimension: Dimension
+    seq: int  # the budget_exhausted event
+    used: float | None = None  # what the refused start would have made the run use
+    limit: float | None = None  # the hard level it passed
+
+
 class RaisedAlert(BaseModel):
     """An alert as the run holds it: what was done about it, and where it was recorded."""
 
@@ -203,6 +213,7 @@ class RunState(BaseModel):
     overrides: dict[str, Step] = {}  # steps as a human modified them before approving
     tally: Tally = Field(default_factory=Tally)
     stopped: str | None = None  # who stopped the run and why: "stopped by ..."
+    budget_stop: BudgetStop | None = None  # set while a hard budget limit is the reason
     cancelled: str | None = None  # "cancelled by NAME: REASON" (trestle cancel)
     active_seconds: float = 0.0  # time the run was driven, up to ``active_since``
     active_since: float | None = None
@@ -440,6 +451,15 @@ class RunState(BaseModel):
                 self.finished = "cancelled"
             case BudgetExhausted(reason=why):
                 self.stopped = f"stopped by its budget: {why}"
+                self.budget_stop = BudgetStop(
+                    dimension=event.dimension, seq=self.seq, used=event.used, limit=event.limit
+                )
+            case BudgetRaised(add=add):
+                for dim, amount in add.items():
+                    self.tally.add(self.tally.raised, dim, amount)
+                stop = self.budget_stop
+                if stop is not None and stop.dimension in add:  # the run can move again
+                    self.stopped, self.budget_stop, self.finished = None, None, None
             case RunRewound(reopened=sids):
                 for sid in sids:
                     self._reopen(sid, rewound=True)
@@ -480,6 +500,7 @@ class RunState(BaseModel):
                 self.alerts.append(RaisedAlert(alert=alert, action=action, seq=self.seq))
                 if action == "stop":
                     self.stopped = f"stopped by the {alert.monitor} monitor: {alert.message}"
+                    self.budget_stop = None  # raising the budget no longer reopens it
             case RunFinished(status=status):
                 self.finished = status
                 self._stop_clock(event.at)
@@ -582,6 +603,7 @@ class RunState(BaseModel):
                 self.stopped = (
                     f"stopped by its budget: {a.breach.describe()}: top-up refused: {event.reason}"
                 )
+                self.budget_stop = None  # a human said no: a raise does not overrule it
             else:
                 top_up = event.top_up if event.top_up is not None else a.breach.top_up
                 self.tally.add(self.tally.granted, a.breach.dimension, top_up)
@@ -590,6 +612,7 @@ class RunState(BaseModel):
             if event.verdict == "reject":
                 why = f": {event.reason}" if event.reason else ""
                 self.stopped = f"stopped by {event.by} after the alert {a.alert.message!r}{why}"
+                self.budget_stop = None
             return  # approved: the run goes on
         if a.step is None or not a.blocking:
             return  # an after-the-fact audit: the review is recorded, nothing waits on it

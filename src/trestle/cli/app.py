@@ -3,7 +3,8 @@
 Exit codes: 0 all required steps done; 1 finished with failures (partial completion);
 2 bad input (plan file, config, arguments, unknown run or step); 3 waiting on a human
 (an approval, an escalation or a dead letter); 4 the store cannot be used; 5 another
-process drives the run; 6 stopped (budget or monitor); 7 cancelled (``trestle cancel``:
+process drives the run; 6 stopped (budget or monitor; a hard budget limit can be raised
+with ``trestle budget RUN --add``, then resumed); 7 cancelled (``trestle cancel``:
 the run's driver exits so, and so does a later ``resume``); 8 no store where the command
 looked (commands that read never create one); 128 + the signal's number when a signal
 interrupted the driver: 130 SIGINT (Ctrl-C), 143 SIGTERM, 129 SIGHUP.
@@ -714,6 +715,7 @@ def schema() -> None:
 
 
 from trestle.cli import agent as _agent_commands  # noqa: E402, F401  (registers them)
+from trestle.cli import budget as _budget_command  # noqa: E402, F401
 from trestle.cli import monitors as _monitor_commands  # noqa: E402, F401
 from trestle.cli import prune as _prune_command  # noqa: E402, F401
 

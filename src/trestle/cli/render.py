@@ -10,6 +10,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from trestle.budget import fmt, go_on
 from trestle.card import Action, HandoffCard
 from trestle.cli.listing import STATUS_STYLE, clip, clock, shown, styled
 from trestle.events import (
@@ -19,6 +20,7 @@ from trestle.events import (
     ApprovalRefused,
     ApprovalRequested,
     BudgetExhausted,
+    BudgetRaised,
     CheckResult,
     FindingsRecorded,
     PhaseEntered,
@@ -180,13 +182,19 @@ def event_line(stored: StoredEvent) -> str | None:
             return f"decided  {stored.run_id}.{n}: approved as edited by {by}: {ran}"
         case ApprovalDecided(approval=n, verdict=verdict, by=by):
             return f"decided  {stored.run_id}.{n}: {verdict} by {by}"
+        case ApprovalRefused(approval=None, reason=why):
+            return f"refused  decision: {why}"
         case ApprovalRefused(approval=n, reason=why):
             return f"refused  decision on {stored.run_id}.{n}: {why}"
         case RequestRefused(request=kind, step=sid, reason=why):
             what = f"{kind} of {sid}" if sid else kind
             return f"refused  {what}: {why}"
+        case BudgetExhausted(reason=why, used=used, limit=limit) if used and limit:
+            return f"STOPPED  budget: {why}; {go_on(stored.run_id, e.dimension, used, limit)}"
         case BudgetExhausted(reason=why):
             return f"STOPPED  budget: {why}"
+        case BudgetRaised(by=by):
+            return f"RAISED   budget by {by}: {_raised(e)}"
         case AlertRaised(alert=alert, action=action):
             where = f"{alert.step}: " if alert.step else ""
             return (
@@ -347,6 +355,8 @@ def log_detail(e: AnyEvent) -> str:
                 f"{a.severity} {a.monitor}/{a.kind} -> {action}: {a.message}; "
                 f"evidence seqs {_seqs(a.evidence)}; suggests: {a.suggestion}"
             )
+        case BudgetRaised(by=by):
+            return f"by {by}: {_raised(e)}"
         case RunRewound(to_step=sid, reopened=steps, safety=safety, by=by):
             return (
                 f"rewound to before {sid!r} by {by}; reopened {', '.join(steps)}; "
@@ -357,6 +367,12 @@ def log_detail(e: AnyEvent) -> str:
         if value:
             return shown(value) if field == "status" else str(value)
     return ""
+
+
+def _raised(e: BudgetRaised) -> str:
+    """``tokens +2,000 tokens; why``"""
+    text = ", ".join(f"{dim} +{fmt(dim, amount)}" for dim, amount in e.add.items())
+    return text + (f"; {e.reason}" if e.reason else "")
 
 
 def _leftovers(left: str | None, waited: float) -> str:
