@@ -36,15 +36,24 @@ def test_option_help_keeps_its_defaults_and_plain_flags_have_no_metavar() -> Non
     assert not set(BOX) & set(shown.stdout)
 
 
-def test_a_usage_error_is_plain_text_with_exit_2() -> None:
-    for args, said in (
-        (("show",), "Error: Missing argument 'RUN'."),
-        (("nope",), "Error: No such command 'nope'."),
-        (("run", "--bogus", "x"), "Error: No such option: --bogus"),
+def test_a_usage_error_is_an_error_line_like_any_other_then_the_usage() -> None:
+    for args, said, usage in (
+        (("show",), "error: Missing argument 'RUN'.", "trestle show [OPTIONS] RUN"),
+        (("nope",), "error: No such command 'nope'.", "trestle [OPTIONS] COMMAND [ARGS]..."),
+        (("run", "--bogus", "x"), "error: No such option: --bogus", "trestle run [OPTIONS] PLAN"),
+        (
+            ("output", "RUN", "STEP", "--attempt", "0"),
+            "error: Invalid value for '--attempt': 0 is not in the range x>=1.",
+            "trestle output [OPTIONS] RUN STEP",
+        ),
     ):
         wrong = trestle(*args)
         assert wrong.returncode == 2, (args, wrong.stderr)
-        assert said in wrong.stderr, (args, wrong.stderr)
+        command = " ".join(usage.split()[:2]) if args[0] != "nope" else "trestle"
+        assert wrong.stderr.splitlines() == [
+            said,
+            f"usage: {usage} (more: `{command} --help`)",
+        ], wrong.stderr
         assert not set(BOX) & set(wrong.stderr), wrong.stderr
 
 

@@ -35,6 +35,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+# Typer keeps its own copy of click (pinned: pyproject.toml); the exceptions a usage
+# error raises are only importable from it
+from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+
 from trestle.cli.stores import reading_store, store_with_run
 from trestle.cli.streams import guard_standard_streams
 from trestle.errors import ConfigError, StoreError, TrestleError
@@ -721,18 +725,36 @@ from trestle.cli import prune as _prune_command  # noqa: E402, F401
 
 
 def main() -> None:
-    """Entry point: Trestle's own errors become an ``error:`` line and their exit code.
+    """Entry point: every error is one ``error:`` line on stderr, then its exit code.
 
-    Usage errors (a missing argument, an unknown option) are Typer's: the usage line,
-    then ``Error:``, exit 2; ``typer.Exit`` codes pass through. A reader that closes
-    the output early (``| head``) does not stop a run: see :mod:`trestle.cli.streams`.
+    A usage error (a missing argument, an unknown option, a bad value) adds the usage
+    line and exits 2; Trestle's own errors exit with their code (module docstring);
+    ``typer.Exit`` codes pass through. A reader that closes the output early (``| head``)
+    does not stop a run: see :mod:`trestle.cli.streams`.
     """
     guard_standard_streams()
     try:
-        app()
+        code = app(prog_name="trestle", standalone_mode=False)
+    except NoArgsIsHelpError as exc:  # `trestle` alone: the help, as Typer prints it
+        exc.show()
+        sys.exit(exc.exit_code)
+    except UsageError as exc:
+        _err().print(f"error: {exc.format_message()}", markup=False, soft_wrap=True)
+        if exc.ctx is not None:
+            usage = exc.ctx.get_usage().removeprefix("Usage: ")
+            more = f"{exc.ctx.command_path} --help"
+            _err().print(f"usage: {usage} (more: `{more}`)", markup=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except ClickException as exc:  # a file option that cannot be opened, say
+        _err().print(f"error: {exc.format_message()}", markup=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except typer.Abort:  # Ctrl-C or end of input at a prompt
+        _err().print("error: aborted", markup=False)
+        sys.exit(1)
     except TrestleError as exc:
         _err().print(f"error: {exc}", markup=False)
         sys.exit(exc.exit_code)
     except sqlite3.Error as exc:  # the store names its failures; this is the backstop
         _err().print(f"error: the store failed: {exc}", markup=False)
         sys.exit(StoreError.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
