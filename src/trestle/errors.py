@@ -145,6 +145,10 @@ class UnknownRunError(ConfigError):
     """A run id, or a step within a run, does not exist."""
 
 
+class RunExistsError(ConfigError, ValueError):
+    """A new run's id is already in the store (a ``ValueError`` too, as it was)."""
+
+
 class NoStoreError(ConfigError):
     """No store at the path a command was given, or where it looked for one.
 

@@ -14,6 +14,7 @@ from trestle.agent.settings import AgentSettings
 from trestle.errors import (
     ConfigError,
     RunCancelledError,
+    RunExistsError,
     StoreDamagedError,
     TrestleError,
     UnknownRunError,
@@ -26,6 +27,8 @@ from trestle.policy import Policy
 from trestle.signing import decision_key, signed_payload
 from trestle.state import RunState, StepStatus
 from trestle.store.base import Appended, Request, RequestKind, Snapshot, Store
+
+NEW_ID_DRAWS = 8
 
 
 def new_run_id(now: float) -> str:
@@ -63,8 +66,17 @@ def create_run(
         agent=agent,
         monitors=monitors,
     )
-    state = RunState.from_created(event)
-    store.create_run(event, summary=summary_json(state))
+    summary = summary_json(RunState.from_created(event))
+    # a generated id is the second plus 16 random bits: runs created together can
+    # draw the same one, and then draw again (a given id is the caller's to choose)
+    for _ in range(NEW_ID_DRAWS - 1 if run_id is None else 0):
+        try:
+            store.create_run(event, summary=summary)
+        except RunExistsError:
+            event = event.model_copy(update={"run_id": new_run_id(now)})
+        else:
+            return event.run_id
+    store.create_run(event, summary=summary)
     return event.run_id
 
 

@@ -6,7 +6,7 @@ import difflib
 import threading
 from dataclasses import replace
 
-from trestle.errors import LeaseHeldError, LeaseLostError, UnknownRunError
+from trestle.errors import LeaseHeldError, LeaseLostError, RunExistsError, UnknownRunError
 from trestle.events import RunCreated, StoredEvent
 from trestle.store.base import (
     Appended,
@@ -32,7 +32,7 @@ class InMemoryStore:
     def create_run(self, event: RunCreated, *, summary: str) -> None:
         with self._lock:
             if event.run_id in self._runs:
-                raise ValueError(f"run {event.run_id!r} exists")
+                raise RunExistsError(f"run {event.run_id!r} exists")
             self._runs[event.run_id] = RunRow(
                 run_id=event.run_id,
                 goal=event.plan.goal,

@@ -24,6 +24,7 @@ from trestle.errors import (
     LeaseHeldError,
     LeaseLostError,
     NoStoreError,
+    RunExistsError,
     StoreDamagedError,
     StoreError,
     UnknownRunError,
@@ -265,7 +266,7 @@ class SqliteStore:
 
         with self._tx(f"recording the new run {event.run_id!r}") as db:
             if db.execute("SELECT 1 FROM runs WHERE run_id = ?", (event.run_id,)).fetchone():
-                raise ValueError(f"run {event.run_id!r} exists")
+                raise RunExistsError(f"run {event.run_id!r} exists")
             db.execute(
                 "INSERT INTO runs VALUES (?, ?, ?, ?, 'created', ?, ?, 1, ?)",
                 (
