@@ -29,7 +29,7 @@ import math
 import statistics
 from collections.abc import Callable, Collection, Mapping, Sequence
 
-from trestle.monitors.alerts import FLAGGING, Alert, Monitor
+from trestle.monitors.alerts import FLAGGING, Alert, Monitor, merge_alerts
 from trestle.monitors.importers import ImportedRun, Label, Outcome
 from trestle.monitors.trace import RunFacts, Turn
 from trestle.record import Record
@@ -74,7 +74,7 @@ class RunResult(Record):
     problems: tuple[str, ...]
     turns: int
     cost: float
-    alerts: int  # every alert, flags or not
+    alerts: int  # alerts the run would have been given, flags or not, after merging
     flags: tuple[FirstFlag, ...]  # the first per monitor, per (monitor, kind), and overall
 
     def first(self, monitor: str = OVERALL, kind: str | None = None) -> FirstFlag | None:
@@ -243,15 +243,15 @@ def _replay(run: ImportedRun, make: MonitorSet, label: Label | None) -> tuple[Ru
             seen_turns += 1
             spent += item.cost
             last_turn = item.index
-        for monitor in monitors:
-            for alert in monitor.observe(item, run.facts):
-                count += 1
-                if alert.severity not in FLAGGING:
-                    continue
-                flag = _flag(alert, last_turn, seen_turns, len(turns), spent, total_cost)
-                for key in ((OVERALL, None), (alert.monitor, None), (alert.monitor, alert.kind)):
-                    if key not in first:
-                        first[key] = flag.model_copy(update={"monitor": key[0], "kind": key[1]})
+        raised = [alert for monitor in monitors for alert in monitor.observe(item, run.facts)]
+        count += len(merge_alerts(raised))  # what the run is told, one alert per problem
+        for alert in raised:  # each monitor's own flags, for its figures
+            if alert.severity not in FLAGGING:
+                continue
+            flag = _flag(alert, last_turn, seen_turns, len(turns), spent, total_cost)
+            for key in ((OVERALL, None), (alert.monitor, None), (alert.monitor, alert.kind)):
+                if key not in first:
+                    first[key] = flag.model_copy(update={"monitor": key[0], "kind": key[1]})
     result = RunResult(
         name=run.name,
         source=run.source,
