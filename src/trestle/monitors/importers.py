@@ -1,6 +1,10 @@
-"""Recorded runs from files, as monitor observations: SWE-agent, mini-swe-agent, Trestle.
+"""Recorded runs from files, as monitor observations: SWE-agent, mini-swe-agent,
+OpenHands, Trestle.
 
-:func:`load_trajectory_file` reads one file and tells its format by its shape:
+:func:`load_trajectory_file` reads one file (gunzipped first when its name ends in
+``.gz``) and tells its format by its shape, strictly: the file must fit exactly one
+of these shapes, else it is refused with what each format needs (an OpenHands
+completion log also has a ``messages`` list, and was once misread as mini-swe-agent):
 
 - a SWE-agent ``.traj``: an object with a ``trajectory`` list (one entry per model
   call: ``action``, ``observation``, ``thought``, ``response``, ``execution_time``,
@@ -10,17 +14,20 @@
   then assistant turns each holding one fenced ``bash`` block, answered by a user
   message ``<returncode>N</returncode><output>...</output>`` or by a format-error
   reply) and ``info`` (``exit_status``, ``model_stats``, ``config``);
+- an OpenHands completion log (``fncall_messages``, or ``messages`` with a
+  ``response``) or event stream (``history`` of actions and observations linked by
+  ``cause``): see :mod:`trestle.monitors.openhands`;
 - Trestle events: what ``trestle log RUN --json`` prints (a JSON list of events with
   their ``seq``), a list of ``{"seq": .., "event": {..}}``, or either as JSON Lines.
 
-Costs. mini-swe-agent records each call's cost with the message (``extra.cost``) and
-that is used when present. SWE-agent records only the run's total
-(``info.model_stats.instance_cost``): it is spread over the calls in proportion to
-the prompt each call sent, measured in characters: the ``query`` of the entry when
-the file keeps it, else the conversation (``history``, demonstrations included) up
-to that call. Calls are billed by prompt length, so a long run's later calls cost
-more, and this keeps that shape; the sum is exactly the recorded total. Token counts
-are spread the same way.
+Costs. mini-swe-agent records each call's cost with the message (``extra.cost``, or in
+1.x the provider's ``extra.response.usage.cost``) and that is used when present. SWE-
+agent records only the run's total (``info.model_stats.instance_cost``): it is spread
+over the calls in proportion to the prompt each call sent, measured in characters: the
+``query`` of the entry when the file keeps it, else the conversation (``history``,
+demonstrations included) up to that call. Calls are billed by prompt length, so a long
+run's later calls cost more, and this keeps that shape; the sum is exactly the
+recorded total. Token counts are spread the same way.
 
 Format errors. SWE-agent re-asks the model after output it cannot parse; the failed
 output stays in ``trajectory`` (with no action) but not in ``history``, and the
@@ -518,6 +525,8 @@ def _mini_swe_agent(path: Path, data: dict[str, Any]) -> ImportedRun:
     for i in answers:
         sizes.append(float(_chars(messages[:i])))
         cost = dig(messages[i], "extra", "cost")
+        if cost is None:  # v1 keeps the provider's figure with the response's usage
+            cost = dig(messages[i], "extra", "response", "usage", "cost")
         recorded.append(float(cost) if isinstance(cost, int | float) else None)
         usage = dig(messages[i], "extra", "response", "usage") or messages[i].get("usage")
         token_counts.append(_usage_tokens(usage))
