@@ -104,6 +104,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--show", choices=("succeeded", "exhausted", "failed"))
     parser.add_argument("--json", type=Path, help="write both evaluations here")
     args = parser.parse_args(argv)
+    if not any(args.root.glob("*/*/index.jsonl")):
+        print(f"no real runs under {args.root} (a folder per scaffold with its index.jsonl)")
+        return 0 if args.root == DEFAULT_ROOT else 2
     runs = load_runs(args.root, args.half)
     print(f"{len(runs)} runs from {args.root} ({args.half} half)\n")
     out: dict[str, Any] = {}
