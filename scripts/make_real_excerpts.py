@@ -124,7 +124,31 @@ def main() -> None:
             "turns_kept": turns,
             "why": why,
         }
-    (OUT / "sources.json").write_text(json.dumps(sources, indent=1) + "\n", encoding="utf-8")
+    (OUT / "README.md").write_text(_readme(sources), encoding="utf-8")
+
+
+def _readme(sources: dict[str, dict[str, Any]]) -> str:
+    lines = [
+        "# Excerpts of real agent runs",
+        "",
+        "The first turns of real runs on SWE-bench Verified tasks, each in its agent's own",
+        "format, gzipped; written by `scripts/make_real_excerpts.py` from",
+        "`../shared/trajectories` (tuning half only), which says where each run was",
+        "published: mini-swe-agent runs from `gruckion/mini-swe-agent` (MIT), OpenHands",
+        "runs from `gsmoon97/swe-agent-eval`. Cut: the turns after the prefix, the system",
+        "prompt past its first line, OpenHands' text view of the conversation and its",
+        "final output. Tests: `tests/test_monitor_real_runs.py`.",
+        "",
+        "| file | upstream file | sha256 of the upstream file | resolved | turns kept | why |",
+        "| --- | --- | --- | --- | ---: | --- |",
+    ]
+    for name, entry in sources.items():
+        lines.append(
+            f"| `{name}` | `{entry['scaffold']}`: `{entry['upstream_path']}` "
+            f"| `{entry['upstream_sha256']}` | {entry['resolved']} | {entry['turns_kept']} "
+            f"| {entry['why']} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

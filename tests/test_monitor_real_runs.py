@@ -1,7 +1,7 @@
 """The importers and the recalibrated monitors on excerpts of real agent runs.
 
 The excerpts in ``tests/data/real_runs`` are the first turns of real OpenHands and
-mini-swe-agent runs on SWE-bench Verified tasks (``sources.json`` names each one's
+mini-swe-agent runs on SWE-bench Verified tasks (the folder's ``README.md`` names each one's
 upstream file; ``scripts/make_real_excerpts.py`` wrote them). Each monitor that was
 changed is shown a succeeded run it used to flag, and, where a real run of the
 tuning half has the pattern, an exhausted run it must still flag.
@@ -24,7 +24,7 @@ from trestle.errors import ConfigError
 from trestle.monitors.alerts import FLAGGING, Alert, Monitor, merge_alerts
 from trestle.monitors.cost import CostMonitor
 from trestle.monitors.format import FormatMonitor
-from trestle.monitors.importers import ImportedRun, load_trajectory_file
+from trestle.monitors.importers import ImportedRun, load_corpus, load_trajectory_file
 from trestle.monitors.loops import CycleMonitor, RepeatMonitor
 from trestle.monitors.reruns import TestRerunMonitor
 from trestle.monitors.trace import Action, RunFacts, Turn
@@ -59,11 +59,17 @@ def raw(name: str) -> Any:
 
 
 def test_every_excerpt_names_its_source() -> None:
-    sources = json.loads((DATA / "sources.json").read_text(encoding="utf-8"))
-    files = sorted(p.name for p in DATA.glob("*.gz"))
-    assert sorted(sources) == files
-    for entry in sources.values():
-        assert entry["upstream_path"] and len(entry["upstream_sha256"]) == 64
+    readme = (DATA / "README.md").read_text(encoding="utf-8")
+    rows = [line for line in readme.splitlines() if line.startswith("| `")]
+    assert sorted(line.split("`")[1] for line in rows) == sorted(p.name for p in DATA.glob("*.gz"))
+    for row in rows:  # the upstream file and its digest
+        assert "/trajs/" in row and len(row.split("`")[7]) == 64
+
+
+def test_the_excerpts_replay_through_monitors_eval(tmp_path: Path) -> None:
+    runs, labels = load_corpus(DATA)
+    assert len(runs) == 7 and labels == {}
+    assert {r.source for r in runs} == {"openhands", "mini-swe-agent"}
 
 
 def test_an_openhands_completion_log_becomes_turns_with_outcomes() -> None:
