@@ -715,7 +715,7 @@ def _openhands(path: Path, data: Any) -> ImportedRun:
 
 def _openhands_events(path: Path, data: Any) -> ImportedRun:
     events = stream_events(data) or []
-    return _from_reading(path, "openhands-events", read_event_stream(path, data, events))
+    return _from_reading(path, "openhands-events", read_event_stream(data, events))
 
 
 def _from_reading(path: Path, source: Source, reading: Reading) -> ImportedRun:

@@ -210,7 +210,7 @@ def stream_events(data: Any) -> list[Any] | None:
     return events
 
 
-def read_event_stream(path: Path, data: Any, events: Sequence[Any]) -> Reading:
+def read_event_stream(data: Any, events: Sequence[Any]) -> Reading:
     """The turns of an OpenHands event stream (see the module)."""
     answers: dict[Any, Mapping[str, Any]] = {}
     for event in events:
