@@ -373,7 +373,7 @@ def test_a_missing_repository_is_refused_before_anything_is_recorded(cli: Cli) -
 @pytest.mark.parametrize(
     ("given", "says"),
     [
-        ("nan", "Invalid value for '--step-timeout'"),
+        ("nan", "Invalid value for --step-timeout: must be a finite number of seconds"),
         ("inf", "Invalid value for --step-timeout: must be a finite number of seconds"),
         ("0.5", "Invalid value for '--step-timeout'"),
     ],

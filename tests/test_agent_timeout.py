@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from agent_helpers import agent_settings, call, drive, of_kind, recorded, sample_workspace
-from trestle.agent.settings import DEFAULT_STEP_TIMEOUT, AgentSettings, bootstrap_plan
+from trestle.agent.defaults import DEFAULT_STEP_TIMEOUT
+from trestle.agent.settings import AgentSettings, bootstrap_plan
 from trestle.events import StepAttemptEnded, StepFailed, StepRetryScheduled
 from trestle.models import FunctionModel, Message, ModelResponse, ScriptedModel, ToolSchema
 from trestle.plan import Backoff

@@ -25,7 +25,8 @@ from typing import Any
 import pytest
 from rich.console import Console, RenderableType
 
-from trestle.cli.render import log_table, plan_overview, report_view, runs_table
+from trestle.cli.listing import runs_table
+from trestle.cli.render import log_table, plan_overview, report_view
 from trestle.events import (
     ActionResult,
     AnyEvent,

@@ -57,3 +57,16 @@ def test_resume_of_an_unknown_run_says_only_that(tmp_path: Path) -> None:
     assert unknown.returncode == 2, unknown.stderr
     assert unknown.stdout == ""  # no "run nope" as if it had started
     assert f"error: no run 'nope' in {store}" in unknown.stderr
+
+
+def test_usage_lines_name_arguments_as_the_help_lists_them() -> None:
+    for args, usage in (
+        (("run", "--help"), "[OPTIONS] PLAN\n"),
+        (("output", "--help"), "[OPTIONS] RUN STEP\n"),
+        (("approve", "--help"), "[OPTIONS] APPROVAL\n"),
+    ):
+        shown = trestle(*args)
+        assert shown.returncode == 0, shown.stderr
+        first = shown.stdout.splitlines()[0] + "\n"
+        assert first.endswith(usage), (args, first)
+        assert "{" not in first, first

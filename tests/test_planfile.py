@@ -203,4 +203,4 @@ def test_import_trestle_loads_nothing_until_a_name_is_used() -> None:
     loaded = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
-    assert loaded.stdout.strip() == "['trestle']"
+    assert loaded.stdout.strip() == "['trestle', 'trestle.lazy']"  # and the loader

@@ -9,8 +9,9 @@ command that needs little (``trestle --help``) imports little.
 
 from __future__ import annotations
 
-import importlib as _importlib
 import typing as _typing
+
+from trestle.lazy import lazy_exports as _lazy_exports
 
 if _typing.TYPE_CHECKING:
     from trestle.actions import StepContext
@@ -259,13 +260,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> _typing.Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'trestle' has no attribute {name!r}")
-    value = getattr(_importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = _lazy_exports(__name__, _EXPORTS, globals())
 
 
 def __dir__() -> list[str]:

@@ -2,67 +2,77 @@
 
 Nothing here does IO, reads a clock or calls a model by itself; the agent runtime
 drives these pieces and records what they return. See ``docs/agent.md``.
+
+Each name loads its module on first use (``trestle.lazy``): the event types import
+a few of these records, and must not pull in the whole agent.
 """
 
-from trestle.agent.context import (
-    PIN_HEADER,
-    REMINDER_HEADER,
-    SUMMARY_HEADER,
-    Compression,
-    CompressionRecord,
-    ContextBudget,
-    Pins,
-    Summariser,
-    SummaryRequest,
-    check_pins,
-    compress,
-    compress_if_needed,
-    ensure_pins,
-    extractive_summary,
-    is_pinned,
-    is_summary,
-    model_summariser,
-    refresh_pins,
-    transcript_text,
-)
-from trestle.agent.phases import (
-    PHASE_NATURES,
-    TRANSITIONS,
-    Findings,
-    Phase,
-    PhaseChange,
-    PhaseState,
-    RelevantFile,
-    allowed_natures,
-    findings_json_schema,
-    parse_findings,
-)
-from trestle.agent.planning import (
-    AgentPlan,
-    AgentPlanStep,
-    Feedback,
-    PlanAttempt,
-    PlanFeedback,
-    PlanNegotiation,
-    Problem,
-    agent_plan_json_schema,
-    check_agent_plan,
-    is_agent_step,
-    parse_output,
-    runtime_plan,
-    validate_agent_plan,
-)
-from trestle.agent.reminders import (
-    Reminder,
-    ReminderPolicy,
-    ReminderRecord,
-    StepProgress,
-    goal_reminder,
-    plan_progress,
-    plan_status,
-    reminder_due,
-)
-from trestle.errors import PhaseError, PinLostError
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from trestle.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from trestle.agent.context import (
+        PIN_HEADER,
+        REMINDER_HEADER,
+        SUMMARY_HEADER,
+        Compression,
+        CompressionRecord,
+        ContextBudget,
+        Pins,
+        Summariser,
+        SummaryRequest,
+        check_pins,
+        compress,
+        compress_if_needed,
+        ensure_pins,
+        extractive_summary,
+        is_pinned,
+        is_summary,
+        model_summariser,
+        refresh_pins,
+        transcript_text,
+    )
+    from trestle.agent.phases import (
+        PHASE_NATURES,
+        TRANSITIONS,
+        Findings,
+        Phase,
+        PhaseChange,
+        PhaseState,
+        RelevantFile,
+        allowed_natures,
+        findings_json_schema,
+        parse_findings,
+    )
+    from trestle.agent.planning import (
+        AgentPlan,
+        AgentPlanStep,
+        Feedback,
+        PlanAttempt,
+        PlanFeedback,
+        PlanNegotiation,
+        Problem,
+        agent_plan_json_schema,
+        check_agent_plan,
+        is_agent_step,
+        parse_output,
+        runtime_plan,
+        validate_agent_plan,
+    )
+    from trestle.agent.reminders import (
+        Reminder,
+        ReminderPolicy,
+        ReminderRecord,
+        StepProgress,
+        goal_reminder,
+        plan_progress,
+        plan_status,
+        reminder_due,
+    )
+    from trestle.errors import PhaseError, PinLostError
 
 __all__ = [
     "PHASE_NATURES",
@@ -118,3 +128,62 @@ __all__ = [
     "transcript_text",
     "validate_agent_plan",
 ]
+
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "PIN_HEADER": "trestle.agent.context",
+        "REMINDER_HEADER": "trestle.agent.context",
+        "SUMMARY_HEADER": "trestle.agent.context",
+        "Compression": "trestle.agent.context",
+        "CompressionRecord": "trestle.agent.context",
+        "ContextBudget": "trestle.agent.context",
+        "Pins": "trestle.agent.context",
+        "Summariser": "trestle.agent.context",
+        "SummaryRequest": "trestle.agent.context",
+        "check_pins": "trestle.agent.context",
+        "compress": "trestle.agent.context",
+        "compress_if_needed": "trestle.agent.context",
+        "ensure_pins": "trestle.agent.context",
+        "extractive_summary": "trestle.agent.context",
+        "is_pinned": "trestle.agent.context",
+        "is_summary": "trestle.agent.context",
+        "model_summariser": "trestle.agent.context",
+        "refresh_pins": "trestle.agent.context",
+        "transcript_text": "trestle.agent.context",
+        "PHASE_NATURES": "trestle.agent.phases",
+        "TRANSITIONS": "trestle.agent.phases",
+        "Findings": "trestle.agent.phases",
+        "Phase": "trestle.agent.phases",
+        "PhaseChange": "trestle.agent.phases",
+        "PhaseState": "trestle.agent.phases",
+        "RelevantFile": "trestle.agent.phases",
+        "allowed_natures": "trestle.agent.phases",
+        "findings_json_schema": "trestle.agent.phases",
+        "parse_findings": "trestle.agent.phases",
+        "AgentPlan": "trestle.agent.planning",
+        "AgentPlanStep": "trestle.agent.planning",
+        "Feedback": "trestle.agent.planning",
+        "PlanAttempt": "trestle.agent.planning",
+        "PlanFeedback": "trestle.agent.planning",
+        "PlanNegotiation": "trestle.agent.planning",
+        "Problem": "trestle.agent.planning",
+        "agent_plan_json_schema": "trestle.agent.planning",
+        "check_agent_plan": "trestle.agent.planning",
+        "is_agent_step": "trestle.agent.planning",
+        "parse_output": "trestle.agent.planning",
+        "runtime_plan": "trestle.agent.planning",
+        "validate_agent_plan": "trestle.agent.planning",
+        "Reminder": "trestle.agent.reminders",
+        "ReminderPolicy": "trestle.agent.reminders",
+        "ReminderRecord": "trestle.agent.reminders",
+        "StepProgress": "trestle.agent.reminders",
+        "goal_reminder": "trestle.agent.reminders",
+        "plan_progress": "trestle.agent.reminders",
+        "plan_status": "trestle.agent.reminders",
+        "reminder_due": "trestle.agent.reminders",
+        "PhaseError": "trestle.errors",
+        "PinLostError": "trestle.errors",
+    },
+    globals(),
+)

@@ -19,6 +19,7 @@ from typing import Literal
 from pydantic import Field
 
 from trestle.agent.context import ContextBudget
+from trestle.agent.defaults import DEFAULT_MAX_TOKENS, DEFAULT_STEP_TIMEOUT
 from trestle.agent.phases import DEFAULT_MAX_REPLANS, Phase
 from trestle.agent.planning import DEFAULT_MAX_ATTEMPTS, DEFAULT_STEP_RETRIES
 from trestle.agent.reminders import ReminderPolicy
@@ -35,8 +36,6 @@ ROLE_PHASE: dict[AgentRole, Phase] = {
     "validate": Phase.VALIDATE,
 }
 
-DEFAULT_STEP_TIMEOUT = 1800.0  # seconds: half an hour per attempt of an agent step
-DEFAULT_MAX_TOKENS = 4096  # the most tokens one model answer may have: its cap and its reserve
 RESERVED_IDS = frozenset({"understand", "plan", "review", "validate"})  # round 1 uses them
 
 

@@ -10,19 +10,11 @@ import math
 import tempfile
 from importlib import resources
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from trestle.agent.settings import (
-    DEFAULT_MAX_TOKENS,
-    DEFAULT_STEP_TIMEOUT,
-    AgentSettings,
-    bootstrap_plan,
-)
-from trestle.agent.trajectory import REPLAY_PREFIX, trajectory_of
-from trestle.approvals import inbox, submit_decision
-from trestle.budget import Budget, Limit
+from trestle.agent.defaults import DEFAULT_MAX_TOKENS, DEFAULT_STEP_TIMEOUT
 from trestle.cli.app import (
     LiveOption,
     PolicyOption,
@@ -31,22 +23,15 @@ from trestle.cli.app import (
     RunArg,
     SandboxOption,
     StoreOption,
-    _drive,
     _found,
-    _opened_for_new_run,
     _out,
     app,
-    store_line,
 )
-from trestle.cli.human import say_outcome, show_card
-from trestle.demo import write_sample
-from trestle.engine import StepPerformer
 from trestle.errors import ConfigError, MissingKeyError
-from trestle.models.guard import may_connect
-from trestle.models.provider import unreachable
-from trestle.policyfile import monitor_settings, operator_policy
-from trestle.runs import create_run, load_state, request_requirement
-from trestle.sandbox import mode_from
+
+if TYPE_CHECKING:
+    from trestle.agent.settings import AgentSettings
+    from trestle.engine import StepPerformer
 
 DEMO_GOAL = "make slugify() turn any title into a clean URL slug; the failing test shows how"
 DEMO_TEST_COMMAND = "python3 -m unittest discover -s tests -q"
@@ -122,6 +107,13 @@ def agent(
     sandbox: SandboxOption = None,
 ) -> None:
     """Run the coding agent on GOAL: understand, plan, execute, validate. Prints the run id."""
+    from trestle.agent.settings import AgentSettings, bootstrap_plan
+    from trestle.budget import Budget, Limit
+    from trestle.cli.drive import drive, opened_for_new_run, store_line
+    from trestle.policyfile import monitor_settings, operator_policy
+    from trestle.runs import create_run
+    from trestle.sandbox import mode_from
+
     if not repo.is_dir():
         raise typer.BadParameter(f"{str(repo)!r} is not a directory", param_hint="--repo")
     if not math.isfinite(step_timeout):
@@ -143,7 +135,7 @@ def agent(
     budget = Budget(cost=Limit(soft=max_cost)) if max_cost else None
     plan = bootstrap_plan(goal, budget=budget)
     out = _out()
-    with _opened_for_new_run(store, repo) as st:
+    with opened_for_new_run(store, repo) as st:
         run_id = create_run(
             st,
             plan,
@@ -154,7 +146,7 @@ def agent(
         )
         out.print(f"run {run_id}: {goal}", markup=False, soft_wrap=True)
         out.print(store_line(st), markup=False, soft_wrap=True)
-        _drive(
+        drive(
             st,
             run_id,
             out,
@@ -168,6 +160,8 @@ def agent(
 
 def _model_spec(spec: str) -> str:
     """A trajectory path is recorded absolute, so a resume elsewhere still finds it."""
+    from trestle.agent.trajectory import REPLAY_PREFIX
+
     if spec.startswith(REPLAY_PREFIX):
         return REPLAY_PREFIX + str(Path(spec.removeprefix(REPLAY_PREFIX)).resolve())
     return spec
@@ -177,6 +171,8 @@ def _check_model(settings: AgentSettings) -> None:
     """Build the model once before anything is recorded: a bad spec, a missing key or a
     base URL where nothing listens is the user's error, said at once."""
     from trestle.agent.runtime import settings_model
+    from trestle.models.guard import may_connect
+    from trestle.models.provider import unreachable
 
     try:
         settings_model(settings)
@@ -205,6 +201,9 @@ def tell(
     store: StoreOption = None,
 ) -> None:
     """Add a requirement to a running agent run; it is planned where it fits."""
+    from trestle.cli.human import say_outcome
+    from trestle.runs import request_requirement
+
     with _found(store, run_id) as (st, run_id):
         after = st.run(run_id).last_seq
         queued = request_requirement(st, run_id, requirement, by=getpass.getuser())
@@ -220,6 +219,9 @@ def trajectory(
     store: StoreOption = None,
 ) -> None:
     """Export an agent run's model answers, to replay with --model replay:FILE."""
+    from trestle.agent.trajectory import trajectory_of
+    from trestle.runs import load_state
+
     with _found(store, run_id) as (st, run_id):
         state = load_state(st, run_id)
         found = trajectory_of((e.event for e in st.events(run_id)), goal=state.plan.goal)
@@ -243,6 +245,14 @@ def demo(
     Everything else is real: the tools edit real files, the tests really run, the run
     is recorded in a real store, and the plan waits for (and gets) an approval.
     """
+    from trestle.agent.settings import AgentSettings, bootstrap_plan
+    from trestle.agent.trajectory import REPLAY_PREFIX
+    from trestle.approvals import inbox, submit_decision
+    from trestle.cli.drive import drive, opened_for_new_run
+    from trestle.cli.human import show_card
+    from trestle.demo import write_sample
+    from trestle.runs import create_run
+
     sample = resources.files("trestle.demo")
     where = Path(tempfile.mkdtemp(prefix="trestle-demo-")) if directory is None else directory
     repo = where / "textkit"
@@ -264,10 +274,10 @@ def demo(
         soft_wrap=True,
     )
     store_path = where / "trestle.db"
-    with _opened_for_new_run(store_path, None) as st:
+    with opened_for_new_run(store_path, None) as st:
         run_id = create_run(st, bootstrap_plan(DEMO_GOAL), workspace=repo, agent=settings)
         out.print(f"run {run_id} in {repo}: {DEMO_GOAL}", markup=False, soft_wrap=True)
-        code = _drive(
+        code = drive(
             st, run_id, out, None, False, False, performer=_performer(settings), exit=False
         )
         for _ in range(MAX_DEMO_APPROVALS):
@@ -283,7 +293,7 @@ def demo(
                 markup=False,
                 soft_wrap=True,
             )
-            code = _drive(
+            code = drive(
                 st, run_id, out, None, False, False, performer=_performer(settings), exit=False
             )
     out.print(

@@ -10,72 +10,38 @@ interrupted the driver: 130 SIGINT (Ctrl-C), 143 SIGTERM, 129 SIGHUP.
 
 Which store a command opens, and how a RUN is found: see :mod:`trestle.cli.stores`.
 
-A driving command (``run``, ``resume``, ``agent``) prints the report however it ends.
-On SIGINT, SIGTERM or SIGHUP it stops the steps' processes, records the interruption
-(``RunInterrupted``), prints the report and exits with the signal's code.
+A driving command (``run``, ``resume``, ``agent``) prints the report however it ends;
+how it drives and stops on a signal: :mod:`trestle.cli.drive`.
+
+A command imports what it uses in its own body: this module is loaded by every
+command, ``--help`` included, and the engine, the event types, the agent and the
+monitors cost about half a second to import, which a command that lists runs or
+prints help should not pay (``bench/startup.py`` measures it).
 """
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import json
 import os
-import signal
 import sqlite3
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.live import Live
 
-from trestle.approvals import (
-    feedback,
-    find_approval,
-    inbox,
-    queue_decision,
-    split_ref,
-    trusted_state,
-)
-from trestle.card import build_card
-from trestle.checkpoints import checkpoints, latest_before, rewind, shadow_dir_for, shadow_repo
-from trestle.cli.human import edit_in_editor, prompt_approvals, say_outcome, show_card
-from trestle.cli.render import (
-    attempt_output_lines,
-    event_line,
-    health_view,
-    log_detail,
-    log_table,
-    plan_overview,
-    report_view,
-    runs_table,
-    steps_table,
-)
 from trestle.cli.stores import reading_store, store_with_run
 from trestle.cli.streams import guard_standard_streams
-from trestle.engine import DEFAULT_LEASE_TTL, LocalEngine, StepPerformer, Stop, this_process
 from trestle.errors import ConfigError, StoreError, TrestleError
-from trestle.events import SandboxChosen, StoredEvent
-from trestle.health import health as run_health_all
-from trestle.planfile import load_plan, plan_json_schema, plan_workspace
-from trestle.policyfile import monitor_settings, operator_policy
-from trestle.report import build_report
-from trestle.runs import (
-    attempt_ended,
-    create_run,
-    dead_letters,
-    load_state,
-    request_decision,
-)
-from trestle.safetext import model_json
-from trestle.sandbox import Mode, mode_from
-from trestle.state import RunState
-from trestle.store import RecentStores, SqliteStore, Store, default_store_path
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from trestle.store import SqliteStore, Store
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 done; 1 finished with failures; 2 bad input; 3 waiting on a human; "
@@ -142,6 +108,8 @@ def _console(*, stderr: bool) -> Console:
     """On a terminal, Rich fits the window. Piped or redirected, lines are never
     wrapped and tables take the width of what they hold, so run ids, paths and the
     commands a message suggests stay whole and can be copied or grepped."""
+    from rich.console import Console
+
     console = Console(stderr=stderr, highlight=False)
     if console.is_terminal:
         return console
@@ -159,28 +127,13 @@ def _err() -> Console:
 @contextmanager
 def _opened(store_path: Path | None) -> Iterator[SqliteStore]:
     """The store a command that reads uses; it is never created (exit 7 if missing)."""
+    from trestle.store import SqliteStore
+
     store = SqliteStore(reading_store(store_path), create=False)
     try:
         yield store
     finally:
         store.close()
-
-
-@contextmanager
-def _opened_for_new_run(store_path: Path | None, workspace: Path | None) -> Iterator[SqliteStore]:
-    """The store a new run is recorded in, created if need be and remembered, so the
-    commands that take its RUN find it from anywhere; ``store_line`` says where."""
-    store = SqliteStore(store_path or default_store_path(workspace))
-    RecentStores().remember(store.path)
-    try:
-        yield store
-    finally:
-        store.close()
-
-
-def store_line(store: SqliteStore) -> str:
-    """Printed right after ``run <id>``: where the run is recorded."""
-    return f"store {store.path.absolute()}"
 
 
 _found = store_with_run  # the store holding a RUN (its id or a unique tail) and its id
@@ -231,6 +184,13 @@ def run(
     sandbox: SandboxOption = None,
 ) -> None:
     """Validate a plan, show it, run it, and report. Prints the run id first."""
+    from trestle.cli.drive import drive, opened_for_new_run, store_line
+    from trestle.cli.render import plan_overview
+    from trestle.planfile import load_plan, plan_workspace
+    from trestle.policyfile import monitor_settings, operator_policy
+    from trestle.runs import create_run
+    from trestle.sandbox import mode_from
+
     mode = mode_from(sandbox)
     plan = load_plan(plan_file)
     if workspace is None:
@@ -241,7 +201,7 @@ def run(
         raise typer.BadParameter(f"{str(workspace)!r} is not a directory", param_hint="-w")
     operator, monitors = operator_policy(ws, policy), monitor_settings(ws, policy)
     out = _out()
-    with _opened_for_new_run(store, ws) as st:
+    with opened_for_new_run(store, ws) as st:
         run_id = create_run(
             st,
             plan,
@@ -253,7 +213,7 @@ def run(
         out.print(f"run {run_id}")
         out.print(store_line(st), markup=False, soft_wrap=True)
         out.print(plan_overview(plan, str(plan_file)))
-        _drive(st, run_id, out, report_json, live, prompt, sandbox=mode)
+        drive(st, run_id, out, report_json, live, prompt, sandbox=mode)
 
 
 @app.command()
@@ -266,184 +226,22 @@ def resume(
     sandbox: SandboxOption = None,
 ) -> None:
     """Continue a run: after a crash, an approval, or a retry/skip decision."""
+    from trestle.cli.drive import drive, performer_for_run
+    from trestle.sandbox import mode_from
+
     mode = mode_from(sandbox)
     out = _out()
     with _found(store, run_id) as (st, run_id):
-        performer = _performer_for(st, run_id)
+        performer = performer_for_run(st, run_id)
         out.print(f"run {run_id}")
-        _drive(st, run_id, out, report_json, live, prompt, performer=performer, sandbox=mode)
-
-
-def _performer_for(store: Store, run_id: str) -> StepPerformer | None:
-    """An agent run needs its model and tools again; a plan run needs nothing more."""
-    settings = load_state(store, run_id).agent
-    if settings is None:
-        return None
-    from trestle.agent.runtime import performer_for
-
-    return performer_for(settings)
-
-
-def _drive(
-    store: Store,
-    run_id: str,
-    out: Console,
-    report_json: Path | None,
-    live: bool,
-    prompt: bool,
-    *,
-    performer: StepPerformer | None = None,
-    exit: bool = True,
-    sandbox: Mode | None = None,
-) -> int:
-    """Drive the run; on a terminal, when it waits for approvals, ask and go on.
-
-    Prints the report however the drive ends, and exits with its code, or
-    (``exit=False``) returns the code. A signal (see the module docstring) stops the
-    drive cleanly and always exits, with ``128 + signal``.
-    """
-    interactive = prompt and out.is_terminal and sys.stdin.isatty()
-    engine = LocalEngine(store, performer=performer, sandbox=sandbox)
-    signalled: str | None = None
-    with _Signals() as signals:
-        try:
-            while True:
-                signalled = asyncio.run(_drive_once(engine, run_id, out, live))
-                if signalled or not (interactive and prompt_approvals(store, run_id, out)):
-                    break
-        except KeyboardInterrupt:  # Ctrl-C outside the drive: at a prompt, say
-            signalled = "SIGINT"
-        except _Interrupted as exc:
-            signalled = exc.signal
-        except TrestleError:
-            signals.raising = False
-            _print_report_if_readable(store, run_id, out, report_json)
-            raise
-        finally:
-            signals.raising = False  # from here on a signal waits for the report
-            engine.close()
-        report = build_report(engine.state(run_id))  # as the engine judges it: no forgeries
-        out.print(report_view(report))
-        if report_json is not None:
-            report_json.write_text(model_json(report, indent=2) + "\n", encoding="utf-8")
-        signalled = signalled or signals.caught
-    if signalled is not None:
-        _err().print(f"interrupted by {signalled}; continue with `trestle resume {run_id}`")
-        raise typer.Exit(signal_exit_code(signalled))
-    if exit:
-        raise typer.Exit(report.exit_code)
-    return report.exit_code
-
-
-def _print_report_if_readable(
-    store: Store, run_id: str, out: Console, report_json: Path | None
-) -> None:
-    """The report of a drive that ended in an error, if the store still reads."""
-    try:
-        report = build_report(load_state(store, run_id))
-    except Exception:  # the error itself is what the user needs to see
-        return
-    out.print(report_view(report))
-    if report_json is not None:
-        report_json.write_text(model_json(report, indent=2) + "\n", encoding="utf-8")
-
-
-# a driving command turns these into a clean stop: processes stopped, interruption
-# recorded, report printed, exit 128 + the signal's number
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-def signal_exit_code(name: str) -> int:
-    """The shell's convention: 128 + the signal's number (130 for SIGINT)."""
-    return 128 + int(signal.Signals[name])
-
-
-class _Interrupted(Exception):
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
-        self.signal = name
-
-
-class _Signals:
-    """SIGTERM and SIGHUP outside the event loop: at an approval prompt they end the
-    command like Ctrl-C does (``raising``); once the drive is over they only wait for
-    the report to be printed, and the command then exits with their code."""
-
-    def __init__(self) -> None:
-        self.raising = True
-        self.caught: str | None = None
-        self._previous: dict[signal.Signals, Any] = {}
-
-    def _handle(self, signum: int, frame: object) -> None:
-        name = signal.Signals(signum).name
-        self.caught = self.caught or name
-        if self.raising:
-            raise _Interrupted(name)
-
-    def __enter__(self) -> _Signals:
-        self._previous = {sig: signal.signal(sig, self._handle) for sig in STOP_SIGNALS[1:]}
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
-async def _drive_once(engine: LocalEngine, run_id: str, out: Console, live: bool) -> str | None:
-    """One drive, stopped cleanly by a signal; returns the signal's name, if one came."""
-    stop = Stop()
-    loop = asyncio.get_running_loop()
-    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
-    for sig in STOP_SIGNALS:
-        loop.add_signal_handler(sig, stop.request, sig.name)
-    try:
-        if live and out.is_terminal:
-            await _drive_live(engine, run_id, out, stop)
-        else:
-            await _drive_lines(engine, run_id, out, stop)
-    finally:
-        for sig, handler in previous.items():
-            loop.remove_signal_handler(sig)
-            if handler is not None:  # None: set outside Python; the default is left
-                signal.signal(sig, handler)
-    return stop.reason
-
-
-def _warn_unconfined(stored: StoredEvent) -> None:
-    """Said on stderr at every drive's start when commands run without a sandbox."""
-    event = stored.event
-    if isinstance(event, SandboxChosen) and not event.confined:
-        _err().print(
-            f"WARNING: commands run {event.detail}. They can read and change anything "
-            "you can, the approval key and the store included. Confirm-tier commands "
-            "run only with --sandbox off.",
-            markup=False,
-        )
-
-
-async def _drive_lines(engine: LocalEngine, run_id: str, out: Console, stop: Stop) -> None:
-    async for stored in engine.drive(run_id, stop=stop):
-        _warn_unconfined(stored)
-        line = event_line(stored)
-        if line is not None:
-            out.print(line, markup=False, soft_wrap=True)
-
-
-async def _drive_live(engine: LocalEngine, run_id: str, out: Console, stop: Stop) -> None:
-    state: RunState | None = None
-    with Live(console=out, refresh_per_second=8, transient=True) as view:
-        async for stored in engine.drive(run_id, stop=stop):
-            _warn_unconfined(stored)
-            if state is None:
-                state = load_state(engine.store, run_id)
-            else:
-                state.apply(stored.event, stored.seq)
-            view.update(steps_table(state))
+        drive(st, run_id, out, report_json, live, prompt, performer=performer, sandbox=mode)
 
 
 @app.command()
 def runs(store: StoreOption = None, as_json: JsonOption = False) -> None:
     """List runs, newest first."""
+    from trestle.cli.listing import runs_table
+
     with _opened(store) as st:
         rows = st.runs()
     if as_json:
@@ -455,6 +253,10 @@ def runs(store: StoreOption = None, as_json: JsonOption = False) -> None:
 @app.command()
 def show(run_id: RunArg, store: StoreOption = None, as_json: JsonOption = False) -> None:
     """A run's state and report."""
+    from trestle.approvals import trusted_state
+    from trestle.cli.render import report_view, steps_table
+    from trestle.report import build_report
+
     with _found(store, run_id) as (st, run_id):
         state = trusted_state(st, run_id)  # forged decisions left out, as the engine does
     report = build_report(state)
@@ -484,6 +286,8 @@ def log(
     ] = False,
 ) -> None:
     """The execution log: every event with step, attempt, time and outcome."""
+    from trestle.cli.render import log_table
+
     if follow:
         from trestle.cli.follow import follow_command
 
@@ -494,6 +298,15 @@ def log(
         _print_json([{"seq": e.seq, **e.event.model_dump(mode="json")} for e in events])
     else:
         _out().print(log_table(events))
+
+
+@app.command()
+def watch(run_id: RunArg, store: StoreOption = None, as_json: JsonOption = False) -> None:
+    """Follow a run live (the same as `trestle log RUN --follow`): the events so far,
+    then each new one, until the run finishes or waits; exits with the run's code."""
+    from trestle.cli.follow import follow_command
+
+    follow_command(run_id, store, as_json)
 
 
 @app.command(short_help="What a step's attempt printed, exactly as recorded.")
@@ -509,6 +322,8 @@ def output(
     """What a step's attempt printed (stdout and stderr together), exactly as recorded
     (a command's output is kept up to 8,000 characters; past that, its first and last
     4,000, with a line saying how much was cut between them)."""
+    from trestle.runs import attempt_ended
+
     with _found(store, run_id) as (st, run_id):
         ended = attempt_ended(st, run_id, step, attempt)
     text = ended.action.output
@@ -522,6 +337,9 @@ def output(
 @app.command()
 def dlq(store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Dead-lettered steps across runs: failed after their retries, or escalated."""
+    from trestle.cli.render import attempt_output_lines, log_detail
+    from trestle.runs import dead_letters
+
     with _opened(store) as st:
         entries = dead_letters(st)
     if as_json:
@@ -554,6 +372,10 @@ def health(store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Runs not finished: driver and heartbeat, running and stalled steps, budget use,
     alerts, and what waits for a human. Exits 1 when any run has a stalled step or
     waits for a human (a dead letter, an escalation, an approval or a pause)."""
+    from trestle.cli.render import health_view
+    from trestle.engine import DEFAULT_LEASE_TTL
+    from trestle.health import health as run_health_all
+
     unreadable: list[str] = []
     with _opened(store) as st:
         runs = run_health_all(
@@ -580,6 +402,9 @@ def retry(
     store: StoreOption = None,
 ) -> None:
     """Give a failed or escalated step a fresh set of attempts (on the next resume)."""
+    from trestle.cli.human import say_outcome
+    from trestle.runs import request_decision
+
     with _found(store, run_id) as (st, run_id):
         after = st.run(run_id).last_seq
         queued = request_decision(st, run_id, "retry", step, reason)
@@ -594,6 +419,9 @@ def skip(
     store: StoreOption = None,
 ) -> None:
     """Mark a step as not to be run; steps that need it go on without it."""
+    from trestle.cli.human import say_outcome
+    from trestle.runs import request_decision
+
     with _found(store, run_id) as (st, run_id):
         after = st.run(run_id).last_seq
         queued = request_decision(st, run_id, "skip", step, reason)
@@ -609,6 +437,8 @@ def cancel(
     """Cancel a run: stop it and its steps' processes (whichever process drives it),
     record why, and print the report. A cancelled run cannot be resumed."""
     from trestle.cancel import cancel_run
+    from trestle.cli.render import report_view
+    from trestle.report import build_report
 
     with _found(store, run_id) as (st, run_id):
         done = cancel_run(st, run_id, reason, by=_who())
@@ -635,6 +465,9 @@ def inbox_command(
     as_json: JsonOption = False,
 ) -> None:
     """Open approvals across runs, each as a handoff card, oldest first."""
+    from trestle.approvals import inbox
+    from trestle.cli.human import show_card
+
     unreadable: list[str] = []
     with _found(store, run_id) if run_id else _all_runs(store) as (st, run_id):
         cards = inbox(st, run_id=run_id, unreadable=unreadable)
@@ -677,6 +510,10 @@ def approve(
     store: StoreOption = None,
 ) -> None:
     """Approve an action (or a budget top-up); the run goes on when resumed."""
+    from trestle.approvals import find_approval, queue_decision, split_ref
+    from trestle.card import build_card
+    from trestle.cli.human import edit_in_editor, say_outcome
+
     _refuse_inside_a_step()
     run_part, nth = split_ref(ref)
     with _found(store, run_part) as (st, run_id):
@@ -700,6 +537,9 @@ def reject(
     store: StoreOption = None,
 ) -> None:
     """Reject an action: it does not run, and the reason is recorded."""
+    from trestle.approvals import queue_decision, split_ref
+    from trestle.cli.human import say_outcome
+
     _refuse_inside_a_step()
     run_part, nth = split_ref(ref)
     with _found(store, run_part) as (st, run_id):
@@ -722,6 +562,8 @@ def feedback_export(
     store: StoreOption = None,
 ) -> None:
     """Every decided approval as JSON Lines: action, tier, rule, decision, reason."""
+    from trestle.approvals import feedback
+
     unreadable: list[str] = []
     with _opened(store) as st:
         lines = [json.dumps(row, default=str) + "\n" for row in feedback(st, unreadable)]
@@ -739,6 +581,8 @@ def _warn_unreadable(problems: list[str]) -> None:
 
 
 def _shadow(store: Store) -> Path:
+    from trestle.checkpoints import shadow_dir_for
+
     shadow_dir = shadow_dir_for(store)
     if shadow_dir is None or not shadow_dir.exists():
         raise ConfigError("this store has no workspace checkpoints yet")
@@ -750,6 +594,9 @@ def checkpoints_command(
     run_id: RunArg, store: StoreOption = None, as_json: JsonOption = False
 ) -> None:
     """Workspace checkpoints a run took, oldest first."""
+    from trestle.checkpoints import checkpoints, shadow_repo
+    from trestle.runs import load_state
+
     with _found(store, run_id) as (st, run_id):
         state = load_state(st, run_id)
         found = checkpoints(shadow_repo(state, _shadow(st), st), state, st)
@@ -773,6 +620,10 @@ def rewind_command(
     store: StoreOption = None,
 ) -> None:
     """Put the workspace back to before STEP and reopen what that undid; then resume."""
+    from trestle.checkpoints import rewind
+    from trestle.engine import this_process
+    from trestle.runs import load_state
+
     with _found(store, run_id) as (st, run_id):
         load_state(st, run_id)
         done = rewind(st, run_id, to, shadow_dir=_shadow(st), owner=this_process())
@@ -792,6 +643,9 @@ def rewind_command(
 @app.command(name="diff")
 def diff_command(run_id: RunArg, step: StepArg, store: StoreOption = None) -> None:
     """What a step changed in the workspace (its latest attempt's checkpoints)."""
+    from trestle.checkpoints import checkpoints, latest_before, shadow_repo
+    from trestle.runs import load_state
+
     with _found(store, run_id) as (st, run_id):
         state = load_state(st, run_id)
         repo = shadow_repo(state, _shadow(st), st)
@@ -844,17 +698,21 @@ def plan(
     plan_file: Annotated[Path, typer.Argument(metavar="PLAN", help="The plan file (YAML).")],
 ) -> None:
     """Validate a plan and show its order, parallel waves and critical path."""
+    from trestle.cli.render import plan_overview
+    from trestle.planfile import load_plan
+
     _out().print(plan_overview(load_plan(plan_file), str(plan_file)))
 
 
 @app.command()
 def schema() -> None:
     """Print the plan file's JSON Schema."""
+    from trestle.planfile import plan_json_schema
+
     _print_json(plan_json_schema())
 
 
 from trestle.cli import agent as _agent_commands  # noqa: E402, F401  (registers them)
-from trestle.cli import follow as _follow_commands  # noqa: E402, F401
 from trestle.cli import monitors as _monitor_commands  # noqa: E402, F401
 from trestle.cli import prune as _prune_command  # noqa: E402, F401
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import typer
 
-from trestle.cli.app import JsonOption, RunArg, StoreOption, _err, _out, app
+from trestle.cli.app import _err, _out
 from trestle.cli.render import event_line, log_detail
 from trestle.cli.stores import store_with_run
 from trestle.events import RunInterrupted, StoredEvent
@@ -114,10 +114,3 @@ def follow_command(run_id: str, store_path: Path | None, as_json: bool) -> None:
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     raise typer.Exit(code)
-
-
-@app.command()
-def watch(run_id: RunArg, store: StoreOption = None, as_json: JsonOption = False) -> None:
-    """Follow a run live (the same as `trestle log RUN --follow`): the events so far,
-    then each new one, until the run finishes or waits; exits with the run's code."""
-    follow_command(run_id, store, as_json)

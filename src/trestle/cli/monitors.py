@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from trestle.cli.app import _out, app
-from trestle.monitors.alerts import Monitor
-from trestle.monitors.catalog import CATCHES, default_monitors
-from trestle.monitors.evaluate import evaluate, render, to_json
-from trestle.monitors.importers import (
-    ImportedRun,
-    Label,
-    load_corpus,
-    load_labels,
-    load_trajectory_file,
-)
-from trestle.monitors.policy import MonitorSettings
-from trestle.monitors.trace import RunFacts
+
+if TYPE_CHECKING:
+    from trestle.monitors.alerts import Monitor
+    from trestle.monitors.trace import RunFacts
 
 monitors_app = typer.Typer(
     help="Failure-mode monitors: measure them on recorded runs.", rich_markup_mode=None
@@ -51,6 +43,17 @@ def eval_(
     """The targets' two figures, overall and per source with 95% intervals; then per
     monitor: runs alerted, where the first alert came (turn, share of calls and cost),
     and with labels precision and recall."""
+    from trestle.monitors.catalog import CATCHES, default_monitors
+    from trestle.monitors.evaluate import evaluate, render, to_json
+    from trestle.monitors.importers import (
+        ImportedRun,
+        Label,
+        load_corpus,
+        load_labels,
+        load_trajectory_file,
+    )
+    from trestle.monitors.policy import MonitorSettings
+
     runs: list[ImportedRun] = []
     found: dict[str, Label] = {}
     for path in paths:

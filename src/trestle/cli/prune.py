@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from trestle.cli.app import JsonOption, StoreOption, _opened, _out, _print_json, app
 from trestle.errors import ConfigError
-from trestle.prune import choose, parse_age, prune, store_bytes
-from trestle.store.base import RunRow
+
+if TYPE_CHECKING:
+    from trestle.store.base import RunRow
 
 
 @app.command(name="prune")
@@ -40,6 +41,8 @@ def prune_command(
     """Delete finished runs (succeeded, partial, cancelled) whose last event is older
     than AGE: their events, leases, requests, snapshots and workspace checkpoints; then
     compact the store and say how many bytes it took before and after."""
+    from trestle.prune import choose, parse_age, prune, store_bytes
+
     try:
         age = parse_age(older_than)
     except ConfigError as exc:

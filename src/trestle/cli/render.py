@@ -6,14 +6,12 @@ render into a fixed-width console and compare text.
 
 from __future__ import annotations
 
-import json
-import time
-
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from trestle.card import Action, HandoffCard
+from trestle.cli.listing import STATUS_STYLE, clip, clock, styled
 from trestle.events import (
     AlertRaised,
     AnyEvent,
@@ -51,32 +49,6 @@ from trestle.health import RunHealth
 from trestle.plan import Plan, critical_path, describe_check, topological_order, waves
 from trestle.report import Report, StepReport
 from trestle.state import RefusedRequest, RunState, output_tail
-from trestle.store.base import RunRow
-
-STATUS_STYLE = {
-    "succeeded": "green",
-    "done": "green",
-    "failed": "red",
-    "blocked": "yellow",
-    "escalated": "bold red",
-    "skipped": "magenta",
-    "running": "cyan",
-    "probing": "cyan",
-    "retry_wait": "yellow",
-    "pending": "dim",
-    "never_started": "dim",
-    "unknown": "red",
-    "partial": "yellow",
-    "needs_human": "bold red",
-    "in_progress": "cyan",
-    "awaiting_approval": "bold yellow",
-    "stopped": "bold red",
-    "cancelled": "bold red",
-}
-
-
-def styled(status: str) -> Text:
-    return Text(status, style=STATUS_STYLE.get(status, ""))
 
 
 def plan_overview(plan: Plan, source: str) -> RenderableType:
@@ -102,7 +74,7 @@ def plan_overview(plan: Plan, source: str) -> RenderableType:
             str(wave_of[step.id]),
             step.id,
             ", ".join(step.needs) or "-",
-            _clip(step.describe_action(), 48),
+            clip(step.describe_action(), 48),
             " ".join(flags),
         )
     lines: list[RenderableType] = [table]
@@ -123,12 +95,12 @@ def steps_table(state: RunState) -> Table:
         table.add_column(col)
     for spec in state.plan.steps:
         st = state.steps[spec.id]
-        note = Text(_clip(st.reason or st.error or "", 60))
+        note = Text(clip(st.reason or st.error or "", 60))
         if st.status == "retry_wait" and st.error:
-            note = Text(_clip(f"retrying after: {st.error}", 60))
+            note = Text(clip(f"retrying after: {st.error}", 60))
         if st.error and st.status not in ("succeeded", "skipped") and st.output_tail:
             for line in st.output_tail.splitlines():
-                note.append("\n" + _clip(f"| {line}", 60), style="dim")
+                note.append("\n" + clip(f"| {line}", 60), style="dim")
         table.add_row(spec.id, styled(st.status), str(st.attempt or "-"), note)
     return table
 
@@ -142,7 +114,7 @@ def event_line(stored: StoredEvent) -> str | None:
         case StepAttemptEnded(step=sid, attempt=n, ok=True):
             return f"done     {sid} (attempt {n})"
         case StepAttemptEnded(step=sid, attempt=n, action=action) if action.status == "deferred":
-            return f"paused   {sid} (attempt {n}): {_clip(action.error or '', 100)}"
+            return f"paused   {sid} (attempt {n}): {clip(action.error or '', 100)}"
         case StepAttemptEnded(step=sid, attempt=n, ok=False, action=action, checks=checks):
             failed = next((c for c in checks if not c.passed), None)
             why = (
@@ -150,7 +122,7 @@ def event_line(stored: StoredEvent) -> str | None:
                 if failed
                 else action.error or action.status
             )
-            head = f"failed   {sid} (attempt {n}): {_clip(why, 100)}"
+            head = f"failed   {sid} (attempt {n}): {clip(why, 100)}"
             more = output_lines(stored.run_id, sid, n, output_tail(action.output), "         ")
             return "\n".join([head, *more])
         case StepRetryScheduled(step=sid, not_before=t, at=at):
@@ -181,18 +153,18 @@ def event_line(stored: StoredEvent) -> str | None:
         case PhaseEntered(phase=phase, reason=why):
             return f"phase    {phase}: {why}"
         case FindingsRecorded(findings=found):
-            return f"findings {_clip(found.summary, 100)}"
+            return f"findings {clip(found.summary, 100)}"
         case PlanProposed(step=sid, attempt=n, accepted=False, problems=problems):
             return f"plan     {sid}: attempt {n} refused ({len(problems)} problems)"
         case PlanExtended(by=by, steps=steps):
             return f"plan     {by} added: {', '.join(s.id for s in steps)}"
         case ToolCallEnded(step=sid, tool=tool, ok=ok, error=error):
-            return f"  tool   {sid}: {tool}" + ("" if ok else f" -> {_clip(error or '', 80)}")
+            return f"  tool   {sid}: {tool}" + ("" if ok else f" -> {clip(error or '', 80)}")
         case RequirementAdded(text=text, by=by):
-            return f"told     by {by}: {_clip(text, 100)}"
+            return f"told     by {by}: {clip(text, 100)}"
         case ApprovalRequested(subject="tool", step=sid, approval=n, ask=ask) if ask:
             return (
-                f"APPROVE? {sid} wants {ask.tool} {_clip(ask.arguments, 60)} ({stored.run_id}.{n})"
+                f"APPROVE? {sid} wants {ask.tool} {clip(ask.arguments, 60)} ({stored.run_id}.{n})"
             )
         case ApprovalRequested(subject="budget", breach=breach, approval=n) if breach:
             return f"PAUSED   budget ({stored.run_id}.{n}): {breach.describe()}"
@@ -204,7 +176,7 @@ def event_line(stored: StoredEvent) -> str | None:
         case ApprovalRequested(step=sid, approval=n):
             return f"audit    {sid} drawn for review after the fact ({stored.run_id}.{n})"
         case ApprovalDecided(approval=n, by=by, edited=edited) if edited is not None:
-            ran = _clip(edited.describe_action(), 80)
+            ran = clip(edited.describe_action(), 80)
             return f"decided  {stored.run_id}.{n}: approved as edited by {by}: {ran}"
         case ApprovalDecided(approval=n, verdict=verdict, by=by):
             return f"decided  {stored.run_id}.{n}: {verdict} by {by}"
@@ -219,7 +191,7 @@ def event_line(stored: StoredEvent) -> str | None:
             where = f"{alert.step}: " if alert.step else ""
             return (
                 f"ALERT    {alert.severity} {alert.kind} -> {action}: {where}"
-                f"{_clip(alert.message, 90)} (seqs {_seqs(alert.evidence)})"
+                f"{clip(alert.message, 90)} (seqs {_seqs(alert.evidence)})"
             )
         case RunFinished(status=status):
             return f"finished {status}"
@@ -236,7 +208,7 @@ def report_view(report: Report) -> RenderableType:
             s.id,
             Text(label, style=STATUS_STYLE.get(s.category, "")),
             str(s.attempts),
-            _clip(s.reason or "", 70),
+            clip(s.reason or "", 70),
         )
     counts = ", ".join(f"{n} {c.replace('_', ' ')}" for c, n in report.counts.items() if n)
     parts: list[RenderableType] = [table, Text(f"steps: {counts}")]
@@ -255,7 +227,7 @@ def report_view(report: Report) -> RenderableType:
             Text(
                 f"  #{a.seq} {a.severity} {a.kind} -> {a.action}: "
                 + (f"{a.step}: " if a.step else "")
-                + _clip(a.message, 100)
+                + clip(a.message, 100)
             )
             for a in report.alerts
         ]
@@ -276,7 +248,7 @@ def failure_lines(run_id: str, s: StepReport) -> list[str]:
         what = f"its action succeeded, but {len(failed_checks)} check(s) failed"
     else:
         what = s.error or "failed"
-    lines = [f"  {s.id!r} attempt {s.failed_attempt}: {_clip(what, 200)}"]
+    lines = [f"  {s.id!r} attempt {s.failed_attempt}: {clip(what, 200)}"]
     lines += [f"    {check_text(c)}" for c in failed_checks]
     return lines + output_lines(run_id, s.id, None, s.output_tail, "    ")
 
@@ -284,7 +256,7 @@ def failure_lines(run_id: str, s: StepReport) -> list[str]:
 def check_text(c: CheckResult) -> str:
     """A check's verdict with what it expected and what it found."""
     mark = "✓" if c.passed else "✗"
-    return f"{mark} {c.check}: expected {c.expected}, got {_clip(c.actual, 200)}"
+    return f"{mark} {c.check}: expected {c.expected}, got {clip(c.actual, 200)}"
 
 
 def output_lines(run_id: str, step: str, attempt: int | None, tail: str, indent: str) -> list[str]:
@@ -315,7 +287,7 @@ def refused_text(r: RefusedRequest) -> str:
     else:
         kind = "requirement" if r.request == "tell" else r.request
         what = f"{kind} of {r.step!r}" if r.step else kind
-    asked = f" ({_clip(r.text, 60)!r})" if r.text else ""
+    asked = f" ({clip(r.text, 60)!r})" if r.text else ""
     number = f"request {r.request_id}: " if r.request_id is not None else ""
     return f"{number}{what}{asked} refused: {r.reason}"
 
@@ -330,7 +302,7 @@ def log_table(events: list[StoredEvent]) -> Table:
         attempt = getattr(e, "attempt", "")
         detail = "\n".join([log_detail(e), *attempt_output_lines(item, "")])
         table.add_row(
-            str(item.seq), _clock(e.at, "%H:%M:%S"), e.kind, step, str(attempt), Text(detail)
+            str(item.seq), clock(e.at, "%H:%M:%S"), e.kind, step, str(attempt), Text(detail)
         )
     return table
 
@@ -403,7 +375,7 @@ def health_view(r: RunHealth) -> RenderableType:
     else:
         driver = "no live driver" + (f" (last: {r.driver})" if r.driver else "")
     lines = [
-        Text(f"{r.run_id} {r.status}: {_clip(r.goal, 60)}", style="bold"),
+        Text(f"{r.run_id} {r.status}: {clip(r.goal, 60)}", style="bold"),
         Text(f"  {driver}; last event {r.last_event_age:.0f}s ago"),
     ]
     for s in r.steps:
@@ -421,7 +393,7 @@ def health_view(r: RunHealth) -> RenderableType:
         lines.append(
             Text(
                 f"  waits for a human: {w.kind.replace('_', ' ')}{where}{ref}: "
-                f"{_clip(w.what, 100)}; {w.next}",
+                f"{clip(w.what, 100)}; {w.next}",
                 style=STATUS_STYLE["needs_human"],
             )
         )
@@ -433,27 +405,10 @@ def health_view(r: RunHealth) -> RenderableType:
         lines.append(
             Text(
                 f"  alert #{a.seq} {a.severity} {a.kind} -> {a.action}{wait}: {where}"
-                f"{_clip(a.message, 80)}"
+                f"{clip(a.message, 80)}"
             )
         )
     return Group(*lines)
-
-
-def runs_table(rows: list[RunRow]) -> Table:
-    table = Table(expand=False)
-    for col in ("run", "status", "steps", "updated", "goal"):
-        table.add_column(col)
-    for r in rows:
-        counts = json.loads(r.summary)
-        steps = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
-        table.add_row(
-            r.run_id,
-            styled(r.status),
-            steps,
-            _clock(r.updated_at, "%m-%d %H:%M"),
-            _clip(r.goal, 40),
-        )
-    return table
 
 
 def card_view(card: HandoffCard, diff: str | None = None) -> RenderableType:
@@ -524,15 +479,6 @@ def check_lines(plan: Plan) -> list[str]:
     return [f"{s.id}: {describe_check(c)}" for s in plan.steps for c in s.verify]
 
 
-def _clock(at: float, fmt: str) -> str:
-    return time.strftime(fmt, time.localtime(at))
-
-
 def _seqs(seqs: tuple[int, ...], most: int = 8) -> str:
     shown = ", ".join(map(str, seqs[:most]))
     return shown + (f" and {len(seqs) - most} more" if len(seqs) > most else "")
-
-
-def _clip(text: str, width: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"

@@ -6,8 +6,9 @@ use, and their SDKs only when a model is built, so importing this package stays 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from trestle.lazy import lazy_exports
 from trestle.models.base import (
     Message,
     Model,
@@ -42,14 +43,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'trestle.models' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
-
+__getattr__ = lazy_exports(__name__, _LAZY, globals())
 
 __all__ = [
     "BLOCK_ENV_VAR",

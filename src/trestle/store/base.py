@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
-from trestle.events import AnyEvent, RunCreated, StoredEvent
+if TYPE_CHECKING:
+    from trestle.events import AnyEvent, RunCreated, StoredEvent
 
 RequestKind = Literal["retry", "skip", "decision", "tell", "cancel"]
 REQUEST_KINDS: tuple[RequestKind, ...] = ("retry", "skip", "decision", "tell", "cancel")

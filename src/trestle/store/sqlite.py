@@ -18,9 +18,7 @@ from contextlib import contextmanager, suppress
 from functools import partial
 from pathlib import Path
 from secrets import token_hex
-from typing import NoReturn, TypeVar
-
-from pydantic import ValidationError
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 from trestle.errors import (
     LeaseHeldError,
@@ -30,7 +28,6 @@ from trestle.errors import (
     StoreError,
     UnknownRunError,
 )
-from trestle.events import EVENT_ADAPTER, AnyEvent, RunCreated, StoredEvent, event_json
 from trestle.store.base import (
     REQUEST_KINDS,
     Appended,
@@ -50,6 +47,9 @@ from trestle.store.sqlite_file import (
     read_only_uri,
     store_failure,
 )
+
+if TYPE_CHECKING:
+    from trestle.events import AnyEvent, RunCreated, StoredEvent
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: the initial schema
@@ -261,6 +261,8 @@ class SqliteStore:
             raise StoreDamagedError(
                 self.path, f"SQLite's check finds damaged pages: {'; '.join(problems)[:300]}"
             )
+        from trestle.events import event_json  # see _decoded
+
         with self._tx(f"recording the new run {event.run_id!r}") as db:
             if db.execute("SELECT 1 FROM runs WHERE run_id = ?", (event.run_id,)).fetchone():
                 raise ValueError(f"run {event.run_id!r} exists")
@@ -288,6 +290,8 @@ class SqliteStore:
             )
 
     def append(self, run_id: str, batch: Appended, *, token: int) -> None:
+        from trestle.events import event_json  # see _decoded
+
         rows = [
             (run_id, seq, e.kind, e.v, e.at, event_json(e))
             for seq, e in enumerate(batch.events, start=batch.first_seq)
@@ -324,6 +328,8 @@ class SqliteStore:
     def events(self, run_id: str, after: int = 0, limit: int | None = None) -> list[StoredEvent]:
         """Refuses a stream with a gap or an event that cannot be read, naming the run
         and seq: the run's state cannot be trusted past it."""
+        from trestle.events import StoredEvent  # see _decoded
+
         self.run(run_id)
         rows = self._read(
             "SELECT seq, kind, data FROM events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
@@ -337,7 +343,7 @@ class SqliteStore:
             if seq != expected:
                 self._damaged(run_id, f"event seq {expected} is missing (next recorded: {seq})")
             event = self._decoded(run_id, expected, data)
-            if expected == 1 and not isinstance(event, RunCreated):
+            if expected == 1 and event.kind != "run_created":
                 self._damaged(run_id, f"it does not begin with run_created (seq 1 is {kind!r})")
             if event.kind != kind:
                 self._damaged(
@@ -347,6 +353,12 @@ class SqliteStore:
         return stored
 
     def _decoded(self, run_id: str, seq: int, data: object) -> AnyEvent:
+        # The event types load on first use: building their union takes about 100 ms,
+        # and opening a store to list runs or find one needs none of it.
+        from pydantic import ValidationError
+
+        from trestle.events import EVENT_ADAPTER
+
         try:
             if not isinstance(data, str | bytes):
                 raise ValueError(f"its body is {type(data).__name__}, not JSON text")

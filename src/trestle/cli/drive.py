@@ -1,0 +1,220 @@
+"""Driving a run from the command line: ``run``, ``resume``, ``agent`` and ``demo``.
+
+The drive prints progress (a live table on a terminal, a line per event otherwise),
+asks about approvals when it waits for them on a terminal, prints the report however
+it ends and exits with the report's code. On SIGINT, SIGTERM or SIGHUP it stops the
+steps' processes, records the interruption (``RunInterrupted``), prints the report and
+exits with ``128 + signal``. Only driving commands import this module (and the engine
+behind it), so the commands that read stay quick to start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.live import Live
+
+from trestle.cli.app import _err
+from trestle.cli.human import prompt_approvals
+from trestle.cli.render import event_line, report_view, steps_table
+from trestle.engine import LocalEngine, StepPerformer, Stop
+from trestle.errors import TrestleError
+from trestle.events import SandboxChosen, StoredEvent
+from trestle.report import build_report
+from trestle.runs import load_state
+from trestle.safetext import model_json
+from trestle.sandbox import Mode
+from trestle.state import RunState
+from trestle.store import RecentStores, SqliteStore, Store, default_store_path
+
+
+@contextmanager
+def opened_for_new_run(store_path: Path | None, workspace: Path | None) -> Iterator[SqliteStore]:
+    """The store a new run is recorded in, created if need be and remembered, so the
+    commands that take its RUN find it from anywhere; ``store_line`` says where."""
+    store = SqliteStore(store_path or default_store_path(workspace))
+    RecentStores().remember(store.path)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def store_line(store: SqliteStore) -> str:
+    """Printed right after ``run <id>``: where the run is recorded."""
+    return f"store {store.path.absolute()}"
+
+
+def performer_for_run(store: Store, run_id: str) -> StepPerformer | None:
+    """An agent run needs its model and tools again; a plan run needs nothing more."""
+    settings = load_state(store, run_id).agent
+    if settings is None:
+        return None
+    from trestle.agent.runtime import performer_for
+
+    return performer_for(settings)
+
+
+def drive(
+    store: Store,
+    run_id: str,
+    out: Console,
+    report_json: Path | None,
+    live: bool,
+    prompt: bool,
+    *,
+    performer: StepPerformer | None = None,
+    exit: bool = True,
+    sandbox: Mode | None = None,
+) -> int:
+    """Drive the run; on a terminal, when it waits for approvals, ask and go on.
+
+    Prints the report however the drive ends, and exits with its code, or
+    (``exit=False``) returns the code. A signal (see the module docstring) stops the
+    drive cleanly and always exits, with ``128 + signal``.
+    """
+    interactive = prompt and out.is_terminal and sys.stdin.isatty()
+    engine = LocalEngine(store, performer=performer, sandbox=sandbox)
+    signalled: str | None = None
+    with _Signals() as signals:
+        try:
+            while True:
+                signalled = asyncio.run(_drive_once(engine, run_id, out, live))
+                if signalled or not (interactive and prompt_approvals(store, run_id, out)):
+                    break
+        except KeyboardInterrupt:  # Ctrl-C outside the drive: at a prompt, say
+            signalled = "SIGINT"
+        except _Interrupted as exc:
+            signalled = exc.signal
+        except TrestleError:
+            signals.raising = False
+            _print_report_if_readable(store, run_id, out, report_json)
+            raise
+        finally:
+            signals.raising = False  # from here on a signal waits for the report
+            engine.close()
+        report = build_report(engine.state(run_id))  # as the engine judges it: no forgeries
+        out.print(report_view(report))
+        if report_json is not None:
+            report_json.write_text(model_json(report, indent=2) + "\n", encoding="utf-8")
+        signalled = signalled or signals.caught
+    if signalled is not None:
+        _err().print(f"interrupted by {signalled}; continue with `trestle resume {run_id}`")
+        raise typer.Exit(signal_exit_code(signalled))
+    if exit:
+        raise typer.Exit(report.exit_code)
+    return report.exit_code
+
+
+def _print_report_if_readable(
+    store: Store, run_id: str, out: Console, report_json: Path | None
+) -> None:
+    """The report of a drive that ended in an error, if the store still reads."""
+    try:
+        report = build_report(load_state(store, run_id))
+    except Exception:  # the error itself is what the user needs to see
+        return
+    out.print(report_view(report))
+    if report_json is not None:
+        report_json.write_text(model_json(report, indent=2) + "\n", encoding="utf-8")
+
+
+# a driving command turns these into a clean stop: processes stopped, interruption
+# recorded, report printed, exit 128 + the signal's number
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def signal_exit_code(name: str) -> int:
+    """The shell's convention: 128 + the signal's number (130 for SIGINT)."""
+    return 128 + int(signal.Signals[name])
+
+
+class _Interrupted(Exception):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.signal = name
+
+
+class _Signals:
+    """SIGTERM and SIGHUP outside the event loop: at an approval prompt they end the
+    command like Ctrl-C does (``raising``); once the drive is over they only wait for
+    the report to be printed, and the command then exits with their code."""
+
+    def __init__(self) -> None:
+        self.raising = True
+        self.caught: str | None = None
+        self._previous: dict[signal.Signals, Any] = {}
+
+    def _handle(self, signum: int, frame: object) -> None:
+        name = signal.Signals(signum).name
+        self.caught = self.caught or name
+        if self.raising:
+            raise _Interrupted(name)
+
+    def __enter__(self) -> _Signals:
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in STOP_SIGNALS[1:]}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+async def _drive_once(engine: LocalEngine, run_id: str, out: Console, live: bool) -> str | None:
+    """One drive, stopped cleanly by a signal; returns the signal's name, if one came."""
+    stop = Stop()
+    loop = asyncio.get_running_loop()
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, stop.request, sig.name)
+    try:
+        if live and out.is_terminal:
+            await _drive_live(engine, run_id, out, stop)
+        else:
+            await _drive_lines(engine, run_id, out, stop)
+    finally:
+        for sig, handler in previous.items():
+            loop.remove_signal_handler(sig)
+            if handler is not None:  # None: set outside Python; the default is left
+                signal.signal(sig, handler)
+    return stop.reason
+
+
+def _warn_unconfined(stored: StoredEvent) -> None:
+    """Said on stderr at every drive's start when commands run without a sandbox."""
+    event = stored.event
+    if isinstance(event, SandboxChosen) and not event.confined:
+        _err().print(
+            f"WARNING: commands run {event.detail}. They can read and change anything "
+            "you can, the approval key and the store included. Confirm-tier commands "
+            "run only with --sandbox off.",
+            markup=False,
+        )
+
+
+async def _drive_lines(engine: LocalEngine, run_id: str, out: Console, stop: Stop) -> None:
+    async for stored in engine.drive(run_id, stop=stop):
+        _warn_unconfined(stored)
+        line = event_line(stored)
+        if line is not None:
+            out.print(line, markup=False, soft_wrap=True)
+
+
+async def _drive_live(engine: LocalEngine, run_id: str, out: Console, stop: Stop) -> None:
+    state: RunState | None = None
+    with Live(console=out, refresh_per_second=8, transient=True) as view:
+        async for stored in engine.drive(run_id, stop=stop):
+            _warn_unconfined(stored)
+            if state is None:
+                state = load_state(engine.store, run_id)
+            else:
+                state.apply(stored.event, stored.seq)
+            view.update(steps_table(state))

@@ -1,0 +1,66 @@
+"""The run listing (``trestle runs``) and the small text cells every view shares.
+
+Apart from :mod:`trestle.cli.render`: listing runs needs no event types, and the
+command that lists them should start as quickly as ``--help``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from rich.table import Table
+from rich.text import Text
+
+from trestle.store.base import RunRow
+
+STATUS_STYLE = {
+    "succeeded": "green",
+    "done": "green",
+    "failed": "red",
+    "blocked": "yellow",
+    "escalated": "bold red",
+    "skipped": "magenta",
+    "running": "cyan",
+    "probing": "cyan",
+    "retry_wait": "yellow",
+    "pending": "dim",
+    "never_started": "dim",
+    "unknown": "red",
+    "partial": "yellow",
+    "needs_human": "bold red",
+    "in_progress": "cyan",
+    "awaiting_approval": "bold yellow",
+    "stopped": "bold red",
+    "cancelled": "bold red",
+}
+
+
+def styled(status: str) -> Text:
+    return Text(status, style=STATUS_STYLE.get(status, ""))
+
+
+def clock(at: float, fmt: str) -> str:
+    return time.strftime(fmt, time.localtime(at))
+
+
+def clip(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def runs_table(rows: list[RunRow]) -> Table:
+    table = Table(expand=False)
+    for col in ("run", "status", "steps", "updated", "goal"):
+        table.add_column(col)
+    for r in rows:
+        counts = json.loads(r.summary)
+        steps = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+        table.add_row(
+            r.run_id,
+            styled(r.status),
+            steps,
+            clock(r.updated_at, "%m-%d %H:%M"),
+            clip(r.goal, 40),
+        )
+    return table
