@@ -172,6 +172,30 @@ def test_an_openhands_event_stream_becomes_turns(tmp_path: Path) -> None:
     assert (read.ok, read.error) == (False, "no file")
 
 
+def test_an_early_event_stream_without_ids_pairs_each_observation_with_its_action(
+    tmp_path: Path,
+) -> None:
+    history = [
+        {"source": "agent", "action": "run", "args": {"command": "git status", "thought": ""}},
+        {
+            "source": "agent",
+            "observation": "run",
+            "content": "fatal: not a git repository",
+            "extras": {"command": "git status", "exit_code": 128},
+        },
+        {"source": "agent", "action": "run", "args": {"command": "ls"}},
+        {"source": "agent", "observation": "run", "content": "a.py", "extras": {"exit_code": 0}},
+    ]
+    path = tmp_path / "early.json"
+    path.write_text(json.dumps(history), encoding="utf-8")
+    run = load_trajectory_file(path)
+    assert run.source == "openhands-events"
+    assert [(a.ok, a.error, a.output) for t in run.turns for a in t.actions] == [
+        (False, "exit code 128", "fatal: not a git repository"),
+        (True, None, "a.py"),
+    ]
+
+
 # --- the monitors on real runs --------------------------------------------------------
 
 

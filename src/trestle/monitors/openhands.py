@@ -15,7 +15,8 @@ Two shapes of file are read:
   writes each instance) or the list itself. Actions (``action``: ``run``,
   ``run_ipython``, ``read``, ``edit``, ``write``, ``think``, ``finish``, ``message``,
   ...) come from the agent or the user; observations (``observation``) name the action
-  they answer by its ``id`` in ``cause``. Actions from one model response share
+  they answer by its ``id`` in ``cause`` (early streams have no ids: an observation
+  answers the action before it). Actions from one model response share
   ``tool_call_metadata.model_response.id`` and make one turn.
 
 Neither records a cost per call (the completion log's ``cost`` is 0 in the published
@@ -212,10 +213,7 @@ def stream_events(data: Any) -> list[Any] | None:
 
 def read_event_stream(data: Any, events: Sequence[Any]) -> Reading:
     """The turns of an OpenHands event stream (see the module)."""
-    answers: dict[Any, Mapping[str, Any]] = {}
-    for event in events:
-        if "observation" in event and event.get("cause") is not None:
-            answers.setdefault(event["cause"], event)
+    answers = _answers(events)
     goal = ""
     turns: list[Turn] = []
     pending: list[Action] = []
@@ -248,7 +246,7 @@ def read_event_stream(data: Any, events: Sequence[Any]) -> Reading:
             text += str(args.get("content") or event.get("message") or "")
             continue
         text += thought
-        answer = answers.get(event.get("id"))
+        answer = answers.get(i)
         pending.append(_event_action(i + 1, kind, args, answer))
         last = kind
     close()
@@ -267,6 +265,26 @@ def read_event_stream(data: Any, events: Sequence[Any]) -> Reading:
         ),
         exit_status=status,
     )
+
+
+def _answers(events: Sequence[Any]) -> dict[int, Mapping[str, Any]]:
+    """Each action's observation, by the action's position: the one whose ``cause`` is
+    its ``id``; in streams without ids (early OpenDevin), the next observation after it."""
+    where = {e["id"]: i for i, e in enumerate(events) if "action" in e and "id" in e}
+    answers: dict[int, Mapping[str, Any]] = {}
+    waiting: int | None = None  # the latest action with no observation yet
+    for i, event in enumerate(events):
+        if "action" in event:
+            waiting = i
+            continue
+        cause = where.get(event.get("cause"))
+        if cause is None and "cause" not in event:
+            cause = waiting
+        if cause is not None and cause not in answers:
+            answers[cause] = event
+        if cause == waiting:
+            waiting = None
+    return answers
 
 
 _EVENT_TOOLS = {
@@ -311,6 +329,7 @@ def _event_action(
         else:
             code = dig(answer, "extras", "metadata", "exit_code")
             code = dig(answer, "extras", "exit_code") if code is None else code
+            code = dig(answer, "metadata", "exit_code") if code is None else code
             if isinstance(code, int) and not isinstance(code, bool):
                 ok, error = code == 0, None if code == 0 else f"exit code {code}"
             else:
