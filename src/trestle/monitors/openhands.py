@@ -96,7 +96,8 @@ def read_completion_log(path: Path, data: Mapping[str, Any]) -> Reading:
             raise ConfigError(f"{path}: {where}[{i}]: missing key 'role'")
     response = data.get("fncall_response") if emulated else data.get("response")
     last = dig(response, "choices")
-    final = last[0].get("message") if isinstance(last, list) and last else None
+    first = last[0] if isinstance(last, list) and last else None
+    final = first.get("message") if isinstance(first, dict) else None
 
     task = next((m for m in messages if m["role"] == "user"), None)
     turns: list[Turn] = []
