@@ -106,6 +106,27 @@ def test_monitors_eval_replays_a_trestle_run_log_and_the_corpus(tmp_path: Path) 
     assert table.returncode == 0, table.stderr
     assert "Replayed 132 runs" in table.stdout
     assert "| repeat | repeated_action |" in table.stdout
+    # per source, with counts and intervals
+    assert "| mini-swe-agent | 66 | 23/28 = 82% (95% CI 64%-92%) | 4/34 = 12%" in table.stdout
+
+
+def test_monitors_eval_reads_gzipped_real_runs_and_labels_them(tmp_path: Path) -> None:
+    cli = Cli(tmp_path, tmp_path / "t.db")
+    real = Path(__file__).parent / "data" / "real_runs"
+    labels: dict[str, dict[str, str]] = {
+        f"openhands-{name}.json.gz": {"outcome": "succeeded"}
+        for name in ("django__django-11265", "django__django-16082", "sympy__sympy-16886")
+    }
+    labels["openhands-pytest-dev__pytest-10356.json.gz"] = {"outcome": "exhausted"}
+    cli.write("labels.json", json.dumps(labels))
+    table = cli("monitors", "eval", real, "--labels", "labels.json")
+    assert table.returncode == 0, table.stderr
+    assert "Replayed 7 runs (1 exhausted, 6 succeeded)" in table.stdout
+    assert "| mini-swe-agent | 3 | - (no runs) | 0/3 = 0% (95% CI 0%-56%) |" in table.stdout
+    # the exhausted excerpt stops at turn 17: its flag comes late in the excerpt
+    assert "| openhands | 4 | 0/1 = 0% (95% CI 0%-79%) | 0/3 = 0% (95% CI 0%-56%) |" in (
+        table.stdout
+    )
 
 
 def test_monitors_eval_refuses_a_file_it_cannot_read(tmp_path: Path) -> None:

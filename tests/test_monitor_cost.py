@@ -40,33 +40,40 @@ def test_a_rising_spend_is_flagged_before_the_limit_then_critical() -> None:
     facts = RunFacts(cost_limit=5.0, turn_limit=40)
     costs = [0.05 + 0.01 * i for i in range(40)]  # context grows: $9.80 if it runs on
     alerts = [a for a in feed(calls(costs), facts) if a.kind == "projected_overspend"]
-    assert [(a.severity, a.turn) for a in alerts] == [("warning", 11), ("critical", 20)]
+    assert [(a.severity, a.turn) for a in alerts] == [("warning", 19), ("critical", 20)]
     warning, critical = alerts
-    # a quarter of the budget was spent at the warning, 60% at the critical; neither late
-    assert 0.25 <= spent_before(11, costs) / 5.0 < 0.3
-    assert 0.6 <= spent_before(20, costs) / 5.0 < 1.0
-    assert warning.evidence == (70, 80, 90, 100, 110)
-    assert "spent $1.26 of the $5.00 limit (25%) in 12 calls" in warning.message
-    assert "for 28 calls left" in warning.message and "about $5.18" in warning.message
-    assert warning.suggestion.startswith("About $3.74 of budget is left")
+    # the warning comes once half as many calls again would overrun, with budget left
+    assert spent_before(19, costs) / 5.0 < 0.6 <= spent_before(20, costs) / 5.0 < 1.0
+    assert warning.evidence == (150, 160, 170, 180, 190)
+    assert "spent $2.90 of the $5.00 limit (58%) in 20 calls" in warning.message
+    assert "for 10 calls more" in warning.message and "about $5.10" in warning.message
+    assert warning.suggestion.startswith("About $2.10 of budget is left")
     assert critical.monitor == "cost" and critical.step == "fix" and critical.round == 1
 
 
-def test_without_a_turn_limit_the_run_is_projected_to_go_on_as_long_again() -> None:
-    facts = RunFacts(cost_limit=4.0)
+def test_a_run_is_projected_half_as_long_again_not_to_its_turn_limit() -> None:
+    # real runs end long before their limits: $0.10 a call for 20 calls is $2.00 of $4;
+    # projected to a 250-call limit it would overrun, half as long again it does not
+    facts = RunFacts(cost_limit=4.0, turn_limit=250)
+    assert feed(calls([0.1] * 20), facts) == []
     alerts = feed(calls([0.1] * 40), facts)
     assert [(a.kind, a.severity, a.turn) for a in alerts] == [
-        ("projected_overspend", "warning", 20),  # $2.10 spent, $4.20 projected
-        ("projected_overspend", "critical", 23),  # $2.40 spent: 60%
+        ("projected_overspend", "critical", 26),  # $2.70 spent (68%), $4.10 projected
     ]
-    assert "for 21 calls more, as many as so far" in alerts[0].message
+    assert "for 14 calls more" in alerts[0].message
 
 
 def test_past_the_turn_limit_the_projection_falls_back_to_the_trend() -> None:
     # a turn limit per step: the run's call count passes it, and the projection goes on
     facts = RunFacts(cost_limit=4.0, turn_limit=10)
     alerts = feed(calls([0.1] * 30), facts)
-    assert [(a.severity, a.turn) for a in alerts] == [("warning", 20), ("critical", 23)]
+    assert [(a.severity, a.turn) for a in alerts] == [("critical", 26)]
+
+
+def test_the_turn_limit_caps_the_projection() -> None:
+    # 30 of 32 calls made: only 2 are left, whatever the trend
+    facts = RunFacts(cost_limit=4.0, turn_limit=32)
+    assert feed(calls([0.1] * 32), facts) == []
 
 
 def test_no_limit_or_no_prices_means_no_projection() -> None:
@@ -74,12 +81,13 @@ def test_no_limit_or_no_prices_means_no_projection() -> None:
     assert feed(calls([0.0] * 60), RunFacts(cost_limit=0.5, turn_limit=60)) == []
 
 
-def test_a_sharp_rise_in_cost_per_call_notes_then_warns() -> None:
+def test_a_sharp_rise_in_cost_per_call_is_only_noted() -> None:
+    # a rise matters only if the budget will not last: that is the projection's alert
     costs = [0.01] * 5 + [0.04] * 5 + [0.12] * 5
     alerts = feed(calls(costs), RunFacts())
     assert [(a.kind, a.severity, a.turn) for a in alerts] == [
         ("burn_rate", "info", 9),  # 4x the first five calls
-        ("burn_rate", "warning", 13),  # 10.4x: one $0.04 call and four $0.12 ones
+        ("burn_rate", "info", 13),  # 10.4x: one $0.04 call and four $0.12 ones
     ]
     assert alerts[0].evidence == (50, 60, 70, 80, 90)
     assert "4.0 times the first 5 ($0.0100)" in alerts[0].message

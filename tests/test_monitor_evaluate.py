@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from trestle.monitors.alerts import Alert, Monitor
-from trestle.monitors.evaluate import Evaluation, evaluate, render, to_json
+from trestle.monitors.evaluate import Evaluation, evaluate, render, to_json, wilson
 from trestle.monitors.importers import ImportedRun, Label, Outcome, load_corpus
 from trestle.monitors.trace import Action, ActionKind, Observation, RunFacts, Turn
 
@@ -234,3 +234,11 @@ def test_the_corpus_defeats_the_naive_rule_as_real_runs_do() -> None:
     assert flagged_at_all >= 0.85  # it flags most doomed runs, though never by half-way
     assert naive.exhausted_by_half == 0.0
     assert naive.succeeded_flagged is not None and 0.05 <= naive.succeeded_flagged <= 0.2
+
+
+def test_wilson_intervals_match_hand_computed_values() -> None:
+    assert wilson(0, 0) is None
+    low, high = wilson(0, 8) or (-1.0, -1.0)
+    assert low == 0.0 and high == pytest.approx(0.3244, abs=1e-4)
+    assert wilson(23, 28) == pytest.approx((0.6441, 0.9212), abs=1e-4)
+    assert wilson(50, 100) == pytest.approx((0.4038, 0.5962), abs=1e-4)

@@ -24,8 +24,13 @@ def turns(*problems: Malformed | None, step: str = "", round: int = 1) -> list[T
     return out
 
 
-def feed(monitor: FormatMonitor, items: list[Turn]) -> list[Alert]:
-    return [alert for item in items for alert in monitor.observe(item, FACTS)]
+def feed(monitor: FormatMonitor, items: list[Turn], facts: RunFacts = FACTS) -> list[Alert]:
+    return [alert for item in items for alert in monitor.observe(item, facts)]
+
+
+def short_fused() -> FormatMonitor:
+    """A monitor that warns at 3 malformed turns in a row and is critical at 5."""
+    return FormatMonitor(warning_streak=3, critical_streak=5)
 
 
 def test_one_malformed_turn_is_a_note_named_after_its_problem() -> None:
@@ -56,7 +61,7 @@ def test_a_streak_warns_then_turns_critical_then_stays_quiet() -> None:
         "unparseable",
         "unparseable",
     ]
-    alerts = feed(FormatMonitor(), turns(*problems))
+    alerts = feed(short_fused(), turns(*problems))
     assert [(a.kind, a.severity, a.turn) for a in alerts] == [
         ("unparseable", "info", 1),
         ("format_streak", "warning", 3),
@@ -68,6 +73,19 @@ def test_a_streak_warns_then_turns_critical_then_stays_quiet() -> None:
     assert warning.evidence == (20, 30, 40)
     assert "JSON" in warning.suggestion  # advice for the commonest problem
     assert alerts[2].evidence == (20, 30, 40, 50, 60)
+
+
+def test_a_streak_is_weighed_against_the_turn_budget() -> None:
+    # mini-swe-agent's 250-step limit: a streak warns at 13 turns (5%) and is critical
+    # at 25 (10%); without a limit at 5 and 10; never below those counts
+    nine: list[Malformed | None] = ["several_actions"] * 9
+    assert FormatMonitor().thresholds(RunFacts(turn_limit=250)) == (13, 25)
+    assert FormatMonitor().thresholds(RunFacts(turn_limit=50)) == (5, 10)
+    assert FormatMonitor().thresholds(FACTS) == (5, 10)
+    assert [a.severity for a in feed(FormatMonitor(), turns(*nine), RunFacts(turn_limit=250))] == [
+        "info"
+    ]
+    assert [a.severity for a in feed(FormatMonitor(), turns(*nine))] == ["info", "warning"]
 
 
 def test_a_good_turn_ends_the_streak() -> None:
@@ -93,7 +111,7 @@ def test_a_new_round_starts_a_new_streak() -> None:
 
 
 def test_steps_running_side_by_side_keep_their_own_streaks() -> None:
-    monitor = FormatMonitor()
+    monitor = short_fused()
     a, b = turns("empty", "empty", "empty", step="a"), turns("empty", "empty", step="b")
     interleaved = [a[0], b[0], a[1], b[1], a[2]]
     alerts = feed(monitor, interleaved)

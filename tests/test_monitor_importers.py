@@ -467,6 +467,7 @@ def test_exit_statuses_map_to_outcomes(status: str | None, outcome: str) -> None
     ("name", "text", "says"),
     [
         ("broken.traj", "{not json", "not JSON"),
+        ("broken.json.gz", "not gzip at all", "cannot read it"),
         ("empty.traj.json", "", "not JSON"),
         ("odd.json", '{"hello": 1}', "unknown trajectory format"),
         ("odd.traj", '{"history": []}', "missing key 'trajectory'"),

@@ -236,13 +236,32 @@ def test_rereading_a_file_two_or_three_times_as_it_changes_is_healthy() -> None:
     assert feed(RepeatMonitor(), run.turns) == []
 
 
-def test_the_same_call_failing_with_different_errors_is_a_repeated_failure() -> None:
+def test_the_same_call_failing_the_same_way_is_a_repeated_failure() -> None:
     run = Run()
-    for n in range(3):
-        run.turn(act("run", "make build", ok=False, output=f"error {n} in module m{n}"))
+    for n in range(3):  # the error is the same, only the line it is raised at differs
+        trace = f'  File "src/m.py", line {10 + n}, in build\nValueError: bad value'
+        run.turn(act("run", "python build.py", ok=False, output=trace))
     [alert] = feed(RepeatMonitor(), run.turns)
     assert (alert.kind, alert.severity, alert.turn) == ("repeated_failure", "warning", 2)
-    assert "failed 3 times" in alert.message and alert.evidence == (1, 2, 3, 4, 5, 6)
+    assert "failed the same way 3 times" in alert.message
+    assert alert.evidence == (1, 2, 3, 4, 5, 6)
+
+
+def test_the_same_call_failing_differently_each_time_is_learning_not_repeating() -> None:
+    run = Run()
+    for n in range(5):
+        run.turn(act("run", "make build", ok=False, output=f"error in module m{n}"))
+    assert feed(RepeatMonitor(), run.turns) == []
+
+
+def test_a_change_to_the_workspace_starts_the_repeat_counts_again() -> None:
+    # re-running a script after each edit checks the edit: not a repeat
+    run = Run()
+    for n in range(4):
+        run.turn(act("test", "python repro.py", ok=False, output="AssertionError: 1 != 2"))
+        run.turn(act("test", "python repro.py", ok=False, output="AssertionError: 1 != 2"))
+        run.turn(edit("src/calc.py", f"attempt {n}"))
+    assert feed(RepeatMonitor(), run.turns) == []
 
 
 def test_repeats_are_counted_per_call_within_a_turn() -> None:
@@ -259,9 +278,9 @@ def test_repeats_are_counted_per_call_within_a_turn() -> None:
 
 def test_a_two_step_alternation_warns_on_its_third_lap() -> None:
     run = Run()
-    for n in range(6):
-        run.turn(view("a.py", n * 10, n * 10 + 30))
-        run.turn(view("b.py", n * 5, n * 5 + 30))
+    for n in range(6):  # each view shifted by a line: nothing much new
+        run.turn(view("a.py", n, n + 30))
+        run.turn(view("b.py", n, n + 30))
     alerts = feed(CycleMonitor(), run.turns)
     assert summary(alerts) == [
         ("action_cycle", "warning", 5),
@@ -274,7 +293,7 @@ def test_a_two_step_alternation_warns_on_its_third_lap() -> None:
 def test_a_six_step_lap_with_shifting_ranges_and_reworded_reasoning() -> None:
     run = Run()
     for lap in range(4):
-        shift = 7 * lap
+        shift = lap  # each lap's views show a line or two not shown before
         run.turn(view("src/parse.py", 1 + shift, 60 + shift), text=f"Reason {lap}a")
         run.turn(act("run", f"grep -n tokens src/lex.py | head -{20 + lap}"), text=f"R {lap}b")
         run.turn(view("src/lex.py", 100 - shift, 140), text=f"Maybe {lap}")
@@ -288,6 +307,15 @@ def test_a_six_step_lap_with_shifting_ranges_and_reworded_reasoning() -> None:
     ]
     assert "6-step lap" in alerts[0].message and "2 times" in alerts[0].message
     assert len(alerts[0].evidence) == 24 and alerts[0].evidence[-1] == run.turns[11].seq + 1
+
+
+def test_paging_through_two_files_in_turn_is_reading_not_a_cycle() -> None:
+    # each view shows lines never shown before: the agent is reading, not circling
+    run = Run()
+    for n in range(6):
+        run.turn(view("a.py", n * 10, n * 10 + 30))
+        run.turn(view("b.py", n * 5, n * 5 + 30))
+    assert feed(CycleMonitor(), run.turns) == []
 
 
 def test_the_reasoning_text_does_not_matter() -> None:

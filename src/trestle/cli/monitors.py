@@ -24,8 +24,9 @@ def eval_(
     paths: Annotated[
         list[Path],
         typer.Argument(
-            help="Recorded runs: SWE-agent .traj, mini-swe-agent .traj.json, or a Trestle "
-            "run's events (`trestle log RUN --json > run.json`); a directory means every "
+            help="Recorded runs: SWE-agent .traj, mini-swe-agent .traj.json, an OpenHands "
+            "completion log or event stream, or a Trestle run's events (`trestle log RUN "
+            "--json > run.json`), each possibly gzipped (.gz); a directory means every "
             "such file in it, with its labels.json if it has one.",
             show_default=False,
         ),
@@ -39,8 +40,9 @@ def eval_(
     ] = "hashing",
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
-    """Per monitor: runs alerted, where the first alert came (turn, share of calls and
-    cost), and with labels precision and recall; then the targets' two figures."""
+    """The targets' two figures, overall and per source with 95% intervals; then per
+    monitor: runs alerted, where the first alert came (turn, share of calls and cost),
+    and with labels precision and recall."""
     from trestle.monitors.catalog import CATCHES, default_monitors
     from trestle.monitors.evaluate import evaluate, render, to_json
     from trestle.monitors.importers import (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal, Protocol
 
 from trestle.monitors.trace import Observation, RunFacts
@@ -48,3 +49,38 @@ class Monitor(Protocol):
     def observe(self, item: Observation, facts: RunFacts) -> list[Alert]:
         """The alerts ``item`` gives rise to, given everything observed before it."""
         ...
+
+
+_RANK: dict[Severity, int] = {"info": 0, "warning": 1, "critical": 2}
+
+
+def merge_alerts(alerts: Sequence[Alert]) -> list[Alert]:
+    """One alert per problem: alerts raised together on the same last event merge.
+
+    Several monitors can see one problem at once (the same script re-run: a repeat, a
+    same-failure rerun, a cycle). Alerts raised on one observation whose evidence ends
+    at the same event become the most severe of them (the first, among equals), its
+    message naming what the others saw, and its evidence the union of theirs; the
+    agent gets one correction, the operator one pause. Order is kept otherwise, and
+    the result depends only on the input, so a replay merges the same way.
+    """
+    merged: list[Alert] = []
+    by_event: dict[int, int] = {}  # last evidence seq -> position in merged
+    for alert in alerts:
+        last = alert.evidence[-1] if alert.evidence else None
+        if last is None or last not in by_event:
+            if last is not None:
+                by_event[last] = len(merged)
+            merged.append(alert)
+            continue
+        position = by_event[last]
+        kept, other = merged[position], alert
+        if _RANK[other.severity] > _RANK[kept.severity]:
+            kept, other = other, kept
+        merged[position] = kept.model_copy(
+            update={
+                "message": f"{kept.message}; also {other.monitor}/{other.kind}: {other.message}",
+                "evidence": tuple(sorted({*kept.evidence, *other.evidence})),
+            }
+        )
+    return merged

@@ -3,16 +3,19 @@
 Three signals, from the dollars each model call cost (``Turn.cost``, 0 when unknown)
 and each step attempt cost (``StepEnd.cost``):
 
-- burn rate: the mean cost of the last ``window`` calls against the first ``window``;
-  context grows, so some rise is normal, hence only a note at ``rise_info`` times and a
-  warning at ``rise_warning`` times;
-- projected spend: what the run will have spent at its end if it goes on at its recent
-  rate, against ``RunFacts.cost_limit``. The end is the turn limit when it is known
-  and not yet passed (a limit per step is passed in a run of several steps); otherwise
-  the run is assumed to go on for as many calls again as it has made (the only trend
-  there is to go by). A projection over the limit warns
-  once a quarter of the budget is spent and is critical past 60%, so the alert comes
-  while there is still budget to change course with;
+- burn rate: the mean cost of the last ``window`` calls against the first ``window``,
+  a note at ``rise_info`` times and again at ``rise_warning`` times. Only a note: the
+  context grows with every call, so on real runs the cost per call rises tenfold in
+  healthy runs of 50-80 calls. A rise matters only if the budget will not last, and
+  that is the projection's business (one problem, one alert);
+- projected spend: what the run will have spent if it goes on at its recent rate for
+  ``horizon`` (half) as many calls again as it has made, but not past its turn limit
+  (a limit per step is passed in a run of several steps: then no cap), against
+  ``RunFacts.cost_limit``. Projecting all the way to the turn limit, or for as many
+  calls again, flagged healthy real runs that finished well before either (real runs
+  use a fraction of their call limit): a budget the run will not reach is not an
+  overspend. A projection over the limit warns once a
+  quarter of the budget is spent and is critical once ``critical_spent`` (60%) is;
 - a step attempt that cost ``step_factor`` times the median of at least ``min_peers``
   earlier priced attempts.
 
@@ -21,6 +24,7 @@ A run that spends steadily within its limit raises nothing.
 
 from __future__ import annotations
 
+import math
 from statistics import fmean, median
 
 from trestle.monitors.alerts import Alert, Severity
@@ -35,11 +39,13 @@ class CostMonitor:
     Args:
         window: calls in the early and the recent burn-rate windows.
         rise_info: recent/early cost per call that makes a note.
-        rise_warning: recent/early cost per call that makes a warning.
+        rise_warning: recent/early cost per call that makes a second note.
         warn_spent: share of the budget spent before a projected overrun warns.
         critical_spent: share spent before a projected overrun is critical.
         step_factor: how many times the peers' median cost makes a step an outlier.
         min_peers: earlier priced step attempts needed to judge one.
+        horizon: the calls still to come, as a share of the calls made so far, that
+            the projection assumes (capped by the turn limit).
     """
 
     name = "cost"
@@ -54,15 +60,17 @@ class CostMonitor:
         critical_spent: float = 0.6,
         step_factor: float = 3.0,
         min_peers: int = 3,
+        horizon: float = 0.5,
     ) -> None:
         self.window = window
         self.rise_info, self.rise_warning = rise_info, rise_warning
         self.warn_spent, self.critical_spent = warn_spent, critical_spent
         self.step_factor, self.min_peers = step_factor, min_peers
+        self.horizon = horizon
         self._calls = 0
         self._priced: list[tuple[int, float]] = []  # (seq, cost) of calls with a known cost
         self._spent = 0.0
-        self._burn_level: Severity | None = None
+        self._burn_step = 0  # 1: past rise_info, 2: past rise_warning
         self._projection_level: Severity | None = None
         self._step_costs: list[float] = []
 
@@ -87,12 +95,11 @@ class CostMonitor:
         early = fmean(cost for _, cost in self._priced[: self.window])
         recent = fmean(cost for _, cost in self._recent())
         ratio = recent / early
-        severity: Severity | None = (
-            "warning" if ratio >= self.rise_warning else "info" if ratio >= self.rise_info else None
-        )
-        if severity is None or _LEVELS[severity] <= _LEVELS[self._burn_level]:
+        step = 2 if ratio >= self.rise_warning else 1 if ratio >= self.rise_info else 0
+        if step <= self._burn_step:
             return None
-        self._burn_level = severity
+        self._burn_step = step
+        severity: Severity = "info"
         return Alert(
             monitor=self.name,
             kind="burn_rate",
@@ -116,10 +123,10 @@ class CostMonitor:
         if not limit or len(self._priced) < 3:
             return None
         rate = fmean(cost for _, cost in self._recent())
-        if facts.turn_limit is not None and self._calls <= facts.turn_limit:
-            left, horizon = facts.turn_limit - self._calls, "left"
-        else:
-            left, horizon = self._calls, "more, as many as so far"
+        left, horizon = math.ceil(self._calls * self.horizon), "more"
+        limit_left = facts.turn_limit - self._calls if facts.turn_limit is not None else -1
+        if 0 <= limit_left < left:
+            left, horizon = limit_left, "left to the turn limit"
         projected = self._spent + left * rate
         share = self._spent / limit
         if projected <= limit:

@@ -15,16 +15,21 @@ target figures:
   first flag at or before 50% of the run's calls); the target is at least 70%;
 - the share of runs that ``succeeded`` which were flagged at all; at most 3%.
 
+Both are given per source (the format a run came from: each scaffold behaves
+differently, so one pooled figure can hide a source that misses), as counts with a
+95% Wilson score interval, so that a figure resting on few runs says so.
+
 :func:`render` gives a Markdown table, :func:`to_json` the figures as JSON. Pure:
 the runs are already loaded (see :mod:`trestle.monitors.importers`).
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Callable, Collection, Mapping, Sequence
 
-from trestle.monitors.alerts import FLAGGING, Alert, Monitor
+from trestle.monitors.alerts import FLAGGING, Alert, Monitor, merge_alerts
 from trestle.monitors.importers import ImportedRun, Label, Outcome
 from trestle.monitors.trace import RunFacts, Turn
 from trestle.record import Record
@@ -32,6 +37,7 @@ from trestle.record import Record
 TARGET_EXHAUSTED_BY_HALF = 0.70  # at least this share of exhausted runs flagged by half-way
 TARGET_SUCCEEDED_FLAGGED = 0.03  # at most this share of succeeded runs flagged at all
 HALF_WAY = 0.5
+Z_95 = 1.959964  # the normal quantile of a two-sided 95% interval
 OVERALL = "*"  # the name the figures of all monitors together go by
 
 MonitorSet = Callable[[RunFacts], Sequence[Monitor]]
@@ -63,11 +69,12 @@ class RunResult(Record):
     """One run's replay: its outcome and problems, and the first flags it got."""
 
     name: str
+    source: str = ""
     outcome: Outcome
     problems: tuple[str, ...]
     turns: int
     cost: float
-    alerts: int  # every alert, flags or not
+    alerts: int  # alerts the run would have been given, flags or not, after merging
     flags: tuple[FirstFlag, ...]  # the first per monitor, per (monitor, kind), and overall
 
     def first(self, monitor: str = OVERALL, kind: str | None = None) -> FirstFlag | None:
@@ -107,6 +114,38 @@ class Figures(Record):
     recall: float | None = None
 
 
+class Share(Record):
+    """``part`` of ``whole`` runs, with its 95% Wilson score interval."""
+
+    part: int
+    whole: int
+
+    @property
+    def value(self) -> float | None:
+        return self.part / self.whole if self.whole else None
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        """The 95% Wilson score interval (None when there are no runs)."""
+        return wilson(self.part, self.whole)
+
+
+class SourceFigures(Record):
+    """The two target figures for the runs of one source.
+
+    Attributes:
+        source: the format the runs came from (``swe-agent``, ``openhands``, ...).
+        runs: runs of that source replayed.
+        exhausted_by_half: exhausted runs flagged by half-way, of exhausted runs.
+        succeeded_flagged: succeeded runs flagged at all, of succeeded runs.
+    """
+
+    source: str
+    runs: int
+    exhausted_by_half: Share
+    succeeded_flagged: Share
+
+
 class Evaluation(Record):
     """Everything :func:`evaluate` found."""
 
@@ -114,6 +153,7 @@ class Evaluation(Record):
     exhausted: int
     succeeded: int
     overall: Figures
+    sources: tuple[SourceFigures, ...] = ()
     monitors: tuple[Figures, ...]
     kinds: tuple[Figures, ...]
     results: tuple[RunResult, ...]
@@ -172,6 +212,10 @@ def evaluate(
         exhausted=sum(r.outcome == "exhausted" for r in results),
         succeeded=sum(r.outcome == "succeeded" for r in results),
         overall=overall,
+        sources=tuple(
+            _source_figures([r for r in results if r.source == source], source)
+            for source in sorted({r.source for r in results})
+        ),
         monitors=per_monitor,
         kinds=per_kind,
         results=tuple(results),
@@ -199,17 +243,18 @@ def _replay(run: ImportedRun, make: MonitorSet, label: Label | None) -> tuple[Ru
             seen_turns += 1
             spent += item.cost
             last_turn = item.index
-        for monitor in monitors:
-            for alert in monitor.observe(item, run.facts):
-                count += 1
-                if alert.severity not in FLAGGING:
-                    continue
-                flag = _flag(alert, last_turn, seen_turns, len(turns), spent, total_cost)
-                for key in ((OVERALL, None), (alert.monitor, None), (alert.monitor, alert.kind)):
-                    if key not in first:
-                        first[key] = flag.model_copy(update={"monitor": key[0], "kind": key[1]})
+        raised = [alert for monitor in monitors for alert in monitor.observe(item, run.facts)]
+        count += len(merge_alerts(raised))  # what the run is told, one alert per problem
+        for alert in raised:  # each monitor's own flags, for its figures
+            if alert.severity not in FLAGGING:
+                continue
+            flag = _flag(alert, last_turn, seen_turns, len(turns), spent, total_cost)
+            for key in ((OVERALL, None), (alert.monitor, None), (alert.monitor, alert.kind)):
+                if key not in first:
+                    first[key] = flag.model_copy(update={"monitor": key[0], "kind": key[1]})
     result = RunResult(
         name=run.name,
+        source=run.source,
         outcome=label.outcome if label is not None else run.outcome,
         problems=label.problems if label is not None else (),
         turns=len(turns),
@@ -284,6 +329,29 @@ def _share(part: int, whole: int) -> float | None:
     return part / whole if whole else None
 
 
+def wilson(part: int, whole: int, z: float = Z_95) -> tuple[float, float] | None:
+    """The Wilson score interval of ``part`` successes in ``whole`` trials (95% by default)."""
+    if whole <= 0:
+        return None
+    p = part / whole
+    denominator = 1 + z * z / whole
+    centre = (p + z * z / (2 * whole)) / denominator
+    spread = z * math.sqrt(p * (1 - p) / whole + z * z / (4 * whole * whole)) / denominator
+    return max(0.0, centre - spread), min(1.0, centre + spread)
+
+
+def _source_figures(results: Sequence[RunResult], source: str) -> SourceFigures:
+    exhausted = [r.first() for r in results if r.outcome == "exhausted"]
+    succeeded = [r.first() for r in results if r.outcome == "succeeded"]
+    early = sum(f is not None and f.call_share <= HALF_WAY for f in exhausted)
+    return SourceFigures(
+        source=source,
+        runs=len(results),
+        exhausted_by_half=Share(part=early, whole=len(exhausted)),
+        succeeded_flagged=Share(part=sum(f is not None for f in succeeded), whole=len(succeeded)),
+    )
+
+
 # --- output ---------------------------------------------------------------------------
 
 
@@ -300,6 +368,7 @@ def render(evaluation: Evaluation) -> str:
         f"(target: at most {TARGET_SUCCEEDED_FLAGGED:.0%})",
         f"- targets met: {'yes' if evaluation.meets_targets else 'no'}",
         "",
+        *_source_lines(evaluation.sources),
         "| monitor | kind | flagged | exhausted by half | succeeded flagged "
         "| first flag (calls) | first flag (cost) | precision | recall |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -314,6 +383,31 @@ def render(evaluation: Evaluation) -> str:
             f"| {_percent(f.recall)} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _source_lines(sources: Sequence[SourceFigures]) -> list[str]:
+    """Per source: the two target figures as counts, shares and 95% intervals."""
+    if not sources:
+        return []
+    lines = [
+        "| source | runs | exhausted flagged by half-way | succeeded flagged |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for figures in sources:
+        lines.append(
+            f"| {figures.source} | {figures.runs} | {describe_share(figures.exhausted_by_half)} "
+            f"| {describe_share(figures.succeeded_flagged)} |"
+        )
+    return [*lines, ""]
+
+
+def describe_share(share: Share) -> str:
+    """``12/40 = 30% (95% CI 18-45%)``, or ``-`` of no runs."""
+    interval = share.interval
+    if interval is None or share.value is None:
+        return "- (no runs)"
+    low, high = interval
+    return f"{share.part}/{share.whole} = {share.value:.0%} (95% CI {low:.0%}-{high:.0%})"
 
 
 def _interleave(monitors: Sequence[Figures], kinds: Sequence[Figures]) -> list[Figures]:

@@ -9,6 +9,7 @@ each further one is a wasted call.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 
 from trestle.monitors.alerts import Alert, Severity
@@ -32,20 +33,37 @@ class FormatMonitor:
     A malformed turn (``Turn.problem`` set) raises ``info`` under the problem's own
     kind (``"unparseable"``, ``"truncated"``, ...) when it starts a streak. Consecutive
     malformed turns raise ``format_streak``: ``warning`` at ``warning_streak`` and
-    ``critical`` at ``critical_streak``. A well-formed turn ends the streak, so errors
-    the model recovers from stay ``info``.
+    ``critical`` at ``critical_streak``, or, when the run's turn limit is known, once
+    the streak has used ``warning_share`` (``critical_share``) of it, whichever is
+    later. A well-formed turn ends the streak, so errors the model recovers from stay
+    ``info``.
+
+    The agent's own harness already answers every malformed turn with what was wrong,
+    and on real runs models often need several tries: streaks of 8 and 9 occur in runs
+    that went on to succeed. So a streak is weighed by the calls it wastes against the
+    budget, not taken as a sign that the run is lost.
 
     Args:
-        warning_streak: consecutive malformed turns that make a warning.
-        critical_streak: consecutive malformed turns that make it critical.
+        warning_streak: the fewest consecutive malformed turns that make a warning.
+        critical_streak: the fewest that make it critical.
+        warning_share: share of the turn limit a streak must use to warn.
+        critical_share: share of the turn limit a streak must use to be critical.
     """
 
     name = "format"
 
-    def __init__(self, warning_streak: int = 3, critical_streak: int = 5) -> None:
+    def __init__(
+        self,
+        warning_streak: int = 5,
+        critical_streak: int = 10,
+        warning_share: float = 0.05,
+        critical_share: float = 0.1,
+    ) -> None:
         check_thresholds("FormatMonitor", warning_streak, critical_streak, least=2)
         self.warning_streak = warning_streak
         self.critical_streak = critical_streak
+        self.warning_share = warning_share
+        self.critical_share = critical_share
         self._streaks: Attempts[list[Turn]] = Attempts(list)
 
     def observe(self, item: Observation, facts: RunFacts) -> list[Alert]:
@@ -60,12 +78,22 @@ class FormatMonitor:
         streak.append(turn)
         if len(streak) == 1:
             return [self._single(turn, turn.problem)]
+        warning_at, critical_at = self.thresholds(facts)
         severity: Severity | None = None
-        if len(streak) == self.warning_streak:
+        if len(streak) == warning_at:
             severity = "warning"
-        elif len(streak) == self.critical_streak:
+        elif len(streak) == critical_at:
             severity = "critical"
         return [self._streak(turn, streak, severity)] if severity else []
+
+    def thresholds(self, facts: RunFacts) -> tuple[int, int]:
+        """The streak lengths that warn and that are critical for this run."""
+        limit = facts.turn_limit
+        if limit is None:
+            return self.warning_streak, self.critical_streak
+        warning = max(self.warning_streak, math.ceil(self.warning_share * limit))
+        critical = max(self.critical_streak, math.ceil(self.critical_share * limit))
+        return warning, max(warning + 1, critical)
 
     def _single(self, turn: Turn, problem: Malformed) -> Alert:
         return turn_alert(

@@ -2,12 +2,13 @@
 
 The engine gives the hub every event as it is applied (live), or the whole recorded
 stream on resume (replay). The hub turns events into observations
-(:class:`~trestle.monitors.stream.EventTrace`), passes each to every monitor, and
-returns the alerts not yet recorded as :class:`~trestle.events.AlertRaised`, each with
-the action the run's :class:`~trestle.monitors.policy.MonitorSettings` choose. Monitors
-are deterministic, so a replay raises the same alerts; those already recorded are
-recognised by their key and not raised twice, and one raised but lost in a crash is
-raised on resume.
+(:class:`~trestle.monitors.stream.EventTrace`), passes each to every monitor, merges
+the alerts several monitors raise on one problem into one
+(:func:`~trestle.monitors.alerts.merge_alerts`), and returns the alerts not yet
+recorded as :class:`~trestle.events.AlertRaised`, each with the action the run's
+:class:`~trestle.monitors.policy.MonitorSettings` choose. Monitors are deterministic,
+so a replay raises the same alerts; those already recorded are recognised by their
+key and not raised twice, and one raised but lost in a crash is raised on resume.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from trestle.events import AlertRaised, AnyEvent
-from trestle.monitors.alerts import Alert, Monitor
+from trestle.monitors.alerts import Alert, Monitor, merge_alerts
 from trestle.monitors.catalog import default_monitors
 from trestle.monitors.policy import DEFAULT_MONITORS, MonitorSettings
 from trestle.monitors.stream import EventTrace
@@ -64,8 +65,9 @@ class MonitorHub:
         return [
             alert
             for item in observations
-            for monitor in self.monitors
-            for alert in monitor.observe(item, self.trace.facts)
+            for alert in merge_alerts(
+                [a for monitor in self.monitors for a in monitor.observe(item, self.trace.facts)]
+            )
         ]
 
     def _raise(self, alerts: Sequence[Alert], state: RunState, *, at: float) -> list[AlertRaised]:

@@ -1,6 +1,10 @@
-"""Recorded runs from files, as monitor observations: SWE-agent, mini-swe-agent, Trestle.
+"""Recorded runs from files, as monitor observations: SWE-agent, mini-swe-agent,
+OpenHands, Trestle.
 
-:func:`load_trajectory_file` reads one file and tells its format by its shape:
+:func:`load_trajectory_file` reads one file (gunzipped first when its name ends in
+``.gz``) and tells its format by its shape, strictly: the file must fit exactly one
+of these shapes, else it is refused with what each format needs (an OpenHands
+completion log also has a ``messages`` list, and was once misread as mini-swe-agent):
 
 - a SWE-agent ``.traj``: an object with a ``trajectory`` list (one entry per model
   call: ``action``, ``observation``, ``thought``, ``response``, ``execution_time``,
@@ -10,17 +14,20 @@
   then assistant turns each holding one fenced ``bash`` block, answered by a user
   message ``<returncode>N</returncode><output>...</output>`` or by a format-error
   reply) and ``info`` (``exit_status``, ``model_stats``, ``config``);
+- an OpenHands completion log (``fncall_messages``, or ``messages`` with a
+  ``response``) or event stream (``history`` of actions and observations linked by
+  ``cause``): see :mod:`trestle.monitors.openhands`;
 - Trestle events: what ``trestle log RUN --json`` prints (a JSON list of events with
   their ``seq``), a list of ``{"seq": .., "event": {..}}``, or either as JSON Lines.
 
-Costs. mini-swe-agent records each call's cost with the message (``extra.cost``) and
-that is used when present. SWE-agent records only the run's total
-(``info.model_stats.instance_cost``): it is spread over the calls in proportion to
-the prompt each call sent, measured in characters: the ``query`` of the entry when
-the file keeps it, else the conversation (``history``, demonstrations included) up
-to that call. Calls are billed by prompt length, so a long run's later calls cost
-more, and this keeps that shape; the sum is exactly the recorded total. Token counts
-are spread the same way.
+Costs. mini-swe-agent records each call's cost with the message (``extra.cost``, or in
+1.x the provider's ``extra.response.usage.cost``) and that is used when present. SWE-
+agent records only the run's total (``info.model_stats.instance_cost``): it is spread
+over the calls in proportion to the prompt each call sent, measured in characters: the
+``query`` of the entry when the file keeps it, else the conversation (``history``,
+demonstrations included) up to that call. Calls are billed by prompt length, so a long
+run's later calls cost more, and this keeps that shape; the sum is exactly the
+recorded total. Token counts are spread the same way.
 
 Format errors. SWE-agent re-asks the model after output it cannot parse; the failed
 output stays in ``trajectory`` (with no action) but not in ``history``, and the
@@ -37,7 +44,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,19 +52,35 @@ from pydantic import ValidationError
 
 from trestle.errors import ConfigError
 from trestle.events import EVENT_ADAPTER, AnyEvent, BudgetExhausted, RunFinished
+from trestle.monitors.openhands import (
+    Reading,
+    is_completion_log,
+    read_completion_log,
+    read_event_stream,
+    stream_events,
+)
+from trestle.monitors.rawjson import (
+    OUTPUT_CAP,
+    TASK_CAP,
+    dig,
+    expect,
+    loads,
+    message_text,
+    number,
+    read_json,
+    task_text,
+)
 from trestle.monitors.shell import classify_command, classify_tool_call
 from trestle.monitors.stream import observations_from_events
 from trestle.monitors.trace import Action, Malformed, Observation, RunFacts, Turn
 from trestle.record import Record
 
-Source = Literal["swe-agent", "mini-swe-agent", "trestle"]
+Source = Literal["swe-agent", "mini-swe-agent", "openhands", "openhands-events", "trestle"]
 Outcome = Literal["succeeded", "exhausted", "failed", "unknown"]
 Problem = Literal[
     "loop", "near_loop", "format", "cost", "drift", "no_edit", "test_rerun", "hallucinated"
 ]
 
-OUTPUT_CAP = 8_000  # characters of an observation kept per action
-TASK_CAP = 4_000  # characters of the task kept as the run's goal
 
 # exit statuses that mean a limit ended the run: SWE-agent's (also as the reason of an
 # autosubmission, "submitted (exit_cost)"), mini-swe-agent's exception names
@@ -70,15 +93,13 @@ _EXHAUSTED = (
     "limitsexceeded",
     "contextwindowexceeded",
     "costlimitexceeded",
+    "max_iterations",
 )
 _FENCE = re.compile(r"```(?:bash|mswea_bash_command|sh)?[ \t]*\n(.*?)\n```", re.DOTALL)
 _MINI_ACTIONS = re.compile(r"```(?:bash|mswea_bash_command)\s*\n(.*?)\n```", re.DOTALL)
 _RETURNCODE = re.compile(r"<returncode>\s*(-?\d+)\s*</returncode>")
 _OUTPUT = re.compile(r"<output>\n?(.*?)</output>", re.DOTALL)
 _FOUND_N = re.compile(r"found (\d+) actions?")
-_TASK_TAGS = re.compile(
-    r"<(pr_description|issue|task|problem_statement)>\s*(.*?)\s*</\1>", re.DOTALL
-)
 
 
 class Label(Record):
@@ -117,34 +138,91 @@ class ImportedRun(Record):
 
 
 def load_trajectory_file(path: Path) -> ImportedRun:
-    """Read one recorded run, whatever of the three formats it is in.
+    """Read one recorded run, whatever of the known formats it is in (see the module).
+
+    The format is told by the file's shape, strictly: a file must match exactly one
+    format's shape, so a file of another kind is refused rather than misread.
 
     Raises:
-        ConfigError: the file cannot be read, is not JSON, is of no known format, or
-            lacks something the format requires (the message says where).
+        ConfigError: the file cannot be read, is not JSON, matches no known format (the
+            message says what each format needs), or lacks something its format
+            requires (the message says where).
     """
-    data = _read_json(path)
-    if isinstance(data, dict):
-        if "trajectory" in data:
-            return _swe_agent(path, data)
-        if "messages" in data:
-            return _mini_swe_agent(path, data)
-        if path.name.endswith(".traj"):
-            raise ConfigError(f"{path}: missing key 'trajectory' (a SWE-agent .traj file)")
-        if path.name.endswith(".traj.json"):
-            raise ConfigError(f"{path}: missing key 'messages' (a mini-swe-agent .traj.json)")
-    if isinstance(data, list) and all(isinstance(item, dict) and "seq" in item for item in data):
-        return _trestle(path, data)
-    raise ConfigError(
-        f"{path}: unknown trajectory format: expected a SWE-agent .traj (an object with a "
-        "'trajectory' list), a mini-swe-agent .traj.json (an object with a 'messages' list) "
-        "or Trestle events (a list of events with 'seq', as 'trestle log RUN --json' prints)"
-    )
+    data = read_json(path)
+    matches: list[Source] = []
+    missing: list[str] = []
+    for name, needs in _FORMATS:
+        why_not = needs(data)
+        if why_not is None:
+            matches.append(name)
+        else:
+            missing.append(f"{name}: {why_not}")
+    if len(matches) == 1:
+        return _READERS[matches[0]](path, data)
+    if matches:  # the shapes exclude each other; this is a file built to confuse them
+        raise ConfigError(f"{path}: ambiguous trajectory format: it fits {', '.join(matches)}")
+    raise ConfigError(f"{path}: unknown trajectory format; tried " + "; ".join(missing))
+
+
+def _swe_agent_shape(data: Any) -> str | None:
+    if not isinstance(data, dict) or "trajectory" not in data:
+        return "missing key 'trajectory' (a list of steps)"
+    if not isinstance(data["trajectory"], list):
+        return f"'trajectory' must be a list, not {type(data['trajectory']).__name__}"
+    if "messages" in data or "fncall_messages" in data:
+        return "has 'messages' besides 'trajectory'"
+    return None
+
+
+def _mini_swe_agent_shape(data: Any) -> str | None:
+    if not isinstance(data, dict) or "messages" not in data:
+        return "missing key 'messages' (a list of chat messages)"
+    if not isinstance(data["messages"], list):
+        return f"'messages' must be a list, not {type(data['messages']).__name__}"
+    if is_completion_log(data):
+        return "has a 'response' or 'fncall_messages': an OpenHands completion log"
+    if "trajectory" in data:
+        return "has 'trajectory' besides 'messages'"
+    declared = data.get("trajectory_format")
+    if declared is not None and not str(declared).startswith("mini-swe-agent"):
+        return f"declares trajectory_format {declared!r}"
+    return None
+
+
+def _completion_log_shape(data: Any) -> str | None:
+    if is_completion_log(data):
+        return None
+    return "missing key 'fncall_messages' (or 'messages' with a 'response')"
+
+
+def _event_stream_shape(data: Any) -> str | None:
+    if stream_events(data) is None:
+        return "no 'history' of events each with 'action' or 'observation'"
+    return None
+
+
+def _trestle_shape(data: Any) -> str | None:
+    if (
+        isinstance(data, list)
+        and data
+        and all(isinstance(item, dict) and "seq" in item for item in data)
+    ):
+        return None
+    return "not a list of events each with 'seq' (as 'trestle log RUN --json' prints)"
+
+
+_FORMATS: tuple[tuple[Source, Callable[[Any], str | None]], ...] = (
+    ("swe-agent", _swe_agent_shape),
+    ("mini-swe-agent", _mini_swe_agent_shape),
+    ("openhands", _completion_log_shape),
+    ("openhands-events", _event_stream_shape),
+    ("trestle", _trestle_shape),
+)
 
 
 def load_labels(path: Path) -> dict[str, Label]:
     """A labels file: an object mapping file names to ``{"outcome", "problems"}``."""
-    data = _read_json(path)
+    data = read_json(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: labels must be an object mapping file names to labels")
     labels: dict[str, Label] = {}
@@ -172,7 +250,8 @@ def load_corpus(directory: Path) -> tuple[list[ImportedRun], dict[str, Label]]:
     for path in sorted(directory.rglob("*")):
         if not path.is_file() or path == labels_file:
             continue
-        if not (path.name.endswith((".traj", ".traj.json", ".jsonl")) or path.suffix == ".json"):
+        name = path.name.removesuffix(".gz")
+        if not name.endswith((".traj", ".traj.json", ".jsonl", ".json")):
             continue
         run = load_trajectory_file(path)
         label = labels.get(run.name)
@@ -187,69 +266,12 @@ def outcome_of(exit_status: str | None) -> Outcome:
     status = exit_status.lower()
     if any(mark in status for mark in _EXHAUSTED):
         return "exhausted"
-    if status == "submitted":
+    if status in ("submitted", "finish"):
         return "succeeded"
     return "failed"
 
 
 # --- reading --------------------------------------------------------------------------
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read it: {exc}") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as whole:
-        lines = [line for line in text.splitlines() if line.strip()]
-        if len(lines) > 1:  # JSON Lines?
-            try:
-                return [json.loads(line) for line in lines]
-            except json.JSONDecodeError:
-                pass
-        raise ConfigError(
-            f"{path}: not JSON: {whole.msg} at line {whole.lineno}, column {whole.colno}"
-        ) from None
-
-
-def _expect(value: Any, kind: type, path: Path, where: str) -> Any:
-    if not isinstance(value, kind):
-        names: dict[type, str] = {dict: "an object", list: "a list", str: "a string"}
-        expected = names.get(kind, kind.__name__)
-        raise ConfigError(f"{path}: {where} must be {expected}, not {type(value).__name__}")
-    return value
-
-
-def _number(value: Any, path: Path, where: str) -> float:
-    if value is None:
-        return 0.0
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"{path}: {where} must be a number, not {value!r}")
-    return float(value)
-
-
-def _text(content: Any) -> str:
-    """A message's text: a string, or the text parts of a list of content parts."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = [p.get("text", "") for p in content if isinstance(p, dict)]
-        return "\n".join(p for p in parts if isinstance(p, str))
-    return ""
-
-
-def _task_text(content: str) -> str:
-    """The task inside a task message, without the framework's instructions around it."""
-    tagged = _TASK_TAGS.search(content)
-    if tagged:
-        return tagged.group(2)[:TASK_CAP]
-    marker = "Please solve this issue:"
-    if marker in content:
-        rest = content.split(marker, 1)[1]
-        return re.split(r"\n\s*\n(?:##|You can execute)", rest, maxsplit=1)[0].strip()[:TASK_CAP]
-    return content.strip()[:TASK_CAP]
 
 
 def _shares(total: float, weights: Sequence[float]) -> list[float]:
@@ -269,32 +291,24 @@ def _limit(value: Any) -> float | None:
     return float(value)
 
 
-def _dig(data: Any, *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(data, dict):
-            return None
-        data = data.get(key)
-    return data
-
-
 # --- SWE-agent ------------------------------------------------------------------------
 
 
 def _swe_agent(path: Path, data: dict[str, Any]) -> ImportedRun:
-    trajectory = _expect(data["trajectory"], list, path, "'trajectory'")
-    info = _expect(data.get("info") or {}, dict, path, "'info'")
-    history = _expect(data.get("history") or [], list, path, "'history'")
-    stats = _expect(info.get("model_stats") or {}, dict, path, "'info.model_stats'")
-    total_cost = _number(stats.get("instance_cost"), path, "info.model_stats.instance_cost")
-    sent = _number(stats.get("tokens_sent"), path, "info.model_stats.tokens_sent")
-    received = _number(stats.get("tokens_received"), path, "info.model_stats.tokens_received")
-    api_calls = _number(stats.get("api_calls"), path, "info.model_stats.api_calls")
+    trajectory = expect(data["trajectory"], list, path, "'trajectory'")
+    info = expect(data.get("info") or {}, dict, path, "'info'")
+    history = expect(data.get("history") or [], list, path, "'history'")
+    stats = expect(info.get("model_stats") or {}, dict, path, "'info.model_stats'")
+    total_cost = number(stats.get("instance_cost"), path, "info.model_stats.instance_cost")
+    sent = number(stats.get("tokens_sent"), path, "info.model_stats.tokens_sent")
+    received = number(stats.get("tokens_received"), path, "info.model_stats.tokens_received")
+    api_calls = number(stats.get("api_calls"), path, "info.model_stats.api_calls")
     exit_status = info.get("exit_status")
     exit_status = str(exit_status) if exit_status is not None else None
 
     entries: list[dict[str, Any]] = []
     for i, entry in enumerate(trajectory):
-        _expect(entry, dict, path, f"trajectory[{i}]")
+        expect(entry, dict, path, f"trajectory[{i}]")
         for key in ("action", "observation"):
             if key not in entry:
                 raise ConfigError(f"{path}: trajectory[{i}]: missing key {key!r}")
@@ -342,7 +356,7 @@ def _swe_agent(path: Path, data: dict[str, Any]) -> ImportedRun:
                 problem=problem,
                 tokens=round(tokens[i]),
                 cost=costs[i],
-                seconds=_number(
+                seconds=number(
                     entry.get("execution_time"), path, f"trajectory[{i}].execution_time"
                 ),
             )
@@ -395,7 +409,7 @@ def _swe_format_problem(
     complaints = [str(entry.get("observation") or "")]
     query = following.get("query") if following is not None else None
     if isinstance(query, list) and query and isinstance(query[-1], dict):
-        complaints.append(_text(query[-1].get("content")))
+        complaints.append(message_text(query[-1].get("content")))
     response = str(entry.get("response") or entry.get("thought") or "")
     for text in complaints:
         if "did not use any tool calls" in text:
@@ -434,7 +448,7 @@ def _swe_prompt_sizes(
             continue
         if message.get("role") == "assistant" and not message.get("is_demo"):
             sizes.append(float(sent))
-        sent += len(_text(message.get("content")))
+        sent += len(message_text(message.get("content")))
     if not sizes:
         return [1.0] * len(entries)
     out: list[float] = []
@@ -450,7 +464,7 @@ def _chars(messages: Any) -> int:
     """Characters of a list of chat messages' text."""
     if not isinstance(messages, list):
         return 0
-    return sum(len(_text(m.get("content"))) for m in messages if isinstance(m, dict))
+    return sum(len(message_text(m.get("content"))) for m in messages if isinstance(m, dict))
 
 
 def _swe_goal(history: Sequence[Any], replay_config: Any) -> str:
@@ -460,9 +474,9 @@ def _swe_goal(history: Sequence[Any], replay_config: Any) -> str:
             and message.get("role") == "user"
             and not message.get("is_demo")
         ):
-            return _task_text(_text(message.get("content")))
+            return task_text(message_text(message.get("content")))
     config = _replay_config(replay_config)
-    statement = _dig(config, "problem_statement", "text")
+    statement = dig(config, "problem_statement", "text")
     return str(statement)[:TASK_CAP] if isinstance(statement, str) else ""
 
 
@@ -477,7 +491,7 @@ def _replay_config(raw: Any) -> Any:
 
 def _swe_model_setting(data: Mapping[str, Any], key: str) -> Any:
     config = _replay_config(data.get("replay_config"))
-    return _dig(config, "agent", "model", key)
+    return dig(config, "agent", "model", key)
 
 
 def _int_limit(value: Any) -> int | None:
@@ -489,19 +503,19 @@ def _int_limit(value: Any) -> int | None:
 
 
 def _mini_swe_agent(path: Path, data: dict[str, Any]) -> ImportedRun:
-    messages = _expect(data["messages"], list, path, "'messages'")
-    info = _expect(data.get("info") or {}, dict, path, "'info'")
-    stats = _expect(info.get("model_stats") or {}, dict, path, "'info.model_stats'")
-    total_cost = _number(stats.get("instance_cost"), path, "info.model_stats.instance_cost")
-    api_calls = _number(stats.get("api_calls"), path, "info.model_stats.api_calls")
+    messages = expect(data["messages"], list, path, "'messages'")
+    info = expect(data.get("info") or {}, dict, path, "'info'")
+    stats = expect(info.get("model_stats") or {}, dict, path, "'info.model_stats'")
+    total_cost = number(stats.get("instance_cost"), path, "info.model_stats.instance_cost")
+    api_calls = number(stats.get("api_calls"), path, "info.model_stats.api_calls")
     for i, message in enumerate(messages):
-        _expect(message, dict, path, f"messages[{i}]")
+        expect(message, dict, path, f"messages[{i}]")
         if "role" not in message:
             raise ConfigError(f"{path}: messages[{i}]: missing key 'role'")
     exit_status = info.get("exit_status")
     for message in messages:  # v2 ends with an "exit" message carrying the status
         if message["role"] == "exit" and exit_status is None:
-            exit_status = _dig(message, "extra", "exit_status")
+            exit_status = dig(message, "extra", "exit_status")
     exit_status = str(exit_status) if exit_status is not None else None
 
     answers = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
@@ -510,9 +524,11 @@ def _mini_swe_agent(path: Path, data: dict[str, Any]) -> ImportedRun:
     token_counts: list[int] = []
     for i in answers:
         sizes.append(float(_chars(messages[:i])))
-        cost = _dig(messages[i], "extra", "cost")
+        cost = dig(messages[i], "extra", "cost")
+        if cost is None:  # v1 keeps the provider's figure with the response's usage
+            cost = dig(messages[i], "extra", "response", "usage", "cost")
         recorded.append(float(cost) if isinstance(cost, int | float) else None)
-        usage = _dig(messages[i], "extra", "response", "usage") or messages[i].get("usage")
+        usage = dig(messages[i], "extra", "response", "usage") or messages[i].get("usage")
         token_counts.append(_usage_tokens(usage))
     if answers and all(c is not None for c in recorded):
         costs = [c or 0.0 for c in recorded]
@@ -525,12 +541,12 @@ def _mini_swe_agent(path: Path, data: dict[str, Any]) -> ImportedRun:
         end = answers[n + 1] if n + 1 < len(answers) else len(messages)
         replies = [m for m in messages[i + 1 : end] if m["role"] in ("user", "tool")]
         turns.append(_mini_turn(n, i, messages[i], replies, token_counts[n], costs[n]))
-    config = _dig(info, "config", "agent") or {}
+    config = dig(info, "config", "agent") or {}
     task = next((m for m in messages if m["role"] == "user"), None)
     facts = RunFacts(
-        goal=_task_text(_text(task.get("content"))) if task else "",
-        turn_limit=_int_limit(_dig(config, "step_limit")),
-        cost_limit=_limit(_dig(config, "cost_limit")),
+        goal=task_text(message_text(task.get("content"))) if task else "",
+        turn_limit=_int_limit(dig(config, "step_limit")),
+        cost_limit=_limit(dig(config, "cost_limit")),
     )
     return ImportedRun(
         name=path.name,
@@ -566,21 +582,21 @@ def _mini_turn(
     cost: float,
 ) -> Turn:
     """One assistant message and the replies it got, as a turn (``seq``: 1-based position)."""
-    content = _text(answer.get("content"))
+    content = message_text(answer.get("content"))
     seq = position + 1
-    reply_text = [_text(r.get("content")) for r in replies]
+    reply_text = [message_text(r.get("content")) for r in replies]
     format_error = next(
         (
             (r, t)
             for r, t in zip(replies, reply_text, strict=True)
-            if _dig(r, "extra", "interrupt_type") == "FormatError" or "EXACTLY ONE action" in t
+            if dig(r, "extra", "interrupt_type") == "FormatError" or "EXACTLY ONE action" in t
         ),
         None,
     )
     commands = _mini_commands(answer, content)
     if format_error is not None:
         reply, text = format_error
-        count = _dig(reply, "extra", "n_actions")
+        count = dig(reply, "extra", "n_actions")
         if not isinstance(count, int):
             found = _FOUND_N.search(text)
             count = int(found.group(1)) if found else len(commands)
@@ -624,23 +640,16 @@ def _mini_commands(answer: Mapping[str, Any], content: str) -> list[tuple[str, s
             arguments = function.get("arguments")
             raw = arguments if isinstance(arguments, str) else json.dumps(arguments or {})
             if name == "bash":
-                command = _dig({"a": _loads(raw)}, "a", "command")
+                command = dig({"a": loads(raw)}, "a", "command")
                 out.append(("bash", command if isinstance(command, str) else raw))
             else:
                 out.append((name, raw))
         return out
-    extra_actions = _dig(answer, "extra", "actions")
+    extra_actions = dig(answer, "extra", "actions")
     if isinstance(extra_actions, list) and extra_actions:
         found = [a.get("command") for a in extra_actions if isinstance(a, dict)]
         return [("bash", c) for c in found if isinstance(c, str)]
     return [("bash", block.strip()) for block in _MINI_ACTIONS.findall(content)]
-
-
-def _loads(raw: str) -> Any:
-    try:
-        return json.loads(raw)
-    except (ValueError, RecursionError):
-        return None
 
 
 def _mini_outcome(reply: str) -> tuple[bool | None, str, str | None]:
@@ -698,3 +707,34 @@ def _trestle(path: Path, items: list[dict[str, Any]]) -> ImportedRun:
         calls=len(turns),
         cost=sum(t.cost for t in turns),
     )
+
+
+def _openhands(path: Path, data: Any) -> ImportedRun:
+    return _from_reading(path, "openhands", read_completion_log(path, data))
+
+
+def _openhands_events(path: Path, data: Any) -> ImportedRun:
+    events = stream_events(data) or []
+    return _from_reading(path, "openhands-events", read_event_stream(data, events))
+
+
+def _from_reading(path: Path, source: Source, reading: Reading) -> ImportedRun:
+    return ImportedRun(
+        name=path.name,
+        source=source,
+        observations=reading.turns,
+        facts=reading.facts,
+        exit_status=reading.exit_status,
+        outcome=outcome_of(reading.exit_status),
+        calls=len(reading.turns),
+        cost=0.0,
+    )
+
+
+_READERS: dict[Source, Callable[[Path, Any], ImportedRun]] = {
+    "swe-agent": _swe_agent,
+    "mini-swe-agent": _mini_swe_agent,
+    "openhands": _openhands,
+    "openhands-events": _openhands_events,
+    "trestle": _trestle,
+}

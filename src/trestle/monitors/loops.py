@@ -16,17 +16,29 @@ from dataclasses import dataclass, field
 
 from trestle.errors import ConfigError
 from trestle.monitors.alerts import Alert, Monitor
-from trestle.monitors.attempt import GRADES, Attempts, check_thresholds, grade, short, turn_alert
+from trestle.monitors.attempt import (
+    GRADES,
+    Attempts,
+    changes_workspace,
+    check_thresholds,
+    grade,
+    short,
+    turn_alert,
+)
 from trestle.monitors.fingerprint import (
     arguments_text,
     command_shape,
     content_hash,
+    failure_fingerprint,
     observation_digest,
+    observation_lines,
 )
 from trestle.monitors.monologue import MonologueMonitor
 from trestle.monitors.progress import ExplorationMonitor, ProgressMonitor
 from trestle.monitors.reruns import TestRerunMonitor
 from trestle.monitors.trace import Action, Observation, RunFacts, Turn
+
+_NEW_LINES = 3  # lines never shown before that make an observation new, as for progress
 
 
 def near_key(action: Action) -> str:
@@ -80,9 +92,9 @@ def _failed(action: Action) -> bool:
 
 @dataclass
 class _Repeats:
-    # (turn seq, action seq) of each occurrence
+    # (turn seq, action seq) of each occurrence since the workspace last changed
     same: dict[tuple[str, str], list[tuple[int, int]]] = field(default_factory=dict)
-    failures: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    failures: dict[tuple[str, tuple[str, ...]], list[tuple[int, int]]] = field(default_factory=dict)
     raised: dict[str, int] = field(default_factory=dict)
 
 
@@ -91,8 +103,17 @@ class RepeatMonitor:
 
     ``repeated_action``: the same call got the same observation (up to timestamps,
     durations and addresses) ``warning_repeats`` times; ``repeated_failure``: the same
-    call failed ``warning_repeats`` times, whatever the errors said. Each becomes
-    critical at ``critical_repeats``. One call raises each severity once.
+    call failed the same way (the same failure fingerprint, see
+    :func:`~trestle.monitors.fingerprint.failure_fingerprint`) ``warning_repeats``
+    times. Each becomes critical at ``critical_repeats``.
+
+    Only calls made while the workspace stayed as it was count: any change to the
+    files (an edit that did not fail, a write) starts every count again. Re-running a
+    script after an edit checks the edit, and on real runs healthy agents do it all
+    the time; whether the edits are changing the failure is the business of
+    :class:`~trestle.monitors.reruns.TestRerunMonitor`. A call that fails differently
+    each time is not counted as a repeat either: the agent is learning something.
+    One call raises each severity once between changes.
 
     Args:
         warning_repeats: occurrences that make a warning.
@@ -115,12 +136,19 @@ class RepeatMonitor:
         turn, state = current
         alerts = []
         for action in turn.actions:
+            if changes_workspace(action):
+                state.same.clear()
+                state.failures.clear()
+                state.raised.clear()
+                continue
             call = f"{action.tool}\0{action.arguments}"
-            shown = observation_digest(f"{action.output}\n{action.error or ''}")
-            same = state.same.setdefault((call, shown), [])
+            output = f"{action.output}\n{action.error or ''}"
+            same = state.same.setdefault((call, observation_digest(output)), [])
             same.append((turn.seq, action.seq))
-            failures = state.failures.setdefault(call, [])
+            failures: list[tuple[int, int]] = []
             if _failed(action):
+                fingerprint = failure_fingerprint(output, failed=True)
+                failures = state.failures.setdefault((call, fingerprint), [])
                 failures.append((turn.seq, action.seq))
             same_grade = grade(len(same), self.warning_repeats, self.critical_repeats)
             failed_grade = grade(len(failures), self.warning_repeats, self.critical_repeats)
@@ -141,7 +169,7 @@ class RepeatMonitor:
             monitor=self.name,
             kind="repeated_action",
             severity=GRADES[level],
-            message=f"{what} was run {times} times with the same result",
+            message=f"{what} was run {times} times with the same result and no change between",
             seqs=[seq for pair in seen for seq in pair],
             suggestion=(
                 f"You have run {what} {times} times and got the same result each time; "
@@ -160,7 +188,9 @@ class RepeatMonitor:
             monitor=self.name,
             kind="repeated_failure",
             severity=GRADES[level],
-            message=f"{what} failed {times} times (last: {error})",
+            message=(
+                f"{what} failed the same way {times} times with no change between (last: {error})"
+            ),
             seqs=[seq for pair in seen for seq in pair],
             suggestion=(
                 f"{what} has failed {times} times; do not repeat it as it is. Read the "
@@ -173,6 +203,8 @@ class RepeatMonitor:
 class _Laps:
     keys: list[str] = field(default_factory=list)
     seqs: list[tuple[int, int]] = field(default_factory=list)  # (turn seq, action seq)
+    fresh: list[bool] = field(default_factory=list)  # whether each action showed anything new
+    seen: set[str] = field(default_factory=set)  # every observation line shown so far
     raised: dict[tuple[str, ...], int] = field(default_factory=dict)
 
 
@@ -187,6 +219,12 @@ class CycleMonitor:
     three laps covering at least twice that. So laps of three or more warn on their
     second round, while two files looked at in turn (a healthy cross-check) must
     alternate three times. One lap (in whichever rotation) raises each severity once.
+
+    A lap counts only when its latest round showed nothing new (no observation with
+    at least three lines never shown before, as :class:`~trestle.monitors.progress.
+    ProgressMonitor` judges it): on real runs, healthy agents page through two or three
+    files in turn, each view showing lines they had not seen, and that is reading,
+    not going in circles.
 
     Args:
         shortest_lap: the shortest lap looked for.
@@ -215,12 +253,18 @@ class CycleMonitor:
         turn, state = current
         alerts = []
         for action in turn.actions:
+            lines = observation_lines(f"{action.output}\n{action.error or ''}")
+            new = lines - state.seen
+            state.seen |= lines
             state.keys.append(near_key(action))
             state.seqs.append((turn.seq, action.seq))
+            state.fresh.append(len(new) >= min(_NEW_LINES, len(lines)) and bool(new))
             found = self._lap(state.keys)
             if found is None:
                 continue
             length, laps = found
+            if any(state.fresh[-length:]):
+                continue  # the latest lap showed something new: reading on, not circling
             span = length * laps
             if laps >= 3 and span >= 2 * self.min_span:
                 level = 2

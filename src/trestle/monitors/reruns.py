@@ -33,6 +33,7 @@ class _Failure:
     fingerprint: tuple[str, ...]
     edits_at: int  # the attempt's edit count when last counted
     runs: list[tuple[int, int]]  # (turn seq, action seq) of the runs counted
+    files: frozenset[str]  # the files the command names: the test (or script) itself
     raised: int = 0
 
 
@@ -40,6 +41,21 @@ class _Failure:
 class _Reruns:
     edits: int = 0
     by_command: dict[str, _Failure] = field(default_factory=dict)
+
+
+def _named_files(command: str) -> frozenset[str]:
+    """The file names a command line names (``python repro.py``, ``pytest tests/t.py::x``)."""
+    names = set()
+    for token in command.replace("::", " ").split():
+        token = token.strip("'\"")
+        if "." in token.rsplit("/", 1)[-1] and not token.startswith("-"):
+            names.add(token.rsplit("/", 1)[-1])
+    return frozenset(names)
+
+
+def _edits_the_test(action: Action, files: frozenset[str]) -> bool:
+    written = {w.rsplit("/", 1)[-1] for w in (*action.writes, action.target) if w}
+    return bool(written & files)
 
 
 class TestRerunMonitor:
@@ -54,6 +70,12 @@ class TestRerunMonitor:
     something. ``warning`` at ``warning_runs`` counted runs, ``critical`` at
     ``critical_runs``. Re-running without editing is the business of
     :class:`~trestle.monitors.loops.RepeatMonitor`.
+
+    An edit to the test itself (a file the command names: the script it runs, the
+    test file it selects) starts the count again: the test now asks something else.
+    On real runs agents write a reproduction script, run it, and rework it between
+    fixes as often as they rework the code; the same failure across such edits is
+    the test being changed, not the fix failing.
 
     Args:
         warning_runs: same-failure runs, edits between each, that make a warning.
@@ -79,6 +101,9 @@ class TestRerunMonitor:
         for action in turn.actions:
             if changes_workspace(action):
                 state.edits += 1
+                for command, failure in list(state.by_command.items()):
+                    if _edits_the_test(action, failure.files):
+                        del state.by_command[command]  # the test changed: a new question
                 continue
             if action.kind not in ("test", "run"):
                 continue
@@ -89,7 +114,10 @@ class TestRerunMonitor:
                 state.by_command.pop(command, None)
             elif previous is None or previous.fingerprint != fingerprint:
                 state.by_command[command] = _Failure(
-                    fingerprint, state.edits, [(turn.seq, action.seq)]
+                    fingerprint,
+                    state.edits,
+                    [(turn.seq, action.seq)],
+                    _named_files(action.target or arguments_text(action.arguments)),
                 )
             elif state.edits > previous.edits_at:
                 previous.edits_at = state.edits

@@ -1,0 +1,130 @@
+"""The monitors on real agent runs: Trestle's defaults beside OpenHands' stuck rules.
+
+Reads every run under ``ROOT`` (default ``../shared/trajectories``: one folder per
+scaffold, each with an ``index.jsonl`` of its runs and their outcomes), keeps the
+half of the fixed split asked for (:mod:`monitor_split`; the figures reported are
+those of ``report``, the monitors were tuned on ``tune``), and replays each run
+through a fresh set of monitors with :func:`trestle.monitors.evaluate.evaluate`.
+
+Outcomes come from the index, as the folder's README defines them: ``succeeded``
+when the task's hidden tests passed; ``exhausted`` when a limit ended the run
+unresolved (SWE-agent's ``exit_cost``/``exit_context``/``submitted (exit_...)``,
+OpenHands' 50-call budget used up without a ``finish``); ``failed`` otherwise. The
+OpenHands completion logs do not record the budget, so their runs are given the
+documented one (50 calls) as their turn limit; the other formats record theirs.
+
+Usage::
+
+    python bench/monitors_real.py [--root DIR] [--half report|tune|all]
+        [--detector trestle|openhands|both] [--show succeeded|exhausted] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+if str(Path(__file__).resolve().parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from monitor_split import half_of
+from stuck_rules import StuckRules
+from trestle.monitors.alerts import Monitor
+from trestle.monitors.catalog import CATCHES, default_monitors
+from trestle.monitors.evaluate import Evaluation, evaluate, render
+from trestle.monitors.importers import ImportedRun, Outcome, load_trajectory_file
+from trestle.monitors.policy import MonitorSettings
+from trestle.monitors.trace import RunFacts
+
+DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "trajectories"
+OPENHANDS_CALL_BUDGET = 50
+_LIMIT_STATUSES = ("exit_cost", "exit_context", "exit_total_execution_time", "limitsexceeded")
+
+
+def outcome(entry: dict[str, Any]) -> Outcome:
+    """A run's outcome from its index entry (see the module)."""
+    if entry.get("resolved"):
+        return "succeeded"
+    if entry.get("ended_without_finish_at_budget"):
+        return "exhausted"
+    status = str(entry.get("exit_status") or "").lower()
+    if any(mark in status for mark in _LIMIT_STATUSES):
+        return "exhausted"
+    return "failed"
+
+
+def load_runs(root: Path, half: str) -> list[ImportedRun]:
+    """The runs under ``root`` in ``half`` (``all`` for both), labelled from the indexes."""
+    runs: list[ImportedRun] = []
+    for index in sorted(root.glob("*/*/index.jsonl")):
+        for line in index.read_text(encoding="utf-8").splitlines():
+            entry = json.loads(line)
+            if half != "all" and half_of(entry["instance_id"]) != half:
+                continue
+            run = load_trajectory_file(index.parent / entry["file"])
+            update: dict[str, Any] = {"outcome": outcome(entry)}
+            if run.source == "openhands" and run.facts.turn_limit is None:
+                update["facts"] = run.facts.model_copy(update={"turn_limit": OPENHANDS_CALL_BUDGET})
+            runs.append(run.model_copy(update=update))
+    return runs
+
+
+def trestle_monitors(facts: RunFacts) -> Sequence[Monitor]:
+    return default_monitors(MonitorSettings())
+
+
+def openhands_rules(facts: RunFacts) -> Sequence[Monitor]:
+    return [StuckRules()]
+
+
+def show(evaluation: Evaluation, outcome_shown: str) -> str:
+    """Each run of ``outcome_shown`` that was flagged: its first flags, one per kind."""
+    lines = []
+    for result in evaluation.results:
+        if result.outcome != outcome_shown or result.first() is None:
+            continue
+        kinds = [f for f in result.flags if f.kind is not None and f.monitor != "*"]
+        said = "; ".join(
+            f"{f.monitor}/{f.kind} {f.severity} at {f.call_share:.0%}: {f.message[:140]}"
+            for f in kinds
+        )
+        lines.append(f"{result.source} {result.name} ({result.turns} turns): {said}")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
+    parser.add_argument("--half", choices=("report", "tune", "all"), default="report")
+    parser.add_argument("--detector", choices=("trestle", "openhands", "both"), default="both")
+    parser.add_argument("--show", choices=("succeeded", "exhausted", "failed"))
+    parser.add_argument("--json", type=Path, help="write both evaluations here")
+    args = parser.parse_args(argv)
+    if not any(args.root.glob("*/*/index.jsonl")):
+        print(f"no real runs under {args.root} (a folder per scaffold with its index.jsonl)")
+        return 0 if args.root == DEFAULT_ROOT else 2
+    runs = load_runs(args.root, args.half)
+    print(f"{len(runs)} runs from {args.root} ({args.half} half)\n")
+    out: dict[str, Any] = {}
+    detectors = {"trestle": trestle_monitors, "openhands": openhands_rules}
+    for name, make in detectors.items():
+        if args.detector not in (name, "both"):
+            continue
+        evaluation = evaluate(runs, make, None, CATCHES if name == "trestle" else None)
+        title = "Trestle's default monitors" if name == "trestle" else "OpenHands' stuck rules"
+        print(f"## {title}\n")
+        print(render(evaluation))
+        if args.show:
+            print(show(evaluation, args.show))
+        out[name] = evaluation.model_dump(mode="json")
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
