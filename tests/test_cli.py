@@ -649,6 +649,31 @@ def test_an_invalid_plan_is_refused_and_nothing_is_recorded(
     assert not (cli.dir / ".trestle").exists()
 
 
+def test_text_that_is_not_utf8_is_refused_by_name_and_nothing_is_recorded(cli: Cli) -> None:
+    """A reason typed on a terminal that is not UTF-8 crashed retry and skip inside the
+    store's write; now every command refuses it before anything runs."""
+    cli.write("plan.yaml", STUCK_PLAN)
+    run_id = run_id_of(cli("run", "plan.yaml"))
+    before = cli.json("log", run_id)
+    attempts: list[list[str | bytes]] = [
+        ["retry", run_id, "build", "--reason", b"built \xff by hand"],
+        ["skip", run_id, "build", "--reason", b"\xff"],
+        ["cancel", run_id, "--reason", b"stop \xfe\xff"],
+        ["tell", run_id, b"also \xff"],
+        ["run", b"pl\xffan.yaml"],
+    ]
+    for args in attempts:
+        wrong = subprocess.run(
+            [*cli.argv(), *args], cwd=cli.dir, env=cli.env(), capture_output=True, check=False
+        )
+        said = wrong.stderr.decode()
+        assert wrong.returncode == 2, (args, said)
+        assert "holds bytes that are not UTF-8" in said, said
+        assert "Traceback" not in said
+    assert cli.json("log", run_id) == before
+    assert [r["run_id"] for r in cli.json("runs")] == [run_id]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -22,6 +22,7 @@ import pytest
 
 from trestle import runs as runs_module
 from trestle.errors import (
+    ConfigError,
     LeaseHeldError,
     LeaseLostError,
     RunExistsError,
@@ -700,3 +701,17 @@ def test_runs_created_in_the_same_second_that_draw_the_same_id_both_get_recorded
     assert {r.run_id for r in store.runs()} >= {first, second}
     with pytest.raises(RunExistsError):  # an id the caller chose is not redrawn
         create_run(store, plan, workspace=Path("."), run_id=first)
+
+
+def test_a_request_whose_text_cannot_be_stored_is_refused_by_name(
+    store: Store, run_id: str
+) -> None:
+    before = snapshot_of(store, run_id)
+    for field, args in (
+        ("reason", ("build", "again \udcff")),
+        ("step", ("bu\ud83dild", "again")),
+    ):
+        with pytest.raises(ConfigError, match=f"the request's {field} is not valid text"):
+            store.add_request(run_id, "retry", *args, now=102.0)
+    assert store.pending_requests(run_id) == []
+    assert snapshot_of(store, run_id) == before

@@ -724,6 +724,19 @@ from trestle.cli import monitors as _monitor_commands  # noqa: E402, F401
 from trestle.cli import prune as _prune_command  # noqa: E402, F401
 
 
+def _refuse_undecodable_arguments(args: list[str]) -> None:
+    """Bytes that are not UTF-8 reach Python as lone surrogates, which no record, store
+    or report can hold: refused at the edge, naming the argument, before anything runs."""
+    for n, arg in enumerate(args, start=1):
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ConfigError(
+                f"argument {n} ({arg!r}) holds bytes that are not UTF-8 (at character "
+                f"{exc.start + 1}); give text in UTF-8"
+            ) from None
+
+
 def main() -> None:
     """Entry point: every error is one ``error:`` line on stderr, then its exit code.
 
@@ -734,6 +747,7 @@ def main() -> None:
     """
     guard_standard_streams()
     try:
+        _refuse_undecodable_arguments(sys.argv[1:])
         code = app(prog_name="trestle", standalone_mode=False)
     except NoArgsIsHelpError as exc:  # `trestle` alone: the help, as Typer prints it
         exc.show()

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from trestle.errors import ConfigError
+
 if TYPE_CHECKING:
     from trestle.events import AnyEvent, RunCreated, StoredEvent
 
@@ -157,3 +159,18 @@ def owner_is_alive(owner: Owner) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def require_storable(run_id: str, **texts: str) -> None:
+    """A request's text must be Unicode that encodes: a lone surrogate (what bytes that
+    are not UTF-8 become in a command-line argument) is refused by name, before anything
+    is written, instead of failing inside the write."""
+    for name, text in texts.items():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ConfigError(
+                f"run {run_id!r}: the request's {name} is not valid text (character "
+                f"{exc.start + 1} is an unpaired surrogate, from bytes that are not UTF-8): "
+                f"{text!r}"
+            ) from None

@@ -17,6 +17,7 @@ from trestle.store.base import (
     RunRow,
     Snapshot,
     owner_is_alive,
+    require_storable,
 )
 
 
@@ -131,6 +132,7 @@ class InMemoryStore:
         now: float,
         payload: str = "",
     ) -> int:
+        require_storable(run_id, step=step, reason=reason, payload=payload)
         self.run(run_id)
         with self._lock:
             request = Request(

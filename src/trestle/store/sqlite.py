@@ -39,6 +39,7 @@ from trestle.store.base import (
     RunRow,
     Snapshot,
     owner_is_alive,
+    require_storable,
 )
 from trestle.store.sqlite_file import (
     check_file,
@@ -473,6 +474,7 @@ class SqliteStore:
         now: float,
         payload: str = "",
     ) -> int:
+        require_storable(run_id, step=step, reason=reason, payload=payload)
         self.run(run_id)
         with self._tx(f"recording a {kind} request for run {run_id!r}") as db:
             cur = db.execute(
