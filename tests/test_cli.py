@@ -649,6 +649,32 @@ def test_an_invalid_plan_is_refused_and_nothing_is_recorded(
     assert not (cli.dir / ".trestle").exists()
 
 
+def test_control_characters_from_a_run_are_shown_not_obeyed(cli: Cli) -> None:
+    """A step's output (or a model's text, or a tool call awaiting approval) can hold
+    escape sequences that rewrite what an operator's terminal shows: erase a line, hide
+    text, reorder it. Plan files refuse them; what a run produces cannot be refused, so
+    every view prints them as escapes, and cuts nothing after them."""
+    cli.write(
+        "plan.yaml",
+        """\
+        goal: hostile text
+        steps:
+          - id: noisy
+            run: 'printf "failing\\033[2K\\rFAKE: all good \\342\\200\\256evil\\n"; exit 1'
+        """,
+    )
+    ran = cli("run", "plan.yaml")
+    assert ran.returncode == 3, ran.stderr
+    run_id = run_id_of(ran)
+    log, dlq, health = cli("log", run_id), cli("dlq"), cli("health")
+    for text in (ran.stdout, log.stdout, cli("show", run_id).stdout, dlq.stdout, health.stdout):
+        assert "\x1b" not in text and "\r" not in text and "\u202e" not in text, text
+        assert "| failing\\x1b[2K" in text and "| FAKE: all good \\u202eevil" in text, text
+    # the recorded text stays one command away, as recorded (a carriage return is
+    # recorded as a line break)
+    assert cli("output", run_id, "noisy").stdout == "failing\x1b[2K\nFAKE: all good \u202eevil\n"
+
+
 def test_text_that_is_not_utf8_is_refused_by_name_and_nothing_is_recorded(cli: Cli) -> None:
     """A reason typed on a terminal that is not UTF-8 crashed retry and skip inside the
     store's write; now every command refuses it before anything runs."""

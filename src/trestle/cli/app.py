@@ -22,6 +22,7 @@ prints help should not pay (``bench/startup.py`` measures it).
 
 from __future__ import annotations
 
+import functools
 import getpass
 import json
 import os
@@ -112,13 +113,43 @@ PIPED_WIDTH = 100_000  # off a terminal nothing is wrapped or cut: a line stays 
 def _console(*, stderr: bool) -> Console:
     """On a terminal, Rich fits the window. Piped or redirected, lines are never
     wrapped and tables take the width of what they hold, so run ids, paths and the
-    commands a message suggests stay whole and can be copied or grepped."""
-    from rich.console import Console
-
-    console = Console(stderr=stderr, highlight=False)
+    commands a message suggests stay whole and can be copied or grepped. Either way,
+    control characters in what is printed are shown, not obeyed (:func:`_shown_console`)."""
+    shown = _shown_console()
+    console = shown(stderr=stderr, highlight=False)
     if console.is_terminal:
         return console
-    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=PIPED_WIDTH)
+    return shown(stderr=stderr, highlight=False, soft_wrap=True, width=PIPED_WIDTH)
+
+
+@functools.cache
+def _shown_console() -> type[Console]:
+    """A console that prints every character a terminal would act on (an escape
+    sequence in a step's output, a model's text or a command awaiting approval) as an
+    escape (:func:`trestle.cli.listing.visible`), before the layout is measured, so a
+    table wraps the escape rather than cutting what follows it."""
+    from rich.console import Console, ConsoleOptions, RenderableType
+    from rich.segment import Segment
+    from rich.style import Style
+    from rich.text import Text
+
+    from trestle.cli.listing import visible
+
+    class ShownConsole(Console):
+        def render_str(self, text: str, **kwargs: Any) -> Text:
+            return super().render_str(visible(text), **kwargs)
+
+        def render(
+            self, renderable: RenderableType, options: ConsoleOptions | None = None
+        ) -> Iterator[Segment]:
+            if isinstance(renderable, Text) and visible(renderable.plain) != renderable.plain:
+                # the escapes shift every character after them: the text keeps its
+                # overall style and loses the spans inside it
+                style: str | Style = renderable.style
+                renderable = Text(visible(renderable.plain), style=style)
+            yield from super().render(renderable, options)
+
+    return ShownConsole
 
 
 def _out() -> Console:
