@@ -731,7 +731,10 @@ def test_a_store_that_cannot_be_opened_is_a_store_error(cli: Cli, where: str) ->
 
 
 def test_a_second_driver_is_refused_while_the_first_runs(cli: Cli) -> None:
-    cli.write("plan.yaml", "steps:\n  - id: slow\n    run: sleep 3\n")
+    # the step runs until the test says so: a loaded machine cannot let it end first
+    cli.write(
+        "plan.yaml", "steps:\n  - id: slow\n    run: while [ ! -f go ]; do sleep 0.05; done\n"
+    )
     first = subprocess.Popen(
         cli.argv("run", "plan.yaml"),
         cwd=cli.dir,
@@ -754,6 +757,7 @@ def test_a_second_driver_is_refused_while_the_first_runs(cli: Cli) -> None:
 
         assert second.returncode == 5, second.stderr
         assert f"is being driven by trestle[{first.pid}] (pid {first.pid}" in flat(second.stderr)
+        (cli.dir / "go").touch()
         out, err = first.communicate(timeout=30)
     finally:
         if first.poll() is None:
