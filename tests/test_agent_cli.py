@@ -388,6 +388,61 @@ def test_a_bad_step_timeout_is_refused_before_anything_is_recorded(
     assert_nothing_recorded(cli, cli.dir)
 
 
+@pytest.mark.parametrize(
+    ("given", "says"),
+    [
+        (["--max-cost", "inf"], "--max-cost: inf is not an amount"),
+        (["--max-cost", "nan"], "--max-cost: nan is not an amount"),
+        (["--stop-at-cost", "0"], "--stop-at-cost: 0.0 is not an amount"),
+        (["--stop-at-tokens", "0"], "--stop-at-tokens: 0 is not an amount"),
+        (
+            ["--max-cost", "5", "--stop-at-cost", "2"],
+            "--max-cost: 5 (where the run pauses) is above --stop-at-cost 2",
+        ),
+    ],
+)
+def test_a_bad_budget_is_refused_before_anything_is_recorded(
+    cli: Cli, given: list[str], says: str
+) -> None:
+    """``--max-cost inf`` crashed with pydantic's traceback."""
+    result = cli("agent", "G", "--repo", cli.dir, *given)
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert says in flat(result.stderr), result.stderr
+    assert "Traceback" not in result.stderr
+    assert_nothing_recorded(cli, cli.dir)
+
+
+def test_a_hard_token_limit_stops_the_agent_and_a_raise_lets_it_finish(
+    demo_trajectory: Path, cli: Cli
+) -> None:
+    repo = sample_repo(cli.dir / "limited")
+    stopped = cli(
+        "agent",
+        DEMO_GOAL,
+        "--repo",
+        repo,
+        "--model",
+        f"replay:{demo_trajectory}",
+        "--test-command",
+        DEMO_TESTS,
+        "--auto-plan",
+        "--no-live",
+        "--stop-at-tokens",
+        "3000",
+    )
+    assert stopped.returncode == 6, stopped.stdout + stopped.stderr
+    run_id = run_id_of(stopped)
+    advice = re.search(r"`trestle budget \S+ --add (tokens=\d+)` \(or more\)", flat(stopped.stdout))
+    assert advice, stopped.stdout
+    raised = cli("budget", run_id, "--add", "tokens=200000")
+    assert raised.returncode == 0, raised.stderr
+    resumed = cli("resume", run_id, "--no-live")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert lines_starting(resumed.stdout, "finished") == ["finished succeeded"]
+    assert unittests(repo).returncode == 0
+
+
 def assert_nothing_recorded(cli: Cli, repo: Path | None) -> None:
     assert not cli.store.exists()
     if repo is not None:

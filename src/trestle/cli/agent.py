@@ -31,6 +31,7 @@ from trestle.errors import ConfigError, MissingKeyError
 
 if TYPE_CHECKING:
     from trestle.agent.settings import AgentSettings
+    from trestle.budget import Budget
     from trestle.engine import StepPerformer
 
 DEMO_GOAL = "make slugify() turn any title into a clean URL slug; the failing test shows how"
@@ -90,7 +91,25 @@ def agent(
         ),
     ] = DEFAULT_MAX_TOKENS,
     max_cost: Annotated[
-        float | None, typer.Option(help="Dollars after which the run pauses and asks.", min=0)
+        float | None,
+        typer.Option(help="Dollars after which the run pauses and asks (a soft limit)."),
+    ] = None,
+    stop_at_cost: Annotated[
+        float | None,
+        typer.Option(
+            metavar="DOLLARS",
+            help="Dollars at which the run stops (a hard limit: each model call reserves "
+            "its worst case first, so parallel steps cannot pass it); go on with "
+            "`trestle budget RUN --add cost=N`.",
+        ),
+    ] = None,
+    stop_at_tokens: Annotated[
+        int | None,
+        typer.Option(
+            metavar="N",
+            help="Model tokens at which the run stops (a hard limit, reserved like "
+            "--stop-at-cost); go on with `trestle budget RUN --add tokens=N`.",
+        ),
     ] = None,
     step_timeout: Annotated[
         float,
@@ -108,7 +127,6 @@ def agent(
 ) -> None:
     """Run the coding agent on GOAL: understand, plan, execute, validate. Prints the run id."""
     from trestle.agent.settings import AgentSettings, bootstrap_plan
-    from trestle.budget import Budget, Limit
     from trestle.cli.drive import drive, opened_for_new_run, store_line
     from trestle.policyfile import monitor_settings, operator_policy
     from trestle.runs import create_run
@@ -130,9 +148,9 @@ def agent(
         plan_approval="confirm" if approve_plan else "auto",
         step_timeout=step_timeout,
     )
+    budget = _budget(max_cost, stop_at_cost, stop_at_tokens)
     _check_model(settings)
     mode = mode_from(sandbox)
-    budget = Budget(cost=Limit(soft=max_cost)) if max_cost else None
     plan = bootstrap_plan(goal, budget=budget)
     out = _out()
     with opened_for_new_run(store, repo) as st:
@@ -156,6 +174,34 @@ def agent(
             performer=_performer(settings),
             sandbox=mode,
         )
+
+
+def _budget(
+    max_cost: float | None, stop_at_cost: float | None, stop_at_tokens: int | None
+) -> Budget | None:
+    """The run's budget from the options, each a finite amount above 0; a soft level
+    above the hard one is refused, naming both."""
+    from trestle.budget import LIMIT_MAX, Budget, Limit
+
+    given: dict[str, float | None] = {
+        "--max-cost": max_cost,
+        "--stop-at-cost": stop_at_cost,
+        "--stop-at-tokens": stop_at_tokens,
+    }
+    for option, amount in given.items():
+        if amount is not None and not (math.isfinite(amount) and 0 < amount <= LIMIT_MAX):
+            raise typer.BadParameter(
+                f"{amount!r} is not an amount: give a finite number above 0", param_hint=option
+            )
+    if max_cost is not None and stop_at_cost is not None and max_cost > stop_at_cost:
+        raise typer.BadParameter(
+            f"{max_cost:g} (where the run pauses) is above --stop-at-cost {stop_at_cost:g} "
+            "(where it stops)",
+            param_hint="--max-cost",
+        )
+    cost = Limit(soft=max_cost, hard=stop_at_cost) if max_cost or stop_at_cost else None
+    tokens = Limit(hard=stop_at_tokens) if stop_at_tokens else None
+    return Budget(cost=cost, tokens=tokens) if cost or tokens else None
 
 
 def _model_spec(spec: str) -> str:
