@@ -22,9 +22,10 @@ import pytest
 
 from trestle.errors import ConfigError
 from trestle.monitors.alerts import FLAGGING, Alert, Monitor, merge_alerts
+from trestle.monitors.corpus import load_corpus
 from trestle.monitors.cost import CostMonitor
 from trestle.monitors.format import FormatMonitor
-from trestle.monitors.importers import ImportedRun, load_corpus, load_trajectory_file
+from trestle.monitors.importers import ImportedRun, load_trajectory_file
 from trestle.monitors.loops import CycleMonitor, RepeatMonitor
 from trestle.monitors.reruns import TestRerunMonitor
 from trestle.monitors.trace import Action, RunFacts, Turn
