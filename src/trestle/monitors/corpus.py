@@ -179,7 +179,9 @@ class _Reader:
     def _add(self, run: ImportedRun, path: Path, labels: Mapping[str, Label]) -> None:
         # named by its path in the folder given, so runs of two folders stay apart;
         # a labels.json names the files beside it (or below it) by file name
-        name = path.relative_to(self.root).as_posix()
+        name = path.as_posix()  # an index may name a file outside the folder given
+        if path.is_relative_to(self.root):
+            name = path.relative_to(self.root).as_posix()
         label = labels.get(path.name)
         if label is not None:
             self.labels[name] = label
