@@ -6,12 +6,14 @@ half of the fixed split asked for (:mod:`monitor_split`; the figures reported ar
 those of ``report``, the monitors were tuned on ``tune``), and replays each run
 through a fresh set of monitors with :func:`trestle.monitors.evaluate.evaluate`.
 
-Outcomes come from the index, as the folder's README defines them: ``succeeded``
-when the task's hidden tests passed; ``exhausted`` when a limit ended the run
-unresolved (SWE-agent's ``exit_cost``/``exit_context``/``submitted (exit_...)``,
-OpenHands' 50-call budget used up without a ``finish``); ``failed`` otherwise. The
-OpenHands completion logs do not record the budget, so their runs are given the
-documented one (50 calls) as their turn limit; the other formats record theirs.
+Runs are read by :func:`trestle.monitors.corpus.load_runs`, the loader ``trestle
+monitors eval`` uses, so the two give the same figures on the same runs. Outcomes
+come from the indexes, as the folder's README defines them: ``succeeded`` when the
+task's hidden tests passed; ``exhausted`` when a limit ended the run unresolved
+(SWE-agent's ``exit_cost``/``exit_context``/``submitted (exit_...)``, OpenHands' 50-call
+budget used up without a ``finish``); ``failed`` otherwise. The OpenHands completion
+logs do not record the budget, so their runs are given the documented one (50 calls)
+as their turn limit; the other formats record theirs.
 
 Usage::
 
@@ -24,7 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,44 +35,24 @@ if str(Path(__file__).resolve().parent) not in sys.path:
 
 from monitor_split import half_of
 from stuck_rules import StuckRules
+from trestle.monitors import corpus
 from trestle.monitors.alerts import Monitor
 from trestle.monitors.catalog import CATCHES, default_monitors
 from trestle.monitors.evaluate import Evaluation, evaluate, render
-from trestle.monitors.importers import ImportedRun, Outcome, load_trajectory_file
+from trestle.monitors.importers import ImportedRun
 from trestle.monitors.policy import MonitorSettings
 from trestle.monitors.trace import RunFacts
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "trajectories"
-OPENHANDS_CALL_BUDGET = 50
-_LIMIT_STATUSES = ("exit_cost", "exit_context", "exit_total_execution_time", "limitsexceeded")
-
-
-def outcome(entry: dict[str, Any]) -> Outcome:
-    """A run's outcome from its index entry (see the module)."""
-    if entry.get("resolved"):
-        return "succeeded"
-    if entry.get("ended_without_finish_at_budget"):
-        return "exhausted"
-    status = str(entry.get("exit_status") or "").lower()
-    if any(mark in status for mark in _LIMIT_STATUSES):
-        return "exhausted"
-    return "failed"
 
 
 def load_runs(root: Path, half: str) -> list[ImportedRun]:
     """The runs under ``root`` in ``half`` (``all`` for both), labelled from the indexes."""
-    runs: list[ImportedRun] = []
-    for index in sorted(root.glob("*/*/index.jsonl")):
-        for line in index.read_text(encoding="utf-8").splitlines():
-            entry = json.loads(line)
-            if half != "all" and half_of(entry["instance_id"]) != half:
-                continue
-            run = load_trajectory_file(index.parent / entry["file"])
-            update: dict[str, Any] = {"outcome": outcome(entry)}
-            if run.source == "openhands" and run.facts.turn_limit is None:
-                update["facts"] = run.facts.model_copy(update={"turn_limit": OPENHANDS_CALL_BUDGET})
-            runs.append(run.model_copy(update=update))
-    return runs
+
+    def in_half(entry: Mapping[str, Any]) -> bool:
+        return half == "all" or half_of(str(entry["instance_id"])) == half
+
+    return list(corpus.load_runs([root], include=in_half).runs)
 
 
 def trestle_monitors(facts: RunFacts) -> Sequence[Monitor]:
@@ -104,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--show", choices=("succeeded", "exhausted", "failed"))
     parser.add_argument("--json", type=Path, help="write both evaluations here")
     args = parser.parse_args(argv)
-    if not any(args.root.glob("*/*/index.jsonl")):
+    if not any(args.root.rglob("index.jsonl")):
         print(f"no real runs under {args.root} (a folder per scaffold with its index.jsonl)")
         return 0 if args.root == DEFAULT_ROOT else 2
     runs = load_runs(args.root, args.half)

@@ -55,6 +55,9 @@ RUN_LINE = re.compile(r"run (\d{8}-\d{6}-[0-9a-f]{4})")
 def cli_env(**extra: str) -> dict[str, str]:
     """The caller's environment at a fixed width, without colour or a store override."""
     env = {k: v for k, v in os.environ.items() if k != "TRESTLE_STORE"}
+    if env.get("PYTHONPATH"):  # the CLI runs elsewhere: a relative path would miss
+        parts = env["PYTHONPATH"].split(os.pathsep)
+        env["PYTHONPATH"] = os.pathsep.join(str(Path(p).resolve()) for p in parts if p)
     env.update(COLUMNS="100", NO_COLOR="1", TERM="dumb")
     env.update(extra)
     return env

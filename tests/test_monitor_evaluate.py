@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from trestle.monitors.alerts import Alert, Monitor
+from trestle.monitors.corpus import load_corpus
 from trestle.monitors.evaluate import Evaluation, evaluate, render, to_json, wilson
-from trestle.monitors.importers import ImportedRun, Label, Outcome, load_corpus
+from trestle.monitors.importers import ImportedRun, Label, Outcome
 from trestle.monitors.trace import Action, ActionKind, Observation, RunFacts, Turn
 
 CORPUS = Path(__file__).resolve().parent / "data" / "monitor_corpus"

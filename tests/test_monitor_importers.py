@@ -24,7 +24,8 @@ from agent_helpers import (
 from trestle.errors import ConfigError
 from trestle.events import StoredEvent
 from trestle.models import ModelResponse, ScriptedModel, ToolCall, Usage
-from trestle.monitors.importers import load_corpus, load_trajectory_file, outcome_of
+from trestle.monitors.corpus import load_corpus
+from trestle.monitors.importers import load_trajectory_file, outcome_of
 from trestle.monitors.shell import classify_command, classify_tool_call
 from trestle.monitors.stream import EventTrace, observations_from_events
 from trestle.monitors.trace import StepEnd, Turn

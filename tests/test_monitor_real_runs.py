@@ -22,10 +22,12 @@ import pytest
 
 from trestle.errors import ConfigError
 from trestle.monitors.alerts import FLAGGING, Alert, Monitor, merge_alerts
+from trestle.monitors.corpus import load_corpus
 from trestle.monitors.cost import CostMonitor
 from trestle.monitors.format import FormatMonitor
-from trestle.monitors.importers import ImportedRun, load_corpus, load_trajectory_file
+from trestle.monitors.importers import ImportedRun, load_trajectory_file
 from trestle.monitors.loops import CycleMonitor, RepeatMonitor
+from trestle.monitors.policy import ACTION_ORDER, MonitorSettings
 from trestle.monitors.reruns import TestRerunMonitor
 from trestle.monitors.trace import Action, RunFacts, Turn
 
@@ -276,6 +278,39 @@ def test_alerts_on_one_event_merge_into_the_most_severe() -> None:
     assert merged[0].evidence == (1, 3, 5, 7)
     assert "also repeat/repeated_action: repeated_action seen" in merged[0].message
     assert merge_alerts([repeat, rerun, other]) == merged  # deterministic
+    assert [(m.monitor, m.kind, m.severity) for m in merged[0].merged] == [
+        ("repeat", "repeated_action", "warning")
+    ]
+
+
+def test_a_merged_alert_takes_the_strongest_action_of_those_it_speaks_for() -> None:
+    repeat = alert("repeat", "repeated_action", "warning", [3, 5, 7])
+    cycle = alert("cycle", "action_cycle", "warning", [4, 7])
+    note = alert("format", "no_action", "info", [7])
+    [merged] = merge_alerts([repeat, cycle, note])
+    assert merged.kind == "repeated_action"  # the first among equals speaks
+    assert [m.kind for m in merged.merged] == ["action_cycle", "no_action"]
+    default = MonitorSettings()
+    assert default.action_for(merged, agent_step=True) == "inject"
+    replan = MonitorSettings(kinds={"action_cycle": "replan"})
+    assert replan.action_for(merged, agent_step=True) == "replan"
+    # steering needs an agent step: without one, each falls back to a note first
+    assert replan.action_for(merged, agent_step=False) == "note"
+    # stronger by ACTION_ORDER: a kind set to stop wins over anything, even merged away
+    both = MonitorSettings(kinds={"action_cycle": "replan", "no_action": "stop"})
+    assert both.action_for(merged, agent_step=True) == "stop"
+    # a merged-away kind set weaker than the speaker's own action does not weaken it
+    weaker = MonitorSettings(kinds={"action_cycle": "note"})
+    assert weaker.action_for(merged, agent_step=True) == "inject"
+    # merging is transitive: an alert merged into one that then merges away still counts
+    critical = alert("test_rerun", "same_test_failure", "critical", [7])
+    [top] = merge_alerts([repeat, cycle, critical])
+    assert top.kind == "same_test_failure"
+    assert [m.kind for m in top.merged] == ["repeated_action", "action_cycle"]
+    assert MonitorSettings(kinds={"action_cycle": "stop"}).action_for(top, agent_step=True) == (
+        "stop"
+    )
+    assert ACTION_ORDER == ("note", "inject", "replan", "pause", "stop")
 
 
 # --- OpenHands' stuck rules, as the bench implements them ------------------------------

@@ -13,6 +13,7 @@ from pathlib import Path
 from agent_helpers import (
     FIX_STEP,
     GOAL,
+    POLL,
     agent_settings,
     call,
     drive,
@@ -23,6 +24,7 @@ from agent_helpers import (
     sample_workspace,
     state_of,
 )
+from trestle.agent.runtime import AgentPerformer
 from trestle.agent.settings import bootstrap_plan
 from trestle.approvals import submit_decision
 from trestle.engine import LocalEngine
@@ -34,7 +36,11 @@ from trestle.events import (
     StepFailed,
 )
 from trestle.models import ModelResponse, ScriptedModel, ToolCall
+from trestle.monitors.alerts import Alert, Monitor
+from trestle.monitors.catalog import default_monitors
+from trestle.monitors.loops import RepeatMonitor
 from trestle.monitors.policy import MonitorSettings
+from trestle.monitors.trace import Observation, RunFacts
 from trestle.plan import Plan, Step
 from trestle.report import build_report
 from trestle.runs import create_run, dead_letters
@@ -160,6 +166,57 @@ def test_a_replan_action_restarts_the_step_told_why(tmp_path: Path) -> None:
     assert fix.failed_attempts == 1 and fix.round == 2
     second = [e for e in of_kind(recorded(store, run_id), RoundOpened) if e.step == "fix"][-1]
     assert second.round == 2 and second.failure is not None and "monitor" in second.failure
+
+
+class EchoMonitor:
+    """Sees what the repeat monitor sees, as a note of its own kind, on the same event."""
+
+    name = "echo"
+
+    def __init__(self) -> None:
+        self.inner = RepeatMonitor()
+
+    def observe(self, item: Observation, facts: RunFacts) -> list[Alert]:
+        return [
+            a.model_copy(update={"monitor": "echo", "kind": "echo_repeat", "severity": "info"})
+            for a in self.inner.observe(item, facts)
+        ]
+
+
+def test_an_action_set_for_a_kind_survives_its_alert_being_merged(tmp_path: Path) -> None:
+    # the echo's note merges into the repeat's warning (inject by default), but its
+    # kind is set to replan: the merged alert takes the stronger action, and replans
+    store, run_id = start(tmp_path, MonitorSettings(kinds={"echo_repeat": "replan"}))
+    replies = looping_replies()
+    replies += [
+        call("edit_file", path="calc.py", old="a - b", new="a + b"),
+        call("finish", summary="add() adds", claims=["test_add passes"]),
+    ]
+    model = ScriptedModel(replies[: 3 + LOOPS] + replies[-2:])
+
+    def monitors(settings: MonitorSettings) -> list[Monitor]:
+        return [*default_monitors(settings), EchoMonitor()]
+
+    engine = LocalEngine(
+        store, poll_interval=POLL, performer=AgentPerformer(model), monitors=monitors
+    )
+
+    async def go() -> None:
+        async for _ in engine.drive(run_id):
+            pass
+
+    try:
+        asyncio.run(go())
+    finally:
+        engine.close()
+    [raised] = [a for a in alerts(store, run_id) if a.alert.kind == "repeated_action"]
+    assert raised.action == "replan"
+    assert [(m.monitor, m.kind, m.severity) for m in raised.alert.merged] == [
+        ("echo", "echo_repeat", "info")
+    ]
+    state = state_of(store, run_id)
+    assert state.finished == "succeeded"
+    assert state.steps["fix"].failed_attempts == 1 and state.steps["fix"].round == 2
 
 
 def test_a_silent_step_is_cancelled_and_dead_lettered(tmp_path: Path) -> None:

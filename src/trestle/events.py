@@ -561,8 +561,10 @@ class RequirementAdded(Event):
 
 
 class AlertRaised(Event):
-    """A monitor saw a failure mode; ``action`` is what the run's policy does about it."""
+    """A monitor saw a failure mode; ``action`` is what the run's policy does about it.
+    v2: the alert lists the alerts merged into it (``alert.merged``)."""
 
+    v: int = 2
     kind: Literal["alert_raised"] = "alert_raised"
     alert: Alert
     action: MonitorAction

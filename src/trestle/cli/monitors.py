@@ -26,8 +26,10 @@ def eval_(
         typer.Argument(
             help="Recorded runs: SWE-agent .traj, mini-swe-agent .traj.json, an OpenHands "
             "completion log or event stream, or a Trestle run's events (`trestle log RUN "
-            "--json > run.json`), each possibly gzipped (.gz); a directory means every "
-            "such file in it, with its labels.json if it has one.",
+            "--json > run.json`), each possibly gzipped (.gz); or a folder of them (with "
+            "its labels.json, if any); or a tree of folders as runs are published (a "
+            "folder per scaffold, a subfolder per run set with its index.jsonl of "
+            "outcomes), read recursively.",
             show_default=False,
         ),
     ],
@@ -35,6 +37,14 @@ def eval_(
         Path | None,
         typer.Option(help="Labels: file name -> {outcome, problems} (JSON)."),
     ] = None,
+    turn_limit: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Turn limit for runs whose file records none (OpenHands): the call "
+            "budget the runs had.",
+        ),
+    ] = 50,
     embedder: Annotated[
         str, typer.Option(help="Similarity for the drift monitor: hashing or wordllama.")
     ] = "hashing",
@@ -44,27 +54,20 @@ def eval_(
     monitor: runs alerted, where the first alert came (turn, share of calls and cost),
     and with labels precision and recall."""
     from trestle.monitors.catalog import CATCHES, default_monitors
+    from trestle.monitors.corpus import load_runs
     from trestle.monitors.evaluate import evaluate, render, to_json
-    from trestle.monitors.importers import (
-        ImportedRun,
-        Label,
-        load_corpus,
-        load_labels,
-        load_trajectory_file,
-    )
+    from trestle.monitors.importers import load_labels
     from trestle.monitors.policy import MonitorSettings
 
-    runs: list[ImportedRun] = []
-    found: dict[str, Label] = {}
-    for path in paths:
-        if path.is_dir():
-            more, its_labels = load_corpus(path)
-            runs += more
-            found.update(its_labels)
-        else:
-            runs.append(load_trajectory_file(path))
+    corpus = load_runs(paths, turn_limit=turn_limit)
+    runs = list(corpus.runs)
+    found = dict(corpus.labels)
     if labels is not None:
-        found.update(load_labels(labels))
+        given = load_labels(labels)
+        for run in runs:  # by the run's name, or its file's name
+            label = given.get(run.name) or given.get(Path(run.name).name)
+            if label is not None:
+                found[run.name] = label
         runs = [
             r.model_copy(update={"outcome": found[r.name].outcome}) if r.name in found else r
             for r in runs
@@ -76,7 +79,17 @@ def eval_(
         return default_monitors(settings)
 
     result = evaluate(runs, fresh, found or None, CATCHES)
+    note = (
+        f"{corpus.given_turn_limit} run(s) record no turn limit (OpenHands): each was "
+        f"given {corpus.turn_limit} calls (--turn-limit)."
+        if corpus.given_turn_limit
+        else ""
+    )
     if as_json:
+        if note:
+            typer.echo(note, err=True)
         typer.echo(to_json(result))
     else:
+        if note:
+            _out().print(note + "\n", markup=False, soft_wrap=True)
         _out().print(render(result), markup=False, soft_wrap=True)

@@ -15,6 +15,15 @@ SEVERITIES: tuple[Severity, ...] = ("info", "warning", "critical")
 FLAGGING: frozenset[Severity] = frozenset({"warning", "critical"})
 
 
+class MergedAlert(Record):
+    """What an alert merged into another was: enough to choose the action it would
+    have had on its own (see :func:`merge_alerts`)."""
+
+    monitor: str
+    kind: str
+    severity: Severity
+
+
 class Alert(Record):
     """A monitor's finding: what it saw, how bad, which events show it, what to do."""
 
@@ -27,6 +36,7 @@ class Alert(Record):
     step: str | None = None
     round: int | None = None
     turn: int | None = None  # the turn index it was raised at, when raised on a turn
+    merged: tuple[MergedAlert, ...] = ()  # alerts merged into this one, which it speaks for
 
     @property
     def key(self) -> str:
@@ -61,8 +71,11 @@ def merge_alerts(alerts: Sequence[Alert]) -> list[Alert]:
     same-failure rerun, a cycle). Alerts raised on one observation whose evidence ends
     at the same event become the most severe of them (the first, among equals), its
     message naming what the others saw, and its evidence the union of theirs; the
-    agent gets one correction, the operator one pause. Order is kept otherwise, and
-    the result depends only on the input, so a replay merges the same way.
+    agent gets one correction, the operator one pause. The merged alert lists the
+    others (``merged``), so that the policy acts on the strongest action any of them
+    would have had (a kind configured to ``replan`` still replans when it merges into
+    a more severe alert of another kind). Order is kept otherwise, and the result
+    depends only on the input, so a replay merges the same way.
     """
     merged: list[Alert] = []
     by_event: dict[int, int] = {}  # last evidence seq -> position in merged
@@ -81,6 +94,11 @@ def merge_alerts(alerts: Sequence[Alert]) -> list[Alert]:
             update={
                 "message": f"{kept.message}; also {other.monitor}/{other.kind}: {other.message}",
                 "evidence": tuple(sorted({*kept.evidence, *other.evidence})),
+                "merged": (
+                    *kept.merged,
+                    MergedAlert(monitor=other.monitor, kind=other.kind, severity=other.severity),
+                    *other.merged,
+                ),
             }
         )
     return merged

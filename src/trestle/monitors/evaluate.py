@@ -15,9 +15,10 @@ target figures:
   first flag at or before 50% of the run's calls); the target is at least 70%;
 - the share of runs that ``succeeded`` which were flagged at all; at most 3%.
 
-Both are given per source (the format a run came from: each scaffold behaves
-differently, so one pooled figure can hide a source that misses), as counts with a
-95% Wilson score interval, so that a figure resting on few runs says so.
+Both are given per source (the scaffold's folder a published run came from, else its
+format: each scaffold behaves differently, so one pooled figure can hide a source
+that misses), as counts with a 95% Wilson score interval, so that a figure resting on
+few runs says so.
 
 :func:`render` gives a Markdown table, :func:`to_json` the figures as JSON. Pure:
 the runs are already loaded (see :mod:`trestle.monitors.importers`).
@@ -134,7 +135,8 @@ class SourceFigures(Record):
     """The two target figures for the runs of one source.
 
     Attributes:
-        source: the format the runs came from (``swe-agent``, ``openhands``, ...).
+        source: the scaffold's folder the runs were published in, or else the format
+            they came from (``swe-agent``, ``openhands``, ...).
         runs: runs of that source replayed.
         exhausted_by_half: exhausted runs flagged by half-way, of exhausted runs.
         succeeded_flagged: succeeded runs flagged at all, of succeeded runs.
@@ -254,7 +256,7 @@ def _replay(run: ImportedRun, make: MonitorSet, label: Label | None) -> tuple[Ru
                     first[key] = flag.model_copy(update={"monitor": key[0], "kind": key[1]})
     result = RunResult(
         name=run.name,
-        source=run.source,
+        source=run.group or run.source,
         outcome=label.outcome if label is not None else run.outcome,
         problems=label.problems if label is not None else (),
         turns=len(turns),

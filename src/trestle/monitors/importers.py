@@ -121,6 +121,8 @@ class ImportedRun(Record):
         outcome: succeeded, exhausted (a limit ended it), failed, or unknown.
         calls: model calls made.
         cost: dollars spent.
+        group: where it was published, when read from a tree of published runs (its
+            scaffold's folder): the per-source figures count it there, not by format.
     """
 
     name: str
@@ -131,6 +133,7 @@ class ImportedRun(Record):
     outcome: Outcome
     calls: int
     cost: float
+    group: str = ""
 
     @property
     def turns(self) -> tuple[Turn, ...]:
@@ -234,29 +237,6 @@ def load_labels(path: Path) -> dict[str, Label]:
             where = ".".join(str(p) for p in first["loc"])
             raise ConfigError(f"{path}: label {name!r}: {where}: {first['msg']}") from None
     return labels
-
-
-def load_corpus(directory: Path) -> tuple[list[ImportedRun], dict[str, Label]]:
-    """Every recorded run under ``directory`` and its ``labels.json``, if there is one.
-
-    A labelled run takes its outcome from its label (a submitted run may still have
-    failed its tests). Files are read in name order, so the result is the same each time.
-    """
-    if not directory.is_dir():
-        raise ConfigError(f"{directory}: not a directory")
-    labels_file = directory / "labels.json"
-    labels = load_labels(labels_file) if labels_file.exists() else {}
-    runs: list[ImportedRun] = []
-    for path in sorted(directory.rglob("*")):
-        if not path.is_file() or path == labels_file:
-            continue
-        name = path.name.removesuffix(".gz")
-        if not name.endswith((".traj", ".traj.json", ".jsonl", ".json")):
-            continue
-        run = load_trajectory_file(path)
-        label = labels.get(run.name)
-        runs.append(run.model_copy(update={"outcome": label.outcome}) if label else run)
-    return runs, labels
 
 
 def outcome_of(exit_status: str | None) -> Outcome:

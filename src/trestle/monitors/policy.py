@@ -22,6 +22,11 @@ The actions:
 
 ``inject`` and ``replan`` need an agent step to act on; for any other alert they fall
 back to ``note``.
+
+The actions are listed from weakest to strongest (:data:`ACTION_ORDER`): each does
+more to the run than the one before, up to ending it. An alert that speaks for others
+merged into it (:func:`~trestle.monitors.alerts.merge_alerts`) gets the strongest of
+the actions it and each of them would have had alone.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ from trestle.record import Record
 
 MonitorAction = Literal["note", "inject", "replan", "pause", "stop"]
 STEERING: frozenset[MonitorAction] = frozenset({"inject", "replan"})
+# weakest to strongest: how much each does to the run, from a note to ending it
+ACTION_ORDER: tuple[MonitorAction, ...] = ("note", "inject", "replan", "pause", "stop")
 
 
 class MonitorSettings(Record):
@@ -58,8 +65,16 @@ class MonitorSettings(Record):
         return max(self.stall_after, step_timeout or 0.0)
 
     def action_for(self, alert: Alert, *, agent_step: bool) -> MonitorAction:
-        """The action for ``alert``; steering needs an agent step to steer."""
-        action = self.kinds.get(alert.kind) or self.actions.get(alert.severity, "note")
+        """The action for ``alert``: the strongest of its own and those of the alerts
+        merged into it (by :data:`ACTION_ORDER`); steering needs an agent step to steer."""
+        found = [(alert.kind, alert.severity), *((m.kind, m.severity) for m in alert.merged)]
+        return max(
+            (self._action(kind, severity, agent_step) for kind, severity in found),
+            key=ACTION_ORDER.index,
+        )
+
+    def _action(self, kind: str, severity: Severity, agent_step: bool) -> MonitorAction:
+        action = self.kinds.get(kind) or self.actions.get(severity, "note")
         if action in STEERING and not agent_step:
             return "note"
         return action
