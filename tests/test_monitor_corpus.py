@@ -143,6 +143,9 @@ def test_a_file_of_unknown_format_is_an_error_naming_it_and_the_formats(tmp_path
         ({"resolved": False, "exit_status": "exit_context"}, "exhausted"),
         ({"resolved": False, "exit_status": "submitted (exit_cost)"}, "exhausted"),
         ({"resolved": False, "exit_status": "submitted"}, "failed"),
+        ({"resolved": False, "exit_status": "exit_total_execution_time"}, "exhausted"),
+        ({"resolved": False, "exit_status": "LimitsExceeded"}, "exhausted"),  # mini-swe-agent
+        ({"resolved": False, "exit_status": "exit_error"}, "failed"),
         ({"resolved": False, "exit_status": "Submitted"}, "failed"),  # mini-swe-agent
         ({"resolved": False, "ended_without_finish_at_budget": True}, "exhausted"),
         ({"resolved": False, "ended_without_finish_at_budget": False}, "failed"),

@@ -19,7 +19,10 @@ its outcome from its line, by the rules of the published set's README:
 - exhausted: unresolved and a limit ended the run: ``ended_without_finish_at_budget``
   (OpenHands used its call budget without a ``finish``), or an ``exit_status`` of
   ``exit_cost`` or ``exit_context``, or ``submitted (exit_...)`` (SWE-agent hit a
-  limit and the harness submitted what it had);
+  limit and the harness submitted what it had). The statuses the same scaffolds give
+  a run that hit its other limits count too, though none occurs in the calibration
+  set: SWE-agent's ``exit_total_execution_time``, mini-swe-agent's ``LimitsExceeded``
+  (its step or cost limit);
 - failed: unresolved otherwise.
 
 A ``labels.json`` beside the runs wins over the index (it may also name problems).
@@ -130,6 +133,12 @@ def load_corpus(directory: Path) -> tuple[list[ImportedRun], dict[str, Label]]:
     return list(corpus.runs), corpus.labels
 
 
+# exit statuses that say a limit ended the run (lower-cased; see the module docstring)
+LIMIT_STATUSES = frozenset(
+    {"exit_cost", "exit_context", "exit_total_execution_time", "limitsexceeded"}
+)
+
+
 def index_outcome(entry: Mapping[str, Any], where: str) -> Outcome:
     """A run's outcome from its index line (the rules are in the module docstring)."""
     resolved = entry.get("resolved")
@@ -142,7 +151,7 @@ def index_outcome(entry: Mapping[str, Any], where: str) -> Outcome:
     if entry.get("ended_without_finish_at_budget") is True:
         return "exhausted"
     status = str(entry.get("exit_status") or "").strip().lower()
-    if status in ("exit_cost", "exit_context") or status.startswith("submitted (exit_"):
+    if status in LIMIT_STATUSES or status.startswith("submitted (exit_"):
         return "exhausted"
     return "failed"
 
