@@ -42,7 +42,7 @@ SYSTEMS = ("trestle", "langgraph", "dbos")
 
 def test_every_workload_has_figures_for_every_system(smoke: dict[str, Any]) -> None:
     workloads = smoke["workloads"]
-    assert set(workloads) == {"steps", "storage", "resume", "crash", "concurrency"}
+    assert set(workloads) == {"steps", "turns", "storage", "resume", "crash", "concurrency"}
     for name, data in workloads.items():
         assert set(SYSTEMS) <= set(data["summary"]), name
     steps = workloads["steps"]["summary"]
