@@ -23,6 +23,7 @@ import agentturns
 REPO = "repo"
 LINE = 80  # the files are lines of text, as source files are
 calls: list[float] = []  # perf_counter() as each model call of this process began
+_messages: dict[int, str] = {}  # made with the repository, so the model only looks up
 
 
 def note_path(turn: int) -> str:
@@ -37,7 +38,8 @@ def file_text(turn: int) -> str:
 
 def message(turn: int) -> str:
     """The model's ~1 KB of text in turn ``turn``."""
-    return agentturns.turn_text(turn)[0]
+    text = _messages.get(turn)
+    return text if text is not None else agentturns.turn_text(turn)[0]
 
 
 def make_repo(work: Path, turns: int) -> Path:
@@ -45,6 +47,7 @@ def make_repo(work: Path, turns: int) -> Path:
     root = work / REPO
     (root / "notes").mkdir(parents=True, exist_ok=True)
     for turn in range(turns):
+        _messages[turn] = agentturns.turn_text(turn)[0]
         path = root / note_path(turn)
         if not path.exists():
             path.write_text(file_text(turn), encoding="utf-8")

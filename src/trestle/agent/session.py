@@ -180,6 +180,9 @@ class StepSession:
         self._last_reminder: int | None = None
         # what the driver and the step's processes could print that no model may read
         self.secrets = secret_values({**os.environ, **dict(work.step.env or {})})
+        # each message's text as redacted: the conversation is sent again every turn,
+        # and only its new messages need the regular expressions run over them
+        self._clean: dict[str, str] = {}
 
     @classmethod
     async def open(
@@ -346,7 +349,7 @@ class StepSession:
     ) -> ModelResponse:
         """The model's answer for the next turn: replayed if recorded, else called."""
         self.turn += 1
-        messages = [_redacted(m, self.secrets) for m in messages]
+        messages = self._redacted(messages)
         request = ModelRequest(
             model=self.model.name,
             messages=tuple(messages),
@@ -394,6 +397,22 @@ class StepSession:
             )
         )
         return response
+
+    def _redacted(self, messages: Sequence[Message]) -> list[Message]:
+        """``messages`` with secrets redacted; texts seen last turn are not scanned again
+        (the secrets are fixed for the session, so the same text redacts the same)."""
+        seen, clean = self._clean, {}
+        out = []
+        for message in messages:
+            text = message.content
+            redacted = seen.get(text)
+            if redacted is None:
+                redacted = redact(text, self.secrets)
+            clean[text] = redacted
+            same = redacted is text or redacted == text
+            out.append(message if same else message.model_copy(update={"content": redacted}))
+        self._clean = clean  # only the current conversation's texts are kept
+        return out
 
     def worst_case(
         self, messages: Sequence[Message], tools: Sequence[ToolSchema]
@@ -569,13 +588,6 @@ def _first(exc: ValidationError) -> str:
     got = repr(error["input"])
     got = got if len(got) <= 60 else got[:57] + "..."
     return f"{exc.title}.{where}={got}: {error['msg']}"
-
-
-def _redacted(message: Message, secrets: dict[str, str]) -> Message:
-    content = redact(message.content, secrets)
-    if content == message.content:
-        return message
-    return message.model_copy(update={"content": content})
 
 
 def _has_probe(registry: ToolRegistry, name: str) -> bool:
