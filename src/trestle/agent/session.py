@@ -20,7 +20,9 @@ ended an earlier attempt part-way). Then, turn by turn:
   replayed conversation is the very one the model saw.
 
 Each new event is durable before the session goes on: a tool call's start before
-the tool runs, a model's answer before any tool it asked for.
+the tool runs, a model's answer before any tool it asked for. A model's answer that
+asks for tools is recorded in the same commit as the first call's start (or its end,
+when the call was refused before it could start), so a turn takes one commit fewer.
 """
 
 from __future__ import annotations
@@ -183,6 +185,9 @@ class StepSession:
         # each message's text as redacted: the conversation is sent again every turn,
         # and only its new messages need the regular expressions run over them
         self._clean: dict[str, str] = {}
+        # a model's answer that asked for tools, recorded with the first tool call's
+        # start (or end): durable before any tool runs, one commit fewer per turn
+        self._held: list[AnyEvent] = []
 
     @classmethod
     async def open(
@@ -208,7 +213,15 @@ class StepSession:
         )
 
     async def _record(self, event: AnyEvent) -> None:
-        await self.work.record([event])
+        """Make ``event`` durable, with the model's answer still held, in one commit."""
+        events, self._held = [*self._held, event], []
+        await self.work.record(events)
+
+    async def flush(self) -> None:
+        """Make the model's held answer durable now (see :meth:`complete`)."""
+        if self._held:
+            events, self._held = self._held, []
+            await self.work.record(events)
 
     def _now(self) -> float:
         return self.work.clock()
@@ -385,17 +398,19 @@ class StepSession:
             ) from exc
         response = self._priced(response)
         self.live += 1
-        await self._record(
-            ModelCalled(
-                at=self._now(),
-                step=self.step_id,
-                round=self.round,
-                turn=self.turn,
-                request_hash=digest,
-                response=response,
-                model=self.model.name,
-            )
+        called = ModelCalled(
+            at=self._now(),
+            step=self.step_id,
+            round=self.round,
+            turn=self.turn,
+            request_hash=digest,
+            response=response,
+            model=self.model.name,
         )
+        if response.tool_calls:
+            self._held = [called]  # recorded by call_tool before any tool runs
+        else:
+            await self._record(called)
         return response
 
     def _redacted(self, messages: Sequence[Message]) -> list[Message]:
@@ -510,6 +525,7 @@ class StepSession:
                 offered=offered,
             )
             if observation.deferred:
+                await self.flush()
                 raise Pause(observation.error or "waits for a human", getattr(gate, "ask", None))
         await self._record(
             ToolCallEnded(
