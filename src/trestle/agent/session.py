@@ -71,7 +71,14 @@ from trestle.events import (
     ToolProbe,
     tool_call_key,
 )
-from trestle.models.base import Message, Model, ModelRequest, ModelResponse, ToolCall, ToolSchema
+from trestle.models.base import (
+    Message,
+    Model,
+    ModelResponse,
+    RequestHasher,
+    ToolCall,
+    ToolSchema,
+)
 from trestle.models.estimate import estimate_tokens
 from trestle.models.pricing import PriceTable
 from trestle.processes import reap
@@ -188,6 +195,7 @@ class StepSession:
         # a model's answer that asked for tools, recorded with the first tool call's
         # start (or end): durable before any tool runs, one commit fewer per turn
         self._held: list[AnyEvent] = []
+        self._hasher = RequestHasher()  # the conversation grows: hash only what is new
 
     @classmethod
     async def open(
@@ -363,14 +371,12 @@ class StepSession:
         """The model's answer for the next turn: replayed if recorded, else called."""
         self.turn += 1
         messages = self._redacted(messages)
-        request = ModelRequest(
-            model=self.model.name,
-            messages=tuple(messages),
-            tools=tuple(tools),
-            max_tokens=self.settings.max_tokens,
-            temperature=self.settings.temperature,
-        )
-        digest = request.hash()
+        settings = {
+            "model": self.model.name,
+            "max_tokens": self.settings.max_tokens,
+            "temperature": self.settings.temperature,
+        }
+        digest = self._hasher.hash(messages, tools, settings)  # ModelRequest.hash's
         recorded = self.recorded.models.get(self.turn)
         if recorded is not None and recorded.request_hash == digest:
             self.replayed += 1
