@@ -25,11 +25,12 @@ import agentloop
 import agentturns
 import crashflow
 from trestle.agent.launch import run_agent, start_agent
-from trestle.agent.settings import AgentSettings
+from trestle.agent.settings import AgentSettings, bootstrap_plan
 from trestle.engine import LocalEngine
 from trestle.errors import LeaseHeldError
 from trestle.models import FunctionModel, Message, Model, ModelResponse, ToolCall, ToolSchema
 from trestle.models.scripted import Reply
+from trestle.monitors.policy import MonitorSettings
 from trestle.plan import CallableCheck, Plan, Step
 from trestle.runs import create_run, load_state, request_decision
 from trestle.state import RunState
@@ -41,6 +42,7 @@ NAME = "trestle"
 STORE = "store.db"
 CRASH_RUN = "crash"
 LEASE_TTL = 3.0  # a killed driver's pid, if reused meanwhile, holds the run this long
+MONITORS: MonitorSettings | None = None  # None: the defaults (agentparts.py sets others)
 
 
 def _store(work: Path) -> SqliteStore:
@@ -214,7 +216,11 @@ def _start_loop(work: Path, reads: int) -> tuple[SqliteStore, str]:
     repo = agentloop.make_repo(work, reads)
     store = SqliteStore(work / STORE)
     goal = f"read the {reads} notes"
-    run_id = start_agent(store, goal, workspace=repo, settings=_settings(reads))
+    if MONITORS is None:
+        run_id = start_agent(store, goal, workspace=repo, settings=_settings(reads))
+    else:  # agentparts.py's diagnostic: the same run with other monitor settings
+        plan = bootstrap_plan(goal)
+        run_id = create_run(store, plan, workspace=repo, agent=_settings(reads), monitors=MONITORS)
     return store, run_id
 
 
