@@ -32,34 +32,48 @@ from trestle.monitors.policy import MonitorSettings
 TIMEOUT = 3600.0
 
 
-def measure(monitors: bool, turns: int, histories: list[int], repeat: int) -> dict[str, Any]:
-    sys_trestle.MONITORS = None if monitors else MonitorSettings(enabled=False)
-    out: dict[str, Any] = {"us_per_turn": [], "resume_s": {}}
+MODES = {"monitors on": None, "monitors off": MonitorSettings(enabled=False)}
+
+
+def measure(turns: int, histories: list[int], repeat: int) -> dict[str, Any]:
+    """Both modes, interleaved, so the machine's load meets them alike."""
+    per_turn: dict[str, list[float]] = {m: [] for m in MODES}
+    resumes: dict[str, dict[str, list[float]]] = {m: {} for m in MODES}
     with tempfile.TemporaryDirectory(prefix="agentparts-") as tmp:
         work = Path(tmp)
         for rep in range(repeat):
-            d = work / f"turns-{rep}"
-            d.mkdir()
-            report = forking.run(lambda: sys_trestle.turns(d, turns), TIMEOUT)  # noqa: B023
-            out["us_per_turn"].append(report["value"])
+            for mode, monitors in MODES.items():
+                sys_trestle.MONITORS = monitors
+                d = work / f"turns-{rep}-{len(per_turn[mode])}-{mode[-3:].strip()}"
+                d.mkdir()
+                report = forking.run(lambda: sys_trestle.turns(d, turns), TIMEOUT)  # noqa: B023
+                per_turn[mode].append(report["value"])
         for history in histories:
-            prepared = work / f"history{history}"
-            prepared.mkdir()
-            child = forking.start(lambda: sys_trestle.resume_prepare(prepared, history))  # noqa: B023
-            with contextlib.suppress(forking.ChildError):  # it died, as it should
-                child.result(TIMEOUT)
-            agentturns.disarm_crash(prepared)
-            samples = []
+            prepared = {}
+            for mode, monitors in MODES.items():
+                sys_trestle.MONITORS = monitors
+                where = prepared[mode] = work / f"history{history}-{mode[-3:].strip()}"
+                where.mkdir()
+                child = forking.start(lambda: sys_trestle.resume_prepare(where, history))  # noqa: B023
+                with contextlib.suppress(forking.ChildError):  # it died, as it should
+                    child.result(TIMEOUT)
+                agentturns.disarm_crash(where)
             for rep in range(repeat):
-                copy = work / f"resume{history}-{rep}"
-                shutil.copytree(prepared, copy)
-                run = forking.run(lambda: sys_trestle.resume(copy, history), TIMEOUT)  # noqa: B023
-                samples.append(run["value"])
-                shutil.rmtree(copy)
-            out["resume_s"][str(history)] = statistics.median(samples)
-            shutil.rmtree(prepared)
-    out["us_per_turn"] = statistics.median(out["us_per_turn"])
-    return out
+                for mode in MODES:
+                    copy = work / f"resume{history}-{rep}"
+                    shutil.copytree(prepared[mode], copy)
+                    run = forking.run(lambda: sys_trestle.resume(copy, history), TIMEOUT)  # noqa: B023
+                    resumes[mode].setdefault(str(history), []).append(run["value"])
+                    shutil.rmtree(copy)
+            for where in prepared.values():
+                shutil.rmtree(where)
+    return {
+        mode: {
+            "us_per_turn": statistics.median(per_turn[mode]),
+            "resume_s": {h: statistics.median(v) for h, v in resumes[mode].items()},
+        }
+        for mode in MODES
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,11 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=3)
     args = p.parse_args(argv)
     histories = [int(h) for h in args.histories.split(",")]
-    results = {
-        "monitors on": measure(True, args.turns, histories, args.repeat),
-        "monitors off": measure(False, args.turns, histories, args.repeat),
-    }
-    print(json.dumps(results, indent=1))
+    print(json.dumps(measure(args.turns, histories, args.repeat), indent=1))
     return 0
 
 
