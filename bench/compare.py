@@ -1,9 +1,10 @@
-"""Trestle side by side with LangGraph and DBOS: five workloads, one run, one machine.
+"""Trestle side by side with LangGraph and DBOS: six workloads, one run, one machine.
 
 Usage::
 
-    python bench/compare.py [--quick] [--only steps,storage,resume,crash,concurrency]
+    python bench/compare.py [--quick] [--only steps,turns,storage,resume,crash,concurrency]
                             [--systems trestle,langgraph,dbos] [--repeat N] [--trials N]
+                            [--loop N,...] [--sizes N,...] [--histories N,...]
                             [--json PATH] [--dir DIR]
 
 Each workload runs for each system in a fresh ``worker.py`` process (which forks a
@@ -36,7 +37,7 @@ from hostinfo import load_average, machine_info
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"  # git-ignored
 SYSTEMS = ("trestle", "langgraph", "dbos")
-WORKLOADS = ("steps", "storage", "resume", "crash", "concurrency")
+WORKLOADS = ("steps", "turns", "storage", "resume", "crash", "concurrency")
 
 
 @dataclass(frozen=True)
@@ -44,11 +45,12 @@ class Config:
     steps: int = 1000  # workload 1: sequential no-op steps
     width: int = 32  # workload 1: fan-out width
     sleep: float = 0.2  # workload 1: seconds each fanned-out step sleeps
-    repeat: int = 5  # repetitions of workloads 1 and 3 (medians are reported)
+    repeat: int = 5  # repetitions of workloads 1, 1b and 3 (medians are reported)
+    loop: tuple[int, ...] = (50, 500)  # workload 1b: agent turns timed per turn
     sizes: tuple[int, ...] = (100, 500, 1000, 2000)  # workload 2: agent turns
     histories: tuple[int, ...] = (50, 200, 1000, 5000)  # workload 3: turns before the crash
-    # LangGraph's checkpoints grow with the square of the turns: 5,000 turns would need
-    # ~70 GB, so its resume stops here (its storage is measured up to 2,000 turns)
+    # LangGraph's checkpoints grow with the square of the turns (1,000 turns of its tool
+    # loop write ~5 GB; 5,000 would need ~130 GB), so its workloads 2 and 3 stop here
     langgraph_max_history: int = 1000
     trials: int = 200  # workload 4: seeded crash trials per system
     runs: tuple[int, ...] = (10, 100, 1000)  # workload 5: runs at once
@@ -61,6 +63,7 @@ QUICK = Config(
     width=4,
     sleep=0.02,
     repeat=1,
+    loop=(20,),
     sizes=(5, 20),
     histories=(5, 20),
     langgraph_max_history=20,
@@ -76,6 +79,7 @@ SMOKE = Config(
     width=3,
     sleep=0.01,
     repeat=1,
+    loop=(6,),
     sizes=(4, 12),
     histories=(4, 12),
     langgraph_max_history=12,
@@ -121,13 +125,24 @@ def run_steps(cfg: Config, systems: Sequence[str], work: Path) -> dict[str, Any]
     return {"params": params, "raw": raw}
 
 
-def run_storage(cfg: Config, systems: Sequence[str], work: Path) -> dict[str, Any]:
-    params = {"sizes": list(cfg.sizes)}
+def run_turns(cfg: Config, systems: Sequence[str], work: Path) -> dict[str, Any]:
+    params = {"sizes": list(cfg.loop), "repeat": cfg.repeat}
     raw = {}
     for system in systems:
-        say(f"storage growth: {system}, {list(cfg.sizes)} turns")
-        raw[system] = worker(system, "storage", params, work / f"storage-{system}")
+        say(f"agent loop per turn: {system}, {list(cfg.loop)} turns")
+        raw[system] = worker(system, "turns", params, work / f"turns-{system}")
     return {"params": params, "raw": raw}
+
+
+def run_storage(cfg: Config, systems: Sequence[str], work: Path) -> dict[str, Any]:
+    raw = {}
+    for system in systems:
+        sizes = list(cfg.sizes)
+        if system == "langgraph":
+            sizes = [n for n in sizes if n <= cfg.langgraph_max_history]
+        say(f"storage growth: {system}, {sizes} turns")
+        raw[system] = worker(system, "storage", {"sizes": sizes}, work / f"storage-{system}")
+    return {"params": {"sizes": list(cfg.sizes)}, "raw": raw}
 
 
 def run_resume(cfg: Config, systems: Sequence[str], work: Path) -> dict[str, Any]:
@@ -161,6 +176,7 @@ def run_concurrency(cfg: Config, systems: Sequence[str], work: Path) -> dict[str
 
 RUNNERS: dict[str, Callable[[Config, Sequence[str], Path], dict[str, Any]]] = {
     "steps": run_steps,
+    "turns": run_turns,
     "storage": run_storage,
     "resume": run_resume,
     "crash": run_crash,
@@ -203,13 +219,20 @@ def versions() -> dict[str, str]:
     return out
 
 
+def numbers(text: str) -> tuple[int, ...]:
+    return tuple(int(n) for n in text.split(","))
+
+
 def parse_args(argv: Sequence[str] | None) -> tuple[Config, argparse.Namespace]:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
     p.add_argument("--only", default=",".join(WORKLOADS), help="workloads, comma-separated")
     p.add_argument("--systems", default=",".join(SYSTEMS), help="systems, comma-separated")
-    p.add_argument("--repeat", type=int, help="repetitions of workloads 1 and 3")
+    p.add_argument("--repeat", type=int, help="repetitions of workloads 1, 1b and 3")
     p.add_argument("--trials", type=int, help="crash trials per system")
+    p.add_argument("--loop", help="workload 1b's numbers of turns, comma-separated")
+    p.add_argument("--sizes", help="workload 2's numbers of turns, comma-separated")
+    p.add_argument("--histories", help="workload 3's numbers of turns, comma-separated")
     p.add_argument("--json", type=Path, help="where to write results (default under results/)")
     p.add_argument("--dir", type=Path, help="where the stores go (default: a temporary dir)")
     args = p.parse_args(argv)
@@ -218,6 +241,12 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Config, argparse.Namespace]:
         cfg = replace(cfg, repeat=args.repeat)
     if args.trials:
         cfg = replace(cfg, trials=args.trials)
+    if args.loop:
+        cfg = replace(cfg, loop=numbers(args.loop))
+    if args.sizes:
+        cfg = replace(cfg, sizes=numbers(args.sizes))
+    if args.histories:
+        cfg = replace(cfg, histories=numbers(args.histories))
     for name, allowed in (("only", WORKLOADS), ("systems", SYSTEMS)):
         unknown = set(getattr(args, name).split(",")) - set(allowed)
         if unknown:

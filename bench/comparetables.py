@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 COMMAND = "python bench/compare.py --only {}"
+TURN_CHARS = 5_000  # text per agent turn: ~1 KB of message and a ~4 KB file (agentturns)
 
 
 def _median(values: Sequence[float]) -> float:
@@ -52,6 +53,23 @@ def summarise_steps(data: dict[str, Any], systems: Sequence[str]) -> dict[str, A
     return out
 
 
+def summarise_turns(data: dict[str, Any], systems: Sequence[str]) -> dict[str, Any]:
+    raw = data["raw"]
+    out: dict[str, Any] = {}
+    for system in systems:
+        out[system] = {
+            "rows": [
+                {"turns": t, "us_per_turn": _median(s), "samples_us": s}
+                for t, s in zip(raw[system]["turns"], raw[system]["us_per_turn"], strict=True)
+            ]
+        }
+    base = {r["turns"]: r["us_per_turn"] for r in out["trestle"]["rows"]}
+    for summary in out.values():
+        for row in summary["rows"]:
+            row["ratio"] = _ratio(row["us_per_turn"], base.get(row["turns"], 0))
+    return out
+
+
 def summarise_storage(data: dict[str, Any], systems: Sequence[str]) -> dict[str, Any]:
     raw = data["raw"]
     out: dict[str, Any] = {}
@@ -60,7 +78,12 @@ def summarise_storage(data: dict[str, Any], systems: Sequence[str]) -> dict[str,
         turns, sizes = raw[system]["turns"], raw[system]["bytes"]
         out[system] = {
             "rows": [
-                {"turns": t, "bytes": b, "ratio": _ratio(b, base.get(t, 0))}
+                {
+                    "turns": t,
+                    "bytes": b,
+                    "per_text": b / (t * TURN_CHARS),
+                    "ratio": _ratio(b, base.get(t, 0)),
+                }
                 for t, b in zip(turns, sizes, strict=True)
             ],
             "exponent": growth_exponent(turns, sizes) if len(turns) > 1 else None,
@@ -126,6 +149,7 @@ def summarise_concurrency(data: dict[str, Any], systems: Sequence[str]) -> dict[
 
 SUMMARISERS: dict[str, Callable[[dict[str, Any], Sequence[str]], dict[str, Any]]] = {
     "steps": summarise_steps,
+    "turns": summarise_turns,
     "storage": summarise_storage,
     "resume": summarise_resume,
     "crash": summarise_crash,
@@ -190,11 +214,29 @@ def render_steps(data: dict[str, Any]) -> str:
     )
 
 
+def render_turns(data: dict[str, Any]) -> str:
+    s = data["summary"]
+    rows = []
+    for system, summary in s.items():
+        times = ", ".join(f"{r['turns']}: {r['us_per_turn']:,.0f} µs" for r in summary["rows"])
+        ratios = ", ".join(_x(r["ratio"]) for r in summary["rows"])
+        rows.append([system, times, ratios, COMMAND.format("turns")])
+    return "\n".join(
+        [
+            "1b. agent loop per turn: a scripted model (~1 KB of text and a read_file call of "
+            "~4 KB per turn), N turns; time between model calls (median)",
+            table(["system", "N: per turn", "ratio to Trestle", "command"], rows),
+        ]
+    )
+
+
 def render_storage(data: dict[str, Any]) -> str:
     s = data["summary"]
     rows = []
     for system, summary in s.items():
-        sizes = ", ".join(f"{r['turns']}: {_mb(r['bytes'])}" for r in summary["rows"])
+        sizes = ", ".join(
+            f"{r['turns']}: {_mb(r['bytes'])} ({r['per_text']:.2f}x text)" for r in summary["rows"]
+        )
         ratios = ", ".join(_x(r["ratio"]) for r in summary["rows"])
         exponent = summary["exponent"]
         rows.append(
@@ -208,8 +250,8 @@ def render_storage(data: dict[str, Any]) -> str:
         )
     return "\n".join(
         [
-            "2. storage growth of an agent loop (~1 KB message + ~4 KB tool result per turn): "
-            "bytes on disk after N turns",
+            "2. storage growth of an agent loop (~1 KB message + ~4 KB read_file result per "
+            "turn): bytes on disk after N turns (and per byte of the turns' text)",
             table(["system", "N: bytes", "growth exponent", "ratio to Trestle", "command"], rows),
         ]
     )
@@ -232,8 +274,8 @@ def render_resume(data: dict[str, Any]) -> str:
         )
     return "\n".join(
         [
-            "3. resume cost after a crash at turn N: opening the store to the interrupted "
-            "turn running again (median)",
+            "3. resume cost after a crash in the model call of turn N: opening the store to "
+            "that model call being made again (median)",
             table(["system", "N: time", "longest / shortest", "ratio to Trestle", "command"], rows),
         ]
     )
@@ -313,6 +355,7 @@ def render_concurrency(data: dict[str, Any]) -> str:
 
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "steps": render_steps,
+    "turns": render_turns,
     "storage": render_storage,
     "resume": render_resume,
     "crash": render_crash,

@@ -3,10 +3,13 @@
 ``@DBOS.workflow`` functions made of ``@DBOS.step`` calls, on DBOS's SQLite system
 database (no Postgres). DBOS records each step's output once the step returns; after
 a crash, ``DBOS.launch()`` in a new process recovers the pending workflows and
-replays the recorded steps. The agent loop keeps its transcript in a local list
-built from the turns' recorded outputs. DBOS is a process-wide singleton, so each
-function here is meant to run in a process of its own (``worker.py`` forks one per
-measurement); it launches DBOS and destroys it before returning.
+replays the recorded steps. The agent workloads (2, 3 and the per-turn overhead) run a
+tool loop with a step per model call (:mod:`agentloop`'s script) and a step per
+``read_file`` call, the transcript a local list built from the steps' recorded
+outputs; workload 5 keeps one step per turn standing in for both. DBOS is a
+process-wide singleton, so each function here is meant to run in a process of its own
+(``worker.py`` forks one per measurement); it launches DBOS and destroys it before
+returning.
 
 Every function takes ``work``, a fresh directory, with the system database in
 ``work/store.sqlite``.
@@ -23,6 +26,7 @@ from typing import Any
 
 from dbos import DBOS, DBOSConfig, SetWorkflowID
 
+import agentloop
 import agentturns
 import crashflow
 
@@ -97,26 +101,13 @@ def fanout(work: Path, width: int, sleep: float) -> float:
         return time.perf_counter() - started
 
 
-# --- the agent loop (workloads 2, 3 and 5) --------------------------------------------------------
+# --- the stand-in agent loop (workload 5) --------------------------------------------------------
 
 
 def _turn(work: str, index: int) -> dict[str, str]:
     agentturns.mark_turn(Path(work), index)
     message, tool_result = agentturns.turn_text(index)
     return {"message": message, "tool_result": tool_result}
-
-
-@DBOS.step()
-def turn(work: str, index: int) -> dict[str, str]:
-    return _turn(work, index)
-
-
-@DBOS.workflow()
-def agent_loop(work: str, turns: int) -> int:
-    transcript: list[dict[str, str]] = []
-    for index in range(turns):
-        transcript.append(turn(work, index))
-    return len(transcript)
 
 
 @DBOS.step()
@@ -132,25 +123,66 @@ async def agent_loop_async(work: str, turns: int) -> int:
     return len(transcript)
 
 
+# --- the real agent loop (workloads 2, 3 and the per-turn overhead) ----------------------------
+
+
+@DBOS.step()
+def model_call(work: str, turn: int, reads: int) -> dict[str, str]:
+    """The scripted model's answer for ``turn``: text and a file to read, or the end."""
+    agentloop.note_call(Path(work), turn)
+    if turn < reads:
+        return {"text": agentloop.message(turn), "read": agentloop.note_path(turn)}
+    return {"text": f"read {reads} files", "read": ""}
+
+
+@DBOS.step()
+def read_file(work: str, path: str) -> str:
+    return agentloop.read(Path(work) / agentloop.REPO, path)
+
+
+@DBOS.workflow()
+def tool_loop(work: str, reads: int) -> int:
+    """A step per model call and a step per tool call; the transcript a local list."""
+    transcript: list[dict[str, str]] = []
+    for turn in range(reads + 1):
+        answer = model_call(work, turn, reads)
+        transcript.append(answer)
+        if not answer["read"]:
+            break
+        transcript.append({"tool": read_file(work, answer["read"])})
+    return sum("tool" in t for t in transcript)
+
+
 def agent(work: Path, turns: int) -> int:
-    """Run ``turns`` turns to the end; the system database's bytes on disk afterwards."""
+    """Run an agent loop of ``turns`` turns to its end; the system database's bytes."""
+    agentloop.make_repo(work, turns)
     with _launched(work):
-        done = agent_loop(str(work), turns)
+        done = tool_loop(str(work), turns)
     if done != turns:
         raise RuntimeError(f"ran {done} of {turns} turns")
     return agentturns.files_bytes(work, STORE)
 
 
+def turns(work: Path, n: int) -> float:
+    """Microseconds per turn (a model step and a tool step) over ``n`` turns."""
+    agentloop.make_repo(work, n)
+    with _launched(work):
+        tool_loop(str(work), n)
+    return agentloop.us_per_turn(n)
+
+
 def resume_prepare(work: Path, turns: int) -> None:
-    """Run ``turns`` turns, then crash (SIGKILL) as turn ``turns`` begins."""
+    """Run ``turns`` turns, then crash (SIGKILL) in the model call of turn ``turns``."""
+    agentloop.make_repo(work, turns + 1)
     agentturns.arm_crash(work, turns)
     with _launched(work), SetWorkflowID("agent"):
-        agent_loop(str(work), turns + 1)
+        tool_loop(str(work), turns + 1)
     raise RuntimeError(f"{work}: the run was meant to crash at turn {turns}")
 
 
 def resume(work: Path, turns: int) -> float:
-    """Seconds from launching DBOS (which recovers the workflow) to the turn re-running."""
+    """Seconds from launching DBOS (which recovers the workflow) to the model call
+    of the interrupted turn running again."""
     agentturns.disarm_crash(work)
     started = time.perf_counter()
     with _launched(work):

@@ -5,9 +5,11 @@ for many runs on one event loop) and invoked with ``durability="sync"``: each st
 checkpoint is written before the next step starts. Recovery after a crash is
 ``invoke(None, config)`` on the same ``thread_id``.
 
-The agent loop keeps its transcript in the graph state with the ``add_messages``
-reducer (``MessagesState``): an ``AIMessage`` with a tool call and the
-``ToolMessage`` answering it per turn, which is how agent state is normally kept.
+The agent workloads (2, 3 and the per-turn overhead) run the ReAct tool loop the docs
+build: a model node calling a fake chat model (:mod:`agentloop`'s script), LangGraph's
+prebuilt ``ToolNode`` running a real ``read_file`` tool, ``tools_condition`` between
+them, the transcript in ``MessagesState``. Workload 5 keeps a one-node loop whose node
+stands in for a turn (an ``AIMessage`` and its ``ToolMessage``).
 
 Every function takes ``work``, a fresh directory, and keeps its checkpoints in
 ``work/store.db``.
@@ -21,12 +23,17 @@ import time
 from pathlib import Path
 from typing import Annotated, Any, Final, TypedDict
 
-from langchain_core.messages import AIMessage, ToolMessage
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables import RunnableConfig
+from langchain_core.tools import tool
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.graph import END, START, MessagesState, StateGraph
+from langgraph.prebuilt import ToolNode, tools_condition
 
+import agentloop
 import agentturns
 import crashflow
 
@@ -104,7 +111,7 @@ def fanout(work: Path, width: int, sleep: float) -> float:
     return seconds
 
 
-# --- the agent loop (workloads 2, 3 and 5) --------------------------------------------------------
+# --- the stand-in agent loop (workload 5) --------------------------------------------------------
 
 
 class Agent(MessagesState):
@@ -138,39 +145,105 @@ def _agent_graph(work: Path, turns: int, *, asynchronous: bool = False) -> State
     return builder
 
 
-def _run_agent(work: Path, turns: int, thread: str) -> int:
+# --- the real agent loop (workloads 2, 3 and the per-turn overhead) ----------------------------
+
+
+class _LoopChatModel(BaseChatModel):
+    """A fake chat model: ~1 KB of text and a ``read_file`` call per turn, then an answer.
+
+    The turn is the number of AI messages so far, so a resumed graph asks for the
+    turn it crashed in."""
+
+    work: str
+    reads: int
+
+    @property
+    def _llm_type(self) -> str:
+        return "bench-loop"
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: Any = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        turn = sum(isinstance(m, AIMessage) for m in messages)
+        agentloop.note_call(Path(self.work), turn)
+        if turn < self.reads:
+            path = agentloop.note_path(turn)
+            call = {"name": "read_file", "args": {"path": path}, "id": f"c{turn}"}
+            reply = AIMessage(content=agentloop.message(turn), tool_calls=[call])
+        else:
+            reply = AIMessage(content=f"read {self.reads} files")
+        return ChatResult(generations=[ChatGeneration(message=reply)])
+
+
+def _loop_graph(work: Path, reads: int) -> StateGraph[Any]:
+    """The ReAct tool loop: a model node, LangGraph's ``ToolNode``, ``tools_condition``."""
+    repo = work / agentloop.REPO
+
+    @tool
+    def read_file(path: str) -> str:
+        """Read a text file in the repository."""
+        return agentloop.read(repo, path)
+
+    model = _LoopChatModel(work=str(work), reads=reads)
+
+    def call_model(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [model.invoke(state["messages"])]}
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("model", call_model)
+    builder.add_node("tools", ToolNode([read_file]))
+    builder.add_edge(START, "model")
+    builder.add_conditional_edges("model", tools_condition)
+    builder.add_edge("tools", "model")
+    return builder
+
+
+def _run_loop(work: Path, reads: int, start: dict[str, Any] | None) -> int:
     with SqliteSaver.from_conn_string(str(work / STORE)) as saver:
-        graph = _agent_graph(work, turns).compile(checkpointer=saver)
-        out = graph.invoke(
-            {"messages": [], "turns": 0}, _config(thread, turns), durability=DURABILITY
-        )
-    return int(out["turns"])
+        graph = _loop_graph(work, reads).compile(checkpointer=saver)
+        out = graph.invoke(start, _config("agent", 2 * reads + 2), durability=DURABILITY)
+    return sum(isinstance(m, ToolMessage) for m in out["messages"])
+
+
+def _start() -> dict[str, Any]:
+    return {"messages": [HumanMessage(content="read the notes")]}
 
 
 def agent(work: Path, turns: int) -> int:
-    """Run ``turns`` turns to the end; the checkpointer's bytes on disk afterwards."""
-    done = _run_agent(work, turns, "agent")
+    """Run an agent loop of ``turns`` turns to its end; the checkpointer's bytes on disk."""
+    agentloop.make_repo(work, turns)
+    done = _run_loop(work, turns, _start())
     if done != turns:
         raise RuntimeError(f"ran {done} of {turns} turns")
     return agentturns.files_bytes(work, STORE)
 
 
+def turns(work: Path, n: int) -> float:
+    """Microseconds per turn (model node, tool node, their checkpoints) over ``n`` turns."""
+    agentloop.make_repo(work, n)
+    _run_loop(work, n, _start())
+    return agentloop.us_per_turn(n)
+
+
 def resume_prepare(work: Path, turns: int) -> None:
-    """Run ``turns`` turns, then crash (SIGKILL) as turn ``turns`` begins."""
+    """Run ``turns`` turns, then crash (SIGKILL) in the model call of turn ``turns``."""
+    agentloop.make_repo(work, turns + 1)
     agentturns.arm_crash(work, turns)
-    _run_agent(work, turns + 1, "agent")
+    _run_loop(work, turns + 1, _start())
     raise RuntimeError(f"{work}: the run was meant to crash at turn {turns}")
 
 
 def resume(work: Path, turns: int) -> float:
-    """Seconds from opening the checkpointer to the interrupted turn running again."""
+    """Seconds from opening the checkpointer to the interrupted model call running again."""
     agentturns.disarm_crash(work)
     started = time.perf_counter()
-    with SqliteSaver.from_conn_string(str(work / STORE)) as saver:
-        graph = _agent_graph(work, turns + 1).compile(checkpointer=saver)
-        out = graph.invoke(None, _config("agent", turns + 1), durability=DURABILITY)
-    if out["turns"] != turns + 1 or agentturns.first_turn_started is None:
-        raise RuntimeError(f"{work}: the resumed run ended at turn {out['turns']}")
+    done = _run_loop(work, turns + 1, None)
+    if done != turns + 1 or agentturns.first_turn_started is None:
+        raise RuntimeError(f"{work}: the resumed run ended after {done} tool calls")
     return agentturns.first_turn_started - started
 
 

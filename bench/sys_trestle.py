@@ -1,9 +1,13 @@
 """Trestle's side of every comparison workload, through its public API only.
 
 Plans of ``python:`` steps on a :class:`~trestle.store.SqliteStore`, driven by
-:class:`~trestle.engine.LocalEngine` with its defaults. Trestle has no agent loop yet,
-so an agent run is modelled as a plan with one step per turn, each needing the one
-before, whose recorded output is that turn's message and tool result.
+:class:`~trestle.engine.LocalEngine` with its defaults (workloads 1, 4 and 5). The
+agent workloads (2, 3 and the per-turn overhead) run a real agent run: ``start_agent``
+and ``run_agent`` with the real :class:`~trestle.agent.runtime.AgentPerformer`, a
+scripted model (:mod:`agentloop`), the real ``read_file`` tool on a real repository and
+the default monitors. The model reads one file per turn in the ``understand`` step, then
+gives its findings, a one-step plan and ``finish``; the acceptance command is ``true``.
+Workload 5 still drives many short plan runs whose steps stand in for turns.
 
 Every function takes ``work``, a fresh directory, and keeps its store in
 ``work/store.db``. The step callables live in ``benchsteps.py``.
@@ -12,13 +16,21 @@ Every function takes ``work``, a fresh directory, and keeps its store in
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
+import agentloop
 import agentturns
 import crashflow
+from trestle.agent.launch import run_agent, start_agent
+from trestle.agent.settings import AgentSettings, bootstrap_plan
 from trestle.engine import LocalEngine
 from trestle.errors import LeaseHeldError
+from trestle.models import FunctionModel, Message, Model, ModelResponse, ToolCall, ToolSchema
+from trestle.models.scripted import Reply
+from trestle.monitors.policy import MonitorSettings
 from trestle.plan import CallableCheck, Plan, Step
 from trestle.runs import create_run, load_state, request_decision
 from trestle.state import RunState
@@ -29,8 +41,8 @@ from workloads import chain_plan, fanout_plan, importable_steps, timed_run
 NAME = "trestle"
 STORE = "store.db"
 CRASH_RUN = "crash"
-RESUME_RUN = "agent"
 LEASE_TTL = 3.0  # a killed driver's pid, if reused meanwhile, holds the run this long
+MONITORS: MonitorSettings | None = None  # None: the defaults (agentparts.py sets others)
 
 
 def _store(work: Path) -> SqliteStore:
@@ -127,42 +139,140 @@ def fanout(work: Path, width: int, sleep: float) -> float:
         store.close()
 
 
-# --- workload 2: storage growth --------------------------------------------------------------
+# --- the agent loop (workloads 2, 3 and the per-turn overhead) --------------------------------
+
+
+class _LoopModel(FunctionModel):
+    """One step's scripted answers; ``seek`` tells it the turn it answers (the runtime
+    calls it before every live model call, as it does for a recorded trajectory)."""
+
+    def __init__(self, work: Path, step: str, reads: int) -> None:
+        super().__init__(self._answer, name="scripted")
+        self.work, self.step, self.reads, self.turn = work, step, reads, 1
+
+    def seek(self, turn: int) -> None:
+        self.turn = turn
+
+    def _answer(self, messages: Sequence[Message], tools: Sequence[ToolSchema]) -> Reply:
+        index = self.turn - 1
+        if self.step == "understand":
+            agentloop.note_call(self.work, index)
+            if index < self.reads:
+                arguments = json.dumps({"path": agentloop.note_path(index)})
+                return ModelResponse(
+                    text=agentloop.message(index),
+                    tool_calls=(ToolCall(id=f"c{index}", name="read_file", arguments=arguments),),
+                    finish_reason="tool_calls",
+                )
+            return json.dumps(
+                {
+                    "summary": f"read {self.reads} files",
+                    "relevant_files": [{"path": agentloop.note_path(0), "why": "read first"}],
+                    "how_to_test": "true",
+                }
+            )
+        if self.step == "plan":
+            step = {
+                "id": "wrap-up",
+                "objective": "say the reading is done",
+                "files": [],
+                "new_files": [],
+                "needs": [],
+                "verify": [{"command": f"test -s {agentloop.note_path(0)}"}],
+            }
+            return json.dumps({"summary": "one step", "steps": [step]})
+        arguments = json.dumps({"summary": "done", "claims": ["every file was read"]})
+        return ModelResponse(
+            tool_calls=(ToolCall(id="f", name="finish", arguments=arguments),),
+            finish_reason="tool_calls",
+        )
+
+
+class _LoopModels:
+    """A model per agent step (the runtime's ``for_step`` hook)."""
+
+    name = "scripted"
+
+    def __init__(self, work: Path, reads: int) -> None:
+        self.work, self.reads = work, reads
+
+    def for_step(self, step: str, round: int) -> Model:
+        return _LoopModel(self.work, step, self.reads)
+
+    async def complete(self, *args: object, **kwargs: object) -> ModelResponse:
+        raise AssertionError("each step asks for_step() for its model")
+
+
+def _settings(reads: int) -> AgentSettings:
+    return AgentSettings(
+        model="scripted",
+        test_command="true",
+        plan_approval="auto",
+        max_turns=reads + 10,
+    )
+
+
+def _start_loop(work: Path, reads: int) -> tuple[SqliteStore, str]:
+    repo = agentloop.make_repo(work, reads)
+    store = SqliteStore(work / STORE)
+    goal = f"read the {reads} notes"
+    if MONITORS is None:
+        run_id = start_agent(store, goal, workspace=repo, settings=_settings(reads))
+    else:  # agentparts.py's diagnostic: the same run with other monitor settings
+        plan = bootstrap_plan(goal)
+        run_id = create_run(store, plan, workspace=repo, agent=_settings(reads), monitors=MONITORS)
+    return store, run_id
+
+
+def _run_loop(store: SqliteStore, run_id: str, work: Path, reads: int) -> RunState:
+    model = _LoopModels(work, reads)
+    state = asyncio.run(run_agent(store, run_id, model))
+    if state.finished != "succeeded":
+        raise RuntimeError(f"{work}: the agent run ended {state.finished}")
+    return state
 
 
 def agent(work: Path, turns: int) -> int:
-    """Run ``turns`` turns to the end; the store's bytes on disk after closing it."""
-    store = _store(work)
+    """Run an agent loop of ``turns`` turns to its end; the store's bytes on disk."""
+    store, run_id = _start_loop(work, turns)
     try:
-        timed_run(store, agent_plan(turns), work)
+        _run_loop(store, run_id, work, turns)
     finally:
         store.close()
     return agentturns.files_bytes(work, STORE)
 
 
-# --- workload 3: resume cost ------------------------------------------------------------------
+def turns(work: Path, n: int) -> float:
+    """Microseconds of runtime per turn over an agent loop of ``n`` turns."""
+    store, run_id = _start_loop(work, n)
+    try:
+        _run_loop(store, run_id, work, n)
+    finally:
+        store.close()
+    return agentloop.us_per_turn(n)
 
 
 def resume_prepare(work: Path, turns: int) -> None:
-    """Run ``turns`` turns, then crash (SIGKILL) as turn ``turns`` begins."""
-    store = _store(work)
-    create_run(store, agent_plan(turns + 1), workspace=work, run_id=RESUME_RUN)
+    """Run ``turns`` turns, then crash (SIGKILL) in the model call of turn ``turns``."""
+    store, run_id = _start_loop(work, turns + 1)
+    (work / "run-id").write_text(run_id)
     agentturns.arm_crash(work, turns)
-    _drive(store, RESUME_RUN)  # does not return: the process dies in the last turn
+    _run_loop(store, run_id, work, turns + 1)  # does not return: the process dies
     raise RuntimeError(f"{work}: the run was meant to crash at turn {turns}")
 
 
 def resume(work: Path, turns: int) -> float:
-    """Seconds from opening the store to the interrupted turn running again."""
+    """Seconds from opening the store to the interrupted model call being made again."""
     agentturns.disarm_crash(work)
+    run_id = (work / "run-id").read_text()
     started = time.perf_counter()
-    store = _store(work)
+    store = SqliteStore(work / STORE)
     try:
-        state = _drive(store, RESUME_RUN)
+        _run_loop(store, run_id, work, turns + 1)
     finally:
         store.close()
-    if state.finished != "succeeded" or agentturns.first_turn_started is None:
-        raise RuntimeError(f"{work}: the resumed run ended {state.finished}")
+    if agentturns.first_turn_started is None:
+        raise RuntimeError(f"{work}: the resumed run made no model call")
     return agentturns.first_turn_started - started
 
 

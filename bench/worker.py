@@ -67,8 +67,24 @@ def steps(system: ModuleType | None, p: dict[str, Any], work: Path) -> dict[str,
     return out
 
 
+def turns(system: ModuleType, p: dict[str, Any], work: Path) -> dict[str, Any]:
+    """The agent loop's per-turn overhead: microseconds between model calls, per size."""
+    out: dict[str, Any] = {"turns": [], "us_per_turn": []}
+    for n in p["sizes"]:
+        samples = []
+        for rep in range(int(p["repeat"])):
+            say(f"{system.NAME}: per-turn overhead over {n} turns, repetition {rep + 1}")
+            d = fresh(work, f"turns{n}-{rep}")
+            report = forking.run(lambda: system.turns(d, n), CHILD_TIMEOUT)  # noqa: B023
+            samples.append(report["value"])
+            shutil.rmtree(d)
+        out["turns"].append(n)
+        out["us_per_turn"].append(samples)
+    return out
+
+
 def storage(system: ModuleType, p: dict[str, Any], work: Path) -> dict[str, Any]:
-    """Workload 2: bytes on disk after each number of agent turns."""
+    """Workload 2: bytes on disk after an agent loop of each number of turns."""
     out: dict[str, Any] = {"turns": [], "bytes": [], "seconds": []}
     for turns in p["sizes"]:
         say(f"{system.NAME}: agent loop of {turns} turns")
@@ -173,6 +189,7 @@ def _runs_of(system: ModuleType, work: Path, runs: int, turns: int, tag: str) ->
 
 WORKLOADS: dict[str, Callable[..., dict[str, Any]]] = {
     "steps": steps,
+    "turns": turns,
     "storage": storage,
     "resume": resume,
     "crash": crash,

@@ -63,6 +63,7 @@ from trestle.models import FunctionModel, Message, ModelRequest, ScriptedModel, 
 from trestle.models.scripted import Reply
 from trestle.report import build_report
 from trestle.runs import request_requirement
+from trestle.store.base import Appended
 from trestle.store.sqlite import SqliteStore
 
 
@@ -714,3 +715,35 @@ def test_an_execute_step_may_not_write_files_its_plan_step_did_not_name(
     assert (workspace / "test_calc.py").read_text() == CALC_TEST
     writes = [e for e in of_kind(recorded(store, run_id), ToolCallEnded) if e.tool == "write_file"]
     assert [w.ok for w in writes] == [False]
+
+
+class BatchingStore(SqliteStore):
+    """Keeps the kinds of each batch it commits."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.batches: list[list[str]] = []
+
+    def append(self, run_id: str, batch: Appended, *, token: int) -> None:
+        super().append(run_id, batch, token=token)
+        self.batches.append([e.kind for e in batch.events])
+
+
+def test_a_models_answer_is_durable_with_its_first_tool_calls_start(
+    db: Path, workspace: Path
+) -> None:
+    store = BatchingStore(db)
+    try:
+        run_id = start_run(store, workspace)
+        drive(store, run_id, ScriptedModel(fix_replies()))
+        assert state_of(store, run_id).finished == "succeeded"
+        asked = [b for b in store.batches if "model_called" in b]
+        with_tools = [b for b in asked if "tool_call_started" in b]
+        # read_file, edit_file and finish: each answer shares its commit with the start
+        assert len(with_tools) == 3
+        for batch in with_tools:
+            assert batch.index("model_called") + 1 == batch.index("tool_call_started")
+        # and an answer without tools (findings, the plan) is durable on its own
+        assert len(asked) == 5
+    finally:
+        store.close()

@@ -1,9 +1,10 @@
 """The comparison harness (Trestle, LangGraph, DBOS) runs in the suite so that it cannot rot.
 
 Nothing here is about speed. The smoke run must produce every workload's figures for
-every system; Trestle must lose no step, repeat no effect and resume every crashed
-run; and the crash audit must catch a duplicated or a missing effect when one is
-planted, so that its zeros mean something.
+every system (the agent workloads drive a real agent run in each); Trestle must lose
+no step, repeat no effect and resume every crashed run; and the crash audit must
+catch a duplicated or a missing effect when one is planted, so that its zeros mean
+something.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ SYSTEMS = ("trestle", "langgraph", "dbos")
 
 def test_every_workload_has_figures_for_every_system(smoke: dict[str, Any]) -> None:
     workloads = smoke["workloads"]
-    assert set(workloads) == {"steps", "storage", "resume", "crash", "concurrency"}
+    assert set(workloads) == {"steps", "turns", "storage", "resume", "crash", "concurrency"}
     for name, data in workloads.items():
         assert set(SYSTEMS) <= set(data["summary"]), name
     steps = workloads["steps"]["summary"]
@@ -52,6 +53,9 @@ def test_every_workload_has_figures_for_every_system(smoke: dict[str, Any]) -> N
     for system in SYSTEMS:
         stored = [r["bytes"] for r in workloads["storage"]["summary"][system]["rows"]]
         assert stored == sorted(stored) and stored[0] < stored[-1], (system, stored)
+        looped = workloads["turns"]["summary"][system]["rows"]
+        assert [r["turns"] for r in looped] == [6], (system, looped)  # the real agent loop
+        assert all(r["us_per_turn"] > 0 for r in looped)
         resumed = workloads["resume"]["summary"][system]["rows"]
         assert [r["turns"] for r in resumed] == [4, 12]
         assert all(r["median_s"] > 0 for r in resumed)

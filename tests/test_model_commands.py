@@ -17,6 +17,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent_helpers import (
     FIX_STEP,
@@ -36,7 +38,7 @@ from agent_helpers import (
 from trestle.card import HandoffCard, build_card
 from trestle.events import ApprovalRequested
 from trestle.models import ScriptedModel
-from trestle.redaction import redact, secret_values
+from trestle.redaction import _SHAPES, redact, secret_values
 from trestle.store.sqlite import SqliteStore
 
 
@@ -196,3 +198,40 @@ def test_redact_names_the_variable_never_the_value() -> None:
         "push with [redacted: $GH_TOKEN] and key [redacted: credential]\n[redacted: credential]"
     )
     assert redact("nothing here, port 8080", secrets) == "nothing here, port 8080"
+
+
+CREDENTIALS = [
+    "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn\n-----END OPENSSH PRIVATE KEY-----",
+    "sk-" + "a" * 24,
+    "sk-proj-" + "b" * 24,
+    "sk-ant-" + "c" * 24,
+    *(f"gh{k}_" + "D" * 36 for k in "pousr"),
+    "github_pat_" + "E" * 40,
+    *(f"xox{k}-" + "1" * 12 for k in "abposr"),
+    "AKIA" + "F" * 16,
+    "ASIA" + "G" * 16,
+    "AIza" + "h" * 35,
+    "glpat-" + "i" * 20,
+    "npm_" + "J" * 36,
+    "pypi-" + "k" * 50,
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    parts=st.lists(
+        st.one_of(
+            st.sampled_from(CREDENTIALS),
+            st.text(alphabet="abcghkoprsuxz_-ABGIKSAZ019 \n", max_size=30),
+        ),
+        max_size=8,
+    )
+)
+def test_the_quick_look_for_credentials_misses_none(parts: list[str]) -> None:
+    text = "".join(parts)
+    assert redact(text, {}) == _SHAPES.sub("[redacted: credential]", text)
+
+
+def test_every_credential_shape_is_redacted() -> None:
+    for credential in CREDENTIALS:
+        assert redact(f"see {credential} here", {}) == "see [redacted: credential] here"

@@ -44,6 +44,7 @@ from trestle.models import (
     model_requests_blocked,
     request_hash,
 )
+from trestle.models.base import RequestHasher
 from trestle.models.guard import ensure_request_allowed
 from trestle.models.retry import Retrier, RetryableFailure, parse_retry_after
 from trestle.testing import RecordingSleep
@@ -407,3 +408,23 @@ def test_docs_code_blocks_run(monkeypatch: pytest.MonkeyPatch) -> None:
             exec(compile(block, f"{DOCS.name} block {number}", "exec"), {})
         except Exception as exc:  # name the block that broke
             raise AssertionError(f"docs/models.md code block {number} failed: {exc!r}") from exc
+
+
+def test_the_incremental_hasher_gives_request_hash_for_every_conversation() -> None:
+    rng = random.Random(15)
+    hasher = RequestHasher()
+    tools = [ToolSchema(name="read_file", description="read", parameters={"type": "object"})]
+    conversation: list[Message] = [Message.system("frame ü"), Message.user('task "q"')]
+    for turn in range(60):
+        choice = rng.random()
+        if choice < 0.6:  # the conversation grows, as it does turn by turn
+            conversation = [*conversation, Message.user(f"turn {turn} " * rng.randint(0, 9))]
+        elif choice < 0.8:  # compressed: the same start, new messages after it
+            conversation = [*conversation[:2], Message.user(f"summary {turn}")]
+        else:  # an equal message that is another object: hashed the same
+            conversation = [Message.system("frame ü"), *conversation[1:]]
+        offered = tools if turn % 3 else []
+        settings = {"model": "m", "max_tokens": turn, "temperature": None}
+        assert hasher.hash(conversation, offered, settings) == request_hash(
+            conversation, offered, settings
+        )

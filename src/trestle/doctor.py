@@ -14,10 +14,13 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import zlib
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -27,6 +30,7 @@ from trestle.events import EVENT_ADAPTER, AnyEvent, RunCreated
 from trestle.runs import summary_json
 from trestle.signing import decision_key, key_path
 from trestle.state import RunState
+from trestle.store import payloads
 from trestle.store.base import Appended, Owner, owner_is_alive
 from trestle.store.sqlite import MIGRATIONS, SqliteStore
 from trestle.store.sqlite_file import check_file, read_only_uri
@@ -178,6 +182,24 @@ def _key() -> bytes | None:
         return None
 
 
+def _event_rows(db: sqlite3.Connection, run_id: str) -> list[tuple[int, str, Any, int]]:
+    """The run's events as (seq, kind, data, packed); a store from before schema 3 has
+    no packed events."""
+    columns = {str(r[1]) for r in db.execute("PRAGMA table_info(events)")}
+    packed = "packed" if "packed" in columns else "0"
+    sql = f"SELECT seq, kind, data, {packed} FROM events WHERE run_id = ? ORDER BY seq"
+    return [(int(s), str(k), d, int(p)) for s, k, d, p in db.execute(sql, (run_id,))]
+
+
+def _payload(db: sqlite3.Connection, run_id: str, digest: bytes) -> bytes:
+    row = db.execute(
+        "SELECT data FROM payloads WHERE run_id = ? AND hash = ?", (run_id, digest)
+    ).fetchone()
+    if row is None:
+        raise KeyError(digest)
+    return bytes(row[0])
+
+
 def _check_run(db: sqlite3.Connection, run_id: str, found: _Found, *, now: float) -> RunFinding:
     problems: list[str] = []
     notes: list[str] = []
@@ -186,21 +208,24 @@ def _check_run(db: sqlite3.Connection, run_id: str, found: _Found, *, now: float
     snapshot_state: str | None = None
     key = _key()
     try:
-        rows = db.execute(
-            "SELECT seq, kind, data FROM events WHERE run_id = ? ORDER BY seq", (run_id,)
-        ).fetchall()
+        rows = _event_rows(db, run_id)
         snap = db.execute("SELECT seq, state FROM snapshots WHERE run_id = ?", (run_id,))
         snapshot = snap.fetchone()
     except DB_ERRORS as exc:
         rows, snapshot = [], None
         problems.append(f"its events cannot be read: {exc}")
-    for expected, (seq, kind, data) in enumerate(rows, start=1):
+    for expected, (seq, kind, data, packed) in enumerate(rows, start=1):
         if seq != expected:
             problems.append(f"event seq {expected} is missing (next recorded: {seq})")
             break
         try:
+            if packed:
+                data = payloads.unpack(str(data), partial(_payload, db, run_id))
             event = EVENT_ADAPTER.validate_json(data)
-        except (ValidationError, ValueError, TypeError) as exc:
+        except KeyError as exc:
+            problems.append(f"event seq {seq} refers to payload {exc.args[0].hex()}, missing")
+            break
+        except (ValidationError, ValueError, TypeError, zlib.error) as exc:
             why = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
             problems.append(f"event seq {seq} cannot be read: {why}")
             break

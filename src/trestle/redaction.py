@@ -40,6 +40,28 @@ _SHAPES = re.compile(
 )
 
 
+# Every shape above begins with one of these (the pattern is case-sensitive): a text
+# holding none of them cannot match, and ``str.__contains__`` finds that out far
+# faster than the pattern, which tries each of its alternatives at every position.
+_SHAPE_STARTS = (
+    "-----BEGIN",
+    "sk-",
+    "ghp_",
+    "gho_",
+    "ghu_",
+    "ghs_",
+    "ghr_",
+    "github_pat_",
+    "xox",
+    "AKIA",
+    "ASIA",
+    "AIza",
+    "glpat-",
+    "npm_",
+    "pypi-",
+)
+
+
 def secret_values(environ: Mapping[str, str]) -> dict[str, str]:
     """The environment's secrets: value -> the variable that holds it. A value that is
     an absolute path (``SSH_AUTH_SOCK``, ``TRESTLE_KEY_FILE``) names where a secret is,
@@ -61,4 +83,6 @@ def redact(text: str, secrets: Mapping[str, str]) -> str:
     for value in sorted(secrets, key=len, reverse=True):  # a longer secret may hold a shorter
         if value in text:
             text = text.replace(value, f"[redacted: ${secrets[value]}]")
+    if not any(start in text for start in _SHAPE_STARTS):
+        return text
     return _SHAPES.sub("[redacted: credential]", text)

@@ -20,7 +20,9 @@ ended an earlier attempt part-way). Then, turn by turn:
   replayed conversation is the very one the model saw.
 
 Each new event is durable before the session goes on: a tool call's start before
-the tool runs, a model's answer before any tool it asked for.
+the tool runs, a model's answer before any tool it asked for. A model's answer that
+asks for tools is recorded in the same commit as the first call's start (or its end,
+when the call was refused before it could start), so a turn takes one commit fewer.
 """
 
 from __future__ import annotations
@@ -69,7 +71,14 @@ from trestle.events import (
     ToolProbe,
     tool_call_key,
 )
-from trestle.models.base import Message, Model, ModelRequest, ModelResponse, ToolCall, ToolSchema
+from trestle.models.base import (
+    Message,
+    Model,
+    ModelResponse,
+    RequestHasher,
+    ToolCall,
+    ToolSchema,
+)
 from trestle.models.estimate import estimate_tokens
 from trestle.models.pricing import PriceTable
 from trestle.processes import reap
@@ -180,6 +189,13 @@ class StepSession:
         self._last_reminder: int | None = None
         # what the driver and the step's processes could print that no model may read
         self.secrets = secret_values({**os.environ, **dict(work.step.env or {})})
+        # each message's text as redacted: the conversation is sent again every turn,
+        # and only its new messages need the regular expressions run over them
+        self._clean: dict[str, str] = {}
+        # a model's answer that asked for tools, recorded with the first tool call's
+        # start (or end): durable before any tool runs, one commit fewer per turn
+        self._held: list[AnyEvent] = []
+        self._hasher = RequestHasher()  # the conversation grows: hash only what is new
 
     @classmethod
     async def open(
@@ -205,7 +221,15 @@ class StepSession:
         )
 
     async def _record(self, event: AnyEvent) -> None:
-        await self.work.record([event])
+        """Make ``event`` durable, with the model's answer still held, in one commit."""
+        events, self._held = [*self._held, event], []
+        await self.work.record(events)
+
+    async def flush(self) -> None:
+        """Make the model's held answer durable now (see :meth:`complete`)."""
+        if self._held:
+            events, self._held = self._held, []
+            await self.work.record(events)
 
     def _now(self) -> float:
         return self.work.clock()
@@ -346,15 +370,13 @@ class StepSession:
     ) -> ModelResponse:
         """The model's answer for the next turn: replayed if recorded, else called."""
         self.turn += 1
-        messages = [_redacted(m, self.secrets) for m in messages]
-        request = ModelRequest(
-            model=self.model.name,
-            messages=tuple(messages),
-            tools=tuple(tools),
-            max_tokens=self.settings.max_tokens,
-            temperature=self.settings.temperature,
-        )
-        digest = request.hash()
+        messages = self._redacted(messages)
+        settings = {
+            "model": self.model.name,
+            "max_tokens": self.settings.max_tokens,
+            "temperature": self.settings.temperature,
+        }
+        digest = self._hasher.hash(messages, tools, settings)  # ModelRequest.hash's
         recorded = self.recorded.models.get(self.turn)
         if recorded is not None and recorded.request_hash == digest:
             self.replayed += 1
@@ -382,18 +404,36 @@ class StepSession:
             ) from exc
         response = self._priced(response)
         self.live += 1
-        await self._record(
-            ModelCalled(
-                at=self._now(),
-                step=self.step_id,
-                round=self.round,
-                turn=self.turn,
-                request_hash=digest,
-                response=response,
-                model=self.model.name,
-            )
+        called = ModelCalled(
+            at=self._now(),
+            step=self.step_id,
+            round=self.round,
+            turn=self.turn,
+            request_hash=digest,
+            response=response,
+            model=self.model.name,
         )
+        if response.tool_calls:
+            self._held = [called]  # recorded by call_tool before any tool runs
+        else:
+            await self._record(called)
         return response
+
+    def _redacted(self, messages: Sequence[Message]) -> list[Message]:
+        """``messages`` with secrets redacted; texts seen last turn are not scanned again
+        (the secrets are fixed for the session, so the same text redacts the same)."""
+        seen, clean = self._clean, {}
+        out = []
+        for message in messages:
+            text = message.content
+            redacted = seen.get(text)
+            if redacted is None:
+                redacted = redact(text, self.secrets)
+            clean[text] = redacted
+            same = redacted is text or redacted == text
+            out.append(message if same else message.model_copy(update={"content": redacted}))
+        self._clean = clean  # only the current conversation's texts are kept
+        return out
 
     def worst_case(
         self, messages: Sequence[Message], tools: Sequence[ToolSchema]
@@ -491,6 +531,7 @@ class StepSession:
                 offered=offered,
             )
             if observation.deferred:
+                await self.flush()
                 raise Pause(observation.error or "waits for a human", getattr(gate, "ask", None))
         await self._record(
             ToolCallEnded(
@@ -569,13 +610,6 @@ def _first(exc: ValidationError) -> str:
     got = repr(error["input"])
     got = got if len(got) <= 60 else got[:57] + "..."
     return f"{exc.title}.{where}={got}: {error['msg']}"
-
-
-def _redacted(message: Message, secrets: dict[str, str]) -> Message:
-    content = redact(message.content, secrets)
-    if content == message.content:
-        return message
-    return message.model_copy(update={"content": content})
 
 
 def _has_probe(registry: ToolRegistry, name: str) -> bool:

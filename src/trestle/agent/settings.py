@@ -74,7 +74,7 @@ class AgentSettings(Record):
     scope: tuple[str, ...] = ()
     rules: tuple[str, ...] = ()
     test_command: str | None = None
-    max_turns: int = Field(default=30, ge=1, le=1000)
+    max_turns: int = Field(default=30, ge=1, le=10_000)
     max_plan_attempts: int = Field(default=DEFAULT_MAX_ATTEMPTS, ge=1, le=20)
     max_replans: int = Field(default=DEFAULT_MAX_REPLANS, ge=0, le=20)
     step_retries: int = Field(default=DEFAULT_STEP_RETRIES, ge=0, le=20)

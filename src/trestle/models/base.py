@@ -257,6 +257,51 @@ def request_hash(
     return hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
 
 
+class RequestHasher:
+    """:func:`request_hash`, for a conversation that grows turn by turn.
+
+    An agent sends its whole conversation every turn; hashing it afresh each time
+    costs time in proportion to the context. This keeps the hash state after the
+    messages it last saw and, when the next conversation begins with those very
+    message objects, hashes only what was added. The digest is
+    :func:`request_hash`'s, byte for byte (the canonical JSON of a list is its items'
+    canonical JSON joined by commas); any other conversation is hashed from scratch.
+    """
+
+    def __init__(self) -> None:
+        self._seen: list[Message] = []
+        self._state = hashlib.sha256(b'{"messages":[')
+
+    def hash(
+        self,
+        messages: Sequence[Message],
+        tools: Sequence[ToolSchema],
+        settings: Mapping[str, Any],
+    ) -> str:
+        seen = self._seen
+        same = len(seen) <= len(messages) and all(
+            a is b for a, b in zip(seen, messages, strict=False)
+        )
+        if not same:
+            self._seen, self._state = [], hashlib.sha256(b'{"messages":[')
+        for message in messages[len(self._seen) :]:
+            item = canonical_json(message.model_dump(mode="json"))
+            self._state.update(("," if self._seen else "").encode() + item.encode("utf-8"))
+            self._seen.append(message)
+        rest = (
+            '],"settings":'
+            + canonical_json(dict(settings))
+            + ',"tools":'
+            + canonical_json([t.model_dump(mode="json") for t in tools])
+            + ',"v":'
+            + canonical_json(_HASH_VERSION)
+            + "}"
+        )
+        final = self._state.copy()
+        final.update(rest.encode("utf-8"))
+        return final.hexdigest()
+
+
 @runtime_checkable
 class Model(Protocol):
     """Anything that completes a conversation: a provider, a scripted double, a replay.

@@ -3,6 +3,11 @@
 One connection per store, guarded by a lock; the engine calls it from one worker thread
 so the event loop never blocks on a commit. Every batch of events, its listing row,
 snapshot and consumed requests commit in a single transaction (one fsync).
+
+An event's long strings (a file the model read, its answer) are stored apart, once per
+run by content hash and compressed (:mod:`trestle.store.payloads`, schema 3); the
+event's row keeps references and is marked ``packed``. Rows from before schema 3 are
+read as they were written.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import os
 import sqlite3
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from functools import partial
@@ -29,6 +35,7 @@ from trestle.errors import (
     StoreError,
     UnknownRunError,
 )
+from trestle.store import payloads
 from trestle.store.base import (
     REQUEST_KINDS,
     Appended,
@@ -104,10 +111,22 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE requests ADD COLUMN payload TEXT NOT NULL DEFAULT ''
     """,
+    # 3: an event's large strings stored once per run, by hash, compressed
+    # (trestle.store.payloads); ``packed`` events hold references to them
+    """
+    CREATE TABLE payloads (
+        run_id TEXT NOT NULL,
+        hash BLOB NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (run_id, hash)
+    );
+    ALTER TABLE events ADD COLUMN packed INTEGER NOT NULL DEFAULT 0
+    """,
 )
 
 T = TypeVar("T")
 BUSY_RETRY_SECONDS = 30.0
+PAYLOADS_PER_READ = 500  # hashes per query: under SQLite's limit on parameters
 
 
 class SqliteStore:
@@ -281,7 +300,7 @@ class SqliteStore:
                 ),
             )
             db.execute(
-                "INSERT INTO events VALUES (?, 1, ?, ?, ?, ?)",
+                "INSERT INTO events (run_id, seq, kind, v, at, data) VALUES (?, 1, ?, ?, ?, ?)",
                 (
                     event.run_id,
                     event.kind,
@@ -294,10 +313,12 @@ class SqliteStore:
     def append(self, run_id: str, batch: Appended, *, token: int) -> None:
         from trestle.events import event_json  # see _decoded
 
-        rows = [
-            (run_id, seq, e.kind, e.v, e.at, event_json(e))
-            for seq, e in enumerate(batch.events, start=batch.first_seq)
-        ]
+        rows = []
+        stored: list[payloads.Payload] = []
+        for seq, e in enumerate(batch.events, start=batch.first_seq):
+            data, large = payloads.pack(event_json(e))
+            rows.append((run_id, seq, e.kind, e.v, e.at, data, int(bool(large))))
+            stored += large
         last_seq = batch.first_seq + len(rows) - 1
         now = batch.events[-1].at if batch.events else None  # no events: keep updated_at
         doing = f"recording events {batch.first_seq}-{last_seq} of run {run_id!r}"
@@ -310,7 +331,11 @@ class SqliteStore:
             row = db.execute("SELECT last_seq FROM runs WHERE run_id = ?", (run_id,)).fetchone()
             if row is None or row[0] + 1 != batch.first_seq:
                 raise ValueError(f"run {run_id!r}: seq {batch.first_seq} out of order")
-            db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)", rows)
+            db.executemany(
+                "INSERT OR IGNORE INTO payloads VALUES (?, ?, ?)",
+                [(run_id, digest, blob) for digest, blob in payloads.distinct(stored)],
+            )
+            db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
             db.execute(
                 "UPDATE runs SET status = ?, updated_at = COALESCE(?, updated_at), last_seq = ?, "
                 "summary = ? WHERE run_id = ?",
@@ -334,16 +359,20 @@ class SqliteStore:
 
         self.run(run_id)
         rows = self._read(
-            "SELECT seq, kind, data FROM events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            "SELECT seq, kind, data, packed FROM events WHERE run_id = ? AND seq > ? "
+            "ORDER BY seq LIMIT ?",
             run_id,
             after,
             -1 if limit is None else limit,
             doing=f"reading run {run_id!r}'s events",
         )
+        found = self._payloads(run_id, [str(r[2]) for r in rows if r[3]])
         stored = []
-        for expected, (seq, kind, data) in enumerate(rows, start=after + 1):
+        for expected, (seq, kind, data, packed) in enumerate(rows, start=after + 1):
             if seq != expected:
                 self._damaged(run_id, f"event seq {expected} is missing (next recorded: {seq})")
+            if packed:
+                data = self._unpacked(run_id, expected, data, found)
             event = self._decoded(run_id, expected, data)
             if expected == 1 and event.kind != "run_created":
                 self._damaged(run_id, f"it does not begin with run_created (seq 1 is {kind!r})")
@@ -374,6 +403,32 @@ class SqliteStore:
             )
         except ValueError as exc:
             self._damaged(run_id, f"event seq {seq} cannot be read: {exc}")
+
+    def _payloads(self, run_id: str, packed: list[str]) -> dict[bytes, bytes]:
+        """The stored payloads the ``packed`` bodies refer to, by hash."""
+        wanted = sorted({h for data in packed for h in payloads.references(data)})
+        found: dict[bytes, bytes] = {}
+        for start in range(0, len(wanted), PAYLOADS_PER_READ):
+            chunk = wanted[start : start + PAYLOADS_PER_READ]
+            marks = ",".join("?" * len(chunk))
+            rows = self._read(
+                f"SELECT hash, data FROM payloads WHERE run_id = ? AND hash IN ({marks})",
+                run_id,
+                *chunk,
+                doing=f"reading run {run_id!r}'s payloads",
+            )
+            for digest, data in rows:
+                if isinstance(digest, bytes) and isinstance(data, bytes):
+                    found[digest] = data  # anything else is missing: named by the caller
+        return found
+
+    def _unpacked(self, run_id: str, seq: int, data: object, found: dict[bytes, bytes]) -> str:
+        try:
+            return payloads.unpack(str(data), found.__getitem__)
+        except KeyError as exc:
+            self._damaged(run_id, f"event seq {seq} refers to payload {exc.args[0].hex()}, missing")
+        except (zlib.error, UnicodeDecodeError) as exc:
+            self._damaged(run_id, f"event seq {seq} has a payload that cannot be read: {exc}")
 
     def _damaged(self, run_id: str, problem: str) -> NoReturn:
         raise StoreDamagedError(self.path, f"run {run_id!r}: {problem}", run_id=run_id)
@@ -508,7 +563,7 @@ class SqliteStore:
         self.run(run_id)
         with self._tx(f"deleting run {run_id!r}") as db:
             count = db.execute("DELETE FROM events WHERE run_id = ?", (run_id,)).rowcount
-            for table in ("snapshots", "leases", "requests", "runs"):
+            for table in ("payloads", "snapshots", "leases", "requests", "runs"):
                 db.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
             return count
 

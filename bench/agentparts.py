@@ -1,0 +1,91 @@
+"""Where a Trestle agent run's time goes: the same loop with the monitors on and off.
+
+Usage::
+
+    python bench/agentparts.py [--turns 200] [--histories 50,200,1000] [--repeat 3]
+
+Runs ``compare.py``'s Trestle agent loop (``sys_trestle.py``) in forked children:
+the per-turn time over ``--turns`` turns, and the resume time after a crash at each
+history length, once with the run's default monitors and once with its monitors
+switched off (``MonitorSettings(enabled=False)``, recorded with the run). The
+difference is what the monitors cost; the rest is the runtime. Prints one JSON
+object; a diagnostic, not a comparison (no peer runs here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import agentturns
+import forking
+import sys_trestle
+from trestle.monitors.policy import MonitorSettings
+
+TIMEOUT = 3600.0
+
+
+MODES = {"monitors on": None, "monitors off": MonitorSettings(enabled=False)}
+
+
+def measure(turns: int, histories: list[int], repeat: int) -> dict[str, Any]:
+    """Both modes, interleaved, so the machine's load meets them alike."""
+    per_turn: dict[str, list[float]] = {m: [] for m in MODES}
+    resumes: dict[str, dict[str, list[float]]] = {m: {} for m in MODES}
+    with tempfile.TemporaryDirectory(prefix="agentparts-") as tmp:
+        work = Path(tmp)
+        for rep in range(repeat):
+            for mode, monitors in MODES.items():
+                sys_trestle.MONITORS = monitors
+                d = work / f"turns-{rep}-{len(per_turn[mode])}-{mode[-3:].strip()}"
+                d.mkdir()
+                report = forking.run(lambda: sys_trestle.turns(d, turns), TIMEOUT)  # noqa: B023
+                per_turn[mode].append(report["value"])
+        for history in histories:
+            prepared = {}
+            for mode, monitors in MODES.items():
+                sys_trestle.MONITORS = monitors
+                where = prepared[mode] = work / f"history{history}-{mode[-3:].strip()}"
+                where.mkdir()
+                child = forking.start(lambda: sys_trestle.resume_prepare(where, history))  # noqa: B023
+                with contextlib.suppress(forking.ChildError):  # it died, as it should
+                    child.result(TIMEOUT)
+                agentturns.disarm_crash(where)
+            for rep in range(repeat):
+                for mode in MODES:
+                    copy = work / f"resume{history}-{rep}"
+                    shutil.copytree(prepared[mode], copy)
+                    run = forking.run(lambda: sys_trestle.resume(copy, history), TIMEOUT)  # noqa: B023
+                    resumes[mode].setdefault(str(history), []).append(run["value"])
+                    shutil.rmtree(copy)
+            for where in prepared.values():
+                shutil.rmtree(where)
+    return {
+        mode: {
+            "us_per_turn": statistics.median(per_turn[mode]),
+            "resume_s": {h: statistics.median(v) for h, v in resumes[mode].items()},
+        }
+        for mode in MODES
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    p.add_argument("--turns", type=int, default=200)
+    p.add_argument("--histories", default="50,200,1000")
+    p.add_argument("--repeat", type=int, default=3)
+    args = p.parse_args(argv)
+    histories = [int(h) for h in args.histories.split(",")]
+    print(json.dumps(measure(args.turns, histories, args.repeat), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
