@@ -353,7 +353,7 @@ def forge(cli: Cli, run_id: str, fields: dict[str, Any]) -> int:
             "SELECT seq, v FROM events WHERE run_id = ? ORDER BY seq DESC LIMIT 1", (run_id,)
         ).fetchone()
         db.execute(
-            "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO events (run_id, seq, kind, v, at, data) VALUES (?, ?, ?, ?, ?, ?)",
             (run_id, seq + 1, event["kind"], v, event["at"], json.dumps(event)),
         )
         db.execute("UPDATE runs SET last_seq = ? WHERE run_id = ?", (seq + 1, run_id))

@@ -113,7 +113,7 @@ def test_a_store_from_before_payloads_opens_and_reads_its_old_events(tmp_path: P
         first, old = created(), ended(1, BIG)
         for seq, event in ((1, first), (2, old)):
             db.execute(
-                "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO events (run_id, seq, kind, v, at, data) VALUES (?, ?, ?, ?, ?, ?)",
                 (RUN, seq, event.kind, event.v, event.at, event_json(event)),
             )
         db.execute("INSERT INTO runs VALUES (?, 'g', NULL, '/w', 'running', 1, 1, 2, '{}')", (RUN,))
