@@ -722,6 +722,7 @@ from trestle.cli import agent as _agent_commands  # noqa: E402, F401  (registers
 from trestle.cli import budget as _budget_command  # noqa: E402, F401
 from trestle.cli import monitors as _monitor_commands  # noqa: E402, F401
 from trestle.cli import prune as _prune_command  # noqa: E402, F401
+from trestle.cli import ui as _ui_command  # noqa: E402, F401
 
 
 def main() -> None:
