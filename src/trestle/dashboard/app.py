@@ -45,7 +45,7 @@ CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
-STATUSES = ("created", "running", "needs_human", "succeeded", "partial", "failed", "stopped")
+STATUSES = ("created", "running", "needs_human", "succeeded", "partial", "stopped", "cancelled")
 
 
 @dataclass(frozen=True)
