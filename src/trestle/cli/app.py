@@ -342,9 +342,10 @@ def output(
 @app.command()
 def dlq(store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Dead-lettered steps across runs: failed after their retries, or escalated."""
-    from trestle.cli.listing import shown
-    from trestle.cli.render import attempt_output_lines, log_detail
+    from trestle.cli.render import attempt_output_lines
+    from trestle.descriptions import log_detail
     from trestle.runs import dead_letters
+    from trestle.wording import shown
 
     with _opened(store) as st:
         entries = dead_letters(st)

@@ -31,13 +31,14 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response, Streamin
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from trestle.approvals import split_ref, trusted_state
-from trestle.cli.listing import clip, clock, shown
 from trestle.dashboard import views
 from trestle.dashboard.security import SESSION_COOKIE, Gate, Session
+from trestle.descriptions import action_text
 from trestle.errors import TrestleError
 from trestle.health import run_health
 from trestle.store import SqliteStore
 from trestle.store.base import RequestKind
+from trestle.wording import clip, clock, shown
 
 POLL = 0.25  # seconds between looks at the store while a stream is open
 KEEPALIVE = 15.0  # seconds between comments that keep an idle stream open
@@ -112,6 +113,7 @@ def _templates() -> jinja2.Environment:
     env.filters["clip"] = clip
     env.filters["clock"] = lambda at: clock(at, "%H:%M:%S")
     env.filters["stamp"] = lambda at: clock(at, "%m-%d %H:%M")
+    env.filters["action"] = action_text
     env.filters["q"] = lambda text: quote(str(text), safe="")
     return env
 

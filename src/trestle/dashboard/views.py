@@ -18,8 +18,7 @@ from pathlib import Path
 
 from trestle.approvals import editable_fields, inbox, trusted_state, write_diff
 from trestle.card import HandoffCard
-from trestle.cli.listing import shown
-from trestle.cli.render import check_text, log_detail
+from trestle.descriptions import check_text, log_detail
 from trestle.errors import ConfigError, TrestleError
 from trestle.events import (
     AlertRaised,
@@ -35,6 +34,7 @@ from trestle.plan import critical_path, waves
 from trestle.runs import dead_letters
 from trestle.state import RunState, output_tail
 from trestle.store.base import RunRow, Store
+from trestle.wording import shown
 
 LEASE_TTL = 15.0  # trestle.engine.DEFAULT_LEASE_TTL, without importing the engine
 TIMELINE_MOST = 300  # events shown in the timeline; the rest: `trestle log RUN`
