@@ -650,23 +650,14 @@ def rewind_command(
 @app.command(name="diff")
 def diff_command(run_id: RunArg, step: StepArg, store: StoreOption = None) -> None:
     """What a step changed in the workspace (its latest attempt's checkpoints)."""
-    from trestle.checkpoints import checkpoints, latest_before, shadow_repo
+    from trestle.checkpoints import shadow_repo, step_diff
     from trestle.runs import load_state
 
     with _found(store, run_id) as (st, run_id):
         state = load_state(st, run_id)
-        repo = shadow_repo(state, _shadow(st), st)
-        before = latest_before(repo, state, st, step)
-        after = next(
-            (
-                c.commit
-                for c in checkpoints(repo, state, st)
-                if (c.step, c.attempt, c.when) == (step, before.attempt, "after")
-            ),
-            None,
-        )
-        text = repo.diff(before.commit, after)
-    if after is None:
+        done = step_diff(shadow_repo(state, _shadow(st), st), state, st, step)
+    text = done.text
+    if not done.finished:
         _err().print(f"no checkpoint after {step!r}: showing it against the workspace now")
     sys.stdout.write(text if text else "no changes\n")
 
