@@ -324,3 +324,118 @@ def test_every_page_at_desktop_and_phone_width(tmp_path: Path, page: Page) -> No
         page.keyboard.press("Enter")  # the skip link moves the focus to the main content
         assert page.evaluate("document.activeElement.id") == "main"
     (ARTIFACTS / "pages.json").write_text(json.dumps(sorted(pages)), encoding="utf-8")
+
+
+EDIT_PLAN = """
+goal: change the port
+steps:
+  - {id: config, write: {path: conf/app.toml, content: "port = 8080\\n"}, approval: confirm}
+"""
+
+
+def test_an_edited_action_is_shown_as_a_diff_then_approved_as_edited(
+    tmp_path: Path, page: Page
+) -> None:
+    plan, store = project(tmp_path, EDIT_PLAN)
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "app.toml").write_text("port = 80\n", encoding="utf-8")
+    code, out = finish(start_run(plan, store, tmp_path))
+    assert code == 3, out
+    [run_id] = run_ids(store)
+    with dashboard(store) as ui:
+        page.goto(ui.login)
+        card = waiting_card(page, ui.base)
+        expect(card.locator("pre.diff")).to_contain_text("+port = 8080")
+        card.get_by_text("Edit the action, then approve the edit").click()
+        box = card.get_by_label("The action as YAML", exact=False)
+        expect(box).to_contain_text("port = 8080")
+        box.fill(box.input_value().replace("8080", "9090"))
+        card.get_by_role("button", name="Show the edit", exact=False).click()
+        card = page.locator("article.card").first
+        change = card.get_by_label("diff of the edit", exact=False)
+        expect(change).to_contain_text("9090")
+        lines = change.inner_text().splitlines()
+        assert any(line.startswith("-") and "8080" in line for line in lines), lines
+        assert any(line.startswith("+") and "9090" in line for line in lines), lines
+        card.get_by_role("button", name="as edited", exact=False).click()
+        expect(page.get_by_role("status")).to_contain_text("as edited: queued")
+        resumed = trestle("resume", run_id, "--store", str(store), "--no-live", cwd=tmp_path)
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert (tmp_path / "conf" / "app.toml").read_text(encoding="utf-8") == "port = 9090\n"
+    [decided] = decisions(store, run_id)
+    assert decided.verdict == "modify" and decided.by.startswith("dashboard:")
+
+
+def test_an_invalid_edit_is_refused_before_anything_is_queued(tmp_path: Path, page: Page) -> None:
+    plan, store = project(tmp_path, EDIT_PLAN)
+    (tmp_path / "conf").mkdir()
+    code, out = finish(start_run(plan, store, tmp_path))
+    assert code == 3, out
+    with dashboard(store) as ui:
+        page.goto(ui.login)
+        card = waiting_card(page, ui.base)
+        card.get_by_text("Edit the action, then approve the edit").click()
+        card.get_by_label("The action as YAML", exact=False).fill("timeout: -3\nbogus: 1\n")
+        card.get_by_role("button", name="Show the edit", exact=False).click()
+        expect(page.get_by_role("alert")).to_contain_text("cannot edit bogus")
+        expect(page.locator("article.card")).to_have_count(1)  # still waiting
+
+
+def test_an_agent_run_shows_its_phases_turns_changes_and_rewinds(
+    tmp_path: Path, page: Page
+) -> None:
+    demo = trestle("demo", "--dir", str(tmp_path / "demo"), cwd=tmp_path, timeout=300)
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    [store] = list((tmp_path / "demo").glob("**/trestle.db"))[:1]
+    [run_id] = run_ids(store)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with dashboard(store) as ui:
+        page.goto(ui.login)
+        page.goto(f"{ui.base}runs/{run_id}")
+        agent = page.locator("section[aria-labelledby=agent-heading]")
+        expect(agent.locator("ol.phases li").first).to_be_visible()
+        for phase in ("understand", "plan", "execute", "validate"):
+            expect(agent.locator("ol.phases")).to_contain_text(phase, ignore_case=True)
+        turn = agent.locator("details.turn").first
+        turn.locator("summary").click()
+        expect(turn).to_contain_text("ok")
+        page.screenshot(path=str(ARTIFACTS / "agent-run-desktop.png"), full_page=True)
+        page.get_by_role("link", name="what fix-slugify changed").first.click()
+        expect(page.locator("h1")).to_contain_text("changed")
+        expect(page.get_by_label("the diff of", exact=False)).to_contain_text("@@")
+        page.screenshot(path=str(ARTIFACTS / "diff-desktop.png"), full_page=True)
+        page.go_back()
+        step = "fix-slugify"
+        page.get_by_label("Rewind the workspace to before step").select_option(step)
+        page.get_by_role("button", name="Rewind").click()
+        expect(page.get_by_role("status")).to_contain_text(f"restored to before {step!r}")
+        expect(page.locator("table.timeline")).to_contain_text("by dashboard:")
+
+
+BUDGET_PLAN = """
+goal: three small steps
+budget:
+  steps: {soft: 1, top_up: 1}
+steps:
+  - {id: a, run: "true"}
+  - {id: b, run: "true", needs: [a]}
+  - {id: c, run: "true", needs: [b]}
+"""
+
+
+def test_a_budget_pause_is_topped_up_by_the_amount_given(tmp_path: Path, page: Page) -> None:
+    plan, store = project(tmp_path, BUDGET_PLAN)
+    code, out = finish(start_run(plan, store, tmp_path))
+    assert code == 3, out
+    [run_id] = run_ids(store)
+    with dashboard(store) as ui:
+        page.goto(ui.login)
+        card = waiting_card(page, ui.base)
+        expect(card).to_contain_text("soft steps limit")
+        card.get_by_label("Top-up", exact=False).fill("5")
+        card.get_by_role("button", name="Approve", exact=False).click()
+        expect(page.get_by_role("status")).to_contain_text("approved")
+        resumed = trestle("resume", run_id, "--store", str(store), "--no-live", cwd=tmp_path)
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    [decided] = decisions(store, run_id)
+    assert decided.top_up == 5 and decided.by.startswith("dashboard:")

@@ -242,6 +242,7 @@ def create_app(settings: Settings) -> FastAPI:
             steps=views.step_views(state, events),
             timeline=views.timeline(events, only=only, step=step),
             decisions=views.decisions(events),
+            agent=views.agent_view(events),
             csrf=session.csrf,
             only=only,
             total=len(events),
@@ -284,6 +285,18 @@ def create_app(settings: Settings) -> FastAPI:
         return _sse(
             request, version, lambda: run_fragment(session, run_id, only, step), settings.poll
         )
+
+    @app.get("/runs/{run_id}/steps/{step}/diff", response_class=HTMLResponse)
+    def diff_page(request: Request, run_id: str, step: str) -> HTMLResponse:
+        session = session_of(request)
+        visible_run(session, run_id)
+        with store() as st:
+            state = trusted_state(st, run_id)
+            try:
+                said, text = views.step_change(st, state, step)
+            except TrestleError as exc:
+                said, text = f"error: {exc}", ""
+        return page("diff.html", session, run_id=run_id, step=step, said=said, text=text)
 
     @app.post("/runs/{run_id}/cancel")
     async def cancel(request: Request, run_id: str) -> Response:
@@ -341,7 +354,14 @@ def create_app(settings: Settings) -> FastAPI:
                 shadow = shadow_dir_for(st)
                 if shadow is None or not shadow.exists():
                     return "error: this store has no workspace checkpoints"
-                done = rewind(st, run_id, to, shadow_dir=shadow, owner=this_process())
+                done = rewind(
+                    st,
+                    run_id,
+                    to,
+                    shadow_dir=shadow,
+                    owner=this_process("dashboard"),
+                    by=session.by,
+                )
             return (
                 f"workspace restored to before {to!r}; reopened {', '.join(done.reopened)}; "
                 f"continue with `trestle resume {run_id}`"

@@ -445,3 +445,84 @@ def checkpoint_views(store: Store, state: RunState) -> list[CheckpointView]:
     except (TrestleError, OSError):
         return []
     return [CheckpointView(c.step, c.attempt, c.when, c.commit, c.taken_at) for c in found]
+
+
+def step_change(store: Store, state: RunState, step: str) -> tuple[str, str]:
+    """What the step changed in the workspace (``trestle diff RUN STEP``): a sentence
+    saying what the diff is against, and the diff; ConfigError when there is none."""
+    from trestle.checkpoints import shadow_dir_for, shadow_repo, step_diff
+
+    shadow = shadow_dir_for(store)
+    if shadow is None or not shadow.exists():
+        raise ConfigError("this store has no workspace checkpoints yet")
+    done = step_diff(shadow_repo(state, shadow, store), state, store, step)
+    against = (
+        "the checkpoints before and after it"
+        if done.finished
+        else "the checkpoint before it and the workspace as it is now (none after it)"
+    )
+    return f"attempt {done.attempt} of {step!r}, between {against}", done.text or "no changes"
+
+
+@dataclass
+class ToolUse:
+    tool: str
+    arguments: str
+    ok: bool | None = None  # None: no result recorded yet
+    content: str = ""
+    error: str | None = None
+
+
+@dataclass
+class Turn:
+    """One model call of an agent step and the tool calls it asked for."""
+
+    seq: int
+    step: str
+    round: int
+    turn: int
+    text: str
+    tools: list[ToolUse] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Phase:
+    seq: int
+    phase: str
+    step: str | None
+    reason: str
+
+
+TURNS_MOST = 40  # the newest turns shown; all of them: `trestle log RUN --json`
+
+
+def agent_view(events: list[StoredEvent]) -> tuple[list[Phase], list[Turn]]:
+    """An agent run's phases and its conversation turns with their tool calls (the
+    newest :data:`TURNS_MOST`); both empty for a plan without agent steps."""
+    from trestle.events import ModelCalled, PhaseEntered, ToolCallEnded, ToolCallStarted
+
+    phases: list[Phase] = []
+    turns: dict[tuple[str, int, int], Turn] = {}
+    calls: dict[tuple[str, str], ToolUse] = {}
+    for item in events:
+        e = item.event
+        if isinstance(e, PhaseEntered):
+            phases.append(Phase(item.seq, e.phase, e.step, e.reason))
+        elif isinstance(e, ModelCalled):
+            text = e.response.text
+            turns[(e.step, e.round, e.turn)] = Turn(
+                item.seq, e.step, e.round, e.turn, text if len(text) < 4000 else text[:4000] + "…"
+            )
+        elif isinstance(e, ToolCallStarted):
+            use = ToolUse(
+                e.tool, e.arguments if len(e.arguments) < 2000 else e.arguments[:2000] + "…"
+            )
+            calls[(e.step, e.call_id)] = use
+            turn = turns.get((e.step, e.round, e.turn))
+            if turn is not None:
+                turn.tools.append(use)
+        elif isinstance(e, ToolCallEnded):
+            use = calls.get((e.step, e.call_id)) or ToolUse(e.tool, "")
+            use.ok, use.error = e.ok, e.error
+            use.content = output_tail(e.content, lines=20, chars=2000)
+    return phases, list(turns.values())[-TURNS_MOST:]
