@@ -439,3 +439,37 @@ def test_a_budget_pause_is_topped_up_by_the_amount_given(tmp_path: Path, page: P
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     [decided] = decisions(store, run_id)
     assert decided.top_up == 5 and decided.by.startswith("dashboard:")
+
+
+SIMILAR_PLAN = """
+goal: two settings
+steps:
+  - {id: port, write: {path: conf/port.toml, content: "port = 8080\\n"}, approval: confirm}
+  - {id: host, write: {path: conf/host.toml, content: "host = a\\n"}, approval: confirm,
+     needs: [port]}
+"""
+
+
+def test_approving_similar_says_what_it_covers_and_covers_only_that(
+    tmp_path: Path, page: Page
+) -> None:
+    plan, store = project(tmp_path, SIMILAR_PLAN)
+    (tmp_path / "conf").mkdir()
+    code, out = finish(start_run(plan, store, tmp_path))
+    assert code == 3, out
+    [run_id] = run_ids(store)
+    with dashboard(store) as ui:
+        page.goto(ui.login)
+        card = waiting_card(page, ui.base)
+        similar = card.get_by_label("Also approve similar", exact=False)
+        expect(card.locator(f"label[for='{similar.get_attribute('id')}']")).to_contain_text(
+            "later writes asked for the same reason in the folder 'conf'"
+        )
+        similar.check()
+        card.get_by_role("button", name="Approve", exact=False).click()
+        expect(page.get_by_role("status")).to_contain_text("approved")
+        resumed = trestle("resume", run_id, "--store", str(store), "--no-live", cwd=tmp_path)
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr  # 'host' did not ask
+    [decided] = decisions(store, run_id)
+    assert decided.similar and decided.by.startswith("dashboard:")
+    assert (tmp_path / "conf" / "host.toml").read_text(encoding="utf-8") == "host = a\n"
