@@ -232,7 +232,9 @@ def create_app(settings: Settings) -> FastAPI:
                 state = trusted_state(st, run_id)
             except TrestleError as exc:
                 raise Refused(404, str(exc)) from None
-            events = st.events(run_id)
+            # a long run's page reads its newest events only (attempts, turns, timeline)
+            after = max(0, state.seq - views.EVENTS_MOST)
+            events = st.events(run_id, after=after)
             lease = st.lease(run_id)
             health = run_health(state, lease, now=time.time(), lease_ttl=views.LEASE_TTL)
         return env.get_template("_run.html").render(
@@ -241,11 +243,12 @@ def create_app(settings: Settings) -> FastAPI:
             graph=views.plan_graph(state),
             steps=views.step_views(state, events),
             timeline=views.timeline(events, only=only, step=step),
-            decisions=views.decisions(events),
+            decisions=views.decisions(state),
             agent=views.agent_view(events),
             csrf=session.csrf,
             only=only,
-            total=len(events),
+            total=state.seq,
+            after=after,
             most=views.TIMELINE_MOST,
         )
 
@@ -489,12 +492,15 @@ def _sse(
     async def events() -> AsyncIterator[str]:
         seen: object = None
         quiet = time.monotonic()
+        took = 0.0  # how long the last render took
         yield "retry: 2000\n\n"
         while not await request.is_disconnected():
             try:
                 now = await anyio.to_thread.run_sync(version)
                 if now != seen:
+                    started = time.monotonic()
                     html = await anyio.to_thread.run_sync(render)
+                    took = time.monotonic() - started
             except (Refused, TrestleError):
                 break  # the run went away, or the session may no longer see it
             if now != seen:
@@ -504,6 +510,8 @@ def _sse(
             elif time.monotonic() - quiet > KEEPALIVE:
                 yield ": still here\n\n"
                 quiet = time.monotonic()
-            await asyncio.sleep(poll)
+            # a long run's page costs more to render: render it less often, so a busy
+            # run with many watchers spends at most about a fifth of the time rendering
+            await asyncio.sleep(max(poll, 4 * took))
 
     return StreamingResponse(events(), media_type="text/event-stream")

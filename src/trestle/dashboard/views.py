@@ -22,9 +22,6 @@ from trestle.descriptions import check_text, log_detail
 from trestle.errors import ConfigError, TrestleError
 from trestle.events import (
     AlertRaised,
-    ApprovalDecided,
-    ApprovalRefused,
-    ApprovalRequested,
     CheckResult,
     StepAttemptEnded,
     StoredEvent,
@@ -38,6 +35,7 @@ from trestle.wording import shown
 
 LEASE_TTL = 15.0  # trestle.engine.DEFAULT_LEASE_TTL, without importing the engine
 TIMELINE_MOST = 300  # events shown in the timeline; the rest: `trestle log RUN`
+EVENTS_MOST = 5000  # events a run's page reads, the newest; `trestle log RUN` has them all
 
 # the timeline's filters: a name, and the event kinds it keeps (empty: all)
 TIMELINE_FILTERS: dict[str, tuple[str, ...]] = {
@@ -313,26 +311,29 @@ def step_views(state: RunState, events: list[StoredEvent]) -> list[StepView]:
 
 @dataclass(frozen=True)
 class Decision:
-    """A human decision as the run recorded it (or refused it)."""
+    """A human decision as the run recorded it, or one it refused and why."""
 
-    seq: int
+    at: float
     approval: int | None
-    verdict: str
+    verdict: str  # approved | rejected | modified | withdrawn | refused
     by: str
     reason: str
 
 
-def decisions(events: list[StoredEvent]) -> list[Decision]:
-    found = []
-    for item in events:
-        e = item.event
-        if isinstance(e, ApprovalDecided):
-            found.append(Decision(item.seq, e.approval, e.verdict, e.by, e.reason))
-        elif isinstance(e, ApprovalRefused):
-            found.append(Decision(item.seq, e.approval, "refused", "", e.reason))
-        elif isinstance(e, ApprovalRequested):
-            continue
-    return found
+def decisions(state: RunState) -> list[Decision]:
+    """Every decided approval and every refused decision, oldest first (from the run's
+    state, so a long run's first decisions are there too)."""
+    found = [
+        Decision(a.decided_at or a.requested_at, number, a.status, a.by or "", a.reason)
+        for number, a in state.approvals.items()
+        if a.status != "pending"
+    ]
+    found += [
+        Decision(r.at, r.approval, "refused", "", r.reason)
+        for r in state.refused
+        if r.request == "decision"
+    ]
+    return sorted(found, key=lambda d: d.at)
 
 
 @dataclass(frozen=True)
