@@ -248,6 +248,8 @@ def test_retrying_a_dead_letter(tmp_path: Path, page: Page) -> None:
         expect(page.get_by_text("The dead-letter queue is empty.")).to_be_visible()
         page.goto(f"{ui.base}runs/{run_id}")
         expect(page.locator("#run-status")).to_have_text("succeeded")
+        reopened = page.locator("table.timeline tr.k-step_reopened")
+        expect(reopened).to_contain_text("the file is there now (asked by dashboard:")
 
 
 # -- every page: screenshots, labels, roles, focus order ---------------------------------

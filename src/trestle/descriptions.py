@@ -20,6 +20,7 @@ from trestle.events import (
     StepProbed,
     StepProcessStarted,
     StepReopened,
+    StepSkipped,
     StepStarted,
 )
 from trestle.wording import clip, shown
@@ -48,8 +49,8 @@ def log_detail(e: AnyEvent) -> str:
             return f"by {by}; stopped: {', '.join(stopped) or 'nothing'}"
         case RunCancelled(by=by, reason=why, stopped=stopped):
             return f"by {by}: {why}; stopped: {', '.join(stopped) or 'nothing'}"
-        case StepReopened(reason=why):
-            return why
+        case StepReopened(reason=why, by=by) | StepSkipped(reason=why, by=by):
+            return f"{why} (asked by {by})" if by else why
         case StepStarted(key=key, gate=gate):
             tier = f"; {gate.decision.tier} ({gate.decision.source})" if gate else ""
             approved = f"; approval {gate.approval}" if gate and gate.approval else ""

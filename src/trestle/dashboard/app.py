@@ -337,7 +337,7 @@ def create_app(settings: Settings) -> FastAPI:
 
         def act() -> str:
             with store() as st:
-                queued = request_decision(st, run_id, which, step, reason)
+                queued = request_decision(st, run_id, which, step, reason, by=session.by)
                 return _queued(st, f"{kind} of {step!r}", run_id, queued.id)
 
         await _act(gate, session, act)
