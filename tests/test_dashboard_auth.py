@@ -102,6 +102,19 @@ def test_a_change_needs_the_session_the_csrf_token_and_the_dashboards_origin(
     assert said.startswith("cancelled by dashboard:") and said.endswith(": not needed")
 
 
+def test_logging_out_ends_the_session(served: tuple[Dashboard, str, Path]) -> None:
+    ui, _, _ = served
+    client = ui.session()
+    token = csrf_of(client.get("/").text)
+    assert (
+        client.post("/logout", data={"csrf": "wrong"}, headers={"origin": ui.origin}).status_code
+        == 403
+    )
+    gone = client.post("/logout", data={"csrf": token}, headers={"origin": ui.origin})
+    assert gone.status_code == 200 and "logged out" in gone.text
+    assert client.get("/").status_code == 401
+
+
 def test_a_request_for_another_host_is_refused(served: tuple[Dashboard, str, Path]) -> None:
     ui, _, _ = served
     client = ui.session()

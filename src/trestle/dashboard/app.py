@@ -185,6 +185,18 @@ def create_app(settings: Settings) -> FastAPI:
         response.set_cookie(SESSION_COOKIE, session.id, httponly=True, samesite="strict", path="/")
         return response
 
+    @app.post("/logout")
+    async def logout(request: Request) -> Response:
+        session, _ = await changing(request)
+        gate.end(session.id)
+        response = HTMLResponse(
+            env.get_template("refused.html").render(
+                status="Logged out", why="logged out: start `trestle ui` again to log in"
+            )
+        )
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+
     @app.get("/static/{name}")
     def static_file(name: str) -> Response:
         types = {"live.js": "text/javascript", "style.css": "text/css"}

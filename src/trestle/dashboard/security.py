@@ -82,6 +82,12 @@ class Gate:
         with self._lock:
             return self._sessions.get(cookie)
 
+    def end(self, session_id: str) -> None:
+        """Log the session out: its cookie opens nothing any more."""
+        with self._lock:
+            self._sessions.pop(session_id, None)
+            self._notes.pop(session_id, None)
+
     def note(self, session_id: str, text: str) -> None:
         """Something to tell the session on its next page (what an action did)."""
         with self._lock:
