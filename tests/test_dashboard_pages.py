@@ -73,5 +73,10 @@ def test_an_action_that_cannot_apply_says_why_and_changes_nothing(tmp_path: Path
         assert cancel.status_code == 303
         assert "the reason is empty" in client.get(f"/runs/{run_id}").text
         assert client.get("/runs/nope").status_code == 404
+        nothing = client.post("/inbox/garbage/approve", data={"csrf": token}, headers=own)
+        assert nothing.status_code == 404 and "expected RUN.N" in nothing.text
+        unknown = client.post(f"/inbox/{run_id}.7/reject", data={"csrf": token}, headers=own)
+        assert unknown.status_code == 303
+        assert "has no approval 7" in client.get("/inbox").text
         missing = client.get(f"/runs/{run_id}/steps/one/diff").text
         assert "error: " in missing and "checkpoints" in missing

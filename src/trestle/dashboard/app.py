@@ -397,7 +397,7 @@ def create_app(settings: Settings) -> FastAPI:
     @app.post("/inbox/{ref}/preview", response_class=HTMLResponse)
     async def preview(request: Request, ref: str) -> HTMLResponse:
         session, form = await changing(request)
-        visible_run(session, split_ref(ref)[0])
+        visible_run(session, _run_of(ref))
 
         def show() -> list[views.CardView]:
             with store() as st:
@@ -419,8 +419,7 @@ def create_app(settings: Settings) -> FastAPI:
         from trestle.approvals import edit_from_yaml, queue_decision
 
         session, form = await changing(request)
-        run_id, _ = split_ref(ref)
-        visible_run(session, run_id)
+        visible_run(session, _run_of(ref))
         reason = form.get("reason", "").strip()
         if verdict not in ("approve", "reject", "modify"):
             raise Refused(404, f"no decision {verdict!r}")
@@ -464,6 +463,14 @@ def create_app(settings: Settings) -> FastAPI:
         return page("health.html", session, runs=runs, letters=letters)
 
     return app
+
+
+def _run_of(ref: str) -> str:
+    """The run an approval reference names, or a refusal for one that names none."""
+    try:
+        return split_ref(ref)[0]
+    except TrestleError as exc:
+        raise Refused(404, str(exc)) from None
 
 
 def _local(url: str) -> str:
