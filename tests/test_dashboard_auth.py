@@ -168,3 +168,35 @@ def test_without_the_extra_it_says_what_to_install(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert 'pip install "trestle[ui]"' in done.stderr
+
+
+def test_the_gate_alone() -> None:
+    from trestle.dashboard.security import Gate, allowed_hosts
+
+    hosts = allowed_hosts("127.0.0.1", 8765)
+    assert hosts == {"127.0.0.1:8765", "localhost:8765"}
+    assert allowed_hosts("0.0.0.0", 80, ["box"]) == {"0.0.0.0:80", "box:80"}
+    assert allowed_hosts("::1", 9, []) >= {"[::1]:9"}
+    gate = Gate(user="ana@box", hosts=hosts)
+    assert gate.host_ok("LOCALHOST:8765") and not gate.host_ok("127.0.0.1:1")
+    assert not gate.host_ok(None)
+    assert gate.origin_ok("http://127.0.0.1:8765", None)
+    assert gate.origin_ok(None, "http://localhost:8765/inbox")
+    assert not gate.origin_ok("null", None)  # a sandboxed frame or a file: page
+    assert not gate.origin_ok("https://127.0.0.1:8765", None)  # another scheme
+    assert not gate.origin_ok("http://127.0.0.1:8765.evil.example", None)
+    assert not gate.origin_ok(None, None)
+    token = gate.login_token
+    assert gate.exchange("wrong") is None and gate.login_token == token
+    session = gate.exchange(token)
+    assert session is not None and gate.exchange(token) is None
+    assert session.by == "dashboard:ana@box" and session.may_see("any run")
+    assert session.csrf_ok(session.csrf) and not session.csrf_ok("") and not session.csrf_ok(None)
+    assert gate.session(session.id) == session
+    gate.note(session.id, "done")
+    assert gate.notes(session.id) == ["done"] and gate.notes(session.id) == []
+    gate.end(session.id)
+    assert gate.session(session.id) is None
+    limited = Gate(user="u", hosts=hosts, runs=frozenset({"a"}))
+    only = limited.exchange(limited.login_token)
+    assert only is not None and only.may_see("a") and not only.may_see("b")
