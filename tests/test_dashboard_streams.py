@@ -58,6 +58,20 @@ def test_clients_that_hang_up_mid_stream_leave_the_server_serving(tmp_path: Path
         assert ui.process.poll() is None
 
 
+def test_it_stops_promptly_with_streams_open(tmp_path: Path) -> None:
+    store = tmp_path / "trestle.db"
+    run_id = plan_run(store, PLAN, tmp_path)
+    with dashboard(store) as ui:
+        cookie = ui.session().cookies["trestle_session"]
+        open_streams = [raw_stream(ui, f"/stream/runs/{run_id}", cookie) for _ in range(3)]
+        started = time.monotonic()
+        ui.process.terminate()
+        ui.process.wait(timeout=20)
+        assert time.monotonic() - started < 10
+        for sock in open_streams:
+            sock.close()
+
+
 def busy(store_path: Path, run_id: str, seconds: float, rate: int, done: list[int]) -> None:
     """Record ``rate`` events a second into the run for ``seconds``, in batches."""
     store = SqliteStore(store_path)

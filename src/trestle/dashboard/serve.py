@@ -14,6 +14,7 @@ from pathlib import Path
 from trestle.errors import MissingExtraError
 
 WILDCARDS = ("0.0.0.0", "::", "")
+SHUTDOWN_GRACE = 2  # seconds
 
 
 def require_extra() -> None:
@@ -71,7 +72,15 @@ def serve(
     where = f"[{shown}]" if ":" in shown else shown
     say(f"dashboard for {store} at http://{where}:{port}/")
     say(f"log in (once) with: http://{where}:{port}/login?token={gate.login_token}")
-    config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+    # live streams never end on their own: on Ctrl-C or SIGTERM, give requests a moment,
+    # then close what is still open, instead of waiting for every browser to leave
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        lifespan="off",
+        access_log=False,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE,
+    )
     uvicorn.Server(config).run(sockets=[sock])
 
 
