@@ -15,9 +15,10 @@ $(BASE): pyproject.toml
 	$(BIN)/pip install --quiet -e .
 	touch $(BASE)
 
-# the tests, the linters and the benchmarks' peers
+# the tests, the linters and the benchmarks' peers; Chromium for the dashboard's tests
 $(DEV): $(BASE)
-	$(BIN)/pip install --quiet -e ".[dev,bench,embed]"
+	scripts/setup-browser.sh
+	$(BIN)/pip install --quiet -e ".[dev,bench,embed,ui]"
 	touch $(DEV)
 
 ## demo: set up, then run the sample plan on a fresh copy of the sample project,

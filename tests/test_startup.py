@@ -43,6 +43,10 @@ HEAVY = (
     "pydantic",
     "yaml",
     "asyncio",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "jinja2",
 )
 
 
@@ -69,7 +73,7 @@ def store_with_a_run(tmp_path: Path) -> tuple[Path, str]:
     return path, run_id
 
 
-@pytest.mark.parametrize("args", [("--help",), ("--version",), ("run", "--help")])
+@pytest.mark.parametrize("args", [("--help",), ("--version",), ("run", "--help"), ("ui", "--help")])
 def test_help_loads_none_of_the_runtime(args: tuple[str, ...]) -> None:
     code, modules = loaded(*args)
     assert code == 0

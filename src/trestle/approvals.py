@@ -8,6 +8,7 @@ approval: not a step's output, not a row a step writes into the store, not a mod
 
 from __future__ import annotations
 
+import difflib
 import getpass
 import json
 import math
@@ -15,8 +16,10 @@ import socket
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import ValidationError
 
 from trestle.card import HandoffCard, approval_ref, build_card
@@ -203,6 +206,63 @@ def edited_step(step: Step, edited: Mapping[str, Any]) -> Step:
             f"{'.'.join(map(str, e['loc'])) or 'step'}: {e['msg']}" for e in exc.errors()
         )
         raise ConfigError(f"step {step.id!r}: the edited action is invalid: {problems}") from None
+
+
+def editable_fields(card: HandoffCard) -> dict[str, Any]:
+    """The card's action as the fields a human may edit (``run``, ``write``, ``python``,
+    ``env``, ``timeout``): what ``trestle approve --edit`` opens and the dashboard's
+    edit form shows. ConfigError for an action that cannot be edited."""
+    action = card.action
+    if action is None or action.kind in ("tool", "agent"):
+        raise ConfigError(
+            f"approval {card.ref}: only a plan step's command, write or call can be edited; "
+            "reject it with a reason instead, and the agent reads it"
+        )
+    current: dict[str, Any] = {}
+    if action.command is not None:
+        current["run"] = action.command
+    if action.path is not None:
+        current["write"] = {"path": action.path, "content": action.content or ""}
+    if action.call is not None:
+        current["python"] = action.call
+    if action.env:
+        current["env"] = action.env
+    if action.timeout is not None:
+        current["timeout"] = action.timeout
+    return current
+
+
+def edit_from_yaml(text: str) -> dict[str, Any]:
+    """The fields a human saved as YAML (the editor's file, the dashboard's form), or a
+    ConfigError saying why nothing is approved."""
+    try:
+        edited = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"the edited action is not valid YAML: {exc}") from None
+    if not edited:
+        raise ConfigError("the edit was emptied: nothing was approved")
+    if not isinstance(edited, dict):
+        raise ConfigError("the edited action must be a mapping of fields")
+    return edited
+
+
+def write_diff(card: HandoffCard, workspace: Path) -> str | None:
+    """The unified diff between the file as it is now and what the write would leave."""
+    action = card.action
+    if action is None or action.path is None or action.content is None:
+        return None
+    target = workspace / action.path
+    try:
+        before = target.read_text(encoding="utf-8") if target.is_file() else ""
+    except (OSError, UnicodeDecodeError):
+        return f"({action.path} exists but is not readable text)"
+    lines = difflib.unified_diff(
+        before.splitlines(keepends=True),
+        action.content.splitlines(keepends=True),
+        fromfile=f"a/{action.path}" if target.exists() else "/dev/null",
+        tofile=f"b/{action.path}",
+    )
+    return "".join(lines) or "(no change: the file already has this content)"
 
 
 def decision_as_event(state: RunState, request: Request, key: bytes, now: float) -> AnyEvent:

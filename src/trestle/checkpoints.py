@@ -109,6 +109,30 @@ def latest_before(repo: ShadowRepo, state: RunState, store: Store, step: str) ->
     return max(mine, key=lambda c: c.attempt)
 
 
+@dataclass(frozen=True)
+class StepDiff:
+    """What a step changed in the workspace (``trestle diff``): the diff from the
+    checkpoint before its latest attempt to the one after it, or to the workspace as it
+    is now when there is no checkpoint after (``finished`` False)."""
+
+    attempt: int
+    text: str
+    finished: bool
+
+
+def step_diff(repo: ShadowRepo, state: RunState, store: Store, step: str) -> StepDiff:
+    before = latest_before(repo, state, store, step)
+    after = next(
+        (
+            c.commit
+            for c in checkpoints(repo, state, store)
+            if (c.step, c.attempt, c.when) == (step, before.attempt, "after")
+        ),
+        None,
+    )
+    return StepDiff(before.attempt, repo.diff(before.commit, after), after is not None)
+
+
 def steps_to_reopen(store: Store, state: RunState, step: str, attempt: int) -> list[str]:
     """The step, every step started after its attempt began, and all their dependents."""
     started_at_seq: dict[str, int] = {}
@@ -142,8 +166,17 @@ class Rewound:
     result: RestoreResult
 
 
-def rewind(store: Store, run_id: str, step: str, *, shadow_dir: Path, owner: Owner) -> Rewound:
-    """Restore the workspace to before ``step`` and rewind the run to match.
+def rewind(
+    store: Store,
+    run_id: str,
+    step: str,
+    *,
+    shadow_dir: Path,
+    owner: Owner,
+    by: str | None = None,
+) -> Rewound:
+    """Restore the workspace to before ``step`` and rewind the run to match; ``by``
+    names who asked (default: this process's user).
 
     Holds the run's lease throughout, so no process drives the run meanwhile. The
     workspace as it was is kept first as a safety snapshot, so a rewind can be undone.
@@ -165,7 +198,7 @@ def rewind(store: Store, run_id: str, step: str, *, shadow_dir: Path, owner: Own
             checkpoint=target.commit,
             safety=safety,
             reopened=tuple(reopened),
-            by=getpass.getuser(),
+            by=by or getpass.getuser(),
         )
         record(store, state, event, token=lease.token)
         return Rewound(target, reopened, safety, result)

@@ -825,7 +825,8 @@ class LocalEngine:
             reason=text,
             created_at=r.created_at,
         )
-        return [_retry_or_skip(state, signed, now)]
+        asker = fields.get("by")
+        return [_retry_or_skip(state, signed, now, by=asker if isinstance(asker, str) else None)]
 
 
 def with_named_files(state: RunState, event: AnyEvent) -> AnyEvent:
@@ -893,16 +894,16 @@ def unconfined(
     )
 
 
-def _retry_or_skip(state: RunState, r: Request, now: float) -> AnyEvent:
+def _retry_or_skip(state: RunState, r: Request, now: float, *, by: str | None) -> AnyEvent:
     """A human's retry or skip as an event if it still makes sense for the state, else
     its refusal naming what changed since it was asked."""
     st = state.steps.get(r.step)
     if st is None:
         why = f"the run has no step {r.step!r}"
     elif r.kind == "retry" and st.status in RETRYABLE:
-        return StepReopened(at=now, step=r.step, reason=r.reason, request_id=r.id)
+        return StepReopened(at=now, step=r.step, reason=r.reason, request_id=r.id, by=by)
     elif r.kind == "skip" and st.status in SKIPPABLE:
-        return StepSkipped(at=now, step=r.step, reason=r.reason, request_id=r.id)
+        return StepSkipped(at=now, step=r.step, reason=r.reason, request_id=r.id, by=by)
     else:
         allowed = RETRYABLE if r.kind == "retry" else SKIPPABLE
         done = "retried" if r.kind == "retry" else "skipped"

@@ -230,6 +230,7 @@ class StepSkipped(Event):
     step: str
     reason: str
     request_id: int | None = None
+    by: str | None = None  # who asked (recorded since the dashboard; older runs: None)
 
 
 class StepReopened(Event):
@@ -239,6 +240,7 @@ class StepReopened(Event):
     step: str
     reason: str
     request_id: int | None = None
+    by: str | None = None  # who asked, for a human's retry (None: older runs, a rewind)
 
 
 ApprovalSubject = Literal["action", "audit", "budget", "tool", "alert"]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import secrets
+import socket
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -233,8 +235,10 @@ def request_decision(
     reason: str,
     *,
     key: bytes | None = None,
+    by: str | None = None,
 ) -> Request:
-    """Queue a human's retry or skip; the run's driver records it on its next pass.
+    """Queue a human's retry or skip; the run's driver records it on its next pass,
+    naming ``by`` (default: this user at this host) as who asked.
 
     Signed like approvals (:mod:`trestle.signing`): a row a step writes into the store
     itself cannot skip a step a human rejected.
@@ -253,7 +257,8 @@ def request_decision(
             f"(only {', '.join(allowed)} steps can be {done})"
         )
     now = time.time()
-    fields = {"run_id": run_id, "kind": kind, "step": step, "reason": reason}
+    who = by or f"{getpass.getuser()}@{socket.gethostname()}"
+    fields = {"run_id": run_id, "kind": kind, "step": step, "reason": reason, "by": who}
     payload = signed_payload(fields, key or decision_key())
     request_id = store.add_request(run_id, kind, step, reason, now=now, payload=payload)
     return Request(

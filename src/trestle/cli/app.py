@@ -373,9 +373,10 @@ def output(
 @app.command()
 def dlq(store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Dead-lettered steps across runs: failed after their retries, or escalated."""
-    from trestle.cli.listing import shown
-    from trestle.cli.render import attempt_output_lines, log_detail
+    from trestle.cli.render import attempt_output_lines
+    from trestle.descriptions import log_detail
     from trestle.runs import dead_letters
+    from trestle.wording import shown
 
     with _opened(store) as st:
         entries = dead_letters(st)
@@ -680,23 +681,14 @@ def rewind_command(
 @app.command(name="diff")
 def diff_command(run_id: RunArg, step: StepArg, store: StoreOption = None) -> None:
     """What a step changed in the workspace (its latest attempt's checkpoints)."""
-    from trestle.checkpoints import checkpoints, latest_before, shadow_repo
+    from trestle.checkpoints import shadow_repo, step_diff
     from trestle.runs import load_state
 
     with _found(store, run_id) as (st, run_id):
         state = load_state(st, run_id)
-        repo = shadow_repo(state, _shadow(st), st)
-        before = latest_before(repo, state, st, step)
-        after = next(
-            (
-                c.commit
-                for c in checkpoints(repo, state, st)
-                if (c.step, c.attempt, c.when) == (step, before.attempt, "after")
-            ),
-            None,
-        )
-        text = repo.diff(before.commit, after)
-    if after is None:
+        done = step_diff(shadow_repo(state, _shadow(st), st), state, st, step)
+    text = done.text
+    if not done.finished:
         _err().print(f"no checkpoint after {step!r}: showing it against the workspace now")
     sys.stdout.write(text if text else "no changes\n")
 
@@ -753,6 +745,7 @@ from trestle.cli import agent as _agent_commands  # noqa: E402, F401  (registers
 from trestle.cli import budget as _budget_command  # noqa: E402, F401
 from trestle.cli import monitors as _monitor_commands  # noqa: E402, F401
 from trestle.cli import prune as _prune_command  # noqa: E402, F401
+from trestle.cli import ui as _ui_command  # noqa: E402, F401
 
 
 def _refuse_undecodable_arguments(args: list[str]) -> None:

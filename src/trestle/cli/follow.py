@@ -21,8 +21,9 @@ from pathlib import Path
 import typer
 
 from trestle.cli.app import _err, _out
-from trestle.cli.render import event_line, log_detail
+from trestle.cli.render import event_line
 from trestle.cli.stores import store_with_run
+from trestle.descriptions import log_detail
 from trestle.events import RunInterrupted, StoredEvent
 from trestle.report import EXIT_CODES
 from trestle.store.base import Store, owner_is_alive

@@ -4,7 +4,6 @@ of a queued request."""
 
 from __future__ import annotations
 
-import difflib
 import os
 import shlex
 import subprocess
@@ -17,32 +16,20 @@ import yaml
 from rich.console import Console
 from rich.text import Text
 
-from trestle.approvals import EDITABLE, inbox, submit_decision
+from trestle.approvals import (
+    EDITABLE,
+    edit_from_yaml,
+    editable_fields,
+    inbox,
+    submit_decision,
+    write_diff,
+)
 from trestle.card import HandoffCard
 from trestle.cli.render import card_view
 from trestle.errors import ConfigError
 from trestle.outcomes import await_outcome, driven_live
 from trestle.runs import load_state
 from trestle.store.base import Store
-
-
-def write_diff(card: HandoffCard, workspace: Path) -> str | None:
-    """The unified diff between the file as it is now and what the write would leave."""
-    action = card.action
-    if action is None or action.path is None or action.content is None:
-        return None
-    target = workspace / action.path
-    try:
-        before = target.read_text(encoding="utf-8") if target.is_file() else ""
-    except (OSError, UnicodeDecodeError):
-        return f"({action.path} exists but is not readable text)"
-    lines = difflib.unified_diff(
-        before.splitlines(keepends=True),
-        action.content.splitlines(keepends=True),
-        fromfile=f"a/{action.path}" if target.exists() else "/dev/null",
-        tofile=f"b/{action.path}",
-    )
-    return "".join(lines) or "(no change: the file already has this content)"
 
 
 def show_card(out: Console, store: Store, card: HandoffCard) -> None:
@@ -52,23 +39,7 @@ def show_card(out: Console, store: Store, card: HandoffCard) -> None:
 
 def edit_in_editor(card: HandoffCard) -> dict[str, Any]:
     """Open the step's action in $EDITOR (as YAML) and return what the human saved."""
-    if card.action is None or card.action.kind in ("tool", "agent"):
-        raise ConfigError(
-            f"approval {card.ref}: only a plan step's command, write or call can be edited; "
-            "reject it with a reason instead, and the agent reads it"
-        )
-    action = card.action
-    current: dict[str, Any] = {}
-    if action.command is not None:
-        current["run"] = action.command
-    if action.path is not None:
-        current["write"] = {"path": action.path, "content": action.content or ""}
-    if action.call is not None:
-        current["python"] = action.call
-    if action.env:
-        current["env"] = action.env
-    if action.timeout is not None:
-        current["timeout"] = action.timeout
+    current = editable_fields(card)
     header = (
         f"# Edit the action of step {card.step!r}, save and quit to approve the edited\n"
         f"# version. Editable: {', '.join(EDITABLE)}. Empty the file to cancel.\n"
@@ -84,15 +55,7 @@ def edit_in_editor(card: HandoffCard) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     finally:
         path.unlink(missing_ok=True)
-    try:
-        edited = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"the edited action is not valid YAML: {exc}") from None
-    if not edited:
-        raise ConfigError("the edit was emptied: nothing was approved")
-    if not isinstance(edited, dict):
-        raise ConfigError("the edited action must be a mapping of fields")
-    return edited
+    return edit_from_yaml(text)
 
 
 CHOICES = "[a]pprove, approve [s]imilar, [e]dit then approve, [r]eject, [l]ater"

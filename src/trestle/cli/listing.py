@@ -7,12 +7,12 @@ command that lists them should start as quickly as ``--help``.
 from __future__ import annotations
 
 import json
-import time
 
 from rich.table import Table
 from rich.text import Text
 
 from trestle.store.base import RunRow
+from trestle.wording import clip, clock, shown
 
 # Characters a terminal acts on instead of showing: C0 and C1 controls (escape
 # sequences recolour, move the cursor, rewrite the title or clear a line) and the
@@ -51,28 +51,8 @@ STATUS_STYLE = {
 }
 
 
-# One name per state wherever a person reads it (JSON keeps the identifiers): a step
-# that has not started is "not started" in the live view, the listing and the report.
-SHOWN_AS = {"pending": "not started", "never_started": "not started"}
-
-
-def shown(status: str) -> str:
-    """A status or report category in words: ``awaiting_approval`` is "awaiting
-    approval" everywhere it is printed."""
-    return SHOWN_AS.get(status, status.replace("_", " "))
-
-
 def styled(status: str) -> Text:
     return Text(shown(status), style=STATUS_STYLE.get(status, ""))
-
-
-def clock(at: float, fmt: str) -> str:
-    return time.strftime(fmt, time.localtime(at))
-
-
-def clip(text: str, width: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def runs_table(rows: list[RunRow]) -> Table:

@@ -10,9 +10,17 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from trestle.budget import fmt, go_on
-from trestle.card import Action, HandoffCard
-from trestle.cli.listing import STATUS_STYLE, clip, clock, shown, styled
+from trestle.budget import go_on
+from trestle.card import HandoffCard
+from trestle.cli.listing import STATUS_STYLE, styled
+from trestle.descriptions import (
+    action_text,
+    check_text,
+    leftovers,
+    log_detail,
+    raised_text,
+    seqs_text,
+)
 from trestle.events import (
     AlertRaised,
     AnyEvent,
@@ -21,7 +29,6 @@ from trestle.events import (
     ApprovalRequested,
     BudgetExhausted,
     BudgetRaised,
-    CheckResult,
     FindingsRecorded,
     PhaseEntered,
     PlanExtended,
@@ -31,7 +38,6 @@ from trestle.events import (
     RunCancelled,
     RunFinished,
     RunInterrupted,
-    RunRewound,
     SandboxChosen,
     StepAttemptEnded,
     StepBlocked,
@@ -39,7 +45,6 @@ from trestle.events import (
     StepFailed,
     StepProbed,
     StepProbeStarted,
-    StepProcessStarted,
     StepReopened,
     StepRetryScheduled,
     StepSkipped,
@@ -51,6 +56,7 @@ from trestle.health import RunHealth
 from trestle.plan import Plan, critical_path, describe_check, topological_order, waves
 from trestle.report import Report, StepReport
 from trestle.state import RefusedRequest, RunState, output_tail
+from trestle.wording import clip, clock, shown
 
 
 def plan_overview(plan: Plan, source: str) -> RenderableType:
@@ -133,7 +139,7 @@ def event_line(stored: StoredEvent) -> str | None:
             return f"probe    {sid} ({why.replace('_', ' ')})"
         case StepProbed(step=sid, passed=ok, checks=checks, leftovers=left, waited=waited):
             verdict = f"checks {'passed' if ok else 'did not pass'}" if checks else "no checks"
-            return f"probed   {sid}: {verdict}{_leftovers(left, waited)}"
+            return f"probed   {sid}: {verdict}{leftovers(left, waited)}"
         case RunInterrupted(by=by, stopped=stopped):
             what = f"; stopped {', '.join(stopped)}" if stopped else ""
             return f"INTERRUPTED by {by}{what}"
@@ -194,12 +200,12 @@ def event_line(stored: StoredEvent) -> str | None:
         case BudgetExhausted(reason=why):
             return f"STOPPED  budget: {why}"
         case BudgetRaised(by=by):
-            return f"RAISED   budget by {by}: {_raised(e)}"
+            return f"RAISED   budget by {by}: {raised_text(e)}"
         case AlertRaised(alert=alert, action=action):
             where = f"{alert.step}: " if alert.step else ""
             return (
                 f"ALERT    {alert.severity} {alert.kind} -> {action}: {where}"
-                f"{clip(alert.message, 90)} (seqs {_seqs(alert.evidence)})"
+                f"{clip(alert.message, 90)} (seqs {seqs_text(alert.evidence)})"
             )
         case RunFinished(status=status):
             return f"finished {shown(status)}"
@@ -261,12 +267,6 @@ def failure_lines(run_id: str, s: StepReport) -> list[str]:
     return lines + output_lines(run_id, s.id, None, s.output_tail, "    ")
 
 
-def check_text(c: CheckResult) -> str:
-    """A check's verdict with what it expected and what it found."""
-    mark = "✓" if c.passed else "✗"
-    return f"{mark} {c.check}: expected {c.expected}, got {clip(c.actual, 200)}"
-
-
 def output_lines(run_id: str, step: str, attempt: int | None, tail: str, indent: str) -> list[str]:
     """The end of an attempt's output, each line marked as printed by the step, then
     the command that prints it whole (``attempt`` None: the step's last attempt)."""
@@ -313,74 +313,6 @@ def log_table(events: list[StoredEvent]) -> Table:
             str(item.seq), clock(e.at, "%H:%M:%S"), e.kind, step, str(attempt), Text(detail)
         )
     return table
-
-
-def log_detail(e: AnyEvent) -> str:
-    """The outcome and every check's expected vs actual, on as few words as possible."""
-    match e:
-        case StepAttemptEnded(ok=ok, action=action, checks=checks):
-            parts = [f"{'ok' if ok else 'failed'}; action {action.status}"]
-            if action.error:
-                parts.append(action.error)
-            parts += [
-                f"{'✓' if c.passed else '✗'} {c.check}: expected {c.expected}, got {c.actual}"
-                for c in checks
-            ]
-            return "; ".join(parts)
-        case StepProbed(passed=ok, checks=checks, leftovers=left, waited=waited):
-            return "; ".join(
-                [f"checks {'passed' if ok else 'failed'}{_leftovers(left, waited)}"]
-                + [f"{'✓' if c.passed else '✗'} {c.check}: got {c.actual}" for c in checks]
-            )
-        case StepProcessStarted(pid=pid, pgid=pgid):
-            return f"pid {pid}, process group {pgid}"
-        case RunInterrupted(by=by, stopped=stopped):
-            return f"by {by}; stopped: {', '.join(stopped) or 'nothing'}"
-        case RunCancelled(by=by, reason=why, stopped=stopped):
-            return f"by {by}: {why}; stopped: {', '.join(stopped) or 'nothing'}"
-        case StepReopened(reason=why):
-            return why
-        case StepStarted(key=key, gate=gate):
-            tier = f"; {gate.decision.tier} ({gate.decision.source})" if gate else ""
-            approved = f"; approval {gate.approval}" if gate and gate.approval else ""
-            return f"key {key}{tier}{approved}"
-        case ApprovalRequested(approval=n, subject=subject, decision=d, breach=b):
-            why = d.reason if d else b.describe() if b else ""
-            return f"approval {n} ({subject}): {why}"
-        case ApprovalDecided(approval=n, verdict=verdict, by=by, reason=why, edited=edited):
-            runs = f"; runs as edited: {edited.describe_action()}" if edited else ""
-            return f"approval {n}: {verdict} by {by}{runs}" + (f": {why}" if why else "")
-        case AlertRaised(alert=a, action=action):
-            return (
-                f"{a.severity} {a.monitor}/{a.kind} -> {action}: {a.message}; "
-                f"evidence seqs {_seqs(a.evidence)}; suggests: {a.suggestion}"
-            )
-        case BudgetRaised(by=by):
-            return f"by {by}: {_raised(e)}"
-        case RunRewound(to_step=sid, reopened=steps, safety=safety, by=by):
-            return (
-                f"rewound to before {sid!r} by {by}; reopened {', '.join(steps)}; "
-                f"the workspace before is snapshot {safety[:12]}"
-            )
-    for field in ("reason", "status", "owner"):
-        value = getattr(e, field, None)
-        if value:
-            return shown(value) if field == "status" else str(value)
-    return ""
-
-
-def _raised(e: BudgetRaised) -> str:
-    """``tokens +2,000 tokens; why``"""
-    text = ", ".join(f"{dim} +{fmt(dim, amount)}" for dim, amount in e.add.items())
-    return text + (f"; {e.reason}" if e.reason else "")
-
-
-def _leftovers(left: str | None, waited: float) -> str:
-    if left == "finished":
-        return f" (its leftover processes finished first, after {waited:.1f}s)"
-    if left == "killed":
-        return f" (its leftover processes were killed first, after {waited:.0f}s)"
-    return ""
 
 
 def health_view(r: RunHealth) -> RenderableType:
@@ -447,9 +379,9 @@ def card_view(card: HandoffCard, diff: str | None = None) -> RenderableType:
         row("budget", card.why)
     else:
         row("step", f"{card.step}" + (f": {card.objective}" if card.objective else ""))
-        row("action", _action_text(card.action))
+        row("action", action_text(card.action))
         if card.edited_by is not None:
-            row("edited", f"by {card.edited_by}; as planned: {_action_text(card.planned)}")
+            row("edited", f"by {card.edited_by}; as planned: {action_text(card.planned)}")
         row("asked because", f"{card.why} [{card.rule}]" if card.rule else card.why)
         row("reasoning", card.reasoning)
         if card.confidence is not None:
@@ -474,31 +406,5 @@ def card_view(card: HandoffCard, diff: str | None = None) -> RenderableType:
     return Group(*parts)
 
 
-def _action_text(action: Action | None) -> str:
-    if action is None:
-        return ""
-    if action.tool is not None:
-        text = f"tool {action.tool} {action.arguments or '{}'}"
-    elif action.command is not None:
-        text = f"run: {action.command}"
-    elif action.agent is not None:
-        text = action.agent
-    elif action.path is not None:
-        size = len(action.content or "")
-        text = f"write {action.path} ({size} characters)"
-    else:
-        text = f"call {action.call}"
-    if action.env:
-        text += " with " + " ".join(f"{k}={v}" for k, v in sorted(action.env.items()))
-    if action.timeout:
-        text += f" (timeout {action.timeout:g} s)"
-    return text
-
-
 def check_lines(plan: Plan) -> list[str]:
     return [f"{s.id}: {describe_check(c)}" for s in plan.steps for c in s.verify]
-
-
-def _seqs(seqs: tuple[int, ...], most: int = 8) -> str:
-    shown = ", ".join(map(str, seqs[:most]))
-    return shown + (f" and {len(seqs) - most} more" if len(seqs) > most else "")

@@ -1,0 +1,54 @@
+"""``trestle ui``: the web dashboard (:mod:`trestle.dashboard`), behind the ``ui`` extra."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from trestle.cli.app import StoreOption, app
+
+
+@app.command(name="ui")
+def ui_command(
+    store: StoreOption = None,
+    host: Annotated[
+        str,
+        typer.Option(
+            help="Address to listen on. The default answers this machine only; another "
+            "address exposes the dashboard to whoever can reach it (they still need the "
+            "login URL)."
+        ),
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 0,
+    runs: Annotated[
+        list[str] | None,
+        typer.Option("--run", metavar="RUN", help="Show and act on only this run (repeat)."),
+    ] = None,
+) -> None:
+    """The web dashboard: runs, each run's plan and log live, the inbox, health.
+
+    Prints a URL with a one-time login token; opening it logs that browser in. Every
+    decision made there is signed and recorded as from `trestle approve`, by
+    dashboard:USER@HOST. Stop it with Ctrl-C."""
+    from trestle.cli.stores import reading_store
+    from trestle.dashboard.serve import require_extra, serve
+    from trestle.errors import ConfigError
+    from trestle.step_origin import inside_a_step
+
+    require_extra()
+    if os.environ.get("TRESTLE_STEP_ID") or inside_a_step() is not None:
+        # what a step starts must not be able to decide on its own run's approvals
+        raise ConfigError("the dashboard cannot be started from inside a running step")
+    path = reading_store(store)
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    try:
+        serve(path, host=host, port=port, runs=frozenset(runs) if runs else None, say=say)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sys.exit(0)

@@ -1,0 +1,536 @@
+"""The dashboard's web application: its pages, its live streams and its actions.
+
+Every request must name an allowed host; every page needs a session (see
+:mod:`trestle.dashboard.security`); every action that changes a run is a POST that
+carries the session's CSRF token from the dashboard's own origin, and goes through the
+CLI's path: :func:`trestle.approvals.queue_decision`,
+:func:`trestle.runs.request_decision`, :func:`trestle.cancel.cancel_run`,
+:func:`trestle.checkpoints.rewind`.
+
+Live pages hold a server-sent-events stream: the server looks at the store a few times a
+second and, when the run has new events, sends the page's live part rendered again
+(one fragment however many events came in between), which ``live.js`` swaps in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import anyio
+import jinja2
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from trestle.approvals import split_ref, trusted_state
+from trestle.dashboard import views
+from trestle.dashboard.security import SESSION_COOKIE, Gate, Session
+from trestle.descriptions import action_text
+from trestle.errors import TrestleError
+from trestle.health import run_health
+from trestle.store import SqliteStore
+from trestle.store.base import RequestKind
+from trestle.wording import clip, clock, shown
+
+POLL = 0.25  # seconds between looks at the store while a stream is open
+KEEPALIVE = 15.0  # seconds between comments that keep an idle stream open
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+STATUSES = ("created", "running", "needs_human", "succeeded", "partial", "stopped", "cancelled")
+
+
+@dataclass(frozen=True)
+class Settings:
+    store: Path
+    gate: Gate
+    poll: float = POLL
+
+
+class Refused(Exception):
+    """A request the dashboard will not serve: its status and the sentence that says why."""
+
+    def __init__(self, status: int, why: str) -> None:
+        super().__init__(why)
+        self.status = status
+        self.why = why
+
+
+HEADERS = [
+    (b"content-security-policy", CSP.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+    (b"cache-control", b"no-store"),
+]
+
+
+class Guard:
+    """Refuses a request that names a host the server does not answer to (this also
+    stops DNS rebinding), and adds the headers every answer carries. Plain ASGI, so a
+    stream passes through untouched."""
+
+    def __init__(self, app: ASGIApp, gate: Gate) -> None:
+        self.app = app
+        self.gate = gate
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+        if not self.gate.host_ok(host):
+            await Response("unknown host\n", status_code=421, media_type="text/plain")(
+                scope, receive, send
+            )
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+def _templates() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("trestle.dashboard", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["shown"] = shown
+    env.filters["clip"] = clip
+    env.filters["clock"] = lambda at: clock(at, "%H:%M:%S")
+    env.filters["stamp"] = lambda at: clock(at, "%m-%d %H:%M")
+    env.filters["action"] = action_text
+    env.filters["q"] = lambda text: quote(str(text), safe="")
+    return env
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The dashboard over the store at ``settings.store``."""
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    env = _templates()
+    gate = settings.gate
+    static = files("trestle.dashboard") / "static"
+
+    app.add_middleware(Guard, gate=gate)
+
+    def _refusal(exc: Refused) -> Response:
+        page = env.get_template("refused.html").render(why=exc.why, status=exc.status)
+        return HTMLResponse(page, status_code=exc.status)
+
+    @app.exception_handler(Refused)
+    async def refused(request: Request, exc: Refused) -> Response:
+        return _refusal(exc)
+
+    @contextmanager
+    def store() -> Iterator[SqliteStore]:
+        opened = SqliteStore(settings.store, create=False)
+        try:
+            yield opened
+        finally:
+            opened.close()
+
+    def session_of(request: Request) -> Session:
+        session = gate.session(request.cookies.get(SESSION_COOKIE))
+        if session is None:
+            raise Refused(401, "not logged in: open the URL `trestle ui` printed")
+        return session
+
+    async def changing(request: Request) -> tuple[Session, dict[str, str]]:
+        """The session and form of a request that changes something, or a refusal."""
+        session = session_of(request)
+        if not gate.origin_ok(request.headers.get("origin"), request.headers.get("referer")):
+            raise Refused(403, "refused: the request does not come from the dashboard's pages")
+        form = await request.form()
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        if not session.csrf_ok(fields.get("csrf")):
+            raise Refused(403, "refused: the form's CSRF token is missing or wrong; reload")
+        return session, fields
+
+    def visible_run(session: Session, run_id: str) -> None:
+        if not session.may_see(run_id):
+            raise Refused(403, f"refused: this session may not see run {run_id!r}")
+
+    def page(name: str, session: Session, **context: Any) -> HTMLResponse:
+        notes = gate.notes(session.id)
+        html = env.get_template(name).render(session=session, notes=notes, **context)
+        return HTMLResponse(html)
+
+    def back(url: str) -> RedirectResponse:
+        return RedirectResponse(url, status_code=303)
+
+    # -- log in ---------------------------------------------------------------------
+
+    @app.get("/login")
+    def login(token: str | None = None) -> Response:
+        session = gate.exchange(token)
+        if session is None:
+            raise Refused(
+                403, "this login link is wrong or was used already: start `trestle ui` again"
+            )
+        response = back("/")
+        response.set_cookie(SESSION_COOKIE, session.id, httponly=True, samesite="strict", path="/")
+        return response
+
+    @app.post("/logout")
+    async def logout(request: Request) -> Response:
+        session, _ = await changing(request)
+        gate.end(session.id)
+        response = HTMLResponse(
+            env.get_template("refused.html").render(
+                status="Logged out", why="logged out: start `trestle ui` again to log in"
+            )
+        )
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+
+    @app.get("/static/{name}")
+    def static_file(name: str) -> Response:
+        types = {"live.js": "text/javascript", "style.css": "text/css"}
+        if name not in types:
+            raise Refused(404, "no such file")
+        return Response((static / name).read_text(encoding="utf-8"), media_type=types[name])
+
+    # -- runs -------------------------------------------------------------------------
+
+    def runs_fragment(session: Session, q: str, status: str) -> str:
+        with store() as st:
+            lines = views.run_lines(st, visible=session.runs, query=q, status=status)
+        return env.get_template("_runs.html").render(lines=lines)
+
+    @app.get("/", response_class=HTMLResponse)
+    def runs_page(request: Request, q: str = "", status: str = "") -> HTMLResponse:
+        session = session_of(request)
+        stream = f"/stream/runs?q={quote(q)}&status={quote(status)}"
+        return page(
+            "runs.html",
+            session,
+            fragment=runs_fragment(session, q, status),
+            q=q,
+            status=status,
+            statuses=STATUSES,
+            stream=stream,
+        )
+
+    @app.get("/stream/runs")
+    async def runs_stream(request: Request, q: str = "", status: str = "") -> Response:
+        session = session_of(request)
+
+        def version() -> object:
+            with store() as st:
+                return tuple((r.run_id, r.last_seq, r.status) for r in st.runs())
+
+        return _sse(request, version, lambda: runs_fragment(session, q, status), settings.poll)
+
+    # -- a run ------------------------------------------------------------------------
+
+    def run_fragment(session: Session, run_id: str, only: str, step: str) -> str:
+        visible_run(session, run_id)
+        with store() as st:
+            try:
+                state = trusted_state(st, run_id)
+            except TrestleError as exc:
+                raise Refused(404, str(exc)) from None
+            # a long run's page reads its newest events only (attempts, turns, timeline)
+            after = max(0, state.seq - views.EVENTS_MOST)
+            events = st.events(run_id, after=after)
+            lease = st.lease(run_id)
+            health = run_health(state, lease, now=time.time(), lease_ttl=views.LEASE_TTL)
+        return env.get_template("_run.html").render(
+            state=state,
+            health=health,
+            graph=views.plan_graph(state),
+            steps=views.step_views(state, events),
+            timeline=views.timeline(events, only=only, step=step),
+            decisions=views.decisions(state),
+            agent=views.agent_view(events),
+            csrf=session.csrf,
+            only=only,
+            total=state.seq,
+            after=after,
+            most=views.TIMELINE_MOST,
+        )
+
+    @app.get("/runs/{run_id}", response_class=HTMLResponse)
+    def run_page(request: Request, run_id: str, only: str = "all", step: str = "") -> HTMLResponse:
+        session = session_of(request)
+        fragment = run_fragment(session, run_id, only, step)
+        with store() as st:
+            state = trusted_state(st, run_id)
+            marks = views.checkpoint_views(st, state)
+        stream = f"/stream/runs/{quote(run_id)}?only={quote(only)}&step={quote(step)}"
+        return page(
+            "run.html",
+            session,
+            run_id=run_id,
+            state=state,
+            fragment=fragment,
+            stream=stream,
+            only=only,
+            step=step,
+            filters=list(views.TIMELINE_FILTERS),
+            checkpoints=marks,
+        )
+
+    @app.get("/stream/runs/{run_id}")
+    async def run_stream(
+        request: Request, run_id: str, only: str = "all", step: str = ""
+    ) -> Response:
+        session = session_of(request)
+        visible_run(session, run_id)
+
+        def version() -> object:
+            with store() as st:
+                row = st.run(run_id)
+                return (row.last_seq, row.status)
+
+        return _sse(
+            request, version, lambda: run_fragment(session, run_id, only, step), settings.poll
+        )
+
+    @app.get("/runs/{run_id}/steps/{step}/diff", response_class=HTMLResponse)
+    def diff_page(request: Request, run_id: str, step: str) -> HTMLResponse:
+        session = session_of(request)
+        visible_run(session, run_id)
+        with store() as st:
+            state = trusted_state(st, run_id)
+            try:
+                said, text = views.step_change(st, state, step)
+            except TrestleError as exc:
+                said, text = f"error: {exc}", ""
+        return page("diff.html", session, run_id=run_id, step=step, said=said, text=text)
+
+    @app.post("/runs/{run_id}/cancel")
+    async def cancel(request: Request, run_id: str) -> Response:
+        from trestle.cancel import cancel_run
+
+        session, form = await changing(request)
+        visible_run(session, run_id)
+        reason = form.get("reason", "").strip()
+
+        def act() -> str:
+            with store() as st:
+                done = cancel_run(st, run_id, reason, by=session.by)
+            if done.already:
+                return f"run {run_id} was already {done.state.cancelled}"
+            how = f" (its driver {done.by} stopped it)" if done.by else ""
+            return f"run {run_id} cancelled{how}: {reason}"
+
+        await _act(gate, session, act)
+        return back(f"/runs/{quote(run_id)}")
+
+    @app.post("/runs/{run_id}/steps/{step}/{kind}")
+    async def retry_or_skip(request: Request, run_id: str, step: str, kind: str) -> Response:
+        from trestle.runs import request_decision
+
+        session, form = await changing(request)
+        visible_run(session, run_id)
+        if kind not in ("retry", "skip"):
+            raise Refused(404, f"no action {kind!r}")
+        default = "retry requested" if kind == "retry" else ""
+        reason = form.get("reason", "").strip() or default
+        if not reason:
+            raise Refused(400, "a skip needs a reason: say why the step is not needed")
+
+        which: RequestKind = "retry" if kind == "retry" else "skip"
+
+        def act() -> str:
+            with store() as st:
+                queued = request_decision(st, run_id, which, step, reason, by=session.by)
+                return _queued(st, f"{kind} of {step!r}", run_id, queued.id)
+
+        await _act(gate, session, act)
+        return back(_local(form.get("next", "")) or f"/runs/{quote(run_id)}")
+
+    @app.post("/runs/{run_id}/rewind")
+    async def rewind_run(request: Request, run_id: str) -> Response:
+        from trestle.checkpoints import rewind, shadow_dir_for
+        from trestle.engine import this_process
+
+        session, form = await changing(request)
+        visible_run(session, run_id)
+        to = form.get("to", "")
+
+        def act() -> str:
+            with store() as st:
+                shadow = shadow_dir_for(st)
+                if shadow is None or not shadow.exists():
+                    return "error: this store has no workspace checkpoints"
+                done = rewind(
+                    st,
+                    run_id,
+                    to,
+                    shadow_dir=shadow,
+                    owner=this_process("dashboard"),
+                    by=session.by,
+                )
+            return (
+                f"workspace restored to before {to!r}; reopened {', '.join(done.reopened)}; "
+                f"continue with `trestle resume {run_id}`"
+            )
+
+        await _act(gate, session, act)
+        return back(f"/runs/{quote(run_id)}")
+
+    # -- inbox ------------------------------------------------------------------------
+
+    @app.get("/inbox", response_class=HTMLResponse)
+    def inbox_page(request: Request) -> HTMLResponse:
+        session = session_of(request)
+        with store() as st:
+            cards = views.card_views(st, visible=session.runs)
+        return page("inbox.html", session, cards=cards)
+
+    @app.post("/inbox/{ref}/preview", response_class=HTMLResponse)
+    async def preview(request: Request, ref: str) -> HTMLResponse:
+        session, form = await changing(request)
+        visible_run(session, _run_of(ref))
+
+        def show() -> list[views.CardView]:
+            with store() as st:
+                cards = views.card_views(st, visible=session.runs)
+                return [
+                    views.preview_edit(st, v, form.get("edited", "")) if v.card.ref == ref else v
+                    for v in cards
+                ]
+
+        try:
+            cards = await anyio.to_thread.run_sync(show)
+        except TrestleError as exc:
+            gate.note(session.id, f"error: {exc}")
+            return inbox_page(request)
+        return page("inbox.html", session, cards=cards)
+
+    @app.post("/inbox/{ref}/{verdict}")
+    async def decide(request: Request, ref: str, verdict: str) -> Response:
+        from trestle.approvals import edit_from_yaml, queue_decision
+
+        session, form = await changing(request)
+        visible_run(session, _run_of(ref))
+        reason = form.get("reason", "").strip()
+        if verdict not in ("approve", "reject", "modify"):
+            raise Refused(404, f"no decision {verdict!r}")
+
+        def act() -> str:
+            with store() as st:
+                if verdict == "modify":
+                    edited = edit_from_yaml(form.get("edited", ""))
+                    queued = queue_decision(
+                        st, ref, "modify", edited=edited, reason=reason, by=session.by
+                    )
+                    what = f"approved {queued.ref} as edited"
+                elif verdict == "approve":
+                    top = form.get("top_up", "").strip()
+                    queued = queue_decision(
+                        st,
+                        ref,
+                        "approve",
+                        reason=reason,
+                        similar=form.get("similar") == "on",
+                        top_up=float(top) if top else None,
+                        by=session.by,
+                    )
+                    what = f"approved {queued.ref}"
+                else:
+                    queued = queue_decision(st, ref, "reject", reason=reason, by=session.by)
+                    what = f"rejected {queued.ref}"
+                return _queued(st, what, queued.run_id, queued.request_id)
+
+        await _act(gate, session, act)
+        return back("/inbox")
+
+    # -- health -----------------------------------------------------------------------
+
+    @app.get("/health", response_class=HTMLResponse)
+    def health_page(request: Request) -> HTMLResponse:
+        session = session_of(request)
+        with store() as st:
+            runs = views.health_lines(st, visible=session.runs)
+            letters = views.dead_letter_views(st, visible=session.runs)
+        return page("health.html", session, runs=runs, letters=letters)
+
+    return app
+
+
+def _run_of(ref: str) -> str:
+    """The run an approval reference names, or a refusal for one that names none."""
+    try:
+        return split_ref(ref)[0]
+    except TrestleError as exc:
+        raise Refused(404, str(exc)) from None
+
+
+def _local(url: str) -> str:
+    """``url`` if it is a path on this server, else nothing (no redirect elsewhere)."""
+    return url if url.startswith("/") and not url.startswith(("//", "/\\")) else ""
+
+
+def _queued(store: SqliteStore, what: str, run_id: str, request_id: int) -> str:
+    """What became of a queued request, as the CLI says it (without waiting)."""
+    from trestle.outcomes import driven_live
+
+    driver = driven_live(store, run_id, time.time())
+    if driver is not None:
+        return f"{what}: queued (request {request_id}); {driver} drives the run and applies it"
+    return (
+        f"{what}: queued (request {request_id}); it will be applied or refused when the run "
+        f"is resumed: `trestle resume {run_id}`"
+    )
+
+
+async def _act(gate: Gate, session: Session, act: Callable[[], str]) -> None:
+    """Do a change off the event loop; what it did (or the error) is the next page's note."""
+    try:
+        note = await anyio.to_thread.run_sync(act)
+    except (TrestleError, ValueError) as exc:
+        note = f"error: {exc}"
+    gate.note(session.id, note)
+
+
+def _sse(
+    request: Request,
+    version: Callable[[], object],
+    render: Callable[[], str],
+    poll: float,
+) -> StreamingResponse:
+    """A stream that sends ``render()`` whenever ``version()`` changes."""
+
+    async def events() -> AsyncIterator[str]:
+        seen: object = None
+        quiet = time.monotonic()
+        took = 0.0  # how long the last render took
+        yield "retry: 2000\n\n"
+        while not await request.is_disconnected():
+            try:
+                now = await anyio.to_thread.run_sync(version)
+                if now != seen:
+                    started = time.monotonic()
+                    html = await anyio.to_thread.run_sync(render)
+                    took = time.monotonic() - started
+            except (Refused, TrestleError):
+                break  # the run went away, or the session may no longer see it
+            if now != seen:
+                seen = now
+                yield "".join(f"data: {line}\n" for line in html.splitlines()) + "\n"
+                quiet = time.monotonic()
+            elif time.monotonic() - quiet > KEEPALIVE:
+                yield ": still here\n\n"
+                quiet = time.monotonic()
+            # a long run's page costs more to render: render it less often, so a busy
+            # run with many watchers spends at most about a fifth of the time rendering
+            await asyncio.sleep(max(poll, 4 * took))
+
+    return StreamingResponse(events(), media_type="text/event-stream")

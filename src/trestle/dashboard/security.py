@@ -1,0 +1,120 @@
+"""Who may use the dashboard, and how a request proves it.
+
+- The person who started ``trestle ui`` gets a URL with a one-time login token. The
+  token is exchanged once for a session cookie (HttpOnly, SameSite=Strict); a second
+  use of the token is refused.
+- Every form carries the session's CSRF token, and a request that changes anything must
+  carry it, come from the dashboard's own origin (``Origin``, else ``Referer``) and name
+  an allowed host (``Host``; this also stops DNS rebinding).
+- A session may be limited to some runs (``trestle ui --run``); a run outside them is
+  not shown and cannot be acted on.
+
+Pure bookkeeping: nothing here imports the web framework.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+SESSION_COOKIE = "trestle_session"
+
+
+@dataclass(frozen=True)
+class Session:
+    """A logged-in browser: who it acts as, its CSRF token, and which runs it sees."""
+
+    id: str
+    user: str
+    csrf: str
+    runs: frozenset[str] | None = None  # None: every run in the store
+
+    def may_see(self, run_id: str) -> bool:
+        return self.runs is None or run_id in self.runs
+
+    @property
+    def by(self) -> str:
+        """How a decision made in this session is recorded."""
+        return f"dashboard:{self.user}"
+
+    def csrf_ok(self, token: str | None) -> bool:
+        return token is not None and hmac.compare_digest(token.encode(), self.csrf.encode())
+
+
+@dataclass
+class Gate:
+    """The login token, the live sessions, and the hosts the server answers to."""
+
+    user: str
+    hosts: frozenset[str]  # "127.0.0.1:8765", "localhost:8765", ...
+    runs: frozenset[str] | None = None
+    login_token: str | None = field(default_factory=lambda: secrets.token_urlsafe(32))
+    _sessions: dict[str, Session] = field(default_factory=dict)
+    _notes: dict[str, list[str]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def exchange(self, token: str | None) -> Session | None:
+        """A new session for the one-time login token; None when it is wrong or used."""
+        with self._lock:
+            if (
+                token is None
+                or self.login_token is None
+                or not hmac.compare_digest(token.encode(), self.login_token.encode())
+            ):
+                return None
+            self.login_token = None  # once only
+            session = Session(
+                id=secrets.token_urlsafe(32),
+                user=self.user,
+                csrf=secrets.token_urlsafe(32),
+                runs=self.runs,
+            )
+            self._sessions[session.id] = session
+            return session
+
+    def session(self, cookie: str | None) -> Session | None:
+        if not cookie:
+            return None
+        with self._lock:
+            return self._sessions.get(cookie)
+
+    def end(self, session_id: str) -> None:
+        """Log the session out: its cookie opens nothing any more."""
+        with self._lock:
+            self._sessions.pop(session_id, None)
+            self._notes.pop(session_id, None)
+
+    def note(self, session_id: str, text: str) -> None:
+        """Something to tell the session on its next page (what an action did)."""
+        with self._lock:
+            self._notes.setdefault(session_id, []).append(text)
+
+    def notes(self, session_id: str) -> list[str]:
+        """The session's notes, once."""
+        with self._lock:
+            return self._notes.pop(session_id, [])
+
+    def host_ok(self, host: str | None) -> bool:
+        return host is not None and host.lower() in self.hosts
+
+    def origin_ok(self, origin: str | None, referer: str | None) -> bool:
+        """Whether a changing request comes from the dashboard's own pages: its
+        ``Origin`` (or, lacking one, its ``Referer``) is one of this server's origins."""
+        source = origin if origin and origin != "null" else referer
+        if not source:
+            return False
+        parts = urlsplit(source)
+        return parts.scheme == "http" and parts.netloc.lower() in self.hosts
+
+
+def allowed_hosts(host: str, port: int, extra: Iterable[str] = ()) -> frozenset[str]:
+    """The ``Host`` values a server bound to ``host``:``port`` answers to."""
+    names = {host, *extra}
+    if host in ("127.0.0.1", "localhost", "::1"):
+        names |= {"127.0.0.1", "localhost"}
+    hosts = {f"[{n}]:{port}" if ":" in n else f"{n}:{port}" for n in names}
+    return frozenset(h.lower() for h in hosts)

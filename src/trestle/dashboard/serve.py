@@ -1,0 +1,92 @@
+"""Starting the dashboard: bind, print the login URL, serve until stopped.
+
+The socket is bound before the URL is printed, so the URL's port is the one that
+answers (``--port 0`` takes any free port) and a script can read the URL and use it.
+"""
+
+from __future__ import annotations
+
+import getpass
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+from trestle.errors import MissingExtraError
+
+WILDCARDS = ("0.0.0.0", "::", "")
+SHUTDOWN_GRACE = 2  # seconds
+
+
+def require_extra() -> None:
+    """MissingExtraError naming ``pip install "trestle[ui]"`` when a part is missing."""
+    import importlib.util
+
+    for module, package in (
+        ("fastapi", "fastapi"),
+        ("uvicorn", "uvicorn"),
+        ("jinja2", "jinja2"),
+        ("multipart", "python-multipart"),
+    ):
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            raise MissingExtraError(package, "ui")
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(
+    store: Path,
+    *,
+    host: str,
+    port: int,
+    runs: frozenset[str] | None,
+    say: Callable[[str], None],
+) -> None:
+    """Serve the dashboard over ``store`` until interrupted; ``say`` prints the URL."""
+    require_extra()
+    import uvicorn
+
+    from trestle.dashboard.app import Settings, create_app
+    from trestle.dashboard.security import Gate, allowed_hosts
+
+    sock = bind(host, port)
+    port = sock.getsockname()[1]
+    shown = host
+    extra: list[str] = []
+    if host in WILDCARDS:
+        shown = socket.gethostname()
+        extra = [socket.gethostname(), socket.getfqdn()]
+    gate = Gate(user=_user(), hosts=allowed_hosts(host, port, extra), runs=runs)
+    app = create_app(Settings(store=store, gate=gate))
+    where = f"[{shown}]" if ":" in shown else shown
+    say(f"dashboard for {store} at http://{where}:{port}/")
+    say(f"log in (once) with: http://{where}:{port}/login?token={gate.login_token}")
+    # live streams never end on their own: on Ctrl-C or SIGTERM, give requests a moment,
+    # then close what is still open, instead of waiting for every browser to leave
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        lifespan="off",
+        access_log=False,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE,
+    )
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def _user() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "user"
+    return f"{user}@{socket.gethostname()}"

@@ -1,0 +1,529 @@
+"""What each dashboard page shows, as plain data the templates lay out.
+
+The facts come from the functions the CLI prints: :func:`trestle.health.run_health`
+(budget use, alerts, what waits for a human), :func:`trestle.report.build_report`,
+:func:`trestle.approvals.inbox`, :func:`trestle.runs.dead_letters` and the CLI's own
+wording (:func:`trestle.cli.render.log_detail`, :func:`trestle.cli.listing.shown`).
+Nothing here imports the web framework; the store is passed in.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import json
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from trestle.approvals import editable_fields, inbox, trusted_state, write_diff
+from trestle.card import HandoffCard
+from trestle.descriptions import check_text, log_detail
+from trestle.errors import ConfigError, TrestleError
+from trestle.events import (
+    AlertRaised,
+    CheckResult,
+    StepAttemptEnded,
+    StoredEvent,
+)
+from trestle.health import RunHealth, run_health
+from trestle.plan import critical_path, waves
+from trestle.runs import dead_letters
+from trestle.state import RunState, output_tail
+from trestle.store.base import RunRow, Store
+from trestle.wording import shown
+
+LEASE_TTL = 15.0  # trestle.engine.DEFAULT_LEASE_TTL, without importing the engine
+TIMELINE_MOST = 300  # events shown in the timeline; the rest: `trestle log RUN`
+EVENTS_MOST = 5000  # events a run's page reads, the newest; `trestle log RUN` has them all
+
+# the timeline's filters: a name, and the event kinds it keeps (empty: all)
+TIMELINE_FILTERS: dict[str, tuple[str, ...]] = {
+    "all": (),
+    "steps": (
+        "step_started",
+        "step_process_started",
+        "step_attempt_ended",
+        "step_probe_started",
+        "step_probed",
+        "step_retry_scheduled",
+        "step_failed",
+        "step_blocked",
+        "step_escalated",
+        "step_skipped",
+        "step_reopened",
+    ),
+    "approvals": ("approval_requested", "approval_decided", "approval_refused", "request_refused"),
+    "alerts": ("alert_raised",),
+    "agent": (
+        "round_opened",
+        "model_called",
+        "tool_call_started",
+        "tool_call_ended",
+        "phase_entered",
+        "findings_recorded",
+        "plan_proposed",
+        "plan_extended",
+        "reminder_injected",
+        "context_compressed",
+        "requirement_added",
+    ),
+    "run": (
+        "run_created",
+        "run_resumed",
+        "run_finished",
+        "run_cancelled",
+        "run_interrupted",
+        "run_rewound",
+        "sandbox_chosen",
+        "budget_exhausted",
+        "budget_raised",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class RunLine:
+    """One row of the runs page."""
+
+    row: RunRow
+    status: str
+    done: int
+    total: int
+    health: RunHealth | None  # None: the run could not be read
+    approvals: int  # waiting, blocking approvals
+    problem: str | None = None
+
+    @property
+    def alerts(self) -> int:
+        return len(self.health.alerts) if self.health else 0
+
+
+def run_lines(
+    store: Store, *, visible: frozenset[str] | None, query: str = "", status: str = ""
+) -> list[RunLine]:
+    """The runs the session may see, newest first, filtered by status and a text search
+    over run id and goal."""
+    now = time.time()
+    lines = []
+    needle = query.strip().lower()
+    for row in store.runs():
+        if visible is not None and row.run_id not in visible:
+            continue
+        if status and row.status != status:
+            continue
+        if needle and needle not in row.run_id.lower() and needle not in row.goal.lower():
+            continue
+        counts: dict[str, int] = json.loads(row.summary)
+        done = sum(n for k, n in counts.items() if k in ("succeeded", "skipped"))
+        total = sum(counts.values())
+        try:
+            state = trusted_state(store, row.run_id)
+        except TrestleError as exc:
+            lines.append(RunLine(row, row.status, done, total, None, 0, problem=str(exc)))
+            continue
+        health = run_health(state, store.lease(row.run_id), now=now, lease_ttl=LEASE_TTL)
+        waiting = sum(1 for w in health.waiting if w.ref is not None)
+        lines.append(RunLine(row, row.status, done, total, health, waiting))
+    return lines
+
+
+@dataclass(frozen=True)
+class Node:
+    id: str
+    status: str
+    x: int
+    y: int
+    critical: bool
+
+
+@dataclass(frozen=True)
+class Edge:
+    x1: int
+    y1: int
+    x2: int
+    y2: int
+    critical: bool
+    label: str
+
+
+@dataclass(frozen=True)
+class Graph:
+    """The plan as a dependency graph: one column per wave of steps that may run in
+    parallel, an arrow from each step to those that need it, the critical path marked."""
+
+    nodes: list[Node]
+    edges: list[Edge]
+    width: int
+    height: int
+    path: list[str]
+
+
+NODE_W, NODE_H, GAP_X, GAP_Y, PAD = 150, 40, 60, 20, 10
+
+
+def plan_graph(state: RunState) -> Graph:
+    plan = state.plan
+    path = critical_path(plan)
+    on_path = set(path)
+    links = set(itertools.pairwise(path))
+    where: dict[str, tuple[int, int]] = {}
+    columns = waves(plan)
+    for col, wave in enumerate(columns):
+        for row, sid in enumerate(wave):
+            where[sid] = (PAD + col * (NODE_W + GAP_X), PAD + row * (NODE_H + GAP_Y))
+    nodes = [
+        Node(sid, state.steps[sid].status, x, y, sid in on_path) for sid, (x, y) in where.items()
+    ]
+    edges = []
+    for step in plan.steps:
+        x2, y2 = where[step.id]
+        for need in step.needs:
+            x1, y1 = where[need]
+            edges.append(
+                Edge(
+                    x1 + NODE_W,
+                    y1 + NODE_H // 2,
+                    x2,
+                    y2 + NODE_H // 2,
+                    (need, step.id) in links,
+                    f"{step.id} needs {need}",
+                )
+            )
+    tallest = max((len(w) for w in columns), default=1)
+    width = PAD * 2 + len(columns) * (NODE_W + GAP_X) - GAP_X
+    height = PAD * 2 + tallest * (NODE_H + GAP_Y) - GAP_Y
+    return Graph(nodes, edges, max(width, NODE_W), max(height, NODE_H), path)
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    seq: int
+    at: float
+    kind: str
+    step: str
+    attempt: str
+    detail: str
+    evidence: tuple[int, ...] = ()
+
+
+def timeline(
+    events: list[StoredEvent], *, only: str = "all", step: str = ""
+) -> list[TimelineEntry]:
+    """The log's rows (the same detail ``trestle log`` prints), newest last, filtered
+    by kind and step, at most :data:`TIMELINE_MOST` of them."""
+    kinds = TIMELINE_FILTERS.get(only, ())
+    rows = []
+    for item in events:
+        e = item.event
+        if kinds and e.kind not in kinds:
+            continue
+        sid = str(getattr(e, "step", "") or "")
+        if step and sid != step:
+            continue
+        evidence = e.alert.evidence if isinstance(e, AlertRaised) else ()
+        rows.append(
+            TimelineEntry(
+                item.seq,
+                e.at,
+                e.kind,
+                sid,
+                str(getattr(e, "attempt", "") or ""),
+                log_detail(e),
+                evidence,
+            )
+        )
+    return rows[-TIMELINE_MOST:]
+
+
+@dataclass(frozen=True)
+class AttemptView:
+    attempt: int
+    ok: bool
+    status: str
+    error: str | None
+    checks: tuple[CheckResult, ...]
+    output: str
+    duration: float
+    checkpoint_before: str | None
+    checkpoint_after: str | None
+
+
+@dataclass
+class StepView:
+    id: str
+    status: str
+    shown: str
+    attempt: int
+    note: str
+    action: str
+    needs: list[str]
+    critical: bool
+    attempts: list[AttemptView] = field(default_factory=list)
+    failed_checks: list[str] = field(default_factory=list)
+    output_tail: str = ""
+    retryable: bool = False
+    skippable: bool = False
+
+
+def step_views(state: RunState, events: list[StoredEvent]) -> list[StepView]:
+    """Each step with its state, its attempts (result, checks expected vs actual, the
+    end of the output) and what a human may do with it."""
+    path = set(critical_path(state.plan))
+    views = {}
+    for spec in state.plan.steps:
+        st = state.steps[spec.id]
+        note = st.reason or st.error or ""
+        if st.status == "retry_wait" and st.error:
+            note = f"retrying after: {st.error}"
+        views[spec.id] = StepView(
+            id=spec.id,
+            status=st.status,
+            shown=shown(st.status),
+            attempt=st.attempt,
+            note=note,
+            action=state.step_spec(spec.id).describe_action(),
+            needs=list(spec.needs),
+            critical=spec.id in path,
+            failed_checks=[check_text(c) for c in st.checks if not c.passed],
+            output_tail=st.output_tail if st.error else "",
+            retryable=st.status in ("failed", "escalated"),
+            skippable=st.status in ("failed", "escalated", "blocked", "retry_wait"),
+        )
+    for item in events:
+        e = item.event
+        if isinstance(e, StepAttemptEnded) and e.step in views:
+            views[e.step].attempts.append(
+                AttemptView(
+                    e.attempt,
+                    e.ok,
+                    e.action.status,
+                    e.action.error,
+                    e.checks,
+                    output_tail(e.action.output, lines=40, chars=4000),
+                    e.action.duration,
+                    e.checkpoint_before,
+                    e.checkpoint_after,
+                )
+            )
+    return list(views.values())
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A human decision as the run recorded it, or one it refused and why."""
+
+    at: float
+    approval: int | None
+    verdict: str  # approved | rejected | modified | withdrawn | refused
+    by: str
+    reason: str
+
+
+def decisions(state: RunState) -> list[Decision]:
+    """Every decided approval and every refused decision, oldest first (from the run's
+    state, so a long run's first decisions are there too)."""
+    found = [
+        Decision(a.decided_at or a.requested_at, number, a.status, a.by or "", a.reason)
+        for number, a in state.approvals.items()
+        if a.status != "pending"
+    ]
+    found += [
+        Decision(r.at, r.approval, "refused", "", r.reason)
+        for r in state.refused
+        if r.request == "decision"
+    ]
+    return sorted(found, key=lambda d: d.at)
+
+
+@dataclass(frozen=True)
+class Preview:
+    """An edit of a card's action before it is approved: the YAML and how it differs."""
+
+    edited: str
+    diff: str
+
+
+@dataclass(frozen=True)
+class CardView:
+    card: HandoffCard
+    diff: str | None
+    editable: str | None  # the editable fields as YAML, or None when it cannot be edited
+    preview: Preview | None = None
+
+
+def preview_edit(store: Store, view: CardView, edited: str) -> CardView:
+    """The card with the diff between its action and ``edited`` (YAML); ConfigError when
+    the edit could not be approved (the check :func:`queue_decision` makes)."""
+    from trestle.approvals import edit_from_yaml, edited_step
+
+    fields = edit_from_yaml(edited)
+    if view.card.step is None:
+        raise ConfigError(f"approval {view.card.ref}: only a plan step's action can be edited")
+    state = trusted_state(store, view.card.run_id)
+    edited_step(state.step_spec(view.card.step), fields)
+    lines = difflib.unified_diff(
+        (view.editable or "").splitlines(keepends=True),
+        edited.splitlines(keepends=True),
+        fromfile="as asked",
+        tofile="as edited",
+    )
+    return replace(view, preview=Preview(edited, "".join(lines) or "(no change)"))
+
+
+def card_views(store: Store, *, visible: frozenset[str] | None) -> list[CardView]:
+    """The inbox: every open approval the session may see, as the CLI's handoff card
+    with the diff a write would make."""
+    import yaml
+
+    found = []
+    workspaces: dict[str, Path] = {}
+    for card in inbox(store):
+        if visible is not None and card.run_id not in visible:
+            continue
+        if card.run_id not in workspaces:
+            workspaces[card.run_id] = Path(trusted_state(store, card.run_id).workspace)
+        try:
+            fields = editable_fields(card) if card.subject == "action" else None
+        except ConfigError:
+            fields = None
+        text = yaml.safe_dump(fields, sort_keys=False, allow_unicode=True) if fields else None
+        found.append(CardView(card, write_diff(card, workspaces[card.run_id]), text))
+    return found
+
+
+def health_lines(store: Store, *, visible: frozenset[str] | None) -> list[RunHealth]:
+    """``trestle health``: runs not finished, with driver, heartbeat, stalled steps."""
+    from trestle.health import health
+
+    return [
+        r
+        for r in health(store, now=time.time(), lease_ttl=LEASE_TTL)
+        if visible is None or r.run_id in visible
+    ]
+
+
+def dead_letter_views(store: Store, *, visible: frozenset[str] | None) -> list[dict[str, object]]:
+    """The dead-letter queue: each entry with the end of its output and failed checks."""
+    found: list[dict[str, object]] = []
+    for entry in dead_letters(store):
+        if visible is not None and entry.run_id not in visible:
+            continue
+        last = next(
+            (e.event for e in reversed(entry.history) if isinstance(e.event, StepAttemptEnded)),
+            None,
+        )
+        found.append(
+            {
+                "entry": entry,
+                "status": shown(entry.status),
+                "checks": [check_text(c) for c in last.checks if not c.passed] if last else [],
+                "tail": output_tail(last.action.output) if last else "",
+            }
+        )
+    return found
+
+
+@dataclass(frozen=True)
+class CheckpointView:
+    step: str
+    attempt: int
+    when: str
+    commit: str
+    taken_at: float
+
+
+def checkpoint_views(store: Store, state: RunState) -> list[CheckpointView]:
+    """The run's workspace checkpoints (``trestle checkpoints``), oldest first; none when
+    the store keeps none."""
+    from trestle.checkpoints import checkpoints, shadow_dir_for, shadow_repo
+
+    shadow = shadow_dir_for(store)
+    if shadow is None or not shadow.exists():
+        return []
+    try:
+        found = checkpoints(shadow_repo(state, shadow, store), state, store)
+    except (TrestleError, OSError):
+        return []
+    return [CheckpointView(c.step, c.attempt, c.when, c.commit, c.taken_at) for c in found]
+
+
+def step_change(store: Store, state: RunState, step: str) -> tuple[str, str]:
+    """What the step changed in the workspace (``trestle diff RUN STEP``): a sentence
+    saying what the diff is against, and the diff; ConfigError when there is none."""
+    from trestle.checkpoints import shadow_dir_for, shadow_repo, step_diff
+
+    shadow = shadow_dir_for(store)
+    if shadow is None or not shadow.exists():
+        raise ConfigError("this store has no workspace checkpoints yet")
+    done = step_diff(shadow_repo(state, shadow, store), state, store, step)
+    against = (
+        "the checkpoints before and after it"
+        if done.finished
+        else "the checkpoint before it and the workspace as it is now (none after it)"
+    )
+    return f"attempt {done.attempt} of {step!r}, between {against}", done.text or "no changes"
+
+
+@dataclass
+class ToolUse:
+    tool: str
+    arguments: str
+    ok: bool | None = None  # None: no result recorded yet
+    content: str = ""
+    error: str | None = None
+
+
+@dataclass
+class Turn:
+    """One model call of an agent step and the tool calls it asked for."""
+
+    seq: int
+    step: str
+    round: int
+    turn: int
+    text: str
+    tools: list[ToolUse] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Phase:
+    seq: int
+    phase: str
+    step: str | None
+    reason: str
+
+
+TURNS_MOST = 40  # the newest turns shown; all of them: `trestle log RUN --json`
+
+
+def agent_view(events: list[StoredEvent]) -> tuple[list[Phase], list[Turn]]:
+    """An agent run's phases and its conversation turns with their tool calls (the
+    newest :data:`TURNS_MOST`); both empty for a plan without agent steps."""
+    from trestle.events import ModelCalled, PhaseEntered, ToolCallEnded, ToolCallStarted
+
+    phases: list[Phase] = []
+    turns: dict[tuple[str, int, int], Turn] = {}
+    calls: dict[tuple[str, str], ToolUse] = {}
+    for item in events:
+        e = item.event
+        if isinstance(e, PhaseEntered):
+            phases.append(Phase(item.seq, e.phase, e.step, e.reason))
+        elif isinstance(e, ModelCalled):
+            text = e.response.text
+            turns[(e.step, e.round, e.turn)] = Turn(
+                item.seq, e.step, e.round, e.turn, text if len(text) < 4000 else text[:4000] + "…"
+            )
+        elif isinstance(e, ToolCallStarted):
+            use = ToolUse(
+                e.tool, e.arguments if len(e.arguments) < 2000 else e.arguments[:2000] + "…"
+            )
+            calls[(e.step, e.call_id)] = use
+            turn = turns.get((e.step, e.round, e.turn))
+            if turn is not None:
+                turn.tools.append(use)
+        elif isinstance(e, ToolCallEnded):
+            use = calls.get((e.step, e.call_id)) or ToolUse(e.tool, "")
+            use.ok, use.error = e.ok, e.error
+            use.content = output_tail(e.content, lines=20, chars=2000)
+    return phases, list(turns.values())[-TURNS_MOST:]

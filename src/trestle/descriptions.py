@@ -1,0 +1,126 @@
+"""What an event, a check or an action says in words: the detail column of
+``trestle log``, the dashboard's timeline, a handoff card's action line. Plain text, no
+markup, so every interface prints the same facts in the same words."""
+
+from __future__ import annotations
+
+from trestle.budget import fmt
+from trestle.card import Action
+from trestle.events import (
+    AlertRaised,
+    AnyEvent,
+    ApprovalDecided,
+    ApprovalRequested,
+    BudgetRaised,
+    CheckResult,
+    RunCancelled,
+    RunInterrupted,
+    RunRewound,
+    StepAttemptEnded,
+    StepProbed,
+    StepProcessStarted,
+    StepReopened,
+    StepSkipped,
+    StepStarted,
+)
+from trestle.wording import clip, shown
+
+
+def log_detail(e: AnyEvent) -> str:
+    """The outcome and every check's expected vs actual, on as few words as possible."""
+    match e:
+        case StepAttemptEnded(ok=ok, action=action, checks=checks):
+            parts = [f"{'ok' if ok else 'failed'}; action {action.status}"]
+            if action.error:
+                parts.append(action.error)
+            parts += [
+                f"{'✓' if c.passed else '✗'} {c.check}: expected {c.expected}, got {c.actual}"
+                for c in checks
+            ]
+            return "; ".join(parts)
+        case StepProbed(passed=ok, checks=checks, leftovers=left, waited=waited):
+            return "; ".join(
+                [f"checks {'passed' if ok else 'failed'}{leftovers(left, waited)}"]
+                + [f"{'✓' if c.passed else '✗'} {c.check}: got {c.actual}" for c in checks]
+            )
+        case StepProcessStarted(pid=pid, pgid=pgid):
+            return f"pid {pid}, process group {pgid}"
+        case RunInterrupted(by=by, stopped=stopped):
+            return f"by {by}; stopped: {', '.join(stopped) or 'nothing'}"
+        case RunCancelled(by=by, reason=why, stopped=stopped):
+            return f"by {by}: {why}; stopped: {', '.join(stopped) or 'nothing'}"
+        case StepReopened(reason=why, by=by) | StepSkipped(reason=why, by=by):
+            return f"{why} (asked by {by})" if by else why
+        case StepStarted(key=key, gate=gate):
+            tier = f"; {gate.decision.tier} ({gate.decision.source})" if gate else ""
+            approved = f"; approval {gate.approval}" if gate and gate.approval else ""
+            return f"key {key}{tier}{approved}"
+        case ApprovalRequested(approval=n, subject=subject, decision=d, breach=b):
+            why = d.reason if d else b.describe() if b else ""
+            return f"approval {n} ({subject}): {why}"
+        case ApprovalDecided(approval=n, verdict=verdict, by=by, reason=why, edited=edited):
+            runs = f"; runs as edited: {edited.describe_action()}" if edited else ""
+            return f"approval {n}: {verdict} by {by}{runs}" + (f": {why}" if why else "")
+        case AlertRaised(alert=a, action=action):
+            return (
+                f"{a.severity} {a.monitor}/{a.kind} -> {action}: {a.message}; "
+                f"evidence seqs {seqs_text(a.evidence)}; suggests: {a.suggestion}"
+            )
+        case BudgetRaised(by=by):
+            return f"by {by}: {raised_text(e)}"
+        case RunRewound(to_step=sid, reopened=steps, safety=safety, by=by):
+            return (
+                f"rewound to before {sid!r} by {by}; reopened {', '.join(steps)}; "
+                f"the workspace before is snapshot {safety[:12]}"
+            )
+    for field in ("reason", "status", "owner"):
+        value = getattr(e, field, None)
+        if value:
+            return shown(value) if field == "status" else str(value)
+    return ""
+
+
+def check_text(c: CheckResult) -> str:
+    """A check's verdict with what it expected and what it found."""
+    mark = "✓" if c.passed else "✗"
+    return f"{mark} {c.check}: expected {c.expected}, got {clip(c.actual, 200)}"
+
+
+def action_text(action: Action | None) -> str:
+    if action is None:
+        return ""
+    if action.tool is not None:
+        text = f"tool {action.tool} {action.arguments or '{}'}"
+    elif action.command is not None:
+        text = f"run: {action.command}"
+    elif action.agent is not None:
+        text = action.agent
+    elif action.path is not None:
+        size = len(action.content or "")
+        text = f"write {action.path} ({size} characters)"
+    else:
+        text = f"call {action.call}"
+    if action.env:
+        text += " with " + " ".join(f"{k}={v}" for k, v in sorted(action.env.items()))
+    if action.timeout:
+        text += f" (timeout {action.timeout:g} s)"
+    return text
+
+
+def raised_text(e: BudgetRaised) -> str:
+    """``tokens +2,000 tokens; why``"""
+    text = ", ".join(f"{dim} +{fmt(dim, amount)}" for dim, amount in e.add.items())
+    return text + (f"; {e.reason}" if e.reason else "")
+
+
+def leftovers(left: str | None, waited: float) -> str:
+    if left == "finished":
+        return f" (its leftover processes finished first, after {waited:.1f}s)"
+    if left == "killed":
+        return f" (its leftover processes were killed first, after {waited:.0f}s)"
+    return ""
+
+
+def seqs_text(seqs: tuple[int, ...], most: int = 8) -> str:
+    shown = ", ".join(map(str, seqs[:most]))
+    return shown + (f" and {len(seqs) - most} more" if len(seqs) > most else "")

@@ -1,0 +1,140 @@
+"""A real ``trestle ui`` process for the dashboard's tests, and runs to show in it."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from test_cli import cli_env
+from trestle.planfile import parse_plan
+from trestle.runs import create_run
+from trestle.store import SqliteStore
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    """A running ``trestle ui``: its base URL (ending in /) and one-time login URL."""
+
+    base: str
+    login: str
+    process: subprocess.Popen[str]
+
+    @property
+    def origin(self) -> str:
+        return self.base.rstrip("/")
+
+    def session(self) -> httpx.Client:
+        """A client logged in with the login URL (which is then used up)."""
+        client = httpx.Client(base_url=self.base, follow_redirects=False, timeout=30)
+        answer = client.get(self.login)
+        assert answer.status_code == 303, answer.text
+        return client
+
+
+@contextmanager
+def dashboard(store: Path, *args: str, cwd: Path | None = None) -> Iterator[Dashboard]:
+    """``trestle ui --store STORE`` on a free port of 127.0.0.1, stopped afterwards."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "trestle", "ui", "--store", str(store), *args],
+        cwd=cwd or store.parent,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None and process.stderr is not None
+        first, second = process.stdout.readline(), process.stdout.readline()
+        base = re.search(r"at (http://\S+/)$", first.strip())
+        login = re.search(r"(http://\S+/login\?token=\S+)$", second.strip())
+        if base is None or login is None:
+            process.kill()
+            raise AssertionError(
+                f"trestle ui printed {first!r} {second!r}: {process.stderr.read()}"
+            )
+        yield Dashboard(base.group(1), login.group(1), process)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def plan_run(store_path: Path, text: str, workspace: Path) -> str:
+    """A run of the plan ``text`` recorded in the store (not driven)."""
+    store = SqliteStore(store_path)
+    try:
+        return create_run(store, parse_plan(text), workspace=workspace)
+    finally:
+        store.close()
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found is not None, "no CSRF token in the page"
+    return found.group(1)
+
+
+def trestle(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "trestle", *args],
+        cwd=cwd,
+        env=cli_env(TRESTLE_SANDBOX="off"),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def start_run(plan: Path, store: Path, cwd: Path) -> subprocess.Popen[str]:
+    """``trestle run PLAN`` in the background, unconfined (tests of the dashboard, not
+    of the sandbox), without prompting."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "trestle",
+            "run",
+            str(plan),
+            "--store",
+            str(store),
+            "--no-live",
+            "--no-prompt",
+            "--sandbox",
+            "off",
+        ],
+        cwd=cwd,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def wait_for(predicate: object, timeout: float = 30.0, what: str = "") -> None:
+    assert callable(predicate)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what or predicate}")
+
+
+def run_ids(store: Path) -> list[str]:
+    opened = SqliteStore(store, create=False)
+    try:
+        return [r.run_id for r in opened.runs()]
+    finally:
+        opened.close()

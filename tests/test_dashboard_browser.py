@@ -1,0 +1,477 @@
+"""The dashboard as a person uses it: the system's Chromium, driven by Playwright,
+against a real ``trestle ui`` process and runs driven by real ``trestle run`` processes.
+
+Screenshots of each page at desktop and phone width are kept under
+``tests/artifacts/dashboard/`` (git-ignored; ``$TRESTLE_TEST_ARTIFACTS`` moves it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dashboard_helpers import dashboard, run_ids, start_run, trestle, wait_for
+from trestle.events import ApprovalDecided
+from trestle.store import SqliteStore
+
+pytest.importorskip("playwright.sync_api", reason="the dev extra installs playwright")
+from playwright.sync_api import Browser, Locator, Page, ViewportSize, expect, sync_playwright
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = (
+    Path(os.environ.get("TRESTLE_TEST_ARTIFACTS", ROOT / "tests" / "artifacts")) / "dashboard"
+)
+DESKTOP: ViewportSize = {"width": 1280, "height": 900}
+PHONE: ViewportSize = {"width": 390, "height": 844}
+
+
+def chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    path = chromium()
+    if path is None:  # as `make test` does, once
+        subprocess.run([str(ROOT / "scripts" / "setup-browser.sh")], check=False, timeout=600)
+        path = chromium()
+    if path is None:
+        pytest.skip("no Chromium here, and scripts/setup-browser.sh could not install it")
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=path, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport=DESKTOP)
+    context.set_default_timeout(30_000)
+    opened = context.new_page()
+    yield opened
+    context.close()
+
+
+def project(tmp_path: Path, plan: str) -> tuple[Path, Path]:
+    """A workspace holding ``plan.yaml``, and the store its runs use."""
+    (tmp_path / "plan.yaml").write_text(plan, encoding="utf-8")
+    store = tmp_path / ".trestle" / "trestle.db"
+    return tmp_path / "plan.yaml", store
+
+
+def started(plan: Path, store: Path, cwd: Path) -> tuple[subprocess.Popen[str], str]:
+    """``trestle run`` in the background, and its run id once it is recorded."""
+    process = start_run(plan, store, cwd)
+    wait_for(lambda: store.exists() and bool(run_ids(store)), what="the run to be recorded")
+    return process, run_ids(store)[0]
+
+
+def finish(process: subprocess.Popen[str]) -> tuple[int, str]:
+    out, _ = process.communicate(timeout=120)
+    return process.returncode, out
+
+
+def decisions(store: Path, run_id: str) -> list[ApprovalDecided]:
+    opened = SqliteStore(store, create=False)
+    try:
+        return [e.event for e in opened.events(run_id) if isinstance(e.event, ApprovalDecided)]
+    finally:
+        opened.close()
+
+
+WAIT = "while [ ! -f {name} ]; do sleep 0.05; done"
+
+LIVE_PLAN = f"""
+goal: watch it live
+steps:
+  - {{id: fetch, run: "{WAIT.format(name="go-fetch")}"}}
+  - {{id: build, run: "{WAIT.format(name="go-build")}", needs: [fetch]}}
+  - {{id: ship, run: "echo shipped", needs: [build]}}
+"""
+
+
+def node(page: Page, step: str) -> Locator:
+    """The step's box in the plan's graph."""
+    return page.locator(f'g.node[data-step="{step}"]')
+
+
+def test_a_run_progresses_live_without_a_reload(tmp_path: Path, page: Page) -> None:
+    plan, store = project(tmp_path, LIVE_PLAN)
+    process, run_id = started(plan, store, tmp_path)
+    with dashboard(store) as ui:
+        page.goto(ui.login)
+        page.goto(f"{ui.base}runs/{run_id}")
+        page.evaluate("window.__same_page = true")
+        expect(page.locator('g.node[data-step="fetch"]')).to_have_attribute(
+            "data-status", "running"
+        )
+        expect(page.locator('g.node[data-step="fetch"].critical')).to_have_count(1)
+        (tmp_path / "go-fetch").touch()
+        expect(page.locator('g.node[data-step="fetch"]')).to_have_attribute(
+            "data-status", "succeeded"
+        )
+        expect(page.locator('g.node[data-step="build"]')).to_have_attribute(
+            "data-status", "running"
+        )
+        (tmp_path / "go-build").touch()
+        expect(page.locator("#run-status")).to_have_text("succeeded")
+        expect(page.locator('g.node[data-step="ship"]')).to_have_attribute(
+            "data-status", "succeeded"
+        )
+        expect(page.locator("table.timeline")).to_contain_text("run_finished")
+        assert page.evaluate("window.__same_page") is True  # swapped in, not reloaded
+    assert finish(process)[0] == 0
+
+
+GATED_PLAN = f"""
+goal: release 1.2
+steps:
+  - {{id: slow, run: "{WAIT.format(name="go")}"}}
+  - {{id: deploy, run: "echo deployed > deployed.txt", irreversible: true}}
+"""
+
+
+def waiting_card(page: Page, base: str) -> Locator:
+    """The inbox's first card, once the run has asked (reloading until it has)."""
+    for _ in range(100):
+        page.goto(f"{base}inbox")
+        card = page.locator("article.card")
+        if card.count():
+            return card.first
+        page.wait_for_timeout(200)
+    raise AssertionError("no approval reached the inbox")
+
+
+def test_approving_a_waiting_irreversible_step_lets_the_run_finish(
+    tmp_path: Path, page: Page
+) -> None:
+    plan, store = project(tmp_path, GATED_PLAN)
+    process, run_id = started(plan, store, tmp_path)
+    with dashboard(store) as ui:
+        page.goto(ui.login)
+        card = waiting_card(page, ui.base)
+        expect(card).to_contain_text("deploy")
+        expect(card).to_contain_text("irreversible")
+        card.get_by_label("Note (optional)").first.fill("release window is open")
+        card.get_by_role("button", name="Approve", exact=False).first.click()
+        expect(page.get_by_role("status")).to_contain_text("approved")
+        wait_for(lambda: (tmp_path / "deployed.txt").exists(), what="the approved deploy")
+        (tmp_path / "go").touch()
+        page.goto(f"{ui.base}runs/{run_id}")
+        expect(page.locator("#run-status")).to_have_text("succeeded")
+        expect(page.locator("table.timeline")).to_contain_text("approve by dashboard:")
+    code, out = finish(process)
+    assert code == 0, out
+    [decided] = decisions(store, run_id)
+    assert decided.verdict == "approve" and decided.by.startswith("dashboard:")
+    assert decided.reason == "release window is open" and decided.signed is not None
+
+
+def test_a_rejection_reaches_the_log_with_its_reason(tmp_path: Path, page: Page) -> None:
+    plan, store = project(tmp_path, GATED_PLAN)
+    process, run_id = started(plan, store, tmp_path)
+    with dashboard(store) as ui:
+        page.goto(ui.login)
+        card = waiting_card(page, ui.base)
+        card.get_by_label("Reason for rejecting (required)").fill("not in this release")
+        card.get_by_role("button", name="Reject").click()
+        expect(page.get_by_role("status")).to_contain_text("rejected")
+        # the driver records the rejection on its next look at the queue
+        wait_for(lambda: bool(decisions(store, run_id)), what="the rejection to be recorded")
+        (tmp_path / "go").touch()
+        code, out = finish(process)
+        assert code == 1, out  # partial: the rejected step failed
+        page.goto(f"{ui.base}runs/{run_id}")
+        expect(page.locator("table.timeline")).to_contain_text("not in this release")
+        expect(page.locator("#step-deploy")).to_contain_text("not in this release")
+    assert not (tmp_path / "deployed.txt").exists()
+    [decided] = decisions(store, run_id)
+    assert decided.verdict == "reject" and decided.reason == "not in this release"
+
+
+FOREVER_PLAN = f"""
+goal: never ends
+steps:
+  - {{id: wait, run: "{WAIT.format(name="never")}"}}
+"""
+
+
+def test_cancelling_a_run_stops_it(tmp_path: Path, page: Page) -> None:
+    plan, store = project(tmp_path, FOREVER_PLAN)
+    process, run_id = started(plan, store, tmp_path)
+    with dashboard(store) as ui:
+        page.goto(ui.login)
+        page.goto(f"{ui.base}runs/{run_id}")
+        expect(node(page, "wait")).to_have_attribute("data-status", "running")
+        page.get_by_label("Why (recorded)").fill("wrong branch")
+        page.get_by_role("button", name="Cancel run").click()
+        expect(page.get_by_role("status")).to_contain_text("cancelled")
+        expect(page.locator("#run-status")).to_have_text("cancelled")
+        expect(page.locator("table.timeline")).to_contain_text("wrong branch")
+    assert finish(process)[0] == 7
+
+
+FLAKY_PLAN = """
+goal: retry me
+steps:
+  - {id: check, run: "test -f fixed"}
+"""
+
+
+def test_retrying_a_dead_letter(tmp_path: Path, page: Page) -> None:
+    plan, store = project(tmp_path, FLAKY_PLAN)
+    code, out = finish(start_run(plan, store, tmp_path))
+    assert code == 3, out  # failed, dead-lettered: waits for a human
+    [run_id] = run_ids(store)
+    with dashboard(store) as ui:
+        page.goto(ui.login)
+        page.goto(f"{ui.base}health")
+        letter = page.locator("article.letter")
+        expect(letter).to_contain_text("check")
+        letter.get_by_label("Why retry").fill("the file is there now")
+        letter.get_by_role("button", name="Retry", exact=False).click()
+        expect(page.get_by_role("status")).to_contain_text("retry of 'check': queued")
+        (tmp_path / "fixed").touch()
+        resumed = trestle("resume", run_id, "--store", str(store), "--no-live", cwd=tmp_path)
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        page.goto(f"{ui.base}health")
+        expect(page.get_by_text("The dead-letter queue is empty.")).to_be_visible()
+        page.goto(f"{ui.base}runs/{run_id}")
+        expect(page.locator("#run-status")).to_have_text("succeeded")
+        reopened = page.locator("table.timeline tr.k-step_reopened")
+        expect(reopened).to_contain_text("the file is there now (asked by dashboard:")
+
+
+# -- every page: screenshots, labels, roles, focus order ---------------------------------
+
+SHOWCASE = """
+goal: show every page
+steps:
+  - {id: build, run: "echo built"}
+  - {id: test, run: "echo 'tests: 3 failed'; exit 1", needs: [build]}
+  - {id: docs, run: "echo docs", needs: [build]}
+  - {id: config, write: {path: conf/app.toml, content: "port = 8080\\n"}, approval: confirm}
+  - {id: deploy, run: "echo deploy", needs: [test, docs, config], irreversible: true}
+"""
+
+A11Y = """() => {
+  const problems = [];
+  for (const el of document.querySelectorAll("input, select, textarea")) {
+    if (el.type === "hidden") continue;
+    if (!(el.labels && el.labels.length) && !el.getAttribute("aria-label"))
+      problems.push("unlabelled " + el.outerHTML.slice(0, 80));
+  }
+  for (const el of document.querySelectorAll("button, a[href]")) {
+    const name = (el.getAttribute("aria-label") || el.textContent || "").trim();
+    if (!name) problems.push("nameless " + el.outerHTML.slice(0, 80));
+  }
+  if (!document.querySelector("main")) problems.push("no main landmark");
+  if (!document.querySelector("nav[aria-label]")) problems.push("no labelled nav");
+  if (!document.querySelector("h1")) problems.push("no h1");
+  for (const el of document.querySelectorAll("[tabindex]"))
+    if (parseInt(el.getAttribute("tabindex"), 10) > 0) problems.push("positive tabindex");
+  if (document.documentElement.scrollWidth > window.innerWidth + 1)
+    problems.push("the page is wider than the window: " + document.documentElement.scrollWidth);
+  return problems;
+}"""
+
+FOCUSABLE = """() => Array.from(document.querySelectorAll(
+  "a[href], button, input:not([type=hidden]), select, textarea, summary"
+)).filter((el) => el.offsetParent !== null || el.tagName === "SUMMARY")
+  .map((el) => el.outerHTML.slice(0, 60))"""
+
+
+def test_every_page_at_desktop_and_phone_width(tmp_path: Path, page: Page) -> None:
+    plan, store = project(tmp_path, SHOWCASE)
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "app.toml").write_text("port = 80\n", encoding="utf-8")
+    code, out = finish(start_run(plan, store, tmp_path))
+    assert code == 3, out
+    [run_id] = run_ids(store)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    pages = {"runs": "", "run": f"runs/{run_id}", "inbox": "inbox", "health": "health"}
+    with dashboard(store) as ui:
+        page.goto(ui.login)
+        for width, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
+            page.set_viewport_size(viewport)
+            for name, path in pages.items():
+                page.goto(ui.base + path)
+                expect(page.locator("h1")).to_be_visible()
+                problems = page.evaluate(A11Y)
+                assert problems == [], (name, width, problems)
+                page.screenshot(path=str(ARTIFACTS / f"{name}-{width}.png"), full_page=True)
+        page.set_viewport_size(DESKTOP)
+        page.goto(ui.base + "inbox")
+        expect(page.locator("pre.diff").first).to_contain_text("+port = 8080")
+        # the keyboard reaches the skip link first, then the navigation, in page order
+        order = page.evaluate(FOCUSABLE)
+        reached = []
+        for _ in range(6):
+            page.keyboard.press("Tab")
+            reached.append(page.evaluate("document.activeElement.outerHTML.slice(0, 60)"))
+        assert reached == order[:6], (reached, order[:6])
+        assert "Skip to content" in reached[0]
+        page.goto(ui.base + "inbox")
+        page.keyboard.press("Tab")
+        page.keyboard.press("Enter")  # the skip link moves the focus to the main content
+        assert page.evaluate("document.activeElement.id") == "main"
+    (ARTIFACTS / "pages.json").write_text(json.dumps(sorted(pages)), encoding="utf-8")
+
+
+EDIT_PLAN = """
+goal: change the port
+steps:
+  - {id: config, write: {path: conf/app.toml, content: "port = 8080\\n"}, approval: confirm}
+"""
+
+
+def test_an_edited_action_is_shown_as_a_diff_then_approved_as_edited(
+    tmp_path: Path, page: Page
+) -> None:
+    plan, store = project(tmp_path, EDIT_PLAN)
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "app.toml").write_text("port = 80\n", encoding="utf-8")
+    code, out = finish(start_run(plan, store, tmp_path))
+    assert code == 3, out
+    [run_id] = run_ids(store)
+    with dashboard(store) as ui:
+        page.goto(ui.login)
+        card = waiting_card(page, ui.base)
+        expect(card.locator("pre.diff")).to_contain_text("+port = 8080")
+        card.get_by_text("Edit the action, then approve the edit").click()
+        box = card.get_by_label("The action as YAML", exact=False)
+        expect(box).to_contain_text("port = 8080")
+        box.fill(box.input_value().replace("8080", "9090"))
+        card.get_by_role("button", name="Show the edit", exact=False).click()
+        card = page.locator("article.card").first
+        change = card.get_by_label("diff of the edit", exact=False)
+        expect(change).to_contain_text("9090")
+        lines = change.inner_text().splitlines()
+        assert any(line.startswith("-") and "8080" in line for line in lines), lines
+        assert any(line.startswith("+") and "9090" in line for line in lines), lines
+        card.get_by_role("button", name="as edited", exact=False).click()
+        expect(page.get_by_role("status")).to_contain_text("as edited: queued")
+        resumed = trestle("resume", run_id, "--store", str(store), "--no-live", cwd=tmp_path)
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert (tmp_path / "conf" / "app.toml").read_text(encoding="utf-8") == "port = 9090\n"
+    [decided] = decisions(store, run_id)
+    assert decided.verdict == "modify" and decided.by.startswith("dashboard:")
+
+
+def test_an_invalid_edit_is_refused_before_anything_is_queued(tmp_path: Path, page: Page) -> None:
+    plan, store = project(tmp_path, EDIT_PLAN)
+    (tmp_path / "conf").mkdir()
+    code, out = finish(start_run(plan, store, tmp_path))
+    assert code == 3, out
+    with dashboard(store) as ui:
+        page.goto(ui.login)
+        card = waiting_card(page, ui.base)
+        card.get_by_text("Edit the action, then approve the edit").click()
+        card.get_by_label("The action as YAML", exact=False).fill("timeout: -3\nbogus: 1\n")
+        card.get_by_role("button", name="Show the edit", exact=False).click()
+        expect(page.get_by_role("alert")).to_contain_text("cannot edit bogus")
+        expect(page.locator("article.card")).to_have_count(1)  # still waiting
+
+
+def test_an_agent_run_shows_its_phases_turns_changes_and_rewinds(
+    tmp_path: Path, page: Page
+) -> None:
+    demo = trestle("demo", "--dir", str(tmp_path / "demo"), cwd=tmp_path, timeout=300)
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    [store] = list((tmp_path / "demo").glob("**/trestle.db"))[:1]
+    [run_id] = run_ids(store)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with dashboard(store) as ui:
+        page.goto(ui.login)
+        page.goto(f"{ui.base}runs/{run_id}")
+        agent = page.locator("section[aria-labelledby=agent-heading]")
+        expect(agent.locator("ol.phases li").first).to_be_visible()
+        for phase in ("understand", "plan", "execute", "validate"):
+            expect(agent.locator("ol.phases")).to_contain_text(phase, ignore_case=True)
+        turn = agent.locator("details.turn").first
+        turn.locator("summary").click()
+        expect(turn).to_contain_text("ok")
+        page.screenshot(path=str(ARTIFACTS / "agent-run-desktop.png"), full_page=True)
+        page.get_by_role("link", name="what fix-slugify changed").first.click()
+        expect(page.locator("h1")).to_contain_text("changed")
+        expect(page.get_by_label("the diff of", exact=False)).to_contain_text("@@")
+        page.screenshot(path=str(ARTIFACTS / "diff-desktop.png"), full_page=True)
+        page.go_back()
+        step = "fix-slugify"
+        page.get_by_label("Rewind the workspace to before step").select_option(step)
+        page.get_by_role("button", name="Rewind").click()
+        expect(page.get_by_role("status")).to_contain_text(f"restored to before {step!r}")
+        expect(page.locator("table.timeline")).to_contain_text("by dashboard:")
+
+
+BUDGET_PLAN = """
+goal: three small steps
+budget:
+  steps: {soft: 1, top_up: 1}
+steps:
+  - {id: a, run: "true"}
+  - {id: b, run: "true", needs: [a]}
+  - {id: c, run: "true", needs: [b]}
+"""
+
+
+def test_a_budget_pause_is_topped_up_by_the_amount_given(tmp_path: Path, page: Page) -> None:
+    plan, store = project(tmp_path, BUDGET_PLAN)
+    code, out = finish(start_run(plan, store, tmp_path))
+    assert code == 3, out
+    [run_id] = run_ids(store)
+    with dashboard(store) as ui:
+        page.goto(ui.login)
+        card = waiting_card(page, ui.base)
+        expect(card).to_contain_text("soft steps limit")
+        card.get_by_label("Top-up", exact=False).fill("5")
+        card.get_by_role("button", name="Approve", exact=False).click()
+        expect(page.get_by_role("status")).to_contain_text("approved")
+        resumed = trestle("resume", run_id, "--store", str(store), "--no-live", cwd=tmp_path)
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    [decided] = decisions(store, run_id)
+    assert decided.top_up == 5 and decided.by.startswith("dashboard:")
+
+
+SIMILAR_PLAN = """
+goal: two settings
+steps:
+  - {id: port, write: {path: conf/port.toml, content: "port = 8080\\n"}, approval: confirm}
+  - {id: host, write: {path: conf/host.toml, content: "host = a\\n"}, approval: confirm,
+     needs: [port]}
+"""
+
+
+def test_approving_similar_says_what_it_covers_and_covers_only_that(
+    tmp_path: Path, page: Page
+) -> None:
+    plan, store = project(tmp_path, SIMILAR_PLAN)
+    (tmp_path / "conf").mkdir()
+    code, out = finish(start_run(plan, store, tmp_path))
+    assert code == 3, out
+    [run_id] = run_ids(store)
+    with dashboard(store) as ui:
+        page.goto(ui.login)
+        card = waiting_card(page, ui.base)
+        similar = card.get_by_label("Also approve similar", exact=False)
+        expect(card.locator(f"label[for='{similar.get_attribute('id')}']")).to_contain_text(
+            "later writes asked for the same reason in the folder 'conf'"
+        )
+        similar.check()
+        card.get_by_role("button", name="Approve", exact=False).click()
+        expect(page.get_by_role("status")).to_contain_text("approved")
+        resumed = trestle("resume", run_id, "--store", str(store), "--no-live", cwd=tmp_path)
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr  # 'host' did not ask
+    [decided] = decisions(store, run_id)
+    assert decided.similar and decided.by.startswith("dashboard:")
+    assert (tmp_path / "conf" / "host.toml").read_text(encoding="utf-8") == "host = a\n"

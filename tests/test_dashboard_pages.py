@@ -1,0 +1,82 @@
+"""The dashboard's pages and actions over HTTP, against a real ``trestle ui``: filters,
+the timeline's filters, and what an action that cannot apply says."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dashboard_helpers import csrf_of, dashboard, plan_run, run_ids, start_run
+
+ONE = "goal: {goal}\nsteps:\n  - {{id: one, run: 'true'}}\n"
+
+
+def test_runs_are_searched_and_filtered_by_status(tmp_path: Path) -> None:
+    store = tmp_path / "trestle.db"
+    fixing = plan_run(store, ONE.format(goal="fix the parser"), tmp_path)
+    docs = plan_run(store, ONE.format(goal="write the docs"), tmp_path)
+    with dashboard(store) as ui:
+        client = ui.session()
+        found = client.get("/", params={"q": "PARSER"}).text
+        assert fixing in found and docs not in found
+        assert docs in client.get("/", params={"q": docs[-4:]}).text
+        assert fixing not in client.get("/", params={"status": "succeeded"}).text
+        assert fixing in client.get("/", params={"status": "created"}).text
+
+
+def test_the_timeline_filters_by_kind_and_step(tmp_path: Path) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        "goal: two\nsteps:\n  - {id: one, run: 'true'}\n  - {id: two, run: 'exit 1'}\n",
+        encoding="utf-8",
+    )
+    store = tmp_path / ".trestle" / "trestle.db"
+    start_run(plan, store, tmp_path).communicate(timeout=120)
+    [run_id] = run_ids(store)
+    with dashboard(store) as ui:
+        client = ui.session()
+        every = client.get(f"/runs/{run_id}").text
+        assert "run_created</td>" in every and "step_failed</td>" in every
+        steps = client.get(f"/runs/{run_id}", params={"only": "steps", "step": "two"}).text
+        timeline = steps.split('class="timeline"')[1]
+        assert "run_created</td>" not in timeline and "step_failed</td>" in timeline
+        assert "<td>one</td>" not in timeline
+        # the stream sends the same filtered part
+        with client.stream("GET", f"/stream/runs/{run_id}?only=run") as live:
+            body = ""
+            for chunk in live.iter_text():
+                body += chunk
+                if 'class="timeline"' in body and "</table>" in body.split('class="timeline"')[1]:
+                    break
+        assert "run_created</td>" in body.split('class="timeline"')[1]
+        assert "step_failed</td>" not in body.split('class="timeline"')[1]
+
+
+def test_an_action_that_cannot_apply_says_why_and_changes_nothing(tmp_path: Path) -> None:
+    store = tmp_path / "trestle.db"
+    run_id = plan_run(store, ONE.format(goal="x"), tmp_path)
+    with dashboard(store) as ui:
+        client = ui.session()
+        token = csrf_of(client.get(f"/runs/{run_id}").text)
+        own = {"origin": ui.origin}
+        retry = client.post(
+            f"/runs/{run_id}/steps/one/retry",
+            data={"csrf": token, "next": "https://elsewhere.example/"},
+            headers=own,
+        )
+        assert retry.status_code == 303
+        assert retry.headers["location"] == f"/runs/{run_id}"  # never off the dashboard
+        said = client.get(f"/runs/{run_id}").text
+        assert "error: run" in said and "cannot retry step" in said
+        skip = client.post(f"/runs/{run_id}/steps/one/skip", data={"csrf": token}, headers=own)
+        assert skip.status_code == 400
+        cancel = client.post(f"/runs/{run_id}/cancel", data={"csrf": token}, headers=own)
+        assert cancel.status_code == 303
+        assert "the reason is empty" in client.get(f"/runs/{run_id}").text
+        assert client.get("/runs/nope").status_code == 404
+        nothing = client.post("/inbox/garbage/approve", data={"csrf": token}, headers=own)
+        assert nothing.status_code == 404 and "expected RUN.N" in nothing.text
+        unknown = client.post(f"/inbox/{run_id}.7/reject", data={"csrf": token}, headers=own)
+        assert unknown.status_code == 303
+        assert "has no approval 7" in client.get("/inbox").text
+        missing = client.get(f"/runs/{run_id}/steps/one/diff").text
+        assert "error: " in missing and "checkpoints" in missing

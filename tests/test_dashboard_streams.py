@@ -1,0 +1,143 @@
+"""The dashboard's live streams under stress, against a real ``trestle ui`` process:
+clients that hang up mid-stream, and a run recording a thousand events a second."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+
+from dashboard_helpers import Dashboard, dashboard, plan_run
+from trestle.engine import this_process
+from trestle.events import SandboxChosen
+from trestle.runs import load_state, summary_json
+from trestle.store import SqliteStore
+from trestle.store.base import Appended
+
+PLAN = "goal: busy\nsteps:\n  - {id: one, run: 'true'}\n  - {id: two, run: 'true', needs: [one]}\n"
+
+
+def raw_stream(ui: Dashboard, path: str, cookie: str) -> socket.socket:
+    """A stream request on a bare socket, its first bytes read."""
+    where = urlsplit(ui.base)
+    sock = socket.create_connection((where.hostname or "127.0.0.1", where.port or 80), timeout=10)
+    sock.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: {where.netloc}\r\nCookie: trestle_session={cookie}\r\n"
+        "Accept: text/event-stream\r\n\r\n".encode()
+    )
+    assert b"200 OK" in sock.recv(4096)
+    return sock
+
+
+def test_clients_that_hang_up_mid_stream_leave_the_server_serving(tmp_path: Path) -> None:
+    store = tmp_path / "trestle.db"
+    run_id = plan_run(store, PLAN, tmp_path)
+    with dashboard(store) as ui:
+        client = ui.session()
+        cookie = client.cookies["trestle_session"]
+        for n in range(30):
+            sock = raw_stream(ui, f"/stream/runs/{run_id}" if n % 2 else "/stream/runs", cookie)
+            if n % 3 == 0:  # a reset rather than a close
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()
+        started = time.monotonic()
+        assert client.get("/").status_code == 200
+        assert client.get(f"/runs/{run_id}").status_code == 200
+        assert time.monotonic() - started < 5
+        with client.stream("GET", f"/stream/runs/{run_id}") as live:
+            body = ""
+            for chunk in live.iter_text():
+                body += chunk
+                if "run-status" in body:
+                    break
+        assert ui.process.poll() is None
+
+
+def test_it_stops_promptly_with_streams_open(tmp_path: Path) -> None:
+    store = tmp_path / "trestle.db"
+    run_id = plan_run(store, PLAN, tmp_path)
+    with dashboard(store) as ui:
+        cookie = ui.session().cookies["trestle_session"]
+        open_streams = [raw_stream(ui, f"/stream/runs/{run_id}", cookie) for _ in range(3)]
+        started = time.monotonic()
+        ui.process.terminate()
+        ui.process.wait(timeout=20)
+        assert time.monotonic() - started < 10
+        for sock in open_streams:
+            sock.close()
+
+
+def busy(store_path: Path, run_id: str, seconds: float, rate: int, done: list[int]) -> None:
+    """Record ``rate`` events a second into the run for ``seconds``, in batches."""
+    store = SqliteStore(store_path)
+    try:
+        lease = store.acquire_lease(run_id, this_process("busy"), ttl=30, now=time.time())
+        state = load_state(store, run_id)
+        batch = rate // 20
+        end = time.monotonic() + seconds
+        tick = time.monotonic()
+        while time.monotonic() < end:
+            events = []
+            for i in range(batch):
+                event = SandboxChosen(at=time.time(), confined=False, detail=f"busy {i}")
+                state.apply(event)
+                events.append(event)
+            store.append(
+                run_id,
+                Appended(
+                    events=events,
+                    first_seq=state.seq - batch + 1,
+                    status="running",
+                    summary=summary_json(state),
+                ),
+                token=lease.token,
+            )
+            done.append(batch)
+            tick += 1 / 20
+            time.sleep(max(0.0, tick - time.monotonic()))
+        store.release_lease(run_id, lease.token)
+    finally:
+        store.close()
+
+
+def test_a_run_recording_a_thousand_events_a_second_is_followed(tmp_path: Path) -> None:
+    store = tmp_path / "trestle.db"
+    run_id = plan_run(store, PLAN, tmp_path)
+    with dashboard(store) as ui:
+        client = ui.session()
+        written: list[int] = []
+        writer = threading.Thread(target=busy, args=(store, run_id, 4.0, 1000, written))
+        fragments: list[str] = []
+        answers: list[float] = []
+
+        def follow() -> None:
+            with client.stream("GET", f"/stream/runs/{run_id}", timeout=60) as live:
+                for line in live.iter_lines():
+                    if line.startswith("data: ") and "run-status" in line:
+                        fragments.append(line)
+                    if not writer.is_alive() and len(fragments) > 1:
+                        break
+
+        follower = threading.Thread(target=follow)
+        writer.start()
+        follower.start()
+        with httpx.Client(base_url=ui.base, cookies=client.cookies, timeout=30) as other:
+            while writer.is_alive():
+                started = time.monotonic()
+                assert other.get("/").status_code == 200
+                answers.append(time.monotonic() - started)
+                time.sleep(0.2)
+        writer.join()
+        assert sum(written) >= 3000  # about a thousand a second, for the most part
+        # the stream sent the run again as it changed, coalescing the events between
+        follower.join(timeout=30)
+        assert len(fragments) >= 3
+        assert max(answers) < 5, answers  # pages kept answering meanwhile
+        page = client.get(f"/runs/{run_id}").text
+        assert f"{sum(written) + 1} events" in page
+        assert ui.process.poll() is None
