@@ -80,3 +80,24 @@ def test_an_action_that_cannot_apply_says_why_and_changes_nothing(tmp_path: Path
         assert "has no approval 7" in client.get("/inbox").text
         missing = client.get(f"/runs/{run_id}/steps/one/diff").text
         assert "error: " in missing and "checkpoints" in missing
+
+
+def test_control_characters_from_a_run_are_shown_as_escapes(tmp_path: Path) -> None:
+    """A bidirectional override in a step's output would reorder what the page shows
+    (and an escape sequence is no text to read): both appear as escapes."""
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        "goal: hostile text\nsteps:\n"
+        "  - id: noisy\n"
+        "    run: 'printf \"fine \\033[8mhidden \\342\\200\\256evil\\n\"; exit 1'\n",
+        encoding="utf-8",
+    )
+    store = tmp_path / ".trestle" / "trestle.db"
+    start_run(plan, store, tmp_path).communicate(timeout=120)
+    [run_id] = run_ids(store)
+    with dashboard(store) as ui:
+        client = ui.session()
+        for page in (f"/runs/{run_id}", "/health"):
+            html = client.get(page).text
+            assert "\u202e" not in html and "\x1b" not in html, page
+        assert "fine \\x1b[8mhidden \\u202eevil" in client.get(f"/runs/{run_id}").text

@@ -17,6 +17,22 @@ def shown(status: str) -> str:
     return SHOWN_AS.get(status, status.replace("_", " "))
 
 
+# Characters a terminal acts on instead of showing: C0 and C1 controls (escape
+# sequences recolour, move the cursor, rewrite the title or clear a line) and the
+# bidirectional overrides that reorder what is shown, in a browser too. Text from
+# steps, tools and models passes through every view; shown as escapes, it cannot hide
+# or fake what an operator reads (an approval card above all). Tabs and newlines stay.
+_INVISIBLE = {
+    cp: f"\\x{cp:02x}" for cp in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if cp not in (9, 10)
+} | {cp: f"\\u{cp:04x}" for cp in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}
+
+
+def visible(text: str) -> str:
+    """``text`` with every character a terminal or a browser would act on (rather than
+    show) shown as an escape."""
+    return text.translate(_INVISIBLE)
+
+
 def clock(at: float, fmt: str) -> str:
     return time.strftime(fmt, time.localtime(at))
 

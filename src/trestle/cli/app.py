@@ -126,14 +126,14 @@ def _console(*, stderr: bool) -> Console:
 def _shown_console() -> type[Console]:
     """A console that prints every character a terminal would act on (an escape
     sequence in a step's output, a model's text or a command awaiting approval) as an
-    escape (:func:`trestle.cli.listing.visible`), before the layout is measured, so a
+    escape (:func:`trestle.wording.visible`), before the layout is measured, so a
     table wraps the escape rather than cutting what follows it."""
     from rich.console import Console, ConsoleOptions, RenderableType
     from rich.segment import Segment
     from rich.style import Style
     from rich.text import Text
 
-    from trestle.cli.listing import visible
+    from trestle.wording import visible
 
     class ShownConsole(Console):
         def render_str(self, text: str, **kwargs: Any) -> Text:

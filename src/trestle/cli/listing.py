@@ -14,21 +14,6 @@ from rich.text import Text
 from trestle.store.base import RunRow
 from trestle.wording import clip, clock, shown
 
-# Characters a terminal acts on instead of showing: C0 and C1 controls (escape
-# sequences recolour, move the cursor, rewrite the title or clear a line) and the
-# bidirectional overrides that reorder what is shown. Text from steps, tools and models
-# passes through every view; shown as escapes, it cannot hide or fake what an operator
-# reads (an approval card above all). Newlines and tabs stay.
-_INVISIBLE = {
-    cp: f"\\x{cp:02x}" for cp in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if cp not in (9, 10)
-} | {cp: f"\\u{cp:04x}" for cp in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}
-
-
-def visible(text: str) -> str:
-    """``text`` with every character a terminal would act on shown as an escape."""
-    return text.translate(_INVISIBLE)
-
-
 STATUS_STYLE = {
     "succeeded": "green",
     "done": "green",

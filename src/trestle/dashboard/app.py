@@ -38,7 +38,7 @@ from trestle.errors import TrestleError
 from trestle.health import run_health
 from trestle.store import SqliteStore
 from trestle.store.base import RequestKind
-from trestle.wording import clip, clock, shown
+from trestle.wording import clip, clock, shown, visible
 
 POLL = 0.25  # seconds between looks at the store while a stream is open
 KEEPALIVE = 15.0  # seconds between comments that keep an idle stream open
@@ -108,6 +108,10 @@ def _templates() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        # every value a page shows: controls and bidirectional overrides from a run
+        # (a step's output, a model's text, a command awaiting approval) shown as
+        # escapes, so a card reads as what is recorded (docs/security.md)
+        finalize=lambda value: visible(value) if isinstance(value, str) else value,
     )
     env.filters["shown"] = shown
     env.filters["clip"] = clip
