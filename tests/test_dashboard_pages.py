@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dashboard_helpers import csrf_of, dashboard, plan_run, run_ids, start_run
+from dashboard_helpers import csrf_of, dashboard, plan_run, run_ids, start_run, trestle
 
 ONE = "goal: {goal}\nsteps:\n  - {{id: one, run: 'true'}}\n"
 
@@ -101,3 +101,43 @@ def test_control_characters_from_a_run_are_shown_as_escapes(tmp_path: Path) -> N
             html = client.get(page).text
             assert "\u202e" not in html and "\x1b" not in html, page
         assert "fine \\x1b[8mhidden \\u202eevil" in client.get(f"/runs/{run_id}").text
+
+
+def test_a_hard_budget_stop_is_raised_from_the_run_page_and_the_run_goes_on(
+    tmp_path: Path,
+) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        "goal: two steps, one allowed\nbudget:\n  steps: {hard: 1}\nsteps:\n"
+        "  - {id: one, run: 'echo one >> ledger.txt'}\n"
+        "  - {id: two, run: 'echo two >> ledger.txt', needs: [one]}\n",
+        encoding="utf-8",
+    )
+    store = tmp_path / ".trestle" / "trestle.db"
+    stopped = start_run(plan, store, tmp_path)
+    stopped.communicate(timeout=120)
+    assert stopped.returncode == 6
+    [run_id] = run_ids(store)
+    with dashboard(store) as ui:
+        client = ui.session()
+        page = client.get(f"/runs/{run_id}").text
+        assert "Raise the limit that stopped it" in page
+        own = {"origin": ui.origin}
+        token = csrf_of(page)
+        bad = client.post(
+            f"/runs/{run_id}/budget",
+            data={"csrf": token, "dimension": "steps", "amount": "inf"},
+            headers=own,
+        )
+        assert bad.status_code == 303
+        assert "the amount must be a finite number above 0" in client.get(f"/runs/{run_id}").text
+        raised = client.post(
+            f"/runs/{run_id}/budget",
+            data={"csrf": token, "dimension": "steps", "amount": "1", "reason": "one more"},
+            headers=own,
+        )
+        assert raised.status_code == 303
+        assert f"raised the steps limit of run {run_id} by 1" in client.get(f"/runs/{run_id}").text
+    resumed = trestle("resume", run_id, "--store", str(store), "--sandbox", "off", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert (tmp_path / "ledger.txt").read_text() == "one\ntwo\n"  # each step once

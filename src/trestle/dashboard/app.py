@@ -31,6 +31,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response, Streamin
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from trestle.approvals import split_ref, trusted_state
+from trestle.budget import DIMENSIONS
 from trestle.dashboard import views
 from trestle.dashboard.security import SESSION_COOKIE, Gate, Session
 from trestle.descriptions import action_text
@@ -287,6 +288,7 @@ def create_app(settings: Settings) -> FastAPI:
             step=step,
             filters=list(views.TIMELINE_FILTERS),
             checkpoints=marks,
+            dimensions=DIMENSIONS,
         )
 
     @app.get("/stream/runs/{run_id}")
@@ -332,6 +334,27 @@ def create_app(settings: Settings) -> FastAPI:
                 return f"run {run_id} was already {done.state.cancelled}"
             how = f" (its driver {done.by} stopped it)" if done.by else ""
             return f"run {run_id} cancelled{how}: {reason}"
+
+        await _act(gate, session, act)
+        return back(f"/runs/{quote(run_id)}")
+
+    @app.post("/runs/{run_id}/budget")
+    async def raise_budget_form(request: Request, run_id: str) -> Response:
+        from trestle.topup import parse_add, raise_budget
+
+        session, form = await changing(request)
+        visible_run(session, run_id)
+        given = f"{form.get('dimension', '')}={form.get('amount', '')}"
+        reason = form.get("reason", "").strip()
+
+        def act() -> str:
+            dim, amount = parse_add(given)  # as `trestle budget --add` reads it
+            with store() as st:
+                raise_budget(st, run_id, {dim: amount}, by=session.by, reason=reason)
+            return (
+                f"raised the {dim} limit of run {run_id} by {amount:g}; continue with "
+                f"`trestle resume {run_id}`"
+            )
 
         await _act(gate, session, act)
         return back(f"/runs/{quote(run_id)}")
