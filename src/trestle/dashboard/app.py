@@ -160,7 +160,8 @@ def create_app(settings: Settings) -> FastAPI:
         if not gate.origin_ok(request.headers.get("origin"), request.headers.get("referer")):
             raise Refused(403, "refused: the request does not come from the dashboard's pages")
         form = await request.form()
-        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        # a browser sends a textarea's lines ending in CR LF: the text as typed has LF
+        fields = {k: v.replace("\r\n", "\n") for k, v in form.items() if isinstance(v, str)}
         if not session.csrf_ok(fields.get("csrf")):
             raise Refused(403, "refused: the form's CSRF token is missing or wrong; reload")
         return session, fields
