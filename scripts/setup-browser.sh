@@ -4,6 +4,8 @@
 # Playwright's own browser download is not used: the tests launch the system's Chromium.
 set -uo pipefail
 
+source "$(dirname "$0")/apt-install.sh"
+
 find_chromium() {
     for name in chromium chromium-browser google-chrome; do
         if command -v "$name" >/dev/null 2>&1; then
@@ -15,20 +17,7 @@ find_chromium() {
 }
 
 if ! find_chromium >/dev/null; then
-    if ! command -v apt-get >/dev/null 2>&1; then
-        echo "setup-browser: Chromium is missing and there is no apt-get; install it" \
-            "with your package manager (the dashboard's browser tests skip without it)" >&2
-        exit 0
-    fi
-    sudo=""
-    if [[ "$(id -u)" != 0 ]]; then
-        sudo="sudo"
-    fi
-    echo "setup-browser: installing chromium"
-    $sudo apt-get install -y -qq chromium >/dev/null 2>&1 \
-        || { $sudo apt-get update -qq >/dev/null 2>&1 \
-             && $sudo apt-get install -y -qq chromium >/dev/null 2>&1; } \
-        || echo "setup-browser: could not install chromium" >&2
+    apt_install setup-browser chromium "the dashboard's browser tests skip without it"
 fi
 
 if found="$(find_chromium)"; then

@@ -5,25 +5,14 @@
 # unless you pass --sandbox off.
 set -uo pipefail
 
+source "$(dirname "$0")/apt-install.sh"
+
 if ! command -v bwrap >/dev/null 2>&1; then
     if [[ "$(uname -s)" != Linux ]]; then
         echo "setup-sandbox: no sandbox on $(uname -s): bubblewrap is Linux-only" >&2
         exit 0
     fi
-    if ! command -v apt-get >/dev/null 2>&1; then
-        echo "setup-sandbox: bubblewrap is missing and there is no apt-get; install it" \
-            "with your package manager" >&2
-        exit 0
-    fi
-    sudo=""
-    if [[ "$(id -u)" != 0 ]]; then
-        sudo="sudo"
-    fi
-    echo "setup-sandbox: installing bubblewrap"
-    $sudo apt-get install -y -qq bubblewrap >/dev/null 2>&1 \
-        || { $sudo apt-get update -qq >/dev/null 2>&1 \
-             && $sudo apt-get install -y -qq bubblewrap >/dev/null 2>&1; } \
-        || echo "setup-sandbox: could not install bubblewrap" >&2
+    apt_install setup-sandbox bubblewrap "without it, commands run unconfined and Trestle says so"
 fi
 
 if bwrap --unshare-all --ro-bind / / --proc /proc /bin/true 2>/dev/null; then

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from store_rows import append_raw_event
 from test_approvals_cli import DEPLOY, Cli, flat
 from trestle.signing import decision_key, signed_payload
 
@@ -38,19 +39,9 @@ def cli(tmp_path: Path) -> Cli:
 
 
 def _forge_row(cli: Cli, run_id: str, fields: dict[str, Any]) -> int:
-    """Append an ``approval_decided`` event with ``fields`` to the run's events, as a
-    row written by hand; return its seq."""
-    event = {"kind": "approval_decided", "at": time.time(), **fields}
-    with sqlite3.connect(cli.store) as db:
-        seq, v = db.execute(
-            "SELECT seq, v FROM events WHERE run_id = ? ORDER BY seq DESC LIMIT 1", (run_id,)
-        ).fetchone()
-        db.execute(
-            "INSERT INTO events (run_id, seq, kind, v, at, data) VALUES (?, ?, ?, ?, ?, ?)",
-            (run_id, seq + 1, event["kind"], v, event["at"], json.dumps(event)),
-        )
-        db.execute("UPDATE runs SET last_seq = ? WHERE run_id = ?", (seq + 1, run_id))
-    return int(seq + 1)
+    """Append a ``approval_decided`` event with ``fields`` to the run's events, as a row
+    written by hand; return its seq."""
+    return append_raw_event(cli.store, run_id, "approval_decided", fields)
 
 
 def _approval_hash(cli: Cli, run_id: str) -> str | None:

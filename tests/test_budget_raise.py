@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from store_rows import append_raw_event
 from test_agent_cli import CALC_TESTS, FINDINGS, OPENAI_MODEL, PLAN, call
 from test_agent_cli import Cli as AgentCli
 from test_approvals_cli import Cli, flat
@@ -345,19 +345,9 @@ def test_a_step_cannot_raise_a_budget(cli: Cli) -> None:
 
 
 def forge(cli: Cli, run_id: str, fields: dict[str, Any]) -> int:
-    """Append a ``budget_raised`` event with ``fields`` to the run, as a row written by
-    hand; return its seq."""
-    event = {"kind": "budget_raised", "at": time.time(), **fields}
-    with sqlite3.connect(cli.store) as db:
-        seq, v = db.execute(
-            "SELECT seq, v FROM events WHERE run_id = ? ORDER BY seq DESC LIMIT 1", (run_id,)
-        ).fetchone()
-        db.execute(
-            "INSERT INTO events (run_id, seq, kind, v, at, data) VALUES (?, ?, ?, ?, ?, ?)",
-            (run_id, seq + 1, event["kind"], v, event["at"], json.dumps(event)),
-        )
-        db.execute("UPDATE runs SET last_seq = ? WHERE run_id = ?", (seq + 1, run_id))
-    return int(seq + 1)
+    """Append a ``budget_raised`` event with ``fields`` to the run's events, as a row
+    written by hand; return its seq."""
+    return append_raw_event(cli.store, run_id, "budget_raised", fields)
 
 
 def stop_seq(cli: Cli, run_id: str) -> int:
