@@ -27,10 +27,11 @@ $(DEV): $(BASE)
 demo: $(BASE)
 	scripts/demo.sh $(BIN)/trestle
 
-## test: set up, lint, type-check and run the test suite (a worker per core, up to 4:
-## most tests wait on subprocesses; a file's tests stay on one worker)
+## test: set up, lint, type-check and run the test suite (three workers, whatever the
+## cores: most tests wait on the subprocesses they start; a file's tests stay on one
+## worker)
 test: $(DEV) lint typecheck
-	$(BIN)/pytest -n auto --maxprocesses 4 --dist loadfile
+	$(BIN)/pytest -n 3 --dist loadfile
 
 lint: $(DEV)
 	$(BIN)/ruff check src tests bench

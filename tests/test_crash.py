@@ -12,7 +12,7 @@ Then the audit: no effect happened twice; no step was lost (each one succeeded, 
 escalated because it is unsafe to re-run and its outcome was genuinely unknown, and a
 human then skipped it); the run succeeded; and the folded events equal the stored state.
 
-``TRESTLE_CRASH_TRIALS`` sets the number of trials (default 30).
+``TRESTLE_CRASH_TRIALS`` sets the number of trials (default 20).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from trestle.runs import create_run, load_state, request_decision
 from trestle.state import RunState, fold
 from trestle.store import SqliteStore
 
-TRIALS = int(os.environ.get("TRESTLE_CRASH_TRIALS", "30"))
+TRIALS = int(os.environ.get("TRESTLE_CRASH_TRIALS", "20"))
 POLL = 0.02
 LEASE_TTL = 3.0  # short, so a dead driver's pid reused by another process costs seconds
 

@@ -13,7 +13,7 @@ from types import ModuleType
 import pytest
 
 HARNESS = Path(__file__).resolve().parents[1] / "bench" / "crash_operator.py"
-TRIALS = int(os.environ.get("TRESTLE_OPERATOR_TRIALS", "10"))
+TRIALS = int(os.environ.get("TRESTLE_OPERATOR_TRIALS", "6"))
 
 
 def harness() -> ModuleType:
