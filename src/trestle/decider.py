@@ -24,7 +24,12 @@ The rules, each one an invariant the property tests check:
   needs a human asks, and the step waits without holding a slot while others go on;
 - every attempt reserves its budget first: a soft limit pauses new starts and asks
   for a top-up, a hard limit stops them; what already runs finishes. An agent step
-  whose model call the budget held back asks for that call's worst case too.
+  whose model call the budget held back asks for that call's worst case too. A
+  delegating step reserves its child's whole budget (less what the child already
+  spent, for a resumed one), so children can never jointly pass their parent's;
+- at most ``child_parallelism`` children run at once (a delegating step waits for a
+  slot), and a run creates at most ``max_children`` (the step that would pass that
+  fails, naming the cap).
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from trestle.events import (
     StepProbeStarted,
     StepRetryScheduled,
     StepStarted,
+    child_run_id,
     idempotency_key,
 )
 from trestle.gate import judge
@@ -58,6 +64,24 @@ class _Pass:
         self.reserved: dict[Dimension, float] = {}
         self.approvals = 0
         self.may_start = state.stopped is None and not state.held
+        self.new_children = 0
+        self._children_running: int | None = None
+
+    @property
+    def children_running(self) -> int:
+        """Delegating steps running, this pass's starts included (counted on demand:
+        most plans delegate nothing)."""
+        if self._children_running is None:
+            self._children_running = sum(
+                1
+                for sid, st in self.state.steps.items()
+                if st.status == "running" and self.state.step_spec(sid).delegate is not None
+            )
+        return self._children_running
+
+    def child_starts(self, *, new: bool) -> None:
+        self._children_running = self.children_running + 1
+        self.new_children += new
 
     def ask_human(self, **fields: object) -> ApprovalRequested:
         self.approvals += 1
@@ -139,8 +163,22 @@ def _open(p: _Pass, sid: str) -> list[AnyEvent]:
         return []
     state, now = p.state, p.now
     step, st = state.step_spec(sid), state.steps[sid]
+    new_child = False
+    if step.delegate is not None:
+        if p.children_running >= state.plan.child_parallelism:
+            return []  # waits for a running child to end
+        new_child = st.child != child_run_id(state.run_id, sid, st.round)
+        created = len(state.children) + p.new_children
+        if new_child and created >= state.plan.max_children:
+            why = (
+                f"it would create child run #{created + 1}, and the plan allows "
+                f"{state.plan.max_children} (max_children)"
+            )
+            dead_letter = not step.optional and state.plan.escalate
+            return [StepFailed(at=now, step=sid, reason=why, dead_lettered=dead_letter)]
     ask: dict[Dimension, float] = {"steps": 1, "cost": step.cost or 0.0}
     ask = _plus(ask, st.wants)  # a model call the budget held back waits for room
+    ask = _plus(ask, state.carve_needed(sid))  # a child's share of the budget
     tally = Tally(
         spent={**state.tally.spent, "seconds": state.elapsed(now)},
         reserved=_plus(state.tally.reserved, p.reserved),
@@ -176,6 +214,8 @@ def _open(p: _Pass, sid: str) -> list[AnyEvent]:
         ]
     p.capacity -= 1
     p.reserved = _plus(p.reserved, ask)
+    if step.delegate is not None:
+        p.child_starts(new=new_child)
     key = idempotency_key(state.run_id, sid, attempt)
     started: list[AnyEvent] = [
         StepStarted(at=now, step=sid, attempt=attempt, key=key, gate=verdict.gate)
@@ -246,7 +286,10 @@ def _settled(state: RunState) -> bool:
     if state.stopped is not None or state.held:
         return True  # nothing may start: what is left waits for a human or never runs
     for sid in state.frontier():
-        if state.steps[sid].status != "pending" and not _next_is_attempt(state, sid):
+        st = state.steps[sid]
+        if st.status == "deferred" and st.waiting_child is not None:
+            continue  # its child waits for a human
+        if st.status != "pending" and not _next_is_attempt(state, sid):
             return False
         if _needs_met(state, sid):
             return False

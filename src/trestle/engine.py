@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ParamSpec, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 from trestle.actions import StepContext, in_thread, perform
 from trestle.approvals import decision_as_event, vetter
@@ -79,6 +79,9 @@ from trestle.shadow import ShadowRepoError
 from trestle.signing import decision_key, key_path, verified_fields
 from trestle.state import RunState
 from trestle.store.base import Appended, Lease, Owner, Request, Snapshot, Store
+
+if TYPE_CHECKING:
+    from trestle.agent.settings import AgentSettings
 
 Clock = Callable[[], float]
 DEFAULT_LEASE_TTL = 15.0  # seconds; renewed every third of it, the driver's heartbeat
@@ -221,6 +224,32 @@ class LocalEngine:
     async def _store(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._io, lambda: fn(*args, **kwargs))
+
+    in_store_thread = _store  # for the engine's helpers (delegation): blocking store work
+
+    def for_child(self, agent: AgentSettings | None) -> LocalEngine:
+        """An engine like this one for a delegated child run, in this process: the same
+        store, owner, keys, monitors and sandbox; an agent child gets this engine's
+        performer, or (under a plan run) the one its own settings call for."""
+        performer = self.performer
+        if performer is None and agent is not None:
+            from trestle.agent.runtime import performer_for
+
+            performer = performer_for(agent)
+        return LocalEngine(
+            self.store,
+            clock=self.clock,
+            owner=self.owner,
+            lease_ttl=self.lease_ttl,
+            snapshot_every=self.snapshot_every,
+            poll_interval=self.poll_interval,
+            decision_key=self._decision_key,
+            shadow_dir=self.shadow_dir,
+            performer=performer,
+            monitors=self.monitors,
+            orphan_wait=self.orphan_wait,
+            sandbox=self.sandbox_mode,
+        )
 
     async def run(self, run_id: str, *, stop: Stop | None = None) -> RunState:
         """Drive the run until it finishes, waits on a human or is stopped; return its
@@ -663,7 +692,11 @@ class LocalEngine:
                 at=self.clock(), step=sid, attempt=ctx.attempt, ok=False, action=action
             )
         ask: ToolAsk | None = None
-        if step.agent is not None and self.performer is not None:
+        if step.delegate is not None:
+            from trestle.delegation import perform_delegation
+
+            action = await perform_delegation(self, state, step, ctx.attempt, outbox.record)
+        elif step.agent is not None and self.performer is not None:
             load = self._loader(state.run_id)
             work = StepWork(state, step, ctx, pool, outbox.record, load, self.clock)
             action, ask = await self.performer.perform(work)
@@ -723,6 +756,10 @@ class LocalEngine:
             return StepProbed(
                 at=self.clock(), step=sid, reason="before_retry", passed=passed, checks=checks
             )
+        if step.delegate is not None:
+            # a delegating step's work is its child's, which keeps its own record: the
+            # re-run resumes the child rather than judge it half done by these checks
+            return StepProbed(at=self.clock(), step=sid, reason="unknown_outcome", passed=False)
         # the attempt's processes may outlive the driver that started them: the checks
         # must not look at work still in progress, nor a re-run race it
         key = idempotency_key(state.run_id, sid, st.attempt)

@@ -25,6 +25,7 @@ from trestle.monitors.alerts import Alert
 from trestle.monitors.policy import MonitorAction, MonitorSettings
 from trestle.plan import Plan, Step
 from trestle.policy import ActionFacts, Policy, TierDecision
+from trestle.record import Record
 from trestle.safetext import model_json
 
 
@@ -63,6 +64,17 @@ class ActionResult(BaseModel):
     duration: float = 0.0
 
 
+class TreeLink(Record):
+    """Where a delegated child run sits: the step (and round) of the parent that
+    delegated to it, the tree's root, and its depth (the root's children are 1)."""
+
+    parent: str
+    step: str
+    round: int
+    root: str
+    depth: int = Field(ge=1)
+
+
 class RunCreated(Event):
     """The run's first event. ``operator_policy`` is the ``trestle.toml`` policy as it
     was when the run was created, so a replay classifies every action the same way."""
@@ -75,6 +87,7 @@ class RunCreated(Event):
     operator_policy: Policy | None = None
     agent: AgentSettings | None = None  # set for an agent run (trestle agent)
     monitors: MonitorSettings | None = None  # None: the defaults
+    parent: TreeLink | None = None  # set for a delegated child run
 
 
 class RunResumed(Event):
@@ -575,6 +588,31 @@ class AlertRaised(Event):
 RunStatus = Literal["succeeded", "partial", "needs_human", "stopped", "cancelled"]
 
 
+class ChildRunStarted(Event):
+    """A delegating step's attempt created its child run (or, after a crash, found the
+    one its round had already created)."""
+
+    kind: Literal["child_run_started"] = "child_run_started"
+    step: str
+    attempt: int
+    child: str
+    resumed: bool = False
+
+
+class ChildRunEnded(Event):
+    """A delegating step's child stopped being driven: how it ended (``needs_human``:
+    it waits for a decision in its own inbox) and what it has spent in all, which the
+    parent counts instead of the share it held in reserve."""
+
+    kind: Literal["child_run_ended"] = "child_run_ended"
+    step: str
+    attempt: int
+    child: str
+    status: RunStatus
+    spent: dict[Dimension, float] = {}
+    waiting: str = ""  # for needs_human: what the child waits for, in words
+
+
 class RunFinished(Event):
     kind: Literal["run_finished"] = "run_finished"
     status: RunStatus
@@ -618,6 +656,8 @@ AnyEvent = Annotated[
     | PlanExtended
     | RequirementAdded
     | AlertRaised
+    | ChildRunStarted
+    | ChildRunEnded
     | RunFinished,
     Field(discriminator="kind"),
 ]
@@ -637,6 +677,12 @@ class StoredEvent(BaseModel):
 def idempotency_key(run_id: str, step: str, attempt: int) -> str:
     """Stable across processes, so a step's command can deduplicate external effects."""
     return f"{run_id}/{step}/{attempt}"
+
+
+def child_run_id(run_id: str, step: str, round: int) -> str:
+    """The child run a delegating step's round works through: the same after a crash
+    (its re-run resumes the child), a new one after a failed attempt or a retry."""
+    return f"{run_id}.{step}.{round}"
 
 
 def tool_call_key(run_id: str, step: str, attempt: int, round: int, turn: int, call: str) -> str:

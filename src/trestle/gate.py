@@ -22,7 +22,13 @@ from trestle.policy import ActionFacts, Nature, TierDecision, action_hash, class
 from trestle.shellparse import parse as parse_shell
 from trestle.state import RunState, StepState
 
-NATURES: dict[str, Nature] = {"run": "command", "write": "write", "python": "call", "agent": "call"}
+NATURES: dict[str, Nature] = {
+    "run": "command",
+    "write": "write",
+    "python": "call",
+    "agent": "call",
+    "delegate": "call",  # the child's own actions pass its own gate
+}
 
 
 def step_facts(step: Step, st: StepState) -> ActionFacts:

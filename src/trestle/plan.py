@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, NamedTuple, Protocol
 
 from pydantic import AfterValidator, BaseModel, Discriminator, Field, Tag, model_validator
 
-from trestle.budget import Budget
+from trestle.budget import DIMENSIONS, Budget, Dimension
 from trestle.field_problems import did_you_mean
 from trestle.policy import Policy, Tier
 from trestle.record import Record
@@ -26,6 +26,7 @@ MAX_SECONDS = 30 * 24 * 3600.0  # the longest timeout or delay a plan may ask fo
 MAX_FACTOR = 100.0
 
 Seconds = Annotated[float, Field(gt=0, le=MAX_SECONDS)]
+CARVED: tuple[Dimension, ...] = tuple(d for d in DIMENSIONS if d != "seconds")
 
 
 def _ref_safe_id(step_id: str) -> str:
@@ -188,8 +189,63 @@ class AgentTask(Record):
     round: int = Field(default=1, ge=1, le=10_000)
 
 
-ActionKind = Literal["run", "write", "python", "agent"]
-ACTION_KINDS: tuple[ActionKind, ...] = ("run", "write", "python", "agent")
+class ChildAgent(Record):
+    """A delegated child that is an agent run: the model it talks to and how it works.
+
+    ``model`` defaults to the parent agent's; ``tools`` (tool names) must be among the
+    parent's, and the child is offered only those.
+    """
+
+    model: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+    tools: tuple[str, ...] | None = None
+    rules: tuple[str, ...] = ()
+    test_command: ProcessText | None = None
+    max_turns: int = Field(default=30, ge=1, le=10_000)
+    plan_approval: Literal["confirm", "auto"] = "confirm"
+
+
+class Delegation(Record):
+    """Work handed to a child run (see :mod:`trestle.tree`): its goal, and either the
+    plan it follows or the agent that pursues it.
+
+    The child works within the parent: its write ``scope`` (globs) inside the parent's,
+    its ``budget`` carved from the parent's (held in reserve while it runs, so children
+    can never jointly pass the parent's limits), its approvals under the parent's
+    policy. ``acceptance`` and ``constraints`` travel to the child with the goal.
+    """
+
+    goal: str = Field(min_length=1, max_length=20_000)
+    plan: Plan | None = None
+    agent: ChildAgent | None = None
+    scope: tuple[ProcessText, ...] = ()
+    budget: Budget | None = None
+    acceptance: tuple[str, ...] = ()
+    constraints: tuple[str, ...] = ()
+
+    def carve(self) -> dict[Dimension, float]:
+        """The child's hard limits: what it holds of its parent's budget. Time is not
+        carved: a child's seconds pass inside its parent's attempt, and count there."""
+        if self.budget is None:
+            return {}
+        levels = {dim: self.budget.limit(dim) for dim in CARVED}
+        return {d: lim.hard for d, lim in levels.items() if lim is not None and lim.hard}
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Delegation:
+        if (self.plan is None) == (self.agent is None):
+            raise ValueError("give the child a 'plan' or an 'agent', one of them")
+        if self.plan is not None and self.plan.policy is not None:
+            raise ValueError(
+                "a delegated plan works under its parent's policy: leave out its "
+                "'policy' and narrow what it may write with the delegation's 'scope'"
+            )
+        return self
+
+
+ActionKind = Literal["run", "write", "python", "agent", "delegate"]
+ACTION_KINDS: tuple[ActionKind, ...] = ("run", "write", "python", "agent", "delegate")
 
 
 class Step(Record):
@@ -201,6 +257,7 @@ class Step(Record):
     write: WriteAction | None = None
     python: str | None = Field(default=None, pattern=PYTHON_REF_PATTERN)
     agent: AgentTask | None = None
+    delegate: Delegation | None = None
     needs: tuple[str, ...] = Field(default=(), max_length=MAX_STEPS)
     verify: tuple[Check, ...] = ()
     retries: int = Field(default=0, ge=0, le=100)
@@ -224,7 +281,7 @@ class Step(Record):
     def _one_action(self) -> Step:
         given = [k for k in ACTION_KINDS if getattr(self, k) is not None]
         if not given:
-            raise ValueError("missing action: give one of 'run', 'write' or 'python'")
+            raise ValueError("missing action: give one of 'run', 'write', 'python' or 'delegate'")
         if len(given) > 1:
             raise ValueError(f"give only one action, not {' and '.join(map(repr, given))}")
         if self.irreversible and self.idempotent:
@@ -239,26 +296,30 @@ class Step(Record):
             return "write"
         if self.agent is not None:
             return "agent"
+        if self.delegate is not None:
+            return "delegate"
         return "python"
 
     @property
     def rerunnable(self) -> bool:
         """May this step run again after an attempt whose outcome is unknown?
 
-        Writing the same content twice is harmless, so writes default to idempotent;
-        commands and callables must say so. Irreversible steps never are.
+        Writing the same content twice is harmless, and doing a delegation again
+        resumes its child (which never repeats what it finished), so both default to
+        idempotent; commands and callables must say so. Irreversible steps never are.
         """
         if self.irreversible:
             return False
         if self.idempotent is not None:
             return self.idempotent
-        return self.action_kind == "write"
+        return self.action_kind in ("write", "delegate")
 
     def action_payload(self) -> dict[str, object]:
         """Everything that makes this step's action what it is: an approval is bound to
         a hash of this, so any change to it needs a new approval."""
         return self.model_dump(
-            mode="json", include={"id", "run", "write", "python", "agent", "env", "timeout"}
+            mode="json",
+            include={"id", "run", "write", "python", "agent", "delegate", "env", "timeout"},
         )
 
     def describe_action(self) -> str:
@@ -268,6 +329,8 @@ class Step(Record):
             return f"write {self.write.path}"
         if self.agent is not None:
             return f"agent {self.agent.role}: {self.agent.objective}"
+        if self.delegate is not None:
+            return f"delegate: {self.delegate.goal}"
         return f"call {self.python}"
 
 
@@ -284,6 +347,10 @@ class Plan(Record):
     checkpoints: Literal["irreversible", "every_step", "off"] = "irreversible"
     # gitignore-style globs left out of workspace checkpoints (besides .gitignore's)
     checkpoint_ignore: tuple[str, ...] = ()
+    # delegation: children running at once, and children this run may create at all
+    # (each retry of a delegating step is a new child)
+    child_parallelism: int = Field(default=4, ge=1, le=1024)
+    max_children: int = Field(default=32, ge=0, le=10_000)
     steps: tuple[Step, ...] = Field(min_length=1, max_length=MAX_STEPS)
 
     def step(self, step_id: str) -> Step:
@@ -295,6 +362,32 @@ class Plan(Record):
     @property
     def ids(self) -> tuple[str, ...]:
         return tuple(s.id for s in self.steps)
+
+    @model_validator(mode="after")
+    def _children_carry_budgets(self) -> Plan:
+        """A child's budget is carved from this plan's: each dimension this plan limits
+        must have a hard level in every delegation, or children could pass it."""
+        if self.budget is None:
+            return self
+        limited = [d for d in CARVED if self.budget.limit(d) is not None]
+        for step in self.steps:
+            if step.delegate is None:
+                continue
+            carved = step.delegate.budget
+            for dim in limited:
+                limit = carved.limit(dim) if carved is not None else None
+                if limit is None or limit.hard is None:
+                    raise ValueError(
+                        f"step {step.id!r} delegates without a hard {dim} limit, and this "
+                        f"plan limits {dim}: give 'delegate: budget: {dim}: hard:' (what "
+                        "the child may use, held against this plan's budget while it runs)"
+                    )
+        return self
+
+
+Delegation.model_rebuild()
+Step.model_rebuild()
+Plan.model_rebuild()
 
 
 # --- graph questions -------------------------------------------------------------------

@@ -31,11 +31,20 @@ MAX_DEPTH = 64  # nested YAML collections; real plans need about eight
 MAX_NODES = 1_000_000  # values once aliases are expanded (``*a`` repeats ``&a``'s tree)
 
 
-def load_plan(path: str | Path) -> Plan:
-    """Read and validate a plan file, or raise :class:`PlanError` naming every problem."""
+MAX_INCLUDE_DEPTH = 8  # plan files a delegation names, one inside another
+
+
+def load_plan(path: str | Path, *, _including: tuple[Path, ...] = ()) -> Plan:
+    """Read and validate a plan file, or raise :class:`PlanError` naming every problem.
+
+    A delegation's ``plan:`` may name another plan file (relative to this one): it is
+    read here, so the run records the child's whole plan and never reads it again.
+    """
     path = Path(path)
     text = read_text_file(path, MAX_PLAN_BYTES)
-    return parse_plan(text, source=str(path), base_dir=path.parent)
+    return parse_plan(
+        text, source=str(path), base_dir=path.parent, _including=(*_including, path.resolve())
+    )
 
 
 def plan_workspace(plan: Plan, path: str | Path) -> Path:
@@ -117,7 +126,13 @@ def _load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_LOADER)
 
 
-def parse_plan(text: str, *, source: str = "<plan>", base_dir: Path | None = None) -> Plan:
+def parse_plan(
+    text: str,
+    *,
+    source: str = "<plan>",
+    base_dir: Path | None = None,
+    _including: tuple[Path, ...] = (),
+) -> Plan:
     """Validate plan text. Nothing in it is imported or run: a ``python:`` callable is
     only looked for on disk (``base_dir`` and the workspace) and loaded when it runs.
 
@@ -145,7 +160,7 @@ def parse_plan(text: str, *, source: str = "<plan>", base_dir: Path | None = Non
         raise PlanError(source, [problem], [_Lines(text).of(loc)])
     if not isinstance(raw, dict):
         raise PlanError(source, ["the top level must be a mapping with a 'steps' list"], [1])
-    found: list[_Problem] = []
+    found: list[_Problem] = _child_plan_files(raw, base_dir or Path.cwd(), _including)
     plan: Plan | None = None
     try:
         plan = Plan.model_validate(raw)
@@ -237,6 +252,33 @@ def _graph_problems(raw: dict[str, Any]) -> list[_Problem]:
 class _Node(NamedTuple):
     id: str
     needs: Sequence[str]
+
+
+def _child_plan_files(
+    raw: dict[str, Any], base_dir: Path, including: tuple[Path, ...]
+) -> list[_Problem]:
+    """Read the plan files delegations name (``delegate: plan: research.yaml``) into
+    ``raw``, in place; a file that cannot be read or names itself is a problem here,
+    and one with problems of its own raises its own :class:`PlanError`."""
+    problems: list[_Problem] = []
+    for i, step in _raw_steps(raw):
+        delegate = step.get("delegate")
+        if not isinstance(delegate, dict) or not isinstance(delegate.get("plan"), str):
+            continue
+        loc = ("steps", i, "delegate", "plan")
+        child = (base_dir / delegate["plan"]).resolve()
+        if child in including:
+            problems.append(_Problem(loc, f"{str(child)!r} is delegated to from inside itself"))
+        elif len(including) >= MAX_INCLUDE_DEPTH:
+            why = f"plan files nest more than {MAX_INCLUDE_DEPTH} deep through delegations"
+            problems.append(_Problem(loc, why))
+        elif not child.is_file():
+            why = "does not exist" if not child.exists() else "is not a regular file"
+            problems.append(_Problem(loc, f"plan file {str(child)!r} {why}"))
+        else:
+            plan = load_plan(child, _including=including)
+            delegate["plan"] = plan.model_dump(mode="json", exclude_defaults=True)
+    return problems
 
 
 def _writes_outside(raw: dict[str, Any]) -> list[_Problem]:

@@ -21,7 +21,7 @@ from trestle.errors import (
     TrestleError,
     UnknownRunError,
 )
-from trestle.events import AnyEvent, RunCreated, StepAttemptEnded, StoredEvent
+from trestle.events import AnyEvent, RunCreated, StepAttemptEnded, StoredEvent, TreeLink
 from trestle.field_problems import did_you_mean
 from trestle.monitors.policy import MonitorSettings
 from trestle.plan import Plan
@@ -50,6 +50,7 @@ def create_run(
     operator_policy: Policy | None = None,
     agent: AgentSettings | None = None,
     monitors: MonitorSettings | None = None,
+    parent: TreeLink | None = None,
 ) -> str:
     """Record a new run (its first event) and return its id. Nothing runs yet.
 
@@ -67,6 +68,7 @@ def create_run(
         operator_policy=operator_policy,
         agent=agent,
         monitors=monitors,
+        parent=parent,
     )
     summary = summary_json(RunState.from_created(event))
     # a generated id is the second plus 16 random bits: runs created together can

@@ -28,6 +28,8 @@ from trestle.events import (
     BudgetExhausted,
     BudgetRaised,
     CheckResult,
+    ChildRunEnded,
+    ChildRunStarted,
     ContextCompressed,
     FindingsRecorded,
     Leftovers,
@@ -63,6 +65,8 @@ from trestle.events import (
     ToolAsk,
     ToolCallEnded,
     ToolCallStarted,
+    TreeLink,
+    child_run_id,
 )
 from trestle.monitors.alerts import Alert
 from trestle.monitors.policy import MonitorAction, MonitorSettings
@@ -79,7 +83,9 @@ StepStatus = Literal[
     "unknown",  # an attempt started but its outcome was never recorded (crash)
     "escalated",  # outcome unknown and unsafe to re-run: a human must decide
     "awaiting_approval",  # its next attempt needs a human's approval first
-    "deferred",  # an agent step paused itself: a tool call needs approval (see ``ask``)
+    # an agent step paused itself: a tool call needs approval (see ``ask``); or a
+    # delegating step's child waits for a human (see ``waiting_child``)
+    "deferred",
     "succeeded",
     "failed",
     "blocked",
@@ -130,6 +136,13 @@ class StepState(BaseModel):
     round_failure: str | None = None
     ask: ToolAsk | None = None  # the tool call a deferred agent step waits to make
     stalled: bool = False  # its last attempt was cancelled for showing no sign of life
+    # a delegating step: its current child run, the child's spending the run has
+    # counted so far, its budget share held while an attempt drives it, and the child
+    # it waits on while that child waits for a human (see trestle.delegation)
+    child: str | None = None
+    child_counted: dict[Dimension, float] = {}
+    reserved_carve: dict[Dimension, float] = {}
+    waiting_child: str | None = None
     # what is known of the last attempt beyond its events: its process group, who
     # stopped it (the driver itself, on a signal), and what a resume found of it
     process: StepProcess | None = None
@@ -229,6 +242,10 @@ class RunState(BaseModel):
     # what the monitors saw (see trestle.monitors) and how they are set to act
     monitors: MonitorSettings | None = None
     alerts: list[RaisedAlert] = []
+    # delegation: where this run sits in its tree, and the children it created (by id,
+    # each with the step that delegated to it)
+    parent: TreeLink | None = None
+    children: dict[str, str] = {}
 
     # Indexes derived from ``steps`` so that deciding looks only at the frontier, not
     # at every step: a run of n steps then costs O(n), not O(n^2). Never persisted;
@@ -255,6 +272,7 @@ class RunState(BaseModel):
             agent=event.agent,
             monitors=event.monitors,
             active_since=event.at,
+            parent=event.parent,
         )
         state.reindex()
         return state
@@ -315,6 +333,10 @@ class RunState(BaseModel):
                         self._set(sid, "unknown")
                     elif st.status == "probing":
                         self._probe_again(sid)
+                    elif st.status == "deferred" and st.waiting_child is not None:
+                        # a human may have decided in the child since: look again
+                        st.waiting_child, st.probed = None, True
+                        self._set(sid, "retry_wait")
             case SandboxChosen():
                 self.sandbox = event
             case RunInterrupted(by=by, stopped=stopped):
@@ -339,7 +361,10 @@ class RunState(BaseModel):
                 self.tally.add(self.tally.spent, "steps", 1)
                 st.reserved_cost = self.step_spec(sid).cost or 0.0
                 self.tally.add(self.tally.reserved, "cost", st.reserved_cost)
-                st.wants = {}
+                st.reserved_carve = self.carve_needed(sid)
+                for dim, amount in st.reserved_carve.items():
+                    self.tally.add(self.tally.reserved, dim, amount)
+                st.wants, st.waiting_child = {}, None
                 self._set(sid, "running")
             case StepAttemptEnded(step=sid, ok=ok, action=action, checks=checks):
                 st = self.steps[sid]
@@ -352,7 +377,8 @@ class RunState(BaseModel):
                     st.ask, st.reason = event.ask, action.error
                     # nothing failed: the step picks up where it paused, without a probe
                     st.probed, st.not_before = True, None
-                    self._set(sid, "deferred" if event.ask else "retry_wait")
+                    waits = event.ask is not None or st.waiting_child is not None
+                    self._set(sid, "deferred" if waits else "retry_wait")
                 elif ok:
                     st.error = None
                     st.succeeded_via = "probe" if action.status == "skipped" else "action"
@@ -501,6 +527,18 @@ class RunState(BaseModel):
                 if action == "stop":
                     self.stopped = f"stopped by the {alert.monitor} monitor: {alert.message}"
                     self.budget_stop = None  # raising the budget no longer reopens it
+            case ChildRunStarted(step=sid, child=child):
+                st = self.steps[sid]
+                if st.child != child:
+                    st.child, st.child_counted = child, {}
+                self.children[child] = sid
+            case ChildRunEnded(step=sid, child=child, spent=spent):
+                st = self.steps[sid]
+                counted = st.child_counted if st.child == child else {}
+                for dim, amount in spent.items():  # the child's total: count what is new
+                    self.tally.add(self.tally.spent, dim, amount - counted.get(dim, 0.0))
+                st.child, st.child_counted = child, dict(spent)
+                st.waiting_child = child if event.status == "needs_human" else None
             case RunFinished(status=status):
                 self.finished = status
                 self._stop_clock(event.at)
@@ -555,9 +593,13 @@ class RunState(BaseModel):
             self.active_since = None
 
     def _release(self, st: StepState) -> None:
-        """The attempt's estimate stops being a reservation and becomes spending."""
+        """The attempt's estimate stops being a reservation and becomes spending; a
+        child's share is only released (its own spending is counted as it reports)."""
         self.tally.add(self.tally.reserved, "cost", -st.reserved_cost)
         self.tally.add(self.tally.spent, "cost", st.reserved_cost)
+        for dim, amount in st.reserved_carve.items():
+            self.tally.add(self.tally.reserved, dim, -amount)
+        st.reserved_carve = {}
         st.reserved_cost = 0.0
         self._release_model_call(st)
 
@@ -768,8 +810,30 @@ class RunState(BaseModel):
         return [a for a in self.approvals.values() if a.status == "pending"]
 
     def waiting_on_human(self) -> bool:
-        """Some approval that holds up the run is undecided."""
-        return any(a.blocking for a in self._pending_approvals())
+        """Some approval that holds up the run is undecided (here, or in a child)."""
+        return any(a.blocking for a in self._pending_approvals()) or bool(self.waiting_children())
+
+    def waiting_children(self) -> dict[str, str]:
+        """Delegating steps whose child waits for a human: step -> child run."""
+        return {
+            sid: st.waiting_child
+            for sid, st in self.steps.items()
+            if st.status == "deferred" and st.waiting_child is not None
+        }
+
+    def carve_needed(self, sid: str) -> dict[Dimension, float]:
+        """What a delegating step's next attempt holds in reserve: its child's budget,
+        less what the run has already counted of that child's spending (a resumed
+        child goes on with what it has left)."""
+        delegation = self.step_spec(sid).delegate
+        if delegation is None:
+            return {}
+        st = self.steps[sid]
+        same = st.child == child_run_id(self.run_id, sid, st.round)
+        counted = st.child_counted if same else {}
+        return {
+            dim: max(0.0, hard - counted.get(dim, 0.0)) for dim, hard in delegation.carve().items()
+        }
 
     def next_approval(self) -> int:
         return len(self.approvals) + 1

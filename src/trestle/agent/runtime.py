@@ -349,7 +349,7 @@ class AgentPerformer:
         current: StepProgress | None = None,
     ) -> ActionResult:
         natures = allowed_natures(phase)
-        schemas = self._schemas(natures, finish=finish)
+        schemas = self._schemas(natures, finish=finish, allowed=settings.tools)
         offered = {s.name for s in schemas}
         ctx = ToolContext(
             workspace=work.ctx.workspace,
@@ -405,8 +405,17 @@ class AgentPerformer:
         why = f"no result within {settings.max_turns} model turns"
         return ActionResult(status="failed", error=why)
 
-    def _schemas(self, natures: Collection[Nature], *, finish: bool) -> list[ToolSchema]:
-        return [s for s in self.tools.schemas(natures) if finish or s.name != "finish"]
+    def _schemas(
+        self, natures: Collection[Nature], *, finish: bool, allowed: Collection[str] | None
+    ) -> list[ToolSchema]:
+        """The tools offered in this phase: of the run's own (a delegated child may
+        have fewer than its parent), and ``finish`` where the step can end."""
+        return [
+            s
+            for s in self.tools.schemas(natures)
+            if (s.name == "finish" and finish)
+            or (s.name != "finish" and (allowed is None or s.name in allowed))
+        ]
 
     async def _enter(self, work: StepWork, phase: Phase, reason: str) -> None:
         """Record the move into ``phase`` once, however many steps start in it."""

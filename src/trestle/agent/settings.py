@@ -63,6 +63,8 @@ class AgentSettings(Record):
         max_tokens: the most tokens one model answer may have: sent to the provider as
             its cap, and reserved (with the prompt) against the budget before each call.
         temperature: the sampling temperature, if any.
+        tools: the tools (by name) the model is offered and may call; None: all of the
+            performer's. ``finish`` is always offered where a step can end.
         step_timeout: the wall-clock seconds one attempt of an agent step may take
             (a step's own ``timeout`` wins); past it the attempt is cancelled and
             ends as ``timeout``, retried like a command that timed out. None: no limit.
@@ -84,6 +86,7 @@ class AgentSettings(Record):
     max_tokens: int | None = Field(default=DEFAULT_MAX_TOKENS, gt=0)
     temperature: float | None = None
     step_timeout: float | None = Field(default=DEFAULT_STEP_TIMEOUT, gt=0, allow_inf_nan=False)
+    tools: tuple[str, ...] | None = None
 
 
 def bootstrap_plan(
