@@ -30,7 +30,7 @@ from trestle.processes import Leader, reap
 from trestle.runs import load_state, record
 from trestle.signing import decision_key, signed_payload
 from trestle.state import RunState
-from trestle.store.base import Request, Store
+from trestle.store.base import Request, Store, subtree
 
 # the driver stops its steps first: a Python callable may take FINISH_WAIT to end
 PATIENCE = FINISH_WAIT + 15.0
@@ -102,6 +102,25 @@ def cancel_run(
                 "next poll"
             )
         time.sleep(POLL)
+
+
+def cancel_tree(
+    store: Store, run_id: str, reason: str, *, by: str, key: bytes | None = None
+) -> tuple[Cancelled, list[tuple[str, Cancelled]]]:
+    """Cancel ``run_id``, then each delegated descendant not already finished well.
+
+    The run first: its driver stops its delegating steps, which stop their children
+    (each recording why in its own log); then each descendant left unfinished is
+    cancelled in turn, so none can be resumed.
+    """
+    done = cancel_run(store, run_id, reason, by=by, key=key)
+    below: list[tuple[str, Cancelled]] = []
+    for row, _ in subtree(store.runs(), run_id):
+        if row.status == "succeeded":
+            continue  # finished work is kept; a cancel stops what is left
+        why = f"its ancestor {run_id} was cancelled: {reason}"
+        below.append((row.run_id, cancel_run(store, row.run_id, why, by=by, key=key)))
+    return done, below
 
 
 def _directly(

@@ -50,6 +50,8 @@ class Action(BaseModel):
 class HandoffCard(BaseModel):
     ref: str  # what `trestle approve` takes: RUN.N
     run_id: str
+    # a delegated child's place: its tree's root, then each delegating step and round
+    tree: str | None = None
     approval: int
     subject: ApprovalSubject
     blocking: bool
@@ -105,6 +107,7 @@ def build_card(state: RunState, number: int) -> HandoffCard:
         "done": done,
         "remaining": len(state.steps) - len(done),
         "refused": [r.reason for r in state.refused if r.approval == number],
+        "tree": state.parent.describe() if state.parent is not None else None,
     }
     if a.subject == "budget" and a.breach is not None:
         return HandoffCard(

@@ -13,6 +13,8 @@ from trestle.events import (
     ApprovalRequested,
     BudgetRaised,
     CheckResult,
+    ChildRunEnded,
+    ChildRunStarted,
     RunCancelled,
     RunInterrupted,
     RunRewound,
@@ -68,6 +70,12 @@ def log_detail(e: AnyEvent) -> str:
             )
         case BudgetRaised(by=by):
             return f"by {by}: {raised_text(e)}"
+        case ChildRunStarted(child=child, resumed=resumed):
+            return f"{'resumed' if resumed else 'created'} child run {child}"
+        case ChildRunEnded(child=child, status=status, spent=spent, waiting=waiting):
+            used = ", ".join(fmt(dim, amount) for dim, amount in spent.items())
+            text = f"child run {child} {shown(status)}" + (f": {waiting}" if waiting else "")
+            return text + (f"; it spent {used}" if used else "")
         case RunRewound(to_step=sid, reopened=steps, safety=safety, by=by):
             return (
                 f"rewound to before {sid!r} by {by}; reopened {', '.join(steps)}; "

@@ -66,13 +66,22 @@ class ActionResult(BaseModel):
 
 class TreeLink(Record):
     """Where a delegated child run sits: the step (and round) of the parent that
-    delegated to it, the tree's root, and its depth (the root's children are 1)."""
+    delegated to it, the tree's root, and the way down from it (``research#1``, one per
+    level: its depth)."""
 
     parent: str
     step: str
     round: int
     root: str
-    depth: int = Field(ge=1)
+    path: tuple[str, ...] = Field(min_length=1)
+
+    @property
+    def depth(self) -> int:
+        return len(self.path)
+
+    def describe(self) -> str:
+        """``20261123-1554-a22c › research#1 › scan#2``: the root, then each level."""
+        return " › ".join((self.root, *self.path))
 
 
 class RunCreated(Event):

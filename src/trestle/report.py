@@ -99,6 +99,8 @@ def category(st: StepState) -> Category:
             return st.status
         case "pending":
             return "never_started"
+        case "deferred" if st.waiting_child is not None:
+            return "awaiting_approval"  # in its child's inbox
     return "in_progress"
 
 
@@ -169,6 +171,8 @@ def _reason(state: RunState, sid: str) -> str | None:
     if st.status == "awaiting_approval" and st.approval is not None:
         decision = state.approvals[st.approval].decision
         return f"waits for approval {st.approval}" + (f": {decision.reason}" if decision else "")
+    if st.status == "deferred" and st.waiting_child is not None:
+        return f"waits on its child run {st.waiting_child}, which waits for a human"
     return st.reason or st.error
 
 
@@ -229,6 +233,12 @@ def _to_check(state: RunState) -> list[str]:
         urgent.append(
             f"the run has not finished: continue it with `trestle resume {run}` "
             "if nothing drives it."
+        )
+    root = state.parent.root if state.parent is not None else run
+    for sid, child in state.waiting_children().items():
+        urgent.append(
+            f"step {sid!r} waits on its child run {child}, which waits for a human: "
+            f"decide there (`trestle inbox --run {child}`), then `trestle resume {root}`."
         )
     for number, a in state.approvals.items():
         if a.status != "pending":

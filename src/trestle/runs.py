@@ -180,7 +180,12 @@ def refuse_if_cancelled(state: RunState) -> None:
 
 
 def summary_json(state: RunState) -> str:
-    return json.dumps(state.status_counts())
+    """What ``trestle runs`` shows of a run without reading its events: its steps'
+    statuses, counted, and (for a delegated child) its parent and root."""
+    data: dict[str, object] = {"counts": state.status_counts()}
+    if state.parent is not None:
+        data |= {"parent": state.parent.parent, "root": state.parent.root}
+    return json.dumps(data)
 
 
 def record(

@@ -87,14 +87,15 @@ def child_spec(parent: RunState, sid: str, parent_tools: Collection[str]) -> Chi
 
 def _link(parent: RunState, sid: str, round: int) -> TreeLink:
     above = parent.parent
-    depth = above.depth + 1 if above is not None else 1
+    path = (*(above.path if above is not None else ()), f"{sid}#{round}")
+    depth = len(path)
     if depth > MAX_DEPTH:
         raise DelegationError(
             f"step {sid!r} would make a child {depth} levels below the root run; "
             f"delegation trees are at most {MAX_DEPTH} deep"
         )
     root = above.root if above is not None else parent.run_id
-    return TreeLink(parent=parent.run_id, step=sid, round=round, root=root, depth=depth)
+    return TreeLink(parent=parent.run_id, step=sid, round=round, root=root, path=path)
 
 
 def parent_scope(parent: RunState) -> tuple[str, ...]:

@@ -281,7 +281,12 @@ def runs(store: StoreOption = None, as_json: JsonOption = False) -> None:
     with _opened(store) as st:
         rows = st.runs()
     if as_json:
-        _print_json([{**row.__dict__, "summary": json.loads(row.summary)} for row in rows])
+        listed = []
+        for row in rows:
+            summary = row.summarised()
+            tree = {"parent": summary.parent, "root": summary.root}
+            listed.append({**row.__dict__, "summary": summary.counts, **tree})
+        _print_json(listed)
     else:
         _out().print(runs_table(rows) if rows else "no runs yet")
 
@@ -292,17 +297,37 @@ def show(run_id: RunArg, store: StoreOption = None, as_json: JsonOption = False)
     from trestle.approvals import trusted_state
     from trestle.cli.render import report_view, steps_table
     from trestle.report import build_report
+    from trestle.store.base import subtree
+    from trestle.wording import clip, shown
 
     with _found(store, run_id) as (st, run_id):
         state = trusted_state(st, run_id)  # forged decisions left out, as the engine does
+        below = subtree(st.runs(), run_id) if state.children else []
     report = build_report(state)
     if as_json:
-        _print_json(report.model_dump(mode="json"))
+        tree = {
+            "parent": state.parent.model_dump(mode="json") if state.parent else None,
+            "children": [{"run_id": r.run_id, "status": r.status, "depth": d} for r, d in below],
+        }
+        _print_json({**report.model_dump(mode="json"), "tree": tree})
         return
     out = _out()
+    if state.parent is not None:
+        link = state.parent
+        out.print(
+            f"a child of run {link.parent} (its step {link.step!r}, round {link.round}): "
+            f"{link.describe()}",
+            markup=False,
+            soft_wrap=True,
+        )
     if state.finished is None:
         out.print(steps_table(state))
     out.print(report_view(report))
+    if below:
+        out.print("children:")
+        for row, depth in below:
+            line = f"└ {row.run_id}  {shown(row.status)}  {clip(row.goal, 60)}"
+            out.print("  " * depth + line, markup=False, soft_wrap=True)
 
 
 @app.command()
@@ -472,20 +497,24 @@ def cancel(
     reason: Annotated[str, typer.Option(help="Why the run is cancelled (recorded).")],
     store: StoreOption = None,
 ) -> None:
-    """Cancel a run: stop it and its steps' processes (whichever process drives it),
-    record why, and print the report. A cancelled run cannot be resumed."""
-    from trestle.cancel import cancel_run
+    """Cancel a run and its delegated children: stop them and their steps' processes
+    (whichever process drives them), record why, and print the report. A cancelled run
+    cannot be resumed."""
+    from trestle.cancel import cancel_tree
     from trestle.cli.render import report_view
     from trestle.report import build_report
 
     with _found(store, run_id) as (st, run_id):
-        done = cancel_run(st, run_id, reason, by=_who())
+        done, below = cancel_tree(st, run_id, reason, by=_who())
     out = _out()
     if done.already:
         out.print(f"run {run_id} was already {done.state.cancelled}", markup=False)
     else:
         how = f" (its driver {done.by} stopped it)" if done.by else ""
         out.print(f"run {run_id} cancelled{how}: {reason}", markup=False, soft_wrap=True)
+    for child, child_done in below:
+        what = "was already cancelled" if child_done.already else "cancelled"
+        out.print(f"  child run {child} {what}", markup=False, soft_wrap=True)
     out.print(report_view(build_report(done.state)))
 
 

@@ -6,8 +6,6 @@ command that lists them should start as quickly as ``--help``.
 
 from __future__ import annotations
 
-import json
-
 from rich.table import Table
 from rich.text import Text
 
@@ -41,17 +39,41 @@ def styled(status: str) -> Text:
 
 
 def runs_table(rows: list[RunRow]) -> Table:
+    """Runs as listed (newest first), each delegated child under its parent."""
     table = Table(expand=False)
     for col in ("run", "status", "steps", "updated", "goal"):
         table.add_column(col)
-    for r in rows:
-        counts = json.loads(r.summary)
+    for r, depth in by_tree(rows):
+        counts = r.summarised().counts
         steps = ", ".join(f"{n} {shown(k)}" for k, n in sorted(counts.items()))
         table.add_row(
-            r.run_id,
+            "  " * (depth - 1) + "└ " + r.run_id if depth else r.run_id,
             styled(r.status),
             steps,
             clock(r.updated_at, "%m-%d %H:%M"),
             clip(r.goal, 40),
         )
     return table
+
+
+def by_tree(rows: list[RunRow]) -> list[tuple[RunRow, int]]:
+    """Rows grouped by tree: each root where it stands in ``rows``, then its children
+    (oldest first, depth first), each with its depth. A child whose parent is not
+    among ``rows`` (pruned) stands alone."""
+    parents = {r.run_id: r.summarised().parent for r in rows}
+    children: dict[str, list[RunRow]] = {}
+    for r in sorted(rows, key=lambda r: r.created_at):
+        parent = parents[r.run_id]
+        if parent is not None and parent in parents:
+            children.setdefault(parent, []).append(r)
+    out: list[tuple[RunRow, int]] = []
+
+    def place(row: RunRow, depth: int) -> None:
+        out.append((row, depth))
+        for child in children.get(row.run_id, []):
+            place(child, depth + 1)
+
+    for r in rows:
+        if parents[r.run_id] is None or parents[r.run_id] not in parents:
+            place(r, 0)
+    return out

@@ -375,6 +375,7 @@ def card_view(card: HandoffCard, diff: str | None = None) -> RenderableType:
             table.add_row(label, Text(value))
 
     row("goal", card.goal)
+    row("in tree", card.tree)
     if card.subject == "budget":
         row("budget", card.why)
     else:

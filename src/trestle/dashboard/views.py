@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import difflib
 import itertools
-import json
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -114,7 +113,7 @@ def run_lines(
             continue
         if needle and needle not in row.run_id.lower() and needle not in row.goal.lower():
             continue
-        counts: dict[str, int] = json.loads(row.summary)
+        counts: dict[str, int] = row.summarised().counts
         done = sum(n for k, n in counts.items() if k in ("succeeded", "skipped"))
         total = sum(counts.values())
         try:

@@ -11,6 +11,7 @@ has since taken the lease, so a stalled old owner cannot corrupt a run.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
@@ -36,7 +37,41 @@ class RunRow:
     created_at: float
     updated_at: float
     last_seq: int
-    summary: str  # JSON counts by step status
+    summary: str  # JSON: counts by step status, and a child's parent and root
+
+    def summarised(self) -> Summary:
+        """The summary read (see :func:`trestle.runs.summary_json`); older stores kept
+        the counts alone."""
+        data = json.loads(self.summary)
+        if not isinstance(data.get("counts"), dict):
+            return Summary(counts=data)
+        return Summary(counts=data["counts"], parent=data.get("parent"), root=data.get("root"))
+
+
+def subtree(rows: Sequence[RunRow], run_id: str) -> list[tuple[RunRow, int]]:
+    """``run_id``'s delegated descendants among ``rows``, depth first (oldest first
+    among siblings), each with its depth below it (1: a child)."""
+    kids: dict[str, list[RunRow]] = {}
+    for r in sorted(rows, key=lambda r: r.created_at):
+        parent = r.summarised().parent
+        if parent is not None:
+            kids.setdefault(parent, []).append(r)
+    out: list[tuple[RunRow, int]] = []
+
+    def place(parent: str, depth: int) -> None:
+        for child in kids.get(parent, []):
+            out.append((child, depth))
+            place(child.run_id, depth + 1)
+
+    place(run_id, 1)
+    return out
+
+
+@dataclass(frozen=True)
+class Summary:
+    counts: dict[str, int]
+    parent: str | None = None  # a delegated child's parent run, and its tree's root
+    root: str | None = None
 
 
 @dataclass(frozen=True)
