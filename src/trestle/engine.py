@@ -283,6 +283,7 @@ class LocalEngine:
             if (
                 finished
                 and not forgeries
+                and not state.waiting_children()  # a human may have decided there
                 and not await self._store(self.store.pending_requests, run_id)
             ):
                 return  # nothing to do, and nothing worth recording

@@ -337,6 +337,7 @@ class RunState(BaseModel):
                         # a human may have decided in the child since: look again
                         st.waiting_child, st.probed = None, True
                         self._set(sid, "retry_wait")
+                        self.finished = None
             case SandboxChosen():
                 self.sandbox = event
             case RunInterrupted(by=by, stopped=stopped):
