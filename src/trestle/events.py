@@ -80,8 +80,8 @@ class TreeLink(Record):
         return len(self.path)
 
     def describe(self) -> str:
-        """``20261123-1554-a22c › research#1 › scan#2``: the root, then each level."""
-        return " › ".join((self.root, *self.path))
+        """``20261123-1554-a22c > research#1 > scan#2``: the root, then each level."""
+        return " > ".join((self.root, *self.path))
 
 
 class RunCreated(Event):
