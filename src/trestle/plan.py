@@ -203,6 +203,7 @@ class ChildAgent(Record):
     rules: tuple[str, ...] = ()
     test_command: ProcessText | None = None
     max_turns: int = Field(default=30, ge=1, le=10_000)
+    max_tokens: int | None = Field(default=None, gt=0, le=10_000_000)  # per answer
     plan_approval: Literal["confirm", "auto"] = "confirm"
 
 

@@ -172,6 +172,7 @@ def _agent_settings(
             )
     rules = (*(above.rules if above is not None else ()), *child.rules, *delegation.constraints)
     same_model = above is not None and child.model in (None, above.model)
+    max_tokens = child.max_tokens or (above.max_tokens if above is not None else None)
     return AgentSettings(
         model=model,
         base_url=child.base_url or (above.base_url if same_model and above else None),
@@ -181,6 +182,7 @@ def _agent_settings(
         test_command=child.test_command,
         max_turns=child.max_turns,
         plan_approval=child.plan_approval,
+        **({"max_tokens": max_tokens} if max_tokens is not None else {}),
         tools=child.tools if child.tools is not None else above.tools if above else None,
     )
 

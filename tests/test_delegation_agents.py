@@ -1,0 +1,148 @@
+"""Agent children: a delegated child that is an agent run, with the real agent runtime,
+the real ``openai`` client against a loopback server, and real SQLite files.
+
+The budget test is invariant 6 across a tree: parallel agent children, each limited to
+the share it carved, can never jointly pass their parent's hard token limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+
+from agent_helpers import call, findings_json, plan_json, plan_step
+from test_cli import cli_env
+from trestle.agent.runtime import AgentPerformer
+from trestle.budget import Budget, Limit
+from trestle.engine import LocalEngine
+from trestle.events import ChildRunEnded
+from trestle.models import Message, ModelResponse, ToolSchema, Usage
+from trestle.models.scripted import FunctionModel
+from trestle.plan import ChildAgent, Delegation, Plan, Step
+from trestle.runs import create_run, load_state
+from trestle.store import SqliteStore
+from trestle.testing.openai_server import OpenAIServer
+
+TURN = Usage(input_tokens=1400, output_tokens=100)
+
+
+def greedy_reader(messages: Sequence[Message], tools: Sequence[ToolSchema]) -> ModelResponse:
+    """A model that reads the same file turn after turn, each turn costing 1,500 tokens:
+    only its budget ends it."""
+    return call("read_file", call_id=f"c{len(messages)}", path="notes.txt", usage=TURN)
+
+
+def test_parallel_agent_children_never_jointly_pass_the_parents_tokens(tmp_path: Path) -> None:
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    (workspace / "notes.txt").write_text("nothing to see\n", encoding="utf-8")
+    children = [
+        Step(
+            id=f"look-{n}",
+            optional=True,
+            delegate=Delegation(
+                goal=f"look around, {n}",
+                agent=ChildAgent(
+                    model="scripted", tools=("read_file",), max_tokens=200, plan_approval="auto"
+                ),
+                budget=Budget(tokens=Limit(hard=5_000)),
+            ),
+        )
+        for n in (1, 2, 3)
+    ]
+    plan = Plan(
+        goal="three readers",
+        budget=Budget(tokens=Limit(hard=10_000)),
+        child_parallelism=3,
+        steps=tuple(children),
+    )
+    store = SqliteStore(tmp_path / "t.db")
+    root = create_run(store, plan, workspace=workspace)
+    model = FunctionModel(greedy_reader)
+    engine = LocalEngine(store, poll_interval=0.02, performer=AgentPerformer(model))
+    try:
+        asyncio.run(engine.run(root))
+    finally:
+        engine.close()
+
+    state = load_state(store, root)
+    assert state.finished == "stopped"  # the third child's share did not fit
+    assert state.stopped is not None and "hard tokens limit" in state.stopped
+    spent = {}
+    for child in state.children:
+        child_state = load_state(store, child)
+        assert child_state.finished == "stopped"  # each ran into its own share
+        spent[child] = child_state.tally.spent.get("tokens", 0.0)
+        assert 0 < spent[child] <= 5_000
+    assert len(spent) == 2
+    assert sum(spent.values()) <= 10_000
+    assert state.tally.spent["tokens"] == sum(spent.values())  # counted in the parent
+    ended = [s.event for s in store.events(root) if isinstance(s.event, ChildRunEnded)]
+    assert sorted(e.spent["tokens"] for e in ended) == sorted(spent.values())
+    # a child is offered its own tools only (and finish where a step can end)
+    offered = {tool.name for request in model.requests for tool in request.tools}
+    assert offered <= {"read_file", "finish"}
+    assert "read_file" in offered
+
+
+def test_an_agent_child_works_through_the_openai_client_from_a_plan_file(tmp_path: Path) -> None:
+    with OpenAIServer() as server:
+        server.queue_text(findings_json("the answer is asked for", files=["answer.txt"]))
+        step = plan_step(
+            "answer",
+            "write the answer",
+            new_files=["answer.txt"],
+            verify=[{"file_exists": "answer.txt"}],
+        )
+        server.queue_text(plan_json(step, summary="write it"))
+        server.queue_tool_calls(("write_file", json.dumps({"path": "answer.txt", "content": "42"})))
+        server.queue_tool_calls(("finish", json.dumps({"summary": "wrote it", "claims": []})))
+        (tmp_path / "plan.yaml").write_text(
+            textwrap.dedent(
+                f"""\
+                goal: get the answer
+                budget:
+                  tokens: {{hard: 100000}}
+                steps:
+                  - id: ask
+                    delegate:
+                      goal: write the answer to answer.txt
+                      agent:
+                        model: openai:gpt-4o-mini
+                        base_url: {server.base_url}
+                        tools: [read_file, write_file]
+                        plan_approval: auto
+                        max_tokens: 500
+                      budget:
+                        tokens: {{hard: 20000}}
+                    verify:
+                      - file_contains: answer.txt
+                        text: "42"
+                """
+            ),
+            encoding="utf-8",
+        )
+        result = subprocess.run(
+            [sys.executable, "-m", "trestle", "run", "plan.yaml", "--no-live"],
+            cwd=tmp_path,
+            env=cli_env(TRESTLE_STORE=str(tmp_path / "t.db"), OPENAI_API_KEY="test-key"),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        offered = {t["function"]["name"] for r in server.requests for t in r.body.get("tools", [])}
+    assert (tmp_path / "answer.txt").read_text(encoding="utf-8") == "42"
+    assert offered <= {"read_file", "write_file", "finish"}
+    store = SqliteStore(tmp_path / "t.db", create=False)
+    (root_row,) = [r for r in store.runs() if r.summarised().parent is None]
+    root = load_state(store, root_row.run_id)
+    (child,) = root.children
+    assert load_state(store, child).agent is not None
+    assert root.tally.spent["tokens"] == 4 * 15  # the server's usage, counted in the parent
