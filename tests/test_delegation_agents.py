@@ -146,3 +146,79 @@ def test_an_agent_child_works_through_the_openai_client_from_a_plan_file(tmp_pat
     (child,) = root.children
     assert load_state(store, child).agent is not None
     assert root.tally.spent["tokens"] == 4 * 15  # the server's usage, counted in the parent
+
+
+PARENT_GOAL = "write a.txt and b.txt"
+
+
+def coding_team(messages: Sequence[Message], tools: Sequence[ToolSchema]) -> ModelResponse | str:
+    """One model for the parent agent and its workers, answering by the conversation:
+    the parent plans two independent steps and delegates both; each worker writes its
+    own file."""
+    task = messages[2].content
+    goal = next((ln[6:] for ln in task.splitlines() if ln.startswith("Goal: ")), "")
+    done = any(m.role == "tool" for m in messages)
+    if "Phase UNDERSTAND" in task:
+        return findings_json("two files to write", files=[])
+    if task.startswith("Current step"):  # a worker's execute step
+        name = "a.txt" if "a.txt" in task else "b.txt"
+        if done:
+            return call("finish", summary=f"wrote {name}", claims=[])
+        return call("write_file", path=name, content=name.upper())
+    if goal == PARENT_GOAL:
+        return plan_json(
+            *(
+                {
+                    **plan_step(
+                        f"write-{n}",
+                        f"write {n}.txt",
+                        new_files=[f"{n}.txt"],
+                        verify=[{"file_exists": f"{n}.txt"}],
+                    ),
+                    "delegate": True,
+                }
+                for n in "ab"
+            )
+        )
+    name = "a.txt" if "a.txt" in goal else "b.txt"
+    return plan_json(
+        plan_step("write", f"write {name}", new_files=[name], verify=[{"file_exists": name}])
+    )
+
+
+def test_an_agent_delegates_independent_steps_to_parallel_workers(tmp_path: Path) -> None:
+    from agent_helpers import agent_settings, start_run
+
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    store = SqliteStore(tmp_path / "t.db")
+    root = start_run(
+        store,
+        workspace,
+        goal=PARENT_GOAL,
+        settings=agent_settings(test_command=None),
+        budget=Budget(tokens=Limit(hard=200_000)),
+    )
+    engine = LocalEngine(
+        store, poll_interval=0.02, performer=AgentPerformer(FunctionModel(coding_team))
+    )
+    try:
+        asyncio.run(engine.run(root))
+    finally:
+        engine.close()
+    state = load_state(store, root)
+    assert state.finished == "succeeded", state.steps
+    assert (workspace / "a.txt").read_text() == "A.TXT"
+    assert (workspace / "b.txt").read_text() == "B.TXT"
+    assert sorted(state.children) == [f"{root}.write-a.1", f"{root}.write-b.1"]
+    for child in state.children:
+        child_state = load_state(store, child)
+        assert child_state.finished == "succeeded"
+        assert child_state.agent is not None
+        assert child_state.agent.scope in (("a.txt",), ("b.txt",))  # its step's files only
+        carved = child_state.plan.budget
+        assert carved is not None and carved.tokens is not None
+        assert carved.tokens.hard is not None and carved.tokens.hard < 200_000 / 2
+    assert state.tally.spent["tokens"] >= sum(
+        load_state(store, c).tally.spent["tokens"] for c in state.children
+    )

@@ -37,16 +37,20 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, Discriminator, Field, Tag, ValidationError
 
+from trestle.budget import Budget
 from trestle.errors import RunError
 from trestle.field_problems import did_you_mean
 from trestle.plan import (
     STEP_ID_PATTERN,
     AgentTask,
+    ChildAgent,
     CommandCheck,
+    Delegation,
     FileContainsCheck,
     FileExistsCheck,
     Plan,
     Step,
+    describe_check,
     find_cycle,
 )
 from trestle.planfile import only_items_failed
@@ -310,6 +314,11 @@ class AgentPlanStep(Record):
     confidence: float | None = Field(
         default=None, ge=0, le=1, description="How sure you are this step will work, 0 to 1."
     )
+    delegate: bool = Field(
+        default=False,
+        description="True to hand this step to a worker agent of its own, which works "
+        "only on this step's files, in parallel with other independent steps.",
+    )
 
 
 class AgentPlan(Record):
@@ -500,6 +509,8 @@ def runtime_plan(
     workspace: str = ".",
     retries: int = DEFAULT_STEP_RETRIES,
     round: int = 1,
+    worker: ChildAgent | None = None,
+    share: Budget | None = None,
 ) -> Plan:
     """The runtime :class:`~trestle.plan.Plan` for an accepted agent plan.
 
@@ -508,18 +519,17 @@ def runtime_plan(
     needs, checks, flags, reasoning and confidence carry over. An agent step may run
     again after a crash (its recorded model and tool calls are replayed, not repeated)
     unless it is irreversible.
+
+    A step the model marked ``delegate`` becomes a delegation to a worker agent
+    (``worker``: its settings) whose goal is the step's objective, whose write scope is
+    the step's files, and whose budget is ``share``; the step's checks judge its work.
     """
     steps = tuple(
         Step(
             id=s.id,
             description=s.objective,
-            agent=AgentTask(
-                role="execute",
-                objective=s.objective,
-                files=s.files,
-                new_files=s.new_files,
-                round=round,
-            ),
+            agent=_task(s, round),
+            delegate=_delegation(s, worker, share),
             needs=s.needs,
             verify=s.verify,
             retries=retries,
@@ -533,6 +543,30 @@ def runtime_plan(
         for s in plan.steps
     )
     return Plan(goal=goal, workspace=workspace, steps=steps)
+
+
+def _task(s: AgentPlanStep, round: int) -> AgentTask | None:
+    if s.delegate:
+        return None
+    return AgentTask(
+        role="execute", objective=s.objective, files=s.files, new_files=s.new_files, round=round
+    )
+
+
+def _delegation(
+    s: AgentPlanStep, worker: ChildAgent | None, share: Budget | None
+) -> Delegation | None:
+    if not s.delegate:
+        return None
+    files = (*s.files, *s.new_files)
+    listed = f" Work on {', '.join(files)}." if files else ""
+    return Delegation(
+        goal=s.objective + listed,
+        agent=worker or ChildAgent(),
+        scope=files,
+        budget=share,
+        acceptance=tuple(describe_check(c) for c in s.verify),
+    )
 
 
 def validate_agent_plan(

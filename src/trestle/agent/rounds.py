@@ -10,10 +10,34 @@ from __future__ import annotations
 
 from trestle.agent.planning import AgentPlan, runtime_plan
 from trestle.agent.settings import AgentSettings, planning_step
+from trestle.budget import Budget, Dimension, Limit, hard_level
 from trestle.events import PlanExtended, RequestRefused, RequirementAdded
-from trestle.plan import AgentTask, CommandCheck, Step
+from trestle.plan import CARVED, AgentTask, ChildAgent, CommandCheck, Step
 from trestle.policy import TIER_ORDER, ActionFacts, Policy, Tier, TierDecision, classify
 from trestle.state import RunState
+
+
+def delegation_share(state: RunState, plan: AgentPlan) -> Budget | None:
+    """What each step the model delegates may spend: of every hard limit the run has
+    (raises included), an equal part of what is neither spent nor held, one part kept
+    for the run's own work. None when the plan delegates nothing or nothing is limited."""
+    delegated = sum(1 for s in plan.steps if s.delegate)
+    budget = state.plan.budget
+    if not delegated or budget is None:
+        return None
+    shares: dict[str, Limit] = {}
+    for dim in CARVED:
+        hard = hard_level(budget, state.tally, dim)
+        if hard is None:
+            continue
+        used = state.tally.spent.get(dim, 0.0) + state.tally.reserved.get(dim, 0.0)
+        part = max(hard - used, 0.0) / (delegated + 1)
+        shares[dim] = Limit(hard=part if part > 0 else LEAST_SHARE[dim])
+    return Budget.model_validate(shares) if shares else None
+
+
+# a share is never zero (a limit must be above 0): a child with nothing left stops at once
+LEAST_SHARE: dict[Dimension, float] = {"steps": 1.0, "tokens": 1.0, "cost": 0.01, "seconds": 1.0}
 
 
 def numbered(base: str, round: int) -> str:
@@ -37,6 +61,7 @@ def plan_added(
     validate: str | None = None,
     also_needed: tuple[str, ...] = (),
     commands: list[ModelCommand] | None = None,
+    share: Budget | None = None,
     at: float,
 ) -> PlanExtended:
     """The steps an accepted plan adds: a review, its steps, and the acceptance step.
@@ -46,6 +71,8 @@ def plan_added(
     ``also_needed``: steps the acceptance step waits for besides the plan's (revisions
     the user asked for while this plan was being made). ``commands``: the commands the
     model wrote that the plan will run (:func:`model_commands`), for its review.
+    ``share``: the budget each step the model delegates carves from the run's
+    (:func:`delegation_share`).
     """
     prefix = f"t{revision}." if revision is not None else ("" if round == 1 else f"r{round}.")
     review = f"review-t{revision}" if revision is not None else numbered("review", round)
@@ -55,7 +82,16 @@ def plan_added(
         return prefix + step_id if step_id in own else step_id  # else: an existing step
 
     steps = []
-    for step in runtime_plan(plan, goal=goal, retries=settings.step_retries, round=round).steps:
+    worker = ChildAgent(max_turns=settings.max_turns, plan_approval=settings.plan_approval)
+    made = runtime_plan(
+        plan,
+        goal=goal,
+        retries=settings.step_retries,
+        round=round,
+        worker=worker,
+        share=share,
+    )
+    for step in made.steps:
         needs = tuple(map(rename, step.needs)) or (review,)
         steps.append(step.model_copy(update={"id": rename(step.id), "needs": needs}))
     ids = tuple(s.id for s in steps)

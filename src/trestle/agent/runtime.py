@@ -44,6 +44,7 @@ from trestle.agent.prompts import (
 )
 from trestle.agent.reminders import StepProgress, plan_progress, plan_status
 from trestle.agent.rounds import (
+    delegation_share,
     model_commands,
     numbered,
     plan_added,
@@ -245,6 +246,7 @@ class AgentPerformer:
                     (state.plan.policy, state.operator_policy),
                     run_id=state.run_id,
                 ),
+                share=delegation_share(state, checked),
                 at=work.clock(),
             )
             await work.record([extension])
