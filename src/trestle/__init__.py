@@ -21,7 +21,7 @@ if _typing.TYPE_CHECKING:
     from trestle.agent.trajectory import ReplayModel, Trajectory, trajectory_of
     from trestle.approvals import feedback, find_approval, inbox, submit_decision
     from trestle.budget import Budget, Limit
-    from trestle.cancel import Cancelled, cancel_run
+    from trestle.cancel import Cancelled, cancel_run, cancel_tree
     from trestle.card import HandoffCard, build_card
     from trestle.checkpoints import Checkpoint, checkpoints, rewind
     from trestle.decider import decide, run_status
@@ -54,7 +54,7 @@ if _typing.TYPE_CHECKING:
     from trestle.monitors.alerts import Alert, Monitor
     from trestle.monitors.catalog import default_monitors
     from trestle.monitors.policy import MonitorSettings
-    from trestle.plan import Plan, Step
+    from trestle.plan import ChildAgent, Delegation, Plan, Step
     from trestle.planfile import load_plan, parse_plan
     from trestle.policy import ActionFacts, Policy, Rule, Scope, TierDecision, action_hash, classify
     from trestle.policyfile import load_policy, monitor_settings, operator_policy
@@ -86,7 +86,9 @@ __all__ = [
     "Cancelled",
     "CheckResult",
     "Checkpoint",
+    "ChildAgent",
     "ConfigError",
+    "Delegation",
     "Gate",
     "HandoffCard",
     "InMemoryStore",
@@ -143,6 +145,7 @@ __all__ = [
     "build_card",
     "build_report",
     "cancel_run",
+    "cancel_tree",
     "checkpoints",
     "classify",
     "create_run",
@@ -187,6 +190,7 @@ _EXPORTS = {
     "Limit": "trestle.budget",
     "Cancelled": "trestle.cancel",
     "cancel_run": "trestle.cancel",
+    "cancel_tree": "trestle.cancel",
     "HandoffCard": "trestle.card",
     "build_card": "trestle.card",
     "Checkpoint": "trestle.checkpoints",
@@ -230,6 +234,8 @@ _EXPORTS = {
     "Monitor": "trestle.monitors.alerts",
     "default_monitors": "trestle.monitors.catalog",
     "MonitorSettings": "trestle.monitors.policy",
+    "ChildAgent": "trestle.plan",
+    "Delegation": "trestle.plan",
     "Plan": "trestle.plan",
     "Step": "trestle.plan",
     "load_plan": "trestle.planfile",
