@@ -463,6 +463,9 @@ def plan_json_schema() -> dict[str, Any]:
 def generate_plan_json_schema() -> dict[str, Any]:
     """Build the schema from the models; a test keeps the shipped copy in step with it."""
     schema = Plan.model_json_schema()
+    # in a file, a delegation's plan may also be the path of another plan file
+    child_plan = schema["$defs"]["Delegation"]["properties"]["plan"]
+    child_plan["anyOf"].insert(0, {"type": "string", "description": "a plan file's path"})
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "Trestle plan file"
     return schema
