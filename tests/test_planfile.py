@@ -106,7 +106,7 @@ def test_unknown_and_duplicate_ids_suggest_the_right_one() -> None:
 @pytest.mark.parametrize(
     ("step_yaml", "expected"),
     [
-        ("{id: a}", "step 'a': missing action: give one of 'run', 'write' or 'python'"),
+        ("{id: a}", "step 'a': missing action: give one of 'run', 'write', 'python' or 'delegate'"),
         ("{id: a, run: x, python: 'm:f'}", "step 'a': give only one action, not 'run' and"),
         ("{id: a, run: x, retries: many}", "step 'a', field 'retries': must be a whole number"),
         ("{id: a, run: x, retries: -1}", "step 'a', field 'retries': must be at least 0, not -1"),
