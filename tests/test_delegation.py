@@ -189,6 +189,11 @@ def test_a_childs_approval_waits_in_the_inbox_and_the_root_resumes(cli: Cli) -> 
     assert f"waits on its child run {child}" in said
     assert f"trestle resume {root}" in said
 
+    health = cli("health", "--json")
+    assert health.returncode == 1  # runs wait on a human
+    (waits,) = [h for h in json.loads(health.stdout) if h["run_id"] == root]
+    assert [(w["kind"], w["step"]) for w in waits["waiting"]] == [("child", "release")]
+
     (card,) = cli.json("inbox")
     assert card["run_id"] == child and card["tree"] == f"{root} > release#1"
     assert "in tree" in cli("inbox").stdout

@@ -51,7 +51,7 @@ class AlertLine(BaseModel):
 class Waiting(BaseModel):
     """Something that holds the run until a human acts, and what they run next."""
 
-    kind: str  # dead_letter | escalated | approval | budget | alert | queued | forged
+    kind: str  # dead_letter | escalated | approval | budget | alert | child | queued | forged
     step: str | None
     ref: str | None  # the approval, RUN.N
     what: str
@@ -124,6 +124,17 @@ def waiting_on_humans(state: RunState, queued: int = 0) -> list[Waiting]:
             what = a.decision.reason if a.decision is not None else f"{a.subject} approval"
         decide = f"`trestle approve {ref}` or `trestle reject {ref} --reason ...`"
         found.append(Waiting(kind=kind, step=a.step, ref=ref, what=what, next=decide))
+    root = state.parent.root if state.parent is not None else run
+    for sid, child in state.waiting_children().items():
+        found.append(
+            Waiting(
+                kind="child",
+                step=sid,
+                ref=None,
+                what=f"its child run {child} waits for a human",
+                next=f"decide there (`trestle inbox --run {child}`), then `trestle resume {root}`",
+            )
+        )
     for refused in state.refused:
         if refused.forged_seq is not None:  # ignored, but someone wrote it: find out who
             found.append(
