@@ -620,7 +620,8 @@ BAD_PLANS = [
     ),
     pytest.param(
         "steps:\n  - {id: build, needs: []}\n",
-        "plan.yaml:2: step 'build': missing action: give one of 'run', 'write', 'python' or 'delegate'",
+        "plan.yaml:2: step 'build': missing action: "
+        "give one of 'run', 'write', 'python' or 'delegate'",
         id="no-action",
     ),
     pytest.param(
