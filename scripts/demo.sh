@@ -31,6 +31,12 @@ echo "== approving $ref (what you would type: trestle approve $ref) =="
 "$trestle" resume "${ref%.*}" --no-prompt --report-json .demo/report.json
 
 echo
+echo "== delegation: two children prepare a release in parallel, within their parent =="
+rm -rf .demo/release && mkdir -p .demo/release
+"$trestle" run examples/delegation/plan.yaml --workspace .demo/release --no-prompt --no-live
+"$trestle" runs | head -8
+
+echo
 echo "== the coding agent on a sample repository (a recorded trajectory, replayed offline) =="
 rm -rf .demo/agent && mkdir -p .demo/agent
 "$trestle" demo --dir .demo/agent
