@@ -479,3 +479,13 @@ def test_the_cli_names_a_bad_delegation_with_the_plan_error_code(cli: Cli) -> No
     assert result.returncode == 2
     assert "plan.yaml:3: " in result.stderr and "nope.yaml" in result.stderr
     assert json.loads(cli("runs", "--json").stdout or "[]") == []
+
+
+def test_the_delegation_example_runs_as_the_demo_runs_it(cli: Cli) -> None:
+    example = Path(__file__).resolve().parents[1] / "examples/delegation/plan.yaml"
+    workspace = cli.dir / "release"
+    workspace.mkdir()
+    result = cli("run", example, "--workspace", workspace, "--no-prompt", "--no-live")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "## Changes" in (workspace / "dist/RELEASE.txt").read_text("utf-8")
+    assert len([r for r in cli.json("runs") if r["parent"]]) == 2
