@@ -11,8 +11,11 @@ from trestle.events import (
     AnyEvent,
     ApprovalDecided,
     ApprovalRequested,
+    BoardWritten,
     BudgetRaised,
     CheckResult,
+    MessagesDelivered,
+    MessageSent,
     RunCancelled,
     RunInterrupted,
     RunRewound,
@@ -68,6 +71,19 @@ def log_detail(e: AnyEvent) -> str:
             )
         case BudgetRaised(by=by):
             return f"by {by}: {raised_text(e)}"
+        case BoardWritten(group=g, key=key, version=v, expected=x, accepted=True):
+            return f"board {g!r}: {clip(key, 80)!r} written, now at version {v}"
+        case BoardWritten(group=g, key=key, version=v, expected=x):
+            return (
+                f"board {g!r}: {clip(key, 80)!r} conflict: expected version {x}, "
+                f"the key is at {v}; nothing written"
+            )
+        case MessageSent(group=g, message_id=mid, recipient=to, reply_to=re, new=new):
+            answer = f" in reply to {re}" if re else ""
+            again = "" if new else " (sent before: deduplicated)"
+            return f"group {g!r}: {mid} to {clip(to, 80)!r}{answer}{again}"
+        case MessagesDelivered(group=g, message_ids=ids, call_id=cid):
+            return f"group {g!r}: {len(ids)} message(s) received by call {cid}: {', '.join(ids)}"
         case RunRewound(to_step=sid, reopened=steps, safety=safety, by=by):
             return (
                 f"rewound to before {sid!r} by {by}; reopened {', '.join(steps)}; "

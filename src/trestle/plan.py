@@ -39,6 +39,8 @@ def _ref_safe_id(step_id: str) -> str:
 StepId = Annotated[
     str, Field(pattern=STEP_ID_PATTERN, max_length=STEP_ID_MAX), AfterValidator(_ref_safe_id)
 ]
+GroupName = Annotated[str, Field(pattern=STEP_ID_PATTERN, max_length=STEP_ID_MAX)]
+"""A group's name in a plan: letters, digits, ``_``, ``.`` and ``-``, like a step id."""
 
 
 def _no_nul(text: str) -> str:
@@ -284,6 +286,8 @@ class Plan(Record):
     checkpoints: Literal["irreversible", "every_step", "off"] = "irreversible"
     # gitignore-style globs left out of workspace checkpoints (besides .gitignore's)
     checkpoint_ignore: tuple[str, ...] = ()
+    # the group of runs this run shares a blackboard and mailboxes with (trestle.groups)
+    group: GroupName | None = None
     steps: tuple[Step, ...] = Field(min_length=1, max_length=MAX_STEPS)
 
     def step(self, step_id: str) -> Step:
