@@ -58,13 +58,15 @@ class BoardValue:
 class Written:
     """A compare-and-set's outcome. Accepted: the key is now at ``version``, holding
     ``value``. Refused (a conflict, logged): ``version`` and ``value`` are the key's
-    current ones (0 and None when it was never written), for the writer to retry on."""
+    current ones (0 and None when it was never written), for the writer to retry on.
+    ``entry`` numbers the attempt in the board's log."""
 
     key: str
     accepted: bool
     version: int
     value: Any
     expected: int | None
+    entry: int
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,7 @@ class Board:
             version=0 if current is None else current.version,
             value=None if current is None else json.loads(current.value),
             expected=expected_version,
+            entry=done.entry.id,
         )
 
     def watch(
@@ -157,7 +160,7 @@ class Board:
         """Wait until the key passes ``after_version`` (written by any process); its
         value then, or None when ``timeout`` seconds pass first."""
         check_wait(timeout, "the watch's timeout")
-        return _poll_sync(lambda: self._past(key, after_version), timeout, interval)
+        return poll_sync(lambda: self._past(key, after_version), timeout, interval)
 
     async def watch_async(
         self,
@@ -169,7 +172,7 @@ class Board:
     ) -> BoardValue | None:
         """:meth:`watch` for async code: the store is read in a worker thread."""
         check_wait(timeout, "the watch's timeout")
-        return await _poll_async(
+        return await poll_async(
             lambda: asyncio.to_thread(self._past, key, after_version), timeout, interval
         )
 
@@ -232,7 +235,7 @@ class Mailbox:
         def replied() -> Letter | None:
             return next(iter(self.receive(reply_to=message_id)), None)
 
-        return _poll_sync(replied, timeout, interval)
+        return poll_sync(replied, timeout, interval)
 
     def pending(self) -> list[Letter]:
         """What :meth:`receive` would hand out now, without taking it."""
@@ -275,7 +278,7 @@ def known_group(store: Store, name: str) -> str:
     return name
 
 
-def _poll_sync(look: Callable[[], T | None], timeout: float, interval: float) -> T | None:
+def poll_sync(look: Callable[[], T | None], timeout: float, interval: float) -> T | None:
     deadline = time.monotonic() + timeout
     while True:
         found = look()
@@ -285,7 +288,7 @@ def _poll_sync(look: Callable[[], T | None], timeout: float, interval: float) ->
         time.sleep(min(interval, left))
 
 
-async def _poll_async(
+async def poll_async(
     look: Callable[[], Awaitable[T | None]], timeout: float, interval: float
 ) -> T | None:
     deadline = time.monotonic() + timeout

@@ -82,8 +82,8 @@ def log_detail(e: AnyEvent) -> str:
             answer = f" in reply to {re}" if re else ""
             again = "" if new else " (sent before: deduplicated)"
             return f"group {g!r}: {mid} to {clip(to, 80)!r}{answer}{again}"
-        case MessagesDelivered(group=g, message_ids=ids, call_id=cid):
-            return f"group {g!r}: {len(ids)} message(s) received by call {cid}: {', '.join(ids)}"
+        case MessagesDelivered(group=g, message_ids=ids):
+            return f"group {g!r}: {len(ids)} message(s) received: {', '.join(ids)}"
         case RunRewound(to_step=sid, reopened=steps, safety=safety, by=by):
             return (
                 f"rewound to before {sid!r} by {by}; reopened {', '.join(steps)}; "

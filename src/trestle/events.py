@@ -533,10 +533,8 @@ class MessagesDelivered(Event):
 
     kind: Literal["messages_delivered"] = "messages_delivered"
     step: str
-    round: int
-    turn: int
-    call_id: str
     group: str
+    call_key: str  # the receiving tool call's idempotency key
     message_ids: tuple[str, ...]
 
 
