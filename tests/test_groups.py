@@ -21,7 +21,7 @@ import pytest
 from test_cli import Cli, cli_env, flat, rstripped
 from trestle.coordination import Group
 from trestle.errors import ConfigError, PlanError
-from trestle.events import MessagesDelivered, RunFinished
+from trestle.events import AnyEvent, MessagesDelivered, RunFinished
 from trestle.groups import group_of, message_id, named_group
 from trestle.planfile import parse_plan
 from trestle.runs import create_run, load_state
@@ -181,7 +181,7 @@ def test_a_runs_delivery_event_marks_its_messages_in_the_same_commit(store: Stor
     delivered = MessagesDelivered(
         at=5.0, step="one", group="team", call_key="k", message_ids=("m-7",)
     )
-    events = [delivered, RunFinished(at=6.0, status="succeeded")]
+    events: list[AnyEvent] = [delivered, RunFinished(at=6.0, status="succeeded")]
     store.append(
         run_id,
         Appended(events=events, first_seq=2, status="succeeded", summary="{}"),
