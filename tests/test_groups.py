@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -333,3 +334,15 @@ def test_reading_views_never_create_a_store(tmp_path: Path) -> None:
         assert done.returncode == 8, done.stderr
         assert "no store found" in done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_python_in_the_multi_agent_docs_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    docs = Path(__file__).resolve().parent.parent / "docs" / "multi-agent.md"
+    blocks = re.findall(r"^```python\n(.*?)^```", docs.read_text("utf-8"), re.DOTALL | re.M)
+    assert blocks
+    monkeypatch.chdir(tmp_path)
+    for number, block in enumerate(blocks, 1):
+        exec(compile(block, f"{docs.name} block {number}", "exec"), {})
+    assert capsys.readouterr().out == "planner {'please': 'run the suite'}\n"
