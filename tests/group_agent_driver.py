@@ -13,7 +13,9 @@ the conversation it was sent, as one JSON line, to ``$CONVERSATION``.
 
 ``DIE_AT`` makes the driver kill itself (SIGKILL) at a moment of a receive:
 ``read`` once ``receive_messages`` has read messages, before it returns them;
-``recorded`` right after the commit that records their delivery and the call's end.
+``recorded`` right after the commit that records their delivery and the call's end;
+or once a ``board_write`` or a ``send_message`` did its work, before its end is
+recorded (``board_write``, ``send_message``).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from trestle.models import FunctionModel, Message, ModelResponse, ToolSchema
 from trestle.store import SqliteStore
 from trestle.store.base import Appended
 from trestle.tools.base import Observation, ToolContext
-from trestle.tools.group import ReceiveMessages, ReceiveMessagesArgs
+from trestle.tools.group import BoardWrite, ReceiveMessages, ReceiveMessagesArgs, SendMessage
 
 LEASE_TRIES = 100
 # its check fails until the script wrote done.txt: a crash before that re-runs the step
@@ -73,6 +75,15 @@ def die_at(moment: str) -> None:
             return observation
 
         ReceiveMessages.run = run  # type: ignore[method-assign]
+    elif moment in ("board_write", "send_message"):
+        tool = {"board_write": BoardWrite, "send_message": SendMessage}[moment]
+        done = tool.run
+
+        async def work(self: Any, ctx: ToolContext, args: Any) -> Any:
+            await done(self, ctx, args)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        tool.run = work  # type: ignore[method-assign]
     elif moment == "recorded":
         appended = SqliteStore.append
 

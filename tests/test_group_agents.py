@@ -5,7 +5,8 @@ Real agent runs (the engine, the performer, the gate, a real SQLite file and a
 workspace in ``tmp_path``); the model is a function of the conversation
 (``group_agent_driver.reply``). The crash tests run the driver in its own process
 and kill it with SIGKILL at each moment of a receive: after it read the messages,
-and right after the commit that recorded their delivery.
+and right after the commit that recorded their delivery; and once a board write or a
+send did its work, before its end was recorded.
 """
 
 from __future__ import annotations
@@ -69,6 +70,9 @@ def test_an_agent_reaches_its_groups_board_and_mail_through_its_tools(
         ("send_message", {"to": "lead", "body": "hi", "reply_to": welcome.id}),
         ("receive_messages", {}),
         ("receive_messages", {"reply_to": "m-none", "wait": 0.2}),
+        ("board_watch", {"key": "plan", "after_version": 1, "timeout": 5}),
+        ("board_watch", {"key": "plan", "after_version": 2, "timeout": 0.1}),
+        ("board_write", {"key": "plan", "value": "ring\u0007", "expected_version": 2}),
     )
     model = FunctionModel(reply)
     drive(store, run_id, model)
@@ -77,7 +81,7 @@ def test_an_agent_reaches_its_groups_board_and_mail_through_its_tools(
     assert state.finished == "succeeded"
     (read,) = ends(store, run_id, "board_read")
     assert read.content.startswith("'plan' is at version 1 (written by 'lead'): \"v1\"")
-    wrote, refused = ends(store, run_id, "board_write")
+    wrote, refused, _ = ends(store, run_id, "board_write")
     assert wrote.ok and wrote.content == "wrote 'plan': it is now at version 2"
     assert not refused.ok
     assert 'you expected version 1, but it is at version 2: "v2"' in refused.content
@@ -108,6 +112,13 @@ def test_an_agent_reaches_its_groups_board_and_mail_through_its_tools(
     assert state.delivered == [welcome.id]
     (kept,) = [m for m in team.messages() if m.id == welcome.id]
     assert kept.delivered_by == run_id
+
+    woke, slept = ends(store, run_id, "board_watch")
+    assert woke.content.startswith("'plan' is at version 2 (written by")
+    assert slept.content == "no write to 'plan' past version 2 within 0.1 s"
+    hostile = ends(store, run_id, "board_write")[-1]
+    assert not hostile.ok and "control character (U+0007)" in hostile.content
+    assert len(store.board_history("team", "plan")) == 3  # the refused value: not logged
 
     # every phase offers the group tools it allows: reads while understanding
     offered = [{t.name for t in r.tools} for r in model.requests]
@@ -174,4 +185,41 @@ def test_messages_reach_the_conversation_exactly_once_across_kill_9(
     assert [text.count(body) for body in bodies] == [1, 1]
     assert state_of(store, run_id).delivered == ids
     assert {m.delivered_by for m in store.messages("team")} == {run_id}
+    store.close()
+
+
+@pytest.mark.parametrize("tool", ["board_write", "send_message"])
+def test_a_write_or_send_cut_short_by_kill_9_is_probed_and_not_repeated(
+    tmp_path: Path, tool: str
+) -> None:
+    path = tmp_path / "trestle.db"
+    store = SqliteStore(path)
+    run_id = group_run(store, sample_workspace(tmp_path))
+    calls = {
+        "board_write": [["board_write", {"key": "owner", "value": "me", "expected_version": 0}]],
+        "send_message": [["send_message", {"to": "lead", "body": "done"}]],
+    }[tool]
+    env = {
+        **os.environ,
+        "SCRIPT": json.dumps(calls),
+        "PYTHONPATH": os.pathsep.join([str(DRIVER.parent), os.environ.get("PYTHONPATH", "")]),
+    }
+    argv = [sys.executable, str(DRIVER), str(path), run_id]
+    first = subprocess.run(argv, env={**env, "DIE_AT": tool}, capture_output=True, timeout=120)
+    assert first.returncode == -signal.SIGKILL, first.stderr
+    assert ends(store, run_id, tool) == []  # its work done, its end never recorded
+    second = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert (second.returncode, second.stdout.strip()) == (0, "succeeded"), second.stderr
+
+    (end,) = ends(store, run_id, tool)
+    assert end.probe is not None and end.probe.done, end.content
+    assert "took effect" in end.content
+    starts = [s for s in of_kind(recorded(store, run_id), ToolCallStarted) if s.tool == tool]
+    assert len(starts) == 1  # never run again
+    if tool == "board_write":
+        (entry,) = store.board_history("team", "owner")
+        assert (entry.accepted, entry.version, entry.call_key) == (True, 1, starts[0].key)
+    else:
+        (message,) = store.messages("team")
+        assert message.id == message_id(starts[0].key)
     store.close()
