@@ -35,7 +35,7 @@ from trestle.errors import LeaseHeldError
 from trestle.models import FunctionModel, Message, ModelResponse, ToolSchema
 from trestle.store import SqliteStore
 from trestle.store.base import Appended
-from trestle.tools.base import Observation, ToolContext
+from trestle.tools.base import Observation, Tool, ToolContext
 from trestle.tools.group import BoardWrite, ReceiveMessages, ReceiveMessagesArgs, SendMessage
 
 LEASE_TRIES = 100
@@ -76,7 +76,7 @@ def die_at(moment: str) -> None:
 
         ReceiveMessages.run = run  # type: ignore[method-assign]
     elif moment in ("board_write", "send_message"):
-        tool = {"board_write": BoardWrite, "send_message": SendMessage}[moment]
+        tool: type[Tool[Any]] = BoardWrite if moment == "board_write" else SendMessage
         done = tool.run
 
         async def work(self: Any, ctx: ToolContext, args: Any) -> Any:
