@@ -252,6 +252,18 @@ def test_hostile_names_are_refused(store: Store, name: str, said: str) -> None:
     assert store.groups() == []
 
 
+@pytest.mark.parametrize("version", [-1, True, 1 << 70, 1.5, "2"])
+def test_a_version_that_is_not_a_whole_number_in_range_is_refused(
+    store: Store, version: Any
+) -> None:
+    board = Group(store, "team").board
+    with pytest.raises(ConfigError, match="expected_version must be"):
+        board.write("k", 1, version)
+    with pytest.raises(ConfigError, match="after_version must be"):
+        board.watch("k", version, timeout=0)
+    assert store.groups() == []
+
+
 def test_the_store_refuses_text_it_cannot_hold_even_past_the_api(store: Store) -> None:
     with pytest.raises(ConfigError, match="the message's body is not valid text"):
         store.send_message(

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from secrets import token_hex
 from typing import Any, TypeVar
 
-from trestle.errors import ConfigError, UnknownGroupError
-from trestle.groups import check_name, check_wait, value_json
+from trestle.errors import UnknownGroupError
+from trestle.groups import check_name, check_version, check_wait, value_json
 from trestle.store.base import BoardEntry, Message, Store
 
 T = TypeVar("T")
@@ -120,14 +120,8 @@ class Board:
         conflict, and told the current version and value."""
         check_name(key, "the key")
         check_name(writer, "the writer")
-        if expected_version is not None and (
-            isinstance(expected_version, bool)
-            or not isinstance(expected_version, int)
-            or expected_version < 0
-        ):
-            raise ConfigError(
-                f"expected_version must be a whole number from 0, not {expected_version!r}"
-            )
+        if expected_version is not None:
+            check_version(expected_version, "expected_version")
         text = value_json(value, f"the value of {key[:80]!r}")
         done = self.store.board_write(
             self.group,
@@ -160,6 +154,7 @@ class Board:
         """Wait until the key passes ``after_version`` (written by any process); its
         value then, or None when ``timeout`` seconds pass first."""
         check_wait(timeout, "the watch's timeout")
+        check_version(after_version, "after_version")
         return poll_sync(lambda: self._past(key, after_version), timeout, interval)
 
     async def watch_async(
@@ -172,6 +167,7 @@ class Board:
     ) -> BoardValue | None:
         """:meth:`watch` for async code: the store is read in a worker thread."""
         check_wait(timeout, "the watch's timeout")
+        check_version(after_version, "after_version")
         return await poll_async(
             lambda: asyncio.to_thread(self._past, key, after_version), timeout, interval
         )

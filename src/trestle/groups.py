@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 NAME_MAX = 200  # characters of a group, key or address
 MAX_VALUE = 256 * 1024  # characters of a board value's or a message body's JSON
 MAX_WAIT = 3600.0  # seconds a watch or an awaited reply may wait at most
+MAX_VERSION = 1 << 62  # a version the store's 64-bit integers hold, with room to count on
 _PRINTABLE = re.compile(r"[^\x00-\x1f\x7f-\x9f]+")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # tab, LF, CR pass
 
@@ -117,6 +118,15 @@ def value_json(value: Any, what: str) -> str:
             "board value or a message may hold"
         )
     return text
+
+
+def check_version(version: object, what: str) -> int:
+    """A version a writer expects or a watcher waits past: a whole number from 0."""
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ConfigError(f"{what} must be a whole number from 0, not {version!r}")
+    if not 0 <= version <= MAX_VERSION:
+        raise ConfigError(f"{what} must be from 0 to {MAX_VERSION}, not {version}")
+    return version
 
 
 def check_wait(seconds: float, what: str) -> float:

@@ -35,7 +35,7 @@ from pydantic import Field, JsonValue
 from trestle.coordination import POLL_INTERVAL, Board, Letter, Mailbox, Written, poll_async
 from trestle.errors import ConfigError
 from trestle.events import BoardWritten, MessagesDelivered, MessageSent
-from trestle.groups import message_id
+from trestle.groups import MAX_VERSION, message_id
 from trestle.tools.base import GroupSeat, Observation, Tool, ToolArgs, ToolContext, ToolFailure
 
 MAX_TOOL_WAIT = 300.0  # seconds one watch or receive may wait
@@ -96,6 +96,7 @@ class BoardWriteArgs(ToolArgs):
     expected_version: int | None = Field(
         default=None,
         ge=0,
+        le=MAX_VERSION,
         description="The version you read (0 for a key never written); the write is "
         "refused if the key has moved on since. Omit only to overwrite whatever is there.",
     )
@@ -174,7 +175,7 @@ class BoardWrite(Tool[BoardWriteArgs]):
 class BoardWatchArgs(ToolArgs):
     key: str = Key
     after_version: int = Field(
-        default=0, ge=0, description="Wake when the key's version passes this one."
+        default=0, ge=0, le=MAX_VERSION, description="Wake when the key's version passes this one."
     )
     timeout: float = Field(
         default=30.0, ge=0, le=MAX_TOOL_WAIT, description="Seconds to wait at most."
