@@ -24,6 +24,7 @@ if _typing.TYPE_CHECKING:
     from trestle.cancel import Cancelled, cancel_run, cancel_tree
     from trestle.card import HandoffCard, build_card
     from trestle.checkpoints import Checkpoint, checkpoints, rewind
+    from trestle.coordination import Board, BoardValue, Group, Letter, Mailbox, Sent, Written
     from trestle.decider import decide, run_status
     from trestle.engine import LocalEngine, StepPerformer, StepWork
     from trestle.errors import (
@@ -47,9 +48,11 @@ if _typing.TYPE_CHECKING:
         StoreDamagedError,
         StoreError,
         TrestleError,
+        UnknownGroupError,
         UnknownRunError,
     )
     from trestle.events import EVENT_ADAPTER, AlertRaised, AnyEvent, CheckResult, Gate, StoredEvent
+    from trestle.groups import group_of
     from trestle.health import RunHealth, health
     from trestle.monitors.alerts import Alert, Monitor
     from trestle.monitors.catalog import default_monitors
@@ -82,6 +85,8 @@ __all__ = [
     "Alert",
     "AlertRaised",
     "AnyEvent",
+    "Board",
+    "BoardValue",
     "Budget",
     "Cancelled",
     "CheckResult",
@@ -90,12 +95,15 @@ __all__ = [
     "ConfigError",
     "Delegation",
     "Gate",
+    "Group",
     "HandoffCard",
     "InMemoryStore",
     "LeaseHeldError",
     "LeaseLostError",
+    "Letter",
     "Limit",
     "LocalEngine",
+    "Mailbox",
     "MissingExtraError",
     "MissingKeyError",
     "ModelRequestBlockedError",
@@ -123,6 +131,7 @@ __all__ = [
     "RunState",
     "Scope",
     "ScriptExhaustedError",
+    "Sent",
     "ShadowRepo",
     "ShadowRepoError",
     "SnapshotRef",
@@ -138,8 +147,10 @@ __all__ = [
     "TierDecision",
     "Trajectory",
     "TrestleError",
+    "UnknownGroupError",
     "UnknownRunError",
     "UnknownSnapshotError",
+    "Written",
     "__version__",
     "action_hash",
     "build_card",
@@ -154,6 +165,7 @@ __all__ = [
     "feedback",
     "find_approval",
     "fold",
+    "group_of",
     "health",
     "inbox",
     "load_plan",
@@ -196,6 +208,13 @@ _EXPORTS = {
     "Checkpoint": "trestle.checkpoints",
     "checkpoints": "trestle.checkpoints",
     "rewind": "trestle.checkpoints",
+    "Board": "trestle.coordination",
+    "BoardValue": "trestle.coordination",
+    "Group": "trestle.coordination",
+    "Letter": "trestle.coordination",
+    "Mailbox": "trestle.coordination",
+    "Sent": "trestle.coordination",
+    "Written": "trestle.coordination",
     "decide": "trestle.decider",
     "run_status": "trestle.decider",
     "LocalEngine": "trestle.engine",
@@ -221,6 +240,7 @@ _EXPORTS = {
     "StoreDamagedError": "trestle.errors",
     "StoreError": "trestle.errors",
     "TrestleError": "trestle.errors",
+    "UnknownGroupError": "trestle.errors",
     "UnknownRunError": "trestle.errors",
     "EVENT_ADAPTER": "trestle.events",
     "AlertRaised": "trestle.events",
@@ -228,6 +248,7 @@ _EXPORTS = {
     "CheckResult": "trestle.events",
     "Gate": "trestle.events",
     "StoredEvent": "trestle.events",
+    "group_of": "trestle.groups",
     "RunHealth": "trestle.health",
     "health": "trestle.health",
     "Alert": "trestle.monitors.alerts",

@@ -11,10 +11,13 @@ from trestle.events import (
     AnyEvent,
     ApprovalDecided,
     ApprovalRequested,
+    BoardWritten,
     BudgetRaised,
     CheckResult,
     ChildRunEnded,
     ChildRunStarted,
+    MessagesDelivered,
+    MessageSent,
     RunCancelled,
     RunInterrupted,
     RunRewound,
@@ -76,6 +79,19 @@ def log_detail(e: AnyEvent) -> str:
             used = ", ".join(fmt(dim, amount) for dim, amount in spent.items())
             text = f"child run {child} {shown(status)}" + (f": {waiting}" if waiting else "")
             return text + (f"; it spent {used}" if used else "")
+        case BoardWritten(group=g, key=key, version=v, expected=x, accepted=True):
+            return f"board {g!r}: {clip(key, 80)!r} written, now at version {v}"
+        case BoardWritten(group=g, key=key, version=v, expected=x):
+            return (
+                f"board {g!r}: {clip(key, 80)!r} conflict: expected version {x}, "
+                f"the key is at {v}; nothing written"
+            )
+        case MessageSent(group=g, message_id=mid, recipient=to, reply_to=re, new=new):
+            answer = f" in reply to {re}" if re else ""
+            again = "" if new else " (sent before: deduplicated)"
+            return f"group {g!r}: {mid} to {clip(to, 80)!r}{answer}{again}"
+        case MessagesDelivered(group=g, message_ids=ids):
+            return f"group {g!r}: {len(ids)} message(s) received: {', '.join(ids)}"
         case RunRewound(to_step=sid, reopened=steps, safety=safety, by=by):
             return (
                 f"rewound to before {sid!r} by {by}; reopened {', '.join(steps)}; "

@@ -100,7 +100,8 @@ class StepWork:
 
     ``state`` is the live run state: read it, never change it (only recorded events
     do). ``record`` makes events durable in the run's stream before it returns their
-    seqs; ``load`` reads recorded events back by seq.
+    seqs; ``load`` reads recorded events back by seq. ``store`` is the run's store, for
+    what a run shares with its group (see :mod:`trestle.groups`); never its events.
     """
 
     state: RunState
@@ -110,6 +111,7 @@ class StepWork:
     record: Callable[[Sequence[AnyEvent]], Awaitable[list[int]]]
     load: Callable[[Sequence[int]], Awaitable[list[AnyEvent]]]
     clock: Callable[[], float]
+    store: Store | None = None
 
 
 class StepPerformer(Protocol):
@@ -699,7 +701,7 @@ class LocalEngine:
             action = await perform_delegation(self, state, step, ctx.attempt, outbox.record)
         elif step.agent is not None and self.performer is not None:
             load = self._loader(state.run_id)
-            work = StepWork(state, step, ctx, pool, outbox.record, load, self.clock)
+            work = StepWork(state, step, ctx, pool, outbox.record, load, self.clock, self.store)
             action, ask = await self.performer.perform(work)
         else:
             if step.run is None:

@@ -4,6 +4,7 @@
     ├── ConfigError          the user's input is wrong (plan file, config, arguments)
     │   ├── PlanError        a plan file is invalid; carries file, step and field
     │   ├── UnknownRunError  no run with that id (or no such step in it)
+    │   ├── UnknownGroupError  no group of runs by that name in the store
     │   ├── NoStoreError     no store where a command that only reads looked for one
     │   ├── MissingExtraError  an optional dependency is not installed; names the pip command
     │   ├── MissingKeyError  a provider has no API key; names where it looked
@@ -143,6 +144,10 @@ class LeaseLostError(RunError):
 
 class UnknownRunError(ConfigError):
     """A run id, or a step within a run, does not exist."""
+
+
+class UnknownGroupError(ConfigError):
+    """No blackboard entry or message of a group by that name in the store."""
 
 
 class RunExistsError(ConfigError, ValueError):

@@ -517,6 +517,49 @@ class ToolCallEnded(Event):
     probe: ToolProbe | None = None  # set when the end was learned by a probe after a crash
 
 
+# --- groups of runs: the blackboard and the mailboxes (see trestle.groups) -----------
+
+
+class BoardWritten(Event):
+    """A write this run made on its group's blackboard, from ``step``: accepted, the
+    key now at ``version``; or refused as a conflict, the key at ``version`` and not
+    at ``expected``. ``entry`` is the attempt's row in the board's log."""
+
+    kind: Literal["board_written"] = "board_written"
+    step: str
+    group: str
+    key: str
+    version: int
+    expected: int | None = None
+    accepted: bool
+    entry: int
+
+
+class MessageSent(Event):
+    """A message this run sent to ``recipient``; ``new`` is False when the store held
+    it already (the same call sent again after a crash: deduplicated by its id)."""
+
+    kind: Literal["message_sent"] = "message_sent"
+    step: str
+    group: str
+    message_id: str
+    recipient: str
+    reply_to: str | None = None
+    new: bool = True
+
+
+class MessagesDelivered(Event):
+    """Messages put into this run's conversation by one receive call, recorded in the
+    same commit as that call's end: so each is shown once, and none is lost, whenever
+    the driver dies. The store marks them delivered in that commit too."""
+
+    kind: Literal["messages_delivered"] = "messages_delivered"
+    step: str
+    group: str
+    call_key: str  # the receiving tool call's idempotency key
+    message_ids: tuple[str, ...]
+
+
 class ReminderInjected(Event):
     kind: Literal["reminder_injected"] = "reminder_injected"
     step: str
@@ -657,6 +700,9 @@ AnyEvent = Annotated[
     | ModelCallHeld
     | ToolCallStarted
     | ToolCallEnded
+    | BoardWritten
+    | MessageSent
+    | MessagesDelivered
     | ReminderInjected
     | ContextCompressed
     | PhaseEntered

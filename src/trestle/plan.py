@@ -40,6 +40,8 @@ def _ref_safe_id(step_id: str) -> str:
 StepId = Annotated[
     str, Field(pattern=STEP_ID_PATTERN, max_length=STEP_ID_MAX), AfterValidator(_ref_safe_id)
 ]
+GroupName = Annotated[str, Field(pattern=STEP_ID_PATTERN, max_length=STEP_ID_MAX)]
+"""A group's name in a plan: letters, digits, ``_``, ``.`` and ``-``, like a step id."""
 
 
 def _no_nul(text: str) -> str:
@@ -352,6 +354,8 @@ class Plan(Record):
     # (each retry of a delegating step is a new child)
     child_parallelism: int = Field(default=4, ge=1, le=1024)
     max_children: int = Field(default=32, ge=0, le=10_000)
+    # the group of runs this run shares a blackboard and mailboxes with (trestle.groups)
+    group: GroupName | None = None
     steps: tuple[Step, ...] = Field(min_length=1, max_length=MAX_STEPS)
 
     def step(self, step_id: str) -> Step:

@@ -25,6 +25,7 @@ from trestle.events import (
     ApprovalRefused,
     ApprovalRequested,
     ApprovalSubject,
+    BoardWritten,
     BudgetExhausted,
     BudgetRaised,
     CheckResult,
@@ -33,6 +34,8 @@ from trestle.events import (
     ContextCompressed,
     FindingsRecorded,
     Leftovers,
+    MessagesDelivered,
+    MessageSent,
     ModelCalled,
     ModelCallHeld,
     ModelCallReserved,
@@ -246,6 +249,12 @@ class RunState(BaseModel):
     # each with the step that delegated to it)
     parent: TreeLink | None = None
     children: dict[str, str] = {}
+    # its part in its group (trestle.groups): the messages put into its conversations,
+    # its board writes and the conflicts among them, the messages it sent
+    delivered: list[str] = []
+    board_writes: int = 0
+    board_conflicts: int = 0
+    messages_sent: int = 0
 
     # Indexes derived from ``steps`` so that deciding looks only at the frontier, not
     # at every step: a run of n steps then costs O(n), not O(n^2). Never persisted;
@@ -512,6 +521,13 @@ class RunState(BaseModel):
                 | ContextCompressed()
             ):
                 self._index(event.step, event.round)
+            case BoardWritten(accepted=accepted):
+                self.board_writes += 1
+                self.board_conflicts += not accepted
+            case MessageSent():
+                self.messages_sent += 1
+            case MessagesDelivered(message_ids=ids):
+                self.delivered += [i for i in ids if i not in self.delivered]
             case PhaseEntered(phase=phase):
                 self.phase = phase
             case FindingsRecorded(findings=findings):

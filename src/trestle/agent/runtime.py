@@ -65,15 +65,17 @@ from trestle.events import (
     PlanProposed,
     ToolAsk,
 )
+from trestle.groups import named_group
 from trestle.models.base import Message, Model, ToolSchema
 from trestle.models.pricing import DEFAULT_PRICES, PriceTable
 from trestle.models.spec import model_from_spec
 from trestle.plan import AgentTask
 from trestle.policy import Nature
 from trestle.state import RunState
-from trestle.tools.base import ToolContext
+from trestle.tools.base import GroupSeat, ToolContext
 from trestle.tools.coding import coding_registry
 from trestle.tools.finish import finish_claim
+from trestle.tools.group import group_tools
 from trestle.tools.registry import ToolRegistry
 
 Outcome = ActionResult | list[Message]  # the step's result, or what to tell the model next
@@ -119,6 +121,8 @@ class AgentPerformer:
         self.prices, self.summariser = prices, summariser
         self._phase_lock = asyncio.Lock()
         self._budget_lock = asyncio.Lock()  # model calls reserve their budget one by one
+        self._serial_lock = asyncio.Lock()  # serial tools' calls take turns (a receive)
+        self._with_group: ToolRegistry | None = None
 
     async def perform(self, work: StepWork) -> tuple[ActionResult, ToolAsk | None]:
         task, settings = work.step.agent, work.state.agent
@@ -321,7 +325,12 @@ class AgentPerformer:
         if isinstance(model, ModelPerStep):  # a trajectory: each step has its own answers
             model = model.for_step(work.step.id, st.round)
         session = await StepSession.open(
-            work, model=model, settings=settings, prices=self.prices, budget_lock=self._budget_lock
+            work,
+            model=model,
+            settings=settings,
+            prices=self.prices,
+            budget_lock=self._budget_lock,
+            serial_lock=self._serial_lock,
         )
         statuses = {sid: s.status for sid, s in state.steps.items()}
         progress = [p for p in plan_progress(state.plan, statuses) if _is_plan_step(state, p.id)]
@@ -351,7 +360,9 @@ class AgentPerformer:
         current: StepProgress | None = None,
     ) -> ActionResult:
         natures = allowed_natures(phase)
-        schemas = self._schemas(natures, finish=finish, allowed=settings.tools)
+        seat = group_seat(work)
+        tools = self._tools_for(seat)
+        schemas = self._schemas(tools, natures, finish=finish, allowed=settings.tools)
         offered = {s.name for s in schemas}
         ctx = ToolContext(
             workspace=work.ctx.workspace,
@@ -359,6 +370,7 @@ class AgentPerformer:
             step_id=work.step.id,
             test_command=settings.test_command,
             sandbox=work.ctx.sandbox,
+            group=seat,
         )
         own = work.step.agent
         declared = (*own.files, *own.new_files) if own and own.role == "execute" else None
@@ -395,7 +407,7 @@ class AgentPerformer:
             done: ActionResult | None = None
             for call in response.tool_calls:
                 observation = await session.call_tool(
-                    call, self.tools, ctx, gate, phase=phase, natures=natures, offered=offered
+                    call, tools, ctx, gate, phase=phase, natures=natures, offered=offered
                 )
                 messages.append(Message.tool(call.id, observation.content))
                 claim = finish_claim(observation) if finish and call.name == "finish" else None
@@ -407,17 +419,32 @@ class AgentPerformer:
         why = f"no result within {settings.max_turns} model turns"
         return ActionResult(status="failed", error=why)
 
+    @staticmethod
     def _schemas(
-        self, natures: Collection[Nature], *, finish: bool, allowed: Collection[str] | None
+        tools: ToolRegistry,
+        natures: Collection[Nature],
+        *,
+        finish: bool,
+        allowed: Collection[str] | None,
     ) -> list[ToolSchema]:
         """The tools offered in this phase: of the run's own (a delegated child may
         have fewer than its parent), and ``finish`` where the step can end."""
         return [
             s
-            for s in self.tools.schemas(natures)
+            for s in tools.schemas(natures)
             if (s.name == "finish" and finish)
             or (s.name != "finish" and (allowed is None or s.name in allowed))
         ]
+
+    def _tools_for(self, seat: GroupSeat | None) -> ToolRegistry:
+        """The tools on offer: the performer's, and the group tools (those it does not
+        hold already) when the run belongs to a group."""
+        if seat is None:
+            return self.tools
+        if self._with_group is None:
+            extra = [t for t in group_tools() if t.name not in self.tools]
+            self._with_group = ToolRegistry([*self.tools, *extra])
+        return self._with_group
 
     async def _enter(self, work: StepWork, phase: Phase, reason: str) -> None:
         """Record the move into ``phase`` once, however many steps start in it."""
@@ -427,6 +454,17 @@ class AgentPerformer:
                     at=work.clock(), phase=str(phase), step=work.step.id, reason=reason
                 )
                 await work.record([event])
+
+
+def group_seat(work: StepWork) -> GroupSeat | None:
+    """The run's place in its group, when it was put in one and its store is known."""
+    group = named_group(work.state)
+    if group is None or work.store is None:
+        return None
+    state = work.state
+    return GroupSeat(
+        store=work.store, group=group, delivered=lambda: state.delivered, clock=work.clock
+    )
 
 
 def settings_model(settings: AgentSettings) -> Model:

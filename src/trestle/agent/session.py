@@ -177,11 +177,14 @@ class StepSession:
         recorded: Recorded,
         prices: PriceTable | None = None,
         budget_lock: asyncio.Lock | None = None,
+        serial_lock: asyncio.Lock | None = None,
     ) -> None:
         self.work, self.model, self.settings, self.round = work, model, settings, round
         self.recorded, self.prices = recorded, prices
         # shared by the run's steps: a check and its reservation are one move
         self.budget_lock = budget_lock or asyncio.Lock()
+        # shared by the run's steps too: a serial tool's call and its recorded end are one
+        self.serial_lock = serial_lock or asyncio.Lock()
         self.step_id = work.step.id
         self.attempt = work.state.steps[self.step_id].attempt
         self.turn = 0
@@ -206,6 +209,7 @@ class StepSession:
         settings: AgentSettings,
         prices: PriceTable | None = None,
         budget_lock: asyncio.Lock | None = None,
+        serial_lock: asyncio.Lock | None = None,
     ) -> StepSession:
         round = work.state.steps[work.step.id].round
         events = await work.load(work.state.transcript(work.step.id, round))
@@ -218,11 +222,13 @@ class StepSession:
             recorded=recorded,
             prices=prices,
             budget_lock=budget_lock,
+            serial_lock=serial_lock,
         )
 
-    async def _record(self, event: AnyEvent) -> None:
-        """Make ``event`` durable, with the model's answer still held, in one commit."""
-        events, self._held = [*self._held, event], []
+    async def _record(self, event: AnyEvent, *with_it: AnyEvent) -> None:
+        """Make ``event`` (and ``with_it``) durable, with the model's answer still held,
+        in one commit."""
+        events, self._held = [*self._held, *with_it, event], []
         await self.work.record(events)
 
     async def flush(self) -> None:
@@ -509,7 +515,23 @@ class StepSession:
             return Observation(
                 ok=ended.ok, content=ended.content, error=ended.error, data=ended.data
             )
-        unended = self.recorded.started.get(key)
+        serial = call.name in registry and registry.get(call.name).serial
+        if not serial:
+            return await self._call(call, registry, ctx, gate, phase, natures, offered)
+        async with self.serial_lock:  # its end recorded before another serial call runs
+            return await self._call(call, registry, ctx, gate, phase, natures, offered)
+
+    async def _call(
+        self,
+        call: ToolCall,
+        registry: ToolRegistry,
+        ctx: ToolContext,
+        gate: ToolGate,
+        phase: Phase,
+        natures: frozenset[str],
+        offered: Collection[str],
+    ) -> Observation:
+        unended = self.recorded.started.get((self.turn, call.id))
         probe: ToolProbe | None = None
         if unended is not None and not _only_reads(registry, call.name):
             observation, probe = await self._probe(unended, registry, ctx)
@@ -533,6 +555,8 @@ class StepSession:
             if observation.deferred:
                 await self.flush()
                 raise Pause(observation.error or "waits for a human", getattr(gate, "ask", None))
+        # what the tool did to the run's records (a delivery, a board write) is
+        # recorded in the same commit as what the model is shown: both, or neither
         await self._record(
             ToolCallEnded(
                 at=self._now(),
@@ -546,7 +570,8 @@ class StepSession:
                 error=observation.error,
                 data=observation.data,
                 probe=probe,
-            )
+            ),
+            *observation.records,
         )
         return observation
 

@@ -772,6 +772,7 @@ def schema() -> None:
 
 from trestle.cli import agent as _agent_commands  # noqa: E402, F401  (registers them)
 from trestle.cli import budget as _budget_command  # noqa: E402, F401
+from trestle.cli import groups as _group_commands  # noqa: E402, F401
 from trestle.cli import monitors as _monitor_commands  # noqa: E402, F401
 from trestle.cli import prune as _prune_command  # noqa: E402, F401
 from trestle.cli import ui as _ui_command  # noqa: E402, F401

@@ -27,9 +27,11 @@ from trestle.events import (
     ApprovalDecided,
     ApprovalRefused,
     ApprovalRequested,
+    BoardWritten,
     BudgetExhausted,
     BudgetRaised,
     FindingsRecorded,
+    MessagesDelivered,
     PhaseEntered,
     PlanExtended,
     PlanProposed,
@@ -168,6 +170,10 @@ def event_line(stored: StoredEvent) -> str | None:
             return f"plan     {by} added: {', '.join(s.id for s in steps)}"
         case ToolCallEnded(step=sid, tool=tool, ok=ok, error=error):
             return f"  tool   {sid}: {tool}" + ("" if ok else f" -> {clip(error or '', 80)}")
+        case BoardWritten(step=sid, key=key, accepted=False, expected=x, version=v):
+            return f"  board  {sid}: conflict on {clip(key, 60)!r} (expected {x}, at {v})"
+        case MessagesDelivered(step=sid, message_ids=ids):
+            return f"  mail   {sid}: received {len(ids)} message(s)"
         case RequirementAdded(text=text, by=by):
             return f"told     by {by}: {clip(text, 100)}"
         case ApprovalRequested(subject="tool", step=sid, approval=n, ask=ask) if ask:

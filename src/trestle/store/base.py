@@ -124,6 +124,82 @@ class Appended:
     consumed_requests: Sequence[int] = ()
 
 
+@dataclass(frozen=True)
+class BoardEntry:
+    """One write attempt on a group's blackboard, as its append-only log keeps it.
+
+    An accepted write made ``key`` reach ``version``; a refused one (a conflict: the
+    writer expected another version) records the version the key was at instead.
+    ``value`` is JSON text: what was written, or what the refused writer tried.
+    """
+
+    id: int
+    group: str
+    key: str
+    version: int
+    value: str
+    writer: str  # a run id, or any name a Python caller writes as
+    step: str  # the writer's step ("" outside a step)
+    call_key: str  # the tool call's idempotency key ("" outside an agent's call)
+    at: float
+    accepted: bool
+    expected: int | None  # the version the writer expected (None: any)
+
+
+@dataclass(frozen=True)
+class BoardWrite:
+    """A compare-and-set's outcome: the attempt as logged, and the key's accepted
+    entry now (the new one when accepted; None when the key was never written)."""
+
+    entry: BoardEntry
+    current: BoardEntry | None
+
+    @property
+    def accepted(self) -> bool:
+        return self.entry.accepted
+
+
+@dataclass(frozen=True)
+class BoardKey:
+    """A key's current version, value and writer (None: every write to it was
+    refused), and the conflicts logged on it."""
+
+    key: str
+    current: BoardEntry | None
+    writes: int
+    conflicts: int
+
+    @classmethod
+    def of(cls, key: str, entries: Sequence[BoardEntry]) -> BoardKey:
+        """The summary of a key's log (every attempt on it)."""
+        accepted = [e for e in entries if e.accepted]
+        return cls(
+            key=key,
+            current=max(accepted, key=lambda e: e.version, default=None),
+            writes=len(accepted),
+            conflicts=len(entries) - len(accepted),
+        )
+
+
+@dataclass(frozen=True)
+class Message:
+    """A message between members of a group; ``body`` is JSON text.
+
+    ``delivered_at`` and ``delivered_by`` are set once the recipient took it: a run
+    in the same commit as the event that put it into its conversation.
+    """
+
+    id: str
+    group: str
+    sender: str
+    recipient: str
+    body: str
+    sent_at: float
+    reply_to: str | None = None
+    delivered_at: float | None = None
+    delivered_by: str | None = None
+
+
 class Store(Protocol):
     def create_run(self, event: RunCreated, *, summary: str) -> None:
         """Record a run's first event (seq 1) and its listing row."""
@@ -177,7 +253,76 @@ class Store(Protocol):
         Deciding which runs may go (finished, nobody driving them) is the caller's."""
         ...
 
+    # --- groups: the blackboard and the mailboxes (see trestle.groups) -------------
+
+    def board_write(
+        self,
+        group: str,
+        key: str,
+        value: str,
+        *,
+        expected: int | None,
+        writer: str,
+        step: str = "",
+        call_key: str = "",
+        now: float,
+    ) -> BoardWrite:
+        """Compare-and-set, atomically even across processes: accepted as the next
+        version when the key is at ``expected`` (0: never written; None: whatever it
+        is at), else logged as a conflict. Either way the attempt is logged."""
+        ...
+
+    def board_read(self, group: str, key: str) -> BoardEntry | None:
+        """The key's accepted entry at its current version; None if never written."""
+        ...
+
+    def board_keys(self, group: str) -> list[BoardKey]:
+        """Every key the group's board holds, by name."""
+        ...
+
+    def board_history(self, group: str, key: str | None = None) -> list[BoardEntry]:
+        """Every write attempt on the board (or on one key), oldest first."""
+        ...
+
+    def send_message(self, message: Message) -> bool:
+        """Record ``message``; False (and nothing changed) when its id is recorded already."""
+        ...
+
+    def messages(
+        self,
+        group: str,
+        *,
+        recipient: str | None = None,
+        undelivered: bool = False,
+        reply_to: str | None = None,
+    ) -> list[Message]:
+        """The group's messages, oldest first, optionally only those to ``recipient``,
+        not yet delivered, or answering ``reply_to``."""
+        ...
+
+    def message(self, message_id: str) -> Message | None: ...
+
+    def take_messages(
+        self, group: str, recipient: str, *, by: str, now: float, reply_to: str | None = None
+    ) -> list[Message]:
+        """The messages to ``recipient`` not yet delivered (optionally only replies to
+        ``reply_to``), marked delivered to ``by`` in the same transaction: a Python
+        caller's receive. A run's deliveries are marked by the events it appends."""
+        ...
+
+    def groups(self) -> list[str]:
+        """Every group with a board entry or a message, by name."""
+        ...
+
     def close(self) -> None: ...
+
+
+def delivered_ids(events: Sequence[AnyEvent]) -> list[str]:
+    """The message ids a batch of a run's events delivers (``messages_delivered``):
+    the store marks them delivered in the batch's own transaction."""
+    from trestle.events import MessagesDelivered
+
+    return [mid for e in events if isinstance(e, MessagesDelivered) for mid in e.message_ids]
 
 
 def owner_is_alive(owner: Owner) -> bool:
@@ -200,12 +345,34 @@ def require_storable(run_id: str, **texts: str) -> None:
     """A request's text must be Unicode that encodes: a lone surrogate (what bytes that
     are not UTF-8 become in a command-line argument) is refused by name, before anything
     is written, instead of failing inside the write."""
+    require_text(f"run {run_id!r}: the request's", **texts)
+
+
+def require_text(owner: str, **texts: str | None) -> None:
+    """:func:`require_storable` for any record: ``owner`` says whose texts they are
+    (``"group 'g': the board write's"``); None stands for no text."""
     for name, text in texts.items():
+        if text is None:
+            continue
         try:
             text.encode("utf-8")
         except UnicodeEncodeError as exc:
             raise ConfigError(
-                f"run {run_id!r}: the request's {name} is not valid text (character "
+                f"{owner} {name} is not valid text (character "
                 f"{exc.start + 1} is an unpaired surrogate, from bytes that are not UTF-8): "
-                f"{text!r}"
+                f"{text[:200]!r}"
             ) from None
+
+
+def require_message(message: Message) -> None:
+    """Every text of ``message`` storable (see :func:`require_text`)."""
+    m = message
+    require_text(
+        f"group {m.group[:200]!r}: the message's",
+        id=m.id,
+        group=m.group,
+        sender=m.sender,
+        recipient=m.recipient,
+        body=m.body,
+        reply_to=m.reply_to,
+    )

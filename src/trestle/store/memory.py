@@ -10,14 +10,21 @@ from trestle.errors import LeaseHeldError, LeaseLostError, RunExistsError, Unkno
 from trestle.events import RunCreated, StoredEvent
 from trestle.store.base import (
     Appended,
+    BoardEntry,
+    BoardKey,
+    BoardWrite,
     Lease,
+    Message,
     Owner,
     Request,
     RequestKind,
     RunRow,
     Snapshot,
+    delivered_ids,
     owner_is_alive,
+    require_message,
     require_storable,
+    require_text,
 )
 
 
@@ -29,6 +36,8 @@ class InMemoryStore:
         self._snapshots: dict[str, Snapshot] = {}
         self._leases: dict[str, Lease] = {}
         self._requests: list[tuple[Request, bool]] = []
+        self._board: list[BoardEntry] = []
+        self._messages: dict[str, Message] = {}  # in the order sent
 
     def create_run(self, event: RunCreated, *, summary: str) -> None:
         with self._lock:
@@ -73,6 +82,11 @@ class InMemoryStore:
                 self._snapshots[run_id] = batch.snapshot
             consumed = set(batch.consumed_requests)
             self._requests = [(r, done or r.id in consumed) for r, done in self._requests]
+            for mid in delivered_ids(batch.events):
+                found = self._messages.get(mid)
+                if found is not None and found.delivered_at is None:
+                    at = batch.events[-1].at
+                    self._messages[mid] = replace(found, delivered_at=at, delivered_by=run_id)
 
     def events(self, run_id: str, after: int = 0, limit: int | None = None) -> list[StoredEvent]:
         self.run(run_id)
@@ -158,6 +172,105 @@ class InMemoryStore:
             self._leases.pop(run_id, None)
             self._requests = [(r, done) for r, done in self._requests if r.run_id != run_id]
             return len(self._events.pop(run_id))
+
+    # --- groups: the blackboard and the mailboxes ------------------------------------
+
+    def board_write(
+        self,
+        group: str,
+        key: str,
+        value: str,
+        *,
+        expected: int | None,
+        writer: str,
+        step: str = "",
+        call_key: str = "",
+        now: float,
+    ) -> BoardWrite:
+        owner = f"group {group[:200]!r}: the board write's"
+        require_text(owner, group=group, key=key, value=value, writer=writer, step=step)
+        with self._lock:
+            current = self._current(group, key)
+            at = 0 if current is None else current.version
+            accepted = expected is None or expected == at
+            entry = BoardEntry(
+                id=len(self._board) + 1,
+                group=group,
+                key=key,
+                version=at + 1 if accepted else at,
+                value=value,
+                writer=writer,
+                step=step,
+                call_key=call_key,
+                at=now,
+                accepted=accepted,
+                expected=expected,
+            )
+            self._board.append(entry)
+            return BoardWrite(entry=entry, current=entry if accepted else current)
+
+    def _current(self, group: str, key: str) -> BoardEntry | None:
+        accepted = [e for e in self._board if e.group == group and e.key == key and e.accepted]
+        return accepted[-1] if accepted else None
+
+    def board_read(self, group: str, key: str) -> BoardEntry | None:
+        with self._lock:
+            return self._current(group, key)
+
+    def board_keys(self, group: str) -> list[BoardKey]:
+        by_key: dict[str, list[BoardEntry]] = {}
+        for entry in self.board_history(group):
+            by_key.setdefault(entry.key, []).append(entry)
+        return [BoardKey.of(key, entries) for key, entries in sorted(by_key.items())]
+
+    def board_history(self, group: str, key: str | None = None) -> list[BoardEntry]:
+        with self._lock:
+            return [e for e in self._board if e.group == group and (key is None or e.key == key)]
+
+    def send_message(self, message: Message) -> bool:
+        require_message(message)
+        with self._lock:
+            if message.id in self._messages:
+                return False
+            self._messages[message.id] = message
+            return True
+
+    def messages(
+        self,
+        group: str,
+        *,
+        recipient: str | None = None,
+        undelivered: bool = False,
+        reply_to: str | None = None,
+    ) -> list[Message]:
+        with self._lock:
+            return [
+                m
+                for m in self._messages.values()
+                if m.group == group
+                and (recipient is None or m.recipient == recipient)
+                and not (undelivered and m.delivered_at is not None)
+                and (reply_to is None or m.reply_to == reply_to)
+            ]
+
+    def message(self, message_id: str) -> Message | None:
+        return self._messages.get(message_id)
+
+    def take_messages(
+        self, group: str, recipient: str, *, by: str, now: float, reply_to: str | None = None
+    ) -> list[Message]:
+        taken = self.messages(group, recipient=recipient, undelivered=True, reply_to=reply_to)
+        with self._lock:
+            taken = [m for m in taken if self._messages[m.id].delivered_at is None]
+            for m in taken:
+                self._messages[m.id] = replace(m, delivered_at=now, delivered_by=by)
+            return [self._messages[m.id] for m in taken]
+
+    def groups(self) -> list[str]:
+        with self._lock:
+            return sorted(
+                {e.group for e in self._board} | {m.group for m in self._messages.values()}
+            )
 
     def close(self) -> None:
         pass

@@ -21,6 +21,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from secrets import token_hex
@@ -35,18 +36,25 @@ from trestle.errors import (
     StoreError,
     UnknownRunError,
 )
-from trestle.store import payloads
+from trestle.store import payloads, sqlite_groups
 from trestle.store.base import (
     REQUEST_KINDS,
     Appended,
+    BoardEntry,
+    BoardKey,
+    BoardWrite,
     Lease,
+    Message,
     Owner,
     Request,
     RequestKind,
     RunRow,
     Snapshot,
+    delivered_ids,
     owner_is_alive,
+    require_message,
     require_storable,
+    require_text,
 )
 from trestle.store.sqlite_file import (
     check_file,
@@ -122,6 +130,8 @@ MIGRATIONS: tuple[str, ...] = (
     );
     ALTER TABLE events ADD COLUMN packed INTEGER NOT NULL DEFAULT 0
     """,
+    # 4: groups of runs: the blackboard's log and the messages (trestle.store.sqlite_groups)
+    sqlite_groups.MIGRATION,
 )
 
 T = TypeVar("T")
@@ -351,6 +361,13 @@ class SqliteStore:
                     "UPDATE requests SET consumed = 1 WHERE id = ?",
                     [(i,) for i in batch.consumed_requests],
                 )
+            delivered = delivered_ids(batch.events)
+            if delivered:  # in the commit that puts them into the run's conversation
+                db.executemany(
+                    "UPDATE messages SET delivered_at = ?, delivered_by = ? "
+                    "WHERE id = ? AND delivered_at IS NULL",
+                    [(now, run_id, mid) for mid in delivered],
+                )
 
     def events(self, run_id: str, after: int = 0, limit: int | None = None) -> list[StoredEvent]:
         """Refuses a stream with a gap or an event that cannot be read, naming the run
@@ -566,6 +583,111 @@ class SqliteStore:
             for table in ("payloads", "snapshots", "leases", "requests", "runs"):
                 db.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
             return count
+
+    # --- groups: the blackboard and the mailboxes ------------------------------------
+
+    def board_write(
+        self,
+        group: str,
+        key: str,
+        value: str,
+        *,
+        expected: int | None,
+        writer: str,
+        step: str = "",
+        call_key: str = "",
+        now: float,
+    ) -> BoardWrite:
+        owner = f"group {group[:200]!r}: the board write's"
+        require_text(owner, group=group, key=key, value=value, writer=writer, step=step)
+        with self._tx(f"writing {key!r} on group {group!r}'s board") as db:
+            return sqlite_groups.compare_and_set(
+                db,
+                group,
+                key,
+                value,
+                expected=expected,
+                writer=writer,
+                step=step,
+                call_key=call_key,
+                now=now,
+            )
+
+    def board_read(self, group: str, key: str) -> BoardEntry | None:
+        rows = self._read(sqlite_groups.CURRENT, group, key, doing=f"reading group {group!r}")
+        return sqlite_groups.board_entry(rows[0]) if rows else None
+
+    def board_keys(self, group: str) -> list[BoardKey]:
+        return sqlite_groups.board_keys(self._board_rows(group, None))
+
+    def board_history(self, group: str, key: str | None = None) -> list[BoardEntry]:
+        return [sqlite_groups.board_entry(r) for r in self._board_rows(group, key)]
+
+    def _board_rows(self, group: str, key: str | None) -> list[tuple[object, ...]]:
+        where, args = ("grp = ?", [group]) if key is None else ("grp = ? AND key = ?", [group, key])
+        return self._read(
+            f"SELECT {sqlite_groups.BOARD_COLUMNS} FROM board WHERE {where} ORDER BY id",
+            *args,
+            doing=f"reading group {group!r}'s board",
+        )
+
+    def send_message(self, message: Message) -> bool:
+        require_message(message)
+        with self._tx(f"sending a message in group {message.group!r}") as db:
+            cur = db.execute(
+                f"INSERT OR IGNORE INTO messages ({sqlite_groups.MESSAGE_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                sqlite_groups.message_row(message),
+            )
+            return cur.rowcount == 1
+
+    def messages(
+        self,
+        group: str,
+        *,
+        recipient: str | None = None,
+        undelivered: bool = False,
+        reply_to: str | None = None,
+    ) -> list[Message]:
+        where, args = sqlite_groups.message_filter(group, recipient, undelivered, reply_to)
+        rows = self._read(
+            f"SELECT {sqlite_groups.MESSAGE_COLUMNS} FROM messages WHERE {where} ORDER BY rowid",
+            *args,
+            doing=f"reading group {group!r}'s messages",
+        )
+        return [sqlite_groups.message(r) for r in rows]
+
+    def message(self, message_id: str) -> Message | None:
+        rows = self._read(
+            f"SELECT {sqlite_groups.MESSAGE_COLUMNS} FROM messages WHERE id = ?",
+            message_id,
+            doing=f"reading message {message_id!r}",
+        )
+        return sqlite_groups.message(rows[0]) if rows else None
+
+    def take_messages(
+        self, group: str, recipient: str, *, by: str, now: float, reply_to: str | None = None
+    ) -> list[Message]:
+        where, args = sqlite_groups.message_filter(group, recipient, True, reply_to)
+        with self._tx(f"receiving {recipient!r}'s messages in group {group!r}") as db:
+            rows = db.execute(
+                f"SELECT {sqlite_groups.MESSAGE_COLUMNS} FROM messages WHERE {where} "
+                "ORDER BY rowid",
+                args,
+            ).fetchall()
+            taken = [sqlite_groups.message(r) for r in rows]
+            db.executemany(
+                "UPDATE messages SET delivered_at = ?, delivered_by = ? WHERE id = ?",
+                [(now, by, m.id) for m in taken],
+            )
+        return [replace(m, delivered_at=now, delivered_by=by) for m in taken]
+
+    def groups(self) -> list[str]:
+        rows = self._read(
+            "SELECT grp FROM board UNION SELECT grp FROM messages ORDER BY 1",
+            doing="listing groups",
+        )
+        return [str(r[0]) for r in rows]
 
     def compact(self) -> None:
         """Give the space of deleted rows back to the file system: VACUUM, then fold

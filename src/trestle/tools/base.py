@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import abc
 import asyncio
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Generic, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
-from pydantic import AfterValidator, BaseModel, JsonValue, model_validator
+from pydantic import AfterValidator, BaseModel, Field, JsonValue, model_validator
 
 from trestle.actions import OUTPUT_LIMIT
 from trestle.models.base import Text, ToolSchema
@@ -24,6 +25,9 @@ from trestle.policy import ActionFacts, Nature
 from trestle.record import Record, untitled_schema
 from trestle.safetext import json_without_surrogates
 from trestle.sandbox import Sandbox
+
+if TYPE_CHECKING:
+    from trestle.store.base import Store
 
 DEFAULT_COMMAND_TIMEOUT = 120.0  # seconds a command or the test command may run
 
@@ -49,6 +53,9 @@ class Observation(Record):
         error: a short statement of what went wrong, when something did.
         data: structured facts for the runtime (an exit code, the finish claim, ...).
         deferred: the gate wants a human to decide; the tool has not run.
+        records: events of the run's own (``trestle.events``) that the agent's session
+            records in the same commit as the call's end: a receive's delivery, a
+            board write. Never shown to the model.
     """
 
     ok: bool
@@ -56,6 +63,7 @@ class Observation(Record):
     error: Text | None = None
     data: Annotated[dict[str, JsonValue], AfterValidator(json_without_surrogates)] = {}
     deferred: bool = False
+    records: tuple[Any, ...] = Field(default=(), exclude=True)
 
     @classmethod
     def success(cls, content: str, data: dict[str, JsonValue] | None = None) -> Observation:
@@ -85,6 +93,8 @@ class ToolContext:
             environment): stable across a crash, so a tool can deduplicate an external
             effect; set per call by the agent's session.
         sandbox: the run's sandbox; its commands run in it (None: unconfined).
+        group: the run's place in its group of runs, for the blackboard and mailbox
+            tools (None: those tools refuse).
     """
 
     workspace: Path
@@ -95,6 +105,25 @@ class ToolContext:
     output_cap: int = OUTPUT_LIMIT
     idempotency_key: str | None = None
     sandbox: Sandbox | None = None
+    group: GroupSeat | None = None
+
+
+@dataclass(frozen=True)
+class GroupSeat:
+    """Where a run sits in its group (see :mod:`trestle.groups`).
+
+    Attributes:
+        store: the store the group's board and messages are kept in.
+        group: the group's name.
+        delivered: the message ids already put into the run's conversations (read
+            live from the run's state).
+        clock: wall-clock seconds.
+    """
+
+    store: Store
+    group: str
+    delivered: Callable[[], Collection[str]]
+    clock: Callable[[], float]
 
 
 class Tool(abc.ABC, Generic[ArgsT]):
@@ -105,12 +134,16 @@ class Tool(abc.ABC, Generic[ArgsT]):
         description: what it does and when to use it, for the model.
         nature: what kind of action it is, for the gate (read, test, write, command, call).
         arguments: the pydantic model its arguments are validated against.
+        serial: its calls within a run take turns (see :class:`StepSession`).
     """
 
     name: str
     description: str
     nature: Nature
     arguments: type[ArgsT]
+    # calls of a serial tool take turns within a run, each until its end is recorded:
+    # parallel steps receiving from one mailbox must not both take the same message
+    serial: ClassVar[bool] = False
 
     def facts(self, args: ArgsT, ctx: ToolContext) -> ActionFacts:
         """Describe this call to the gate. Tools that write or run commands say what.
