@@ -31,6 +31,7 @@ from trestle.events import (
     ModelCalled,
     PlanExtended,
     RequirementAdded,
+    RoundOpened,
     RunCreated,
     StepAttemptEnded,
     StoredEvent,
@@ -161,9 +162,9 @@ def build_packet(mode: HandoffMode, events: Sequence[StoredEvent], **stated: Any
 
 
 def transcript_text(events: Iterable[StoredEvent]) -> str:
-    """Events as the conversation they record: each model answer (its text and tool
-    calls), each tool result, findings, requirements added and compressions'
-    summaries, marked with their seq and the conversation (``step#round``) they
+    """Events as the conversation they record: each conversation's pins, each model
+    answer (its text and tool calls), each tool result, findings, requirements added
+    and compressions' summaries, marked with their seq and the conversation (``step#round``) they
     belong to."""
     return "\n".join(text for _, text in transcript_parts(events) if text)
 
@@ -176,12 +177,16 @@ def transcript_parts(events: Iterable[StoredEvent]) -> list[tuple[int, str]]:
     for stored in events:
         event, seq = stored.event, stored.seq
         lines: list[str] = []
-        if isinstance(event, ModelCalled | ToolCallEnded | ContextCompressed):
+        if isinstance(event, RoundOpened | ModelCalled | ToolCallEnded | ContextCompressed):
             here = f"{event.step}#{event.round}"
             if here != where:
                 lines.append(f"== {here} ==")
                 where = here
         match event:
+            case RoundOpened(pins=pins, failure=failure):
+                lines.append(f"[{seq} pinned] {pins.render()}")
+                if failure:
+                    lines.append(f"[{seq} the last attempt failed] {failure}")
             case ModelCalled(response=response):
                 if response.text.strip():
                     lines.append(f"[{seq} assistant] {response.text}")
