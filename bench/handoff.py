@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from handoff_tasks import FILLER_FILES, TASKS, Task, filler, read
+from handoff_tasks import FILLER_FILES, TASKS, Task, filler, read, task
 from trestle.agent.runtime import AgentPerformer
 from trestle.agent.settings import AgentSettings, bootstrap_plan
 from trestle.engine import LocalEngine
@@ -327,8 +327,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     tasks = list(TASKS)
     if args.only:
-        names = args.only.split(",")
-        tasks = [t for t in TASKS if t.name in names]
+        tasks = [task(name) for name in args.only.split(",")]
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="trestle-handoff-") as work:
         outcomes = run_suite(tasks, Path(work))

@@ -27,6 +27,7 @@ are in :mod:`trestle.packets`. Pure: no IO.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Annotated, Literal
 
@@ -36,7 +37,7 @@ from trestle.errors import ConfigError
 from trestle.field_problems import field_path
 from trestle.models.estimate import estimate_text_tokens
 from trestle.record import Record
-from trestle.safetext import loads_bounded
+from trestle.safetext import MAX_DEPTH, json_depth
 
 HandoffMode = Literal["packet", "last_message", "transcript"]
 EvidenceKind = Literal["file", "command", "text"]
@@ -56,13 +57,10 @@ FETCH_HINT = "fetch any of them with fetch_artifact(ref=...)"
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _LINE_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _checked(text: str, control: re.Pattern[str]) -> str:
-    bad = _SURROGATE.search(text)
-    if bad is not None:
-        raise ValueError(f"holds an unpaired surrogate at character {bad.start()}")
+    # an unpaired surrogate never gets here: pydantic's string check refuses it
     bad = control.search(text)
     if bad is not None:
         char = f"U+{ord(bad.group()):04X}"
@@ -199,8 +197,10 @@ def parse_packet(text: str, *, source: str = "handoff packet") -> HandoffPacket:
     """
     if len(text) > MAX_PACKET_JSON:
         raise ConfigError(f"{source}: {len(text):,} characters, more than {MAX_PACKET_JSON:,}")
-    try:
-        data = loads_bounded(text)
+    if json_depth(text) > MAX_DEPTH:
+        raise ConfigError(f"{source}: not readable as JSON: nested deeper than {MAX_DEPTH} levels")
+    try:  # surrogates are kept, so that the packet's own check names them
+        data = json.loads(text)
     except ValueError as exc:
         raise ConfigError(f"{source}: not readable as JSON: {exc}") from None
     try:
