@@ -50,10 +50,12 @@ if _typing.TYPE_CHECKING:
         UnknownRunError,
     )
     from trestle.events import EVENT_ADAPTER, AlertRaised, AnyEvent, CheckResult, Gate, StoredEvent
+    from trestle.handoff import HandoffPacket
     from trestle.health import RunHealth, health
     from trestle.monitors.alerts import Alert, Monitor
     from trestle.monitors.catalog import default_monitors
     from trestle.monitors.policy import MonitorSettings
+    from trestle.packets import build_packet, sender_packet
     from trestle.plan import Plan, Step
     from trestle.planfile import load_plan, parse_plan
     from trestle.policy import ActionFacts, Policy, Rule, Scope, TierDecision, action_hash, classify
@@ -89,6 +91,7 @@ __all__ = [
     "ConfigError",
     "Gate",
     "HandoffCard",
+    "HandoffPacket",
     "InMemoryStore",
     "LeaseHeldError",
     "LeaseLostError",
@@ -141,6 +144,7 @@ __all__ = [
     "__version__",
     "action_hash",
     "build_card",
+    "build_packet",
     "build_report",
     "cancel_run",
     "checkpoints",
@@ -164,6 +168,7 @@ __all__ = [
     "rewind",
     "run_agent",
     "run_status",
+    "sender_packet",
     "start_agent",
     "submit_decision",
     "trajectory_of",
@@ -188,6 +193,9 @@ _EXPORTS = {
     "Cancelled": "trestle.cancel",
     "cancel_run": "trestle.cancel",
     "HandoffCard": "trestle.card",
+    "HandoffPacket": "trestle.handoff",
+    "build_packet": "trestle.packets",
+    "sender_packet": "trestle.packets",
     "build_card": "trestle.card",
     "Checkpoint": "trestle.checkpoints",
     "checkpoints": "trestle.checkpoints",
