@@ -49,6 +49,7 @@ from trestle.packets import (
     sender_packet,
     transcript_packet,
 )
+from trestle.policy import Policy
 from trestle.runs import create_run
 from trestle.store import SqliteStore
 from trestle.tools.base import GatedCall, GateVerdict, Observation, ToolContext
@@ -414,3 +415,25 @@ def test_the_short_context_loss_suite_packet_matches_transcript_at_under_a_quart
     assert rows["packet"]["succeeded"] >= rows["transcript"]["succeeded"]
     assert rows["packet"]["tokens"] < rows["transcript"]["tokens"] / 4
     assert rows["last_message"]["succeeded"] == 0  # the summaries leave the facts out
+
+
+def test_a_commit_the_sender_made_is_referenced_and_can_be_read(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "trestle.db")
+    ws = sample_workspace(tmp_path)
+    git = ["git", "-C", str(ws), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "start"], check=True)
+    plan = bootstrap_plan("make add() return the sum", policy=Policy(confirm_commands=()))
+    run_id = create_run(store, plan, workspace=ws, agent=agent_settings())
+    commit = "git -c user.name=t -c user.email=t@t commit -am 'fix add'"
+    replies = fix_replies()
+    replies[4:4] = [call("run_command", command=commit)]
+    drive(store, run_id, ScriptedModel(replies))
+    packet = sender_packet(store.events(run_id))
+    (made,) = [a for a in packet.artifacts if a.kind == "commit"]
+    assert made.note == "committed by step fix: fix add"
+    ctx = receiver(store, ws, packet)
+    (ws / "calc.py").write_text("changed since\n")
+    got = fetch(store, ctx, ref=made.ref, path="calc.py")
+    assert got.ok and got.content.endswith("return a + b\n")

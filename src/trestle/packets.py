@@ -10,7 +10,8 @@ and returns a :class:`~trestle.handoff.HandoffPacket`:
   steps that succeeded; decisions from its accepted plans (the approach, each step and
   its reasoning); constraints from its rules, the requirements it was given and its
   findings; open questions from its findings; artifacts are its transcript (run and
-  seq range), each tool call's output, the files it wrote, and its checkpoints.
+  seq range), each tool call's output, the files it wrote, the commits its
+  ``git commit`` commands made, and its checkpoints.
 - :func:`last_message_packet`: the sender's last message only.
 - :func:`transcript_packet`: the sender's whole transcript.
 
@@ -21,6 +22,7 @@ and returns a :class:`~trestle.handoff.HandoffPacket`:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -59,6 +61,10 @@ TAIL_CHARS = 800
 NOTE_ARGUMENT = 120  # characters of a tool call's main argument in an artifact's note
 WRITING_TOOLS = frozenset({"write_file", "edit_file"})
 COMMAND_TOOLS = frozenset({"run_command", "run_tests"})
+# what `git commit` prints first: [branch (root-commit) 1a2b3c4] subject
+COMMIT_MADE = re.compile(
+    r"^\[[^\]\s]+(?: \(root-commit\))? (?P<sha>[0-9a-f]{7,40})\] (?P<subject>.*)$", re.M
+)
 
 
 def sender_packet(
@@ -319,6 +325,9 @@ def _artifacts(run: str, events: Sequence[StoredEvent]) -> list[ArtifactRef]:
             status = "" if event.ok else ", failed"
             note = clean_text(f"{event.tool} {what} ({size}{status})", MAX_LINE, one_line=True)
             outputs.append(ArtifactRef(kind="tool_output", ref=f"{run}:{stored.seq}", note=note))
+            commit = _commit(event, arguments)
+            if commit is not None:
+                refs.append(commit)
             if event.tool in WRITING_TOOLS and event.ok:
                 path = _argument(arguments, "path")
                 if path:
@@ -330,6 +339,19 @@ def _artifacts(run: str, events: Sequence[StoredEvent]) -> list[ArtifactRef]:
             refs.append(ArtifactRef(kind="checkpoint", ref=event.checkpoint_after, note=note))
     room = MAX_ARTIFACTS - len(refs) - len(written)
     return [*refs, *written, *outputs[-max(room, 0) :]] if room > 0 else [*refs, *written]
+
+
+def _commit(event: ToolCallEnded, arguments: str) -> ArtifactRef | None:
+    """The commit a ``git commit`` command made, as git announced it."""
+    if event.tool != "run_command" or not event.ok:
+        return None
+    if "commit" not in _argument(arguments, "command"):
+        return None
+    made = COMMIT_MADE.search(event.content)
+    if made is None:
+        return None
+    note = clean_text(f"committed by step {event.step}: {made['subject']}", MAX_LINE, one_line=True)
+    return ArtifactRef(kind="commit", ref=made["sha"], note=note)
 
 
 def _starts(events: Sequence[StoredEvent]) -> dict[tuple[str, int, int, str], ToolCallStarted]:
