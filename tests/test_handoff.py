@@ -437,3 +437,25 @@ def test_a_commit_the_sender_made_is_referenced_and_can_be_read(tmp_path: Path) 
     (ws / "calc.py").write_text("changed since\n")
     got = fetch(store, ctx, ref=made.ref, path="calc.py")
     assert got.ok and got.content.endswith("return a + b\n")
+
+
+def test_what_the_sender_recorded_is_made_fit_however_hostile(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "trestle.db")
+    ws = sample_workspace(tmp_path)
+    run_id = start_run(store, ws)
+    replies = fix_replies()
+    replies[1] = json.dumps(
+        {
+            "summary": "clears the screen \x1b[2J\x00" + "y" * 10_000,
+            "relevant_files": [{"path": "calc.py\nrm -rf /", "why": "\x07" * 3_000}],
+            "how_to_test": "pytest",
+            "open_questions": ["q" * 9_000] * 100,
+        }
+    )
+    drive(store, run_id, ScriptedModel(replies))
+    packet = sender_packet(store.events(run_id))
+    assert parse_packet(packet.model_dump_json()) == packet  # within every limit
+    understood = packet.findings[0]
+    assert understood.claim.startswith("clears the screen \ufffd[2J\ufffd")
+    assert understood.evidence[0].ref == "calc.py rm -rf /"
+    assert len(packet.open_questions) == 1  # the same question, once
