@@ -46,6 +46,7 @@ bench: $(DEV)
 	$(BIN)/python bench/sandbox_cost.py
 	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/monitors_real.py --half report
+	$(BIN)/python bench/handoff.py
 
 ## soak: the long versions of the seeded fuzz, fault and crash suites that `make test`
 ## runs short (about 30-60 min on 2 cores); each count can be set on the command line

@@ -53,10 +53,12 @@ if _typing.TYPE_CHECKING:
     )
     from trestle.events import EVENT_ADAPTER, AlertRaised, AnyEvent, CheckResult, Gate, StoredEvent
     from trestle.groups import group_of
+    from trestle.handoff import HandoffPacket
     from trestle.health import RunHealth, health
     from trestle.monitors.alerts import Alert, Monitor
     from trestle.monitors.catalog import default_monitors
     from trestle.monitors.policy import MonitorSettings
+    from trestle.packets import build_packet, sender_packet
     from trestle.plan import ChildAgent, Delegation, Plan, Step
     from trestle.planfile import load_plan, parse_plan
     from trestle.policy import ActionFacts, Policy, Rule, Scope, TierDecision, action_hash, classify
@@ -97,6 +99,7 @@ __all__ = [
     "Gate",
     "Group",
     "HandoffCard",
+    "HandoffPacket",
     "InMemoryStore",
     "LeaseHeldError",
     "LeaseLostError",
@@ -154,6 +157,7 @@ __all__ = [
     "__version__",
     "action_hash",
     "build_card",
+    "build_packet",
     "build_report",
     "cancel_run",
     "cancel_tree",
@@ -179,6 +183,7 @@ __all__ = [
     "rewind",
     "run_agent",
     "run_status",
+    "sender_packet",
     "start_agent",
     "submit_decision",
     "trajectory_of",
@@ -204,6 +209,9 @@ _EXPORTS = {
     "cancel_run": "trestle.cancel",
     "cancel_tree": "trestle.cancel",
     "HandoffCard": "trestle.card",
+    "HandoffPacket": "trestle.handoff",
+    "build_packet": "trestle.packets",
+    "sender_packet": "trestle.packets",
     "build_card": "trestle.card",
     "Checkpoint": "trestle.checkpoints",
     "checkpoints": "trestle.checkpoints",

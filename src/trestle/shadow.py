@@ -343,6 +343,21 @@ class ShadowRepo:
         with self._locked():
             return self._resolve(snapshot)
 
+    def read(self, snapshot: str, path: str, limit: int) -> bytes:
+        """One file's bytes as ``snapshot`` holds it (``path`` workspace-relative, with
+        ``/``); more than ``limit`` bytes is an error.
+
+        Raises:
+            UnknownSnapshotError: no such snapshot.
+            ShadowRepoError: the snapshot has no such file, or it is too large.
+        """
+        with self._locked():
+            commit = self._resolve(snapshot)
+            size = int(self._git("cat-file", "-s", f"{commit}:{path}").decode().strip() or 0)
+            if size > limit:
+                raise ShadowRepoError(f"{path!r} in snapshot {snapshot!r} is {size} bytes")
+            return self._git("cat-file", "blob", f"{commit}:{path}")
+
     def delete(self, prefix: str) -> builtins.list[str]:
         """Delete the snapshots named ``prefix`` or ``prefix/...``; return their names.
 

@@ -57,6 +57,8 @@ class Pins(Record):
         rules: rules the agent must follow throughout.
         scope: globs the agent may change; empty means the whole workspace.
         plan_status: the plan's progress as text (see ``reminders.plan_status``).
+        handoff: the goal, acceptance criteria and constraints of the handoff packet
+            the run was started with (``trestle.handoff.pinned``), one line each.
     """
 
     goal: str = Field(min_length=1)
@@ -64,10 +66,11 @@ class Pins(Record):
     rules: tuple[str, ...] = ()
     scope: tuple[str, ...] = ()
     plan_status: str = ""
+    handoff: tuple[str, ...] = ()
 
     def render(self) -> str:
         """The pinned message's text; each pin on lines of its own, labelled."""
-        lines = [PIN_HEADER, f"Goal: {self.goal}"]
+        lines = [PIN_HEADER, f"Goal: {self.goal}", *self.handoff]
         lines += [f"Requirement: {text}" for text in self.requirements]
         lines += [f"Rule: {rule}" for rule in self.rules]
         lines += [f"Scope: {glob}" for glob in self.scope] or ["Scope: the whole workspace"]
@@ -81,6 +84,7 @@ class Pins(Record):
     def items(self) -> list[tuple[str, str]]:
         """(name, text that must appear in the pinned message) for every pin."""
         found = [("goal", f"Goal: {self.goal}\n")]
+        found += [(f"handoff {line!r}", f"{line}\n") for line in self.handoff]
         found += [(f"requirement {t!r}", f"Requirement: {t}\n") for t in self.requirements]
         found += [(f"rule {rule!r}", f"Rule: {rule}\n") for rule in self.rules]
         found += [(f"scope {glob!r}", f"Scope: {glob}\n") for glob in self.scope]

@@ -66,12 +66,14 @@ from trestle.events import (
     ToolAsk,
 )
 from trestle.groups import named_group
+from trestle.handoff import pinned, render
 from trestle.models.base import Message, Model, ToolSchema
 from trestle.models.pricing import DEFAULT_PRICES, PriceTable
 from trestle.models.spec import model_from_spec
 from trestle.plan import AgentTask
 from trestle.policy import Nature
 from trestle.state import RunState
+from trestle.store.base import Store
 from trestle.tools.base import GroupSeat, ToolContext
 from trestle.tools.coding import coding_registry
 from trestle.tools.finish import finish_claim
@@ -342,6 +344,7 @@ class AgentPerformer:
             plan_status=plan_status(progress, current_step=work.step.id)
             if progress
             else "no plan yet",
+            handoff=pinned(settings.handoff) if settings.handoff is not None else (),
         )
         opened = await session.opening(pins, st.round_failure)
         return session, opened.pins, opened.failure
@@ -379,6 +382,8 @@ class AgentPerformer:
             box.describe() if box is not None and not (box.confines or box.opted_out) else None
         )
         gate = RunToolGate(work.state, work.step.id, settings.scope, declared, unconfined)
+        if settings.handoff is not None:  # what the run was handed comes first
+            task = f"{render(settings.handoff)}\n\n{task}"
         messages = [Message.system(SYSTEM), pins.message(), Message.user(task)]
         for _ in range(settings.max_turns):
             reminder = await session.remind(pins, phase, settings.reminders, current)
@@ -484,12 +489,14 @@ def settings_model(settings: AgentSettings) -> Model:
     return model_from_spec(settings.model, base_url=settings.base_url, api_key=key)
 
 
-def performer_for(settings: AgentSettings) -> AgentPerformer:
-    """The performer a run's settings call for: its model, the coding tools, and the
-    model itself summarising old turns (a replay falls back to an extractive summary)."""
+def performer_for(settings: AgentSettings, store: Store | None = None) -> AgentPerformer:
+    """The performer a run's settings call for: its model, the coding tools (and
+    ``fetch_artifact`` reading ``store``, for a run started with a handoff packet), and
+    the model itself summarising old turns (a replay falls back to an extractive one)."""
     model = settings_model(settings)
     summariser = None if isinstance(model, ReplayModel) else model_summariser(model)
-    return AgentPerformer(model, summariser=summariser)
+    tools = coding_registry(store if settings.handoff is not None else None)
+    return AgentPerformer(model, tools=tools, summariser=summariser)
 
 
 def _model_test_command(state: RunState, settings: AgentSettings) -> str | None:

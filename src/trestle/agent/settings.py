@@ -24,6 +24,7 @@ from trestle.agent.phases import DEFAULT_MAX_REPLANS, Phase
 from trestle.agent.planning import DEFAULT_MAX_ATTEMPTS, DEFAULT_STEP_RETRIES
 from trestle.agent.reminders import ReminderPolicy
 from trestle.budget import Budget
+from trestle.handoff import HandoffPacket
 from trestle.plan import AgentRole, AgentTask, Plan, Step
 from trestle.policy import Policy
 from trestle.record import Record
@@ -68,6 +69,9 @@ class AgentSettings(Record):
         step_timeout: the wall-clock seconds one attempt of an agent step may take
             (a step's own ``timeout`` wins); past it the attempt is cancelled and
             ends as ``timeout``, retried like a command that timed out. None: no limit.
+        handoff: the packet another agent handed this run (``trestle.handoff``): every
+            conversation's first message shows it, and its goal, acceptance criteria
+            and constraints are pinned through every compression.
     """
 
     model: str
@@ -87,6 +91,7 @@ class AgentSettings(Record):
     temperature: float | None = None
     step_timeout: float | None = Field(default=DEFAULT_STEP_TIMEOUT, gt=0, allow_inf_nan=False)
     tools: tuple[str, ...] | None = None
+    handoff: HandoffPacket | None = None
 
 
 def bootstrap_plan(

@@ -1,6 +1,7 @@
 """Tools a model may call, behind one gate: the abstraction, the registry and the
 coding tools. See ``docs/tools.md``."""
 
+from trestle.tools.artifacts import FetchArtifact
 from trestle.tools.base import (
     BlockingTool,
     GatedCall,
@@ -24,6 +25,7 @@ from trestle.tools.registry import ToolRegistry
 __all__ = [
     "BlockingTool",
     "EditFile",
+    "FetchArtifact",
     "Finish",
     "FinishClaim",
     "GateVerdict",
