@@ -117,6 +117,23 @@ def test_a_child_does_the_step_and_the_tree_is_shown(cli: Cli) -> None:
     assert f"created child run {child}" in " ".join(log.split())
 
 
+def test_a_child_shares_its_parents_group_unless_its_plan_names_one(cli: Cli) -> None:
+    write(cli.dir, "child.yaml", CHILD)
+    write(cli.dir, "own.yaml", "group: elsewhere\n" + textwrap.dedent(CHILD))
+    parent = "group: team\n" + textwrap.dedent(PARENT)
+    parent += "  - id: aside\n    delegate:\n      goal: note it apart\n      plan: own.yaml\n"
+    write(cli.dir, "plan.yaml", parent)
+    result = cli("run", "plan.yaml", "--no-live")
+    assert result.returncode == 0, result.stdout + result.stderr
+    root = run_id_of(result)
+    groups = {}
+    for sid in ("research", "aside"):
+        first = events(cli, f"{root}.{sid}.1")[0]
+        assert isinstance(first, RunCreated)
+        groups[sid] = first.plan.group
+    assert groups == {"research": "team", "aside": "elsewhere"}
+
+
 FAILING_CHILD = """\
     steps:
       - id: try

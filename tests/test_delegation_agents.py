@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -21,6 +22,7 @@ from trestle.agent.runtime import AgentPerformer
 from trestle.budget import Budget, Limit
 from trestle.engine import LocalEngine
 from trestle.events import ChildRunEnded
+from trestle.handoff import HEADER
 from trestle.models import Message, ModelResponse, ToolSchema, Usage
 from trestle.models.scripted import FunctionModel
 from trestle.plan import ChildAgent, Delegation, Plan, Step
@@ -86,7 +88,9 @@ def test_parallel_agent_children_never_jointly_pass_the_parents_tokens(tmp_path:
     assert sorted(e.spent["tokens"] for e in ended) == sorted(spent.values())
     # a child is offered its own tools only (and finish where a step can end)
     offered = {tool.name for request in model.requests for tool in request.tools}
-    assert offered <= {"read_file", "finish"}
+    # a child is offered its own tools only (and finish where a step can end, and
+    # fetch_artifact: a reader may read what its handoff packet lists)
+    assert offered <= {"read_file", "fetch_artifact", "finish"}
     assert "read_file" in offered
 
 
@@ -139,7 +143,7 @@ def test_an_agent_child_works_through_the_openai_client_from_a_plan_file(tmp_pat
         assert result.returncode == 0, result.stdout + result.stderr
         offered = {t["function"]["name"] for r in server.requests for t in r.body.get("tools", [])}
     assert (tmp_path / "answer.txt").read_text(encoding="utf-8") == "42"
-    assert offered <= {"read_file", "write_file", "finish"}
+    assert offered <= {"read_file", "write_file", "fetch_artifact", "finish"}
     store = SqliteStore(tmp_path / "t.db", create=False)
     (root_row,) = [r for r in store.runs() if r.summarised().parent is None]
     root = load_state(store, root_row.run_id)
@@ -160,8 +164,9 @@ def coding_team(messages: Sequence[Message], tools: Sequence[ToolSchema]) -> Mod
     done = any(m.role == "tool" for m in messages)
     if "Phase UNDERSTAND" in task:
         return findings_json("two files to write", files=[])
-    if task.startswith("Current step"):  # a worker's execute step
-        name = "a.txt" if "a.txt" in task else "b.txt"
+    current = re.search(r"^Current step '[^']*': write (\S+)$", task, re.M)
+    if current is not None:  # a worker's execute step (its packet names both files)
+        name = current.group(1)
         if done:
             return call("finish", summary=f"wrote {name}", claims=[])
         return call("write_file", path=name, content=name.upper())
@@ -199,9 +204,8 @@ def test_an_agent_delegates_independent_steps_to_parallel_workers(tmp_path: Path
         settings=agent_settings(test_command=None),
         budget=Budget(tokens=Limit(hard=200_000)),
     )
-    engine = LocalEngine(
-        store, poll_interval=0.02, performer=AgentPerformer(FunctionModel(coding_team))
-    )
+    model = FunctionModel(coding_team)
+    engine = LocalEngine(store, poll_interval=0.02, performer=AgentPerformer(model))
     try:
         asyncio.run(engine.run(root))
     finally:
@@ -222,3 +226,17 @@ def test_an_agent_delegates_independent_steps_to_parallel_workers(tmp_path: Path
     assert state.tally.spent["tokens"] >= sum(
         load_state(store, c).tally.spent["tokens"] for c in state.children
     )
+    # each worker started with a handoff packet: its goal, and what its parent found
+    for child in state.children:
+        settings = load_state(store, child).agent
+        assert settings is not None and settings.handoff is not None
+        packet = settings.handoff
+        assert packet.sender == root
+        assert packet.goal in ("write a.txt Work on a.txt.", "write b.txt Work on b.txt.")
+        assert packet.acceptance == (f"{packet.goal[6:11]} exists",)
+        assert any(f.claim.startswith("two files to write") for f in packet.findings)
+        assert any(a.kind == "transcript" for a in packet.artifacts)
+    handed = [r for r in model.requests if r.messages[2].content.startswith(HEADER)]
+    assert len({r.messages[2].content.partition("\n")[0] for r in handed}) == 1  # the root
+    assert any("write a.txt" in r.messages[2].content for r in handed)
+    assert any("write b.txt" in r.messages[2].content for r in handed)

@@ -27,7 +27,14 @@ from trestle.errors import RunCancelledError, TrestleError, UnknownRunError
 from trestle.events import ActionResult, AnyEvent, ChildRunEnded, ChildRunStarted
 from trestle.plan import CARVED, Step
 from trestle.runs import create_run, load_state
-from trestle.tree import ChildSpec, DelegationError, child_result, child_spec, waiting_for
+from trestle.tree import (
+    ChildSpec,
+    DelegationError,
+    child_result,
+    child_spec,
+    handed,
+    waiting_for,
+)
 
 if TYPE_CHECKING:
     from trestle.engine import LocalEngine, StepPerformer
@@ -92,6 +99,9 @@ def _create_or_find(engine: LocalEngine, parent: RunState, spec: ChildSpec) -> b
         pass
     else:
         return True
+    delegation = parent.step_spec(spec.link.step).delegate
+    assert delegation is not None  # child_spec made the spec from it
+    spec = handed(spec, delegation, engine.store.events(parent.run_id))
     create_run(
         engine.store,
         spec.plan,

@@ -237,7 +237,7 @@ class LocalEngine:
         if performer is None and agent is not None:
             from trestle.agent.runtime import performer_for
 
-            performer = performer_for(agent, self.store)
+            performer = performer_for(agent)
         return LocalEngine(
             self.store,
             clock=self.clock,

@@ -14,19 +14,24 @@ makes the same child:
 - its failures are its parent's to handle: the child's plan does not dead-letter, so
   a failed child ends ``partial`` and the delegating step's retries and escalation
   apply;
+- it shares its parent's group (blackboard and mailboxes), unless its plan names one;
+- an agent child starts with a handoff packet (:func:`handed`): the delegation's goal,
+  acceptance criteria and constraints, and what the parent found, decided and
+  produced, the rest by reference for ``fetch_artifact``;
 - trees are at most :data:`MAX_DEPTH` deep.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from trestle.agent.settings import AgentSettings, bootstrap_plan
 from trestle.errors import ConfigError
-from trestle.events import ActionResult, RunStatus, TreeLink, child_run_id
+from trestle.events import ActionResult, RunStatus, StoredEvent, TreeLink, child_run_id
 from trestle.globs import glob_regex
+from trestle.packets import sender_packet
 from trestle.plan import Delegation, Plan
 from trestle.policy import Policy, Scope, effective_policy
 from trestle.report import build_report
@@ -76,13 +81,36 @@ def child_spec(parent: RunState, sid: str, parent_tools: Collection[str]) -> Chi
                 "policy": policy,
                 "budget": delegation.budget or delegation.plan.budget,
                 "escalate": False,
+                "group": delegation.plan.group or parent.plan.group,
             }
         )
         return ChildSpec(run_id, plan, link, parent.operator_policy, None)
     settings = _agent_settings(parent, delegation, sid, scope, parent_tools)
     plan = bootstrap_plan(delegation.goal, policy=policy, budget=delegation.budget)
-    plan = plan.model_copy(update={"escalate": False})
+    plan = plan.model_copy(update={"escalate": False, "group": parent.plan.group})
     return ChildSpec(run_id, plan, link, parent.operator_policy, settings)
+
+
+def handed(
+    spec: ChildSpec, delegation: Delegation, parent_events: Sequence[StoredEvent]
+) -> ChildSpec:
+    """``spec`` with the handoff packet an agent child starts with, built from its
+    parent's record (``parent_events``, from its ``RunCreated`` on). The packet leaves
+    out the constraints the child's rules hold already: they are pinned once."""
+    if spec.agent is None:
+        return spec
+    packet = sender_packet(
+        parent_events,
+        goal=delegation.goal,
+        acceptance=delegation.acceptance,
+        constraints=delegation.constraints,
+    )
+    rules = set(spec.agent.rules)
+    packet = packet.model_copy(
+        update={"constraints": tuple(c for c in packet.constraints if c not in rules)}
+    )
+    agent = spec.agent.model_copy(update={"handoff": packet})
+    return ChildSpec(spec.run_id, spec.plan, spec.link, spec.operator_policy, agent)
 
 
 def _link(parent: RunState, sid: str, round: int) -> TreeLink:

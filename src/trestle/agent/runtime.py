@@ -27,7 +27,7 @@ import asyncio
 import os
 from collections.abc import Awaitable, Callable, Collection
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from trestle.actions import run_shell, step_env
 from trestle.agent.context import Pins, Summariser, model_summariser
@@ -73,8 +73,8 @@ from trestle.models.spec import model_from_spec
 from trestle.plan import AgentTask
 from trestle.policy import Nature
 from trestle.state import RunState
-from trestle.store.base import Store
-from trestle.tools.base import GroupSeat, ToolContext
+from trestle.tools.artifacts import FetchArtifact
+from trestle.tools.base import GroupSeat, Tool, ToolContext
 from trestle.tools.coding import coding_registry
 from trestle.tools.finish import finish_claim
 from trestle.tools.group import group_tools
@@ -124,7 +124,7 @@ class AgentPerformer:
         self._phase_lock = asyncio.Lock()
         self._budget_lock = asyncio.Lock()  # model calls reserve their budget one by one
         self._serial_lock = asyncio.Lock()  # serial tools' calls take turns (a receive)
-        self._with_group: ToolRegistry | None = None
+        self._extended: dict[tuple[str, ...], ToolRegistry] = {}
 
     async def perform(self, work: StepWork) -> tuple[ActionResult, ToolAsk | None]:
         task, settings = work.step.agent, work.state.agent
@@ -364,8 +364,11 @@ class AgentPerformer:
     ) -> ActionResult:
         natures = allowed_natures(phase)
         seat = group_seat(work)
-        tools = self._tools_for(seat)
-        schemas = self._schemas(tools, natures, finish=finish, allowed=settings.tools)
+        tools = self._tools_for(work, settings, seat)
+        allowed = settings.tools
+        if allowed is not None and settings.handoff is not None and "read_file" in allowed:
+            allowed = (*allowed, "fetch_artifact")  # a reader may read what it was handed
+        schemas = self._schemas(tools, natures, finish=finish, allowed=allowed)
         offered = {s.name for s in schemas}
         ctx = ToolContext(
             workspace=work.ctx.workspace,
@@ -441,15 +444,22 @@ class AgentPerformer:
             or (s.name != "finish" and (allowed is None or s.name in allowed))
         ]
 
-    def _tools_for(self, seat: GroupSeat | None) -> ToolRegistry:
-        """The tools on offer: the performer's, and the group tools (those it does not
-        hold already) when the run belongs to a group."""
-        if seat is None:
+    def _tools_for(
+        self, work: StepWork, settings: AgentSettings, seat: GroupSeat | None
+    ) -> ToolRegistry:
+        """The tools on offer: the performer's, the group tools when the run belongs to
+        a group, and ``fetch_artifact`` when it was started with a handoff packet (each
+        only where the performer does not hold it already)."""
+        extra: list[Tool[Any]] = [*group_tools()] if seat is not None else []
+        if settings.handoff is not None and work.store is not None:
+            extra.append(FetchArtifact(work.store))
+        extra = [t for t in extra if t.name not in self.tools]
+        if not extra:
             return self.tools
-        if self._with_group is None:
-            extra = [t for t in group_tools() if t.name not in self.tools]
-            self._with_group = ToolRegistry([*self.tools, *extra])
-        return self._with_group
+        names = tuple(t.name for t in extra)
+        if names not in self._extended:
+            self._extended[names] = ToolRegistry([*self.tools, *extra])
+        return self._extended[names]
 
     async def _enter(self, work: StepWork, phase: Phase, reason: str) -> None:
         """Record the move into ``phase`` once, however many steps start in it."""
@@ -489,14 +499,12 @@ def settings_model(settings: AgentSettings) -> Model:
     return model_from_spec(settings.model, base_url=settings.base_url, api_key=key)
 
 
-def performer_for(settings: AgentSettings, store: Store | None = None) -> AgentPerformer:
-    """The performer a run's settings call for: its model, the coding tools (and
-    ``fetch_artifact`` reading ``store``, for a run started with a handoff packet), and
-    the model itself summarising old turns (a replay falls back to an extractive one)."""
+def performer_for(settings: AgentSettings) -> AgentPerformer:
+    """The performer a run's settings call for: its model, the coding tools, and the
+    model itself summarising old turns (a replay falls back to an extractive summary)."""
     model = settings_model(settings)
     summariser = None if isinstance(model, ReplayModel) else model_summariser(model)
-    tools = coding_registry(store if settings.handoff is not None else None)
-    return AgentPerformer(model, tools=tools, summariser=summariser)
+    return AgentPerformer(model, summariser=summariser)
 
 
 def _model_test_command(state: RunState, settings: AgentSettings) -> str | None:

@@ -60,7 +60,7 @@ def performer_for_run(store: Store, run_id: str) -> StepPerformer | None:
         return None
     from trestle.agent.runtime import performer_for
 
-    return performer_for(settings, store)
+    return performer_for(settings)
 
 
 def drive(
