@@ -33,6 +33,7 @@ from trestle.events import (
     ToolCallStarted,
 )
 from trestle.groups import message_id
+from trestle.handoff import HEADER, carried
 from trestle.models import FunctionModel
 from trestle.runs import create_run
 from trestle.store import SqliteStore
@@ -222,4 +223,39 @@ def test_a_write_or_send_cut_short_by_kill_9_is_probed_and_not_repeated(
     else:
         (message,) = store.messages("team")
         assert message.id == message_id(starts[0].key)
+    store.close()
+
+
+def test_a_message_can_carry_the_senders_packet_and_the_receiver_fetch_what_it_lists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SqliteStore(tmp_path / "trestle.db")
+    workspace = sample_workspace(tmp_path)
+    sender, receiver = group_run(store, workspace), group_run(store, workspace)
+    body = {"task": "carry on"}
+    script(monkeypatch, ("send_message", {"to": receiver, "body": body, "handoff": True}))
+    drive(store, sender, FunctionModel(reply))
+    (letter,) = Group(store, "team").messages()
+    carried_body, packet = carried(json.loads(letter.body))
+    assert carried_body == body and packet is not None
+    assert packet.sender == sender and packet.goal == "talk to the team"
+    assert packet.findings and packet.decisions  # its UNDERSTAND and PLAN, as recorded
+    (transcript,) = [a for a in packet.artifacts if a.kind == "transcript"]
+
+    (workspace / "done.txt").unlink()
+    script(
+        monkeypatch,
+        ("fetch_artifact", {"ref": transcript.ref}),  # not received yet: not its packet
+        ("receive_messages", {}),
+        ("fetch_artifact", {"ref": transcript.ref}),
+    )
+    drive(store, receiver, FunctionModel(reply))
+    early, fetched = ends(store, receiver, "fetch_artifact")
+    assert not early.ok and "no handoff packet" in early.content
+    (received,) = ends(store, receiver, "receive_messages")
+    assert received.content.startswith(f"1 message(s):\n- {letter.id} from {sender!r}")
+    assert f"{HEADER} from run {sender}" in received.content
+    assert '"handoff"' not in received.content  # shown as a packet, not as JSON
+    assert fetched.ok and fetched.content.startswith(f"transcript of run {sender}")
+    assert "send_message" in fetched.content
     store.close()

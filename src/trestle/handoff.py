@@ -188,6 +188,22 @@ class HandoffPacket(Record):
         return next((a for a in self.artifacts if a.ref == ref), None)
 
 
+def carrying(body: object, packet: HandoffPacket) -> dict[str, object]:
+    """A message's body with ``packet`` attached (see :func:`carried`)."""
+    return {"message": body, "handoff": packet.model_dump(mode="json")}
+
+
+def carried(body: object) -> tuple[object, HandoffPacket | None]:
+    """A message body's own part, and the packet it carries if it carries one: a body
+    made by :func:`carrying` (a body that only looks like one is left as it is)."""
+    if isinstance(body, dict) and body.keys() == {"message", "handoff"}:
+        try:
+            return body["message"], HandoffPacket.model_validate(body["handoff"])
+        except ValidationError:
+            pass
+    return body, None
+
+
 def parse_packet(text: str, *, source: str = "handoff packet") -> HandoffPacket:
     """A packet from JSON text (size and nesting checked before parsing).
 

@@ -448,10 +448,10 @@ class AgentPerformer:
         self, work: StepWork, settings: AgentSettings, seat: GroupSeat | None
     ) -> ToolRegistry:
         """The tools on offer: the performer's, the group tools when the run belongs to
-        a group, and ``fetch_artifact`` when it was started with a handoff packet (each
-        only where the performer does not hold it already)."""
+        a group, and ``fetch_artifact`` when it was started with a handoff packet or may
+        receive one in a message (each only where the performer does not hold it)."""
         extra: list[Tool[Any]] = [*group_tools()] if seat is not None else []
-        if settings.handoff is not None and work.store is not None:
+        if (settings.handoff is not None or seat is not None) and work.store is not None:
             extra.append(FetchArtifact(work.store))
         extra = [t for t in extra if t.name not in self.tools]
         if not extra:

@@ -3,6 +3,8 @@
 A run started with a handoff packet (``AgentSettings.handoff``, see
 :mod:`trestle.handoff`) sees the packet's artifacts listed by reference. This tool
 resolves one, and only one the packet lists: a receiver cannot read arbitrary runs.
+A packet that a message carried to the run (``send_message`` with ``handoff``) counts
+once the run's model has received that message.
 
 =============  ==============================================================
 kind           what is returned
@@ -24,6 +26,7 @@ resumed run resolves exactly what it was handed.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import subprocess
 from pathlib import Path, PurePosixPath
@@ -32,7 +35,7 @@ from pydantic import Field
 
 from trestle.checkpoints import shadow_dir_for
 from trestle.events import RunCreated, StoredEvent, ToolCallEnded, ToolCallStarted
-from trestle.handoff import ArtifactRef, HandoffPacket
+from trestle.handoff import ArtifactRef, HandoffPacket, carried
 from trestle.packets import tool_output_text, transcript_parts
 from trestle.shadow import ShadowRepo, ShadowRepoError, UnknownSnapshotError
 from trestle.store.base import Store
@@ -85,15 +88,16 @@ class FetchArtifact(Tool[FetchArtifactArgs]):
         self._packets: dict[str, HandoffPacket | None] = {}
 
     async def run(self, ctx: ToolContext, args: FetchArtifactArgs) -> Observation:
-        packet = await self._packet(ctx.run_id)
-        if packet is None:
-            raise ToolFailure("this run was started without a handoff packet: nothing to fetch")
-        artifact = packet.artifact(args.ref)
+        packets = await self._given(ctx)
+        if not packets:
+            raise ToolFailure("this run was handed no handoff packet: nothing to fetch")
+        artifact = next((a for p in packets if (a := p.artifact(args.ref)) is not None), None)
         if artifact is None:
-            listed = ", ".join(repr(a.ref) for a in packet.artifacts[:8]) or "none"
+            refs = [a.ref for p in packets for a in p.artifacts]
+            listed = ", ".join(repr(ref) for ref in refs[:8]) or "none"
             raise ToolFailure(
-                f"{args.ref!r} is not an artifact of this run's handoff packet; it lists: "
-                f"{listed}{' ...' if len(packet.artifacts) > 8 else ''}"
+                f"{args.ref!r} is not an artifact of a handoff packet this run was given; "
+                f"they list: {listed}{' ...' if len(refs) > 8 else ''}"
             )
         match artifact.kind:
             case "file":
@@ -105,6 +109,22 @@ class FetchArtifact(Tool[FetchArtifactArgs]):
             case "tool_output":
                 return await self._tool_output(ctx, artifact)
         raise ToolFailure(f"artifact kind {artifact.kind!r} cannot be fetched")  # never
+
+    async def _given(self, ctx: ToolContext) -> list[HandoffPacket]:
+        """The packets this run was given: the one it started with, and those carried
+        by the messages its model has received (no other)."""
+        own = await self._packet(ctx.run_id)
+        packets = [own] if own is not None else []
+        seat = ctx.group
+        delivered = set(seat.delivered()) if seat is not None else set()
+        if seat is None or not delivered:
+            return packets
+        found = await asyncio.to_thread(seat.store.messages, seat.group, recipient=ctx.run_id)
+        for message in found:
+            if message.id in delivered:
+                _, packet = carried(json.loads(message.body))
+                packets += [packet] if packet is not None else []
+        return packets
 
     async def _packet(self, run_id: str) -> HandoffPacket | None:
         if run_id not in self._packets:

@@ -7,7 +7,8 @@ board_read        read    a key's value and version (0: never written)
 board_write       call    compare-and-set: a stale ``expected_version`` is refused,
                           and the model told the current version and value
 board_watch       read    wait until a key passes a version, or a timeout
-send_message      call    a message to another member (a run id), maybe a reply
+send_message      call    a message to another member (a run id), maybe a reply,
+                          maybe carrying the sender's handoff packet
 receive_messages  read    the messages sent here not yet received, maybe waiting
 ================  ======  ==========================================================
 
@@ -36,6 +37,8 @@ from trestle.coordination import POLL_INTERVAL, Board, Letter, Mailbox, Written,
 from trestle.errors import ConfigError
 from trestle.events import BoardWritten, MessagesDelivered, MessageSent
 from trestle.groups import MAX_VERSION, message_id
+from trestle.handoff import carried, carrying, render
+from trestle.packets import sender_packet
 from trestle.tools.base import GroupSeat, Observation, Tool, ToolArgs, ToolContext, ToolFailure
 
 MAX_TOOL_WAIT = 300.0  # seconds one watch or receive may wait
@@ -215,6 +218,13 @@ class SendMessageArgs(ToolArgs):
     reply_to: str | None = Field(
         default=None, max_length=200, description="The id of the message this answers."
     )
+    handoff: bool = Field(
+        default=False,
+        description=(
+            "Attach your handoff packet: what you found (with evidence), decided and "
+            "produced, built from your run's record; the receiver can fetch what it lists."
+        ),
+    )
 
 
 class SendMessage(Tool[SendMessageArgs]):
@@ -230,9 +240,13 @@ class SendMessage(Tool[SendMessageArgs]):
         seat = _seat(ctx)
         box = Mailbox(seat.store, seat.group, ctx.run_id, clock=seat.clock)
         mid = message_id(ctx.idempotency_key) if ctx.idempotency_key else None
+        body: object = args.body
+        if args.handoff:
+            events = await asyncio.to_thread(seat.store.events, ctx.run_id)
+            body = carrying(body, sender_packet(events))
         try:
             sent = await asyncio.to_thread(
-                box.send, args.to, args.body, reply_to=args.reply_to, message_id=mid
+                box.send, args.to, body, reply_to=args.reply_to, message_id=mid
             )
         except ConfigError as exc:
             raise ToolFailure(str(exc)) from None
@@ -326,7 +340,9 @@ class ReceiveMessages(Tool[ReceiveMessagesArgs]):
 
 def _letter_line(letter: Letter) -> str:
     answer = f" (reply to {letter.reply_to})" if letter.reply_to else ""
-    return f"- {letter.id} from {letter.sender!r}{answer}: {_shown(letter.body, 1 << 20)}"
+    body, packet = carried(letter.body)
+    line = f"- {letter.id} from {letter.sender!r}{answer}: {_shown(body, 1 << 20)}"
+    return line if packet is None else f"{line}\n{render(packet)}"
 
 
 def group_tools() -> list[Tool[Any]]:
