@@ -196,7 +196,7 @@ class _LoopModels:
     def __init__(self, work: Path, reads: int) -> None:
         self.work, self.reads = work, reads
 
-    def for_step(self, step: str, round: int) -> Model:
+    def for_step(self, step: str, round: int, tree: Sequence[str] = ()) -> Model:
         return _LoopModel(self.work, step, self.reads)
 
     async def complete(self, *args: object, **kwargs: object) -> ModelResponse:

@@ -67,7 +67,31 @@ PLAN = {
                 {"command": "python3 -m unittest tests.test_accents -q"},
             ],
             "optional": True,
+            # a worker agent writes the test: a child run with only this file in scope
+            "delegate": True,
+            "reasoning": "writing one new test needs nothing the fix is still deciding",
         },
+    ],
+}
+
+WORKER_FINDINGS = {
+    "summary": "the tests import slugify from textkit.slug and compare slugs with "
+    "assertEqual; nothing covers accented letters yet",
+    "relevant_files": [{"path": "tests/test_slug.py", "why": "the tests to write alike"}],
+    "how_to_test": "python3 -m unittest tests.test_accents -q",
+}
+
+WORKER_PLAN = {
+    "summary": "one new test file in the style of tests/test_slug.py",
+    "steps": [
+        {
+            "id": "write-test",
+            "objective": "tests/test_accents.py checks that accented letters are kept",
+            "new_files": ["tests/test_accents.py"],
+            "verify": [{"file_exists": "tests/test_accents.py"}],
+            "confidence": 0.9,
+            "reasoning": "the packet's findings say how the tests are written",
+        }
     ],
 }
 
@@ -125,7 +149,13 @@ CONVERSATIONS = {
             claims=["tests/test_slug.py passes"],
         ),
     ],
-    "cover-accents#1": [
+    # the worker: the child run that step cover-accents delegated to in its round 1
+    "cover-accents#1/understand#1": [
+        call("read_file", path="tests/test_slug.py"),
+        say(WORKER_FINDINGS),
+    ],
+    "cover-accents#1/plan#1": [say(WORKER_PLAN)],
+    "cover-accents#1/write-test#1": [
         call("write_file", path="tests/test_accents.py", content=ACCENT_TEST),
         call("finish", summary="added a test for accented titles"),
     ],

@@ -192,7 +192,18 @@ def test_the_demo_fixes_the_sample_after_an_approval_and_a_failed_attempt(demo: 
         "done fix-slugify (attempt 2)",
     ]
     assert "python3 -m unittest tests.test_slug -q" in fix[0]
-    assert lines_starting(out, "finished") == ["finished needs human", "finished succeeded"]
+    # cover-accents is delegated to a worker agent: a child run whose own plan waits
+    # in the same inbox, with its place in the tree, before the root goes on
+    child = f"{demo.run_id}.cover-accents.1"
+    assert f"child run {child} waits for a human" in flat(out)
+    assert f"approved {child}.1" in out
+    [tree] = lines_starting(out, "in tree")
+    assert tree.split(None, 2)[2] == f"{demo.run_id} > cover-accents#1"
+    assert lines_starting(out, "finished") == [
+        "finished needs human",
+        "finished needs human",
+        "finished succeeded",
+    ]
     assert f"trestle diff {demo.run_id} fix-slugify --store {demo.store}" in out
 
     # the sample's tests really pass now, including the one the agent added
@@ -244,7 +255,9 @@ def test_an_exported_trajectory_replays_to_the_same_result(
         "plan#1",
         "fix-slugify#1",
         "fix-slugify#2",
-        "cover-accents#1",
+        "cover-accents#1/understand#1",  # the worker the step delegated to
+        "cover-accents#1/plan#1",
+        "cover-accents#1/write-test#1",
     ]
     fresh = sample_repo(cli.dir / "fresh")
     assert unittests(fresh).returncode != 0  # the copy starts out broken
@@ -325,6 +338,18 @@ def test_the_plan_waits_for_approval_and_resume_rebuilds_the_replay_model(
     assert approved.returncode == 0, approved.stderr
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
+    resumed = cli("resume", run_id, "--no-live", "--no-prompt", cwd=elsewhere)
+
+    # the worker that cover-accents delegates to asks for its own plan's approval: do
+    # what the report says, word for word
+    assert resumed.returncode == 3, resumed.stdout + resumed.stderr
+    child = f"{run_id}.cover-accents.1"
+    said = flat(resumed.stdout)
+    told = f"decide there (`trestle inbox --run {child}`), then `trestle resume {run_id}`"
+    assert told in said
+    asked = cli("inbox", "--run", child)
+    assert f"in tree {run_id} > cover-accents#1" in flat(asked.stdout)
+    assert cli("approve", f"{child}.1").returncode == 0
     resumed = cli("resume", run_id, "--no-live", "--no-prompt", cwd=elsewhere)
 
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
@@ -562,7 +587,7 @@ def test_a_requirement_told_while_acceptance_runs_is_refused_and_said_so(
         while not at_validate.exists() and agent.poll() is None:
             assert time.monotonic() < deadline, "the run never reached its acceptance step"
             time.sleep(0.05)
-        [row] = cli.json("runs")
+        [row] = [r for r in cli.json("runs") if r["parent"] is None]  # not its worker
         run_id = row["run_id"]
         told = cli("tell", run_id, "also handle emoji")
     finally:

@@ -232,7 +232,7 @@ def test_an_agent_delegates_independent_steps_to_parallel_workers(tmp_path: Path
         assert settings is not None and settings.handoff is not None
         packet = settings.handoff
         assert packet.sender == root
-        assert packet.goal in ("write a.txt Work on a.txt.", "write b.txt Work on b.txt.")
+        assert packet.goal in ("write a.txt. Work on a.txt.", "write b.txt. Work on b.txt.")
         assert packet.acceptance == (f"{packet.goal[6:11]} exists",)
         assert any(f.claim.startswith("two files to write") for f in packet.findings)
         assert any(a.kind == "transcript" for a in packet.artifacts)

@@ -559,9 +559,11 @@ def _delegation(
     if not s.delegate:
         return None
     files = (*s.files, *s.new_files)
-    listed = f" Work on {', '.join(files)}." if files else ""
+    objective = s.objective.rstrip()
+    stop = "" if objective.endswith((".", "!", "?", ":")) else "."
+    listed = f"{stop} Work on {', '.join(files)}." if files else ""
     return Delegation(
-        goal=s.objective + listed,
+        goal=objective + listed,
         agent=worker or ChildAgent(),
         scope=files,
         budget=share,

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -94,8 +94,9 @@ MAX_LISTED_FILES = 20_000
 class ModelPerStep(Protocol):
     """A model that answers each step's conversation separately (a replay)."""
 
-    def for_step(self, step: str, round: int) -> Model:
-        """The model for ``step``'s conversation in ``round``."""
+    def for_step(self, step: str, round: int, tree: Sequence[str] = ()) -> Model:
+        """The model for ``step``'s conversation in ``round``, in the run at ``tree``
+        (its path below the root: empty for the root)."""
         ...
 
 
@@ -325,7 +326,8 @@ class AgentPerformer:
         state, st = work.state, work.state.steps[work.step.id]
         model = self.model
         if isinstance(model, ModelPerStep):  # a trajectory: each step has its own answers
-            model = model.for_step(work.step.id, st.round)
+            tree = state.parent.path if state.parent is not None else ()
+            model = model.for_step(work.step.id, st.round, tree)
         session = await StepSession.open(
             work,
             model=model,

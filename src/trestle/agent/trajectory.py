@@ -1,10 +1,13 @@
 """Recorded trajectories: the model's answers of a run, to replay without a model.
 
 A :class:`Trajectory` holds, for each agent step's conversation (``step#round``), the
-model's responses in order. :func:`trajectory_of` extracts one from a recorded run;
-:class:`ReplayModel` answers from one, conversation by conversation, without calling
-anything. That is how ``trestle demo`` runs offline, and how a run can be re-run
-against a changed runtime to see what its recorded answers now lead to.
+model's responses in order; a delegated child's conversations are keyed under its
+place in the tree (``fix#1/understand#1``: the child that step ``fix`` delegated to in
+round 1), so one trajectory replays a whole tree. :func:`trajectory_of` extracts one
+from a recorded run; :class:`ReplayModel` answers from one, conversation by
+conversation, without calling anything. That is how ``trestle demo`` runs offline,
+and how a run can be re-run against a changed runtime to see what its recorded
+answers now lead to.
 
 Replay goes by order, not by request hash: the workspace's tool output (timings,
 paths) may differ from the recording, and the answers still apply.
@@ -36,13 +39,22 @@ class Trajectory(Record):
     conversations: dict[str, tuple[ModelResponse, ...]]
 
 
-def trajectory_of(events: Iterable[AnyEvent], goal: str = "") -> Trajectory:
-    """The trajectory a recorded run holds. Where a replay diverged and a turn was
+def conversation_key(step: str, round: int, tree: Sequence[str] = ()) -> str:
+    """A conversation's key in a trajectory: ``step#round``, under the tree path of the
+    run it belongs to (empty for the run the trajectory was taken from)."""
+    return "/".join((*tree, transcript_key(step, round)))
+
+
+def trajectory_of(
+    events: Iterable[AnyEvent], goal: str = "", tree: Sequence[str] = ()
+) -> Trajectory:
+    """The trajectory a recorded run holds, its keys under ``tree`` (a descendant's
+    path below the run the trajectory is for). Where a replay diverged and a turn was
     called again, the later answer is the one kept."""
     turns: dict[str, dict[int, ModelResponse]] = {}
     for event in events:
         if isinstance(event, ModelCalled):
-            key = transcript_key(event.step, event.round)
+            key = conversation_key(event.step, event.round, tree)
             turns.setdefault(key, {})[event.turn] = event.response
     conversations = {
         key: tuple(by_turn[t] for t in sorted(by_turn)) for key, by_turn in turns.items()
@@ -71,9 +83,10 @@ class ReplayModel:
     def __init__(self, trajectory: Trajectory, *, name: str = "replay") -> None:
         self.trajectory, self.name = trajectory, name
 
-    def for_step(self, step: str, round: int) -> _Conversation:
-        """The model for one step's conversation."""
-        key = transcript_key(step, round)
+    def for_step(self, step: str, round: int, tree: Sequence[str] = ()) -> _Conversation:
+        """The model for one step's conversation (in the run at ``tree`` below the
+        trajectory's own)."""
+        key = conversation_key(step, round, tree)
         return _Conversation(self.name, key, self.trajectory.conversations.get(key, ()))
 
     async def complete(

@@ -264,13 +264,26 @@ def trajectory(
     ] = None,
     store: StoreOption = None,
 ) -> None:
-    """Export an agent run's model answers, to replay with --model replay:FILE."""
-    from trestle.agent.trajectory import trajectory_of
+    """Export an agent run's model answers, to replay with --model replay:FILE.
+
+    A run that delegated exports its children's answers too, each under its place in
+    the tree, so the file replays the whole tree."""
+    from trestle.agent.trajectory import Trajectory, trajectory_of
     from trestle.runs import load_state
+    from trestle.store.base import subtree
 
     with _found(store, run_id) as (st, run_id):
         state = load_state(st, run_id)
         found = trajectory_of((e.event for e in st.events(run_id)), goal=state.plan.goal)
+        conversations = dict(found.conversations)
+        below = len(state.parent.path) if state.parent is not None else 0
+        for row, _ in subtree(st.runs(), run_id):
+            child = load_state(st, row.run_id)
+            assert child.parent is not None  # a descendant knows its place
+            tree = child.parent.path[below:]
+            events = (e.event for e in st.events(row.run_id))
+            conversations.update(trajectory_of(events, tree=tree).conversations)
+        found = Trajectory(goal=found.goal, conversations=conversations)
     text = found.model_dump_json(indent=2) + "\n"
     if output is None:
         typer.echo(text, nl=False)
@@ -327,7 +340,7 @@ def demo(
             st, run_id, out, None, False, False, performer=_performer(settings), exit=False
         )
         for _ in range(MAX_DEMO_APPROVALS):
-            cards = inbox(st, run_id=run_id)
+            cards = inbox(st)  # the demo's own store: its run and the worker it delegates to
             if not cards:
                 break
             card = cards[0]
