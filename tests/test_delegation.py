@@ -19,7 +19,7 @@ import pytest
 
 from test_cli import Cli, run_id_of
 from trestle.errors import PlanError
-from trestle.events import ChildRunEnded, ChildRunStarted, RunCreated, RunFinished
+from trestle.events import BudgetRaised, ChildRunEnded, ChildRunStarted, RunCreated, RunFinished
 from trestle.planfile import load_plan
 from trestle.store import SqliteStore
 
@@ -260,6 +260,44 @@ def test_children_carve_the_parents_budget_and_never_pass_it(cli: Cli) -> None:
     report = cli.json("show", root)
     assert report["status"] == "stopped"
     assert "would spend $1.20 of $1.00 (hard cost limit)" in " ".join(report["to_check"])
+
+
+def test_a_child_stopped_by_its_share_cannot_have_it_raised_on_its_own(cli: Cli) -> None:
+    """Raising a child's carved share would let the tree pass its root's limit: the
+    report says so instead of printing a raise, and ``trestle budget --add`` refuses."""
+    write(
+        cli.dir,
+        "child.yaml",
+        cost_child(0.3, "a") + "      - id: more\n        needs: [spend]\n"
+        "        run: echo more >> spent.txt\n        cost: 0.3\n",
+    )
+    plan = """\
+        budget:
+          cost: {hard: 1.0}
+        steps:
+          - id: spend
+            delegate:
+              goal: spend twice
+              plan: child.yaml
+              budget: {cost: {hard: 0.4}}
+        """
+    write(cli.dir, "plan.yaml", plan)
+    result = cli("run", "plan.yaml", "--no-live")
+    root = run_id_of(result)
+    child = f"{root}.spend.1"
+    assert lines(cli.dir, "spent.txt") == ["a"]  # the second step would pass the share
+    shown = cli.json("show", child)
+    assert shown["status"] == "stopped"
+    said = " ".join(shown["to_check"])
+    assert f"carved from its parent run {root}'s (for step 'spend')" in said
+    assert "trestle budget" not in said  # no raise is offered
+    raised = cli("budget", child, "--add", "cost=1")
+    assert raised.returncode == 2, raised.stdout + raised.stderr
+    assert f"run {child!r} cannot have its budget raised: its budget is a share" in " ".join(
+        raised.stderr.split()
+    )
+    assert lines(cli.dir, "spent.txt") == ["a"]
+    assert not any(isinstance(e, BudgetRaised) for e in events(cli, child))
 
 
 def test_a_plan_that_limits_a_dimension_needs_it_carved_for_each_child(tmp_path: Path) -> None:

@@ -176,11 +176,26 @@ def _reason(state: RunState, sid: str) -> str | None:
     return st.reason or st.error
 
 
+def carved_budget(state: RunState) -> str | None:
+    """For a delegated child: why its budget cannot be raised on its own, or None."""
+    link = state.parent
+    if link is None:
+        return None
+    return (
+        f"its budget is a share carved from its parent run {link.parent}'s (for step "
+        f"{link.step!r}), so it cannot be raised on its own: the stop ended this child, "
+        f"and that step's retries and escalation in run {link.parent} apply"
+    )
+
+
 def _go_on(state: RunState) -> str:
     """After a hard budget stop: the commands that raise the limit and go on."""
     stop = state.budget_stop
     if stop is None:
         return ""
+    carved = carved_budget(state)
+    if carved is not None:
+        return f" {carved[0].upper()}{carved[1:]}."
     if stop.used is None or stop.limit is None:  # recorded before stops kept amounts
         return (
             f" To go on: `trestle budget {state.run_id} --add {stop.dimension}=AMOUNT`, "

@@ -37,6 +37,7 @@ from trestle.errors import ConfigError, LeaseHeldError
 from trestle.events import BudgetRaised
 from trestle.field_problems import did_you_mean
 from trestle.prune import parse_age
+from trestle.report import carved_budget
 from trestle.runs import load_state, record, refuse_if_cancelled
 from trestle.signing import decision_key, signed_payload
 from trestle.state import RunState
@@ -145,6 +146,9 @@ def refusal(state: RunState, add: Mapping[Dimension, float]) -> str | None:
     """Why ``add`` cannot be raised on the run as it is now, or None."""
     run = state.run_id
     stop = state.budget_stop
+    carved = carved_budget(state)
+    if carved is not None:
+        return f"run {run!r} cannot have its budget raised: {carved}"
     if stop is None:
         return f"run {run!r} cannot have its budget raised: {run_words(state)}"
     budget = state.plan.budget

@@ -58,6 +58,7 @@ def budget_command(
 def budget_lines(state: RunState, now: float) -> list[str]:
     """Each limited dimension: used, reserved and its levels; then why it stopped."""
     from trestle.budget import DIMENSIONS, fmt, go_on
+    from trestle.report import carved_budget
 
     budget = state.plan.budget
     lines = []
@@ -81,6 +82,9 @@ def budget_lines(state: RunState, now: float) -> list[str]:
     stop = state.budget_stop
     if stop is not None:
         lines.append(f"the run was {state.stopped}")
-        if stop.used is not None and stop.limit is not None:
+        carved = carved_budget(state)
+        if carved is not None:
+            lines.append(carved)
+        elif stop.used is not None and stop.limit is not None:
             lines.append(go_on(state.run_id, stop.dimension, stop.used, stop.limit))
     return lines
