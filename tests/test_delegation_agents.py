@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,7 +24,7 @@ from test_cli import cli_env
 from trestle.agent.runtime import AgentPerformer
 from trestle.budget import Budget, Limit
 from trestle.engine import LocalEngine
-from trestle.events import ChildRunEnded
+from trestle.events import ChildRunEnded, ChildRunStarted, StepProbed, ToolCallStarted
 from trestle.handoff import HEADER
 from trestle.models import Message, ModelResponse, ToolSchema, Usage
 from trestle.models.scripted import FunctionModel
@@ -240,3 +243,82 @@ def test_an_agent_delegates_independent_steps_to_parallel_workers(tmp_path: Path
     assert len({r.messages[2].content.partition("\n")[0] for r in handed}) == 1  # the root
     assert any("write a.txt" in r.messages[2].content for r in handed)
     assert any("write b.txt" in r.messages[2].content for r in handed)
+
+
+def test_an_agent_child_killed_mid_call_resumes_from_the_root_without_repeating(
+    tmp_path: Path,
+) -> None:
+    """The driver alone is killed (SIGKILL) while the child's fourth model call is
+    unanswered: on ``trestle resume ROOT`` the child goes on from its record. No
+    recorded call is sent again; the file it wrote is written once, and the step's
+    probe finds its check passing, so the unanswered call is not needed either."""
+    with OpenAIServer() as server:
+        server.queue_text(findings_json("the answer is asked for", files=["answer.txt"]))
+        step = plan_step(
+            "answer", "write it", new_files=["answer.txt"], verify=[{"file_exists": "answer.txt"}]
+        )
+        server.queue_text(plan_json(step, summary="write it"))
+        server.queue_tool_calls(("write_file", json.dumps({"path": "answer.txt", "content": "42"})))
+        finish = ("finish", json.dumps({"summary": "wrote it", "claims": []}))
+        server.queue_tool_calls(finish, delay=120)  # cut short by the kill
+        (tmp_path / "plan.yaml").write_text(
+            textwrap.dedent(
+                f"""\
+                steps:
+                  - id: ask
+                    delegate:
+                      goal: write the answer to answer.txt
+                      agent:
+                        model: openai:gpt-4o-mini
+                        base_url: {server.base_url}
+                        plan_approval: auto
+                """
+            ),
+            encoding="utf-8",
+        )
+        env = cli_env(TRESTLE_STORE=str(tmp_path / "t.db"), OPENAI_API_KEY="test-key")
+        driver = subprocess.Popen(
+            [sys.executable, "-m", "trestle", "run", "plan.yaml", "--no-live"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # the driver alone is killed, as an OOM kill would
+        )
+        deadline = time.monotonic() + 60
+        while len(server.requests) < 4 and driver.poll() is None:
+            assert time.monotonic() < deadline, "the child never made its fourth call"
+            time.sleep(0.02)
+        os.kill(driver.pid, signal.SIGKILL)
+        out, err = driver.communicate(timeout=30)
+        assert len(server.requests) == 4, out + err
+        root = out.split()[1]
+
+        resumed = subprocess.run(
+            [sys.executable, "-m", "trestle", "resume", root, "--no-live"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        sent = [r.body["messages"] for r in server.requests]
+
+    assert len(sent) == 4  # nothing was asked again
+    store = SqliteStore(tmp_path / "t.db", create=False)
+    child = f"{root}.ask.1"
+    writes = [
+        s.event
+        for s in store.events(child)
+        if isinstance(s.event, ToolCallStarted) and s.event.tool == "write_file"
+    ]
+    assert len(writes) == 1
+    (probed,) = [s.event for s in store.events(child) if isinstance(s.event, StepProbed)]
+    assert probed.step == "answer" and probed.passed
+    started = [s.event for s in store.events(root) if isinstance(s.event, ChildRunStarted)]
+    assert [(e.child, e.resumed) for e in started] == [(child, False), (child, True)]
+    assert load_state(store, root).finished == "succeeded"
+    assert (tmp_path / "answer.txt").read_text(encoding="utf-8") == "42"
