@@ -466,6 +466,12 @@ def generate_plan_json_schema() -> dict[str, Any]:
     # in a file, a delegation's plan may also be the path of another plan file
     child_plan = schema["$defs"]["Delegation"]["properties"]["plan"]
     child_plan["anyOf"].insert(0, {"type": "string", "description": "a plan file's path"})
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "Trestle plan file"
-    return schema
+    # the file itself is a plan: its fields at the top, as editors read them best
+    # (``$defs`` keeps Plan too, for a delegation's inline plan)
+    top = {k: v for k, v in schema["$defs"]["Plan"].items() if k != "title"}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "Trestle plan file",
+        **top,
+        "$defs": schema["$defs"],
+    }
