@@ -141,3 +141,25 @@ def test_a_hard_budget_stop_is_raised_from_the_run_page_and_the_run_goes_on(
     resumed = trestle("resume", run_id, "--store", str(store), "--sandbox", "off", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert (tmp_path / "ledger.txt").read_text() == "one\ntwo\n"  # each step once
+
+
+def test_a_run_page_draws_its_tree(tmp_path: Path) -> None:
+    (tmp_path / "child.yaml").write_text("steps:\n  - {id: note, run: 'true'}\n")
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        "goal: tree\nsteps:\n"
+        "  - id: down\n    delegate: {goal: 'note it <b>now</b>', plan: child.yaml}\n",
+        encoding="utf-8",
+    )
+    store = tmp_path / ".trestle" / "trestle.db"
+    start_run(plan, store, tmp_path).communicate(timeout=120)
+    [root] = [r for r in run_ids(store) if "." not in r]
+    child = f"{root}.down.1"
+    with dashboard(store) as ui:
+        client = ui.session()
+        page = client.get(f"/runs/{root}").text
+        tree = page.split('id="tree-heading"')[1].split("</section>")[0]
+        assert f'<a href="/runs/{child}">{child}</a>' in tree
+        assert "succeeded" in tree and "note it &lt;b&gt;now&lt;/b&gt;" in tree
+        shown = client.get(f"/runs/{child}").text.split('id="tree-heading"')[1]
+        assert f'A child of run <a href="/runs/{root}">{root}</a> (its step down, round 1)' in shown

@@ -38,7 +38,7 @@ from trestle.descriptions import action_text
 from trestle.errors import TrestleError
 from trestle.health import run_health
 from trestle.store import SqliteStore
-from trestle.store.base import RequestKind
+from trestle.store.base import RequestKind, subtree
 from trestle.wording import clip, clock, shown, visible
 
 POLL = 0.25  # seconds between looks at the store while a stream is open
@@ -255,9 +255,11 @@ def create_app(settings: Settings) -> FastAPI:
             events = st.events(run_id, after=after)
             lease = st.lease(run_id)
             health = run_health(state, lease, now=time.time(), lease_ttl=views.LEASE_TTL)
+            below = subtree(st.runs(), run_id) if state.children else []
         return env.get_template("_run.html").render(
             state=state,
             health=health,
+            children=[(row.run_id, row.status, row.goal, depth) for row, depth in below],
             graph=views.plan_graph(state),
             steps=views.step_views(state, events),
             timeline=views.timeline(events, only=only, step=step),
