@@ -325,14 +325,21 @@ def test_fetch_reaches_only_what_the_packet_lists(
     packet = sender_packet(events)
     ctx = receiver(store, ws, packet)
     other = fetch(store, ctx, ref=f"{run_id}:3")  # a real event, but not listed
-    assert not other.ok and "is not an artifact of this run's handoff packet" in other.content
+    assert not other.ok and "is not an artifact of a handoff packet this run was given" in (
+        other.content
+    )
     low, high = (
         next(a for a in packet.artifacts if a.kind == "transcript").ref.split(":")[1].split("-")
     )
     outside = fetch(store, ctx, ref=f"{run_id}:{low}-{high}", first=int(high) + 1)
     assert not outside.ok and "is outside it" in outside.content
     nothing = receiver(store, ws, None)
-    assert "started without a handoff packet" in fetch(store, nothing, ref="calc.py").content
+    assert "was handed no handoff packet" in fetch(store, nothing, ref="calc.py").content
+    # a packet speaks only of its sender's record: another run's transcript is refused
+    elsewhere = ArtifactRef(kind="transcript", ref=f"{nothing.run_id}:1-1")
+    forged = receiver(store, ws, packet.model_copy(update={"artifacts": (elsewhere,)}))
+    refused = fetch(store, forged, ref=elsewhere.ref)
+    assert not refused.ok and f"not of the packet's sender {run_id}" in refused.content
 
 
 def test_fetch_keeps_files_in_the_jail(tmp_path: Path) -> None:

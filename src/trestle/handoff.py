@@ -193,14 +193,22 @@ def carrying(body: object, packet: HandoffPacket) -> dict[str, object]:
     return {"message": body, "handoff": packet.model_dump(mode="json")}
 
 
-def carried(body: object) -> tuple[object, HandoffPacket | None]:
-    """A message body's own part, and the packet it carries if it carries one: a body
-    made by :func:`carrying` (a body that only looks like one is left as it is)."""
-    if isinstance(body, dict) and body.keys() == {"message", "handoff"}:
+def looks_carrying(body: object) -> bool:
+    """Whether ``body`` has the shape of a body that carries a packet."""
+    return isinstance(body, dict) and body.keys() == {"message", "handoff"}
+
+
+def carried(body: object, sender: str) -> tuple[object, HandoffPacket | None]:
+    """A message body's own part, and the packet it carries if it carries one from
+    ``sender``, the message's sender: a body made by :func:`carrying`. A body that
+    only looks like one, or a packet naming another sender, is left as it is."""
+    if isinstance(body, dict) and looks_carrying(body):
         try:
-            return body["message"], HandoffPacket.model_validate(body["handoff"])
+            packet = HandoffPacket.model_validate(body["handoff"])
         except ValidationError:
-            pass
+            return body, None
+        if packet.sender == sender:
+            return body["message"], packet
     return body, None
 
 

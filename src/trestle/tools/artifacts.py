@@ -91,14 +91,22 @@ class FetchArtifact(Tool[FetchArtifactArgs]):
         packets = await self._given(ctx)
         if not packets:
             raise ToolFailure("this run was handed no handoff packet: nothing to fetch")
-        artifact = next((a for p in packets if (a := p.artifact(args.ref)) is not None), None)
-        if artifact is None:
+        found = [(p, a) for p in packets if (a := p.artifact(args.ref)) is not None]
+        if not found:
             refs = [a.ref for p in packets for a in p.artifacts]
             listed = ", ".join(repr(ref) for ref in refs[:8]) or "none"
             raise ToolFailure(
                 f"{args.ref!r} is not an artifact of a handoff packet this run was given; "
                 f"they list: {listed}{' ...' if len(refs) > 8 else ''}"
             )
+        packet, artifact = found[0]
+        if artifact.kind in ("transcript", "tool_output"):
+            run = _run_range(artifact.ref)[0]
+            if run != packet.sender:  # a packet speaks only of its sender's record
+                raise ToolFailure(
+                    f"{args.ref!r} is of run {run}, not of the packet's sender "
+                    f"{packet.sender or '(none)'}: it cannot be fetched"
+                )
         match artifact.kind:
             case "file":
                 return await asyncio.to_thread(_file, ctx, artifact)
@@ -122,7 +130,7 @@ class FetchArtifact(Tool[FetchArtifactArgs]):
         found = await asyncio.to_thread(seat.store.messages, seat.group, recipient=ctx.run_id)
         for message in found:
             if message.id in delivered:
-                _, packet = carried(json.loads(message.body))
+                _, packet = carried(json.loads(message.body), message.sender)
                 packets += [packet] if packet is not None else []
         return packets
 

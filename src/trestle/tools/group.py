@@ -37,7 +37,7 @@ from trestle.coordination import POLL_INTERVAL, Board, Letter, Mailbox, Written,
 from trestle.errors import ConfigError
 from trestle.events import BoardWritten, MessagesDelivered, MessageSent
 from trestle.groups import MAX_VERSION, message_id
-from trestle.handoff import carried, carrying, render
+from trestle.handoff import carried, carrying, looks_carrying, render
 from trestle.packets import sender_packet
 from trestle.tools.base import GroupSeat, Observation, Tool, ToolArgs, ToolContext, ToolFailure
 
@@ -241,6 +241,11 @@ class SendMessage(Tool[SendMessageArgs]):
         box = Mailbox(seat.store, seat.group, ctx.run_id, clock=seat.clock)
         mid = message_id(ctx.idempotency_key) if ctx.idempotency_key else None
         body: object = args.body
+        if looks_carrying(body):  # only the runtime attaches packets, built from a record
+            raise ToolFailure(
+                "a body of exactly 'message' and 'handoff' is how a packet travels; to "
+                "attach yours, send handoff: true with your message as the body"
+            )
         if args.handoff:
             events = await asyncio.to_thread(seat.store.events, ctx.run_id)
             body = carrying(body, sender_packet(events))
@@ -340,7 +345,7 @@ class ReceiveMessages(Tool[ReceiveMessagesArgs]):
 
 def _letter_line(letter: Letter) -> str:
     answer = f" (reply to {letter.reply_to})" if letter.reply_to else ""
-    body, packet = carried(letter.body)
+    body, packet = carried(letter.body, letter.sender)
     line = f"- {letter.id} from {letter.sender!r}{answer}: {_shown(body, 1 << 20)}"
     return line if packet is None else f"{line}\n{render(packet)}"
 
