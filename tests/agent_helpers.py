@@ -18,12 +18,12 @@ from typing import Any, TypeVar
 
 from trestle.agent.runtime import AgentPerformer
 from trestle.agent.settings import AgentSettings, bootstrap_plan
-from trestle.budget import Budget
+from trestle.core.budget import Budget
+from trestle.core.events import AnyEvent, StoredEvent
+from trestle.core.state import RunState
 from trestle.engine import LocalEngine
-from trestle.events import AnyEvent, StoredEvent
 from trestle.models import Model, ModelResponse, ToolCall, Usage
 from trestle.runs import create_run, load_state
-from trestle.state import RunState
 from trestle.store.base import Store
 
 # Third-party pytest plugins installed beside trestle take seconds to import; the

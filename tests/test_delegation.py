@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from test_cli import Cli, run_id_of
-from trestle.errors import PlanError
-from trestle.events import ChildRunEnded, ChildRunStarted, RunCreated, RunFinished
+from trestle.core.errors import PlanError
+from trestle.core.events import ChildRunEnded, ChildRunStarted, RunCreated, RunFinished
 from trestle.planfile import load_plan
 from trestle.store import SqliteStore
 

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from trestle.errors import ConfigError, MissingExtraError
+from trestle.core.errors import ConfigError, MissingExtraError
 from trestle.monitors.alerts import Alert, Monitor
 from trestle.monitors.drift import (
     ClaimMonitor,

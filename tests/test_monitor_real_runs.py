@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from trestle.errors import ConfigError
+from trestle.core.errors import ConfigError
 from trestle.monitors.alerts import FLAGGING, Alert, Monitor, merge_alerts
 from trestle.monitors.corpus import load_corpus
 from trestle.monitors.cost import CostMonitor

@@ -72,7 +72,7 @@ if TYPE_CHECKING:
         plan_status,
         reminder_due,
     )
-    from trestle.errors import PhaseError, PinLostError
+    from trestle.core.errors import PhaseError, PinLostError
 
 __all__ = [
     "PHASE_NATURES",
@@ -182,8 +182,8 @@ __getattr__ = lazy_exports(
         "plan_progress": "trestle.agent.reminders",
         "plan_status": "trestle.agent.reminders",
         "reminder_due": "trestle.agent.reminders",
-        "PhaseError": "trestle.errors",
-        "PinLostError": "trestle.errors",
+        "PhaseError": "trestle.core.errors",
+        "PinLostError": "trestle.core.errors",
     },
     globals(),
 )

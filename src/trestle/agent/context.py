@@ -34,10 +34,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from trestle.errors import PinLostError
-from trestle.models.base import Message, Model, ToolSchema
-from trestle.models.estimate import CHARS_PER_TOKEN, estimate_text_tokens, estimate_tokens
-from trestle.record import Record
+from trestle.core.conversation import Message, Model, ToolSchema
+from trestle.core.errors import PinLostError
+from trestle.core.estimate import CHARS_PER_TOKEN, estimate_text_tokens, estimate_tokens
+from trestle.core.record import Record
 
 PIN_HEADER = "[trestle: pinned - these hold for the whole run]"
 SUMMARY_HEADER = "[trestle: summary of earlier turns]"
@@ -58,7 +58,7 @@ class Pins(Record):
         scope: globs the agent may change; empty means the whole workspace.
         plan_status: the plan's progress as text (see ``reminders.plan_status``).
         handoff: the goal, acceptance criteria and constraints of the handoff packet
-            the run was started with (``trestle.handoff.pinned``), one line each.
+            the run was started with (``trestle.core.handoff.pinned``), one line each.
     """
 
     goal: str = Field(min_length=1)

@@ -8,7 +8,7 @@
                     └───────────────────────┘
     (any phase ──failed / escalated / stopped──> DONE)
 
-Which tool natures (see :data:`trestle.policy.Nature`) each phase allows:
+Which tool natures (see :data:`trestle.core.policy.Nature`) each phase allows:
 
 ==========  ===================  ================================================
 phase       natures              why
@@ -39,9 +39,9 @@ from typing import Any, Literal
 from pydantic import Field
 
 from trestle.agent.planning import Feedback, capped, output_schema, parse_output
-from trestle.errors import PhaseError
-from trestle.policy import Nature
-from trestle.record import Record
+from trestle.core.errors import PhaseError
+from trestle.core.policy import Nature
+from trestle.core.record import Record
 
 
 class Phase(StrEnum):

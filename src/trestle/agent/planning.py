@@ -2,7 +2,7 @@
 
 In PLAN the model answers with one JSON object shaped like :class:`AgentPlan` (its
 schema, from :func:`agent_plan_json_schema`, is what the model is shown). Trestle
-checks it and either turns it into the runtime's :class:`~trestle.plan.Plan` or answers
+checks it and either turns it into the runtime's :class:`~trestle.core.plan.Plan` or answers
 with :class:`PlanFeedback`: every problem, named precisely enough for the model to fix
 it on its next attempt. :class:`PlanNegotiation` counts the attempts and says when to
 stop asking and escalate to a human.
@@ -37,10 +37,10 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, Discriminator, Field, Tag, ValidationError
 
-from trestle.budget import Budget
-from trestle.errors import RunError
-from trestle.field_problems import did_you_mean
-from trestle.plan import (
+from trestle.core.budget import Budget
+from trestle.core.errors import RunError
+from trestle.core.field_problems import did_you_mean
+from trestle.core.plan import (
     STEP_ID_PATTERN,
     AgentTask,
     ChildAgent,
@@ -53,10 +53,10 @@ from trestle.plan import (
     describe_check,
     find_cycle,
 )
+from trestle.core.policy import path_glob_matches, workspace_path
+from trestle.core.record import Record, untitled_schema
+from trestle.core.safetext import json_without_surrogates
 from trestle.planfile import only_items_failed
-from trestle.policy import path_glob_matches, workspace_path
-from trestle.record import Record, untitled_schema
-from trestle.safetext import json_without_surrogates
 
 AGENT_TAG = "agent"
 DEFAULT_MAX_STEPS = 30
@@ -360,7 +360,7 @@ def check_agent_plan(
     Args:
         raw: the model's answer (JSON text) or the decoded object.
         scope: globs (``src/**``, ``tests/test_*.py``) the run may write; empty means
-            the whole workspace. Glob rules are those of :mod:`trestle.policy`.
+            the whole workspace. Glob rules are those of :mod:`trestle.core.policy`.
         workspace_files: the workspace's files (workspace-relative, ``/``-separated),
             when known: files to change must be among them and files to create must not.
         max_steps: the most steps a plan may have.
@@ -512,7 +512,7 @@ def runtime_plan(
     worker: ChildAgent | None = None,
     share: Budget | None = None,
 ) -> Plan:
-    """The runtime :class:`~trestle.plan.Plan` for an accepted agent plan.
+    """The runtime :class:`~trestle.core.plan.Plan` for an accepted agent plan.
 
     Each step becomes an agent step (an ``agent:`` action with role ``execute``, tagged
     ``agent``) whose objective, files and new files come from the model's step. Its

@@ -7,8 +7,8 @@ import json
 
 from trestle.agent.phases import Findings, findings_json_schema
 from trestle.agent.planning import agent_plan_json_schema
+from trestle.core.plan import AgentTask, Step, describe_check
 from trestle.monitors.alerts import Alert
-from trestle.plan import AgentTask, Step, describe_check
 
 SYSTEM = (
     "You are a careful coding agent working inside Trestle, a runtime that enforces "

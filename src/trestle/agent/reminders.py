@@ -19,9 +19,9 @@ from pydantic import Field
 
 from trestle.agent.context import REMINDER_HEADER, Pins
 from trestle.agent.phases import Phase, allowed_natures
-from trestle.models.base import Message
-from trestle.plan import Plan
-from trestle.record import Record
+from trestle.core.conversation import Message
+from trestle.core.plan import Plan
+from trestle.core.record import Record
 
 DEFAULT_EVERY_TURNS = 8
 OBJECTIVE_WIDTH = 100  # characters of a step's objective shown in the plan status

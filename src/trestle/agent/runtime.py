@@ -55,9 +55,9 @@ from trestle.agent.session import Abandon, Pause, StepSession
 from trestle.agent.settings import RESERVED_IDS, ROLE_PHASE, AgentSettings
 from trestle.agent.toolgate import RunToolGate
 from trestle.agent.trajectory import REPLAY_PREFIX, ReplayModel, load_trajectory
-from trestle.engine import StepWork
-from trestle.errors import ConfigError, ProviderError, ScriptExhaustedError
-from trestle.events import (
+from trestle.core.conversation import Message, Model, ToolSchema
+from trestle.core.errors import ConfigError, ProviderError, ScriptExhaustedError
+from trestle.core.events import (
     ActionResult,
     AnyEvent,
     FindingsRecorded,
@@ -65,14 +65,14 @@ from trestle.events import (
     PlanProposed,
     ToolAsk,
 )
+from trestle.core.handoff import pinned, render
+from trestle.core.plan import AgentTask
+from trestle.core.policy import Nature
+from trestle.core.state import RunState
+from trestle.engine import StepWork
 from trestle.groups import named_group
-from trestle.handoff import pinned, render
-from trestle.models.base import Message, Model, ToolSchema
 from trestle.models.pricing import DEFAULT_PRICES, PriceTable
 from trestle.models.spec import model_from_spec
-from trestle.plan import AgentTask
-from trestle.policy import Nature
-from trestle.state import RunState
 from trestle.tools.artifacts import FetchArtifact
 from trestle.tools.base import GroupSeat, Tool, ToolContext
 from trestle.tools.coding import coding_registry

@@ -53,10 +53,18 @@ from trestle.agent.reminders import (
     reminder_due,
 )
 from trestle.agent.settings import AgentSettings
-from trestle.budget import Dimension, breach
-from trestle.engine import StepWork
-from trestle.errors import ProviderResponseError
-from trestle.events import (
+from trestle.core.budget import Dimension, breach
+from trestle.core.conversation import (
+    Message,
+    Model,
+    ModelResponse,
+    RequestHasher,
+    ToolCall,
+    ToolSchema,
+)
+from trestle.core.errors import ProviderResponseError
+from trestle.core.estimate import estimate_tokens
+from trestle.core.events import (
     AnyEvent,
     ContextCompressed,
     Leftovers,
@@ -71,15 +79,7 @@ from trestle.events import (
     ToolProbe,
     tool_call_key,
 )
-from trestle.models.base import (
-    Message,
-    Model,
-    ModelResponse,
-    RequestHasher,
-    ToolCall,
-    ToolSchema,
-)
-from trestle.models.estimate import estimate_tokens
+from trestle.engine import StepWork
 from trestle.models.pricing import PriceTable
 from trestle.processes import reap
 from trestle.redaction import redact, secret_values

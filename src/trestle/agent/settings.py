@@ -23,11 +23,11 @@ from trestle.agent.defaults import DEFAULT_MAX_TOKENS, DEFAULT_STEP_TIMEOUT
 from trestle.agent.phases import DEFAULT_MAX_REPLANS, Phase
 from trestle.agent.planning import DEFAULT_MAX_ATTEMPTS, DEFAULT_STEP_RETRIES
 from trestle.agent.reminders import ReminderPolicy
-from trestle.budget import Budget
-from trestle.handoff import HandoffPacket
-from trestle.plan import AgentRole, AgentTask, Plan, Step
-from trestle.policy import Policy
-from trestle.record import Record
+from trestle.core.budget import Budget
+from trestle.core.handoff import HandoffPacket
+from trestle.core.plan import AgentRole, AgentTask, Plan, Step
+from trestle.core.policy import Policy
+from trestle.core.record import Record
 
 ROLE_PHASE: dict[AgentRole, Phase] = {
     "understand": Phase.UNDERSTAND,
@@ -69,7 +69,7 @@ class AgentSettings(Record):
         step_timeout: the wall-clock seconds one attempt of an agent step may take
             (a step's own ``timeout`` wins); past it the attempt is cancelled and
             ends as ``timeout``, retried like a command that timed out. None: no limit.
-        handoff: the packet another agent handed this run (``trestle.handoff``): every
+        handoff: the packet another agent handed this run (``trestle.core.handoff``): every
             conversation's first message shows it, and its goal, acceptance criteria
             and constraints are pinned through every compression.
     """

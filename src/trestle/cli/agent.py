@@ -27,11 +27,11 @@ from trestle.cli.app import (
     _out,
     app,
 )
-from trestle.errors import ConfigError, MissingKeyError
+from trestle.core.errors import ConfigError, MissingKeyError
 
 if TYPE_CHECKING:
     from trestle.agent.settings import AgentSettings
-    from trestle.budget import Budget
+    from trestle.core.budget import Budget
     from trestle.engine import StepPerformer
 
 DEMO_GOAL = "make slugify() turn any title into a clean URL slug; the failing test shows how"
@@ -181,7 +181,7 @@ def _budget(
 ) -> Budget | None:
     """The run's budget from the options, each a finite amount above 0; a soft level
     above the hard one is refused, naming both."""
-    from trestle.budget import LIMIT_MAX, Budget, Limit
+    from trestle.core.budget import LIMIT_MAX, Budget, Limit
 
     given: dict[str, float | None] = {
         "--max-cost": max_cost,

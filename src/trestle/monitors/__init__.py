@@ -7,6 +7,6 @@
 - ``stream``: a Trestle run's events as observations; ``hub``: the engine's bridge;
 - ``importers``, ``shell`` and ``evaluate``: recorded runs measured offline.
 
-Nothing is imported here: ``trestle.events`` imports ``alerts`` and ``policy``, and the
+Nothing is imported here: ``trestle.core.events`` imports ``alerts`` and ``policy``, and the
 hub imports the events, so this package stays a plain namespace.
 """

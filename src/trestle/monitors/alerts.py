@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal, Protocol
 
+from trestle.core.record import Record
 from trestle.monitors.trace import Observation, RunFacts
-from trestle.record import Record
 
 # info: worth a note; warning: the run is likely going wrong; critical: it is, and
 # carrying on wastes the budget. The evaluation counts warning and critical as flags.

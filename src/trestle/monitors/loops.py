@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from trestle.errors import ConfigError
+from trestle.core.errors import ConfigError
 from trestle.monitors.alerts import Alert, Monitor
 from trestle.monitors.attempt import (
     GRADES,

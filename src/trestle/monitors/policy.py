@@ -35,8 +35,8 @@ from typing import Literal
 
 from pydantic import Field
 
+from trestle.core.record import Record
 from trestle.monitors.alerts import Alert, Severity
-from trestle.record import Record
 
 MonitorAction = Literal["note", "inject", "replan", "pause", "stop"]
 STEERING: frozenset[MonitorAction] = frozenset({"inject", "replan"})

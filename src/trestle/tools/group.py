@@ -33,8 +33,8 @@ from typing import Any
 from pydantic import Field, JsonValue
 
 from trestle.coordination import POLL_INTERVAL, Board, Letter, Mailbox, Written, poll_async
-from trestle.errors import ConfigError
-from trestle.events import BoardWritten, MessagesDelivered, MessageSent
+from trestle.core.errors import ConfigError
+from trestle.core.events import BoardWritten, MessagesDelivered, MessageSent
 from trestle.groups import MAX_VERSION, message_id
 from trestle.tools.base import GroupSeat, Observation, Tool, ToolArgs, ToolContext, ToolFailure
 

@@ -17,8 +17,8 @@ from pydantic import BaseModel, Field, PrivateAttr
 
 from trestle.agent.phases import Findings
 from trestle.agent.settings import AgentSettings
-from trestle.budget import Breach, Dimension, Tally
-from trestle.events import (
+from trestle.core.budget import Breach, Dimension, Tally
+from trestle.core.events import (
     AlertRaised,
     AnyEvent,
     ApprovalDecided,
@@ -71,11 +71,11 @@ from trestle.events import (
     TreeLink,
     child_run_id,
 )
+from trestle.core.plan import Plan, Step, dependents
+from trestle.core.policy import Policy, TierDecision
+from trestle.core.safetext import model_json
 from trestle.monitors.alerts import Alert
 from trestle.monitors.policy import MonitorAction, MonitorSettings
-from trestle.plan import Plan, Step, dependents
-from trestle.policy import Policy, TierDecision
-from trestle.safetext import model_json
 
 StepStatus = Literal[
     "pending",  # waiting for its needs

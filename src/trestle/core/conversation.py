@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal, Protocol, Self, runtime_checkable
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from trestle.safetext import MAX_ARGUMENTS, without_surrogates
+from trestle.core.safetext import MAX_ARGUMENTS, without_surrogates
 
 Role = Literal["system", "user", "assistant", "tool"]
 
@@ -169,7 +169,7 @@ class ModelResponse(_Record):
     def to_message(self) -> Message:
         """The assistant message to append to the conversation.
 
-        Arguments longer than :data:`~trestle.safetext.MAX_ARGUMENTS` are replaced by a
+        Arguments longer than :data:`~trestle.core.safetext.MAX_ARGUMENTS` are replaced by a
         note saying so: the call was refused unread, and sending them back would cost
         every later call as much again.
         """

@@ -1,8 +1,8 @@
-"""Handoff packets built from a sender's recorded run (see :mod:`trestle.handoff`).
+"""Handoff packets built from a sender's recorded run (see :mod:`trestle.core.handoff`).
 
 Each builder takes the sending run's stored events (``store.events(run_id)``), in
 order, plus what the delegating step states itself (goal, acceptance, constraints),
-and returns a :class:`~trestle.handoff.HandoffPacket`:
+and returns a :class:`~trestle.core.handoff.HandoffPacket`:
 
 - :func:`sender_packet`: the structured packet. Findings come from the run's
   ``FindingsRecorded`` (summary, relevant files, how to test), from its failed
@@ -27,7 +27,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from trestle.agent.phases import Findings
-from trestle.events import (
+from trestle.core.events import (
     ContextCompressed,
     FindingsRecorded,
     ModelCalled,
@@ -40,7 +40,7 @@ from trestle.events import (
     ToolCallEnded,
     ToolCallStarted,
 )
-from trestle.handoff import (
+from trestle.core.handoff import (
     MAX_ARTIFACTS,
     MAX_BODY,
     MAX_EVIDENCE,
