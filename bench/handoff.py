@@ -39,12 +39,12 @@ from typing import Any
 
 from handoff_tasks import FILLER_FILES, TASKS, Task, filler, read, task
 from trestle.agent.runtime import AgentPerformer
-from trestle.agent.settings import AgentSettings, bootstrap_plan
 from trestle.core.conversation import ToolSchema
 from trestle.core.estimate import estimate_text_tokens
 from trestle.core.events import RunFinished, ToolCallEnded
 from trestle.core.handoff import HandoffMode, HandoffPacket, handoff_tokens
 from trestle.core.packets import build_packet
+from trestle.core.records.agent import AgentSettings, bootstrap_plan
 from trestle.engine import LocalEngine
 from trestle.models import FunctionModel, Message, ModelResponse, ScriptedModel, ToolCall, Usage
 from trestle.runs import create_run

@@ -25,14 +25,14 @@ import agentloop
 import agentturns
 import crashflow
 from trestle.agent.launch import run_agent, start_agent
-from trestle.agent.settings import AgentSettings, bootstrap_plan
 from trestle.core.errors import LeaseHeldError
 from trestle.core.plan import CallableCheck, Plan, Step
+from trestle.core.records.agent import AgentSettings, bootstrap_plan
+from trestle.core.records.monitors import MonitorSettings
 from trestle.core.state import RunState
 from trestle.engine import LocalEngine
 from trestle.models import FunctionModel, Message, Model, ModelResponse, ToolCall, ToolSchema
 from trestle.models.scripted import Reply
-from trestle.monitors.policy import MonitorSettings
 from trestle.runs import create_run, load_state, request_decision
 from trestle.store import SqliteStore
 from trestle.store.base import RequestKind

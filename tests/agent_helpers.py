@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from trestle.agent.runtime import AgentPerformer
-from trestle.agent.settings import AgentSettings, bootstrap_plan
 from trestle.core.budget import Budget
 from trestle.core.events import AnyEvent, StoredEvent
+from trestle.core.records.agent import AgentSettings, bootstrap_plan
 from trestle.core.state import RunState
 from trestle.engine import LocalEngine
 from trestle.models import Model, ModelResponse, ToolCall, Usage

@@ -25,7 +25,6 @@ import pytest
 
 from trestle.agent.prompts import EMPTY_REPLY
 from trestle.agent.runtime import AgentPerformer
-from trestle.agent.settings import AgentSettings, bootstrap_plan
 from trestle.core.budget import Budget, Limit
 from trestle.core.events import (
     AnyEvent,
@@ -42,6 +41,7 @@ from trestle.core.events import (
     ToolCallEnded,
     ToolCallStarted,
 )
+from trestle.core.records.agent import AgentSettings, bootstrap_plan
 from trestle.core.report import build_report
 from trestle.core.state import RunState
 from trestle.engine import LocalEngine

@@ -37,8 +37,7 @@ from agent_helpers import (
     start_run,
     state_of,
 )
-from trestle.agent.context import ContextBudget, Pins, check_pins, is_pinned, is_summary
-from trestle.agent.reminders import ReminderPolicy
+from trestle.agent.context import check_pins, is_pinned, is_summary
 from trestle.approvals import inbox, submit_decision
 from trestle.core.budget import Budget, Limit
 from trestle.core.events import (
@@ -59,6 +58,7 @@ from trestle.core.events import (
     ToolCallEnded,
     ToolCallStarted,
 )
+from trestle.core.records.agent import ContextBudget, Pins, ReminderPolicy
 from trestle.core.report import build_report
 from trestle.models import FunctionModel, Message, ModelRequest, ScriptedModel, ToolSchema, Usage
 from trestle.models.scripted import Reply

@@ -31,11 +31,11 @@ import pytest
 
 from test_agent_loopback import GOAL, MODEL, TEST_COMMAND, queue_plan, queue_understand
 from trestle.agent.runtime import AgentPerformer
-from trestle.agent.settings import AgentSettings, bootstrap_plan
 from trestle.core.conversation import Message, ModelResponse
 from trestle.core.errors import ProviderResponseError
 from trestle.core.events import EVENT_ADAPTER, ModelCalled, RunResumed, event_json
 from trestle.core.plan import Backoff
+from trestle.core.records.agent import AgentSettings, bootstrap_plan
 from trestle.engine import LocalEngine
 from trestle.models import RetryPolicy, model_from_spec
 from trestle.runs import create_run, load_state

@@ -22,7 +22,6 @@ import pytest
 
 from agent_helpers import agent_settings, drive, of_kind, recorded, sample_workspace, state_of
 from group_agent_driver import reply
-from trestle.agent.settings import bootstrap_plan
 from trestle.coordination import Group
 from trestle.core.events import (
     BoardWritten,
@@ -31,6 +30,7 @@ from trestle.core.events import (
     ToolCallEnded,
     ToolCallStarted,
 )
+from trestle.core.records.agent import bootstrap_plan
 from trestle.descriptions import log_detail
 from trestle.groups import message_id
 from trestle.models import FunctionModel

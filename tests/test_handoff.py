@@ -24,8 +24,7 @@ from agent_helpers import (
     sample_workspace,
     start_run,
 )
-from trestle.agent.context import ContextBudget, Pins, check_pins, compress
-from trestle.agent.settings import bootstrap_plan
+from trestle.agent.context import check_pins, compress
 from trestle.core.errors import ConfigError
 from trestle.core.events import ContextCompressed, RoundOpened, StoredEvent
 from trestle.core.handoff import (
@@ -49,6 +48,7 @@ from trestle.core.packets import (
     transcript_packet,
 )
 from trestle.core.policy import Policy
+from trestle.core.records.agent import ContextBudget, Pins, bootstrap_plan
 from trestle.models import Message, ScriptedModel
 from trestle.runs import create_run
 from trestle.store import SqliteStore

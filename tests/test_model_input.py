@@ -71,7 +71,7 @@ def openai_model(server: OpenAIServer) -> OpenAIModel:
 
 def run_with(store: SqliteStore, workspace: Path, model: Model, **settings: Any) -> str:
     """A new agent run on ``workspace``, driven until it ends or waits; its id."""
-    from trestle.agent.settings import bootstrap_plan
+    from trestle.core.records.agent import bootstrap_plan
     from trestle.runs import create_run
 
     plan = bootstrap_plan("make add() return the sum")

@@ -25,7 +25,6 @@ from agent_helpers import (
     state_of,
 )
 from trestle.agent.runtime import AgentPerformer
-from trestle.agent.settings import bootstrap_plan
 from trestle.approvals import submit_decision
 from trestle.core.events import (
     AlertRaised,
@@ -35,13 +34,14 @@ from trestle.core.events import (
     StepFailed,
 )
 from trestle.core.plan import Plan, Step
+from trestle.core.records.agent import bootstrap_plan
+from trestle.core.records.monitors import Alert, MonitorSettings
 from trestle.core.report import build_report
 from trestle.engine import LocalEngine
 from trestle.models import ModelResponse, ScriptedModel, ToolCall
-from trestle.monitors.alerts import Alert, Monitor
+from trestle.monitors.alerts import Monitor
 from trestle.monitors.catalog import default_monitors
 from trestle.monitors.loops import RepeatMonitor
-from trestle.monitors.policy import MonitorSettings
 from trestle.monitors.trace import Observation, RunFacts
 from trestle.runs import create_run, dead_letters
 from trestle.store import SqliteStore

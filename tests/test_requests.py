@@ -34,7 +34,7 @@ from agent_helpers import (
     start_run,
     state_of,
 )
-from trestle.agent.context import ContextBudget, Pins, check_pins, is_pinned
+from trestle.agent.context import check_pins, is_pinned
 from trestle.approvals import submit_decision
 from trestle.core.errors import ConfigError
 from trestle.core.events import (
@@ -44,6 +44,7 @@ from trestle.core.events import (
     StepReopened,
     StepSkipped,
 )
+from trestle.core.records.agent import ContextBudget, Pins
 from trestle.core.report import build_report
 from trestle.core.state import RunState
 from trestle.engine import LocalEngine

@@ -17,7 +17,6 @@ if _typing.TYPE_CHECKING:
     from trestle.actions import StepContext
     from trestle.agent.launch import run_agent, start_agent
     from trestle.agent.runtime import AgentPerformer
-    from trestle.agent.settings import AgentSettings
     from trestle.agent.trajectory import ReplayModel, Trajectory, trajectory_of
     from trestle.approvals import feedback, find_approval, inbox, submit_decision
     from trestle.cancel import Cancelled, cancel_run, cancel_tree
@@ -70,14 +69,15 @@ if _typing.TYPE_CHECKING:
         action_hash,
         classify,
     )
+    from trestle.core.records.agent import AgentSettings
+    from trestle.core.records.monitors import Alert, MonitorSettings
     from trestle.core.report import Report, build_report
     from trestle.core.state import RunState, fold
     from trestle.engine import LocalEngine, StepPerformer, StepWork
     from trestle.groups import group_of
     from trestle.health import RunHealth, health
-    from trestle.monitors.alerts import Alert, Monitor
+    from trestle.monitors.alerts import Monitor
     from trestle.monitors.catalog import default_monitors
-    from trestle.monitors.policy import MonitorSettings
     from trestle.planfile import load_plan, parse_plan
     from trestle.policyfile import load_policy, monitor_settings, operator_policy
     from trestle.runs import create_run, load_state, request_decision
@@ -210,7 +210,7 @@ _EXPORTS = {
     "run_agent": "trestle.agent.launch",
     "start_agent": "trestle.agent.launch",
     "AgentPerformer": "trestle.agent.runtime",
-    "AgentSettings": "trestle.agent.settings",
+    "AgentSettings": "trestle.core.records.agent",
     "ReplayModel": "trestle.agent.trajectory",
     "Trajectory": "trestle.agent.trajectory",
     "trajectory_of": "trestle.agent.trajectory",
@@ -274,10 +274,10 @@ _EXPORTS = {
     "group_of": "trestle.groups",
     "RunHealth": "trestle.health",
     "health": "trestle.health",
-    "Alert": "trestle.monitors.alerts",
+    "Alert": "trestle.core.records.monitors",
     "Monitor": "trestle.monitors.alerts",
     "default_monitors": "trestle.monitors.catalog",
-    "MonitorSettings": "trestle.monitors.policy",
+    "MonitorSettings": "trestle.core.records.monitors",
     "ChildAgent": "trestle.core.plan",
     "Delegation": "trestle.core.plan",
     "Plan": "trestle.core.plan",

@@ -66,9 +66,9 @@ from trestle.core.events import (
 )
 from trestle.core.gate import action_digest
 from trestle.core.plan import Step
+from trestle.core.records.monitors import DEFAULT_MONITORS, MonitorSettings
 from trestle.core.state import RunState
 from trestle.monitors.hub import MonitorFactory, MonitorHub
-from trestle.monitors.policy import DEFAULT_MONITORS, MonitorSettings
 from trestle.monitors.trace import Stall
 from trestle.named_files import changed, named_files
 from trestle.processes import Leader, reap
@@ -81,7 +81,7 @@ from trestle.signing import decision_key, key_path, verified_fields
 from trestle.store.base import Appended, Lease, Owner, Request, Snapshot, Store
 
 if TYPE_CHECKING:
-    from trestle.agent.settings import AgentSettings
+    from trestle.core.records.agent import AgentSettings
 
 Clock = Callable[[], float]
 DEFAULT_LEASE_TTL = 15.0  # seconds; renewed every third of it, the driver's heartbeat

@@ -15,8 +15,8 @@ from pydantic import BaseModel
 from trestle.approvals import vetter
 from trestle.core.budget import DIMENSIONS
 from trestle.core.events import CheckResult
+from trestle.core.records.monitors import DEFAULT_MONITORS
 from trestle.core.state import RunState
-from trestle.monitors.policy import DEFAULT_MONITORS
 from trestle.runs import readable_states
 from trestle.signing import decision_key
 from trestle.store.base import Lease, Store, owner_is_alive

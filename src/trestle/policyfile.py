@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 from trestle.core.errors import ConfigError, PlanError
 from trestle.core.field_problems import did_you_mean, field_path, plain_message, user_loc
 from trestle.core.policy import Policy
-from trestle.monitors.policy import MonitorSettings
+from trestle.core.records.monitors import MonitorSettings
 from trestle.planfile import read_text_file
 
 POLICY_FILE = "trestle.toml"

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
-from trestle.agent.settings import AgentSettings
 from trestle.core.errors import (
     ConfigError,
     RunCancelledError,
@@ -25,8 +24,9 @@ from trestle.core.events import AnyEvent, RunCreated, StepAttemptEnded, StoredEv
 from trestle.core.field_problems import did_you_mean
 from trestle.core.plan import Plan
 from trestle.core.policy import Policy
+from trestle.core.records.agent import AgentSettings
+from trestle.core.records.monitors import MonitorSettings
 from trestle.core.state import RunState, StepStatus
-from trestle.monitors.policy import MonitorSettings
 from trestle.signing import decision_key, signed_payload
 from trestle.store.base import Appended, Request, RequestKind, Snapshot, Store
 

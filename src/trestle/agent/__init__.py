@@ -15,13 +15,9 @@ from trestle.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from trestle.agent.context import (
-        PIN_HEADER,
         REMINDER_HEADER,
         SUMMARY_HEADER,
         Compression,
-        CompressionRecord,
-        ContextBudget,
-        Pins,
         Summariser,
         SummaryRequest,
         check_pins,
@@ -38,18 +34,13 @@ if TYPE_CHECKING:
     from trestle.agent.phases import (
         PHASE_NATURES,
         TRANSITIONS,
-        Findings,
-        Phase,
         PhaseChange,
         PhaseState,
-        RelevantFile,
         allowed_natures,
         findings_json_schema,
         parse_findings,
     )
     from trestle.agent.planning import (
-        AgentPlan,
-        AgentPlanStep,
         Feedback,
         PlanAttempt,
         PlanFeedback,
@@ -64,8 +55,6 @@ if TYPE_CHECKING:
     )
     from trestle.agent.reminders import (
         Reminder,
-        ReminderPolicy,
-        ReminderRecord,
         StepProgress,
         goal_reminder,
         plan_progress,
@@ -73,6 +62,19 @@ if TYPE_CHECKING:
         reminder_due,
     )
     from trestle.core.errors import PhaseError, PinLostError
+    from trestle.core.records.agent import (
+        PIN_HEADER,
+        AgentPlan,
+        AgentPlanStep,
+        CompressionRecord,
+        ContextBudget,
+        Findings,
+        Phase,
+        Pins,
+        RelevantFile,
+        ReminderPolicy,
+        ReminderRecord,
+    )
 
 __all__ = [
     "PHASE_NATURES",
@@ -132,13 +134,13 @@ __all__ = [
 __getattr__ = lazy_exports(
     __name__,
     {
-        "PIN_HEADER": "trestle.agent.context",
+        "PIN_HEADER": "trestle.core.records.agent",
         "REMINDER_HEADER": "trestle.agent.context",
         "SUMMARY_HEADER": "trestle.agent.context",
         "Compression": "trestle.agent.context",
-        "CompressionRecord": "trestle.agent.context",
-        "ContextBudget": "trestle.agent.context",
-        "Pins": "trestle.agent.context",
+        "CompressionRecord": "trestle.core.records.agent",
+        "ContextBudget": "trestle.core.records.agent",
+        "Pins": "trestle.core.records.agent",
         "Summariser": "trestle.agent.context",
         "SummaryRequest": "trestle.agent.context",
         "check_pins": "trestle.agent.context",
@@ -153,16 +155,16 @@ __getattr__ = lazy_exports(
         "transcript_text": "trestle.agent.context",
         "PHASE_NATURES": "trestle.agent.phases",
         "TRANSITIONS": "trestle.agent.phases",
-        "Findings": "trestle.agent.phases",
-        "Phase": "trestle.agent.phases",
+        "Findings": "trestle.core.records.agent",
+        "Phase": "trestle.core.records.agent",
         "PhaseChange": "trestle.agent.phases",
         "PhaseState": "trestle.agent.phases",
-        "RelevantFile": "trestle.agent.phases",
+        "RelevantFile": "trestle.core.records.agent",
         "allowed_natures": "trestle.agent.phases",
         "findings_json_schema": "trestle.agent.phases",
         "parse_findings": "trestle.agent.phases",
-        "AgentPlan": "trestle.agent.planning",
-        "AgentPlanStep": "trestle.agent.planning",
+        "AgentPlan": "trestle.core.records.agent",
+        "AgentPlanStep": "trestle.core.records.agent",
         "Feedback": "trestle.agent.planning",
         "PlanAttempt": "trestle.agent.planning",
         "PlanFeedback": "trestle.agent.planning",
@@ -175,8 +177,8 @@ __getattr__ = lazy_exports(
         "runtime_plan": "trestle.agent.planning",
         "validate_agent_plan": "trestle.agent.planning",
         "Reminder": "trestle.agent.reminders",
-        "ReminderPolicy": "trestle.agent.reminders",
-        "ReminderRecord": "trestle.agent.reminders",
+        "ReminderPolicy": "trestle.core.records.agent",
+        "ReminderRecord": "trestle.core.records.agent",
         "StepProgress": "trestle.agent.reminders",
         "goal_reminder": "trestle.agent.reminders",
         "plan_progress": "trestle.agent.reminders",

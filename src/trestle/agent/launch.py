@@ -18,10 +18,10 @@ from pathlib import Path
 
 from trestle.agent.context import Summariser
 from trestle.agent.runtime import AgentPerformer
-from trestle.agent.settings import AgentSettings, bootstrap_plan
 from trestle.core.budget import Budget
 from trestle.core.conversation import Model
 from trestle.core.policy import Policy
+from trestle.core.records.agent import AgentSettings, bootstrap_plan
 from trestle.core.state import RunState
 from trestle.engine import LocalEngine
 from trestle.runs import create_run

@@ -36,23 +36,13 @@ from pydantic import ValidationError
 
 from trestle.agent.context import (
     SUMMARY_HEADER,
-    ContextBudget,
-    Pins,
     Summariser,
     SummaryRequest,
     compress_if_needed,
     is_summary,
 )
-from trestle.agent.phases import Phase
 from trestle.agent.prompts import correction
-from trestle.agent.reminders import (
-    ReminderPolicy,
-    ReminderRecord,
-    StepProgress,
-    goal_reminder,
-    reminder_due,
-)
-from trestle.agent.settings import AgentSettings
+from trestle.agent.reminders import StepProgress, goal_reminder, reminder_due
 from trestle.core.budget import Dimension, breach
 from trestle.core.conversation import (
     Message,
@@ -78,6 +68,14 @@ from trestle.core.events import (
     ToolCallStarted,
     ToolProbe,
     tool_call_key,
+)
+from trestle.core.records.agent import (
+    AgentSettings,
+    ContextBudget,
+    Phase,
+    Pins,
+    ReminderPolicy,
+    ReminderRecord,
 )
 from trestle.engine import StepWork
 from trestle.models.pricing import PriceTable

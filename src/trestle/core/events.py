@@ -14,19 +14,21 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter
 
-from trestle.agent.context import CompressionRecord, Pins
-from trestle.agent.phases import Findings
-from trestle.agent.planning import AgentPlan
-from trestle.agent.reminders import ReminderRecord
-from trestle.agent.settings import AgentSettings
 from trestle.core.budget import Breach, Dimension
 from trestle.core.conversation import ModelResponse
 from trestle.core.plan import Plan, Step
 from trestle.core.policy import ActionFacts, Policy, TierDecision
 from trestle.core.record import Record
+from trestle.core.records.agent import (
+    AgentPlan,
+    AgentSettings,
+    CompressionRecord,
+    Findings,
+    Pins,
+    ReminderRecord,
+)
+from trestle.core.records.monitors import Alert, MonitorAction, MonitorSettings
 from trestle.core.safetext import model_json
-from trestle.monitors.alerts import Alert
-from trestle.monitors.policy import MonitorAction, MonitorSettings
 
 
 class Event(BaseModel):

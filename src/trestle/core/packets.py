@@ -26,7 +26,6 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from trestle.agent.phases import Findings
 from trestle.core.events import (
     ContextCompressed,
     FindingsRecorded,
@@ -55,6 +54,7 @@ from trestle.core.handoff import (
     HandoffPacket,
     clean_text,
 )
+from trestle.core.records.agent import Findings
 
 TAIL_LINES = 12  # of a failed command's output, kept as evidence
 TAIL_CHARS = 800

@@ -15,8 +15,6 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, PrivateAttr
 
-from trestle.agent.phases import Findings
-from trestle.agent.settings import AgentSettings
 from trestle.core.budget import Breach, Dimension, Tally
 from trestle.core.events import (
     AlertRaised,
@@ -73,9 +71,9 @@ from trestle.core.events import (
 )
 from trestle.core.plan import Plan, Step, dependents
 from trestle.core.policy import Policy, TierDecision
+from trestle.core.records.agent import AgentSettings, Findings
+from trestle.core.records.monitors import Alert, MonitorAction, MonitorSettings
 from trestle.core.safetext import model_json
-from trestle.monitors.alerts import Alert
-from trestle.monitors.policy import MonitorAction, MonitorSettings
 
 StepStatus = Literal[
     "pending",  # waiting for its needs

@@ -27,13 +27,13 @@ import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from trestle.agent.settings import AgentSettings, bootstrap_plan
 from trestle.core.errors import ConfigError
 from trestle.core.events import ActionResult, RunStatus, StoredEvent, TreeLink, child_run_id
 from trestle.core.globs import glob_regex
 from trestle.core.packets import sender_packet
 from trestle.core.plan import Delegation, Plan
 from trestle.core.policy import Policy, Scope, effective_policy
+from trestle.core.records.agent import AgentSettings, bootstrap_plan
 from trestle.core.report import build_report
 from trestle.core.state import RunState
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from typing import Generic, TypeVar
 
 from trestle.core.errors import ConfigError
-from trestle.monitors.alerts import Alert, Severity
+from trestle.core.records.monitors import Alert, Severity
 from trestle.monitors.trace import Action, Observation, StepEnd, Turn
 
 State = TypeVar("State")

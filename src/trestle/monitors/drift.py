@@ -18,8 +18,9 @@ from collections import deque
 from collections.abc import Sequence
 
 from trestle.core.policy import path_glob_matches
+from trestle.core.records.monitors import Alert, Severity
 from trestle.core.safetext import loads_bounded
-from trestle.monitors.alerts import Alert, Monitor, Severity
+from trestle.monitors.alerts import Monitor
 from trestle.monitors.attempt import Attempts
 from trestle.monitors.cost import CostMonitor
 from trestle.monitors.similarity import Embedder, HashingEmbedder, cosine, words

@@ -31,7 +31,8 @@ import statistics
 from collections.abc import Callable, Collection, Mapping, Sequence
 
 from trestle.core.record import Record
-from trestle.monitors.alerts import FLAGGING, Alert, Monitor, merge_alerts
+from trestle.core.records.monitors import FLAGGING, Alert, merge_alerts
+from trestle.monitors.alerts import Monitor
 from trestle.monitors.importers import ImportedRun, Label, Outcome
 from trestle.monitors.trace import RunFacts, Turn
 

@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from trestle.core.errors import ConfigError
-from trestle.monitors.alerts import Alert
+from trestle.core.records.monitors import Alert
 from trestle.monitors.attempt import (
     GRADES,
     Attempts,
