@@ -45,7 +45,7 @@ from trestle.core.events import RunFinished, ToolCallEnded
 from trestle.core.handoff import HandoffMode, HandoffPacket, handoff_tokens
 from trestle.core.packets import build_packet
 from trestle.core.records.agent import AgentSettings, bootstrap_plan
-from trestle.engine import LocalEngine
+from trestle.engines.local import LocalEngine
 from trestle.models import FunctionModel, Message, ModelResponse, ScriptedModel, ToolCall, Usage
 from trestle.runs import create_run
 from trestle.store import SqliteStore

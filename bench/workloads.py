@@ -23,7 +23,7 @@ from typing import Literal
 from trestle.core.events import RunCreated
 from trestle.core.plan import Plan, Step
 from trestle.core.state import RunState
-from trestle.engine import LocalEngine
+from trestle.engines.local import LocalEngine
 from trestle.runs import create_run
 from trestle.store import InMemoryStore, SqliteStore, Store
 from trestle.store.base import Appended, Lease, Owner, RequestKind

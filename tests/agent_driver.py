@@ -26,7 +26,7 @@ from typing import Any
 from trestle.agent.runtime import AgentPerformer
 from trestle.core.errors import LeaseHeldError
 from trestle.core.state import RunState
-from trestle.engine import LocalEngine
+from trestle.engines.local import LocalEngine
 from trestle.models import model_from_spec
 from trestle.models.openai import OpenAIModel
 from trestle.models.retry import RetryPolicy

@@ -2,7 +2,7 @@
 
 Everything here is real apart from the model: the workspace is files in ``tmp_path``
 with a genuinely failing pytest test, the store is the caller's (a SQLite file), and
-:func:`drive` runs the run with :class:`~trestle.engine.LocalEngine` and
+:func:`drive` runs the run with :class:`~trestle.engines.local.LocalEngine` and
 :class:`~trestle.agent.runtime.AgentPerformer` until it finishes or waits on a human.
 """
 
@@ -21,7 +21,7 @@ from trestle.core.budget import Budget
 from trestle.core.events import AnyEvent, StoredEvent
 from trestle.core.records.agent import AgentSettings, bootstrap_plan
 from trestle.core.state import RunState
-from trestle.engine import LocalEngine
+from trestle.engines.local import LocalEngine
 from trestle.models import Model, ModelResponse, ToolCall, Usage
 from trestle.runs import create_run, load_state
 from trestle.store.base import Store

@@ -31,7 +31,7 @@ from typing import Any
 from agent_helpers import call, findings_json, plan_json, plan_step
 from trestle.agent.runtime import AgentPerformer
 from trestle.core.errors import LeaseHeldError
-from trestle.engine import LocalEngine
+from trestle.engines.local import LocalEngine
 from trestle.models import FunctionModel, Message, ModelResponse, ToolSchema
 from trestle.store import SqliteStore
 from trestle.store.base import Appended

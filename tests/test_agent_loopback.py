@@ -44,7 +44,7 @@ from trestle.core.events import (
 from trestle.core.records.agent import AgentSettings, bootstrap_plan
 from trestle.core.report import build_report
 from trestle.core.state import RunState
-from trestle.engine import LocalEngine
+from trestle.engines.local import LocalEngine
 from trestle.models import RetryPolicy, ToolCall, model_from_spec
 from trestle.models.openai import OpenAIModel
 from trestle.runs import create_run, load_state

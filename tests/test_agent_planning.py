@@ -31,7 +31,7 @@ from trestle.core.errors import RunError
 from trestle.core.events import StepAttemptEnded
 from trestle.core.plan import CommandCheck, Plan, find_cycle, graph_problems, waves
 from trestle.core.policy import path_glob_matches, workspace_path
-from trestle.engine import LocalEngine
+from trestle.engines.local import LocalEngine
 from trestle.runs import create_run
 from trestle.store import SqliteStore
 

@@ -39,7 +39,7 @@ from trestle.core.events import (
 from trestle.core.plan import Plan, Step
 from trestle.core.policy import Policy, action_hash, audit_draw
 from trestle.core.state import RunState
-from trestle.engine import LocalEngine
+from trestle.engines.local import LocalEngine
 from trestle.planfile import parse_plan
 from trestle.policyfile import parse_policy
 from trestle.runs import create_run

@@ -33,7 +33,7 @@ from trestle.core.events import (
 )
 from trestle.core.report import build_report
 from trestle.core.state import RunState
-from trestle.engine import Clock, LocalEngine
+from trestle.engines.local import Clock, LocalEngine
 from trestle.planfile import parse_plan
 from trestle.runs import create_run
 from trestle.store import SqliteStore

@@ -45,7 +45,7 @@ from trestle.core.events import (
     StepStarted,
 )
 from trestle.core.state import RunState, fold
-from trestle.engine import LocalEngine
+from trestle.engines.local import LocalEngine
 from trestle.planfile import parse_plan
 from trestle.runs import create_run, load_state, request_decision
 from trestle.store import SqliteStore
@@ -59,7 +59,7 @@ import asyncio
 import sys
 import time
 
-from trestle.engine import LocalEngine
+from trestle.engines.local import LocalEngine
 from trestle.core.errors import LeaseHeldError
 from trestle.store import SqliteStore
 

@@ -23,7 +23,7 @@ from trestle.core.budget import Budget, Limit
 from trestle.core.events import ChildRunEnded
 from trestle.core.handoff import HEADER
 from trestle.core.plan import ChildAgent, Delegation, Plan, Step
-from trestle.engine import LocalEngine
+from trestle.engines.local import LocalEngine
 from trestle.models import Message, ModelResponse, ToolSchema, Usage
 from trestle.models.scripted import FunctionModel
 from trestle.runs import create_run, load_state

@@ -42,7 +42,7 @@ from trestle.core.events import (
 )
 from trestle.core.plan import Plan
 from trestle.core.state import TERMINAL, RunState, fold
-from trestle.engine import LocalEngine
+from trestle.engines.local import LocalEngine
 from trestle.planfile import parse_plan
 from trestle.runs import create_run, load_state, request_decision
 from trestle.store import Appended, Owner, SqliteStore

@@ -36,7 +36,7 @@ from trestle.core.errors import ProviderResponseError
 from trestle.core.events import EVENT_ADAPTER, ModelCalled, RunResumed, event_json
 from trestle.core.plan import Backoff
 from trestle.core.records.agent import AgentSettings, bootstrap_plan
-from trestle.engine import LocalEngine
+from trestle.engines.local import LocalEngine
 from trestle.models import RetryPolicy, model_from_spec
 from trestle.runs import create_run, load_state
 from trestle.store import SqliteStore

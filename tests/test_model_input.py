@@ -33,7 +33,7 @@ from trestle.core.events import (
     event_json,
 )
 from trestle.core.state import RunState
-from trestle.engine import LocalEngine
+from trestle.engines.local import LocalEngine
 from trestle.models import FunctionModel, Message, Model, ModelResponse, ToolCall, Usage
 from trestle.models.anthropic import AnthropicModel
 from trestle.models.openai import OpenAIModel

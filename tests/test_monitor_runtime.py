@@ -37,7 +37,7 @@ from trestle.core.plan import Plan, Step
 from trestle.core.records.agent import bootstrap_plan
 from trestle.core.records.monitors import Alert, MonitorSettings
 from trestle.core.report import build_report
-from trestle.engine import LocalEngine
+from trestle.engines.local import LocalEngine
 from trestle.models import ModelResponse, ScriptedModel, ToolCall
 from trestle.monitors.alerts import Monitor
 from trestle.monitors.catalog import default_monitors

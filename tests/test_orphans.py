@@ -32,7 +32,7 @@ from trestle.core.events import (
 )
 from trestle.core.plan import Plan, Step
 from trestle.core.state import RunState
-from trestle.engine import this_process
+from trestle.engines.local import this_process
 from trestle.planfile import load_plan
 from trestle.processes import Leader, leftovers
 from trestle.processes import start_time as proc_start_time

@@ -47,7 +47,7 @@ from trestle.core.events import (
 from trestle.core.records.agent import ContextBudget, Pins
 from trestle.core.report import build_report
 from trestle.core.state import RunState
-from trestle.engine import LocalEngine
+from trestle.engines.local import LocalEngine
 from trestle.models import ScriptedModel
 from trestle.outcomes import await_outcome, outcome_in
 from trestle.planfile import parse_plan

@@ -33,7 +33,7 @@ print(json.dumps({"code": code, "modules": sorted(sys.modules)}), file=sys.stder
 """
 
 HEAVY = (
-    "trestle.engine",
+    "trestle.engines.local",
     "trestle.core.events",
     "trestle.core.state",
     "trestle.agent.runtime",

@@ -73,7 +73,7 @@ if _typing.TYPE_CHECKING:
     from trestle.core.records.monitors import Alert, MonitorSettings
     from trestle.core.report import Report, build_report
     from trestle.core.state import RunState, fold
-    from trestle.engine import LocalEngine, StepPerformer, StepWork
+    from trestle.engines.local import LocalEngine, StepPerformer, StepWork
     from trestle.groups import group_of
     from trestle.health import RunHealth, health
     from trestle.monitors.alerts import Monitor
@@ -240,9 +240,9 @@ _EXPORTS = {
     "Written": "trestle.coordination",
     "decide": "trestle.core.decider",
     "run_status": "trestle.core.decider",
-    "LocalEngine": "trestle.engine",
-    "StepPerformer": "trestle.engine",
-    "StepWork": "trestle.engine",
+    "LocalEngine": "trestle.engines.local",
+    "StepPerformer": "trestle.engines.local",
+    "StepWork": "trestle.engines.local",
     "ConfigError": "trestle.core.errors",
     "LeaseHeldError": "trestle.core.errors",
     "LeaseLostError": "trestle.core.errors",

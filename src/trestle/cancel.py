@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from trestle.core.errors import ConfigError, LeaseHeldError
 from trestle.core.events import RunCancelled, idempotency_key
 from trestle.core.state import RunState
-from trestle.engine import DEFAULT_LEASE_TTL, FINISH_WAIT, this_process
+from trestle.engines.local import DEFAULT_LEASE_TTL, FINISH_WAIT, this_process
 from trestle.outcomes import POLL, driven_live
 from trestle.processes import Leader, reap
 from trestle.runs import load_state, record

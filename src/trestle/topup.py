@@ -36,7 +36,7 @@ from trestle.core.errors import ConfigError, LeaseHeldError
 from trestle.core.events import BudgetRaised
 from trestle.core.field_problems import did_you_mean
 from trestle.core.state import RunState
-from trestle.engine import DEFAULT_LEASE_TTL, this_process
+from trestle.engines.local import DEFAULT_LEASE_TTL, this_process
 from trestle.prune import parse_age
 from trestle.runs import load_state, record, refuse_if_cancelled
 from trestle.signing import decision_key, signed_payload

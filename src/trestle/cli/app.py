@@ -436,7 +436,7 @@ def health(store: StoreOption = None, as_json: JsonOption = False) -> None:
     alerts, and what waits for a human. Exits 1 when any run has a stalled step or
     waits for a human (a dead letter, an escalation, an approval or a pause)."""
     from trestle.cli.render import health_view
-    from trestle.engine import DEFAULT_LEASE_TTL
+    from trestle.engines.local import DEFAULT_LEASE_TTL
     from trestle.health import health as run_health_all
 
     unreadable: list[str] = []
@@ -688,7 +688,7 @@ def rewind_command(
 ) -> None:
     """Put the workspace back to before STEP and reopen what that undid; then resume."""
     from trestle.checkpoints import rewind
-    from trestle.engine import this_process
+    from trestle.engines.local import this_process
     from trestle.runs import load_state
 
     with _found(store, run_id) as (st, run_id):

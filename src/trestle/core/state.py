@@ -139,7 +139,7 @@ class StepState(BaseModel):
     stalled: bool = False  # its last attempt was cancelled for showing no sign of life
     # a delegating step: its current child run, the child's spending the run has
     # counted so far, its budget share held while an attempt drives it, and the child
-    # it waits on while that child waits for a human (see trestle.delegation)
+    # it waits on while that child waits for a human (see trestle.engines.delegation)
     child: str | None = None
     child_counted: dict[Dimension, float] = {}
     reserved_carve: dict[Dimension, float] = {}

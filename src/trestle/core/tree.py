@@ -1,6 +1,6 @@
 """Delegation's pure half: what a delegating step's child run is, and what it reports.
 
-A step with ``delegate:`` hands its work to a child run (:mod:`trestle.delegation`
+A step with ``delegate:`` hands its work to a child run (:mod:`trestle.engines.delegation`
 drives it). The child is made here from the parent's state alone, so a resumed parent
 makes the same child:
 

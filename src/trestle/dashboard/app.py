@@ -386,7 +386,7 @@ def create_app(settings: Settings) -> FastAPI:
     @app.post("/runs/{run_id}/rewind")
     async def rewind_run(request: Request, run_id: str) -> Response:
         from trestle.checkpoints import rewind, shadow_dir_for
-        from trestle.engine import this_process
+        from trestle.engines.local import this_process
 
         session, form = await changing(request)
         visible_run(session, run_id)

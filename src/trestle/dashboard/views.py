@@ -32,7 +32,7 @@ from trestle.runs import dead_letters
 from trestle.store.base import RunRow, Store
 from trestle.wording import shown
 
-LEASE_TTL = 15.0  # trestle.engine.DEFAULT_LEASE_TTL, without importing the engine
+LEASE_TTL = 15.0  # trestle.engines.local.DEFAULT_LEASE_TTL, without importing the engine
 TIMELINE_MOST = 300  # events shown in the timeline; the rest: `trestle log RUN`
 EVENTS_MOST = 5000  # events a run's page reads, the newest; `trestle log RUN` has them all
 

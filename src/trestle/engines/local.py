@@ -696,7 +696,7 @@ class LocalEngine:
             )
         ask: ToolAsk | None = None
         if step.delegate is not None:
-            from trestle.delegation import perform_delegation
+            from trestle.engines.delegation import perform_delegation
 
             action = await perform_delegation(self, state, step, ctx.attempt, outbox.record)
         elif step.agent is not None and self.performer is not None:

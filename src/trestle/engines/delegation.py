@@ -38,7 +38,7 @@ from trestle.runs import create_run, load_state
 
 if TYPE_CHECKING:
     from trestle.core.state import RunState
-    from trestle.engine import LocalEngine, StepPerformer
+    from trestle.engines.local import LocalEngine, StepPerformer
 
 STOP_WAIT = 60.0  # how long a stopped parent waits for its child to record its stop
 
@@ -119,7 +119,7 @@ def _create_or_find(engine: LocalEngine, parent: RunState, spec: ChildSpec) -> b
 async def _drive(engine: LocalEngine, spec: ChildSpec) -> RunState:
     """Drive the child until it finishes, waits on a human or is stopped; a stop of
     this attempt (its task cancelled) is passed on, and waited for, before it ends."""
-    from trestle.engine import Stop
+    from trestle.engines.local import Stop
 
     child_engine = engine.for_child(spec.agent)
     stop = Stop()
