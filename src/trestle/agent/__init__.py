@@ -3,8 +3,10 @@
 Nothing here does IO, reads a clock or calls a model by itself; the agent runtime
 drives these pieces and records what they return. See ``docs/agent.md``.
 
-Each name loads its module on first use (``trestle.lazy``): the event types import
-a few of these records, and must not pull in the whole agent.
+The records the agent's events carry (``Phase``, ``Findings``, ``Pins``,
+``AgentPlan``, ``ReminderRecord``, ...) live in the core, ``trestle.core.records.agent``;
+they are offered here too. Each name loads its module on first use (``trestle.lazy``),
+so one piece does not pull in the whole agent.
 """
 
 from __future__ import annotations

@@ -114,7 +114,7 @@ class Usage(_Record):
 
     ``cost`` is in dollars, or None when the model has no price in the price table.
     ``estimated`` is True when the provider reported no usage and the token counts come
-    from :func:`trestle.models.estimate_tokens`. Counts run from 0 to
+    from :func:`~trestle.core.estimate.estimate_tokens`. Counts run from 0 to
     :data:`MAX_CALL_TOKENS`, the cost from 0 to :data:`MAX_CALL_COST`: the run's budget
     adds them up, and a sum that is not a finite number would make its state unreadable.
     """
