@@ -33,9 +33,12 @@ demo: $(BASE)
 test: $(DEV) lint typecheck
 	$(BIN)/pytest -n 3 --dist loadfile
 
+## lint: ruff, and the import contracts that keep the layers apart (pyproject.toml's
+## [tool.importlinter]: the core imports nothing outside itself)
 lint: $(DEV)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	$(BIN)/lint-imports
 
 typecheck: $(DEV)
 	$(BIN)/mypy
@@ -63,4 +66,5 @@ soak: $(DEV)
 	TRESTLE_MODEL_FUZZ_TURNS=$(SOAK_MODEL_TURNS) $(BIN)/pytest -q tests/test_fuzz_model.py
 
 clean:
-	rm -rf $(VENV) .demo .trestle .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .demo .trestle .pytest_cache .mypy_cache .ruff_cache .grimp_cache \
+		.import_linter_cache

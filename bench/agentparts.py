@@ -27,7 +27,7 @@ from typing import Any
 import agentturns
 import forking
 import sys_trestle
-from trestle.monitors.policy import MonitorSettings
+from trestle.core.records.monitors import MonitorSettings
 
 TIMEOUT = 3600.0
 

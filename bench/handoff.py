@@ -6,7 +6,7 @@ files and runs commands, one of whose outputs holds a fact, records findings and
 plan, and ends with a summary that omits the fact. Then three receiver agent runs,
 one per handoff mode (``packet``, ``last_message``, ``transcript``), each started with
 the handoff built from the sender's recorded events
-(:func:`trestle.packets.build_packet`) and the ``fetch_artifact`` tool.
+(:func:`trestle.core.packets.build_packet`) and the ``fetch_artifact`` tool.
 
 The receiver's model is a deterministic reader (a ``FunctionModel``): in its
 execute step it looks for the fact (the task's regular expression) in everything in
@@ -39,14 +39,14 @@ from typing import Any
 
 from handoff_tasks import FILLER_FILES, TASKS, Task, filler, read, task
 from trestle.agent.runtime import AgentPerformer
-from trestle.agent.settings import AgentSettings, bootstrap_plan
-from trestle.engine import LocalEngine
-from trestle.events import RunFinished, ToolCallEnded
-from trestle.handoff import HandoffMode, HandoffPacket, handoff_tokens
+from trestle.core.conversation import ToolSchema
+from trestle.core.estimate import estimate_text_tokens
+from trestle.core.events import RunFinished, ToolCallEnded
+from trestle.core.handoff import HandoffMode, HandoffPacket, handoff_tokens
+from trestle.core.packets import build_packet
+from trestle.core.records.agent import AgentSettings, bootstrap_plan
+from trestle.engines.local import LocalEngine
 from trestle.models import FunctionModel, Message, ModelResponse, ScriptedModel, ToolCall, Usage
-from trestle.models.base import ToolSchema
-from trestle.models.estimate import estimate_text_tokens
-from trestle.packets import build_packet
 from trestle.runs import create_run
 from trestle.store import SqliteStore
 from trestle.tools.coding import coding_registry

@@ -35,12 +35,12 @@ if str(Path(__file__).resolve().parent) not in sys.path:
 
 from monitor_split import half_of
 from stuck_rules import StuckRules
+from trestle.core.records.monitors import MonitorSettings
 from trestle.monitors import corpus
 from trestle.monitors.alerts import Monitor
 from trestle.monitors.catalog import CATCHES, default_monitors
 from trestle.monitors.evaluate import Evaluation, evaluate, render
 from trestle.monitors.importers import ImportedRun
-from trestle.monitors.policy import MonitorSettings
 from trestle.monitors.trace import RunFacts
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "trajectories"

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from trestle.actions import run_shell
-from trestle.engine import LocalEngine
+from trestle.engines.local import LocalEngine
 from trestle.planfile import parse_plan
 from trestle.runs import create_run
 from trestle.sandbox import Cell, Mode, choose, find_bwrap

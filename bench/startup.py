@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from trestle.engine import LocalEngine
+from trestle.engines.local import LocalEngine
 from trestle.planfile import parse_plan
 from trestle.runs import create_run
 from trestle.store import SqliteStore

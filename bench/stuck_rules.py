@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from trestle.monitors.alerts import Alert
+from trestle.core.records.monitors import Alert
 from trestle.monitors.trace import Observation, RunFacts, Turn
 
 SAME_PAIR_TIMES = 4

@@ -1,7 +1,7 @@
 """Trestle's side of every comparison workload, through its public API only.
 
 Plans of ``python:`` steps on a :class:`~trestle.store.SqliteStore`, driven by
-:class:`~trestle.engine.LocalEngine` with its defaults (workloads 1, 4 and 5). The
+:class:`~trestle.engines.local.LocalEngine` with its defaults (workloads 1, 4 and 5). The
 agent workloads (2, 3 and the per-turn overhead) run a real agent run: ``start_agent``
 and ``run_agent`` with the real :class:`~trestle.agent.runtime.AgentPerformer`, a
 scripted model (:mod:`agentloop`), the real ``read_file`` tool on a real repository and
@@ -25,15 +25,15 @@ import agentloop
 import agentturns
 import crashflow
 from trestle.agent.launch import run_agent, start_agent
-from trestle.agent.settings import AgentSettings, bootstrap_plan
-from trestle.engine import LocalEngine
-from trestle.errors import LeaseHeldError
+from trestle.core.errors import LeaseHeldError
+from trestle.core.plan import CallableCheck, Plan, Step
+from trestle.core.records.agent import AgentSettings, bootstrap_plan
+from trestle.core.records.monitors import MonitorSettings
+from trestle.core.state import RunState
+from trestle.engines.local import LocalEngine
 from trestle.models import FunctionModel, Message, Model, ModelResponse, ToolCall, ToolSchema
 from trestle.models.scripted import Reply
-from trestle.monitors.policy import MonitorSettings
-from trestle.plan import CallableCheck, Plan, Step
 from trestle.runs import create_run, load_state, request_decision
-from trestle.state import RunState
 from trestle.store import SqliteStore
 from trestle.store.base import RequestKind
 from workloads import chain_plan, fanout_plan, importable_steps, timed_run

@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from trestle.engine import LocalEngine
-from trestle.events import RunCreated
-from trestle.plan import Plan, Step
+from trestle.core.events import RunCreated
+from trestle.core.plan import Plan, Step
+from trestle.core.state import RunState
+from trestle.engines.local import LocalEngine
 from trestle.runs import create_run
-from trestle.state import RunState
 from trestle.store import InMemoryStore, SqliteStore, Store
 from trestle.store.base import Appended, Lease, Owner, RequestKind
 

@@ -24,12 +24,12 @@ import sys
 from typing import Any
 
 from trestle.agent.runtime import AgentPerformer
-from trestle.engine import LocalEngine
-from trestle.errors import LeaseHeldError
+from trestle.core.errors import LeaseHeldError
+from trestle.core.state import RunState
+from trestle.engines.local import LocalEngine
 from trestle.models import model_from_spec
 from trestle.models.openai import OpenAIModel
 from trestle.models.retry import RetryPolicy
-from trestle.state import RunState
 from trestle.store import SqliteStore
 from trestle.tools.edits import WriteFile
 

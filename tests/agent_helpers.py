@@ -2,7 +2,7 @@
 
 Everything here is real apart from the model: the workspace is files in ``tmp_path``
 with a genuinely failing pytest test, the store is the caller's (a SQLite file), and
-:func:`drive` runs the run with :class:`~trestle.engine.LocalEngine` and
+:func:`drive` runs the run with :class:`~trestle.engines.local.LocalEngine` and
 :class:`~trestle.agent.runtime.AgentPerformer` until it finishes or waits on a human.
 """
 
@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from trestle.agent.runtime import AgentPerformer
-from trestle.agent.settings import AgentSettings, bootstrap_plan
-from trestle.budget import Budget
-from trestle.engine import LocalEngine
-from trestle.events import AnyEvent, StoredEvent
+from trestle.core.budget import Budget
+from trestle.core.events import AnyEvent, StoredEvent
+from trestle.core.records.agent import AgentSettings, bootstrap_plan
+from trestle.core.state import RunState
+from trestle.engines.local import LocalEngine
 from trestle.models import Model, ModelResponse, ToolCall, Usage
 from trestle.runs import create_run, load_state
-from trestle.state import RunState
 from trestle.store.base import Store
 
 # Third-party pytest plugins installed beside trestle take seconds to import; the

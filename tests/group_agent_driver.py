@@ -30,8 +30,8 @@ from typing import Any
 
 from agent_helpers import call, findings_json, plan_json, plan_step
 from trestle.agent.runtime import AgentPerformer
-from trestle.engine import LocalEngine
-from trestle.errors import LeaseHeldError
+from trestle.core.errors import LeaseHeldError
+from trestle.engines.local import LocalEngine
 from trestle.models import FunctionModel, Message, ModelResponse, ToolSchema
 from trestle.store import SqliteStore
 from trestle.store.base import Appended

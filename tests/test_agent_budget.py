@@ -28,21 +28,21 @@ from agent_helpers import (
     start_run,
     state_of,
 )
-from trestle.agent.settings import bootstrap_plan
-from trestle.budget import Budget, Dimension, Limit
-from trestle.events import (
+from trestle.core.budget import Budget, Dimension, Limit
+from trestle.core.conversation import Message, ModelResponse, ToolSchema, Usage
+from trestle.core.estimate import estimate_tokens
+from trestle.core.events import (
     ApprovalRequested,
     BudgetExhausted,
     ModelCalled,
     ModelCallHeld,
     ModelCallReserved,
 )
-from trestle.models.base import Message, ModelResponse, ToolSchema, Usage
-from trestle.models.estimate import estimate_tokens
+from trestle.core.records.agent import bootstrap_plan
+from trestle.core.records.monitors import MonitorSettings
+from trestle.core.report import build_report
 from trestle.models.pricing import PriceTable
 from trestle.models.scripted import FunctionModel
-from trestle.monitors.policy import MonitorSettings
-from trestle.report import build_report
 from trestle.runs import create_run
 from trestle.store.sqlite import SqliteStore
 

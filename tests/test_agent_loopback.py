@@ -25,10 +25,8 @@ import pytest
 
 from trestle.agent.prompts import EMPTY_REPLY
 from trestle.agent.runtime import AgentPerformer
-from trestle.agent.settings import AgentSettings, bootstrap_plan
-from trestle.budget import Budget, Limit
-from trestle.engine import LocalEngine
-from trestle.events import (
+from trestle.core.budget import Budget, Limit
+from trestle.core.events import (
     AnyEvent,
     BudgetExhausted,
     FindingsRecorded,
@@ -43,11 +41,13 @@ from trestle.events import (
     ToolCallEnded,
     ToolCallStarted,
 )
+from trestle.core.records.agent import AgentSettings, bootstrap_plan
+from trestle.core.report import build_report
+from trestle.core.state import RunState
+from trestle.engines.local import LocalEngine
 from trestle.models import RetryPolicy, ToolCall, model_from_spec
 from trestle.models.openai import OpenAIModel
-from trestle.report import build_report
 from trestle.runs import create_run, load_state
-from trestle.state import RunState
 from trestle.store import SqliteStore
 from trestle.testing import OpenAIServer, RecordedRequest, RecordingSleep
 

@@ -22,7 +22,7 @@ from trestle.agent import (
     findings_json_schema,
     parse_findings,
 )
-from trestle.errors import RunError
+from trestle.core.errors import RunError
 from trestle.tools import GatedCall, GateVerdict, ToolContext, coding_registry
 
 

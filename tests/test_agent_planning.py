@@ -27,11 +27,11 @@ from trestle.agent import (
     runtime_plan,
     validate_agent_plan,
 )
-from trestle.engine import LocalEngine
-from trestle.errors import RunError
-from trestle.events import StepAttemptEnded
-from trestle.plan import CommandCheck, Plan, find_cycle, graph_problems, waves
-from trestle.policy import path_glob_matches, workspace_path
+from trestle.core.errors import RunError
+from trestle.core.events import StepAttemptEnded
+from trestle.core.plan import CommandCheck, Plan, find_cycle, graph_problems, waves
+from trestle.core.policy import path_glob_matches, workspace_path
+from trestle.engines.local import LocalEngine
 from trestle.runs import create_run
 from trestle.store import SqliteStore
 

@@ -18,7 +18,7 @@ from trestle.agent import (
     reminder_due,
     runtime_plan,
 )
-from trestle.agent.planning import AgentPlan
+from trestle.core.records.agent import AgentPlan
 from trestle.models import Message
 
 PINS = Pins(

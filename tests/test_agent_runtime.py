@@ -37,11 +37,10 @@ from agent_helpers import (
     start_run,
     state_of,
 )
-from trestle.agent.context import ContextBudget, Pins, check_pins, is_pinned, is_summary
-from trestle.agent.reminders import ReminderPolicy
+from trestle.agent.context import check_pins, is_pinned, is_summary
 from trestle.approvals import inbox, submit_decision
-from trestle.budget import Budget, Limit
-from trestle.events import (
+from trestle.core.budget import Budget, Limit
+from trestle.core.events import (
     BudgetExhausted,
     ContextCompressed,
     FindingsRecorded,
@@ -59,9 +58,10 @@ from trestle.events import (
     ToolCallEnded,
     ToolCallStarted,
 )
+from trestle.core.records.agent import ContextBudget, Pins, ReminderPolicy
+from trestle.core.report import build_report
 from trestle.models import FunctionModel, Message, ModelRequest, ScriptedModel, ToolSchema, Usage
 from trestle.models.scripted import Reply
-from trestle.report import build_report
 from trestle.runs import request_requirement
 from trestle.store.base import Appended
 from trestle.store.sqlite import SqliteStore

@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 
 from agent_helpers import agent_settings, call, drive, of_kind, recorded, sample_workspace
-from trestle.agent.defaults import DEFAULT_STEP_TIMEOUT
-from trestle.agent.settings import AgentSettings, bootstrap_plan
-from trestle.events import StepAttemptEnded, StepFailed, StepRetryScheduled
+from trestle.core.events import StepAttemptEnded, StepFailed, StepRetryScheduled
+from trestle.core.plan import Backoff
+from trestle.core.records.agent import AgentSettings, bootstrap_plan
+from trestle.core.records.agent_defaults import DEFAULT_STEP_TIMEOUT
+from trestle.core.report import build_report
 from trestle.models import FunctionModel, Message, ModelResponse, ScriptedModel, ToolSchema
-from trestle.plan import Backoff
-from trestle.report import build_report
 from trestle.runs import create_run, load_state
 from trestle.store import SqliteStore
 

@@ -25,10 +25,9 @@ from typing import TypeVar
 import pytest
 
 from trestle.approvals import feedback, inbox, submit_decision
-from trestle.card import build_card
-from trestle.engine import LocalEngine
-from trestle.errors import ConfigError
-from trestle.events import (
+from trestle.core.card import build_card
+from trestle.core.errors import ConfigError
+from trestle.core.events import (
     AnyEvent,
     ApprovalDecided,
     ApprovalRefused,
@@ -37,13 +36,14 @@ from trestle.events import (
     StepBlocked,
     StepStarted,
 )
-from trestle.plan import Plan, Step
+from trestle.core.plan import Plan, Step
+from trestle.core.policy import Policy, action_hash, audit_draw
+from trestle.core.state import RunState
+from trestle.engines.local import LocalEngine
 from trestle.planfile import parse_plan
-from trestle.policy import Policy, action_hash, audit_draw
 from trestle.policyfile import parse_policy
 from trestle.runs import create_run
 from trestle.signing import decision_key, sign, signed_payload
-from trestle.state import RunState
 from trestle.store import SqliteStore
 
 POLL = 0.02  # engine poll interval: small, so a waiting run notices decisions quickly

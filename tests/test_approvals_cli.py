@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from trestle.engine import LocalEngine
+from trestle.engines.local import LocalEngine
 from trestle.planfile import parse_plan
 from trestle.runs import create_run
 from trestle.store import SqliteStore

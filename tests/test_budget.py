@@ -22,20 +22,20 @@ from pathlib import Path
 import pytest
 
 from trestle.approvals import inbox, submit_decision
-from trestle.budget import Dimension
-from trestle.card import build_card
-from trestle.engine import Clock, LocalEngine
-from trestle.events import (
+from trestle.core.budget import Dimension
+from trestle.core.card import build_card
+from trestle.core.events import (
     AnyEvent,
     ApprovalRequested,
     BudgetExhausted,
     StepAttemptEnded,
     StepStarted,
 )
+from trestle.core.report import build_report
+from trestle.core.state import RunState
+from trestle.engines.local import Clock, LocalEngine
 from trestle.planfile import parse_plan
-from trestle.report import build_report
 from trestle.runs import create_run
-from trestle.state import RunState
 from trestle.store import SqliteStore
 
 POLL = 0.02

@@ -25,8 +25,8 @@ from store_rows import append_raw_event
 from test_agent_cli import CALC_TESTS, FINDINGS, OPENAI_MODEL, PLAN, call
 from test_agent_cli import Cli as AgentCli
 from test_approvals_cli import Cli, flat
-from trestle.agent.settings import AgentSettings, bootstrap_plan
-from trestle.budget import Budget, Limit
+from trestle.core.budget import Budget, Limit
+from trestle.core.records.agent import AgentSettings, bootstrap_plan
 from trestle.runs import create_run
 from trestle.signing import decision_key, signed_payload
 from trestle.store import SqliteStore

@@ -27,7 +27,7 @@ from rich.console import Console, RenderableType
 
 from trestle.cli.listing import runs_table
 from trestle.cli.render import log_table, plan_overview, report_view, steps_table
-from trestle.events import (
+from trestle.core.events import (
     ActionResult,
     AnyEvent,
     CheckResult,
@@ -40,10 +40,10 @@ from trestle.events import (
     StepStarted,
     StoredEvent,
 )
+from trestle.core.report import CATEGORIES, build_report
+from trestle.core.state import fold
 from trestle.planfile import parse_plan
-from trestle.report import CATEGORIES, build_report
 from trestle.runs import load_state
-from trestle.state import fold
 from trestle.store import SqliteStore
 from trestle.store.base import RunRow
 

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trestle.gate import command_signature, similar_approval, similar_key, similar_scope
-from trestle.policy import ActionFacts, Tier, TierDecision, classify, command_shape
+from trestle.core.gate import command_signature, similar_approval, similar_key, similar_scope
+from trestle.core.policy import ActionFacts, Tier, TierDecision, classify, command_shape
 
 SPELLINGS = Path(__file__).resolve().parent / "data" / "confirm_spellings.txt"
 

@@ -15,7 +15,7 @@ import pytest
 
 import trestle
 from test_cli import Cli, flat, table_rows
-from trestle.errors import ProviderConnectError
+from trestle.core.errors import ProviderConnectError
 from trestle.models import Message
 from trestle.models.openai import OpenAIModel
 

@@ -7,7 +7,7 @@ chooses, kills and resumes the run at random points (dropping in-flight results,
 effect may or may not have happened), and plays a human retrying or skipping steps
 after the run settles, approving or rejecting the actions that wait for approval.
 Every event is checked against the invariants as it happens,
-and the end state against the rules in :mod:`trestle.decider`.
+and the end state against the rules in :mod:`trestle.core.decider`.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from trestle.decider import decide, next_wakeup, run_status
-from trestle.events import (
+from trestle.core.decider import decide, next_wakeup, run_status
+from trestle.core.events import (
     EVENT_ADAPTER,
     ActionResult,
     AnyEvent,
@@ -47,10 +47,10 @@ from trestle.events import (
     StepStarted,
     idempotency_key,
 )
-from trestle.plan import Backoff, FileExistsCheck, Plan, Step, graph_problems
-from trestle.policy import action_hash
+from trestle.core.plan import Backoff, FileExistsCheck, Plan, Step, graph_problems
+from trestle.core.policy import action_hash
+from trestle.core.state import IN_FLIGHT, TERMINAL, RunState, fold
 from trestle.runs import summary_json
-from trestle.state import IN_FLIGHT, TERMINAL, RunState, fold
 
 ALL_STATUSES = frozenset(
     {

@@ -33,9 +33,8 @@ from typing import Any
 import pytest
 import yaml
 
-from trestle.engine import LocalEngine
-from trestle.errors import LeaseHeldError
-from trestle.events import (
+from trestle.core.errors import LeaseHeldError
+from trestle.core.events import (
     AnyEvent,
     RunResumed,
     StepAttemptEnded,
@@ -45,9 +44,10 @@ from trestle.events import (
     StepSkipped,
     StepStarted,
 )
+from trestle.core.state import RunState, fold
+from trestle.engines.local import LocalEngine
 from trestle.planfile import parse_plan
 from trestle.runs import create_run, load_state, request_decision
-from trestle.state import RunState, fold
 from trestle.store import SqliteStore
 
 TRIALS = int(os.environ.get("TRESTLE_CRASH_TRIALS", "20"))
@@ -59,8 +59,8 @@ import asyncio
 import sys
 import time
 
-from trestle.engine import LocalEngine
-from trestle.errors import LeaseHeldError
+from trestle.engines.local import LocalEngine
+from trestle.core.errors import LeaseHeldError
 from trestle.store import SqliteStore
 
 store = SqliteStore(sys.argv[1])

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from dashboard_helpers import dashboard, run_ids, start_run, trestle, wait_for
-from trestle.events import ApprovalDecided
+from trestle.core.events import ApprovalDecided
 from trestle.store import SqliteStore
 
 pytest.importorskip("playwright.sync_api", reason="the dev extra installs playwright")

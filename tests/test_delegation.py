@@ -18,8 +18,14 @@ from pathlib import Path
 import pytest
 
 from test_cli import Cli, run_id_of
-from trestle.errors import PlanError
-from trestle.events import BudgetRaised, ChildRunEnded, ChildRunStarted, RunCreated, RunFinished
+from trestle.core.errors import PlanError
+from trestle.core.events import (
+    BudgetRaised,
+    ChildRunEnded,
+    ChildRunStarted,
+    RunCreated,
+    RunFinished,
+)
 from trestle.planfile import load_plan
 from trestle.store import SqliteStore
 

@@ -22,13 +22,13 @@ from pathlib import Path
 from agent_helpers import call, findings_json, plan_json, plan_step
 from test_cli import cli_env
 from trestle.agent.runtime import AgentPerformer
-from trestle.budget import Budget, Limit
-from trestle.engine import LocalEngine
-from trestle.events import ChildRunEnded, ChildRunStarted, StepProbed, ToolCallStarted
-from trestle.handoff import HEADER
+from trestle.core.budget import Budget, Limit
+from trestle.core.events import ChildRunEnded, ChildRunStarted, StepProbed, ToolCallStarted
+from trestle.core.handoff import HEADER
+from trestle.core.plan import ChildAgent, Delegation, Plan, Step
+from trestle.engines.local import LocalEngine
 from trestle.models import Message, ModelResponse, ToolSchema, Usage
 from trestle.models.scripted import FunctionModel
-from trestle.plan import ChildAgent, Delegation, Plan, Step
 from trestle.runs import create_run, load_state
 from trestle.store import SqliteStore
 from trestle.testing.openai_server import OpenAIServer

@@ -23,9 +23,8 @@ from typing import TypeVar
 import pytest
 
 from trestle.approvals import inbox, submit_decision
-from trestle.engine import LocalEngine
-from trestle.errors import ConfigError, LeaseHeldError
-from trestle.events import (
+from trestle.core.errors import ConfigError, LeaseHeldError
+from trestle.core.events import (
     AnyEvent,
     RunFinished,
     RunResumed,
@@ -41,10 +40,11 @@ from trestle.events import (
     StepStarted,
     idempotency_key,
 )
-from trestle.plan import Plan
+from trestle.core.plan import Plan
+from trestle.core.state import TERMINAL, RunState, fold
+from trestle.engines.local import LocalEngine
 from trestle.planfile import parse_plan
 from trestle.runs import create_run, load_state, request_decision
-from trestle.state import TERMINAL, RunState, fold
 from trestle.store import Appended, Owner, SqliteStore
 
 POLL = 0.02  # engine poll interval: small, so waiting runs notice requests quickly

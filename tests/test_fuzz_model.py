@@ -31,13 +31,13 @@ import pytest
 
 from test_agent_loopback import GOAL, MODEL, TEST_COMMAND, queue_plan, queue_understand
 from trestle.agent.runtime import AgentPerformer
-from trestle.agent.settings import AgentSettings, bootstrap_plan
-from trestle.engine import LocalEngine
-from trestle.errors import ProviderResponseError
-from trestle.events import EVENT_ADAPTER, ModelCalled, RunResumed, event_json
+from trestle.core.conversation import Message, ModelResponse
+from trestle.core.errors import ProviderResponseError
+from trestle.core.events import EVENT_ADAPTER, ModelCalled, RunResumed, event_json
+from trestle.core.plan import Backoff
+from trestle.core.records.agent import AgentSettings, bootstrap_plan
+from trestle.engines.local import LocalEngine
 from trestle.models import RetryPolicy, model_from_spec
-from trestle.models.base import Message, ModelResponse
-from trestle.plan import Backoff
 from trestle.runs import create_run, load_state
 from trestle.store import SqliteStore
 from trestle.testing import OpenAIServer

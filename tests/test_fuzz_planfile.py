@@ -29,8 +29,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from trestle.errors import PlanError
-from trestle.plan import Plan, critical_path, topological_order, waves
+from trestle.core.errors import PlanError
+from trestle.core.plan import Plan, critical_path, topological_order, waves
 from trestle.planfile import load_plan
 
 CASES = int(os.environ.get("TRESTLE_FUZZ_CASES", "300"))

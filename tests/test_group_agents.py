@@ -22,18 +22,18 @@ import pytest
 
 from agent_helpers import agent_settings, drive, of_kind, recorded, sample_workspace, state_of
 from group_agent_driver import reply
-from trestle.agent.settings import bootstrap_plan
 from trestle.coordination import Group
-from trestle.descriptions import log_detail
-from trestle.events import (
+from trestle.core.events import (
     BoardWritten,
     MessagesDelivered,
     MessageSent,
     ToolCallEnded,
     ToolCallStarted,
 )
+from trestle.core.handoff import HEADER, carried
+from trestle.core.records.agent import bootstrap_plan
+from trestle.descriptions import log_detail
 from trestle.groups import message_id
-from trestle.handoff import HEADER, carried
 from trestle.models import FunctionModel
 from trestle.runs import create_run
 from trestle.store import SqliteStore

@@ -21,8 +21,8 @@ import pytest
 
 from test_cli import Cli, cli_env, flat, rstripped
 from trestle.coordination import Group
-from trestle.errors import ConfigError, PlanError
-from trestle.events import AnyEvent, MessagesDelivered, RunFinished
+from trestle.core.errors import ConfigError, PlanError
+from trestle.core.events import AnyEvent, MessagesDelivered, RunFinished
 from trestle.groups import group_of, message_id, named_group
 from trestle.planfile import parse_plan
 from trestle.runs import create_run, load_state

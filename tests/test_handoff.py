@@ -24,11 +24,10 @@ from agent_helpers import (
     sample_workspace,
     start_run,
 )
-from trestle.agent.context import ContextBudget, Pins, check_pins, compress
-from trestle.agent.settings import bootstrap_plan
-from trestle.errors import ConfigError
-from trestle.events import ContextCompressed, RoundOpened, StoredEvent
-from trestle.handoff import (
+from trestle.agent.context import check_pins, compress
+from trestle.core.errors import ConfigError
+from trestle.core.events import ContextCompressed, RoundOpened, StoredEvent
+from trestle.core.handoff import (
     MAX_EXCERPT,
     MAX_ITEMS,
     MAX_TEXT,
@@ -42,14 +41,15 @@ from trestle.handoff import (
     pinned,
     render,
 )
-from trestle.models import Message, ScriptedModel
-from trestle.packets import (
+from trestle.core.packets import (
     build_packet,
     last_message_packet,
     sender_packet,
     transcript_packet,
 )
-from trestle.policy import Policy
+from trestle.core.policy import Policy
+from trestle.core.records.agent import ContextBudget, Pins, bootstrap_plan
+from trestle.models import Message, ScriptedModel
 from trestle.runs import create_run
 from trestle.store import SqliteStore
 from trestle.tools.base import GatedCall, GateVerdict, Observation, ToolContext

@@ -35,8 +35,8 @@ from agent_helpers import (
     start_run,
     state_of,
 )
-from trestle.card import HandoffCard, build_card
-from trestle.events import ApprovalRequested
+from trestle.core.card import HandoffCard, build_card
+from trestle.core.events import ApprovalRequested
 from trestle.models import ScriptedModel
 from trestle.redaction import _SHAPES, redact, secret_values
 from trestle.store.sqlite import SqliteStore

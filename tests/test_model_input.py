@@ -22,9 +22,8 @@ from pydantic import ValidationError
 from agent_helpers import agent_settings, findings_json, plan_json, plan_step, sample_workspace
 from agent_helpers import call as scripted_call
 from trestle.agent.runtime import AgentPerformer
-from trestle.engine import LocalEngine
-from trestle.errors import ProviderResponseError
-from trestle.events import (
+from trestle.core.errors import ProviderResponseError
+from trestle.core.events import (
     EVENT_ADAPTER,
     ModelCalled,
     PlanProposed,
@@ -33,11 +32,12 @@ from trestle.events import (
     ToolCallEnded,
     event_json,
 )
+from trestle.core.state import RunState
+from trestle.engines.local import LocalEngine
 from trestle.models import FunctionModel, Message, Model, ModelResponse, ToolCall, Usage
 from trestle.models.anthropic import AnthropicModel
 from trestle.models.openai import OpenAIModel
 from trestle.runs import load_state
-from trestle.state import RunState
 from trestle.store import SqliteStore
 from trestle.testing import AnthropicServer, OpenAIServer
 from trestle.tools import GatedCall, GateVerdict, Observation, ToolContext, coding_registry
@@ -71,7 +71,7 @@ def openai_model(server: OpenAIServer) -> OpenAIModel:
 
 def run_with(store: SqliteStore, workspace: Path, model: Model, **settings: Any) -> str:
     """A new agent run on ``workspace``, driven until it ends or waits; its id."""
-    from trestle.agent.settings import bootstrap_plan
+    from trestle.core.records.agent import bootstrap_plan
     from trestle.runs import create_run
 
     plan = bootstrap_plan("make add() return the sum")

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from trestle.errors import (
+from trestle.core.errors import (
     ConfigError,
     ModelRequestBlockedError,
     ProviderAuthError,

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from trestle.errors import (
+from trestle.core.conversation import RequestHasher
+from trestle.core.errors import (
     ConfigError,
     MissingExtraError,
     ModelRequestBlockedError,
@@ -44,7 +45,6 @@ from trestle.models import (
     model_requests_blocked,
     request_hash,
 )
-from trestle.models.base import RequestHasher
 from trestle.models.guard import ensure_request_allowed
 from trestle.models.retry import Retrier, RetryableFailure, parse_retry_after
 from trestle.testing import RecordingSleep

@@ -12,7 +12,7 @@ from email.utils import formatdate
 
 import pytest
 
-from trestle.errors import (
+from trestle.core.errors import (
     ConfigError,
     ModelRequestBlockedError,
     ProviderAuthError,

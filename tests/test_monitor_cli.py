@@ -9,8 +9,8 @@ from pathlib import Path
 from agent_helpers import drive
 from test_cli import Cli, flat
 from test_monitor_runtime import looping_replies, start
+from trestle.core.records.monitors import MonitorSettings
 from trestle.models import ScriptedModel
-from trestle.monitors.policy import MonitorSettings
 from trestle.store import SqliteStore
 
 PLAN = """\

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from test_cli import Cli, flat
-from trestle.errors import ConfigError
+from trestle.core.errors import ConfigError
 from trestle.monitors.corpus import index_outcome, load_runs
 
 TREE = Path(__file__).resolve().parent / "data" / "published_runs"

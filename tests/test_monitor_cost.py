@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from trestle.monitors.alerts import Alert
+from trestle.core.records.monitors import Alert
 from trestle.monitors.cost import CostMonitor
 from trestle.monitors.trace import Observation, RunFacts, StepEnd, Turn
 

@@ -12,8 +12,9 @@ from contextlib import contextmanager
 
 import pytest
 
-from trestle.errors import ConfigError, MissingExtraError
-from trestle.monitors.alerts import Alert, Monitor
+from trestle.core.errors import ConfigError, MissingExtraError
+from trestle.core.records.monitors import Alert
+from trestle.monitors.alerts import Monitor
 from trestle.monitors.drift import (
     ClaimMonitor,
     RelevanceMonitor,

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from trestle.monitors.alerts import Alert, Monitor
+from trestle.core.records.monitors import Alert
+from trestle.monitors.alerts import Monitor
 from trestle.monitors.corpus import load_corpus
 from trestle.monitors.evaluate import Evaluation, evaluate, render, to_json, wilson
 from trestle.monitors.importers import ImportedRun, Label, Outcome

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from trestle.errors import ConfigError
-from trestle.monitors.alerts import Alert
+from trestle.core.errors import ConfigError
+from trestle.core.records.monitors import Alert
 from trestle.monitors.format import FormatMonitor
 from trestle.monitors.trace import Action, Malformed, RunFacts, Stall, StepEnd, Turn
 

@@ -21,8 +21,8 @@ from agent_helpers import (
     sample_workspace,
     start_run,
 )
-from trestle.errors import ConfigError
-from trestle.events import StoredEvent
+from trestle.core.errors import ConfigError
+from trestle.core.events import StoredEvent
 from trestle.models import ModelResponse, ScriptedModel, ToolCall, Usage
 from trestle.monitors.corpus import load_corpus
 from trestle.monitors.importers import load_trajectory_file, outcome_of

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trestle.errors import ConfigError
-from trestle.monitors.alerts import Alert, Monitor
+from trestle.core.errors import ConfigError
+from trestle.core.records.monitors import Alert
+from trestle.monitors.alerts import Monitor
 from trestle.monitors.fingerprint import command_shape, failure_fingerprint, observation_lines
 from trestle.monitors.format import FormatMonitor
 from trestle.monitors.loops import CycleMonitor, RepeatMonitor, behaviour_monitors, near_key

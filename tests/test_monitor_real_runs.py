@@ -20,14 +20,20 @@ from typing import Any
 
 import pytest
 
-from trestle.errors import ConfigError
-from trestle.monitors.alerts import FLAGGING, Alert, Monitor, merge_alerts
+from trestle.core.errors import ConfigError
+from trestle.core.records.monitors import (
+    ACTION_ORDER,
+    FLAGGING,
+    Alert,
+    MonitorSettings,
+    merge_alerts,
+)
+from trestle.monitors.alerts import Monitor
 from trestle.monitors.corpus import load_corpus
 from trestle.monitors.cost import CostMonitor
 from trestle.monitors.format import FormatMonitor
 from trestle.monitors.importers import ImportedRun, load_trajectory_file
 from trestle.monitors.loops import CycleMonitor, RepeatMonitor
-from trestle.monitors.policy import ACTION_ORDER, MonitorSettings
 from trestle.monitors.reruns import TestRerunMonitor
 from trestle.monitors.trace import Action, RunFacts, Turn
 

@@ -25,24 +25,24 @@ from agent_helpers import (
     state_of,
 )
 from trestle.agent.runtime import AgentPerformer
-from trestle.agent.settings import bootstrap_plan
 from trestle.approvals import submit_decision
-from trestle.engine import LocalEngine
-from trestle.events import (
+from trestle.core.events import (
     AlertRaised,
     ApprovalRequested,
     ReminderInjected,
     RoundOpened,
     StepFailed,
 )
+from trestle.core.plan import Plan, Step
+from trestle.core.records.agent import bootstrap_plan
+from trestle.core.records.monitors import Alert, MonitorSettings
+from trestle.core.report import build_report
+from trestle.engines.local import LocalEngine
 from trestle.models import ModelResponse, ScriptedModel, ToolCall
-from trestle.monitors.alerts import Alert, Monitor
+from trestle.monitors.alerts import Monitor
 from trestle.monitors.catalog import default_monitors
 from trestle.monitors.loops import RepeatMonitor
-from trestle.monitors.policy import MonitorSettings
 from trestle.monitors.trace import Observation, RunFacts
-from trestle.plan import Plan, Step
-from trestle.report import build_report
 from trestle.runs import create_run, dead_letters
 from trestle.store import SqliteStore
 

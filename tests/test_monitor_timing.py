@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from trestle.monitors.alerts import Alert, Monitor
+from trestle.core.records.monitors import Alert
+from trestle.monitors.alerts import Monitor
 from trestle.monitors.timing import DurationMonitor, StallMonitor
 from trestle.monitors.trace import Observation, RunFacts, Stall, StepEnd
 

@@ -18,9 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from trestle.decider import decide
-from trestle.engine import this_process
-from trestle.events import (
+from trestle.core.decider import decide
+from trestle.core.events import (
     RunCreated,
     RunInterrupted,
     RunResumed,
@@ -31,13 +30,14 @@ from trestle.events import (
     StepReopened,
     StepStarted,
 )
-from trestle.plan import Plan, Step
+from trestle.core.plan import Plan, Step
+from trestle.core.state import RunState
+from trestle.engines.local import this_process
 from trestle.planfile import load_plan
 from trestle.processes import Leader, leftovers
 from trestle.processes import start_time as proc_start_time
 from trestle.runs import create_run, load_state
 from trestle.sandbox import find_bwrap
-from trestle.state import RunState
 from trestle.store import SqliteStore
 
 START = 1_800_000_000.0

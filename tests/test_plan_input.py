@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from trestle.errors import PlanError
-from trestle.plan import Backoff, Plan, critical_path, find_cycle, topological_order, waves
+from trestle.core.errors import PlanError
+from trestle.core.plan import Backoff, Plan, critical_path, find_cycle, topological_order, waves
 from trestle.planfile import load_plan, parse_plan
 
 

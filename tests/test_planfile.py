@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 import trestle
-from trestle.errors import PlanError
-from trestle.plan import critical_path, find_cycle, topological_order, waves
+from trestle.core.errors import PlanError
+from trestle.core.plan import critical_path, find_cycle, topological_order, waves
 from trestle.planfile import generate_plan_json_schema, load_plan, parse_plan, plan_json_schema
 
 GOOD = """

@@ -12,9 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trestle.errors import ConfigError, PlanError
-from trestle.planfile import parse_plan
-from trestle.policy import (
+from trestle.core.errors import ConfigError, PlanError
+from trestle.core.policy import (
     DEFAULT_AUTO_COMMANDS,
     DEFAULT_CONFIRM_COMMANDS,
     MINUS,
@@ -34,6 +33,7 @@ from trestle.policy import (
     path_glob_matches,
     workspace_path,
 )
+from trestle.planfile import parse_plan
 from trestle.policyfile import find_policy_file, load_policy, operator_policy
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "policy.md"

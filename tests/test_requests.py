@@ -34,24 +34,25 @@ from agent_helpers import (
     start_run,
     state_of,
 )
-from trestle.agent.context import ContextBudget, Pins, check_pins, is_pinned
+from trestle.agent.context import check_pins, is_pinned
 from trestle.approvals import submit_decision
-from trestle.engine import LocalEngine
-from trestle.errors import ConfigError
-from trestle.events import (
+from trestle.core.errors import ConfigError
+from trestle.core.events import (
     ContextCompressed,
     RequestRefused,
     RequirementAdded,
     StepReopened,
     StepSkipped,
 )
+from trestle.core.records.agent import ContextBudget, Pins
+from trestle.core.report import build_report
+from trestle.core.state import RunState
+from trestle.engines.local import LocalEngine
 from trestle.models import ScriptedModel
 from trestle.outcomes import await_outcome, outcome_in
 from trestle.planfile import parse_plan
-from trestle.report import build_report
 from trestle.runs import create_run, load_state, request_decision, request_requirement
 from trestle.signing import decision_key, signed_payload
-from trestle.state import RunState
 from trestle.store import SqliteStore
 
 POLL = 0.02

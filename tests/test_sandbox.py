@@ -26,11 +26,11 @@ import pytest
 
 from test_approvals_cli import Cli, flat, run_id_of
 from trestle.agent.toolgate import RunToolGate
-from trestle.events import RunCreated
-from trestle.plan import Plan, Step
-from trestle.policy import ActionFacts
+from trestle.core.events import RunCreated
+from trestle.core.plan import Plan, Step
+from trestle.core.policy import ActionFacts
+from trestle.core.state import RunState
 from trestle.sandbox import Sandbox, find_bwrap
-from trestle.state import RunState
 from trestle.tools.base import GatedCall
 
 SECRET = "5ec7e7c0ffee" * 5 + "5ec7"  # hex: it doubles as the approval key

@@ -15,16 +15,16 @@ import pytest
 
 from test_cli import RUN_LINE, Cli, render
 from trestle.cli.render import steps_table
-from trestle.events import (
+from trestle.core.events import (
     ActionResult,
     AnyEvent,
     RunCreated,
     StepAttemptEnded,
     StepStarted,
 )
+from trestle.core.report import build_report
+from trestle.core.state import fold, output_tail
 from trestle.planfile import parse_plan
-from trestle.report import build_report
-from trestle.state import fold, output_tail
 
 FAILING_SCRIPT = """\
 i=1

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from trestle.errors import ConfigError, RunError
+from trestle.core.errors import ConfigError, RunError
 from trestle.shadow import (
     RestoreConflictError,
     ShadowRepo,

@@ -33,13 +33,13 @@ print(json.dumps({"code": code, "modules": sorted(sys.modules)}), file=sys.stder
 """
 
 HEAVY = (
-    "trestle.engine",
-    "trestle.events",
-    "trestle.state",
+    "trestle.engines.local",
+    "trestle.core.events",
+    "trestle.core.state",
     "trestle.agent.runtime",
     "trestle.agent.context",
     "trestle.monitors.catalog",
-    "trestle.models.base",
+    "trestle.core.conversation",
     "pydantic",
     "yaml",
     "asyncio",
@@ -93,4 +93,4 @@ def test_a_command_that_reads_events_loads_them_when_it_needs_them(
     store, run_id = store_with_a_run
     code, modules = loaded("log", run_id, "--store", str(store), "--json")
     assert code == 0
-    assert "trestle.events" in modules
+    assert "trestle.core.events" in modules

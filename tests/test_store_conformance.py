@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from trestle import runs as runs_module
-from trestle.errors import (
+from trestle.core.errors import (
     ConfigError,
     LeaseHeldError,
     LeaseLostError,
@@ -29,7 +29,7 @@ from trestle.errors import (
     StoreError,
     UnknownRunError,
 )
-from trestle.events import (
+from trestle.core.events import (
     ActionResult,
     AnyEvent,
     CheckResult,
@@ -48,10 +48,10 @@ from trestle.events import (
     StepStarted,
     StoredEvent,
 )
-from trestle.plan import Plan
+from trestle.core.plan import Plan
+from trestle.core.state import RunState
 from trestle.planfile import parse_plan
 from trestle.runs import create_run
-from trestle.state import RunState
 from trestle.store import Appended, InMemoryStore, Owner, Snapshot, SqliteStore, Store
 from trestle.store.sqlite import MIGRATIONS
 

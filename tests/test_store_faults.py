@@ -29,7 +29,7 @@ import pytest
 
 import trestle.demo as bundled
 from trestle.cli.app import main
-from trestle.engine import LocalEngine
+from trestle.engines.local import LocalEngine
 from trestle.planfile import load_plan
 from trestle.runs import create_run
 from trestle.store import SqliteStore

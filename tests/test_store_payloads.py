@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 from pydantic import JsonValue
 
 from test_store_conformance import RUN, batch, created, leased
+from trestle.core.errors import StoreDamagedError
+from trestle.core.events import AnyEvent, ToolCallEnded, event_json
 from trestle.doctor import diagnose
-from trestle.errors import StoreDamagedError
-from trestle.events import AnyEvent, ToolCallEnded, event_json
 from trestle.store import SqliteStore
 from trestle.store.payloads import LARGE, pack, references, unpack
 from trestle.store.sqlite import MIGRATIONS

@@ -37,7 +37,7 @@ from test_agent_loopback import (
     tool_message,
     workspace,
 )
-from trestle.events import (
+from trestle.core.events import (
     StepProbed,
     ToolCallEnded,
     ToolCallStarted,

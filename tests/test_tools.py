@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from trestle.errors import ConfigError
-from trestle.policy import Nature
+from trestle.core.errors import ConfigError
+from trestle.core.policy import Nature
 from trestle.tools import (
     GatedCall,
     GateVerdict,

@@ -17,17 +17,15 @@ if _typing.TYPE_CHECKING:
     from trestle.actions import StepContext
     from trestle.agent.launch import run_agent, start_agent
     from trestle.agent.runtime import AgentPerformer
-    from trestle.agent.settings import AgentSettings
     from trestle.agent.trajectory import ReplayModel, Trajectory, trajectory_of
     from trestle.approvals import feedback, find_approval, inbox, submit_decision
-    from trestle.budget import Budget, Limit
     from trestle.cancel import Cancelled, cancel_run, cancel_tree
-    from trestle.card import HandoffCard, build_card
     from trestle.checkpoints import Checkpoint, checkpoints, rewind
     from trestle.coordination import Board, BoardValue, Group, Letter, Mailbox, Sent, Written
-    from trestle.decider import decide, run_status
-    from trestle.engine import LocalEngine, StepPerformer, StepWork
-    from trestle.errors import (
+    from trestle.core.budget import Budget, Limit
+    from trestle.core.card import HandoffCard, build_card
+    from trestle.core.decider import decide, run_status
+    from trestle.core.errors import (
         ConfigError,
         LeaseHeldError,
         LeaseLostError,
@@ -51,19 +49,37 @@ if _typing.TYPE_CHECKING:
         UnknownGroupError,
         UnknownRunError,
     )
-    from trestle.events import EVENT_ADAPTER, AlertRaised, AnyEvent, CheckResult, Gate, StoredEvent
+    from trestle.core.events import (
+        EVENT_ADAPTER,
+        AlertRaised,
+        AnyEvent,
+        CheckResult,
+        Gate,
+        StoredEvent,
+    )
+    from trestle.core.handoff import HandoffPacket
+    from trestle.core.packets import build_packet, sender_packet
+    from trestle.core.plan import ChildAgent, Delegation, Plan, Step
+    from trestle.core.policy import (
+        ActionFacts,
+        Policy,
+        Rule,
+        Scope,
+        TierDecision,
+        action_hash,
+        classify,
+    )
+    from trestle.core.records.agent import AgentSettings
+    from trestle.core.records.monitors import Alert, MonitorSettings
+    from trestle.core.report import Report, build_report
+    from trestle.core.state import RunState, fold
+    from trestle.engines.local import LocalEngine, StepPerformer, StepWork
     from trestle.groups import group_of
-    from trestle.handoff import HandoffPacket
     from trestle.health import RunHealth, health
-    from trestle.monitors.alerts import Alert, Monitor
+    from trestle.monitors.alerts import Monitor
     from trestle.monitors.catalog import default_monitors
-    from trestle.monitors.policy import MonitorSettings
-    from trestle.packets import build_packet, sender_packet
-    from trestle.plan import ChildAgent, Delegation, Plan, Step
     from trestle.planfile import load_plan, parse_plan
-    from trestle.policy import ActionFacts, Policy, Rule, Scope, TierDecision, action_hash, classify
     from trestle.policyfile import load_policy, monitor_settings, operator_policy
-    from trestle.report import Report, build_report
     from trestle.runs import create_run, load_state, request_decision
     from trestle.shadow import (
         RestoreConflictError,
@@ -73,7 +89,6 @@ if _typing.TYPE_CHECKING:
         SnapshotRef,
         UnknownSnapshotError,
     )
-    from trestle.state import RunState, fold
     from trestle.store import InMemoryStore, SqliteStore, Store
     from trestle.topup import Raised, raise_budget
 
@@ -195,7 +210,7 @@ _EXPORTS = {
     "run_agent": "trestle.agent.launch",
     "start_agent": "trestle.agent.launch",
     "AgentPerformer": "trestle.agent.runtime",
-    "AgentSettings": "trestle.agent.settings",
+    "AgentSettings": "trestle.core.records.agent",
     "ReplayModel": "trestle.agent.trajectory",
     "Trajectory": "trestle.agent.trajectory",
     "trajectory_of": "trestle.agent.trajectory",
@@ -203,16 +218,16 @@ _EXPORTS = {
     "find_approval": "trestle.approvals",
     "inbox": "trestle.approvals",
     "submit_decision": "trestle.approvals",
-    "Budget": "trestle.budget",
-    "Limit": "trestle.budget",
+    "Budget": "trestle.core.budget",
+    "Limit": "trestle.core.budget",
     "Cancelled": "trestle.cancel",
     "cancel_run": "trestle.cancel",
     "cancel_tree": "trestle.cancel",
-    "HandoffCard": "trestle.card",
-    "HandoffPacket": "trestle.handoff",
-    "build_packet": "trestle.packets",
-    "sender_packet": "trestle.packets",
-    "build_card": "trestle.card",
+    "HandoffCard": "trestle.core.card",
+    "HandoffPacket": "trestle.core.handoff",
+    "build_packet": "trestle.core.packets",
+    "sender_packet": "trestle.core.packets",
+    "build_card": "trestle.core.card",
     "Checkpoint": "trestle.checkpoints",
     "checkpoints": "trestle.checkpoints",
     "rewind": "trestle.checkpoints",
@@ -223,64 +238,64 @@ _EXPORTS = {
     "Mailbox": "trestle.coordination",
     "Sent": "trestle.coordination",
     "Written": "trestle.coordination",
-    "decide": "trestle.decider",
-    "run_status": "trestle.decider",
-    "LocalEngine": "trestle.engine",
-    "StepPerformer": "trestle.engine",
-    "StepWork": "trestle.engine",
-    "ConfigError": "trestle.errors",
-    "LeaseHeldError": "trestle.errors",
-    "LeaseLostError": "trestle.errors",
-    "MissingExtraError": "trestle.errors",
-    "MissingKeyError": "trestle.errors",
-    "ModelRequestBlockedError": "trestle.errors",
-    "NoStoreError": "trestle.errors",
-    "PlanError": "trestle.errors",
-    "ProviderAuthError": "trestle.errors",
-    "ProviderConnectError": "trestle.errors",
-    "ProviderError": "trestle.errors",
-    "ProviderRequestError": "trestle.errors",
-    "ProviderResponseError": "trestle.errors",
-    "ProviderUnavailableError": "trestle.errors",
-    "RunCancelledError": "trestle.errors",
-    "RunError": "trestle.errors",
-    "ScriptExhaustedError": "trestle.errors",
-    "StoreDamagedError": "trestle.errors",
-    "StoreError": "trestle.errors",
-    "TrestleError": "trestle.errors",
-    "UnknownGroupError": "trestle.errors",
-    "UnknownRunError": "trestle.errors",
-    "EVENT_ADAPTER": "trestle.events",
-    "AlertRaised": "trestle.events",
-    "AnyEvent": "trestle.events",
-    "CheckResult": "trestle.events",
-    "Gate": "trestle.events",
-    "StoredEvent": "trestle.events",
+    "decide": "trestle.core.decider",
+    "run_status": "trestle.core.decider",
+    "LocalEngine": "trestle.engines.local",
+    "StepPerformer": "trestle.engines.local",
+    "StepWork": "trestle.engines.local",
+    "ConfigError": "trestle.core.errors",
+    "LeaseHeldError": "trestle.core.errors",
+    "LeaseLostError": "trestle.core.errors",
+    "MissingExtraError": "trestle.core.errors",
+    "MissingKeyError": "trestle.core.errors",
+    "ModelRequestBlockedError": "trestle.core.errors",
+    "NoStoreError": "trestle.core.errors",
+    "PlanError": "trestle.core.errors",
+    "ProviderAuthError": "trestle.core.errors",
+    "ProviderConnectError": "trestle.core.errors",
+    "ProviderError": "trestle.core.errors",
+    "ProviderRequestError": "trestle.core.errors",
+    "ProviderResponseError": "trestle.core.errors",
+    "ProviderUnavailableError": "trestle.core.errors",
+    "RunCancelledError": "trestle.core.errors",
+    "RunError": "trestle.core.errors",
+    "ScriptExhaustedError": "trestle.core.errors",
+    "StoreDamagedError": "trestle.core.errors",
+    "StoreError": "trestle.core.errors",
+    "TrestleError": "trestle.core.errors",
+    "UnknownGroupError": "trestle.core.errors",
+    "UnknownRunError": "trestle.core.errors",
+    "EVENT_ADAPTER": "trestle.core.events",
+    "AlertRaised": "trestle.core.events",
+    "AnyEvent": "trestle.core.events",
+    "CheckResult": "trestle.core.events",
+    "Gate": "trestle.core.events",
+    "StoredEvent": "trestle.core.events",
     "group_of": "trestle.groups",
     "RunHealth": "trestle.health",
     "health": "trestle.health",
-    "Alert": "trestle.monitors.alerts",
+    "Alert": "trestle.core.records.monitors",
     "Monitor": "trestle.monitors.alerts",
     "default_monitors": "trestle.monitors.catalog",
-    "MonitorSettings": "trestle.monitors.policy",
-    "ChildAgent": "trestle.plan",
-    "Delegation": "trestle.plan",
-    "Plan": "trestle.plan",
-    "Step": "trestle.plan",
+    "MonitorSettings": "trestle.core.records.monitors",
+    "ChildAgent": "trestle.core.plan",
+    "Delegation": "trestle.core.plan",
+    "Plan": "trestle.core.plan",
+    "Step": "trestle.core.plan",
     "load_plan": "trestle.planfile",
     "parse_plan": "trestle.planfile",
-    "ActionFacts": "trestle.policy",
-    "Policy": "trestle.policy",
-    "Rule": "trestle.policy",
-    "Scope": "trestle.policy",
-    "TierDecision": "trestle.policy",
-    "action_hash": "trestle.policy",
-    "classify": "trestle.policy",
+    "ActionFacts": "trestle.core.policy",
+    "Policy": "trestle.core.policy",
+    "Rule": "trestle.core.policy",
+    "Scope": "trestle.core.policy",
+    "TierDecision": "trestle.core.policy",
+    "action_hash": "trestle.core.policy",
+    "classify": "trestle.core.policy",
     "load_policy": "trestle.policyfile",
     "monitor_settings": "trestle.policyfile",
     "operator_policy": "trestle.policyfile",
-    "Report": "trestle.report",
-    "build_report": "trestle.report",
+    "Report": "trestle.core.report",
+    "build_report": "trestle.core.report",
     "create_run": "trestle.runs",
     "load_state": "trestle.runs",
     "request_decision": "trestle.runs",
@@ -290,8 +305,8 @@ _EXPORTS = {
     "ShadowRepoError": "trestle.shadow",
     "SnapshotRef": "trestle.shadow",
     "UnknownSnapshotError": "trestle.shadow",
-    "RunState": "trestle.state",
-    "fold": "trestle.state",
+    "RunState": "trestle.core.state",
+    "fold": "trestle.core.state",
     "Raised": "trestle.topup",
     "raise_budget": "trestle.topup",
     "InMemoryStore": "trestle.store",

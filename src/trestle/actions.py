@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from trestle.events import ActionResult
-from trestle.plan import Step
+from trestle.core.events import ActionResult
+from trestle.core.plan import Step
 from trestle.planfile import resolve_callable
 from trestle.processes import die_with_parent
 from trestle.sandbox import Cell, Sandbox

@@ -22,14 +22,14 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from trestle.card import HandoffCard, approval_ref, build_card
-from trestle.errors import ConfigError, UnknownRunError
-from trestle.events import AnyEvent, ApprovalDecided, ApprovalRefused, BudgetRaised, Verdict
-from trestle.plan import Step
-from trestle.policy import action_hash
+from trestle.core.card import HandoffCard, approval_ref, build_card
+from trestle.core.errors import ConfigError, UnknownRunError
+from trestle.core.events import AnyEvent, ApprovalDecided, ApprovalRefused, BudgetRaised, Verdict
+from trestle.core.plan import Step
+from trestle.core.policy import action_hash
+from trestle.core.state import RunState
 from trestle.runs import Vet, load_state, readable_states, refuse_if_cancelled
 from trestle.signing import decision_key, signed_payload, verified_fields
-from trestle.state import RunState
 from trestle.step_origin import inside_a_step
 from trestle.store.base import Request, Store
 

@@ -22,14 +22,14 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-from trestle.engine import DEFAULT_LEASE_TTL, FINISH_WAIT, this_process
-from trestle.errors import ConfigError, LeaseHeldError
-from trestle.events import RunCancelled, idempotency_key
+from trestle.core.errors import ConfigError, LeaseHeldError
+from trestle.core.events import RunCancelled, idempotency_key
+from trestle.core.state import RunState
+from trestle.engines.local import DEFAULT_LEASE_TTL, FINISH_WAIT, this_process
 from trestle.outcomes import POLL, driven_live
 from trestle.processes import Leader, reap
 from trestle.runs import load_state, record
 from trestle.signing import decision_key, signed_payload
-from trestle.state import RunState
 from trestle.store.base import Request, Store, subtree
 
 # the driver stops its steps first: a Python callable may take FINISH_WAIT to end

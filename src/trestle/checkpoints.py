@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from trestle.errors import ConfigError
-from trestle.events import RunRewound, StepStarted
-from trestle.field_problems import did_you_mean
-from trestle.plan import Plan, Step
+from trestle.core.errors import ConfigError
+from trestle.core.events import RunRewound, StepStarted
+from trestle.core.field_problems import did_you_mean
+from trestle.core.plan import Plan, Step
+from trestle.core.state import RunState
 from trestle.runs import load_state, record, refuse_if_cancelled
 from trestle.shadow import RestoreResult, ShadowRepo
-from trestle.state import RunState
 from trestle.store.base import Owner, Store
 
 When = Literal["before", "after"]

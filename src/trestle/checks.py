@@ -10,8 +10,8 @@ import re
 from concurrent.futures import Executor
 
 from trestle.actions import StepContext, call_python, in_thread, jailed, run_shell, step_env
-from trestle.events import CheckResult
-from trestle.plan import (
+from trestle.core.events import CheckResult
+from trestle.core.plan import (
     CallableCheck,
     Check,
     CommandCheck,

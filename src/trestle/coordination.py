@@ -15,7 +15,7 @@ Every write attempt is logged (accepted or a conflict) and every message is dura
 Agents reach the same records through their tools (:mod:`trestle.tools.group`), which
 also record what they did in their own run's events. Names and values are checked
 (:mod:`trestle.groups`) before anything is written: a bad one is a
-:class:`~trestle.errors.ConfigError` and nothing is recorded.
+:class:`~trestle.core.errors.ConfigError` and nothing is recorded.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from secrets import token_hex
 from typing import Any, TypeVar
 
-from trestle.errors import UnknownGroupError
+from trestle.core.errors import UnknownGroupError
 from trestle.groups import check_name, check_version, check_wait, value_json
 from trestle.store.base import BoardEntry, Message, Store
 
@@ -264,7 +264,7 @@ class Group:
 def known_group(store: Store, name: str) -> str:
     """``name`` if the store holds anything of that group, else an UnknownGroupError
     naming the nearest group it does hold."""
-    from trestle.field_problems import did_you_mean
+    from trestle.core.field_problems import did_you_mean
 
     check_name(name, "the group")
     groups = store.groups()

@@ -4,9 +4,9 @@ markup, so every interface prints the same facts in the same words."""
 
 from __future__ import annotations
 
-from trestle.budget import fmt
-from trestle.card import Action
-from trestle.events import (
+from trestle.core.budget import fmt
+from trestle.core.card import Action
+from trestle.core.events import (
     AlertRaised,
     AnyEvent,
     ApprovalDecided,

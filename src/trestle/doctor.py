@@ -25,11 +25,11 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from trestle.approvals import forged
-from trestle.errors import ConfigError, NoStoreError, StoreDamagedError
-from trestle.events import EVENT_ADAPTER, AnyEvent, RunCreated
+from trestle.core.errors import ConfigError, NoStoreError, StoreDamagedError
+from trestle.core.events import EVENT_ADAPTER, AnyEvent, RunCreated
+from trestle.core.state import RunState
 from trestle.runs import summary_json
 from trestle.signing import decision_key, key_path
-from trestle.state import RunState
 from trestle.store import payloads
 from trestle.store.base import Appended, Owner, owner_is_alive
 from trestle.store.sqlite import MIGRATIONS, SqliteStore

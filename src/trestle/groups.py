@@ -18,11 +18,11 @@ import math
 import re
 from typing import TYPE_CHECKING, Any
 
-from trestle.errors import ConfigError
-from trestle.safetext import MAX_DEPTH
+from trestle.core.errors import ConfigError
+from trestle.core.safetext import MAX_DEPTH
 
 if TYPE_CHECKING:
-    from trestle.state import RunState
+    from trestle.core.state import RunState
 
 NAME_MAX = 200  # characters of a group, key or address
 MAX_VALUE = 256 * 1024  # characters of a board value's or a message body's JSON

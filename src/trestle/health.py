@@ -13,12 +13,12 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from trestle.approvals import vetter
-from trestle.budget import DIMENSIONS
-from trestle.events import CheckResult
-from trestle.monitors.policy import DEFAULT_MONITORS
+from trestle.core.budget import DIMENSIONS
+from trestle.core.events import CheckResult
+from trestle.core.records.monitors import DEFAULT_MONITORS
+from trestle.core.state import RunState
 from trestle.runs import readable_states
 from trestle.signing import decision_key
-from trestle.state import RunState
 from trestle.store.base import Lease, Store, owner_is_alive
 
 ACTIVE = ("created", "running", "needs_human")

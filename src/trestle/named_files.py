@@ -22,8 +22,8 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from trestle.invocations import SHELLS
-from trestle.shellparse import MAX_DEPTH, SimpleCommand, parse
+from trestle.core.invocations import SHELLS
+from trestle.core.shellparse import MAX_DEPTH, SimpleCommand, parse
 
 ABSENT = "absent"
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from trestle.events import (
+from trestle.core.events import (
     AnyEvent,
     ApprovalDecided,
     ApprovalRefused,

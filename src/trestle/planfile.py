@@ -22,9 +22,9 @@ from typing import Any, NamedTuple
 import yaml
 from pydantic import ValidationError
 
-from trestle.errors import PlanError
-from trestle.field_problems import did_you_mean, field_path, plain_message, user_loc
-from trestle.plan import PYTHON_REF_PATTERN, STEP_ID_PATTERN, Plan, graph_problems
+from trestle.core.errors import PlanError
+from trestle.core.field_problems import did_you_mean, field_path, plain_message, user_loc
+from trestle.core.plan import PYTHON_REF_PATTERN, STEP_ID_PATTERN, Plan, graph_problems
 
 MAX_PLAN_BYTES = 8 * 1024 * 1024
 MAX_DEPTH = 64  # nested YAML collections; real plans need about eight

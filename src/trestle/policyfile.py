@@ -1,8 +1,8 @@
 """Loading the operator's approval policy (and monitor settings) from ``trestle.toml``.
 
-The ``[policy]`` table parses into the same :class:`~trestle.policy.Policy` model as a
+The ``[policy]`` table parses into the same :class:`~trestle.core.policy.Policy` model as a
 plan file's ``policy:`` mapping; only the file format differs. Problems are reported as
-:class:`~trestle.errors.ConfigError`, one line each, naming the file and the field::
+:class:`~trestle.core.errors.ConfigError`, one line each, naming the file and the field::
 
     trestle.toml: policy.rules[1].commands[0]: invalid regex '(': missing ), ...
 """
@@ -16,11 +16,11 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from trestle.errors import ConfigError, PlanError
-from trestle.field_problems import did_you_mean, field_path, plain_message, user_loc
-from trestle.monitors.policy import MonitorSettings
+from trestle.core.errors import ConfigError, PlanError
+from trestle.core.field_problems import did_you_mean, field_path, plain_message, user_loc
+from trestle.core.policy import Policy
+from trestle.core.records.monitors import MonitorSettings
 from trestle.planfile import read_text_file
-from trestle.policy import Policy
 
 POLICY_FILE = "trestle.toml"
 MAX_CONFIG_BYTES = 1024 * 1024
@@ -117,7 +117,7 @@ def parse_policy(data: Mapping[str, Any], *, source: str, prefix: str = TABLE) -
 
 def problem_text(err: Mapping[str, Any], prefix: str, model: type[BaseModel] = Policy) -> str:
     """One pydantic error as ``policy.rules[1].tier: <what is wrong>``, in the user's
-    words (see :mod:`trestle.field_problems`); an unknown field gets the closest field
+    words (see :mod:`trestle.core.field_problems`); an unknown field gets the closest field
     known at its place as a suggestion."""
     loc, known = user_loc(model, err["loc"])
     message = plain_message(err)

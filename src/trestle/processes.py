@@ -32,7 +32,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 
-from trestle.events import Leftovers
+from trestle.core.events import Leftovers
 
 KEY_VAR = "TRESTLE_IDEMPOTENCY_KEY"
 POLL = 0.05  # seconds between looks at leftover processes
@@ -112,7 +112,7 @@ def leftovers(key: str, leader: Leader | None) -> set[int]:
         return _group_alive(leader)
     marker = f"{KEY_VAR}={key}\0".encode()
     # an agent step's tool calls carry keys under the step's own (see
-    # :func:`trestle.events.tool_call_key`): the step's leftovers include theirs
+    # :func:`trestle.core.events.tool_call_key`): the step's leftovers include theirs
     nested = f"{KEY_VAR}={key}/".encode()
     group = _trusted_group(leader)
     me = os.getpid()

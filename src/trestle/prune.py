@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trestle.checkpoints import shadow_dir_for
-from trestle.errors import ConfigError
+from trestle.core.errors import ConfigError
 from trestle.shadow import ShadowRepo
 from trestle.store.base import RunRow, Store, owner_is_alive
 

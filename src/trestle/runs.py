@@ -12,8 +12,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
-from trestle.agent.settings import AgentSettings
-from trestle.errors import (
+from trestle.core.errors import (
     ConfigError,
     RunCancelledError,
     RunExistsError,
@@ -21,13 +20,14 @@ from trestle.errors import (
     TrestleError,
     UnknownRunError,
 )
-from trestle.events import AnyEvent, RunCreated, StepAttemptEnded, StoredEvent, TreeLink
-from trestle.field_problems import did_you_mean
-from trestle.monitors.policy import MonitorSettings
-from trestle.plan import Plan
-from trestle.policy import Policy
+from trestle.core.events import AnyEvent, RunCreated, StepAttemptEnded, StoredEvent, TreeLink
+from trestle.core.field_problems import did_you_mean
+from trestle.core.plan import Plan
+from trestle.core.policy import Policy
+from trestle.core.records.agent import AgentSettings
+from trestle.core.records.monitors import MonitorSettings
+from trestle.core.state import RunState, StepStatus
 from trestle.signing import decision_key, signed_payload
-from trestle.state import RunState, StepStatus
 from trestle.store.base import Appended, Request, RequestKind, Snapshot, Store
 
 NEW_ID_DRAWS = 8

@@ -39,9 +39,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from trestle.errors import ConfigError
-from trestle.policy import SandboxPolicy
-from trestle.state import RunState
+from trestle.core.errors import ConfigError
+from trestle.core.policy import SandboxPolicy
+from trestle.core.state import RunState
 
 Mode = Literal["auto", "require", "off"]
 MODES: tuple[Mode, ...] = ("auto", "require", "off")

@@ -39,7 +39,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from trestle.errors import ConfigError, RunError
+from trestle.core.errors import ConfigError, RunError
 from trestle.shadow_files import (
     IgnoreGlobs,
     delete_files,

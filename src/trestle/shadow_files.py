@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import suppress
 from pathlib import Path
 
-from trestle.errors import ConfigError
-from trestle.globs import glob_regex
+from trestle.core.errors import ConfigError
+from trestle.core.globs import glob_regex
 
 ALWAYS_SKIPPED = ".trestle"  # Trestle's own store and state, at any depth
 # Characters git refuses in ref names (see git-check-ref-format).

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from trestle.errors import ConfigError
+from trestle.core.errors import ConfigError
 
 KEY_ENV = "TRESTLE_KEY_FILE"
 

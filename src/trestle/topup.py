@@ -31,16 +31,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from trestle.approvals import trusted_state, vetter
-from trestle.budget import DIMENSIONS, Dimension, fmt, hard_level, least_raise
-from trestle.engine import DEFAULT_LEASE_TTL, this_process
-from trestle.errors import ConfigError, LeaseHeldError
-from trestle.events import BudgetRaised
-from trestle.field_problems import did_you_mean
+from trestle.core.budget import DIMENSIONS, Dimension, fmt, hard_level, least_raise
+from trestle.core.errors import ConfigError, LeaseHeldError
+from trestle.core.events import BudgetRaised
+from trestle.core.field_problems import did_you_mean
+from trestle.core.report import carved_budget
+from trestle.core.state import RunState
+from trestle.engines.local import DEFAULT_LEASE_TTL, this_process
 from trestle.prune import parse_age
-from trestle.report import carved_budget
 from trestle.runs import load_state, record, refuse_if_cancelled
 from trestle.signing import decision_key, signed_payload
-from trestle.state import RunState
 from trestle.step_origin import inside_a_step
 from trestle.store.base import Store
 

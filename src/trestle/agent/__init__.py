@@ -3,8 +3,10 @@
 Nothing here does IO, reads a clock or calls a model by itself; the agent runtime
 drives these pieces and records what they return. See ``docs/agent.md``.
 
-Each name loads its module on first use (``trestle.lazy``): the event types import
-a few of these records, and must not pull in the whole agent.
+The records the agent's events carry (``Phase``, ``Findings``, ``Pins``,
+``AgentPlan``, ``ReminderRecord``, ...) live in the core, ``trestle.core.records.agent``;
+they are offered here too. Each name loads its module on first use (``trestle.lazy``),
+so one piece does not pull in the whole agent.
 """
 
 from __future__ import annotations
@@ -15,13 +17,9 @@ from trestle.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from trestle.agent.context import (
-        PIN_HEADER,
         REMINDER_HEADER,
         SUMMARY_HEADER,
         Compression,
-        CompressionRecord,
-        ContextBudget,
-        Pins,
         Summariser,
         SummaryRequest,
         check_pins,
@@ -38,18 +36,13 @@ if TYPE_CHECKING:
     from trestle.agent.phases import (
         PHASE_NATURES,
         TRANSITIONS,
-        Findings,
-        Phase,
         PhaseChange,
         PhaseState,
-        RelevantFile,
         allowed_natures,
         findings_json_schema,
         parse_findings,
     )
     from trestle.agent.planning import (
-        AgentPlan,
-        AgentPlanStep,
         Feedback,
         PlanAttempt,
         PlanFeedback,
@@ -64,15 +57,26 @@ if TYPE_CHECKING:
     )
     from trestle.agent.reminders import (
         Reminder,
-        ReminderPolicy,
-        ReminderRecord,
         StepProgress,
         goal_reminder,
         plan_progress,
         plan_status,
         reminder_due,
     )
-    from trestle.errors import PhaseError, PinLostError
+    from trestle.core.errors import PhaseError, PinLostError
+    from trestle.core.records.agent import (
+        PIN_HEADER,
+        AgentPlan,
+        AgentPlanStep,
+        CompressionRecord,
+        ContextBudget,
+        Findings,
+        Phase,
+        Pins,
+        RelevantFile,
+        ReminderPolicy,
+        ReminderRecord,
+    )
 
 __all__ = [
     "PHASE_NATURES",
@@ -132,13 +136,13 @@ __all__ = [
 __getattr__ = lazy_exports(
     __name__,
     {
-        "PIN_HEADER": "trestle.agent.context",
+        "PIN_HEADER": "trestle.core.records.agent",
         "REMINDER_HEADER": "trestle.agent.context",
         "SUMMARY_HEADER": "trestle.agent.context",
         "Compression": "trestle.agent.context",
-        "CompressionRecord": "trestle.agent.context",
-        "ContextBudget": "trestle.agent.context",
-        "Pins": "trestle.agent.context",
+        "CompressionRecord": "trestle.core.records.agent",
+        "ContextBudget": "trestle.core.records.agent",
+        "Pins": "trestle.core.records.agent",
         "Summariser": "trestle.agent.context",
         "SummaryRequest": "trestle.agent.context",
         "check_pins": "trestle.agent.context",
@@ -153,16 +157,16 @@ __getattr__ = lazy_exports(
         "transcript_text": "trestle.agent.context",
         "PHASE_NATURES": "trestle.agent.phases",
         "TRANSITIONS": "trestle.agent.phases",
-        "Findings": "trestle.agent.phases",
-        "Phase": "trestle.agent.phases",
+        "Findings": "trestle.core.records.agent",
+        "Phase": "trestle.core.records.agent",
         "PhaseChange": "trestle.agent.phases",
         "PhaseState": "trestle.agent.phases",
-        "RelevantFile": "trestle.agent.phases",
+        "RelevantFile": "trestle.core.records.agent",
         "allowed_natures": "trestle.agent.phases",
         "findings_json_schema": "trestle.agent.phases",
         "parse_findings": "trestle.agent.phases",
-        "AgentPlan": "trestle.agent.planning",
-        "AgentPlanStep": "trestle.agent.planning",
+        "AgentPlan": "trestle.core.records.agent",
+        "AgentPlanStep": "trestle.core.records.agent",
         "Feedback": "trestle.agent.planning",
         "PlanAttempt": "trestle.agent.planning",
         "PlanFeedback": "trestle.agent.planning",
@@ -175,15 +179,15 @@ __getattr__ = lazy_exports(
         "runtime_plan": "trestle.agent.planning",
         "validate_agent_plan": "trestle.agent.planning",
         "Reminder": "trestle.agent.reminders",
-        "ReminderPolicy": "trestle.agent.reminders",
-        "ReminderRecord": "trestle.agent.reminders",
+        "ReminderPolicy": "trestle.core.records.agent",
+        "ReminderRecord": "trestle.core.records.agent",
         "StepProgress": "trestle.agent.reminders",
         "goal_reminder": "trestle.agent.reminders",
         "plan_progress": "trestle.agent.reminders",
         "plan_status": "trestle.agent.reminders",
         "reminder_due": "trestle.agent.reminders",
-        "PhaseError": "trestle.errors",
-        "PinLostError": "trestle.errors",
+        "PhaseError": "trestle.core.errors",
+        "PinLostError": "trestle.core.errors",
     },
     globals(),
 )

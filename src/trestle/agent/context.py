@@ -30,66 +30,24 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
-from pydantic import Field
+from trestle.core.conversation import Message, Model, ToolSchema
+from trestle.core.errors import PinLostError
+from trestle.core.estimate import CHARS_PER_TOKEN, estimate_text_tokens, estimate_tokens
+from trestle.core.record import Record
+from trestle.core.records.agent import (
+    PIN_HEADER,
+    CompressionRecord,
+    ContextBudget,
+    Pins,
+    SummarySource,
+)
 
-from trestle.errors import PinLostError
-from trestle.models.base import Message, Model, ToolSchema
-from trestle.models.estimate import CHARS_PER_TOKEN, estimate_text_tokens, estimate_tokens
-from trestle.record import Record
-
-PIN_HEADER = "[trestle: pinned - these hold for the whole run]"
 SUMMARY_HEADER = "[trestle: summary of earlier turns]"
 REMINDER_HEADER = "[trestle: goal reminder]"
 
 
 # --- pins ------------------------------------------------------------------------------
-
-
-class Pins(Record):
-    """What must survive every compression.
-
-    Attributes:
-        goal: the run's goal, as the user gave it.
-        requirements: what the user added to the goal mid-run (``trestle tell``), as
-            they were when the conversation began.
-        rules: rules the agent must follow throughout.
-        scope: globs the agent may change; empty means the whole workspace.
-        plan_status: the plan's progress as text (see ``reminders.plan_status``).
-        handoff: the goal, acceptance criteria and constraints of the handoff packet
-            the run was started with (``trestle.handoff.pinned``), one line each.
-    """
-
-    goal: str = Field(min_length=1)
-    requirements: tuple[str, ...] = ()
-    rules: tuple[str, ...] = ()
-    scope: tuple[str, ...] = ()
-    plan_status: str = ""
-    handoff: tuple[str, ...] = ()
-
-    def render(self) -> str:
-        """The pinned message's text; each pin on lines of its own, labelled."""
-        lines = [PIN_HEADER, f"Goal: {self.goal}", *self.handoff]
-        lines += [f"Requirement: {text}" for text in self.requirements]
-        lines += [f"Rule: {rule}" for rule in self.rules]
-        lines += [f"Scope: {glob}" for glob in self.scope] or ["Scope: the whole workspace"]
-        lines += ["Plan status:", self.plan_status or "no plan yet"]
-        return "\n".join(lines)
-
-    def message(self) -> Message:
-        """The pinned message (a system message, so the model reads it as the frame)."""
-        return Message.system(self.render())
-
-    def items(self) -> list[tuple[str, str]]:
-        """(name, text that must appear in the pinned message) for every pin."""
-        found = [("goal", f"Goal: {self.goal}\n")]
-        found += [(f"handoff {line!r}", f"{line}\n") for line in self.handoff]
-        found += [(f"requirement {t!r}", f"Requirement: {t}\n") for t in self.requirements]
-        found += [(f"rule {rule!r}", f"Rule: {rule}\n") for rule in self.rules]
-        found += [(f"scope {glob!r}", f"Scope: {glob}\n") for glob in self.scope]
-        found.append(("plan status", f"Plan status:\n{self.plan_status or 'no plan yet'}\n"))
-        return found
 
 
 def is_pinned(message: Message) -> bool:
@@ -143,39 +101,6 @@ def _split_frame(messages: Sequence[Message]) -> tuple[list[Message], list[Messa
         if not is_pinned(head):
             prefix.append(head)
     return prefix, [m for m in rest if not is_pinned(m)]
-
-
-# --- budget ----------------------------------------------------------------------------
-
-
-class ContextBudget(Record):
-    """How large the conversation may grow, and what compression keeps.
-
-    Attributes:
-        limit: the tokens the model's context holds (by the offline estimate).
-        threshold: compress once the estimate passes this share of ``limit``.
-        keep_turns: model turns kept verbatim (fewer if they alone do not fit).
-        summary_share: the largest share of ``limit`` a summary may take.
-    """
-
-    limit: int = Field(gt=0)
-    threshold: float = Field(default=0.8, gt=0, le=1)
-    keep_turns: int = Field(default=6, ge=1)
-    summary_share: float = Field(default=0.15, gt=0, lt=1)
-
-    @property
-    def target(self) -> int:
-        """The most tokens the conversation should hold after a compression."""
-        return int(self.limit * self.threshold)
-
-    @property
-    def summary_tokens(self) -> int:
-        """The most tokens a summary may take."""
-        return max(1, int(self.limit * self.summary_share))
-
-    def over_threshold(self, messages: Sequence[Message], tools: Sequence[ToolSchema] = ()) -> bool:
-        """Is the conversation (with the tools on offer) due for compression?"""
-        return estimate_tokens(messages, tools) > self.target
 
 
 # --- summarising -----------------------------------------------------------------------
@@ -278,36 +203,6 @@ def clip_to_tokens(text: str, max_tokens: int) -> str:
 
 
 # --- compression -----------------------------------------------------------------------
-
-SummarySource = Literal["model", "extractive", "none"]
-
-
-class CompressionRecord(Record):
-    """What one compression did; the runtime records it as an event.
-
-    Attributes:
-        tokens_before: estimated tokens before.
-        tokens_after: estimated tokens after.
-        limit: the budget's limit.
-        summarised: messages folded into the summary.
-        kept: messages kept verbatim after the summary.
-        kept_turns: model turns among the kept messages.
-        source: who wrote the summary (``none`` when nothing was old enough).
-        fallback: why the extractive summary was used although a summariser was
-            given, else None.
-        within_target: whether the result is within the budget's target; False when
-            even the most recent turn alone does not fit.
-    """
-
-    tokens_before: int
-    tokens_after: int
-    limit: int
-    summarised: int
-    kept: int
-    kept_turns: int
-    source: SummarySource
-    fallback: str | None = None
-    within_target: bool
 
 
 class Compression(Record):

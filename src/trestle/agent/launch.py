@@ -18,13 +18,13 @@ from pathlib import Path
 
 from trestle.agent.context import Summariser
 from trestle.agent.runtime import AgentPerformer
-from trestle.agent.settings import AgentSettings, bootstrap_plan
-from trestle.budget import Budget
-from trestle.engine import LocalEngine
-from trestle.models.base import Model
-from trestle.policy import Policy
+from trestle.core.budget import Budget
+from trestle.core.conversation import Model
+from trestle.core.policy import Policy
+from trestle.core.records.agent import AgentSettings, bootstrap_plan
+from trestle.core.state import RunState
+from trestle.engines.local import LocalEngine
 from trestle.runs import create_run
-from trestle.state import RunState
 from trestle.store.base import Store
 from trestle.tools.registry import ToolRegistry
 

@@ -8,7 +8,7 @@
                     └───────────────────────┘
     (any phase ──failed / escalated / stopped──> DONE)
 
-Which tool natures (see :data:`trestle.policy.Nature`) each phase allows:
+Which tool natures (see :data:`trestle.core.policy.Nature`) each phase allows:
 
 ==========  ===================  ================================================
 phase       natures              why
@@ -33,26 +33,15 @@ move the table above does not allow. Pure: no IO, no clock.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import Field
 
 from trestle.agent.planning import Feedback, capped, output_schema, parse_output
-from trestle.errors import PhaseError
-from trestle.policy import Nature
-from trestle.record import Record
-
-
-class Phase(StrEnum):
-    """Where the agent is in its work. The value is the name, as messages show it."""
-
-    UNDERSTAND = "UNDERSTAND"
-    PLAN = "PLAN"
-    EXECUTE = "EXECUTE"
-    VALIDATE = "VALIDATE"
-    DONE = "DONE"
-
+from trestle.core.errors import PhaseError
+from trestle.core.policy import Nature
+from trestle.core.record import Record
+from trestle.core.records.agent import DEFAULT_MAX_REPLANS, Findings, Phase
 
 ALL_NATURES: frozenset[Nature] = frozenset({"read", "test", "write", "command", "call"})
 
@@ -76,8 +65,6 @@ TRANSITIONS: Mapping[Phase, frozenset[Phase]] = {
 
 Ending = Literal["accepted", "failed", "escalated", "stopped"]
 """How the agent reached DONE: acceptance checks passed (only from VALIDATE), or not."""
-
-DEFAULT_MAX_REPLANS = 2
 
 
 def allowed_natures(phase: Phase) -> frozenset[Nature]:
@@ -171,34 +158,6 @@ class PhaseState(Record):
 
 
 # --- what UNDERSTAND yields ------------------------------------------------------------
-
-
-class RelevantFile(Record):
-    """A file that matters to the goal, and why."""
-
-    path: str = Field(min_length=1, description="Workspace-relative path.")
-    why: str = Field(default="", description="What it has to do with the goal.")
-
-
-class Findings(Record):
-    """What UNDERSTAND found out, as the model reports it; PLAN is built on it."""
-
-    summary: str = Field(min_length=1, description="What the goal needs, in a few sentences.")
-    relevant_files: tuple[RelevantFile, ...] = Field(
-        default=(), description="Files to read or change, each with why it matters."
-    )
-    how_to_test: str = Field(
-        min_length=1, description="How to tell the goal is reached (tests, commands, checks)."
-    )
-    test_command: str | None = Field(
-        default=None, description="The shell command that runs the relevant tests, if any."
-    )
-    constraints: tuple[str, ...] = Field(
-        default=(), description="What must not change or break (APIs, formats, style)."
-    )
-    open_questions: tuple[str, ...] = Field(
-        default=(), description="What is still unclear and may need a human."
-    )
 
 
 def findings_json_schema() -> dict[str, Any]:

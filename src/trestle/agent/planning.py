@@ -2,7 +2,7 @@
 
 In PLAN the model answers with one JSON object shaped like :class:`AgentPlan` (its
 schema, from :func:`agent_plan_json_schema`, is what the model is shown). Trestle
-checks it and either turns it into the runtime's :class:`~trestle.plan.Plan` or answers
+checks it and either turns it into the runtime's :class:`~trestle.core.plan.Plan` or answers
 with :class:`PlanFeedback`: every problem, named precisely enough for the model to fix
 it on its next attempt. :class:`PlanNegotiation` counts the attempts and says when to
 stop asking and escalate to a human.
@@ -33,15 +33,14 @@ import json
 import posixpath
 import re
 from collections.abc import Collection, Mapping, Sequence
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, Discriminator, Field, Tag, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
-from trestle.budget import Budget
-from trestle.errors import RunError
-from trestle.field_problems import did_you_mean
-from trestle.plan import (
-    STEP_ID_PATTERN,
+from trestle.core.budget import Budget
+from trestle.core.errors import RunError
+from trestle.core.field_problems import did_you_mean
+from trestle.core.plan import (
     AgentTask,
     ChildAgent,
     CommandCheck,
@@ -53,15 +52,20 @@ from trestle.plan import (
     describe_check,
     find_cycle,
 )
+from trestle.core.policy import path_glob_matches, workspace_path
+from trestle.core.record import Record, untitled_schema
+from trestle.core.records.agent import (
+    CHECK_TAGS,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_STEP_RETRIES,
+    AgentPlan,
+    AgentPlanStep,
+)
+from trestle.core.safetext import json_without_surrogates
 from trestle.planfile import only_items_failed
-from trestle.policy import path_glob_matches, workspace_path
-from trestle.record import Record, untitled_schema
-from trestle.safetext import json_without_surrogates
 
 AGENT_TAG = "agent"
 DEFAULT_MAX_STEPS = 30
-DEFAULT_MAX_ATTEMPTS = 3
-DEFAULT_STEP_RETRIES = 2
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -251,93 +255,6 @@ def _dotted(loc: Sequence[Any]) -> str:
 
 # --- the plan the model writes ---------------------------------------------------------
 
-CHECK_TAGS = ("command", "file_exists", "file_contains")
-
-
-def _agent_check_kind(value: Any) -> str | None:
-    if isinstance(value, BaseModel):
-        fields = type(value).model_fields
-        return next((tag for tag in CHECK_TAGS if tag in fields), None)
-    if isinstance(value, Mapping):
-        present = [tag for tag in CHECK_TAGS if tag in value]
-        return present[0] if len(present) == 1 else None
-    return None
-
-
-AgentCheck = Annotated[
-    Annotated[CommandCheck, Tag("command")]
-    | Annotated[FileExistsCheck, Tag("file_exists")]
-    | Annotated[FileContainsCheck, Tag("file_contains")],
-    Discriminator(
-        _agent_check_kind,
-        custom_error_type="check_kind",
-        custom_error_message="a check needs exactly one of: command, file_exists, "
-        "file_contains (python checks are not available in agent plans; use a command "
-        "such as 'python -m pytest tests/test_x.py')",
-    ),
-]
-"""A verify check in the plan-file format, less ``python:`` (a model cannot know what
-is importable, and a command check covers the same ground)."""
-
-
-class AgentPlanStep(Record):
-    """One step of a model's plan: an objective for a bounded tool loop, and its proof."""
-
-    id: str = Field(
-        pattern=STEP_ID_PATTERN,
-        max_length=64,
-        description="Short unique id: letters, digits, '_', '.', '-' (e.g. 'fix-parser').",
-    )
-    objective: str = Field(
-        min_length=1, description="What this step achieves, stated so it can be checked."
-    )
-    needs: tuple[str, ...] = Field(default=(), description="Ids of steps that must finish first.")
-    verify: tuple[AgentCheck, ...] = Field(
-        default=(),
-        json_schema_extra={"minItems": 1},  # checked here too, with a clearer message
-        description="Checks that pass only if the step worked: {'command': ...} exits 0, "
-        "{'file_exists': path}, {'file_contains': path, 'text' or 'regex': ...}.",
-    )
-    files: tuple[str, ...] = Field(
-        default=(), description="Existing files this step may change (workspace-relative)."
-    )
-    new_files: tuple[str, ...] = Field(
-        default=(), description="Files this step creates (workspace-relative)."
-    )
-    irreversible: bool = Field(
-        default=False, description="True if its effects cannot be undone (a push, a migration)."
-    )
-    optional: bool = Field(
-        default=False, description="True if the goal is reached even when this step fails."
-    )
-    reasoning: str = Field(default="", description="Why this step is needed, briefly.")
-    confidence: float | None = Field(
-        default=None, ge=0, le=1, description="How sure you are this step will work, 0 to 1."
-    )
-    delegate: bool = Field(
-        default=False,
-        description="True to hand this step to a worker agent of its own, which works "
-        "only on this step's files, in parallel with other independent steps.",
-    )
-
-
-class AgentPlan(Record):
-    """A model's plan: the steps that reach the goal, as a dependency graph."""
-
-    summary: str = Field(default="", description="The approach, in one or two sentences.")
-    steps: tuple[AgentPlanStep, ...] = Field(min_length=1, description="The steps.")
-
-    def step(self, step_id: str) -> AgentPlanStep:
-        """The step called ``step_id``; ``KeyError`` if there is none."""
-        for s in self.steps:
-            if s.id == step_id:
-                return s
-        raise KeyError(step_id)
-
-    def files_in_scope(self) -> tuple[str, ...]:
-        """Every file any step may change or create, each once, in plan order."""
-        return tuple(dict.fromkeys(f for s in self.steps for f in (*s.files, *s.new_files)))
-
 
 def agent_plan_json_schema() -> dict[str, Any]:
     """The JSON Schema of :class:`AgentPlan`, to give the model for its structured answer."""
@@ -360,7 +277,7 @@ def check_agent_plan(
     Args:
         raw: the model's answer (JSON text) or the decoded object.
         scope: globs (``src/**``, ``tests/test_*.py``) the run may write; empty means
-            the whole workspace. Glob rules are those of :mod:`trestle.policy`.
+            the whole workspace. Glob rules are those of :mod:`trestle.core.policy`.
         workspace_files: the workspace's files (workspace-relative, ``/``-separated),
             when known: files to change must be among them and files to create must not.
         max_steps: the most steps a plan may have.
@@ -512,7 +429,7 @@ def runtime_plan(
     worker: ChildAgent | None = None,
     share: Budget | None = None,
 ) -> Plan:
-    """The runtime :class:`~trestle.plan.Plan` for an accepted agent plan.
+    """The runtime :class:`~trestle.core.plan.Plan` for an accepted agent plan.
 
     Each step becomes an agent step (an ``agent:`` action with role ``execute``, tagged
     ``agent``) whose objective, files and new files come from the model's step. Its

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 
-from trestle.agent.phases import Findings, findings_json_schema
+from trestle.agent.phases import findings_json_schema
 from trestle.agent.planning import agent_plan_json_schema
-from trestle.monitors.alerts import Alert
-from trestle.plan import AgentTask, Step, describe_check
+from trestle.core.plan import AgentTask, Step, describe_check
+from trestle.core.records.agent import Findings
+from trestle.core.records.monitors import Alert
 
 SYSTEM = (
     "You are a careful coding agent working inside Trestle, a runtime that enforces "

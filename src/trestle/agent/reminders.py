@@ -13,20 +13,16 @@ same reminders at the same turns. Pure: the turn number is passed in.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Literal
 
-from pydantic import Field
+from trestle.agent.context import REMINDER_HEADER
+from trestle.agent.phases import allowed_natures
+from trestle.core.conversation import Message
+from trestle.core.plan import Plan
+from trestle.core.record import Record
+from trestle.core.records.agent import Phase, Pins, ReminderPolicy, ReminderReason, ReminderRecord
 
-from trestle.agent.context import REMINDER_HEADER, Pins
-from trestle.agent.phases import Phase, allowed_natures
-from trestle.models.base import Message
-from trestle.plan import Plan
-from trestle.record import Record
-
-DEFAULT_EVERY_TURNS = 8
 OBJECTIVE_WIDTH = 100  # characters of a step's objective shown in the plan status
 
-ReminderReason = Literal["phase_boundary", "interval", "monitor"]
 
 PHASE_PURPOSE: Mapping[Phase, str] = {
     Phase.UNDERSTAND: "find out what the goal needs; change nothing, then report your findings",
@@ -35,18 +31,6 @@ PHASE_PURPOSE: Mapping[Phase, str] = {
     Phase.VALIDATE: "the acceptance checks judge the whole goal; change nothing",
     Phase.DONE: "the run is over",
 }
-
-
-class ReminderPolicy(Record):
-    """When reminders are due.
-
-    Attributes:
-        every_turns: remind after this many model turns without one; 0 turns it off.
-        at_phase_boundary: remind whenever a phase begins.
-    """
-
-    every_turns: int = Field(default=DEFAULT_EVERY_TURNS, ge=0)
-    at_phase_boundary: bool = True
 
 
 def reminder_due(
@@ -110,17 +94,6 @@ def plan_status(progress: Sequence[StepProgress], *, current_step: str | None = 
 
 
 # --- the reminder ----------------------------------------------------------------------
-
-
-class ReminderRecord(Record):
-    """A reminder as an event records it: when, why, and exactly what the model read."""
-
-    turn: int = Field(ge=1)
-    phase: Phase
-    reason: ReminderReason
-    step_id: str | None = None
-    text: str
-    alert: str | None = None  # the alert's key, for a monitor's corrective message
 
 
 class Reminder(Record):

@@ -8,13 +8,13 @@ steps around them have fixed names: ``review`` / ``review-2``, ``validate`` /
 
 from __future__ import annotations
 
-from trestle.agent.planning import AgentPlan, runtime_plan
-from trestle.agent.settings import AgentSettings, planning_step
-from trestle.budget import Budget, Dimension, Limit, hard_level
-from trestle.events import PlanExtended, RequestRefused, RequirementAdded
-from trestle.plan import CARVED, AgentTask, ChildAgent, CommandCheck, Step
-from trestle.policy import TIER_ORDER, ActionFacts, Policy, Tier, TierDecision, classify
-from trestle.state import RunState
+from trestle.agent.planning import runtime_plan
+from trestle.core.budget import Budget, Dimension, Limit, hard_level
+from trestle.core.events import PlanExtended, RequestRefused, RequirementAdded
+from trestle.core.plan import CARVED, AgentTask, ChildAgent, CommandCheck, Step
+from trestle.core.policy import TIER_ORDER, ActionFacts, Policy, Tier, TierDecision, classify
+from trestle.core.records.agent import AgentPlan, AgentSettings, planning_step
+from trestle.core.state import RunState
 
 
 def delegation_share(state: RunState, plan: AgentPlan) -> Budget | None:

@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from trestle.actions import run_shell, step_env
-from trestle.agent.context import Pins, Summariser, model_summariser
-from trestle.agent.phases import Findings, Phase, allowed_natures, parse_findings
+from trestle.agent.context import Summariser, model_summariser
+from trestle.agent.phases import allowed_natures, parse_findings
 from trestle.agent.planning import PlanFeedback, PlanNegotiation, check_agent_plan
 from trestle.agent.prompts import (
     CUT_SHORT,
@@ -52,12 +52,11 @@ from trestle.agent.rounds import (
     requirement_added,
 )
 from trestle.agent.session import Abandon, Pause, StepSession
-from trestle.agent.settings import RESERVED_IDS, ROLE_PHASE, AgentSettings
 from trestle.agent.toolgate import RunToolGate
 from trestle.agent.trajectory import REPLAY_PREFIX, ReplayModel, load_trajectory
-from trestle.engine import StepWork
-from trestle.errors import ConfigError, ProviderError, ScriptExhaustedError
-from trestle.events import (
+from trestle.core.conversation import Message, Model, ToolSchema
+from trestle.core.errors import ConfigError, ProviderError, ScriptExhaustedError
+from trestle.core.events import (
     ActionResult,
     AnyEvent,
     FindingsRecorded,
@@ -65,14 +64,22 @@ from trestle.events import (
     PlanProposed,
     ToolAsk,
 )
+from trestle.core.handoff import pinned, render
+from trestle.core.plan import AgentTask
+from trestle.core.policy import Nature
+from trestle.core.records.agent import (
+    RESERVED_IDS,
+    ROLE_PHASE,
+    AgentSettings,
+    Findings,
+    Phase,
+    Pins,
+)
+from trestle.core.state import RunState
+from trestle.engines.local import StepWork
 from trestle.groups import named_group
-from trestle.handoff import pinned, render
-from trestle.models.base import Message, Model, ToolSchema
 from trestle.models.pricing import DEFAULT_PRICES, PriceTable
 from trestle.models.spec import model_from_spec
-from trestle.plan import AgentTask
-from trestle.policy import Nature
-from trestle.state import RunState
 from trestle.tools.artifacts import FetchArtifact
 from trestle.tools.base import GroupSeat, Tool, ToolContext
 from trestle.tools.coding import coding_registry

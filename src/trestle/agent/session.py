@@ -36,27 +36,25 @@ from pydantic import ValidationError
 
 from trestle.agent.context import (
     SUMMARY_HEADER,
-    ContextBudget,
-    Pins,
     Summariser,
     SummaryRequest,
     compress_if_needed,
     is_summary,
 )
-from trestle.agent.phases import Phase
 from trestle.agent.prompts import correction
-from trestle.agent.reminders import (
-    ReminderPolicy,
-    ReminderRecord,
-    StepProgress,
-    goal_reminder,
-    reminder_due,
+from trestle.agent.reminders import StepProgress, goal_reminder, reminder_due
+from trestle.core.budget import Dimension, breach
+from trestle.core.conversation import (
+    Message,
+    Model,
+    ModelResponse,
+    RequestHasher,
+    ToolCall,
+    ToolSchema,
 )
-from trestle.agent.settings import AgentSettings
-from trestle.budget import Dimension, breach
-from trestle.engine import StepWork
-from trestle.errors import ProviderResponseError
-from trestle.events import (
+from trestle.core.errors import ProviderResponseError
+from trestle.core.estimate import estimate_tokens
+from trestle.core.events import (
     AnyEvent,
     ContextCompressed,
     Leftovers,
@@ -71,15 +69,15 @@ from trestle.events import (
     ToolProbe,
     tool_call_key,
 )
-from trestle.models.base import (
-    Message,
-    Model,
-    ModelResponse,
-    RequestHasher,
-    ToolCall,
-    ToolSchema,
+from trestle.core.records.agent import (
+    AgentSettings,
+    ContextBudget,
+    Phase,
+    Pins,
+    ReminderPolicy,
+    ReminderRecord,
 )
-from trestle.models.estimate import estimate_tokens
+from trestle.engines.local import StepWork
 from trestle.models.pricing import PriceTable
 from trestle.processes import reap
 from trestle.redaction import redact, secret_values

@@ -10,11 +10,11 @@ the model is told). Nothing a model or a tool outputs can produce an approval.
 
 from __future__ import annotations
 
-from trestle.events import ToolAsk
-from trestle.gate import similar_approval, similar_key
-from trestle.models.base import canonical_json
-from trestle.policy import action_hash, classify, path_glob_matches
-from trestle.state import ApprovalState, RunState
+from trestle.core.conversation import canonical_json
+from trestle.core.events import ToolAsk
+from trestle.core.gate import similar_approval, similar_key
+from trestle.core.policy import action_hash, classify, path_glob_matches
+from trestle.core.state import ApprovalState, RunState
 from trestle.tools.base import GatedCall, GateVerdict
 
 

@@ -22,11 +22,11 @@ from typing import Literal
 
 from pydantic import ValidationError
 
-from trestle.errors import ConfigError, ScriptExhaustedError
-from trestle.events import AnyEvent, ModelCalled
-from trestle.models.base import Message, ModelResponse, ToolSchema
-from trestle.record import Record
-from trestle.state import transcript_key
+from trestle.core.conversation import Message, ModelResponse, ToolSchema
+from trestle.core.errors import ConfigError, ScriptExhaustedError
+from trestle.core.events import AnyEvent, ModelCalled
+from trestle.core.record import Record
+from trestle.core.state import transcript_key
 
 REPLAY_PREFIX = "replay:"
 

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from trestle.agent.defaults import DEFAULT_MAX_TOKENS, DEFAULT_STEP_TIMEOUT
 from trestle.cli.app import (
     LiveOption,
     PolicyOption,
@@ -27,12 +26,13 @@ from trestle.cli.app import (
     _out,
     app,
 )
-from trestle.errors import ConfigError, MissingKeyError
+from trestle.core.errors import ConfigError, MissingKeyError
+from trestle.core.records.agent_defaults import DEFAULT_MAX_TOKENS, DEFAULT_STEP_TIMEOUT
 
 if TYPE_CHECKING:
-    from trestle.agent.settings import AgentSettings
-    from trestle.budget import Budget
-    from trestle.engine import StepPerformer
+    from trestle.core.budget import Budget
+    from trestle.core.records.agent import AgentSettings
+    from trestle.engines.local import StepPerformer
 
 DEMO_GOAL = "make slugify() turn any title into a clean URL slug; the failing test shows how"
 DEMO_TEST_COMMAND = "python3 -m unittest discover -s tests -q"
@@ -126,8 +126,8 @@ def agent(
     sandbox: SandboxOption = None,
 ) -> None:
     """Run the coding agent on GOAL: understand, plan, execute, validate. Prints the run id."""
-    from trestle.agent.settings import AgentSettings, bootstrap_plan
     from trestle.cli.drive import drive, opened_for_new_run, store_line
+    from trestle.core.records.agent import AgentSettings, bootstrap_plan
     from trestle.policyfile import monitor_settings, operator_policy
     from trestle.runs import create_run
     from trestle.sandbox import mode_from
@@ -181,7 +181,7 @@ def _budget(
 ) -> Budget | None:
     """The run's budget from the options, each a finite amount above 0; a soft level
     above the hard one is refused, naming both."""
-    from trestle.budget import LIMIT_MAX, Budget, Limit
+    from trestle.core.budget import LIMIT_MAX, Budget, Limit
 
     given: dict[str, float | None] = {
         "--max-cost": max_cost,
@@ -304,11 +304,11 @@ def demo(
     Everything else is real: the tools edit real files, the tests really run, the run
     is recorded in a real store, and the plan waits for (and gets) an approval.
     """
-    from trestle.agent.settings import AgentSettings, bootstrap_plan
     from trestle.agent.trajectory import REPLAY_PREFIX
     from trestle.approvals import inbox, submit_decision
     from trestle.cli.drive import drive, opened_for_new_run
     from trestle.cli.human import show_card
+    from trestle.core.records.agent import AgentSettings, bootstrap_plan
     from trestle.demo import write_sample
     from trestle.runs import create_run
 

@@ -42,7 +42,7 @@ from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageErro
 
 from trestle.cli.stores import reading_store, store_with_run
 from trestle.cli.streams import guard_standard_streams
-from trestle.errors import ConfigError, StoreError, TrestleError
+from trestle.core.errors import ConfigError, StoreError, TrestleError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -296,7 +296,7 @@ def show(run_id: RunArg, store: StoreOption = None, as_json: JsonOption = False)
     """A run's state and report."""
     from trestle.approvals import trusted_state
     from trestle.cli.render import report_view, steps_table
-    from trestle.report import build_report
+    from trestle.core.report import build_report
     from trestle.store.base import subtree
     from trestle.wording import clip, shown
 
@@ -436,7 +436,7 @@ def health(store: StoreOption = None, as_json: JsonOption = False) -> None:
     alerts, and what waits for a human. Exits 1 when any run has a stalled step or
     waits for a human (a dead letter, an escalation, an approval or a pause)."""
     from trestle.cli.render import health_view
-    from trestle.engine import DEFAULT_LEASE_TTL
+    from trestle.engines.local import DEFAULT_LEASE_TTL
     from trestle.health import health as run_health_all
 
     unreadable: list[str] = []
@@ -502,7 +502,7 @@ def cancel(
     cannot be resumed."""
     from trestle.cancel import cancel_tree
     from trestle.cli.render import report_view
-    from trestle.report import build_report
+    from trestle.core.report import build_report
 
     with _found(store, run_id) as (st, run_id):
         done, below = cancel_tree(st, run_id, reason, by=_who())
@@ -578,8 +578,8 @@ def approve(
 ) -> None:
     """Approve an action (or a budget top-up); the run goes on when resumed."""
     from trestle.approvals import find_approval, queue_decision, split_ref
-    from trestle.card import build_card
     from trestle.cli.human import edit_in_editor, say_outcome
+    from trestle.core.card import build_card
 
     _refuse_inside_a_step()
     run_part, nth = split_ref(ref)
@@ -688,7 +688,7 @@ def rewind_command(
 ) -> None:
     """Put the workspace back to before STEP and reopen what that undid; then resume."""
     from trestle.checkpoints import rewind
-    from trestle.engine import this_process
+    from trestle.engines.local import this_process
     from trestle.runs import load_state
 
     with _found(store, run_id) as (st, run_id):

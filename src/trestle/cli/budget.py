@@ -10,7 +10,7 @@ import typer
 from trestle.cli.app import RunArg, StoreOption, _found, _out, _who, app
 
 if TYPE_CHECKING:
-    from trestle.state import RunState
+    from trestle.core.state import RunState
 
 
 @app.command(name="budget")
@@ -33,7 +33,7 @@ def budget_command(
     that stopped it (signed, like an approval), then `trestle resume RUN` goes on from
     where it stopped; steps that succeeded are not run again."""
     from trestle.approvals import trusted_state
-    from trestle.budget import fmt
+    from trestle.core.budget import fmt
     from trestle.topup import parse_adds, raise_budget
 
     out = _out()
@@ -57,8 +57,8 @@ def budget_command(
 
 def budget_lines(state: RunState, now: float) -> list[str]:
     """Each limited dimension: used, reserved and its levels; then why it stopped."""
-    from trestle.budget import DIMENSIONS, fmt, go_on
-    from trestle.report import carved_budget
+    from trestle.core.budget import DIMENSIONS, fmt, go_on
+    from trestle.core.report import carved_budget
 
     budget = state.plan.budget
     lines = []

@@ -25,14 +25,14 @@ from rich.live import Live
 from trestle.cli.app import _err
 from trestle.cli.human import prompt_approvals
 from trestle.cli.render import event_line, report_view, steps_table
-from trestle.engine import LocalEngine, StepPerformer, Stop
-from trestle.errors import TrestleError
-from trestle.events import SandboxChosen, StoredEvent
-from trestle.report import build_report
+from trestle.core.errors import TrestleError
+from trestle.core.events import SandboxChosen, StoredEvent
+from trestle.core.report import build_report
+from trestle.core.safetext import model_json
+from trestle.core.state import RunState
+from trestle.engines.local import LocalEngine, StepPerformer, Stop
 from trestle.runs import load_state
-from trestle.safetext import model_json
 from trestle.sandbox import Mode
-from trestle.state import RunState
 from trestle.store import RecentStores, SqliteStore, Store, default_store_path
 
 

@@ -23,9 +23,9 @@ import typer
 from trestle.cli.app import _err, _out
 from trestle.cli.render import event_line
 from trestle.cli.stores import store_with_run
+from trestle.core.events import RunInterrupted, StoredEvent
+from trestle.core.report import EXIT_CODES
 from trestle.descriptions import log_detail
-from trestle.events import RunInterrupted, StoredEvent
-from trestle.report import EXIT_CODES
 from trestle.store.base import Store, owner_is_alive
 
 POLL_SECONDS = 0.25

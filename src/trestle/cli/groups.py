@@ -37,8 +37,8 @@ def board(
     """A group's blackboard: each key's version, value, last writer and conflicts; with
     KEY, that key's history, accepted writes and conflicts alike."""
     from trestle.coordination import known_group
-    from trestle.errors import ConfigError
-    from trestle.field_problems import did_you_mean
+    from trestle.core.errors import ConfigError
+    from trestle.core.field_problems import did_you_mean
     from trestle.groups import check_name
 
     with _opened(store) as st:

@@ -24,9 +24,9 @@ from trestle.approvals import (
     submit_decision,
     write_diff,
 )
-from trestle.card import HandoffCard
 from trestle.cli.render import card_view
-from trestle.errors import ConfigError
+from trestle.core.card import HandoffCard
+from trestle.core.errors import ConfigError
 from trestle.outcomes import await_outcome, driven_live
 from trestle.runs import load_state
 from trestle.store.base import Store

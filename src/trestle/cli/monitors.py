@@ -53,11 +53,11 @@ def eval_(
     """The targets' two figures, overall and per source with 95% intervals; then per
     monitor: runs alerted, where the first alert came (turn, share of calls and cost),
     and with labels precision and recall."""
+    from trestle.core.records.monitors import MonitorSettings
     from trestle.monitors.catalog import CATCHES, default_monitors
     from trestle.monitors.corpus import load_runs
     from trestle.monitors.evaluate import evaluate, render, to_json
     from trestle.monitors.importers import load_labels
-    from trestle.monitors.policy import MonitorSettings
 
     corpus = load_runs(paths, turn_limit=turn_limit)
     runs = list(corpus.runs)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from trestle.cli.app import JsonOption, StoreOption, _opened, _out, _print_json, app
-from trestle.errors import ConfigError
+from trestle.core.errors import ConfigError
 from trestle.wording import shown
 
 if TYPE_CHECKING:

@@ -10,18 +10,10 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from trestle.budget import go_on
-from trestle.card import HandoffCard
 from trestle.cli.listing import STATUS_STYLE, styled
-from trestle.descriptions import (
-    action_text,
-    check_text,
-    leftovers,
-    log_detail,
-    raised_text,
-    seqs_text,
-)
-from trestle.events import (
+from trestle.core.budget import go_on
+from trestle.core.card import HandoffCard
+from trestle.core.events import (
     AlertRaised,
     AnyEvent,
     ApprovalDecided,
@@ -54,10 +46,18 @@ from trestle.events import (
     StoredEvent,
     ToolCallEnded,
 )
+from trestle.core.plan import Plan, critical_path, describe_check, topological_order, waves
+from trestle.core.report import Report, StepReport
+from trestle.core.state import RefusedRequest, RunState, output_tail
+from trestle.descriptions import (
+    action_text,
+    check_text,
+    leftovers,
+    log_detail,
+    raised_text,
+    seqs_text,
+)
 from trestle.health import RunHealth
-from trestle.plan import Plan, critical_path, describe_check, topological_order, waves
-from trestle.report import Report, StepReport
-from trestle.state import RefusedRequest, RunState, output_tail
 from trestle.wording import clip, clock, shown
 
 

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from trestle.errors import NoStoreError, TrestleError, UnknownRunError
+from trestle.core.errors import NoStoreError, TrestleError, UnknownRunError
 from trestle.store import STORE_ENV, RecentStores, SqliteStore, nearest_store
 from trestle.store.location import DEFAULT_STORE
 

@@ -34,8 +34,8 @@ def ui_command(
     decision made there is signed and recorded as from `trestle approve`, by
     dashboard:USER@HOST. Stop it with Ctrl-C."""
     from trestle.cli.stores import reading_store
+    from trestle.core.errors import ConfigError
     from trestle.dashboard.serve import require_extra, serve
-    from trestle.errors import ConfigError
     from trestle.step_origin import inside_a_step
 
     require_extra()

@@ -31,11 +31,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response, Streamin
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from trestle.approvals import split_ref, trusted_state
-from trestle.budget import DIMENSIONS
+from trestle.core.budget import DIMENSIONS
+from trestle.core.errors import TrestleError
 from trestle.dashboard import views
 from trestle.dashboard.security import SESSION_COOKIE, Gate, Session
 from trestle.descriptions import action_text
-from trestle.errors import TrestleError
 from trestle.health import run_health
 from trestle.store import SqliteStore
 from trestle.store.base import RequestKind, subtree
@@ -388,7 +388,7 @@ def create_app(settings: Settings) -> FastAPI:
     @app.post("/runs/{run_id}/rewind")
     async def rewind_run(request: Request, run_id: str) -> Response:
         from trestle.checkpoints import rewind, shadow_dir_for
-        from trestle.engine import this_process
+        from trestle.engines.local import this_process
 
         session, form = await changing(request)
         visible_run(session, run_id)

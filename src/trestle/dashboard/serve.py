@@ -11,7 +11,7 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
-from trestle.errors import MissingExtraError
+from trestle.core.errors import MissingExtraError
 
 WILDCARDS = ("0.0.0.0", "::", "")
 SHUTDOWN_GRACE = 2  # seconds

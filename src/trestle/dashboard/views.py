@@ -1,7 +1,7 @@
 """What each dashboard page shows, as plain data the templates lay out.
 
 The facts come from the functions the CLI prints: :func:`trestle.health.run_health`
-(budget use, alerts, what waits for a human), :func:`trestle.report.build_report`,
+(budget use, alerts, what waits for a human), :func:`trestle.core.report.build_report`,
 :func:`trestle.approvals.inbox`, :func:`trestle.runs.dead_letters` and the CLI's own
 wording (:func:`trestle.cli.render.log_detail`, :func:`trestle.cli.listing.shown`).
 Nothing here imports the web framework; the store is passed in.
@@ -16,23 +16,23 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from trestle.approvals import editable_fields, inbox, trusted_state, write_diff
-from trestle.card import HandoffCard
-from trestle.descriptions import check_text, log_detail
-from trestle.errors import ConfigError, TrestleError
-from trestle.events import (
+from trestle.core.card import HandoffCard
+from trestle.core.errors import ConfigError, TrestleError
+from trestle.core.events import (
     AlertRaised,
     CheckResult,
     StepAttemptEnded,
     StoredEvent,
 )
+from trestle.core.plan import critical_path, waves
+from trestle.core.state import RunState, output_tail
+from trestle.descriptions import check_text, log_detail
 from trestle.health import RunHealth, run_health
-from trestle.plan import critical_path, waves
 from trestle.runs import dead_letters
-from trestle.state import RunState, output_tail
 from trestle.store.base import RunRow, Store
 from trestle.wording import shown
 
-LEASE_TTL = 15.0  # trestle.engine.DEFAULT_LEASE_TTL, without importing the engine
+LEASE_TTL = 15.0  # trestle.engines.local.DEFAULT_LEASE_TTL, without importing the engine
 TIMELINE_MOST = 300  # events shown in the timeline; the rest: `trestle log RUN`
 EVENTS_MOST = 5000  # events a run's page reads, the newest; `trestle log RUN` has them all
 
@@ -499,7 +499,7 @@ TURNS_MOST = 40  # the newest turns shown; all of them: `trestle log RUN --json`
 def agent_view(events: list[StoredEvent]) -> tuple[list[Phase], list[Turn]]:
     """An agent run's phases and its conversation turns with their tool calls (the
     newest :data:`TURNS_MOST`); both empty for a plan without agent steps."""
-    from trestle.events import ModelCalled, PhaseEntered, ToolCallEnded, ToolCallStarted
+    from trestle.core.events import ModelCalled, PhaseEntered, ToolCallEnded, ToolCallStarted
 
     phases: list[Phase] = []
     turns: dict[tuple[str, int, int], Turn] = {}

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from trestle.lazy import lazy_exports
-from trestle.models.base import (
+from trestle.core.conversation import (
     Message,
     Model,
     ModelRequest,
@@ -21,7 +20,8 @@ from trestle.models.base import (
     canonical_json,
     request_hash,
 )
-from trestle.models.estimate import estimate_tokens
+from trestle.core.estimate import estimate_tokens
+from trestle.lazy import lazy_exports
 from trestle.models.guard import (
     BLOCK_ENV_VAR,
     block_model_requests,

@@ -16,8 +16,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from trestle.errors import MissingKeyError
-from trestle.models.base import Message, ToolCall, ToolSchema
+from trestle.core.conversation import Message, ToolCall, ToolSchema
+from trestle.core.errors import MissingKeyError
+from trestle.core.safetext import loads_bounded
 from trestle.models.pricing import PriceTable
 from trestle.models.provider import (
     DEFAULT_TIMEOUT,
@@ -27,7 +28,6 @@ from trestle.models.provider import (
     import_sdk,
 )
 from trestle.models.retry import RetryPolicy, Sleep
-from trestle.safetext import loads_bounded
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 PLACEHOLDER_KEY = "not-needed"
@@ -197,7 +197,7 @@ def _tool_input(call: ToolCall) -> dict[str, Any]:
     The API accepts only a JSON object here. A call whose arguments were malformed (the
     agent answered it with an error) is sent with its raw text under ``invalid_json``,
     so the model still sees what it wrote. Arguments are read within the registry's
-    limits (:func:`~trestle.safetext.loads_bounded`): a 100,000-deep call must not
+    limits (:func:`~trestle.core.safetext.loads_bounded`): a 100,000-deep call must not
     recurse out of the request being built.
     """
     try:

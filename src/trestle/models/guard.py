@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from urllib.parse import urlsplit
 
-from trestle.errors import ModelRequestBlockedError
+from trestle.core.errors import ModelRequestBlockedError
 
 BLOCK_ENV_VAR = "TRESTLE_BLOCK_MODEL_REQUESTS"
 

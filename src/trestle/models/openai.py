@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from trestle.errors import MissingKeyError
-from trestle.models.base import Message, ToolCall, ToolSchema
+from trestle.core.conversation import Message, ToolCall, ToolSchema
+from trestle.core.errors import MissingKeyError
 from trestle.models.guard import is_loopback_url
 from trestle.models.pricing import PriceTable
 from trestle.models.provider import (

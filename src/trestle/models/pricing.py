@@ -17,7 +17,7 @@ from fnmatch import fnmatchcase
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from trestle.errors import ConfigError
+from trestle.core.errors import ConfigError
 
 _GLOB_CHARS = frozenset("*?[")
 

@@ -2,7 +2,7 @@
 
 :class:`SDKModel` runs one call: check the request guard, build the SDK's arguments,
 send them through the :class:`~trestle.models.retry.Retrier`, turn the reply into a
-:class:`~trestle.models.base.ModelResponse` and price it. Subclasses
+:class:`~trestle.core.conversation.ModelResponse` and price it. Subclasses
 (:class:`~trestle.models.openai.OpenAIModel`,
 :class:`~trestle.models.anthropic.AnthropicModel`) only translate records to and from
 their wire format. Both official SDKs share one error hierarchy shape
@@ -23,15 +23,15 @@ from types import ModuleType
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from trestle.errors import (
+from trestle.core.conversation import Message, ModelResponse, ToolCall, ToolSchema, Usage
+from trestle.core.errors import (
     MissingExtraError,
     ProviderAuthError,
     ProviderConnectError,
     ProviderRequestError,
     ProviderResponseError,
 )
-from trestle.models.base import Message, ModelResponse, ToolCall, ToolSchema, Usage
-from trestle.models.estimate import estimate_text_tokens, estimate_tokens
+from trestle.core.estimate import estimate_text_tokens, estimate_tokens
 from trestle.models.guard import ensure_request_allowed
 from trestle.models.pricing import DEFAULT_PRICES, PriceTable
 from trestle.models.retry import (

@@ -4,7 +4,7 @@ Providers turn the SDKs' own retries off and retry here instead, so every provid
 retries the same failures the same way, within one bounded budget, with a sleep that
 tests replace. A provider's send function raises :class:`RetryableFailure` for a failure
 worth another attempt (429, 5xx, timeouts, lost connections) and a
-:class:`~trestle.errors.ProviderError` for one that is not (bad credentials, a bad
+:class:`~trestle.core.errors.ProviderError` for one that is not (bad credentials, a bad
 request): those pass straight through.
 """
 
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import TypeVar
 
-from trestle.errors import ConfigError, ProviderUnavailableError
+from trestle.core.errors import ConfigError, ProviderUnavailableError
 
 T = TypeVar("T")
 

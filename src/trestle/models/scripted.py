@@ -2,7 +2,7 @@
 
 Both record every request they receive (:attr:`ScriptedModel.requests`), so a test can
 assert what the agent sent, and both fail loudly rather than invent an answer.
-A plain string reply becomes a text :class:`~trestle.models.base.ModelResponse` whose
+A plain string reply becomes a text :class:`~trestle.core.conversation.ModelResponse` whose
 usage is the offline estimate (marked ``estimated``), so budgets see realistic numbers.
 """
 
@@ -12,9 +12,9 @@ import inspect
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
-from trestle.errors import ScriptExhaustedError
-from trestle.models.base import Message, ModelRequest, ModelResponse, ToolSchema, Usage
-from trestle.models.estimate import estimate_text_tokens, estimate_tokens
+from trestle.core.conversation import Message, ModelRequest, ModelResponse, ToolSchema, Usage
+from trestle.core.errors import ScriptExhaustedError
+from trestle.core.estimate import estimate_text_tokens, estimate_tokens
 
 Reply = ModelResponse | str
 ReplyFunction = Callable[[Sequence[Message], Sequence[ToolSchema]], Reply | Awaitable[Reply]]

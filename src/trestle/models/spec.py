@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from trestle.errors import ConfigError
-from trestle.models.base import Model
+from trestle.core.conversation import Model
+from trestle.core.errors import ConfigError
 
 PROVIDERS = ("anthropic", "openai")
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Generic, TypeVar
 
-from trestle.errors import ConfigError
-from trestle.monitors.alerts import Alert, Severity
+from trestle.core.errors import ConfigError
+from trestle.core.records.monitors import Alert, Severity
 from trestle.monitors.trace import Action, Observation, StepEnd, Turn
 
 State = TypeVar("State")

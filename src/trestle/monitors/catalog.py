@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from trestle.core.records.monitors import MonitorSettings
 from trestle.monitors.alerts import Monitor
 from trestle.monitors.drift import semantic_cost_timing_monitors
 from trestle.monitors.format import FormatMonitor
 from trestle.monitors.loops import behaviour_monitors
-from trestle.monitors.policy import MonitorSettings
 from trestle.monitors.similarity import embedder_named
 
 # Which labelled problems each monitor is meant to catch: how the offline evaluation

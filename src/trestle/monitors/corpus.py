@@ -35,7 +35,7 @@ runs are given ``turn_limit`` (default :data:`DEFAULT_TURN_LIMIT`, the 50-call b
 the published runs had).
 
 A file that fits no format, a file an index names that is missing, and an index line
-that cannot be read are each a :class:`~trestle.errors.ConfigError` naming the file
+that cannot be read are each a :class:`~trestle.core.errors.ConfigError` naming the file
 (and line).
 """
 
@@ -46,7 +46,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from trestle.errors import ConfigError
+from trestle.core.errors import ConfigError
+from trestle.core.record import Record
 from trestle.monitors.importers import (
     ImportedRun,
     Label,
@@ -54,7 +55,6 @@ from trestle.monitors.importers import (
     load_labels,
     load_trajectory_file,
 )
-from trestle.record import Record
 
 DEFAULT_TURN_LIMIT = 50  # OpenHands' call budget in the published runs
 INDEX = "index.jsonl"

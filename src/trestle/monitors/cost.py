@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from statistics import fmean, median
 
-from trestle.monitors.alerts import Alert, Severity
+from trestle.core.records.monitors import Alert, Severity
 from trestle.monitors.trace import Observation, RunFacts, StepEnd, Turn
 
 _LEVELS: dict[Severity | None, int] = {None: 0, "info": 1, "warning": 2, "critical": 3}

@@ -17,14 +17,15 @@ import re
 from collections import deque
 from collections.abc import Sequence
 
-from trestle.monitors.alerts import Alert, Monitor, Severity
+from trestle.core.policy import path_glob_matches
+from trestle.core.records.monitors import Alert, Severity
+from trestle.core.safetext import loads_bounded
+from trestle.monitors.alerts import Monitor
 from trestle.monitors.attempt import Attempts
 from trestle.monitors.cost import CostMonitor
 from trestle.monitors.similarity import Embedder, HashingEmbedder, cosine, words
 from trestle.monitors.timing import DurationMonitor, StallMonitor
 from trestle.monitors.trace import Action, Observation, RunFacts, StepEnd, Turn
-from trestle.policy import path_glob_matches
-from trestle.safetext import loads_bounded
 
 _TEXT_LIMIT = 2000  # characters of an action (and again of its reasoning) compared
 
@@ -47,7 +48,7 @@ class ScopeMonitor:
     A write counts when an action's ``writes`` name a path no scope glob matches, or
     when the tool gate refused a call because its path is outside the scope (the
     attempt shows the intent even though nothing changed). Globs match as the gate
-    matches them (:func:`trestle.policy.path_glob_matches`). An empty scope allows
+    matches them (:func:`trestle.core.policy.path_glob_matches`). An empty scope allows
     everything.
     """
 

@@ -30,10 +30,11 @@ import math
 import statistics
 from collections.abc import Callable, Collection, Mapping, Sequence
 
-from trestle.monitors.alerts import FLAGGING, Alert, Monitor, merge_alerts
+from trestle.core.record import Record
+from trestle.core.records.monitors import FLAGGING, Alert, merge_alerts
+from trestle.monitors.alerts import Monitor
 from trestle.monitors.importers import ImportedRun, Label, Outcome
 from trestle.monitors.trace import RunFacts, Turn
-from trestle.record import Record
 
 TARGET_EXHAUSTED_BY_HALF = 0.70  # at least this share of exhausted runs flagged by half-way
 TARGET_SUCCEEDED_FLAGGED = 0.03  # at most this share of succeeded runs flagged at all

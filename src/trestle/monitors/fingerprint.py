@@ -21,7 +21,7 @@ import hashlib
 import json
 import re
 
-from trestle.safetext import loads_bounded
+from trestle.core.safetext import loads_bounded
 
 # A number literal that is not part of a name (python3, test_2 and file2.py keep theirs).
 _NUMBER = re.compile(r"(?<![A-Za-z_])\d+(?:\.\d+)*")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 
-from trestle.monitors.alerts import Alert, Severity
+from trestle.core.records.monitors import Alert, Severity
 from trestle.monitors.attempt import Attempts, check_thresholds, turn_alert
 from trestle.monitors.trace import Malformed, Observation, RunFacts, Turn
 

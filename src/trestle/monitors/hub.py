@@ -4,9 +4,9 @@ The engine gives the hub every event as it is applied (live), or the whole recor
 stream on resume (replay). The hub turns events into observations
 (:class:`~trestle.monitors.stream.EventTrace`), passes each to every monitor, merges
 the alerts several monitors raise on one problem into one
-(:func:`~trestle.monitors.alerts.merge_alerts`), and returns the alerts not yet
-recorded as :class:`~trestle.events.AlertRaised`, each with the action the run's
-:class:`~trestle.monitors.policy.MonitorSettings` choose. Monitors are deterministic,
+(:func:`~trestle.core.records.monitors.merge_alerts`), and returns the alerts not yet
+recorded as :class:`~trestle.core.events.AlertRaised`, each with the action the run's
+:class:`~trestle.core.records.monitors.MonitorSettings` choose. Monitors are deterministic,
 so a replay raises the same alerts; those already recorded are recognised by their
 key and not raised twice, and one raised but lost in a crash is raised on resume.
 """
@@ -15,13 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from trestle.events import AlertRaised, AnyEvent
-from trestle.monitors.alerts import Alert, Monitor, merge_alerts
+from trestle.core.events import AlertRaised, AnyEvent
+from trestle.core.records.monitors import DEFAULT_MONITORS, Alert, MonitorSettings, merge_alerts
+from trestle.core.state import RunState
+from trestle.monitors.alerts import Monitor
 from trestle.monitors.catalog import default_monitors
-from trestle.monitors.policy import DEFAULT_MONITORS, MonitorSettings
 from trestle.monitors.stream import EventTrace
 from trestle.monitors.trace import Observation, RunFacts, Stall
-from trestle.state import RunState
 
 MonitorFactory = Callable[[MonitorSettings], Sequence[Monitor]]
 

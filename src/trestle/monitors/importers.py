@@ -37,7 +37,7 @@ mini-swe-agent answers such output with "Please always provide EXACTLY ONE actio
 triple backticks, found N actions". Both become a turn's ``no_action`` (none) or
 ``several_actions`` (more than one) problem.
 
-Bad input is a :class:`~trestle.errors.ConfigError` naming the file and what is wrong.
+Bad input is a :class:`~trestle.core.errors.ConfigError` naming the file and what is wrong.
 """
 
 from __future__ import annotations
@@ -50,8 +50,9 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from trestle.errors import ConfigError
-from trestle.events import EVENT_ADAPTER, AnyEvent, BudgetExhausted, RunFinished
+from trestle.core.errors import ConfigError
+from trestle.core.events import EVENT_ADAPTER, AnyEvent, BudgetExhausted, RunFinished
+from trestle.core.record import Record
 from trestle.monitors.openhands import (
     Reading,
     is_completion_log,
@@ -73,7 +74,6 @@ from trestle.monitors.rawjson import (
 from trestle.monitors.shell import classify_command, classify_tool_call
 from trestle.monitors.stream import observations_from_events
 from trestle.monitors.trace import Action, Malformed, Observation, RunFacts, Turn
-from trestle.record import Record
 
 Source = Literal["swe-agent", "mini-swe-agent", "openhands", "openhands-events", "trestle"]
 Outcome = Literal["succeeded", "exhausted", "failed", "unknown"]

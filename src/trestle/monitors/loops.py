@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from trestle.errors import ConfigError
-from trestle.monitors.alerts import Alert, Monitor
+from trestle.core.errors import ConfigError
+from trestle.core.records.monitors import Alert
+from trestle.monitors.alerts import Monitor
 from trestle.monitors.attempt import (
     GRADES,
     Attempts,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trestle.monitors.alerts import Alert
+from trestle.core.records.monitors import Alert
 from trestle.monitors.attempt import GRADES, Attempts, check_thresholds, grade, turn_alert
 from trestle.monitors.trace import Observation, RunFacts, Turn
 

@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from trestle.errors import ConfigError
+from trestle.core.errors import ConfigError
 from trestle.monitors.rawjson import (
     OUTPUT_CAP,
     dig,

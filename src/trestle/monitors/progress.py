@@ -15,8 +15,8 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 
-from trestle.errors import ConfigError
-from trestle.monitors.alerts import Alert
+from trestle.core.errors import ConfigError
+from trestle.core.records.monitors import Alert
 from trestle.monitors.attempt import (
     GRADES,
     Attempts,

@@ -1,7 +1,7 @@
 """Reading recorded runs' files: JSON (plain, gzipped or JSON Lines) and typed fields.
 
 The importers (:mod:`trestle.monitors.importers`, :mod:`trestle.monitors.openhands`)
-share these. Every failure is a :class:`~trestle.errors.ConfigError` naming the file
+share these. Every failure is a :class:`~trestle.core.errors.ConfigError` naming the file
 and the place in it.
 """
 
@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from trestle.errors import ConfigError
+from trestle.core.errors import ConfigError
 
 OUTPUT_CAP = 8_000  # characters of an observation kept per action
 TASK_CAP = 4_000  # characters of the task kept as the run's goal

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from trestle.monitors.alerts import Alert
+from trestle.core.records.monitors import Alert
 from trestle.monitors.attempt import (
     GRADES,
     Attempts,

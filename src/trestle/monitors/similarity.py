@@ -30,7 +30,7 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any, Protocol, overload
 
-from trestle.errors import ConfigError, MissingExtraError
+from trestle.core.errors import ConfigError, MissingExtraError
 
 EMBEDDERS: tuple[str, ...] = ("hashing", "wordllama")
 

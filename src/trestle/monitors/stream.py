@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from trestle.events import (
+from trestle.core.events import (
     AnyEvent,
     ModelCalled,
     PlanExtended,
@@ -38,9 +38,9 @@ from trestle.events import (
     ToolCallEnded,
     ToolCallStarted,
 )
+from trestle.core.plan import Step
 from trestle.monitors.shell import classify_tool_call
 from trestle.monitors.trace import Action, Malformed, Observation, RunFacts, StepEnd, Turn
-from trestle.plan import Step
 
 # How the tool registry words its refusals of malformed calls (tools/registry.py);
 # matched on the start of ``ToolCallEnded.error``.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from statistics import median
 
-from trestle.monitors.alerts import Alert, Severity
+from trestle.core.records.monitors import Alert, Severity
 from trestle.monitors.trace import Observation, RunFacts, Stall, StepEnd
 
 

@@ -19,7 +19,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from trestle.record import Record
+from trestle.core.record import Record
 
 # How a model's output can be malformed (token-level failures):
 # empty: said nothing, called nothing; unparseable: tool arguments that are not JSON;

@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from trestle.errors import ConfigError
+from trestle.core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from trestle.events import AnyEvent, RunCreated, StoredEvent
+    from trestle.core.events import AnyEvent, RunCreated, StoredEvent
 
 RequestKind = Literal["retry", "skip", "decision", "tell", "cancel"]
 REQUEST_KINDS: tuple[RequestKind, ...] = ("retry", "skip", "decision", "tell", "cancel")
@@ -320,7 +320,7 @@ class Store(Protocol):
 def delivered_ids(events: Sequence[AnyEvent]) -> list[str]:
     """The message ids a batch of a run's events delivers (``messages_delivered``):
     the store marks them delivered in the batch's own transaction."""
-    from trestle.events import MessagesDelivered
+    from trestle.core.events import MessagesDelivered
 
     return [mid for e in events if isinstance(e, MessagesDelivered) for mid in e.message_ids]
 

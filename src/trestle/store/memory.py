@@ -6,8 +6,8 @@ import difflib
 import threading
 from dataclasses import replace
 
-from trestle.errors import LeaseHeldError, LeaseLostError, RunExistsError, UnknownRunError
-from trestle.events import RunCreated, StoredEvent
+from trestle.core.errors import LeaseHeldError, LeaseLostError, RunExistsError, UnknownRunError
+from trestle.core.events import RunCreated, StoredEvent
 from trestle.store.base import (
     Appended,
     BoardEntry,

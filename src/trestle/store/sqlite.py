@@ -27,7 +27,7 @@ from pathlib import Path
 from secrets import token_hex
 from typing import TYPE_CHECKING, NoReturn, TypeVar
 
-from trestle.errors import (
+from trestle.core.errors import (
     LeaseHeldError,
     LeaseLostError,
     NoStoreError,
@@ -66,7 +66,7 @@ from trestle.store.sqlite_file import (
 )
 
 if TYPE_CHECKING:
-    from trestle.events import AnyEvent, RunCreated, StoredEvent
+    from trestle.core.events import AnyEvent, RunCreated, StoredEvent
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: the initial schema
@@ -292,7 +292,7 @@ class SqliteStore:
             raise StoreDamagedError(
                 self.path, f"SQLite's check finds damaged pages: {'; '.join(problems)[:300]}"
             )
-        from trestle.events import event_json  # see _decoded
+        from trestle.core.events import event_json  # see _decoded
 
         with self._tx(f"recording the new run {event.run_id!r}") as db:
             if db.execute("SELECT 1 FROM runs WHERE run_id = ?", (event.run_id,)).fetchone():
@@ -321,7 +321,7 @@ class SqliteStore:
             )
 
     def append(self, run_id: str, batch: Appended, *, token: int) -> None:
-        from trestle.events import event_json  # see _decoded
+        from trestle.core.events import event_json  # see _decoded
 
         rows = []
         stored: list[payloads.Payload] = []
@@ -372,7 +372,7 @@ class SqliteStore:
     def events(self, run_id: str, after: int = 0, limit: int | None = None) -> list[StoredEvent]:
         """Refuses a stream with a gap or an event that cannot be read, naming the run
         and seq: the run's state cannot be trusted past it."""
-        from trestle.events import StoredEvent  # see _decoded
+        from trestle.core.events import StoredEvent  # see _decoded
 
         self.run(run_id)
         rows = self._read(
@@ -405,7 +405,7 @@ class SqliteStore:
         # and opening a store to list runs or find one needs none of it.
         from pydantic import ValidationError
 
-        from trestle.events import EVENT_ADAPTER
+        from trestle.core.events import EVENT_ADAPTER
 
         try:
             if not isinstance(data, str | bytes):

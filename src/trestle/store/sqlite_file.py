@@ -13,7 +13,7 @@ import sqlite3
 import stat
 from pathlib import Path
 
-from trestle.errors import StoreDamagedError, StoreError
+from trestle.core.errors import StoreDamagedError, StoreError
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 HEADER_BYTES = 100

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Self
 
-from trestle.models.base import ToolCall
+from trestle.core.conversation import ToolCall
 from trestle.testing.loopback import LoopbackServer, ScriptedReply
 
 # OpenAI's error "type" for the statuses tests use most.

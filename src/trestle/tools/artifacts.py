@@ -1,7 +1,7 @@
 """fetch_artifact: a receiving agent pulls what its handoff packet references.
 
 A run started with a handoff packet (``AgentSettings.handoff``, see
-:mod:`trestle.handoff`) sees the packet's artifacts listed by reference. This tool
+:mod:`trestle.core.handoff`) sees the packet's artifacts listed by reference. This tool
 resolves one, and only one the packet lists: a receiver cannot read arbitrary runs.
 A packet that a message carried to the run (``send_message`` with ``handoff``) counts
 once the run's model has received that message.
@@ -34,9 +34,9 @@ from pathlib import Path, PurePosixPath
 from pydantic import Field
 
 from trestle.checkpoints import shadow_dir_for
-from trestle.events import RunCreated, StoredEvent, ToolCallEnded, ToolCallStarted
-from trestle.handoff import ArtifactRef, HandoffPacket, carried
-from trestle.packets import tool_output_text, transcript_parts
+from trestle.core.events import RunCreated, StoredEvent, ToolCallEnded, ToolCallStarted
+from trestle.core.handoff import ArtifactRef, HandoffPacket, carried
+from trestle.core.packets import tool_output_text, transcript_parts
 from trestle.shadow import ShadowRepo, ShadowRepoError, UnknownSnapshotError
 from trestle.store.base import Store
 from trestle.tools.base import Observation, Tool, ToolArgs, ToolContext, ToolFailure

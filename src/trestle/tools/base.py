@@ -2,7 +2,7 @@
 
 A :class:`Tool` has a name, a description and a pydantic arguments model whose JSON
 Schema is what the model is shown. Before a tool runs, the runtime describes the call
-to a :class:`ToolGate` as :class:`~trestle.policy.ActionFacts` (what it is: a read, a
+to a :class:`ToolGate` as :class:`~trestle.core.policy.ActionFacts` (what it is: a read, a
 write with its paths, a command with its text, ...) and runs it only if the gate
 allows. Whatever happens, the model gets an :class:`Observation` back, never an
 exception: bad model output is something to read and correct, not a crash.
@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Generic, Literal, Pr
 from pydantic import AfterValidator, BaseModel, Field, JsonValue, model_validator
 
 from trestle.actions import OUTPUT_LIMIT
-from trestle.models.base import Text, ToolSchema
-from trestle.policy import ActionFacts, Nature
-from trestle.record import Record, untitled_schema
-from trestle.safetext import json_without_surrogates
+from trestle.core.conversation import Text, ToolSchema
+from trestle.core.policy import ActionFacts, Nature
+from trestle.core.record import Record, untitled_schema
+from trestle.core.safetext import json_without_surrogates
 from trestle.sandbox import Sandbox
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ class Observation(Record):
         error: a short statement of what went wrong, when something did.
         data: structured facts for the runtime (an exit code, the finish claim, ...).
         deferred: the gate wants a human to decide; the tool has not run.
-        records: events of the run's own (``trestle.events``) that the agent's session
+        records: events of the run's own (``trestle.core.events``) that the agent's session
             records in the same commit as the call's end: a receive's delivery, a
             board write. Never shown to the model.
     """

@@ -11,8 +11,8 @@ from __future__ import annotations
 from pydantic import Field, JsonValue
 
 from trestle.actions import cap_output, run_shell
-from trestle.events import ActionResult
-from trestle.policy import ActionFacts
+from trestle.core.events import ActionResult
+from trestle.core.policy import ActionFacts
 from trestle.processes import KEY_VAR
 from trestle.sandbox import Cell
 from trestle.tools.base import Observation, Tool, ToolArgs, ToolContext, ToolFailure

@@ -10,7 +10,7 @@ import asyncio
 
 from pydantic import Field
 
-from trestle.policy import ActionFacts
+from trestle.core.policy import ActionFacts
 from trestle.tools.base import BlockingTool, Observation, ToolArgs, ToolContext, ToolFailure
 from trestle.tools.files import read_text
 from trestle.tools.jail import atomic_write, read_bytes, relative, resolve_for_write

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import Field, ValidationError
 
-from trestle.record import Record
+from trestle.core.record import Record
 from trestle.tools.base import Observation, Tool, ToolArgs, ToolContext
 
 FINISH_KEY = "finish"  # where the claim sits in the observation's data

@@ -25,11 +25,11 @@ from typing import Any
 from pydantic import BaseModel, JsonValue, ValidationError
 
 from trestle.actions import cap_output
-from trestle.errors import ConfigError
-from trestle.field_problems import did_you_mean
-from trestle.models.base import ToolSchema
-from trestle.policy import ActionFacts, Nature
-from trestle.safetext import MAX_ARGUMENTS, MAX_DEPTH, json_depth, json_without_surrogates
+from trestle.core.conversation import ToolSchema
+from trestle.core.errors import ConfigError
+from trestle.core.field_problems import did_you_mean
+from trestle.core.policy import ActionFacts, Nature
+from trestle.core.safetext import MAX_ARGUMENTS, MAX_DEPTH, json_depth, json_without_surrogates
 from trestle.tools.base import (
     GatedCall,
     Observation,

@@ -22,7 +22,7 @@ Every size is bounded and every text is checked: a packet that is too large, tha
 holds control characters (other than newlines and tabs in multi-line text) or
 unpaired surrogates is refused with the field and the reason. :func:`clean_text`
 makes outside text (a tool's output) fit those rules. Builders from a recorded run
-are in :mod:`trestle.packets`. Pure: no IO.
+are in :mod:`trestle.core.packets`. Pure: no IO.
 """
 
 from __future__ import annotations
@@ -33,11 +33,11 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, ValidationError, model_validator
 
-from trestle.errors import ConfigError
-from trestle.field_problems import field_path
-from trestle.models.estimate import estimate_text_tokens
-from trestle.record import Record
-from trestle.safetext import MAX_DEPTH, json_depth
+from trestle.core.errors import ConfigError
+from trestle.core.estimate import estimate_text_tokens
+from trestle.core.field_problems import field_path
+from trestle.core.record import Record
+from trestle.core.safetext import MAX_DEPTH, json_depth
 
 HandoffMode = Literal["packet", "last_message", "transcript"]
 EvidenceKind = Literal["file", "command", "text"]

@@ -1,6 +1,6 @@
 """What a parsed command line runs, seen through its wrappers, and which files it changes.
 
-Each simple command of a :class:`~trestle.shellparse.Script` is followed through what
+Each simple command of a :class:`~trestle.core.shellparse.Script` is followed through what
 only launches another program (``env``, ``VAR=… cmd``, ``command``, ``exec``, ``nice``,
 ``nohup``, ``timeout N``, ``sudo``, ``xargs``, ``find -exec``, ``sh -c '…'``, an
 absolute or relative program path) to the program that really runs; git's (and a few
@@ -16,7 +16,7 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass, field
 
-from trestle.shellparse import MAX_DEPTH, Script, SimpleCommand, Word, parse
+from trestle.core.shellparse import MAX_DEPTH, Script, SimpleCommand, Word, parse
 
 
 @dataclass(frozen=True)

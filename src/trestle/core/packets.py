@@ -1,8 +1,8 @@
-"""Handoff packets built from a sender's recorded run (see :mod:`trestle.handoff`).
+"""Handoff packets built from a sender's recorded run (see :mod:`trestle.core.handoff`).
 
 Each builder takes the sending run's stored events (``store.events(run_id)``), in
 order, plus what the delegating step states itself (goal, acceptance, constraints),
-and returns a :class:`~trestle.handoff.HandoffPacket`:
+and returns a :class:`~trestle.core.handoff.HandoffPacket`:
 
 - :func:`sender_packet`: the structured packet. Findings come from the run's
   ``FindingsRecorded`` (summary, relevant files, how to test), from its failed
@@ -26,8 +26,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from trestle.agent.phases import Findings
-from trestle.events import (
+from trestle.core.events import (
     ContextCompressed,
     FindingsRecorded,
     ModelCalled,
@@ -40,7 +39,7 @@ from trestle.events import (
     ToolCallEnded,
     ToolCallStarted,
 )
-from trestle.handoff import (
+from trestle.core.handoff import (
     MAX_ARTIFACTS,
     MAX_BODY,
     MAX_EVIDENCE,
@@ -55,6 +54,7 @@ from trestle.handoff import (
     HandoffPacket,
     clean_text,
 )
+from trestle.core.records.agent import Findings
 
 TAIL_LINES = 12  # of a failed command's output, kept as evidence
 TAIL_CHARS = 800

@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal, Protocol, Self, runtime_checkable
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from trestle.safetext import MAX_ARGUMENTS, without_surrogates
+from trestle.core.safetext import MAX_ARGUMENTS, without_surrogates
 
 Role = Literal["system", "user", "assistant", "tool"]
 
@@ -114,7 +114,7 @@ class Usage(_Record):
 
     ``cost`` is in dollars, or None when the model has no price in the price table.
     ``estimated`` is True when the provider reported no usage and the token counts come
-    from :func:`trestle.models.estimate_tokens`. Counts run from 0 to
+    from :func:`~trestle.core.estimate.estimate_tokens`. Counts run from 0 to
     :data:`MAX_CALL_TOKENS`, the cost from 0 to :data:`MAX_CALL_COST`: the run's budget
     adds them up, and a sum that is not a finite number would make its state unreadable.
     """
@@ -169,7 +169,7 @@ class ModelResponse(_Record):
     def to_message(self) -> Message:
         """The assistant message to append to the conversation.
 
-        Arguments longer than :data:`~trestle.safetext.MAX_ARGUMENTS` are replaced by a
+        Arguments longer than :data:`~trestle.core.safetext.MAX_ARGUMENTS` are replaced by a
         note saying so: the call was refused unread, and sending them back would cost
         every later call as much again.
         """

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from trestle.models.base import Message, ToolSchema, canonical_json
+from trestle.core.conversation import Message, ToolSchema, canonical_json
 
 CHARS_PER_TOKEN = 4
 # Role markers and separators the chat formats wrap around every message.

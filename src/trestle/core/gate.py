@@ -15,12 +15,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from trestle.events import Gate
-from trestle.invocations import SHELLS, WRAPPERS
-from trestle.plan import Step
-from trestle.policy import ActionFacts, Nature, TierDecision, action_hash, classify
-from trestle.shellparse import parse as parse_shell
-from trestle.state import RunState, StepState
+from trestle.core.events import Gate
+from trestle.core.invocations import SHELLS, WRAPPERS
+from trestle.core.plan import Step
+from trestle.core.policy import ActionFacts, Nature, TierDecision, action_hash, classify
+from trestle.core.shellparse import parse as parse_shell
+from trestle.core.state import RunState, StepState
 
 NATURES: dict[str, Nature] = {
     "run": "command",

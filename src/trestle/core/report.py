@@ -8,10 +8,10 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from trestle.budget import go_on
-from trestle.events import CheckResult
-from trestle.plan import ActionKind
-from trestle.state import TERMINAL, RefusedRequest, RunState, StepState
+from trestle.core.budget import go_on
+from trestle.core.events import CheckResult
+from trestle.core.plan import ActionKind
+from trestle.core.state import TERMINAL, RefusedRequest, RunState, StepState
 
 Category = Literal[
     "done",

@@ -23,7 +23,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from trestle.record import Record
+from trestle.core.record import Record
 
 Dimension = Literal["steps", "seconds", "tokens", "cost"]
 DIMENSIONS: tuple[Dimension, ...] = ("steps", "seconds", "tokens", "cost")

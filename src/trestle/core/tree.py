@@ -1,10 +1,10 @@
 """Delegation's pure half: what a delegating step's child run is, and what it reports.
 
-A step with ``delegate:`` hands its work to a child run (:mod:`trestle.delegation`
+A step with ``delegate:`` hands its work to a child run (:mod:`trestle.engines.delegation`
 drives it). The child is made here from the parent's state alone, so a resumed parent
 makes the same child:
 
-- its id is ``PARENT.STEP.ROUND`` (:func:`trestle.events.child_run_id`): a crash
+- its id is ``PARENT.STEP.ROUND`` (:func:`trestle.core.events.child_run_id`): a crash
   re-run of the step resumes the same child; a failed attempt or a human's retry
   opens a new round, and so a new child;
 - it works within the parent. Its write scope is inside the parent's (refused
@@ -27,15 +27,15 @@ import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from trestle.agent.settings import AgentSettings, bootstrap_plan
-from trestle.errors import ConfigError
-from trestle.events import ActionResult, RunStatus, StoredEvent, TreeLink, child_run_id
-from trestle.globs import glob_regex
-from trestle.packets import sender_packet
-from trestle.plan import Delegation, Plan
-from trestle.policy import Policy, Scope, effective_policy
-from trestle.report import build_report
-from trestle.state import RunState
+from trestle.core.errors import ConfigError
+from trestle.core.events import ActionResult, RunStatus, StoredEvent, TreeLink, child_run_id
+from trestle.core.globs import glob_regex
+from trestle.core.packets import sender_packet
+from trestle.core.plan import Delegation, Plan
+from trestle.core.policy import Policy, Scope, effective_policy
+from trestle.core.records.agent import AgentSettings, bootstrap_plan
+from trestle.core.report import build_report
+from trestle.core.state import RunState
 
 MAX_DEPTH = 8
 WILDCARDS = re.compile(r"[*?\[]")

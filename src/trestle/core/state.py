@@ -15,10 +15,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, PrivateAttr
 
-from trestle.agent.phases import Findings
-from trestle.agent.settings import AgentSettings
-from trestle.budget import Breach, Dimension, Tally
-from trestle.events import (
+from trestle.core.budget import Breach, Dimension, Tally
+from trestle.core.events import (
     AlertRaised,
     AnyEvent,
     ApprovalDecided,
@@ -71,11 +69,11 @@ from trestle.events import (
     TreeLink,
     child_run_id,
 )
-from trestle.monitors.alerts import Alert
-from trestle.monitors.policy import MonitorAction, MonitorSettings
-from trestle.plan import Plan, Step, dependents
-from trestle.policy import Policy, TierDecision
-from trestle.safetext import model_json
+from trestle.core.plan import Plan, Step, dependents
+from trestle.core.policy import Policy, TierDecision
+from trestle.core.records.agent import AgentSettings, Findings
+from trestle.core.records.monitors import Alert, MonitorAction, MonitorSettings
+from trestle.core.safetext import model_json
 
 StepStatus = Literal[
     "pending",  # waiting for its needs
@@ -141,7 +139,7 @@ class StepState(BaseModel):
     stalled: bool = False  # its last attempt was cancelled for showing no sign of life
     # a delegating step: its current child run, the child's spending the run has
     # counted so far, its budget share held while an attempt drives it, and the child
-    # it waits on while that child waits for a human (see trestle.delegation)
+    # it waits on while that child waits for a human (see trestle.engines.delegation)
     child: str | None = None
     child_counted: dict[Dimension, float] = {}
     reserved_carve: dict[Dimension, float] = {}

@@ -13,10 +13,10 @@ from typing import Annotated, Any, Literal, NamedTuple, Protocol
 
 from pydantic import AfterValidator, BaseModel, Discriminator, Field, Tag, model_validator
 
-from trestle.budget import DIMENSIONS, Budget, Dimension
-from trestle.field_problems import did_you_mean
-from trestle.policy import Policy, Tier
-from trestle.record import Record
+from trestle.core.budget import DIMENSIONS, Budget, Dimension
+from trestle.core.field_problems import did_you_mean
+from trestle.core.policy import Policy, Tier
+from trestle.core.record import Record
 
 STEP_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 STEP_ID_MAX = 128
@@ -210,7 +210,7 @@ class ChildAgent(Record):
 
 
 class Delegation(Record):
-    """Work handed to a child run (see :mod:`trestle.tree`): its goal, and either the
+    """Work handed to a child run (see :mod:`trestle.core.tree`): its goal, and either the
     plan it follows or the agent that pursues it.
 
     The child works within the parent: its write ``scope`` (globs) inside the parent's,

@@ -39,9 +39,9 @@ from trestle.checkpoints import (
     wants_checkpoint,
 )
 from trestle.checks import run_checks
-from trestle.decider import decide, next_wakeup
-from trestle.errors import LeaseLostError, RunCancelledError
-from trestle.events import (
+from trestle.core.decider import decide, next_wakeup
+from trestle.core.errors import LeaseLostError, RunCancelledError
+from trestle.core.events import (
     ActionResult,
     AlertRaised,
     AnyEvent,
@@ -64,12 +64,13 @@ from trestle.events import (
     ToolAsk,
     idempotency_key,
 )
-from trestle.gate import action_digest
+from trestle.core.gate import action_digest
+from trestle.core.plan import Step
+from trestle.core.records.monitors import DEFAULT_MONITORS, MonitorSettings
+from trestle.core.state import RunState
 from trestle.monitors.hub import MonitorFactory, MonitorHub
-from trestle.monitors.policy import DEFAULT_MONITORS, MonitorSettings
 from trestle.monitors.trace import Stall
 from trestle.named_files import changed, named_files
-from trestle.plan import Step
 from trestle.processes import Leader, reap
 from trestle.processes import start_time as process_start_time
 from trestle.runs import RETRYABLE, SKIPPABLE, cancelled_message, load_state, summary_json
@@ -77,11 +78,10 @@ from trestle.sandbox import Mode, Sandbox, choose, config_dir, hidden_paths, mod
 from trestle.sandbox import policy_of as sandbox_policy
 from trestle.shadow import ShadowRepoError
 from trestle.signing import decision_key, key_path, verified_fields
-from trestle.state import RunState
 from trestle.store.base import Appended, Lease, Owner, Request, Snapshot, Store
 
 if TYPE_CHECKING:
-    from trestle.agent.settings import AgentSettings
+    from trestle.core.records.agent import AgentSettings
 
 Clock = Callable[[], float]
 DEFAULT_LEASE_TTL = 15.0  # seconds; renewed every third of it, the driver's heartbeat
@@ -696,7 +696,7 @@ class LocalEngine:
             )
         ask: ToolAsk | None = None
         if step.delegate is not None:
-            from trestle.delegation import perform_delegation
+            from trestle.engines.delegation import perform_delegation
 
             action = await perform_delegation(self, state, step, ctx.attempt, outbox.record)
         elif step.agent is not None and self.performer is not None:

@@ -2,7 +2,7 @@
 
 Every event is frozen, carries a ``kind`` tag and a schema version ``v``, and is
 (de)serialised by one :data:`EVENT_ADAPTER` over the union. Run state is a fold over
-these (see :mod:`trestle.state`); nothing else is persisted about a run.
+these (see :mod:`trestle.core.state`); nothing else is persisted about a run.
 
 Decisions are events too: when the decider chooses to start a step it emits
 ``StepStarted``, which the engine makes durable *before* it dispatches the action.
@@ -14,19 +14,21 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter
 
-from trestle.agent.context import CompressionRecord, Pins
-from trestle.agent.phases import Findings
-from trestle.agent.planning import AgentPlan
-from trestle.agent.reminders import ReminderRecord
-from trestle.agent.settings import AgentSettings
-from trestle.budget import Breach, Dimension
-from trestle.models.base import ModelResponse
-from trestle.monitors.alerts import Alert
-from trestle.monitors.policy import MonitorAction, MonitorSettings
-from trestle.plan import Plan, Step
-from trestle.policy import ActionFacts, Policy, TierDecision
-from trestle.record import Record
-from trestle.safetext import model_json
+from trestle.core.budget import Breach, Dimension
+from trestle.core.conversation import ModelResponse
+from trestle.core.plan import Plan, Step
+from trestle.core.policy import ActionFacts, Policy, TierDecision
+from trestle.core.record import Record
+from trestle.core.records.agent import (
+    AgentPlan,
+    AgentSettings,
+    CompressionRecord,
+    Findings,
+    Pins,
+    ReminderRecord,
+)
+from trestle.core.records.monitors import Alert, MonitorAction, MonitorSettings
+from trestle.core.safetext import model_json
 
 
 class Event(BaseModel):
@@ -747,5 +749,5 @@ def tool_call_key(run_id: str, step: str, attempt: int, round: int, turn: int, c
 
 
 def event_json(event: AnyEvent) -> str:
-    """An event as the store keeps it (see :func:`trestle.safetext.model_json`)."""
+    """An event as the store keeps it (see :func:`trestle.core.safetext.model_json`)."""
     return model_json(event, lambda: EVENT_ADAPTER.dump_json(event))

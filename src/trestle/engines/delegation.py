@@ -5,7 +5,7 @@ The parent waits durably: ``ChildRunStarted`` is recorded before the child is dr
 and ``ChildRunEnded`` (how it ended, what it spent) before the attempt ends. A crash
 anywhere in the tree leaves every run's own record intact; resuming the root re-runs
 the delegating step, which finds the same child (its id is fixed by the step's round,
-see :mod:`trestle.tree`) and resumes it, and so on down: nothing a child finished,
+see :mod:`trestle.core.tree`) and resumes it, and so on down: nothing a child finished,
 and no model or tool call it recorded, is done again.
 
 A child that waits for a human (an approval in its own inbox) ends the attempt as
@@ -23,11 +23,10 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from trestle.errors import RunCancelledError, TrestleError, UnknownRunError
-from trestle.events import ActionResult, AnyEvent, ChildRunEnded, ChildRunStarted
-from trestle.plan import CARVED, Step
-from trestle.runs import create_run, load_state
-from trestle.tree import (
+from trestle.core.errors import RunCancelledError, TrestleError, UnknownRunError
+from trestle.core.events import ActionResult, AnyEvent, ChildRunEnded, ChildRunStarted
+from trestle.core.plan import CARVED, Step
+from trestle.core.tree import (
     ChildSpec,
     DelegationError,
     child_result,
@@ -35,10 +34,11 @@ from trestle.tree import (
     handed,
     waiting_for,
 )
+from trestle.runs import create_run, load_state
 
 if TYPE_CHECKING:
-    from trestle.engine import LocalEngine, StepPerformer
-    from trestle.state import RunState
+    from trestle.core.state import RunState
+    from trestle.engines.local import LocalEngine, StepPerformer
 
 STOP_WAIT = 60.0  # how long a stopped parent waits for its child to record its stop
 
@@ -119,7 +119,7 @@ def _create_or_find(engine: LocalEngine, parent: RunState, spec: ChildSpec) -> b
 async def _drive(engine: LocalEngine, spec: ChildSpec) -> RunState:
     """Drive the child until it finishes, waits on a human or is stopped; a stop of
     this attempt (its task cancelled) is passed on, and waited for, before it ends."""
-    from trestle.engine import Stop
+    from trestle.engines.local import Stop
 
     child_engine = engine.for_child(spec.agent)
     stop = Stop()

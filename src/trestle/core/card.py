@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from trestle.events import ApprovalSubject, ToolAsk
-from trestle.gate import similar_scope, step_facts
-from trestle.plan import Step, describe_check
-from trestle.state import ApprovalState, RunState
+from trestle.core.events import ApprovalSubject, ToolAsk
+from trestle.core.gate import similar_scope, step_facts
+from trestle.core.plan import Step, describe_check
+from trestle.core.state import ApprovalState, RunState
 
 
 class Action(BaseModel):

@@ -7,7 +7,7 @@ An action (a plan step, later an agent's tool call) is described by :class:`Acti
 2. the action's own ``tier`` (a step's ``approval:``), then the plan's rules, first match;
 3. irreversible actions need confirmation;
 4. so do commands that match ``confirm_commands`` (commits, pushes, publishes, git
-   commands that discard work), read through wrappers (:mod:`trestle.invocations`),
+   commands that discard work), read through wrappers (:mod:`trestle.core.invocations`),
    and commands whose effect cannot be followed (``eval``, ``$X push``, ``curl | sh``);
 5. so does anything out of scope (a write outside ``write_paths``, a command outside
    ``commands``);
@@ -37,10 +37,10 @@ from typing import Annotated, Literal, NamedTuple
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, model_validator
 
-from trestle.globs import glob_regex
-from trestle.invocations import follow
-from trestle.record import Record
-from trestle.shellparse import parse as parse_shell
+from trestle.core.globs import glob_regex
+from trestle.core.invocations import follow
+from trestle.core.record import Record
+from trestle.core.shellparse import parse as parse_shell
 
 Tier = Literal["auto", "log", "confirm"]
 Nature = Literal["read", "test", "write", "command", "call"]
@@ -124,7 +124,8 @@ def _glob(pattern: str) -> re.Pattern[str]:
 
 @dataclass(frozen=True)
 class CommandShape:
-    """A shell command read (:mod:`trestle.shellparse`) and followed (:mod:`trestle.invocations`).
+    """A shell command read (:mod:`trestle.core.shellparse`) and followed
+    (:mod:`trestle.core.invocations`).
 
     Attributes:
         command: the whole command, stripped.

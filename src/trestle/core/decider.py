@@ -20,7 +20,7 @@ The rules, each one an invariant the property tests check:
   re-runnable, else a human decides; a human's retry of it probes again first;
 - an attempt the driver itself stopped (a signal) is not unknown: it is probed and
   run again, uncounted, unless it has no checks to tell and is unsafe to re-run;
-- every attempt passes the approval gate first (:mod:`trestle.gate`): a tier that
+- every attempt passes the approval gate first (:mod:`trestle.core.gate`): a tier that
   needs a human asks, and the step waits without holding a slot while others go on;
 - every attempt reserves its budget first: a soft limit pauses new starts and asks
   for a top-up, a hard limit stops them; what already runs finishes. An agent step
@@ -34,8 +34,8 @@ The rules, each one an invariant the property tests check:
 
 from __future__ import annotations
 
-from trestle.budget import Dimension, Tally, breach
-from trestle.events import (
+from trestle.core.budget import Dimension, Tally, breach
+from trestle.core.events import (
     AnyEvent,
     ApprovalRequested,
     BudgetExhausted,
@@ -50,8 +50,8 @@ from trestle.events import (
     child_run_id,
     idempotency_key,
 )
-from trestle.gate import judge
-from trestle.state import TERMINAL, RunState, StepState
+from trestle.core.gate import judge
+from trestle.core.state import TERMINAL, RunState, StepState
 
 
 class _Pass:

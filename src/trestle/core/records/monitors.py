@@ -1,0 +1,175 @@
+"""The monitors' records: an alert, and what to do about it.
+
+An :class:`Alert` is what a monitor saw (``trestle.monitors`` holds the monitors and
+the hub that feeds them); runs record alerts as events, and the core folds them.
+What to do about an alert is one policy, configurable in ``trestle.toml``::
+
+    [monitors]
+    stall_after = 900            # seconds a step may show no sign of life
+    [monitors.actions]           # by severity ...
+    warning = "inject"
+    critical = "pause"
+    [monitors.kinds]             # ... and by kind, which wins
+    repeated_action = "replan"
+    projected_overspend = "stop"
+
+The actions:
+
+- ``note``: the alert is recorded (in the log and the report); nothing else happens;
+- ``inject``: the agent step the alert is about is told, before its next model call,
+  what the monitor saw and what to do instead;
+- ``replan``: that step's attempt is abandoned and it starts again from a fresh
+  conversation told why (a retry that counts against its limit);
+- ``pause``: nothing new starts and running agent steps stop at their next turn until
+  a human approves going on (``trestle approve``) or rejects it, which stops the run;
+- ``stop``: the run stops as a hard budget limit would, with its report.
+
+``inject`` and ``replan`` need an agent step to act on; for any other alert they fall
+back to ``note``.
+
+The actions are listed from weakest to strongest (:data:`ACTION_ORDER`): each does
+more to the run than the one before, up to ending it. An alert that speaks for others
+merged into it (:func:`merge_alerts`) gets the strongest of
+the actions it and each of them would have had alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+from pydantic import Field
+
+from trestle.core.record import Record
+
+# --- alerts ---------------------------------------------------------------------------
+
+# info: worth a note; warning: the run is likely going wrong; critical: it is, and
+# carrying on wastes the budget. The evaluation counts warning and critical as flags.
+Severity = Literal["info", "warning", "critical"]
+
+
+SEVERITIES: tuple[Severity, ...] = ("info", "warning", "critical")
+
+
+FLAGGING: frozenset[Severity] = frozenset({"warning", "critical"})
+
+
+class MergedAlert(Record):
+    """What an alert merged into another was: enough to choose the action it would
+    have had on its own (see :func:`merge_alerts`)."""
+
+    monitor: str
+    kind: str
+    severity: Severity
+
+
+class Alert(Record):
+    """A monitor's finding: what it saw, how bad, which events show it, what to do."""
+
+    monitor: str  # the monitor that raised it ("format", "loops", "drift", "cost", ...)
+    kind: str  # the failure mode ("repeated_action", "format_streak", ...)
+    severity: Severity
+    message: str
+    evidence: tuple[int, ...]  # seqs of the events (or file entries) that show it
+    suggestion: str
+    step: str | None = None
+    round: int | None = None
+    turn: int | None = None  # the turn index it was raised at, when raised on a turn
+    merged: tuple[MergedAlert, ...] = ()  # alerts merged into this one, which it speaks for
+
+    @property
+    def key(self) -> str:
+        """Identifies the alert within a run: a replay raises the same keys."""
+        last = self.evidence[-1] if self.evidence else 0
+        return f"{self.monitor}/{self.kind}@{last}"
+
+
+_RANK: dict[Severity, int] = {"info": 0, "warning": 1, "critical": 2}
+
+
+def merge_alerts(alerts: Sequence[Alert]) -> list[Alert]:
+    """One alert per problem: alerts raised together on the same last event merge.
+
+    Several monitors can see one problem at once (the same script re-run: a repeat, a
+    same-failure rerun, a cycle). Alerts raised on one observation whose evidence ends
+    at the same event become the most severe of them (the first, among equals), its
+    message naming what the others saw, and its evidence the union of theirs; the
+    agent gets one correction, the operator one pause. The merged alert lists the
+    others (``merged``), so that the policy acts on the strongest action any of them
+    would have had (a kind configured to ``replan`` still replans when it merges into
+    a more severe alert of another kind). Order is kept otherwise, and the result
+    depends only on the input, so a replay merges the same way.
+    """
+    merged: list[Alert] = []
+    by_event: dict[int, int] = {}  # last evidence seq -> position in merged
+    for alert in alerts:
+        last = alert.evidence[-1] if alert.evidence else None
+        if last is None or last not in by_event:
+            if last is not None:
+                by_event[last] = len(merged)
+            merged.append(alert)
+            continue
+        position = by_event[last]
+        kept, other = merged[position], alert
+        if _RANK[other.severity] > _RANK[kept.severity]:
+            kept, other = other, kept
+        merged[position] = kept.model_copy(
+            update={
+                "message": f"{kept.message}; also {other.monitor}/{other.kind}: {other.message}",
+                "evidence": tuple(sorted({*kept.evidence, *other.evidence})),
+                "merged": (
+                    *kept.merged,
+                    MergedAlert(monitor=other.monitor, kind=other.kind, severity=other.severity),
+                    *other.merged,
+                ),
+            }
+        )
+    return merged
+
+
+# --- what to do about an alert --------------------------------------------------------
+
+MonitorAction = Literal["note", "inject", "replan", "pause", "stop"]
+STEERING: frozenset[MonitorAction] = frozenset({"inject", "replan"})
+# weakest to strongest: how much each does to the run, from a note to ending it
+ACTION_ORDER: tuple[MonitorAction, ...] = ("note", "inject", "replan", "pause", "stop")
+
+
+class MonitorSettings(Record):
+    """How a run's monitors act, recorded with the run so a replay acts alike."""
+
+    enabled: bool = True
+    actions: dict[Severity, MonitorAction] = {
+        "info": "note",
+        "warning": "inject",
+        "critical": "pause",
+    }
+    # the claim monitor's finding is already acted on by the step's own verification
+    # (the retry is told the check failed); a stall is dead-lettered by the engine
+    kinds: dict[str, MonitorAction] = {"hallucinated_success": "note", "stalled": "note"}
+    stall_after: float = Field(default=900.0, gt=0, le=30 * 24 * 3600)
+    embedder: str = "hashing"
+
+    def stall_limit(self, step_timeout: float | None) -> float:
+        """Seconds a running step may record nothing: ``stall_after``, or the step's
+        own timeout if that is longer (the timeout then governs)."""
+        return max(self.stall_after, step_timeout or 0.0)
+
+    def action_for(self, alert: Alert, *, agent_step: bool) -> MonitorAction:
+        """The action for ``alert``: the strongest of its own and those of the alerts
+        merged into it (by :data:`ACTION_ORDER`); steering needs an agent step to steer."""
+        found = [(alert.kind, alert.severity), *((m.kind, m.severity) for m in alert.merged)]
+        return max(
+            (self._action(kind, severity, agent_step) for kind, severity in found),
+            key=ACTION_ORDER.index,
+        )
+
+    def _action(self, kind: str, severity: Severity, agent_step: bool) -> MonitorAction:
+        action = self.kinds.get(kind) or self.actions.get(severity, "note")
+        if action in STEERING and not agent_step:
+            return "note"
+        return action
+
+
+DEFAULT_MONITORS = MonitorSettings()
