@@ -528,6 +528,21 @@ def test_delegated_plan_files_are_read_once_and_their_problems_named(tmp_path: P
     write(tmp_path, "uses.yaml", "steps:\n  - id: a\n    delegate: {goal: g, plan: bad.yaml}\n")
     with pytest.raises(PlanError, match=r"bad\.yaml:3: "):
         load_plan(tmp_path / "uses.yaml")
+    # special files and names no file system takes: one message each, naming the line
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "loop1").symlink_to("loop2")
+    (tmp_path / "loop2").symlink_to("loop1")
+    for name, said in [
+        ("fifo", "is not a regular file"),
+        ("/dev/zero", "is not a regular file"),
+        ("x" * 5000, "File name too long"),
+        ("loop1", "Symlink loop"),
+    ]:
+        write(tmp_path, "odd.yaml", f"steps:\n  - id: a\n    delegate: {{goal: g, plan: {name}}}\n")
+        with pytest.raises(PlanError) as raised:
+            load_plan(tmp_path / "odd.yaml")
+        assert len(raised.value.problems) == 1, raised.value.problems
+        assert said in raised.value.problems[0] and "odd.yaml:3:" in str(raised.value)
     both = "steps:\n  - id: a\n    delegate: {goal: g, plan: {steps: [{id: x, run: 'true'}]}, "
     write(tmp_path, "both.yaml", both + "agent: {model: m}}\n")
     with pytest.raises(PlanError, match="give the child a 'plan' or an 'agent'"):

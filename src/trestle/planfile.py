@@ -161,11 +161,13 @@ def parse_plan(
     if not isinstance(raw, dict):
         raise PlanError(source, ["the top level must be a mapping with a 'steps' list"], [1])
     found: list[_Problem] = _child_plan_files(raw, base_dir or Path.cwd(), _including)
+    unread = {p.loc for p in found}  # a plan file named there: its problem says it all
     plan: Plan | None = None
     try:
         plan = Plan.model_validate(raw)
     except ValidationError as exc:
-        found += [_schema_problem(err) for err in exc.errors() if not only_items_failed(err)]
+        schema = [_schema_problem(err) for err in exc.errors() if not only_items_failed(err)]
+        found += [p for p in schema if not any(p.loc[: len(u)] == u for u in unread)]
     found += _graph_problems(raw)
     found += _writes_outside(raw)
     found += _missing_modules(raw, base_dir or Path.cwd())
@@ -266,13 +268,20 @@ def _child_plan_files(
         if not isinstance(delegate, dict) or not isinstance(delegate.get("plan"), str):
             continue
         loc = ("steps", i, "delegate", "plan")
-        child = (base_dir / delegate["plan"]).resolve()
+        named = base_dir / delegate["plan"]
+        try:
+            child = named.resolve()
+            regular = child.is_file()
+        except (OSError, RuntimeError) as exc:  # a name too long, a symlink loop
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            problems.append(_Problem(loc, f"plan file {_short(repr(str(named)), 120)}: {why}"))
+            continue
         if child in including:
             problems.append(_Problem(loc, f"{str(child)!r} is delegated to from inside itself"))
         elif len(including) >= MAX_INCLUDE_DEPTH:
             why = f"plan files nest more than {MAX_INCLUDE_DEPTH} deep through delegations"
             problems.append(_Problem(loc, why))
-        elif not child.is_file():
+        elif not regular:
             why = "does not exist" if not child.exists() else "is not a regular file"
             problems.append(_Problem(loc, f"plan file {str(child)!r} {why}"))
         else:
