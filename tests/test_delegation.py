@@ -91,6 +91,11 @@ def test_a_child_does_the_step_and_the_tree_is_shown(cli: Cli) -> None:
     child = f"{root}.research.1"
     assert lines(cli.dir, "note.txt") == ["child"]
     assert lines(cli.dir, "after.txt") == ["child"]
+    # the child's own progress is shown under its place in the tree, as it happens
+    said = result.stdout.splitlines()
+    child_lines = [line for line in said if line.startswith("  research.1 | ")]
+    assert "  research.1 | start    note (attempt 1)" in child_lines
+    assert said.index(child_lines[-1]) < said.index("done     research (attempt 1)")
 
     first = events(cli, child)[0]
     assert isinstance(first, RunCreated) and first.parent is not None

@@ -201,6 +201,16 @@ def _warn_unconfined(stored: StoredEvent) -> None:
 
 
 async def _drive_lines(engine: LocalEngine, run_id: str, out: Console, stop: Stop) -> None:
+    def descendant(stored: StoredEvent) -> None:
+        """A delegated run's line, indented under its place in the tree."""
+        line = event_line(stored)
+        if line is not None:
+            place = stored.run_id.removeprefix(f"{run_id}.")
+            first, *rest = line.splitlines()
+            said = [f"  {place} | {first}", *(f"  {' ' * len(place)} | {r}" for r in rest)]
+            out.print("\n".join(said), markup=False, soft_wrap=True)
+
+    engine.descendant_events = descendant
     async for stored in engine.drive(run_id, stop=stop):
         _warn_unconfined(stored)
         line = event_line(stored)

@@ -189,6 +189,11 @@ class LocalEngine:
         sandbox: how commands are confined (see :mod:`trestle.sandbox`): ``auto``
             (bubblewrap where it works; without it, confirm-tier commands are
             refused), ``require`` or ``off``; default ``$TRESTLE_SANDBOX``, else auto.
+
+    Attributes:
+        descendant_events: called with each durable event of the delegated runs below
+            the ones this engine drives (children, grandchildren ...), as ``drive``
+            yields a run's own: how a watcher of the root sees the whole tree move.
     """
 
     def __init__(
@@ -219,6 +224,8 @@ class LocalEngine:
         self.monitors = monitors
         self.orphan_wait = orphan_wait
         self.sandbox_mode = mode_from(sandbox)
+        self.descendant_events: Callable[[StoredEvent], None] | None = None
+        self._echo: Callable[[StoredEvent], None] | None = None  # a child's, to its root's
         self._sandboxes: dict[str, Sandbox] = {}  # per run, chosen at each drive's start
         # sqlite3 blocks; one thread keeps it off the event loop and serialises commits
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trestle-store")
@@ -238,7 +245,7 @@ class LocalEngine:
             from trestle.agent.runtime import performer_for
 
             performer = performer_for(agent)
-        return LocalEngine(
+        child = LocalEngine(
             self.store,
             clock=self.clock,
             owner=self.owner,
@@ -252,6 +259,8 @@ class LocalEngine:
             orphan_wait=self.orphan_wait,
             sandbox=self.sandbox_mode,
         )
+        child.descendant_events = child._echo = self.descendant_events
+        return child
 
     async def run(self, run_id: str, *, stop: Stop | None = None) -> RunState:
         """Drive the run until it finishes, waits on a human or is stopped; return its
@@ -343,7 +352,10 @@ class LocalEngine:
                             future.set_result(list(range(first + offset, first + offset + count)))
                     acks = []
                     for offset, event in enumerate(batch):
-                        yield StoredEvent(run_id=run_id, seq=first + offset, event=event)
+                        stored = StoredEvent(run_id=run_id, seq=first + offset, event=event)
+                        if self._echo is not None:
+                            self._echo(stored)
+                        yield stored
                     watch.saw(batch, first, self.clock())
                     if halt:
                         return
