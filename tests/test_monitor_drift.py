@@ -11,6 +11,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trestle.core.errors import ConfigError, MissingExtraError
 from trestle.core.records.monitors import Alert
@@ -480,3 +482,69 @@ def test_a_huge_path_and_a_quote_storm_do_not_stall_the_monitors() -> None:
     with finishes_within(5):
         for monitor in semantic_cost_timing_monitors():
             feed(monitor, turns)
+
+
+def _reference_vector(embedder: HashingEmbedder, text: str) -> dict[int, float]:
+    """The hashing embedder's vector written plainly, feature by feature: what its
+    cached buckets must reproduce bit for bit."""
+    import math
+    import re
+    import zlib
+    from collections import Counter
+
+    from trestle.monitors import similarity
+
+    def bucket(feature: str) -> tuple[int, float]:
+        digest = zlib.crc32(feature.encode("utf-8", "surrogatepass"))
+        return digest % embedder.dim, -1.0 if digest >> 31 else 1.0
+
+    found: list[str] = []
+    for identifier in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text):
+        found += similarity._identifier_words.__wrapped__(identifier)
+    entries: dict[int, float] = {}
+    for word, count in sorted(Counter(found).items()):
+        weight = 1.0 + math.log(count)
+        index, sign = bucket("w:" + word)
+        entries[index] = entries.get(index, 0.0) + sign * weight
+        grams = [f"^{word}$"[i : i + 3] for i in range(len(word))]
+        for gram in grams:
+            index, sign = bucket("c:" + gram)
+            entries[index] = entries.get(index, 0.0) + sign * (
+                weight * embedder.trigram_weight / len(grams)
+            )
+    norm = math.sqrt(sum(v * v for v in entries.values()))
+    return {i: v / norm for i, v in entries.items() if v != 0.0} if norm > 0.0 else entries
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "slugify",
+                "parseHTTPResponse",
+                "slug_utils",
+                "tests",
+                "the",
+                "fixed",
+                "x1",
+                "Café",
+                "textkit/slug.py",
+                "\udcff",
+                " ",
+                "\n",
+                "a_b_c",
+                "HTTP",
+            ]
+        )
+        | st.text(max_size=12),
+        max_size=30,
+    )
+)
+def test_the_cached_hashing_embedder_is_bit_for_bit_the_plain_one(parts: list[str]) -> None:
+    embedder = HashingEmbedder()
+    text = " ".join(parts)
+    for _ in range(2):  # cold, then from the caches
+        (vector,) = embedder.embed([text])
+        assert isinstance(vector, SparseVector)
+        assert vector.entries == _reference_vector(embedder, text)

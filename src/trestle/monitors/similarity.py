@@ -25,7 +25,7 @@ import re
 import zlib
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from functools import cache
+from functools import cache, lru_cache
 from importlib import import_module
 from pathlib import Path
 from typing import Any, Protocol, overload
@@ -115,6 +115,7 @@ _STOPWORD_LIST = """
     cat ls cd echo sed head tail grep nl wc sort xargs awk rn la true false none null
 """
 _STOPWORDS = frozenset(_STOPWORD_LIST.split())
+MAX_CACHED_WORDS = 1 << 16  # a word's hashed features, kept per embedder
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*")
 # Splits camelCase and HTTPResponse-style runs: "parseHTTPResponse" -> parse HTTP Response.
@@ -143,14 +144,21 @@ def words(text: str) -> list[str]:
     """
     out: list[str] = []
     for identifier in _IDENTIFIER.findall(text):
-        parts = [p.lower() for chunk in _WORD.findall(identifier) for p in _CAMEL.findall(chunk)]
-        parts = [p for p in parts if len(p) > 1 and not p.isdigit()]
-        kept = [_stem(p) for p in parts if p not in _STOPWORDS]
-        out.extend(kept)
-        whole = identifier.lower().strip("_")
-        if len(parts) > 1 and len(kept) > 1 and whole not in _STOPWORDS:
-            out.append(whole)
+        out.extend(_identifier_words(identifier))
     return out
+
+
+@lru_cache(maxsize=1 << 16)
+def _identifier_words(identifier: str) -> tuple[str, ...]:
+    """One identifier's content words (see :func:`words`): cached, since an agent's
+    texts name the same identifiers turn after turn."""
+    parts = [p.lower() for chunk in _WORD.findall(identifier) for p in _CAMEL.findall(chunk)]
+    parts = [p for p in parts if len(p) > 1 and not p.isdigit()]
+    kept = [_stem(p) for p in parts if p not in _STOPWORDS]
+    whole = identifier.lower().strip("_")
+    if len(parts) > 1 and len(kept) > 1 and whole not in _STOPWORDS:
+        kept.append(whole)
+    return tuple(kept)
 
 
 class HashingEmbedder:
@@ -172,6 +180,9 @@ class HashingEmbedder:
     def __init__(self, dim: int = 1 << 18, trigram_weight: float = 0.4) -> None:
         self.dim = dim
         self.trigram_weight = trigram_weight
+        # a word's hashed buckets and signs: its own, then its trigrams'. Words recur
+        # across an agent's turns, and a resumed run re-embeds all of them
+        self._buckets: dict[str, tuple[tuple[int, float], tuple[tuple[int, float], ...]]] = {}
 
     def embed(self, texts: Sequence[str]) -> list[Sequence[float]]:
         """One sparse vector per text (see the class docstring for its features)."""
@@ -181,20 +192,29 @@ class HashingEmbedder:
         entries: dict[int, float] = {}
         for word, count in sorted(Counter(words(text)).items()):
             weight = 1.0 + math.log(count)
-            self._add(entries, "w:" + word, weight)
-            grams = _trigrams(word)
-            for gram in grams:
-                self._add(entries, "c:" + gram, weight * self.trigram_weight / len(grams))
+            (index, sign), grams = self._word_buckets(word)
+            entries[index] = entries.get(index, 0.0) + sign * weight
+            for index, sign in grams:
+                share = weight * self.trigram_weight / len(grams)
+                entries[index] = entries.get(index, 0.0) + sign * share
         norm = math.sqrt(sum(v * v for v in entries.values()))
         if norm > 0.0:
             entries = {i: v / norm for i, v in entries.items() if v != 0.0}
         return SparseVector(self.dim, entries)
 
-    def _add(self, entries: dict[int, float], feature: str, weight: float) -> None:
+    def _word_buckets(self, word: str) -> tuple[tuple[int, float], tuple[tuple[int, float], ...]]:
+        found = self._buckets.get(word)
+        if found is None:
+            if len(self._buckets) >= MAX_CACHED_WORDS:
+                self._buckets.clear()
+            grams = tuple(self._bucket("c:" + gram) for gram in _trigrams(word))
+            found = self._buckets[word] = (self._bucket("w:" + word), grams)
+        return found
+
+    def _bucket(self, feature: str) -> tuple[int, float]:
+        """A feature's bucket and sign, from its CRC-32."""
         digest = zlib.crc32(feature.encode("utf-8", "surrogatepass"))
-        index = digest % self.dim
-        sign = -1.0 if digest >> 31 else 1.0
-        entries[index] = entries.get(index, 0.0) + sign * weight
+        return digest % self.dim, -1.0 if digest >> 31 else 1.0
 
 
 def _trigrams(word: str) -> list[str]:
