@@ -29,7 +29,7 @@ from trestle.core.state import RunState, output_tail
 from trestle.descriptions import check_text, log_detail
 from trestle.health import RunHealth, run_health
 from trestle.runs import dead_letters
-from trestle.store.base import RunRow, Store
+from trestle.store.base import RunRow, Store, by_tree
 from trestle.wording import shown
 
 LEASE_TTL = 15.0  # trestle.engines.local.DEFAULT_LEASE_TTL, without importing the engine
@@ -92,6 +92,7 @@ class RunLine:
     health: RunHealth | None  # None: the run could not be read
     approvals: int  # waiting, blocking approvals
     problem: str | None = None
+    depth: int = 0  # below its root, when listed under it
 
     @property
     def alerts(self) -> int:
@@ -102,28 +103,30 @@ def run_lines(
     store: Store, *, visible: frozenset[str] | None, query: str = "", status: str = ""
 ) -> list[RunLine]:
     """The runs the session may see, newest first, filtered by status and a text search
-    over run id and goal."""
+    over run id and goal; a delegated child under its parent when both are listed."""
     now = time.time()
     lines = []
     needle = query.strip().lower()
-    for row in store.runs():
-        if visible is not None and row.run_id not in visible:
-            continue
-        if status and row.status != status:
-            continue
-        if needle and needle not in row.run_id.lower() and needle not in row.goal.lower():
-            continue
+    shown = [
+        row
+        for row in store.runs()
+        if (visible is None or row.run_id in visible)
+        and (not status or row.status == status)
+        and (not needle or needle in row.run_id.lower() or needle in row.goal.lower())
+    ]
+    for row, depth in by_tree(shown):
         counts: dict[str, int] = row.summarised().counts
         done = sum(n for k, n in counts.items() if k in ("succeeded", "skipped"))
         total = sum(counts.values())
         try:
             state = trusted_state(store, row.run_id)
         except TrestleError as exc:
-            lines.append(RunLine(row, row.status, done, total, None, 0, problem=str(exc)))
+            line = RunLine(row, row.status, done, total, None, 0, str(exc), depth)
+            lines.append(line)
             continue
         health = run_health(state, store.lease(row.run_id), now=now, lease_ttl=LEASE_TTL)
         waiting = sum(1 for w in health.waiting if w.ref is not None)
-        lines.append(RunLine(row, row.status, done, total, health, waiting))
+        lines.append(RunLine(row, row.status, done, total, health, waiting, depth=depth))
     return lines
 
 

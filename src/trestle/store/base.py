@@ -67,6 +67,29 @@ def subtree(rows: Sequence[RunRow], run_id: str) -> list[tuple[RunRow, int]]:
     return out
 
 
+def by_tree(rows: list[RunRow]) -> list[tuple[RunRow, int]]:
+    """Rows grouped by tree: each root where it stands in ``rows``, then its children
+    (oldest first, depth first), each with its depth. A child whose parent is not
+    among ``rows`` (pruned) stands alone."""
+    parents = {r.run_id: r.summarised().parent for r in rows}
+    children: dict[str, list[RunRow]] = {}
+    for r in sorted(rows, key=lambda r: r.created_at):
+        parent = parents[r.run_id]
+        if parent is not None and parent in parents:
+            children.setdefault(parent, []).append(r)
+    out: list[tuple[RunRow, int]] = []
+
+    def place(row: RunRow, depth: int) -> None:
+        out.append((row, depth))
+        for child in children.get(row.run_id, []):
+            place(child, depth + 1)
+
+    for r in rows:
+        if parents[r.run_id] is None or parents[r.run_id] not in parents:
+            place(r, 0)
+    return out
+
+
 @dataclass(frozen=True)
 class Summary:
     counts: dict[str, int]
