@@ -73,7 +73,8 @@ if _typing.TYPE_CHECKING:
     from trestle.core.records.monitors import Alert, MonitorSettings
     from trestle.core.report import Report, build_report
     from trestle.core.state import RunState, fold
-    from trestle.engines.local import LocalEngine, StepPerformer, StepWork
+    from trestle.engines.local import LocalEngine
+    from trestle.engines.work import StepPerformer, StepWork
     from trestle.groups import group_of
     from trestle.health import RunHealth, health
     from trestle.monitors.alerts import Monitor
@@ -241,8 +242,8 @@ _EXPORTS = {
     "decide": "trestle.core.decider",
     "run_status": "trestle.core.decider",
     "LocalEngine": "trestle.engines.local",
-    "StepPerformer": "trestle.engines.local",
-    "StepWork": "trestle.engines.local",
+    "StepPerformer": "trestle.engines.work",
+    "StepWork": "trestle.engines.work",
     "ConfigError": "trestle.core.errors",
     "LeaseHeldError": "trestle.core.errors",
     "LeaseLostError": "trestle.core.errors",

@@ -76,7 +76,7 @@ from trestle.core.records.agent import (
     Pins,
 )
 from trestle.core.state import RunState
-from trestle.engines.local import StepWork
+from trestle.engines.work import StepWork
 from trestle.groups import named_group
 from trestle.models.pricing import DEFAULT_PRICES, PriceTable
 from trestle.models.spec import model_from_spec

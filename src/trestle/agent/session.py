@@ -77,7 +77,7 @@ from trestle.core.records.agent import (
     ReminderPolicy,
     ReminderRecord,
 )
-from trestle.engines.local import StepWork
+from trestle.engines.work import StepWork
 from trestle.models.pricing import PriceTable
 from trestle.processes import reap
 from trestle.redaction import redact, secret_values

@@ -32,7 +32,7 @@ from trestle.core.records.agent_defaults import DEFAULT_MAX_TOKENS, DEFAULT_STEP
 if TYPE_CHECKING:
     from trestle.core.budget import Budget
     from trestle.core.records.agent import AgentSettings
-    from trestle.engines.local import StepPerformer
+    from trestle.engines.work import StepPerformer
 
 DEMO_GOAL = "make slugify() turn any title into a clean URL slug; the failing test shows how"
 DEMO_TEST_COMMAND = "python3 -m unittest discover -s tests -q"

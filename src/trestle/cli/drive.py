@@ -30,7 +30,8 @@ from trestle.core.events import SandboxChosen, StoredEvent
 from trestle.core.report import build_report
 from trestle.core.safetext import model_json
 from trestle.core.state import RunState
-from trestle.engines.local import LocalEngine, StepPerformer, Stop
+from trestle.engines.local import LocalEngine, Stop
+from trestle.engines.work import StepPerformer
 from trestle.runs import load_state
 from trestle.sandbox import Mode
 from trestle.store import RecentStores, SqliteStore, Store, default_store_path

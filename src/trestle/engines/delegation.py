@@ -38,7 +38,8 @@ from trestle.runs import create_run, load_state
 
 if TYPE_CHECKING:
     from trestle.core.state import RunState
-    from trestle.engines.local import LocalEngine, StepPerformer
+    from trestle.engines.local import LocalEngine
+    from trestle.engines.work import StepPerformer
 
 STOP_WAIT = 60.0  # how long a stopped parent waits for its child to record its stop
 

@@ -25,9 +25,8 @@ import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from trestle.actions import StepContext, in_thread, perform
 from trestle.approvals import decision_as_event, vetter
@@ -68,6 +67,7 @@ from trestle.core.gate import action_digest
 from trestle.core.plan import Step
 from trestle.core.records.monitors import DEFAULT_MONITORS, MonitorSettings
 from trestle.core.state import RunState
+from trestle.engines.work import StepPerformer, StepWork
 from trestle.monitors.hub import MonitorFactory, MonitorHub
 from trestle.monitors.trace import Stall
 from trestle.named_files import changed, named_files
@@ -92,42 +92,6 @@ FINISH_WAIT = 30.0  # on a stop: how long an attempt that cannot be stopped may 
 _ATTEMPT = "trestle-attempt:"  # the name of an attempt's task, before its step id
 P = ParamSpec("P")
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class StepWork:
-    """What a :class:`StepPerformer` is given for one attempt.
-
-    ``state`` is the live run state: read it, never change it (only recorded events
-    do). ``record`` makes events durable in the run's stream before it returns their
-    seqs; ``load`` reads recorded events back by seq. ``store`` is the run's store, for
-    what a run shares with its group (see :mod:`trestle.groups`); never its events.
-    """
-
-    state: RunState
-    step: Step
-    ctx: StepContext
-    pool: Executor
-    record: Callable[[Sequence[AnyEvent]], Awaitable[list[int]]]
-    load: Callable[[Sequence[int]], Awaitable[list[AnyEvent]]]
-    clock: Callable[[], float]
-    store: Store | None = None
-
-
-class StepPerformer(Protocol):
-    """Performs the steps the engine cannot do alone: agent steps (see trestle.agent),
-    and turns a user's mid-run requirement into events."""
-
-    async def perform(self, work: StepWork) -> tuple[ActionResult, ToolAsk | None]:
-        """Do one attempt; a ``deferred`` result may carry the tool call to approve."""
-        ...
-
-    def requirement(
-        self, state: RunState, text: str, *, by: str, request_id: int, now: float
-    ) -> list[AnyEvent]:
-        """The events that add ``text`` to the run (each carrying ``request_id``), or a
-        ``RequestRefused`` saying why the run cannot take it now."""
-        ...
 
 
 _Ack = tuple[asyncio.Future[list[int]], int, int]  # who waits, offset in inbound, count

@@ -1,0 +1,57 @@
+"""What any engine hands a step performer, and what a performer must do.
+
+An engine (the local one, or another) drives the pure core and performs the steps it
+can itself (commands, writes, Python callables). The steps it cannot do alone, agent
+steps, it hands to a :class:`StepPerformer` as a :class:`StepWork`. This module
+belongs to no engine, so performers (see :mod:`trestle.agent`) depend on this contract,
+not on an engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Protocol
+
+from trestle.actions import StepContext
+from trestle.core.events import ActionResult, AnyEvent, ToolAsk
+from trestle.core.plan import Step
+from trestle.core.state import RunState
+from trestle.store.base import Store
+
+
+@dataclass(frozen=True)
+class StepWork:
+    """What a :class:`StepPerformer` is given for one attempt.
+
+    ``state`` is the live run state: read it, never change it (only recorded events
+    do). ``record`` makes events durable in the run's stream before it returns their
+    seqs; ``load`` reads recorded events back by seq. ``store`` is the run's store, for
+    what a run shares with its group (see :mod:`trestle.groups`); never its events.
+    """
+
+    state: RunState
+    step: Step
+    ctx: StepContext
+    pool: Executor
+    record: Callable[[Sequence[AnyEvent]], Awaitable[list[int]]]
+    load: Callable[[Sequence[int]], Awaitable[list[AnyEvent]]]
+    clock: Callable[[], float]
+    store: Store | None = None
+
+
+class StepPerformer(Protocol):
+    """Performs the steps the engine cannot do alone: agent steps (see trestle.agent),
+    and turns a user's mid-run requirement into events."""
+
+    async def perform(self, work: StepWork) -> tuple[ActionResult, ToolAsk | None]:
+        """Do one attempt; a ``deferred`` result may carry the tool call to approve."""
+        ...
+
+    def requirement(
+        self, state: RunState, text: str, *, by: str, request_id: int, now: float
+    ) -> list[AnyEvent]:
+        """The events that add ``text`` to the run (each carrying ``request_id``), or a
+        ``RequestRefused`` saying why the run cannot take it now."""
+        ...
