@@ -132,7 +132,7 @@ class AgentPerformer:
         self._phase_lock = asyncio.Lock()
         self._budget_lock = asyncio.Lock()  # model calls reserve their budget one by one
         self._serial_lock = asyncio.Lock()  # serial tools' calls take turns (a receive)
-        self._extended: dict[tuple[str, ...], ToolRegistry] = {}
+        self._extended: dict[tuple[bool, bool], ToolRegistry] = {}
 
     async def perform(self, work: StepWork) -> tuple[ActionResult, ToolAsk | None]:
         task, settings = work.step.agent, work.state.agent
@@ -459,16 +459,19 @@ class AgentPerformer:
         """The tools on offer: the performer's, the group tools when the run belongs to
         a group, and ``fetch_artifact`` when it was started with a handoff packet or may
         receive one in a message (each only where the performer does not hold it)."""
-        extra: list[Tool[Any]] = [*group_tools()] if seat is not None else []
-        if (settings.handoff is not None or seat is not None) and work.store is not None:
-            extra.append(FetchArtifact(work.store))
-        extra = [t for t in extra if t.name not in self.tools]
-        if not extra:
+        grouped = seat is not None
+        fetching = (settings.handoff is not None or grouped) and work.store is not None
+        if not (grouped or fetching):
             return self.tools
-        names = tuple(t.name for t in extra)
-        if names not in self._extended:
-            self._extended[names] = ToolRegistry([*self.tools, *extra])
-        return self._extended[names]
+        key = (grouped, fetching)
+        if key not in self._extended:  # built once: the same for every turn
+            extra: list[Tool[Any]] = [*group_tools()] if grouped else []
+            if fetching:
+                assert work.store is not None
+                extra.append(FetchArtifact(work.store))
+            extra = [t for t in extra if t.name not in self.tools]
+            self._extended[key] = ToolRegistry([*self.tools, *extra])
+        return self._extended[key]
 
     async def _enter(self, work: StepWork, phase: Phase, reason: str) -> None:
         """Record the move into ``phase`` once, however many steps start in it."""
