@@ -158,7 +158,7 @@ def test_a_run_page_draws_its_tree(tmp_path: Path) -> None:
     with dashboard(store) as ui:
         client = ui.session()
         listed = client.get("/").text
-        assert listed.index(f">{root}</a>") < listed.index(f"└ <a href=\"/runs/{child}\">")
+        assert listed.index(f">{root}</a>") < listed.index(f'└ <a href="/runs/{child}">')
         page = client.get(f"/runs/{root}").text
         tree = page.split('id="tree-heading"')[1].split("</section>")[0]
         assert f'<a href="/runs/{child}">{child}</a>' in tree
