@@ -345,8 +345,11 @@ def test_the_plan_waits_for_approval_and_resume_rebuilds_the_replay_model(
     assert resumed.returncode == 3, resumed.stdout + resumed.stderr
     child = f"{run_id}.cover-accents.1"
     said = flat(resumed.stdout)
-    told = f"decide there (`trestle inbox --run {child}`), then `trestle resume {run_id}`"
+    told = f"with `trestle show {child}`, then `trestle resume {run_id}`"
     assert told in said
+    shown = flat(cli("show", child).stdout)
+    approve = f"`trestle approve {child}.1`"
+    assert approve in shown  # the child's report names the decision to take
     asked = cli("inbox", "--run", child)
     assert f"in tree {run_id} > cover-accents#1" in flat(asked.stdout)
     assert cli("approve", f"{child}.1").returncode == 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import textwrap
@@ -472,6 +473,75 @@ def test_a_tree_killed_in_a_grandchild_resumes_from_the_root_without_repeating(
     for run, child in ((root, f"{root}.down.1"), (f"{root}.down.1", grandchild)):
         started = [e for e in events(cli, run) if isinstance(e, ChildRunStarted)]
         assert [(e.child, e.resumed) for e in started] == [(child, False), (child, True)]
+
+
+def test_a_child_killed_mid_step_is_decided_by_following_what_trestle_prints(
+    cli: Cli,
+) -> None:
+    """The driver alone is killed while the child's side effect runs. Then an operator
+    does exactly what Trestle prints, from the root's report down to the child's, and
+    the side effect happens once."""
+    write(
+        cli.dir,
+        "child.yaml",
+        """\
+        steps:
+          - id: slow
+            run: sleep 30; echo once >> side.txt
+            verify:
+              - file_contains: side.txt
+                text: once
+        """,
+    )
+    write(
+        cli.dir,
+        "plan.yaml",
+        """\
+        steps:
+          - id: down
+            delegate: {goal: do the slow thing, plan: child.yaml}
+          - id: after
+            needs: [down]
+            run: cat side.txt >> after.txt
+        """,
+    )
+    driver = subprocess.Popen(
+        cli.argv("run", "plan.yaml", "--no-live"),
+        cwd=cli.dir,
+        env=cli.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # the driver alone is killed, as an OOM kill would
+    )
+    assert driver.stdout is not None
+    root = driver.stdout.readline().split()[1]
+    child = f"{root}.down.1"
+    deadline = time.monotonic() + 30
+    while not any(
+        r["run_id"] == child and r["summary"].get("running")
+        for r in (cli.json("runs") if cli.store.exists() else [])
+    ):
+        assert time.monotonic() < deadline, "the child never started its step"
+        time.sleep(0.05)
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.communicate(timeout=30)
+
+    resumed = cli("resume", root, "--no-live")
+    assert resumed.returncode == 3, resumed.stdout + resumed.stderr
+    said = " ".join(resumed.stdout.split())
+    told = f"with `trestle show {child}`, then `trestle resume {root}`"
+    assert told in said
+    shown = " ".join(cli("show", child).stdout.split())
+    # the child's step may or may not have acted: its report names both decisions
+    retry = re.search(r"if not: `(trestle retry [^`]+)`", shown)
+    assert retry is not None, shown
+    decided = cli(*retry.group(1).split()[1:])
+    assert decided.returncode == 0, decided.stdout + decided.stderr
+    finished = cli("resume", root, "--no-live")
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    assert lines(cli.dir, "side.txt") == ["once"]
+    assert lines(cli.dir, "after.txt") == ["once"]
 
 
 def test_cancel_stops_the_whole_subtree(cli: Cli) -> None:

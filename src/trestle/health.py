@@ -16,6 +16,7 @@ from trestle.approvals import vetter
 from trestle.core.budget import DIMENSIONS
 from trestle.core.events import CheckResult
 from trestle.core.records.monitors import DEFAULT_MONITORS
+from trestle.core.report import child_wait_advice
 from trestle.core.state import RunState
 from trestle.runs import readable_states
 from trestle.signing import decision_key
@@ -124,7 +125,6 @@ def waiting_on_humans(state: RunState, queued: int = 0) -> list[Waiting]:
             what = a.decision.reason if a.decision is not None else f"{a.subject} approval"
         decide = f"`trestle approve {ref}` or `trestle reject {ref} --reason ...`"
         found.append(Waiting(kind=kind, step=a.step, ref=ref, what=what, next=decide))
-    root = state.parent.root if state.parent is not None else run
     for sid, child in state.waiting_children().items():
         found.append(
             Waiting(
@@ -132,7 +132,7 @@ def waiting_on_humans(state: RunState, queued: int = 0) -> list[Waiting]:
                 step=sid,
                 ref=None,
                 what=f"its child run {child} waits for a human",
-                next=f"decide there (`trestle inbox --run {child}`), then `trestle resume {root}`",
+                next=child_wait_advice(state, child),
             )
         )
     for refused in state.refused:

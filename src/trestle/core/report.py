@@ -188,6 +188,18 @@ def carved_budget(state: RunState) -> str | None:
     )
 
 
+def child_wait_advice(state: RunState, child: str) -> str:
+    """What to do for a child of ``state``'s run that waits for a human. Its wait may be
+    an approval, an escalation or a dead letter (or a grandchild's): the child's own
+    report names the exact commands for whichever it is; the root's resume then finds
+    the child again and goes on."""
+    root = state.parent.root if state.parent is not None else state.run_id
+    return (
+        f"see what it waits for and the commands that decide it with `trestle show "
+        f"{child}`, then `trestle resume {root}`"
+    )
+
+
 def _go_on(state: RunState) -> str:
     """After a hard budget stop: the commands that raise the limit and go on."""
     stop = state.budget_stop
@@ -249,11 +261,10 @@ def _to_check(state: RunState) -> list[str]:
             f"the run has not finished: continue it with `trestle resume {run}` "
             "if nothing drives it."
         )
-    root = state.parent.root if state.parent is not None else run
     for sid, child in state.waiting_children().items():
         urgent.append(
             f"step {sid!r} waits on its child run {child}, which waits for a human: "
-            f"decide there (`trestle inbox --run {child}`), then `trestle resume {root}`."
+            f"{child_wait_advice(state, child)}."
         )
     for number, a in state.approvals.items():
         if a.status != "pending":
