@@ -28,6 +28,7 @@ from trestle.core.events import AnyEvent, ApprovalDecided, ApprovalRefused, Budg
 from trestle.core.plan import Step
 from trestle.core.policy import action_hash
 from trestle.core.state import RunState
+from trestle.doorbell import ring
 from trestle.runs import Vet, load_state, readable_states, refuse_if_cancelled
 from trestle.signing import decision_key, signed_payload, verified_fields
 from trestle.step_origin import inside_a_step
@@ -176,6 +177,7 @@ def queue_decision(
     request_id = store.add_request(
         state.run_id, "decision", a.step or "", reason, now=time.time(), payload=payload
     )
+    ring(store, state.run_id)
     return QueuedDecision(full, state.run_id, request_id, state.seq)
 
 
@@ -268,11 +270,19 @@ def write_diff(card: HandoffCard, workspace: Path) -> str | None:
 def decision_as_event(state: RunState, request: Request, key: bytes, now: float) -> AnyEvent:
     """The request as ``approval_decided`` if it is genuine and still applies, else as
     ``approval_refused`` naming why."""
+    return decided(state, request, verified_fields(request.payload, key), now)
+
+
+def decided(
+    state: RunState, request: Request, fields: dict[str, Any] | None, now: float
+) -> AnyEvent:
+    """``decision_as_event`` for a request whose signature was already checked:
+    ``fields`` are its signed fields, None when it was not signed by the decision path.
+    Pure, so a driver that cannot read the key (a Temporal workflow) judges the same."""
 
     def refuse(number: int | None, why: str) -> ApprovalRefused:
         return ApprovalRefused(at=now, approval=number, reason=why, request_id=request.id)
 
-    fields = verified_fields(request.payload, key)
     if fields is None:
         return refuse(None, "not signed by the decision path (trestle approve/reject)")
     number = fields.get("approval") if isinstance(fields.get("approval"), int) else None

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from trestle.core.errors import ConfigError, LeaseHeldError
 from trestle.core.events import RunCancelled, idempotency_key
 from trestle.core.state import RunState
+from trestle.doorbell import ring
 from trestle.engines.local import DEFAULT_LEASE_TTL, FINISH_WAIT, this_process
 from trestle.outcomes import POLL, driven_live
 from trestle.processes import Leader, reap
@@ -77,6 +78,7 @@ def cancel_run(
         raise ConfigError(f"run {run_id!r} already succeeded: there is nothing to cancel")
     done = _directly(store, run_id, reason, by=by)
     if done is not None:
+        ring(store, run_id)  # a workflow asleep on the run wakes, finds it cancelled, ends
         return done
     # a live driver holds the lease: ask it, and wait for its record
     lease = store.lease(run_id)
@@ -84,6 +86,7 @@ def cancel_run(
     fields = {"run_id": run_id, "kind": "cancel", "step": "", "reason": reason, "by": by}
     payload = signed_payload(fields, key or decision_key())
     request_id = store.add_request(run_id, "cancel", "", reason, now=time.time(), payload=payload)
+    ring(store, run_id)
     deadline = time.monotonic() + patience
     while True:
         driver = driven_live(store, run_id, time.time())

@@ -26,6 +26,7 @@ from trestle.core.events import (
     StepSkipped,
     StoredEvent,
 )
+from trestle.doorbell import bound_engine, driver_name
 from trestle.store.base import Store, owner_is_alive
 
 PATIENCE = 10.0  # seconds a command waits for a live driver to take its request
@@ -88,7 +89,11 @@ def _describe(stored: StoredEvent, following: AnyEvent | None) -> str:
 
 
 def driven_live(store: Store, run_id: str, now: float) -> str | None:
-    """The name of the live process driving the run, or None when none does."""
+    """The name of the live process driving the run, or None when none does. A run on
+    Temporal always has its workflow: asleep while it waits, woken by a request."""
+    binding = bound_engine(store, run_id)
+    if binding is not None:
+        return driver_name(binding, run_id)
     lease = store.lease(run_id)
     if lease is None or lease.expires_at <= now or not owner_is_alive(lease.owner):
         return None

@@ -20,13 +20,21 @@ from trestle.core.errors import (
     TrestleError,
     UnknownRunError,
 )
-from trestle.core.events import AnyEvent, RunCreated, StepAttemptEnded, StoredEvent, TreeLink
+from trestle.core.events import (
+    AnyEvent,
+    EngineBinding,
+    RunCreated,
+    StepAttemptEnded,
+    StoredEvent,
+    TreeLink,
+)
 from trestle.core.field_problems import did_you_mean
 from trestle.core.plan import Plan
 from trestle.core.policy import Policy
 from trestle.core.records.agent import AgentSettings
 from trestle.core.records.monitors import MonitorSettings
 from trestle.core.state import RunState, StepStatus
+from trestle.doorbell import ring
 from trestle.signing import decision_key, signed_payload
 from trestle.store.base import Appended, Request, RequestKind, Snapshot, Store
 
@@ -51,6 +59,7 @@ def create_run(
     agent: AgentSettings | None = None,
     monitors: MonitorSettings | None = None,
     parent: TreeLink | None = None,
+    engine: EngineBinding | None = None,
 ) -> str:
     """Record a new run (its first event) and return its id. Nothing runs yet.
 
@@ -69,6 +78,7 @@ def create_run(
         agent=agent,
         monitors=monitors,
         parent=parent,
+        engine=engine,
     )
     summary = summary_json(RunState.from_created(event))
     # a generated id is the second plus 16 random bits: runs created together can
@@ -268,6 +278,7 @@ def request_decision(
     fields = {"run_id": run_id, "kind": kind, "step": step, "reason": reason, "by": who}
     payload = signed_payload(fields, key or decision_key())
     request_id = store.add_request(run_id, kind, step, reason, now=now, payload=payload)
+    ring(store, run_id)
     return Request(
         id=request_id,
         run_id=run_id,
@@ -368,6 +379,7 @@ def request_requirement(
     fields = {"run_id": run_id, "kind": "tell", "step": "", "reason": text, "by": by}
     payload = signed_payload(fields, key or decision_key())
     request_id = store.add_request(run_id, "tell", "", text, now=now, payload=payload)
+    ring(store, run_id)
     return Request(
         id=request_id,
         run_id=run_id,

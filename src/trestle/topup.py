@@ -37,6 +37,7 @@ from trestle.core.events import BudgetRaised
 from trestle.core.field_problems import did_you_mean
 from trestle.core.report import carved_budget
 from trestle.core.state import RunState
+from trestle.doorbell import ring
 from trestle.engines.local import DEFAULT_LEASE_TTL, this_process
 from trestle.prune import parse_age
 from trestle.runs import load_state, record, refuse_if_cancelled
@@ -253,5 +254,6 @@ def raise_budget(
         record(store, state, event, token=lease.token)
     finally:
         store.release_lease(run_id, lease.token)
+    ring(store, run_id)  # a run on Temporal goes on by itself once its workflow hears
     limits = {dim: hard_level(state.plan.budget, state.tally, dim) for dim in amounts}
     return Raised(state, amounts, limits)

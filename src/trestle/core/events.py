@@ -86,6 +86,17 @@ class TreeLink(Record):
         return " > ".join((self.root, *self.path))
 
 
+class EngineBinding(Record):
+    """Which engine drives a run other than in the process that made it: a run on
+    Temporal is driven by the workflow named after the run, on ``task_queue`` at
+    ``address``; commands that ask something of it signal that workflow."""
+
+    kind: Literal["temporal"] = "temporal"
+    address: str
+    namespace: str = "default"
+    task_queue: str = "trestle"
+
+
 class RunCreated(Event):
     """The run's first event. ``operator_policy`` is the ``trestle.toml`` policy as it
     was when the run was created, so a replay classifies every action the same way."""
@@ -99,6 +110,7 @@ class RunCreated(Event):
     agent: AgentSettings | None = None  # set for an agent run (trestle agent)
     monitors: MonitorSettings | None = None  # None: the defaults
     parent: TreeLink | None = None  # set for a delegated child run
+    engine: EngineBinding | None = None  # None: whichever process drives it (local)
 
 
 class RunResumed(Event):
@@ -667,6 +679,18 @@ class ChildRunEnded(Event):
     waiting: str = ""  # for needs_human: what the child waits for, in words
 
 
+class StepAttemptLost(Event):
+    """The driver lost sight of a running attempt (the worker performing it died or
+    stopped answering): its outcome is unknown, as a crashed driver's is on a resume,
+    so the step is probed before anything re-runs it. A lost probe is simply run
+    again: a probe only reads."""
+
+    kind: Literal["step_attempt_lost"] = "step_attempt_lost"
+    step: str
+    attempt: int
+    why: str
+
+
 class RunFinished(Event):
     kind: Literal["run_finished"] = "run_finished"
     status: RunStatus
@@ -679,6 +703,7 @@ AnyEvent = Annotated[
     | StepStarted
     | StepProcessStarted
     | StepAttemptEnded
+    | StepAttemptLost
     | StepProbeStarted
     | StepProbed
     | StepRetryScheduled

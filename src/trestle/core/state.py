@@ -30,6 +30,7 @@ from trestle.core.events import (
     ChildRunEnded,
     ChildRunStarted,
     ContextCompressed,
+    EngineBinding,
     FindingsRecorded,
     Leftovers,
     MessagesDelivered,
@@ -53,6 +54,7 @@ from trestle.core.events import (
     RunStatus,
     SandboxChosen,
     StepAttemptEnded,
+    StepAttemptLost,
     StepBlocked,
     StepEscalated,
     StepFailed,
@@ -247,6 +249,7 @@ class RunState(BaseModel):
     # each with the step that delegated to it)
     parent: TreeLink | None = None
     children: dict[str, str] = {}
+    engine: EngineBinding | None = None  # a run on Temporal: its workflow's address
     # its part in its group (trestle.groups): the messages put into its conversations,
     # its board writes and the conflicts among them, the messages it sent
     delivered: list[str] = []
@@ -280,6 +283,7 @@ class RunState(BaseModel):
             monitors=event.monitors,
             active_since=event.at,
             parent=event.parent,
+            engine=event.engine,
         )
         state.reindex()
         return state
@@ -345,6 +349,13 @@ class RunState(BaseModel):
                         st.waiting_child, st.probed = None, True
                         self._set(sid, "retry_wait")
                         self.finished = None
+            case StepAttemptLost(step=sid, attempt=attempt):
+                st = self.steps[sid]
+                if st.attempt == attempt and st.status == "running":
+                    self._release(st)  # it may have spent its estimate: count it
+                    self._set(sid, "unknown")
+                elif st.status == "probing":
+                    self._probe_again(sid)
             case SandboxChosen():
                 self.sandbox = event
             case RunInterrupted(by=by, stopped=stopped):

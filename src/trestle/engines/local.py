@@ -26,10 +26,10 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from trestle.actions import StepContext, in_thread, perform
-from trestle.approvals import decision_as_event, vetter
+from trestle.approvals import vetter
 from trestle.checkpoints import (
     When,
     checkpoint_name,
@@ -47,7 +47,6 @@ from trestle.core.events import (
     ApprovalRefused,
     ApprovalRequested,
     Gate,
-    RequestRefused,
     RunCancelled,
     RunInterrupted,
     RunResumed,
@@ -56,8 +55,6 @@ from trestle.core.events import (
     StepProbed,
     StepProbeStarted,
     StepProcessStarted,
-    StepReopened,
-    StepSkipped,
     StepStarted,
     StoredEvent,
     ToolAsk,
@@ -67,13 +64,14 @@ from trestle.core.gate import action_digest
 from trestle.core.plan import Step
 from trestle.core.records.monitors import DEFAULT_MONITORS, MonitorSettings
 from trestle.core.state import RunState
+from trestle.engines.judge import cancel_in, request_as_events
 from trestle.engines.work import StepPerformer, StepWork
 from trestle.monitors.hub import MonitorFactory, MonitorHub
 from trestle.monitors.trace import Stall
 from trestle.named_files import changed, named_files
 from trestle.processes import Leader, reap
 from trestle.processes import start_time as process_start_time
-from trestle.runs import RETRYABLE, SKIPPABLE, cancelled_message, load_state, summary_json
+from trestle.runs import cancelled_message, load_state, summary_json
 from trestle.sandbox import Mode, Sandbox, choose, config_dir, hidden_paths, mode_from
 from trestle.sandbox import policy_of as sandbox_policy
 from trestle.shadow import ShadowRepoError
@@ -244,7 +242,7 @@ class LocalEngine:
         acting: set[str] = set()  # steps whose attempt a cancel stops before its end
         pool: ThreadPoolExecutor | None = None
         try:
-            state, forgeries = await self._store(self._load, run_id)
+            state, forgeries = await self._store(self.load_vetted, run_id)
             # steps' blocking work (sync callables, file checks) gets one thread per
             # step that may run at once; asyncio's default pool is far smaller
             pool = ThreadPoolExecutor(state.plan.parallelism, thread_name_prefix="trestle-step")
@@ -265,10 +263,12 @@ class LocalEngine:
             hub, missed = await self._hub(state)
             if state.seq > 1:
                 inbound.append(RunResumed(at=self.clock(), owner=self.owner.name))
-            inbound += self._choose_sandbox(state)
+            inbound += self.sandbox_for(state)
             inbound += missed
             inbound += forgeries
-            watch = _StallWatch(state.monitors or DEFAULT_MONITORS)
+            watch: StallWatch[asyncio.Task[AnyEvent]] = StallWatch(
+                state.monitors or DEFAULT_MONITORS
+            )
             next_poll = 0.0
             stopping = False
             while True:
@@ -446,18 +446,7 @@ class LocalEngine:
         return self._decision_key
 
     def _cancel_in(self, state: RunState, requests: Sequence[Request]) -> Request | None:
-        """The first cancel among ``requests`` that the decision path signed for this
-        run (one that is not signed is refused like any other request)."""
-        for r in requests:
-            if r.kind != "cancel":
-                continue
-            fields = verified_fields(r.payload, self._key())
-            if fields is not None and (fields.get("run_id"), fields.get("kind")) == (
-                state.run_id,
-                "cancel",
-            ):
-                return r
-        return None
+        return cancel_in(state, requests, lambda r: verified_fields(r.payload, self._key()))
 
     async def _hub(self, state: RunState) -> tuple[MonitorHub | None, list[AlertRaised]]:
         """The run's monitors, caught up with its recorded events on a resume, and the
@@ -477,7 +466,7 @@ class LocalEngine:
         self,
         state: RunState,
         work: dict[asyncio.Task[AnyEvent], str],
-        watch: _StallWatch,
+        watch: StallWatch[asyncio.Task[AnyEvent]],
         hub: MonitorHub | None,
     ) -> list[AnyEvent]:
         """End the attempts that showed no sign of life for too long: each fails as
@@ -488,14 +477,7 @@ class LocalEngine:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
             del work[task]
-            error = f"stalled: no sign of life for {silent:.0f}s; the attempt was cancelled"
-            action = ActionResult(status="stalled", error=error, duration=silent)
-            ended.append(
-                StepAttemptEnded(at=now, step=sid, attempt=attempt, ok=False, action=action)
-            )
-            if hub is not None:
-                stall = Stall(seq=last_seq, step=sid, attempt=attempt, silent=silent)
-                ended += hub.stalled(stall, state, now)
+            ended += stalled(state, hub, sid, attempt, last_seq, silent, now)
         return ended
 
     async def _wait(
@@ -556,7 +538,30 @@ class LocalEngine:
                 return asyncio.create_task(self._probe(state, sid, why, ctx, pool))
         return None
 
-    def _choose_sandbox(self, state: RunState) -> list[SandboxChosen]:
+    async def perform_for(
+        self, state: RunState, announced: StepStarted | StepProbeStarted
+    ) -> list[AnyEvent]:
+        """Perform one attempt or probe the decider announced (and a driver recorded)
+        for a driver other than this engine's loop: a Temporal activity. The events
+        it ends with: how this host confines commands, when that differs from what the
+        run last recorded, then the outcome. Cancelling it stops the attempt as a stop
+        does here (a command's process group killed and waited for)."""
+        last = state.sandbox
+        chosen = [
+            c
+            for c in self.sandbox_for(state)
+            if last is None or (last.confined, last.detail) != (c.confined, c.detail)
+        ]
+        pool = ThreadPoolExecutor(state.plan.parallelism, thread_name_prefix="trestle-step")
+        try:
+            task = self._dispatch(state, announced, pool, _Outbox(), set())
+            assert task is not None  # both kinds announce work
+            ended = await task
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+        return [*chosen, ended]
+
+    def sandbox_for(self, state: RunState) -> list[SandboxChosen]:
         """Choose how this drive confines commands; recorded when it changed, and at
         every drive's start when commands run unconfined."""
         store_file = getattr(self.store, "path", None)
@@ -773,9 +778,9 @@ class LocalEngine:
 
     def state(self, run_id: str) -> RunState:
         """The run's state as this engine acts on it: forged decisions left out."""
-        return self._load(run_id)[0]
+        return self.load_vetted(run_id)[0]
 
-    def _load(self, run_id: str) -> tuple[RunState, list[AnyEvent]]:
+    def load_vetted(self, run_id: str) -> tuple[RunState, list[AnyEvent]]:
         """The run's state with every forged decision left out (see
         :func:`trestle.approvals.forged`), and a refusal to record for each one not yet
         reported, naming its seq."""
@@ -800,63 +805,61 @@ class LocalEngine:
         return state, refusals
 
     def _request_as_events(self, state: RunState, r: Request) -> list[AnyEvent]:
-        """What a human's request becomes, judged against the state as it is now: the
-        events that apply it (each carrying ``request_id``), or one refusal saying why
-        not. Never nothing: the request is consumed in the same commit."""
-        if self._decision_key is None:
-            self._decision_key = decision_key()
-        now = self.clock()
-        if r.kind == "decision":
-            return [decision_as_event(state, r, self._decision_key, now)]
+        """What a human's request becomes (see :mod:`trestle.engines.judge`)."""
+        performer = self.performer
+        tell = None
+        if performer is not None:
 
-        def refuse(why: str, *, step: str | None = None, text: str = "") -> list[AnyEvent]:
-            refusal = RequestRefused(
-                at=now, request_id=r.id, request=r.kind, step=step, text=text, reason=why
-            )
-            return [refusal]
+            def tell(
+                state: RunState, text: str, by: str, request_id: int, now: float
+            ) -> list[AnyEvent] | None:
+                return performer.requirement(state, text, by=by, request_id=request_id, now=now)
 
-        fields = verified_fields(r.payload, self._decision_key)
-        if fields is None or (fields.get("run_id"), fields.get("kind")) != (state.run_id, r.kind):
-            return refuse(f"not signed by the decision path (trestle {r.kind})")
-        text = str(fields.get("reason"))
-        if r.kind == "tell":
-            if state.agent is None:
-                return refuse("a plan run takes no requirements", text=text)
-            if self.performer is None:
-                return refuse(
-                    "the process driving the run has no agent runtime to plan it", text=text
-                )
-            by = str(fields.get("by", "user"))
-            told = self.performer.requirement(state, text, by=by, request_id=r.id, now=now)
-            return told or refuse("the agent runtime did not take it", text=text)
-        if r.kind == "cancel":
-            return refuse("the cancel was not for this run", text=text)
-        if r.kind not in ("retry", "skip"):
-            return refuse(f"unknown request kind {r.kind!r}", text=text)
-        signed = Request(
-            id=r.id,
-            run_id=state.run_id,
-            kind=r.kind,
-            step=str(fields.get("step")),
-            reason=text,
-            created_at=r.created_at,
-        )
-        asker = fields.get("by")
-        return [_retry_or_skip(state, signed, now, by=asker if isinstance(asker, str) else None)]
+        fields = verified_fields(r.payload, self._key())
+        return request_as_events(state, r, fields, self.clock(), tell=tell)
+
+
+def stalled(
+    state: RunState,
+    hub: MonitorHub | None,
+    sid: str,
+    attempt: int,
+    last_seq: int,
+    silent: float,
+    now: float,
+) -> list[AnyEvent]:
+    """What ends an attempt cancelled for its silence: it fails as ``stalled`` (its
+    step goes to the dead-letter queue), and the monitors' alert on it."""
+    error = f"stalled: no sign of life for {silent:.0f}s; the attempt was cancelled"
+    action = ActionResult(status="stalled", error=error, duration=silent)
+    ended: list[AnyEvent] = [
+        StepAttemptEnded(at=now, step=sid, attempt=attempt, ok=False, action=action)
+    ]
+    if hub is not None:
+        stall = Stall(seq=last_seq, step=sid, attempt=attempt, silent=silent)
+        ended += hub.stalled(stall, state, now)
+    return ended
 
 
 def with_named_files(state: RunState, event: AnyEvent) -> AnyEvent:
     """An approval request for a command step, with the workspace files the command
     names as they read now (see :mod:`trestle.named_files`): the approval is bound to
     them."""
-    if not isinstance(event, ApprovalRequested) or event.step is None or event.files is not None:
-        return event
-    if event.subject not in ("action", "audit"):
-        return event
-    command = state.step_spec(event.step).run
+    command = command_to_bind(state, event)
     if command is None:
         return event
     return event.model_copy(update={"files": named_files(command, Path(state.workspace))})
+
+
+def command_to_bind(state: RunState, event: AnyEvent) -> str | None:
+    """The command whose named files ``event`` must be bound to, or None: an approval
+    request for a command step that carries no files yet. Pure: a driver that may do
+    no IO asks for the files elsewhere."""
+    if not isinstance(event, ApprovalRequested) or event.step is None or event.files is not None:
+        return None
+    if event.subject not in ("action", "audit"):
+        return None
+    return state.step_spec(event.step).run
 
 
 def files_changed(state: RunState, step: Step, gate: Gate | None) -> tuple[int, str] | None:
@@ -910,38 +913,20 @@ def unconfined(
     )
 
 
-def _retry_or_skip(state: RunState, r: Request, now: float, *, by: str | None) -> AnyEvent:
-    """A human's retry or skip as an event if it still makes sense for the state, else
-    its refusal naming what changed since it was asked."""
-    st = state.steps.get(r.step)
-    if st is None:
-        why = f"the run has no step {r.step!r}"
-    elif r.kind == "retry" and st.status in RETRYABLE:
-        return StepReopened(at=now, step=r.step, reason=r.reason, request_id=r.id, by=by)
-    elif r.kind == "skip" and st.status in SKIPPABLE:
-        return StepSkipped(at=now, step=r.step, reason=r.reason, request_id=r.id, by=by)
-    else:
-        allowed = RETRYABLE if r.kind == "retry" else SKIPPABLE
-        done = "retried" if r.kind == "retry" else "skipped"
-        why = (
-            f"step {r.step!r} is {st.status} by now (only {', '.join(allowed)} steps can be {done})"
-        )
-    return RequestRefused(
-        at=now, request_id=r.id, request=r.kind, step=r.step, text=r.reason, reason=why
-    )
+Work = TypeVar("Work", bound="asyncio.Future[Any]")  # what a driver waits on per attempt
 
 
-class _StallWatch:
+class StallWatch(Generic[Work]):
     """When each running attempt last showed a sign of life: its start, or an event it
     recorded (an agent step records one per model or tool call). An attempt silent for
     longer than ``stall_after`` (or its step's own timeout, if longer) is overdue."""
 
     def __init__(self, settings: MonitorSettings) -> None:
         self.settings = settings
-        self._attempts: dict[asyncio.Task[AnyEvent], tuple[str, int]] = {}
+        self._attempts: dict[Work, tuple[str, int]] = {}
         self._last: dict[str, tuple[float, int]] = {}  # step -> (when, seq)
 
-    def started(self, task: asyncio.Task[AnyEvent], event: AnyEvent) -> None:
+    def started(self, task: Work, event: AnyEvent) -> None:
         if isinstance(event, StepStarted):
             self._attempts[task] = (event.step, event.attempt)
 
@@ -951,9 +936,19 @@ class _StallWatch:
             if isinstance(sid, str):
                 self._last[sid] = (now, first_seq + offset)
 
+    def next_due(self, state: RunState) -> float | None:
+        """When the first running attempt becomes overdue, if any runs: a driver that
+        cannot poll (a workflow) sleeps until then."""
+        dues = [
+            self._last[sid][0] + self.settings.stall_limit(state.step_spec(sid).timeout)
+            for task, (sid, _) in self._attempts.items()
+            if not task.done() and sid in self._last
+        ]
+        return min(dues, default=None)
+
     def overdue(
         self, state: RunState, now: float
-    ) -> list[tuple[asyncio.Task[AnyEvent], tuple[str, int, int, float]]]:
+    ) -> list[tuple[Work, tuple[str, int, int, float]]]:
         """The attempts past their limit: task, then step, attempt, last seq, silence."""
         late = []
         for task, (sid, attempt) in list(self._attempts.items()):

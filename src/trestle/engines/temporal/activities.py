@@ -1,0 +1,186 @@
+"""The IO a Trestle workflow asks its workers for: the store, the key, the workspace.
+
+The store stays the run's record, as with the local engine: every event the workflow
+decides is committed here, fenced by the workflow's lease token, before the work it
+announces is dispatched, so ``trestle show``, ``log`` and ``inbox`` read a Temporal
+run as they read any other. A step's attempt is performed by the local engine's own
+code (:meth:`LocalEngine.perform_for`) on the worker that picks it up, heartbeating so
+that a worker that dies is noticed within ``heartbeat`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from trestle.core.errors import (
+    LeaseHeldError,
+    LeaseLostError,
+    StoreDamagedError,
+    UnknownRunError,
+)
+from trestle.core.events import EVENT_ADAPTER, StepProbeStarted, StepStarted, event_json
+from trestle.core.safetext import model_json
+from trestle.engines.local import LocalEngine
+from trestle.engines.temporal.shapes import Asked, Commit, LeaseAsk, Loaded, Perform
+from trestle.named_files import named_files
+from trestle.signing import decision_key, verified_fields
+from trestle.store.base import Appended, Owner, Snapshot, Store
+
+P = ParamSpec("P")
+T = TypeVar("T")
+HOST = "temporal"  # a workflow's lease lives by its expiry, never by a local pid
+# errors a retry cannot mend: the workflow handles them rather than Temporal retrying
+FATAL = ("LeaseLost", "UnknownRun", "StoreDamaged")
+
+
+def _fatal(exc: Exception, kind: str) -> ApplicationError:
+    return ApplicationError(str(exc), type=kind, non_retryable=True)
+
+
+class TrestleActivities:
+    """The activities, over one store (opened once per worker process)."""
+
+    def __init__(self, store: Store, *, engine: LocalEngine | None = None) -> None:
+        self.store = store
+        self.engine = engine or LocalEngine(store)
+        # sqlite3 blocks: one thread keeps it off the worker's loop and serialises it
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trestle-store")
+        self._key: bytes | None = None
+
+    def all(self) -> list[Callable[..., Awaitable[object]]]:
+        return [
+            self.lease,
+            self.renew,
+            self.release,
+            self.load,
+            self.commit,
+            self.requests,
+            self.named_files,
+            self.perform,
+        ]
+
+    def close(self) -> None:
+        self._io.shutdown(wait=True)
+        self.engine.close()
+
+    async def _blocking(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._io, lambda: fn(*args, **kwargs))
+
+    def key(self) -> bytes:
+        if self._key is None:
+            self._key = decision_key()
+        return self._key
+
+    @activity.defn(name="trestle.lease")
+    async def lease(self, ask: LeaseAsk) -> int:
+        owner = Owner(name=ask.owner, pid=0, host=HOST)
+        try:
+            held = await self._blocking(
+                self.store.acquire_lease, ask.run_id, owner, ttl=ask.ttl, now=time.time()
+            )
+        except LeaseHeldError as exc:  # another driver, for now: Temporal retries
+            raise ApplicationError(str(exc), type="LeaseHeld") from None
+        return held.token
+
+    @activity.defn(name="trestle.renew")
+    async def renew(self, ask: LeaseAsk) -> None:
+        try:
+            await self._blocking(
+                self.store.renew_lease, ask.run_id, ask.token, ttl=ask.ttl, now=time.time()
+            )
+        except LeaseLostError as exc:
+            raise _fatal(exc, "LeaseLost") from None
+
+    @activity.defn(name="trestle.release")
+    async def release(self, ask: LeaseAsk) -> None:
+        await self._blocking(self.store.release_lease, ask.run_id, ask.token)
+
+    @activity.defn(name="trestle.load")
+    async def load(self, run_id: str) -> Loaded:
+        try:
+            state, refusals = await self._blocking(self.engine.load_vetted, run_id)
+        except UnknownRunError as exc:
+            raise _fatal(exc, "UnknownRun") from None
+        except StoreDamagedError as exc:
+            raise _fatal(exc, "StoreDamaged") from None
+        # only an agent run's history holds turns for the monitors (see LocalEngine)
+        limit = None if state.agent is not None else 1
+        stored = await self._blocking(self.store.events, run_id, limit=limit)
+        return Loaded(
+            state=model_json(state),
+            replay=[(item.seq, event_json(item.event)) for item in stored],
+            refusals=[event_json(e) for e in refusals],
+            sandbox=[event_json(e) for e in self.engine.sandbox_for(state)],
+        )
+
+    @activity.defn(name="trestle.commit")
+    async def commit(self, batch: Commit) -> None:
+        events = [EVENT_ADAPTER.validate_json(e) for e in batch.events]
+        snapshot = None
+        if batch.snapshot is not None:
+            last = batch.first_seq + len(events) - 1
+            snapshot = Snapshot(seq=last, state_json=batch.snapshot)
+        appended = Appended(
+            events=events,
+            first_seq=batch.first_seq,
+            status=batch.status,
+            summary=batch.summary,
+            snapshot=snapshot,
+            consumed_requests=batch.consumed,
+        )
+        try:
+            await self._blocking(self.store.append, batch.run_id, appended, token=batch.token)
+        except LeaseLostError as exc:
+            raise _fatal(exc, "LeaseLost") from None
+        except ValueError:
+            # a retry of a commit that landed, whose answer was lost: the lease fences
+            # every other writer, so the store's last seq tells
+            row = await self._blocking(self.store.run, batch.run_id)
+            if row.last_seq != batch.first_seq + len(events) - 1:
+                raise
+
+    @activity.defn(name="trestle.requests")
+    async def requests(self, run_id: str) -> list[Asked]:
+        pending = await self._blocking(self.store.pending_requests, run_id)
+        key = self.key()
+        return [
+            Asked(
+                id=r.id,
+                kind=r.kind,
+                step=r.step,
+                reason=r.reason,
+                created_at=r.created_at,
+                payload=r.payload,
+                fields=verified_fields(r.payload, key),
+            )
+            for r in pending
+        ]
+
+    @activity.defn(name="trestle.named_files")
+    async def named_files(self, command: str, workspace: str) -> dict[str, str]:
+        return await self._blocking(named_files, command, Path(workspace))
+
+    @activity.defn(name="trestle.perform")
+    async def perform(self, job: Perform) -> list[str]:
+        announced = EVENT_ADAPTER.validate_json(job.announced)
+        assert isinstance(announced, StepStarted | StepProbeStarted)
+        state = await self._blocking(self.engine.state, job.run_id)
+        work = asyncio.ensure_future(self.engine.perform_for(state, announced))
+        try:
+            while not work.done():
+                activity.heartbeat()
+                await asyncio.wait([work], timeout=max(0.2, job.heartbeat / 4))
+        except asyncio.CancelledError:  # the workflow stops it: kill it, and say so
+            work.cancel()
+            await asyncio.gather(work, return_exceptions=True)
+            raise
+        return [event_json(e) for e in work.result()]

@@ -1,0 +1,100 @@
+"""What travels between a Trestle workflow, its activities and its clients.
+
+Plain dataclasses of strings and numbers (events as their JSON), so Temporal's default
+converter carries them and the blob codec (:mod:`.blobs`) can move the large ones out of
+the history. Nothing here does IO: the workflow imports it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+WORKFLOW = "trestle.run"
+NUDGE = "nudge"  # the signal: requests wait in the store's queue, go and read them
+STATUS = "status"  # the query: where the run is, as the workflow holds it
+
+
+@dataclass
+class Drive:
+    """The workflow's input: which run, and how to drive it.
+
+    Attributes:
+        run_id: the run (also the workflow's id).
+        lease_ttl: seconds the workflow's lease on the run lasts unrenewed; renewed
+            every third of it while it drives. A run whose workflow has no worker for
+            longer can be taken over (``trestle resume`` on one machine).
+        heartbeat: seconds an attempt's worker may go silent before the attempt counts
+            as lost (its outcome unknown: probed before anything re-runs it).
+        history_limit: history events after which the workflow continues as new,
+            once no attempt is running.
+        carried: the lease token and the announced attempts the last execution did not
+            dispatch, when this one continues it.
+    """
+
+    run_id: str
+    lease_ttl: float = 60.0
+    heartbeat: float = 10.0
+    history_limit: int = 8000
+    carried: Carried | None = None
+
+
+@dataclass
+class Carried:
+    token: int
+    announced: list[str] = field(default_factory=list)  # StepStarted/StepProbeStarted
+
+
+@dataclass
+class Loaded:
+    """A run as an activity read it for a drive's start."""
+
+    state: str  # RunState's JSON, plan included
+    replay: list[tuple[int, str]]  # events the monitors catch up on: (seq, JSON)
+    refusals: list[str]  # forged decisions found, not yet reported
+    sandbox: list[str]  # how the loading host confines commands, when to record it
+
+
+@dataclass
+class Commit:
+    """One batch for the store, fenced by the workflow's lease token."""
+
+    run_id: str
+    token: int
+    first_seq: int
+    events: list[str]
+    status: str
+    summary: str
+    snapshot: str | None = None  # RunState.snapshot_json() at the batch's last seq
+    consumed: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Asked:
+    """A waiting request, with the fields its signature vouches for (None: not signed
+    by the decision path). The key never leaves the activity."""
+
+    id: int
+    kind: str
+    step: str
+    reason: str
+    created_at: float
+    payload: str
+    fields: dict[str, Any] | None
+
+
+@dataclass
+class Perform:
+    """An announced attempt or probe, for a worker to perform."""
+
+    run_id: str
+    announced: str  # the StepStarted or StepProbeStarted event's JSON
+    heartbeat: float = 10.0
+
+
+@dataclass
+class LeaseAsk:
+    run_id: str
+    owner: str
+    ttl: float
+    token: int = 0  # for a renewal or a release

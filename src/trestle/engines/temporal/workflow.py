@@ -1,0 +1,422 @@
+"""A Trestle run as a Temporal workflow: the pure core, driven deterministically.
+
+The workflow does what the local engine's loop does, with Temporal keeping its place:
+
+1. take in what happened (attempts and probes ended, requests a nudge announced);
+2. ask the decider (``decide(state, workflow.now())``) what follows, feeding the
+   monitors as the local engine does, until it has nothing more;
+3. commit the batch to the store through an activity, fenced by the workflow's lease;
+4. only then start the attempts and probes those events announce, as activities.
+
+Everything that touches the world is an activity: the store, the decision key (a
+request's signature is checked there and only its signed fields come back), the
+workspace's files, each attempt. An attempt's activity is never retried by Temporal:
+Trestle's own retry policy decides, and a lost attempt (its worker died: no heartbeat)
+becomes ``step_attempt_lost``, probed before anything re-runs it, as after a crash.
+
+A run that waits on a human ends its drive, releases its lease and sleeps until a
+``nudge`` signal (sent by ``trestle approve``, ``retry``, ``cancel`` ...) wakes it; a
+succeeded or cancelled run ends the workflow. Long runs continue as new once no attempt
+is in flight, carrying the lease and any announced work not yet started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from datetime import timedelta
+from functools import partial
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import TimeoutError as ActivityTimeoutError
+
+with workflow.unsafe.imports_passed_through():
+    from trestle.core.decider import decide, next_wakeup
+    from trestle.core.events import (
+        EVENT_ADAPTER,
+        AnyEvent,
+        RunCancelled,
+        RunResumed,
+        StepAttemptLost,
+        StepProbeStarted,
+        StepStarted,
+        event_json,
+    )
+    from trestle.core.records.monitors import DEFAULT_MONITORS
+    from trestle.core.state import RunState
+    from trestle.engines.judge import Fields, cancel_in, request_as_events
+    from trestle.engines.local import StallWatch, command_to_bind, stalled
+    from trestle.engines.temporal.activities import FATAL
+    from trestle.engines.temporal.shapes import (
+        NUDGE,
+        STATUS,
+        WORKFLOW,
+        Asked,
+        Carried,
+        Commit,
+        Drive,
+        LeaseAsk,
+        Loaded,
+        Perform,
+    )
+    from trestle.monitors.hub import MonitorHub
+    from trestle.runs import summary_json
+    from trestle.store.base import Request
+
+ENDS_WORKFLOW = ("succeeded", "cancelled")  # a run in any other state may go on
+SNAPSHOT_EVERY = 200  # events between state snapshots in the store, as the local engine
+STORE_CALL = timedelta(seconds=60)
+STORE_RETRY = RetryPolicy(
+    maximum_interval=timedelta(seconds=5), non_retryable_error_types=list(FATAL)
+)
+PROBE_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=5), maximum_attempts=3)
+NO_RETRY = RetryPolicy(maximum_attempts=1)  # an attempt: Trestle decides retries
+NO_TIMEOUT = timedelta(days=7)  # a step without a timeout of its own
+
+
+class LeaseGone(Exception):
+    """Another driver holds the run now; this drive stops and starts over."""
+
+
+Announced = StepStarted | StepProbeStarted
+Handle = "asyncio.Task[list[str]]"
+
+
+@workflow.defn(name=WORKFLOW)
+class RunWorkflow:
+    def __init__(self) -> None:
+        self._nudged = False
+        self._state: RunState | None = None
+        self._renew_at = 0.0
+
+    @workflow.signal(name=NUDGE)
+    def nudge(self) -> None:
+        """Requests wait in the store's queue: read them at the next turn."""
+        self._nudged = True
+
+    @workflow.query(name=STATUS)
+    def status(self) -> dict[str, Any]:
+        state = self._state
+        if state is None:
+            return {"status": "starting"}
+        return {
+            "run_id": state.run_id,
+            "seq": state.seq,
+            "status": state.finished or "running",
+            "counts": state.status_counts(),
+        }
+
+    @workflow.run
+    async def run(self, drive: Drive) -> str:
+        carried = drive.carried
+        while True:
+            try:
+                ended = await self._drive(drive, carried)
+            except LeaseGone:
+                carried = None
+                await workflow.sleep(drive.lease_ttl / 3)
+                continue
+            if isinstance(ended, Carried):
+                workflow.continue_as_new(dataclasses.replace(drive, carried=ended))
+            carried = None
+            if ended in ENDS_WORKFLOW:
+                return ended
+            if self._history_long(drive):
+                workflow.continue_as_new(dataclasses.replace(drive, carried=None))
+            await workflow.wait_condition(lambda: self._nudged)
+
+    # --- one drive: lease, load, loop, release ------------------------------------
+
+    async def _drive(self, drive: Drive, carried: Carried | None) -> str | Carried:
+        run_id, owner = drive.run_id, f"temporal workflow {drive.run_id}"
+        ask = LeaseAsk(run_id=run_id, owner=owner, ttl=drive.lease_ttl)
+        if carried is not None:
+            ask.token = carried.token
+        else:
+            ask.token = await self._store("trestle.lease", ask, int)
+        self._renew_at = self._now() + drive.lease_ttl / 3
+        work: dict[asyncio.Task[list[str]], Announced] = {}
+        try:
+            ended = await self._loop(drive, carried, ask, work)
+        except ActivityError as exc:
+            await self._stop_all(work)
+            if _kind(exc) == "LeaseLost":
+                raise LeaseGone() from exc
+            await self._store("trestle.release", ask, type(None))
+            raise
+        # not in a ``finally``: a workflow evicted from a worker's cache must not act
+        if not isinstance(ended, Carried):
+            await self._store("trestle.release", ask, type(None))
+        return ended
+
+    async def _loop(
+        self,
+        drive: Drive,
+        carried: Carried | None,
+        ask: LeaseAsk,
+        work: dict[asyncio.Task[list[str]], Announced],
+    ) -> str | Carried:
+        """Drive until the run finishes or waits on a human, or the history is long
+        enough to continue as new."""
+        run_id, owner = drive.run_id, ask.owner
+        loaded = await self._store("trestle.load", run_id, Loaded)
+        state = RunState.model_validate_json(loaded.state)
+        state.reindex()
+        self._state = state
+        if state.cancelled is not None:
+            return "cancelled"
+        settings = state.monitors or DEFAULT_MONITORS
+        hub = MonitorHub(settings) if settings.enabled else None
+        missed = []
+        if hub is not None:
+            replay = [(seq, EVENT_ADAPTER.validate_json(e)) for seq, e in loaded.replay]
+            missed = hub.replay(replay, state)
+        inbound: list[AnyEvent] = []
+        if carried is None and state.seq > 1:
+            inbound.append(RunResumed(at=self._now(), owner=owner))
+        inbound += [EVENT_ADAPTER.validate_json(e) for e in loaded.sandbox]
+        inbound += missed
+        inbound += [EVENT_ADAPTER.validate_json(e) for e in loaded.refusals]
+        held: list[Announced] = [
+            e
+            for e in (EVENT_ADAPTER.validate_json(a) for a in (carried or Carried(0)).announced)
+            if isinstance(e, StepStarted | StepProbeStarted)
+        ]
+        watch: StallWatch[asyncio.Task[list[str]]] = StallWatch(settings)
+        last_snapshot, look, draining = state.seq, True, False
+        while True:
+            asked: list[Asked] = []
+            if look or self._nudged:
+                look, self._nudged = False, False
+                asked = await self._store("trestle.requests", run_id, list[Asked])
+            requests = [(_request(a, run_id), a.fields) for a in asked]
+            signed = {r.id: fields for r, fields in requests}
+            cancel = cancel_in(state, [r for r, _ in requests], partial(_signed, signed))
+            if cancel is not None:
+                requests = [(r, f) for r, f in requests if r.id != cancel.id]
+            batch = await self._advance(state, inbound, requests, hub, cancel is None)
+            if cancel is not None:
+                batch += await self._cancel(state, work, hub, cancel, signed[cancel.id])
+            consumed = [r.id for r, _ in requests] + ([cancel.id] if cancel else [])
+            inbound = []
+            if batch or consumed:
+                snapshot = None
+                if state.seq - last_snapshot >= max(SNAPSHOT_EVERY, len(state.steps)):
+                    snapshot, last_snapshot = state.snapshot_json(), state.seq
+                commit = Commit(
+                    run_id=run_id,
+                    token=ask.token,
+                    first_seq=state.seq - len(batch) + 1,
+                    events=[event_json(e) for e in batch],
+                    status=state.finished or "running",
+                    summary=summary_json(state),
+                    snapshot=snapshot,
+                    consumed=consumed,
+                )
+                await self._store("trestle.commit", commit, type(None))
+                watch.saw(batch, commit.first_seq, self._now())
+                if cancel is not None:
+                    return "cancelled"
+                held += [e for e in batch if isinstance(e, StepStarted | StepProbeStarted)]
+            draining = draining or self._history_long(drive)
+            if held and not draining:
+                for event in held:
+                    handle = self._dispatch(state, event, drive)
+                    work[handle] = event
+                    watch.started(handle, event)
+                held = []
+            if draining and not work:
+                return Carried(token=ask.token, announced=[event_json(e) for e in held])
+            if state.finished is not None and not work:
+                return state.finished
+            inbound = await self._wait(state, work, watch, hub, ask)
+
+    # --- the loop's parts ---------------------------------------------------------
+
+    async def _advance(
+        self,
+        state: RunState,
+        inbound: list[AnyEvent],
+        requests: list[tuple[Request, Fields]],
+        hub: MonitorHub | None,
+        decide_next: bool,
+    ) -> list[AnyEvent]:
+        """Apply what came in, then requests, then the decider's answers; each event
+        is shown to the monitors as it is applied, and their alerts follow it (as
+        ``LocalEngine._advance``, with a command's named files read by an activity)."""
+        batch: list[AnyEvent] = []
+
+        async def take(event: AnyEvent) -> None:
+            command = command_to_bind(state, event)
+            if command is not None:
+                files = await self._store(
+                    "trestle.named_files", (command, state.workspace), dict[str, str]
+                )
+                event = event.model_copy(update={"files": files})
+            state.apply(event)
+            batch.append(event)
+            if hub is not None:
+                for raised in hub.feed(state.seq, event, state):
+                    await take(raised)
+
+        for event in inbound:
+            await take(event)
+        for request, fields in requests:
+            for answer in request_as_events(state, request, fields, self._now(), tell=None):
+                await take(answer)
+        while decide_next and (decided := decide(state, self._now())):
+            for event in decided:
+                await take(event)
+        return batch
+
+    def _dispatch(self, state: RunState, event: Announced, drive: Drive) -> asyncio.Task[list[str]]:
+        job = Perform(run_id=state.run_id, announced=event_json(event), heartbeat=drive.heartbeat)
+        timeout = state.step_spec(event.step).timeout
+        probe = isinstance(event, StepProbeStarted)
+        return workflow.start_activity(
+            "trestle.perform",
+            job,
+            result_type=list[str],
+            start_to_close_timeout=NO_TIMEOUT
+            if timeout is None
+            else timedelta(seconds=timeout + 60),
+            heartbeat_timeout=timedelta(seconds=drive.heartbeat),
+            retry_policy=PROBE_RETRY if probe else NO_RETRY,
+            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            summary=f"{'probe' if probe else 'attempt'} {event.step}",
+        )
+
+    async def _wait(
+        self,
+        state: RunState,
+        work: dict[asyncio.Task[list[str]], Announced],
+        watch: StallWatch[asyncio.Task[list[str]]],
+        hub: MonitorHub | None,
+        ask: LeaseAsk,
+    ) -> list[AnyEvent]:
+        """Sleep until an attempt ends, a nudge comes, a retry falls due, an attempt
+        stalls or the lease wants renewing; return what ended."""
+        deadlines = [self._renew_at]
+        for due in (next_wakeup(state), watch.next_due(state)):
+            if due is not None:
+                deadlines.append(due)
+        timeout = max(0.0, min(deadlines) - self._now())
+        with contextlib.suppress(TimeoutError):
+            await workflow.wait_condition(
+                lambda: self._nudged or any(task.done() for task in work),
+                timeout=timedelta(seconds=timeout),
+            )
+        now = self._now()
+        if now >= self._renew_at:
+            await self._store("trestle.renew", ask, type(None))
+            self._renew_at = now + ask.ttl / 3
+        ended: list[AnyEvent] = []
+        for task in [t for t in work if t.done()]:
+            ended += _outcome(work.pop(task), task, now)
+        for task, (sid, attempt, last_seq, silent) in watch.overdue(state, now):
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            work.pop(task, None)
+            ended += stalled(state, hub, sid, attempt, last_seq, silent, now)
+        ended.sort(key=lambda e: state.position(getattr(e, "step", "")))
+        return ended
+
+    async def _cancel(
+        self,
+        state: RunState,
+        work: dict[asyncio.Task[list[str]], Announced],
+        hub: MonitorHub | None,
+        cancel: Request,
+        fields: Fields,
+    ) -> list[AnyEvent]:
+        """Stop every attempt (each activity cancelled and waited for, so its processes
+        are gone), apply the outcomes that still came in, and record ``RunCancelled``
+        naming the steps it stopped."""
+        running = list(work.items())
+        await self._stop_all(work)
+        now = self._now()
+        arrived: list[AnyEvent] = []
+        for announced_by, task in ((a, t) for t, a in running):
+            if not task.cancelled() and task.exception() is None:
+                arrived += _outcome(announced_by, task, now)
+        batch = await self._advance(state, arrived, [], hub, False)
+        stopped = tuple(
+            sorted(
+                (a.step for _, a in running if state.steps[a.step].status == "running"),
+                key=state.position,
+            )
+        )
+        ending = RunCancelled(
+            at=now,
+            by=str((fields or {}).get("by", "user")),
+            reason=cancel.reason,
+            stopped=stopped,
+            request_id=cancel.id,
+        )
+        return batch + await self._advance(state, [ending], [], hub, False)
+
+    async def _stop_all(self, work: dict[asyncio.Task[list[str]], Announced]) -> None:
+        for task in work:
+            task.cancel()
+        if work:
+            await asyncio.gather(*work, return_exceptions=True)
+        work.clear()
+
+    async def _store(self, name: str, arg: Any, result: Any) -> Any:
+        args = list(arg) if isinstance(arg, tuple) else [arg]
+        return await workflow.execute_activity(
+            name,
+            args=args,
+            result_type=result,
+            start_to_close_timeout=STORE_CALL,
+            retry_policy=STORE_RETRY,
+        )
+
+    def _now(self) -> float:
+        return workflow.now().timestamp()
+
+    def _history_long(self, drive: Drive) -> bool:
+        info = workflow.info()
+        return (
+            info.get_current_history_length() >= drive.history_limit
+            or info.is_continue_as_new_suggested()
+        )
+
+
+def _outcome(announced: Announced, task: asyncio.Task[list[str]], now: float) -> list[AnyEvent]:
+    """The events an ended activity brought, or the loss of its attempt."""
+    try:
+        return [EVENT_ADAPTER.validate_json(e) for e in task.result()]
+    except ActivityError as exc:
+        cause = exc.cause
+        if isinstance(cause, ActivityTimeoutError):
+            why = "its worker stopped answering (no heartbeat in time)"
+        else:
+            why = f"its worker failed: {cause or exc}"
+        attempt = announced.attempt if isinstance(announced, StepStarted) else 0
+        return [StepAttemptLost(at=now, step=announced.step, attempt=attempt, why=why)]
+
+
+def _kind(exc: ActivityError) -> str | None:
+    cause = exc.cause
+    return cause.type if isinstance(cause, ApplicationError) else None
+
+
+def _signed(signed: dict[int, Fields], request: Request) -> Fields:
+    return signed[request.id]
+
+
+def _request(asked: Asked, run_id: str) -> Request:
+    return Request(
+        id=asked.id,
+        run_id=run_id,
+        kind=asked.kind,  # type: ignore[arg-type]  # the store wrote one of its kinds
+        step=asked.step,
+        reason=asked.reason,
+        created_at=asked.created_at,
+        payload=asked.payload,
+    )
