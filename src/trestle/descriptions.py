@@ -22,6 +22,7 @@ from trestle.core.events import (
     RunInterrupted,
     RunRewound,
     StepAttemptEnded,
+    StepAttemptLost,
     StepProbed,
     StepProcessStarted,
     StepReopened,
@@ -48,6 +49,8 @@ def log_detail(e: AnyEvent) -> str:
                 [f"checks {'passed' if ok else 'failed'}{leftovers(left, waited)}"]
                 + [f"{'✓' if c.passed else '✗'} {c.check}: got {c.actual}" for c in checks]
             )
+        case StepAttemptLost(why=why):
+            return f"{why}; its outcome is unknown"
         case StepProcessStarted(pid=pid, pgid=pgid):
             return f"pid {pid}, process group {pgid}"
         case RunInterrupted(by=by, stopped=stopped):

@@ -47,6 +47,7 @@ from trestle.core.errors import ConfigError, StoreError, TrestleError
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from trestle.core.events import EngineBinding
     from trestle.store import SqliteStore, Store
 
 EXIT_CODES_HELP = (
@@ -88,6 +89,26 @@ SandboxOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 ReportJson = Annotated[
     Path | None, typer.Option("--report-json", help="Also write the final report here.")
+]
+EngineOption = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        help="local (this process drives the run) or temporal (workers on a Temporal "
+        "task queue drive it; needs the temporal extra).",
+    ),
+]
+AddressOption = Annotated[
+    str,
+    typer.Option(
+        "--address",
+        envvar="TRESTLE_TEMPORAL_ADDRESS",
+        help="The Temporal service, HOST:PORT.",
+    ),
+]
+NamespaceOption = Annotated[str, typer.Option("--namespace", help="The Temporal namespace.")]
+TaskQueueOption = Annotated[
+    str, typer.Option("--task-queue", help="The Temporal task queue workers serve.")
 ]
 PromptOption = Annotated[
     bool,
@@ -218,6 +239,10 @@ def run(
     prompt: PromptOption = True,
     policy: PolicyOption = None,
     sandbox: SandboxOption = None,
+    engine: EngineOption = "local",
+    address: AddressOption = "127.0.0.1:7233",
+    namespace: NamespaceOption = "default",
+    task_queue: TaskQueueOption = "trestle",
 ) -> None:
     """Validate a plan, show it, run it, and report. Prints the run id first."""
     from trestle.cli.drive import drive, opened_for_new_run, store_line
@@ -236,6 +261,12 @@ def run(
     else:
         raise typer.BadParameter(f"{str(workspace)!r} is not a directory", param_hint="-w")
     operator, monitors = operator_policy(ws, policy), monitor_settings(ws, policy)
+    bound = _engine_binding(engine, address, namespace, task_queue)
+    if bound is not None and any(s.delegate or s.agent for s in plan.steps):
+        raise ConfigError(
+            "delegating and agent steps run on the local engine only, for now: "
+            "run this plan without --engine temporal"
+        )
     out = _out()
     with opened_for_new_run(store, ws) as st:
         run_id = create_run(
@@ -245,11 +276,56 @@ def run(
             plan_path=plan_file,
             operator_policy=operator,
             monitors=monitors,
+            engine=bound,
         )
         out.print(f"run {run_id}")
         out.print(store_line(st), markup=False, soft_wrap=True)
         out.print(plan_overview(plan, str(plan_file)))
+        if bound is not None:
+            from trestle.cli.temporal import start_and_follow
+
+            start_and_follow(st, run_id, bound, out, report_json)
         drive(st, run_id, out, report_json, live, prompt, sandbox=mode)
+
+
+def _engine_binding(
+    engine: str, address: str, namespace: str, task_queue: str
+) -> EngineBinding | None:
+    """None for the local engine; the run's binding to its workflow for Temporal."""
+    if engine == "local":
+        return None
+    if engine != "temporal":
+        raise typer.BadParameter(f"{engine!r}: choose local or temporal", param_hint="--engine")
+    from trestle.cli.temporal import binding, require_temporal
+
+    require_temporal()
+    return binding(address, namespace, task_queue)
+
+
+@app.command()
+def worker(
+    engine: EngineOption = "temporal",
+    address: AddressOption = "127.0.0.1:7233",
+    namespace: NamespaceOption = "default",
+    task_queue: TaskQueueOption = "trestle",
+    store: StoreOption = None,
+    max_attempts: Annotated[
+        int, typer.Option("--max-attempts", min=1, help="Step attempts this worker runs at once.")
+    ] = 16,
+) -> None:
+    """Serve a Temporal task queue: drive the runs started there, perform their steps.
+    Stops on Ctrl-C or SIGTERM (an attempt it was running is probed, then re-run or
+    escalated, by the worker that takes the run next)."""
+    from trestle.cli.drive import opened_for_new_run
+    from trestle.cli.temporal import worker as serve_queue
+
+    bound = _engine_binding(engine, address, namespace, task_queue)
+    if bound is None:
+        raise typer.BadParameter(
+            "a worker serves Temporal: --engine temporal", param_hint="--engine"
+        )
+    with opened_for_new_run(store, Path.cwd()) as st:
+        serve_queue(st, bound, _out(), max_attempts)
 
 
 @app.command()
@@ -268,8 +344,16 @@ def resume(
     mode = mode_from(sandbox)
     out = _out()
     with _found(store, run_id) as (st, run_id):
-        performer = performer_for_run(st, run_id)
         out.print(f"run {run_id}")
+        from trestle.doorbell import bound_engine
+
+        bound = bound_engine(st, run_id)
+        if bound is not None:  # its workflow drives it: wake it (or start it) and follow
+            from trestle.cli.temporal import require_temporal, start_and_follow
+
+            require_temporal()
+            start_and_follow(st, run_id, bound, out, report_json)
+        performer = performer_for_run(st, run_id)
         drive(st, run_id, out, report_json, live, prompt, performer=performer, sandbox=mode)
 
 

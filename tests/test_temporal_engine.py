@@ -1,0 +1,421 @@
+"""The Temporal engine on the real Temporal dev server, through the real ``trestle``
+executable: the same plans end alike on both engines; approvals arrive by signal; a
+worker killed with SIGKILL mid-step leaves no duplicated side effect; workers share a
+queue; a cancel stops a running step; long runs continue as new; large payloads travel
+as blob names; bad input is refused with a clear error."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.api.common.v1 import Payload
+
+from temporal_helpers import (
+    Workers,
+    dev_server,
+    executions,
+    history,
+    perform_identities,
+    step_process_running,
+    wait_for,
+    workflow_status,
+)
+from test_cli import Cli, run_id_of
+from trestle.core.events import RunCancelled, StepStarted
+from trestle.engines.temporal.blobs import ENCODING, BlobCodec, BlobMissingError, Blobs
+from trestle.store import SqliteStore
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def address() -> Iterator[str]:
+    with dev_server() as where:
+        yield where
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    return Cli(tmp_path, tmp_path / ".trestle" / "trestle.db")
+
+
+@pytest.fixture
+def workers(cli: Cli, address: str) -> Iterator[Workers]:
+    pool = Workers(cli, address, TRESTLE_TEMPORAL_HEARTBEAT="2")
+    try:
+        yield pool
+    finally:
+        pool.stop()
+
+
+def blobs(cli: Cli) -> Path:
+    return cli.store.parent / "blobs"
+
+
+def comparable(report: dict[str, Any]) -> dict[str, Any]:
+    """A report with its run's id taken out, to set one engine's beside the other's."""
+    run_id = report.pop("run_id")
+    same: dict[str, Any] = json.loads(json.dumps(report).replace(run_id, "RUN"))
+    return same
+
+
+# --- the same plans end alike on both engines -------------------------------------------
+
+PLANS = {
+    "fan-out and in, with checks": """\
+        goal: fan out and in
+        steps:
+          - id: fetch
+            write: {path: src/a.txt, content: "a\\n"}
+          - id: left
+            needs: [fetch]
+            run: echo left > left.txt
+            verify:
+              - file_contains: left.txt
+                text: left
+          - id: right
+            needs: [fetch]
+            run: echo right > right.txt
+          - id: join
+            needs: [left, right]
+            run: cat left.txt right.txt > both.txt
+            verify:
+              - file_contains: both.txt
+                text: right
+    """,
+    "a dead letter, and what it blocks": """\
+        goal: fail honestly
+        steps:
+          - id: build
+            run: echo trying >> tries.txt; exit 3
+            retries: 1
+            backoff: {initial: 0.1}
+          - id: test
+            needs: [build]
+            run: "true"
+          - id: lint
+            run: "true"
+            optional: true
+    """,
+    "an optional step fails, the run goes on": """\
+        goal: optional failure
+        steps:
+          - id: spell
+            run: exit 1
+            optional: true
+          - id: main
+            run: echo ok > ok.txt
+    """,
+}
+
+
+@pytest.mark.parametrize("name", list(PLANS))
+def test_a_plan_ends_alike_on_both_engines(cli: Cli, workers: Workers, name: str) -> None:
+    workers.start()
+    reports, codes = {}, {}
+    for engine in ("local", "temporal"):
+        workspace = cli.dir / engine
+        workspace.mkdir()
+        plan = cli.write(f"{engine}/plan.yaml", PLANS[name])
+        out = cli.dir / f"{engine}.json"
+        flags = workers.flags() if engine == "temporal" else []
+        result = workers.run("run", plan, "--no-live", "--no-prompt", "--report-json", out, *flags)
+        codes[engine] = result.returncode
+        assert out.exists(), result.stdout + result.stderr
+        reports[engine] = comparable(json.loads(out.read_text()))
+        files = sorted(p.name for p in workspace.iterdir())
+        reports[engine]["files"] = files
+        for written in ("tries.txt", "both.txt"):
+            if (workspace / written).exists():
+                reports[engine][written] = (workspace / written).read_text()
+    assert codes["temporal"] == codes["local"]
+    assert reports["temporal"] == reports["local"]
+
+
+# --- approvals by signal ------------------------------------------------------------------
+
+SHIP = """\
+    goal: ship once
+    steps:
+      - id: build
+        run: echo built > built.txt
+      - id: ship
+        needs: [build]
+        run: echo shipped >> shipped.txt
+        irreversible: true
+"""
+
+
+def test_an_approval_reaches_the_workflow_by_signal_and_the_run_goes_on(
+    cli: Cli, workers: Workers
+) -> None:
+    workers.start()
+    plan = cli.write("plan.yaml", SHIP)
+    waiting = workers.run("run", plan, "--no-live", "--no-prompt", *workers.flags())
+    assert waiting.returncode == 3, waiting.stdout + waiting.stderr
+    run_id = run_id_of(waiting)
+    assert not (cli.dir / "shipped.txt").exists()
+    approved = workers.run("approve", f"{run_id}.1")
+    assert approved.returncode == 0, approved.stderr
+    assert "approved" in approved.stdout
+    store = SqliteStore(cli.store)
+    wait_for(lambda: store.run(run_id).status == "succeeded", what="the approved run to end")
+    assert (cli.dir / "shipped.txt").read_text() == "shipped\n"
+    # the report said `trestle resume` after approving: following it changes nothing
+    resumed = workers.run("resume", run_id, "--no-live", "--no-prompt")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert (cli.dir / "shipped.txt").read_text() == "shipped\n"
+    started = [s.event.step for s in store.events(run_id) if isinstance(s.event, StepStarted)]
+    assert started == ["build", "ship"]
+
+
+# --- workers killed the way the world kills them -------------------------------------------
+
+SLOW_EFFECT = """\
+    goal: survive a worker
+    steps:
+      - id: slow
+        run: sleep 4 && echo once >> effects.txt
+        idempotent: true
+        verify:
+          - file_contains: effects.txt
+            text: once
+      - id: after
+        needs: [slow]
+        run: echo after > after.txt
+"""
+
+
+def kill_worker_mid_step(cli: Cli, workers: Workers, plan_text: str) -> tuple[str, Any]:
+    """Start the run on one worker, SIGKILL that worker once the step has started,
+    start another; return the run id and the command following the run."""
+    first = workers.start()
+    plan = cli.write("plan.yaml", plan_text)
+    following = workers.start_run("run", plan, "--no-live", "--no-prompt", *workers.flags())
+    store = SqliteStore(cli.store)
+    wait_for(lambda: step_started(store), what="the step to start")
+    run_id = store.runs()[0].run_id
+    wait_for(lambda: step_process_running(f"{run_id}/"), what="the step's command to run")
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+    workers.start()
+    return store.runs()[0].run_id, following
+
+
+def test_a_worker_killed_mid_step_is_replaced_and_the_effect_happens_once(
+    cli: Cli, workers: Workers
+) -> None:
+    run_id, following = kill_worker_mid_step(cli, workers, SLOW_EFFECT)
+    out, err = following.communicate(timeout=120)
+    assert following.returncode == 0, out + err
+    assert (cli.dir / "effects.txt").read_text() == "once\n"
+    kinds = [s.event.kind for s in SqliteStore(cli.store).events(run_id)]
+    assert "step_attempt_lost" in kinds  # noticed by the missing heartbeat
+    assert "step_probed" in kinds  # checked (and its leftovers ended) before a re-run
+    assert "worker stopped answering" in out
+
+
+IRREVERSIBLE_NO_CHECKS = """\
+    goal: a side effect nobody can check
+    steps:
+      - id: pay
+        run: sleep 4 && echo paid >> payments.txt
+        irreversible: true
+"""
+
+
+def test_an_irreversible_step_on_a_killed_worker_is_escalated_and_the_printed_advice_runs_it_once(
+    cli: Cli, workers: Workers
+) -> None:
+    first = workers.start()
+    plan = cli.write("plan.yaml", IRREVERSIBLE_NO_CHECKS)
+    waiting = workers.run("run", plan, "--no-live", "--no-prompt", *workers.flags())
+    assert waiting.returncode == 3, waiting.stdout + waiting.stderr
+    run_id = run_id_of(waiting)
+    assert workers.run("approve", f"{run_id}.1").returncode == 0
+    store = SqliteStore(cli.store)
+    wait_for(lambda: step_started(store, run_id), what="the approved step to start")
+    wait_for(lambda: step_process_running(f"{run_id}/pay"), what="the step's command to run")
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+    workers.start()
+    wait_for(lambda: store.run(run_id).status == "needs_human", what="the escalation")
+    shown = workers.run("show", run_id)
+    advice = " ".join(shown.stdout.split())
+    assert "If it took effect: `trestle skip" in advice, advice
+    assert not (cli.dir / "payments.txt").exists()  # its process died with the worker
+    # the operator sees nothing was paid and does exactly what the report says
+    retry = re.search(r"if not: `(trestle retry [^`]+)`", advice)
+    assert retry is not None, advice
+    retried = workers.run(*retry.group(1).split()[1:], "--reason", "nothing was paid")
+    assert retried.returncode == 0, retried.stdout + retried.stderr
+    resumed = workers.run("resume", run_id, "--no-live", "--no-prompt")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert (cli.dir / "payments.txt").read_text() == "paid\n"
+
+
+def step_started(store: SqliteStore, run_id: str | None = None) -> bool:
+    runs = store.runs()
+    if not runs:
+        return False
+    return any(isinstance(s.event, StepStarted) for s in store.events(run_id or runs[0].run_id))
+
+
+# --- workers sharing a queue ----------------------------------------------------------------
+
+
+def test_workers_sharing_a_queue_each_take_attempts(cli: Cli, workers: Workers) -> None:
+    for _ in range(2):
+        workers.start("--max-attempts", "2")
+    steps = "\n".join(
+        f"      - id: s{i}\n        run: sleep 1 && echo s{i} >> done.txt" for i in range(8)
+    )
+    plan = cli.write("plan.yaml", f"goal: spread out\nsteps:\n{steps}\n")
+    result = workers.run("run", plan, "--no-live", "--no-prompt", *workers.flags())
+    assert result.returncode == 0, result.stdout + result.stderr
+    done = (cli.dir / "done.txt").read_text().split()
+    assert sorted(done) == sorted(f"s{i}" for i in range(8))
+    identities = perform_identities(workers.address, run_id_of(result), blobs(cli))
+    assert len(identities) == 8
+    assert len(set(identities)) == 2  # each worker performed some of them
+
+
+# --- cancel ------------------------------------------------------------------------------------
+
+
+def test_cancel_stops_a_running_step_and_ends_the_workflow(cli: Cli, workers: Workers) -> None:
+    workers.start()
+    plan = cli.write(
+        "plan.yaml",
+        """\
+        goal: cancel me
+        steps:
+          - id: long
+            run: sleep 30 && echo finished > finished.txt
+    """,
+    )
+    following = workers.start_run("run", plan, "--no-live", "--no-prompt", *workers.flags())
+    store = SqliteStore(cli.store)
+    wait_for(lambda: step_started(store), what="the step to start")
+    run_id = store.runs()[0].run_id
+    cancelled = workers.run("cancel", run_id, "--reason", "not needed")
+    assert cancelled.returncode == 0, cancelled.stdout + cancelled.stderr
+    out, err = following.communicate(timeout=60)
+    assert following.returncode == 7, out + err
+    ends = [s.event for s in store.events(run_id) if isinstance(s.event, RunCancelled)]
+    assert [e.stopped for e in ends] == [("long",)]
+    assert not (cli.dir / "finished.txt").exists()
+    wait_for(
+        lambda: workflow_status(workers.address, run_id, blobs(cli)) == "COMPLETED",
+        what="the workflow to end",
+    )
+
+
+# --- long runs and large payloads --------------------------------------------------------------
+
+
+def test_a_long_run_continues_as_new_and_runs_each_step_once(cli: Cli, address: str) -> None:
+    pool = Workers(cli, address, TRESTLE_TEMPORAL_HISTORY_LIMIT="60")
+    try:
+        pool.start()
+        steps = "\n".join(
+            f"      - id: s{i}\n        run: echo s{i} >> done.txt"
+            + (f"\n        needs: [s{i - 1}]" if i else "")
+            for i in range(20)
+        )
+        plan = cli.write("plan.yaml", f"goal: a long chain\nsteps:\n{steps}\n")
+        result = pool.run("run", plan, "--no-live", "--no-prompt", *pool.flags())
+        assert result.returncode == 0, result.stdout + result.stderr
+        run_id = run_id_of(result)
+        assert (cli.dir / "done.txt").read_text().split() == [f"s{i}" for i in range(20)]
+        assert executions(address, run_id, blobs(cli)) >= 3
+        started = [
+            s.event.step
+            for s in SqliteStore(cli.store).events(run_id)
+            if isinstance(s.event, StepStarted)
+        ]
+        assert started == [f"s{i}" for i in range(20)]
+    finally:
+        pool.stop()
+
+
+def test_large_payloads_travel_as_blob_names(cli: Cli, workers: Workers) -> None:
+    workers.start()
+    big = "x" * 300_000
+    plan = cli.write(
+        "plan.yaml",
+        f"""\
+        goal: carry a big file
+        steps:
+          - id: big
+            write: {{path: big.txt, content: "{big}"}}
+    """,
+    )
+    result = workers.run("run", plan, "--no-live", "--no-prompt", *workers.flags())
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (cli.dir / "big.txt").read_text() == big
+    stored = list(blobs(cli).glob("*/*"))
+    assert stored, "nothing went to the blob store"
+    events = asyncio.run(history(workers.address, run_id_of(result), blobs(cli)))
+    assert max(e.ByteSize() for e in events) < 20_000  # type: ignore[attr-defined]
+
+
+# --- the blob codec ------------------------------------------------------------------------------
+
+
+def test_the_codec_keeps_small_payloads_inline_and_checks_what_it_reads(tmp_path: Path) -> None:
+    store = Blobs(tmp_path / "blobs")
+    codec = BlobCodec(store, threshold=64)
+    small = Payload(metadata={"encoding": b"json/plain"}, data=b'"hi"')
+    large = Payload(metadata={"encoding": b"json/plain"}, data=b'"' + b"y" * 1000 + b'"')
+    encoded = asyncio.run(codec.encode([small, large]))
+    assert encoded[0] == small
+    assert encoded[1].metadata["encoding"] == ENCODING and len(encoded[1].data) == 64
+    assert asyncio.run(codec.decode(encoded)) == [small, large]
+    digest = encoded[1].data.decode()
+    store.path(digest).write_bytes(b"tampered")
+    with pytest.raises(BlobMissingError, match="damaged"):
+        asyncio.run(codec.decode(encoded))
+    with pytest.raises(BlobMissingError, match="share one blob directory"):
+        asyncio.run(BlobCodec(Blobs(tmp_path / "elsewhere")).decode(encoded))
+
+
+# --- bad input ----------------------------------------------------------------------------------
+
+
+def test_bad_engine_flags_are_refused_before_anything_is_recorded(cli: Cli) -> None:
+    plan = cli.write("plan.yaml", SHIP)
+    bogus = cli("run", plan, "--engine", "warp")
+    assert bogus.returncode == 2 and "choose local or temporal" in bogus.stderr
+    no_port = cli("run", plan, "--engine", "temporal", "--address", "somewhere")
+    assert no_port.returncode == 2 and "is not HOST:PORT" in no_port.stderr
+    assert not cli.store.exists() or not SqliteStore(cli.store).runs()
+    agent_plan = cli.write(
+        "agent.yaml",
+        """\
+        goal: a delegating step
+        steps:
+          - id: ask
+            delegate:
+              goal: write the answer
+              plan: child.yaml
+    """,
+    )
+    cli.write("child.yaml", "goal: child\nsteps:\n  - id: a\n    run: 'true'\n")
+    refused = cli("run", agent_plan, "--engine", "temporal", "--address", "127.0.0.1:7233")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "local engine only" in refused.stderr
+
+
+def test_a_worker_with_no_server_says_where_it_looked(cli: Cli) -> None:
+    result = cli("worker", "--engine", "temporal", "--address", "127.0.0.1:1")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "cannot reach Temporal at 127.0.0.1:1" in " ".join(result.stderr.split())
