@@ -123,7 +123,25 @@ def load_state(
         raise _damaged(store, run_id, f"it does not begin with run_created ({found})")
     state = _from_snapshot(snap, first) if snap is not None else None
     state = state or RunState.from_created(first)
-    for item in store.events(run_id, after=state.seq):
+    catch_up(store, state, vet=vet, ignored=ignored)
+    if state.seq < row.last_seq:
+        raise _damaged(
+            store,
+            run_id,
+            f"its events end at seq {state.seq}, but its listing row says {row.last_seq}",
+        )
+    return state
+
+
+def catch_up(
+    store: Store,
+    state: RunState,
+    *,
+    vet: Vet | None = None,
+    ignored: list[tuple[int, AnyEvent, str]] | None = None,
+) -> None:
+    """Fold into ``state`` every event recorded after its seq (see ``load_state``)."""
+    for item in store.events(state.run_id, after=state.seq):
         why = vet(state, item.event) if vet is not None else None
         if why is not None:
             state.ignore(item.seq)
@@ -136,15 +154,10 @@ def load_state(
             raise
         except Exception as exc:  # any failure to fold a recorded event is damage
             raise _damaged(
-                store, run_id, f"event seq {item.seq} ({item.event.kind}) does not fold: {exc}"
+                store,
+                state.run_id,
+                f"event seq {item.seq} ({item.event.kind}) does not fold: {exc}",
             ) from None
-    if state.seq < row.last_seq:
-        raise _damaged(
-            store,
-            run_id,
-            f"its events end at seq {state.seq}, but its listing row says {row.last_seq}",
-        )
-    return state
 
 
 def readable_states(

@@ -15,16 +15,21 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from trestle.cli.app import (
+    AddressOption,
+    EngineOption,
     LiveOption,
+    NamespaceOption,
     PolicyOption,
     PromptOption,
     ReportJson,
     RunArg,
     SandboxOption,
     StoreOption,
+    TaskQueueOption,
     _found,
     _out,
     app,
+    engine_binding,
 )
 from trestle.core.errors import ConfigError, MissingKeyError
 from trestle.core.records.agent_defaults import DEFAULT_MAX_TOKENS, DEFAULT_STEP_TIMEOUT
@@ -124,6 +129,10 @@ def agent(
     prompt: PromptOption = True,
     policy: PolicyOption = None,
     sandbox: SandboxOption = None,
+    engine: EngineOption = "local",
+    address: AddressOption = "127.0.0.1:7233",
+    namespace: NamespaceOption = "default",
+    task_queue: TaskQueueOption = "trestle",
 ) -> None:
     """Run the coding agent on GOAL: understand, plan, execute, validate. Prints the run id."""
     from trestle.cli.drive import drive, opened_for_new_run, store_line
@@ -149,7 +158,9 @@ def agent(
         step_timeout=step_timeout,
     )
     budget = _budget(max_cost, stop_at_cost, stop_at_tokens)
-    _check_model(settings)
+    bound = engine_binding(engine, address, namespace, task_queue)
+    if bound is None:
+        _check_model(settings)  # a worker makes the model, on its own host
     mode = mode_from(sandbox)
     plan = bootstrap_plan(goal, budget=budget)
     out = _out()
@@ -161,9 +172,14 @@ def agent(
             operator_policy=operator_policy(repo, policy),
             agent=settings,
             monitors=monitor_settings(repo, policy),
+            engine=bound,
         )
         out.print(f"run {run_id}: {goal}", markup=False, soft_wrap=True)
         out.print(store_line(st), markup=False, soft_wrap=True)
+        if bound is not None:
+            from trestle.cli.temporal import start_and_follow
+
+            start_and_follow(st, run_id, bound, out, report_json)
         drive(
             st,
             run_id,

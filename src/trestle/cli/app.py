@@ -261,12 +261,7 @@ def run(
     else:
         raise typer.BadParameter(f"{str(workspace)!r} is not a directory", param_hint="-w")
     operator, monitors = operator_policy(ws, policy), monitor_settings(ws, policy)
-    bound = _engine_binding(engine, address, namespace, task_queue)
-    if bound is not None and any(s.delegate or s.agent for s in plan.steps):
-        raise ConfigError(
-            "delegating and agent steps run on the local engine only, for now: "
-            "run this plan without --engine temporal"
-        )
+    bound = engine_binding(engine, address, namespace, task_queue)
     out = _out()
     with opened_for_new_run(store, ws) as st:
         run_id = create_run(
@@ -288,7 +283,7 @@ def run(
         drive(st, run_id, out, report_json, live, prompt, sandbox=mode)
 
 
-def _engine_binding(
+def engine_binding(
     engine: str, address: str, namespace: str, task_queue: str
 ) -> EngineBinding | None:
     """None for the local engine; the run's binding to its workflow for Temporal."""
@@ -319,7 +314,7 @@ def worker(
     from trestle.cli.drive import opened_for_new_run
     from trestle.cli.temporal import worker as serve_queue
 
-    bound = _engine_binding(engine, address, namespace, task_queue)
+    bound = engine_binding(engine, address, namespace, task_queue)
     if bound is None:
         raise typer.BadParameter(
             "a worker serves Temporal: --engine temporal", param_hint="--engine"

@@ -539,13 +539,20 @@ class LocalEngine:
         return None
 
     async def perform_for(
-        self, state: RunState, announced: StepStarted | StepProbeStarted
+        self,
+        state: RunState,
+        announced: StepStarted | StepProbeStarted,
+        record: Callable[[Sequence[AnyEvent]], Awaitable[list[int]]] | None = None,
     ) -> list[AnyEvent]:
         """Perform one attempt or probe the decider announced (and a driver recorded)
         for a driver other than this engine's loop: a Temporal activity. The events
         it ends with: how this host confines commands, when that differs from what the
         run last recorded, then the outcome. Cancelling it stops the attempt as a stop
-        does here (a command's process group killed and waited for)."""
+        does here (a command's process group killed and waited for).
+
+        ``record`` is how the attempt's own events (an agent's model and tool calls)
+        reach that driver and become durable; it must bring ``state`` up to date
+        with what the driver applied before it returns their seqs."""
         last = state.sandbox
         chosen = [
             c
@@ -554,7 +561,7 @@ class LocalEngine:
         ]
         pool = ThreadPoolExecutor(state.plan.parallelism, thread_name_prefix="trestle-step")
         try:
-            task = self._dispatch(state, announced, pool, _Outbox(), set())
+            task = self._dispatch(state, announced, pool, _Outbox(record), set())
             assert task is not None  # both kinds announce work
             ended = await task
         finally:
@@ -967,7 +974,10 @@ class _Outbox:
     """Events a running step asks to record: the engine commits them in its next batch
     and then tells the step their seqs."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, forward: Callable[[Sequence[AnyEvent]], Awaitable[list[int]]] | None = None
+    ) -> None:
+        self._forward = forward  # another driver records them (see perform_for)
         self.posted = asyncio.Event()
         self._items: list[tuple[list[AnyEvent], asyncio.Future[list[int]]]] = []
         self._notes: list[AnyEvent] = []
@@ -987,6 +997,8 @@ class _Outbox:
     async def record(self, events: Sequence[AnyEvent]) -> list[int]:
         if not events:
             return []
+        if self._forward is not None:
+            return await self._forward(events)
         future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
         self._items.append((list(events), future))
         self.posted.set()

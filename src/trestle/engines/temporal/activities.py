@@ -11,8 +11,10 @@ that a worker that dies is noticed within ``heartbeat`` seconds.
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import ParamSpec, TypeVar
@@ -20,17 +22,38 @@ from typing import ParamSpec, TypeVar
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from trestle.agent.runtime import performer_for
+from trestle.approvals import vetter
 from trestle.core.errors import (
+    ConfigError,
     LeaseHeldError,
     LeaseLostError,
     StoreDamagedError,
     UnknownRunError,
 )
-from trestle.core.events import EVENT_ADAPTER, StepProbeStarted, StepStarted, event_json
+from trestle.core.events import (
+    EVENT_ADAPTER,
+    ActionResult,
+    AnyEvent,
+    StepAttemptEnded,
+    StepProbeStarted,
+    StepStarted,
+    event_json,
+)
 from trestle.core.safetext import model_json
+from trestle.core.state import RunState
 from trestle.engines.local import LocalEngine
-from trestle.engines.temporal.shapes import Asked, Commit, LeaseAsk, Loaded, Perform
+from trestle.engines.temporal.shapes import (
+    RECORD,
+    Asked,
+    Commit,
+    LeaseAsk,
+    Loaded,
+    Perform,
+    Recorded,
+)
 from trestle.named_files import named_files
+from trestle.runs import catch_up
 from trestle.signing import decision_key, verified_fields
 from trestle.store.base import Appended, Owner, Snapshot, Store
 
@@ -39,6 +62,10 @@ T = TypeVar("T")
 HOST = "temporal"  # a workflow's lease lives by its expiry, never by a local pid
 # errors a retry cannot mend: the workflow handles them rather than Temporal retrying
 FATAL = ("LeaseLost", "UnknownRun", "StoreDamaged")
+
+
+def _me() -> str:
+    return f"{os.getpid()}@{socket.gethostname()}"
 
 
 def _fatal(exc: Exception, kind: str) -> ApplicationError:
@@ -174,7 +201,23 @@ class TrestleActivities:
         announced = EVENT_ADAPTER.validate_json(job.announced)
         assert isinstance(announced, StepStarted | StepProbeStarted)
         state = await self._blocking(self.engine.state, job.run_id)
-        work = asyncio.ensure_future(self.engine.perform_for(state, announced))
+        engine, record = self.engine, None
+        if isinstance(announced, StepStarted):
+            record = self._recorder(state, announced)  # an agent's or a delegation's events
+        if isinstance(announced, StepStarted) and state.agent is not None:
+            try:
+                engine = self._agent_engine(state)
+            except ConfigError as exc:  # no model here (a key not set on this worker)
+                action = ActionResult(status="error", error=f"on worker {_me()}: {exc}")
+                ended = StepAttemptEnded(
+                    at=time.time(),
+                    step=announced.step,
+                    attempt=announced.attempt,
+                    ok=False,
+                    action=action,
+                )
+                return [event_json(ended)]
+        work = asyncio.ensure_future(engine.perform_for(state, announced, record))
         try:
             while not work.done():
                 activity.heartbeat()
@@ -183,4 +226,34 @@ class TrestleActivities:
             work.cancel()
             await asyncio.gather(work, return_exceptions=True)
             raise
+        finally:
+            if engine is not self.engine:
+                engine.close()
         return [event_json(e) for e in work.result()]
+
+    def _agent_engine(self, state: RunState) -> LocalEngine:
+        """An engine with the model the agent run's settings name, for one attempt (a
+        child it delegates to is driven with it, as the local engine does)."""
+        assert state.agent is not None
+        return LocalEngine(self.store, performer=performer_for(state.agent))
+
+    def _recorder(
+        self, state: RunState, attempt: StepStarted
+    ) -> Callable[[Sequence[AnyEvent]], Awaitable[list[int]]]:
+        """How the attempt's events reach the workflow: an update it applies and
+        commits before answering; then ``state`` (the attempt's view of the run) takes
+        in everything recorded since, as the local engine's live state would."""
+        handle = activity.client().get_workflow_handle(state.run_id)  # the workflow's id
+        vet = vetter(self.key())
+
+        async def record(events: Sequence[AnyEvent]) -> list[int]:
+            ask = Recorded(
+                step=attempt.step,
+                attempt=attempt.attempt,
+                events=[event_json(e) for e in events],
+            )
+            seqs: list[int] = await handle.execute_update(RECORD, ask, result_type=list[int])
+            await self._blocking(catch_up, self.store, state, vet=vet)
+            return seqs
+
+        return record

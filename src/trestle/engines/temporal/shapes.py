@@ -13,6 +13,7 @@ from typing import Any
 WORKFLOW = "trestle.run"
 NUDGE = "nudge"  # the signal: requests wait in the store's queue, go and read them
 STATUS = "status"  # the query: where the run is, as the workflow holds it
+RECORD = "record"  # the update: a running attempt's events, made durable in order
 
 
 @dataclass
@@ -98,3 +99,13 @@ class LeaseAsk:
     owner: str
     ttl: float
     token: int = 0  # for a renewal or a release
+
+
+@dataclass
+class Recorded:
+    """Events a running attempt (an agent's model and tool calls) asks the workflow to
+    apply and commit; refused unless that attempt is still the step's running one."""
+
+    step: str
+    attempt: int
+    events: list[str]

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
 from typing import Any
@@ -35,11 +36,13 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.exceptions import TimeoutError as ActivityTimeoutError
 
 with workflow.unsafe.imports_passed_through():
+    from trestle.agent.rounds import requirement_added
     from trestle.core.decider import decide, next_wakeup
     from trestle.core.events import (
         EVENT_ADAPTER,
         AnyEvent,
         RunCancelled,
+        RunInterrupted,
         RunResumed,
         StepAttemptLost,
         StepProbeStarted,
@@ -53,6 +56,7 @@ with workflow.unsafe.imports_passed_through():
     from trestle.engines.temporal.activities import FATAL
     from trestle.engines.temporal.shapes import (
         NUDGE,
+        RECORD,
         STATUS,
         WORKFLOW,
         Asked,
@@ -62,12 +66,18 @@ with workflow.unsafe.imports_passed_through():
         LeaseAsk,
         Loaded,
         Perform,
+        Recorded,
     )
     from trestle.monitors.hub import MonitorHub
     from trestle.runs import summary_json
     from trestle.store.base import Request
 
 ENDS_WORKFLOW = ("succeeded", "cancelled")  # a run in any other state may go on
+# at its history limit the workflow starts no more attempts and continues as new once
+# they end; at CEILING times the limit it stops those still running (they record as
+# they go: an agent's) and the next execution runs them again
+CEILING = 1.5
+LONG_HISTORY = "continue-as-new (a long history)"
 SNAPSHOT_EVERY = 200  # events between state snapshots in the store, as the local engine
 STORE_CALL = timedelta(seconds=60)
 STORE_RETRY = RetryPolicy(
@@ -92,11 +102,33 @@ class RunWorkflow:
         self._nudged = False
         self._state: RunState | None = None
         self._renew_at = 0.0
+        # what running attempts asked to record, and who waits for the seqs
+        self._posted: list[tuple[list[AnyEvent], asyncio.Future[list[int]]]] = []
 
     @workflow.signal(name=NUDGE)
     def nudge(self) -> None:
         """Requests wait in the store's queue: read them at the next turn."""
         self._nudged = True
+
+    @workflow.update(name=RECORD)
+    async def record(self, ask: Recorded) -> list[int]:
+        """Apply and commit a running attempt's events with the next batch, as the
+        local engine's outbox does; the seqs they got, once durable."""
+        done: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        self._posted.append(([EVENT_ADAPTER.validate_json(e) for e in ask.events], done))
+        return await done
+
+    @record.validator
+    def _may_record(self, ask: Recorded) -> None:
+        """Only the attempt the run holds as running may record: one whose loss was
+        recorded (its worker went silent, yet lives on) is fenced off."""
+        state = self._state
+        st = state.steps.get(ask.step) if state is not None else None
+        if st is None or st.status != "running" or st.attempt != ask.attempt:
+            raise ValueError(
+                f"attempt {ask.attempt} of step {ask.step!r} is not running: "
+                "its records are refused"
+            )
 
     @workflow.query(name=STATUS)
     def status(self) -> dict[str, Any]:
@@ -179,7 +211,7 @@ class RunWorkflow:
             replay = [(seq, EVENT_ADAPTER.validate_json(e)) for seq, e in loaded.replay]
             missed = hub.replay(replay, state)
         inbound: list[AnyEvent] = []
-        if carried is None and state.seq > 1:
+        if (carried is None and state.seq > 1) or state.interrupted is not None:
             inbound.append(RunResumed(at=self._now(), owner=owner))
         inbound += [EVENT_ADAPTER.validate_json(e) for e in loaded.sandbox]
         inbound += missed
@@ -190,7 +222,7 @@ class RunWorkflow:
             if isinstance(e, StepStarted | StepProbeStarted)
         ]
         watch: StallWatch[asyncio.Task[list[str]]] = StallWatch(settings)
-        last_snapshot, look, draining = state.seq, True, False
+        self._last_snapshot, look, draining = state.seq, True, False
         while True:
             asked: list[Asked] = []
             if self._nudged:
@@ -204,30 +236,30 @@ class RunWorkflow:
             cancel = cancel_in(state, [r for r, _ in requests], partial(_signed, signed))
             if cancel is not None:
                 requests = [(r, f) for r, f in requests if r.id != cancel.id]
+            posted, self._posted = self._posted, []
+            inbound += [event for events, _ in posted for event in events]
             batch = await self._advance(state, inbound, requests, hub, cancel is None)
             if cancel is not None:
-                batch += await self._cancel(state, work, hub, cancel, signed[cancel.id])
+                ending = partial(_cancelled, cancel, signed[cancel.id])
+                batch += await self._halt(state, work, hub, ending)
             consumed = [r.id for r, _ in requests] + ([cancel.id] if cancel else [])
             inbound = []
             if batch or consumed:
-                snapshot = None
-                if state.seq - last_snapshot >= max(SNAPSHOT_EVERY, len(state.steps)):
-                    snapshot, last_snapshot = state.snapshot_json(), state.seq
-                commit = Commit(
-                    run_id=run_id,
-                    token=ask.token,
-                    first_seq=state.seq - len(batch) + 1,
-                    events=[event_json(e) for e in batch],
-                    status=state.finished or "running",
-                    summary=summary_json(state),
-                    snapshot=snapshot,
-                    consumed=consumed,
-                )
-                await self._store("trestle.commit", commit, type(None))
-                watch.saw(batch, commit.first_seq, self._now())
+                first = await self._commit(state, batch, consumed, ask)
+                seq_of = {id(event): first + i for i, event in enumerate(batch)}
+                for events, done in posted:
+                    done.set_result([seq_of[id(event)] for event in events])
+                watch.saw(batch, first, self._now())
                 if cancel is not None:
                     return "cancelled"
                 held += [e for e in batch if isinstance(e, StepStarted | StepProbeStarted)]
+            if work and self._history_long(drive, CEILING):
+                # an attempt that records as it goes (an agent) could fill the history:
+                # stop it as a stop does; the next execution re-runs it, replaying
+                # what it recorded
+                stopping = await self._halt(state, work, hub, _interrupted)
+                await self._commit(state, stopping, [], ask)
+                return Carried(token=ask.token, announced=[event_json(e) for e in held])
             draining = draining or self._history_long(drive)
             if held and not draining:
                 for event in held:
@@ -240,6 +272,26 @@ class RunWorkflow:
             if state.finished is not None and not work:
                 return state.finished
             inbound = await self._wait(state, work, watch, hub, ask)
+
+    async def _commit(
+        self, state: RunState, batch: list[AnyEvent], consumed: list[int], ask: LeaseAsk
+    ) -> int:
+        """Make ``batch`` durable (and the requests it answers consumed); its first seq."""
+        snapshot = None
+        if state.seq - self._last_snapshot >= max(SNAPSHOT_EVERY, len(state.steps)):
+            snapshot, self._last_snapshot = state.snapshot_json(), state.seq
+        commit = Commit(
+            run_id=state.run_id,
+            token=ask.token,
+            first_seq=state.seq - len(batch) + 1,
+            events=[event_json(e) for e in batch],
+            status=state.finished or "running",
+            summary=summary_json(state),
+            snapshot=snapshot,
+            consumed=consumed,
+        )
+        await self._store("trestle.commit", commit, type(None))
+        return commit.first_seq
 
     # --- the loop's parts ---------------------------------------------------------
 
@@ -272,7 +324,7 @@ class RunWorkflow:
         for event in inbound:
             await take(event)
         for request, fields in requests:
-            for answer in request_as_events(state, request, fields, self._now(), tell=None):
+            for answer in request_as_events(state, request, fields, self._now(), tell=_tell):
                 await take(answer)
         while decide_next and (decided := decide(state, self._now())):
             for event in decided:
@@ -304,8 +356,8 @@ class RunWorkflow:
         hub: MonitorHub | None,
         ask: LeaseAsk,
     ) -> list[AnyEvent]:
-        """Sleep until an attempt ends, a nudge comes, a retry falls due, an attempt
-        stalls or the lease wants renewing; return what ended."""
+        """Sleep until an attempt ends or posts events, a nudge comes, a retry falls
+        due, an attempt stalls or the lease wants renewing; return what ended."""
         deadlines = [self._renew_at]
         for due in (next_wakeup(state), watch.next_due(state)):
             if due is not None:
@@ -313,7 +365,7 @@ class RunWorkflow:
         timeout = max(0.0, min(deadlines) - self._now())
         with contextlib.suppress(TimeoutError):
             await workflow.wait_condition(
-                lambda: self._nudged or any(task.done() for task in work),
+                lambda: self._nudged or bool(self._posted) or any(t.done() for t in work),
                 timeout=timedelta(seconds=timeout),
             )
         now = self._now()
@@ -331,24 +383,28 @@ class RunWorkflow:
         ended.sort(key=lambda e: state.position(getattr(e, "step", "")))
         return ended
 
-    async def _cancel(
+    async def _halt(
         self,
         state: RunState,
         work: dict[asyncio.Task[list[str]], Announced],
         hub: MonitorHub | None,
-        cancel: Request,
-        fields: Fields,
+        ending: Callable[[tuple[str, ...], float], AnyEvent],
     ) -> list[AnyEvent]:
         """Stop every attempt (each activity cancelled and waited for, so its processes
-        are gone), apply the outcomes that still came in, and record ``RunCancelled``
-        naming the steps it stopped."""
+        are gone), apply the outcomes that still came in and what was posted
+        meanwhile, and record ``ending`` (a cancel, or an interruption) naming the steps
+        it stopped."""
         running = list(work.items())
         await self._stop_all(work)
         now = self._now()
         arrived: list[AnyEvent] = []
-        for announced_by, task in ((a, t) for t, a in running):
+        for task, announced in running:
             if not task.cancelled() and task.exception() is None:
-                arrived += _outcome(announced_by, task, now)
+                arrived += _outcome(announced, task, now)
+        posted, self._posted = self._posted, []
+        for events, done in posted:  # their attempts are stopped: nobody waits any more
+            arrived += events
+            done.cancel()
         batch = await self._advance(state, arrived, [], hub, False)
         stopped = tuple(
             sorted(
@@ -356,14 +412,7 @@ class RunWorkflow:
                 key=state.position,
             )
         )
-        ending = RunCancelled(
-            at=now,
-            by=str((fields or {}).get("by", "user")),
-            reason=cancel.reason,
-            stopped=stopped,
-            request_id=cancel.id,
-        )
-        return batch + await self._advance(state, [ending], [], hub, False)
+        return batch + await self._advance(state, [ending(stopped, now)], [], hub, False)
 
     async def _stop_all(self, work: dict[asyncio.Task[list[str]], Announced]) -> None:
         for task in work:
@@ -385,11 +434,11 @@ class RunWorkflow:
     def _now(self) -> float:
         return workflow.now().timestamp()
 
-    def _history_long(self, drive: Drive) -> bool:
+    def _history_long(self, drive: Drive, times: float = 1.0) -> bool:
+        """Whether the history passed ``times`` its limit (or Temporal suggests it)."""
         info = workflow.info()
-        return (
-            info.get_current_history_length() >= drive.history_limit
-            or info.is_continue_as_new_suggested()
+        return info.get_current_history_length() >= drive.history_limit * times or (
+            times == 1.0 and info.is_continue_as_new_suggested()
         )
 
 
@@ -410,6 +459,22 @@ def _outcome(announced: Announced, task: asyncio.Task[list[str]], now: float) ->
 def _kind(exc: ActivityError) -> str | None:
     cause = exc.cause
     return cause.type if isinstance(cause, ApplicationError) else None
+
+
+def _tell(
+    state: RunState, text: str, by: str, request_id: int, now: float
+) -> list[AnyEvent] | None:
+    """An agent run's new requirement, as the agent runtime takes it (pure)."""
+    return list(requirement_added(state, text, by=by, request_id=request_id, now=now))
+
+
+def _cancelled(request: Request, fields: Fields, stopped: tuple[str, ...], at: float) -> AnyEvent:
+    by = str((fields or {}).get("by", "user"))
+    return RunCancelled(at=at, by=by, reason=request.reason, stopped=stopped, request_id=request.id)
+
+
+def _interrupted(stopped: tuple[str, ...], at: float) -> AnyEvent:
+    return RunInterrupted(at=at, by=LONG_HISTORY, stopped=stopped)
 
 
 def _signed(signed: dict[int, Fields], request: Request) -> Fields:
