@@ -23,7 +23,6 @@ is in flight, carrying the lease and any announced work not yet started.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 from collections.abc import Callable
 from datetime import timedelta
@@ -102,6 +101,8 @@ class RunWorkflow:
         self._nudged = False
         self._state: RunState | None = None
         self._renew_at = 0.0
+        self._alarm: asyncio.Task[None] | None = None  # see _alarm_for
+        self._alarm_at = 0.0
         # what running attempts asked to record, and who waits for the seqs
         self._posted: list[tuple[list[AnyEvent], asyncio.Future[list[int]]]] = []
 
@@ -174,6 +175,9 @@ class RunWorkflow:
         work: dict[asyncio.Task[list[str]], Announced] = {}
         try:
             ended = await self._loop(drive, carried, ask, work)
+            if self._alarm is not None:
+                self._alarm.cancel()
+                self._alarm = None
         except ActivityError as exc:
             await self._stop_all(work)
             if _kind(exc) == "LeaseLost":
@@ -362,12 +366,12 @@ class RunWorkflow:
         for due in (next_wakeup(state), watch.next_due(state)):
             if due is not None:
                 deadlines.append(due)
-        timeout = max(0.0, min(deadlines) - self._now())
-        with contextlib.suppress(TimeoutError):
-            await workflow.wait_condition(
-                lambda: self._nudged or bool(self._posted) or any(t.done() for t in work),
-                timeout=timedelta(seconds=timeout),
+        alarm = self._alarm_for(min(deadlines))
+        await workflow.wait_condition(
+            lambda: (
+                self._nudged or bool(self._posted) or alarm.done() or any(t.done() for t in work)
             )
+        )
         now = self._now()
         if now >= self._renew_at:
             await self._store("trestle.renew", ask, type(None))
@@ -382,6 +386,20 @@ class RunWorkflow:
             ended += stalled(state, hub, sid, attempt, last_seq, silent, now)
         ended.sort(key=lambda e: state.position(getattr(e, "step", "")))
         return ended
+
+    def _alarm_for(self, deadline: float) -> asyncio.Task[None]:
+        """A timer that fires by ``deadline``. One timer serves many waits: it is only
+        replaced by an earlier deadline (a later one is looked at again when it
+        fires), so a turn of an agent's records costs no timer of its own."""
+        alarm = self._alarm
+        if alarm is None or alarm.done() or deadline < self._alarm_at:
+            if alarm is not None:
+                alarm.cancel()
+            self._alarm_at = deadline
+            alarm = self._alarm = asyncio.create_task(
+                workflow.sleep(max(0.001, deadline - self._now()))
+            )
+        return alarm
 
     async def _halt(
         self,
@@ -423,7 +441,9 @@ class RunWorkflow:
 
     async def _store(self, name: str, arg: Any, result: Any) -> Any:
         args = list(arg) if isinstance(arg, tuple) else [arg]
-        return await workflow.execute_activity(
+        # a local activity: run by the worker that runs this workflow task, recorded as
+        # one marker (a commit per model or tool call must cost little history and time)
+        return await workflow.execute_local_activity(
             name,
             args=args,
             result_type=result,
