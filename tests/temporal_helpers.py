@@ -185,3 +185,70 @@ def step_process_running(fragment: str) -> bool:
 
 def env_without(*names: str) -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in names}
+
+
+# --- the coding agent on Temporal: the bundled demo, lengthened ------------------------
+
+DEMO_GOAL = "make slugify() turn any title into a clean URL slug; the failing test shows how"
+DEMO_TESTS = "python3 -m unittest discover -s tests -q"
+# the monitors watch a long scripted run (and their alerts are recorded), but do not
+# pause it: reading a new note every turn is, to them, rightly, drifting
+NOTE_ONLY = '[monitors.actions]\ninfo = "note"\nwarning = "note"\ncritical = "note"\n'
+
+
+def demo_repo(where: Path, reads: int = 0) -> tuple[Path, Path]:
+    """The demo's sample repository and a trajectory that first reads ``reads``
+    different notes in its UNDERSTAND step (each ~400 characters), then goes on as the
+    recorded demo does; their paths."""
+    import json
+    import random
+    import string
+
+    from trestle.demo import write_sample
+
+    repo = write_sample(where / "textkit")
+    from importlib import resources
+
+    recorded = resources.files("trestle.demo").joinpath("trajectory.json")
+    trajectory = json.loads(recorded.read_text(encoding="utf-8"))
+    if reads:
+        (repo / "notes").mkdir()
+        for i in range(reads):
+            text = "".join(random.Random(i).choices(string.ascii_letters + "    ", k=400))
+            (repo / "notes" / f"n{i:05d}.txt").write_text(text, encoding="utf-8")
+        (repo / "trestle.toml").write_text(NOTE_ONLY, encoding="utf-8")
+        understand = trajectory["conversations"]["understand#1"]
+        first = understand[0]
+        trajectory["conversations"]["understand#1"] = [
+            {
+                **first,
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "name": "read_file",
+                        "arguments": json.dumps({"path": f"notes/n{i:05d}.txt"}),
+                    }
+                ],
+            }
+            for i in range(reads)
+        ] + understand
+    path = where / "trajectory.json"
+    path.write_text(json.dumps(trajectory), encoding="utf-8")
+    return repo, path
+
+
+def agent_args(repo: Path, trajectory: Path, *extra: str) -> list[str]:
+    return [
+        "agent",
+        DEMO_GOAL,
+        "--repo",
+        str(repo),
+        "--model",
+        f"replay:{trajectory}",
+        "--test-command",
+        DEMO_TESTS,
+        "--auto-plan",
+        "--no-live",
+        "--no-prompt",
+        *extra,
+    ]

@@ -1,0 +1,138 @@
+"""The coding agent on the Temporal engine, on the real dev server and real
+``trestle worker`` processes: the bundled demo (with the step it delegates) ends as it
+does on the local engine; a worker killed mid-step is replaced and no recorded model
+or tool call is made twice; a long run continues as new and each turn is recorded
+once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from temporal_helpers import (
+    Workers,
+    agent_args,
+    demo_repo,
+    dev_server,
+    executions,
+    wait_for,
+)
+from test_cli import Cli, run_id_of
+from trestle.core.events import ModelCalled, ToolCallStarted
+from trestle.store import SqliteStore
+
+pytestmark = pytest.mark.slow
+KILLED_READS = 150  # the worker dies about 50 turns in
+LONG_TURNS = int(os.environ.get("TRESTLE_TEMPORAL_AGENT_TURNS", "2000"))
+
+
+@pytest.fixture(scope="module")
+def address() -> Iterator[str]:
+    with dev_server() as where:
+        yield where
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    return Cli(tmp_path, tmp_path / ".trestle" / "trestle.db")
+
+
+def comparable(report: dict[str, Any]) -> dict[str, Any]:
+    run_id = report.pop("run_id")
+    same: dict[str, Any] = json.loads(json.dumps(report).replace(run_id, "RUN"))
+    return same
+
+
+def turns_recorded(store: SqliteStore, run_id: str) -> Counter[tuple[str, int, int]]:
+    """How often each (step, round, turn) of the run's model calls was recorded."""
+    return Counter(
+        (s.event.step, s.event.round, s.event.turn)
+        for s in store.events(run_id)
+        if isinstance(s.event, ModelCalled)
+    )
+
+
+def test_the_demo_agent_run_ends_alike_on_both_engines(cli: Cli, address: str) -> None:
+    workers = Workers(cli, address)
+    try:
+        workers.start()
+        reports, codes = {}, {}
+        for engine in ("local", "temporal"):
+            repo, trajectory = demo_repo(cli.dir / engine)
+            out = cli.dir / f"{engine}.json"
+            flags = workers.flags() if engine == "temporal" else []
+            result = workers.run(*agent_args(repo, trajectory, "--report-json", str(out), *flags))
+            codes[engine] = result.returncode
+            assert out.exists(), result.stdout + result.stderr
+            reports[engine] = comparable(json.loads(out.read_text()))
+            reports[engine]["slug.py"] = (repo / "textkit" / "slug.py").read_text()
+        assert codes == {"local": 0, "temporal": 0}
+        assert reports["temporal"] == reports["local"]
+    finally:
+        workers.stop()
+
+
+def test_a_worker_killed_mid_agent_step_is_replaced_and_no_call_is_made_twice(
+    cli: Cli, address: str
+) -> None:
+    workers = Workers(cli, address, TRESTLE_TEMPORAL_HEARTBEAT="2")
+    try:
+        first = workers.start()
+        repo, trajectory = demo_repo(cli.dir, reads=KILLED_READS)
+        following = workers.start_run(
+            *agent_args(repo, trajectory, "--max-turns", "1000", *workers.flags())
+        )
+        store = SqliteStore(cli.store)
+
+        def far_into_understand() -> bool:
+            runs = store.runs()
+            return bool(runs) and runs[0].last_seq >= 200  # about 50 turns
+
+        wait_for(far_into_understand, what="50 turns")
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait()
+        workers.start()
+        out, err = following.communicate(timeout=300)
+        assert following.returncode == 0, out + err
+        run_id = store.runs()[-1].run_id
+        kinds = [s.event.kind for s in store.events(run_id)]
+        assert "step_attempt_lost" in kinds
+        recorded = turns_recorded(store, run_id)
+        assert set(recorded.values()) == {1}  # every turn once: the re-run replayed them
+        assert sum(1 for step, _, _ in recorded if step == "understand") == KILLED_READS + 4
+        calls = Counter(
+            s.event.key for s in store.events(run_id) if isinstance(s.event, ToolCallStarted)
+        )
+        assert set(calls.values()) == {1}  # no tool call was started twice
+    finally:
+        workers.stop()
+
+
+def test_a_long_agent_run_continues_as_new_and_records_each_turn_once(
+    cli: Cli, address: str
+) -> None:
+    workers = Workers(cli, address, TRESTLE_TEMPORAL_HISTORY_LIMIT="4000")
+    try:
+        workers.start()
+        repo, trajectory = demo_repo(cli.dir, reads=LONG_TURNS)
+        result = workers.run(
+            *agent_args(repo, trajectory, "--max-turns", str(LONG_TURNS + 100), *workers.flags()),
+            timeout=1200,
+        )
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+        run_id = run_id_of(result)
+        store = SqliteStore(cli.store)
+        recorded = turns_recorded(store, run_id)
+        assert set(recorded.values()) == {1}
+        assert sum(1 for step, _, _ in recorded if step == "understand") == LONG_TURNS + 4
+        assert executions(workers.address, run_id, cli.store.parent / "blobs") >= 2
+        assert "INTERRUPTED by continue-as-new" in result.stdout
+    finally:
+        workers.stop()
