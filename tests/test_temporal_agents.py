@@ -71,10 +71,14 @@ def test_the_demo_agent_run_ends_alike_on_both_engines(cli: Cli, address: str) -
             result = workers.run(*agent_args(repo, trajectory, "--report-json", str(out), *flags))
             codes[engine] = result.returncode
             assert out.exists(), result.stdout + result.stderr
+            reports_run = json.loads(out.read_text())["run_id"]
             reports[engine] = comparable(json.loads(out.read_text()))
             reports[engine]["slug.py"] = (repo / "textkit" / "slug.py").read_text()
         assert codes == {"local": 0, "temporal": 0}
         assert reports["temporal"] == reports["local"]
+        from_store = workers.run("log", reports_run, "--json")
+        from_history = workers.run("log", reports_run, "--history", "--json")
+        assert json.loads(from_history.stdout) == json.loads(from_store.stdout)
     finally:
         workers.stop()
 

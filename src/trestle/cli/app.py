@@ -424,6 +424,14 @@ def log(
             "human; exit with the run's code. Also `trestle watch RUN`.",
         ),
     ] = False,
+    history: Annotated[
+        bool,
+        typer.Option(
+            "--history",
+            help="For a run on Temporal: read the events from its workflow's history "
+            "instead of the store (they are the same events).",
+        ),
+    ] = False,
 ) -> None:
     """The execution log: every event with step, attempt, time and outcome."""
     from trestle.cli.render import log_table
@@ -434,6 +442,10 @@ def log(
         follow_command(run_id, store, as_json)
     with _found(store, run_id) as (st, run_id):
         events = st.events(run_id)
+        if history:
+            from trestle.cli.temporal import events_from_history
+
+            events = events_from_history(st, run_id)
     if as_json:
         _print_json([{"seq": e.seq, **e.event.model_dump(mode="json")} for e in events])
     else:

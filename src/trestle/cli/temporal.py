@@ -22,7 +22,7 @@ from rich.console import Console
 from trestle.cli.follow import follow_line
 from trestle.cli.render import report_view
 from trestle.core.errors import ConfigError, MissingExtraError
-from trestle.core.events import EngineBinding, StoredEvent
+from trestle.core.events import EngineBinding, StoredEvent, event_json
 from trestle.core.report import build_report
 from trestle.core.safetext import model_json
 from trestle.engines.temporal.shapes import Drive
@@ -48,11 +48,12 @@ def binding(address: str, namespace: str, task_queue: str) -> EngineBinding:
     return EngineBinding(address=address, namespace=namespace, task_queue=task_queue)
 
 
-def drive_settings(run_id: str) -> Drive:
+def drive_settings(run_id: str, store: Store | None = None) -> Drive:
     """How the workflow drives the run: the defaults, or the tuning an operator set in
     ``$TRESTLE_TEMPORAL_HEARTBEAT`` (seconds a silent worker keeps its attempt) and
     ``$TRESTLE_TEMPORAL_HISTORY_LIMIT`` (history events before continuing as new)."""
-    drive = Drive(run_id=run_id)
+    first = store.events(run_id, limit=1) if store is not None else []
+    drive = Drive(run_id=run_id, created=event_json(first[0].event) if first else None)
     for var, name, kind in (
         ("TRESTLE_TEMPORAL_HEARTBEAT", "heartbeat", float),
         ("TRESTLE_TEMPORAL_HISTORY_LIMIT", "history_limit", int),
@@ -85,7 +86,7 @@ def start_and_follow(
     async def start() -> None:
         client = await connect(bound.address, bound.namespace, blobs_beside(store_path(store)))
         if not await nudge(client, run_id):
-            await start_workflow(client, bound, run_id, drive_settings(run_id))
+            await start_workflow(client, bound, run_id, drive_settings(run_id, store))
 
     asyncio.run(start())
     code = follow_until_settled(store, run_id, bound, out)
@@ -167,3 +168,20 @@ def worker(store: Store, bound: EngineBinding, out: Console, max_attempts: int) 
 
     asyncio.run(main())
     out.print("worker stopped", markup=False)
+
+
+def events_from_history(store: Store, run_id: str) -> list[StoredEvent]:
+    """The run's events as its workflow's history holds them (``trestle log --history``)."""
+    from trestle.doorbell import bound_engine
+    from trestle.engines.temporal.connect import blobs_beside, connect, history_events
+
+    bound = bound_engine(store, run_id)
+    if bound is None:
+        raise ConfigError(f"run {run_id} is not on Temporal: its store holds its whole history")
+    require_temporal()
+
+    async def read() -> list[StoredEvent]:
+        client = await connect(bound.address, bound.namespace, blobs_beside(store_path(store)))
+        return await history_events(client, run_id)
+
+    return asyncio.run(read())

@@ -47,6 +47,7 @@ from trestle.engines.temporal.shapes import (
     RECORD,
     Asked,
     Commit,
+    Committed,
     LeaseAsk,
     Loaded,
     Perform,
@@ -150,7 +151,10 @@ class TrestleActivities:
         )
 
     @activity.defn(name="trestle.commit")
-    async def commit(self, batch: Commit) -> None:
+    async def commit(self, batch: Commit) -> Committed:
+        """Append the batch; its events come back as the result, so the workflow's
+        history holds them too (large ones as blob names): ``trestle log --history``
+        reads the run from there."""
         events = [EVENT_ADAPTER.validate_json(e) for e in batch.events]
         snapshot = None
         if batch.snapshot is not None:
@@ -174,6 +178,7 @@ class TrestleActivities:
             row = await self._blocking(self.store.run, batch.run_id)
             if row.last_seq != batch.first_seq + len(events) - 1:
                 raise
+        return Committed(first_seq=batch.first_seq, events=batch.events)
 
     @activity.defn(name="trestle.requests")
     async def requests(self, run_id: str) -> list[Asked]:

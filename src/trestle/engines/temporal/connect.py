@@ -13,6 +13,7 @@ import dataclasses
 from datetime import timedelta
 from pathlib import Path
 
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.converter import DataConverter, default
@@ -21,14 +22,15 @@ from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from trestle.core.errors import ConfigError
-from trestle.core.events import EngineBinding
+from trestle.core.events import EVENT_ADAPTER, EngineBinding, StoredEvent
 from trestle.engines.temporal.activities import TrestleActivities
 from trestle.engines.temporal.blobs import BlobCodec, Blobs
-from trestle.engines.temporal.shapes import NUDGE, STATUS, Drive
+from trestle.engines.temporal.shapes import NUDGE, STATUS, Committed, Drive
 from trestle.engines.temporal.workflow import RunWorkflow
 from trestle.store.base import Store
 
 DEFAULT_TASK_QUEUE = "trestle"
+LOCAL_ACTIVITY_MARKER = "core_local_activity"  # how the SDK records a local activity
 
 
 def blobs_beside(store_path: Path | None) -> Path:
@@ -114,3 +116,38 @@ async def serve(
             await stop.wait()
     finally:
         activities.close()
+
+
+async def history_events(client: Client, run_id: str) -> list[StoredEvent]:
+    """The run's events as its workflow's history holds them: each commit's result,
+    across every execution of the workflow (continued as new, or started again), oldest
+    first. The same events the store holds, read from Temporal's side."""
+    executions = [e async for e in client.list_workflows(f"WorkflowId = '{run_id}'")]
+    executions.sort(key=lambda e: e.start_time)
+    found: dict[int, StoredEvent] = {}
+    converter_ = client.data_converter
+    for execution in executions:
+        handle = client.get_workflow_handle(run_id, run_id=execution.run_id)
+        async for event in handle.fetch_history_events():
+            if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+                started = event.workflow_execution_started_event_attributes
+                [drive] = await converter_.decode(started.input.payloads, [Drive])
+                if drive.created is not None:
+                    found[1] = StoredEvent(
+                        run_id=run_id, seq=1, event=EVENT_ADAPTER.validate_json(drive.created)
+                    )
+            if event.event_type != EventType.EVENT_TYPE_MARKER_RECORDED:
+                continue
+            marker = event.marker_recorded_event_attributes
+            if marker.marker_name != LOCAL_ACTIVITY_MARKER or "result" not in marker.details:
+                continue
+            [data] = await converter_.decode(marker.details["data"].payloads, [dict])
+            if data.get("activity_type") != "trestle.commit":
+                continue
+            [batch] = await converter_.decode(marker.details["result"].payloads, [Committed])
+            for offset, text in enumerate(batch.events):
+                seq = batch.first_seq + offset
+                found[seq] = StoredEvent(
+                    run_id=run_id, seq=seq, event=EVENT_ADAPTER.validate_json(text)
+                )
+    return [found[seq] for seq in sorted(found)]

@@ -22,6 +22,7 @@ class Drive:
 
     Attributes:
         run_id: the run (also the workflow's id).
+        created: the run's ``run_created`` event (JSON), as the store holds it.
         lease_ttl: seconds the workflow's lease on the run lasts unrenewed; renewed
             every third of it while it drives. A run whose workflow has no worker for
             longer can be taken over (``trestle resume`` on one machine).
@@ -34,6 +35,7 @@ class Drive:
     """
 
     run_id: str
+    created: str | None = None  # the run's first event, so the history holds all of it
     lease_ttl: float = 60.0
     heartbeat: float = 10.0
     history_limit: int = 8000
@@ -68,6 +70,15 @@ class Commit:
     summary: str
     snapshot: str | None = None  # RunState.snapshot_json() at the batch's last seq
     consumed: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Committed:
+    """A batch as the store took it: the workflow's history keeps it as the commit's
+    result."""
+
+    first_seq: int
+    events: list[str]
 
 
 @dataclass

@@ -61,6 +61,7 @@ with workflow.unsafe.imports_passed_through():
         Asked,
         Carried,
         Commit,
+        Committed,
         Drive,
         LeaseAsk,
         Loaded,
@@ -294,7 +295,7 @@ class RunWorkflow:
             snapshot=snapshot,
             consumed=consumed,
         )
-        await self._store("trestle.commit", commit, type(None))
+        await self._store("trestle.commit", commit, Committed)
         return commit.first_seq
 
     # --- the loop's parts ---------------------------------------------------------
