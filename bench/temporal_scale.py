@@ -55,7 +55,7 @@ from temporalio.testing import WorkflowEnvironment
 from hostinfo import load_average, machine_info
 
 TRESTLE = [sys.executable, "-m", "trestle"]
-RUN_TIMEOUT = 300.0  # seconds a measured `trestle run` may take before the script gives up
+RUN_TIMEOUT = 120.0  # seconds a measured `trestle run` may take before the script gives up
 READY_TIMEOUT = 60.0  # seconds a worker may take to say it serves its queue
 
 
@@ -104,6 +104,15 @@ def _plan(goal: str, commands: list[str], *, chain: bool, parallelism: int) -> s
     return "\n".join(lines) + "\n"
 
 
+class Failed(Exception):
+    """A measured command failed; its workspace holds its output and its workers' logs."""
+
+    def __init__(self, workspace: Path, what: str) -> None:
+        logs = sorted(workspace.glob("*.log"))
+        tails = "".join(f"\n--- {p.name}:\n{p.read_text(errors='replace')[-3000:]}" for p in logs)
+        super().__init__(f"{what} (in {workspace}){tails}")
+
+
 class Bench:
     """Measurements in fresh workspaces under ``root``, against the server at ``address``."""
 
@@ -133,23 +142,23 @@ class Bench:
                 running = self._workers(workspace, env, flags, workers)
                 argv += flags
             started = time.perf_counter()
-            done = subprocess.run(
-                argv,
-                cwd=workspace,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=RUN_TIMEOUT,
-                check=False,
-            )
+            with (workspace / "run.log").open("w", encoding="utf-8") as log:
+                done = subprocess.run(
+                    argv,
+                    cwd=workspace,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    timeout=RUN_TIMEOUT,
+                    check=False,
+                )
             elapsed = time.perf_counter() - started
+        except subprocess.TimeoutExpired:
+            raise Failed(workspace, f"`{' '.join(argv)}` took over {RUN_TIMEOUT:g} s") from None
         finally:
             _stop(running)
         if done.returncode != 0:
-            raise SystemExit(
-                f"`{' '.join(argv)}` in {workspace} exited {done.returncode}:\n"
-                f"{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
-            )
+            raise Failed(workspace, f"`{' '.join(argv)}` exited {done.returncode}")
         return elapsed
 
     def _workers(
@@ -174,8 +183,7 @@ class Bench:
             for i, worker in enumerate(running):
                 line = _first_line(worker)
                 if not line.startswith("worker on task queue"):
-                    log_text = (workspace / f"worker-{i}.log").read_text(encoding="utf-8")
-                    raise SystemExit(f"worker {i} did not start: {line!r}\n{log_text[-2000:]}")
+                    raise Failed(workspace, f"worker {i} did not start: {line!r}")
         except BaseException:
             _stop(running)
             raise
@@ -221,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--local-parallelism", type=int, default=4)
     parser.add_argument("--chain", type=int, default=40, help="dependent no-op steps")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--keep", action="store_true", help="keep the workspaces and logs")
     args = parser.parse_args(argv)
     counts = [int(n) for n in args.workers.split(",") if n.strip()]
     if args.chain < 2 or args.width < 1 or not counts or min(counts) < 1:
@@ -243,9 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     over: dict[str, list[float]] = {
         k: [] for k in ("local", "local one", "temporal", "temporal one")
     }
-    with tempfile.TemporaryDirectory(prefix="trestle-temporal-bench-") as tmp:
-        root = Path(tmp)
-        host = machine_info(root)
+    root = Path(tempfile.mkdtemp(prefix="trestle-temporal-bench-"))
+    host = machine_info(root)
+    try:
         with dev_server() as address:
             bench = Bench(root, address, args.max_attempts)
             for round_ in range(args.repeat):
@@ -257,6 +266,13 @@ def main(argv: list[str] | None = None) -> int:
                 over["temporal"].append(bench.seconds(chain, 1))
                 over["temporal one"].append(bench.seconds(one, 1))
                 print(f"round {round_ + 1}/{args.repeat} done", file=sys.stderr)
+    except Failed as exc:
+        print(f"{exc}\n(the measurements' workspaces are kept in {root})", file=sys.stderr)
+        return 1
+    if args.keep:
+        print(f"the measurements' workspaces are kept in {root}", file=sys.stderr)
+    else:
+        shutil.rmtree(root)
     took = time.monotonic() - began
 
     rate = {k: args.width / statistics.median(v) for k, v in wide.items()}
