@@ -24,7 +24,7 @@ from temporal_helpers import (
     executions,
     wait_for,
 )
-from test_cli import Cli, run_id_of
+from test_cli import Cli
 from trestle.core.events import ModelCalled, ToolCallStarted
 from trestle.store import SqliteStore
 
@@ -48,6 +48,11 @@ def comparable(report: dict[str, Any]) -> dict[str, Any]:
     run_id = report.pop("run_id")
     same: dict[str, Any] = json.loads(json.dumps(report).replace(run_id, "RUN"))
     return same
+
+
+def agent_run_id(printed: str) -> str:
+    """``trestle agent`` prints ``run ID: GOAL`` first."""
+    return printed.split("\n", 1)[0].removeprefix("run ").split(":", 1)[0]
 
 
 def turns_recorded(store: SqliteStore, run_id: str) -> Counter[tuple[str, int, int]]:
@@ -131,7 +136,7 @@ def test_a_long_agent_run_continues_as_new_and_records_each_turn_once(
             timeout=1200,
         )
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr
-        run_id = run_id_of(result)
+        run_id = agent_run_id(result.stdout)
         store = SqliteStore(cli.store)
         recorded = turns_recorded(store, run_id)
         assert set(recorded.values()) == {1}
