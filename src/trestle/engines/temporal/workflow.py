@@ -93,7 +93,6 @@ class LeaseGone(Exception):
 
 
 Announced = StepStarted | StepProbeStarted
-Handle = "asyncio.Task[list[str]]"
 
 
 @workflow.defn(name=WORKFLOW)
