@@ -145,3 +145,30 @@ def test_a_long_agent_run_continues_as_new_and_records_each_turn_once(
         assert "INTERRUPTED by continue-as-new" in result.stdout
     finally:
         workers.stop()
+
+
+def test_tell_and_approve_reach_an_agent_run_on_temporal(cli: Cli, address: str) -> None:
+    """``trestle tell`` while the plan waits for review: the workflow, woken by the
+    request's signal, plans the requirement at once (no `resume`); the approval then
+    lets the run go on by itself."""
+    workers = Workers(cli, address)
+    try:
+        workers.start()
+        repo, trajectory = demo_repo(cli.dir)
+        args = [a for a in agent_args(repo, trajectory, *workers.flags()) if a != "--auto-plan"]
+        waiting = workers.run(*args)
+        assert waiting.returncode == 3, waiting.stdout + waiting.stderr
+        run_id = agent_run_id(waiting.stdout)
+        told = workers.run("tell", run_id, "also strip leading dashes")
+        assert told.returncode == 0, told.stdout + told.stderr
+        assert "queued" not in told.stdout  # its driver took it while the command waited
+        store = SqliteStore(cli.store)
+        kinds = [s.event.kind for s in store.events(run_id)]
+        assert "requirement_added" in kinds and "plan_extended" in kinds
+        assert workers.run("approve", f"{run_id}.1").returncode == 0
+        wait_for(lambda: store.run(run_id).status == "needs_human", what="the run to settle")
+        report = workers.run("show", run_id)
+        # the recording has no answers for the told step: it fails, the rest ran
+        assert "'revise-1' failed after 2 attempt(s)" in " ".join(report.stdout.split())
+    finally:
+        workers.stop()
