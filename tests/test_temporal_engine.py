@@ -163,6 +163,8 @@ def test_an_approval_reaches_the_workflow_by_signal_and_the_run_goes_on(
     assert waiting.returncode == 3, waiting.stdout + waiting.stderr
     run_id = run_id_of(waiting)
     assert not (cli.dir / "shipped.txt").exists()
+    inbox = workers.run("inbox")
+    assert f"approval {run_id}.1" in inbox.stdout and "'ship' is irreversible" in inbox.stdout
     approved = workers.run("approve", f"{run_id}.1")
     assert approved.returncode == 0, approved.stderr
     assert "approved" in approved.stdout
