@@ -545,7 +545,9 @@ def test_a_child_killed_mid_step_is_decided_by_following_what_trestle_prints(
 
 
 def test_cancel_stops_the_whole_subtree(cli: Cli) -> None:
-    write(cli.dir, "child.yaml", "steps:\n  - id: long\n    run: sleep 30; echo late >> late.txt\n")
+    write(
+        cli.dir, "child.yaml", "steps:\n  - id: long\n    run: sleep 37.25; echo late >> late.txt\n"
+    )
     write(
         cli.dir, "plan.yaml", "steps:\n  - id: down\n    delegate: {goal: down, plan: child.yaml}\n"
     )
@@ -572,7 +574,7 @@ def test_cancel_stops_the_whole_subtree(cli: Cli) -> None:
     assert statuses == {root: "cancelled", child: "cancelled"}
     assert lines(cli.dir, "late.txt") == []
     time.sleep(0.2)
-    assert not any("sleep 30" in _cmdline(pid) for pid in _pids())  # nothing left behind
+    assert not any("sleep 37.25" in _cmdline(pid) for pid in _pids())  # nothing left behind
 
 
 def _pids() -> list[int]:

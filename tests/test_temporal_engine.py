@@ -11,6 +11,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -302,7 +303,7 @@ def test_cancel_stops_a_running_step_and_ends_the_workflow(cli: Cli, workers: Wo
         goal: cancel me
         steps:
           - id: long
-            run: sleep 30 && echo finished > finished.txt
+            run: sleep 41 && echo finished > finished.txt
     """,
     )
     following = workers.start_run("run", plan, "--no-live", "--no-prompt", *workers.flags())
@@ -414,6 +415,22 @@ def test_bad_engine_flags_are_refused_before_anything_is_recorded(cli: Cli) -> N
     local = cli("run", cli.write("ok.yaml", "goal: g\nsteps:\n  - id: a\n    run: 'true'\n"))
     history = cli("log", run_id_of(local), "--history")
     assert history.returncode == 2 and "is not on Temporal" in history.stderr
+
+
+def test_a_worker_with_no_store_says_where_it_looked_and_creates_none(tmp_path: Path) -> None:
+    cli = Cli(tmp_path, tmp_path / "unused.db")
+    result = subprocess.run(
+        cli.argv("worker", "--address", "127.0.0.1:1"),
+        cwd=tmp_path,
+        env={k: v for k, v in cli.env().items() if k != "TRESTLE_STORE"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 8, result.stdout + result.stderr
+    assert "no store found" in result.stderr
+    assert not (tmp_path / ".trestle").exists()
 
 
 def test_a_worker_with_no_server_says_where_it_looked(cli: Cli) -> None:

@@ -319,7 +319,11 @@ def worker(
         raise typer.BadParameter(
             "a worker serves Temporal: --engine temporal", param_hint="--engine"
         )
-    with opened_for_new_run(store, Path.cwd()) as st:
+    from trestle.cli.stores import chosen_store, reading_store
+
+    # a store named is created if need be; otherwise the nearest one, never a new one
+    # wherever the worker happens to start
+    with opened_for_new_run(chosen_store(store) or reading_store(None), None) as st:
         serve_queue(st, bound, _out(), max_attempts)
 
 
