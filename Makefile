@@ -51,6 +51,8 @@ bench: $(DEV)
 	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/monitors_real.py --half report
 	$(BIN)/python bench/handoff.py
+	$(BIN)/python bench/temporal_scale.py
+	$(BIN)/python bench/temporal_turns.py
 
 ## soak: the long versions of the seeded fuzz, fault and crash suites that `make test`
 ## runs short (about 30-60 min on 2 cores); each count can be set on the command line

@@ -3,7 +3,8 @@
 Usage::
 
     python bench/temporal_scale.py [--width 48] [--sleep 0.5] [--workers 1,2,4]
-                                   [--max-attempts 4] [--chain 40] [--repeat 3]
+                                   [--max-attempts 4] [--local-parallelism 4]
+                                   [--chain 40] [--repeat 3] [--stall 60] [--keep]
 
 Nothing is simulated: a Temporal dev server (the ``temporal`` binary beside this
 Python, which the ``temporal`` extra installs), ``trestle worker`` processes, and
@@ -27,7 +28,10 @@ overhead
 
 Each measurement gets a fresh workspace, store and task queue; one dev server serves
 them all. Ratios are to the local engine, from the same run. The sandbox is the
-default (``auto``) on both engines.
+default (``auto``) on both engines. A run that has not ended after ``--stall`` seconds
+is given up on and measured again in a fresh workspace (twice at most); the report
+lists every such run, and the workspaces, with the run's output and the workers' logs,
+are then kept (``--keep`` keeps them always).
 """
 
 from __future__ import annotations
@@ -114,7 +118,7 @@ class Failed(Exception):
 
 
 class Stalled(Failed):
-    """A measured run made no progress to its end within the time allowed."""
+    """A measured run had not ended after ``--stall`` seconds."""
 
 
 class Bench:
@@ -319,18 +323,24 @@ def main(argv: list[str] | None = None) -> int:
     per = {e: med[e] / args.chain * 1000 for e in ("local", "temporal")}
     added = {e: (med[e] - med[f"{e} one"]) / (args.chain - 1) * 1000 for e in per}
     print(f'\nA chain of {args.chain} `run: "true"` steps; milliseconds, median of {args.repeat}\n')
-    print("| engine | per step (wall / steps) | per added step | one-step run (s) | chain (s) |")
-    print("| --- | ---: | ---: | ---: | ---: |")
+    print(
+        "| engine | per step (wall / steps) | per added step | one-step run (s) | chain (s) "
+        "| one-step runs, chains (s) |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | --- |")
     for engine, name in (("local", "local"), ("temporal", "Temporal, 1 worker")):
+        samples = over[f"{engine} one"], over[engine]
         print(
             f"| {name} | {per[engine]:.1f} ms | {added[engine]:.1f} ms | "
-            f"{med[f'{engine} one']:.2f} | {med[engine]:.2f} |"
+            f"{med[f'{engine} one']:.2f} | {med[engine]:.2f} | "
+            + "; ".join(", ".join(f"{s:.2f}" for s in runs) for runs in samples)
+            + " |"
         )
     print(
         f"| ratio Temporal / local | {_ratio(per['temporal'], per['local'])} | "
         f"{_ratio(added['temporal'], added['local'])} | "
         f"{_ratio(med['temporal one'], med['local one'])} | "
-        f"{_ratio(med['temporal'], med['local'])} |"
+        f"{_ratio(med['temporal'], med['local'])} | |"
     )
     print(f"\nstalled runs (given up on after {args.stall:g} s, measured again): ", end="")
     print("; ".join(bench.stalled) or "none")
