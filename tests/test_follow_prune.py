@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import sqlite3
 import subprocess
 import time
@@ -172,10 +173,13 @@ def test_ctrl_c_stops_following_quietly_with_130(cli: Cli) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # as from a terminal: a suite started in the background (`make test &`) hands
+        # its children SIGINT ignored, and Python then never raises KeyboardInterrupt
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         wait_for(follower, "start    first")
-        follower.send_signal(2)  # SIGINT
+        follower.send_signal(signal.SIGINT)
         _, err = follower.communicate(timeout=30)
         assert follower.returncode == 130
         assert err == ""
