@@ -4,7 +4,7 @@ processes, for the tests of the Temporal engine."""
 from __future__ import annotations
 
 import asyncio
-import os
+import json
 import shutil
 import subprocess
 import sys
@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.api.enums.v1 import EventType
@@ -115,6 +116,22 @@ class Workers:
                     stream.close()
 
 
+def comparable(report: dict[str, Any]) -> dict[str, Any]:
+    """A report with its run's id taken out, to set one engine's beside the other's."""
+    run_id = report.pop("run_id")
+    same: dict[str, Any] = json.loads(json.dumps(report).replace(run_id, "RUN"))
+    return same
+
+
+def assert_history_agrees(workers: Workers, run_id: str) -> None:
+    """``trestle log --history`` reads the same events from the workflow's history
+    (across its executions) as ``trestle log`` reads from the store."""
+    from_store = workers.run("log", run_id, "--json")
+    from_history = workers.run("log", run_id, "--history", "--json")
+    assert from_history.returncode == 0, from_history.stderr
+    assert json.loads(from_history.stdout) == json.loads(from_store.stdout)
+
+
 def wait_for(check: object, timeout: float = 60.0, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while not check():  # type: ignore[operator]
@@ -153,6 +170,17 @@ def workflow_status(address: str, run_id: str, blobs: Path) -> str:
     return asyncio.run(look())
 
 
+def queried_status(address: str, run_id: str, blobs: Path) -> dict[str, object]:
+    """The run as its workflow answers the ``status`` query."""
+    from trestle.engines.temporal.connect import status
+
+    async def ask() -> dict[str, object]:
+        client = await Client.connect(address, data_converter=converter(blobs))
+        return await status(client, run_id)
+
+    return asyncio.run(ask())
+
+
 def perform_identities(address: str, run_id: str, blobs: Path) -> list[str]:
     """The identity of the worker that started each attempt or probe of the run."""
     events = asyncio.run(history(address, run_id, blobs))
@@ -181,10 +209,6 @@ def step_process_running(fragment: str) -> bool:
         if b"TRESTLE_IDEMPOTENCY_KEY=" in text and fragment.encode() in text:
             return True
     return False
-
-
-def env_without(*names: str) -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k not in names}
 
 
 # --- the coding agent on Temporal: the bundled demo, lengthened ------------------------

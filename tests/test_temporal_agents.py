@@ -12,13 +12,14 @@ import signal
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from temporal_helpers import (
     Workers,
     agent_args,
+    assert_history_agrees,
+    comparable,
     demo_repo,
     dev_server,
     executions,
@@ -42,12 +43,6 @@ def address() -> Iterator[str]:
 @pytest.fixture
 def cli(tmp_path: Path) -> Cli:
     return Cli(tmp_path, tmp_path / ".trestle" / "trestle.db")
-
-
-def comparable(report: dict[str, Any]) -> dict[str, Any]:
-    run_id = report.pop("run_id")
-    same: dict[str, Any] = json.loads(json.dumps(report).replace(run_id, "RUN"))
-    return same
 
 
 def agent_run_id(printed: str) -> str:
@@ -81,9 +76,7 @@ def test_the_demo_agent_run_ends_alike_on_both_engines(cli: Cli, address: str) -
             reports[engine]["slug.py"] = (repo / "textkit" / "slug.py").read_text()
         assert codes == {"local": 0, "temporal": 0}
         assert reports["temporal"] == reports["local"]
-        from_store = workers.run("log", reports_run, "--json")
-        from_history = workers.run("log", reports_run, "--history", "--json")
-        assert json.loads(from_history.stdout) == json.loads(from_store.stdout)
+        assert_history_agrees(workers, reports_run)
     finally:
         workers.stop()
 

@@ -21,10 +21,13 @@ from temporalio.api.common.v1 import Payload
 
 from temporal_helpers import (
     Workers,
+    assert_history_agrees,
+    comparable,
     dev_server,
     executions,
     history,
     perform_identities,
+    queried_status,
     step_process_running,
     wait_for,
     workflow_status,
@@ -59,13 +62,6 @@ def workers(cli: Cli, address: str) -> Iterator[Workers]:
 
 def blobs(cli: Cli) -> Path:
     return cli.store.parent / "blobs"
-
-
-def comparable(report: dict[str, Any]) -> dict[str, Any]:
-    """A report with its run's id taken out, to set one engine's beside the other's."""
-    run_id = report.pop("run_id")
-    same: dict[str, Any] = json.loads(json.dumps(report).replace(run_id, "RUN"))
-    return same
 
 
 # --- the same plans end alike on both engines -------------------------------------------
@@ -164,6 +160,11 @@ def test_an_approval_reaches_the_workflow_by_signal_and_the_run_goes_on(
     assert waiting.returncode == 3, waiting.stdout + waiting.stderr
     run_id = run_id_of(waiting)
     assert not (cli.dir / "shipped.txt").exists()
+    asked = queried_status(workers.address, run_id, blobs(cli))
+    assert (asked["status"], asked["counts"]) == (
+        "needs_human",
+        {"awaiting_approval": 1, "succeeded": 1},
+    )
     inbox = workers.run("inbox")
     assert f"approval {run_id}.1" in inbox.stdout and "'ship' is irreversible" in inbox.stdout
     approved = workers.run("approve", f"{run_id}.1")
@@ -352,15 +353,6 @@ def test_a_long_run_continues_as_new_and_runs_each_step_once(cli: Cli, address: 
         pool.stop()
 
 
-def assert_history_agrees(workers: Workers, run_id: str) -> None:
-    """``trestle log --history`` reads the same events from the workflow's history
-    (across its executions) as ``trestle log`` reads from the store."""
-    from_store = workers.run("log", run_id, "--json")
-    from_history = workers.run("log", run_id, "--history", "--json")
-    assert from_history.returncode == 0, from_history.stderr
-    assert json.loads(from_history.stdout) == json.loads(from_store.stdout)
-
-
 def test_large_payloads_travel_as_blob_names(cli: Cli, workers: Workers) -> None:
     workers.start()
     big = "x" * 300_000
@@ -415,6 +407,33 @@ def test_bad_engine_flags_are_refused_before_anything_is_recorded(cli: Cli) -> N
     local = cli("run", cli.write("ok.yaml", "goal: g\nsteps:\n  - id: a\n    run: 'true'\n"))
     history = cli("log", run_id_of(local), "--history")
     assert history.returncode == 2 and "is not on Temporal" in history.stderr
+
+
+def test_a_run_no_worker_takes_says_how_to_start_one_and_ctrl_c_leaves_it(
+    cli: Cli, workers: Workers
+) -> None:
+    plan = cli.write("plan.yaml", SHIP)
+    following = subprocess.Popen(
+        cli.argv("run", plan, "--no-live", "--no-prompt", *workers.flags()),
+        cwd=cli.dir,
+        env=workers.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a terminal
+    )
+    assert following.stderr is not None
+    said = following.stderr.readline()  # after a few quiet seconds
+    assert f"it waits for one on task queue {workers.queue}" in said, said
+    assert f"`trestle worker --engine temporal --address {workers.address}" in said
+    following.send_signal(signal.SIGINT)
+    out, err = following.communicate(timeout=30)
+    assert following.returncode == 130, out + err
+    assert "goes on: `trestle watch" in err
+    run_id = SqliteStore(cli.store).runs()[0].run_id
+    workers.start()  # the run was left waiting, not ended: a worker takes it up
+    store = SqliteStore(cli.store)
+    wait_for(lambda: store.run(run_id).status == "needs_human", what="the worker to take it")
 
 
 def test_a_worker_with_no_store_says_where_it_looked_and_creates_none(tmp_path: Path) -> None:

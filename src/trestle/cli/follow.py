@@ -26,6 +26,7 @@ from trestle.cli.stores import store_with_run
 from trestle.core.events import RunInterrupted, StoredEvent
 from trestle.core.report import EXIT_CODES
 from trestle.descriptions import log_detail
+from trestle.doorbell import bound_engine
 from trestle.store.base import Store, owner_is_alive
 
 POLL_SECONDS = 0.25
@@ -63,6 +64,7 @@ def follow(
 ) -> int:
     """Emit the run's events until it ends; return the exit code its end has."""
     store.run(run_id)  # an unknown run is named (with a did-you-mean) before anything
+    idle = undriven_words(store, run_id)
     after, last, warned, began = 0, None, False, clock()
     while True:
         for stored in store.events(run_id, after=after):
@@ -87,12 +89,27 @@ def follow(
                     )
                     return 128 + int(signal.Signals[stopped.by])
                 if not warned and clock() - began >= QUIET_SECONDS:
-                    warn(
-                        f"no process drives run {run_id} now; waiting for "
-                        f"`trestle resume {run_id}` (Ctrl-C stops waiting)"
-                    )
+                    warn(idle)
                     warned = True
         sleep(poll)
+
+
+def undriven_words(store: Store, run_id: str) -> str:
+    """What a follower says while nothing drives the run: who would take it up."""
+    bound = bound_engine(store, run_id)
+    if bound is None:
+        return (
+            f"no process drives run {run_id} now; waiting for `trestle resume {run_id}` "
+            "(Ctrl-C stops waiting)"
+        )
+    path = getattr(store, "path", None)
+    where = f" --store {path}" if isinstance(path, Path) else ""
+    return (
+        f"no worker drives run {run_id} now; it waits for one on task queue "
+        f"{bound.task_queue} at {bound.address}: `trestle worker --engine temporal "
+        f"--address {bound.address} --task-queue {bound.task_queue}{where}` "
+        "(Ctrl-C stops waiting, not the run)"
+    )
 
 
 def follow_command(run_id: str, store_path: Path | None, as_json: bool) -> None:

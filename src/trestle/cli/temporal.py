@@ -13,25 +13,22 @@ import asyncio
 import os
 import signal
 import sys
-import time
+from functools import partial
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
-from trestle.cli.follow import follow_line
+from trestle.cli.app import _err
+from trestle.cli.follow import follow, follow_line
 from trestle.cli.render import report_view
 from trestle.core.errors import ConfigError, MissingExtraError
 from trestle.core.events import EngineBinding, StoredEvent, event_json
 from trestle.core.report import build_report
 from trestle.core.safetext import model_json
 from trestle.engines.temporal.shapes import Drive
-from trestle.outcomes import POLL
 from trestle.runs import load_state
 from trestle.store.base import Store
-
-WAITING = ("created", "running")  # a run the workflow still works on
-QUIET_SECONDS = 10.0  # how long a started run may sit untaken before the user is told
 
 
 def require_temporal() -> None:
@@ -89,7 +86,13 @@ def start_and_follow(
             await start_workflow(client, bound, run_id, drive_settings(run_id, store))
 
     asyncio.run(start())
-    code = follow_until_settled(store, run_id, bound, out)
+    code: int | None = None
+    err = _err()
+    try:
+        follow(store, run_id, partial(_line, out), warn=partial(_line_err, err))
+    except KeyboardInterrupt:
+        _line_err(err, f"stopped following; run {run_id} goes on: `trestle watch {run_id}`")
+        code = 130
     report = build_report(load_state(store, run_id))
     out.print(report_view(report))
     if report_json is not None:
@@ -97,43 +100,13 @@ def start_and_follow(
     raise typer.Exit(code if code is not None else report.exit_code)
 
 
-def follow_until_settled(
-    store: Store, run_id: str, bound: EngineBinding, out: Console
-) -> int | None:
-    """Print the run's events as they are recorded until it leaves ``running``; None,
-    or 130 when Ctrl-C stopped the following (the run goes on without us)."""
-    after, began, warned = 0, time.monotonic(), False
-    try:
-        while True:
-            for stored in store.events(run_id, after=after):
-                _line(out, stored)
-                after = stored.seq
-            row = store.run(run_id)
-            if row.last_seq == after and row.status not in WAITING:
-                return None
-            if after <= 1 and not warned and time.monotonic() - began >= QUIET_SECONDS:
-                where = f"--store {store_path(store)}" if store_path(store) else ""
-                out.print(
-                    f"no worker has taken run {run_id} yet: start one with `trestle worker "
-                    f"--engine temporal --address {bound.address} --task-queue "
-                    f"{bound.task_queue} {where}` (the run waits for it)",
-                    markup=False,
-                    soft_wrap=True,
-                )
-                warned = True
-            time.sleep(POLL)
-    except KeyboardInterrupt:
-        out.print(
-            f"stopped following; run {run_id} goes on on Temporal: `trestle watch {run_id}`",
-            markup=False,
-            soft_wrap=True,
-        )
-        return 130
-
-
 def _line(out: Console, stored: StoredEvent) -> None:
     out.print(follow_line(stored), markup=False, soft_wrap=True)
-    sys.stdout.flush()
+    sys.stdout.flush()  # a pipe is block-buffered: the reader sees each event now
+
+
+def _line_err(err: Console, text: str) -> None:
+    err.print(text, markup=False, soft_wrap=True)
 
 
 def worker(store: Store, bound: EngineBinding, out: Console, max_attempts: int) -> None:

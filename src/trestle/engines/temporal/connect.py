@@ -29,7 +29,6 @@ from trestle.engines.temporal.shapes import NUDGE, STATUS, Committed, Drive
 from trestle.engines.temporal.workflow import RunWorkflow
 from trestle.store.base import Store
 
-DEFAULT_TASK_QUEUE = "trestle"
 LOCAL_ACTIVITY_MARKER = "core_local_activity"  # how the SDK records a local activity
 
 
