@@ -39,22 +39,27 @@ def require_temporal() -> None:
 
 
 def binding(address: str, namespace: str, task_queue: str) -> EngineBinding:
+    """The run's binding to its workflow; the address and the tuning in the
+    environment are checked before anything is recorded."""
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
         raise ConfigError(f"--address {address!r} is not HOST:PORT (for example 127.0.0.1:7233)")
+    tuning()
     return EngineBinding(address=address, namespace=namespace, task_queue=task_queue)
 
 
-def drive_settings(run_id: str, store: Store | None = None) -> Drive:
-    """How the workflow drives the run: the defaults, or the tuning an operator set in
-    ``$TRESTLE_TEMPORAL_HEARTBEAT`` (seconds a silent worker keeps its attempt) and
-    ``$TRESTLE_TEMPORAL_HISTORY_LIMIT`` (history events before continuing as new)."""
-    first = store.events(run_id, limit=1) if store is not None else []
-    drive = Drive(run_id=run_id, created=event_json(first[0].event) if first else None)
-    for var, name, kind in (
-        ("TRESTLE_TEMPORAL_HEARTBEAT", "heartbeat", float),
-        ("TRESTLE_TEMPORAL_HISTORY_LIMIT", "history_limit", int),
-    ):
+TUNING = (
+    ("TRESTLE_TEMPORAL_HEARTBEAT", "heartbeat", float),
+    ("TRESTLE_TEMPORAL_HISTORY_LIMIT", "history_limit", int),
+)
+
+
+def tuning() -> dict[str, float]:
+    """The operator's tuning of how a workflow drives a run: ``$TRESTLE_TEMPORAL_HEARTBEAT``
+    (seconds a silent worker keeps its attempt) and ``$TRESTLE_TEMPORAL_HISTORY_LIMIT``
+    (history events before continuing as new), each a finite number above 0."""
+    found: dict[str, float] = {}
+    for var, name, kind in TUNING:
         text = os.environ.get(var)
         if text is None:
             continue
@@ -64,6 +69,15 @@ def drive_settings(run_id: str, store: Store | None = None) -> Drive:
             value = 0
         if not (0 < value < 1e9):
             raise ConfigError(f"${var}={text!r} is not a positive number")
+        found[name] = value
+    return found
+
+
+def drive_settings(run_id: str, store: Store | None = None) -> Drive:
+    """How the workflow drives the run: the defaults, or the operator's tuning."""
+    first = store.events(run_id, limit=1) if store is not None else []
+    drive = Drive(run_id=run_id, created=event_json(first[0].event) if first else None)
+    for name, value in tuning().items():
         setattr(drive, name, value)
     return drive
 
