@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import hmac
 import json
 import secrets
 import socket
@@ -35,7 +36,7 @@ from trestle.core.records.agent import AgentSettings
 from trestle.core.records.monitors import MonitorSettings
 from trestle.core.state import RunState, StepStatus
 from trestle.doorbell import ring
-from trestle.signing import decision_key, signed_payload
+from trestle.signing import decision_key, existing_key, signed_payload, snapshot_mac
 from trestle.store.base import Appended, Request, RequestKind, Snapshot, Store
 
 NEW_ID_DRAWS = 8
@@ -103,8 +104,14 @@ def load_state(
     *,
     vet: Vet | None = None,
     ignored: list[tuple[int, AnyEvent, str]] | None = None,
+    key: bytes | None = None,
 ) -> RunState:
     """The run's current state: the latest snapshot plus the events after it.
+
+    Only a snapshot signed with ``key`` (by default the key on this machine, if there
+    is one) is used; any other is passed over and every event folded, since a snapshot
+    stands in for the decisions it sums up and anything that can open the store could
+    have written it.
 
     ``vet`` (the engine passes :func:`trestle.approvals.forged` with the key) names why
     an event must not be folded; such an event is passed over and listed in
@@ -121,6 +128,8 @@ def load_state(
     if not isinstance(first, RunCreated):
         found = "no events" if first is None else f"seq 1 is {first.kind!r}"
         raise _damaged(store, run_id, f"it does not begin with run_created ({found})")
+    if snap is not None and not trusted(run_id, snap, key):
+        snap = None
     state = _from_snapshot(snap, first) if snap is not None else None
     state = state or RunState.from_created(first)
     catch_up(store, state, vet=vet, ignored=ignored)
@@ -173,6 +182,24 @@ def readable_states(
                 raise
             reason = " ".join(str(exc).split())[:200]
             unreadable.append(f"run {run_id!r} cannot be read, left out: {reason}")
+
+
+def trusted(run_id: str, snap: Snapshot, key: bytes | None = None) -> bool:
+    """Whether ``snap`` carries the signature of an engine holding ``key`` (by default
+    the key on this machine; with none, no snapshot is trusted)."""
+    key = key if key is not None else existing_key()
+    if key is None or not snap.mac:
+        return False
+    mac = snapshot_mac(key, run_id, snap.seq, snap.state_json, snap.monitors)
+    return hmac.compare_digest(mac, snap.mac)
+
+
+def signed_snapshot(
+    run_id: str, seq: int, state_json: str, monitors: bytes, key: bytes
+) -> Snapshot:
+    """A snapshot as an engine writes it: signed with ``key``."""
+    mac = snapshot_mac(key, run_id, seq, state_json, monitors)
+    return Snapshot(seq=seq, state_json=state_json, monitors=monitors, mac=mac)
 
 
 def _from_snapshot(snap: Snapshot, first: RunCreated) -> RunState | None:

@@ -5,7 +5,9 @@ open the SQLite file, and a model could be talked into printing SQL. A decision 
 counts when it carries an HMAC made with a key that lives outside the workspace and
 outside every step's environment (``~/.config/trestle/approval.key`` by default, mode
 0600). The engine checks the signature before recording the decision; a row without a
-valid one is recorded as refused and changes nothing.
+valid one is recorded as refused and changes nothing. The engine signs the state
+snapshots it writes with the same key (:func:`snapshot_mac`), since a snapshot stands
+in for the events, decisions included, that it sums up.
 
 This guards against agents, tools and step output. It is not a boundary against a
 hostile program running as the same OS user, which can read the key file as you can.
@@ -55,6 +57,15 @@ def decision_key(path: Path | None = None) -> bytes:
     return key
 
 
+def existing_key(path: Path | None = None) -> bytes | None:
+    """The signing key if one was made (never creating it), else None: what a reader
+    checks snapshots with. An unreadable key is no key: the reader folds events."""
+    try:
+        return bytes.fromhex((path or key_path()).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
 def _canonical(payload: Mapping[str, object]) -> bytes:
     return json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
 
@@ -82,3 +93,19 @@ def verified_fields(payload: str, key: bytes) -> dict[str, Any] | None:
     if not isinstance(fields, dict) or not verify(fields, str(signature), key):
         return None
     return fields
+
+
+def snapshot_mac(key: bytes, run_id: str, seq: int, state_json: str, monitors: bytes) -> str:
+    """The signature a snapshot row carries. A snapshot replaces the events it sums up,
+    so one written by anything but an engine (a step's process can open the store)
+    could say an approval was given; a resume uses only a snapshot that verifies."""
+    mac = hmac.new(key, b"trestle snapshot 1\0", hashlib.sha256)
+    for part in (
+        run_id.encode(),
+        str(seq).encode(),
+        state_json.encode("utf-8", "surrogatepass"),
+        monitors,
+    ):
+        mac.update(len(part).to_bytes(8, "big"))  # lengths first: no two splits collide
+        mac.update(part)
+    return mac.hexdigest()

@@ -66,12 +66,13 @@ from trestle.core.records.monitors import DEFAULT_MONITORS, MonitorSettings
 from trestle.core.state import RunState
 from trestle.engines.judge import cancel_in, request_as_events
 from trestle.engines.work import StepPerformer, StepWork
+from trestle.monitors import saved
 from trestle.monitors.hub import MonitorFactory, MonitorHub
 from trestle.monitors.trace import Stall
 from trestle.named_files import changed, named_files
 from trestle.processes import Leader, reap
 from trestle.processes import start_time as process_start_time
-from trestle.runs import cancelled_message, load_state, summary_json
+from trestle.runs import cancelled_message, load_state, signed_snapshot, summary_json, trusted
 from trestle.sandbox import Mode, Sandbox, choose, config_dir, hidden_paths, mode_from
 from trestle.sandbox import policy_of as sandbox_policy
 from trestle.shadow import ShadowRepoError
@@ -296,8 +297,7 @@ class LocalEngine:
                     # spaced by the run's size too, so snapshots cost O(1) per event
                     if state.seq - last_snapshot >= max(self.snapshot_every, len(state.steps)):
                         # serialised on the store thread: no task changes state meanwhile
-                        data = await self._store(state.snapshot_json)
-                        snapshot = Snapshot(seq=state.seq, state_json=data)
+                        snapshot = await self._store(self._snapshot, state, hub)
                         last_snapshot = state.seq
                     first = state.seq - len(batch) + 1
                     appended = Appended(
@@ -457,10 +457,30 @@ class LocalEngine:
         hub = MonitorHub(settings, self.monitors)
         # the first event holds the goal and scope; only an agent run's history holds
         # model turns for the monitors to catch up on (a plan run's would cost resume
-        # time and show them nothing)
-        limit = None if state.agent is not None else 1
-        stored = await self._store(self.store.events, state.run_id, limit=limit)
+        # time and show them nothing), and they catch up from the snapshot if it saved
+        # them, else from the start
+        limit: int | None = 1
+        after = 0
+        if state.agent is not None:
+            limit = None
+            snap = await self._store(self.store.snapshot, state.run_id)
+            if (
+                snap is not None
+                and snap.seq <= state.seq
+                and trusted(state.run_id, snap, self._key())
+                and saved.restore(hub, snap.monitors)
+            ):
+                after = snap.seq
+        stored = await self._store(self.store.events, state.run_id, after=after, limit=limit)
         return hub, hub.replay([(item.seq, item.event) for item in stored], state)
+
+    def _snapshot(self, state: RunState, hub: MonitorHub | None) -> Snapshot:
+        """The run's state and its monitors' as of ``state.seq``, signed (an agent
+        run's monitors are saved: a resume then feeds them only what came after)."""
+        monitors = saved.save(hub) if hub is not None and state.agent is not None else b""
+        return signed_snapshot(
+            state.run_id, state.seq, state.snapshot_json(), monitors, self._key()
+        )
 
     async def _end_stalled(
         self,
@@ -795,7 +815,7 @@ class LocalEngine:
             self._decision_key = decision_key()
         key = self._decision_key
         ignored: list[tuple[int, AnyEvent, str]] = []
-        state = load_state(self.store, run_id, vet=vetter(key), ignored=ignored)
+        state = load_state(self.store, run_id, vet=vetter(key), ignored=ignored, key=key)
         reported = {r.forged_seq for r in state.refused if r.forged_seq is not None}
         refusals: list[AnyEvent] = [
             ApprovalRefused(

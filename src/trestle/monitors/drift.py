@@ -16,6 +16,8 @@ import posixpath
 import re
 from collections import deque
 from collections.abc import Sequence
+from functools import partial
+from typing import ClassVar
 
 from trestle.core.policy import path_glob_matches
 from trestle.core.records.monitors import Alert, Severity
@@ -210,6 +212,8 @@ class RelevanceMonitor:
     """
 
     name = "drift"
+    # rebuilt from the run's settings, not saved with a snapshot (trestle.monitors.saved)
+    TRANSIENT: ClassVar[frozenset[str]] = frozenset({"embedder", "_references"})
 
     def __init__(
         self,
@@ -227,7 +231,7 @@ class RelevanceMonitor:
         self.threshold = embedder.unrelated_below if threshold is None else threshold
         self._references: dict[str, list[Sequence[float]]] = {}
         self._scored = 0
-        self._streaks = Attempts(lambda: _Streak(window))
+        self._streaks = Attempts(partial(_Streak, window))  # a partial pickles
 
     def observe(self, item: Observation, facts: RunFacts) -> list[Alert]:
         turn = self._streaks.turn_of(item)

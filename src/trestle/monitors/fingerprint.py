@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from functools import lru_cache
 
 from trestle.core.safetext import loads_bounded
 
@@ -140,8 +141,11 @@ def observation_digest(text: str) -> str:
     return content_hash(_squash(_without_volatile(text)))
 
 
-def observation_lines(text: str) -> frozenset[str]:
-    """The distinct non-blank lines of an observation, compared loosely.
+@lru_cache(maxsize=64)  # the cycle and progress monitors both read each observation
+def observation_lines(text: str) -> frozenset[int]:
+    """The distinct non-blank lines of an observation, compared loosely, each as a
+    64-bit digest (a monitor remembers every line an attempt was shown: digests keep
+    that, and a snapshot of it, small).
 
     Besides the volatile parts :func:`observation_digest` drops, line-number prefixes
     go and every number becomes ``#``: the same source line shown in two overlapping
@@ -151,7 +155,8 @@ def observation_lines(text: str) -> frozenset[str]:
     for raw in _without_volatile(text).splitlines():
         line = _squash(_NUMBER.sub("#", _LINE_PREFIX.sub("", raw)))
         if line:
-            lines.add(line)
+            digest = hashlib.blake2b(line.encode("utf-8", "surrogatepass"), digest_size=8)
+            lines.add(int.from_bytes(digest.digest(), "big"))
     return frozenset(lines)
 
 

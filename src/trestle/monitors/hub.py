@@ -34,7 +34,7 @@ class MonitorHub:
         make = factory or default_monitors
         self.monitors: Sequence[Monitor] = make(self.settings) if self.settings.enabled else ()
         self.trace = EventTrace()
-        self._recorded: set[str] = set()
+        self.recorded: set[str] = set()  # keys of the alerts already recorded
 
     @property
     def facts(self) -> RunFacts:
@@ -45,7 +45,7 @@ class MonitorHub:
         found: list[Alert] = []
         for seq, event in events:
             if isinstance(event, AlertRaised):
-                self._recorded.add(event.alert.key)
+                self.recorded.add(event.alert.key)
             else:
                 found += self._observe(self.trace.feed(seq, event))
         return self._raise(found, state, at=events[-1][1].at if events else 0.0)
@@ -53,7 +53,7 @@ class MonitorHub:
     def feed(self, seq: int, event: AnyEvent, state: RunState) -> list[AlertRaised]:
         """The alerts ``event`` (just applied to ``state`` as ``seq``) gives rise to."""
         if isinstance(event, AlertRaised):
-            self._recorded.add(event.alert.key)
+            self.recorded.add(event.alert.key)
             return []
         return self._raise(self._observe(self.trace.feed(seq, event)), state, at=event.at)
 
@@ -73,9 +73,9 @@ class MonitorHub:
     def _raise(self, alerts: Sequence[Alert], state: RunState, *, at: float) -> list[AlertRaised]:
         out = []
         for alert in alerts:
-            if alert.key in self._recorded:
+            if alert.key in self.recorded:
                 continue
-            self._recorded.add(alert.key)
+            self.recorded.add(alert.key)
             agent_step = (
                 alert.step is not None
                 and alert.step in state.steps

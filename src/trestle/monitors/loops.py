@@ -205,7 +205,7 @@ class _Laps:
     keys: list[str] = field(default_factory=list)
     seqs: list[tuple[int, int]] = field(default_factory=list)  # (turn seq, action seq)
     fresh: list[bool] = field(default_factory=list)  # whether each action showed anything new
-    seen: set[str] = field(default_factory=set)  # every observation line shown so far
+    seen: set[int] = field(default_factory=set)  # every observation line shown so far
     raised: dict[tuple[str, ...], int] = field(default_factory=dict)
 
 

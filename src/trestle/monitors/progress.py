@@ -33,7 +33,7 @@ from trestle.monitors.trace import Observation, RunFacts, Turn
 
 @dataclass
 class _Stillness:
-    seen: set[str] = field(default_factory=set)
+    seen: set[int] = field(default_factory=set)  # digests of the lines shown so far
     still: list[tuple[int, int]] = field(default_factory=list)  # (turn seq, action seq)
     raised: int = 0
 

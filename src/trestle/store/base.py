@@ -131,8 +131,14 @@ class Lease:
 
 @dataclass(frozen=True)
 class Snapshot:
+    """The run's state as of ``seq``, and its monitors' (:mod:`trestle.monitors.saved`,
+    empty when they could not be saved), signed by the engine that wrote it
+    (:func:`trestle.signing.snapshot_mac`)."""
+
     seq: int
     state_json: str
+    monitors: bytes = b""
+    mac: str = ""
 
 
 @dataclass(frozen=True)

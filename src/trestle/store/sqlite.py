@@ -132,6 +132,12 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # 4: groups of runs: the blackboard's log and the messages (trestle.store.sqlite_groups)
     sqlite_groups.MIGRATION,
+    # 5: a snapshot carries its monitors' state and the engine's signature; one without
+    # a signature is not trusted, so the events it sums up are folded instead
+    """
+    ALTER TABLE snapshots ADD COLUMN monitors BLOB NOT NULL DEFAULT x'';
+    ALTER TABLE snapshots ADD COLUMN mac TEXT NOT NULL DEFAULT ''
+    """,
 )
 
 T = TypeVar("T")
@@ -353,8 +359,14 @@ class SqliteStore:
             )
             if batch.snapshot is not None:
                 db.execute(
-                    "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?)",
-                    (run_id, batch.snapshot.seq, batch.snapshot.state_json),
+                    "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?)",
+                    (
+                        run_id,
+                        batch.snapshot.seq,
+                        batch.snapshot.state_json,
+                        batch.snapshot.monitors,
+                        batch.snapshot.mac,
+                    ),
                 )
             if batch.consumed_requests:
                 db.executemany(
@@ -452,11 +464,19 @@ class SqliteStore:
 
     def snapshot(self, run_id: str) -> Snapshot | None:
         rows = self._read(
-            "SELECT seq, state FROM snapshots WHERE run_id = ?",
+            "SELECT seq, state, monitors, mac FROM snapshots WHERE run_id = ?",
             run_id,
             doing=f"reading run {run_id!r}'s snapshot",
         )
-        return Snapshot(seq=int(str(rows[0][0])), state_json=str(rows[0][1])) if rows else None
+        if not rows:
+            return None
+        seq, state, monitors, mac = rows[0]
+        return Snapshot(
+            seq=int(str(seq)),
+            state_json=str(state),
+            monitors=monitors if isinstance(monitors, bytes) else b"",
+            mac=str(mac),
+        )
 
     def run(self, run_id: str) -> RunRow:
         rows = self._read(

@@ -54,9 +54,9 @@ from trestle.engines.temporal.shapes import (
     Recorded,
 )
 from trestle.named_files import named_files
-from trestle.runs import catch_up
+from trestle.runs import catch_up, signed_snapshot
 from trestle.signing import decision_key, verified_fields
-from trestle.store.base import Appended, Owner, Snapshot, Store
+from trestle.store.base import Appended, Owner, Store
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -159,7 +159,7 @@ class TrestleActivities:
         snapshot = None
         if batch.snapshot is not None:
             last = batch.first_seq + len(events) - 1
-            snapshot = Snapshot(seq=last, state_json=batch.snapshot)
+            snapshot = signed_snapshot(batch.run_id, last, batch.snapshot, b"", self.key())
         appended = Appended(
             events=events,
             first_seq=batch.first_seq,
