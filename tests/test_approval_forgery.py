@@ -13,6 +13,7 @@ import json
 import sqlite3
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,10 @@ import pytest
 
 from store_rows import append_raw_event
 from test_approvals_cli import DEPLOY, Cli, flat
-from trestle.signing import decision_key, signed_payload
+from trestle.core.events import ApprovalDecided
+from trestle.runs import load_state
+from trestle.signing import decision_key, signed_payload, snapshot_mac
+from trestle.store import SqliteStore
 
 # the second barrier: what holds even where a step can reach the store and key
 pytestmark = pytest.mark.usefixtures("unconfined")
@@ -47,7 +51,7 @@ def _forge_row(cli: Cli, run_id: str, fields: dict[str, Any]) -> int:
 def _approval_hash(cli: Cli, run_id: str) -> str | None:
     [card] = cli.json("inbox", "--run", run_id)
     assert card["ref"] == f"{run_id}.1"
-    with sqlite3.connect(cli.store) as db:
+    with closing(sqlite3.connect(cli.store)) as db:
         (data,) = db.execute(
             "SELECT data FROM events WHERE run_id = ? AND kind = 'approval_requested'", (run_id,)
         ).fetchone()
@@ -262,3 +266,54 @@ def test_a_step_cannot_decide_whatever_it_strips_from_its_environment(cli: Cli) 
         assert "decisions cannot be made from inside a running step" in said, (attempt, said)
         assert resumed.returncode == 3, resumed.stdout + resumed.stderr
     assert (attempts, successes) == (len(STEP_ATTEMPTS), 0)
+
+
+# --- forged snapshots ----------------------------------------------------------------------
+
+
+def _forged_snapshots(cli: Cli, run_id: str) -> list[tuple[str, str]]:
+    """The run's state as it would be had its approval been given, as snapshot rows a
+    process that can open the store could write: (state, signature) pairs, unsigned,
+    with a made-up signature, and signed with a key of its own making."""
+    store = SqliteStore(cli.store)
+    try:
+        state = load_state(store, run_id)
+    finally:
+        store.close()
+    approval = next(iter(state.approvals))
+    state.apply(ApprovalDecided(at=time.time(), approval=approval, verdict="approve", by="me"))
+    state.seq -= 1  # as of the run's real last event, so nothing is folded on top
+    forged = state.snapshot_json()
+    own_key = decision_key(cli.dir / "attacker.key")
+    return [
+        (forged, ""),
+        (forged, "0" * 64),
+        (forged, snapshot_mac(own_key, run_id, state.seq, forged, b"")),
+    ]
+
+
+def test_a_snapshot_written_into_the_store_cannot_give_an_approval(cli: Cli) -> None:
+    """A snapshot stands in for the events before it: one saying the deploy was
+    approved, written straight into the snapshots table, must not deploy."""
+    successes = 0
+    for forged in range(3):
+        run_id = cli.start(DEPLOY.replace("deploys.log", f"deploys{forged}.log"))
+        state_json, mac = _forged_snapshots(cli, run_id)[forged]
+        # closed at once: a connection left open would lose its locks when this
+        # process next opens the store file (trestle.store.sqlite_file)
+        with closing(sqlite3.connect(cli.store)) as db, db:
+            (seq,) = db.execute("SELECT last_seq FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            db.execute(
+                "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?)",
+                (run_id, seq, state_json, b"", mac),
+            )
+        resumed = cli("resume", run_id)
+        successes += (cli.dir / f"deploys{forged}.log").exists()
+        assert resumed.returncode == 3, resumed.stdout + resumed.stderr
+        [card] = cli.json("inbox", "--run", run_id)
+        assert card["status"] == "pending"
+        # the human's decision still counts, and the deploy then runs once
+        assert cli("approve", f"{run_id}.1").returncode == 0
+        assert cli("resume", run_id).returncode == 0
+        assert cli.lines(f"deploys{forged}.log") == ["deployed"]
+    assert successes == 0

@@ -92,7 +92,9 @@ def restore(hub: MonitorHub, data: bytes) -> bool:
         return False
     if not isinstance(states, list) or len(states) != len(hub.monitors):
         return False
-    if not isinstance(trace, dict) or not isinstance(recorded, set):
+    if not all(isinstance(part, dict) for part in (*states, trace)):
+        return False
+    if not isinstance(recorded, set):
         return False
     for monitor, state in zip(hub.monitors, states, strict=True):
         vars(monitor).update(state)

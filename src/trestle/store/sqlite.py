@@ -57,11 +57,14 @@ from trestle.store.base import (
     require_text,
 )
 from trestle.store.sqlite_file import (
+    FileId,
     check_file,
+    hold,
     prepare_directory,
     read_only_cause,
     read_only_error,
     read_only_uri,
+    release,
     store_failure,
 )
 
@@ -162,6 +165,7 @@ class SqliteStore:
         check_file(self.path)
         self.read_only: str | None = read_only_cause(self.path)
         self._db = self._connect()
+        self._held: FileId | None = hold(self.path)  # see trestle.store.sqlite_file: why
         self._migrate()
 
     def _create(self) -> None:
@@ -721,6 +725,9 @@ class SqliteStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            if self._held is not None:
+                release(self._held)
+                self._held = None
 
 
 def _resume(run_id: str) -> str:

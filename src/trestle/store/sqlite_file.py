@@ -4,6 +4,13 @@ Cheap enough for every open (one ``stat`` and the 100-byte header): an empty fil
 file that is not SQLite, and a file cut short are named before SQLite reads a page.
 Damage inside pages shows later, as SQLite's "malformed" errors, which
 :func:`store_failure` turns into :class:`StoreDamagedError` as well.
+
+The header is read only when this process has no store open on the file. Closing any
+descriptor of a file drops every POSIX lock the process holds on it, SQLite's too; a
+second open of a store the process already had open would then leave the first
+without its locks, and another process closing the store last would delete the
+write-ahead log under it, with the commits it went on making (see SQLite's "How To
+Corrupt An SQLite Database File", 2.2).
 """
 
 from __future__ import annotations
@@ -11,6 +18,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+import threading
+from collections import Counter
 from pathlib import Path
 
 from trestle.core.errors import StoreDamagedError, StoreError
@@ -63,6 +72,27 @@ def wal_bytes(path: Path) -> int:
         return 0
 
 
+FileId = tuple[int, int]  # (device, inode)
+_open_here: Counter[FileId] = Counter()  # stores this process has open, by file
+_open_lock = threading.Lock()
+
+
+def hold(path: Path) -> FileId:
+    """Note that this process has a store open on ``path`` (until :func:`release`)."""
+    info = os.stat(path)
+    held = (info.st_dev, info.st_ino)
+    with _open_lock:
+        _open_here[held] += 1
+    return held
+
+
+def release(held: FileId) -> None:
+    with _open_lock:
+        _open_here[held] -= 1
+        if _open_here[held] <= 0:
+            del _open_here[held]
+
+
 def check_file(path: Path) -> None:
     """Refuse a store file that cannot be a whole Trestle store, naming why.
 
@@ -80,6 +110,9 @@ def check_file(path: Path) -> None:
         raise StoreError(f"{path}: cannot open the store: it is not a regular file")
     if info.st_size == 0:
         raise StoreDamagedError(path, "the file is empty (0 bytes)", recover=EMPTY_RECOVER)
+    with _open_lock:
+        if (info.st_dev, info.st_ino) in _open_here:
+            return  # checked when first opened; reading it now would drop SQLite's locks
     try:
         with open(path, "rb") as f:
             header = f.read(HEADER_BYTES)

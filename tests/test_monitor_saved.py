@@ -1,0 +1,190 @@
+"""The monitors' state saved with a snapshot: a resume restores it and feeds the tail.
+
+The stream is a real agent run's (real engine, SQLite store, workspace and tools; a
+scripted model that loops, so the monitors raise alerts). Cut anywhere, saved and
+restored, the monitors raise exactly what feeding the whole stream raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+import threading
+from dataclasses import fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent_helpers import drive, recorded, state_of
+from test_monitor_runtime import looping_replies, start
+from trestle.agent.runtime import AgentPerformer
+from trestle.core.events import AlertRaised, AnyEvent, RunCreated
+from trestle.core.records.monitors import MonitorSettings
+from trestle.core.state import RunState
+from trestle.engines.local import LocalEngine
+from trestle.models import ScriptedModel
+from trestle.monitors import saved
+from trestle.monitors.hub import MonitorHub
+from trestle.runs import signed_snapshot, trusted
+
+SETTINGS = MonitorSettings(actions={"warning": "note", "critical": "note"})
+
+
+@pytest.fixture(scope="module")
+def stream(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[int, AnyEvent]]:
+    """A looping agent run's events, without the alerts it recorded (so feeding them
+    raises every alert again)."""
+    store, run_id = start(tmp_path_factory.mktemp("loop"), SETTINGS)
+    drive(store, run_id, ScriptedModel(looping_replies(loops=8)))
+    events = [(i + 1, e) for i, e in enumerate(recorded(store, run_id))]
+    assert any(isinstance(e, AlertRaised) for _, e in events)  # the run does alert
+    return [(seq, e) for seq, e in events if not isinstance(e, AlertRaised)]
+
+
+def _keys(alerts: list[AlertRaised]) -> list[tuple[str, str]]:
+    return [(a.alert.key, a.action) for a in alerts]
+
+
+def _plain(value: Any) -> Any:
+    """A value as plain data, sets sorted: two monitors' states compare equal when
+    they hold the same things, whatever order their sets were filled in."""
+    if isinstance(value, set | frozenset):
+        return sorted(map(repr, value))
+    if isinstance(value, dict):
+        return {repr(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    if hasattr(value, "__dict__") and not callable(value):
+        return {k: _plain(v) for k, v in vars(value).items()}
+    return repr(value)
+
+
+def _state(hub: MonitorHub) -> Any:
+    return _plain([saved._state_of(m) for m in hub.monitors] + [vars(hub.trace), hub.recorded])
+
+
+def test_saved_at_any_seq_and_restored_the_monitors_raise_what_the_whole_stream_does(
+    stream: list[tuple[int, AnyEvent]],
+) -> None:
+    state = state_for(stream)
+    whole = MonitorHub(SETTINGS)
+    expected = _keys(whole.replay(stream, state))
+    assert expected  # the loop is seen
+    for cut in range(1, len(stream)):
+        before = MonitorHub(SETTINGS)
+        first = before.replay(stream[:cut], state)
+        data = saved.save(before)
+        assert data
+        after = MonitorHub(SETTINGS)
+        assert saved.restore(after, data)
+        assert _state(after) == _state(before)
+        rest = after.replay(stream[cut:], state)
+        assert _keys(first) + _keys(rest) == expected, f"cut at seq {cut}"
+        assert _state(after) == _state(whole), f"cut at seq {cut}"
+
+
+def state_for(stream: list[tuple[int, AnyEvent]]) -> RunState:
+    """The run's state, for the hub's choice of actions (which steps are agent steps)."""
+    created = stream[0][1]
+    assert isinstance(created, RunCreated)
+    state = RunState.from_created(created)
+    for seq, event in stream[1:]:
+        state.apply(event, seq)
+    return state
+
+
+def test_a_save_from_other_settings_or_code_is_not_restored(
+    stream: list[tuple[int, AnyEvent]],
+) -> None:
+    hub = MonitorHub(SETTINGS)
+    hub.replay(stream, state_for(stream))
+    data = saved.save(hub)
+    other = MonitorHub(MonitorSettings(actions={"warning": "inject", "critical": "note"}))
+    assert not saved.restore(other, data)
+    assert other.trace.turns == 0  # untouched
+    assert not saved.restore(MonitorHub(SETTINGS), data[:-10])  # cut short
+    assert not saved.restore(MonitorHub(SETTINGS), b"")
+    flipped = bytearray(data)
+    flipped[0] ^= 1  # the header names the code and settings that wrote it
+    assert not saved.restore(MonitorHub(SETTINGS), bytes(flipped))
+
+
+class _Payload:
+    """What a forged save would carry: a call to anything at all when unpickled."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Path.touch, (self.marker,))
+
+
+def test_a_save_that_would_build_anything_else_is_refused_and_runs_nothing(
+    tmp_path: Path,
+) -> None:
+    hub = MonitorHub(SETTINGS)
+    header = saved.save(hub)[:32]
+    marker = tmp_path / "ran"
+    payloads: list[object] = [
+        ([], {}, _Payload(marker)),
+        ([_Payload(marker)] * len(hub.monitors), {}, set()),
+        (pickle.loads, (), set()),
+    ]
+    for payload in payloads:
+        data = header + pickle.dumps(payload)
+        assert not saved.restore(MonitorHub(SETTINGS), data)
+    assert not marker.exists()
+
+
+def test_a_hub_holding_what_cannot_be_pickled_is_not_saved() -> None:
+    hub = MonitorHub(SETTINGS)
+    hub.monitors[0].lock = threading.Lock()  # type: ignore[attr-defined]
+    assert saved.save(hub) == b""
+
+
+def test_a_snapshot_is_trusted_only_with_the_key_and_run_it_was_signed_for() -> None:
+    key, other = b"k" * 32, b"o" * 32
+    snap = signed_snapshot("run-a", 7, '{"seq": 7}', b"monitors", key)
+    assert trusted("run-a", snap, key)
+    assert not trusted("run-a", snap, other)
+    assert not trusted("run-b", snap, key)
+    for changed in (
+        signed_snapshot("run-a", 8, '{"seq": 7}', b"monitors", key),
+        signed_snapshot("run-a", 7, '{"seq": 8}', b"monitors", key),
+        signed_snapshot("run-a", 7, '{"seq": 7}', b"monitorz", key),
+    ):
+        assert not trusted(
+            "run-a", type(snap)(snap.seq, snap.state_json, snap.monitors, changed.mac), key
+        )
+    unsigned = type(snap)(snap.seq, snap.state_json, snap.monitors)
+    assert not trusted("run-a", unsigned, key)
+
+
+def test_a_resumed_agent_run_feeds_its_monitors_only_the_events_after_the_snapshot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, run_id = start(tmp_path, SETTINGS)
+    model = ScriptedModel(looping_replies(loops=8))
+    engine = LocalEngine(store, performer=AgentPerformer(model), snapshot_every=5)
+    asyncio.run(engine.run(run_id))
+    state = state_of(store, run_id)
+    snap = store.snapshot(run_id)
+    assert snap is not None and snap.monitors and snap.seq > 5
+    assert trusted(run_id, snap)
+
+    fed: list[int] = []
+    replay = MonitorHub.replay
+
+    def counting(self: MonitorHub, events: Any, state: Any) -> list[AlertRaised]:
+        fed.append(len(events))
+        return replay(self, events, state)
+
+    monkeypatch.setattr(MonitorHub, "replay", counting)
+    hub, missed = asyncio.run(LocalEngine(store)._hub(state))
+    assert fed == [state.seq - snap.seq] and not missed
+    whole = MonitorHub(SETTINGS)
+    replay(whole, [(s.seq, s.event) for s in store.events(run_id)], state)
+    assert hub is not None and _state(hub) == _state(whole)
