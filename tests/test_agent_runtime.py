@@ -22,6 +22,7 @@ from agent_helpers import (
     CALC_TEST,
     FIX_STEP,
     FIXED_CALC,
+    GOAL,
     TEST_COMMAND,
     agent_settings,
     call,
@@ -38,11 +39,14 @@ from agent_helpers import (
     state_of,
 )
 from trestle.agent.context import check_pins, is_pinned, is_summary
+from trestle.agent.session import SAVE_EVERY, Recorded
 from trestle.approvals import inbox, submit_decision
 from trestle.core.budget import Budget, Limit
 from trestle.core.events import (
+    AnyEvent,
     BudgetExhausted,
     ContextCompressed,
+    ConversationSaved,
     FindingsRecorded,
     ModelCalled,
     ModelCallHeld,
@@ -58,11 +62,12 @@ from trestle.core.events import (
     ToolCallEnded,
     ToolCallStarted,
 )
-from trestle.core.records.agent import ContextBudget, Pins, ReminderPolicy
+from trestle.core.records.agent import ContextBudget, Pins, ReminderPolicy, bootstrap_plan
+from trestle.core.records.monitors import MonitorSettings
 from trestle.core.report import build_report
 from trestle.models import FunctionModel, Message, ModelRequest, ScriptedModel, ToolSchema, Usage
 from trestle.models.scripted import Reply
-from trestle.runs import request_requirement
+from trestle.runs import create_run, request_requirement
 from trestle.store.base import Appended
 from trestle.store.sqlite import SqliteStore
 
@@ -443,6 +448,80 @@ def test_a_resumed_step_replays_its_turns_and_never_reruns_a_finished_tool_call(
     fix_turns = [e.turn for e in of_kind(events, ModelCalled) if e.step == "fix"]
     assert fix_turns == [1, 2, 3]
     assert [e.attempt for e in of_kind(events, StepStarted) if e.step == "fix"] == [1, 2]
+
+
+def test_a_long_round_resumes_from_its_latest_save_and_sends_what_it_would_have(
+    db: Path, store: SqliteStore, workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A round of many turns is saved every SAVE_EVERY turns: a resume reads the
+    round's opening and what came after its latest save, and the model is sent the
+    very conversation the crashed process was about to send."""
+    reads = 2 * SAVE_EVERY + 2  # the crash comes two turns after the second save
+    # a reminder every 11 turns: one was due 9 turns before the crash, so a resume
+    # that forgot when would remind at once
+    reminders = ReminderPolicy(every_turns=11)
+    run_id = create_run(
+        store,
+        bootstrap_plan(GOAL),
+        workspace=workspace,
+        agent=agent_settings(max_turns=reads + 10, reminders=reminders),
+        # the same file again and again: the monitors' corrections are told once each
+        monitors=MonitorSettings(actions={"warning": "inject", "critical": "inject"}),
+    )
+    script: list[Reply] = [
+        *fix_replies()[:3],
+        *[call("read_file", path="calc.py", call_id=f"r{i}") for i in range(reads)],
+    ]
+    stuck = asyncio.Event()
+    about_to_send: list[Message] = []
+
+    async def hang() -> Reply:
+        stuck.set()
+        await asyncio.Event().wait()  # never set: the process "dies" here
+        raise AssertionError("unreachable")
+
+    def first_life(
+        messages: Sequence[Message], tools: Sequence[ToolSchema]
+    ) -> Reply | Awaitable[Reply]:
+        if script:
+            return script.pop(0)
+        about_to_send.extend(messages)
+        return hang()
+
+    async def crash() -> None:
+        driving = asyncio.create_task(
+            drive_async(store, run_id, FunctionModel(first_life, name="scripted"))
+        )
+        await stuck.wait()
+        driving.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await driving
+
+    asyncio.run(crash())
+    events = recorded(store, run_id)
+    saves = [e for e in of_kind(events, ConversationSaved) if e.step == "fix"]
+    assert [e.iteration for e in saves] == [SAVE_EVERY, 2 * SAVE_EVERY]
+    assert of_kind(events, ReminderInjected)  # corrections and reminders were told
+
+    read: list[int] = []
+    of = Recorded.of
+
+    def reading(events: Sequence[AnyEvent]) -> Recorded:
+        read.append(len(events))
+        return of(events)
+
+    monkeypatch.setattr(Recorded, "of", staticmethod(reading))
+    resumed = ScriptedModel(fix_replies()[3:])
+    another_process = SqliteStore(db)
+    drive(another_process, run_id, resumed)
+    another_process.close()
+
+    assert state_of(store, run_id).finished == "succeeded"
+    transcript = state_of(store, run_id).transcript("fix", 1)
+    assert len(transcript) > 3 * reads and max(read) < 2 * SAVE_EVERY * 3  # the tail only
+    assert list(resumed.requests[0].messages) == about_to_send  # the same conversation
+    fix_turns = [e.turn for e in of_kind(recorded(store, run_id), ModelCalled) if e.step == "fix"]
+    assert fix_turns == list(range(1, reads + 3))  # no recorded turn asked again
 
 
 # --- 8. failed acceptance, and a re-plan ---------------------------------------------

@@ -397,7 +397,14 @@ class AgentPerformer:
         if settings.handoff is not None:  # what the run was handed comes first
             task = f"{render(settings.handoff)}\n\n{task}"
         messages = [Message.system(SYSTEM), pins.message(), Message.user(task)]
-        for _ in range(settings.max_turns):
+        start = 0
+        saved = session.resume_point()
+        if saved is not None:  # the conversation as saved, not rebuilt turn by turn
+            messages, start = list(saved.messages), saved.iteration
+        texted = False  # a text answer changes what on_text remembers: no save after it
+        for iteration in range(start, settings.max_turns):
+            if not texted and session.save_due(iteration, start):
+                session.save(messages, iteration)
             reminder = await session.remind(pins, phase, settings.reminders, current)
             if reminder is not None:
                 messages.append(reminder)
@@ -416,6 +423,7 @@ class AgentPerformer:
                 if response.finish_reason == "length":
                     messages.append(Message.user(CUT_SHORT))
                     continue
+                texted = True
                 outcome = await on_text(response.text)
                 if isinstance(outcome, ActionResult):
                     return outcome

@@ -57,6 +57,7 @@ from trestle.core.estimate import estimate_tokens
 from trestle.core.events import (
     AnyEvent,
     ContextCompressed,
+    ConversationSaved,
     Leftovers,
     ModelCalled,
     ModelCallHeld,
@@ -77,12 +78,18 @@ from trestle.core.records.agent import (
     ReminderPolicy,
     ReminderRecord,
 )
+from trestle.core.state import transcript_key
 from trestle.engines.work import StepWork
 from trestle.models.pricing import PriceTable
 from trestle.processes import reap
 from trestle.redaction import redact, secret_values
 from trestle.tools.base import GatedCall, GateVerdict, Observation, Tool, ToolContext, ToolGate
 from trestle.tools.registry import ToolRegistry
+
+# Loop iterations between saves of the conversation: a resume replays at most this many
+# turns (each costs a hash of what it added, about half a millisecond) whatever the
+# round's length; a save is an event of references to texts the store already holds.
+SAVE_EVERY = 20
 
 CallKey = tuple[int, str]  # (turn, call id): call ids repeat across turns in some models
 
@@ -114,6 +121,7 @@ class Recorded:
     """What one round recorded before, by turn."""
 
     opened: RoundOpened | None = None
+    saved: ConversationSaved | None = None  # the latest: what came before it is not read
     models: dict[int, ModelCalled] = field(default_factory=dict)
     started: dict[CallKey, ToolCallStarted] = field(default_factory=dict)
     ended: dict[CallKey, ToolCallEnded] = field(default_factory=dict)
@@ -123,7 +131,13 @@ class Recorded:
 
     @property
     def last_turn(self) -> int:
-        return max(self.models, default=0)
+        return max(self.models, default=self.saved.turn if self.saved is not None else 0)
+
+    @property
+    def told(self) -> set[str]:
+        """The keys of the monitor alerts already told to the model this round."""
+        told = {e.record.alert for e in self.corrections.values() if e.record.alert}
+        return told | set(self.saved.told if self.saved is not None else ())
 
     @classmethod
     def of(cls, events: Sequence[AnyEvent]) -> Recorded:
@@ -132,6 +146,8 @@ class Recorded:
             match event:
                 case RoundOpened():
                     found.opened = found.opened or event
+                case ConversationSaved():
+                    found.saved = event
                 case ModelCalled(turn=turn):
                     found.models[turn] = event  # after a divergence the later one wins
                 case ToolCallStarted(turn=turn, call_id=cid):
@@ -210,8 +226,18 @@ class StepSession:
         serial_lock: asyncio.Lock | None = None,
     ) -> StepSession:
         round = work.state.steps[work.step.id].round
-        events = await work.load(work.state.transcript(work.step.id, round))
-        recorded = Recorded.of(events)
+        seqs = work.state.transcript(work.step.id, round)
+        saved = work.state.conversations.get(transcript_key(work.step.id, round))
+        recorded = None
+        if saved is not None and seqs:  # the round's opening, then from its latest save
+            tail = await work.load([seqs[0], *(seq for seq in seqs if seq >= saved)])
+            if (
+                len(tail) > 1
+                and isinstance(tail[0], RoundOpened)
+                and isinstance(tail[1], ConversationSaved)
+            ):
+                recorded = Recorded.of(tail)
+        recorded = recorded or Recorded.of(await work.load(seqs))
         return cls(
             work,
             model=model,
@@ -286,7 +312,7 @@ class StepSession:
             return Message.user(recorded.record.text)
         if turn <= self.recorded.last_turn:
             return None  # still replaying: only what was told then is told now
-        told = {e.record.alert for e in self.recorded.corrections.values()}
+        told = self.recorded.told
         state = self.work.state
         due = [
             r.alert
@@ -329,6 +355,11 @@ class StepSession:
                 messages, pins, budget, summariser=same_summary, tools=tools
             )
             return list(again.messages) if again is not None else messages
+        if turn <= self.recorded.last_turn:
+            # replaying: a compression is recorded before its turn's model call, so a
+            # turn whose call was recorded without one had none; measuring the
+            # conversation again for every turn was a fifth of a resume's replay
+            return messages
         result = await compress_if_needed(
             messages, pins, budget, summariser=summariser, tools=tools
         )
@@ -353,6 +384,37 @@ class StepSession:
             )
         )
         return list(result.messages)
+
+    # --- where a resume starts -----------------------------------------------------------
+
+    def resume_point(self) -> ConversationSaved | None:
+        """The round's latest save, with the session moved to it; None: start at turn 1."""
+        saved = self.recorded.saved
+        if saved is not None:
+            self.turn, self._last_reminder = saved.turn, saved.last_reminder
+        return saved
+
+    def save_due(self, iteration: int, start: int) -> bool:
+        """Whether to save the conversation before this iteration: every
+        :data:`SAVE_EVERY` iterations of live (not replayed) work."""
+        live = self.turn >= self.recorded.last_turn
+        return live and iteration > start and iteration % SAVE_EVERY == 0
+
+    def save(self, messages: Sequence[Message], iteration: int) -> None:
+        """Save the conversation (see :class:`ConversationSaved`), recorded in the next
+        commit: the next model call's reservation at the latest. Its long texts are the
+        ones the round already recorded, which the store keeps once."""
+        event = ConversationSaved(
+            at=self._now(),
+            step=self.step_id,
+            round=self.round,
+            turn=self.turn,
+            iteration=iteration,
+            messages=tuple(messages),
+            last_reminder=self._last_reminder,
+            told=tuple(sorted(self.recorded.told)),
+        )
+        self._held.append(event)
 
     # --- calls -------------------------------------------------------------------------
 
@@ -418,7 +480,7 @@ class StepSession:
             model=self.model.name,
         )
         if response.tool_calls:
-            self._held = [called]  # recorded by call_tool before any tool runs
+            self._held.append(called)  # recorded by call_tool before any tool runs
         else:
             await self._record(called)
         return response

@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter
 
 from trestle.core.budget import Breach, Dimension
-from trestle.core.conversation import ModelResponse
+from trestle.core.conversation import Message, ModelResponse
 from trestle.core.plan import Plan, Step
 from trestle.core.policy import ActionFacts, Policy, TierDecision
 from trestle.core.record import Record
@@ -592,6 +592,23 @@ class ContextCompressed(Event):
     summary: str
 
 
+class ConversationSaved(Event):
+    """Where one agent step's round stood before model turn ``turn + 1``: the
+    conversation as it was about to be sent (before that turn's reminders and
+    compression), the loop's ``iteration``, the turn of the latest goal reminder and
+    the monitor alerts already told. A resume starts from the latest one and replays
+    only what the round recorded after it, instead of every turn from the first."""
+
+    kind: Literal["conversation_saved"] = "conversation_saved"
+    step: str
+    round: int
+    turn: int
+    iteration: int
+    messages: tuple[Message, ...]
+    last_reminder: int | None = None
+    told: tuple[str, ...] = ()
+
+
 class PhaseEntered(Event):
     """The agent moved into a phase (UNDERSTAND, PLAN, EXECUTE, VALIDATE or DONE)."""
 
@@ -732,6 +749,7 @@ AnyEvent = Annotated[
     | MessagesDelivered
     | ReminderInjected
     | ContextCompressed
+    | ConversationSaved
     | PhaseEntered
     | FindingsRecorded
     | PlanProposed

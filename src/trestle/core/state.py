@@ -30,6 +30,7 @@ from trestle.core.events import (
     ChildRunEnded,
     ChildRunStarted,
     ContextCompressed,
+    ConversationSaved,
     EngineBinding,
     FindingsRecorded,
     Leftovers,
@@ -238,6 +239,8 @@ class RunState(BaseModel):
     agent: AgentSettings | None = None
     extended: bool = False  # its plan grew since the first event (see snapshot_json)
     transcripts: dict[str, list[int]] = {}
+    # per transcript, the seq of its latest conversation_saved: where a resume starts
+    conversations: dict[str, int] = {}
     findings: Findings | None = None
     phase: str | None = None
     requirements: list[str] = []
@@ -530,6 +533,9 @@ class RunState(BaseModel):
                 | ContextCompressed()
             ):
                 self._index(event.step, event.round)
+            case ConversationSaved(step=sid, round=round):
+                self._index(sid, round)
+                self.conversations[transcript_key(sid, round)] = self.seq
             case BoardWritten(accepted=accepted):
                 self.board_writes += 1
                 self.board_conflicts += not accepted

@@ -65,6 +65,7 @@ TIMELINE_FILTERS: dict[str, tuple[str, ...]] = {
         "plan_extended",
         "reminder_injected",
         "context_compressed",
+        "conversation_saved",
         "requirement_added",
     ),
     "run": (

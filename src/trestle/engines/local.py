@@ -736,14 +736,14 @@ class LocalEngine:
 
     def _loader(self, run_id: str) -> Callable[[Sequence[int]], Awaitable[list[AnyEvent]]]:
         async def load(seqs: Sequence[int]) -> list[AnyEvent]:
-            if not seqs:
-                return []
-            low, high = min(seqs), max(seqs)
-            stored = await self._store(
-                self.store.events, run_id, after=low - 1, limit=high - low + 1
-            )
             wanted = set(seqs)
-            return [item.event for item in stored if item.seq in wanted]
+            found: list[AnyEvent] = []
+            for low, high in _spans(sorted(wanted)):  # a range read each, gaps skipped
+                stored = await self._store(
+                    self.store.events, run_id, after=low - 1, limit=high - low + 1
+                )
+                found += [item.event for item in stored if item.seq in wanted]
+            return found
 
         return load
 
@@ -1035,3 +1035,16 @@ class _Outbox:
         self._items.clear()
         self.posted.clear()
         return events, acks
+
+
+def _spans(seqs: Sequence[int], gap: int = 64) -> list[tuple[int, int]]:
+    """Sorted ``seqs`` as (first, last) ranges, split where more than ``gap`` seqs lie
+    between two of them: a resumed round reads its opening and its tail, not the
+    thousands of events between."""
+    spans: list[tuple[int, int]] = []
+    for seq in seqs:
+        if spans and seq - spans[-1][1] <= gap:
+            spans[-1] = (spans[-1][0], seq)
+        else:
+            spans.append((seq, seq))
+    return spans
