@@ -65,6 +65,7 @@ from trestle.core.events import (
 from trestle.core.records.agent import ContextBudget, Pins, ReminderPolicy, bootstrap_plan
 from trestle.core.records.monitors import MonitorSettings
 from trestle.core.report import build_report
+from trestle.descriptions import log_detail
 from trestle.models import FunctionModel, Message, ModelRequest, ScriptedModel, ToolSchema, Usage
 from trestle.models.scripted import Reply
 from trestle.runs import create_run, request_requirement
@@ -501,6 +502,7 @@ def test_a_long_round_resumes_from_its_latest_save_and_sends_what_it_would_have(
     events = recorded(store, run_id)
     saves = [e for e in of_kind(events, ConversationSaved) if e.step == "fix"]
     assert [e.iteration for e in saves] == [SAVE_EVERY, 2 * SAVE_EVERY]
+    assert log_detail(saves[0]).startswith(f"after turn {SAVE_EVERY}, ")  # trestle log
     assert of_kind(events, ReminderInjected)  # corrections and reminders were told
 
     read: list[int] = []

@@ -16,6 +16,7 @@ from trestle.core.events import (
     CheckResult,
     ChildRunEnded,
     ChildRunStarted,
+    ConversationSaved,
     MessagesDelivered,
     MessageSent,
     RunCancelled,
@@ -49,6 +50,8 @@ def log_detail(e: AnyEvent) -> str:
                 [f"checks {'passed' if ok else 'failed'}{leftovers(left, waited)}"]
                 + [f"{'✓' if c.passed else '✗'} {c.check}: got {c.actual}" for c in checks]
             )
+        case ConversationSaved(turn=turn, messages=messages):
+            return f"after turn {turn}, {len(messages)} messages: a resume starts here"
         case StepAttemptLost(why=why):
             return f"{why}; its outcome is unknown"
         case StepProcessStarted(pid=pid, pgid=pgid):
