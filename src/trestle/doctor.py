@@ -301,7 +301,8 @@ def _check_derived(
         if not same:
             problems.append(
                 f"its snapshot at seq {snapshot[0]} disagrees with its events "
-                "(resume folds the events instead when it cannot read it)"
+                "(resume folds the events instead unless an engine signed it and it "
+                "can be read)"
             )
     return problems
 
