@@ -288,7 +288,7 @@ def _forged_snapshots(cli: Cli, run_id: str) -> list[tuple[str, str]]:
     return [
         (forged, ""),
         (forged, "0" * 64),
-        (forged, snapshot_mac(own_key, run_id, state.seq, forged, b"")),
+        (forged, snapshot_mac(own_key, run_id, state.seq, forged)),
     ]
 
 

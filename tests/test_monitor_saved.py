@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import pickle
 import threading
-from dataclasses import fields, is_dataclass
+from dataclasses import fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from trestle.engines.local import LocalEngine
 from trestle.models import ScriptedModel
 from trestle.monitors import saved
 from trestle.monitors.hub import MonitorHub
-from trestle.runs import signed_snapshot, trusted
+from trestle.runs import signed_snapshot, trusted, trusted_monitors
 
 SETTINGS = MonitorSettings(actions={"warning": "note", "critical": "note"})
 
@@ -148,19 +148,17 @@ def test_a_hub_holding_what_cannot_be_pickled_is_not_saved() -> None:
 def test_a_snapshot_is_trusted_only_with_the_key_and_run_it_was_signed_for() -> None:
     key, other = b"k" * 32, b"o" * 32
     snap = signed_snapshot("run-a", 7, '{"seq": 7}', b"monitors", key)
-    assert trusted("run-a", snap, key)
-    assert not trusted("run-a", snap, other)
-    assert not trusted("run-b", snap, key)
-    for changed in (
-        signed_snapshot("run-a", 8, '{"seq": 7}', b"monitors", key),
-        signed_snapshot("run-a", 7, '{"seq": 8}', b"monitors", key),
-        signed_snapshot("run-a", 7, '{"seq": 7}', b"monitorz", key),
-    ):
-        assert not trusted(
-            "run-a", type(snap)(snap.seq, snap.state_json, snap.monitors, changed.mac), key
-        )
-    unsigned = type(snap)(snap.seq, snap.state_json, snap.monitors)
-    assert not trusted("run-a", unsigned, key)
+    assert trusted("run-a", snap, key) and trusted_monitors("run-a", snap, key) == b"monitors"
+    assert not trusted("run-a", snap, other) and not trusted_monitors("run-a", snap, other)
+    assert not trusted("run-b", snap, key) and not trusted_monitors("run-b", snap, key)
+    for seq, state in ((8, '{"seq": 7}'), (7, '{"seq": 8}')):
+        changed = signed_snapshot("run-a", seq, state, b"monitors", key)
+        assert not trusted("run-a", replace(snap, mac=changed.mac), key)
+    other_save = signed_snapshot("run-a", 7, '{"seq": 7}', b"monitorz", key).monitors
+    swapped = replace(snap, monitors=other_save[:32] + b"monitors")
+    assert trusted("run-a", swapped, key) and not trusted_monitors("run-a", swapped, key)
+    assert not trusted("run-a", replace(snap, mac=""), key)
+    assert not trusted_monitors("run-a", replace(snap, monitors=b"monitors"), key)
 
 
 def test_a_resumed_agent_run_feeds_its_monitors_only_the_events_after_the_snapshot(
@@ -171,7 +169,7 @@ def test_a_resumed_agent_run_feeds_its_monitors_only_the_events_after_the_snapsh
     engine = LocalEngine(store, performer=AgentPerformer(model), snapshot_every=5)
     asyncio.run(engine.run(run_id))
     state = state_of(store, run_id)
-    snap = store.snapshot(run_id)
+    snap = store.snapshot(run_id, monitors=True)
     assert snap is not None and snap.monitors and snap.seq > 5
     assert trusted(run_id, snap)
 

@@ -36,7 +36,13 @@ from trestle.core.records.agent import AgentSettings
 from trestle.core.records.monitors import MonitorSettings
 from trestle.core.state import RunState, StepStatus
 from trestle.doorbell import ring
-from trestle.signing import decision_key, existing_key, signed_payload, snapshot_mac
+from trestle.signing import (
+    decision_key,
+    existing_key,
+    monitors_mac,
+    signed_payload,
+    snapshot_mac,
+)
 from trestle.store.base import Appended, Request, RequestKind, Snapshot, Store
 
 NEW_ID_DRAWS = 8
@@ -184,21 +190,35 @@ def readable_states(
             unreadable.append(f"run {run_id!r} cannot be read, left out: {reason}")
 
 
+MAC_BYTES = 32  # a SHA-256 HMAC, before a snapshot's monitors' save
+
+
 def trusted(run_id: str, snap: Snapshot, key: bytes | None = None) -> bool:
     """Whether ``snap`` carries the signature of an engine holding ``key`` (by default
     the key on this machine; with none, no snapshot is trusted)."""
     key = key if key is not None else existing_key()
     if key is None or not snap.mac:
         return False
-    mac = snapshot_mac(key, run_id, snap.seq, snap.state_json, snap.monitors)
-    return hmac.compare_digest(mac, snap.mac)
+    return hmac.compare_digest(snapshot_mac(key, run_id, snap.seq, snap.state_json), snap.mac)
+
+
+def trusted_monitors(run_id: str, snap: Snapshot, key: bytes) -> bytes:
+    """The monitors' save ``snap`` holds if an engine holding ``key`` signed it, else
+    b"" (read with ``store.snapshot(run_id, monitors=True)``)."""
+    signature, save = snap.monitors[:MAC_BYTES], snap.monitors[MAC_BYTES:]
+    if not save or not hmac.compare_digest(monitors_mac(key, run_id, snap.seq, save), signature):
+        return b""
+    return save
 
 
 def signed_snapshot(
     run_id: str, seq: int, state_json: str, monitors: bytes, key: bytes
 ) -> Snapshot:
-    """A snapshot as an engine writes it: signed with ``key``."""
-    mac = snapshot_mac(key, run_id, seq, state_json, monitors)
+    """A snapshot as an engine writes it: its state signed with ``key``, and its
+    monitors' save (if any) signed apart, its signature before it."""
+    if monitors:
+        monitors = monitors_mac(key, run_id, seq, monitors) + monitors
+    mac = snapshot_mac(key, run_id, seq, state_json)
     return Snapshot(seq=seq, state_json=state_json, monitors=monitors, mac=mac)
 
 

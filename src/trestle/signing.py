@@ -95,17 +95,23 @@ def verified_fields(payload: str, key: bytes) -> dict[str, Any] | None:
     return fields
 
 
-def snapshot_mac(key: bytes, run_id: str, seq: int, state_json: str, monitors: bytes) -> str:
+def snapshot_mac(key: bytes, run_id: str, seq: int, state_json: str) -> str:
     """The signature a snapshot row carries. A snapshot replaces the events it sums up,
     so one written by anything but an engine (a step's process can open the store)
     could say an approval was given; a resume uses only a snapshot that verifies."""
-    mac = hmac.new(key, b"trestle snapshot 1\0", hashlib.sha256)
-    for part in (
-        run_id.encode(),
-        str(seq).encode(),
-        state_json.encode("utf-8", "surrogatepass"),
-        monitors,
-    ):
+    state = state_json.encode("utf-8", "surrogatepass")
+    return _mac(key, b"trestle snapshot 2", run_id.encode(), str(seq).encode(), state).hex()
+
+
+def monitors_mac(key: bytes, run_id: str, seq: int, monitors: bytes) -> bytes:
+    """The signature a snapshot's saved monitors carry, apart from the state's, so
+    that reading a state (every listing does) never reads the larger save."""
+    return _mac(key, b"trestle monitors 1", run_id.encode(), str(seq).encode(), monitors)
+
+
+def _mac(key: bytes, label: bytes, *parts: bytes) -> bytes:
+    mac = hmac.new(key, label + b"\0", hashlib.sha256)
+    for part in parts:
         mac.update(len(part).to_bytes(8, "big"))  # lengths first: no two splits collide
         mac.update(part)
-    return mac.hexdigest()
+    return mac.digest()

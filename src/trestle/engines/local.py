@@ -72,7 +72,14 @@ from trestle.monitors.trace import Stall
 from trestle.named_files import changed, named_files
 from trestle.processes import Leader, reap
 from trestle.processes import start_time as process_start_time
-from trestle.runs import cancelled_message, load_state, signed_snapshot, summary_json, trusted
+from trestle.runs import (
+    cancelled_message,
+    load_state,
+    signed_snapshot,
+    summary_json,
+    trusted,
+    trusted_monitors,
+)
 from trestle.sandbox import Mode, Sandbox, choose, config_dir, hidden_paths, mode_from
 from trestle.sandbox import policy_of as sandbox_policy
 from trestle.shadow import ShadowRepoError
@@ -463,12 +470,12 @@ class LocalEngine:
         after = 0
         if state.agent is not None:
             limit = None
-            snap = await self._store(self.store.snapshot, state.run_id)
+            snap = await self._store(self.store.snapshot, state.run_id, monitors=True)
             if (
                 snap is not None
                 and snap.seq <= state.seq
                 and trusted(state.run_id, snap, self._key())
-                and saved.restore(hub, snap.monitors)
+                and saved.restore(hub, trusted_monitors(state.run_id, snap, self._key()))
             ):
                 after = snap.seq
         stored = await self._store(self.store.events, state.run_id, after=after, limit=limit)

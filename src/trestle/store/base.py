@@ -243,7 +243,10 @@ class Store(Protocol):
         such run."""
         ...
 
-    def snapshot(self, run_id: str) -> Snapshot | None: ...
+    def snapshot(self, run_id: str, *, monitors: bool = False) -> Snapshot | None:
+        """The run's latest snapshot; its monitors' save (large, and only a resume needs
+        it) is read only when ``monitors``."""
+        ...
 
     def run(self, run_id: str) -> RunRow:
         """The run's listing row; UnknownRunError (with a did-you-mean) if absent."""

@@ -466,19 +466,20 @@ class SqliteStore:
     def _damaged(self, run_id: str, problem: str) -> NoReturn:
         raise StoreDamagedError(self.path, f"run {run_id!r}: {problem}", run_id=run_id)
 
-    def snapshot(self, run_id: str) -> Snapshot | None:
+    def snapshot(self, run_id: str, *, monitors: bool = False) -> Snapshot | None:
+        saved = "monitors" if monitors else "x''"
         rows = self._read(
-            "SELECT seq, state, monitors, mac FROM snapshots WHERE run_id = ?",
+            f"SELECT seq, state, {saved}, mac FROM snapshots WHERE run_id = ?",
             run_id,
             doing=f"reading run {run_id!r}'s snapshot",
         )
         if not rows:
             return None
-        seq, state, monitors, mac = rows[0]
+        seq, state, save, mac = rows[0]
         return Snapshot(
             seq=int(str(seq)),
             state_json=str(state),
-            monitors=monitors if isinstance(monitors, bytes) else b"",
+            monitors=save if isinstance(save, bytes) else b"",
             mac=str(mac),
         )
 
