@@ -51,6 +51,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from itertools import count
 from pathlib import Path
 
@@ -60,6 +61,7 @@ from hostinfo import load_average, machine_info
 
 TRESTLE = [sys.executable, "-m", "trestle"]
 READY_TIMEOUT = 60.0  # seconds a worker may take to say it serves its queue
+SERVER_START = timedelta(seconds=60)  # the SDK's default of 5 s is short on a loaded VM
 
 
 def _temporal_binary() -> str:
@@ -86,6 +88,7 @@ def dev_server() -> Iterator[str]:
                 dev_server_existing_path=_temporal_binary(),
                 ip="127.0.0.1",
                 dev_server_log_level="error",
+                dev_server_startup_timeout=SERVER_START,
             )
         )
     finally:

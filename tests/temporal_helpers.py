@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from test_cli import Cli
 from trestle.engines.temporal.connect import converter
+
+SERVER_START = timedelta(seconds=60)
 
 
 def dev_server_binary() -> str:
@@ -40,6 +43,9 @@ def dev_server() -> Iterator[str]:
             dev_server_existing_path=dev_server_binary(),
             ip="127.0.0.1",
             dev_server_log_level="error",
+            # the SDK waits 5 s by default; a loaded 2-core machine (three test workers)
+            # has taken longer to start the server
+            dev_server_startup_timeout=SERVER_START,
         )
     )
     try:
