@@ -19,6 +19,11 @@ ended an earlier attempt part-way). Then, turn by turn:
 - reminders, monitors' corrections and compressions reuse their recorded text, so the
   replayed conversation is the very one the model saw.
 
+Every :data:`SAVE_EVERY` turns of live work the conversation is saved
+(:class:`~trestle.core.events.ConversationSaved`); a later attempt of the round loads
+its opening and what followed its latest save, and starts there instead of replaying
+every turn from the first.
+
 Each new event is durable before the session goes on: a tool call's start before
 the tool runs, a model's answer before any tool it asked for. A model's answer that
 asks for tools is recorded in the same commit as the first call's start (or its end,
