@@ -399,15 +399,12 @@ def test_a_rejected_push_is_not_run_and_the_model_reads_why(
 # --- 7. a crash mid-step, and the resume ---------------------------------------------
 
 
-def test_a_resumed_step_replays_its_turns_and_never_reruns_a_finished_tool_call(
-    db: Path, store: SqliteStore, workspace: Path
-) -> None:
-    run_id = start_run(store, workspace)
-    script: list[Reply] = [
-        *fix_replies()[:3],
-        call("run_command", command="echo ran >> log.txt"),
-    ]
+def crash_in_model_call(store: SqliteStore, run_id: str, script: list[Reply]) -> list[Message]:
+    """Drive the run with ``script``'s answers; when they run out, the next model call
+    hangs and the drive is cancelled there, as a process dying in it would leave the
+    run. Returns the conversation that call was sent."""
     stuck = asyncio.Event()
+    about_to_send: list[Message] = []
 
     async def hang() -> Reply:
         stuck.set()
@@ -417,7 +414,10 @@ def test_a_resumed_step_replays_its_turns_and_never_reruns_a_finished_tool_call(
     def first_life(
         messages: Sequence[Message], tools: Sequence[ToolSchema]
     ) -> Reply | Awaitable[Reply]:
-        return script.pop(0) if script else hang()
+        if script:
+            return script.pop(0)
+        about_to_send.extend(messages)
+        return hang()
 
     async def crash() -> None:
         # named as the model that resumes: a request to another model is not replayed
@@ -429,6 +429,18 @@ def test_a_resumed_step_replays_its_turns_and_never_reruns_a_finished_tool_call(
             await driving
 
     asyncio.run(crash())
+    return about_to_send
+
+
+def test_a_resumed_step_replays_its_turns_and_never_reruns_a_finished_tool_call(
+    db: Path, store: SqliteStore, workspace: Path
+) -> None:
+    run_id = start_run(store, workspace)
+    script: list[Reply] = [
+        *fix_replies()[:3],
+        call("run_command", command="echo ran >> log.txt"),
+    ]
+    crash_in_model_call(store, run_id, script)
     assert state_of(store, run_id).steps["fix"].status == "running"  # as a crash leaves it
 
     resumed = ScriptedModel(fix_replies()[3:])
@@ -473,32 +485,7 @@ def test_a_long_round_resumes_from_its_latest_save_and_sends_what_it_would_have(
         *fix_replies()[:3],
         *[call("read_file", path="calc.py", call_id=f"r{i}") for i in range(reads)],
     ]
-    stuck = asyncio.Event()
-    about_to_send: list[Message] = []
-
-    async def hang() -> Reply:
-        stuck.set()
-        await asyncio.Event().wait()  # never set: the process "dies" here
-        raise AssertionError("unreachable")
-
-    def first_life(
-        messages: Sequence[Message], tools: Sequence[ToolSchema]
-    ) -> Reply | Awaitable[Reply]:
-        if script:
-            return script.pop(0)
-        about_to_send.extend(messages)
-        return hang()
-
-    async def crash() -> None:
-        driving = asyncio.create_task(
-            drive_async(store, run_id, FunctionModel(first_life, name="scripted"))
-        )
-        await stuck.wait()
-        driving.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await driving
-
-    asyncio.run(crash())
+    about_to_send = crash_in_model_call(store, run_id, script)
     events = recorded(store, run_id)
     saves = [e for e in of_kind(events, ConversationSaved) if e.step == "fix"]
     assert [e.iteration for e in saves] == [SAVE_EVERY, 2 * SAVE_EVERY]
