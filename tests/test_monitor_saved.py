@@ -186,3 +186,24 @@ def test_a_resumed_agent_run_feeds_its_monitors_only_the_events_after_the_snapsh
     whole = MonitorHub(SETTINGS)
     replay(whole, [(s.seq, s.event) for s in store.events(run_id)], state)
     assert hub is not None and _state(hub) == _state(whole)
+
+
+def test_where_the_monitors_source_cannot_be_read_nothing_is_saved_or_restored(
+    stream: list[tuple[int, AnyEvent]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hub = MonitorHub(SETTINGS)
+    hub.replay(stream, state_for(stream))
+    data = saved.save(hub)
+
+    def unreadable(self: Path) -> bytes:
+        raise PermissionError(f"{self}: not readable")
+
+    monkeypatch.setattr(Path, "read_bytes", unreadable)
+    saved.code_digest.cache_clear()
+    try:
+        assert saved.save(hub) == b""
+        assert not saved.restore(MonitorHub(SETTINGS), data)
+    finally:
+        monkeypatch.undo()
+        saved.code_digest.cache_clear()
+    assert saved.restore(MonitorHub(SETTINGS), data)

@@ -48,11 +48,16 @@ _PLAIN: dict[tuple[str, str], Any] = {
 
 @functools.cache
 def code_digest() -> bytes:
-    """A digest of the monitors' source: a save is read only by the code that wrote it."""
+    """A digest of the monitors' source: a save is read only by the code that wrote it.
+    Empty when the source cannot be read (an install without its .py files): nothing
+    is then saved, since a save could not be told from one other code wrote."""
     digest = hashlib.sha256()
     here = Path(__file__).parent
-    for path in sorted([*here.glob("*.py"), here.parent / "core" / "records" / "monitors.py"]):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    try:
+        for path in sorted([*here.glob("*.py"), here.parent / "core" / "records" / "monitors.py"]):
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    except OSError:
+        return b""
     return digest.digest()
 
 
@@ -69,6 +74,8 @@ def _state_of(monitor: object) -> dict[str, Any]:
 
 def save(hub: MonitorHub) -> bytes:
     """``hub``'s state as bytes, or b"" when it cannot be saved (see the docstring)."""
+    if not code_digest():
+        return b""
     state = ([_state_of(m) for m in hub.monitors], vars(hub.trace), hub.recorded)
     try:
         body = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
@@ -84,7 +91,7 @@ def restore(hub: MonitorHub, data: bytes) -> bool:
     ``hub`` untouched) when the save is empty, from other code or settings, or does not
     load."""
     header = _header(hub)
-    if not data.startswith(header):
+    if not code_digest() or not data.startswith(header):
         return False
     try:
         states, trace, recorded = _OwnClasses(io.BytesIO(data[len(header) :])).load()
