@@ -1,3 +1,3 @@
-from trestle.cli.app import main
+from trestle.cli.app import entry
 
-main()
+entry()

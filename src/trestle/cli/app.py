@@ -30,7 +30,7 @@ import sqlite3
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -884,6 +884,29 @@ def _refuse_undecodable_arguments(args: list[str]) -> None:
                 f"argument {n} ({arg!r}) holds bytes that are not UTF-8 (at character "
                 f"{exc.start + 1}); give text in UTF-8"
             ) from None
+
+
+# Temporal's core SDK, once loaded, can abort the interpreter while it finalises
+# ("PyGILState_Release: thread state ... must be current"), which turns any exit code,
+# a refusal's 2 included, into SIGABRT.
+TEMPORAL_CORE = "temporalio.bridge.temporal_sdk_bridge"
+
+
+def entry() -> None:
+    """The ``trestle`` command: :func:`main`, then out. A process that loaded
+    Temporal's core leaves without finalising the interpreter (nothing of Trestle's
+    waits for that), its output flushed first, so its exit code is the one it chose."""
+    try:
+        main()
+        code: object = 0
+    except SystemExit as exc:
+        code = exc.code
+    if TEMPORAL_CORE not in sys.modules:
+        sys.exit(code)  # type: ignore[arg-type]
+    for stream in (sys.stdout, sys.stderr):
+        with suppress(OSError, ValueError):  # a reader gone, or the stream closed
+            stream.flush()
+    os._exit(code if isinstance(code, int) else 0 if code is None else 1)
 
 
 def main() -> None:
