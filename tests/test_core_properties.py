@@ -47,7 +47,14 @@ from trestle.core.events import (
     StepStarted,
     idempotency_key,
 )
-from trestle.core.plan import Backoff, FileExistsCheck, Plan, Step, graph_problems
+from trestle.core.plan import (
+    Backoff,
+    FileExistsCheck,
+    Plan,
+    Step,
+    graph_problems,
+    topological_order,
+)
 from trestle.core.policy import action_hash
 from trestle.core.state import IN_FLIGHT, TERMINAL, RunState, fold
 from trestle.runs import summary_json
@@ -463,6 +470,9 @@ class Sim:
                 # the attempt's leftover processes there, before anything is decided
                 assert spec.verify or why == "unknown_outcome", f"{sid} probed without checks"
                 assert status in ("retry_wait", "unknown"), (sid, status)
+                if why == "before_retry":  # (a) it judges the world the attempt would see
+                    unmet = [n for n in spec.needs if not need_met(state, n)]
+                    assert not unmet, f"{sid} probed before {unmet} were met"
             case StepProbed(reason=why, passed=passed):
                 assert status == "probing"
                 if why == "unknown_outcome" and not passed:
@@ -481,8 +491,9 @@ class Sim:
                 assert track.failed_attempts == spec.retries + 1
                 assert dlq == (not spec.optional and self.plan.escalate)
             case StepBlocked(by=root):
-                # (c) only a waiting step is blocked, and by a failed required ancestor
-                assert status == "pending"
+                # (c) only a waiting step is blocked (or one to re-run, parked behind a
+                # need a human reopened), and by a failed required ancestor
+                assert status in ("pending", "retry_wait", "unknown"), (sid, status)
                 assert state.steps[root].status == "failed"
                 assert not state.step_spec(root).optional
                 assert root in ancestors(self.plan, sid)
@@ -542,13 +553,16 @@ class Sim:
                 assert now.blocked_by in ancestors(self.plan, spec.id)
                 needs = {n: statuses[n] for n in spec.needs}
                 assert any(v in ("failed", "blocked") for v in needs.values()), (spec.id, needs)
-        # independent branches go on: only an open escalation or approval leaves work waiting
-        waiting = ("escalated", "awaiting_approval", "pending")
-        if not {"escalated", "awaiting_approval"} & set(statuses.values()):
-            assert "pending" not in statuses.values(), statuses
-        for spec in self.plan.steps:
-            if statuses[spec.id] == "pending" or spec.id in parked:
-                assert any(statuses[n] in waiting for n in spec.needs)
+        # independent branches go on: only an open escalation or approval leaves work
+        # waiting, through a chain of needs that are waiting too
+        held = {
+            sid for sid, status in statuses.items() if status in ("escalated", "awaiting_approval")
+        }
+        waiting = {sid for sid, status in statuses.items() if status == "pending"} | parked
+        for spec in topological_order(self.plan):
+            if spec.id in waiting:
+                assert held & set(spec.needs), (spec.id, statuses)
+                held.add(spec.id)
         assert finished.status == expected_status(state, self.rejected) == run_status(state)
         # (h) report counts add up: every step is exactly one status
         counts = json.loads(summary_json(state))["counts"]
@@ -762,6 +776,34 @@ def test_skipping_an_escalated_step_lets_its_dependents_proceed() -> None:
     assert not state.steps["a"].dead_lettered
     out = feed(state, attempt_ended("b", 1, ok=True))
     assert out == [RunFinished(at=START, status="succeeded")]
+
+
+def test_a_reopened_escalated_step_waits_for_its_reopened_need_before_its_probe() -> None:
+    # a human retries b, whose outcome was lost to a crash, and also a, which b needs:
+    # b's probe would judge a world a has yet to remake, so it waits for a, and the run
+    # finishes while a waits for its approval with b parked behind it
+    state = new_state(step("a"), step("b", "a", idempotent=False, **VERIFY))
+    settle(state)
+    feed(state, attempt_ended("a", 1, ok=True))
+    feed(state, RunResumed(at=START, owner="p2"))
+    out = feed(state, probed("b", "unknown_outcome", passed=False))
+    assert kinds(out) == [("step_escalated", "b"), ("run_finished", "")]
+
+    state.apply(RunResumed(at=START, owner="human[3]"))
+    state.apply(StepReopened(at=START, step="a", reason="rebuild"))
+    out = feed(state, StepReopened(at=START, step="b", reason="checked by hand"))
+    assert starts(out) == [("a", 2)]  # and no probe of b yet
+    assert state.steps["b"].status == "retry_wait" and next_wakeup(state) is None
+    out = feed(state, attempt_ended("a", 2, ok=False))
+    assert kinds(out) == [("step_failed", "a"), ("step_blocked", "b"), ("run_finished", "")]
+
+    state.apply(StepReopened(at=START, step="a", reason="fixed it"))
+    out = settle(state)
+    assert starts(out) == [("a", 3)]
+    out = feed(state, attempt_ended("a", 3, ok=True))
+    assert out == [StepProbeStarted(at=START, step="b", reason="before_retry")]
+    out = feed(state, probed("b", "before_retry", passed=False))
+    assert starts(out) == [("b", 2)]
 
 
 def test_skipping_a_failed_step_unblocks_its_dependents() -> None:

@@ -131,7 +131,9 @@ def decide(state: RunState, now: float) -> list[AnyEvent]:
                 else:
                     out.append(_escalate(state, sid, now))
             case "retry_wait" if (st.not_before or 0.0) <= now:
-                if step.verify and not st.probed:
+                # a step whose needs a human reopened waits for them before its probe
+                # too: the probe judges the world its next attempt would run in
+                if step.verify and not st.probed and _needs_met(state, sid):
                     if p.capacity > 0:
                         p.capacity -= 1
                         out.append(StepProbeStarted(at=now, step=sid, reason="before_retry"))
@@ -289,22 +291,21 @@ def _settled(state: RunState) -> bool:
         st = state.steps[sid]
         if st.status == "deferred" and st.waiting_child is not None:
             continue  # its child waits for a human
-        if st.status != "pending" and not _next_is_attempt(state, sid):
+        if not _next_waits_on_needs(state, sid):
             return False
         if _needs_met(state, sid):
             return False
     return True
 
 
-def _next_is_attempt(state: RunState, sid: str) -> bool:
-    """A step the decider would start next (rather than probe or escalate): pending, or
-    waiting to be re-run."""
-    st, step = state.steps[sid], state.step_spec(sid)
-    if st.status == "pending":
+def _next_waits_on_needs(state: RunState, sid: str) -> bool:
+    """What the decider does next with the step waits for its needs: a first attempt,
+    a re-run, or the probe before a re-run (a human may have reopened its needs). An
+    unknown outcome is probed at once, and a non-re-runnable one escalated."""
+    st = state.steps[sid]
+    if st.status in ("pending", "retry_wait"):
         return True
-    if st.status == "retry_wait":
-        return st.probed or not step.verify
-    return st.status == "unknown" and st.probed and step.rerunnable
+    return st.status == "unknown" and st.probed and state.step_spec(sid).rerunnable
 
 
 def _needs_met(state: RunState, sid: str) -> bool:
@@ -312,8 +313,8 @@ def _needs_met(state: RunState, sid: str) -> bool:
 
 
 def _waits_on_needs(state: RunState, sid: str) -> bool:
-    """Its next attempt waits for a need a human reopened (nothing to wake up for)."""
-    return _next_is_attempt(state, sid) and not _needs_met(state, sid)
+    """Its next move waits for a need a human reopened (nothing to wake up for)."""
+    return _next_waits_on_needs(state, sid) and not _needs_met(state, sid)
 
 
 def run_status(state: RunState) -> RunStatus:

@@ -759,7 +759,10 @@ class RunState(BaseModel):
             other = self.steps[other_id]
             if other.status == "blocked" and other.blocked_by == root:
                 other.blocked_by, other.reason = None, None
-                self._set(other_id, "pending")
+                # a step a human retried after a crash lost its last outcome is still
+                # looked at (probed) before it re-runs, as it was before the block
+                lost = other.started_at is not None and other.ended_at is None
+                self._set(other_id, "retry_wait" if lost else "pending")
             todo += self._dependents[other_id]
 
     def _set(self, sid: str, status: StepStatus) -> None:
