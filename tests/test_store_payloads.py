@@ -71,6 +71,16 @@ def test_an_event_with_a_payload_key_of_its_own_is_stored_whole() -> None:
     assert pack(body) == (body, [])
 
 
+def test_only_whole_string_literals_are_moved_never_the_json_between_them() -> None:
+    # a long stretch of numbers between two short strings is no string: it stays
+    numbers = list(range(400))
+    body = json.dumps({"a": "x", "n": numbers, "b": 'y\\"' + "z" * LARGE, "c": "w"})
+    packed, found = pack(body)
+    assert json.dumps(numbers) in packed and '"a": "x"' in packed and '"c": "w"' in packed
+    assert len(found) == 1 and json.loads(zlib.decompress(found[0][1])) == 'y\\"' + "z" * LARGE
+    assert restored(packed, found) == body
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     texts=st.lists(st.text(min_size=0, max_size=LARGE * 2), min_size=1, max_size=4),
