@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal, Protocol, Self, runtime_checkable
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from trestle.core.memo import ByIdentity
 from trestle.core.safetext import MAX_ARGUMENTS, without_surrogates
 
 Role = Literal["system", "user", "assistant", "tool"]
@@ -291,8 +292,9 @@ class RequestHasher:
         rest = (
             '],"settings":'
             + canonical_json(dict(settings))
-            + ',"tools":'
-            + canonical_json([t.model_dump(mode="json") for t in tools])
+            + ',"tools":['
+            + ",".join(map(tool_json, tools))
+            + "]"
             + ',"v":'
             + canonical_json(_HASH_VERSION)
             + "}"
@@ -300,6 +302,12 @@ class RequestHasher:
         final = self._state.copy()
         final.update(rest.encode("utf-8"))
         return final.hexdigest()
+
+
+# a tool schema's canonical JSON, as a request hash holds it: made once per schema
+tool_json: ByIdentity[ToolSchema, str] = ByIdentity(
+    lambda tool: canonical_json(tool.model_dump(mode="json"))
+)
 
 
 @runtime_checkable

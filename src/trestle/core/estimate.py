@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from trestle.core.conversation import Message, ToolSchema, canonical_json
+from trestle.core.memo import ByIdentity
 
 CHARS_PER_TOKEN = 4
 # Role markers and separators the chat formats wrap around every message.
@@ -48,8 +49,16 @@ def estimate_tokens(messages: Sequence[Message], tools: Sequence[ToolSchema] = (
         for call in message.tool_calls:
             total += TOOL_CALL_OVERHEAD
             total += estimate_text_tokens(call.name) + estimate_text_tokens(call.arguments)
-    for tool in tools:
-        total += TOOL_OVERHEAD + estimate_text_tokens(tool.name)
-        total += estimate_text_tokens(tool.description)
-        total += estimate_text_tokens(canonical_json(tool.parameters))
-    return total
+    return total + sum(map(_tool_tokens, tools))
+
+
+def _estimate_tool_tokens(tool: ToolSchema) -> int:
+    return (
+        TOOL_OVERHEAD
+        + estimate_text_tokens(tool.name)
+        + estimate_text_tokens(tool.description)
+        + estimate_text_tokens(canonical_json(tool.parameters))
+    )
+
+
+_tool_tokens = ByIdentity(_estimate_tool_tokens)  # the same tools are offered every turn

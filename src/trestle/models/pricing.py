@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from trestle.core.errors import ConfigError
 
 _GLOB_CHARS = frozenset("*?[")
+_MAX_REMEMBERED = 1024  # model names whose entry a table keeps at hand
 
 
 class Price(BaseModel):
@@ -49,6 +50,8 @@ class PriceTable:
 
     def __init__(self, prices: Iterable[Price] = ()) -> None:
         self._prices = tuple(prices)
+        # the table never changes, and an agent run prices the same model every call
+        self._found: dict[str, Price | None] = {}
 
     @classmethod
     def from_mapping(cls, table: Mapping[str, tuple[float, float]]) -> PriceTable:
@@ -80,6 +83,13 @@ class PriceTable:
 
     def price_for(self, model: str) -> Price | None:
         """The entry that applies to ``model``, or None when no entry matches."""
+        if model not in self._found:
+            if len(self._found) >= _MAX_REMEMBERED:
+                self._found.clear()
+            self._found[model] = self._look_up(model)
+        return self._found[model]
+
+    def _look_up(self, model: str) -> Price | None:
         exact = [p for p in self._prices if not p.is_glob and p.pattern == model]
         if exact:
             return exact[-1]

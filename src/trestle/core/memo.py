@@ -1,0 +1,38 @@
+"""A value computed once per live object, for immutable objects used again and again.
+
+An agent offers the same tool schemas on every turn, and each turn's request hash and
+token estimate would otherwise serialise them afresh. Entries are keyed by identity,
+and each keeps its object alive, so an id is never reused while its entry stands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+V = TypeVar("V")
+
+
+class ByIdentity(Generic[T, V]):
+    """``compute(obj)``, remembered for the very object ``obj`` (not an equal one).
+
+    Args:
+        compute: a pure function of an immutable object.
+        size: entries kept; all are dropped when it is reached.
+    """
+
+    def __init__(self, compute: Callable[[T], V], size: int = 256) -> None:
+        self._compute = compute
+        self._size = size
+        self._found: dict[int, tuple[T, V]] = {}
+
+    def __call__(self, obj: T) -> V:
+        hit = self._found.get(id(obj))
+        if hit is not None and hit[0] is obj:
+            return hit[1]
+        if len(self._found) >= self._size:
+            self._found.clear()
+        value = self._compute(obj)
+        self._found[id(obj)] = (obj, value)
+        return value
