@@ -56,11 +56,18 @@ class SparseVector(Sequence[float]):
     :func:`cosine` of two sparse vectors touches only what they store.
     """
 
-    __slots__ = ("dim", "entries")
+    __slots__ = ("_norm", "dim", "entries")
 
     def __init__(self, dim: int, entries: dict[int, float]) -> None:
         self.dim = dim
         self.entries = entries
+        self._norm: float | None = None
+
+    def norm(self) -> float:
+        """Its Euclidean length, summed once: a vector is compared with several."""
+        if self._norm is None:
+            self._norm = math.sqrt(sum(v * v for v in self.entries.values()))
+        return self._norm
 
     def __len__(self) -> int:
         return self.dim
@@ -88,8 +95,7 @@ def cosine(a: Sequence[float], b: Sequence[float]) -> float:
     if isinstance(a, SparseVector) and isinstance(b, SparseVector):
         small, large = sorted((a.entries, b.entries), key=len)
         dot = sum(v * large.get(i, 0.0) for i, v in small.items())
-        norm_a = math.sqrt(sum(v * v for v in a.entries.values()))
-        norm_b = math.sqrt(sum(v * v for v in b.entries.values()))
+        norm_a, norm_b = a.norm(), b.norm()
     else:
         dot = math.fsum(x * y for x, y in zip(a, b, strict=True))
         norm_a = math.sqrt(math.fsum(x * x for x in a))
@@ -194,9 +200,10 @@ class HashingEmbedder:
             weight = 1.0 + math.log(count)
             (index, sign), grams = self._word_buckets(word)
             entries[index] = entries.get(index, 0.0) + sign * weight
-            for index, sign in grams:
+            if grams:
                 share = weight * self.trigram_weight / len(grams)
-                entries[index] = entries.get(index, 0.0) + sign * share
+                for index, sign in grams:
+                    entries[index] = entries.get(index, 0.0) + sign * share
         norm = math.sqrt(sum(v * v for v in entries.values()))
         if norm > 0.0:
             entries = {i: v / norm for i, v in entries.items() if v != 0.0}
@@ -207,19 +214,28 @@ class HashingEmbedder:
         if found is None:
             if len(self._buckets) >= MAX_CACHED_WORDS:
                 self._buckets.clear()
-            grams = tuple(self._bucket("c:" + gram) for gram in _trigrams(word))
-            found = self._buckets[word] = (self._bucket("w:" + word), grams)
+            found = self._buckets[word] = (
+                self._bucket(zlib.crc32(word.encode("utf-8", "surrogatepass"), _WORD_CRC)),
+                tuple(self._bucket(zlib.crc32(gram, _GRAM_CRC)) for gram in _trigrams(word)),
+            )
         return found
 
-    def _bucket(self, feature: str) -> tuple[int, float]:
+    def _bucket(self, digest: int) -> tuple[int, float]:
         """A feature's bucket and sign, from its CRC-32."""
-        digest = zlib.crc32(feature.encode("utf-8", "surrogatepass"))
         return digest % self.dim, -1.0 if digest >> 31 else 1.0
 
 
-def _trigrams(word: str) -> list[str]:
+# a feature is its kind's prefix and its text: the prefix's CRC is carried on from here
+_WORD_CRC, _GRAM_CRC = zlib.crc32(b"w:"), zlib.crc32(b"c:")
+
+
+def _trigrams(word: str) -> list[bytes]:
+    """The word's character trigrams, with ``^`` and ``$`` at its ends, as UTF-8."""
     padded = f"^{word}$"
-    return [padded[i : i + 3] for i in range(len(padded) - 2)]
+    if padded.isascii():  # one byte a character: slice the bytes
+        raw = padded.encode("ascii")
+        return [raw[i : i + 3] for i in range(len(raw) - 2)]
+    return [padded[i : i + 3].encode("utf-8", "surrogatepass") for i in range(len(padded) - 2)]
 
 
 class WordLlamaEmbedder:
