@@ -214,18 +214,18 @@ class HashingEmbedder:
         if found is None:
             if len(self._buckets) >= MAX_CACHED_WORDS:
                 self._buckets.clear()
+            own = zlib.crc32(word.encode("utf-8", "surrogatepass"), _WORD_CRC)
+            grams = [zlib.crc32(gram, _GRAM_CRC) for gram in _trigrams(word)]
+            dim = self.dim
             found = self._buckets[word] = (
-                self._bucket(zlib.crc32(word.encode("utf-8", "surrogatepass"), _WORD_CRC)),
-                tuple(self._bucket(zlib.crc32(gram, _GRAM_CRC)) for gram in _trigrams(word)),
+                (own % dim, -1.0 if own >> 31 else 1.0),
+                tuple([(d % dim, -1.0 if d >> 31 else 1.0) for d in grams]),
             )
         return found
 
-    def _bucket(self, digest: int) -> tuple[int, float]:
-        """A feature's bucket and sign, from its CRC-32."""
-        return digest % self.dim, -1.0 if digest >> 31 else 1.0
 
-
-# a feature is its kind's prefix and its text: the prefix's CRC is carried on from here
+# A feature is hashed with its kind's prefix ("w:" a word, "c:" a trigram) and its
+# text, as one CRC-32 (the sign from its top bit): the prefix's CRC is carried on
 _WORD_CRC, _GRAM_CRC = zlib.crc32(b"w:"), zlib.crc32(b"c:")
 
 
