@@ -21,6 +21,7 @@ from trestle.monitors.drift import (
     ClaimMonitor,
     RelevanceMonitor,
     ScopeMonitor,
+    _argument_text,
     semantic_cost_timing_monitors,
 )
 from trestle.monitors.similarity import (
@@ -548,3 +549,34 @@ def test_the_cached_hashing_embedder_is_bit_for_bit_the_plain_one(parts: list[st
         (vector,) = embedder.embed([text])
         assert isinstance(vector, SparseVector)
         assert vector.entries == _reference_vector(embedder, text)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    target=st.sampled_from(["textkit/slug.py", "docs/conf.py", "Makefile", "", "src/app.py"]),
+    reasoning=st.lists(
+        st.sampled_from(["slugify", "punctuation", "release", "notes", "the", "URL", "\n"]),
+        max_size=12,
+    ),
+)
+def test_relevance_embeds_the_reasoning_only_when_the_action_alone_is_unrelated(
+    target: str, reasoning: list[str]
+) -> None:
+    embedder = HashingEmbedder()
+    monitor = RelevanceMonitor(embedder)
+    references = monitor._reference_vectors(OBJECTIVE, GOAL)
+    (action,) = turn(1, target, text=" ".join(reasoning)).actions
+    text = " ".join(reasoning)
+    found = monitor._relevance(action, text, references)
+    core = f"{action.target} {_argument_text(action.arguments)}".strip()
+    whole = f"{core}\n{text}".strip()
+    if found is None:
+        assert not words(whole)
+        return
+    # the score of both texts, as it was before the short cut: the same verdict, and the
+    # same score wherever a score is shown (an unrelated action's)
+    both = [core, whole] if text.strip() else [core]
+    full = max(cosine(v, r) for v in embedder.embed(both) for r in references)
+    assert (found >= monitor.threshold) == (full >= monitor.threshold)
+    if full < monitor.threshold:
+        assert found == full

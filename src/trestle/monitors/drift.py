@@ -312,8 +312,13 @@ class RelevanceMonitor:
         whole = f"{core}\n{reasoning}".strip()[: 2 * _TEXT_LIMIT]
         if not words(whole):
             return None
-        vectors = self.embedder.embed([core, whole] if reasoning.strip() else [core])
-        return max(cosine(v, r) for v in vectors for r in references)
+        best = max(cosine(v, r) for v in self.embedder.embed([core]) for r in references)
+        if best >= self.threshold or not reasoning.strip():
+            # related on its own: the reasoning could only raise the score, and only
+            # whether it passes the threshold counts (a related action's score is not
+            # shown), so the longer text is not embedded
+            return best
+        return max(best, *(cosine(v, r) for v in self.embedder.embed([whole]) for r in references))
 
 
 class ClaimMonitor:
