@@ -37,9 +37,15 @@ from trestle.monitors.fingerprint import (
 from trestle.monitors.monologue import MonologueMonitor
 from trestle.monitors.progress import ExplorationMonitor, ProgressMonitor
 from trestle.monitors.reruns import TestRerunMonitor
+from trestle.monitors.shown import LineMemory
 from trestle.monitors.trace import Action, Observation, RunFacts, Turn
 
 _NEW_LINES = 3  # lines never shown before that make an observation new, as for progress
+# Bounds on what an attempt's state keeps, so it (and each snapshot of it) stops growing
+# with a long history: the latest actions a lap is looked for in, and the latest
+# distinct calls a repeat is counted for
+_LAPS_KEPT = 256
+_CALLS_KEPT = 1_024
 
 
 def near_key(action: Action) -> str:
@@ -144,6 +150,8 @@ class RepeatMonitor:
                 continue
             call = f"{action.tool}\0{action.arguments}"
             output = f"{action.output}\n{action.error or ''}"
+            if len(state.same) >= _CALLS_KEPT:  # the oldest call, long done with
+                del state.same[next(iter(state.same))]
             same = state.same.setdefault((call, observation_digest(output)), [])
             same.append((turn.seq, action.seq))
             failures: list[tuple[int, int]] = []
@@ -205,7 +213,7 @@ class _Laps:
     keys: list[str] = field(default_factory=list)
     seqs: list[tuple[int, int]] = field(default_factory=list)  # (turn seq, action seq)
     fresh: list[bool] = field(default_factory=list)  # whether each action showed anything new
-    seen: set[int] = field(default_factory=set)  # every observation line shown so far
+    seen: LineMemory = field(default_factory=LineMemory)  # the observation lines shown
     raised: dict[tuple[str, ...], int] = field(default_factory=dict)
 
 
@@ -255,11 +263,12 @@ class CycleMonitor:
         alerts = []
         for action in turn.actions:
             lines = observation_lines(f"{action.output}\n{action.error or ''}")
-            new = lines - state.seen
-            state.seen |= lines
+            new = state.seen.show(lines)
             state.keys.append(near_key(action))
             state.seqs.append((turn.seq, action.seq))
-            state.fresh.append(len(new) >= min(_NEW_LINES, len(lines)) and bool(new))
+            state.fresh.append(new >= min(_NEW_LINES, len(lines)) and new > 0)
+            if len(state.keys) > 2 * _LAPS_KEPT:  # laps this long are counted no further
+                del state.keys[:-_LAPS_KEPT], state.seqs[:-_LAPS_KEPT], state.fresh[:-_LAPS_KEPT]
             found = self._lap(state.keys)
             if found is None:
                 continue

@@ -28,12 +28,13 @@ from trestle.monitors.attempt import (
 from trestle.monitors.fingerprint import (
     observation_lines,
 )
+from trestle.monitors.shown import LineMemory
 from trestle.monitors.trace import Observation, RunFacts, Turn
 
 
 @dataclass
 class _Stillness:
-    seen: set[int] = field(default_factory=set)  # digests of the lines shown so far
+    seen: LineMemory = field(default_factory=LineMemory)  # the lines shown so far
     still: list[tuple[int, int]] = field(default_factory=list)  # (turn seq, action seq)
     raised: int = 0
 
@@ -78,9 +79,8 @@ class ProgressMonitor:
         alerts = []
         for action in turn.actions:
             lines = observation_lines(f"{action.output}\n{action.error or ''}")
-            new = lines - state.seen
-            state.seen |= lines
-            informative = bool(new) and len(new) >= min(self.min_new_lines, len(lines))
+            new = state.seen.show(lines)
+            informative = new > 0 and new >= min(self.min_new_lines, len(lines))
             if changes_workspace(action) or informative:
                 state.still.clear()
                 state.raised = 0
