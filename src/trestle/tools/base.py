@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import functools
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,11 +174,16 @@ class Tool(abc.ABC, Generic[ArgsT]):
 
     def schema(self) -> ToolSchema:
         """The name, description and JSON Schema of the arguments, as a model sees them."""
-        return ToolSchema(
-            name=self.name,
-            description=self.description,
-            parameters=untitled_schema(self.arguments.model_json_schema()),
-        )
+        return _schema(self.name, self.description, self.arguments)
+
+
+@functools.lru_cache(maxsize=1024)
+def _schema(name: str, description: str, arguments: type[BaseModel]) -> ToolSchema:
+    """A tool's schema, made once: building a JSON Schema costs milliseconds, every phase
+    of every attempt offers its tools, and the same object lets a request's hash and
+    token estimate reuse what they made of it (``trestle.core.memo``)."""
+    parameters = untitled_schema(arguments.model_json_schema())
+    return ToolSchema(name=name, description=description, parameters=parameters)
 
 
 class BlockingTool(Tool[ArgsT]):
