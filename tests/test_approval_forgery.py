@@ -315,6 +315,8 @@ def test_a_snapshot_written_into_the_store_cannot_give_an_approval(cli: Cli) -> 
         doctor = cli("doctor")  # and the forgery is named
         assert doctor.returncode == 4, doctor.stdout + doctor.stderr
         assert f"its snapshot at seq {seq} disagrees with its events" in flat(doctor.stdout)
+        how = "unsigned" if forged == 0 else "not signed with this machine's engine key"
+        assert f"its snapshot at seq {seq} is {how}" in flat(doctor.stdout)
         # the human's decision still counts, and the deploy then runs once
         assert cli("approve", f"{run_id}.1").returncode == 0
         assert cli("resume", run_id).returncode == 0

@@ -32,6 +32,7 @@ from trestle.cli.app import main
 from trestle.engines.local import LocalEngine
 from trestle.planfile import load_plan
 from trestle.runs import create_run
+from trestle.signing import key_path
 from trestle.store import SqliteStore
 
 PLAN = """\
@@ -59,6 +60,7 @@ class Good:
     path: Path
     plan: Path
     runs: list[str]
+    key: Path  # the engine key its snapshots were signed with
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +79,7 @@ def good(tmp_path_factory: pytest.TempPathFactory) -> Good:
         engine.close()
         runs.append(run_id)
     store.close()
-    return Good(path, plan_file, runs)
+    return Good(path, plan_file, runs, key_path())
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,7 @@ class Copy:
     store: Path
     plan: Path
     runs: list[str]
+    key: Path
 
     def db(self) -> sqlite3.Connection:
         return sqlite3.connect(self.store, isolation_level=None)
@@ -97,7 +100,7 @@ def copy(good: Good, tmp_path: Path) -> Copy:
     shutil.copyfile(good.path, store)
     plan = tmp_path / "plan.yaml"
     shutil.copyfile(good.plan, plan)
-    return Copy(store, plan, good.runs)
+    return Copy(store, plan, good.runs, good.key)
 
 
 def trestle(
@@ -319,8 +322,9 @@ def test_a_damaged_run_is_named_and_the_other_runs_stay_usable(
 
 
 def test_doctor_finds_a_snapshot_and_a_listing_row_that_disagree_with_the_events(
-    copy: Copy,
+    copy: Copy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("TRESTLE_KEY_FILE", str(copy.key))  # the key the engine signed with
     snapshotted = copy.runs[1]  # recorded with a snapshot every two events
     with contextlib.closing(copy.db()) as db:
         (state,) = db.execute(
@@ -335,6 +339,11 @@ def test_doctor_finds_a_snapshot_and_a_listing_row_that_disagree_with_the_events
     found = {r["run_id"]: r for r in json.loads(report.stdout)["runs"]}
     assert report.returncode == 4
     assert "snapshot" in found[snapshotted]["problems"][0]
+    # changed after the engine signed it: a resume would not use it, and doctor says so
+    assert any(
+        "is not signed with this machine's engine key" in note
+        for note in found[snapshotted]["notes"]
+    ), found[snapshotted]
     assert "listing row says 'running'" in found[copy.runs[0]]["problems"][0]
     missing = copy.store.parent / "nothing.db"
     nothing = trestle("doctor", "--store", missing, cwd=copy.plan.parent)
@@ -342,10 +351,12 @@ def test_doctor_finds_a_snapshot_and_a_listing_row_that_disagree_with_the_events
     assert not missing.exists()
 
 
-def test_a_healthy_store_passes_the_doctor(copy: Copy) -> None:
+def test_a_healthy_store_passes_the_doctor(copy: Copy, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRESTLE_KEY_FILE", str(copy.key))
     report = trestle("doctor", "--store", copy.store, cwd=copy.plan.parent)
     assert report.returncode == 0, report.stdout
     assert report.stdout.splitlines()[0] == f"store {copy.store}: healthy"
+    assert "signed" not in report.stdout  # the engine signed every snapshot it wrote
 
 
 # --- read-only stores ---------------------------------------------------------------------

@@ -28,10 +28,10 @@ from trestle.approvals import forged
 from trestle.core.errors import ConfigError, NoStoreError, StoreDamagedError
 from trestle.core.events import EVENT_ADAPTER, AnyEvent, RunCreated
 from trestle.core.state import RunState
-from trestle.runs import summary_json
+from trestle.runs import summary_json, trusted
 from trestle.signing import decision_key, key_path
 from trestle.store import payloads
-from trestle.store.base import Appended, Owner, owner_is_alive
+from trestle.store.base import Appended, Owner, Snapshot, owner_is_alive
 from trestle.store.sqlite import MIGRATIONS, SqliteStore
 from trestle.store.sqlite_file import check_file, read_only_uri
 
@@ -209,7 +209,9 @@ def _check_run(db: sqlite3.Connection, run_id: str, found: _Found, *, now: float
     key = _key()
     try:
         rows = _event_rows(db, run_id)
-        snap = db.execute("SELECT seq, state FROM snapshots WHERE run_id = ?", (run_id,))
+        columns = {row[1] for row in db.execute("PRAGMA table_info(snapshots)")}
+        mac = "mac" if "mac" in columns else "''"  # a store from before signed snapshots
+        snap = db.execute(f"SELECT seq, state, {mac} FROM snapshots WHERE run_id = ?", (run_id,))
         snapshot = snap.fetchone()
     except DB_ERRORS as exc:
         rows, snapshot = [], None
@@ -260,6 +262,7 @@ def _check_run(db: sqlite3.Connection, run_id: str, found: _Found, *, now: float
     if intact and state is not None:
         found.intact[run_id] = events
         problems += _check_derived(db, run_id, state, snapshot, snapshot_state)
+        notes += _check_signature(run_id, snapshot, key)
         notes += _check_lease(db, run_id, now=now)
     return RunFinding(
         run_id=run_id,
@@ -278,7 +281,7 @@ def _check_derived(
     db: sqlite3.Connection,
     run_id: str,
     state: RunState,
-    snapshot: tuple[int, str] | None,
+    snapshot: tuple[int, str, str] | None,
     folded: str | None,
 ) -> list[str]:
     """The listing row and snapshot must agree with the events they are derived from."""
@@ -305,6 +308,25 @@ def _check_derived(
                 "can be read)"
             )
     return problems
+
+
+def _check_signature(
+    run_id: str, snapshot: tuple[int, str, str] | None, key: bytes | None
+) -> list[str]:
+    """Whether the run's snapshot is one a resume would use: signed with this machine's
+    engine key. Not damage (a resume folds the events instead), but worth knowing: a
+    snapshot nothing signed was written by something other than Trestle, or before
+    snapshots were signed."""
+    if snapshot is None or key is None:
+        return []
+    seq, state_json, mac = snapshot
+    if trusted(run_id, Snapshot(seq=seq, state_json=state_json, mac=mac), key):
+        return []
+    how = "unsigned" if not mac else "not signed with this machine's engine key"
+    return [
+        f"its snapshot at seq {seq} is {how}: a resume does not use it and folds the "
+        "events instead; if only Trestle writes this store, find what wrote it"
+    ]
 
 
 def _check_lease(db: sqlite3.Connection, run_id: str, *, now: float) -> list[str]:
