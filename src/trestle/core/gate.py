@@ -17,6 +17,7 @@ from pathlib import PurePosixPath
 
 from trestle.core.events import Gate
 from trestle.core.invocations import SHELLS, WRAPPERS
+from trestle.core.memo import ByIdentity
 from trestle.core.plan import Step
 from trestle.core.policy import ActionFacts, Nature, TierDecision, action_hash, classify
 from trestle.core.shellparse import parse as parse_shell
@@ -47,21 +48,11 @@ def step_facts(step: Step, st: StepState) -> ActionFacts:
     )
 
 
-# the decider and the engine both hash an attempt's action; a step is frozen, so its
-# hash is computed once per step object (kept alive here, so its id stays its own)
-_DIGESTS: dict[int, tuple[Step, str]] = {}
-
-
-def action_digest(step: Step) -> str:
-    """``action_hash`` of the step's action, memoised per (frozen) step object."""
-    hit = _DIGESTS.get(id(step))
-    if hit is not None and hit[0] is step:
-        return hit[1]
-    if len(_DIGESTS) > 100_000:
-        _DIGESTS.clear()
-    digest = action_hash(step.action_payload())
-    _DIGESTS[id(step)] = (step, digest)
-    return digest
+# ``action_hash`` of a step's action: the decider and the engine both hash an attempt's
+# action, and a step is frozen, so it is computed once per step object
+action_digest: ByIdentity[Step, str] = ByIdentity(
+    lambda step: action_hash(step.action_payload()), size=100_000
+)
 
 
 NOT_SIMILAR = "once"

@@ -1,7 +1,8 @@
 """A value computed once per live object, for immutable objects used again and again.
 
-An agent offers the same tool schemas on every turn, and each turn's request hash and
-token estimate would otherwise serialise them afresh. Entries are keyed by identity,
+An agent offers the same tool schemas on every turn, whose request hash and token
+estimate would otherwise serialise them afresh; the decider and the engine both hash
+each attempt's action of the same frozen step. Entries are keyed by identity,
 and each keeps its object alive, so an id is never reused while its entry stands.
 """
 
