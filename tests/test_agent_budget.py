@@ -42,7 +42,7 @@ from trestle.core.records.agent import bootstrap_plan
 from trestle.core.records.monitors import MonitorSettings
 from trestle.core.report import build_report
 from trestle.models.pricing import PriceTable
-from trestle.models.scripted import FunctionModel
+from trestle.models.scripted import FunctionModel, ScriptedModel
 from trestle.runs import create_run
 from trestle.store.sqlite import SqliteStore
 
@@ -194,3 +194,40 @@ def test_a_call_whose_worst_case_passes_a_soft_limit_asks_before_it_is_sent(
     assert asked.subject == "budget"
     assert asked.breach is not None and asked.breach.dimension == "tokens"
     assert of_kind(events, BudgetExhausted) == []
+
+
+@pytest.mark.parametrize("room", [0, -1])
+def test_a_call_is_held_exactly_where_its_worst_case_would_pass_the_limit(
+    store: SqliteStore, workspace: Path, room: int
+) -> None:
+    # A read's answer is committed with the next call's reservation, so that call's
+    # check runs before the answer is applied: it must count the answer as spent and
+    # its reservation as released, no more and no less. At a hard limit of the first
+    # answer's usage plus the second call's worst case, the second call goes; a token
+    # less, and it is held.
+    used = Usage(input_tokens=120, output_tokens=30)
+    replies: list[ModelResponse | str] = [
+        call("read_file", path="calc.py", usage=used),
+        findings_json(),
+    ]
+    settings = agent_settings(max_tokens=MAX_TOKENS)
+
+    free = start_run(store, workspace, settings=settings)
+    drive(store, free, ScriptedModel(replies))
+    first, second = of_kind(recorded(store, free), ModelCallReserved)[:2]
+    assert (first.turn, second.turn) == (1, 2)
+    limit = used.total_tokens + second.tokens + room
+
+    run_id = start_run(store, workspace, settings=settings, budget=Budget(tokens=Limit(hard=limit)))
+    drive(store, run_id, ScriptedModel(replies))
+
+    events = recorded(store, run_id)
+    understood = [c.turn for c in of_kind(events, ModelCalled) if c.step == "understand"]
+    held = [h for h in of_kind(events, ModelCallHeld) if h.step == "understand"]
+    if room == 0:
+        assert (understood, held) == ([1, 2], [])
+    else:
+        assert understood == [1]
+        assert [h.tokens for h in held] == [second.tokens]
+        (exhausted,) = of_kind(events, BudgetExhausted)
+        assert exhausted.used == limit + 1

@@ -127,9 +127,9 @@ def store(store_path: Path) -> Iterator[SqliteStore]:
     opened.close()
 
 
-def new_run(store: SqliteStore, workspace: Path) -> str:
+def new_run(store: SqliteStore, workspace: Path, *, test_command: str = TEST_COMMAND) -> str:
     settings = AgentSettings(
-        model=f"openai:{MODEL}", test_command=TEST_COMMAND, plan_approval="auto"
+        model=f"openai:{MODEL}", test_command=test_command, plan_approval="auto"
     )
     return create_run(store, bootstrap_plan(GOAL), workspace=workspace, agent=settings)
 
@@ -472,6 +472,20 @@ def start_driver(
         )
 
 
+def drive_to_end(
+    server: OpenAIServer, store_path: Path, run_id: str, log: Path
+) -> subprocess.Popen[bytes]:
+    """Run ``agent_driver.py`` until it exits (killed if it outlives the deadline)."""
+    driver = start_driver(server, store_path, run_id, log)
+    try:
+        driver.wait(timeout=DRIVER_DEADLINE)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+            driver.wait()
+    return driver
+
+
 def logged(log: Path) -> str:
     return f"{log.read_text()}\n--- stderr ---\n{log.with_suffix('.err').read_text()}"
 
@@ -515,13 +529,7 @@ def test_a_killed_run_resumes_without_repeating_recorded_calls(
     assert "exit code 0" in tool_message(hanging, "call_note")
 
     second_log = tmp_path / "second.log"
-    second = start_driver(server, store_path, run_id, second_log)
-    try:
-        second.wait(timeout=DRIVER_DEADLINE)
-    finally:
-        if second.poll() is None:
-            os.killpg(second.pid, signal.SIGKILL)
-            second.wait()
+    second = drive_to_end(server, store_path, run_id, second_log)
     assert second.returncode == 0, logged(second_log)
     assert second_log.read_text().splitlines() == ["succeeded"], logged(second_log)
 
@@ -546,4 +554,44 @@ def test_a_killed_run_resumes_without_repeating_recorded_calls(
     assert [(p.reason, p.passed) for p in probes] == [("unknown_outcome", False)]
     fix_starts = [s.attempt for s in recorded(store, run_id, StepStarted) if s.step == "fix"]
     assert fix_starts == [1, 2]
+    assert_fixed(load_state(store, run_id), workspace)
+
+
+def test_a_driver_killed_during_a_read_asks_again_and_records_the_turn_once(
+    server: OpenAIServer, workspace: Path, store: SqliteStore, store_path: Path, tmp_path: Path
+) -> None:
+    # a read's answer, start and end wait for the next commit: killed while the read
+    # runs, they are lost, and the resumed run asks for that turn again and reads again
+    ran = workspace / "ran.txt"
+    tests = f"echo ran >> {ran.name}; [ $(wc -l < {ran.name}) -gt 1 ] || exec sleep 120"
+    run_id = new_run(store, workspace, test_command=tests)
+    server.queue_tool_calls(call("call_tests", "run_tests"))
+    server.queue_tool_calls(call("call_tests", "run_tests"))  # asked again after the kill
+    queue_understand(server)
+    queue_plan(server)
+    queue_fix(server)
+
+    first_log = tmp_path / "first.log"
+    first = start_driver(server, store_path, run_id, first_log)
+    try:
+        wait_until(lambda: ran.exists() and ran.read_text() == "ran\n", first, first_log)
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    assert len(server.requests) == 1
+    assert turns(store, run_id) == []  # the answer was held with the read
+    [reserved] = recorded(store, run_id, ModelCallReserved)  # but its call's budget was not
+    assert (reserved.step, reserved.turn) == ("understand", 1)
+
+    second_log = tmp_path / "second.log"
+    second = drive_to_end(server, store_path, run_id, second_log)
+    assert second.returncode == 0, logged(second_log)
+    assert second_log.read_text().splitlines() == ["succeeded"], logged(second_log)
+
+    # the same request again, the read run again (and once more by the acceptance step)
+    assert server.requests[1].body == server.requests[0].body
+    assert ran.read_text() == "ran\n" * 3
+    assert turns(store, run_id) == [("understand", 1, n) for n in (1, 2, 3)] + HAPPY_TURNS[2:]
+    started = [s.call_id for s in recorded(store, run_id, ToolCallStarted)]
+    assert started == ["call_tests", "call_read", "call_edit", "call_finish"]
     assert_fixed(load_state(store, run_id), workspace)

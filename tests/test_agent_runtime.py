@@ -797,7 +797,7 @@ class BatchingStore(SqliteStore):
         self.batches.append([e.kind for e in batch.events])
 
 
-def test_a_models_answer_is_durable_with_its_first_tool_calls_start(
+def test_a_reading_turn_is_one_commit_and_a_write_starts_only_once_durable(
     db: Path, workspace: Path
 ) -> None:
     store = BatchingStore(db)
@@ -806,12 +806,19 @@ def test_a_models_answer_is_durable_with_its_first_tool_calls_start(
         drive(store, run_id, ScriptedModel(fix_replies()))
         assert state_of(store, run_id).finished == "succeeded"
         asked = [b for b in store.batches if "model_called" in b]
-        with_tools = [b for b in asked if "tool_call_started" in b]
-        # read_file, edit_file and finish: each answer shares its commit with the start
-        assert len(with_tools) == 3
-        for batch in with_tools:
-            assert batch.index("model_called") + 1 == batch.index("tool_call_started")
-        # and an answer without tools (findings, the plan) is durable on its own
-        assert len(asked) == 5
+        read, findings, plan, edit, finish = asked
+        # the read's answer, start and end ride with the next call's reservation
+        reading = ["model_called", "tool_call_started", "tool_call_ended"]
+        assert read == [*reading, "model_call_reserved"]
+        # a write's start is durable, with the answer that asked for it, before it runs;
+        # its end is committed once it has
+        assert edit == ["model_called", "tool_call_started"]
+        assert store.batches[store.batches.index(edit) + 1] == ["tool_call_ended"]
+        # an answer without tools is durable on its own; the last turn's held events
+        # are recorded before the attempt's end
+        assert findings == plan == ["model_called"]
+        assert finish == reading
+        # every call's reservation was committed before it was made
+        assert sum(b.count("model_call_reserved") for b in store.batches) == len(asked)
     finally:
         store.close()

@@ -18,12 +18,26 @@ from pathlib import Path
 import pytest
 
 from agent_helpers import agent_settings, call, drive, of_kind, recorded, sample_workspace
-from trestle.core.events import StepAttemptEnded, StepFailed, StepRetryScheduled
+from trestle.core.events import (
+    ModelCalled,
+    StepAttemptEnded,
+    StepFailed,
+    StepRetryScheduled,
+    ToolCallEnded,
+    ToolCallStarted,
+)
 from trestle.core.plan import Backoff
 from trestle.core.records.agent import AgentSettings, bootstrap_plan
 from trestle.core.records.agent_defaults import DEFAULT_STEP_TIMEOUT
 from trestle.core.report import build_report
-from trestle.models import FunctionModel, Message, ModelResponse, ScriptedModel, ToolSchema
+from trestle.models import (
+    FunctionModel,
+    Message,
+    ModelResponse,
+    ScriptedModel,
+    ToolSchema,
+    Usage,
+)
 from trestle.runs import create_run, load_state
 from trestle.store import SqliteStore
 
@@ -92,6 +106,36 @@ def test_a_timed_out_attempt_kills_the_commands_its_tools_started(
     for pid in pids:  # each `sleep 60` went with the attempt that started it
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+@pytest.mark.usefixtures("unconfined")
+def test_an_attempt_timed_out_in_a_read_records_the_answer_that_asked_for_it(
+    store: SqliteStore, workspace: Path
+) -> None:
+    # a read's answer and start wait for the next commit; a timeout must not lose them,
+    # or the answer's tokens would never count against the budget
+    settings = agent_settings(test_command="exec sleep 60", step_timeout=1.0)
+    plan = bootstrap_plan("make add() return the sum")
+    run_id = create_run(store, plan, workspace=workspace, agent=settings)
+    used = Usage(input_tokens=300, output_tokens=20)
+    model = ScriptedModel(
+        [call("run_tests", call_id="t1", usage=used), call("run_tests", call_id="t2", usage=used)]
+    )
+
+    drive(store, run_id, model)
+
+    events = recorded(store, run_id)
+    called = of_kind(events, ModelCalled)
+    assert [(c.step, c.round, c.turn) for c in called] == [
+        ("understand", 1, 1),
+        ("understand", 2, 1),
+    ]
+    assert [s.call_id for s in of_kind(events, ToolCallStarted)] == ["t1", "t2"]
+    assert not of_kind(events, ToolCallEnded)  # neither read ended
+    for answer in called:  # each before the end of the attempt it belongs to
+        ended = next(e for e in events[events.index(answer) :] if isinstance(e, StepAttemptEnded))
+        assert ended.action.status == "timeout"
+    assert load_state(store, run_id).tally.spent["tokens"] == 2 * used.total_tokens
 
 
 def test_agent_settings_bound_every_step_by_default() -> None:

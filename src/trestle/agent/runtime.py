@@ -133,8 +133,21 @@ class AgentPerformer:
         self._budget_lock = asyncio.Lock()  # model calls reserve their budget one by one
         self._serial_lock = asyncio.Lock()  # serial tools' calls take turns (a receive)
         self._extended: dict[tuple[bool, bool], ToolRegistry] = {}
+        self._sessions: dict[int, StepSession] = {}  # by id(work), while it is performed
 
     async def perform(self, work: StepWork) -> tuple[ActionResult, ToolAsk | None]:
+        try:
+            outcome = await self._perform(work)
+            session = self._sessions.get(id(work))
+            if session is not None:
+                # what its last turn held: an attempt that ends, however, records all
+                # it did (not when cancelled from outside: the engine may have stopped)
+                await session.flush()
+            return outcome
+        finally:
+            self._sessions.pop(id(work), None)
+
+    async def _perform(self, work: StepWork) -> tuple[ActionResult, ToolAsk | None]:
         task, settings = work.step.agent, work.state.agent
         if task is None or settings is None:
             error = f"step {work.step.id!r} is not an agent step of an agent run"
@@ -355,6 +368,7 @@ class AgentPerformer:
             else "no plan yet",
             handoff=pinned(settings.handoff) if settings.handoff is not None else (),
         )
+        self._sessions[id(work)] = session
         opened = await session.opening(pins, st.round_failure)
         return session, opened.pins, opened.failure
 
@@ -408,6 +422,7 @@ class AgentPerformer:
             reminder = await session.remind(pins, phase, settings.reminders, current)
             if reminder is not None:
                 messages.append(reminder)
+            await session.open_turn(messages, schemas)
             told = await session.correct(phase)
             if told is not None:
                 messages.append(told)

@@ -24,10 +24,15 @@ Every :data:`SAVE_EVERY` turns of live work the conversation is saved
 its opening and what followed its latest save, and starts there instead of replaying
 every turn from the first.
 
-Each new event is durable before the session goes on: a tool call's start before
-the tool runs, a model's answer before any tool it asked for. A model's answer that
-asks for tools is recorded in the same commit as the first call's start (or its end,
-when the call was refused before it could start), so a turn takes one commit fewer.
+What must be durable before the session goes on is: the next model call's
+reservation before the call, a side-effecting tool call's start before the tool runs,
+and the model's answer before any such tool. The rest is held and joins the next
+commit, so a turn that only reads takes one commit: its answer, its calls' starts and
+ends, the save and the reminder ride with the next call's reservation
+(:meth:`StepSession.open_turn`), and the monitors see all of it before the next call is
+decided on. A crash before that commit loses the held events, and a read is simply run
+again, as after a crash during it; an attempt that ends any other way records them
+first (:meth:`StepSession.flush`).
 """
 
 from __future__ import annotations
@@ -214,9 +219,9 @@ class StepSession:
         # each message's text as redacted: the conversation is sent again every turn,
         # and only its new messages need the regular expressions run over them
         self._clean: dict[str, str] = {}
-        # a model's answer that asked for tools, recorded with the first tool call's
-        # start (or end): durable before any tool runs, one commit fewer per turn
+        # what need not be durable yet (see the module docstring): the next commit's
         self._held: list[AnyEvent] = []
+        self._reserved: tuple[int, dict[Dimension, float]] | None = None  # turn, worst case
         self._hasher = RequestHasher()  # the conversation grows: hash only what is new
 
     @classmethod
@@ -300,7 +305,7 @@ class StepSession:
         if reason is None:
             return None
         reminder = goal_reminder(pins, phase=phase, turn=turn, reason=reason, current_step=current)
-        await self._record(
+        self._held.append(  # recorded with the turn's reservation, before its answer
             ReminderInjected(
                 at=self._now(), step=self.step_id, round=self.round, record=reminder.record
             )
@@ -335,7 +340,7 @@ class StepSession:
             alert=due[0].key,
         )
         event = ReminderInjected(at=self._now(), step=self.step_id, round=self.round, record=record)
-        await self._record(event)
+        self._held.append(event)  # with the reservation the longer request needs
         self.recorded.corrections[turn] = event
         return Message.user(record.text)
 
@@ -455,7 +460,9 @@ class StepSession:
         if recorded is not None:
             self.recorded.forget_from(self.turn)
         self._may_go_on()
-        await self._reserve(messages, tools)
+        worst = self.worst_case(messages, tools)
+        if not self._covered(worst):  # a correction made the request longer, or a replay ended
+            await self._reserve(self.turn, worst)
         seek = getattr(self.model, "seek", None)  # a trajectory answers by turn
         if seek is not None:
             seek(self.turn)
@@ -485,7 +492,7 @@ class StepSession:
             model=self.model.name,
         )
         if response.tool_calls:
-            self._held.append(called)  # recorded by call_tool before any tool runs
+            self._held.append(called)  # recorded before any tool that changes something
         else:
             await self._record(called)
         return response
@@ -519,15 +526,47 @@ class StepSession:
             cost = self.prices.cost(self.model.name, prompt, answer)
         return {"tokens": float(prompt + answer), "cost": cost or 0.0}
 
-    async def _reserve(self, messages: Sequence[Message], tools: Sequence[ToolSchema]) -> None:
-        """Hold the call's worst case against the run's budget before it is sent, or
-        hold the call back (and pause the step) when that would pass a limit."""
-        worst = self.worst_case(messages, tools)
+    async def open_turn(self, messages: Sequence[Message], tools: Sequence[ToolSchema]) -> None:
+        """The turn's commit, before anything else of it is decided: what the last turn
+        held, with the reservation of a model call for ``messages``. After it the
+        monitors have seen everything the last turn did, so a correction, a stop or a
+        pause before the call is decided on all of it. Nothing while replaying: a
+        recorded call was reserved when it was made."""
+        if self.turn + 1 <= self.recorded.last_turn:
+            return
+        self._may_go_on()
+        await self._reserve(self.turn + 1, self.worst_case(self._redacted(messages), tools))
+
+    def _covered(self, worst: dict[Dimension, float]) -> bool:
+        """Whether this turn's reservation holds at least ``worst``."""
+        if self._reserved is None or self._reserved[0] != self.turn:
+            return False
+        held = self._reserved[1]
+        return all(worst[dim] <= held[dim] for dim in worst)
+
+    def _settled(self, worst: dict[Dimension, float]) -> dict[Dimension, float]:
+        """``worst`` as the budget sees it once the held events are applied: the answer
+        held since the last turn spent, and the step's reservation for it released (a
+        new reservation replaces the step's last one)."""
+        ask = dict(worst)
+        for dim, amount in self.work.state.steps[self.step_id].model_reserved.items():
+            ask[dim] = ask.get(dim, 0.0) - amount
+        for event in self._held:
+            if isinstance(event, ModelCalled):
+                usage = event.response.usage
+                ask["tokens"] = ask.get("tokens", 0.0) + usage.total_tokens
+                ask["cost"] = ask.get("cost", 0.0) + (usage.cost or 0.0)
+        return ask
+
+    async def _reserve(self, turn: int, worst: dict[Dimension, float]) -> None:
+        """Hold turn ``turn``'s call's worst case against the run's budget before it is
+        sent, or hold the call back (and pause the step) when that would pass a limit."""
         tokens, cost = int(worst["tokens"]), worst["cost"]
         async with self.budget_lock:
             state = self.work.state
-            over = breach(state.plan.budget, state.tally, worst)
+            over = breach(state.plan.budget, state.tally, self._settled(worst))
             if over is not None:
+                self._reserved = None
                 reason = f"budget: the next model call {over.describe()}"
                 await self._record(
                     ModelCallHeld(
@@ -540,11 +579,12 @@ class StepSession:
                     at=self._now(),
                     step=self.step_id,
                     round=self.round,
-                    turn=self.turn,
+                    turn=turn,
                     tokens=tokens,
                     cost=cost,
                 )
             )
+            self._reserved = (turn, worst)
 
     def _priced(self, response: ModelResponse) -> ModelResponse:
         usage = response.usage
@@ -598,7 +638,11 @@ class StepSession:
     ) -> Observation:
         unended = self.recorded.started.get((self.turn, call.id))
         probe: ToolProbe | None = None
-        if unended is not None and not _only_reads(registry, call.name):
+        # a read that takes no turn with others may be run again after a crash: its
+        # start and end wait for the next commit
+        reads = _only_reads(registry, call.name)
+        holds = reads and not registry.get(call.name).serial
+        if unended is not None and not reads:
             observation, probe = await self._probe(unended, registry, ctx)
         else:
             ctx = replace(
@@ -607,7 +651,7 @@ class StepSession:
                     ctx.run_id, self.step_id, self.attempt, self.round, self.turn, call.id
                 ),
             )
-            recording = _RecordingGate(gate, self, call, ctx.idempotency_key)
+            recording = _RecordingGate(gate, self, call, ctx.idempotency_key, holds=holds)
             observation = await registry.call(
                 call.name,
                 call.arguments,
@@ -620,24 +664,25 @@ class StepSession:
             if observation.deferred:
                 await self.flush()
                 raise Pause(observation.error or "waits for a human", getattr(gate, "ask", None))
-        # what the tool did to the run's records (a delivery, a board write) is
-        # recorded in the same commit as what the model is shown: both, or neither
-        await self._record(
-            ToolCallEnded(
-                at=self._now(),
-                step=self.step_id,
-                round=self.round,
-                turn=self.turn,
-                call_id=call.id,
-                tool=call.name,
-                ok=observation.ok,
-                content=observation.content,
-                error=observation.error,
-                data=observation.data,
-                probe=probe,
-            ),
-            *observation.records,
+        ended = ToolCallEnded(
+            at=self._now(),
+            step=self.step_id,
+            round=self.round,
+            turn=self.turn,
+            call_id=call.id,
+            tool=call.name,
+            ok=observation.ok,
+            content=observation.content,
+            error=observation.error,
+            data=observation.data,
+            probe=probe,
         )
+        if holds and not observation.records:
+            self._held.append(ended)
+        else:
+            # what the tool did to the run's records (a delivery, a board write) is
+            # recorded in the same commit as what the model is shown: both, or neither
+            await self._record(ended, *observation.records)
         return observation
 
     async def _probe(
@@ -678,20 +723,23 @@ class StepSession:
             data={"probed": "unknown"},
         ), probe
 
-    async def started(self, call: ToolCall, nature: str, key: str | None) -> None:
-        await self._record(
-            ToolCallStarted(
-                at=self._now(),
-                step=self.step_id,
-                round=self.round,
-                turn=self.turn,
-                call_id=call.id,
-                tool=call.name,
-                arguments=call.arguments,
-                nature=nature,
-                key=key or "",
-            )
+    async def started(self, call: ToolCall, nature: str, key: str | None, *, holds: bool) -> None:
+        """Record the call's start: before it runs, unless it ``holds`` (see :meth:`_call`)."""
+        started = ToolCallStarted(
+            at=self._now(),
+            step=self.step_id,
+            round=self.round,
+            turn=self.turn,
+            call_id=call.id,
+            tool=call.name,
+            arguments=call.arguments,
+            nature=nature,
+            key=key or "",
         )
+        if holds:
+            self._held.append(started)
+        else:
+            await self._record(started)
 
 
 def _first(exc: ValidationError) -> str:
@@ -714,12 +762,13 @@ class _RecordingGate:
     """Asks the real gate; when it allows, records the call's start before it runs."""
 
     def __init__(
-        self, inner: ToolGate, session: StepSession, call: ToolCall, key: str | None
+        self, inner: ToolGate, session: StepSession, call: ToolCall, key: str | None, *, holds: bool
     ) -> None:
         self.inner, self.session, self.call, self.key = inner, session, call, key
+        self.holds = holds
 
     async def review(self, call: GatedCall) -> GateVerdict:
         verdict = await self.inner.review(call)
         if verdict.decision == "allow":
-            await self.session.started(self.call, call.facts.nature, self.key)
+            await self.session.started(self.call, call.facts.nature, self.key, holds=self.holds)
         return verdict

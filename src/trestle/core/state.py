@@ -518,7 +518,9 @@ class RunState(BaseModel):
                 for dim, amount in st.model_reserved.items():
                     self.tally.add(self.tally.reserved, dim, amount)
             case ModelCallHeld(step=sid):
-                self.steps[sid].wants = {"tokens": float(event.tokens), "cost": event.cost}
+                st = self.steps[sid]
+                self._release_model_call(st)  # a call held back is not in flight
+                st.wants = {"tokens": float(event.tokens), "cost": event.cost}
             case ModelCalled(response=response):
                 self._index(event.step, event.round)
                 self._release_model_call(self.steps[event.step])
