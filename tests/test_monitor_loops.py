@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from trestle.core.errors import ConfigError
 from trestle.core.records.monitors import Alert
+from trestle.monitors import fingerprint
 from trestle.monitors.alerts import Monitor
 from trestle.monitors.fingerprint import command_shape, failure_fingerprint, observation_lines
 from trestle.monitors.format import FormatMonitor
@@ -201,6 +202,37 @@ def test_a_failure_fingerprint_ignores_timings_addresses_and_shifted_lines() -> 
     assert failure_fingerprint(pytest_run(fails="[2]").output) != a
     assert failure_fingerprint("===== 5 passed in 0.2s =====") == ()
     assert failure_fingerprint("make: *** [all] Error 2\n", failed=True) != ()
+
+
+# pieces that make and unmake timestamps, durations, addresses and temp paths
+_VOLATILE_PIECES = [
+    *"0123456789",
+    *"-:.,T Z+sm\nxaf/_",
+    "0x",
+    "µs",
+    "ms",
+    "sec",
+    "/tmp/",
+    "/private/tmp/",
+    "/var/folders/",
+    "2024-05-01",
+    "10:00:01",
+]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(_VOLATILE_PIECES), max_size=40).map("".join))
+def test_the_volatile_parts_come_out_as_by_every_pattern_in_turn(text: str) -> None:
+    # the patterns are skipped where their literal part is missing: never a change
+    plain = text
+    for pattern, mark in (
+        (fingerprint._TIMESTAMP, "<time>"),
+        (fingerprint._ADDRESS, "<addr>"),
+        (fingerprint._DURATION, "<dur>"),
+        (fingerprint._TEMP_PATH, "<tmp>"),
+    ):
+        plain = pattern.sub(mark, plain)
+    assert fingerprint._without_volatile(text) == plain
 
 
 # --- RepeatMonitor ----------------------------------------------------------------------
