@@ -26,7 +26,7 @@ from trestle.engines.local import LocalEngine
 from trestle.models import ScriptedModel
 from trestle.monitors import saved
 from trestle.monitors.hub import MonitorHub
-from trestle.runs import signed_snapshot, trusted, trusted_monitors
+from trestle.runs import Tail, signed_snapshot, trusted, trusted_monitors
 
 SETTINGS = MonitorSettings(actions={"warning": "note", "critical": "note"})
 
@@ -186,6 +186,24 @@ def test_a_resumed_agent_run_feeds_its_monitors_only_the_events_after_the_snapsh
     whole = MonitorHub(SETTINGS)
     replay(whole, [(s.seq, s.event) for s in store.events(run_id)], state)
     assert hub is not None and _state(hub) == _state(whole)
+
+    # the events the state was folded from are the ones the monitors catch up on
+    engine = LocalEngine(store)
+    tail = Tail()
+    loaded, _ = engine.load_vetted(run_id, tail)
+    assert tail.after == snap.seq
+    assert [s.seq for s in tail.events] == list(range(snap.seq + 1, state.seq + 1))
+    reads: list[object] = []
+    events = store.events
+
+    def reading(*args: Any, **kwargs: Any) -> Any:
+        reads.append(kwargs)
+        return events(*args, **kwargs)
+
+    monkeypatch.setattr(store, "events", reading)
+    again, missed = asyncio.run(engine._hub(loaded, tail))
+    assert reads == [] and not missed  # not read a second time
+    assert again is not None and _state(again) == _state(whole)
 
 
 def test_where_the_monitors_source_cannot_be_read_nothing_is_saved_or_restored(

@@ -9,6 +9,7 @@ import secrets
 import socket
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
@@ -46,6 +47,16 @@ from trestle.signing import (
 from trestle.store.base import Appended, Request, RequestKind, Snapshot, Store
 
 NEW_ID_DRAWS = 8
+
+
+@dataclass
+class Tail:
+    """The events a load read after the seq it started from (``after``: a snapshot's,
+    or the first event's): a resume's monitors catch up on them without reading them
+    again."""
+
+    after: int = 0
+    events: list[StoredEvent] = field(default_factory=list)
 
 
 def new_run_id(now: float) -> str:
@@ -111,8 +122,10 @@ def load_state(
     vet: Vet | None = None,
     ignored: list[tuple[int, AnyEvent, str]] | None = None,
     key: bytes | None = None,
+    tail: Tail | None = None,
 ) -> RunState:
-    """The run's current state: the latest snapshot plus the events after it.
+    """The run's current state: the latest snapshot plus the events after it (kept in
+    ``tail`` when one is given).
 
     Only a snapshot signed with ``key`` (by default the key on this machine, if there
     is one) is used; any other is passed over and every event folded, since a snapshot
@@ -138,7 +151,9 @@ def load_state(
         snap = None
     state = _from_snapshot(snap, first) if snap is not None else None
     state = state or RunState.from_created(first)
-    catch_up(store, state, vet=vet, ignored=ignored)
+    if tail is not None:
+        tail.after = state.seq
+    catch_up(store, state, vet=vet, ignored=ignored, read=tail.events if tail else None)
     if state.seq < row.last_seq:
         raise _damaged(
             store,
@@ -154,9 +169,13 @@ def catch_up(
     *,
     vet: Vet | None = None,
     ignored: list[tuple[int, AnyEvent, str]] | None = None,
+    read: list[StoredEvent] | None = None,
 ) -> None:
-    """Fold into ``state`` every event recorded after its seq (see ``load_state``)."""
+    """Fold into ``state`` every event recorded after its seq (see ``load_state``);
+    ``read`` gets each one, folded or not."""
     for item in store.events(state.run_id, after=state.seq):
+        if read is not None:
+            read.append(item)
         why = vet(state, item.event) if vet is not None else None
         if why is not None:
             state.ignore(item.seq)

@@ -73,6 +73,7 @@ from trestle.named_files import changed, named_files
 from trestle.processes import Leader, reap
 from trestle.processes import start_time as process_start_time
 from trestle.runs import (
+    Tail,
     cancelled_message,
     load_state,
     signed_snapshot,
@@ -250,7 +251,8 @@ class LocalEngine:
         acting: set[str] = set()  # steps whose attempt a cancel stops before its end
         pool: ThreadPoolExecutor | None = None
         try:
-            state, forgeries = await self._store(self.load_vetted, run_id)
+            tail = Tail()
+            state, forgeries = await self._store(self.load_vetted, run_id, tail)
             # steps' blocking work (sync callables, file checks) gets one thread per
             # step that may run at once; asyncio's default pool is far smaller
             pool = ThreadPoolExecutor(state.plan.parallelism, thread_name_prefix="trestle-step")
@@ -268,7 +270,8 @@ class LocalEngine:
                 and not await self._store(self.store.pending_requests, run_id)
             ):
                 return  # nothing to do, and nothing worth recording
-            hub, missed = await self._hub(state)
+            hub, missed = await self._hub(state, tail)
+            del tail  # read once, for the state and the monitors
             if state.seq > 1:
                 inbound.append(RunResumed(at=self.clock(), owner=self.owner.name))
             inbound += self.sandbox_for(state)
@@ -455,9 +458,12 @@ class LocalEngine:
     def _cancel_in(self, state: RunState, requests: Sequence[Request]) -> Request | None:
         return cancel_in(state, requests, lambda r: verified_fields(r.payload, self._key()))
 
-    async def _hub(self, state: RunState) -> tuple[MonitorHub | None, list[AlertRaised]]:
+    async def _hub(
+        self, state: RunState, tail: Tail | None = None
+    ) -> tuple[MonitorHub | None, list[AlertRaised]]:
         """The run's monitors, caught up with its recorded events on a resume, and the
-        alerts they raise that a crash kept from being recorded."""
+        alerts they raise that a crash kept from being recorded. ``tail``: what loading
+        ``state`` read, used when the monitors' save is of the same seq."""
         settings = state.monitors or DEFAULT_MONITORS
         if not settings.enabled:
             return None, []
@@ -478,7 +484,10 @@ class LocalEngine:
                 and saved.restore(hub, trusted_monitors(state.run_id, snap, self._key()))
             ):
                 after = snap.seq
-        stored = await self._store(self.store.events, state.run_id, after=after, limit=limit)
+        if limit is None and tail is not None and tail.after == after:
+            stored = tail.events
+        else:
+            stored = await self._store(self.store.events, state.run_id, after=after, limit=limit)
         return hub, hub.replay([(item.seq, item.event) for item in stored], state)
 
     def _snapshot(self, state: RunState, hub: MonitorHub | None) -> Snapshot:
@@ -814,15 +823,15 @@ class LocalEngine:
         """The run's state as this engine acts on it: forged decisions left out."""
         return self.load_vetted(run_id)[0]
 
-    def load_vetted(self, run_id: str) -> tuple[RunState, list[AnyEvent]]:
+    def load_vetted(self, run_id: str, tail: Tail | None = None) -> tuple[RunState, list[AnyEvent]]:
         """The run's state with every forged decision left out (see
         :func:`trestle.approvals.forged`), and a refusal to record for each one not yet
-        reported, naming its seq."""
+        reported, naming its seq; ``tail`` gets the events read after its snapshot."""
         if self._decision_key is None:
             self._decision_key = decision_key()
         key = self._decision_key
         ignored: list[tuple[int, AnyEvent, str]] = []
-        state = load_state(self.store, run_id, vet=vetter(key), ignored=ignored, key=key)
+        state = load_state(self.store, run_id, vet=vetter(key), ignored=ignored, key=key, tail=tail)
         reported = {r.forged_seq for r in state.refused if r.forged_seq is not None}
         refusals: list[AnyEvent] = [
             ApprovalRefused(
