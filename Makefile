@@ -61,12 +61,14 @@ SOAK_PLAN_CASES ?= 20000
 SOAK_STORE_CASES ?= 2000
 SOAK_CRASH_TRIALS ?= 300
 SOAK_MODEL_TURNS ?= 20000
+SOAK_AGENT_RUNS ?= 30
 soak: $(DEV)
 	$(BIN)/python bench/crash_operator.py --trials $(SOAK_OPERATOR_TRIALS)
 	TRESTLE_FUZZ_CASES=$(SOAK_PLAN_CASES) $(BIN)/pytest -q tests/test_fuzz_planfile.py
 	TRESTLE_STORE_FUZZ_CASES=$(SOAK_STORE_CASES) $(BIN)/pytest -q tests/test_store_faults.py
 	TRESTLE_CRASH_TRIALS=$(SOAK_CRASH_TRIALS) $(BIN)/pytest -q tests/test_crash.py
 	TRESTLE_MODEL_FUZZ_TURNS=$(SOAK_MODEL_TURNS) $(BIN)/pytest -q tests/test_fuzz_model.py
+	TRESTLE_AGENT_KILL_RUNS=$(SOAK_AGENT_RUNS) TRESTLE_AGENT_KILLS=10 $(BIN)/pytest -q tests/test_agent_crash.py
 
 clean:
 	rm -rf $(VENV) .demo .trestle .pytest_cache .mypy_cache .ruff_cache .grimp_cache \
