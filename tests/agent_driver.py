@@ -23,8 +23,8 @@ import signal
 import sys
 from typing import Any
 
+from agent_helpers import run_taking_over
 from trestle.agent.runtime import AgentPerformer
-from trestle.core.errors import LeaseHeldError
 from trestle.core.state import RunState
 from trestle.engines.local import LocalEngine
 from trestle.models import model_from_spec
@@ -34,8 +34,6 @@ from trestle.store import SqliteStore
 from trestle.tools.edits import WriteFile
 
 MODEL_SPEC = "openai:test-model"
-# A killed driver's pid is taken over at once; this only covers that pid being reused.
-LEASE_TRIES = 100
 
 
 async def drive(base_url: str, store_path: str, run_id: str) -> RunState:
@@ -47,12 +45,7 @@ async def drive(base_url: str, store_path: str, run_id: str) -> RunState:
     store = SqliteStore(store_path)
     engine = LocalEngine(store, performer=AgentPerformer(model))
     try:
-        for _ in range(LEASE_TRIES):
-            try:
-                return await engine.run(run_id)
-            except LeaseHeldError:
-                await asyncio.sleep(0.1)
-        raise SystemExit(f"run {run_id!r}: its lease was never freed")
+        return await run_taking_over(engine, run_id)
     finally:
         engine.close()
         store.close()

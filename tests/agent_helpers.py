@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from trestle.agent.runtime import AgentPerformer
 from trestle.core.budget import Budget
+from trestle.core.errors import LeaseHeldError
 from trestle.core.events import AnyEvent, StoredEvent
 from trestle.core.records.agent import AgentSettings, bootstrap_plan
 from trestle.core.state import RunState
@@ -181,3 +182,15 @@ def of_kind(events: Sequence[Any], kind: type[E]) -> list[E]:
 def state_of(store: Store, run_id: str) -> RunState:
     """The run's current state, folded from its store."""
     return load_state(store, run_id)
+
+
+async def run_taking_over(engine: LocalEngine, run_id: str, *, tries: int = 100) -> RunState:
+    """``engine.run(run_id)`` from a driver started after another was killed: a killed
+    driver's lease is taken over at once, unless its pid was reused meanwhile, which
+    this waits out."""
+    for _ in range(tries):
+        try:
+            return await engine.run(run_id)
+        except LeaseHeldError:
+            await asyncio.sleep(0.1)
+    raise SystemExit(f"run {run_id!r}: its lease was never freed")

@@ -20,8 +20,8 @@ import sys
 import time
 from collections.abc import Sequence
 
+from agent_helpers import run_taking_over
 from trestle.agent.runtime import AgentPerformer
-from trestle.core.errors import LeaseHeldError
 from trestle.core.state import RunState
 from trestle.engines.local import LocalEngine
 from trestle.models import FunctionModel, Message, ModelResponse, ToolCall, ToolSchema, Usage
@@ -90,12 +90,7 @@ async def drive(store_path: str, run_id: str, reads: int) -> RunState:
     store = SqliteStore(store_path)
     engine = LocalEngine(store, performer=AgentPerformer(TurnModels(reads)))
     try:
-        for _ in range(100):
-            try:
-                return await engine.run(run_id)
-            except LeaseHeldError:  # only if the killed driver's pid was reused meanwhile
-                await asyncio.sleep(0.1)
-        raise SystemExit(f"run {run_id!r}: its lease was never freed")
+        return await run_taking_over(engine, run_id)
     finally:
         engine.close()
         store.close()

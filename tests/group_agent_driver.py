@@ -28,9 +28,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from agent_helpers import call, findings_json, plan_json, plan_step
+from agent_helpers import call, findings_json, plan_json, plan_step, run_taking_over
 from trestle.agent.runtime import AgentPerformer
-from trestle.core.errors import LeaseHeldError
 from trestle.engines.local import LocalEngine
 from trestle.models import FunctionModel, Message, ModelResponse, ToolSchema
 from trestle.store import SqliteStore
@@ -38,7 +37,6 @@ from trestle.store.base import Appended
 from trestle.tools.base import Observation, Tool, ToolContext
 from trestle.tools.group import BoardWrite, ReceiveMessages, ReceiveMessagesArgs, SendMessage
 
-LEASE_TRIES = 100
 # its check fails until the script wrote done.txt: a crash before that re-runs the step
 DONE = ("write_file", {"path": "done.txt", "content": "talked\n"})
 TALK = plan_step(
@@ -99,13 +97,8 @@ async def drive(store_path: str, run_id: str) -> str:
     store = SqliteStore(store_path)
     engine = LocalEngine(store, poll_interval=0.02, performer=AgentPerformer(FunctionModel(reply)))
     try:
-        for _ in range(LEASE_TRIES):
-            try:
-                state = await engine.run(run_id)
-                return state.finished or "running"
-            except LeaseHeldError:
-                await asyncio.sleep(0.1)
-        raise SystemExit(f"run {run_id!r}: its lease was never freed")
+        state = await run_taking_over(engine, run_id)
+        return state.finished or "running"
     finally:
         engine.close()
         store.close()
