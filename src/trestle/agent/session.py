@@ -219,7 +219,8 @@ class StepSession:
         # each message's text as redacted: the conversation is sent again every turn,
         # and only its new messages need the regular expressions run over them
         self._clean: dict[str, str] = {}
-        # what need not be durable yet (see the module docstring): the next commit's
+        # events that need not be durable yet (see the module docstring): the next
+        # commit takes them
         self._held: list[AnyEvent] = []
         self._reserved: tuple[int, dict[Dimension, float]] | None = None  # turn, worst case
         self._hasher = RequestHasher()  # the conversation grows: hash only what is new
@@ -759,7 +760,8 @@ def _only_reads(registry: ToolRegistry, name: str) -> bool:
 
 
 class _RecordingGate:
-    """Asks the real gate; when it allows, records the call's start before it runs."""
+    """Asks the real gate; when it allows, records the call's start before it runs (or
+    holds it for the next commit, for a read)."""
 
     def __init__(
         self, inner: ToolGate, session: StepSession, call: ToolCall, key: str | None, *, holds: bool
