@@ -18,8 +18,10 @@ from pathlib import Path
 import pytest
 
 from agent_helpers import agent_settings, call, drive, of_kind, recorded, sample_workspace
+from trestle.agent.runtime import AgentPerformer
 from trestle.core.events import (
     ModelCalled,
+    RunInterrupted,
     StepAttemptEnded,
     StepFailed,
     StepRetryScheduled,
@@ -30,6 +32,7 @@ from trestle.core.plan import Backoff
 from trestle.core.records.agent import AgentSettings, bootstrap_plan
 from trestle.core.records.agent_defaults import DEFAULT_STEP_TIMEOUT
 from trestle.core.report import build_report
+from trestle.engines.local import LocalEngine, Stop
 from trestle.models import (
     FunctionModel,
     Message,
@@ -136,6 +139,46 @@ def test_an_attempt_timed_out_in_a_read_records_the_answer_that_asked_for_it(
         ended = next(e for e in events[events.index(answer) :] if isinstance(e, StepAttemptEnded))
         assert ended.action.status == "timeout"
     assert load_state(store, run_id).tally.spent["tokens"] == 2 * used.total_tokens
+
+
+@pytest.mark.usefixtures("unconfined")
+def test_an_attempt_stopped_during_a_read_still_records_the_answer_that_asked_for_it(
+    store: SqliteStore, workspace: Path
+) -> None:
+    # a stop cancels the attempt from outside: it may not wait for a commit, so what it
+    # held joins the engine's last one, before the interruption it records
+    settings = agent_settings(test_command="touch started; exec sleep 60")
+    plan = bootstrap_plan("make add() return the sum")
+    run_id = create_run(store, plan, workspace=workspace, agent=settings)
+    used = Usage(input_tokens=300, output_tokens=20)
+    model = ScriptedModel([call("run_tests", call_id="t1", usage=used)])
+
+    async def stopped_during_the_read() -> None:
+        stop = Stop()
+        engine = LocalEngine(store, performer=AgentPerformer(model))
+
+        async def stop_once_it_runs() -> None:
+            while not (workspace / "started").exists():
+                await asyncio.sleep(0.01)
+            stop.request("a stop during the read")
+
+        stopper = asyncio.create_task(stop_once_it_runs())
+        try:
+            async for _ in engine.drive(run_id, stop=stop):
+                pass
+        finally:
+            stopper.cancel()
+            engine.close()
+
+    asyncio.run(stopped_during_the_read())
+
+    events = recorded(store, run_id)
+    [answer] = of_kind(events, ModelCalled)
+    [interrupted] = of_kind(events, RunInterrupted)
+    assert (answer.step, answer.turn) == ("understand", 1)
+    assert events.index(answer) < events.index(interrupted)
+    assert interrupted.stopped == ("understand",)
+    assert load_state(store, run_id).tally.spent["tokens"] == used.total_tokens
 
 
 def test_agent_settings_bound_every_step_by_default() -> None:

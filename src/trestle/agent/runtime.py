@@ -138,10 +138,16 @@ class AgentPerformer:
     async def perform(self, work: StepWork) -> tuple[ActionResult, ToolAsk | None]:
         try:
             outcome = await self._perform(work)
+        except asyncio.CancelledError:
+            # stopped from outside: no commit may be waited for any more, but what the
+            # last turn held (an answer already paid for) joins the engine's next one
             session = self._sessions.get(id(work))
-            if session is not None:
-                # what its last turn held: an attempt that ends, however, records all
-                # it did (not when cancelled from outside: the engine may have stopped)
+            if session is not None and work.note is not None:
+                session.leave(work.note)
+            raise
+        else:
+            session = self._sessions.get(id(work))
+            if session is not None:  # what its last turn held, recorded before its end
                 await session.flush()
             return outcome
         finally:

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 
 from pydantic import ValidationError
@@ -271,6 +271,12 @@ class StepSession:
         if self._held:
             events, self._held = self._held, []
             await self.work.record(events)
+
+    def leave(self, note: Callable[[AnyEvent], None]) -> None:
+        """Hand the held events to ``note`` (the engine's next commit) without waiting."""
+        held, self._held = self._held, []
+        for event in held:
+            note(event)
 
     def _now(self) -> float:
         return self.work.clock()

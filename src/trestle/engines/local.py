@@ -725,7 +725,9 @@ class LocalEngine:
             action = await perform_delegation(self, state, step, ctx.attempt, outbox.record)
         elif step.agent is not None and self.performer is not None:
             load = self._loader(state.run_id)
-            work = StepWork(state, step, ctx, pool, outbox.record, load, self.clock, self.store)
+            work = StepWork(
+                state, step, ctx, pool, outbox.record, load, self.clock, self.store, outbox.note
+            )
             action, ask = await self.performer.perform(work)
         else:
             if step.run is None:

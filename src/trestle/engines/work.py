@@ -29,6 +29,9 @@ class StepWork:
     do). ``record`` makes events durable in the run's stream before it returns their
     seqs; ``load`` reads recorded events back by seq. ``store`` is the run's store, for
     what a run shares with its group (see :mod:`trestle.groups`); never its events.
+    ``note``, where the engine has one, adds an event to its next commit without
+    waiting: what an attempt cancelled from outside (a stop, a cancel) still holds,
+    since it may not wait for a commit any more.
     """
 
     state: RunState
@@ -39,6 +42,7 @@ class StepWork:
     load: Callable[[Sequence[int]], Awaitable[list[AnyEvent]]]
     clock: Callable[[], float]
     store: Store | None = None
+    note: Callable[[AnyEvent], None] | None = None
 
 
 class StepPerformer(Protocol):
