@@ -10,12 +10,17 @@ driver started again after a kill answers every turn as the killed one would hav
 of its own, then gives its findings; ``plan`` plans one step; that step finishes.
 ``tests/test_agent_crash.py`` kills it at random moments and starts it again. The last
 line printed is the run's final status.
+
+With ``DIE_AFTER=KIND`` in its environment the driver kills itself (SIGKILL) right
+after it committed a batch holding an event of that kind: a crash at an exact point.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -26,6 +31,7 @@ from trestle.core.state import RunState
 from trestle.engines.local import LocalEngine
 from trestle.models import FunctionModel, Message, ModelResponse, ToolCall, ToolSchema, Usage
 from trestle.store import SqliteStore
+from trestle.store.base import Appended
 
 
 def usage(turn: int) -> Usage:
@@ -86,6 +92,17 @@ class TurnModels:
         raise AssertionError("each step asks for_step() for its model")
 
 
+def die_after(kind: str) -> None:
+    appended = SqliteStore.append
+
+    def append(self: SqliteStore, run_id: str, batch: Appended, *, token: int) -> None:
+        appended(self, run_id, batch, token=token)
+        if any(e.kind == kind for e in batch.events):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    SqliteStore.append = append  # type: ignore[method-assign]
+
+
 async def drive(store_path: str, run_id: str, reads: int) -> RunState:
     store = SqliteStore(store_path)
     engine = LocalEngine(store, performer=AgentPerformer(TurnModels(reads)))
@@ -100,6 +117,8 @@ def main(argv: list[str]) -> int:
     if len(argv) != 3:
         print(__doc__, file=sys.stderr)
         return 2
+    if os.environ.get("DIE_AFTER"):
+        die_after(os.environ["DIE_AFTER"])
     started = time.monotonic()
     state = asyncio.run(drive(argv[0], argv[1], int(argv[2])))
     print(f"took {time.monotonic() - started:.2f}s", file=sys.stderr)

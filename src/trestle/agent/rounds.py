@@ -45,6 +45,12 @@ def numbered(base: str, round: int) -> str:
     return base if round == 1 else f"{base}-{round}"
 
 
+def review_id(round: int, revision: int | None = None) -> str:
+    """The review step an accepted plan of ``round`` (or of revision ``revision``) adds
+    first: once it exists, that plan was recorded."""
+    return f"review-t{revision}" if revision is not None else numbered("review", round)
+
+
 def current_round(state: RunState) -> int:
     """The newest plan round the run has reached."""
     return max((s.agent.round for s in state.plan.steps if s.agent is not None), default=1)
@@ -75,7 +81,7 @@ def plan_added(
     (:func:`delegation_share`).
     """
     prefix = f"t{revision}." if revision is not None else ("" if round == 1 else f"r{round}.")
-    review = f"review-t{revision}" if revision is not None else numbered("review", round)
+    review = review_id(round, revision)
     own = {s.id for s in plan.steps}
 
     def rename(step_id: str) -> str:

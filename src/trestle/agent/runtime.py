@@ -50,6 +50,7 @@ from trestle.agent.rounds import (
     plan_added,
     replan_added,
     requirement_added,
+    review_id,
 )
 from trestle.agent.session import Abandon, Pause, StepSession
 from trestle.agent.toolgate import RunToolGate
@@ -222,6 +223,11 @@ class AgentPerformer:
     async def _plan(self, work: StepWork, task: AgentTask, settings: AgentSettings) -> ActionResult:
         state, sid = work.state, work.step.id
         revision = sid.startswith("revise-")
+        number = int(sid.removeprefix("revise-")) if revision else None
+        if review_id(task.round, number) in state.steps:
+            # its plan was recorded, then the driver stopped before the attempt ended:
+            # replaying the answer would record the same steps again
+            return ActionResult(status="ok", output="plan accepted (recorded before)")
         session, pins, failure = await self._open(work, settings)
         existing = [state.step_spec(s) for s in state.steps if s != sid]
         text = plan_task(
@@ -261,7 +267,6 @@ class AgentPerformer:
                 if n.should_escalate:
                     return ActionResult(status="failed", error=n.escalation_summary())
                 return [Message.user(n.retry_prompt())]
-            number = int(sid.removeprefix("revise-")) if revision else None
             validate = numbered("validate", task.round)
             also = tuple(s for s in state.steps if s.startswith("revise-") and not revision)
             extension = plan_added(

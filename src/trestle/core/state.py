@@ -343,7 +343,7 @@ class RunState(BaseModel):
                 self.active_since = event.at
                 for sid, st in self.steps.items():
                     if st.status == "running":
-                        self._release(st)  # it may have spent its estimate: count it
+                        self._lose(st)
                         self._set(sid, "unknown")
                     elif st.status == "probing":
                         self._probe_again(sid)
@@ -355,7 +355,7 @@ class RunState(BaseModel):
             case StepAttemptLost(step=sid, attempt=attempt):
                 st = self.steps[sid]
                 if st.attempt == attempt and st.status == "running":
-                    self._release(st)  # it may have spent its estimate: count it
+                    self._lose(st)
                     self._set(sid, "unknown")
                 elif st.status == "probing":
                     self._probe_again(sid)
@@ -607,16 +607,19 @@ class RunState(BaseModel):
         return self.transcripts.get(transcript_key(sid, round), [])
 
     def _extend(self, event: PlanExtended) -> None:
-        """Add the new steps, and the new needs of steps that have not started."""
-        steps = [
-            s.model_copy(update={"needs": (*s.needs, *event.needs_added[s.id])})
-            if s.id in event.needs_added
-            else s
-            for s in self.plan.steps
-        ]
-        self.plan = self.plan.model_copy(update={"steps": (*steps, *event.steps)})
+        """Add the new steps, and the new needs of steps that have not started. A step
+        or a need the plan already has is not added again: a plan step a crash cut
+        short after it recorded its plan could record the same extension twice."""
+
+        def needing(step: Step) -> Step:
+            more = [n for n in event.needs_added.get(step.id, ()) if n not in step.needs]
+            return step.model_copy(update={"needs": (*step.needs, *more)}) if more else step
+
+        steps = [needing(s) for s in self.plan.steps]
+        new = [step for step in event.steps if step.id not in self.steps]
+        self.plan = self.plan.model_copy(update={"steps": (*steps, *new)})
         self.extended = True
-        for step in event.steps:
+        for step in new:
             self.steps[step.id] = StepState()
         self.finished = None
         self.reindex()
@@ -636,6 +639,14 @@ class RunState(BaseModel):
         st.reserved_carve = {}
         st.reserved_cost = 0.0
         self._release_model_call(st)
+
+    def _lose(self, st: StepState) -> None:
+        """An attempt the driver lost while it ran may have spent its estimate, and a
+        model call it had in flight (or whose answer it had not yet recorded) may have
+        been answered and billed: both count as spent, at their worst case."""
+        for dim, amount in st.model_reserved.items():
+            self.tally.add(self.tally.spent, dim, amount)
+        self._release(st)
 
     def _release_model_call(self, st: StepState) -> None:
         """A model call's worst case stops being held: it answered (and its usage is
