@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from agent_helpers import of_kind, recorded
+from agent_helpers import agent_settings, of_kind, recorded, start_run
 from trestle.core.events import (
     AnyEvent,
     ModelCalled,
@@ -39,9 +39,8 @@ from trestle.core.events import (
     StepAttemptEnded,
     ToolCallEnded,
 )
-from trestle.core.records.agent import AgentSettings, bootstrap_plan
 from trestle.core.state import RunState
-from trestle.runs import create_run, load_state
+from trestle.runs import load_state
 from trestle.store import SqliteStore
 
 DRIVER = Path(__file__).with_name("agent_kill_driver.py")
@@ -70,12 +69,9 @@ def new_run(tmp_path: Path, rng: random.Random) -> tuple[Path, str]:
         words = ("".join(rng.choices(string.ascii_lowercase, k=8)) for _ in range(40))
         (workspace / "notes" / f"n{i}.txt").write_text("\n".join(words) + "\n")
     store_path = tmp_path / "runs.db"
+    settings = agent_settings(test_command="true", max_turns=READS + 10)
     with contextlib.closing(SqliteStore(store_path)) as store:
-        settings = AgentSettings(
-            model="scripted", test_command="true", plan_approval="auto", max_turns=READS + 10
-        )
-        plan = bootstrap_plan("read the notes")
-        run_id = create_run(store, plan, workspace=workspace, agent=settings)
+        run_id = start_run(store, workspace, goal="read the notes", settings=settings)
     return store_path, run_id
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from agent_helpers import agent_settings, call, drive, of_kind, recorded, sample_workspace
+from agent_helpers import GOAL, agent_settings, call, drive, of_kind, recorded, sample_workspace
 from trestle.agent.runtime import AgentPerformer
 from trestle.core.events import (
     ModelCalled,
@@ -66,7 +66,7 @@ def test_a_step_whose_model_never_answers_times_out_and_is_retried_then_dead_let
     store: SqliteStore, workspace: Path
 ) -> None:
     # the step's own timeout wins over the settings' (which would be an hour here)
-    plan = bootstrap_plan("make add() return the sum")
+    plan = bootstrap_plan(GOAL)
     understand = plan.steps[0].model_copy(update={"timeout": 0.3, "backoff": Backoff(initial=0)})
     plan = plan.model_copy(update={"steps": (understand, *plan.steps[1:])})
     settings = agent_settings(step_timeout=3600.0)
@@ -90,16 +90,25 @@ def test_a_step_whose_model_never_answers_times_out_and_is_retried_then_dead_let
     )
 
 
+def timed_out_twice_in_run_tests(
+    store: SqliteStore, workspace: Path, test_command: str, *, usage: Usage | None = None
+) -> str:
+    """An agent run whose ``understand`` step calls ``run_tests`` in each of its two
+    attempts, ``test_command`` outliving the attempts' 1 s limit; driven to its end."""
+    settings = agent_settings(test_command=test_command, step_timeout=1.0)
+    run_id = create_run(store, bootstrap_plan(GOAL), workspace=workspace, agent=settings)
+    model = ScriptedModel(
+        [call("run_tests", call_id=f"t{n}", usage=usage or Usage()) for n in (1, 2)]
+    )
+    drive(store, run_id, model)
+    return run_id
+
+
 @pytest.mark.usefixtures("unconfined")
 def test_a_timed_out_attempt_kills_the_commands_its_tools_started(
     store: SqliteStore, workspace: Path
 ) -> None:
-    settings = agent_settings(test_command="echo $$ >> pids; exec sleep 60", step_timeout=1.0)
-    plan = bootstrap_plan("make add() return the sum")
-    run_id = create_run(store, plan, workspace=workspace, agent=settings)
-    model = ScriptedModel([call("run_tests", call_id="t1"), call("run_tests", call_id="t2")])
-
-    drive(store, run_id, model)
+    run_id = timed_out_twice_in_run_tests(store, workspace, "echo $$ >> pids; exec sleep 60")
 
     ended = of_kind(recorded(store, run_id), StepAttemptEnded)
     assert [e.action.status for e in ended] == ["timeout", "timeout"]
@@ -117,15 +126,8 @@ def test_an_attempt_timed_out_in_a_read_records_the_answer_that_asked_for_it(
 ) -> None:
     # a read's answer and start wait for the next commit; a timeout must not lose them,
     # or the answer's tokens would never count against the budget
-    settings = agent_settings(test_command="exec sleep 60", step_timeout=1.0)
-    plan = bootstrap_plan("make add() return the sum")
-    run_id = create_run(store, plan, workspace=workspace, agent=settings)
     used = Usage(input_tokens=300, output_tokens=20)
-    model = ScriptedModel(
-        [call("run_tests", call_id="t1", usage=used), call("run_tests", call_id="t2", usage=used)]
-    )
-
-    drive(store, run_id, model)
+    run_id = timed_out_twice_in_run_tests(store, workspace, "exec sleep 60", usage=used)
 
     events = recorded(store, run_id)
     called = of_kind(events, ModelCalled)
@@ -148,7 +150,7 @@ def test_an_attempt_stopped_during_a_read_still_records_the_answer_that_asked_fo
     # a stop cancels the attempt from outside: it may not wait for a commit, so what it
     # held joins the engine's last one, before the interruption it records
     settings = agent_settings(test_command="touch started; exec sleep 60")
-    plan = bootstrap_plan("make add() return the sum")
+    plan = bootstrap_plan(GOAL)
     run_id = create_run(store, plan, workspace=workspace, agent=settings)
     used = Usage(input_tokens=300, output_tokens=20)
     model = ScriptedModel([call("run_tests", call_id="t1", usage=used)])
