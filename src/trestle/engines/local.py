@@ -725,8 +725,9 @@ class LocalEngine:
             action = await perform_delegation(self, state, step, ctx.attempt, outbox.record)
         elif step.agent is not None and self.performer is not None:
             load = self._loader(state.run_id)
+            note = outbox.note if outbox.commits_notes else None
             work = StepWork(
-                state, step, ctx, pool, outbox.record, load, self.clock, self.store, outbox.note
+                state, step, ctx, pool, outbox.record, load, self.clock, self.store, note
             )
             action, ask = await self.performer.perform(work)
         else:
@@ -1023,6 +1024,11 @@ class _Outbox:
     @property
     def waiting(self) -> bool:
         return bool(self._items)
+
+    @property
+    def commits_notes(self) -> bool:
+        """Whether a note reaches a commit: a forwarding outbox's never does."""
+        return self._forward is None
 
     def note(self, event: AnyEvent) -> None:
         """Record ``event`` with the next commit, without waking the engine for it."""
