@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from collections.abc import Sequence
 
 import pytest
@@ -233,6 +235,34 @@ def test_the_volatile_parts_come_out_as_by_every_pattern_in_turn(text: str) -> N
     ):
         plain = pattern.sub(mark, plain)
     assert fingerprint._without_volatile(text) == plain
+
+
+# pieces that make and unmake line-number prefixes, numbers and whitespace, with every
+# character str.splitlines splits at
+_LINE_PIECES = [
+    *"0123456789",
+    *" \t:|.#_-aZ\n\r\x0b\x0c\x1c\x85\u2028\u00a0\u3000",
+    "  12\t",
+    "path.py:3:",
+    "python3",
+]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(_LINE_PIECES), max_size=40).map("".join))
+def test_an_observations_lines_are_as_every_pattern_run_on_every_line_makes_them(
+    text: str,
+) -> None:
+    # lines without a digit skip the patterns, whitespace is squashed by str.split
+    squash = re.compile(r"\s+")
+    expected = set()
+    for raw in fingerprint._without_volatile(text).splitlines():
+        line = fingerprint._NUMBER.sub("#", fingerprint._LINE_PREFIX.sub("", raw))
+        line = squash.sub(" ", line).strip()
+        if line:
+            digest = hashlib.blake2b(line.encode("utf-8", "surrogatepass"), digest_size=8)
+            expected.add(int.from_bytes(digest.digest(), "big"))
+    assert observation_lines(text) == frozenset(expected)
 
 
 # --- RepeatMonitor ----------------------------------------------------------------------

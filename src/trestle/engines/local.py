@@ -28,6 +28,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
+from trestle import collector
 from trestle.actions import StepContext, in_thread, perform
 from trestle.approvals import vetter
 from trestle.checkpoints import (
@@ -488,7 +489,8 @@ class LocalEngine:
             stored = tail.events
         else:
             stored = await self._store(self.store.events, state.run_id, after=after, limit=limit)
-        return hub, hub.replay([(item.seq, item.event) for item in stored], state)
+        with collector.paused():  # the monitors' state is built to be kept
+            return hub, hub.replay([(item.seq, item.event) for item in stored], state)
 
     def _snapshot(self, state: RunState, hub: MonitorHub | None) -> Snapshot:
         """The run's state and its monitors' as of ``state.seq``, signed (an agent
@@ -834,7 +836,10 @@ class LocalEngine:
             self._decision_key = decision_key()
         key = self._decision_key
         ignored: list[tuple[int, AnyEvent, str]] = []
-        state = load_state(self.store, run_id, vet=vetter(key), ignored=ignored, key=key, tail=tail)
+        with collector.paused():
+            state = load_state(
+                self.store, run_id, vet=vetter(key), ignored=ignored, key=key, tail=tail
+            )
         reported = {r.forged_seq for r in state.refused if r.forged_seq is not None}
         refusals: list[AnyEvent] = [
             ApprovalRefused(

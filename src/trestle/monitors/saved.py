@@ -25,17 +25,15 @@ a lock or a model) is not saved, and its resumes feed the whole history.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import gc
 import hashlib
 import io
 import pickle
 from collections import Counter, OrderedDict, deque
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from trestle import collector
 from trestle.monitors.hub import MonitorHub
 
 FORMAT = b"trestle-monitors 1"
@@ -97,7 +95,7 @@ def restore(hub: MonitorHub, data: bytes) -> bool:
     if not code_digest() or not data.startswith(header):
         return False
     try:
-        with _collector_paused():
+        with collector.paused():  # what it builds holds no cycles
             states, trace, recorded = _OwnClasses(io.BytesIO(data[len(header) :])).load()
     except Exception:  # a save only saves time; the history is the record
         return False
@@ -112,20 +110,6 @@ def restore(hub: MonitorHub, data: bytes) -> bool:
     vars(hub.trace).update(trace)
     hub.recorded = recorded
     return True
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """A save builds tens of thousands of small containers at once, and each batch of
-    them would start a garbage collection that walks the whole (large) heap: a
-    resume's unpickling took four times as long. What it builds holds no cycles."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 class _OwnClasses(pickle.Unpickler):
