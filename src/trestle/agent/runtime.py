@@ -77,7 +77,7 @@ from trestle.core.records.agent import (
     Pins,
 )
 from trestle.core.state import RunState
-from trestle.engines.work import StepWork
+from trestle.engines.work import StepWork, WorkspaceNotSaved
 from trestle.groups import named_group
 from trestle.models.pricing import DEFAULT_PRICES, PriceTable
 from trestle.models.spec import model_from_spec
@@ -174,6 +174,8 @@ class AgentPerformer:
             return ActionResult(status="failed", error=str(abandon)), None
         except (ProviderError, ScriptExhaustedError) as exc:
             return ActionResult(status="error", error=f"model call failed: {exc}"), None
+        except WorkspaceNotSaved as exc:
+            return ActionResult(status="error", error=str(exc)), None
 
     async def _attempt(
         self, work: StepWork, task: AgentTask, settings: AgentSettings
@@ -327,6 +329,7 @@ class AgentPerformer:
             await self._enter(work, Phase.DONE, "accepted: every step verified; no test command")
             return ActionResult(status="ok", output="every step was verified; no test command")
         env = step_env(work.ctx, {})
+        await work.workspace_ready()
         result = await run_shell(
             command,
             cwd=work.ctx.workspace,

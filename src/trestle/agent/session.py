@@ -643,6 +643,7 @@ class StepSession:
         natures: frozenset[str],
         offered: Collection[str],
     ) -> Observation:
+        await self.work.workspace_ready()  # nothing runs in it before its checkpoint
         unended = self.recorded.started.get((self.turn, call.id))
         probe: ToolProbe | None = None
         # a read that takes no turn with others may be run again after a crash: its

@@ -66,7 +66,7 @@ from trestle.core.plan import Step
 from trestle.core.records.monitors import DEFAULT_MONITORS, MonitorSettings
 from trestle.core.state import RunState
 from trestle.engines.judge import cancel_in, request_as_events
-from trestle.engines.work import StepPerformer, StepWork
+from trestle.engines.work import StepPerformer, StepWork, WorkspaceNotSaved
 from trestle.monitors import saved
 from trestle.monitors.hub import MonitorFactory, MonitorHub
 from trestle.monitors.trace import Stall
@@ -713,29 +713,29 @@ class LocalEngine:
                 action=action,
                 approval_stale=number,
             )
-        try:
-            before = await self._checkpoint(state, step, ctx, "before", pool)
-        except ShadowRepoError as exc:  # no safety net: the step must not run without one
-            action = ActionResult(status="error", error=f"workspace checkpoint failed: {exc}")
-            return StepAttemptEnded(
-                at=self.clock(), step=sid, attempt=ctx.attempt, ok=False, action=action
-            )
+        taking = asyncio.ensure_future(self._checkpoint(state, step, ctx, "before", pool))
         ask: ToolAsk | None = None
-        if step.delegate is not None:
-            from trestle.engines.delegation import perform_delegation
-
-            action = await perform_delegation(self, state, step, ctx.attempt, outbox.record)
-        elif step.agent is not None and self.performer is not None:
-            load = self._loader(state.run_id)
-            note = outbox.note if outbox.commits_notes else None
-            work = StepWork(
-                state, step, ctx, pool, outbox.record, load, self.clock, self.store, note
-            )
-            action, ask = await self.performer.perform(work)
+        if step.delegate is None and step.agent is not None and self.performer is not None:
+            # the model's first answer need not wait for the checkpoint: the attempt
+            # waits for it before it first runs anything in the workspace
+            work = self._agent_work(state, step, ctx, pool, outbox, taking)
+            before, action, ask = await _agent_attempt(self.performer, work, taking)
         else:
-            if step.run is None:
-                acting.discard(sid)
-            action = await perform(step, ctx, pool, on_spawn=note_spawn)
+            try:
+                before = await taking
+            except ShadowRepoError as exc:  # no safety net: the step must not run without one
+                action = ActionResult(status="error", error=f"workspace checkpoint failed: {exc}")
+                return StepAttemptEnded(
+                    at=self.clock(), step=sid, attempt=ctx.attempt, ok=False, action=action
+                )
+            if step.delegate is not None:
+                from trestle.engines.delegation import perform_delegation
+
+                action = await perform_delegation(self, state, step, ctx.attempt, outbox.record)
+            else:
+                if step.run is None:
+                    acting.discard(sid)
+                action = await perform(step, ctx, pool, on_spawn=note_spawn)
         acting.discard(sid)
         checks = await run_checks(step, ctx, pool) if action.status == "ok" else ()
         ok = action.status == "ok" and all(c.passed for c in checks)
@@ -753,6 +753,30 @@ class LocalEngine:
             checkpoint_before=before,
             checkpoint_after=after,
             ask=ask,
+        )
+
+    def _agent_work(
+        self,
+        state: RunState,
+        step: Step,
+        ctx: StepContext,
+        pool: Executor,
+        outbox: _Outbox,
+        taking: asyncio.Future[str | None],
+    ) -> StepWork:
+        """What an agent step's performer is given; its ``ready`` waits for ``taking``,
+        the workspace's checkpoint (see :attr:`StepWork.ready`)."""
+
+        async def ready() -> None:
+            try:
+                await asyncio.shield(taking)
+            except ShadowRepoError as exc:
+                raise WorkspaceNotSaved(f"workspace checkpoint failed: {exc}") from exc
+
+        load = self._loader(state.run_id)
+        note = outbox.note if outbox.commits_notes else None
+        return StepWork(
+            state, step, ctx, pool, outbox.record, load, self.clock, self.store, note, ready
         )
 
     def _loader(self, run_id: str) -> Callable[[Sequence[int]], Awaitable[list[AnyEvent]]]:
@@ -1064,6 +1088,30 @@ class _Outbox:
         self._items.clear()
         self.posted.clear()
         return events, acks
+
+
+async def _agent_attempt(
+    performer: StepPerformer, work: StepWork, taking: asyncio.Future[str | None]
+) -> tuple[str | None, ActionResult, ToolAsk | None]:
+    """The attempt, then the checkpoint ``taking`` beside it: both, and what it asks."""
+    try:
+        action, ask = await performer.perform(work)
+    except BaseException:
+        # the checkpoint's git commands run on; nothing waits for their answer
+        taking.add_done_callback(_retrieved)
+        taking.cancel()
+        raise
+    try:
+        before = await taking
+    except ShadowRepoError:
+        before = None  # the attempt ran nothing in the workspace: none was needed
+    return before, action, ask
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    """Takes a dropped future's failure, so asyncio does not report it as unseen."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _spans(seqs: Sequence[int], gap: int = 64) -> list[tuple[int, int]]:

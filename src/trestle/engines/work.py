@@ -31,7 +31,11 @@ class StepWork:
     what a run shares with its group (see :mod:`trestle.groups`); never its events.
     ``note``, where the engine has one, adds an event to its next commit without
     waiting: what an attempt cancelled from outside (a stop, a cancel) still holds,
-    since it may not wait for a commit any more.
+    since it may not wait for a commit any more. ``ready``, where the engine gives one,
+    must be awaited before the attempt first runs anything in the workspace (a tool
+    call, a test command): the engine takes the workspace's checkpoint meanwhile, so a
+    model's first answer need not wait for it. It raises :class:`WorkspaceNotSaved` if
+    the checkpoint failed: the attempt must then end without running anything.
     """
 
     state: RunState
@@ -43,6 +47,16 @@ class StepWork:
     clock: Callable[[], float]
     store: Store | None = None
     note: Callable[[AnyEvent], None] | None = None
+    ready: Callable[[], Awaitable[None]] | None = None
+
+    async def workspace_ready(self) -> None:
+        """Wait for the engine's checkpoint of the workspace (see ``ready``)."""
+        if self.ready is not None:
+            await self.ready()
+
+
+class WorkspaceNotSaved(Exception):
+    """The workspace's checkpoint before the attempt failed: nothing may run in it."""
 
 
 class StepPerformer(Protocol):
