@@ -3,7 +3,9 @@ replayed conversation is built from the very same text."""
 
 from __future__ import annotations
 
+import functools
 import json
+from typing import Literal
 
 from trestle.agent.phases import findings_json_schema
 from trestle.agent.planning import agent_plan_json_schema
@@ -42,7 +44,7 @@ def understand_task(goal: str, requirements: list[str], test_command: str | None
     lines += [
         "When you understand enough to plan, answer WITHOUT a tool call, with one JSON "
         "object (no prose) that follows this JSON Schema:",
-        json.dumps(findings_json_schema()),
+        _schema_text("findings"),
     ]
     return "\n".join(lines)
 
@@ -84,7 +86,7 @@ def plan_task(
         f"Files you may change: {scope_text}.",
         "Answer WITHOUT a tool call, with one JSON object (no prose) that follows this "
         "JSON Schema:",
-        json.dumps(agent_plan_json_schema()),
+        _schema_text("plan"),
     ]
     return "\n".join(lines)
 
@@ -124,3 +126,10 @@ def correction(alert: Alert) -> str:
         f"A run monitor noticed a problem ({alert.kind.replace('_', ' ')}): {alert.message}\n"
         f"{alert.suggestion}"
     )
+
+
+@functools.cache
+def _schema_text(answer: Literal["findings", "plan"]) -> str:
+    """The JSON Schema of the ``findings`` or ``plan`` answer, as shown: made once a
+    process, since pydantic takes milliseconds to build one and every attempt shows it."""
+    return json.dumps(findings_json_schema() if answer == "findings" else agent_plan_json_schema())

@@ -82,7 +82,15 @@ from trestle.runs import (
     trusted,
     trusted_monitors,
 )
-from trestle.sandbox import Mode, Sandbox, choose, config_dir, hidden_paths, mode_from
+from trestle.sandbox import (
+    Mode,
+    Sandbox,
+    choose,
+    config_dir,
+    find_bwrap,
+    hidden_paths,
+    mode_from,
+)
 from trestle.sandbox import policy_of as sandbox_policy
 from trestle.shadow import ShadowRepoError
 from trestle.signing import decision_key, key_path, verified_fields
@@ -244,6 +252,12 @@ class LocalEngine:
     async def drive(self, run_id: str, *, stop: Stop | None = None) -> AsyncIterator[StoredEvent]:
         """Drive the run, yielding each event as soon as it is durable; ``stop`` ends
         it early (see :class:`Stop`)."""
+        # whether bubblewrap works here is asked of a process: asked now, it is answered
+        # while the run loads (once per process; see trestle.sandbox.find_bwrap)
+        probing: asyncio.Task[None] | None = None
+        if self.sandbox_mode != "off":
+            probing = asyncio.create_task(_find_bwrap())
+            probing.add_done_callback(_retrieved)
         lease = await self._store(
             self.store.acquire_lease, run_id, self.owner, ttl=self.lease_ttl, now=self.clock()
         )
@@ -275,6 +289,8 @@ class LocalEngine:
             del tail  # read once, for the state and the monitors
             if state.seq > 1:
                 inbound.append(RunResumed(at=self.clock(), owner=self.owner.name))
+            if probing is not None:
+                await probing
             inbound += self.sandbox_for(state)
             inbound += missed
             inbound += forgeries
@@ -1106,6 +1122,10 @@ async def _agent_attempt(
     except ShadowRepoError:
         before = None  # the attempt ran nothing in the workspace: none was needed
     return before, action, ask
+
+
+async def _find_bwrap() -> None:
+    await asyncio.to_thread(find_bwrap)
 
 
 def _retrieved(future: asyncio.Future[Any]) -> None:
