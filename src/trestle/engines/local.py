@@ -183,7 +183,7 @@ class LocalEngine:
         clock: Clock = time.time,
         owner: Owner | None = None,
         lease_ttl: float = DEFAULT_LEASE_TTL,
-        snapshot_every: int = 200,
+        snapshot_every: int = 100,
         poll_interval: float = 0.5,
         decision_key: bytes | None = None,
         shadow_dir: Path | None = None,

@@ -78,7 +78,7 @@ ENDS_WORKFLOW = ("succeeded", "cancelled")  # a run in any other state may go on
 # they go: an agent's) and the next execution runs them again
 CEILING = 1.5
 LONG_HISTORY = "continue-as-new (a long history)"
-SNAPSHOT_EVERY = 200  # events between state snapshots in the store, as the local engine
+SNAPSHOT_EVERY = 100  # events between state snapshots in the store, as the local engine
 STORE_CALL = timedelta(seconds=60)
 STORE_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=5), non_retryable_error_types=list(FATAL)
