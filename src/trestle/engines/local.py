@@ -484,28 +484,31 @@ class LocalEngine:
         settings = state.monitors or DEFAULT_MONITORS
         if not settings.enabled:
             return None, []
-        hub = MonitorHub(settings, self.monitors)
-        # the first event holds the goal and scope; only an agent run's history holds
-        # model turns for the monitors to catch up on (a plan run's would cost resume
-        # time and show them nothing), and they catch up from the snapshot if it saved
-        # them, else from the start
-        limit: int | None = 1
-        after = 0
-        if state.agent is not None:
-            limit = None
-            snap = await self._store(self.store.snapshot, state.run_id, monitors=True)
-            if (
-                snap is not None
-                and snap.seq <= state.seq
-                and trusted(state.run_id, snap, self._key())
-                and saved.restore(hub, trusted_monitors(state.run_id, snap, self._key()))
-            ):
-                after = snap.seq
-        if limit is None and tail is not None and tail.after == after:
-            stored = tail.events
-        else:
-            stored = await self._store(self.store.events, state.run_id, after=after, limit=limit)
-        with collector.paused():  # the monitors' state is built to be kept
+        # what the monitors restore and catch up on is kept: no collection meanwhile
+        with collector.paused():
+            hub = MonitorHub(settings, self.monitors)
+            # the first event holds the goal and scope; only an agent run's history holds
+            # model turns for the monitors to catch up on (a plan run's would cost resume
+            # time and show them nothing), and they catch up from the snapshot if it saved
+            # them, else from the start
+            limit: int | None = 1
+            after = 0
+            if state.agent is not None:
+                limit = None
+                snap = await self._store(self.store.snapshot, state.run_id, monitors=True)
+                if (
+                    snap is not None
+                    and snap.seq <= state.seq
+                    and trusted(state.run_id, snap, self._key())
+                    and saved.restore(hub, trusted_monitors(state.run_id, snap, self._key()))
+                ):
+                    after = snap.seq
+            if limit is None and tail is not None and tail.after == after:
+                stored = tail.events
+            else:
+                stored = await self._store(
+                    self.store.events, state.run_id, after=after, limit=limit
+                )
             return hub, hub.replay([(item.seq, item.event) for item in stored], state)
 
     def _snapshot(self, state: RunState, hub: MonitorHub | None) -> Snapshot:
