@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -25,11 +26,15 @@ from trestle.monitors.drift import (
     semantic_cost_timing_monitors,
 )
 from trestle.monitors.similarity import (
+    _CAMEL,
+    _STOPWORDS,
     Embedder,
     HashingEmbedder,
     SparseVector,
+    _stem,
     cosine,
     embedder_named,
+    has_words,
     words,
 )
 from trestle.monitors.trace import Action, ActionKind, Observation, RunFacts, StepEnd, Turn
@@ -100,6 +105,37 @@ def test_words_split_paths_identifiers_and_drop_filler() -> None:
     ]
     assert words("parseHTTPResponse") == ["parse", "http", "response", "parsehttpresponse"]
     assert words("cat the file | head -n 20") == []
+
+
+# the words of a text as they were found with a pattern per part of each identifier:
+# its parts split at underscores (each beginning with a letter), then at case changes
+_PART = re.compile(r"[A-Za-z][A-Za-z0-9]*")
+
+
+def _words_part_by_part(text: str) -> list[str]:
+    out = []
+    for identifier in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text):
+        pieces = [p for chunk in _PART.findall(identifier) for p in _CAMEL.findall(chunk)]
+        parts = [p.lower() for p in pieces]
+        parts = [p for p in parts if len(p) > 1 and not p.isdigit()]
+        kept = [_stem(p) for p in parts if p not in _STOPWORDS]
+        whole = identifier.lower().strip("_")
+        if len(parts) > 1 and len(kept) > 1 and whole not in _STOPWORDS:
+            kept.append(whole)
+        out += kept
+    return out
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from([*"aAbBzZ_0190 .-", "get", "HTTP", "Response", "is", "the", "tests"]),
+        max_size=30,
+    ).map("".join)
+)
+def test_words_are_those_found_part_by_part(text: str) -> None:
+    assert words(text) == _words_part_by_part(text)
+    assert has_words(text) == bool(words(text))
 
 
 @pytest.mark.parametrize(("anchor", "related", "unrelated"), ORDERING)

@@ -25,7 +25,7 @@ from trestle.core.safetext import loads_bounded
 from trestle.monitors.alerts import Monitor
 from trestle.monitors.attempt import Attempts
 from trestle.monitors.cost import CostMonitor
-from trestle.monitors.similarity import Embedder, HashingEmbedder, cosine, words
+from trestle.monitors.similarity import Embedder, HashingEmbedder, cosine, has_words
 from trestle.monitors.timing import DurationMonitor, StallMonitor
 from trestle.monitors.trace import Action, Observation, RunFacts, StepEnd, Turn
 
@@ -310,7 +310,7 @@ class RelevanceMonitor:
         # keeps the cost of embedding bounded
         core = f"{action.target} {_argument_text(action.arguments)}".strip()[:_TEXT_LIMIT]
         whole = f"{core}\n{reasoning}".strip()[: 2 * _TEXT_LIMIT]
-        if not words(whole):
+        if not has_words(whole):
             return None
         best = max(cosine(v, r) for v in self.embedder.embed([core]) for r in references)
         if best >= self.threshold or not reasoning.strip():

@@ -123,7 +123,6 @@ _STOPWORD_LIST = """
 _STOPWORDS = frozenset(_STOPWORD_LIST.split())
 MAX_CACHED_WORDS = 1 << 16  # a word's hashed features, kept per embedder
 
-_WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*")
 # Splits camelCase and HTTPResponse-style runs: "parseHTTPResponse" -> parse HTTP Response.
 _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -154,11 +153,22 @@ def words(text: str) -> list[str]:
     return out
 
 
+def has_words(text: str) -> bool:
+    """Whether ``text`` has a content word (:func:`words` is not empty), found by
+    reading only as far as the first."""
+    return any(_identifier_words(identifier) for identifier in _IDENTIFIER.findall(text))
+
+
 @lru_cache(maxsize=1 << 16)
 def _identifier_words(identifier: str) -> tuple[str, ...]:
     """One identifier's content words (see :func:`words`): cached, since an agent's
     texts name the same identifiers turn after turn."""
-    parts = [p.lower() for chunk in _WORD.findall(identifier) for p in _CAMEL.findall(chunk)]
+    if identifier.isalpha() and identifier.islower():  # a plain word, most of any text
+        plain = len(identifier) > 1 and identifier not in _STOPWORDS
+        return (_stem(identifier),) if plain else ()
+    # underscores split it (no camel-case piece holds one), and a piece of digits
+    # alone, as one that begins a part is, is dropped below
+    parts = [p.lower() for p in _CAMEL.findall(identifier)]
     parts = [p for p in parts if len(p) > 1 and not p.isdigit()]
     kept = [_stem(p) for p in parts if p not in _STOPWORDS]
     whole = identifier.lower().strip("_")
