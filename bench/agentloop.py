@@ -66,7 +66,10 @@ def note_call(work: Path, turn: int) -> None:
 
 
 def us_per_turn(turns: int) -> float:
-    """Microseconds between consecutive model calls over the loop's ``turns`` turns."""
-    if len(calls) < turns + 1:
-        raise RuntimeError(f"{len(calls)} model calls noted for {turns} turns")
-    return (calls[turns] - calls[0]) / turns * 1e6
+    """Microseconds between consecutive model calls over the loop's turns after the
+    first. The first turn's tool call also waits out what starts the step (Trestle's
+    first checkpoint of the workspace, taken beside the first model call): a cost
+    once a step, not a turn's."""
+    if turns < 2 or len(calls) < turns + 1:
+        raise RuntimeError(f"{len(calls)} model calls noted for {turns} turns (2 or more)")
+    return (calls[turns] - calls[1]) / (turns - 1) * 1e6
