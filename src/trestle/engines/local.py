@@ -788,7 +788,9 @@ class LocalEngine:
 
         async def ready() -> None:
             try:
-                await asyncio.shield(taking)
+                if not taking.done():
+                    await asyncio.shield(taking)
+                taking.result()
             except ShadowRepoError as exc:
                 raise WorkspaceNotSaved(f"workspace checkpoint failed: {exc}") from exc
 
