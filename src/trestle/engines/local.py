@@ -25,6 +25,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
@@ -720,7 +721,10 @@ class LocalEngine:
             return StepAttemptEnded(
                 at=self.clock(), step=sid, attempt=ctx.attempt, ok=False, action=action
             )
-        stale = await in_thread(pool, files_changed, state, step, gate)
+        approved = approved_files(state, step, gate)
+        stale = None
+        if approved is not None:  # reading the files is IO: off the event loop
+            stale = await in_thread(pool, files_changed, approved, Path(state.workspace))
         if stale is not None:  # the approval is of other files than would run: ask again
             number, why = stale
             action = ActionResult(status="error", error=why)
@@ -732,7 +736,12 @@ class LocalEngine:
                 action=action,
                 approval_stale=number,
             )
-        taking = asyncio.ensure_future(self._checkpoint(state, step, ctx, "before", pool))
+        taking: asyncio.Future[str | None]
+        if self.shadow_dir is not None and wants_checkpoint(state.plan, step, "before"):
+            taking = asyncio.ensure_future(self._checkpoint(state, step, ctx, "before", pool))
+        else:  # none to take: a settled future, so nothing waits a turn of the loop for it
+            taking = asyncio.get_running_loop().create_future()
+            taking.set_result(None)
         ask: ToolAsk | None = None
         if step.delegate is None and step.agent is not None and self.performer is not None:
             # the model's first answer need not wait for the checkpoint: the attempt
@@ -958,20 +967,34 @@ def command_to_bind(state: RunState, event: AnyEvent) -> str | None:
     return state.step_spec(event.step).run
 
 
-def files_changed(state: RunState, step: Step, gate: Gate | None) -> tuple[int, str] | None:
-    """The approval that no longer holds and why, when a workspace file the command
-    names reads otherwise than when the approval was asked; else None."""
+@dataclass(frozen=True)
+class _Approved:
+    """An approval of a command, with what the workspace files it names read then."""
+
+    number: int
+    command: str
+    files: dict[str, str]
+
+
+def approved_files(state: RunState, step: Step, gate: Gate | None) -> _Approved | None:
+    """The approval the step's command passed with the files it names, if any."""
     if gate is None or gate.approval is None or step.run is None:
         return None
     granted = state.approvals.get(gate.approval)
     if granted is None or granted.files is None:
         return None
-    moved = changed(granted.files, named_files(step.run, Path(state.workspace)))
+    return _Approved(gate.approval, step.run, granted.files)
+
+
+def files_changed(approved: _Approved, workspace: Path) -> tuple[int, str] | None:
+    """The approval that no longer holds and why, when a workspace file the command
+    names reads otherwise than when the approval was asked; else None."""
+    moved = changed(approved.files, named_files(approved.command, workspace))
     if not moved:
         return None
-    return gate.approval, (
+    return approved.number, (
         "refused: the action differs from the one that passed the approval gate: "
-        f"{', '.join(moved)} changed since approval {gate.approval} was asked; asking again"
+        f"{', '.join(moved)} changed since approval {approved.number} was asked; asking again"
     )
 
 
