@@ -237,6 +237,16 @@ def test_exit_zero_with_a_failing_check_is_a_failed_attempt(h: Harness) -> None:
     assert_consistent(h, run_id)
 
 
+def test_a_run_state_shows_itself_in_one_short_line(h: Harness) -> None:
+    # asyncio.run formats the repr of the state a run returns: a whole state's took
+    # tens of milliseconds for a long run
+    steps = "".join(f"  - id: s{i}\n    run: 'true'\n" for i in range(40))
+    state = h.run(h.create(f"goal: many steps\nsteps:\n{steps}"))
+    assert repr(state) == (
+        f"RunState(run_id={state.run_id!r}, seq={state.seq}, steps=40, finished='succeeded')"
+    )
+
+
 @pytest.mark.parametrize("retries", [0, 2])
 def test_retries_are_bounded_to_retries_plus_one_attempts(h: Harness, retries: int) -> None:
     run_id = h.create(

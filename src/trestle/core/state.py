@@ -303,6 +303,15 @@ class RunState(BaseModel):
         state.reindex()
         return state
 
+    def __repr__(self) -> str:
+        # short: asyncio.run formats the repr of the task it ran, result and all, when
+        # it restores the SIGINT handler, and a long run's whole state took tens of
+        # milliseconds there (as it would in any log line or traceback that shows one)
+        return (
+            f"RunState(run_id={self.run_id!r}, seq={self.seq}, steps={len(self.steps)}, "
+            f"finished={self.finished!r})"
+        )
+
     def snapshot_json(self) -> str:
         """The state without its plan, which the run's first event already holds: a
         snapshot then costs the size of the run's progress, not of its plan."""
