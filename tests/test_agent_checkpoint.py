@@ -64,16 +64,18 @@ def test_the_model_answers_before_the_checkpoint_is_taken_and_the_edit_waits_for
     assert b"a + b" in repo.read(ended.checkpoint_after, "calc.py", 10_000)
 
 
-def _unusable_shadow_store(tmp_path: Path) -> None:
+def _run_with_an_unusable_shadow_store(store: SqliteStore, tmp_path: Path) -> str:
+    """A new agent run whose checkpoints must fail: a file stands where the shadow
+    store would be made."""
+    workspace = sample_workspace(tmp_path)
     (tmp_path / "shadow.git").write_text("a file where the shadow store should be\n")
+    return start_run(store, workspace)
 
 
 def test_a_failed_checkpoint_ends_the_attempt_before_its_tool_runs(
     store: SqliteStore, tmp_path: Path
 ) -> None:
-    workspace = sample_workspace(tmp_path)
-    _unusable_shadow_store(tmp_path)
-    run_id = start_run(store, workspace)
+    run_id = _run_with_an_unusable_shadow_store(store, tmp_path)
     answers = []
 
     def answer(messages: Sequence[Message], tools: Sequence[ToolSchema]) -> ModelResponse:
@@ -95,9 +97,7 @@ def test_a_failed_checkpoint_ends_the_attempt_before_its_tool_runs(
 def test_an_attempt_that_runs_nothing_keeps_its_result_without_a_checkpoint(
     store: SqliteStore, tmp_path: Path
 ) -> None:
-    workspace = sample_workspace(tmp_path)
-    _unusable_shadow_store(tmp_path)
-    run_id = start_run(store, workspace)
+    run_id = _run_with_an_unusable_shadow_store(store, tmp_path)
     replies = fix_replies()[1:2]  # the findings, at once: no tool call
 
     def answer(messages: Sequence[Message], tools: Sequence[ToolSchema]) -> ModelResponse | str:
