@@ -23,14 +23,12 @@ import signal
 import sys
 from typing import Any
 
-from agent_helpers import run_taking_over
+from agent_helpers import drive_taking_over
 from trestle.agent.runtime import AgentPerformer
 from trestle.core.state import RunState
-from trestle.engines.local import LocalEngine
 from trestle.models import model_from_spec
 from trestle.models.openai import OpenAIModel
 from trestle.models.retry import RetryPolicy
-from trestle.store import SqliteStore
 from trestle.tools.edits import WriteFile
 
 MODEL_SPEC = "openai:test-model"
@@ -42,13 +40,9 @@ async def drive(base_url: str, store_path: str, run_id: str) -> RunState:
         MODEL_SPEC, base_url=base_url, api_key="x", retry=RetryPolicy(max_attempts=1)
     )
     assert isinstance(model, OpenAIModel)
-    store = SqliteStore(store_path)
-    engine = LocalEngine(store, performer=AgentPerformer(model))
     try:
-        return await run_taking_over(engine, run_id)
+        return await drive_taking_over(store_path, run_id, AgentPerformer(model))
     finally:
-        engine.close()
-        store.close()
         await model.aclose()
 
 

@@ -25,6 +25,7 @@ from trestle.core.state import RunState
 from trestle.engines.local import LocalEngine
 from trestle.models import Model, ModelResponse, ToolCall, Usage
 from trestle.runs import create_run, load_state
+from trestle.store import SqliteStore
 from trestle.store.base import Store
 
 # Third-party pytest plugins installed beside trestle take seconds to import; the
@@ -182,6 +183,20 @@ def of_kind(events: Sequence[Any], kind: type[E]) -> list[E]:
 def state_of(store: Store, run_id: str) -> RunState:
     """The run's current state, folded from its store."""
     return load_state(store, run_id)
+
+
+async def drive_taking_over(
+    store_path: str, run_id: str, performer: AgentPerformer, *, poll_interval: float = 0.5
+) -> RunState:
+    """The run driven from its store file by a driver started after another was killed
+    (see :func:`run_taking_over`), until it finishes or waits on a human."""
+    store = SqliteStore(store_path)
+    engine = LocalEngine(store, poll_interval=poll_interval, performer=performer)
+    try:
+        return await run_taking_over(engine, run_id)
+    finally:
+        engine.close()
+        store.close()
 
 
 async def run_taking_over(engine: LocalEngine, run_id: str, *, tries: int = 100) -> RunState:

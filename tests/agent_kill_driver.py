@@ -25,10 +25,9 @@ import sys
 import time
 from collections.abc import Sequence
 
-from agent_helpers import run_taking_over
+from agent_helpers import drive_taking_over
 from trestle.agent.runtime import AgentPerformer
 from trestle.core.state import RunState
-from trestle.engines.local import LocalEngine
 from trestle.models import FunctionModel, Message, ModelResponse, ToolCall, ToolSchema, Usage
 from trestle.store import SqliteStore
 from trestle.store.base import Appended
@@ -104,13 +103,7 @@ def die_after(kind: str) -> None:
 
 
 async def drive(store_path: str, run_id: str, reads: int) -> RunState:
-    store = SqliteStore(store_path)
-    engine = LocalEngine(store, performer=AgentPerformer(TurnModels(reads)))
-    try:
-        return await run_taking_over(engine, run_id)
-    finally:
-        engine.close()
-        store.close()
+    return await drive_taking_over(store_path, run_id, AgentPerformer(TurnModels(reads)))
 
 
 def main(argv: list[str]) -> int:

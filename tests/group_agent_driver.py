@@ -28,9 +28,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from agent_helpers import call, findings_json, plan_json, plan_step, run_taking_over
+from agent_helpers import call, drive_taking_over, findings_json, plan_json, plan_step
 from trestle.agent.runtime import AgentPerformer
-from trestle.engines.local import LocalEngine
 from trestle.models import FunctionModel, Message, ModelResponse, ToolSchema
 from trestle.store import SqliteStore
 from trestle.store.base import Appended
@@ -94,14 +93,9 @@ def die_at(moment: str) -> None:
 
 
 async def drive(store_path: str, run_id: str) -> str:
-    store = SqliteStore(store_path)
-    engine = LocalEngine(store, poll_interval=0.02, performer=AgentPerformer(FunctionModel(reply)))
-    try:
-        state = await run_taking_over(engine, run_id)
-        return state.finished or "running"
-    finally:
-        engine.close()
-        store.close()
+    performer = AgentPerformer(FunctionModel(reply))
+    state = await drive_taking_over(store_path, run_id, performer, poll_interval=0.02)
+    return state.finished or "running"
 
 
 def main(argv: list[str]) -> int:

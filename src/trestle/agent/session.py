@@ -266,6 +266,14 @@ class StepSession:
         events, self._held = [*self._held, *with_it, event], []
         await self.work.record(events)
 
+    async def _keep(self, event: AnyEvent, *with_it: AnyEvent, hold: bool) -> None:
+        """``event`` (and ``with_it``) recorded now (see :meth:`_record`), or, if it may
+        ``hold``, left for the next commit."""
+        if hold:
+            self._held += [*with_it, event]
+        else:
+            await self._record(event, *with_it)
+
     async def flush(self) -> None:
         """Make the model's held answer durable now (see :meth:`complete`)."""
         if self._held:
@@ -685,12 +693,9 @@ class StepSession:
             data=observation.data,
             probe=probe,
         )
-        if holds and not observation.records:
-            self._held.append(ended)
-        else:
-            # what the tool did to the run's records (a delivery, a board write) is
-            # recorded in the same commit as what the model is shown: both, or neither
-            await self._record(ended, *observation.records)
+        # what the tool did to the run's records (a delivery, a board write) is recorded
+        # in the same commit as what the model is shown: both, or neither
+        await self._keep(ended, *observation.records, hold=holds and not observation.records)
         return observation
 
     async def _probe(
@@ -744,10 +749,7 @@ class StepSession:
             nature=nature,
             key=key or "",
         )
-        if holds:
-            self._held.append(started)
-        else:
-            await self._record(started)
+        await self._keep(started, hold=holds)
 
 
 def _first(exc: ValidationError) -> str:

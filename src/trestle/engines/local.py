@@ -255,9 +255,9 @@ class LocalEngine:
         it early (see :class:`Stop`)."""
         # whether bubblewrap works here is asked of a process: asked now, it is answered
         # while the run loads (once per process; see trestle.sandbox.find_bwrap)
-        probing: asyncio.Task[None] | None = None
+        probing: asyncio.Task[tuple[str | None, str]] | None = None
         if self.sandbox_mode != "off":
-            probing = asyncio.create_task(_find_bwrap())
+            probing = asyncio.create_task(asyncio.to_thread(find_bwrap))
             probing.add_done_callback(_retrieved)
         lease = await self._store(
             self.store.acquire_lease, run_id, self.owner, ttl=self.lease_ttl, now=self.clock()
@@ -1150,10 +1150,6 @@ async def _agent_attempt(
     except ShadowRepoError:
         before = None  # the attempt ran nothing in the workspace: none was needed
     return before, action, ask
-
-
-async def _find_bwrap() -> None:
-    await asyncio.to_thread(find_bwrap)
 
 
 def _retrieved(future: asyncio.Future[Any]) -> None:
