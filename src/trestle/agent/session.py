@@ -275,7 +275,7 @@ class StepSession:
             await self._record(event, *with_it)
 
     async def flush(self) -> None:
-        """Make the model's held answer durable now (see :meth:`complete`)."""
+        """Make what is held durable now (see the module docstring)."""
         if self._held:
             events, self._held = self._held, []
             await self.work.record(events)
