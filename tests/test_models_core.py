@@ -25,6 +25,7 @@ from trestle.core.errors import (
     RunError,
     ScriptExhaustedError,
 )
+from trestle.core.estimate import TokenTally
 from trestle.models import (
     DEFAULT_PRICES,
     FunctionModel,
@@ -408,6 +409,29 @@ def test_docs_code_blocks_run(monkeypatch: pytest.MonkeyPatch) -> None:
             exec(compile(block, f"{DOCS.name} block {number}", "exec"), {})
         except Exception as exc:  # name the block that broke
             raise AssertionError(f"docs/models.md code block {number} failed: {exc!r}") from exc
+
+
+def test_the_token_tally_gives_estimate_tokens_for_every_conversation() -> None:
+    rng = random.Random(16)
+    tally = TokenTally()
+    tools = [ToolSchema(name="read_file", description="read", parameters={"type": "object"})]
+    conversation: list[Message] = [Message.system("frame"), Message.user("task")]
+    for turn in range(80):
+        choice = rng.random()
+        if choice < 0.5:  # the conversation grows, as it does turn by turn
+            text = "word " * rng.randint(0, 40)
+            conversation = [*conversation, Message.user(text)]
+        elif choice < 0.6:  # an answer asking for a tool: its call is counted too
+            asked = ToolCall(id=f"c{turn}", name="read_file", arguments='{"path": "a.py"}' * turn)
+            conversation = [*conversation, Message.assistant("", tool_calls=[asked])]
+        elif choice < 0.75:  # compressed: the same start, new messages after it
+            conversation = [*conversation[:2], Message.user(f"summary {turn} " * turn)]
+        elif choice < 0.85:  # shorter: the same start and nothing new
+            conversation = conversation[: rng.randint(0, len(conversation))]
+        else:  # an equal first message that is another object: counted again, the same
+            conversation = [Message.system("frame"), *conversation[1:]]
+        offered = tools if turn % 3 else []
+        assert tally(conversation, offered) == estimate_tokens(conversation, offered)
 
 
 def test_the_incremental_hasher_gives_request_hash_for_every_conversation() -> None:

@@ -63,7 +63,7 @@ from trestle.core.conversation import (
     ToolSchema,
 )
 from trestle.core.errors import ProviderResponseError
-from trestle.core.estimate import estimate_tokens
+from trestle.core.estimate import TokenTally
 from trestle.core.events import (
     AnyEvent,
     ContextCompressed,
@@ -80,6 +80,7 @@ from trestle.core.events import (
     ToolProbe,
     tool_call_key,
 )
+from trestle.core.memo import same_start
 from trestle.core.records.agent import (
     AgentSettings,
     ContextBudget,
@@ -216,9 +217,10 @@ class StepSession:
         self._last_reminder: int | None = None
         # what the driver and the step's processes could print that no model may read
         self.secrets = secret_values({**os.environ, **dict(work.step.env or {})})
-        # each message's text as redacted: the conversation is sent again every turn,
-        # and only its new messages need the regular expressions run over them
-        self._clean: dict[str, str] = {}
+        # the last conversation and it redacted: it is sent again every turn, grown, and
+        # only its new messages need the regular expressions run over them
+        self._redaction: tuple[list[Message], list[Message]] = ([], [])
+        self._tally = TokenTally()  # and only they need counting
         # events that need not be durable yet (see the module docstring): the next
         # commit takes them
         self._held: list[AnyEvent] = []
@@ -513,19 +515,19 @@ class StepSession:
         return response
 
     def _redacted(self, messages: Sequence[Message]) -> list[Message]:
-        """``messages`` with secrets redacted; texts seen last turn are not scanned again
-        (the secrets are fixed for the session, so the same text redacts the same)."""
-        seen, clean = self._clean, {}
-        out = []
-        for message in messages:
+        """``messages`` with secrets redacted; those that begin the conversation as the
+        very messages redacted last time are not scanned again (the secrets are fixed
+        for the session, so the same message redacts the same)."""
+        last, done = self._redaction
+        kept = same_start(last, messages)
+        out = done[:kept]
+        for message in messages[kept:]:
             text = message.content
-            redacted = seen.get(text)
-            if redacted is None:
-                redacted = redact(text, self.secrets)
-            clean[text] = redacted
-            same = redacted is text or redacted == text
-            out.append(message if same else message.model_copy(update={"content": redacted}))
-        self._clean = clean  # only the current conversation's texts are kept
+            redacted = redact(text, self.secrets)
+            out.append(
+                message if redacted == text else message.model_copy(update={"content": redacted})
+            )
+        self._redaction = (list(messages), out)
         return out
 
     def worst_case(
@@ -534,7 +536,7 @@ class StepSession:
         """The most the next call can spend: the prompt as estimated plus the most
         tokens its answer may have (the context's limit when no maximum is set), and
         their price where the model's price is known."""
-        prompt = estimate_tokens(messages, tools)
+        prompt = self._tally(messages, tools)
         answer = self.settings.max_tokens or self.settings.context.limit
         cost = None
         if self.prices is not None:

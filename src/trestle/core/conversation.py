@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal, Protocol, Self, runtime_checkable
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from trestle.core.memo import ByIdentity
+from trestle.core.memo import ByIdentity, same_start
 from trestle.core.safetext import MAX_ARGUMENTS, without_surrogates
 
 Role = Literal["system", "user", "assistant", "tool"]
@@ -279,11 +279,7 @@ class RequestHasher:
         tools: Sequence[ToolSchema],
         settings: Mapping[str, Any],
     ) -> str:
-        seen = self._seen
-        same = len(seen) <= len(messages) and all(
-            a is b for a, b in zip(seen, messages, strict=False)
-        )
-        if not same:
+        if same_start(self._seen, messages) < len(self._seen):
             self._seen, self._state = [], hashlib.sha256(b'{"messages":[')
         for message in messages[len(self._seen) :]:
             item = canonical_json(message.model_dump(mode="json"))

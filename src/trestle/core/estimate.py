@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from trestle.core.conversation import Message, ToolSchema, canonical_json
-from trestle.core.memo import ByIdentity
+from trestle.core.memo import ByIdentity, same_start
 
 CHARS_PER_TOKEN = 4
 # Role markers and separators the chat formats wrap around every message.
@@ -43,13 +43,36 @@ def estimate_tokens(messages: Sequence[Message], tools: Sequence[ToolSchema] = (
     Returns:
         A deterministic estimate (see the module docstring for the heuristic).
     """
-    total = REPLY_OVERHEAD
-    for message in messages:
-        total += MESSAGE_OVERHEAD + estimate_text_tokens(message.content)
-        for call in message.tool_calls:
-            total += TOOL_CALL_OVERHEAD
-            total += estimate_text_tokens(call.name) + estimate_text_tokens(call.arguments)
-    return total + sum(map(_tool_tokens, tools))
+    return REPLY_OVERHEAD + sum(map(_message_tokens, messages)) + sum(map(_tool_tokens, tools))
+
+
+class TokenTally:
+    """:func:`estimate_tokens`, for a conversation sent again every turn, grown.
+
+    The messages that begin the conversation as the very objects counted last time
+    keep their counts; only the rest are counted. The result is
+    :func:`estimate_tokens`'s for any conversation.
+    """
+
+    def __init__(self) -> None:
+        self._counted: list[Message] = []
+        self._totals = [0]  # tokens of the first i messages counted
+
+    def __call__(self, messages: Sequence[Message], tools: Sequence[ToolSchema] = ()) -> int:
+        kept = same_start(self._counted, messages)
+        del self._counted[kept:], self._totals[kept + 1 :]
+        for message in messages[kept:]:
+            self._counted.append(message)
+            self._totals.append(self._totals[-1] + _message_tokens(message))
+        return REPLY_OVERHEAD + self._totals[-1] + sum(map(_tool_tokens, tools))
+
+
+def _message_tokens(message: Message) -> int:
+    tokens = MESSAGE_OVERHEAD + estimate_text_tokens(message.content)
+    for call in message.tool_calls:
+        tokens += TOOL_CALL_OVERHEAD
+        tokens += estimate_text_tokens(call.name) + estimate_text_tokens(call.arguments)
+    return tokens
 
 
 def _estimate_tool_tokens(tool: ToolSchema) -> int:

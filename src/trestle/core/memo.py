@@ -8,7 +8,7 @@ and each keeps its object alive, so an id is never reused while its entry stands
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -37,3 +37,14 @@ class ByIdentity(Generic[T, V]):
         value = self._compute(obj)
         self._found[id(obj)] = (obj, value)
         return value
+
+
+def same_start(old: Sequence[object], new: Sequence[object]) -> int:
+    """How many leading items of ``new`` are the very objects at those places in ``old``:
+    what a conversation sent again, grown by a turn, shares with the one before."""
+    shared = 0
+    for a, b in zip(old, new, strict=False):
+        if a is not b:
+            break
+        shared += 1
+    return shared
