@@ -9,32 +9,17 @@ something.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
-BENCH = Path(__file__).resolve().parent.parent / "bench"
-
-
-def load(name: str) -> ModuleType:
-    """A bench module by file path (``bench/`` goes on the path for its own imports)."""
-    if str(BENCH) not in sys.path:
-        sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while defined
-    spec.loader.exec_module(module)
-    return module
+from bench_modules import load_bench
 
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    results: dict[str, Any] = load("smoke").run_compare_smoke(tmp_path_factory.mktemp("cmp"))
+    results: dict[str, Any] = load_bench("smoke").run_compare_smoke(tmp_path_factory.mktemp("cmp"))
     return results
 
 
@@ -59,7 +44,7 @@ def test_every_workload_has_figures_for_every_system(smoke: dict[str, Any]) -> N
         resumed = workloads["resume"]["summary"][system]["rows"]
         assert [r["turns"] for r in resumed] == [4, 12]
         assert all(r["median_s"] > 0 for r in resumed)
-    rendered = load("comparetables").render(smoke)
+    rendered = load_bench("comparetables").render(smoke)
     assert all(system in rendered for system in SYSTEMS)
 
 
@@ -86,7 +71,7 @@ def test_concurrent_runs_are_all_accounted_for(smoke: dict[str, Any]) -> None:
 
 
 def test_crash_audit_catches_a_duplicated_and_a_lost_effect(tmp_path: Path) -> None:
-    crashflow, crashinject = load("crashflow"), load("crashinject")
+    crashflow, crashinject = load_bench("crashflow"), load_bench("crashinject")
 
     def twice_and_skipping(work: Path) -> None:
         for step in crashflow.STEPS:
@@ -103,7 +88,7 @@ def test_crash_audit_catches_a_duplicated_and_a_lost_effect(tmp_path: Path) -> N
 
 
 def test_crash_audit_counts_a_driver_that_cannot_resume(tmp_path: Path) -> None:
-    crashinject = load("crashinject")
+    crashinject = load_bench("crashinject")
 
     def broken(work: Path) -> None:
         raise RuntimeError("no way to recover")
@@ -114,6 +99,6 @@ def test_crash_audit_counts_a_driver_that_cannot_resume(tmp_path: Path) -> None:
 
 
 def test_growth_exponent_tells_linear_from_quadratic() -> None:
-    exponent = load("comparetables").growth_exponent
+    exponent = load_bench("comparetables").growth_exponent
     assert exponent([100, 200, 400], [5e5, 1e6, 2e6]) == pytest.approx(1.0)
     assert exponent([100, 200, 400], [1e4, 4e4, 16e4]) == pytest.approx(2.0)

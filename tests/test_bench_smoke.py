@@ -6,23 +6,11 @@ must commit about one transaction per sequential step (a count, not a time).
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-from types import ModuleType
-
-SMOKE = Path(__file__).resolve().parent.parent / "bench" / "smoke.py"
-
-
-def load_smoke() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_smoke", SMOKE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from bench_modules import load_bench
 
 
 def test_quick_benchmark_reports_positive_figures_and_one_commit_per_step() -> None:
-    figures: dict[str, float] = load_smoke().run_quick()
+    figures: dict[str, float] = load_bench("smoke").run_quick()
     assert figures, "the benchmark returned no figures"
     assert all(value > 0 for value in figures.values()), figures
     # one fsync'd transaction per step: the outcome commits with the successor's start

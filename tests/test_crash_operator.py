@@ -4,31 +4,20 @@ traceback. The long version: ``python bench/crash_operator.py --trials 200``."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-HARNESS = Path(__file__).resolve().parents[1] / "bench" / "crash_operator.py"
+from bench_modules import load_bench
+
 TRIALS = int(os.environ.get("TRESTLE_OPERATOR_TRIALS", "6"))
-
-
-def harness() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("crash_operator", HARNESS)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_following_the_report_after_random_driver_kills_never_duplicates_or_loses(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    tally = harness().run_trials(TRIALS, tmp_path, max_kills=2)
+    tally = load_bench("crash_operator").run_trials(TRIALS, tmp_path, max_kills=2)
     with capsys.disabled():
         print(f"\n{tally.line()}")
     assert tally.kills + tally.signals >= TRIALS // 2, "too few kills landed"

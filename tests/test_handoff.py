@@ -412,9 +412,9 @@ def test_a_long_transcript_is_cut_with_a_note_saying_how_to_read_on(
 def test_the_short_context_loss_suite_packet_matches_transcript_at_under_a_quarter(
     tmp_path: Path,
 ) -> None:
-    from test_bench_compare import load
+    from bench_modules import load_bench
 
-    bench = load("handoff")
+    bench = load_bench("handoff")
     tasks = [bench.task(n) for n in ("config-timeout", "failing-test", "decision-port")]
     outcomes = bench.run_suite(tasks, tmp_path)
     rows = bench.summary(outcomes)

@@ -8,22 +8,19 @@ lines), gzipped runs under ``trajs/``. The bench reads runs with the same loader
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
+from bench_modules import load_bench
 from test_cli import Cli, flat
 from trestle.core.errors import ConfigError
 from trestle.monitors.corpus import index_outcome, load_runs
 
 TREE = Path(__file__).resolve().parent / "data" / "published_runs"
-BENCH = Path(__file__).resolve().parent.parent / "bench"
 OPENHANDS_SET = "openhands/mopenhands_claude-3.5-sonnet-oct_python_verified"
 MINI_SET = "mini-swe-agent/20251118_mini-v1.15.0_gemini-3-pro-preview"
 MINI_ROW = "| mini-swe-agent | 3 | - (no runs) | 0/3 = 0% (95% CI 0%-56%) |"
@@ -172,20 +169,8 @@ def test_a_missing_path_is_an_error(tmp_path: Path) -> None:
         load_runs([tmp_path / "nowhere"])
 
 
-def bench_module() -> ModuleType:
-    sys.path.insert(0, str(BENCH))
-    try:
-        spec = importlib.util.spec_from_file_location("monitors_real", BENCH / "monitors_real.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(BENCH))
-
-
 def test_the_bench_reads_the_runs_the_cli_reads() -> None:
-    bench = bench_module()
+    bench = load_bench("monitors_real")
     assert bench.load_runs(TREE, "all") == list(load_runs([TREE]).runs)
     halves = [r.name for half in ("tune", "report") for r in bench.load_runs(TREE, half)]
     assert sorted(halves) == sorted(r.name for r in load_runs([TREE]).runs)

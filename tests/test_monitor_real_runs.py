@@ -10,16 +10,14 @@ tuning half has the pattern, an exhausted run it must still flag.
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
+from bench_modules import load_bench
 from trestle.core.errors import ConfigError
 from trestle.core.records.monitors import (
     ACTION_ORDER,
@@ -38,7 +36,6 @@ from trestle.monitors.reruns import TestRerunMonitor
 from trestle.monitors.trace import Action, RunFacts, Turn
 
 DATA = Path(__file__).resolve().parent / "data" / "real_runs"
-BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 
 def excerpt(name: str) -> ImportedRun:
@@ -322,17 +319,6 @@ def test_a_merged_alert_takes_the_strongest_action_of_those_it_speaks_for() -> N
 # --- OpenHands' stuck rules, as the bench implements them ------------------------------
 
 
-def stuck_rules() -> ModuleType:
-    if str(BENCH) not in sys.path:
-        sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location("bench_stuck_rules", BENCH / "stuck_rules.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
 def turns(*actions: tuple[str, str, str | None], texts: int = 0) -> list[Turn]:
     out = [Turn(index=i, seq=i + 1, text="thinking") for i in range(texts)]
     for command, output, error in actions:
@@ -352,13 +338,13 @@ def turns(*actions: tuple[str, str, str | None], texts: int = 0) -> list[Turn]:
     ],
 )
 def test_each_stuck_rule_fires_on_its_pattern(items: list[Turn], rule: str) -> None:
-    rules = stuck_rules().StuckRules()
+    rules = load_bench("stuck_rules").StuckRules()
     found = [a for t in items for a in rules.observe(t, RunFacts())]
     assert [(a.kind, a.severity, a.turn) for a in found] == [(rule, "critical", len(items) - 1)]
 
 
 def test_the_stuck_rules_leave_near_misses_alone() -> None:
-    rules = stuck_rules().StuckRules()
+    rules = load_bench("stuck_rules").StuckRules()
     near = turns(("ls", "a", None), ("ls", "a", None), ("ls", "a", None), ("ls", "b", None))
     near += turns(*[("make", "error", "exit code 2")] * 3)  # a non-zero exit is output
     assert [a for t in near for a in rules.observe(t, RunFacts())] == []
