@@ -14,6 +14,7 @@ import os
 import subprocess
 from collections.abc import Awaitable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,6 +60,7 @@ from trestle.core.events import (
     StepAttemptEnded,
     StepFailed,
     StepStarted,
+    StoredEvent,
     ToolCallEnded,
     ToolCallStarted,
 )
@@ -502,8 +504,19 @@ def test_a_long_round_resumes_from_its_latest_save_and_sends_what_it_would_have(
     monkeypatch.setattr(Recorded, "of", staticmethod(reading))
     resumed = ScriptedModel(fix_replies()[3:])
     another_process = SqliteStore(db)
+    from_store: list[int] = []  # the seqs of every event the resume read
+    events_of = another_process.events
+
+    def events_read(*args: Any, **kwargs: Any) -> list[StoredEvent]:
+        found = events_of(*args, **kwargs)
+        from_store.extend(item.seq for item in found)
+        return found
+
+    monkeypatch.setattr(another_process, "events", events_read)
     drive(another_process, run_id, resumed)
     another_process.close()
+    # the state's load read the tail; the monitors and the session took it from there
+    assert from_store and len(from_store) == len(set(from_store))
 
     assert state_of(store, run_id).finished == "succeeded"
     transcript = state_of(store, run_id).transcript("fix", 1)

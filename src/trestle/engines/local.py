@@ -106,6 +106,9 @@ DEFAULT_LEASE_TTL = 15.0  # seconds; renewed every third of it, the driver's hea
 # timeout of its own) before it kills them; a step with a timeout waits out the rest
 DEFAULT_ORPHAN_WAIT = 300.0
 FINISH_WAIT = 30.0  # on a stop: how long an attempt that cannot be stopped may finish
+# the latest events a resume keeps of those its load read: more than a session's turns
+# since its last save of the conversation (trestle.agent.session.SAVE_EVERY) hold
+KEEP_READ = 256
 _ATTEMPT = "trestle-attempt:"  # the name of an attempt's task, before its step id
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -208,6 +211,10 @@ class LocalEngine:
         self.descendant_events: Callable[[StoredEvent], None] | None = None
         self._echo: Callable[[StoredEvent], None] | None = None  # a child's, to its root's
         self._sandboxes: dict[str, Sandbox] = {}  # per run, chosen at each drive's start
+        # per agent run, the latest events its drive's load read (after the state's
+        # snapshot): a resumed step's session reads its latest save from them, not from
+        # the store again (recorded events never change)
+        self._read: dict[str, dict[int, AnyEvent]] = {}
         # sqlite3 blocks; one thread keeps it off the event loop and serialises commits
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trestle-store")
 
@@ -287,7 +294,10 @@ class LocalEngine:
             ):
                 return  # nothing to do, and nothing worth recording
             hub, missed = await self._hub(state, tail)
-            del tail  # read once, for the state and the monitors
+            if state.agent is not None:
+                kept = tail.events[-KEEP_READ:]
+                self._read[run_id] = {item.seq: item.event for item in kept}
+            del tail  # read once, for the state, the monitors and the sessions
             if state.seq > 1:
                 inbound.append(RunResumed(at=self.clock(), owner=self.owner.name))
             if probing is not None:
@@ -369,6 +379,7 @@ class LocalEngine:
                 await asyncio.gather(*work, return_exceptions=True)
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)  # a timed-out thread may linger
+            self._read.pop(run_id, None)
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError, LeaseLostError):
                 await keeper  # cancellation is the keeper's normal end
@@ -811,14 +822,15 @@ class LocalEngine:
 
     def _loader(self, run_id: str) -> Callable[[Sequence[int]], Awaitable[list[AnyEvent]]]:
         async def load(seqs: Sequence[int]) -> list[AnyEvent]:
+            read = self._read.get(run_id, {})
             wanted = set(seqs)
-            found: list[AnyEvent] = []
-            for low, high in _spans(sorted(wanted)):  # a range read each, gaps skipped
+            found = {seq: read[seq] for seq in wanted if seq in read}
+            for low, high in _spans(sorted(wanted - found.keys())):  # a range read each
                 stored = await self._store(
                     self.store.events, run_id, after=low - 1, limit=high - low + 1
                 )
-                found += [item.event for item in stored if item.seq in wanted]
-            return found
+                found.update((item.seq, item.event) for item in stored if item.seq in wanted)
+            return [found[seq] for seq in sorted(found)]
 
         return load
 
