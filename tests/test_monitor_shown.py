@@ -26,6 +26,18 @@ def test_lines_count_as_new_until_shown_and_the_oldest_are_forgotten_first() -> 
     assert memory.show([2]) == 1
 
 
+def test_a_memory_saved_and_read_back_forgets_in_the_same_order() -> None:
+    memory = LineMemory(capacity=4)
+    memory.show([2**64 - 1, 0, 7])
+    memory.show([2**64 - 1])  # the newest now; 0 is the oldest
+    again = pickle.loads(pickle.dumps(memory))
+    assert again.capacity == 4 and list(again._lines) == [0, 7, 2**64 - 1]
+    for kept in (memory, again):
+        assert kept.show([8, 9]) == 2  # 0 goes
+        assert kept.show([0, 7]) == 1
+    assert list(again._lines) == list(memory._lines)
+
+
 def _letters(number: int) -> str:
     """``number`` spelt in letters: numbers are all alike to the monitors."""
     return "".join("abcdefghij"[int(d)] for d in str(number))
