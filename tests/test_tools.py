@@ -13,6 +13,7 @@ import os
 import stat
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -267,6 +268,25 @@ def test_a_symlink_that_stays_inside_is_followed(w: World) -> None:
     assert (w.ws / "real" / "data.txt").read_text() == "two\n"
     assert (w.ws / "alias").is_symlink()
     assert w.gate.calls[-1].facts.paths == ("real/data.txt",)
+
+
+def test_a_context_resolves_its_workspace_once_and_a_new_context_afresh(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "which.txt").write_text(f"{name}\n")
+    link = tmp_path / "ws"
+    link.symlink_to(tmp_path / "a")
+    ctx = ToolContext(workspace=link, run_id="run-1", step_id="fix")
+    read = coding_registry()
+    gate = RecordingGate()
+    assert ctx.root == (tmp_path / "a").resolve() and ctx.root is ctx.root
+    # the session makes a context per call: one made after the link moved sees the move
+    link.unlink()
+    link.symlink_to(tmp_path / "b")
+    moved = replace(ctx, idempotency_key="call-2")
+    assert moved.root == (tmp_path / "b").resolve()
+    observed = asyncio.run(read.call("read_file", '{"path": "which.txt"}', moved, gate))
+    assert observed.content.endswith("b\n")
 
 
 # --- reading -----------------------------------------------------------------------------

@@ -185,7 +185,11 @@ def jailed(workspace: Path, relative: str, *, follow_links: bool = True) -> Path
     Checks only read, so they jail the path as written: a venv's ``bin/python`` is a
     link to an interpreter elsewhere, and asking whether it exists is harmless.
     """
-    root = workspace.resolve()
+    return jailed_in(workspace.resolve(), relative, follow_links=follow_links)
+
+
+def jailed_in(root: Path, relative: str, *, follow_links: bool = True) -> Path:
+    """:func:`jailed` for a workspace whose real path ``root`` is known."""
     if follow_links:
         target = (root / relative).resolve()
     else:

@@ -108,6 +108,12 @@ class ToolContext:
     sandbox: Sandbox | None = None
     group: GroupSeat | None = None
 
+    @functools.cached_property
+    def root(self) -> Path:
+        """The workspace's real path. Resolved once per context: the session makes a
+        context for each call, whose path checks ask for it several times."""
+        return self.workspace.resolve()
+
 
 @dataclass(frozen=True)
 class GroupSeat:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import os
 import secrets
 import stat
@@ -52,7 +53,7 @@ def _openat2(dir_fd: int, path: str, flags: int, mode: int) -> int | None:
     global _openat2_works
     if _openat2_works is False:
         return None
-    libc = ctypes.CDLL(None, use_errno=True)
+    libc = _libc()
     # openat2 is strict: a mode without O_CREAT is an error, not ignored
     mode = mode if flags & os.O_CREAT else 0
     how = _OpenHow(flags | os.O_CLOEXEC, mode, _RESOLVE_BENEATH | _RESOLVE_NO_MAGICLINKS)
@@ -75,6 +76,17 @@ def _openat2(dir_fd: int, path: str, flags: int, mode: int) -> int | None:
     if err == errno.EXDEV:
         raise Refused("it leads outside the workspace (through a symlink or '..')")
     raise OSError(err, os.strerror(err), path)
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    # loaded once: each load makes a new class for its functions, a tenth of a read
+    return ctypes.CDLL(None, use_errno=True)
+
+
+@functools.cache
+def _has_proc_fds() -> bool:
+    return Path("/proc/self/fd").is_dir()
 
 
 def _walk_open(dir_fd: int, path: str, flags: int, mode: int) -> int:
@@ -127,7 +139,7 @@ def protected_part(relative: str) -> str | None:
 
 def where(root: Path, fd: int) -> str:
     """Where ``fd`` really is, relative to ``root`` (``.`` for the root itself)."""
-    real = os.readlink(f"/proc/self/fd/{fd}") if Path("/proc/self/fd").is_dir() else None
+    real = os.readlink(f"/proc/self/fd/{fd}") if _has_proc_fds() else None
     if real is None:  # no /proc: the component walk followed no link, the name is true
         return "."
     return os.path.relpath(real, root.resolve())

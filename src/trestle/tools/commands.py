@@ -30,7 +30,7 @@ def _env(ctx: ToolContext) -> dict[str, str]:
     env = command_env(
         run_id=ctx.run_id,
         step_id=ctx.step_id,
-        workspace=str(ctx.workspace.resolve()),
+        workspace=str(ctx.root),
         parent=None if ctx.sandbox is None else ctx.sandbox.environ(),
     )
     if ctx.idempotency_key:

@@ -109,7 +109,7 @@ class _Git:
         self.ctx = ctx
         # GIT_DIR, GIT_INDEX_FILE and friends from the parent would point elsewhere
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-        workspace = ctx.workspace.resolve()
+        workspace = ctx.root
         dot_git = workspace / ".git"
         try:
             real_dir = stat.S_ISDIR(os.lstat(dot_git).st_mode)

@@ -16,7 +16,7 @@ import difflib
 from collections.abc import Iterator
 from pathlib import Path
 
-from trestle.actions import jailed
+from trestle.actions import jailed_in
 from trestle.tools.base import ToolContext, ToolFailure
 from trestle.tools.beneath import (
     PROTECTED,
@@ -55,7 +55,7 @@ def resolve(ctx: ToolContext, path: str, *, what: str = "path") -> Path:
     if Path(path).is_absolute():
         raise ToolFailure(f"{what} {path!r} is absolute; give it relative to the workspace")
     try:
-        return jailed(ctx.workspace, path or ".")
+        return jailed_in(ctx.root, path or ".")
     except (ValueError, OSError) as exc:
         # ValueError: outside the jail, or a NUL byte; OSError: a symlink loop
         raise ToolFailure(f"{what} {path!r} is refused: {exc}") from None
@@ -63,7 +63,7 @@ def resolve(ctx: ToolContext, path: str, *, what: str = "path") -> Path:
 
 def relative(ctx: ToolContext, target: Path) -> str:
     """``target`` as the model should write it: relative, with ``/``."""
-    rel = target.relative_to(ctx.workspace.resolve()).as_posix()
+    rel = target.relative_to(ctx.root).as_posix()
     return rel or "."
 
 
@@ -114,7 +114,7 @@ def walk(ctx: ToolContext, top: Path, max_depth: int) -> Iterator[tuple[Path, bo
     directories are left out, noise directories are yielded but not entered, and
     symlinked directories are not followed (they may lead anywhere).
     """
-    root = ctx.workspace.resolve()
+    root = ctx.root
     stack: list[tuple[str, int]] = [(relative(ctx, top), max_depth)]
     while stack:
         where, depth = stack.pop()
@@ -134,7 +134,7 @@ def walk(ctx: ToolContext, top: Path, max_depth: int) -> Iterator[tuple[Path, bo
 def read_bytes(ctx: ToolContext, path: str, target: Path, limit: int) -> bytes:
     """A regular file's bytes, read beneath the workspace (see :mod:`.beneath`)."""
     try:
-        return read_regular(ctx.workspace.resolve(), relative(ctx, target), limit)
+        return read_regular(ctx.root, relative(ctx, target), limit)
     except Refused as why:
         raise refused(path, why) from None
     except FileNotFoundError:
@@ -149,7 +149,7 @@ def atomic_write(ctx: ToolContext, path: str, target: Path, content: str) -> boo
     the workspace: a swapped symlink cannot carry the write out."""
     try:
         # newline="" semantics: the model's line endings are written as given
-        return write_replacing(ctx.workspace.resolve(), relative(ctx, target), content.encode())
+        return write_replacing(ctx.root, relative(ctx, target), content.encode())
     except Refused as why:
         raise refused(path, why) from None
     except IsADirectoryError:
