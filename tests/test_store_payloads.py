@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from pydantic import JsonValue
 
 from test_store_conformance import RUN, batch, created, leased
-from trestle.core.errors import StoreDamagedError
+from trestle.core.errors import LeaseLostError, StoreDamagedError
 from trestle.core.events import AnyEvent, ToolCallEnded, event_json
 from trestle.doctor import diagnose
 from trestle.store import SqliteStore
@@ -58,6 +58,14 @@ def test_a_large_string_is_moved_out_and_spliced_back_exactly() -> None:
     assert references(packed) == [found[0][0]]
     assert restored(packed, found) == body
     assert len(found[0][1]) < len(BIG) / 5  # compressed: the file repeats itself
+
+
+def test_a_string_stored_before_is_referred_to_and_not_compressed_again() -> None:
+    body = event_json(ended(1, BIG))
+    packed, found = pack(body)
+    again, none = pack(event_json(ended(1, BIG)), known={found[0][0]})
+    assert none == [] and again == packed
+    assert restored(again, found) == body
 
 
 def test_a_small_event_is_left_alone() -> None:
@@ -112,6 +120,22 @@ def test_the_store_reads_back_packed_events_and_stores_a_repeated_text_once(
         assert db.execute("SELECT count(*) FROM payloads").fetchone()[0] == 1
         packed = db.execute("SELECT seq FROM events WHERE packed = 1 ORDER BY seq").fetchall()
         assert [s for (s,) in packed] == [2, 4, 5]
+
+
+def test_only_a_committed_payload_is_taken_as_stored(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "t.db")
+    store.create_run(created(), summary="{}")
+    token = leased(store, RUN)
+    with pytest.raises(LeaseLostError):  # refused: its payload was never stored
+        store.append(RUN, batch([ended(1, BIG)], 2), token=token + 1)
+    store.append(RUN, batch([ended(1, BIG)], 2), token=token)
+    assert store.events(RUN)[1].event == ended(1, BIG)
+    # a deleted run's payloads are gone: made again, its texts are stored again
+    store.delete_run(RUN)
+    store.create_run(created(), summary="{}")
+    store.append(RUN, batch([ended(2, BIG)], 2), token=leased(store, RUN))
+    assert store.events(RUN)[1].event == ended(2, BIG)
+    store.close()
 
 
 def test_a_store_from_before_payloads_opens_and_reads_its_old_events(tmp_path: Path) -> None:

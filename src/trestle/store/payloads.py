@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import re
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 
 LARGE = 512  # characters of a JSON string literal, quotes included, worth storing apart
 LEVEL = 6  # zlib's default: most of level 9's gain at a fraction of its time
@@ -31,8 +31,9 @@ _REFERENCE = re.compile(r'\{"\$payload":"([0-9a-f]{64})"\}')
 Payload = tuple[bytes, bytes]  # (SHA-256 of the literal, the literal zlib-compressed)
 
 
-def pack(body: str) -> tuple[str, list[Payload]]:
-    """``body`` with its large strings replaced by references, and those strings.
+def pack(body: str, known: Container[bytes] = ()) -> tuple[str, list[Payload]]:
+    """``body`` with its large strings replaced by references, and those strings,
+    except those whose hash is ``known`` (stored already: not compressed again).
 
     Returns ``body`` itself and no payloads when it has no large string (or holds
     a ``"$payload":`` key of its own)."""
@@ -45,7 +46,8 @@ def pack(body: str) -> tuple[str, list[Payload]]:
             return match.group(0)
         literal = match.group(0).encode("utf-8", "surrogatepass")
         digest = hashlib.sha256(literal).digest()
-        payloads.append((digest, zlib.compress(literal, LEVEL)))
+        if digest not in known:
+            payloads.append((digest, zlib.compress(literal, LEVEL)))
         return '{"$payload":"' + digest.hex() + '"}'
 
     packed = _LITERAL.sub(refer, body)

@@ -19,6 +19,7 @@ import sqlite3
 import threading
 import time
 import zlib
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import replace
@@ -146,6 +147,8 @@ MIGRATIONS: tuple[str, ...] = (
 T = TypeVar("T")
 BUSY_RETRY_SECONDS = 30.0
 PAYLOADS_PER_READ = 500  # hashes per query: under SQLite's limit on parameters
+# payload hashes remembered per run as committed: more than a saved conversation holds
+REMEMBERED_PAYLOADS = 4096
 
 
 class SqliteStore:
@@ -158,6 +161,10 @@ class SqliteStore:
     def __init__(self, path: str | Path, *, create: bool = True) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
+        # per run, the hashes of the latest payloads this store committed: an agent's
+        # saved conversation refers to dozens of texts stored turns ago, which are
+        # then not compressed again to be ignored by the insert
+        self._committed: dict[str, OrderedDict[bytes, None]] = {}
         if not self.path.exists() and not self.path.is_symlink():
             if not create:  # reading never leaves an empty store (or its directory) behind
                 _refuse_missing(self.path)
@@ -335,9 +342,12 @@ class SqliteStore:
 
         rows = []
         stored: list[payloads.Payload] = []
+        committed = self._committed.setdefault(run_id, OrderedDict())
         for seq, e in enumerate(batch.events, start=batch.first_seq):
-            data, large = payloads.pack(event_json(e))
-            rows.append((run_id, seq, e.kind, e.v, e.at, data, int(bool(large))))
+            body = event_json(e)
+            data, large = payloads.pack(body, committed)
+            # packed: it refers to payloads, new or stored before
+            rows.append((run_id, seq, e.kind, e.v, e.at, data, int(data != body)))
             stored += large
         last_seq = batch.first_seq + len(rows) - 1
         now = batch.events[-1].at if batch.events else None  # no events: keep updated_at
@@ -384,6 +394,12 @@ class SqliteStore:
                     "WHERE id = ? AND delivered_at IS NULL",
                     [(now, run_id, mid) for mid in delivered],
                 )
+        with self._lock:  # known once the commit is in
+            for digest, _ in stored:
+                committed[digest] = None
+                committed.move_to_end(digest)
+            while len(committed) > REMEMBERED_PAYLOADS:
+                committed.popitem(last=False)
 
     def events(self, run_id: str, after: int = 0, limit: int | None = None) -> list[StoredEvent]:
         """Refuses a stream with a gap or an event that cannot be read, naming the run
@@ -603,6 +619,7 @@ class SqliteStore:
 
     def delete_run(self, run_id: str) -> int:
         self.run(run_id)
+        self._committed.pop(run_id, None)
         with self._tx(f"deleting run {run_id!r}") as db:
             count = db.execute("DELETE FROM events WHERE run_id = ?", (run_id,)).rowcount
             for table in ("payloads", "snapshots", "leases", "requests", "runs"):
