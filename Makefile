@@ -50,6 +50,7 @@ bench: $(DEV)
 	$(BIN)/python bench/sandbox_cost.py
 	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/monitors_real.py --half report
+	$(BIN)/python bench/monitor_headroom.py
 	$(BIN)/python bench/handoff.py
 	$(BIN)/python bench/temporal_scale.py
 	$(BIN)/python bench/temporal_turns.py
