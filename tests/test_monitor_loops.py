@@ -237,13 +237,13 @@ def test_the_volatile_parts_come_out_as_by_every_pattern_in_turn(text: str) -> N
     assert fingerprint._without_volatile(text) == plain
 
 
-# digits, word characters of every kind around them, and the units and dots after
-_NUMBER_PIECES = [*"0123456789٣._ aZé\n", "s", "ms", "us", "µs", "sec", "secs", "seconds", "v2"]
+# digits, word characters of every kind around them, the units and dots after, hex
+_NUMBER_PIECES = [*"0123456789٣._ aZéfx\n", "s", "ms", "us", "µs", "sec", "secs", "seconds", "0x"]
 
 
 @settings(max_examples=500, deadline=None)
 @given(st.lists(st.sampled_from(_NUMBER_PIECES), max_size=40).map("".join))
-def test_numbers_and_durations_are_found_as_the_patterns_written_plainly_find_them(
+def test_numbers_durations_and_addresses_are_found_as_the_patterns_written_plainly_find_them(
     text: str,
 ) -> None:
     # the patterns begin with the digit for speed; written with the assertion first:
@@ -251,6 +251,8 @@ def test_numbers_and_durations_are_found_as_the_patterns_written_plainly_find_th
     duration = re.compile(r"\b\d+(?:\.\d+)?\s?(?:s|ms|us|µs|sec|secs|seconds)\b")
     assert fingerprint._NUMBER.sub("#", text) == number.sub("#", text)
     assert fingerprint._DURATION.sub("<dur>", text) == duration.sub("<dur>", text)
+    address = re.compile(r"\b0x[0-9a-fA-F]+\b")
+    assert fingerprint._ADDRESS.sub("<addr>", text) == address.sub("<addr>", text)
 
 
 # pieces that make and unmake line-number prefixes, numbers and whitespace, with every

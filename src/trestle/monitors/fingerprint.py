@@ -27,7 +27,7 @@ from trestle.core.safetext import loads_bounded
 # A number literal that is not part of a name (python3, test_2 and file2.py keep theirs).
 # Written to begin with the digit, the look behind after it: a pattern that begins with a
 # character class is scanned for it quickly, one that begins with an assertion is tried
-# at every position (the same holds for _DURATION's ``\b``, which is ``(?<!\w\d)`` there)
+# at every position (the same holds for the ``\b`` _ADDRESS and _DURATION begin with)
 _NUMBER = re.compile(r"\d(?<![A-Za-z_]\d)\d*(?:\.\d+)*")
 _SEPARATORS = re.compile(r"(\|\||&&|[|;])")
 _SHORT_FLAGS = re.compile(r"-[A-Za-z]{2,3}")  # -rn, -xvs; not -name or -type
@@ -37,7 +37,7 @@ _TIMESTAMP = re.compile(
 )
 # every timestamp has a time of day: a digit, ":" and two digits
 _TIME_OF_DAY = re.compile(r"\d:\d\d")
-_ADDRESS = re.compile(r"\b0x[0-9a-fA-F]+\b")
+_ADDRESS = re.compile(r"0(?<!\w0)x[0-9a-fA-F]+\b")
 _DURATION = re.compile(r"\d(?<!\w\d)\d*(?:\.\d+)?\s?(?:s|ms|us|µs|sec|secs|seconds)\b")
 # every duration has a digit before its unit's first letter, a space between at most
 _DURATION_HINT = re.compile(r"\d\s?[smuµ]")
