@@ -9,7 +9,7 @@ import random
 import re
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from email.utils import formatdate
 from pathlib import Path
 
@@ -411,43 +411,38 @@ def test_docs_code_blocks_run(monkeypatch: pytest.MonkeyPatch) -> None:
             raise AssertionError(f"docs/models.md code block {number} failed: {exc!r}") from exc
 
 
-def test_the_token_tally_gives_estimate_tokens_for_every_conversation() -> None:
-    rng = random.Random(16)
-    tally = TokenTally()
+def conversations(seed: int, turns: int) -> Iterator[tuple[list[Message], list[ToolSchema]]]:
+    """A conversation as an agent sends it, turn after turn: it grows, is compressed
+    (the same start, new messages after it), is cut short, or begins with an equal
+    message that is another object; and the tools offered with it."""
+    rng = random.Random(seed)
     tools = [ToolSchema(name="read_file", description="read", parameters={"type": "object"})]
-    conversation: list[Message] = [Message.system("frame"), Message.user("task")]
-    for turn in range(80):
+    conversation: list[Message] = [Message.system("frame ü"), Message.user('task "q"')]
+    for turn in range(turns):
         choice = rng.random()
-        if choice < 0.5:  # the conversation grows, as it does turn by turn
-            text = "word " * rng.randint(0, 40)
-            conversation = [*conversation, Message.user(text)]
-        elif choice < 0.6:  # an answer asking for a tool: its call is counted too
+        if choice < 0.5:
+            conversation = [*conversation, Message.user(f"turn {turn} " * rng.randint(0, 40))]
+        elif choice < 0.6:  # an answer asking for a tool
             asked = ToolCall(id=f"c{turn}", name="read_file", arguments='{"path": "a.py"}' * turn)
             conversation = [*conversation, Message.assistant("", tool_calls=[asked])]
-        elif choice < 0.75:  # compressed: the same start, new messages after it
+        elif choice < 0.75:
             conversation = [*conversation[:2], Message.user(f"summary {turn} " * turn)]
-        elif choice < 0.85:  # shorter: the same start and nothing new
+        elif choice < 0.85:
             conversation = conversation[: rng.randint(0, len(conversation))]
-        else:  # an equal first message that is another object: counted again, the same
-            conversation = [Message.system("frame"), *conversation[1:]]
-        offered = tools if turn % 3 else []
+        else:
+            conversation = [Message.system("frame ü"), *conversation[1:]]
+        yield conversation, tools if turn % 3 else []
+
+
+def test_the_token_tally_gives_estimate_tokens_for_every_conversation() -> None:
+    tally = TokenTally()
+    for conversation, offered in conversations(16, 80):
         assert tally(conversation, offered) == estimate_tokens(conversation, offered)
 
 
 def test_the_incremental_hasher_gives_request_hash_for_every_conversation() -> None:
-    rng = random.Random(15)
     hasher = RequestHasher()
-    tools = [ToolSchema(name="read_file", description="read", parameters={"type": "object"})]
-    conversation: list[Message] = [Message.system("frame ü"), Message.user('task "q"')]
-    for turn in range(60):
-        choice = rng.random()
-        if choice < 0.6:  # the conversation grows, as it does turn by turn
-            conversation = [*conversation, Message.user(f"turn {turn} " * rng.randint(0, 9))]
-        elif choice < 0.8:  # compressed: the same start, new messages after it
-            conversation = [*conversation[:2], Message.user(f"summary {turn}")]
-        else:  # an equal message that is another object: hashed the same
-            conversation = [Message.system("frame ü"), *conversation[1:]]
-        offered = tools if turn % 3 else []
+    for turn, (conversation, offered) in enumerate(conversations(15, 80)):
         settings = {"model": "m", "max_tokens": turn, "temperature": None}
         assert hasher.hash(conversation, offered, settings) == request_hash(
             conversation, offered, settings
