@@ -4,6 +4,10 @@ An agent offers the same tool schemas on every turn, whose request hash and toke
 estimate would otherwise serialise them afresh; the decider and the engine both hash
 each attempt's action of the same frozen step. Entries are keyed by identity,
 and each keeps its object alive, so an id is never reused while its entry stands.
+
+Likewise a conversation is sent again every turn, grown: :func:`same_start` finds how
+much of it is the very messages of the last call, whose hash, redaction and token
+count are known already.
 """
 
 from __future__ import annotations
