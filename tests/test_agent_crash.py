@@ -124,14 +124,23 @@ def test_an_agent_run_killed_at_random_moments_records_each_turn_once(
     store_path, run_id = new_run(tmp_path, rng)
 
     killed = 0
-    for _ in range(KILLS):
-        driver = start(store_path, run_id)
-        time.sleep(rng.uniform(0.4, 1.2))  # the interpreter starts in about half a second
-        if driver.poll() is not None:
-            break  # it finished first
-        os.kill(driver.pid, signal.SIGKILL)
-        driver.wait()
-        killed += 1
+    with contextlib.closing(SqliteStore(store_path)) as watching:
+        for _ in range(KILLS):
+            # killed once the run has gone a random way on (a whole run records about
+            # 870 events), a random moment later: at a commit as often as between two;
+            # by the clock alone a faster run could finish before any kill
+            target = watching.run(run_id).last_seq + rng.randint(1, 600)
+            driver = start(store_path, run_id)
+            deadline = time.monotonic() + DEADLINE
+            while driver.poll() is None and watching.run(run_id).last_seq < target:
+                assert time.monotonic() < deadline, "the driver made no progress"
+                time.sleep(0.002)
+            time.sleep(rng.uniform(0.0, 0.02))
+            if driver.poll() is not None:
+                break  # it finished first
+            os.kill(driver.pid, signal.SIGKILL)
+            driver.wait()
+            killed += 1
     assert killed, "every driver finished before its kill: nothing was tested"
     events = finish(store_path, run_id)
     with contextlib.closing(SqliteStore(store_path)) as store:
