@@ -156,7 +156,7 @@ def words(text: str) -> list[str]:
 def has_words(text: str) -> bool:
     """Whether ``text`` has a content word (:func:`words` is not empty), found by
     reading only as far as the first."""
-    return any(_identifier_words(identifier) for identifier in _IDENTIFIER.findall(text))
+    return any(_identifier_words(found[0]) for found in _IDENTIFIER.finditer(text))
 
 
 @lru_cache(maxsize=1 << 16)
