@@ -25,8 +25,8 @@ What is measured:
   rule is two single conditions on two different features joined by AND or OR, both
   thresholds chosen together on the tune half the same way (ties broken by search
   order). Each rule is then applied, thresholds unchanged, to the report half.
-- Figures are ``k/n = p% (95% Wilson CI lo-hi%)``, with ``n`` all exhausted (or all
-  succeeded) runs of the source in that half. As context, the figures of the best
+- Figures are ``k/n = p% (95% CI lo-hi%)`` (Wilson intervals), with ``n`` all
+  exhausted (or all succeeded) runs of the source in that half. As context, the figures of the best
   rules fitted *in-sample* (on the report half itself, and on both halves pooled)
   are printed too: they are optimistic, an upper bound on what these rule shapes fit.
 
@@ -68,12 +68,12 @@ from typing import Any, Literal
 if str(Path(__file__).resolve().parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from monitor_split import half_of
-from trestle.monitors import corpus
+from monitors_real import DEFAULT_ROOT, load_runs
 from trestle.monitors.evaluate import (
     TARGET_EXHAUSTED_BY_HALF,
     TARGET_SUCCEEDED_FLAGGED,
-    wilson,
+    Share,
+    describe_share,
 )
 from trestle.monitors.fingerprint import (
     arguments_text,
@@ -85,7 +85,6 @@ from trestle.monitors.fingerprint import (
 from trestle.monitors.importers import ImportedRun
 from trestle.monitors.trace import Action, Turn
 
-DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "trajectories"
 HALF_WAY = 0.5  # the decision point, as a share of the run's turn limit
 TOP = 10
 HALVES = ("tune", "report")
@@ -325,11 +324,7 @@ def load_prefixes(root: Path, share: float = HALF_WAY) -> tuple[list[Prefix], in
     out: list[Prefix] = []
     unlimited = 0
     for half in HALVES:
-
-        def in_half(entry: Mapping[str, Any], half: str = half) -> bool:
-            return half_of(str(entry["instance_id"])) == half
-
-        for run in corpus.load_runs([root], include=in_half).runs:
+        for run in load_runs(root, half):
             prefix = prefix_of(run, half, share)
             if prefix is None:
                 unlimited += 1
@@ -568,15 +563,9 @@ def search(
 
 
 def share(part: int, whole: int) -> str:
-    """``k/n = p% (95% Wilson CI lo-hi%)``, or ``0/0 (no runs)``."""
-    interval = wilson(part, whole)
-    if interval is None:
-        return f"{part}/{whole} (no runs)"
-    low, high = interval
-    return (
-        f"{part}/{whole} = {part / whole:.0%} "
-        f"(95% Wilson CI {low * 100:.0f}\u2013{high * 100:.0f}%)"
-    )
+    """``k/n = p% (95% CI lo-hi%)`` (a Wilson interval), as ``trestle monitors eval``
+    writes it."""
+    return describe_share(Share(part=part, whole=whole))
 
 
 def _rows(found: Sequence[Found], fit: str, scored: str) -> list[str]:

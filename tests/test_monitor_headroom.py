@@ -193,5 +193,5 @@ def test_the_script_prints_the_tables_and_writes_json(
     assert source["running"]["tune"]["exhausted"] == [0, 1]
     assert source["allowed_false_flags"] == {"tune": 0, "report": 0}
     assert len(source["runs"]) == 4
-    assert headroom.share(3, 4) == "3/4 = 75% (95% Wilson CI 30\u201395%)"
-    assert headroom.share(0, 0) == "0/0 (no runs)"
+    assert headroom.share(3, 4) == "3/4 = 75% (95% CI 30%-95%)"
+    assert headroom.share(0, 0) == "- (no runs)"
