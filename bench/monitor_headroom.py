@@ -26,9 +26,10 @@ What is measured:
   thresholds chosen together on the tune half the same way (ties broken by search
   order). Each rule is then applied, thresholds unchanged, to the report half.
 - Figures are ``k/n = p% (95% CI lo-hi%)`` (Wilson intervals), with ``n`` all
-  exhausted (or all succeeded) runs of the source in that half. As context, the figures of the best
-  rules fitted *in-sample* (on the report half itself, and on both halves pooled)
-  are printed too: they are optimistic, an upper bound on what these rule shapes fit.
+  exhausted (or all succeeded) runs of the source in that half. As context, the
+  figures of the best rules fitted *in-sample* (on the report half itself, and on both
+  halves pooled) are printed too: they are optimistic, an upper bound on what these
+  rule shapes fit.
 
 Limits, honestly:
 
