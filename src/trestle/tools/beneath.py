@@ -142,12 +142,14 @@ def where(root: Path, fd: int) -> str:
     real = os.readlink(f"/proc/self/fd/{fd}") if _has_proc_fds() else None
     if real is None:  # no /proc: the component walk followed no link, the name is true
         return "."
-    return os.path.relpath(real, root.resolve())
+    return os.path.relpath(real, root)
 
 
 @contextmanager
 def opened(root: Path, path: str, flags: int = os.O_RDONLY) -> Iterator[int]:
-    """``path`` opened beneath ``root`` and checked: not in a protected directory."""
+    """``path`` opened beneath ``root`` and checked: not in a protected directory.
+    ``root`` is the workspace's real path (``ToolContext.root``), as every function
+    here takes it: what was opened is named relative to it."""
     root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         fd = open_beneath(root_fd, path, flags)

@@ -31,9 +31,7 @@ def read_text(ctx: ToolContext, path: str, target: Path, *, strict: bool = False
     through a descriptor opened beneath the workspace: a regular file only (a FIFO
     would hang), never a hard link (it may be a file outside).
     """
-    if target.is_dir():
-        raise ToolFailure(f"{path!r} is a directory; use list_files to see what is in it")
-    data = read_bytes(ctx, path, target, MAX_FILE_BYTES + 1)
+    data = read_bytes(ctx, path, target, MAX_FILE_BYTES + 1)  # refuses a directory too
     if len(data) > MAX_FILE_BYTES:
         raise ToolFailure(
             f"{path!r} is more than {MAX_FILE_BYTES} bytes; use search_text to find the "
