@@ -150,6 +150,14 @@ PAYLOADS_PER_READ = 500  # hashes per query: under SQLite's limit on parameters
 # payload hashes remembered per run as committed: more than a saved conversation holds
 REMEMBERED_PAYLOADS = 4096
 
+# The write-ahead log is copied into the database once it holds this many pages (1 MB;
+# SQLite's default is 1,000). A driver killed mid-run leaves up to that much behind,
+# and the first commit of the driver that resumes it copies it all: after a 1,000-turn
+# agent run, 4.4 MB took 9-14 ms of the resume at the default, 2-4 ms at this size. The
+# copies come four times as often while running: 3.07 ms a turn before, 3.10 after
+# (six alternated runs of 2,000 turns each; within their spread).
+_WAL = ("wal_autocheckpoint=256",)
+
 
 class SqliteStore:
     """The default store: one SQLite file, safe to share between processes.
@@ -220,7 +228,7 @@ class SqliteStore:
                 db = connect(self.path)
                 # switching a new file to WAL reports "locked" at once, without waiting,
                 # when another process is opening it too: retried like any busy moment
-                for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON"):
+                for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON", *_WAL):
                     self._retry_busy(partial(db.execute, f"PRAGMA {pragma}"), "opening the store")
             else:
                 db = connect(read_only_uri(self.path), uri=True)
