@@ -153,7 +153,7 @@ REMEMBERED_PAYLOADS = 4096
 # The write-ahead log is copied into the database once it holds this many pages (1 MB;
 # SQLite's default is 1,000). A driver killed mid-run leaves up to that much behind,
 # and the first commit of the driver that resumes it copies it all: after a 1,000-turn
-# agent run, 4.4 MB took 9-14 ms of the resume at the default, 2-4 ms at this size. The
+# agent run, 4.4 MB took 9-12 ms of the resume at the default, 2-3 ms at this size. The
 # copies come four times as often while running: 3.07 ms a turn before, 3.10 after
 # (six alternated runs of 2,000 turns each; within their spread).
 _WAL = ("wal_autocheckpoint=256",)
