@@ -115,8 +115,14 @@ def test_a_long_reversed_chain_runs_and_a_long_cycle_is_named(tmp_path: Path) ->
 
 
 def test_deep_nesting_huge_integers_and_random_bytes_are_refused(tmp_path: Path) -> None:
-    (tmp_path / "deep.yaml").write_text("steps: " + "[" * 1000 + "]" * 1000 + "\n")
+    # the count's own refusal, and libyaml's at 1,000 levels (PyYAML 6.0.4 on) said alike
+    (tmp_path / "deep.yaml").write_text("steps: " + "[" * 100 + "]" * 100 + "\n")
     refused(tmp_path, "deep.yaml", "nested more than 64 levels deep")
+    (tmp_path / "deeper.yaml").write_text("steps: " + "[" * 1000 + "]" * 1000 + "\n")
+    refused(tmp_path, "deeper.yaml", "nested more than 64 levels deep")
+    block = "".join("  " * level + "-\n" for level in range(1200))
+    (tmp_path / "block.yaml").write_text(f"steps:\n{block}")
+    refused(tmp_path, "block.yaml", "nested more than 64 levels deep")
     (tmp_path / "int.yaml").write_text(f"parallelism: {'9' * 4400}\nsteps: []\n")
     refused(tmp_path, "int.yaml", "invalid value")
     (tmp_path / "bytes.yaml").write_bytes(bytes(range(256)))

@@ -112,17 +112,25 @@ _LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 def _load_yaml(text: str) -> Any:
     """Safe YAML, once its nesting is known to stay within :data:`MAX_DEPTH` (deeper
     documents exhaust the recursion of the constructor and of every later reader)."""
+    too_deep = f"nested more than {MAX_DEPTH} levels deep"
     depth = 0
-    for event in yaml.parse(text, Loader=_LOADER):
-        if isinstance(event, yaml.CollectionStartEvent):
-            depth += 1
-            if depth > MAX_DEPTH:
-                raise yaml.MarkedYAMLError(
-                    problem=f"nested more than {MAX_DEPTH} levels deep",
-                    problem_mark=event.start_mark,  # type: ignore[arg-type]
-                )
-        elif isinstance(event, yaml.CollectionEndEvent):
-            depth -= 1
+    try:
+        for event in yaml.parse(text, Loader=_LOADER):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise yaml.MarkedYAMLError(
+                        problem=too_deep,
+                        problem_mark=event.start_mark,  # type: ignore[arg-type]
+                    )
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except yaml.MarkedYAMLError as exc:
+        # libyaml (from PyYAML 6.0.4) refuses 1,000 levels itself, often while it scans
+        # ahead, before the count above has seen them: the same refusal, said the same way
+        if "maximum nesting depth" not in str(exc.problem):
+            raise
+        raise yaml.MarkedYAMLError(problem=too_deep, problem_mark=exc.problem_mark) from None
     return yaml.load(text, Loader=_LOADER)
 
 
