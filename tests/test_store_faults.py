@@ -537,3 +537,43 @@ def test_seeded_store_fuzz_never_gives_a_traceback_and_exits_0_or_4(
             assert "Traceback" not in output, (case, how, args, output)
             if code == 4 and args[0] != "doctor":
                 assert str(store) in output, (case, how, args, output)
+
+
+# A number column given text, a text column given a number or bytes: SQLite keeps what a
+# column is given, so damage or another program can leave any of these. Found by the
+# long store fuzz (`make soak`): the doctor, `show` and `resume` met some with tracebacks.
+# Run 1 has snapshots.
+WRONG_TYPES = {
+    "event seq": "UPDATE events SET seq = 'x' || seq WHERE run_id = 'run-1' AND seq = 2",
+    "event packed flag": "UPDATE events SET packed = 'abc' WHERE run_id = 'run-1' AND seq = 2",
+    "event version": "UPDATE events SET v = 'v' WHERE run_id = 'run-1' AND seq = 2",
+    "event time": "UPDATE events SET at = 'later' WHERE run_id = 'run-1' AND seq = 2",
+    "event kind": "UPDATE events SET kind = x'ff00' WHERE run_id = 'run-1' AND seq = 2",
+    "event data as a number": "UPDATE events SET data = 12 WHERE run_id = 'run-1' AND seq = 2",
+    "event data as bytes": "UPDATE events SET data = x'80ff' WHERE run_id = 'run-1' AND seq = 2",
+    "listing's last seq": "UPDATE runs SET last_seq = 'zz' WHERE run_id = 'run-1'",
+    "listing's times": "UPDATE runs SET created_at = 'then', updated_at = 'now'",
+    "listing's status": "UPDATE runs SET status = 7 WHERE run_id = 'run-1'",
+    "listing's summary": "UPDATE runs SET summary = x'00ff' WHERE run_id = 'run-1'",
+    "snapshot seq": "UPDATE snapshots SET seq = 'q' WHERE run_id = 'run-1'",
+    "snapshot state as bytes": "UPDATE snapshots SET state = x'80' WHERE run_id = 'run-1'",
+    "lease pid": "INSERT OR REPLACE INTO leases VALUES ('run-1', 'o', 'pid!', 'h', 3, 1e300)",
+    "lease token": "INSERT OR REPLACE INTO leases VALUES ('run-1', 'o', 1, 'h', 'tok', 0)",
+    "lease expiry": "INSERT OR REPLACE INTO leases VALUES ('run-1', 'o', 1, 'h', 3, 'soon')",
+    "request consumed": "INSERT INTO requests(run_id, kind, step, reason, created_at, consumed, "
+    "payload) VALUES ('run-1', 'approve', 'a', 'r', 'now', 'no', '{}')",
+}
+
+
+@pytest.mark.parametrize("damage", list(WRONG_TYPES))
+def test_a_column_holding_the_wrong_type_is_named_as_damage_never_a_traceback(
+    copy: Copy, damage: str
+) -> None:
+    with contextlib.closing(copy.db()) as db:
+        db.execute(WRONG_TYPES[damage])
+    for args in (["runs"], ["show", "run-1"], ["doctor"], ["resume", "run-1", "--no-live"]):
+        code, output = in_process(*args, "--store", copy.store)
+        assert code in (0, 4), (damage, args, code, output)
+        assert "Traceback" not in output, (damage, args, output)
+        if code == 4 and args[0] != "doctor":
+            assert str(copy.store) in output, (damage, args, output)

@@ -182,13 +182,14 @@ def _key() -> bytes | None:
         return None
 
 
-def _event_rows(db: sqlite3.Connection, run_id: str) -> list[tuple[int, str, Any, int]]:
-    """The run's events as (seq, kind, data, packed); a store from before schema 3 has
-    no packed events."""
+def _event_rows(db: sqlite3.Connection, run_id: str) -> list[tuple[Any, str, Any, Any]]:
+    """The run's events as (seq, kind, data, packed), as stored: damage may have put
+    text where a number belongs, and the checks name it; a store from before schema 3
+    has no packed events."""
     columns = {str(r[1]) for r in db.execute("PRAGMA table_info(events)")}
     packed = "packed" if "packed" in columns else "0"
     sql = f"SELECT seq, kind, data, {packed} FROM events WHERE run_id = ? ORDER BY seq"
-    return [(int(s), str(k), d, int(p)) for s, k, d, p in db.execute(sql, (run_id,))]
+    return [(s, str(k), d, p) for s, k, d, p in db.execute(sql, (run_id,))]
 
 
 def _payload(db: sqlite3.Connection, run_id: str, digest: bytes) -> bytes:
@@ -216,9 +217,21 @@ def _check_run(db: sqlite3.Connection, run_id: str, found: _Found, *, now: float
     except DB_ERRORS as exc:
         rows, snapshot = [], None
         problems.append(f"its events cannot be read: {exc}")
+    # a snapshot row with a seq that is not a number, or a state or signature that is not
+    # text, is passed over by a resume, as one that does not verify
+    mistyped = snapshot is not None and not (
+        isinstance(snapshot[0], int)
+        and isinstance(snapshot[1], str)
+        and isinstance(snapshot[2], str)
+    )
+    if mistyped:
+        snapshot = None
     for expected, (seq, kind, data, packed) in enumerate(rows, start=1):
         if seq != expected:
-            problems.append(f"event seq {expected} is missing (next recorded: {seq})")
+            problems.append(f"event seq {expected} is missing (next recorded: {seq!r:.40})")
+            break
+        if packed not in (0, 1):
+            problems.append(f"event seq {seq} is marked packed as {packed!r:.40}, not 0 or 1")
             break
         try:
             if packed:
@@ -259,11 +272,18 @@ def _check_run(db: sqlite3.Connection, run_id: str, found: _Found, *, now: float
     if not rows and not problems:
         problems.append("it has no events")
     intact = not problems
+    if mistyped:
+        problems.append(
+            "its snapshot row holds values of the wrong type: a resume passes it over and "
+            "folds the events"
+        )
     if intact and state is not None:
         found.intact[run_id] = events
         problems += _check_derived(db, run_id, state, snapshot, snapshot_state)
         notes += _check_signature(run_id, snapshot, key)
-        notes += _check_lease(db, run_id, now=now)
+        lease_problems, lease_notes = _check_lease(db, run_id, now=now)
+        problems += lease_problems
+        notes += lease_notes
     return RunFinding(
         run_id=run_id,
         intact=intact,
@@ -329,16 +349,28 @@ def _check_signature(
     ]
 
 
-def _check_lease(db: sqlite3.Connection, run_id: str, *, now: float) -> list[str]:
+def _check_lease(db: sqlite3.Connection, run_id: str, *, now: float) -> tuple[list[str], list[str]]:
+    """The run's lease: (problems, notes)."""
     row = db.execute(
-        "SELECT owner, pid, host, expires_at FROM leases WHERE run_id = ?", (run_id,)
+        "SELECT owner, pid, host, token, expires_at FROM leases WHERE run_id = ?", (run_id,)
     ).fetchone()
-    if row is None or row[3] <= now:
-        return []
-    holder = Owner(name=str(row[0]), pid=int(row[1]), host=str(row[2]))
+    if row is None:
+        return [], []
+    name, pid, host, token, expires = row
+    if not (isinstance(pid, int) and isinstance(token, int) and isinstance(expires, int | float)):
+        return [
+            f"its lease row holds pid {pid!r:.40}, token {token!r:.40} and expiry "
+            f"{expires!r:.40}, which are not all numbers: no driver can take the run in "
+            "this store; salvage it"
+        ], []
+    if expires <= now:
+        return [], []
+    holder = Owner(name=str(name), pid=pid, host=str(host))
     if owner_is_alive(holder):
-        return [f"driven now by {holder.name} (pid {holder.pid} on {holder.host})"]
-    return [f"stale lease of {holder.name} (pid {holder.pid} is gone): the next resume takes it"]
+        return [], [f"driven now by {holder.name} (pid {holder.pid} on {holder.host})"]
+    return [], [
+        f"stale lease of {holder.name} (pid {holder.pid} is gone): the next resume takes it"
+    ]
 
 
 def _check_requests(db: sqlite3.Connection, found: _Found) -> None:

@@ -20,7 +20,7 @@ import threading
 import time
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import replace
 from functools import partial
@@ -500,8 +500,10 @@ class SqliteStore:
         if not rows:
             return None
         seq, state, save, mac = rows[0]
+        if not isinstance(seq, int):  # damage; a snapshot only saves time: the events stand
+            return None
         return Snapshot(
-            seq=int(str(seq)),
+            seq=seq,
             state_json=str(state),
             monitors=save if isinstance(save, bytes) else b"",
             mac=str(mac),
@@ -538,13 +540,13 @@ class SqliteStore:
             ).fetchone()
             token = 1
             if row is not None:
-                holder = Owner(name=row[0], pid=row[1], host=row[2])
-                if row[4] > now and owner_is_alive(holder):
+                holder, held, expires = self._lease_row(run_id, row)
+                if expires > now and owner_is_alive(holder):
                     raise LeaseHeldError(
                         f"run {run_id!r} is being driven by {holder.name} (pid {holder.pid} "
                         f"on {holder.host}); wait for it to finish or stop it first"
                     )
-                token = row[3] + 1
+                token = held + 1
             db.execute(
                 "INSERT OR REPLACE INTO leases VALUES (?, ?, ?, ?, ?, ?)",
                 (run_id, owner.name, owner.pid, owner.host, token, now + ttl),
@@ -576,12 +578,23 @@ class SqliteStore:
         )
         if not rows:
             return None
-        name, pid, host, token, expires = rows[0]
-        return Lease(
-            owner=Owner(name=str(name), pid=int(str(pid)), host=str(host)),
-            token=int(str(token)),
-            expires_at=float(str(expires)),
-        )
+        holder, token, expires = self._lease_row(run_id, rows[0])
+        return Lease(owner=holder, token=token, expires_at=expires)
+
+    def _lease_row(self, run_id: str, row: Sequence[object]) -> tuple[Owner, int, float]:
+        """A lease row's holder, token and expiry. A pid, token or expiry that is not a
+        number was not written by Trestle: who drives the run cannot be told, so it is
+        damage, not a lease to take over (a live holder could then run beside us)."""
+        name, pid, host, token, expires = row
+        if not (
+            isinstance(pid, int) and isinstance(token, int) and isinstance(expires, int | float)
+        ):
+            self._damaged(
+                run_id,
+                f"its lease row holds pid {pid!r:.40}, token {token!r:.40} and expiry "
+                f"{expires!r:.40}, which are not all numbers",
+            )
+        return Owner(name=str(name), pid=pid, host=str(host)), token, float(expires)
 
     # --- human requests -----------------------------------------------------------
 
