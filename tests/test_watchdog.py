@@ -60,9 +60,49 @@ def test_a_dead_drivers_registered_commands_are_killed_even_after_its_helper_die
             os.kill(pid, signal.SIGKILL)
 
 
+# A driver that registers a command which takes its token only a moment later (a shell
+# that sleeps, then execs with it), then waits to be killed: /proc shows a process's new
+# environment only once its exec is done, so the helper's first look finds nothing.
+LATE_DRIVER = textwrap.dedent(
+    """
+    import subprocess, time
+    from trestle.watchdog import WATCHDOG
+    guard = WATCHDOG.guard({})
+    env = guard.__enter__()
+    script = f"sleep 0.2; exec env TRESTLE_CELL_ID={env['TRESTLE_CELL_ID']} sleep 60"
+    subprocess.Popen(["sh", "-c", script], start_new_session=True)
+    print(env["TRESTLE_CELL_ID"], flush=True)
+    time.sleep(60)
+    """
+)
+
+
+def test_a_command_that_takes_its_token_just_after_the_driver_died_is_killed() -> None:
+    driver = subprocess.Popen(
+        [sys.executable, "-c", LATE_DRIVER], stdout=subprocess.PIPE, text=True
+    )
+    assert driver.stdout is not None
+    token = driver.stdout.readline().strip()
+    driver.send_signal(signal.SIGKILL)  # its sandbox still registered, not yet carrying it
+    driver.wait()
+    try:
+        time.sleep(0.3)  # the command has taken its token by now, or been killed
+        end = time.monotonic() + 10
+        while carrying({token}) and time.monotonic() < end:
+            time.sleep(0.05)
+        assert not carrying({token}), "a command that took its token late survived"
+    finally:
+        for pid in carrying({token}):
+            os.kill(pid, signal.SIGKILL)
+
+
 def test_the_token_marks_the_environment_exactly() -> None:
     marked = subprocess.Popen(["sleep", "30"], env={TOKEN_VAR: "abc"})
     try:
+        # Popen returns once the exec has begun; the new environment shows a moment later
+        end = time.monotonic() + 10
+        while not carrying({"abc"}) and time.monotonic() < end:
+            time.sleep(0.01)
         assert carrying({"abc"}) == {marked.pid}
         assert carrying({"ab"}) == set()  # a prefix is another token
     finally:

@@ -31,7 +31,11 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 TOKEN_VAR = "TRESTLE_CELL_ID"
-ROUNDS = 5  # passes over /proc: a process may fork while its siblings are being killed
+# How long the helper keeps looking once the driver is gone, killing what it finds. A
+# process carries its token in /proc only once its exec is done, and one may fork while
+# its siblings are being killed: a single pass could miss a sandbox starting just then.
+LINGER = 0.5
+GIVE_UP = 5.0  # seconds: a process that cannot be killed (stuck in the kernel) ends it
 
 
 class Watchdog:
@@ -122,13 +126,17 @@ def watch() -> None:
         elif line.startswith("-") and live[token] > 0:
             live[token] -= 1
     tokens = {token for token, count in live.items() if count > 0}
-    for _ in range(ROUNDS):
-        found = carrying(tokens) if tokens else set()
-        if not found:
-            return
+    if not tokens:  # every sandbox was reaped: the driver ended in order
+        return
+    start = time.monotonic()
+    while True:
+        found = carrying(tokens)
         for pid in found:
             with suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
+        waited = time.monotonic() - start
+        if (not found and waited >= LINGER) or waited >= GIVE_UP:
+            return
         time.sleep(0.02)
 
 
