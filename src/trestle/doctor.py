@@ -32,7 +32,7 @@ from trestle.runs import summary_json, trusted
 from trestle.signing import decision_key, key_path
 from trestle.store import payloads
 from trestle.store.base import Appended, Owner, Snapshot, owner_is_alive
-from trestle.store.sqlite import MIGRATIONS, SqliteStore
+from trestle.store.sqlite import MIGRATIONS, SqliteStore, unreadable_lease
 from trestle.store.sqlite_file import check_file, read_only_uri
 
 TABLES = ("events", "leases", "requests", "runs", "snapshots")
@@ -357,12 +357,10 @@ def _check_lease(db: sqlite3.Connection, run_id: str, *, now: float) -> tuple[li
     if row is None:
         return [], []
     name, pid, host, token, expires = row
-    if not (isinstance(pid, int) and isinstance(token, int) and isinstance(expires, int | float)):
-        return [
-            f"its lease row holds pid {pid!r:.40}, token {token!r:.40} and expiry "
-            f"{expires!r:.40}, which are not all numbers: no driver can take the run in "
-            "this store; salvage it"
-        ], []
+    problem = unreadable_lease(pid, token, expires)
+    if problem is not None:
+        return [f"{problem}: no driver can take the run in this store; salvage it"], []
+    assert isinstance(pid, int) and isinstance(expires, int | float)
     if expires <= now:
         return [], []
     holder = Owner(name=str(name), pid=pid, host=str(host))

@@ -159,6 +159,18 @@ REMEMBERED_PAYLOADS = 4096
 _WAL = ("wal_autocheckpoint=256",)
 
 
+def unreadable_lease(pid: object, token: object, expires: object) -> str | None:
+    """What is wrong with a lease row whose pid, token or expiry is not a number, or
+    None. Trestle never writes such a row: who drives the run cannot be told, so it is
+    damage, never a lease to take over (a live holder could then run beside us)."""
+    if isinstance(pid, int) and isinstance(token, int) and isinstance(expires, int | float):
+        return None
+    return (
+        f"its lease row holds pid {pid!r:.40}, token {token!r:.40} and expiry "
+        f"{expires!r:.40}, which are not all numbers"
+    )
+
+
 class SqliteStore:
     """The default store: one SQLite file, safe to share between processes.
 
@@ -582,18 +594,13 @@ class SqliteStore:
         return Lease(owner=holder, token=token, expires_at=expires)
 
     def _lease_row(self, run_id: str, row: Sequence[object]) -> tuple[Owner, int, float]:
-        """A lease row's holder, token and expiry. A pid, token or expiry that is not a
-        number was not written by Trestle: who drives the run cannot be told, so it is
-        damage, not a lease to take over (a live holder could then run beside us)."""
+        """A lease row's holder, token and expiry, or damage (see :func:`unreadable_lease`)."""
         name, pid, host, token, expires = row
-        if not (
-            isinstance(pid, int) and isinstance(token, int) and isinstance(expires, int | float)
-        ):
-            self._damaged(
-                run_id,
-                f"its lease row holds pid {pid!r:.40}, token {token!r:.40} and expiry "
-                f"{expires!r:.40}, which are not all numbers",
-            )
+        problem = unreadable_lease(pid, token, expires)
+        if problem is not None:
+            self._damaged(run_id, problem)
+        assert isinstance(pid, int) and isinstance(token, int)
+        assert isinstance(expires, int | float)
         return Owner(name=str(name), pid=pid, host=str(host)), token, float(expires)
 
     # --- human requests -----------------------------------------------------------
