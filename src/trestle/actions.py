@@ -4,11 +4,16 @@ Commands run in their own process group, so a timeout kills the whole tree (a sh
 and whatever it started), not just the shell. The group's leader dies with the driver
 where the OS allows (:func:`trestle.processes.die_with_parent`), and the caller learns
 its pid as soon as it runs, to record it (see :mod:`trestle.processes`).
+
+A command's output is read as it comes, a chunk at a time, and only its head and tail
+are held (:class:`OutputKeeper`): a step that prints a gigabyte costs the driver the
+few kilobytes it keeps, not the gigabyte.
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextvars
 import functools
 import inspect
@@ -31,6 +36,7 @@ from trestle.step_origin import end_python_step, python_step
 from trestle.watchdog import WATCHDOG
 
 OUTPUT_LIMIT = 8_000  # characters kept of a command's output: head and tail
+CHUNK = 64 * 1024  # bytes of a command's output read at a time
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL on timeout
 T = TypeVar("T")
 
@@ -58,7 +64,60 @@ def cap_output(text: str, limit: int = OUTPUT_LIMIT) -> str:
     if len(text) <= limit:
         return text
     half = limit // 2
-    return f"{text[:half]}\n… [{len(text) - limit} characters cut] …\n{text[-half:]}"
+    return _cut(text[:half], len(text) - 2 * half, text[len(text) - half :])
+
+
+def _cut(head: str, cut: int, tail: str) -> str:
+    return f"{head}\n… [{cut} characters cut] …\n{tail}"
+
+
+class OutputKeeper:
+    """A command's output as it arrives, holding only what :func:`cap_output` keeps of
+    it: its text is ``cap_output(whole output, limit)``, but at most about ``3 * limit``
+    characters and one chunk are ever held, whatever the command prints.
+
+    Bytes are decoded incrementally, so a character split between two chunks is whole.
+    """
+
+    def __init__(self, limit: int = OUTPUT_LIMIT) -> None:
+        self._half = limit // 2
+        self._keep = limit - self._half  # of what follows the head: all of it while it fits
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._head = ""
+        self._rest: list[str] = []
+        self._rest_len = 0
+        self._total = 0
+        self._flushed = False
+
+    def feed(self, data: bytes) -> None:
+        """Take the next chunk of output."""
+        self._add(self._decoder.decode(data))
+
+    def text(self) -> str:
+        """All of the output if it fits in the limit, else its head and tail with the
+        number of characters cut between them."""
+        if not self._flushed:
+            self._flushed = True
+            self._add(self._decoder.decode(b"", final=True))
+        rest = "".join(self._rest)
+        if self._total <= self._half + self._keep:
+            return self._head + rest
+        return _cut(self._head, self._total - 2 * self._half, rest[len(rest) - self._half :])
+
+    def _add(self, text: str) -> None:
+        self._total += len(text)
+        if len(self._head) < self._half:
+            room = self._half - len(self._head)
+            self._head += text[:room]
+            text = text[room:]
+        if not text:
+            return
+        self._rest.append(text)
+        self._rest_len += len(text)
+        if self._rest_len > 2 * self._keep:  # trim now and then, not on every chunk
+            rest = "".join(self._rest)
+            self._rest = [rest[len(rest) - self._keep :]]
+            self._rest_len = self._keep
 
 
 def step_env(ctx: StepContext, extra: dict[str, str]) -> dict[str, str]:
@@ -88,17 +147,21 @@ async def run_shell(
     timeout: float | None,
     on_spawn: Spawned | None = None,
     cell: Cell | None = None,
+    limit: int = OUTPUT_LIMIT,
 ) -> ActionResult:
     """Run ``command`` with ``sh -c`` in a new session, in ``cell``'s sandbox if given;
     kill its group on timeout or cancellation. ``on_spawn`` is told the leader's pid
-    once it runs."""
+    once it runs. Its output (stdout and stderr together) is capped at ``limit``
+    characters as :func:`cap_output` caps it."""
     if cell is None or not cell.sandbox.confines:
         argv = ["/bin/sh", "-c", command] if cell is None else cell.argv(command, cwd)
-        return await _run(argv, cwd=cwd, env=env, timeout=timeout, on_spawn=on_spawn)
+        return await _run(argv, cwd=cwd, env=env, timeout=timeout, on_spawn=on_spawn, limit=limit)
     # a sandbox left behind by a dead driver is killed by the watchdog (see there)
     with WATCHDOG.guard(env) as guarded:
         argv = cell.argv(command, cwd)
-        return await _run(argv, cwd=cwd, env=guarded, timeout=timeout, on_spawn=on_spawn)
+        return await _run(
+            argv, cwd=cwd, env=guarded, timeout=timeout, on_spawn=on_spawn, limit=limit
+        )
 
 
 async def _run(
@@ -108,6 +171,7 @@ async def _run(
     env: dict[str, str],
     timeout: float | None,
     on_spawn: Spawned | None,
+    limit: int,
 ) -> ActionResult:
     started = time.monotonic()
     try:
@@ -123,29 +187,29 @@ async def _run(
         )
     except OSError as exc:
         return ActionResult(status="error", error=f"cannot start: {exc}")
+    kept = OutputKeeper(limit)
     try:
         if on_spawn is not None:
             on_spawn(proc.pid)
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+        await asyncio.wait_for(_read_until_exit(proc, kept), timeout)
     except TimeoutError:
         await _kill_group(proc)
-        partial = await _drain(proc)
+        await _drain(proc, kept)
         return ActionResult(
             status="timeout",
             exit_code=proc.returncode,
-            output=cap_output(partial),
+            output=kept.text(),
             error=f"timed out after {timeout:g}s; killed its process group",
             duration=time.monotonic() - started,
         )
     except asyncio.CancelledError:
         await _kill_group(proc)
         raise
-    text = out.decode("utf-8", errors="replace")
     code = proc.returncode
     return ActionResult(
         status="ok" if code == 0 else "failed",
         exit_code=code,
-        output=cap_output(text),
+        output=kept.text(),
         error=None if code == 0 else f"exit code {code}",
         duration=time.monotonic() - started,
     )
@@ -168,14 +232,27 @@ async def _kill_group(proc: asyncio.subprocess.Process) -> None:
             continue
 
 
-async def _drain(proc: asyncio.subprocess.Process) -> str:
+async def _read_until_exit(proc: asyncio.subprocess.Process, kept: OutputKeeper) -> None:
+    assert proc.stdout is not None
+    await _read_into(proc.stdout, kept)
+    await proc.wait()
+
+
+async def _read_into(stream: asyncio.StreamReader, kept: OutputKeeper) -> None:
+    # a chunk at a time: what was read before a timeout stays read, and is kept
+    while chunk := await stream.read(CHUNK):
+        kept.feed(chunk)
+
+
+async def _drain(proc: asyncio.subprocess.Process, kept: OutputKeeper) -> None:
+    """Keep what the killed group left in the pipe; a process that escaped the group
+    may hold it open, so stop looking after a second."""
     if proc.stdout is None:
-        return ""
+        return
     try:
-        data = await asyncio.wait_for(proc.stdout.read(), 1.0)
+        await asyncio.wait_for(_read_into(proc.stdout, kept), 1.0)
     except (TimeoutError, ValueError):
-        return ""
-    return data.decode("utf-8", errors="replace")
+        return
 
 
 def jailed(workspace: Path, relative: str, *, follow_links: bool = True) -> Path:

@@ -2,15 +2,16 @@
 
 Both go through :func:`trestle.actions.run_shell`: a new session per command, so a
 timeout kills the whole process group (a test runner and the servers it started),
-and output capped with its head and tail kept (the error is usually at the end). The
-environment is the parent's without its secrets (:mod:`trestle.tools.env`).
+and output capped to the context's ``output_cap`` as it is read, its head and tail
+kept (the error is usually at the end). The environment is the parent's without its
+secrets (:mod:`trestle.tools.env`).
 """
 
 from __future__ import annotations
 
 from pydantic import Field, JsonValue
 
-from trestle.actions import cap_output, run_shell
+from trestle.actions import run_shell
 from trestle.core.events import ActionResult
 from trestle.core.policy import ActionFacts
 from trestle.processes import KEY_VAR
@@ -39,7 +40,7 @@ def _env(ctx: ToolContext) -> dict[str, str]:
     return env
 
 
-def command_observation(command: str, result: ActionResult, cap: int) -> Observation:
+def command_observation(command: str, result: ActionResult) -> Observation:
     """What the model sees of a finished command: the command, how it ended, its output.
 
     The duration goes only into ``data``: the text a model sees stays the same for the
@@ -51,7 +52,7 @@ def command_observation(command: str, result: ActionResult, cap: int) -> Observa
         ending = f"exit code {result.exit_code}"
     else:
         ending = result.error or result.status
-    output = cap_output(result.output, cap) if result.output else "(no output)"
+    output = result.output or "(no output)"  # capped as it was read (run_shell)
     content = f"$ {command}\n[{ending}]\n{output}"
     if not content.endswith("\n"):
         content += "\n"
@@ -95,9 +96,14 @@ class RunCommand(Tool[RunCommandArgs]):
             raise ToolFailure(f"directory {args.directory!r} does not exist or is not one")
         timeout = min(args.timeout or ctx.command_timeout, ctx.command_timeout)
         result = await run_shell(
-            args.command, cwd=cwd, env=_env(ctx), timeout=timeout, cell=_cell(ctx, self.name)
+            args.command,
+            cwd=cwd,
+            env=_env(ctx),
+            timeout=timeout,
+            cell=_cell(ctx, self.name),
+            limit=ctx.output_cap,
         )
-        return command_observation(args.command, result, ctx.output_cap)
+        return command_observation(args.command, result)
 
 
 class RunTestsArgs(ToolArgs):
@@ -128,5 +134,6 @@ class RunTests(Tool[RunTestsArgs]):
             env=_env(ctx),
             timeout=ctx.command_timeout,
             cell=_cell(ctx, self.name),
+            limit=ctx.output_cap,
         )
-        return command_observation(ctx.test_command, result, ctx.output_cap)
+        return command_observation(ctx.test_command, result)
