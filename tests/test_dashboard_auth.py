@@ -62,6 +62,7 @@ def test_the_login_token_works_once_for_an_httponly_strict_cookie(
     assert answer.status_code == 303
     cookie = answer.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
+    assert "secure" not in cookie.lower()  # over plain HTTP a browser would never send it back
     page = client.get("/")
     assert page.status_code == 200 and run_id in page.text
     assert "Content-Security-Policy" in page.headers
@@ -200,3 +201,48 @@ def test_the_gate_alone() -> None:
     limited = Gate(user="u", hosts=hosts, runs=frozenset({"a"}))
     only = limited.exchange(limited.login_token)
     assert only is not None and only.may_see("a") and not only.may_see("b")
+
+
+def test_listening_beyond_loopback_warns_that_the_login_travels_in_clear(
+    tmp_path: Path,
+) -> None:
+    store = tmp_path / ".trestle" / "trestle.db"
+    store.parent.mkdir()
+    plan_run(store, PLAN, tmp_path)
+    with dashboard(store, "--host", "0.0.0.0") as ui:
+        pass
+    assert ui.process.stderr is not None
+    warned = ui.process.stderr.read().partition("\n")[0]
+    port = ui.base.rsplit(":", 1)[1].rstrip("/")
+    assert warned.startswith("warning: the dashboard listens on every address")
+    assert "plain HTTP" in warned and "cannot be marked Secure" in warned
+    assert f"ssh -L {port}:127.0.0.1:{port}" in warned
+
+
+def test_on_loopback_nothing_is_warned(served: tuple[Dashboard, str, Path]) -> None:
+    ui, _, _ = served
+    ui.process.terminate()
+    _, said = ui.process.communicate(timeout=10)
+    assert "warning" not in said
+
+
+@pytest.mark.parametrize(
+    ("bound", "exposed"),
+    [
+        ("127.0.0.1", False),
+        ("127.0.0.2", False),
+        ("::1", False),
+        ("::ffff:127.0.0.1", False),
+        ("0.0.0.0", True),
+        ("::", True),
+        ("192.168.1.5", True),
+        ("fe80::1%eth0", True),
+    ],
+)
+def test_which_addresses_are_warned_about(bound: str, exposed: bool) -> None:
+    from trestle.dashboard.serve import exposure_warning
+
+    said = exposure_warning(bound, 8765)
+    assert (said is not None) == exposed
+    if said is not None and bound not in ("0.0.0.0", "::"):
+        assert f"listens on {bound}," in said

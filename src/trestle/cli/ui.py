@@ -19,7 +19,8 @@ def ui_command(
         typer.Option(
             help="Address to listen on. The default answers this machine only; another "
             "address exposes the dashboard to whoever can reach it (they still need the "
-            "login URL)."
+            "login URL), over plain HTTP: it warns that the login URL and the session "
+            "cookie travel in clear."
         ),
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 0,
@@ -47,8 +48,18 @@ def ui_command(
     def say(line: str) -> None:
         print(line, flush=True)
 
+    def warn(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
     try:
-        serve(path, host=host, port=port, runs=frozenset(runs) if runs else None, say=say)
+        serve(
+            path,
+            host=host,
+            port=port,
+            runs=frozenset(runs) if runs else None,
+            say=say,
+            warn=warn,
+        )
     except OSError as exc:
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     sys.exit(0)

@@ -2,11 +2,16 @@
 
 The socket is bound before the URL is printed, so the URL's port is the one that
 answers (``--port 0`` takes any free port) and a script can read the URL and use it.
+
+The dashboard speaks plain HTTP. On loopback that stays on this machine; bound to any
+other address, the login token and the session cookie cross the network in clear, so
+starting there is said loudly (:func:`exposure_warning`).
 """
 
 from __future__ import annotations
 
 import getpass
+import ipaddress
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -52,8 +57,10 @@ def serve(
     port: int,
     runs: frozenset[str] | None,
     say: Callable[[str], None],
+    warn: Callable[[str], None],
 ) -> None:
-    """Serve the dashboard over ``store`` until interrupted; ``say`` prints the URL."""
+    """Serve the dashboard over ``store`` until interrupted; ``say`` prints the URL,
+    ``warn`` says that it is exposed beyond this machine."""
     require_extra()
     import uvicorn
 
@@ -61,7 +68,10 @@ def serve(
     from trestle.dashboard.security import Gate, allowed_hosts
 
     sock = bind(host, port)
-    port = sock.getsockname()[1]
+    bound, port = sock.getsockname()[:2]
+    warning = exposure_warning(bound, port)
+    if warning is not None:
+        warn(warning)
     shown = host
     extra: list[str] = []
     if host in WILDCARDS:
@@ -82,6 +92,24 @@ def serve(
         timeout_graceful_shutdown=SHUTDOWN_GRACE,
     )
     uvicorn.Server(config).run(sockets=[sock])
+
+
+def exposure_warning(bound: str, port: int) -> str | None:
+    """What to say about a dashboard listening on the address ``bound``; None on
+    loopback, where nothing leaves this machine."""
+    address = ipaddress.ip_address(bound.partition("%")[0])
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1 is loopback too
+    if address.is_loopback or (mapped is not None and mapped.is_loopback):
+        return None
+    where = "every address of this machine" if address.is_unspecified else bound
+    return (
+        f"warning: the dashboard listens on {where}, over plain HTTP: the login token "
+        "in the URL below and the session cookie it gives cross the network in clear, "
+        "and whoever reads them can approve and cancel as you. The cookie cannot be "
+        "marked Secure without HTTPS. To reach it from another machine, keep it on "
+        f"127.0.0.1 and use an SSH tunnel: ssh -L {port}:127.0.0.1:{port} THIS-HOST, "
+        f"then open http://127.0.0.1:{port}/ there."
+    )
 
 
 def _user() -> str:
