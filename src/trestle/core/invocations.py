@@ -14,8 +14,21 @@ Pure: no IO.
 from __future__ import annotations
 
 import posixpath
+import re
 from dataclasses import dataclass, field
 
+from trestle.core import gitcommand
+from trestle.core.inline import inline_code
+from trestle.core.launchers import (
+    COMMAND_OPTIONS,
+    LAUNCHERS,
+    SSH_COMMANDS,
+    Launch,
+    launcher_key,
+    launches,
+    parallel_launches,
+    runs_unseen,
+)
 from trestle.core.shellparse import MAX_DEPTH, Script, SimpleCommand, Word, parse
 
 
@@ -47,78 +60,8 @@ class Meaning:
 
 SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "ash", "mksh", "yash", "posh"})
 
-# wrapper: (options that take a value, positional words before the command)
-# fmt: off
-WRAPPERS: dict[str, tuple[frozenset[str], int]] = {
-    "command": (frozenset(), 0),
-    "exec": (frozenset({"-a"}), 0),
-    "nice": (frozenset({"-n", "--adjustment"}), 0),
-    "nohup": (frozenset(), 0),
-    "time": (frozenset({"-f", "-o", "--format", "--output"}), 0),
-    "setsid": (frozenset(), 0),
-    "stdbuf": (frozenset({"-i", "-o", "-e"}), 0),
-    "ionice": (frozenset({"-c", "-n", "-p", "--class", "--classdata"}), 0),
-    "chronic": (frozenset(), 0),
-    "unbuffer": (frozenset(), 0),
-    "busybox": (frozenset(), 0),
-    "doas": (frozenset({"-u", "-C"}), 0),
-    "sudo": (
-        frozenset(
-            {
-                "-u",
-                "-g",
-                "-h",
-                "-p",
-                "-C",
-                "-D",
-                "-r",
-                "-t",
-                "-U",
-                "-T",
-                "--user",
-                "--group",
-                "--host",
-                "--prompt",
-                "--chdir",
-                "--role",
-                "--type",
-                "--other-user",
-                "--close-from",
-                "--command-timeout",
-            }
-        ),
-        0,
-    ),
-    "timeout": (frozenset({"-s", "-k", "--signal", "--kill-after"}), 1),
-    "xargs": (
-        frozenset(
-            {
-                "-a",
-                "-d",
-                "-E",
-                "-e",
-                "-I",
-                "-L",
-                "-l",
-                "-n",
-                "-P",
-                "-s",
-                "--arg-file",
-                "--delimiter",
-                "--eof",
-                "--max-lines",
-                "--max-args",
-                "--max-procs",
-                "--max-chars",
-                "--replace",
-                "--process-slot-var",
-            }
-        ),
-        0,
-    ),
-    "env": (frozenset({"-u", "--unset", "-C", "--chdir", "-S", "--split-string", "-P"}), 0),
-}
-# fmt: on
+WRAPPERS = frozenset(key for key in LAUNCHERS if " " not in key)
+"""Programs that run the command they are given (:mod:`trestle.core.launchers`)."""
 
 # programs with subcommands: options before the subcommand that take a value
 _GLOBAL_OPTIONS: dict[str, frozenset[str]] = {
@@ -177,6 +120,8 @@ class _Follower:
     unknown: list[str] = field(default_factory=list)
     cwd: str = ""  # where relative paths land, relative to the workspace; "" is its root
     found: tuple[str, ...] = ()  # inside ``find -exec``: what ``{}`` stands for
+    placeholders: tuple[str, ...] = ()  # inside xargs and find: words replaced by input
+    appending: bool = False  # inside xargs: words it reads are appended to the command
 
     def script(self, script: Script, depth: int) -> None:
         self.unknown.extend(script.unknown)
@@ -184,6 +129,9 @@ class _Follower:
             self.command(command, depth)
 
     def command(self, command: SimpleCommand, depth: int) -> None:
+        for assignment in command.assignments:
+            words = parse(": " + assignment).commands
+            self.assignment(words[0].words[-1].value if words and words[0].words else "")
         for redirect in command.redirects:
             if redirect.writes:
                 self.write(redirect.target)
@@ -209,51 +157,117 @@ class _Follower:
         if not head.literal:
             self.unknown.append(f"the program is named by an expansion ({head.raw})")
             return
+        if any(p in head.value for p in self.placeholders):
+            self.unknown.append(f"the program is named by what it reads ({head.raw})")
+            return
         name = posixpath.basename(head.value.rstrip("/")) or head.value
         rest = words[1:]
+        sub = gitcommand.dashed(name)
+        if sub is not None:
+            name, rest = "git", [Word(raw=sub, value=sub), *rest]
         if name in ("eval", "coproc"):
             self.unknown.append(f"{name} runs text built at run time")
             return
         if name in ("cd", "pushd", "popd"):
             self.chdir(rest)
-        if name in WRAPPERS:
-            inner = self.unwrap(name, rest, depth)
-            if inner is not None:
-                self.words(inner, (*via, name), depth, fed)
-                if name != "xargs" or inner:
-                    return
+        found = [parallel_launches(rest)] if name == "parallel" else None
+        keyed = launcher_key(name, rest)
+        if found is None and keyed is not None:
+            found = [launches(*keyed)]
+            if keyed[0] == "env":
+                for word in rest:
+                    self.assignment(word.value)
+        for readings in found or []:
+            launched = [r for r in readings if r.kind != "nothing"]
+            key = keyed[0] if keyed is not None else name
+            if not launched and self.appending and key in LAUNCHERS:
+                self.unknown.append(f"{key} runs the words it reads from its input")
+            for reading in launched:
+                self.launch(reading, key, (*via, name), depth, fed, name == "xargs")
+            if launched and (keyed is None or " " not in keyed[0]):
+                return  # the launcher itself is only a way to run what it launches
         if name in SHELLS:
             self.shell(name, rest, via, depth, fed)
+        unseen = inline_code(name, rest) or runs_unseen(name, rest)
+        if unseen is not None:
+            self.unknown.append(unseen)
+        if name in COMMAND_OPTIONS:
+            self.command_options(name, rest, depth)
         if name == "find":
             self.find(rest, via, depth, fed)
         if name in _GLOBAL_OPTIONS:
-            self.subcommand(name, rest)
+            self.subcommand(name, rest, depth)
         self.invocations.append(Invocation(name, _texts(name, rest), via))
         self.writers(name, rest)
 
-    def unwrap(self, name: str, rest: list[Word], depth: int) -> list[Word] | None:
-        """The words of the command ``name`` launches, or None when it launches none."""
-        takes_value, positional = WRAPPERS[name]
-        i = 0
-        while i < len(rest) and rest[i].value.startswith("-") and rest[i].value != "-":
-            option = rest[i].value
-            if option == "--":
-                i += 1
-                break
-            if name == "command" and option in ("-v", "-V"):
-                return None  # only looks the program up
-            if name == "env" and option in ("-S", "--split-string") and i + 1 < len(rest):
-                split = parse(rest[i + 1].value, depth + 1)
-                words = [w for c in split.commands[:1] for w in (*c.words,)]
-                return words + rest[i + 2 :]
-            key = option.split("=", 1)[0]
-            attached = "=" in option or (len(option) > 2 and option[:2] in takes_value)
-            i += 2 if key in takes_value and not attached else 1
-        if name == "env":
-            while i < len(rest) and "=" in rest[i].value and not rest[i].value.startswith("="):
-                i += 1
-        i += positional
-        return rest[i:] if i < len(rest) or name == "xargs" else None
+    def launch(
+        self, reading: Launch, key: str, via: tuple[str, ...], depth: int, fed: bool, xargs: bool
+    ) -> None:
+        """Follow one reading of what launcher ``key`` runs."""
+        saved = self.placeholders, self.appending
+        if xargs:
+            self.placeholders = (*self.placeholders, "{}")
+            self.appending = True
+        if reading.kind == "words":
+            self.words(list(reading.words), via, depth, fed)
+        elif reading.kind == "line" and reading.line is not None:
+            self.line(key, reading.line, depth)
+        elif reading.kind == "unknown":
+            self.unknown.append(f"{key} {reading.reason}")
+        self.placeholders, self.appending = saved
+
+    def line(self, who: str, line: Word, depth: int) -> None:
+        """A command line that ``who`` runs through a shell."""
+        if not line.literal:
+            self.unknown.append(f"{who} runs text built at run time ({line.raw})")
+        elif any(p in line.value for p in self.placeholders):
+            self.unknown.append(f"{who} runs text it reads ({line.raw})")
+        elif depth >= MAX_DEPTH:
+            self.unknown.append(f"{who} runs commands nested too deep")
+        else:
+            saved = self.cwd, self.appending
+            self.appending = False
+            self.script(parse(line.value, depth + 1), depth + 1)
+            self.cwd, self.appending = saved
+
+    def command_options(self, name: str, rest: list[Word], depth: int) -> None:
+        """Follow the command lines ``rsync -e``, ``tar -I``, ``ssh -o ProxyCommand=``… run."""
+        options = COMMAND_OPTIONS[name]
+        for i, word in enumerate(rest):
+            value = word.value
+            key, eq, attached = value.partition("=")
+            given: Word | None = None
+            option = key
+            if value in options and i + 1 < len(rest):
+                given = rest[i + 1]
+            elif key in options and eq:
+                given = Word(raw=attached, value=attached, dynamic=word.dynamic)
+            elif value[:2] in options and not value.startswith("--") and len(value) > 2:
+                option = value[:2]
+                given = Word(raw=value[2:], value=value[2:], dynamic=word.dynamic)
+            elif value.startswith("--checkpoint-action=exec="):
+                text = value.removeprefix("--checkpoint-action=exec=")
+                given = Word(raw=text, value=text, dynamic=word.dynamic)
+            if given is None:
+                continue
+            if option == "-o":  # ssh's -o Key=value: only some keys name a command
+                setting, _, text = re.sub(r"\s*=\s*|\s+", "=", given.value, count=1).partition("=")
+                if setting.lower() not in SSH_COMMANDS:
+                    continue
+                given = Word(raw=text, value=text, dynamic=given.dynamic)
+            self.line(f"{name} {option}", given, depth)
+
+    def assignment(self, text: str) -> None:
+        """``NAME=value`` before a command: a variable that names a command git or a pager
+        runs is followed, one that configures git unseen is unknown."""
+        name, eq, value = text.partition("=")
+        if not eq:
+            return
+        why = gitcommand.environment_command(name)
+        if why is not None:
+            self.unknown.append(why)
+        elif name in gitcommand.ENV_COMMANDS and value:
+            self.line(name, Word(raw=value, value=value), 0)
 
     def shell(
         self, name: str, rest: list[Word], via: tuple[str, ...], depth: int, fed: bool
@@ -299,8 +313,9 @@ class _Follower:
                     len(rest),
                 )
                 saved, self.found = self.found, tuple(r.raw for r in roots) or (".",)
+                marks, self.placeholders = self.placeholders, (*self.placeholders, "{}")
                 self.words(rest[i + 1 : end], (*via, "find"), depth, fed)
-                self.found = saved
+                self.found, self.placeholders = saved, marks
                 i = end
             elif action == "-delete":
                 for root in roots or [Word(raw=".", value=".")]:
@@ -309,18 +324,49 @@ class _Follower:
                 self.write(rest[i + 1])
             i += 1
 
-    def subcommand(self, name: str, rest: list[Word]) -> None:
-        """A subcommand named by an expansion, or git's aliases given inline, are unknown."""
+    def subcommand(self, name: str, rest: list[Word], depth: int) -> None:
+        """A subcommand named by an expansion is unknown; git's is read further (:meth:`git`)."""
         for i, word in enumerate(rest):
             value = word.value
-            if name == "git" and value.lower().startswith(("alias.", "-calias.")):
-                self.unknown.append(f"git runs an alias defined on its command line ({value})")
             if name == "git" and value.startswith("--config-env"):
                 self.unknown.append(f"git takes its configuration from a variable ({value})")
+            if name == "git" and i > 0 and rest[i - 1].value == "-c":
+                self.git_setting(value, depth)
+            elif name == "git" and value.startswith("-c") and len(value) > 2:
+                self.git_setting(value[2:], depth)
             if not value.startswith("-") and (i == 0 or rest[i - 1].value not in ("-c", "-C")):
                 if not word.literal:
                     self.unknown.append(f"{name}'s subcommand is an expansion ({word.raw})")
+                elif name == "git":
+                    self.git(value, rest[i + 1 :], depth)
                 return
+        if self.appending and name == "git":
+            self.unknown.append("git runs a subcommand it reads from its input")
+
+    def git(self, sub: str, rest: list[Word], depth: int) -> None:
+        """An alias or unknown ``git-NAME`` program is unknown; options whose value is a
+        command (``rebase -x``, ``fetch --upload-pack``) are followed."""
+        if sub not in gitcommand.GIT_COMMANDS:
+            why = f"git {sub!r} is no git command: an alias or a program named git-{sub}"
+            self.unknown.append(why)
+            return
+        options = gitcommand.SUBCOMMAND_COMMANDS.get(sub, frozenset())
+        for i, word in enumerate(rest):
+            key, eq, value = word.value.partition("=")
+            if key in options and eq:
+                self.line(f"git {sub} {key}", Word(raw=value, value=value), depth)
+            elif word.value in options and i + 1 < len(rest):
+                self.line(f"git {sub} {word.value}", rest[i + 1], depth)
+            elif key[:2] in options and not key.startswith("--") and len(key) > 2:
+                attached = word.value[2:]  # '-xCMD'
+                self.line(f"git {sub} {key[:2]}", Word(raw=attached, value=attached), depth)
+
+    def git_setting(self, setting: str, depth: int) -> None:
+        kind, detail = gitcommand.config_command(setting)
+        if kind == "unknown" and detail is not None:
+            self.unknown.append(detail)
+        elif kind == "run" and detail:
+            self.line("git -c", Word(raw=detail, value=detail), depth)
 
     def chdir(self, rest: list[Word]) -> None:
         target = next((w for w in rest if not w.value.startswith("-")), None)

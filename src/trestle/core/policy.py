@@ -253,6 +253,13 @@ DEFAULT_AUTO_COMMANDS: tuple[str, ...] = (
 DEFAULT_CONFIRM_COMMANDS: tuple[str, ...] = (
     "git commit*",
     "git push*",
+    # git's other ways to push: a subtree, the plumbing, Subversion, Perforce, LFS objects
+    "git subtree push*",
+    "git send-pack*",
+    "git http-push*",
+    "git svn dcommit*",
+    "git p4 submit*",
+    "git lfs push*",
     "git tag*",
     "git reset*--hard*",
     "git reset*--merge*",
