@@ -193,5 +193,5 @@ def test_git_diff_refuses_a_repository_configured_to_run_programs(w: World, sett
     with (w.ws / ".git" / "config").open("a") as config:  # as a sandboxed command could
         config.write(setting)
     observation = w.call("git_diff", {})
-    assert not observation.ok and "names programs git would run" in observation.content
+    assert not observation.ok and "could make git run a program" in observation.content
     assert not (w.ws / "PWNED").exists()

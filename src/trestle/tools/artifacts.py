@@ -42,6 +42,7 @@ from trestle.store.base import Store
 from trestle.tools.base import Observation, Tool, ToolArgs, ToolContext, ToolFailure
 from trestle.tools.beneath import protected_part
 from trestle.tools.files import MAX_FILE_BYTES, ReadFile, ReadFileArgs
+from trestle.workspace_git import UnsafeRepositoryError, command, environment, workspace_git_dir
 
 RUN_SEQ = re.compile(r"^(?P<run>[^:\s]+):(?P<first>\d+)(?:-(?P<last>\d+))?$")
 FILE_LINES = re.compile(r"^(?P<path>.+?):(?P<first>\d+)(?:-(?P<last>\d+))?$")
@@ -260,12 +261,21 @@ def _snapshot_path(path: str) -> str:
 
 
 def _commit_file(workspace: Path, commit: str, path: str) -> bytes:
+    """The file as a commit of the workspace's own repository holds it, read the one way
+    the driver runs git on a repository a step can write (:mod:`trestle.workspace_git`)."""
     if COMMIT_ID.match(commit) is None:
         raise ToolFailure(f"commit {commit!r} is not a commit id")
     try:
+        git_dir = workspace_git_dir(workspace)
+    except UnsafeRepositoryError as exc:
+        raise ToolFailure(f"cannot read commit {commit!r}: {exc}") from None
+    try:
         done = subprocess.run(
-            ["git", "-C", str(workspace), "cat-file", "blob", f"{commit}:{path}"],
+            command("cat-file", "blob", f"{commit}:{path}"),
             capture_output=True,
+            cwd=workspace,
+            env=environment(git_dir, workspace),
+            stdin=subprocess.DEVNULL,
             timeout=GIT_TIMEOUT,
             check=False,
         )

@@ -7,22 +7,21 @@ with ``git add -A``, then compared with HEAD. The blobs that ``git add`` writes 
 a temporary object directory, with the repository's own store as an alternate for
 reading. The user's index, objects, refs and stash are never written.
 
-git runs here, outside the sandbox, on files a model may have written, so nothing it
-reads may make it run a program: only the workspace's own ``.git`` directory is used
-(no repository found above it, none made of files in the workspace itself); system
-and global configuration are ignored; hooks, fsmonitor, external diff and textconv
-are off; and a repository whose configuration defines a filter, diff or ssh command
-is refused rather than diffed (a ``run_command`` in the sandbox may create such a
-``.git``).
+git runs here, outside the sandbox, on files a model may have written, so it runs the
+one way :mod:`trestle.workspace_git` allows: only the workspace's own ``.git``
+directory is used (no repository found above it, none a ``.git`` file points to, none
+made of files in the workspace itself), a repository whose configuration holds any
+setting not known to be inert is refused rather than diffed, and hooks, fsmonitor,
+transports (so no promisor fetch), pagers and helpers are switched off on the command
+line. A ``run_command`` in the sandbox may create such a ``.git``: ``git diff`` there
+runs in the sandbox.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import re
 import shutil
-import stat
 import tempfile
 from pathlib import Path
 
@@ -31,20 +30,14 @@ from pydantic import Field
 from trestle.actions import cap_output
 from trestle.tools.base import Observation, Tool, ToolArgs, ToolContext, ToolFailure
 from trestle.tools.jail import normalise
+from trestle.workspace_git import UnsafeRepositoryError, command, environment, workspace_git_dir
 
-# settings that would make git write outside the scratch index or run user programs
-_GIT_CONFIG = (
-    "-c", "core.splitIndex=false",
-    "-c", "core.fsmonitor=false",
-    "-c", "core.hooksPath=/dev/null",
-    "-c", "core.attributesFile=/dev/null",
-    "-c", "core.quotePath=false",
-    "-c", "color.ui=never",
-)  # fmt: skip
-# configuration that names a program git would run while adding or diffing
-_RUNS_A_PROGRAM = re.compile(
-    r"^(filter\..+\.(clean|smudge|process)|diff\..+\.(command|textconv)|"
-    r"core\.(fsmonitor|sshcommand|gitproxy|pager|askpass)|credential\..*helper)$"
+# beside workspace_git's: the scratch index stays whole, the output plain
+_SETTINGS = (
+    "core.splitIndex=false",
+    "core.attributesFile=/dev/null",
+    "core.quotePath=false",
+    "color.ui=never",
 )
 
 
@@ -66,8 +59,7 @@ class GitDiff(Tool[GitDiffArgs]):
 
     async def run(self, ctx: ToolContext, args: GitDiffArgs) -> Observation:
         pathspec = [normalise(ctx, p) for p in args.paths] or ["."]
-        git = _Git(ctx)
-        await _refuse_programs(git)
+        git = await _Git.checked(ctx)
         code, out, err = await git(
             "rev-parse", "--path-format=absolute", "--git-path", "index", "--git-path", "objects"
         )
@@ -105,38 +97,29 @@ class GitDiff(Tool[GitDiffArgs]):
 class _Git:
     """Runs git in the workspace with a clean, non-interactive environment."""
 
-    def __init__(self, ctx: ToolContext) -> None:
+    def __init__(self, ctx: ToolContext, git_dir: Path) -> None:
         self.ctx = ctx
-        # GIT_DIR, GIT_INDEX_FILE and friends from the parent would point elsewhere
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-        workspace = ctx.root
-        dot_git = workspace / ".git"
+        self.env = environment(git_dir, ctx.root, {"GIT_OPTIONAL_LOCKS": "0"})
+
+    @classmethod
+    async def checked(cls, ctx: ToolContext) -> _Git:
+        """For the workspace's own repository, once it is checked (see
+        :mod:`trestle.workspace_git`)."""
         try:
-            real_dir = stat.S_ISDIR(os.lstat(dot_git).st_mode)
-        except OSError:
-            real_dir = False
-        if not real_dir:  # never a repository found above, or made of workspace files
-            raise ToolFailure("the workspace is not a git repository (it has no .git directory)")
-        self.env.update(
-            LC_ALL="C",
-            GIT_TERMINAL_PROMPT="0",
-            GIT_OPTIONAL_LOCKS="0",
-            GIT_DIR=str(dot_git),
-            GIT_WORK_TREE=str(workspace),
-            GIT_CONFIG_NOSYSTEM="1",
-            GIT_CONFIG_GLOBAL=os.devnull,
-            GIT_ATTR_NOSYSTEM="1",
-        )
+            git_dir = await asyncio.to_thread(workspace_git_dir, ctx.root)
+        except UnsafeRepositoryError as exc:
+            raise ToolFailure(str(exc)) from None
+        return cls(ctx, git_dir)
 
     async def __call__(self, *args: str) -> tuple[int, str, str]:
         proc = await asyncio.create_subprocess_exec(
-            "git", *_GIT_CONFIG, *args,
+            *command(*args, settings=_SETTINGS),
             cwd=self.ctx.workspace,
             env=self.env,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
+        )
         try:
             out, err = await asyncio.wait_for(proc.communicate(), self.ctx.command_timeout)
         except TimeoutError:
@@ -158,21 +141,6 @@ class _Git:
         if code != 0:
             raise ToolFailure(f"git {args[0]} failed (exit code {code}): {err.strip()}")
         return out
-
-
-async def _refuse_programs(git: _Git) -> None:
-    """Refuse a repository whose configuration (includes followed) names a program
-    that adding or diffing could run."""
-    code, out, _ = await git("config", "--local", "--includes", "--name-only", "--list", "-z")
-    if code != 0:
-        return  # no configuration to read: nothing in it runs
-    risky = sorted({k for k in out.split("\0") if _RUNS_A_PROGRAM.match(k.lower())})
-    if risky:
-        raise ToolFailure(
-            f"the repository's configuration names programs git would run ({', '.join(risky)}); "
-            "git_diff does not run them: use run_command with `git diff`, which runs in "
-            "the sandbox"
-        )
 
 
 def _text(data: bytes) -> str:
