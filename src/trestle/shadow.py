@@ -9,6 +9,13 @@ Isolation is the point: every git command runs with an explicit ``GIT_DIR``,
 config, no inherited ``GIT_*`` variables, a fixed identity, hooks off and content
 filters off. Nothing is ever read from or written to the user's ``.git``.
 
+The work tree is a step's to write, and the store itself may be where a step can
+reach it (beside a store file kept in the workspace, or with no sandbox), so git runs
+here as :mod:`trestle.workspace_git` runs it: the store's configuration must hold only
+inert settings (Trestle writes no other) and executable settings are switched off on
+the command line; the workspace's ``.gitattributes`` are outranked by the store's own
+``info/attributes``, so no filter or conversion applies.
+
 Files are staged with ``git update-index``, whose index doubles as a stat cache: a file
 whose size, times and inode have not changed is not read again. The workspace walk is
 ours (see :mod:`trestle.shadow_files`), so a nested git repository is recorded as plain
@@ -48,10 +55,12 @@ from trestle.shadow_files import (
     snapshot_name_problem,
     walk_workspace,
 )
+from trestle.workspace_git import UnsafeRepositoryError, check_git_dir, command, environment
 
 REF_ROOT = "refs/trestle/"
 IDENTITY = ("Trestle", "trestle@localhost")
-# Settings passed with ``-c`` on every call, so they hold whatever the shadow config says.
+# Settings passed with ``-c`` on every call (after workspace_git's, which switch off
+# hooks, fsmonitor, transports and helpers), so they hold whatever the shadow config says.
 GIT_SETTINGS = (
     "core.autocrlf=false",
     "core.safecrlf=false",
@@ -60,21 +69,22 @@ GIT_SETTINGS = (
     "core.ignoreCase=false",
     "core.precomposeUnicode=false",
     "core.quotePath=false",
-    "core.hooksPath=/dev/null",
-    "core.fsmonitor=false",
     "core.untrackedCache=false",
     "core.splitIndex=false",
     "core.sparseCheckout=false",
     "core.excludesFile=/dev/null",
     "core.attributesFile=/dev/null",
-    "gc.auto=0",
-    "maintenance.auto=false",
     "init.defaultBranch=trestle",
 )
 # Highest-precedence attributes: bytes go in and come out unchanged, whatever the
 # workspace's .gitattributes say (no end-of-line conversion, no clean/smudge filters).
 ATTRIBUTES = "* -text -eol -filter -ident -working-tree-encoding\n"
 PATHSPEC_PREFIX = ":/:"
+SHADOW_ADVICE = (
+    "Trestle writes no such thing in its checkpoint store, so something else did: no "
+    "checkpoint is read or taken from it until it is looked at and put right (or moved "
+    "aside, which loses its checkpoints)"
+)
 RAW_ENTRY = re.compile(rb":(\d{6}) (\d{6}) ([0-9a-f]+) ([0-9a-f]+) ([A-Z])\d*")
 
 ChangeKind = Literal["added", "modified", "deleted", "mode"]
@@ -507,10 +517,7 @@ class ShadowRepo:
         ok: Sequence[int] = (0,),
         literal: bool = True,
     ) -> bytes:
-        command = [self._git_exe]
-        for setting in GIT_SETTINGS:
-            command += ["-c", setting]
-        command += args
+        argv = command(*args, git=self._git_exe, settings=GIT_SETTINGS)
         env = self._env
         if date:
             env = {**env, "GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date}
@@ -520,7 +527,7 @@ class ShadowRepo:
             env = {k: v for k, v in env.items() if k not in ("GIT_DIR", "GIT_WORK_TREE")}
         try:
             done = subprocess.run(
-                command,
+                argv,
                 input=stdin,
                 capture_output=True,
                 cwd=self.workspace if self.workspace.is_dir() else self.git_dir,
@@ -545,26 +552,22 @@ class ShadowRepo:
         return done.stdout
 
     def _make_env(self) -> dict[str, str]:
-        # Nothing GIT_* from the caller may leak in: GIT_DIR, GIT_INDEX_FILE,
+        # Nothing GIT_* from the caller leaks in: GIT_DIR, GIT_INDEX_FILE,
         # GIT_CONFIG_PARAMETERS, GIT_OBJECT_DIRECTORY... would all redirect or change us.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-        env.update(
-            GIT_DIR=str(self.git_dir),
-            GIT_WORK_TREE=str(self.workspace),
-            GIT_INDEX_FILE=str(self._index),
-            GIT_CONFIG_NOSYSTEM="1",
-            GIT_CONFIG_GLOBAL="/dev/null",
-            GIT_LITERAL_PATHSPECS="1",
-            GIT_TERMINAL_PROMPT="0",
-            GIT_AUTHOR_NAME=IDENTITY[0],
-            GIT_AUTHOR_EMAIL=IDENTITY[1],
-            GIT_COMMITTER_NAME=IDENTITY[0],
-            GIT_COMMITTER_EMAIL=IDENTITY[1],
-            GIT_AUTHOR_DATE="@0 +0000",
-            GIT_COMMITTER_DATE="@0 +0000",
-            LC_ALL="C",
+        return environment(
+            self.git_dir,
+            self.workspace,
+            dict(
+                GIT_INDEX_FILE=str(self._index),
+                GIT_LITERAL_PATHSPECS="1",
+                GIT_AUTHOR_NAME=IDENTITY[0],
+                GIT_AUTHOR_EMAIL=IDENTITY[1],
+                GIT_COMMITTER_NAME=IDENTITY[0],
+                GIT_COMMITTER_EMAIL=IDENTITY[1],
+                GIT_AUTHOR_DATE="@0 +0000",
+                GIT_COMMITTER_DATE="@0 +0000",
+            ),
         )
-        return env
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -578,6 +581,7 @@ class ShadowRepo:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             self._ensure_store()
+            self._refuse_unsafe()
             yield
         finally:
             os.close(fd)
@@ -594,6 +598,13 @@ class ShadowRepo:
         stale = self._index.with_name(self._index.name + ".lock")
         if stale.exists():
             stale.unlink()
+
+    def _refuse_unsafe(self) -> None:
+        """Refuse a store whose layout or configuration could make git run a program."""
+        try:
+            check_git_dir(self.git_dir, git=self._git_exe, advice=SHADOW_ADVICE)
+        except UnsafeRepositoryError as exc:
+            raise ShadowRepoError(str(exc)) from None
 
     def _inside_workspace(self, path: Path) -> str:
         """``path`` relative to the workspace if it lies inside it, else ""."""
