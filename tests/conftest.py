@@ -32,6 +32,17 @@ def _own_recent_stores(
     return state
 
 
+@pytest.fixture(autouse=True)
+def _own_config_dir(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Each test (and the CLI it runs) keeps its own Trestle configuration (the policy
+    files accepted, see trestle.policy_trust), never the user's."""
+    config = tmp_path_factory.mktemp("config")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(config))
+    return config
+
+
 @pytest.fixture
 def unconfined(monkeypatch: pytest.MonkeyPatch) -> None:
     """Commands run without the sandbox (as on a machine without one): for tests of

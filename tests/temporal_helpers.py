@@ -235,6 +235,8 @@ def demo_repo(where: Path, reads: int = 0) -> tuple[Path, Path]:
     import string
 
     from trestle.demo import write_sample
+    from trestle.policy_trust import accept
+    from trestle.policyfile import read_policy_file
 
     repo = write_sample(where / "textkit")
     from importlib import resources
@@ -247,6 +249,7 @@ def demo_repo(where: Path, reads: int = 0) -> tuple[Path, Path]:
             text = "".join(random.Random(i).choices(string.ascii_letters + "    ", k=400))
             (repo / "notes" / f"n{i:05d}.txt").write_text(text, encoding="utf-8")
         (repo / "trestle.toml").write_text(NOTE_ONLY, encoding="utf-8")
+        accept(read_policy_file(repo / "trestle.toml"))  # as the operator who wrote it
         understand = trajectory["conversations"]["understand#1"]
         first = understand[0]
         trajectory["conversations"]["understand#1"] = [

@@ -10,6 +10,7 @@ resume`` is its own process, so each decision crosses a process exit (a durable 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import pty
@@ -172,6 +173,9 @@ def test_an_operator_rule_in_trestle_toml_beats_the_plan(cli: Cli) -> None:
         tags = ["release"]
         """,
     )
+    written = hashlib.sha256((cli.dir / "trestle.toml").read_bytes()).hexdigest()
+    accepted = cli("policy", "accept", "--sha256", written)  # its author accepts it
+    assert accepted.returncode == 0, accepted.stderr
     run_id = cli.start(
         """
         policy:

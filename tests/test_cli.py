@@ -132,6 +132,8 @@ def cli(tmp_path: Path) -> Cli:
     return Cli(tmp_path, tmp_path / "t.db")
 
 
+NO_POLICY = "no policy file: the plan's policy and the defaults"  # the header's word
+
 # A plan written out of dependency order, with a write, an optional and an irreversible step.
 SHIP_PLAN = """\
     goal: build and ship
@@ -203,7 +205,8 @@ def test_run_prints_its_id_the_plan_progress_and_the_report(cli: Cli) -> None:
     assert result.returncode == 3, result.stderr
     run_id = run_id_of(result)
     out = rstripped(result.stdout)
-    assert out.startswith(f"run {run_id}\nstore {cli.store}\n{SHIP_OVERVIEW}\n")
+    header = f"run {run_id}\nstore {cli.store}\npolicy: {NO_POLICY}\n{SHIP_OVERVIEW}\n"
+    assert out.startswith(header)
     progress = set(out.splitlines())
     for sid in ("lint", "fetch", "build"):
         assert f"done     {sid} (attempt 1)" in progress
@@ -904,6 +907,7 @@ run r1: needs human
 │ ship  │ blocked           │ 0        │ needs 'build', which failed               │
 └───────┴───────────────────┴──────────┴───────────────────────────────────────────┘
 steps: 1 done, 2 failed, 2 blocked
+policy: no policy file: the plan's policy and the defaults
 what a human should check:
   - 'build' failed after 2 attempt(s): exit code 1. Fix the cause, then `trestle retry r1 build` and
 `trestle resume r1` (or `trestle skip r1 build --reason ...`).
@@ -932,6 +936,7 @@ def test_report_view_of_a_run_in_progress() -> None:
         │ ship  │ not started            │ 0        │ waiting for 'test', 'docs' │
         └───────┴────────────────────────┴──────────┴────────────────────────────┘
         steps: 1 done, 2 in progress, 2 not started
+        policy: no policy file: the plan's policy and the defaults
         what a human should check:
           - the run has not finished: continue it with `trestle resume r1` if nothing drives it.
         """

@@ -3,6 +3,7 @@ and ``[monitors]`` in ``trestle.toml``, through the real console script."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -81,8 +82,11 @@ def test_bad_monitor_settings_are_refused_before_anything_is_recorded(tmp_path: 
 def test_monitor_settings_from_trestle_toml_are_recorded_with_the_run(tmp_path: Path) -> None:
     cli = Cli(tmp_path, tmp_path / "t.db")
     cli.write("plan.yaml", PLAN)
-    cli.write("trestle.toml", '[monitors]\nstall_after = 42\n[monitors.kinds]\nno_edit = "stop"\n')
-    result = cli("run", "plan.yaml", "--no-live")
+    toml = cli.write(
+        "trestle.toml", '[monitors]\nstall_after = 42\n[monitors.kinds]\nno_edit = "stop"\n'
+    )
+    written = hashlib.sha256(toml.read_bytes()).hexdigest()
+    result = cli("run", "plan.yaml", "--no-live", "--accept-policy", written)
     assert result.returncode == 0, result.stderr
     run_id = result.stdout.split()[1]
     first = json.loads(cli("log", run_id, "--json").stdout)[0]

@@ -9,8 +9,10 @@ plan file's ``policy:`` mapping; only the file format differs. Problems are repo
 
 from __future__ import annotations
 
+import hashlib
 import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +48,11 @@ def find_policy_file(start: Path) -> Path | None:
 
 def operator_policy(workspace: Path, path: Path | None = None) -> Policy | None:
     """The operator's policy: from ``path`` if given (it must exist), else the nearest
-    ``trestle.toml`` above ``workspace``; None when there is none."""
+    ``trestle.toml`` above ``workspace``; None when there is none.
+
+    This trusts the file: it is for a caller that knows who wrote it. The CLI obeys a
+    file a step could have written only once a human accepted it
+    (:func:`trestle.policy_trust.trusted_settings`)."""
     if path is not None:
         return load_policy(path)
     found = find_policy_file(workspace)
@@ -55,49 +61,77 @@ def operator_policy(workspace: Path, path: Path | None = None) -> Policy | None:
 
 def load_policy(path: str | Path) -> Policy:
     """Read ``[policy]`` from a TOML file; a file without that table gives the defaults.
+    Like :func:`operator_policy`, it trusts the file.
 
     Raises:
         ConfigError: the file is missing or unreadable, is not valid TOML (the message
             gives the line and column), or its policy is invalid (one line per problem).
     """
-    return parse_policy(_table(Path(path), TABLE), source=str(path))
+    return read_policy_file(Path(path)).policy()
 
 
 def monitor_settings(workspace: Path, path: Path | None = None) -> MonitorSettings | None:
     """The ``[monitors]`` table of the operator's file (found as for the policy), or
     None when there is no file or it has no such table: the defaults then apply."""
     found = path if path is not None else find_policy_file(workspace)
-    if found is None:
-        return None
-    table = _table(found, MONITORS_TABLE)
-    if not table:
-        return None
-    try:
-        return MonitorSettings.model_validate(table)
-    except ValidationError as exc:
-        problems = [
-            f"{found}: {problem_text(err, MONITORS_TABLE, MonitorSettings)}" for err in exc.errors()
-        ]
-        raise ConfigError("\n".join(problems)) from None
+    return read_policy_file(found).monitors() if found is not None else None
 
 
-def _table(path: Path, name: str) -> dict[str, Any]:
-    """One top-level table of a TOML file ({} when absent), or a ConfigError."""
+@dataclass(frozen=True)
+class PolicyFile:
+    """One read of an operator's file: the SHA-256 of the bytes read and the TOML they
+    hold. Its policy and monitor settings come from this one read, so what is checked
+    against an accepted hash is what is obeyed, however the file changes meanwhile."""
+
+    path: Path
+    text: str
+    sha256: str
+    document: Mapping[str, Any]
+
+    def policy(self) -> Policy:
+        """The ``[policy]`` table (the defaults without one), or a ConfigError."""
+        return parse_policy(self._table(TABLE), source=str(self.path))
+
+    def monitors(self) -> MonitorSettings | None:
+        """The ``[monitors]`` table, None without one, or a ConfigError."""
+        table = self._table(MONITORS_TABLE)
+        if not table:
+            return None
+        try:
+            return MonitorSettings.model_validate(table)
+        except ValidationError as exc:
+            problems = [
+                f"{self.path}: {problem_text(err, MONITORS_TABLE, MonitorSettings)}"
+                for err in exc.errors()
+            ]
+            raise ConfigError("\n".join(problems)) from None
+
+    def _table(self, name: str) -> dict[str, Any]:
+        """One top-level table ({} when absent), or a ConfigError."""
+        table = self.document.get(name, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{self.path}: {name}: must be a table ([{name}]), not a value")
+        return table
+
+
+def read_policy_file(path: Path) -> PolicyFile:
+    """Read and hash an operator's file once, or raise a ConfigError saying why not (the
+    same refusals as a plan file's: not a regular file, too large, not UTF-8; invalid
+    TOML, with its line and column)."""
     source = str(path)
     try:
         text = read_text_file(path, MAX_CONFIG_BYTES)
-    except PlanError as exc:  # the same refusals as a plan file's, for a config file
+    except PlanError as exc:
         raise ConfigError(str(exc)) from None
+    # strict UTF-8 decodes and encodes back to the very bytes read
+    sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: invalid TOML: {exc}") from None
     except (ValueError, RecursionError) as exc:  # e.g. an integer of 5,000 digits
         raise ConfigError(f"{source}: invalid value: {str(exc)[:200]}") from None
-    table = document.get(name, {})
-    if not isinstance(table, dict):
-        raise ConfigError(f"{source}: {name}: must be a table ([{name}]), not a value")
-    return table
+    return PolicyFile(path, text, sha256, document)
 
 
 def parse_policy(data: Mapping[str, Any], *, source: str, prefix: str = TABLE) -> Policy:

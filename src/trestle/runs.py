@@ -35,6 +35,7 @@ from trestle.core.plan import Plan
 from trestle.core.policy import Policy
 from trestle.core.records.agent import AgentSettings
 from trestle.core.records.monitors import MonitorSettings
+from trestle.core.records.policy_source import PolicySource
 from trestle.core.state import RunState, StepStatus
 from trestle.doorbell import ring
 from trestle.signing import (
@@ -74,6 +75,7 @@ def create_run(
     now: float | None = None,
     run_id: str | None = None,
     operator_policy: Policy | None = None,
+    policy_source: PolicySource | None = None,
     agent: AgentSettings | None = None,
     monitors: MonitorSettings | None = None,
     parent: TreeLink | None = None,
@@ -83,7 +85,8 @@ def create_run(
 
     ``operator_policy`` and ``monitors`` (from ``trestle.toml``) are recorded with the
     run, so the run is judged by the settings it started under, however the file
-    changes later.
+    changes later; ``policy_source`` (from :func:`trestle.policy_trust.trusted_settings`)
+    records which file that was and why it was trusted.
     """
     now = time.time() if now is None else now
     event = RunCreated(
@@ -93,6 +96,7 @@ def create_run(
         workspace=str(workspace.resolve()),
         plan_path=str(plan_path.resolve()) if plan_path else None,
         operator_policy=operator_policy,
+        policy_source=policy_source,
         agent=agent,
         monitors=monitors,
         parent=parent,

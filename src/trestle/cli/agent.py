@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from trestle.cli.app import (
+    AcceptPolicyOption,
     AddressOption,
     EngineOption,
     LiveOption,
@@ -128,6 +129,7 @@ def agent(
     live: LiveOption = True,
     prompt: PromptOption = True,
     policy: PolicyOption = None,
+    accept_policy: AcceptPolicyOption = None,
     sandbox: SandboxOption = None,
     engine: EngineOption = "local",
     address: AddressOption = "127.0.0.1:7233",
@@ -137,7 +139,7 @@ def agent(
     """Run the coding agent on GOAL: understand, plan, execute, validate. Prints the run id."""
     from trestle.cli.drive import drive, opened_for_new_run, store_line
     from trestle.core.records.agent import AgentSettings, bootstrap_plan
-    from trestle.policyfile import monitor_settings, operator_policy
+    from trestle.policy_trust import trusted_settings
     from trestle.runs import create_run
     from trestle.sandbox import mode_from
 
@@ -163,19 +165,22 @@ def agent(
         _check_model(settings)  # a worker makes the model, on its own host
     mode = mode_from(sandbox)
     plan = bootstrap_plan(goal, budget=budget)
+    operator = trusted_settings(repo, policy, accept_sha256=accept_policy)
     out = _out()
     with opened_for_new_run(store, repo) as st:
         run_id = create_run(
             st,
             plan,
             workspace=repo,
-            operator_policy=operator_policy(repo, policy),
+            operator_policy=operator.policy,
+            policy_source=operator.source,
             agent=settings,
-            monitors=monitor_settings(repo, policy),
+            monitors=operator.monitors,
             engine=bound,
         )
         out.print(f"run {run_id}: {goal}", markup=False, soft_wrap=True)
         out.print(store_line(st), markup=False, soft_wrap=True)
+        out.print(f"policy: {operator.source.describe()}", markup=False, soft_wrap=True)
         if bound is not None:
             from trestle.cli.temporal import start_and_follow
 

@@ -6,7 +6,9 @@ Exit codes: 0 all required steps done; 1 finished with failures (partial complet
 process drives the run; 6 stopped (budget or monitor; a hard budget limit can be raised
 with ``trestle budget RUN --add``, then resumed); 7 cancelled (``trestle cancel``:
 the run's driver exits so, and so does a later ``resume``); 8 no store where the command
-looked (commands that read never create one); 128 + the signal's number when a signal
+looked (commands that read never create one); 9 a policy file a step could have written
+is new or changed since a human accepted it (``trestle policy accept``: nothing ran);
+128 + the signal's number when a signal
 interrupted the driver: 130 SIGINT (Ctrl-C), 143 SIGTERM, 129 SIGHUP.
 
 Which store a command opens, and how a RUN is found: see :mod:`trestle.cli.stores`.
@@ -54,6 +56,7 @@ EXIT_CODES_HELP = (
     "Exit codes: 0 done; 1 finished with failures; 2 bad input; 3 waiting on a human; "
     "4 the store cannot be used; 5 another process drives the run; 6 stopped (budget or "
     "monitor); 7 cancelled (trestle cancel); 8 no store found (nothing is created); "
+    "9 the policy file is not accepted (trestle policy accept; nothing ran); "
     "128+N interrupted by signal N (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP), after the report."
 )
 
@@ -118,6 +121,15 @@ LiveOption = Annotated[bool, typer.Option(help="Live table on a terminal.")]
 PolicyOption = Annotated[
     Path | None,
     typer.Option(help="Operator policy file [default: the nearest trestle.toml]."),
+]
+AcceptPolicyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--accept-policy",
+        metavar="SHA256",
+        help="Accept the policy file first if its SHA-256 is this (`sha256sum "
+        "trestle.toml`); a file in the workspace is obeyed only once accepted.",
+    ),
 ]
 RunArg = Annotated[
     str, typer.Argument(metavar="RUN", help="Run id (from `trestle runs`) or a unique tail of it.")
@@ -238,6 +250,7 @@ def run(
     live: LiveOption = True,
     prompt: PromptOption = True,
     policy: PolicyOption = None,
+    accept_policy: AcceptPolicyOption = None,
     sandbox: SandboxOption = None,
     engine: EngineOption = "local",
     address: AddressOption = "127.0.0.1:7233",
@@ -248,7 +261,7 @@ def run(
     from trestle.cli.drive import drive, opened_for_new_run, store_line
     from trestle.cli.render import plan_overview
     from trestle.planfile import load_plan, plan_workspace
-    from trestle.policyfile import monitor_settings, operator_policy
+    from trestle.policy_trust import trusted_settings
     from trestle.runs import create_run
     from trestle.sandbox import mode_from
 
@@ -260,7 +273,7 @@ def run(
         ws = workspace
     else:
         raise typer.BadParameter(f"{str(workspace)!r} is not a directory", param_hint="-w")
-    operator, monitors = operator_policy(ws, policy), monitor_settings(ws, policy)
+    operator = trusted_settings(ws, policy, accept_sha256=accept_policy)
     bound = engine_binding(engine, address, namespace, task_queue)
     out = _out()
     with opened_for_new_run(store, ws) as st:
@@ -269,12 +282,14 @@ def run(
             plan,
             workspace=ws,
             plan_path=plan_file,
-            operator_policy=operator,
-            monitors=monitors,
+            operator_policy=operator.policy,
+            policy_source=operator.source,
+            monitors=operator.monitors,
             engine=bound,
         )
         out.print(f"run {run_id}")
         out.print(store_line(st), markup=False, soft_wrap=True)
+        out.print(f"policy: {operator.source.describe()}", markup=False, soft_wrap=True)
         out.print(plan_overview(plan, str(plan_file)))
         if bound is not None:
             from trestle.cli.temporal import start_and_follow
@@ -869,6 +884,7 @@ from trestle.cli import agent as _agent_commands  # noqa: E402, F401  (registers
 from trestle.cli import budget as _budget_command  # noqa: E402, F401
 from trestle.cli import groups as _group_commands  # noqa: E402, F401
 from trestle.cli import monitors as _monitor_commands  # noqa: E402, F401
+from trestle.cli import policy as _policy_commands  # noqa: E402, F401
 from trestle.cli import prune as _prune_command  # noqa: E402, F401
 from trestle.cli import ui as _ui_command  # noqa: E402, F401
 

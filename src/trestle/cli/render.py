@@ -235,6 +235,8 @@ def report_view(report: Report) -> RenderableType:
         )
     counts = ", ".join(f"{n} {shown(c)}" for c, n in report.counts.items() if n)
     parts: list[RenderableType] = [table, Text(f"steps: {counts}")]
+    if report.policy:
+        parts.append(Text(f"policy: {report.policy}"))
     # a failure with nothing more to say than the table's reason is left to the table
     failed = [
         s

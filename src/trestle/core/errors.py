@@ -6,6 +6,7 @@
     │   ├── UnknownRunError  no run with that id (or no such step in it)
     │   ├── UnknownGroupError  no group of runs by that name in the store
     │   ├── NoStoreError     no store where a command that only reads looked for one
+    │   ├── PolicyNotAcceptedError  a policy file a step could have written, not accepted
     │   ├── MissingExtraError  an optional dependency is not installed; names the pip command
     │   ├── MissingKeyError  a provider has no API key; names where it looked
     │   └── ModelRequestBlockedError  a real network model call while requests are blocked
@@ -161,6 +162,15 @@ class NoStoreError(ConfigError):
     """
 
     exit_code = 8
+
+
+class PolicyNotAcceptedError(ConfigError):
+    """An operator policy file that a run's step could have written (in the workspace or
+    its repository) is new, or changed since a human accepted it: no run obeys it until
+    one does (``trestle policy accept``). The message names the file, its SHA-256, what
+    changed and the command that accepts it."""
+
+    exit_code = 9
 
 
 class MissingExtraError(ConfigError):

@@ -28,6 +28,7 @@ from trestle.core.records.agent import (
     ReminderRecord,
 )
 from trestle.core.records.monitors import Alert, MonitorAction, MonitorSettings
+from trestle.core.records.policy_source import PolicySource
 from trestle.core.safetext import model_json
 
 
@@ -99,14 +100,18 @@ class EngineBinding(Record):
 
 class RunCreated(Event):
     """The run's first event. ``operator_policy`` is the ``trestle.toml`` policy as it
-    was when the run was created, so a replay classifies every action the same way."""
+    was when the run was created, so a replay classifies every action the same way.
+    v2: ``policy_source`` says which file that policy came from and why it was trusted
+    (None in a v1 event, or from a caller that did not say: not recorded)."""
 
+    v: int = 2
     kind: Literal["run_created"] = "run_created"
     run_id: str
     plan: Plan
     workspace: str
     plan_path: str | None = None
     operator_policy: Policy | None = None
+    policy_source: PolicySource | None = None
     agent: AgentSettings | None = None  # set for an agent run (trestle agent)
     monitors: MonitorSettings | None = None  # None: the defaults
     parent: TreeLink | None = None  # set for a delegated child run

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from trestle.core.budget import go_on
 from trestle.core.events import CheckResult
 from trestle.core.plan import ActionKind
+from trestle.core.records.policy_source import policy_line
 from trestle.core.state import TERMINAL, RefusedRequest, RunState, StepState
 
 Category = Literal[
@@ -89,6 +90,7 @@ class Report(BaseModel):
     to_check: list[str]
     alerts: list[AlertReport] = []
     refused: list[RefusedRequest] = []  # human requests the run did not take, and why
+    policy: str = ""  # which operator policy the run runs under, and why it is trusted
 
 
 def category(st: StepState) -> Category:
@@ -155,6 +157,7 @@ def build_report(state: RunState) -> Report:
             for r in state.alerts
         ],
         refused=list(state.refused),
+        policy=policy_line(state.policy_source, has_policy=state.operator_policy is not None),
     )
 
 

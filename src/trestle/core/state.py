@@ -76,6 +76,7 @@ from trestle.core.plan import Plan, Step, dependents
 from trestle.core.policy import Policy, TierDecision
 from trestle.core.records.agent import AgentSettings, Findings
 from trestle.core.records.monitors import Alert, MonitorAction, MonitorSettings
+from trestle.core.records.policy_source import PolicySource
 from trestle.core.safetext import model_json
 
 StepStatus = Literal[
@@ -225,6 +226,7 @@ class RunState(BaseModel):
     interrupted: str | None = None  # the last driver was stopped by this (a signal)
     sandbox: SandboxChosen | None = None  # how the last drive confined its commands
     operator_policy: Policy | None = None
+    policy_source: PolicySource | None = None  # where operator_policy came from
     approvals: dict[int, ApprovalState] = {}
     similar_approved: dict[str, int] = {}  # similar-key -> the approval that covers it
     overrides: dict[str, Step] = {}  # steps as a human modified them before approving
@@ -282,6 +284,7 @@ class RunState(BaseModel):
             seq=1,
             steps={s.id: StepState() for s in event.plan.steps},
             operator_policy=event.operator_policy,
+            policy_source=event.policy_source,
             agent=event.agent,
             monitors=event.monitors,
             active_since=event.at,

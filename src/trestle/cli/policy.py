@@ -1,0 +1,113 @@
+"""``trestle policy show|accept``: which operator policy file a run here would obey, and
+a human's acceptance of it (see :mod:`trestle.policy_trust`)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from trestle.cli.app import _out, app
+from trestle.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from trestle.policyfile import PolicyFile
+
+policy_app = typer.Typer(
+    help="The operator's policy file: show it, and accept it so that runs obey it.",
+    rich_markup_mode=None,
+)
+app.add_typer(policy_app, name="policy")
+
+FileArg = Annotated[
+    Path | None,
+    typer.Argument(
+        metavar="[PATH]",
+        help="The policy file [default: the nearest trestle.toml a run in the workspace uses].",
+    ),
+]
+WorkspaceOption = Annotated[
+    Path,
+    typer.Option("--workspace", "-w", help="The workspace whose policy file is meant."),
+]
+
+
+@policy_app.command("show")
+def show_policy(path: FileArg = None, workspace: WorkspaceOption = Path(".")) -> None:
+    """Print the policy file, its SHA-256 and whether runs obey it."""
+    from trestle.policy_trust import status
+
+    read = _read(path, workspace)
+    out = _out()
+    for line in _head(read, status(read.path.resolve(), read.sha256)):
+        out.print(line, markup=False, soft_wrap=True)
+    out.print(_body(read), markup=False, soft_wrap=True, end="")
+
+
+@policy_app.command("accept")
+def accept_policy(
+    path: FileArg = None,
+    workspace: WorkspaceOption = Path("."),
+    sha256: Annotated[
+        str | None,
+        typer.Option(
+            "--sha256",
+            help="Accept without asking if the file's SHA-256 is this (for scripts; "
+            "needed off a terminal).",
+        ),
+    ] = None,
+) -> None:
+    """Accept the policy file as it is now, so that runs obey it. On a terminal it is
+    shown and you are asked; a later change must be accepted again."""
+    from trestle.policy_trust import accept, status
+
+    read = _read(path, workspace)
+    real = read.path.resolve()
+    out = _out()
+    if sha256 is not None:
+        if sha256.strip().lower() != read.sha256:
+            raise ConfigError(
+                f"{real}: --sha256 {sha256} does not match the file, whose SHA-256 is "
+                f"{read.sha256}: it was not accepted"
+            )
+    elif sys.stdin.isatty() and out.is_terminal:
+        for line in _head(read, status(real, read.sha256)):
+            out.print(line, markup=False, soft_wrap=True)
+        out.print(_body(read), markup=False, soft_wrap=True, end="")
+        if not typer.confirm("Runs will obey this file as your policy. Accept it?"):
+            out.print("not accepted", markup=False)
+            raise typer.Exit(1)
+    else:
+        raise ConfigError(
+            f"{real}: not accepted: off a terminal, read it (`trestle policy show {real}`) "
+            f"and give `--sha256 {read.sha256}` to accept exactly these bytes"
+        )
+    done = accept(read)  # the bytes shown or checked, however the file changed since
+    out.print(f"accepted {real} (sha256 {done.sha256})", markup=False, soft_wrap=True)
+
+
+def _read(path: Path | None, workspace: Path) -> PolicyFile:
+    """The file read once, refused if it is not a valid policy file."""
+    from trestle.policyfile import find_policy_file, read_policy_file
+
+    found = path if path is not None else find_policy_file(workspace)
+    if found is None:
+        raise ConfigError(
+            f"{str(workspace)!r}: no trestle.toml here or above it, up to the repository's "
+            "root: runs here use the plan's policy and the defaults"
+        )
+    read = read_policy_file(found)
+    # a file that is not a valid policy is never accepted
+    read.policy()
+    read.monitors()
+    return read
+
+
+def _head(read: PolicyFile, standing: str) -> list[str]:
+    return [f"file: {read.path.resolve()}", f"sha256: {read.sha256}", f"status: {standing}", ""]
+
+
+def _body(read: PolicyFile) -> str:
+    return read.text if read.text.endswith("\n") or not read.text else read.text + "\n"

@@ -1,0 +1,247 @@
+"""Which operator policy file a run may obey: a file a step could have written is
+obeyed only once a human accepted exactly its bytes.
+
+A run's steps can write its workspace (the sandbox makes nothing else writable), so a
+``trestle.toml`` there, or anywhere between the workspace and its repository's root
+(another run's workspace may have been the repository), may have been written by a
+step: planted where there was none, or changed. Obeying it would let a step approve
+its own irreversible actions, open the network and show itself the approval key. So:
+
+- every file the search finds (:func:`~trestle.policyfile.find_policy_file`), and a
+  file named with ``--policy`` that lies in the workspace or its repository, is pinned
+  by its SHA-256: obeyed when a human accepted that hash for that file (its real
+  path), refused otherwise (:class:`~trestle.core.errors.PolicyNotAcceptedError`);
+- a file named with ``--policy`` outside both is the operator's own, and trusted.
+
+Accepted hashes live in ``accepted-policies.json`` in Trestle's configuration
+directory, which every sandbox hides, owner-only, replaced atomically under a lock.
+Accepting is a human's act: it is refused from inside a step
+(:func:`trestle.step_origin.inside_a_step`).
+
+The CLI's ``run`` and ``agent`` go through :func:`trusted_settings`; the library's
+:func:`~trestle.policyfile.operator_policy` and
+:func:`~trestle.policyfile.load_policy` trust the file they are given.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import secrets
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from trestle.core.errors import ConfigError, PolicyNotAcceptedError
+from trestle.core.policy import Policy
+from trestle.core.records.monitors import MonitorSettings
+from trestle.core.records.policy_source import PolicySource, when
+from trestle.policyfile import PolicyFile, find_policy_file, read_policy_file
+
+ACCEPTED_FILE = "accepted-policies.json"
+SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    """What a new run records from the operator's file, and where it came from."""
+
+    policy: Policy | None
+    monitors: MonitorSettings | None
+    source: PolicySource
+
+
+@dataclass(frozen=True)
+class Acceptance:
+    sha256: str
+    at: float
+
+
+def trusted_settings(
+    workspace: Path,
+    path: Path | None = None,
+    *,
+    accept_sha256: str | None = None,
+    now: float | None = None,
+) -> OperatorSettings:
+    """The operator's policy and monitor settings for a new run in ``workspace``, from
+    ``path`` or the nearest ``trestle.toml``, and where they came from.
+
+    Args:
+        accept_sha256: accept the file first if its SHA-256 is this (what a script that
+            wrote or reviewed the file passes); any other content is refused.
+
+    Raises:
+        ConfigError: the file is invalid (checked first: a bad file is refused as bad),
+            or ``accept_sha256`` is malformed, given without a file, or asked from inside
+            a step.
+        PolicyNotAcceptedError: the file is pinned and its hash is not the accepted one.
+    """
+    found = path if path is not None else find_policy_file(workspace)
+    if found is None:
+        if accept_sha256 is not None:
+            raise ConfigError(
+                f"--accept-policy: there is no policy file for {str(workspace)!r} to accept"
+            )
+        return OperatorSettings(None, None, PolicySource(trust="none"))
+    read = read_policy_file(found)
+    policy, monitors = read.policy(), read.monitors()
+    real = found.resolve()
+    if accept_sha256 is not None:
+        wanted = _checked_digest(accept_sha256, "--accept-policy")
+        if wanted != read.sha256:
+            raise PolicyNotAcceptedError(
+                f"{real}: --accept-policy {wanted} does not match the file, whose SHA-256 "
+                f"is {read.sha256}: it was not accepted and nothing ran"
+            )
+    pinned = path is None or _within(_project_root(workspace), real)
+    if not pinned:
+        source = PolicySource(trust="outside", path=str(real), sha256=read.sha256)
+        return OperatorSettings(policy, monitors, source)
+    if accept_sha256 is not None:
+        accepted: Acceptance | None = accept(read, now=now)
+    else:
+        accepted = acceptances().get(str(real))
+    if accepted is None or accepted.sha256 != read.sha256:
+        raise PolicyNotAcceptedError(refusal(real, read.sha256, accepted))
+    source = PolicySource(
+        trust="accepted", path=str(real), sha256=read.sha256, accepted_at=accepted.at
+    )
+    return OperatorSettings(policy, monitors, source)
+
+
+def refusal(real: Path, sha256: str, accepted: Acceptance | None) -> str:
+    """Why a pinned file is not obeyed, and the commands that accept it."""
+    if accepted is None:
+        what = f"a policy file no one has accepted (sha256 {sha256})"
+    else:
+        what = (
+            f"this policy file changed since it was accepted on {when(accepted.at)} "
+            f"(sha256 {accepted.sha256} then, {sha256} now)"
+        )
+    return (
+        f"{real}: {what}: the run did not start. A run's step can write where it lies, so "
+        f"no run obeys it until you accept it: read it, then `trestle policy accept {real}`, "
+        f"or add `--accept-policy {sha256}` to this command to accept exactly these bytes"
+    )
+
+
+def status(real: Path, sha256: str) -> str:
+    """How the file stands, in words: accepted on DATE, not accepted, or changed."""
+    accepted = acceptances().get(str(real))
+    if accepted is None:
+        return "not accepted: no run obeys it until you accept it"
+    if accepted.sha256 == sha256:
+        return f"accepted on {when(accepted.at)}"
+    return (
+        f"changed since it was accepted on {when(accepted.at)} "
+        f"(sha256 {accepted.sha256} then): no run obeys it until you accept it"
+    )
+
+
+def accept(read: PolicyFile, *, now: float | None = None) -> Acceptance:
+    """Record that a human accepted ``read``'s bytes for its file (its real path).
+
+    Raises:
+        ConfigError: asked from inside a run's step, or the file of accepted hashes
+            cannot be read or written.
+    """
+    from trestle.step_origin import inside_a_step
+
+    inside = inside_a_step()
+    if inside is not None:
+        raise ConfigError(
+            f"{read.path}: a policy file cannot be accepted from inside a running step ({inside})"
+        )
+    done = Acceptance(read.sha256, time.time() if now is None else now)
+    with _locked():
+        held = acceptances()
+        held[str(read.path.resolve())] = done
+        _write(held)
+    return done
+
+
+def acceptances() -> dict[str, Acceptance]:
+    """The accepted hashes, by the real path of each file ({} before the first)."""
+    path = accepted_file()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        files = data["files"]
+        return {
+            str(name): Acceptance(_checked_digest(entry["sha256"], name), float(entry["at"]))
+            for name, entry in files.items()
+        }
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, ConfigError) as exc:
+        raise ConfigError(
+            f"{path}: the accepted policy files cannot be read ({exc}); move it away and "
+            "accept your policy files again with `trestle policy accept`"
+        ) from None
+
+
+def accepted_file() -> Path:
+    from trestle.sandbox import config_dir  # hidden from every sandbox
+
+    return config_dir() / ACCEPTED_FILE
+
+
+def _write(held: dict[str, Acceptance]) -> None:
+    """Replace the file whole (a reader sees the old or the new, never half), 0600."""
+    path = accepted_file()
+    data = {
+        "version": 1,
+        "files": {name: {"sha256": a.sha256, "at": a.at} for name, a in sorted(held.items())},
+    }
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=1)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise ConfigError(f"{path}: cannot record the accepted policy: {exc}") from None
+
+
+@contextmanager
+def _locked() -> Iterator[None]:
+    """One writer at a time: two acceptances at once both count."""
+    directory = accepted_file().parent
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(directory / f"{ACCEPTED_FILE}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise ConfigError(f"{directory}: cannot record the accepted policy: {exc}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _checked_digest(value: str, where: str) -> str:
+    digest = value.strip().lower()
+    if not SHA256.fullmatch(digest):
+        raise ConfigError(f"{where}: {value!r} is not a SHA-256 (64 hex digits)")
+    return digest
+
+
+def _project_root(workspace: Path) -> Path:
+    """The repository holding the workspace (its first parent with ``.git``), else the
+    workspace: where this run's steps, or an earlier run's, could write."""
+    here = workspace.resolve()
+    for directory in (here, *here.parents):
+        if (directory / ".git").exists():
+            return directory
+    return here
+
+
+def _within(parent: Path, path: Path) -> bool:
+    return path == parent or parent in path.parents

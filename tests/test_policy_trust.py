@@ -1,0 +1,310 @@
+"""A ``trestle.toml`` a step can write is not the operator's policy until a human
+accepts it: planted, changed and swapped files are refused before a run starts, a
+running run keeps the policy it was created with, and every run says which policy it
+runs under. Through the real console script, real bubblewrap and real files."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from test_cli import Cli, flat
+
+NOT_ACCEPTED = 9  # the CLI's exit code for a policy file no human accepted
+
+# What a hostile step would like the operator's policy to say: everything runs without
+# asking, with the network, and the approval key readable inside the sandbox.
+HOSTILE = """\
+[[policy.rules]]
+name = "anything goes"
+tier = "auto"
+natures = ["read", "test", "write", "command", "call"]
+
+[policy.sandbox]
+network = ["*"]
+read = ["{key_dir}"]
+"""
+
+STRICT = """\
+[[policy.rules]]
+name = "deploys need a human"
+tier = "confirm"
+tags = ["deploy"]
+"""
+
+# The run that profits from a planted policy: an irreversible step that copies the key.
+PROFIT = """\
+steps:
+  - id: deploy
+    run: cat {key} > stolen.txt
+    irreversible: true
+    tags: [deploy]
+"""
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def hostile(key: Path) -> str:
+    return HOSTILE.format(key_dir=key.parent)
+
+
+def planting_plan(target: str, text: str) -> str:
+    """A plan whose one step writes ``text`` to ``target`` from inside the sandbox."""
+    body = json.dumps(text)  # a YAML double-quoted scalar: JSON's escapes are YAML's
+    return (
+        "steps:\n"
+        f"  - id: plant\n"
+        f"    run: printf '%s' \"$POLICY\" > {target}\n"
+        f"    env: {{POLICY: {body}}}\n"
+    )
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Cli:
+    """A workspace that is a repository's root (the policy search stops at it)."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    subprocess.run(["git", "init", "-q", str(ws)], check=True)
+    return Cli(ws, tmp_path / "t.db")
+
+
+def profited(cli: Cli, result: subprocess.CompletedProcess[str]) -> bool:
+    """Did the irreversible step run without a human (and read the key)?"""
+    stolen = cli.dir / "stolen.txt"
+    return result.returncode == 0 and stolen.exists() and stolen.read_text().strip() != ""
+
+
+def accept(cli: Cli, path: Path) -> subprocess.CompletedProcess[str]:
+    """Accept ``path`` as an operator does from a script: by the hash of what they read."""
+    done = cli("policy", "accept", path, "--sha256", digest(path))
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def refused_as_not_accepted(
+    cli: Cli, result: subprocess.CompletedProcess[str], toml: Path, changed: bool = False
+) -> None:
+    """The run did not start: exit 9, nothing ran, no run recorded, and the message names
+    the file, its hash, what changed and the command that accepts it."""
+    assert not profited(cli, result), result.stdout
+    assert result.returncode == NOT_ACCEPTED, result.stdout + result.stderr
+    assert result.stdout == ""
+    said = flat(result.stderr)
+    real = toml.resolve()
+    what = "this policy file changed since it was accepted on" if changed else "no one has"
+    assert said.startswith(f"error: {real}: "), said
+    assert what in said and digest(toml) in said and "the run did not start" in said
+    assert f"`trestle policy accept {real}`" in said
+    assert f"`--accept-policy {digest(toml)}`" in said
+    runs = cli("runs", "--json")
+    assert runs.returncode != 0 or all(r["goal"] != "deploy" for r in json.loads(runs.stdout))
+
+
+def plant(cli: Cli, target: str, text: str, *args: str) -> None:
+    cli.write("plant.yaml", planting_plan(target, text))
+    done = cli("run", "plant.yaml", "--no-live", "--no-prompt", *args)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (cli.dir / target).read_text() == text  # the step could write it: the attack is real
+
+
+def deploy(cli: Cli, key: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    cli.write("deploy.yaml", "goal: deploy\n" + PROFIT.format(key=key))
+    return cli("run", "deploy.yaml", "--no-live", "--no-prompt", "--sandbox", "require", *args)
+
+
+def test_a_policy_planted_by_a_sandboxed_step_is_not_obeyed(
+    repo: Cli, _own_decision_key: Path
+) -> None:
+    key = _own_decision_key
+    plant(repo, "trestle.toml", hostile(key), "--sandbox", "require")
+    refused_as_not_accepted(repo, deploy(repo, key), repo.dir / "trestle.toml")
+
+
+def test_a_policy_planted_where_the_next_run_has_its_workspace_is_not_obeyed(
+    repo: Cli, _own_decision_key: Path
+) -> None:
+    key = _own_decision_key
+    (repo.dir / "sub").mkdir()
+    plant(repo, "sub/trestle.toml", hostile(key), "--sandbox", "require")
+    sub = Cli(repo.dir / "sub", repo.store)
+    refused_as_not_accepted(sub, deploy(sub, key), sub.dir / "trestle.toml")
+
+
+def test_an_accepted_policy_changed_through_its_symlink_is_not_obeyed(
+    repo: Cli, _own_decision_key: Path
+) -> None:
+    """The sandbox keeps a workspace's ``trestle.toml`` read-only, but not the file a
+    symlink of that name points to: a step can rewrite that one."""
+    key = _own_decision_key
+    (repo.dir / "conf").mkdir()
+    real = repo.write("conf/policy.toml", STRICT)
+    (repo.dir / "trestle.toml").symlink_to("conf/policy.toml")
+    accept(repo, repo.dir / "trestle.toml")
+    plant(repo, "conf/policy.toml", hostile(key), "--sandbox", "require")
+    result = deploy(repo, key)
+    refused_as_not_accepted(repo, result, real, changed=True)
+
+
+def test_an_accepted_policy_changed_by_an_unconfined_step_is_not_obeyed(
+    repo: Cli, _own_decision_key: Path
+) -> None:
+    key = _own_decision_key
+    toml = repo.write("trestle.toml", STRICT)
+    accept(repo, toml)
+    plant(repo, "trestle.toml", hostile(key), "--sandbox", "off")
+    refused_as_not_accepted(repo, deploy(repo, key), toml, changed=True)
+
+
+def test_a_planted_file_named_with_policy_is_pinned_too(repo: Cli, _own_decision_key: Path) -> None:
+    key = _own_decision_key
+    plant(repo, "ops.toml", hostile(key), "--sandbox", "require")
+    result = deploy(repo, key, "--policy", "ops.toml")
+    refused_as_not_accepted(repo, result, repo.dir / "ops.toml")
+
+
+def test_a_planted_file_cannot_change_a_run_that_already_started(
+    repo: Cli, _own_decision_key: Path
+) -> None:
+    """A run keeps the policy recorded in its first event: a file a step plants
+    mid-run is not read when the run is resumed."""
+    key = _own_decision_key
+    repo.write(
+        "both.yaml",
+        planting_plan("trestle.toml", hostile(key))
+        + "  - id: deploy\n"
+        + f"    needs: [plant]\n    run: cat {key} > stolen.txt\n    irreversible: true\n",
+    )
+    first = repo("run", "both.yaml", "--no-live", "--no-prompt", "--sandbox", "require")
+    assert first.returncode == 3, first.stdout + first.stderr  # deploy waits for a human
+    assert (repo.dir / "trestle.toml").read_text() == hostile(key)
+    run_id = first.stdout.split()[1]
+    again = repo("resume", run_id, "--no-live", "--no-prompt", "--sandbox", "require")
+    assert again.returncode == 3, again.stdout + again.stderr
+    assert not (repo.dir / "stolen.txt").exists()
+    shown = flat(repo("show", run_id).stdout)
+    assert "policy: no policy file: the plan's policy and the defaults" in shown
+
+
+def test_an_accepted_policy_is_obeyed_and_named_in_the_header_show_and_the_log(
+    repo: Cli,
+) -> None:
+    toml = repo.write("trestle.toml", STRICT)
+    repo.write("plan.yaml", "steps:\n  - {id: a, run: 'true'}\n")
+    done = accept(repo, toml)
+    assert done.stdout.strip() == f"accepted {toml.resolve()} (sha256 {digest(toml)})"
+    result = repo("run", "plan.yaml", "--no-live", "--no-prompt")
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    run_id = lines[0].split()[1]
+    h = digest(toml)
+    line = f"policy: {toml.resolve()} (sha256 {h[:8]}...{h[-8:]}, accepted "
+    assert lines[2].startswith(line), lines[:3]
+    assert line in repo("show", run_id).stdout
+    assert repo.json("show", run_id)["policy"].startswith(line.removeprefix("policy: "))
+    [first, *_] = repo.json("log", run_id)
+    assert first["v"] == 2
+    source = first["policy_source"]
+    assert (source["trust"], source["path"], source["sha256"]) == (
+        "accepted",
+        str(toml.resolve()),
+        h,
+    )
+
+
+def test_accept_policy_on_run_accepts_exactly_the_bytes_it_names(repo: Cli) -> None:
+    toml = repo.write("trestle.toml", STRICT)
+    repo.write("plan.yaml", "steps:\n  - {id: a, run: 'true'}\n")
+    wrong = repo("run", "plan.yaml", "--no-live", "--accept-policy", "0" * 64)
+    assert wrong.returncode == NOT_ACCEPTED
+    assert f"does not match the file, whose SHA-256 is {digest(toml)}" in flat(wrong.stderr)
+    assert repo("run", "plan.yaml", "--no-live").returncode == NOT_ACCEPTED
+    right = repo("run", "plan.yaml", "--no-live", "--accept-policy", digest(toml).upper())
+    assert right.returncode == 0, right.stdout + right.stderr
+    assert repo("run", "plan.yaml", "--no-live").returncode == 0  # it stays accepted
+    bad = repo("run", "plan.yaml", "--no-live", "--accept-policy", "abc")
+    assert bad.returncode == 2 and "'abc' is not a SHA-256 (64 hex digits)" in bad.stderr
+
+
+def test_a_file_outside_the_workspace_and_its_repository_is_trusted_as_yours(
+    repo: Cli, tmp_path: Path
+) -> None:
+    mine = tmp_path / "operator.toml"
+    mine.write_text(STRICT)
+    repo.write("plan.yaml", "steps:\n  - {id: a, run: 'true'}\n")
+    result = repo("run", "plan.yaml", "--no-live", "--policy", mine)
+    assert result.returncode == 0, result.stdout + result.stderr
+    h = digest(mine)
+    said = f"policy: {mine.resolve()} (sha256 {h[:8]}...{h[-8:]}, outside the workspace: "
+    assert result.stdout.splitlines()[2] == said + "trusted as yours)"
+
+
+def test_a_policy_cannot_be_accepted_from_inside_a_step(repo: Cli) -> None:
+    toml = repo.write("trestle.toml", STRICT)
+    env = {**repo.env(), "TRESTLE_STEP_ID": "plant"}
+    for args in (
+        ["policy", "accept", str(toml), "--sha256", digest(toml)],
+        ["run", "plan.yaml", "--accept-policy", digest(toml)],
+    ):
+        repo.write("plan.yaml", "steps:\n  - {id: a, run: 'true'}\n")
+        done = subprocess.run(
+            repo.argv(*args), cwd=repo.dir, env=env, capture_output=True, text=True, check=False
+        )
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert "cannot be accepted from inside a running step" in done.stderr
+    assert repo("run", "plan.yaml", "--no-live").returncode == NOT_ACCEPTED
+
+
+def test_accepting_shows_the_file_and_keeps_the_hashes_owner_only(
+    repo: Cli, _own_config_dir: Path
+) -> None:
+    toml = repo.write("trestle.toml", STRICT)
+    off_terminal = repo("policy", "accept")
+    assert off_terminal.returncode == 2
+    assert f"give `--sha256 {digest(toml)}` to accept exactly these bytes" in flat(
+        off_terminal.stderr
+    )
+    shown = repo("policy", "show")
+    assert shown.returncode == 0
+    assert shown.stdout.splitlines()[:3] == [
+        f"file: {toml.resolve()}",
+        f"sha256: {digest(toml)}",
+        "status: not accepted: no run obeys it until you accept it",
+    ]
+    assert shown.stdout.endswith("\n" + STRICT)
+    accept(repo, toml)
+    stored = _own_config_dir / "trestle" / "accepted-policies.json"
+    assert stored.stat().st_mode & 0o777 == 0o600
+    assert "status: accepted on " in repo("policy", "show").stdout
+
+
+def test_a_file_that_is_not_a_valid_policy_is_never_accepted(repo: Cli) -> None:
+    toml = repo.write("trestle.toml", "[policy]\naudit_rat = 0.5\n")
+    done = repo("policy", "accept", "--sha256", digest(toml))
+    assert done.returncode == 2
+    assert "policy.audit_rat: unknown field (did you mean 'audit_rate'?)" in done.stderr
+
+
+def test_a_run_recorded_before_its_policy_source_was_still_loads() -> None:
+    from trestle.core.events import EVENT_ADAPTER, RunCreated
+    from trestle.core.report import build_report
+    from trestle.core.state import RunState
+
+    old = {
+        "v": 1,
+        "kind": "run_created",
+        "at": 1.0,
+        "run_id": "r",
+        "plan": {"steps": [{"id": "a", "run": "true"}]},
+        "workspace": "/w",
+        "operator_policy": {"audit_rate": 0.1},
+    }
+    event = EVENT_ADAPTER.validate_python(old)
+    assert isinstance(event, RunCreated) and event.policy_source is None
+    report = build_report(RunState.from_created(event))
+    assert report.policy == "an operator policy from a file not recorded with the run"
