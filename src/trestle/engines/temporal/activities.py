@@ -11,6 +11,7 @@ that a worker that dies is noticed within ``heartbeat`` seconds.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import socket
 import time
@@ -39,10 +40,12 @@ from trestle.core.events import (
     StepProbeStarted,
     StepStarted,
     event_json,
+    idempotency_key,
 )
 from trestle.core.safetext import model_json
 from trestle.core.state import RunState
 from trestle.engines.local import LocalEngine
+from trestle.engines.temporal import seals
 from trestle.engines.temporal.shapes import (
     RECORD,
     Asked,
@@ -51,6 +54,7 @@ from trestle.engines.temporal.shapes import (
     LeaseAsk,
     Loaded,
     Perform,
+    Performed,
     Recorded,
 )
 from trestle.named_files import named_files
@@ -67,6 +71,12 @@ FATAL = ("LeaseLost", "UnknownRun", "StoreDamaged")
 
 def _me() -> str:
     return f"{os.getpid()}@{socket.gethostname()}"
+
+
+def _workflow_id() -> str:
+    workflow_id = activity.info().workflow_id
+    assert workflow_id is not None  # Trestle's activities are started by its workflow
+    return workflow_id
 
 
 def _fatal(exc: Exception, kind: str) -> ApplicationError:
@@ -107,6 +117,10 @@ class TrestleActivities:
         if self._key is None:
             self._key = decision_key()
         return self._key
+
+    def sealer(self) -> seals.Sealer:
+        """What this worker seals with, and lends its workflows (see :mod:`.seals`)."""
+        return seals.sealer(self.key())
 
     @activity.defn(name="trestle.lease")
     async def lease(self, ask: LeaseAsk) -> int:
@@ -202,13 +216,26 @@ class TrestleActivities:
         return await self._blocking(named_files, command, Path(workspace))
 
     @activity.defn(name="trestle.perform")
-    async def perform(self, job: Perform) -> list[str]:
+    async def perform(self, job: Perform) -> Performed:
         announced = EVENT_ADAPTER.validate_json(job.announced)
         assert isinstance(announced, StepStarted | StepProbeStarted)
         state = await self._blocking(self.engine.state, job.run_id)
+        refusal = not_announced(state, announced)
+        if refusal is not None:  # the workflow was started with forged input: do nothing
+            raise ApplicationError(
+                f"run {job.run_id!r}: {refusal}; not performed",
+                type="NotAnnounced",
+                non_retryable=True,
+            )
+        events = await self._perform(job, state, announced)
+        return self._sealed(job, events)
+
+    async def _perform(
+        self, job: Perform, state: RunState, announced: StepStarted | StepProbeStarted
+    ) -> list[str]:
         engine, record = self.engine, None
         if isinstance(announced, StepStarted):
-            record = self._recorder(state, announced)  # an agent's or a delegation's events
+            record = self._recorder(state, announced, job.ticket)  # an agent's, a child's
         if isinstance(announced, StepStarted) and state.agent is not None:
             try:
                 engine = self._agent_engine(state)
@@ -236,6 +263,10 @@ class TrestleActivities:
                 engine.close()
         return [event_json(e) for e in work.result()]
 
+    def _sealed(self, job: Perform, events: list[str]) -> Performed:
+        parts = [_workflow_id(), job.ticket, *events]
+        return Performed(events=events, seal=self.sealer()(seals.OUTCOME, parts))
+
     def _agent_engine(self, state: RunState) -> LocalEngine:
         """An engine with the model the agent run's settings name, for one attempt (a
         child it delegates to is driven with it, as the local engine does)."""
@@ -243,22 +274,51 @@ class TrestleActivities:
         return LocalEngine(self.store, performer=performer_for(state.agent))
 
     def _recorder(
-        self, state: RunState, attempt: StepStarted
+        self, state: RunState, attempt: StepStarted, ticket: str
     ) -> Callable[[Sequence[AnyEvent]], Awaitable[list[int]]]:
         """How the attempt's events reach the workflow: an update it applies and
         commits before answering; then ``state`` (the attempt's view of the run) takes
-        in everything recorded since, as the local engine's live state would."""
-        handle = activity.client().get_workflow_handle(state.run_id)  # the workflow's id
-        vet = vetter(self.key())
+        in everything recorded since, as the local engine's live state would. Each
+        update is sealed (:mod:`.seals`) with the dispatch's ticket and a nonce of its
+        own, so none can be forged, changed or sent twice."""
+        # the execution that dispatched this attempt, no other
+        workflow_id = _workflow_id()
+        handle = activity.client().get_workflow_handle(
+            workflow_id, run_id=activity.info().workflow_run_id
+        )
+        vet, seal = vetter(self.key()), self.sealer()
+        nonces = itertools.count(1)
 
         async def record(events: Sequence[AnyEvent]) -> list[int]:
+            texts, nonce = [event_json(e) for e in events], next(nonces)
+            parts = [workflow_id, ticket, attempt.step, str(attempt.attempt), str(nonce)]
             ask = Recorded(
                 step=attempt.step,
                 attempt=attempt.attempt,
-                events=[event_json(e) for e in events],
+                events=texts,
+                ticket=ticket,
+                nonce=nonce,
+                seal=seal(seals.RECORD, [*parts, *texts]),
             )
             seqs: list[int] = await handle.execute_update(RECORD, ask, result_type=list[int])
             await self._blocking(catch_up, self.store, state, vet=vet)
             return seqs
 
         return record
+
+
+def not_announced(state: RunState, announced: StepStarted | StepProbeStarted) -> str | None:
+    """Why the run's record does not hold ``announced`` as the work it is doing now, or
+    None: the workflow commits each start before it dispatches it, so an attempt or
+    probe the store does not hold came from somewhere else."""
+    st = state.steps.get(announced.step)
+    if st is None:
+        return f"it has no step {announced.step!r}"
+    if isinstance(announced, StepProbeStarted):
+        if st.status != "probing":
+            return f"step {announced.step!r} is {st.status}, not being probed"
+        return None
+    key = idempotency_key(state.run_id, announced.step, announced.attempt)
+    if st.status != "running" or st.attempt != announced.attempt or announced.key != key:
+        return f"attempt {announced.attempt} of step {announced.step!r} is not the running one"
+    return None

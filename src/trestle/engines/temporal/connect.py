@@ -19,12 +19,13 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.converter import DataConverter, default
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
-from temporalio.worker import Worker
+from temporalio.worker import Interceptor, Worker, WorkflowInterceptorClassInput
 
 from trestle.core.errors import ConfigError
 from trestle.core.events import EVENT_ADAPTER, EngineBinding, StoredEvent
 from trestle.engines.temporal.activities import TrestleActivities
 from trestle.engines.temporal.blobs import BlobCodec, Blobs
+from trestle.engines.temporal.seals import SEAL, Sealer
 from trestle.engines.temporal.shapes import NUDGE, STATUS, Committed, Drive
 from trestle.engines.temporal.workflow import RunWorkflow
 from trestle.store.base import Store
@@ -106,6 +107,7 @@ async def serve(
             task_queue=task_queue,
             workflows=[RunWorkflow],
             activities=activities.all(),
+            interceptors=[LendSealer(activities.sealer())],
             max_concurrent_activities=max_attempts,
             graceful_shutdown_timeout=timedelta(seconds=5),
         )
@@ -115,6 +117,19 @@ async def serve(
             await stop.wait()
     finally:
         activities.close()
+
+
+class LendSealer(Interceptor):
+    """Lends the worker's sealing function to the workflows it runs (see :mod:`.seals`):
+    workflow code checks seals with it, never holding the key, reading no file, and
+    putting nothing of the key into the history."""
+
+    def __init__(self, seal: Sealer) -> None:
+        self._seal = seal
+
+    def workflow_interceptor_class(self, input: WorkflowInterceptorClassInput) -> None:
+        input.unsafe_extern_functions[SEAL] = self._seal
+        return None
 
 
 async def history_events(client: Client, run_id: str) -> list[StoredEvent]:

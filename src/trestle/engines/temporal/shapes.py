@@ -44,8 +44,12 @@ class Drive:
 
 @dataclass
 class Carried:
+    """What one execution hands the next: sealed (:mod:`.seals`), since whoever starts
+    a workflow chooses its input, and announced work is dispatched without a new look."""
+
     token: int
     announced: list[str] = field(default_factory=list)  # StepStarted/StepProbeStarted
+    seal: str = ""
 
 
 @dataclass
@@ -102,6 +106,16 @@ class Perform:
     run_id: str
     announced: str  # the StepStarted or StepProbeStarted event's JSON
     heartbeat: float = 10.0
+    ticket: str = ""  # names this dispatch in the seals of its records and outcome
+
+
+@dataclass
+class Performed:
+    """An attempt's or probe's outcome (events as JSON), sealed by the worker that
+    performed it: anyone may complete an activity by its id."""
+
+    events: list[str]
+    seal: str
 
 
 @dataclass
@@ -115,8 +129,14 @@ class LeaseAsk:
 @dataclass
 class Recorded:
     """Events a running attempt (an agent's model and tool calls) asks the workflow to
-    apply and commit; refused unless that attempt is still the step's running one."""
+    apply and commit; refused unless that attempt is still the step's running one, the
+    ticket is the one its dispatch carried, the seal is a worker's, the nonce is new,
+    and the events are ones the attempt makes (:mod:`.admission`). The defaults only
+    let a malformed update reach the validator, which refuses it."""
 
     step: str
     attempt: int
     events: list[str]
+    ticket: str = ""
+    nonce: int = 0
+    seal: str = ""

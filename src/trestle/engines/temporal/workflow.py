@@ -30,7 +30,7 @@ from functools import partial
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.exceptions import TimeoutError as ActivityTimeoutError
 
@@ -52,7 +52,9 @@ with workflow.unsafe.imports_passed_through():
     from trestle.core.state import RunState
     from trestle.engines.judge import Fields, cancel_in, request_as_events
     from trestle.engines.local import StallWatch, command_to_bind, stalled
+    from trestle.engines.temporal import seals
     from trestle.engines.temporal.activities import FATAL
+    from trestle.engines.temporal.admission import misreported, unrecordable
     from trestle.engines.temporal.shapes import (
         NUDGE,
         RECORD,
@@ -66,6 +68,7 @@ with workflow.unsafe.imports_passed_through():
         LeaseAsk,
         Loaded,
         Perform,
+        Performed,
         Recorded,
     )
     from trestle.monitors.hub import MonitorHub
@@ -105,6 +108,9 @@ class RunWorkflow:
         self._alarm_at = 0.0
         # what running attempts asked to record, and who waits for the seqs
         self._posted: list[tuple[list[AnyEvent], asyncio.Future[list[int]]]] = []
+        # each step's last dispatch: its ticket, and the nonces of the records it sent
+        self._tickets: dict[str, str] = {}
+        self._nonces: dict[str, set[int]] = {}
 
     @workflow.signal(name=NUDGE)
     def nudge(self) -> None:
@@ -115,21 +121,44 @@ class RunWorkflow:
     async def record(self, ask: Recorded) -> list[int]:
         """Apply and commit a running attempt's events with the next batch, as the
         local engine's outbox does; the seqs they got, once durable."""
+        seen = self._nonces.setdefault(ask.step, set())
+        if ask.nonce in seen:  # two copies validated before either got here
+            raise ApplicationError(f"record {ask.nonce} of step {ask.step!r} came twice")
+        seen.add(ask.nonce)
         done: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
         self._posted.append(([EVENT_ADAPTER.validate_json(e) for e in ask.events], done))
         return await done
 
     @record.validator
     def _may_record(self, ask: Recorded) -> None:
-        """Only the attempt the run holds as running may record: one whose loss was
-        recorded (its worker went silent, yet lives on) is fenced off."""
+        """Only the attempt the run holds as running may record (one whose loss was
+        recorded, its worker gone silent yet alive, is fenced off), only through the
+        worker that performs it (its seal, on this dispatch's ticket, once per nonce),
+        and only what its own work makes (:mod:`.admission`)."""
+        why = self._refused(ask)
+        if why is not None:
+            raise ValueError(
+                f"record {ask.nonce} of attempt {ask.attempt} of step {ask.step!r} refused: {why}"
+            )
+
+    def _refused(self, ask: Recorded) -> str | None:
         state = self._state
         st = state.steps.get(ask.step) if state is not None else None
-        if st is None or st.status != "running" or st.attempt != ask.attempt:
-            raise ValueError(
-                f"attempt {ask.attempt} of step {ask.step!r} is not running: "
-                "its records are refused"
-            )
+        if state is None or st is None or st.status != "running" or st.attempt != ask.attempt:
+            return "that attempt is not running"
+        if not ask.ticket or ask.ticket != self._tickets.get(ask.step):
+            return "it names another dispatch than the running attempt's"
+        parts = [workflow.info().workflow_id, ask.ticket, ask.step, str(ask.attempt)]
+        parts += [str(ask.nonce), *ask.events]
+        if not seals.sealed(_sealer(), seals.RECORD, parts, ask.seal):
+            return "it carries no seal of a worker of this run's task queue"
+        if ask.nonce in self._nonces.get(ask.step, ()):
+            return "it was recorded already"
+        try:
+            events = [EVENT_ADAPTER.validate_json(e) for e in ask.events]
+        except ValueError as exc:
+            return f"its events do not parse: {exc}"
+        return unrecordable(state, ask.step, events)
 
     @workflow.query(name=STATUS)
     def status(self) -> dict[str, Any]:
@@ -146,6 +175,14 @@ class RunWorkflow:
     @workflow.run
     async def run(self, drive: Drive) -> str:
         carried = drive.carried
+        if carried is not None and not _carried_sealed(carried):
+            # whoever starts a workflow chooses its input: work announced without the
+            # seal of the execution that continued is not dispatched, and the lease is
+            # taken again rather than assumed
+            workflow.logger.warning(
+                "run %s: the carried work is not sealed by a worker; ignored", drive.run_id
+            )
+            carried = None
         while True:
             try:
                 ended = await self._drive(drive, carried)
@@ -172,7 +209,7 @@ class RunWorkflow:
         else:
             ask.token = await self._store("trestle.lease", ask, int)
         self._renew_at = self._now() + drive.lease_ttl / 3
-        work: dict[asyncio.Task[list[str]], Announced] = {}
+        work: dict[asyncio.Task[RawValue], Announced] = {}
         try:
             ended = await self._loop(drive, carried, ask, work)
             if self._alarm is not None:
@@ -194,7 +231,7 @@ class RunWorkflow:
         drive: Drive,
         carried: Carried | None,
         ask: LeaseAsk,
-        work: dict[asyncio.Task[list[str]], Announced],
+        work: dict[asyncio.Task[RawValue], Announced],
     ) -> str | Carried:
         """Drive until the run finishes or waits on a human, or the history is long
         enough to continue as new."""
@@ -225,7 +262,7 @@ class RunWorkflow:
             for e in (EVENT_ADAPTER.validate_json(a) for a in (carried or Carried(0)).announced)
             if isinstance(e, StepStarted | StepProbeStarted)
         ]
-        watch: StallWatch[asyncio.Task[list[str]]] = StallWatch(settings)
+        watch: StallWatch[asyncio.Task[RawValue]] = StallWatch(settings)
         self._last_snapshot, look, draining = state.seq, True, False
         while True:
             asked: list[Asked] = []
@@ -263,7 +300,7 @@ class RunWorkflow:
                 # what it recorded
                 stopping = await self._halt(state, work, hub, _interrupted)
                 await self._commit(state, stopping, [], ask)
-                return Carried(token=ask.token, announced=[event_json(e) for e in held])
+                return _carry(ask.token, held)
             draining = draining or self._history_long(drive)
             if held and not draining:
                 for event in held:
@@ -272,7 +309,7 @@ class RunWorkflow:
                     watch.started(handle, event)
                 held = []
             if draining and not work:
-                return Carried(token=ask.token, announced=[event_json(e) for e in held])
+                return _carry(ask.token, held)
             if state.finished is not None and not work:
                 return state.finished
             inbound = await self._wait(state, work, watch, hub, ask)
@@ -335,14 +372,23 @@ class RunWorkflow:
                 await take(event)
         return batch
 
-    def _dispatch(self, state: RunState, event: Announced, drive: Drive) -> asyncio.Task[list[str]]:
-        job = Perform(run_id=state.run_id, announced=event_json(event), heartbeat=drive.heartbeat)
+    def _dispatch(self, state: RunState, event: Announced, drive: Drive) -> asyncio.Task[RawValue]:
+        ticket = self._tickets[event.step] = str(workflow.uuid4())
+        self._nonces[event.step] = set()
+        job = Perform(
+            run_id=state.run_id,
+            announced=event_json(event),
+            heartbeat=drive.heartbeat,
+            ticket=ticket,
+        )
         timeout = state.step_spec(event.step).timeout
         probe = isinstance(event, StepProbeStarted)
         return workflow.start_activity(
             "trestle.perform",
             job,
-            result_type=list[str],
+            # decoded in ``_outcome``: anyone may complete the activity by its id, and
+            # a result that fails to decode here would fail every workflow task
+            result_type=RawValue,
             start_to_close_timeout=NO_TIMEOUT
             if timeout is None
             else timedelta(seconds=timeout + 60),
@@ -355,8 +401,8 @@ class RunWorkflow:
     async def _wait(
         self,
         state: RunState,
-        work: dict[asyncio.Task[list[str]], Announced],
-        watch: StallWatch[asyncio.Task[list[str]]],
+        work: dict[asyncio.Task[RawValue], Announced],
+        watch: StallWatch[asyncio.Task[RawValue]],
         hub: MonitorHub | None,
         ask: LeaseAsk,
     ) -> list[AnyEvent]:
@@ -378,7 +424,7 @@ class RunWorkflow:
             self._renew_at = now + ask.ttl / 3
         ended: list[AnyEvent] = []
         for task in [t for t in work if t.done()]:
-            ended += _outcome(work.pop(task), task, now)
+            ended += self._outcome(work.pop(task), task, now)
         for task, (sid, attempt, last_seq, silent) in watch.overdue(state, now):
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
@@ -404,7 +450,7 @@ class RunWorkflow:
     async def _halt(
         self,
         state: RunState,
-        work: dict[asyncio.Task[list[str]], Announced],
+        work: dict[asyncio.Task[RawValue], Announced],
         hub: MonitorHub | None,
         ending: Callable[[tuple[str, ...], float], AnyEvent],
     ) -> list[AnyEvent]:
@@ -418,7 +464,7 @@ class RunWorkflow:
         arrived: list[AnyEvent] = []
         for task, announced in running:
             if not task.cancelled() and task.exception() is None:
-                arrived += _outcome(announced, task, now)
+                arrived += self._outcome(announced, task, now)
         posted, self._posted = self._posted, []
         for events, done in posted:  # their attempts are stopped: nobody waits any more
             arrived += events
@@ -432,12 +478,42 @@ class RunWorkflow:
         )
         return batch + await self._advance(state, [ending(stopped, now)], [], hub, False)
 
-    async def _stop_all(self, work: dict[asyncio.Task[list[str]], Announced]) -> None:
+    async def _stop_all(self, work: dict[asyncio.Task[RawValue], Announced]) -> None:
         for task in work:
             task.cancel()
         if work:
             await asyncio.gather(*work, return_exceptions=True)
         work.clear()
+
+    def _outcome(
+        self, announced: Announced, task: asyncio.Task[RawValue], now: float
+    ) -> list[AnyEvent]:
+        """The events an ended activity brought, or the loss of its attempt: when its
+        worker died, failed, or the outcome is not one its worker sealed (anyone may
+        complete an activity by its id) or not about this attempt."""
+        try:
+            raw = task.result()
+        except ActivityError as exc:
+            cause = exc.cause
+            if isinstance(cause, ActivityTimeoutError):
+                why = "its worker stopped answering (no heartbeat in time)"
+            else:
+                why = f"its worker failed: {cause or exc}"
+            return _lost(announced, why, now)
+        try:
+            performed = workflow.payload_converter().from_payload(raw.payload, Performed)
+        except Exception as exc:  # whatever the converter makes of a stranger's bytes
+            return _lost(announced, f"its outcome was refused: it is not one ({exc})", now)
+        ticket = self._tickets.get(announced.step, "")
+        parts = [workflow.info().workflow_id, ticket, *performed.events]
+        if not seals.sealed(_sealer(), seals.OUTCOME, parts, performed.seal):
+            why = "its outcome came without its worker's seal (completed from outside)"
+            return _lost(announced, f"{why}: refused, its effects unknown", now)
+        events = [EVENT_ADAPTER.validate_json(e) for e in performed.events]
+        wrong = misreported(announced, events)
+        if wrong is not None:
+            return _lost(announced, f"its outcome was refused: {wrong}", now)
+        return events
 
     async def _store(self, name: str, arg: Any, result: Any) -> Any:
         args = list(arg) if isinstance(arg, tuple) else [arg]
@@ -462,18 +538,31 @@ class RunWorkflow:
         )
 
 
-def _outcome(announced: Announced, task: asyncio.Task[list[str]], now: float) -> list[AnyEvent]:
-    """The events an ended activity brought, or the loss of its attempt."""
-    try:
-        return [EVENT_ADAPTER.validate_json(e) for e in task.result()]
-    except ActivityError as exc:
-        cause = exc.cause
-        if isinstance(cause, ActivityTimeoutError):
-            why = "its worker stopped answering (no heartbeat in time)"
-        else:
-            why = f"its worker failed: {cause or exc}"
-        attempt = announced.attempt if isinstance(announced, StepStarted) else 0
-        return [StepAttemptLost(at=now, step=announced.step, attempt=attempt, why=why)]
+def _lost(announced: Announced, why: str, now: float) -> list[AnyEvent]:
+    attempt = announced.attempt if isinstance(announced, StepStarted) else 0
+    return [StepAttemptLost(at=now, step=announced.step, attempt=attempt, why=why)]
+
+
+def _sealer() -> seals.Sealer:
+    """The sealing function this worker lends its workflows (see :mod:`.seals`)."""
+    found = workflow.extern_functions().get(seals.SEAL)
+    if found is None:
+        raise RuntimeError(
+            "this worker lends workflows no sealing function: run Trestle's workflows "
+            "with `trestle worker` (trestle.engines.temporal.connect.serve)"
+        )
+    return found
+
+
+def _carry(token: int, held: list[Announced]) -> Carried:
+    announced = [event_json(e) for e in held]
+    parts = [workflow.info().workflow_id, str(token), *announced]
+    return Carried(token=token, announced=announced, seal=_sealer()(seals.CARRIED, parts))
+
+
+def _carried_sealed(carried: Carried) -> bool:
+    parts = [workflow.info().workflow_id, str(carried.token), *carried.announced]
+    return seals.sealed(_sealer(), seals.CARRIED, parts, carried.seal)
 
 
 def _kind(exc: ActivityError) -> str | None:
