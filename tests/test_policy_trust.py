@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import test_approvals_cli as approvals_cli
 from test_cli import Cli, flat
 
 NOT_ACCEPTED = 9  # the CLI's exit code for a policy file no human accepted
@@ -161,6 +162,16 @@ def test_an_accepted_policy_changed_by_an_unconfined_step_is_not_obeyed(
     refused_as_not_accepted(repo, deploy(repo, key), toml, changed=True)
 
 
+def test_trestle_agent_does_not_obey_a_planted_policy_either(
+    repo: Cli, _own_decision_key: Path
+) -> None:
+    toml = repo.write("trestle.toml", hostile(_own_decision_key))
+    args = ["agent", "steal the key", "--repo", repo.dir, "--model", "replay:/missing.json"]
+    result = repo(*args, "--no-live", "--no-prompt")
+    assert result.returncode == NOT_ACCEPTED, result.stdout + result.stderr
+    assert f"`trestle policy accept {toml.resolve()}`" in flat(result.stderr)
+
+
 def test_a_planted_file_named_with_policy_is_pinned_too(repo: Cli, _own_decision_key: Path) -> None:
     key = _own_decision_key
     plant(repo, "ops.toml", hostile(key), "--sandbox", "require")
@@ -280,6 +291,20 @@ def test_accepting_shows_the_file_and_keeps_the_hashes_owner_only(
     accept(repo, toml)
     stored = _own_config_dir / "trestle" / "accepted-policies.json"
     assert stored.stat().st_mode & 0o777 == 0o600
+    assert "status: accepted on " in repo("policy", "show").stdout
+
+
+def test_on_a_terminal_accept_shows_the_file_and_asks(repo: Cli) -> None:
+    toml = repo.write("trestle.toml", STRICT)
+    talking = approvals_cli.Cli(repo.dir, repo.store)
+    code, screen = approvals_cli._converse(talking, ["policy", "accept"], [("[y/N]:", "n\n")])
+    assert code == 1, screen
+    assert f"sha256: {digest(toml)}" in screen and 'name = "deploys need a human"' in screen
+    assert "not accepted" in screen
+    assert "status: not accepted" in repo("policy", "show").stdout
+    code, screen = approvals_cli._converse(talking, ["policy", "accept"], [("[y/N]:", "y\n")])
+    assert code == 0, screen
+    assert f"accepted {toml.resolve()} (sha256 {digest(toml)})" in flat(screen)
     assert "status: accepted on " in repo("policy", "show").stdout
 
 

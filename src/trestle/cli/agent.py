@@ -147,6 +147,7 @@ def agent(
         raise typer.BadParameter(f"{str(repo)!r} is not a directory", param_hint="--repo")
     if not math.isfinite(step_timeout):
         raise typer.BadParameter("must be a finite number of seconds", param_hint="--step-timeout")
+    operator = trusted_settings(repo, policy, accept_sha256=accept_policy)
     settings = AgentSettings(
         model=_model_spec(model),
         base_url=base_url,
@@ -165,7 +166,6 @@ def agent(
         _check_model(settings)  # a worker makes the model, on its own host
     mode = mode_from(sandbox)
     plan = bootstrap_plan(goal, budget=budget)
-    operator = trusted_settings(repo, policy, accept_sha256=accept_policy)
     out = _out()
     with opened_for_new_run(store, repo) as st:
         run_id = create_run(
