@@ -30,7 +30,7 @@ from trestle.core.events import ActionResult
 from trestle.core.plan import Step
 from trestle.planfile import resolve_callable
 from trestle.processes import die_with_parent
-from trestle.sandbox import Cell, Sandbox
+from trestle.sandbox import Cell, Pinned, Sandbox
 from trestle.signing import KEY_ENV
 from trestle.step_origin import end_python_step, python_step
 from trestle.watchdog import WATCHDOG
@@ -52,11 +52,15 @@ class StepContext:
     workspace: Path
     plan_dir: Path
     sandbox: Sandbox | None = None  # None: commands run unconfined (a library caller's choice)
+    approved: bool = False  # a human approved this attempt's action
+    pinned: Pinned = ()  # the approved bytes of the files its command names
 
     @property
     def cell(self) -> Cell | None:
         """Where this step's commands run (its id is what the network policy names)."""
-        return None if self.sandbox is None else Cell(self.sandbox, self.workspace, self.step_id)
+        if self.sandbox is None:
+            return None
+        return Cell(self.sandbox, self.workspace, self.step_id, self.approved, self.pinned)
 
 
 def cap_output(text: str, limit: int = OUTPUT_LIMIT) -> str:

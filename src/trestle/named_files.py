@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import stat
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
@@ -38,6 +39,11 @@ IMPLICIT: dict[str, tuple[str, ...]] = {
 }
 
 _CHUNK = 1 << 20
+# programs that run the code of the first file they are given
+INTERPRETER = re.compile(r"(python|pypy|perl|ruby|node|php|lua|Rscript|tclsh|bun|deno)[0-9.]*")
+SCRIPT_DEPTH = 3  # scripts sourced or run by named scripts, this many levels down
+MAX_SCRIPT_BYTES = 1 << 20
+MAX_NAMED = 256
 
 
 def named_files(command: str, workspace: Path) -> dict[str, str]:
@@ -46,6 +52,27 @@ def named_files(command: str, workspace: Path) -> dict[str, str]:
     docstring); paths in sorted order."""
     root = workspace.resolve()
     found: dict[str, str] = {}
+    scripts = [command]
+    for depth in range(SCRIPT_DEPTH + 1):
+        named: list[str] = []
+        for text in scripts:
+            named += _names(text, root, found)
+        if depth == SCRIPT_DEPTH:
+            break
+        # what a named shell script sources or runs is as much the command's code
+        scripts = [t for t in map(lambda r: _shell_script(root / r), named) if t is not None]
+    return dict(sorted(found.items()))
+
+
+def _names(command: str, root: Path, found: dict[str, str]) -> list[str]:
+    """Add to ``found`` the workspace files ``command`` names; return the new ones."""
+    new: list[str] = []
+
+    def add(relative: str) -> None:
+        if relative not in found and len(found) < MAX_NAMED:
+            found[relative] = digest(root / relative)
+            new.append(relative)
+
     for simple in _simple_commands(command, 0):
         words = [w.value for w in simple.words if w.literal]
         if not words:
@@ -54,13 +81,74 @@ def named_files(command: str, workspace: Path) -> dict[str, str]:
         for name in IMPLICIT.get(program, ()):
             relative = _inside(root, name)
             if relative is not None:
-                found[relative] = _digest(root / relative)
+                add(relative)
         for word in words + [r.target.value for r in simple.redirects if not r.writes]:
             for candidate in _candidates(word):
                 relative = _inside(root, candidate)
                 if relative is not None and (root / relative).is_file():
-                    found[relative] = _digest(root / relative)
-    return dict(sorted(found.items()))
+                    add(relative)
+    return new
+
+
+def _shell_script(path: Path) -> str | None:
+    """The text of a shell script (``*.sh``, or a ``#!`` line naming a shell), else
+    None. Read without following a FIFO, and only so much of it."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
+        with open(path, "rb") as f:
+            head = f.read(MAX_SCRIPT_BYTES)
+    except OSError:
+        return None
+    first = head.split(b"\n", 1)[0]
+    shebang = first.startswith(b"#!") and any(
+        os.path.basename(word.decode("latin-1")) in SHELLS for word in first[2:].split()[:2]
+    )
+    if not (shebang or path.suffix in (".sh", ".bash")):
+        return None
+    return head.decode("utf-8", errors="replace")
+
+
+def executed_files(command: str, workspace: Path) -> set[str]:
+    """The workspace files among those ``command`` names that it runs as code: a
+    program given by its path, a script handed to a shell or an interpreter, a file
+    sourced (``.``, ``source``), a file a program reads its code from (``make``'s
+    Makefile), and, inside named shell scripts, the same, a few levels down. A file
+    it only reads or writes as data (``< input``, ``>> log``, ``sed -i x``) is not."""
+    root = workspace.resolve()
+    found: set[str] = set()
+    scripts = [command]
+    for depth in range(SCRIPT_DEPTH + 1):
+        new: list[str] = []
+        for text in scripts:
+            for simple in _simple_commands(text, 0):
+                for relative in _code_words(simple, root):
+                    if relative not in found and len(found) < MAX_NAMED:
+                        found.add(relative)
+                        new.append(relative)
+        if depth == SCRIPT_DEPTH:
+            break
+        scripts = [t for t in (_shell_script(root / r) for r in new) if t is not None]
+    return found
+
+
+def _code_words(simple: SimpleCommand, root: Path) -> Iterator[str]:
+    words = [w.value for w in simple.words if w.literal]
+    if not words:
+        return
+    program = words[0] if words[0] == "." else PurePosixPath(words[0]).name
+    code: list[str] = [words[0]] if "/" in words[0] else []
+    if program in (".", "source"):
+        code += words[1:2]
+    elif program in SHELLS or INTERPRETER.fullmatch(program):
+        arguments = words[1:]
+        if not any(a in ("-c", "-m", "-e", "-r", "-E") for a in arguments):
+            code += [a for a in arguments if not a.startswith("-")][:1]
+    code += list(IMPLICIT.get(program, ()))
+    for word in code:
+        relative = _inside(root, word)
+        if relative is not None and (root / relative).is_file():
+            yield relative
 
 
 def changed(before: dict[str, str], now: dict[str, str]) -> list[str]:
@@ -99,7 +187,7 @@ def _inside(root: Path, name: str) -> str | None:
     return path.relative_to(root).as_posix()
 
 
-def _digest(path: Path) -> str:
+def digest(path: Path) -> str:
     """The file's sha256, or ``absent``; a special file (FIFO, device) is never read."""
     try:
         info = os.stat(path)

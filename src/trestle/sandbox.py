@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -42,6 +43,7 @@ from typing import Literal
 from trestle.core.errors import ConfigError
 from trestle.core.policy import SandboxPolicy
 from trestle.core.state import RunState
+from trestle.sandbox_mounts import git_mounts, host_sockets, workspace_mounts
 
 Mode = Literal["auto", "require", "off"]
 MODES: tuple[Mode, ...] = ("auto", "require", "off")
@@ -84,6 +86,19 @@ GIT_CONFIG = (".gitconfig", ".config/git")  # the user's name for commits, shown
 # credentials that live beside tools shown read-only (see :func:`_tool_dirs`)
 SECRET_TOOL_FILES = (".cargo/credentials", ".cargo/credentials.toml", ".local/share/keyrings")
 PROBE_TIMEOUT = 10.0
+# A boundary for root drivers too: a user namespace of its own with no capabilities in
+# it (so no mount can be undone: umount needs CAP_SYS_ADMIN) and none nested inside
+# (a nested one would grant them again).
+CONFINEMENT = (
+    "--die-with-parent",
+    "--unshare-all",
+    "--unshare-user",
+    "--disable-userns",
+    "--cap-drop",
+    "ALL",
+)
+NOBODY = "65534"  # the uid and gid a root driver's commands run as
+Pinned = tuple[tuple[str, str], ...]  # (path in the workspace, a private copy of it)
 PRIVATE_DIRS = (Path("/tmp"), Path("/var/tmp"), Path("/run"))  # empty in every sandbox
 
 
@@ -102,6 +117,8 @@ class Sandbox:
             tier ``confirm`` is then allowed without one.
         hidden: paths no command may see: the store, the key, the configuration.
         policy: what the policy lets commands reach (network, variables, paths).
+        scope: a child run's write globs: only the directories they are rooted in are
+            writable (empty: the whole workspace).
     """
 
     bwrap: str | None
@@ -109,6 +126,7 @@ class Sandbox:
     opted_out: bool = False
     hidden: tuple[Path, ...] = ()
     policy: SandboxPolicy = field(default_factory=SandboxPolicy)
+    scope: tuple[str, ...] = ()
 
     @property
     def confines(self) -> bool:
@@ -136,37 +154,50 @@ class Sandbox:
         kept["TMPDIR"] = "/tmp"  # the private one
         return kept
 
-    def argv(self, command: str, *, cwd: Path, workspace: Path, name: str) -> list[str]:
-        """What to execute for the shell ``command`` run by step or tool ``name``."""
+    def argv(
+        self,
+        command: str,
+        *,
+        cwd: Path,
+        workspace: Path,
+        name: str,
+        approved: bool = False,
+        pinned: Pinned = (),
+    ) -> list[str]:
+        """What to execute for the shell ``command`` run by step or tool ``name``;
+        ``approved``: a human approved this very command, so it may write ``.git``
+        (never its configuration or hooks); ``pinned``: files shown read-only with the
+        bytes the human approved (see :class:`Cell`)."""
         shell = ["/bin/sh", "-c", command]
         if self.bwrap is None:
             return shell
         return [
             self.bwrap,
-            *self._mounts(workspace, name),
+            *self._mounts(workspace, name, approved=approved, pinned=pinned),
             "--chdir",
             str(cwd.resolve()),
             "--",
             *shell,
         ]
 
-    def _mounts(self, workspace: Path, name: str) -> list[str]:
+    def _mounts(self, workspace: Path, name: str, *, approved: bool, pinned: Pinned) -> list[str]:
         ws = workspace.resolve()
-        args = ["--die-with-parent", "--unshare-all"]
+        args = [*CONFINEMENT, *_identity()]
         if self.policy.allows_network(name):
             args.append("--share-net")
         args += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
         for private in PRIVATE_DIRS:
             args += ["--tmpfs", str(private)]
         home = _home()
-        outside, inside = _split(self._hidden_paths(home), ws)
+        homes = [h for h in dict.fromkeys((home, _account_home())) if h is not None]
+        outside, inside = _split([*(p.resolve() for p in self.hidden), *homes], ws)
         for path in outside:
             args += _hide(path)
         if self.policy.allows_network(name) and Path("/run/systemd/resolve").is_dir():
             args += ["--ro-bind", "/run/systemd/resolve", "/run/systemd/resolve"]
         shown = [
             *(home / p for p in GIT_CONFIG if home is not None),
-            *_tool_dirs(home),
+            *_tool_dirs(homes),
             *map(_expand, self.policy.read),
         ]
         shown = [p for p in _outermost(shown) if not _within(ws, p)]
@@ -176,21 +207,25 @@ class Sandbox:
         for path in outside:
             if any(path != s and _within(s, path) for s in shown):
                 args += _hide(path)
-        for path in (home / p for p in SECRET_TOOL_FILES if home is not None):
+        for path in (h / p for h in homes for p in SECRET_TOOL_FILES):
             args += _hide(path)
-        args += ["--bind", str(ws), str(ws)]
+        args += workspace_mounts(ws, self.scope)
         for path in inside:
             args += _hide(path)
+        args += git_mounts(ws, approved=approved)
         toml = ws / "trestle.toml"
         if toml.is_file() and not toml.is_symlink():
             args += ["--ro-bind", str(toml), str(toml)]  # the operator's policy
+        for relative, copy in pinned:
+            args += ["--ro-bind", copy, str(ws / relative)]
+        hidden_dirs = [*PRIVATE_DIRS, *outside]
+        for path in host_sockets():
+            if not any(_within(h, path) for h in hidden_dirs) or any(
+                _within(s, path) for s in shown
+            ):
+                args += ["--ro-bind", "/dev/null", str(path)]
         return args
 
-    def _hidden_paths(self, home: Path | None) -> list[Path]:
-        paths = [p.resolve() for p in self.hidden]
-        if home is not None:
-            paths.append(home)
-        return paths
 
 
 @dataclass(frozen=True)
@@ -202,15 +237,24 @@ class Cell:
     sandbox: Sandbox
     workspace: Path
     name: str
+    approved: bool = False  # a human approved this command: it may write .git's history
+    pinned: Pinned = ()  # the approved bytes of the files it names, shown in their place
 
     def argv(self, command: str, cwd: Path) -> list[str]:
-        return self.sandbox.argv(command, cwd=cwd, workspace=self.workspace, name=self.name)
+        return self.sandbox.argv(
+            command,
+            cwd=cwd,
+            workspace=self.workspace,
+            name=self.name,
+            approved=self.approved,
+            pinned=self.pinned,
+        )
 
     def environ(self, source: Mapping[str, str] | None = None) -> dict[str, str]:
         return self.sandbox.environ(source)
 
 
-def _tool_dirs(home: Path | None) -> list[Path]:
+def _tool_dirs(homes: list[Path]) -> list[Path]:
     """The hidden directories that hold the tools a command finds: each ``PATH`` entry
     or this Python that lives in the home (the top directory: ``~/.pyenv``,
     ``~/.cargo``, ``~/.local``) or in a private directory (``/tmp/x/.venv`` itself),
@@ -224,7 +268,8 @@ def _tool_dirs(home: Path | None) -> list[Path]:
         except OSError:
             continue
         for path in (entry.absolute(), real):
-            if home is not None and home in path.parents:
+            home = next((h for h in homes if h in path.parents), None)
+            if home is not None:
                 found.append(path if whole else home / path.relative_to(home).parts[0])
             elif any(private in path.parents for private in PRIVATE_DIRS):
                 found.append(path)
@@ -235,7 +280,14 @@ def _import_dirs() -> list[Path]:
     """Where this Python imports from beyond its prefix: a project installed in
     editable mode (``pip install -e``) is imported from its source tree, which a
     ``python -m ...`` inside the sandbox needs too. Shown as the entry itself."""
-    return [Path(entry) for entry in sys.path if entry and Path(entry).exists()]
+    return [Path(entry) for entry in sys.path if entry and _exists(Path(entry))]
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # behind a directory this user may not search: not one to show
+        return False
 
 
 def _outermost(paths: Iterable[Path]) -> list[Path]:
@@ -245,6 +297,24 @@ def _outermost(paths: Iterable[Path]) -> list[Path]:
         if not any(_within(outer, path) for outer in kept):
             kept.append(path)
     return kept
+
+
+def _identity() -> list[str]:
+    """Root outside is not root inside: a root driver's commands run as nobody (mapped
+    to root outside, so the workspace's files stay theirs, without root's powers)."""
+    return ["--uid", NOBODY, "--gid", NOBODY] if os.geteuid() == 0 else []
+
+
+def _account_home() -> Path | None:
+    """This account's home as the system knows it: hidden even when ``$HOME`` names
+    another directory."""
+    try:
+        home = Path(pwd.getpwuid(os.getuid()).pw_dir)
+    except (KeyError, OSError):
+        return None
+    if not home.is_dir() or home.resolve() == Path("/"):
+        return None
+    return home.resolve()
 
 
 def _home() -> Path | None:
@@ -324,6 +394,7 @@ def choose(
     *,
     hidden: tuple[Path, ...] = (),
     policy: SandboxPolicy | None = None,
+    scope: tuple[str, ...] = (),
 ) -> Sandbox:
     """The sandbox for a drive: bubblewrap if it works here, unless ``mode`` is off.
 
@@ -332,14 +403,14 @@ def choose(
     """
     policy = policy or SandboxPolicy()
     if mode == "off":
-        return Sandbox(None, "turned off by the operator", True, hidden, policy)
+        return Sandbox(None, "turned off by the operator", True, hidden, policy, scope)
     bwrap, why = find_bwrap()
     if bwrap is None and mode == "require":
         raise SandboxUnavailableError(
             f"no sandbox: {why}; install bubblewrap (apt install bubblewrap) or run "
             "with --sandbox auto (refuses confirm-tier work) or --sandbox off"
         )
-    return Sandbox(bwrap, why, False, hidden, policy)
+    return Sandbox(bwrap, why, False, hidden, policy, scope)
 
 
 def mode_from(value: str | None) -> Mode:
@@ -368,7 +439,8 @@ def find_bwrap() -> tuple[str | None, str]:
 @functools.cache
 def _probe(path: str) -> tuple[str | None, str]:
     """Whether ``path`` can make the namespaces a sandbox needs; asked once per process."""
-    probe = [path, "--unshare-all", "--ro-bind", "/", "/", "--proc", "/proc", "/bin/true"]
+    probe = [path, *CONFINEMENT, *_identity(), "--ro-bind", "/", "/", "--proc", "/proc"]
+    probe.append("/bin/true")
     try:
         done = subprocess.run(probe, capture_output=True, timeout=PROBE_TIMEOUT, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:

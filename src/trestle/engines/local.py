@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import socket
 import time
@@ -66,12 +67,14 @@ from trestle.core.gate import action_digest
 from trestle.core.plan import Step
 from trestle.core.records.monitors import DEFAULT_MONITORS, MonitorSettings
 from trestle.core.state import RunState
+from trestle.core.tree import parent_scope
 from trestle.engines.judge import cancel_in, request_as_events
 from trestle.engines.work import StepPerformer, StepWork, WorkspaceNotSaved
 from trestle.monitors import saved
 from trestle.monitors.hub import MonitorFactory, MonitorHub
 from trestle.monitors.trace import Stall
 from trestle.named_files import changed, named_files
+from trestle.pinning import pinned
 from trestle.processes import Leader, reap
 from trestle.processes import start_time as process_start_time
 from trestle.runs import (
@@ -648,7 +651,11 @@ class LocalEngine:
             key_path(),
             config_dir(),
         )
-        sandbox = choose(self.sandbox_mode, hidden=hidden, policy=sandbox_policy(state))
+        # a child run may write only its carved scope; a root run's scope is the gate's
+        scope = parent_scope(state) if state.parent is not None else ()
+        sandbox = choose(
+            self.sandbox_mode, hidden=hidden, policy=sandbox_policy(state), scope=scope
+        )
         self._sandboxes[state.run_id] = sandbox
         chosen = SandboxChosen(
             at=self.clock(), confined=sandbox.confines, detail=sandbox.describe()
@@ -733,20 +740,47 @@ class LocalEngine:
                 at=self.clock(), step=sid, attempt=ctx.attempt, ok=False, action=action
             )
         approved = approved_files(state, step, gate)
-        stale = None
-        if approved is not None:  # reading the files is IO: off the event loop
-            stale = await in_thread(pool, files_changed, approved, Path(state.workspace))
-        if stale is not None:  # the approval is of other files than would run: ask again
-            number, why = stale
-            action = ActionResult(status="error", error=why)
-            return StepAttemptEnded(
-                at=self.clock(),
-                step=sid,
-                attempt=ctx.attempt,
-                ok=False,
-                action=action,
-                approval_stale=number,
-            )
+        with contextlib.ExitStack() as held:
+            stale = None
+            if approved is not None:  # reading the files is IO: off the event loop
+                if ctx.sandbox is not None and ctx.sandbox.confines:
+                    pins, moved = await in_thread(
+                        pool,
+                        held.enter_context,
+                        pinned(approved.command, approved.files, Path(state.workspace)),
+                    )
+                    ctx = dataclasses.replace(ctx, pinned=pins)
+                    stale = files_moved(approved, moved)
+                else:
+                    stale = await in_thread(pool, files_changed, approved, Path(state.workspace))
+            if stale is not None:  # the approval is of other files than would run: ask again
+                number, why = stale
+                action = ActionResult(status="error", error=why)
+                return StepAttemptEnded(
+                    at=self.clock(),
+                    step=sid,
+                    attempt=ctx.attempt,
+                    ok=False,
+                    action=action,
+                    approval_stale=number,
+                )
+            # only the command a human approved may write .git; an agent's calls are
+            # each gated on their own
+            human = step.run is not None and approved_by_human(state, gate)
+            ctx = dataclasses.replace(ctx, approved=human)
+            return await self._attempt_run(state, sid, step, ctx, pool, outbox, acting, note_spawn)
+
+    async def _attempt_run(
+        self,
+        state: RunState,
+        sid: str,
+        step: Step,
+        ctx: StepContext,
+        pool: Executor,
+        outbox: _Outbox,
+        acting: set[str],
+        note_spawn: Callable[[int], None],
+    ) -> AnyEvent:
         taking: asyncio.Future[str | None]
         if self.shadow_dir is not None and wants_checkpoint(state.plan, step, "before"):
             taking = asyncio.ensure_future(self._checkpoint(state, step, ctx, "before", pool))
@@ -776,7 +810,8 @@ class LocalEngine:
                     acting.discard(sid)
                 action = await perform(step, ctx, pool, on_spawn=note_spawn)
         acting.discard(sid)
-        checks = await run_checks(step, ctx, pool) if action.status == "ok" else ()
+        checking = dataclasses.replace(ctx, approved=False, pinned=())  # nobody approved them
+        checks = await run_checks(step, checking, pool) if action.status == "ok" else ()
         ok = action.status == "ok" and all(c.passed for c in checks)
         try:
             after = await self._checkpoint(state, step, ctx, "after", pool)
@@ -1001,13 +1036,25 @@ def approved_files(state: RunState, step: Step, gate: Gate | None) -> _Approved 
 def files_changed(approved: _Approved, workspace: Path) -> tuple[int, str] | None:
     """The approval that no longer holds and why, when a workspace file the command
     names reads otherwise than when the approval was asked; else None."""
-    moved = changed(approved.files, named_files(approved.command, workspace))
+    return files_moved(approved, changed(approved.files, named_files(approved.command, workspace)))
+
+
+def files_moved(approved: _Approved, moved: list[str]) -> tuple[int, str] | None:
+    """The approval that no longer holds and why, when ``moved`` names files; else None."""
     if not moved:
         return None
     return approved.number, (
         "refused: the action differs from the one that passed the approval gate: "
         f"{', '.join(moved)} changed since approval {approved.number} was asked; asking again"
     )
+
+
+def approved_by_human(state: RunState, gate: Gate | None) -> bool:
+    """Did a human approve this very action (not a rule, not an audit after it)?"""
+    if gate is None or gate.approval is None:
+        return False
+    granted = state.approvals.get(gate.approval)
+    return granted is not None and granted.status in ("approved", "modified")
 
 
 def unapproved(state: RunState, step: Step, gate: Gate | None) -> str | None:

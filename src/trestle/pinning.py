@@ -1,0 +1,83 @@
+"""What a human approved is what runs: the approved bytes of the files a command names.
+
+An approval of ``sh deploy.sh`` is bound to the digest of ``deploy.sh`` as the human
+saw it (:mod:`trestle.named_files`). Checking the file again just before the command
+starts leaves a window: a parallel step can change it between the check and the
+shell's read, and the command itself could rewrite what it sources next. So, where a
+sandbox confines the command, the engine copies each named file to a private
+directory no step can see, checks the copy's digest against the approved one, and
+shows the copy, read-only, in the file's place inside the sandbox: the command reads
+the approved bytes or does not run.
+
+A file that cannot be copied safely (a link, a hard link, a special file, one too
+large) is not pinned; its digest is still checked just before the command starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from trestle.named_files import digest, executed_files
+from trestle.sandbox import Pinned
+from trestle.tools.beneath import Refused, read_regular
+
+MAX_PINNED_BYTES = 16 * 1024 * 1024
+
+
+@contextmanager
+def pinned(
+    command: str, approved: dict[str, str], workspace: Path
+) -> Iterator[tuple[Pinned, list[str]]]:
+    """Private copies of the approved files ``command`` runs as code, and the paths
+    that no longer read as approved (changed, appeared or went away); the copies are
+    removed on exit. The files it reads or writes as data are checked, not copied: it
+    may go on writing them.
+
+    Args:
+        command: the approved command.
+        approved: ``{path in the workspace: sha256 or "absent"}``, as the approval
+            recorded them.
+        workspace: the workspace.
+    """
+    root = workspace.resolve()
+    code = executed_files(command, root)
+    directory = Path(tempfile.mkdtemp(prefix="trestle-approved-"))
+    try:
+        copies: list[tuple[str, str]] = []
+        moved: list[str] = []
+        for index, (relative, approved_digest) in enumerate(sorted(approved.items())):
+            data = _read(root, relative) if relative in code else None
+            now = digest(root / relative) if data is None else hashlib.sha256(data).hexdigest()
+            if now != approved_digest:
+                moved.append(relative)
+            elif data is not None:
+                copy = directory / str(index)
+                copy.write_bytes(data)
+                copy.chmod(0o555 if _executable(root / relative) else 0o444)
+                copies.append((relative, str(copy)))
+        yield tuple(copies), moved
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _read(root: Path, relative: str) -> bytes | None:
+    """The file's bytes, read beneath the workspace with no link followed out of it;
+    None when it is missing or not a single-named regular file of at most the size
+    pinned (its digest is then checked in place)."""
+    try:
+        return read_regular(root, relative, MAX_PINNED_BYTES)
+    except (Refused, OSError):
+        return None
+
+
+def _executable(path: Path) -> bool:
+    try:
+        return bool(os.stat(path).st_mode & 0o111)
+    except OSError:
+        return False

@@ -1,0 +1,176 @@
+"""What the sandbox mounts over the workspace and the host, besides hiding Trestle's
+own files (see :mod:`trestle.sandbox`):
+
+- **the workspace**, writable whole, or, for a child run with a carved scope, read-only
+  but for the directories its scope names;
+- **the repository's ``.git``**, read-only: whatever a command writes there (hooks,
+  ``core.fsmonitor``, a filter, a ``commondir``) would run outside the sandbox at the
+  operator's next ``git status``. A command a human approved may write it (``git
+  commit``), but never its configuration, hooks, submodules, worktrees or ``info``;
+  being a mount point, ``.git`` cannot be renamed or replaced either;
+- **the host's UNIX sockets**, each covered: a socket is reached by its path, not
+  through the network namespace, so a daemon's socket (Docker's, a database's) would
+  otherwise be open to every command.
+
+Each returns bubblewrap arguments; paths are the workspace's real ones.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+# what of a writable .git a command must not change: each makes git run a program or
+# read its settings elsewhere (hooks; config; a submodule's or worktree's own config;
+# info/attributes; commondir, config.worktree and alternates redirect what git reads)
+GIT_EXECUTABLE = (
+    "config",
+    "config.worktree",
+    "hooks",
+    "info",
+    "modules",
+    "worktrees",
+    "commondir",
+    "objects/info/alternates",
+)
+_WILDCARD = re.compile(r"[*?\[\]{}!]")
+
+
+def workspace_mounts(ws: Path, scope: tuple[str, ...]) -> list[str]:
+    """The workspace read-write; with a ``scope`` (a child run's write globs), read-only
+    but for the directories the globs are rooted in. A glob rooted at the top (``*.md``,
+    ``**``) leaves the whole workspace writable: the gate still asks for a write
+    outside the scope, but the sandbox cannot tell those files apart."""
+    dirs = writable_dirs(ws, scope)
+    if dirs is None:
+        return ["--bind", str(ws), str(ws)]
+    args = ["--ro-bind", str(ws), str(ws)]
+    for path in dirs:
+        args += ["--bind", str(path), str(path)]
+    return args
+
+
+def writable_dirs(ws: Path, scope: tuple[str, ...]) -> list[Path] | None:
+    """The real directories ``scope`` may write, outermost first, created when missing;
+    None when the whole workspace must stay writable. A directory that leads outside
+    the workspace (a link a step planted) or into ``.git`` or ``.trestle`` is left
+    read-only."""
+    if not scope:
+        return None
+    found: list[Path] = []
+    for glob in scope:
+        root = _literal_root(glob)
+        if root is None:
+            return None
+        target = ws / root
+        if _WILDCARD.search(glob) is None and not target.is_dir():
+            target = target.parent  # a file the scope names: its directory
+        real = _made_real(target, ws)
+        if real is not None:
+            found.append(real)
+    kept: list[Path] = []
+    for path in sorted(set(found), key=lambda p: len(p.parts)):
+        if not any(path == k or k in path.parents for k in kept):
+            kept.append(path)
+    return kept
+
+
+def _literal_root(glob: str) -> str | None:
+    """The path a glob's matches all lie under (``src/pkg`` for ``src/pkg/**/*.py``),
+    the glob itself when it has no wildcard, or None when it is rooted at the top."""
+    parts = [p for p in glob.strip("/").split("/") if p not in ("", ".")]
+    literal: list[str] = []
+    for part in parts:
+        if _WILDCARD.search(part):
+            break
+        literal.append(part)
+    return "/".join(literal) or None
+
+
+def _made_real(target: Path, ws: Path) -> Path | None:
+    """``target``'s real path if it stays inside the workspace and out of its
+    protected directories, created when missing; else None."""
+    try:
+        if not target.exists():
+            target.mkdir(parents=True, exist_ok=True)
+        real = target.resolve(strict=True)
+    except OSError:
+        return None
+    if real == ws:
+        return real  # a file at the top: the whole workspace, as the gate alone holds it
+    if ws not in real.parents:
+        return None
+    top = real.relative_to(ws).parts[0].lower()
+    if top in (".git", ".trestle"):
+        return None
+    return real
+
+
+def git_mounts(ws: Path, *, approved: bool) -> list[str]:
+    """``.git`` read-only (see the module docstring); where it is a file (``gitdir:``,
+    a worktree or submodule checkout) or a link, that and the directory it leads to
+    when that lies in the workspace."""
+    dot_git = ws / ".git"
+    try:
+        info = os.lstat(dot_git)
+    except OSError:
+        return []  # none yet: see docs/security.md for a .git a command creates
+    if stat.S_ISDIR(info.st_mode):
+        if not approved:
+            return ["--ro-bind", str(dot_git), str(dot_git)]
+        writable = ["--bind", str(dot_git), str(dot_git)]
+        for name in GIT_EXECUTABLE:
+            path = dot_git / name
+            if os.path.lexists(path) and not path.is_symlink():
+                writable += ["--ro-bind", str(path), str(path)]
+        return writable
+    args: list[str] = []
+    if stat.S_ISREG(info.st_mode):
+        args += ["--ro-bind", str(dot_git), str(dot_git)]
+    target = _linked_git_dir(dot_git, ws)
+    if target is not None:
+        args += ["--ro-bind", str(target), str(target)]
+    return args
+
+
+def _linked_git_dir(dot_git: Path, ws: Path) -> Path | None:
+    """The repository directory a ``.git`` file or link leads to, if in the workspace."""
+    try:
+        if dot_git.is_symlink():
+            target = dot_git.resolve(strict=True)
+        else:
+            text = dot_git.read_text(encoding="utf-8", errors="replace")[:4096]
+            named = text.partition("gitdir:")[2].strip()
+            if not named:
+                return None
+            target = (ws / named).resolve(strict=True)
+    except OSError:
+        return None
+    if target.is_dir() and ws in target.parents:
+        return target
+    return None
+
+
+def host_sockets() -> Iterator[Path]:
+    """The paths of the UNIX sockets bound on this host (as far as this network
+    namespace's ``/proc/net/unix`` lists them) that exist now."""
+    try:
+        with open("/proc/net/unix", encoding="utf-8", errors="replace") as table:
+            lines = table.read().splitlines()[1:]
+    except OSError:
+        return
+    seen: set[str] = set()
+    for line in lines:
+        fields = line.split(maxsplit=7)
+        if len(fields) < 8 or not fields[7].startswith("/") or fields[7] in seen:
+            continue
+        seen.add(fields[7])
+        path = Path(fields[7])
+        try:
+            if stat.S_ISSOCK(os.lstat(path).st_mode):
+                yield path
+        except OSError:
+            continue

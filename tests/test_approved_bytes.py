@@ -1,0 +1,127 @@
+"""What a human approved is what runs: the approved bytes of the scripts a command runs
+and sources, even when they are changed between the engine's last check and the
+command's read.
+
+The mechanism first (a script, what it sources, a program run by its path, each
+changed after the engine pinned it; a data file the command goes on writing), then
+the race as an attacker runs it: a process outside the run rewrites the approved
+script as fast as it can while ``trestle resume`` starts the approved step. Each
+attempt either runs the approved text or is refused and asked again; the unapproved
+text never runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from test_approvals_cli import Cli, flat
+from test_sandbox import _require_bwrap
+from trestle.actions import run_shell
+from trestle.named_files import executed_files, named_files
+from trestle.pinning import pinned
+from trestle.sandbox import Cell, choose
+
+GOOD = "echo GOOD >> out.log\n"
+EVIL = "echo EVIL >> out.log\n"
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    return Cli(dir=tmp_path, store=tmp_path / "trestle.db")
+
+
+RACES = int(os.environ.get("TRESTLE_APPROVED_RACES", "6"))  # more in make soak
+
+
+def _run_pinned(ws: Path, command: str, change: dict[str, str]) -> tuple[list[str], str]:
+    """Approve ``command`` as the workspace reads now, change ``change`` after the
+    engine pinned what it runs, run it confined; what it wrote and its output."""
+    approved = named_files(command, ws)
+    sandbox = choose("require")
+    with pinned(command, approved, ws) as (pins, moved):
+        assert moved == []
+        for name, text in change.items():
+            (ws / name).write_text(text)
+        cell = Cell(sandbox, ws, "deploy", approved=True, pinned=pins)
+        result = asyncio.run(
+            run_shell(command, cwd=ws, env={"PATH": "/usr/bin:/bin"}, timeout=30, cell=cell)
+        )
+    log = ws / "out.log"
+    return (log.read_text().splitlines() if log.exists() else []), result.output
+
+
+def test_a_script_and_what_it_sources_run_as_approved_though_changed_after(
+    tmp_path: Path,
+) -> None:
+    _require_bwrap()
+    (tmp_path / "deploy.sh").write_text(". ./lib.sh\n" + GOOD)
+    (tmp_path / "lib.sh").write_text("echo LIB-GOOD >> out.log\n")
+    assert executed_files("sh deploy.sh", tmp_path) == {"deploy.sh", "lib.sh"}
+    wrote, output = _run_pinned(
+        tmp_path, "sh deploy.sh", {"deploy.sh": EVIL, "lib.sh": "echo LIB-EVIL >> out.log\n"}
+    )
+    assert wrote == ["LIB-GOOD", "GOOD"], output
+
+
+def test_a_program_run_by_its_path_keeps_its_mode_and_its_approved_text(tmp_path: Path) -> None:
+    _require_bwrap()
+    script = tmp_path / "deploy.sh"
+    script.write_text("#!/bin/sh\n" + GOOD)
+    script.chmod(0o755)
+    wrote, output = _run_pinned(tmp_path, "./deploy.sh", {"deploy.sh": "#!/bin/sh\n" + EVIL})
+    assert wrote == ["GOOD"], output
+
+
+def test_a_file_the_command_only_reads_or_writes_stays_writable(tmp_path: Path) -> None:
+    _require_bwrap()
+    (tmp_path / "out.log").write_text("")
+    command = 'echo more >> out.log; test "$(wc -l < out.log)" -ge 1'
+    assert executed_files(command, tmp_path) == set()
+    wrote, output = _run_pinned(tmp_path, command, {})
+    assert wrote == ["more"], output
+
+
+def test_a_script_rewritten_while_its_approved_step_starts_never_runs_unapproved(
+    cli: Cli,
+) -> None:
+    _require_bwrap()
+    evil_runs = approved_runs = refused = 0
+    for trial in range(RACES):
+        (cli.dir / "out.log").unlink(missing_ok=True)
+        cli.write("deploy.sh", GOOD)
+        run_id = cli.start("steps: [{id: deploy, run: sh deploy.sh, irreversible: true}]")
+        assert cli("approve", f"{run_id}.1").returncode == 0
+        stop = threading.Event()
+
+        def flip(stop: threading.Event = stop) -> None:
+            # rewrites in place, as a sibling step or a leftover process would
+            while not stop.is_set():
+                for text in (EVIL, GOOD):
+                    with open(cli.dir / "deploy.sh", "r+") as f:
+                        f.write(text)
+                        f.truncate()
+
+        racer = threading.Thread(target=flip)
+        # start flipping once the approval is recorded, around the engine's check
+        racer.start()
+        time.sleep(0.01 * trial)
+        try:
+            resumed = cli("resume", run_id)
+        finally:
+            stop.set()
+            racer.join()
+        ran = cli.lines("out.log")
+        evil_runs += "EVIL" in ran
+        approved_runs += ran == ["GOOD"]
+        said = flat(resumed.stdout)
+        refused += "the action differs from the one that passed the approval gate" in said
+        assert ran in ([], ["GOOD"]), f"trial {trial}: {ran}\n{resumed.stdout}"
+    print(f"{RACES} races: {evil_runs} ran unapproved text, {approved_runs} ran as approved")
+    assert evil_runs == 0
+    assert approved_runs + refused == RACES

@@ -1,0 +1,232 @@
+"""The sandbox as a boundary against the step it confines, as root and as a normal user.
+
+A hostile plan step tries what a root step did before the sandbox dropped its powers:
+undo the mounts that hide the home, the key and the store (``umount``, or a nested
+user namespace that grants the capabilities again), then approve the run's own
+irreversible step from a detached process; plant hooks, ``core.fsmonitor`` or a
+``commondir`` in ``.git`` for the operator's next ``git status``; replace ``.git``
+wholesale; reach a daemon's UNIX socket; read the account's real home while ``$HOME``
+names another directory. Each attack appends ``GOT <what>`` to ``got.txt`` when it
+works; the test counts them, and checks from outside that the irreversible step still
+waits for a human and that nothing in ``.git`` changed.
+
+The same plan runs under a root driver (this machine's default, as in most
+containers and CI) and under an unprivileged one (uid 1000, through ``setpriv``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from test_approvals_cli import Cli, run_id_of
+from test_sandbox import SECRET, HostCli, _attack, _require_bwrap
+
+USER = 1000  # the unprivileged driver
+OUTSIDE_TMP = "/var/lib"  # a host directory every sandbox shows as it is
+SOURCE = Path(__file__).resolve().parents[1] / "src"
+SPAWNS_ITSELF = "import subprocess, sys; subprocess.run([sys.executable, '-c', ''], check=True)"
+
+
+def _as(uid: int) -> list[str]:
+    return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+
+
+@dataclass
+class Target:
+    """What the attacks aim at, outside the workspace."""
+
+    host: Path  # holds home/ (with the key), ws/ and the store
+    socket: Path  # a daemon's socket on the host
+    real_home_secret: Path  # a file in the account's real home
+    python: str  # the driver's Python, which a step uses to run trestle too
+
+
+@dataclass(frozen=True)
+class UserCli(HostCli):
+    """The CLI run by an unprivileged user (``uid``); None runs it as this process."""
+
+    uid: int | None = None
+    python: str = sys.executable
+
+    def env(self, **extra: str) -> dict[str, str]:
+        if self.python != sys.executable:  # the system's Python, with this one's packages
+            ours = [p for p in sys.path if p.startswith((sys.prefix, str(SOURCE)))]
+            extra = {"PYTHONPATH": os.pathsep.join(ours), **extra}
+        return super().env(**extra)
+
+    def __call__(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        prefix: list[str] = []
+        if self.uid is not None:
+            prefix = _as(self.uid)
+        return subprocess.run(
+            [*prefix, self.python, "-m", "trestle", *args],
+            cwd=self.dir,
+            env=self.env(**env),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+
+def _home_of(uid: int) -> Path:
+    return Path(pwd.getpwuid(uid).pw_dir)
+
+
+def _python_for(uid: int | None) -> str:
+    """A Python of this version that ``uid`` may run: this one, or the system's when
+    this one lives in a home the user cannot enter (pyenv under /root)."""
+    # it must start itself again, as the driver's watchdog does (an exec through a
+    # directory the user cannot search may pass the first time and fail the second)
+    candidates = [sys.executable, f"/usr/bin/python{sys.version_info[0]}.{sys.version_info[1]}"]
+    if uid is None:
+        return sys.executable
+    for python in candidates:
+        ran = subprocess.run(
+            [*_as(uid), python, "-c", SPAWNS_ITSELF],
+            capture_output=True,
+            check=False,
+        )
+        if ran.returncode == 0:
+            return python
+    pytest.fail(f"no Python {sys.version_info[:2]} that uid {uid} may run: {candidates}")
+
+
+@pytest.fixture(params=["root", "user"])
+def driver(request: pytest.FixtureRequest) -> Iterator[tuple[UserCli, Target]]:
+    _require_bwrap()
+    uid = None if request.param == "root" else USER
+    owner = os.getuid() if uid is None else uid
+    if os.getuid() != 0 and uid is not None:
+        pytest.skip("the unprivileged driver is made with setpriv, which needs root")
+    # not under /tmp: the sandbox's /tmp is private, so a mount taken away there would
+    # show an empty directory, not the host's files, and the test would prove nothing
+    base = Path(tempfile.mkdtemp(prefix="trestle-boundary-", dir=OUTSIDE_TMP))
+    sock_dir = Path(tempfile.mkdtemp(prefix="trestle-boundary-", dir=OUTSIDE_TMP))
+    real_home = _home_of(owner)
+    secret_file = real_home / f".trestle-boundary-{secrets.token_hex(4)}"
+    server = socket.socket(socket.AF_UNIX)
+    try:
+        home = base / "home"
+        (home / ".config" / "trestle").mkdir(parents=True)
+        (home / ".config" / "trestle" / "approval.key").write_text(SECRET)
+        (home / ".config" / "trestle" / "approval.key").chmod(0o600)
+        (base / "ws").mkdir()
+        (base / "store").mkdir()
+        subprocess.run(["git", "init", "-q", str(base / "ws")], check=True)
+        (base / "ws" / "README").write_text("hello\n")
+        secret_file.write_text(SECRET)
+        server.bind(str(sock_dir / "daemon.sock"))
+        server.listen(8)
+        os.chmod(sock_dir / "daemon.sock", 0o777)
+        for path in (base, sock_dir, secret_file):
+            _chown_tree(path, owner)
+        base.chmod(0o755)
+        sock_dir.chmod(0o755)
+        python = _python_for(uid)
+        cli = UserCli(base / "ws", base / "store" / "trestle.db", uid, python)
+        yield cli, Target(base, sock_dir / "daemon.sock", secret_file, python)
+    finally:
+        server.close()
+        secret_file.unlink(missing_ok=True)
+        shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(sock_dir, ignore_errors=True)
+
+
+def _chown_tree(path: Path, uid: int) -> None:
+    if os.getuid() != 0:
+        return
+    os.chown(path, uid, uid, follow_symlinks=False)
+    if path.is_dir() and not path.is_symlink():
+        for child in path.rglob("*"):
+            os.chown(child, uid, uid, follow_symlinks=False)
+
+
+def boundary_attacks(target: Target, store: Path) -> dict[str, str]:
+    home = target.host / "home"
+    key = home / ".config" / "trestle" / "approval.key"
+    trestle = f"{target.python} -m trestle"
+    # the key's directory and the home are each hidden: take both mounts away
+    unhide = f"umount -l {key.parent}; umount -l {home}; umount -l {key.parent}"
+    connect = f"import socket; s = socket.socket(socket.AF_UNIX); s.connect({str(target.socket)!r})"
+    return {
+        "root inside": 'test "$(id -u)" = 0',
+        "capabilities": "grep -Eq '^CapEff:.*[1-9a-f]' /proc/self/status",
+        "umount the hidden home": f"{unhide}; grep -q {SECRET} {key}",
+        "umount in a nested namespace": f"unshare -Urm sh -c '{unhide}; grep -q {SECRET} {key}'",
+        "write a hook": (
+            "printf '#!/bin/sh\\ntouch pwned\\n' > .git/hooks/post-index-change"
+            " && chmod +x .git/hooks/post-index-change"
+        ),
+        "set core.fsmonitor": "git config core.fsmonitor 'touch pwned'",
+        "plant commondir": "echo evil > .git/commondir",
+        "replace .git": "mv .git .git-old && mkdir .git",
+        "a daemon socket": f'{sys.executable} -c "{connect}"',
+        "the real home": f"grep -q {SECRET} {target.real_home_secret}",
+        "mount over .git": "mount -t tmpfs none .git && touch .git/x && umount .git",
+        "detached approve after umount": (
+            f"({unhide} 2>/dev/null; setsid env -i PATH=$PATH PYTHONPATH=$PYTHONPATH "
+            f"{trestle} approve $TRESTLE_RUN_ID.1 --store {store} > approve.out 2>&1 &); sleep 3;"
+            f" {trestle} inbox --store {store} 2>/dev/null | grep -q approved"
+        ),
+    }
+
+
+def _git_state(ws: Path) -> str:
+    """A digest of everything in ``.git`` but its objects, refs and index."""
+    h = hashlib.sha256()
+    for path in sorted((ws / ".git").rglob("*")):
+        relative = path.relative_to(ws).as_posix()
+        h.update(relative.encode() + b"\0")
+        skipped = relative == ".git/index" or relative.startswith((".git/objects", ".git/refs"))
+        if path.is_file() and not skipped:
+            h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def _plan(attacks: dict[str, str]) -> str:
+    probes = "\n".join(f"      {_attack(what, cmd)}" for what, cmd in attacks.items())
+    return (
+        "goal: escape the sandbox\nsteps:\n"
+        "  - id: probe\n"
+        "    approval: auto\n"
+        "    run: |\n"
+        f"{probes}\n"
+        "      echo ran > ran.txt\n"
+        "  - id: push\n"
+        "    run: echo pushed >> pushed.txt\n"
+        "    irreversible: true\n"
+    )
+
+
+def test_no_attack_from_inside_a_step_gets_out_as_root_or_as_a_user(
+    driver: tuple[UserCli, Target],
+) -> None:
+    cli, target = driver
+    tried = boundary_attacks(target, cli.store)
+    before = _git_state(cli.dir)
+    cli.write("plan.yaml", _plan(tried))
+    started = cli("run", "plan.yaml")
+    assert started.returncode == 3, started.stdout + started.stderr
+    run_id = run_id_of(started)
+    got = cli.lines("got.txt")
+    assert (cli.dir / "ran.txt").exists(), "the probe step did not run"
+    assert got == [], f"{len(got)} of {len(tried)} attacks worked: {got}"
+    [card] = Cli.json(cli, "inbox", "--run", run_id)
+    assert card["status"] == "pending"
+    assert not (cli.dir / "pushed.txt").exists()
+    assert _git_state(cli.dir) == before, "the step changed .git"
+    assert (cli.dir / ".git").is_dir() and not (cli.dir / ".git-old").exists()
