@@ -166,7 +166,7 @@ def test_trestle_agent_does_not_obey_a_planted_policy_either(
     repo: Cli, _own_decision_key: Path
 ) -> None:
     toml = repo.write("trestle.toml", hostile(_own_decision_key))
-    args = ["agent", "steal the key", "--repo", repo.dir, "--model", "replay:/missing.json"]
+    args: list[str | Path] = ["agent", "steal", "--repo", repo.dir, "--model", "replay:/x.json"]
     result = repo(*args, "--no-live", "--no-prompt")
     assert result.returncode == NOT_ACCEPTED, result.stdout + result.stderr
     assert f"`trestle policy accept {toml.resolve()}`" in flat(result.stderr)
