@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import py_compile
+import re
+import struct
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import trestle
-from trestle.core.errors import PlanError
-from trestle.core.plan import critical_path, find_cycle, topological_order, waves
-from trestle.planfile import generate_plan_json_schema, load_plan, parse_plan, plan_json_schema
+from trestle.core.errors import PlanError, RunError
+from trestle.core.plan import Plan, critical_path, find_cycle, topological_order, waves
+from trestle.planfile import (
+    generate_plan_json_schema,
+    load_plan,
+    parse_plan,
+    plan_json_schema,
+    python_sources,
+    resolve_callable,
+)
 
 GOOD = """
 goal: build and ship
@@ -204,3 +216,89 @@ def test_import_trestle_loads_nothing_until_a_name_is_used() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert loaded.stdout.strip() == "['trestle', 'trestle.lazy']"  # and the loader
+
+
+# --- python: modules are pinned when the run starts ---------------------------------------
+
+
+@pytest.fixture
+def module_name(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A module name no other test imports; forgotten afterwards."""
+    name = "pinned_" + re.sub(r"\W", "_", request.node.name)
+    yield name
+    for loaded in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+        del sys.modules[loaded]
+
+
+def _plan_calling(ref: str, base: Path) -> Plan:
+    return parse_plan(
+        f"steps:\n  - {{id: a, python: '{ref}', verify: [{{python: '{ref}'}}]}}\n", base_dir=base
+    )
+
+
+def test_a_module_is_imported_from_the_bytes_recorded_when_the_run_started(
+    tmp_path: Path, module_name: str
+) -> None:
+    (tmp_path / f"{module_name}.py").write_text("def go(ctx):\n    return 41 + ctx\n")
+    pins = python_sources(_plan_calling(f"{module_name}:go", tmp_path), tmp_path)
+    assert list(pins) == [str(tmp_path / f"{module_name}.py")]
+    go = resolve_callable(f"{module_name}:go", tmp_path, pins=pins, step="a")
+    assert go(1) == 42
+
+
+def test_a_module_a_step_rewrote_after_the_start_is_refused_not_run(
+    tmp_path: Path, module_name: str
+) -> None:
+    source = tmp_path / f"{module_name}.py"
+    source.write_text("def go(ctx):\n    return True\n")
+    pins = python_sources(_plan_calling(f"{module_name}:go", tmp_path), tmp_path)
+    marker = tmp_path.parent / f"{module_name}-ran"
+    source.write_text(f"open({str(marker)!r}, 'w').close()\ndef go(ctx):\n    return True\n")
+    with pytest.raises(RunError) as caught:
+        resolve_callable(f"{module_name}:go", tmp_path, pins=pins, step="a")
+    assert f"step 'a': {module_name}:go: {str(source)!r} changed after the run started" in str(
+        caught.value
+    )
+    assert not marker.exists() and module_name not in sys.modules
+
+
+def test_bytecode_planted_beside_a_pinned_module_is_never_loaded(
+    tmp_path: Path, module_name: str
+) -> None:
+    """A .pyc whose header matches the source (size and mtime) is what a plain import
+    loads; the pinned import compiles the checked source instead."""
+    source = tmp_path / f"{module_name}.py"
+    source.write_text("def go(ctx):\n    return 'honest'\n")
+    pins = python_sources(_plan_calling(f"{module_name}:go", tmp_path), tmp_path)
+    evil = tmp_path / "evil.py"
+    evil.write_text("def go(ctx):\n    return 'planted'\n")
+    stat = source.stat()
+    cached = Path(importlib.util.cache_from_source(str(source)))
+    cached.parent.mkdir(exist_ok=True)
+    py_compile.compile(str(evil), cfile=str(cached))
+    header = bytearray(cached.read_bytes())
+    header[8:16] = struct.pack("<II", int(stat.st_mtime) & 0xFFFFFFFF, stat.st_size & 0xFFFFFFFF)
+    cached.write_bytes(bytes(header))
+    assert resolve_callable(f"{module_name}:go", tmp_path, pins=pins, step="a")(None) == "honest"
+    del sys.modules[module_name]
+    assert resolve_callable(f"{module_name}:go", tmp_path)(None) == "planted"  # unpinned
+
+
+def test_a_package_is_pinned_file_by_file_and_a_new_file_that_shadows_is_refused(
+    tmp_path: Path, module_name: str
+) -> None:
+    package = tmp_path / module_name
+    package.mkdir()
+    (package / "__init__.py").write_text("LOADED = True\n")
+    (package / "steps.py").write_text("def go(ctx):\n    return 'ok'\n")
+    ref = f"{module_name}.steps:go"
+    pins = python_sources(_plan_calling(ref, tmp_path), tmp_path)
+    assert sorted(pins) == [str(package / "__init__.py"), str(package / "steps.py")]
+    (package / "__init__.py").write_text("LOADED = 'by the step'\n")
+    with pytest.raises(RunError, match=re.escape("__init__.py' changed after the run started")):
+        resolve_callable(ref, tmp_path, pins=pins, step="a")
+    (package / "__init__.py").write_text("LOADED = True\n")
+    (package / "steps").mkdir()  # a package now comes before steps.py
+    (package / "steps" / "__init__.py").write_text("def go(ctx):\n    return 'shadow'\n")
+    with pytest.raises(RunError, match="was not there when the run started"):
+        resolve_callable(ref, tmp_path, pins=pins, step="a")
