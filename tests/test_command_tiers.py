@@ -4,6 +4,10 @@ harmless commands do not."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -211,3 +215,177 @@ def test_any_text_is_read_without_error_and_alike_every_time(command: str) -> No
     assert tier in ("auto", "log", "confirm")
     signature = command_signature(command)
     assert signature is None or len(shape.parts) == 1
+
+
+# --- launchers, git's own ways and inline code ----------------------------------------
+
+
+def test_every_respelling_through_a_launcher_git_or_inline_code_needs_a_human() -> None:
+    from launcher_spellings import respellings
+
+    commands = respellings()
+    assert len(commands) >= 1200
+    missed = [(c, tier_of(c)) for c in commands if tier_of(c)[0] != "confirm"]
+    assert missed == []
+
+
+# (command, the tier it must keep): launchers, interpreters and editors used plainly
+HARMLESS_LAUNCHED: list[tuple[str, Tier]] = [
+    ("python3 -m pytest", "log"),
+    ("python3 script.py", "log"),
+    ("python3 --version", "log"),
+    ("taskset -c 0 pytest", "log"),
+    ("timeout 60 pytest -q", "log"),
+    ("flock .lk pytest", "log"),
+    ("uv run pytest -q", "log"),
+    ("watch -n 1 ls", "log"),
+    ("command -v git", "log"),
+    ("parallel echo ::: a b", "log"),
+    ("xargs -I{} echo {}", "log"),
+    ("find . -name '*.py' | xargs grep foo", "log"),
+    ("python3 -c 'print(1)'", "log"),
+    ("python3 -c 'import json,sys; print(json.load(sys.stdin)[\"a\"])'", "log"),
+    ("python -c 'import sys; print(sys.version)'", "log"),
+    ("awk '{print $1}' f", "log"),
+    ("awk 'NR>1 && $3 > 5 {print}' f", "log"),
+    ("sed -n '1,20p' f", "log"),
+    ("sed -i 's/hello/world/g' f", "log"),
+    ("sed -e 's/a/b/' -e '/x/d' f", "log"),
+    ("sed '/^#/d;s/ *$//' f", "log"),
+    ("sed 'y/abc/xyz/' f", "log"),
+    ("sed '1i\\header' f", "log"),
+    ("vim +10 f", "log"),
+    ("perl -v", "log"),
+    ("node app.js", "log"),
+    ("git -c core.pager=cat log", "log"),
+    ("GIT_PAGER=cat git log", "log"),
+    ("git rev-parse HEAD", "log"),
+    ("git lfs ls-files", "log"),
+    ("gdb -batch -ex run --args ./a.out", "log"),
+    ("ssh -o StrictHostKeyChecking=no host ls", "log"),
+    ("rsync -av src/ dst/", "log"),
+]
+
+
+@pytest.mark.parametrize(("command", "tier"), HARMLESS_LAUNCHED)
+def test_launchers_and_interpreters_used_plainly_keep_their_tier(command: str, tier: Tier) -> None:
+    assert tier_of(command) == (tier, tier_of(command)[1])
+
+
+@pytest.mark.parametrize(
+    ("code", "harmless"),
+    [
+        ("print(1)", True),
+        ("import json, sys; print(json.dumps({'a': 1}))", True),
+        ("from collections import Counter; print(Counter('aab'))", True),
+        ("import os", False),
+        ("import statistics; statistics.sys.modules['os'].system('git push')", False),
+        ("import random; random._os.system('git push')", False),
+        ("from json import __builtins__", False),
+        ("getattr(print, 'x')", False),
+        ("open('/etc/passwd').read()", False),
+        ("\uff45\uff58\uff45\uff43('1')", False),  # exec in fullwidth letters is exec
+        ("import sys; sys.breakpointhook()", False),
+        ("print(", False),  # cannot be parsed: cannot be told harmless
+    ],
+)
+def test_python_inline_code_is_harmless_only_inside_the_safe_subset(
+    code: str, harmless: bool
+) -> None:
+    from trestle.core.inline import inline_code
+    from trestle.core.shellparse import Word
+
+    words = [Word(raw=w, value=w) for w in ("-c", code)]
+    assert (inline_code("python3", words) is None) is harmless
+
+
+@pytest.mark.parametrize(
+    ("script", "runs"),
+    [
+        ("s/a/b/g", False),
+        ("s/e/E/", False),
+        ("/start/,/end/p", False),
+        ("$d", False),
+        ("1e git push", True),
+        ("s/x/git push/e", True),
+        ("s|x|y|ge", True),
+        ("1!G;h;$e ls", True),
+        ("/x/{e ls\n}", True),
+        ("s/x/y/w out.txt", False),
+        ("k", True),  # a command sed does not know: cannot be read
+    ],
+)
+def test_a_sed_script_runs_a_command_only_through_e(script: str, runs: bool) -> None:
+    from trestle.core.inline import sed_runs
+
+    assert (sed_runs(script) is not None) is runs
+
+
+def test_an_unknown_launcher_option_is_read_both_ways() -> None:
+    # '-Z' is no option chrt knows: it may take the priority as its value or not
+    shape = command_shape("chrt -Z 1 git push")
+    assert "git push" in shape.runs
+    assert tier_of("chrt -Z 1 git push")[0] == "confirm"
+
+
+def test_what_a_launcher_cannot_name_is_unknown_not_logged() -> None:
+    for command, why in [
+        ("echo 'git push' | unshare -r", "reads the commands it runs from its input"),
+        ("su", "reads the commands it runs from its input"),
+        ("echo push | xargs git", "git runs a subcommand it reads from its input"),
+        ("ls | xargs -I{} sh -c '{}'", "named by what it reads"),
+        ("parallel < jobs.txt", "parallel runs the commands on its input"),
+        ("git st", "git 'st' is no git command"),
+    ]:
+        tier, reason = tier_of(command)
+        assert tier == "confirm" and why in reason, (command, reason)
+
+
+def test_through_the_cli_a_wrapped_push_waits_for_a_human(tmp_path: Path) -> None:
+    """The real ``trestle run``: each respelled push stops for approval, none reaches the
+    remote (taskset and flock pushed without approval before)."""
+
+    def git(cwd: Path, *args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True)
+        return done.stdout
+
+    work = tmp_path / "work"
+    remote = work / "remote.git"  # inside the workspace, where the sandbox lets a push land
+    work.mkdir()
+    git(tmp_path, "init", "-q", "--bare", str(remote))
+    git(work, "init", "-q")
+    git(work, "-c", "user.name=t", "-c", "user.email=t@example.com",
+        "commit", "-q", "--allow-empty", "-m", "base")  # fmt: skip
+    git(work, "remote", "add", "origin", str(remote))
+    pushes = [
+        "taskset 1 git push -q origin HEAD:a",
+        "flock .lk git push -q origin HEAD:b",
+        "chrt -o 0 git push -q origin HEAD:c",
+        "/usr/lib/git-core/git-push -q origin HEAD:d",
+        "python3 -c \"import os; os.system('git push -q origin HEAD:e')\"",
+    ]
+    steps = "".join(f"  - id: p{i}\n    run: {json.dumps(c)}\n" for i, c in enumerate(pushes))
+    (work / "plan.yaml").write_text(f"goal: publish\nsteps:\n{steps}", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "TRESTLE_STORE"}
+    env["TRESTLE_STORE"] = str(tmp_path / "trestle.db")
+    done = subprocess.run(
+        [sys.executable, "-m", "trestle", "run", "plan.yaml"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 3, done.stdout + done.stderr  # waiting for a human
+    assert git(remote, "for-each-ref") == ""  # nothing reached the remote
+    inbox = subprocess.run(
+        [sys.executable, "-m", "trestle", "inbox", "--json"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert sorted(w["step"] for w in json.loads(inbox.stdout)) == [f"p{i}" for i in range(5)]
