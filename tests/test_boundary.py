@@ -33,6 +33,8 @@ import pytest
 
 from test_approvals_cli import Cli, run_id_of
 from test_sandbox import SECRET, HostCli, _attack, _require_bwrap
+from trestle.core.policy import SandboxPolicy
+from trestle.sandbox import Cell, choose
 
 USER = 1000  # the unprivileged driver
 OUTSIDE_TMP = "/var/lib"  # a host directory every sandbox shows as it is
@@ -230,3 +232,41 @@ def test_no_attack_from_inside_a_step_gets_out_as_root_or_as_a_user(
     assert not (cli.dir / "pushed.txt").exists()
     assert _git_state(cli.dir) == before, "the step changed .git"
     assert (cli.dir / ".git").is_dir() and not (cli.dir / ".git-old").exists()
+
+
+def _git_in_cell(ws: Path, command: str, *, approved: bool = False, named: bool = False) -> int:
+    """Run ``command`` in the workspace's sandbox as a step the policy's ``sandbox.git``
+    names or not, approved by a human or not; its exit code."""
+    policy = SandboxPolicy(git=("releaser",))
+    sandbox = choose("require", policy=policy)
+    name = "releaser" if named else "step"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(ws), **IDENTITY}
+    argv = Cell(sandbox, ws, name, approved=approved).argv(command, ws)
+    return subprocess.run(argv, cwd=ws, env=env, capture_output=True, check=False).returncode
+
+
+IDENTITY = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME": "t"}
+IDENTITY["GIT_COMMITTER_EMAIL"] = "t@x"
+
+
+def test_only_an_approved_or_named_command_writes_the_history_and_never_the_config(
+    tmp_path: Path,
+) -> None:
+    _require_bwrap()
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "a.txt").write_text("a\n")
+    commit = "git add a.txt && git commit -qm a"
+    assert _git_in_cell(tmp_path, commit) != 0  # .git is read-only to a command
+    assert _git_in_cell(tmp_path, commit, approved=True) == 0  # a human approved it
+    (tmp_path / "a.txt").write_text("b\n")
+    assert _git_in_cell(tmp_path, "git commit -qam b", named=True) == 0  # sandbox.git names it
+    for planted in (
+        "git config core.fsmonitor 'touch pwned'",
+        "echo 'touch pwned' > .git/hooks/pre-commit",
+        "mv .git .git-old",
+        "rm -rf .git/hooks",
+    ):
+        assert _git_in_cell(tmp_path, planted, approved=True) != 0, planted
+    assert not (tmp_path / ".git" / "hooks" / "pre-commit").exists()
+    log = subprocess.run(["git", "-C", str(tmp_path), "log", "--format=%s"], capture_output=True)
+    assert log.stdout.decode().split() == ["b", "a"]

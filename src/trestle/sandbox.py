@@ -212,7 +212,7 @@ class Sandbox:
         args += workspace_mounts(ws, self.scope)
         for path in inside:
             args += _hide(path)
-        args += git_mounts(ws, approved=approved)
+        args += git_mounts(ws, approved=approved or self.policy.allows_git(name))
         toml = ws / "trestle.toml"
         if toml.is_file() and not toml.is_symlink():
             args += ["--ro-bind", str(toml), str(toml)]  # the operator's policy
@@ -225,7 +225,6 @@ class Sandbox:
             ):
                 args += ["--ro-bind", "/dev/null", str(path)]
         return args
-
 
 
 @dataclass(frozen=True)

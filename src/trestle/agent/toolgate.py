@@ -78,12 +78,12 @@ class RunToolGate:
         key = similar_key(decision, facts, None)
         decided = self._decision_for(digest)
         if decided is not None and decided.status in ("approved", "modified"):
-            return GateVerdict.allow(f"approved by {decided.by}")
+            return GateVerdict.allow(f"approved by {decided.by}", by_human=True)
         if decided is not None and decided.status == "rejected":
             why = f": {decided.reason}" if decided.reason else ""
             return GateVerdict.deny(f"a human ({decided.by}) rejected this call{why}")
         if similar_approval(self.state.similar_approved, key) is not None:
-            return GateVerdict.allow("approved with similar calls")
+            return GateVerdict.allow("approved with similar calls", by_human=True)
         self.ask = ToolAsk(
             tool=call.tool,
             arguments=arguments,

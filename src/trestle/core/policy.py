@@ -341,9 +341,17 @@ class SandboxPolicy(Record):
     read: tuple[Annotated[str, AfterValidator(_absolute_or_home)], ...] = Field(
         default=(), description="hidden paths to show read-only, such as ~/.cargo"
     )
+    git: tuple[Annotated[str, Field(min_length=1)], ...] = Field(
+        default=(),
+        description="step ids and tool names (globs) whose commands may write .git's "
+        "history without a human's approval (never its config or hooks)",
+    )
 
     def allows_network(self, name: str) -> bool:
         return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.network)
+
+    def allows_git(self, name: str) -> bool:
+        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.git)
 
 
 class Policy(Record):

@@ -96,6 +96,8 @@ class ToolContext:
         sandbox: the run's sandbox; its commands run in it (None: unconfined).
         group: the run's place in its group of runs, for the blackboard and mailbox
             tools (None: those tools refuse).
+        approved: a human approved this very call: its commands may write ``.git``'s
+            history (never its configuration or hooks); set per call by the registry.
     """
 
     workspace: Path
@@ -107,6 +109,7 @@ class ToolContext:
     idempotency_key: str | None = None
     sandbox: Sandbox | None = None
     group: GroupSeat | None = None
+    approved: bool = False
 
     @functools.cached_property
     def root(self) -> Path:
@@ -224,6 +227,7 @@ class GateVerdict(Record):
 
     decision: Decision
     reason: str = ""
+    by_human: bool = False  # allowed because a human approved this call
 
     @model_validator(mode="after")
     def _refusals_say_why(self) -> GateVerdict:
@@ -232,9 +236,9 @@ class GateVerdict(Record):
         return self
 
     @classmethod
-    def allow(cls, reason: str = "") -> GateVerdict:
-        """Let the call run."""
-        return cls(decision="allow", reason=reason)
+    def allow(cls, reason: str = "", *, by_human: bool = False) -> GateVerdict:
+        """Let the call run (``by_human``: on a human's approval)."""
+        return cls(decision="allow", reason=reason, by_human=by_human)
 
     @classmethod
     def deny(cls, reason: str) -> GateVerdict:

@@ -24,7 +24,9 @@ from trestle.tools.jail import resolve
 def _cell(ctx: ToolContext, tool: str) -> Cell | None:
     """Where ``tool``'s commands run: the run's sandbox, the network as the policy
     says for this tool."""
-    return None if ctx.sandbox is None else Cell(ctx.sandbox, ctx.workspace, tool)
+    if ctx.sandbox is None:
+        return None
+    return Cell(ctx.sandbox, ctx.workspace, tool, approved=ctx.approved)
 
 
 def _env(ctx: ToolContext) -> dict[str, str]:

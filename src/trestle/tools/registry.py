@@ -17,6 +17,7 @@ and correct. A gate that raises is the runtime's problem and propagates.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Collection, Iterable, Iterator
@@ -175,6 +176,8 @@ class ToolRegistry:
                 data={**gate_data, "facts": facts.model_dump(mode="json")},
                 deferred=True,
             )
+        if verdict.by_human != ctx.approved:
+            ctx = dataclasses.replace(ctx, approved=verdict.by_human)
         observation = await _run(tool, parsed, ctx)
         limit = ctx.output_cap + HEADER_ALLOWANCE
         if len(observation.content) > limit:  # a backstop for tools that do not cap
