@@ -228,7 +228,7 @@ def environment(
         # an empty list of allowed transports: it outranks any protocol.<name>.allow the
         # repository sets (which would outrank protocol.allow=never), so no fetch starts
         GIT_ALLOW_PROTOCOL="",
-        GIT_NO_LAZY_FETCH="1",  # git 2.45 and later; older ones fail the fetch instead
+        GIT_NO_LAZY_FETCH="1",  # git 2.45 and the 2.39.4+ fixes; the line above holds without
         GIT_PROTOCOL_FROM_USER="0",
         GIT_PAGER="cat",
         LC_ALL="C",
