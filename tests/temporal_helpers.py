@@ -63,6 +63,7 @@ class Workers:
         self.queue = f"q-{uuid.uuid4().hex[:8]}"
         self.env = {**cli.env(), **env}
         self.running: list[subprocess.Popen[str]] = []
+        self.following: list[subprocess.Popen[str]] = []
 
     def flags(self) -> list[str]:
         return ["--engine", "temporal", "--address", self.address, "--task-queue", self.queue]
@@ -98,7 +99,7 @@ class Workers:
         )
 
     def start_run(self, *args: str | Path) -> subprocess.Popen[str]:
-        return subprocess.Popen(
+        following = subprocess.Popen(
             self.cli.argv(*args),
             cwd=self.cli.dir,
             env=self.env,
@@ -106,8 +107,16 @@ class Workers:
             stderr=subprocess.PIPE,
             text=True,
         )
+        self.following.append(following)
+        return following
 
     def stop(self) -> None:
+        # a command still following its run when the test ended (it failed early)
+        # would wait for workers that are gone
+        for following in self.following:
+            if following.poll() is None:
+                following.kill()
+                following.communicate()
         for worker in self.running:
             if worker.poll() is None:
                 worker.terminate()
