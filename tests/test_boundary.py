@@ -17,6 +17,7 @@ containers and CI) and under an unprivileged one (uid 1000, through ``setpriv``)
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pwd
 import secrets
@@ -270,3 +271,36 @@ def test_only_an_approved_or_named_command_writes_the_history_and_never_the_conf
     assert not (tmp_path / ".git" / "hooks" / "pre-commit").exists()
     log = subprocess.run(["git", "-C", str(tmp_path), "log", "--format=%s"], capture_output=True)
     assert log.stdout.decode().split() == ["b", "a"]
+
+
+HIDDEN_WRITES = {
+    # the child's commands, each of which writes outside its scope without naming the
+    # file on its command line, so the gate cannot see it: only the sandbox can
+    "a script": "sh write.sh",
+    "python -c": "python3 -c \"open('src/app.py', 'a').write('# x')\"",
+    "a computed path": 'd=sr; echo x >> "${d}c/app.py"',
+    "a link made first": "ln -sf ../src/app.py notes/link && echo x >> notes/link",
+}
+
+
+def test_a_child_run_writes_only_inside_its_carved_scope(tmp_path: Path) -> None:
+    _require_bwrap()
+    cli = Cli(dir=tmp_path, store=tmp_path / "trestle.db")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "src" / "app.py").write_text("app\n")
+    cli.write("write.sh", "echo x >> src/app.py\n")
+    steps = "".join(
+        f"  - id: w{i}\n    approval: auto\n    optional: true\n    run: {json.dumps(command)}\n"
+        for i, command in enumerate(HIDDEN_WRITES.values())
+    )
+    cli.write("child.yaml", f"steps:\n{steps}  - id: ok\n    run: echo fine > notes/ok.txt\n")
+    cli.write(
+        "plan.yaml",
+        "steps:\n  - id: notes\n    delegate: {goal: notes, plan: child.yaml, scope: [notes/**]}\n",
+    )
+    result = cli("run", "plan.yaml", "--no-live")
+    assert result.returncode in (0, 1), result.stdout + result.stderr
+    landed = (tmp_path / "src" / "app.py").read_text().count("x")
+    assert landed == 0, f"{landed} of {len(HIDDEN_WRITES)} hidden writes landed outside the scope"
+    assert (tmp_path / "notes" / "ok.txt").read_text() == "fine\n"  # its scope is writable
