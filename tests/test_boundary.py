@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from test_approvals_cli import Cli, run_id_of
+from test_approvals_cli import Cli, flat, run_id_of
 from test_sandbox import SECRET, HostCli, _attack, _require_bwrap
 from trestle.core.policy import SandboxPolicy
 from trestle.sandbox import Cell, choose
@@ -304,3 +304,30 @@ def test_a_child_run_writes_only_inside_its_carved_scope(tmp_path: Path) -> None
     landed = (tmp_path / "src" / "app.py").read_text().count("x")
     assert landed == 0, f"{landed} of {len(HIDDEN_WRITES)} hidden writes landed outside the scope"
     assert (tmp_path / "notes" / "ok.txt").read_text() == "fine\n"  # its scope is writable
+
+
+def test_a_python_step_never_imports_code_a_step_wrote_after_the_run_started(
+    tmp_path: Path,
+) -> None:
+    """The plan's directory is the workspace here, as it often is: a command step
+    rewrites the module a later ``python:`` step imports into the driver itself."""
+    cli = Cli(dir=tmp_path, store=tmp_path / "trestle.db")
+    cli.write("hooks.py", "def go(ctx):\n    return True\n")
+    planted = 'import pathlib; pathlib.Path("pwned").write_text("driver")'
+    cli.write(
+        "plan.yaml",
+        "steps:\n"
+        "  - id: plant\n    approval: auto\n"
+        f"    run: printf '{planted}\\n' >> hooks.py\n"
+        "  - id: hook\n    needs: [plant]\n    python: hooks:go\n",
+    )
+    result = cli("run", "plan.yaml", "--no-live")
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert "hooks.py' changed after the run started" in flat(result.stdout)
+    assert not (tmp_path / "pwned").exists()
+    # nor in a new process resuming it (no module cached), after a retry
+    run_id = run_id_of(result)
+    cli("retry", run_id, "hook")
+    again = cli("resume", run_id, "--no-live")
+    assert "changed after the run started" in flat(again.stdout), again.stdout
+    assert not (tmp_path / "pwned").exists()

@@ -20,7 +20,7 @@ import inspect
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +54,8 @@ class StepContext:
     sandbox: Sandbox | None = None  # None: commands run unconfined (a library caller's choice)
     approved: bool = False  # a human approved this attempt's action
     pinned: Pinned = ()  # the approved bytes of the files its command names
+    # the python: code as the run started (RunCreated.python_sources); None: unpinned
+    python_pins: Mapping[str, str] | None = None
 
     @property
     def cell(self) -> Cell | None:
@@ -303,9 +305,21 @@ async def in_thread(pool: Executor | None, fn: Callable[..., T], *args: Any) -> 
     return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
 
 
+def _callable(ref: str, ctx: StepContext) -> Callable[..., Any]:
+    pins = None if ctx.python_pins is None else tuple(sorted(ctx.python_pins.items()))
+    return _resolved(ref, ctx.plan_dir, ctx.workspace, pins, ctx.step_id)
+
+
 @functools.lru_cache(maxsize=256)
-def _callable(ref: str, plan_dir: Path, workspace: Path) -> Callable[..., Any]:
-    fn: Callable[..., Any] = resolve_callable(ref, plan_dir, workspace)
+def _resolved(
+    ref: str,
+    plan_dir: Path,
+    workspace: Path,
+    pins: tuple[tuple[str, str], ...] | None,
+    step: str,
+) -> Callable[..., Any]:
+    pinned = None if pins is None else dict(pins)
+    fn: Callable[..., Any] = resolve_callable(ref, plan_dir, workspace, pins=pinned, step=step)
     return fn
 
 
@@ -322,7 +336,7 @@ async def call_python(
     # refuses to approve from inside it (see trestle.step_origin)
     marked = python_step(ctx.step_id)
     try:
-        fn = _callable(ref, ctx.plan_dir, ctx.workspace)
+        fn = _callable(ref, ctx)
         if inspect.iscoroutinefunction(fn):
             result = await asyncio.wait_for(fn(ctx), timeout)
         else:

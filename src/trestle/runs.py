@@ -38,6 +38,7 @@ from trestle.core.records.monitors import MonitorSettings
 from trestle.core.records.policy_source import PolicySource
 from trestle.core.state import RunState, StepStatus
 from trestle.doorbell import ring
+from trestle.planfile import python_sources
 from trestle.signing import (
     decision_key,
     existing_key,
@@ -86,9 +87,12 @@ def create_run(
     ``operator_policy`` and ``monitors`` (from ``trestle.toml``) are recorded with the
     run, so the run is judged by the settings it started under, however the file
     changes later; ``policy_source`` (from :func:`trestle.policy_trust.trusted_settings`)
-    records which file that was and why it was trusted.
+    records which file that was and why it was trusted. The source files the plan's
+    ``python:`` steps and checks import are pinned by their SHA-256 too
+    (:func:`trestle.planfile.python_sources`).
     """
     now = time.time() if now is None else now
+    plan_dir = plan_path.resolve().parent if plan_path else workspace.resolve()
     event = RunCreated(
         at=now,
         run_id=run_id or new_run_id(now),
@@ -97,6 +101,8 @@ def create_run(
         plan_path=str(plan_path.resolve()) if plan_path else None,
         operator_policy=operator_policy,
         policy_source=policy_source,
+        # the python: code as the run starts; a step may rewrite it later
+        python_sources=python_sources(plan, plan_dir, workspace.resolve()),
         agent=agent,
         monitors=monitors,
         parent=parent,

@@ -102,9 +102,12 @@ class RunCreated(Event):
     """The run's first event. ``operator_policy`` is the ``trestle.toml`` policy as it
     was when the run was created, so a replay classifies every action the same way.
     v2: ``policy_source`` says which file that policy came from and why it was trusted
-    (None in a v1 event, or from a caller that did not say: not recorded)."""
+    (None in a v1 event, or from a caller that did not say: not recorded).
+    v3: ``python_sources``, the SHA-256 of each file the plan's ``python:`` steps and
+    checks import from the plan's directory or the workspace, by path: a step may
+    rewrite them, so the driver imports only those bytes (None before v3: unpinned)."""
 
-    v: int = 2
+    v: int = 3
     kind: Literal["run_created"] = "run_created"
     run_id: str
     plan: Plan
@@ -112,6 +115,7 @@ class RunCreated(Event):
     plan_path: str | None = None
     operator_policy: Policy | None = None
     policy_source: PolicySource | None = None
+    python_sources: dict[str, str] | None = None
     agent: AgentSettings | None = None  # set for an agent run (trestle agent)
     monitors: MonitorSettings | None = None  # None: the defaults
     parent: TreeLink | None = None  # set for a delegated child run

@@ -227,6 +227,7 @@ class RunState(BaseModel):
     sandbox: SandboxChosen | None = None  # how the last drive confined its commands
     operator_policy: Policy | None = None
     policy_source: PolicySource | None = None  # where operator_policy came from
+    python_sources: dict[str, str] | None = None  # the python: code pinned at creation
     approvals: dict[int, ApprovalState] = {}
     similar_approved: dict[str, int] = {}  # similar-key -> the approval that covers it
     overrides: dict[str, Step] = {}  # steps as a human modified them before approving
@@ -285,6 +286,7 @@ class RunState(BaseModel):
             steps={s.id: StepState() for s in event.plan.steps},
             operator_policy=event.operator_policy,
             policy_source=event.policy_source,
+            python_sources=event.python_sources,
             agent=event.agent,
             monitors=event.monitors,
             active_since=event.at,

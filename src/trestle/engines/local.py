@@ -683,6 +683,7 @@ class LocalEngine:
             workspace=Path(state.workspace),
             plan_dir=plan_dir,
             sandbox=self._sandboxes.get(state.run_id),
+            python_pins=state.python_sources,
         )
 
     async def _attempt(

@@ -8,7 +8,7 @@ run records which file it obeyed, its hash, and why it was trusted, so its heade
 
 from __future__ import annotations
 
-import time
+from datetime import UTC, datetime
 from typing import Literal
 
 from trestle.core.record import Record
@@ -62,4 +62,5 @@ def short_digest(sha256: str) -> str:
 
 def when(at: float) -> str:
     """A moment as ``2026-11-24 17:29 UTC``."""
-    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(at))
+    # a pure conversion of a recorded moment, not a reading of the clock
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M UTC")
