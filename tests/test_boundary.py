@@ -331,3 +331,21 @@ def test_a_python_step_never_imports_code_a_step_wrote_after_the_run_started(
     again = cli("resume", run_id, "--no-live")
     assert "changed after the run started" in flat(again.stdout), again.stdout
     assert not (tmp_path / "pwned").exists()
+
+
+def test_a_store_kept_in_the_workspace_hides_its_checkpoints_too(tmp_path: Path) -> None:
+    """``TRESTLE_STORE=ws/trestle.db`` puts ``shadow.git`` beside it, in the workspace:
+    a step must not reach the checkpoints it would be rewound to."""
+    _require_bwrap()
+    cli = Cli(dir=tmp_path, store=tmp_path / "trestle.db")
+    probe = "ls shadow.git/objects >/dev/null 2>&1 && echo seen > got.txt; echo ran > ran.txt"
+    cli.write(
+        "plan.yaml",
+        "checkpoints: every_step\nsteps:\n"
+        "  - id: first\n    run: echo one > one.txt\n"
+        f"  - id: probe\n    needs: [first]\n    approval: auto\n    run: {json.dumps(probe)}\n",
+    )
+    result = cli("run", "plan.yaml", "--no-live")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (tmp_path / "shadow.git" / "objects").is_dir()  # there are checkpoints
+    assert (tmp_path / "ran.txt").exists() and not (tmp_path / "got.txt").exists()

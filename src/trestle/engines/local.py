@@ -651,6 +651,8 @@ class LocalEngine:
             key_path(),
             config_dir(),
         )
+        if self.shadow_dir is not None:  # the checkpoints: hidden in the workspace too
+            hidden = (*hidden, self.shadow_dir.resolve())
         # a child run may write only its carved scope; a root run's scope is the gate's
         scope = parent_scope(state) if state.parent is not None else ()
         sandbox = choose(
