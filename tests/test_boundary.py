@@ -32,10 +32,23 @@ from pathlib import Path
 
 import pytest
 
+from agent_helpers import (
+    agent_settings,
+    call,
+    drive,
+    fix_replies,
+    recorded,
+    sample_workspace,
+)
 from test_approvals_cli import Cli, flat, run_id_of
 from test_sandbox import SECRET, HostCli, _attack, _require_bwrap
-from trestle.core.policy import SandboxPolicy
+from trestle.core.events import ToolCallEnded
+from trestle.core.policy import Policy, SandboxPolicy
+from trestle.core.records.agent import bootstrap_plan
+from trestle.models import ScriptedModel
+from trestle.runs import create_run
 from trestle.sandbox import Cell, choose
+from trestle.store import SqliteStore
 
 USER = 1000  # the unprivileged driver
 OUTSIDE_TMP = "/var/lib"  # a host directory every sandbox shows as it is
@@ -349,3 +362,33 @@ def test_a_store_kept_in_the_workspace_hides_its_checkpoints_too(tmp_path: Path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert (tmp_path / "shadow.git" / "objects").is_dir()  # there are checkpoints
     assert (tmp_path / "ran.txt").exists() and not (tmp_path / "got.txt").exists()
+
+
+def test_an_agents_command_cannot_undo_its_sandbox_to_show_the_model_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hijacked model runs, through ``run_command``, what a root step ran before: take
+    away the mounts that hide the key, then print it into its own next request."""
+    _require_bwrap()
+    key_dir = Path(tempfile.mkdtemp(prefix="trestle-agent-key-", dir=OUTSIDE_TMP))
+    try:
+        (key_dir / "approval.key").write_text(SECRET)
+        monkeypatch.setenv("TRESTLE_KEY_FILE", str(key_dir / "approval.key"))
+        store = SqliteStore(tmp_path / "trestle.db")
+        ws = sample_workspace(tmp_path)
+        steal = (
+            f"umount -l {key_dir}; unshare -Urm sh -c 'umount -l {key_dir}; cat {key_dir}/*';"
+            f" cat {key_dir}/approval.key; grep CapEff /proc/self/status; id -u"
+        )
+        policy = Policy(auto_commands=("*",), confirm_commands=())  # nothing asks a human
+        plan = bootstrap_plan("make add() return the sum", policy=policy)
+        run_id = create_run(store, plan, workspace=ws, agent=agent_settings())
+        replies = fix_replies()
+        replies[3:3] = [call("run_command", command=steal)]
+        drive(store, run_id, ScriptedModel(replies))
+        [seen] = [e for e in recorded(store, run_id) if isinstance(e, ToolCallEnded)][1:2]
+        assert seen.tool == "run_command" and "CapEff:\t0000000000000000" in seen.content
+        shown = " ".join(str(e.model_dump()) for e in recorded(store, run_id))
+        assert SECRET not in shown
+    finally:
+        shutil.rmtree(key_dir, ignore_errors=True)
