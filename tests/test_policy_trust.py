@@ -228,6 +228,18 @@ def test_an_accepted_policy_is_obeyed_and_named_in_the_header_show_and_the_log(
     )
 
 
+def test_a_child_run_names_the_policy_its_parent_obeys(repo: Cli) -> None:
+    toml = repo.write("trestle.toml", STRICT)
+    repo.write("child.yaml", "steps:\n  - {id: c, run: 'true'}\n")
+    repo.write("plan.yaml", "steps:\n  - id: kid\n    delegate: {goal: g, plan: child.yaml}\n")
+    accept(repo, toml)
+    result = repo("run", "plan.yaml", "--no-live", "--no-prompt")
+    assert result.returncode == 0, result.stdout + result.stderr
+    root = result.stdout.split()[1]
+    child = repo.json("show", f"{root}.kid.1")
+    assert child["policy"].startswith(f"{toml.resolve()} (sha256 "), child["policy"]
+
+
 def test_accept_policy_on_run_accepts_exactly_the_bytes_it_names(repo: Cli) -> None:
     toml = repo.write("trestle.toml", STRICT)
     repo.write("plan.yaml", "steps:\n  - {id: a, run: 'true'}\n")

@@ -110,6 +110,7 @@ def _create_or_find(engine: LocalEngine, parent: RunState, spec: ChildSpec) -> b
         run_id=spec.run_id,
         now=time.time(),
         operator_policy=spec.operator_policy,
+        policy_source=parent.policy_source,  # the parent's policy, from the same file
         agent=spec.agent,
         monitors=parent.monitors,
         parent=spec.link,
