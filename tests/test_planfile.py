@@ -246,6 +246,17 @@ def test_a_module_is_imported_from_the_bytes_recorded_when_the_run_started(
     assert go(1) == 42
 
 
+def test_a_module_this_process_imported_already_is_pinned_all_the_same(
+    tmp_path: Path, module_name: str
+) -> None:
+    """The run may be created where its module was imported before (a test, a library
+    caller) and driven by another process that never did."""
+    (tmp_path / f"{module_name}.py").write_text("def go(ctx):\n    return True\n")
+    resolve_callable(f"{module_name}:go", tmp_path)  # imported here, unpinned
+    pins = python_sources(_plan_calling(f"{module_name}:go", tmp_path), tmp_path)
+    assert list(pins) == [str(tmp_path / f"{module_name}.py")]
+
+
 def test_a_module_a_step_rewrote_after_the_start_is_refused_not_run(
     tmp_path: Path, module_name: str
 ) -> None:

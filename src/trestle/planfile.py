@@ -485,13 +485,14 @@ def python_sources(plan: Plan, *search: Path) -> dict[str, str]:
 
 def _module_files(module_name: str, search: Sequence[Path]) -> list[Path]:
     """The files in ``search`` that importing ``module_name`` would run, outermost first,
-    until a part is already imported or is found outside ``search``."""
+    until a part is found outside ``search``. Found on disk whether or not this process
+    imported them already: the process that imports them may be another one."""
     files: list[Path] = []
     parts = module_name.split(".")
     places: list[str] | None = [str(d.resolve()) for d in search] + sys.path
     for depth in range(1, len(parts) + 1):
         name = ".".join(parts[:depth])
-        if name in sys.modules or places is None:
+        if places is None:
             break
         spec = importlib.machinery.PathFinder.find_spec(name, places)
         if spec is None:
