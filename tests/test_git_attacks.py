@@ -463,9 +463,10 @@ def test_a_workspace_cannot_arm_the_checkpoint_store_from_its_own_files(tmp_path
 def test_a_step_arming_the_checkpoint_store_in_a_run_is_refused_outside_the_sandbox(
     tmp_path: Path,
 ) -> None:
-    """End to end: a store file kept in the workspace puts the checkpoint store where a
-    step's command reaches it; the step makes it a partial clone whose objects are
-    gone. The next checkpoint is refused, and the program never runs."""
+    """End to end: a store file kept in the workspace puts the checkpoint store there
+    too. The sandbox hides it from every command (tests/test_boundary.py); a step run
+    unconfined (``--sandbox off``) still reaches it, and makes it a partial clone whose
+    objects are gone. The next checkpoint is refused, and the program never runs."""
     lab = Lab(tmp_path)
     config = "shadow.git/config"
     arm = "\n".join(
@@ -499,7 +500,10 @@ def test_a_step_arming_the_checkpoint_store_in_a_run_is_refused_outside_the_sand
     env = {k: v for k, v in os.environ.items() if k != "TRESTLE_STORE"}
     env.update(TRESTLE_STORE=str(lab.ws / "trestle.db"), COLUMNS="200", NO_COLOR="1")
     done = subprocess.run(
-        [sys.executable, "-m", "trestle", "run", "plan.yaml", "--no-live", "--no-prompt"],
+        [
+            *(sys.executable, "-m", "trestle", "run", "plan.yaml"),
+            *("--no-live", "--no-prompt", "--sandbox", "off"),
+        ],
         cwd=tmp_path,
         env=env,
         capture_output=True,
