@@ -190,7 +190,7 @@ def boundary_attacks(target: Target, store: Path) -> dict[str, str]:
         "set core.fsmonitor": "git config core.fsmonitor 'touch pwned'",
         "plant commondir": "echo evil > .git/commondir",
         "replace .git": "mv .git .git-old && mkdir .git",
-        "a daemon socket": f'{sys.executable} -c "{connect}"',
+        "a daemon socket": f'{target.python} -c "{connect}"',
         "the real home": f"grep -q {SECRET} {target.real_home_secret}",
         "mount over .git": "mount -t tmpfs none .git && touch .git/x && umount .git",
         "detached approve after umount": (
