@@ -13,7 +13,7 @@ import time
 
 import agentturns
 import crashflow
-from trestle.actions import StepContext
+from trestle.execution.actions import StepContext
 
 
 def noop(ctx: StepContext) -> None:

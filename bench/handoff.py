@@ -46,8 +46,8 @@ from trestle.core.handoff import HandoffMode, HandoffPacket, handoff_tokens
 from trestle.core.packets import build_packet
 from trestle.core.records.agent import AgentSettings, bootstrap_plan
 from trestle.engines.local import LocalEngine
+from trestle.lifecycle.runs import create_run
 from trestle.models import FunctionModel, Message, ModelResponse, ScriptedModel, ToolCall, Usage
-from trestle.runs import create_run
 from trestle.store import SqliteStore
 from trestle.tools.coding import coding_registry
 

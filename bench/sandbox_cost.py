@@ -26,11 +26,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from trestle.actions import run_shell
 from trestle.engines.local import LocalEngine
-from trestle.planfile import parse_plan
-from trestle.runs import create_run
-from trestle.sandbox import Cell, Mode, choose, find_bwrap
+from trestle.execution.actions import run_shell
+from trestle.execution.sandbox import Cell, Mode, choose, find_bwrap
+from trestle.formats.planfile import parse_plan
+from trestle.lifecycle.runs import create_run
 from trestle.store import SqliteStore
 
 

@@ -37,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from trestle.shadow import ShadowRepo
+from trestle.workspace.shadow import ShadowRepo
 
 
 def build_workspace(root: Path, files: int, dirs: int, size: int) -> list[Path]:

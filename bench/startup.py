@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 
 from trestle.engines.local import LocalEngine
-from trestle.planfile import parse_plan
-from trestle.runs import create_run
+from trestle.formats.planfile import parse_plan
+from trestle.lifecycle.runs import create_run
 from trestle.store import SqliteStore
 
 

@@ -31,9 +31,9 @@ from trestle.core.records.agent import AgentSettings, bootstrap_plan
 from trestle.core.records.monitors import MonitorSettings
 from trestle.core.state import RunState
 from trestle.engines.local import LocalEngine
+from trestle.lifecycle.runs import create_run, load_state, request_decision
 from trestle.models import FunctionModel, Message, Model, ModelResponse, ToolCall, ToolSchema
 from trestle.models.scripted import Reply
-from trestle.runs import create_run, load_state, request_decision
 from trestle.store import SqliteStore
 from trestle.store.base import RequestKind
 from workloads import chain_plan, fanout_plan, importable_steps, timed_run

@@ -24,7 +24,7 @@ from trestle.core.events import RunCreated
 from trestle.core.plan import Plan, Step
 from trestle.core.state import RunState
 from trestle.engines.local import LocalEngine
-from trestle.runs import create_run
+from trestle.lifecycle.runs import create_run
 from trestle.store import InMemoryStore, SqliteStore, Store
 from trestle.store.base import Appended, Lease, Owner, RequestKind
 

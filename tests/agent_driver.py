@@ -5,7 +5,7 @@ Usage::
     python tests/agent_driver.py BASE_URL STORE_PATH RUN_ID
 
 The model is ``openai:test-model`` through the real ``openai`` client. The run must
-already exist in the store (see :func:`trestle.runs.create_run`); a run that was
+already exist in the store (see :func:`trestle.lifecycle.runs.create_run`); a run that was
 driven before, by a process that died, is resumed. The last line printed is the
 run's final status. ``tests/test_agent_loopback.py`` starts this script in its own
 process group, kills it part-way and starts it again.

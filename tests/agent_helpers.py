@@ -23,8 +23,8 @@ from trestle.core.events import AnyEvent, StoredEvent
 from trestle.core.records.agent import AgentSettings, bootstrap_plan
 from trestle.core.state import RunState
 from trestle.engines.local import LocalEngine
+from trestle.lifecycle.runs import create_run, load_state
 from trestle.models import Model, ModelResponse, ToolCall, Usage
-from trestle.runs import create_run, load_state
 from trestle.store import SqliteStore
 from trestle.store.base import Store
 

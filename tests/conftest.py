@@ -37,7 +37,7 @@ def _own_config_dir(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> Path:
     """Each test (and the CLI it runs) keeps its own Trestle configuration (the policy
-    files accepted, see trestle.policy_trust), never the user's."""
+    files accepted, see trestle.trust.policy_trust), never the user's."""
     config = tmp_path_factory.mktemp("config")
     monkeypatch.setenv("XDG_CONFIG_HOME", str(config))
     return config

@@ -19,7 +19,7 @@ import os
 import sys
 import time
 
-from trestle.coordination import Board
+from trestle.coordination.board import Board
 from trestle.store import SqliteStore
 
 

@@ -244,8 +244,8 @@ def demo_repo(where: Path, reads: int = 0) -> tuple[Path, Path]:
     import string
 
     from trestle.demo import write_sample
-    from trestle.policy_trust import accept
-    from trestle.policyfile import read_policy_file
+    from trestle.formats.policyfile import read_policy_file
+    from trestle.trust.policy_trust import accept
 
     repo = write_sample(where / "textkit")
     from importlib import resources

@@ -41,9 +41,9 @@ from trestle.core.events import (
 from trestle.core.records.agent import bootstrap_plan
 from trestle.core.records.monitors import MonitorSettings
 from trestle.core.report import build_report
+from trestle.lifecycle.runs import create_run
 from trestle.models.pricing import PriceTable
 from trestle.models.scripted import FunctionModel, ScriptedModel
-from trestle.runs import create_run
 from trestle.store.sqlite import SqliteStore
 
 MAX_TOKENS = 300

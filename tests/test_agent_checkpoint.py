@@ -14,8 +14,8 @@ import pytest
 from agent_helpers import call, drive, fix_replies, of_kind, recorded, sample_workspace, start_run
 from trestle.core.events import StepAttemptEnded, ToolCallStarted
 from trestle.models import FunctionModel, Message, ModelResponse, ToolSchema
-from trestle.shadow import ShadowRepo
 from trestle.store import SqliteStore
+from trestle.workspace.shadow import ShadowRepo
 
 
 @pytest.fixture

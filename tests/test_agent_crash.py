@@ -40,7 +40,7 @@ from trestle.core.events import (
     ToolCallEnded,
 )
 from trestle.core.state import RunState
-from trestle.runs import load_state
+from trestle.lifecycle.runs import load_state
 from trestle.store import SqliteStore
 
 DRIVER = Path(__file__).with_name("agent_kill_driver.py")

@@ -45,9 +45,9 @@ from trestle.core.records.agent import AgentSettings, bootstrap_plan
 from trestle.core.report import build_report
 from trestle.core.state import RunState
 from trestle.engines.local import LocalEngine
+from trestle.lifecycle.runs import create_run, load_state
 from trestle.models import RetryPolicy, ToolCall, model_from_spec
 from trestle.models.openai import OpenAIModel
-from trestle.runs import create_run, load_state
 from trestle.store import SqliteStore
 from trestle.testing import OpenAIServer, RecordedRequest, RecordingSleep
 

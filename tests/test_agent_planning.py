@@ -32,7 +32,7 @@ from trestle.core.events import StepAttemptEnded
 from trestle.core.plan import CommandCheck, Plan, find_cycle, graph_problems, waves
 from trestle.core.policy import path_glob_matches, workspace_path
 from trestle.engines.local import LocalEngine
-from trestle.runs import create_run
+from trestle.lifecycle.runs import create_run
 from trestle.store import SqliteStore
 
 PYTEST = {"command": "python -m pytest -q tests/test_parser.py"}

@@ -41,7 +41,6 @@ from agent_helpers import (
 )
 from trestle.agent.context import check_pins, is_pinned, is_summary
 from trestle.agent.session import SAVE_EVERY, Recorded
-from trestle.approvals import inbox, submit_decision
 from trestle.core.budget import Budget, Limit
 from trestle.core.events import (
     AnyEvent,
@@ -67,10 +66,11 @@ from trestle.core.events import (
 from trestle.core.records.agent import ContextBudget, Pins, ReminderPolicy, bootstrap_plan
 from trestle.core.records.monitors import MonitorSettings
 from trestle.core.report import build_report
-from trestle.descriptions import log_detail
+from trestle.lifecycle.approvals import inbox, submit_decision
+from trestle.lifecycle.runs import create_run, request_requirement
 from trestle.models import FunctionModel, Message, ModelRequest, ScriptedModel, ToolSchema, Usage
 from trestle.models.scripted import Reply
-from trestle.runs import create_run, request_requirement
+from trestle.presentation.descriptions import log_detail
 from trestle.store.base import Appended
 from trestle.store.sqlite import SqliteStore
 

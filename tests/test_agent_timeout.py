@@ -33,6 +33,7 @@ from trestle.core.records.agent import AgentSettings, bootstrap_plan
 from trestle.core.records.agent_defaults import DEFAULT_STEP_TIMEOUT
 from trestle.core.report import build_report
 from trestle.engines.local import LocalEngine, Stop
+from trestle.lifecycle.runs import create_run, load_state
 from trestle.models import (
     FunctionModel,
     Message,
@@ -41,7 +42,6 @@ from trestle.models import (
     ToolSchema,
     Usage,
 )
-from trestle.runs import create_run, load_state
 from trestle.store import SqliteStore
 
 

@@ -22,9 +22,9 @@ import pytest
 from store_rows import append_raw_event
 from test_approvals_cli import DEPLOY, Cli, flat
 from trestle.core.events import ApprovalDecided
-from trestle.runs import load_state
-from trestle.signing import decision_key, signed_payload, snapshot_mac
+from trestle.lifecycle.runs import load_state
 from trestle.store import SqliteStore
+from trestle.trust.signing import decision_key, signed_payload, snapshot_mac
 
 # the second barrier: what holds even where a step can reach the store and key
 pytestmark = pytest.mark.usefixtures("unconfined")
@@ -196,7 +196,7 @@ def test_an_unchanged_script_runs_on_its_approval(cli: Cli) -> None:
 
 SNEAK_PY = """
 import os
-from trestle.approvals import submit_decision
+from trestle.lifecycle.approvals import submit_decision
 from trestle.store import SqliteStore
 
 

@@ -24,7 +24,6 @@ from typing import TypeVar
 
 import pytest
 
-from trestle.approvals import feedback, inbox, submit_decision
 from trestle.core.card import build_card
 from trestle.core.errors import ConfigError
 from trestle.core.events import (
@@ -40,11 +39,12 @@ from trestle.core.plan import Plan, Step
 from trestle.core.policy import Policy, action_hash, audit_draw
 from trestle.core.state import RunState
 from trestle.engines.local import LocalEngine
-from trestle.planfile import parse_plan
-from trestle.policyfile import parse_policy
-from trestle.runs import create_run
-from trestle.signing import decision_key, sign, signed_payload
+from trestle.formats.planfile import parse_plan
+from trestle.formats.policyfile import parse_policy
+from trestle.lifecycle.approvals import feedback, inbox, submit_decision
+from trestle.lifecycle.runs import create_run
 from trestle.store import SqliteStore
+from trestle.trust.signing import decision_key, sign, signed_payload
 
 POLL = 0.02  # engine poll interval: small, so a waiting run notices decisions quickly
 PATIENCE = 30.0  # how long a test waits for something before giving up (never asserted)

@@ -27,8 +27,8 @@ from typing import Any
 import pytest
 
 from trestle.engines.local import LocalEngine
-from trestle.planfile import parse_plan
-from trestle.runs import create_run
+from trestle.formats.planfile import parse_plan
+from trestle.lifecycle.runs import create_run
 from trestle.store import SqliteStore
 
 RUN_LINE = re.compile(r"run (\d{8}-\d{6}-[0-9a-f]{4})")

@@ -22,10 +22,10 @@ import pytest
 
 from test_approvals_cli import Cli, flat
 from test_sandbox import _require_bwrap
-from trestle.actions import run_shell
-from trestle.named_files import executed_files, named_files
-from trestle.pinning import pinned
-from trestle.sandbox import Cell, choose
+from trestle.execution.actions import run_shell
+from trestle.execution.named_files import executed_files, named_files
+from trestle.execution.pinning import pinned
+from trestle.execution.sandbox import Cell, choose
 
 GOOD = "echo GOOD >> out.log\n"
 EVIL = "echo EVIL >> out.log\n"

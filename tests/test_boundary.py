@@ -45,9 +45,9 @@ from test_sandbox import SECRET, HostCli, _attack, _require_bwrap
 from trestle.core.events import ToolCallEnded
 from trestle.core.policy import Policy, SandboxPolicy
 from trestle.core.records.agent import bootstrap_plan
+from trestle.execution.sandbox import Cell, choose
+from trestle.lifecycle.runs import create_run
 from trestle.models import ScriptedModel
-from trestle.runs import create_run
-from trestle.sandbox import Cell, choose
 from trestle.store import SqliteStore
 
 USER = 1000  # the unprivileged driver

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pytest
 
-from trestle.approvals import inbox, submit_decision
 from trestle.core.budget import Dimension
 from trestle.core.card import build_card
 from trestle.core.events import (
@@ -34,8 +33,9 @@ from trestle.core.events import (
 from trestle.core.report import build_report
 from trestle.core.state import RunState
 from trestle.engines.local import Clock, LocalEngine
-from trestle.planfile import parse_plan
-from trestle.runs import create_run
+from trestle.formats.planfile import parse_plan
+from trestle.lifecycle.approvals import inbox, submit_decision
+from trestle.lifecycle.runs import create_run
 from trestle.store import SqliteStore
 
 POLL = 0.02

@@ -27,10 +27,10 @@ from test_agent_cli import Cli as AgentCli
 from test_approvals_cli import Cli, flat
 from trestle.core.budget import Budget, Limit
 from trestle.core.records.agent import AgentSettings, bootstrap_plan
-from trestle.runs import create_run
-from trestle.signing import decision_key, signed_payload
+from trestle.lifecycle.runs import create_run
 from trestle.store import SqliteStore
 from trestle.testing import OpenAIServer
+from trestle.trust.signing import decision_key, signed_payload
 
 GO_ON = re.compile(
     r"to go on: `(trestle budget (\S+) --add (\S+))` \(or more\), then `trestle resume \2`"

@@ -42,8 +42,8 @@ from trestle.core.events import (
 )
 from trestle.core.report import CATEGORIES, build_report
 from trestle.core.state import fold
-from trestle.planfile import parse_plan
-from trestle.runs import load_state
+from trestle.formats.planfile import parse_plan
+from trestle.lifecycle.runs import load_state
 from trestle.store import SqliteStore
 from trestle.store.base import RunRow
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from trestle import collector
+from trestle.support import collector
 
 
 @pytest.fixture(autouse=True)

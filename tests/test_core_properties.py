@@ -57,7 +57,7 @@ from trestle.core.plan import (
 )
 from trestle.core.policy import action_hash
 from trestle.core.state import IN_FLIGHT, TERMINAL, RunState, fold
-from trestle.runs import summary_json
+from trestle.lifecycle.runs import summary_json
 
 ALL_STATUSES = frozenset(
     {

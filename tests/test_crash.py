@@ -46,8 +46,8 @@ from trestle.core.events import (
 )
 from trestle.core.state import RunState, fold
 from trestle.engines.local import LocalEngine
-from trestle.planfile import parse_plan
-from trestle.runs import create_run, load_state, request_decision
+from trestle.formats.planfile import parse_plan
+from trestle.lifecycle.runs import create_run, load_state, request_decision
 from trestle.store import SqliteStore
 
 TRIALS = int(os.environ.get("TRESTLE_CRASH_TRIALS", "20"))

@@ -13,7 +13,7 @@ import pytest
 
 from dashboard_helpers import Dashboard, csrf_of, dashboard, plan_run
 from test_cli import cli_env
-from trestle.runs import load_state
+from trestle.lifecycle.runs import load_state
 from trestle.store import SqliteStore
 
 PLAN = "goal: guarded\nsteps:\n  - {id: one, run: 'true'}\n"

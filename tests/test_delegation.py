@@ -27,7 +27,7 @@ from trestle.core.events import (
     RunCreated,
     RunFinished,
 )
-from trestle.planfile import load_plan
+from trestle.formats.planfile import load_plan
 from trestle.store import SqliteStore
 
 

@@ -27,9 +27,9 @@ from trestle.core.events import ChildRunEnded, ChildRunStarted, StepProbed, Tool
 from trestle.core.handoff import HEADER
 from trestle.core.plan import ChildAgent, Delegation, Plan, Step
 from trestle.engines.local import LocalEngine
+from trestle.lifecycle.runs import create_run, load_state
 from trestle.models import Message, ModelResponse, ToolSchema, Usage
 from trestle.models.scripted import FunctionModel
-from trestle.runs import create_run, load_state
 from trestle.store import SqliteStore
 from trestle.testing.openai_server import OpenAIServer
 

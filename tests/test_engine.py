@@ -22,7 +22,6 @@ from typing import TypeVar
 
 import pytest
 
-from trestle.approvals import inbox, submit_decision
 from trestle.core.errors import ConfigError, LeaseHeldError
 from trestle.core.events import (
     AnyEvent,
@@ -43,8 +42,9 @@ from trestle.core.events import (
 from trestle.core.plan import Plan
 from trestle.core.state import TERMINAL, RunState, fold
 from trestle.engines.local import LocalEngine
-from trestle.planfile import parse_plan
-from trestle.runs import create_run, load_state, request_decision
+from trestle.formats.planfile import parse_plan
+from trestle.lifecycle.approvals import inbox, submit_decision
+from trestle.lifecycle.runs import create_run, load_state, request_decision
 from trestle.store import Appended, Owner, SqliteStore
 
 POLL = 0.02  # engine poll interval: small, so waiting runs notice requests quickly

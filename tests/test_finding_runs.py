@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from trestle.planfile import parse_plan
-from trestle.runs import create_run
+from trestle.formats.planfile import parse_plan
+from trestle.lifecycle.runs import create_run
 from trestle.store import RecentStores, SqliteStore
 
 RUN_LINE = re.compile(r"run (\d{8}-\d{6}-[0-9a-f]{4})")

@@ -37,8 +37,8 @@ from trestle.core.events import EVENT_ADAPTER, ModelCalled, RunResumed, event_js
 from trestle.core.plan import Backoff
 from trestle.core.records.agent import AgentSettings, bootstrap_plan
 from trestle.engines.local import LocalEngine
+from trestle.lifecycle.runs import create_run, load_state
 from trestle.models import RetryPolicy, model_from_spec
-from trestle.runs import create_run, load_state
 from trestle.store import SqliteStore
 from trestle.testing import OpenAIServer
 from trestle.tools import coding_registry

@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 
 from trestle.core.errors import PlanError
 from trestle.core.plan import Plan, critical_path, topological_order, waves
-from trestle.planfile import load_plan
+from trestle.formats.planfile import load_plan
 
 CASES = int(os.environ.get("TRESTLE_FUZZ_CASES", "300"))
 CLI_SAMPLE = 12

@@ -31,11 +31,10 @@ import pytest
 from test_handoff import fetch, receiver
 from test_tools import RecordingGate
 from trestle.core.handoff import ArtifactRef, HandoffPacket
-from trestle.shadow import ShadowRepo, ShadowRepoError, UnknownSnapshotError
 from trestle.store import SqliteStore
 from trestle.tools import Observation, ToolContext
 from trestle.tools.coding import coding_registry
-from trestle.workspace_git import (
+from trestle.workspace.git import (
     INERT,
     UnsafeRepositoryError,
     check_git_dir,
@@ -43,6 +42,7 @@ from trestle.workspace_git import (
     environment,
     workspace_git_dir,
 )
+from trestle.workspace.shadow import ShadowRepo, ShadowRepoError, UnknownSnapshotError
 
 HOOKS = (
     "post-index-change", "reference-transaction", "pre-commit", "post-commit",

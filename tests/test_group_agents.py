@@ -22,7 +22,8 @@ import pytest
 
 from agent_helpers import agent_settings, drive, of_kind, recorded, sample_workspace, state_of
 from group_agent_driver import reply
-from trestle.coordination import Group
+from trestle.coordination.board import Group
+from trestle.coordination.groups import message_id
 from trestle.core.events import (
     BoardWritten,
     MessagesDelivered,
@@ -32,10 +33,9 @@ from trestle.core.events import (
 )
 from trestle.core.handoff import HEADER, carried
 from trestle.core.records.agent import bootstrap_plan
-from trestle.descriptions import log_detail
-from trestle.groups import message_id
+from trestle.lifecycle.runs import create_run
 from trestle.models import FunctionModel
-from trestle.runs import create_run
+from trestle.presentation.descriptions import log_detail
 from trestle.store import SqliteStore
 
 DRIVER = Path(__file__).with_name("group_agent_driver.py")

@@ -20,12 +20,12 @@ from typing import Any
 import pytest
 
 from test_cli import Cli, cli_env, flat, rstripped
-from trestle.coordination import Group
+from trestle.coordination.board import Group
+from trestle.coordination.groups import group_of, message_id, named_group
 from trestle.core.errors import ConfigError, PlanError
 from trestle.core.events import AnyEvent, MessagesDelivered, RunFinished
-from trestle.groups import group_of, message_id, named_group
-from trestle.planfile import parse_plan
-from trestle.runs import create_run, load_state
+from trestle.formats.planfile import parse_plan
+from trestle.lifecycle.runs import create_run, load_state
 from trestle.store import InMemoryStore, SqliteStore, Store
 from trestle.store.base import Appended, Message, Owner
 

@@ -49,8 +49,8 @@ from trestle.core.packets import (
 )
 from trestle.core.policy import Policy, SandboxPolicy
 from trestle.core.records.agent import ContextBudget, Pins, bootstrap_plan
+from trestle.lifecycle.runs import create_run
 from trestle.models import Message, ScriptedModel
-from trestle.runs import create_run
 from trestle.store import SqliteStore
 from trestle.tools.base import GatedCall, GateVerdict, Observation, ToolContext
 from trestle.tools.coding import coding_registry

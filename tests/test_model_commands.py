@@ -38,7 +38,7 @@ from agent_helpers import (
 from trestle.core.card import HandoffCard, build_card
 from trestle.core.events import ApprovalRequested
 from trestle.models import ScriptedModel
-from trestle.redaction import _SHAPES, redact, secret_values
+from trestle.presentation.redaction import _SHAPES, redact, secret_values
 from trestle.store.sqlite import SqliteStore
 
 

@@ -34,10 +34,10 @@ from trestle.core.events import (
 )
 from trestle.core.state import RunState
 from trestle.engines.local import LocalEngine
+from trestle.lifecycle.runs import load_state
 from trestle.models import FunctionModel, Message, Model, ModelResponse, ToolCall, Usage
 from trestle.models.anthropic import AnthropicModel
 from trestle.models.openai import OpenAIModel
-from trestle.runs import load_state
 from trestle.store import SqliteStore
 from trestle.testing import AnthropicServer, OpenAIServer
 from trestle.tools import GatedCall, GateVerdict, Observation, ToolContext, coding_registry
@@ -72,7 +72,7 @@ def openai_model(server: OpenAIServer) -> OpenAIModel:
 def run_with(store: SqliteStore, workspace: Path, model: Model, **settings: Any) -> str:
     """A new agent run on ``workspace``, driven until it ends or waits; its id."""
     from trestle.core.records.agent import bootstrap_plan
-    from trestle.runs import create_run
+    from trestle.lifecycle.runs import create_run
 
     plan = bootstrap_plan("make add() return the sum")
     run_id = create_run(

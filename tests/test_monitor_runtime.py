@@ -25,7 +25,6 @@ from agent_helpers import (
     state_of,
 )
 from trestle.agent.runtime import AgentPerformer
-from trestle.approvals import submit_decision
 from trestle.core.events import (
     AlertRaised,
     ApprovalRequested,
@@ -38,12 +37,13 @@ from trestle.core.records.agent import bootstrap_plan
 from trestle.core.records.monitors import Alert, MonitorSettings
 from trestle.core.report import build_report
 from trestle.engines.local import LocalEngine
+from trestle.lifecycle.approvals import submit_decision
+from trestle.lifecycle.runs import create_run, dead_letters
 from trestle.models import ModelResponse, ScriptedModel, ToolCall
 from trestle.monitors.alerts import Monitor
 from trestle.monitors.catalog import default_monitors
 from trestle.monitors.loops import RepeatMonitor
 from trestle.monitors.trace import Observation, RunFacts
-from trestle.runs import create_run, dead_letters
 from trestle.store import SqliteStore
 
 LOOPS = 4  # reads of the same file with the same result: a warning, not yet critical

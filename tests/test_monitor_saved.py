@@ -23,10 +23,10 @@ from trestle.core.events import AlertRaised, AnyEvent, RunCreated
 from trestle.core.records.monitors import MonitorSettings
 from trestle.core.state import RunState
 from trestle.engines.local import LocalEngine
+from trestle.lifecycle.runs import Tail, signed_snapshot, trusted, trusted_monitors
 from trestle.models import ScriptedModel
 from trestle.monitors import saved
 from trestle.monitors.hub import MonitorHub
-from trestle.runs import Tail, signed_snapshot, trusted, trusted_monitors
 
 SETTINGS = MonitorSettings(actions={"warning": "note", "critical": "note"})
 

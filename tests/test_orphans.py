@@ -33,11 +33,11 @@ from trestle.core.events import (
 from trestle.core.plan import Plan, Step
 from trestle.core.state import RunState
 from trestle.engines.local import this_process
-from trestle.planfile import load_plan
-from trestle.processes import Leader, leftovers
-from trestle.processes import start_time as proc_start_time
-from trestle.runs import create_run, load_state
-from trestle.sandbox import find_bwrap
+from trestle.execution.processes import Leader, leftovers
+from trestle.execution.processes import start_time as proc_start_time
+from trestle.execution.sandbox import find_bwrap
+from trestle.formats.planfile import load_plan
+from trestle.lifecycle.runs import create_run, load_state
 from trestle.store import SqliteStore
 
 START = 1_800_000_000.0

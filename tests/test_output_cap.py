@@ -13,8 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from test_cli import cli_env
-from trestle.actions import OutputKeeper, cap_output, run_shell
-from trestle.sandbox import find_bwrap
+from trestle.execution.actions import OutputKeeper, cap_output, run_shell
+from trestle.execution.sandbox import find_bwrap
 from trestle.tools.base import ToolContext
 from trestle.tools.commands import RunCommand, RunCommandArgs
 
@@ -27,9 +27,9 @@ RSS_BOUND = 64 * 1024  # KiB the driver's peak may grow by while it runs the ste
 DRIVER = """
 import asyncio, json, resource, sys
 from pathlib import Path
-from trestle.actions import StepContext, perform
-from trestle.planfile import parse_plan
-from trestle.sandbox import Sandbox, find_bwrap
+from trestle.execution.actions import StepContext, perform
+from trestle.formats.planfile import parse_plan
+from trestle.execution.sandbox import Sandbox, find_bwrap
 
 plan = parse_plan(sys.argv[1])
 workspace = Path(sys.argv[2])

@@ -16,7 +16,7 @@ import pytest
 
 from trestle.core.errors import PlanError
 from trestle.core.plan import Backoff, Plan, critical_path, find_cycle, topological_order, waves
-from trestle.planfile import load_plan, parse_plan
+from trestle.formats.planfile import load_plan, parse_plan
 
 
 def trestle(cwd: Path, *args: str | Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -17,7 +17,7 @@ import pytest
 import trestle
 from trestle.core.errors import PlanError, RunError
 from trestle.core.plan import Plan, critical_path, find_cycle, topological_order, waves
-from trestle.planfile import (
+from trestle.formats.planfile import (
     generate_plan_json_schema,
     load_plan,
     parse_plan,
@@ -215,7 +215,7 @@ def test_import_trestle_loads_nothing_until_a_name_is_used() -> None:
     loaded = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
-    assert loaded.stdout.strip() == "['trestle', 'trestle.lazy']"  # and the loader
+    assert loaded.stdout.strip() == "['trestle', 'trestle.support.lazy']"  # and the loader
 
 
 # --- python: modules are pinned when the run starts ---------------------------------------

@@ -33,8 +33,8 @@ from trestle.core.policy import (
     path_glob_matches,
     workspace_path,
 )
-from trestle.planfile import parse_plan
-from trestle.policyfile import find_policy_file, load_policy, operator_policy
+from trestle.formats.planfile import parse_plan
+from trestle.formats.policyfile import find_policy_file, load_policy, operator_policy
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "policy.md"
 

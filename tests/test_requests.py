@@ -35,7 +35,6 @@ from agent_helpers import (
     state_of,
 )
 from trestle.agent.context import check_pins, is_pinned
-from trestle.approvals import submit_decision
 from trestle.core.errors import ConfigError
 from trestle.core.events import (
     ContextCompressed,
@@ -48,12 +47,13 @@ from trestle.core.records.agent import ContextBudget, Pins
 from trestle.core.report import build_report
 from trestle.core.state import RunState
 from trestle.engines.local import LocalEngine
+from trestle.formats.planfile import parse_plan
+from trestle.lifecycle.approvals import submit_decision
+from trestle.lifecycle.outcomes import await_outcome, outcome_in
+from trestle.lifecycle.runs import create_run, load_state, request_decision, request_requirement
 from trestle.models import ScriptedModel
-from trestle.outcomes import await_outcome, outcome_in
-from trestle.planfile import parse_plan
-from trestle.runs import create_run, load_state, request_decision, request_requirement
-from trestle.signing import decision_key, signed_payload
 from trestle.store import SqliteStore
+from trestle.trust.signing import decision_key, signed_payload
 
 POLL = 0.02
 

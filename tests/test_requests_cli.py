@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from trestle.signing import decision_key, signed_payload
 from trestle.store import SqliteStore
+from trestle.trust.signing import decision_key, signed_payload
 
 PATIENCE = 60.0  # a guard against a hung child; nothing asserts how long anything takes
 

@@ -28,8 +28,8 @@ from typing import Any
 
 import pytest
 
-from trestle.shadow import ShadowRepo
 from trestle.store import SqliteStore
+from trestle.workspace.shadow import ShadowRepo
 
 # its ledgers live outside the workspace, out of the rewind's reach
 pytestmark = pytest.mark.usefixtures("unconfined")

@@ -30,7 +30,7 @@ from trestle.core.events import RunCreated
 from trestle.core.plan import Plan, Step
 from trestle.core.policy import ActionFacts
 from trestle.core.state import RunState
-from trestle.sandbox import Sandbox, find_bwrap
+from trestle.execution.sandbox import Sandbox, find_bwrap
 from trestle.tools.base import GatedCall
 
 SECRET = "5ec7e7c0ffee" * 5 + "5ec7"  # hex: it doubles as the approval key

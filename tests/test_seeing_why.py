@@ -24,7 +24,7 @@ from trestle.core.events import (
 )
 from trestle.core.report import build_report
 from trestle.core.state import fold, output_tail
-from trestle.planfile import parse_plan
+from trestle.formats.planfile import parse_plan
 
 FAILING_SCRIPT = """\
 i=1

@@ -20,13 +20,13 @@ from pathlib import Path
 import pytest
 
 from trestle.core.errors import ConfigError, RunError
-from trestle.shadow import (
+from trestle.workspace.shadow import (
     RestoreConflictError,
     ShadowRepo,
     ShadowRepoError,
     UnknownSnapshotError,
 )
-from trestle.shadow_files import IgnoreGlobs, snapshot_name_problem
+from trestle.workspace.shadow_files import IgnoreGlobs, snapshot_name_problem
 
 Manifest = dict[str, tuple[str, ...]]
 PLAIN_ENV = {"PATH": os.environ["PATH"], "LC_ALL": "C"}  # for reading the shadow store
@@ -565,7 +565,7 @@ def test_concurrent_snapshots_from_threads_and_another_process(tmp_path: Path) -
     trees = {r.name: r.tree for r in ShadowRepo(git_dir, workspaces[0]).list("expected")}
     shared = ShadowRepo(git_dir, workspaces[0])
     script = (
-        "import sys; from pathlib import Path; from trestle.shadow import ShadowRepo\n"
+        "import sys; from pathlib import Path; from trestle.workspace.shadow import ShadowRepo\n"
         "r = ShadowRepo(Path(sys.argv[1]), Path(sys.argv[2]))\n"
         "for n in range(6): r.snapshot(f'proc/{n}')\n"
     )

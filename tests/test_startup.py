@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from test_cli import cli_env
-from trestle.planfile import parse_plan
-from trestle.runs import create_run
+from trestle.formats.planfile import parse_plan
+from trestle.lifecycle.runs import create_run
 from trestle.store import SqliteStore
 
 # runs the CLI as the console script does, then lists the modules it loaded

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 
-from trestle import runs as runs_module
 from trestle.core.errors import (
     ConfigError,
     LeaseHeldError,
@@ -50,8 +49,9 @@ from trestle.core.events import (
 )
 from trestle.core.plan import Plan
 from trestle.core.state import RunState
-from trestle.planfile import parse_plan
-from trestle.runs import create_run
+from trestle.formats.planfile import parse_plan
+from trestle.lifecycle import runs as runs_module
+from trestle.lifecycle.runs import create_run
 from trestle.store import Appended, InMemoryStore, Owner, Snapshot, SqliteStore, Store
 from trestle.store.sqlite import MIGRATIONS
 

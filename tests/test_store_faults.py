@@ -30,10 +30,10 @@ import pytest
 import trestle.demo as bundled
 from trestle.cli.app import main
 from trestle.engines.local import LocalEngine
-from trestle.planfile import load_plan
-from trestle.runs import create_run
-from trestle.signing import key_path
+from trestle.formats.planfile import load_plan
+from trestle.lifecycle.runs import create_run
 from trestle.store import SqliteStore
+from trestle.trust.signing import key_path
 
 PLAN = """\
 goal: record some runs

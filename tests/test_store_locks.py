@@ -18,7 +18,7 @@ from contextlib import closing
 from pathlib import Path
 
 from trestle.core.plan import Plan, Step
-from trestle.runs import create_run
+from trestle.lifecycle.runs import create_run
 from trestle.store import SqliteStore
 
 PLAN = Plan(goal="count", steps=[Step(id="one", run="true")])

@@ -22,7 +22,7 @@ from pydantic import JsonValue
 from test_store_conformance import RUN, batch, created, leased
 from trestle.core.errors import LeaseLostError, StoreDamagedError
 from trestle.core.events import AnyEvent, ToolCallEnded, event_json
-from trestle.doctor import diagnose
+from trestle.operations.doctor import diagnose
 from trestle.store import SqliteStore
 from trestle.store.payloads import LARGE, pack, references, unpack
 from trestle.store.sqlite import MIGRATIONS

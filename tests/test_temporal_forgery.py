@@ -190,7 +190,7 @@ def test_a_sealed_record_changed_or_not_the_attempts_own_is_refused(
     """A record sealed as its worker seals it, but of an event the attempt never makes,
     is refused all the same; a sealed record whose body is changed loses its seal."""
     from trestle.engines.temporal import seals
-    from trestle.signing import decision_key
+    from trestle.trust.signing import decision_key
 
     run = Held(cli, workers)
     ticket = asyncio.run(perform_input(workers.address, run.blobs, run.run_id))["ticket"]

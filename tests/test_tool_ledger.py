@@ -44,8 +44,8 @@ from trestle.core.events import (
     idempotency_key,
     tool_call_key,
 )
-from trestle.processes import KEY_VAR, leftovers
-from trestle.runs import load_state
+from trestle.execution.processes import KEY_VAR, leftovers
+from trestle.lifecycle.runs import load_state
 from trestle.store import SqliteStore
 from trestle.testing import OpenAIServer
 from trestle.tools.base import ToolContext

@@ -10,14 +10,14 @@ import sys
 import textwrap
 import time
 
-from trestle.watchdog import TOKEN_VAR, carrying
+from trestle.execution.watchdog import TOKEN_VAR, carrying
 
 # A driver that registers two commands, loses its helper to a stray kill, registers a
 # third (which starts a new helper), then waits to be killed.
 DRIVER = textwrap.dedent(
     """
     import os, signal, subprocess, sys, time
-    from trestle.watchdog import WATCHDOG
+    from trestle.execution.watchdog import WATCHDOG
     first, second, third = WATCHDOG.guard({}), WATCHDOG.guard({}), WATCHDOG.guard({})
     tokens = []
     for guard in (first, second):
@@ -66,7 +66,7 @@ def test_a_dead_drivers_registered_commands_are_killed_even_after_its_helper_die
 LATE_DRIVER = textwrap.dedent(
     """
     import subprocess, time
-    from trestle.watchdog import WATCHDOG
+    from trestle.execution.watchdog import WATCHDOG
     guard = WATCHDOG.guard({})
     env = guard.__enter__()
     script = f"sleep 0.2; exec env TRESTLE_CELL_ID={env['TRESTLE_CELL_ID']} sleep 60"

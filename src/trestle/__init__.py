@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import typing as _typing
 
-from trestle.lazy import lazy_exports as _lazy_exports
+from trestle.support.lazy import lazy_exports as _lazy_exports
 
 if _typing.TYPE_CHECKING:
-    from trestle.actions import StepContext
     from trestle.agent.launch import run_agent, start_agent
     from trestle.agent.runtime import AgentPerformer
     from trestle.agent.trajectory import ReplayModel, Trajectory, trajectory_of
-    from trestle.approvals import feedback, find_approval, inbox, submit_decision
-    from trestle.cancel import Cancelled, cancel_run, cancel_tree
-    from trestle.checkpoints import Checkpoint, checkpoints, rewind
-    from trestle.coordination import Board, BoardValue, Group, Letter, Mailbox, Sent, Written
+    from trestle.coordination.board import Board, BoardValue, Group, Letter, Mailbox, Sent, Written
+    from trestle.coordination.groups import group_of
     from trestle.core.budget import Budget, Limit
     from trestle.core.card import HandoffCard, build_card
     from trestle.core.decider import decide, run_status
@@ -75,14 +72,19 @@ if _typing.TYPE_CHECKING:
     from trestle.core.state import RunState, fold
     from trestle.engines.local import LocalEngine
     from trestle.engines.work import StepPerformer, StepWork
-    from trestle.groups import group_of
-    from trestle.health import RunHealth, health
+    from trestle.execution.actions import StepContext
+    from trestle.formats.planfile import load_plan, parse_plan
+    from trestle.formats.policyfile import load_policy, monitor_settings, operator_policy
+    from trestle.lifecycle.approvals import feedback, find_approval, inbox, submit_decision
+    from trestle.lifecycle.cancel import Cancelled, cancel_run, cancel_tree
+    from trestle.lifecycle.checkpoints import Checkpoint, checkpoints, rewind
+    from trestle.lifecycle.runs import create_run, load_state, request_decision
+    from trestle.lifecycle.topup import Raised, raise_budget
     from trestle.monitors.alerts import Monitor
     from trestle.monitors.catalog import default_monitors
-    from trestle.planfile import load_plan, parse_plan
-    from trestle.policyfile import load_policy, monitor_settings, operator_policy
-    from trestle.runs import create_run, load_state, request_decision
-    from trestle.shadow import (
+    from trestle.operations.health import RunHealth, health
+    from trestle.store import InMemoryStore, SqliteStore, Store
+    from trestle.workspace.shadow import (
         RestoreConflictError,
         RestoreResult,
         ShadowRepo,
@@ -90,8 +92,6 @@ if _typing.TYPE_CHECKING:
         SnapshotRef,
         UnknownSnapshotError,
     )
-    from trestle.store import InMemoryStore, SqliteStore, Store
-    from trestle.topup import Raised, raise_budget
 
 __version__ = "0.1.0"
 
@@ -207,7 +207,7 @@ __all__ = [
 
 # name -> the module that defines it, imported the first time the name is used
 _EXPORTS = {
-    "StepContext": "trestle.actions",
+    "StepContext": "trestle.execution.actions",
     "run_agent": "trestle.agent.launch",
     "start_agent": "trestle.agent.launch",
     "AgentPerformer": "trestle.agent.runtime",
@@ -215,30 +215,30 @@ _EXPORTS = {
     "ReplayModel": "trestle.agent.trajectory",
     "Trajectory": "trestle.agent.trajectory",
     "trajectory_of": "trestle.agent.trajectory",
-    "feedback": "trestle.approvals",
-    "find_approval": "trestle.approvals",
-    "inbox": "trestle.approvals",
-    "submit_decision": "trestle.approvals",
+    "feedback": "trestle.lifecycle.approvals",
+    "find_approval": "trestle.lifecycle.approvals",
+    "inbox": "trestle.lifecycle.approvals",
+    "submit_decision": "trestle.lifecycle.approvals",
     "Budget": "trestle.core.budget",
     "Limit": "trestle.core.budget",
-    "Cancelled": "trestle.cancel",
-    "cancel_run": "trestle.cancel",
-    "cancel_tree": "trestle.cancel",
+    "Cancelled": "trestle.lifecycle.cancel",
+    "cancel_run": "trestle.lifecycle.cancel",
+    "cancel_tree": "trestle.lifecycle.cancel",
     "HandoffCard": "trestle.core.card",
     "HandoffPacket": "trestle.core.handoff",
     "build_packet": "trestle.core.packets",
     "sender_packet": "trestle.core.packets",
     "build_card": "trestle.core.card",
-    "Checkpoint": "trestle.checkpoints",
-    "checkpoints": "trestle.checkpoints",
-    "rewind": "trestle.checkpoints",
-    "Board": "trestle.coordination",
-    "BoardValue": "trestle.coordination",
-    "Group": "trestle.coordination",
-    "Letter": "trestle.coordination",
-    "Mailbox": "trestle.coordination",
-    "Sent": "trestle.coordination",
-    "Written": "trestle.coordination",
+    "Checkpoint": "trestle.lifecycle.checkpoints",
+    "checkpoints": "trestle.lifecycle.checkpoints",
+    "rewind": "trestle.lifecycle.checkpoints",
+    "Board": "trestle.coordination.board",
+    "BoardValue": "trestle.coordination.board",
+    "Group": "trestle.coordination.board",
+    "Letter": "trestle.coordination.board",
+    "Mailbox": "trestle.coordination.board",
+    "Sent": "trestle.coordination.board",
+    "Written": "trestle.coordination.board",
     "decide": "trestle.core.decider",
     "run_status": "trestle.core.decider",
     "LocalEngine": "trestle.engines.local",
@@ -272,9 +272,9 @@ _EXPORTS = {
     "CheckResult": "trestle.core.events",
     "Gate": "trestle.core.events",
     "StoredEvent": "trestle.core.events",
-    "group_of": "trestle.groups",
-    "RunHealth": "trestle.health",
-    "health": "trestle.health",
+    "group_of": "trestle.coordination.groups",
+    "RunHealth": "trestle.operations.health",
+    "health": "trestle.operations.health",
     "Alert": "trestle.core.records.monitors",
     "Monitor": "trestle.monitors.alerts",
     "default_monitors": "trestle.monitors.catalog",
@@ -283,8 +283,8 @@ _EXPORTS = {
     "Delegation": "trestle.core.plan",
     "Plan": "trestle.core.plan",
     "Step": "trestle.core.plan",
-    "load_plan": "trestle.planfile",
-    "parse_plan": "trestle.planfile",
+    "load_plan": "trestle.formats.planfile",
+    "parse_plan": "trestle.formats.planfile",
     "ActionFacts": "trestle.core.policy",
     "Policy": "trestle.core.policy",
     "Rule": "trestle.core.policy",
@@ -292,24 +292,24 @@ _EXPORTS = {
     "TierDecision": "trestle.core.policy",
     "action_hash": "trestle.core.policy",
     "classify": "trestle.core.policy",
-    "load_policy": "trestle.policyfile",
-    "monitor_settings": "trestle.policyfile",
-    "operator_policy": "trestle.policyfile",
+    "load_policy": "trestle.formats.policyfile",
+    "monitor_settings": "trestle.formats.policyfile",
+    "operator_policy": "trestle.formats.policyfile",
     "Report": "trestle.core.report",
     "build_report": "trestle.core.report",
-    "create_run": "trestle.runs",
-    "load_state": "trestle.runs",
-    "request_decision": "trestle.runs",
-    "RestoreConflictError": "trestle.shadow",
-    "RestoreResult": "trestle.shadow",
-    "ShadowRepo": "trestle.shadow",
-    "ShadowRepoError": "trestle.shadow",
-    "SnapshotRef": "trestle.shadow",
-    "UnknownSnapshotError": "trestle.shadow",
+    "create_run": "trestle.lifecycle.runs",
+    "load_state": "trestle.lifecycle.runs",
+    "request_decision": "trestle.lifecycle.runs",
+    "RestoreConflictError": "trestle.workspace.shadow",
+    "RestoreResult": "trestle.workspace.shadow",
+    "ShadowRepo": "trestle.workspace.shadow",
+    "ShadowRepoError": "trestle.workspace.shadow",
+    "SnapshotRef": "trestle.workspace.shadow",
+    "UnknownSnapshotError": "trestle.workspace.shadow",
     "RunState": "trestle.core.state",
     "fold": "trestle.core.state",
-    "Raised": "trestle.topup",
-    "raise_budget": "trestle.topup",
+    "Raised": "trestle.lifecycle.topup",
+    "raise_budget": "trestle.lifecycle.topup",
     "InMemoryStore": "trestle.store",
     "SqliteStore": "trestle.store",
     "Store": "trestle.store",

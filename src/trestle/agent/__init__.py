@@ -5,7 +5,7 @@ drives these pieces and records what they return. See ``docs/agent.md``.
 
 The records the agent's events carry (``Phase``, ``Findings``, ``Pins``,
 ``AgentPlan``, ``ReminderRecord``, ...) live in the core, ``trestle.core.records.agent``;
-they are offered here too. Each name loads its module on first use (``trestle.lazy``),
+they are offered here too. Each name loads its module on first use (``trestle.support.lazy``),
 so one piece does not pull in the whole agent.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from trestle.lazy import lazy_exports
+from trestle.support.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from trestle.agent.context import (
@@ -42,7 +42,15 @@ if TYPE_CHECKING:
         findings_json_schema,
         parse_findings,
     )
-    from trestle.agent.planning import (
+    from trestle.agent.reminders import (
+        Reminder,
+        StepProgress,
+        goal_reminder,
+        plan_progress,
+        plan_status,
+        reminder_due,
+    )
+    from trestle.agentplan.planning import (
         Feedback,
         PlanAttempt,
         PlanFeedback,
@@ -54,14 +62,6 @@ if TYPE_CHECKING:
         parse_output,
         runtime_plan,
         validate_agent_plan,
-    )
-    from trestle.agent.reminders import (
-        Reminder,
-        StepProgress,
-        goal_reminder,
-        plan_progress,
-        plan_status,
-        reminder_due,
     )
     from trestle.core.errors import PhaseError, PinLostError
     from trestle.core.records.agent import (
@@ -167,17 +167,17 @@ __getattr__ = lazy_exports(
         "parse_findings": "trestle.agent.phases",
         "AgentPlan": "trestle.core.records.agent",
         "AgentPlanStep": "trestle.core.records.agent",
-        "Feedback": "trestle.agent.planning",
-        "PlanAttempt": "trestle.agent.planning",
-        "PlanFeedback": "trestle.agent.planning",
-        "PlanNegotiation": "trestle.agent.planning",
-        "Problem": "trestle.agent.planning",
-        "agent_plan_json_schema": "trestle.agent.planning",
-        "check_agent_plan": "trestle.agent.planning",
-        "is_agent_step": "trestle.agent.planning",
-        "parse_output": "trestle.agent.planning",
-        "runtime_plan": "trestle.agent.planning",
-        "validate_agent_plan": "trestle.agent.planning",
+        "Feedback": "trestle.agentplan.planning",
+        "PlanAttempt": "trestle.agentplan.planning",
+        "PlanFeedback": "trestle.agentplan.planning",
+        "PlanNegotiation": "trestle.agentplan.planning",
+        "Problem": "trestle.agentplan.planning",
+        "agent_plan_json_schema": "trestle.agentplan.planning",
+        "check_agent_plan": "trestle.agentplan.planning",
+        "is_agent_step": "trestle.agentplan.planning",
+        "parse_output": "trestle.agentplan.planning",
+        "runtime_plan": "trestle.agentplan.planning",
+        "validate_agent_plan": "trestle.agentplan.planning",
         "Reminder": "trestle.agent.reminders",
         "ReminderPolicy": "trestle.core.records.agent",
         "ReminderRecord": "trestle.core.records.agent",

@@ -24,7 +24,7 @@ from trestle.core.policy import Policy
 from trestle.core.records.agent import AgentSettings, bootstrap_plan
 from trestle.core.state import RunState
 from trestle.engines.local import LocalEngine
-from trestle.runs import create_run
+from trestle.lifecycle.runs import create_run
 from trestle.store.base import Store
 from trestle.tools.registry import ToolRegistry
 

@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from trestle.agent.planning import Feedback, capped, output_schema, parse_output
+from trestle.agentplan.planning import Feedback, capped, output_schema, parse_output
 from trestle.core.errors import PhaseError
 from trestle.core.policy import Nature
 from trestle.core.record import Record

@@ -8,7 +8,7 @@ import json
 from typing import Literal
 
 from trestle.agent.phases import findings_json_schema
-from trestle.agent.planning import agent_plan_json_schema
+from trestle.agentplan.planning import agent_plan_json_schema
 from trestle.core.plan import AgentTask, Step, describe_check
 from trestle.core.records.agent import Findings
 from trestle.core.records.monitors import Alert

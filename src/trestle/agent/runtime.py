@@ -9,7 +9,7 @@ is what the engine hands those to. Per role:
 - ``plan``: a tool loop that may read, ending with the model's plan as JSON. The plan
   is validated (acyclic, verifiable, within scope, files that exist); problems go back
   to the model, at most ``max_plan_attempts`` times. An accepted plan joins the run
-  (see :mod:`trestle.agent.rounds`);
+  (see :mod:`trestle.agentplan.rounds`);
 - ``review``: nothing to do: the approval gate in front of it is the point;
 - ``execute``: a bounded tool loop on the step's objective, ended by ``finish``; the
   step's verify checks then decide. A retry starts a new conversation told why the
@@ -29,10 +29,8 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from trestle.actions import run_shell, step_env
 from trestle.agent.context import Summariser, model_summariser
 from trestle.agent.phases import allowed_natures, parse_findings
-from trestle.agent.planning import PlanFeedback, PlanNegotiation, check_agent_plan
 from trestle.agent.prompts import (
     CUT_SHORT,
     EMPTY_REPLY,
@@ -43,7 +41,11 @@ from trestle.agent.prompts import (
     understand_task,
 )
 from trestle.agent.reminders import StepProgress, plan_progress, plan_status
-from trestle.agent.rounds import (
+from trestle.agent.session import Abandon, Pause, StepSession
+from trestle.agent.toolgate import RunToolGate
+from trestle.agent.trajectory import REPLAY_PREFIX, ReplayModel, load_trajectory
+from trestle.agentplan.planning import PlanFeedback, PlanNegotiation, check_agent_plan
+from trestle.agentplan.rounds import (
     delegation_share,
     model_commands,
     numbered,
@@ -52,9 +54,7 @@ from trestle.agent.rounds import (
     requirement_added,
     review_id,
 )
-from trestle.agent.session import Abandon, Pause, StepSession
-from trestle.agent.toolgate import RunToolGate
-from trestle.agent.trajectory import REPLAY_PREFIX, ReplayModel, load_trajectory
+from trestle.coordination.groups import named_group
 from trestle.core.conversation import Message, Model, ToolSchema
 from trestle.core.errors import ConfigError, ProviderError, ScriptExhaustedError
 from trestle.core.events import (
@@ -78,7 +78,7 @@ from trestle.core.records.agent import (
 )
 from trestle.core.state import RunState
 from trestle.engines.work import StepWork, WorkspaceNotSaved
-from trestle.groups import named_group
+from trestle.execution.actions import run_shell, step_env
 from trestle.models.pricing import DEFAULT_PRICES, PriceTable
 from trestle.models.spec import model_from_spec
 from trestle.tools.artifacts import FetchArtifact

@@ -139,9 +139,9 @@ def agent(
     """Run the coding agent on GOAL: understand, plan, execute, validate. Prints the run id."""
     from trestle.cli.drive import drive, opened_for_new_run, store_line
     from trestle.core.records.agent import AgentSettings, bootstrap_plan
-    from trestle.policy_trust import trusted_settings
-    from trestle.runs import create_run
-    from trestle.sandbox import mode_from
+    from trestle.execution.sandbox import mode_from
+    from trestle.lifecycle.runs import create_run
+    from trestle.trust.policy_trust import trusted_settings
 
     if not repo.is_dir():
         raise typer.BadParameter(f"{str(repo)!r} is not a directory", param_hint="--repo")
@@ -269,7 +269,7 @@ def tell(
 ) -> None:
     """Add a requirement to a running agent run; it is planned where it fits."""
     from trestle.cli.human import say_outcome
-    from trestle.runs import request_requirement
+    from trestle.lifecycle.runs import request_requirement
 
     with _found(store, run_id) as (st, run_id):
         after = st.run(run_id).last_seq
@@ -290,7 +290,7 @@ def trajectory(
     A run that delegated exports its children's answers too, each under its place in
     the tree, so the file replays the whole tree."""
     from trestle.agent.trajectory import Trajectory, trajectory_of
-    from trestle.runs import load_state
+    from trestle.lifecycle.runs import load_state
     from trestle.store.base import subtree
 
     with _found(store, run_id) as (st, run_id):
@@ -326,12 +326,12 @@ def demo(
     is recorded in a real store, and the plan waits for (and gets) an approval.
     """
     from trestle.agent.trajectory import REPLAY_PREFIX
-    from trestle.approvals import inbox, submit_decision
     from trestle.cli.drive import drive, opened_for_new_run
     from trestle.cli.human import show_card
     from trestle.core.records.agent import AgentSettings, bootstrap_plan
     from trestle.demo import write_sample
-    from trestle.runs import create_run
+    from trestle.lifecycle.approvals import inbox, submit_decision
+    from trestle.lifecycle.runs import create_run
 
     sample = resources.files("trestle.demo")
     where = Path(tempfile.mkdtemp(prefix="trestle-demo-")) if directory is None else directory

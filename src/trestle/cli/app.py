@@ -159,14 +159,14 @@ def _console(*, stderr: bool) -> Console:
 def _shown_console() -> type[Console]:
     """A console that prints every character a terminal would act on (an escape
     sequence in a step's output, a model's text or a command awaiting approval) as an
-    escape (:func:`trestle.wording.visible`), before the layout is measured, so a
+    escape (:func:`trestle.presentation.wording.visible`), before the layout is measured, so a
     table wraps the escape rather than cutting what follows it."""
     from rich.console import Console, ConsoleOptions, RenderableType
     from rich.segment import Segment
     from rich.style import Style
     from rich.text import Text
 
-    from trestle.wording import visible
+    from trestle.presentation.wording import visible
 
     class ShownConsole(Console):
         def render_str(self, text: str, **kwargs: Any) -> Text:
@@ -260,10 +260,10 @@ def run(
     """Validate a plan, show it, run it, and report. Prints the run id first."""
     from trestle.cli.drive import drive, opened_for_new_run, store_line
     from trestle.cli.render import plan_overview
-    from trestle.planfile import load_plan, plan_workspace
-    from trestle.policy_trust import trusted_settings
-    from trestle.runs import create_run
-    from trestle.sandbox import mode_from
+    from trestle.execution.sandbox import mode_from
+    from trestle.formats.planfile import load_plan, plan_workspace
+    from trestle.lifecycle.runs import create_run
+    from trestle.trust.policy_trust import trusted_settings
 
     mode = mode_from(sandbox)
     plan = load_plan(plan_file)
@@ -353,13 +353,13 @@ def resume(
 ) -> None:
     """Continue a run: after a crash, an approval, or a retry/skip decision."""
     from trestle.cli.drive import drive, performer_for_run
-    from trestle.sandbox import mode_from
+    from trestle.execution.sandbox import mode_from
 
     mode = mode_from(sandbox)
     out = _out()
     with _found(store, run_id) as (st, run_id):
         out.print(f"run {run_id}")
-        from trestle.doorbell import bound_engine
+        from trestle.lifecycle.doorbell import bound_engine
 
         bound = bound_engine(st, run_id)
         if bound is not None:  # its workflow drives it: wake it (or start it) and follow
@@ -392,11 +392,11 @@ def runs(store: StoreOption = None, as_json: JsonOption = False) -> None:
 @app.command()
 def show(run_id: RunArg, store: StoreOption = None, as_json: JsonOption = False) -> None:
     """A run's state and report."""
-    from trestle.approvals import trusted_state
     from trestle.cli.render import report_view, steps_table
     from trestle.core.report import build_report
+    from trestle.lifecycle.approvals import trusted_state
+    from trestle.presentation.wording import clip, shown
     from trestle.store.base import subtree
-    from trestle.wording import clip, shown
 
     with _found(store, run_id) as (st, run_id):
         state = trusted_state(st, run_id)  # forged decisions left out, as the engine does
@@ -493,7 +493,7 @@ def output(
     """What a step's attempt printed (stdout and stderr together), exactly as recorded
     (a command's output is kept up to 8,000 characters; past that, its first and last
     4,000, with a line saying how much was cut between them)."""
-    from trestle.runs import attempt_ended
+    from trestle.lifecycle.runs import attempt_ended
 
     with _found(store, run_id) as (st, run_id):
         ended = attempt_ended(st, run_id, step, attempt)
@@ -509,9 +509,9 @@ def output(
 def dlq(store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Dead-lettered steps across runs: failed after their retries, or escalated."""
     from trestle.cli.render import attempt_output_lines
-    from trestle.descriptions import log_detail
-    from trestle.runs import dead_letters
-    from trestle.wording import shown
+    from trestle.lifecycle.runs import dead_letters
+    from trestle.presentation.descriptions import log_detail
+    from trestle.presentation.wording import shown
 
     with _opened(store) as st:
         entries = dead_letters(st)
@@ -547,7 +547,7 @@ def health(store: StoreOption = None, as_json: JsonOption = False) -> None:
     waits for a human (a dead letter, an escalation, an approval or a pause)."""
     from trestle.cli.render import health_view
     from trestle.engines.local import DEFAULT_LEASE_TTL
-    from trestle.health import health as run_health_all
+    from trestle.operations.health import health as run_health_all
 
     unreadable: list[str] = []
     with _opened(store) as st:
@@ -576,7 +576,7 @@ def retry(
 ) -> None:
     """Give a failed or escalated step a fresh set of attempts (on the next resume)."""
     from trestle.cli.human import say_outcome
-    from trestle.runs import request_decision
+    from trestle.lifecycle.runs import request_decision
 
     with _found(store, run_id) as (st, run_id):
         after = st.run(run_id).last_seq
@@ -593,7 +593,7 @@ def skip(
 ) -> None:
     """Mark a step as not to be run; steps that need it go on without it."""
     from trestle.cli.human import say_outcome
-    from trestle.runs import request_decision
+    from trestle.lifecycle.runs import request_decision
 
     with _found(store, run_id) as (st, run_id):
         after = st.run(run_id).last_seq
@@ -610,9 +610,9 @@ def cancel(
     """Cancel a run and its delegated children: stop them and their steps' processes
     (whichever process drives them), record why, and print the report. A cancelled run
     cannot be resumed."""
-    from trestle.cancel import cancel_tree
     from trestle.cli.render import report_view
     from trestle.core.report import build_report
+    from trestle.lifecycle.cancel import cancel_tree
 
     with _found(store, run_id) as (st, run_id):
         done, below = cancel_tree(st, run_id, reason, by=_who())
@@ -642,8 +642,8 @@ def inbox_command(
     as_json: JsonOption = False,
 ) -> None:
     """Open approvals across runs, each as a handoff card, oldest first."""
-    from trestle.approvals import inbox
     from trestle.cli.human import show_card
+    from trestle.lifecycle.approvals import inbox
 
     unreadable: list[str] = []
     with _found(store, run_id) if run_id else _all_runs(store) as (st, run_id):
@@ -687,9 +687,9 @@ def approve(
     store: StoreOption = None,
 ) -> None:
     """Approve an action (or a budget top-up); the run goes on when resumed."""
-    from trestle.approvals import find_approval, queue_decision, split_ref
     from trestle.cli.human import edit_in_editor, say_outcome
     from trestle.core.card import build_card
+    from trestle.lifecycle.approvals import find_approval, queue_decision, split_ref
 
     _refuse_inside_a_step()
     run_part, nth = split_ref(ref)
@@ -714,8 +714,8 @@ def reject(
     store: StoreOption = None,
 ) -> None:
     """Reject an action: it does not run, and the reason is recorded."""
-    from trestle.approvals import queue_decision, split_ref
     from trestle.cli.human import say_outcome
+    from trestle.lifecycle.approvals import queue_decision, split_ref
 
     _refuse_inside_a_step()
     run_part, nth = split_ref(ref)
@@ -739,7 +739,7 @@ def feedback_export(
     store: StoreOption = None,
 ) -> None:
     """Every decided approval as JSON Lines: action, tier, rule, decision, reason."""
-    from trestle.approvals import feedback
+    from trestle.lifecycle.approvals import feedback
 
     unreadable: list[str] = []
     with _opened(store) as st:
@@ -758,7 +758,7 @@ def _warn_unreadable(problems: list[str]) -> None:
 
 
 def _shadow(store: Store) -> Path:
-    from trestle.checkpoints import shadow_dir_for
+    from trestle.lifecycle.checkpoints import shadow_dir_for
 
     shadow_dir = shadow_dir_for(store)
     if shadow_dir is None or not shadow_dir.exists():
@@ -771,8 +771,8 @@ def checkpoints_command(
     run_id: RunArg, store: StoreOption = None, as_json: JsonOption = False
 ) -> None:
     """Workspace checkpoints a run took, oldest first."""
-    from trestle.checkpoints import checkpoints, shadow_repo
-    from trestle.runs import load_state
+    from trestle.lifecycle.checkpoints import checkpoints, shadow_repo
+    from trestle.lifecycle.runs import load_state
 
     with _found(store, run_id) as (st, run_id):
         state = load_state(st, run_id)
@@ -797,9 +797,9 @@ def rewind_command(
     store: StoreOption = None,
 ) -> None:
     """Put the workspace back to before STEP and reopen what that undid; then resume."""
-    from trestle.checkpoints import rewind
     from trestle.engines.local import this_process
-    from trestle.runs import load_state
+    from trestle.lifecycle.checkpoints import rewind
+    from trestle.lifecycle.runs import load_state
 
     with _found(store, run_id) as (st, run_id):
         load_state(st, run_id)
@@ -820,8 +820,8 @@ def rewind_command(
 @app.command(name="diff")
 def diff_command(run_id: RunArg, step: StepArg, store: StoreOption = None) -> None:
     """What a step changed in the workspace (its latest attempt's checkpoints)."""
-    from trestle.checkpoints import shadow_repo, step_diff
-    from trestle.runs import load_state
+    from trestle.lifecycle.checkpoints import shadow_repo, step_diff
+    from trestle.lifecycle.runs import load_state
 
     with _found(store, run_id) as (st, run_id):
         state = load_state(st, run_id)
@@ -845,7 +845,7 @@ def doctor(
 ) -> None:
     """Check a store: file, pages, schema, and every run's events, snapshot and listing
     row; say what is wrong and what can be recovered. Exits 0 healthy, 4 damaged."""
-    from trestle.doctor import diagnose, diagnosis_lines, salvage
+    from trestle.operations.doctor import diagnose, diagnosis_lines, salvage
 
     path = reading_store(store)
     found = diagnose(path, now=time.time())
@@ -867,7 +867,7 @@ def plan(
 ) -> None:
     """Validate a plan and show its order, parallel waves and critical path."""
     from trestle.cli.render import plan_overview
-    from trestle.planfile import load_plan
+    from trestle.formats.planfile import load_plan
 
     _out().print(plan_overview(load_plan(plan_file), str(plan_file)))
 
@@ -875,7 +875,7 @@ def plan(
 @app.command()
 def schema() -> None:
     """Print the plan file's JSON Schema."""
-    from trestle.planfile import plan_json_schema
+    from trestle.formats.planfile import plan_json_schema
 
     _print_json(plan_json_schema())
 

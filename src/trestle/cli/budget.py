@@ -32,9 +32,9 @@ def budget_command(
     """Show a run's budget: what it used of each limit. With --add, raise the hard limit
     that stopped it (signed, like an approval), then `trestle resume RUN` goes on from
     where it stopped; steps that succeeded are not run again."""
-    from trestle.approvals import trusted_state
     from trestle.core.budget import fmt
-    from trestle.topup import parse_adds, raise_budget
+    from trestle.lifecycle.approvals import trusted_state
+    from trestle.lifecycle.topup import parse_adds, raise_budget
 
     out = _out()
     with _found(store, run_id) as (st, run_id):

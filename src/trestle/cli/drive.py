@@ -32,8 +32,8 @@ from trestle.core.safetext import model_json
 from trestle.core.state import RunState
 from trestle.engines.local import LocalEngine, Stop
 from trestle.engines.work import StepPerformer
-from trestle.runs import load_state
-from trestle.sandbox import Mode
+from trestle.execution.sandbox import Mode
+from trestle.lifecycle.runs import load_state
 from trestle.store import RecentStores, SqliteStore, Store, default_store_path
 
 

@@ -25,8 +25,8 @@ from trestle.cli.render import event_line
 from trestle.cli.stores import store_with_run
 from trestle.core.events import RunInterrupted, StoredEvent
 from trestle.core.report import EXIT_CODES
-from trestle.descriptions import log_detail
-from trestle.doorbell import bound_engine
+from trestle.lifecycle.doorbell import bound_engine
+from trestle.presentation.descriptions import log_detail
 from trestle.store.base import Store, owner_is_alive
 
 POLL_SECONDS = 0.25

@@ -36,10 +36,10 @@ def board(
 ) -> None:
     """A group's blackboard: each key's version, value, last writer and conflicts; with
     KEY, that key's history, accepted writes and conflicts alike."""
-    from trestle.coordination import known_group
+    from trestle.coordination.board import known_group
+    from trestle.coordination.groups import check_name
     from trestle.core.errors import ConfigError
     from trestle.core.field_problems import did_you_mean
-    from trestle.groups import check_name
 
     with _opened(store) as st:
         group = known_group(st, group)
@@ -74,8 +74,8 @@ def mail(
 ) -> None:
     """A group's messages, oldest first, each followed by its replies: who sent it to
     whom, and whether (and by whom) it was received."""
-    from trestle.coordination import known_group
-    from trestle.groups import check_name
+    from trestle.coordination.board import known_group
+    from trestle.coordination.groups import check_name
 
     if to is not None:
         check_name(to, "--to")
@@ -122,13 +122,13 @@ def _value(text: str) -> Any:
 
 
 def _cell(text: str) -> str:
-    from trestle.wording import clip
+    from trestle.presentation.wording import clip
 
     return clip(text, VALUE_WIDTH)
 
 
 def _when(at: float | None) -> str:
-    from trestle.wording import clock
+    from trestle.presentation.wording import clock
 
     return "" if at is None else clock(at, "%m-%d %H:%M:%S")
 

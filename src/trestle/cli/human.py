@@ -16,7 +16,10 @@ import yaml
 from rich.console import Console
 from rich.text import Text
 
-from trestle.approvals import (
+from trestle.cli.render import card_view
+from trestle.core.card import HandoffCard
+from trestle.core.errors import ConfigError
+from trestle.lifecycle.approvals import (
     EDITABLE,
     edit_from_yaml,
     editable_fields,
@@ -24,11 +27,8 @@ from trestle.approvals import (
     submit_decision,
     write_diff,
 )
-from trestle.cli.render import card_view
-from trestle.core.card import HandoffCard
-from trestle.core.errors import ConfigError
-from trestle.outcomes import await_outcome, driven_live
-from trestle.runs import load_state
+from trestle.lifecycle.outcomes import await_outcome, driven_live
+from trestle.lifecycle.runs import load_state
 from trestle.store.base import Store
 
 

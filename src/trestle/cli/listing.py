@@ -9,8 +9,8 @@ from __future__ import annotations
 from rich.table import Table
 from rich.text import Text
 
+from trestle.presentation.wording import clip, clock, shown
 from trestle.store.base import RunRow, by_tree
-from trestle.wording import clip, clock, shown
 
 STATUS_STYLE = {
     "succeeded": "green",

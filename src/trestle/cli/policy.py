@@ -1,5 +1,5 @@
 """``trestle policy show|accept``: which operator policy file a run here would obey, and
-a human's acceptance of it (see :mod:`trestle.policy_trust`)."""
+a human's acceptance of it (see :mod:`trestle.trust.policy_trust`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from trestle.cli.app import _out, app
 from trestle.core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from trestle.policyfile import PolicyFile
+    from trestle.formats.policyfile import PolicyFile
 
 policy_app = typer.Typer(
     help="The operator's policy file: show it, and accept it so that runs obey it.",
@@ -37,7 +37,7 @@ WorkspaceOption = Annotated[
 @policy_app.command("show")
 def show_policy(path: FileArg = None, workspace: WorkspaceOption = Path(".")) -> None:
     """Print the policy file, its SHA-256 and whether runs obey it."""
-    from trestle.policy_trust import status
+    from trestle.trust.policy_trust import status
 
     read = _read(path, workspace)
     out = _out()
@@ -61,7 +61,7 @@ def accept_policy(
 ) -> None:
     """Accept the policy file as it is now, so that runs obey it. On a terminal it is
     shown and you are asked; a later change must be accepted again."""
-    from trestle.policy_trust import accept, status
+    from trestle.trust.policy_trust import accept, status
 
     read = _read(path, workspace)
     real = read.path.resolve()
@@ -90,7 +90,7 @@ def accept_policy(
 
 def _read(path: Path | None, workspace: Path) -> PolicyFile:
     """The file read once, refused if it is not a valid policy file."""
-    from trestle.policyfile import find_policy_file, read_policy_file
+    from trestle.formats.policyfile import find_policy_file, read_policy_file
 
     found = path if path is not None else find_policy_file(workspace)
     if found is None:

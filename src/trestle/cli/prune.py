@@ -9,7 +9,7 @@ import typer
 
 from trestle.cli.app import JsonOption, StoreOption, _opened, _out, _print_json, app
 from trestle.core.errors import ConfigError
-from trestle.wording import shown
+from trestle.presentation.wording import shown
 
 if TYPE_CHECKING:
     from trestle.store.base import RunRow
@@ -42,7 +42,7 @@ def prune_command(
     """Delete finished runs (succeeded, partial, cancelled) whose last event is older
     than AGE: their events, leases, requests, snapshots and workspace checkpoints; then
     compact the store and say how many bytes it took before and after."""
-    from trestle.prune import choose, parse_age, prune, store_bytes
+    from trestle.operations.prune import choose, parse_age, prune, store_bytes
 
     try:
         age = parse_age(older_than)

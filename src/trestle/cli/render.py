@@ -50,7 +50,8 @@ from trestle.core.events import (
 from trestle.core.plan import Plan, critical_path, describe_check, topological_order, waves
 from trestle.core.report import Report, StepReport
 from trestle.core.state import RefusedRequest, RunState, output_tail
-from trestle.descriptions import (
+from trestle.operations.health import RunHealth
+from trestle.presentation.descriptions import (
     action_text,
     check_text,
     leftovers,
@@ -58,8 +59,7 @@ from trestle.descriptions import (
     raised_text,
     seqs_text,
 )
-from trestle.health import RunHealth
-from trestle.wording import clip, clock, shown
+from trestle.presentation.wording import clip, clock, shown
 
 
 def plan_overview(plan: Plan, source: str) -> RenderableType:

@@ -27,7 +27,7 @@ from trestle.core.events import EngineBinding, StoredEvent, event_json
 from trestle.core.report import build_report
 from trestle.core.safetext import model_json
 from trestle.engines.temporal.shapes import Drive
-from trestle.runs import load_state
+from trestle.lifecycle.runs import load_state
 from trestle.store.base import Store
 
 
@@ -159,8 +159,8 @@ def worker(store: Store, bound: EngineBinding, out: Console, max_attempts: int) 
 
 def events_from_history(store: Store, run_id: str) -> list[StoredEvent]:
     """The run's events as its workflow's history holds them (``trestle log --history``)."""
-    from trestle.doorbell import bound_engine
     from trestle.engines.temporal.connect import blobs_beside, connect, history_events
+    from trestle.lifecycle.doorbell import bound_engine
 
     bound = bound_engine(store, run_id)
     if bound is None:

@@ -37,7 +37,7 @@ def ui_command(
     from trestle.cli.stores import reading_store
     from trestle.core.errors import ConfigError
     from trestle.dashboard.serve import require_extra, serve
-    from trestle.step_origin import inside_a_step
+    from trestle.trust.step_origin import inside_a_step
 
     require_extra()
     if os.environ.get("TRESTLE_STEP_ID") or inside_a_step() is not None:

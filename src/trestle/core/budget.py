@@ -11,7 +11,7 @@ exceeds its estimate can, and by no more than that one action.
 
 A hard stop is not the end: a human may raise the limit (``trestle budget RUN --add
 tokens=2000``), which moves that dimension's hard level, and its soft level with it,
-up by the amount; the run then goes on where it stopped (:mod:`trestle.topup`).
+up by the amount; the run then goes on where it stopped (:mod:`trestle.lifecycle.topup`).
 
 Pure: the run state keeps the tallies (:class:`Tally`); :func:`breach` judges them.
 """

@@ -130,7 +130,7 @@ class RunResumed(Event):
 
 
 class SandboxChosen(Event):
-    """How the commands a drive runs are confined (see :mod:`trestle.sandbox`);
+    """How the commands a drive runs are confined (see :mod:`trestle.execution.sandbox`);
     recorded at a drive's start when it differs from the last drive's."""
 
     kind: Literal["sandbox_chosen"] = "sandbox_chosen"
@@ -336,7 +336,7 @@ class ApprovalDecided(Event):
     top_up: float | None = None
     request_id: int | None = None
     # the signed request this decision came from, verbatim: the process that acts on
-    # the decision checks its signature (see trestle.approvals.forged), so a row written
+    # the decision checks its signature (see trestle.lifecycle.approvals.forged), so a row written
     # into the store by anything but the decision path is ignored
     signed: str | None = None
 
@@ -410,7 +410,7 @@ class BudgetRaised(Event):
     --add``): each dimension in ``add`` grows by its amount, both levels, and the run
     goes on from where it stopped. ``stop_seq`` is the ``budget_exhausted`` event it
     answers; ``signed`` is the signed request, verified whenever the run is folded to
-    act on it (see :func:`trestle.approvals.forged`)."""
+    act on it (see :func:`trestle.lifecycle.approvals.forged`)."""
 
     kind: Literal["budget_raised"] = "budget_raised"
     add: dict[Dimension, float]
@@ -540,7 +540,7 @@ class ToolCallEnded(Event):
     probe: ToolProbe | None = None  # set when the end was learned by a probe after a crash
 
 
-# --- groups of runs: the blackboard and the mailboxes (see trestle.groups) -----------
+# --- groups of runs: the blackboard and the mailboxes (see trestle.coordination.groups) -----------
 
 
 class BoardWritten(Event):

@@ -354,7 +354,8 @@ class Plan(Record):
     # (each retry of a delegating step is a new child)
     child_parallelism: int = Field(default=4, ge=1, le=1024)
     max_children: int = Field(default=32, ge=0, le=10_000)
-    # the group of runs this run shares a blackboard and mailboxes with (trestle.groups)
+    # the group of runs this run shares a blackboard and mailboxes with
+    # (trestle.coordination.groups)
     group: GroupName | None = None
     steps: tuple[Step, ...] = Field(min_length=1, max_length=MAX_STEPS)
 

@@ -19,7 +19,7 @@ Every decision names the level (``source``) and says in a sentence what matched
 (``reason``). Audit sampling then draws a reproducible number per action, so a replayed
 run picks the same actions for review.
 
-Pure: no IO. Reading ``trestle.toml`` lives in :mod:`trestle.policyfile`.
+Pure: no IO. Reading ``trestle.toml`` lives in :mod:`trestle.formats.policyfile`.
 """
 
 from __future__ import annotations
@@ -330,7 +330,7 @@ def _absolute_or_home(path: str) -> str:
 
 class SandboxPolicy(Record):
     """What a run's sandboxed commands may reach beyond the workspace and the system's
-    read-only files (see :mod:`trestle.sandbox` and docs/security.md)."""
+    read-only files (see :mod:`trestle.execution.sandbox` and docs/security.md)."""
 
     network: tuple[Annotated[str, Field(min_length=1)], ...] = Field(
         default=(), description="step ids and tool names (globs) that keep the network"

@@ -256,7 +256,7 @@ class RunState(BaseModel):
     parent: TreeLink | None = None
     children: dict[str, str] = {}
     engine: EngineBinding | None = None  # a run on Temporal: its workflow's address
-    # its part in its group (trestle.groups): the messages put into its conversations,
+    # its part in its group (trestle.coordination.groups): the messages put into its conversations,
     # its board writes and the conflicts among them, the messages it sent
     delivered: list[str] = []
     board_writes: int = 0
@@ -339,7 +339,7 @@ class RunState(BaseModel):
 
     def ignore(self, seq: int) -> None:
         """Pass over the event at ``seq`` without applying it: the shell found it forged
-        (see :func:`trestle.runs.load_state`)."""
+        (see :func:`trestle.lifecycle.runs.load_state`)."""
         self.seq = seq
 
     def apply(self, event: AnyEvent, seq: int | None = None) -> None:

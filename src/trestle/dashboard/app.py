@@ -3,9 +3,9 @@
 Every request must name an allowed host; every page needs a session (see
 :mod:`trestle.dashboard.security`); every action that changes a run is a POST that
 carries the session's CSRF token from the dashboard's own origin, and goes through the
-CLI's path: :func:`trestle.approvals.queue_decision`,
-:func:`trestle.runs.request_decision`, :func:`trestle.cancel.cancel_run`,
-:func:`trestle.checkpoints.rewind`.
+CLI's path: :func:`trestle.lifecycle.approvals.queue_decision`,
+:func:`trestle.lifecycle.runs.request_decision`, :func:`trestle.lifecycle.cancel.cancel_run`,
+:func:`trestle.lifecycle.checkpoints.rewind`.
 
 Live pages hold a server-sent-events stream: the server looks at the store a few times a
 second and, when the run has new events, sends the page's live part rendered again
@@ -30,16 +30,16 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from trestle.approvals import split_ref, trusted_state
 from trestle.core.budget import DIMENSIONS
 from trestle.core.errors import TrestleError
 from trestle.dashboard import views
 from trestle.dashboard.security import SESSION_COOKIE, Gate, Session
-from trestle.descriptions import action_text
-from trestle.health import run_health
+from trestle.lifecycle.approvals import split_ref, trusted_state
+from trestle.operations.health import run_health
+from trestle.presentation.descriptions import action_text
+from trestle.presentation.wording import clip, clock, shown, visible
 from trestle.store import SqliteStore
 from trestle.store.base import RequestKind, subtree
-from trestle.wording import clip, clock, shown, visible
 
 POLL = 0.25  # seconds between looks at the store while a stream is open
 KEEPALIVE = 15.0  # seconds between comments that keep an idle stream open
@@ -324,7 +324,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.post("/runs/{run_id}/cancel")
     async def cancel(request: Request, run_id: str) -> Response:
-        from trestle.cancel import cancel_run
+        from trestle.lifecycle.cancel import cancel_run
 
         session, form = await changing(request)
         visible_run(session, run_id)
@@ -343,7 +343,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.post("/runs/{run_id}/budget")
     async def raise_budget_form(request: Request, run_id: str) -> Response:
-        from trestle.topup import parse_add, raise_budget
+        from trestle.lifecycle.topup import parse_add, raise_budget
 
         session, form = await changing(request)
         visible_run(session, run_id)
@@ -364,7 +364,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.post("/runs/{run_id}/steps/{step}/{kind}")
     async def retry_or_skip(request: Request, run_id: str, step: str, kind: str) -> Response:
-        from trestle.runs import request_decision
+        from trestle.lifecycle.runs import request_decision
 
         session, form = await changing(request)
         visible_run(session, run_id)
@@ -387,8 +387,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.post("/runs/{run_id}/rewind")
     async def rewind_run(request: Request, run_id: str) -> Response:
-        from trestle.checkpoints import rewind, shadow_dir_for
         from trestle.engines.local import this_process
+        from trestle.lifecycle.checkpoints import rewind, shadow_dir_for
 
         session, form = await changing(request)
         visible_run(session, run_id)
@@ -446,7 +446,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.post("/inbox/{ref}/{verdict}")
     async def decide(request: Request, ref: str, verdict: str) -> Response:
-        from trestle.approvals import edit_from_yaml, queue_decision
+        from trestle.lifecycle.approvals import edit_from_yaml, queue_decision
 
         session, form = await changing(request)
         visible_run(session, _run_of(ref))
@@ -510,7 +510,7 @@ def _local(url: str) -> str:
 
 def _queued(store: SqliteStore, what: str, run_id: str, request_id: int) -> str:
     """What became of a queued request, as the CLI says it (without waiting)."""
-    from trestle.outcomes import driven_live
+    from trestle.lifecycle.outcomes import driven_live
 
     driver = driven_live(store, run_id, time.time())
     if driver is not None:

@@ -1,9 +1,9 @@
 """What each dashboard page shows, as plain data the templates lay out.
 
-The facts come from the functions the CLI prints: :func:`trestle.health.run_health`
+The facts come from the functions the CLI prints: :func:`trestle.operations.health.run_health`
 (budget use, alerts, what waits for a human), :func:`trestle.core.report.build_report`,
-:func:`trestle.approvals.inbox`, :func:`trestle.runs.dead_letters` and the CLI's own
-wording (:func:`trestle.cli.render.log_detail`, :func:`trestle.cli.listing.shown`).
+:func:`trestle.lifecycle.approvals.inbox`, :func:`trestle.lifecycle.runs.dead_letters` and the
+CLI's own wording (:func:`trestle.cli.render.log_detail`, :func:`trestle.cli.listing.shown`).
 Nothing here imports the web framework; the store is passed in.
 """
 
@@ -15,7 +15,6 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from trestle.approvals import editable_fields, inbox, trusted_state, write_diff
 from trestle.core.card import HandoffCard
 from trestle.core.errors import ConfigError, TrestleError
 from trestle.core.events import (
@@ -26,11 +25,12 @@ from trestle.core.events import (
 )
 from trestle.core.plan import critical_path, waves
 from trestle.core.state import RunState, output_tail
-from trestle.descriptions import check_text, log_detail
-from trestle.health import RunHealth, run_health
-from trestle.runs import dead_letters
+from trestle.lifecycle.approvals import editable_fields, inbox, trusted_state, write_diff
+from trestle.lifecycle.runs import dead_letters
+from trestle.operations.health import RunHealth, run_health
+from trestle.presentation.descriptions import check_text, log_detail
+from trestle.presentation.wording import shown
 from trestle.store.base import RunRow, Store, by_tree
-from trestle.wording import shown
 
 LEASE_TTL = 15.0  # trestle.engines.local.DEFAULT_LEASE_TTL, without importing the engine
 TIMELINE_MOST = 300  # events shown in the timeline; the rest: `trestle log RUN`
@@ -358,7 +358,7 @@ class CardView:
 def preview_edit(store: Store, view: CardView, edited: str) -> CardView:
     """The card with the diff between its action and ``edited`` (YAML); ConfigError when
     the edit could not be approved (the check :func:`queue_decision` makes)."""
-    from trestle.approvals import edit_from_yaml, edited_step
+    from trestle.lifecycle.approvals import edit_from_yaml, edited_step
 
     fields = edit_from_yaml(edited)
     if view.card.step is None:
@@ -397,7 +397,7 @@ def card_views(store: Store, *, visible: frozenset[str] | None) -> list[CardView
 
 def health_lines(store: Store, *, visible: frozenset[str] | None) -> list[RunHealth]:
     """``trestle health``: runs not finished, with driver, heartbeat, stalled steps."""
-    from trestle.health import health
+    from trestle.operations.health import health
 
     return [
         r
@@ -439,7 +439,7 @@ class CheckpointView:
 def checkpoint_views(store: Store, state: RunState) -> list[CheckpointView]:
     """The run's workspace checkpoints (``trestle checkpoints``), oldest first; none when
     the store keeps none."""
-    from trestle.checkpoints import checkpoints, shadow_dir_for, shadow_repo
+    from trestle.lifecycle.checkpoints import checkpoints, shadow_dir_for, shadow_repo
 
     shadow = shadow_dir_for(store)
     if shadow is None or not shadow.exists():
@@ -454,7 +454,7 @@ def checkpoint_views(store: Store, state: RunState) -> list[CheckpointView]:
 def step_change(store: Store, state: RunState, step: str) -> tuple[str, str]:
     """What the step changed in the workspace (``trestle diff RUN STEP``): a sentence
     saying what the diff is against, and the diff; ConfigError when there is none."""
-    from trestle.checkpoints import shadow_dir_for, shadow_repo, step_diff
+    from trestle.lifecycle.checkpoints import shadow_dir_for, shadow_repo, step_diff
 
     shadow = shadow_dir_for(store)
     if shadow is None or not shadow.exists():

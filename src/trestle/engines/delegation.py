@@ -34,7 +34,7 @@ from trestle.core.tree import (
     handed,
     waiting_for,
 )
-from trestle.runs import create_run, load_state
+from trestle.lifecycle.runs import create_run, load_state
 
 if TYPE_CHECKING:
     from trestle.core.state import RunState

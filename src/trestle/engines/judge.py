@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from trestle.approvals import decided
 from trestle.core.events import AnyEvent, RequestRefused, StepReopened, StepSkipped
 from trestle.core.state import RunState
-from trestle.runs import RETRYABLE, SKIPPABLE
+from trestle.lifecycle.approvals import decided
+from trestle.lifecycle.runs import RETRYABLE, SKIPPABLE
 from trestle.store.base import Request
 
 Fields = dict[str, Any] | None  # a request's signed fields; None when not signed

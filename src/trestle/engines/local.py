@@ -10,7 +10,7 @@ It owns the clock, the lease, the store and the step processes. Its loop is:
 So a step's start is durable before its action runs, and its outcome is durable
 (in the same commit as its successors' starts) before any dependent is scheduled.
 An attempt whose outcome a crash left unknown is probed only once its leftover
-processes are gone (:mod:`trestle.processes`). A :class:`Stop` ends a drive cleanly:
+processes are gone (:mod:`trestle.execution.processes`). A :class:`Stop` ends a drive cleanly:
 the running commands are killed and ``RunInterrupted`` records which.
 ``drive`` yields each event once it is durable: ``run()``, the CLI's live view and
 its tests are all built on that one iterator.
@@ -30,17 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
-from trestle import collector
-from trestle.actions import StepContext, in_thread, perform
-from trestle.approvals import vetter
-from trestle.checkpoints import (
-    When,
-    checkpoint_name,
-    shadow_dir_for,
-    shadow_repo,
-    wants_checkpoint,
-)
-from trestle.checks import run_checks
 from trestle.core.decider import decide, next_wakeup
 from trestle.core.errors import LeaseLostError, RunCancelledError
 from trestle.core.events import (
@@ -70,23 +59,13 @@ from trestle.core.state import RunState
 from trestle.core.tree import parent_scope
 from trestle.engines.judge import cancel_in, request_as_events
 from trestle.engines.work import StepPerformer, StepWork, WorkspaceNotSaved
-from trestle.monitors import saved
-from trestle.monitors.hub import MonitorFactory, MonitorHub
-from trestle.monitors.trace import Stall
-from trestle.named_files import changed, named_files
-from trestle.pinning import pinned
-from trestle.processes import Leader, reap
-from trestle.processes import start_time as process_start_time
-from trestle.runs import (
-    Tail,
-    cancelled_message,
-    load_state,
-    signed_snapshot,
-    summary_json,
-    trusted,
-    trusted_monitors,
-)
-from trestle.sandbox import (
+from trestle.execution.actions import StepContext, in_thread, perform
+from trestle.execution.checks import run_checks
+from trestle.execution.named_files import changed, named_files
+from trestle.execution.pinning import pinned
+from trestle.execution.processes import Leader, reap
+from trestle.execution.processes import start_time as process_start_time
+from trestle.execution.sandbox import (
     Mode,
     Sandbox,
     choose,
@@ -95,10 +74,31 @@ from trestle.sandbox import (
     hidden_paths,
     mode_from,
 )
-from trestle.sandbox import policy_of as sandbox_policy
-from trestle.shadow import ShadowRepoError
-from trestle.signing import decision_key, key_path, verified_fields
+from trestle.execution.sandbox import policy_of as sandbox_policy
+from trestle.lifecycle.approvals import vetter
+from trestle.lifecycle.checkpoints import (
+    When,
+    checkpoint_name,
+    shadow_dir_for,
+    shadow_repo,
+    wants_checkpoint,
+)
+from trestle.lifecycle.runs import (
+    Tail,
+    cancelled_message,
+    load_state,
+    signed_snapshot,
+    summary_json,
+    trusted,
+    trusted_monitors,
+)
+from trestle.monitors import saved
+from trestle.monitors.hub import MonitorFactory, MonitorHub
+from trestle.monitors.trace import Stall
 from trestle.store.base import Appended, Lease, Owner, Request, Snapshot, Store
+from trestle.support import collector
+from trestle.trust.signing import decision_key, key_path, verified_fields
+from trestle.workspace.shadow import ShadowRepoError
 
 if TYPE_CHECKING:
     from trestle.core.records.agent import AgentSettings
@@ -164,7 +164,7 @@ class LocalEngine:
             never fewer than the run has steps, so a snapshot's cost is amortised.
         poll_interval: how often a waiting run looks for human requests.
         decision_key: the key human decisions are signed with (default: the user's
-            key file, see :mod:`trestle.signing`).
+            key file, see :mod:`trestle.trust.signing`).
         shadow_dir: where workspace checkpoints go (default: ``shadow.git`` beside the
             store's file; a store without a file takes none).
         performer: performs agent steps (see :mod:`trestle.agent`).
@@ -173,7 +173,7 @@ class LocalEngine:
         orphan_wait: how long a resume waits for the leftover processes of an attempt
             whose outcome is unknown (a step without a timeout) before killing them;
             its checks run only once they are gone.
-        sandbox: how commands are confined (see :mod:`trestle.sandbox`): ``auto``
+        sandbox: how commands are confined (see :mod:`trestle.execution.sandbox`): ``auto``
             (bubblewrap where it works; without it, confirm-tier commands are
             refused), ``require`` or ``off``; default ``$TRESTLE_SANDBOX``, else auto.
 
@@ -264,7 +264,7 @@ class LocalEngine:
         """Drive the run, yielding each event as soon as it is durable; ``stop`` ends
         it early (see :class:`Stop`)."""
         # whether bubblewrap works here is asked of a process: asked now, it is answered
-        # while the run loads (once per process; see trestle.sandbox.find_bwrap)
+        # while the run loads (once per process; see trestle.execution.sandbox.find_bwrap)
         probing: asyncio.Task[tuple[str | None, str]] | None = None
         if self.sandbox_mode != "off":
             probing = asyncio.create_task(asyncio.to_thread(find_bwrap))
@@ -934,7 +934,7 @@ class LocalEngine:
 
     def load_vetted(self, run_id: str, tail: Tail | None = None) -> tuple[RunState, list[AnyEvent]]:
         """The run's state with every forged decision left out (see
-        :func:`trestle.approvals.forged`), and a refusal to record for each one not yet
+        :func:`trestle.lifecycle.approvals.forged`), and a refusal to record for each one not yet
         reported, naming its seq; ``tail`` gets the events read after its snapshot."""
         if self._decision_key is None:
             self._decision_key = decision_key()
@@ -998,7 +998,7 @@ def stalled(
 
 def with_named_files(state: RunState, event: AnyEvent) -> AnyEvent:
     """An approval request for a command step, with the workspace files the command
-    names as they read now (see :mod:`trestle.named_files`): the approval is bound to
+    names as they read now (see :mod:`trestle.execution.named_files`): the approval is bound to
     them."""
     command = command_to_bind(state, event)
     if command is None:

@@ -14,10 +14,10 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Protocol
 
-from trestle.actions import StepContext
 from trestle.core.events import ActionResult, AnyEvent, ToolAsk
 from trestle.core.plan import Step
 from trestle.core.state import RunState
+from trestle.execution.actions import StepContext
 from trestle.store.base import Store
 
 
@@ -28,7 +28,7 @@ class StepWork:
     ``state`` is the live run state: read it, never change it (only recorded events
     do). ``record`` makes events durable in the run's stream before it returns their
     seqs; ``load`` reads recorded events back by seq. ``store`` is the run's store, for
-    what a run shares with its group (see :mod:`trestle.groups`); never its events.
+    what a run shares with its group (see :mod:`trestle.coordination.groups`); never its events.
     ``note``, where the engine has one, adds an event to its next commit without
     waiting: what an attempt cancelled from outside (a stop, a cancel) still holds,
     since it may not wait for a commit any more. ``ready``, where the engine gives one,

@@ -21,7 +21,6 @@ from trestle.core.conversation import (
     request_hash,
 )
 from trestle.core.estimate import estimate_tokens
-from trestle.lazy import lazy_exports
 from trestle.models.guard import (
     BLOCK_ENV_VAR,
     block_model_requests,
@@ -32,6 +31,7 @@ from trestle.models.pricing import DEFAULT_PRICES, Price, PriceTable
 from trestle.models.retry import RetryPolicy
 from trestle.models.scripted import FunctionModel, ScriptedModel
 from trestle.models.spec import model_from_spec
+from trestle.support.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from trestle.models.anthropic import AnthropicModel

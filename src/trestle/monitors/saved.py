@@ -14,7 +14,7 @@ cache of embeddings), the event trace's attributes, and the keys of the alerts a
 recorded. It is pickled, since the state is made of the monitors' own classes, and read
 back by an unpickler that can build nothing but Trestle's monitor and record classes
 and a few plain containers. The saved state is only ever read from a snapshot whose
-signature verifies (:func:`trestle.runs.trusted`), so what is unpickled was written by
+signature verifies (:func:`trestle.lifecycle.runs.trusted`), so what is unpickled was written by
 an engine holding the run's key.
 
 A save names the code that wrote it (a digest of the monitors' source) and the run's
@@ -33,8 +33,8 @@ from collections import Counter, OrderedDict, deque
 from pathlib import Path
 from typing import Any
 
-from trestle import collector
 from trestle.monitors.hub import MonitorHub
+from trestle.support import collector
 
 FORMAT = b"trestle-monitors 1"
 # Where the classes a save may hold live; nothing outside them is built on load.

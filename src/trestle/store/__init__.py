@@ -1,6 +1,6 @@
 """Stores: where runs are recorded. SQLite is the default; memory is for tests.
 
-Each name loads its module on first use (``trestle.lazy``): finding a store or listing
+Each name loads its module on first use (``trestle.support.lazy``): finding a store or listing
 its runs must not build the event types.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from trestle.lazy import lazy_exports
+from trestle.support.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from trestle.store.base import Appended, Lease, Owner, Request, RunRow, Snapshot, Store

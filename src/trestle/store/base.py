@@ -40,7 +40,7 @@ class RunRow:
     summary: str  # JSON: counts by step status, and a child's parent and root
 
     def summarised(self) -> Summary:
-        """The summary read (see :func:`trestle.runs.summary_json`); older stores kept
+        """The summary read (see :func:`trestle.lifecycle.runs.summary_json`); older stores kept
         the counts alone."""
         data = json.loads(self.summary)
         if not isinstance(data.get("counts"), dict):
@@ -133,7 +133,7 @@ class Lease:
 class Snapshot:
     """The run's state as of ``seq``, and its monitors' (:mod:`trestle.monitors.saved`,
     empty when they could not be saved), signed by the engine that wrote it
-    (:func:`trestle.signing.snapshot_mac`)."""
+    (:func:`trestle.trust.signing.snapshot_mac`)."""
 
     seq: int
     state_json: str
@@ -285,7 +285,7 @@ class Store(Protocol):
         Deciding which runs may go (finished, nobody driving them) is the caller's."""
         ...
 
-    # --- groups: the blackboard and the mailboxes (see trestle.groups) -------------
+    # --- groups: the blackboard and the mailboxes (see trestle.coordination.groups) -------------
 
     def board_write(
         self,

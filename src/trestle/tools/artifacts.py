@@ -33,16 +33,16 @@ from pathlib import Path, PurePosixPath
 
 from pydantic import Field
 
-from trestle.checkpoints import shadow_dir_for
 from trestle.core.events import RunCreated, StoredEvent, ToolCallEnded, ToolCallStarted
 from trestle.core.handoff import ArtifactRef, HandoffPacket, carried
 from trestle.core.packets import tool_output_text, transcript_parts
-from trestle.shadow import ShadowRepo, ShadowRepoError, UnknownSnapshotError
+from trestle.lifecycle.checkpoints import shadow_dir_for
 from trestle.store.base import Store
 from trestle.tools.base import Observation, Tool, ToolArgs, ToolContext, ToolFailure
-from trestle.tools.beneath import protected_part
 from trestle.tools.files import MAX_FILE_BYTES, ReadFile, ReadFileArgs
-from trestle.workspace_git import UnsafeRepositoryError, command, environment, workspace_git_dir
+from trestle.workspace.beneath import protected_part
+from trestle.workspace.git import UnsafeRepositoryError, command, environment, workspace_git_dir
+from trestle.workspace.shadow import ShadowRepo, ShadowRepoError, UnknownSnapshotError
 
 RUN_SEQ = re.compile(r"^(?P<run>[^:\s]+):(?P<first>\d+)(?:-(?P<last>\d+))?$")
 FILE_LINES = re.compile(r"^(?P<path>.+?):(?P<first>\d+)(?:-(?P<last>\d+))?$")
@@ -262,7 +262,7 @@ def _snapshot_path(path: str) -> str:
 
 def _commit_file(workspace: Path, commit: str, path: str) -> bytes:
     """The file as a commit of the workspace's own repository holds it, read the one way
-    the driver runs git on a repository a step can write (:mod:`trestle.workspace_git`)."""
+    the driver runs git on a repository a step can write (:mod:`trestle.workspace.git`)."""
     if COMMIT_ID.match(commit) is None:
         raise ToolFailure(f"commit {commit!r} is not a commit id")
     try:

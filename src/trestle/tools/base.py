@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Generic, Literal, Pr
 
 from pydantic import AfterValidator, BaseModel, Field, JsonValue, model_validator
 
-from trestle.actions import OUTPUT_LIMIT
 from trestle.core.conversation import Text, ToolSchema
 from trestle.core.policy import ActionFacts, Nature
 from trestle.core.record import Record, untitled_schema
 from trestle.core.safetext import json_without_surrogates
-from trestle.sandbox import Sandbox
+from trestle.execution.actions import OUTPUT_LIMIT
+from trestle.execution.sandbox import Sandbox
 
 if TYPE_CHECKING:
     from trestle.store.base import Store
@@ -120,7 +120,7 @@ class ToolContext:
 
 @dataclass(frozen=True)
 class GroupSeat:
-    """Where a run sits in its group (see :mod:`trestle.groups`).
+    """Where a run sits in its group (see :mod:`trestle.coordination.groups`).
 
     Attributes:
         store: the store the group's board and messages are kept in.

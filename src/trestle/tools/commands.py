@@ -1,6 +1,6 @@
 """The tools that run processes: run_command and run_tests.
 
-Both go through :func:`trestle.actions.run_shell`: a new session per command, so a
+Both go through :func:`trestle.execution.actions.run_shell`: a new session per command, so a
 timeout kills the whole process group (a test runner and the servers it started),
 and output capped to the context's ``output_cap`` as it is read, its head and tail
 kept (the error is usually at the end). The environment is the parent's without its
@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from pydantic import Field, JsonValue
 
-from trestle.actions import run_shell
 from trestle.core.events import ActionResult
 from trestle.core.policy import ActionFacts
-from trestle.processes import KEY_VAR
-from trestle.sandbox import Cell
+from trestle.execution.actions import run_shell
+from trestle.execution.processes import KEY_VAR
+from trestle.execution.sandbox import Cell
 from trestle.tools.base import Observation, Tool, ToolArgs, ToolContext, ToolFailure
 from trestle.tools.env import command_env
 from trestle.tools.jail import resolve

@@ -8,7 +8,7 @@ a temporary object directory, with the repository's own store as an alternate fo
 reading. The user's index, objects, refs and stash are never written.
 
 git runs here, outside the sandbox, on files a model may have written, so it runs the
-one way :mod:`trestle.workspace_git` allows: only the workspace's own ``.git``
+one way :mod:`trestle.workspace.git` allows: only the workspace's own ``.git``
 directory is used (no repository found above it, none a ``.git`` file points to, none
 made of files in the workspace itself), a repository whose configuration holds any
 setting not known to be inert is refused rather than diffed, and hooks, fsmonitor,
@@ -27,10 +27,10 @@ from pathlib import Path
 
 from pydantic import Field
 
-from trestle.actions import cap_output
+from trestle.execution.actions import cap_output
 from trestle.tools.base import Observation, Tool, ToolArgs, ToolContext, ToolFailure
 from trestle.tools.jail import normalise
-from trestle.workspace_git import UnsafeRepositoryError, command, environment, workspace_git_dir
+from trestle.workspace.git import UnsafeRepositoryError, command, environment, workspace_git_dir
 
 # beside workspace_git's: the scratch index stays whole, the output plain
 _SETTINGS = (
@@ -104,7 +104,7 @@ class _Git:
     @classmethod
     async def checked(cls, ctx: ToolContext) -> _Git:
         """For the workspace's own repository, once it is checked (see
-        :mod:`trestle.workspace_git`)."""
+        :mod:`trestle.workspace.git`)."""
         try:
             git_dir = await asyncio.to_thread(workspace_git_dir, ctx.root)
         except UnsafeRepositoryError as exc:

@@ -33,12 +33,12 @@ from typing import Any
 
 from pydantic import Field, JsonValue
 
-from trestle.coordination import POLL_INTERVAL, Board, Letter, Mailbox, Written, poll_async
+from trestle.coordination.board import POLL_INTERVAL, Board, Letter, Mailbox, Written, poll_async
+from trestle.coordination.groups import MAX_VERSION, message_id
 from trestle.core.errors import ConfigError
 from trestle.core.events import BoardWritten, MessagesDelivered, MessageSent
 from trestle.core.handoff import carried, carrying, looks_carrying, render
 from trestle.core.packets import sender_packet
-from trestle.groups import MAX_VERSION, message_id
 from trestle.tools.base import GroupSeat, Observation, Tool, ToolArgs, ToolContext, ToolFailure
 
 MAX_TOOL_WAIT = 300.0  # seconds one watch or receive may wait

@@ -4,7 +4,7 @@ write the file tools share.
 Every path argument goes through :func:`resolve` to be named (absolute paths are
 refused outright, and ``..`` and symlinks that lead outside), and every read, write
 and listing then opens it beneath the workspace's descriptor
-(:mod:`trestle.tools.beneath`), so a symlink swapped in between cannot carry it out. A
+(:mod:`trestle.workspace.beneath`), so a symlink swapped in between cannot carry it out. A
 symlink that stays inside is followed. ``.git`` (a hook written there runs on the
 user's next commit) and ``.trestle`` (the run's own store) are never read, listed,
 searched or written, at any depth and in any case.
@@ -16,9 +16,9 @@ import difflib
 from collections.abc import Iterator
 from pathlib import Path
 
-from trestle.actions import jailed_in
+from trestle.execution.actions import jailed_in
 from trestle.tools.base import ToolContext, ToolFailure
-from trestle.tools.beneath import (
+from trestle.workspace.beneath import (
     PROTECTED,
     Refused,
     protected_part,

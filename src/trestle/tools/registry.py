@@ -25,12 +25,12 @@ from typing import Any
 
 from pydantic import BaseModel, JsonValue, ValidationError
 
-from trestle.actions import cap_output
 from trestle.core.conversation import ToolSchema
 from trestle.core.errors import ConfigError
 from trestle.core.field_problems import did_you_mean
 from trestle.core.policy import ActionFacts, Nature
 from trestle.core.safetext import MAX_ARGUMENTS, MAX_DEPTH, json_depth, json_without_surrogates
+from trestle.execution.actions import cap_output
 from trestle.tools.base import (
     GatedCall,
     Observation,

@@ -1,7 +1,7 @@
 """Where a run's operator policy came from, recorded in its first event.
 
 A ``trestle.toml`` that a step could have written is obeyed only once a human accepted
-it, pinned by its SHA-256 (``trestle.policy_trust`` holds the check and the IO); the
+it, pinned by its SHA-256 (``trestle.trust.policy_trust`` holds the check and the IO); the
 run records which file it obeyed, its hash, and why it was trusted, so its header,
 ``trestle show`` and its report can say which policy it runs under.
 """

@@ -24,7 +24,6 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from trestle.agent.runtime import performer_for
-from trestle.approvals import vetter
 from trestle.core.errors import (
     ConfigError,
     LeaseHeldError,
@@ -57,10 +56,11 @@ from trestle.engines.temporal.shapes import (
     Performed,
     Recorded,
 )
-from trestle.named_files import named_files
-from trestle.runs import catch_up, signed_snapshot
-from trestle.signing import decision_key, verified_fields
+from trestle.execution.named_files import named_files
+from trestle.lifecycle.approvals import vetter
+from trestle.lifecycle.runs import catch_up, signed_snapshot
 from trestle.store.base import Appended, Owner, Store
+from trestle.trust.signing import decision_key, verified_fields
 
 P = ParamSpec("P")
 T = TypeVar("T")

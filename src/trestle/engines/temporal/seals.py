@@ -8,7 +8,7 @@ that never enters the history: a running attempt's records (the ``record`` updat
 attempt's outcome (the ``trestle.perform`` activity's result), and the work one
 execution hands the next when it continues as new.
 
-The key is derived from the approval key (:mod:`trestle.signing`), which every worker
+The key is derived from the approval key (:mod:`trestle.trust.signing`), which every worker
 of a task queue already holds to check decisions. Workflow code never holds it: the
 worker lends the workflow one function, :data:`SEAL`, that seals with it (see
 :func:`trestle.engines.temporal.connect.serve`), so the workflow stays deterministic

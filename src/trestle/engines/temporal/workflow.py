@@ -35,7 +35,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.exceptions import TimeoutError as ActivityTimeoutError
 
 with workflow.unsafe.imports_passed_through():
-    from trestle.agent.rounds import requirement_added
+    from trestle.agentplan.rounds import requirement_added
     from trestle.core.decider import decide, next_wakeup
     from trestle.core.events import (
         EVENT_ADAPTER,
@@ -71,8 +71,8 @@ with workflow.unsafe.imports_passed_through():
         Performed,
         Recorded,
     )
+    from trestle.lifecycle.runs import summary_json
     from trestle.monitors.hub import MonitorHub
-    from trestle.runs import summary_json
     from trestle.store.base import Request
 
 ENDS_WORKFLOW = ("succeeded", "cancelled")  # a run in any other state may go on

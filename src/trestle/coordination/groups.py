@@ -3,7 +3,7 @@
 A group shares a blackboard (versioned keys, compare-and-set writes) and mailboxes
 (durable messages between its members). This module is pure: it decides a run's
 group, checks names and values before anything is written, and derives message ids.
-The store keeps the records (:mod:`trestle.store.groups`), :mod:`trestle.coordination`
+The store keeps the records (:mod:`trestle.store.groups`), :mod:`trestle.coordination.board`
 is the Python API over it, and :mod:`trestle.tools.group` the agents' tools.
 
 A run's group is :func:`group_of`, and only that function decides it: the plan's

@@ -7,7 +7,7 @@ A run's steps can write its workspace (the sandbox makes nothing else writable),
 step: planted where there was none, or changed. Obeying it would let a step approve
 its own irreversible actions, open the network and show itself the approval key. So:
 
-- every file the search finds (:func:`~trestle.policyfile.find_policy_file`), and a
+- every file the search finds (:func:`~trestle.formats.policyfile.find_policy_file`), and a
   file named with ``--policy`` that lies in the workspace or its repository, is pinned
   by its SHA-256: obeyed when a human accepted that hash for that file (its real
   path), refused otherwise (:class:`~trestle.core.errors.PolicyNotAcceptedError`);
@@ -16,11 +16,11 @@ its own irreversible actions, open the network and show itself the approval key.
 Accepted hashes live in ``accepted-policies.json`` in Trestle's configuration
 directory, which every sandbox hides, owner-only, replaced atomically under a lock.
 Accepting is a human's act: it is refused from inside a step
-(:func:`trestle.step_origin.inside_a_step`).
+(:func:`trestle.trust.step_origin.inside_a_step`).
 
 The CLI's ``run`` and ``agent`` go through :func:`trusted_settings`; the library's
-:func:`~trestle.policyfile.operator_policy` and
-:func:`~trestle.policyfile.load_policy` trust the file they are given.
+:func:`~trestle.formats.policyfile.operator_policy` and
+:func:`~trestle.formats.policyfile.load_policy` trust the file they are given.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from trestle.core.errors import ConfigError, PolicyNotAcceptedError
 from trestle.core.policy import Policy
 from trestle.core.records.monitors import MonitorSettings
 from trestle.core.records.policy_source import PolicySource, when
-from trestle.policyfile import PolicyFile, find_policy_file, read_policy_file
+from trestle.formats.policyfile import PolicyFile, find_policy_file, read_policy_file
 
 ACCEPTED_FILE = "accepted-policies.json"
 SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -150,7 +150,7 @@ def accept(read: PolicyFile, *, now: float | None = None) -> Acceptance:
         ConfigError: asked from inside a run's step, or the file of accepted hashes
             cannot be read or written.
     """
-    from trestle.step_origin import inside_a_step
+    from trestle.trust.step_origin import inside_a_step
 
     inside = inside_a_step()
     if inside is not None:
@@ -185,7 +185,7 @@ def acceptances() -> dict[str, Acceptance]:
 
 
 def accepted_file() -> Path:
-    from trestle.sandbox import config_dir  # hidden from every sandbox
+    from trestle.execution.sandbox import config_dir  # hidden from every sandbox
 
     return config_dir() / ACCEPTED_FILE
 

@@ -8,7 +8,7 @@ steps around them have fixed names: ``review`` / ``review-2``, ``validate`` /
 
 from __future__ import annotations
 
-from trestle.agent.planning import runtime_plan
+from trestle.agentplan.planning import runtime_plan
 from trestle.core.budget import Budget, Dimension, Limit, hard_level
 from trestle.core.events import PlanExtended, RequestRefused, RequirementAdded
 from trestle.core.plan import CARVED, AgentTask, ChildAgent, CommandCheck, Step

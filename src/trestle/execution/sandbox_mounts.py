@@ -1,5 +1,5 @@
 """What the sandbox mounts over the workspace and the host, besides hiding Trestle's
-own files (see :mod:`trestle.sandbox`):
+own files (see :mod:`trestle.execution.sandbox`):
 
 - **the workspace**, writable whole, or, for a child run with a carved scope, read-only
   but for the directories its scope names;

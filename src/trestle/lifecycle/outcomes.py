@@ -26,7 +26,7 @@ from trestle.core.events import (
     StepSkipped,
     StoredEvent,
 )
-from trestle.doorbell import bound_engine, driver_name
+from trestle.lifecycle.doorbell import bound_engine, driver_name
 from trestle.store.base import Store, owner_is_alive
 
 PATIENCE = 10.0  # seconds a command waits for a live driver to take its request

@@ -2,8 +2,8 @@
 
 Commands run in their own process group, so a timeout kills the whole tree (a shell
 and whatever it started), not just the shell. The group's leader dies with the driver
-where the OS allows (:func:`trestle.processes.die_with_parent`), and the caller learns
-its pid as soon as it runs, to record it (see :mod:`trestle.processes`).
+where the OS allows (:func:`trestle.execution.processes.die_with_parent`), and the caller learns
+its pid as soon as it runs, to record it (see :mod:`trestle.execution.processes`).
 
 A command's output is read as it comes, a chunk at a time, and only its head and tail
 are held (:class:`OutputKeeper`): a step that prints a gigabyte costs the driver the
@@ -28,12 +28,12 @@ from typing import Any, TypeVar
 
 from trestle.core.events import ActionResult
 from trestle.core.plan import Step
-from trestle.planfile import resolve_callable
-from trestle.processes import die_with_parent
-from trestle.sandbox import Cell, Pinned, Sandbox
-from trestle.signing import KEY_ENV
-from trestle.step_origin import end_python_step, python_step
-from trestle.watchdog import WATCHDOG
+from trestle.execution.processes import die_with_parent
+from trestle.execution.sandbox import Cell, Pinned, Sandbox
+from trestle.execution.watchdog import WATCHDOG
+from trestle.formats.planfile import resolve_callable
+from trestle.trust.signing import KEY_ENV
+from trestle.trust.step_origin import end_python_step, python_step
 
 OUTPUT_LIMIT = 8_000  # characters kept of a command's output: head and tail
 CHUNK = 64 * 1024  # bytes of a command's output read at a time
@@ -333,7 +333,7 @@ async def call_python(
     """
     started = time.monotonic()
     # the call runs in this (the driver's) process: mark it, so that the decision API
-    # refuses to approve from inside it (see trestle.step_origin)
+    # refuses to approve from inside it (see trestle.trust.step_origin)
     marked = python_step(ctx.step_id)
     try:
         fn = _callable(ref, ctx)

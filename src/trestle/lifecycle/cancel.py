@@ -25,13 +25,13 @@ from dataclasses import dataclass
 from trestle.core.errors import ConfigError, LeaseHeldError
 from trestle.core.events import RunCancelled, idempotency_key
 from trestle.core.state import RunState
-from trestle.doorbell import ring
 from trestle.engines.local import DEFAULT_LEASE_TTL, FINISH_WAIT, this_process
-from trestle.outcomes import POLL, driven_live
-from trestle.processes import Leader, reap
-from trestle.runs import load_state, record
-from trestle.signing import decision_key, signed_payload
+from trestle.execution.processes import Leader, reap
+from trestle.lifecycle.doorbell import ring
+from trestle.lifecycle.outcomes import POLL, driven_live
+from trestle.lifecycle.runs import load_state, record
 from trestle.store.base import Request, Store, subtree
+from trestle.trust.signing import decision_key, signed_payload
 
 # the driver stops its steps first: a Python callable may take FINISH_WAIT to end
 PATIENCE = FINISH_WAIT + 15.0

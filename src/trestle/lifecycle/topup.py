@@ -10,7 +10,7 @@ succeeded runs again: the run only starts what it had not started.
 The raise is recorded at once, under the run's lease, so nothing drives the run
 meanwhile. It is refused, and nothing is recorded:
 
-- from inside a step (as a decision is: :mod:`trestle.step_origin`), exit 2;
+- from inside a step (as a decision is: :mod:`trestle.trust.step_origin`), exit 2;
 - for a dimension the run has no limit on, an amount that is not a finite number
   above 0, a run its budget did not stop (said in words), a raise that leaves out
   the dimension that stopped it, or one that would still leave the start it stopped
@@ -19,7 +19,7 @@ meanwhile. It is refused, and nothing is recorded:
   the steps that ran when the limit was hit, then ends), exit 5.
 
 Whatever later reads the run to act on it verifies the event
-(:func:`trestle.approvals.forged`): one that does not verify, or that answers a stop
+(:func:`trestle.lifecycle.approvals.forged`): one that does not verify, or that answers a stop
 which no longer stands, is ignored and reported.
 """
 
@@ -30,20 +30,20 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from trestle.approvals import trusted_state, vetter
 from trestle.core.budget import DIMENSIONS, Dimension, fmt, hard_level, least_raise
 from trestle.core.errors import ConfigError, LeaseHeldError
 from trestle.core.events import BudgetRaised
 from trestle.core.field_problems import did_you_mean
 from trestle.core.report import carved_budget
 from trestle.core.state import RunState
-from trestle.doorbell import ring
 from trestle.engines.local import DEFAULT_LEASE_TTL, this_process
-from trestle.prune import parse_age
-from trestle.runs import load_state, record, refuse_if_cancelled
-from trestle.signing import decision_key, signed_payload
-from trestle.step_origin import inside_a_step
+from trestle.lifecycle.approvals import trusted_state, vetter
+from trestle.lifecycle.doorbell import ring
+from trestle.lifecycle.runs import load_state, record, refuse_if_cancelled
+from trestle.operations.prune import parse_age
 from trestle.store.base import Store
+from trestle.trust.signing import decision_key, signed_payload
+from trestle.trust.step_origin import inside_a_step
 
 WHOLE: tuple[Dimension, ...] = ("steps", "tokens")  # counted in units, never in parts
 

@@ -30,7 +30,7 @@ from trestle.core.events import (
     StepSkipped,
     StepStarted,
 )
-from trestle.wording import clip, shown
+from trestle.presentation.wording import clip, shown
 
 
 def log_detail(e: AnyEvent) -> str:

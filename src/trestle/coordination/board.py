@@ -14,7 +14,7 @@ reply = box.wait_reply(sent.id, timeout=30)              # None: no reply within
 Every write attempt is logged (accepted or a conflict) and every message is durable.
 Agents reach the same records through their tools (:mod:`trestle.tools.group`), which
 also record what they did in their own run's events. Names and values are checked
-(:mod:`trestle.groups`) before anything is written: a bad one is a
+(:mod:`trestle.coordination.groups`) before anything is written: a bad one is a
 :class:`~trestle.core.errors.ConfigError` and nothing is recorded.
 """
 
@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from secrets import token_hex
 from typing import Any, TypeVar
 
+from trestle.coordination.groups import check_name, check_version, check_wait, value_json
 from trestle.core.errors import UnknownGroupError
-from trestle.groups import check_name, check_version, check_wait, value_json
 from trestle.store.base import BoardEntry, Message, Store
 
 T = TypeVar("T")

@@ -14,10 +14,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trestle.checkpoints import shadow_dir_for
 from trestle.core.errors import ConfigError
-from trestle.shadow import ShadowRepo
+from trestle.lifecycle.checkpoints import shadow_dir_for
 from trestle.store.base import RunRow, Store, owner_is_alive
+from trestle.workspace.shadow import ShadowRepo
 
 FINISHED = frozenset({"succeeded", "partial", "cancelled"})
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}

@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from concurrent.futures import Executor
 
-from trestle.actions import StepContext, call_python, in_thread, jailed, run_shell, step_env
 from trestle.core.events import CheckResult
 from trestle.core.plan import (
     CallableCheck,
@@ -19,6 +18,14 @@ from trestle.core.plan import (
     FileExistsCheck,
     Step,
     describe_check,
+)
+from trestle.execution.actions import (
+    StepContext,
+    call_python,
+    in_thread,
+    jailed,
+    run_shell,
+    step_env,
 )
 
 ACTUAL_LIMIT = 500

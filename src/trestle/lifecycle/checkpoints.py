@@ -2,7 +2,7 @@
 
 Before an attempt of an irreversible step (or of every step, with ``checkpoints:
 every_step``) the engine snapshots the whole workspace into the run's shadow store
-(:mod:`trestle.shadow`), named ``RUN/STEP/ATTEMPT/before``; with ``every_step`` it also
+(:mod:`trestle.workspace.shadow`), named ``RUN/STEP/ATTEMPT/before``; with ``every_step`` it also
 takes ``.../after`` once the attempt's checks have run. The names are deterministic,
 so a checkpoint taken just before a crash is found even though its attempt never
 recorded an outcome.
@@ -26,9 +26,9 @@ from trestle.core.events import RunRewound, StepStarted
 from trestle.core.field_problems import did_you_mean
 from trestle.core.plan import Plan, Step
 from trestle.core.state import RunState
-from trestle.runs import load_state, record, refuse_if_cancelled
-from trestle.shadow import RestoreResult, ShadowRepo
+from trestle.lifecycle.runs import load_state, record, refuse_if_cancelled
 from trestle.store.base import Owner, Store
+from trestle.workspace.shadow import RestoreResult, ShadowRepo
 
 When = Literal["before", "after"]
 

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from trestle.approvals import vetter
 from trestle.core.budget import DIMENSIONS
 from trestle.core.events import CheckResult
 from trestle.core.records.monitors import DEFAULT_MONITORS
 from trestle.core.report import child_wait_advice
 from trestle.core.state import RunState
-from trestle.runs import readable_states
-from trestle.signing import decision_key
+from trestle.lifecycle.approvals import vetter
+from trestle.lifecycle.runs import readable_states
 from trestle.store.base import Lease, Store, owner_is_alive
+from trestle.trust.signing import decision_key
 
 ACTIVE = ("created", "running", "needs_human")
 

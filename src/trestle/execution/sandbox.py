@@ -19,7 +19,7 @@ On Linux, bubblewrap (``bwrap``, unprivileged namespaces) runs each command with
 - no network, unless the policy names the step or tool in ``sandbox.network``;
 - every process killed when the driver dies: the command is the sandbox's pid 1's
   child, bubblewrap dies with its parent, and one that was still starting is killed
-  by the driver's watchdog (:mod:`trestle.watchdog`).
+  by the driver's watchdog (:mod:`trestle.execution.watchdog`).
 
 Where bubblewrap is missing or cannot make namespaces (another OS, a container that
 forbids them), commands run unconfined. The driver says so at run start and in the
@@ -43,7 +43,7 @@ from typing import Literal
 from trestle.core.errors import ConfigError
 from trestle.core.policy import SandboxPolicy
 from trestle.core.state import RunState
-from trestle.sandbox_mounts import git_mounts, host_sockets, workspace_mounts
+from trestle.execution.sandbox_mounts import git_mounts, host_sockets, workspace_mounts
 
 Mode = Literal["auto", "require", "off"]
 MODES: tuple[Mode, ...] = ("auto", "require", "off")

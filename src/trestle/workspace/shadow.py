@@ -11,14 +11,14 @@ filters off. Nothing is ever read from or written to the user's ``.git``.
 
 The work tree is a step's to write, and the store itself may be where a step can
 reach it (beside a store file kept in the workspace, or with no sandbox), so git runs
-here as :mod:`trestle.workspace_git` runs it: the store's configuration must hold only
+here as :mod:`trestle.workspace.git` runs it: the store's configuration must hold only
 inert settings (Trestle writes no other) and executable settings are switched off on
 the command line; the workspace's ``.gitattributes`` are outranked by the store's own
 ``info/attributes``, so no filter or conversion applies.
 
 Files are staged with ``git update-index``, whose index doubles as a stat cache: a file
 whose size, times and inode have not changed is not read again. The workspace walk is
-ours (see :mod:`trestle.shadow_files`), so a nested git repository is recorded as plain
+ours (see :mod:`trestle.workspace.shadow_files`), so a nested git repository is recorded as plain
 files rather than as a gitlink.
 
 Errors::
@@ -47,7 +47,8 @@ from pathlib import Path
 from typing import Literal
 
 from trestle.core.errors import ConfigError, RunError
-from trestle.shadow_files import (
+from trestle.workspace.git import UnsafeRepositoryError, check_git_dir, command, environment
+from trestle.workspace.shadow_files import (
     IgnoreGlobs,
     delete_files,
     find_conflicts,
@@ -55,7 +56,6 @@ from trestle.shadow_files import (
     snapshot_name_problem,
     walk_workspace,
 )
-from trestle.workspace_git import UnsafeRepositoryError, check_git_dir, command, environment
 
 REF_ROOT = "refs/trestle/"
 IDENTITY = ("Trestle", "trestle@localhost")

@@ -62,7 +62,7 @@ from trestle.core.records.agent import (
     AgentPlanStep,
 )
 from trestle.core.safetext import json_without_surrogates
-from trestle.planfile import only_items_failed
+from trestle.formats.planfile import only_items_failed
 
 AGENT_TAG = "agent"
 DEFAULT_MAX_STEPS = 30

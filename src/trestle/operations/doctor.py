@@ -24,16 +24,16 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from trestle.approvals import forged
 from trestle.core.errors import ConfigError, NoStoreError, StoreDamagedError
 from trestle.core.events import EVENT_ADAPTER, AnyEvent, RunCreated
 from trestle.core.state import RunState
-from trestle.runs import summary_json, trusted
-from trestle.signing import decision_key, key_path
+from trestle.lifecycle.approvals import forged
+from trestle.lifecycle.runs import summary_json, trusted
 from trestle.store import payloads
 from trestle.store.base import Appended, Owner, Snapshot, owner_is_alive
 from trestle.store.sqlite import MIGRATIONS, SqliteStore, unreadable_lease
 from trestle.store.sqlite_file import check_file, read_only_uri
+from trestle.trust.signing import decision_key, key_path
 
 TABLES = ("events", "leases", "requests", "runs", "snapshots")
 # SQLite's messages can quote damaged bytes that are not UTF-8

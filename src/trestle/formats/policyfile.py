@@ -22,7 +22,7 @@ from trestle.core.errors import ConfigError, PlanError
 from trestle.core.field_problems import did_you_mean, field_path, plain_message, user_loc
 from trestle.core.policy import Policy
 from trestle.core.records.monitors import MonitorSettings
-from trestle.planfile import read_text_file
+from trestle.formats.planfile import read_text_file
 
 POLICY_FILE = "trestle.toml"
 MAX_CONFIG_BYTES = 1024 * 1024
@@ -52,7 +52,7 @@ def operator_policy(workspace: Path, path: Path | None = None) -> Policy | None:
 
     This trusts the file: it is for a caller that knows who wrote it. The CLI obeys a
     file a step could have written only once a human accepted it
-    (:func:`trestle.policy_trust.trusted_settings`)."""
+    (:func:`trestle.trust.policy_trust.trusted_settings`)."""
     if path is not None:
         return load_policy(path)
     found = find_policy_file(workspace)

@@ -1,7 +1,7 @@
 """What a human approved is what runs: the approved bytes of the files a command names.
 
 An approval of ``sh deploy.sh`` is bound to the digest of ``deploy.sh`` as the human
-saw it (:mod:`trestle.named_files`). Checking the file again just before the command
+saw it (:mod:`trestle.execution.named_files`). Checking the file again just before the command
 starts leaves a window: a parallel step can change it between the check and the
 shell's read, and the command itself could rewrite what it sources next. So, where a
 sandbox confines the command, the engine copies each named file to a private
@@ -23,9 +23,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from trestle.named_files import digest, executed_files
-from trestle.sandbox import Pinned
-from trestle.tools.beneath import Refused, read_regular
+from trestle.execution.named_files import digest, executed_files
+from trestle.execution.sandbox import Pinned
+from trestle.workspace.beneath import Refused, read_regular
 
 MAX_PINNED_BYTES = 16 * 1024 * 1024
 

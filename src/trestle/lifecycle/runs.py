@@ -37,16 +37,16 @@ from trestle.core.records.agent import AgentSettings
 from trestle.core.records.monitors import MonitorSettings
 from trestle.core.records.policy_source import PolicySource
 from trestle.core.state import RunState, StepStatus
-from trestle.doorbell import ring
-from trestle.planfile import python_sources
-from trestle.signing import (
+from trestle.formats.planfile import python_sources
+from trestle.lifecycle.doorbell import ring
+from trestle.store.base import Appended, Request, RequestKind, Snapshot, Store
+from trestle.trust.signing import (
     decision_key,
     existing_key,
     monitors_mac,
     signed_payload,
     snapshot_mac,
 )
-from trestle.store.base import Appended, Request, RequestKind, Snapshot, Store
 
 NEW_ID_DRAWS = 8
 
@@ -86,10 +86,10 @@ def create_run(
 
     ``operator_policy`` and ``monitors`` (from ``trestle.toml``) are recorded with the
     run, so the run is judged by the settings it started under, however the file
-    changes later; ``policy_source`` (from :func:`trestle.policy_trust.trusted_settings`)
+    changes later; ``policy_source`` (from :func:`trestle.trust.policy_trust.trusted_settings`)
     records which file that was and why it was trusted. The source files the plan's
     ``python:`` steps and checks import are pinned by their SHA-256 too
-    (:func:`trestle.planfile.python_sources`).
+    (:func:`trestle.formats.planfile.python_sources`).
     """
     now = time.time() if now is None else now
     plan_dir = plan_path.resolve().parent if plan_path else workspace.resolve()
@@ -142,7 +142,7 @@ def load_state(
     stands in for the decisions it sums up and anything that can open the store could
     have written it.
 
-    ``vet`` (the engine passes :func:`trestle.approvals.forged` with the key) names why
+    ``vet`` (the engine passes :func:`trestle.lifecycle.approvals.forged` with the key) names why
     an event must not be folded; such an event is passed over and listed in
     ``ignored`` as (seq, event, why).
 
@@ -346,7 +346,7 @@ def request_decision(
     """Queue a human's retry or skip; the run's driver records it on its next pass,
     naming ``by`` (default: this user at this host) as who asked.
 
-    Signed like approvals (:mod:`trestle.signing`): a row a step writes into the store
+    Signed like approvals (:mod:`trestle.trust.signing`): a row a step writes into the store
     itself cannot skip a step a human rejected.
     """
     state = load_state(store, run_id)

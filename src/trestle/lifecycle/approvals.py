@@ -1,6 +1,6 @@
 """The decision path: the inbox of open approvals, and how a human's decision reaches a run.
 
-A decision is queued in the store as a signed request (:mod:`trestle.signing`); the
+A decision is queued in the store as a signed request (:mod:`trestle.trust.signing`); the
 process driving the run checks it and records an ``approval_decided`` event, or an
 ``approval_refused`` one that says why it does not apply. Nothing else can produce an
 approval: not a step's output, not a row a step writes into the store, not a model.
@@ -28,11 +28,11 @@ from trestle.core.events import AnyEvent, ApprovalDecided, ApprovalRefused, Budg
 from trestle.core.plan import Step
 from trestle.core.policy import action_hash
 from trestle.core.state import RunState
-from trestle.doorbell import ring
-from trestle.runs import Vet, load_state, readable_states, refuse_if_cancelled
-from trestle.signing import decision_key, signed_payload, verified_fields
-from trestle.step_origin import inside_a_step
+from trestle.lifecycle.doorbell import ring
+from trestle.lifecycle.runs import Vet, load_state, readable_states, refuse_if_cancelled
 from trestle.store.base import Request, Store
+from trestle.trust.signing import decision_key, signed_payload, verified_fields
+from trestle.trust.step_origin import inside_a_step
 
 # the fields of a step a human may change when approving a modified action
 EDITABLE = ("run", "write", "python", "env", "timeout")
@@ -115,7 +115,7 @@ def submit_decision(
 @dataclass(frozen=True)
 class QueuedDecision:
     """A decision in the queue: what the run's outcome event will carry and where to
-    look for it (see :mod:`trestle.outcomes`)."""
+    look for it (see :mod:`trestle.lifecycle.outcomes`)."""
 
     ref: str  # the approval, RUN.N
     run_id: str
@@ -332,7 +332,7 @@ def decided(
 
 
 def vetter(key: bytes) -> Vet:
-    """:func:`forged` with ``key``, for :func:`trestle.runs.load_state`."""
+    """:func:`forged` with ``key``, for :func:`trestle.lifecycle.runs.load_state`."""
     return lambda state, event: forged(state, event, key)
 
 
@@ -349,7 +349,7 @@ def forged(state: RunState, event: AnyEvent, key: bytes) -> str | None:
 
     This is the shell's half of the check: the pure fold cannot read keys, so the
     process that acts on a run's state folds it through this (see
-    :func:`trestle.runs.load_state`).
+    :func:`trestle.lifecycle.runs.load_state`).
     """
     if isinstance(event, BudgetRaised):
         return _raise_forged(state, event, key)
@@ -392,7 +392,7 @@ def forged(state: RunState, event: AnyEvent, key: bytes) -> str | None:
 
 
 def _raise_forged(state: RunState, event: BudgetRaised, key: bytes) -> str | None:
-    """:func:`forged` for a raise of the budget (see :mod:`trestle.topup`)."""
+    """:func:`forged` for a raise of the budget (see :mod:`trestle.lifecycle.topup`)."""
     if event.signed is None:
         return "carries no signed request"
     fields = verified_fields(event.signed, key)

@@ -1,0 +1,3 @@
+"""Presentation: the words and descriptions that the CLI and the dashboard share, and
+redaction of secrets in text shown.
+"""

@@ -1,0 +1,3 @@
+"""Small helpers any layer may use that know nothing of Trestle: lazy exports, pausing the
+garbage collector.
+"""
