@@ -32,7 +32,8 @@ from trestle.core.plan import Backoff
 from trestle.core.records.agent import AgentSettings, bootstrap_plan
 from trestle.core.records.agent_defaults import DEFAULT_STEP_TIMEOUT
 from trestle.core.report import build_report
-from trestle.engines.local import LocalEngine, Stop
+from trestle.engines.local import LocalEngine
+from trestle.engines.stop import Stop
 from trestle.lifecycle.runs import create_run, load_state
 from trestle.models import (
     FunctionModel,

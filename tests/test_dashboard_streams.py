@@ -14,7 +14,7 @@ import httpx
 
 from dashboard_helpers import Dashboard, dashboard, plan_run
 from trestle.core.events import SandboxChosen
-from trestle.engines.local import this_process
+from trestle.lifecycle.lease import this_process
 from trestle.lifecycle.runs import load_state, summary_json
 from trestle.store import SqliteStore
 from trestle.store.base import Appended

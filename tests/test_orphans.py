@@ -32,11 +32,11 @@ from trestle.core.events import (
 )
 from trestle.core.plan import Plan, Step
 from trestle.core.state import RunState
-from trestle.engines.local import this_process
 from trestle.execution.processes import Leader, leftovers
 from trestle.execution.processes import start_time as proc_start_time
 from trestle.execution.sandbox import find_bwrap
 from trestle.formats.planfile import load_plan
+from trestle.lifecycle.lease import this_process
 from trestle.lifecycle.runs import create_run, load_state
 from trestle.store import SqliteStore
 

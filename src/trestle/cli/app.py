@@ -546,7 +546,7 @@ def health(store: StoreOption = None, as_json: JsonOption = False) -> None:
     alerts, and what waits for a human. Exits 1 when any run has a stalled step or
     waits for a human (a dead letter, an escalation, an approval or a pause)."""
     from trestle.cli.render import health_view
-    from trestle.engines.local import DEFAULT_LEASE_TTL
+    from trestle.lifecycle.lease import DEFAULT_LEASE_TTL
     from trestle.operations.health import health as run_health_all
 
     unreadable: list[str] = []
@@ -758,7 +758,7 @@ def _warn_unreadable(problems: list[str]) -> None:
 
 
 def _shadow(store: Store) -> Path:
-    from trestle.lifecycle.checkpoints import shadow_dir_for
+    from trestle.workspace.shadow import shadow_dir_for
 
     shadow_dir = shadow_dir_for(store)
     if shadow_dir is None or not shadow_dir.exists():
@@ -797,8 +797,8 @@ def rewind_command(
     store: StoreOption = None,
 ) -> None:
     """Put the workspace back to before STEP and reopen what that undid; then resume."""
-    from trestle.engines.local import this_process
     from trestle.lifecycle.checkpoints import rewind
+    from trestle.lifecycle.lease import this_process
     from trestle.lifecycle.runs import load_state
 
     with _found(store, run_id) as (st, run_id):

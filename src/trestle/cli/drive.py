@@ -27,10 +27,12 @@ from trestle.cli.human import prompt_approvals
 from trestle.cli.render import event_line, report_view, steps_table
 from trestle.core.errors import TrestleError
 from trestle.core.events import SandboxChosen, StoredEvent
+from trestle.core.records.agent import AgentSettings
 from trestle.core.report import build_report
 from trestle.core.safetext import model_json
 from trestle.core.state import RunState
-from trestle.engines.local import LocalEngine, Stop
+from trestle.engines.local import LocalEngine
+from trestle.engines.stop import Stop
 from trestle.engines.work import StepPerformer
 from trestle.execution.sandbox import Mode
 from trestle.lifecycle.runs import load_state
@@ -57,8 +59,12 @@ def store_line(store: SqliteStore) -> str:
 def performer_for_run(store: Store, run_id: str) -> StepPerformer | None:
     """An agent run needs its model and tools again; a plan run needs nothing more."""
     settings = load_state(store, run_id).agent
-    if settings is None:
-        return None
+    return None if settings is None else agent_performer(settings)
+
+
+def agent_performer(settings: AgentSettings) -> StepPerformer:
+    """The performer of an agent run (or a plan run's agent child) with these settings:
+    its model and tools (the agent's runtime is imported only when a run needs it)."""
     from trestle.agent.runtime import performer_for
 
     return performer_for(settings)
@@ -83,7 +89,7 @@ def drive(
     drive cleanly and always exits, with ``128 + signal``.
     """
     interactive = prompt and out.is_terminal and sys.stdin.isatty()
-    engine = LocalEngine(store, performer=performer, sandbox=sandbox)
+    engine = LocalEngine(store, performer=performer, performer_for=agent_performer, sandbox=sandbox)
     signalled: str | None = None
     with _Signals() as signals:
         try:

@@ -42,7 +42,8 @@ def prune_command(
     """Delete finished runs (succeeded, partial, cancelled) whose last event is older
     than AGE: their events, leases, requests, snapshots and workspace checkpoints; then
     compact the store and say how many bytes it took before and after."""
-    from trestle.operations.prune import choose, parse_age, prune, store_bytes
+    from trestle.formats.age import parse_age
+    from trestle.operations.prune import choose, prune, store_bytes
 
     try:
         age = parse_age(older_than)

@@ -125,6 +125,7 @@ def _line_err(err: Console, text: str) -> None:
 
 def worker(store: Store, bound: EngineBinding, out: Console, max_attempts: int) -> None:
     """Serve the task queue until SIGINT or SIGTERM, then stop gracefully."""
+    from trestle.agent.runtime import performer_for
     from trestle.engines.temporal.connect import blobs_beside, connect, serve
 
     blobs = blobs_beside(store_path(store))
@@ -137,7 +138,13 @@ def worker(store: Store, bound: EngineBinding, out: Console, max_attempts: int) 
             loop.add_signal_handler(sig, stop.set)
         serving = asyncio.create_task(
             serve(
-                client, store, bound.task_queue, stop=stop, max_attempts=max_attempts, ready=ready
+                client,
+                store,
+                bound.task_queue,
+                stop=stop,
+                max_attempts=max_attempts,
+                ready=ready,
+                performer_for=performer_for,
             )
         )
         await asyncio.wait(

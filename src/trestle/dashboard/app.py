@@ -387,8 +387,9 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.post("/runs/{run_id}/rewind")
     async def rewind_run(request: Request, run_id: str) -> Response:
-        from trestle.engines.local import this_process
-        from trestle.lifecycle.checkpoints import rewind, shadow_dir_for
+        from trestle.lifecycle.checkpoints import rewind
+        from trestle.lifecycle.lease import this_process
+        from trestle.workspace.shadow import shadow_dir_for
 
         session, form = await changing(request)
         visible_run(session, run_id)

@@ -32,7 +32,7 @@ from trestle.presentation.descriptions import check_text, log_detail
 from trestle.presentation.wording import shown
 from trestle.store.base import RunRow, Store, by_tree
 
-LEASE_TTL = 15.0  # trestle.engines.local.DEFAULT_LEASE_TTL, without importing the engine
+LEASE_TTL = 15.0  # trestle.lifecycle.lease.DEFAULT_LEASE_TTL
 TIMELINE_MOST = 300  # events shown in the timeline; the rest: `trestle log RUN`
 EVENTS_MOST = 5000  # events a run's page reads, the newest; `trestle log RUN` has them all
 
@@ -439,7 +439,8 @@ class CheckpointView:
 def checkpoint_views(store: Store, state: RunState) -> list[CheckpointView]:
     """The run's workspace checkpoints (``trestle checkpoints``), oldest first; none when
     the store keeps none."""
-    from trestle.lifecycle.checkpoints import checkpoints, shadow_dir_for, shadow_repo
+    from trestle.lifecycle.checkpoints import checkpoints, shadow_repo
+    from trestle.workspace.shadow import shadow_dir_for
 
     shadow = shadow_dir_for(store)
     if shadow is None or not shadow.exists():
@@ -454,7 +455,8 @@ def checkpoint_views(store: Store, state: RunState) -> list[CheckpointView]:
 def step_change(store: Store, state: RunState, step: str) -> tuple[str, str]:
     """What the step changed in the workspace (``trestle diff RUN STEP``): a sentence
     saying what the diff is against, and the diff; ConfigError when there is none."""
-    from trestle.lifecycle.checkpoints import shadow_dir_for, shadow_repo, step_diff
+    from trestle.lifecycle.checkpoints import shadow_repo, step_diff
+    from trestle.workspace.shadow import shadow_dir_for
 
     shadow = shadow_dir_for(store)
     if shadow is None or not shadow.exists():

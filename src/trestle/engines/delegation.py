@@ -21,11 +21,13 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import ParamSpec, Protocol, TypeVar
 
 from trestle.core.errors import RunCancelledError, TrestleError, UnknownRunError
 from trestle.core.events import ActionResult, AnyEvent, ChildRunEnded, ChildRunStarted
 from trestle.core.plan import CARVED, Step
+from trestle.core.records.agent import AgentSettings
+from trestle.core.state import RunState
 from trestle.core.tree import (
     ChildSpec,
     DelegationError,
@@ -34,18 +36,38 @@ from trestle.core.tree import (
     handed,
     waiting_for,
 )
+from trestle.engines.stop import Stop
+from trestle.engines.work import StepPerformer
 from trestle.lifecycle.runs import create_run, load_state
+from trestle.store.base import Store
 
-if TYPE_CHECKING:
-    from trestle.core.state import RunState
-    from trestle.engines.local import LocalEngine
-    from trestle.engines.work import StepPerformer
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class ParentEngine(Protocol):
+    """What delegation asks of the engine that drives the parent run: its store, clock
+    and performer, an engine like it for the child, and its store thread."""
+
+    store: Store
+    performer: StepPerformer | None
+
+    def clock(self) -> float: ...
+
+    def for_child(self, agent: AgentSettings | None) -> ParentEngine: ...
+
+    async def run(self, run_id: str, *, stop: Stop | None = None) -> RunState: ...
+
+    async def in_store_thread(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T: ...
+
+    def close(self) -> None: ...
+
 
 STOP_WAIT = 60.0  # how long a stopped parent waits for its child to record its stop
 
 
 async def perform_delegation(
-    engine: LocalEngine,
+    engine: ParentEngine,
     state: RunState,
     step: Step,
     attempt: int,
@@ -92,7 +114,7 @@ def tool_names(performer: StepPerformer | None) -> Collection[str]:
     return coding_registry().names()
 
 
-def _create_or_find(engine: LocalEngine, parent: RunState, spec: ChildSpec) -> bool:
+def _create_or_find(engine: ParentEngine, parent: RunState, spec: ChildSpec) -> bool:
     """Create the child run, unless this round already did: True if it existed."""
     try:
         engine.store.run(spec.run_id)
@@ -118,11 +140,9 @@ def _create_or_find(engine: LocalEngine, parent: RunState, spec: ChildSpec) -> b
     return False
 
 
-async def _drive(engine: LocalEngine, spec: ChildSpec) -> RunState:
+async def _drive(engine: ParentEngine, spec: ChildSpec) -> RunState:
     """Drive the child until it finishes, waits on a human or is stopped; a stop of
     this attempt (its task cancelled) is passed on, and waited for, before it ends."""
-    from trestle.engines.local import Stop
-
     child_engine = engine.for_child(spec.agent)
     stop = Stop()
     task = asyncio.ensure_future(child_engine.run(spec.run_id, stop=stop))

@@ -21,8 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import os
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -31,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from trestle.core.decider import decide, next_wakeup
-from trestle.core.errors import LeaseLostError, RunCancelledError
+from trestle.core.errors import ConfigError, LeaseLostError, RunCancelledError
 from trestle.core.events import (
     ActionResult,
     AlertRaised,
@@ -57,8 +55,10 @@ from trestle.core.plan import Step
 from trestle.core.records.monitors import DEFAULT_MONITORS, MonitorSettings
 from trestle.core.state import RunState
 from trestle.core.tree import parent_scope
+from trestle.engines.delegation import perform_delegation
 from trestle.engines.judge import cancel_in, request_as_events
-from trestle.engines.work import StepPerformer, StepWork, WorkspaceNotSaved
+from trestle.engines.stop import Stop
+from trestle.engines.work import PerformerFor, StepPerformer, StepWork, WorkspaceNotSaved
 from trestle.execution.actions import StepContext, in_thread, perform
 from trestle.execution.checks import run_checks
 from trestle.execution.named_files import changed, named_files
@@ -69,7 +69,6 @@ from trestle.execution.sandbox import (
     Mode,
     Sandbox,
     choose,
-    config_dir,
     find_bwrap,
     hidden_paths,
     mode_from,
@@ -79,10 +78,10 @@ from trestle.lifecycle.approvals import vetter
 from trestle.lifecycle.checkpoints import (
     When,
     checkpoint_name,
-    shadow_dir_for,
     shadow_repo,
     wants_checkpoint,
 )
+from trestle.lifecycle.lease import DEFAULT_LEASE_TTL, FINISH_WAIT, this_process
 from trestle.lifecycle.runs import (
     Tail,
     cancelled_message,
@@ -97,18 +96,16 @@ from trestle.monitors.hub import MonitorFactory, MonitorHub
 from trestle.monitors.trace import Stall
 from trestle.store.base import Appended, Lease, Owner, Request, Snapshot, Store
 from trestle.support import collector
-from trestle.trust.signing import decision_key, key_path, verified_fields
-from trestle.workspace.shadow import ShadowRepoError
+from trestle.trust.signing import config_dir, decision_key, key_path, verified_fields
+from trestle.workspace.shadow import ShadowRepoError, shadow_dir_for
 
 if TYPE_CHECKING:
     from trestle.core.records.agent import AgentSettings
 
 Clock = Callable[[], float]
-DEFAULT_LEASE_TTL = 15.0  # seconds; renewed every third of it, the driver's heartbeat
 # how long a resume waits for an unknown attempt's leftover processes (a step without a
 # timeout of its own) before it kills them; a step with a timeout waits out the rest
 DEFAULT_ORPHAN_WAIT = 300.0
-FINISH_WAIT = 30.0  # on a stop: how long an attempt that cannot be stopped may finish
 # the latest events a resume keeps of those its load read: more than a session's turns
 # since its last save of the conversation (trestle.agent.session.SAVE_EVERY) hold
 KEEP_READ = 256
@@ -118,38 +115,6 @@ T = TypeVar("T")
 
 
 _Ack = tuple[asyncio.Future[list[int]], int, int]  # who waits, offset in inbound, count
-
-
-class Stop:
-    """Asks a drive to end now (the CLI's answer to SIGINT, SIGTERM and SIGHUP).
-
-    The engine cancels its running attempts (a command's process group is killed and
-    waited for), records ``RunInterrupted`` naming ``reason`` and the steps it stopped,
-    and ends the drive. A resume re-runs those steps (after probing their checks)
-    without counting a failure: Trestle knows they did not finish. Make one per
-    event loop.
-    """
-
-    def __init__(self) -> None:
-        self.reason: str | None = None
-        self._event = asyncio.Event()
-
-    def request(self, reason: str) -> None:
-        """Ask for the stop; the first reason given is the one recorded."""
-        if self.reason is None:
-            self.reason = reason
-        self._event.set()
-
-    @property
-    def requested(self) -> bool:
-        return self.reason is not None
-
-    async def wait(self) -> None:
-        await self._event.wait()
-
-
-def this_process(name: str = "trestle") -> Owner:
-    return Owner(name=f"{name}[{os.getpid()}]", pid=os.getpid(), host=socket.gethostname())
 
 
 class LocalEngine:
@@ -168,6 +133,9 @@ class LocalEngine:
         shadow_dir: where workspace checkpoints go (default: ``shadow.git`` beside the
             store's file; a store without a file takes none).
         performer: performs agent steps (see :mod:`trestle.agent`).
+        performer_for: makes the performer of a delegated agent child from its
+            settings, where this engine has no performer of its own (a plan run's);
+            :func:`trestle.agent.runtime.performer_for` is the usual one.
         monitors: makes each run's monitors (default: every built-in one, see
             :mod:`trestle.monitors`); the run's recorded settings choose what they do.
         orphan_wait: how long a resume waits for the leftover processes of an attempt
@@ -195,6 +163,7 @@ class LocalEngine:
         decision_key: bytes | None = None,
         shadow_dir: Path | None = None,
         performer: StepPerformer | None = None,
+        performer_for: PerformerFor | None = None,
         monitors: MonitorFactory | None = None,
         orphan_wait: float = DEFAULT_ORPHAN_WAIT,
         sandbox: Mode | None = None,
@@ -208,6 +177,7 @@ class LocalEngine:
         self._decision_key = decision_key
         self.shadow_dir = shadow_dir or shadow_dir_for(store)
         self.performer = performer
+        self.performer_for = performer_for
         self.monitors = monitors
         self.orphan_wait = orphan_wait
         self.sandbox_mode = mode_from(sandbox)
@@ -233,9 +203,12 @@ class LocalEngine:
         performer, or (under a plan run) the one its own settings call for."""
         performer = self.performer
         if performer is None and agent is not None:
-            from trestle.agent.runtime import performer_for
-
-            performer = performer_for(agent)
+            if self.performer_for is None:
+                raise ConfigError(
+                    "an agent child needs a performer: build the engine with "
+                    "performer_for=trestle.agent.runtime.performer_for (or a performer)"
+                )
+            performer = self.performer_for(agent)
         child = LocalEngine(
             self.store,
             clock=self.clock,
@@ -246,6 +219,7 @@ class LocalEngine:
             decision_key=self._decision_key,
             shadow_dir=self.shadow_dir,
             performer=performer,
+            performer_for=self.performer_for,
             monitors=self.monitors,
             orphan_wait=self.orphan_wait,
             sandbox=self.sandbox_mode,
@@ -805,8 +779,6 @@ class LocalEngine:
                     at=self.clock(), step=sid, attempt=ctx.attempt, ok=False, action=action
                 )
             if step.delegate is not None:
-                from trestle.engines.delegation import perform_delegation
-
                 action = await perform_delegation(self, state, step, ctx.attempt, outbox.record)
             else:
                 if step.run is None:

@@ -16,6 +16,7 @@ from typing import Protocol
 
 from trestle.core.events import ActionResult, AnyEvent, ToolAsk
 from trestle.core.plan import Step
+from trestle.core.records.agent import AgentSettings
 from trestle.core.state import RunState
 from trestle.execution.actions import StepContext
 from trestle.store.base import Store
@@ -73,3 +74,9 @@ class StepPerformer(Protocol):
         """The events that add ``text`` to the run (each carrying ``request_id``), or a
         ``RequestRefused`` saying why the run cannot take it now."""
         ...
+
+
+# The performer for an agent run's settings (its model and tools). Whoever builds an
+# engine chooses it (the CLI, the agent's launcher, a Temporal worker): an engine knows
+# the interface, never the agent that implements it.
+PerformerFor = Callable[[AgentSettings], StepPerformer]

@@ -353,12 +353,6 @@ def _hide(path: Path) -> list[str]:
     return []
 
 
-def config_dir() -> Path:
-    """Trestle's configuration directory (where the approval key lives by default)."""
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "trestle"
-
-
 def policy_of(state: RunState) -> SandboxPolicy:
     """The run's sandbox policy: the operator's if it has one, else the plan's."""
     for policy in (state.operator_policy, state.plan.policy):

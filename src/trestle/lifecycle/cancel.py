@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from trestle.core.errors import ConfigError, LeaseHeldError
 from trestle.core.events import RunCancelled, idempotency_key
 from trestle.core.state import RunState
-from trestle.engines.local import DEFAULT_LEASE_TTL, FINISH_WAIT, this_process
 from trestle.execution.processes import Leader, reap
 from trestle.lifecycle.doorbell import ring
+from trestle.lifecycle.lease import DEFAULT_LEASE_TTL, FINISH_WAIT, this_process
 from trestle.lifecycle.outcomes import POLL, driven_live
 from trestle.lifecycle.runs import load_state, record
 from trestle.store.base import Request, Store, subtree

@@ -33,12 +33,6 @@ from trestle.workspace.shadow import RestoreResult, ShadowRepo
 When = Literal["before", "after"]
 
 
-def shadow_dir_for(store: Store) -> Path | None:
-    """Where a store keeps its runs' checkpoints: beside a store file, else nowhere."""
-    path = getattr(store, "path", None)
-    return Path(path).parent / "shadow.git" if isinstance(path, Path) else None
-
-
 def wants_checkpoint(plan: Plan, step: Step, when: When) -> bool:
     if plan.checkpoints == "off":
         return False

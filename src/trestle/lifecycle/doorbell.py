@@ -2,18 +2,51 @@
 
 A human's request (approve, retry, skip, tell, cancel, a budget raise) is queued in the
 store, as for any run. A local driver reads the queue as it polls; a workflow sleeps
-until it is told to look, so whatever queues a request for a run on Temporal rings
-here. A run bound to no other engine needs no bell: this does nothing for it.
+until it is told to look, so whatever queues a request for a run bound to another
+engine rings here. A run bound to no other engine needs no bell: this does nothing for
+it.
+
+The decision path knows no engine. Each engine that drives runs elsewhere provides a
+:data:`Waker` for the kind of binding it records (``EngineBinding.kind``): the built-in
+ones are named in :data:`WAKERS` by module and loaded only when a request for such a
+run is queued (as a package's lazy exports are), and :func:`provide` puts another in
+place (an engine of a plugin's, or a test's).
 """
 
 from __future__ import annotations
 
-import asyncio
-from pathlib import Path
+import importlib
+from collections.abc import Callable
 
-from trestle.core.errors import TrestleError
 from trestle.core.events import EngineBinding, RunCreated
 from trestle.store.base import Store
+
+# Tell the run's driver that requests wait; True when it heard, False when its driver
+# has ended or cannot be reached (the request stays queued for whoever drives it next).
+Waker = Callable[[Store, str, EngineBinding], bool]
+
+# where each built-in engine's waker lives, by the binding kind it records
+WAKERS: dict[str, str] = {"temporal": "trestle.engines.temporal.connect:wake"}
+
+_provided: dict[str, Waker] = {}
+
+
+def provide(kind: str, waker: Waker) -> None:
+    """Wake runs bound to ``kind`` with ``waker`` from now on, in this process."""
+    _provided[kind] = waker
+
+
+def waker(kind: str) -> Waker | None:
+    """The waker for runs bound to ``kind``: one provided, else the engine's own."""
+    if kind in _provided:
+        return _provided[kind]
+    where = WAKERS.get(kind)
+    if where is None:
+        return None
+    module, name = where.split(":")
+    found: Waker = getattr(importlib.import_module(module), name)
+    _provided[kind] = found
+    return found
 
 
 def bound_engine(store: Store, run_id: str) -> EngineBinding | None:
@@ -28,25 +61,11 @@ def driver_name(binding: EngineBinding, run_id: str) -> str:
 
 
 def ring(store: Store, run_id: str) -> bool:
-    """Tell the run's workflow that requests wait; True when it heard. False for a run
-    no other engine drives, or one whose workflow has ended or cannot be reached (the
+    """Tell the run's driver that requests wait; True when it heard. False for a run
+    no other engine drives, or one whose driver has ended or cannot be reached (the
     request stays queued for whoever drives the run next)."""
     binding = bound_engine(store, run_id)
     if binding is None:
         return False
-    from trestle.engines.temporal.connect import blobs_beside, connect, nudge
-
-    path = getattr(store, "path", None)
-
-    async def knock() -> bool:
-        client = await connect(
-            binding.address,
-            binding.namespace,
-            blobs_beside(path if isinstance(path, Path) else None),
-        )
-        return await nudge(client, run_id)
-
-    try:
-        return asyncio.run(knock())
-    except TrestleError:
-        return False
+    wake = waker(binding.kind)
+    return False if wake is None else wake(store, run_id, binding)

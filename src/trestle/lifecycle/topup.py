@@ -36,11 +36,11 @@ from trestle.core.events import BudgetRaised
 from trestle.core.field_problems import did_you_mean
 from trestle.core.report import carved_budget
 from trestle.core.state import RunState
-from trestle.engines.local import DEFAULT_LEASE_TTL, this_process
+from trestle.formats.age import parse_age
 from trestle.lifecycle.approvals import trusted_state, vetter
 from trestle.lifecycle.doorbell import ring
+from trestle.lifecycle.lease import DEFAULT_LEASE_TTL, this_process
 from trestle.lifecycle.runs import load_state, record, refuse_if_cancelled
-from trestle.operations.prune import parse_age
 from trestle.store.base import Store
 from trestle.trust.signing import decision_key, signed_payload
 from trestle.trust.step_origin import inside_a_step

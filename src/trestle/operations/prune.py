@@ -10,28 +10,13 @@ store) go with it, then the store is compacted so the file shrinks.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trestle.core.errors import ConfigError
-from trestle.lifecycle.checkpoints import shadow_dir_for
 from trestle.store.base import RunRow, Store, owner_is_alive
-from trestle.workspace.shadow import ShadowRepo
+from trestle.workspace.shadow import ShadowRepo, shadow_dir_for
 
 FINISHED = frozenset({"succeeded", "partial", "cancelled"})
-UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_AGE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
-
-
-def parse_age(text: str) -> float:
-    """``30d``, ``12h``, ``90m``, ``45s``, ``2w`` in seconds; anything else a ConfigError."""
-    match = _AGE.fullmatch(text.strip().lower())
-    if match is None:
-        raise ConfigError(
-            f"age {text!r}: expected a number and a unit (s, m, h, d or w), like 30d, 12h or 90m"
-        )
-    return float(match.group(1)) * UNITS[match.group(2)]
 
 
 @dataclass(frozen=True)

@@ -36,13 +36,17 @@ from pydantic import Field
 from trestle.core.events import RunCreated, StoredEvent, ToolCallEnded, ToolCallStarted
 from trestle.core.handoff import ArtifactRef, HandoffPacket, carried
 from trestle.core.packets import tool_output_text, transcript_parts
-from trestle.lifecycle.checkpoints import shadow_dir_for
 from trestle.store.base import Store
 from trestle.tools.base import Observation, Tool, ToolArgs, ToolContext, ToolFailure
 from trestle.tools.files import MAX_FILE_BYTES, ReadFile, ReadFileArgs
 from trestle.workspace.beneath import protected_part
 from trestle.workspace.git import UnsafeRepositoryError, command, environment, workspace_git_dir
-from trestle.workspace.shadow import ShadowRepo, ShadowRepoError, UnknownSnapshotError
+from trestle.workspace.shadow import (
+    ShadowRepo,
+    ShadowRepoError,
+    UnknownSnapshotError,
+    shadow_dir_for,
+)
 
 RUN_SEQ = re.compile(r"^(?P<run>[^:\s]+):(?P<first>\d+)(?:-(?P<last>\d+))?$")
 FILE_LINES = re.compile(r"^(?P<path>.+?):(?P<first>\d+)(?:-(?P<last>\d+))?$")

@@ -41,6 +41,7 @@ from trestle.core.policy import Policy
 from trestle.core.records.monitors import MonitorSettings
 from trestle.core.records.policy_source import PolicySource, when
 from trestle.formats.policyfile import PolicyFile, find_policy_file, read_policy_file
+from trestle.trust.signing import config_dir  # hidden from every sandbox
 
 ACCEPTED_FILE = "accepted-policies.json"
 SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -185,8 +186,6 @@ def acceptances() -> dict[str, Acceptance]:
 
 
 def accepted_file() -> Path:
-    from trestle.execution.sandbox import config_dir  # hidden from every sandbox
-
     return config_dir() / ACCEPTED_FILE
 
 

@@ -29,12 +29,17 @@ from trestle.core.errors import ConfigError
 KEY_ENV = "TRESTLE_KEY_FILE"
 
 
+def config_dir() -> Path:
+    """Trestle's configuration directory (where the approval key lives by default)."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "trestle"
+
+
 def key_path() -> Path:
     """``$TRESTLE_KEY_FILE``, else ``$XDG_CONFIG_HOME/trestle/approval.key``."""
     if os.environ.get(KEY_ENV):
         return Path(os.environ[KEY_ENV])
-    config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(config) / "trestle" / "approval.key"
+    return config_dir() / "approval.key"
 
 
 def decision_key(path: Path | None = None) -> bytes:

@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Literal
 
 from trestle.core.errors import ConfigError, RunError
+from trestle.store.base import Store
 from trestle.workspace.git import UnsafeRepositoryError, check_git_dir, command, environment
 from trestle.workspace.shadow_files import (
     IgnoreGlobs,
@@ -88,6 +89,12 @@ SHADOW_ADVICE = (
 RAW_ENTRY = re.compile(rb":(\d{6}) (\d{6}) ([0-9a-f]+) ([0-9a-f]+) ([A-Z])\d*")
 
 ChangeKind = Literal["added", "modified", "deleted", "mode"]
+
+
+def shadow_dir_for(store: Store) -> Path | None:
+    """Where a store keeps its runs' checkpoints: beside a store file, else nowhere."""
+    path = getattr(store, "path", None)
+    return Path(path).parent / "shadow.git" if isinstance(path, Path) else None
 
 
 class ShadowRepoError(RunError):

@@ -23,11 +23,11 @@ from typing import ParamSpec, TypeVar
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from trestle.agent.runtime import performer_for
 from trestle.core.errors import (
     ConfigError,
     LeaseHeldError,
     LeaseLostError,
+    RunError,
     StoreDamagedError,
     UnknownRunError,
 )
@@ -56,6 +56,7 @@ from trestle.engines.temporal.shapes import (
     Performed,
     Recorded,
 )
+from trestle.engines.work import PerformerFor
 from trestle.execution.named_files import named_files
 from trestle.lifecycle.approvals import vetter
 from trestle.lifecycle.runs import catch_up, signed_snapshot
@@ -86,9 +87,16 @@ def _fatal(exc: Exception, kind: str) -> ApplicationError:
 class TrestleActivities:
     """The activities, over one store (opened once per worker process)."""
 
-    def __init__(self, store: Store, *, engine: LocalEngine | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        engine: LocalEngine | None = None,
+        performer_for: PerformerFor | None = None,
+    ) -> None:
         self.store = store
-        self.engine = engine or LocalEngine(store)
+        self.performer_for = performer_for
+        self.engine = engine or LocalEngine(store, performer_for=performer_for)
         # sqlite3 blocks: one thread keeps it off the worker's loop and serialises it
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trestle-store")
         self._key: bytes | None = None
@@ -271,7 +279,12 @@ class TrestleActivities:
         """An engine with the model the agent run's settings name, for one attempt (a
         child it delegates to is driven with it, as the local engine does)."""
         assert state.agent is not None
-        return LocalEngine(self.store, performer=performer_for(state.agent))
+        if self.performer_for is None:
+            raise _fatal(
+                RunError("this worker was started without the agent's performer"), "NoPerformer"
+            )
+        performer = self.performer_for(state.agent)
+        return LocalEngine(self.store, performer=performer, performer_for=self.performer_for)
 
     def _recorder(
         self, state: RunState, attempt: StepStarted, ticket: str

@@ -21,13 +21,14 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 from temporalio.worker import Interceptor, Worker, WorkflowInterceptorClassInput
 
-from trestle.core.errors import ConfigError
+from trestle.core.errors import ConfigError, TrestleError
 from trestle.core.events import EVENT_ADAPTER, EngineBinding, StoredEvent
 from trestle.engines.temporal.activities import TrestleActivities
 from trestle.engines.temporal.blobs import BlobCodec, Blobs
 from trestle.engines.temporal.seals import SEAL, Sealer
 from trestle.engines.temporal.shapes import NUDGE, STATUS, Committed, Drive
 from trestle.engines.temporal.workflow import RunWorkflow
+from trestle.engines.work import PerformerFor
 from trestle.store.base import Store
 
 LOCAL_ACTIVITY_MARKER = "core_local_activity"  # how the SDK records a local activity
@@ -84,6 +85,25 @@ async def nudge(client: Client, run_id: str) -> bool:
     return True
 
 
+def wake(store: Store, run_id: str, binding: EngineBinding) -> bool:
+    """The Temporal engine's waker (see :mod:`trestle.lifecycle.doorbell`): nudge the
+    run's workflow; True when it heard, False when it has ended or cannot be reached."""
+    path = getattr(store, "path", None)
+
+    async def knock() -> bool:
+        client = await connect(
+            binding.address,
+            binding.namespace,
+            blobs_beside(path if isinstance(path, Path) else None),
+        )
+        return await nudge(client, run_id)
+
+    try:
+        return asyncio.run(knock())
+    except TrestleError:
+        return False
+
+
 async def status(client: Client, run_id: str) -> dict[str, object]:
     result: dict[str, object] = await client.get_workflow_handle(run_id).query(STATUS)
     return result
@@ -97,10 +117,12 @@ async def serve(
     stop: asyncio.Event,
     max_attempts: int = 16,
     ready: asyncio.Event | None = None,
+    performer_for: PerformerFor | None = None,
 ) -> None:
     """Run a worker for ``task_queue`` until ``stop`` is set: the workflows, and up to
-    ``max_attempts`` step attempts at once on this host."""
-    activities = TrestleActivities(store)
+    ``max_attempts`` step attempts at once on this host; ``performer_for`` performs
+    the agent runs' steps (the worker's builder chooses it)."""
+    activities = TrestleActivities(store, performer_for=performer_for)
     try:
         worker = Worker(
             client,
