@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from trestle.cli.app import (
+from trestle.cli.console import _found, _out
+from trestle.cli.options import (
     AcceptPolicyOption,
     AddressOption,
     EngineOption,
@@ -27,11 +28,8 @@ from trestle.cli.app import (
     SandboxOption,
     StoreOption,
     TaskQueueOption,
-    _found,
-    _out,
-    app,
-    engine_binding,
 )
+from trestle.cli.running import engine_binding
 from trestle.core.errors import ConfigError, MissingKeyError
 from trestle.core.records.agent_defaults import DEFAULT_MAX_TOKENS, DEFAULT_STEP_TIMEOUT
 
@@ -45,7 +43,6 @@ DEMO_TEST_COMMAND = "python3 -m unittest discover -s tests -q"
 MAX_DEMO_APPROVALS = 3
 
 
-@app.command()
 def agent(
     goal: Annotated[str, typer.Argument(metavar="GOAL", help="What the agent should achieve.")],
     repo: Annotated[Path, typer.Option("--repo", help="The repository to work in.")] = Path("."),
@@ -261,7 +258,6 @@ def _performer(settings: AgentSettings) -> StepPerformer:
     return performer_for(settings)
 
 
-@app.command()
 def tell(
     run_id: RunArg,
     requirement: Annotated[str, typer.Argument(metavar="TEXT", help="What else the run must do.")],
@@ -277,7 +273,6 @@ def tell(
         say_outcome(_out(), st, "the requirement", run_id, queued.id, after=after)
 
 
-@app.command()
 def trajectory(
     run_id: RunArg,
     output: Annotated[
@@ -312,7 +307,6 @@ def trajectory(
         output.write_text(text, encoding="utf-8")
 
 
-@app.command()
 def demo(
     directory: Annotated[
         Path | None,

@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from trestle.cli.app import RunArg, StoreOption, _found, _out, _who, app
+from trestle.cli.console import _found, _out, _who
+from trestle.cli.options import RunArg, StoreOption
 
 if TYPE_CHECKING:
     from trestle.core.state import RunState
 
 
-@app.command(name="budget")
 def budget_command(
     run_id: RunArg,
     add: Annotated[

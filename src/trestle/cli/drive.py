@@ -22,7 +22,7 @@ import typer
 from rich.console import Console
 from rich.live import Live
 
-from trestle.cli.app import _err
+from trestle.cli.console import _err
 from trestle.cli.human import prompt_approvals
 from trestle.cli.render import event_line, report_view, steps_table
 from trestle.core.errors import TrestleError

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import typer
 
-from trestle.cli.app import _err, _out
+from trestle.cli.console import _err, _out
 from trestle.cli.render import event_line
 from trestle.cli.stores import store_with_run
 from trestle.core.events import RunInterrupted, StoredEvent

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from trestle.cli.app import JsonOption, StoreOption, _opened, _out, _print_json, app
+from trestle.cli.console import _opened, _out, _print_json
+from trestle.cli.options import JsonOption, StoreOption
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -25,7 +26,6 @@ GroupArg = Annotated[
 VALUE_WIDTH = 60  # characters of a value or body shown in a table
 
 
-@app.command()
 def board(
     group: GroupArg,
     key: Annotated[
@@ -63,7 +63,6 @@ def board(
         _out().print(_history_table(history))
 
 
-@app.command()
 def mail(
     group: GroupArg,
     to: Annotated[

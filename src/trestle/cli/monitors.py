@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from trestle.cli.app import _out, app
+from trestle.cli.console import _out
 
 if TYPE_CHECKING:
     from trestle.monitors.alerts import Monitor
@@ -16,7 +16,6 @@ if TYPE_CHECKING:
 monitors_app = typer.Typer(
     help="Failure-mode monitors: measure them on recorded runs.", rich_markup_mode=None
 )
-app.add_typer(monitors_app, name="monitors")
 
 
 @monitors_app.command("eval")

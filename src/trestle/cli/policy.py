@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from trestle.cli.app import _out, app
+from trestle.cli.console import _out
 from trestle.core.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -19,7 +19,6 @@ policy_app = typer.Typer(
     help="The operator's policy file: show it, and accept it so that runs obey it.",
     rich_markup_mode=None,
 )
-app.add_typer(policy_app, name="policy")
 
 FileArg = Annotated[
     Path | None,

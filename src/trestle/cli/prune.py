@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from trestle.cli.app import JsonOption, StoreOption, _opened, _out, _print_json, app
+from trestle.cli.console import _opened, _out, _print_json
+from trestle.cli.options import JsonOption, StoreOption
 from trestle.core.errors import ConfigError
 from trestle.presentation.wording import shown
 
@@ -15,7 +16,6 @@ if TYPE_CHECKING:
     from trestle.store.base import RunRow
 
 
-@app.command(name="prune")
 def prune_command(
     older_than: Annotated[
         str,

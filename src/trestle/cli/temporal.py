@@ -19,7 +19,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from trestle.cli.app import _err
+from trestle.cli.console import _err
 from trestle.cli.follow import follow, follow_line
 from trestle.cli.render import report_view
 from trestle.core.errors import ConfigError, MissingExtraError

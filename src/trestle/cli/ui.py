@@ -8,10 +8,9 @@ from typing import Annotated
 
 import typer
 
-from trestle.cli.app import StoreOption, app
+from trestle.cli.options import StoreOption
 
 
-@app.command(name="ui")
 def ui_command(
     store: StoreOption = None,
     host: Annotated[

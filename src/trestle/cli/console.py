@@ -1,0 +1,113 @@
+"""Where a command prints (a console that shows control characters, never obeys them),
+how it opens the store it reads, and the small helpers every command shares."""
+
+from __future__ import annotations
+
+import functools
+import getpass
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+# Typer keeps its own copy of click (pinned: pyproject.toml); the exceptions a usage
+# error raises are only importable from it
+from trestle.cli.stores import reading_store, store_with_run
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from trestle.store import SqliteStore
+
+
+PIPED_WIDTH = 100_000  # off a terminal nothing is wrapped or cut: a line stays a line
+
+
+def _console(*, stderr: bool) -> Console:
+    """On a terminal, Rich fits the window. Piped or redirected, lines are never
+    wrapped and tables take the width of what they hold, so run ids, paths and the
+    commands a message suggests stay whole and can be copied or grepped. Either way,
+    control characters in what is printed are shown, not obeyed (:func:`_shown_console`)."""
+    shown = _shown_console()
+    console = shown(stderr=stderr, highlight=False)
+    if console.is_terminal:
+        return console
+    return shown(stderr=stderr, highlight=False, soft_wrap=True, width=PIPED_WIDTH)
+
+
+@functools.cache
+def _shown_console() -> type[Console]:
+    """A console that prints every character a terminal would act on (an escape
+    sequence in a step's output, a model's text or a command awaiting approval) as an
+    escape (:func:`trestle.presentation.wording.visible`), before the layout is measured, so a
+    table wraps the escape rather than cutting what follows it."""
+    from rich.console import Console, ConsoleOptions, RenderableType
+    from rich.segment import Segment
+    from rich.style import Style
+    from rich.text import Text
+
+    from trestle.presentation.wording import visible
+
+    class ShownConsole(Console):
+        def render_str(self, text: str, **kwargs: Any) -> Text:
+            return super().render_str(visible(text), **kwargs)
+
+        def render(
+            self, renderable: RenderableType, options: ConsoleOptions | None = None
+        ) -> Iterator[Segment]:
+            if isinstance(renderable, Text) and visible(renderable.plain) != renderable.plain:
+                # the escapes shift every character after them: the text keeps its
+                # overall style and loses the spans inside it
+                style: str | Style = renderable.style
+                renderable = Text(visible(renderable.plain), style=style)
+            yield from super().render(renderable, options)
+
+    return ShownConsole
+
+
+def _out() -> Console:
+    return _console(stderr=False)
+
+
+def _err() -> Console:
+    return _console(stderr=True)
+
+
+@contextmanager
+def _opened(store_path: Path | None) -> Iterator[SqliteStore]:
+    """The store a command that reads uses; it is never created (exit 7 if missing)."""
+    from trestle.store import SqliteStore
+
+    store = SqliteStore(reading_store(store_path), create=False)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+_found = store_with_run  # the store holding a RUN (its id or a unique tail) and its id
+
+
+@contextmanager
+def _all_runs(store_path: Path | None) -> Iterator[tuple[SqliteStore, None]]:
+    with _opened(store_path) as store:
+        yield store, None
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _who() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "user"
+
+
+def _warn_unreadable(problems: list[str]) -> None:
+    """Listings across runs go on past a run they cannot read, and say so on stderr."""
+    for problem in problems:
+        print(f"warning: {problem}", file=sys.stderr)

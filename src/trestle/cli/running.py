@@ -1,0 +1,163 @@
+"""Commands that create and drive runs: ``run``, ``worker``, ``resume``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+# Typer keeps its own copy of click (pinned: pyproject.toml); the exceptions a usage
+# error raises are only importable from it
+from trestle.cli.console import (
+    _found,
+    _out,
+)
+from trestle.cli.options import (
+    AcceptPolicyOption,
+    AddressOption,
+    EngineOption,
+    LiveOption,
+    NamespaceOption,
+    PolicyOption,
+    PromptOption,
+    ReportJson,
+    RunArg,
+    SandboxOption,
+    StoreOption,
+    TaskQueueOption,
+)
+from trestle.cli.stores import reading_store
+
+if TYPE_CHECKING:
+    from trestle.core.events import EngineBinding
+
+
+def run(
+    plan_file: Annotated[Path, typer.Argument(metavar="PLAN", help="The plan file (YAML).")],
+    workspace: Annotated[
+        Path | None,
+        typer.Option("--workspace", "-w", help="Run here instead of the plan's workspace."),
+    ] = None,
+    store: StoreOption = None,
+    report_json: ReportJson = None,
+    live: LiveOption = True,
+    prompt: PromptOption = True,
+    policy: PolicyOption = None,
+    accept_policy: AcceptPolicyOption = None,
+    sandbox: SandboxOption = None,
+    engine: EngineOption = "local",
+    address: AddressOption = "127.0.0.1:7233",
+    namespace: NamespaceOption = "default",
+    task_queue: TaskQueueOption = "trestle",
+) -> None:
+    """Validate a plan, show it, run it, and report. Prints the run id first."""
+    from trestle.cli.drive import drive, opened_for_new_run, store_line
+    from trestle.cli.render import plan_overview
+    from trestle.execution.sandbox import mode_from
+    from trestle.formats.planfile import load_plan, plan_workspace
+    from trestle.lifecycle.runs import create_run
+    from trestle.trust.policy_trust import trusted_settings
+
+    mode = mode_from(sandbox)
+    plan = load_plan(plan_file)
+    if workspace is None:
+        ws = plan_workspace(plan, plan_file)
+    elif workspace.is_dir():
+        ws = workspace
+    else:
+        raise typer.BadParameter(f"{str(workspace)!r} is not a directory", param_hint="-w")
+    operator = trusted_settings(ws, policy, accept_sha256=accept_policy)
+    bound = engine_binding(engine, address, namespace, task_queue)
+    out = _out()
+    with opened_for_new_run(store, ws) as st:
+        run_id = create_run(
+            st,
+            plan,
+            workspace=ws,
+            plan_path=plan_file,
+            operator_policy=operator.policy,
+            policy_source=operator.source,
+            monitors=operator.monitors,
+            engine=bound,
+        )
+        out.print(f"run {run_id}")
+        out.print(store_line(st), markup=False, soft_wrap=True)
+        out.print(f"policy: {operator.source.describe()}", markup=False, soft_wrap=True)
+        out.print(plan_overview(plan, str(plan_file)))
+        if bound is not None:
+            from trestle.cli.temporal import start_and_follow
+
+            start_and_follow(st, run_id, bound, out, report_json)
+        drive(st, run_id, out, report_json, live, prompt, sandbox=mode)
+
+
+def engine_binding(
+    engine: str, address: str, namespace: str, task_queue: str
+) -> EngineBinding | None:
+    """None for the local engine; the run's binding to its workflow for Temporal."""
+    if engine == "local":
+        return None
+    if engine != "temporal":
+        raise typer.BadParameter(f"{engine!r}: choose local or temporal", param_hint="--engine")
+    from trestle.cli.temporal import binding, require_temporal
+
+    require_temporal()
+    return binding(address, namespace, task_queue)
+
+
+def worker(
+    engine: EngineOption = "temporal",
+    address: AddressOption = "127.0.0.1:7233",
+    namespace: NamespaceOption = "default",
+    task_queue: TaskQueueOption = "trestle",
+    store: StoreOption = None,
+    max_attempts: Annotated[
+        int, typer.Option("--max-attempts", min=1, help="Step attempts this worker runs at once.")
+    ] = 16,
+) -> None:
+    """Serve a Temporal task queue: drive the runs started there, perform their steps.
+    Stops on Ctrl-C or SIGTERM (an attempt it was running is probed, then re-run or
+    escalated, by the worker that takes the run next)."""
+    from trestle.cli.drive import opened_for_new_run
+    from trestle.cli.temporal import worker as serve_queue
+
+    bound = engine_binding(engine, address, namespace, task_queue)
+    if bound is None:
+        raise typer.BadParameter(
+            "a worker serves Temporal: --engine temporal", param_hint="--engine"
+        )
+    from trestle.cli.stores import chosen_store
+
+    # a store named is created if need be; otherwise the nearest one, never a new one
+    # wherever the worker happens to start
+    with opened_for_new_run(chosen_store(store) or reading_store(None), None) as st:
+        serve_queue(st, bound, _out(), max_attempts)
+
+
+def resume(
+    run_id: RunArg,
+    store: StoreOption = None,
+    report_json: ReportJson = None,
+    live: LiveOption = True,
+    prompt: PromptOption = True,
+    sandbox: SandboxOption = None,
+) -> None:
+    """Continue a run: after a crash, an approval, or a retry/skip decision."""
+    from trestle.cli.drive import drive, performer_for_run
+    from trestle.execution.sandbox import mode_from
+
+    mode = mode_from(sandbox)
+    out = _out()
+    with _found(store, run_id) as (st, run_id):
+        out.print(f"run {run_id}")
+        from trestle.lifecycle.doorbell import bound_engine
+
+        bound = bound_engine(st, run_id)
+        if bound is not None:  # its workflow drives it: wake it (or start it) and follow
+            from trestle.cli.temporal import require_temporal, start_and_follow
+
+            require_temporal()
+            start_and_follow(st, run_id, bound, out, report_json)
+        performer = performer_for_run(st, run_id)
+        drive(st, run_id, out, report_json, live, prompt, performer=performer, sandbox=mode)
