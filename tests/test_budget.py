@@ -32,7 +32,8 @@ from trestle.core.events import (
 )
 from trestle.core.report import build_report
 from trestle.core.state import RunState
-from trestle.engines.local import Clock, LocalEngine
+from trestle.engines.attempts import Clock
+from trestle.engines.local import LocalEngine
 from trestle.formats.planfile import parse_plan
 from trestle.lifecycle.approvals import inbox, submit_decision
 from trestle.lifecycle.runs import create_run

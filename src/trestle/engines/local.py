@@ -14,73 +14,52 @@ processes are gone (:mod:`trestle.execution.processes`). A :class:`Stop` ends a 
 the running commands are killed and ``RunInterrupted`` records which.
 ``drive`` yields each event once it is durable: ``run()``, the CLI's live view and
 its tests are all built on that one iterator.
+
+The engine's parts beside it: performing an attempt or a probe (:mod:`.attempts`),
+the checks before an attempt runs (:mod:`.approved`), a silent attempt noticed
+(:mod:`.stall`), the events a running step asks to record (:mod:`.outbox`), a stop
+(:mod:`.stop`), and a delegating step's child run (:mod:`.delegation`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from trestle.core.decider import decide, next_wakeup
 from trestle.core.errors import ConfigError, LeaseLostError, RunCancelledError
 from trestle.core.events import (
-    ActionResult,
     AlertRaised,
     AnyEvent,
     ApprovalRefused,
-    ApprovalRequested,
-    Gate,
     RunCancelled,
     RunInterrupted,
     RunResumed,
-    SandboxChosen,
-    StepAttemptEnded,
-    StepProbed,
-    StepProbeStarted,
-    StepProcessStarted,
-    StepStarted,
     StoredEvent,
-    ToolAsk,
-    idempotency_key,
 )
-from trestle.core.gate import action_digest
-from trestle.core.plan import Step
-from trestle.core.records.monitors import DEFAULT_MONITORS, MonitorSettings
+from trestle.core.records.monitors import DEFAULT_MONITORS
 from trestle.core.state import RunState
-from trestle.core.tree import parent_scope
-from trestle.engines.delegation import perform_delegation
+from trestle.engines.approved import (
+    with_named_files,
+)
+from trestle.engines.attempts import ATTEMPT_TASK, Attempts, Clock, retrieved
 from trestle.engines.judge import cancel_in, request_as_events
+from trestle.engines.outbox import Ack, Outbox
+from trestle.engines.stall import StallWatch, stalled
 from trestle.engines.stop import Stop
-from trestle.engines.work import PerformerFor, StepPerformer, StepWork, WorkspaceNotSaved
-from trestle.execution.actions import StepContext, in_thread, perform
-from trestle.execution.checks import run_checks
-from trestle.execution.named_files import changed, named_files
-from trestle.execution.pinning import pinned
-from trestle.execution.processes import Leader, reap
-from trestle.execution.processes import start_time as process_start_time
+from trestle.engines.work import PerformerFor, StepPerformer
 from trestle.execution.sandbox import (
     Mode,
     Sandbox,
-    choose,
     find_bwrap,
-    hidden_paths,
     mode_from,
 )
-from trestle.execution.sandbox import policy_of as sandbox_policy
 from trestle.lifecycle.approvals import vetter
-from trestle.lifecycle.checkpoints import (
-    When,
-    checkpoint_name,
-    shadow_repo,
-    wants_checkpoint,
-)
 from trestle.lifecycle.lease import DEFAULT_LEASE_TTL, FINISH_WAIT, this_process
 from trestle.lifecycle.runs import (
     Tail,
@@ -93,31 +72,23 @@ from trestle.lifecycle.runs import (
 )
 from trestle.monitors import saved
 from trestle.monitors.hub import MonitorFactory, MonitorHub
-from trestle.monitors.trace import Stall
 from trestle.store.base import Appended, Lease, Owner, Request, Snapshot, Store
 from trestle.support import collector
-from trestle.trust.signing import config_dir, decision_key, key_path, verified_fields
-from trestle.workspace.shadow import ShadowRepoError, shadow_dir_for
+from trestle.trust.signing import decision_key, verified_fields
+from trestle.workspace.shadow import shadow_dir_for
 
 if TYPE_CHECKING:
     from trestle.core.records.agent import AgentSettings
 
-Clock = Callable[[], float]
 # how long a resume waits for an unknown attempt's leftover processes (a step without a
 # timeout of its own) before it kills them; a step with a timeout waits out the rest
 DEFAULT_ORPHAN_WAIT = 300.0
 # the latest events a resume keeps of those its load read: more than a session's turns
 # since its last save of the conversation (trestle.agent.session.SAVE_EVERY) hold
 KEEP_READ = 256
-_ATTEMPT = "trestle-attempt:"  # the name of an attempt's task, before its step id
-P = ParamSpec("P")
-T = TypeVar("T")
 
 
-_Ack = tuple[asyncio.Future[list[int]], int, int]  # who waits, offset in inbound, count
-
-
-class LocalEngine:
+class LocalEngine(Attempts):
     """Drives runs in this process with asyncio, on any :class:`Store`.
 
     Args:
@@ -191,12 +162,6 @@ class LocalEngine:
         # sqlite3 blocks; one thread keeps it off the event loop and serialises commits
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trestle-store")
 
-    async def _store(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._io, lambda: fn(*args, **kwargs))
-
-    in_store_thread = _store  # for the engine's helpers (delegation): blocking store work
-
     def for_child(self, agent: AgentSettings | None) -> LocalEngine:
         """An engine like this one for a delegated child run, in this process: the same
         store, owner, keys, monitors and sandbox; an agent child gets this engine's
@@ -242,7 +207,7 @@ class LocalEngine:
         probing: asyncio.Task[tuple[str | None, str]] | None = None
         if self.sandbox_mode != "off":
             probing = asyncio.create_task(asyncio.to_thread(find_bwrap))
-            probing.add_done_callback(_retrieved)
+            probing.add_done_callback(retrieved)
         lease = await self._store(
             self.store.acquire_lease, run_id, self.owner, ttl=self.lease_ttl, now=self.clock()
         )
@@ -258,8 +223,8 @@ class LocalEngine:
             pool = ThreadPoolExecutor(state.plan.parallelism, thread_name_prefix="trestle-step")
             last_snapshot = state.seq
             inbound: list[AnyEvent] = []
-            acks: list[_Ack] = []
-            outbox = _Outbox()
+            acks: list[Ack] = []
+            outbox = Outbox()
             if state.cancelled is not None:
                 raise RunCancelledError(cancelled_message(state))
             finished = state.finished is not None
@@ -401,7 +366,7 @@ class LocalEngine:
         state: RunState,
         work: dict[asyncio.Task[AnyEvent], str],
         acting: set[str],
-        outbox: _Outbox,
+        outbox: Outbox,
         hub: MonitorHub | None,
         reason: str,
         *,
@@ -420,8 +385,8 @@ class LocalEngine:
         finishing = [
             task
             for task in work
-            if task.get_name().startswith(_ATTEMPT)
-            and task.get_name().removeprefix(_ATTEMPT) not in acting
+            if task.get_name().startswith(ATTEMPT_TASK)
+            and task.get_name().removeprefix(ATTEMPT_TASK) not in acting
         ]
         for task in work:
             if task not in finishing:
@@ -530,7 +495,7 @@ class LocalEngine:
         self,
         state: RunState,
         work: dict[asyncio.Task[AnyEvent], str],
-        outbox: _Outbox,
+        outbox: Outbox,
         stop: Stop | None,
     ) -> list[AnyEvent]:
         """Sleep until an attempt ends or records events, a retry falls due, it is
@@ -559,343 +524,15 @@ class LocalEngine:
         results.sort(key=lambda e: state.position(getattr(e, "step", "")))
         return results
 
-    def _dispatch(
-        self,
-        state: RunState,
-        event: AnyEvent,
-        pool: Executor,
-        outbox: _Outbox,
-        acting: set[str],
-    ) -> asyncio.Task[AnyEvent] | None:
-        match event:
-            case StepStarted(step=sid, attempt=attempt, key=key, gate=gate):
-                ctx = self._context(state, sid, attempt, key)
-                # cancelled from now until its action returns, the attempt is stopped:
-                # nothing ran yet, or its processes were killed (a Python callable in a
-                # thread cannot be stopped: it leaves the set when it begins)
-                acting.add(sid)
-                return asyncio.create_task(
-                    self._attempt(state, sid, ctx, pool, gate, outbox, acting),
-                    name=f"{_ATTEMPT}{sid}",
-                )
-            case StepProbeStarted(step=sid, reason=why):
-                st = state.steps[sid]
-                ctx = self._context(state, sid, st.attempt, f"{state.run_id}/{sid}/probe")
-                return asyncio.create_task(self._probe(state, sid, why, ctx, pool))
-        return None
-
-    async def perform_for(
-        self,
-        state: RunState,
-        announced: StepStarted | StepProbeStarted,
-        record: Callable[[Sequence[AnyEvent]], Awaitable[list[int]]] | None = None,
-    ) -> list[AnyEvent]:
-        """Perform one attempt or probe the decider announced (and a driver recorded)
-        for a driver other than this engine's loop: a Temporal activity. The events
-        it ends with: how this host confines commands, when that differs from what the
-        run last recorded, then the outcome. Cancelling it stops the attempt as a stop
-        does here (a command's process group killed and waited for).
-
-        ``record`` is how the attempt's own events (an agent's model and tool calls)
-        reach that driver and become durable; it must bring ``state`` up to date
-        with what the driver applied before it returns their seqs."""
-        last = state.sandbox
-        chosen = [
-            c
-            for c in self.sandbox_for(state)
-            if last is None or (last.confined, last.detail) != (c.confined, c.detail)
-        ]
-        pool = ThreadPoolExecutor(state.plan.parallelism, thread_name_prefix="trestle-step")
-        try:
-            task = self._dispatch(state, announced, pool, _Outbox(record), set())
-            assert task is not None  # both kinds announce work
-            ended = await task
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)
-        return [*chosen, ended]
-
-    def sandbox_for(self, state: RunState) -> list[SandboxChosen]:
-        """Choose how this drive confines commands; recorded when it changed, and at
-        every drive's start when commands run unconfined."""
-        store_file = getattr(self.store, "path", None)
-        workspace = Path(state.workspace)
-        hidden = hidden_paths(
-            workspace,
-            store_file if isinstance(store_file, Path) else None,
-            key_path(),
-            config_dir(),
-        )
-        if self.shadow_dir is not None:  # the checkpoints: hidden in the workspace too
-            hidden = (*hidden, self.shadow_dir.resolve())
-        # a child run may write only its carved scope; a root run's scope is the gate's
-        scope = parent_scope(state) if state.parent is not None else ()
-        sandbox = choose(
-            self.sandbox_mode, hidden=hidden, policy=sandbox_policy(state), scope=scope
-        )
-        self._sandboxes[state.run_id] = sandbox
-        chosen = SandboxChosen(
-            at=self.clock(), confined=sandbox.confines, detail=sandbox.describe()
-        )
-        last = state.sandbox
-        if (
-            chosen.confined
-            and last is not None
-            and (last.confined, last.detail)
-            == (
-                True,
-                chosen.detail,
-            )
-        ):
-            return []
-        return [chosen]  # every drive without a sandbox says so
-
-    def _context(self, state: RunState, sid: str, attempt: int, key: str) -> StepContext:
-        plan_dir = Path(state.plan_path).parent if state.plan_path else Path(state.workspace)
-        return StepContext(
-            run_id=state.run_id,
-            step_id=sid,
-            attempt=attempt,
-            key=key,
-            workspace=Path(state.workspace),
-            plan_dir=plan_dir,
-            sandbox=self._sandboxes.get(state.run_id),
-            python_pins=state.python_sources,
-        )
-
-    async def _attempt(
-        self,
-        state: RunState,
-        sid: str,
-        ctx: StepContext,
-        pool: Executor,
-        gate: Gate | None,
-        outbox: _Outbox,
-        acting: set[str],
-    ) -> AnyEvent:
-        spawned: list[StepProcessStarted] = []
-
-        def note_spawn(pid: int) -> None:
-            # no wake-up: it joins the next commit, at most a poll interval later; a
-            # step that ends sooner withdraws it, so short steps cost no extra commit
-            record = StepProcessStarted(
-                at=self.clock(),
-                step=sid,
-                attempt=ctx.attempt,
-                pid=pid,
-                pgid=pid,  # a new session: the leader's pid names the group
-                start_time=process_start_time(pid),
-            )
-            spawned.append(record)
-            outbox.note(record)
-
-        try:
-            ended = await self._attempt_once(
-                state, sid, ctx, pool, gate, outbox, acting, note_spawn
-            )
-        finally:  # a cancelled attempt stays in ``acting``: it was stopped
-            for record in spawned:
-                outbox.withdraw(record)
-        acting.discard(sid)
-        return ended
-
-    async def _attempt_once(
-        self,
-        state: RunState,
-        sid: str,
-        ctx: StepContext,
-        pool: Executor,
-        gate: Gate | None,
-        outbox: _Outbox,
-        acting: set[str],
-        note_spawn: Callable[[int], None],
-    ) -> AnyEvent:
-        step = state.step_spec(sid)
-        refusal = unapproved(state, step, gate) or unconfined(state, step, gate, ctx.sandbox)
-        if refusal is not None:  # never expected: the decider gates; this double-checks
-            action = ActionResult(status="error", error=refusal)
-            return StepAttemptEnded(
-                at=self.clock(), step=sid, attempt=ctx.attempt, ok=False, action=action
-            )
-        approved = approved_files(state, step, gate)
-        with contextlib.ExitStack() as held:
-            stale = None
-            if approved is not None:  # reading the files is IO: off the event loop
-                if ctx.sandbox is not None and ctx.sandbox.confines:
-                    pins, moved = await in_thread(
-                        pool,
-                        held.enter_context,
-                        pinned(approved.command, approved.files, Path(state.workspace)),
-                    )
-                    ctx = dataclasses.replace(ctx, pinned=pins)
-                    stale = files_moved(approved, moved)
-                else:
-                    stale = await in_thread(pool, files_changed, approved, Path(state.workspace))
-            if stale is not None:  # the approval is of other files than would run: ask again
-                number, why = stale
-                action = ActionResult(status="error", error=why)
-                return StepAttemptEnded(
-                    at=self.clock(),
-                    step=sid,
-                    attempt=ctx.attempt,
-                    ok=False,
-                    action=action,
-                    approval_stale=number,
-                )
-            # only the command a human approved may write .git; an agent's calls are
-            # each gated on their own
-            human = step.run is not None and approved_by_human(state, gate)
-            ctx = dataclasses.replace(ctx, approved=human)
-            return await self._attempt_run(state, sid, step, ctx, pool, outbox, acting, note_spawn)
-
-    async def _attempt_run(
-        self,
-        state: RunState,
-        sid: str,
-        step: Step,
-        ctx: StepContext,
-        pool: Executor,
-        outbox: _Outbox,
-        acting: set[str],
-        note_spawn: Callable[[int], None],
-    ) -> AnyEvent:
-        taking: asyncio.Future[str | None]
-        if self.shadow_dir is not None and wants_checkpoint(state.plan, step, "before"):
-            taking = asyncio.ensure_future(self._checkpoint(state, step, ctx, "before", pool))
-        else:  # none to take: a settled future, so nothing waits a turn of the loop for it
-            taking = asyncio.get_running_loop().create_future()
-            taking.set_result(None)
-        ask: ToolAsk | None = None
-        if step.delegate is None and step.agent is not None and self.performer is not None:
-            # the model's first answer need not wait for the checkpoint: the attempt
-            # waits for it before it first runs anything in the workspace
-            work = self._agent_work(state, step, ctx, pool, outbox, taking)
-            before, action, ask = await _agent_attempt(self.performer, work, taking)
-        else:
-            try:
-                before = await taking
-            except ShadowRepoError as exc:  # no safety net: the step must not run without one
-                action = ActionResult(status="error", error=f"workspace checkpoint failed: {exc}")
-                return StepAttemptEnded(
-                    at=self.clock(), step=sid, attempt=ctx.attempt, ok=False, action=action
-                )
-            if step.delegate is not None:
-                action = await perform_delegation(self, state, step, ctx.attempt, outbox.record)
-            else:
-                if step.run is None:
-                    acting.discard(sid)
-                action = await perform(step, ctx, pool, on_spawn=note_spawn)
-        acting.discard(sid)
-        checking = dataclasses.replace(ctx, approved=False, pinned=())  # nobody approved them
-        checks = await run_checks(step, checking, pool) if action.status == "ok" else ()
-        ok = action.status == "ok" and all(c.passed for c in checks)
-        try:
-            after = await self._checkpoint(state, step, ctx, "after", pool)
-        except ShadowRepoError:
-            after = None  # the step already ran; a missing after-snapshot only limits diff
-        return StepAttemptEnded(
-            at=self.clock(),
-            step=sid,
-            attempt=ctx.attempt,
-            ok=ok,
-            action=action,
-            checks=checks,
-            checkpoint_before=before,
-            checkpoint_after=after,
-            ask=ask,
-        )
-
-    def _agent_work(
-        self,
-        state: RunState,
-        step: Step,
-        ctx: StepContext,
-        pool: Executor,
-        outbox: _Outbox,
-        taking: asyncio.Future[str | None],
-    ) -> StepWork:
-        """What an agent step's performer is given; its ``ready`` waits for ``taking``,
-        the workspace's checkpoint (see :attr:`StepWork.ready`)."""
-
-        async def ready() -> None:
-            try:
-                if not taking.done():
-                    await asyncio.shield(taking)
-                taking.result()
-            except ShadowRepoError as exc:
-                raise WorkspaceNotSaved(f"workspace checkpoint failed: {exc}") from exc
-
-        load = self._loader(state.run_id)
-        note = outbox.note if outbox.commits_notes else None
-        return StepWork(
-            state, step, ctx, pool, outbox.record, load, self.clock, self.store, note, ready
-        )
-
-    def _loader(self, run_id: str) -> Callable[[Sequence[int]], Awaitable[list[AnyEvent]]]:
-        async def load(seqs: Sequence[int]) -> list[AnyEvent]:
-            read = self._read.get(run_id, {})
-            wanted = set(seqs)
-            found = {seq: read[seq] for seq in wanted if seq in read}
-            for low, high in _spans(sorted(wanted - found.keys())):  # a range read each
-                stored = await self._store(
-                    self.store.events, run_id, after=low - 1, limit=high - low + 1
-                )
-                found.update((item.seq, item.event) for item in stored if item.seq in wanted)
-            return [found[seq] for seq in sorted(found)]
-
-        return load
-
-    async def _checkpoint(
-        self, state: RunState, step: Step, ctx: StepContext, when: When, pool: Executor
-    ) -> str | None:
-        """Snapshot the workspace if the plan asks for it here (off the event loop)."""
-        if self.shadow_dir is None or not wants_checkpoint(state.plan, step, when):
-            return None
-        repo = shadow_repo(state, self.shadow_dir, self.store)
-        name = checkpoint_name(state.run_id, step.id, ctx.attempt, when)
-        return await in_thread(pool, repo.snapshot, name, f"{when} {step.id}")
-
-    async def _probe(
-        self, state: RunState, sid: str, why: str, ctx: StepContext, pool: Executor
-    ) -> AnyEvent:
-        step, st = state.step_spec(sid), state.steps[sid]
-        if why != "unknown_outcome":
-            checks = await run_checks(step, ctx, pool)
-            passed = bool(checks) and all(c.passed for c in checks)
-            return StepProbed(
-                at=self.clock(), step=sid, reason="before_retry", passed=passed, checks=checks
-            )
-        if step.delegate is not None:
-            # a delegating step's work is its child's, which keeps its own record: the
-            # re-run resumes the child rather than judge it half done by these checks
-            return StepProbed(at=self.clock(), step=sid, reason="unknown_outcome", passed=False)
-        # the attempt's processes may outlive the driver that started them: the checks
-        # must not look at work still in progress, nor a re-run race it
-        key = idempotency_key(state.run_id, sid, st.attempt)
-        leader = (
-            Leader(st.process.pid, st.process.pgid, st.process.start_time) if st.process else None
-        )
-        wait = self.orphan_wait
-        if step.timeout is not None and st.started_at is not None:
-            wait = max(0.0, st.started_at + step.timeout - self.clock())
-        found, waited = await reap(key, leader, wait, pool)
-        checks = await run_checks(step, ctx, pool)
-        passed = bool(checks) and all(c.passed for c in checks)
-        return StepProbed(
-            at=self.clock(),
-            step=sid,
-            reason="unknown_outcome",
-            passed=passed,
-            checks=checks,
-            leftovers=found,
-            waited=round(waited, 3),
-        )
-
     async def _keep_lease(self, run_id: str, lease: Lease) -> None:
         while True:
             await asyncio.sleep(self.lease_ttl / 3)
             await self._store(
                 self.store.renew_lease, run_id, lease.token, ttl=self.lease_ttl, now=self.clock()
             )
+
+    def as_parent(self) -> LocalEngine:
+        return self
 
     def close(self) -> None:
         self._io.shutdown(wait=True)
@@ -944,262 +581,3 @@ class LocalEngine:
 
         fields = verified_fields(r.payload, self._key())
         return request_as_events(state, r, fields, self.clock(), tell=tell)
-
-
-def stalled(
-    state: RunState,
-    hub: MonitorHub | None,
-    sid: str,
-    attempt: int,
-    last_seq: int,
-    silent: float,
-    now: float,
-) -> list[AnyEvent]:
-    """What ends an attempt cancelled for its silence: it fails as ``stalled`` (its
-    step goes to the dead-letter queue), and the monitors' alert on it."""
-    error = f"stalled: no sign of life for {silent:.0f}s; the attempt was cancelled"
-    action = ActionResult(status="stalled", error=error, duration=silent)
-    ended: list[AnyEvent] = [
-        StepAttemptEnded(at=now, step=sid, attempt=attempt, ok=False, action=action)
-    ]
-    if hub is not None:
-        stall = Stall(seq=last_seq, step=sid, attempt=attempt, silent=silent)
-        ended += hub.stalled(stall, state, now)
-    return ended
-
-
-def with_named_files(state: RunState, event: AnyEvent) -> AnyEvent:
-    """An approval request for a command step, with the workspace files the command
-    names as they read now (see :mod:`trestle.execution.named_files`): the approval is bound to
-    them."""
-    command = command_to_bind(state, event)
-    if command is None:
-        return event
-    return event.model_copy(update={"files": named_files(command, Path(state.workspace))})
-
-
-def command_to_bind(state: RunState, event: AnyEvent) -> str | None:
-    """The command whose named files ``event`` must be bound to, or None: an approval
-    request for a command step that carries no files yet. Pure: a driver that may do
-    no IO asks for the files elsewhere."""
-    if not isinstance(event, ApprovalRequested) or event.step is None or event.files is not None:
-        return None
-    if event.subject not in ("action", "audit"):
-        return None
-    return state.step_spec(event.step).run
-
-
-@dataclass(frozen=True)
-class _Approved:
-    """An approval of a command, with what the workspace files it names read then."""
-
-    number: int
-    command: str
-    files: dict[str, str]
-
-
-def approved_files(state: RunState, step: Step, gate: Gate | None) -> _Approved | None:
-    """The approval the step's command passed with the files it names, if any."""
-    if gate is None or gate.approval is None or step.run is None:
-        return None
-    granted = state.approvals.get(gate.approval)
-    if granted is None or granted.files is None:
-        return None
-    return _Approved(gate.approval, step.run, granted.files)
-
-
-def files_changed(approved: _Approved, workspace: Path) -> tuple[int, str] | None:
-    """The approval that no longer holds and why, when a workspace file the command
-    names reads otherwise than when the approval was asked; else None."""
-    return files_moved(approved, changed(approved.files, named_files(approved.command, workspace)))
-
-
-def files_moved(approved: _Approved, moved: list[str]) -> tuple[int, str] | None:
-    """The approval that no longer holds and why, when ``moved`` names files; else None."""
-    if not moved:
-        return None
-    return approved.number, (
-        "refused: the action differs from the one that passed the approval gate: "
-        f"{', '.join(moved)} changed since approval {approved.number} was asked; asking again"
-    )
-
-
-def approved_by_human(state: RunState, gate: Gate | None) -> bool:
-    """Did a human approve this very action (not a rule, not an audit after it)?"""
-    if gate is None or gate.approval is None:
-        return False
-    granted = state.approvals.get(gate.approval)
-    return granted is not None and granted.status in ("approved", "modified")
-
-
-def unapproved(state: RunState, step: Step, gate: Gate | None) -> str | None:
-    """Why this action must not run now, or None: the gate's hash must be the action's,
-    and a tier that needs a human must carry an approval that was granted."""
-    if gate is None:
-        return None  # recorded before approval gates existed
-    if action_digest(step) != gate.action_hash:
-        return "refused: the action differs from the one that passed the approval gate"
-    needs_human = gate.decision.tier == "confirm" or gate.decision.audit == "before"
-    if not needs_human:
-        return None
-    granted = state.approvals.get(gate.approval) if gate.approval is not None else None
-    if granted is None or granted.status not in ("approved", "modified"):
-        return "refused: the action needs an approval and none was granted"
-    return None
-
-
-def unconfined(
-    state: RunState, step: Step, gate: Gate | None, sandbox: Sandbox | None
-) -> str | None:
-    """Why a confirm-tier command must not run here, or None: with no sandbox, one
-    runs only if the operator chose to run unconfined (``--sandbox off``)."""
-    if gate is None or gate.decision.tier != "confirm" or sandbox is None:
-        return None
-    if sandbox.confines or sandbox.opted_out or (step.run is None and step.agent is None):
-        return None  # python: and write steps are not confined by any sandbox
-    run = state.run_id
-    return (
-        f"refused: step {step.id!r} is confirm-tier and commands here would run "
-        f"{sandbox.describe()}. Install bubblewrap (apt install bubblewrap), or accept "
-        f"running it unconfined: `trestle retry {run} {step.id}`, then "
-        f"`trestle resume {run} --sandbox off`"
-    )
-
-
-Work = TypeVar("Work", bound="asyncio.Future[Any]")  # what a driver waits on per attempt
-
-
-class StallWatch(Generic[Work]):
-    """When each running attempt last showed a sign of life: its start, or an event it
-    recorded (an agent step records one per model or tool call). An attempt silent for
-    longer than ``stall_after`` (or its step's own timeout, if longer) is overdue."""
-
-    def __init__(self, settings: MonitorSettings) -> None:
-        self.settings = settings
-        self._attempts: dict[Work, tuple[str, int]] = {}
-        self._last: dict[str, tuple[float, int]] = {}  # step -> (when, seq)
-
-    def started(self, task: Work, event: AnyEvent) -> None:
-        if isinstance(event, StepStarted):
-            self._attempts[task] = (event.step, event.attempt)
-
-    def saw(self, batch: Sequence[AnyEvent], first_seq: int, now: float) -> None:
-        for offset, event in enumerate(batch):
-            sid = getattr(event, "step", None)
-            if isinstance(sid, str):
-                self._last[sid] = (now, first_seq + offset)
-
-    def next_due(self, state: RunState) -> float | None:
-        """When the first running attempt becomes overdue, if any runs: a driver that
-        cannot poll (a workflow) sleeps until then."""
-        dues = [
-            self._last[sid][0] + self.settings.stall_limit(state.step_spec(sid).timeout)
-            for task, (sid, _) in self._attempts.items()
-            if not task.done() and sid in self._last
-        ]
-        return min(dues, default=None)
-
-    def overdue(
-        self, state: RunState, now: float
-    ) -> list[tuple[Work, tuple[str, int, int, float]]]:
-        """The attempts past their limit: task, then step, attempt, last seq, silence."""
-        late = []
-        for task, (sid, attempt) in list(self._attempts.items()):
-            if task.done():
-                del self._attempts[task]
-                continue
-            when, seq = self._last.get(sid, (now, state.seq))
-            limit = self.settings.stall_limit(state.step_spec(sid).timeout)
-            if now - when > limit:
-                del self._attempts[task]
-                late.append((task, (sid, attempt, seq, now - when)))
-        return late
-
-
-class _Outbox:
-    """Events a running step asks to record: the engine commits them in its next batch
-    and then tells the step their seqs."""
-
-    def __init__(
-        self, forward: Callable[[Sequence[AnyEvent]], Awaitable[list[int]]] | None = None
-    ) -> None:
-        self._forward = forward  # another driver records them (see perform_for)
-        self.posted = asyncio.Event()
-        self._items: list[tuple[list[AnyEvent], asyncio.Future[list[int]]]] = []
-        self._notes: list[AnyEvent] = []
-
-    @property
-    def waiting(self) -> bool:
-        return bool(self._items)
-
-    @property
-    def commits_notes(self) -> bool:
-        """Whether a note reaches a commit: a forwarding outbox's never does."""
-        return self._forward is None
-
-    def note(self, event: AnyEvent) -> None:
-        """Record ``event`` with the next commit, without waking the engine for it."""
-        self._notes.append(event)
-
-    def withdraw(self, event: AnyEvent) -> None:
-        """Take back a note not yet committed (it no longer matters)."""
-        self._notes = [e for e in self._notes if e is not event]
-
-    async def record(self, events: Sequence[AnyEvent]) -> list[int]:
-        if not events:
-            return []
-        if self._forward is not None:
-            return await self._forward(events)
-        future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
-        self._items.append((list(events), future))
-        self.posted.set()
-        return await future
-
-    def drain(self, inbound: list[AnyEvent]) -> tuple[list[AnyEvent], list[_Ack]]:
-        """``inbound`` followed by every posted event, and who waits for which."""
-        acks: list[_Ack] = []
-        events = [*self._notes, *inbound]
-        self._notes.clear()
-        for posted, future in self._items:
-            acks.append((future, len(events), len(posted)))
-            events += posted
-        self._items.clear()
-        self.posted.clear()
-        return events, acks
-
-
-async def _agent_attempt(
-    performer: StepPerformer, work: StepWork, taking: asyncio.Future[str | None]
-) -> tuple[str | None, ActionResult, ToolAsk | None]:
-    """The attempt, then the checkpoint ``taking`` beside it: both, and what it asks."""
-    try:
-        action, ask = await performer.perform(work)
-    except BaseException:
-        # the checkpoint's git commands run on; nothing waits for their answer
-        taking.add_done_callback(_retrieved)
-        taking.cancel()
-        raise
-    try:
-        before = await taking
-    except ShadowRepoError:
-        before = None  # the attempt ran nothing in the workspace: none was needed
-    return before, action, ask
-
-
-def _retrieved(future: asyncio.Future[Any]) -> None:
-    """Takes a dropped future's failure, so asyncio does not report it as unseen."""
-    if not future.cancelled():
-        future.exception()
-
-
-def _spans(seqs: Sequence[int], gap: int = 64) -> list[tuple[int, int]]:
-    """Sorted ``seqs`` as (first, last) ranges, split where more than ``gap`` seqs lie
-    between two of them: a resumed round reads its opening and its tail, not the
-    thousands of events between."""
-    spans: list[tuple[int, int]] = []
-    for seq in seqs:
-        if spans and seq - spans[-1][1] <= gap:
-            spans[-1] = (spans[-1][0], seq)
-        else:
-            spans.append((seq, seq))
-    return spans

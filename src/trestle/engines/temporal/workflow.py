@@ -50,8 +50,9 @@ with workflow.unsafe.imports_passed_through():
     )
     from trestle.core.records.monitors import DEFAULT_MONITORS
     from trestle.core.state import RunState
+    from trestle.engines.approved import command_to_bind
     from trestle.engines.judge import Fields, cancel_in, request_as_events
-    from trestle.engines.local import StallWatch, command_to_bind, stalled
+    from trestle.engines.stall import StallWatch, stalled
     from trestle.engines.temporal import seals
     from trestle.engines.temporal.activities import FATAL
     from trestle.engines.temporal.admission import misreported, unrecordable

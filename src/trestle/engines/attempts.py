@@ -1,0 +1,464 @@
+"""Performing a step's attempt or probe: the context it is given, its sandbox, its
+checkpoints around it, its checks, an agent step's work, and the events it ends with.
+:class:`~trestle.engines.local.LocalEngine` drives the run and hands each attempt the
+decider starts to these, in its own loop or for another driver (a Temporal activity,
+:meth:`Attempts.perform_for`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+from trestle.core.events import (
+    ActionResult,
+    AnyEvent,
+    Gate,
+    SandboxChosen,
+    StepAttemptEnded,
+    StepProbed,
+    StepProbeStarted,
+    StepProcessStarted,
+    StepStarted,
+    ToolAsk,
+    idempotency_key,
+)
+from trestle.core.plan import Step
+from trestle.core.state import RunState
+from trestle.core.tree import parent_scope
+from trestle.engines.approved import (
+    approved_by_human,
+    approved_files,
+    files_changed,
+    files_moved,
+    unapproved,
+    unconfined,
+)
+from trestle.engines.delegation import ParentEngine, perform_delegation
+from trestle.engines.outbox import Outbox
+from trestle.engines.work import StepPerformer, StepWork, WorkspaceNotSaved
+from trestle.execution.actions import StepContext, in_thread, perform
+from trestle.execution.checks import run_checks
+from trestle.execution.pinning import pinned
+from trestle.execution.processes import Leader, reap
+from trestle.execution.processes import start_time as process_start_time
+from trestle.execution.sandbox import (
+    Mode,
+    Sandbox,
+    choose,
+    hidden_paths,
+)
+from trestle.execution.sandbox import policy_of as sandbox_policy
+from trestle.lifecycle.checkpoints import (
+    When,
+    checkpoint_name,
+    shadow_repo,
+    wants_checkpoint,
+)
+from trestle.store.base import Store
+from trestle.trust.signing import config_dir, key_path
+from trestle.workspace.shadow import ShadowRepoError
+
+Clock = Callable[[], float]
+ATTEMPT_TASK = "trestle-attempt:"  # the name of an attempt's task, before its step id
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class Attempts:
+    """The attempt half of the local engine (see the module): what it reads of the
+    engine is declared here and set by :class:`~trestle.engines.local.LocalEngine`."""
+
+    store: Store
+    clock: Clock
+    performer: StepPerformer | None
+    shadow_dir: Path | None
+    sandbox_mode: Mode
+    poll_interval: float
+    orphan_wait: float
+    _io: ThreadPoolExecutor
+    _sandboxes: dict[str, Sandbox]
+    _read: dict[str, dict[int, AnyEvent]]
+
+    async def _store(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._io, lambda: fn(*args, **kwargs))
+
+    in_store_thread = _store  # for the engine's helpers (delegation): blocking store work
+
+    def as_parent(self) -> ParentEngine:
+        """The engine a delegating step's child is driven beside (the local engine)."""
+        raise NotImplementedError
+
+    def _dispatch(
+        self,
+        state: RunState,
+        event: AnyEvent,
+        pool: Executor,
+        outbox: Outbox,
+        acting: set[str],
+    ) -> asyncio.Task[AnyEvent] | None:
+        match event:
+            case StepStarted(step=sid, attempt=attempt, key=key, gate=gate):
+                ctx = self._context(state, sid, attempt, key)
+                # cancelled from now until its action returns, the attempt is stopped:
+                # nothing ran yet, or its processes were killed (a Python callable in a
+                # thread cannot be stopped: it leaves the set when it begins)
+                acting.add(sid)
+                return asyncio.create_task(
+                    self._attempt(state, sid, ctx, pool, gate, outbox, acting),
+                    name=f"{ATTEMPT_TASK}{sid}",
+                )
+            case StepProbeStarted(step=sid, reason=why):
+                st = state.steps[sid]
+                ctx = self._context(state, sid, st.attempt, f"{state.run_id}/{sid}/probe")
+                return asyncio.create_task(self._probe(state, sid, why, ctx, pool))
+        return None
+
+    async def perform_for(
+        self,
+        state: RunState,
+        announced: StepStarted | StepProbeStarted,
+        record: Callable[[Sequence[AnyEvent]], Awaitable[list[int]]] | None = None,
+    ) -> list[AnyEvent]:
+        """Perform one attempt or probe the decider announced (and a driver recorded)
+        for a driver other than this engine's loop: a Temporal activity. The events
+        it ends with: how this host confines commands, when that differs from what the
+        run last recorded, then the outcome. Cancelling it stops the attempt as a stop
+        does here (a command's process group killed and waited for).
+
+        ``record`` is how the attempt's own events (an agent's model and tool calls)
+        reach that driver and become durable; it must bring ``state`` up to date
+        with what the driver applied before it returns their seqs."""
+        last = state.sandbox
+        chosen = [
+            c
+            for c in self.sandbox_for(state)
+            if last is None or (last.confined, last.detail) != (c.confined, c.detail)
+        ]
+        pool = ThreadPoolExecutor(state.plan.parallelism, thread_name_prefix="trestle-step")
+        try:
+            task = self._dispatch(state, announced, pool, Outbox(record), set())
+            assert task is not None  # both kinds announce work
+            ended = await task
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+        return [*chosen, ended]
+
+    def sandbox_for(self, state: RunState) -> list[SandboxChosen]:
+        """Choose how this drive confines commands; recorded when it changed, and at
+        every drive's start when commands run unconfined."""
+        store_file = getattr(self.store, "path", None)
+        workspace = Path(state.workspace)
+        hidden = hidden_paths(
+            workspace,
+            store_file if isinstance(store_file, Path) else None,
+            key_path(),
+            config_dir(),
+        )
+        if self.shadow_dir is not None:  # the checkpoints: hidden in the workspace too
+            hidden = (*hidden, self.shadow_dir.resolve())
+        # a child run may write only its carved scope; a root run's scope is the gate's
+        scope = parent_scope(state) if state.parent is not None else ()
+        sandbox = choose(
+            self.sandbox_mode, hidden=hidden, policy=sandbox_policy(state), scope=scope
+        )
+        self._sandboxes[state.run_id] = sandbox
+        chosen = SandboxChosen(
+            at=self.clock(), confined=sandbox.confines, detail=sandbox.describe()
+        )
+        last = state.sandbox
+        if (
+            chosen.confined
+            and last is not None
+            and (last.confined, last.detail)
+            == (
+                True,
+                chosen.detail,
+            )
+        ):
+            return []
+        return [chosen]  # every drive without a sandbox says so
+
+    def _context(self, state: RunState, sid: str, attempt: int, key: str) -> StepContext:
+        plan_dir = Path(state.plan_path).parent if state.plan_path else Path(state.workspace)
+        return StepContext(
+            run_id=state.run_id,
+            step_id=sid,
+            attempt=attempt,
+            key=key,
+            workspace=Path(state.workspace),
+            plan_dir=plan_dir,
+            sandbox=self._sandboxes.get(state.run_id),
+            python_pins=state.python_sources,
+        )
+
+    async def _attempt(
+        self,
+        state: RunState,
+        sid: str,
+        ctx: StepContext,
+        pool: Executor,
+        gate: Gate | None,
+        outbox: Outbox,
+        acting: set[str],
+    ) -> AnyEvent:
+        spawned: list[StepProcessStarted] = []
+
+        def note_spawn(pid: int) -> None:
+            # no wake-up: it joins the next commit, at most a poll interval later; a
+            # step that ends sooner withdraws it, so short steps cost no extra commit
+            record = StepProcessStarted(
+                at=self.clock(),
+                step=sid,
+                attempt=ctx.attempt,
+                pid=pid,
+                pgid=pid,  # a new session: the leader's pid names the group
+                start_time=process_start_time(pid),
+            )
+            spawned.append(record)
+            outbox.note(record)
+
+        try:
+            ended = await self._attempt_once(
+                state, sid, ctx, pool, gate, outbox, acting, note_spawn
+            )
+        finally:  # a cancelled attempt stays in ``acting``: it was stopped
+            for record in spawned:
+                outbox.withdraw(record)
+        acting.discard(sid)
+        return ended
+
+    async def _attempt_once(
+        self,
+        state: RunState,
+        sid: str,
+        ctx: StepContext,
+        pool: Executor,
+        gate: Gate | None,
+        outbox: Outbox,
+        acting: set[str],
+        note_spawn: Callable[[int], None],
+    ) -> AnyEvent:
+        step = state.step_spec(sid)
+        refusal = unapproved(state, step, gate) or unconfined(state, step, gate, ctx.sandbox)
+        if refusal is not None:  # never expected: the decider gates; this double-checks
+            action = ActionResult(status="error", error=refusal)
+            return StepAttemptEnded(
+                at=self.clock(), step=sid, attempt=ctx.attempt, ok=False, action=action
+            )
+        approved = approved_files(state, step, gate)
+        with contextlib.ExitStack() as held:
+            stale = None
+            if approved is not None:  # reading the files is IO: off the event loop
+                if ctx.sandbox is not None and ctx.sandbox.confines:
+                    pins, moved = await in_thread(
+                        pool,
+                        held.enter_context,
+                        pinned(approved.command, approved.files, Path(state.workspace)),
+                    )
+                    ctx = dataclasses.replace(ctx, pinned=pins)
+                    stale = files_moved(approved, moved)
+                else:
+                    stale = await in_thread(pool, files_changed, approved, Path(state.workspace))
+            if stale is not None:  # the approval is of other files than would run: ask again
+                number, why = stale
+                action = ActionResult(status="error", error=why)
+                return StepAttemptEnded(
+                    at=self.clock(),
+                    step=sid,
+                    attempt=ctx.attempt,
+                    ok=False,
+                    action=action,
+                    approval_stale=number,
+                )
+            # only the command a human approved may write .git; an agent's calls are
+            # each gated on their own
+            human = step.run is not None and approved_by_human(state, gate)
+            ctx = dataclasses.replace(ctx, approved=human)
+            return await self._attempt_run(state, sid, step, ctx, pool, outbox, acting, note_spawn)
+
+    async def _attempt_run(
+        self,
+        state: RunState,
+        sid: str,
+        step: Step,
+        ctx: StepContext,
+        pool: Executor,
+        outbox: Outbox,
+        acting: set[str],
+        note_spawn: Callable[[int], None],
+    ) -> AnyEvent:
+        taking: asyncio.Future[str | None]
+        if self.shadow_dir is not None and wants_checkpoint(state.plan, step, "before"):
+            taking = asyncio.ensure_future(self._checkpoint(state, step, ctx, "before", pool))
+        else:  # none to take: a settled future, so nothing waits a turn of the loop for it
+            taking = asyncio.get_running_loop().create_future()
+            taking.set_result(None)
+        ask: ToolAsk | None = None
+        if step.delegate is None and step.agent is not None and self.performer is not None:
+            # the model's first answer need not wait for the checkpoint: the attempt
+            # waits for it before it first runs anything in the workspace
+            work = self._agent_work(state, step, ctx, pool, outbox, taking)
+            before, action, ask = await _agent_attempt(self.performer, work, taking)
+        else:
+            try:
+                before = await taking
+            except ShadowRepoError as exc:  # no safety net: the step must not run without one
+                action = ActionResult(status="error", error=f"workspace checkpoint failed: {exc}")
+                return StepAttemptEnded(
+                    at=self.clock(), step=sid, attempt=ctx.attempt, ok=False, action=action
+                )
+            if step.delegate is not None:
+                parent = self.as_parent()
+                action = await perform_delegation(parent, state, step, ctx.attempt, outbox.record)
+            else:
+                if step.run is None:
+                    acting.discard(sid)
+                action = await perform(step, ctx, pool, on_spawn=note_spawn)
+        acting.discard(sid)
+        checking = dataclasses.replace(ctx, approved=False, pinned=())  # nobody approved them
+        checks = await run_checks(step, checking, pool) if action.status == "ok" else ()
+        ok = action.status == "ok" and all(c.passed for c in checks)
+        try:
+            after = await self._checkpoint(state, step, ctx, "after", pool)
+        except ShadowRepoError:
+            after = None  # the step already ran; a missing after-snapshot only limits diff
+        return StepAttemptEnded(
+            at=self.clock(),
+            step=sid,
+            attempt=ctx.attempt,
+            ok=ok,
+            action=action,
+            checks=checks,
+            checkpoint_before=before,
+            checkpoint_after=after,
+            ask=ask,
+        )
+
+    def _agent_work(
+        self,
+        state: RunState,
+        step: Step,
+        ctx: StepContext,
+        pool: Executor,
+        outbox: Outbox,
+        taking: asyncio.Future[str | None],
+    ) -> StepWork:
+        """What an agent step's performer is given; its ``ready`` waits for ``taking``,
+        the workspace's checkpoint (see :attr:`StepWork.ready`)."""
+
+        async def ready() -> None:
+            try:
+                if not taking.done():
+                    await asyncio.shield(taking)
+                taking.result()
+            except ShadowRepoError as exc:
+                raise WorkspaceNotSaved(f"workspace checkpoint failed: {exc}") from exc
+
+        load = self._loader(state.run_id)
+        note = outbox.note if outbox.commits_notes else None
+        return StepWork(
+            state, step, ctx, pool, outbox.record, load, self.clock, self.store, note, ready
+        )
+
+    def _loader(self, run_id: str) -> Callable[[Sequence[int]], Awaitable[list[AnyEvent]]]:
+        async def load(seqs: Sequence[int]) -> list[AnyEvent]:
+            read = self._read.get(run_id, {})
+            wanted = set(seqs)
+            found = {seq: read[seq] for seq in wanted if seq in read}
+            for low, high in _spans(sorted(wanted - found.keys())):  # a range read each
+                stored = await self._store(
+                    self.store.events, run_id, after=low - 1, limit=high - low + 1
+                )
+                found.update((item.seq, item.event) for item in stored if item.seq in wanted)
+            return [found[seq] for seq in sorted(found)]
+
+        return load
+
+    async def _checkpoint(
+        self, state: RunState, step: Step, ctx: StepContext, when: When, pool: Executor
+    ) -> str | None:
+        """Snapshot the workspace if the plan asks for it here (off the event loop)."""
+        if self.shadow_dir is None or not wants_checkpoint(state.plan, step, when):
+            return None
+        repo = shadow_repo(state, self.shadow_dir, self.store)
+        name = checkpoint_name(state.run_id, step.id, ctx.attempt, when)
+        return await in_thread(pool, repo.snapshot, name, f"{when} {step.id}")
+
+    async def _probe(
+        self, state: RunState, sid: str, why: str, ctx: StepContext, pool: Executor
+    ) -> AnyEvent:
+        step, st = state.step_spec(sid), state.steps[sid]
+        if why != "unknown_outcome":
+            checks = await run_checks(step, ctx, pool)
+            passed = bool(checks) and all(c.passed for c in checks)
+            return StepProbed(
+                at=self.clock(), step=sid, reason="before_retry", passed=passed, checks=checks
+            )
+        if step.delegate is not None:
+            # a delegating step's work is its child's, which keeps its own record: the
+            # re-run resumes the child rather than judge it half done by these checks
+            return StepProbed(at=self.clock(), step=sid, reason="unknown_outcome", passed=False)
+        # the attempt's processes may outlive the driver that started them: the checks
+        # must not look at work still in progress, nor a re-run race it
+        key = idempotency_key(state.run_id, sid, st.attempt)
+        leader = (
+            Leader(st.process.pid, st.process.pgid, st.process.start_time) if st.process else None
+        )
+        wait = self.orphan_wait
+        if step.timeout is not None and st.started_at is not None:
+            wait = max(0.0, st.started_at + step.timeout - self.clock())
+        found, waited = await reap(key, leader, wait, pool)
+        checks = await run_checks(step, ctx, pool)
+        passed = bool(checks) and all(c.passed for c in checks)
+        return StepProbed(
+            at=self.clock(),
+            step=sid,
+            reason="unknown_outcome",
+            passed=passed,
+            checks=checks,
+            leftovers=found,
+            waited=round(waited, 3),
+        )
+
+
+async def _agent_attempt(
+    performer: StepPerformer, work: StepWork, taking: asyncio.Future[str | None]
+) -> tuple[str | None, ActionResult, ToolAsk | None]:
+    """The attempt, then the checkpoint ``taking`` beside it: both, and what it asks."""
+    try:
+        action, ask = await performer.perform(work)
+    except BaseException:
+        # the checkpoint's git commands run on; nothing waits for their answer
+        taking.add_done_callback(retrieved)
+        taking.cancel()
+        raise
+    try:
+        before = await taking
+    except ShadowRepoError:
+        before = None  # the attempt ran nothing in the workspace: none was needed
+    return before, action, ask
+
+
+def retrieved(future: asyncio.Future[Any]) -> None:
+    """Takes a dropped future's failure, so asyncio does not report it as unseen."""
+    if not future.cancelled():
+        future.exception()
+
+
+def _spans(seqs: Sequence[int], gap: int = 64) -> list[tuple[int, int]]:
+    """Sorted ``seqs`` as (first, last) ranges, split where more than ``gap`` seqs lie
+    between two of them: a resumed round reads its opening and its tail, not the
+    thousands of events between."""
+    spans: list[tuple[int, int]] = []
+    for seq in seqs:
+        if spans and seq - spans[-1][1] <= gap:
+            spans[-1] = (spans[-1][0], seq)
+        else:
+            spans.append((seq, seq))
+    return spans
