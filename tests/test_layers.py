@@ -10,8 +10,9 @@ import subprocess
 import sys
 
 # Python runs a package's __init__ before any module in it: trestle's own is the lazy
-# export table (trestle.support.lazy), which loads nothing until a name is asked for.
-ROOT = {"trestle", "trestle.support.lazy"}
+# export table (trestle.support.lazy, in a package that loads nothing else), which loads
+# nothing until a name is asked for.
+ROOT = {"trestle", "trestle.support", "trestle.support.lazy"}
 
 LOAD_THE_CORE = """
 import importlib, pkgutil, sys
