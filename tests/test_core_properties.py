@@ -56,7 +56,8 @@ from trestle.core.plan import (
     topological_order,
 )
 from trestle.core.policy import action_hash
-from trestle.core.state import IN_FLIGHT, TERMINAL, RunState, fold
+from trestle.core.state import RunState, fold
+from trestle.core.step_state import IN_FLIGHT, TERMINAL
 from trestle.lifecycle.runs import summary_json
 
 ALL_STATUSES = frozenset(

@@ -40,7 +40,8 @@ from trestle.core.events import (
     idempotency_key,
 )
 from trestle.core.plan import Plan
-from trestle.core.state import TERMINAL, RunState, fold
+from trestle.core.state import RunState, fold
+from trestle.core.step_state import TERMINAL
 from trestle.engines.local import LocalEngine
 from trestle.formats.planfile import parse_plan
 from trestle.lifecycle.approvals import inbox, submit_decision

@@ -23,7 +23,8 @@ from trestle.core.events import (
     StepStarted,
 )
 from trestle.core.report import build_report
-from trestle.core.state import fold, output_tail
+from trestle.core.state import fold
+from trestle.core.step_state import output_tail
 from trestle.formats.planfile import parse_plan
 
 FAILING_SCRIPT = """\

@@ -89,7 +89,7 @@ from trestle.core.records.agent import (
     ReminderPolicy,
     ReminderRecord,
 )
-from trestle.core.state import transcript_key
+from trestle.core.step_state import transcript_key
 from trestle.engines.work import StepWork
 from trestle.execution.processes import reap
 from trestle.models.pricing import PriceTable

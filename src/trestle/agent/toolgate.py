@@ -14,7 +14,8 @@ from trestle.core.conversation import canonical_json
 from trestle.core.events import ToolAsk
 from trestle.core.gate import similar_approval, similar_key
 from trestle.core.policy import action_hash, classify, path_glob_matches
-from trestle.core.state import ApprovalState, RunState
+from trestle.core.state import RunState
+from trestle.core.step_state import ApprovalState
 from trestle.tools.base import GatedCall, GateVerdict
 
 

@@ -26,7 +26,7 @@ from trestle.core.conversation import Message, ModelResponse, ToolSchema
 from trestle.core.errors import ConfigError, ScriptExhaustedError
 from trestle.core.events import AnyEvent, ModelCalled
 from trestle.core.record import Record
-from trestle.core.state import transcript_key
+from trestle.core.step_state import transcript_key
 
 REPLAY_PREFIX = "replay:"
 

@@ -49,7 +49,8 @@ from trestle.core.events import (
 )
 from trestle.core.plan import Plan, critical_path, describe_check, topological_order, waves
 from trestle.core.report import Report, StepReport
-from trestle.core.state import RefusedRequest, RunState, output_tail
+from trestle.core.state import RunState
+from trestle.core.step_state import RefusedRequest, output_tail
 from trestle.operations.health import RunHealth
 from trestle.presentation.descriptions import (
     action_text,

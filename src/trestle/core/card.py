@@ -12,7 +12,8 @@ from pydantic import BaseModel
 from trestle.core.events import ApprovalSubject, ToolAsk
 from trestle.core.gate import similar_scope, step_facts
 from trestle.core.plan import Step, describe_check
-from trestle.core.state import ApprovalState, RunState
+from trestle.core.state import RunState
+from trestle.core.step_state import ApprovalState
 
 
 class Action(BaseModel):

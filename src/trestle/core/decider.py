@@ -51,7 +51,8 @@ from trestle.core.events import (
     idempotency_key,
 )
 from trestle.core.gate import judge
-from trestle.core.state import TERMINAL, RunState, StepState
+from trestle.core.state import RunState
+from trestle.core.step_state import TERMINAL, StepState
 
 
 class _Pass:

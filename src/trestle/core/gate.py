@@ -21,7 +21,8 @@ from trestle.core.memo import ByIdentity
 from trestle.core.plan import Step
 from trestle.core.policy import ActionFacts, Nature, TierDecision, action_hash, classify
 from trestle.core.shellparse import parse as parse_shell
-from trestle.core.state import RunState, StepState
+from trestle.core.state import RunState
+from trestle.core.step_state import StepState
 
 NATURES: dict[str, Nature] = {
     "run": "command",

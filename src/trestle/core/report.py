@@ -12,7 +12,8 @@ from trestle.core.budget import go_on
 from trestle.core.events import CheckResult
 from trestle.core.plan import ActionKind
 from trestle.core.records.policy_source import policy_line
-from trestle.core.state import TERMINAL, RefusedRequest, RunState, StepState
+from trestle.core.state import RunState
+from trestle.core.step_state import TERMINAL, RefusedRequest, StepState
 
 Category = Literal[
     "done",

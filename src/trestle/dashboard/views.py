@@ -24,7 +24,8 @@ from trestle.core.events import (
     StoredEvent,
 )
 from trestle.core.plan import critical_path, waves
-from trestle.core.state import RunState, output_tail
+from trestle.core.state import RunState
+from trestle.core.step_state import output_tail
 from trestle.lifecycle.approvals import editable_fields, inbox, trusted_state, write_diff
 from trestle.lifecycle.runs import dead_letters
 from trestle.operations.health import RunHealth, run_health

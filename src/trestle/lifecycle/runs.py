@@ -36,7 +36,8 @@ from trestle.core.policy import Policy
 from trestle.core.records.agent import AgentSettings
 from trestle.core.records.monitors import MonitorSettings
 from trestle.core.records.policy_source import PolicySource
-from trestle.core.state import RunState, StepStatus
+from trestle.core.state import RunState
+from trestle.core.step_state import StepStatus
 from trestle.formats.planfile import python_sources
 from trestle.lifecycle.doorbell import ring
 from trestle.store.base import Appended, Request, RequestKind, Snapshot, Store
