@@ -1,7 +1,10 @@
-"""The agent's pure building blocks: phases, model-made plans, goal reminders, context.
+"""The coding agent: its pure building blocks (phases, reminders, context) and runtime.
 
-Nothing here does IO, reads a clock or calls a model by itself; the agent runtime
-drives these pieces and records what they return. See ``docs/agent.md``.
+Model-made plans and the agent's rounds are in :mod:`trestle.agentplan`, which the
+engines may import too; the runtime (performer, session, launcher) drives them all.
+
+The building blocks do no IO, read no clock and call no model by themselves; the
+runtime drives them and records what they return. See ``docs/agent.md``.
 
 The records the agent's events carry (``Phase``, ``Findings``, ``Pins``,
 ``AgentPlan``, ``ReminderRecord``, ...) live in the core, ``trestle.core.records.agent``;

@@ -1,1 +1,1 @@
-"""Coordination between runs: groups of runs, and the board and mailboxes their agents write to."""
+"""Coordination between runs: groups, and the board and mailboxes their agents use."""

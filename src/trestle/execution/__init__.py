@@ -1,3 +1,5 @@
-"""Executing an attempt: a step's action and checks, their processes, the sandbox around
-them, the watchdog, and the files a command names or a python: step imports.
+"""Executing an attempt: actions, checks, processes, the sandbox and the watchdog.
+
+Also the files a command names (what an approval binds) and the pinned bytes a
+``python:`` step imports.
 """

@@ -1,1 +1,1 @@
-"""File formats a person writes: plan files and the trestle.toml policy file."""
+"""File formats a person writes: plan files, the trestle.toml policy file, ages."""

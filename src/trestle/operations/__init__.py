@@ -1,1 +1,1 @@
-"""Operating a store: its doctor, pruning old runs, and the health of the runs in it."""
+"""Operating a store: its doctor, pruning old runs, and the health of runs in it."""

@@ -1,3 +1,1 @@
-"""Presentation: the words and descriptions that the CLI and the dashboard share, and
-redaction of secrets in text shown.
-"""
+"""Presentation: the words the CLI and the dashboard share, and redaction of secrets."""

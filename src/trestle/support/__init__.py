@@ -1,3 +1,1 @@
-"""Small helpers any layer may use that know nothing of Trestle: lazy exports, pausing the
-garbage collector.
-"""
+"""Helpers any layer may use that know nothing of Trestle: lazy exports, the collector."""

@@ -1,3 +1,1 @@
-"""Who may decide: the approval key that signs decisions, the step a caller stands in, and
-the policy file a run obeys.
-"""
+"""Who may decide: the approval key, the step a caller stands in, the policy trusted."""

@@ -1,3 +1,1 @@
-"""The workspace's files and history: the checkpoint repository beside a store, git on the
-workspace, and opening files beneath a root.
-"""
+"""The workspace's files and history: checkpoints, git, files opened beneath a root."""
