@@ -49,9 +49,13 @@ class Cli:
         env.update(extra)
         return env
 
+    def launcher(self) -> list[str]:
+        """How ``trestle`` is started: this Python, as a module."""
+        return [sys.executable, "-m", "trestle"]
+
     def __call__(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "trestle", *args],
+            [*self.launcher(), *args],
             cwd=self.dir,
             env=self.env(**env),
             capture_output=True,

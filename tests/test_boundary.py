@@ -83,19 +83,9 @@ class UserCli(HostCli):
             extra = {"PYTHONPATH": os.pathsep.join(ours), **extra}
         return super().env(**extra)
 
-    def __call__(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-        prefix: list[str] = []
-        if self.uid is not None:
-            prefix = _as(self.uid)
-        return subprocess.run(
-            [*prefix, self.python, "-m", "trestle", *args],
-            cwd=self.dir,
-            env=self.env(**env),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+    def launcher(self) -> list[str]:
+        prefix = [] if self.uid is None else _as(self.uid)
+        return [*prefix, self.python, "-m", "trestle"]
 
 
 def _home_of(uid: int) -> Path:
