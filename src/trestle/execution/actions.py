@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from trestle.core.errors import RunError
 from trestle.core.events import ActionResult
 from trestle.core.plan import Step
 from trestle.execution.processes import die_with_parent
@@ -307,19 +308,20 @@ async def in_thread(pool: Executor | None, fn: Callable[..., T], *args: Any) -> 
 
 def _callable(ref: str, ctx: StepContext) -> Callable[..., Any]:
     pins = None if ctx.python_pins is None else tuple(sorted(ctx.python_pins.items()))
-    return _resolved(ref, ctx.plan_dir, ctx.workspace, pins, ctx.step_id)
+    try:
+        return _resolved(ref, ctx.plan_dir, ctx.workspace, pins)
+    except RunError as exc:  # the step in the message, not in the cache's key
+        raise RunError(f"step {ctx.step_id!r}: {exc}") from None
 
 
+# keyed by what decides the code, not by step: a chain of steps calling one function
+# resolves it once (a refusal is never cached, so a changed file is looked at again)
 @functools.lru_cache(maxsize=256)
 def _resolved(
-    ref: str,
-    plan_dir: Path,
-    workspace: Path,
-    pins: tuple[tuple[str, str], ...] | None,
-    step: str,
+    ref: str, plan_dir: Path, workspace: Path, pins: tuple[tuple[str, str], ...] | None
 ) -> Callable[..., Any]:
     pinned = None if pins is None else dict(pins)
-    fn: Callable[..., Any] = resolve_callable(ref, plan_dir, workspace, pins=pinned, step=step)
+    fn: Callable[..., Any] = resolve_callable(ref, plan_dir, workspace, pins=pinned)
     return fn
 
 

@@ -458,7 +458,8 @@ def resolve_callable(
         if pins is None:
             obj: Any = importlib.import_module(module_name)
         else:
-            obj = _import_pinned(module_name, search, pins, f"step {step!r}: {ref}")
+            what = f"step {step!r}: {ref}" if step else ref
+            obj = _import_pinned(module_name, search, pins, what)
     for part in attr.split("."):
         obj = getattr(obj, part)
     if not callable(obj):
