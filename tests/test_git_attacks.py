@@ -514,3 +514,39 @@ def test_a_step_arming_the_checkpoint_store_in_a_run_is_refused_outside_the_sand
     assert not lab.ran.exists()
     assert "holds settings that could make git run a program" in done.stdout, done.stdout
     assert "extensions.partialclone" in done.stdout
+
+
+BIG_BLOB = """
+import resource, sys
+from pathlib import Path
+from trestle.tools.artifacts import _commit_file
+from trestle.tools.base import ToolFailure
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    _commit_file(Path(sys.argv[1]), sys.argv[2], "big.bin")
+except ToolFailure as exc:
+    print("refused:", exc)
+print("grew_kib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+"""
+
+
+def test_a_commits_blob_too_large_to_show_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    """A step can commit a huge file, then hand the commit on: fetch_artifact asks
+    the blob's size first and never holds it."""
+    ws = tmp_path / "ws"
+    git = ["git", "-C", str(ws), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q", str(ws)], check=True)
+    with open(ws / "big.bin", "wb") as big:
+        big.truncate(64 * 1024 * 1024)  # 64 MiB of zeros: cheap to write, compressed well
+    subprocess.run([*git, "add", "big.bin"], check=True)
+    subprocess.run([*git, "commit", "-qm", "big"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    done = subprocess.run(
+        [sys.executable, "-c", BIG_BLOB, str(ws), head.strip()],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "refused: 'big.bin' at" in done.stdout and "more than" in done.stdout
+    grew = int(done.stdout.split("grew_kib")[1])
+    assert grew < 16 * 1024, f"the driver grew by {grew} KiB reading a blob it refuses"

@@ -273,9 +273,18 @@ def _commit_file(workspace: Path, commit: str, path: str) -> bytes:
         git_dir = workspace_git_dir(workspace)
     except UnsafeRepositoryError as exc:
         raise ToolFailure(f"cannot read commit {commit!r}: {exc}") from None
+    # its size first: a blob is read into memory only when it is small enough to show
+    size = _cat_file(workspace, git_dir, commit, path, "-s")
+    if not size.strip().isdigit() or int(size) > MAX_FILE_BYTES:
+        raise ToolFailure(f"{path!r} at {commit!r} is more than {MAX_FILE_BYTES} bytes")
+    return _cat_file(workspace, git_dir, commit, path, "blob")
+
+
+def _cat_file(workspace: Path, git_dir: Path, commit: str, path: str, what: str) -> bytes:
+    """``git cat-file WHAT COMMIT:PATH``'s output, or a :class:`ToolFailure` saying why."""
     try:
         done = subprocess.run(
-            command("cat-file", "blob", f"{commit}:{path}"),
+            command("cat-file", what, f"{commit}:{path}"),
             capture_output=True,
             cwd=workspace,
             env=environment(git_dir, workspace),
@@ -289,8 +298,6 @@ def _commit_file(workspace: Path, commit: str, path: str) -> bytes:
         why = done.stderr.decode("utf-8", errors="replace").strip().splitlines()
         said = why[-1] if why else "git failed"
         raise ToolFailure(f"commit {commit!r} has no file {path!r}: {said}")
-    if len(done.stdout) > MAX_FILE_BYTES:
-        raise ToolFailure(f"{path!r} at {commit!r} is more than {MAX_FILE_BYTES} bytes")
     return done.stdout
 
 
