@@ -550,3 +550,31 @@ def test_a_commits_blob_too_large_to_show_is_refused_before_it_is_read(tmp_path:
     assert "refused: 'big.bin' at" in done.stdout and "more than" in done.stdout
     grew = int(done.stdout.split("grew_kib")[1])
     assert grew < 16 * 1024, f"the driver grew by {grew} KiB reading a blob it refuses"
+
+
+BIG_DIFF = """
+import asyncio, resource, sys
+from pathlib import Path
+from trestle.tools import ToolContext
+from trestle.tools.gitdiff import GitDiff, GitDiffArgs
+ctx = ToolContext(workspace=Path(sys.argv[1]), run_id="r", step_id="s", output_cap=8000)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+seen = asyncio.run(GitDiff().run(ctx, GitDiffArgs()))
+print("chars", len(seen.content), "cut" in seen.content)
+print("grew_kib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+"""
+
+
+def test_git_diff_of_a_huge_change_holds_only_what_it_shows(tmp_path: Path) -> None:
+    """A step writes a file of millions of lines; the patch is read as it comes and
+    only its head and tail are held, as a command's output is."""
+    ws = tmp_path / "ws"
+    subprocess.run(["git", "init", "-q", str(ws)], check=True)
+    (ws / "huge.txt").write_bytes(b"x\n" * (8 * 1024 * 1024))  # 16 MiB, 8 Mi lines
+    done = subprocess.run(
+        [sys.executable, "-c", BIG_DIFF, str(ws)], capture_output=True, text=True, check=True
+    )
+    chars, cut = done.stdout.split()[1:3]
+    assert int(chars) < 9_000 and cut == "True", done.stdout
+    grew = int(done.stdout.split("grew_kib")[1])
+    assert grew < 16 * 1024, f"the driver grew by {grew} KiB for a diff it shows 8,000 of"

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from trestle.execution.actions import cap_output
+from trestle.execution.actions import CHUNK, OutputKeeper
 from trestle.tools.base import Observation, Tool, ToolArgs, ToolContext, ToolFailure
 from trestle.tools.jail import normalise
 from trestle.workspace.git import UnsafeRepositoryError, command, environment, workspace_git_dir
@@ -83,15 +83,13 @@ class GitDiff(Tool[GitDiffArgs]):
             diff = ("diff", "--cached", "--relative", "--no-ext-diff", "--no-textconv", base)
             names = await git.ok(*diff, "--name-only", "-z", "--", *pathspec)
             shown = "--stat=120" if args.stat_only else "--patch-with-stat"
-            text = await git.ok(*diff, shown, "--", *pathspec)
+            text = await git.ok(*diff, shown, "--", *pathspec, keep=ctx.output_cap)
         files: list[str] = [name for name in names.split("\0") if name]
         since = "the last commit" if base == "HEAD" else "an empty tree (no commits yet)"
         if not files:
             return Observation.success(f"no changes since {since}", data={"files": []})
         header = f"{len(files)} file(s) changed since {since}:\n"
-        return Observation.success(
-            header + cap_output(text, ctx.output_cap), data={"files": list(files)}
-        )
+        return Observation.success(header + text, data={"files": list(files)})
 
 
 class _Git:
@@ -111,7 +109,10 @@ class _Git:
             raise ToolFailure(str(exc)) from None
         return cls(ctx, git_dir)
 
-    async def __call__(self, *args: str) -> tuple[int, str, str]:
+    async def __call__(self, *args: str, keep: int | None = None) -> tuple[int, str, str]:
+        """git's exit code, output and errors; with ``keep``, the output is read as it
+        comes and only what :func:`cap_output` would keep of it is held (a patch of a
+        huge file must not fill the driver's memory)."""
         proc = await asyncio.create_subprocess_exec(
             *command(*args, settings=_SETTINGS),
             cwd=self.ctx.workspace,
@@ -121,7 +122,14 @@ class _Git:
             stderr=asyncio.subprocess.PIPE,
         )
         try:
-            out, err = await asyncio.wait_for(proc.communicate(), self.ctx.command_timeout)
+            if keep is None:
+                out, err = await asyncio.wait_for(proc.communicate(), self.ctx.command_timeout)
+                text = _text(out)
+            else:
+                kept = OutputKeeper(keep)
+                reading = _kept(proc, kept)
+                err = await asyncio.wait_for(reading, self.ctx.command_timeout)
+                text = kept.text()
         except TimeoutError:
             proc.kill()
             await proc.wait()
@@ -133,14 +141,24 @@ class _Git:
                 proc.kill()
                 await proc.wait()
             raise
-        return proc.returncode or 0, _text(out), _text(err)
+        return proc.returncode or 0, text, _text(err)
 
-    async def ok(self, *args: str) -> str:
+    async def ok(self, *args: str, keep: int | None = None) -> str:
         """Run git and return its output; a failure becomes a :class:`ToolFailure`."""
-        code, out, err = await self(*args)
+        code, out, err = await self(*args, keep=keep)
         if code != 0:
             raise ToolFailure(f"git {args[0]} failed (exit code {code}): {err.strip()}")
         return out
+
+
+async def _kept(proc: asyncio.subprocess.Process, kept: OutputKeeper) -> bytes:
+    """Read ``proc``'s output into ``kept`` a chunk at a time; its errors whole."""
+    assert proc.stdout is not None and proc.stderr is not None
+    errors = asyncio.ensure_future(proc.stderr.read())
+    while chunk := await proc.stdout.read(CHUNK):
+        kept.feed(chunk)
+    await proc.wait()
+    return await errors
 
 
 def _text(data: bytes) -> str:
