@@ -63,6 +63,7 @@ SOAK_STORE_CASES ?= 2000
 SOAK_CRASH_TRIALS ?= 300
 SOAK_MODEL_TURNS ?= 20000
 SOAK_AGENT_RUNS ?= 30
+SOAK_APPROVED_RACES ?= 60
 soak: $(DEV)
 	$(BIN)/python bench/crash_operator.py --trials $(SOAK_OPERATOR_TRIALS)
 	TRESTLE_FUZZ_CASES=$(SOAK_PLAN_CASES) $(BIN)/pytest -q tests/test_fuzz_planfile.py
@@ -70,6 +71,7 @@ soak: $(DEV)
 	TRESTLE_CRASH_TRIALS=$(SOAK_CRASH_TRIALS) $(BIN)/pytest -q tests/test_crash.py
 	TRESTLE_MODEL_FUZZ_TURNS=$(SOAK_MODEL_TURNS) $(BIN)/pytest -q tests/test_fuzz_model.py
 	TRESTLE_AGENT_KILL_RUNS=$(SOAK_AGENT_RUNS) TRESTLE_AGENT_KILLS=10 $(BIN)/pytest -q tests/test_agent_crash.py
+	TRESTLE_APPROVED_RACES=$(SOAK_APPROVED_RACES) $(BIN)/pytest -q tests/test_approved_bytes.py
 
 clean:
 	rm -rf $(VENV) .demo .trestle .pytest_cache .mypy_cache .ruff_cache .grimp_cache \
