@@ -1,5 +1,7 @@
 """Where stores are: the one a run starts in, and where commands look for one.
 
+A store is named by a path (an SQLite file) or by a ``postgresql://`` URL (a
+PostgreSQL database, :mod:`trestle.store.postgres`): :func:`open_store` opens either.
 A run is recorded in ``--store``, else ``$TRESTLE_STORE``, else
 ``.trestle/trestle.db`` in its workspace. A command that reads looks in ``--store``,
 else ``$TRESTLE_STORE``, else the nearest ``.trestle/trestle.db`` from the current
@@ -15,10 +17,45 @@ from collections.abc import Mapping
 from contextlib import suppress
 from pathlib import Path
 from secrets import token_hex
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from trestle.store.base import Store
 
 STORE_ENV = "TRESTLE_STORE"
 DEFAULT_STORE = Path(".trestle") / "trestle.db"
 RECENT_LIMIT = 20
+URL_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_store_url(where: str | Path) -> bool:
+    """True when ``where`` names a PostgreSQL database rather than an SQLite file."""
+    return isinstance(where, str) and where.startswith(URL_SCHEMES)
+
+
+def open_store(where: str | Path, *, create: bool = True) -> Store:
+    """The store ``where`` names: a ``postgresql://`` URL, else an SQLite file's path.
+
+    ``create=False`` never leaves a new store behind: a missing file is NoStoreError,
+    a database without Trestle's tables is refused (see :mod:`trestle.store.postgres`).
+    """
+    if is_store_url(where):
+        from trestle.store.postgres import PostgresStore
+
+        return PostgresStore(str(where), create=create)
+    from trestle.store.sqlite import SqliteStore
+
+    return SqliteStore(Path(where), create=create)
+
+
+def store_name(store: object) -> str:
+    """How messages name a store: its file's absolute path, or its URL without the
+    password."""
+    where = getattr(store, "where", None)
+    if isinstance(where, str):
+        return where
+    path = getattr(store, "path", None)
+    return str(Path(path).absolute()) if isinstance(path, Path) else "the store"
 
 
 def default_store_path(workspace: Path | None = None) -> Path:
