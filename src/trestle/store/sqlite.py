@@ -18,7 +18,6 @@ import os
 import sqlite3
 import threading
 import time
-import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -37,7 +36,7 @@ from trestle.core.errors import (
     StoreError,
     UnknownRunError,
 )
-from trestle.store import payloads, sqlite_groups
+from trestle.store import decoding, payloads, sqlite_groups
 from trestle.store.base import (
     REQUEST_KINDS,
     Appended,
@@ -70,7 +69,7 @@ from trestle.store.sqlite_file import (
 )
 
 if TYPE_CHECKING:
-    from trestle.core.events import AnyEvent, RunCreated, StoredEvent
+    from trestle.core.events import RunCreated, StoredEvent
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: the initial schema
@@ -329,7 +328,7 @@ class SqliteStore:
             raise StoreDamagedError(
                 self.path, f"SQLite's check finds damaged pages: {'; '.join(problems)[:300]}"
             )
-        from trestle.core.events import event_json  # see _decoded
+        from trestle.core.events import event_json  # see decoding.decoded
 
         with self._tx(f"recording the new run {event.run_id!r}") as db:
             if db.execute("SELECT 1 FROM runs WHERE run_id = ?", (event.run_id,)).fetchone():
@@ -358,7 +357,7 @@ class SqliteStore:
             )
 
     def append(self, run_id: str, batch: Appended, *, token: int) -> None:
-        from trestle.core.events import event_json  # see _decoded
+        from trestle.core.events import event_json  # see decoding.decoded
 
         rows = []
         stored: list[payloads.Payload] = []
@@ -424,8 +423,6 @@ class SqliteStore:
     def events(self, run_id: str, after: int = 0, limit: int | None = None) -> list[StoredEvent]:
         """Refuses a stream with a gap or an event that cannot be read, naming the run
         and seq: the run's state cannot be trusted past it."""
-        from trestle.core.events import StoredEvent  # see _decoded
-
         self.run(run_id)
         rows = self._read(
             "SELECT seq, kind, data, packed FROM events WHERE run_id = ? AND seq > ? "
@@ -436,46 +433,11 @@ class SqliteStore:
             doing=f"reading run {run_id!r}'s events",
         )
         found = self._payloads(run_id, [str(r[2]) for r in rows if r[3]])
-        stored = []
-        for expected, (seq, kind, data, packed) in enumerate(rows, start=after + 1):
-            if seq != expected:
-                self._damaged(run_id, f"event seq {expected} is missing (next recorded: {seq})")
-            if packed:
-                data = self._unpacked(run_id, expected, data, found)
-            event = self._decoded(run_id, expected, data)
-            if expected == 1 and event.kind != "run_created":
-                self._damaged(run_id, f"it does not begin with run_created (seq 1 is {kind!r})")
-            if event.kind != kind:
-                self._damaged(
-                    run_id, f"event seq {seq} is listed as {kind!r} but holds {event.kind!r}"
-                )
-            stored.append(StoredEvent(run_id=run_id, seq=expected, event=event))
-        return stored
-
-    def _decoded(self, run_id: str, seq: int, data: object) -> AnyEvent:
-        # The event types load on first use: building their union takes about 100 ms,
-        # and opening a store to list runs or find one needs none of it.
-        from pydantic import ValidationError
-
-        from trestle.core.events import EVENT_ADAPTER
-
-        try:
-            if not isinstance(data, str | bytes):
-                raise ValueError(f"its body is {type(data).__name__}, not JSON text")
-            return EVENT_ADAPTER.validate_json(data)
-        except ValidationError as exc:
-            error = exc.errors()[0]
-            where = ".".join(map(str, error["loc"]))
-            self._damaged(
-                run_id,
-                f"event seq {seq} cannot be read: {error['msg']}" + f" at {where!r}" * bool(where),
-            )
-        except ValueError as exc:
-            self._damaged(run_id, f"event seq {seq} cannot be read: {exc}")
+        return decoding.stream(run_id, after, rows, found, partial(self._damaged, run_id))
 
     def _payloads(self, run_id: str, packed: list[str]) -> dict[bytes, bytes]:
         """The stored payloads the ``packed`` bodies refer to, by hash."""
-        wanted = sorted({h for data in packed for h in payloads.references(data)})
+        wanted = decoding.wanted(packed)
         found: dict[bytes, bytes] = {}
         for start in range(0, len(wanted), PAYLOADS_PER_READ):
             chunk = wanted[start : start + PAYLOADS_PER_READ]
@@ -490,14 +452,6 @@ class SqliteStore:
                 if isinstance(digest, bytes) and isinstance(data, bytes):
                     found[digest] = data  # anything else is missing: named by the caller
         return found
-
-    def _unpacked(self, run_id: str, seq: int, data: object, found: dict[bytes, bytes]) -> str:
-        try:
-            return payloads.unpack(str(data), found.__getitem__)
-        except KeyError as exc:
-            self._damaged(run_id, f"event seq {seq} refers to payload {exc.args[0].hex()}, missing")
-        except (zlib.error, UnicodeDecodeError) as exc:
-            self._damaged(run_id, f"event seq {seq} has a payload that cannot be read: {exc}")
 
     def _damaged(self, run_id: str, problem: str) -> NoReturn:
         raise StoreDamagedError(self.path, f"run {run_id!r}: {problem}", run_id=run_id)

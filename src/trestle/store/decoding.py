@@ -1,0 +1,79 @@
+"""Reading a run's stored events back, the same for every store that keeps rows.
+
+A store hands over its rows (seq, kind, body, packed) and the payloads the packed
+bodies refer to (:mod:`trestle.store.payloads`); this checks the stream has no gap,
+begins with ``run_created``, and that each body reads as the kind its row names.
+Anything else is damage, named by run and seq through the store's ``damaged``: the
+run's state cannot be trusted past it.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, NoReturn
+
+from trestle.store import payloads
+
+if TYPE_CHECKING:
+    from trestle.core.events import AnyEvent, StoredEvent
+
+Damaged = Callable[[str], NoReturn]  # raises the store's StoreDamagedError for the run
+
+
+def stream(
+    run_id: str,
+    after: int,
+    rows: Sequence[tuple[object, object, object, object]],
+    found: dict[bytes, bytes],
+    damaged: Damaged,
+) -> list[StoredEvent]:
+    """``rows`` (seq, kind, body, packed), in seq order from ``after + 1``, as events."""
+    from trestle.core.events import StoredEvent  # see decoded
+
+    stored = []
+    for expected, (seq, kind, data, packed) in enumerate(rows, start=after + 1):
+        if seq != expected:
+            damaged(f"event seq {expected} is missing (next recorded: {seq})")
+        if packed:
+            data = unpacked(expected, data, found, damaged)
+        event = decoded(expected, data, damaged)
+        if expected == 1 and event.kind != "run_created":
+            damaged(f"it does not begin with run_created (seq 1 is {kind!r})")
+        if event.kind != kind:
+            damaged(f"event seq {seq} is listed as {kind!r} but holds {event.kind!r}")
+        stored.append(StoredEvent(run_id=run_id, seq=expected, event=event))
+    return stored
+
+
+def unpacked(seq: int, data: object, found: dict[bytes, bytes], damaged: Damaged) -> str:
+    try:
+        return payloads.unpack(str(data), found.__getitem__)
+    except KeyError as exc:
+        damaged(f"event seq {seq} refers to payload {exc.args[0].hex()}, missing")
+    except (zlib.error, UnicodeDecodeError) as exc:
+        damaged(f"event seq {seq} has a payload that cannot be read: {exc}")
+
+
+def decoded(seq: int, data: object, damaged: Damaged) -> AnyEvent:
+    # The event types load on first use: building their union takes about 100 ms,
+    # and opening a store to list runs or find one needs none of it.
+    from pydantic import ValidationError
+
+    from trestle.core.events import EVENT_ADAPTER
+
+    try:
+        if not isinstance(data, str | bytes):
+            raise ValueError(f"its body is {type(data).__name__}, not JSON text")
+        return EVENT_ADAPTER.validate_json(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(map(str, error["loc"]))
+        damaged(f"event seq {seq} cannot be read: {error['msg']}" + f" at {where!r}" * bool(where))
+    except ValueError as exc:
+        damaged(f"event seq {seq} cannot be read: {exc}")
+
+
+def wanted(packed: Sequence[str]) -> list[bytes]:
+    """The distinct payload hashes ``packed`` bodies refer to, sorted."""
+    return sorted({h for data in packed for h in payloads.references(data)})
