@@ -24,7 +24,7 @@ Damaged = Callable[[str], NoReturn]  # raises the store's StoreDamagedError for 
 def stream(
     run_id: str,
     after: int,
-    rows: Sequence[tuple[object, object, object, object]],
+    rows: Sequence[Sequence[object]],
     found: dict[bytes, bytes],
     damaged: Damaged,
 ) -> list[StoredEvent]:

@@ -1,0 +1,705 @@
+"""PostgreSQL store: one database that drivers and workers on many hosts share.
+
+Chosen by a ``postgresql://`` URL wherever a store is named (:func:`trestle.store.
+location.open_store`); needs the ``postgres`` extra (psycopg 3). It keeps the promises
+the SQLite store keeps, and the conformance suite checks both alike:
+
+- Each batch of events, its listing row, snapshot, consumed requests and delivered
+  messages commit in one transaction. Every write to a run first takes a lock on the
+  run for the rest of its transaction (``pg_advisory_xact_lock``), so writers of one
+  run take turns as SQLite's single writer makes them, and writers of different runs
+  do not wait for each other. Under that lock the lease token and the next sequence
+  number are checked, so a fenced-off driver cannot write and a stream has no gap.
+- A board write's compare-and-set takes the same kind of lock on its key; a unique
+  index on accepted versions backs it. A message is taken by one ``UPDATE ...
+  RETURNING`` that re-checks it is undelivered, so two receivers never both get it.
+- Large strings are stored once per run by hash (:mod:`trestle.store.payloads`), and
+  Temporal's large payloads are blobs in the database too (:meth:`put_blob`), so
+  workers need no shared directory.
+
+Every failure becomes a :class:`StoreError` (exit 4) that names the server without its
+password and what was being done; a transaction that fails is rolled back whole, and
+a connection the server dropped is made again on the next call, so a run can be
+resumed once the server is back.
+"""
+
+from __future__ import annotations
+
+import difflib
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from functools import partial
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+from trestle.core.errors import (
+    ConfigError,
+    LeaseHeldError,
+    LeaseLostError,
+    MissingExtraError,
+    NoStoreError,
+    RunExistsError,
+    StoreDamagedError,
+    StoreError,
+    UnknownRunError,
+)
+from trestle.store import decoding, payloads, sqlite_groups
+from trestle.store.base import (
+    REQUEST_KINDS,
+    Appended,
+    BoardEntry,
+    BoardKey,
+    BoardWrite,
+    Lease,
+    Message,
+    Owner,
+    Request,
+    RequestKind,
+    RunRow,
+    Snapshot,
+    delivered_ids,
+    owner_is_alive,
+    require_message,
+    require_storable,
+    require_text,
+)
+from trestle.store.postgres_schema import MIGRATIONS, SURVEY, TABLES
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from trestle.core.events import RunCreated, StoredEvent
+
+T = TypeVar("T")
+CONNECT_TIMEOUT = 10  # seconds to reach the server before saying it cannot be reached
+REMEMBERED_PAYLOADS = 4096  # as the SQLite store: hashes per run known to be stored
+RUN_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
+RUN_COLUMNS = (
+    "run_id, goal, plan_path, workspace, status, created_at, updated_at, last_seq, summary"
+)
+MESSAGE_COLUMNS = sqlite_groups.MESSAGE_COLUMNS
+BOARD_COLUMNS = sqlite_groups.BOARD_COLUMNS
+
+
+def _psycopg() -> Any:
+    try:
+        import psycopg
+    except ImportError:
+        raise MissingExtraError("psycopg", "postgres") from None
+    return psycopg
+
+
+def describe(url: str) -> str:
+    """``url`` as messages show it: the server, port, database and role, never the
+    password. A URL that does not parse is a StoreError naming what is wrong."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        params = conninfo_to_dict(url)
+    except Exception as exc:  # psycopg's ProgrammingError, with libpq's reason
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StoreError(f"the store URL cannot be read: {first}") from None
+    user = f"{params['user']}@" if params.get("user") else ""
+    host = params.get("host") or "localhost"
+    port = f":{params['port']}" if params.get("port") else ""
+    return f"postgresql://{user}{host}{port}/{params.get('dbname') or ''}"
+
+
+class PostgresStore:
+    """A store in a PostgreSQL database, shared by any number of processes and hosts.
+
+    ``create=False`` (every command that only reads) refuses a database with no store
+    in it rather than making one.
+    """
+
+    read_only: str | None = None  # a role that may only read fails at its first write
+
+    def __init__(self, url: str, *, create: bool = True) -> None:
+        self._pg = _psycopg()
+        self.url = url
+        self.where = describe(url)
+        self._lock = threading.Lock()
+        self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
+        # per run, the payload hashes this store committed (see SqliteStore._committed)
+        self._committed: dict[str, OrderedDict[bytes, None]] = {}
+        with self._lock:
+            self._open(create)
+
+    # --- connecting and opening ---------------------------------------------------
+
+    def _connection(self) -> psycopg.Connection[tuple[Any, ...]]:
+        """The open connection, made again when the server dropped the last one."""
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = self._pg.connect(
+                self.url,
+                autocommit=True,
+                connect_timeout=CONNECT_TIMEOUT,
+                application_name="trestle",
+            )
+        return self._conn
+
+    def _open(self, create: bool) -> None:
+        doing = "opening the store"
+        survey = self._guarded(doing, lambda: self._connection().execute(SURVEY).fetchone())
+        assert survey is not None  # one row, always
+        has_version, has_schema, others = survey
+        if not has_version:
+            if has_schema:
+                self._refuse("it has a schema named 'trestle' that Trestle did not make")
+            if others:
+                self._refuse(
+                    f"it holds another application's tables ({', '.join(others)}); give "
+                    "Trestle a database of its own (createdb trestle)"
+                )
+            if not create:
+                raise NoStoreError(
+                    f"no store in {self.where}: the database is empty; starting a run "
+                    "with --store and this URL creates one"
+                )
+            self._guarded("creating the store", self._create)
+        version = self._version(doing)
+        if version > len(MIGRATIONS):
+            raise StoreError(
+                f"{self.where}: store schema version {version} is newer than this "
+                f"Trestle understands ({len(MIGRATIONS)}); upgrade Trestle"
+            )
+        if version < len(MIGRATIONS):
+            raise StoreError(
+                f"{self.where}: store schema version {version} was written by an older "
+                f"Trestle; this one needs version {len(MIGRATIONS)}. Stop every process "
+                f"using the store, back it up (pg_dump), then run `trestle doctor "
+                f"--store URL --upgrade`: a store shared by many hosts is never changed "
+                "by whichever process opens it first"
+            )
+
+    def _refuse(self, why: str) -> NoReturn:
+        raise StoreError(f"{self.where}: not a Trestle store: {why}")
+
+    def _version(self, doing: str) -> int:
+        row = self._guarded(
+            doing,
+            lambda: self._connection().execute("SELECT version FROM trestle.schema_version"),
+        ).fetchone()
+        if row is None or not isinstance(row[0], int):
+            self._refuse(f"its schema version reads {row!r}")
+        return int(row[0])
+
+    def _create(self) -> None:
+        """The first migration, once, however many processes create the store at once."""
+        conn = self._connection()
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('trestle schema', 0))")
+            if conn.execute("SELECT to_regclass('trestle.schema_version')").fetchone() == (None,):
+                self._migrate(conn, 0)
+
+    def _migrate(self, conn: psycopg.Connection[tuple[Any, ...]], version: int) -> None:
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            for statement in filter(str.strip, script.split(";")):
+                conn.execute(statement)
+            conn.execute("UPDATE trestle.schema_version SET version = %s", (number,))
+
+    def upgrade(self) -> tuple[int, int]:
+        """Apply the migrations this store lacks, in one transaction: (from, to)."""
+        with self._tx("upgrading the store's schema") as cur:
+            row = cur.execute("SELECT version FROM trestle.schema_version FOR UPDATE").fetchone()
+            version = int(row[0]) if row else 0
+            assert self._conn is not None
+            self._migrate(self._conn, version)
+        return version, len(MIGRATIONS)
+
+    # --- transactions and failures ------------------------------------------------
+
+    def _guarded(self, doing: str, op: Callable[[], T], *, then: str = "try again") -> T:
+        try:
+            return op()
+        except self._pg.Error as exc:
+            raise self._failure(exc, doing, then) from None
+
+    def _failure(self, exc: Exception, doing: str, then: str) -> StoreError:
+        errors = self._pg.errors
+        reason = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+        if isinstance(exc, errors.InsufficientPrivilege):
+            return StoreError(
+                f"{self.where}: {doing}: the role is not allowed to ({reason}); grant it "
+                "the privileges on the database and its 'trestle' schema, then " + then
+            )
+        if isinstance(exc, self._pg.OperationalError):
+            return StoreError(
+                f"{self.where}: {doing}: the PostgreSQL server cannot be reached or "
+                f"refused the connection ({reason}); nothing of it was recorded; {then} "
+                "once it is back"
+            )
+        return StoreError(f"{self.where}: {doing} failed: {reason}; {then}")
+
+    @contextmanager
+    def _tx(
+        self, doing: str, *, lock: str | None = None, then: str = "try again"
+    ) -> Iterator[psycopg.Cursor[tuple[Any, ...]]]:
+        """A transaction, rolled back whole when anything in it fails; with ``lock``,
+        holding that run's (or key's) lock until it ends."""
+        with self._lock:
+            try:
+                conn = self._connection()
+                with conn.transaction(), conn.cursor() as cur:
+                    if lock is not None:
+                        cur.execute(RUN_LOCK, (lock,))
+                    yield cur
+            except self._pg.Error as exc:
+                raise self._failure(exc, doing, then) from None
+
+    def _read(self, sql: str, *args: object, doing: str = "reading the store") -> list[Any]:
+        with self._lock:
+            return self._guarded(doing, lambda: self._connection().execute(sql, args).fetchall())
+
+    def _damaged(self, run_id: str, problem: str) -> NoReturn:
+        raise StoreDamagedError(self.where, f"run {run_id!r}: {problem}", run_id=run_id)
+
+    # --- runs and events ----------------------------------------------------------
+
+    def create_run(self, event: RunCreated, *, summary: str) -> None:
+        from trestle.core.events import event_json  # see decoding.decoded
+
+        no_nul(f"run {event.run_id!r}:", goal=event.plan.goal, workspace=event.workspace)
+        body = event_json(event)
+        with self._tx(f"recording the new run {event.run_id!r}", lock=event.run_id) as cur:
+            found = cur.execute("SELECT 1 FROM trestle.runs WHERE run_id = %s", (event.run_id,))
+            if found.rowcount:
+                raise RunExistsError(f"run {event.run_id!r} exists")
+            cur.execute(
+                f"INSERT INTO trestle.runs ({RUN_COLUMNS}) "
+                "VALUES (%s, %s, %s, %s, 'created', %s, %s, 1, %s)",
+                (
+                    event.run_id,
+                    event.plan.goal,
+                    event.plan_path,
+                    event.workspace,
+                    event.at,
+                    event.at,
+                    summary,
+                ),
+            )
+            cur.execute(
+                "INSERT INTO trestle.events VALUES (%s, 1, %s, %s, %s, %s, false)",
+                (event.run_id, event.kind, event.v, event.at, body),
+            )
+
+    def append(self, run_id: str, batch: Appended, *, token: int) -> None:
+        from trestle.core.events import event_json  # see decoding.decoded
+
+        rows = []
+        stored: list[payloads.Payload] = []
+        committed = self._committed.setdefault(run_id, OrderedDict())
+        for seq, e in enumerate(batch.events, start=batch.first_seq):
+            body = event_json(e)
+            data, large = payloads.pack(body, committed)
+            rows.append((run_id, seq, e.kind, e.v, e.at, data, data != body))
+            stored += large
+        last_seq = batch.first_seq + len(rows) - 1
+        now = batch.events[-1].at if batch.events else None  # no events: keep updated_at
+        doing = f"recording events {batch.first_seq}-{last_seq} of run {run_id!r}"
+        with self._tx(doing, lock=run_id, then=_resume(run_id)) as cur:
+            held = cur.execute(
+                "SELECT token FROM trestle.leases WHERE run_id = %s", (run_id,)
+            ).fetchone()
+            if held is None or held[0] != token:
+                raise LeaseLostError(
+                    f"run {run_id!r}: another process took over the run; this one stops"
+                )
+            row = cur.execute(
+                "SELECT last_seq FROM trestle.runs WHERE run_id = %s", (run_id,)
+            ).fetchone()
+            if row is None or row[0] + 1 != batch.first_seq:
+                raise ValueError(f"run {run_id!r}: seq {batch.first_seq} out of order")
+            if stored:
+                cur.executemany(
+                    "INSERT INTO trestle.payloads VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                    [(run_id, digest, blob) for digest, blob in payloads.distinct(stored)],
+                )
+            if rows:
+                cur.executemany(
+                    "INSERT INTO trestle.events VALUES (%s, %s, %s, %s, %s, %s, %s)", rows
+                )
+            cur.execute(
+                "UPDATE trestle.runs SET status = %s, updated_at = COALESCE(%s, updated_at), "
+                "last_seq = %s, summary = %s WHERE run_id = %s",
+                (batch.status, now, last_seq, batch.summary, run_id),
+            )
+            if batch.snapshot is not None:
+                s = batch.snapshot
+                cur.execute(
+                    "INSERT INTO trestle.snapshots VALUES (%s, %s, %s, %s, %s) "
+                    "ON CONFLICT (run_id) DO UPDATE SET seq = excluded.seq, "
+                    "state = excluded.state, monitors = excluded.monitors, mac = excluded.mac",
+                    (run_id, s.seq, s.state_json, s.monitors, s.mac),
+                )
+            if batch.consumed_requests:
+                cur.execute(
+                    "UPDATE trestle.requests SET consumed = true WHERE id = ANY(%s)",
+                    (list(batch.consumed_requests),),
+                )
+            delivered = delivered_ids(batch.events)
+            if delivered:  # in the commit that puts them into the run's conversation
+                cur.execute(
+                    "UPDATE trestle.messages SET delivered_at = %s, delivered_by = %s "
+                    "WHERE id = ANY(%s) AND delivered_at IS NULL",
+                    (now, run_id, sorted(delivered)),
+                )
+        with self._lock:  # known once the commit is in
+            for digest, _ in stored:
+                committed[digest] = None
+                committed.move_to_end(digest)
+            while len(committed) > REMEMBERED_PAYLOADS:
+                committed.popitem(last=False)
+
+    def events(self, run_id: str, after: int = 0, limit: int | None = None) -> list[StoredEvent]:
+        """Refuses a stream with a gap or an event that cannot be read, naming the run
+        and seq: the run's state cannot be trusted past it."""
+        self.run(run_id)
+        rows = self._read(
+            "SELECT seq, kind, data, packed FROM trestle.events WHERE run_id = %s AND seq > %s "
+            "ORDER BY seq LIMIT %s",
+            run_id,
+            after,
+            limit,
+            doing=f"reading run {run_id!r}'s events",
+        )
+        found = self._payloads(run_id, [str(r[2]) for r in rows if r[3]])
+        return decoding.stream(run_id, after, rows, found, partial(self._damaged, run_id))
+
+    def _payloads(self, run_id: str, packed: list[str]) -> dict[bytes, bytes]:
+        wanted = decoding.wanted(packed)
+        if not wanted:
+            return {}
+        rows = self._read(
+            "SELECT hash, data FROM trestle.payloads WHERE run_id = %s AND hash = ANY(%s)",
+            run_id,
+            wanted,
+            doing=f"reading run {run_id!r}'s payloads",
+        )
+        return {bytes(digest): bytes(data) for digest, data in rows}
+
+    def snapshot(self, run_id: str, *, monitors: bool = False) -> Snapshot | None:
+        saved = "monitors" if monitors else "''::bytea"
+        rows = self._read(
+            f"SELECT seq, state, {saved}, mac FROM trestle.snapshots WHERE run_id = %s",
+            run_id,
+            doing=f"reading run {run_id!r}'s snapshot",
+        )
+        if not rows:
+            return None
+        seq, state, save, mac = rows[0]
+        return Snapshot(seq=seq, state_json=state, monitors=bytes(save), mac=mac)
+
+    def run(self, run_id: str) -> RunRow:
+        rows = self._read(
+            f"SELECT {RUN_COLUMNS} FROM trestle.runs WHERE run_id = %s",
+            run_id,
+            doing=f"reading run {run_id!r}",
+        )
+        if not rows:
+            listed = self._read("SELECT run_id FROM trestle.runs", doing="listing runs")
+            ids = [r[0] for r in listed]
+            close = difflib.get_close_matches(run_id, ids, n=1, cutoff=0.5)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UnknownRunError(f"no run {run_id!r} in {self.where}{hint}")
+        return RunRow(*rows[0])
+
+    def runs(self) -> list[RunRow]:
+        rows = self._read(
+            f"SELECT {RUN_COLUMNS} FROM trestle.runs ORDER BY created_at DESC",
+            doing="listing runs",
+        )
+        return [RunRow(*r) for r in rows]
+
+    # --- leases -------------------------------------------------------------------
+
+    def acquire_lease(self, run_id: str, owner: Owner, *, ttl: float, now: float) -> Lease:
+        doing = f"taking the lease on run {run_id!r}"
+        with self._tx(doing, lock=run_id, then=_resume(run_id)) as cur:
+            row = cur.execute(
+                "SELECT owner, pid, host, token, expires_at FROM trestle.leases WHERE run_id = %s",
+                (run_id,),
+            ).fetchone()
+            token = 1
+            if row is not None:
+                name, pid, host, held, expires = row
+                holder = Owner(name=name, pid=pid, host=host)
+                if expires > now and owner_is_alive(holder):
+                    raise LeaseHeldError(
+                        f"run {run_id!r} is being driven by {holder.name} (pid {holder.pid} "
+                        f"on {holder.host}); wait for it to finish or stop it first"
+                    )
+                token = held + 1
+            cur.execute(
+                "INSERT INTO trestle.leases VALUES (%s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (run_id) DO UPDATE SET owner = excluded.owner, pid = excluded.pid, "
+                "host = excluded.host, token = excluded.token, expires_at = excluded.expires_at",
+                (run_id, owner.name, owner.pid, owner.host, token, now + ttl),
+            )
+        return Lease(owner=owner, token=token, expires_at=now + ttl)
+
+    def renew_lease(self, run_id: str, token: int, *, ttl: float, now: float) -> None:
+        doing = f"renewing the lease on run {run_id!r}"
+        with self._tx(doing, lock=run_id, then=_resume(run_id)) as cur:
+            cur.execute(
+                "UPDATE trestle.leases SET expires_at = %s WHERE run_id = %s AND token = %s",
+                (now + ttl, run_id, token),
+            )
+            if cur.rowcount != 1:
+                raise LeaseLostError(f"run {run_id!r}: lease lost to another process")
+
+    def release_lease(self, run_id: str, token: int) -> None:
+        doing = f"releasing the lease on run {run_id!r}"
+        with self._tx(doing, lock=run_id, then=_resume(run_id)) as cur:
+            # keep the row so the token keeps rising; just make it expired
+            cur.execute(
+                "UPDATE trestle.leases SET expires_at = 0 WHERE run_id = %s AND token = %s",
+                (run_id, token),
+            )
+
+    def lease(self, run_id: str) -> Lease | None:
+        rows = self._read(
+            "SELECT owner, pid, host, token, expires_at FROM trestle.leases WHERE run_id = %s",
+            run_id,
+            doing=f"reading the lease on run {run_id!r}",
+        )
+        if not rows:
+            return None
+        name, pid, host, token, expires = rows[0]
+        return Lease(owner=Owner(name=name, pid=pid, host=host), token=token, expires_at=expires)
+
+    # --- human requests -----------------------------------------------------------
+
+    def add_request(
+        self,
+        run_id: str,
+        kind: RequestKind,
+        step: str,
+        reason: str,
+        *,
+        now: float,
+        payload: str = "",
+    ) -> int:
+        require_storable(run_id, step=step, reason=reason, payload=payload)
+        no_nul(f"run {run_id!r}: the request's", step=step, reason=reason, payload=payload)
+        self.run(run_id)
+        with self._tx(f"recording a {kind} request for run {run_id!r}") as cur:
+            row = cur.execute(
+                "INSERT INTO trestle.requests (run_id, kind, step, reason, created_at, payload) "
+                "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+                (run_id, kind, step, reason, now, payload),
+            ).fetchone()
+            assert row is not None
+            return int(row[0])
+
+    def pending_requests(self, run_id: str) -> list[Request]:
+        rows = self._read(
+            "SELECT id, run_id, kind, step, reason, created_at, payload FROM trestle.requests "
+            "WHERE run_id = %s AND NOT consumed ORDER BY id",
+            run_id,
+            doing=f"reading run {run_id!r}'s requests",
+        )
+        return [
+            Request(id=i, run_id=r, kind=_kind(k), step=s, reason=why, created_at=at, payload=data)
+            for i, r, k, s, why, at, data in rows
+        ]
+
+    def delete_run(self, run_id: str) -> int:
+        self.run(run_id)
+        self._committed.pop(run_id, None)
+        with self._tx(f"deleting run {run_id!r}", lock=run_id) as cur:
+            count = cur.execute("DELETE FROM trestle.events WHERE run_id = %s", (run_id,)).rowcount
+            for table in (*TABLES[2:], "runs"):
+                cur.execute(f"DELETE FROM trestle.{table} WHERE run_id = %s", (run_id,))
+            return count
+
+    # --- groups: the blackboard and the mailboxes ------------------------------------
+
+    def board_write(
+        self,
+        group: str,
+        key: str,
+        value: str,
+        *,
+        expected: int | None,
+        writer: str,
+        step: str = "",
+        call_key: str = "",
+        now: float,
+    ) -> BoardWrite:
+        owner = f"group {group[:200]!r}: the board write's"
+        texts = {"group": group, "key": key, "value": value, "writer": writer, "step": step}
+        require_text(owner, **texts)
+        no_nul(owner, call_key=call_key, **texts)
+        lock = f"board {group!r} {key!r}"
+        with self._tx(f"writing {key!r} on group {group!r}'s board", lock=lock) as cur:
+            row = cur.execute(_pg(sqlite_groups.CURRENT, "board"), (group, key)).fetchone()
+            current = None if row is None else sqlite_groups.board_entry(row)
+            at = 0 if current is None else current.version
+            accepted = expected is None or expected == at
+            version = at + 1 if accepted else at
+            values = (group, key, version, value, writer, step, call_key, now, accepted, expected)
+            inserted = cur.execute(
+                f"INSERT INTO trestle.board ({BOARD_COLUMNS}) VALUES (DEFAULT, "
+                "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                values,
+            ).fetchone()
+            assert inserted is not None
+        entry = sqlite_groups.board_entry((inserted[0], *values))
+        return BoardWrite(entry=entry, current=entry if accepted else current)
+
+    def board_read(self, group: str, key: str) -> BoardEntry | None:
+        rows = self._read(
+            _pg(sqlite_groups.CURRENT, "board"), group, key, doing=f"reading group {group!r}"
+        )
+        return sqlite_groups.board_entry(rows[0]) if rows else None
+
+    def board_keys(self, group: str) -> list[BoardKey]:
+        return sqlite_groups.board_keys(self._board_rows(group, None))
+
+    def board_history(self, group: str, key: str | None = None) -> list[BoardEntry]:
+        return [sqlite_groups.board_entry(r) for r in self._board_rows(group, key)]
+
+    def _board_rows(self, group: str, key: str | None) -> list[Any]:
+        where, args = ("grp = %s", [group])
+        if key is not None:
+            where, args = "grp = %s AND key = %s", [group, key]
+        return self._read(
+            f"SELECT {BOARD_COLUMNS} FROM trestle.board WHERE {where} ORDER BY id",
+            *args,
+            doing=f"reading group {group!r}'s board",
+        )
+
+    def send_message(self, message: Message) -> bool:
+        require_message(message)
+        m = message
+        no_nul(
+            f"group {m.group[:200]!r}: the message's",
+            id=m.id,
+            group=m.group,
+            sender=m.sender,
+            recipient=m.recipient,
+            body=m.body,
+            reply_to=m.reply_to,
+        )
+        with self._tx(f"sending a message in group {message.group!r}") as cur:
+            cur.execute(
+                f"INSERT INTO trestle.messages ({MESSAGE_COLUMNS}) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                sqlite_groups.message_row(message),
+            )
+            return cur.rowcount == 1
+
+    def messages(
+        self,
+        group: str,
+        *,
+        recipient: str | None = None,
+        undelivered: bool = False,
+        reply_to: str | None = None,
+    ) -> list[Message]:
+        where, args = sqlite_groups.message_filter(group, recipient, undelivered, reply_to)
+        rows = self._read(
+            f"SELECT {MESSAGE_COLUMNS} FROM trestle.messages WHERE {_pg(where)} ORDER BY n",
+            *args,
+            doing=f"reading group {group!r}'s messages",
+        )
+        return [sqlite_groups.message(r) for r in rows]
+
+    def message(self, message_id: str) -> Message | None:
+        rows = self._read(
+            f"SELECT {MESSAGE_COLUMNS} FROM trestle.messages WHERE id = %s",
+            message_id,
+            doing=f"reading message {message_id!r}",
+        )
+        return sqlite_groups.message(rows[0]) if rows else None
+
+    def take_messages(
+        self, group: str, recipient: str, *, by: str, now: float, reply_to: str | None = None
+    ) -> list[Message]:
+        where, args = sqlite_groups.message_filter(group, recipient, True, reply_to)
+        with self._tx(f"receiving {recipient!r}'s messages in group {group!r}") as cur:
+            # one statement that re-checks each row is undelivered once it holds it:
+            # of two receivers at once, the second finds nothing left to take
+            rows = cur.execute(
+                "UPDATE trestle.messages SET delivered_at = %s, delivered_by = %s "
+                f"WHERE {_pg(where)} RETURNING n, {MESSAGE_COLUMNS}",
+                (now, by, *args),
+            ).fetchall()
+        taken = [sqlite_groups.message(r[1:]) for r in sorted(rows, key=lambda r: r[0])]
+        return [replace(m, delivered_at=now, delivered_by=by) for m in taken]
+
+    def groups(self) -> list[str]:
+        rows = self._read(
+            'SELECT grp COLLATE "C" AS g FROM trestle.board UNION '
+            'SELECT grp COLLATE "C" FROM trestle.messages ORDER BY g',
+            doing="listing groups",
+        )
+        return [r[0] for r in rows]
+
+    # --- Temporal's large payloads, and what the server says about the store -------
+
+    def put_blob(self, digest: str, data: bytes) -> None:
+        """Keep ``data`` under its SHA-256 ``digest`` (written once, never changed)."""
+        with self._tx(f"storing blob {digest[:12]}") as cur:
+            cur.execute(
+                "INSERT INTO trestle.blobs VALUES (%s, %s) ON CONFLICT DO NOTHING", (digest, data)
+            )
+
+    def blob(self, digest: str) -> bytes | None:
+        rows = self._read(
+            "SELECT data FROM trestle.blobs WHERE hash = %s",
+            digest,
+            doing=f"reading blob {digest[:12]}",
+        )
+        return bytes(rows[0][0]) if rows else None
+
+    def size_bytes(self) -> int | None:
+        """What the store's tables and indexes take on the server's disk."""
+        rows = self._read(
+            "SELECT sum(pg_total_relation_size(c.oid))::bigint FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = 'trestle' AND c.relkind = 'r'",
+            doing="measuring the store",
+        )
+        return int(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    def schema_version(self) -> int:
+        with self._lock:
+            return self._version("reading the store's schema version")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+def no_nul(owner: str, **texts: str | None) -> None:
+    """PostgreSQL's text cannot hold the NUL character: refused by name before any
+    write, as a text that cannot be encoded is (:func:`trestle.store.base.require_text`)."""
+    for name, text in texts.items():
+        if text is not None and "\x00" in text:
+            raise ConfigError(
+                f"{owner} {name} holds a NUL character (at {text.index(chr(0)) + 1}), which "
+                f"a PostgreSQL store cannot keep: {text[:200]!r}"
+            )
+
+
+def _pg(sql: str, table: str | None = None) -> str:
+    """An SQLite statement of :mod:`.sqlite_groups` in PostgreSQL's terms."""
+    if table is not None:
+        sql = sql.replace(f"FROM {table} ", f"FROM trestle.{table} ")
+    return sql.replace("?", "%s").replace("accepted = 1", "accepted")
+
+
+def _kind(kind: str) -> RequestKind:
+    if kind not in REQUEST_KINDS:
+        raise StoreError(f"unknown request kind {kind!r} in the requests table")
+    return kind
+
+
+def _resume(run_id: str) -> str:
+    return f"continue with `trestle resume {run_id}`"
