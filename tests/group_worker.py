@@ -4,10 +4,15 @@ Usage::
 
     python tests/group_worker.py STORE GROUP increment N NAME
     python tests/group_worker.py STORE GROUP write-after SECONDS KEY VALUE
+    python tests/group_worker.py STORE GROUP take RECIPIENT NAME
+
+STORE is a path or a ``postgresql://`` URL.
 
 ``increment``: N increments of the key ``counter`` by compare-and-set, each retried
 on a conflict until accepted; prints how many conflicts it met. ``write-after``:
-sleeps, then writes VALUE (JSON) to KEY whatever its version. With ``GO_AT`` (a
+sleeps, then writes VALUE (JSON) to KEY whatever its version. ``take``: receives
+RECIPIENT's messages as NAME until none has come for a second; prints the ids it got,
+one a line. With ``GO_AT`` (a
 wall-clock time) in its environment it opens the store, then waits for that moment:
 workers started one after another begin together.
 """
@@ -20,7 +25,7 @@ import sys
 import time
 
 from trestle.coordination.board import Board
-from trestle.store import SqliteStore
+from trestle.store.location import open_store
 
 
 def increment(board: Board, times: int, name: str) -> int:
@@ -38,7 +43,7 @@ def increment(board: Board, times: int, name: str) -> int:
 
 def main(argv: list[str]) -> int:
     path, group, mode, *rest = argv
-    store = SqliteStore(path)
+    store = open_store(path)
     board = Board(store, group)
     time.sleep(max(0.0, float(os.environ.get("GO_AT", "0")) - time.time()))
     try:
@@ -47,6 +52,13 @@ def main(argv: list[str]) -> int:
         elif mode == "write-after":
             time.sleep(float(rest[0]))
             board.write(rest[1], json.loads(rest[2]), writer="worker")
+        elif mode == "take":
+            idle = time.monotonic()
+            while time.monotonic() - idle < 1.0:
+                got = store.take_messages(group, rest[0], by=rest[1], now=time.time())
+                for m in got:
+                    print(m.id)
+                    idle = time.monotonic()
         else:
             print(__doc__, file=sys.stderr)
             return 2

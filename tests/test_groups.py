@@ -28,15 +28,18 @@ from trestle.formats.planfile import parse_plan
 from trestle.lifecycle.runs import create_run, load_state
 from trestle.store import InMemoryStore, SqliteStore, Store
 from trestle.store.base import Appended, Message, Owner
+from trestle.store.location import open_store
 
 WORKER = Path(__file__).with_name("group_worker.py")
 
 
-@pytest.fixture(params=["sqlite", "memory"])
+@pytest.fixture(params=["sqlite", "memory", "postgres"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    s: Store = (
-        SqliteStore(tmp_path / "trestle.db") if request.param == "sqlite" else InMemoryStore()
-    )
+    s: Store = InMemoryStore()
+    if request.param == "sqlite":
+        s = SqliteStore(tmp_path / "trestle.db")
+    elif request.param == "postgres":
+        s = open_store(request.getfixturevalue("postgres_url"))
     yield s
     s.close()
 
@@ -76,9 +79,18 @@ def test_a_stale_write_is_refused_logged_and_told_the_current_value(store: Store
     assert store.groups() == ["team"]
 
 
-def test_compare_and_set_races_from_four_processes_lose_no_update(tmp_path: Path) -> None:
-    path = tmp_path / "trestle.db"
-    SqliteStore(path).close()  # the schema exists before the race to use it
+@pytest.fixture(params=["sqlite", "postgres"])
+def shared(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A durable store's path or URL, for processes that share it."""
+    if request.param == "postgres":
+        url: str = request.getfixturevalue("postgres_url")
+        return url
+    return str(tmp_path / "trestle.db")
+
+
+def test_compare_and_set_races_from_four_processes_lose_no_update(shared: str) -> None:
+    path = shared
+    open_store(path).close()  # the schema exists before the race to use it
     per_worker = 200
     env = {**os.environ, "GO_AT": str(time.time() + 1.0)}
     workers = [
@@ -94,7 +106,7 @@ def test_compare_and_set_races_from_four_processes_lose_no_update(tmp_path: Path
     assert [w.returncode for w in workers] == [0, 0, 0, 0]
     conflicts_met = sum(int(out) for out in outputs)
 
-    store = SqliteStore(path)
+    store = open_store(path)
     now = store.board_read("race", "counter")
     assert now is not None
     assert (now.version, json.loads(now.value)) == (4 * per_worker, 4 * per_worker)
@@ -111,9 +123,9 @@ def test_compare_and_set_races_from_four_processes_lose_no_update(tmp_path: Path
     store.close()
 
 
-def test_a_watch_wakes_when_another_process_writes(tmp_path: Path) -> None:
-    path = tmp_path / "trestle.db"
-    store = SqliteStore(path)
+def test_a_watch_wakes_when_another_process_writes(shared: str) -> None:
+    path = shared
+    store = open_store(path)
     board = Group(store, "team").board
     board.write("ready", False, 0)
     writer = subprocess.Popen(
@@ -151,16 +163,16 @@ def test_a_message_sent_again_with_its_id_is_recorded_once(store: Store) -> None
     assert message_id(key) == message_id(key) != message_id(key + "x")
 
 
-def test_a_reply_is_awaited_and_its_absence_is_an_answer_not_an_error(tmp_path: Path) -> None:
-    path = tmp_path / "trestle.db"
-    store = SqliteStore(path)
+def test_a_reply_is_awaited_and_its_absence_is_an_answer_not_an_error(shared: str) -> None:
+    path = shared
+    store = open_store(path)
     group = Group(store, "team")
     asked = group.mailbox("planner").send("tester", "run the suite")
     started = time.monotonic()
     assert group.mailbox("planner").wait_reply(asked.id, timeout=0.2) is None
     assert 0.2 <= time.monotonic() - started < 5
     # another process replies (and sends something that is not a reply)
-    other = SqliteStore(path)
+    other = open_store(path)
     tester = Group(other, "team").mailbox("tester")
     tester.send("planner", "unrelated news")
     tester.send("planner", {"passed": 12}, reply_to=asked.id)
@@ -169,6 +181,30 @@ def test_a_reply_is_awaited_and_its_absence_is_an_answer_not_an_error(tmp_path: 
     assert reply is not None and (reply.body, reply.reply_to) == ({"passed": 12}, asked.id)
     (news,) = group.mailbox("planner").receive()  # the other message still waits
     assert news.body == "unrelated news"
+    store.close()
+
+
+def test_four_processes_taking_one_mailbox_get_each_message_exactly_once(shared: str) -> None:
+    store = open_store(shared)
+    mailbox = Group(store, "team").mailbox("lead")
+    sent = [mailbox.send("crew", {"task": n}).id for n in range(300)]
+    env = {**os.environ, "GO_AT": str(time.time() + 1.0)}
+    takers = [
+        subprocess.Popen(
+            [sys.executable, str(WORKER), shared, "team", "take", "crew", f"t{n}"],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for n in range(4)
+    ]
+    got = [t.communicate(timeout=120)[0].split() for t in takers]
+    assert [t.returncode for t in takers] == [0, 0, 0, 0]
+    taken = [mid for ids in got for mid in ids]
+    assert sorted(taken) == sorted(sent)  # every message, none twice
+    by = {m.id: m.delivered_by for m in store.messages("team")}
+    for n, ids in enumerate(got):
+        assert all(by[mid] == f"t{n}" for mid in ids)  # recorded as taken by who got it
     store.close()
 
 

@@ -13,9 +13,10 @@ import socket
 import sqlite3
 import subprocess
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,7 @@ from trestle.formats.planfile import parse_plan
 from trestle.lifecycle import runs as runs_module
 from trestle.lifecycle.runs import create_run
 from trestle.store import Appended, InMemoryStore, Owner, Snapshot, SqliteStore, Store
+from trestle.store.location import open_store
 from trestle.store.sqlite import MIGRATIONS
 
 RUN = "20261121-152000-a3f9"
@@ -148,11 +150,21 @@ def batch(
     )
 
 
-@pytest.fixture(params=["sqlite", "memory"])
+def opened(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    """A fresh, empty store of ``kind``: an SQLite file, memory, or a PostgreSQL
+    database of its own on the test server."""
+    if kind == "sqlite":
+        return SqliteStore(tmp_path / "trestle.db")
+    if kind == "postgres":
+        from trestle.store.postgres import PostgresStore
+
+        return PostgresStore(request.getfixturevalue("postgres_url"))
+    return InMemoryStore()
+
+
+@pytest.fixture(params=["sqlite", "memory", "postgres"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    s: Store = (
-        SqliteStore(tmp_path / "trestle.db") if request.param == "sqlite" else InMemoryStore()
-    )
+    s = opened(request.param, request, tmp_path)
     yield s
     s.close()
 
@@ -555,67 +567,39 @@ def test_an_unknown_run_is_an_error_with_a_did_you_mean(store: Store, run_id: st
     assert "did you mean" not in str(info.value)
 
 
-# --- SQLite only -------------------------------------------------------------------------
+# --- durable stores: what a file or a server keeps between store objects -------------
 
 
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "nested" / "trestle.db"
+@pytest.fixture(params=["sqlite", "postgres"])
+def reopen(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Store]:
+    """Opens another store object on one durable store (as another process would)."""
+    where: str | Path = tmp_path / "nested" / "trestle.db"
+    if request.param == "postgres":
+        where = request.getfixturevalue("postgres_url")
+    return partial(open_store, where)
 
 
-def pragma(path: Path, name: str) -> object:
-    with sqlite3.connect(path) as db:
-        return db.execute(f"PRAGMA {name}").fetchone()[0]
-
-
-def test_sqlite_schema_version_counts_the_migrations_and_uses_wal(db_path: Path) -> None:
-    SqliteStore(db_path).close()  # creates the parent directory too
-    assert pragma(db_path, "user_version") == len(MIGRATIONS)
-    assert pragma(db_path, "journal_mode") == "wal"
-
-
-def test_sqlite_reopening_the_file_keeps_everything(db_path: Path) -> None:
-    store = SqliteStore(db_path)
+def test_reopening_the_store_keeps_everything(reopen: Callable[[], Store]) -> None:
+    store = reopen()
     store.create_run(created(), summary='{"pending": 4}')
     token = leased(store, RUN)
     request = store.add_request(RUN, "skip", "deploy", "later", now=101.0)
-    snap = Snapshot(seq=3, state_json='{"s": 1}')
+    snap = Snapshot(seq=3, state_json='{"s": 1}', monitors=b"\x00saved", mac="m")
     store.append(RUN, batch(one_of_each()[:2], 2, snapshot=snap), token=token)
     before = snapshot_of(store, RUN)
     store.close()
 
-    again = SqliteStore(db_path)
+    again = reopen()
     assert snapshot_of(again, RUN) == before
-    assert pragma(db_path, "user_version") == len(MIGRATIONS)
+    assert again.snapshot(RUN, monitors=True) == snap
     assert [r.id for r in again.pending_requests(RUN)] == [request]
     again.append(RUN, batch(one_of_each()[2:3], 4), token=token)  # the lease survived too
     assert again.run(RUN).last_seq == 4
     again.close()
 
 
-@pytest.mark.parametrize("existing", [True, False], ids=["with-data", "empty"])
-def test_sqlite_refuses_a_store_from_a_newer_trestle(db_path: Path, existing: bool) -> None:
-    newer = len(MIGRATIONS) + 1
-    if existing:
-        store = SqliteStore(db_path)
-        store.create_run(created(), summary="{}")
-        store.close()
-    else:
-        db_path.parent.mkdir(parents=True)
-    with sqlite3.connect(db_path) as db:
-        db.execute(f"PRAGMA user_version = {newer}")
-    with pytest.raises(StoreError, match=f"version {newer} is newer"):
-        SqliteStore(db_path)
-    assert pragma(db_path, "user_version") == newer
-    with sqlite3.connect(db_path) as db:
-        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        assert ("events" in tables) == existing  # nothing migrated, nothing lost
-        if existing:
-            assert db.execute("SELECT count(*) FROM events").fetchone()[0] == 1
-
-
-def test_sqlite_a_second_store_on_the_same_file_sees_the_lease(db_path: Path) -> None:
-    first, second = SqliteStore(db_path), SqliteStore(db_path)
+def test_a_second_store_on_the_same_storage_sees_the_lease(reopen: Callable[[], Store]) -> None:
+    first, second = reopen(), reopen()
     first.create_run(created(), summary="{}")
     old = first.acquire_lease(RUN, me("one"), ttl=TTL, now=100.0)
     with pytest.raises(LeaseHeldError):
@@ -629,17 +613,17 @@ def test_sqlite_a_second_store_on_the_same_file_sees_the_lease(db_path: Path) ->
     second.close()
 
 
-def test_sqlite_two_stores_on_one_file_interleave_appends_without_locking_errors(
-    db_path: Path,
+def test_two_stores_interleave_appends_without_locking_errors(
+    reopen: Callable[[], Store],
 ) -> None:
-    # two store objects behave like two processes: separate connections to one file
-    SqliteStore(db_path).close()
+    # two store objects behave like two processes: separate connections to one store
+    reopen().close()
     rounds = 60
     errors: list[BaseException] = []
     barrier = threading.Barrier(2)
 
     def drive(run_id: str) -> None:
-        store = SqliteStore(db_path)
+        store = reopen()
         try:
             store.create_run(created(run_id), summary="{}")
             token = store.acquire_lease(run_id, me(run_id), ttl=TTL, now=100.0).token
@@ -662,7 +646,7 @@ def test_sqlite_two_stores_on_one_file_interleave_appends_without_locking_errors
         t.join()
     assert errors == []
 
-    check = SqliteStore(db_path)
+    check = reopen()
     for run_id in ("run-a", "run-b"):
         stored = check.events(run_id)
         assert [s.seq for s in stored] == list(range(1, 2 * rounds + 2))
@@ -671,6 +655,83 @@ def test_sqlite_two_stores_on_one_file_interleave_appends_without_locking_errors
         assert check.run(run_id).last_seq == 2 * rounds + 1
         assert check.pending_requests(run_id) == []
     check.close()
+
+
+def _take_lease_and_append(where: str, run_id: str, start: float) -> tuple[str, int]:
+    """In a process of its own: take the run's lease if it can, then append one event
+    with it; which seq it got, or why it could not."""
+    store = open_store(where)
+    try:
+        token = store.acquire_lease(run_id, me(f"p{os.getpid()}"), ttl=0.05, now=start).token
+        seq = store.run(run_id).last_seq + 1
+        store.append(run_id, batch(one_of_each()[:1], seq), token=token)
+        return "appended", seq
+    except (LeaseHeldError, LeaseLostError, ValueError) as exc:
+        return type(exc).__name__, 0
+    finally:
+        store.close()
+
+
+def test_processes_racing_for_an_expired_lease_never_write_one_seq_twice(
+    reopen: Callable[[], Store],
+) -> None:
+    """Eight processes at once take over a run whose lease keeps expiring (each one's
+    ``now`` is past the last one's expiry) and append: the fencing token and the
+    sequence check leave one gap-free stream, whoever won each turn."""
+    store = reopen()
+    store.create_run(created(), summary="{}")
+    where = str(getattr(store, "url", getattr(store, "path", "")))
+    context = multiprocessing.get_context("fork")
+    with context.Pool(8) as pool:
+        outcomes = pool.starmap(
+            _take_lease_and_append, [(where, RUN, 100.0 + i) for i in range(32)]
+        )
+    appended = [seq for outcome, seq in outcomes if outcome == "appended"]
+    assert appended and len(appended) == len(set(appended))
+    stored = store.events(RUN)
+    assert [s.seq for s in stored] == list(range(1, len(appended) + 2))
+    assert store.lease(RUN) is not None and store.lease(RUN).token >= 1  # type: ignore[union-attr]
+    store.close()
+
+
+# --- SQLite only -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "nested" / "trestle.db"
+
+
+def pragma(path: Path, name: str) -> object:
+    with sqlite3.connect(path) as db:
+        return db.execute(f"PRAGMA {name}").fetchone()[0]
+
+
+def test_sqlite_schema_version_counts_the_migrations_and_uses_wal(db_path: Path) -> None:
+    SqliteStore(db_path).close()  # creates the parent directory too
+    assert pragma(db_path, "user_version") == len(MIGRATIONS)
+    assert pragma(db_path, "journal_mode") == "wal"
+
+
+@pytest.mark.parametrize("existing", [True, False], ids=["with-data", "empty"])
+def test_sqlite_refuses_a_store_from_a_newer_trestle(db_path: Path, existing: bool) -> None:
+    newer = len(MIGRATIONS) + 1
+    if existing:
+        store = SqliteStore(db_path)
+        store.create_run(created(), summary="{}")
+        store.close()
+    else:
+        db_path.parent.mkdir(parents=True)
+    with sqlite3.connect(db_path) as db:
+        db.execute(f"PRAGMA user_version = {newer}")
+    with pytest.raises(StoreError, match=f"version {newer} is newer"):
+        SqliteStore(db_path)
+    assert pragma(db_path, "user_version") == newer
+    with sqlite3.connect(db_path) as db:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert ("events" in tables) == existing  # nothing migrated, nothing lost
+        if existing:
+            assert db.execute("SELECT count(*) FROM events").fetchone()[0] == 1
 
 
 def _open_and_close(path: str) -> None:
