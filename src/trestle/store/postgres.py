@@ -111,12 +111,14 @@ class PostgresStore:
     """A store in a PostgreSQL database, shared by any number of processes and hosts.
 
     ``create=False`` (every command that only reads) refuses a database with no store
-    in it rather than making one.
+    in it rather than making one. ``upgrade=True`` (``trestle doctor --upgrade``, and
+    nothing else) applies the migrations a store from an older Trestle lacks;
+    ``upgraded`` then says from which version to which.
     """
 
     read_only: str | None = None  # a role that may only read fails at its first write
 
-    def __init__(self, url: str, *, create: bool = True) -> None:
+    def __init__(self, url: str, *, create: bool = True, upgrade: bool = False) -> None:
         self._pg = _psycopg()
         self.url = url
         self.where = describe(url)
@@ -124,8 +126,9 @@ class PostgresStore:
         self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
         # per run, the payload hashes this store committed (see SqliteStore._committed)
         self._committed: dict[str, OrderedDict[bytes, None]] = {}
+        self.upgraded: tuple[int, int] | None = None
         with self._lock:
-            self._open(create)
+            self._open(create, upgrade)
 
     # --- connecting and opening ---------------------------------------------------
 
@@ -140,7 +143,7 @@ class PostgresStore:
             )
         return self._conn
 
-    def _open(self, create: bool) -> None:
+    def _open(self, create: bool, upgrade: bool) -> None:
         doing = "opening the store"
         survey = self._guarded(doing, lambda: self._connection().execute(SURVEY).fetchone())
         assert survey is not None  # one row, always
@@ -165,7 +168,9 @@ class PostgresStore:
                 f"{self.where}: store schema version {version} is newer than this "
                 f"Trestle understands ({len(MIGRATIONS)}); upgrade Trestle"
             )
-        if version < len(MIGRATIONS):
+        if version < len(MIGRATIONS) and upgrade:
+            self._guarded("upgrading the store's schema", self._upgrade)
+        elif version < len(MIGRATIONS):
             raise StoreError(
                 f"{self.where}: store schema version {version} was written by an older "
                 f"Trestle; this one needs version {len(MIGRATIONS)}. Stop every process "
@@ -191,7 +196,10 @@ class PostgresStore:
         conn = self._connection()
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('trestle schema', 0))")
-            if conn.execute("SELECT to_regclass('trestle.schema_version')").fetchone() == (None,):
+            # a plain query of the catalog sees what another creator committed while we
+            # waited; to_regclass reads a cache the advisory lock does not refresh
+            made = "SELECT count(*) FROM pg_namespace WHERE nspname = 'trestle'"
+            if conn.execute(made).fetchone() == (0,):
                 self._migrate(conn, 0)
 
     def _migrate(self, conn: psycopg.Connection[tuple[Any, ...]], version: int) -> None:
@@ -200,14 +208,15 @@ class PostgresStore:
                 conn.execute(statement)
             conn.execute("UPDATE trestle.schema_version SET version = %s", (number,))
 
-    def upgrade(self) -> tuple[int, int]:
-        """Apply the migrations this store lacks, in one transaction: (from, to)."""
-        with self._tx("upgrading the store's schema") as cur:
-            row = cur.execute("SELECT version FROM trestle.schema_version FOR UPDATE").fetchone()
+    def _upgrade(self) -> None:
+        """The migrations the store lacks, in one transaction that holds the version row
+        (two upgrades at once take turns; the second finds nothing to do)."""
+        conn = self._connection()
+        with conn.transaction():
+            row = conn.execute("SELECT version FROM trestle.schema_version FOR UPDATE").fetchone()
             version = int(row[0]) if row else 0
-            assert self._conn is not None
-            self._migrate(self._conn, version)
-        return version, len(MIGRATIONS)
+            self._migrate(conn, version)
+        self.upgraded = (version, len(MIGRATIONS))
 
     # --- transactions and failures ------------------------------------------------
 

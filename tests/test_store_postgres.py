@@ -1,0 +1,250 @@
+"""The PostgreSQL store meeting bad input: wrong URLs, servers that are not there or go
+away, databases that are not stores, roles that may not do what a store needs.
+
+Every one is a real server from the distribution's packages (``trestle.testing.
+postgres``). Each failure is a StoreError (exit 4) naming the server without its
+password and what went wrong; nothing is recorded half; a database that is not a store
+is left exactly as it was.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from test_store_conformance import RUN, batch, created, leased, one_of_each, snapshot_of
+from trestle.core.errors import ConfigError, NoStoreError, StoreError
+from trestle.store import postgres_schema
+from trestle.store.location import open_store
+from trestle.store.postgres import PostgresStore
+from trestle.testing.postgres import LocalPostgres
+
+
+def tables(url: str) -> list[str]:
+    with psycopg.connect(url) as db:
+        rows = db.execute(
+            "SELECT schemaname || '.' || tablename FROM pg_tables "
+            "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1"
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --- URLs and servers that are not there -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url, says",
+    [
+        ("postgresql://u@127.0.0.1:notaport/db", "port"),
+        ("postgresql://u@127.0.0.1/db?nosuchoption=1", "nosuchoption"),
+    ],
+    ids=["bad-port", "unknown-option"],
+)
+def test_a_url_that_does_not_parse_is_refused_naming_why(url: str, says: str) -> None:
+    with pytest.raises(StoreError, match=says) as info:
+        open_store(url)
+    assert info.value.exit_code == 4
+
+
+def test_a_server_that_is_not_there_is_named_without_waiting_long() -> None:
+    port = free_port()  # nothing listens on it
+    started = time.monotonic()
+    with pytest.raises(StoreError) as info:
+        open_store(f"postgresql://trestle:secret-pw@127.0.0.1:{port}/trestle")
+    message = str(info.value)
+    assert f"127.0.0.1:{port}/trestle" in message and "cannot be reached" in message
+    assert "secret-pw" not in message
+    assert info.value.exit_code == 4
+    assert time.monotonic() - started < 10
+
+
+def test_a_wrong_password_is_refused_and_never_shown(postgres: LocalPostgres) -> None:
+    url = postgres.url(password="not-the-password")
+    with pytest.raises(StoreError, match="password authentication failed") as info:
+        open_store(url)
+    assert "not-the-password" not in str(info.value)
+    assert info.value.exit_code == 4
+
+
+# --- databases that are not stores ----------------------------------------------------------
+
+
+def test_a_database_of_another_application_is_refused_and_left_as_it_was(
+    postgres_url: str,
+) -> None:
+    with psycopg.connect(postgres_url, autocommit=True) as db:
+        db.execute("CREATE TABLE users (id int PRIMARY KEY, name text)")
+        db.execute("INSERT INTO users VALUES (1, 'ada')")
+    for create in (True, False):
+        with pytest.raises(StoreError, match=r"another application's tables \(public.users\)"):
+            open_store(postgres_url, create=create)
+    assert tables(postgres_url) == ["public.users"]
+
+
+def test_a_schema_named_trestle_that_trestle_did_not_make_is_refused(postgres_url: str) -> None:
+    with psycopg.connect(postgres_url, autocommit=True) as db:
+        db.execute("CREATE SCHEMA trestle")
+        db.execute("CREATE TABLE trestle.things (id int)")
+    with pytest.raises(StoreError, match="schema named 'trestle' that Trestle did not make"):
+        open_store(postgres_url)
+    assert tables(postgres_url) == ["trestle.things"]
+
+
+def test_reading_an_empty_database_finds_no_store_and_creates_none(postgres_url: str) -> None:
+    with pytest.raises(NoStoreError, match="the database is empty") as info:
+        open_store(postgres_url, create=False)
+    assert info.value.exit_code == 8
+    assert tables(postgres_url) == []
+
+
+def test_processes_creating_one_store_at_once_all_open_it(postgres_url: str) -> None:
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(6) as pool:
+        versions = pool.map(_open_version, [postgres_url] * 6)
+    assert versions == [len(postgres_schema.MIGRATIONS)] * 6
+
+
+def _open_version(url: str) -> int:
+    store = PostgresStore(url)
+    try:
+        return store.schema_version()
+    finally:
+        store.close()
+
+
+# --- schema versions: never changed by whoever opens the store --------------------------
+
+
+def test_a_store_from_a_newer_trestle_is_refused_and_not_changed(postgres_url: str) -> None:
+    open_store(postgres_url).close()
+    newer = len(postgres_schema.MIGRATIONS) + 1
+    with psycopg.connect(postgres_url, autocommit=True) as db:
+        db.execute("UPDATE trestle.schema_version SET version = %s", (newer,))
+    with pytest.raises(StoreError, match=f"version {newer} is newer"):
+        open_store(postgres_url)
+    with psycopg.connect(postgres_url) as db:
+        assert db.execute("SELECT version FROM trestle.schema_version").fetchone() == (newer,)
+
+
+def test_a_store_from_an_older_trestle_is_refused_until_upgraded_explicitly(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = open_store(postgres_url)
+    store.create_run(created(), summary="{}")
+    store.close()
+    later = (*postgres_schema.MIGRATIONS, "ALTER TABLE trestle.runs ADD COLUMN label text")
+    monkeypatch.setattr("trestle.store.postgres.MIGRATIONS", later)
+    with pytest.raises(StoreError, match=r"written by an older Trestle.*--upgrade"):
+        open_store(postgres_url)
+    assert "label" not in _columns(postgres_url, "runs")  # refused, not changed
+
+    upgraded = PostgresStore(postgres_url, create=False, upgrade=True)
+    assert upgraded.upgraded == (1, 2)
+    upgraded.close()
+    assert "label" in _columns(postgres_url, "runs")
+    again = open_store(postgres_url)
+    assert again.run(RUN).goal == "ship it"  # the run written before is read as it was
+    again.close()
+
+
+def _columns(url: str, table: str) -> list[str]:
+    with psycopg.connect(url) as db:
+        rows = db.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = 'trestle' AND table_name = %s",
+            (table,),
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+# --- roles without the privileges a store needs ----------------------------------------------
+
+
+@pytest.fixture
+def visitor(postgres: LocalPostgres) -> Iterator[str]:
+    """A role that may log in and connect, and nothing more."""
+    name = f"visitor_{time.monotonic_ns() % 10**9}"
+    postgres.create_role(name, "visitor-pw")
+    yield name
+
+
+def test_a_role_that_may_not_create_the_store_is_told_what_to_grant(
+    postgres: LocalPostgres, postgres_url: str, visitor: str
+) -> None:
+    url = postgres.url(database=postgres_url.rsplit("/", 1)[1], user=visitor, password="visitor-pw")
+    with pytest.raises(StoreError, match=r"not allowed to.*grant it") as info:
+        open_store(url)
+    assert info.value.exit_code == 4 and "visitor-pw" not in str(info.value)
+    assert tables(postgres_url) == []
+
+
+def test_a_role_without_access_to_an_existing_store_cannot_read_or_write_it(
+    postgres: LocalPostgres, postgres_url: str, visitor: str
+) -> None:
+    store = open_store(postgres_url)
+    store.create_run(created(), summary="{}")
+    before = snapshot_of(store, RUN)
+    url = postgres.url(database=postgres_url.rsplit("/", 1)[1], user=visitor, password="visitor-pw")
+    with pytest.raises(StoreError, match="not allowed to"):
+        open_store(url).runs()
+    assert snapshot_of(store, RUN) == before
+    store.close()
+
+
+# --- text PostgreSQL cannot keep -------------------------------------------------------------
+
+
+def test_a_nul_character_is_refused_by_name_and_nothing_is_recorded(postgres_url: str) -> None:
+    store = open_store(postgres_url)
+    store.create_run(created(), summary="{}")
+    before = snapshot_of(store, RUN)
+    with pytest.raises(ConfigError, match="the request's reason holds a NUL character"):
+        store.add_request(RUN, "retry", "build", "again\x00", now=102.0)
+    assert snapshot_of(store, RUN) == before
+    store.close()
+
+
+# --- a server that goes away mid-run -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fragile() -> Iterator[LocalPostgres]:
+    """A server of this module's own, to kill and bring back."""
+    with LocalPostgres() as server:
+        yield server
+
+
+def test_a_server_that_goes_away_fails_the_write_whole_and_the_store_works_once_back(
+    fragile: LocalPostgres, tmp_path: Path
+) -> None:
+    url = fragile.create_database()
+    store = open_store(url)
+    store.create_run(created(), summary="{}")
+    token = leased(store, RUN)
+    store.append(RUN, batch(one_of_each()[:2], 2), token=token)
+    before = snapshot_of(store, RUN)
+
+    fragile.kill()
+    with pytest.raises(StoreError, match=r"cannot be reached.*trestle resume") as info:
+        store.append(RUN, batch(one_of_each()[2:4], 4), token=token)
+    assert info.value.exit_code == 4
+    with pytest.raises(StoreError, match="cannot be reached"):
+        store.runs()
+
+    fragile.restart()
+    assert snapshot_of(store, RUN) == before  # nothing of the failed write; reconnected
+    store.append(RUN, batch(one_of_each()[2:4], 4), token=token)
+    assert [s.seq for s in store.events(RUN)] == [1, 2, 3, 4, 5]
+    store.close()
