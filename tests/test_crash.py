@@ -12,7 +12,9 @@ Then the audit: no effect happened twice; no step was lost (each one succeeded, 
 escalated because it is unsafe to re-run and its outcome was genuinely unknown, and a
 human then skipped it); the run succeeded; and the folded events equal the stored state.
 
-``TRESTLE_CRASH_TRIALS`` sets the number of trials (default 20).
+The suite runs on an SQLite file and on a PostgreSQL database (a fresh one per trial).
+``TRESTLE_CRASH_TRIALS`` sets the number of trials on SQLite (default 20); PostgreSQL
+gets half as many, the same code path over another store.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from trestle.core.state import RunState, fold
 from trestle.engines.local import LocalEngine
 from trestle.formats.planfile import parse_plan
 from trestle.lifecycle.runs import create_run, load_state, request_decision
-from trestle.store import SqliteStore
+from trestle.store.location import open_store
 
 TRIALS = int(os.environ.get("TRESTLE_CRASH_TRIALS", "20"))
 POLL = 0.02
@@ -61,9 +63,9 @@ import time
 
 from trestle.engines.local import LocalEngine
 from trestle.core.errors import LeaseHeldError
-from trestle.store import SqliteStore
+from trestle.store.location import open_store
 
-store = SqliteStore(sys.argv[1])
+store = open_store(sys.argv[1])
 engine = LocalEngine(store, poll_interval={POLL}, lease_ttl={LEASE_TTL})
 for _ in range(100):
     try:
@@ -247,15 +249,17 @@ class Tally:
 
 
 class Trial:
-    def __init__(self, number: int, base: Path, driver: Path, module: str) -> None:
+    def __init__(
+        self, number: int, base: Path, driver: Path, module: str, where: str | None = None
+    ) -> None:
         self.number = number
         self.rng = random.Random(number)
         self.root = base / f"trial-{number:04d}"
         self.ws = self.root / "ws"
         self.ws.mkdir(parents=True)
-        self.db = self.root / "trestle.db"
+        self.db = where or str(self.root / "trestle.db")  # an SQLite file, or a URL
         self.driver = driver
-        self.store = SqliteStore(self.db)
+        self.store = open_store(self.db)
         self.skip_requested: set[str] = set()
         git = ["git", "-C", str(self.ws)]
         subprocess.run([*git, "init", "-q"], check=True)
@@ -286,7 +290,7 @@ class Trial:
         for cycle in range(cycles):
             err = (self.root / f"driver-{cycle}.err").open("wb")
             proc = subprocess.Popen(
-                [sys.executable, str(self.driver), str(self.db), self.run_id],
+                [sys.executable, str(self.driver), self.db, self.run_id],
                 stdout=subprocess.DEVNULL,
                 stderr=err,
             )
@@ -338,7 +342,7 @@ class Trial:
         return state
 
     def drive_once(self) -> RunState:
-        store = SqliteStore(self.db)
+        store = open_store(self.db)
         engine = LocalEngine(store, poll_interval=POLL, lease_ttl=LEASE_TTL)
         try:
             for _ in range(100):
@@ -477,16 +481,21 @@ def escalation_unjustified(state: RunState, events: list[AnyEvent], index: int) 
 # --- the suite ------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
 def test_kill_and_resume_never_duplicates_or_loses_a_step(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest
 ) -> None:
     driver = tmp_path / "drive.py"
     driver.write_text(DRIVER)
     module = f"crash_steps_{uuid.uuid4().hex[:8]}"
     (tmp_path / f"{module}.py").write_text(CALLABLES)
     tally = Tally()
-    for number in range(TRIALS):
-        trial = Trial(number, tmp_path, driver, module)
+    trials = TRIALS if kind == "sqlite" else max(1, TRIALS // 2)
+    for number in range(trials):
+        where = None
+        if kind == "postgres":
+            where = request.getfixturevalue("postgres").create_database()
+        trial = Trial(number, tmp_path, driver, module, where)
         try:
             trial.kill_and_resume(tally, cycles=trial.rng.randint(1, 3))
             state = trial.finish(tally)
@@ -497,6 +506,6 @@ def test_kill_and_resume_never_duplicates_or_loses_a_step(
         tally.trials += 1
     with capsys.disabled():
         print(f"\n{tally.line()}")
-    assert tally.kills >= TRIALS // 2, "too few kills landed: the suite tested little"
+    assert tally.kills >= trials // 2, "too few kills landed: the suite tested little"
     assert not tally.problems, "\n".join(tally.problems[:20])
     assert (tally.duplicates, tally.lost) == (0, 0)
