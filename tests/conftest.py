@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from secrets import token_hex
 
 import pytest
+
+from trestle.core.errors import TrestleError
+from trestle.testing.postgres import LocalPostgres
 
 # no test may reach a real model provider; loopback servers are still allowed
 os.environ.setdefault("TRESTLE_BLOCK_MODEL_REQUESTS", "1")
@@ -49,3 +54,27 @@ def unconfined(monkeypatch: pytest.MonkeyPatch) -> None:
     what must hold there too, which watch a command's processes by pid or let it reach
     files outside the workspace."""
     monkeypatch.setenv("TRESTLE_SANDBOX", "off")
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[LocalPostgres]:
+    """A PostgreSQL server of this worker's own on 127.0.0.1, for the whole session.
+
+    A server that cannot start fails the tests that need it, with the reason: they are
+    not skipped (scripts/setup-postgres.sh installs what they need)."""
+    server = LocalPostgres()
+    try:
+        server.start()
+    except TrestleError as error:
+        pytest.fail(f"no PostgreSQL server for the tests: {error}", pytrace=False)
+    with server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres: LocalPostgres) -> Iterator[str]:
+    """The URL of an empty database of the test's own on :func:`postgres`, dropped after
+    it (connections still open to it are ended)."""
+    name = f"test_{token_hex(6)}"
+    yield postgres.create_database(name)
+    postgres.drop_database(name)
