@@ -26,13 +26,14 @@ from trestle.cli.options import (
 from trestle.core.errors import ConfigError
 
 if TYPE_CHECKING:
+    from trestle.core.state import RunState
     from trestle.store import Store
 
 
-def _shadow(store: Store) -> Path:
+def _shadow(store: Store, state: RunState) -> Path:
     from trestle.workspace.shadow import shadow_dir_for
 
-    shadow_dir = shadow_dir_for(store)
+    shadow_dir = shadow_dir_for(store, Path(state.workspace))
     if shadow_dir is None or not shadow_dir.exists():
         raise ConfigError("this store has no workspace checkpoints yet")
     return shadow_dir
@@ -47,7 +48,7 @@ def checkpoints_command(
 
     with _found(store, run_id) as (st, run_id):
         state = load_state(st, run_id)
-        found = checkpoints(shadow_repo(state, _shadow(st), st), state, st)
+        found = checkpoints(shadow_repo(state, _shadow(st, state), st), state, st)
     if as_json:
         _print_json([c.__dict__ for c in found])
         return
@@ -72,8 +73,8 @@ def rewind_command(
     from trestle.lifecycle.runs import load_state
 
     with _found(store, run_id) as (st, run_id):
-        load_state(st, run_id)
-        done = rewind(st, run_id, to, shadow_dir=_shadow(st), owner=this_process())
+        state = load_state(st, run_id)
+        done = rewind(st, run_id, to, shadow_dir=_shadow(st, state), owner=this_process())
     out = _out()
     out.print(
         f"workspace restored to before {to!r} (attempt {done.checkpoint.attempt}): "
@@ -94,7 +95,7 @@ def diff_command(run_id: RunArg, step: StepArg, store: StoreOption = None) -> No
 
     with _found(store, run_id) as (st, run_id):
         state = load_state(st, run_id)
-        done = step_diff(shadow_repo(state, _shadow(st), st), state, st, step)
+        done = step_diff(shadow_repo(state, _shadow(st, state), st), state, st, step)
     text = done.text
     if not done.finished:
         _err().print(f"no checkpoint after {step!r}: showing it against the workspace now")

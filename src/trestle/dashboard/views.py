@@ -443,7 +443,7 @@ def checkpoint_views(store: Store, state: RunState) -> list[CheckpointView]:
     from trestle.lifecycle.checkpoints import checkpoints, shadow_repo
     from trestle.workspace.shadow import shadow_dir_for
 
-    shadow = shadow_dir_for(store)
+    shadow = shadow_dir_for(store, Path(state.workspace))
     if shadow is None or not shadow.exists():
         return []
     try:
@@ -459,7 +459,7 @@ def step_change(store: Store, state: RunState, step: str) -> tuple[str, str]:
     from trestle.lifecycle.checkpoints import shadow_repo, step_diff
     from trestle.workspace.shadow import shadow_dir_for
 
-    shadow = shadow_dir_for(store)
+    shadow = shadow_dir_for(store, Path(state.workspace))
     if shadow is None or not shadow.exists():
         raise ConfigError("this store has no workspace checkpoints yet")
     done = step_diff(shadow_repo(state, shadow, store), state, store, step)

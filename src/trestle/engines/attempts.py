@@ -61,7 +61,7 @@ from trestle.lifecycle.checkpoints import (
 )
 from trestle.store.base import Store
 from trestle.trust.signing import config_dir, key_path
-from trestle.workspace.shadow import ShadowRepoError
+from trestle.workspace.shadow import ShadowRepoError, shadow_dir_for
 
 Clock = Callable[[], float]
 ATTEMPT_TASK = "trestle-attempt:"  # the name of an attempt's task, before its step id
@@ -89,6 +89,12 @@ class Attempts:
         return await loop.run_in_executor(self._io, lambda: fn(*args, **kwargs))
 
     in_store_thread = _store  # for the engine's helpers (delegation): blocking store work
+
+    def shadow_dir_of(self, state: RunState) -> Path | None:
+        """Where the run's checkpoints go: the engine's ``shadow_dir`` (given, or
+        beside its store's file), else ``.trestle/shadow.git`` in the run's workspace
+        for a store kept in a database (see :func:`shadow_dir_for`)."""
+        return self.shadow_dir or shadow_dir_for(self.store, Path(state.workspace))
 
     def as_parent(self) -> ParentEngine:
         """The engine a delegating step's child is driven beside (the local engine)."""
@@ -160,8 +166,9 @@ class Attempts:
             key_path(),
             config_dir(),
         )
-        if self.shadow_dir is not None:  # the checkpoints: hidden in the workspace too
-            hidden = (*hidden, self.shadow_dir.resolve())
+        shadow_dir = self.shadow_dir_of(state)
+        if shadow_dir is not None:  # the checkpoints: hidden in the workspace too
+            hidden = (*hidden, shadow_dir.resolve())
         # a child run may write only its carved scope; a root run's scope is the gate's
         scope = parent_scope(state) if state.parent is not None else ()
         sandbox = choose(
@@ -294,7 +301,7 @@ class Attempts:
         note_spawn: Callable[[int], None],
     ) -> AnyEvent:
         taking: asyncio.Future[str | None]
-        if self.shadow_dir is not None and wants_checkpoint(state.plan, step, "before"):
+        if self.shadow_dir_of(state) is not None and wants_checkpoint(state.plan, step, "before"):
             taking = asyncio.ensure_future(self._checkpoint(state, step, ctx, "before", pool))
         else:  # none to take: a settled future, so nothing waits a turn of the loop for it
             taking = asyncio.get_running_loop().create_future()
@@ -384,9 +391,10 @@ class Attempts:
         self, state: RunState, step: Step, ctx: StepContext, when: When, pool: Executor
     ) -> str | None:
         """Snapshot the workspace if the plan asks for it here (off the event loop)."""
-        if self.shadow_dir is None or not wants_checkpoint(state.plan, step, when):
+        shadow_dir = self.shadow_dir_of(state)
+        if shadow_dir is None or not wants_checkpoint(state.plan, step, when):
             return None
-        repo = shadow_repo(state, self.shadow_dir, self.store)
+        repo = shadow_repo(state, shadow_dir, self.store)
         name = checkpoint_name(state.run_id, step.id, ctx.attempt, when)
         return await in_thread(pool, repo.snapshot, name, f"{when} {step.id}")
 

@@ -102,7 +102,8 @@ class LocalEngine(Attempts):
         decision_key: the key human decisions are signed with (default: the user's
             key file, see :mod:`trestle.trust.signing`).
         shadow_dir: where workspace checkpoints go (default: ``shadow.git`` beside the
-            store's file; a store without a file takes none).
+            store's file; for a store in a database, ``.trestle/shadow.git`` in each
+            run's workspace; a store in memory takes none).
         performer: performs agent steps (see :mod:`trestle.agent`).
         performer_for: makes the performer of a delegated agent child from its
             settings, where this engine has no performer of its own (a plan run's);

@@ -154,7 +154,7 @@ class FetchArtifact(Tool[FetchArtifactArgs]):
             raise ToolFailure(f"{artifact.kind} {artifact.ref!r}: give path, the file to read")
         name = _snapshot_path(path)
         if artifact.kind == "checkpoint":
-            shadow = shadow_dir_for(self.store)
+            shadow = shadow_dir_for(self.store, ctx.workspace)
             if shadow is None or not shadow.is_dir():
                 raise ToolFailure("this store keeps no checkpoints")
             try:

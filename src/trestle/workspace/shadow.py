@@ -48,6 +48,7 @@ from typing import Literal
 
 from trestle.core.errors import ConfigError, RunError
 from trestle.store.base import Store
+from trestle.store.sqlite_file import GITIGNORE, STORE_DIRECTORY
 from trestle.workspace.git import UnsafeRepositoryError, check_git_dir, command, environment
 from trestle.workspace.shadow_files import (
     IgnoreGlobs,
@@ -91,10 +92,17 @@ RAW_ENTRY = re.compile(rb":(\d{6}) (\d{6}) ([0-9a-f]+) ([0-9a-f]+) ([A-Z])\d*")
 ChangeKind = Literal["added", "modified", "deleted", "mode"]
 
 
-def shadow_dir_for(store: Store) -> Path | None:
-    """Where a store keeps its runs' checkpoints: beside a store file, else nowhere."""
+def shadow_dir_for(store: Store, workspace: Path | None = None) -> Path | None:
+    """Where a store keeps a run's checkpoints: ``shadow.git`` beside a store file;
+    for a store kept elsewhere (a PostgreSQL database, named by its ``where``), in
+    ``.trestle/shadow.git`` in the run's ``workspace``, where the default store's
+    file would be; for a store in memory, or without the workspace, nowhere."""
     path = getattr(store, "path", None)
-    return Path(path).parent / "shadow.git" if isinstance(path, Path) else None
+    if isinstance(path, Path):
+        return path.parent / "shadow.git"
+    if workspace is not None and isinstance(getattr(store, "where", None), str):
+        return workspace / STORE_DIRECTORY / "shadow.git"
+    return None
 
 
 class ShadowRepoError(RunError):
@@ -596,6 +604,7 @@ class ShadowRepo:
     def _ensure_store(self) -> None:
         if not (self.git_dir / "objects").is_dir():
             self._git("init", "--bare", "--quiet", "--template=", str(self.git_dir))
+            _ignore_store_directory(self.git_dir.parent)
         attributes = self.git_dir / "info" / "attributes"
         if not attributes.is_file() or attributes.read_text() != ATTRIBUTES:
             attributes.parent.mkdir(exist_ok=True)
@@ -620,6 +629,20 @@ class ShadowRepo:
         if real.startswith(root + os.sep):
             return os.path.relpath(real, root).replace(os.sep, "/")
         return ""
+
+
+def _ignore_store_directory(directory: Path) -> None:
+    """A ``.trestle`` directory holding checkpoints gets the ``.gitignore`` of ``*`` a
+    store file's gets (:func:`trestle.store.sqlite_file.prepare_directory`), so a step's
+    ``git add -A`` never commits them; one already there is left as it is."""
+    if directory.name != STORE_DIRECTORY:
+        return
+    try:
+        fd = os.open(directory / ".gitignore", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except OSError:  # already there, or a directory that cannot be written
+        return
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(GITIGNORE)
 
 
 def _nul(paths: Sequence[str]) -> bytes:
