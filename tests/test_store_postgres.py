@@ -9,7 +9,10 @@ is left exactly as it was.
 
 from __future__ import annotations
 
+import re
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -248,3 +251,72 @@ def test_a_server_that_goes_away_fails_the_write_whole_and_the_store_works_once_
     store.append(RUN, batch(one_of_each()[2:4], 4), token=token)
     assert [s.seq for s in store.events(RUN)] == [1, 2, 3, 4, 5]
     store.close()
+
+
+PLAN = """\
+goal: survive the store going away
+steps:
+  - {id: first, run: "echo first >> ledger"}
+  - id: slow
+    needs: [first]
+    run: "touch started; sleep 2; echo slow >> ledger"
+    verify: [{file_contains: ledger, regex: "^slow$"}]
+  - {id: last, needs: [slow], run: "echo last >> ledger"}
+"""
+
+
+def test_a_run_whose_server_goes_away_stops_with_exit_4_and_resumes_once_it_is_back(
+    fragile: LocalPostgres, tmp_path: Path
+) -> None:
+    """Through the real CLI: the server is killed while a step runs; the driver stops
+    with exit 4 saying how to continue; once the server is back, doing exactly what it
+    said finishes the run, and no step's effect happened twice."""
+    from test_cli import cli_env
+
+    url = fragile.create_database()
+    (tmp_path / "plan.yaml").write_text(PLAN)
+    env = cli_env(TRESTLE_SANDBOX="off")
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "trestle", "run", "plan.yaml", "--store", url],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "started").exists():
+        assert driver.poll() is None and time.monotonic() < deadline, driver.communicate()
+        time.sleep(0.05)
+    fragile.kill()
+    out, err = driver.communicate(timeout=60)
+    said = " ".join(err.split())
+    assert driver.returncode == 4, (out, err)
+    assert "cannot be reached" in said and fragile.password not in out + err
+    resume = re.search(r"`(trestle resume \S+)`", said)
+    assert resume is not None, said
+
+    fragile.restart()
+
+    def trestle(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "trestle", *args, "--store", url],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    # the driver stopped the step's processes as it stopped: the step's outcome is
+    # unknown to the store, its check finds it did not happen, and a human decides
+    again = trestle(*resume.group(1).split()[1:])
+    said = " ".join(again.stdout.split())
+    assert again.returncode == 3, (again.stdout, again.stderr)
+    retry = re.search(r"if not: `trestle (retry \S+ slow)`; then `trestle (resume \S+)`", said)
+    assert retry is not None, said
+    assert (tmp_path / "ledger").read_text().splitlines() == ["first"]
+    assert trestle(*retry.group(1).split()).returncode == 0
+    done = trestle(*retry.group(2).split())
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    assert (tmp_path / "ledger").read_text().splitlines() == ["first", "slow", "last"]
