@@ -29,7 +29,8 @@ def test_option_help_keeps_its_defaults_and_plain_flags_have_no_metavar() -> Non
     shown = trestle("run", "--help")
     assert shown.returncode == 0, shown.stderr
     text = flat(shown.stdout)
-    assert "SQLite store file [default: $TRESTLE_STORE; else" in text
+    assert "--store PATH|URL The store: an SQLite file, or a PostgreSQL" in text
+    assert "postgresql:// URL [default: $TRESTLE_STORE; else" in text
     assert "Operator policy file [default: the nearest trestle.toml]" in text
     assert "--live / --no-live" in text and "--prompt / --no-prompt" in text
     assert "<bool>" not in text

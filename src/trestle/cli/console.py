@@ -19,7 +19,7 @@ from trestle.cli.stores import reading_store, store_with_run
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from trestle.store import SqliteStore
+    from trestle.store.base import Store
 
 
 PIPED_WIDTH = 100_000  # off a terminal nothing is wrapped or cut: a line stays a line
@@ -76,11 +76,11 @@ def _err() -> Console:
 
 
 @contextmanager
-def _opened(store_path: Path | None) -> Iterator[SqliteStore]:
-    """The store a command that reads uses; it is never created (exit 7 if missing)."""
-    from trestle.store import SqliteStore
+def _opened(explicit: str | Path | None) -> Iterator[Store]:
+    """The store a command that reads uses; it is never created (exit 8 if missing)."""
+    from trestle.store.location import open_store
 
-    store = SqliteStore(reading_store(store_path), create=False)
+    store = open_store(reading_store(explicit), create=False)
     try:
         yield store
     finally:
@@ -91,8 +91,8 @@ _found = store_with_run  # the store holding a RUN (its id or a unique tail) and
 
 
 @contextmanager
-def _all_runs(store_path: Path | None) -> Iterator[tuple[SqliteStore, None]]:
-    with _opened(store_path) as store:
+def _all_runs(explicit: str | Path | None) -> Iterator[tuple[Store, None]]:
+    with _opened(explicit) as store:
         yield store, None
 
 

@@ -36,24 +36,34 @@ from trestle.engines.stop import Stop
 from trestle.engines.work import StepPerformer
 from trestle.execution.sandbox import Mode
 from trestle.lifecycle.runs import load_state
-from trestle.store import RecentStores, SqliteStore, Store, default_store_path
+from trestle.store.base import Store
+from trestle.store.location import (
+    RecentStores,
+    default_store,
+    open_store,
+    store_name,
+    store_where,
+)
 
 
 @contextmanager
-def opened_for_new_run(store_path: Path | None, workspace: Path | None) -> Iterator[SqliteStore]:
-    """The store a new run is recorded in, created if need be and remembered, so the
-    commands that take its RUN find it from anywhere; ``store_line`` says where."""
-    store = SqliteStore(store_path or default_store_path(workspace))
-    RecentStores().remember(store.path)
+def opened_for_new_run(store: str | Path | None, workspace: Path | None) -> Iterator[Store]:
+    """The store a new run is recorded in (``--store``, a path or URL, else
+    :func:`~trestle.store.location.default_store`), created if need be and remembered,
+    so the commands that take its RUN find it from anywhere; ``store_line`` says where."""
+    where = store_where(store) if store is not None else default_store(workspace)
+    opened = open_store(where)
+    RecentStores().remember(where)
     try:
-        yield store
+        yield opened
     finally:
-        store.close()
+        opened.close()
 
 
-def store_line(store: SqliteStore) -> str:
-    """Printed right after ``run <id>``: where the run is recorded."""
-    return f"store {store.path.absolute()}"
+def store_line(store: Store) -> str:
+    """Printed right after ``run <id>``: where the run is recorded (a file's absolute
+    path, a database's URL without its password)."""
+    return f"store {store_name(store)}"
 
 
 def performer_for_run(store: Store, run_id: str) -> StepPerformer | None:

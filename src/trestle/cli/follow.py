@@ -1,12 +1,12 @@
 """``trestle log RUN --follow`` (alias ``trestle watch RUN``): a live run, from anywhere.
 
-Another process drives the run and writes the store (SQLite in WAL mode, so reading
-never blocks it). Following prints the events recorded so far, one line each, then
-polls for new ones, and ends when the run does: with the exit code its driver gives
-(0 succeeded, 1 finished with failures, 3 waits for a human, 6 stopped, 7 cancelled),
-or 128 + N when a signal interrupted the driver. A run whose driver died without a
-word is waited for, since ``trestle resume`` may take it up again; stderr says so.
-Ctrl-C ends the following (exit 130), never the run.
+Another process drives the run and writes the store (SQLite in WAL mode or PostgreSQL,
+so reading never blocks it). Following prints the events recorded so far, one line each,
+then polls for new ones, and ends when the run does: with the exit code its driver gives
+(0 succeeded, 1 finished with failures, 3 waits for a human, 6 stopped, 7 cancelled), or
+128 + N when a signal interrupted the driver. A run whose driver died without a word is
+waited for, since ``trestle resume`` may take it up again; stderr says so. Ctrl-C ends
+the following (exit 130), never the run.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from trestle.core.report import EXIT_CODES
 from trestle.lifecycle.doorbell import bound_engine
 from trestle.presentation.descriptions import log_detail
 from trestle.store.base import Store, owner_is_alive
+from trestle.store.location import store_name
 
 POLL_SECONDS = 0.25
 # a run just created has no driver for a moment: say nothing about it before this
@@ -102,8 +103,9 @@ def undriven_words(store: Store, run_id: str) -> str:
             f"no process drives run {run_id} now; waiting for `trestle resume {run_id}` "
             "(Ctrl-C stops waiting)"
         )
-    path = getattr(store, "path", None)
-    where = f" --store {path}" if isinstance(path, Path) else ""
+    # a store kept in a file or a database is named; one in memory has no name to give
+    named = isinstance(getattr(store, "path", getattr(store, "where", None)), Path | str)
+    where = f" --store {store_name(store)}" if named else ""
     return (
         f"no worker drives run {run_id} now; it waits for one on task queue "
         f"{bound.task_queue} at {bound.address}: `trestle worker --engine temporal "
@@ -112,7 +114,7 @@ def undriven_words(store: Store, run_id: str) -> str:
     )
 
 
-def follow_command(run_id: str, store_path: Path | None, as_json: bool) -> None:
+def follow_command(run_id: str, explicit: str | Path | None, as_json: bool) -> None:
     """The CLI's edge: lines to stdout as they come, the run's exit code at the end."""
     out, err = _out(), _err()
 
@@ -127,7 +129,7 @@ def follow_command(run_id: str, store_path: Path | None, as_json: bool) -> None:
         err.print(message, markup=False, soft_wrap=True)
 
     try:
-        with store_with_run(store_path, run_id) as (st, found):
+        with store_with_run(explicit, run_id) as (st, found):
             code = follow(st, found, emit, warn=warn)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None

@@ -15,13 +15,17 @@ EXIT_CODES_HELP = (
     "128+N interrupted by signal N (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP), after the report."
 )
 
+# text, not a Path: a Path folds the // of a postgresql:// URL; the commands read it
+# with trestle.store.location.store_where (through trestle.cli.stores)
 StoreOption = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--store",
-        help="SQLite store file [default: $TRESTLE_STORE; else a new run's is "
-        ".trestle/trestle.db in its workspace, and other commands use the nearest "
-        ".trestle/trestle.db from here upward, or for a RUN a store used recently]",
+        metavar="PATH|URL",
+        help="The store: an SQLite file, or a PostgreSQL database's postgresql:// URL "
+        "[default: $TRESTLE_STORE; else a new run's is .trestle/trestle.db in its "
+        "workspace, and other commands use the nearest .trestle/trestle.db from here "
+        "upward, or for a RUN a store used recently]",
     ),
 ]
 SandboxOption = Annotated[

@@ -2,41 +2,63 @@
 
 The rule (the README and docs/architecture.md say it too):
 
+- A store is an SQLite file's path or a ``postgresql://`` URL; ``--store`` and
+  ``$TRESTLE_STORE`` are read as either by :func:`trestle.store.location.store_where`.
 - ``trestle run`` and ``trestle agent`` record the run in ``--store``, else
   ``$TRESTLE_STORE``, else ``.trestle/trestle.db`` in the run's workspace; they print
-  the store's path and remember it in the user's index of recent stores.
+  where the store is and remember it in the user's index of recent stores.
 - A command that reads uses ``--store``, else ``$TRESTLE_STORE``, else the nearest
   ``.trestle/trestle.db`` from the current directory upward. It never creates a store:
   with none there it says where it looked (exit 8).
 - A command given a RUN looks there too, and when the run is not there (or no store
-  is), in the recent stores, newest first. RUN may be a unique tail of the run's id.
+  is), in the recent stores, newest first; a remembered database that does not answer
+  within :data:`RECENT_CONNECT_TIMEOUT` seconds is passed over like a missing file.
+  RUN may be a unique tail of the run's id.
+
+Messages name a store by :func:`~trestle.store.location.store_name`: a URL without its
+password, which a suggested ``--store`` still opens where the password comes from
+``$PGPASSWORD`` or ``~/.pgpass``.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from trestle.core.errors import NoStoreError, TrestleError, UnknownRunError
-from trestle.store import STORE_ENV, RecentStores, SqliteStore, nearest_store
-from trestle.store.location import DEFAULT_STORE
+from trestle.core.errors import NoStoreError, StoreError, TrestleError, UnknownRunError
+from trestle.store.base import Store
+from trestle.store.location import (
+    DEFAULT_STORE,
+    STORE_ENV,
+    RecentStores,
+    is_store_url,
+    nearest_store,
+    open_store,
+    store_name,
+    store_where,
+    where_shown,
+)
+
+# seconds a remembered database may take to answer a lookup before it is passed over
+RECENT_CONNECT_TIMEOUT = 3
 
 
-def chosen_store(explicit: Path | None) -> Path | None:
+def chosen_store(explicit: str | Path | None) -> str | Path | None:
     """``--store``, else ``$TRESTLE_STORE``, else None (look for one)."""
-    if explicit is not None:
-        return explicit
+    if explicit is not None and str(explicit):
+        return store_where(explicit)
     env = os.environ.get(STORE_ENV)
-    return Path(env) if env else None
+    return store_where(env) if env else None
 
 
 def _looked(here: Path) -> str:
     return f"looked for {DEFAULT_STORE} in {here} and every directory above it"
 
 
-def reading_store(explicit: Path | None) -> Path:
+def reading_store(explicit: str | Path | None) -> str | Path:
     """The store a command that reads across runs uses; NoStoreError if there is none."""
     chosen = chosen_store(explicit)
     if chosen is not None:
@@ -45,14 +67,14 @@ def reading_store(explicit: Path | None) -> Path:
     found = nearest_store(here)
     if found is not None:
         return found
-    recent = [p for p in RecentStores().paths() if p.is_file()]
-    hint = f"; stores used recently: {', '.join(map(str, recent))}" if recent else ""
+    recent = [w for w in RecentStores().stores() if is_store_url(w) or Path(w).is_file()]
+    hint = f"; stores used recently: {', '.join(map(where_shown, recent))}" if recent else ""
     raise NoStoreError(
         f"no store found: {_looked(here)}; pass --store PATH or set ${STORE_ENV}{hint}"
     )
 
 
-def run_in(store: SqliteStore, run: str) -> str | None:
+def run_in(store: Store, run: str) -> str | None:
     """The id of the run ``run`` names in ``store`` (its id or a unique tail), or None.
 
     Raises:
@@ -63,28 +85,59 @@ def run_in(store: SqliteStore, run: str) -> str | None:
         return run
     tails = [run_id for run_id in ids if run_id.endswith(run)] if run else []
     if len(tails) > 1:
-        raise UnknownRunError(_ambiguous(run, [(store.path, t) for t in tails]))
+        raise UnknownRunError(_ambiguous(run, [(store, t) for t in tails]))
     return tails[0] if tails else None
 
 
-def _ambiguous(run: str, found: list[tuple[Path, str]]) -> str:
-    listed = ", ".join(f"{run_id} (in {path})" for path, run_id in found)
+def _ambiguous(run: str, found: list[tuple[Store, str]]) -> str:
+    listed = ", ".join(f"{run_id} (in {store_name(store)})" for store, run_id in found)
     return f"run {run!r} is ambiguous: it matches {len(found)} runs: {listed}; give more of the id"
 
 
-def _recent_besides(here: Path | None) -> list[Path]:
-    seen = {here.resolve()} if here is not None else set()
-    stores = []
-    for path in RecentStores().paths():
+def _recent_besides(here: Path | None) -> list[str | Path]:
+    seen: set[str | Path] = {here.resolve()} if here is not None else set()
+    stores: list[str | Path] = []
+    for where in RecentStores().stores():
+        if isinstance(where, str):
+            if where not in seen:
+                seen.add(where)
+                stores.append(where)
+            continue
         with suppress(OSError):
-            if path.is_file() and path.resolve() not in seen:
-                seen.add(path.resolve())
-                stores.append(path)
+            if where.is_file() and where.resolve() not in seen:
+                seen.add(where.resolve())
+                stores.append(where)
     return stores
 
 
+def _open_recent(where: str | Path) -> Store:
+    """A remembered store, opened for a lookup. A database that does not answer within
+    :data:`RECENT_CONNECT_TIMEOUT` seconds is a StoreError, like one that refuses: the
+    attempt goes on in a daemon thread, which the command does not wait for (a store
+    it opens too late is closed when the process ends)."""
+    if isinstance(where, Path):
+        return open_store(where, create=False)
+    outcome: list[Store | BaseException] = []
+    answered = threading.Event()
+
+    def attempt() -> None:
+        try:
+            outcome.append(open_store(where, create=False))
+        except BaseException as exc:  # handed to the waiting thread, which raises it
+            outcome.append(exc)
+        answered.set()
+
+    threading.Thread(target=attempt, name="trestle-recent-store", daemon=True).start()
+    if not answered.wait(RECENT_CONNECT_TIMEOUT):
+        raise StoreError(f"{where_shown(where)}: no answer within {RECENT_CONNECT_TIMEOUT} seconds")
+    opened = outcome[0]
+    if isinstance(opened, BaseException):
+        raise opened
+    return opened
+
+
 @contextmanager
-def store_with_run(explicit: Path | None, run: str) -> Iterator[tuple[SqliteStore, str]]:
+def store_with_run(explicit: str | Path | None, run: str) -> Iterator[tuple[Store, str]]:
     """The store holding the run ``run`` names, opened, and the run's full id."""
     store, run_id = _find(explicit, run)
     try:
@@ -93,10 +146,10 @@ def store_with_run(explicit: Path | None, run: str) -> Iterator[tuple[SqliteStor
         store.close()
 
 
-def _find(explicit: Path | None, run: str) -> tuple[SqliteStore, str]:
+def _find(explicit: str | Path | None, run: str) -> tuple[Store, str]:
     chosen = chosen_store(explicit)
     if chosen is not None:
-        store = SqliteStore(chosen, create=False)
+        store = open_store(chosen, create=False)
         try:
             found = run_in(store, run)
             if found is None:
@@ -115,29 +168,29 @@ def _find(explicit: Path | None, run: str) -> tuple[SqliteStore, str]:
         )
     # the nearest store first, then the recent ones, newest first: an exact id wins,
     # else a tail that only one run in all of them ends with
-    opened: list[SqliteStore] = []
-    tails: list[tuple[SqliteStore, str]] = []
+    opened: list[Store] = []
+    tails: list[tuple[Store, str]] = []
     try:
-        for path in [nearest, *recent] if nearest is not None else recent:
+        for where in [nearest, *recent] if nearest is not None else recent:
             try:
-                store = SqliteStore(path, create=False)
+                store = open_store(where, create=False) if where == nearest else _open_recent(where)
             except TrestleError:
-                if path == nearest:
+                if where == nearest:
                     raise
-                continue  # a recent store that is gone or damaged is not this run's
+                continue  # a recent store that is gone, damaged or down is not this run's
             opened.append(store)
-            ids = _ids(store, required=path == nearest)
+            ids = _ids(store, required=where == nearest)
             if run in ids:
                 return _keep(store, opened), run
             tails += [(store, run_id) for run_id in ids if run and run_id.endswith(run)]
         if len(tails) == 1:
             return _keep(tails[0][0], opened), tails[0][1]
         if tails:
-            raise UnknownRunError(_ambiguous(run, [(s.path, r) for s, r in tails]))
-        where = ", ".join(str(s.path) for s in opened) or "no store that could be read"
+            raise UnknownRunError(_ambiguous(run, tails))
+        looked = ", ".join(store_name(s) for s in opened) or "no store that could be read"
         raise UnknownRunError(
             f"no run {run!r} in the nearest store or the stores used recently "
-            f"(looked in {where}); `trestle runs --store PATH` lists a store's runs"
+            f"(looked in {looked}); `trestle runs --store PATH` lists a store's runs"
         )
     except BaseException:
         for store in opened:
@@ -145,7 +198,7 @@ def _find(explicit: Path | None, run: str) -> tuple[SqliteStore, str]:
         raise
 
 
-def _ids(store: SqliteStore, *, required: bool) -> list[str]:
+def _ids(store: Store, *, required: bool) -> list[str]:
     try:
         return [row.run_id for row in store.runs()]
     except TrestleError:
@@ -154,7 +207,7 @@ def _ids(store: SqliteStore, *, required: bool) -> list[str]:
         return []
 
 
-def _keep(store: SqliteStore, opened: list[SqliteStore]) -> SqliteStore:
+def _keep(store: Store, opened: list[Store]) -> Store:
     for other in opened:
         if other is not store:
             other.close()

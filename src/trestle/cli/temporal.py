@@ -29,6 +29,7 @@ from trestle.core.safetext import model_json
 from trestle.engines.temporal.shapes import Drive
 from trestle.lifecycle.runs import load_state
 from trestle.store.base import Store
+from trestle.store.location import store_name
 
 
 def require_temporal() -> None:
@@ -82,20 +83,16 @@ def drive_settings(run_id: str, store: Store | None = None) -> Drive:
     return drive
 
 
-def store_path(store: Store) -> Path | None:
-    path = getattr(store, "path", None)
-    return path if isinstance(path, Path) else None
-
-
 def start_and_follow(
     store: Store, run_id: str, bound: EngineBinding, out: Console, report_json: Path | None
 ) -> None:
     """Start the run's workflow (or wake it, if it runs), follow the run until it ends
     or waits on a human, print the report and exit with its code."""
-    from trestle.engines.temporal.connect import blobs_beside, connect, nudge, start_workflow
+    from trestle.engines.temporal.blobs import blobs_for
+    from trestle.engines.temporal.connect import connect, nudge, start_workflow
 
     async def start() -> None:
-        client = await connect(bound.address, bound.namespace, blobs_beside(store_path(store)))
+        client = await connect(bound.address, bound.namespace, blobs_for(store))
         if not await nudge(client, run_id):
             await start_workflow(client, bound, run_id, drive_settings(run_id, store))
 
@@ -126,9 +123,10 @@ def _line_err(err: Console, text: str) -> None:
 def worker(store: Store, bound: EngineBinding, out: Console, max_attempts: int) -> None:
     """Serve the task queue until SIGINT or SIGTERM, then stop gracefully."""
     from trestle.agent.runtime import performer_for
-    from trestle.engines.temporal.connect import blobs_beside, connect, serve
+    from trestle.engines.temporal.blobs import blobs_for
+    from trestle.engines.temporal.connect import connect, serve
 
-    blobs = blobs_beside(store_path(store))
+    blobs = blobs_for(store)  # in the store itself when it keeps them, else beside it
 
     async def main() -> None:
         client = await connect(bound.address, bound.namespace, blobs)
@@ -153,7 +151,7 @@ def worker(store: Store, bound: EngineBinding, out: Console, max_attempts: int) 
         if not serving.done():
             out.print(
                 f"worker on task queue {bound.task_queue} at {bound.address} "
-                f"(namespace {bound.namespace}); store {store_path(store)}; blobs {blobs}",
+                f"(namespace {bound.namespace}); store {store_name(store)}; blobs {blobs.shown}",
                 markup=False,
                 soft_wrap=True,
             )
@@ -166,7 +164,8 @@ def worker(store: Store, bound: EngineBinding, out: Console, max_attempts: int) 
 
 def events_from_history(store: Store, run_id: str) -> list[StoredEvent]:
     """The run's events as its workflow's history holds them (``trestle log --history``)."""
-    from trestle.engines.temporal.connect import blobs_beside, connect, history_events
+    from trestle.engines.temporal.blobs import blobs_for
+    from trestle.engines.temporal.connect import connect, history_events
     from trestle.lifecycle.doorbell import bound_engine
 
     bound = bound_engine(store, run_id)
@@ -175,7 +174,7 @@ def events_from_history(store: Store, run_id: str) -> list[StoredEvent]:
     require_temporal()
 
     async def read() -> list[StoredEvent]:
-        client = await connect(bound.address, bound.namespace, blobs_beside(store_path(store)))
+        client = await connect(bound.address, bound.namespace, blobs_for(store))
         return await history_events(client, run_id)
 
     return asyncio.run(read())

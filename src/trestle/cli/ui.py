@@ -42,7 +42,7 @@ def ui_command(
     if os.environ.get("TRESTLE_STEP_ID") or inside_a_step() is not None:
         # what a step starts must not be able to decide on its own run's approvals
         raise ConfigError("the dashboard cannot be started from inside a running step")
-    path = reading_store(store)
+    where = reading_store(store)
 
     def say(line: str) -> None:
         print(line, flush=True)
@@ -52,7 +52,7 @@ def ui_command(
 
     try:
         serve(
-            path,
+            where,
             host=host,
             port=port,
             runs=frozenset(runs) if runs else None,

@@ -38,8 +38,8 @@ from trestle.lifecycle.approvals import split_ref, trusted_state
 from trestle.operations.health import run_health
 from trestle.presentation.descriptions import action_text
 from trestle.presentation.wording import clip, clock, shown, visible
-from trestle.store import SqliteStore
-from trestle.store.base import RequestKind, subtree
+from trestle.store.base import RequestKind, Store, subtree
+from trestle.store.location import open_store
 
 POLL = 0.25  # seconds between looks at the store while a stream is open
 KEEPALIVE = 15.0  # seconds between comments that keep an idle stream open
@@ -52,7 +52,7 @@ STATUSES = ("created", "running", "needs_human", "succeeded", "partial", "stoppe
 
 @dataclass(frozen=True)
 class Settings:
-    store: Path
+    store: str | Path  # an SQLite file, or a postgresql:// URL (store.location.store_where)
     gate: Gate
     poll: float = POLL
 
@@ -141,8 +141,8 @@ def create_app(settings: Settings) -> FastAPI:
         return _refusal(exc)
 
     @contextmanager
-    def store() -> Iterator[SqliteStore]:
-        opened = SqliteStore(settings.store, create=False)
+    def store() -> Iterator[Store]:
+        opened = open_store(settings.store, create=False)
         try:
             yield opened
         finally:
@@ -397,7 +397,7 @@ def create_app(settings: Settings) -> FastAPI:
 
         def act() -> str:
             with store() as st:
-                shadow = shadow_dir_for(st)
+                shadow = shadow_dir_for(st, Path(st.run(run_id).workspace))
                 if shadow is None or not shadow.exists():
                     return "error: this store has no workspace checkpoints"
                 done = rewind(
@@ -509,7 +509,7 @@ def _local(url: str) -> str:
     return url if url.startswith("/") and not url.startswith(("//", "/\\")) else ""
 
 
-def _queued(store: SqliteStore, what: str, run_id: str, request_id: int) -> str:
+def _queued(store: Store, what: str, run_id: str, request_id: int) -> str:
     """What became of a queued request, as the CLI says it (without waiting)."""
     from trestle.lifecycle.outcomes import driven_live
 

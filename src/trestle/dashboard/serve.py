@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from trestle.core.errors import MissingExtraError
+from trestle.store.location import where_shown
 
 WILDCARDS = ("0.0.0.0", "::", "")
 SHUTDOWN_GRACE = 2  # seconds
@@ -51,7 +52,7 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def serve(
-    store: Path,
+    store: str | Path,
     *,
     host: str,
     port: int,
@@ -80,7 +81,7 @@ def serve(
     gate = Gate(user=_user(), hosts=allowed_hosts(host, port, extra), runs=runs)
     app = create_app(Settings(store=store, gate=gate))
     where = f"[{shown}]" if ":" in shown else shown
-    say(f"dashboard for {store} at http://{where}:{port}/")
+    say(f"dashboard for {where_shown(store)} at http://{where}:{port}/")
     say(f"log in (once) with: http://{where}:{port}/login?token={gate.login_token}")
     # live streams never end on their own: on Ctrl-C or SIGTERM, give requests a moment,
     # then close what is still open, instead of waiting for every browser to leave

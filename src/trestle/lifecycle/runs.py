@@ -41,6 +41,7 @@ from trestle.core.step_state import StepStatus
 from trestle.formats.planfile import python_sources
 from trestle.lifecycle.doorbell import ring
 from trestle.store.base import Appended, Request, RequestKind, Snapshot, Store
+from trestle.store.location import store_name
 from trestle.trust.signing import (
     decision_key,
     existing_key,
@@ -262,8 +263,7 @@ def _from_snapshot(snap: Snapshot, first: RunCreated) -> RunState | None:
 
 
 def _damaged(store: Store, run_id: str, problem: str) -> StoreDamagedError:
-    where = getattr(store, "path", "the store")
-    return StoreDamagedError(where, f"run {run_id!r}: {problem}", run_id=run_id)
+    return StoreDamagedError(store_name(store), f"run {run_id!r}: {problem}", run_id=run_id)
 
 
 def cancelled_message(state: RunState) -> str:

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
         DEFAULT_STORE,
         STORE_ENV,
         RecentStores,
-        default_store_path,
+        default_store,
         nearest_store,
     )
     from trestle.store.memory import InMemoryStore
@@ -35,7 +35,7 @@ __all__ = [
     "Snapshot",
     "SqliteStore",
     "Store",
-    "default_store_path",
+    "default_store",
     "nearest_store",
 ]
 
@@ -47,7 +47,7 @@ __getattr__ = lazy_exports(
             ("Appended", "Lease", "Owner", "Request", "RunRow", "Snapshot", "Store"), _BASE
         ),
         **dict.fromkeys(
-            ("DEFAULT_STORE", "STORE_ENV", "RecentStores", "default_store_path", "nearest_store"),
+            ("DEFAULT_STORE", "STORE_ENV", "RecentStores", "default_store", "nearest_store"),
             _LOCATION,
         ),
         "InMemoryStore": "trestle.store.memory",

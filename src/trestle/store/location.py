@@ -2,12 +2,16 @@
 
 A store is named by a path (an SQLite file) or by a ``postgresql://`` URL (a
 PostgreSQL database, :mod:`trestle.store.postgres`): :func:`open_store` opens either.
+Where a person names a store (``--store``, ``$TRESTLE_STORE``), the text becomes a
+store's location through :func:`store_where` alone: a URL stays text (a ``Path`` would
+fold its ``//``), anything else is a path.
+
 A run is recorded in ``--store``, else ``$TRESTLE_STORE``, else
 ``.trestle/trestle.db`` in its workspace. A command that reads looks in ``--store``,
 else ``$TRESTLE_STORE``, else the nearest ``.trestle/trestle.db`` from the current
-directory upward (as git finds ``.git``); a command given a RUN also looks in the
-stores runs were started in recently, which a small user-level index remembers
-(:class:`RecentStores`).
+directory upward (as git finds ``.git``; only files are found this way); a command
+given a RUN also looks in the stores runs were started in recently, files and URLs,
+which a small user-level index remembers (:class:`RecentStores`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from contextlib import suppress
 from pathlib import Path
 from secrets import token_hex
 from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 if TYPE_CHECKING:
     from trestle.store.base import Store
@@ -31,6 +36,33 @@ URL_SCHEMES = ("postgresql://", "postgres://")
 def is_store_url(where: str | Path) -> bool:
     """True when ``where`` names a PostgreSQL database rather than an SQLite file."""
     return isinstance(where, str) and where.startswith(URL_SCHEMES)
+
+
+def store_where(text: str | Path) -> str | Path:
+    """The store ``text`` names, as :func:`open_store` takes it: a ``postgresql://``
+    URL stays text, anything else is a path."""
+    if isinstance(text, Path) or is_store_url(text):
+        return text
+    return Path(text)
+
+
+def where_shown(where: str | Path) -> str:
+    """How a message names a store it has not opened: a URL without its password (in
+    the authority or as a ``password`` parameter), a path as given.
+
+    What is left still opens the store wherever the password comes from elsewhere
+    (``$PGPASSWORD``, ``~/.pgpass``), so a command a message suggests stays usable.
+    """
+    if not is_store_url(where):
+        return str(where)
+    parts = urlsplit(str(where))
+    userinfo, at, host = parts.netloc.rpartition("@")
+    netloc = f"{userinfo.partition(':')[0]}{at}{host}"
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    query = parts.query
+    if any(key == "password" for key, _ in pairs):
+        query = urlencode([(k, v) for k, v in pairs if k != "password"])
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def open_store(where: str | Path, *, create: bool = True) -> Store:
@@ -58,11 +90,12 @@ def store_name(store: object) -> str:
     return str(Path(path).absolute()) if isinstance(path, Path) else "the store"
 
 
-def default_store_path(workspace: Path | None = None) -> Path:
-    """``$TRESTLE_STORE`` if set, else ``.trestle/trestle.db`` under the workspace."""
+def default_store(workspace: Path | None = None) -> str | Path:
+    """``$TRESTLE_STORE`` (a path or URL) if set, else ``.trestle/trestle.db`` under
+    the workspace."""
     env = os.environ.get(STORE_ENV)
     if env:
-        return Path(env)
+        return store_where(env)
     return (workspace or Path.cwd()) / DEFAULT_STORE
 
 
@@ -84,41 +117,57 @@ def recent_stores_file(environ: Mapping[str, str] | None = None) -> Path:
 
 
 class RecentStores:
-    """The stores runs were started in, newest first: absolute paths, one a line.
+    """The stores runs were started in, newest first, one a line: a file's absolute
+    path, or a ``postgresql://`` URL kept as given.
 
     A convenience, never a source of truth: a missing, unreadable or corrupt file reads
-    as no stores, lines that are not absolute paths are skipped, and a failure to
-    write it is ignored (a run must not fail because the index could not be kept).
-    Writes replace the file whole; of two processes writing at once, one's entry may
-    be lost, which costs only a lookup.
+    as no stores, lines that are neither absolute paths nor URLs are skipped, and a
+    failure to write it is ignored (a run must not fail because the index could not be
+    kept). Writes replace the file whole, readable by its owner alone (a URL may hold
+    a password); of two processes writing at once, one's entry may be lost, which
+    costs only a lookup.
     """
 
     def __init__(self, file: Path | None = None, *, limit: int = RECENT_LIMIT) -> None:
         self.file = file or recent_stores_file()
         self.limit = limit
 
-    def paths(self) -> list[Path]:
+    def stores(self) -> list[str | Path]:
+        """The stores remembered, newest first: paths and URLs."""
         try:
             text = self.file.read_text(encoding="utf-8", errors="replace")
         except (OSError, ValueError):
             return []
-        found: list[Path] = []
+        found: list[str | Path] = []
         for line in text.splitlines():
             line = line.strip()
-            if line and "\ufffd" not in line and "\x00" not in line and os.path.isabs(line):
-                path = Path(line)
-                if path not in found:
-                    found.append(path)
+            if not line or "\ufffd" in line or "\x00" in line:
+                continue
+            where: str | Path | None = None
+            if is_store_url(line):
+                where = line
+            elif os.path.isabs(line):
+                where = Path(line)
+            if where is not None and where not in found:
+                found.append(where)
         return found[: self.limit]
 
-    def remember(self, store: Path) -> None:
+    def paths(self) -> list[Path]:
+        """The store files remembered, newest first."""
+        return [where for where in self.stores() if isinstance(where, Path)]
+
+    def remember(self, store: str | Path) -> None:
         """Put ``store`` first (bounded to ``limit`` entries), replacing the file whole."""
-        store = store.absolute()
-        kept = [store, *(p for p in self.paths() if p != store)][: self.limit]
+        store = store_where(store)
+        if isinstance(store, Path):
+            store = store.absolute()
+        kept = [store, *(s for s in self.stores() if s != store)][: self.limit]
         temp = self.file.with_name(f".{self.file.name}.{os.getpid()}-{token_hex(4)}")
         try:
             self.file.parent.mkdir(parents=True, exist_ok=True)
-            temp.write_text("".join(f"{p}\n" for p in kept), encoding="utf-8")
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write("".join(f"{s}\n" for s in kept))
             os.replace(temp, self.file)
         except (OSError, ValueError):
             with suppress(OSError):
