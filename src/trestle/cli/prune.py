@@ -53,7 +53,7 @@ def prune_command(
     with _opened(store) as st:
         chosen = choose(st, older_than=age, now=time.time(), include_unfinished=include_unfinished)
         if dry_run:
-            size = store_bytes(getattr(st, "path", None))
+            size = store_bytes(st)
             if as_json:
                 _print_json(
                     {
@@ -70,7 +70,7 @@ def prune_command(
             events = sum(r.last_seq for r in chosen.remove)
             out.print(
                 f"would remove {len(chosen.remove)} run(s), {events} event(s); "
-                f"the store is {size:,} bytes (dry run: nothing removed)",
+                f"{_size_now(size)} (dry run: nothing removed)",
                 markup=False,
                 soft_wrap=True,
             )
@@ -93,11 +93,20 @@ def prune_command(
     _say_kept(chosen.kept_unfinished, chosen.kept_driven, older_than)
     out.print(
         f"removed {len(done.runs)} run(s), {done.events} event(s), {done.checkpoints} "
-        f"checkpoint(s); the store went from {done.bytes_before:,} to "
-        f"{done.bytes_after:,} bytes",
+        f"checkpoint(s); {_size_change(done.bytes_before, done.bytes_after)}",
         markup=False,
         soft_wrap=True,
     )
+
+
+def _size_now(size: int | None) -> str:
+    return "the store's size is not known" if size is None else f"the store is {size:,} bytes"
+
+
+def _size_change(before: int | None, after: int | None) -> str:
+    if before is None or after is None:
+        return "the store's size is not known"
+    return f"the store went from {before:,} to {after:,} bytes"
 
 
 def _line(row: RunRow) -> str:

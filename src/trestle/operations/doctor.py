@@ -7,6 +7,12 @@ every run's records: contiguous seqs from 1, decodable events, a first event tha
 ``run_created``, a stream that folds to a state, a snapshot equal to the fold at its
 seq, and a listing row that agrees with the events. A run whose events are whole and
 fold is *intact*: :func:`salvage` copies the intact runs into a new store.
+
+A store in a PostgreSQL database (named by its URL) has no file to look at: the
+doctor connects through the store, which reads and checks the schema version (and
+runs the store's own ``check()`` where it has one), then reads and folds every run's
+events and compares its listing row and lease with them, as above; its intact runs
+can be salvaged into a new SQLite store the same way.
 """
 
 from __future__ import annotations
@@ -24,13 +30,14 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from trestle.core.errors import ConfigError, NoStoreError, StoreDamagedError
+from trestle.core.errors import ConfigError, NoStoreError, StoreDamagedError, TrestleError
 from trestle.core.events import EVENT_ADAPTER, AnyEvent, RunCreated
 from trestle.core.state import RunState
 from trestle.lifecycle.approvals import forged
 from trestle.lifecycle.runs import summary_json, trusted
 from trestle.store import payloads
-from trestle.store.base import Appended, Owner, Snapshot, owner_is_alive
+from trestle.store.base import Appended, Lease, Owner, RunRow, Snapshot, Store, owner_is_alive
+from trestle.store.location import is_store_url, open_store, where_shown
 from trestle.store.sqlite import MIGRATIONS, SqliteStore, unreadable_lease
 from trestle.store.sqlite_file import check_file, read_only_uri
 from trestle.trust.signing import decision_key, key_path
@@ -70,20 +77,34 @@ class _Found:
     intact: dict[str, list[AnyEvent]] = field(default_factory=dict)
 
 
-def diagnose(path: Path, *, now: float) -> Diagnosis:
-    """Check the store at ``path``; raises ConfigError if there is no file there."""
-    return _diagnosis(path, _examine(path, now=now))
+def diagnose(where: str | Path, *, now: float) -> Diagnosis:
+    """Check the store at ``where``, a file or a database's URL; raises NoStoreError
+    if there is no file there, or no store in the database."""
+    return _diagnosis(where, _examine(where, now=now))
 
 
-def salvage(path: Path, out: Path, *, now: float) -> list[str]:
-    """Copy every intact run of the store at ``path`` into a new store at ``out``.
+def upgrade(url: str) -> tuple[int, int] | None:
+    """Apply the migrations a PostgreSQL store from an older Trestle lacks, in one
+    transaction (``trestle doctor --upgrade``): from which schema version to which, or
+    None when it lacked none. An SQLite store upgrades itself when opened."""
+    from trestle.store.postgres import PostgresStore
+
+    store = PostgresStore(url, create=False, upgrade=True)
+    try:
+        return store.upgraded
+    finally:
+        store.close()
+
+
+def salvage(where: str | Path, out: Path, *, now: float) -> list[str]:
+    """Copy every intact run of the store at ``where`` into a new store at ``out``.
 
     Events are copied as recorded; listing rows are rebuilt from them. Snapshots,
     leases and pending requests are not copied. Returns the ids of the runs copied.
     """
     if out.exists():
         raise ConfigError(f"{out}: already exists; --salvage writes a new store")
-    found = _examine(path, now=now)
+    found = _examine(where, now=now)
     target = SqliteStore(out)
     try:
         for run_id, events in found.intact.items():
@@ -109,7 +130,10 @@ def salvage(path: Path, out: Path, *, now: float) -> list[str]:
     return list(found.intact)
 
 
-def _examine(path: Path, *, now: float) -> _Found:
+def _examine(where: str | Path, *, now: float) -> _Found:
+    if is_store_url(where):
+        return _examine_database(str(where), now=now)
+    path = Path(where)
     found = _Found()
     if not path.exists():
         raise NoStoreError(f"no store at {path}")
@@ -250,19 +274,8 @@ def _check_run(db: sqlite3.Connection, run_id: str, found: _Found, *, now: float
         if state is None and not isinstance(event, RunCreated):
             problems.append(f"it does not begin with run_created (seq 1 is {event.kind!r})")
             break
-        ignored = forged(state, event, key) if state is not None and key is not None else None
         try:
-            if state is None:
-                assert isinstance(event, RunCreated)
-                state = RunState.from_created(event)
-            elif ignored is not None:  # not damage: a record the run ignores, and who wrote it?
-                notes.append(
-                    f"event seq {seq} ({event.kind}) is ignored as forged: {ignored}; "
-                    "find what wrote into the store"
-                )
-                state.ignore(seq)
-            else:
-                state.apply(event, seq)
+            state = _folded(state, seq, event, key, notes)
         except Exception as exc:  # any failure to fold a recorded event is damage
             problems.append(f"event seq {seq} ({event.kind}) does not fold: {exc}")
             break
@@ -291,6 +304,27 @@ def _check_run(db: sqlite3.Connection, run_id: str, found: _Found, *, now: float
         problems=[_short(p) for p in problems],
         notes=notes,
     )
+
+
+def _folded(
+    state: RunState | None, seq: int, event: AnyEvent, key: bytes | None, notes: list[str]
+) -> RunState:
+    """``state`` with the event at ``seq`` folded in (the first, ``run_created``,
+    makes it); an event forged without the key is ignored, as a resume ignores it, and
+    noted. Raises whatever folding it raised."""
+    if state is None:
+        assert isinstance(event, RunCreated)
+        return RunState.from_created(event)
+    ignored = forged(state, event, key) if key is not None else None
+    if ignored is not None:  # not damage: a record the run ignores, and who wrote it?
+        notes.append(
+            f"event seq {seq} ({event.kind}) is ignored as forged: {ignored}; "
+            "find what wrote into the store"
+        )
+        state.ignore(seq)
+    else:
+        state.apply(event, seq)
+    return state
 
 
 def _short(text: str, most: int = 240) -> str:
@@ -361,14 +395,18 @@ def _check_lease(db: sqlite3.Connection, run_id: str, *, now: float) -> tuple[li
     if problem is not None:
         return [f"{problem}: no driver can take the run in this store; salvage it"], []
     assert isinstance(pid, int) and isinstance(expires, int | float)
-    if expires <= now:
-        return [], []
     holder = Owner(name=str(name), pid=pid, host=str(host))
+    return [], _lease_notes(Lease(owner=holder, token=token, expires_at=expires), now=now)
+
+
+def _lease_notes(lease: Lease | None, *, now: float) -> list[str]:
+    """Who drives the run now, or whose lease a resume takes over."""
+    if lease is None or lease.expires_at <= now:
+        return []
+    holder = lease.owner
     if owner_is_alive(holder):
-        return [], [f"driven now by {holder.name} (pid {holder.pid} on {holder.host})"]
-    return [], [
-        f"stale lease of {holder.name} (pid {holder.pid} is gone): the next resume takes it"
-    ]
+        return [f"driven now by {holder.name} (pid {holder.pid} on {holder.host})"]
+    return [f"stale lease of {holder.name} (pid {holder.pid} is gone): the next resume takes it"]
 
 
 def _check_requests(db: sqlite3.Connection, found: _Found) -> None:
@@ -384,7 +422,96 @@ def _check_requests(db: sqlite3.Connection, found: _Found) -> None:
         found.notes.append(f"request {request_id} waits for run {run_id!r}, which has no row")
 
 
-def _diagnosis(path: Path, found: _Found) -> Diagnosis:
+def _examine_database(url: str, *, now: float) -> _Found:
+    """A database's store, checked through the store (see the module): what could not
+    be read is a problem, and the notes say what was checked."""
+    found = _Found()
+    try:
+        store = open_store(url, create=False)
+    except NoStoreError:
+        raise
+    except TrestleError as exc:  # the server cannot be reached, or the schema is wrong
+        found.problems.append(str(exc))
+        return found
+    try:
+        found.notes.append(_schema_note(store))
+        check = getattr(store, "check", None)
+        if callable(check):  # the store's own checks: they raise, or return the problems
+            said = check()
+            if isinstance(said, list | tuple):
+                found.problems += [str(problem) for problem in said]
+        rows = store.runs()
+        found.notes.append(
+            "a database has no file to check: each run's events were read and folded, "
+            "and its listing row and lease compared with them"
+        )
+        for row in rows:
+            found.runs.append(_check_stored_run(store, row, found, now=now))
+    except TrestleError as exc:
+        found.problems.append(str(exc))
+    finally:
+        store.close()
+    return found
+
+
+def _schema_note(store: Store) -> str:
+    version = getattr(store, "schema_version", None)
+    if callable(version):
+        return f"connected; schema version {version()}, which this Trestle reads"
+    return "connected; the schema is one this Trestle reads"
+
+
+def _check_stored_run(store: Store, row: RunRow, found: _Found, *, now: float) -> RunFinding:
+    """One run of a database's store, read through the store (:func:`_check_run` reads
+    a file's rows itself)."""
+    problems: list[str] = []
+    notes: list[str] = []
+    events: list[AnyEvent] = []
+    state: RunState | None = None
+    key = _key()
+    try:
+        stored = store.events(row.run_id)
+    except StoreDamagedError as exc:  # names the seq that cannot be read
+        stored = []
+        problems.append(exc.problem)
+    for expected, item in enumerate(stored, start=1):
+        seq, event = item.seq, item.event
+        if seq != expected:
+            problems.append(f"event seq {expected} is missing (next recorded: {seq})")
+            break
+        if state is None and not isinstance(event, RunCreated):
+            problems.append(f"it does not begin with run_created (seq 1 is {event.kind!r})")
+            break
+        try:
+            state = _folded(state, seq, event, key, notes)
+        except Exception as exc:  # any failure to fold a recorded event is damage
+            problems.append(f"event seq {seq} ({event.kind}) does not fold: {exc}")
+            break
+        events.append(event)
+    if not stored and not problems:
+        problems.append("it has no events")
+    intact = not problems
+    if intact and state is not None:
+        found.intact[row.run_id] = events
+        status = "created" if state.seq == 1 else state.finished or "running"
+        if row.last_seq != state.seq:
+            problems.append(
+                f"its listing row says last seq {row.last_seq}, its events end at {state.seq}"
+            )
+        elif row.status != status:
+            problems.append(f"its listing row says {row.status!r}, its events say {status!r}")
+        notes += _lease_notes(store.lease(row.run_id), now=now)
+    return RunFinding(
+        run_id=row.run_id,
+        intact=intact,
+        events=len(events),
+        problems=[_short(p) for p in problems],
+        notes=notes,
+    )
+
+
+def _diagnosis(where: str | Path, found: _Found) -> Diagnosis:
+    shown = where_shown(where)  # a URL without its password
     damaged = bool(found.problems) or any(r.problems for r in found.runs)
     recover = []
     if damaged:
@@ -392,18 +519,18 @@ def _diagnosis(path: Path, found: _Found) -> Diagnosis:
         broken = [r.run_id for r in found.runs if not r.intact]
         if intact:
             recover.append(
-                f"{len(intact)} run(s) have intact events: `trestle doctor --store {path} "
+                f"{len(intact)} run(s) have intact events: `trestle doctor --store {shown} "
                 "--salvage NEW.db` copies them into a new store"
             )
         if broken:
             recover.append(f"run(s) with damaged events: {', '.join(broken)}")
-        if found.problems:
+        if found.problems and not is_store_url(where):
             recover.append(
-                f"SQLite may recover more rows: sqlite3 {path} .recover | sqlite3 NEW.db "
+                f"SQLite may recover more rows: sqlite3 {shown} .recover | sqlite3 NEW.db "
                 "(then check NEW.db with `trestle doctor --store NEW.db`)"
             )
     return Diagnosis(
-        store=str(path),
+        store=shown,
         healthy=not damaged,
         problems=found.problems,
         notes=found.notes,

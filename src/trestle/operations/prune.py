@@ -4,8 +4,10 @@ A run goes when its last event is older than the age asked for and it is finishe
 (succeeded, partial or cancelled). A run that waits for a human (``needs_human``), was
 stopped by a budget or a monitor, or never finished (crashed, interrupted) can still go
 on, so it is kept unless ``include_unfinished`` says otherwise; a run some live process
-drives is always kept. Its checkpoints (refs ``RUN/...`` in the store's shadow git
-store) go with it, then the store is compacted so the file shrinks.
+drives is always kept. Its checkpoints (refs ``RUN/...`` in the run's shadow git
+store: beside the store's file, or in its workspace for a store in a database) go
+with it, then the store is compacted so the file shrinks. Its size before and after is
+what the store says of itself (``size_bytes``: a database's), else its file's.
 """
 
 from __future__ import annotations
@@ -52,35 +54,44 @@ class Pruned:
     runs: list[RunRow] = field(default_factory=list)
     events: int = 0
     checkpoints: int = 0
-    bytes_before: int = 0
-    bytes_after: int = 0
+    bytes_before: int | None = None  # None: the store's size is not known
+    bytes_after: int | None = None
 
 
 def prune(store: Store, runs: list[RunRow]) -> Pruned:
     """Delete ``runs`` (from :func:`choose`) and their checkpoints; then compact."""
-    path = getattr(store, "path", None)
-    done = Pruned(bytes_before=store_bytes(path))
-    shadow_dir = shadow_dir_for(store)
-    shadow: ShadowRepo | None = None
+    done = Pruned(bytes_before=store_bytes(store))
+    emptied: dict[Path, ShadowRepo] = {}  # the shadow stores that lost checkpoints
     for row in runs:
         done.events += store.delete_run(row.run_id)
         done.runs.append(row)
+        shadow_dir = shadow_dir_for(store, Path(row.workspace))
         if shadow_dir is not None and (shadow_dir / "objects").is_dir():
             # the repo's workspace only keys its stat cache; deleting refs never reads it
             shadow = ShadowRepo(shadow_dir, Path(row.workspace))
-            done.checkpoints += len(shadow.delete(row.run_id))
-    if shadow is not None and done.checkpoints:
+            deleted = len(shadow.delete(row.run_id))
+            done.checkpoints += deleted
+            if deleted:
+                emptied[shadow_dir] = shadow
+    for shadow in emptied.values():
         shadow.prune()
     compact = getattr(store, "compact", None)
     if callable(compact):
         compact()
-    done.bytes_after = store_bytes(path)
+    done.bytes_after = store_bytes(store)
     return done
 
 
-def store_bytes(path: object) -> int:
-    """The store file and its write-ahead log, in bytes (0 for a store without a file)."""
+def store_bytes(store: Store) -> int | None:
+    """The store's size in bytes: what it says of itself (``size_bytes()``, which a
+    database's store answers), else its file and write-ahead log; None when unknown
+    (a store in memory, or a database that does not say)."""
+    size_bytes = getattr(store, "size_bytes", None)
+    if callable(size_bytes):
+        size = size_bytes()
+        return size if isinstance(size, int) else None
+    path = getattr(store, "path", None)
     if not isinstance(path, Path):
-        return 0
+        return None
     files = [path, Path(f"{path}-wal")]
     return sum(f.stat().st_size for f in files if f.exists())
