@@ -40,11 +40,12 @@ class Dashboard:
 
 
 @contextmanager
-def dashboard(store: Path, *args: str, cwd: Path | None = None) -> Iterator[Dashboard]:
-    """``trestle ui --store STORE`` on a free port of 127.0.0.1, stopped afterwards."""
+def dashboard(store: str | Path, *args: str, cwd: Path | None = None) -> Iterator[Dashboard]:
+    """``trestle ui --store STORE`` (a file, or a URL given ``cwd``) on a free port of
+    127.0.0.1, stopped afterwards."""
     process = subprocess.Popen(
         [sys.executable, "-m", "trestle", "ui", "--store", str(store), *args],
-        cwd=cwd or store.parent,
+        cwd=cwd or Path(store).parent,
         env=cli_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
