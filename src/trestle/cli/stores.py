@@ -48,7 +48,7 @@ RECENT_CONNECT_TIMEOUT = 3
 
 def chosen_store(explicit: str | Path | None) -> str | Path | None:
     """``--store``, else ``$TRESTLE_STORE``, else None (look for one)."""
-    if explicit is not None and str(explicit):
+    if explicit is not None:
         return store_where(explicit)
     env = os.environ.get(STORE_ENV)
     return store_where(env) if env else None
