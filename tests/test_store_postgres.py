@@ -320,3 +320,33 @@ def test_a_run_whose_server_goes_away_stops_with_exit_4_and_resumes_once_it_is_b
     done = trestle(*retry.group(2).split())
     assert done.returncode == 0, (done.stdout, done.stderr)
     assert (tmp_path / "ledger").read_text().splitlines() == ["first", "slow", "last"]
+
+
+def test_a_step_the_policy_lets_reach_the_network_is_said_to_reach_the_store_server(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """A store file is hidden from every step; a server is a host like any other, so a
+    run whose policy opens the network says so where the sandbox is described."""
+    import asyncio
+
+    from trestle.core.events import SandboxChosen
+    from trestle.engines.local import LocalEngine
+    from trestle.execution.sandbox import find_bwrap
+    from trestle.formats.planfile import parse_plan
+    from trestle.lifecycle.runs import create_run
+
+    bwrap, why = find_bwrap()
+    assert bwrap is not None, f"{why}: scripts/setup-sandbox.sh installs bubblewrap"
+    store = open_store(postgres_url)
+    details: dict[bool, str] = {}
+    for network in ([], ["fetch"]):
+        policy = f"policy: {{sandbox: {{network: {network}}}}}\n"
+        plan = parse_plan(f"goal: g\n{policy}steps:\n  - {{id: fetch, run: 'true'}}\n")
+        run_id = create_run(store, plan, workspace=tmp_path)
+        asyncio.run(LocalEngine(store, sandbox="require").run(run_id))
+        (chosen,) = [e.event for e in store.events(run_id) if isinstance(e.event, SandboxChosen)]
+        details[bool(network)] = chosen.detail
+    server = postgres_url.split("@")[1]
+    assert server not in details[False]
+    assert f"the store's server (postgresql://trestle@{server}) can be reached" in details[True]
+    store.close()

@@ -175,9 +175,16 @@ class Attempts:
             self.sandbox_mode, hidden=hidden, policy=sandbox_policy(state), scope=scope
         )
         self._sandboxes[state.run_id] = sandbox
-        chosen = SandboxChosen(
-            at=self.clock(), confined=sandbox.confines, detail=sandbox.describe()
-        )
+        detail = sandbox.describe()
+        server = getattr(self.store, "where", None)
+        if sandbox.confines and sandbox.policy.network and isinstance(server, str):
+            # a store file is hidden from every step; a server is only a host on the
+            # network the policy lets these steps reach
+            detail += (
+                f"; the store's server ({server}) can be reached by those steps: only "
+                "its credentials, which steps are not given, keep them out"
+            )
+        chosen = SandboxChosen(at=self.clock(), confined=sandbox.confines, detail=detail)
         last = state.sandbox
         if (
             chosen.confined
