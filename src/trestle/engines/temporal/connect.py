@@ -1,9 +1,9 @@
 """Connecting to Temporal: the client every command and worker uses, starting a run's
 workflow, nudging it, and running a worker.
 
-Clients and workers of one task queue share the store and the blob directory (by
-default ``blobs/`` beside the store's file): the store is the run's record, and the
-blob directory holds the payloads too large for Temporal's history (:mod:`.blobs`).
+Clients and workers of one task queue share the store, and the store says where the
+payloads too large for Temporal's history are kept (:func:`.blobs.blobs_for`): in the
+store itself when it is a database, else in ``blobs/`` beside its file.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from temporalio.worker import Interceptor, Worker, WorkflowInterceptorClassInput
 from trestle.core.errors import ConfigError, TrestleError
 from trestle.core.events import EVENT_ADAPTER, EngineBinding, StoredEvent
 from trestle.engines.temporal.activities import TrestleActivities
-from trestle.engines.temporal.blobs import BlobCodec, Blobs
+from trestle.engines.temporal.blobs import BlobCodec, Blobs, BlobStore, blobs_for
 from trestle.engines.temporal.seals import SEAL, Sealer
 from trestle.engines.temporal.shapes import NUDGE, STATUS, Committed, Drive
 from trestle.engines.temporal.workflow import RunWorkflow
@@ -34,18 +34,14 @@ from trestle.store.base import Store
 LOCAL_ACTIVITY_MARKER = "core_local_activity"  # how the SDK records a local activity
 
 
-def blobs_beside(store_path: Path | None) -> Path:
-    """The default blob directory: ``blobs/`` beside the store's file."""
-    if store_path is None:
-        raise ConfigError("a run on Temporal needs a store with a file (--store)")
-    return store_path.parent / "blobs"
+def converter(blobs: BlobStore | Path) -> DataConverter:
+    """Temporal's default converter, with large payloads kept in ``blobs`` (a blob
+    directory's path stands for the :class:`.blobs.Blobs` there)."""
+    kept = Blobs(blobs) if isinstance(blobs, Path) else blobs
+    return dataclasses.replace(default(), payload_codec=BlobCodec(kept))
 
 
-def converter(blobs: Path) -> DataConverter:
-    return dataclasses.replace(default(), payload_codec=BlobCodec(Blobs(blobs)))
-
-
-async def connect(address: str, namespace: str, blobs: Path) -> Client:
+async def connect(address: str, namespace: str, blobs: BlobStore | Path) -> Client:
     """A client of the Temporal service at ``address``; a clear error when none answers."""
     try:
         return await Client.connect(address, namespace=namespace, data_converter=converter(blobs))
@@ -88,14 +84,9 @@ async def nudge(client: Client, run_id: str) -> bool:
 def wake(store: Store, run_id: str, binding: EngineBinding) -> bool:
     """The Temporal engine's waker (see :mod:`trestle.lifecycle.doorbell`): nudge the
     run's workflow; True when it heard, False when it has ended or cannot be reached."""
-    path = getattr(store, "path", None)
 
     async def knock() -> bool:
-        client = await connect(
-            binding.address,
-            binding.namespace,
-            blobs_beside(path if isinstance(path, Path) else None),
-        )
+        client = await connect(binding.address, binding.namespace, blobs_for(store))
         return await nudge(client, run_id)
 
     try:
