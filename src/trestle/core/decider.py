@@ -17,7 +17,9 @@ The rules, each one an invariant the property tests check:
 - a step whose outcome is unknown (a crash between start and outcome) is probed: the
   engine makes sure the attempt's processes are gone, then runs its checks (a step
   with none is probed too, for the first part); if they fail it re-runs only when
-  re-runnable, else a human decides; a human's retry of it probes again first;
+  re-runnable, else a human decides; a human's retry of it probes again first. An
+  attempt that ran where the prober cannot see processes (a lost worker on another
+  host) is escalated, re-runnable or not: its processes may still run there;
 - an attempt the driver itself stopped (a signal) is not unknown: it is probed and
   run again, uncounted, unless it has no checks to tell and is unsafe to re-run;
 - every attempt passes the approval gate first (:mod:`trestle.core.gate`): a tier that
@@ -127,6 +129,8 @@ def decide(state: RunState, now: float) -> list[AnyEvent]:
                     if p.capacity > 0:
                         p.capacity -= 1
                         out.append(StepProbeStarted(at=now, step=sid, reason="unknown_outcome"))
+                elif st.leftovers == "unseen":
+                    out.append(_out_of_sight(state, sid, now))
                 elif step.rerunnable:
                     out += _when_needs_met(p, sid)
                 else:
@@ -267,6 +271,30 @@ def _escalate(state: RunState, sid: str, now: float) -> StepEscalated:
     )
 
 
+def _out_of_sight(state: RunState, sid: str, now: float) -> StepEscalated:
+    """The lost attempt ran where the prober could not look for its processes (another
+    host): they may still be running, so neither its checks nor a re-run can be
+    trusted yet. The human is told where to look, and for what."""
+    st = state.steps[sid]
+    key = idempotency_key(state.run_id, sid, st.attempt)
+    first = "its checks run first" if state.step_spec(sid).verify else "it runs again at once"
+    if st.ran_on is not None:
+        where = f"on host {st.ran_on.host!r} (worker pid {st.ran_on.pid})"
+        there = f"On {st.ran_on.host!r}"
+    else:  # its worker never said (or its outcome came from outside)
+        where = "on a worker that did not say where (the workflow's history names it)"
+        there = "On that worker's host"
+    return StepEscalated(
+        at=now,
+        step=sid,
+        reason=f"attempt {st.attempt} ran {where} and was lost mid-step; no worker that "
+        "can see that host's processes probed it, so some may still be running, and "
+        f"its checks were not run. {there}, end every process whose environment "
+        f"holds TRESTLE_IDEMPOTENCY_KEY={key} (or make sure the host is down), then "
+        f"retry it ({first}) or skip it if its work is done",
+    )
+
+
 def _known(st: StepState) -> str:
     """What Trestle knows of an attempt whose outcome it did not record."""
     if st.interrupted is not None:
@@ -277,6 +305,7 @@ def _known(st: StepState) -> str:
         "resumed, before the check",
         "killed": f"its leftover processes still ran {st.waited:.0f}s after the driver "
         "resumed and were killed before the check",
+        "unseen": "its processes ran where the driver could not look for them",
     }
     left = f"; {gone[st.leftovers]}" if st.leftovers is not None else ""
     return f"the driver stopped while it ran{left}"
@@ -306,7 +335,9 @@ def _next_waits_on_needs(state: RunState, sid: str) -> bool:
     st = state.steps[sid]
     if st.status in ("pending", "retry_wait"):
         return True
-    return st.status == "unknown" and st.probed and state.step_spec(sid).rerunnable
+    if st.status != "unknown" or not st.probed or st.leftovers == "unseen":
+        return False
+    return state.step_spec(sid).rerunnable
 
 
 def _needs_met(state: RunState, sid: str) -> bool:

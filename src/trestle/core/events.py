@@ -219,15 +219,19 @@ class StepProbeStarted(Event):
 
 
 # what became of an unknown attempt's processes before its checks ran: none was left,
-# the ones left finished while the driver waited, or they were killed after the wait
-Leftovers = Literal["none", "finished", "killed"]
+# the ones left finished while the driver waited, or they were killed after the wait;
+# or (v3) the attempt ran where the prober cannot see processes (another host, another
+# pid namespace), so none could be looked for and no check ran
+Leftovers = Literal["none", "finished", "killed", "unseen"]
 
 
 class StepProbed(Event):
     """The step's checks ran. For an unknown outcome (v2) ``leftovers`` says what the
-    driver found of the attempt's processes first: it probes only once they are gone."""
+    driver found of the attempt's processes first: it probes only once they are gone.
+    ``unseen`` (v3): they could not be looked for, so the checks did not run either,
+    and the step is escalated (see :class:`StepAttemptLost`)."""
 
-    v: int = 2
+    v: int = 3
     kind: Literal["step_probed"] = "step_probed"
     step: str
     reason: ProbeReason
@@ -705,16 +709,35 @@ class ChildRunEnded(Event):
     waiting: str = ""  # for needs_human: what the child waits for, in words
 
 
+class Place(BaseModel):
+    """Where an attempt ran: its worker's host and pid, and ``view``, which names the
+    processes that worker could see (the kernel's boot and the pid namespace, hashed;
+    see :func:`trestle.execution.processes.process_view`). Only a prober with the same
+    view can look for the attempt's leftover processes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    host: str
+    pid: int
+    view: str
+
+
 class StepAttemptLost(Event):
     """The driver lost sight of a running attempt (the worker performing it died or
     stopped answering): its outcome is unknown, as a crashed driver's is on a resume,
     so the step is probed before anything re-runs it. A lost probe is simply run
-    again: a probe only reads."""
+    again: a probe only reads.
 
+    ``ran_on`` (v2) is where the attempt ran, as its worker said under its seal; None
+    when that is not known (it never said, or the outcome came from outside). A probe
+    only looks for leftover processes it can see: one where the attempt did not run
+    (or that cannot tell) escalates the step instead (``leftovers="unseen"``)."""
+
+    v: int = 2
     kind: Literal["step_attempt_lost"] = "step_attempt_lost"
     step: str
     attempt: int
     why: str
+    ran_on: Place | None = None
 
 
 class RunFinished(Event):

@@ -250,6 +250,7 @@ class RunState(BaseModel):
                 st = self.steps[sid]
                 if st.attempt == attempt and st.status == "running":
                     self._lose(st)
+                    st.ran_on = event.ran_on
                     self._set(sid, "unknown")
                 elif st.status == "probing":
                     self._probe_again(sid)
@@ -274,6 +275,7 @@ class RunState(BaseModel):
                 st.attempt, st.probed = attempt, False
                 st.started_at, st.ended_at, st.not_before = event.at, None, None
                 st.process, st.interrupted, st.leftovers, st.waited = None, None, None, 0.0
+                st.ran_on = None
                 self.tally.add(self.tally.spent, "steps", 1)
                 st.reserved_cost = self.step_spec(sid).cost or 0.0
                 self.tally.add(self.tally.reserved, "cost", st.reserved_cost)

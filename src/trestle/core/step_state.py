@@ -14,6 +14,7 @@ from trestle.core.events import (
     ApprovalSubject,
     CheckResult,
     Leftovers,
+    Place,
     ToolAsk,
 )
 from trestle.core.policy import TierDecision
@@ -92,9 +93,11 @@ class StepState(BaseModel):
     reserved_carve: dict[Dimension, float] = {}
     waiting_child: str | None = None
     # what is known of the last attempt beyond its events: its process group, who
-    # stopped it (the driver itself, on a signal), and what a resume found of it
+    # stopped it (the driver itself, on a signal), where it ran when its driver lost
+    # it (a Temporal worker's place, as that worker said), and what a resume found of it
     process: StepProcess | None = None
     interrupted: str | None = None  # "SIGTERM": the driver stopped it mid-attempt
+    ran_on: Place | None = None
     leftovers: Leftovers | None = None
     waited: float = 0.0
 

@@ -45,6 +45,8 @@ def log_detail(e: AnyEvent) -> str:
                 for c in checks
             ]
             return "; ".join(parts)
+        case StepProbed(leftovers="unseen"):
+            return "nothing looked at: the attempt ran where its processes cannot be seen"
         case StepProbed(passed=ok, checks=checks, leftovers=left, waited=waited):
             return "; ".join(
                 [f"checks {'passed' if ok else 'failed'}{leftovers(left, waited)}"]
@@ -148,6 +150,8 @@ def leftovers(left: str | None, waited: float) -> str:
         return f" (its leftover processes finished first, after {waited:.1f}s)"
     if left == "killed":
         return f" (its leftover processes were killed first, after {waited:.0f}s)"
+    if left == "unseen":
+        return " (none run: the attempt ran where its processes cannot be seen from here)"
     return ""
 
 
