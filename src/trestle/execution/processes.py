@@ -16,6 +16,11 @@ re-run would do it twice. Two marks find them on Linux (``/proc``):
 
 Where the OS allows, the leader also dies with the driver (``PR_SET_PDEATHSIG``), so a
 shell does not go on to its next command once nobody will record its outcome.
+
+Both marks are read from ``/proc``, so only a process that sees the same processes can
+find an attempt's leftovers: :func:`process_view` names what a process sees, and a
+driver on another host (or in another pid namespace) must not take finding nothing
+for their absence.
 """
 
 from __future__ import annotations
@@ -23,8 +28,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
+import hashlib
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -48,6 +56,21 @@ class Leader:
     pid: int
     pgid: int
     start_time: int | None
+
+
+@functools.cache
+def process_view() -> str:
+    """Which processes this one can see, as a short name. Two processes with the same
+    view see each other's processes in ``/proc``: the same kernel, booted once, and the
+    same pid namespace. From any other view (another host, a container with a pid
+    namespace of its own, this host after a reboot) an attempt's processes are out of
+    sight. Without ``/proc``, the host's name stands for it."""
+    try:
+        boot = (PROC / "sys" / "kernel" / "random" / "boot_id").read_text().strip()
+        seen = f"{boot} {os.readlink(PROC / 'self' / 'ns' / 'pid')}"
+    except OSError:
+        seen = f"host {socket.gethostname()}"
+    return hashlib.sha256(seen.encode()).hexdigest()[:16]
 
 
 def start_time(pid: int) -> int | None:

@@ -5,7 +5,9 @@ decides is committed here, fenced by the workflow's lease token, before the work
 announces is dispatched, so ``trestle show``, ``log`` and ``inbox`` read a Temporal
 run as they read any other. A step's attempt is performed by the local engine's own
 code (:meth:`LocalEngine.perform_for`) on the worker that picks it up, heartbeating so
-that a worker that dies is noticed within ``heartbeat`` seconds.
+that a worker that dies is noticed within ``heartbeat`` seconds; its heartbeats say
+where it runs, so that only a worker that can see that host's processes probes what it
+left (:mod:`.places`).
 """
 
 from __future__ import annotations
@@ -35,7 +37,9 @@ from trestle.core.events import (
     EVENT_ADAPTER,
     ActionResult,
     AnyEvent,
+    Place,
     StepAttemptEnded,
+    StepProbed,
     StepProbeStarted,
     StepStarted,
     event_json,
@@ -45,6 +49,7 @@ from trestle.core.safetext import model_json
 from trestle.core.state import RunState
 from trestle.engines.local import LocalEngine
 from trestle.engines.temporal import seals
+from trestle.engines.temporal.places import out_of_sight, place_details
 from trestle.engines.temporal.shapes import (
     RECORD,
     Asked,
@@ -58,6 +63,7 @@ from trestle.engines.temporal.shapes import (
 )
 from trestle.engines.work import PerformerFor
 from trestle.execution.named_files import named_files
+from trestle.execution.processes import process_view
 from trestle.lifecycle.approvals import vetter
 from trestle.lifecycle.runs import catch_up, signed_snapshot
 from trestle.store.base import Appended, Owner, Store
@@ -72,6 +78,11 @@ FATAL = ("LeaseLost", "UnknownRun", "StoreDamaged")
 
 def _me() -> str:
     return f"{os.getpid()}@{socket.gethostname()}"
+
+
+def here() -> Place:
+    """This worker's place: its host, its pid, and which processes it can see."""
+    return Place(host=socket.gethostname(), pid=os.getpid(), view=process_view())
 
 
 def _workflow_id() -> str:
@@ -97,6 +108,7 @@ class TrestleActivities:
         self.store = store
         self.performer_for = performer_for
         self.engine = engine or LocalEngine(store, performer_for=performer_for)
+        self.place = here()
         # sqlite3 blocks: one thread keeps it off the worker's loop and serialises it
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trestle-store")
         self._key: bytes | None = None
@@ -235,11 +247,34 @@ class TrestleActivities:
                 type="NotAnnounced",
                 non_retryable=True,
             )
-        events = await self._perform(job, state, announced)
+        if out_of_sight(state, announced, self.place.view):
+            # the lost attempt ran where this worker cannot look for its processes:
+            # finding none here would say nothing, and its checks could judge work
+            # still under way; the decider escalates it, naming where it ran
+            unseen = StepProbed(
+                at=time.time(),
+                step=announced.step,
+                reason="unknown_outcome",
+                passed=False,
+                leftovers="unseen",
+            )
+            return self._sealed(job, [event_json(unseen)])
+        where = place_details(self.place, self.sealer(), _workflow_id(), job.ticket)
+        try:
+            events = await self._perform(job, state, announced, where)
+        except Exception as exc:
+            # whatever it left runs here: the workflow learns where from the failure
+            kind = exc.type if isinstance(exc, ApplicationError) else type(exc).__name__
+            final = isinstance(exc, ApplicationError) and exc.non_retryable
+            raise ApplicationError(str(exc), *where, type=kind, non_retryable=final) from exc
         return self._sealed(job, events)
 
     async def _perform(
-        self, job: Perform, state: RunState, announced: StepStarted | StepProbeStarted
+        self,
+        job: Perform,
+        state: RunState,
+        announced: StepStarted | StepProbeStarted,
+        where: list[str],
     ) -> list[str]:
         engine, record = self.engine, None
         if isinstance(announced, StepStarted):
@@ -260,7 +295,7 @@ class TrestleActivities:
         work = asyncio.ensure_future(engine.perform_for(state, announced, record))
         try:
             while not work.done():
-                activity.heartbeat()
+                activity.heartbeat(*where)  # the workflow reads where it ran if it is lost
                 await asyncio.wait([work], timeout=max(0.2, job.heartbeat / 4))
         except asyncio.CancelledError:  # the workflow stops it: kill it, and say so
             work.cancel()

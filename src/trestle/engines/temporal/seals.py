@@ -3,10 +3,11 @@
 Whatever reaches Temporal's frontend can send a workflow an update, complete one of
 its activities by id, or start a workflow with an input of its choosing; and any client
 can read a workflow's history, which holds every update's and activity's input and
-result. So the workflow takes three things only with a seal, an HMAC made with a key
+result. So the workflow takes four things only with a seal, an HMAC made with a key
 that never enters the history: a running attempt's records (the ``record`` update), an
-attempt's outcome (the ``trestle.perform`` activity's result), and the work one
-execution hands the next when it continues as new.
+attempt's outcome (the ``trestle.perform`` activity's result), the work one
+execution hands the next when it continues as new, and where an attempt runs (its
+heartbeats' details, or its failure's: see :mod:`.places`).
 
 The key is derived from the approval key (:mod:`trestle.trust.signing`), which every worker
 of a task queue already holds to check decisions. Workflow code never holds it: the
@@ -29,6 +30,7 @@ LABEL = b"trestle temporal seal 1"
 RECORD = "record"  # (workflow id, ticket, step, attempt, nonce, *events)
 OUTCOME = "outcome"  # (workflow id, ticket, *events)
 CARRIED = "carried"  # (workflow id, run id, lease token, *announced)
+PLACE = "place"  # (workflow id, ticket, place)
 
 Sealer = Callable[[str, Sequence[str]], str]
 

@@ -12,7 +12,9 @@ Everything that touches the world is an activity: the store, the decision key (a
 request's signature is checked there and only its signed fields come back), the
 workspace's files, each attempt. An attempt's activity is never retried by Temporal:
 Trestle's own retry policy decides, and a lost attempt (its worker died: no heartbeat)
-becomes ``step_attempt_lost``, probed before anything re-runs it, as after a crash.
+becomes ``step_attempt_lost``, probed before anything re-runs it, as after a crash; the
+loss records where the attempt ran, as its worker sealed it (:mod:`.places`), so that a
+probe elsewhere does not take the processes it cannot see for gone.
 
 A run that waits on a human ends its drive, releases its lease and sleeps until a
 ``nudge`` signal (sent by ``trestle approve``, ``retry``, ``cancel`` ...) wakes it; a
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from functools import partial
 from typing import Any
@@ -40,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
     from trestle.core.events import (
         EVENT_ADAPTER,
         AnyEvent,
+        Place,
         RunCancelled,
         RunInterrupted,
         RunResumed,
@@ -56,6 +59,7 @@ with workflow.unsafe.imports_passed_through():
     from trestle.engines.temporal import seals
     from trestle.engines.temporal.activities import FATAL
     from trestle.engines.temporal.admission import misreported, unrecordable
+    from trestle.engines.temporal.places import sealed_place
     from trestle.engines.temporal.shapes import (
         NUDGE,
         RECORD,
@@ -496,11 +500,16 @@ class RunWorkflow:
             raw = task.result()
         except ActivityError as exc:
             cause = exc.cause
+            details: Sequence[object] = ()
             if isinstance(cause, ActivityTimeoutError):
                 why = "its worker stopped answering (no heartbeat in time)"
+                details = cause.last_heartbeat_details
             else:
                 why = f"its worker failed: {cause or exc}"
-            return _lost(announced, why, now)
+                details = cause.details if isinstance(cause, ApplicationError) else ()
+            ticket = self._tickets.get(announced.step, "")
+            ran_on = sealed_place(details, _sealer(), workflow.info().workflow_id, ticket)
+            return _lost(announced, why, now, ran_on)
         try:
             performed = workflow.payload_converter().from_payload(raw.payload, Performed)
         except Exception as exc:  # whatever the converter makes of a stranger's bytes
@@ -539,9 +548,15 @@ class RunWorkflow:
         )
 
 
-def _lost(announced: Announced, why: str, now: float) -> list[AnyEvent]:
+def _lost(
+    announced: Announced, why: str, now: float, ran_on: Place | None = None
+) -> list[AnyEvent]:
+    """The attempt (or probe) is lost; ``ran_on`` is where, when its worker said so."""
     attempt = announced.attempt if isinstance(announced, StepStarted) else 0
-    return [StepAttemptLost(at=now, step=announced.step, attempt=attempt, why=why)]
+    if ran_on is not None:
+        why = f"{why}; it ran on host {ran_on.host!r}, worker pid {ran_on.pid}"
+    lost = StepAttemptLost(at=now, step=announced.step, attempt=attempt, why=why, ran_on=ran_on)
+    return [lost]
 
 
 def _sealer() -> seals.Sealer:
