@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -22,6 +22,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from test_cli import Cli
+from trestle.engines.temporal.blobs import BlobStore
 from trestle.engines.temporal.connect import converter
 
 SERVER_START = timedelta(seconds=60)
@@ -64,15 +65,25 @@ class Workers:
         self.env = {**cli.env(), **env}
         self.running: list[subprocess.Popen[str]] = []
         self.following: list[subprocess.Popen[str]] = []
+        self.said: dict[int, str] = {}  # each worker's first line, by pid
 
     def flags(self) -> list[str]:
         return ["--engine", "temporal", "--address", self.address, "--task-queue", self.queue]
 
-    def start(self, *extra: str) -> subprocess.Popen[str]:
+    def start(
+        self,
+        *extra: str,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+        wrap: Sequence[str] = (),
+    ) -> subprocess.Popen[str]:
+        """A worker on the queue: by default in the CLI's directory and environment;
+        ``cwd`` and ``env`` give it a host of its own, ``wrap`` a command it runs under
+        (``unshare ...``)."""
         worker = subprocess.Popen(
-            self.cli.argv("worker", *self.flags(), *extra),
-            cwd=self.cli.dir,
-            env=self.env,
+            [*wrap, *self.cli.argv("worker", *self.flags(), *extra)],
+            cwd=cwd or self.cli.dir,
+            env=env or self.env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -83,6 +94,7 @@ class Workers:
             line,
             worker.stderr.read() if worker.stderr else "",
         )
+        self.said[worker.pid] = line
         self.running.append(worker)
         return worker
 
@@ -155,7 +167,7 @@ def wait_for(check: object, timeout: float = 60.0, what: str = "") -> None:
         time.sleep(0.1)
 
 
-async def history(address: str, run_id: str, blobs: Path) -> list[object]:
+async def history(address: str, run_id: str, blobs: Path | BlobStore) -> list[object]:
     """Every history event of the run's workflow, across its continued executions, in
     order (oldest execution first)."""
     client = await Client.connect(address, data_converter=converter(blobs))
@@ -168,7 +180,7 @@ async def history(address: str, run_id: str, blobs: Path) -> list[object]:
     return events
 
 
-def executions(address: str, run_id: str, blobs: Path) -> int:
+def executions(address: str, run_id: str, blobs: Path | BlobStore) -> int:
     async def count() -> int:
         client = await Client.connect(address, data_converter=converter(blobs))
         return len([e async for e in client.list_workflows(f"WorkflowId = '{run_id}'")])
@@ -176,7 +188,7 @@ def executions(address: str, run_id: str, blobs: Path) -> int:
     return asyncio.run(count())
 
 
-def workflow_status(address: str, run_id: str, blobs: Path) -> str:
+def workflow_status(address: str, run_id: str, blobs: Path | BlobStore) -> str:
     async def look() -> str:
         client = await Client.connect(address, data_converter=converter(blobs))
         described = await client.get_workflow_handle(run_id).describe()
@@ -185,7 +197,7 @@ def workflow_status(address: str, run_id: str, blobs: Path) -> str:
     return asyncio.run(look())
 
 
-def queried_status(address: str, run_id: str, blobs: Path) -> dict[str, object]:
+def queried_status(address: str, run_id: str, blobs: Path | BlobStore) -> dict[str, object]:
     """The run as its workflow answers the ``status`` query."""
     from trestle.engines.temporal.connect import status
 
@@ -196,7 +208,7 @@ def queried_status(address: str, run_id: str, blobs: Path) -> dict[str, object]:
     return asyncio.run(ask())
 
 
-def perform_identities(address: str, run_id: str, blobs: Path) -> list[str]:
+def perform_identities(address: str, run_id: str, blobs: Path | BlobStore) -> list[str]:
     """The identity of the worker that started each attempt or probe of the run."""
     events = asyncio.run(history(address, run_id, blobs))
     scheduled: dict[int, str] = {}
