@@ -27,6 +27,7 @@ from trestle.core.records.agent import (
     Pins,
     ReminderRecord,
 )
+from trestle.core.records.lineage import AttemptFiles
 from trestle.core.records.monitors import Alert, MonitorAction, MonitorSettings
 from trestle.core.records.policy_source import PolicySource
 from trestle.core.safetext import model_json
@@ -191,8 +192,11 @@ class StepAttemptEnded(Event):
     """The attempt finished: its action's result and its checks' verdicts.
 
     A ``deferred`` action carries ``ask`` when a tool call waits for approval.
+    v2: ``files``, what the attempt read and wrote in the workspace as far as it could
+    be seen (None in a v1 event, or where nothing was looked at: unknown).
     """
 
+    v: int = 2
     kind: Literal["step_attempt_ended"] = "step_attempt_ended"
     step: str
     attempt: int
@@ -205,6 +209,7 @@ class StepAttemptEnded(Event):
     # the approval (its number) no longer holds: a file the command names changed since
     # it was given; the attempt did not run, and the step asks again
     approval_stale: int | None = None
+    files: AttemptFiles | None = None
 
 
 ProbeReason = Literal["before_retry", "unknown_outcome"]
@@ -426,8 +431,12 @@ class BudgetRaised(Event):
 
 class RunRewound(Event):
     """A human put the workspace back to before ``to_step`` and reopened the steps whose
-    work that undid. The events before this one stay: they are the abandoned branch."""
+    work that undid. The events before this one stay: they are the abandoned branch.
+    v2: ``files``, the paths put back when only the work of ``to_step`` and the steps
+    that depended on it was undone (None: the whole workspace was restored, and every
+    step started after ``to_step`` reopened)."""
 
+    v: int = 2
     kind: Literal["run_rewound"] = "run_rewound"
     to_step: str
     attempt: int
@@ -435,6 +444,7 @@ class RunRewound(Event):
     safety: str  # the workspace as it was before the rewind, kept to undo it
     reopened: tuple[str, ...]
     by: str
+    files: tuple[str, ...] | None = None
 
 
 # --- the agent: what a model was asked and answered, and what its tools did ----------
