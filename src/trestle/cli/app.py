@@ -18,8 +18,8 @@ how it drives and stops on a signal: :mod:`trestle.cli.drive`.
 
 The commands live in modules by concern (:mod:`.running`, :mod:`.reading`,
 :mod:`.decisions`, :mod:`.checkpoints`, :mod:`.doctor`, :mod:`.plans`, :mod:`.agent`,
-:mod:`.budget`, :mod:`.groups`, :mod:`.monitors`, :mod:`.policy`, :mod:`.prune`,
-:mod:`.ui`), with the options they share in :mod:`.options` and the console and store
+:mod:`.export`, :mod:`.budget`, :mod:`.groups`, :mod:`.monitors`, :mod:`.policy`,
+:mod:`.prune`, :mod:`.ui`), with the options they share in :mod:`.options` and the console and store
 helpers in :mod:`.console`; none imports this module, which registers each command in
 the order ``--help`` lists them.
 
@@ -49,6 +49,7 @@ from trestle.cli import (
     checkpoints,
     decisions,
     doctor,
+    export,
     groups,
     monitors,
     plans,
@@ -121,6 +122,7 @@ app.command()(plans.schema)
 app.command()(agent.agent)
 app.command()(agent.tell)
 app.command()(agent.trajectory)
+app.command()(export.export)
 app.command()(agent.demo)
 app.command(name="budget")(budget.budget_command)
 app.command()(groups.board)
