@@ -44,6 +44,7 @@ import typer
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
 from trestle.cli import (
+    blame,
     agent,
     budget,
     checkpoints,
@@ -115,6 +116,7 @@ app.add_typer(decisions.feedback_app, name="feedback")
 app.command(name="checkpoints")(checkpoints.checkpoints_command)
 app.command(name="rewind")(checkpoints.rewind_command)
 app.command(name="diff")(checkpoints.diff_command)
+app.command()(blame.blame)
 app.command()(doctor.doctor)
 app.command()(plans.plan)
 app.command()(plans.schema)
