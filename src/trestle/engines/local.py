@@ -29,7 +29,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from trestle.core.decider import decide, next_wakeup
 from trestle.core.errors import ConfigError, LeaseLostError, RunCancelledError
@@ -74,11 +74,13 @@ from trestle.monitors import saved
 from trestle.monitors.hub import MonitorFactory, MonitorHub
 from trestle.store.base import Appended, Lease, Owner, Request, Snapshot, Store
 from trestle.support import collector
+from trestle.telemetry.env import from_env
 from trestle.trust.signing import decision_key, verified_fields
 from trestle.workspace.shadow import shadow_dir_for
 
 if TYPE_CHECKING:
     from trestle.core.records.agent import AgentSettings
+    from trestle.telemetry.feed import Telemetry
 
 # how long a resume waits for an unknown attempt's leftover processes (a step without a
 # timeout of its own) before it kills them; a step with a timeout waits out the rest
@@ -116,6 +118,9 @@ class LocalEngine(Attempts):
         sandbox: how commands are confined (see :mod:`trestle.execution.sandbox`): ``auto``
             (bubblewrap where it works; without it, confirm-tier commands are
             refused), ``require`` or ``off``; default ``$TRESTLE_SANDBOX``, else auto.
+        telemetry: where the spans of the batches this engine commits go (see
+            :mod:`trestle.telemetry`); default: the ``OTEL_*`` environment's
+            (:func:`trestle.telemetry.env.from_env`), None when it asks for none.
 
     Attributes:
         descendant_events: called with each durable event of the delegated runs below
@@ -139,8 +144,10 @@ class LocalEngine(Attempts):
         monitors: MonitorFactory | None = None,
         orphan_wait: float = DEFAULT_ORPHAN_WAIT,
         sandbox: Mode | None = None,
+        telemetry: Telemetry | Literal["env"] | None = "env",
     ) -> None:
         self.store = store
+        self.telemetry = from_env() if telemetry == "env" else telemetry
         self.clock = clock
         self.owner = owner or this_process()
         self.lease_ttl = lease_ttl
@@ -189,6 +196,7 @@ class LocalEngine(Attempts):
             monitors=self.monitors,
             orphan_wait=self.orphan_wait,
             sandbox=self.sandbox_mode,
+            telemetry=self.telemetry,
         )
         child.descendant_events = child._echo = self.descendant_events
         return child
@@ -291,7 +299,7 @@ class LocalEngine(Attempts):
                     )
                     if keeper.done():
                         keeper.result()  # re-raises LeaseLostError
-                    await self._store(self.store.append, run_id, appended, token=lease.token)
+                    await self._store(self._commit, run_id, appended, lease.token)
                     for future, offset, count in acks:
                         if not future.done():
                             future.set_result(list(range(first + offset, first + offset + count)))
@@ -524,6 +532,12 @@ class LocalEngine(Attempts):
         # keep a stable order within one commit: plan order, as the decider sees it
         results.sort(key=lambda e: state.position(getattr(e, "step", "")))
         return results
+
+    def _commit(self, run_id: str, appended: Appended, token: int) -> None:
+        """Append the batch; then, with telemetry, emit the spans it ends."""
+        self.store.append(run_id, appended, token=token)
+        if self.telemetry is not None:
+            self.telemetry.committed(run_id, appended.first_seq, appended.events, self.store.events)
 
     async def _keep_lease(self, run_id: str, lease: Lease) -> None:
         while True:

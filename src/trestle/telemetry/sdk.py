@@ -1,0 +1,154 @@
+"""The OpenTelemetry SDK side: span records handed to a tracer provider, configured from
+the standard ``OTEL_*`` environment variables. Importing this module needs the
+``otel`` extra (``pip install "trestle[otel]"``).
+
+The SDK does the configuring: ``TracerProvider`` reads ``OTEL_SDK_DISABLED``,
+``OTEL_TRACES_SAMPLER`` and the span limits, ``Resource.create`` reads
+``OTEL_SERVICE_NAME`` and ``OTEL_RESOURCE_ATTRIBUTES`` (the service is ``trestle``
+unless they name one), ``BatchSpanProcessor`` reads ``OTEL_BSP_*``, and the OTLP
+exporter reads ``OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT``, ``_HEADERS``, ``_TIMEOUT`` and
+the rest. ``OTEL_TRACES_EXPORTER`` names the exporters (default ``otlp``, over
+HTTP/protobuf unless ``OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL`` is ``grpc``), each found
+by the name it registers under the SDK's ``opentelemetry_traces_exporter`` entry point.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from importlib.metadata import entry_points
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.id_generator import IdGenerator
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode
+
+from trestle.telemetry.spans import SpanRecord
+
+SCOPE = "trestle"
+_KINDS = {"internal": SpanKind.INTERNAL, "client": SpanKind.CLIENT}
+_PROTOCOLS = {"grpc": "otlp_proto_grpc", "http/protobuf": "otlp_proto_http"}
+
+
+class _GivenIds(IdGenerator):
+    """Hands the SDK the ids a span record already has (see :mod:`.ids`)."""
+
+    def __init__(self) -> None:
+        self.next = threading.local()
+
+    def generate_span_id(self) -> int:
+        value: int = self.next.span_id
+        return value
+
+    def generate_trace_id(self) -> int:
+        value: int = self.next.trace_id
+        return value
+
+
+class SdkSink:
+    """Span records made into SDK spans, through ``processors`` (an exporter's batch
+    processor; the SDK's in-memory exporter in tests).
+
+    Args:
+        processors: where finished spans go, in order.
+        resource: the resource spans carry; default from the environment, with
+            ``service.name`` ``trestle`` unless the environment names a service.
+    """
+
+    def __init__(
+        self, processors: Sequence[SpanProcessor], *, resource: Resource | None = None
+    ) -> None:
+        self._ids = _GivenIds()
+        self.provider = TracerProvider(id_generator=self._ids, resource=resource or _resource())
+        for processor in processors:
+            self.provider.add_span_processor(processor)
+        self._tracer = self.provider.get_tracer(SCOPE)
+        self._lock = threading.Lock()
+
+    def emit(self, spans: Sequence[SpanRecord]) -> None:
+        with self._lock:
+            for record in spans:
+                self._one(record)
+
+    def _one(self, record: SpanRecord) -> None:
+        self._ids.next.trace_id, self._ids.next.span_id = record.trace_id, record.span_id
+        context = Context()  # never the caller's current span: the ids are the record's
+        if record.parent_id is not None:
+            parent = SpanContext(
+                record.trace_id,
+                record.parent_id,
+                is_remote=True,
+                trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED),
+            )
+            context = trace.set_span_in_context(NonRecordingSpan(parent), context)
+        span = self._tracer.start_span(
+            record.name,
+            context=context,
+            kind=_KINDS[record.kind],
+            attributes=dict(record.attributes),
+            start_time=_ns(record.start),
+        )
+        for event in record.events:
+            span.add_event(event.name, dict(event.attributes), timestamp=_ns(event.at))
+        if record.error is not None:
+            span.set_status(Status(StatusCode.ERROR, record.error))
+        span.end(end_time=_ns(record.end))
+
+    def flush(self) -> None:
+        self.provider.force_flush()
+
+    def shutdown(self) -> None:
+        self.provider.shutdown()
+
+
+def _ns(seconds: float) -> int:
+    return int(seconds * 1_000_000_000)
+
+
+def _resource() -> Resource:
+    resource = Resource.create()
+    if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
+        resource = resource.merge(Resource({SERVICE_NAME: "trestle"}))
+    return resource
+
+
+def exporter_names(environ: Mapping[str, str]) -> list[str]:
+    """The entry-point names of the exporters ``OTEL_TRACES_EXPORTER`` asks for."""
+    names = []
+    for name in (environ.get("OTEL_TRACES_EXPORTER") or "otlp").split(","):
+        name = name.strip().lower()
+        if name in ("", "none"):
+            continue
+        if name == "otlp":
+            protocol = (
+                environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+                or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+                or "http/protobuf"
+            ).strip()
+            name = _PROTOCOLS.get(protocol, f"otlp ({protocol}, unsupported)")
+        names.append(name)
+    return names
+
+
+def sink_from_env(environ: Mapping[str, str] | None = None) -> SdkSink:
+    """A sink with a batch processor for each exporter the environment names; one that
+    is not installed is reported on stderr and left out."""
+    environ = os.environ if environ is None else environ
+    processors: list[SpanProcessor] = []
+    for name in exporter_names(environ):
+        found = entry_points(group="opentelemetry_traces_exporter", name=name)
+        if not found:
+            sys.stderr.write(
+                f"trestle: OTEL_TRACES_EXPORTER: no trace exporter {name!r} is installed; "
+                "its spans are not sent\n"
+            )
+            continue
+        exporter_class = next(iter(found)).load()
+        exporter: SpanExporter = exporter_class()
+        processors.append(BatchSpanProcessor(exporter))
+    return SdkSink(processors)
