@@ -17,11 +17,11 @@ A driving command (``run``, ``resume``, ``agent``) prints the report however it 
 how it drives and stops on a signal: :mod:`trestle.cli.drive`.
 
 The commands live in modules by concern (:mod:`.running`, :mod:`.reading`,
-:mod:`.decisions`, :mod:`.checkpoints`, :mod:`.doctor`, :mod:`.plans`, :mod:`.agent`,
-:mod:`.export`, :mod:`.budget`, :mod:`.groups`, :mod:`.monitors`, :mod:`.policy`,
-:mod:`.prune`, :mod:`.ui`), with the options they share in :mod:`.options` and the
-console and store helpers in :mod:`.console`; none imports this module, which registers
-each command in the order ``--help`` lists them.
+:mod:`.decisions`, :mod:`.checkpoints`, :mod:`.blame`, :mod:`.doctor`, :mod:`.plans`,
+:mod:`.agent`, :mod:`.export`, :mod:`.budget`, :mod:`.groups`, :mod:`.monitors`,
+:mod:`.policy`, :mod:`.prune`, :mod:`.ui`), with the options they share in
+:mod:`.options` and the console and store helpers in :mod:`.console`; none imports
+this module, which registers each command in the order ``--help`` lists them.
 
 A command imports what it uses in its own body: this module is loaded by every
 command, ``--help`` included, and the engine, the event types, the agent and the
@@ -44,8 +44,8 @@ import typer
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
 from trestle.cli import (
-    blame,
     agent,
+    blame,
     budget,
     checkpoints,
     decisions,
