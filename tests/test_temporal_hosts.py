@@ -38,6 +38,7 @@ from trestle.core.decider import decide
 from trestle.core.errors import ConfigError, TrestleError
 from trestle.core.events import (
     AnyEvent,
+    EngineBinding,
     Event,
     Place,
     RunCreated,
@@ -59,7 +60,7 @@ from trestle.engines.temporal.blobs import (
     StoreBlobs,
     blobs_for,
 )
-from trestle.engines.temporal.places import out_of_sight
+from trestle.execution.places import out_of_sight
 from trestle.execution.processes import KEY_VAR, process_view
 from trestle.store.memory import InMemoryStore
 from trestle.store.postgres import PostgresStore
@@ -399,7 +400,8 @@ def lost(ran_on: Place | None, *, idempotent: bool = True) -> RunState:
             ],
         }
     )
-    state = fold([RunCreated(at=0.0, run_id="r", plan=plan, workspace="/w")])
+    on = EngineBinding(address="temporal:7233")  # a Temporal run: its attempts run on workers
+    state = fold([RunCreated(at=0.0, run_id="r", plan=plan, workspace="/w", engine=on)])
     state.apply(StepStarted(at=1.0, step="s", attempt=1, key=idempotency_key("r", "s", 1)))
     state.apply(StepAttemptLost(at=2.0, step="s", attempt=1, why="gone", ran_on=ran_on))
     return state
@@ -411,11 +413,11 @@ PROBE = StepProbeStarted(at=3.0, step="s", reason="unknown_outcome")
 
 
 def test_only_a_worker_that_sees_the_attempts_processes_looks_for_them() -> None:
-    assert not out_of_sight(lost(HERE), PROBE, HERE.view)
-    assert out_of_sight(lost(THERE), PROBE, HERE.view)
-    assert out_of_sight(lost(None), PROBE, HERE.view)  # its worker never said where
+    assert not out_of_sight(lost(HERE), PROBE, HERE.view, unplaced=True)
+    assert out_of_sight(lost(THERE), PROBE, HERE.view, unplaced=True)
+    assert out_of_sight(lost(None), PROBE, HERE.view, unplaced=True)  # its worker never said
     retry = StepProbeStarted(at=3.0, step="s", reason="before_retry")
-    assert not out_of_sight(lost(THERE), retry, HERE.view)  # a human's retry: checks only
+    assert not out_of_sight(lost(THERE), retry, HERE.view, unplaced=True)  # checks only
 
 
 @pytest.mark.parametrize("idempotent", [True, False])

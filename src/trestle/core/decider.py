@@ -18,8 +18,9 @@ The rules, each one an invariant the property tests check:
   engine makes sure the attempt's processes are gone, then runs its checks (a step
   with none is probed too, for the first part); if they fail it re-runs only when
   re-runnable, else a human decides; a human's retry of it probes again first. An
-  attempt that ran where the prober cannot see processes (a lost worker on another
-  host) is escalated, re-runnable or not: its processes may still run there;
+  attempt that ran where the prober cannot see processes (a lost worker, or a dead
+  driver, on another host) is escalated, re-runnable or not: its processes may still
+  run there;
 - an attempt the driver itself stopped (a signal) is not unknown: it is probed and
   run again, uncounted, unless it has no checks to tell and is unsafe to re-run;
 - every attempt passes the approval gate first (:mod:`trestle.core.gate`): a tier that
@@ -274,12 +275,14 @@ def _escalate(state: RunState, sid: str, now: float) -> StepEscalated:
 def _out_of_sight(state: RunState, sid: str, now: float) -> StepEscalated:
     """The lost attempt ran where the prober could not look for its processes (another
     host): they may still be running, so neither its checks nor a re-run can be
-    trusted yet. The human is told where to look, and for what."""
+    trusted yet. The human is told where to look, and for what: a Temporal run's
+    attempt ran on a worker, a local run's on the driver that started it."""
     st = state.steps[sid]
     key = idempotency_key(state.run_id, sid, st.attempt)
     first = "its checks run first" if state.step_spec(sid).verify else "it runs again at once"
+    who = "worker" if state.engine is not None else "driver"
     if st.ran_on is not None:
-        where = f"on host {st.ran_on.host!r} (worker pid {st.ran_on.pid})"
+        where = f"on host {st.ran_on.host!r} ({who} pid {st.ran_on.pid})"
         there = f"On {st.ran_on.host!r}"
     else:  # its worker never said (or its outcome came from outside)
         where = "on a worker that did not say where (the workflow's history names it)"
@@ -287,7 +290,7 @@ def _out_of_sight(state: RunState, sid: str, now: float) -> StepEscalated:
     return StepEscalated(
         at=now,
         step=sid,
-        reason=f"attempt {st.attempt} ran {where} and was lost mid-step; no worker that "
+        reason=f"attempt {st.attempt} ran {where} and was lost mid-step; no {who} that "
         "can see that host's processes probed it, so some may still be running, and "
         f"its checks were not run. {there}, end every process whose environment "
         f"holds TRESTLE_IDEMPOTENCY_KEY={key} (or make sure the host is down), then "

@@ -149,14 +149,35 @@ class Gate(BaseModel):
     approval: int | None = None
 
 
-class StepStarted(Event):
-    """An attempt is about to be dispatched; ``key`` identifies its side effect."""
+class Place(BaseModel):
+    """Where an attempt ran: its host and the pid of the process that ran it (a
+    Temporal worker, or a local run's driver), and ``view``, which names the processes
+    that process could see (the kernel's boot and the pid namespace, hashed;
+    see :func:`trestle.execution.processes.process_view`). Only a prober with the same
+    view can look for the attempt's leftover processes."""
 
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    host: str
+    pid: int
+    view: str
+
+
+class StepStarted(Event):
+    """An attempt is about to be dispatched; ``key`` identifies its side effect.
+
+    ``ran_on`` (v2) is where the local engine's driver runs it, stamped by that driver
+    as it commits the start: after a crash only a driver of the same view looks for its
+    leftover processes (:mod:`trestle.execution.places`). None on a Temporal run (its
+    worker says where, on :class:`StepAttemptLost`) and on starts recorded before v2,
+    which a local driver probes where it runs, as it always did."""
+
+    v: int = 2
     kind: Literal["step_started"] = "step_started"
     step: str
     attempt: int
     key: str
     gate: Gate | None = None
+    ran_on: Place | None = None
 
 
 class ToolAsk(BaseModel):
@@ -717,18 +738,6 @@ class ChildRunEnded(Event):
     status: RunStatus
     spent: dict[Dimension, float] = {}
     waiting: str = ""  # for needs_human: what the child waits for, in words
-
-
-class Place(BaseModel):
-    """Where an attempt ran: its worker's host and pid, and ``view``, which names the
-    processes that worker could see (the kernel's boot and the pid namespace, hashed;
-    see :func:`trestle.execution.processes.process_view`). Only a prober with the same
-    view can look for the attempt's leftover processes."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    host: str
-    pid: int
-    view: str
 
 
 class StepAttemptLost(Event):

@@ -275,7 +275,7 @@ class RunState(BaseModel):
                 st.attempt, st.probed = attempt, False
                 st.started_at, st.ended_at, st.not_before = event.at, None, None
                 st.process, st.interrupted, st.leftovers, st.waited = None, None, None, 0.0
-                st.ran_on = None
+                st.ran_on = event.ran_on  # a local driver's; a Temporal loss says its own
                 self.tally.add(self.tally.spent, "steps", 1)
                 st.reserved_cost = self.step_spec(sid).cost or 0.0
                 self.tally.add(self.tally.reserved, "cost", st.reserved_cost)

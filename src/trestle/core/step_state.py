@@ -93,8 +93,9 @@ class StepState(BaseModel):
     reserved_carve: dict[Dimension, float] = {}
     waiting_child: str | None = None
     # what is known of the last attempt beyond its events: its process group, who
-    # stopped it (the driver itself, on a signal), where it ran when its driver lost
-    # it (a Temporal worker's place, as that worker said), and what a resume found of it
+    # stopped it (the driver itself, on a signal), where it ran (the local driver that
+    # started it, or the Temporal worker that lost it, as that worker said), and what a
+    # resume found of it
     process: StepProcess | None = None
     interrupted: str | None = None  # "SIGTERM": the driver stopped it mid-attempt
     ran_on: Place | None = None

@@ -37,7 +37,6 @@ from trestle.core.events import (
     EVENT_ADAPTER,
     ActionResult,
     AnyEvent,
-    Place,
     StepAttemptEnded,
     StepProbed,
     StepProbeStarted,
@@ -49,7 +48,7 @@ from trestle.core.safetext import model_json
 from trestle.core.state import RunState
 from trestle.engines.local import LocalEngine
 from trestle.engines.temporal import seals
-from trestle.engines.temporal.places import out_of_sight, place_details
+from trestle.engines.temporal.places import place_details
 from trestle.engines.temporal.shapes import (
     RECORD,
     Asked,
@@ -63,7 +62,7 @@ from trestle.engines.temporal.shapes import (
 )
 from trestle.engines.work import PerformerFor
 from trestle.execution.named_files import named_files
-from trestle.execution.processes import process_view
+from trestle.execution.places import here, out_of_sight
 from trestle.lifecycle.approvals import vetter
 from trestle.lifecycle.runs import catch_up, signed_snapshot
 from trestle.store.base import Appended, Owner, Store
@@ -78,11 +77,6 @@ FATAL = ("LeaseLost", "UnknownRun", "StoreDamaged")
 
 def _me() -> str:
     return f"{os.getpid()}@{socket.gethostname()}"
-
-
-def here() -> Place:
-    """This worker's place: its host, its pid, and which processes it can see."""
-    return Place(host=socket.gethostname(), pid=os.getpid(), view=process_view())
 
 
 def _workflow_id() -> str:
@@ -247,7 +241,7 @@ class TrestleActivities:
                 type="NotAnnounced",
                 non_retryable=True,
             )
-        if out_of_sight(state, announced, self.place.view):
+        if out_of_sight(state, announced, self.place.view, unplaced=True):
             # the lost attempt ran where this worker cannot look for its processes:
             # finding none here would say nothing, and its checks could judge work
             # still under way; the decider escalates it, naming where it ran

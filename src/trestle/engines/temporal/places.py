@@ -12,15 +12,15 @@ of another view, or of an attempt whose place is not known, looks for nothing an
 no check: it says ``leftovers="unseen"``, and the decider escalates the step to a human
 with the host, the worker's pid and the idempotency key to look for there.
 
-Pure: the workflow imports it. The worker's own place is made in :mod:`.activities`.
+Pure: the workflow imports it. The worker's own place, and whether a probe is out of
+sight, come from :mod:`trestle.execution.places`, which the local engine shares.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from trestle.core.events import Place, StepProbeStarted, StepStarted
-from trestle.core.state import RunState
+from trestle.core.events import Place
 from trestle.engines.temporal import seals
 
 
@@ -45,16 +45,3 @@ def sealed_place(
         return Place.model_validate_json(text)
     except ValueError:
         return None
-
-
-def out_of_sight(state: RunState, announced: StepStarted | StepProbeStarted, view: str) -> bool:
-    """Whether ``announced`` is a probe of a lost attempt whose processes a worker with
-    ``view`` cannot look for: the attempt ran elsewhere, or where is not known. One
-    that Trestle itself stopped (its processes killed and seen gone) is in sight
-    anywhere."""
-    if not isinstance(announced, StepProbeStarted) or announced.reason != "unknown_outcome":
-        return False
-    st = state.steps[announced.step]
-    if st.interrupted is not None:
-        return False
-    return st.ran_on is None or st.ran_on.view != view
