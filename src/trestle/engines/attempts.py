@@ -18,6 +18,7 @@ from trestle.core.events import (
     ActionResult,
     AnyEvent,
     Gate,
+    Place,
     SandboxChosen,
     StepAttemptEnded,
     StepProbed,
@@ -44,6 +45,7 @@ from trestle.engines.work import StepPerformer, StepWork, WorkspaceNotSaved
 from trestle.execution.actions import StepContext, in_thread, perform
 from trestle.execution.checks import run_checks
 from trestle.execution.pinning import pinned
+from trestle.execution.places import unseen
 from trestle.execution.processes import Leader, reap
 from trestle.execution.processes import start_time as process_start_time
 from trestle.execution.sandbox import (
@@ -80,6 +82,7 @@ class Attempts:
     sandbox_mode: Mode
     poll_interval: float
     orphan_wait: float
+    place: Place
     _io: ThreadPoolExecutor
     _sandboxes: dict[str, Sandbox]
     _read: dict[str, dict[int, AnyEvent]]
@@ -419,6 +422,16 @@ class Attempts:
             # a delegating step's work is its child's, which keeps its own record: the
             # re-run resumes the child rather than judge it half done by these checks
             return StepProbed(at=self.clock(), step=sid, reason="unknown_outcome", passed=False)
+        if unseen(st, self.place.view, unplaced=False):
+            # its driver ran it in another view (host, pid namespace): finding nothing
+            # here proves nothing, and its checks could judge work still under way
+            return StepProbed(
+                at=self.clock(),
+                step=sid,
+                reason="unknown_outcome",
+                passed=False,
+                leftovers="unseen",
+            )
         # the attempt's processes may outlive the driver that started them: the checks
         # must not look at work still in progress, nor a re-run race it
         key = idempotency_key(state.run_id, sid, st.attempt)

@@ -10,7 +10,10 @@ It owns the clock, the lease, the store and the step processes. Its loop is:
 So a step's start is durable before its action runs, and its outcome is durable
 (in the same commit as its successors' starts) before any dependent is scheduled.
 An attempt whose outcome a crash left unknown is probed only once its leftover
-processes are gone (:mod:`trestle.execution.processes`). A :class:`Stop` ends a drive cleanly:
+processes are gone (:mod:`trestle.execution.processes`); each start records where its
+driver runs, so that a driver resuming the run on another host (or in another pid
+namespace), which cannot look for them, escalates the step instead
+(:mod:`trestle.execution.places`). A :class:`Stop` ends a drive cleanly:
 the running commands are killed and ``RunInterrupted`` records which.
 ``drive`` yields each event once it is durable: ``run()``, the CLI's live view and
 its tests are all built on that one iterator.
@@ -40,6 +43,7 @@ from trestle.core.events import (
     RunCancelled,
     RunInterrupted,
     RunResumed,
+    StepStarted,
     StoredEvent,
 )
 from trestle.core.records.monitors import DEFAULT_MONITORS
@@ -53,6 +57,7 @@ from trestle.engines.outbox import Ack, Outbox
 from trestle.engines.stall import StallWatch, stalled
 from trestle.engines.stop import Stop
 from trestle.engines.work import PerformerFor, StepPerformer
+from trestle.execution.places import here
 from trestle.execution.sandbox import (
     Mode,
     Sandbox,
@@ -159,6 +164,7 @@ class LocalEngine(Attempts):
         self.performer_for = performer_for
         self.monitors = monitors
         self.orphan_wait = orphan_wait
+        self.place = here()  # where this driver's attempts run, recorded on each start
         self.sandbox_mode = mode_from(sandbox)
         self.descendant_events: Callable[[StoredEvent], None] | None = None
         self._echo: Callable[[StoredEvent], None] | None = None  # a child's, to its root's
@@ -353,6 +359,8 @@ class LocalEngine(Attempts):
 
         def take(event: AnyEvent) -> None:
             event = with_named_files(state, event)
+            if isinstance(event, StepStarted):  # a resume elsewhere cannot see its processes
+                event = event.model_copy(update={"ran_on": self.place})
             state.apply(event)
             batch.append(event)
             if hub is not None:
