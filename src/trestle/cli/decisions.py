@@ -84,6 +84,8 @@ def cancel(
     else:
         how = f" (its driver {done.by} stopped it)" if done.by else ""
         out.print(f"run {run_id} cancelled{how}: {reason}", markup=False, soft_wrap=True)
+    for far in done.elsewhere:  # a dead driver's processes on another host
+        out.print(f"  NOT ENDED: {far}", markup=False, soft_wrap=True)
     for child, child_done in below:
         what = "was already cancelled" if child_done.already else "cancelled"
         out.print(f"  child run {child} {what}", markup=False, soft_wrap=True)

@@ -336,7 +336,8 @@ def create_app(settings: Settings) -> FastAPI:
             if done.already:
                 return f"run {run_id} was already {done.state.cancelled}"
             how = f" (its driver {done.by} stopped it)" if done.by else ""
-            return f"run {run_id} cancelled{how}: {reason}"
+            far = "".join(f"; NOT ENDED: {line}" for line in done.elsewhere)
+            return f"run {run_id} cancelled{how}: {reason}{far}"
 
         await _act(gate, session, act)
         return back(f"/runs/{quote(run_id)}")

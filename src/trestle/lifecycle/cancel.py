@@ -12,6 +12,9 @@ Two ways, depending on who holds the run's lease:
   command takes the lease itself, so no driver can start meanwhile; kills what is left
   of the attempts a dead driver left running (found by their idempotency keys and
   recorded process groups, as a resume's probe does), and records ``RunCancelled``.
+  An attempt whose driver ran on another host (or in another pid namespace) is out of
+  this command's sight: it ends nothing there, and says so (``Cancelled.elsewhere``),
+  naming the host and the idempotency key its processes carry.
 
 A request the driver did not take before it ended is taken here the second way.
 """
@@ -25,7 +28,8 @@ from dataclasses import dataclass
 from trestle.core.errors import ConfigError, LeaseHeldError
 from trestle.core.events import RunCancelled, idempotency_key
 from trestle.core.state import RunState
-from trestle.execution.processes import Leader, reap
+from trestle.execution.places import unseen
+from trestle.execution.processes import KEY_VAR, Leader, process_view, reap
 from trestle.lifecycle.doorbell import ring
 from trestle.lifecycle.lease import DEFAULT_LEASE_TTL, FINISH_WAIT, this_process
 from trestle.lifecycle.outcomes import POLL, driven_live
@@ -46,11 +50,14 @@ class Cancelled:
         by: who stopped it: the driving process's name, or None when this process
             recorded the cancel itself.
         already: the run had been cancelled before (nothing was done).
+        elsewhere: for each attempt a dead driver left running where this process
+            cannot see processes (another host), what a person must end there.
     """
 
     state: RunState
     by: str | None
     already: bool = False
+    elsewhere: tuple[str, ...] = ()
 
 
 def cancel_run(
@@ -140,7 +147,10 @@ def _directly(
         state = load_state(store, run_id)
         if state.cancelled is not None:
             return Cancelled(state, None, already=request is None)
-        stopped = asyncio.run(_end_leftovers(state))
+        here = process_view()
+        running = [sid for sid, st in state.steps.items() if st.status == "running"]
+        far = [sid for sid in running if unseen(state.steps[sid], here, unplaced=False)]
+        stopped = asyncio.run(_end_leftovers(state, [s for s in running if s not in far]))
         event = RunCancelled(
             at=time.time(),
             by=by,
@@ -152,15 +162,26 @@ def _directly(
         record(
             store, state, event, token=lease.token, status="cancelled", consumed_requests=consumed
         )
-        return Cancelled(state, None)
+        return Cancelled(state, None, elsewhere=tuple(_out_of_reach(state, sid) for sid in far))
     finally:
         store.release_lease(run_id, lease.token)
 
 
-async def _end_leftovers(state: RunState) -> tuple[str, ...]:
-    """Kill what is left of the attempts a dead driver left running, and wait until
-    they are gone; the steps they belong to."""
-    running = [sid for sid, st in state.steps.items() if st.status == "running"]
+def _out_of_reach(state: RunState, sid: str) -> str:
+    """What a person must do about the attempt of ``sid`` a dead driver ran elsewhere."""
+    st = state.steps[sid]
+    assert st.ran_on is not None  # unseen() holds only for an attempt with a place
+    key = idempotency_key(state.run_id, sid, st.attempt)
+    return (
+        f"step {sid!r}: attempt {st.attempt} ran on host {st.ran_on.host!r} (driver pid "
+        f"{st.ran_on.pid}), whose processes cannot be seen or ended from here; on "
+        f"{st.ran_on.host!r}, end every process whose environment holds {KEY_VAR}={key}"
+    )
+
+
+async def _end_leftovers(state: RunState, running: list[str]) -> tuple[str, ...]:
+    """Kill what is left of the attempts of the steps in ``running`` a dead driver
+    left, and wait until they are gone; those steps."""
 
     async def end(sid: str) -> None:
         st = state.steps[sid]
