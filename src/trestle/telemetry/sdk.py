@@ -5,7 +5,8 @@ the standard ``OTEL_*`` environment variables. Importing this module needs the
 The SDK does the configuring: ``TracerProvider`` reads ``OTEL_SDK_DISABLED``,
 ``OTEL_TRACES_SAMPLER`` and the span limits, ``Resource.create`` reads
 ``OTEL_SERVICE_NAME`` and ``OTEL_RESOURCE_ATTRIBUTES`` (the service is ``trestle``
-unless they name one), ``BatchSpanProcessor`` reads ``OTEL_BSP_*``, and the OTLP
+unless they name one; ``host.name`` and ``process.pid`` are this process's unless they
+say otherwise), ``BatchSpanProcessor`` reads ``OTEL_BSP_*``, and the OTLP
 exporter reads ``OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT``, ``_HEADERS``, ``_TIMEOUT`` and
 the rest. ``OTEL_TRACES_EXPORTER`` names the exporters (default ``otlp``, over
 HTTP/protobuf unless ``OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL`` is ``grpc``), each found
@@ -15,6 +16,7 @@ by the name it registers under the SDK's ``opentelemetry_traces_exporter`` entry
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import threading
 from collections.abc import Mapping, Sequence
@@ -27,6 +29,7 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
 
 from trestle.telemetry.spans import SpanRecord
 
@@ -111,10 +114,17 @@ def _ns(seconds: float) -> int:
 
 
 def _resource() -> Resource:
-    resource = Resource.create()
-    if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
-        resource = resource.merge(Resource({SERVICE_NAME: "trestle"}))
-    return resource
+    """The environment's resource, over this process's host and pid (which worker sent
+    a span), with the service ``trestle`` unless the environment names one."""
+    found = Resource.create()
+    attributes: dict[str, AttributeValue] = {
+        "host.name": socket.gethostname(),
+        "process.pid": os.getpid(),
+    }
+    attributes.update(found.attributes)
+    if str(attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
+        attributes[SERVICE_NAME] = "trestle"
+    return Resource(attributes, found.schema_url)
 
 
 def exporter_names(environ: Mapping[str, str]) -> list[str]:

@@ -16,7 +16,7 @@ import gzip
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Self
@@ -46,6 +46,7 @@ class ReceivedSpan:
     service: str
     scope: str
     kind: int = 0
+    resource: Mapping[str, AttrValue] = field(default_factory=dict)
 
     @property
     def event_names(self) -> list[str]:
@@ -73,7 +74,8 @@ def decode(body: bytes) -> list[ReceivedSpan]:
     request.ParseFromString(body)
     out = []
     for resource_spans in request.resource_spans:
-        service = str(_attrs(list(resource_spans.resource.attributes)).get("service.name", ""))
+        resource = _attrs(list(resource_spans.resource.attributes))
+        service = str(resource.get("service.name", ""))
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
                 events = tuple((e.name, _attrs(list(e.attributes))) for e in span.events)
@@ -91,6 +93,7 @@ def decode(body: bytes) -> list[ReceivedSpan]:
                         service=service,
                         scope=scope_spans.scope.name,
                         kind=span.kind,
+                        resource=resource,
                     )
                 )
     return out

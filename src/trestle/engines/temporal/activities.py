@@ -122,6 +122,8 @@ class TrestleActivities:
     def close(self) -> None:
         self._io.shutdown(wait=True)
         self.engine.close()
+        if self.engine.telemetry is not None:  # a worker may leave without exit hooks
+            self.engine.telemetry.flush()
 
     async def _blocking(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         loop = asyncio.get_running_loop()
@@ -206,6 +208,15 @@ class TrestleActivities:
             row = await self._blocking(self.store.run, batch.run_id)
             if row.last_seq != batch.first_seq + len(events) - 1:
                 raise
+        else:
+            # this worker's spans: those the batch ends, the run caught up from the
+            # store first where other workers committed (trestle.telemetry); a commit
+            # that had landed already emitted them, or they were lost with its worker
+            telemetry = self.engine.telemetry
+            if telemetry is not None:
+                await self._blocking(
+                    telemetry.committed, batch.run_id, batch.first_seq, events, self.store.events
+                )
         return Committed(first_seq=batch.first_seq, events=batch.events)
 
     @activity.defn(name="trestle.requests")
