@@ -29,6 +29,7 @@ from trestle.core.events import (
     idempotency_key,
 )
 from trestle.core.plan import Step
+from trestle.core.records.lineage import AttemptFiles
 from trestle.core.state import RunState
 from trestle.core.tree import parent_scope
 from trestle.engines.approved import (
@@ -41,6 +42,7 @@ from trestle.engines.approved import (
 )
 from trestle.engines.delegation import ParentEngine, perform_delegation
 from trestle.engines.outbox import Outbox
+from trestle.engines.touched import attempt_files, reads_of
 from trestle.engines.work import StepPerformer, StepWork, WorkspaceNotSaved
 from trestle.execution.actions import StepContext, in_thread, perform
 from trestle.execution.checks import run_checks
@@ -317,6 +319,7 @@ class Attempts:
             taking = asyncio.get_running_loop().create_future()
             taking.set_result(None)
         ask: ToolAsk | None = None
+        read: dict[str, str] = {}  # what its command names, as it begins
         if step.delegate is None and step.agent is not None and self.performer is not None:
             # the model's first answer need not wait for the checkpoint: the attempt
             # waits for it before it first runs anything in the workspace
@@ -336,6 +339,7 @@ class Attempts:
             else:
                 if step.run is None:
                     acting.discard(sid)
+                read = await in_thread(pool, reads_of, step, ctx.workspace)
                 action = await perform(step, ctx, pool, on_spawn=note_spawn)
         acting.discard(sid)
         checking = dataclasses.replace(ctx, approved=False, pinned=())  # nobody approved them
@@ -345,6 +349,7 @@ class Attempts:
             after = await self._checkpoint(state, step, ctx, "after", pool)
         except ShadowRepoError:
             after = None  # the step already ran; a missing after-snapshot only limits diff
+        files = await self._files(state, step, read, before, after, pool)
         return StepAttemptEnded(
             at=self.clock(),
             step=sid,
@@ -355,7 +360,27 @@ class Attempts:
             checkpoint_before=before,
             checkpoint_after=after,
             ask=ask,
+            files=files,
         )
+
+    async def _files(
+        self,
+        state: RunState,
+        step: Step,
+        read: dict[str, str],
+        before: str | None,
+        after: str | None,
+        pool: Executor,
+    ) -> AttemptFiles:
+        """What the attempt read and wrote, as far as it can be seen (see
+        :mod:`trestle.engines.touched`); its writes unknown if the diff fails."""
+        shadow_dir = self.shadow_dir_of(state)
+        repo = shadow_repo(state, shadow_dir, self.store) if shadow_dir is not None else None
+        workspace = Path(state.workspace)
+        try:
+            return await in_thread(pool, attempt_files, step, workspace, read, repo, before, after)
+        except ShadowRepoError:
+            return await in_thread(pool, attempt_files, step, workspace, read, None, None, None)
 
     def _agent_work(
         self,
