@@ -84,6 +84,10 @@ def rewind_command(
         soft_wrap=True,
     )
     out.print(f"reopened: {', '.join(done.reopened)}", markup=False, soft_wrap=True)
+    if done.files is not None:
+        out.print("what the steps not reopened wrote since stays as it is", markup=False)
+    elif done.why:
+        out.print(f"the whole workspace was put back: {done.why}", markup=False, soft_wrap=True)
     out.print(f"the workspace as it was is kept as snapshot {done.safety[:12]}", markup=False)
     out.print(f"continue with `trestle resume {run_id}`", markup=False)
 

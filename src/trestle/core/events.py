@@ -453,9 +453,9 @@ class BudgetRaised(Event):
 class RunRewound(Event):
     """A human put the workspace back to before ``to_step`` and reopened the steps whose
     work that undid. The events before this one stay: they are the abandoned branch.
-    v2: ``files``, the paths put back when only the work of ``to_step`` and the steps
-    that depended on it was undone (None: the whole workspace was restored, and every
-    step started after ``to_step`` reopened)."""
+    v2: ``files``, the paths put back when the work of the steps that did not depend on
+    ``to_step`` was kept (None: the whole workspace was restored, and every step
+    started after ``to_step`` reopened)."""
 
     v: int = 2
     kind: Literal["run_rewound"] = "run_rewound"

@@ -42,6 +42,7 @@ from trestle.core.events import (
 )
 from trestle.core.plan import Step
 from trestle.core.records.lineage import DELETED
+from trestle.core.shellparse import parse
 
 EdgeKind = Literal["read", "needs", "workspace", "unknown", "overwrite"]
 # how surely an edge carries data: a read seen, then a declared need, then a possibility
@@ -69,6 +70,7 @@ class AttemptTrace:
     read: dict[str, str] = field(default_factory=dict)
     reads_known: bool = False
     abandoned: bool = False  # a rewind undid it
+    claimed: set[str] = field(default_factory=set)  # paths its agent's calls wrote
 
     @property
     def ended(self) -> bool:
@@ -164,8 +166,52 @@ def lineage(events: Iterable[AnyEvent | StoredEvent]) -> Lineage:
         positions.setdefault(event.kind, pos)
         positions[f"last:{event.kind}"] = pos
     found = Lineage(run_id, steps, attempts, [], positions)
+    _disentangle(found)
     found.edges = _edges(found)
     return found
+
+
+def _disentangle(found: Lineage) -> None:
+    """Attempts that ran at the same time each see the others' writes in their own
+    checkpoints' diff (whole, or half done). A path changed in the diffs of attempts
+    that overlapped goes to those of them that name it (a ``write`` step's path, an
+    agent's write, a word or redirect of a command); when none does, each keeps it:
+    who wrote it is not known."""
+    ended = [t for ts in found.attempts.values() for t in ts if t.ended and t.wrote]
+    for x in ended:
+        assert x.wrote is not None
+        for path in list(x.wrote):
+            alike = [
+                y
+                for y in ended
+                if y is not x
+                and y.start < (x.end or 0)
+                and x.start < (y.end or 0)
+                and path in (y.wrote or {})
+            ]
+            if not alike:
+                continue
+            claim = [t for t in (x, *alike) if path in _claims(found.steps.get(t.step), t)]
+            if claim and x not in claim:
+                del x.wrote[path]
+
+
+def _claims(step: Step | None, trace: AttemptTrace) -> set[str]:
+    """The paths an attempt names as its own: see :func:`_disentangle`."""
+    if step is None:
+        return set(trace.claimed)
+    if step.write is not None:
+        return {_norm(step.write.path)}
+    if step.run is not None:
+        script = parse(step.run)
+        words = {
+            w.value
+            for simple in (*script.commands, *script.nested)
+            for w in (*simple.words, *(r.target for r in simple.redirects))
+            if w.literal
+        }
+        return {_norm(w) for w in words if w}
+    return set(trace.claimed)
 
 
 def _ended(trace: AttemptTrace, event: StepAttemptEnded, pos: int, step: Step | None) -> None:
@@ -193,8 +239,10 @@ def _tool_call(trace: AttemptTrace, tool: str, ok: bool, data: dict[str, object]
         return
     if tool in READ_TOOLS:
         trace.read.setdefault(_norm(path), UNKNOWN_DIGEST)
-    elif tool in WRITE_TOOLS and trace.wrote is not None:
-        trace.wrote[_norm(path)] = UNKNOWN_DIGEST
+    elif tool in WRITE_TOOLS:
+        trace.claimed.add(_norm(path))
+        if trace.wrote is not None:
+            trace.wrote[_norm(path)] = UNKNOWN_DIGEST
 
 
 def _norm(path: str) -> str:
@@ -279,13 +327,14 @@ def _walk(edges: Sequence[Edge], start: str, *, backward: bool) -> dict[str, tup
 
 @dataclass(frozen=True)
 class RewindScope:
-    """What a rewind to a step undoes: the steps to reopen and, when every write since
-    is known, the files to put back (``files``); ``None`` restores the whole workspace
-    and reopens every step started since, because some write could not be seen
-    (``why`` says which)."""
+    """What a rewind to a step undoes: the steps to reopen, and ``keep``, the files
+    written since by the steps that stay done, which the rewind leaves as they are
+    (everything else goes back to the checkpoint). ``keep`` is None when some write
+    since could not be seen (``why`` says whose): then the whole workspace goes back,
+    and every step started since is reopened."""
 
     reopen: tuple[str, ...]
-    files: tuple[str, ...] | None
+    keep: tuple[str, ...] | None
     why: str = ""
 
 
@@ -313,7 +362,8 @@ def rewind_scope(found: Lineage, step: str, attempt: int) -> RewindScope:
         if not more:
             break
         chosen = _closure(found, chosen | more)
-    return RewindScope(tuple(s for s in order if s in chosen), tuple(sorted(files)))
+    keep = {p for t in since if t.step not in chosen for p in (t.wrote or {})}
+    return RewindScope(tuple(s for s in order if s in chosen), tuple(sorted(keep)))
 
 
 def _running(traces: Sequence[AttemptTrace]) -> set[str]:

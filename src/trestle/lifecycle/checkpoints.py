@@ -7,10 +7,15 @@ takes ``.../after`` once the attempt's checks have run. The names are determinis
 so a checkpoint taken just before a crash is found even though its attempt never
 recorded an outcome.
 
-Rewinding to a step restores the files of its latest ``before`` checkpoint and records
-``run_rewound``, which reopens that step, every step started after it, and everything
-downstream of them; ``trestle resume`` then runs them again. The events of the
-abandoned branch stay in the log.
+Rewinding to a step reopens that step and exactly the steps that depended on it, by
+data (files they read, or may have read, of its output) or by declared ``needs``
+(:func:`trestle.core.lineage.rewind_scope`), and puts the workspace back as it was
+before the step's latest attempt, except the files the other steps wrote since: their
+work stays. Where
+a write since could not be seen (an attempt without checkpoints around it) it restores
+the whole workspace instead and reopens every step started after it, and everything
+downstream of them. It records ``run_rewound``; ``trestle resume`` then runs the
+reopened steps again. The events of the abandoned branch stay in the log.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Literal
 from trestle.core.errors import ConfigError
 from trestle.core.events import RunRewound, StepStarted
 from trestle.core.field_problems import did_you_mean
+from trestle.core.lineage import lineage, rewind_scope
 from trestle.core.plan import Plan, Step
 from trestle.core.state import RunState
 from trestle.lifecycle.runs import load_state, record, refuse_if_cancelled
@@ -127,37 +133,18 @@ def step_diff(repo: ShadowRepo, state: RunState, store: Store, step: str) -> Ste
     return StepDiff(before.attempt, repo.diff(before.commit, after), after is not None)
 
 
-def steps_to_reopen(store: Store, state: RunState, step: str, attempt: int) -> list[str]:
-    """The step, every step started after its attempt began, and all their dependents."""
-    started_at_seq: dict[str, int] = {}
-    origin: int | None = None
-    for item in store.events(state.run_id):
-        if isinstance(item.event, StepStarted):
-            started_at_seq[item.event.step] = item.seq
-            if item.event.step == step and item.event.attempt == attempt:
-                origin = item.seq
-    if origin is None:
-        origin = state.seq  # the attempt never started: only the step itself goes back
-    chosen = {step} | {sid for sid, seq in started_at_seq.items() if seq > origin}
-    todo = list(chosen)
-    needed_by: dict[str, list[str]] = {s.id: [] for s in state.plan.steps}
-    for s in state.plan.steps:
-        for need in s.needs:
-            needed_by[need].append(s.id)
-    while todo:
-        for dependent in needed_by[todo.pop()]:
-            if dependent not in chosen:
-                chosen.add(dependent)
-                todo.append(dependent)
-    return [s.id for s in state.plan.steps if s.id in chosen]
-
-
 @dataclass(frozen=True)
 class Rewound:
+    """What a rewind did: the checkpoint restored, the steps reopened, the safety
+    snapshot, and what changed; ``files`` the paths put back when the other steps' work
+    was kept (None: the whole workspace went back, ``why`` says why)."""
+
     checkpoint: Checkpoint
     reopened: list[str]
     safety: str
     result: RestoreResult
+    files: tuple[str, ...] | None = None
+    why: str = ""
 
 
 def rewind(
@@ -182,9 +169,14 @@ def rewind(
         state = load_state(store, run_id)
         repo = shadow_repo(state, shadow_dir, store)
         target = latest_before(repo, state, store, step)
-        reopened = steps_to_reopen(store, state, step, target.attempt)
+        scope = rewind_scope(lineage(store.events(run_id)), step, target.attempt)
+        reopened = list(scope.reopen)
         safety = repo.snapshot(f"{run_id}/rewind-{state.seq}/safety", "before rewind")
-        result = repo.restore(target.commit)
+        files = None
+        if scope.keep is not None:  # the other steps' work stays; all else goes back
+            kept = set(scope.keep)
+            files = tuple(c.path for c in repo.changes(target.commit) if c.path not in kept)
+        result = repo.restore(target.commit, files)
         event = RunRewound(
             at=time.time(),
             to_step=step,
@@ -193,8 +185,9 @@ def rewind(
             safety=safety,
             reopened=tuple(reopened),
             by=by or getpass.getuser(),
+            files=files,
         )
         record(store, state, event, token=lease.token)
-        return Rewound(target, reopened, safety, result)
+        return Rewound(target, reopened, safety, result, files, scope.why)
     finally:
         store.release_lease(run_id, lease.token)

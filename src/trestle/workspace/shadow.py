@@ -39,7 +39,7 @@ import os
 import re
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -274,8 +274,8 @@ class ShadowRepo:
             self._git("update-ref", "-m", "snapshot", REF_ROOT + name, commit)
             return commit
 
-    def restore(self, snapshot: str) -> RestoreResult:
-        """Make the workspace exactly as it was in a snapshot.
+    def restore(self, snapshot: str, paths: Collection[str] | None = None) -> RestoreResult:
+        """Make the workspace exactly as it was in a snapshot (or only ``paths`` of it).
 
         Files created since are deleted (and directories that leaves empty), files
         changed or deleted since are written back with their executable bit, symlinks
@@ -284,6 +284,8 @@ class ShadowRepo:
 
         Args:
             snapshot: a snapshot name or a commit id.
+            paths: restore only these workspace-relative files (a rewind that undoes
+                some steps' work and keeps the rest); None: every file.
 
         Raises:
             UnknownSnapshotError: no such snapshot.
@@ -296,6 +298,9 @@ class ShadowRepo:
             self._stage()
             # diff-index compares the snapshot (old side) with the workspace (new side).
             raw = self._raw_changes(["diff-index", "--cached", "--raw", target])
+            if paths is not None:
+                wanted = set(paths)
+                raw = [c for c in raw if c.path in wanted]
             to_delete = sorted(c.path for c in raw if c.status == "A")
             restored = [c.path for c in raw if c.status in "MT"]
             missing = [c.path for c in raw if c.status == "D"]
