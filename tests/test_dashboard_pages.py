@@ -165,3 +165,25 @@ def test_a_run_page_draws_its_tree(tmp_path: Path) -> None:
         assert "succeeded" in tree and "note it &lt;b&gt;now&lt;/b&gt;" in tree
         shown = client.get(f"/runs/{child}").text.split('id="tree-heading"')[1]
         assert f'A child of run <a href="/runs/{root}">{root}</a> (its step down, round 1)' in shown
+
+
+def test_a_failed_run_page_shows_where_it_may_first_have_gone_wrong(tmp_path: Path) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        "goal: cascade\ncheckpoints: every_step\nsteps:\n"
+        "  - {id: total, run: 'echo 9 > total.txt', verify: [{file_exists: total.txt}]}\n"
+        "  - id: report\n    needs: [total]\n    run: 'cat total.txt > report.txt'\n"
+        "    verify: [{file_contains: report.txt, text: '12'}]\n",
+        encoding="utf-8",
+    )
+    store = tmp_path / ".trestle" / "trestle.db"
+    start_run(plan, store, tmp_path).communicate(timeout=120)
+    [run_id] = run_ids(store)
+    with dashboard(store) as ui:
+        page = ui.session().get(f"/runs/{run_id}").text
+    section = page.split('id="blame-heading"')[1].split("</section>")[0]
+    assert "Traced back from <code>report</code>: check failed" in section
+    first = section.split("<li><strong>")[1]
+    assert first.startswith("total</strong>")
+    assert "for: weak checks: none looked at what it wrote" in first
+    assert f"trestle rewind {run_id} --to total" in section

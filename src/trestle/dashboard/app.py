@@ -293,6 +293,7 @@ def create_app(settings: Settings) -> FastAPI:
         with store() as st:
             state = trusted_state(st, run_id)
             marks = views.checkpoint_views(st, state)
+            blamed = views.blame_view(st, state)
         stream = f"/stream/runs/{quote(run_id)}?only={quote(only)}&step={quote(step)}"
         return page(
             "run.html",
@@ -305,6 +306,7 @@ def create_app(settings: Settings) -> FastAPI:
             step=step,
             filters=list(views.TIMELINE_FILTERS),
             checkpoints=marks,
+            blame=blamed,
             dimensions=DIMENSIONS,
         )
 

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from trestle.core.blame import Blame
 from trestle.core.card import HandoffCard
 from trestle.core.errors import ConfigError, TrestleError
 from trestle.core.events import (
@@ -451,6 +452,27 @@ def checkpoint_views(store: Store, state: RunState) -> list[CheckpointView]:
     except (TrestleError, OSError):
         return []
     return [CheckpointView(c.step, c.attempt, c.when, c.commit, c.taken_at) for c in found]
+
+
+BLAME_SHOWN = 3  # candidates the run page shows; `trestle blame RUN` has them all
+BLAME_EVENTS_MOST = 50_000  # past this a run's page leaves the tracing to the CLI
+
+
+def blame_view(store: Store, state: RunState) -> Blame | None:
+    """For a run with a failed step, the steps that may first have produced the wrong
+    output behind it (``trestle blame``), the first :data:`BLAME_SHOWN` of them; None
+    when nothing failed or the run is too long to read whole here."""
+    from trestle.core.blame import blame
+
+    if state.seq > BLAME_EVENTS_MOST or not any(
+        st.status == "failed" for st in state.steps.values()
+    ):
+        return None
+    try:
+        found = blame(store.events(state.run_id))
+    except TrestleError:
+        return None
+    return found.model_copy(update={"candidates": found.candidates[:BLAME_SHOWN]})
 
 
 def step_change(store: Store, state: RunState, step: str) -> tuple[str, str]:
