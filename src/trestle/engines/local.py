@@ -175,6 +175,12 @@ class LocalEngine(Attempts):
         self._read: dict[str, dict[int, AnyEvent]] = {}
         # sqlite3 blocks; one thread keeps it off the event loop and serialises commits
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trestle-store")
+        # spans are made off the store thread, in commit order (None: no telemetry)
+        self._spans = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="trestle-telemetry")
+            if self.telemetry is not None
+            else None
+        )
 
     def for_child(self, agent: AgentSettings | None) -> LocalEngine:
         """An engine like this one for a delegated child run, in this process: the same
@@ -542,10 +548,17 @@ class LocalEngine(Attempts):
         return results
 
     def _commit(self, run_id: str, appended: Appended, token: int) -> None:
-        """Append the batch; then, with telemetry, emit the spans it ends."""
+        """Append the batch; then, with telemetry, have the spans it ends emitted on the
+        telemetry thread (which reads the store, when it must, through this thread)."""
         self.store.append(run_id, appended, token=token)
-        if self.telemetry is not None:
-            self.telemetry.committed(run_id, appended.first_seq, appended.events, self.store.events)
+        if self.telemetry is not None and self._spans is not None:
+            events = list(appended.events)
+            self._spans.submit(
+                self.telemetry.committed, run_id, appended.first_seq, events, self._read_events
+            )
+
+    def _read_events(self, run_id: str, after: int, limit: int | None) -> list[StoredEvent]:
+        return self._io.submit(self.store.events, run_id, after, limit).result()
 
     async def _keep_lease(self, run_id: str, lease: Lease) -> None:
         while True:
@@ -558,6 +571,8 @@ class LocalEngine(Attempts):
         return self
 
     def close(self) -> None:
+        if self._spans is not None:  # its last spans made first: they may read the store
+            self._spans.shutdown(wait=True)
         self._io.shutdown(wait=True)
 
     def state(self, run_id: str) -> RunState:
