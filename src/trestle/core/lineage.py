@@ -25,7 +25,7 @@ Pure: events in, data out.
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -95,7 +95,6 @@ class Lineage:
     steps: dict[str, Step]
     attempts: dict[str, list[AttemptTrace]]
     edges: list[Edge]
-    positions: dict[str, int]  # the run's events' positions by what they are (see below)
 
     def current(self, step: str) -> AttemptTrace | None:
         """The step's latest attempt that ended and was not undone by a rewind."""
@@ -128,7 +127,6 @@ def lineage(events: Iterable[AnyEvent | StoredEvent]) -> Lineage:
     steps: dict[str, Step] = {}
     attempts: dict[str, list[AttemptTrace]] = {}
     agent_io: dict[tuple[str, int], AttemptTrace] = {}
-    positions: dict[str, int] = {}
     for index, item in enumerate(events, start=1):
         event, pos = (item.event, item.seq) if isinstance(item, StoredEvent) else (item, index)
         match event:
@@ -163,9 +161,7 @@ def lineage(events: Iterable[AnyEvent | StoredEvent]) -> Lineage:
                 for sid in reopened:
                     for trace in attempts.get(sid, []):
                         trace.abandoned = True
-        positions.setdefault(event.kind, pos)
-        positions[f"last:{event.kind}"] = pos
-    found = Lineage(run_id, steps, attempts, [], positions)
+    found = Lineage(run_id, steps, attempts, [])
     _disentangle(found)
     found.edges = _edges(found)
     return found
@@ -227,7 +223,7 @@ def _ended(trace: AttemptTrace, event: StepAttemptEnded, pos: int, step: Step | 
         trace.reads_known = files.reads_known
 
 
-def _tool_call(trace: AttemptTrace, tool: str, ok: bool, data: dict[str, object]) -> None:
+def _tool_call(trace: AttemptTrace, tool: str, ok: bool, data: Mapping[str, object]) -> None:
     """An agent's call: a read or a write of one path, or an opaque one."""
     path = data.get("path")
     if tool in OPAQUE_TOOLS:
