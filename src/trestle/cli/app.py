@@ -168,7 +168,18 @@ def entry() -> None:
     for stream in (sys.stdout, sys.stderr):
         with suppress(OSError, ValueError):  # a reader gone, or the stream closed
             stream.flush()
+    _flush_spans()  # os._exit skips the exit hook that sends the spans still batched
     os._exit(code if isinstance(code, int) else 0 if code is None else 1)
+
+
+def _flush_spans() -> None:
+    """Send the spans this process still holds, if it made any (see trestle.telemetry)."""
+    env = sys.modules.get("trestle.telemetry.env")
+    if env is not None and env.from_env.cache_info().currsize:
+        telemetry = env.from_env()
+        if telemetry is not None:
+            with suppress(Exception):  # a receiver gone must not change the exit code
+                telemetry.flush()
 
 
 def main() -> None:
