@@ -94,7 +94,7 @@ W_HOP = 0.5  # per step between it and the target: the first wrong step lies fur
 W_HOP_MAX = 1.5
 # positive evidence of a step that reaches the target only by these counts for less
 DISCOUNT = {3: 1.0, 2: 0.6, 1: 0.3}
-LINK_WORDS = {3: "read", 2: "declared need", 1: "possible (reads or writes unseen)"}
+LINK_WORDS = {3: "a file read", 2: "a declared need", 1: "a possible read (reads or writes unseen)"}
 
 
 class Evidence(Record):
