@@ -27,6 +27,7 @@ from trestle.core.events import (
     RunCreated,
     StepAttemptEnded,
     StepFailed,
+    StepReopened,
     StepStarted,
     StoredEvent,
 )
@@ -373,3 +374,42 @@ def test_the_ranking_is_deterministic_and_rewind_scope_follows_the_data() -> Non
     # depends on b by a read; d started before b and stays
     assert scope.reopen == ("b", "c")
     assert scope.keep == ()
+
+
+def test_a_retry_that_passed_after_a_humans_retry_counts_as_another_approach() -> None:
+    events = made(("a", {"a": "1"}, {}, True))
+    events.append(StepStarted(at=0, step="b", attempt=1, key="r/b/1"))
+    failed = CheckResult(check="b", expected="x", actual="", passed=False)
+    passed = failed.model_copy(update={"passed": True})
+    events.append(
+        StepAttemptEnded(
+            at=0,
+            step="b",
+            attempt=1,
+            ok=False,
+            action=ActionResult(status="ok"),
+            checks=(failed,),
+            files=AttemptFiles(wrote={"b": "0"}, read={"a": "1"}),
+        )
+    )
+    events.append(StepReopened(at=0, step="b", reason="try again", by="alice"))
+    events.append(StepStarted(at=0, step="b", attempt=2, key="r/b/2"))
+    events.append(
+        StepAttemptEnded(
+            at=0,
+            step="b",
+            attempt=2,
+            ok=True,
+            action=ActionResult(status="ok"),
+            checks=(passed,),
+            files=AttemptFiles(wrote={"b": "2"}, read={"a": "1"}),
+        )
+    )
+    events += made(("c", {"c": "3"}, {"b": "2"}, False))[1:]
+
+    found = blame(events, "c")
+
+    [b] = [c for c in found.candidates if c.step == "b"]
+    [retried] = [e for e in b.evidence if e.kind == "retried"]
+    assert "after 1 failed, by a different approach: alice asked to retry it" in retried.text
+    assert retried.weight == 1.5
