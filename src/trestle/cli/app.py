@@ -19,7 +19,7 @@ how it drives and stops on a signal: :mod:`trestle.cli.drive`.
 The commands live in modules by concern (:mod:`.running`, :mod:`.reading`,
 :mod:`.decisions`, :mod:`.checkpoints`, :mod:`.blame`, :mod:`.doctor`, :mod:`.plans`,
 :mod:`.agent`, :mod:`.export`, :mod:`.budget`, :mod:`.groups`, :mod:`.monitors`,
-:mod:`.policy`, :mod:`.prune`, :mod:`.ui`), with the options they share in
+:mod:`.policy`, :mod:`.prune`, :mod:`.ui`, :mod:`.mcp_command`), with the options they share in
 :mod:`.options` and the console and store helpers in :mod:`.console`; none imports
 this module, which registers each command in the order ``--help`` lists them.
 
@@ -52,6 +52,7 @@ from trestle.cli import (
     doctor,
     export,
     groups,
+    mcp_command,
     monitors,
     plans,
     policy,
@@ -131,6 +132,7 @@ app.command()(groups.board)
 app.command()(groups.mail)
 app.command(name="prune")(prune.prune_command)
 app.command(name="ui")(ui.ui_command)
+app.add_typer(mcp_command.mcp_app, name="mcp")
 app.add_typer(monitors.monitors_app, name="monitors")
 app.add_typer(policy.policy_app, name="policy")
 

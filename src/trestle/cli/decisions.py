@@ -7,7 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -30,6 +30,9 @@ from trestle.cli.options import (
     StoreOption,
 )
 from trestle.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from trestle.lifecycle.cancel import Cancelled
 
 
 def retry(
@@ -79,17 +82,25 @@ def cancel(
     with _found(store, run_id) as (st, run_id):
         done, below = cancel_tree(st, run_id, reason, by=_who())
     out = _out()
+    for line in cancel_lines(run_id, reason, done, below):
+        out.print(line, markup=False, soft_wrap=True)
+    out.print(report_view(build_report(done.state)))
+
+
+def cancel_lines(
+    run_id: str, reason: str, done: Cancelled, below: list[tuple[str, Cancelled]]
+) -> list[str]:
+    """What a cancel says of the run and its children (before the report)."""
     if done.already:
-        out.print(f"run {run_id} was already {done.state.cancelled}", markup=False)
+        lines = [f"run {run_id} was already {done.state.cancelled}"]
     else:
         how = f" (its driver {done.by} stopped it)" if done.by else ""
-        out.print(f"run {run_id} cancelled{how}: {reason}", markup=False, soft_wrap=True)
-    for far in done.elsewhere:  # a dead driver's processes on another host
-        out.print(f"  NOT ENDED: {far}", markup=False, soft_wrap=True)
+        lines = [f"run {run_id} cancelled{how}: {reason}"]
+    lines += [f"  NOT ENDED: {far}" for far in done.elsewhere]  # a dead driver's, elsewhere
     for child, child_done in below:
         what = "was already cancelled" if child_done.already else "cancelled"
-        out.print(f"  child run {child} {what}", markup=False, soft_wrap=True)
-    out.print(report_view(build_report(done.state)))
+        lines.append(f"  child run {child} {what}")
+    return lines
 
 
 def inbox_command(

@@ -100,12 +100,20 @@ def say_outcome(
     refusal is a ConfigError (exit 2) naming why. Otherwise say that it is queued, and
     that the next driver will apply or refuse it.
     """
+    _, said = outcome_said(store, what, run_id, request_id, after=after)
+    out.print(said, markup=False, soft_wrap=True)
+
+
+def outcome_said(
+    store: Store, what: str, run_id: str, request_id: int, *, after: int
+) -> tuple[bool, str]:
+    """:func:`say_outcome`'s answer: whether the request was applied already (False:
+    it is queued), and the sentence that says so. A refusal is a ConfigError."""
     found = await_outcome(store, run_id, request_id, after=after)
     if found is not None and not found.applied:
         raise ConfigError(found.message)
     if found is not None:
-        out.print(found.message, markup=False, soft_wrap=True)
-        return
+        return True, found.message
     driver = driven_live(store, run_id, time.time())
     if driver is not None:
         later = (
@@ -114,4 +122,4 @@ def say_outcome(
         )
     else:
         later = f"it will be applied or refused when the run is resumed: `trestle resume {run_id}`"
-    out.print(f"{what}: queued (request {request_id}); {later}", markup=False, soft_wrap=True)
+    return False, f"{what}: queued (request {request_id}); {later}"
