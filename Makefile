@@ -21,7 +21,7 @@ $(BASE): pyproject.toml
 $(DEV): $(BASE)
 	scripts/setup-browser.sh
 	scripts/setup-postgres.sh
-	$(BIN)/pip install --quiet -e ".[dev,bench,embed,ui,temporal,postgres,otel]"
+	$(BIN)/pip install --quiet -e ".[dev,bench,embed,ui,temporal,postgres,otel,mcp]"
 	touch $(DEV)
 
 ## demo: set up, then run the sample plan on a fresh copy of the sample project,
