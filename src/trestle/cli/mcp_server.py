@@ -64,7 +64,7 @@ def build_server(where: str | Path, *, user: str | None = None) -> MCPServer:
     ``user`` is who decisions are made as (default: this user at this host)."""
     from trestle.store.location import open_store
 
-    started_inside = inside_a_step()  # while the step that started it is there to see
+    started_inside = _started_inside(where, open_store)
     who = user or _user()
     server = MCPServer(
         "trestle",
@@ -268,6 +268,20 @@ def build_server(where: str | Path, *, user: str | None = None) -> MCPServer:
         )
 
     return server
+
+
+def _started_inside(where: str | Path, open_store: Callable[..., Store]) -> str | None:
+    """Why this server is part of a run's step, checked as it starts, while the step's
+    processes are there to see; with the drivers of the store's runs when it opens (a
+    step does not see the store in the sandbox)."""
+    try:
+        store = open_store(where, create=False)
+    except Exception:  # no store to be seen (a sandboxed step's): the process checks alone
+        return inside_a_step()
+    try:
+        return inside_a_step(store)
+    finally:
+        store.close()
 
 
 def client_name(ctx: Context) -> str:
