@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from secrets import token_hex
@@ -14,6 +16,27 @@ from trestle.testing.postgres import LocalPostgres
 
 # no test may reach a real model provider; loopback servers are still allowed
 os.environ.setdefault("TRESTLE_BLOCK_MODEL_REQUESTS", "1")
+
+# the session's own state, configuration and key, set before any fixture runs: the
+# autouse fixtures below give each test its own, but module- and session-scoped fixtures
+# are set up before them and would otherwise run the CLI against the user's
+_SESSION_HOME: Path | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Point the state and configuration directories and the approval key of this
+    process (and every CLI it starts) at a temporary directory of its own; each xdist
+    worker makes its own."""
+    global _SESSION_HOME
+    _SESSION_HOME = Path(tempfile.mkdtemp(prefix="trestle-tests-"))
+    os.environ["XDG_STATE_HOME"] = str(_SESSION_HOME / "state")
+    os.environ["XDG_CONFIG_HOME"] = str(_SESSION_HOME / "config")
+    os.environ["TRESTLE_KEY_FILE"] = str(_SESSION_HOME / "config" / "approval.key")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _SESSION_HOME is not None:
+        shutil.rmtree(_SESSION_HOME, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
