@@ -38,7 +38,8 @@ from trestle.lifecycle.runs import summary_json, trusted
 from trestle.store import payloads
 from trestle.store.base import Appended, Lease, Owner, RunRow, Snapshot, Store, owner_is_alive
 from trestle.store.location import is_store_url, open_store, where_shown
-from trestle.store.sqlite import MIGRATIONS, SqliteStore, unreadable_lease
+from trestle.store.sql_reads import unreadable_lease
+from trestle.store.sqlite import MIGRATIONS, SqliteStore
 from trestle.store.sqlite_file import check_file, read_only_uri
 from trestle.trust.signing import decision_key, key_path
 

@@ -25,13 +25,12 @@ resumed once the server is back.
 
 from __future__ import annotations
 
-import difflib
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from functools import partial
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from trestle.core.errors import (
@@ -43,22 +42,15 @@ from trestle.core.errors import (
     RunExistsError,
     StoreDamagedError,
     StoreError,
-    UnknownRunError,
 )
 from trestle.store import decoding, payloads, sqlite_groups
 from trestle.store.base import (
-    REQUEST_KINDS,
     Appended,
-    BoardEntry,
-    BoardKey,
     BoardWrite,
     Lease,
     Message,
     Owner,
-    Request,
     RequestKind,
-    RunRow,
-    Snapshot,
     delivered_ids,
     owner_is_alive,
     require_message,
@@ -66,16 +58,19 @@ from trestle.store.base import (
     require_text,
 )
 from trestle.store.postgres_schema import MIGRATIONS, SURVEY, TABLES
+from trestle.store.sql_reads import SqlReads
 
 if TYPE_CHECKING:
     import psycopg
 
-    from trestle.core.events import RunCreated, StoredEvent
+    from trestle.core.events import RunCreated
 
 T = TypeVar("T")
 CONNECT_TIMEOUT = 10  # seconds to reach the server before saying it cannot be reached
 REMEMBERED_PAYLOADS = 4096  # as the SQLite store: hashes per run known to be stored
 RUN_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
+# a table named bare after FROM, in the shared reads: qualified with Trestle's schema
+QUALIFY = re.compile(r"\b(FROM) (runs|events|payloads|snapshots|leases|requests|board|messages)\b")
 RUN_COLUMNS = (
     "run_id, goal, plan_path, workspace, status, created_at, updated_at, last_seq, summary"
 )
@@ -107,7 +102,7 @@ def describe(url: str) -> str:
     return f"postgresql://{user}{host}{port}/{params.get('dbname') or ''}"
 
 
-class PostgresStore:
+class PostgresStore(SqlReads):
     """A store in a PostgreSQL database, shared by any number of processes and hosts.
 
     ``create=False`` (every command that only reads) refuses a database with no store
@@ -117,11 +112,19 @@ class PostgresStore:
     """
 
     read_only: str | None = None  # a role that may only read fails at its first write
+    NO_LIMIT = None
+    EMPTY_BLOB = "''::bytea"
+    MESSAGE_ORDER = "n"
+    GROUPS = (
+        'SELECT grp COLLATE "C" AS g FROM trestle.board UNION '
+        'SELECT grp COLLATE "C" FROM trestle.messages ORDER BY g'
+    )
 
     def __init__(self, url: str, *, create: bool = True, upgrade: bool = False) -> None:
         self._pg = _psycopg()
         self.url = url
         self.where = describe(url)
+        self._shown = self.where
         self._lock = threading.Lock()
         self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
         # per run, the payload hashes this store committed (see SqliteStore._committed)
@@ -259,8 +262,12 @@ class PostgresStore:
                 raise self._failure(exc, doing, then) from None
 
     def _read(self, sql: str, *args: object, doing: str = "reading the store") -> list[Any]:
+        """Rows of ``sql``, written with ``?`` marks and the tables' bare names as the
+        shared reads (:mod:`.sql_reads`) are; the names are found in the ``trestle``
+        schema whatever the connection's search path."""
+        query = in_postgres(sql)
         with self._lock:
-            return self._guarded(doing, lambda: self._connection().execute(sql, args).fetchall())
+            return self._guarded(doing, lambda: self._connection().execute(query, args).fetchall())
 
     def _damaged(self, run_id: str, problem: str) -> NoReturn:
         raise StoreDamagedError(self.where, f"run {run_id!r}: {problem}", run_id=run_id)
@@ -290,7 +297,7 @@ class PostgresStore:
                 ),
             )
             cur.execute(
-                "INSERT INTO trestle.events VALUES (%s, 1, %s, %s, %s, %s, false)",
+                "INSERT INTO trestle.events VALUES (%s, 1, %s, %s, %s, %s, 0)",
                 (event.run_id, event.kind, event.v, event.at, body),
             )
 
@@ -303,7 +310,7 @@ class PostgresStore:
         for seq, e in enumerate(batch.events, start=batch.first_seq):
             body = event_json(e)
             data, large = payloads.pack(body, committed)
-            rows.append((run_id, seq, e.kind, e.v, e.at, data, data != body))
+            rows.append((run_id, seq, e.kind, e.v, e.at, data, int(data != body)))
             stored += large
         last_seq = batch.first_seq + len(rows) - 1
         now = batch.events[-1].at if batch.events else None  # no events: keep updated_at
@@ -345,7 +352,7 @@ class PostgresStore:
                 )
             if batch.consumed_requests:
                 cur.execute(
-                    "UPDATE trestle.requests SET consumed = true WHERE id = ANY(%s)",
+                    "UPDATE trestle.requests SET consumed = 1 WHERE id = ANY(%s)",
                     (list(batch.consumed_requests),),
                 )
             delivered = delivered_ids(batch.events)
@@ -362,21 +369,6 @@ class PostgresStore:
             while len(committed) > REMEMBERED_PAYLOADS:
                 committed.popitem(last=False)
 
-    def events(self, run_id: str, after: int = 0, limit: int | None = None) -> list[StoredEvent]:
-        """Refuses a stream with a gap or an event that cannot be read, naming the run
-        and seq: the run's state cannot be trusted past it."""
-        self.run(run_id)
-        rows = self._read(
-            "SELECT seq, kind, data, packed FROM trestle.events WHERE run_id = %s AND seq > %s "
-            "ORDER BY seq LIMIT %s",
-            run_id,
-            after,
-            limit,
-            doing=f"reading run {run_id!r}'s events",
-        )
-        found = self._payloads(run_id, [str(r[2]) for r in rows if r[3]])
-        return decoding.stream(run_id, after, rows, found, partial(self._damaged, run_id))
-
     def _payloads(self, run_id: str, packed: list[str]) -> dict[bytes, bytes]:
         wanted = decoding.wanted(packed)
         if not wanted:
@@ -388,39 +380,6 @@ class PostgresStore:
             doing=f"reading run {run_id!r}'s payloads",
         )
         return {bytes(digest): bytes(data) for digest, data in rows}
-
-    def snapshot(self, run_id: str, *, monitors: bool = False) -> Snapshot | None:
-        saved = "monitors" if monitors else "''::bytea"
-        rows = self._read(
-            f"SELECT seq, state, {saved}, mac FROM trestle.snapshots WHERE run_id = %s",
-            run_id,
-            doing=f"reading run {run_id!r}'s snapshot",
-        )
-        if not rows:
-            return None
-        seq, state, save, mac = rows[0]
-        return Snapshot(seq=seq, state_json=state, monitors=bytes(save), mac=mac)
-
-    def run(self, run_id: str) -> RunRow:
-        rows = self._read(
-            f"SELECT {RUN_COLUMNS} FROM trestle.runs WHERE run_id = %s",
-            run_id,
-            doing=f"reading run {run_id!r}",
-        )
-        if not rows:
-            listed = self._read("SELECT run_id FROM trestle.runs", doing="listing runs")
-            ids = [r[0] for r in listed]
-            close = difflib.get_close_matches(run_id, ids, n=1, cutoff=0.5)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise UnknownRunError(f"no run {run_id!r} in {self.where}{hint}")
-        return RunRow(*rows[0])
-
-    def runs(self) -> list[RunRow]:
-        rows = self._read(
-            f"SELECT {RUN_COLUMNS} FROM trestle.runs ORDER BY created_at DESC",
-            doing="listing runs",
-        )
-        return [RunRow(*r) for r in rows]
 
     # --- leases -------------------------------------------------------------------
 
@@ -468,17 +427,6 @@ class PostgresStore:
                 (run_id, token),
             )
 
-    def lease(self, run_id: str) -> Lease | None:
-        rows = self._read(
-            "SELECT owner, pid, host, token, expires_at FROM trestle.leases WHERE run_id = %s",
-            run_id,
-            doing=f"reading the lease on run {run_id!r}",
-        )
-        if not rows:
-            return None
-        name, pid, host, token, expires = rows[0]
-        return Lease(owner=Owner(name=name, pid=pid, host=host), token=token, expires_at=expires)
-
     # --- human requests -----------------------------------------------------------
 
     def add_request(
@@ -502,18 +450,6 @@ class PostgresStore:
             ).fetchone()
             assert row is not None
             return int(row[0])
-
-    def pending_requests(self, run_id: str) -> list[Request]:
-        rows = self._read(
-            "SELECT id, run_id, kind, step, reason, created_at, payload FROM trestle.requests "
-            "WHERE run_id = %s AND NOT consumed ORDER BY id",
-            run_id,
-            doing=f"reading run {run_id!r}'s requests",
-        )
-        return [
-            Request(id=i, run_id=r, kind=_kind(k), step=s, reason=why, created_at=at, payload=data)
-            for i, r, k, s, why, at, data in rows
-        ]
 
     def delete_run(self, run_id: str) -> int:
         self.run(run_id)
@@ -544,12 +480,13 @@ class PostgresStore:
         no_nul(owner, call_key=call_key, **texts)
         lock = f"board {group!r} {key!r}"
         with self._tx(f"writing {key!r} on group {group!r}'s board", lock=lock) as cur:
-            row = cur.execute(_pg(sqlite_groups.CURRENT, "board"), (group, key)).fetchone()
+            row = cur.execute(in_postgres(sqlite_groups.CURRENT), (group, key)).fetchone()
             current = None if row is None else sqlite_groups.board_entry(row)
             at = 0 if current is None else current.version
             accepted = expected is None or expected == at
             version = at + 1 if accepted else at
-            values = (group, key, version, value, writer, step, call_key, now, accepted, expected)
+            flag = int(accepted)
+            values = (group, key, version, value, writer, step, call_key, now, flag, expected)
             inserted = cur.execute(
                 f"INSERT INTO trestle.board ({BOARD_COLUMNS}) VALUES (DEFAULT, "
                 "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
@@ -558,28 +495,6 @@ class PostgresStore:
             assert inserted is not None
         entry = sqlite_groups.board_entry((inserted[0], *values))
         return BoardWrite(entry=entry, current=entry if accepted else current)
-
-    def board_read(self, group: str, key: str) -> BoardEntry | None:
-        rows = self._read(
-            _pg(sqlite_groups.CURRENT, "board"), group, key, doing=f"reading group {group!r}"
-        )
-        return sqlite_groups.board_entry(rows[0]) if rows else None
-
-    def board_keys(self, group: str) -> list[BoardKey]:
-        return sqlite_groups.board_keys(self._board_rows(group, None))
-
-    def board_history(self, group: str, key: str | None = None) -> list[BoardEntry]:
-        return [sqlite_groups.board_entry(r) for r in self._board_rows(group, key)]
-
-    def _board_rows(self, group: str, key: str | None) -> list[Any]:
-        where, args = ("grp = %s", [group])
-        if key is not None:
-            where, args = "grp = %s AND key = %s", [group, key]
-        return self._read(
-            f"SELECT {BOARD_COLUMNS} FROM trestle.board WHERE {where} ORDER BY id",
-            *args,
-            doing=f"reading group {group!r}'s board",
-        )
 
     def send_message(self, message: Message) -> bool:
         require_message(message)
@@ -601,30 +516,6 @@ class PostgresStore:
             )
             return cur.rowcount == 1
 
-    def messages(
-        self,
-        group: str,
-        *,
-        recipient: str | None = None,
-        undelivered: bool = False,
-        reply_to: str | None = None,
-    ) -> list[Message]:
-        where, args = sqlite_groups.message_filter(group, recipient, undelivered, reply_to)
-        rows = self._read(
-            f"SELECT {MESSAGE_COLUMNS} FROM trestle.messages WHERE {_pg(where)} ORDER BY n",
-            *args,
-            doing=f"reading group {group!r}'s messages",
-        )
-        return [sqlite_groups.message(r) for r in rows]
-
-    def message(self, message_id: str) -> Message | None:
-        rows = self._read(
-            f"SELECT {MESSAGE_COLUMNS} FROM trestle.messages WHERE id = %s",
-            message_id,
-            doing=f"reading message {message_id!r}",
-        )
-        return sqlite_groups.message(rows[0]) if rows else None
-
     def take_messages(
         self, group: str, recipient: str, *, by: str, now: float, reply_to: str | None = None
     ) -> list[Message]:
@@ -634,19 +525,11 @@ class PostgresStore:
             # of two receivers at once, the second finds nothing left to take
             rows = cur.execute(
                 "UPDATE trestle.messages SET delivered_at = %s, delivered_by = %s "
-                f"WHERE {_pg(where)} RETURNING n, {MESSAGE_COLUMNS}",
+                f"WHERE {in_postgres(where)} RETURNING n, {MESSAGE_COLUMNS}",
                 (now, by, *args),
             ).fetchall()
         taken = [sqlite_groups.message(r[1:]) for r in sorted(rows, key=lambda r: r[0])]
         return [replace(m, delivered_at=now, delivered_by=by) for m in taken]
-
-    def groups(self) -> list[str]:
-        rows = self._read(
-            'SELECT grp COLLATE "C" AS g FROM trestle.board UNION '
-            'SELECT grp COLLATE "C" FROM trestle.messages ORDER BY g',
-            doing="listing groups",
-        )
-        return [r[0] for r in rows]
 
     # --- Temporal's large payloads, and what the server says about the store -------
 
@@ -697,17 +580,10 @@ def no_nul(owner: str, **texts: str | None) -> None:
             )
 
 
-def _pg(sql: str, table: str | None = None) -> str:
-    """An SQLite statement of :mod:`.sqlite_groups` in PostgreSQL's terms."""
-    if table is not None:
-        sql = sql.replace(f"FROM {table} ", f"FROM trestle.{table} ")
-    return sql.replace("?", "%s").replace("accepted = 1", "accepted")
-
-
-def _kind(kind: str) -> RequestKind:
-    if kind not in REQUEST_KINDS:
-        raise StoreError(f"unknown request kind {kind!r} in the requests table")
-    return kind
+def in_postgres(sql: str) -> str:
+    """A query written as the shared reads write theirs (``?`` marks, the tables' bare
+    names after FROM), in PostgreSQL's terms."""
+    return QUALIFY.sub(r"\1 trestle.\2", sql.replace("?", "%s"))
 
 
 def _resume(run_id: str) -> str:

@@ -1,5 +1,8 @@
 """The PostgreSQL store's tables, their numbered migrations, and what a database holds.
 
+The tables and columns are the SQLite store's (flags as 0 or 1 there too), so both
+stores read them with the same queries (:mod:`trestle.store.sql_reads`).
+
 Every table lives in the schema ``trestle``, so a database can be told apart at a
 glance: one with that schema and its version table is a Trestle store; one with
 tables of its own and no such schema belongs to another application and is refused
@@ -40,7 +43,7 @@ MIGRATIONS: tuple[str, ...] = (
         v integer NOT NULL,
         at double precision NOT NULL,
         data text NOT NULL,
-        packed boolean NOT NULL,
+        packed smallint NOT NULL,
         PRIMARY KEY (run_id, seq)
     );
     CREATE TABLE trestle.payloads (
@@ -72,9 +75,9 @@ MIGRATIONS: tuple[str, ...] = (
         reason text NOT NULL,
         created_at double precision NOT NULL,
         payload text NOT NULL,
-        consumed boolean NOT NULL DEFAULT false
+        consumed smallint NOT NULL DEFAULT 0
     );
-    CREATE INDEX requests_pending ON trestle.requests (run_id) WHERE NOT consumed;
+    CREATE INDEX requests_pending ON trestle.requests (run_id) WHERE consumed = 0;
     CREATE TABLE trestle.board (
         id bigserial PRIMARY KEY,
         grp text NOT NULL,
@@ -85,10 +88,10 @@ MIGRATIONS: tuple[str, ...] = (
         step text NOT NULL,
         call_key text NOT NULL,
         at double precision NOT NULL,
-        accepted boolean NOT NULL,
+        accepted smallint NOT NULL,
         expected bigint
     );
-    CREATE UNIQUE INDEX board_versions ON trestle.board (grp, key, version) WHERE accepted;
+    CREATE UNIQUE INDEX board_versions ON trestle.board (grp, key, version) WHERE accepted = 1;
     CREATE INDEX board_keys ON trestle.board (grp, key);
     CREATE TABLE trestle.messages (
         n bigserial UNIQUE,

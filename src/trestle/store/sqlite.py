@@ -12,14 +12,12 @@ read as they were written.
 
 from __future__ import annotations
 
-import difflib
-import json
 import os
 import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import replace
 from functools import partial
@@ -34,28 +32,22 @@ from trestle.core.errors import (
     RunExistsError,
     StoreDamagedError,
     StoreError,
-    UnknownRunError,
 )
 from trestle.store import decoding, payloads, sqlite_groups
 from trestle.store.base import (
-    REQUEST_KINDS,
     Appended,
-    BoardEntry,
-    BoardKey,
     BoardWrite,
     Lease,
     Message,
     Owner,
-    Request,
     RequestKind,
-    RunRow,
-    Snapshot,
     delivered_ids,
     owner_is_alive,
     require_message,
     require_storable,
     require_text,
 )
+from trestle.store.sql_reads import SqlReads
 from trestle.store.sqlite_file import (
     FileId,
     check_file,
@@ -69,7 +61,7 @@ from trestle.store.sqlite_file import (
 )
 
 if TYPE_CHECKING:
-    from trestle.core.events import RunCreated, StoredEvent
+    from trestle.core.events import RunCreated
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: the initial schema
@@ -158,19 +150,7 @@ REMEMBERED_PAYLOADS = 4096
 _WAL = ("wal_autocheckpoint=256",)
 
 
-def unreadable_lease(pid: object, token: object, expires: object) -> str | None:
-    """What is wrong with a lease row whose pid, token or expiry is not a number, or
-    None. Trestle never writes such a row: who drives the run cannot be told, so it is
-    damage, never a lease to take over (a live holder could then run beside us)."""
-    if isinstance(pid, int) and isinstance(token, int) and isinstance(expires, int | float):
-        return None
-    return (
-        f"its lease row holds pid {pid!r:.40}, token {token!r:.40} and expiry "
-        f"{expires!r:.40}, which are not all numbers"
-    )
-
-
-class SqliteStore:
+class SqliteStore(SqlReads):
     """The default store: one SQLite file, safe to share between processes.
 
     A store that cannot be written (a read-only file, directory or mount) still opens
@@ -179,6 +159,7 @@ class SqliteStore:
 
     def __init__(self, path: str | Path, *, create: bool = True) -> None:
         self.path = Path(path)
+        self._shown = str(self.path)
         self._lock = threading.Lock()
         # per run, the hashes of the latest payloads this store committed: an agent's
         # saved conversation refers to dozens of texts stored turns ago, which are
@@ -420,21 +401,6 @@ class SqliteStore:
             while len(committed) > REMEMBERED_PAYLOADS:
                 committed.popitem(last=False)
 
-    def events(self, run_id: str, after: int = 0, limit: int | None = None) -> list[StoredEvent]:
-        """Refuses a stream with a gap or an event that cannot be read, naming the run
-        and seq: the run's state cannot be trusted past it."""
-        self.run(run_id)
-        rows = self._read(
-            "SELECT seq, kind, data, packed FROM events WHERE run_id = ? AND seq > ? "
-            "ORDER BY seq LIMIT ?",
-            run_id,
-            after,
-            -1 if limit is None else limit,
-            doing=f"reading run {run_id!r}'s events",
-        )
-        found = self._payloads(run_id, [str(r[2]) for r in rows if r[3]])
-        return decoding.stream(run_id, after, rows, found, partial(self._damaged, run_id))
-
     def _payloads(self, run_id: str, packed: list[str]) -> dict[bytes, bytes]:
         """The stored payloads the ``packed`` bodies refer to, by hash."""
         wanted = decoding.wanted(packed)
@@ -455,46 +421,6 @@ class SqliteStore:
 
     def _damaged(self, run_id: str, problem: str) -> NoReturn:
         raise StoreDamagedError(self.path, f"run {run_id!r}: {problem}", run_id=run_id)
-
-    def snapshot(self, run_id: str, *, monitors: bool = False) -> Snapshot | None:
-        saved = "monitors" if monitors else "x''"
-        rows = self._read(
-            f"SELECT seq, state, {saved}, mac FROM snapshots WHERE run_id = ?",
-            run_id,
-            doing=f"reading run {run_id!r}'s snapshot",
-        )
-        if not rows:
-            return None
-        seq, state, save, mac = rows[0]
-        if not isinstance(seq, int):  # damage; a snapshot only saves time: the events stand
-            return None
-        return Snapshot(
-            seq=seq,
-            state_json=str(state),
-            monitors=save if isinstance(save, bytes) else b"",
-            mac=str(mac),
-        )
-
-    def run(self, run_id: str) -> RunRow:
-        rows = self._read(
-            "SELECT * FROM runs WHERE run_id = ?", run_id, doing=f"reading run {run_id!r}"
-        )
-        if not rows:
-            ids = [str(r[0]) for r in self._read("SELECT run_id FROM runs", doing="listing runs")]
-            close = difflib.get_close_matches(run_id, ids, n=1, cutoff=0.5)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise UnknownRunError(f"no run {run_id!r} in {self.path}{hint}")
-        return self._row(rows[0])
-
-    def runs(self) -> list[RunRow]:
-        rows = self._read("SELECT * FROM runs ORDER BY created_at DESC", doing="listing runs")
-        return [self._row(r) for r in rows]
-
-    def _row(self, row: tuple[object, ...]) -> RunRow:
-        try:
-            return _run_row(row)
-        except (ValueError, TypeError) as exc:
-            self._damaged(str(row[0]), f"its listing row cannot be read: {exc}")
 
     # --- leases -------------------------------------------------------------------
 
@@ -536,27 +462,6 @@ class SqliteStore:
                 (run_id, token),
             )
 
-    def lease(self, run_id: str) -> Lease | None:
-        rows = self._read(
-            "SELECT owner, pid, host, token, expires_at FROM leases WHERE run_id = ?",
-            run_id,
-            doing=f"reading the lease on run {run_id!r}",
-        )
-        if not rows:
-            return None
-        holder, token, expires = self._lease_row(run_id, rows[0])
-        return Lease(owner=holder, token=token, expires_at=expires)
-
-    def _lease_row(self, run_id: str, row: Sequence[object]) -> tuple[Owner, int, float]:
-        """A lease row's holder, token and expiry, or damage (see :func:`unreadable_lease`)."""
-        name, pid, host, token, expires = row
-        problem = unreadable_lease(pid, token, expires)
-        if problem is not None:
-            self._damaged(run_id, problem)
-        assert isinstance(pid, int) and isinstance(token, int)
-        assert isinstance(expires, int | float)
-        return Owner(name=str(name), pid=pid, host=str(host)), token, float(expires)
-
     # --- human requests -----------------------------------------------------------
 
     def add_request(
@@ -578,26 +483,6 @@ class SqliteStore:
                 (run_id, kind, step, reason, now, payload),
             )
             return int(cur.lastrowid or 0)
-
-    def pending_requests(self, run_id: str) -> list[Request]:
-        rows = self._read(
-            "SELECT id, run_id, kind, step, reason, created_at, payload FROM requests "
-            "WHERE run_id = ? AND consumed = 0 ORDER BY id",
-            run_id,
-            doing=f"reading run {run_id!r}'s requests",
-        )
-        return [
-            Request(
-                id=int(str(i)),
-                run_id=str(r),
-                kind=_request_kind(str(k)),
-                step=str(s),
-                reason=str(why),
-                created_at=float(str(at)),
-                payload=str(data),
-            )
-            for i, r, k, s, why, at, data in rows
-        ]
 
     def delete_run(self, run_id: str) -> int:
         self.run(run_id)
@@ -637,24 +522,6 @@ class SqliteStore:
                 now=now,
             )
 
-    def board_read(self, group: str, key: str) -> BoardEntry | None:
-        rows = self._read(sqlite_groups.CURRENT, group, key, doing=f"reading group {group!r}")
-        return sqlite_groups.board_entry(rows[0]) if rows else None
-
-    def board_keys(self, group: str) -> list[BoardKey]:
-        return sqlite_groups.board_keys(self._board_rows(group, None))
-
-    def board_history(self, group: str, key: str | None = None) -> list[BoardEntry]:
-        return [sqlite_groups.board_entry(r) for r in self._board_rows(group, key)]
-
-    def _board_rows(self, group: str, key: str | None) -> list[tuple[object, ...]]:
-        where, args = ("grp = ?", [group]) if key is None else ("grp = ? AND key = ?", [group, key])
-        return self._read(
-            f"SELECT {sqlite_groups.BOARD_COLUMNS} FROM board WHERE {where} ORDER BY id",
-            *args,
-            doing=f"reading group {group!r}'s board",
-        )
-
     def send_message(self, message: Message) -> bool:
         require_message(message)
         with self._tx(f"sending a message in group {message.group!r}") as db:
@@ -664,30 +531,6 @@ class SqliteStore:
                 sqlite_groups.message_row(message),
             )
             return cur.rowcount == 1
-
-    def messages(
-        self,
-        group: str,
-        *,
-        recipient: str | None = None,
-        undelivered: bool = False,
-        reply_to: str | None = None,
-    ) -> list[Message]:
-        where, args = sqlite_groups.message_filter(group, recipient, undelivered, reply_to)
-        rows = self._read(
-            f"SELECT {sqlite_groups.MESSAGE_COLUMNS} FROM messages WHERE {where} ORDER BY rowid",
-            *args,
-            doing=f"reading group {group!r}'s messages",
-        )
-        return [sqlite_groups.message(r) for r in rows]
-
-    def message(self, message_id: str) -> Message | None:
-        rows = self._read(
-            f"SELECT {sqlite_groups.MESSAGE_COLUMNS} FROM messages WHERE id = ?",
-            message_id,
-            doing=f"reading message {message_id!r}",
-        )
-        return sqlite_groups.message(rows[0]) if rows else None
 
     def take_messages(
         self, group: str, recipient: str, *, by: str, now: float, reply_to: str | None = None
@@ -705,13 +548,6 @@ class SqliteStore:
                 [(now, by, m.id) for m in taken],
             )
         return [replace(m, delivered_at=now, delivered_by=by) for m in taken]
-
-    def groups(self) -> list[str]:
-        rows = self._read(
-            "SELECT grp FROM board UNION SELECT grp FROM messages ORDER BY 1",
-            doing="listing groups",
-        )
-        return [str(r[0]) for r in rows]
 
     def compact(self) -> None:
         """Give the space of deleted rows back to the file system: VACUUM, then fold
@@ -749,32 +585,3 @@ def _apply_migrations(db: sqlite3.Connection) -> None:
         for statement in filter(str.strip, script.split(";")):
             db.execute(statement)
         db.execute(f"PRAGMA user_version = {number}")
-
-
-def _request_kind(kind: str) -> RequestKind:
-    if kind not in REQUEST_KINDS:
-        raise StoreError(f"unknown request kind {kind!r} in the requests table")
-    return kind
-
-
-def _run_row(row: tuple[object, ...]) -> RunRow:
-    run_id, goal, plan_path, workspace, status, created, updated, last_seq, summary = row
-    return RunRow(
-        run_id=str(run_id),
-        goal=str(goal),
-        plan_path=None if plan_path is None else str(plan_path),
-        workspace=str(workspace),
-        status=str(status),
-        created_at=float(str(created)),
-        updated_at=float(str(updated)),
-        last_seq=int(str(last_seq)),
-        summary=_summary(summary),
-    )
-
-
-def _summary(text: object) -> str:
-    # the listing's counts are shown by `runs`: unreadable ones are damage, named here
-    if not isinstance(text, str):
-        raise ValueError(f"its summary is {type(text).__name__}, not JSON text")
-    json.loads(text)
-    return text
