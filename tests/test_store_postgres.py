@@ -67,6 +67,7 @@ def test_a_server_that_is_not_there_is_named_without_waiting_long() -> None:
         open_store(f"postgresql://trestle:secret-pw@127.0.0.1:{port}/trestle")
     message = str(info.value)
     assert f"127.0.0.1:{port}/trestle" in message and "cannot be reached" in message
+    assert "once it is back" in message
     assert "secret-pw" not in message
     assert info.value.exit_code == 4
     assert time.monotonic() - started < 10
@@ -77,6 +78,8 @@ def test_a_wrong_password_is_refused_and_never_shown(postgres: LocalPostgres) ->
     with pytest.raises(StoreError, match="password authentication failed") as info:
         open_store(url)
     assert "not-the-password" not in str(info.value)
+    assert "check the role, its password and the database" in str(info.value)
+    assert "once it is back" not in str(info.value)  # waiting would not help
     assert info.value.exit_code == 4
 
 

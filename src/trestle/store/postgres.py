@@ -68,6 +68,9 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 CONNECT_TIMEOUT = 10  # seconds to reach the server before saying it cannot be reached
 REMEMBERED_PAYLOADS = 4096  # as the SQLite store: hashes per run known to be stored
+# what the server answers a login it turns down (not a server that is away: retrying
+# later would not help)
+REFUSALS = ("authentication failed", "does not exist", "no pg_hba.conf entry", "not permitted")
 RUN_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
 # a table named bare after FROM, in the shared reads: qualified with Trestle's schema
 QUALIFY = re.compile(r"\b(FROM) (runs|events|payloads|snapshots|leases|requests|board|messages)\b")
@@ -236,6 +239,12 @@ class PostgresStore(SqlReads):
             return StoreError(
                 f"{self.where}: {doing}: the role is not allowed to ({reason}); grant it "
                 "the privileges on the database and its 'trestle' schema, then " + then
+            )
+        if isinstance(exc, self._pg.OperationalError) and any(m in reason for m in REFUSALS):
+            return StoreError(
+                f"{self.where}: {doing}: the PostgreSQL server refused the connection "
+                f"({reason}); check the role, its password and the database the URL names "
+                "(a password may also come from ~/.pgpass or $PGPASSWORD)"
             )
         if isinstance(exc, self._pg.OperationalError):
             return StoreError(
