@@ -368,6 +368,39 @@ def test_an_editor_that_fails_or_empties_the_file_approves_nothing(cli: Cli) -> 
     assert not (cli.dir / "deploys.log").exists()
 
 
+def test_an_edit_that_moves_a_write_out_of_the_workspace_is_refused_before_queueing(
+    cli: Cli, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    outside = tmp_path_factory.mktemp("outside") / "note.txt"
+    editor = cli.write(
+        "editor.py",
+        f"""
+        import pathlib, sys
+
+        path = pathlib.Path(sys.argv[1])
+        path.write_text(path.read_text().replace("path: note.txt", "path: {outside}"))
+        """,
+    )
+    run_id = cli.start(
+        """
+        steps:
+          - id: note
+            approval: confirm
+            write: {path: note.txt, content: hello}
+        """
+    )
+    edited = cli("approve", f"{run_id}.1", "--edit", EDITOR=f"{sys.executable} {editor}")
+    assert edited.returncode == 2
+    assert (
+        f"step 'note': the edited action is invalid: write.path: '{outside}' leads outside "
+        "the workspace: give a path relative to the workspace, without '..'"
+    ) in flat(edited.stderr)
+    # nothing was queued: the card still waits, and no write happened anywhere
+    assert [card["ref"] for card in cli.json("inbox")] == [f"{run_id}.1"]
+    assert cli("resume", run_id).returncode == 3
+    assert not outside.exists() and not (cli.dir / "note.txt").exists()
+
+
 # --- refs and refusals -------------------------------------------------------------------
 
 

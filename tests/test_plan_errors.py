@@ -4,9 +4,14 @@ with exit 2 (a plan error; a run that fails exits 1) and nothing recorded."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import pytest
+from pydantic import ValidationError
+
 from test_plan_input import trestle
+from trestle.core.plan import Plan, Step, WriteAction
 
 PLAN_ERROR_EXIT = 2
 
@@ -174,6 +179,16 @@ def test_a_write_out_of_the_workspace_is_refused_before_anything_runs(tmp_path: 
     assert refused(tmp_path, text) == expected
     assert refused(tmp_path, text, command="run") == expected
     assert not (tmp_path.parent / "x").exists()
+
+
+def test_a_write_out_of_the_workspace_is_refused_by_the_python_api_too() -> None:
+    """The same rule holds for a step made in Python, not only for a plan file."""
+    with pytest.raises(ValidationError, match="'/tmp/x' leads outside the workspace"):
+        Step(id="absolute", write=WriteAction(path="/tmp/x", content="a"))
+    up = {"id": "up", "write": {"path": "a/../../x", "content": ""}}
+    with pytest.raises(ValidationError, match=re.escape("'a/../../x' leads outside")):
+        Plan.model_validate({"steps": [up]})
+    assert Step(id="fine", write=WriteAction(path="a/../x", content="")).write is not None
 
 
 def test_plan_errors_exit_2_unlike_a_failed_run(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ order and in which parallel waves can it run, and what is its critical path.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Annotated, Any, Literal, NamedTuple, Protocol
@@ -148,10 +149,23 @@ def describe_check(check: Check) -> str:
 # --- steps and plans -------------------------------------------------------------------
 
 
+def _inside_workspace(path: str) -> str:
+    """A write's path must stay in the workspace as written: an absolute path or one
+    that climbs out with ``..`` is refused when the step is made (a plan loaded, an
+    edit approved), not after a human approved it and the run could not do it."""
+    normal = posixpath.normpath(path)
+    if path.startswith("/") or normal == ".." or normal.startswith("../"):
+        raise ValueError(
+            f"{path!r} leads outside the workspace: "
+            "give a path relative to the workspace, without '..'"
+        )
+    return path
+
+
 class WriteAction(Record):
     """Write ``content`` to ``path`` (relative to the workspace), creating parents."""
 
-    path: ProcessText = Field(min_length=1)
+    path: Annotated[ProcessText, AfterValidator(_inside_workspace)] = Field(min_length=1)
     content: str
 
 

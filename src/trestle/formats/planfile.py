@@ -180,6 +180,8 @@ def parse_plan(
         raise PlanError(source, ["the top level must be a mapping with a 'steps' list"], [1])
     found: list[_Problem] = _child_plan_files(raw, base_dir or Path.cwd(), _including)
     unread = {p.loc for p in found}  # a plan file named there: its problem says it all
+    outside = _writes_outside(raw)
+    unread |= {p.loc for p in outside}  # said once, by the problem that quotes the path
     plan: Plan | None = None
     try:
         plan = Plan.model_validate(raw)
@@ -187,7 +189,7 @@ def parse_plan(
         schema = [_schema_problem(err) for err in exc.errors() if not only_items_failed(err)]
         found += [p for p in schema if not any(p.loc[: len(u)] == u for u in unread)]
     found += _graph_problems(raw)
-    found += _writes_outside(raw)
+    found += outside
     found += _missing_modules(raw, base_dir or Path.cwd())
     if found or plan is None:
         lines = _Lines(text)

@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from trestle.core.card import HandoffCard, approval_ref, build_card
 from trestle.core.errors import ConfigError, UnknownRunError
 from trestle.core.events import AnyEvent, ApprovalDecided, ApprovalRefused, BudgetRaised, Verdict
+from trestle.core.field_problems import plain_message
 from trestle.core.plan import Step
 from trestle.core.policy import action_hash
 from trestle.core.state import RunState
@@ -205,7 +206,7 @@ def edited_step(step: Step, edited: Mapping[str, Any]) -> Step:
         return Step.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'step'}: {e['msg']}" for e in exc.errors()
+            f"{'.'.join(map(str, e['loc'])) or 'step'}: {plain_message(e)}" for e in exc.errors()
         )
         raise ConfigError(f"step {step.id!r}: the edited action is invalid: {problems}") from None
 
