@@ -5,7 +5,8 @@ An action (a plan step, later an agent's tool call) is described by :class:`Acti
 
 1. operator rules (``trestle.toml``, the person running it), first match;
 2. the action's own ``tier`` (a step's ``approval:``), then the plan's rules, first match;
-3. irreversible actions need confirmation;
+3. irreversible actions need confirmation, as do those whose tool's definition asks
+   for it (an MCP tool's annotations);
 4. so do commands that match ``confirm_commands`` (commits, pushes, publishes, git
    commands that discard work), read through wrappers (:mod:`trestle.core.invocations`),
    and commands whose effect cannot be followed (``eval``, ``$X push``, ``curl | sh``);
@@ -64,6 +65,9 @@ class ActionFacts(Record):
     failed_attempts: int = 0  # lowers confidence
     alerts: int = 0  # monitor alerts; lower confidence
     tier: Tier | None = None  # the author's explicit tier for this action
+    # why the tool's own definition asks a human for each call (an MCP tool's
+    # annotations); below every rule, beside ``irreversible``
+    confirm: str | None = None
 
 
 # --- patterns ------------------------------------------------------------------------
@@ -434,6 +438,7 @@ def classify(
         or _explicit_tier(facts)
         or _first_rule(plan.rules if plan else (), "plan", facts, shape, writes)
         or _irreversible(facts)
+        or _declared_confirm(facts)
         or _confirm_command(shape, settings)
         or _unknown_command(shape)
         or _out_of_scope(shape, writes, settings.scope)
@@ -571,6 +576,12 @@ def _irreversible(facts: ActionFacts) -> _Verdict | None:
     if not facts.irreversible:
         return None
     return _Verdict("confirm", "irreversible", f"{facts.name!r} is irreversible")
+
+
+def _declared_confirm(facts: ActionFacts) -> _Verdict | None:
+    if facts.confirm is None:
+        return None
+    return _Verdict("confirm", "tool.annotations", facts.confirm)
 
 
 def _confirm_command(shape: CommandShape | None, policy: Policy) -> _Verdict | None:

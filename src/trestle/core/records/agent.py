@@ -41,6 +41,7 @@ from trestle.core.plan import (
 from trestle.core.policy import Policy
 from trestle.core.record import Record
 from trestle.core.records.agent_defaults import DEFAULT_MAX_TOKENS, DEFAULT_STEP_TIMEOUT
+from trestle.core.records.mcp import McpServer
 
 # --- phases ---------------------------------------------------------------------------
 
@@ -370,6 +371,8 @@ class AgentSettings(Record):
         handoff: the packet another agent handed this run (``trestle.core.handoff``): every
             conversation's first message shows it, and its goal, acceptance criteria
             and constraints are pinned through every compression.
+        mcp: the MCP servers whose tools the agent may call (docs/mcp.md), recorded so
+            a resumed run connects to the same ones.
     """
 
     model: str
@@ -390,6 +393,7 @@ class AgentSettings(Record):
     step_timeout: float | None = Field(default=DEFAULT_STEP_TIMEOUT, gt=0, allow_inf_nan=False)
     tools: tuple[str, ...] | None = None
     handoff: HandoffPacket | None = None
+    mcp: tuple[McpServer, ...] = ()
 
 
 def bootstrap_plan(
