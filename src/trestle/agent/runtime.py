@@ -399,9 +399,46 @@ class AgentPerformer:
         finish: bool,
         current: StepProgress | None = None,
     ) -> ActionResult:
+        """The tool loop, with the run's MCP servers started for it and stopped after
+        it (docs/mcp.md): a server that does not start fails the attempt, naming it."""
+        args = (work, session, settings, pins, phase, task, on_text)
+        if not settings.mcp:
+            return await self._turns(*args, finish=finish, current=current)
+        from trestle.tools.mcp import McpServers, McpStartError  # the SDK: loaded on use
+
+        await work.workspace_ready()  # a server starts in it: after its checkpoint
+        own = self._tools_for(work, settings, group_seat(work)).names()
+        servers = McpServers(settings.mcp, work.ctx.sandbox, work.ctx.workspace, own)
+        try:
+            await servers.__aenter__()
+        except McpStartError as exc:
+            return ActionResult(status="error", error=str(exc))
+        except ConfigError as exc:  # the SDK is not installed
+            return ActionResult(status="error", error=str(exc))
+        try:
+            return await self._turns(*args, finish=finish, current=current, extra=servers.tools)
+        finally:
+            await servers.aclose()
+
+    async def _turns(
+        self,
+        work: StepWork,
+        session: StepSession,
+        settings: AgentSettings,
+        pins: Pins,
+        phase: Phase,
+        task: str,
+        on_text: TextHandler,
+        *,
+        finish: bool,
+        current: StepProgress | None = None,
+        extra: Sequence[Tool[Any]] = (),
+    ) -> ActionResult:
         natures = allowed_natures(phase)
         seat = group_seat(work)
         tools = self._tools_for(work, settings, seat)
+        if extra:  # this attempt's MCP tools, beside the performer's own
+            tools = ToolRegistry([*tools, *extra])
         allowed = settings.tools
         if allowed is not None and settings.handoff is not None and "read_file" in allowed:
             allowed = (*allowed, "fetch_artifact")  # a reader may read what it was handed

@@ -53,6 +53,7 @@ from trestle.agent.context import (
 )
 from trestle.agent.prompts import correction
 from trestle.agent.reminders import StepProgress, goal_reminder, reminder_due
+from trestle.agent.unknown import decided, unknown_ask, unknown_hash
 from trestle.core.budget import Dimension, breach
 from trestle.core.conversation import (
     Message,
@@ -660,8 +661,12 @@ class StepSession:
         # start and end wait for the next commit
         reads = _only_reads(registry, call.name)
         holds = reads and not registry.get(call.name).serial
-        if unended is not None and not reads:
+        # an idempotent call may run again too, its start recorded once
+        again = unended is not None and not reads and _idempotent(registry, call.name)
+        if unended is not None and not reads and not again:
             observation, probe = await self._probe(unended, registry, ctx)
+            if not probe.done and _escalates(registry, call.name):
+                observation = self._escalated(call, unended.key, registry, ctx, observation)
         else:
             ctx = replace(
                 ctx,
@@ -669,7 +674,9 @@ class StepSession:
                     ctx.run_id, self.step_id, self.attempt, self.round, self.turn, call.id
                 ),
             )
-            recording = _RecordingGate(gate, self, call, ctx.idempotency_key, holds=holds)
+            recording = _RecordingGate(
+                gate, self, call, ctx.idempotency_key, holds=holds, again=again
+            )
             observation = await registry.call(
                 call.name,
                 call.arguments,
@@ -682,6 +689,11 @@ class StepSession:
             if observation.deferred:
                 await self.flush()
                 raise Pause(observation.error or "waits for a human", getattr(gate, "ask", None))
+            if observation.data.get("outcome") == "unknown" and _escalates(registry, call.name):
+                # its end is not recorded: the replay after the human's word probes it
+                await self.flush()
+                key = (unended.key if unended is not None else None) or ctx.idempotency_key
+                observation = self._escalated(call, key or "", registry, ctx, observation)
         ended = ToolCallEnded(
             at=self._now(),
             step=self.step_id,
@@ -738,6 +750,38 @@ class StepSession:
             data={"probed": "unknown"},
         ), probe
 
+    def _escalated(
+        self,
+        call: ToolCall,
+        key: str,
+        registry: ToolRegistry,
+        ctx: ToolContext,
+        observation: Observation,
+    ) -> Observation:
+        """A destructive call's unknown outcome, as a human decided to go on after it
+        (:mod:`trestle.agent.unknown`): what the model is told, or the attempt paused
+        for the decision, or failed on a rejection."""
+        digest = unknown_hash(self.step_id, call.name, call.arguments, key)
+        found = decided(self.work.state, self.step_id, digest)
+        approval = found.approval
+        if approval is not None and found.approved:
+            return Observation.failure(
+                f"{observation.content.removeprefix('error: ')}. A human ({approval.by}) "
+                "was asked and let the step go on: look at what it would have changed "
+                "before doing it again",
+                data={**observation.data, "escalated": "approved"},
+            )
+        if approval is not None and found.rejected:
+            why = f": {approval.reason}" if approval.reason else ""
+            raise Abandon(
+                f"{call.name}'s outcome is unknown, and a human ({approval.by}) did not "
+                f"let the step go on{why}"
+            )
+        why = observation.error or observation.content
+        facts = registry.facts(call.name, call.arguments, ctx)
+        ask = unknown_ask(call.name, call.arguments, facts, digest, why)
+        raise Pause(f"{call.name}: outcome unknown, a human must decide: {why}", ask)
+
     async def started(self, call: ToolCall, nature: str, key: str | None, *, holds: bool) -> None:
         """Record the call's start: before it runs, unless it ``holds`` (see :meth:`_call`)."""
         started = ToolCallStarted(
@@ -766,6 +810,14 @@ def _has_probe(registry: ToolRegistry, name: str) -> bool:
     return name in registry and type(registry.get(name)).probe is not Tool.probe
 
 
+def _idempotent(registry: ToolRegistry, name: str) -> bool:
+    return name in registry and registry.get(name).idempotent
+
+
+def _escalates(registry: ToolRegistry, name: str) -> bool:
+    return name in registry and registry.get(name).escalates
+
+
 def _only_reads(registry: ToolRegistry, name: str) -> bool:
     return name in registry and registry.get(name).nature in ("read", "test")
 
@@ -775,13 +827,20 @@ class _RecordingGate:
     holds it for the next commit, for a read)."""
 
     def __init__(
-        self, inner: ToolGate, session: StepSession, call: ToolCall, key: str | None, *, holds: bool
+        self,
+        inner: ToolGate,
+        session: StepSession,
+        call: ToolCall,
+        key: str | None,
+        *,
+        holds: bool,
+        again: bool = False,
     ) -> None:
         self.inner, self.session, self.call, self.key = inner, session, call, key
-        self.holds = holds
+        self.holds, self.again = holds, again  # again: its start is recorded already
 
     async def review(self, call: GatedCall) -> GateVerdict:
         verdict = await self.inner.review(call)
-        if verdict.decision == "allow":
+        if verdict.decision == "allow" and not self.again:
             await self.session.started(self.call, call.facts.nature, self.key, holds=self.holds)
         return verdict

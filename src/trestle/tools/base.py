@@ -145,6 +145,9 @@ class Tool(abc.ABC, Generic[ArgsT]):
         nature: what kind of action it is, for the gate (read, test, write, command, call).
         arguments: the pydantic model its arguments are validated against.
         serial: its calls within a run take turns (see :class:`StepSession`).
+        idempotent: a call a crash cut short may run again (as a read does).
+        escalates: a call whose outcome is unknown, and which may have destroyed
+            something, goes to a human before the step goes on (an MCP tool's).
     """
 
     name: str
@@ -154,6 +157,8 @@ class Tool(abc.ABC, Generic[ArgsT]):
     # calls of a serial tool take turns within a run, each until its end is recorded:
     # parallel steps receiving from one mailbox must not both take the same message
     serial: ClassVar[bool] = False
+    idempotent: bool = False
+    escalates: bool = False
 
     def facts(self, args: ArgsT, ctx: ToolContext) -> ActionFacts:
         """Describe this call to the gate. Tools that write or run commands say what.

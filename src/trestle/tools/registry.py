@@ -106,6 +106,20 @@ class ToolRegistry:
         except Exception:  # a probe that cannot look leaves the outcome unknown
             return None
 
+    def facts(self, name: str, raw_arguments: str, ctx: ToolContext) -> ActionFacts | None:
+        """How the tool describes this call to the gate, or None if it cannot say (an
+        unknown tool, arguments that do not parse): for a human's look after a crash."""
+        tool = self._tools.get(name)
+        if tool is None:
+            return None
+        parsed = _parse(tool, raw_arguments)
+        if isinstance(parsed, Observation):
+            return None
+        try:
+            return tool.facts(parsed, ctx)
+        except Exception:
+            return None
+
     async def call(
         self,
         name: str,

@@ -1,0 +1,385 @@
+"""One connection to an MCP server, through the official ``mcp`` SDK (an extra).
+
+:class:`McpConnection` starts a stdio server inside the run's sandbox (or reaches a
+streamable HTTP server from the driver), lists its tools and calls them. It never
+decides whether a call may run: only :class:`~trestle.tools.mcp.McpTool`, behind the
+registry and the gate, calls :meth:`McpConnection.call`.
+
+The SDK's transports hold anyio task groups, which must be left by the task that
+entered them, so one background task owns the connection for its whole life; calls
+are sent from the session's tasks and wait for their answer, the server's death, or
+their timeout, whichever comes first.
+
+A call ends in one of four ways (:class:`CallEnd`):
+
+- ``result``: the server answered (``is_error`` set when the tool reported a failure);
+- ``unknown``: the server died or hung (timed out) while the call was in it, so whether
+  it took effect is unknown; a hung server is stopped, and the next call starts it again;
+- ``refused``: the call was never sent (the server is not running and would not start,
+  or the tool changed since the step began);
+- ``malformed``: the server answered with something that is not a tool result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shlex
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TextIO, cast
+
+from trestle.core.errors import ConfigError
+from trestle.core.records.mcp import McpServer, ToolHints
+from trestle.execution.sandbox import Sandbox
+
+MAX_STARTS = 3  # starts of one server within one connection (a hung server restarts)
+STDERR_TAIL = 1_500  # characters of a server's stderr quoted when it fails
+CLOSE_GRACE = 5.0  # seconds the SDK gets to stop a server before its task is cancelled
+
+Ending = Literal["result", "unknown", "refused", "malformed"]
+
+
+class McpStartError(Exception):
+    """A server did not start or did not list its tools."""
+
+
+@dataclass(frozen=True)
+class ListedTool:
+    """One tool as its server listed it."""
+
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+    hints: ToolHints | None
+
+    def same_as(self, other: ListedTool) -> bool:
+        return (self.input_schema, self.hints) == (other.input_schema, other.hints)
+
+
+@dataclass(frozen=True)
+class CallEnd:
+    """How one call ended (see the module docstring)."""
+
+    ending: Ending
+    text: str = ""
+    is_error: bool = False
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def require_sdk() -> None:
+    """Raise a :class:`ConfigError` naming the extra when the SDK is missing."""
+    try:
+        import mcp  # noqa: F401
+    except ImportError:
+        raise ConfigError('MCP servers need the mcp SDK: pip install "trestle[mcp]"') from None
+
+
+def server_argv(
+    server: McpServer, sandbox: Sandbox | None, workspace: Path
+) -> tuple[list[str], dict[str, str]]:
+    """The argv and environment a stdio ``server`` starts with: its command inside the
+    run's sandbox (network only if ``sandbox.network`` names ``mcp:NAME``), with the
+    sandbox's environment plus the variables the server's ``env`` names."""
+    command = shlex.join(server.command)
+    if sandbox is None:
+        argv, env = ["/bin/sh", "-c", f"exec {command}"], dict(os.environ)
+    else:
+        argv = sandbox.argv(f"exec {command}", cwd=workspace, workspace=workspace, name=server.tag)
+        env = sandbox.environ()
+    for name in server.env:
+        if name in os.environ:
+            env[name] = os.environ[name]
+    return argv, env
+
+
+class McpConnection:
+    """One server's connection for one attempt of an agent step.
+
+    Args:
+        server: what to connect to.
+        sandbox: the run's sandbox a stdio server starts in (None: unconfined).
+        workspace: the stdio server's working directory.
+    """
+
+    def __init__(self, server: McpServer, sandbox: Sandbox | None, workspace: Path) -> None:
+        self.server, self.sandbox, self.workspace = server, sandbox, workspace
+        self.tools: dict[str, ListedTool] = {}  # as first listed: what the step offers
+        self.changed = False  # the server said its tool list changed
+        self._current: dict[str, ListedTool] | None = None  # its tools since it changed
+        self._session: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        self._dead = asyncio.Event()
+        self._ready = asyncio.Event()
+        self._failure: BaseException | None = None
+        self._errlog: TextIO | None = None
+        self._starts = 0
+
+    # --- life --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start (or restart) the server and list its tools.
+
+        Raises:
+            McpStartError: it did not start, answer or list its tools in time.
+        """
+        require_sdk()
+        self._starts += 1
+        self._stop, self._dead, self._ready = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        self._failure, self._session = None, None
+        if self._errlog is None:
+            # kept across restarts, closed by aclose
+            self._errlog = cast(
+                TextIO,
+                tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace"),  # noqa: SIM115
+            )
+        self._task = asyncio.create_task(self._serve(), name=f"mcp:{self.server.name}")
+        ready = asyncio.create_task(self._ready.wait())
+        try:
+            await asyncio.wait(
+                {ready, self._task},
+                timeout=self.server.start_timeout,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            ready.cancel()
+        if self._session is None:
+            failure = self._failure
+            await self.close()
+            why = (
+                f"did not start within {self.server.start_timeout:g}s"
+                if failure is None
+                else f"did not start: {_described(failure)}"
+            )
+            raise McpStartError(f"{self._what()} {why}{self._stderr()}")
+
+    async def close(self) -> None:
+        """Stop the server (the SDK closes its stdin, then ends its processes)."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._stop.set()
+        done, _ = await asyncio.wait({task}, timeout=CLOSE_GRACE)
+        if not done:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        self._session = None
+
+    async def aclose(self) -> None:
+        """Stop the server and let go of its stderr."""
+        await self.close()
+        if self._errlog is not None:
+            self._errlog.close()
+            self._errlog = None
+
+    async def _serve(self) -> None:
+        from mcp import ClientSession
+
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                read, write = await stack.enter_async_context(self._transport())
+                session = await stack.enter_async_context(
+                    ClientSession(read, write, message_handler=self._on_message)
+                )
+                await session.initialize()
+                listed = await session.list_tools()
+                tools = {t.name: _listed(t) for t in listed.tools}
+                if not self.tools:
+                    self.tools = tools
+                self._session = session
+                self._ready.set()
+                await self._stop.wait()
+        except Exception as exc:
+            self._failure = exc
+        finally:
+            self._session = None
+            self._dead.set()
+
+    def _transport(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        if self.server.url is not None:
+            from mcp.client.streamable_http import streamable_http_client
+
+            return streamable_http_client(self.server.url)
+        from mcp import StdioServerParameters, stdio_client
+
+        argv, env = server_argv(self.server, self.sandbox, self.workspace)
+        params = StdioServerParameters(
+            command=argv[0],
+            args=argv[1:],
+            env=env,
+            cwd=str(self.workspace),
+            encoding_error_handler="replace",
+        )
+        assert self._errlog is not None
+        return stdio_client(params, errlog=self._errlog)
+
+    async def _on_message(self, message: Any) -> None:
+        if type(message).__name__ == "ToolListChangedNotification" or (
+            getattr(getattr(message, "root", None), "method", None)
+            == "notifications/tools/list_changed"
+        ):
+            self.changed = True
+
+    # --- calls -------------------------------------------------------------------------
+
+    async def call(self, name: str, arguments: Mapping[str, Any]) -> CallEnd:
+        """Call tool ``name`` (its server's own name) once; see the module docstring."""
+        if self._session is None:
+            if self._starts >= MAX_STARTS:
+                return CallEnd(
+                    "refused",
+                    f"{self._what()} is not running; it was started "
+                    f"{self._starts} times in this attempt",
+                )
+            try:
+                await self.start()
+            except McpStartError as exc:
+                return CallEnd("refused", str(exc))
+        refused = await self._still_offered(name)
+        if refused is not None:
+            return CallEnd("refused", refused)
+        session = self._session
+        call = asyncio.create_task(session.call_tool(name, dict(arguments)))
+        dead = asyncio.create_task(self._dead.wait())
+        try:
+            await asyncio.wait(
+                {call, dead}, timeout=self.server.timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            dead.cancel()
+        if not call.done():
+            call.cancel()
+            with contextlib.suppress(BaseException):
+                await call
+            if self._dead.is_set():
+                return CallEnd(
+                    "unknown",
+                    f"{self._what()} exited during the call{self._stderr()}",
+                    data={"server": "exited"},
+                )
+            await self.close()  # whatever it was doing must not land later
+            return CallEnd(
+                "unknown",
+                f"{self._what()} did not answer within {self.server.timeout:g}s and was stopped",
+                data={"server": "hung"},
+            )
+        try:
+            result = call.result()
+        except Exception as exc:
+            if self._dead.is_set() or "closed" in str(exc).lower():
+                await self.close()
+                return CallEnd(
+                    "unknown",
+                    f"{self._what()} exited during the call{self._stderr()}",
+                    data={"server": "exited"},
+                )
+            return CallEnd("malformed", f"{self._what()} answered with an error: {_described(exc)}")
+        return _rendered(result, self.server.max_result, self._what())
+
+    async def _still_offered(self, name: str) -> str | None:
+        """Why ``name`` may not be called now, when the server changed it since the step
+        began; None while it is as listed."""
+        if self.changed:
+            self.changed = False
+            try:
+                listed = await asyncio.wait_for(self._session.list_tools(), self.server.timeout)
+            except Exception as exc:
+                why = _described(exc)
+                return f"{self._what()} changed its tools and could not list them: {why}"
+            self._current = {t.name: _listed(t) for t in listed.tools}
+        now = self._current
+        if now is None:
+            return None
+        first = self.tools.get(name)
+        if name not in now:
+            offered = ", ".join(sorted(now)) or "none"
+            return (
+                f"{self._what()} no longer offers {name!r} (its tool list changed during "
+                f"this step); it now offers: {offered}"
+            )
+        if first is not None and not now[name].same_as(first):
+            return (
+                f"{self._what()} changed {name!r} (its arguments or annotations) during "
+                "this step; it is not called as changed: the change applies from the "
+                "step's next attempt"
+            )
+        return None
+
+    def _what(self) -> str:
+        return f"MCP server {self.server.name!r}"
+
+    def _stderr(self) -> str:
+        if self._errlog is None:
+            return ""
+        with contextlib.suppress(OSError, ValueError):
+            self._errlog.flush()
+            self._errlog.seek(0)
+            text = self._errlog.read()
+            self._errlog.seek(0, os.SEEK_END)
+            tail = text.strip()[-STDERR_TAIL:]
+            if tail:
+                return f"; its stderr ends:\n{tail}"
+        return ""
+
+
+def _listed(tool: Any) -> ListedTool:
+    notes = tool.annotations
+    hints = None
+    if notes is not None:
+        hints = ToolHints(
+            read_only=notes.read_only_hint,
+            destructive=notes.destructive_hint,
+            idempotent=notes.idempotent_hint,
+            open_world=notes.open_world_hint,
+        )
+    schema = tool.input_schema if isinstance(tool.input_schema, dict) else {}
+    return ListedTool(
+        name=tool.name, description=tool.description or "", input_schema=schema, hints=hints
+    )
+
+
+def _described(exc: BaseException) -> str:
+    if isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        return _described(exc.exceptions[0])
+    text = str(exc).strip() or type(exc).__name__
+    return f"{type(exc).__name__}: {text[:500]}" if text != type(exc).__name__ else text
+
+
+def _rendered(result: Any, limit: int, what: str) -> CallEnd:
+    """A tool result as text: its text blocks, other blocks named, or the structured
+    content as JSON when there is no text; refused past ``limit`` characters."""
+    import json
+
+    parts: list[str] = []
+    for block in getattr(result, "content", None) or ():
+        kind = getattr(block, "type", "?")
+        if kind == "text":
+            parts.append(str(block.text))
+        elif kind in ("image", "audio"):
+            size = len(getattr(block, "data", "") or "")
+            parts.append(f"[{kind} {getattr(block, 'mime_type', '?')}, {size:,} base64 characters]")
+        elif kind == "resource":
+            inner = block.resource
+            text = getattr(inner, "text", None)
+            parts.append(text if text is not None else f"[resource {inner.uri}]")
+        elif kind == "resource_link":
+            parts.append(f"[resource link {block.uri}]")
+        else:
+            parts.append(f"[{kind} content]")
+    structured = getattr(result, "structured_content", None)
+    if not parts and structured is not None:
+        parts.append(json.dumps(structured, ensure_ascii=False, indent=1))
+    text = "\n".join(parts)
+    if len(text) > limit:
+        return CallEnd(
+            "malformed",
+            f"{what} returned {len(text):,} characters, more than the {limit:,} accepted "
+            "(max_result); ask for less",
+            data={"size": len(text)},
+        )
+    return CallEnd("result", text or "(no content)", is_error=bool(result.is_error))
