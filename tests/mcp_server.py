@@ -1,0 +1,119 @@
+"""A small MCP server for tests/test_mcp_tools.py, written with the ``mcp`` SDK.
+
+Every call appends ``TOOL ARGS`` to ``calls.log`` in its working directory (the run's
+workspace) before it answers, so a test counts the effects that really happened.
+``--fail-start`` exits before speaking MCP, saying why on stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.types import ToolAnnotations
+
+if "--fail-start" in sys.argv:
+    print("notes server: cannot open its database", file=sys.stderr)
+    sys.exit(2)
+
+app = MCPServer("notes")
+READ = ToolAnnotations(read_only_hint=True, open_world_hint=False)
+ADDITIVE = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
+DESTRUCTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=False)
+IDEMPOTENT = ToolAnnotations(
+    read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False
+)
+
+
+def effect(tool: str, **arguments: object) -> None:
+    with Path("calls.log").open("a", encoding="utf-8") as log:
+        log.write(f"{tool} {json.dumps(arguments, sort_keys=True)}\n")
+
+
+@app.tool(annotations=READ)
+def read_note(name: str) -> str:
+    """Read a note."""
+    effect("read_note", name=name)
+    return f"note {name}: hello"
+
+
+@app.tool(annotations=ADDITIVE)
+def add_note(name: str) -> str:
+    """Add a note."""
+    effect("add_note", name=name)
+    return f"added {name}"
+
+
+@app.tool(annotations=DESTRUCTIVE)
+def delete_note(name: str) -> str:
+    """Delete a note."""
+    effect("delete_note", name=name)
+    if os.environ.get("NOTES_DIE") == "1" or Path("die").exists():
+        os._exit(3)  # dies mid-call, after its effect
+    return f"deleted {name}"
+
+
+@app.tool(annotations=IDEMPOTENT)
+def set_flag(value: str) -> str:
+    """Set the flag."""
+    effect("set_flag", value=value)
+    marker = Path("die-once")
+    if marker.exists():
+        marker.unlink()
+        os._exit(3)
+    return f"flag={value}"
+
+
+@app.tool()
+def bare(text: str) -> str:
+    """A tool without annotations."""
+    effect("bare", text=text)
+    return text
+
+
+@app.tool(annotations=READ)
+def hang() -> str:
+    """Never answers."""
+    effect("hang")
+    time.sleep(3600)
+    return "never"
+
+
+@app.tool(annotations=ADDITIVE)
+def huge(size: int) -> str:
+    """Answers with ``size`` characters."""
+    effect("huge", size=size)
+    return "x" * size
+
+
+@app.tool(annotations=ADDITIVE)
+async def malformed(ctx: Context) -> str:
+    """Answers its call with a result that is not a tool result."""
+    effect("malformed")
+    line = {"jsonrpc": "2.0", "id": ctx.request_id, "result": {"content": "not a list"}}
+    sys.stdout.write(json.dumps(line) + "\n")
+    sys.stdout.flush()
+    return "late"
+
+
+@app.tool(annotations=ADDITIVE)
+async def reshape(ctx: Context) -> str:
+    """Removes read_note and changes add_note, and says its tool list changed."""
+    effect("reshape")
+    app.remove_tool("read_note")
+    app.remove_tool("add_note")
+
+    def add_note(name: str, colour: str) -> str:
+        return f"added {name} in {colour}"
+
+    app.add_tool(add_note, annotations=ADDITIVE)
+    await ctx.session.send_tool_list_changed()
+    return "reshaped"
+
+
+if __name__ == "__main__":
+    app.run()

@@ -1,0 +1,135 @@
+"""Bad MCP servers in agent runs (tests/mcp_server.py, real processes in the sandbox):
+one that never starts, hangs, answers malformed or huge results, changes its tools
+mid-step, or dies in a call: a clear error, nothing run or recorded twice."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent_helpers import drive, sample_workspace
+from test_mcp_tools import NOTES, SERVER, effects, ended, mcp, run
+from trestle.core.policy import Policy, Rule
+from trestle.lifecycle.approvals import inbox, submit_decision
+from trestle.lifecycle.runs import load_state
+from trestle.store import SqliteStore
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SqliteStore:
+    return SqliteStore(tmp_path / "runs.db")
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    return sample_workspace(tmp_path)
+
+
+# --- bad servers --------------------------------------------------------------------
+
+
+def test_a_server_that_never_starts_fails_the_attempt_naming_it(
+    store: SqliteStore, workspace: Path
+) -> None:
+    broken = NOTES.model_copy(update={"command": (sys.executable, SERVER, "--fail-start")})
+    run_id, _, _ = run(store, workspace, server=broken)
+    state = load_state(store, run_id)
+    assert state.finished != "succeeded"
+    reason = state.steps["understand"].reason or ""
+    assert "MCP server 'notes' did not start" in reason
+    assert "cannot open its database" in reason
+
+
+def test_a_hung_call_times_out_and_the_server_starts_again(
+    store: SqliteStore, workspace: Path
+) -> None:
+    quick = NOTES.model_copy(update={"timeout": 1.5})
+    run_id, events, _ = run(
+        store,
+        workspace,
+        mcp("notes__hang", call_id="h"),
+        mcp("notes__read_note", name="a", call_id="r"),
+        server=quick,
+    )
+    assert load_state(store, run_id).finished == "succeeded"
+    (hung,) = ended(events, "notes__hang")
+    assert not hung.ok and "did not answer within 1.5s" in hung.content
+    (after,) = ended(events, "notes__read_note")
+    assert after.ok
+    # a read is idempotent: the hung call was tried once more on a fresh server
+    assert effects(workspace) == ["hang {}", "hang {}", 'read_note {"name": "a"}']
+
+
+def test_malformed_and_huge_results_are_clear_errors(store: SqliteStore, workspace: Path) -> None:
+    run_id, events, _ = run(
+        store,
+        workspace,
+        mcp("notes__malformed", call_id="m"),
+        mcp("notes__huge", size=2_000_000, call_id="h"),
+        mcp("notes__huge", size=20_000, call_id="s"),
+    )
+    assert load_state(store, run_id).finished == "succeeded"
+    (bad,) = ended(events, "notes__malformed")
+    # the SDK drops a response that is not a tool result; the call's real answer counts
+    assert bad.content == "late" or "MCP server 'notes' answered with an error" in bad.content
+    big, small = ended(events, "notes__huge")
+    assert not big.ok and "more than the 1,000,000 accepted" in big.content
+    assert (small.ok and "characters cut" in small.content) or len(small.content) < 20_000
+    assert effects(workspace).count("malformed {}") == 1
+
+
+def test_a_tool_list_changed_mid_step_is_refused_clearly(
+    store: SqliteStore, workspace: Path
+) -> None:
+    run_id, events, _ = run(
+        store,
+        workspace,
+        mcp("notes__reshape", call_id="x"),
+        mcp("notes__read_note", name="a", call_id="r"),
+        mcp("notes__add_note", name="b", call_id="w"),
+    )
+    assert load_state(store, run_id).finished == "succeeded"
+    (gone,) = ended(events, "notes__read_note")
+    assert "no longer offers 'read_note'" in gone.content
+    (changed,) = ended(events, "notes__add_note")
+    assert "changed 'add_note'" in changed.content
+    assert effects(workspace) == ["reshape {}"]
+
+
+def test_a_destructive_call_the_server_dies_in_goes_to_a_human(
+    store: SqliteStore, workspace: Path
+) -> None:
+    (workspace / "die").write_text("")
+    run_id, _, model = run(store, workspace, mcp("notes__delete_note", name="x"))
+    state = load_state(store, run_id)
+    assert state.finished == "needs_human"
+    first, second = inbox(store, run_id=run_id)[0], None
+    submit_decision(store, first.ref, "approve")  # the call itself
+    drive(store, run_id, model)
+    assert effects(workspace) == ['delete_note {"name": "x"}']  # it died after its effect
+    (card,) = inbox(store, run_id=run_id)
+    text = json.dumps(card.model_dump(mode="json"))
+    assert "unknown_outcome" in text and "exited during the call" in text
+    (workspace / "die").unlink()
+    submit_decision(store, card.ref, "approve")
+    events = drive(store, run_id, model)
+    assert load_state(store, run_id).finished == "succeeded"
+    assert effects(workspace) == ['delete_note {"name": "x"}']  # never run twice
+    (told,) = ended(events, "notes__delete_note")
+    assert "was asked and let the step go on" in told.content
+    assert second is None
+
+
+def test_an_idempotent_call_the_server_dies_in_runs_again(
+    store: SqliteStore, workspace: Path
+) -> None:
+    (workspace / "die-once").write_text("")
+    allow = Policy(rules=(Rule(name="flags", tier="log", tags=("mcp:notes/set_flag",)),))
+    run_id, events, _ = run(store, workspace, mcp("notes__set_flag", value="on"), operator=allow)
+    assert load_state(store, run_id).finished == "succeeded"
+    assert effects(workspace) == ['set_flag {"value": "on"}'] * 2
+    (told,) = ended(events, "notes__set_flag")
+    assert told.ok and "called again" in told.content
