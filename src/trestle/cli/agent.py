@@ -34,8 +34,11 @@ from trestle.core.errors import ConfigError, MissingKeyError
 from trestle.core.records.agent_defaults import DEFAULT_MAX_TOKENS, DEFAULT_STEP_TIMEOUT
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from trestle.core.budget import Budget
     from trestle.core.records.agent import AgentSettings
+    from trestle.core.records.mcp import McpServer
     from trestle.engines.work import StepPerformer
 
 DEMO_GOAL = "make slugify() turn any title into a clean URL slug; the failing test shows how"
@@ -121,6 +124,17 @@ def agent(
             min=1,
         ),
     ] = DEFAULT_STEP_TIMEOUT,
+    mcp: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--mcp",
+            metavar="NAME=COMMAND|URL",
+            help="An MCP server whose tools the agent may call (repeat): NAME=COMMAND "
+            "starts COMMAND over stdio in the sandbox, NAME=http(s)://... is a streamable "
+            "HTTP server the driver reaches; beside trestle.toml's [mcp.servers.NAME] "
+            "(docs/mcp.md). Needs the mcp extra.",
+        ),
+    ] = None,
     store: StoreOption = None,
     report_json: ReportJson = None,
     live: LiveOption = True,
@@ -144,7 +158,11 @@ def agent(
         raise typer.BadParameter(f"{str(repo)!r} is not a directory", param_hint="--repo")
     if not math.isfinite(step_timeout):
         raise typer.BadParameter("must be a finite number of seconds", param_hint="--step-timeout")
+    from trestle.formats.mcp_servers import option_server
+
+    given = [option_server(value) for value in mcp or ()]  # before the file, said first
     operator = trusted_settings(repo, policy, accept_sha256=accept_policy)
+    servers = _mcp_servers(operator.mcp, operator.source.path, given)
     settings = AgentSettings(
         model=_model_spec(model),
         base_url=base_url,
@@ -156,6 +174,7 @@ def agent(
         max_tokens=max_tokens,
         plan_approval="confirm" if approve_plan else "auto",
         step_timeout=step_timeout,
+        mcp=servers,
     )
     budget = _budget(max_cost, stop_at_cost, stop_at_tokens)
     bound = engine_binding(engine, address, namespace, task_queue)
@@ -192,6 +211,21 @@ def agent(
             performer=_performer(settings),
             sandbox=mode,
         )
+
+
+def _mcp_servers(
+    declared: Sequence[McpServer], source: str | None, given: Sequence[McpServer]
+) -> tuple[McpServer, ...]:
+    """The servers the accepted file declares, then those given with ``--mcp``; with
+    any, the SDK must be installed (said before anything is recorded)."""
+    from trestle.formats.mcp_servers import merged
+
+    servers = merged(declared, given, source)
+    if servers:
+        from trestle.tools.mcp_client import require_sdk
+
+        require_sdk()
+    return servers
 
 
 def _budget(

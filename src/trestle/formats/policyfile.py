@@ -20,7 +20,8 @@ from pydantic import BaseModel, ValidationError
 
 from trestle.core.errors import ConfigError, PlanError
 from trestle.core.field_problems import did_you_mean, field_path, plain_message, user_loc
-from trestle.core.policy import Policy
+from trestle.core.policy import Policy, Rule
+from trestle.core.records.mcp import McpServer
 from trestle.core.records.monitors import MonitorSettings
 from trestle.formats.planfile import read_text_file
 
@@ -105,6 +106,13 @@ class PolicyFile:
                 for err in exc.errors()
             ]
             raise ConfigError("\n".join(problems)) from None
+
+    def mcp_servers(self) -> tuple[tuple[McpServer, ...], tuple[Rule, ...]]:
+        """The ``[mcp.servers.NAME]`` tables (:mod:`trestle.formats.mcp_servers`), and
+        the operator rules their ``tier`` fields make, or a ConfigError."""
+        from trestle.formats.mcp_servers import file_servers
+
+        return file_servers(self.document, self.text, str(self.path))
 
     def _table(self, name: str) -> dict[str, Any]:
         """One top-level table ({} when absent), or a ConfigError."""

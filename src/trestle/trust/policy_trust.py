@@ -38,8 +38,10 @@ from pathlib import Path
 
 from trestle.core.errors import ConfigError, PolicyNotAcceptedError
 from trestle.core.policy import Policy
+from trestle.core.records.mcp import McpServer
 from trestle.core.records.monitors import MonitorSettings
 from trestle.core.records.policy_source import PolicySource, when
+from trestle.formats.mcp_servers import with_server_rules
 from trestle.formats.policyfile import PolicyFile, find_policy_file, read_policy_file
 from trestle.trust.signing import config_dir  # hidden from every sandbox
 
@@ -49,11 +51,14 @@ SHA256 = re.compile(r"[0-9a-f]{64}")
 
 @dataclass(frozen=True)
 class OperatorSettings:
-    """What a new run records from the operator's file, and where it came from."""
+    """What a new run records from the operator's file, and where it came from:
+    ``mcp`` is the MCP servers its ``[mcp.servers.*]`` tables declare, obeyed (started)
+    only as the rest of the file is, once accepted where a step could have written it."""
 
     policy: Policy | None
     monitors: MonitorSettings | None
     source: PolicySource
+    mcp: tuple[McpServer, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -90,7 +95,8 @@ def trusted_settings(
             )
         return OperatorSettings(None, None, PolicySource(trust="none"))
     read = read_policy_file(found)
-    policy, monitors = read.policy(), read.monitors()
+    servers, server_rules = read.mcp_servers()
+    policy, monitors = with_server_rules(read.policy(), server_rules), read.monitors()
     real = found.resolve()
     if accept_sha256 is not None:
         wanted = _checked_digest(accept_sha256, "--accept-policy")
@@ -102,7 +108,7 @@ def trusted_settings(
     pinned = path is None or _within(_project_root(workspace), real)
     if not pinned:
         source = PolicySource(trust="outside", path=str(real), sha256=read.sha256)
-        return OperatorSettings(policy, monitors, source)
+        return OperatorSettings(policy, monitors, source, servers)
     if accept_sha256 is not None:
         accepted: Acceptance | None = accept(read, now=now)
     else:
@@ -112,7 +118,7 @@ def trusted_settings(
     source = PolicySource(
         trust="accepted", path=str(real), sha256=read.sha256, accepted_at=accepted.at
     )
-    return OperatorSettings(policy, monitors, source)
+    return OperatorSettings(policy, monitors, source, servers)
 
 
 def refusal(real: Path, sha256: str, accepted: Acceptance | None) -> str:
