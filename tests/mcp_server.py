@@ -2,7 +2,10 @@
 
 Every call appends ``TOOL ARGS`` to ``calls.log`` in its working directory (the run's
 workspace) before it answers, so a test counts the effects that really happened.
-``--fail-start`` exits before speaking MCP, saying why on stderr.
+``--fail-start`` exits before speaking MCP, saying why on stderr. ``--http PORT`` serves
+streamable HTTP on 127.0.0.1:PORT (path ``/mcp``) instead of stdio
+(tests/test_mcp_http.py). ``--slow SECONDS`` makes ``delete_note`` and ``set_flag`` wait
+that long after their effect, before answering (tests/test_mcp_crash.py).
 """
 
 from __future__ import annotations
@@ -29,9 +32,23 @@ IDEMPOTENT = ToolAnnotations(
 )
 
 
+def option(name: str) -> str | None:
+    return sys.argv[sys.argv.index(name) + 1] if name in sys.argv else None
+
+
+SLOW = float(option("--slow") or 0)
+
+
 def effect(tool: str, **arguments: object) -> None:
     with Path("calls.log").open("a", encoding="utf-8") as log:
         log.write(f"{tool} {json.dumps(arguments, sort_keys=True)}\n")
+
+
+def slowly() -> None:
+    """Wait after the effect (a driver killed meanwhile leaves the call's outcome unknown)."""
+    if SLOW:
+        Path("in-call").write_text("")
+        time.sleep(SLOW)
 
 
 @app.tool(annotations=READ)
@@ -52,6 +69,7 @@ def add_note(name: str) -> str:
 def delete_note(name: str) -> str:
     """Delete a note."""
     effect("delete_note", name=name)
+    slowly()
     if os.environ.get("NOTES_DIE") == "1" or Path("die").exists():
         os._exit(3)  # dies mid-call, after its effect
     return f"deleted {name}"
@@ -61,6 +79,7 @@ def delete_note(name: str) -> str:
 def set_flag(value: str) -> str:
     """Set the flag."""
     effect("set_flag", value=value)
+    slowly()
     marker = Path("die-once")
     if marker.exists():
         marker.unlink()
@@ -116,4 +135,8 @@ async def reshape(ctx: Context) -> str:
 
 
 if __name__ == "__main__":
-    app.run()
+    port = option("--http")
+    if port is not None:
+        app.run(transport="streamable-http", host="127.0.0.1", port=int(port))
+    else:
+        app.run()
