@@ -7,16 +7,19 @@ tested on events made by hand."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import sys
 import textwrap
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from trestle.cli.app import main
+from trestle.cli.blame import lines
 from trestle.core.blame import Blame, blame
 from trestle.core.errors import ConfigError
 from trestle.core.events import (
@@ -60,8 +63,9 @@ CHECK = (
 
 
 def cascade(final_check: str) -> str:
-    """fetch -> total (wrong, weakly checked) -> double -> report (its check fails);
-    lint and audit are decoys with no checks that nothing downstream reads."""
+    """fetch (verified: its check pins data.csv's whole content) -> total (wrong,
+    weakly checked) -> double -> report (its check fails); lint and audit are decoys
+    with no checks that nothing downstream reads."""
     return f"""\
         workspace: ws
         checkpoints: every_step
@@ -70,7 +74,7 @@ def cascade(final_check: str) -> str:
             run: printf 'a,3\\nb,4\\nc,5\\n' > data.csv
             verify:
               - file_contains: data.csv
-                text: "a,3"
+                text: "a,3\\nb,4\\nc,5"
           - id: lint
             write: {{path: notes.txt, content: "looks fine"}}
           - id: total
@@ -273,22 +277,28 @@ def test_a_run_with_nothing_failed_has_nothing_to_blame(
 # --- the scoring, on events made by hand ----------------------------------------------------
 
 
-def made(*steps: tuple[str, dict[str, str] | None, dict[str, str], bool]) -> list[AnyEvent]:
-    """A run whose steps ran one after another: (id, wrote, read, ok)."""
-    plan = Plan.model_validate(
-        {
-            "steps": [
-                {"id": "a", "run": "make a"},
-                {"id": "b", "run": "make b", "verify": [{"file_contains": "b", "text": "x"}]},
-                {"id": "c", "run": "make c", "verify": [{"command": "test -s c"}]},
-                {"id": "d", "write": {"path": "d", "content": "d"}},
-            ]
-        }
-    )
-    events: list[AnyEvent] = [RunCreated(at=0, run_id="r", plan=plan, workspace="/w")]
+HAND_PLAN = [
+    {"id": "a", "run": "make a"},
+    {"id": "b", "run": "make b", "verify": [{"file_contains": "b", "text": "x"}]},
+    {"id": "c", "run": "make c", "verify": [{"command": "test -s c"}]},
+    {"id": "d", "write": {"path": "d", "content": "d"}},
+]
+
+
+def made(
+    *steps: tuple[str, dict[str, str] | None, dict[str, str], bool],
+    plan: list[dict[str, Any]] | None = None,
+) -> list[AnyEvent]:
+    """A run whose steps ran one after another: (id, wrote, read, ok); each step's
+    checks (of ``plan``, :data:`HAND_PLAN` by default) passed or failed with it."""
+    spec = Plan.model_validate({"steps": plan or HAND_PLAN})
+    events: list[AnyEvent] = [RunCreated(at=0, run_id="r", plan=spec, workspace="/w")]
     for sid, wrote, read, ok in steps:
         events.append(StepStarted(at=0, step=sid, attempt=1, key=f"r/{sid}/1"))
-        check = CheckResult(check=sid, expected="", actual="", passed=ok)
+        checks = tuple(
+            CheckResult(check=f"{sid} {n}", expected="", actual="", passed=ok)
+            for n, _ in enumerate(next(s for s in spec.steps if s.id == sid).verify)
+        )
         events.append(
             StepAttemptEnded(
                 at=0,
@@ -296,11 +306,15 @@ def made(*steps: tuple[str, dict[str, str] | None, dict[str, str], bool]) -> lis
                 attempt=1,
                 ok=ok,
                 action=ActionResult(status="ok"),
-                checks=(check,) if sid in "bc" else (),
+                checks=checks,
                 files=AttemptFiles(wrote=wrote, read=read),
             )
         )
     return events
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def test_nothing_failed_means_nothing_to_blame() -> None:
@@ -316,7 +330,7 @@ def test_an_unknown_step_is_refused_by_name() -> None:
 def test_an_unchecked_writer_outranks_a_verified_one_and_a_changed_input_counts() -> None:
     events = made(
         ("a", {"a": "1"}, {}, True),
-        ("b", {"b": "2"}, {"a": "1"}, True),  # verified: its check names b
+        ("b", {"b": sha("x")}, {"a": "1"}, True),  # verified: its check pins all of b
         ("c", {"c": "3"}, {"b": "OTHER"}, False),  # read b, not as b left it
     )
     events.append(StepFailed(at=0, step="c", reason="check", dead_lettered=True))
@@ -413,3 +427,147 @@ def test_a_retry_that_passed_after_a_humans_retry_counts_as_another_approach() -
     [retried] = [e for e in b.evidence if e.kind == "retried"]
     assert "after 1 failed, by a different approach: alice asked to retry it" in retried.text
     assert retried.weight == 1.5
+
+
+# --- the rules: what counts as verified, what writes nothing, who lies ahead ------------
+
+
+def chain(*checks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """s1 -> s2 -> ... -> end: step i runs ``make si`` with the i-th list of checks."""
+    steps: list[dict[str, Any]] = [
+        {"id": f"s{i}", "run": f"make s{i}", "verify": v} for i, v in enumerate(checks, 1)
+    ]
+    return [*steps, {"id": "end", "run": "make end"}]
+
+
+def score_of(found: Blame, step: str) -> float:
+    [c] = [c for c in found.candidates if c.step == step]
+    return c.score
+
+
+def evidence_of(found: Blame, step: str, kind: str) -> list[str]:
+    [c] = [c for c in found.candidates if c.step == step]
+    return [e.text for e in c.evidence if e.kind == kind]
+
+
+def test_a_check_of_the_outputs_form_is_weak_one_against_an_input_verifies() -> None:
+    shape = [{"command": "python check.py isint s2"}]
+    tied = [{"command": "python check.py sum s2 s1"}]
+    for checks, verified in ((shape, False), (tied, True)):
+        events = made(
+            ("s1", {"s1": "1"}, {}, True),
+            ("s2", {"s2": "2"}, {"s1": "1", "check.py": "c"}, True),
+            ("end", {"end": "3"}, {"s2": "2"}, False),
+            plan=chain([], checks),
+        )
+
+        found = blame(events, "end")
+
+        if verified:  # the script the check runs is its code, not the input it compares
+            [why] = evidence_of(found, "s2", "verified")
+            assert why == "its check compared s2 with s1, which it read, and passed"
+        else:
+            [why] = evidence_of(found, "s2", "weak_checks")
+            assert why.startswith("its checks read s2 but compared it with neither")
+            assert score_of(found, "s2") == 1.25 + 0.5  # the form, and its read by 'end'
+
+
+def test_a_file_contains_verifies_only_the_whole_content() -> None:
+    whole = [{"file_contains": "s1", "text": "42"}]
+    part = [{"file_contains": "s1", "text": "rate"}]
+    for checks, kind in ((whole, "verified"), (part, "weak_checks")):
+        events = made(
+            ("s1", {"s1": sha("42\n")}, {}, True),
+            ("end", {"end": "3"}, {"s1": sha("42\n")}, False),
+            plan=chain(checks),
+        )
+
+        assert evidence_of(blame(events, "end"), "s1", kind), kind
+
+
+def test_a_step_known_to_have_written_nothing_has_no_check_evidence_nor_a_place() -> None:
+    plan: list[dict[str, Any]] = [
+        {"id": "think", "run": "make think"},
+        {"id": "s1", "run": "make s1", "needs": ["think"]},
+        {"id": "end", "run": "make end", "needs": ["s1"]},
+    ]
+    events = made(
+        ("think", {}, {}, True),  # its writes are known: none
+        ("s1", {"s1": "1"}, {}, True),
+        ("end", {"end": "2"}, {"s1": "1"}, False),
+        plan=plan,
+    )
+
+    found = blame(events, "end")
+
+    assert found.top is not None and found.top.step == "s1"
+    assert kinds(found, "think") == ["upstream", "no_output", "unknown"]
+    assert score_of(found, "think") == 0.3  # upstream by a declared need, nothing else
+    assert "     = it wrote nothing (its writes are known)" in lines(found)  # no [+0]
+    # with its writes unknown it is a suspect like any step with no checks
+    assert isinstance(events[2], StepAttemptEnded) and events[2].step == "think"
+    events[2] = events[2].model_copy(update={"files": AttemptFiles(wrote=None)})
+    assert "no_checks" in kinds(blame(events, "end"), "think")
+
+
+def test_the_upstream_bonus_counts_the_unverified_steps_after_it_not_a_sibling_branch() -> None:
+    plan: list[dict[str, Any]] = [
+        {"id": "src", "run": "make src", "verify": [{"file_exists": "src"}]},
+        {
+            "id": "mid",
+            "run": "python c.py add src",
+            "verify": [{"command": "python c.py eq mid src"}],
+        },
+        {"id": "bad", "run": "make bad"},
+        {"id": "end", "run": "make end", "needs": ["mid", "bad"]},
+    ]
+    events = made(
+        ("src", {"src": "1"}, {}, True),
+        ("mid", {"mid": "2"}, {"src": "1"}, True),  # verified against its input
+        ("bad", {"bad": "3"}, {}, True),
+        ("end", {"end": "4"}, {"mid": "2", "bad": "3"}, False),
+        plan=plan,
+    )
+
+    found = blame(events, "end")
+
+    # src is two steps up, but the only step after it was verified: no bonus; bad, one
+    # step up with no checks, ranks first
+    assert found.top is not None and found.top.step == "bad"
+    assert not [t for t in evidence_of(found, "src", "upstream") if "ahead of" in t]
+    # when mid is not verified, src lies ahead of it: +0.5
+    plan[1]["verify"] = [{"file_exists": "mid"}]
+    events[0] = events[0].model_copy(update={"plan": Plan.model_validate({"steps": plan})})
+    found = blame(events, "end")
+    [ahead] = [t for t in evidence_of(found, "src", "upstream") if "ahead of" in t]
+    assert ahead.startswith("ahead of 1 unverified step(s) on the way to 'end' ('mid')")
+    assert score_of(found, "src") == 1.75 + 0.5 + 0.5
+
+
+def test_the_validate_steps_reads_are_unknown_and_its_writes_the_checkpoints() -> None:
+    plan: list[dict[str, Any]] = [
+        {"id": "rate", "agent": {"role": "execute", "objective": "the rate"}},
+        {"id": "validate", "needs": ["rate"], "agent": {"role": "validate"}},
+    ]
+    events = made(("rate", {"rate.json": "1"}, {}, True), plan=plan)
+    events.append(StepStarted(at=0, step="validate", attempt=1, key="r/validate/1"))
+    events.append(
+        StepAttemptEnded(
+            at=0,
+            step="validate",
+            attempt=1,
+            ok=False,
+            action=ActionResult(status="failed", error="exit code 1"),
+            files=AttemptFiles(wrote={}, read={}),
+        )
+    )
+
+    found = lineage(events)
+
+    trace = found.current("validate")
+    assert trace is not None and not trace.reads_known and trace.wrote == {}
+    # the test command may have read rate.json: a possible edge besides the need
+    assert {e.kind for e in found.into("validate")} == {"needs", "workspace"}
+    # an execute step's reads are still its calls (none here): known
+    rate = found.current("rate")
+    assert rate is not None and rate.reads_known

@@ -56,7 +56,8 @@ def blame(
 
 def lines(found: Blame, limit: int | None = SHOWN) -> list[str]:
     """The ranking in words, one line each: the target, then each candidate and its
-    evidence (``+`` for, ``-`` against, ``?`` what could not be seen)."""
+    evidence (``+`` for, ``-`` against, ``?`` what could not be seen, ``=`` what
+    counts neither way)."""
     if found.target is None:
         return [
             f"run {found.run_id}: nothing failed, so there is nothing to blame "
@@ -69,8 +70,9 @@ def lines(found: Blame, limit: int | None = SHOWN) -> list[str]:
         where = "the target" if c.distance == 0 else f"{c.distance} upstream, {c.link}"
         out.append(f"{n}. {c.step}  score {c.score:g}  ({where})")
         for e in c.evidence:
-            sign = "?" if e.kind == "unknown" else "-" if e.weight < 0 else "+"
-            weight = "" if e.kind == "unknown" else f" [{e.weight:+g}]"
+            plain = e.kind == "unknown" or e.weight == 0
+            sign = "?" if e.kind == "unknown" else "=" if plain else "-" if e.weight < 0 else "+"
+            weight = "" if plain else f" [{e.weight:+g}]"
             out.append(f"     {sign} {e.text}{weight}")
     more = len(found.candidates) - len(shown)
     if more > 0:

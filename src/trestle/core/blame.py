@@ -12,15 +12,19 @@ The ranking is a sum of weighed evidence, each item a line a person can check:
 ``symptom``         the target's own check failed (the failure being traced)
 ``contradicted``    a later failed check looked at a file this step wrote
 ``no_checks``       nothing verified this step's output
-``weak_checks``     its checks did not look at what it wrote (or only that it exists)
-``verified``        its checks looked at what it wrote and passed (counts against)
+``weak_checks``     its checks did not look at what it wrote (or only that it exists),
+                    or looked at its form only: a wrong value passes them
+``verified``        a check that passed compared what it wrote with what it read, or
+                    with its exact expected content (counts against)
+``no_output``       it is known to have written nothing: no value of its could be wrong
+                    in a file, so its checks and its place say nothing (weight 0)
 ``changed_input``   a file it read was not as its writer left it, or differed between
                     its attempts
 ``alert``           a monitor raised an alert on it
 ``retried``         it passed only after failed attempts (more so after a different
                     approach: an agent's new conversation, a human's edit)
-``upstream``        how its output reaches the target, and how far back it lies: the
-                    first wrong step is the earliest one not verified
+``upstream``        how its output reaches the target, and the unverified steps it lies
+                    ahead of on the way: the first wrong step is the earliest of them
 ``unknown``         what could not be seen (reads or writes unknown), weight 0
 ==================  ==============================================================
 
@@ -31,8 +35,11 @@ Pure: no IO; the CLI (``trestle blame``) and the dashboard read the events and c
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
+import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from trestle.core.errors import ConfigError
@@ -69,6 +76,7 @@ EvidenceKind = Literal[
     "no_checks",
     "weak_checks",
     "verified",
+    "no_output",
     "changed_input",
     "alert",
     "retried",
@@ -82,6 +90,10 @@ W_SYMPTOM = 1.0
 W_CONTRADICTED = 3.0
 W_NO_CHECKS = 2.0
 W_WEAK = 1.75
+# a check that read what it wrote but only as a form (a number, a key present, part of
+# it): a wrong value passes most such checks, though some hold an expected value in
+# their own words (a `grep` for a number) that cannot be told apart from a form
+W_SHAPE = 1.25
 W_OPAQUE = 0.75  # a Python check: what it looked at is unknown
 W_VERIFIED = -1.0
 W_CHANGED = 1.0
@@ -90,11 +102,15 @@ W_ALERT_MAX = 2.0
 W_RETRIED = 0.5
 W_NEW_APPROACH = 1.5
 W_LINK = 0.5
-W_HOP = 0.5  # per step between it and the target: the first wrong step lies furthest back
+W_HOP = 0.5  # per unverified step it lies ahead of: the first wrong step is the earliest
 W_HOP_MAX = 1.5
 # positive evidence of a step that reaches the target only by these counts for less
 DISCOUNT = {3: 1.0, 2: 0.6, 1: 0.3}
 LINK_WORDS = {3: "a file read", 2: "a declared need", 1: "a possible read (reads or writes unseen)"}
+# programs whose first operand is the code they run: a check's script is not its data
+_RUNS_FILE = re.compile(
+    r"(python|pypy|perl|ruby|node|php|lua|Rscript|tclsh|bun|deno|sh|bash|dash|zsh|ksh)[0-9.]*"
+)
 
 
 class Evidence(Record):
@@ -221,12 +237,20 @@ def rank(found: Lineage, target: str, signals: Signals | None = None) -> tuple[C
     upstream = found.upstream(target)
     failing = _failing_checks(found, target)
     order = {sid: i for i, sid in enumerate(found.steps)}
+    grades = {
+        sid: _grade(found.steps[sid], trace)
+        for sid in upstream
+        if sid != target and (trace := found.current(sid)) is not None
+    }
+    ahead = _ahead(found, upstream, target, grades)
     out: list[Candidate] = []
     for sid, (hops, strength) in upstream.items():
         trace = found.current(sid)
         if trace is None and sid != target:
             continue  # it never produced anything
-        evidence = _evidence(found, sid, target, trace, hops, strength, failing, signals)
+        evidence = _evidence(
+            found, sid, target, trace, (hops, strength), failing, signals, grades, ahead
+        )
         score = round(sum(e.weight for e in evidence), 2)
         link: Literal["read", "needs", "possible"] = (
             "read" if strength == 3 else "needs" if strength == 2 else "possible"
@@ -245,17 +269,36 @@ def rank(found: Lineage, target: str, signals: Signals | None = None) -> tuple[C
     return tuple(sorted(out, key=lambda c: (-c.score, start[c.step], order.get(c.step, 0))))
 
 
+@dataclass(frozen=True)
+class _Grade:
+    """How well a step's own checks verified what it wrote: one line of evidence.
+    ``pinned``: a check found its whole content as the plan gave it, so no wrong value
+    from further up passed through it."""
+
+    kind: EvidenceKind
+    weight: float
+    text: str
+    pinned: bool = False
+
+    @property
+    def unverified(self) -> bool:
+        """It wrote something (or what it wrote is unknown) that no check verified:
+        a wrong value could have entered or passed here unnoticed."""
+        return self.kind not in ("verified", "no_output")
+
+
 def _evidence(
     found: Lineage,
     sid: str,
     target: str,
     trace: AttemptTrace | None,
-    hops: int,
-    strength: int,
+    where: tuple[int, int],
     failing: Sequence[tuple[str, CheckResult, Check | None, int]],
     signals: Signals,
+    grades: dict[str, _Grade],
+    ahead: dict[str, list[str]],
 ) -> list[Evidence]:
-    step = found.steps[sid]
+    hops, strength = where
     factor = DISCOUNT[strength]
     items: list[Evidence] = []
 
@@ -274,17 +317,22 @@ def _evidence(
                 add("symptom", W_SYMPTOM, f"it failed: {_clip(why)}", direct=True)
     else:
         add("upstream", W_LINK, _link_text(found, sid, target, hops, strength))
-        if hops > 1:
+        later = ahead.get(sid, [])
+        grade = grades.get(sid)
+        if later and grade is not None and grade.unverified:
+            names = ", ".join(map(repr, later[:3])) + (", ..." if len(later) > 3 else "")
             add(
                 "upstream",
-                min(W_HOP * (hops - 1), W_HOP_MAX),
-                f"{hops} steps upstream of {target!r}: wrong output could first enter here",
+                min(W_HOP * len(later), W_HOP_MAX),
+                f"ahead of {len(later)} unverified step(s) on the way to {target!r} "
+                f"({names}): the first wrong step is the earliest of them",
             )
     if trace is None:
         return items
     wrote = _written(trace)
     if sid != target:
-        _checks(step, trace, wrote, add)
+        grade = grades[sid]
+        add(grade.kind, grade.weight, grade.text)
         for owner, result, check, end in failing:
             if owner == sid or end <= (trace.end or 0):
                 continue
@@ -320,11 +368,61 @@ def _link_text(found: Lineage, sid: str, target: str, hops: int, strength: int) 
     return f"upstream of {target!r} by {LINK_WORDS[strength]}"
 
 
-def _checks(step: Step, trace: AttemptTrace, wrote: set[str], add: Any) -> None:
-    """How well the step's own checks verified what it wrote."""
+def _ahead(
+    found: Lineage, upstream: dict[str, tuple[int, int]], target: str, grades: dict[str, _Grade]
+) -> dict[str, list[str]]:
+    """For each step, the unverified steps it lies ahead of on the way to ``target``:
+    those its output reaches by a file read or a declared need, directly or through
+    other steps, before the target.
+
+    A wrong value enters once; if it entered at a step, every unverified step after it
+    on its way passed it on unnoticed, so among a path's suspects the earliest is the
+    likeliest first. Only the steps after it count: a correct branch beside the
+    culprit's, however deep, lies ahead of none of the culprit's steps. A possible
+    edge (reads or writes unseen) does not count, as it links nearly every step to
+    every later one; and the walk stops at a step whose check pinned its whole content,
+    since no wrong value passed through it."""
+    nxt: dict[str, set[str]] = {}
+    for e in found.edges:
+        if e.kind in ("read", "needs") and e.target in upstream and e.target != target:
+            nxt.setdefault(e.source, set()).add(e.target)
+    out: dict[str, list[str]] = {}
+    for sid in grades:
+        seen: set[str] = set()
+        todo = [sid]
+        while todo:
+            for d in nxt.get(todo.pop(), ()):
+                grade = grades.get(d)
+                if d in seen or grade is None:
+                    continue
+                seen.add(d)
+                if not grade.pinned:
+                    todo.append(d)
+        out[sid] = sorted(d for d in seen - {sid} if grades[d].unverified)
+    return out
+
+
+def _grade(step: Step, trace: AttemptTrace) -> _Grade:
+    """How well the step's own checks verified what it wrote.
+
+    - Its writes are known and there are none: no value of its is in a file a later
+      step could read, so whether it was checked says nothing (an agent's
+      ``understand``, ``plan`` and ``review``; a command that only tests).
+    - ``verified`` needs a check that passed and compared what it wrote with something
+      that would differ if the value were wrong: a command check that names both a
+      file it wrote and a file it read (a recomputation, a cross-check), or a
+      ``file_contains`` whose text is the file's whole content (its SHA-256, with or
+      without a final newline, is the one recorded), an exact expected value.
+    - A check that read what it wrote but only that (``calc.py isint total.txt``, a
+      ``file_contains`` of a key or of part of it) tests its form, which a wrong value
+      passes: weak, though less so than none (some hold an expected value in their
+      own words, which cannot be told from a form).
+    """
+    if trace.wrote is not None and not trace.wrote:
+        return _Grade("no_output", 0.0, "it wrote nothing (its writes are known)")
     if not step.verify:
-        add("no_checks", W_NO_CHECKS, "no checks: nothing verified its output")
-        return
+        return _Grade("no_checks", W_NO_CHECKS, "no checks: nothing verified its output")
+    wrote = _written(trace)
     looked: set[str] = set()
     opaque = False
     for check in step.verify:
@@ -333,15 +431,73 @@ def _checks(step: Step, trace: AttemptTrace, wrote: set[str], add: Any) -> None:
         elif not isinstance(check, FileExistsCheck):
             looked |= _check_files(check, None)
     seen = sorted(looked & wrote)
+    if trace.ok:
+        for check in step.verify:
+            tie = _tie(check, trace, wrote)
+            if tie is not None:
+                return _Grade("verified", W_VERIFIED, tie[0], pinned=tie[1])
+    if opaque:
+        return _Grade(
+            "weak_checks", W_OPAQUE, "its checks are Python callables: what they read is unknown"
+        )
     if seen and trace.ok:
-        add("verified", W_VERIFIED, f"its checks looked at {', '.join(seen[:3])} and passed")
-    elif opaque:
-        add("weak_checks", W_OPAQUE, "its checks are Python callables: what they read is unknown")
-    elif trace.wrote is None and looked:
-        add("weak_checks", W_OPAQUE, f"its checks look at {', '.join(sorted(looked)[:3])}")
-    else:
-        what = ", ".join(describe_check(c) for c in step.verify[:2])
-        add("weak_checks", W_WEAK, f"weak checks: none looked at what it wrote ({_clip(what)})")
+        return _Grade(
+            "weak_checks",
+            W_SHAPE,
+            f"its checks read {', '.join(seen[:3])} but compared it with neither what it "
+            "read nor an exact content: a wrong value of the right form passes them",
+        )
+    if trace.wrote is None and looked:
+        return _Grade(
+            "weak_checks", W_OPAQUE, f"its checks look at {', '.join(sorted(looked)[:3])}"
+        )
+    what = ", ".join(describe_check(c) for c in step.verify[:2])
+    return _Grade(
+        "weak_checks", W_WEAK, f"weak checks: none looked at what it wrote ({_clip(what)})"
+    )
+
+
+def _tie(check: Check, trace: AttemptTrace, wrote: set[str]) -> tuple[str, bool] | None:
+    """Why a passing check verified the value written (see :func:`_grade`), and whether
+    it pinned the whole content; None when it did not."""
+    if isinstance(check, FileContainsCheck) and check.text is not None:  # a regex: a form
+        path = _norm(check.file_contains)
+        digest = (trace.wrote or {}).get(path)
+        exact = {_sha256(check.text), _sha256(check.text + "\n")}
+        if path in wrote and digest in exact:
+            return (
+                f"its check found the whole of {path} as expected ({_clip(check.text, 40)!r})",
+                True,
+            )
+    elif isinstance(check, CommandCheck):
+        named = _check_files(check, None) - _check_code(check.command)
+        outputs = sorted(named & wrote)
+        inputs = sorted((named & set(trace.read)) - wrote)
+        if outputs and inputs:
+            return (
+                f"its check compared {', '.join(outputs[:3])} with {', '.join(inputs[:3])}, "
+                "which it read, and passed",
+                False,
+            )
+    return None
+
+
+def _check_code(command: str) -> set[str]:
+    """The scripts a check command runs (``python check.py ...``: ``check.py``): its
+    code, not data it compares."""
+    script = parse(command)
+    code: set[str] = set()
+    for simple in (*script.commands, *script.nested):
+        words = [w.value for w in simple.words if w.literal]
+        if words and _RUNS_FILE.fullmatch(posixpath.basename(words[0])):
+            rest = [w for w in words[1:] if not w.startswith("-")]
+            if rest:
+                code.add(_norm(rest[0]))
+    return code
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _inputs(found: Lineage, sid: str, trace: AttemptTrace, add: Any) -> None:

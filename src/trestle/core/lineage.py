@@ -143,8 +143,10 @@ def lineage(events: Iterable[AnyEvent | StoredEvent]) -> Lineage:
             case StepStarted(step=sid, attempt=n):
                 trace = AttemptTrace(sid, n, pos)
                 spec = steps.get(sid)
-                if spec is not None and spec.agent is not None:
-                    # an agent's reads and writes are its calls, until one is opaque
+                if spec is not None and spec.agent is not None and spec.agent.role != "validate":
+                    # an agent's reads and writes are its calls, until one is opaque;
+                    # ``validate`` runs the test command outside any call, so, like a
+                    # command's, its reads are unknown and its writes the checkpoints'
                     trace.wrote, trace.reads_known = {}, True
                 attempts.setdefault(sid, []).append(trace)
                 agent_io[(sid, n)] = trace
