@@ -4,8 +4,9 @@ Every call appends ``TOOL ARGS`` to ``calls.log`` in its working directory (the 
 workspace) before it answers, so a test counts the effects that really happened.
 ``--fail-start`` exits before speaking MCP, saying why on stderr. ``--http PORT`` serves
 streamable HTTP on 127.0.0.1:PORT (path ``/mcp``) instead of stdio
-(tests/test_mcp_http.py). ``--slow SECONDS`` makes ``delete_note`` and ``set_flag`` wait
-that long after their effect, before answering (tests/test_mcp_crash.py).
+(tests/test_mcp_http.py). A file ``slow-once`` holding a number of seconds makes the
+next ``delete_note`` or ``set_flag`` write ``in-call`` after its effect, then wait that
+long before answering, once (tests/test_mcp_crash.py kills its driver meanwhile).
 """
 
 from __future__ import annotations
@@ -36,19 +37,20 @@ def option(name: str) -> str | None:
     return sys.argv[sys.argv.index(name) + 1] if name in sys.argv else None
 
 
-SLOW = float(option("--slow") or 0)
-
-
 def effect(tool: str, **arguments: object) -> None:
     with Path("calls.log").open("a", encoding="utf-8") as log:
         log.write(f"{tool} {json.dumps(arguments, sort_keys=True)}\n")
 
 
 def slowly() -> None:
-    """Wait after the effect (a driver killed meanwhile leaves the call's outcome unknown)."""
-    if SLOW:
+    """Wait after the effect, once (a driver killed meanwhile leaves the call's outcome
+    unknown)."""
+    marker = Path("slow-once")
+    if marker.exists():
+        seconds = float(marker.read_text() or 30)
+        marker.unlink()
         Path("in-call").write_text("")
-        time.sleep(SLOW)
+        time.sleep(seconds)
 
 
 @app.tool(annotations=READ)
