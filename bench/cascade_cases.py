@@ -208,7 +208,11 @@ class _Plan:
         run = f"python calc.py {op} {k} {files}"
         extra: dict[str, Any] = {}
         if flaky:
-            run += f" --flaky .{sid}.lock"
+            # its first attempt fails before the shell opens `> OUT`: one that failed
+            # after would leave an empty OUT, which a `file_exists` check passes, and
+            # the engine's probe before the retry would take the step as done with
+            # that empty output: a wrong step, not the correct decoy it is meant to be
+            run = f"python calc.py add 0 --flaky .{sid}.lock > /dev/null && {run}"
             extra["retries"] = 1
         verify = _checks(checks, op, k, out, files)
         if verify:
