@@ -40,3 +40,8 @@ echo
 echo "== the coding agent on a sample repository (a recorded trajectory, replayed offline) =="
 rm -rf .demo/agent && mkdir -p .demo/agent
 "$trestle" demo --dir .demo/agent
+
+echo
+echo "== an MCP server's destructive tool waits for approval (skipped, saying so, without the mcp extra) =="
+rm -rf .demo/mcp && mkdir -p .demo/mcp
+"$trestle" demo --mcp --dir .demo/mcp

@@ -346,6 +346,14 @@ def demo(
         Path | None,
         typer.Option("--dir", help="Where to put the sample repository [default: a new temp dir]."),
     ] = None,
+    mcp: Annotated[
+        bool,
+        typer.Option(
+            "--mcp",
+            help="Instead: the agent calls a bundled MCP server's destructive tool, which "
+            "waits for approval (needs the mcp extra; skipped, saying so, without it).",
+        ),
+    ] = False,
 ) -> None:
     """The coding agent on a bundled sample repository, replaying a recorded trajectory.
 
@@ -363,6 +371,10 @@ def demo(
 
     sample = resources.files("trestle.demo")
     where = Path(tempfile.mkdtemp(prefix="trestle-demo-")) if directory is None else directory
+    if mcp:
+        from trestle.cli.mcp_demo import mcp_demo
+
+        raise typer.Exit(mcp_demo(where))
     repo = where / "textkit"
     if repo.exists():
         raise ConfigError(f"{str(repo)!r} already exists: give --dir an empty directory")
