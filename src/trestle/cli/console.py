@@ -30,10 +30,14 @@ def _console(*, stderr: bool) -> Console:
     wrapped and tables take the width of what they hold, so run ids, paths and the
     commands a message suggests stay whole and can be copied or grepped. Either way,
     control characters in what is printed are shown, not obeyed (:func:`_shown_console`)."""
+    from trestle.presentation.wording import WHOLE_TEXT
+
     shown = _shown_console()
     console = shown(stderr=stderr, highlight=False)
     if console.is_terminal:
         return console
+    if not stderr:
+        WHOLE_TEXT.set(True)  # and nothing printed is clipped with "…" (wording.clip)
     return shown(stderr=stderr, highlight=False, soft_wrap=True, width=PIPED_WIDTH)
 
 

@@ -31,11 +31,30 @@ STATUS_STYLE = {
     "awaiting_approval": "bold yellow",
     "stopped": "bold red",
     "cancelled": "bold red",
+    "interrupted": "bold yellow",
 }
 
 
 def styled(status: str) -> Text:
     return Text(shown(status), style=STATUS_STYLE.get(status, ""))
+
+
+def listed_status(row: RunRow) -> str:
+    """The row's status, or ``interrupted`` for a run whose last driver a signal stopped
+    and that nothing has taken up again (its row still says ``running``)."""
+    if row.status == "running" and row.summarised().interrupted is not None:
+        return "interrupted"
+    return row.status
+
+
+def interrupted_notes(rows: list[RunRow]) -> list[str]:
+    """For each interrupted run, the command that moves it."""
+    return [
+        f"run {r.run_id} was interrupted by {r.summarised().interrupted}: "
+        f"continue with `trestle resume {r.run_id}`"
+        for r in rows
+        if listed_status(r) == "interrupted"
+    ]
 
 
 def runs_table(rows: list[RunRow]) -> Table:
@@ -44,11 +63,11 @@ def runs_table(rows: list[RunRow]) -> Table:
     for col in ("run", "status", "steps", "updated", "goal"):
         table.add_column(col)
     for r, depth in by_tree(rows):
-        counts = r.summarised().counts
-        steps = ", ".join(f"{n} {shown(k)}" for k, n in sorted(counts.items()))
+        summary = r.summarised()
+        steps = ", ".join(f"{n} {shown(k)}" for k, n in sorted(summary.counts.items()))
         table.add_row(
             "  " * (depth - 1) + "└ " + r.run_id if depth else r.run_id,
-            styled(r.status),
+            styled(listed_status(r)),
             steps,
             clock(r.updated_at, "%m-%d %H:%M"),
             clip(r.goal, 40),

@@ -29,7 +29,7 @@ from trestle.cli.options import (
 
 def runs(store: StoreOption = None, as_json: JsonOption = False) -> None:
     """List runs, newest first."""
-    from trestle.cli.listing import runs_table
+    from trestle.cli.listing import interrupted_notes, runs_table
 
     with _opened(store) as st:
         rows = st.runs()
@@ -38,10 +38,16 @@ def runs(store: StoreOption = None, as_json: JsonOption = False) -> None:
         for row in rows:
             summary = row.summarised()
             tree = {"parent": summary.parent, "root": summary.root}
-            listed.append({**row.__dict__, "summary": summary.counts, **tree})
+            listed.append(
+                {**row.__dict__, "summary": summary.counts, **tree}
+                | {"interrupted": summary.interrupted}
+            )
         _print_json(listed)
     else:
-        _out().print(runs_table(rows) if rows else "no runs yet")
+        out = _out()
+        out.print(runs_table(rows) if rows else "no runs yet")
+        for note in interrupted_notes(rows):
+            out.print(note, soft_wrap=True, markup=False, highlight=False)
 
 
 def show(run_id: RunArg, store: StoreOption = None, as_json: JsonOption = False) -> None:

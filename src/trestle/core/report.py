@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from trestle.core.budget import go_on
 from trestle.core.events import CheckResult
-from trestle.core.plan import ActionKind
+from trestle.core.plan import ActionKind, Step
 from trestle.core.records.policy_source import policy_line
 from trestle.core.state import RunState
 from trestle.core.step_state import TERMINAL, RefusedRequest, StepState
@@ -249,15 +249,9 @@ def _to_check(state: RunState) -> list[str]:
         stopped = [
             sid for sid, st in state.steps.items() if st.interrupted and st.status not in TERMINAL
         ]
-        what = (
-            f"; it stopped {', '.join(map(repr, stopped))} mid-step, which resume probes "
-            "and runs again"
-            if stopped
-            else ""
-        )
         urgent.append(
-            f"the run was interrupted ({state.interrupted}){what}: continue with "
-            f"`trestle resume {run}`."
+            f"the run was interrupted ({state.interrupted}){_what_resume_does(state, stopped)}: "
+            f"continue with `trestle resume {run}`."
         )
     elif state.finished is None:
         # whether a process still drives it is for `trestle health` to say
@@ -312,8 +306,10 @@ def _to_check(state: RunState) -> list[str]:
                 f"--reason ...`; if not: `trestle retry {run} {sid}`; then `trestle resume {run}`."
             )
         elif st.status == "failed" and st.dead_lettered:
+            # a step can fail before any attempt (a delegation over max_children)
+            after = f" after {st.failed_attempts} attempt(s)" if st.failed_attempts else ""
             urgent.append(
-                f"{sid!r} failed after {st.failed_attempts} attempt(s): {st.error}. Fix the "
+                f"{sid!r} failed{after}: {st.error or st.reason}. Fix the "
                 f"cause, then `trestle retry {run} {sid}` and `trestle resume {run}` "
                 f"(or `trestle skip {run} {sid} --reason ...`)."
             )
@@ -352,6 +348,33 @@ def _to_check(state: RunState) -> list[str]:
     return urgent + review
 
 
+def _what_resume_does(state: RunState, stopped: list[str]) -> str:
+    """What resume does with the steps an interrupt stopped mid-step: a step with checks
+    is probed, one safe to re-run runs again, and one with neither goes to a human."""
+    if not stopped:
+        return ""
+    blind = [s for s in stopped if _blind(state.step_spec(s))]
+    rerun = [s for s in stopped if s not in blind]
+    said = []
+    if rerun:
+        probed = any(state.step_spec(s).verify for s in rerun)
+        how = "probes and runs again" if probed else "runs again"
+        said.append(f"{_names(rerun)}, which resume {how}")
+    if blind:
+        one = len(blind) == 1
+        said.append(
+            f"{_names(blind)}, which resume does not run again: "
+            f"{'it has' if one else 'they have'} no verify checks and "
+            f"{'is' if one else 'are'} not idempotent, so whether "
+            f"{'it' if one else 'each'} took effect goes to a human"
+        )
+    return f"; it stopped mid-step {'; and '.join(said)}"
+
+
+def _blind(step: Step) -> bool:
+    return not step.verify and not step.rerunnable
+
+
 def _unchecked_note(steps: dict[ActionKind, list[str]]) -> str:
     """One line for every step that succeeded with nothing to confirm it, saying what
     its success rests on (a write has no exit status: it rests on the file written)."""
@@ -360,9 +383,10 @@ def _unchecked_note(steps: dict[ActionKind, list[str]]) -> str:
         "python": "only returning without an error says {} worked",
         "agent": "only the agent finishing says {} worked",
         "write": "{} wrote {}, which no check looked at",
+        "delegate": "only the child run finishing says {} worked",
     }
     parts = []
-    for kind in ("run", "python", "agent", "write"):
+    for kind in ("run", "python", "agent", "write", "delegate"):
         if sids := steps.get(kind):
             files = "its file" if len(sids) == 1 else "their files"
             parts.append(rests_on[kind].format(_names(sids), files))

@@ -36,6 +36,7 @@ from trestle.core.policy import Policy
 from trestle.core.records.agent import AgentSettings
 from trestle.core.records.monitors import MonitorSettings
 from trestle.core.records.policy_source import PolicySource
+from trestle.core.report import category
 from trestle.core.state import RunState
 from trestle.core.step_state import StepStatus
 from trestle.formats.planfile import python_sources
@@ -282,9 +283,21 @@ def refuse_if_cancelled(state: RunState) -> None:
 def summary_json(state: RunState) -> str:
     """What ``trestle runs`` shows of a run without reading its events: its steps'
     statuses, counted, and (for a delegated child) its parent and root."""
-    data: dict[str, object] = {"counts": state.status_counts()}
+    counts = state.status_counts()
+    if state.cancelled is not None:
+        # started, or asked for, and now never to finish: not "retry wait" or "running"
+        counts = {}
+        for st in state.steps.values():
+            shown = (
+                "cancelled" if category(st) in ("in_progress", "awaiting_approval") else st.status
+            )
+            counts[shown] = counts.get(shown, 0) + 1
+        counts = dict(sorted(counts.items()))
+    data: dict[str, object] = {"counts": counts}
     if state.parent is not None:
         data |= {"parent": state.parent.parent, "root": state.parent.root}
+    if state.interrupted is not None and state.finished is None and state.cancelled is None:
+        data["interrupted"] = state.interrupted
     return json.dumps(data)
 
 

@@ -75,6 +75,8 @@ class RunHealth(BaseModel):
     budget: list[BudgetUse]
     alerts: list[AlertLine]
     waiting: list[Waiting] = []
+    # the signal that stopped the last driver, while no driver has taken the run up again
+    interrupted: str | None = None
 
     @property
     def troubled(self) -> bool:
@@ -95,7 +97,8 @@ def waiting_on_humans(state: RunState, queued: int = 0) -> list[Waiting]:
         settle = f"`trestle retry {run} {sid}` or `trestle skip {run} {sid} --reason ...`"
         if st.status == "failed" and st.dead_lettered:
             kind = "dead_letter"
-            what = f"failed after {st.failed_attempts} attempt(s): {st.error or st.reason}"
+            after = f" after {st.failed_attempts} attempt(s)" if st.failed_attempts else ""
+            what = f"failed{after}: {st.error or st.reason}"
         elif st.status == "escalated":
             kind, what = "escalated", st.reason or ""
         else:
@@ -210,10 +213,13 @@ def run_health(
         for r in state.alerts
         if r.alert.severity != "info"
     ]
+    interrupted = state.interrupted if not alive and state.finished is None else None
     return RunHealth(
         run_id=state.run_id,
         goal=state.plan.goal,
-        status=state.finished or ("running" if alive else "created"),
+        status=state.finished
+        or ("running" if alive else "interrupted" if interrupted else "created"),
+        interrupted=interrupted,
         driver=lease.owner.name if lease else None,
         driver_alive=alive,
         heartbeat_age=heartbeat,

@@ -5,6 +5,11 @@ listing of runs uses it and must start as fast as ``--help``."""
 from __future__ import annotations
 
 import time
+from contextvars import ContextVar
+
+# Off a terminal (piped, redirected) nothing is cut: a command or a reason is copied or
+# grepped whole. The CLI's console sets this when its output is not a terminal.
+WHOLE_TEXT: ContextVar[bool] = ContextVar("trestle_whole_text", default=False)
 
 # One name per state wherever a person reads it (JSON keeps the identifiers): a step
 # that has not started is "not started" in the live view, the listing and the report.
@@ -38,5 +43,9 @@ def clock(at: float, fmt: str) -> str:
 
 
 def clip(text: str, width: int) -> str:
+    """``text`` on one line, cut to ``width`` with "…" on a terminal; whole when the
+    output is piped (:data:`WHOLE_TEXT`)."""
     text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"
+    if len(text) <= width or WHOLE_TEXT.get():
+        return text
+    return text[: width - 1] + "…"

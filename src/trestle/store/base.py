@@ -45,7 +45,12 @@ class RunRow:
         data = json.loads(self.summary)
         if not isinstance(data.get("counts"), dict):
             return Summary(counts=data)
-        return Summary(counts=data["counts"], parent=data.get("parent"), root=data.get("root"))
+        return Summary(
+            counts=data["counts"],
+            parent=data.get("parent"),
+            root=data.get("root"),
+            interrupted=data.get("interrupted"),
+        )
 
 
 def subtree(rows: Sequence[RunRow], run_id: str) -> list[tuple[RunRow, int]]:
@@ -95,6 +100,7 @@ class Summary:
     counts: dict[str, int]
     parent: str | None = None  # a delegated child's parent run, and its tree's root
     root: str | None = None
+    interrupted: str | None = None  # what stopped its last driver, until one goes on
 
 
 @dataclass(frozen=True)

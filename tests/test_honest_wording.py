@@ -1,0 +1,150 @@
+"""What the CLI says matches what happened and what will happen, through the real
+``trestle`` with its output piped: resume's promise after an interrupt, an interrupted
+run in ``runs`` and ``health``, reasons never cut with "…", no empty or "None"
+sentences, and a cancelled run's steps counted as cancelled."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from test_cli import Cli, flat, run_id_of, table_rows
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    return Cli(tmp_path, tmp_path / "t.db")
+
+
+def wait_for(*paths: Path, deadline: float = 30.0) -> None:
+    end = time.monotonic() + deadline
+    while not all(p.exists() for p in paths):
+        assert time.monotonic() < end, f"{paths} never all appeared"
+        time.sleep(0.05)
+
+
+def driven(cli: Cli, plan: str) -> tuple[subprocess.Popen[str], str]:
+    """``trestle run`` in the background; its run id once it has printed it."""
+    driver = subprocess.Popen(
+        cli.argv("run", cli.write("plan.yaml", plan), "--no-live"),
+        cwd=cli.dir,
+        env=cli.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert driver.stdout is not None
+    return driver, driver.stdout.readline().split()[1]
+
+
+STOPPED_PLAN = """\
+    goal: stop me
+    steps:
+      - id: blind
+        run: touch blind.txt; sleep 30
+      - id: safe
+        run: touch safe.txt; sleep 30
+        idempotent: true
+"""
+
+
+def test_an_interrupted_run_says_what_resume_will_do_and_is_listed_as_interrupted(
+    cli: Cli,
+) -> None:
+    driver, run_id = driven(cli, STOPPED_PLAN)
+    wait_for(cli.dir / "blind.txt", cli.dir / "safe.txt")
+    driver.send_signal(signal.SIGTERM)
+    driver.communicate(timeout=60)
+    assert driver.returncode == 143
+
+    # resume runs 'safe' again; 'blind' (no checks, not idempotent) goes to a human
+    shown = flat(cli("show", run_id).stdout)
+    assert (
+        "the run was interrupted (SIGTERM); it stopped mid-step 'safe', which resume runs "
+        "again; and 'blind', which resume does not run again: it has no verify checks and "
+        "is not idempotent, so whether it took effect goes to a human: continue with "
+        f"`trestle resume {run_id}`."
+    ) in shown
+    assert "'blind', 'safe' mid-step, which resume probes and runs again" not in shown
+
+    listed = cli("runs")
+    [row] = table_rows(listed.stdout)
+    assert row[:2] == [run_id, "interrupted"]
+    assert (
+        f"run {run_id} was interrupted by SIGTERM: continue with `trestle resume {run_id}`"
+    ) in listed.stdout
+
+    health = cli("health")
+    assert f"{run_id} interrupted: stop me" in health.stdout
+    assert f"  interrupted by SIGTERM: continue with `trestle resume {run_id}`" in health.stdout
+
+    resumed = cli("resume", run_id)
+    assert resumed.returncode == 3  # 'blind' waits on a human; 'safe' ran again
+    [row] = table_rows(cli("runs").stdout)
+    assert row[:2] == [run_id, "needs human"]
+
+
+def test_a_cancelled_runs_stopped_step_is_counted_as_cancelled_not_retry_wait(
+    cli: Cli,
+) -> None:
+    driver, run_id = driven(cli, STOPPED_PLAN)
+    wait_for(cli.dir / "blind.txt", cli.dir / "safe.txt")
+    assert cli("cancel", run_id, "--reason", "wrong branch").returncode == 0
+    driver.communicate(timeout=60)
+    [row] = table_rows(cli("runs").stdout)
+    assert row[:3] == [run_id, "cancelled", "2 cancelled"]
+    assert "retry wait" not in cli("runs").stdout
+
+
+def test_piped_output_never_cuts_a_reason(cli: Cli) -> None:
+    reason = "the freeze is on until monday, wait for the release manager to sign off"
+    cli.write("plan.yaml", "steps:\n  - {id: deploy, approval: confirm, run: 'true'}\n")
+    run_id = run_id_of(cli("run", "plan.yaml"))
+    assert cli("reject", f"{run_id}.1", "--reason", reason).returncode == 0
+    resumed = cli("resume", run_id)
+    shown = cli("show", run_id)
+    for out in (resumed.stdout, shown.stdout):
+        assert "…" not in out
+        assert ["deploy", "failed", "0", f"rejected by {by(cli, run_id)}: {reason}"] in (
+            table_rows(out)
+        )
+
+
+def by(cli: Cli, run_id: str) -> str:
+    [decided] = [e for e in cli.json("log", run_id) if e["kind"] == "approval_decided"]
+    return str(decided["by"])
+
+
+def test_a_delegation_without_checks_is_named_in_the_unchecked_note(cli: Cli) -> None:
+    cli.write("child.yaml", "steps:\n  - {id: c, run: 'true'}\n")
+    cli.write(
+        "plan.yaml",
+        "steps:\n  - id: child\n    delegate: {plan: child.yaml, goal: do the child}\n",
+    )
+    done = cli("run", "plan.yaml")
+    assert done.returncode == 0, done.stderr
+    out = flat(done.stdout)
+    assert "no verify checks: only the child run finishing says 'child' worked." in out
+    assert "no verify checks: ." not in out
+
+
+def test_a_step_that_failed_before_any_attempt_says_why_without_counting(cli: Cli) -> None:
+    cli.write("child.yaml", "steps:\n  - {id: c, run: 'true'}\n")
+    cli.write(
+        "plan.yaml",
+        "max_children: 0\nsteps:\n"
+        "  - id: child\n    delegate: {plan: child.yaml, goal: do the child}\n",
+    )
+    done = cli("run", "plan.yaml")
+    run_id = run_id_of(done)
+    why = "it would create child run #1, and the plan allows 0 (max_children)"
+    for out in (flat(done.stdout), flat(cli("health").stdout)):
+        assert f"failed: {why}" in out
+        assert "0 attempt(s)" not in out and "None" not in out
+    assert f"'child' failed: {why}. Fix the cause, then `trestle retry {run_id} child`" in (
+        flat(done.stdout)
+    )
