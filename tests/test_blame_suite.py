@@ -2,12 +2,14 @@
 ``bench/cascades.py`` (seed 36), each run for real and blamed from its stored events.
 
 The cases are the suite's first ten plan cascades (every depth from 1 to 5, fan-in 1
-and 2, every decoy kind and culprit style) and the two agent runs that the full suite
-ranks in the top three (agent-02: the culprit was retried; agent-05). The full suite
-(50 cascades) does not find every culprit in its top three: its misses are reported in
-BENCHMARKS.md, "Cascade tracing", not asserted here. What it shows to hold, asserted
-here: every run fails where its case says; these twelve rank the culprit in the top
-three and at least half of them first; the CLI ranks as the call does.
+and 2, every decoy kind and culprit style) and two agent runs (agent-02: the culprit
+was retried; agent-05). The full suite (50 cascades) does not find every culprit in
+its top three: its misses are reported in BENCHMARKS.md, "Cascade tracing", not
+asserted here. The fraction first is asserted at half: these twelve have 7 first on
+seed 36, but the same twelve positions of the held-out seeds 101 and 202 have 5 and
+6. What it shows to hold, asserted here: every run fails where its case says; these
+twelve rank the culprit in the top three and at least half of them first; the CLI
+ranks as the call does.
 """
 
 from __future__ import annotations
