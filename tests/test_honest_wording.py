@@ -47,7 +47,7 @@ STOPPED_PLAN = """\
       - id: blind
         run: touch blind.txt; sleep 30
       - id: safe
-        run: touch safe.txt; sleep 30
+        run: test -f safe.txt || { touch safe.txt; sleep 30; }
         idempotent: true
 """
 
