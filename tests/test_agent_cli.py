@@ -184,6 +184,16 @@ def test_the_demo_fixes_the_sample_after_an_approval_and_a_failed_attempt(demo: 
     # the plan waits for a human; the demo shows the card and approves it itself
     [asked] = lines_starting(out, "APPROVE?")
     assert asked.startswith(f"APPROVE? review ({demo.run_id}.1):")
+    # the agent's plan is shown with its waves and critical path, not as one line
+    shape = out.split("plan     plan added: ", 1)[1].splitlines()[:6]
+    assert [flat(line) for line in shape] == [
+        "review, fix-slugify, cover-accents, validate",
+        "wave 1: review",
+        "wave 2: fix-slugify",
+        "wave 3: cover-accents",
+        "wave 4: validate",
+        "critical path: review -> fix-slugify -> cover-accents -> validate (4 steps)",
+    ]
     assert f"approved {demo.run_id}.1" in out
     # fix-slugify fails its check once, then passes
     fix = lines_starting(out, "failed   fix-slugify", "done     fix-slugify")

@@ -6,6 +6,8 @@ render into a fixed-width console and compare text.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -47,7 +49,14 @@ from trestle.core.events import (
     StoredEvent,
     ToolCallEnded,
 )
-from trestle.core.plan import Plan, critical_path, describe_check, topological_order, waves
+from trestle.core.plan import (
+    Plan,
+    Step,
+    critical_path,
+    describe_check,
+    topological_order,
+    waves,
+)
 from trestle.core.report import Report, StepReport
 from trestle.core.state import RunState
 from trestle.core.step_state import RefusedRequest, output_tail
@@ -117,6 +126,25 @@ def steps_table(state: RunState) -> Table:
     return table
 
 
+def added_shape(steps: Sequence[Step], indent: str) -> list[str]:
+    """Steps added together (an agent's plan), as waves and their critical path; needs
+    on steps the run already had are left out (those have run or will first)."""
+    if len(steps) < 2:
+        return []
+    ids = {s.id for s in steps}
+    kept = tuple(
+        s.model_copy(update={"needs": tuple(n for n in s.needs if n in ids)}) for s in steps
+    )
+    try:
+        alone = Plan(goal="added", steps=kept)
+    except ValueError:  # not a plan of its own (a cycle through the run's steps): no shape
+        return []
+    lines = [f"{indent}wave {i}: {' | '.join(w)}" for i, w in enumerate(waves(alone), 1)]
+    path = critical_path(alone)
+    lines.append(f"{indent}critical path: {' -> '.join(path)} ({len(path)} steps)")
+    return lines
+
+
 def event_line(stored: StoredEvent) -> str | None:
     """One line of progress for a non-terminal output, or None for quiet events."""
     e: AnyEvent = stored.event
@@ -171,7 +199,8 @@ def event_line(stored: StoredEvent) -> str | None:
         case PlanProposed(step=sid, attempt=n, accepted=False, problems=problems):
             return f"plan     {sid}: attempt {n} refused ({len(problems)} problems)"
         case PlanExtended(by=by, steps=steps):
-            return f"plan     {by} added: {', '.join(s.id for s in steps)}"
+            head = f"plan     {by} added: {', '.join(s.id for s in steps)}"
+            return "\n".join([head, *added_shape(steps, "         ")])
         case ToolCallEnded(step=sid, tool=tool, ok=ok, error=error):
             return f"  tool   {sid}: {tool}" + ("" if ok else f" -> {clip(error or '', 80)}")
         case BoardWritten(step=sid, key=key, accepted=False, expected=x, version=v):

@@ -30,6 +30,9 @@ The rules, each one an invariant the property tests check:
   whose model call the budget held back asks for that call's worst case too. A
   delegating step reserves its child's whole budget (less what the child already
   spent, for a resumed one), so children can never jointly pass their parent's;
+- ready steps take the free slots in order of their remaining path, longest first
+  (the number of steps on the longest chain of dependents from each), then in plan
+  order: a cap on parallelism starts the critical path first, deterministically;
 - at most ``child_parallelism`` children run at once (a delegating step waits for a
   slot), and a run creates at most ``max_children`` (the step that would pass that
   fails, naming the cap).
@@ -106,7 +109,8 @@ def decide(state: RunState, now: float) -> list[AnyEvent]:
     for raised in state.alerts:
         if raised.holds_run:  # a monitor paused the run: ask whether to go on
             out.append(p.ask_human(subject="alert", alert=raised.alert))
-    for sid in state.frontier():
+    # under a parallelism cap the slots go to the longest remaining paths first
+    for sid in state.by_priority():
         step, st = state.step_spec(sid), state.steps[sid]
         match st.status:
             case "attempt_failed":

@@ -540,6 +540,18 @@ def critical_path(plan: Plan) -> list[str]:
     return path[::-1]
 
 
+def remaining_path(plan: Plan) -> dict[str, int]:
+    """For each step, the number of steps on the longest chain of dependents that
+    starts with it (itself included): how much of the plan, at the least, still has to
+    run one after another once it starts. Under a parallelism cap the ready step with
+    the longest remaining path starts first (:func:`trestle.core.decider.decide`)."""
+    users = dependents(plan)
+    length: dict[str, int] = {}
+    for s in reversed(topological_order(plan)):
+        length[s.id] = 1 + max((length[u] for u in users[s.id]), default=0)
+    return length
+
+
 def dependents(plan: Plan) -> dict[str, list[str]]:
     """For each step, the steps that need it directly."""
     result: dict[str, list[str]] = {s.id: [] for s in plan.steps}

@@ -70,7 +70,7 @@ from trestle.core.events import (
     TreeLink,
     child_run_id,
 )
-from trestle.core.plan import Plan, Step, dependents
+from trestle.core.plan import Plan, Step, dependents, remaining_path
 from trestle.core.policy import Policy
 from trestle.core.records.agent import AgentSettings, Findings
 from trestle.core.records.monitors import MonitorAction, MonitorSettings
@@ -147,6 +147,7 @@ class RunState(BaseModel):
     # at every step: a run of n steps then costs O(n), not O(n^2). Never persisted;
     # rebuilt by reindex() after loading a snapshot.
     _order: dict[str, int] = PrivateAttr(default_factory=dict)
+    _remaining: dict[str, int] = PrivateAttr(default_factory=dict)
     _dependents: dict[str, list[str]] = PrivateAttr(default_factory=dict)
     _unresolved: dict[str, int] = PrivateAttr(default_factory=dict)
     _frontier: set[str] = PrivateAttr(default_factory=set)
@@ -206,6 +207,7 @@ class RunState(BaseModel):
 
     def reindex(self) -> None:
         self._order = {s.id: i for i, s in enumerate(self.plan.steps)}
+        self._remaining = remaining_path(self.plan)
         self._dependents = dependents(self.plan)
         self._unresolved = {
             s.id: sum(1 for n in s.needs if self.steps[n].status not in TERMINAL)
@@ -718,6 +720,13 @@ class RunState(BaseModel):
     def frontier(self) -> list[str]:
         """Steps that want a decision now, in plan order."""
         return sorted(self._frontier, key=self._order.__getitem__)
+
+    def by_priority(self) -> list[str]:
+        """The frontier, the step with the longest remaining path of needs first
+        (:func:`~trestle.core.plan.remaining_path`), then in plan order: under a
+        parallelism cap the critical path starts first, and the same state always
+        gives the same order."""
+        return sorted(self._frontier, key=lambda sid: (-self._remaining[sid], self._order[sid]))
 
     def step_spec(self, sid: str) -> Step:
         """The step as it will run: as planned, or as a human modified it."""
