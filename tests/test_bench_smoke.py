@@ -6,7 +6,11 @@ must commit about one transaction per sequential step (a count, not a time).
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from bench_modules import load_bench
+from trestle.testing.postgres import LocalPostgres
 
 
 def test_quick_benchmark_reports_positive_figures_and_one_commit_per_step() -> None:
@@ -16,3 +20,25 @@ def test_quick_benchmark_reports_positive_figures_and_one_commit_per_step() -> N
     # one fsync'd transaction per step: the outcome commits with the successor's start
     assert 1.0 <= figures["appends_per_step"] <= 1.1
     assert 1.0 <= figures["transactions_per_step"] <= 1.15
+
+
+def test_postgres_benchmark_reports_every_part_on_the_server(
+    postgres: LocalPostgres, tmp_path: Path
+) -> None:
+    bench = load_bench("postgres_store")
+    systems = ["trestle-postgres", "langgraph-postgres", "floor-postgres"]
+    results: dict[str, Any] = bench.run_all(bench.SMOKE, bench.PARTS, systems, postgres, tmp_path)
+    steps = results["workloads"]["steps"]["summary"]
+    assert set(steps) == set(systems)
+    assert all(row["us_per_step"] > 0 for row in steps.values()), steps
+    assert steps["langgraph-postgres"]["lg_over_trestle"] > 0
+    turns = results["workloads"]["turns"]["summary"]
+    assert {system: list(sizes) for system, sizes in turns.items()} == {
+        "trestle-postgres": ["3"],
+        "langgraph-postgres": ["3"],
+    }
+    assert all(row["us_per_turn"] > 0 for sizes in turns.values() for row in sizes.values())
+    # two drivers sharing one PostgreSQL store: runs finished, none failed
+    rate = results["workloads"]["rate"]["summary"]["trestle-postgres"]["2"]
+    assert rate["runs_per_s"] > 0 and rate["errors"] == 0, rate
+    assert "langgraph-postgres" in load_bench("pgtables").render(results)
