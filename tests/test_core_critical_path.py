@@ -97,3 +97,21 @@ def test_a_longer_branch_wins_over_a_wider_one() -> None:
     uncapped = plan.model_copy(update={"parallelism": 32})
     assert ticks(uncapped)[0] == ["deep", "wide"]
     assert len(ticks(uncapped)) == 3
+
+
+def test_expected_durations_weigh_the_path_where_the_plan_gives_them() -> None:
+    """By steps the chain (2) would go first; by expected duration the 60 s step
+    outweighs the chain's 5 s + 5 s. A step without one counts as the mean given."""
+    plan = Plan(
+        goal="durations",
+        parallelism=1,
+        steps=(
+            Step(id="c1", run="true", expected_duration=5),
+            Step(id="c2", run="true", needs=("c1",), expected_duration=5),
+            Step(id="slow", run="true", expected_duration=60),
+            Step(id="unsaid", run="true"),
+        ),
+    )
+    mean = (5 + 5 + 60) / 3
+    assert remaining_path(plan) == {"c1": 10, "c2": 5, "slow": 60, "unsaid": mean}
+    assert ticks(plan) == [["slow"], ["unsaid"], ["c1"], ["c2"]]

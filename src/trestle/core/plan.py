@@ -280,6 +280,8 @@ class Step(Record):
     retries: int = Field(default=0, ge=0, le=100)
     backoff: Backoff = Backoff()
     timeout: Seconds | None = None
+    # how long one attempt is expected to take: orders starts under a parallelism cap
+    expected_duration: Seconds | None = None
     optional: bool = False
     irreversible: bool = False
     idempotent: bool | None = None
@@ -540,15 +542,22 @@ def critical_path(plan: Plan) -> list[str]:
     return path[::-1]
 
 
-def remaining_path(plan: Plan) -> dict[str, int]:
-    """For each step, the number of steps on the longest chain of dependents that
-    starts with it (itself included): how much of the plan, at the least, still has to
-    run one after another once it starts. Under a parallelism cap the ready step with
-    the longest remaining path starts first (:func:`trestle.core.decider.decide`)."""
+def remaining_path(plan: Plan) -> dict[str, float]:
+    """For each step, the length of the longest chain of dependents that starts with
+    it (itself included): how much of the plan, at the least, still has to run one
+    after another once it starts. Under a parallelism cap the ready step with the
+    longest remaining path starts first (:func:`trestle.core.decider.decide`).
+
+    A step weighs its ``expected_duration`` where the plan gives one, and the mean of
+    those given where it does not; in a plan that gives none, every step weighs 1 and
+    the length is a count of steps."""
+    given = [s.expected_duration for s in plan.steps if s.expected_duration is not None]
+    usual = sum(given) / len(given) if given else 1.0
     users = dependents(plan)
-    length: dict[str, int] = {}
+    length: dict[str, float] = {}
     for s in reversed(topological_order(plan)):
-        length[s.id] = 1 + max((length[u] for u in users[s.id]), default=0)
+        weight = s.expected_duration if s.expected_duration is not None else usual
+        length[s.id] = weight + max((length[u] for u in users[s.id]), default=0.0)
     return length
 
 

@@ -147,7 +147,7 @@ class RunState(BaseModel):
     # at every step: a run of n steps then costs O(n), not O(n^2). Never persisted;
     # rebuilt by reindex() after loading a snapshot.
     _order: dict[str, int] = PrivateAttr(default_factory=dict)
-    _remaining: dict[str, int] = PrivateAttr(default_factory=dict)
+    _remaining: dict[str, float] = PrivateAttr(default_factory=dict)
     _dependents: dict[str, list[str]] = PrivateAttr(default_factory=dict)
     _unresolved: dict[str, int] = PrivateAttr(default_factory=dict)
     _frontier: set[str] = PrivateAttr(default_factory=set)
