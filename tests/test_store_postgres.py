@@ -353,3 +353,41 @@ def test_a_step_the_policy_lets_reach_the_network_is_said_to_reach_the_store_ser
     assert server not in details[False]
     assert f"the store's server (postgresql://trestle@{server}) can be reached" in details[True]
     store.close()
+
+
+# --- rows changed behind the store's back ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "damage, says",
+    [
+        ("DELETE FROM trestle.events WHERE run_id = %s AND seq = 3", "event seq 3 is missing"),
+        (
+            'UPDATE trestle.events SET data = \'{"kind": "nonsense"\' '
+            "WHERE run_id = %s AND seq = 2",
+            "event seq 2 cannot be read",
+        ),
+        (
+            "UPDATE trestle.events SET kind = 'run_finished' WHERE run_id = %s AND seq = 2",
+            "event seq 2 is listed as 'run_finished'",
+        ),
+    ],
+    ids=["gap", "unreadable", "wrong-kind"],
+)
+def test_a_damaged_run_is_named_and_the_other_runs_stay_usable(
+    postgres_url: str, damage: str, says: str
+) -> None:
+    from trestle.core.errors import StoreDamagedError
+
+    store = open_store(postgres_url)
+    for run_id in (RUN, "other-run"):
+        store.create_run(created(run_id), summary="{}")
+        token = leased(store, run_id)
+        store.append(run_id, batch(one_of_each()[:3], 2), token=token)
+    with psycopg.connect(postgres_url, autocommit=True) as db:
+        db.execute(damage, (RUN,))
+    with pytest.raises(StoreDamagedError, match=says) as info:
+        store.events(RUN)
+    assert info.value.run_id == RUN and info.value.exit_code == 4
+    assert [s.seq for s in store.events("other-run")] == [1, 2, 3, 4]
+    store.close()
