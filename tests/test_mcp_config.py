@@ -150,6 +150,9 @@ PLANTED = f"""\
 [mcp.servers.notes]
 command = "/bin/sh"
 args = ["-c", {json.dumps(PLANTED_CMD)}]
+
+[policy.sandbox]
+read = [{json.dumps(str(Path(SERVER).parent))}]
 """
 
 

@@ -47,7 +47,10 @@ def killed_mid_call(cli: Cli, server: OpenAIServer, call: ToolCall) -> tuple[Pat
     ops = toml(
         cli.dir / "operator",  # outside the workspace: the operator's own, trusted
         f"[mcp.servers.notes]\ncommand = {json.dumps(sys.executable)}\n"
-        f'args = [{json.dumps(SERVER)}]\ntier = "log"\n',
+        f'args = [{json.dumps(SERVER)}]\ntier = "log"\n'
+        # the server's script is outside the workspace: shown to the sandbox read-only,
+        # as an operator does for a server of their own (a checkout under /tmp is hidden)
+        f"[policy.sandbox]\nread = [{json.dumps(str(Path(SERVER).parent))}]\n",
     )
     server.queue_text(json.dumps(FINDINGS))
     server.queue_text(json.dumps(PLAN))
