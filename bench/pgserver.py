@@ -70,6 +70,28 @@ def settings(server: LocalPostgres) -> dict[str, str]:
     return shown
 
 
+def wal_syncs(server: LocalPostgres) -> int:
+    """How many times the server has synced its write-ahead log to disk (``pg_stat_wal``):
+    a commit that waits for its fsync is one, unless a group of commits shares one."""
+    with server.connect() as db:
+        row = db.execute("SELECT wal_sync FROM pg_stat_wal").fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def settled_wal_syncs(server: LocalPostgres, timeout: float = 5.0) -> int:
+    """:func:`wal_syncs` once ended backends have reported theirs: two readings 0.1 s
+    apart agree (nothing else writes to this server meanwhile)."""
+    deadline = time.monotonic() + timeout
+    last = wal_syncs(server)
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = wal_syncs(server)
+        if now == last:
+            break
+        last = now
+    return last
+
+
 def cpu_seconds(server: LocalPostgres) -> float:
     """CPU seconds the server's processes have used so far: the postmaster's own, the
     live processes it started (writers, backends), and the backends it has reaped.

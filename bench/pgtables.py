@@ -48,6 +48,10 @@ def summarise_steps(data: dict[str, Any]) -> dict[str, Any]:
                 if "server_cpu_s" in reps[0]
                 else None
             ),
+            # fsyncs of the server's log per step: a count, which no load disturbs
+            "wal_syncs_per_step": (
+                _median([r["wal_syncs"] / n for r in reps]) if "wal_syncs" in reps[0] else None
+            ),
         }
     for system, row in out.items():
         row["lg_over_trestle"] = _pair_ratio(out, system, lambda r: r["us_per_step"])
@@ -125,6 +129,7 @@ def render_steps(data: dict[str, Any]) -> str:
                 _x(row["lg_over_trestle"]),
                 _x(row["over_trestle_sqlite"]),
                 _cpu(row["driver_cpu_us"], row["server_cpu_us"]),
+                "—" if row["wal_syncs_per_step"] is None else f"{row['wal_syncs_per_step']:.2f}",
                 ", ".join(f"{x:,.0f}" for x in row["samples_us"]),
             ]
         )
@@ -134,6 +139,7 @@ def render_steps(data: dict[str, Any]) -> str:
         "LangGraph / Trestle",
         "/ Trestle on SQLite",
         "CPU µs: driver + server",
+        "WAL fsyncs",
         "samples (µs)",
     ]
     title = f"1. a durable no-op step, {n:,} in sequence (floors: one-row commits)"

@@ -21,7 +21,8 @@ parts, each in the same run:
   commits back to back). ``--repeat`` times, the systems' order rotated. Beside the
   wall time, the CPU each measurement took per step: the measuring process's (all its
   threads) and, on PostgreSQL, the server's (``pgserver.cpu_seconds``), which on a
-  machine shared with other work say more than the wall time does.
+  machine shared with other work say more than the wall time does; and on PostgreSQL,
+  how many times the server synced its log to disk per step (``pg_stat_wal``).
 - **turns**: the real agent loop's runtime per turn (``compare.py``'s workload 1b:
   a scripted model, a real ``read_file`` of ~4 KB per turn) at each ``--loop`` size,
   for the same four systems, ``--turn-repeat`` times, rotated.
@@ -122,6 +123,7 @@ def worker(
     system is on PostgreSQL; its JSON samples."""
     made = databases.make(dbs) if system.endswith("postgres") else []
     cpu_before = pgserver.cpu_seconds(databases.server) if made else None
+    syncs_before = pgserver.wal_syncs(databases.server) if made else 0
     try:
         urls = {"urls": [url for _, url in made]}
         proc = subprocess.run(
@@ -136,6 +138,7 @@ def worker(
         )
         if cpu_before is not None:  # the worker has ended; its backends are ending
             databases.wait_closed(made)
+            syncs = pgserver.settled_wal_syncs(databases.server) - syncs_before
             server_cpu = pgserver.cpu_seconds(databases.server) - cpu_before
     finally:
         databases.drop(made)
@@ -145,6 +148,7 @@ def worker(
     samples: dict[str, Any] = json.loads(lines[-1])
     if cpu_before is not None:
         samples["server_cpu_s"] = server_cpu
+        samples["wal_syncs"] = syncs
     shutil.rmtree(work, ignore_errors=True)
     return samples
 
