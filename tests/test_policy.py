@@ -659,7 +659,7 @@ def test_a_full_policy_file_loads(tmp_path: Path) -> None:
 
 
 def test_a_file_without_a_policy_table_gives_the_defaults(tmp_path: Path) -> None:
-    policy = load_policy(toml_file(tmp_path, "[other]\nkey = 1\n"))
+    policy = load_policy(toml_file(tmp_path, "[monitors]\n"))
     assert policy == Policy()
     assert policy.model_fields_set == set()  # sets nothing, so the plan's settings stand
 
@@ -681,6 +681,19 @@ def load_problems(tmp_path: Path, text: str) -> list[str]:
             ["invalid TOML: Invalid value (at line 3, column 24)"],
         ),
         ("policy = 3\n", ["policy: must be a table ([policy]), not a value"]),
+        # a table Trestle does not read would be ignored in silence: a policy the
+        # operator believes holds and does not
+        (
+            '[sandbox]\nread = ["/srv/tools"]\n',
+            [
+                "unknown table [sandbox]: a trestle.toml holds only [policy], [monitors], "
+                "[mcp]; did you mean [policy.sandbox]?"
+            ],
+        ),
+        (
+            "[other]\nkey = 1\n",
+            ["unknown table [other]: a trestle.toml holds only [policy], [monitors], [mcp]"],
+        ),
         (
             "[policy]\nconfidence_treshold = 0.4\n",
             ["policy.confidence_treshold: unknown field (did you mean 'confidence_threshold'?)"],

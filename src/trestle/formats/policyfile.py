@@ -29,6 +29,7 @@ POLICY_FILE = "trestle.toml"
 MAX_CONFIG_BYTES = 1024 * 1024
 TABLE = "policy"
 MONITORS_TABLE = "monitors"
+TABLES = (TABLE, MONITORS_TABLE, "mcp")  # the top-level tables a trestle.toml may hold
 
 
 def find_policy_file(start: Path) -> Path | None:
@@ -139,7 +140,19 @@ def read_policy_file(path: Path) -> PolicyFile:
         raise ConfigError(f"{source}: invalid TOML: {exc}") from None
     except (ValueError, RecursionError) as exc:  # e.g. an integer of 5,000 digits
         raise ConfigError(f"{source}: invalid value: {str(exc)[:200]}") from None
+    unknown = [name for name in document if name not in TABLES]
+    if unknown:
+        raise ConfigError(f"{source}: {_unknown_table(unknown[0])}")
     return PolicyFile(path, text, sha256, document)
+
+
+def _unknown_table(name: str) -> str:
+    """What to say of a top-level table Trestle does not read: it would be ignored,
+    and a setting ignored in silence (``[sandbox]`` for ``[policy.sandbox]``) is a
+    policy the operator believes holds and does not."""
+    hint = f"; did you mean [policy.{name}]?" if name in Policy.model_fields else ""
+    known = ", ".join(f"[{t}]" for t in TABLES)
+    return f"unknown table [{name}]: a trestle.toml holds only {known}{hint}"
 
 
 def parse_policy(data: Mapping[str, Any], *, source: str, prefix: str = TABLE) -> Policy:
