@@ -51,6 +51,17 @@ StepParam = Annotated[str, Field(description="The step's id.")]
 
 READING = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
 
+
+def deciding(*, destructive: bool, idempotent: bool, open_world: bool) -> ToolAnnotations:
+    """The hints of a tool that decides something (never read-only)."""
+    return ToolAnnotations(
+        read_only_hint=False,
+        destructive_hint=destructive,
+        idempotent_hint=idempotent,
+        open_world_hint=open_world,
+    )
+
+
 INSTRUCTIONS = (
     "Trestle runs multi-step plans and agents durably. `runs` lists runs, `show_run` "
     "shows one with its report, `inbox` the approvals waiting for a person, each as its "
@@ -121,12 +132,7 @@ def build_server(where: str | Path, *, user: str | None = None) -> MCPServer:
 
     @server.tool(
         title="Approve an action",
-        annotations=ToolAnnotations(
-            read_only_hint=False,
-            destructive_hint=True,
-            idempotent_hint=False,
-            open_world_hint=True,
-        ),
+        annotations=deciding(destructive=True, idempotent=False, open_world=True),
     )
     async def approve(
         ctx: Context,
@@ -155,12 +161,7 @@ def build_server(where: str | Path, *, user: str | None = None) -> MCPServer:
 
     @server.tool(
         title="Reject an action",
-        annotations=ToolAnnotations(
-            read_only_hint=False,
-            destructive_hint=True,
-            idempotent_hint=False,
-            open_world_hint=False,
-        ),
+        annotations=deciding(destructive=True, idempotent=False, open_world=False),
     )
     async def reject(
         ctx: Context,
@@ -178,12 +179,7 @@ def build_server(where: str | Path, *, user: str | None = None) -> MCPServer:
 
     @server.tool(
         title="Retry a step",
-        annotations=ToolAnnotations(
-            read_only_hint=False,
-            destructive_hint=False,
-            idempotent_hint=False,
-            open_world_hint=True,
-        ),
+        annotations=deciding(destructive=False, idempotent=False, open_world=True),
     )
     async def retry(
         ctx: Context,
@@ -202,12 +198,7 @@ def build_server(where: str | Path, *, user: str | None = None) -> MCPServer:
 
     @server.tool(
         title="Skip a step",
-        annotations=ToolAnnotations(
-            read_only_hint=False,
-            destructive_hint=True,
-            idempotent_hint=False,
-            open_world_hint=False,
-        ),
+        annotations=deciding(destructive=True, idempotent=False, open_world=False),
     )
     async def skip(
         ctx: Context,
@@ -227,12 +218,7 @@ def build_server(where: str | Path, *, user: str | None = None) -> MCPServer:
 
     @server.tool(
         title="Tell an agent run",
-        annotations=ToolAnnotations(
-            read_only_hint=False,
-            destructive_hint=False,
-            idempotent_hint=False,
-            open_world_hint=True,
-        ),
+        annotations=deciding(destructive=False, idempotent=False, open_world=True),
     )
     async def tell(
         ctx: Context,
@@ -246,12 +232,7 @@ def build_server(where: str | Path, *, user: str | None = None) -> MCPServer:
 
     @server.tool(
         title="Cancel a run",
-        annotations=ToolAnnotations(
-            read_only_hint=False,
-            destructive_hint=True,
-            idempotent_hint=True,
-            open_world_hint=False,
-        ),
+        annotations=deciding(destructive=True, idempotent=True, open_world=False),
     )
     async def cancel(
         ctx: Context,
