@@ -232,7 +232,9 @@ class Signals:
 
 def rank(found: Lineage, target: str, signals: Signals | None = None) -> tuple[Candidate, ...]:
     """Score every step upstream of ``target`` (itself included) and sort them: most
-    suspect first; among equals the one that started first, then by id."""
+    suspect first; among equals the one earlier in the plan, then the one that started
+    first (plan order first: steps run side by side start in whichever order their
+    threads reach the loop, so a tie broken by start would not rank the same twice)."""
     signals = signals or Signals()
     upstream = found.upstream(target)
     failing = _failing_checks(found, target)
@@ -266,7 +268,7 @@ def rank(found: Lineage, target: str, signals: Signals | None = None) -> tuple[C
             )
         )
     start = {c.step: (t.start if (t := found.current(c.step)) else 1 << 62) for c in out}
-    return tuple(sorted(out, key=lambda c: (-c.score, start[c.step], order.get(c.step, 0))))
+    return tuple(sorted(out, key=lambda c: (-c.score, order.get(c.step, 0), start[c.step])))
 
 
 @dataclass(frozen=True)
