@@ -2,8 +2,9 @@
 
 Commands run in their own process group, so a timeout kills the whole tree (a shell
 and whatever it started), not just the shell. The group's leader dies with the driver
-where the OS allows (:func:`trestle.execution.processes.die_with_parent`), and the caller learns
-its pid as soon as it runs, to record it (see :mod:`trestle.execution.processes`).
+where the OS allows (:func:`trestle.execution.processes.die_with_parent`; a sandbox's
+bubblewrap arms that itself), and the caller learns its pid as soon as it runs, to
+record it (see :mod:`trestle.execution.processes`).
 
 A command's output is read as it comes, a chunk at a time, and only its head and tail
 are held (:class:`OutputKeeper`): a step that prints a gigabyte costs the driver the
@@ -33,7 +34,7 @@ from trestle.execution.processes import die_with_parent
 from trestle.execution.sandbox import Cell, Pinned, Sandbox
 from trestle.execution.watchdog import WATCHDOG
 from trestle.formats.planfile import resolve_callable
-from trestle.trust.identity import IDENTITY_ENV
+from trestle.trust.identity import ACCOUNTS_ENV, IDENTITY_ENV
 from trestle.trust.signing import KEY_ENV
 from trestle.trust.step_origin import end_python_step, python_step
 
@@ -134,6 +135,7 @@ def step_env(ctx: StepContext, extra: dict[str, str]) -> dict[str, str]:
     env = dict(os.environ) if ctx.cell is None else ctx.cell.environ()
     env.pop(KEY_ENV, None)  # where the approval key lives is none of a step's business
     env.pop(IDENTITY_ENV, None)  # nor where an approver's own key does
+    env.pop(ACCOUNTS_ENV, None)  # nor where the dashboard's people's keys do
     env.update(extra)
     env.update(
         TRESTLE_RUN_ID=ctx.run_id,
@@ -164,10 +166,23 @@ async def run_shell(
     characters as :func:`cap_output` caps it."""
     if cell is None or not cell.sandbox.confines:
         argv = ["/bin/sh", "-c", command] if cell is None else cell.argv(command, cwd)
-        return await _run(argv, cwd=cwd, env=env, timeout=timeout, on_spawn=on_spawn, limit=limit)
+        return await _run(
+            argv,
+            cwd=cwd,
+            env=env,
+            timeout=timeout,
+            on_spawn=on_spawn,
+            limit=limit,
+            preexec=die_with_parent(),
+        )
     # a sandbox left behind by a dead driver is killed by the watchdog (see there)
     with WATCHDOG.guard(env) as guarded:
         argv = cell.argv(command, cwd)
+        # no preexec_fn: bubblewrap arms the parent's death signal itself
+        # (--die-with-parent), and the watchdog, told of this sandbox before it starts,
+        # kills one the driver's death caught before it did. Without a preexec_fn the
+        # child is started by vfork, which does not copy the driver's page tables on the
+        # event loop: a fork each made a wide fan-out's starts wait on one another
         return await _run(
             argv, cwd=cwd, env=guarded, timeout=timeout, on_spawn=on_spawn, limit=limit
         )
@@ -181,6 +196,7 @@ async def _run(
     timeout: float | None,
     on_spawn: Spawned | None,
     limit: int,
+    preexec: Callable[[], None] | None = None,
 ) -> ActionResult:
     started = time.monotonic()
     try:
@@ -192,7 +208,7 @@ async def _run(
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=die_with_parent(),
+            preexec_fn=preexec,
         )
     except OSError as exc:
         return ActionResult(status="error", error=f"cannot start: {exc}")

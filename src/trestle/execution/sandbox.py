@@ -259,11 +259,37 @@ def _tool_dirs(homes: list[Path]) -> list[Path]:
     """The hidden directories that hold the tools a command finds: each ``PATH`` entry
     or this Python that lives in the home (the top directory: ``~/.pyenv``,
     ``~/.cargo``, ``~/.local``) or in a private directory (``/tmp/x/.venv`` itself),
-    shown read-only so ``python3`` and friends resolve as they do outside."""
-    entries = [Path(p) for p in os.environ.get("PATH", "").split(os.pathsep) if p]
-    entries += [Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).parent]
+    shown read-only so ``python3`` and friends resolve as they do outside.
+
+    They are the driver's own setting (its ``PATH``, ``sys.path``, homes and working
+    directory), so they are worked out once per distinct one, not for every command:
+    resolving them was three quarters of building a command's arguments, on the event
+    loop, and a wide fan-out's starts waited on one another for it."""
+    found = _tool_dirs_of(
+        tuple(homes),
+        os.environ.get("PATH", ""),
+        (sys.prefix, sys.base_prefix, sys.executable, os.getcwd()),
+        tuple(sys.path),
+    )
+    return list(found)
+
+
+@functools.lru_cache(maxsize=8)
+def _tool_dirs_of(
+    homes: tuple[Path, ...],
+    search_path: str,
+    python: tuple[str, str, str, str],
+    import_path: tuple[str, ...],
+) -> tuple[Path, ...]:
+    prefix, base_prefix, executable, _cwd = python  # the cwd: what relative entries mean
+    entries = [Path(p) for p in search_path.split(os.pathsep) if p]
+    entries += [Path(prefix), Path(base_prefix), Path(executable).parent]
+    # where this Python imports from beyond its prefix: a project installed in editable
+    # mode (pip install -e) is imported from its source tree, which a python -m ...
+    # inside the sandbox needs too; shown as the entry itself
+    imported = [Path(entry) for entry in import_path if entry and _exists(Path(entry))]
     found: list[Path] = []
-    for entry, whole in [(e, False) for e in entries] + [(e, True) for e in _import_dirs()]:
+    for entry, whole in [(e, False) for e in entries] + [(e, True) for e in imported]:
         try:
             real = entry.resolve()
         except OSError:
@@ -274,14 +300,7 @@ def _tool_dirs(homes: list[Path]) -> list[Path]:
                 found.append(path if whole else home / path.relative_to(home).parts[0])
             elif any(private in path.parents for private in PRIVATE_DIRS):
                 found.append(path)
-    return found
-
-
-def _import_dirs() -> list[Path]:
-    """Where this Python imports from beyond its prefix: a project installed in
-    editable mode (``pip install -e``) is imported from its source tree, which a
-    ``python -m ...`` inside the sandbox needs too. Shown as the entry itself."""
-    return [Path(entry) for entry in sys.path if entry and _exists(Path(entry))]
+    return tuple(found)
 
 
 def _exists(path: Path) -> bool:
