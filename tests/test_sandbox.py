@@ -47,6 +47,7 @@ class HostCli(Cli):
             XDG_CONFIG_HOME=str(home / ".config"),
             TRESTLE_KEY_FILE=str(home / ".config" / "trestle" / "approval.key"),
             TRESTLE_IDENTITY_FILE=str(self.dir.parent / "keys" / "identity.key"),
+            TRESTLE_DASHBOARD_ACCOUNTS=str(self.dir.parent / "keys" / "dashboard.sqlite"),
             OPENAI_API_KEY=f"sk-{SECRET}",
             **extra,
         )
@@ -62,6 +63,8 @@ def host(tmp_path: Path) -> Path:
     (home / ".config" / "trestle" / "approval.key").write_text(SECRET)
     (tmp_path / "keys").mkdir()  # an approver's own key, kept apart from the config
     (tmp_path / "keys" / "identity.key").write_text(SECRET)
+    # the dashboard's people's keys and password hashes, named elsewhere than the config
+    (tmp_path / "keys" / "dashboard.sqlite").write_text(SECRET)
     (tmp_path / "outside").mkdir()
     (tmp_path / "outside" / "secret.txt").write_text(SECRET)
     return tmp_path
@@ -115,6 +118,8 @@ def attacks(host: Path, store: Path, port: int) -> dict[str, str]:
         "key variable in env": "env | grep -q TRESTLE_KEY_FILE",
         "identity key": f"grep -q {SECRET} {host / 'keys' / 'identity.key'}",
         "identity variable in env": "env | grep -q TRESTLE_IDENTITY_FILE",
+        "dashboard accounts": f"grep -q {SECRET} {host / 'keys' / 'dashboard.sqlite'}",
+        "accounts variable in env": "env | grep -q TRESTLE_DASHBOARD_ACCOUNTS",
         "parent environ": f"cat /proc/*/environ 2>/dev/null | grep -aq {SECRET}",
         "network": _connect(port),
         "approve": f"{TRESTLE} approve $TRESTLE_RUN_ID.1 --store {store}",
@@ -183,7 +188,9 @@ def test_the_same_attacks_work_without_the_sandbox(cli: Cli, host: Path, listene
     print(f"without the sandbox {len(got)} of {len(tried)} attacks worked: {sorted(got)}")
     # approvals hold without the sandbox too (signed, refused from inside a step)
     assert {"key", "store", "ssh key", "outside file", "outside write", "network"} <= got
+    assert "dashboard accounts" in got
     assert not {"approve", "approve, env dropped", "key variable in env"} & got
+    assert "accounts variable in env" not in got
 
 
 def test_the_network_is_open_only_to_what_the_policy_names(

@@ -67,7 +67,7 @@ from trestle.lifecycle.checkpoints import (
     wants_checkpoint,
 )
 from trestle.store.base import Store
-from trestle.trust.identity import IDENTITY_ENV, identity_path
+from trestle.trust.identity import ACCOUNTS_ENV, IDENTITY_ENV, accounts_path, identity_path
 from trestle.trust.signing import config_dir, key_path
 from trestle.workspace.shadow import ShadowRepoError, shadow_dir_for
 
@@ -179,6 +179,9 @@ class Attempts:
         if os.environ.get(IDENTITY_ENV):  # an approver's own key, outside the config
             mine = hidden_paths(workspace, None, identity_path(), None)
             hidden = (*hidden, *(p for p in mine if p not in hidden))
+        if os.environ.get(ACCOUNTS_ENV):  # the dashboard people's keys (SQLite, like a store)
+            theirs = hidden_paths(workspace, accounts_path(), key_path(), None)
+            hidden = (*hidden, *(p for p in theirs if p not in hidden))
         shadow_dir = self.shadow_dir_of(state)
         if shadow_dir is not None:  # the checkpoints: hidden in the workspace too
             hidden = (*hidden, shadow_dir.resolve())

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 IDENTITY_ENV = "TRESTLE_IDENTITY_FILE"
+ACCOUNTS_ENV = "TRESTLE_DASHBOARD_ACCOUNTS"
 PREFIX = "ed25519:"
 
 
@@ -34,6 +35,16 @@ def identity_path() -> Path:
     if os.environ.get(IDENTITY_ENV):
         return Path(os.environ[IDENTITY_ENV])
     return config_dir() / "identity.key"
+
+
+def accounts_path() -> Path:
+    """The dashboard's accounts file, which holds its invited people's identity keys
+    (:mod:`trestle.dashboard.accounts`): ``$TRESTLE_DASHBOARD_ACCOUNTS``, else
+    ``dashboard.sqlite`` in the configuration directory (hidden from every step, as the
+    whole directory is; one named elsewhere is hidden too)."""
+    if os.environ.get(ACCOUNTS_ENV):
+        return Path(os.environ[ACCOUNTS_ENV])
+    return config_dir() / "dashboard.sqlite"
 
 
 def _ed25519() -> Any:
@@ -77,11 +88,30 @@ def _canonical(fields: dict[str, Any]) -> bytes:
     return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
 
 
-def with_identity(fields: dict[str, Any], path: Path | None = None) -> tuple[dict[str, Any], str]:
+def new_key() -> Ed25519PrivateKey:
+    """A fresh identity key, for a key kept elsewhere than a file (a dashboard account's:
+    :mod:`trestle.dashboard.accounts`)."""
+    return _ed25519().Ed25519PrivateKey.generate()  # type: ignore[no-any-return]
+
+
+def key_from_hex(text: str) -> Ed25519PrivateKey:
+    """The identity key written as 64 hex digits (as ``identity.key`` holds it)."""
+    return _ed25519().Ed25519PrivateKey.from_private_bytes(bytes.fromhex(text))  # type: ignore[no-any-return]
+
+
+def public_of(key: Ed25519PrivateKey) -> str:
+    """``key``'s public half as the operator lists it: ``ed25519:`` and 64 hex digits."""
+    return PREFIX + key.public_key().public_bytes_raw().hex()
+
+
+def with_identity(
+    fields: dict[str, Any], path: Path | None = None, key: Ed25519PrivateKey | None = None
+) -> tuple[dict[str, Any], str]:
     """``fields`` naming this person's public key as ``signer``, and their signature
-    over them (base64), for :func:`trestle.trust.signing.signed_payload`'s ``extra``."""
-    key = private_key(path)
-    named = {**fields, "signer": PREFIX + key.public_key().public_bytes_raw().hex()}
+    over them (base64), for :func:`trestle.trust.signing.signed_payload`'s ``extra``.
+    ``key`` signs instead of the key file at ``path`` (a dashboard account's key)."""
+    key = key if key is not None else private_key(path)
+    named = {**fields, "signer": public_of(key)}
     return named, base64.b64encode(key.sign(_canonical(named))).decode()
 
 
