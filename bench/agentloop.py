@@ -23,6 +23,7 @@ import agentturns
 REPO = "repo"
 LINE = 80  # the files are lines of text, as source files are
 calls: list[float] = []  # perf_counter() as each model call of this process began
+cpu_calls: list[float] = []  # process_time() then: the CPU of every thread of the process
 _messages: dict[int, str] = {}  # made with the repository, so the model only looks up
 
 
@@ -63,6 +64,16 @@ def note_call(work: Path, turn: int) -> None:
     """First thing in every model call: crash if armed for it, else note when it began."""
     agentturns.mark_turn(work, turn)
     calls.append(time.perf_counter())
+    cpu_calls.append(time.process_time())
+
+
+def cpu_us_per_turn(turns: int) -> float:
+    """As :func:`us_per_turn`, in CPU time of the whole process (every thread's): on a
+    busy machine it varies less than the wall clock, which also counts waiting for a
+    core."""
+    if turns < 2 or len(cpu_calls) < turns + 1:
+        raise RuntimeError(f"{len(cpu_calls)} model calls noted for {turns} turns (2 or more)")
+    return (cpu_calls[turns] - cpu_calls[1]) / (turns - 1) * 1e6
 
 
 def us_per_turn(turns: int) -> float:

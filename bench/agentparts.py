@@ -6,7 +6,8 @@ Usage::
         [--reads-in understand|execute]
 
 Runs ``compare.py``'s Trestle agent loop (``sys_trestle.py``) in forked children:
-the per-turn time over ``--turns`` turns, and the resume time after a crash at each
+the per-turn time over ``--turns`` turns (wall clock, and CPU time of the whole
+process: every thread's, steadier on a busy machine), and the resume time after a crash at each
 history length, once with the run's default monitors and once with its monitors
 switched off (``MonitorSettings(enabled=False)``, recorded with the run). The
 difference is what the monitors cost; the rest is the runtime. ``--reads-in execute``
@@ -27,6 +28,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import agentloop
 import agentturns
 import forking
 import sys_trestle
@@ -44,6 +46,7 @@ NOTED_ONLY = MonitorSettings(actions={"info": "note", "warning": "note", "critic
 def measure(turns: int, histories: list[int], repeat: int) -> dict[str, Any]:
     """Both modes, interleaved, so the machine's load meets them alike."""
     per_turn: dict[str, list[float]] = {m: [] for m in MODES}
+    cpu_per_turn: dict[str, list[float]] = {m: [] for m in MODES}
     resumes: dict[str, dict[str, list[float]]] = {m: {} for m in MODES}
     with tempfile.TemporaryDirectory(prefix="agentparts-") as tmp:
         work = Path(tmp)
@@ -52,8 +55,9 @@ def measure(turns: int, histories: list[int], repeat: int) -> dict[str, Any]:
                 sys_trestle.MONITORS = monitors
                 d = work / f"turns-{rep}-{len(per_turn[mode])}-{mode[-3:].strip()}"
                 d.mkdir()
-                report = forking.run(lambda: sys_trestle.turns(d, turns), TIMEOUT)  # noqa: B023
-                per_turn[mode].append(report["value"])
+                report = forking.run(lambda: _turns(d, turns), TIMEOUT)  # noqa: B023
+                per_turn[mode].append(report["value"]["wall"])
+                cpu_per_turn[mode].append(report["value"]["cpu"])
         for history in histories:
             prepared = {}
             for mode, monitors in MODES.items():
@@ -76,10 +80,17 @@ def measure(turns: int, histories: list[int], repeat: int) -> dict[str, Any]:
     return {
         mode: {
             "us_per_turn": statistics.median(per_turn[mode]),
+            "cpu_us_per_turn": statistics.median(cpu_per_turn[mode]),
             "resume_s": {h: statistics.median(v) for h, v in resumes[mode].items()},
         }
         for mode in MODES
     }
+
+
+def _turns(work: Path, turns: int) -> dict[str, float]:
+    """A loop's microseconds per turn, wall clock and the process's CPU time."""
+    wall = sys_trestle.turns(work, turns)
+    return {"wall": wall, "cpu": agentloop.cpu_us_per_turn(turns)}
 
 
 def main(argv: list[str] | None = None) -> int:

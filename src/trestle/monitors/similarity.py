@@ -28,9 +28,12 @@ from collections.abc import Iterator, Sequence
 from functools import cache, lru_cache
 from importlib import import_module
 from pathlib import Path
-from typing import Any, Protocol, overload
+from typing import TYPE_CHECKING, Any, Protocol, overload
 
 from trestle.core.errors import ConfigError, MissingExtraError
+
+if TYPE_CHECKING:
+    from trestle.monitors.hashsums import VectorisedSums
 
 EMBEDDERS: tuple[str, ...] = ("hashing", "wordllama")
 
@@ -58,10 +61,10 @@ class SparseVector(Sequence[float]):
 
     __slots__ = ("_norm", "dim", "entries")
 
-    def __init__(self, dim: int, entries: dict[int, float]) -> None:
+    def __init__(self, dim: int, entries: dict[int, float], *, norm: float | None = None) -> None:
         self.dim = dim
         self.entries = entries
-        self._norm: float | None = None
+        self._norm = norm  # when given, what norm() would sum to
 
     def norm(self) -> float:
         """Its Euclidean length, summed once: a vector is compared with several."""
@@ -185,28 +188,52 @@ class HashingEmbedder:
     processes, unlike ``hash()``) into ``dim`` buckets with a hashed sign, so collisions
     cancel out on average instead of adding up.
 
+    Where numpy is installed (the ``embed`` extra brings it), the features are summed
+    over arrays (:mod:`trestle.monitors.hashsums`): the same vectors to the last bit,
+    about twice as fast on a text of new words.
+
     Args:
         dim: the vector's length (a power of two keeps buckets even).
         trigram_weight: the total weight of a word's trigrams relative to the word.
+        vectorised: sum with numpy (True: numpy must be installed), in plain Python
+            (False), or with numpy where it is installed (None).
+
+    Raises:
+        MissingExtraError: ``vectorised=True`` without numpy installed.
     """
 
     name = "hashing"
     unrelated_below = 0.1
 
-    def __init__(self, dim: int = 1 << 18, trigram_weight: float = 0.4) -> None:
+    def __init__(
+        self, dim: int = 1 << 18, trigram_weight: float = 0.4, *, vectorised: bool | None = None
+    ) -> None:
         self.dim = dim
         self.trigram_weight = trigram_weight
         # a word's hashed buckets and signs: its own, then its trigrams'. Words recur
         # across an agent's turns, and a resumed run re-embeds all of them
         self._buckets: dict[str, tuple[tuple[int, float], tuple[tuple[int, float], ...]]] = {}
+        self._sums = _vectorised_sums(dim, trigram_weight) if vectorised is not False else None
+        if vectorised and self._sums is None:
+            raise MissingExtraError("numpy", "embed")
+
+    @property
+    def vectorised(self) -> bool:
+        """Whether the features are summed with numpy."""
+        return self._sums is not None
 
     def embed(self, texts: Sequence[str]) -> list[Sequence[float]]:
         """One sparse vector per text (see the class docstring for its features)."""
         return [self._vector(text) for text in texts]
 
     def _vector(self, text: str) -> SparseVector:
+        counted = sorted(Counter(words(text)).items())
+        if self._sums is not None:
+            summed = self._sums.entries(counted)
+            if summed is not None:
+                return SparseVector(self.dim, summed[0], norm=summed[1])
         entries: dict[int, float] = {}
-        for word, count in sorted(Counter(words(text)).items()):
+        for word, count in counted:
             weight = 1.0 + math.log(count)
             (index, sign), grams = self._word_buckets(word)
             entries[index] = entries.get(index, 0.0) + sign * weight
@@ -246,6 +273,24 @@ def _trigrams(word: str) -> list[bytes]:
         raw = padded.encode("ascii")
         return [raw[i : i + 3] for i in range(len(raw) - 2)]
     return [padded[i : i + 3].encode("utf-8", "surrogatepass") for i in range(len(padded) - 2)]
+
+
+def _vectorised_sums(dim: int, trigram_weight: float) -> VectorisedSums | None:
+    """The numpy summer for these settings, or None without numpy (or for a ``dim`` past
+    32 bits, which the summer's CRCs do not reach)."""
+    if not 0 < dim <= 1 << 32:
+        return None
+    try:
+        from trestle.monitors.hashsums import VectorisedSums
+    except ImportError:  # numpy is not installed: the plain sums, the same vectors
+        return None
+    return VectorisedSums(
+        dim,
+        trigram_weight,
+        word_crc=_WORD_CRC,
+        gram_crc=_GRAM_CRC,
+        max_cached_words=MAX_CACHED_WORDS,
+    )
 
 
 class WordLlamaEmbedder:
