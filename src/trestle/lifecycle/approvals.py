@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import ValidationError
@@ -51,6 +51,9 @@ from trestle.store.base import Request, Store
 from trestle.trust.identity import decision_fields, with_identity
 from trestle.trust.signing import decision_key, signed_payload, verified_fields
 from trestle.trust.step_origin import inside_a_step
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 # the fields of a step a human may change when approving a modified action
 EDITABLE = ("run", "write", "python", "env", "timeout")
@@ -155,8 +158,11 @@ def queue_decision(
     top_up: float | None = None,
     by: str | None = None,
     key: bytes | None = None,
+    identity: Ed25519PrivateKey | None = None,
 ) -> QueuedDecision:
-    """:func:`submit_decision`, returning the queued request too."""
+    """:func:`submit_decision`, returning the queued request too. ``identity`` is the
+    decider's own key when it is not this user's ``identity.key``: a dashboard account's
+    (:mod:`trestle.dashboard.accounts`), so an approver rule tells its people apart."""
     inside = inside_a_step(store)
     if inside is not None:
         raise ConfigError(f"decisions cannot be made from inside a running step: {inside}")
@@ -197,10 +203,10 @@ def queue_decision(
         "top_up": top_up,
         "by": by or f"{getpass.getuser()}@{socket.gethostname()}",
     }
-    identity = None
+    signature = None
     if covering(state, a):  # who decides counts: sign with the decider's own key too
-        fields, identity = with_identity(fields)
-    payload = signed_payload(fields, key or decision_key(), identity=identity)
+        fields, signature = with_identity(fields, key=identity)
+    payload = signed_payload(fields, key or decision_key(), identity=signature)
     request_id = store.add_request(
         state.run_id, "decision", a.step or "", reason, now=time.time(), payload=payload
     )
