@@ -19,9 +19,10 @@ how it drives and stops on a signal: :mod:`trestle.cli.drive`.
 The commands live in modules by concern (:mod:`.running`, :mod:`.reading`,
 :mod:`.decisions`, :mod:`.checkpoints`, :mod:`.blame`, :mod:`.doctor`, :mod:`.plans`,
 :mod:`.agent`, :mod:`.export`, :mod:`.budget`, :mod:`.groups`, :mod:`.monitors`,
-:mod:`.policy`, :mod:`.prune`, :mod:`.ui`, :mod:`.mcp_command`), with the options they share in
-:mod:`.options` and the console and store helpers in :mod:`.console`; none imports
-this module, which registers each command in the order ``--help`` lists them.
+:mod:`.policy`, :mod:`.prune`, :mod:`.ui`, :mod:`.people`, :mod:`.mcp_command`), with
+the options they share in :mod:`.options` and the console and store helpers in
+:mod:`.console`; none imports this module, which registers each command in the order
+``--help`` lists them.
 
 A command imports what it uses in its own body: this module is loaded by every
 command, ``--help`` included, and the engine, the event types, the agent and the
@@ -55,6 +56,7 @@ from trestle.cli import (
     mcp_command,
     monitors,
     notify,
+    people,
     plans,
     policy,
     prune,
@@ -133,6 +135,7 @@ app.command()(groups.board)
 app.command()(groups.mail)
 app.command(name="prune")(prune.prune_command)
 app.command(name="ui")(ui.ui_command)
+app.add_typer(people.people_app, name="people")
 app.add_typer(mcp_command.mcp_app, name="mcp")
 app.add_typer(monitors.monitors_app, name="monitors")
 app.add_typer(notify.notify_app, name="notify")

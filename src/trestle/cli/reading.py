@@ -213,7 +213,7 @@ def health(store: StoreOption = None, as_json: JsonOption = False) -> None:
     an approval or a pause), or a notification could not be delivered."""
     from trestle.cli.render import health_view
     from trestle.lifecycle.lease import DEFAULT_LEASE_TTL
-    from trestle.notifications.ledger import troubles_if_any
+    from trestle.notifications.ledger import trouble_text, troubles_if_any
     from trestle.operations.health import health as run_health_all
 
     unreadable: list[str] = []
@@ -234,12 +234,7 @@ def health(store: StoreOption = None, as_json: JsonOption = False) -> None:
     # whose output stays the list of runs
     failing = troubles_if_any()
     for t in failing:
-        given_up = f", {t.given_up} given up" if t.given_up else ""
-        line = (
-            f"notifications to {t.target!r} fail: {t.failing} to be tried again{given_up}; "
-            f"last error: {t.last_error} (targets: notify.toml in Trestle's configuration "
-            "directory; docs/notifications.md)"
-        )
+        line = trouble_text(t)
         if as_json:
             sys.stderr.write(f"trestle: {line}\n")
         else:

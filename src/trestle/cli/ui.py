@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -27,15 +28,32 @@ def ui_command(
         list[str] | None,
         typer.Option("--run", metavar="RUN", help="Show and act on only this run (repeat)."),
     ] = None,
+    session_lifetime: Annotated[
+        str,
+        typer.Option(
+            metavar="AGE",
+            help="How long an invited person's session lasts after they log in (12h, 90m).",
+        ),
+    ] = "12h",
+    idle_timeout: Annotated[
+        str,
+        typer.Option(
+            metavar="AGE", help="How long an invited person's session lasts unused (1h, 30m)."
+        ),
+    ] = "1h",
 ) -> None:
     """The web dashboard: runs, each run's plan and log live, the inbox, health.
 
     Prints a URL with a one-time login token; opening it logs that browser in. Every
     decision made there is signed and recorded as from `trestle approve`, by
-    dashboard:USER@HOST. Stop it with Ctrl-C."""
+    dashboard:USER@HOST. People invited with `trestle people invite NAME` log in with
+    their name and password instead, and decide as dashboard:NAME, signed with their
+    own key. Stop it with Ctrl-C."""
     from trestle.cli.stores import reading_store
     from trestle.core.errors import ConfigError
+    from trestle.dashboard.accounts import Lifetimes
     from trestle.dashboard.serve import require_extra, serve
+    from trestle.formats.age import parse_age
     from trestle.trust.step_origin import inside_a_step
 
     require_extra()
@@ -43,6 +61,10 @@ def ui_command(
         # what a step starts must not be able to decide on its own run's approvals
         raise ConfigError("the dashboard cannot be started from inside a running step")
     where = reading_store(store)
+    lifetimes = Lifetimes(
+        absolute=_positive("--session-lifetime", session_lifetime, parse_age),
+        idle=_positive("--idle-timeout", idle_timeout, parse_age),
+    )
 
     def say(line: str) -> None:
         print(line, flush=True)
@@ -58,7 +80,20 @@ def ui_command(
             runs=frozenset(runs) if runs else None,
             say=say,
             warn=warn,
+            lifetimes=lifetimes,
         )
     except OSError as exc:
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     sys.exit(0)
+
+
+def _positive(option: str, text: str, parse: Callable[[str], float]) -> float:
+    from trestle.core.errors import ConfigError
+
+    try:
+        seconds = parse(text)
+    except ConfigError as exc:
+        raise ConfigError(f"{option}: {exc}") from None
+    if seconds <= 0:
+        raise ConfigError(f"{option} {text!r}: must be more than 0")
+    return seconds

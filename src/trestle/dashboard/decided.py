@@ -9,19 +9,27 @@ import json
 
 from trestle.core.card import HandoffCard
 from trestle.core.gate import command_signature
+from trestle.core.policy import Policy
 from trestle.store.base import Store
-from trestle.trust.signing import decision_key, verified_fields
+from trestle.trust.identity import decision_fields
+from trestle.trust.signing import decision_key
 
 VERDICTS = {"approve": "approved", "reject": "rejected", "modify": "approved as edited"}
 
 
-def queued_decisions(store: Store, run_id: str, key: bytes | None = None) -> dict[int, str]:
+def queued_decisions(
+    store: Store, run_id: str, key: bytes | None = None, policy: Policy | None = None
+) -> dict[int, str]:
     """For each approval of the run with a decision queued and not yet recorded: the
     decision in words (its verdict, by whom, and that the run records it when it next
     runs). A step's process can write to the store, so what a request says is believed
     only when its signature verifies with this user's key (``key``, by default theirs);
     another is named as one the run will refuse. A request whose payload names no
-    approval is left out: the run refuses it, and the card stays open."""
+    approval is left out: the run refuses it, and the card stays open.
+
+    By whom: the name the operator's approver groups (``policy``, the run's) give the
+    key it was signed with, when its identity signature verifies and a group lists the
+    key; else the ``by`` it was queued with (the typed name, or dashboard:NAME)."""
     key = key if key is not None else decision_key()
     found: dict[int, str] = {}
     for request in store.pending_requests(run_id):
@@ -31,7 +39,7 @@ def queued_decisions(store: Store, run_id: str, key: bytes | None = None) -> dic
             number = int(json.loads(request.payload)["fields"]["approval"])
         except (ValueError, KeyError, TypeError):
             continue
-        fields = verified_fields(request.payload, key)
+        fields = decision_fields(request.payload, key)
         if fields is None:
             found[number] = (
                 f"a decision on it is queued (request {request.id}) that is not signed with "
@@ -40,7 +48,7 @@ def queued_decisions(store: Store, run_id: str, key: bytes | None = None) -> dic
             )
             continue
         said = VERDICTS.get(str(fields.get("verdict")), str(fields.get("verdict")))
-        by = str(fields.get("by") or "")
+        by = member(policy, fields.get("signer")) or str(fields.get("by") or "")
         who = f" by {by}" if by else ""
         found[number] = (
             f"decided: {said}{who} (request {request.id}), waiting for the run to record "
@@ -58,3 +66,14 @@ def covers_more(card: HandoffCard) -> bool:
     if card.action.command is not None:
         return command_signature(card.action.command) is not None
     return True
+
+
+def member(policy: Policy | None, signer: object) -> str | None:
+    """The name the operator's approver groups give the key ``signer``, or None."""
+    if policy is None or not isinstance(signer, str):
+        return None
+    for members in policy.groups.values():
+        for name, key in members.items():
+            if key == signer:
+                return name
+    return None

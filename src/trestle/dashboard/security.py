@@ -8,6 +8,10 @@
   an allowed host (``Host``; this also stops DNS rebinding).
 - A session may be limited to some runs (``trestle ui --run``); a run outside them is
   not shown and cannot be acted on.
+- The people the operator invited (:mod:`trestle.dashboard.accounts`) log in with a
+  name and password instead; their sessions live in the accounts file, expire, and end
+  everywhere at once. A decision made in such a session is theirs: recorded
+  ``by dashboard:NAME`` and signed with their own key (:meth:`Gate.signer`).
 
 Pure bookkeeping: nothing here imports the web framework.
 """
@@ -19,7 +23,13 @@ import secrets
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
+
+from trestle.dashboard.accounts import Accounts, Login, LoginRefused
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 SESSION_COOKIE = "trestle_session"
 
@@ -32,6 +42,8 @@ class Session:
     user: str
     csrf: str
     runs: frozenset[str] | None = None  # None: every run in the store
+    # the invited person it is logged in as; None: whoever started `trestle ui`
+    person: str | None = None
 
     def may_see(self, run_id: str) -> bool:
         return self.runs is None or run_id in self.runs
@@ -53,6 +65,7 @@ class Gate:
     hosts: frozenset[str]  # "127.0.0.1:8765", "localhost:8765", ...
     runs: frozenset[str] | None = None
     login_token: str | None = field(default_factory=lambda: secrets.token_urlsafe(32))
+    accounts: Accounts | None = None  # the invited people; None: only the login token
     _sessions: dict[str, Session] = field(default_factory=dict)
     _notes: dict[str, list[str]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -77,16 +90,61 @@ class Gate:
             return session
 
     def session(self, cookie: str | None) -> Session | None:
-        if not cookie:
+        """The live session the cookie opens, or None."""
+        try:
+            return self.admit(cookie)
+        except LoginRefused:
             return None
-        with self._lock:
-            return self._sessions.get(cookie)
+
+    def admit(self, cookie: str | None, *, touch: bool = True) -> Session:
+        """The live session the cookie opens; LoginRefused saying why there is none (an
+        expired or idle person's session is ended). ``touch`` counts this as a use."""
+        if cookie:
+            with self._lock:
+                found = self._sessions.get(cookie)
+            if found is not None:
+                return found
+            if self.accounts is not None:
+                return self._theirs(self.accounts.session(cookie, touch=touch))
+        raise LoginRefused("not logged in: open the URL `trestle ui` printed, or log in at /login")
+
+    def login(self, name: str, password: str) -> Session:
+        """A session for an invited person's name and password; LoginRefused if not."""
+        if self.accounts is None:
+            raise LoginRefused("this dashboard has no people: open the URL `trestle ui` printed")
+        return self._theirs(self.accounts.login(name, password))
+
+    def accept(self, token: str | None, password: str) -> Session:
+        """A session for the person an invitation names, who sets their password."""
+        if self.accounts is None:
+            raise LoginRefused("this dashboard takes no invitations")
+        return self._theirs(self.accounts.accept(token, password))
+
+    def signer(self, session: Session) -> Ed25519PrivateKey | None:
+        """The key a decision made in ``session`` is signed with: the person's own, or
+        None for this user's ``identity.key`` (the login token's session)."""
+        if session.person is None or self.accounts is None:
+            return None
+        return self.accounts.signing_key(session.person)
+
+    def _theirs(self, login: Login) -> Session:
+        return Session(login.id, login.name, login.csrf, self.runs, person=login.name)
 
     def end(self, session_id: str) -> None:
         """Log the session out: its cookie opens nothing any more."""
         with self._lock:
             self._sessions.pop(session_id, None)
             self._notes.pop(session_id, None)
+        if self.accounts is not None:
+            self.accounts.end(session_id)
+
+    def end_everywhere(self, session: Session) -> int:
+        """Log out every session of the person ``session`` is (just it, for the login
+        token's); how many ended."""
+        self.end(session.id)
+        if session.person is None or self.accounts is None:
+            return 1
+        return 1 + self.accounts.end_all(session.person)
 
     def note(self, session_id: str, text: str) -> None:
         """Something to tell the session on its next page (what an action did)."""

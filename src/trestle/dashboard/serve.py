@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from trestle.core.errors import MissingExtraError
+from trestle.dashboard.accounts import SERVED_AT, Lifetimes
 from trestle.store.location import where_shown
 
 WILDCARDS = ("0.0.0.0", "::", "")
@@ -59,12 +60,15 @@ def serve(
     runs: frozenset[str] | None,
     say: Callable[[str], None],
     warn: Callable[[str], None],
+    lifetimes: Lifetimes | None = None,
 ) -> None:
     """Serve the dashboard over ``store`` until interrupted; ``say`` prints the URL,
-    ``warn`` says that it is exposed beyond this machine."""
+    ``warn`` says that it is exposed beyond this machine. The invited people log in
+    too (:mod:`trestle.dashboard.accounts`), their sessions lasting ``lifetimes``."""
     require_extra()
     import uvicorn
 
+    from trestle.dashboard.accounts import Accounts
     from trestle.dashboard.app import Settings, create_app
     from trestle.dashboard.security import Gate, allowed_hosts
 
@@ -78,10 +82,13 @@ def serve(
     if host in WILDCARDS:
         shown = socket.gethostname()
         extra = [socket.gethostname(), socket.getfqdn()]
-    gate = Gate(user=_user(), hosts=allowed_hosts(host, port, extra), runs=runs)
+    accounts = Accounts(lifetimes=lifetimes)
+    gate = Gate(user=_user(), hosts=allowed_hosts(host, port, extra), runs=runs, accounts=accounts)
     app = create_app(Settings(store=store, gate=gate))
     where = f"[{shown}]" if ":" in shown else shown
-    say(f"dashboard for {where_shown(store)} at http://{where}:{port}/")
+    base = f"http://{where}:{port}/"
+    accounts.remember(SERVED_AT, base)  # where `trestle people invite` sends people
+    say(f"dashboard for {where_shown(store)} at {base}")
     say(f"log in (once) with: http://{where}:{port}/login?token={gate.login_token}")
     # live streams never end on their own: on Ctrl-C or SIGTERM, give requests a moment,
     # then close what is still open, instead of waiting for every browser to leave

@@ -398,7 +398,8 @@ def card_views(store: Store, *, visible: frozenset[str] | None) -> list[CardView
             continue
         if card.run_id not in states:
             states[card.run_id] = trusted_state(store, card.run_id)
-            queued[card.run_id] = queued_decisions(store, card.run_id)
+            policy = states[card.run_id].operator_policy
+            queued[card.run_id] = queued_decisions(store, card.run_id, policy=policy)
         state = states[card.run_id]
         try:
             fields = editable_fields(card) if card.subject == "action" else None

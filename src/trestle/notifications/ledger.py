@@ -65,6 +65,17 @@ class TargetTrouble:
     since: float  # when the latest failure was recorded
 
 
+def trouble_text(t: TargetTrouble) -> str:
+    """A failing target in words: what ``trestle health`` and the dashboard's health
+    page say of it."""
+    given_up = f", {t.given_up} given up" if t.given_up else ""
+    return (
+        f"notifications to {t.target!r} fail: {t.failing} to be tried again{given_up}; "
+        f"last error: {t.last_error} (targets: notify.toml in Trestle's configuration "
+        "directory; docs/notifications.md)"
+    )
+
+
 def ledger_path() -> Path:
     return config_dir() / LEDGER_FILE
 

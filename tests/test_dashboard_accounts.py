@@ -1,0 +1,408 @@
+"""The dashboard's people: invitations, passwords, sessions that expire, logout
+everywhere, and decisions signed with each person's own key, judged by the operator's
+approver groups. The accounts are a real SQLite file with a clock the tests move; the
+dashboard is the real app (Starlette's TestClient), over a real store a real `trestle run`
+made."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from test_approvals_cli import DEPLOY, Cli
+from trestle.dashboard.accounts import (
+    FAILURES_MOST,
+    LOCKOUT,
+    Accounts,
+    Lifetimes,
+    LoginRefused,
+)
+from trestle.dashboard.app import Settings, create_app
+from trestle.dashboard.security import SESSION_COOKIE, Gate
+from trestle.notifications.ledger import Delivery, Ledger
+from trestle.store import SqliteStore
+
+ORIGIN = {"origin": "http://testserver"}
+PASSWORD = "correct horse battery"
+
+
+class Clock:
+    """Time the tests move: seconds, like time.time."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Served:
+    """The real app over ``store``, its gate taking ``accounts``' people."""
+
+    accounts: Accounts
+    clock: Clock
+    gate: Gate
+    store: Path
+
+    def client(self) -> TestClient:
+        """A browser of its own (its own cookies)."""
+        app = create_app(
+            Settings(store=self.store, gate=self.gate, poll=0.01, wrong_password_delay=0)
+        )
+        return TestClient(app, follow_redirects=False)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def accounts(tmp_path: Path, clock: Clock) -> Accounts:
+    return Accounts(
+        tmp_path / "cfg" / "dashboard.sqlite",
+        clock=clock,
+        lifetimes=Lifetimes(absolute=12 * 3600, idle=3600),
+    )
+
+
+@pytest.fixture
+def served(tmp_path: Path, accounts: Accounts, clock: Clock) -> Served:
+    store = tmp_path / "trestle.db"
+    SqliteStore(store).close()
+    gate = Gate(user="op@box", hosts=frozenset({"testserver"}), accounts=accounts)
+    return Served(accounts, clock, gate, store)
+
+
+def join(served: Served, name: str) -> TestClient:
+    """``name`` invited, their invitation opened and their password set: a client
+    logged in as them."""
+    invitation = served.accounts.invite(name)
+    client = served.client()
+    opened = client.get(f"/invite?token={invitation.token}")
+    assert opened.status_code == 303 and opened.headers["location"] == "/invite"
+    form = client.get("/invite")
+    assert form.status_code == 200 and f"Join as {name}" in form.text
+    assert invitation.token not in form.text  # nor in its address: nothing to leak
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    assert csrf is not None
+    done = client.post(
+        "/invite",
+        data={"csrf": csrf.group(1), "password": PASSWORD, "again": PASSWORD},
+        headers=ORIGIN,
+    )
+    assert done.status_code == 303, done.text
+    assert client.get("/").status_code == 200
+    return client
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found is not None
+    return found.group(1)
+
+
+def log_in(client: TestClient, name: str, password: str) -> int:
+    form = client.get("/login")
+    assert form.status_code == 200
+    answer = client.post(
+        "/login",
+        data={"csrf": csrf_of(form.text), "name": name, "password": password},
+        headers=ORIGIN,
+    )
+    return answer.status_code
+
+
+# -- the accounts file ------------------------------------------------------------------
+
+
+def test_the_file_is_the_owners_alone_and_holds_no_token_or_password(
+    accounts: Accounts, clock: Clock
+) -> None:
+    invitation = accounts.invite("alice")
+    login = accounts.accept(invitation.token, PASSWORD)
+    assert stat.S_IMODE(accounts.path.stat().st_mode) == 0o600
+    raw = accounts.path.read_bytes()
+    for secret in (invitation.token, login.id, PASSWORD):
+        assert secret.encode() not in raw
+    [alice] = accounts.people()
+    assert (alice.name, alice.joined, alice.sessions) == ("alice", True, 1)
+    assert alice.public_key == invitation.public_key and alice.public_key.startswith("ed25519:")
+
+
+def test_an_invitation_works_once_and_not_after_it_expires(
+    accounts: Accounts, clock: Clock
+) -> None:
+    used = accounts.invite("alice", lifetime=3600)
+    accounts.accept(used.token, PASSWORD)
+    with pytest.raises(LoginRefused, match="wrong, used or expired"):
+        accounts.accept(used.token, "another password!")
+    late = accounts.invite("bob", lifetime=3600)
+    clock.now += 3601
+    with pytest.raises(LoginRefused, match="wrong, used or expired"):
+        accounts.accept(late.token, PASSWORD)
+    with pytest.raises(LoginRefused, match="12 to 1024 characters"):
+        accounts.accept(accounts.invite("carol").token, "short")
+
+
+def test_wrong_passwords_lock_the_name_for_a_while(accounts: Accounts, clock: Clock) -> None:
+    accounts.accept(accounts.invite("alice").token, PASSWORD)
+    for _ in range(FAILURES_MOST):
+        with pytest.raises(LoginRefused, match="wrong name or password"):
+            accounts.login("alice", "guess guess guess")
+    with pytest.raises(LoginRefused, match="too many wrong passwords for 'alice'"):
+        accounts.login("alice", PASSWORD)  # even the right one, until the window passes
+    with pytest.raises(LoginRefused, match="wrong name or password"):
+        accounts.login("nobody", PASSWORD)  # an unknown name reads the same
+    clock.now += LOCKOUT + 1
+    assert accounts.login("alice", PASSWORD).name == "alice"
+
+
+def test_a_session_ends_when_idle_or_old_and_is_deleted(accounts: Accounts, clock: Clock) -> None:
+    accounts.accept(accounts.invite("alice").token, PASSWORD)
+    idle = accounts.login("alice", PASSWORD)
+    clock.now += 3599
+    assert accounts.session(idle.id).name == "alice"  # used: idle again from now
+    clock.now += 3599
+    assert accounts.session(idle.id).name == "alice"
+    clock.now += 3600
+    with pytest.raises(LoginRefused, match="after 60 minutes without use: log in again"):
+        accounts.session(idle.id)
+    with pytest.raises(LoginRefused, match="not logged in"):
+        accounts.session(idle.id)  # deleted
+    old = accounts.login("alice", PASSWORD)
+    for _ in range(14):  # in use all along, up to 11 h 40 min
+        clock.now += 3000
+        accounts.session(old.id)
+    clock.now += 3000
+    with pytest.raises(LoginRefused, match="12 h after you logged in: log in again"):
+        accounts.session(old.id)
+
+
+def test_logout_everywhere_and_removal_end_every_session(accounts: Accounts) -> None:
+    accounts.accept(accounts.invite("alice").token, PASSWORD)
+    sessions = [accounts.login("alice", PASSWORD) for _ in range(2)]
+    assert accounts.end_all("alice") == 3  # the invitation's own too
+    for s in sessions:
+        with pytest.raises(LoginRefused):
+            accounts.session(s.id)
+    again = accounts.login("alice", PASSWORD)
+    accounts.remove("alice")
+    with pytest.raises(LoginRefused):
+        accounts.session(again.id)
+    assert accounts.people() == []
+
+
+# -- the dashboard ----------------------------------------------------------------------
+
+
+def test_joining_moves_the_token_out_of_the_url_and_logs_in(served: Served) -> None:
+    alice = join(served, "alice")
+    page = alice.get("/")
+    assert "acting as dashboard:alice" in page.text
+    assert "Log out everywhere" in page.text
+    assert page.headers["referrer-policy"] == "same-origin"
+
+
+def test_an_invitation_url_is_refused_once_used_or_expired(served: Served) -> None:
+    invitation = served.accounts.invite("alice", lifetime=600)
+    late = served.accounts.invite("bob", lifetime=600)
+    client = served.client()
+    client.get(f"/invite?token={invitation.token}")
+    form = client.get("/invite")
+    client.post(
+        "/invite",
+        data={"csrf": csrf_of(form.text), "password": PASSWORD, "again": PASSWORD},
+        headers=ORIGIN,
+    )
+    other = served.client()
+    assert other.get(f"/invite?token={invitation.token}").status_code == 403
+    served.clock.now += 601
+    refused = other.get(f"/invite?token={late.token}")
+    assert refused.status_code == 403 and "expired" in refused.text
+    assert other.get("/").status_code == 401
+
+
+def test_the_invitation_form_wants_its_csrf_its_origin_and_twice_the_password(
+    served: Served,
+) -> None:
+    invitation = served.accounts.invite("alice")
+    client = served.client()
+    client.get(f"/invite?token={invitation.token}")
+    csrf = csrf_of(client.get("/invite").text)
+    good = {"csrf": csrf, "password": PASSWORD, "again": PASSWORD}
+    assert client.post("/invite", data=good).status_code == 403  # no origin
+    assert client.post("/invite", data={**good, "csrf": "x"}, headers=ORIGIN).status_code == 403
+    differ = client.post("/invite", data={**good, "again": PASSWORD + "!"}, headers=ORIGIN)
+    assert differ.status_code == 400 and "differ" in differ.text
+    assert client.post("/invite", data=good, headers=ORIGIN).status_code == 303
+
+
+def test_login_with_name_and_password(served: Served) -> None:
+    join(served, "alice")
+    client = served.client()
+    assert log_in(client, "alice", "not the password") == 401
+    assert client.get("/").status_code == 401
+    form = client.get("/login")
+    data = {"csrf": csrf_of(form.text), "name": "alice", "password": PASSWORD}
+    assert client.post("/login", data=data).status_code == 403  # no origin: refused
+    stale = served.client().post("/login", data=data, headers=ORIGIN)  # no form cookie
+    assert stale.status_code == 403
+    assert log_in(client, "alice", PASSWORD) == 303
+    assert "acting as dashboard:alice" in client.get("/").text
+
+
+def test_a_brute_force_is_stopped_at_the_lockout(served: Served) -> None:
+    join(served, "alice")
+    client = served.client()
+    codes = [log_in(client, "alice", f"guess number {n}") for n in range(FAILURES_MOST + 1)]
+    assert codes == [401] * (FAILURES_MOST + 1)
+    assert log_in(client, "alice", PASSWORD) == 401
+    assert (
+        "too many wrong passwords"
+        in client.post(
+            "/login",
+            data={
+                "csrf": csrf_of(client.get("/login").text),
+                "name": "alice",
+                "password": PASSWORD,
+            },
+            headers=ORIGIN,
+        ).text
+    )
+
+
+def test_an_expired_or_idle_session_is_refused_with_a_sentence(served: Served) -> None:
+    alice = join(served, "alice")
+    served.clock.now += 3600
+    refused = alice.get("/inbox")
+    assert refused.status_code == 401 and "log in again" in refused.text
+    assert log_in(alice, "alice", PASSWORD) == 303
+    for _ in range(14):
+        served.clock.now += 3000
+        assert alice.get("/").status_code == 200
+    served.clock.now += 3000
+    answer = alice.get("/")
+    assert answer.status_code == 401 and "12 h after you logged in" in answer.text
+
+
+def test_removed_or_forged_cookies_open_nothing(served: Served) -> None:
+    alice = join(served, "alice")
+    served.accounts.remove("alice")
+    assert alice.get("/").status_code == 401
+    forged = served.client()
+    forged.cookies.set(SESSION_COOKIE, "forged-" + "A" * 40)
+    assert forged.get("/").status_code == 401
+    # a hash of a live session taken from the file is no cookie either
+    bob = join(served, "bob")
+    assert bob.get("/").status_code == 200
+    thief = served.client()
+    thief.cookies.set(SESSION_COOKIE, hashlib.sha256(b"anything").hexdigest())
+    assert thief.get("/").status_code == 401
+
+
+def test_logout_everywhere_ends_the_persons_other_sessions(served: Served) -> None:
+    alice = join(served, "alice")
+    laptop = served.client()
+    assert log_in(laptop, "alice", PASSWORD) == 303
+    bob = join(served, "bob")
+    page = alice.get("/")
+    ended = alice.post("/logout-everywhere", data={"csrf": csrf_of(page.text)}, headers=ORIGIN)
+    assert ended.status_code == 200 and "2 sessions ended" in ended.text
+    assert alice.get("/").status_code == 401 and laptop.get("/").status_code == 401
+    assert bob.get("/").status_code == 200  # another person's stay
+
+
+def test_the_operators_login_token_still_works_alongside(served: Served) -> None:
+    join(served, "alice")
+    client = served.client()
+    assert client.get(f"/login?token={served.gate.login_token}").status_code == 303
+    page = client.get("/")
+    assert "acting as dashboard:op@box" in page.text
+    assert "Log out everywhere" not in page.text
+
+
+def test_the_health_page_shows_failing_notifications(served: Served, _own_config_dir: Path) -> None:
+    alice = join(served, "alice")
+    assert "No notification target fails." in alice.get("/health").text
+    (_own_config_dir / "trestle").mkdir(exist_ok=True)
+    ledger = Ledger(_own_config_dir / "trestle" / "notifications.sqlite")
+    try:
+        ledger.record("r1", 1, [("k", "pager", {"text": "x"})], now=1.0)
+        ledger.failed(Delivery("k", "pager", "r1", {}, 0), "HTTP 503", now=2.0, retry_at=9.0)
+    finally:
+        ledger.close()
+    page = alice.get("/health").text
+    assert "notifications to &#39;pager&#39; fail: 1 to be tried again; last error: HTTP 503" in (
+        page
+    )
+
+
+# -- decisions: each person's own key, judged by the operator's groups ----------------
+
+
+@pytest.fixture
+def release(tmp_path: Path, served: Served) -> Iterator[tuple[Cli, str]]:
+    """A run of DEPLOY waiting on its deploy, under a policy whose release group has
+    alice's dashboard key, not bob's."""
+    alice = served.accounts.invite("alice")
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    cli = Cli(dir=ws, store=served.store)
+    toml = cli.write(
+        "trestle.toml",
+        f"""
+        [policy.groups.release]
+        "Alice Lee" = "{alice.public_key}"
+
+        [[policy.approvers]]
+        groups = ["release"]
+        commands = ["echo deployed*"]
+        """,
+    )
+    digest = hashlib.sha256(toml.read_bytes()).hexdigest()
+    cli.write("plan.yaml", DEPLOY)
+    started = cli("run", "plan.yaml", "--accept-policy", digest, TRESTLE_SANDBOX="off")
+    assert started.returncode == 3, started.stdout + started.stderr
+    yield cli, started.stdout.splitlines()[0].split()[1]
+
+
+def decide(client: TestClient, ref: str) -> None:
+    inbox = client.get("/inbox")
+    assert ref in inbox.text
+    answer = client.post(
+        f"/inbox/{ref}/approve", data={"csrf": csrf_of(inbox.text)}, headers=ORIGIN
+    )
+    assert answer.status_code == 303
+
+
+def test_alices_dashboard_approval_counts_and_bobs_is_refused(
+    served: Served, release: tuple[Cli, str]
+) -> None:
+    cli, run_id = release
+    ref = f"{run_id}.1"
+    bob = join(served, "bob")
+    decide(bob, ref)
+    assert cli("resume", run_id, TRESTLE_SANDBOX="off").returncode == 3
+    assert not (cli.dir / "deploys.log").exists()
+    [why] = [r["reason"] for r in cli.json("show", run_id)["refused"]]
+    assert "is not in group 'release'; who may decide: release (Alice Lee)" in why
+
+    alice = join(served, "alice")
+    decide(alice, ref)
+    queued = alice.get("/inbox").text
+    assert "decided: approved by Alice Lee (request" in queued  # the group's name for the key
+    resumed = cli("resume", run_id, TRESTLE_SANDBOX="off")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert (cli.dir / "deploys.log").read_text() == "deployed\n"
+    exported = [json.loads(line) for line in cli("feedback", "export").stdout.splitlines()]
+    assert any(row.get("by") == "Alice Lee" for row in exported), exported
