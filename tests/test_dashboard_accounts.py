@@ -14,9 +14,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from starlette.testclient import TestClient
 
+from dashboard_helpers import dashboard, trestle
 from test_approvals_cli import DEPLOY, Cli
 from trestle.dashboard.accounts import (
     FAILURES_MOST,
@@ -406,3 +408,32 @@ def test_alices_dashboard_approval_counts_and_bobs_is_refused(
     assert (cli.dir / "deploys.log").read_text() == "deployed\n"
     exported = [json.loads(line) for line in cli("feedback", "export").stdout.splitlines()]
     assert any(row.get("by") == "Alice Lee" for row in exported), exported
+
+
+# -- the real server and CLI ------------------------------------------------------------
+
+
+def test_a_teammate_invited_with_the_cli_joins_the_real_server(tmp_path: Path) -> None:
+    store = tmp_path / "trestle.db"
+    SqliteStore(store).close()
+    with dashboard(store) as ui:
+        invited = trestle("people", "invite", "alice", "--expires", "1h", cwd=tmp_path)
+        assert invited.returncode == 0, invited.stderr
+        url = re.search(r"(http://\S+/invite\?token=\S+)", invited.stdout)
+        assert url is not None and url.group(1).startswith(ui.base), invited.stdout
+        with httpx.Client(base_url=ui.base, follow_redirects=False, timeout=30) as browser:
+            assert browser.get(url.group(1)).status_code == 303
+            csrf = csrf_of(browser.get("/invite").text)
+            joined = browser.post(
+                "/invite",
+                data={"csrf": csrf, "password": PASSWORD, "again": PASSWORD},
+                headers={"origin": ui.origin},
+            )
+            assert joined.status_code == 303, joined.text
+            assert "acting as dashboard:alice" in browser.get("/").text
+            listed = trestle("people", "list", cwd=tmp_path).stdout
+            assert "alice  joined  1 live session  ed25519:" in listed
+            assert trestle("people", "logout", "alice", cwd=tmp_path).returncode == 0
+            assert browser.get("/").status_code == 401
+        again = trestle("people", "remove", "nobody", cwd=tmp_path)
+        assert again.returncode == 2 and "no person 'nobody'" in again.stderr
