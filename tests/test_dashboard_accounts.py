@@ -10,6 +10,7 @@ import hashlib
 import json
 import re
 import stat
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +59,13 @@ class Served:
     def client(self) -> TestClient:
         """A browser of its own (its own cookies)."""
         app = create_app(
-            Settings(store=self.store, gate=self.gate, poll=0.01, wrong_password_delay=0)
+            Settings(
+                store=self.store,
+                gate=self.gate,
+                poll=0.01,
+                wrong_password_delay=0,
+                alive_every=0.05,
+            )
         )
         return TestClient(app, follow_redirects=False)
 
@@ -322,6 +329,21 @@ def test_logout_everywhere_ends_the_persons_other_sessions(served: Served) -> No
     assert ended.status_code == 200 and "2 sessions ended" in ended.text
     assert alice.get("/").status_code == 401 and laptop.get("/").status_code == 401
     assert bob.get("/").status_code == 200  # another person's stay
+
+
+def test_a_live_stream_ends_with_its_session(served: Served) -> None:
+    alice = join(served, "alice")
+    ended = threading.Event()
+
+    def watch() -> None:
+        with alice.stream("GET", "/stream/runs") as stream:
+            for line in stream.iter_lines():
+                if line.startswith("data: "):  # the page's first render: now end it
+                    served.accounts.end_all("alice")
+        ended.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    assert ended.wait(20), "the stream went on after its session ended"
 
 
 def test_the_operators_login_token_still_works_alongside(served: Served) -> None:

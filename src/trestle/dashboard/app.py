@@ -76,6 +76,7 @@ class Settings:
     gate: Gate
     poll: float = POLL
     wrong_password_delay: float = WRONG_PASSWORD_DELAY
+    alive_every: float = ALIVE_EVERY
 
 
 class Refused(Exception):
@@ -401,7 +402,12 @@ def create_app(settings: Settings) -> FastAPI:
                 return tuple((r.run_id, r.last_seq, r.status) for r in st.runs())
 
         return _sse(
-            request, version, lambda: runs_fragment(session, find), settings.poll, alive(request)
+            request,
+            version,
+            lambda: runs_fragment(session, find),
+            settings.poll,
+            alive(request),
+            settings.alive_every,
         )
 
     # -- a run ------------------------------------------------------------------------
@@ -477,6 +483,7 @@ def create_app(settings: Settings) -> FastAPI:
             lambda: run_fragment(session, run_id, only, step),
             settings.poll,
             alive(request),
+            settings.alive_every,
         )
 
     @app.get("/runs/{run_id}/steps/{step}/diff", response_class=HTMLResponse)
@@ -753,9 +760,10 @@ def _sse(
     render: Callable[[], str],
     poll: float,
     alive: Callable[[], bool],
+    alive_every: float,
 ) -> StreamingResponse:
     """A stream that sends ``render()`` whenever ``version()`` changes, and ends once
-    ``alive()`` says its session ended (looked at every :data:`ALIVE_EVERY` seconds)."""
+    ``alive()`` says its session ended (looked at every ``alive_every`` seconds)."""
 
     async def events() -> AsyncIterator[str]:
         seen: object = None
@@ -763,7 +771,7 @@ def _sse(
         took = 0.0  # how long the last render took
         yield "retry: 2000\n\n"
         while not await request.is_disconnected():
-            if time.monotonic() - checked > ALIVE_EVERY:
+            if time.monotonic() - checked > alive_every:
                 if not await anyio.to_thread.run_sync(alive):
                     break  # logged out, expired or removed: it sees nothing more
                 checked = time.monotonic()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import getpass
 import ipaddress
 import socket
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -87,7 +88,13 @@ def serve(
     app = create_app(Settings(store=store, gate=gate))
     where = f"[{shown}]" if ":" in shown else shown
     base = f"http://{where}:{port}/"
-    accounts.remember(SERVED_AT, base)  # where `trestle people invite` sends people
+    try:  # where `trestle people invite` sends people
+        accounts.remember(SERVED_AT, base)
+    except (OSError, sqlite3.Error) as exc:
+        warn(
+            f"warning: {accounts.path}: cannot note this address for invitations ({exc}); "
+            "give it to `trestle people invite NAME --url` instead"
+        )
     say(f"dashboard for {where_shown(store)} at {base}")
     say(f"log in (once) with: http://{where}:{port}/login?token={gate.login_token}")
     # live streams never end on their own: on Ctrl-C or SIGTERM, give requests a moment,
