@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -475,3 +476,36 @@ def test_approving_similar_says_what_it_covers_and_covers_only_that(
     [decided] = decisions(store, run_id)
     assert decided.similar and decided.by.startswith("dashboard:")
     assert (tmp_path / "conf" / "host.toml").read_text(encoding="utf-8") == "host = a\n"
+
+
+def test_a_teammate_joins_by_invitation_and_logs_out_everywhere(
+    tmp_path: Path, page: Page, browser: Browser
+) -> None:
+    store = tmp_path / "trestle.db"
+    SqliteStore(store).close()
+    password = "correct horse battery"
+    with dashboard(store) as ui:
+        invited = trestle("people", "invite", "alice", cwd=tmp_path)
+        url = re.search(r"(http://\S+/invite\?token=\S+)", invited.stdout)
+        assert url is not None, invited.stdout + invited.stderr
+        page.goto(url.group(1))
+        expect(page).to_have_url(ui.base + "invite")  # the token left the address
+        expect(page.get_by_role("heading", name="Join as alice")).to_be_visible()
+        page.get_by_label("Password", exact=True).fill(password)
+        page.get_by_label("The same again").fill(password)
+        page.get_by_role("button", name="Set password and log in").click()
+        expect(page.get_by_text("acting as dashboard:alice")).to_be_visible()
+        laptop = browser.new_context(viewport=DESKTOP)
+        try:
+            other = laptop.new_page()
+            other.goto(ui.base + "login")
+            other.get_by_label("Name").fill("alice")
+            other.get_by_label("Password").fill(password)
+            other.get_by_role("button", name="Log in").click()
+            expect(other.get_by_text("acting as dashboard:alice")).to_be_visible()
+            page.get_by_role("button", name="Log out everywhere").click()
+            expect(page.get_by_role("alert")).to_contain_text("2 sessions ended")
+            other.reload()
+            expect(other.get_by_role("alert")).to_contain_text("log in again")
+        finally:
+            laptop.close()
