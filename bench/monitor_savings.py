@@ -36,7 +36,10 @@ lost. So the ``warn`` row (which ``replan`` falls in) is an upper bound for
 Usage::
 
     python bench/monitor_savings.py [--root DIR] [--half report|tune|all]
-        [--seed N] [--resamples N] [--json FILE]
+        [--detector trestle|learnt|trestle+learnt] [--seed N] [--resamples N] [--json FILE]
+
+``--detector`` picks the monitors replayed, as in ``bench/monitors_real.py``: the
+default ones (the default), the learnt detector alone (it only warns), or both.
 """
 
 from __future__ import annotations
@@ -53,7 +56,13 @@ from typing import Literal
 if str(Path(__file__).resolve().parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from monitors_real import DEFAULT_ROOT, load_runs, trestle_monitors
+from monitors_real import (
+    DEFAULT_ROOT,
+    learnt_detector,
+    load_runs,
+    trestle_and_learnt,
+    trestle_monitors,
+)
 from trestle.core.records.monitors import ACTION_ORDER, MonitorAction, MonitorSettings, merge_alerts
 from trestle.monitors.evaluate import MonitorSet, Share, describe_share
 from trestle.monitors.importers import ImportedRun
@@ -63,6 +72,12 @@ Level = Literal["warn", "pause", "stop"]
 LEVELS: tuple[Level, ...] = ("warn", "pause", "stop")
 # the weakest action that reaches each level
 LEVEL_ACTION: dict[Level, MonitorAction] = {"warn": "inject", "pause": "pause", "stop": "stop"}
+# the monitors replayed (--detector), as bench/monitors_real.py names them
+MONITOR_SETS: dict[str, MonitorSet] = {
+    "trestle": trestle_monitors,
+    "learnt": learnt_detector,
+    "trestle+learnt": trestle_and_learnt,
+}
 RESAMPLES = 2000
 SEED = 20261125
 
@@ -270,6 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
     parser.add_argument("--half", choices=("report", "tune", "all"), default="report")
+    parser.add_argument("--detector", choices=tuple(MONITOR_SETS), default="trestle")
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--resamples", type=int, default=RESAMPLES)
     parser.add_argument("--json", type=Path, help="write the figures here")
@@ -281,10 +297,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if args.root == DEFAULT_ROOT else 2
     runs = load_runs(args.root, args.half)
     settings = MonitorSettings()
-    spends = [replay(run, trestle_monitors, settings) for run in runs]
+    make = MONITOR_SETS[args.detector]
+    spends = [replay(run, make, settings) for run in runs]
     figures = measure(spends, seed=args.seed, resamples=args.resamples)
     print(
-        f"{len(runs)} runs from {args.root} ({args.half} half); each stopped at its first "
+        f"{len(runs)} runs from {args.root} ({args.half} half), monitors: {args.detector}; "
+        f"each stopped at its first "
         f"alert of a level, by the default monitor settings' action for it; bootstrap "
         f"intervals: {args.resamples} resamples of runs, seed {args.seed}; successes lost: "
         f"Wilson\n"

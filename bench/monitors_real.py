@@ -21,7 +21,13 @@ the context monitor then takes.
 Usage::
 
     python bench/monitors_real.py [--root DIR] [--half report|tune|all]
-        [--detector trestle|openhands|both] [--show succeeded|exhausted] [--json FILE]
+        [--detector trestle|openhands|both|learnt|trestle+learnt]
+        [--show succeeded|exhausted] [--json FILE]
+
+``both`` (the default) is Trestle's monitors and OpenHands' rules. ``learnt`` is the
+learnt detector alone (:mod:`trestle.monitors.learnt`, trained on the tune half by
+``bench/train_detector.py``), ``trestle+learnt`` the default monitors with it beside
+them.
 """
 
 from __future__ import annotations
@@ -41,9 +47,10 @@ from stuck_rules import StuckRules
 from trestle.core.records.monitors import MonitorSettings
 from trestle.monitors import corpus
 from trestle.monitors.alerts import Monitor
-from trestle.monitors.catalog import CATCHES, default_monitors
-from trestle.monitors.evaluate import Evaluation, evaluate, render
+from trestle.monitors.catalog import CATCHES, default_monitors, hand_written_monitors
+from trestle.monitors.evaluate import Evaluation, MonitorSet, evaluate, render
 from trestle.monitors.importers import ImportedRun
+from trestle.monitors.learnt import LearntMonitor, shipped_detector
 from trestle.monitors.trace import RunFacts
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "trajectories"
@@ -68,6 +75,27 @@ def openhands_rules(facts: RunFacts) -> Sequence[Monitor]:
     return [StuckRules()]
 
 
+def learnt_detector(facts: RunFacts) -> Sequence[Monitor]:
+    return [LearntMonitor(shipped_detector(), hand_written_monitors(MonitorSettings()))]
+
+
+def trestle_and_learnt(facts: RunFacts) -> Sequence[Monitor]:
+    return [*trestle_monitors(facts), *learnt_detector(facts)]
+
+
+# name -> (title, monitor set, whether the catches map applies)
+DETECTORS: dict[str, tuple[str, MonitorSet, bool]] = {
+    "trestle": ("Trestle's default monitors", trestle_monitors, True),
+    "openhands": ("OpenHands' stuck rules", openhands_rules, False),
+    "learnt": ("The learnt detector alone", learnt_detector, False),
+    "trestle+learnt": (
+        "Trestle's default monitors and the learnt detector",
+        trestle_and_learnt,
+        True,
+    ),
+}
+
+
 def show(evaluation: Evaluation, outcome_shown: str) -> str:
     """Each run of ``outcome_shown`` that was flagged: its first flags, one per kind."""
     lines = []
@@ -87,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
     parser.add_argument("--half", choices=("report", "tune", "all"), default="report")
-    parser.add_argument("--detector", choices=("trestle", "openhands", "both"), default="both")
+    parser.add_argument("--detector", choices=(*DETECTORS, "both"), default="both")
     parser.add_argument("--show", choices=("succeeded", "exhausted", "failed"))
     parser.add_argument("--json", type=Path, help="write both evaluations here")
     args = parser.parse_args(argv)
@@ -97,12 +125,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs = load_runs(args.root, args.half)
     print(f"{len(runs)} runs from {args.root} ({args.half} half)\n")
     out: dict[str, Any] = {}
-    detectors = {"trestle": trestle_monitors, "openhands": openhands_rules}
-    for name, make in detectors.items():
-        if args.detector not in (name, "both"):
-            continue
-        evaluation = evaluate(runs, make, None, CATCHES if name == "trestle" else None)
-        title = "Trestle's default monitors" if name == "trestle" else "OpenHands' stuck rules"
+    chosen = ("trestle", "openhands") if args.detector == "both" else (args.detector,)
+    for name in chosen:
+        title, make, catches = DETECTORS[name]
+        evaluation = evaluate(runs, make, None, CATCHES if catches else None)
         print(f"## {title}\n")
         print(render(evaluation))
         if args.show:

@@ -64,6 +64,13 @@ def eval_(
     embedder: Annotated[
         str, typer.Option(help="Similarity for the drift monitor: hashing or wordllama.")
     ] = "hashing",
+    learnt: Annotated[
+        bool,
+        typer.Option(
+            "--learnt",
+            help="Add the learnt detector (off by default, as in a run: [monitors] learnt).",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
     """The targets' two figures, overall and per source with 95% intervals; then per
@@ -90,7 +97,7 @@ def eval_(
             r.model_copy(update={"outcome": found[r.name].outcome}) if r.name in found else r
             for r in runs
         ]
-    settings = MonitorSettings(embedder=embedder, context_window=context_window)
+    settings = MonitorSettings(embedder=embedder, context_window=context_window, learnt=learnt)
     default_monitors(settings)  # an unknown or missing embedder fails here, once
 
     def fresh(facts: RunFacts) -> list[Monitor]:

@@ -1,4 +1,5 @@
-"""The monitors a run gets unless told otherwise: every level at once."""
+"""The monitors a run gets unless told otherwise: every level at once, and the learnt
+detector when the settings ask for it."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from trestle.monitors.alerts import Monitor
 from trestle.monitors.context import ContextMonitor
 from trestle.monitors.drift import semantic_cost_timing_monitors
 from trestle.monitors.format import FormatMonitor
+from trestle.monitors.learnt import LearntMonitor, shipped_detector
 from trestle.monitors.loops import behaviour_monitors
 from trestle.monitors.similarity import embedder_named
 
@@ -30,7 +32,18 @@ CATCHES: dict[str, frozenset[str]] = {
 
 
 def default_monitors(settings: MonitorSettings) -> list[Monitor]:
-    """Fresh instances of every monitor, token level to cost, for one run."""
+    """Fresh instances of every monitor, token level to cost, for one run; and the
+    learnt detector if ``settings.learnt``."""
+    monitors = hand_written_monitors(settings)
+    if settings.learnt:
+        # the detector reads the alerts of its own set, made as the one it was trained
+        # with (the default settings'), whatever this run's settings are
+        monitors.append(LearntMonitor(shipped_detector(), hand_written_monitors(MonitorSettings())))
+    return monitors
+
+
+def hand_written_monitors(settings: MonitorSettings) -> list[Monitor]:
+    """Fresh instances of every hand-written monitor, token level to cost."""
     embedder = embedder_named(settings.embedder)
     return [
         FormatMonitor(),

@@ -7,6 +7,7 @@ What to do about an alert is one policy, configurable in ``trestle.toml``::
     [monitors]
     stall_after = 900            # seconds a step may show no sign of life
     context_window = 128000      # tokens the model's context holds (default: by model)
+    learnt = true                # add the learnt detector's warning (default: off)
     [monitors.actions]           # by severity ...
     warning = "inject"
     critical = "pause"
@@ -154,6 +155,9 @@ class MonitorSettings(Record):
     # the model's context window in tokens, for the context monitor; None: the known
     # window of the run's model, else a default (trestle.monitors.windows)
     context_window: int | None = Field(default=None, gt=0, le=100_000_000)
+    # the learnt detector (trestle.monitors.learnt) beside the hand-written monitors: a
+    # warning when a run looks, before half its turn limit, like runs that used it up
+    learnt: bool = False
 
     def stall_limit(self, step_timeout: float | None) -> float:
         """Seconds a running step may record nothing: ``stall_after``, or the step's
