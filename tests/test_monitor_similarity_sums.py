@@ -21,26 +21,47 @@ PIECES = st.sampled_from(
     [*"aAbBzZ_0190 .-/\n", "get", "HTTP", "Response", "the", "tests", "slug", "é", "\udcff"]
 )
 TEXTS = st.lists(PIECES, max_size=200).map("".join)
+# 900 distinct words (aaa, aab, ...): a long reasoning's worth, every word new
+NEW_WORDS = " ".join("".join(chr(97 + int(d)) for d in f"{i:03d}") for i in range(900))
 
 
 def _same(plain: SparseVector, fast: SparseVector) -> None:
-    assert list(fast.entries.items()) == list(plain.entries.items())  # values and order
     assert fast.norm() == plain.norm()
+    assert fast.stored() == plain.stored()
+    assert list(fast.entries.items()) == list(plain.entries.items())  # values and order
+
+
+def _cosines(embedder: HashingEmbedder, texts: list[str], others: list[str]) -> list[str]:
+    vectors, references = embedder.embed(texts), embedder.embed(others)
+    return [cosine(v, r).hex() for v in vectors for r in references]
 
 
 @settings(max_examples=300, deadline=None)
-@given(text=TEXTS, dim=st.sampled_from([7, 64, 1 << 18, 1 << 32]))
-def test_numpy_sums_give_the_plain_vectors_bit_for_bit(text: str, dim: int) -> None:
+@given(text=TEXTS, other=TEXTS, dim=st.sampled_from([7, 64, 1 << 18, 1 << 32]))
+def test_numpy_sums_give_the_plain_vectors_and_cosines_bit_for_bit(
+    text: str, other: str, dim: int
+) -> None:
     plain = HashingEmbedder(dim, vectorised=False)
-    fast = HashingEmbedder(dim, vectorised=True)
+    fast = HashingEmbedder(dim, vectorised=True)  # numpy for every text, short ones too
     assert fast.vectorised and not plain.vectorised
     ((p,), (f,)) = plain.embed([text]), fast.embed([text])
     assert isinstance(p, SparseVector) and isinstance(f, SparseVector)
+    # cosines of arrays with arrays, arrays with a dict (as a vector whose entries were
+    # read), and dicts with dicts
+    expected = _cosines(plain, [text], [other, text])
+    assert _cosines(fast, [text], [other, text]) == expected
+    (g,) = fast.embed([other])
+    assert isinstance(g, SparseVector)
+    g.entries  # noqa: B018  # read: now a dict too
+    assert [cosine(f, g).hex(), cosine(g, f).hex()] == [
+        expected[0],
+        cosine(*plain.embed([other, text])).hex(),
+    ]
     _same(p, f)
 
 
-def test_both_give_the_pinned_cosines_cold_and_cached() -> None:
-    for vectorised in (False, True):
+def test_every_way_gives_the_pinned_cosines_cold_and_cached() -> None:
+    for vectorised in (False, True, None):
         embedder = HashingEmbedder(vectorised=vectorised)
         for _ in range(2):
             references = embedder.embed(REFERENCES)
@@ -48,8 +69,15 @@ def test_both_give_the_pinned_cosines_cold_and_cached() -> None:
             assert found == COSINES, vectorised
 
 
+def test_a_long_text_is_summed_with_numpy_and_a_short_one_plainly_by_default() -> None:
+    embedder = HashingEmbedder()
+    long, short = embedder.embed([NEW_WORDS, "read textkit/slug.py"])
+    assert isinstance(long, SparseVector) and isinstance(short, SparseVector)
+    assert long.arrays is not None and short.arrays is None
+
+
 def test_a_word_repeated_and_a_long_text_of_new_words_agree() -> None:
-    text = "slug slug slug Slug SLUG slug_utils " * 40 + " ".join(f"w{i}x" for i in range(900))
+    text = "slug slug slug Slug SLUG slug_utils " * 40 + NEW_WORDS
     for trigram_weight in (0.4, 0.0):
         plain = HashingEmbedder(trigram_weight=trigram_weight, vectorised=False)
         fast = HashingEmbedder(trigram_weight=trigram_weight, vectorised=True)

@@ -24,11 +24,14 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
 
 U32 = npt.NDArray[np.uint32]
+F64 = npt.NDArray[np.float64]
+Positions = npt.NDArray[np.intp]
 
 
 def _crc_table() -> U32:
@@ -82,14 +85,14 @@ class VectorisedSums:
         )
         self._own: dict[str, int] = {}
 
-    def entries(self, counted: Sequence[tuple[str, int]]) -> tuple[dict[int, float], float] | None:
-        """The normalised vector's entries and its norm, for ``counted`` (the text's
-        words with their counts, sorted by word); None when a word is not ASCII (the
-        pure code handles those: a trigram there is not three bytes)."""
+    def vector(self, counted: Sequence[tuple[str, int]]) -> BucketArrays | None:
+        """The normalised vector for ``counted`` (the text's words with their counts,
+        sorted by word); None when a word is not ASCII (the pure code handles those: a
+        trigram there is not three bytes) or the sums are all zero (nothing to normalise)."""
         if not counted:
-            return {}, 0.0
+            return None
         words = [word for word, _ in counted]
-        padded = "".join([f"^{word}$" for word in words])
+        padded = "^" + "$^".join(words) + "$"
         if not padded.isascii():
             return None
         lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
@@ -104,18 +107,7 @@ class VectorisedSums:
         magnitudes[layout.is_trigram] = np.repeat(weights * self.trigram_weight / lengths, lengths)
         values = np.where(crcs >> np.uint32(31), -magnitudes, magnitudes)
         buckets = crcs if self.dim is None else crcs % self.dim
-        order, sums = _sums_in_first_touch_order(buckets, values)
-        norm = math.sqrt(sum((sums * sums).tolist()))
-        if norm == 0.0:  # nothing to normalise, as in the pure code
-            return dict(zip(order.tolist(), sums.tolist(), strict=True)), 0.0
-        unit = sums / norm
-        kept = unit != 0.0
-        if not kept.all():
-            order, unit = order[kept], unit[kept]
-        return (
-            dict(zip(order.tolist(), unit.tolist(), strict=True)),
-            math.sqrt(sum((unit * unit).tolist())),
-        )
+        return BucketArrays.normalised(*_sums_by_bucket(buckets, values))
 
     def _trigram_crcs(self, padded: str) -> U32:
         """The CRC-32 of the three bytes at each position of ``padded`` (those that
@@ -128,16 +120,18 @@ class VectorisedSums:
         return crcs
 
     def _own_crcs(self, words: list[str]) -> list[int]:
-        own, start = self._own, self.word_crc
-        out = []
-        for word in words:
-            crc = own.get(word)
+        own = self._own
+        found = list(map(own.get, words))
+        if None not in found:
+            return cast("list[int]", found)
+        if len(own) + len(words) > self.max_cached_words:
+            own.clear()
+        start = self.word_crc
+        for at, crc in enumerate(found):
             if crc is None:
-                if len(own) >= self.max_cached_words:
-                    own.clear()
-                crc = own[word] = zlib.crc32(word.encode("ascii"), start)
-            out.append(crc)
-        return out
+                word = words[at]
+                found[at] = own[word] = zlib.crc32(word.encode("ascii"), start)
+        return cast("list[int]", found)  # every None replaced
 
 
 class _Layout:
@@ -156,11 +150,10 @@ class _Layout:
         self.trigram_starts = np.repeat(2 * np.arange(count), lengths) + np.arange(trigrams)
 
 
-def _sums_in_first_touch_order(
-    buckets: U32, values: npt.NDArray[np.float64]
-) -> tuple[U32, npt.NDArray[np.float64]]:
-    """The distinct buckets in the order they first occur, and each one's values summed
-    one after another in the order they occur."""
+def _sums_by_bucket(buckets: U32, values: F64) -> tuple[U32, F64, Positions]:
+    """The distinct buckets in ascending order, each one's values summed one after
+    another in the order they occur, and the order in which the buckets first occur
+    (positions into the first two)."""
     # sorted by bucket, then position: each bucket's values stay in order (one sort of
     # distinct 64-bit keys is about 3x faster here than numpy's stable sort of the buckets)
     keys = np.sort((buckets.astype(np.uint64) << _HIGH) | np.arange(len(buckets), dtype=np.uint64))
@@ -173,4 +166,51 @@ def _sums_in_first_touch_order(
     # bincount adds each bin's weights one after another (typed as if it counted)
     sums = np.bincount(group, weights=values[by_bucket]).astype(np.float64, copy=False)
     first_touch = np.argsort(by_bucket[starts])  # each bucket's first position, ordered
-    return sorted_buckets[starts][first_touch], sums[first_touch]
+    return sorted_buckets[starts], sums, first_touch
+
+
+class BucketArrays:
+    """A normalised hashed vector in arrays (a :class:`~trestle.monitors.similarity.StoredArrays`):
+    its buckets ascending for lookups, and the order the plain code inserts them in."""
+
+    def __init__(self, buckets: U32, values: F64, first_touch: Positions, norm: float) -> None:
+        self.buckets = buckets  # ascending
+        self.values = values
+        self.first_touch = first_touch
+        self.norm = norm  # what SparseVector.norm() sums to
+        self.count = len(buckets)
+
+    @classmethod
+    def normalised(cls, buckets: U32, sums: F64, first_touch: Positions) -> BucketArrays | None:
+        """The sums divided by their length as the plain code divides them (None when
+        the length is zero, which the plain code leaves undivided)."""
+        in_order = sums[first_touch]
+        norm = math.sqrt(sum((in_order * in_order).tolist()))
+        if norm == 0.0:
+            return None
+        unit = sums / norm
+        kept = sums != 0.0
+        if not kept.all():  # a bucket whose features cancelled out, dropped as it is there
+            renumbered = np.cumsum(kept) - 1
+            first_touch = renumbered[first_touch[kept[first_touch]]]
+            buckets, unit = buckets[kept], unit[kept]
+        in_order = unit[first_touch]
+        return cls(buckets, unit, first_touch, math.sqrt(sum((in_order * in_order).tolist())))
+
+    def in_order(self) -> tuple[U32, F64]:
+        return self.buckets[self.first_touch], self.values[self.first_touch]
+
+    def as_dict(self) -> dict[int, float]:
+        buckets, values = self.in_order()
+        return dict(zip(buckets.tolist(), values.tolist(), strict=True))
+
+    def dot(self, indices: Sequence[int] | U32, values: Sequence[float] | F64) -> float:
+        """Python's ``sum`` of ``v * self.get(i, 0.0)`` in the given order, as the plain
+        cosine adds them (the products are the same IEEE multiplications)."""
+        if len(indices) == 0:
+            return 0.0
+        wanted = np.asarray(indices, dtype=np.int64)
+        at = np.minimum(np.searchsorted(self.buckets, wanted), self.count - 1)
+        found = np.where(self.buckets[at] == wanted, self.values[at], 0.0)
+        products: list[float] = (np.asarray(values, dtype=np.float64) * found).tolist()
+        return sum(products)

@@ -52,25 +52,82 @@ class Embedder(Protocol):
         ...
 
 
+class StoredArrays(Protocol):
+    """A sparse vector's entries held in arrays (:class:`~trestle.monitors.hashsums.BucketArrays`)
+    rather than in a dict: building a dict of a long text's ~2,000 entries costs more than
+    comparing the text with a few references does."""
+
+    count: int  # how many entries are stored
+
+    def as_dict(self) -> dict[int, float]:
+        """The entries, in the order the plain code inserts them."""
+        ...
+
+    def in_order(self) -> tuple[Any, Any]:
+        """The indices and values (array-likes), in the order of :meth:`as_dict`."""
+        ...
+
+    def dot(self, indices: Any, values: Any) -> float:
+        """``sum(v * self.get(i, 0.0) for i, v in zip(indices, values))`` over two
+        array-likes of the same length, to the last bit."""
+        ...
+
+
 class SparseVector(Sequence[float]):
     """A fixed-length vector that stores only its non-zero entries.
 
     It reads as an ordinary sequence of floats (zeros where nothing is stored), and
-    :func:`cosine` of two sparse vectors touches only what they store.
+    :func:`cosine` of two sparse vectors touches only what they store. Its entries are a
+    dict, or arrays (``arrays``) made into that dict only when ``entries`` is read.
     """
 
-    __slots__ = ("_norm", "dim", "entries")
+    __slots__ = ("_entries", "_norm", "arrays", "dim")
 
-    def __init__(self, dim: int, entries: dict[int, float], *, norm: float | None = None) -> None:
+    def __init__(
+        self,
+        dim: int,
+        entries: dict[int, float] | None = None,
+        *,
+        norm: float | None = None,
+        arrays: StoredArrays | None = None,
+    ) -> None:
+        if (entries is None) == (arrays is None):
+            raise ValueError("a sparse vector takes its entries as a dict or as arrays")
         self.dim = dim
-        self.entries = entries
+        self._entries = entries
+        self.arrays = arrays
         self._norm = norm  # when given, what norm() would sum to
+
+    @property
+    def entries(self) -> dict[int, float]:
+        """Index to value, in the order the embedder first touched each index."""
+        if self._entries is None:
+            assert self.arrays is not None  # one of the two is given
+            self._entries = self.arrays.as_dict()
+        return self._entries
+
+    def stored(self) -> int:
+        """How many entries it stores."""
+        if self._entries is not None:
+            return len(self._entries)
+        assert self.arrays is not None  # one of the two is given
+        return self.arrays.count
 
     def norm(self) -> float:
         """Its Euclidean length, summed once: a vector is compared with several."""
         if self._norm is None:
             self._norm = math.sqrt(sum(v * v for v in self.entries.values()))
         return self._norm
+
+    def dot(self, small: SparseVector) -> float:
+        """The dot product, summed in ``small``'s order over what ``small`` stores."""
+        if self.arrays is not None:
+            if small.arrays is not None:
+                return self.arrays.dot(*small.arrays.in_order())
+            entries = small.entries
+            return self.arrays.dot(list(entries), list(entries.values()))
+        large = self.entries
+        return sum(v * large.get(i, 0.0) for i, v in small.entries.items())
 
     def __len__(self) -> int:
         return self.dim
@@ -96,8 +153,8 @@ class SparseVector(Sequence[float]):
 def cosine(a: Sequence[float], b: Sequence[float]) -> float:
     """The cosine of the angle between ``a`` and ``b``; 0.0 when either is all zeros."""
     if isinstance(a, SparseVector) and isinstance(b, SparseVector):
-        small, large = sorted((a.entries, b.entries), key=len)
-        dot = sum(v * large.get(i, 0.0) for i, v in small.items())
+        small, large = (b, a) if b.stored() < a.stored() else (a, b)  # a when as long
+        dot = large.dot(small)
         norm_a, norm_b = a.norm(), b.norm()
     else:
         dot = math.fsum(x * y for x, y in zip(a, b, strict=True))
@@ -125,6 +182,9 @@ _STOPWORD_LIST = """
 """
 _STOPWORDS = frozenset(_STOPWORD_LIST.split())
 MAX_CACHED_WORDS = 1 << 16  # a word's hashed features, kept per embedder
+# distinct words from which numpy's sums are the faster (below, its calls' fixed cost
+# outweighs the additions it saves)
+VECTORISED_FROM_WORDS = 64
 
 # Splits camelCase and HTTPResponse-style runs: "parseHTTPResponse" -> parse HTTP Response.
 _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
@@ -195,8 +255,9 @@ class HashingEmbedder:
     Args:
         dim: the vector's length (a power of two keeps buckets even).
         trigram_weight: the total weight of a word's trigrams relative to the word.
-        vectorised: sum with numpy (True: numpy must be installed), in plain Python
-            (False), or with numpy where it is installed (None).
+        vectorised: sum with numpy for every text (True: numpy must be installed), in
+            plain Python (False), or with numpy where it is installed and the text has
+            ``VECTORISED_FROM_WORDS`` distinct words or more (None).
 
     Raises:
         MissingExtraError: ``vectorised=True`` without numpy installed.
@@ -213,14 +274,24 @@ class HashingEmbedder:
         # a word's hashed buckets and signs: its own, then its trigrams'. Words recur
         # across an agent's turns, and a resumed run re-embeds all of them
         self._buckets: dict[str, tuple[tuple[int, float], tuple[tuple[int, float], ...]]] = {}
-        self._sums = _vectorised_sums(dim, trigram_weight) if vectorised is not False else None
-        if vectorised and self._sums is None:
+        # numpy is imported at the first text, not here: a run builds its monitors at
+        # the start, and a plan without an agent step never embeds a text
+        self._sums: VectorisedSums | None = None
+        self._sums_unresolved = vectorised is not False
+        self._vectorised_from = 1 if vectorised else VECTORISED_FROM_WORDS
+        if vectorised and self._summer() is None:
             raise MissingExtraError("numpy", "embed")
 
     @property
     def vectorised(self) -> bool:
         """Whether the features are summed with numpy."""
-        return self._sums is not None
+        return self._summer() is not None
+
+    def _summer(self) -> VectorisedSums | None:
+        if self._sums_unresolved:
+            self._sums_unresolved = False
+            self._sums = _vectorised_sums(self.dim, self.trigram_weight)
+        return self._sums
 
     def embed(self, texts: Sequence[str]) -> list[Sequence[float]]:
         """One sparse vector per text (see the class docstring for its features)."""
@@ -228,10 +299,11 @@ class HashingEmbedder:
 
     def _vector(self, text: str) -> SparseVector:
         counted = sorted(Counter(words(text)).items())
-        if self._sums is not None:
-            summed = self._sums.entries(counted)
-            if summed is not None:
-                return SparseVector(self.dim, summed[0], norm=summed[1])
+        summer = self._summer() if len(counted) >= self._vectorised_from else None
+        if summer is not None:
+            arrays = summer.vector(counted)
+            if arrays is not None:
+                return SparseVector(self.dim, norm=arrays.norm, arrays=arrays)
         entries: dict[int, float] = {}
         for word, count in counted:
             weight = 1.0 + math.log(count)
