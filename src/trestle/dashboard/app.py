@@ -7,9 +7,9 @@ CLI's path: :func:`trestle.lifecycle.approvals.queue_decision`,
 :func:`trestle.lifecycle.runs.request_decision`, :func:`trestle.lifecycle.cancel.cancel_run`,
 :func:`trestle.lifecycle.rewinding.rewind`.
 
-The operator's invited people (:mod:`trestle.dashboard.accounts`) join through their
-invitation's URL, which sets their password, and then log in at ``/login`` with their
-name and password; a decision made in their session is signed with their own key.
+Logging in, joining by invitation and logging out are :mod:`trestle.dashboard.logins`;
+what a request must carry is :mod:`trestle.dashboard.forms`. A decision made in an
+invited person's session is signed with their own key (:meth:`Gate.signer`).
 
 Live pages hold a server-sent-events stream: the server looks at the store a few times a
 second and, when the run has new events, sends the page's live part rendered again
@@ -19,11 +19,8 @@ second and, when the run has new events, sends the page's live part rendered aga
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import re
-import secrets
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -37,17 +34,19 @@ from urllib.parse import quote
 import anyio
 import jinja2
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from markupsafe import Markup, escape
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from trestle.core.budget import DIMENSIONS
 from trestle.core.errors import TrestleError
-from trestle.dashboard import views
-from trestle.dashboard.accounts import PASSWORD_LEAST, LoginRefused
+from trestle.dashboard import forms, views
+from trestle.dashboard.accounts import LoginRefused
 from trestle.dashboard.conversation import chat
 from trestle.dashboard.finding import ENGINES, RunFilter, run_filter
-from trestle.dashboard.security import SESSION_COOKIE, Gate, Session
+from trestle.dashboard.forms import Refused, back
+from trestle.dashboard.logins import WRONG_PASSWORD_DELAY, add_login_routes
+from trestle.dashboard.security import Gate, Session
 from trestle.lifecycle.approvals import split_ref, trusted_state
 from trestle.notifications.ledger import trouble_text, troubles_if_any
 from trestle.operations.health import run_health
@@ -64,9 +63,6 @@ CSP = (
 )
 EVENTS_PAGE_MOST = 10_000  # events one request of a run's JSON history may ask for
 ALIVE_EVERY = 5.0  # seconds between checks that a stream's session still stands
-WRONG_PASSWORD_DELAY = 1.0  # seconds a wrong password waits before it is answered
-LOGIN_COOKIE = "trestle_login"  # the login form's CSRF token, before there is a session
-INVITE_COOKIE = "trestle_invite"  # an invitation's token, moved out of the URL
 STATUSES = ("created", "running", "needs_human", "succeeded", "partial", "stopped", "cancelled")
 
 
@@ -77,15 +73,6 @@ class Settings:
     poll: float = POLL
     wrong_password_delay: float = WRONG_PASSWORD_DELAY
     alive_every: float = ALIVE_EVERY
-
-
-class Refused(Exception):
-    """A request the dashboard will not serve: its status and the sentence that says why."""
-
-    def __init__(self, status: int, why: str) -> None:
-        super().__init__(why)
-        self.status = status
-        self.why = why
 
 
 HEADERS = [
@@ -200,26 +187,10 @@ def create_app(settings: Settings) -> FastAPI:
             opened.close()
 
     def session_of(request: Request, *, touch: bool = True) -> Session:
-        try:
-            return gate.admit(request.cookies.get(SESSION_COOKIE), touch=touch)
-        except LoginRefused as exc:
-            raise Refused(401, str(exc)) from None
-
-    async def posted(request: Request) -> dict[str, str]:
-        """The form of a POST from the dashboard's own pages, or a refusal."""
-        if not gate.origin_ok(request.headers.get("origin"), request.headers.get("referer")):
-            raise Refused(403, "refused: the request does not come from the dashboard's pages")
-        form = await request.form()
-        # a browser sends a textarea's lines ending in CR LF: the text as typed has LF
-        return {k: v.replace("\r\n", "\n") for k, v in form.items() if isinstance(v, str)}
+        return forms.session_of(gate, request, touch=touch)
 
     async def changing(request: Request) -> tuple[Session, dict[str, str]]:
-        """The session and form of a request that changes something, or a refusal."""
-        session = session_of(request)
-        fields = await posted(request)
-        if not session.csrf_ok(fields.get("csrf")):
-            raise Refused(403, "refused: the form's CSRF token is missing or wrong; reload")
-        return session, fields
+        return await forms.changing(gate, request)
 
     def alive(request: Request) -> Callable[[], bool]:
         """Whether the stream's session still stands (not logged out, expired, removed);
@@ -243,120 +214,7 @@ def create_app(settings: Settings) -> FastAPI:
         html = env.get_template(name).render(session=session, notes=notes, **context)
         return HTMLResponse(html)
 
-    def back(url: str) -> RedirectResponse:
-        return RedirectResponse(url, status_code=303)
-
-    # -- log in ---------------------------------------------------------------------
-
-    def logged_in(session: Session, url: str = "/") -> Response:
-        response = back(url)
-        response.set_cookie(SESSION_COOKIE, session.id, httponly=True, samesite="strict", path="/")
-        return response
-
-    def people() -> bool:
-        return gate.accounts is not None and gate.accounts.any_people()
-
-    def login_form(why: str = "", name: str = "", status: int = 200) -> Response:
-        csrf = secrets.token_urlsafe(32)
-        html = env.get_template("login.html").render(why=why, name=name, csrf=csrf)
-        response = HTMLResponse(html, status_code=status)
-        response.set_cookie(LOGIN_COOKIE, csrf, httponly=True, samesite="strict", path="/login")
-        return response
-
-    @app.get("/login")
-    def login(token: str | None = None) -> Response:
-        if token is None and people():
-            return login_form()
-        session = gate.exchange(token)
-        if session is None:
-            raise Refused(
-                403, "this login link is wrong or was used already: start `trestle ui` again"
-            )
-        return logged_in(session)
-
-    @app.post("/login")
-    async def login_with_password(request: Request) -> Response:
-        form = await posted(request)
-        expected = request.cookies.get(LOGIN_COOKIE, "")
-        if not expected or not hmac.compare_digest(form.get("csrf", ""), expected):
-            return login_form("the form was stale: log in again", status=403)
-        name = form.get("name", "").strip()
-        try:
-            session = await anyio.to_thread.run_sync(gate.login, name, form.get("password", ""))
-        except LoginRefused as exc:
-            # every wrong guess waits, so guessing is slow even across many names
-            await asyncio.sleep(settings.wrong_password_delay)
-            return login_form(str(exc), name=name, status=401)
-        response = logged_in(session)
-        response.delete_cookie(LOGIN_COOKIE, path="/login")
-        return response
-
-    def invitation_csrf(token: str) -> str:
-        return hashlib.sha256(b"trestle invitation form\0" + token.encode()).hexdigest()
-
-    def invite_form(token: str, why: str = "", status: int = 200) -> Response:
-        assert gate.accounts is not None
-        try:
-            name = gate.accounts.invited(token)
-        except LoginRefused as exc:
-            raise Refused(403, str(exc)) from None
-        html = env.get_template("invite.html").render(
-            name=name, why=why, csrf=invitation_csrf(token), least=PASSWORD_LEAST
-        )
-        return HTMLResponse(html, status_code=status)
-
-    @app.get("/invite")
-    def invitation(request: Request, token: str | None = None) -> Response:
-        if gate.accounts is None:
-            raise Refused(404, "this dashboard takes no invitations")
-        if token is None:
-            return invite_form(request.cookies.get(INVITE_COOKIE, ""))
-        invite_form(token)  # refused when it is wrong, used or expired
-        # the token leaves the address bar, the history and any Referer at once: the
-        # form is served from /invite, with the token in a cookie only /invite gets
-        response = back("/invite")
-        response.set_cookie(
-            INVITE_COOKIE, token, httponly=True, samesite="strict", path="/invite", max_age=3600
-        )
-        return response
-
-    @app.post("/invite")
-    async def join(request: Request) -> Response:
-        form = await posted(request)
-        token = request.cookies.get(INVITE_COOKIE, "")
-        if not token or not hmac.compare_digest(form.get("csrf", ""), invitation_csrf(token)):
-            raise Refused(403, "refused: open your invitation's URL again")
-        if form.get("password", "") != form.get("again", ""):
-            return invite_form(token, "the two passwords differ: type them again", 400)
-        try:
-            session = await anyio.to_thread.run_sync(gate.accept, token, form.get("password", ""))
-        except LoginRefused as exc:
-            return invite_form(token, str(exc), 400)
-        response = logged_in(session)
-        response.delete_cookie(INVITE_COOKIE, path="/invite")
-        return response
-
-    def logged_out(why: str) -> Response:
-        response = HTMLResponse(
-            env.get_template("refused.html").render(status="Logged out", why=why)
-        )
-        response.delete_cookie(SESSION_COOKIE, path="/")
-        return response
-
-    @app.post("/logout")
-    async def logout(request: Request) -> Response:
-        session, _ = await changing(request)
-        gate.end(session.id)
-        if session.person is not None:
-            return logged_out("logged out: log in again at /login")
-        return logged_out("logged out: start `trestle ui` again to log in")
-
-    @app.post("/logout-everywhere")
-    async def logout_everywhere(request: Request) -> Response:
-        session, _ = await changing(request)
-        ended = await anyio.to_thread.run_sync(gate.end_everywhere, session)
-        many = "session" if ended == 1 else "sessions"
-        return logged_out(f"logged out everywhere ({ended} {many} ended): log in again at /login")
+    add_login_routes(app, env, gate, wrong_password_delay=settings.wrong_password_delay)
 
     @app.get("/static/{name}")
     def static_file(name: str) -> Response:
