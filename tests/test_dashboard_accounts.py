@@ -176,6 +176,25 @@ def test_wrong_passwords_lock_the_name_for_a_while(accounts: Accounts, clock: Cl
     assert accounts.login("alice", PASSWORD).name == "alice"
 
 
+def test_guesses_sent_at_once_are_counted_one_by_one(accounts: Accounts) -> None:
+    accounts.accept(accounts.invite("alice").token, PASSWORD)
+    said: list[str] = []
+
+    def guess(n: int) -> None:
+        try:
+            accounts.login("alice", f"parallel guess {n}")
+        except LoginRefused as exc:
+            said.append(str(exc))
+
+    threads = [threading.Thread(target=guess, args=(n,)) for n in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert said.count("wrong name or password") == FAILURES_MOST  # checked; the rest refused
+    assert sum("too many wrong passwords" in s for s in said) == 12 - FAILURES_MOST
+
+
 def test_a_session_ends_when_idle_or_old_and_is_deleted(accounts: Accounts, clock: Clock) -> None:
     accounts.accept(accounts.invite("alice").token, PASSWORD)
     idle = accounts.login("alice", PASSWORD)

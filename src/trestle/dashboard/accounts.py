@@ -49,7 +49,7 @@ LOCKOUT = 15 * 60.0  # seconds
 INVITATION_LIFETIME = 24 * 3600.0  # seconds, unless the invitation says otherwise
 SERVED_AT = "served_at"  # the setting that holds the URL `trestle ui` last printed
 SEEN_EVERY = 30.0  # seconds: a session's last use is written at most this often
-# scrypt's cost: 16 MiB and about 50 ms a password, the parameters OWASP recommends
+# scrypt's cost: 16 MiB of memory a check (N=2**14, r=8, p=1, as OWASP recommends)
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 
 MIGRATIONS = (
@@ -230,6 +230,7 @@ class Accounts:
         earlier sessions and log them in."""
         name = self.invited(token)
         check_password(password)
+        hashed = hash_password(password)  # outside the transaction: it takes a while
         with self._db() as db:
             used = db.execute(
                 "DELETE FROM invitations WHERE token_hash = ?", (_hash(token or ""),)
@@ -238,7 +239,7 @@ class Accounts:
                 raise LoginRefused("this invitation was used already: ask for a new one")
             db.execute(
                 "UPDATE people SET password = ?, joined = ? WHERE name = ?",
-                (hash_password(password), self.clock(), name),
+                (hashed, self.clock(), name),
             )
             db.execute("DELETE FROM sessions WHERE name = ?", (name,))
             db.execute("DELETE FROM failures WHERE name = ?", (name,))
@@ -258,7 +259,9 @@ class Accounts:
                 )
             row = db.execute("SELECT password FROM people WHERE name = ?", (name,)).fetchone()
             stored = row[0] if row is not None else None
-            # an unknown name costs what a known one does: the time tells nothing
+            # an unknown name costs what a known one does: the time tells nothing. Checked
+            # inside the write transaction, so guesses sent at once are counted one by
+            # one and no more than FAILURES_MOST get through
             right = verify_password(password, stored or _DUMMY)
             if stored is not None and right:
                 db.execute("DELETE FROM failures WHERE name = ?", (name,))
