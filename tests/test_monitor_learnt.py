@@ -7,6 +7,7 @@ same failing test ten times.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -15,6 +16,7 @@ from types import ModuleType
 import pytest
 
 from bench_modules import load_bench
+from test_cli import Cli
 from trestle.core.records.monitors import MonitorSettings
 from trestle.monitors.catalog import default_monitors, hand_written_monitors
 from trestle.monitors.evaluate import evaluate
@@ -170,3 +172,14 @@ def test_the_bench_scores_the_learnt_detector(run: ImportedRun) -> None:
     bench = load_bench("monitors_real")
     evaluation = evaluate([run], bench.learnt_detector)
     assert [m.monitor for m in evaluation.monitors] == ["learnt"]
+
+
+def test_monitors_eval_adds_the_detector_when_asked(tmp_path: Path) -> None:
+    cli = Cli(tmp_path, tmp_path / "t.db")
+    names = {}
+    for flags in ((), ("--learnt",)):
+        result = cli("monitors", "eval", RUN, *flags, "--json")
+        assert result.returncode == 0, result.stderr
+        names[flags] = [m["monitor"] for m in json.loads(result.stdout)["monitors"]]
+    assert "learnt" not in names[()]
+    assert names[("--learnt",)] == [*names[()], "learnt"]
