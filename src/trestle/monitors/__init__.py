@@ -6,7 +6,8 @@
   ``trestle.core.records.monitors``);
 - the monitors: ``format``, ``loops``, ``monologue``, ``progress``, ``reruns``,
   ``timing``, ``drift`` (with ``similarity``), ``cost``, ``context`` (with
-  ``windows``); ``catalog`` assembles them;
+  ``windows``); ``learnt`` (a trained model over ``prefix``'s features of the run so
+  far, off by default); ``catalog`` assembles them;
 - ``stream``: a Trestle run's events as observations; ``hub``: the engine's bridge;
 - ``importers``, ``evaloutput``, ``corpus``, ``shell`` and ``evaluate``: recorded runs
   measured offline.
