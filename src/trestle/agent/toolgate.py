@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 
+from trestle.core.approvers import similar_reaches
 from trestle.core.conversation import canonical_json
 from trestle.core.events import Gate, ToolAsk
 from trestle.core.gate import similar_approval, similar_key
@@ -114,7 +115,9 @@ class RunToolGate:
                 facts=facts,
             )
         similar = similar_approval(self.state.similar_approved, key)
-        if similar is not None:
+        if similar is not None and similar_reaches(
+            self.state, similar, self.step_id, call.tool, facts, decision.tier
+        ):  # unless an approver rule covers this call that the similar one's did not
             return GateVerdict.allow(
                 "approved with similar calls",
                 by_human=True,

@@ -7,6 +7,9 @@ as the data). Decisions go through the decision path the CLI's commands use
 :func:`trestle.lifecycle.runs.request_decision`, ``request_requirement``,
 :func:`trestle.lifecycle.cancel.cancel_tree`): signed with the operator's key, queued
 in the store, recorded by the run's driver, and made by ``by`` (``mcp:CLIENT:USER@HOST``).
+Approvals and rejections are signed with the server's identity key too, always
+(:func:`trestle.trust.identity.identity_path`: ``trestle mcp serve --identity FILE``
+names it), so the record says whose key decided whether or not a rule asks.
 Nothing here imports the MCP SDK.
 """
 
@@ -121,9 +124,17 @@ def approve(
 ) -> Answer:
     """``trestle approve REF``."""
     from trestle.lifecycle.approvals import queue_decision
+    from trestle.trust.identity import private_key
 
     queued = queue_decision(
-        store, _ref(store, ref), "approve", reason=reason, similar=similar, top_up=top_up, by=by
+        store,
+        _ref(store, ref),
+        "approve",
+        reason=reason,
+        similar=similar,
+        top_up=top_up,
+        by=by,
+        identity=private_key(),
     )
     what = f"approved {queued.ref}"
     return _outcome(store, what, queued.run_id, queued.request_id, queued.after, queued.ref)
@@ -132,8 +143,11 @@ def approve(
 def reject(store: Store, ref: str, *, by: str, reason: str) -> Answer:
     """``trestle reject REF --reason TEXT``."""
     from trestle.lifecycle.approvals import queue_decision
+    from trestle.trust.identity import private_key
 
-    queued = queue_decision(store, _ref(store, ref), "reject", reason=reason, by=by)
+    queued = queue_decision(
+        store, _ref(store, ref), "reject", reason=reason, by=by, identity=private_key()
+    )
     what = f"rejected {queued.ref}"
     return _outcome(store, what, queued.run_id, queued.request_id, queued.after, queued.ref)
 

@@ -7,8 +7,11 @@ Tools: ``runs``, ``show_run`` and ``inbox`` read (as ``trestle runs``, ``show`` 
 (:mod:`trestle.cli.mcp_answers`): signed with this user's approval key, recorded by the
 run's driver as made by ``mcp:CLIENT:USER@HOST``, where CLIENT is the name the MCP
 client gave when it connected (its ``clientInfo.name``; a client names itself, so
-it says which tool asked, not who may). The key and the decision are the operator's:
-whoever can talk to this server's stdin decides as the user who started it.
+it says which tool asked, not who may). Who may is the identity key the server signs
+with (the user's ``identity.key``, or ``trestle mcp serve --identity FILE``): where an
+operator's approver rule covers an approval, the decision counts only if that key is
+in one of its groups, and it is recorded as the group names the key, with the client
+(``alice (mcp:cursor)``). Whoever can talk to this server's stdin decides as that key.
 
 A decision is refused from inside a run's step, as ``trestle approve`` refuses it:
 when this server was started by a step (checked once, when it starts: its parents may

@@ -113,6 +113,84 @@ def may_decide(policy: Policy, rules: Iterable[ApproverRule]) -> str:
     return f"who may decide: {' or '.join(parts)}{many}"
 
 
+def member_name(policy: Policy | None, key: str | None) -> str | None:
+    """The name any of the operator's groups gives ``key``, or None."""
+    if policy is None or key is None:
+        return None
+    return _name(policy, policy.groups, key)
+
+
+def shown_decider(name: str | None, signer: str | None, by: str) -> str:
+    """Who made a decision, as the record names them: the groups' ``name`` for the key
+    it was signed with, else what the decision path said (``by``). A decision through
+    ``trestle mcp serve`` (``by`` is ``mcp:CLIENT:USER@HOST``) names its client too:
+    ``alice (mcp:cursor)``, or the key's short form where no group names it."""
+    if not by.startswith("mcp:"):
+        return name or by
+    client = by.removeprefix("mcp:").rpartition(":")[0] or by.removeprefix("mcp:")
+    if name is not None:
+        return f"{name} (mcp:{client})"
+    if signer is not None:
+        return f"{short_key(signer)} ({by})"
+    return by
+
+
+def raise_rules(state: RunState) -> tuple[ApproverRule, ...]:
+    """The rules that cover a raise of the run's budget after a hard stop: those that
+    would cover its budget approvals (a top-up at a soft limit), which have no step,
+    command or path: rules without criteria, and rules naming the tag ``budget``."""
+    policy = state.operator_policy
+    if policy is None:
+        return ()
+    facts = _Facts(None, None, ("budget",), None, ())
+    return tuple(r for r in policy.approvers if _covers(r, facts, None))
+
+
+def judge_raise(state: RunState, signer: str | None) -> Judgement:
+    """What a raise of the budget signed with key ``signer`` does: it is one person's
+    act, so it needs a member of a group of every rule that covers it
+    (:func:`raise_rules`), one who did not start the run where a rule asks for
+    several approvers."""
+    rules = raise_rules(state)
+    if not rules:
+        return Judgement("decide")
+    policy = state.operator_policy
+    assert policy is not None
+    who = may_decide(policy, rules).replace("distinct approvers", "approvers")
+    if signer is None:
+        return Judgement("refuse", f"not signed with an approver's key; {who}")
+    for rule in rules:
+        if _name(policy, rule.groups, signer) is None:
+            groups = " or ".join(repr(g) for g in rule.groups)
+            return Judgement("refuse", f"{_short(signer)} is not in group {groups}; {who}")
+    name = _name(policy, rules[0].groups, signer)
+    if signer == state.started_by and any(r.approvals > 1 for r in rules):
+        return Judgement("refuse", f"{name} started the run; {who}", name)
+    return Judgement("decide", name=name)
+
+
+def similar_reaches(
+    state: RunState, granted: int, name: str, tool: str | None, facts: ActionFacts, tier: str | None
+) -> bool:
+    """Whether the ``--similar`` of approval ``granted`` may approve a later action
+    (step or tool ``name``, its ``facts``): only when every approver rule that covers
+    the later action covered the granted approval too, so that its decider counted
+    for each of them. ``--similar`` is refused where a rule asks for several."""
+    a = state.approvals.get(granted)
+    if a is None:
+        return False
+    later = _Facts(name, tool, facts.tags, facts.command, facts.paths)
+    policy = state.operator_policy
+    rules = policy.approvers if policy is not None else ()
+    granted_rules = covering(state, a)
+    return all(r in granted_rules for r in rules if _covers(r, later, tier))
+
+
+def short_key(key: str) -> str:
+    """A public key as a record shows it: its first 24 characters."""
+    return f"{key[:24]}…" if len(key) > 24 else key
+
+
 def _name(policy: Policy, groups: Iterable[str], key: str) -> str | None:
     """The name one of ``groups`` gives ``key``, or None when none lists it."""
     for group in groups:
@@ -123,7 +201,7 @@ def _name(policy: Policy, groups: Iterable[str], key: str) -> str | None:
 
 
 def _short(key: str) -> str:
-    return f"key {key[:24]}…" if len(key) > 24 else f"key {key}"
+    return f"key {short_key(key)}"
 
 
 @dataclass(frozen=True)
@@ -141,7 +219,8 @@ def _facts(state: RunState, a: ApprovalState) -> _Facts:
         f: ActionFacts = a.ask.facts
         return _Facts(a.step, a.ask.tool, f.tags, f.command, f.paths)
     if a.step is None or a.step not in state.steps:
-        return _Facts(a.step, None, (), None, ())
+        # a budget approval is matched as the tag `budget` (see raise_rules)
+        return _Facts(a.step, None, ("budget",) if a.subject == "budget" else (), None, ())
     step = state.step_spec(a.step)
     command = str(step.run) if step.run is not None else None
     paths: tuple[str, ...] = ()

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from trestle.core.approvers import similar_reaches
 from trestle.core.events import Gate
 from trestle.core.invocations import SHELLS, WRAPPERS
 from trestle.core.memo import ByIdentity
@@ -199,6 +200,12 @@ def judge(state: RunState, sid: str, attempt: int) -> Judgement:
     approval = (
         st.approval if st.approved_hash == digest else similar_approval(state.similar_approved, key)
     )
+    if (
+        approval is not None
+        and st.approved_hash != digest
+        and not similar_reaches(state, approval, sid, None, facts, decision.tier)
+    ):
+        approval = None  # an approver rule covers it that the similar one's did not
     if approval is None:
         return Judgement(decision, digest, key, None)
     gate = Gate(decision=decision, action_hash=digest, approval=approval)

@@ -23,7 +23,7 @@ import yaml
 from pydantic import ValidationError
 
 from trestle.agentplan.review_edit import edited_review
-from trestle.core.approvers import covering
+from trestle.core.approvers import covering, judge_raise, member_name, shown_decider
 from trestle.core.approvers import judge as judge_approver
 from trestle.core.card import HandoffCard, approval_ref, build_card
 from trestle.core.conversation import canonical_json
@@ -49,7 +49,7 @@ from trestle.lifecycle.doorbell import ring
 from trestle.lifecycle.runs import Vet, load_state, readable_states, refuse_if_cancelled
 from trestle.store.base import Request, Store
 from trestle.trust.identity import decision_fields, with_identity
-from trestle.trust.signing import decision_key, signed_payload, verified_fields
+from trestle.trust.signing import decision_key, signed_payload
 from trestle.trust.step_origin import inside_a_step
 
 if TYPE_CHECKING:
@@ -204,7 +204,9 @@ def queue_decision(
         "by": by or f"{getpass.getuser()}@{socket.gethostname()}",
     }
     signature = None
-    if covering(state, a):  # who decides counts: sign with the decider's own key too
+    if identity is not None or covering(state, a):
+        # who decides counts: sign with the decider's own key too (a key handed in, a
+        # dashboard account's or an MCP server's, always signs: the record names it)
         fields, signature = with_identity(fields, key=identity)
     payload = signed_payload(fields, key or decision_key(), identity=signature)
     request_id = store.add_request(
@@ -418,7 +420,8 @@ def decided(
         return refuse(number, f"unknown verdict {verdict!r}")
     if top_up is not None and not _amount(top_up):
         return refuse(number, f"the top-up {top_up!r} is not a finite amount of at least 0")
-    who = judge_approver(state, a, fields.get("signer"), verdict)
+    signer = fields.get("signer")
+    who = judge_approver(state, a, signer, _judged(verdict, fields.get("similar")))
     if who.outcome == "refuse":
         return refuse(number, who.reason)
     if who.outcome == "endorse":
@@ -444,7 +447,11 @@ def decided(
         approval=number,
         verdict=verdict,
         # a member of the operator's approver groups is named as the group names them
-        by=who.name or str(fields.get("by") or "unknown"),
+        by=shown_decider(
+            who.name or member_name(state.operator_policy, signer),
+            signer,
+            str(fields.get("by") or "unknown"),
+        ),
         reason=str(fields.get("reason") or ""),
         similar=bool(fields.get("similar")),
         action_hash=change.action_hash if change is not None else a.action_hash,
@@ -489,9 +496,8 @@ def forged(state: RunState, event: AnyEvent, key: bytes) -> str | None:
     if fields is None:
         return "its signature does not verify"
     a = state.approvals.get(event.approval)
-    if a is not None and judge_approver(state, a, fields["signer"], event.verdict).outcome != (
-        "decide"
-    ):
+    verdict = _judged(event.verdict, event.similar)
+    if a is not None and judge_approver(state, a, fields["signer"], verdict).outcome != "decide":
         return "its signer may not decide this approval alone (the operator's approvers)"
     said = (
         fields.get("run_id"),
@@ -540,7 +546,8 @@ def _endorsement_forged(state: RunState, event: ApprovalEndorsed, key: bytes) ->
         or (fields.get("files") or {}) != (a.files or {})
     ):
         return "the signed request is not for this approval as it stands"
-    if judge_approver(state, a, event.signer, fields.get("verdict")).outcome != "endorse":
+    verdict = _judged(fields.get("verdict"), fields.get("similar"))
+    if judge_approver(state, a, event.signer, verdict).outcome != "endorse":
         return "its signer's approve does not count towards this approval"
     return None
 
@@ -549,9 +556,12 @@ def _raise_forged(state: RunState, event: BudgetRaised, key: bytes) -> str | Non
     """:func:`forged` for a raise of the budget (see :mod:`trestle.lifecycle.topup`)."""
     if event.signed is None:
         return "carries no signed request"
-    fields = verified_fields(event.signed, key)
+    fields = decision_fields(event.signed, key)
     if fields is None:
         return "its signature does not verify"
+    who = judge_raise(state, fields["signer"])
+    if who.outcome == "refuse":
+        return f"its signer may not raise this run's budget: {who.reason}"
     said = (fields.get("run_id"), fields.get("kind"), fields.get("add"), fields.get("by"))
     if said != (state.run_id, "budget", dict(event.add), event.by) or (
         (fields.get("stop_seq"), fields.get("reason")) != (event.stop_seq, event.reason)
@@ -563,6 +573,12 @@ def _raise_forged(state: RunState, event: BudgetRaised, key: bytes) -> str | Non
     if not all(_amount(v) and v > 0 for v in event.add.values()):
         return "it raises by an amount that is not a finite number above 0"
     return None
+
+
+def _judged(verdict: object, similar: object) -> object:
+    """The verdict as the approver rules judge it: an approve ``--similar`` as
+    ``similar``, which a rule that asks for several approvers refuses."""
+    return "similar" if verdict == "approve" and similar else verdict
 
 
 def _amount(value: object) -> bool:

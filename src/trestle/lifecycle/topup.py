@@ -15,6 +15,9 @@ meanwhile. It is refused, and nothing is recorded:
   above 0, a run its budget did not stop (said in words), a raise that leaves out
   the dimension that stopped it, or one that would still leave the start it stopped
   at over the limit (naming what that start needs and what the limit would be), exit 2;
+- where the operator's approver rules cover raises
+  (:func:`trestle.core.approvers.raise_rules`) and this person's identity key is not
+  in a group of each, naming who may raise it, exit 2;
 - for a cancelled run, exit 7; while a live process still drives the run (it finishes
   the steps that ran when the limit was hit, then ends), exit 5.
 
@@ -30,6 +33,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from trestle.core.approvers import judge_raise, raise_rules
 from trestle.core.budget import DIMENSIONS, Dimension, fmt, hard_level, least_raise
 from trestle.core.errors import ConfigError, LeaseHeldError
 from trestle.core.events import BudgetRaised
@@ -42,6 +46,7 @@ from trestle.lifecycle.doorbell import ring
 from trestle.lifecycle.lease import DEFAULT_LEASE_TTL, this_process
 from trestle.lifecycle.runs import load_state, record, refuse_if_cancelled
 from trestle.store.base import Store
+from trestle.trust.identity import public_key, with_identity
 from trestle.trust.signing import decision_key, signed_payload
 from trestle.trust.step_origin import inside_a_step
 
@@ -180,6 +185,17 @@ def refusal(state: RunState, add: Mapping[Dimension, float]) -> str | None:
     return None
 
 
+def _not_an_approver(state: RunState) -> str | None:
+    """Why this person may not raise the run's budget under the operator's approver
+    rules (:func:`trestle.core.approvers.judge_raise`), or None."""
+    if not raise_rules(state):
+        return None
+    who = judge_raise(state, public_key())
+    if who.outcome == "refuse":
+        return f"run {state.run_id!r}: you may not raise its budget: {who.reason}"
+    return None
+
+
 def _used_now(state: RunState, dim: Dimension) -> float:
     """For a stop recorded without what it needed: what is used now, plus one step."""
     if dim == "seconds":
@@ -211,7 +227,7 @@ def raise_budget(
         raise ConfigError("say what to raise: --add DIMENSION=AMOUNT, like tokens=2000")
     state = trusted_state(store, run_id)
     refuse_if_cancelled(state)
-    problem = refusal(state, add)
+    problem = refusal(state, add) or _not_an_approver(state)
     if problem is not None:
         raise ConfigError(problem)
     key = key or decision_key()
@@ -235,7 +251,7 @@ def raise_budget(
             raise ConfigError(problem)
         assert state.budget_stop is not None
         amounts = {dim: float(amount) for dim, amount in add.items()}
-        fields = {
+        fields: dict[str, object] = {
             "run_id": run_id,
             "kind": "budget",
             "add": amounts,
@@ -243,13 +259,17 @@ def raise_budget(
             "by": by,
             "stop_seq": state.budget_stop.seq,
         }
+        identity = None
+        if raise_rules(state):  # who raises counts: sign with their own key too
+            fields["by"] = judge_raise(state, public_key()).name or by
+            fields, identity = with_identity(fields)
         event = BudgetRaised(
             at=time.time(),
             add=amounts,
-            by=by,
+            by=str(fields["by"]),
             reason=reason,
             stop_seq=state.budget_stop.seq,
-            signed=signed_payload(fields, key),
+            signed=signed_payload(fields, key, identity=identity),
         )
         record(store, state, event, token=lease.token)
     finally:
