@@ -248,6 +248,32 @@ def test_a_run_state_shows_itself_in_one_short_line(h: Harness) -> None:
     )
 
 
+def test_run_returns_the_state_the_store_folds(h: Harness) -> None:
+    # run() hands back the drive's own state instead of loading the run again: it must
+    # be the very state a load folds (snapshots taken mid-run, a retry, a dead letter)
+    run_id = h.create(
+        """
+        steps:
+          - id: a
+            run: echo a >> count
+          - id: flaky
+            run: echo f >> count; exit 1
+            retries: 1
+            backoff: {initial: 0}
+            needs: [a]
+          - id: aside
+            run: 'true'
+            needs: [a]
+        """
+    )
+    engine = h.engine(snapshot_every=1)
+    for _ in range(2):  # the second drive finds nothing to do
+        returned = asyncio.run(engine.run(run_id))
+        assert returned.finished == "needs_human"
+        assert returned.model_dump() == engine.state(run_id).model_dump()
+        assert returned.model_dump() == load_state(h.store, run_id).model_dump()
+
+
 @pytest.mark.parametrize("retries", [0, 2])
 def test_retries_are_bounded_to_retries_plus_one_attempts(h: Harness, retries: int) -> None:
     run_id = h.create(
