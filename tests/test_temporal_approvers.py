@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from store_rows import append_raw_event
 from temporal_helpers import Workers, dev_server, wait_for
 from test_cli import Cli, run_id_of
 from trestle.store import SqliteStore
+from trestle.trust.identity import with_identity
+from trestle.trust.signing import decision_key, signed_payload
 
 pytestmark = pytest.mark.slow
 
@@ -99,3 +102,50 @@ def test_two_members_other_than_the_starter_decide_on_temporal(cli: Cli, workers
     store = SqliteStore(cli.store)
     wait_for(lambda: store.run(run_id).status == "succeeded", what="the run to end")
     assert (cli.dir / "deploys.log").read_text() == "deployed\n"
+
+
+def test_only_a_member_raises_a_stopped_budget_on_temporal(cli: Cli, workers: Workers) -> None:
+    """A raise the rules cover: an outsider refused at the CLI, their event written into
+    the store ignored by the workflow's load, a member's raise lets the run go on."""
+    alice = _as(cli, workers, "alice", "policy", "identity").stdout.strip()
+    _as(cli, workers, "mallory", "policy", "identity")
+    toml = cli.write(
+        "trestle.toml",
+        f'[policy.groups.finance]\nalice = "{alice}"\n\n'
+        '[[policy.approvers]]\ngroups = ["finance"]\ntags = ["budget"]\n',
+    )
+    digest = hashlib.sha256(toml.read_bytes()).hexdigest()
+    workers.start()
+    plan = cli.write(
+        "plan.yaml",
+        "goal: g\nbudget:\n  steps: {hard: 1}\nsteps:\n"
+        "  - id: a\n    run: echo a >> done.log\n"
+        "  - id: b\n    run: echo b >> done.log\n    needs: [a]\n",
+    )
+    stopped = workers.run(
+        "run", plan, "--no-live", "--no-prompt", "--accept-policy", digest, *workers.flags()
+    )
+    assert stopped.returncode == 6, stopped.stdout + stopped.stderr
+    run_id = run_id_of(stopped)
+    refused = _as(cli, workers, "mallory", "budget", run_id, "--add", "steps=1")
+    assert refused.returncode == 2 and "who may decide: finance (alice)" in _said(refused)
+
+    store = SqliteStore(cli.store)
+    stop_seq = max(e.seq for e in store.events(run_id) if e.event.kind == "budget_exhausted")
+    fields = {"run_id": run_id, "kind": "budget", "add": {"steps": 1.0}, "reason": "", "by": "m"}
+    fields, identity = with_identity(
+        {**fields, "stop_seq": stop_seq},
+        cli.dir.parent / "people" / "mallory" / "trestle" / "identity.key",
+    )
+    signed = signed_payload(
+        fields, decision_key(cli.dir.parent / "approval.key"), identity=identity
+    )
+    row = {"add": {"steps": 1.0}, "by": "m", "stop_seq": stop_seq, "signed": signed}
+    seq = append_raw_event(cli.store, run_id, "budget_raised", row)
+
+    raised = _as(cli, workers, "alice", "budget", run_id, "--add", "steps=1")
+    assert raised.returncode == 0, _said(raised)
+    wait_for(lambda: store.run(run_id).status == "succeeded", what="the run to end")
+    assert (cli.dir / "done.log").read_text() == "a\nb\n"
+    shown = _as(cli, workers, "alice", "show", run_id, "--json")
+    assert f'"forged_seq": {seq}' in shown.stdout, shown.stdout
