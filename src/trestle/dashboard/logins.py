@@ -102,10 +102,14 @@ def add_login_routes(
             return invite_form(request.cookies.get(INVITE_COOKIE, ""))
         invite_form(token)  # refused when it is wrong, used or expired
         # the token leaves the address bar, the history and any Referer at once: the
-        # form is served from /invite, with the token in a cookie only /invite gets
+        # form is served from /invite, with the token in a cookie only /invite gets.
+        # Lax, not Strict: an invitation is usually a link clicked in mail or chat, and a
+        # Strict cookie set on that cross-site navigation would not come back with its
+        # redirect; the form it opens is still posted only from this origin, with a
+        # CSRF token derived from the invitation's
         response = back("/invite")
         response.set_cookie(
-            INVITE_COOKIE, token, httponly=True, samesite="strict", path="/invite", max_age=3600
+            INVITE_COOKIE, token, httponly=True, samesite="lax", path="/invite", max_age=3600
         )
         return response
 
