@@ -1,7 +1,8 @@
 """The context monitor: the context plus the likely next observation against the window.
 
-Constructed traces for the arithmetic, and a live scripted agent run in the real engine
-and store for the alert's way through the hub to the agent.
+Constructed traces for the arithmetic, and live scripted agent runs in the real engine
+and store for the alert's way through the hub to the agent, and for a model that
+reports no usage: the size of the request as sent (after compression) is what counts.
 """
 
 from __future__ import annotations
@@ -25,11 +26,11 @@ from agent_helpers import (
     state_of,
 )
 from trestle.core.errors import ConfigError
-from trestle.core.events import AlertRaised, ReminderInjected
-from trestle.core.records.agent import bootstrap_plan
+from trestle.core.events import AlertRaised, ModelCalled, ReminderInjected
+from trestle.core.records.agent import ContextBudget, bootstrap_plan
 from trestle.core.records.monitors import Alert, MonitorSettings
 from trestle.lifecycle.runs import create_run
-from trestle.models import ScriptedModel, Usage
+from trestle.models import ModelResponse, ScriptedModel, Usage
 from trestle.monitors.catalog import default_monitors
 from trestle.monitors.context import BASE_TOKENS, ContextMonitor
 from trestle.monitors.trace import Action, Observation, RunFacts, StepEnd, Turn
@@ -176,3 +177,78 @@ def test_a_live_agent_near_its_window_is_told_before_its_next_call(tmp_path: Pat
     ]
     assert [t.record.alert for t in told] == [raised[0].alert.key]
     assert any(m.content == told[0].record.text for r in model.requests for m in r.messages)
+
+
+NOTES = 24  # files the agent reads before it reports (within UNDERSTAND's 30 turns)
+NOTE_CHARS = 5_000  # each: 1,667 tokens at three characters a token, 1,250 at four
+
+
+def long_reader_run(tmp_path: Path, *, context_limit: int) -> tuple[SqliteStore, str]:
+    """A scripted run that reads :data:`NOTES` notes, one a turn, with a model that
+    reports no usage, under a 20,000-token window: all of them add up to 40,000 tokens
+    (three characters a token), twice the window. Returns the store and the run."""
+    workspace = sample_workspace(tmp_path)
+    (workspace / "notes").mkdir()
+    for i in range(NOTES):
+        line = f"note {i:02d}: " + "the quick brown fox jumps over the lazy dog " * 2
+        (workspace / "notes" / f"n{i:02d}.txt").write_text(
+            "\n".join([line] * (NOTE_CHARS // len(line))), encoding="utf-8"
+        )
+    store = SqliteStore(tmp_path / "store.db")
+    settings = agent_settings(context=ContextBudget(limit=context_limit))
+    run_id = create_run(
+        store,
+        bootstrap_plan(GOAL),
+        workspace=workspace,
+        agent=settings,
+        # reading notes the goal does not name is drifting and no progress: noted
+        # only, so the context monitor alone can pause the run
+        monitors=MonitorSettings(
+            context_window=20_000,
+            kinds={"drifting": "note", "no_progress": "note", "no_edit": "note"},
+        ),
+    )
+    reads = [call("read_file", call_id=f"r{i}", path=f"notes/n{i:02d}.txt") for i in range(NOTES)]
+    replies: list[ModelResponse | str] = [*reads, findings_json(), plan_json(FIX_STEP)]
+    replies += [
+        call("edit_file", path="calc.py", old="a - b", new="a + b"),
+        call("finish", summary="add() adds", claims=["test_add passes"]),
+    ]
+    drive(store, run_id, ScriptedModel(replies))
+    return store, run_id
+
+
+def context_alerts(store: SqliteStore, run_id: str) -> list[AlertRaised]:
+    return [
+        a for a in of_kind(recorded(store, run_id), AlertRaised) if a.alert.monitor == "context"
+    ]
+
+
+def test_a_long_run_that_compresses_is_not_paused_when_its_model_reports_no_usage(
+    tmp_path: Path,
+) -> None:
+    # compression keeps the request under 8,000 tokens (80% of 10,000), well inside
+    # the window, though every note read would add up to twice the window
+    store, run_id = long_reader_run(tmp_path, context_limit=10_000)
+
+    assert state_of(store, run_id).finished == "succeeded"
+    assert context_alerts(store, run_id) == []
+    reads = of_kind(recorded(store, run_id), ModelCalled)[:NOTES]
+    assert all(c.response.usage.input_tokens == 0 for c in reads)  # none reported
+    sent = [c.prompt_estimate for c in reads]
+    assert max(sent) < 10_000 and all(n > 0 for n in sent)
+
+
+def test_a_run_whose_request_really_grows_past_the_window_is_paused(tmp_path: Path) -> None:
+    # no compression before 80,000 tokens: the request sent grows past the window
+    store, run_id = long_reader_run(tmp_path, context_limit=100_000)
+
+    assert state_of(store, run_id).finished == "needs_human"
+    raised = context_alerts(store, run_id)
+    assert [(a.alert.severity, a.action) for a in raised] == [
+        ("warning", "inject"),
+        ("critical", "pause"),
+    ]
+    assert "as estimated from the last request sent" in raised[-1].alert.message
+    sent = [c.prompt_estimate for c in of_kind(recorded(store, run_id), ModelCalled)]
+    assert sent == sorted(sent) and 12_000 < sent[-1] < 20_000  # four characters a token

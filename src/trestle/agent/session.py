@@ -559,7 +559,8 @@ class StepSession:
         if recorded is not None:
             self.recorded.forget_from(self.turn)
         self._may_go_on()
-        worst = self.worst_case(messages, tools)
+        prompt = self._tally(messages, tools)  # the request as sent, compressed or not
+        worst = self.worst_case(prompt)
         if not self._covered(worst):  # a correction made the request longer, or a replay ended
             await self._reserve(self.turn, worst)
         seek = getattr(self.model, "seek", None)  # a trajectory answers by turn
@@ -589,6 +590,7 @@ class StepSession:
             request_hash=digest,
             response=response,
             model=self.model.name,
+            prompt_estimate=prompt,
         )
         if response.tool_calls:
             self._held.append(called)  # recorded before any tool that changes something
@@ -612,13 +614,10 @@ class StepSession:
         self._redaction = (list(messages), out)
         return out
 
-    def worst_case(
-        self, messages: Sequence[Message], tools: Sequence[ToolSchema]
-    ) -> dict[Dimension, float]:
-        """The most the next call can spend: the prompt as estimated plus the most
-        tokens its answer may have (the context's limit when no maximum is set), and
-        their price where the model's price is known."""
-        prompt = self._tally(messages, tools)
+    def worst_case(self, prompt: int) -> dict[Dimension, float]:
+        """The most the next call can spend: the prompt as estimated (``prompt``
+        tokens) plus the most tokens its answer may have (the context's limit when no
+        maximum is set), and their price where the model's price is known."""
         answer = self.settings.max_tokens or self.settings.context.limit
         cost = None
         if self.prices is not None:
@@ -634,7 +633,8 @@ class StepSession:
         if self.turn + 1 <= self.recorded.last_turn:
             return
         self._may_go_on()
-        await self._reserve(self.turn + 1, self.worst_case(self._redacted(messages), tools))
+        prompt = self._tally(self._redacted(messages), tools)
+        await self._reserve(self.turn + 1, self.worst_case(prompt))
 
     def _covered(self, worst: dict[Dimension, float]) -> bool:
         """Whether this turn's reservation holds at least ``worst``."""

@@ -556,8 +556,13 @@ class ModelCalled(Event):
 
     ``round`` numbers the step's conversations: a failed attempt, or a human's retry,
     starts a new one; a crash or a pause for approval continues the same one.
+
+    v2: ``prompt_estimate`` is the offline estimate (:mod:`trestle.core.estimate`) of
+    the request as sent, after any compression: the conversation's size when the model
+    reported no usage (the context monitor reads it). 0 in a v1 event: not recorded.
     """
 
+    v: int = 2
     kind: Literal["model_called"] = "model_called"
     step: str
     round: int
@@ -565,6 +570,7 @@ class ModelCalled(Event):
     request_hash: str
     response: ModelResponse
     model: str = ""
+    prompt_estimate: int = Field(default=0, ge=0)
 
 
 class ModelCallReserved(Event):

@@ -8,11 +8,17 @@ conversation):
 
 - the context's size in tokens: the prompt tokens of the latest call that reported
   them (:attr:`~trestle.monitors.trace.Turn.prompt_tokens`: the provider's count, or
-  in a live run the offline estimate of the request sent, which already reflects
-  compression), plus what came after it (the model's reply, its tool arguments, the
-  observations). Where no call reported its prompt, the size is estimated from the
-  start: ``base_tokens`` for the system prompt and the tool definitions a recording
-  does not show, the goal, and everything since. Characters become tokens at
+  in a live run the offline estimate of the request as sent, recorded with the call
+  whether or not the model reported usage), plus what came after it (the model's
+  reply, its tool arguments, the observations). The request as sent is what the
+  runtime's compression left of the conversation (:mod:`trestle.agent.context`), so
+  a long run that compresses is not taken for one that holds every turn; the estimate
+  is the one compression keeps under the agent's ``context`` limit (four characters a
+  token), so the two agree on how full the conversation is. Where no call gave its
+  prompt's size (an imported recording without usage, a run recorded before calls
+  carried the estimate), the size is estimated from the start: ``base_tokens`` for
+  the system prompt and the tool definitions a recording does not show, the goal, and
+  everything since, compression unseen. Characters become tokens at
   :data:`CHARS_PER_TOKEN`, three a token: the conversations of real coding runs that
   report their prompt tokens hold 3.2 (OpenHands, Claude 3.5 Sonnet) and 3.4
   (mini-swe-agent, Gemini 3 Pro) characters a token at the median, 2.5 to 4.2 in all.
@@ -143,7 +149,13 @@ class ContextMonitor:
         if level <= talk.level:
             return []
         talk.level = level
-        how = "as the model counted its last prompt" if reported else "estimated"
+        how = (
+            "estimated"
+            if not reported
+            else "as estimated from the last request sent"
+            if turn.prompt_estimated
+            else "as the model counted its last prompt"
+        )
         verdict = "past the window" if level == 2 else f"over {self.warn_share:.0%} of it"
         return [
             turn_alert(

@@ -87,6 +87,7 @@ class _OpenTurn:
     problems: list[Malformed]
     tokens: int
     prompt_tokens: int
+    prompt_estimated: bool
     cost: float
     started: float  # when the conversation last did something before this call
     last: float  # the latest event of this turn
@@ -219,8 +220,11 @@ class EventTrace:
             problems=problems,
             tokens=usage.total_tokens,
             # the provider's count, or the offline estimate of the very request sent
-            # (after any compression): the context's size either way
-            prompt_tokens=usage.input_tokens,
+            # (after any compression): the context's size either way. A model that
+            # reported no usage at all leaves the runtime's estimate, recorded with the
+            # call (0 in a call recorded before it was)
+            prompt_tokens=usage.input_tokens or event.prompt_estimate,
+            prompt_estimated=usage.estimated or not usage.input_tokens,
             cost=usage.cost or 0.0,
             started=started,
             last=event.at,
@@ -272,6 +276,7 @@ class EventTrace:
             problem=problem,
             tokens=turn.tokens,
             prompt_tokens=turn.prompt_tokens,
+            prompt_estimated=turn.prompt_estimated,
             cost=turn.cost,
             seconds=max(turn.last - turn.started, 0.0),
         )

@@ -71,9 +71,11 @@ class Turn(Record):
     actions: tuple[Action, ...] = ()
     problem: Malformed | None = None
     tokens: int = 0
-    # the prompt tokens the provider reported for this call (the context's size as the
-    # model counted it); 0: not reported, or only estimated
+    # the context's size at this call: the prompt tokens the provider reported, or in a
+    # live Trestle run whose model reported none, the runtime's offline estimate of the
+    # request as sent, after any compression (then ``prompt_estimated``); 0: unknown
     prompt_tokens: int = Field(default=0, ge=0)
+    prompt_estimated: bool = False
     cost: float = 0.0  # dollars for this call
     seconds: float = 0.0  # how long the call and its actions took, when known
 
