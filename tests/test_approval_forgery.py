@@ -23,7 +23,7 @@ from store_rows import append_raw_event
 from test_approvals_cli import DEPLOY, Cli, flat
 from trestle.core.events import ApprovalDecided
 from trestle.lifecycle.runs import load_state
-from trestle.store import SqliteStore
+from trestle.store import SqliteStore, bodies
 from trestle.trust.signing import decision_key, signed_payload, snapshot_mac
 
 # the second barrier: what holds even where a step can reach the store and key
@@ -55,7 +55,10 @@ def _approval_hash(cli: Cli, run_id: str) -> str | None:
         (data,) = db.execute(
             "SELECT data FROM events WHERE run_id = ? AND kind = 'approval_requested'", (run_id,)
         ).fetchone()
-    digest = json.loads(data)["action_hash"]
+    # the store keeps the body compressed (trestle.store.bodies)
+    digest = json.loads(bodies.decompressed(data) if isinstance(data, bytes) else data)[
+        "action_hash"
+    ]
     return str(digest) if digest is not None else None
 
 

@@ -537,7 +537,7 @@ def test_sqlite_compacting_after_a_delete_gives_the_space_back(db_path: Path) ->
             run = f"run-{i:02d}"
             store.create_run(created(run, 100.0 + i), summary="{}")
             token = leased(store, run)
-            store.append(run, batch(one_of_each() * 3, 2), token=token)
+            store.append(run, batch(one_of_each() * 10, 2), token=token)
         store.compact()
         full = db_path.stat().st_size
         for row in store.runs()[1:]:
@@ -546,7 +546,7 @@ def test_sqlite_compacting_after_a_delete_gives_the_space_back(db_path: Path) ->
         assert db_path.stat().st_size < full / 4
         assert not Path(f"{db_path}-wal").exists() or Path(f"{db_path}-wal").stat().st_size == 0
         assert [r.run_id for r in store.runs()] == ["run-29"]
-        assert len(store.events("run-29")) == 1 + 3 * len(one_of_each())
+        assert len(store.events("run-29")) == 1 + 10 * len(one_of_each())
 
 
 # --- unknown runs ------------------------------------------------------------------------

@@ -32,7 +32,8 @@ from trestle.cli.app import main
 from trestle.engines.local import LocalEngine
 from trestle.formats.planfile import load_plan
 from trestle.lifecycle.runs import create_run
-from trestle.store import SqliteStore
+from trestle.store import SqliteStore, bodies
+from trestle.store.decoding import COMPRESSED
 from trestle.trust.signing import key_path
 
 PLAN = """\
@@ -244,11 +245,13 @@ def test_a_missing_store_is_still_created_whole(tmp_path: Path) -> None:
 
 
 def event_json(c: Copy, run: str, seq: int) -> tuple[str, str]:
+    """The event's kind and stored JSON (its compressed body opened: a damage writes
+    it back as plain text, with the flag that says so cleared)."""
     with contextlib.closing(c.db()) as db:
-        kind, data = db.execute(
-            "SELECT kind, data FROM events WHERE run_id = ? AND seq = ?", (run, seq)
+        kind, data, packed = db.execute(
+            "SELECT kind, data, packed FROM events WHERE run_id = ? AND seq = ?", (run, seq)
         ).fetchone()
-    return str(kind), str(data)
+    return str(kind), bodies.decompressed(data) if packed & COMPRESSED else str(data)
 
 
 def last_seq(c: Copy, run: str) -> int:
@@ -275,7 +278,8 @@ def damage_kind(c: Copy, run: str) -> tuple[int, str]:
     changed = json.loads(data) | {"kind": "mystery"}
     with contextlib.closing(c.db()) as db:
         db.execute(
-            "UPDATE events SET data = ?, kind = 'mystery' WHERE run_id = ? AND seq = 2",
+            "UPDATE events SET data = ?, kind = 'mystery', packed = packed & 1 "
+            "WHERE run_id = ? AND seq = 2",
             (json.dumps(changed), run),
         )
     return 2, "event seq 2 cannot be read"
@@ -285,7 +289,9 @@ def damage_first(c: Copy, run: str) -> tuple[int, str]:
     kind, data = event_json(c, run, 2)
     with contextlib.closing(c.db()) as db:
         db.execute(
-            "UPDATE events SET kind = ?, data = ? WHERE run_id = ? AND seq = 1", (kind, data, run)
+            "UPDATE events SET kind = ?, data = ?, packed = packed & 1 "
+            "WHERE run_id = ? AND seq = 1",
+            (kind, data, run),
         )
     return 1, "does not begin with run_created"
 

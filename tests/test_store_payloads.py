@@ -1,14 +1,18 @@
 """Large payloads: stored once per run, by hash, compressed, and read back byte for byte.
 
 ``trestle.store.payloads`` moves an event's long strings out of its JSON; the SQLite
-store keeps them in its ``payloads`` table (schema 3). These tests hold the pure part
-to an exact round trip, and the store to what it promises: the same event read back,
-the same text stored once, a store from before schema 3 still readable, a missing
-payload named as damage, a deleted run's payloads gone with it.
+store keeps them in its ``payloads`` table (schema 3), the longest in pieces texts
+share, and compresses what is left of the body (``trestle.store.bodies``, schema 6).
+These tests hold the pure part to an exact round trip, and the store to what it
+promises: the same event read back, the same text stored once, texts that repeat
+one another stored as their shared pieces, stores from before schemas 3 and 6 still
+readable, a missing payload or piece and a garbled body named as damage, a deleted
+run's payloads gone with it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import zlib
@@ -21,12 +25,15 @@ from pydantic import JsonValue
 
 from test_store_conformance import RUN, batch, created, leased
 from trestle.core.errors import LeaseLostError, StoreDamagedError
-from trestle.core.events import AnyEvent, ToolCallEnded, event_json
+from trestle.core.events import AnyEvent, ContextCompressed, ToolCallEnded, event_json
+from trestle.core.records.agent import CompressionRecord
 from trestle.operations.doctor import diagnose
 from trestle.store import SqliteStore
-from trestle.store.payloads import LARGE, pack, references, unpack
+from trestle.store.bodies import DICTIONARY, compressed, decompressed
+from trestle.store.payloads import CHUNKED, LARGE, MANIFEST, pack, parts, references, unpack
 from trestle.store.sqlite import MIGRATIONS
 
+DICTIONARY_SHA256 = "397209c5c01d4bd3ca853ae3806027d106cd80b7ca25e7ca1265556daf17f95b"
 BIG = 'line of a file the model read, with a quote " and a tab \t and ü\n' * 80
 
 
@@ -101,6 +108,59 @@ def test_any_json_round_trips_byte_for_byte(texts: list[str], keys: list[str]) -
     assert restored(packed, found) == body
 
 
+def summary_of(turns: int) -> str:
+    """A summary as compression writes them: one line per earlier turn (here of text
+    that barely compresses), so each holds the one before it."""
+    return "".join(f"assistant: {hashlib.sha256(bytes(t)).hexdigest()}\n" for t in range(turns))
+
+
+def test_long_texts_that_repeat_one_another_share_their_pieces() -> None:
+    first, second = summary_of(300), "[header]\n" + summary_of(330)
+    assert len(json.dumps(first)) >= CHUNKED
+    body = json.dumps({"a": first, "b": second, "c": first})
+    packed, found = pack(body, chunked=True)
+    stored = dict(found)
+    manifests = [blob for blob in stored.values() if blob.startswith(MANIFEST)]
+    assert len(manifests) == 2 and len(references(packed)) == 3
+    assert restored(packed, found) == body
+    # the second text adds a header line and 30 lines: most of its pieces are the first's
+    first_parts, second_parts = (parts([m]) for m in manifests)
+    assert len(set(first_parts) & set(second_parts)) >= len(first_parts) - 2
+    whole = sum(len(zlib.compress(json.dumps(t).encode())) for t in (first, second))
+    assert sum(map(len, stored.values())) < whole * 0.7
+    # pieces stored before are not stored again
+    again, new = pack(json.dumps({"d": summary_of(331)}), known=stored.keys(), chunked=True)
+    assert restored(again, [*found, *new]) == json.dumps({"d": summary_of(331)})
+    assert len(new) <= 3  # its manifest and the piece or two its last line changed
+
+
+def test_a_piece_missing_or_a_manifest_cut_short_is_an_error() -> None:
+    body = json.dumps({"a": summary_of(400)})
+    packed, found = pack(body, chunked=True)
+    stored = dict(found)
+    manifest = next(h for h, blob in stored.items() if blob.startswith(MANIFEST))
+    piece = parts([stored[manifest]])[1]
+    with pytest.raises(KeyError):
+        unpack(packed, {h: b for h, b in stored.items() if h != piece}.__getitem__)
+    with pytest.raises(zlib.error, match="whole number of hashes"):
+        unpack(packed, {**stored, manifest: stored[manifest][:-1]}.__getitem__)
+
+
+def test_a_body_round_trips_through_the_dictionary_and_a_small_one_is_left_alone() -> None:
+    body = event_json(ended(1, "short", path="notes/a.txt", lines=3))
+    blob = compressed(body)
+    assert blob is not None and len(blob) < len(body) / 2
+    assert decompressed(blob) == body
+    assert compressed('{"v":1}') is None
+    with pytest.raises(zlib.error):
+        decompressed(blob[:-3])
+
+
+def test_the_dictionary_never_changes() -> None:
+    # bodies written with it are read with it: a new one would be a new stored format
+    assert hashlib.sha256(DICTIONARY).hexdigest() == DICTIONARY_SHA256
+
+
 # --- the SQLite store ----------------------------------------------------------------------
 
 
@@ -118,7 +178,7 @@ def test_the_store_reads_back_packed_events_and_stores_a_repeated_text_once(
     store.close()
     with sqlite3.connect(tmp_path / "t.db") as db:
         assert db.execute("SELECT count(*) FROM payloads").fetchone()[0] == 1
-        packed = db.execute("SELECT seq FROM events WHERE packed = 1 ORDER BY seq").fetchall()
+        packed = db.execute("SELECT seq FROM events WHERE packed & 1 ORDER BY seq").fetchall()
         assert [s for (s,) in packed] == [2, 4, 5]
 
 
@@ -189,3 +249,94 @@ def test_deleting_a_run_deletes_its_payloads_and_no_other_runs(tmp_path: Path) -
     store.close()
     with sqlite3.connect(tmp_path / "t.db") as db:
         assert db.execute("SELECT run_id FROM payloads").fetchall() == [("other",)]
+
+
+def compression(turn: int, summary: str) -> ContextCompressed:
+    record = CompressionRecord(
+        tokens_before=9000,
+        tokens_after=3000,
+        limit=8000,
+        summarised=40,
+        kept=16,
+        kept_turns=8,
+        source="extractive",
+        within_target=True,
+    )
+    return ContextCompressed(
+        at=300.0 + turn, step="understand", round=1, turn=turn, record=record, summary=summary
+    )
+
+
+def test_the_store_keeps_growing_summaries_as_shared_pieces_and_bodies_compressed(
+    tmp_path: Path,
+) -> None:
+    store = SqliteStore(tmp_path / "t.db")
+    store.create_run(created(), summary="{}")
+    token = leased(store, RUN)
+    events = [compression(t, summary_of(200 + 20 * t)) for t in range(1, 6)]
+    for seq, event in enumerate(events, start=2):
+        store.append(RUN, batch([event], seq), token=token)
+    store.close()
+    store = SqliteStore(tmp_path / "t.db")  # a fresh process knows no payload
+    assert [s.event for s in store.events(RUN)][1:] == events
+    store.close()
+    with sqlite3.connect(tmp_path / "t.db") as db:
+        stored = db.execute("SELECT sum(length(data)) FROM payloads").fetchone()[0]
+        flags = db.execute("SELECT packed FROM events WHERE seq > 1").fetchall()
+    whole = sum(len(zlib.compress(json.dumps(e.summary).encode())) for e in events)
+    assert stored < whole / 2  # the five hold 1,300 lines, 300 of them distinct
+    assert flags == [(3,)] * 5  # refers to payloads, compressed
+
+
+def test_a_store_of_schema_5_opens_reads_its_rows_and_adds_new_ones(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    first, old = created(), ended(1, BIG)
+    with sqlite3.connect(path) as db:  # as the Trestle before schema 6 wrote it
+        for script in MIGRATIONS[:5]:
+            db.executescript(script)
+        db.execute("PRAGMA user_version = 5")
+        data, found = pack(event_json(old))
+        db.executemany("INSERT INTO payloads VALUES (?, ?, ?)", [(RUN, h, b) for h, b in found])
+        for seq, event, body, flag in ((1, first, event_json(first), 0), (2, old, data, 1)):
+            db.execute(
+                "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (RUN, seq, event.kind, event.v, event.at, body, flag),
+            )
+        db.execute("INSERT INTO runs VALUES (?, 'g', NULL, '/w', 'running', 1, 1, 2, '{}')", (RUN,))
+    store = SqliteStore(path)
+    assert [s.event for s in store.events(RUN)] == [first, old]
+    new: list[AnyEvent] = [ended(2, BIG), compression(3, summary_of(400))]
+    store.append(RUN, batch(new, 3), token=leased(store, RUN))
+    assert [s.event for s in store.events(RUN)] == [first, old, *new]
+    store.close()
+    assert not diagnose(path, now=300.0).runs[0].problems
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 6
+        assert db.execute("SELECT packed FROM events ORDER BY seq").fetchall() == [
+            (0,),
+            (1,),
+            (3,),
+            (3,),
+        ]
+
+
+def test_a_garbled_compressed_body_or_a_lost_piece_is_named_as_damage(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    store = SqliteStore(path)
+    store.create_run(created(), summary="{}")
+    store.append(RUN, batch([compression(1, summary_of(400))], 2), token=leased(store, RUN))
+    with sqlite3.connect(path) as db:
+        (body,) = db.execute("SELECT data FROM events WHERE seq = 2").fetchone()
+        db.execute("UPDATE events SET data = ? WHERE seq = 2", (body[:-4],))
+    with pytest.raises(
+        StoreDamagedError, match="seq 2 cannot be read: its body is stored compressed, but"
+    ):
+        store.events(RUN)
+    report = diagnose(path, now=300.0)
+    assert any("seq 2 cannot be read" in p for r in report.runs for p in r.problems)
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE events SET data = ? WHERE seq = 2", (body,))
+        db.execute("DELETE FROM payloads WHERE hash = (SELECT max(hash) FROM payloads)")
+    with pytest.raises(StoreDamagedError, match=r"seq 2 refers to payload [0-9a-f]{64}, missing"):
+        store.events(RUN)
+    store.close()

@@ -35,7 +35,7 @@ from trestle.core.events import EVENT_ADAPTER, AnyEvent, RunCreated
 from trestle.core.state import RunState
 from trestle.lifecycle.approvals import forged
 from trestle.lifecycle.runs import summary_json, trusted
-from trestle.store import payloads
+from trestle.store import bodies, decoding, payloads
 from trestle.store.base import Appended, Lease, Owner, RunRow, Snapshot, Store, owner_is_alive
 from trestle.store.location import is_store_url, open_store, where_shown
 from trestle.store.sql_reads import unreadable_lease
@@ -255,11 +255,15 @@ def _check_run(db: sqlite3.Connection, run_id: str, found: _Found, *, now: float
         if seq != expected:
             problems.append(f"event seq {expected} is missing (next recorded: {seq!r:.40})")
             break
-        if packed not in (0, 1):
-            problems.append(f"event seq {seq} is marked packed as {packed!r:.40}, not 0 or 1")
+        if not isinstance(packed, int) or packed & ~decoding.FLAGS:
+            problems.append(f"event seq {seq} has flags {packed!r:.40}, not a number from 0 to 3")
             break
         try:
-            if packed:
+            if packed & decoding.COMPRESSED:
+                if not isinstance(data, bytes):
+                    raise ValueError(f"it is stored compressed but holds {type(data).__name__}")
+                data = bodies.decompressed(data)
+            if packed & decoding.REFERS:
                 data = payloads.unpack(str(data), partial(_payload, db, run_id))
             event = EVENT_ADAPTER.validate_json(data)
         except KeyError as exc:

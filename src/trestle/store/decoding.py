@@ -1,10 +1,14 @@
 """Reading a run's stored events back, the same for every store that keeps rows.
 
-A store hands over its rows (seq, kind, body, packed) and the payloads the packed
-bodies refer to (:mod:`trestle.store.payloads`); this checks the stream has no gap,
-begins with ``run_created``, and that each body reads as the kind its row names.
-Anything else is damage, named by run and seq through the store's ``damaged``: the
-run's state cannot be trusted past it.
+A store hands over its rows (seq, kind, body, packed), opened by :func:`opened`, and
+the payloads the bodies refer to (:mod:`trestle.store.payloads`); this checks the
+stream has no gap, begins with ``run_created``, and that each body reads as the kind
+its row names. Anything else is damage, named by run and seq through the store's
+``damaged``: the run's state cannot be trusted past it.
+
+A row's ``packed`` is flags: :data:`REFERS`, its body refers to payloads (schema 3);
+:data:`COMPRESSED`, its body is stored compressed (:mod:`trestle.store.bodies`,
+SQLite's schema 6). Rows from before either are 0 and read as they were written.
 """
 
 from __future__ import annotations
@@ -13,12 +17,39 @@ import zlib
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NoReturn
 
-from trestle.store import payloads
+from trestle.store import bodies, payloads
 
 if TYPE_CHECKING:
     from trestle.core.events import AnyEvent, StoredEvent
 
 Damaged = Callable[[str], NoReturn]  # raises the store's StoreDamagedError for the run
+REFERS = 1  # the body refers to payloads
+COMPRESSED = 2  # the body is stored compressed
+FLAGS = REFERS | COMPRESSED
+Row = tuple[object, object, object, object]  # (seq, kind, body, packed)
+
+
+def opened(rows: Sequence[Sequence[object]], damaged: Damaged) -> list[Row]:
+    """``rows`` with each compressed body as its text, and ``packed`` as whether it
+    refers to payloads (which :func:`stream` then takes)."""
+    out: list[Row] = []
+    for seq, kind, data, packed in rows:
+        if not isinstance(packed, int) or packed & ~FLAGS:
+            damaged(f"event seq {seq} has flags {packed!r:.40}, not a number from 0 to 3")
+        if packed & COMPRESSED:
+            data = body(seq, data, damaged)
+        out.append((seq, kind, data, bool(packed & REFERS)))
+    return out
+
+
+def body(seq: object, data: object, damaged: Damaged) -> str:
+    """A compressed body as its text; damage if it is not one."""
+    try:
+        if not isinstance(data, bytes):
+            raise ValueError(f"it holds {type(data).__name__}, not bytes")
+        return bodies.decompressed(data)
+    except (zlib.error, UnicodeDecodeError, ValueError) as exc:
+        damaged(f"event seq {seq} cannot be read: its body is stored compressed, but {exc}")
 
 
 def stream(

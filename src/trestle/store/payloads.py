@@ -11,6 +11,16 @@ is the JSON written, byte for byte, and no event is parsed to store or to read i
 A reference is the JSON object ``{"$payload":"<64 hex digits>"}``. An event whose JSON
 already holds a ``"$payload":`` key (a tool's data may hold anything) is stored whole,
 so nothing recorded can be mistaken for a reference. Pure: the store does the IO.
+
+With ``chunked`` (the SQLite store, schema 6), a literal of :data:`CHUNKED` bytes or
+more is cut into pieces where its own content says (after a line whose checksum ends
+in four zero bits), each piece stored once per run under its own hash, and the
+literal's payload is then a list of those hashes (a *manifest*). Long texts that
+mostly repeat one another share their pieces: each summary of a compressed
+conversation holds the one before, and an agent's saved conversation repeats the
+latest summary under a header line. Over a 1,000-turn agent run their 1.29 MB
+(compressed) became 0.26 MB. Pieces are hashed apart from literals (a prefix), so a
+piece never names a manifest.
 """
 
 from __future__ import annotations
@@ -28,12 +38,24 @@ _KEY = '"$payload":'
 _LITERAL = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _REFERENCE = re.compile(r'\{"\$payload":"([0-9a-f]{64})"\}')
 
+CHUNKED = 8192  # bytes of a literal from which it is stored in pieces (when asked)
+_PIECE_MIN = 256  # bytes before a line may end a piece
+_PIECE_MAX = 16384  # bytes after which a piece ends wherever it is
+_PIECE_MASK = 15  # a line ends a piece when its CRC-32 & this is 0: 1 line in 16
+_LINE = b"\\n"  # a newline as a JSON literal writes it
+_PIECE_SALT = b"trestle piece\x00"  # a piece's hash: SHA-256 of this and its bytes
+MANIFEST = b"\x00"  # a stored manifest starts so; zlib's output never does
+
 Payload = tuple[bytes, bytes]  # (SHA-256 of the literal, the literal zlib-compressed)
 
 
-def pack(body: str, known: Container[bytes] = ()) -> tuple[str, list[Payload]]:
+def pack(
+    body: str, known: Container[bytes] = (), *, chunked: bool = False
+) -> tuple[str, list[Payload]]:
     """``body`` with its large strings replaced by references, and those strings,
-    except those whose hash is ``known`` (stored already: not compressed again).
+    except those whose hash is ``known`` (stored already: not compressed again);
+    with ``chunked``, a string of :data:`CHUNKED` bytes or more as a manifest and
+    its pieces (those not ``known``).
 
     Returns ``body`` itself and no payloads when it has no large string (or holds
     a ``"$payload":`` key of its own)."""
@@ -46,12 +68,57 @@ def pack(body: str, known: Container[bytes] = ()) -> tuple[str, list[Payload]]:
             return match.group(0)
         literal = match.group(0).encode("utf-8", "surrogatepass")
         digest = hashlib.sha256(literal).digest()
-        if digest not in known:
+        if digest in known:
+            pass
+        elif chunked and len(literal) >= CHUNKED:
+            payloads.extend(_pieces(literal, digest, known))
+        else:
             payloads.append((digest, zlib.compress(literal, LEVEL)))
         return '{"$payload":"' + digest.hex() + '"}'
 
     packed = _LITERAL.sub(refer, body)
     return packed, payloads
+
+
+def _pieces(literal: bytes, digest: bytes, known: Container[bytes]) -> list[Payload]:
+    """The manifest of ``literal`` (under ``digest``), then its pieces not ``known``."""
+    out: list[Payload] = []
+    hashes = []
+    for piece in _cut(literal):
+        piece_digest = hashlib.sha256(_PIECE_SALT + piece).digest()
+        hashes.append(piece_digest)
+        if piece_digest not in known:
+            out.append((piece_digest, zlib.compress(piece, LEVEL)))
+    return [(digest, MANIFEST + b"".join(hashes)), *out]
+
+
+def _cut(literal: bytes) -> list[bytes]:
+    """``literal`` in pieces whose ends its content decides, so the same run of lines
+    is cut the same way wherever it stands (a line longer than a piece is cut at
+    every :data:`_PIECE_MAX` bytes)."""
+    pieces: list[bytes] = []
+    start = end = 0
+    for line in literal.split(_LINE):
+        end = min(end + len(line) + len(_LINE), len(literal))
+        while end - start > _PIECE_MAX:
+            pieces.append(literal[start : start + _PIECE_MAX])
+            start += _PIECE_MAX
+        if end - start >= _PIECE_MIN and zlib.crc32(line) & _PIECE_MASK == 0:
+            pieces.append(literal[start:end])
+            start = end
+    if start < len(literal):
+        pieces.append(literal[start:])
+    return pieces
+
+
+def parts(stored: Iterable[bytes]) -> list[bytes]:
+    """The pieces the ``stored`` payloads' manifests name, in order (repeats included)."""
+    return [
+        blob[i : i + 32]
+        for blob in stored
+        if blob.startswith(MANIFEST)
+        for i in range(len(MANIFEST), len(blob), 32)
+    ]
 
 
 def references(data: str) -> list[bytes]:
@@ -63,14 +130,22 @@ def unpack(data: str, literal: Callable[[bytes], bytes]) -> str:
     """The event's JSON as written: each reference in ``data`` replaced by the
     literal ``literal(hash)`` returns (compressed, as stored).
 
+    A manifest's pieces are looked up with ``literal`` too, and joined.
+
     Raises:
         KeyError: a payload is missing (from ``literal``).
-        zlib.error: a payload does not decompress.
+        zlib.error: a payload does not decompress, or a manifest is not whole hashes.
     """
 
     def restore(match: re.Match[str]) -> str:
         stored = literal(bytes.fromhex(match.group(1)))
-        return zlib.decompress(stored).decode("utf-8", "surrogatepass")
+        if stored.startswith(MANIFEST):
+            if (len(stored) - len(MANIFEST)) % 32:
+                raise zlib.error("a manifest whose length is not a whole number of hashes")
+            text = b"".join(zlib.decompress(literal(h)) for h in parts([stored]))
+        else:
+            text = zlib.decompress(stored)
+        return text.decode("utf-8", "surrogatepass")
 
     return _REFERENCE.sub(restore, data)
 

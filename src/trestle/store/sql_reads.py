@@ -1,6 +1,6 @@
 """The reads the SQL stores make alike: one query each, for SQLite and PostgreSQL.
 
-Both stores keep the same tables with the same columns (flags as 0 or 1 in both), so
+Both stores keep the same tables with the same columns (flags as small numbers), so
 a read is written once, in SQLite's SQL with ``?`` marks; the PostgreSQL store's
 ``_read`` puts its own marks in and finds the tables through its search path. What
 differs stays with each store: writing (how each takes its turn), reading payloads
@@ -64,7 +64,8 @@ class SqlReads:
         """Refuses a stream with a gap or an event that cannot be read, naming the run
         and seq: the run's state cannot be trusted past it."""
         self.run(run_id)
-        rows = self._read(
+        damaged = partial(self._damaged, run_id)
+        stored = self._read(
             "SELECT seq, kind, data, packed FROM events WHERE run_id = ? AND seq > ? "
             "ORDER BY seq LIMIT ?",
             run_id,
@@ -72,8 +73,9 @@ class SqlReads:
             self.NO_LIMIT if limit is None else limit,
             doing=f"reading run {run_id!r}'s events",
         )
+        rows = decoding.opened(stored, damaged)
         found = self._payloads(run_id, [str(r[2]) for r in rows if r[3]])
-        return decoding.stream(run_id, after, rows, found, partial(self._damaged, run_id))
+        return decoding.stream(run_id, after, rows, found, damaged)
 
     def snapshot(self, run_id: str, *, monitors: bool = False) -> Snapshot | None:
         saved = "monitors" if monitors else self.EMPTY_BLOB

@@ -6,8 +6,10 @@ snapshot and consumed requests commit in a single transaction (one fsync).
 
 An event's long strings (a file the model read, its answer) are stored apart, once per
 run by content hash and compressed (:mod:`trestle.store.payloads`, schema 3); the
-event's row keeps references and is marked ``packed``. Rows from before schema 3 are
-read as they were written.
+event's row keeps references and is marked ``packed``. Since schema 6 the longest of
+those strings are stored in pieces shared between texts that repeat one another, and
+the row's body itself is compressed (:mod:`trestle.store.bodies`; flags in
+:mod:`trestle.store.decoding`). Rows from before are read as they were written.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import replace
 from functools import partial
@@ -33,7 +35,7 @@ from trestle.core.errors import (
     StoreDamagedError,
     StoreError,
 )
-from trestle.store import decoding, payloads, sqlite_groups
+from trestle.store import bodies, decoding, payloads, sqlite_groups
 from trestle.store.base import (
     Appended,
     BoardWrite,
@@ -133,6 +135,10 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE snapshots ADD COLUMN monitors BLOB NOT NULL DEFAULT x'';
     ALTER TABLE snapshots ADD COLUMN mac TEXT NOT NULL DEFAULT ''
     """,
+    # 6: no new table or column: event bodies may be compressed (``packed`` flag 2,
+    # trestle.store.bodies) and a long payload may be a manifest of shared pieces
+    # (trestle.store.payloads). The number tells an older Trestle it cannot read them.
+    "",
 )
 
 T = TypeVar("T")
@@ -344,10 +350,8 @@ class SqliteStore(SqlReads):
         stored: list[payloads.Payload] = []
         committed = self._committed.setdefault(run_id, OrderedDict())
         for seq, e in enumerate(batch.events, start=batch.first_seq):
-            body = event_json(e)
-            data, large = payloads.pack(body, committed)
-            # packed: it refers to payloads, new or stored before
-            rows.append((run_id, seq, e.kind, e.v, e.at, data, int(data != body)))
+            data, flags, large = _row_body(event_json(e), committed)
+            rows.append((run_id, seq, e.kind, e.v, e.at, data, flags))
             stored += large
         last_seq = batch.first_seq + len(rows) - 1
         now = batch.events[-1].at if batch.events else None  # no events: keep updated_at
@@ -402,8 +406,15 @@ class SqliteStore(SqlReads):
                 committed.popitem(last=False)
 
     def _payloads(self, run_id: str, packed: list[str]) -> dict[bytes, bytes]:
-        """The stored payloads the ``packed`` bodies refer to, by hash."""
-        wanted = decoding.wanted(packed)
+        """The stored payloads the ``packed`` bodies refer to, by hash, and the pieces
+        of those that are manifests."""
+        found = self._payload_rows(run_id, decoding.wanted(packed))
+        pieces = set(payloads.parts(found.values())) - found.keys()
+        if pieces:
+            found.update(self._payload_rows(run_id, sorted(pieces)))
+        return found
+
+    def _payload_rows(self, run_id: str, wanted: list[bytes]) -> dict[bytes, bytes]:
         found: dict[bytes, bytes] = {}
         for start in range(0, len(wanted), PAYLOADS_PER_READ):
             chunk = wanted[start : start + PAYLOADS_PER_READ]
@@ -564,6 +575,20 @@ class SqliteStore(SqlReads):
             if self._held is not None:
                 release(self._held)
                 self._held = None
+
+
+def _row_body(
+    body: str, committed: Container[bytes]
+) -> tuple[str | bytes, int, list[payloads.Payload]]:
+    """An event's JSON as its row stores it: its long strings moved out to payloads
+    (those not ``committed`` returned), the rest compressed when that pays; and the
+    row's flags saying which (:mod:`trestle.store.decoding`)."""
+    data, large = payloads.pack(body, committed, chunked=True)
+    flags = decoding.REFERS if data != body else 0
+    blob = bodies.compressed(data)
+    if blob is None:
+        return data, flags, large
+    return blob, flags | decoding.COMPRESSED, large
 
 
 def _resume(run_id: str) -> str:
