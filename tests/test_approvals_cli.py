@@ -229,10 +229,10 @@ def test_the_card_of_a_write_shows_its_diff_against_the_file_on_disk(cli: Cli) -
             write: {path: conf/app.toml, content: "name = demo\\nport = 8080\\n"}
             approval: confirm
           - id: fresh
-            write: {path: conf/new.toml, content: "x = 1\\n"}
+            write: {path: new.toml, content: "x = 1\\n"}
             approval: confirm
         """
-    )
+    )  # in another folder: not a group with the first, so shown in full too
     text = [line.rstrip() for line in cli("inbox").stdout.splitlines()]
     assert "action         write conf/app.toml (24 characters)" in text
     at = text.index("--- a/conf/app.toml")
@@ -245,7 +245,7 @@ def test_the_card_of_a_write_shows_its_diff_against_the_file_on_disk(cli: Cli) -
         "+port = 8080",
     ]
     at = text.index("--- /dev/null")
-    assert text[at : at + 4] == ["--- /dev/null", "+++ b/conf/new.toml", "@@ -0,0 +1 @@", "+x = 1"]
+    assert text[at : at + 4] == ["--- /dev/null", "+++ b/new.toml", "@@ -0,0 +1 @@", "+x = 1"]
     assert (cli.dir / "conf/app.toml").read_text() == "name = demo\nport = 80\n"
 
 

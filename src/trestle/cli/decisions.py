@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -114,7 +115,8 @@ def inbox_command(
     as_json: JsonOption = False,
 ) -> None:
     """Open approvals across runs, each as a handoff card, oldest first."""
-    from trestle.cli.human import show_card
+    from trestle.cli.human import show_entry
+    from trestle.core.card_groups import grouped
     from trestle.lifecycle.approvals import inbox
 
     unreadable: list[str] = []
@@ -127,13 +129,9 @@ def inbox_command(
         out = _out()
         if not cards:
             out.print("inbox is empty")
-        for card in cards:
-            show_card(out, st, card)
-            out.print(
-                f"decide: trestle approve {card.ref}  |  trestle reject {card.ref} --reason ...\n",
-                markup=False,
-                soft_wrap=True,
-            )
+        now = time.time()
+        for entry in grouped(cards):
+            show_entry(out, st, entry, now)
 
 
 def _refuse_inside_a_step() -> None:
@@ -146,8 +144,20 @@ def approve(
     ref: ApprovalArg,
     similar: Annotated[
         bool,
-        typer.Option("--similar", help="Also approve similar actions for the rest of the run."),
+        typer.Option(
+            "--similar",
+            help="Also approve similar actions for the rest of the run, and the similar "
+            "ones waiting now (the card's group in `trestle inbox`).",
+        ),
     ] = False,
+    group: Annotated[
+        str | None,
+        typer.Option(
+            "--group",
+            help="With --similar: the group id `trestle inbox` showed; refused if the "
+            "group changed since, so the decision covers exactly what was shown.",
+        ),
+    ] = None,
     edit: Annotated[
         bool,
         typer.Option(
@@ -190,7 +200,7 @@ def approve(
             _say_edited_plan(state, number, edited)
         else:
             queued = queue_decision(
-                st, ref, "approve", similar=similar, reason=reason, top_up=top_up
+                st, ref, "approve", similar=similar, reason=reason, top_up=top_up, group=group
             )
         what = f"approved {queued.ref}" + (" as edited" if edit else "")
         say_outcome(_out(), st, what, queued.run_id, queued.request_id, after=queued.after)

@@ -20,6 +20,7 @@ from rich.text import Text
 
 from trestle.cli.render import card_view
 from trestle.core.card import HandoffCard
+from trestle.core.card_groups import CardGroup, member_line, waiting
 from trestle.core.errors import ConfigError
 from trestle.lifecycle.approvals import (
     EDITABLE,
@@ -37,9 +38,23 @@ from trestle.lifecycle.runs import load_state
 from trestle.store.base import Store
 
 
-def show_card(out: Console, store: Store, card: HandoffCard) -> None:
+def show_card(out: Console, store: Store, card: HandoffCard, now: float | None = None) -> None:
+    """The card as a terminal shows it; with ``now``, its age and deadline too."""
     workspace = Path(load_state(store, card.run_id).workspace)
-    out.print(card_view(card, write_diff(card, workspace) or tool_diff(card, workspace)))
+    diff = write_diff(card, workspace) or tool_diff(card, workspace)
+    out.print(card_view(card, diff, now))
+
+
+def show_entry(out: Console, store: Store, entry: CardGroup, now: float) -> None:
+    """One entry of ``trestle inbox``: its first card in full, a line for each other
+    card of its group, and the one command that decides what it shows."""
+    show_card(out, store, entry.head, now)
+    if entry.others:
+        more = len(entry.others)
+        out.print(f"and {more} more like it, which the same decision approves:", markup=False)
+    for other in entry.others:
+        out.print(f"  {member_line(other)}  ({waiting(other, now)})", markup=False)
+    out.print(entry.decide() + "\n", markup=False, soft_wrap=True)
 
 
 def tool_diff(card: HandoffCard, workspace: Path) -> str | None:

@@ -7,9 +7,10 @@ as the data). Decisions go through the decision path the CLI's commands use
 :func:`trestle.lifecycle.runs.request_decision`, ``request_requirement``,
 :func:`trestle.lifecycle.cancel.cancel_tree`): signed with the operator's key, queued
 in the store, recorded by the run's driver, and made by ``by`` (``mcp:CLIENT:USER@HOST``).
-Approvals and rejections are signed with the server's identity key too, always
-(:func:`trestle.trust.identity.identity_path`: ``trestle mcp serve --identity FILE``
-names it), so the record says whose key decided whether or not a rule asks.
+Approvals, rejections, retries, skips and tells are signed with the server's identity
+key too, always (:func:`trestle.trust.identity.identity_path`: ``trestle mcp serve
+--identity FILE`` names it), so the record says whose key decided whether or not a
+rule asks.
 Nothing here imports the MCP SDK.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -98,8 +100,10 @@ def show_answer(store: Store, run: str) -> Answer:
 
 def inbox_answer(store: Store, run: str | None) -> Answer:
     """``trestle inbox``: each open approval as its handoff card, oldest first (a
-    write's card with the diff it would make)."""
+    write's card with the diff it would make); the cards one ``approve`` with
+    ``similar`` decides together are listed as one group (the JSON's ``group``)."""
     from trestle.cli.render import card_view
+    from trestle.core.card_groups import grouped, member_line, waiting
     from trestle.lifecycle.approvals import inbox, write_diff
     from trestle.lifecycle.runs import load_state
 
@@ -107,13 +111,16 @@ def inbox_answer(store: Store, run: str | None) -> Answer:
     unreadable: list[str] = []
     cards = inbox(store, run_id=run_id, unreadable=unreadable)
     listed, parts = [], []
-    for card in cards:
-        diff = write_diff(card, Path(load_state(store, card.run_id).workspace))
-        listed.append({**card.model_dump(mode="json"), "diff": diff})
-        parts += [
-            card_view(card, diff),
-            f"decide: approve(ref={card.ref!r})  |  reject(ref={card.ref!r}, reason=...)\n",
-        ]
+    now = time.time()
+    for entry in grouped(cards):  # a group: its first card in full, a line per other
+        for card in entry.cards:
+            diff = write_diff(card, Path(load_state(store, card.run_id).workspace))
+            listed.append({**card.model_dump(mode="json"), "diff": diff})
+            if card is entry.head:
+                parts.append(card_view(card, diff, now))
+            else:
+                parts.append(f"  also {member_line(card)}  ({waiting(card, now)})")
+        parts.append(entry.decide(mcp=True) + "\n")
     parts += [f"warning: {problem}" for problem in unreadable]
     text = _text(*parts) if parts else "inbox is empty\n"
     return Answer(_json({"cards": listed, "unreadable": unreadable}), text)
@@ -157,22 +164,24 @@ def retry_or_skip(
 ) -> Answer:
     """``trestle retry RUN STEP`` or ``trestle skip RUN STEP --reason TEXT``."""
     from trestle.lifecycle.runs import request_decision
+    from trestle.trust.identity import private_key
 
     if kind == "skip" and not reason.strip():
         raise ConfigError("a skip needs a reason: say why the step is not needed")
     run_id = found_run(store, run)
     after = store.run(run_id).last_seq
-    queued = request_decision(store, run_id, kind, step, reason, by=by)
+    queued = request_decision(store, run_id, kind, step, reason, by=by, identity=private_key())
     return _outcome(store, f"{kind} of {step!r}", run_id, queued.id, after)
 
 
 def tell(store: Store, run: str, text: str, *, by: str) -> Answer:
     """``trestle tell RUN TEXT``: a requirement for an agent run."""
     from trestle.lifecycle.runs import request_requirement
+    from trestle.trust.identity import private_key
 
     run_id = found_run(store, run)
     after = store.run(run_id).last_seq
-    queued = request_requirement(store, run_id, text, by=by)
+    queued = request_requirement(store, run_id, text, by=by, identity=private_key())
     return _outcome(store, "the requirement", run_id, queued.id, after)
 
 
@@ -182,13 +191,16 @@ def change_plan(
     """``trestle tell RUN --drop STEP`` or ``--change STEP TEXT``: a step of an agent
     run's plan that has not started."""
     from trestle.lifecycle.runs import request_plan_change
+    from trestle.trust.identity import private_key
 
     if drop == bool(objective.strip()):
         raise ConfigError("say one change: drop true, or the step's new objective")
     run_id = found_run(store, run)
     after = store.run(run_id).last_seq
     change: Literal["drop", "objective"] = "drop" if drop else "objective"
-    queued = request_plan_change(store, run_id, step, change, objective, by=by)
+    queued = request_plan_change(
+        store, run_id, step, change, objective, by=by, identity=private_key()
+    )
     what = f"the {'drop' if drop else 'change'} of {step!r}"
     return _outcome(store, what, run_id, queued.id, after)
 

@@ -15,6 +15,7 @@ from rich.text import Text
 from trestle.cli.listing import STATUS_STYLE, styled
 from trestle.core.budget import go_on
 from trestle.core.card import HandoffCard
+from trestle.core.card_groups import due, waiting
 from trestle.core.events import (
     AlertRaised,
     AnyEvent,
@@ -258,6 +259,9 @@ def event_line(stored: StoredEvent) -> str | None:
         case ApprovalDecided(approval=n, by=by, edited=edited) if edited is not None:
             ran = clip(edited.describe_action(), 80)
             return f"decided  {stored.run_id}.{n}: approved as edited by {by}: {ran}"
+        case ApprovalDecided(approval=n, verdict=verdict, by=by, covers=covers) if covers:
+            also = ", ".join(f"{stored.run_id}.{c}" for c in covers)
+            return f"decided  {stored.run_id}.{n}: {verdict} by {by}, with its group: {also}"
         case ApprovalDecided(approval=n, verdict=verdict, by=by):
             return f"decided  {stored.run_id}.{n}: {verdict} by {by}"
         case ApprovalEndorsed(approval=n, by=by):
@@ -459,8 +463,11 @@ def health_view(r: RunHealth) -> RenderableType:
     return Group(*lines)
 
 
-def card_view(card: HandoffCard, diff: str | None = None) -> RenderableType:
-    """The handoff card: the action exactly, why it is asked, and what each answer does."""
+def card_view(
+    card: HandoffCard, diff: str | None = None, now: float | None = None
+) -> RenderableType:
+    """The handoff card: the action exactly, why it is asked, and what each answer does;
+    with ``now`` (the reader's clock), how long it has waited and its deadline."""
     title = f"approval {card.ref}" + ("" if card.blocking else " (review after the fact)")
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
@@ -495,6 +502,9 @@ def card_view(card: HandoffCard, diff: str | None = None) -> RenderableType:
         row("uncertain", "; ".join(card.uncertainties))
     done = ", ".join(card.done) if card.done else "nothing yet"
     row("done so far", f"{done} ({card.remaining} remaining)")
+    if now is not None:
+        row("waiting", waiting(card, now).removeprefix("waiting "))
+        row("deadline", due(card, now))
     row("may decide", card.may_decide)
     row("refused", "; ".join(f"a decision: {why}" for why in card.refused))
     row("if approved", card.on_approve)

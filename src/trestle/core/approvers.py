@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from trestle.core.escalation import groups_at, not_yet
 from trestle.core.policy import (
     ActionFacts,
     ApproverRule,
@@ -56,10 +57,18 @@ def covering(state: RunState, a: ApprovalState) -> tuple[ApproverRule, ...]:
     return tuple(r for r in policy.approvers if _covers(r, facts, tier))
 
 
-def judge(state: RunState, a: ApprovalState, signer: str | None, verdict: object) -> Judgement:
+def judge(
+    state: RunState,
+    a: ApprovalState,
+    signer: str | None,
+    verdict: object,
+    at: float | None = None,
+) -> Judgement:
     """What a ``verdict`` signed with key ``signer`` (None: no verified key) does to
-    approval ``a``. Without a rule covering it, any decision the decision path signed
-    decides, as before approvers existed."""
+    approval ``a``, recorded by the run's driver at time ``at`` (the time on the event
+    it writes; None: before any deadline). Without a rule covering it, any decision the
+    decision path signed decides, as before approvers existed. A rule's escalation
+    groups count only from its deadline on (:mod:`trestle.core.escalation`)."""
     rules = covering(state, a)
     if not rules:
         return Judgement("decide")
@@ -69,10 +78,14 @@ def judge(state: RunState, a: ApprovalState, signer: str | None, verdict: object
     if signer is None:
         return Judgement("refuse", f"not signed with an approver's key; {who}")
     for rule in rules:
-        if _name(policy, rule.groups, signer) is None:
+        if _name(policy, groups_at(rule, a, at), signer) is None:
             groups = " or ".join(repr(g) for g in rule.groups)
-            return Judgement("refuse", f"{_short(signer)} is not in group {groups}; {who}")
-    name = _name(policy, rules[0].groups, signer)
+            why = f"{_short(signer)} is not in group {groups}"
+            early = next((g for g in rule.escalate_to if _name(policy, (g,), signer)), None)
+            if early is not None and at is not None:  # an escalation group, too soon
+                why = f"{_name(policy, (early,), signer)} {not_yet(rule, a, early, at)}"
+            return Judgement("refuse", f"{why}; {who}")
+    name = _name(policy, groups_at(rules[0], a, at), signer)
     need = max(rule.approvals for rule in rules)
     if verdict == "reject" or need == 1:
         return Judgement("decide", name=name)

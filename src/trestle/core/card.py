@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from trestle.core.approval_groups import group_id, members
 from trestle.core.approvers import covering, may_decide
+from trestle.core.escalation import deadline
 from trestle.core.events import ApprovalSubject, ToolAsk
 from trestle.core.gate import similar_scope, step_facts
 from trestle.core.outside_writes import step_outside_writes
@@ -92,6 +94,16 @@ class HandoffCard(BaseModel):
     may_decide: str = ""
     on_approve: str
     on_reject: str
+    requested_at: float = 0.0  # when the run's driver asked (its clock): the card's age
+    # the first deadline of the approver rules covering it, and the groups that may
+    # decide too once it passes (trestle.core.escalation)
+    deadline_at: float | None = None
+    escalate_to: list[str] = []
+    # the pending approvals of the same run one `approve --similar` decides together
+    # (trestle.core.approval_groups): the group's id and its members' refs, this one
+    # first; None when it stands alone
+    group: str | None = None
+    group_refs: list[str] = []
 
 
 def _as_read(digest: str) -> str:
@@ -109,6 +121,21 @@ def _may_decide(state: RunState, a: ApprovalState) -> str:
     if a.endorsers:
         who += f"; approved so far by {', '.join(a.endorsers)}"
     return who
+
+
+def _deadline(state: RunState, a: ApprovalState) -> dict[str, object]:
+    due = deadline(covering(state, a), a)
+    if due is None:
+        return {}
+    return {"deadline_at": due.at, "escalate_to": list(due.escalate_to)}
+
+
+def _group(state: RunState, number: int) -> dict[str, object]:
+    together = members(state, number)
+    if len(together) < 2:
+        return {}
+    refs = [approval_ref(state.run_id, n) for n in together]
+    return {"group": group_id(state, together), "group_refs": refs}
 
 
 def approval_ref(run_id: str, number: int) -> str:
@@ -131,6 +158,9 @@ def build_card(state: RunState, number: int) -> HandoffCard:
         "refused": [r.reason for r in state.refused if r.approval == number],
         "tree": state.parent.describe() if state.parent is not None else None,
         "may_decide": _may_decide(state, a),
+        "requested_at": a.requested_at,
+        **_deadline(state, a),
+        **_group(state, number),
     }
     if a.subject == "budget" and a.breach is not None:
         return HandoffCard(
@@ -160,7 +190,12 @@ def build_card(state: RunState, number: int) -> HandoffCard:
             on_reject="the run stops with its report; nothing new starts",
         )
     assert a.step is not None, "only budget and alert approvals have no step"
-    return _action_card(state, a, a.step, common)
+    card = _action_card(state, a, a.step, common)
+    if card.group_refs:  # --similar decides the ones waiting now as well
+        others = ", ".join(card.group_refs[1:])
+        waiting = f"also approves the {len(card.group_refs) - 1} like it waiting now ({others})"
+        card = card.model_copy(update={"similar": f"{waiting}; {card.similar}"})
+    return card
 
 
 def _action_card(

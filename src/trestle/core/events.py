@@ -381,9 +381,12 @@ class ApprovalDecided(Event):
     edited them (canonical JSON; ``action_hash`` is then the edited call's); a modified
     plan review carries ``plan_edit``, the plan as the human edited it and the steps it
     drops and adds (``edited`` is then the review step listing the edited plan).
+    v3: an approve with ``similar`` carries ``covers``, the other pending approvals of
+    its group (:mod:`trestle.core.approval_groups`) it decides too, as the signed
+    request listed them.
     """
 
-    v: int = 2
+    v: int = 3
     kind: Literal["approval_decided"] = "approval_decided"
     approval: int
     verdict: Verdict
@@ -395,6 +398,7 @@ class ApprovalDecided(Event):
     arguments: str | None = None
     plan_edit: PlanEdit | None = None
     top_up: float | None = None
+    covers: tuple[int, ...] = ()
     request_id: int | None = None
     # the signed request this decision came from, verbatim: the process that acts on
     # the decision checks its signature (see trestle.lifecycle.approvals.forged), so a row written

@@ -38,6 +38,7 @@ from typing import Annotated, Literal, NamedTuple
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, model_validator
 
+from trestle.core.durations import parse_duration
 from trestle.core.globs import glob_regex
 from trestle.core.invocations import follow
 from trestle.core.record import Record
@@ -374,6 +375,14 @@ def _member_key(key: str) -> str:
 MemberKey = Annotated[str, AfterValidator(_member_key)]
 
 
+def _duration(value: object) -> object:
+    return parse_duration(value) if isinstance(value, str) else value
+
+
+# seconds; written in trestle.toml as "4h", "30m", "1h30m"
+Duration = Annotated[float, BeforeValidator(_duration), Field(gt=0)]
+
+
 class ApproverRule(Record):
     """Who may decide the approvals that meet all of the rule's criteria: a member of
     one of ``groups`` (a decision signed with a key the group lists), and, with
@@ -381,10 +390,16 @@ class ApproverRule(Record):
 
     Within one criterion any listed value may match; across criteria, every one given
     must match; a rule with no criterion covers every approval of the run.
+
+    ``deadline`` (seconds after the approval was asked) is shown on the card; once it
+    passes, members of ``escalate_to`` may decide as well (see
+    :mod:`trestle.core.escalation`).
     """
 
     groups: tuple[GroupName, ...] = Field(min_length=1)
     approvals: int = Field(default=1, ge=1, le=9, description="distinct approvers needed")
+    deadline: Duration | None = None
+    escalate_to: tuple[GroupName, ...] = ()
     tiers: tuple[Tier, ...] = ()
     tags: tuple[Annotated[str, Field(min_length=1)], ...] = ()
     paths: tuple[PathGlob, ...] = Field(default=(), description="globs on written paths")
@@ -422,13 +437,19 @@ class Policy(Record):
     @model_validator(mode="after")
     def _known_groups(self) -> Policy:
         for number, rule in enumerate(self.approvers):
-            for name in rule.groups:
-                if name not in self.groups:
-                    known = ", ".join(sorted(self.groups)) or "none"
-                    raise ValueError(
-                        f"approvers[{number}] names group {name!r}, which [policy.groups] "
-                        f"does not define (defined: {known})"
-                    )
+            for field, names in (("groups", rule.groups), ("escalate_to", rule.escalate_to)):
+                for name in names:
+                    if name not in self.groups:
+                        known = ", ".join(sorted(self.groups)) or "none"
+                        raise ValueError(
+                            f"approvers[{number}].{field} names group {name!r}, which "
+                            f"[policy.groups] does not define (defined: {known})"
+                        )
+            if rule.escalate_to and rule.deadline is None:
+                raise ValueError(
+                    f"approvers[{number}].escalate_to needs a deadline: escalation opens "
+                    "when the deadline passes"
+                )
         return self
 
 

@@ -732,6 +732,20 @@ class RunState(BaseModel):
         if event.similar and a.similar_key is not None:
             self.similar_approved[a.similar_key] = event.approval
         self._set(sid, "pending" if st.attempt == 0 else "retry_wait")
+        for number in event.covers:  # its group's other members, decided with it
+            self._cover(number, event)
+
+    def _cover(self, number: int, event: ApprovalDecided) -> None:
+        """Approval ``number``, a member of the group ``event`` approved with
+        ``--similar``: approved as it was asked, by the same decision."""
+        a = self.approvals[number]
+        if a.status != "pending" or a.step is None:
+            return  # the driver checked it was pending; a fold takes what it recorded
+        a.by, a.reason, a.decided_at = event.by, event.reason, event.at
+        a.status = "approved"
+        st = self.steps[a.step]
+        st.approved_hash = a.action_hash
+        self._set(a.step, "pending" if st.attempt == 0 else "retry_wait")
 
     def _approval_stale(self, sid: str, number: int, why: str | None) -> None:
         """The step's approval no longer matches what would run: nothing ran, nothing

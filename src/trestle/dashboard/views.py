@@ -17,6 +17,8 @@ from pathlib import Path
 
 from trestle.core.blame import Blame
 from trestle.core.card import HandoffCard
+from trestle.core.card_groups import due
+from trestle.core.durations import describe_duration
 from trestle.core.errors import ConfigError, TrestleError
 from trestle.core.events import (
     AlertRaised,
@@ -361,6 +363,8 @@ class CardView:
     queued: str | None = None
     root: str | None = None  # a delegated child's tree root, to link to
     similar_more: bool = False  # whether approving similar would cover more than this
+    waiting: str = ""  # how long it has waited: "3h 12m"
+    due: str = ""  # its deadline in words, "overdue" once past (empty: none)
 
 
 def preview_edit(store: Store, view: CardView, edited: str) -> CardView:
@@ -393,6 +397,7 @@ def card_views(store: Store, *, visible: frozenset[str] | None) -> list[CardView
     found = []
     states: dict[str, RunState] = {}
     queued: dict[str, dict[int, str]] = {}
+    now = time.time()
     for card in inbox(store):
         if visible is not None and card.run_id not in visible:
             continue
@@ -414,6 +419,8 @@ def card_views(store: Store, *, visible: frozenset[str] | None) -> list[CardView
                 queued=queued[card.run_id].get(card.approval),
                 root=state.parent.root if state.parent is not None else None,
                 similar_more=covers_more(card),
+                waiting=describe_duration(now - card.requested_at),
+                due=due(card, now),
             )
         )
     return found

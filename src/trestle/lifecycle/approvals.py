@@ -23,6 +23,7 @@ import yaml
 from pydantic import ValidationError
 
 from trestle.agentplan.review_edit import edited_review
+from trestle.core.approval_groups import group_id, group_problem, members, signed_members
 from trestle.core.approvers import covering, judge_raise, member_name, shown_decider
 from trestle.core.approvers import judge as judge_approver
 from trestle.core.card import HandoffCard, approval_ref, build_card
@@ -115,6 +116,7 @@ def submit_decision(
     top_up: float | None = None,
     by: str | None = None,
     key: bytes | None = None,
+    group: str | None = None,
 ) -> str:
     """Queue a signed decision on approval ``ref``; return the approval's full ref.
 
@@ -132,6 +134,7 @@ def submit_decision(
         top_up=top_up,
         by=by,
         key=key,
+        group=group,
     )
     return queued.ref
 
@@ -159,10 +162,15 @@ def queue_decision(
     by: str | None = None,
     key: bytes | None = None,
     identity: Ed25519PrivateKey | None = None,
+    group: str | None = None,
 ) -> QueuedDecision:
     """:func:`submit_decision`, returning the queued request too. ``identity`` is the
     decider's own key when it is not this user's ``identity.key``: a dashboard account's
-    (:mod:`trestle.dashboard.accounts`), so an approver rule tells its people apart."""
+    (:mod:`trestle.dashboard.accounts`), so an approver rule tells its people apart.
+
+    An approve with ``similar`` also decides the approvals of its group that wait now
+    (:mod:`trestle.core.approval_groups`), each named in the signed request; ``group``,
+    the id the inbox showed, refuses the decision if the group changed since."""
     inside = inside_a_step(store)
     if inside is not None:
         raise ConfigError(f"decisions cannot be made from inside a running step: {inside}")
@@ -191,6 +199,7 @@ def queue_decision(
             modification(state, a, edited)  # refuse a bad edit now, not later
         except ConfigError as exc:
             raise ConfigError(f"approval {full!r}: {exc}") from None
+    group_members = _group_as_shown(state, number, verdict, similar=similar, shown=group)
     fields = {
         "run_id": state.run_id,
         "approval": number,
@@ -203,6 +212,8 @@ def queue_decision(
         "top_up": top_up,
         "by": by or f"{getpass.getuser()}@{socket.gethostname()}",
     }
+    if group_members:
+        fields["group"] = group_members
     signature = None
     if identity is not None or covering(state, a):
         # who decides counts: sign with the decider's own key too (a key handed in, a
@@ -214,6 +225,26 @@ def queue_decision(
     )
     ring(store, state.run_id)
     return QueuedDecision(full, state.run_id, request_id, state.seq)
+
+
+def _group_as_shown(
+    state: RunState, number: int, verdict: Verdict, *, similar: bool, shown: str | None
+) -> list[dict[str, Any]]:
+    """The other members an approve with ``--similar`` of approval ``number`` decides;
+    ConfigError if ``shown`` (the group id the inbox showed) is not the group now."""
+    full = approval_ref(state.run_id, number)
+    if shown is not None and (verdict != "approve" or not similar):
+        raise ConfigError(f"approval {full!r}: a group is decided with approve --similar")
+    if verdict != "approve" or not similar:
+        return []
+    now = members(state, number)
+    if shown is not None and group_id(state, now) != shown:
+        refs = ", ".join(approval_ref(state.run_id, n) for n in now)
+        raise ConfigError(
+            f"approval {full!r}: the group changed since {shown!r} was shown (it is now "
+            f"{refs}): look again with `trestle inbox --run {state.run_id}`"
+        )
+    return signed_members(state, number)
 
 
 @dataclass(frozen=True)
@@ -421,7 +452,7 @@ def decided(
     if top_up is not None and not _amount(top_up):
         return refuse(number, f"the top-up {top_up!r} is not a finite amount of at least 0")
     signer = fields.get("signer")
-    who = judge_approver(state, a, signer, _judged(verdict, fields.get("similar")))
+    who = judge_approver(state, a, signer, _judged(verdict, fields.get("similar")), now)
     if who.outcome == "refuse":
         return refuse(number, who.reason)
     if who.outcome == "endorse":
@@ -434,6 +465,10 @@ def decided(
             request_id=request.id,
             signed=request.payload,
         )
+    signed_group = fields.get("group") if verdict == "approve" else None
+    covers, problem = group_problem(state, number, signed_group, signer, now)
+    if problem is not None:
+        return refuse(number, f"nothing was decided: {problem}")
     change: Modification | None = None
     if verdict == "modify":
         if a.step is None or not a.blocking:
@@ -459,6 +494,7 @@ def decided(
         arguments=change.arguments if change is not None else None,
         plan_edit=change.plan_edit if change is not None else None,
         top_up=top_up,
+        covers=covers,
         request_id=request.id,
         signed=request.payload,
     )
@@ -497,7 +533,9 @@ def forged(state: RunState, event: AnyEvent, key: bytes) -> str | None:
         return "its signature does not verify"
     a = state.approvals.get(event.approval)
     verdict = _judged(event.verdict, event.similar)
-    if a is not None and judge_approver(state, a, fields["signer"], verdict).outcome != "decide":
+    if a is not None and judge_approver(state, a, fields["signer"], verdict, event.at).outcome != (
+        "decide"
+    ):
         return "its signer may not decide this approval alone (the operator's approvers)"
     said = (
         fields.get("run_id"),
@@ -527,6 +565,10 @@ def forged(state: RunState, event: AnyEvent, key: bytes) -> str | None:
             return "the edited action is not the one signed"
     elif event.action_hash != a.action_hash:
         return "it approves another action than the one signed"
+    signed_group = fields.get("group") if event.verdict == "approve" else None
+    covers, problem = group_problem(state, event.approval, signed_group, fields["signer"], event.at)
+    if problem is not None or covers != event.covers:
+        return "the approvals it decides with its group are not the ones signed, as they stand"
     return None
 
 
@@ -547,7 +589,7 @@ def _endorsement_forged(state: RunState, event: ApprovalEndorsed, key: bytes) ->
     ):
         return "the signed request is not for this approval as it stands"
     verdict = _judged(fields.get("verdict"), fields.get("similar"))
-    if judge_approver(state, a, event.signer, verdict).outcome != "endorse":
+    if judge_approver(state, a, event.signer, verdict, event.at).outcome != "endorse":
         return "its signer's approve does not count towards this approval"
     return None
 

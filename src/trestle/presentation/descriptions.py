@@ -95,6 +95,8 @@ def log_detail(e: AnyEvent) -> str:
                 added = ", ".join(s.id for s in e.plan_edit.added)
                 dropped = ", ".join(e.plan_edit.dropped) or "nothing"
                 runs = f"; the plan as edited: drops {dropped}, adds {added}"
+            if e.covers:  # its group, decided with it (trestle.core.approval_groups)
+                runs += f"; with its group: approvals {', '.join(map(str, e.covers))}"
             return f"approval {n}: {verdict} by {by}{runs}" + (f": {why}" if why else "")
         case AlertRaised(alert=a, action=action):
             return (
