@@ -71,11 +71,18 @@ def test_every_way_gives_the_pinned_cosines_cold_and_cached() -> None:
             assert found == COSINES, vectorised
 
 
-def test_a_long_text_is_summed_with_numpy_and_a_short_one_plainly_by_default() -> None:
+def test_by_default_numpy_sums_only_a_text_of_many_words_not_hashed_yet() -> None:
     embedder = HashingEmbedder()
     long, short = embedder.embed([NEW_WORDS, "read textkit/slug.py"])
     assert isinstance(long, SparseVector) and isinstance(short, SparseVector)
     assert long.arrays is not None and short.arrays is None
+    # the same words, hashed by the plain sums a few at a time first: summed plainly
+    known = NEW_WORDS.split()
+    embedder = HashingEmbedder()
+    embedder.embed([" ".join(known[i : i + 10]) for i in range(0, len(known), 10)])
+    (again,) = embedder.embed([NEW_WORDS])
+    assert isinstance(again, SparseVector) and again.arrays is None
+    _same(again, long)
 
 
 def test_a_word_repeated_and_a_long_text_of_new_words_agree() -> None:

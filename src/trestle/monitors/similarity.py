@@ -182,9 +182,11 @@ _STOPWORD_LIST = """
 """
 _STOPWORDS = frozenset(_STOPWORD_LIST.split())
 MAX_CACHED_WORDS = 1 << 16  # a word's hashed features, kept per embedder
-# distinct words from which numpy's sums are the faster (below, its calls' fixed cost
-# outweighs the additions it saves)
-VECTORISED_FROM_WORDS = 64
+# new words (not yet hashed by the plain sums) from which numpy's sums are the faster:
+# the plain sums of words already hashed are cheap, and below this numpy's calls cost
+# more than the hashing they save (on the shared trajectories, whose agents repeat their
+# words, numpy's sums of every long text were 10% slower than the plain ones)
+VECTORISED_FROM_NEW_WORDS = 64
 
 # Splits camelCase and HTTPResponse-style runs: "parseHTTPResponse" -> parse HTTP Response.
 _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
@@ -257,7 +259,8 @@ class HashingEmbedder:
         trigram_weight: the total weight of a word's trigrams relative to the word.
         vectorised: sum with numpy for every text (True: numpy must be installed), in
             plain Python (False), or with numpy where it is installed and the text has
-            ``VECTORISED_FROM_WORDS`` distinct words or more (None).
+            ``VECTORISED_FROM_NEW_WORDS`` words or more that the plain sums have not
+            hashed yet (None).
 
     Raises:
         MissingExtraError: ``vectorised=True`` without numpy installed.
@@ -278,7 +281,7 @@ class HashingEmbedder:
         # the start, and a plan without an agent step never embeds a text
         self._sums: VectorisedSums | None = None
         self._sums_unresolved = vectorised is not False
-        self._vectorised_from = 1 if vectorised else VECTORISED_FROM_WORDS
+        self._always_vectorised = bool(vectorised)
         if vectorised and self._summer() is None:
             raise MissingExtraError("numpy", "embed")
 
@@ -299,7 +302,7 @@ class HashingEmbedder:
 
     def _vector(self, text: str) -> SparseVector:
         counted = sorted(Counter(words(text)).items())
-        summer = self._summer() if len(counted) >= self._vectorised_from else None
+        summer = self._summer() if self._worth_vectorising(counted) else None
         if summer is not None:
             arrays = summer.vector(counted)
             if arrays is not None:
@@ -317,6 +320,15 @@ class HashingEmbedder:
         if norm > 0.0:
             entries = {i: v / norm for i, v in entries.items() if v != 0.0}
         return SparseVector(self.dim, entries)
+
+    def _worth_vectorising(self, counted: list[tuple[str, int]]) -> bool:
+        """Whether numpy's sums are the faster for ``counted`` (both give the same vector)."""
+        if self._always_vectorised:
+            return True
+        if len(counted) < VECTORISED_FROM_NEW_WORDS:
+            return False
+        hashed = self._buckets
+        return sum(word not in hashed for word, _ in counted) >= VECTORISED_FROM_NEW_WORDS
 
     def _word_buckets(self, word: str) -> tuple[tuple[int, float], tuple[tuple[int, float], ...]]:
         found = self._buckets.get(word)
