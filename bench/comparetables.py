@@ -8,6 +8,7 @@ figure is a throughput (said in each table's heading).
 from __future__ import annotations
 
 import math
+import os
 import statistics
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -210,8 +211,17 @@ def render_steps(data: dict[str, Any]) -> str:
             f"   fan-out: root -> {p['width']} steps sleeping {p['sleep']:g} s -> join; "
             "makespan / critical path (the same graph at width 1)",
             table(["system", "makespan / critical path", "ratio to Trestle", "command"], fan),
+            f"   LangGraph runs sync nodes on a pool of min(32, cores + 4) threads "
+            f"({_langgraph_pool()} on this machine's {os.cpu_count()} cores): its fan-out "
+            "falls with more cores; Trestle's gives each step the plan may run at once "
+            "a thread",
         ]
     )
+
+
+def _langgraph_pool() -> int:
+    """The threads of LangGraph's default executor here (Python's default pool)."""
+    return min(32, (os.cpu_count() or 1) + 4)
 
 
 def render_turns(data: dict[str, Any]) -> str:
