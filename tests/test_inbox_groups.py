@@ -10,23 +10,35 @@ test hands in, as a driver hands in its own clock.
 from __future__ import annotations
 
 import hashlib
+import json
+import textwrap
+import time
 import tomllib
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from rich.console import Console
+from typer.testing import CliRunner
 
 from test_approvals_cli import Cli, flat
+from test_notifications import Receiver, _drive, _notify_toml
+from trestle.cli.app import app
 from trestle.cli.render import card_view
 from trestle.core.approvers import judge
 from trestle.core.card import build_card
 from trestle.core.events import ApprovalDecided, ApprovalRefused, ApprovalRequested, RunCreated
+from trestle.core.notices import escalations
 from trestle.core.plan import Plan
 from trestle.core.policy import Policy, action_hash
 from trestle.core.state import RunState
-from trestle.lifecycle.approvals import decided, forged
+from trestle.formats.planfile import parse_plan
+from trestle.formats.policyfile import parse_policy
+from trestle.lifecycle.approvals import decided, forged, trusted_state
+from trestle.lifecycle.runs import create_run
+from trestle.store import SqliteStore
 from trestle.store.base import Request
 from trestle.trust.identity import decision_fields, public_key, with_identity
 from trestle.trust.signing import decision_key, signed_payload
@@ -241,3 +253,48 @@ def test_a_bad_deadline_or_escalation_is_refused_with_exit_2(
     result = cli("run", "plan.yaml", "--accept-policy", digest)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "trestle.toml" in result.stderr and problem in flat(result.stderr)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    hook = Receiver()
+    yield hook
+    hook.close()
+
+
+def test_a_sweep_tells_the_escalation_group_once_after_the_deadline(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    _notify_toml(f"""
+        [targets.leads]
+        type = "webhook"
+        url = "{receiver.url}/leads"
+        groups = ["leads"]
+    """)
+    keys = {n: public_key(tmp_path / f"{n}.key") for n in ("olga", "lena")}
+    operator = parse_policy(
+        {
+            "groups": {"ops": {"olga": keys["olga"]}, "leads": {"lena": keys["lena"]}},
+            "approvers": [{"groups": ["ops"], "deadline": "1s", "escalate_to": ["leads"]}],
+        },
+        source="trestle.toml",
+    )
+    store = SqliteStore(tmp_path / "trestle.db")
+    (tmp_path / "ws").mkdir()
+    text = "goal: g\nsteps:\n  - {id: deploy, run: echo deployed, irreversible: true}\n"
+    plan = parse_plan(textwrap.dedent(text), source="plan.yaml", base_dir=tmp_path)
+    run_id = create_run(store, plan, workspace=tmp_path / "ws", operator_policy=operator)
+    _drive(store, run_id, notifier=None)  # the ask itself notifies nobody here
+    state = trusted_state(store, run_id)
+    asked = state.approvals[1].requested_at
+    assert escalations(state, asked + 0.5) == []  # not yet
+    time.sleep(max(0.0, asked + 1.05 - time.time()))
+
+    for _ in range(2):  # as cron runs it: the second sweep sends nothing new
+        swept = CliRunner().invoke(app, ["notify", "sweep", "--store", str(store.path)])
+        assert swept.exit_code == 0, swept.output
+        assert "1 approval(s) past their deadline" in swept.output
+    [sent] = receiver.accepted
+    assert receiver.paths == ["/hook/leads"]
+    assert sent["kind"] == "approval" and sent["step"] == "deploy"
+    assert "overdue for approval: leads may decide it now" in json.dumps(sent)

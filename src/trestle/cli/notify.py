@@ -1,4 +1,6 @@
-"""``trestle notify test``: a test message to the targets of ``notify.toml``, sent now."""
+"""``trestle notify test``: a test message to the targets of ``notify.toml``, sent now;
+``trestle notify sweep``: the notices the clock raises (approvals past their deadline),
+for cron."""
 
 from __future__ import annotations
 
@@ -6,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from trestle.cli.console import _out
+from trestle.cli.console import _all_runs, _out
+from trestle.cli.options import StoreOption
 
 notify_app = typer.Typer(
     help="Notifications to the operator's targets (docs/notifications.md).",
@@ -59,3 +62,39 @@ def test_targets(
             out.print(f"{name}: delivered ({target.type})", markup=False, soft_wrap=True)
     if failed:
         raise typer.Exit(1)
+
+
+@notify_app.command("sweep")
+def sweep(store: StoreOption = None) -> None:
+    """Notify the escalation groups of each approval past its deadline (an approver
+    rule's deadline and escalate_to), once per approval and target, and send what is
+    due. Run it from cron, every minute or so; exits 2 when notify.toml is missing or
+    wrong."""
+    import time
+
+    from trestle.core.errors import ConfigError
+    from trestle.core.notices import escalations
+    from trestle.lifecycle.approvals import vetter
+    from trestle.lifecycle.runs import readable_states
+    from trestle.notifications.notifier import Notifier
+    from trestle.notifications.targets import load_settings, notify_path
+    from trestle.trust.signing import decision_key
+
+    settings = load_settings()
+    if settings is None or not settings.targets:
+        raise ConfigError(f"{notify_path()}: names no target; nothing to sweep for")
+    notifier = Notifier(settings)
+    found = 0
+    try:
+        with _all_runs(store) as (st, _):
+            ids = [row.run_id for row in st.runs()]
+            unreadable: list[str] = []
+            now = time.time()
+            for state in readable_states(st, ids, unreadable, vet=vetter(decision_key())):
+                if state.cancelled is None:
+                    notices = escalations(state, now)
+                    found += len(notices)
+                    notifier.swept(state.run_id, state.seq, notices)
+    finally:
+        notifier.close()
+    _out().print(f"{found} approval(s) past their deadline", markup=False)

@@ -18,6 +18,8 @@ from __future__ import annotations
 from typing import Literal
 
 from trestle.core.approvers import covering
+from trestle.core.durations import clock_time
+from trestle.core.escalation import deadline
 from trestle.core.events import (
     AnyEvent,
     ApprovalRequested,
@@ -144,6 +146,41 @@ def with_approvers(notice: Notice, state: RunState) -> Notice:
         return notice
     groups = tuple(dict.fromkeys(g for rule in covering(state, a) for g in rule.groups))
     return notice.model_copy(update={"groups": groups})
+
+
+def escalations(state: RunState, now: float) -> list[Notice]:
+    """An ``approval`` notice for each pending approval of ``state`` whose deadline has
+    passed at ``now`` and whose rule escalates: addressed to the escalation groups (a
+    target that routes by groups gets it when it names one of them). Its dedup key is
+    the approval's, so a sweep run every minute sends it once. Unlike the notices of
+    :func:`notices_for`, these come from the clock, not from an event: the sweep that
+    reads the clock (``trestle notify sweep``) asks for them."""
+    found = []
+    for number, a in state.approvals.items():
+        if a.status != "pending":
+            continue
+        due = deadline(covering(state, a), a)
+        if due is None or not due.escalate_to or now < due.at:
+            continue
+        ref = f"{state.run_id}.{number}"
+        what = f"step {a.step!r}" if a.step else f"run {state.run_id}"
+        groups = " or ".join(due.escalate_to)
+        found.append(
+            Notice(
+                kind="approval",
+                run_id=state.run_id,
+                seq=state.seq,
+                step=a.step,
+                ref=ref,
+                title=f"{what} is overdue for approval: {groups} may decide it now",
+                detail=clip(f"its deadline was {clock_time(due.at, near=now)}"),
+                command=f"trestle approve {ref}  |  trestle reject {ref} --reason ...",
+                dedup_key=f"{state.run_id}/escalation/{number}",
+                approval=number,
+                groups=due.escalate_to,
+            )
+        )
+    return found
 
 
 def _settle(run_id: str, seq: int, step: str, title: str, reason: str) -> Notice:

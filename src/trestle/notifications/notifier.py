@@ -60,6 +60,15 @@ class _Batch:
     state: StateReader | None
 
 
+@dataclass(frozen=True)
+class _Swept:
+    """Notices the clock raised for a run (its state read at ``seq``), not an event."""
+
+    run_id: str
+    seq: int
+    notices: Sequence[Notice]
+
+
 _CLOSE = object()
 
 
@@ -132,6 +141,13 @@ class Notifier:
         if events:
             self._queue.put(_Batch(run_id, first_seq, list(events), read, state))
 
+    def swept(self, run_id: str, seq: int, notices: Sequence[Notice]) -> None:
+        """Queue ``notices`` a sweep of the clock raised for ``run_id`` (its state read at
+        ``seq``), such as an approval past its deadline; each is sent once per target by
+        its dedup key, however often the sweep finds it."""
+        if notices:
+            self._queue.put(_Swept(run_id, seq, list(notices)))
+
     def close(self) -> None:
         """Derive what is queued, send what is due for up to ``drain`` seconds, stop."""
         self._queue.put(_CLOSE)
@@ -152,6 +168,8 @@ class Notifier:
                     deadline = self.clock() + self.drain
                 elif isinstance(item, _Batch):
                     self._guarded("derive", self._derive, ledger, item)
+                elif isinstance(item, _Swept):
+                    self._guarded("derive", self._record_swept, ledger, item)
                 self._guarded("send", self._send_due, ledger)
                 if deadline is not None and self._queue.empty():
                     upcoming = ledger.next_due()
@@ -190,6 +208,20 @@ class Notifier:
                     rows.append((notice.dedup_key, name, payload))
         last = first + len(batch.events) - 1
         ledger.record(run_id, last, rows, now=self.clock())
+
+    def _record_swept(self, ledger: Ledger, swept: _Swept) -> None:
+        rows = [
+            (notice.dedup_key, name, message(notice, self.settings.dashboard_url, self.environ))
+            for notice in swept.notices
+            for name, target in self.settings.targets.items()
+            if target.wants(notice)
+        ]
+        # the run's derived events stay where they were; a run never seen before counts
+        # as derived through now, as the first batch of one would
+        through = ledger.through(swept.run_id)
+        ledger.record(
+            swept.run_id, swept.seq if through is None else through, rows, now=self.clock()
+        )
 
     def _with_approvers(self, batch: _Batch, notices: list[Notice]) -> list[Notice]:
         """The approvals among ``notices`` with the groups that may decide them, when a
