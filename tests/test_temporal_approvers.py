@@ -149,3 +149,28 @@ def test_only_a_member_raises_a_stopped_budget_on_temporal(cli: Cli, workers: Wo
     assert (cli.dir / "done.log").read_text() == "a\nb\n"
     shown = _as(cli, workers, "alice", "show", run_id, "--json")
     assert f'"forged_seq": {seq}' in shown.stdout, shown.stdout
+
+
+def test_an_escalation_group_waits_for_the_deadline_on_temporal(cli: Cli, workers: Workers) -> None:
+    """The workflow judges an escalation group's decision by its own clock
+    (``workflow.now()``), as the local engine does by the driver's."""
+    keys = {n: _as(cli, workers, n, "policy", "identity").stdout.strip() for n in ("alice", "lena")}
+    toml = cli.write(
+        "trestle.toml",
+        f'[policy.groups.release]\nalice = "{keys["alice"]}"\n'
+        f'[policy.groups.leads]\nlena = "{keys["lena"]}"\n'
+        '\n[[policy.approvers]]\ngroups = ["release"]\ndeadline = "1h"\n'
+        'escalate_to = ["leads"]\n',
+    )
+    digest = hashlib.sha256(toml.read_bytes()).hexdigest()
+    workers.start()
+    plan = cli.write("plan.yaml", DEPLOY)
+    waiting = workers.run(
+        "run", plan, "--no-live", "--no-prompt", "--accept-policy", digest, *workers.flags()
+    )
+    assert waiting.returncode == 3, waiting.stdout + waiting.stderr
+    run_id = run_id_of(waiting)
+    early = _said(_as(cli, workers, "lena", "approve", f"{run_id}.1"))
+    assert "lena is in group 'leads', which may decide from" in early, early
+    assert "(after the deadline); who may decide: release (alice)" in early
+    assert not (cli.dir / "deploys.log").exists()
