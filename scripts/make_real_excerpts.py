@@ -49,6 +49,12 @@ EXCERPTS: list[tuple[str, str, int, str]] = [
         "exhausted its 50 calls; test_rerun must flag the same failure across code edits",
     ),
     (
+        "openhands/mopenhands_claude-3.5-sonnet-oct_python_verified",
+        "matplotlib__matplotlib-26208",
+        17,
+        "exhausted its 50 calls; reread must flag axes/_base.py read 7 times unchanged",
+    ),
+    (
         "mini-swe-agent/20251118_mini-v1.15.0_gemini-3-pro-preview",
         "django__django-12209",
         57,

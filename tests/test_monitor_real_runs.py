@@ -73,7 +73,7 @@ def test_every_excerpt_names_its_source() -> None:
 
 def test_the_excerpts_replay_through_monitors_eval(tmp_path: Path) -> None:
     runs, labels = load_corpus(DATA)
-    assert len(runs) == 7 and labels == {}
+    assert len(runs) == 8 and labels == {}
     assert {r.source for r in runs} == {"openhands", "mini-swe-agent"}
 
 

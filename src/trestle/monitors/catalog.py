@@ -22,6 +22,7 @@ CATCHES: dict[str, frozenset[str]] = {
     "cycle": frozenset({"loop", "near_loop"}),
     "progress": frozenset({"loop", "near_loop", "no_edit"}),
     "exploration": frozenset({"no_edit"}),
+    "reread": frozenset({"loop", "near_loop", "no_edit"}),
     "test_rerun": frozenset({"test_rerun"}),
     "scope": frozenset({"drift"}),
     "drift": frozenset({"drift"}),
