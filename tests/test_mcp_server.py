@@ -222,7 +222,7 @@ def test_retry_skip_and_tell(cli: Cli) -> None:
     [reopened] = events(cli, run_id, "step_reopened")
     [skip] = events(cli, run_id, "step_skipped")
     for event in (reopened, skip):
-        assert event["by"].startswith(f"mcp:{CLIENT}:"), event
+        assert event["by"].startswith("ed25519:") and f"… (mcp:{CLIENT}:" in event["by"]
 
 
 def test_bad_input_is_a_tool_error_and_the_server_goes_on(cli: Cli) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from trestle.agentplan.edits import Change, step_changed
+from trestle.core.approvers import member_name, shown_decider
 from trestle.core.events import AnyEvent, RequestRefused, StepReopened, StepSkipped
 from trestle.core.state import RunState
 from trestle.lifecycle.approvals import decided
@@ -44,6 +45,7 @@ def request_as_events(
     if fields is None or (fields.get("run_id"), fields.get("kind")) != (state.run_id, r.kind):
         return refuse(f"not signed by the decision path (trestle {r.kind})")
     text = str(fields.get("reason"))
+    asker = _asker(state, fields)
     if r.kind == "tell" and fields.get("change") == "rebind":
         judged = judged_rebind(state, fields, r.id, now)
         if isinstance(judged, str):  # signed, so known to be a rebind: said as one
@@ -55,16 +57,14 @@ def request_as_events(
     if r.kind == "tell" and fields.get("change") in ("drop", "objective"):
         # a change to a step of the plan: judged here, the same on every engine
         change: Change = "drop" if fields["change"] == "drop" else "objective"
-        by = str(fields.get("by", "user"))
         step = str(fields.get("step", ""))
-        return [step_changed(state, step, change, text, by=by, request_id=r.id, now=now)]
+        return [step_changed(state, step, change, text, by=asker, request_id=r.id, now=now)]
     if r.kind == "tell":
         if state.agent is None:
             return refuse("a plan run takes no requirements", text=text)
         if tell is None:
             return refuse("the process driving the run has no agent runtime to plan it", text=text)
-        by = str(fields.get("by", "user"))
-        told = tell(state, text, by, r.id, now)
+        told = tell(state, text, asker, r.id, now)
         return told or refuse("the agent runtime did not take it", text=text)
     if r.kind == "cancel":
         return refuse("the cancel was not for this run", text=text)
@@ -78,8 +78,15 @@ def request_as_events(
         reason=text,
         created_at=r.created_at,
     )
-    asker = fields.get("by")
-    return [retry_or_skip(state, signed, now, by=asker if isinstance(asker, str) else None)]
+    return [retry_or_skip(state, signed, now, by=asker if "by" in fields else None)]
+
+
+def _asker(state: RunState, fields: dict[str, Any]) -> str:
+    """Who asked, as the record names them: ``by``, or where an identity key signed the
+    request too (``trestle mcp serve``'s), that key as the operator's groups name it."""
+    signer = fields.get("signer")
+    name = member_name(state.operator_policy, signer)
+    return shown_decider(name, signer, str(fields.get("by", "user")))
 
 
 def retry_or_skip(state: RunState, r: Request, now: float, *, by: str | None) -> AnyEvent:

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ValidationError
 
@@ -44,7 +45,7 @@ from trestle.formats.planfile import python_sources
 from trestle.lifecycle.doorbell import ring
 from trestle.store.base import Appended, Request, RequestKind, Snapshot, Store
 from trestle.store.location import store_name
-from trestle.trust.identity import public_key
+from trestle.trust.identity import public_key, with_identity
 from trestle.trust.signing import (
     decision_key,
     existing_key,
@@ -52,6 +53,9 @@ from trestle.trust.signing import (
     signed_payload,
     snapshot_mac,
 )
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 NEW_ID_DRAWS = 8
 
@@ -363,12 +367,14 @@ def request_decision(
     *,
     key: bytes | None = None,
     by: str | None = None,
+    identity: Ed25519PrivateKey | None = None,
 ) -> Request:
     """Queue a human's retry or skip; the run's driver records it on its next pass,
     naming ``by`` (default: this user at this host) as who asked.
 
     Signed like approvals (:mod:`trestle.trust.signing`): a row a step writes into the store
-    itself cannot skip a step a human rejected.
+    itself cannot skip a step a human rejected. ``identity`` (a decider's own key, as
+    ``trestle mcp serve`` hands in) signs it too, and the record names its key.
     """
     state = load_state(store, run_id)
     refuse_if_cancelled(state)
@@ -386,7 +392,7 @@ def request_decision(
     now = time.time()
     who = by or f"{getpass.getuser()}@{socket.gethostname()}"
     fields = {"run_id": run_id, "kind": kind, "step": step, "reason": reason, "by": who}
-    payload = signed_payload(fields, key or decision_key())
+    payload = _signed(fields, key, identity)
     request_id = store.add_request(run_id, kind, step, reason, now=now, payload=payload)
     ring(store, run_id)
     return Request(
@@ -469,7 +475,13 @@ def attempt_ended(
 
 
 def request_requirement(
-    store: Store, run_id: str, text: str, *, by: str, key: bytes | None = None
+    store: Store,
+    run_id: str,
+    text: str,
+    *,
+    by: str,
+    key: bytes | None = None,
+    identity: Ed25519PrivateKey | None = None,
 ) -> Request:
     """Queue a requirement for an agent run (``trestle tell``); its driver adds it to
     the plan on its next pass. Signed like the other requests. A run its budget
@@ -484,7 +496,8 @@ def request_requirement(
     _refuse_if_over(state, f"start a new run for {text!r}")
     if not text.strip():
         raise ConfigError("the requirement is empty: say what else the run must do")
-    return _queue_tell(store, run_id, {"step": "", "reason": text}, by=by, key=key)
+    told = {"step": "", "reason": text}
+    return _queue_tell(store, run_id, told, by=by, key=key, identity=identity)
 
 
 def request_plan_change(
@@ -496,6 +509,7 @@ def request_plan_change(
     *,
     by: str,
     key: bytes | None = None,
+    identity: Ed25519PrivateKey | None = None,
 ) -> Request:
     """Queue a change to a step of an agent run's plan that has not started
     (``trestle tell --drop STEP`` / ``--change STEP TEXT``), signed like the other
@@ -515,7 +529,7 @@ def request_plan_change(
     if why is not None:
         raise ConfigError(f"run {run_id!r}: {why}")
     fields = {"step": step, "reason": text, "change": change}
-    return _queue_tell(store, run_id, fields, by=by, key=key)
+    return _queue_tell(store, run_id, fields, by=by, key=key, identity=identity)
 
 
 def _refuse_if_over(state: RunState, instead: str) -> None:
@@ -527,12 +541,27 @@ def _refuse_if_over(state: RunState, instead: str) -> None:
     raise ConfigError(f"run {state.run_id!r} already finished ({state.finished}): {instead}")
 
 
+def _signed(fields: dict[str, str], key: bytes | None, identity: Ed25519PrivateKey | None) -> str:
+    """A request's payload, signed with the decision key and, when one is handed in,
+    the decider's identity key (:mod:`trestle.trust.identity`)."""
+    if identity is None:
+        return signed_payload(fields, key or decision_key())
+    named, signature = with_identity(dict(fields), key=identity)
+    return signed_payload(named, key or decision_key(), identity=signature)
+
+
 def _queue_tell(
-    store: Store, run_id: str, told: dict[str, str], *, by: str, key: bytes | None
+    store: Store,
+    run_id: str,
+    told: dict[str, str],
+    *,
+    by: str,
+    key: bytes | None,
+    identity: Ed25519PrivateKey | None = None,
 ) -> Request:
     now = time.time()
     fields = {"run_id": run_id, "kind": "tell", **told, "by": by}
-    payload = signed_payload(fields, key or decision_key())
+    payload = _signed(fields, key, identity)
     step, text = told["step"], told["reason"]
     request_id = store.add_request(run_id, "tell", step, text, now=now, payload=payload)
     ring(store, run_id)
