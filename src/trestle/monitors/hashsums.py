@@ -4,16 +4,21 @@
 trigram feature of a text into its bucket, one Python operation each (about 1,300 for
 1,000 characters), then normalises. This module does the same arithmetic over arrays,
 when numpy is installed (the ``embed`` extra brings it): the trigrams' CRC-32s from a
-lookup table over the words' bytes at once, the buckets grouped by a stable sort. The
+lookup table over the words' bytes at once, the buckets grouped by one sort. The
 floating-point operations are the pure code's, in its order, so the vectors are equal
 to the last bit and a monitor decides the same with or without numpy:
 
-- a bucket's features are summed one after another in the text's order (a stable sort
-  keeps that order inside each bucket, and ``bincount`` adds sequentially);
+- a bucket's features are summed one after another in the text's order (sorted by
+  bucket, then position, and ``bincount`` adds sequentially);
 - buckets come out in the order the pure code first touches them (its dict's order),
   and the sums of squares are added by Python's ``sum`` in that order;
 - a word's weight is ``1 + math.log(count)`` from :mod:`math`, as in the pure code
-  (numpy's ``log`` may differ in the last bit).
+  (numpy's ``log`` may differ in the last bit);
+- a cosine's products are added by Python's ``sum`` in the order the plain code adds
+  them (:meth:`BucketArrays.dot`).
+
+The vector stays in arrays (:class:`BucketArrays`): a dict of a long text's ~2,000
+entries costs more to build than comparing the text with a few references does.
 
 ``tests/test_monitor_similarity_sums.py`` holds the two to each other on random texts,
 and ``tests/test_monitor_drift_golden.py`` pins the values either computes.
@@ -53,7 +58,7 @@ _POSITION = np.uint64(0xFFFFFFFF)
 
 
 class VectorisedSums:
-    """Bucket sums of a text's word and trigram features, as the pure embedder makes them.
+    """A text's hashed vector summed over arrays, as the pure embedder sums it.
 
     Args:
         dim: the vector's length (at most 2**32: the CRCs are reduced in 32 bits).
