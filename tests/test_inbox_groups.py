@@ -102,6 +102,9 @@ def test_similar_cards_are_one_group_and_one_decision_settles_it(cli: Cli) -> No
     [left] = cli.json("inbox", "--run", run_id)
     assert (left["step"], left["group"]) == ("release", None)
     assert "with its group: approvals 2, 3" in flat(cli("log", run_id).stdout)
+    exported = [json.loads(line) for line in cli("feedback", "export").stdout.splitlines()]
+    [act] = [row for row in exported if row.get("covers")]
+    assert (act["ref"], act["covers"]) == (f"{run_id}.1", [f"{run_id}.2", f"{run_id}.3"])
 
     again = cli("resume", run_id)  # the recorded decision folds the same way again
     assert again.returncode == 3

@@ -252,6 +252,8 @@ def _decided(state: RunState, event: ApprovalDecided, seq: int) -> Row:
         card = build_card(state, event.approval)
         row["proposed"] = _proposal(card)
     row.update(similar=event.similar, top_up=event.top_up)
+    if event.covers:  # one act decided its group: the members it approved with it
+        row["covers"] = [f"{state.run_id}.{n}" for n in event.covers]
     if a is not None and a.endorsers:  # a two-person rule's: everyone whose approve counted
         row["approvers"] = [*a.endorsers, event.by]
     return row
