@@ -21,13 +21,14 @@ the context monitor then takes.
 Usage::
 
     python bench/monitors_real.py [--root DIR] [--half report|tune|all]
-        [--detector trestle|openhands|both|learnt|trestle+learnt]
+        [--detector trestle|openhands|both|learnt|trestle+learnt|trestle+reread]
         [--show succeeded|exhausted] [--json FILE]
 
 ``both`` (the default) is Trestle's monitors and OpenHands' rules. ``learnt`` is the
 learnt detector alone (:mod:`trestle.monitors.learnt`, trained on the tune half by
 ``bench/train_detector.py``), ``trestle+learnt`` the default monitors with it beside
-them.
+them, ``trestle+reread`` the default monitors with the reread monitor
+(:mod:`trestle.monitors.rereads`, off by default) beside them.
 """
 
 from __future__ import annotations
@@ -83,6 +84,10 @@ def trestle_and_learnt(facts: RunFacts) -> Sequence[Monitor]:
     return [*trestle_monitors(facts), *learnt_detector(facts)]
 
 
+def trestle_and_reread(facts: RunFacts) -> Sequence[Monitor]:
+    return default_monitors(MonitorSettings(reread=True))
+
+
 # name -> (title, monitor set, whether the catches map applies)
 DETECTORS: dict[str, tuple[str, MonitorSet, bool]] = {
     "trestle": ("Trestle's default monitors", trestle_monitors, True),
@@ -91,6 +96,11 @@ DETECTORS: dict[str, tuple[str, MonitorSet, bool]] = {
     "trestle+learnt": (
         "Trestle's default monitors and the learnt detector",
         trestle_and_learnt,
+        True,
+    ),
+    "trestle+reread": (
+        "Trestle's default monitors and the reread monitor",
+        trestle_and_reread,
         True,
     ),
 }

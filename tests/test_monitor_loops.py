@@ -644,7 +644,7 @@ def test_a_script_whose_traceback_survives_the_edits() -> None:
 def test_behaviour_monitors_are_fresh_and_distinct() -> None:
     first, second = behaviour_monitors(), behaviour_monitors()
     names = [monitor.name for monitor in first]
-    assert len(set(names)) == len(names) == 7
+    assert len(set(names)) == len(names) == 6
     assert all(a is not b for a, b in zip(first, second, strict=True))
 
 

@@ -1,4 +1,5 @@
-"""The reread monitor: one file read again and again while nothing changes it.
+"""The reread monitor (off unless asked for): one file read again and again while
+nothing changes it.
 
 Runs built by hand for the counting, and real runs' excerpts for what it was tuned on:
 an OpenHands run that used up its 50 calls, flagged before half of them, and a
@@ -8,12 +9,16 @@ must be left alone.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from test_cli import Cli
 from test_monitor_loops import Run, act, edit, feed, summary, view
 from test_monitor_real_runs import flags, mini, openhands
 from trestle.core.errors import ConfigError
-from trestle.monitors.loops import behaviour_monitors
+from trestle.core.records.monitors import MonitorSettings
+from trestle.monitors.catalog import default_monitors
 from trestle.monitors.rereads import RereadMonitor
 from trestle.monitors.trace import RunFacts
 
@@ -55,11 +60,16 @@ def test_the_thresholds_grow_with_a_long_turn_limit_and_planning_steps_are_exemp
     assert feed(RereadMonitor(), run.turns, RunFacts(turn_limit=250)) == []
     looking = RunFacts(read_only=frozenset({"fix"}))
     assert feed(RereadMonitor(), run.turns, looking) == []
-    assert any(isinstance(m, RereadMonitor) for m in behaviour_monitors())
     with pytest.raises(ConfigError, match="RereadMonitor"):
         RereadMonitor(warning_reads=5, critical_reads=5)
     with pytest.raises(ConfigError, match="RereadMonitor"):
         RereadMonitor(warning_share=0.3, critical_share=0.2)
+
+
+def test_it_is_off_unless_the_settings_ask_for_it() -> None:
+    assert not any(isinstance(m, RereadMonitor) for m in default_monitors(MonitorSettings()))
+    chosen = default_monitors(MonitorSettings.model_validate({"reread": True}))
+    assert sum(isinstance(m, RereadMonitor) for m in chosen) == 1
 
 
 def test_a_real_run_that_used_up_its_calls_is_flagged_before_half_of_them() -> None:
@@ -79,3 +89,13 @@ def test_a_long_budget_run_paging_through_one_file_is_left_alone() -> None:
     assert run.facts.turn_limit == 250
     assert flags(RereadMonitor(), run) == []
     assert flags(RereadMonitor(), run, RunFacts(turn_limit=50)) != []
+
+
+def test_monitors_eval_replays_the_excerpts_with_it_when_asked(tmp_path: Path) -> None:
+    cli = Cli(tmp_path, tmp_path / "t.db")
+    real = Path(__file__).parent / "data" / "real_runs"
+    without, asked = cli("monitors", "eval", real), cli("monitors", "eval", real, "--reread")
+    assert without.returncode == asked.returncode == 0, asked.stderr
+    assert "| reread |" not in without.stdout
+    # matplotlib-26208 alone: seven reads by its 17th call, the end of its excerpt
+    assert "| reread | same_file_reread | 1/8 |" in asked.stdout

@@ -71,6 +71,13 @@ def eval_(
             help="Add the learnt detector (off by default, as in a run: [monitors] learnt).",
         ),
     ] = False,
+    reread: Annotated[
+        bool,
+        typer.Option(
+            "--reread",
+            help="Add the reread monitor (off by default, as in a run: [monitors] reread).",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
     """The targets' two figures, overall and per source with 95% intervals; then per
@@ -97,7 +104,9 @@ def eval_(
             r.model_copy(update={"outcome": found[r.name].outcome}) if r.name in found else r
             for r in runs
         ]
-    settings = MonitorSettings(embedder=embedder, context_window=context_window, learnt=learnt)
+    settings = MonitorSettings(
+        embedder=embedder, context_window=context_window, learnt=learnt, reread=reread
+    )
     default_monitors(settings)  # an unknown or missing embedder fails here, once
 
     def fresh(facts: RunFacts) -> list[Monitor]:

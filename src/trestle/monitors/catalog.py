@@ -1,5 +1,5 @@
 """The monitors a run gets unless told otherwise: every level at once, and the learnt
-detector when the settings ask for it."""
+detector and the reread monitor when the settings ask for them."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from trestle.monitors.drift import semantic_cost_timing_monitors
 from trestle.monitors.format import FormatMonitor
 from trestle.monitors.learnt import LearntMonitor, shipped_detector
 from trestle.monitors.loops import behaviour_monitors
+from trestle.monitors.rereads import RereadMonitor
 from trestle.monitors.similarity import embedder_named
 
 # Which labelled problems each monitor is meant to catch: how the offline evaluation
@@ -34,8 +35,10 @@ CATCHES: dict[str, frozenset[str]] = {
 
 def default_monitors(settings: MonitorSettings) -> list[Monitor]:
     """Fresh instances of every monitor, token level to cost, for one run; and the
-    learnt detector if ``settings.learnt``."""
+    reread monitor if ``settings.reread``, the learnt detector if ``settings.learnt``."""
     monitors = hand_written_monitors(settings)
+    if settings.reread:
+        monitors.append(RereadMonitor())
     if settings.learnt:
         # the detector reads the alerts of its own set, made as the one it was trained
         # with (the default settings'), whatever this run's settings are

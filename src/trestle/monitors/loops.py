@@ -5,10 +5,11 @@ stuck agent rewords its reasoning every turn): :class:`RepeatMonitor` (the very 
 call, again and again) and :class:`CycleMonitor` (a lap of calls that are equal up to
 trivia, see :func:`near_key`, repeated). The others live beside them:
 :mod:`~trestle.monitors.monologue` (reasoning without acting),
-:mod:`~trestle.monitors.progress` (no progress, exploring without editing),
-:mod:`~trestle.monitors.rereads` (one file read again and again while nothing changes
-it) and :mod:`~trestle.monitors.reruns` (the same failing test between edits);
-:func:`behaviour_monitors` makes all of them.
+:mod:`~trestle.monitors.progress` (no progress, exploring without editing) and
+:mod:`~trestle.monitors.reruns` (the same failing test between edits);
+:func:`behaviour_monitors` makes all of them. :mod:`~trestle.monitors.rereads` (one
+file read again and again while nothing changes it) is off unless the settings ask
+for it (:func:`~trestle.monitors.catalog.default_monitors`).
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ from trestle.monitors.fingerprint import (
 )
 from trestle.monitors.monologue import MonologueMonitor
 from trestle.monitors.progress import ExplorationMonitor, ProgressMonitor
-from trestle.monitors.rereads import RereadMonitor
 from trestle.monitors.reruns import TestRerunMonitor
 from trestle.monitors.shown import LineMemory
 from trestle.monitors.trace import Action, Observation, RunFacts, Turn
@@ -336,6 +336,5 @@ def behaviour_monitors() -> list[Monitor]:
         MonologueMonitor(),
         ProgressMonitor(),
         ExplorationMonitor(),
-        RereadMonitor(),
         TestRerunMonitor(),
     ]

@@ -10,8 +10,10 @@ On the tuning half of the real runs (``bench/monitors_real.py --half tune``) it 
 one sign, of those tried, that OpenHands runs which used up their 50 calls showed in
 their first half while the runs that succeeded did not show it at all: it flagged 5 of
 the 38 such runs by half-way, beyond the 3 the other monitors flagged, and none of the
-152 successful runs of any scaffold (the other signs tried, and what this one gave on
-the report half, are in ``BENCHMARKS.md``, section 6).
+152 successful runs of any scaffold. On the report half it did not hold up: 2 more of
+53 such runs flagged by half-way, and 3 more of 51 successful OpenHands runs flagged
+(``BENCHMARKS.md``, section 6, has the figures and the other signs tried). So it is off
+unless ``[monitors] reread = true``.
 
 ``warning`` once a file has been read ``warning_reads`` times since the attempt last
 changed it (an edit or a write of it; a file it never changed counts from the start),

@@ -8,6 +8,7 @@ What to do about an alert is one policy, configurable in ``trestle.toml``::
     stall_after = 900            # seconds a step may show no sign of life
     context_window = 128000      # tokens the model's context holds (default: by model)
     learnt = true                # add the learnt detector's warning (default: off)
+    reread = true                # add the reread monitor (default: off)
     [monitors.actions]           # by severity ...
     warning = "inject"
     critical = "pause"
@@ -158,6 +159,10 @@ class MonitorSettings(Record):
     # the learnt detector (trestle.monitors.learnt) beside the hand-written monitors: a
     # warning when a run looks, before half its turn limit, like runs that used it up
     learnt: bool = False
+    # the reread monitor (trestle.monitors.rereads): one file read again and again while
+    # nothing changes it; off by default, as it flagged more successful runs than it
+    # gained exhausted ones on the report half of the real runs (BENCHMARKS.md)
+    reread: bool = False
 
     def stall_limit(self, step_timeout: float | None) -> float:
         """Seconds a running step may record nothing: ``stall_after``, or the step's
