@@ -287,7 +287,7 @@ class HashingEmbedder:
 
     @property
     def vectorised(self) -> bool:
-        """Whether the features are summed with numpy."""
+        """Whether numpy sums texts here (every text, or those worth it: see ``vectorised``)."""
         return self._summer() is not None
 
     def _summer(self) -> VectorisedSums | None:
