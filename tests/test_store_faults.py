@@ -32,7 +32,7 @@ from trestle.cli.app import main
 from trestle.engines.local import LocalEngine
 from trestle.formats.planfile import load_plan
 from trestle.lifecycle.runs import create_run
-from trestle.store import SqliteStore, bodies
+from trestle.store import SqliteStore, bodies, decoding
 from trestle.store.decoding import COMPRESSED
 from trestle.trust.signing import key_path
 
@@ -337,7 +337,7 @@ def test_doctor_finds_a_snapshot_and_a_listing_row_that_disagree_with_the_events
         (state,) = db.execute(
             "SELECT state FROM snapshots WHERE run_id = ?", (snapshotted,)
         ).fetchone()
-        changed = json.loads(state) | {"resumes": 7}
+        changed = json.loads(decoding.state_text(state) or "") | {"resumes": 7}  # compressed
         db.execute(
             "UPDATE snapshots SET state = ? WHERE run_id = ?", (json.dumps(changed), snapshotted)
         )

@@ -29,6 +29,7 @@ from trestle.core.events import AnyEvent, ContextCompressed, ToolCallEnded, even
 from trestle.core.records.agent import CompressionRecord
 from trestle.operations.doctor import diagnose
 from trestle.store import SqliteStore
+from trestle.store.base import Snapshot
 from trestle.store.bodies import DICTIONARY, compressed, decompressed
 from trestle.store.payloads import CHUNKED, LARGE, MANIFEST, pack, parts, references, unpack
 from trestle.store.sqlite import MIGRATIONS
@@ -339,4 +340,25 @@ def test_a_garbled_compressed_body_or_a_lost_piece_is_named_as_damage(tmp_path: 
         db.execute("DELETE FROM payloads WHERE hash = (SELECT max(hash) FROM payloads)")
     with pytest.raises(StoreDamagedError, match=r"seq 2 refers to payload [0-9a-f]{64}, missing"):
         store.events(RUN)
+    store.close()
+
+
+def test_a_snapshot_state_is_stored_compressed_and_one_that_will_not_open_is_passed_over(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "t.db"
+    store = SqliteStore(path)
+    store.create_run(created(), summary="{}")
+    state = json.dumps({"transcripts": {f"step-{i}": list(range(i, i + 50)) for i in range(80)}})
+    saved = Snapshot(seq=2, state_json=state, monitors=b"m", mac="sig")
+    store.append(RUN, batch([ended(1, "short")], 2, snapshot=saved), token=leased(store, RUN))
+    assert store.snapshot(RUN, monitors=True) == saved
+    with sqlite3.connect(path) as db:
+        (stored,) = db.execute("SELECT state FROM snapshots").fetchone()
+        assert isinstance(stored, bytes) and len(stored) < len(state) / 4
+        db.execute("UPDATE snapshots SET state = ?", (stored[:-5],))
+    assert store.snapshot(RUN) is None  # the events stand: the run folds from them
+    with sqlite3.connect(path) as db:  # as a store before schema 6 holds it
+        db.execute("UPDATE snapshots SET state = ?", (state,))
+    assert store.snapshot(RUN, monitors=True) == saved
     store.close()

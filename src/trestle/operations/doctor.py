@@ -239,11 +239,14 @@ def _check_run(db: sqlite3.Connection, run_id: str, found: _Found, *, now: float
         mac = "mac" if "mac" in columns else "''"  # a store from before signed snapshots
         snap = db.execute(f"SELECT seq, state, {mac} FROM snapshots WHERE run_id = ?", (run_id,))
         snapshot = snap.fetchone()
+        if snapshot is not None and isinstance(snapshot[1], bytes):  # compressed (schema 6)
+            snapshot = (snapshot[0], decoding.state_text(snapshot[1]), snapshot[2])
     except DB_ERRORS as exc:
         rows, snapshot = [], None
         problems.append(f"its events cannot be read: {exc}")
     # a snapshot row with a seq that is not a number, or a state or signature that is not
-    # text, is passed over by a resume, as one that does not verify
+    # text (or a compressed state that does not decompress), is passed over by a resume,
+    # as one that does not verify
     mistyped = snapshot is not None and not (
         isinstance(snapshot[0], int)
         and isinstance(snapshot[1], str)

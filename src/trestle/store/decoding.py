@@ -6,6 +6,9 @@ stream has no gap, begins with ``run_created``, and that each body reads as the 
 its row names. Anything else is damage, named by run and seq through the store's
 ``damaged``: the run's state cannot be trusted past it.
 
+A snapshot's state is stored zlib-compressed since SQLite's schema 6 (a blob; text
+before, and on PostgreSQL): :func:`state_text` reads either.
+
 A row's ``packed`` is flags: :data:`REFERS`, its body refers to payloads (schema 3);
 :data:`COMPRESSED`, its body is stored compressed (:mod:`trestle.store.bodies`,
 SQLite's schema 6). Rows from before either are 0 and read as they were written.
@@ -40,6 +43,19 @@ def opened(rows: Sequence[Sequence[object]], damaged: Damaged) -> list[Row]:
             data = body(seq, data, damaged)
         out.append((seq, kind, data, bool(packed & REFERS)))
     return out
+
+
+def state_text(stored: object) -> str | None:
+    """A snapshot's state as its JSON text: stored as text, or compressed (bytes);
+    None when it is neither or does not decompress (the events then stand)."""
+    if isinstance(stored, str):
+        return stored
+    if not isinstance(stored, bytes):
+        return None
+    try:
+        return zlib.decompress(stored).decode("utf-8", "surrogatepass")
+    except (zlib.error, UnicodeDecodeError):
+        return None
 
 
 def body(seq: object, data: object, damaged: Damaged) -> str:

@@ -87,11 +87,12 @@ class SqlReads:
         if not rows:
             return None
         seq, state, save, mac = rows[0]
-        if not isinstance(seq, int):  # damage; a snapshot only saves time: the events stand
-            return None
+        state_json = decoding.state_text(state)
+        if not isinstance(seq, int) or state_json is None:
+            return None  # damage; a snapshot only saves time: the events stand
         return Snapshot(
             seq=seq,
-            state_json=str(state),
+            state_json=state_json,
             monitors=bytes(save) if isinstance(save, bytes | memoryview) else b"",
             mac=str(mac),
         )

@@ -18,6 +18,7 @@ import os
 import sqlite3
 import threading
 import time
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Container, Iterator
 from contextlib import contextmanager, suppress
@@ -136,8 +137,9 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE snapshots ADD COLUMN mac TEXT NOT NULL DEFAULT ''
     """,
     # 6: no new table or column: event bodies may be compressed (``packed`` flag 2,
-    # trestle.store.bodies) and a long payload may be a manifest of shared pieces
-    # (trestle.store.payloads). The number tells an older Trestle it cannot read them.
+    # trestle.store.bodies), a long payload may be a manifest of shared pieces
+    # (trestle.store.payloads), and a snapshot's state is compressed (a blob). The
+    # number tells an older Trestle it cannot read them.
     "",
 )
 
@@ -381,7 +383,8 @@ class SqliteStore(SqlReads):
                     (
                         run_id,
                         batch.snapshot.seq,
-                        batch.snapshot.state_json,
+                        # cold: read once, by a resume (its signature is over the text)
+                        zlib.compress(batch.snapshot.state_json.encode(), payloads.LEVEL),
                         batch.snapshot.monitors,
                         batch.snapshot.mac,
                     ),
