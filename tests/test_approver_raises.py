@@ -10,6 +10,7 @@ and an outsider's own identity is ignored when the run is folded to act.
 from __future__ import annotations
 
 import hashlib
+import tomllib
 
 import pytest
 
@@ -17,6 +18,11 @@ from store_rows import append_raw_event
 from test_approvals_cli import flat
 from test_approver_groups import Person, people
 from test_budget_raise import chain
+from trestle.core.approvers import Judgement, judge_raise
+from trestle.core.events import RunCreated
+from trestle.core.plan import Plan
+from trestle.core.policy import Policy
+from trestle.core.state import RunState
 from trestle.store import SqliteStore
 from trestle.trust.identity import with_identity
 from trestle.trust.signing import decision_key, signed_payload
@@ -98,3 +104,25 @@ def test_a_rule_with_criteria_of_actions_does_not_cover_a_raise(
     )
     raised = mallory("budget", run_id, "--add", "steps=2")
     assert raised.returncode == 0, raised.stdout + raised.stderr
+
+
+def test_a_raise_under_a_two_person_rule_needs_one_member_not_the_starter() -> None:
+    """Pure: a raise is one person's act, so ``approvals = 2`` asks for one member who
+    did not start the run."""
+    olga, rita = "ed25519:" + "ab" * 32, "ed25519:" + "cd" * 32
+    toml = (
+        f'[policy.groups.finance]\nolga = "{olga}"\nrita = "{rita}"\n'
+        '[[policy.approvers]]\ngroups = ["finance"]\napprovals = 2\n'
+    )
+    policy = Policy.model_validate(tomllib.loads(toml)["policy"])
+    plan = Plan.model_validate({"goal": "g", "steps": [{"id": "a", "run": "true"}]})
+    created = RunCreated(
+        at=0, run_id="r", plan=plan, workspace="/w", operator_policy=policy, started_by=olga
+    )
+    state = RunState.from_created(created)
+    assert judge_raise(state, rita) == Judgement("decide", name="rita")
+    refused = judge_raise(state, olga)
+    assert refused.outcome == "refuse"
+    assert refused.reason == (
+        "olga started the run; who may decide: finance (olga, rita), other than the run's starter"
+    )

@@ -169,7 +169,10 @@ def judge_raise(state: RunState, signer: str | None) -> Judgement:
         return Judgement("decide")
     policy = state.operator_policy
     assert policy is not None
-    who = may_decide(policy, rules).replace("distinct approvers", "approvers")
+    # one member raises; where a rule asks for several, the starter may not be that one
+    who = may_decide(policy, [r.model_copy(update={"approvals": 1}) for r in rules])
+    if any(r.approvals > 1 for r in rules):
+        who += ", other than the run's starter"
     if signer is None:
         return Judgement("refuse", f"not signed with an approver's key; {who}")
     for rule in rules:
