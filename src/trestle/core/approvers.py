@@ -8,6 +8,11 @@ of the groups of every rule that covers it; ``approvals = N`` asks for N distinc
 members, none of them the run's starter. Identities are keys: a name typed with the
 decision counts for nothing here, the name the operator's group gives the key does.
 
+A raise of a stopped run's budget (:func:`judge_raise`) is covered by the rules that
+cover the run's budget approvals (no criteria, or the tag ``budget``), and an approve
+``--similar`` reaches a later action only where no other rule covers it
+(:func:`similar_reaches`).
+
 Only the operator's policy (recorded in ``RunCreated``) is read: a plan cannot name
 approvers. Pure: the signature is checked where the keys can be read, and the verified
 key handed in, so every engine reaches the same verdict.
