@@ -19,7 +19,7 @@ literal's payload is then a list of those hashes (a *manifest*). Long texts that
 mostly repeat one another share their pieces: each summary of a compressed
 conversation holds the one before, and an agent's saved conversation repeats the
 latest summary under a header line. Over a 1,000-turn agent run their 1.29 MB
-(compressed) became 0.26 MB. Pieces are hashed apart from literals (a prefix), so a
+(compressed) became 0.27 MB. Pieces are hashed apart from literals (a prefix), so a
 piece never names a manifest.
 """
 
