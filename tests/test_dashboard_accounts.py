@@ -21,6 +21,7 @@ from starlette.testclient import TestClient
 
 from dashboard_helpers import dashboard, trestle
 from test_approvals_cli import DEPLOY, Cli
+from test_budget_raise import chain
 from trestle.dashboard.accounts import (
     FAILURES_MOST,
     LOCKOUT,
@@ -449,6 +450,55 @@ def test_alices_dashboard_approval_counts_and_bobs_is_refused(
     assert (cli.dir / "deploys.log").read_text() == "deployed\n"
     exported = [json.loads(line) for line in cli("feedback", "export").stdout.splitlines()]
     assert any(row.get("by") == "Alice Lee" for row in exported), exported
+
+
+def test_a_budget_raise_from_the_dashboard_is_signed_with_the_persons_own_key(
+    tmp_path: Path, served: Served
+) -> None:
+    # the server's user signs nothing for an invited person: bob's raise is judged as
+    # bob's, and refused, though the operator who started the dashboard may raise it
+    alice = served.accounts.invite("alice")
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    cli = Cli(dir=ws, store=served.store)
+    toml = cli.write(
+        "trestle.toml",
+        f"""
+        [policy.groups.finance]
+        "Alice Lee" = "{alice.public_key}"
+
+        [[policy.approvers]]
+        groups = ["finance"]
+        tags = ["budget"]
+        """,
+    )
+    digest = hashlib.sha256(toml.read_bytes()).hexdigest()
+    cli.write("plan.yaml", chain(3, "budget:\n  steps: {hard: 1}\n"))
+    started = cli("run", "plan.yaml", "--accept-policy", digest, TRESTLE_SANDBOX="off")
+    assert started.returncode == 6, started.stdout + started.stderr
+    run_id = started.stdout.splitlines()[0].split()[1]
+
+    def raise_from(client: TestClient) -> str:
+        page = client.get(f"/runs/{run_id}")
+        answer = client.post(
+            f"/runs/{run_id}/budget",
+            data={"csrf": csrf_of(page.text), "dimension": "steps", "amount": "2"},
+            headers=ORIGIN,
+        )
+        assert answer.status_code == 303
+        return client.get(f"/runs/{run_id}").text
+
+    def raises() -> list[dict[str, object]]:
+        return [e for e in cli.json("log", run_id) if e["kind"] == "budget_raised"]
+
+    said = raise_from(join(served, "bob"))
+    assert "you may not raise its budget" in said and "finance (Alice Lee)" in said
+    assert not raises()
+    raise_from(join(served, "alice"))
+    [raised] = raises()
+    assert raised["by"] == "Alice Lee", raised
+    resumed = cli("resume", run_id, TRESTLE_SANDBOX="off")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
 
 
 # -- the real server and CLI ------------------------------------------------------------

@@ -420,7 +420,14 @@ def create_app(settings: Settings) -> FastAPI:
         def act() -> str:
             dim, amount = parse_add(given)  # as `trestle budget --add` reads it
             with store() as st:
-                raise_budget(st, run_id, {dim: amount}, by=session.by, reason=reason)
+                raise_budget(
+                    st,
+                    run_id,
+                    {dim: amount},
+                    by=session.by,
+                    reason=reason,
+                    identity=gate.signer(session),  # the person's own key, as a decision's
+                )
             return (
                 f"raised the {dim} limit of run {run_id} by {amount:g}; continue with "
                 f"`trestle resume {run_id}`"

@@ -32,6 +32,7 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from trestle.core.approvers import judge_raise, raise_rules
 from trestle.core.budget import DIMENSIONS, Dimension, fmt, hard_level, least_raise
@@ -46,9 +47,12 @@ from trestle.lifecycle.doorbell import ring
 from trestle.lifecycle.lease import DEFAULT_LEASE_TTL, this_process
 from trestle.lifecycle.runs import load_state, record, refuse_if_cancelled
 from trestle.store.base import Store
-from trestle.trust.identity import public_key, with_identity
+from trestle.trust.identity import public_key, public_of, with_identity
 from trestle.trust.signing import decision_key, signed_payload
 from trestle.trust.step_origin import inside_a_step
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 WHOLE: tuple[Dimension, ...] = ("steps", "tokens")  # counted in units, never in parts
 
@@ -185,15 +189,21 @@ def refusal(state: RunState, add: Mapping[Dimension, float]) -> str | None:
     return None
 
 
-def _not_an_approver(state: RunState) -> str | None:
-    """Why this person may not raise the run's budget under the operator's approver
-    rules (:func:`trestle.core.approvers.judge_raise`), or None."""
+def _not_an_approver(state: RunState, identity: Ed25519PrivateKey | None) -> str | None:
+    """Why the raiser (``identity``, else this user's ``identity.key``) may not raise
+    the run's budget under the operator's approver rules
+    (:func:`trestle.core.approvers.judge_raise`), or None."""
     if not raise_rules(state):
         return None
-    who = judge_raise(state, public_key())
+    who = judge_raise(state, _signer(identity))
     if who.outcome == "refuse":
         return f"run {state.run_id!r}: you may not raise its budget: {who.reason}"
     return None
+
+
+def _signer(identity: Ed25519PrivateKey | None) -> str:
+    """The public key a raise is signed with: ``identity``'s, else this user's."""
+    return public_of(identity) if identity is not None else public_key()
 
 
 def _used_now(state: RunState, dim: Dimension) -> float:
@@ -212,8 +222,11 @@ def raise_budget(
     by: str,
     reason: str = "",
     key: bytes | None = None,
+    identity: Ed25519PrivateKey | None = None,
 ) -> Raised:
     """Raise the hard limits in ``add`` of a run its budget stopped (see the module).
+    ``identity`` is the raiser's own key when it is not this user's ``identity.key``
+    (a dashboard account's): the approver rules judge the key the raise is signed with.
 
     Raises:
         ConfigError: from inside a step, or the raise does not apply (the reason says why).
@@ -227,7 +240,7 @@ def raise_budget(
         raise ConfigError("say what to raise: --add DIMENSION=AMOUNT, like tokens=2000")
     state = trusted_state(store, run_id)
     refuse_if_cancelled(state)
-    problem = refusal(state, add) or _not_an_approver(state)
+    problem = refusal(state, add) or _not_an_approver(state, identity)
     if problem is not None:
         raise ConfigError(problem)
     key = key or decision_key()
@@ -259,17 +272,17 @@ def raise_budget(
             "by": by,
             "stop_seq": state.budget_stop.seq,
         }
-        identity = None
-        if raise_rules(state):  # who raises counts: sign with their own key too
-            fields["by"] = judge_raise(state, public_key()).name or by
-            fields, identity = with_identity(fields)
+        signature = None
+        if identity is not None or raise_rules(state):  # who raises counts: their own key
+            fields["by"] = judge_raise(state, _signer(identity)).name or by
+            fields, signature = with_identity(fields, key=identity)
         event = BudgetRaised(
             at=time.time(),
             add=amounts,
             by=str(fields["by"]),
             reason=reason,
             stop_seq=state.budget_stop.seq,
-            signed=signed_payload(fields, key, identity=identity),
+            signed=signed_payload(fields, key, identity=signature),
         )
         record(store, state, event, token=lease.token)
     finally:
