@@ -125,6 +125,45 @@ def test_a_group_is_decided_only_by_approve_similar(cli: Cli) -> None:
     assert [(c["step"], len(c["group_refs"])) for c in left] == [("us", 2), ("ap", 2)]
 
 
+def test_the_dashboard_decides_the_group_it_showed(cli: Cli) -> None:
+    # the approve form of a grouped card carries the group's id: a group that changed
+    # after the page was shown is refused, not decided as it stands at the click
+    import re
+
+    from starlette.testclient import TestClient
+
+    from trestle.dashboard.app import Settings, create_app
+    from trestle.dashboard.security import Gate
+
+    run_id = _waiting_run(cli)
+    gate = Gate(user="op@box", hosts=frozenset({"testserver"}))
+    client = TestClient(create_app(Settings(store=cli.store, gate=gate)), follow_redirects=False)
+    assert client.get(f"/login?token={gate.login_token}").status_code == 303
+    page = client.get("/inbox").text
+    group = cli.json("inbox", "--run", run_id)[0]["group"]
+    assert f'name="group" value="{group}"' in page
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert csrf is not None
+    origin = {"origin": "http://testserver"}
+
+    def approve(shown: str) -> str:
+        form = {"csrf": csrf.group(1), "similar": "on", "group": shown}
+        answer = client.post(f"/inbox/{run_id}.1/approve", data=form, headers=origin)
+        assert answer.status_code == 303
+        return client.get("/inbox").text
+
+    assert "the group changed since &#39;g0000000000&#39; was shown" in approve("g0000000000")
+    store = SqliteStore(cli.store)
+    try:
+        assert store.pending_requests(run_id) == []  # nothing queued
+        approve(group)
+        assert len(store.pending_requests(run_id)) == 1
+    finally:
+        store.close()
+    assert cli("resume", run_id).returncode == 3
+    assert [c["step"] for c in cli.json("inbox", "--run", run_id)] == ["release"]
+
+
 # --- deadlines and escalation, judged at the driver's time ------------------------------
 
 ASKED = datetime(2026, 3, 2, 10, 5, tzinfo=UTC).timestamp()

@@ -300,3 +300,25 @@ def test_without_the_extra_it_names_the_install(cli: Cli, tmp_path: Path) -> Non
     )
     assert shown.returncode == 2
     assert 'pip install "trestle-runtime[mcp]"' in shown.stderr
+
+
+def test_approve_similar_names_the_group_the_inbox_showed(cli: Cli) -> None:
+    from test_inbox_groups import CONFIGS
+
+    cli.write("plan.yaml", CONFIGS)
+    started = cli("run", "plan.yaml")
+    assert started.returncode == 3, started.stdout + started.stderr
+    run_id = started.stdout.splitlines()[0].split()[1]
+    [inbox] = call(cli, ("inbox", {"run": run_id}))
+    assert inbox.structured_content is not None
+    group = inbox.structured_content["cards"][0]["group"]
+    ref = f"{run_id}.1"
+    stale, done = call(
+        cli,
+        ("approve", {"ref": ref, "similar": True, "group": "g0000000000"}),
+        ("approve", {"ref": ref, "similar": True, "group": group}),
+    )
+    assert stale.is_error and "the group changed since 'g0000000000' was shown" in text_of(stale)
+    assert not done.is_error, text_of(done)
+    assert cli("resume", run_id).returncode == 3  # the release still asks
+    assert [c["step"] for c in cli.json("inbox", "--run", run_id)] == ["release"]

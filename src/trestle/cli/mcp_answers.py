@@ -127,9 +127,16 @@ def inbox_answer(store: Store, run: str | None) -> Answer:
 
 
 def approve(
-    store: Store, ref: str, *, by: str, reason: str, similar: bool, top_up: float | None
+    store: Store,
+    ref: str,
+    *,
+    by: str,
+    reason: str,
+    similar: bool,
+    top_up: float | None,
+    group: str | None = None,
 ) -> Answer:
-    """``trestle approve REF``."""
+    """``trestle approve REF [--similar [--group ID]]``."""
     from trestle.lifecycle.approvals import queue_decision
     from trestle.trust.identity import private_key
 
@@ -139,6 +146,7 @@ def approve(
         "approve",
         reason=reason,
         similar=similar,
+        group=group,
         top_up=top_up,
         by=by,
         identity=private_key(),

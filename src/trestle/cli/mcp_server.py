@@ -152,13 +152,21 @@ def build_server(where: str | Path, *, user: str | None = None) -> MCPServer:
         top_up: Annotated[
             float | None, Field(ge=0, description="For a budget pause: how much to add.")
         ] = None,
+        group: Annotated[
+            str | None,
+            Field(
+                description="With similar: the group id `inbox` showed; the approval is "
+                "refused if the group changed since (as `trestle approve --group`)."
+            ),
+        ] = None,
     ) -> CallToolResult:
         """Approve the action an approval shows (or a budget top-up): that exact action
-        runs when the run is next driven (as `trestle approve REF`)."""
+        runs when the run is next driven (as `trestle approve REF`). With ``similar``,
+        the approvals of its inbox group that wait now are approved with it."""
         made = by(ctx)
         return await answer(
             lambda st: mcp_answers.approve(
-                st, ref, by=made, reason=reason, similar=similar, top_up=top_up
+                st, ref, by=made, reason=reason, similar=similar, top_up=top_up, group=group
             ),
             deciding=True,
         )

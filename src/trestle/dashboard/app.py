@@ -548,12 +548,15 @@ def create_app(settings: Settings) -> FastAPI:
                     what = f"approved {queued.ref} as edited"
                 elif verdict == "approve":
                     top = form.get("top_up", "").strip()
+                    similar = form.get("similar") == "on"
                     queued = queue_decision(
                         st,
                         ref,
                         "approve",
                         reason=reason,
-                        similar=form.get("similar") == "on",
+                        similar=similar,
+                        # the group as this page showed it: refused if it changed since
+                        group=(form.get("group") or None) if similar else None,
                         top_up=float(top) if top else None,
                         by=session.by,
                         identity=identity,
