@@ -11,7 +11,6 @@ import json
 import re
 import stat
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -394,10 +393,11 @@ def test_the_health_page_shows_failing_notifications(served: Served, _own_config
 # -- decisions: each person's own key, judged by the operator's groups ----------------
 
 
-@pytest.fixture
-def release(tmp_path: Path, served: Served) -> Iterator[tuple[Cli, str]]:
-    """A run of DEPLOY waiting on its deploy, under a policy whose release group has
-    alice's dashboard key, not bob's."""
+def run_under(
+    tmp_path: Path, served: Served, group: str, covers: str, plan: str, code: int
+) -> tuple[Cli, str]:
+    """A run of ``plan``, started to exit ``code``, under a policy whose ``group`` has
+    alice's dashboard key (not bob's) and one approver rule ``covers`` says what of."""
     alice = served.accounts.invite("alice")
     ws = tmp_path / "ws"
     ws.mkdir()
@@ -405,19 +405,25 @@ def release(tmp_path: Path, served: Served) -> Iterator[tuple[Cli, str]]:
     toml = cli.write(
         "trestle.toml",
         f"""
-        [policy.groups.release]
+        [policy.groups.{group}]
         "Alice Lee" = "{alice.public_key}"
 
         [[policy.approvers]]
-        groups = ["release"]
-        commands = ["echo deployed*"]
+        groups = ["{group}"]
+        {covers}
         """,
     )
     digest = hashlib.sha256(toml.read_bytes()).hexdigest()
-    cli.write("plan.yaml", DEPLOY)
+    cli.write("plan.yaml", plan)
     started = cli("run", "plan.yaml", "--accept-policy", digest, TRESTLE_SANDBOX="off")
-    assert started.returncode == 3, started.stdout + started.stderr
-    yield cli, started.stdout.splitlines()[0].split()[1]
+    assert started.returncode == code, started.stdout + started.stderr
+    return cli, started.stdout.splitlines()[0].split()[1]
+
+
+@pytest.fixture
+def release(tmp_path: Path, served: Served) -> tuple[Cli, str]:
+    """A run of DEPLOY waiting on its deploy, whose rule the release group decides."""
+    return run_under(tmp_path, served, "release", 'commands = ["echo deployed*"]', DEPLOY, 3)
 
 
 def decide(client: TestClient, ref: str) -> None:
@@ -457,26 +463,8 @@ def test_a_budget_raise_from_the_dashboard_is_signed_with_the_persons_own_key(
 ) -> None:
     # the server's user signs nothing for an invited person: bob's raise is judged as
     # bob's, and refused, though the operator who started the dashboard may raise it
-    alice = served.accounts.invite("alice")
-    ws = tmp_path / "ws"
-    ws.mkdir()
-    cli = Cli(dir=ws, store=served.store)
-    toml = cli.write(
-        "trestle.toml",
-        f"""
-        [policy.groups.finance]
-        "Alice Lee" = "{alice.public_key}"
-
-        [[policy.approvers]]
-        groups = ["finance"]
-        tags = ["budget"]
-        """,
-    )
-    digest = hashlib.sha256(toml.read_bytes()).hexdigest()
-    cli.write("plan.yaml", chain(3, "budget:\n  steps: {hard: 1}\n"))
-    started = cli("run", "plan.yaml", "--accept-policy", digest, TRESTLE_SANDBOX="off")
-    assert started.returncode == 6, started.stdout + started.stderr
-    run_id = started.stdout.splitlines()[0].split()[1]
+    budget = chain(3, "budget:\n  steps: {hard: 1}\n")
+    cli, run_id = run_under(tmp_path, served, "finance", 'tags = ["budget"]', budget, 6)
 
     def raise_from(client: TestClient) -> str:
         page = client.get(f"/runs/{run_id}")
