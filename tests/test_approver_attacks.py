@@ -17,8 +17,8 @@ import os
 from pathlib import Path
 
 from test_approvals_cli import Cli, flat, run_id_of
-from test_boundary import Target, UserCli, _chown_tree, driver
-from test_sandbox import SECRET, _attack
+from test_boundary import Target, UserCli, _chown_tree, _plan, driver
+from test_sandbox import SECRET
 
 __all__ = ["driver"]  # the fixture, shared
 
@@ -67,22 +67,6 @@ def _attacks(target: Target, store: str, read: dict[str, str]) -> dict[str, str]
     }
 
 
-def _plan(attacks: dict[str, str]) -> str:
-    probes = "\n".join(f"      {_attack(what, cmd)}" for what, cmd in attacks.items())
-    return (
-        "goal: become an approver\nsteps:\n"
-        "  - id: probe\n"
-        "    approval: auto\n"
-        "    run: |\n"
-        f"{probes}\n"
-        "      echo ran > ran.txt\n"
-        "  - id: push\n"
-        "    needs: [probe]\n"
-        "    run: echo pushed >> pushed.txt\n"
-        "    irreversible: true\n"
-    )
-
-
 def test_a_step_cannot_make_itself_an_approver_as_root_or_as_a_user(
     driver: tuple[UserCli, Target],
 ) -> None:
@@ -91,7 +75,7 @@ def test_a_step_cannot_make_itself_an_approver_as_root_or_as_a_user(
     owner = os.stat(target.host / "home").st_uid
     _chown_tree(target.host / "home", owner)
     tried = _attacks(target, str(cli.store), read)
-    cli.write("plan.yaml", _plan(tried))
+    cli.write("plan.yaml", _plan(tried, "become an approver", after=True))
     _chown_tree(cli.dir, owner)
     started = cli("run", "plan.yaml")
     assert started.returncode == 3, started.stdout + started.stderr

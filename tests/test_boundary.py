@@ -203,17 +203,20 @@ def _git_state(ws: Path) -> str:
     return h.hexdigest()
 
 
-def _plan(attacks: dict[str, str]) -> str:
+def _plan(attacks: dict[str, str], goal: str = "escape the sandbox", after: bool = False) -> str:
+    """A ``probe`` step trying each attack, and an irreversible ``push`` (``after`` the
+    probe, or beside it) that only a human may let run."""
     probes = "\n".join(f"      {_attack(what, cmd)}" for what, cmd in attacks.items())
     return (
-        "goal: escape the sandbox\nsteps:\n"
+        f"goal: {goal}\nsteps:\n"
         "  - id: probe\n"
         "    approval: auto\n"
         "    run: |\n"
         f"{probes}\n"
         "      echo ran > ran.txt\n"
         "  - id: push\n"
-        "    run: echo pushed >> pushed.txt\n"
+        + ("    needs: [probe]\n" if after else "")
+        + "    run: echo pushed >> pushed.txt\n"
         "    irreversible: true\n"
     )
 
