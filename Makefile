@@ -60,6 +60,7 @@ bench: $(DEV)
 	$(BIN)/python bench/cascades.py
 	$(BIN)/python bench/postgres_store.py
 	$(BIN)/python bench/reviewer_load.py
+	$(BIN)/python bench/stale.py
 
 ## soak: the long versions of the seeded fuzz, fault and crash suites that `make test`
 ## runs short (about 30-60 min on 2 cores); each count can be set on the command line

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import comparetables
+import figures
 from hostinfo import load_average, machine_info
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -272,7 +273,49 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     print(comparetables.render(results))
     print(f"\nwrote {out}")
+    if not args.quick:
+        record_figures(results)
     return 0
+
+
+def record_figures(results: dict[str, Any]) -> None:
+    """The published figures (bench/published.json) this run measured, for stale.py;
+    a figure is recorded only at the size it was published at."""
+    machine, cfg, loads = results["machine"], results["config"], results["workloads"]
+    steps = loads.get("steps")
+    if steps and (cfg["steps"], cfg["width"], cfg["sleep"]) == (1000, 32, 0.2):
+        raw, trestle = steps["raw"]["trestle"], steps["summary"]["trestle"]
+        per_step = [r["steps_s"] / cfg["steps"] * 1e6 for r in raw]
+        figures.record("step_us", trestle["us_per_step"], "µs", machine, samples=per_step)
+        fans = [r["fan_s"] / r["fan1_s"] for r in raw]
+        figures.record("fanout_ratio", trestle["fan_ratio"], "x", machine, samples=fans)
+        if "langgraph" in steps["summary"]:
+            ratio = 1 / steps["summary"]["langgraph"]["ratio"]
+            figures.record("step_vs_langgraph", ratio, "x", machine)
+    for row in loads.get("turns", {}).get("summary", {}).get("trestle", {}).get("rows", []):
+        if row["turns"] in (50, 500):
+            figures.record(
+                f"turn_us_{row['turns']}",
+                row["us_per_turn"],
+                "µs",
+                machine,
+                samples=row["samples_us"],
+            )
+    for row in loads.get("storage", {}).get("summary", {}).get("trestle", {}).get("rows", []):
+        if row["turns"] == 1000:
+            figures.record("storage_mb_1000", row["bytes"] / 1e6, "MB", machine)
+    for row in loads.get("resume", {}).get("summary", {}).get("trestle", {}).get("rows", []):
+        if row["turns"] == 1000:
+            samples = [s * 1000 for s in row["samples_s"]]
+            figures.record("resume_ms_1000", row["median_s"] * 1000, "ms", machine, samples=samples)
+    crash = loads.get("crash", {}).get("summary", {}).get("trestle")
+    if crash and cfg["trials"] == 200:
+        problems = crash["trials_with_duplicate"] + crash["lost_steps"] + crash["unresumable"]
+        figures.record("crash_problems", problems, "count", machine)
+    many = loads.get("concurrency", {}).get("summary", {}).get("trestle", {}).get("rows", [])
+    for row in many:
+        if (row["runs"], row["processes"]) == (1000, 1):
+            figures.record("concurrency_runs_per_s_1000", row["runs_per_s"], "runs/s", machine)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import figures
 from handoff_tasks import FILLER_FILES, TASKS, Task, filler, read, task
+from hostinfo import machine_info
 from trestle.agent.runtime import AgentPerformer
 from trestle.core.conversation import ToolSchema
 from trestle.core.estimate import estimate_text_tokens
@@ -329,10 +331,15 @@ def main(argv: list[str]) -> int:
     if args.only:
         tasks = [task(name) for name in args.only.split(",")]
     started = time.perf_counter()
+    machine = machine_info(Path(tempfile.gettempdir()))  # the load before, too
     with tempfile.TemporaryDirectory(prefix="trestle-handoff-") as work:
         outcomes = run_suite(tasks, Path(work))
     print(table(outcomes))
     print(f"\n{len(tasks)} tasks, {time.perf_counter() - started:.1f} s")
+    if not args.only:  # the whole suite is what bench/published.json's figures cover
+        packet = summary(outcomes)["packet"]
+        figures.record("handoff_packet_succeeded", packet["succeeded"], "tasks", machine)
+        figures.record("handoff_packet_token_ratio", packet["ratio"], "x", machine)
     if args.json:
         args.json.write_text(json.dumps([asdict(o) for o in outcomes], indent=1))
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
 import sqlite3
@@ -22,7 +23,7 @@ def machine_info(work_dir: Path) -> dict[str, str]:
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "sqlite": sqlite3.sqlite_version,
         "filesystem": _filesystem(work_dir),
-        "trestle_commit": _git_head(),
+        "trestle_commit": trestle_commit(),
         "load_average_before": load_average(),
     }
 
@@ -64,15 +65,35 @@ def _filesystem(path: Path) -> str:
     return f"{best[1]} ({best[2]}) mounted on {best[0] or '?'}"
 
 
-def _git_head() -> str:
+def trestle_commit() -> str:
+    """The commit of the ``trestle`` package this interpreter imports, "+dirty" when
+    that tree's ``src/`` has uncommitted changes.
+
+    A bench run with ``PYTHONPATH=OTHER/src`` measures OTHER's code, so the commit is
+    that tree's, found from where the package lives, not this script's repository.
+    ``find_spec`` locates the package without importing it (the workers import it).
+    """
+    spec = importlib.util.find_spec("trestle")
+    if spec is None or spec.origin is None:
+        return "unknown"
+    package_dir = Path(spec.origin).resolve().parent
+    top = _git(package_dir, "rev-parse", "--show-toplevel")
+    head = _git(package_dir, "rev-parse", "--short", "HEAD")
+    if top is None or head is None:
+        return "unknown"
+    changed = _git(Path(top), "status", "--porcelain", "--", "src")
+    return f"{head}+dirty" if changed else head
+
+
+def _git(cwd: Path, *args: str) -> str | None:
     try:
         out = subprocess.run(
-            ["git", "-C", str(REPO_DIR), "rev-parse", "--short", "HEAD"],
+            ["git", "-C", str(cwd), *args],
             capture_output=True,
             text=True,
-            timeout=5,
+            timeout=10,
             check=True,
         )
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return None
     return out.stdout.strip()

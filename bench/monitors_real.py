@@ -43,6 +43,8 @@ from typing import Any
 if str(Path(__file__).resolve().parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import figures
+from hostinfo import machine_info
 from monitor_split import half_of
 from stuck_rules import StuckRules
 from trestle.core.records.monitors import MonitorSettings
@@ -121,6 +123,25 @@ def show(evaluation: Evaluation, outcome_shown: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+# bench/published.json's figure -> (source, the share of its runs it is)
+PUBLISHED = {
+    "monitors_openhands_early": ("openhands", "exhausted_by_half"),
+    "monitors_openhands_false": ("openhands", "succeeded_flagged"),
+    "monitors_mini_false": ("mini-swe-agent", "succeeded_flagged"),
+    "monitors_swe_false": ("swe-agent", "succeeded_flagged"),
+}
+
+
+def record_figures(evaluation: Evaluation, machine: dict[str, str]) -> None:
+    """The report half's published shares, in percent, for stale.py."""
+    by_source = {s.source: s for s in evaluation.sources}
+    for figure, (source, field) in PUBLISHED.items():
+        found = by_source.get(source)
+        share = getattr(found, field) if found else None
+        if share is not None and share.value is not None:
+            figures.record(figure, share.value * 100, "%", machine)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
@@ -132,6 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not any(args.root.rglob("index.jsonl")):
         print(f"no real runs under {args.root} (a folder per scaffold with its index.jsonl)")
         return 0 if args.root == DEFAULT_ROOT else 2
+    machine = machine_info(args.root)  # the load before, too
     runs = load_runs(args.root, args.half)
     print(f"{len(runs)} runs from {args.root} ({args.half} half)\n")
     out: dict[str, Any] = {}
@@ -144,6 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.show:
             print(show(evaluation, args.show))
         out[name] = evaluation.model_dump(mode="json")
+        if name == "trestle" and args.half == "report" and args.root == DEFAULT_ROOT:
+            record_figures(evaluation, machine)
     if args.json:
         args.json.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
     return 0

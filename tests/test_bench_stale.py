@@ -1,0 +1,125 @@
+"""bench/stale.py tells a published figure that still holds from one that moved.
+
+Results are written by the benches' own helper (bench/figures.py) into a temporary
+directory, and stale.py runs as ``make bench`` runs it, in its own process.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench_modules import BENCH, load_bench
+
+figures = load_bench("figures")
+
+
+def _figure(id: str, value: float, noise: dict[str, Any], nproc: str = "2") -> dict[str, Any]:
+    return {
+        "id": id,
+        "command": "python bench/made_up.py",
+        "value": value,
+        "unit": "ms",
+        "noise": {**noise, "why": "made up for the test"},
+        "commit": "abc1234",
+        "nproc": nproc,
+        "python": "CPython 3.11.7",
+        "sqlite": "3.40.1",
+    }
+
+
+def _stale(tmp_path: Path, *figures_: dict[str, Any], strict: bool = True) -> tuple[int, str]:
+    register = tmp_path / "published.json"
+    register.write_text(json.dumps({"figures": list(figures_)}), encoding="utf-8")
+    argv = [sys.executable, str(BENCH / "stale.py"), "--published", str(register)]
+    argv += ["--results", str(tmp_path / "results"), *(["--strict"] if strict else [])]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    return done.returncode, done.stdout + done.stderr
+
+
+def _row(output: str, figure: str) -> str:
+    return next(line for line in output.splitlines() if line.startswith(f"| `{figure}`"))
+
+
+def _machine(nproc: str = "2") -> dict[str, str]:
+    return {"nproc": nproc, "python": "CPython 3.11.7", "sqlite": "3.40.1", "trestle_commit": "x"}
+
+
+def test_a_moved_figure_is_flagged_and_fails_strict(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    figures.record("held", 104.0, "ms", _machine(), samples=[99, 110], results_dir=results)
+    figures.record("moved", 120.0, "ms", _machine(), results_dir=results)  # older than next
+    figures.record("moved", 150.0, "ms", _machine(), results_dir=results)
+    published = (
+        _figure("held", 100, {"relative": 0.1}),
+        _figure("moved", 100, {"relative": 0.1}),
+        _figure("never", 100, {"relative": 0.1}),
+        _figure("cores", 100, {"relative": 0.1}, nproc="16"),
+    )
+    figures.record("cores", 300.0, "ms", _machine(), results_dir=results)
+
+    code, out = _stale(tmp_path, *published)
+
+    assert code == 1, out
+    assert _row(out, "held").endswith("| 1.04x | holds: noise ±10% |")
+    assert "**MOVED beyond noise**: off by 50 ms" in _row(out, "moved")  # the latest, 150
+    assert "| 1.50x |" in _row(out, "moved")
+    assert "not measured since" in _row(out, "never")
+    assert "not comparable: 16 cores published, 2 now" in _row(out, "cores")
+    assert "moved beyond their noise: moved\n" in out
+
+    code, _ = _stale(tmp_path, *published, strict=False)
+    assert code == 0
+
+
+def test_held_figures_pass_strict_and_an_absolute_noise_is_a_count(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    figures.record("zero", 0.0, "count", _machine(), results_dir=results)
+    figures.record("share", 9.4, "%", _machine(), results_dir=results)
+
+    code, out = _stale(
+        tmp_path, _figure("zero", 0, {"absolute": 0}), _figure("share", 9, {"absolute": 0.5})
+    )
+    assert code == 0, out
+    assert "holds" in _row(out, "zero") and "holds" in _row(out, "share")
+
+    figures.record("zero", 1.0, "count", _machine(), results_dir=results)
+    code, out = _stale(tmp_path, _figure("zero", 0, {"absolute": 0}))
+    assert code == 1 and "MOVED" in _row(out, "zero"), out
+
+
+def test_a_register_without_noise_is_refused_naming_the_figure(tmp_path: Path) -> None:
+    broken = _figure("step", 1, {"relative": 0.1})
+    broken["noise"] = {"why": "forgot the number"}
+    code, out = _stale(tmp_path, broken)
+    assert code == 2
+    assert "figure 'step': noise needs 'relative' or 'absolute'" in out
+
+
+def test_the_commit_is_that_of_the_trestle_imported(tmp_path: Path) -> None:
+    """A tree on PYTHONPATH is measured, so its HEAD is the commit, "+dirty" once its
+    src/ changes."""
+    tree = tmp_path / "other"
+    (tree / "src" / "trestle").mkdir(parents=True)
+    (tree / "src" / "trestle" / "__init__.py").write_text("")
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", "-C", str(tree), *args], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "other")
+    head = git("rev-parse", "--short", "HEAD")
+    probe = [sys.executable, "-c", "import hostinfo; print(hostinfo.trestle_commit())"]
+    env = {"PYTHONPATH": f"{tree / 'src'}:{BENCH}", "PATH": "/usr/bin:/bin"}
+    seen = subprocess.run(probe, capture_output=True, text=True, env=env, check=True).stdout
+    assert seen.strip() == head
+
+    (tree / "src" / "trestle" / "__init__.py").write_text("changed = True\n")
+    seen = subprocess.run(probe, capture_output=True, text=True, env=env, check=True).stdout
+    assert seen.strip() == f"{head}+dirty"
