@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import pickle
 import threading
+from collections import deque
 from dataclasses import fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from agent_helpers import drive, recorded, state_of
 from test_monitor_runtime import looping_replies, start
@@ -206,22 +208,167 @@ def test_a_resumed_agent_run_feeds_its_monitors_only_the_events_after_the_snapsh
     assert again is not None and _state(again) == _state(whole)
 
 
-def test_where_the_monitors_source_cannot_be_read_nothing_is_saved_or_restored(
+def _layout(value: Any, found: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Every Trestle class a saved state holds, with the attributes its objects hold."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _layout(k, found), _layout(v, found)
+    elif isinstance(value, list | tuple | set | frozenset | deque):
+        for v in value:
+            _layout(v, found)
+    elif type(value).__module__.startswith("trestle."):
+        name = f"{type(value).__module__}.{type(value).__qualname__}"
+        if is_dataclass(value):
+            attrs = {f.name: getattr(value, f.name) for f in fields(value)}
+        elif isinstance(value, BaseModel):
+            attrs = dict(value)
+        else:
+            attrs = vars(value)
+        found[name] = sorted({*found.get(name, []), *attrs})
+        for v in attrs.values():
+            _layout(v, found)
+    return found
+
+
+# What a save holds at STATE_FORMAT 2. A change here means a save of the format before
+# would be read wrongly: raise saved.STATE_FORMAT, then update this pin.
+PINNED_FORMAT = 2
+PINNED_LAYOUT: dict[str, list[str]] = {
+    "monitors": [
+        "trestle.monitors.format.FormatMonitor",
+        "trestle.monitors.loops.RepeatMonitor",
+        "trestle.monitors.loops.CycleMonitor",
+        "trestle.monitors.monologue.MonologueMonitor",
+        "trestle.monitors.progress.ProgressMonitor",
+        "trestle.monitors.progress.ExplorationMonitor",
+        "trestle.monitors.reruns.TestRerunMonitor",
+        "trestle.monitors.drift.ScopeMonitor",
+        "trestle.monitors.drift.RelevanceMonitor",
+        "trestle.monitors.drift.ClaimMonitor",
+        "trestle.monitors.cost.CostMonitor",
+        "trestle.monitors.timing.DurationMonitor",
+        "trestle.monitors.timing.StallMonitor",
+        "trestle.monitors.context.ContextMonitor",
+    ],
+    "trace": ["_agent_steps", "_attempts", "_last_at", "_open", "_turns", "facts"],
+    "trestle.monitors.attempt.Attempts": ["_by_step", "_fresh"],
+    "trestle.monitors.context.ContextMonitor": [
+        "_attempts",
+        "base_tokens",
+        "lookback",
+        "warn_share",
+        "window",
+    ],
+    "trestle.monitors.cost.CostMonitor": [
+        "_burn_step",
+        "_calls",
+        "_priced",
+        "_projection_level",
+        "_spent",
+        "_step_costs",
+        "critical_spent",
+        "horizon",
+        "min_peers",
+        "rise_info",
+        "rise_warning",
+        "step_factor",
+        "warn_spent",
+        "window",
+    ],
+    "trestle.monitors.drift.ClaimMonitor": ["_claims"],
+    "trestle.monitors.drift.RelevanceMonitor": [
+        "_scored",
+        "_streaks",
+        "critical_after",
+        "threshold",
+        "warmup",
+        "window",
+    ],
+    "trestle.monitors.drift.ScopeMonitor": ["_offences"],
+    "trestle.monitors.format.FormatMonitor": [
+        "_streaks",
+        "critical_share",
+        "critical_streak",
+        "warning_share",
+        "warning_streak",
+    ],
+    "trestle.monitors.loops.CycleMonitor": ["_attempts", "longest_lap", "min_span", "shortest_lap"],
+    "trestle.monitors.loops.RepeatMonitor": ["_attempts", "critical_repeats", "warning_repeats"],
+    "trestle.monitors.monologue.MonologueMonitor": ["_attempts", "critical_turns", "warning_turns"],
+    "trestle.monitors.progress.ExplorationMonitor": [
+        "_attempts",
+        "critical_fraction",
+        "critical_turns",
+        "fresh_share",
+        "min_turns",
+        "warning_fraction",
+        "warning_turns",
+    ],
+    "trestle.monitors.progress.ProgressMonitor": [
+        "_attempts",
+        "critical_actions",
+        "min_new_lines",
+        "warning_actions",
+    ],
+    "trestle.monitors.reruns.TestRerunMonitor": [
+        "_attempts",
+        "critical_runs",
+        "critical_unchanged",
+        "warning_runs",
+        "warning_unchanged",
+    ],
+    "trestle.monitors.timing.DurationMonitor": [
+        "_durations",
+        "floor",
+        "info_factor",
+        "min_peers",
+        "warning_factor",
+    ],
+    "trestle.monitors.timing.StallMonitor": ["_seen"],
+    "trestle.monitors.trace.RunFacts": [
+        "cost_limit",
+        "goal",
+        "model",
+        "objectives",
+        "read_only",
+        "scope",
+        "turn_limit",
+    ],
+}
+
+
+def test_what_a_save_holds_is_pinned_to_its_state_format(
+    stream: list[tuple[int, AnyEvent]],
+) -> None:
+    hub = MonitorHub(SETTINGS)
+    hub.replay(stream, state_for(stream))
+    held = [saved._state_of(m) for m in hub.monitors], vars(hub.trace), hub.recorded
+    found = {"monitors": [f"{type(m).__module__}.{type(m).__qualname__}" for m in hub.monitors]}
+    found |= {
+        f"{type(m).__module__}.{type(m).__qualname__}": sorted(saved._state_of(m))
+        for m in hub.monitors
+    }
+    found["trace"] = sorted(vars(hub.trace))
+    layout = _layout(held, found)
+    assert (saved.STATE_FORMAT, layout) == (PINNED_FORMAT, PINNED_LAYOUT), (
+        "what a monitors' save holds changed: raise saved.STATE_FORMAT, then pin the new layout"
+    )
+
+
+def test_a_save_of_another_state_format_or_attributes_is_not_restored(
     stream: list[tuple[int, AnyEvent]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     hub = MonitorHub(SETTINGS)
     hub.replay(stream, state_for(stream))
     data = saved.save(hub)
+    monkeypatch.setattr(saved, "STATE_FORMAT", saved.STATE_FORMAT + 1)
+    fresh = MonitorHub(SETTINGS)
+    assert not saved.restore(fresh, data)
+    assert _state(fresh) == _state(MonitorHub(SETTINGS))  # untouched
+    monkeypatch.undo()
 
-    def unreadable(self: Path) -> bytes:
-        raise PermissionError(f"{self}: not readable")
-
-    monkeypatch.setattr(Path, "read_bytes", unreadable)
-    saved.code_digest.cache_clear()
-    try:
-        assert saved.save(hub) == b""
-        assert not saved.restore(MonitorHub(SETTINGS), data)
-    finally:
-        monkeypatch.undo()
-        saved.code_digest.cache_clear()
+    # a monitor that gained an attribute, its format left as it was
+    grown = MonitorHub(SETTINGS)
+    grown.monitors[0].added = 0  # type: ignore[attr-defined]
+    assert not saved.restore(grown, data)
     assert saved.restore(MonitorHub(SETTINGS), data)

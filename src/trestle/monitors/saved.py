@@ -17,10 +17,17 @@ and a few plain containers. The saved state is only ever read from a snapshot wh
 signature verifies (:func:`trestle.lifecycle.runs.trusted`), so what is unpickled was written by
 an engine holding the run's key.
 
-A save names the code that wrote it (a digest of the monitors' source) and the run's
-monitor settings; when either differs, or anything fails to load, the resume feeds the
-whole history as before. A hub whose monitors cannot be pickled (a user's own, holding
-a lock or a model) is not saved, and its resumes feed the whole history.
+A save names the format of the state it holds (``STATE_FORMAT``, declared here and
+raised by hand whenever what a monitor keeps changes), the monitors and the attributes
+each starts with, and the run's monitor settings; when any of them differs, or anything
+fails to load, the resume feeds the whole history as before. The format, not the
+monitors' source, is what a save is tied to: an upgrade that leaves every monitor's
+state as it was still reads the saves made before it, where a digest of the source
+had a resume after any upgrade feed the whole history (seconds at a thousand turns).
+``tests/test_monitor_saved.py`` pins every class and attribute a save holds to the
+format, so a change to them that leaves the format as it was fails there. A hub whose
+monitors cannot be pickled (a user's own, holding a lock or a model) is not saved, and
+its resumes feed the whole history.
 """
 
 from __future__ import annotations
@@ -30,13 +37,16 @@ import hashlib
 import io
 import pickle
 from collections import Counter, OrderedDict, deque
-from pathlib import Path
 from typing import Any
 
 from trestle.monitors.hub import MonitorHub
 from trestle.support import collector
 
 FORMAT = b"trestle-monitors 1"
+# The format of the monitors' saved state. Raise it when a monitor (or anything a save
+# holds: the trace, a line memory, a record class) gains, loses or renames an attribute
+# or reads one differently: a save of another format is never read.
+STATE_FORMAT = 2
 # Where the classes a save may hold live; nothing outside them is built on load.
 _OWN_MODULES = ("trestle.monitors.", "trestle.core.records.")
 _PLAIN: dict[tuple[str, str], Any] = {
@@ -47,25 +57,11 @@ _PLAIN: dict[tuple[str, str], Any] = {
 }
 
 
-@functools.cache
-def code_digest() -> bytes:
-    """A digest of the monitors' source: a save is read only by the code that wrote it.
-    Empty when the source cannot be read (an install without its .py files): nothing
-    is then saved, since a save could not be told from one other code wrote."""
-    digest = hashlib.sha256()
-    here = Path(__file__).parent
-    try:
-        for path in sorted([*here.glob("*.py"), here.parent / "core" / "records" / "monitors.py"]):
-            digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    except OSError:
-        return b""
-    return digest.digest()
-
-
 def _header(hub: MonitorHub) -> bytes:
     names = ",".join(f"{type(m).__module__}.{type(m).__qualname__}" for m in hub.monitors)
     settings = hub.settings.model_dump_json().encode()
-    return hashlib.sha256(b"\0".join([FORMAT, code_digest(), names.encode(), settings])).digest()
+    parts = [FORMAT, b"%d" % STATE_FORMAT, names.encode(), settings]
+    return hashlib.sha256(b"\0".join(parts)).digest()
 
 
 def _state_of(monitor: object) -> dict[str, Any]:
@@ -75,8 +71,6 @@ def _state_of(monitor: object) -> dict[str, Any]:
 
 def save(hub: MonitorHub) -> bytes:
     """``hub``'s state as bytes, or b"" when it cannot be saved (see the docstring)."""
-    if not code_digest():
-        return b""
     state = ([_state_of(m) for m in hub.monitors], vars(hub.trace), hub.recorded)
     try:
         body = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
@@ -89,10 +83,10 @@ def save(hub: MonitorHub) -> bytes:
 
 def restore(hub: MonitorHub, data: bytes) -> bool:
     """Load a save into ``hub``, freshly made from the run's settings; False (and
-    ``hub`` untouched) when the save is empty, from other code or settings, or does not
-    load."""
+    ``hub`` untouched) when the save is empty, of another state format, monitors or
+    settings, or does not load."""
     header = _header(hub)
-    if not code_digest() or not data.startswith(header):
+    if not data.startswith(header):
         return False
     try:
         with collector.paused():  # what it builds holds no cycles
@@ -102,6 +96,11 @@ def restore(hub: MonitorHub, data: bytes) -> bool:
     if not isinstance(states, list) or len(states) != len(hub.monitors):
         return False
     if not all(isinstance(part, dict) for part in (*states, trace)):
+        return False
+    # a monitor that gained or lost an attribute without the format raised: refused
+    if [set(s) for s in states] != [set(_state_of(m)) for m in hub.monitors]:
+        return False
+    if set(trace) != set(vars(hub.trace)):
         return False
     if not isinstance(recorded, set):
         return False
