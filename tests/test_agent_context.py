@@ -36,6 +36,7 @@ from trestle.agent import (
     refresh_pins,
 )
 from trestle.agent.context import clip_to_tokens
+from trestle.core.estimate import TokenTally
 from trestle.models import FunctionModel, Message, ToolCall, ToolSchema, estimate_tokens
 
 PINS = Pins(
@@ -158,6 +159,27 @@ def test_compress_if_needed_acts_only_over_the_threshold() -> None:
     assert ContextBudget(limit=tokens * 2, keep_turns=2).over_threshold(messages, tools)
     result = asyncio.run(compress_if_needed(messages, PINS, tight))
     assert result is not None and result.record.summarised > 0
+
+
+def test_a_tally_of_the_growing_conversation_decides_as_a_fresh_estimate() -> None:
+    """The session measures its conversation with a TokenTally (only new messages
+    counted); the threshold is crossed at the same turn as with estimate_tokens."""
+    turns = transcript(12)
+    budget = ContextBudget(limit=estimate_tokens(turns) // 2, keep_turns=2)
+    tally = TokenTally()
+    crossed = []
+    for end in range(1, len(turns) + 1):
+        grown = turns[:end]  # the very message objects, one more each time
+        fresh = asyncio.run(compress_if_needed(grown, PINS, budget))
+        counted = asyncio.run(compress_if_needed(grown, PINS, budget, estimate=tally))
+        assert (fresh is None) == (counted is None)
+        assert fresh is None or fresh == counted
+        crossed.append(fresh is not None)
+    assert not crossed[0] and crossed[-1]  # it was crossed on the way
+    # a conversation that is not the last one grown is counted afresh
+    other = [Message.user("y" * 4 * budget.limit)]
+    assert asyncio.run(compress_if_needed(other, PINS, budget, estimate=tally)) is not None
+    assert asyncio.run(compress_if_needed(turns[:1], PINS, budget, estimate=tally)) is None
 
 
 # --- summarisers -------------------------------------------------------------------------

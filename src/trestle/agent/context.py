@@ -43,6 +43,9 @@ from trestle.core.records.agent import (
     SummarySource,
 )
 
+# tokens of a request (messages, tools on offer): estimate_tokens, or a TokenTally
+TokenEstimate = Callable[[Sequence[Message], Sequence[ToolSchema]], int]
+
 SUMMARY_HEADER = "[trestle: summary of earlier turns]"
 REMINDER_HEADER = "[trestle: goal reminder]"
 
@@ -268,9 +271,14 @@ async def compress_if_needed(
     *,
     summariser: Summariser | None = None,
     tools: Sequence[ToolSchema] = (),
+    estimate: TokenEstimate = estimate_tokens,
 ) -> Compression | None:
-    """:func:`compress` when the conversation is over the budget's threshold, else None."""
-    if not budget.over_threshold(messages, tools):
+    """:func:`compress` when the conversation is over the budget's threshold, else None.
+
+    ``estimate`` measures the conversation as :func:`estimate_tokens` does: an agent
+    checks its conversation every turn, grown by a turn, and passes a
+    :class:`~trestle.core.estimate.TokenTally` that counts only the new messages."""
+    if estimate(messages, tools) <= budget.target:  # ContextBudget.over_threshold's test
         return None
     return await compress(messages, pins, budget, summariser=summariser, tools=tools)
 

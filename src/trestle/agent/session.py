@@ -243,6 +243,8 @@ class StepSession:
         # only its new messages need the regular expressions run over them
         self._redaction: tuple[list[Message], list[Message]] = ([], [])
         self._tally = TokenTally()  # and only they need counting
+        # the conversation before redaction, measured every turn for compression
+        self._context_tally = TokenTally()
         # events that need not be durable yet (see the module docstring): the next
         # commit takes them
         self._held: list[AnyEvent] = []
@@ -458,7 +460,12 @@ class StepSession:
                 return summary
 
             again = await compress_if_needed(
-                messages, pins, budget, summariser=same_summary, tools=tools
+                messages,
+                pins,
+                budget,
+                summariser=same_summary,
+                tools=tools,
+                estimate=self._context_tally,
             )
             return list(again.messages) if again is not None else messages
         if turn <= self.recorded.last_turn:
@@ -467,7 +474,7 @@ class StepSession:
             # conversation again for every turn was a fifth of a resume's replay
             return messages
         result = await compress_if_needed(
-            messages, pins, budget, summariser=summariser, tools=tools
+            messages, pins, budget, summariser=summariser, tools=tools, estimate=self._context_tally
         )
         if result is None:
             return messages
