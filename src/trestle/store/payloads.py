@@ -34,8 +34,9 @@ LARGE = 512  # characters of a JSON string literal, quotes included, worth stori
 LEVEL = 6  # zlib's default: most of level 9's gain at a fraction of its time
 _KEY = '"$payload":'
 # every string literal, in turn from the body's start, so a match never begins at a
-# closing quote (written as runs of plain characters: far faster than one per step)
-_LITERAL = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# closing quote (written as runs of plain characters: far faster than one per step);
+# captured, so splitting a body by it gives the text between literals and the literals
+_LITERAL = re.compile(r'("[^"\\]*(?:\\.[^"\\]*)*")', re.DOTALL)
 _REFERENCE = re.compile(r'\{"\$payload":"([0-9a-f]{64})"\}')
 
 CHUNKED = 8192  # bytes of a literal from which it is stored in pieces (when asked)
@@ -61,12 +62,14 @@ def pack(
     a ``"$payload":`` key of its own)."""
     if len(body) < LARGE or _KEY in body:
         return body, []
+    # the literals are at the odd places; only the long ones are looked at in Python
+    parts = _LITERAL.split(body)
+    large = [i for i in range(1, len(parts), 2) if len(parts[i]) >= LARGE]
+    if not large:
+        return body, []
     payloads: list[Payload] = []
-
-    def refer(match: re.Match[str]) -> str:
-        if match.end() - match.start() < LARGE:
-            return match.group(0)
-        literal = match.group(0).encode("utf-8", "surrogatepass")
+    for i in large:
+        literal = parts[i].encode("utf-8", "surrogatepass")
         digest = hashlib.sha256(literal).digest()
         if digest in known:
             pass
@@ -74,10 +77,8 @@ def pack(
             payloads.extend(_pieces(literal, digest, known))
         else:
             payloads.append((digest, zlib.compress(literal, LEVEL)))
-        return '{"$payload":"' + digest.hex() + '"}'
-
-    packed = _LITERAL.sub(refer, body)
-    return packed, payloads
+        parts[i] = '{"$payload":"' + digest.hex() + '"}'
+    return "".join(parts), payloads
 
 
 def _pieces(literal: bytes, digest: bytes, known: Container[bytes]) -> list[Payload]:
