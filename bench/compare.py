@@ -316,6 +316,7 @@ def record_figures(results: dict[str, Any]) -> None:
     for row in many:
         if (row["runs"], row["processes"]) == (1000, 1):
             figures.record("concurrency_runs_per_s_1000", row["runs_per_s"], "runs/s", machine)
+            figures.record("concurrency_rss_mb_1000", row["max_rss_kb"] / 1024, "MB", machine)
 
 
 if __name__ == "__main__":
