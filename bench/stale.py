@@ -136,7 +136,9 @@ def judge(figure: Published, latest: dict[str, Any] | None) -> Verdict:
     off = abs(value - figure.value)
     tolerance = _tolerance(figure)
     if off > bound:
-        return Verdict(figure, latest, MOVED, f"off by {off:.3g} {figure.unit}, noise {tolerance}")
+        return Verdict(
+            figure, latest, MOVED, f"off by {_number(off)} {figure.unit}, noise {tolerance}"
+        )
     return Verdict(figure, latest, HOLDS, f"noise {tolerance}")
 
 
@@ -144,6 +146,11 @@ def _tolerance(figure: Published) -> str:
     if "absolute" in figure.noise:
         return f"±{figure.noise['absolute']} {figure.unit}"
     return f"±{float(figure.noise['relative']):.0%}"
+
+
+def _number(x: float) -> str:
+    """Three significant figures, whole numbers from 100 up: 1,091; 6.26; 0.211."""
+    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}"
 
 
 def _minor(python: str) -> str:
@@ -164,18 +171,17 @@ def render(verdicts: Sequence[Verdict]) -> str:
     ]
     for v in verdicts:
         f = v.figure
-        published = (
-            f"{f.value:g} {f.unit} (`{f.commit}`; {_machine(f.nproc, f.python, f.sqlite, f.load)})"
-        )
+        machine_then = _machine(f.nproc, f.python, f.sqlite, f.load)
+        published = f"{_number(f.value)} {f.unit} (`{f.commit}`; {machine_then})"
         if v.latest is None:
             now, ratio = "-", "-"
         else:
             m = v.latest["machine"]
             load = m.get("load_average_before", m.get("load_average_at_record"))
             spread = v.latest.get("spread")
-            value = f"{float(v.latest['value']):.4g} {f.unit}"
+            value = f"{_number(float(v.latest['value']))} {f.unit}"
             if spread:
-                value += f" ({spread[0]:.4g} to {spread[1]:.4g})"
+                value += f" ({_number(spread[0])} to {_number(spread[1])})"
             machine = _machine(str(m["nproc"]), str(m.get("python")), str(m.get("sqlite")), load)
             now = f"{value} (`{m.get('trestle_commit', 'unknown')}`; {machine})"
             ratio = f"{v.ratio:.2f}x" if v.ratio is not None else "-"
