@@ -180,6 +180,9 @@ class SqliteStore(SqlReads):
         check_file(self.path)
         self.read_only: str | None = read_only_cause(self.path)
         self._db = self._connect()
+        # only a write-ahead log keeps an unsynced commit whole through a power loss
+        # (see _tx); a rollback journal could be left damaged
+        self._wal = str(self._db.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal"
         self._held: FileId | None = hold(self.path)  # see trestle.store.sqlite_file: why
         self._migrate()
 
@@ -253,29 +256,45 @@ class SqliteStore(SqlReads):
                 _apply_migrations(db)
 
     @contextmanager
-    def _tx(self, doing: str, *, then: str = "try again") -> Iterator[sqlite3.Connection]:
+    def _tx(
+        self, doing: str, *, then: str = "try again", synced: bool = True
+    ) -> Iterator[sqlite3.Connection]:
         """A write transaction, taken up front (BEGIN IMMEDIATE) so it cannot deadlock.
 
         SQLite's errors become store errors that say what ``doing`` met (damage, a
         read-only store, a full disk); the transaction is rolled back, so nothing of
         it is recorded and everything recorded before stays as it was.
+
+        ``synced=False``: the commit does not wait for the disk (``synchronous=NORMAL``
+        for this one transaction; in a store with a write-ahead log, else it is synced).
+        Only for what a power loss may take back harmlessly: it is written to the log
+        all the same, so a killed process loses none of it, and the next synced commit
+        makes it durable with its own, since the log is replayed in order up to its
+        last synced commit.
         """
         if self.read_only is not None:
             raise read_only_error(self.path, self.read_only, doing)
+        unsynced = not synced and self._wal
         with self._lock:
-            self._retry_busy(lambda: self._db.execute("BEGIN IMMEDIATE"), doing)
+            if unsynced:
+                self._db.execute("PRAGMA synchronous=NORMAL")
             try:
-                yield self._db
-                self._retry_busy(lambda: self._db.execute("COMMIT"), doing, then=then)
-            except sqlite3.Error as exc:
-                self._rollback()
-                raise store_failure(self.path, exc, doing, then=then) from None
-            except UnicodeDecodeError:
-                self._rollback()
-                raise StoreDamagedError(self.path, f"unreadable bytes while {doing}") from None
-            except BaseException:
-                self._rollback()
-                raise
+                self._retry_busy(lambda: self._db.execute("BEGIN IMMEDIATE"), doing)
+                try:
+                    yield self._db
+                    self._retry_busy(lambda: self._db.execute("COMMIT"), doing, then=then)
+                except sqlite3.Error as exc:
+                    self._rollback()
+                    raise store_failure(self.path, exc, doing, then=then) from None
+                except UnicodeDecodeError:
+                    self._rollback()
+                    raise StoreDamagedError(self.path, f"unreadable bytes while {doing}") from None
+                except BaseException:
+                    self._rollback()
+                    raise
+            finally:
+                if unsynced:
+                    self._db.execute("PRAGMA synchronous=FULL")
 
     def _rollback(self) -> None:
         # some errors (a full disk, I/O) end the transaction themselves
@@ -438,8 +457,13 @@ class SqliteStore(SqlReads):
 
     # --- leases -------------------------------------------------------------------
 
+    # A lease is not synced to disk (see _tx): it says which process drives the run,
+    # and a power loss ends every process. A lease a driver acted under is made durable
+    # by that act's own synced commit, so its token never goes back below one in use.
     def acquire_lease(self, run_id: str, owner: Owner, *, ttl: float, now: float) -> Lease:
-        with self._tx(f"taking the lease on run {run_id!r}", then=_resume(run_id)) as db:
+        with self._tx(
+            f"taking the lease on run {run_id!r}", then=_resume(run_id), synced=False
+        ) as db:
             row = db.execute(
                 "SELECT owner, pid, host, token, expires_at FROM leases WHERE run_id = ?",
                 (run_id,),
@@ -460,7 +484,9 @@ class SqliteStore(SqlReads):
         return Lease(owner=owner, token=token, expires_at=now + ttl)
 
     def renew_lease(self, run_id: str, token: int, *, ttl: float, now: float) -> None:
-        with self._tx(f"renewing the lease on run {run_id!r}", then=_resume(run_id)) as db:
+        with self._tx(
+            f"renewing the lease on run {run_id!r}", then=_resume(run_id), synced=False
+        ) as db:
             cur = db.execute(
                 "UPDATE leases SET expires_at = ? WHERE run_id = ? AND token = ?",
                 (now + ttl, run_id, token),
@@ -469,7 +495,9 @@ class SqliteStore(SqlReads):
                 raise LeaseLostError(f"run {run_id!r}: lease lost to another process")
 
     def release_lease(self, run_id: str, token: int) -> None:
-        with self._tx(f"releasing the lease on run {run_id!r}", then=_resume(run_id)) as db:
+        with self._tx(
+            f"releasing the lease on run {run_id!r}", then=_resume(run_id), synced=False
+        ) as db:
             # keep the row so the token keeps rising; just make it expired
             db.execute(
                 "UPDATE leases SET expires_at = 0 WHERE run_id = ? AND token = ?",
