@@ -20,6 +20,7 @@ Needs the peers: ``pip install -e ".[bench]"``.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shutil
 import subprocess
@@ -278,45 +279,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def record_figures(results: dict[str, Any]) -> None:
+def record_figures(results: dict[str, Any], to: Path = figures.RESULTS_DIR) -> None:
     """The published figures (bench/published.json) this run measured, for stale.py;
     a figure is recorded only at the size it was published at."""
     machine, cfg, loads = results["machine"], results["config"], results["workloads"]
+    record = functools.partial(figures.record, machine=machine, results_dir=to)
     steps = loads.get("steps")
     if steps and (cfg["steps"], cfg["width"], cfg["sleep"]) == (1000, 32, 0.2):
         raw, trestle = steps["raw"]["trestle"], steps["summary"]["trestle"]
         per_step = [r["steps_s"] / cfg["steps"] * 1e6 for r in raw]
-        figures.record("step_us", trestle["us_per_step"], "µs", machine, samples=per_step)
+        record("step_us", trestle["us_per_step"], "µs", samples=per_step)
         fans = [r["fan_s"] / r["fan1_s"] for r in raw]
-        figures.record("fanout_ratio", trestle["fan_ratio"], "x", machine, samples=fans)
+        record("fanout_ratio", trestle["fan_ratio"], "x", samples=fans)
         if "langgraph" in steps["summary"]:
             ratio = 1 / steps["summary"]["langgraph"]["ratio"]
-            figures.record("step_vs_langgraph", ratio, "x", machine)
+            record("step_vs_langgraph", ratio, "x")
     for row in loads.get("turns", {}).get("summary", {}).get("trestle", {}).get("rows", []):
         if row["turns"] in (50, 500):
-            figures.record(
+            record(
                 f"turn_us_{row['turns']}",
                 row["us_per_turn"],
                 "µs",
-                machine,
                 samples=row["samples_us"],
             )
     for row in loads.get("storage", {}).get("summary", {}).get("trestle", {}).get("rows", []):
         if row["turns"] == 1000:
-            figures.record("storage_mb_1000", row["bytes"] / 1e6, "MB", machine)
+            record("storage_mb_1000", row["bytes"] / 1e6, "MB")
     for row in loads.get("resume", {}).get("summary", {}).get("trestle", {}).get("rows", []):
         if row["turns"] == 1000:
             samples = [s * 1000 for s in row["samples_s"]]
-            figures.record("resume_ms_1000", row["median_s"] * 1000, "ms", machine, samples=samples)
+            record("resume_ms_1000", row["median_s"] * 1000, "ms", samples=samples)
     crash = loads.get("crash", {}).get("summary", {}).get("trestle")
     if crash and cfg["trials"] == 200:
         problems = crash["trials_with_duplicate"] + crash["lost_steps"] + crash["unresumable"]
-        figures.record("crash_problems", problems, "count", machine)
+        record("crash_problems", problems, "count")
     many = loads.get("concurrency", {}).get("summary", {}).get("trestle", {}).get("rows", [])
     for row in many:
         if (row["runs"], row["processes"]) == (1000, 1):
-            figures.record("concurrency_runs_per_s_1000", row["runs_per_s"], "runs/s", machine)
-            figures.record("concurrency_rss_mb_1000", row["max_rss_kb"] / 1024, "MB", machine)
+            record("concurrency_runs_per_s_1000", row["runs_per_s"], "runs/s")
+            record("concurrency_rss_mb_1000", row["max_rss_kb"] / 1024, "MB")
 
 
 if __name__ == "__main__":

@@ -123,3 +123,41 @@ def test_the_commit_is_that_of_the_trestle_imported(tmp_path: Path) -> None:
     (tree / "src" / "trestle" / "__init__.py").write_text("changed = True\n")
     seen = subprocess.run(probe, capture_output=True, text=True, env=env, check=True).stdout
     assert seen.strip() == f"{head}+dirty"
+
+
+def test_compare_records_the_figures_it_measured_at_the_published_sizes(tmp_path: Path) -> None:
+    """compare.py's summaries become the register's figures; a quick run's do not."""
+    compare, tables = load_bench("compare"), load_bench("comparetables")
+    steps: dict[str, Any] = {
+        "params": {"n": 1000},
+        "raw": {
+            "trestle": [{"steps_s": s, "fan_s": 0.25, "fan1_s": 0.22} for s in (1.0, 1.1, 1.3)],
+            "langgraph": [{"steps_s": s, "fan_s": 1.2, "fan1_s": 0.22} for s in (1.1, 1.2, 1.4)],
+        },
+    }
+    per_turn = {"turns": [50, 500], "us_per_turn": [[3.1e3, 3.3e3], [4e3, 5e3]]}
+    turns: dict[str, Any] = {"raw": {"trestle": per_turn}}
+    for name, data in (("steps", steps), ("turns", turns)):
+        data["summary"] = tables.SUMMARISERS[name](data, list(data["raw"]))
+    config = {"steps": 1000, "width": 32, "sleep": 0.2, "trials": 200}
+    results = {
+        "machine": _machine(),
+        "config": config,
+        "workloads": {"steps": steps, "turns": turns},
+    }
+    quick = {**results, "config": {**config, "steps": 30}, "workloads": {"steps": steps}}
+    compare.record_figures(quick, to=tmp_path / "results")
+    assert not list((tmp_path / "results").glob("figure-step*"))
+
+    compare.record_figures(results, to=tmp_path / "results")
+    register = json.loads((BENCH / "published.json").read_text(encoding="utf-8"))
+    code, out = _stale(tmp_path, *register["figures"])
+
+    assert code == 1, out  # 4,500 µs at 500 turns is beyond 3,363's noise
+    assert "| 1,100 µs (1,000 to 1,300) (`x`;" in _row(out, "step_us")
+    assert _row(out, "step_us").endswith("holds: noise ±20% |")
+    assert "| 1.14 x (" in _row(out, "fanout_ratio")
+    assert "| 0.917 x (`x`;" in _row(out, "step_vs_langgraph")  # Trestle / LangGraph
+    assert "3,200 µs (3,100 to 3,300)" in _row(out, "turn_us_50")
+    assert "MOVED beyond noise" in _row(out, "turn_us_500")
+    assert "not measured since" in _row(out, "storage_mb_1000")
