@@ -57,6 +57,7 @@ from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
 
+from figures import record
 from hostinfo import load_average, machine_info
 
 TRESTLE = [sys.executable, "-m", "trestle"]
@@ -350,6 +351,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ncommand: `{command}` ({took:.0f} s in all)")
     host["load_average_after"] = load_average()
     print("host: " + "; ".join(f"{k} {v}" for k, v in host.items()))
+    if (args.width, args.sleep, args.chain) == (48, 0.5, 40) and 4 in counts:
+        # the sizes of bench/published.json's figures
+        record("temporal_4workers_speedup", rate["temporal 4"] / rate["local"], "x", host)
+        record("temporal_step_ms", added["temporal"], "ms", host)
     return 0
 
 

@@ -28,6 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+from figures import record
+from hostinfo import machine_info
 from temporal_helpers import Workers, agent_args, demo_repo, dev_server
 from test_cli import Cli
 from trestle.core.events import ModelCalled
@@ -71,6 +73,7 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=300)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
+    host = machine_info(Path(tempfile.gettempdir()))  # the load before, too
     figures: dict[str, list[float]] = {"local": [], "temporal": []}
     with dev_server() as address:
         for _ in range(args.repeat):
@@ -86,6 +89,8 @@ def main() -> None:
         runs = figures["local" if engine == "local" else "temporal"]
         print(f"| {engine} | {median:.1f} | {', '.join(f'{x:.1f}' for x in runs)} |")
     print(f"\nTemporal / local: {temporal / local:.1f}x")
+    if args.turns == 300:  # the size of bench/published.json's figure
+        record("temporal_turn_ms", temporal, "ms", host, samples=figures["temporal"])
 
 
 if __name__ == "__main__":
