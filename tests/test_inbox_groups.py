@@ -340,3 +340,30 @@ def test_a_sweep_tells_the_escalation_group_once_after_the_deadline(
     assert receiver.paths == ["/hook/leads"]
     assert sent["kind"] == "approval" and sent["step"] == "deploy"
     assert "overdue for approval: leads may decide it now" in json.dumps(sent)
+
+
+def test_a_sweep_without_targets_says_what_is_missing_and_exits_2(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    SqliteStore(tmp_path / "trestle.db").close()
+    sweep = [
+        sys.executable,
+        "-m",
+        "trestle",
+        "notify",
+        "sweep",
+        "--store",
+        str(tmp_path / "trestle.db"),
+    ]
+
+    def said() -> tuple[int, str]:
+        done = subprocess.run(sweep, capture_output=True, text=True, timeout=60)
+        return done.returncode, flat(done.stderr)
+
+    code, missing = said()
+    assert code == 2 and missing.startswith("error: no "), missing
+    assert "notify.toml: nothing to sweep for" in missing
+    _notify_toml("dashboard_url = 'http://127.0.0.1:8765'\n")
+    code, empty = said()
+    assert code == 2 and "notify.toml: names no target" in empty, empty

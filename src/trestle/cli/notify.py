@@ -81,7 +81,12 @@ def sweep(store: StoreOption = None) -> None:
     from trestle.trust.signing import decision_key
 
     settings = load_settings()
-    if settings is None or not settings.targets:
+    if settings is None:
+        raise ConfigError(
+            f"no {notify_path()}: nothing to sweep for (docs/notifications.md says how to "
+            "name targets)"
+        )
+    if not settings.targets:
         raise ConfigError(f"{notify_path()}: names no target; nothing to sweep for")
     notifier = Notifier(settings)
     found = 0
