@@ -68,6 +68,18 @@ def workers(cli: Cli, address: str) -> Iterator[Workers]:
         pool.stop()
 
 
+def _deploy_waiting(cli: Cli, workers: Workers, toml: Path) -> str:
+    """DEPLOY started on Temporal under the accepted ``toml``, waiting on its deploy."""
+    digest = hashlib.sha256(toml.read_bytes()).hexdigest()
+    workers.start()
+    plan = cli.write("plan.yaml", DEPLOY)
+    waiting = workers.run(
+        "run", plan, "--no-live", "--no-prompt", "--accept-policy", digest, *workers.flags()
+    )
+    assert waiting.returncode == 3, waiting.stdout + waiting.stderr
+    return run_id_of(waiting)
+
+
 def test_two_members_other_than_the_starter_decide_on_temporal(cli: Cli, workers: Workers) -> None:
     keys = {
         n: _as(cli, workers, n, "policy", "identity").stdout.strip()
@@ -79,14 +91,7 @@ def test_two_members_other_than_the_starter_decide_on_temporal(cli: Cli, workers
         + "".join(f'{n} = "{keys[n]}"\n' for n in ("sam", "alice", "bob"))
         + '\n[[policy.approvers]]\ngroups = ["release"]\nsteps = ["deploy"]\napprovals = 2\n',
     )
-    digest = hashlib.sha256(toml.read_bytes()).hexdigest()
-    workers.start()
-    plan = cli.write("plan.yaml", DEPLOY)
-    waiting = workers.run(
-        "run", plan, "--no-live", "--no-prompt", "--accept-policy", digest, *workers.flags()
-    )
-    assert waiting.returncode == 3, waiting.stdout + waiting.stderr
-    run_id = run_id_of(waiting)
+    run_id = _deploy_waiting(cli, workers, toml)
     ref = f"{run_id}.1"
 
     said = {n: _said(_as(cli, workers, n, "approve", ref)) for n in ("mallory", "sam", "alice")}
@@ -162,14 +167,7 @@ def test_an_escalation_group_waits_for_the_deadline_on_temporal(cli: Cli, worker
         '\n[[policy.approvers]]\ngroups = ["release"]\ndeadline = "1h"\n'
         'escalate_to = ["leads"]\n',
     )
-    digest = hashlib.sha256(toml.read_bytes()).hexdigest()
-    workers.start()
-    plan = cli.write("plan.yaml", DEPLOY)
-    waiting = workers.run(
-        "run", plan, "--no-live", "--no-prompt", "--accept-policy", digest, *workers.flags()
-    )
-    assert waiting.returncode == 3, waiting.stdout + waiting.stderr
-    run_id = run_id_of(waiting)
+    run_id = _deploy_waiting(cli, workers, toml)
     early = _said(_as(cli, workers, "lena", "approve", f"{run_id}.1"))
     assert "lena is in group 'leads', which may decide from" in early, early
     assert "(after the deadline); who may decide: release (alice)" in early
