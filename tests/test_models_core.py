@@ -179,6 +179,18 @@ def test_price_lookup_rules() -> None:
     assert table.cost("gpt-4o", 1_000_000, 1_000_000) == pytest.approx(12.5)
 
 
+def test_patterns_that_start_or_hide_a_glob_still_match() -> None:
+    # the literal text before a pattern's first glob character is checked first
+    table = PriceTable.from_mapping(
+        {"*-mini": (1.0, 0.0), "o?-pro*": (2.0, 0.0), "gpt-[45]o": (3.0, 0.0)}
+    )
+    assert table.cost("o1-mini", 1_000_000, 0) == pytest.approx(1.0)
+    assert table.cost("o3-pro-2025", 1_000_000, 0) == pytest.approx(2.0)
+    assert table.cost("gpt-5o", 1_000_000, 0) == pytest.approx(3.0)
+    assert table.price_for("gpt-6o") is None
+    assert table.price_for("xo3-pro") is None
+
+
 def test_default_prices_cover_common_models() -> None:
     for model in ("gpt-4o-mini", "gpt-4.1", "claude-sonnet-4-6", "claude-3-5-haiku-latest"):
         assert DEFAULT_PRICES.price_for(model) is not None, model

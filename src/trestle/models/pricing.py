@@ -36,6 +36,18 @@ class Price(BaseModel):
         """True when ``pattern`` holds a glob character."""
         return any(c in _GLOB_CHARS for c in self.pattern)
 
+    def may_match(self, model: str) -> bool:
+        """False when ``model`` cannot match: it lacks the pattern's text before its
+        first glob character. Checked before ``fnmatchcase``, which compiles each
+        pattern to a regular expression the first time (milliseconds for the table,
+        on a resumed run's first call)."""
+        literal = self.pattern
+        for i, c in enumerate(literal):
+            if c in _GLOB_CHARS:
+                literal = literal[:i]
+                break
+        return model.startswith(literal)
+
 
 class PriceTable:
     """Looks up the price of a model by name.
@@ -93,7 +105,11 @@ class PriceTable:
         exact = [p for p in self._prices if not p.is_glob and p.pattern == model]
         if exact:
             return exact[-1]
-        matching = [p for p in self._prices if p.is_glob and fnmatchcase(model, p.pattern)]
+        matching = [
+            p
+            for p in self._prices
+            if p.is_glob and p.may_match(model) and fnmatchcase(model, p.pattern)
+        ]
         if not matching:
             return None
         # max() keeps the first of equal keys; reversing makes that the latest entry.
