@@ -507,7 +507,8 @@ class LocalEngine(Attempts):
     ) -> tuple[MonitorHub | None, list[AlertRaised]]:
         """The run's monitors, caught up with its recorded events on a resume, and the
         alerts they raise that a crash kept from being recorded. ``tail``: what loading
-        ``state`` read, used when the monitors' save is of the same seq."""
+        ``state`` read (its snapshot, and the events after it, used when the monitors'
+        save is of the same seq)."""
         settings = state.monitors or DEFAULT_MONITORS
         if not settings.enabled:
             return None, []
@@ -522,7 +523,10 @@ class LocalEngine(Attempts):
             after = 0
             if state.agent is not None:
                 limit = None
-                snap = await self._store(self.store.snapshot, state.run_id, monitors=True)
+                if tail is not None:
+                    snap = tail.snapshot
+                else:
+                    snap = await self._store(self.store.snapshot, state.run_id, monitors=True)
                 if (
                     snap is not None
                     and snap.seq <= state.seq

@@ -63,11 +63,12 @@ NEW_ID_DRAWS = 8
 @dataclass
 class Tail:
     """The events a load read after the seq it started from (``after``: a snapshot's,
-    or the first event's): a resume's monitors catch up on them without reading them
-    again."""
+    or the first event's), and the snapshot it read with its monitors' save: a
+    resume's monitors are restored and catch up on them without reading them again."""
 
     after: int = 0
     events: list[StoredEvent] = field(default_factory=list)
+    snapshot: Snapshot | None = None
 
 
 def new_run_id(now: float) -> str:
@@ -163,7 +164,10 @@ def load_state(
             the seq), or end before the seq its listing row names.
     """
     row = store.run(run_id)  # read first: a concurrent append can only add to the events
-    snap = store.snapshot(run_id)
+    # a plan run's snapshot holds no monitors' save: asking for it costs nothing there
+    snap = store.snapshot(run_id, monitors=tail is not None)
+    if tail is not None:
+        tail.snapshot = snap
     stored = store.events(run_id, limit=1)
     first = stored[0].event if stored else None
     if not isinstance(first, RunCreated):
