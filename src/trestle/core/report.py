@@ -166,7 +166,7 @@ def build_report(state: RunState) -> Report:
                 checks=st.checks,
                 failed_attempt=st.output_attempt if _failed_last(st) else None,
                 output_tail=st.output_tail if _failed_last(st) else "",
-                tool_calls=list(st.tool_calls),
+                tool_calls=st.calls(),
             )
         )
     counts = {c: sum(1 for s in steps if s.category == c) for c in CATEGORIES}

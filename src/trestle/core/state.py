@@ -87,7 +87,6 @@ from trestle.core.step_state import (
     TERMINAL,
     ApprovalState,
     BudgetStop,
-    CallGate,
     RaisedAlert,
     RefusedRequest,
     StepProcess,
@@ -454,14 +453,9 @@ class RunState(BaseModel):
                 self.usage.count(event.step, event.model or response.model, usage)
             case ToolCallStarted(gate=Gate() as gate):
                 self._index(event.step, event.round)
-                called = CallGate(
-                    round=event.round,
-                    turn=event.turn,
-                    call_id=event.call_id,
-                    tool=event.tool,
-                    gate=gate,
+                self.steps[event.step].record_call(
+                    event.round, event.turn, event.call_id, event.tool, gate
                 )
-                self.steps[event.step].tool_calls.append(called)
                 if gate.decision.audit == "after" and event.facts is not None:
                     self.tool_audits.append(event)
             case (

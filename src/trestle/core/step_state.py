@@ -5,9 +5,9 @@ tail), of each approval, budget stop, alert and refused request: the records
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, PrivateAttr, model_validator
 
 from trestle.core.budget import Breach, Dimension
 from trestle.core.events import (
@@ -65,6 +65,11 @@ class CallGate(BaseModel):
     gate: Gate
 
 
+CallRow = tuple[int, int, str, str, str, int | None, int]
+"""A tool call's gate as its step keeps it: round, turn, call id, tool, action hash, the
+approval it ran on, and where its decision is in ``StepState.call_decisions``."""
+
+
 class StepState(BaseModel):
     status: StepStatus = "pending"
     attempt: int = 0  # number of the last attempt started (keys stay unique across crashes)
@@ -98,7 +103,12 @@ class StepState(BaseModel):
     ask: ToolAsk | None = None  # the tool call a deferred agent step waits to make
     # every tool call an agent step ran and why it was let run (starts recorded with
     # their gate, tool_call_started v2 on): what `trestle show --json` lists per step
-    tool_calls: list[CallGate] = []
+    # (see ``calls``). Kept as rows and the distinct decisions they point to: a long
+    # run makes thousands of calls, mostly under the same few decisions, and every
+    # snapshot carries them and every resume reads them (as gate objects they were
+    # 99% of a 1,000-turn run's snapshot, and most of the time it took to read)
+    tool_calls: list[CallRow] = []
+    call_decisions: list[TierDecision] = []
     stalled: bool = False  # its last attempt was cancelled for showing no sign of life
     # a delegating step: its current child run, the child's spending the run has
     # counted so far, its budget share held while an attempt drives it, and the child
@@ -117,6 +127,49 @@ class StepState(BaseModel):
     ran_on: Place | None = None
     leftovers: Leftovers | None = None
     waited: float = 0.0
+    _decision_at: dict[TierDecision, int] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _calls_as_rows(cls, data: Any) -> Any:
+        """A snapshot written before calls were kept as rows lists each as a gate
+        object: read as rows, so it still saves its resume the fold."""
+        calls = data.get("tool_calls") if isinstance(data, dict) else None
+        if not calls or not isinstance(calls[0], dict) or "call_decisions" in data:
+            return data
+        step = StepState()
+        for call in calls:
+            old = CallGate.model_validate(call)
+            step.record_call(old.round, old.turn, old.call_id, old.tool, old.gate)
+        return {**data, "tool_calls": step.tool_calls, "call_decisions": step.call_decisions}
+
+    @model_validator(mode="after")
+    def _index_decisions(self) -> StepState:
+        self._decision_at = {d: i for i, d in enumerate(self.call_decisions)}
+        return self
+
+    def record_call(self, round: int, turn: int, call_id: str, tool: str, gate: Gate) -> None:
+        """Keep a tool call's gate (see ``tool_calls``)."""
+        index = self._decision_at.get(gate.decision)
+        if index is None:
+            index = self._decision_at[gate.decision] = len(self.call_decisions)
+            self.call_decisions.append(gate.decision)
+        self.tool_calls.append((round, turn, call_id, tool, gate.action_hash, gate.approval, index))
+
+    def calls(self) -> list[CallGate]:
+        """Each tool call the step ran, with its gate, in order."""
+        return [
+            CallGate(
+                round=round,
+                turn=turn,
+                call_id=call_id,
+                tool=tool,
+                gate=Gate(
+                    decision=self.call_decisions[index], action_hash=digest, approval=approval
+                ),
+            )
+            for round, turn, call_id, tool, digest, approval, index in self.tool_calls
+        ]
 
 
 class ApprovalState(BaseModel):
