@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import pickle
+import sqlite3
 import threading
 from collections import deque
 from dataclasses import fields, is_dataclass, replace
@@ -230,9 +231,10 @@ def _layout(value: Any, found: dict[str, list[str]]) -> dict[str, list[str]]:
     return found
 
 
-# What a save holds at STATE_FORMAT 2. A change here means a save of the format before
-# would be read wrongly: raise saved.STATE_FORMAT, then update this pin.
-PINNED_FORMAT = 2
+# What a save holds at STATE_FORMAT 3, at any point of the run (the attempts' own
+# states too). A change here means a save of the format before would be read wrongly:
+# raise saved.STATE_FORMAT, then update this pin.
+PINNED_FORMAT = 3
 PINNED_LAYOUT: dict[str, list[str]] = {
     "monitors": [
         "trestle.monitors.format.FormatMonitor",
@@ -259,6 +261,7 @@ PINNED_LAYOUT: dict[str, list[str]] = {
         "warn_share",
         "window",
     ],
+    "trestle.monitors.context._Conversation": ["anchor", "level", "recent", "since", "started"],
     "trestle.monitors.cost.CostMonitor": [
         "_burn_step",
         "_calls",
@@ -285,6 +288,7 @@ PINNED_LAYOUT: dict[str, list[str]] = {
         "window",
     ],
     "trestle.monitors.drift.ScopeMonitor": ["_offences"],
+    "trestle.monitors.drift._Streak": ["length", "near", "raised", "recent"],
     "trestle.monitors.format.FormatMonitor": [
         "_streaks",
         "critical_share",
@@ -292,8 +296,17 @@ PINNED_LAYOUT: dict[str, list[str]] = {
         "warning_share",
         "warning_streak",
     ],
-    "trestle.monitors.loops.CycleMonitor": ["_attempts", "longest_lap", "min_span", "shortest_lap"],
+    "trestle.monitors.loops.CycleMonitor": [
+        "_attempts",
+        "_reader",
+        "_shown",
+        "longest_lap",
+        "min_span",
+        "shortest_lap",
+    ],
     "trestle.monitors.loops.RepeatMonitor": ["_attempts", "critical_repeats", "warning_repeats"],
+    "trestle.monitors.loops._Laps": ["fresh", "keys", "raised", "seqs"],
+    "trestle.monitors.loops._Repeats": ["failures", "raised", "same"],
     "trestle.monitors.monologue.MonologueMonitor": ["_attempts", "critical_turns", "warning_turns"],
     "trestle.monitors.progress.ExplorationMonitor": [
         "_attempts",
@@ -306,16 +319,39 @@ PINNED_LAYOUT: dict[str, list[str]] = {
     ],
     "trestle.monitors.progress.ProgressMonitor": [
         "_attempts",
+        "_reader",
+        "_shown",
         "critical_actions",
         "min_new_lines",
         "warning_actions",
     ],
+    "trestle.monitors.progress._Reading": ["edited", "raised", "read_seqs", "reads", "turns"],
+    "trestle.monitors.progress._Stillness": ["raised", "still"],
     "trestle.monitors.reruns.TestRerunMonitor": [
         "_attempts",
         "critical_runs",
         "critical_unchanged",
         "warning_runs",
         "warning_unchanged",
+    ],
+    "trestle.monitors.reruns._Reruns": ["edits", "failures", "outputs"],
+    "trestle.monitors.shown.LineMemory": ["_lines", "capacity"],
+    "trestle.monitors.shown.ShownLines": ["_memories", "_pending", "_readers"],
+    "trestle.monitors.stream._Attempt": ["calls", "cost", "finished", "started"],
+    "trestle.monitors.stream._OpenTurn": [
+        "actions",
+        "cost",
+        "last",
+        "pending",
+        "problems",
+        "prompt_estimated",
+        "prompt_tokens",
+        "round",
+        "seq",
+        "started",
+        "step",
+        "text",
+        "tokens",
     ],
     "trestle.monitors.timing.DurationMonitor": [
         "_durations",
@@ -325,6 +361,18 @@ PINNED_LAYOUT: dict[str, list[str]] = {
         "warning_factor",
     ],
     "trestle.monitors.timing.StallMonitor": ["_seen"],
+    "trestle.monitors.trace.Action": [
+        "arguments",
+        "error",
+        "kind",
+        "ok",
+        "output",
+        "output_chars",
+        "seq",
+        "target",
+        "tool",
+        "writes",
+    ],
     "trestle.monitors.trace.RunFacts": [
         "cost_limit",
         "goal",
@@ -334,22 +382,38 @@ PINNED_LAYOUT: dict[str, list[str]] = {
         "scope",
         "turn_limit",
     ],
+    "trestle.monitors.trace.Turn": [
+        "actions",
+        "cost",
+        "index",
+        "problem",
+        "prompt_estimated",
+        "prompt_tokens",
+        "round",
+        "seconds",
+        "seq",
+        "step",
+        "text",
+        "tokens",
+    ],
 }
 
 
 def test_what_a_save_holds_is_pinned_to_its_state_format(
     stream: list[tuple[int, AnyEvent]],
 ) -> None:
-    hub = MonitorHub(SETTINGS)
-    hub.replay(stream, state_for(stream))
-    held = [saved._state_of(m) for m in hub.monitors], vars(hub.trace), hub.recorded
+    hub, state = MonitorHub(SETTINGS), state_for(stream)
     found = {"monitors": [f"{type(m).__module__}.{type(m).__qualname__}" for m in hub.monitors]}
     found |= {
         f"{type(m).__module__}.{type(m).__qualname__}": sorted(saved._state_of(m))
         for m in hub.monitors
     }
     found["trace"] = sorted(vars(hub.trace))
-    layout = _layout(held, found)
+    # after every event, not only the last: what an attempt's state holds is gone from
+    # the save once its step ends
+    for event in stream:
+        hub.replay([event], state)
+        layout = _layout(([saved._state_of(m) for m in hub.monitors], vars(hub.trace)), found)
     assert (saved.STATE_FORMAT, layout) == (PINNED_FORMAT, PINNED_LAYOUT), (
         "what a monitors' save holds changed: raise saved.STATE_FORMAT, then pin the new layout"
     )
@@ -372,3 +436,48 @@ def test_a_save_of_another_state_format_or_attributes_is_not_restored(
     grown.monitors[0].added = 0  # type: ignore[attr-defined]
     assert not saved.restore(grown, data)
     assert saved.restore(MonitorHub(SETTINGS), data)
+
+
+# The body of a save the monitors wrote at STATE_FORMAT 2 (commit ce3ffbe, when the
+# progress and cycle monitors each kept their own memory of the lines shown), after the
+# first 70 events of a looping run like ``stream``'s: its attempts still open.
+FORMAT_2_BODY = Path(__file__).parent / "data" / "monitors_format2.save"
+
+
+def test_a_snapshot_holding_a_save_of_the_format_before_resumes_by_feeding_the_whole_history(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the header the monitors of format 2 gave their save, for these monitors and settings
+    monkeypatch.setattr(saved, "STATE_FORMAT", 2)
+    old = saved._header(MonitorHub(SETTINGS)) + FORMAT_2_BODY.read_bytes()
+    monkeypatch.undo()
+    fresh = MonitorHub(SETTINGS)
+    assert not saved.restore(fresh, old)
+    assert _state(fresh) == _state(MonitorHub(SETTINGS))  # untouched
+
+    store, run_id = start(tmp_path, SETTINGS)
+    model = ScriptedModel(looping_replies(loops=8))
+    engine = LocalEngine(store, performer=AgentPerformer(model), snapshot_every=5)
+    asyncio.run(engine.run(run_id))
+    state = state_of(store, run_id)
+    snap = store.snapshot(run_id, monitors=True)
+    assert snap is not None and snap.seq > 5
+    # the snapshot as an engine of format 2 would have left it: signed, with its save
+    signed = signed_snapshot(run_id, snap.seq, snap.state_json, old, engine._key()).monitors
+    with sqlite3.connect(tmp_path / "store.db") as db:
+        db.execute("UPDATE snapshots SET monitors = ? WHERE run_id = ?", (signed, run_id))
+    db.close()
+
+    fed: list[int] = []
+    replay = MonitorHub.replay
+
+    def counting(self: MonitorHub, events: Any, state: Any) -> list[AlertRaised]:
+        fed.append(len(events))
+        return replay(self, events, state)
+
+    monkeypatch.setattr(MonitorHub, "replay", counting)
+    hub, missed = asyncio.run(LocalEngine(store)._hub(state))
+    assert fed == [state.seq] and not missed  # the whole history, every alert on record
+    whole = MonitorHub(SETTINGS)
+    replay(whole, [(s.seq, s.event) for s in store.events(run_id)], state)
+    assert hub is not None and _state(hub) == _state(whole)

@@ -34,12 +34,11 @@ from trestle.monitors.fingerprint import (
     content_hash,
     failure_fingerprint,
     observation_digest,
-    observation_lines,
 )
 from trestle.monitors.monologue import MonologueMonitor
 from trestle.monitors.progress import ExplorationMonitor, ProgressMonitor
 from trestle.monitors.reruns import TestRerunMonitor
-from trestle.monitors.shown import LineMemory
+from trestle.monitors.shown import ShownLines
 from trestle.monitors.trace import Action, Observation, RunFacts, Turn
 
 _NEW_LINES = 3  # lines never shown before that make an observation new, as for progress
@@ -215,7 +214,6 @@ class _Laps:
     keys: list[str] = field(default_factory=list)
     seqs: list[tuple[int, int]] = field(default_factory=list)  # (turn seq, action seq)
     fresh: list[bool] = field(default_factory=list)  # whether each action showed anything new
-    seen: LineMemory = field(default_factory=LineMemory)  # the observation lines shown
     raised: dict[tuple[str, ...], int] = field(default_factory=dict)
 
 
@@ -241,11 +239,19 @@ class CycleMonitor:
         shortest_lap: the shortest lap looked for.
         longest_lap: the longest lap looked for.
         min_span: the fewest actions a lap repeated twice must cover to warn.
+        shown: the lines each attempt was shown, shared with the other monitors of its
+            set that ask the same (by default its own).
     """
 
     name = "cycle"
 
-    def __init__(self, shortest_lap: int = 2, longest_lap: int = 8, min_span: int = 6) -> None:
+    def __init__(
+        self,
+        shortest_lap: int = 2,
+        longest_lap: int = 8,
+        min_span: int = 6,
+        shown: ShownLines | None = None,
+    ) -> None:
         if not 2 <= shortest_lap <= longest_lap or min_span < 2:
             raise ConfigError(
                 f"CycleMonitor: need 2 <= shortest_lap <= longest_lap and min_span >= 2, got "
@@ -254,21 +260,22 @@ class CycleMonitor:
         self.shortest_lap = shortest_lap
         self.longest_lap = longest_lap
         self.min_span = min_span
+        self._shown = shown if shown is not None else ShownLines()
+        self._reader = self._shown.join()
         self._attempts: Attempts[_Laps] = Attempts(_Laps)
 
     def observe(self, item: Observation, facts: RunFacts) -> list[Alert]:
         """Add ``item``'s actions to the attempt's sequence; alert on a repeated lap."""
         current = self._attempts.current(item)
+        novelties = self._shown.novelty(self._reader, item)
         if current is None:
             return []
         turn, state = current
         alerts = []
-        for action in turn.actions:
-            lines = observation_lines(f"{action.output}\n{action.error or ''}")
-            new = state.seen.show(lines)
+        for action, novelty in zip(turn.actions, novelties, strict=True):
             state.keys.append(near_key(action))
             state.seqs.append((turn.seq, action.seq))
-            state.fresh.append(new >= min(_NEW_LINES, len(lines)) and new > 0)
+            state.fresh.append(novelty.informs(_NEW_LINES))
             if len(state.keys) > 2 * _LAPS_KEPT:  # laps this long are counted no further
                 del state.keys[:-_LAPS_KEPT], state.seqs[:-_LAPS_KEPT], state.fresh[:-_LAPS_KEPT]
             found = self._lap(state.keys)
@@ -329,12 +336,14 @@ class CycleMonitor:
 
 
 def behaviour_monitors() -> list[Monitor]:
-    """Fresh instances of every behavioural monitor, with their default thresholds."""
+    """Fresh instances of every behavioural monitor, with their default thresholds; the
+    cycle and progress monitors share one memory of the lines each attempt was shown."""
+    shown = ShownLines()
     return [
         RepeatMonitor(),
-        CycleMonitor(),
+        CycleMonitor(shown=shown),
         MonologueMonitor(),
-        ProgressMonitor(),
+        ProgressMonitor(shown=shown),
         ExplorationMonitor(),
         TestRerunMonitor(),
     ]

@@ -25,16 +25,12 @@ from trestle.monitors.attempt import (
     grade,
     turn_alert,
 )
-from trestle.monitors.fingerprint import (
-    observation_lines,
-)
-from trestle.monitors.shown import LineMemory
+from trestle.monitors.shown import ShownLines
 from trestle.monitors.trace import Observation, RunFacts, Turn
 
 
 @dataclass
 class _Stillness:
-    seen: LineMemory = field(default_factory=LineMemory)  # the lines shown so far
     still: list[tuple[int, int]] = field(default_factory=list)  # (turn seq, action seq)
     raised: int = 0
 
@@ -55,12 +51,18 @@ class ProgressMonitor:
         warning_actions: actions without progress that make a warning.
         critical_actions: actions without progress that make it critical.
         min_new_lines: new lines an observation needs to count as new information.
+        shown: the lines each attempt was shown, shared with the other monitors of its
+            set that ask the same (by default its own).
     """
 
     name = "progress"
 
     def __init__(
-        self, warning_actions: int = 12, critical_actions: int = 24, min_new_lines: int = 3
+        self,
+        warning_actions: int = 12,
+        critical_actions: int = 24,
+        min_new_lines: int = 3,
+        shown: ShownLines | None = None,
     ) -> None:
         check_thresholds("ProgressMonitor", warning_actions, critical_actions, least=2)
         if min_new_lines < 1:
@@ -68,20 +70,20 @@ class ProgressMonitor:
         self.warning_actions = warning_actions
         self.critical_actions = critical_actions
         self.min_new_lines = min_new_lines
+        self._shown = shown if shown is not None else ShownLines()
+        self._reader = self._shown.join()
         self._attempts: Attempts[_Stillness] = Attempts(_Stillness)
 
     def observe(self, item: Observation, facts: RunFacts) -> list[Alert]:
         """Extend or end the attempt's run of actions without progress."""
         current = self._attempts.current(item)
+        novelties = self._shown.novelty(self._reader, item)
         if current is None:
             return []
         turn, state = current
         alerts = []
-        for action in turn.actions:
-            lines = observation_lines(f"{action.output}\n{action.error or ''}")
-            new = state.seen.show(lines)
-            informative = new > 0 and new >= min(self.min_new_lines, len(lines))
-            if changes_workspace(action) or informative:
+        for action, novelty in zip(turn.actions, novelties, strict=True):
+            if changes_workspace(action) or novelty.informs(self.min_new_lines):
                 state.still.clear()
                 state.raised = 0
                 continue
