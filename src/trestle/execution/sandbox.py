@@ -183,36 +183,33 @@ class Sandbox:
         ]
 
     def _mounts(self, workspace: Path, name: str, *, approved: bool, pinned: Pinned) -> list[str]:
+        # Everything read from the filesystem is read again for every command (a step
+        # can change its workspace, its .git and the host's sockets between two of
+        # them); only what follows from those readings alone is worked out once.
         ws = workspace.resolve()
-        args = [*CONFINEMENT, *_identity()]
-        if self.policy.allows_network(name):
-            args.append("--share-net")
-        args += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-        for private in PRIVATE_DIRS:
-            args += ["--tmpfs", str(private)]
+        network = self.policy.allows_network(name)
         home = _home()
-        homes = [h for h in dict.fromkeys((home, _account_home())) if h is not None]
-        outside, inside = _split([*(p.resolve() for p in self.hidden), *homes], ws)
-        for path in outside:
-            args += _hide(path)
-        if self.policy.allows_network(name) and Path("/run/systemd/resolve").is_dir():
-            args += ["--ro-bind", "/run/systemd/resolve", "/run/systemd/resolve"]
-        shown = [
+        homes = tuple(h for h in dict.fromkeys((home, _account_home())) if h is not None)
+        wanted = (
             *(home / p for p in GIT_CONFIG if home is not None),
-            *_tool_dirs(homes),
+            *_tool_dirs(list(homes)),
             *map(_expand, self.policy.read),
-        ]
-        shown = [p for p in _outermost(shown) if not _within(ws, p)]
-        for path in shown:
-            args += ["--ro-bind-try", str(path), str(path)]
-        # what a shown directory holds of the hidden (a store beside a venv) stays hidden
-        for path in outside:
-            if any(path != s and _within(s, path) for s in shown):
-                args += _hide(path)
-        for path in (h / p for h in homes for p in SECRET_TOOL_FILES):
+        )
+        hidden = tuple(p.resolve() for p in self.hidden)
+        layout = _layout(ws, hidden, homes, wanted)
+        args = [*CONFINEMENT, *_identity()]
+        if network:
+            args.append("--share-net")
+        args += _SYSTEM
+        for path in layout.outside:
+            args += _hide(path)
+        if network and Path("/run/systemd/resolve").is_dir():
+            args += ["--ro-bind", "/run/systemd/resolve", "/run/systemd/resolve"]
+        args += layout.shown_args
+        for path in layout.hidden_again:
             args += _hide(path)
         args += workspace_mounts(ws, self.scope)
-        for path in inside:
+        for path in layout.inside:
             args += _hide(path)
         args += git_mounts(ws, approved=approved or self.policy.allows_git(name))
         toml = ws / "trestle.toml"
@@ -220,13 +217,76 @@ class Sandbox:
             args += ["--ro-bind", str(toml), str(toml)]  # the operator's policy
         for relative, copy in pinned:
             args += ["--ro-bind", copy, str(ws / relative)]
-        hidden_dirs = [*PRIVATE_DIRS, *outside]
         for path in host_sockets():
-            if not any(_within(h, path) for h in hidden_dirs) or any(
-                _within(s, path) for s in shown
-            ):
+            if layout.covers(path):
                 args += ["--ro-bind", "/dev/null", str(path)]
         return args
+
+
+# the system read-only, with a /dev and /proc of its own and private temporary dirs
+_SYSTEM = (
+    "--ro-bind",
+    "/",
+    "/",
+    "--dev",
+    "/dev",
+    "--proc",
+    "/proc",
+    *(arg for private in PRIVATE_DIRS for arg in ("--tmpfs", str(private))),
+)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """What a command's mounts hide and show, as it follows from the paths alone.
+
+    Attributes:
+        outside: hidden paths above or beside the workspace, parents first.
+        inside: hidden paths inside the workspace.
+        shown_args: the ``--ro-bind-try`` arguments of the paths shown read-only.
+        hidden_again: hidden paths inside a shown one (a store beside a venv), hidden
+            once more after it is shown, and the credentials beside the tools.
+        hidden_dirs: directories nothing of the host is seen in (private or hidden).
+        seen_again: what is seen again inside them: the workspace and the paths shown.
+    """
+
+    outside: tuple[Path, ...]
+    inside: tuple[Path, ...]
+    shown_args: tuple[str, ...]
+    hidden_again: tuple[Path, ...]
+    hidden_dirs: tuple[Path, ...]
+    seen_again: tuple[Path, ...]
+
+    def covers(self, socket: Path) -> bool:
+        """Whether a host socket at ``socket`` would be reachable, so must be covered:
+        not inside a hidden or private directory, or inside what is seen again there
+        (a workspace in the home or under ``/tmp`` holds a daemon's socket too)."""
+        return not any(_within(h, socket) for h in self.hidden_dirs) or any(
+            _within(s, socket) for s in self.seen_again
+        )
+
+
+@functools.lru_cache(maxsize=64)
+def _layout(
+    ws: Path, hidden: tuple[Path, ...], homes: tuple[Path, ...], wanted: tuple[Path, ...]
+) -> _Layout:
+    """The layout for workspace ``ws`` (real path), the ``hidden`` paths (real) and
+    ``homes``, showing ``wanted``: a pure function of its arguments, so worked out once
+    for the commands of a run (comparing paths was four fifths of building a command's
+    arguments)."""
+    outside, inside = _split([*hidden, *homes], ws)
+    shown = [p for p in _outermost(wanted) if not _within(ws, p)]
+    # what a shown directory holds of the hidden (a store beside a venv) stays hidden
+    again = [p for p in outside if any(p != s and _within(s, p) for s in shown)]
+    again += [h / p for h in homes for p in SECRET_TOOL_FILES]
+    return _Layout(
+        outside=tuple(outside),
+        inside=tuple(inside),
+        shown_args=tuple(a for p in shown for a in ("--ro-bind-try", str(p), str(p))),
+        hidden_again=tuple(again),
+        hidden_dirs=(*PRIVATE_DIRS, *outside),
+        seen_again=(ws, *shown),
+    )
 
 
 @dataclass(frozen=True)
@@ -349,7 +409,10 @@ def _expand(path: str) -> Path:
 
 
 def _within(parent: Path, path: Path) -> bool:
-    return path == parent or parent in path.parents
+    """``path`` is ``parent`` or lies under it (by their names, as written). Compared
+    part by part: ``parent in path.parents`` built a path for each parent."""
+    inner, outer = path.parts, parent.parts
+    return inner[: len(outer)] == outer
 
 
 def _split(paths: Iterable[Path], workspace: Path) -> tuple[list[Path], list[Path]]:

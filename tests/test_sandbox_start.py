@@ -1,0 +1,71 @@
+"""What a command's sandbox is built from is read again for every command.
+
+Working a sandbox's mounts out once per run would be cheaper, but a step changes what
+they are built from between two commands: it writes its workspace (a ``.git`` it
+creates, a directory that must stay hidden) and the host binds sockets. One ``Cell``
+runs the commands here, as a run's steps share their sandbox, so whatever it kept from
+one command to the next would show.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from test_sandbox import _require_bwrap
+from trestle.execution.actions import run_shell
+from trestle.execution.sandbox import Cell, choose
+
+
+def _run(cell: Cell, ws: Path, command: str) -> int | None:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(ws)}
+    result = asyncio.run(run_shell(command, cwd=ws, env=env, timeout=30, cell=cell))
+    return result.exit_code
+
+
+@pytest.fixture
+def cell(tmp_path: Path) -> Iterator[Cell]:
+    _require_bwrap()
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    yield Cell(choose("require", hidden=(ws / ".trestle",)), ws, "step")
+
+
+def test_a_git_a_step_made_is_read_only_to_the_next_command(cell: Cell) -> None:
+    ws = cell.workspace
+    assert _run(cell, ws, "true") == 0  # the first command: no .git yet
+    subprocess.run(["git", "init", "-q", str(ws)], check=True)
+    assert _run(cell, ws, "echo x > .git/hooks/pre-commit") != 0
+    assert not (ws / ".git" / "hooks" / "pre-commit").exists()
+
+
+def test_a_daemons_socket_bound_in_the_workspace_after_the_first_command_is_covered(
+    cell: Cell,
+) -> None:
+    # the workspace lies under /tmp, private in the sandbox but for the workspace itself,
+    # as a workspace in the (hidden) home does: its sockets are reachable all the same
+    ws = cell.workspace
+    assert _run(cell, ws, "true") == 0
+    daemon = socket.socket(socket.AF_UNIX)
+    daemon.bind(str(ws / "daemon.sock"))  # a host daemon's, where the commands can see it
+    daemon.listen()
+    try:
+        connect = "import socket; socket.socket(socket.AF_UNIX).connect('daemon.sock')"
+        assert _run(cell, ws, f'python3 -c "{connect}"') != 0
+    finally:
+        daemon.close()
+
+
+def test_a_hidden_directory_made_after_the_first_command_is_hidden_from_the_next(
+    cell: Cell,
+) -> None:
+    ws = cell.workspace
+    assert _run(cell, ws, "test ! -e .trestle") == 0
+    (ws / ".trestle").mkdir()  # the store, made once the run had started
+    (ws / ".trestle" / "trestle.db").write_text("secret")
+    assert _run(cell, ws, "cat .trestle/trestle.db") != 0
