@@ -17,6 +17,12 @@ from __future__ import annotations
 import zlib
 
 LEVEL = 6  # zlib's default
+# zlib's default is 8. Its tables then took the heap past glibc's trim threshold, so
+# each body's compressor grew the heap and gave it back (three brk calls and fresh
+# pages for each): 27 us a body against 6.5 us at 7, which wrote the same bytes for
+# 240 of 241 sample bodies. It is the compressor's memory only: a body reads back the
+# same whatever the level it was written with.
+MEM_LEVEL = 7
 SMALLEST = 64  # bytes of a body worth compressing
 
 # Keys and values as the events write them; what comes last is matched most cheaply,
@@ -89,7 +95,7 @@ def compressed(body: str) -> bytes | None:
     raw = body.encode("utf-8", "surrogatepass")
     if len(raw) < SMALLEST:
         return None
-    packer = zlib.compressobj(LEVEL, zdict=DICTIONARY)
+    packer = zlib.compressobj(LEVEL, zlib.DEFLATED, zlib.MAX_WBITS, MEM_LEVEL, zdict=DICTIONARY)
     blob = packer.compress(raw) + packer.flush()
     return blob if len(blob) < len(raw) else None
 
