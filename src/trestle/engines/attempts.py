@@ -45,6 +45,7 @@ from trestle.engines.approved import (
 )
 from trestle.engines.delegation import ParentEngine, perform_delegation
 from trestle.engines.outbox import Outbox
+from trestle.engines.store_thread import StoreThread
 from trestle.engines.touched import attempt_files, reads_of
 from trestle.engines.work import StepPerformer, StepWork, WorkspaceNotSaved
 from trestle.execution.actions import StepContext, in_thread, perform
@@ -89,14 +90,13 @@ class Attempts:
     poll_interval: float
     orphan_wait: float
     place: Place
-    _io: ThreadPoolExecutor
+    _io: StoreThread
     _sandboxes: dict[str, Sandbox]
     _read: dict[str, dict[int, AnyEvent]]
     _halts: dict[str, Callable[[ModelBindingError], None]]
 
     async def _store(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._io, lambda: fn(*args, **kwargs))
+        return await self._io.call(fn, *args, **kwargs)
 
     in_store_thread = _store  # for the engine's helpers (delegation): blocking store work
 

@@ -62,6 +62,7 @@ from trestle.engines.judge import cancel_in, request_as_events
 from trestle.engines.outbox import Ack, Outbox
 from trestle.engines.stall import StallWatch, stalled
 from trestle.engines.stop import Stop
+from trestle.engines.store_thread import StoreThread
 from trestle.engines.work import PerformerFor, StepPerformer
 from trestle.execution.places import here
 from trestle.execution.sandbox import (
@@ -193,7 +194,7 @@ class LocalEngine(Attempts):
         # per run being driven, what ends its drive for a model that cannot be used
         self._halts: dict[str, Callable[[ModelBindingError], None]] = {}
         # sqlite3 blocks; one thread keeps it off the event loop and serialises commits
-        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trestle-store")
+        self._io = StoreThread("trestle-store")
         # spans are made off the store thread, in commit order (None: no telemetry)
         self._spans = (
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="trestle-telemetry")
@@ -629,7 +630,7 @@ class LocalEngine(Attempts):
             self.notifier.close()
         if self._spans is not None:  # its last spans made first: they may read the store
             self._spans.shutdown(wait=True)
-        self._io.shutdown(wait=True)
+        self._io.shutdown()
 
     def state(self, run_id: str) -> RunState:
         """The run's state as this engine acts on it: forged decisions left out."""
