@@ -20,8 +20,17 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from test_store_conformance import RUN, batch, created, leased, one_of_each, snapshot_of
-from trestle.core.errors import ConfigError, NoStoreError, StoreError
+from test_store_conformance import (
+    RUN,
+    TTL,
+    batch,
+    created,
+    leased,
+    me,
+    one_of_each,
+    snapshot_of,
+)
+from trestle.core.errors import ConfigError, LeaseLostError, NoStoreError, StoreError
 from trestle.store import postgres_schema
 from trestle.store.location import open_store
 from trestle.store.postgres import PostgresStore
@@ -157,7 +166,7 @@ def test_a_store_from_an_older_trestle_is_refused_until_upgraded_explicitly(
     assert "label" not in _columns(postgres_url, "runs")  # refused, not changed
 
     upgraded = PostgresStore(postgres_url, create=False, upgrade=True)
-    assert upgraded.upgraded == (1, 2)
+    assert upgraded.upgraded == (len(later) - 1, len(later))
     upgraded.close()
     assert "label" in _columns(postgres_url, "runs")
     again = open_store(postgres_url)
@@ -254,6 +263,30 @@ def test_a_server_that_goes_away_fails_the_write_whole_and_the_store_works_once_
     store.append(RUN, batch(one_of_each()[2:4], 4), token=token)
     assert [s.seq for s in store.events(RUN)] == [1, 2, 3, 4, 5]
     store.close()
+
+
+def test_a_lease_taken_just_before_the_server_crashes_is_kept_so_its_token_is_never_reused(
+    fragile: LocalPostgres,
+) -> None:
+    # Taking a lease waits for the server's disk (renewing one does not): a driver
+    # that took token 2 and paused through the crash must not find it handed out again.
+    url = fragile.create_database()
+    store = open_store(url)
+    store.create_run(created(), summary="{}")
+    first = store.acquire_lease(RUN, me(), ttl=TTL, now=100.0)
+    second = store.acquire_lease(RUN, me(), ttl=TTL, now=200.0)  # the first expired
+    fragile.kill()  # at once: a commit that had not reached the disk would be lost
+    fragile.restart()
+    later = open_store(url)
+    assert later.lease(RUN) == second
+    third = later.acquire_lease(RUN, me(), ttl=TTL, now=300.0)
+    assert (first.token, second.token, third.token) == (1, 2, 3)
+    with pytest.raises(StoreError, match="cannot be reached"):  # its connection died
+        store.runs()
+    with pytest.raises(LeaseLostError):  # connected again, and fenced off
+        store.append(RUN, batch(one_of_each()[:1], 2), token=second.token)
+    store.close()
+    later.close()
 
 
 PLAN = """\
@@ -363,16 +396,20 @@ def test_a_step_the_policy_lets_reach_the_network_is_said_to_reach_the_store_ser
     [
         ("DELETE FROM trestle.events WHERE run_id = %s AND seq = 3", "event seq 3 is missing"),
         (
-            'UPDATE trestle.events SET data = \'{"kind": "nonsense"\' '
-            "WHERE run_id = %s AND seq = 2",
+            'UPDATE trestle.events SET data = \'{"kind": "nonsense"\', compressed = NULL, '
+            "packed = 0 WHERE run_id = %s AND seq = 2",
             "event seq 2 cannot be read",
+        ),
+        (
+            "UPDATE trestle.events SET compressed = '\\x0102'::bytea WHERE run_id = %s AND seq = 2",
+            "event seq 2 cannot be read: its body is stored compressed",
         ),
         (
             "UPDATE trestle.events SET kind = 'run_finished' WHERE run_id = %s AND seq = 2",
             "event seq 2 is listed as 'run_finished'",
         ),
     ],
-    ids=["gap", "unreadable", "wrong-kind"],
+    ids=["gap", "unreadable", "garbled-compressed", "wrong-kind"],
 )
 def test_a_damaged_run_is_named_and_the_other_runs_stay_usable(
     postgres_url: str, damage: str, says: str

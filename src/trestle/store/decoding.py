@@ -1,4 +1,5 @@
-"""Reading a run's stored events back, the same for every store that keeps rows.
+"""Reading a run's stored events back, the same for every store that keeps rows, and
+the form a row stores an event's body in (:func:`row_body`).
 
 A store hands over its rows (seq, kind, body, packed), opened by :func:`opened`, and
 the payloads the bodies refer to (:mod:`trestle.store.payloads`); this checks the
@@ -6,18 +7,20 @@ stream has no gap, begins with ``run_created``, and that each body reads as the 
 its row names. Anything else is damage, named by run and seq through the store's
 ``damaged``: the run's state cannot be trusted past it.
 
-A snapshot's state is stored zlib-compressed since SQLite's schema 6 (a blob; text
-before, and on PostgreSQL): :func:`state_text` reads either.
+A snapshot's state is stored zlib-compressed since SQLite's schema 6 and PostgreSQL's
+schema 2 (bytes; text before): :func:`state_text` reads either.
 
 A row's ``packed`` is flags: :data:`REFERS`, its body refers to payloads (schema 3);
 :data:`COMPRESSED`, its body is stored compressed (:mod:`trestle.store.bodies`,
-SQLite's schema 6). Rows from before either are 0 and read as they were written.
+SQLite's schema 6, PostgreSQL's schema 2). Rows from before either are 0 and read as
+they were written. PostgreSQL hands every body and state over as bytes (one column of
+its reads has one type), an uncompressed one as its text's UTF-8.
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from typing import TYPE_CHECKING, NoReturn
 
 from trestle.store import bodies, payloads
@@ -41,18 +44,24 @@ def opened(rows: Sequence[Sequence[object]], damaged: Damaged) -> list[Row]:
             damaged(f"event seq {seq} has flags {packed!r:.40}, not a number from 0 to 3")
         if packed & COMPRESSED:
             data = body(seq, data, damaged)
+        elif isinstance(data, bytes):
+            data = plain(seq, data, damaged)
         out.append((seq, kind, data, bool(packed & REFERS)))
     return out
 
 
 def state_text(stored: object) -> str | None:
-    """A snapshot's state as its JSON text: stored as text, or compressed (bytes);
-    None when it is neither or does not decompress (the events then stand)."""
+    """A snapshot's state as its JSON text: stored as text, compressed (bytes), or as
+    its text's UTF-8 (a PostgreSQL store's snapshot from before schema 2: a JSON object
+    starts with ``{``, which no zlib stream does); None when it is none of those or does
+    not decompress (the events then stand)."""
     if isinstance(stored, str):
         return stored
     if not isinstance(stored, bytes):
         return None
     try:
+        if stored.startswith(b"{"):
+            return stored.decode("utf-8", "surrogatepass")
         return zlib.decompress(stored).decode("utf-8", "surrogatepass")
     except (zlib.error, UnicodeDecodeError):
         return None
@@ -66,6 +75,14 @@ def body(seq: object, data: object, damaged: Damaged) -> str:
         return bodies.decompressed(data)
     except (zlib.error, UnicodeDecodeError, ValueError) as exc:
         damaged(f"event seq {seq} cannot be read: its body is stored compressed, but {exc}")
+
+
+def plain(seq: object, data: bytes, damaged: Damaged) -> str:
+    """An uncompressed body handed over as bytes, as its text; damage if it is not UTF-8."""
+    try:
+        return data.decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError as exc:
+        damaged(f"event seq {seq} cannot be read: its body is not UTF-8 text ({exc.reason})")
 
 
 def stream(
@@ -119,6 +136,21 @@ def decoded(seq: int, data: object, damaged: Damaged) -> AnyEvent:
         damaged(f"event seq {seq} cannot be read: {error['msg']}" + f" at {where!r}" * bool(where))
     except ValueError as exc:
         damaged(f"event seq {seq} cannot be read: {exc}")
+
+
+def row_body(
+    body: str, committed: Container[bytes]
+) -> tuple[str | bytes, int, list[payloads.Payload]]:
+    """An event's JSON as a row stores it, the way back of :func:`opened`: its long
+    strings moved out to payloads (those not ``committed`` returned, a long one as
+    shared pieces), the rest compressed when that pays (bytes, else the text); and the
+    row's flags saying which."""
+    data, large = payloads.pack(body, committed, chunked=True)
+    flags = REFERS if data != body else 0
+    blob = bodies.compressed(data)
+    if blob is None:
+        return data, flags, large
+    return blob, flags | COMPRESSED, large
 
 
 def wanted(packed: Sequence[str]) -> list[bytes]:

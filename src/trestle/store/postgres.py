@@ -13,9 +13,16 @@ the SQLite store keeps, and the conformance suite checks both alike:
 - A board write's compare-and-set takes the same kind of lock on its key; a unique
   index on accepted versions backs it. A message is taken by one ``UPDATE ...
   RETURNING`` that re-checks it is undelivered, so two receivers never both get it.
-- Large strings are stored once per run by hash (:mod:`trestle.store.payloads`), and
-  Temporal's large payloads are blobs in the database too (:meth:`put_blob`), so
-  workers need no shared directory.
+- Large strings are stored once per run by hash (:mod:`trestle.store.payloads`), the
+  longest as pieces shared between texts that repeat one another; an event's body and
+  a snapshot's state are stored compressed (schema 2, the SQLite store's schema 6
+  forms; rows from before are read as they were written). Temporal's large payloads
+  are blobs in the database too (:meth:`put_blob`), so workers need no shared
+  directory.
+- A lease's renewal and release commit without waiting for the server's log to reach
+  its disk (``synchronous_commit = off`` for that transaction); taking a lease, the
+  events and everything else wait as the server is set to (why: above
+  :meth:`acquire_lease`).
 
 Every failure becomes a :class:`StoreError` (exit 4) that names the server without its
 password and what was being done; a transaction that fails is rolled back whole, and
@@ -27,6 +34,7 @@ from __future__ import annotations
 
 import re
 import threading
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -57,7 +65,13 @@ from trestle.store.base import (
     require_storable,
     require_text,
 )
-from trestle.store.postgres_schema import MIGRATIONS, SURVEY, TABLES
+from trestle.store.postgres_schema import (
+    EVENT_BODY,
+    MIGRATIONS,
+    SNAPSHOT_STATE,
+    SURVEY,
+    TABLES,
+)
 from trestle.store.sql_reads import SqlReads
 
 if TYPE_CHECKING:
@@ -74,6 +88,7 @@ REFUSALS = ("authentication failed", "does not exist", "no pg_hba.conf entry", "
 RUN_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
 # a table named bare after FROM, in the shared reads: qualified with Trestle's schema
 QUALIFY = re.compile(r"\b(FROM) (runs|events|payloads|snapshots|leases|requests|board|messages)\b")
+EVENT_COLUMNS = "run_id, seq, kind, v, at, data, packed"
 RUN_COLUMNS = (
     "run_id, goal, plan_path, workspace, status, created_at, updated_at, last_seq, summary"
 )
@@ -118,6 +133,8 @@ class PostgresStore(SqlReads):
     NO_LIMIT = None
     EMPTY_BLOB = "''::bytea"
     MESSAGE_ORDER = "n"
+    EVENT_BODY = EVENT_BODY
+    SNAPSHOT_STATE = SNAPSHOT_STATE
     GROUPS = (
         'SELECT grp COLLATE "C" AS g FROM trestle.board UNION '
         'SELECT grp COLLATE "C" FROM trestle.messages ORDER BY g'
@@ -256,16 +273,30 @@ class PostgresStore(SqlReads):
 
     @contextmanager
     def _tx(
-        self, doing: str, *, lock: str | None = None, then: str = "try again"
+        self,
+        doing: str,
+        *,
+        lock: str | None = None,
+        then: str = "try again",
+        synced: bool = True,
     ) -> Iterator[psycopg.Cursor[tuple[Any, ...]]]:
         """A transaction, rolled back whole when anything in it fails; with ``lock``,
-        holding that run's (or key's) lock until it ends."""
+        holding that run's (or key's) lock until it ends.
+
+        ``synced=False``: its commit does not wait for the server to flush its log
+        (``SET LOCAL synchronous_commit = off``, for this transaction only). Only for
+        what a crash of the server may take back harmlessly (the leases' comment):
+        the commit is seen by every other session at once, and the server flushes it
+        within a fraction of a second, or sooner with the next commit that waits,
+        since the log is flushed in order."""
         with self._lock:
             try:
                 conn = self._connection()
                 with conn.transaction(), conn.cursor() as cur:
                     if lock is not None:
                         cur.execute(RUN_LOCK, (lock,))
+                    if not synced:
+                        cur.execute("SET LOCAL synchronous_commit = off")
                     yield cur
             except self._pg.Error as exc:
                 raise self._failure(exc, doing, then) from None
@@ -306,7 +337,7 @@ class PostgresStore(SqlReads):
                 ),
             )
             cur.execute(
-                "INSERT INTO trestle.events VALUES (%s, 1, %s, %s, %s, %s, 0)",
+                f"INSERT INTO trestle.events ({EVENT_COLUMNS}) VALUES (%s, 1, %s, %s, %s, %s, 0)",
                 (event.run_id, event.kind, event.v, event.at, body),
             )
 
@@ -317,9 +348,10 @@ class PostgresStore(SqlReads):
         stored: list[payloads.Payload] = []
         committed = self._committed.setdefault(run_id, OrderedDict())
         for seq, e in enumerate(batch.events, start=batch.first_seq):
-            body = event_json(e)
-            data, large = payloads.pack(body, committed)
-            rows.append((run_id, seq, e.kind, e.v, e.at, data, int(data != body)))
+            data, flags, large = decoding.row_body(event_json(e), committed)
+            # a compressed body is bytes, kept in a column of its own (text cannot)
+            text, blob = ("", data) if isinstance(data, bytes) else (data, None)
+            rows.append((run_id, seq, e.kind, e.v, e.at, text, flags, blob))
             stored += large
         last_seq = batch.first_seq + len(rows) - 1
         now = batch.events[-1].at if batch.events else None  # no events: keep updated_at
@@ -344,7 +376,9 @@ class PostgresStore(SqlReads):
                 )
             if rows:
                 cur.executemany(
-                    "INSERT INTO trestle.events VALUES (%s, %s, %s, %s, %s, %s, %s)", rows
+                    f"INSERT INTO trestle.events ({EVENT_COLUMNS}, compressed) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                    rows,
                 )
             cur.execute(
                 "UPDATE trestle.runs SET status = %s, updated_at = COALESCE(%s, updated_at), "
@@ -353,11 +387,16 @@ class PostgresStore(SqlReads):
             )
             if batch.snapshot is not None:
                 s = batch.snapshot
+                # cold: read once, by a resume (its signature is over the text)
+                state = zlib.compress(s.state_json.encode(), payloads.LEVEL)
                 cur.execute(
-                    "INSERT INTO trestle.snapshots VALUES (%s, %s, %s, %s, %s) "
+                    "INSERT INTO trestle.snapshots "
+                    "(run_id, seq, state, monitors, mac, compressed_state) "
+                    "VALUES (%s, %s, '', %s, %s, %s) "
                     "ON CONFLICT (run_id) DO UPDATE SET seq = excluded.seq, "
-                    "state = excluded.state, monitors = excluded.monitors, mac = excluded.mac",
-                    (run_id, s.seq, s.state_json, s.monitors, s.mac),
+                    "state = excluded.state, monitors = excluded.monitors, mac = excluded.mac, "
+                    "compressed_state = excluded.compressed_state",
+                    (run_id, s.seq, s.monitors, s.mac, state),
                 )
             if batch.consumed_requests:
                 cur.execute(
@@ -379,7 +418,15 @@ class PostgresStore(SqlReads):
                 committed.popitem(last=False)
 
     def _payloads(self, run_id: str, packed: list[str]) -> dict[bytes, bytes]:
-        wanted = decoding.wanted(packed)
+        """The stored payloads the ``packed`` bodies refer to, by hash, and the pieces
+        of those that are manifests."""
+        found = self._payload_rows(run_id, decoding.wanted(packed))
+        pieces = set(payloads.parts(found.values())) - found.keys()
+        if pieces:
+            found.update(self._payload_rows(run_id, sorted(pieces)))
+        return found
+
+    def _payload_rows(self, run_id: str, wanted: list[bytes]) -> dict[bytes, bytes]:
         if not wanted:
             return {}
         rows = self._read(
@@ -392,6 +439,19 @@ class PostgresStore(SqlReads):
 
     # --- leases -------------------------------------------------------------------
 
+    # Taking a lease waits for the server's log to reach its disk; renewing and
+    # releasing one do not (synced=False). A crash of the server, unlike a power loss
+    # on one host, need not end the drivers: they reconnect on their next call. Were a
+    # new lease's token lost with the crash, the next driver to take the lease would
+    # get the same token again, and the driver that took it first, pausing through the
+    # crash, would pass the token check its appends make: two drivers writing one
+    # run. So the token, the fence, is durable before its holder can act under it.
+    # A renewal only moves the expiry of a token already durable: lost, the lease
+    # expires up to one renewal early (the engine renews every third of its time, so
+    # two thirds of it are left), as it would for a driver that stalled; a driver
+    # that then takes over gets a new token, durably, and the old holder's appends and
+    # renewals are refused by it. A lost release leaves the lease as it was, held
+    # until it expires: a wait, never a second writer.
     def acquire_lease(self, run_id: str, owner: Owner, *, ttl: float, now: float) -> Lease:
         doing = f"taking the lease on run {run_id!r}"
         with self._tx(doing, lock=run_id, then=_resume(run_id)) as cur:
@@ -419,7 +479,7 @@ class PostgresStore(SqlReads):
 
     def renew_lease(self, run_id: str, token: int, *, ttl: float, now: float) -> None:
         doing = f"renewing the lease on run {run_id!r}"
-        with self._tx(doing, lock=run_id, then=_resume(run_id)) as cur:
+        with self._tx(doing, lock=run_id, then=_resume(run_id), synced=False) as cur:
             cur.execute(
                 "UPDATE trestle.leases SET expires_at = %s WHERE run_id = %s AND token = %s",
                 (now + ttl, run_id, token),
@@ -429,7 +489,7 @@ class PostgresStore(SqlReads):
 
     def release_lease(self, run_id: str, token: int) -> None:
         doing = f"releasing the lease on run {run_id!r}"
-        with self._tx(doing, lock=run_id, then=_resume(run_id)) as cur:
+        with self._tx(doing, lock=run_id, then=_resume(run_id), synced=False) as cur:
             # keep the row so the token keeps rising; just make it expired
             cur.execute(
                 "UPDATE trestle.leases SET expires_at = 0 WHERE run_id = %s AND token = %s",

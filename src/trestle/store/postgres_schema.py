@@ -111,7 +111,24 @@ MIGRATIONS: tuple[str, ...] = (
         data bytea NOT NULL
     )
     """,
+    # 2: the SQLite store's schema 6 forms: an event's body may be stored compressed
+    # (``packed`` flag 2, trestle.store.bodies) in ``compressed``, its ``data`` then
+    # empty; a long payload may be a manifest of shared pieces (trestle.store.payloads);
+    # a snapshot's state is stored compressed in ``compressed_state``, its ``state``
+    # then empty. Columns that may be NULL, so no row is rewritten: rows of schema 1
+    # keep their text and are read as they were written. The number tells an older
+    # Trestle it cannot read the new forms.
+    """
+    ALTER TABLE trestle.events ADD COLUMN compressed bytea;
+    ALTER TABLE trestle.snapshots ADD COLUMN compressed_state bytea
+    """,
 )
+
+# How the shared reads (trestle.store.sql_reads) read an event's body and a snapshot's
+# state: the compressed bytes, or a schema 1 row's text as its UTF-8 bytes (one column
+# has one type).
+EVENT_BODY = "COALESCE(compressed, convert_to(data, 'UTF8'))"
+SNAPSHOT_STATE = "COALESCE(compressed_state, convert_to(state, 'UTF8'))"
 
 # What a database holds, in one query: Trestle's version table (or NULL), and up to
 # five tables of anything else, so a database of another application is named by them.

@@ -4,7 +4,9 @@ Both stores keep the same tables with the same columns (flags as small numbers),
 a read is written once, in SQLite's SQL with ``?`` marks; the PostgreSQL store's
 ``_read`` puts its own marks in and finds the tables through its search path. What
 differs stays with each store: writing (how each takes its turn), reading payloads
-(SQLite caps the parameters of a query), and the few spellings a store names below.
+(SQLite caps the parameters of a query), and the few spellings a store names below,
+among them where a compressed body or state is read from (PostgreSQL keeps those
+bytes in a column of their own beside the text; SQLite in the same column).
 Every row is checked as it is read: a value of the wrong type is damage, named by the
 run, never a traceback.
 """
@@ -48,6 +50,8 @@ class SqlReads:
     EMPTY_BLOB = "x''"  # an empty byte string in the store's SQL
     MESSAGE_ORDER = "rowid"  # the column that keeps messages in the order they came
     GROUPS = "SELECT grp FROM board UNION SELECT grp FROM messages ORDER BY 1"
+    EVENT_BODY = "data"  # what an event's stored body is read from
+    SNAPSHOT_STATE = "state"  # what a snapshot's stored state is read from
 
     def _read(self, sql: str, *args: object, doing: str = "reading the store") -> list[Any]:
         raise NotImplementedError
@@ -66,7 +70,7 @@ class SqlReads:
         self.run(run_id)
         damaged = partial(self._damaged, run_id)
         stored = self._read(
-            "SELECT seq, kind, data, packed FROM events WHERE run_id = ? AND seq > ? "
+            f"SELECT seq, kind, {self.EVENT_BODY}, packed FROM events WHERE run_id = ? AND seq > ? "
             "ORDER BY seq LIMIT ?",
             run_id,
             after,
@@ -80,7 +84,7 @@ class SqlReads:
     def snapshot(self, run_id: str, *, monitors: bool = False) -> Snapshot | None:
         saved = "monitors" if monitors else self.EMPTY_BLOB
         rows = self._read(
-            f"SELECT seq, state, {saved}, mac FROM snapshots WHERE run_id = ?",
+            f"SELECT seq, {self.SNAPSHOT_STATE}, {saved}, mac FROM snapshots WHERE run_id = ?",
             run_id,
             doing=f"reading run {run_id!r}'s snapshot",
         )

@@ -20,7 +20,7 @@ import threading
 import time
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable, Container, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import replace
 from functools import partial
@@ -36,7 +36,7 @@ from trestle.core.errors import (
     StoreDamagedError,
     StoreError,
 )
-from trestle.store import bodies, decoding, payloads, sqlite_groups
+from trestle.store import decoding, payloads, sqlite_groups
 from trestle.store.base import (
     Appended,
     BoardWrite,
@@ -371,7 +371,7 @@ class SqliteStore(SqlReads):
         stored: list[payloads.Payload] = []
         committed = self._committed.setdefault(run_id, OrderedDict())
         for seq, e in enumerate(batch.events, start=batch.first_seq):
-            data, flags, large = _row_body(event_json(e), committed)
+            data, flags, large = decoding.row_body(event_json(e), committed)
             rows.append((run_id, seq, e.kind, e.v, e.at, data, flags))
             stored += large
         last_seq = batch.first_seq + len(rows) - 1
@@ -606,20 +606,6 @@ class SqliteStore(SqlReads):
             if self._held is not None:
                 release(self._held)
                 self._held = None
-
-
-def _row_body(
-    body: str, committed: Container[bytes]
-) -> tuple[str | bytes, int, list[payloads.Payload]]:
-    """An event's JSON as its row stores it: its long strings moved out to payloads
-    (those not ``committed`` returned), the rest compressed when that pays; and the
-    row's flags saying which (:mod:`trestle.store.decoding`)."""
-    data, large = payloads.pack(body, committed, chunked=True)
-    flags = decoding.REFERS if data != body else 0
-    blob = bodies.compressed(data)
-    if blob is None:
-        return data, flags, large
-    return blob, flags | decoding.COMPRESSED, large
 
 
 def _resume(run_id: str) -> str:
