@@ -303,6 +303,8 @@ class LocalEngine(Attempts):
             ):
                 return  # nothing to do, and nothing worth recording
             hub, missed = await self._hub(state, tail)
+            if hub is not None:  # the drift monitor embeds beside the commits and tool calls
+                hub.look_ahead()
             if state.agent is not None:
                 kept = tail.events[-KEEP_READ:]
                 self._read[run_id] = {item.seq: item.event for item in kept}

@@ -25,6 +25,7 @@ from trestle.core.safetext import loads_bounded
 from trestle.monitors.alerts import Monitor
 from trestle.monitors.attempt import Attempts
 from trestle.monitors.cost import CostMonitor
+from trestle.monitors.embedworker import send_ahead
 from trestle.monitors.similarity import Embedder, HashingEmbedder, cosine, has_words
 from trestle.monitors.timing import DurationMonitor, StallMonitor
 from trestle.monitors.trace import Action, Observation, RunFacts, StepEnd, Turn
@@ -167,6 +168,14 @@ def _folders(target: str) -> set[str]:
     return found
 
 
+def _compared(action: Action, reasoning: str) -> tuple[str, str]:
+    """What is compared with the objective: the action alone, and with its reasoning."""
+    # the head of a long text (a whole file being written) says what it is about and
+    # keeps the cost of embedding bounded
+    core = f"{action.target} {_argument_text(action.arguments)}".strip()[:_TEXT_LIMIT]
+    return core, f"{core}\n{reasoning}".strip()[: 2 * _TEXT_LIMIT]
+
+
 class _Streak:
     """One step attempt's current run of unrelated actions (the latest ``window`` kept)."""
 
@@ -301,15 +310,27 @@ class RelevanceMonitor:
             self._references[key] = self.embedder.embed(texts)
         return self._references[key]
 
+    def foresee(self, turn: Turn, facts: RunFacts) -> None:
+        """Have ``turn``'s longer texts embedded ahead, elsewhere, while its tool calls
+        run (``turn`` as the model answered it, before any call ended): when
+        :meth:`observe` judges the turn, the vectors may be there already
+        (:mod:`trestle.monitors.embedworker`). Nothing here changes what it decides."""
+        if not isinstance(self.embedder, HashingEmbedder) or not turn.text.strip():
+            return
+        if not (facts.objectives.get(turn.step, "") or facts.goal).strip():
+            return
+        for action in turn.actions:
+            if action.kind not in ("test", "finish"):
+                _, whole = _compared(action, turn.text)
+                if has_words(whole):
+                    send_ahead(self.embedder, whole)
+
     def _relevance(
         self, action: Action, reasoning: str, references: list[Sequence[float]]
     ) -> float | None:
         if action.kind in ("test", "finish"):
             return None
-        # the head of a long text (a whole file being written) says what it is about and
-        # keeps the cost of embedding bounded
-        core = f"{action.target} {_argument_text(action.arguments)}".strip()[:_TEXT_LIMIT]
-        whole = f"{core}\n{reasoning}".strip()[: 2 * _TEXT_LIMIT]
+        core, whole = _compared(action, reasoning)
         if not has_words(whole):
             return None
         best = max(cosine(v, r) for v in self.embedder.embed([core]) for r in references)

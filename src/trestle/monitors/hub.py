@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from trestle.core.events import AlertRaised, AnyEvent
+from trestle.core.events import AlertRaised, AnyEvent, ModelCalled
 from trestle.core.records.monitors import DEFAULT_MONITORS, Alert, MonitorSettings, merge_alerts
 from trestle.core.state import RunState
 from trestle.monitors.alerts import Monitor
@@ -35,6 +35,7 @@ class MonitorHub:
         self.monitors: Sequence[Monitor] = make(self.settings) if self.settings.enabled else ()
         self.trace = EventTrace()
         self.recorded: set[str] = set()  # keys of the alerts already recorded
+        self._ahead = False  # show the monitors each model answer (see look_ahead)
 
     @property
     def facts(self) -> RunFacts:
@@ -50,12 +51,34 @@ class MonitorHub:
                 found += self._observe(self.trace.feed(seq, event))
         return self._raise(found, state, at=events[-1][1].at if events else 0.0)
 
+    def look_ahead(self) -> None:
+        """From now on, show each model answer, as it is fed, to the monitors that can
+        start work on it early (those with a ``foresee(turn, facts)`` method): the
+        drift monitor has its texts embedded in another process while the turn's tool
+        calls run (:mod:`trestle.monitors.embedworker`). Their alerts are raised
+        exactly where they are without it. The local engine asks for this; the
+        Temporal workflow, whose code may start no process, and the offline
+        evaluation do not."""
+        self._ahead = True
+
     def feed(self, seq: int, event: AnyEvent, state: RunState) -> list[AlertRaised]:
         """The alerts ``event`` (just applied to ``state`` as ``seq``) gives rise to."""
         if isinstance(event, AlertRaised):
             self.recorded.add(event.alert.key)
             return []
-        return self._raise(self._observe(self.trace.feed(seq, event)), state, at=event.at)
+        observed = self.trace.feed(seq, event)
+        if self._ahead and isinstance(event, ModelCalled):
+            self._foresee(event)
+        return self._raise(self._observe(observed), state, at=event.at)
+
+    def _foresee(self, event: ModelCalled) -> None:
+        turn = self.trace.answered(event)
+        if turn is None or not turn.actions:
+            return
+        for monitor in self.monitors:
+            foresee = getattr(monitor, "foresee", None)
+            if foresee is not None:
+                foresee(turn, self.trace.facts)
 
     def stalled(self, stall: Stall, state: RunState, at: float) -> list[AlertRaised]:
         """A step the engine found silent for too long."""

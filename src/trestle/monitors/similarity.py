@@ -73,6 +73,18 @@ class StoredArrays(Protocol):
         ...
 
 
+class Foreseen(Protocol):
+    """A text's vector being made elsewhere (:mod:`trestle.monitors.embedworker`)."""
+
+    def result(self) -> SparseVector | None:
+        """The vector, or None when it is not there in time (then made here)."""
+        ...
+
+    def give_up(self) -> None:
+        """It will not be asked for."""
+        ...
+
+
 class SparseVector(Sequence[float]):
     """A fixed-length vector that stores only its non-zero entries.
 
@@ -187,6 +199,7 @@ MAX_CACHED_WORDS = 1 << 16  # a word's hashed features, kept per embedder
 # more than the hashing they save (on the shared trajectories, whose agents repeat their
 # words, numpy's sums of every long text were 10% slower than the plain ones)
 VECTORISED_FROM_NEW_WORDS = 64
+MAX_FORESEEN = 16  # texts whose vectors are being made elsewhere, kept per embedder
 
 # Splits camelCase and HTTPResponse-style runs: "parseHTTPResponse" -> parse HTTP Response.
 _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
@@ -284,6 +297,9 @@ class HashingEmbedder:
         self._always_vectorised = bool(vectorised)
         if vectorised and self._summer() is None:
             raise MissingExtraError("numpy", "embed")
+        # texts whose vectors are being made ahead, elsewhere (see foresee)
+        self._foreseen: dict[str, Foreseen] = {}
+        self.taken_ahead = 0  # vectors taken as made ahead rather than made here
 
     @property
     def vectorised(self) -> bool:
@@ -300,7 +316,23 @@ class HashingEmbedder:
         """One sparse vector per text (see the class docstring for its features)."""
         return [self._vector(text) for text in texts]
 
+    def foresee(self, text: str, vector: Foreseen) -> None:
+        """Take ``vector`` as ``text``'s when it is next embedded, if it is there by then
+        (it is the same vector: made by this embedder's code with the same settings);
+        the oldest of more than ``MAX_FORESEEN`` texts waiting is given up."""
+        earlier = self._foreseen.pop(text, None)
+        if earlier is not None:
+            earlier.give_up()
+        if len(self._foreseen) >= MAX_FORESEEN:
+            self._foreseen.pop(next(iter(self._foreseen))).give_up()
+        self._foreseen[text] = vector
+
     def _vector(self, text: str) -> SparseVector:
+        if self._foreseen:
+            foreseen = self._foreseen.pop(text, None)
+            if foreseen is not None and (made := foreseen.result()) is not None:
+                self.taken_ahead += 1
+                return made
         counted = sorted(Counter(words(text)).items())
         summer = self._summer() if self._worth_vectorising(counted) else None
         if summer is not None:

@@ -146,6 +146,21 @@ class EventTrace:
                 return self._attempt_ended(seq, event)
         return []
 
+    def answered(self, event: ModelCalled) -> Turn | None:
+        """The turn ``event`` (just fed) opened, as the model answered it: its actions
+        not yet run, its index and timing not final. None once it is complete."""
+        turn = self._open.get((event.step, event.round, event.turn))
+        if turn is None:
+            return None
+        return Turn(
+            index=self._turns,
+            seq=turn.seq,
+            step=turn.step,
+            round=turn.round,
+            text=turn.text,
+            actions=tuple(turn.actions.values()),
+        )
+
     def flush(self) -> list[Observation]:
         """Complete every turn still open (the recording ended part-way)."""
         return [self._complete(key) for key in sorted(self._open, key=lambda k: self._open[k].seq)]
