@@ -358,18 +358,28 @@ def _check_derived(
         problems.append(f"its listing row says last seq {row[1]}, its events end at {state.seq}")
     elif row[0] != status:
         problems.append(f"its listing row says {row[0]!r}, its events say {status!r}")
-    if snapshot is not None:
-        try:
-            same = folded is not None and json.loads(snapshot[1]) == json.loads(folded)
-        except ValueError:
-            same = False
-        if not same:
-            problems.append(
-                f"its snapshot at seq {snapshot[0]} disagrees with its events "
-                "(resume folds the events instead unless an engine signed it and it "
-                "can be read)"
-            )
+    if snapshot is not None and not _same_state(snapshot[1], folded, state):
+        problems.append(
+            f"its snapshot at seq {snapshot[0]} disagrees with its events "
+            "(resume folds the events instead unless an engine signed it and it "
+            "can be read)"
+        )
     return problems
+
+
+def _same_state(stored: str, folded: str | None, state: RunState) -> bool:
+    """Whether a snapshot's state is the one its events fold to: the same JSON, or,
+    for a snapshot written in an older form the state still reads (a step's tool calls
+    as gate objects), the same once read."""
+    if folded is None:
+        return False
+    try:
+        if json.loads(stored) == json.loads(folded):
+            return True
+        read = RunState.from_snapshot(stored, plan=state.plan)
+    except (ValidationError, ValueError, TypeError):
+        return False
+    return bool(json.loads(read.snapshot_json()) == json.loads(folded))
 
 
 def _check_signature(
