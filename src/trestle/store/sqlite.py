@@ -158,6 +158,12 @@ REMEMBERED_PAYLOADS = 4096
 _WAL = ("wal_autocheckpoint=256",)
 
 
+# zlib's fastest level for a snapshot's state, written every hundred events inside the
+# commit: a 1,000-turn agent run's (119 KB of JSON, a hash per tool call) took 3.0 ms
+# at the default level and takes 1.0 ms here, for 3% more bytes (56.0 KB, not 54.2)
+SNAPSHOT_LEVEL = 1
+
+
 class SqliteStore(SqlReads):
     """The default store: one SQLite file, safe to share between processes.
 
@@ -403,7 +409,7 @@ class SqliteStore(SqlReads):
                         run_id,
                         batch.snapshot.seq,
                         # cold: read once, by a resume (its signature is over the text)
-                        zlib.compress(batch.snapshot.state_json.encode(), payloads.LEVEL),
+                        zlib.compress(batch.snapshot.state_json.encode(), SNAPSHOT_LEVEL),
                         batch.snapshot.monitors,
                         batch.snapshot.mac,
                     ),
