@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable
+from typing import Any
 
 from pydantic import BaseModel, Field, PrivateAttr
 
@@ -956,6 +957,32 @@ class RunState(BaseModel):
         if st.status == "blocked" and not self.step_spec(need).optional:
             return st.blocked_by
         return None
+
+
+class _Index:
+    """Reads one of :class:`RunState`'s indexes (its private attributes) straight from
+    where pydantic keeps them. Pydantic's own lookup runs only after the ordinary one
+    failed, and asks each private attribute whether it is a descriptor, which raises
+    inside it: 1.5-2.6 us a read, against 0.1 us here, and a plan step reads them about
+    35 times (``_set``, ``step_spec``, the frontier). Writes stay pydantic's."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, state: RunState | None, owner: type | None = None) -> Any:
+        if state is None:
+            return self
+        try:
+            return state.__pydantic_private__[self.name]  # type: ignore[index]
+        except (AttributeError, KeyError, TypeError):  # not set up yet: pydantic answers
+            raise AttributeError(f"'RunState' object has no attribute {self.name!r}") from None
+
+
+# set on the class after pydantic made it: in its body they would be taken for defaults
+for _name in RunState.__private_attributes__:
+    setattr(RunState, _name, _Index(_name))
 
 
 def fold(events: Iterable[AnyEvent]) -> RunState:
