@@ -47,13 +47,17 @@ from trestle.monitors.similarity import HashingEmbedder, SparseVector
 READY = b"R"
 MAX_PENDING = 4  # requests out at once: the worker is at most this far behind
 MAX_TEXT_BYTES = 1 << 16  # a longer text is embedded where it is needed, as before
-# seconds a turn waits for a vector before making it itself (about a millisecond): past
-# this the worker is starved of a core, and the turn is better off without it
-WAIT = 0.01
+# seconds a turn waits for a vector before making it itself, which takes about 0.7 ms
+# for 1,000 characters of new words: a worker later than this has no core to itself,
+# and the turn is better off without it
+WAIT = 0.002
 # a worker is a Python started with "-m": not where that is some other program (a frozen
 # application's), nor where select() cannot wait on a pipe
 AVAILABLE = os.name == "posix" and not getattr(sys, "frozen", False)
 
+# bytes asked of the pipe at once: its usual capacity. os.read allocates what it is asked
+# for; a megabyte each time cost more than the rest of a reply's handling
+_READ_SIZE = 1 << 16
 _LENGTH = struct.Struct(">I")
 _ARRAYS_HEAD = struct.Struct("<Id")  # entries, norm
 _COUNT = struct.Struct("<I")
@@ -260,7 +264,7 @@ class EmbedWorker:
             del self._unsent[:sent]
         if not readable:
             return False
-        chunk = os.read(in_fd, 1 << 20)
+        chunk = os.read(in_fd, _READ_SIZE)
         if not chunk:
             raise EOFError("the embedding worker ended")
         self._received += chunk
