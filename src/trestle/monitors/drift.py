@@ -26,7 +26,7 @@ from trestle.monitors.alerts import Monitor
 from trestle.monitors.attempt import Attempts
 from trestle.monitors.cost import CostMonitor
 from trestle.monitors.embedworker import send_ahead
-from trestle.monitors.similarity import Embedder, HashingEmbedder, cosine, has_words
+from trestle.monitors.similarity import Embedder, HashingEmbedder, Ready, cosine, has_words
 from trestle.monitors.timing import DurationMonitor, StallMonitor
 from trestle.monitors.trace import Action, Observation, RunFacts, StepEnd, Turn
 
@@ -315,15 +315,25 @@ class RelevanceMonitor:
         run (``turn`` as the model answered it, before any call ended): when
         :meth:`observe` judges the turn, the vectors may be there already
         (:mod:`trestle.monitors.embedworker`). Nothing here changes what it decides."""
-        if not isinstance(self.embedder, HashingEmbedder) or not turn.text.strip():
+        embedder = self.embedder
+        if not isinstance(embedder, HashingEmbedder) or not turn.text.strip():
             return
-        if not (facts.objectives.get(turn.step, "") or facts.goal).strip():
+        objective = facts.objectives.get(turn.step, "") or facts.goal
+        if not objective.strip():
             return
+        references = self._reference_vectors(objective, facts.goal)
         for action in turn.actions:
-            if action.kind not in ("test", "finish"):
-                _, whole = _compared(action, turn.text)
-                if has_words(whole):
-                    send_ahead(self.embedder, whole)
+            if action.kind in ("test", "finish"):
+                continue
+            core, whole = _compared(action, turn.text)
+            if not has_words(whole):
+                continue
+            # the action alone is cheap to embed, and says whether the reasoning will
+            # be: kept for observe, it is not embedded twice
+            (alone,) = embedder.embed([core])
+            embedder.foresee(core, Ready(alone))
+            if max(cosine(alone, r) for r in references) < self.threshold:
+                send_ahead(embedder, whole)
 
     def _relevance(
         self, action: Action, reasoning: str, references: list[Sequence[float]]

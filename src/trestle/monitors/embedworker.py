@@ -135,6 +135,7 @@ class EmbedWorker:
         self.wait = wait  # seconds a result is waited for (see WAIT)
         self.broken = False
         self.ready = False
+        self.served = 0  # vectors handed out
         self._pid = os.getpid()
         self._process: subprocess.Popen[bytes] | None = None
         self._issued = 0  # tickets given out
@@ -195,7 +196,10 @@ class EmbedWorker:
             self._fail()
         self._wanted.discard(ticket)
         payload = self._replies.pop(ticket, None)
-        return None if payload is None else decode_vector(payload, self.dim)
+        if payload is None:
+            return None
+        self.served += 1
+        return decode_vector(payload, self.dim)
 
     def started(self, *, wait: float) -> bool:
         """Whether the worker is ready for texts, waiting up to ``wait`` seconds for it

@@ -76,13 +76,26 @@ class StoredArrays(Protocol):
 class Foreseen(Protocol):
     """A text's vector being made elsewhere (:mod:`trestle.monitors.embedworker`)."""
 
-    def result(self) -> SparseVector | None:
+    def result(self) -> Sequence[float] | None:
         """The vector, or None when it is not there in time (then made here)."""
         ...
 
     def give_up(self) -> None:
         """It will not be asked for."""
         ...
+
+
+class Ready:
+    """A vector made already (a :class:`Foreseen` that is there at once)."""
+
+    def __init__(self, vector: Sequence[float]) -> None:
+        self.vector = vector
+
+    def result(self) -> Sequence[float]:
+        return self.vector
+
+    def give_up(self) -> None:
+        pass
 
 
 class SparseVector(Sequence[float]):
@@ -299,7 +312,6 @@ class HashingEmbedder:
             raise MissingExtraError("numpy", "embed")
         # texts whose vectors are being made ahead, elsewhere (see foresee)
         self._foreseen: dict[str, Foreseen] = {}
-        self.taken_ahead = 0  # vectors taken as made ahead rather than made here
 
     @property
     def vectorised(self) -> bool:
@@ -331,7 +343,7 @@ class HashingEmbedder:
         if self._foreseen:
             foreseen = self._foreseen.pop(text, None)
             if foreseen is not None and (made := foreseen.result()) is not None:
-                self.taken_ahead += 1
+                assert isinstance(made, SparseVector)  # made by this embedder's code
                 return made
         counts = Counter(words(text))
         # sorted by word alone (each is there once), as sorting the (word, count) pairs
