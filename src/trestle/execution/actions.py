@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 from trestle.core.errors import RunError
 from trestle.core.events import ActionResult
 from trestle.core.plan import Step
+from trestle.execution.child import Child, spawn
 from trestle.execution.processes import die_with_parent
 from trestle.execution.sandbox import Cell, Pinned, Sandbox
 from trestle.execution.watchdog import WATCHDOG
@@ -200,18 +201,18 @@ async def _run(
 ) -> ActionResult:
     started = time.monotonic()
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            cwd=cwd,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=preexec,
-        )
+        proc = await spawn(argv, cwd=cwd, env=env, preexec=preexec)
     except OSError as exc:
         return ActionResult(status="error", error=f"cannot start: {exc}")
+    try:
+        return await _outcome(proc, timeout, on_spawn, limit, started)
+    finally:
+        proc.close()
+
+
+async def _outcome(
+    proc: Child, timeout: float | None, on_spawn: Spawned | None, limit: int, started: float
+) -> ActionResult:
     kept = OutputKeeper(limit)
     try:
         if on_spawn is not None:
@@ -240,7 +241,7 @@ async def _run(
     )
 
 
-async def _kill_group(proc: asyncio.subprocess.Process) -> None:
+async def _kill_group(proc: Child) -> None:
     for sig, wait in ((signal.SIGTERM, KILL_GRACE), (signal.SIGKILL, None)):
         try:
             os.killpg(proc.pid, sig)
@@ -257,7 +258,7 @@ async def _kill_group(proc: asyncio.subprocess.Process) -> None:
             continue
 
 
-async def _read_until_exit(proc: asyncio.subprocess.Process, kept: OutputKeeper) -> None:
+async def _read_until_exit(proc: Child, kept: OutputKeeper) -> None:
     assert proc.stdout is not None
     await _read_into(proc.stdout, kept)
     await proc.wait()
@@ -269,7 +270,7 @@ async def _read_into(stream: asyncio.StreamReader, kept: OutputKeeper) -> None:
         kept.feed(chunk)
 
 
-async def _drain(proc: asyncio.subprocess.Process, kept: OutputKeeper) -> None:
+async def _drain(proc: Child, kept: OutputKeeper) -> None:
     """Keep what the killed group left in the pipe; a process that escaped the group
     may hold it open, so stop looking after a second."""
     if proc.stdout is None:

@@ -1,0 +1,203 @@
+"""A command's process as the driver holds it: its pid, its output as a stream, its exit.
+
+asyncio's own subprocesses on Python 3.11 watch each child with a thread of its own
+(``ThreadedChildWatcher``): for every command the event loop starts a thread and waits
+until it runs, and on a busy machine that wait is the scheduler's. A width-32
+fan-out's starts queued behind one another there, on the loop. Where Linux gives a
+process file descriptor (``os.pidfd_open``, kernel 5.3), the loop itself is told of
+the exit instead, as asyncio does from Python 3.12 on; elsewhere asyncio's own
+subprocess is used.
+
+Unlike asyncio's on 3.11, :meth:`Child.wait` returns once the process has exited, not
+once every holder of its output pipe has closed it too: a killed group's leader is
+reaped even while a process that left the group still holds the pipe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import subprocess
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Protocol
+
+
+class Child(Protocol):
+    """A started command, run with its stdout and stderr on one pipe."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def stdout(self) -> asyncio.StreamReader | None: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    async def wait(self) -> int:
+        """The exit code once the process has exited (minus the signal that killed it)."""
+        ...
+
+    def close(self) -> None:
+        """Let go of the output pipe and of the exit watch (the process is not killed)."""
+        ...
+
+
+async def spawn(
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    env: dict[str, str],
+    preexec: Callable[[], None] | None = None,
+) -> Child:
+    """Start ``argv`` in a new session, stdin from ``/dev/null``, stdout and stderr
+    together on a pipe.
+
+    Raises:
+        OSError: it cannot be started (missing program, bad directory).
+    """
+    start = spawn_watched if _pidfds() else spawn_asyncio
+    return await start(argv, cwd=cwd, env=env, preexec=preexec)
+
+
+async def spawn_watched(
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    env: dict[str, str],
+    preexec: Callable[[], None] | None = None,
+) -> Child:
+    """:func:`spawn` with the exit watched through a pidfd (Linux 5.3 and later)."""
+    loop = asyncio.get_running_loop()
+    popen = subprocess.Popen(
+        argv,
+        bufsize=0,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=preexec,
+    )
+    child = _PidfdChild(loop, popen, os.pidfd_open(popen.pid))
+    try:
+        await child.connect()
+    except BaseException:
+        child.close()
+        raise
+    return child
+
+
+async def spawn_asyncio(
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    env: dict[str, str],
+    preexec: Callable[[], None] | None = None,
+) -> Child:
+    """:func:`spawn` by asyncio's own subprocess, where there are no pidfds."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        cwd=cwd,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=preexec,
+    )
+    return _AsyncioChild(proc)
+
+
+@functools.cache
+def _pidfds() -> bool:
+    """Whether this kernel (and any seccomp filter on it) gives process descriptors."""
+    if not hasattr(os, "pidfd_open"):
+        return False
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError:
+        return False
+    return True
+
+
+class _PidfdChild:
+    """A child whose exit the loop learns from its pidfd becoming readable."""
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, popen: subprocess.Popen[bytes], pidfd: int
+    ) -> None:
+        self._loop = loop
+        self._popen = popen
+        self._pidfd: int | None = pidfd
+        self._exited: asyncio.Future[int] = loop.create_future()
+        self._transport: asyncio.BaseTransport | None = None
+        self.stdout: asyncio.StreamReader | None = asyncio.StreamReader(loop=loop)
+        loop.add_reader(pidfd, self._reap)
+
+    async def connect(self) -> None:
+        assert self._popen.stdout is not None and self.stdout is not None
+        reader = self.stdout
+        self._transport, _ = await self._loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader, loop=self._loop), self._popen.stdout
+        )
+
+    @property
+    def pid(self) -> int:
+        return self._popen.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._popen.returncode
+
+    async def wait(self) -> int:
+        # shielded: a caller that stops waiting (a timeout) does not end the watch
+        return await asyncio.shield(self._exited)
+
+    def _reap(self) -> None:
+        self._unwatch()
+        code = self._popen.wait()  # it has exited: this only collects its status
+        if not self._exited.done():
+            self._exited.set_result(code)
+
+    def _unwatch(self) -> None:
+        if self._pidfd is not None:
+            self._loop.remove_reader(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = None
+
+    def close(self) -> None:
+        # a child still running is reaped by subprocess once it is collected
+        self._unwatch()
+        if self._transport is not None:
+            self._transport.close()
+        elif self._popen.stdout is not None:
+            self._popen.stdout.close()
+
+
+class _AsyncioChild:
+    """asyncio's own subprocess, where there are no pidfds."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self._proc = proc
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    @property
+    def stdout(self) -> asyncio.StreamReader | None:
+        return self._proc.stdout
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.returncode
+
+    async def wait(self) -> int:
+        return await self._proc.wait()
+
+    def close(self) -> None:
+        return  # asyncio's transport closes the pipe once the process and the pipe end
