@@ -48,9 +48,9 @@ READY = b"R"
 MAX_PENDING = 4  # requests out at once: the worker is at most this far behind
 MAX_TEXT_BYTES = 1 << 16  # a longer text is embedded where it is needed, as before
 # seconds a turn waits for a vector before making it itself, which takes about 0.7 ms
-# for 1,000 characters of new words: a worker later than this has no core to itself,
-# and the turn is better off without it
-WAIT = 0.002
+# for 1,000 characters of new words: a worker later than this has no core to itself
+# (the machine is busy), and waiting longer would cost the turn more than it saves
+WAIT = 0.001
 # a worker is a Python started with "-m": not where that is some other program (a frozen
 # application's), nor where select() cannot wait on a pipe
 AVAILABLE = os.name == "posix" and not getattr(sys, "frozen", False)
