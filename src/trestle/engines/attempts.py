@@ -215,13 +215,13 @@ class Attempts:
         return [chosen]  # every drive without a sandbox says so
 
     def _context(self, state: RunState, sid: str, attempt: int, key: str) -> StepContext:
-        plan_dir = Path(state.plan_path).parent if state.plan_path else Path(state.workspace)
+        workspace, plan_dir = _run_dirs(state.workspace, state.plan_path)
         return StepContext(
             run_id=state.run_id,
             step_id=sid,
             attempt=attempt,
             key=key,
-            workspace=Path(state.workspace),
+            workspace=workspace,
             plan_dir=plan_dir,
             sandbox=self._sandboxes.get(state.run_id),
             python_pins=state.python_sources,
@@ -309,7 +309,8 @@ class Attempts:
             # only the command a human approved may write .git; an agent's calls are
             # each gated on their own
             human = step.run is not None and approved_by_human(state, gate)
-            ctx = dataclasses.replace(ctx, approved=human)
+            if ctx.approved != human:
+                ctx = dataclasses.replace(ctx, approved=human)
             return await self._attempt_run(state, sid, step, ctx, pool, outbox, acting, note_spawn)
 
     async def _attempt_run(
@@ -354,7 +355,9 @@ class Attempts:
                 read = await in_thread(pool, reads_of, step, ctx.workspace) if step.run else {}
                 action = await perform(step, ctx, pool, on_spawn=note_spawn)
         acting.discard(sid)
-        checking = dataclasses.replace(ctx, approved=False, pinned=())  # nobody approved them
+        checking = ctx  # nobody approved its checks
+        if ctx.approved or ctx.pinned:
+            checking = dataclasses.replace(ctx, approved=False, pinned=())
         checks = await run_checks(step, checking, pool) if action.status == "ok" else ()
         ok = action.status == "ok" and all(c.passed for c in checks)
         try:
@@ -386,7 +389,7 @@ class Attempts:
     ) -> AttemptFiles:
         """What the attempt read and wrote, as far as it can be seen (see
         :mod:`trestle.engines.touched`); its writes unknown if the diff fails."""
-        workspace = Path(state.workspace)
+        workspace = _run_dirs(state.workspace, state.plan_path)[0]
         shadow_dir = self.shadow_dir_of(state)
         if before is None or after is None or shadow_dir is None:
             # no checkpoints around it: nothing to diff, so no thread and no shadow
@@ -514,6 +517,14 @@ async def _agent_attempt(
     except ShadowRepoError:
         before = None  # the attempt ran nothing in the workspace: none was needed
     return before, action, ask
+
+
+@functools.lru_cache(maxsize=64)
+def _run_dirs(workspace: str, plan_path: str | None) -> tuple[Path, Path]:
+    """A run's workspace and plan directory as paths, made once per run rather than for
+    each attempt: every step's callable is looked up by them (see
+    :func:`trestle.execution.actions.call_python`), and a new path hashes afresh."""
+    return Path(workspace), Path(plan_path).parent if plan_path else Path(workspace)
 
 
 def retrieved(future: asyncio.Future[Any]) -> None:
