@@ -1,17 +1,23 @@
-"""What the sandbox costs: the same commands and the same plan, with and without it.
+"""What the sandbox costs: the same commands and the same plans, with and without it.
 
 Usage::
 
-    python bench/sandbox_cost.py [--commands 200] [--steps 100] [--repeat 3]
+    python bench/sandbox_cost.py [--commands 200] [--steps 100] [--width 32] [--repeat 3]
 
-Two workloads, each run unconfined and in bubblewrap, alternating, ``--repeat`` times:
+Three workloads, each run unconfined and in bubblewrap, alternating, ``--repeat`` times:
 
 commands
-    ``run_shell("true")`` back to back, as a check or a tool call runs it. Figure: the
-    median time per command.
+    ``run_shell("true")`` back to back, as a check or a tool call runs it. Figures: the
+    median time per command, and the driver's CPU per command (this process, all its
+    threads: building the sandbox's arguments, starting it, reading its output).
 plan
     A chain of ``--steps`` ``run: "true"`` steps on a SQLite store, through
     ``LocalEngine.run``. Figure: wall time per step.
+fan-out
+    One root, ``--width`` steps running ``sleep 0.2`` at once, one join (``compare.py``'s
+    and ``overhead.py``'s fan-out with commands), through ``LocalEngine.run``. Figure:
+    makespan / critical path, the critical path being the same plan at width 1, and
+    the driver's CPU for the wide run. ``--width 0`` leaves it out.
 
 Reported as same-run ratios (sandboxed / unconfined) and the added milliseconds.
 """
@@ -26,6 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from trestle.core.plan import Plan, Step
 from trestle.engines.local import LocalEngine
 from trestle.execution.actions import run_shell
 from trestle.execution.sandbox import Cell, Mode, choose, find_bwrap
@@ -33,23 +40,23 @@ from trestle.formats.planfile import parse_plan
 from trestle.lifecycle.runs import create_run
 from trestle.store import SqliteStore
 
+SLEEP = 0.2  # seconds each fan-out step sleeps
 
-async def _commands(count: int, cell: Cell | None, workspace: Path) -> float:
+
+async def _commands(count: int, cell: Cell | None, workspace: Path) -> tuple[float, float]:
+    """The median seconds per command and the driver's CPU seconds per command."""
     times = []
+    cpu = time.process_time()
     for _ in range(count):
         started = time.perf_counter()
         result = await run_shell("true", cwd=workspace, env={}, timeout=30, cell=cell)
         times.append(time.perf_counter() - started)
         assert result.status == "ok", result
-    return statistics.median(times)
+    return statistics.median(times), (time.process_time() - cpu) / count
 
 
-def _plan(steps: int, mode: Mode, root: Path) -> float:
-    lines = ["steps:"]
-    for n in range(steps):
-        needs = f", needs: [s{n - 1}]" if n else ""
-        lines.append(f"  - {{id: s{n}, run: 'true'{needs}}}")
-    plan = parse_plan("\n".join(lines), source="bench")
+def _drive(plan: Plan, mode: Mode, root: Path) -> float:
+    """Seconds of ``LocalEngine.run`` for ``plan`` in a fresh workspace and store."""
     workspace = root / f"ws-{mode}-{time.monotonic_ns()}"
     workspace.mkdir()
     store = SqliteStore(root / f"{workspace.name}.db")
@@ -61,39 +68,91 @@ def _plan(steps: int, mode: Mode, root: Path) -> float:
     engine.close()
     store.close()
     assert state.finished == "succeeded", state.finished
-    return elapsed / steps
+    return elapsed
+
+
+def _plan(steps: int, mode: Mode, root: Path) -> float:
+    lines = ["steps:"]
+    for n in range(steps):
+        needs = f", needs: [s{n - 1}]" if n else ""
+        lines.append(f"  - {{id: s{n}, run: 'true'{needs}}}")
+    return _drive(parse_plan("\n".join(lines), source="bench"), mode, root) / steps
+
+
+def _fanout_plan(width: int) -> Plan:
+    sleepers = tuple(f"w{i:03d}" for i in range(width))
+    return Plan(
+        goal=f"benchmark: fan-out of {width} x sleep {SLEEP:g}",
+        checkpoints="off",
+        steps=(
+            Step(id="root", run="true"),
+            *(Step(id=s, run=f"sleep {SLEEP:g}", needs=("root",)) for s in sleepers),
+            Step(id="join", run="true", needs=sleepers),
+        ),
+    )
+
+
+def _fanout(width: int, mode: Mode, root: Path) -> tuple[float, float, float]:
+    """Makespan / critical path, the makespan and the driver's CPU for the wide run."""
+    cpu = time.process_time()
+    makespan = _drive(_fanout_plan(width), mode, root)
+    cpu = time.process_time() - cpu
+    critical = _drive(_fanout_plan(1), mode, root)
+    return makespan / critical, makespan, cpu
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--commands", type=int, default=200)
     parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--width", type=int, default=32, help="fan-out width (0: none)")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args(argv)
     found, why = find_bwrap()
     if found is None:
         print(f"no sandbox here ({why}): nothing to compare", file=sys.stderr)
         return 1
+    figures: dict[str, list[float]] = {}
+
+    def add(key: str, value: float) -> None:
+        figures.setdefault(key, []).append(value)
+
     with tempfile.TemporaryDirectory(prefix="trestle-sandbox-bench-") as tmp:
         root = Path(tmp)
         workspace = root / "ws"
         workspace.mkdir()
         cell = Cell(choose("auto"), workspace, "bench")
-        figures: dict[str, list[float]] = {
-            k: [] for k in ("cmd off", "cmd on", "step off", "step on")
-        }
         for _ in range(args.repeat):
-            figures["cmd off"].append(asyncio.run(_commands(args.commands, None, workspace)))
-            figures["cmd on"].append(asyncio.run(_commands(args.commands, cell, workspace)))
-            figures["step off"].append(_plan(args.steps, "off", root))
-            figures["step on"].append(_plan(args.steps, "auto", root))
+            for name, confined in (("off", None), ("on", cell)):
+                wall, cpu = asyncio.run(_commands(args.commands, confined, workspace))
+                add(f"cmd {name}", wall)
+                add(f"cmd cpu {name}", cpu)
+            add("step off", _plan(args.steps, "off", root))
+            add("step on", _plan(args.steps, "auto", root))
+            modes: tuple[tuple[Mode, str], ...] = (("off", "off"), ("auto", "on"))
+            for mode, name in modes if args.width else ():
+                ratio, makespan, cpu = _fanout(args.width, mode, root)
+                add(f"fan {name}", ratio)
+                add(f"fan makespan {name}", makespan)
+                add(f"fan cpu {name}", cpu)
     med = {k: statistics.median(v) * 1000 for k, v in figures.items()}
     print(f"sandbox cost ({args.repeat} repetitions, medians; bubblewrap {found})")
-    for what, off, on in (("command", "cmd off", "cmd on"), ("plan step", "step off", "step on")):
+    for what, off, on in (
+        ("command", "cmd off", "cmd on"),
+        ("  its CPU", "cmd cpu off", "cmd cpu on"),
+        ("plan step", "step off", "step on"),
+    ):
         print(
             f"  {what:9}: unconfined {med[off]:.2f} ms, sandboxed {med[on]:.2f} ms, "
             f"ratio {med[on] / med[off]:.2f}, +{med[on] - med[off]:.2f} ms"
         )
+    if args.width:
+        for name, label in (("off", "unconfined"), ("on", "sandboxed")):
+            print(
+                f"  fan-out {args.width} x sleep {SLEEP:g}, {label}: makespan / critical path "
+                f"{med[f'fan {name}'] / 1000:.2f} (makespan {med[f'fan makespan {name}']:.0f} ms, "
+                f"driver CPU {med[f'fan cpu {name}']:.0f} ms)"
+            )
     return 0
 
 
