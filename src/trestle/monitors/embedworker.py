@@ -36,6 +36,7 @@ import select
 import struct
 import subprocess
 import sys
+import threading
 import time
 from array import array
 from dataclasses import dataclass
@@ -125,7 +126,8 @@ def decode_vector(payload: bytes, dim: int) -> SparseVector:
 class EmbedWorker:
     """The parent's end of one worker process (see the module docstring).
 
-    Not thread-safe: one engine loop uses it. Every failure of the worker makes it
+    Engines in several threads of a process share it: each call holds its lock. Every
+    failure of the worker makes it
     ``broken``, after which it takes no more texts.
     """
 
@@ -143,6 +145,7 @@ class EmbedWorker:
         self._wanted: set[int] = set()  # tickets still waited for (others' replies dropped)
         self._replies: dict[int, bytes] = {}
         self._unsent = bytearray()  # request bytes the pipe has not taken yet
+        self._lock = threading.Lock()
         self._received = bytearray()
 
     @property
@@ -153,72 +156,76 @@ class EmbedWorker:
     def submit(self, text: str) -> int | None:
         """Send ``text`` to be embedded; a ticket for :meth:`result`, or None when the
         worker cannot take it now (broken, too far behind, the text too long)."""
-        if self.broken or not AVAILABLE or os.getpid() != self._pid:
-            return None
-        data = text.encode("utf-8", "surrogatepass")
-        if len(data) > MAX_TEXT_BYTES:
-            return None
-        try:
-            if self._process is None:
-                self._start()
-            self._pump(0.0)
-            if self.pending >= MAX_PENDING:
+        with self._lock:
+            if self.broken or not AVAILABLE or os.getpid() != self._pid:
                 return None
-            self._unsent += _LENGTH.pack(len(data)) + data
-            self._pump(0.0)
-        except _FAILURES:
-            self._fail()
-            return None
-        ticket = self._issued
-        self._issued += 1
-        self._wanted.add(ticket)
-        return ticket
+            data = text.encode("utf-8", "surrogatepass")
+            if len(data) > MAX_TEXT_BYTES:
+                return None
+            try:
+                if self._process is None:
+                    self._start()
+                self._pump(0.0)
+                if self.pending >= MAX_PENDING:
+                    return None
+                self._unsent += _LENGTH.pack(len(data)) + data
+                self._pump(0.0)
+            except _FAILURES:
+                self._fail()
+                return None
+            ticket = self._issued
+            self._issued += 1
+            self._wanted.add(ticket)
+            return ticket
 
     def result(self, ticket: int, *, wait: float | None = None) -> SparseVector | None:
         """The vector for ``ticket``, waiting up to ``wait`` seconds for it (default: the
         worker's ``wait``); None when it is not there by then (the ticket is then given
         up) or the worker is still starting."""
-        if ticket not in self._wanted:
-            return None
-        deadline = time.monotonic() + (self.wait if wait is None else wait)
-        try:
-            while ticket not in self._replies and not self.broken:
-                if not self.ready:
-                    self._pump(0.0)
+        with self._lock:
+            if ticket not in self._wanted:
+                return None
+            deadline = time.monotonic() + (self.wait if wait is None else wait)
+            try:
+                while ticket not in self._replies and not self.broken:
                     if not self.ready:
-                        break  # still starting: making the vector here is sooner
-                    continue
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break  # late: the machine is busy; made here, it is the same vector
-                self._pump(left)
-        except _FAILURES:
-            self._fail()
-        self._wanted.discard(ticket)
-        payload = self._replies.pop(ticket, None)
-        if payload is None:
-            return None
-        self.served += 1
-        return decode_vector(payload, self.dim)
+                        self._pump(0.0)
+                        if not self.ready:
+                            break  # still starting: making the vector here is sooner
+                        continue
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break  # late: the machine is busy; made here, it is the same vector
+                    self._pump(left)
+            except _FAILURES:
+                self._fail()
+            self._wanted.discard(ticket)
+            payload = self._replies.pop(ticket, None)
+            if payload is None:
+                return None
+            self.served += 1
+            return decode_vector(payload, self.dim)
 
     def started(self, *, wait: float) -> bool:
         """Whether the worker is ready for texts, waiting up to ``wait`` seconds for it
         to start (it starts at the first text submitted)."""
-        deadline = time.monotonic() + wait
-        try:
-            while self._process is not None and not self.ready and not self.broken:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._pump(left)
-        except _FAILURES:
-            self._fail()
-        return self.ready and not self.broken
+        with self._lock:
+            deadline = time.monotonic() + wait
+            try:
+                while self._process is not None and not self.ready and not self.broken:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._pump(left)
+            except _FAILURES:
+                self._fail()
+            return self.ready and not self.broken
 
     def give_up(self, ticket: int) -> None:
         """No longer wait for ``ticket`` (its reply is dropped when it comes)."""
-        self._wanted.discard(ticket)
-        self._replies.pop(ticket, None)
+        with self._lock:
+            self._wanted.discard(ticket)
+            self._replies.pop(ticket, None)
 
     def close(self) -> None:
         """End the worker: it sees its input close and exits."""
@@ -326,15 +333,17 @@ def send_ahead(embedder: HashingEmbedder, text: str) -> bool:
 
 
 _workers: dict[tuple[int, float], EmbedWorker] = {}
+_workers_lock = threading.Lock()
 
 
 def shared_worker(dim: int, trigram_weight: float) -> EmbedWorker:
     """This process's worker for these embedder settings (started at its first text)."""
     key = (dim, trigram_weight)
-    worker = _workers.get(key)
-    if worker is None or worker._pid != os.getpid():  # a forked child starts its own
-        worker = _workers[key] = EmbedWorker(dim, trigram_weight)
-    return worker
+    with _workers_lock:
+        worker = _workers.get(key)
+        if worker is None or worker._pid != os.getpid():  # a forked child starts its own
+            worker = _workers[key] = EmbedWorker(dim, trigram_weight)
+        return worker
 
 
 @atexit.register
