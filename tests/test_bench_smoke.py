@@ -42,3 +42,15 @@ def test_postgres_benchmark_reports_every_part_on_the_server(
     rate = results["workloads"]["rate"]["summary"]["trestle-postgres"]["2"]
     assert rate["runs_per_s"] > 0 and rate["errors"] == 0, rate
     assert "langgraph-postgres" in load_bench("pgtables").render(results)
+
+
+def test_postgres_storage_benchmark_measures_what_an_agent_run_left(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    bench = load_bench("pg_storage")
+    bench.sys_trestle_pg.turns(postgres_url, tmp_path, 3)
+    result: dict[str, Any] = bench.measure(postgres_url)
+    assert result["bytes"] >= result["bytes_live"] > 0
+    assert result["tables_live"]["events"] > 0 and result["tables_live"]["snapshots"] > 0
+    rows, body_bytes = result["event_rows_and_body_bytes"]
+    assert rows > 3 and body_bytes > 0
