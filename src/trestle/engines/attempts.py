@@ -104,7 +104,9 @@ class Attempts:
         """Where the run's checkpoints go: the engine's ``shadow_dir`` (given, or
         beside its store's file), else ``.trestle/shadow.git`` in the run's workspace
         for a store kept in a database (see :func:`shadow_dir_for`)."""
-        return self.shadow_dir or shadow_dir_for(self.store, Path(state.workspace))
+        if self.shadow_dir is not None:
+            return self.shadow_dir
+        return shadow_dir_for(self.store, _run_dirs(state.workspace, state.plan_path)[0])
 
     def as_parent(self) -> ParentEngine:
         """The engine a delegating step's child is driven beside (the local engine)."""

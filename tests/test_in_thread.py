@@ -1,0 +1,79 @@
+"""``trestle.execution.actions.in_thread``: blocking work on the engine's step pool, its
+outcome handed back to the event loop. As with ``run_in_executor``: the value or the
+exception reaches the caller, a caller cancelled before the work began withdraws it,
+and work the pool drops unbegun (shut down with ``cancel_futures``) cancels its caller
+rather than leave it waiting for ever."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from trestle.execution.actions import in_thread
+
+
+def test_the_value_and_the_failure_reach_the_caller() -> None:
+    def double(n: int) -> int:
+        return 2 * n
+
+    def refuse(why: str) -> None:
+        raise PermissionError(why)
+
+    async def main() -> None:
+        with ThreadPoolExecutor(2) as pool:
+            assert await in_thread(pool, double, 21) == 42
+            with pytest.raises(PermissionError, match="no notes file"):
+                await in_thread(pool, refuse, "no notes file")
+            assert await in_thread(None, double, 4) == 8  # asyncio's own pool
+
+    asyncio.run(main())
+
+
+def test_a_caller_cancelled_before_its_work_began_withdraws_it() -> None:
+    busy, release = threading.Event(), threading.Event()
+    made: list[str] = []
+
+    def hold() -> None:
+        busy.set()
+        release.wait(10)
+
+    async def main() -> None:
+        with ThreadPoolExecutor(1) as pool:
+            holding = asyncio.create_task(in_thread(pool, hold))
+            await asyncio.to_thread(busy.wait, 10)
+            queued = asyncio.create_task(in_thread(pool, made.append, "withdrawn"))
+            await asyncio.sleep(0)
+            queued.cancel()
+            release.set()
+            await holding
+            with pytest.raises(asyncio.CancelledError):
+                await queued
+            await in_thread(pool, made.append, "after")
+
+    asyncio.run(main())
+    assert made == ["after"]
+
+
+def test_work_the_pool_drops_unbegun_cancels_its_caller() -> None:
+    busy, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        busy.set()
+        release.wait(10)
+
+    async def main() -> None:
+        pool = ThreadPoolExecutor(1)
+        holding = asyncio.create_task(in_thread(pool, hold))
+        await asyncio.to_thread(busy.wait, 10)
+        queued = asyncio.create_task(in_thread(pool, print, "never"))
+        await asyncio.sleep(0)
+        pool.shutdown(wait=False, cancel_futures=True)
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(queued, 10)
+        release.set()
+        await holding
+
+    asyncio.run(main())
