@@ -69,3 +69,27 @@ def test_a_hidden_directory_made_after_the_first_command_is_hidden_from_the_next
     (ws / ".trestle").mkdir()  # the store, made once the run had started
     (ws / ".trestle" / "trestle.db").write_text("secret")
     assert _run(cell, ws, "cat .trestle/trestle.db") != 0
+
+
+@pytest.mark.parametrize("how", ["entry", "link"])
+def test_a_tool_directory_a_step_can_point_elsewhere_shows_nothing_of_the_home(
+    how: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _require_bwrap()
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "id").write_text("secret")
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    # what a step made of a PATH entry in the workspace (a virtualenv's bin, say), or of
+    # the directory a link outside it leads to
+    (ws / "bin").symlink_to(home / ".ssh")
+    entry = ws / "bin"
+    if how == "link":
+        entry = home / "tools"
+        entry.symlink_to(ws / "bin")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("PATH", f"{entry}:/usr/bin:/bin")
+    cell = Cell(choose("require"), ws, "step")
+    assert _run(cell, ws, "true") == 0
+    assert _run(cell, ws, f"cat {home}/.ssh/id") != 0

@@ -192,7 +192,7 @@ class Sandbox:
         homes = tuple(h for h in dict.fromkeys((home, _account_home())) if h is not None)
         wanted = (
             *(home / p for p in GIT_CONFIG if home is not None),
-            *_tool_dirs(list(homes)),
+            *_tool_dirs(list(homes), ws),
             *map(_expand, self.policy.read),
         )
         hidden = tuple(p.resolve() for p in self.hidden)
@@ -315,11 +315,14 @@ class Cell:
         return self.sandbox.environ(source)
 
 
-def _tool_dirs(homes: list[Path]) -> list[Path]:
+def _tool_dirs(homes: list[Path], ws: Path) -> list[Path]:
     """The hidden directories that hold the tools a command finds: each ``PATH`` entry
     or this Python that lives in the home (the top directory: ``~/.pyenv``,
     ``~/.cargo``, ``~/.local``) or in a private directory (``/tmp/x/.venv`` itself),
-    shown read-only so ``python3`` and friends resolve as they do outside.
+    shown read-only so ``python3`` and friends resolve as they do outside. An entry
+    in the workspace ``ws`` (a virtualenv or ``node_modules/.bin`` in the project), or
+    reached through a link there, is left out: the commands see it in the workspace
+    anyway, and a step can point it, or a link on the way to it, anywhere in the home.
 
     They are the driver's own setting (its ``PATH``, ``sys.path``, homes and working
     directory), so they are worked out once per distinct one, not for every command:
@@ -330,6 +333,7 @@ def _tool_dirs(homes: list[Path]) -> list[Path]:
         os.environ.get("PATH", ""),
         (sys.prefix, sys.base_prefix, sys.executable, os.getcwd()),
         tuple(sys.path),
+        ws,
     )
     return list(found)
 
@@ -340,6 +344,7 @@ def _tool_dirs_of(
     search_path: str,
     python: tuple[str, str, str, str],
     import_path: tuple[str, ...],
+    ws: Path,
 ) -> tuple[Path, ...]:
     prefix, base_prefix, executable, _cwd = python  # the cwd: what relative entries mean
     entries = [Path(p) for p in search_path.split(os.pathsep) if p]
@@ -354,6 +359,8 @@ def _tool_dirs_of(
             real = entry.resolve()
         except OSError:
             continue
+        if _reached_through(entry, ws):
+            continue
         for path in (entry.absolute(), real):
             home = next((h for h in homes if h in path.parents), None)
             if home is not None:
@@ -361,6 +368,29 @@ def _tool_dirs_of(
             elif any(private in path.parents for private in PRIVATE_DIRS):
                 found.append(path)
     return tuple(found)
+
+
+def _reached_through(entry: Path, ws: Path, links: int = 0) -> bool:
+    """Whether resolving ``entry`` visits the workspace ``ws``: the path as written, a
+    directory on the way, or a link's target. Where it does, what it resolves to is a
+    step's choice. What is reached only through what lies outside, no step can change,
+    so this is decided once, when the tool directories are first worked out."""
+    if links > 40:
+        return True  # a loop of links: nothing to show
+    current = Path(entry.absolute().anchor)
+    for name in entry.absolute().parts[1:]:
+        current = Path(os.path.normpath(current / name))  # no link in current so far
+        if _within(ws, current):
+            return True
+        try:
+            target = os.readlink(current)
+        except OSError:
+            continue  # not a link, or missing
+        linked = current.parent / target
+        if _reached_through(linked, ws, links + 1):
+            return True
+        current = Path(os.path.realpath(linked))
+    return False
 
 
 def _exists(path: Path) -> bool:
