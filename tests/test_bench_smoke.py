@@ -44,11 +44,13 @@ def test_postgres_benchmark_reports_every_part_on_the_server(
     assert "langgraph-postgres" in load_bench("pgtables").render(results)
 
 
-def test_postgres_storage_benchmark_measures_what_an_agent_run_left(
-    postgres_url: str, tmp_path: Path
+def test_postgres_storage_benchmark_measures_what_an_agent_run_left_and_cost(
+    postgres: LocalPostgres, postgres_url: str, tmp_path: Path
 ) -> None:
     bench = load_bench("pg_storage")
-    bench.sys_trestle_pg.turns(postgres_url, tmp_path, 3)
+    spent: dict[str, float] = bench.costs(postgres, postgres_url, tmp_path, 3)
+    assert spent["driver_cpu_us_per_turn"] > 0 and spent["wal_bytes_per_turn"] > 0
+    assert spent["wal_syncs_per_turn"] >= 1  # each turn commits, and waits for the disk
     result: dict[str, Any] = bench.measure(postgres_url)
     assert result["bytes"] >= result["bytes_live"] > 0
     assert result["tables_live"]["events"] > 0 and result["tables_live"]["snapshots"] > 0
