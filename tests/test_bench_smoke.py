@@ -56,3 +56,21 @@ def test_postgres_storage_benchmark_measures_what_an_agent_run_left_and_cost(
     assert result["tables_live"]["events"] > 0 and result["tables_live"]["snapshots"] > 0
     rows, body_bytes = result["event_rows_and_body_bytes"]
     assert rows > 3 and body_bytes > 0
+
+
+def test_postgres_lease_benchmark_measures_renewals_and_releases(
+    postgres: LocalPostgres, postgres_url: str, tmp_path: Path
+) -> None:
+    from trestle.core.events import RunCreated
+    from trestle.core.plan import Plan, Step
+    from trestle.store.postgres import PostgresStore
+
+    bench = load_bench("pg_leases")
+    store = PostgresStore(postgres_url)
+    plan = Plan(goal="hold a lease", steps=[Step(id="one", run="true")])
+    created = RunCreated(at=1.0, run_id=bench.RUN, plan=plan, workspace=str(tmp_path))
+    store.create_run(created, summary="{}")
+    store.close()
+    for kind in ("renew", "release"):
+        spent: dict[str, float] = bench.per_call(postgres, postgres_url, kind, 5)
+        assert spent["wall_us"] > 0 and spent["cpu_us"] >= 0 and spent["wal_syncs"] >= 0
