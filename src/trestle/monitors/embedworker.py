@@ -203,8 +203,13 @@ class EmbedWorker:
             payload = self._replies.pop(ticket, None)
             if payload is None:
                 return None
+            try:
+                vector = decode_vector(payload, self.dim)
+            except _FAILURES:  # not a reply this code writes: the vector is made here
+                self._fail()
+                return None
             self.served += 1
-            return decode_vector(payload, self.dim)
+            return vector
 
     def started(self, *, wait: float) -> bool:
         """Whether the worker is ready for texts, waiting up to ``wait`` seconds for it
@@ -248,11 +253,16 @@ class EmbedWorker:
         package_root = str(Path(__file__).resolve().parents[2])
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, (package_root, env.get("PYTHONPATH"))))
+        # the driver's working directory is usually the workspace, which the run's
+        # commands write: "-m" would put it first on the worker's sys.path, and a planted
+        # trestle/ or numpy/ would run unconfined as the driver. -P leaves it off, and
+        # the root directory makes an empty or relative PYTHONPATH entry name no workspace
         self._process = subprocess.Popen(
-            [sys.executable, "-m", __name__, str(self.dim), repr(self.trigram_weight)],
+            [sys.executable, "-P", "-m", __name__, str(self.dim), repr(self.trigram_weight)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
+            cwd="/",
             env=env,
             bufsize=0,
         )
