@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from functools import cache, lru_cache
 from importlib import import_module
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, overload
 
@@ -259,8 +260,9 @@ def _identifier_words(identifier: str) -> tuple[str, ...]:
         return (_stem(identifier),) if plain else ()
     # underscores split it (no camel-case piece holds one), and a piece of digits
     # alone, as one that begins a part is, is dropped below
-    parts = [p.lower() for p in _CAMEL.findall(identifier)]
-    parts = [p for p in parts if len(p) > 1 and not p.isdigit()]
+    # a piece's length and digits are its lower case's (the pieces are ASCII): only
+    # the pieces kept are lowered
+    parts = [p.lower() for p in _CAMEL.findall(identifier) if len(p) > 1 and not p.isdigit()]
     kept = [_stem(p) for p in parts if p not in _STOPWORDS]
     whole = identifier.lower().strip("_")
     if len(parts) > 1 and len(kept) > 1 and whole not in _STOPWORDS:
@@ -376,7 +378,9 @@ class HashingEmbedder:
         if len(counted) < VECTORISED_FROM_NEW_WORDS:
             return False
         hashed = self._buckets
-        return sum(word not in hashed for word, _ in counted) >= VECTORISED_FROM_NEW_WORDS
+        new = (word for word, _ in counted if word not in hashed)
+        # enough once that many are found: the rest of a long text is not looked at
+        return next(islice(new, VECTORISED_FROM_NEW_WORDS - 1, None), None) is not None
 
     def _word_buckets(self, word: str) -> tuple[tuple[int, float], tuple[tuple[int, float], ...]]:
         found = self._buckets.get(word)
