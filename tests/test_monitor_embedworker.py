@@ -40,6 +40,7 @@ from trestle.monitors.alerts import Monitor
 from trestle.monitors.catalog import default_monitors
 from trestle.monitors.drift import RelevanceMonitor
 from trestle.monitors.embedworker import EmbedWorker, Ticket, shared_worker
+from trestle.monitors.hub import MonitorHub
 from trestle.monitors.similarity import HashingEmbedder, SparseVector, cosine
 from trestle.store import SqliteStore
 
@@ -147,8 +148,9 @@ def test_a_drift_judged_with_vectors_made_ahead_reaches_the_very_next_call(
     served = shared.served
     embedder = HashingEmbedder(DIM, TRIGRAM_WEIGHT)
 
-    def monitors(settings: MonitorSettings) -> list[Monitor]:
-        quick = RelevanceMonitor(embedder, warmup=0, window=2)  # drifting after 2 turns
+    def monitors(settings: MonitorSettings, made_here: bool = False) -> list[Monitor]:
+        own = HashingEmbedder(DIM, TRIGRAM_WEIGHT) if made_here else embedder
+        quick = RelevanceMonitor(own, warmup=0, window=2)  # drifting after 2 turns
         return [quick if m.name == "drift" else m for m in default_monitors(settings)]
 
     store = SqliteStore(tmp_path / "store.db")
@@ -201,3 +203,11 @@ def test_a_drift_judged_with_vectors_made_ahead_reaches_the_very_next_call(
     ]
     # recorded before the next call, and in that very call's request: not lost, not late
     assert shown and shown[0] == calls_before
+    # the recorded stream fed to monitors that make every vector themselves, as the
+    # Temporal workflow's and the offline evaluation's do, raises exactly what was raised
+    state = state_of(store, run_id)
+    replayed = MonitorHub(state.monitors, lambda m: monitors(m, made_here=True)).replay(
+        [(seq, e) for seq, e in seqs if not isinstance(e, AlertRaised)], state
+    )
+    live = [e for _, e in seqs if isinstance(e, AlertRaised)]
+    assert [(a.alert, a.action) for a in replayed] == [(a.alert, a.action) for a in live]
