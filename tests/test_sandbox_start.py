@@ -93,3 +93,24 @@ def test_a_tool_directory_a_step_can_point_elsewhere_shows_nothing_of_the_home(
     cell = Cell(choose("require"), ws, "step")
     assert _run(cell, ws, "true") == 0
     assert _run(cell, ws, f"cat {home}/.ssh/id") != 0
+
+
+@pytest.mark.parametrize("move", ["mv run run2", "mkdir deep && mv run deep/er"])
+def test_a_daemons_socket_stays_covered_when_a_command_renames_its_directory(
+    cell: Cell, move: str
+) -> None:
+    # the daemon's socket is covered, its directory is not: renamed by one command, the
+    # socket is where /proc/net/unix does not list it for the next
+    ws = cell.workspace
+    (ws / "run").mkdir()
+    daemon = socket.socket(socket.AF_UNIX)
+    daemon.bind(str(ws / "run" / "daemon.sock"))
+    daemon.listen()
+    try:
+        assert _run(cell, ws, move) == 0
+        moved = next(ws.rglob("daemon.sock")).relative_to(ws)
+        assert moved != Path("run/daemon.sock")
+        connect = f"import socket; socket.socket(socket.AF_UNIX).connect('{moved}')"
+        assert _run(cell, ws, f'python3 -c "{connect}"') != 0
+    finally:
+        daemon.close()

@@ -217,7 +217,7 @@ class Sandbox:
             args += ["--ro-bind", str(toml), str(toml)]  # the operator's policy
         for relative, copy in pinned:
             args += ["--ro-bind", copy, str(ws / relative)]
-        for path in host_sockets():
+        for path in host_sockets(ws):
             if layout.covers(path):
                 args += ["--ro-bind", "/dev/null", str(path)]
         return args

@@ -154,15 +154,22 @@ def _linked_git_dir(dot_git: Path, ws: Path) -> Path | None:
     return None
 
 
-def host_sockets() -> Iterator[Path]:
+def host_sockets(ws: Path) -> Iterator[Path]:
     """The paths of the UNIX sockets bound on this host (as far as this network
-    namespace's ``/proc/net/unix`` lists them) that exist now."""
+    namespace's ``/proc/net/unix`` lists them) that exist now.
+
+    ``/proc/net/unix`` names the path a socket was bound at. A command may rename the
+    workspace directory holding a daemon's socket (the socket is covered, not the
+    directory): the socket then lies where nothing lists it, open to the next command.
+    So when a listed socket in the workspace is no longer at its path, every socket
+    found in the workspace is given too."""
     try:
         with open("/proc/net/unix", encoding="utf-8", errors="replace") as table:
             lines = table.read().splitlines()[1:]
     except OSError:
         return
     seen: set[str] = set()
+    moved = False
     for line in lines:
         fields = line.split(maxsplit=7)
         if len(fields) < 8 or not fields[7].startswith("/") or fields[7] in seen:
@@ -173,4 +180,18 @@ def host_sockets() -> Iterator[Path]:
             if stat.S_ISSOCK(os.lstat(path).st_mode):
                 yield path
         except OSError:
-            continue
+            moved = moved or path.parts[: len(ws.parts)] == ws.parts
+    if moved:
+        yield from (p for p in _sockets_under(ws) if str(p) not in seen)
+
+
+def _sockets_under(top: Path) -> Iterator[Path]:
+    """The sockets under ``top``, its links not followed."""
+    for where, _, files in os.walk(top):
+        for name in files:
+            path = Path(where, name)
+            try:
+                if stat.S_ISSOCK(os.lstat(path).st_mode):
+                    yield path
+            except OSError:
+                continue
