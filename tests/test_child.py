@@ -85,3 +85,12 @@ def test_a_leader_is_reaped_while_a_process_that_left_its_group_holds_the_pipe(
     code, escaped = asyncio.run(main())
     os.kill(escaped, signal.SIGKILL)
     assert code == -signal.SIGTERM
+
+
+def test_a_child_let_go_of_while_it_runs_is_killed(start: Start, tmp_path: Path) -> None:
+    async def main() -> int:
+        child = await start(["/bin/sh", "-c", "sleep 30"], cwd=tmp_path, env=ENV)
+        child.close()  # as after an error before its outcome was read
+        return await child.wait()
+
+    assert asyncio.run(main()) == -signal.SIGKILL

@@ -16,8 +16,10 @@ reaped even while a process that left the group still holds the pipe.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
+import signal
 import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -41,7 +43,9 @@ class Child(Protocol):
         ...
 
     def close(self) -> None:
-        """Let go of the output pipe and of the exit watch (the process is not killed)."""
+        """Let go of the output pipe; a process still running is killed (its group),
+        as asyncio's own transport kills it once closed. :meth:`wait` still tells of
+        its end."""
         ...
 
 
@@ -82,13 +86,26 @@ async def spawn_watched(
         start_new_session=True,
         preexec_fn=preexec,
     )
-    child = _PidfdChild(loop, popen, os.pidfd_open(popen.pid))
+    try:
+        child = _PidfdChild(loop, popen, os.pidfd_open(popen.pid))
+    except BaseException:  # out of descriptors: a command nobody watches must not run
+        _kill(popen)
+        if popen.stdout is not None:
+            popen.stdout.close()
+        raise
     try:
         await child.connect()
     except BaseException:
         child.close()
         raise
     return child
+
+
+def _kill(popen: subprocess.Popen[bytes]) -> None:
+    """Kill the command's whole group (its own session) if its leader still runs."""
+    if popen.poll() is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(popen.pid, signal.SIGKILL)
 
 
 async def spawn_asyncio(
@@ -170,8 +187,9 @@ class _PidfdChild:
             self._pidfd = None
 
     def close(self) -> None:
-        # a child still running is reaped by subprocess once it is collected
-        self._unwatch()
+        # as asyncio's transport does, a command let go of while it runs is killed (an
+        # error before its outcome was read); the watch stays until its exit arrives
+        _kill(self._popen)
         if self._transport is not None:
             self._transport.close()
         elif self._popen.stdout is not None:
@@ -200,4 +218,7 @@ class _AsyncioChild:
         return await self._proc.wait()
 
     def close(self) -> None:
-        return  # asyncio's transport closes the pipe once the process and the pipe end
+        # asyncio's transport closes the pipe once the process and the pipe have ended
+        if self._proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._proc.pid, signal.SIGKILL)
