@@ -114,3 +114,16 @@ def test_a_daemons_socket_stays_covered_when_a_command_renames_its_directory(
         assert _run(cell, ws, f'python3 -c "{connect}"') != 0
     finally:
         daemon.close()
+
+
+@pytest.mark.parametrize("plant", ["ln -s .trestle .git", "echo 'gitdir: .trestle' > .git"])
+def test_a_git_link_a_command_planted_does_not_show_a_hidden_directory_again(
+    cell: Cell, plant: str
+) -> None:
+    # .git and the directory a .git link or file names are bound read-only for the next
+    # command; naming the store's hidden directory must not bind it back into view
+    ws = cell.workspace
+    (ws / ".trestle").mkdir()
+    (ws / ".trestle" / "trestle.db").write_text("secret")
+    assert _run(cell, ws, plant) == 0
+    assert _run(cell, ws, "cat .trestle/trestle.db || cat .git/trestle.db") != 0

@@ -209,9 +209,11 @@ class Sandbox:
         for path in layout.hidden_again:
             args += _hide(path)
         args += workspace_mounts(ws, self.scope)
+        args += git_mounts(ws, approved=approved or self.policy.allows_git(name))
+        # after .git: a .git link or gitdir: file a command planted may name a hidden
+        # directory (the store's), which binding it would show again
         for path in layout.inside:
             args += _hide(path)
-        args += git_mounts(ws, approved=approved or self.policy.allows_git(name))
         toml = ws / "trestle.toml"
         if toml.is_file() and not toml.is_symlink():
             args += ["--ro-bind", str(toml), str(toml)]  # the operator's policy
