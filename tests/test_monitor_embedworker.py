@@ -122,14 +122,17 @@ def test_an_embedder_takes_the_vector_made_ahead_and_makes_it_itself_without_one
 
 
 def _drifting(turns: int) -> list[ModelResponse]:
-    """Execute-step turns that read unrelated files, with reasoning about other things."""
+    """Execute-step turns that run unrelated commands, with reasoning about other things
+    (a command gives the worker time: a turn of quick file tools does not look ahead)."""
     rng = random.Random(3)
     words = ["weather", "forecast", "holiday", "recipe", "garden", "football", "museum"]
     return [
         ModelResponse(
             text=" ".join(rng.choices(words, k=120)),
             tool_calls=(
-                ToolCall(id=f"d{i}", name="read_file", arguments=f'{{"path": "away{i}.txt"}}'),
+                ToolCall(
+                    id=f"d{i}", name="run_command", arguments=f'{{"command": "echo away{i}"}}'
+                ),
             ),
             finish_reason="tool_calls",
         )

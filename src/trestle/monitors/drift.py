@@ -31,6 +31,11 @@ from trestle.monitors.timing import DurationMonitor, StallMonitor
 from trestle.monitors.trace import Action, Observation, RunFacts, StepEnd, Turn
 
 _TEXT_LIMIT = 2000  # characters of an action (and again of its reasoning) compared
+# Trestle's in-process file tools: a turn of only these is judged about half a
+# millisecond after its answer, sooner than the embedding worker makes a vector of
+# 1,000 characters (about 0.7 ms), so sending its text ahead would only make the turn
+# wait for it (measured slower on a busy 2-core machine: BENCHMARKS.md, section 1b)
+QUICK_TOOLS = frozenset({"read_file", "list_files", "write_file", "edit_file", "finish"})
 
 # What the tool gate (trestle.agent.toolgate) answers a write outside the scope with:
 # "'docs/x.md' is outside the scope this run may change ['src/**']".
@@ -314,10 +319,14 @@ class RelevanceMonitor:
         """Have ``turn``'s longer texts embedded ahead, elsewhere, while its tool calls
         run (``turn`` as the model answered it, before any call ended): when
         :meth:`observe` judges the turn, the vectors may be there already
-        (:mod:`trestle.monitors.embedworker`). Nothing here changes what it decides."""
+        (:mod:`trestle.monitors.embedworker`). Only a turn that calls a tool outside
+        ``QUICK_TOOLS`` (a command, the tests, a search, another's tool) gives the worker
+        the time to. Nothing here changes what it decides."""
         embedder = self.embedder
         if not isinstance(embedder, HashingEmbedder) or not turn.text.strip():
             return
+        if all(action.tool in QUICK_TOOLS for action in turn.actions):
+            return  # judged before the worker could be done: embedded then, as without it
         objective = facts.objectives.get(turn.step, "") or facts.goal
         if not objective.strip():
             return
