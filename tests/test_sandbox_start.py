@@ -19,7 +19,7 @@ import pytest
 
 from test_sandbox import _require_bwrap
 from trestle.execution.actions import run_shell
-from trestle.execution.sandbox import Cell, choose
+from trestle.execution.sandbox import Cell, choose, hidden_paths
 
 
 def _run(cell: Cell, ws: Path, command: str) -> int | None:
@@ -127,3 +127,21 @@ def test_a_git_link_a_command_planted_does_not_show_a_hidden_directory_again(
     (ws / ".trestle" / "trestle.db").write_text("secret")
     assert _run(cell, ws, plant) == 0
     assert _run(cell, ws, "cat .trestle/trestle.db || cat .git/trestle.db") != 0
+
+
+@pytest.mark.parametrize("move", ["mv var var2", "mv var/trestle var/t2"])
+def test_a_store_kept_deeper_in_the_workspace_stays_hidden_when_a_command_renames_its_way(
+    tmp_path: Path, move: str
+) -> None:
+    # the store's directory is hidden by a mount on it; a directory on the way to it,
+    # renamed by one command, would carry the store out from under the next one's
+    _require_bwrap()
+    ws = tmp_path / "ws"
+    (ws / "var" / "trestle").mkdir(parents=True)
+    store = ws / "var" / "trestle" / "trestle.db"
+    store.write_text("secret")
+    hidden = hidden_paths(ws, store, tmp_path / "key" / "approval.key", None)
+    cell = Cell(choose("require", hidden=hidden), ws, "step")
+    assert _run(cell, ws, move) != 0
+    assert store.read_text() == "secret"
+    assert _run(cell, ws, "cat */trestle/trestle.db */*/trestle.db") != 0

@@ -208,7 +208,7 @@ class Sandbox:
         args += layout.shown_args
         for path in layout.hidden_again:
             args += _hide(path)
-        args += workspace_mounts(ws, self.scope)
+        args += workspace_mounts(ws, self.scope, layout.inside)
         args += git_mounts(ws, approved=approved or self.policy.allows_git(name))
         # after .git: a .git link or gitdir: file a command planted may name a hidden
         # directory (the store's), which binding it would show again

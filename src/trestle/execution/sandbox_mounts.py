@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 # what of a writable .git a command must not change: each makes git run a program or
@@ -39,17 +39,29 @@ GIT_EXECUTABLE = (
 _WILDCARD = re.compile(r"[*?\[\]{}!]")
 
 
-def workspace_mounts(ws: Path, scope: tuple[str, ...]) -> list[str]:
+def workspace_mounts(ws: Path, scope: tuple[str, ...], hidden: Sequence[Path] = ()) -> list[str]:
     """The workspace read-write; with a ``scope`` (a child run's write globs), read-only
     but for the directories the globs are rooted in. A glob rooted at the top (``*.md``,
     ``**``) leaves the whole workspace writable: the gate still asks for a write
-    outside the scope, but the sandbox cannot tell those files apart."""
+    outside the scope, but the sandbox cannot tell those files apart.
+
+    A path hidden inside the workspace (``hidden``, real paths; a store kept in
+    ``var/trestle/``) is hidden by a mount on it, so it cannot be renamed, but the
+    directories on the way to it could: renamed by one command, the store would lie
+    where the next command's mounts no longer hide it. Each writable one is bound on
+    itself here, a mount point that no command can rename either."""
     dirs = writable_dirs(ws, scope)
-    if dirs is None:
-        return ["--bind", str(ws), str(ws)]
-    args = ["--ro-bind", str(ws), str(ws)]
-    for path in dirs:
+    writable = [ws] if dirs is None else dirs
+    args = ["--bind", str(ws), str(ws)] if dirs is None else ["--ro-bind", str(ws), str(ws)]
+    for path in dirs or ():
         args += ["--bind", str(path), str(path)]
+    pinned: set[Path] = set()
+    for path in hidden:
+        for way in reversed(path.parents):  # outermost first
+            inside = any(way.parts[: len(w.parts)] == w.parts != way.parts for w in writable)
+            if inside and way not in pinned and way.is_dir() and not way.is_symlink():
+                pinned.add(way)
+                args += ["--bind", str(way), str(way)]
     return args
 
 
