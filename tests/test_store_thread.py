@@ -92,3 +92,23 @@ def test_a_thread_never_used_is_never_started() -> None:
     io = StoreThread("test-store-unused")
     io.shutdown()
     assert "test-store-unused" not in before | {t.name for t in threading.enumerate()}
+
+
+def test_a_call_raising_stop_iteration_fails_its_caller_rather_than_leaving_it_waiting() -> None:
+    # fold() of an empty stream raises it; an asyncio future cannot hold it, and the
+    # drive awaiting the call waited for ever (as it did through run_in_executor)
+    io = StoreThread("test-store")
+
+    def first_of(events: list[int]) -> int:
+        return next(iter(events))
+
+    async def main() -> int:
+        return await asyncio.wait_for(io.call(first_of, []), timeout=60)  # a hang's guard
+
+    try:
+        with pytest.raises(RuntimeError, match="StopIteration") as raised:
+            asyncio.run(main())
+        assert isinstance(raised.value.__cause__, StopIteration)
+        assert io.submit(first_of, [7]).result(timeout=10) == 7  # the thread goes on
+    finally:
+        io.shutdown()

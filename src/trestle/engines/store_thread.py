@@ -59,6 +59,11 @@ class _Call:
             return
         try:
             outcome, ok = self.fn(), True
+        except StopIteration as exc:
+            # an asyncio future refuses it (TypeError in the loop's callback), which
+            # left the caller waiting for ever; a generator's frame turns it the same way
+            outcome, ok = RuntimeError(f"{self.fn!r} raised StopIteration"), False
+            outcome.__cause__ = exc
         except BaseException as exc:
             outcome, ok = exc, False
         with contextlib.suppress(RuntimeError):  # the loop closed: nobody is left to tell
