@@ -3,7 +3,7 @@
 Usage::
 
     python bench/agentparts.py [--turns 200] [--histories 50,200,1000] [--repeat 3]
-        [--reads-in understand|execute]
+        [--reads-in understand|execute] [--read-with read_file|run_command]
 
 Runs ``compare.py``'s Trestle agent loop (``sys_trestle.py``) in forked children:
 the per-turn time over ``--turns`` turns (wall clock, and CPU time of the whole
@@ -13,6 +13,9 @@ switched off (``MonitorSettings(enabled=False)``, recorded with the run). The
 difference is what the monitors cost; the rest is the runtime. ``--reads-in execute``
 makes the reads in the plan's one step instead of ``understand``: its objective does
 not name the files, so the drift monitor scores every read unrelated, the costly case.
+``--read-with run_command`` reads each note with the command ``cat <note>`` instead of
+the ``read_file`` tool: a turn whose tool call takes milliseconds (a sandboxed process),
+time the drift monitor's worker can embed the turn's reasoning in.
 Prints one JSON object; a diagnostic, not a comparison (no peer runs here).
 """
 
@@ -99,8 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--histories", default="50,200,1000")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--reads-in", choices=("understand", "execute"), default="understand")
+    p.add_argument("--read-with", choices=("read_file", "run_command"), default="read_file")
     args = p.parse_args(argv)
     sys_trestle.READS_IN = args.reads_in
+    sys_trestle.READ_WITH = args.read_with
     if args.reads_in == "execute":
         MODES["monitors on"] = NOTED_ONLY
     histories = [int(h) for h in args.histories.split(",") if h]

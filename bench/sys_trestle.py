@@ -49,6 +49,9 @@ MONITORS: MonitorSettings | None = None  # None: the defaults (agentparts.py set
 # names the notes), or "execute" (the plan's one step, "wrap-up", whose objective does
 # not: the drift monitor then finds every read unrelated and embeds its reasoning too)
 READS_IN = "understand"
+# how the turn reads its note: the read_file tool, or run_command with "cat <note>" (a
+# command: a process, sandboxed, so the turn's tool call takes milliseconds)
+READ_WITH = "read_file"
 
 
 def _store(work: Path) -> SqliteStore:
@@ -169,14 +172,16 @@ class _LoopModel(FunctionModel):
         if reading:
             agentloop.note_call(self.work, index)
             if index < self.reads:
-                arguments = json.dumps({"path": agentloop.note_path(index)})
+                path = agentloop.note_path(index)
+                command = READ_WITH == "run_command"
+                arguments = json.dumps({"command": f"cat {path}"} if command else {"path": path})
                 # the usage a provider reports with every answer (here the offline
                 # estimate of the request as sent): the context monitor reads the
                 # conversation's size from it, as it does from a real provider's
                 usage = Usage(input_tokens=estimate_tokens(messages, tools), estimated=True)
                 return ModelResponse(
                     text=agentloop.message(index),
-                    tool_calls=(ToolCall(id=f"c{index}", name="read_file", arguments=arguments),),
+                    tool_calls=(ToolCall(id=f"c{index}", name=READ_WITH, arguments=arguments),),
                     finish_reason="tool_calls",
                     usage=usage,
                 )
