@@ -1,0 +1,171 @@
+"""Where a durable no-op step's time goes inside the engine, and its CPU per step.
+
+Usage::
+
+    python bench/step_path.py [--steps 1000] [--repeat 3] [--store memory,sqlite]
+
+For each store, ``--repeat`` chains of ``--steps`` no-op ``python:`` steps (a warm-up
+chain first), driven by ``LocalEngine.run`` with its defaults: the wall time and the
+process's CPU time per step (CPU counts the store's and the step's threads too, and
+is what a busy machine disturbs least). Then one more chain with a mark at each
+point of a step's path, and the median time between consecutive marks:
+
+- ``advance``: take the outcome in, decide the next start (``_advance``);
+- ``store`` / ``commit``: the crossing to the store thread and back, and the commit
+  on it (``_store``, ``_commit``);
+- ``wait``: the loop's wait for the attempt (``_wait``);
+- ``attempt``: the attempt's task, and ``call``, the step's callable in its thread.
+
+The marks wrap the engine's private methods, so they cost a little themselves; they
+compare trees (``PYTHONPATH=<tree>/src``), not systems. Prints a table; nothing is
+recorded under ``results/`` (the published step figures are ``compare.py``'s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import importlib
+import itertools
+import statistics
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from hostinfo import load_average, machine_info
+from trestle.core.plan import Plan, Step
+from trestle.engines.local import LocalEngine
+from trestle.lifecycle.runs import create_run
+from trestle.store import InMemoryStore, SqliteStore, Store
+from workloads import ORCHESTRATION_ONLY, chain_plan, importable_steps
+
+Marks = list[tuple[str, float]]
+# the marks, in this module as the engine imports it (``step_path``, which is not
+# ``__main__`` when this file is run): the marked step appends to them from its thread
+MARKS: Marks = []
+
+
+def marked_call(ctx: object) -> None:
+    """The chain's step when its path is marked: a no-op that marks its call."""
+    MARKS.append(("call", time.perf_counter()))
+
+
+def _marks() -> Marks:
+    marks: Marks = importlib.import_module("step_path").MARKS
+    return marks
+
+
+def _store(kind: str, work: Path) -> Store:
+    return SqliteStore(work / "store.db") if kind == "sqlite" else InMemoryStore()
+
+
+def _drive(store: Store, plan: Plan, work: Path, marks: Marks | None = None) -> tuple[float, float]:
+    run_id = create_run(store, plan, workspace=work)
+    engine = LocalEngine(store)
+    if marks is not None:
+        _mark(engine, marks)
+    try:
+        wall, cpu = time.perf_counter(), time.process_time()
+        state = asyncio.run(engine.run(run_id))
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    finally:
+        engine.close()
+    if state.finished != "succeeded":
+        raise SystemExit(f"the chain ended {state.finished}")
+    return wall, cpu
+
+
+def _mark(engine: LocalEngine, marks: Marks) -> None:
+    """Wrap the engine's parts of a step's path with marks on ``marks``."""
+
+    def sync(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def marked(*args: Any, **kwargs: Any) -> Any:
+            marks.append((f"{name}>", time.perf_counter()))
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                marks.append((f"{name}<", time.perf_counter()))
+
+        return marked
+
+    def asynchronous(name: str, fn: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        async def marked(*args: Any, **kwargs: Any) -> Any:
+            marks.append((f"{name}>", time.perf_counter()))
+            try:
+                return await fn(*args, **kwargs)
+            finally:
+                marks.append((f"{name}<", time.perf_counter()))
+
+        return marked
+
+    for name in ("advance", "commit"):
+        setattr(engine, f"_{name}", sync(name, getattr(engine, f"_{name}")))
+    for name in ("store", "attempt", "wait"):
+        setattr(engine, f"_{name}", asynchronous(name, getattr(engine, f"_{name}")))
+
+
+def marked_plan(steps: int) -> Plan:
+    ids = [f"s{i:05d}" for i in range(steps)]
+    return Plan(
+        goal=f"benchmark: {steps} marked no-op steps",
+        checkpoints=ORCHESTRATION_ONLY,
+        steps=tuple(
+            Step(id=sid, python="step_path:marked_call", needs=(ids[i - 1],) if i else ())
+            for i, sid in enumerate(ids)
+        ),
+    )
+
+
+def segments(marks: Marks, steps: int) -> list[tuple[str, float]]:
+    """The median seconds between consecutive marks, for each pair seen in at least
+    half the steps, longest first."""
+    gaps: defaultdict[str, list[float]] = defaultdict(list)
+    for (a, at), (b, bt) in itertools.pairwise(marks):
+        gaps[f"{a} -> {b}"].append(bt - at)
+    kept = [(pair, statistics.median(v)) for pair, v in gaps.items() if len(v) >= steps // 2]
+    return sorted(kept, key=lambda item: -item[1])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--store", default="memory,sqlite", help="memory, sqlite or both")
+    args = parser.parse_args(argv)
+    importable_steps()
+    marks = _marks()
+    commit = machine_info(Path(tempfile.gettempdir()))["trestle_commit"]
+    print(f"trestle commit {commit}; load average {load_average()} before")
+    for kind in args.store.split(","):
+        with tempfile.TemporaryDirectory(prefix="step-path-") as tmp:
+            work = Path(tmp)
+
+            def chain(n: int, k: str = kind, under: Path = work) -> tuple[float, float]:
+                with tempfile.TemporaryDirectory(dir=under) as one:
+                    return _drive(_store(k, Path(one)), chain_plan(n), Path(one))
+
+            chain(min(args.steps, 200))  # warm-up: imports, the callable's lookup
+            runs = [chain(args.steps) for _ in range(args.repeat)]
+            walls = sorted(round(w / args.steps * 1e6) for w, _ in runs)
+            cpus = sorted(round(c / args.steps * 1e6) for _, c in runs)
+            print(f"\n{kind}: {args.steps} steps, {args.repeat} chains")
+            print(f"  wall per step (us): {walls}   CPU per step (us): {cpus}")
+            marks.clear()
+            with tempfile.TemporaryDirectory(dir=work) as one:
+                _drive(_store(kind, Path(one)), marked_plan(args.steps), Path(one), marks)
+            found = segments(marks, args.steps)
+            total = sum(median for _, median in found)
+            print(f"  a step's path, median between marks (us; sum {total * 1e6:.0f}):")
+            for pair, median in found:
+                print(f"    {pair:<24} {median * 1e6:7.1f}")
+    print(f"\nload average {load_average()} after")
+
+
+if __name__ == "__main__":
+    main()
