@@ -32,7 +32,7 @@ from agent_helpers import (
 from trestle.agent.runtime import AgentPerformer
 from trestle.core.events import AlertRaised, ModelCalled, ReminderInjected
 from trestle.core.records.agent import bootstrap_plan
-from trestle.core.records.monitors import MonitorSettings
+from trestle.core.records.monitors import Alert, MonitorSettings
 from trestle.engines.local import LocalEngine
 from trestle.lifecycle.runs import create_run
 from trestle.models import ModelResponse, ScriptedModel, ToolCall
@@ -42,6 +42,7 @@ from trestle.monitors.drift import RelevanceMonitor
 from trestle.monitors.embedworker import EmbedWorker, Ticket, shared_worker
 from trestle.monitors.hub import MonitorHub
 from trestle.monitors.similarity import HashingEmbedder, SparseVector, cosine
+from trestle.monitors.trace import Action, ActionKind, RunFacts, Turn
 from trestle.store import SqliteStore
 
 DIM, TRIGRAM_WEIGHT = 1 << 18, 0.4
@@ -119,6 +120,37 @@ def test_an_embedder_takes_the_vector_made_ahead_and_makes_it_itself_without_one
     worker._process.kill()
     worker._process.wait()
     assert worker.submit("anything") is None and worker.broken  # it takes nothing more
+
+
+def _turn(seq: int, tool: str, kind: ActionKind, arguments: str) -> Turn:
+    """A turn about the weather, with one action of ``tool``."""
+    action = Action(seq=seq, tool=tool, kind=kind, arguments=arguments, target=f"away{seq}")
+    return Turn(
+        index=seq, seq=seq, step="fix", text="the weather forecast " * 40, actions=(action,)
+    )
+
+
+def test_only_a_turn_whose_tools_take_time_has_its_reasoning_embedded_ahead(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    shared = shared_worker(DIM, TRIGRAM_WEIGHT)
+    monkeypatch.setattr(shared, "wait", 30.0)
+    _ready(shared)
+    facts = RunFacts(goal=GOAL, objectives={"fix": "add() returns the sum"})
+    drift = RelevanceMonitor(HashingEmbedder(DIM, TRIGRAM_WEIGHT), warmup=0, window=1)
+    judged = RelevanceMonitor(HashingEmbedder(DIM, TRIGRAM_WEIGHT), warmup=0, window=1)
+    raised: list[Alert] = []
+    for turn, ahead in [
+        (_turn(1, "read_file", "read", '{"path": "away1.txt"}'), 0),  # judged too soon
+        (_turn(2, "run_command", "run", '{"command": "echo away2"}'), 1),
+    ]:
+        served = shared.served
+        drift.foresee(turn, facts)
+        alerts = drift.observe(turn, facts)
+        assert alerts == judged.observe(turn, facts)  # what either decides is the same
+        assert shared.served - served == ahead, turn.actions[0].tool
+        raised += alerts
+    assert [(a.kind, a.severity) for a in raised] == [("drifting", "warning")]
 
 
 def _drifting(turns: int) -> list[ModelResponse]:
