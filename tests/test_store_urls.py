@@ -28,6 +28,7 @@ import pytest
 from dashboard_helpers import csrf_of, dashboard
 from test_cli import cli_env, flat, run_id_of
 from trestle.cli.stores import RECENT_CONNECT_TIMEOUT, chosen_store, reading_store
+from trestle.core.errors import ConfigError
 from trestle.engines.local import LocalEngine
 from trestle.formats.planfile import parse_plan
 from trestle.lifecycle.runs import create_run
@@ -62,6 +63,32 @@ SHOWN = "postgresql://trestle@db.example:5432/runs"
 def test_a_url_stays_text_and_anything_else_is_a_path(text: str, read: str | Path) -> None:
     assert store_where(text) == read
     assert type(store_where(text)) is type(read)
+
+
+def test_a_url_of_another_kind_is_refused_by_name_without_its_password() -> None:
+    with pytest.raises(ConfigError) as refused:
+        store_where("mysql://ops:hunter2@db.example/runs")
+    assert str(refused.value).startswith(
+        "store 'mysql://ops@db.example/runs': 'mysql://' URLs are not stores"
+    )
+    assert "hunter2" not in str(refused.value)
+
+
+def test_run_with_an_unknown_store_url_exits_2_and_creates_nothing(tmp_path: Path) -> None:
+    (tmp_path / "plan.yaml").write_text("steps:\n  - id: a\n    run: 'true'\n")
+    for flag, env in ((["--store", "sqlite:///x.db"], {}), ([], {STORE_ENV: "mysql://h/db"})):
+        ran = subprocess.run(
+            [sys.executable, "-m", "trestle", "run", "plan.yaml", "--no-live", *flag],
+            cwd=tmp_path,
+            env=cli_env(**env),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert ran.returncode == 2, ran.stderr
+        assert "URLs are not stores" in ran.stderr
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["plan.yaml"]
 
 
 def test_store_option_then_environment_then_nothing(monkeypatch: pytest.MonkeyPatch) -> None:

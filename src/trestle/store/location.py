@@ -17,12 +17,15 @@ which a small user-level index remembers (:class:`RecentStores`).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from contextlib import suppress
 from pathlib import Path
 from secrets import token_hex
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from trestle.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from trestle.store.base import Store
@@ -33,6 +36,10 @@ DEFAULT_STORE = Path(".trestle") / "trestle.db"
 # file is gone gives its place up first; see RecentStores.remember)
 RECENT_LIMIT = 500
 URL_SCHEMES = ("postgresql://", "postgres://")
+# any other URL (mysql://, sqlite:///x.db) would otherwise be read as a relative path
+# and a store created under a directory named after the scheme
+_ANY_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+_URL_PASSWORD = re.compile(r"^([^/]*//[^/@:]*):[^/@]*@")
 
 
 def is_store_url(where: str | Path) -> bool:
@@ -42,9 +49,21 @@ def is_store_url(where: str | Path) -> bool:
 
 def store_where(text: str | Path) -> str | Path:
     """The store ``text`` names, as :func:`open_store` takes it: a ``postgresql://``
-    URL stays text, anything else is a path."""
+    URL stays text, anything else is a path.
+
+    Raises:
+        ConfigError: ``text`` is a URL of another kind (``mysql://``, ``sqlite://``).
+    """
     if isinstance(text, Path) or is_store_url(text):
         return text
+    scheme = _ANY_URL.match(text)
+    if scheme is not None:
+        shown = _URL_PASSWORD.sub(r"\1@", text)  # never print a password
+        raise ConfigError(
+            f"store {shown!r}: {scheme.group(0)!r} URLs are not "
+            "stores: name an SQLite store by its file's path (.trestle/trestle.db), a "
+            "PostgreSQL one by a postgresql:// URL"
+        )
     return Path(text)
 
 
