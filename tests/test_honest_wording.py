@@ -89,6 +89,17 @@ def test_an_interrupted_run_says_what_resume_will_do_and_is_listed_as_interrupte
     assert row[:2] == [run_id, "needs human"]
 
 
+def test_the_report_a_signal_ends_with_calls_the_run_interrupted_not_running(cli: Cli) -> None:
+    driver, run_id = driven(cli, STOPPED_PLAN)
+    wait_for(cli.dir / "blind.txt", cli.dir / "safe.txt")
+    driver.send_signal(signal.SIGINT)
+    out, err = driver.communicate(timeout=60)
+    assert driver.returncode == 130, err
+    assert f"run {run_id}: interrupted" in out
+    assert f"run {run_id}: running" not in out
+    assert f"interrupted by SIGINT; continue with `trestle resume {run_id}`" in flat(err)
+
+
 def test_a_cancelled_runs_stopped_step_is_counted_as_cancelled_not_retry_wait(
     cli: Cli,
 ) -> None:

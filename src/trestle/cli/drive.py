@@ -120,7 +120,8 @@ def drive(
             signals.raising = False  # from here on a signal waits for the report
             engine.close()
         report = build_report(engine.state(run_id))  # as the engine judges it: no forgeries
-        out.print(report_view(report))
+        # a run a signal stopped is listed as interrupted: its report says so too
+        out.print(report_view(report, interrupted=(signalled or signals.caught) is not None))
         if report_json is not None:
             report_json.write_text(model_json(report, indent=2) + "\n", encoding="utf-8")
         signalled = signalled or signals.caught
