@@ -6,6 +6,7 @@ its caller; a call cancelled before its turn is not made; after shutdown none is
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 
 import pytest
@@ -112,3 +113,13 @@ def test_a_call_raising_stop_iteration_fails_its_caller_rather_than_leaving_it_w
         assert io.submit(first_of, [7]).result(timeout=10) == 7  # the thread goes on
     finally:
         io.shutdown()
+
+
+def test_a_thread_whose_owner_is_dropped_without_shutdown_ends() -> None:
+    io = StoreThread("test-store-dropped")
+    assert io.submit(sum, [1, 2]).result(timeout=10) == 3
+    (thread,) = [t for t in threading.enumerate() if t.name == "test-store-dropped"]
+    del io
+    gc.collect()
+    thread.join(timeout=10)
+    assert not thread.is_alive()

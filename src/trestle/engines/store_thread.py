@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import queue
 import threading
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, ParamSpec, TypeVar
@@ -85,7 +86,9 @@ class StoreThread:
     It is a daemon thread, so an engine never closed does not keep its process from
     exiting; every call the engine makes is awaited before its drive ends, so nothing
     of it is left half done at exit but what a crash would leave (the store's
-    transactions are atomic).
+    transactions are atomic). The thread holds only the queue, not this object: one
+    dropped without a shutdown ends its thread once it is collected, as an executor's
+    does.
     """
 
     def __init__(self, name: str) -> None:
@@ -124,10 +127,15 @@ class StoreThread:
             if self._closed:
                 raise RuntimeError(f"{self._name}: cannot take calls after shutdown")
             if self._thread is None:
-                self._thread = threading.Thread(target=self._work, name=self._name, daemon=True)
+                self._thread = threading.Thread(
+                    target=_work, args=(self._calls,), name=self._name, daemon=True
+                )
                 self._thread.start()
+                weakref.finalize(self, self._calls.put, None)
             self._calls.put(call)
 
-    def _work(self) -> None:
-        while (call := self._calls.get()) is not None:
-            call.run()
+
+def _work(calls: queue.SimpleQueue[_Call | None]) -> None:
+    while (call := calls.get()) is not None:
+        call.run()
+        del call  # what it held (its caller's objects) is not kept while the queue waits
