@@ -100,6 +100,18 @@ def test_the_report_a_signal_ends_with_calls_the_run_interrupted_not_running(cli
     assert f"interrupted by SIGINT; continue with `trestle resume {run_id}`" in flat(err)
 
 
+def test_the_log_says_a_probed_step_without_checks_had_none_not_that_they_failed(
+    cli: Cli,
+) -> None:
+    driver, run_id = driven(cli, STOPPED_PLAN)
+    wait_for(cli.dir / "blind.txt", cli.dir / "safe.txt")
+    driver.send_signal(signal.SIGTERM)
+    driver.communicate(timeout=60)
+    assert cli("resume", run_id).returncode == 3
+    probed = [row for row in table_rows(cli("log", run_id).stdout) if row[2] == "step_probed"]
+    assert [(row[3], row[5]) for row in probed if row[3] == "blind"] == [("blind", "no checks")]
+
+
 def test_a_cancelled_runs_stopped_step_is_counted_as_cancelled_not_retry_wait(
     cli: Cli,
 ) -> None:

@@ -57,8 +57,10 @@ def log_detail(e: AnyEvent) -> str:
         case StepProbed(leftovers="unseen"):
             return "nothing looked at: the attempt ran where its processes cannot be seen"
         case StepProbed(passed=ok, checks=checks, leftovers=left, waited=waited):
+            # with none to run, nothing failed: the live view says "no checks" too
+            verdict = f"checks {'passed' if ok else 'failed'}" if checks else "no checks"
             return "; ".join(
-                [f"checks {'passed' if ok else 'failed'}{leftovers(left, waited)}"]
+                [f"{verdict}{leftovers(left, waited)}"]
                 + [f"{'✓' if c.passed else '✗'} {c.check}: got {c.actual}" for c in checks]
             )
         case ConversationSaved(turn=turn, messages=messages):
