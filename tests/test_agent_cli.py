@@ -378,7 +378,11 @@ def test_the_plan_waits_for_approval_and_resume_rebuilds_the_replay_model(
     ("model", "says"),
     [
         ("nonsense", "model 'nonsense': expected PROVIDER:MODEL"),
-        ("foo:bar", "model 'foo:bar': unknown provider 'foo'; known: anthropic, openai"),
+        (
+            "foo:bar",
+            "model 'foo:bar': unknown provider 'foo'; known: anthropic, openai, and "
+            "replay:TRAJECTORY.json (a recorded run's answers)",
+        ),
         ("replay:/missing.json", "trajectory '/missing.json': cannot read it"),
         ("replay:{dir}/broken.json", "trajectory '{dir}/broken.json': not JSON"),
         ("replay:{dir}/wrong.json", "trajectory '{dir}/wrong.json', field 'conversations.a#1'"),

@@ -87,7 +87,7 @@ from trestle.core.state import RunState
 from trestle.engines.work import StepWork, WorkspaceNotSaved
 from trestle.execution.actions import run_shell, step_env
 from trestle.models.pricing import DEFAULT_PRICES, PriceTable
-from trestle.models.spec import model_from_spec
+from trestle.models.spec import PROVIDERS, model_from_spec
 from trestle.tools.artifacts import FetchArtifact
 from trestle.tools.base import GroupSeat, Tool, ToolContext
 from trestle.tools.coding import coding_registry
@@ -613,6 +613,13 @@ def settings_model(settings: AgentSettings) -> Model:
     if settings.model.startswith(REPLAY_PREFIX):
         path = Path(settings.model.removeprefix(REPLAY_PREFIX))
         return ReplayModel(load_trajectory(path))
+    provider, sep, _ = settings.model.partition(":")
+    if sep and provider and provider not in PROVIDERS:  # replay: is known here too
+        raise ConfigError(
+            f"model {settings.model!r}: unknown provider {provider!r}; known: "
+            f"{', '.join(PROVIDERS)}, and {REPLAY_PREFIX}TRAJECTORY.json (a recorded run's "
+            "answers)"
+        )
     key = None
     if settings.api_key_env is not None:
         key = os.environ.get(settings.api_key_env)
