@@ -10,8 +10,10 @@ one command to the next would show.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -145,3 +147,23 @@ def test_a_store_kept_deeper_in_the_workspace_stays_hidden_when_a_command_rename
     assert _run(cell, ws, move) != 0
     assert store.read_text() == "secret"
     assert _run(cell, ws, "cat */trestle/trestle.db */*/trestle.db") != 0
+
+
+@pytest.mark.parametrize("plant", ["mkfifo .git", "mkfifo x && ln -s x .git"])
+def test_a_git_fifo_a_command_made_does_not_hold_up_the_next_command(
+    cell: Cell, plant: str
+) -> None:
+    # the next command's mounts read a .git file for its gitdir: line; a FIFO's reading
+    # waits for a writer, which froze the driver's event loop
+    ws = cell.workspace
+    assert _run(cell, ws, plant) == 0
+    done: list[int | None] = []
+    thread = threading.Thread(target=lambda: done.append(_run(cell, ws, "true")), daemon=True)
+    thread.start()
+    thread.join(60)  # a hang's guard, however busy the machine
+    held = not done
+    if held:  # let the reader go before failing, so nothing is left waiting
+        os.close(os.open(ws / ".git", os.O_WRONLY | os.O_NONBLOCK))
+        thread.join(60)
+    assert not held, "the next command's start waited on the FIFO"
+    assert done == [0]

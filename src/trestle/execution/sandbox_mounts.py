@@ -154,7 +154,13 @@ def _linked_git_dir(dot_git: Path, ws: Path) -> Path | None:
         if dot_git.is_symlink():
             target = dot_git.resolve(strict=True)
         else:
-            text = dot_git.read_text(encoding="utf-8", errors="replace")[:4096]
+            # not blocking: a command may have made .git a FIFO, whose reading would
+            # wait for a writer, freezing the driver's event loop at the next command
+            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
+            with os.fdopen(os.open(dot_git, flags), "rb") as handle:
+                if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                    return None
+                text = handle.read(4096).decode("utf-8", errors="replace")
             named = text.partition("gitdir:")[2].strip()
             if not named:
                 return None
