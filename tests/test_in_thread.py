@@ -32,6 +32,22 @@ def test_the_value_and_the_failure_reach_the_caller() -> None:
     asyncio.run(main())
 
 
+def test_a_stop_iteration_fails_the_caller_rather_than_leave_it_waiting() -> None:
+    """A step's callable that raises StopIteration (``next()`` on an empty iterator):
+    an asyncio future refuses that exception, and the caller waited for ever."""
+
+    def first_of(items: list[int]) -> int:
+        return next(iter(items))
+
+    async def main() -> None:
+        with ThreadPoolExecutor(1) as pool:
+            with pytest.raises(RuntimeError, match="StopIteration") as raised:
+                await asyncio.wait_for(in_thread(pool, first_of, []), 10)
+            assert isinstance(raised.value.__cause__, StopIteration)
+
+    asyncio.run(main())
+
+
 def test_a_caller_cancelled_before_its_work_began_withdraws_it() -> None:
     busy, release = threading.Event(), threading.Event()
     made: list[str] = []

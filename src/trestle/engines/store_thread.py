@@ -14,13 +14,14 @@ commit sees it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import queue
 import threading
 import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, ParamSpec, TypeVar
+
+from trestle.support.handback import hand_back, outcome_of
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -58,26 +59,7 @@ class _Call:
         # thread is safe: once cancelled, a future stays so
         if self.waiter.cancelled():
             return
-        try:
-            outcome, ok = self.fn(), True
-        except StopIteration as exc:
-            # an asyncio future refuses it (TypeError in the loop's callback), which
-            # left the caller waiting for ever; a generator's frame turns it the same way
-            outcome, ok = RuntimeError(f"{self.fn!r} raised StopIteration"), False
-            outcome.__cause__ = exc
-        except BaseException as exc:
-            outcome, ok = exc, False
-        with contextlib.suppress(RuntimeError):  # the loop closed: nobody is left to tell
-            self.loop.call_soon_threadsafe(_settle, self.waiter, outcome, ok)
-
-
-def _settle(waiter: asyncio.Future[Any], outcome: Any, ok: bool) -> None:
-    if waiter.cancelled():
-        return
-    if ok:
-        waiter.set_result(outcome)
-    else:
-        waiter.set_exception(outcome)
+        hand_back(self.loop, self.waiter, *outcome_of(self.fn))
 
 
 class StoreThread:

@@ -36,6 +36,7 @@ from trestle.execution.processes import die_with_parent
 from trestle.execution.sandbox import Cell, Pinned, Sandbox
 from trestle.execution.watchdog import WATCHDOG
 from trestle.formats.planfile import resolve_callable
+from trestle.support.handback import hand_back, outcome_of
 from trestle.trust.identity import ACCOUNTS_ENV, IDENTITY_ENV
 from trestle.trust.signing import KEY_ENV
 from trestle.trust.step_origin import end_python_step, python_step
@@ -337,13 +338,7 @@ async def in_thread(pool: Executor | None, fn: Callable[..., T], *args: Any) -> 
     def work() -> None:
         if waiter.cancelled():  # its caller gave up before it began (a flag once set)
             return
-        outcome: object
-        try:
-            outcome, ok = fn(*args), True
-        except BaseException as exc:  # the caller's to handle, as run_in_executor does
-            outcome, ok = exc, False
-        with contextlib.suppress(RuntimeError):  # the loop closed: nobody is left to tell
-            loop.call_soon_threadsafe(_settle, waiter, outcome, ok)
+        hand_back(loop, waiter, *outcome_of(fn, *args))
 
     def dropped(job: Future[None]) -> None:
         if job.cancelled():
@@ -357,15 +352,6 @@ async def in_thread(pool: Executor | None, fn: Callable[..., T], *args: Any) -> 
     except asyncio.CancelledError:
         job.cancel()  # a no-op once it began: Python cannot stop a thread
         raise
-
-
-def _settle(waiter: asyncio.Future[Any], outcome: Any, ok: bool) -> None:
-    if waiter.cancelled():
-        return
-    if ok:
-        waiter.set_result(outcome)
-    else:
-        waiter.set_exception(outcome)
 
 
 def _callable(ref: str, ctx: StepContext) -> Callable[..., Any]:
