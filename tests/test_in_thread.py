@@ -7,8 +7,11 @@ rather than leave it waiting for ever."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -93,3 +96,23 @@ def test_work_the_pool_drops_unbegun_cancels_its_caller() -> None:
         await holding
 
     asyncio.run(main())
+
+
+def test_a_python_step_raising_stop_iteration_fails_and_the_run_ends(tmp_path: Path) -> None:
+    """Through the command a user runs: the run used to wait for ever."""
+    (tmp_path / "steps.py").write_text("def first(ctx):\n    return next(iter([]))\n")
+    (tmp_path / "plan.yaml").write_text(
+        "goal: take the first item\nsteps:\n  - id: first\n    python: steps:first\n"
+    )
+    ran = subprocess.run(
+        [sys.executable, "-m", "trestle", "run", "plan.yaml", "--store", "s.db", "--no-live"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    flat = " ".join(ran.stdout.split())
+    assert "'first' failed after 1 attempt(s): RuntimeError: StopIteration escaped" in flat, (
+        ran.stdout + ran.stderr
+    )

@@ -22,7 +22,7 @@ def outcome_of(fn: Callable[..., Any], *args: Any) -> tuple[Any, bool]:
     try:
         return fn(*args), True
     except StopIteration as exc:
-        error = RuntimeError(f"{fn!r} raised StopIteration")
+        error = RuntimeError("StopIteration escaped the call (next() of an exhausted iterator?)")
         error.__cause__ = exc
         return error, False
     except BaseException as exc:  # the caller's to handle, as run_in_executor does
