@@ -417,15 +417,6 @@ class PostgresStore(SqlReads):
             while len(committed) > REMEMBERED_PAYLOADS:
                 committed.popitem(last=False)
 
-    def _payloads(self, run_id: str, packed: list[str]) -> dict[bytes, bytes]:
-        """The stored payloads the ``packed`` bodies refer to, by hash, and the pieces
-        of those that are manifests."""
-        found = self._payload_rows(run_id, decoding.wanted(packed))
-        pieces = set(payloads.parts(found.values())) - found.keys()
-        if pieces:
-            found.update(self._payload_rows(run_id, sorted(pieces)))
-        return found
-
     def _payload_rows(self, run_id: str, wanted: list[bytes]) -> dict[bytes, bytes]:
         if not wanted:
             return {}

@@ -3,8 +3,8 @@
 Both stores keep the same tables with the same columns (flags as small numbers), so
 a read is written once, in SQLite's SQL with ``?`` marks; the PostgreSQL store's
 ``_read`` puts its own marks in and finds the tables through its search path. What
-differs stays with each store: writing (how each takes its turn), reading payloads
-(SQLite caps the parameters of a query), and the few spellings a store names below,
+differs stays with each store: writing (how each takes its turn), reading payload
+rows (SQLite caps the parameters of a query), and the few spellings a store names below,
 among them where a compressed body or state is read from (PostgreSQL keeps those
 bytes in a column of their own beside the text; SQLite in the same column).
 Every row is checked as it is read: a value of the wrong type is damage, named by the
@@ -19,7 +19,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from trestle.core.errors import StoreError, UnknownRunError
-from trestle.store import decoding, sqlite_groups
+from trestle.store import decoding, payloads, sqlite_groups
 from trestle.store.base import (
     REQUEST_KINDS,
     BoardEntry,
@@ -59,8 +59,19 @@ class SqlReads:
     def _damaged(self, run_id: str, problem: str) -> NoReturn:
         raise NotImplementedError
 
-    def _payloads(self, run_id: str, packed: list[str]) -> dict[bytes, bytes]:
+    def _payload_rows(self, run_id: str, wanted: list[bytes]) -> dict[bytes, bytes]:
+        """The stored payloads of these hashes that the run has (read as each store can:
+        SQLite caps the parameters of a query)."""
         raise NotImplementedError
+
+    def _payloads(self, run_id: str, packed: list[str]) -> dict[bytes, bytes]:
+        """The stored payloads the ``packed`` bodies refer to, by hash, and the pieces
+        of those that are manifests."""
+        found = self._payload_rows(run_id, decoding.wanted(packed))
+        pieces = set(payloads.parts(found.values())) - found.keys()
+        if pieces:
+            found.update(self._payload_rows(run_id, sorted(pieces)))
+        return found
 
     # --- runs and events ----------------------------------------------------------
 
