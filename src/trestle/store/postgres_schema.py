@@ -1,7 +1,10 @@
 """The PostgreSQL store's tables, their numbered migrations, and what a database holds.
 
 The tables and columns are the SQLite store's (flags as 0 or 1 there too), so both
-stores read them with the same queries (:mod:`trestle.store.sql_reads`).
+stores read them with the same queries (:mod:`trestle.store.sql_reads`); only the
+compressed bytes SQLite keeps in its untyped text columns have columns of their own
+here (schema 2), which the reads take through :data:`EVENT_BODY` and
+:data:`SNAPSHOT_STATE`.
 
 Every table lives in the schema ``trestle``, so a database can be told apart at a
 glance: one with that schema and its version table is a Trestle store; one with
