@@ -50,6 +50,18 @@ def opened(rows: Sequence[Sequence[object]], damaged: Damaged) -> list[Row]:
     return out
 
 
+# zlib's fastest level for a snapshot's state, compressed inside the commit every
+# hundred events: a 1,000-turn agent run's (119 KB of JSON, a hash per tool call) took
+# 3.0 ms at the default level and takes 1.0 ms at this one, for 3% more bytes (56.0 KB
+# against 54.2; one snapshot per run is kept)
+SNAPSHOT_LEVEL = 1
+
+
+def stored_state(state_json: str) -> bytes:
+    """A snapshot's state as a store keeps it (see :func:`state_text`)."""
+    return zlib.compress(state_json.encode(), SNAPSHOT_LEVEL)
+
+
 def state_text(stored: object) -> str | None:
     """A snapshot's state as its JSON text: stored as text, compressed (bytes), or as
     its text's UTF-8 (a PostgreSQL store's snapshot from before schema 2: a JSON object

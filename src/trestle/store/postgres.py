@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import re
 import threading
-import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -388,7 +387,7 @@ class PostgresStore(SqlReads):
             if batch.snapshot is not None:
                 s = batch.snapshot
                 # cold: read once, by a resume (its signature is over the text)
-                state = zlib.compress(s.state_json.encode(), payloads.LEVEL)
+                state = decoding.stored_state(s.state_json)
                 cur.execute(
                     "INSERT INTO trestle.snapshots "
                     "(run_id, seq, state, monitors, mac, compressed_state) "

@@ -18,7 +18,6 @@ import os
 import sqlite3
 import threading
 import time
-import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -156,12 +155,6 @@ REMEMBERED_PAYLOADS = 4096
 # copies come four times as often while running: 3.07 ms a turn before, 3.10 after
 # (six alternated runs of 2,000 turns each; within their spread).
 _WAL = ("wal_autocheckpoint=256",)
-
-
-# zlib's fastest level for a snapshot's state, written every hundred events inside the
-# commit: a 1,000-turn agent run's (119 KB of JSON, a hash per tool call) took 3.0 ms
-# at the default level and takes 1.0 ms here, for 3% more bytes (56.0 KB, not 54.2)
-SNAPSHOT_LEVEL = 1
 
 
 class SqliteStore(SqlReads):
@@ -409,7 +402,7 @@ class SqliteStore(SqlReads):
                         run_id,
                         batch.snapshot.seq,
                         # cold: read once, by a resume (its signature is over the text)
-                        zlib.compress(batch.snapshot.state_json.encode(), SNAPSHOT_LEVEL),
+                        decoding.stored_state(batch.snapshot.state_json),
                         batch.snapshot.monitors,
                         batch.snapshot.mac,
                     ),
