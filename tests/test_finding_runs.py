@@ -379,6 +379,26 @@ def test_an_unknown_tail_says_where_it_looked(user: Operator, three_runs: Path) 
     )
 
 
+def test_an_unknown_run_names_five_stores_it_looked_in_and_counts_the_rest(
+    user: Operator, tmp_path: Path
+) -> None:
+    stores = [tmp_path / f"s{n}" / "t.db" for n in range(7)]
+    for store in stores:
+        store.parent.mkdir()
+        SqliteStore(store).close()
+        RecentStores(user.index).remember(store)
+    newest_first = ", ".join(map(str, stores[::-1][:5]))
+
+    result = user("show", "zz99", cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert flat(result.stderr) == (
+        f"error: no run 'zz99' in the nearest store or the stores used recently "
+        f"(looked in {newest_first} and 2 more used recently, listed in {user.index}); "
+        "`trestle runs --store PATH` lists a store's runs"
+    )
+
+
 def test_a_tail_in_two_stores_is_ambiguous_but_the_full_id_is_not(
     user: Operator, project: Path, tmp_path: Path
 ) -> None:

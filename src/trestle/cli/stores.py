@@ -37,6 +37,7 @@ from trestle.store.location import (
     is_store_url,
     nearest_store,
     open_store,
+    recent_stores_file,
     store_name,
     store_where,
     where_shown,
@@ -44,6 +45,8 @@ from trestle.store.location import (
 
 # seconds a remembered database may take to answer a lookup before it is passed over
 RECENT_CONNECT_TIMEOUT = 3
+# stores an unknown RUN's message names before it says how many more it looked in
+STORES_NAMED = 5
 
 
 def chosen_store(explicit: str | Path | None) -> str | Path | None:
@@ -187,15 +190,29 @@ def _find(explicit: str | Path | None, run: str) -> tuple[Store, str]:
             return _keep(tails[0][0], opened), tails[0][1]
         if tails:
             raise UnknownRunError(_ambiguous(run, tails))
-        looked = ", ".join(store_name(s) for s in opened) or "no store that could be read"
         raise UnknownRunError(
             f"no run {run!r} in the nearest store or the stores used recently "
-            f"(looked in {looked}); `trestle runs --store PATH` lists a store's runs"
+            f"(looked in {_looked_in(opened)}); `trestle runs --store PATH` lists a store's runs"
         )
     except BaseException:
         for store in opened:
             store.close()
         raise
+
+
+def _looked_in(opened: list[Store]) -> str:
+    """The stores a lookup opened, the first :data:`STORES_NAMED` by name: the index
+    keeps up to 500, and a message naming them all would bury its point."""
+    names = [store_name(s) for s in opened]
+    if not names:
+        return "no store that could be read"
+    more = len(names) - STORES_NAMED
+    if more <= 0:
+        return ", ".join(names)
+    return (
+        f"{', '.join(names[:STORES_NAMED])} and {more} more used recently, listed in "
+        f"{recent_stores_file()}"
+    )
 
 
 def _ids(store: Store, *, required: bool) -> list[str]:
