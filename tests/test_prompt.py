@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import pty
+import re
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -20,6 +22,9 @@ steps:
     irreversible: true
     run: echo shipped >> ledger
 """
+
+
+CTRL_C = "<Ctrl-C>"
 
 
 def run_on_a_terminal(cwd: Path, answers: list[tuple[str, str]]) -> tuple[int, str]:
@@ -52,7 +57,11 @@ def run_on_a_terminal(cwd: Path, answers: list[tuple[str, str]]) -> tuple[int, s
                 seen += chunk
             unanswered = seen.rpartition(b"<answered>")[2]
             if pending and pending[0][0].encode() in unanswered:
-                os.write(master, pending.pop(0)[1].encode() + b"\n")
+                reply = pending.pop(0)[1]
+                if reply == CTRL_C:  # the terminal is not the child's: signal it as one would
+                    proc.send_signal(signal.SIGINT)
+                else:
+                    os.write(master, reply.encode() + b"\n")
                 seen += b"<answered>"
             if proc.poll() is not None and not ready:
                 break
@@ -86,4 +95,15 @@ def test_a_rejection_on_the_terminal_records_the_reason(tmp_path: Path) -> None:
     )
     assert code == 1, out  # the required step failed by a human's decision
     assert "rejected by" in out and "not on a Friday" in out
+    assert (tmp_path / "ledger").read_text() == "built\n"
+
+
+def test_ctrl_c_at_the_prompt_leaves_the_run_waiting_and_its_report_on_its_own_line(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "plan.yaml").write_text(PLAN)
+    code, out = run_on_a_terminal(tmp_path, [("[l]ater?", CTRL_C)])
+    assert code == 130, out
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", out)  # NO_COLOR still lets rich write italics
+    assert re.search(r"\[l\]ater\? *\r?\nrun \d{8}-\d{6}-[0-9a-f]{4}: needs human", plain), out
     assert (tmp_path / "ledger").read_text() == "built\n"

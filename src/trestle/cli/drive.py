@@ -109,6 +109,7 @@ def drive(
                 if signalled or not (interactive and prompt_approvals(store, run_id, out)):
                     break
         except KeyboardInterrupt:  # Ctrl-C outside the drive: at a prompt, say
+            out.print()  # end the prompt's line: the report starts on its own
             signalled = "SIGINT"
         except _Interrupted as exc:
             signalled = exc.signal
