@@ -379,7 +379,7 @@ def test_an_unknown_tail_says_where_it_looked(user: Operator, three_runs: Path) 
     )
 
 
-def test_an_unknown_run_names_five_stores_it_looked_in_and_counts_the_rest(
+def test_messages_name_five_recent_stores_and_count_the_rest(
     user: Operator, tmp_path: Path
 ) -> None:
     stores = [tmp_path / f"s{n}" / "t.db" for n in range(7)]
@@ -387,16 +387,19 @@ def test_an_unknown_run_names_five_stores_it_looked_in_and_counts_the_rest(
         store.parent.mkdir()
         SqliteStore(store).close()
         RecentStores(user.index).remember(store)
-    newest_first = ", ".join(map(str, stores[::-1][:5]))
+    named = f"{', '.join(map(str, stores[::-1][:5]))} and 2 more used recently, listed in "
+    named += str(user.index)
 
-    result = user("show", "zz99", cwd=tmp_path)
+    unknown = user("show", "zz99", cwd=tmp_path)
+    nowhere = user("runs", cwd=tmp_path)
 
-    assert result.returncode == 2
-    assert flat(result.stderr) == (
+    assert unknown.returncode == 2
+    assert flat(unknown.stderr) == (
         f"error: no run 'zz99' in the nearest store or the stores used recently "
-        f"(looked in {newest_first} and 2 more used recently, listed in {user.index}); "
-        "`trestle runs --store PATH` lists a store's runs"
+        f"(looked in {named}); `trestle runs --store PATH` lists a store's runs"
     )
+    assert nowhere.returncode == NO_STORE
+    assert flat(nowhere.stderr).endswith(f"; stores used recently: {named}")
 
 
 def test_a_tail_in_two_stores_is_ambiguous_but_the_full_id_is_not(

@@ -71,7 +71,7 @@ def reading_store(explicit: str | Path | None) -> str | Path:
     if found is not None:
         return found
     recent = [w for w in RecentStores().stores() if is_store_url(w) or Path(w).is_file()]
-    hint = f"; stores used recently: {', '.join(map(where_shown, recent))}" if recent else ""
+    hint = f"; stores used recently: {_some(list(map(where_shown, recent)))}" if recent else ""
     raise NoStoreError(
         f"no store found: {looked_for(here)}; pass --store PATH or set ${STORE_ENV}{hint}"
     )
@@ -201,11 +201,13 @@ def _find(explicit: str | Path | None, run: str) -> tuple[Store, str]:
 
 
 def _looked_in(opened: list[Store]) -> str:
-    """The stores a lookup opened, the first :data:`STORES_NAMED` by name: the index
-    keeps up to 500, and a message naming them all would bury its point."""
     names = [store_name(s) for s in opened]
-    if not names:
-        return "no store that could be read"
+    return _some(names) if names else "no store that could be read"
+
+
+def _some(names: list[str]) -> str:
+    """The first :data:`STORES_NAMED` stores by name, and how many more: the index
+    keeps up to 500, and a message naming them all would bury its point."""
     more = len(names) - STORES_NAMED
     if more <= 0:
         return ", ".join(names)
