@@ -403,6 +403,22 @@ def test_a_bad_model_is_refused_before_anything_is_recorded(
     assert_nothing_recorded(cli, repo)
 
 
+def test_the_trajectory_of_a_plan_run_without_agents_is_refused(cli: Cli) -> None:
+    plan = cli.dir / "plan.yaml"
+    plan.write_text("goal: no model\nsteps:\n  - id: a\n    run: 'true'\n")
+    ran = cli("run", plan, "--no-live", "--no-prompt")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+
+    result = cli("trajectory", run_id_of(ran), "-o", cli.dir / "t.json")
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert flat(result.stderr) == (
+        f"error: run {run_id_of(ran)!r} is a plan run with no agent in it: it has no model "
+        "answers to export"
+    )
+    assert not (cli.dir / "t.json").exists()
+
+
 def test_a_missing_repository_is_refused_before_anything_is_recorded(cli: Cli) -> None:
     result = cli("agent", "G", "--repo", "/does/not/exist", "--model", "nonsense")
 

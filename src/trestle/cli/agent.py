@@ -365,6 +365,11 @@ def trajectory(
             tree = child.parent.path[below:]
             events = (e.event for e in st.events(row.run_id))
             conversations.update(trajectory_of(events, tree=tree).conversations)
+        if state.agent is None and not conversations:  # an empty file would replay nothing
+            raise ConfigError(
+                f"run {run_id!r} is a plan run with no agent in it: it has no model answers "
+                "to export"
+            )
         found = Trajectory(goal=found.goal, conversations=conversations)
     text = found.model_dump_json(indent=2) + "\n"
     if output is None:
