@@ -232,6 +232,7 @@ def _check_run(db: sqlite3.Connection, run_id: str, found: _Found, *, now: float
     events: list[AnyEvent] = []
     state: RunState | None = None
     snapshot_state: str | None = None
+    unreadable: str | None = None  # why the snapshot's compressed state cannot be read
     key = _key()
     try:
         rows = _event_rows(db, run_id)
@@ -240,13 +241,17 @@ def _check_run(db: sqlite3.Connection, run_id: str, found: _Found, *, now: float
         snap = db.execute(f"SELECT seq, state, {mac} FROM snapshots WHERE run_id = ?", (run_id,))
         snapshot = snap.fetchone()
         if snapshot is not None and isinstance(snapshot[1], bytes):  # compressed (schema 6)
-            snapshot = (snapshot[0], decoding.state_text(snapshot[1]), snapshot[2])
+            try:
+                snapshot = (snapshot[0], decoding.read_state(snapshot[1]), snapshot[2])
+            except ValueError as exc:  # a resume passes it over, as one of the wrong type
+                unreadable = f"its snapshot at seq {snapshot[0]!r:.40} cannot be read: {exc}"
+                snapshot = None
     except DB_ERRORS as exc:
         rows, snapshot = [], None
         problems.append(f"its events cannot be read: {exc}")
     # a snapshot row with a seq that is not a number, or a state or signature that is not
-    # text (or a compressed state that does not decompress), is passed over by a resume,
-    # as one that does not verify
+    # text, is passed over by a resume, as one that does not verify (and so is one whose
+    # compressed state does not decompress or expands past its ceiling: `unreadable`)
     mistyped = snapshot is not None and not (
         isinstance(snapshot[0], int)
         and isinstance(snapshot[1], str)
@@ -298,6 +303,8 @@ def _check_run(db: sqlite3.Connection, run_id: str, found: _Found, *, now: float
             "its snapshot row holds values of the wrong type: a resume passes it over and "
             "folds the events"
         )
+    if unreadable is not None:
+        problems.append(f"{unreadable}: a resume passes it over and folds the events")
     if intact and state is not None:
         found.intact[run_id] = events
         problems += _check_derived(db, run_id, state, snapshot, snapshot_state)
@@ -509,6 +516,9 @@ def _check_stored_run(store: Store, row: RunRow, found: _Found, *, now: float) -
     if not stored and not problems:
         problems.append("it has no events")
     intact = not problems
+    snapshot_problem = getattr(store, "snapshot_problem", None)  # the SQL stores have it
+    if callable(snapshot_problem) and (said := snapshot_problem(row.run_id)) is not None:
+        problems.append(f"{said}: a resume passes it over and folds the events")
     if intact and state is not None:
         found.intact[row.run_id] = events
         status = "created" if state.seq == 1 else state.finished or "running"

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import zlib
 
+from trestle.store.inflate import BODY, inflated
+
 LEVEL = 6  # zlib's default
 # zlib's default is 8. In a process with a small heap (a fresh command) its tables
 # took the heap past glibc's trim threshold, so each body's compressor grew the heap
@@ -106,11 +108,8 @@ def decompressed(blob: bytes) -> str:
     """The body :func:`compressed` was given.
 
     Raises:
-        zlib.error: ``blob`` is not a whole body compressed with the dictionary.
+        zlib.error: ``blob`` is not a whole body compressed with the dictionary, or it
+            expands past :data:`trestle.store.inflate.BODY` bytes.
         UnicodeDecodeError: it decompresses to bytes that are not the text written.
     """
-    unpacker = zlib.decompressobj(zdict=DICTIONARY)
-    raw = unpacker.decompress(blob) + unpacker.flush()
-    if not unpacker.eof or unpacker.unused_data:
-        raise zlib.error("the compressed body is cut short or has bytes after its end")
-    return raw.decode("utf-8", "surrogatepass")
+    return inflated(blob, BODY, zdict=DICTIONARY).decode("utf-8", "surrogatepass")

@@ -8,7 +8,9 @@ its row names. Anything else is damage, named by run and seq through the store's
 ``damaged``: the run's state cannot be trusted past it.
 
 A snapshot's state is stored zlib-compressed since SQLite's schema 6 and PostgreSQL's
-schema 2 (bytes; text before): :func:`state_text` reads either.
+schema 2 (bytes; text before): :func:`state_text` reads either. Every compressed
+row is read with a ceiling on what it expands to (:mod:`trestle.store.inflate`): a
+row past it is damage, never a driver out of memory.
 
 A row's ``packed`` is flags: :data:`REFERS`, its body refers to payloads (schema 3);
 :data:`COMPRESSED`, its body is stored compressed (:mod:`trestle.store.bodies`,
@@ -23,7 +25,7 @@ import zlib
 from collections.abc import Callable, Container, Sequence
 from typing import TYPE_CHECKING, NoReturn
 
-from trestle.store import bodies, payloads
+from trestle.store import bodies, inflate, payloads
 
 if TYPE_CHECKING:
     from trestle.core.events import AnyEvent, StoredEvent
@@ -63,20 +65,33 @@ def stored_state(state_json: str) -> bytes:
 
 
 def state_text(stored: object) -> str | None:
+    """A snapshot's state as its JSON text (see :func:`read_state`); None when it cannot
+    be read (the events then stand)."""
+    try:
+        return read_state(stored)
+    except ValueError:
+        return None
+
+
+def read_state(stored: object) -> str:
     """A snapshot's state as its JSON text: stored as text, compressed (bytes), or as
     its text's UTF-8 (a PostgreSQL store's snapshot from before schema 2: a JSON object
-    starts with ``{``, which no zlib stream does); None when it is none of those or does
-    not decompress (the events then stand)."""
+    starts with ``{``, which no zlib stream does).
+
+    Raises:
+        ValueError: it is none of those, does not decompress, or expands past
+            :data:`trestle.store.inflate.STATE` bytes (the message says which).
+    """
     if isinstance(stored, str):
         return stored
     if not isinstance(stored, bytes):
-        return None
+        raise ValueError(f"it holds {type(stored).__name__}, not text or bytes")
     try:
         if stored.startswith(b"{"):
             return stored.decode("utf-8", "surrogatepass")
-        return zlib.decompress(stored).decode("utf-8", "surrogatepass")
-    except (zlib.error, UnicodeDecodeError):
-        return None
+        return inflate.inflated(stored, inflate.STATE).decode("utf-8", "surrogatepass")
+    except (zlib.error, UnicodeDecodeError) as exc:
+        raise ValueError(str(exc)) from exc
 
 
 def body(seq: object, data: object, damaged: Damaged) -> str:

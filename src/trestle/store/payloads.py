@@ -30,6 +30,8 @@ import re
 import zlib
 from collections.abc import Callable, Container, Iterable
 
+from trestle.store import inflate
+
 LARGE = 512  # characters of a JSON string literal, quotes included, worth storing apart
 LEVEL = 6  # zlib's default: most of level 9's gain at a fraction of its time
 _KEY = '"$payload":'
@@ -135,20 +137,40 @@ def unpack(data: str, literal: Callable[[bytes], bytes]) -> str:
 
     Raises:
         KeyError: a payload is missing (from ``literal``).
-        zlib.error: a payload does not decompress, or a manifest is not whole hashes.
+        zlib.error: a payload does not decompress, or expands past its ceiling
+            (:mod:`trestle.store.inflate`), or a manifest is not whole hashes.
     """
 
+    spliced = 0  # bytes of literals put back so far: one payload named many times
+
     def restore(match: re.Match[str]) -> str:
+        nonlocal spliced
         stored = literal(bytes.fromhex(match.group(1)))
         if stored.startswith(MANIFEST):
             if (len(stored) - len(MANIFEST)) % 32:
                 raise zlib.error("a manifest whose length is not a whole number of hashes")
-            text = b"".join(zlib.decompress(literal(h)) for h in parts([stored]))
+            text = _joined(literal(h) for h in parts([stored]))
         else:
-            text = zlib.decompress(stored)
+            text = inflate.inflated(stored, inflate.LITERAL)
+        spliced += len(text)
+        if spliced > inflate.EVENT:
+            raise zlib.error(f"its texts expand past {inflate.EVENT:,} bytes in all")
         return text.decode("utf-8", "surrogatepass")
 
     return _REFERENCE.sub(restore, data)
+
+
+def _joined(pieces: Iterable[bytes]) -> bytes:
+    """A long text from its stored pieces, refused past :data:`inflate.LITERAL` bytes
+    (a manifest may name one piece any number of times)."""
+    out: list[bytes] = []
+    size = 0
+    for stored in pieces:
+        out.append(inflate.inflated(stored, inflate.PIECE))
+        size += len(out[-1])
+        if size > inflate.LITERAL:
+            raise zlib.error(f"its pieces expand past {inflate.LITERAL:,} bytes in all")
+    return b"".join(out)
 
 
 def distinct(payloads: Iterable[Payload]) -> list[Payload]:

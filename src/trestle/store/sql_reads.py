@@ -112,6 +112,23 @@ class SqlReads:
             mac=str(mac),
         )
 
+    def snapshot_problem(self, run_id: str) -> str | None:
+        """Why the run's snapshot cannot be read, or None when it can or there is none:
+        :meth:`snapshot` passes such a one over, and ``trestle doctor`` says so."""
+        rows = self._read(
+            f"SELECT seq, {self.SNAPSHOT_STATE} FROM snapshots WHERE run_id = ?",
+            run_id,
+            doing=f"reading run {run_id!r}'s snapshot",
+        )
+        if not rows:
+            return None
+        seq, state = rows[0]
+        try:
+            decoding.read_state(state)
+        except ValueError as exc:
+            return f"its snapshot at seq {seq!r:.40} cannot be read: {exc}"
+        return None
+
     def run(self, run_id: str) -> RunRow:
         rows = self._read(
             f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?",
