@@ -723,6 +723,27 @@ def test_bad_arguments_are_usage_errors(cli: Cli, args: list[str], message: str)
     assert not cli.store.exists()
 
 
+@pytest.mark.parametrize(
+    ("report", "says"),
+    [
+        ("missing/report.json", "'missing' is not a directory: the report goes in one"),
+        (".", "'.' is a directory: give a file's path"),
+    ],
+)
+def test_a_report_path_that_cannot_be_written_is_refused_before_the_run(
+    cli: Cli, report: str, says: str
+) -> None:
+    cli.write("plan.yaml", "steps:\n  - id: a\n    run: touch ran\n")
+
+    result = cli("run", "plan.yaml", "--no-live", "--report-json", report)
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"Invalid value for '--report-json': {says}" in flat(result.stderr)
+    assert "Traceback" not in result.stderr
+    assert not (cli.dir / "ran").exists()
+    assert not cli.store.exists()
+
+
 @pytest.mark.parametrize("where", ["a directory", "under a file"])
 def test_a_store_that_cannot_be_opened_is_a_store_error(cli: Cli, where: str) -> None:
     (cli.dir / "file").write_text("not a directory")

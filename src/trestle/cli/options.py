@@ -40,8 +40,21 @@ SandboxOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+
+
+def _report_path(path: Path | None) -> Path | None:
+    """Checked before anything runs: a report that cannot be written would only be
+    found missing once the run it describes is over."""
+    if path is not None and path.is_dir():
+        raise typer.BadParameter(f"'{path}' is a directory: give a file's path")
+    if path is not None and not path.parent.is_dir():
+        raise typer.BadParameter(f"'{path.parent}' is not a directory: the report goes in one")
+    return path
+
+
 ReportJson = Annotated[
-    Path | None, typer.Option("--report-json", help="Also write the final report here.")
+    Path | None,
+    typer.Option("--report-json", help="Also write the final report here.", callback=_report_path),
 ]
 EngineOption = Annotated[
     str,
