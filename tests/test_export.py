@@ -243,6 +243,9 @@ def test_bad_input_is_refused_with_what_to_do(tmp_path: Path) -> None:
     assert flat(unwritable.stderr) == (
         f"error: --output {str(target)!r}: cannot write it: No such file or directory"
     )
+    feedback = cli("feedback", "export", "--output", target)  # the same helper writes it
+    assert feedback.returncode == 2
+    assert flat(feedback.stderr) == flat(unwritable.stderr)
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "swe-agent", "otlp-json"])

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from trestle.cli.console import _found, _out
+from trestle.cli.console import _found, _out, write_output
 from trestle.cli.options import (
     AcceptPolicyOption,
     AddressOption,
@@ -375,7 +375,7 @@ def trajectory(
     if output is None:
         typer.echo(text, nl=False)
     else:
-        output.write_text(text, encoding="utf-8")
+        write_output(output, text)
 
 
 def demo(

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 # Typer keeps its own copy of click (pinned: pyproject.toml); the exceptions a usage
 # error raises are only importable from it
 from trestle.cli.stores import reading_store, store_with_run
+from trestle.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -115,3 +116,13 @@ def _warn_unreadable(problems: list[str]) -> None:
     """Listings across runs go on past a run they cannot read, and say so on stderr."""
     for problem in problems:
         print(f"warning: {problem}", file=sys.stderr)
+
+
+def write_output(output: Path, text: str) -> None:
+    """``text`` into the file ``--output`` names; one that cannot be written is the
+    user's to fix (exit 2, naming it), not a traceback."""
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        raise ConfigError(f"--output {str(output)!r}: cannot write it: {why}") from None

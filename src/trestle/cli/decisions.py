@@ -22,6 +22,7 @@ from trestle.cli.console import (
     _print_json,
     _warn_unreadable,
     _who,
+    write_output,
 )
 from trestle.cli.options import (
     ApprovalArg,
@@ -276,4 +277,4 @@ def feedback_export(
     if output is None:
         sys.stdout.writelines(lines)
     else:
-        output.write_text("".join(lines), encoding="utf-8")
+        write_output(output, "".join(lines))

@@ -8,9 +8,8 @@ from typing import Annotated
 
 import typer
 
-from trestle.cli.console import _err, _found
+from trestle.cli.console import _err, _found, write_output
 from trestle.cli.options import RunArg, StoreOption
-from trestle.core.errors import ConfigError
 
 # the formats, as --format takes them (trestle.presentation.exports.FORMATS says the same;
 # kept here too so that --help and a wrong --format load nothing else)
@@ -58,8 +57,4 @@ def export(
     if output is None:
         sys.stdout.write(text)
         return
-    try:
-        output.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        why = exc.strerror or str(exc)
-        raise ConfigError(f"--output {str(output)!r}: cannot write it: {why}") from None
+    write_output(output, text)
