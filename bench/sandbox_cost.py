@@ -3,6 +3,7 @@
 Usage::
 
     python bench/sandbox_cost.py [--commands 200] [--steps 100] [--width 32] [--repeat 3]
+    python bench/sandbox_cost.py --host-sockets 2000 [--commands 200] [--repeat 3]
 
 Three workloads, each run unconfined and in bubblewrap, alternating, ``--repeat`` times:
 
@@ -20,12 +21,24 @@ fan-out
     the driver's CPU for the wide run. ``--width 0`` leaves it out.
 
 Reported as same-run ratios (sandboxed / unconfined) and the added milliseconds.
+
+``--host-sockets N`` measures instead what the host's UNIX sockets cost a sandboxed
+command: N listening sockets are bound in one place at a time (a directory the sandbox
+hides, one it shows again read-only, the workspace, one under the private ``/tmp`` it
+never shows), and for each the driver's CPU building one command's arguments (median
+of ``--commands`` builds), the sockets covered (mounts), and per ``true`` command
+bubblewrap's CPU (its children's user and system time) and the wall clock (medians of
+``--commands``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
+import resource
+import shutil
+import socket
 import statistics
 import sys
 import tempfile
@@ -33,6 +46,7 @@ import time
 from pathlib import Path
 
 from trestle.core.plan import Plan, Step
+from trestle.core.policy import SandboxPolicy
 from trestle.engines.local import LocalEngine
 from trestle.execution.actions import run_shell
 from trestle.execution.sandbox import Cell, Mode, choose, find_bwrap
@@ -41,6 +55,7 @@ from trestle.lifecycle.runs import create_run
 from trestle.store import SqliteStore
 
 SLEEP = 0.2  # seconds each fan-out step sleeps
+PLACES = ("hidden", "shown", "workspace", "unshown")  # where --host-sockets binds them
 
 
 async def _commands(count: int, cell: Cell | None, workspace: Path) -> tuple[float, float]:
@@ -101,17 +116,95 @@ def _fanout(width: int, mode: Mode, root: Path) -> tuple[float, float, float]:
     return makespan / critical, makespan, cpu
 
 
+def _bound(count: int, where: Path) -> list[socket.socket]:
+    """``count`` listening UNIX sockets in ``where``, as a host's daemons hold them."""
+    where.mkdir(parents=True, exist_ok=True)
+    held = []
+    for n in range(count):
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(str(where / f"d{n}.sock"))
+        server.listen(1)
+        held.append(server)
+    return held
+
+
+def _socket_cost(
+    count: int, place: str, commands: int, root: Path
+) -> tuple[float, float, float, int]:
+    """With ``count`` sockets bound in ``place``: the driver's CPU seconds to build one
+    command's arguments, bubblewrap's CPU seconds and the wall seconds per command, and
+    the sockets covered."""
+    ws = root / "ws"
+    hidden = root / "hidden"  # hidden as a store's directory is
+    shown = root / "shown"  # under the private /tmp, shown read-only (a virtualenv's)
+    ws.mkdir(exist_ok=True)
+    shown.mkdir(exist_ok=True)
+    where = {"hidden": hidden, "shown": shown, "workspace": ws / "run", "unshown": root / "unshown"}
+    policy = SandboxPolicy(read=(str(shown),))
+    cell = Cell(choose("auto", hidden=(hidden,), policy=policy), ws, "bench")
+    held = _bound(count, where[place])
+    try:
+        argv = cell.argv("true", ws)  # the first one works the layout out
+        covered = sum(1 for a, b in itertools.pairwise(argv) if b == "/dev/null")
+        builds = []
+        for _ in range(commands):
+            cpu = time.process_time()
+            cell.argv("true", ws)
+            builds.append(time.process_time() - cpu)
+        children, walls = [], []
+        for _ in range(commands):
+            started = time.perf_counter()
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            result = asyncio.run(run_shell("true", cwd=ws, env={}, timeout=30, cell=cell))
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            walls.append(time.perf_counter() - started)
+            assert result.status == "ok", result
+            children.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    finally:
+        for server in held:
+            server.close()
+        shutil.rmtree(where[place], ignore_errors=True)
+    return statistics.median(builds), statistics.median(children), statistics.median(walls), covered
+
+
+def _host_sockets(count: int, commands: int, repeat: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, count + 256)), hard))
+    figures: dict[str, list[tuple[float, float, float, int]]] = {}
+    for _ in range(repeat):
+        for place in PLACES:
+            with tempfile.TemporaryDirectory(prefix="trestle-socket-bench-") as tmp:
+                figures.setdefault(place, []).append(
+                    _socket_cost(count, place, commands, Path(tmp))
+                )
+    print(f"host sockets: {count} in one place at a time ({repeat} repetitions, medians)")
+    for place, rows in figures.items():
+        build = statistics.median(r[0] for r in rows) * 1e6
+        bwrap = statistics.median(r[1] for r in rows) * 1e3
+        wall = statistics.median(r[2] for r in rows) * 1e3
+        print(
+            f"  {place:9}: {rows[0][3]:5} covered, building a command's arguments "
+            f"{build:6.0f} us CPU; a command: bubblewrap {bwrap:5.1f} ms CPU, {wall:7.1f} ms"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--commands", type=int, default=200)
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--width", type=int, default=32, help="fan-out width (0: none)")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--host-sockets", type=int, default=0, help="measure N host sockets' cost instead"
+    )
     args = parser.parse_args(argv)
     found, why = find_bwrap()
     if found is None:
         print(f"no sandbox here ({why}): nothing to compare", file=sys.stderr)
         return 1
+    if args.host_sockets:
+        _host_sockets(args.host_sockets, args.commands, args.repeat)
+        return 0
     figures: dict[str, list[float]] = {}
 
     def add(key: str, value: float) -> None:

@@ -219,9 +219,9 @@ class Sandbox:
             args += ["--ro-bind", str(toml), str(toml)]  # the operator's policy
         for relative, copy in pinned:
             args += ["--ro-bind", copy, str(ws / relative)]
-        for path in host_sockets(ws):
-            if layout.covers(path):
-                args += ["--ro-bind", "/dev/null", str(path)]
+        sockets = host_sockets(ws, layout.hidden_dirs, layout.seen_again, layout.resolved)
+        for socket in sockets:
+            args += ["--ro-bind", "/dev/null", socket]
         return args
 
 
@@ -249,7 +249,11 @@ class _Layout:
         hidden_again: hidden paths inside a shown one (a store beside a venv), hidden
             once more after it is shown, and the credentials beside the tools.
         hidden_dirs: directories nothing of the host is seen in (private or hidden).
-        seen_again: what is seen again inside them: the workspace and the paths shown.
+        seen_again: what is seen again inside them: the workspace and the paths shown
+            (a workspace in the home or under ``/tmp`` holds a daemon's socket too).
+        resolved: the real path of each path shown that no step can point elsewhere
+            (not reached through the workspace), for the host's sockets: a link shows
+            what it leads to under its own name.
     """
 
     outside: tuple[Path, ...]
@@ -258,14 +262,7 @@ class _Layout:
     hidden_again: tuple[Path, ...]
     hidden_dirs: tuple[Path, ...]
     seen_again: tuple[Path, ...]
-
-    def covers(self, socket: Path) -> bool:
-        """Whether a host socket at ``socket`` would be reachable, so must be covered:
-        not inside a hidden or private directory, or inside what is seen again there
-        (a workspace in the home or under ``/tmp`` holds a daemon's socket too)."""
-        return not any(_within(h, socket) for h in self.hidden_dirs) or any(
-            _within(s, socket) for s in self.seen_again
-        )
+    resolved: tuple[tuple[str, str], ...]
 
 
 @functools.lru_cache(maxsize=64)
@@ -288,6 +285,7 @@ def _layout(
         hidden_again=tuple(again),
         hidden_dirs=(*PRIVATE_DIRS, *outside),
         seen_again=(ws, *shown),
+        resolved=tuple((str(p), os.path.realpath(p)) for p in shown if not _reached_through(p, ws)),
     )
 
 

@@ -8,9 +8,9 @@ own files (see :mod:`trestle.execution.sandbox`):
   operator's next ``git status``. A command a human approved may write it (``git
   commit``), but never its configuration, hooks, submodules, worktrees or ``info``;
   being a mount point, ``.git`` cannot be renamed or replaced either;
-- **the host's UNIX sockets**, each covered: a socket is reached by its path, not
-  through the network namespace, so a daemon's socket (Docker's, a database's) would
-  otherwise be open to every command.
+- **the host's UNIX sockets**, each one a command could reach covered: a socket is
+  reached by its path, not through the network namespace, so a daemon's socket
+  (Docker's, a database's) would otherwise be open to every command.
 
 Each returns bubblewrap arguments; paths are the workspace's real ones.
 """
@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 # what of a writable .git a command must not change: each makes git run a program or
@@ -172,9 +172,28 @@ def _linked_git_dir(dot_git: Path, ws: Path) -> Path | None:
     return None
 
 
-def host_sockets(ws: Path) -> Iterator[Path]:
+def host_sockets(
+    ws: Path,
+    hidden: Sequence[Path] = (),
+    shown: Sequence[Path] = (),
+    resolved: Iterable[tuple[str, str]] = (),
+) -> Iterator[str]:
     """The paths of the UNIX sockets bound on this host (as far as this network
-    namespace's ``/proc/net/unix`` lists them) that exist now.
+    namespace's ``/proc/net/unix`` lists them) that exist now and that a command could
+    reach: all but those in a ``hidden`` directory (one nothing of the host is seen in:
+    the private ``/tmp``, the hidden home) and outside what is ``shown`` again there
+    (the workspace ``ws``, the tools' directories, ``sandbox.read``).
+
+    A directory's sockets are judged by its name, without a look at each file: with
+    2,000 sockets on the host, looking at each cost 12 ms a command. One listed in a
+    hidden directory is skipped only once that directory is known to be where its
+    name says: a link on the way (a host's ``~/.cache`` leading into the workspace,
+    a ``..``) may lead to a reachable place, where it is covered by its real path.
+    A shown path bubblewrap binds from elsewhere (``sandbox.read`` naming a link)
+    shows what lies there under its own name too, where it is covered as well.
+    ``resolved`` pairs shown paths with their real paths, for those no command can
+    point elsewhere (not reached through the workspace); the others are resolved for
+    each command.
 
     ``/proc/net/unix`` names the path a socket was bound at. A command may rename the
     workspace directory holding a daemon's socket (the socket is covered, not the
@@ -183,24 +202,100 @@ def host_sockets(ws: Path) -> Iterator[Path]:
     found in the workspace is given too."""
     try:
         with open("/proc/net/unix", encoding="utf-8", errors="replace") as table:
-            lines = table.read().splitlines()[1:]
+            listed = dict.fromkeys(_LISTED.findall(table.read()))
     except OSError:
         return
-    seen: set[str] = set()
+    if not listed:
+        return
+    reach = _Reach(ws, hidden, shown, resolved)
+    covered: list[str] = []
     moved = False
-    for line in lines:
-        fields = line.split(maxsplit=7)
-        if len(fields) < 8 or not fields[7].startswith("/") or fields[7] in seen:
-            continue
-        seen.add(fields[7])
-        path = Path(fields[7])
-        try:
-            if stat.S_ISSOCK(os.lstat(path).st_mode):
-                yield path
-        except OSError:
-            moved = moved or path.parts[: len(ws.parts)] == ws.parts
+    for socket in listed:
+        directory, _, name = socket.rpartition("/")
+        places = reach.places.get(directory)
+        if places is None:
+            places = reach.places[directory] = reach.placed(directory)
+        for place in places:
+            path = socket if place == directory else os.path.join(place, name)
+            try:
+                if stat.S_ISSOCK(os.lstat(path).st_mode):
+                    covered.append(path)
+            except OSError:
+                moved = moved or _prefix(path).startswith(reach.ws)
+    covered += reach.shown_sockets(listed)
     if moved:
-        yield from (p for p in _sockets_under(ws) if str(p) not in seen)
+        covered += (p for p in map(str, _sockets_under(ws)) if p not in listed)
+    yield from dict.fromkeys(covered)
+
+
+# a line of /proc/net/unix naming a path (an abstract name starts with @): its fields
+# before the path are numbers, so the path begins at the line's first /
+_LISTED = re.compile(r"^[^/@\n]* (/.*)$", re.MULTILINE)
+
+
+class _Reach:
+    """Where a command could reach the sockets of each directory, for one command's
+    mounts: worked out again for each, as a step changes links in its workspace
+    between two. Judged once per directory, as a host's sockets gather in a few."""
+
+    def __init__(
+        self,
+        ws: Path,
+        hidden: Sequence[Path],
+        shown: Sequence[Path],
+        resolved: Iterable[tuple[str, str]],
+    ) -> None:
+        self.ws = _prefix(str(ws))
+        self.places: dict[str, tuple[str, ...]] = {}  # a directory: where it is reached
+        self._hidden = tuple(_prefix(str(h)) for h in hidden)
+        self._written = [str(ws), *(str(p) for p in shown)]
+        self._shown = tuple(_prefix(p) for p in self._written)
+        self._resolved = {**dict(resolved), str(ws): str(ws)}
+        self._links: list[tuple[str, str]] | None = None
+
+    @property
+    def _aliases(self) -> list[tuple[str, str]]:
+        """(real, shown) of each shown path bubblewrap binds from elsewhere (a link:
+        sandbox.read's ``~/data`` leading to ``~/realdata``): what lies there is
+        reached by the shown name too. Resolved once needed, once per command."""
+        if self._links is None:
+            pairs = ((self._resolved.get(p) or os.path.realpath(p), p) for p in self._written)
+            self._links = [(_prefix(r), _prefix(p)) for r, p in pairs if r != p]
+        return self._links
+
+    def placed(self, directory: str) -> tuple[str, ...]:
+        """The directories a command reaches what ``directory`` holds by: itself, unless
+        hidden; where a link on the way leads, if that is not hidden; and the shown
+        names of what it really is."""
+        hidden = self._hidden_by_name(directory)
+        real = os.path.realpath(directory or "/") if hidden or self._aliases else directory
+        places: list[str] = []
+        if not hidden:
+            places.append(directory)
+        elif real != directory and not self._hidden_by_name(real):
+            places.append(real)
+        for real_prefix, name in self._aliases:
+            inside = _prefix(real)
+            if inside.startswith(real_prefix):
+                places.append((name + inside[len(real_prefix) :]).rstrip("/"))
+        return tuple(dict.fromkeys(places))
+
+    def shown_sockets(self, listed: Iterable[str]) -> list[str]:
+        """The shown paths that are themselves listed sockets (``sandbox.read`` naming
+        one, or a link to one): bound into view, so covered."""
+        names = {p[:-1]: p for p in self._shown}
+        found = [names[p] for p in listed if p in names]
+        found += [name for real, name in self._aliases if real[:-1] in listed]
+        return [p[:-1] for p in found]
+
+    def _hidden_by_name(self, path: str) -> bool:
+        text = _prefix(path)
+        return text.startswith(self._hidden) and not text.startswith(self._shown)
+
+
+def _prefix(path: str) -> str:
+    """``path`` ending in one ``/``: ``/tmp/`` starts ``/tmp/x/`` but not ``/tmpx/``."""
+    return path.rstrip("/") + "/"
 
 
 def _sockets_under(top: Path) -> Iterator[Path]:

@@ -1,0 +1,141 @@
+"""Which of the host's UNIX sockets a sandboxed command can reach, as root and as a user.
+
+Only a socket a command could reach is covered (each is one more mount); one in a
+directory the sandbox hides or never shows is left alone. The daemons here bind a
+socket in each kind of place, some through a link or ``..`` (``/proc/net/unix`` names
+the path as bound, which may lead elsewhere than its name says); the driver, root or
+uid 1000 (through ``setpriv``, as in ``test_boundary.py``), then runs a command that
+connects to each. None connects, and only those in a hidden place are left out of the
+command's arguments.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from test_boundary import OUTSIDE_TMP, SOURCE, USER, _as, _chown_tree, _python_for
+from test_sandbox import _require_bwrap
+
+# what the driver runs: one command per socket that connects to it, in the sandbox
+# (and unconfined, which shows each command connects where nothing covers the socket)
+DRIVER = """
+import asyncio, json, sys
+from pathlib import Path
+from trestle.core.policy import SandboxPolicy
+from trestle.execution.actions import run_shell
+from trestle.execution.sandbox import Cell, choose
+
+base, sockets = Path(sys.argv[1]), json.loads(sys.argv[2])
+ws = base / "ws"
+policy = SandboxPolicy(read=(str(base / "home" / "tools"), str(base / "home" / "data")))
+cell = Cell(choose("require", hidden=(base / "store",), policy=policy), ws, "step")
+env = {"PATH": "/usr/bin:/bin"}
+
+def connects(path, cell):
+    code = f"import socket; socket.socket(socket.AF_UNIX).connect({path!r})"
+    command = f"{sys.executable} -c {json.dumps(code)}"
+    done = asyncio.run(run_shell(command, cwd=ws, env=env, timeout=30, cell=cell))
+    return done.exit_code == 0
+
+argv = cell.argv("true", ws)
+unconfined = Cell(choose("off"), ws, "step")
+print(json.dumps({
+    "covered": sorted(p for a, p in zip(argv, argv[1:]) if a == "/dev/null" and ".sock" in p),
+    "reached": sorted(place for place, path in sockets.items() if connects(path, cell)),
+    "unconfined": sorted(p for p, path in sockets.items() if connects(path, unconfined)),
+}))
+"""
+
+
+@pytest.fixture(params=["root", "user"])
+def host(request: pytest.FixtureRequest) -> Iterator[tuple[Path, int | None]]:
+    _require_bwrap()
+    uid = None if request.param == "root" else USER
+    if os.getuid() != 0 and uid is not None:
+        pytest.skip("the unprivileged driver is made with setpriv, which needs root")
+    # not under /tmp, which is private in the sandbox (one daemon binds there too)
+    base = Path(tempfile.mkdtemp(prefix="trestle-sockets-", dir=OUTSIDE_TMP))
+    for path in ("home/tools", "home/realdata", "home/.cache", "ws/run", "ws/cached", "store"):
+        (base / path).mkdir(parents=True)
+    (base / "home" / "data").symlink_to(base / "home" / "realdata")
+    (base / "home" / ".cache" / "daemon").symlink_to(base / "ws" / "cached")
+    _chown_tree(base, os.getuid() if uid is None else uid)
+    base.chmod(0o755)
+    try:
+        yield base, uid
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _daemons(base: Path) -> dict[str, tuple[Path, Path]]:
+    """Where the daemons bind, by kind of place: the path as bound (as
+    ``/proc/net/unix`` lists it) and the path a command would reach the socket by."""
+    home, ws = base / "home", base / "ws"
+    private = Path(tempfile.gettempdir()) / f"trestle-sock-{base.name}.sock"
+    return {
+        "hidden": (base / "store" / "d.sock",) * 2,  # the store's directory
+        "hidden home": (home / "d.sock",) * 2,
+        "shown": (home / "tools" / "d.sock",) * 2,  # the home's part shown again
+        "shown through a link": (home / "realdata" / "d.sock", home / "data" / "d.sock"),
+        "workspace": (ws / "run" / "d.sock",) * 2,
+        "a hidden name leading to the workspace": (
+            home / ".cache" / "daemon" / "d.sock",
+            ws / "cached" / "d.sock",
+        ),
+        "a hidden name with ..": (base / "store" / ".." / "ws" / "d2.sock", ws / "d2.sock"),
+        "private /tmp": (private,) * 2,
+    }
+
+
+def _driver(base: Path, uid: int | None, sockets: dict[str, str]) -> dict[str, object]:
+    python = _python_for(uid)
+    ours = [p for p in sys.path if p.startswith((sys.prefix, str(SOURCE)))]
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(base / "home"), "PYTHONPATH": os.pathsep.join(ours)}
+    prefix = [] if uid is None else _as(uid)
+    done = subprocess.run(
+        [*prefix, python, "-c", DRIVER, str(base), json.dumps(sockets)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=base,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result: dict[str, object] = json.loads(done.stdout)
+    return result
+
+
+def test_no_host_socket_is_reached_and_only_the_reachable_ones_are_covered(
+    host: tuple[Path, int | None],
+) -> None:
+    base, uid = host
+    daemons = _daemons(base)
+    held = []
+    try:
+        for path, _ in daemons.values():
+            server = socket.socket(socket.AF_UNIX)
+            server.bind(str(path))  # as written: /proc/net/unix lists it so
+            server.listen(1)
+            os.chmod(path, 0o777)
+            held.append(server)
+        found = _driver(base, uid, {k: str(v[1]) for k, v in daemons.items()})
+    finally:
+        for server in held:
+            server.close()
+        daemons["private /tmp"][0].unlink(missing_ok=True)
+    assert found["unconfined"] == sorted(daemons)  # each reached where nothing covers it
+    assert found["reached"] == []
+    # each reachable one covered where a command reaches it, not where it was bound
+    hidden = ("hidden", "hidden home", "private /tmp")
+    reachable = [str(reached) for kind, (_, reached) in daemons.items() if kind not in hidden]
+    assert found["covered"] == sorted(reachable)
