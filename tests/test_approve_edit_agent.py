@@ -205,6 +205,29 @@ def test_a_tool_call_edit_that_is_not_arguments_is_refused(
     assert store.pending_requests(run_id) == []
 
 
+def test_an_edit_that_is_not_yaml_names_its_file_line_and_column(
+    store: SqliteStore, db: Path, tmp_path: Path
+) -> None:
+    run_id, _, _ = held_edit(store, tmp_path)
+    edit = tmp_path / "edit.yaml"
+    edit.write_text("arguments: [unclosed\n")
+
+    from_file = trestle_process(
+        db, "approve", f"{run_id}.1", "--edit", "--from", str(edit), stdin=""
+    )
+    from_stdin = trestle_process(
+        db, "approve", f"{run_id}.1", "--edit", "--from", "-", stdin=edit.read_text()
+    )
+
+    assert from_file.returncode == from_stdin.returncode == 2, from_file.stderr
+    assert from_file.stderr.strip() == (
+        f"error: {edit} is not valid YAML at line 2, column 1: expected ',' or ']', but got "
+        "'<stream end>'; nothing was approved"
+    )
+    assert from_stdin.stderr.startswith("error: standard input is not valid YAML at line 2")
+    assert store.pending_requests(run_id) == []
+
+
 # --- a plan under review ---------------------------------------------------------------
 
 QUESTION = "does anyone call add() with strings?"

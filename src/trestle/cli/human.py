@@ -80,7 +80,7 @@ def take_edit(store: Store, card: HandoffCard, source: Path | None = None) -> di
             text = sys.stdin.read() if str(source) == "-" else source.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{source}: cannot read the edit: {exc}") from None
-        edited = edit_from_yaml(text)
+        edited = edit_from_yaml(text, "standard input" if str(source) == "-" else str(source))
     action = card.action
     if action is not None and action.kind == "tool" and action.tool is not None:
         from trestle.cli.tool_edits import checked_arguments

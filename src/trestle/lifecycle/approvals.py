@@ -379,13 +379,19 @@ def plan_under_review(store: Store, run_id: str, review: str) -> AgentPlan | Non
     return None
 
 
-def edit_from_yaml(text: str) -> dict[str, Any]:
-    """The fields a human saved as YAML (the editor's file, the dashboard's form), or a
-    ConfigError saying why nothing is approved."""
+def edit_from_yaml(text: str, source: str = "the edited action") -> dict[str, Any]:
+    """The fields a human saved as YAML (the editor's file, ``--from``'s, the dashboard's
+    form), or a ConfigError saying why nothing is approved, and where (``source``, the
+    line and column: PyYAML's own text names a ``<unicode string>``)."""
     try:
         edited = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"the edited action is not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(
+            f"{source} is not valid YAML{at}: {problem}; nothing was approved"
+        ) from None
     if not edited:
         raise ConfigError("the edit was emptied: nothing was approved")
     if not isinstance(edited, dict):
