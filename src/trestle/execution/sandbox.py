@@ -44,7 +44,12 @@ from trestle.core.errors import ConfigError
 from trestle.core.outside_writes import PRIVATE_DIRS as DISCARDED_DIRS
 from trestle.core.policy import SandboxPolicy
 from trestle.core.state import RunState
-from trestle.execution.sandbox_mounts import git_mounts, host_sockets, workspace_mounts
+from trestle.execution.sandbox_mounts import (
+    git_mounts,
+    host_sockets,
+    reached_through,
+    workspace_mounts,
+)
 
 Mode = Literal["auto", "require", "off"]
 MODES: tuple[Mode, ...] = ("auto", "require", "off")
@@ -285,7 +290,7 @@ def _layout(
         hidden_again=tuple(again),
         hidden_dirs=(*PRIVATE_DIRS, *outside),
         seen_again=(ws, *shown),
-        resolved=tuple((str(p), os.path.realpath(p)) for p in shown if not _reached_through(p, ws)),
+        resolved=tuple((str(p), os.path.realpath(p)) for p in shown if not reached_through(p, ws)),
     )
 
 
@@ -359,7 +364,7 @@ def _tool_dirs_of(
             real = entry.resolve()
         except OSError:
             continue
-        if _reached_through(entry, ws):
+        if reached_through(entry, ws):
             continue
         for path in (entry.absolute(), real):
             home = next((h for h in homes if h in path.parents), None)
@@ -368,29 +373,6 @@ def _tool_dirs_of(
             elif any(private in path.parents for private in PRIVATE_DIRS):
                 found.append(path)
     return tuple(found)
-
-
-def _reached_through(entry: Path, ws: Path, links: int = 0) -> bool:
-    """Whether resolving ``entry`` visits the workspace ``ws``: the path as written, a
-    directory on the way, or a link's target. Where it does, what it resolves to is a
-    step's choice. What is reached only through what lies outside, no step can change,
-    so this is decided once, when the tool directories are first worked out."""
-    if links > 40:
-        return True  # a loop of links: nothing to show
-    current = Path(entry.absolute().anchor)
-    for name in entry.absolute().parts[1:]:
-        current = Path(os.path.normpath(current / name))  # no link in current so far
-        if _within(ws, current):
-            return True
-        try:
-            target = os.readlink(current)
-        except OSError:
-            continue  # not a link, or missing
-        linked = current.parent / target
-        if _reached_through(linked, ws, links + 1):
-            return True
-        current = Path(os.path.realpath(linked))
-    return False
 
 
 def _exists(path: Path) -> bool:

@@ -17,6 +17,7 @@ Each returns bubblewrap arguments; paths are the workspace's real ones.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import stat
@@ -246,6 +247,7 @@ class _Reach:
         resolved: Iterable[tuple[str, str]],
     ) -> None:
         self.ws = _prefix(str(ws))
+        self._ws = ws
         self.places: dict[str, tuple[str, ...]] = {}  # a directory: where it is reached
         self._hidden = tuple(_prefix(str(h)) for h in hidden)
         self._written = [str(ws), *(str(p) for p in shown)]
@@ -268,7 +270,10 @@ class _Reach:
         hidden; where a link on the way leads, if that is not hidden; and the shown
         names of what it really is."""
         hidden = self._hidden_by_name(directory)
-        real = os.path.realpath(directory or "/") if hidden or self._aliases else directory
+        real = directory
+        if hidden or self._aliases:
+            path = directory or "/"
+            real = _settled(path, self._ws) or os.path.realpath(path)
         places: list[str] = []
         if not hidden:
             places.append(directory)
@@ -291,6 +296,39 @@ class _Reach:
     def _hidden_by_name(self, path: str) -> bool:
         text = _prefix(path)
         return text.startswith(self._hidden) and not text.startswith(self._shown)
+
+
+def reached_through(entry: Path, ws: Path, links: int = 0) -> bool:
+    """Whether resolving ``entry`` visits the workspace ``ws``: the path as written, a
+    directory on the way, or a link's target. Where it does, what it resolves to is a
+    step's choice. What is reached only through what lies outside, no step can change,
+    so this is decided once, when the tool directories are first worked out."""
+    if links > 40:
+        return True  # a loop of links: nothing to show
+    current = Path(entry.absolute().anchor)
+    for name in entry.absolute().parts[1:]:
+        current = Path(os.path.normpath(current / name))  # no link in current so far
+        if current.parts[: len(ws.parts)] == ws.parts:
+            return True
+        try:
+            target = os.readlink(current)
+        except OSError:
+            continue  # not a link, or missing
+        linked = current.parent / target
+        if reached_through(linked, ws, links + 1):
+            return True
+        current = Path(os.path.realpath(linked))
+    return False
+
+
+@functools.lru_cache(maxsize=1024)
+def _settled(directory: str, ws: Path) -> str | None:
+    """``directory``'s real path when no command can point it elsewhere (resolving it
+    visits nothing in the workspace ``ws``: the rest of the host is read-only or
+    private to each command), so worked out once; None when it is resolved each time."""
+    if reached_through(Path(directory), ws):
+        return None
+    return os.path.realpath(directory)
 
 
 def _prefix(path: str) -> str:
