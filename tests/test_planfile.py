@@ -135,6 +135,11 @@ def test_unknown_and_duplicate_ids_suggest_the_right_one() -> None:
             "step 'a', field 'verify[0]': a check needs exactly one of",
         ),
         (
+            "{id: a, run: x, verify: [{comand: ls, timeout: 5}]}",
+            "step 'a', field 'verify[0]': a check needs exactly one of: command, file_exists, "
+            "file_contains, python; 'comand' is not one (did you mean 'command'?)",
+        ),
+        (
             "{id: a, run: x, verify: [{file_contains: f}]}",
             "step 'a', field 'verify[0]': give exactly one of 'text' or 'regex'",
         ),

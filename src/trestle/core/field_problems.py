@@ -13,6 +13,7 @@ through here, so a problem reads the same in either:
 from __future__ import annotations
 
 import difflib
+import re
 import types
 from collections.abc import Iterable, Mapping, Sequence, Sized
 from typing import Annotated, Any, Union, get_args, get_origin
@@ -134,6 +135,8 @@ def plain_message(err: Mapping[str, Any], patterns: Mapping[str, str] | None = N
         return str(err["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
     if kind == "missing":
         return "required, but missing"
+    if kind == "check_kind":
+        return str(err["msg"]) + _check_key_hint(str(err["msg"]), err.get("input"))
     if kind == "extra_forbidden":
         return "unknown field"
     if kind == "string_pattern_mismatch":
@@ -151,6 +154,23 @@ def plain_message(err: Mapping[str, Any], patterns: Mapping[str, str] | None = N
     else:
         return str(err["msg"])  # our own checks' messages (a check's kind) are plain already
     return message + _given(err.get("input"))
+
+
+def _check_key_hint(message: str, value: object) -> str:
+    """For a check written with a misspelt kind (``comand:``), the kind it was meant to
+    be. The kinds are read from the message, which lists them (``one of: command,
+    file_exists, ...``): plan.py reports through this module, so it cannot be imported
+    here. The check's other keys (``text``, ``regex``, ``timeout``) are left alone."""
+    listed = re.search(r"one of: ([a-z_]+(?:, [a-z_]+)*)", message)
+    if listed is None or not isinstance(value, Mapping):
+        return ""
+    kinds = listed.group(1).split(", ")
+    for key in value:
+        if isinstance(key, str) and key not in (*kinds, "text", "regex", "timeout"):
+            hint = did_you_mean(key, kinds)
+            if hint:
+                return f"; {key!r} is not one{hint}"
+    return ""
 
 
 _WORDS = {
