@@ -11,6 +11,7 @@ command's arguments.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -25,6 +26,8 @@ import pytest
 
 from test_boundary import OUTSIDE_TMP, SOURCE, USER, _as, _chown_tree, _python_for
 from test_sandbox import _require_bwrap
+from trestle.execution.actions import run_shell
+from trestle.execution.sandbox import Cell, choose
 
 # what the driver runs: one command per socket that connects to it, in the sandbox
 # (and unconfined, which shows each command connects where nothing covers the socket)
@@ -139,3 +142,32 @@ def test_no_host_socket_is_reached_and_only_the_reachable_ones_are_covered(
     hidden = ("hidden", "hidden home", "private /tmp")
     reachable = [str(reached) for kind, (_, reached) in daemons.items() if kind not in hidden]
     assert found["covered"] == sorted(reachable)
+
+
+def test_a_socket_a_hidden_name_leads_to_stays_covered_when_a_command_renames_it(
+    tmp_path: Path,
+) -> None:
+    # listed under the hidden store's directory, the socket lies in the workspace
+    # through a link there; one command renames its directory, the next connects
+    _require_bwrap()
+    ws, store = tmp_path / "ws", tmp_path / "store"
+    (ws / "cached").mkdir(parents=True)
+    store.mkdir()
+    (store / "link").symlink_to(ws / "cached")
+    cell = Cell(choose("require", hidden=(store,)), ws, "step")
+    env = {"PATH": "/usr/bin:/bin"}
+    connect = "import socket; socket.socket(socket.AF_UNIX).connect('cached2/d.sock')"
+    daemon = socket.socket(socket.AF_UNIX)
+    daemon.bind(str(store / "link" / "d.sock"))
+    daemon.listen(1)
+    try:
+        for command, code in (("mv cached cached2", 0), (f'python3 -c "{connect}"', 1)):
+            done = asyncio.run(run_shell(command, cwd=ws, env=env, timeout=30, cell=cell))
+            assert done.exit_code == code, done
+        unconfined = Cell(choose("off"), ws, "step")
+        done = asyncio.run(
+            run_shell(f'python3 -c "{connect}"', cwd=ws, env=env, timeout=30, cell=unconfined)
+        )
+        assert done.exit_code == 0, done  # the command connects where nothing covers it
+    finally:
+        daemon.close()
