@@ -171,3 +171,35 @@ def test_a_socket_a_hidden_name_leads_to_stays_covered_when_a_command_renames_it
         assert done.exit_code == 0, done  # the command connects where nothing covers it
     finally:
         daemon.close()
+
+
+@pytest.mark.parametrize(
+    "leave",
+    [
+        "python3 -c \"import socket; socket.socket(socket.AF_UNIX).bind('run/d.sock')\"",
+        "touch run/d.sock",
+    ],
+)
+def test_a_daemons_socket_stays_covered_when_a_command_leaves_another_file_at_its_path(
+    tmp_path: Path, leave: str
+) -> None:
+    # /proc/net/unix still lists run/d.sock, and a file is there: not the daemon's
+    _require_bwrap()
+    ws = tmp_path / "ws"
+    (ws / "run").mkdir(parents=True)
+    cell = Cell(choose("require"), ws, "step")
+    env = {"PATH": "/usr/bin:/bin"}
+    connect = "import socket; socket.socket(socket.AF_UNIX).connect('run2/d.sock')"
+    daemon = socket.socket(socket.AF_UNIX)
+    daemon.bind(str(ws / "run" / "d.sock"))
+    daemon.listen(1)
+    try:
+        for command in ("true", f"mv run run2 && mkdir run && {leave}"):
+            done = asyncio.run(run_shell(command, cwd=ws, env=env, timeout=30, cell=cell))
+            assert done.exit_code == 0, done
+        done = asyncio.run(
+            run_shell(f'python3 -c "{connect}"', cwd=ws, env=env, timeout=30, cell=cell)
+        )
+        assert done.exit_code == 1, done
+    finally:
+        daemon.close()

@@ -134,6 +134,11 @@ class Sandbox:
     hidden: tuple[Path, ...] = ()
     policy: SandboxPolicy = field(default_factory=SandboxPolicy)
     scope: tuple[str, ...] = ()
+    # the file first found at each listed socket's path in a workspace, for every
+    # command after: one that differs was left there by a command (see host_sockets)
+    sockets_found: dict[str, tuple[int, int]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @property
     def confines(self) -> bool:
@@ -224,7 +229,9 @@ class Sandbox:
             args += ["--ro-bind", str(toml), str(toml)]  # the operator's policy
         for relative, copy in pinned:
             args += ["--ro-bind", copy, str(ws / relative)]
-        sockets = host_sockets(ws, layout.hidden_dirs, layout.seen_again, layout.resolved)
+        sockets = host_sockets(
+            ws, layout.hidden_dirs, layout.seen_again, layout.resolved, self.sockets_found
+        )
         for socket in sockets:
             args += ["--ro-bind", "/dev/null", socket]
         return args

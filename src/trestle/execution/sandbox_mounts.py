@@ -178,6 +178,7 @@ def host_sockets(
     hidden: Sequence[Path] = (),
     shown: Sequence[Path] = (),
     resolved: Iterable[tuple[str, str]] = (),
+    known: dict[str, tuple[int, int]] | None = None,
 ) -> Iterator[str]:
     """The paths of the UNIX sockets bound on this host (as far as this network
     namespace's ``/proc/net/unix`` lists them) that exist now and that a command could
@@ -199,8 +200,10 @@ def host_sockets(
     ``/proc/net/unix`` names the path a socket was bound at. A command may rename the
     workspace directory holding a daemon's socket (the socket is covered, not the
     directory): the socket then lies where nothing lists it, open to the next command.
-    So when a listed socket in the workspace is no longer at its path, every socket
-    found in the workspace is given too."""
+    So when a listed socket in the workspace is no longer at its path, or another file
+    is there than ``known`` (kept from one command to the next: the device and inode
+    first found at each such path) says, every socket found in the workspace is given
+    too."""
     try:
         with open("/proc/net/unix", encoding="utf-8", errors="replace") as table:
             listed = dict.fromkeys(_LISTED.findall(table.read()))
@@ -219,10 +222,17 @@ def host_sockets(
         for place in places:
             path = socket if place == directory else os.path.join(place, name)
             try:
-                if stat.S_ISSOCK(os.lstat(path).st_mode):
-                    covered.append(path)
+                info = os.lstat(path)
             except OSError:
                 moved = moved or _prefix(path).startswith(reach.ws)
+                continue
+            if stat.S_ISSOCK(info.st_mode):
+                covered.append(path)
+            if known is not None and _prefix(path).startswith(reach.ws):
+                # not the file first found there: a command moved the daemon's socket
+                # away and left another (a socket of its own, a plain file) in its place
+                first = known.setdefault(path, (info.st_dev, info.st_ino))
+                moved = moved or first != (info.st_dev, info.st_ino)
     covered += reach.shown_sockets(listed)
     if moved:
         covered += (p for p in map(str, _sockets_under(ws)) if p not in listed)
