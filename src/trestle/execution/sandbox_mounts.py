@@ -219,16 +219,16 @@ def host_sockets(
         places = reach.places.get(directory)
         if places is None:
             places = reach.places[directory] = reach.placed(directory)
-        for place in places:
+        for place, in_ws in places:
             path = socket if place == directory else os.path.join(place, name)
             try:
                 info = os.lstat(path)
             except OSError:
-                moved = moved or _prefix(path).startswith(reach.ws)
+                moved = moved or in_ws
                 continue
             if stat.S_ISSOCK(info.st_mode):
                 covered.append(path)
-            if known is not None and _prefix(path).startswith(reach.ws):
+            if known is not None and in_ws:
                 # not the file first found there: a command moved the daemon's socket
                 # away and left another (a socket of its own, a plain file) in its place
                 first = known.setdefault(path, (info.st_dev, info.st_ino))
@@ -258,7 +258,8 @@ class _Reach:
     ) -> None:
         self.ws = _prefix(str(ws))
         self._ws = ws
-        self.places: dict[str, tuple[str, ...]] = {}  # a directory: where it is reached
+        # a directory: where what it holds is reached, each place in the workspace or not
+        self.places: dict[str, tuple[tuple[str, bool], ...]] = {}
         self._hidden = tuple(_prefix(str(h)) for h in hidden)
         self._written = [str(ws), *(str(p) for p in shown)]
         self._shown = tuple(_prefix(p) for p in self._written)
@@ -275,10 +276,10 @@ class _Reach:
             self._links = [(_prefix(r), _prefix(p)) for r, p in pairs if r != p]
         return self._links
 
-    def placed(self, directory: str) -> tuple[str, ...]:
+    def placed(self, directory: str) -> tuple[tuple[str, bool], ...]:
         """The directories a command reaches what ``directory`` holds by: itself, unless
         hidden; where a link on the way leads, if that is not hidden; and the shown
-        names of what it really is."""
+        names of what it really is. Each with whether it lies in the workspace."""
         hidden = self._hidden_by_name(directory)
         real = directory
         if hidden or self._aliases:
@@ -293,7 +294,7 @@ class _Reach:
             inside = _prefix(real)
             if inside.startswith(real_prefix):
                 places.append((name + inside[len(real_prefix) :]).rstrip("/"))
-        return tuple(dict.fromkeys(places))
+        return tuple((p, _prefix(p).startswith(self.ws)) for p in dict.fromkeys(places))
 
     def shown_sockets(self, listed: Iterable[str]) -> list[str]:
         """The shown paths that are themselves listed sockets (``sandbox.read`` naming
