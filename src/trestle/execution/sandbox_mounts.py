@@ -21,7 +21,7 @@ import functools
 import os
 import re
 import stat
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Container, Iterable, Iterator, Sequence
 from pathlib import Path
 
 # what of a writable .git a command must not change: each makes git run a program or
@@ -296,13 +296,12 @@ class _Reach:
                 places.append((name + inside[len(real_prefix) :]).rstrip("/"))
         return tuple((p, _prefix(p).startswith(self.ws)) for p in dict.fromkeys(places))
 
-    def shown_sockets(self, listed: Iterable[str]) -> list[str]:
+    def shown_sockets(self, listed: Container[str]) -> list[str]:
         """The shown paths that are themselves listed sockets (``sandbox.read`` naming
         one, or a link to one): bound into view, so covered."""
-        names = {p[:-1]: p for p in self._shown}
-        found = [names[p] for p in listed if p in names]
-        found += [name for real, name in self._aliases if real[:-1] in listed]
-        return [p[:-1] for p in found]
+        found = [p[:-1] for p in self._shown if p[:-1] in listed]
+        found += [name[:-1] for real, name in self._aliases if real[:-1] in listed]
+        return [p for p in found if os.path.lexists(p)]
 
     def _hidden_by_name(self, path: str) -> bool:
         text = _prefix(path)
@@ -313,7 +312,7 @@ def reached_through(entry: Path, ws: Path, links: int = 0) -> bool:
     """Whether resolving ``entry`` visits the workspace ``ws``: the path as written, a
     directory on the way, or a link's target. Where it does, what it resolves to is a
     step's choice. What is reached only through what lies outside, no step can change,
-    so this is decided once, when the tool directories are first worked out."""
+    so this is decided once (the tool directories, a hidden directory's real path)."""
     if links > 40:
         return True  # a loop of links: nothing to show
     current = Path(entry.absolute().anchor)
