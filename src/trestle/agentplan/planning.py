@@ -63,6 +63,7 @@ from trestle.core.records.agent import (
 )
 from trestle.core.safetext import json_without_surrogates
 from trestle.formats.planfile import only_items_failed
+from trestle.support.shipped_schemas import shipped_schema
 
 AGENT_TAG = "agent"
 DEFAULT_MAX_STEPS = 30
@@ -145,7 +146,7 @@ def capped(problems: Sequence[Problem]) -> tuple[Problem, ...]:
 def output_schema(model: type[BaseModel]) -> dict[str, Any]:
     """The JSON Schema a model is shown for a structured answer, without pydantic's
     generated titles (they repeat the field names and cost tokens on every call)."""
-    return untitled_schema(model.model_json_schema())
+    return shipped_schema(model) or untitled_schema(model.model_json_schema())
 
 
 def parse_output(

@@ -27,6 +27,7 @@ from trestle.core.record import Record, untitled_schema
 from trestle.core.safetext import json_without_surrogates
 from trestle.execution.actions import OUTPUT_LIMIT
 from trestle.execution.sandbox import Sandbox
+from trestle.support.shipped_schemas import shipped_schema
 
 if TYPE_CHECKING:
     from trestle.store.base import Store
@@ -197,7 +198,7 @@ def _schema(name: str, description: str, arguments: type[BaseModel]) -> ToolSche
     """A tool's schema, made once: building a JSON Schema costs milliseconds, every phase
     of every attempt offers its tools, and the same object lets a request's hash and
     token estimate reuse what they made of it (``trestle.core.memo``)."""
-    parameters = untitled_schema(arguments.model_json_schema())
+    parameters = shipped_schema(arguments) or untitled_schema(arguments.model_json_schema())
     return ToolSchema(name=name, description=description, parameters=parameters)
 
 
