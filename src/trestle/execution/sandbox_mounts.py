@@ -175,8 +175,8 @@ def _linked_git_dir(dot_git: Path, ws: Path) -> Path | None:
 
 def host_sockets(
     ws: Path,
-    hidden: Sequence[Path] = (),
-    shown: Sequence[Path] = (),
+    hidden: tuple[Path, ...] = (),
+    shown: tuple[Path, ...] = (),
     resolved: Iterable[tuple[str, str]] = (),
     known: dict[str, tuple[int, int]] | None = None,
 ) -> Iterator[str]:
@@ -252,17 +252,14 @@ class _Reach:
     def __init__(
         self,
         ws: Path,
-        hidden: Sequence[Path],
-        shown: Sequence[Path],
+        hidden: tuple[Path, ...],
+        shown: tuple[Path, ...],
         resolved: Iterable[tuple[str, str]],
     ) -> None:
-        self.ws = _prefix(str(ws))
         self._ws = ws
         # a directory: where what it holds is reached, each place in the workspace or not
         self.places: dict[str, tuple[tuple[str, bool], ...]] = {}
-        self._hidden = tuple(_prefix(str(h)) for h in hidden)
-        self._written = [str(ws), *(str(p) for p in shown)]
-        self._shown = tuple(_prefix(p) for p in self._written)
+        self.ws, self._hidden, self._written, self._shown = _prefixes(ws, hidden, shown)
         self._resolved = {**dict(resolved), str(ws): str(ws)}
         self._links: list[tuple[str, str]] | None = None
 
@@ -299,7 +296,7 @@ class _Reach:
     def shown_sockets(self, listed: Container[str]) -> list[str]:
         """The shown paths that are themselves listed sockets (``sandbox.read`` naming
         one, or a link to one): bound into view, so covered."""
-        found = [p[:-1] for p in self._shown if p[:-1] in listed]
+        found = [p for p in self._written if p in listed]
         found += [name[:-1] for real, name in self._aliases if real[:-1] in listed]
         return [p for p in found if os.path.lexists(p)]
 
@@ -339,6 +336,17 @@ def _settled(directory: str, ws: Path) -> str | None:
     if reached_through(Path(directory), ws):
         return None
     return os.path.realpath(directory)
+
+
+@functools.lru_cache(maxsize=64)
+def _prefixes(
+    ws: Path, hidden: tuple[Path, ...], shown: tuple[Path, ...]
+) -> tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """The workspace's, the hidden and the shown paths' prefixes (and the shown ones as
+    written): the same for every command of a layout, so worked out once."""
+    written = tuple(p.rstrip("/") or "/" for p in (str(ws), *map(str, shown)))
+    hidden_prefixes = tuple(_prefix(str(h)) for h in hidden)
+    return _prefix(str(ws)), hidden_prefixes, written, tuple(_prefix(p) for p in written)
 
 
 def _prefix(path: str) -> str:
