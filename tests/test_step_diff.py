@@ -159,3 +159,27 @@ def test_checkpoints_off_can_be_written_bare(written: str, meant: str) -> None:
     key = f"checkpoints: {written}\n" if written else ""
     plan = parse_plan(f"{key}steps:\n  - {{id: a, run: 'true'}}\n", source="plan.yaml")
     assert plan.checkpoints == meant
+
+
+def test_a_step_that_has_not_started_is_said_to_have_no_checkpoint_yet(world: World) -> None:
+    run_id = world.run(
+        """\
+        workspace: ws
+        steps:
+          - id: build
+            run: printf 'built\\n' > out.txt
+          - id: ship
+            needs: [build]
+            irreversible: true
+            run: printf 'shipped\\n' >> out.txt
+        """,
+        expect=3,  # ship waits for its approval
+    )
+
+    for args in (("diff", run_id, "ship"), ("rewind", run_id, "--to", "ship", "--yes")):
+        refused = world.cli(*args)
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert flat(refused.stderr) == (
+            f"error: run {run_id!r}: step 'ship' has not started, so it has no checkpoint yet"
+        )
+    assert (world.ws / "out.txt").read_text() == "built\n"

@@ -138,6 +138,10 @@ def checkpoint_before(
                 f"{attempt} (" + (f"it has one before attempt(s) {had})" if had else "none)")
             )
         return chosen[0]
+    if not mine and state.steps[step].attempt == 0:  # the plan's setting is not why
+        raise ConfigError(
+            f"run {state.run_id!r}: step {step!r} has not started, so it has no checkpoint yet"
+        )
     if not mine:
         raise ConfigError(
             f"run {state.run_id!r}: step {step!r} has no checkpoint (checkpoints are taken "
