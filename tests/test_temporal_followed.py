@@ -242,6 +242,11 @@ def test_watch_follows_the_store_alone_when_temporal_cannot_be_reached(cli: Cli)
     unreached = ("--engine", "temporal", "--address", "127.0.0.1:1")
     started = cli("run", plan, "--no-live", "--no-prompt", *unreached)
     assert started.returncode == 2, started.stdout + started.stderr  # recorded, not started
+    run_id = run_id_of(started)
+    assert (
+        f"nothing of run {run_id} was started on Temporal: `trestle resume {run_id}` goes on "
+        "once Temporal answers at 127.0.0.1:1"
+    ) in flat(started.stderr)
     watching = subprocess.Popen(
         cli.argv("watch", run_id_of(started)),
         cwd=cli.dir,

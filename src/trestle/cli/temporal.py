@@ -15,6 +15,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -111,7 +112,14 @@ def start_and_follow(
     err = _err()
     woken_after = store.run(run_id).last_seq
     code: int | None = None
-    with drive_watch(store, run_id, bound, partial(_line_err, err)) as watch:
+    with ExitStack() as stack:
+        try:
+            watch = stack.enter_context(drive_watch(store, run_id, bound, partial(_line_err, err)))
+        except ConfigError as exc:  # Temporal does not answer: say what is recorded
+            raise ConfigError(
+                f"{exc}; nothing of run {run_id} was started on Temporal: `trestle resume "
+                f"{run_id}` goes on once Temporal answers at {bound.address}"
+            ) from None
 
         async def start() -> None:
             if not await nudge(watch.client, run_id):
