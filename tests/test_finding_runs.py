@@ -379,6 +379,13 @@ def test_an_unknown_tail_says_where_it_looked(user: Operator, three_runs: Path) 
     )
 
 
+def test_an_empty_run_is_refused_as_empty(user: Operator, three_runs: Path) -> None:
+    for args in (["show", ""], ["log", " "], ["resume", ""]):
+        result = user(*args, cwd=three_runs)
+        assert result.returncode == 2, result.stderr
+        assert flat(result.stderr) == "error: RUN is empty: give a run's id or a unique tail of it"
+
+
 def test_messages_name_five_recent_stores_and_count_the_rest(
     user: Operator, tmp_path: Path
 ) -> None:

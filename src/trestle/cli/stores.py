@@ -150,6 +150,8 @@ def store_with_run(explicit: str | Path | None, run: str) -> Iterator[tuple[Stor
 
 
 def _find(explicit: str | Path | None, run: str) -> tuple[Store, str]:
+    if not run.strip():  # every id ends with "": it would match them all, or none
+        raise UnknownRunError("RUN is empty: give a run's id or a unique tail of it")
     chosen = chosen_store(explicit)
     if chosen is not None:
         store = open_store(chosen, create=False)
