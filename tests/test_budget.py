@@ -142,7 +142,7 @@ def test_a_soft_steps_limit_pauses_and_each_top_up_lets_the_run_go_on(h: Harness
     assert state.finished == "needs_human"
     assert h.lines("done.log") == ["s1", "s2"]
     assert budget_asks(h.events(run_id)) == [
-        "would spend 3 steps of 2 steps (soft steps limit); continue with +1 steps?"
+        "would spend 3 steps of 2 steps (soft steps limit); continue with +1 step?"
     ]
     card = build_card(state, 1)
     assert (card.subject, card.step, card.action, card.blocking) == ("budget", None, None, True)
@@ -157,7 +157,7 @@ def test_a_soft_steps_limit_pauses_and_each_top_up_lets_the_run_go_on(h: Harness
     state = h.run(run_id)
     assert h.lines("done.log") == ["s1", "s2", "s3"]
     assert budget_asks(h.events(run_id))[1] == (
-        "would spend 4 steps of 3 steps (soft steps limit); continue with +1 steps?"
+        "would spend 4 steps of 3 steps (soft steps limit); continue with +1 step?"
     )
 
     h.top_up(run_id, 10)
@@ -363,7 +363,7 @@ def test_the_cli_stops_at_a_hard_limit_with_exit_6(tmp_path: Path) -> None:
     (tmp_path / "plan.yaml").write_text(plan)
     result = trestle(tmp_path, "run", "plan.yaml")
     assert result.returncode == 6, result.stderr
-    assert "STOPPED  budget: would spend 2 steps of 1 steps (hard steps limit)" in result.stdout
+    assert "STOPPED  budget: would spend 2 steps of 1 step (hard steps limit)" in result.stdout
     assert "finished stopped" in result.stdout
     assert (tmp_path / "done.log").read_text().split() == ["s1"]
 

@@ -220,7 +220,7 @@ def test_a_run_its_budget_stopped_waits_in_health_with_the_commands_that_move_it
     assert f"{run_id} stopped: spend" in health
     assert (
         "waits for a human: budget stop: stopped by its budget: would spend 2 steps of 1 "
-        f"steps (hard steps limit); `trestle budget {run_id} --add steps=1` (or more), "
+        f"step (hard steps limit); `trestle budget {run_id} --add steps=1` (or more), "
         f"then `trestle resume {run_id}`"
     ) in health
     assert cli("budget", run_id, "--add", "steps=1").returncode == 0

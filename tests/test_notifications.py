@@ -339,7 +339,7 @@ def test_a_budget_pause_reaches_the_webhook_with_its_card(
     [paused] = receiver.accepted
     assert paused["kind"] == "budget"
     assert paused["title"] == f"run {run_id} paused at its budget"
-    assert paused["detail"].startswith("would spend 2 steps of 1 steps (soft steps limit)")
+    assert paused["detail"].startswith("would spend 2 steps of 1 step (soft steps limit)")
     assert paused["link"] == f"http://127.0.0.1:8765/inbox#card-{run_id}.1"
 
 

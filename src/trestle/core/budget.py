@@ -104,7 +104,8 @@ def fmt(dim: Dimension, amount: float) -> str:
         return f"${amount:,.2f}"
     if dim == "seconds":
         return f"{amount:,.0f} s"
-    return f"{amount:,.0f} {UNITS[dim]}"
+    shown = f"{amount:,.0f}"
+    return f"{shown} {UNITS[dim].removesuffix('s') if shown == '1' else UNITS[dim]}"
 
 
 def hard_level(budget: Budget | None, tally: Tally, dim: Dimension) -> float | None:
