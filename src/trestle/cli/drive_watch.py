@@ -131,8 +131,21 @@ def watch_run(store: Store, run_id: str, follow_it: Callable[[DriveWatch | None]
         try:
             watch = stack.enter_context(drive_watch(store, run_id, bound, err))
         except ConfigError as exc:  # Temporal cannot be reached
-            err(f"{exc}; following the store alone")
+            err(_unreached(exc, run_id, bound))
         return follow_it(watch)
+
+
+def _unreached(exc: ConfigError, run_id: str, bound: EngineBinding) -> str:
+    """``watch`` goes on from the store: the first line says so, the transport's reason
+    follows on its own."""
+    from trestle.engines.temporal.connect import TemporalUnreachableError
+
+    if not isinstance(exc, TemporalUnreachableError):
+        return f"{exc}; following the store alone"
+    return (
+        f"cannot reach Temporal at {bound.address} (the address run {run_id} was made "
+        f"with); following the store alone\n  {exc.reason}"
+    )
 
 
 def worker_command(bound: EngineBinding, store: Store) -> str:

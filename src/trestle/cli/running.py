@@ -198,7 +198,7 @@ def resume(
             from trestle.cli.temporal import require_temporal, start_and_follow
 
             require_temporal()
-            start_and_follow(st, run_id, bound, out, report_json, wait_for_worker)
+            start_and_follow(st, run_id, bound, out, report_json, wait_for_worker, resumed=True)
         performer = performer_for_run(st, run_id)
         drive(st, run_id, out, report_json, live, prompt, performer=performer, sandbox=mode)
 

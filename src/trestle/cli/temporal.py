@@ -98,6 +98,8 @@ def start_and_follow(
     out: Console,
     report_json: Path | None,
     wait_for_worker: bool = True,
+    *,
+    resumed: bool = False,
 ) -> None:
     """Start the run's workflow (or wake it, if it runs), follow the run until it ends
     or waits on a human, print the report and exit with its code.
@@ -106,7 +108,9 @@ def start_and_follow(
     recorded again (see :func:`~trestle.cli.follow.follow`). Meanwhile Temporal is
     asked whether a worker polls the run's task queue, and whether the workflow's task
     keeps failing; stderr says so within seconds. Without a worker the run waits for
-    one, or (``wait_for_worker=False``) the command exits 10."""
+    one, or (``wait_for_worker=False``) the command exits 10. When Temporal does not
+    answer, the error says what to do: ``resumed`` says the address is the run's
+    recorded one, which no flag changes, rather than the one just named."""
     from trestle.engines.temporal.connect import nudge, start_workflow
 
     err = _err()
@@ -116,10 +120,7 @@ def start_and_follow(
         try:
             watch = stack.enter_context(drive_watch(store, run_id, bound, partial(_line_err, err)))
         except ConfigError as exc:  # Temporal does not answer: say what is recorded
-            raise ConfigError(
-                f"{exc}; nothing of run {run_id} was started on Temporal: `trestle resume "
-                f"{run_id}` goes on once Temporal answers at {bound.address}"
-            ) from None
+            raise ConfigError(f"{exc}\n{_unreached(run_id, bound, resumed)}") from None
 
         async def start() -> None:
             if not await nudge(watch.client, run_id):
@@ -147,6 +148,25 @@ def start_and_follow(
     raise typer.Exit(code if code in (2, 130, NO_WORKER_EXIT) else report.exit_code)
 
 
+START_DEV = "for a try: `temporal server start-dev`"
+ADDRESS_FLAG = "--address HOST:PORT (or $TRESTLE_TEMPORAL_ADDRESS)"
+
+
+def _unreached(run_id: str, bound: EngineBinding, resumed: bool) -> str:
+    """What to do when the run's Temporal does not answer: a run keeps the address it
+    was made with, so only a new run can name another."""
+    goes_on = f"`trestle resume {run_id}` goes on once Temporal answers at {bound.address}"
+    if resumed:
+        return (
+            f"run {run_id} is as it was: {goes_on} ({START_DEV}); a run keeps the address "
+            "it was made with, which no flag or setting changes"
+        )
+    return (
+        f"nothing of run {run_id} was started on Temporal: {goes_on} ({START_DEV}); "
+        f"if Temporal runs elsewhere, start the run anew with {ADDRESS_FLAG}"
+    )
+
+
 def _line(out: Console, stored: StoredEvent) -> None:
     out.print(follow_line(stored), markup=False, soft_wrap=True)
     sys.stdout.flush()  # a pipe is block-buffered: the reader sees each event now
@@ -160,7 +180,7 @@ def worker(store: Store, bound: EngineBinding, out: Console, max_attempts: int) 
     """Serve the task queue until SIGINT or SIGTERM, then stop gracefully."""
     from trestle.agent.runtime import performer_for
     from trestle.engines.temporal.blobs import blobs_for
-    from trestle.engines.temporal.connect import connect, serve
+    from trestle.engines.temporal.connect import TemporalUnreachableError, connect, serve
     from trestle.engines.temporal.search import register
 
     blobs = blobs_for(store)  # in the store itself when it keeps them, else beside it
@@ -198,7 +218,12 @@ def worker(store: Store, bound: EngineBinding, out: Console, max_attempts: int) 
             sys.stdout.flush()
         await serving
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except TemporalUnreachableError as exc:
+        raise ConfigError(
+            f"{exc}\nstart Temporal there ({START_DEV}), or name where it runs with {ADDRESS_FLAG}"
+        ) from None
     out.print("worker stopped", markup=False)
 
 
@@ -230,7 +255,11 @@ def store_to_come(sleep: Callable[[float], None] = time.sleep) -> Path:
 def events_from_history(store: Store, run_id: str) -> list[StoredEvent]:
     """The run's events as its workflow's history holds them (``trestle log --history``)."""
     from trestle.engines.temporal.blobs import blobs_for
-    from trestle.engines.temporal.connect import connect, history_events
+    from trestle.engines.temporal.connect import (
+        TemporalUnreachableError,
+        connect,
+        history_events,
+    )
     from trestle.lifecycle.doorbell import bound_engine
 
     bound = bound_engine(store, run_id)
@@ -242,4 +271,11 @@ def events_from_history(store: Store, run_id: str) -> list[StoredEvent]:
         client = await connect(bound.address, bound.namespace, blobs_for(store))
         return await history_events(client, run_id)
 
-    return asyncio.run(read())
+    try:
+        return asyncio.run(read())
+    except TemporalUnreachableError as exc:
+        raise ConfigError(
+            f"{exc}\nrun {run_id}'s workflow history is kept by Temporal at {bound.address}, "
+            f"the address the run was made with: start Temporal there ({START_DEV}); "
+            f"`trestle log {run_id}` shows the store's events"
+        ) from None

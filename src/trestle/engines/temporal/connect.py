@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -42,15 +43,41 @@ def converter(blobs: BlobStore | Path) -> DataConverter:
     return dataclasses.replace(default(), payload_codec=BlobCodec(kept))
 
 
+class TemporalUnreachableError(ConfigError):
+    """No Temporal service answers at ``address``. The message names the address, with
+    the transport's reason short on a line of its own; the command that met it says
+    what to do, since only it knows where the address came from (a flag, or the run's
+    binding)."""
+
+    def __init__(self, address: str, reason: str) -> None:
+        self.address = address
+        self.reason = reason
+        super().__init__(f"cannot reach Temporal at {address}\n  {reason}")
+
+
+# the core SDK's words for a failed connection, as in ... ConnectError("tcp connect
+# error", 127.0.0.1:1, Os { ... message: "Connection refused" }) ...
+_WHAT = re.compile(r'ConnectError\("([^"]+)"')
+_WHY = re.compile(r'(?:message|error): "([^"]+)"')
+
+
+def transport_reason(text: str) -> str:
+    """The transport error's gist (``tcp connect error: Connection refused``), not the
+    Rust debug dump it comes wrapped in."""
+    parts = [m.group(1) for m in (_WHAT.search(text), _WHY.search(text)) if m is not None]
+    if parts:
+        return ": ".join(parts)
+    text = " ".join(text.split())
+    return text if len(text) <= 160 else text[:159] + "…"
+
+
 async def connect(address: str, namespace: str, blobs: BlobStore | Path) -> Client:
-    """A client of the Temporal service at ``address``; a clear error when none answers."""
+    """A client of the Temporal service at ``address``; :class:`TemporalUnreachableError`
+    when none answers."""
     try:
         return await Client.connect(address, namespace=namespace, data_converter=converter(blobs))
     except RuntimeError as exc:  # the core SDK reports a refused connection this way
-        raise ConfigError(
-            f"cannot reach Temporal at {address}: {exc}. Start one (for a try: "
-            "`temporal server start-dev`) or name it with --address HOST:PORT"
-        ) from None
+        raise TemporalUnreachableError(address, transport_reason(str(exc))) from None
 
 
 async def start_workflow(
