@@ -32,6 +32,7 @@ from __future__ import annotations
 import functools
 import os
 import pwd
+import shlex
 import shutil
 import subprocess
 import sys
@@ -44,12 +45,14 @@ from trestle.core.errors import ConfigError
 from trestle.core.outside_writes import PRIVATE_DIRS as DISCARDED_DIRS
 from trestle.core.policy import SandboxPolicy
 from trestle.core.state import RunState
+from trestle.execution.driver_files import driver_python, read_only_mounts
 from trestle.execution.sandbox_mounts import (
     git_mounts,
     host_sockets,
     reached_through,
     workspace_mounts,
 )
+from trestle.execution.sandbox_reads import screen_reads
 
 Mode = Literal["auto", "require", "off"]
 MODES: tuple[Mode, ...] = ("auto", "require", "off")
@@ -179,20 +182,29 @@ class Sandbox:
         """What to execute for the shell ``command`` run by step or tool ``name``;
         ``approved``: a human approved this very command, so it may write ``.git``
         (never its configuration or hooks); ``pinned``: files shown read-only with the
-        bytes the human approved (see :class:`Cell`)."""
-        shell = ["/bin/sh", "-c", command]
+        bytes the human approved (see :class:`Cell`). A ``sandbox.read`` entry left out
+        is said on the command's stderr before it runs (see
+        :mod:`trestle.execution.sandbox_reads`)."""
         if self.bwrap is None:
-            return shell
+            return ["/bin/sh", "-c", command]
+        mounts, left_out = self._mounts(workspace, name, approved=approved, pinned=pinned)
+        if left_out:
+            said = " ".join(map(shlex.quote, left_out))
+            command = f"printf '%s\\n' {said} >&2\n{command}"
         return [
             self.bwrap,
-            *self._mounts(workspace, name, approved=approved, pinned=pinned),
+            *mounts,
             "--chdir",
             str(cwd.resolve()),
             "--",
-            *shell,
+            "/bin/sh",
+            "-c",
+            command,
         ]
 
-    def _mounts(self, workspace: Path, name: str, *, approved: bool, pinned: Pinned) -> list[str]:
+    def _mounts(
+        self, workspace: Path, name: str, *, approved: bool, pinned: Pinned
+    ) -> tuple[list[str], tuple[str, ...]]:
         # Everything read from the filesystem is read again for every command (a step
         # can change its workspace, its .git and the host's sockets between two of
         # them); only what follows from those readings alone is worked out once.
@@ -200,12 +212,14 @@ class Sandbox:
         network = self.policy.allows_network(name)
         home = _home()
         homes = tuple(h for h in dict.fromkeys((home, _account_home())) if h is not None)
+        hidden = tuple(p.resolve() for p in self.hidden)
+        # resolved again for each command: a step may have changed a link on the way
+        reads = screen_reads(self.policy.read, ws, hidden, homes)
         wanted = (
             *(home / p for p in GIT_CONFIG if home is not None),
             *_tool_dirs(list(homes), ws),
-            *map(_expand, self.policy.read),
+            *reads.shown,
         )
-        hidden = tuple(p.resolve() for p in self.hidden)
         layout = _layout(ws, hidden, homes, wanted)
         args = [*CONFINEMENT, *_identity()]
         if network:
@@ -220,6 +234,9 @@ class Sandbox:
             args += _hide(path)
         args += workspace_mounts(ws, self.scope, layout.inside)
         args += git_mounts(ws, approved=approved or self.policy.allows_git(name))
+        # the driver's own Python, when it lies in the workspace: read-only, so nothing
+        # a command plants there runs in the driver afterwards
+        args += read_only_mounts(ws, self.scope, driver_python(ws).held)
         # after .git: a .git link or gitdir: file a command planted may name a hidden
         # directory (the store's), which binding it would show again
         for path in layout.inside:
@@ -234,7 +251,7 @@ class Sandbox:
         )
         for socket in sockets:
             args += ["--ro-bind", "/dev/null", socket]
-        return args
+        return args, reads.left_out
 
 
 # the system read-only, with a /dev and /proc of its own and private temporary dirs
@@ -421,10 +438,6 @@ def _home() -> Path | None:
     if not home or not Path(home).is_dir() or Path(home).resolve() == Path("/"):
         return None
     return Path(home).resolve()
-
-
-def _expand(path: str) -> Path:
-    return Path(os.path.expanduser(path))
 
 
 def _within(parent: Path, path: Path) -> bool:
