@@ -74,7 +74,7 @@ def test_bad_monitor_settings_are_refused_before_anything_is_recorded(tmp_path: 
     result = cli("run", "plan.yaml", "--no-live")
     assert result.returncode == 2
     err = flat(result.stderr)
-    assert "trestle.toml: monitors.stall_afer: unknown field (did you mean 'stall_after'?)" in err
+    assert "trestle.toml:2: monitors.stall_afer: unknown field (did you mean 'stall_after'?)" in err
     assert "monitors.actions.warning" in err and "explode" in err
     assert not (tmp_path / "t.db").exists() or cli("runs", "--json").stdout.strip() == "[]"
 

@@ -2,16 +2,17 @@
 
 The ``[policy]`` table parses into the same :class:`~trestle.core.policy.Policy` model as a
 plan file's ``policy:`` mapping; only the file format differs. Problems are reported as
-:class:`~trestle.core.errors.ConfigError`, one line each, naming the file and the field::
+:class:`~trestle.core.errors.ConfigError`, one line each, naming the file, the line
+(:mod:`.toml_lines` finds it) and the field::
 
-    trestle.toml: policy.rules[1].commands[0]: invalid regex '(': missing ), ...
+    trestle.toml:12: policy.rules[1].commands[0]: invalid regex '(': missing ), ...
 """
 
 from __future__ import annotations
 
 import hashlib
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from trestle.core.policy import Policy, Rule
 from trestle.core.records.mcp import McpServer
 from trestle.core.records.monitors import MonitorSettings
 from trestle.formats.planfile import read_text_file
+from trestle.formats.toml_lines import key_lines, line_of, syntax_problem
 
 POLICY_FILE = "trestle.toml"
 MAX_CONFIG_BYTES = 1024 * 1024
@@ -92,7 +94,11 @@ class PolicyFile:
 
     def policy(self) -> Policy:
         """The ``[policy]`` table (the defaults without one), or a ConfigError."""
-        return parse_policy(self._table(TABLE), source=str(self.path))
+        table = self._table(TABLE)
+        try:
+            return Policy.model_validate(table)
+        except ValidationError as exc:
+            raise Where(str(self.path), self.text).error(exc, TABLE) from None
 
     def monitors(self) -> MonitorSettings | None:
         """The ``[monitors]`` table, None without one, or a ConfigError."""
@@ -102,11 +108,8 @@ class PolicyFile:
         try:
             return MonitorSettings.model_validate(table)
         except ValidationError as exc:
-            problems = [
-                f"{self.path}: {problem_text(err, MONITORS_TABLE, MonitorSettings)}"
-                for err in exc.errors()
-            ]
-            raise ConfigError("\n".join(problems)) from None
+            where = Where(str(self.path), self.text)
+            raise where.error(exc, MONITORS_TABLE, MonitorSettings) from None
 
     def mcp_servers(self) -> tuple[tuple[McpServer, ...], tuple[Rule, ...]]:
         """The ``[mcp.servers.NAME]`` tables (:mod:`trestle.formats.mcp_servers`), and
@@ -119,7 +122,8 @@ class PolicyFile:
         """One top-level table ({} when absent), or a ConfigError."""
         table = self.document.get(name, {})
         if not isinstance(table, dict):
-            raise ConfigError(f"{self.path}: {name}: must be a table ([{name}]), not a value")
+            where = Where(str(self.path), self.text).at([name])
+            raise ConfigError(f"{where}: {name}: must be a table ([{name}]), not a value")
         return table
 
 
@@ -137,12 +141,15 @@ def read_policy_file(path: Path) -> PolicyFile:
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source}: invalid TOML: {exc}") from None
+        what, line = syntax_problem(str(exc))
+        where = source if line is None else f"{source}:{line}"
+        raise ConfigError(f"{where}: invalid TOML: {what}") from None
     except (ValueError, RecursionError) as exc:  # e.g. an integer of 5,000 digits
         raise ConfigError(f"{source}: invalid value: {str(exc)[:200]}") from None
     unknown = [name for name in document if name not in TABLES]
     if unknown:
-        raise ConfigError(f"{source}: {_unknown_table(unknown[0])}")
+        where = Where(source, text).at([unknown[0]])
+        raise ConfigError(f"{where}: {_unknown_table(unknown[0])}")
     return PolicyFile(path, text, sha256, document)
 
 
@@ -168,6 +175,31 @@ def parse_policy(data: Mapping[str, Any], *, source: str, prefix: str = TABLE) -
     except ValidationError as exc:
         problems = [f"{source}: {problem_text(err, prefix)}" for err in exc.errors()]
         raise ConfigError("\n".join(problems)) from None
+
+
+@dataclass(frozen=True)
+class Where:
+    """A file's name and text, to name a problem's place in it as ``file:line``."""
+
+    source: str
+    text: str
+
+    def at(self, path: Sequence[str | int]) -> str:
+        """``file:line`` for the key at ``path`` (or the nearest holding it), else ``file``."""
+        line = line_of(key_lines(self.text), path)
+        return self.source if line is None else f"{self.source}:{line}"
+
+    def error(
+        self, exc: ValidationError, prefix: str, model: type[BaseModel] = Policy
+    ) -> ConfigError:
+        """One line per problem, each as ``file:line: policy.rules[1].tier: what``."""
+        lines = key_lines(self.text)
+        problems = []
+        for err in exc.errors():
+            line = line_of(lines, [prefix, *user_loc(model, err["loc"])[0]])
+            where = self.source if line is None else f"{self.source}:{line}"
+            problems.append(f"{where}: {problem_text(err, prefix, model)}")
+        return ConfigError("\n".join(problems))
 
 
 def problem_text(err: Mapping[str, Any], prefix: str, model: type[BaseModel] = Policy) -> str:
