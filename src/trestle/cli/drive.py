@@ -223,6 +223,8 @@ def _warn_sandbox(stored: StoredEvent, store: Store) -> None:
             markup=False,
         )
         return
+    for exposed in event.exposed:
+        _err().print(f"WARNING: {exposed}.", markup=False, soft_wrap=True)
     state = load_state(store, stored.run_id)
     for write in outside_writes(state.plan, state.workspace):
         _err().print(

@@ -203,8 +203,9 @@ def event_line(stored: StoredEvent) -> str | None:
         case RunCancelled(by=by, reason=why, stopped=stopped):
             what = f"; stopped {', '.join(stopped)}" if stopped else ""
             return f"CANCELLED by {by}: {why}{what}"
-        case SandboxChosen(confined=confined, detail=detail):
-            return f"commands {detail}" if confined else f"WARNING  commands run {detail}"
+        case SandboxChosen(confined=confined, detail=detail, exposed=exposed):
+            said = "".join(f"\nWARNING  {e}" for e in exposed)
+            return (f"commands {detail}" if confined else f"WARNING  commands run {detail}") + said
         case StepFailed(step=sid, reason=why, dead_lettered=dlq):
             return f"FAILED   {sid}: {why}" + (" [dead-letter queue]" if dlq else "")
         case StepBlocked(step=sid, by=by):

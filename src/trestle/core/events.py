@@ -136,11 +136,18 @@ class RunResumed(Event):
 
 class SandboxChosen(Event):
     """How the commands a drive runs are confined (see :mod:`trestle.execution.sandbox`);
-    recorded at a drive's start when it differs from the last drive's."""
+    recorded at a drive's start when it differs from the last drive's.
 
+    v2: ``exposed``, the driver's own files a step's command could still change or
+    redirect through the workspace (its Python environment, the store or the key named
+    through a link there), one sentence each with the fix
+    (:mod:`trestle.execution.driver_files`); empty before v2."""
+
+    v: int = 2
     kind: Literal["sandbox_chosen"] = "sandbox_chosen"
     confined: bool
     detail: str  # "sandboxed (bubblewrap): ..." or "NOT SANDBOXED: why"
+    exposed: tuple[str, ...] = ()
 
 
 class Gate(BaseModel):

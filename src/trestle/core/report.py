@@ -299,6 +299,8 @@ def _to_check(state: RunState) -> list[str]:
             f"its commands ran {state.sandbox.detail}: they could read and change "
             "anything you can, the approval key and the store included."
         )
+    if state.sandbox is not None and state.sandbox.confined:
+        urgent += [f"the sandbox cannot hold here: {e}." for e in state.sandbox.exposed]
     if state.cancelled is None and state.interrupted is not None:
         stopped = [
             sid for sid, st in state.steps.items() if st.interrupted and st.status not in TERMINAL

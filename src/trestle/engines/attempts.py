@@ -50,6 +50,7 @@ from trestle.engines.touched import attempt_files, reads_of
 from trestle.engines.work import StepPerformer, StepWork, WorkspaceNotSaved
 from trestle.execution.actions import StepContext, in_thread, perform
 from trestle.execution.checks import run_checks
+from trestle.execution.driver_files import driver_python, named_paths
 from trestle.execution.pinning import pinned
 from trestle.execution.places import unseen
 from trestle.execution.processes import Leader, reap
@@ -156,7 +157,8 @@ class Attempts:
         chosen = [
             c
             for c in self.sandbox_for(state)
-            if last is None or (last.confined, last.detail) != (c.confined, c.detail)
+            if last is None
+            or (last.confined, last.detail, last.exposed) != (c.confined, c.detail, c.exposed)
         ]
         pool = ThreadPoolExecutor(state.plan.parallelism, thread_name_prefix="trestle-step")
         try:
@@ -202,19 +204,34 @@ class Attempts:
                 f"; the store's server ({server}) can be reached by those steps: only "
                 "its credentials, which steps are not given, keep them out"
             )
-        chosen = SandboxChosen(at=self.clock(), confined=sandbox.confines, detail=detail)
+        exposed: tuple[str, ...] = ()
+        if sandbox.confines:
+            python = driver_python(workspace.resolve())
+            detail += python.note()
+            exposed = (*python.exposed, *named_paths(workspace.resolve(), self._named(store_file)))
+        chosen = SandboxChosen(
+            at=self.clock(), confined=sandbox.confines, detail=detail, exposed=exposed
+        )
         last = state.sandbox
         if (
             chosen.confined
             and last is not None
-            and (last.confined, last.detail)
-            == (
-                True,
-                chosen.detail,
-            )
+            and (last.confined, last.detail, last.exposed) == (True, chosen.detail, chosen.exposed)
         ):
             return []
         return [chosen]  # every drive without a sandbox says so
+
+    @staticmethod
+    def _named(store_file: object) -> dict[str, Path | None]:
+        """The driver's files as it names them, which a link in the workspace could
+        redirect for the next driver (see :mod:`trestle.execution.driver_files`)."""
+        return {
+            "the store": store_file if isinstance(store_file, Path) else None,
+            "the approval key": key_path(),
+            "Trestle's configuration directory": config_dir(),
+            "your identity key": identity_path() if os.environ.get(IDENTITY_ENV) else None,
+            "the dashboard's accounts": accounts_path() if os.environ.get(ACCOUNTS_ENV) else None,
+        }
 
     def _context(self, state: RunState, sid: str, attempt: int, key: str) -> StepContext:
         workspace, plan_dir = _run_dirs(state.workspace, state.plan_path)
