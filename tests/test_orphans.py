@@ -401,3 +401,12 @@ def test_a_drive_that_ends_in_an_error_still_prints_the_report(tmp_path: Path) -
     assert done.returncode == 5, done.stderr
     assert f"run {run_id}: running" in done.stdout
     assert "Traceback" not in done.stdout + done.stderr
+    # beside the refusal, the report says to wait for the driver, not to resume
+    said = " ".join(done.stdout.split())
+    assert "continue it with `trestle resume" not in said, said
+    assert (
+        "the run has not finished, and another process drives it: wait for it to end, or "
+        "stop that process (Ctrl-C, or SIGTERM to its pid) and then resume it; `trestle "
+        "health` shows who drives it."
+    ) in said
+    assert "is being driven by other" in done.stderr

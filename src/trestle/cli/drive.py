@@ -25,7 +25,7 @@ from rich.live import Live
 from trestle.cli.console import _err
 from trestle.cli.human import prompt_approvals
 from trestle.cli.render import event_line, report_view, steps_table
-from trestle.core.errors import TrestleError
+from trestle.core.errors import LeaseHeldError, TrestleError
 from trestle.core.events import SandboxChosen, StoredEvent
 from trestle.core.outside_writes import outside_writes
 from trestle.core.records.agent import AgentSettings
@@ -113,9 +113,10 @@ def drive(
             signalled = "SIGINT"
         except _Interrupted as exc:
             signalled = exc.signal
-        except TrestleError:
+        except TrestleError as exc:
             signals.raising = False
-            _print_report_if_readable(store, run_id, out, report_json)
+            driven = isinstance(exc, LeaseHeldError)  # refused: the report must not say resume
+            _print_report_if_readable(store, run_id, out, report_json, driven_elsewhere=driven)
             raise
         finally:
             signals.raising = False  # from here on a signal waits for the report
@@ -135,11 +136,16 @@ def drive(
 
 
 def _print_report_if_readable(
-    store: Store, run_id: str, out: Console, report_json: Path | None
+    store: Store,
+    run_id: str,
+    out: Console,
+    report_json: Path | None,
+    *,
+    driven_elsewhere: bool = False,
 ) -> None:
     """The report of a drive that ended in an error, if the store still reads."""
     try:
-        report = build_report(load_state(store, run_id))
+        report = build_report(load_state(store, run_id), driven_elsewhere=driven_elsewhere)
     except Exception:  # the error itself is what the user needs to see
         return
     out.print(report_view(report))

@@ -141,7 +141,10 @@ def category(st: StepState) -> Category:
     return "in_progress"
 
 
-def build_report(state: RunState) -> Report:
+def build_report(state: RunState, *, driven_elsewhere: bool = False) -> Report:
+    """The run's report. ``driven_elsewhere``: another live process drives the run (a
+    resume was just refused for it), so what to check says to wait for that process
+    rather than to resume."""
     steps = []
     for spec in state.plan.steps:
         st = state.steps[spec.id]
@@ -178,7 +181,7 @@ def build_report(state: RunState) -> Report:
         exit_code=EXIT_CODES[status],
         counts=counts,
         steps=steps,
-        to_check=_to_check(state),
+        to_check=_to_check(state, driven_elsewhere),
         alerts=[
             AlertReport(
                 seq=r.seq,
@@ -275,7 +278,7 @@ def _go_on(state: RunState) -> str:
     return f" {text[0].upper()}{text[1:]}."
 
 
-def _to_check(state: RunState) -> list[str]:
+def _to_check(state: RunState, driven_elsewhere: bool = False) -> list[str]:
     """Plain sentences, most urgent first, each naming the step and the next command."""
     run = state.run_id
     urgent: list[str] = []
@@ -301,7 +304,13 @@ def _to_check(state: RunState) -> list[str]:
         )
     if state.sandbox is not None and state.sandbox.confined:
         urgent += [f"the sandbox cannot hold here: {e}." for e in state.sandbox.exposed]
-    if state.cancelled is None and state.interrupted is not None:
+    if driven_elsewhere and state.cancelled is None and state.finished is None:
+        urgent.append(
+            "the run has not finished, and another process drives it: wait for it to "
+            "end, or stop that process (Ctrl-C, or SIGTERM to its pid) and then resume "
+            "it; `trestle health` shows who drives it."
+        )
+    elif state.cancelled is None and state.interrupted is not None:
         stopped = [
             sid for sid, st in state.steps.items() if st.interrupted and st.status not in TERMINAL
         ]
