@@ -58,9 +58,14 @@ class DriverFiles:
 
 def driver_python(ws: Path) -> DriverFiles:
     """The driver's Python environment as it lies in the workspace ``ws`` (real path)."""
-    package = Path(__file__).resolve().parents[1]  # the trestle package itself
     prefixes = (sys.prefix, sys.exec_prefix, sys.base_prefix)
-    return _driver_python(ws, prefixes, tuple(sys.path), str(package))
+    return _driver_python(ws, prefixes, tuple(sys.path), _package())
+
+
+@functools.cache
+def _package() -> str:
+    """The trestle package's directory (asked for every command: resolved once)."""
+    return str(Path(__file__).resolve().parents[1])
 
 
 @functools.lru_cache(maxsize=8)
