@@ -12,9 +12,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import subprocess
+from pathlib import Path
 
 from test_approvals_cli import flat, run_id_of
 from test_boundary import USER, Target, UserCli, _chown_tree, driver
+from trestle.execution.driver_files import DriverFiles, _driver_python, named_paths
 
 __all__ = ["driver"]  # the fixture, run as root and as uid 1000
 
@@ -55,6 +57,7 @@ def test_a_pth_a_step_plants_in_the_drivers_venv_in_the_workspace_never_runs_in_
     assert (cli.dir / "refused.txt").exists()
     assert (cli.dir / "other" / "lib" / "site-packages" / "ok.pth").exists()  # another venv
     assert f"read-only to commands (the driver's own Python): {venv}" in flat(ran.stdout)
+    assert "cannot hold" not in shown.stdout  # held: nothing to warn about
 
 
 def test_a_store_named_through_a_link_in_the_workspace_is_said_at_start_and_by_show(
@@ -76,3 +79,38 @@ def test_a_store_named_through_a_link_in_the_workspace_is_said_at_start_and_by_s
     assert said in flat(ran.stderr)
     assert said in flat(shown.stdout)
     assert "keep the store out of the workspace" in flat(shown.stdout)
+
+
+def test_what_holds_and_what_is_said_of_each_layout(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    (ws / ".venv" / "lib" / "site-packages").mkdir(parents=True)
+    (ws / ".venv" / "lib64").symlink_to("lib")  # inside the read-only venv: fixed
+    (ws / "src").mkdir()
+    (ws / "var" / "cfg").mkdir(parents=True)
+    (ws / "var" / "id.key").write_text("k")
+    (tmp_path / "venv").mkdir()
+    (ws / "linked-venv").symlink_to(tmp_path / "venv")
+    (tmp_path / "ws-store").symlink_to(ws / "var")  # a link outside, into the workspace
+    venv = str(ws / ".venv")
+    site = str(ws / ".venv" / "lib64" / "site-packages")
+
+    held = _driver_python(ws, (venv,), (site,), "/elsewhere/trestle")
+    assert held == DriverFiles(held=(ws / ".venv",), exposed=())
+    linked = _driver_python(ws, (str(ws / "linked-venv"),), (), "/elsewhere/trestle")
+    assert linked.held == ()
+    assert f"environment {ws / 'linked-venv'} is reached through" in linked.exposed[0]
+    assert "move the virtualenv out of the workspace" in linked.exposed[0]
+    source = _driver_python(ws, (venv,), (str(ws / "src"),), "/elsewhere/trestle")
+    assert len(source.exposed) == 1 and f"imports Python from {ws / 'src'}" in source.exposed[0]
+
+    said = named_paths(
+        ws,
+        {
+            "the store": ws / "linked-venv" / "trestle.db",  # a link in the workspace
+            "the approval key": ws / "keys" / "approval.key",  # a name a step may make
+            "the configuration": ws / "var" / "cfg",  # a real directory: hidden, pinned
+            "the identity key": tmp_path / "ws-store" / "id.key",  # a link outside
+            "the accounts": None,
+        },
+    )
+    assert [s.split(" is named")[0] for s in said] == ["the store", "the approval key"]

@@ -95,7 +95,8 @@ def _driver_python(
         if not reached_through(path, ws):
             continue
         real = Path(os.path.realpath(path))
-        if any(_within(h, real) for h in held) and not _link_in(path, ws):
+        fixed = tuple(held)  # a link inside a read-only directory stays as it is
+        if any(_within(h, real) for h in held) and not _link_in(path, ws, fixed):
             continue
         exposed.append(
             f"the driver imports Python from {path}, in the workspace: a step's command "
@@ -142,15 +143,16 @@ def named_paths(ws: Path, named: Mapping[str, Path | None]) -> tuple[str, ...]:
     return tuple(said)
 
 
-def _link_in(entry: Path, ws: Path, links: int = 0) -> bool:
+def _link_in(entry: Path, ws: Path, fixed: tuple[Path, ...] = (), links: int = 0) -> bool:
     """Whether resolving ``entry`` crosses a link that lies in the workspace ``ws``, or
-    a name in it that does not exist yet (a command can make either lead anywhere)."""
+    a name in it that does not exist yet (a command can make either lead anywhere),
+    but for those in a ``fixed`` directory (read-only to every command)."""
     if links > _MAX_LINKS:
         return True
     current = Path(entry.absolute().anchor)
     for name in entry.absolute().parts[1:]:
         current = Path(os.path.normpath(current / name))  # no link in current so far
-        inside = _within(ws, current)
+        inside = _within(ws, current) and not any(_within(f, current) for f in fixed)
         if inside and not os.path.lexists(current):
             return True
         try:
@@ -160,7 +162,7 @@ def _link_in(entry: Path, ws: Path, links: int = 0) -> bool:
         if inside:
             return True
         linked = current.parent / target
-        if _link_in(linked, ws, links + 1):
+        if _link_in(linked, ws, fixed, links + 1):
             return True
         current = Path(os.path.realpath(linked))
     return False
