@@ -224,16 +224,17 @@ def test_plan_errors_exit_2_unlike_a_failed_run(tmp_path: Path) -> None:
 
 
 def test_trestle_toml_and_plan_files_speak_alike(tmp_path: Path) -> None:
-    """Both go through one helper: the same did-you-mean, the same plain words."""
+    """Both go through one helper: the same did-you-mean, the same plain words, and
+    both name the line."""
     (tmp_path / ".git").mkdir()  # the policy search stops at the repository's root
     (tmp_path / "trestle.toml").write_text("[policy]\naudit_rat = 0.5\nfailure_penalty = 'high'\n")
     (tmp_path / "plan.yaml").write_text("steps:\n  - {id: a, run: 'true'}\n")
     result = trestle(tmp_path, "run", "plan.yaml", "--store", tmp_path / "t.db")
     assert result.returncode == 2, result.stdout + result.stderr
     assert sorted(result.stderr.removeprefix("error: ").splitlines()) == [
-        f"{tmp_path / 'trestle.toml'}: policy.audit_rat: unknown field "
+        f"{tmp_path / 'trestle.toml'}:2: policy.audit_rat: unknown field "
         "(did you mean 'audit_rate'?)",
-        f"{tmp_path / 'trestle.toml'}: policy.failure_penalty: must be a number, not 'high'",
+        f"{tmp_path / 'trestle.toml'}:3: policy.failure_penalty: must be a number, not 'high'",
     ]
 
 
