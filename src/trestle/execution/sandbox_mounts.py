@@ -305,26 +305,34 @@ class _Reach:
         return text.startswith(self._hidden) and not text.startswith(self._shown)
 
 
-def reached_through(entry: Path, ws: Path, links: int = 0) -> bool:
+def reached_through(entry: Path | str, ws: Path, links: int = 0) -> bool:
     """Whether resolving ``entry`` visits the workspace ``ws``: the path as written, a
     directory on the way, or a link's target. Where it does, what it resolves to is a
     step's choice. What is reached only through what lies outside, no step can change,
-    so this is decided once (the tool directories, a hidden directory's real path)."""
+    so this is decided once (the tool directories, a hidden directory's real path).
+
+    Walked on strings, not paths: ``sandbox.read`` entries are judged for every
+    command, and building a path for each step of the walk tripled its cost."""
     if links > 40:
         return True  # a loop of links: nothing to show
-    current = Path(entry.absolute().anchor)
-    for name in entry.absolute().parts[1:]:
-        current = Path(os.path.normpath(current / name))  # no link in current so far
-        if current.parts[: len(ws.parts)] == ws.parts:
+    text, top = os.fspath(entry), _prefix(str(ws))
+    if not text.startswith("/"):
+        text = os.path.join(os.getcwd(), text)
+    current = "/"
+    for name in text.split("/"):
+        if not name:
+            continue
+        current = os.path.normpath(os.path.join(current, name))  # no link in it so far
+        if _prefix(current).startswith(top):
             return True
         try:
             target = os.readlink(current)
         except OSError:
             continue  # not a link, or missing
-        linked = current.parent / target
+        linked = os.path.join(os.path.dirname(current), target)
         if reached_through(linked, ws, links + 1):
             return True
-        current = Path(os.path.realpath(linked))
+        current = os.path.realpath(linked)
     return False
 
 

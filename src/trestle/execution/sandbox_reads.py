@@ -59,25 +59,26 @@ def screen_reads(
 
 
 def _why_not(path: Path, ws: Path, hidden: Sequence[Path], homes: Sequence[Path]) -> str | None:
-    if _within(ws, Path(os.path.normpath(path))):
+    if _within(str(ws), os.path.normpath(path)):
         return f"it lies in the workspace ({ws}), which the command sees anyway"
     if reached_through(path, ws):
         return (
             f"a link on the way to it leads through the workspace ({ws}), where a step "
             "can point it at any directory"
         )
-    real = Path(os.path.realpath(path))
-    for secret in hidden:
+    real = os.path.realpath(path)
+    for secret in map(str, hidden):
         if _within(secret, real):
             return f"it resolves to {real}, inside {secret}, which the sandbox hides"
         if _within(real, secret):
             return f"it resolves to {real}, which holds {secret}, which the sandbox hides"
-    for home in homes:
+    for home in map(str, homes):
         if _within(real, home):
             return f"it resolves to {real}, which holds the home {home}, which the sandbox hides"
     return None
 
 
-def _within(parent: Path, path: Path) -> bool:
-    """``path`` is ``parent`` or lies under it, by their names."""
-    return path.parts[: len(parent.parts)] == parent.parts
+def _within(parent: str, path: str) -> bool:
+    """``path`` is ``parent`` or lies under it, by their names: ``/a`` holds ``/a/b``,
+    not ``/ab``. Compared as strings, as this runs for every command."""
+    return (path.rstrip("/") + "/").startswith(parent.rstrip("/") + "/")
