@@ -10,7 +10,8 @@ On Linux, bubblewrap (``bwrap``, unprivileged namespaces) runs each command with
   the tools on ``PATH`` and this Python (``~/.pyenv``, ``~/.local``, ``~/.cargo``,
   minus known credential files; a virtualenv under ``/tmp`` itself), the directories
   this Python imports from (an editable install's source tree) and what the policy
-  lists in ``sandbox.read``;
+  lists in ``sandbox.read`` (but for an entry a step could redirect or one showing a
+  hidden path, which the command's output names: :mod:`trestle.execution.sandbox_reads`);
   ``trestle.toml`` in the workspace is read-only;
 - a private ``/tmp``, ``/run`` and ``/proc``: a command sees only its own processes,
   so it cannot read a parent's environment;
