@@ -11,17 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from test_sandbox import _require_bwrap
+from trestle.execution import sandbox as sandbox_module
 from trestle.execution.actions import run_shell
 from trestle.execution.sandbox import Cell, choose, hidden_paths
+from trestle.execution.sandbox_mounts import host_sockets
 
 
 def _run(cell: Cell, ws: Path, command: str) -> int | None:
@@ -167,3 +172,46 @@ def test_a_git_fifo_a_command_made_does_not_hold_up_the_next_command(
         thread.join(60)
     assert not held, "the next command's start waited on the FIFO"
     assert done == [0]
+
+
+def test_a_command_whose_sandbox_could_not_start_runs_once_it_can(
+    cell: Cell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A host daemon's socket the driver saw in /proc/net/unix went away, directory and
+    all, before bubblewrap started (another program's short-lived daemon): bubblewrap
+    cannot make the mount point that covers it, and runs nothing. The start is made
+    again, the sockets looked at afresh, and the command runs once."""
+    ws = cell.workspace
+    # read-only to the commands but reachable (not in /tmp or a home, which they do not
+    # see): bubblewrap must make the covering mount's point itself
+    top = Path(tempfile.mkdtemp(prefix="trestle-vanish-", dir="/var/lib"))
+    place = top / "daemon"
+    place.mkdir()
+    daemon = socket.socket(socket.AF_UNIX)
+    daemon.bind(str(place / "d.sock"))
+    daemon.listen()
+    looks: list[list[str]] = []
+
+    def vanishing(*args: Any) -> list[str]:
+        found = list(host_sockets(*args))
+        looks.append(found)
+        if len(looks) == 1:  # it goes away between the look and the start
+            daemon.close()
+            (place / "d.sock").unlink()
+            place.rmdir()
+        return found
+
+    monkeypatch.setattr(sandbox_module, "host_sockets", vanishing)
+    try:
+        assert _run(cell, ws, "echo ran >> runs.txt") == 0
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+    assert str(place / "d.sock") in looks[0] and len(looks) == 2
+    assert (ws / "runs.txt").read_text() == "ran\n"
+
+
+def test_a_command_that_began_is_never_started_again_whatever_it_prints(cell: Cell) -> None:
+    ws = cell.workspace
+    fake = 'echo "bwrap: Can\'t create file at /gone/d.sock: No such file or directory" >&2'
+    assert _run(cell, ws, f"echo ran >> runs.txt; {fake}; exit 1") == 1
+    assert (ws / "runs.txt").read_text() == "ran\n"

@@ -180,15 +180,59 @@ async def run_shell(
         )
     # a sandbox left behind by a dead driver is killed by the watchdog (see there)
     with WATCHDOG.guard(env) as guarded:
-        argv = cell.argv(command, cwd)
-        # no preexec_fn: bubblewrap arms the parent's death signal itself
-        # (--die-with-parent), and the watchdog, told of this sandbox before it starts,
-        # kills one the driver's death caught before it did. Without a preexec_fn the
-        # child is started by vfork, which does not copy the driver's page tables on the
-        # event loop: a fork each made a wide fan-out's starts wait on one another
-        return await _run(
-            argv, cwd=cwd, env=guarded, timeout=timeout, on_spawn=on_spawn, limit=limit
-        )
+        for _ in range(SANDBOX_STARTS):
+            began, told = os.pipe()
+            try:
+                os.set_blocking(began, False)
+                argv = cell.argv(_telling_start(told, command), cwd)
+                # no preexec_fn: bubblewrap arms the parent's death signal itself
+                # (--die-with-parent), and the watchdog, told of this sandbox before it
+                # starts, kills one the driver's death caught before it did. Without a
+                # preexec_fn the child is started by vfork, which does not copy the
+                # driver's page tables on the event loop: a fork each made a wide
+                # fan-out's starts wait on one another
+                result = await _run(
+                    argv,
+                    cwd=cwd,
+                    env=guarded,
+                    timeout=timeout,
+                    on_spawn=on_spawn,
+                    limit=limit,
+                    pass_fds=(told,),
+                )
+                os.close(told)
+                told = -1
+                if result.status != "failed" or _began(began):
+                    return result
+            finally:
+                os.close(began)
+                if told >= 0:
+                    os.close(told)
+        return result
+
+
+# A sandbox whose start failed ran nothing of its command: bubblewrap could not make a
+# mount point, most often for a host socket it was told to cover that went away between
+# the driver's look at /proc/net/unix and the start (another program's short-lived
+# daemon). Such a start is made again, the sockets looked at afresh. Whether the command
+# began is told by a byte its shell writes first, before anything of the command runs:
+# a command cannot take back a byte written before it started, so one that ran is never
+# run again, whatever it prints or exits with.
+SANDBOX_STARTS = 3
+
+
+def _telling_start(fd: int, command: str) -> str:
+    # through /proc (the sandbox mounts its own): dash takes no descriptor above 9 in a
+    # redirection. A shell that cannot tell runs nothing: a command the driver could not
+    # know had begun might otherwise be started again
+    return f"printf x >/proc/self/fd/{fd} || exit 126\n{command}"
+
+
+def _began(began: int) -> bool:
+    try:
+        return bool(os.read(began, 1))
+    except BlockingIOError:
+        return False
 
 
 async def _run(
@@ -200,10 +244,11 @@ async def _run(
     on_spawn: Spawned | None,
     limit: int,
     preexec: Callable[[], None] | None = None,
+    pass_fds: tuple[int, ...] = (),
 ) -> ActionResult:
     started = time.monotonic()
     try:
-        proc = await spawn(argv, cwd=cwd, env=env, preexec=preexec)
+        proc = await spawn(argv, cwd=cwd, env=env, preexec=preexec, pass_fds=pass_fds)
     except OSError as exc:
         return ActionResult(status="error", error=f"cannot start: {exc}")
     try:

@@ -55,15 +55,16 @@ async def spawn(
     cwd: Path,
     env: dict[str, str],
     preexec: Callable[[], None] | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> Child:
     """Start ``argv`` in a new session, stdin from ``/dev/null``, stdout and stderr
-    together on a pipe.
+    together on a pipe; ``pass_fds`` stay open in it.
 
     Raises:
         OSError: it cannot be started (missing program, bad directory).
     """
     start = spawn_watched if _pidfds() else spawn_asyncio
-    return await start(argv, cwd=cwd, env=env, preexec=preexec)
+    return await start(argv, cwd=cwd, env=env, preexec=preexec, pass_fds=pass_fds)
 
 
 async def spawn_watched(
@@ -72,6 +73,7 @@ async def spawn_watched(
     cwd: Path,
     env: dict[str, str],
     preexec: Callable[[], None] | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> Child:
     """:func:`spawn` with the exit watched through a pidfd (Linux 5.3 and later)."""
     loop = asyncio.get_running_loop()
@@ -85,6 +87,7 @@ async def spawn_watched(
         stderr=subprocess.STDOUT,
         start_new_session=True,
         preexec_fn=preexec,
+        pass_fds=tuple(pass_fds),
     )
     try:
         child = _PidfdChild(loop, popen, os.pidfd_open(popen.pid))
@@ -114,6 +117,7 @@ async def spawn_asyncio(
     cwd: Path,
     env: dict[str, str],
     preexec: Callable[[], None] | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> Child:
     """:func:`spawn` by asyncio's own subprocess, where there are no pidfds."""
     proc = await asyncio.create_subprocess_exec(
@@ -125,6 +129,7 @@ async def spawn_asyncio(
         stderr=asyncio.subprocess.STDOUT,
         start_new_session=True,
         preexec_fn=preexec,
+        pass_fds=tuple(pass_fds),
     )
     return _AsyncioChild(proc)
 
