@@ -141,7 +141,10 @@ def test_no_host_socket_is_reached_and_only_the_reachable_ones_are_covered(
     # each reachable one covered where a command reaches it, not where it was bound
     hidden = ("hidden", "hidden home", "private /tmp")
     reachable = [str(reached) for kind, (_, reached) in daemons.items() if kind not in hidden]
-    assert found["covered"] == sorted(reachable)
+    # other programs' sockets (other tests' daemons, running beside) are covered too
+    covered = found["covered"]
+    assert isinstance(covered, list)
+    assert [p for p in covered if p.startswith(f"{base}/")] == sorted(reachable)
 
 
 def test_a_socket_a_hidden_name_leads_to_stays_covered_when_a_command_renames_it(

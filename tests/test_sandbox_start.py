@@ -18,15 +18,12 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from test_sandbox import _require_bwrap
-from trestle.execution import sandbox as sandbox_module
 from trestle.execution.actions import run_shell
 from trestle.execution.sandbox import Cell, choose, hidden_paths
-from trestle.execution.sandbox_mounts import host_sockets
 
 
 def _run(cell: Cell, ws: Path, command: str) -> int | None:
@@ -177,10 +174,11 @@ def test_a_git_fifo_a_command_made_does_not_hold_up_the_next_command(
 def test_a_command_whose_sandbox_could_not_start_runs_once_it_can(
     cell: Cell, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A host daemon's socket the driver saw in /proc/net/unix went away, directory and
-    all, before bubblewrap started (another program's short-lived daemon): bubblewrap
-    cannot make the mount point that covers it, and runs nothing. The start is made
-    again, the sockets looked at afresh, and the command runs once."""
+    """A host daemon's socket the driver saw went away, file and directory, after the
+    command's sandbox was worked out and before bubblewrap started (another program's
+    short-lived daemon): bubblewrap cannot make the mount's point that covers it, and
+    runs nothing. The start is made again, the sockets looked at afresh, and the command
+    runs once."""
     ws = cell.workspace
     # read-only to the commands but reachable (not in /tmp or a home, which they do not
     # see): bubblewrap must make the covering mount's point itself
@@ -190,23 +188,25 @@ def test_a_command_whose_sandbox_could_not_start_runs_once_it_can(
     daemon = socket.socket(socket.AF_UNIX)
     daemon.bind(str(place / "d.sock"))
     daemon.listen()
-    looks: list[list[str]] = []
+    built = Cell.argv
+    starts: list[list[str]] = []
 
-    def vanishing(*args: Any) -> list[str]:
-        found = list(host_sockets(*args))
-        looks.append(found)
-        if len(looks) == 1:  # it goes away between the look and the start
+    def vanishing(self: Cell, command: str, cwd: Path) -> list[str]:
+        argv = built(self, command, cwd)
+        starts.append(argv)
+        if len(starts) == 1:  # it goes away between the look and the start
             daemon.close()
             (place / "d.sock").unlink()
             place.rmdir()
-        return found
+        return argv
 
-    monkeypatch.setattr(sandbox_module, "host_sockets", vanishing)
+    monkeypatch.setattr(Cell, "argv", vanishing)
     try:
         assert _run(cell, ws, "echo ran >> runs.txt") == 0
     finally:
         shutil.rmtree(top, ignore_errors=True)
-    assert str(place / "d.sock") in looks[0] and len(looks) == 2
+    assert str(place / "d.sock") in starts[0] and len(starts) == 2
+    assert str(place / "d.sock") not in starts[1]
     assert (ws / "runs.txt").read_text() == "ran\n"
 
 
@@ -215,3 +215,47 @@ def test_a_command_that_began_is_never_started_again_whatever_it_prints(cell: Ce
     fake = 'echo "bwrap: Can\'t create file at /gone/d.sock: No such file or directory" >&2'
     assert _run(cell, ws, f"echo ran >> runs.txt; {fake}; exit 1") == 1
     assert (ws / "runs.txt").read_text() == "ran\n"
+
+
+def test_a_listed_socket_whose_file_is_gone_does_not_stop_a_command(cell: Cell) -> None:
+    """/proc/net/unix lists a socket for as long as it is open, after its file was
+    removed (a daemon's cleanup that unlinks before it closes): nothing is left there
+    to reach, and covering it would fail every start."""
+    ws = cell.workspace
+    top = Path(tempfile.mkdtemp(prefix="trestle-gone-", dir="/var/lib"))
+    (top / "real").mkdir()
+    (top / "link").symlink_to(top / "real")  # bound through a link, as a home's cache is
+    daemon = socket.socket(socket.AF_UNIX)
+    try:
+        daemon.bind(str(top / "link" / "d.sock"))
+        daemon.listen()
+        shutil.rmtree(top / "real")  # the link is left pointing at nothing
+        assert str(top / "link" / "d.sock") in Path("/proc/net/unix").read_text()
+        assert _run(cell, ws, "echo ran >> runs.txt") == 0
+        assert (ws / "runs.txt").read_text() == "ran\n"
+    finally:
+        daemon.close()
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def test_a_daemons_socket_bound_through_a_link_is_covered_and_commands_still_start(
+    cell: Cell,
+) -> None:
+    """A daemon bound its socket through an absolute link (``/var/run/x.sock`` and the
+    like): bubblewrap cannot make a mount's point behind such a link, and every command
+    failed to start while the daemon ran. It is covered where it really is."""
+    ws = cell.workspace
+    top = Path(tempfile.mkdtemp(prefix="trestle-linked-", dir="/var/lib"))
+    (top / "real").mkdir()
+    (top / "link").symlink_to(top / "real")
+    daemon = socket.socket(socket.AF_UNIX)
+    try:
+        daemon.bind(str(top / "link" / "d.sock"))
+        daemon.listen()
+        os.chmod(top / "real" / "d.sock", 0o777)
+        assert _run(cell, ws, "true") == 0
+        connect = f"import socket; socket.socket(socket.AF_UNIX).connect('{top}/link/d.sock')"
+        assert _run(cell, ws, f'python3 -c "{connect}"') != 0
+    finally:
+        daemon.close()
+        shutil.rmtree(top, ignore_errors=True)

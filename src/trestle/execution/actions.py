@@ -180,7 +180,9 @@ async def run_shell(
         )
     # a sandbox left behind by a dead driver is killed by the watchdog (see there)
     with WATCHDOG.guard(env) as guarded:
-        for _ in range(SANDBOX_STARTS):
+        for start in range(SANDBOX_STARTS):
+            if start:  # a program removing its daemon's directory may not be done yet
+                await asyncio.sleep(0.05 * start)
             began, told = os.pipe()
             try:
                 os.set_blocking(began, False)

@@ -251,7 +251,11 @@ class Sandbox:
             ws, layout.hidden_dirs, layout.seen_again, layout.resolved, self.sockets_found
         )
         for socket in sockets:
-            args += ["--ro-bind", "/dev/null", socket]
+            # /proc/net/unix lists a socket as long as it is open, its file removed or
+            # not: where nothing is left there is nothing to reach, and bubblewrap could
+            # not make the mount's point (one removed after this look: see run_shell)
+            if os.path.lexists(socket):
+                args += ["--ro-bind", "/dev/null", socket]
         return args, reads.left_out
 
 

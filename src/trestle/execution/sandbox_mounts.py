@@ -213,6 +213,7 @@ def host_sockets(
         return
     reach = _Reach(ws, hidden, shown, resolved)
     covered: list[str] = []
+    real_dirs: dict[str, str] = {}
     moved = False
     for socket in listed:
         directory, _, name = socket.rpartition("/")
@@ -227,7 +228,11 @@ def host_sockets(
                 moved = moved or in_ws
                 continue
             if stat.S_ISSOCK(info.st_mode):
-                covered.append(path)
+                # the listed name's own directory may be reached through a link: covered
+                # where it really is (which covers the name too), as bubblewrap follows a
+                # link on the way to a mount's point from the host's root, not the
+                # sandbox's, and fails to make one behind an absolute link
+                covered.append(_real_dir(path, real_dirs) if place == directory else path)
             if known is not None and in_ws:
                 # not the file first found there: a command moved the daemon's socket
                 # away and left another (a socket of its own, a plain file) in its place
@@ -237,6 +242,15 @@ def host_sockets(
     if moved:
         covered += (p for p in map(str, _sockets_under(ws)) if p not in listed)
     yield from dict.fromkeys(covered)
+
+
+def _real_dir(path: str, known: dict[str, str]) -> str:
+    """``path`` with its directory's links resolved (each directory resolved once)."""
+    directory, _, name = path.rpartition("/")
+    real = known.get(directory)
+    if real is None:
+        real = known[directory] = os.path.realpath(directory or "/")
+    return path if real == directory else os.path.join(real, name)
 
 
 # a line of /proc/net/unix naming a path (an abstract name starts with @): its fields
