@@ -39,6 +39,9 @@ def run_on_a_terminal(cwd: Path, answers: list[tuple[str, str]]) -> tuple[int, s
         stdout=slave,
         stderr=slave,
         close_fds=True,
+        # as a shell on a terminal starts it: a test runner's worker may ignore SIGINT,
+        # and a program started with it ignored keeps it so (Ctrl-C then did nothing)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     os.close(slave)
     seen = b""
