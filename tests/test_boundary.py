@@ -88,6 +88,26 @@ class UserCli(HostCli):
         return [*prefix, self.python, "-m", "trestle"]
 
 
+def run_as_driver(base: Path, uid: int | None, script: str, cases: object) -> object:
+    """Run the driver ``script`` (given ``base`` and ``cases`` as JSON) in ``base``, as
+    root or as ``uid``, with this checkout's trestle and a home under ``base``; what
+    it printed, read as JSON."""
+    python = _python_for(uid)
+    ours = [p for p in sys.path if p.startswith((sys.prefix, str(SOURCE)))]
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(base / "home"), "PYTHONPATH": os.pathsep.join(ours)}
+    prefix = [] if uid is None else _as(uid)
+    done = subprocess.run(
+        [*prefix, python, "-c", script, str(base), json.dumps(cases)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=base,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
 def _home_of(uid: int) -> Path:
     return Path(pwd.getpwuid(uid).pw_dir)
 

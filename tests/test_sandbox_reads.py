@@ -13,18 +13,15 @@ workspace) are still shown.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from test_boundary import OUTSIDE_TMP, SOURCE, USER, _as, _chown_tree, _python_for
+from test_boundary import OUTSIDE_TMP, USER, _chown_tree, run_as_driver
 from test_sandbox import SECRET, _require_bwrap
 
 # case: (the read entry, what a command points ws/data at first or "", what is read)
@@ -104,20 +101,8 @@ def host(request: pytest.FixtureRequest) -> Iterator[tuple[Path, int | None]]:
 
 
 def _driver(base: Path, uid: int | None) -> dict[str, str]:
-    python = _python_for(uid)
-    ours = [p for p in sys.path if p.startswith((sys.prefix, str(SOURCE)))]
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(base / "home"), "PYTHONPATH": os.pathsep.join(ours)}
-    prefix = [] if uid is None else _as(uid)
-    done = subprocess.run(
-        [*prefix, python, "-c", DRIVER, str(base), json.dumps(CASES)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=base,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    said: dict[str, str] = json.loads(done.stdout)
+    said = run_as_driver(base, uid, DRIVER, CASES)
+    assert isinstance(said, dict)
     return said
 
 

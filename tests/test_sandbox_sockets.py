@@ -12,19 +12,16 @@ command's arguments.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import shutil
 import socket
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from test_boundary import OUTSIDE_TMP, SOURCE, USER, _as, _chown_tree, _python_for
+from test_boundary import OUTSIDE_TMP, USER, _chown_tree, run_as_driver
 from test_sandbox import _require_bwrap
 from trestle.execution.actions import run_shell
 from trestle.execution.sandbox import Cell, choose
@@ -101,20 +98,8 @@ def _daemons(base: Path) -> dict[str, tuple[Path, Path]]:
 
 
 def _driver(base: Path, uid: int | None, sockets: dict[str, str]) -> dict[str, object]:
-    python = _python_for(uid)
-    ours = [p for p in sys.path if p.startswith((sys.prefix, str(SOURCE)))]
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(base / "home"), "PYTHONPATH": os.pathsep.join(ours)}
-    prefix = [] if uid is None else _as(uid)
-    done = subprocess.run(
-        [*prefix, python, "-c", DRIVER, str(base), json.dumps(sockets)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=base,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    result: dict[str, object] = json.loads(done.stdout)
+    result = run_as_driver(base, uid, DRIVER, sockets)
+    assert isinstance(result, dict)
     return result
 
 
