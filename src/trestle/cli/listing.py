@@ -6,14 +6,14 @@ command that lists them should start as quickly as ``--help``.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Collection
+from collections.abc import Mapping
 
 from rich.table import Table
 from rich.text import Text
 
+from trestle.lifecycle.driven import Driving
 from trestle.presentation.wording import clip, clock, shown
-from trestle.store.base import RunRow, Store, by_tree, owner_is_alive
+from trestle.store.base import RunRow, by_tree
 
 # why a run with no live driver and no recorded interrupt stopped
 LOST_DRIVER = "it was killed, or its machine stopped"
@@ -45,20 +45,19 @@ def styled(status: str) -> Text:
     return Text(shown(status), style=STATUS_STYLE.get(status, ""))
 
 
-def listed_status(row: RunRow, lost: Collection[str] = ()) -> str:
-    """The row's status, or ``interrupted`` for a run whose last driver a signal stopped,
-    or that died without a word (its run id in ``lost``: killed, or its machine stopped),
-    and that nothing has taken up again (its row still says ``running``)."""
-    if row.status == "running" and (row.summarised().interrupted is not None or row.run_id in lost):
-        return "interrupted"
-    return row.status
+def listed_status(row: RunRow, driven: Mapping[str, Driving] | None = None) -> str:
+    """The row's status as :func:`trestle.lifecycle.driven.driving` judged it in
+    ``driven`` (``interrupted`` for a run nothing drives any more); as recorded when
+    it was not judged."""
+    judged = (driven or {}).get(row.run_id)
+    return judged.status if judged is not None else row.status
 
 
-def interrupted_notes(rows: list[RunRow], lost: Collection[str] = ()) -> list[str]:
+def interrupted_notes(rows: list[RunRow], driven: Mapping[str, Driving]) -> list[str]:
     """For each interrupted run, what stopped it and the command that moves it."""
     notes = []
     for r in rows:
-        if listed_status(r, lost) != "interrupted":
+        if listed_status(r, driven) != "interrupted":
             continue
         by = r.summarised().interrupted
         how = f"was interrupted by {by}" if by else f"lost its driver ({LOST_DRIVER})"
@@ -76,21 +75,7 @@ def brief_usage(usage: dict[str, float] | None) -> str:
     return brief_text(Spent.model_validate(usage))
 
 
-def lost_drivers(store: Store, rows: list[RunRow]) -> set[str]:
-    """The runs listed as running whose driver holds no live lease any more: it died
-    without recording an interrupt (``kill -9``, a crash, a machine that stopped)."""
-    now = time.time()
-    lost = set()
-    for row in rows:
-        if row.status != "running" or row.summarised().interrupted is not None:
-            continue
-        lease = store.lease(row.run_id)
-        if lease is not None and not (lease.expires_at > now and owner_is_alive(lease.owner)):
-            lost.add(row.run_id)
-    return lost
-
-
-def runs_table(rows: list[RunRow], lost: Collection[str] = ()) -> Table:
+def runs_table(rows: list[RunRow], driven: Mapping[str, Driving] | None = None) -> Table:
     """Runs as listed (newest first), each delegated child under its parent; what their
     model calls used, when any of them called a model."""
     listed = [(r, depth, r.summarised()) for r, depth in by_tree(rows)]
@@ -102,7 +87,7 @@ def runs_table(rows: list[RunRow], lost: Collection[str] = ()) -> Table:
         steps = ", ".join(f"{n} {shown(k)}" for k, n in sorted(summary.counts.items()))
         table.add_row(
             "  " * (depth - 1) + "└ " + r.run_id if depth else r.run_id,
-            styled(listed_status(r, lost)),
+            styled(listed_status(r, driven)),
             steps,
             *([brief_usage(summary.usage)] if used else []),
             clock(r.updated_at, "%m-%d %H:%M"),

@@ -54,15 +54,18 @@ def refuse_inside_a_step(store: Store | None, started: str | None = None) -> Non
 def runs_answer(store: Store, limit: int) -> Answer:
     """``trestle runs``: the newest ``limit`` runs."""
     from trestle.cli.listing import runs_table
+    from trestle.lifecycle.driven import drivings
 
     rows = store.runs()[:limit]
+    driven = drivings(store, rows)
     listed = []
     for row in rows:
         summary = row.summarised()
         tree = {"parent": summary.parent, "root": summary.root}
-        listed.append({**row.__dict__, "summary": summary.counts, **tree})
+        status = driven[row.run_id].status
+        listed.append({**row.__dict__, "status": status, "summary": summary.counts, **tree})
     more = len(store.runs()) - len(rows)
-    text = _text(runs_table(rows)) if rows else "no runs yet\n"
+    text = _text(runs_table(rows, driven)) if rows else "no runs yet\n"
     if more > 0:
         text += f"({more} older runs not listed: raise limit)\n"
     return Answer(_json({"runs": listed, "more": max(more, 0)}), text)
@@ -73,12 +76,14 @@ def show_answer(store: Store, run: str) -> Answer:
     from trestle.cli.render import report_view, steps_table
     from trestle.core.report import build_report
     from trestle.lifecycle.approvals import trusted_state
+    from trestle.lifecycle.driven import drivings
     from trestle.store.base import subtree
 
     run_id = found_run(store, run)
     state = trusted_state(store, run_id)  # forged decisions left out, as the engine does
     below = subtree(store.runs(), run_id) if state.children else []
     report = build_report(state)
+    judged = drivings(store, [store.run(run_id)])[run_id]
     tree = {
         "parent": state.parent.model_dump(mode="json") if state.parent else None,
         "children": [{"run_id": r.run_id, "status": r.status, "depth": d} for r, d in below],
@@ -91,10 +96,13 @@ def show_answer(store: Store, run: str) -> Answer:
             f"{link.describe()}"
         )
     if state.finished is None:
-        parts.append(steps_table(state))
-    parts.append(report_view(report))
+        parts.append(steps_table(state, lost=judged.lost))
+    interrupted = judged.status == "interrupted"
+    parts.append(report_view(report, interrupted=interrupted, lost=judged.lost))
     parts += [f"{'  ' * d}└ {r.run_id}  {r.status}  {r.goal}" for r, d in below]
     data = {**report.model_dump(mode="json"), "tree": tree}
+    if interrupted:
+        data["status"] = "interrupted"
     return Answer(_json(data), _text(*parts))
 
 

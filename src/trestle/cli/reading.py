@@ -29,35 +29,38 @@ from trestle.cli.options import (
 
 def runs(store: StoreOption = None, as_json: JsonOption = False) -> None:
     """List runs, newest first."""
-    from trestle.cli.listing import interrupted_notes, lost_drivers, runs_table
+    from trestle.cli.listing import interrupted_notes, runs_table
+    from trestle.lifecycle.driven import drivings
 
     with _opened(store) as st:
         rows = st.runs()
-        lost = lost_drivers(st, rows)
+        driven = drivings(st, rows)
     if as_json:
         listed = []
         for row in rows:
             summary = row.summarised()
+            judged = driven[row.run_id]
             tree = {"parent": summary.parent, "root": summary.root}
             listed.append(
-                {**row.__dict__, "summary": summary.counts, **tree}
+                {**row.__dict__, "status": judged.status, "summary": summary.counts, **tree}
                 | {"interrupted": summary.interrupted, "usage": summary.usage}
-                | {"driver_lost": row.run_id in lost}
+                | {"driver_lost": judged.lost}
             )
         _print_json(listed)
     else:
         out = _out()
-        out.print(runs_table(rows, lost) if rows else "no runs yet")
-        for note in interrupted_notes(rows, lost):
+        out.print(runs_table(rows, driven) if rows else "no runs yet")
+        for note in interrupted_notes(rows, driven):
             out.print(note, soft_wrap=True, markup=False, highlight=False)
 
 
 def show(run_id: RunArg, store: StoreOption = None, as_json: JsonOption = False) -> None:
     """A run's state and report."""
-    from trestle.cli.listing import interrupted_notes, listed_status, lost_drivers
+    from trestle.cli.listing import interrupted_notes
     from trestle.cli.render import report_view, steps_table
     from trestle.core.report import build_report
     from trestle.lifecycle.approvals import trusted_state
+    from trestle.lifecycle.driven import drivings
     from trestle.presentation.wording import clip, shown
     from trestle.store.base import subtree
 
@@ -65,14 +68,20 @@ def show(run_id: RunArg, store: StoreOption = None, as_json: JsonOption = False)
         state = trusted_state(st, run_id)  # forged decisions left out, as the engine does
         below = subtree(st.runs(), run_id) if state.children else []
         row = st.run(run_id)
-        lost = lost_drivers(st, [row])  # its report says running; nothing drives it
+        driven = drivings(st, [row])  # its report says running; nothing may drive it
     report = build_report(state)
+    # said as `runs` and `health` say it: a run nothing drives since its driver was
+    # stopped or died is interrupted, and a step a dead driver left running is no more
+    judged = driven[run_id]
+    interrupted, driver_lost = judged.status == "interrupted", judged.lost
     if as_json:
         tree = {
             "parent": state.parent.model_dump(mode="json") if state.parent else None,
             "children": [{"run_id": r.run_id, "status": r.status, "depth": d} for r, d in below],
         }
-        _print_json({**report.model_dump(mode="json"), "tree": tree, "driver_lost": run_id in lost})
+        shown_status = {"status": "interrupted"} if interrupted else {}
+        data = report.model_dump(mode="json") | shown_status
+        _print_json({**data, "tree": tree, "driver_lost": driver_lost})
         return
     out = _out()
     if state.parent is not None:
@@ -83,13 +92,10 @@ def show(run_id: RunArg, store: StoreOption = None, as_json: JsonOption = False)
             markup=False,
             soft_wrap=True,
         )
-    # said as `runs` and `health` say it: a run nothing drives since its driver was
-    # stopped or died is interrupted, and a step a dead driver left running is no more
-    interrupted, driver_lost = listed_status(row, lost) == "interrupted", run_id in lost
     if state.finished is None:
         out.print(steps_table(state, lost=driver_lost))
     out.print(report_view(report, interrupted=interrupted, lost=driver_lost))
-    for note in interrupted_notes([row], lost) if lost else []:
+    for note in interrupted_notes([row], driven) if driver_lost else []:
         out.print(note, soft_wrap=True, markup=False, highlight=False)
     if below:
         out.print("children:")

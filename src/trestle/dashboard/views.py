@@ -33,6 +33,7 @@ from trestle.dashboard.conversation import agent_detail
 from trestle.dashboard.finding import RunFilter, RunPage
 from trestle.dashboard.layout import NODE_H, NODE_W, cached_layout
 from trestle.lifecycle.approvals import editable_fields, inbox, trusted_state, write_diff
+from trestle.lifecycle.driven import driving
 from trestle.lifecycle.runs import dead_letters
 from trestle.operations.health import RunHealth, Waiting, run_health
 from trestle.presentation.descriptions import check_text, log_detail
@@ -137,17 +138,20 @@ def run_lines(
         if not find.needs_state and not find.on_page(len(lines)):
             lines.append(RunLine(row, row.status, done, total, None, 0, depth=depth))
             continue  # off this page: not read
+        lease = store.lease(row.run_id)
+        # as `trestle runs` says it: one nothing drives any more is interrupted
+        status = driving(row.status, row.summarised().interrupted, lease, now=now).status
         try:
             state = trusted_state(store, row.run_id)
         except TrestleError as exc:
             if not find.needs_state:
-                lines.append(RunLine(row, row.status, done, total, None, 0, str(exc), depth))
+                lines.append(RunLine(row, status, done, total, None, 0, str(exc), depth))
             continue
-        health = run_health(state, store.lease(row.run_id), now=now, lease_ttl=LEASE_TTL)
+        health = run_health(state, lease, now=now, lease_ttl=LEASE_TTL)
         if not find.keeps_run(state, health):
             continue
         waiting = sum(1 for w in health.waiting if w.ref is not None)
-        lines.append(RunLine(row, row.status, done, total, health, waiting, depth=depth))
+        lines.append(RunLine(row, status, done, total, health, waiting, depth=depth))
     return find.page_of(lines)
 
 

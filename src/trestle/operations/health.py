@@ -19,8 +19,9 @@ from trestle.core.report import child_wait_advice
 from trestle.core.state import RunState
 from trestle.core.step_state import BudgetStop
 from trestle.lifecycle.approvals import vetter
+from trestle.lifecycle.driven import driving
 from trestle.lifecycle.runs import readable_states
-from trestle.store.base import Lease, Store, owner_is_alive
+from trestle.store.base import Lease, Store
 from trestle.trust.signing import decision_key
 
 ACTIVE = ("created", "running", "needs_human")
@@ -194,7 +195,8 @@ def run_health(
     """One run's health from its state and lease, as of ``now``; ``queued``: requests
     in the store's queue that no driver has read yet."""
     settings = state.monitors or DEFAULT_MONITORS
-    alive = lease is not None and lease.expires_at > now and owner_is_alive(lease.owner)
+    judged = driving(state.finished or "running", state.interrupted, lease, now=now)
+    alive = judged.alive
     # a driver that exited released its lease (expires_at 0): it has no heartbeat to age
     heartbeat = None
     if lease is not None and lease.expires_at > 0:
@@ -242,15 +244,15 @@ def run_health(
         if r.alert.severity != "info"
     ]
     interrupted = None
-    if not alive and state.finished is None:
+    if judged.status == "interrupted":
         # no interrupt recorded, but a driver held the lease and is gone: it was killed
-        lost = LOST_DRIVER if lease is not None else None
-        interrupted = state.interrupted or lost
+        interrupted = LOST_DRIVER if judged.lost else state.interrupted
+    # running, recorded so, but never driven: made, not started
+    never = judged.status == "running" and not alive
     return RunHealth(
         run_id=state.run_id,
         goal=state.plan.goal,
-        status=state.finished
-        or ("running" if alive else "interrupted" if interrupted else "created"),
+        status="created" if never else judged.status,
         interrupted=interrupted,
         driver=lease.owner.name if lease else None,
         driver_alive=alive,

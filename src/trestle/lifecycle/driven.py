@@ -1,0 +1,50 @@
+"""Whether anything drives a run: the one judgement every view shows.
+
+A run's row says ``running`` from its first event until it finishes, whatever became
+of its driver. ``trestle runs`` and ``show`` (text and ``--json``), ``trestle health``,
+the dashboard and the MCP tools all ask :func:`driving`, so none of them calls a run
+running that nothing drives: one a signal stopped, or whose driver died without a
+word (``kill -9``, a crash, a machine that stopped), is ``interrupted``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from trestle.store.base import Lease, RunRow, Store, owner_is_alive
+
+
+@dataclass(frozen=True)
+class Driving:
+    """What drives a run, as of one moment."""
+
+    status: str  # as shown: the recorded status, or ``interrupted``
+    alive: bool  # a live process holds the run's lease
+    # its driver died without recording an interrupt: the lease is held by no one alive
+    lost: bool = False
+
+
+def driving(status: str, interrupted: str | None, lease: Lease | None, *, now: float) -> Driving:
+    """``status`` as the run's row records it, ``interrupted`` the signal its last
+    driver recorded stopping it (if any), ``lease`` who last drove it."""
+    alive = lease is not None and lease.expires_at > now and owner_is_alive(lease.owner)
+    if status != "running" or alive:
+        return Driving(status, alive)
+    lost = interrupted is None and lease is not None
+    # a run made and never driven (no lease, nothing recorded) is not interrupted
+    return Driving("interrupted" if interrupted is not None or lost else status, False, lost)
+
+
+def drivings(store: Store, rows: Sequence[RunRow]) -> dict[str, Driving]:
+    """:func:`driving` for each row, by run id; only a running row's lease is read."""
+    now = time.time()
+    found = {}
+    for row in rows:
+        if row.status != "running":
+            found[row.run_id] = Driving(row.status, False)
+            continue
+        lease = store.lease(row.run_id)
+        found[row.run_id] = driving(row.status, row.summarised().interrupted, lease, now=now)
+    return found
