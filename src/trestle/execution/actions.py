@@ -183,10 +183,13 @@ async def run_shell(
         for start in range(SANDBOX_STARTS):
             if start:  # a program removing its daemon's directory may not be done yet
                 await asyncio.sleep(0.05 * start)
-            began, told = os.pipe()
+            held, release = os.pipe()
             try:
-                os.set_blocking(began, False)
-                argv = cell.argv(_telling_start(told, command), cwd)
+                os.write(release, b"x")  # taken by bubblewrap once the sandbox is made
+                os.close(release)
+                release = -1
+                os.set_blocking(held, False)
+                argv = _held_until_made(cell.argv(command, cwd), held)
                 # no preexec_fn: bubblewrap arms the parent's death signal itself
                 # (--die-with-parent), and the watchdog, told of this sandbox before it
                 # starts, kills one the driver's death caught before it did. Without a
@@ -200,39 +203,39 @@ async def run_shell(
                     timeout=timeout,
                     on_spawn=on_spawn,
                     limit=limit,
-                    pass_fds=(told,),
+                    pass_fds=(held,),
                 )
-                os.close(told)
-                told = -1
-                if result.status != "failed" or _began(began):
+                if result.status != "failed" or not _still_held(held):
                     return result
             finally:
-                os.close(began)
-                if told >= 0:
-                    os.close(told)
-        return result
+                os.close(held)
+                if release >= 0:
+                    os.close(release)
+        # every start failed before anything ran (bubblewrap's message is the output):
+        # said as such, not as the command's own failure
+        why = f"its sandbox could not start ({SANDBOX_STARTS} tries); nothing of it ran"
+        return result.model_copy(update={"error": why})
 
 
 # A sandbox whose start failed ran nothing of its command: bubblewrap could not make a
 # mount point, most often for a host socket it was told to cover that went away between
 # the driver's look at /proc/net/unix and the start (another program's short-lived
 # daemon). Such a start is made again, the sockets looked at afresh. Whether the command
-# began is told by a byte its shell writes first, before anything of the command runs:
-# a command cannot take back a byte written before it started, so one that ran is never
-# run again, whatever it prints or exits with.
+# began is told by bubblewrap itself: given a pipe holding one byte (--block-fd), it
+# reads the byte once the sandbox is made, closes the pipe and only then runs the
+# command. A byte left in the pipe means nothing of the command ran; the command never
+# holds the pipe, so it can neither take the byte (a byte its own shell wrote, it could
+# read back through /proc/self/fd and be run again) nor put one back.
 SANDBOX_STARTS = 3
 
 
-def _telling_start(fd: int, command: str) -> str:
-    # through /proc (the sandbox mounts its own): dash takes no descriptor above 9 in a
-    # redirection. A shell that cannot tell runs nothing: a command the driver could not
-    # know had begun might otherwise be started again
-    return f"printf x >/proc/self/fd/{fd} || exit 126\n{command}"
+def _held_until_made(argv: list[str], fd: int) -> list[str]:
+    return [argv[0], "--block-fd", str(fd), *argv[1:]]
 
 
-def _began(began: int) -> bool:
+def _still_held(held: int) -> bool:
     try:
-        return bool(os.read(began, 1))
+        return bool(os.read(held, 1))
     except BlockingIOError:
         return False
 

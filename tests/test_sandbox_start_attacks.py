@@ -1,0 +1,89 @@
+"""A command cannot make the driver start it again, as root and as a user; a sandbox
+that never starts is said to have run nothing.
+
+A sandbox that could not start is started again (``run_shell``): whether its command
+began is told by a byte bubblewrap takes from a pipe once the sandbox is made. A
+hostile command tries to make one that began look as if it had not: it reads back every
+pipe it holds through ``/proc/self/fd`` (where a byte its own shell wrote would be),
+then fails. It must run once. The driver, root or uid 1000 (through ``setpriv``, as in
+``test_boundary.py``), runs it in the sandbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from test_boundary import OUTSIDE_TMP, USER, _chown_tree, run_as_driver
+from test_sandbox import _require_bwrap
+from trestle.execution.actions import run_shell
+from trestle.execution.sandbox import Cell, choose
+
+# every pipe the command holds, read back (a byte in any of them taken away), then a
+# failure, as a sandbox that could not start fails
+TAKE_BACK = r"""echo ran >> runs.txt
+for fd in /proc/self/fd/*; do
+  case "$(readlink "$fd")" in pipe:*) timeout 1 head -c 1 < "$fd" > /dev/null 2>&1 ;; esac
+done
+exit 1"""
+
+DRIVER = """
+import asyncio, json, sys
+from pathlib import Path
+from trestle.execution.actions import run_shell
+from trestle.execution.sandbox import Cell, choose
+
+base, command = Path(sys.argv[1]), json.loads(sys.argv[2])
+ws = base / "ws"
+cell = Cell(choose("require"), ws, "step")
+env = {"PATH": "/usr/bin:/bin"}
+done = asyncio.run(run_shell(command, cwd=ws, env=env, timeout=60, cell=cell))
+print(json.dumps([done.exit_code, (ws / "runs.txt").read_text()]))
+"""
+
+
+@pytest.fixture(params=["root", "user"])
+def host(request: pytest.FixtureRequest) -> Iterator[tuple[Path, int | None]]:
+    _require_bwrap()
+    uid = None if request.param == "root" else USER
+    if os.getuid() != 0 and uid is not None:
+        pytest.skip("the unprivileged driver is made with setpriv, which needs root")
+    base = Path(tempfile.mkdtemp(prefix="trestle-start-", dir=OUTSIDE_TMP))
+    (base / "ws").mkdir()
+    _chown_tree(base, os.getuid() if uid is None else uid)
+    base.chmod(0o755)
+    try:
+        yield base, uid
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_command_that_takes_back_what_tells_it_began_runs_once(
+    host: tuple[Path, int | None],
+) -> None:
+    base, uid = host
+    done = run_as_driver(base, uid, DRIVER, TAKE_BACK)
+    assert done == [1, "ran\n"]
+
+
+def test_a_sandbox_that_never_starts_is_said_to_have_run_nothing(tmp_path: Path) -> None:
+    # a step left a directory where the approved bytes of deploy.sh are to be shown: no
+    # start can make that mount, and the report says the command never ran
+    _require_bwrap()
+    ws = tmp_path / "ws"
+    (ws / "deploy.sh").mkdir(parents=True)
+    copy = tmp_path / "approved.sh"
+    copy.write_text("echo ran >> runs.txt\n")
+    cell = Cell(choose("require"), ws, "step", True, (("deploy.sh", str(copy)),))
+    env = {"PATH": "/usr/bin:/bin"}
+    done = asyncio.run(run_shell("sh deploy.sh", cwd=ws, env=env, timeout=60, cell=cell))
+    assert done.status == "failed"
+    assert done.error == "its sandbox could not start (3 tries); nothing of it ran"
+    assert "bwrap: Can't create file at" in done.output
+    assert not (ws / "runs.txt").exists()
