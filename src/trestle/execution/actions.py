@@ -40,6 +40,7 @@ from trestle.support.handback import hand_back, outcome_of
 from trestle.trust.identity import ACCOUNTS_ENV, IDENTITY_ENV
 from trestle.trust.signing import KEY_ENV
 from trestle.trust.step_origin import end_python_step, python_step
+from trestle.workspace.beneath import Refused, write_replacing
 
 OUTPUT_LIMIT = 8_000  # characters kept of a command's output: head and tail
 CHUNK = 64 * 1024  # bytes of a command's output read at a time
@@ -357,11 +358,14 @@ def jailed_in(root: Path, relative: str, *, follow_links: bool = True) -> Path:
 def _write_file(workspace: Path, relative: str, content: str) -> ActionResult:
     started = time.monotonic()
     try:
-        target = jailed(workspace, relative)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.trestle-tmp")
-        tmp.write_text(content, encoding="utf-8")
-        os.replace(tmp, target)  # atomic: readers never see half a file
+        root = workspace.resolve()
+        jailed_in(root, relative)  # the usual refusal for a path that climbs out
+        # opened beneath the workspace, no link followed out of it and none replaced
+        # by name: the step's commands write the workspace, and a link they planted on
+        # the way (or at a temporary file's name) led this unconfined write anywhere
+        write_replacing(root, relative, content.encode("utf-8"))  # atomic
+    except Refused as exc:
+        return ActionResult(status="error", error=f"cannot write {relative!r}: {exc}")
     except (OSError, ValueError) as exc:
         return ActionResult(status="error", error=str(exc))
     return ActionResult(
