@@ -7,8 +7,10 @@ Usage::
 For each store, ``--repeat`` chains of ``--steps`` no-op ``python:`` steps (a warm-up
 chain first), driven by ``LocalEngine.run`` with its defaults: the wall time and the
 process's CPU time per step (CPU counts the store's and the step's threads too, and
-is what a busy machine disturbs least). Then one more chain with a mark at each
-point of a step's path, and the median time between consecutive marks:
+is what a busy machine disturbs least), that CPU split by thread (the event loop's,
+the store thread's, the rest: the steps' threads), and the store's commits per step
+(SQLite's own count, seen by a trace callback). Then one more chain with a mark at
+each point of a step's path, and the median time between consecutive marks:
 
 - ``advance``: take the outcome in, decide the next start (``_advance``);
 - ``store`` / ``commit``: the crossing to the store thread and back, and the commit
@@ -30,9 +32,11 @@ import importlib
 import itertools
 import statistics
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +44,8 @@ from hostinfo import load_average, machine_info
 from trestle.core.plan import Plan, Step
 from trestle.engines.local import LocalEngine
 from trestle.lifecycle.runs import create_run
-from trestle.store import InMemoryStore, SqliteStore, Store
-from workloads import ORCHESTRATION_ONLY, chain_plan, importable_steps
+from trestle.store import InMemoryStore, Store
+from workloads import ORCHESTRATION_ONLY, CountingSqliteStore, chain_plan, importable_steps
 
 Marks = list[tuple[str, float]]
 # the marks, in this module as the engine imports it (``step_path``, which is not
@@ -59,24 +63,53 @@ def _marks() -> Marks:
     return marks
 
 
+@dataclass(frozen=True)
+class Drive:
+    """One chain driven: seconds of wall and CPU, the CPU split by thread, commits."""
+
+    wall: float
+    cpu: float
+    loop: float  # the event loop's thread (this one)
+    store: float  # the engine's store thread
+    commits: int  # 0 on InMemoryStore
+
+    @property
+    def others(self) -> float:
+        """The steps' threads, and any other."""
+        return self.cpu - self.loop - self.store
+
+
 def _store(kind: str, work: Path) -> Store:
-    return SqliteStore(work / "store.db") if kind == "sqlite" else InMemoryStore()
+    return CountingSqliteStore(work / "store.db") if kind == "sqlite" else InMemoryStore()
 
 
-def _drive(store: Store, plan: Plan, work: Path, marks: Marks | None = None) -> tuple[float, float]:
+def _thread_cpu(thread: threading.Thread | None) -> float:
+    """CPU seconds ``thread`` has used so far (0 for none)."""
+    if thread is None or thread.ident is None:
+        return 0.0
+    return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+
+
+def _drive(store: Store, plan: Plan, work: Path, marks: Marks | None = None) -> Drive:
     run_id = create_run(store, plan, workspace=work)
+    if isinstance(store, CountingSqliteStore):
+        store.reset()
     engine = LocalEngine(store)
     if marks is not None:
         _mark(engine, marks)
     try:
-        wall, cpu = time.perf_counter(), time.process_time()
+        wall, cpu, loop = time.perf_counter(), time.process_time(), time.thread_time()
         state = asyncio.run(engine.run(run_id))
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        loop = time.thread_time() - loop
+        # started by the drive's first call, alive until the engine is closed
+        store_cpu = _thread_cpu(engine._io._thread)
     finally:
         engine.close()
     if state.finished != "succeeded":
         raise SystemExit(f"the chain ended {state.finished}")
-    return wall, cpu
+    commits = store.commits if isinstance(store, CountingSqliteStore) else 0
+    return Drive(wall, cpu, loop, store_cpu, commits)
 
 
 def _mark(engine: LocalEngine, marks: Marks) -> None:
@@ -132,6 +165,11 @@ def segments(marks: Marks, steps: int) -> list[tuple[str, float]]:
     return sorted(kept, key=lambda item: -item[1])
 
 
+def per_step(runs: list[Drive], steps: int, field: str) -> list[int]:
+    """``field`` of each drive in microseconds a step, sorted."""
+    return sorted(round(getattr(d, field) / steps * 1e6) for d in runs)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1000)
@@ -146,16 +184,24 @@ def main(argv: list[str] | None = None) -> None:
         with tempfile.TemporaryDirectory(prefix="step-path-") as tmp:
             work = Path(tmp)
 
-            def chain(n: int, k: str = kind, under: Path = work) -> tuple[float, float]:
+            def chain(n: int, k: str = kind, under: Path = work) -> Drive:
                 with tempfile.TemporaryDirectory(dir=under) as one:
                     return _drive(_store(k, Path(one)), chain_plan(n), Path(one))
 
             chain(min(args.steps, 200))  # warm-up: imports, the callable's lookup
             runs = [chain(args.steps) for _ in range(args.repeat)]
-            walls = sorted(round(w / args.steps * 1e6) for w, _ in runs)
-            cpus = sorted(round(c / args.steps * 1e6) for _, c in runs)
-            print(f"\n{kind}: {args.steps} steps, {args.repeat} chains")
+            n = args.steps
+            print(f"\n{kind}: {n} steps, {args.repeat} chains")
+            walls, cpus = per_step(runs, n, "wall"), per_step(runs, n, "cpu")
             print(f"  wall per step (us): {walls}   CPU per step (us): {cpus}")
+            print(
+                f"  CPU per step by thread (us): loop {per_step(runs, n, 'loop')}, "
+                f"store {per_step(runs, n, 'store')}, "
+                f"steps' and others {per_step(runs, n, 'others')}"
+            )
+            if kind == "sqlite":
+                commits = sorted(round(d.commits / args.steps, 3) for d in runs)
+                print(f"  commits per step: {commits}")
             marks.clear()
             with tempfile.TemporaryDirectory(dir=work) as one:
                 _drive(_store(kind, Path(one)), marked_plan(args.steps), Path(one), marks)

@@ -1,5 +1,6 @@
 """``bench/step_path.py`` runs (briefly) so that it cannot rot: it drives real chains on
-both stores, as a script, and its marks reach every part of a step's path, the step's
+both stores, as a script, it splits their CPU by thread (and counts SQLite's commits),
+and its marks reach every part of a step's path, the step's
 own call in its thread included. Nothing here is about speed."""
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ def test_the_step_path_bench_marks_every_part_of_a_step_on_both_stores() -> None
     for store in ("memory", "sqlite"):
         section = done.stdout.split(f"\n{store}: 40 steps")[1].split("\n\n")[0]
         assert "CPU per step (us): [" in section
+        assert "CPU per step by thread (us): loop [" in section
+        assert ("commits per step: [" in section) == (store == "sqlite"), section
         for part in ("advance> -> advance<", "attempt> -> call", "call -> attempt<"):
             assert part in section, (store, part, done.stdout)
         assert "commit> -> commit<" in section
