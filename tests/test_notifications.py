@@ -379,18 +379,41 @@ def test_a_message_carries_no_secret_and_no_long_output() -> None:
     assert payload["link"] == "trestle retry r1 push  |  trestle skip r1 push --reason ..."
 
 
-def test_a_bad_notify_toml_names_the_file_and_the_field() -> None:
+def test_a_bad_notify_toml_names_the_file_the_line_and_the_field(tmp_path: Path) -> None:
     _notify_toml("""
         [targets.chat]
         type = "webhook"
         url = "ftp://example.com"
+        timout = 5
+
+        [targets.mail]
+        type = "emial"
     """)
     with pytest.raises(ConfigError) as caught:
         load_settings()
-    text = str(caught.value)
-    assert str(notify_path()) in text and "targets.chat.webhook.url" in text
+    path = notify_path()
+    assert str(caught.value).splitlines() == [
+        f"{path}:4: targets.chat.url: must match the pattern '^https?://', not 'ftp://example.com'",
+        f"{path}:5: targets.chat.timout: unknown field (did you mean 'timeout'?)",
+        f"{path}:7: targets.mail: 'type' must be one of 'webhook', 'email', 'desktop', not 'emial'",
+    ]
     with pytest.raises(ConfigError):  # an engine refuses to start on it
         LocalEngine(InMemoryStore())
+
+    _notify_toml("[targets.chat]\ntype = webhook\n")
+    refused = subprocess.run(
+        [sys.executable, "-m", "trestle", "notify", "test"], capture_output=True, text=True
+    )
+    assert refused.returncode == 2  # bad input, as trestle.toml's problems are
+    assert f"{path}:2: invalid TOML: invalid value (column 8)" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("goal: g\nsteps:\n  - id: a\n    run: 'true'\n", encoding="utf-8")
+    store = tmp_path / "t.db"
+    argv = [sys.executable, "-m", "trestle", "run", str(plan), "--store", str(store)]
+    not_run = subprocess.run(argv, capture_output=True, text=True)
+    assert not_run.returncode == 2 and f"{path}:2: invalid TOML" in not_run.stderr
+    assert not store.exists()  # refused before the run was recorded
 
 
 def test_the_ledger_lives_in_the_configuration_directory() -> None:

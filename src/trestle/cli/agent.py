@@ -154,6 +154,7 @@ def agent(
     from trestle.core.records.agent import AgentSettings, bootstrap_plan
     from trestle.execution.sandbox import mode_from
     from trestle.lifecycle.runs import create_run
+    from trestle.notifications.targets import load_settings
     from trestle.trust.policy_trust import trusted_settings
 
     if not repo.is_dir():
@@ -165,6 +166,7 @@ def agent(
     given = [option_server(value) for value in mcp or ()]  # before the file, said first
     operator = trusted_settings(repo, policy, accept_sha256=accept_policy)
     servers = _mcp_servers(operator.mcp, operator.source.path, given)
+    load_settings()  # a bad notify.toml is refused before the run is recorded
     settings = AgentSettings(
         model=_model_spec(model),
         base_url=base_url,

@@ -63,6 +63,7 @@ def run(
     from trestle.execution.sandbox import mode_from
     from trestle.formats.planfile import load_plan, plan_workspace
     from trestle.lifecycle.runs import create_run
+    from trestle.notifications.targets import load_settings
     from trestle.trust.policy_trust import trusted_settings
 
     mode = mode_from(sandbox)
@@ -75,6 +76,7 @@ def run(
         raise typer.BadParameter(f"{str(workspace)!r} is not a directory", param_hint="-w")
     operator = trusted_settings(ws, policy, accept_sha256=accept_policy)
     bound = engine_binding(engine, address, namespace, task_queue)
+    load_settings()  # a bad notify.toml is refused before the run is recorded
     out = _out()
     with opened_for_new_run(store, ws) as st:
         run_id = create_run(

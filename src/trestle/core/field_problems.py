@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence, Sized
 from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, Tag
+from pydantic.fields import FieldInfo
 
 Loc = Sequence[str | int]
 
@@ -87,7 +88,23 @@ def _tagged_arms(here: list[Any]) -> dict[str, Any]:
                 for meta in arm.__metadata__:
                     if isinstance(meta, Tag):
                         tagged[meta.tag] = arm
+        tagged |= _discriminated_arms(tp, get_args(inner))
     return tagged
+
+
+def _discriminated_arms(tp: Any, arms: Sequence[Any]) -> dict[str, Any]:
+    """For a union discriminated by a field (``Field(discriminator="type")``), each
+    arm by its field's literal value: pydantic puts that value into the location."""
+    metadata = tp.__metadata__ if get_origin(tp) is Annotated else ()
+    field = next((m.discriminator for m in metadata if isinstance(m, FieldInfo)), None)
+    if not isinstance(field, str):
+        return {}
+    found: dict[str, Any] = {}
+    for arm in arms:
+        if isinstance(arm, type) and issubclass(arm, BaseModel) and field in arm.model_fields:
+            literal = arm.model_fields[field].annotation
+            found |= {str(value): arm for value in get_args(literal)}
+    return found
 
 
 def _models(here: list[Any]) -> list[type[BaseModel]]:
@@ -139,6 +156,10 @@ def plain_message(err: Mapping[str, Any], patterns: Mapping[str, str] | None = N
         return str(err["msg"]) + _check_key_hint(str(err["msg"]), err.get("input"))
     if kind == "extra_forbidden":
         return "unknown field"
+    if kind == "union_tag_invalid":  # a discriminated union's field names no arm
+        return "{discriminator} must be one of {expected_tags}, not {tag!r}".format(**ctx)
+    if kind == "union_tag_not_found":
+        return "{discriminator} is required, but missing".format(**ctx)
     if kind == "string_pattern_mismatch":
         pattern = str(ctx.get("pattern", ""))
         message = (patterns or {}).get(pattern, f"must match the pattern {pattern!r}")

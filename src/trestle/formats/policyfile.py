@@ -127,25 +127,32 @@ class PolicyFile:
         return table
 
 
-def read_policy_file(path: Path) -> PolicyFile:
-    """Read and hash an operator's file once, or raise a ConfigError saying why not (the
-    same refusals as a plan file's: not a regular file, too large, not UTF-8; invalid
-    TOML, with its line and column)."""
+def read_toml_file(path: Path) -> tuple[str, dict[str, Any]]:
+    """An operator's TOML file (``trestle.toml``, ``notify.toml``) read once: its text
+    and document, or a ConfigError saying why not (the same refusals as a plan file's:
+    not a regular file, too large, not UTF-8; invalid TOML, with its line and column)."""
     source = str(path)
     try:
         text = read_text_file(path, MAX_CONFIG_BYTES)
     except PlanError as exc:
         raise ConfigError(str(exc)) from None
-    # strict UTF-8 decodes and encodes back to the very bytes read
-    sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
     try:
-        document = tomllib.loads(text)
+        return text, tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         what, line = syntax_problem(str(exc))
         where = source if line is None else f"{source}:{line}"
         raise ConfigError(f"{where}: invalid TOML: {what}") from None
     except (ValueError, RecursionError) as exc:  # e.g. an integer of 5,000 digits
         raise ConfigError(f"{source}: invalid value: {str(exc)[:200]}") from None
+
+
+def read_policy_file(path: Path) -> PolicyFile:
+    """Read and hash an operator's file once, or raise a ConfigError saying why not
+    (:func:`read_toml_file`; a top-level table Trestle does not read)."""
+    source = str(path)
+    text, document = read_toml_file(path)
+    # strict UTF-8 decodes and encodes back to the very bytes read
+    sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
     unknown = [name for name in document if name not in TABLES]
     if unknown:
         where = Where(source, text).at([unknown[0]])
@@ -192,11 +199,12 @@ class Where:
     def error(
         self, exc: ValidationError, prefix: str, model: type[BaseModel] = Policy
     ) -> ConfigError:
-        """One line per problem, each as ``file:line: policy.rules[1].tier: what``."""
+        """One line per problem, each as ``file:line: policy.rules[1].tier: what``
+        (``prefix`` "": the model is the whole file)."""
         lines = key_lines(self.text)
         problems = []
         for err in exc.errors():
-            line = line_of(lines, [prefix, *user_loc(model, err["loc"])[0]])
+            line = line_of(lines, [*([prefix] if prefix else []), *user_loc(model, err["loc"])[0]])
             where = self.source if line is None else f"{self.source}:{line}"
             problems.append(f"{where}: {problem_text(err, prefix, model)}")
         return ConfigError("\n".join(problems))

@@ -29,16 +29,15 @@ from every sandbox (:mod:`trestle.execution.sandbox`), as the approval key is::
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError
 
 from trestle.core.errors import ConfigError
-from trestle.core.field_problems import field_path
 from trestle.core.notices import NOTICE_KINDS, Notice, NoticeKind
 from trestle.core.record import Record
+from trestle.formats.policyfile import Where, read_toml_file
 from trestle.trust.signing import config_dir
 
 NOTIFY_FILE = "notify.toml"
@@ -104,20 +103,18 @@ def notify_path() -> Path:
 
 
 def load_settings(path: Path | None = None) -> NotifySettings | None:
-    """The operator's notification settings, or None when there is no file."""
+    """The operator's notification settings, or None when there is no file; a
+    ConfigError naming the file, the line and the field of each problem otherwise
+    (read and reported as ``trestle.toml`` is: :mod:`trestle.formats.policyfile`)."""
     path = path or notify_path()
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        path.lstat()
     except FileNotFoundError:
         return None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot be read: {exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+    text, raw = read_toml_file(path)
     try:
         return NotifySettings.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{field_path(e['loc']) or 'top level'}: {e['msg']}" for e in exc.errors()
-        )
-        raise ConfigError(f"{path}: {problems}") from exc
+        raise Where(str(path), text).error(exc, "", NotifySettings) from None
