@@ -6,7 +6,8 @@ On Linux, bubblewrap (``bwrap``, unprivileged namespaces) runs each command with
 - the workspace read-write and the rest of the system read-only;
 - the store, the approval key, Trestle's configuration and the user's home hidden
   (each replaced by an empty directory), except a few read-only exceptions: git's own
-  configuration (so commits carry the user's name), the home directories that hold
+  configuration (so commits carry the user's name; judged as ``sandbox.read``'s entries
+  are, below), the home directories that hold
   the tools on ``PATH`` and this Python (``~/.pyenv``, ``~/.local``, ``~/.cargo``,
   minus known credential files; a virtualenv under ``/tmp`` itself), the directories
   this Python imports from (an editable install's source tree) and what the policy
@@ -216,11 +217,11 @@ class Sandbox:
         hidden = tuple(p.resolve() for p in self.hidden)
         # resolved again for each command: a step may have changed a link on the way
         reads = screen_reads(self.policy.read, ws, hidden, homes)
-        wanted = (
-            *(home / p for p in GIT_CONFIG if home is not None),
-            *_tool_dirs(list(homes), ws),
-            *reads.shown,
-        )
+        # git's own configuration, judged as those are: a ~/.gitconfig linked into the
+        # workspace (a dotfiles checkout) would be bound wherever a step repointed it
+        gitconfig = () if home is None else tuple(str(home / p) for p in GIT_CONFIG)
+        git = screen_reads(gitconfig, ws, hidden, homes, "git's configuration")
+        wanted = (*git.shown, *_tool_dirs(list(homes), ws), *reads.shown)
         layout = _layout(ws, hidden, homes, wanted)
         args = [*CONFINEMENT, *_identity()]
         if network:
@@ -256,7 +257,7 @@ class Sandbox:
             # not make the mount's point (one removed after this look: see run_shell)
             if os.path.lexists(socket):
                 args += ["--ro-bind", "/dev/null", socket]
-        return args, reads.left_out
+        return args, (*git.left_out, *reads.left_out)
 
 
 # the system read-only, with a /dev and /proc of its own and private temporary dirs

@@ -40,12 +40,16 @@ class ScreenedReads:
 
 
 def screen_reads(
-    entries: Iterable[str], ws: Path, hidden: Sequence[Path], homes: Sequence[Path]
+    entries: Iterable[str],
+    ws: Path,
+    hidden: Sequence[Path],
+    homes: Sequence[Path],
+    what: str = "sandbox.read",
 ) -> ScreenedReads:
     """Judge each entry for one command: ``ws`` is the workspace's real path, ``hidden``
     the real paths no command may see (the store's, the key's and the configuration's
     directories), ``homes`` the hidden homes, which an entry may lie in (``~/.rustup``)
-    but not hold."""
+    but not hold; ``what`` the entries are, as a line left out names them."""
     shown: list[Path] = []
     left_out: list[str] = []
     for entry in entries:
@@ -54,7 +58,7 @@ def screen_reads(
         if why is None:
             shown.append(path)
         else:
-            left_out.append(f"trestle: sandbox.read {entry!r} is not shown to this command: {why}")
+            left_out.append(f"trestle: {what} {entry!r} is not shown to this command: {why}")
     return ScreenedReads(tuple(shown), tuple(left_out))
 
 
