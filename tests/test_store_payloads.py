@@ -16,6 +16,7 @@ import hashlib
 import json
 import sqlite3
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,7 @@ from trestle.core.records.agent import CompressionRecord
 from trestle.operations.doctor import diagnose
 from trestle.store import SqliteStore
 from trestle.store.base import Snapshot
-from trestle.store.bodies import DICTIONARY, compressed, decompressed
+from trestle.store.bodies import DICTIONARY, LEVEL, MEM_LEVEL, compressed, decompressed
 from trestle.store.payloads import CHUNKED, LARGE, MANIFEST, pack, parts, references, unpack
 from trestle.store.sqlite import MIGRATIONS
 
@@ -163,6 +164,22 @@ def test_a_body_compressed_with_zlibs_default_memory_reads_back_as_the_same_text
     packer = zlib.compressobj(6, zdict=DICTIONARY)
     written_before = packer.compress(body.encode()) + packer.flush()
     assert decompressed(written_before) == body == decompressed(compressed(body) or b"")
+
+
+def test_each_body_is_compressed_as_a_new_compressor_given_the_dictionary_would() -> None:
+    # bodies are compressed by copies of one primed compressor: none may see another's
+    # text, in one thread or several at once
+    bodies = [event_json(ended(i, BIG[: 100 * i], path=f"n/{i}.txt", lines=i)) for i in range(1, 9)]
+
+    def fresh(body: str) -> bytes:
+        packer = zlib.compressobj(LEVEL, zlib.DEFLATED, zlib.MAX_WBITS, MEM_LEVEL, zdict=DICTIONARY)
+        return packer.compress(body.encode()) + packer.flush()
+
+    expected = [fresh(body) for body in bodies]
+    assert [compressed(body) for body in bodies] == expected
+    assert [compressed(body) for body in reversed(bodies)] == expected[::-1]
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(compressed, bodies * 50)) == expected * 50
 
 
 def test_the_dictionary_never_changes() -> None:
