@@ -34,6 +34,7 @@ from trestle.core.plan import Step
 from trestle.execution.child import Child, spawn
 from trestle.execution.processes import die_with_parent
 from trestle.execution.sandbox import Cell, Pinned, Sandbox
+from trestle.execution.sandbox_start import SANDBOX_STARTS, StartSignal, before_start
 from trestle.execution.watchdog import WATCHDOG
 from trestle.formats.planfile import resolve_callable
 from trestle.support.handback import hand_back, outcome_of
@@ -182,15 +183,8 @@ async def run_shell(
     # a sandbox left behind by a dead driver is killed by the watchdog (see there)
     with WATCHDOG.guard(env) as guarded:
         for start in range(SANDBOX_STARTS):
-            if start:  # a program removing its daemon's directory may not be done yet
-                await asyncio.sleep(0.05 * start)
-            held, release = os.pipe()
-            try:
-                os.write(release, b"x")  # taken by bubblewrap once the sandbox is made
-                os.close(release)
-                release = -1
-                os.set_blocking(held, False)
-                argv = _held_until_made(cell.argv(command, cwd), held)
+            await before_start(start)
+            with StartSignal() as held:
                 # no preexec_fn: bubblewrap arms the parent's death signal itself
                 # (--die-with-parent), and the watchdog, told of this sandbox before it
                 # starts, kills one the driver's death caught before it did. Without a
@@ -198,47 +192,20 @@ async def run_shell(
                 # driver's page tables on the event loop: a fork each made a wide
                 # fan-out's starts wait on one another
                 result = await _run(
-                    argv,
+                    held.argv(cell.argv(command, cwd)),
                     cwd=cwd,
                     env=guarded,
                     timeout=timeout,
                     on_spawn=on_spawn,
                     limit=limit,
-                    pass_fds=(held,),
+                    pass_fds=(held.fd,),
                 )
-                if result.status != "failed" or not _still_held(held):
+                if result.status != "failed" or held.began():
                     return result
-            finally:
-                os.close(held)
-                if release >= 0:
-                    os.close(release)
         # every start failed before anything ran (bubblewrap's message is the output):
-        # said as such, not as the command's own failure
+        # said as such, not as the command's own failure (see execution/sandbox_start.py)
         why = f"its sandbox could not start ({SANDBOX_STARTS} tries); nothing of it ran"
         return result.model_copy(update={"error": why})
-
-
-# A sandbox whose start failed ran nothing of its command: bubblewrap could not make a
-# mount point, most often for a host socket it was told to cover that went away between
-# the driver's look at /proc/net/unix and the start (another program's short-lived
-# daemon). Such a start is made again, the sockets looked at afresh. Whether the command
-# began is told by bubblewrap itself: given a pipe holding one byte (--block-fd), it
-# reads the byte once the sandbox is made, closes the pipe and only then runs the
-# command. A byte left in the pipe means nothing of the command ran; the command never
-# holds the pipe, so it can neither take the byte (a byte its own shell wrote, it could
-# read back through /proc/self/fd and be run again) nor put one back.
-SANDBOX_STARTS = 3
-
-
-def _held_until_made(argv: list[str], fd: int) -> list[str]:
-    return [argv[0], "--block-fd", str(fd), *argv[1:]]
-
-
-def _still_held(held: int) -> bool:
-    try:
-        return bool(os.read(held, 1))
-    except BlockingIOError:
-        return False
 
 
 async def _run(

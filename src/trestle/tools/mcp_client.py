@@ -35,6 +35,7 @@ from typing import Any, Literal, TextIO, cast
 from trestle.core.errors import ConfigError
 from trestle.core.records.mcp import McpServer, ToolHints
 from trestle.execution.sandbox import Sandbox
+from trestle.execution.sandbox_start import SANDBOX_STARTS, StartSignal, before_start
 
 MAX_STARTS = 3  # starts of one server within one connection (a hung server restarts)
 STDERR_TAIL = 1_500  # characters of a server's stderr quoted when it fails
@@ -120,6 +121,7 @@ class McpConnection:
         self._failure: BaseException | None = None
         self._errlog: TextIO | None = None
         self._starts = 0
+        self._held: StartSignal | None = None  # the sandbox's start under way
 
     # --- life --------------------------------------------------------------------------
 
@@ -131,14 +133,41 @@ class McpConnection:
         """
         require_sdk()
         self._starts += 1
-        self._stop, self._dead, self._ready = asyncio.Event(), asyncio.Event(), asyncio.Event()
-        self._failure, self._session = None, None
         if self._errlog is None:
             # kept across restarts, closed by aclose
             self._errlog = cast(
                 TextIO,
                 tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace"),  # noqa: SIM115
             )
+        # a stdio server's sandbox that could not start ran nothing: started again, as a
+        # command's is (see trestle.execution.sandbox_start)
+        sandboxed = self.server.url is None and self.sandbox is not None and self.sandbox.confines
+        for start in range(SANDBOX_STARTS if sandboxed else 1):
+            await before_start(start)
+            with StartSignal() as held:
+                self._held = held if sandboxed else None
+                try:
+                    if await self._started():
+                        break
+                finally:
+                    self._held = None
+                await self.close()  # ended before its byte is looked at: it cannot begin later
+                if held.began():
+                    break
+        if self._session is None:
+            failure = self._failure
+            await self.close()
+            why = (
+                f"did not start within {self.server.start_timeout:g}s"
+                if failure is None
+                else f"did not start: {_described(failure)}"
+            )
+            raise McpStartError(f"{self._what()} {why}{self._stderr()}")
+
+    async def _started(self) -> bool:
+        """Start the server once; whether it listed its tools in time."""
+        self._stop, self._dead, self._ready = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        self._failure, self._session = None, None
         self._task = asyncio.create_task(self._serve(), name=f"mcp:{self.server.name}")
         ready = asyncio.create_task(self._ready.wait())
         try:
@@ -149,15 +178,7 @@ class McpConnection:
             )
         finally:
             ready.cancel()
-        if self._session is None:
-            failure = self._failure
-            await self.close()
-            why = (
-                f"did not start within {self.server.start_timeout:g}s"
-                if failure is None
-                else f"did not start: {_described(failure)}"
-            )
-            raise McpStartError(f"{self._what()} {why}{self._stderr()}")
+        return self._session is not None
 
     async def close(self) -> None:
         """Stop the server (the SDK closes its stdin, then ends its processes)."""
@@ -210,6 +231,8 @@ class McpConnection:
         from mcp import StdioServerParameters, stdio_client
 
         argv, env = server_argv(self.server, self.sandbox, self.workspace)
+        if self._held is not None:
+            argv = self._held.argv_by_proc(argv)  # the SDK passes on no descriptor
         params = StdioServerParameters(
             command=argv[0],
             args=argv[1:],

@@ -1,0 +1,112 @@
+"""An MCP server whose sandbox could not start is started again, as a command's is,
+as root and as a user; one whose sandbox began is not.
+
+A host daemon's socket the driver saw goes away, file and directory, after the
+server's sandbox was worked out and before bubblewrap starts: bubblewrap cannot make
+the mount's point that covers it and runs nothing. The driver, root or uid 1000
+(through ``setpriv``, as in ``test_boundary.py``), starts the notes server
+(``tests/mcp_server.py``) in the sandbox and lists its tools.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from test_boundary import OUTSIDE_TMP, USER, _chown_tree, run_as_driver
+from test_sandbox import _require_bwrap
+
+SERVER = Path(__file__).with_name("mcp_server.py")
+
+DRIVER = """
+import asyncio, json, socket, sys
+from pathlib import Path
+from trestle.core.records.mcp import McpServer
+from trestle.execution.sandbox import Sandbox, choose
+from trestle.tools.mcp_client import McpConnection, McpStartError
+
+base, (server, fail, vanish) = Path(sys.argv[1]), json.loads(sys.argv[2])
+place = base / "daemon"
+place.mkdir()
+daemon = socket.socket(socket.AF_UNIX)
+daemon.bind(str(place / "d.sock"))
+daemon.listen()
+built, starts = Sandbox.argv, []
+
+def vanishing(self, command, **kwargs):
+    argv = built(self, command, **kwargs)
+    starts.append(str(place / "d.sock") in argv)
+    if vanish and len(starts) == 1:  # it goes away between the look and the start
+        daemon.close()
+        (place / "d.sock").unlink()
+        place.rmdir()
+    return argv
+
+Sandbox.argv = vanishing
+command = (sys.executable, server, *(["--fail-start"] if fail else []))
+notes = McpServer(name="notes", command=command, timeout=20, start_timeout=20)
+connection = McpConnection(notes, choose("require"), base / "ws")
+
+async def main():
+    try:
+        await connection.start()
+        return sorted(connection.tools)[:1]
+    except McpStartError as exc:
+        return str(exc)
+    finally:
+        await connection.aclose()
+
+print(json.dumps([asyncio.run(main()), starts]))
+"""
+
+
+@pytest.fixture(params=["root", "user"])
+def host(request: pytest.FixtureRequest) -> Iterator[tuple[Path, int | None]]:
+    _require_bwrap()
+    pytest.importorskip("mcp")
+    uid = None if request.param == "root" else USER
+    if os.getuid() != 0 and uid is not None:
+        pytest.skip("the unprivileged driver is made with setpriv, which needs root")
+    # read-only to the server but reachable (not in /tmp or a home, which it does not
+    # see): bubblewrap must make the covering mount's point itself
+    base = Path(tempfile.mkdtemp(prefix="trestle-mcp-start-", dir=OUTSIDE_TMP))
+    (base / "ws").mkdir()
+    shutil.copy(SERVER, base / "server.py")
+    _chown_tree(base, os.getuid() if uid is None else uid)
+    base.chmod(0o755)
+    try:
+        yield base, uid
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _driver(base: Path, uid: int | None, case: list[object]) -> tuple[object, list[bool]]:
+    listed, starts = cast(list[Any], run_as_driver(base, uid, DRIVER, case))
+    return listed, starts
+
+
+def test_a_server_whose_sandbox_could_not_start_is_started_again(
+    host: tuple[Path, int | None],
+) -> None:
+    base, uid = host
+    server = str(base / "server.py")
+    listed, starts = _driver(base, uid, [server, False, True])
+    assert starts == [True, False]  # the socket covered at first, gone the second time
+    assert listed == ["add_note"]
+
+
+def test_a_server_whose_sandbox_began_is_not_started_again(
+    host: tuple[Path, int | None],
+) -> None:
+    base, uid = host
+    # the server itself fails at once, before speaking MCP: its sandbox had begun
+    server = str(base / "server.py")
+    said, starts = _driver(base, uid, [server, True, False])
+    assert starts == [True]
+    assert isinstance(said, str) and "cannot open its database" in said
