@@ -310,7 +310,7 @@ def test_on_a_terminal_accept_shows_the_file_and_asks(repo: Cli) -> None:
     toml = repo.write("trestle.toml", STRICT)
     talking = approvals_cli.Cli(repo.dir, repo.store)
     code, screen = approvals_cli._converse(talking, ["policy", "accept"], [("[y/N]:", "n\n")])
-    assert code == 1, screen
+    assert code == 9, screen  # not accepted
     assert f"sha256: {digest(toml)}" in screen and 'name = "deploys need a human"' in screen
     assert "not accepted" in screen
     assert "status: not accepted" in repo("policy", "show").stdout

@@ -7,9 +7,10 @@ process drives the run; 6 stopped (budget or monitor; a hard budget limit can be
 with ``trestle budget RUN --add``, then resumed); 7 cancelled (``trestle cancel``:
 the run's driver exits so, and so does a later ``resume``); 8 no store where the command
 looked (commands that read never create one); 9 a policy file a step could have written
-is new or changed since a human accepted it (``trestle policy accept``: nothing ran);
-128 + the signal's number when a signal
-interrupted the driver: 130 SIGINT (Ctrl-C), 143 SIGTERM, 129 SIGHUP.
+is new or changed since a human accepted it (``trestle policy accept``: nothing ran; and
+``policy accept`` answered no); 11 a rewind not confirmed; 128 + the signal's number when
+a signal interrupted the driver: 130 SIGINT (Ctrl-C), 143 SIGTERM, 129 SIGHUP; 130 too
+for Ctrl-C at any question a command asks (nothing is changed).
 
 Which store a command opens, and how a RUN is found: see :mod:`trestle.cli.stores`.
 
@@ -33,6 +34,7 @@ prints help should not pay (``bench/startup.py`` measures it).
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
 import sys
 from contextlib import suppress
@@ -214,8 +216,11 @@ def main() -> None:
     except ClickException as exc:  # a file option that cannot be opened, say
         _err().print(f"error: {exc.format_message()}", markup=False, soft_wrap=True)
         sys.exit(exc.exit_code)
-    except typer.Abort:  # Ctrl-C or end of input at a prompt
-        _err().print("error: aborted", markup=False)
+    except typer.Abort as exc:  # Ctrl-C, or end of input at a prompt
+        if isinstance(exc.__context__, KeyboardInterrupt):
+            _err().print("\nerror: interrupted by SIGINT (Ctrl-C)", markup=False)
+            sys.exit(128 + signal.SIGINT)
+        _err().print("error: aborted: the input ended", markup=False)
         sys.exit(1)
     except TrestleError as exc:
         _err().print(f"error: {exc}", markup=False)

@@ -14,6 +14,7 @@ from trestle.cli.console import (
     _found,
     _out,
     _print_json,
+    confirmed,
 )
 from trestle.cli.options import (
     JsonOption,
@@ -170,9 +171,8 @@ def _confirm(out: Console, yes: bool) -> None:
     if yes:
         return
     if sys.stdin.isatty() and out.is_terminal:
-        if not typer.confirm("Go ahead?", default=False):
-            out.print("nothing was changed", markup=False)
-            raise typer.Exit(1)
+        if not confirmed("Go ahead?"):
+            raise NotConfirmedError("not confirmed: nothing was changed")
         return
     raise NotConfirmedError(
         "not done: off a terminal this needs --yes (it deletes and overwrites files in "

@@ -126,3 +126,17 @@ def write_output(output: Path, text: str) -> None:
     except OSError as exc:
         why = exc.strerror or str(exc)
         raise ConfigError(f"--output {str(output)!r}: cannot write it: {why}") from None
+
+
+def confirmed(question: str) -> bool:
+    """Ask ``question`` on the terminal: True only for yes. No answer (Ctrl-D, input
+    that ended) is no; Ctrl-C stays an interrupt (:func:`trestle.cli.app.main` exits 130)."""
+    import typer
+
+    try:
+        return typer.confirm(question, default=False)
+    except typer.Abort as exc:
+        if isinstance(exc.__context__, KeyboardInterrupt):
+            raise
+        _err().print()  # the prompt's line ended without an answer
+        return False

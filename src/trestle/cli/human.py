@@ -138,14 +138,20 @@ def prompt_approvals(store: Store, run_id: str, out: Console) -> bool:
             continue
         show_card(out, store, card)
         while True:
-            answer = out.input(Text(f"{CHOICES}? ")).strip().lower()[:1]
+            try:
+                answer = out.input(Text(f"{CHOICES}? ")).strip().lower()[:1]
+                reason = ""
+                if answer == "r":
+                    reason = out.input(Text("reason (recorded and fed back): ")).strip()
+            except EOFError:  # Ctrl-D, or input that ended: the rest wait, as "later"
+                out.print("\nno answer (end of input): it waits in `trestle inbox`", markup=False)
+                return decided
             try:
                 if answer in ("a", "s"):
                     submit_decision(store, card.ref, "approve", similar=answer == "s")
                 elif answer == "e":
                     submit_decision(store, card.ref, "modify", edited=take_edit(store, card))
                 elif answer == "r":
-                    reason = out.input(Text("reason (recorded and fed back): ")).strip()
                     submit_decision(store, card.ref, "reject", reason=reason or "rejected")
                 elif answer == "l":
                     break

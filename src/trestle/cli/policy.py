@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from trestle.cli.console import _out
-from trestle.core.errors import ConfigError
+from trestle.cli.console import _out, confirmed
+from trestle.core.errors import ConfigError, PolicyNotAcceptedError
 
 if TYPE_CHECKING:
     from trestle.formats.policyfile import PolicyFile
@@ -76,9 +76,8 @@ def accept_policy(
         for line in _head(read, status(real, read.sha256)):
             out.print(line, markup=False, soft_wrap=True)
         out.print(_body(read), markup=False, soft_wrap=True, end="")
-        if not typer.confirm("Runs will obey this file as your policy. Accept it?"):
-            out.print("not accepted", markup=False)
-            raise typer.Exit(1)
+        if not confirmed("Runs will obey this file as your policy. Accept it?"):
+            raise PolicyNotAcceptedError(f"{real}: not accepted; runs do not obey it")
     else:
         raise ConfigError(
             f"{real}: not accepted: off a terminal, read it (`trestle policy show {real}`) "
