@@ -57,6 +57,7 @@ from trestle.agent.reminders import StepProgress, goal_reminder, reminder_due
 from trestle.agent.unknown import decided, unknown_ask, unknown_hash
 from trestle.core.budget import Dimension, breach
 from trestle.core.conversation import (
+    MAX_ANSWER,
     Message,
     Model,
     ModelResponse,
@@ -587,6 +588,12 @@ class StepSession:
                 f"{self.model.name} answered with what cannot be recorded: {_first(exc)}",
                 provider=self.model.name,
             ) from exc
+        if response.length > MAX_ANSWER:  # a run that holds it could not be read back
+            raise ProviderResponseError(
+                f"{self.model.name} answered with {response.length:,} characters, more "
+                f"than the {MAX_ANSWER:,} an answer may carry; it was not recorded",
+                provider=self.model.name,
+            )
         response = self._priced(response)
         self.live += 1
         called = ModelCalled(

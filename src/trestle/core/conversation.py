@@ -42,6 +42,11 @@ Text = Annotated[str, AfterValidator(without_surrogates)]
 MAX_CALL_TOKENS = 100_000_000  # far above any context window: more is a broken report
 # dollars; finite is not enough: two costs of 1e308 add up to inf in the run's tally
 MAX_CALL_COST = 1_000_000.0
+# Characters an answer may carry, its text and its calls' arguments together: eight
+# times the longest a model writes (128k output tokens of about 4 characters). More is
+# refused before it is recorded: the store reads a text back only below a ceiling
+# (store/inflate.py), and a run holding an answer past it could never be read again.
+MAX_ANSWER = 4 * (1 << 20)
 # Longer than any API generates (``call_...``, ``toolu_...``), and no space or control
 # character: an id is sent back to the server and is part of the call's idempotency key.
 _CALL_ID = re.compile(r"[^\s\x00-\x1f\x7f-\x9f]{1,64}")
@@ -161,6 +166,12 @@ class ModelResponse(_Record):
         # still construction: the frozen record takes its field directly
         object.__setattr__(self, "tool_calls", calls)
         return self
+
+    @property
+    def length(self) -> int:
+        """Characters of its text and its calls' names and arguments (:data:`MAX_ANSWER`)."""
+        calls = sum(len(c.id) + len(c.name) + len(c.arguments) for c in self.tool_calls)
+        return len(self.text) + calls
 
     @property
     def is_empty(self) -> bool:

@@ -14,8 +14,9 @@ The largest legitimate sizes, and the margins:
   :data:`PIECE` is 64 times that;
 - one long string (a payload, whole or joined from its pieces): a tool's output is
   capped at 8,000 characters (``OUTPUT_LIMIT``), an MCP result at ``output_cap`` too,
-  a hand-off body at 1 M characters; the longest are a model answer (a 2 M-token
-  context is about 8 MB of text) and a string of an 8 MiB plan file (at most about
+  a hand-off body at 1 M characters, a model's answer at 4 Mi characters
+  (``MAX_ANSWER``, refused before it is recorded); the longest are a conversation (a
+  2 M-token context is about 8 MB of text) and a string of an 8 MiB plan file (at most about
   12 MB once JSON escapes it): :data:`LITERAL` is 128 MiB, ten times those;
 - a body, its long strings stored apart (each of those left is under 512 bytes):
   25.9 KB at most over a 1,000-turn agent run (4,204 events, the conversation save the
