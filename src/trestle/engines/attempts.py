@@ -192,7 +192,11 @@ class Attempts:
         # a child run may write only its carved scope; a root run's scope is the gate's
         scope = parent_scope(state) if state.parent is not None else ()
         sandbox = choose(
-            self.sandbox_mode, hidden=hidden, policy=sandbox_policy(state), scope=scope
+            self.sandbox_mode,
+            hidden=hidden,
+            policy=sandbox_policy(state),
+            scope=scope,
+            workspace=workspace,
         )
         self._sandboxes[state.run_id] = sandbox
         detail = sandbox.describe()

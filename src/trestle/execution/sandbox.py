@@ -55,6 +55,7 @@ from trestle.execution.sandbox_mounts import (
     workspace_mounts,
 )
 from trestle.execution.sandbox_reads import screen_reads
+from trestle.workspace.reach import search_path_outside
 
 Mode = Literal["auto", "require", "off"]
 MODES: tuple[Mode, ...] = ("auto", "require", "off")
@@ -510,8 +511,11 @@ def choose(
     hidden: tuple[Path, ...] = (),
     policy: SandboxPolicy | None = None,
     scope: tuple[str, ...] = (),
+    workspace: Path | None = None,
 ) -> Sandbox:
-    """The sandbox for a drive: bubblewrap if it works here, unless ``mode`` is off.
+    """The sandbox for a drive: bubblewrap if it works here, unless ``mode`` is off;
+    found on no ``PATH`` entry a step of ``workspace`` could fill (see
+    :func:`find_bwrap`).
 
     Raises:
         SandboxUnavailableError: ``mode`` is ``require`` and none works here.
@@ -519,7 +523,7 @@ def choose(
     policy = policy or SandboxPolicy()
     if mode == "off":
         return Sandbox(None, "turned off by the operator", True, hidden, policy, scope)
-    bwrap, why = find_bwrap()
+    bwrap, why = find_bwrap(workspace)
     if bwrap is None and mode == "require":
         raise SandboxUnavailableError(
             f"no sandbox: {why}; install bubblewrap (apt install bubblewrap) or run "
@@ -540,15 +544,32 @@ def mode_from(value: str | None) -> Mode:
     )
 
 
-def find_bwrap() -> tuple[str | None, str]:
-    """A bubblewrap that can make a sandbox here, or None and why not."""
+def find_bwrap(workspace: Path | None = None) -> tuple[str | None, str]:
+    """A bubblewrap that can make a sandbox for ``workspace``'s commands here, or None
+    and why not. It runs as the driver, unconfined: never one a step of ``workspace``
+    could have planted (found on a ``PATH`` entry in the workspace, a project's
+    activated virtualenv, or named there by ``$TRESTLE_BWRAP``). Without a workspace
+    (an early look while a run loads), only one in the system's own directories is
+    run; another is looked up only, and run once the workspace is known."""
     if not sys.platform.startswith("linux"):
         return None, f"no sandbox is available on {sys.platform} (bubblewrap is Linux-only)"
     named = os.environ.get(BWRAP_ENV)
-    path = shutil.which(named or "bwrap")
+    search = os.environ.get("PATH", os.defpath)
+    if workspace is not None:
+        search = search_path_outside(search, workspace)
+    path = shutil.which(named or "bwrap", path=search)
     if path is None:
         return None, f"bubblewrap ({named or 'bwrap'}) is not installed"
+    if workspace is not None and reached_through(path, workspace.resolve()):
+        return None, f"bubblewrap ({path}) lies in the workspace, where a step could replace it"
+    if workspace is None and os.path.dirname(os.path.realpath(path)) not in _SYSTEM_BIN:
+        return path, ""
     return _probe(path)
+
+
+# where a bubblewrap may be run before the workspace is known: no workspace is one of
+# these (a workspace under /usr, /usr/src/app, can put its own directories on PATH)
+_SYSTEM_BIN = frozenset({"/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin"})
 
 
 @functools.cache

@@ -24,6 +24,10 @@ import stat
 from collections.abc import Container, Iterable, Iterator, Sequence
 from pathlib import Path
 
+# judged where the driver finds its own programs too; taken from here by the sandbox's
+# modules
+from trestle.workspace.reach import reached_through as reached_through
+
 # what of a writable .git a command must not change: each makes git run a program or
 # read its settings elsewhere (hooks; config; a submodule's or worktree's own config;
 # info/attributes; commondir, config.worktree and alternates redirect what git reads)
@@ -317,37 +321,6 @@ class _Reach:
     def _hidden_by_name(self, path: str) -> bool:
         text = _prefix(path)
         return text.startswith(self._hidden) and not text.startswith(self._shown)
-
-
-def reached_through(entry: Path | str, ws: Path, links: int = 0) -> bool:
-    """Whether resolving ``entry`` visits the workspace ``ws``: the path as written, a
-    directory on the way, or a link's target. Where it does, what it resolves to is a
-    step's choice. What is reached only through what lies outside, no step can change,
-    so this is decided once (the tool directories, a hidden directory's real path).
-
-    Walked on strings, not paths: ``sandbox.read`` entries are judged for every
-    command, and building a path for each step of the walk tripled its cost."""
-    if links > 40:
-        return True  # a loop of links: nothing to show
-    text, top = os.fspath(entry), _prefix(str(ws))
-    if not text.startswith("/"):
-        text = os.path.join(os.getcwd(), text)
-    current = "/"
-    for name in text.split("/"):
-        if not name:
-            continue
-        current = os.path.normpath(os.path.join(current, name))  # no link in it so far
-        if _prefix(current).startswith(top):
-            return True
-        try:
-            target = os.readlink(current)
-        except OSError:
-            continue  # not a link, or missing
-        linked = os.path.join(os.path.dirname(current), target)
-        if reached_through(linked, ws, links + 1):
-            return True
-        current = os.path.realpath(linked)
-    return False
 
 
 @functools.lru_cache(maxsize=1024)

@@ -43,6 +43,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from trestle.core.errors import RunError
+from trestle.workspace.reach import search_path_outside
 
 # Settings git reads but that never make it run a program or look outside the git
 # directory. Names as ``git config --list`` gives them: section and key lowercased, the
@@ -124,9 +125,16 @@ def workspace_git_dir(workspace: Path) -> Path:
     return git_dir
 
 
-def check_git_dir(git_dir: Path, *, git: str = "git", advice: str = WHERE_TO_RUN_IT) -> None:
+def check_git_dir(
+    git_dir: Path,
+    *,
+    git: str = "git",
+    advice: str = WHERE_TO_RUN_IT,
+    workspace: Path | None = None,
+) -> None:
     """Refuse a git directory whose layout or configuration could make git run a program;
-    ``advice`` ends the error's message (what to do instead).
+    ``advice`` ends the error's message (what to do instead); ``workspace``: the one
+    whose steps may write (see :func:`environment`), ``git_dir``'s parent if None.
 
     Raises:
         UnsafeRepositoryError: it is not a plain directory, it shares another's
@@ -144,7 +152,8 @@ def check_git_dir(git_dir: Path, *, git: str = "git", advice: str = WHERE_TO_RUN
             f"configuration and hooks from another directory: {advice}",
             git_dir,
         )
-    refused = sorted({key for key, _ in read_config(git_dir, git=git) if not INERT.fullmatch(key)})
+    settings = read_config(git_dir, git=git, workspace=workspace)
+    refused = sorted({key for key, _ in settings if not INERT.fullmatch(key)})
     if refused:
         shown = ", ".join(refused[:8]) + (
             f" and {len(refused) - 8} more" if len(refused) > 8 else ""
@@ -157,9 +166,12 @@ def check_git_dir(git_dir: Path, *, git: str = "git", advice: str = WHERE_TO_RUN
         )
 
 
-def read_config(git_dir: Path, *, git: str = "git") -> list[tuple[str, str]]:
+def read_config(
+    git_dir: Path, *, git: str = "git", workspace: Path | None = None
+) -> list[tuple[str, str]]:
     """The settings in ``git_dir``'s own ``config`` file (includes not followed), as
-    ``(name, value)`` pairs in file order; none if there is no such file.
+    ``(name, value)`` pairs in file order; none if there is no such file. ``workspace``
+    as for :func:`check_git_dir`.
 
     Raises:
         UnsafeRepositoryError: the file is not a regular file, is too large, or git
@@ -186,7 +198,7 @@ def read_config(git_dir: Path, *, git: str = "git") -> list[tuple[str, str]]:
     finally:
         os.close(fd)
     # GIT_DIR names no repository: the parse reads the bytes given and nothing else
-    env = environment(Path(os.devnull))
+    env = environment(Path(os.devnull), workspace=workspace or git_dir.parent)
     try:
         done = subprocess.run(
             [git, *_settings(), "config", "--file", "-", "--no-includes", "--list", "-z"],
@@ -213,12 +225,23 @@ def read_config(git_dir: Path, *, git: str = "git") -> list[tuple[str, str]]:
 
 
 def environment(
-    git_dir: Path, work_tree: Path | None = None, extra: Mapping[str, str] | None = None
+    git_dir: Path,
+    work_tree: Path | None = None,
+    extra: Mapping[str, str] | None = None,
+    *,
+    workspace: Path | None = None,
 ) -> dict[str, str]:
     """A clean environment for git on ``git_dir``: nothing ``GIT_*`` from the driver (a
     ``GIT_DIR``, ``GIT_CONFIG_PARAMETERS`` or ``GIT_SSH_COMMAND`` would redirect or
-    arm it), no system or global configuration, no prompt, no pager, no lazy fetch."""
+    arm it), no system or global configuration, no prompt, no pager, no lazy fetch.
+
+    ``git`` itself is found on a ``PATH`` without the entries a step could fill (see
+    :func:`~trestle.workspace.reach.search_path_outside`) in ``workspace`` (else
+    ``work_tree``, else ``git_dir``'s parent): a project's activated virtualenv on
+    ``PATH`` let a step plant a ``git`` there that the next checkpoint ran unconfined."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_") and k not in _DROPPED}
+    place = workspace or work_tree or git_dir.parent
+    env["PATH"] = search_path_outside(os.environ.get("PATH", os.defpath), place)
     env.update(
         GIT_DIR=str(git_dir),
         GIT_CONFIG_NOSYSTEM="1",

@@ -749,7 +749,9 @@ class ShadowRepo:
         if key is not None and _SAFE_LAYOUTS.get(self.git_dir) == key:
             return
         try:
-            check_git_dir(self.git_dir, git=self._git_exe, advice=SHADOW_ADVICE)
+            check_git_dir(
+                self.git_dir, git=self._git_exe, advice=SHADOW_ADVICE, workspace=self.workspace
+            )
         except UnsafeRepositoryError as exc:
             raise ShadowRepoError(str(exc)) from None
         if key is not None and key == _layout_key(self.git_dir):
