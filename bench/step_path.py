@@ -4,6 +4,11 @@ Usage::
 
     python bench/step_path.py [--steps 1000] [--repeat 3] [--store memory,sqlite]
 
+The stores: ``memory`` (``InMemoryStore``), ``sqlite`` (the default store),
+``sqlite-unsynced`` (its commits not waiting for the disk: what the fsync a step's
+durability needs costs it) and ``memory-waiting`` (in memory, each commit a 3 ms sleep:
+what waiting alone does to the CPU the same code takes on a busy machine).
+
 For each store, ``--repeat`` chains of ``--steps`` no-op ``python:`` steps (a warm-up
 chain first), driven by ``LocalEngine.run`` with its defaults: the wall time and the
 process's CPU time per step (CPU counts the store's and the step's threads too, and
@@ -27,15 +32,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
 import importlib
 import itertools
+import sqlite3
 import statistics
 import tempfile
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +52,7 @@ from trestle.core.plan import Plan, Step
 from trestle.engines.local import LocalEngine
 from trestle.lifecycle.runs import create_run
 from trestle.store import InMemoryStore, Store
+from trestle.store.base import Appended
 from workloads import ORCHESTRATION_ONLY, CountingSqliteStore, chain_plan, importable_steps
 
 Marks = list[tuple[str, float]]
@@ -79,8 +87,41 @@ class Drive:
         return self.cpu - self.loop - self.store
 
 
+class UnsyncedSqliteStore(CountingSqliteStore):
+    """A SQLite store whose commits do not wait for the disk (``synchronous=NORMAL``,
+    as the store's lease writes are): what a step pays for its commit's fsync, the
+    durability a step's start needs before its action runs. Measurement only."""
+
+    @contextlib.contextmanager
+    def _tx(
+        self, doing: str, *, then: str = "try again", synced: bool = True
+    ) -> Iterator[sqlite3.Connection]:
+        with super()._tx(doing, then=then, synced=False) as db:
+            yield db
+
+
+class WaitingMemoryStore(InMemoryStore):
+    """An in-memory store whose appends take as long as a synced commit on a busy
+    disk, sleeping, with no SQLite and no disk: what the threads' waits alone do to the
+    CPU a step's code takes (its caches go cold while another process runs)."""
+
+    WAIT = 0.003
+
+    def append(self, run_id: str, batch: Appended, *, token: int) -> None:
+        super().append(run_id, batch, token=token)
+        time.sleep(self.WAIT)
+
+
+STORES: dict[str, Callable[[Path], Store]] = {
+    "memory": lambda work: InMemoryStore(),
+    "sqlite": lambda work: CountingSqliteStore(work / "store.db"),
+    "sqlite-unsynced": lambda work: UnsyncedSqliteStore(work / "store.db"),
+    "memory-waiting": lambda work: WaitingMemoryStore(),
+}
+
+
 def _store(kind: str, work: Path) -> Store:
-    return CountingSqliteStore(work / "store.db") if kind == "sqlite" else InMemoryStore()
+    return STORES[kind](work)
 
 
 def _thread_cpu(thread: threading.Thread | None) -> float:
@@ -174,7 +215,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--store", default="memory,sqlite", help="memory, sqlite or both")
+    parser.add_argument(
+        "--store",
+        default="memory,sqlite",
+        help=f"a comma-separated list of {', '.join(STORES)}",
+    )
     args = parser.parse_args(argv)
     importable_steps()
     marks = _marks()
@@ -199,7 +244,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"store {per_step(runs, n, 'store')}, "
                 f"steps' and others {per_step(runs, n, 'others')}"
             )
-            if kind == "sqlite":
+            if kind.startswith("sqlite"):
                 commits = sorted(round(d.commits / args.steps, 3) for d in runs)
                 print(f"  commits per step: {commits}")
             marks.clear()
