@@ -13,9 +13,9 @@ For each store, ``--repeat`` chains of ``--steps`` no-op ``python:`` steps (a wa
 chain first), driven by ``LocalEngine.run`` with its defaults: the wall time and the
 process's CPU time per step (CPU counts the store's and the step's threads too, and
 is what a busy machine disturbs least), that CPU split by thread (the event loop's,
-the store thread's, the rest: the steps' threads), and the store's commits per step
-(SQLite's own count, seen by a trace callback). Then one more chain with a mark at
-each point of a step's path, and the median time between consecutive marks:
+the store thread's, the rest: the steps' threads). Then one more chain with a mark at
+each point of a step's path, and the median time between consecutive marks, and on
+SQLite its commits per step (SQLite's own count, seen by a trace callback):
 
 - ``advance``: take the outcome in, decide the next start (``_advance``);
 - ``store`` / ``commit``: the crossing to the store thread and back, and the commit
@@ -51,9 +51,9 @@ from hostinfo import load_average, machine_info
 from trestle.core.plan import Plan, Step
 from trestle.engines.local import LocalEngine
 from trestle.lifecycle.runs import create_run
-from trestle.store import InMemoryStore, Store
+from trestle.store import InMemoryStore, SqliteStore, Store
 from trestle.store.base import Appended
-from workloads import ORCHESTRATION_ONLY, CountingSqliteStore, chain_plan, importable_steps
+from workloads import ORCHESTRATION_ONLY, chain_plan, importable_steps
 
 Marks = list[tuple[str, float]]
 # the marks, in this module as the engine imports it (``step_path``, which is not
@@ -79,7 +79,7 @@ class Drive:
     cpu: float
     loop: float  # the event loop's thread (this one)
     store: float  # the engine's store thread
-    commits: int  # 0 on InMemoryStore
+    commits: int  # SQLite's, in a marked drive (0 in others and in memory)
 
     @property
     def others(self) -> float:
@@ -87,7 +87,7 @@ class Drive:
         return self.cpu - self.loop - self.store
 
 
-class UnsyncedSqliteStore(CountingSqliteStore):
+class UnsyncedSqliteStore(SqliteStore):
     """A SQLite store whose commits do not wait for the disk (``synchronous=NORMAL``,
     as the store's lease writes are): what a step pays for its commit's fsync, the
     durability a step's start needs before its action runs. Measurement only."""
@@ -114,7 +114,7 @@ class WaitingMemoryStore(InMemoryStore):
 
 STORES: dict[str, Callable[[Path], Store]] = {
     "memory": lambda work: InMemoryStore(),
-    "sqlite": lambda work: CountingSqliteStore(work / "store.db"),
+    "sqlite": lambda work: SqliteStore(work / "store.db"),
     "sqlite-unsynced": lambda work: UnsyncedSqliteStore(work / "store.db"),
     "memory-waiting": lambda work: WaitingMemoryStore(),
 }
@@ -131,10 +131,25 @@ def _thread_cpu(thread: threading.Thread | None) -> float:
     return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
 
 
+def _counted(store: Store) -> list[int]:
+    """A cell SQLite's commits on ``store`` are counted in from now on (none counted on
+    a store in memory). The count comes from a trace callback on every statement,
+    which costs CPU of its own: only the marked chain is counted."""
+    cell = [0]
+    db = getattr(store, "_db", None)
+    if isinstance(db, sqlite3.Connection):
+
+        def seen(statement: str) -> None:
+            if statement.lstrip().upper().startswith("COMMIT"):
+                cell[0] += 1
+
+        db.set_trace_callback(seen)
+    return cell
+
+
 def _drive(store: Store, plan: Plan, work: Path, marks: Marks | None = None) -> Drive:
     run_id = create_run(store, plan, workspace=work)
-    if isinstance(store, CountingSqliteStore):
-        store.reset()
+    commits = _counted(store) if marks is not None else [0]
     engine = LocalEngine(store)
     if marks is not None:
         _mark(engine, marks)
@@ -149,8 +164,7 @@ def _drive(store: Store, plan: Plan, work: Path, marks: Marks | None = None) -> 
         engine.close()
     if state.finished != "succeeded":
         raise SystemExit(f"the chain ended {state.finished}")
-    commits = store.commits if isinstance(store, CountingSqliteStore) else 0
-    return Drive(wall, cpu, loop, store_cpu, commits)
+    return Drive(wall, cpu, loop, store_cpu, commits[0])
 
 
 def _mark(engine: LocalEngine, marks: Marks) -> None:
@@ -244,12 +258,12 @@ def main(argv: list[str] | None = None) -> None:
                 f"store {per_step(runs, n, 'store')}, "
                 f"steps' and others {per_step(runs, n, 'others')}"
             )
-            if kind.startswith("sqlite"):
-                commits = sorted(round(d.commits / args.steps, 3) for d in runs)
-                print(f"  commits per step: {commits}")
             marks.clear()
             with tempfile.TemporaryDirectory(dir=work) as one:
-                _drive(_store(kind, Path(one)), marked_plan(args.steps), Path(one), marks)
+                store = _store(kind, Path(one))
+                marked = _drive(store, marked_plan(args.steps), Path(one), marks)
+            if isinstance(store, SqliteStore):
+                print(f"  commits per step (the marked chain): {marked.commits / n:.3f}")
             found = segments(marks, args.steps)
             total = sum(median for _, median in found)
             print(f"  a step's path, median between marks (us; sum {total * 1e6:.0f}):")
