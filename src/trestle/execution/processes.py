@@ -81,12 +81,31 @@ def start_time(pid: int) -> int | None:
 
 def _stat(pid: int) -> list[str] | None:
     """The fields of ``/proc/<pid>/stat`` after the command name (state is [0])."""
+    fields = _stat_fields(str(pid))
+    return None if fields is None else [f.decode("ascii", "replace") for f in fields]
+
+
+def _stat_fields(pid: str) -> list[bytes] | None:
     try:
-        raw = (PROC / str(pid) / "stat").read_bytes()
+        raw = _read(f"{PROC}/{pid}/stat")
     except OSError:
         return None
     # the name is in parentheses and may itself hold spaces or parentheses
-    return raw[raw.rfind(b")") + 2 :].decode("ascii", "replace").split()
+    return raw[raw.rfind(b")") + 2 :].split()
+
+
+def _read(path: str) -> bytes:
+    """A file of ``/proc`` whole, read with bare system calls: a look at every process
+    opens two files each, and through pathlib and Python's buffered files they took
+    2.3 ms for 160 processes, against 0.8 ms this way (a resume looks before it acts)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def _arm_prctl() -> Callable[[int], int] | None:
@@ -140,18 +159,18 @@ def leftovers(key: str, leader: Leader | None) -> set[int]:
     group = _trusted_group(leader)
     me = os.getpid()
     found: set[int] = set()
-    for entry in os.scandir(PROC):
-        if not entry.name.isdigit() or int(entry.name) == me:
+    for name in os.listdir(PROC):
+        if not name.isdigit() or int(name) == me:
             continue
-        pid = int(entry.name)
-        fields = _stat(pid)
-        if fields is None or fields[0] in ("Z", "X"):  # gone, or dead and not yet reaped
+        pid = int(name)
+        fields = _stat_fields(name)
+        if not fields or fields[0] in (b"Z", b"X"):  # gone, or dead and not yet reaped
             continue
         if group is not None and int(fields[2]) == group:
             found.add(pid)
             continue
         try:
-            environ = (PROC / entry.name / "environ").read_bytes()
+            environ = _read(f"{PROC}/{name}/environ")
         except OSError:  # another user's process, or gone meanwhile
             continue
         if any(environ.startswith(m) or b"\0" + m in environ for m in (marker, nested)):
