@@ -160,14 +160,16 @@ class RunState(BaseModel):
 
     # Indexes derived from ``steps`` so that deciding looks only at the frontier, not
     # at every step: a run of n steps then costs O(n), not O(n^2). Never persisted;
-    # rebuilt by reindex() after loading a snapshot.
-    _order: dict[str, int] = PrivateAttr(default_factory=dict)
-    _remaining: dict[str, float] = PrivateAttr(default_factory=dict)
-    _dependents: dict[str, list[str]] = PrivateAttr(default_factory=dict)
-    _unresolved: dict[str, int] = PrivateAttr(default_factory=dict)
-    _frontier: set[str] = PrivateAttr(default_factory=set)
+    # rebuilt by reindex() after loading a snapshot. Defaults, not factories: pydantic
+    # copies an empty one for each state, and asks a factory for its signature the first
+    # time a process builds a state (inspect's first use, 0.8 ms of a resume's CPU).
+    _order: dict[str, int] = PrivateAttr(default={})
+    _remaining: dict[str, float] = PrivateAttr(default={})
+    _dependents: dict[str, list[str]] = PrivateAttr(default={})
+    _unresolved: dict[str, int] = PrivateAttr(default={})
+    _frontier: set[str] = PrivateAttr(default=set())
     _in_flight: int = PrivateAttr(default=0)
-    _counts: Counter[str] = PrivateAttr(default_factory=Counter)
+    _counts: Counter[str] = PrivateAttr(default=Counter())
 
     @classmethod
     def from_created(cls, event: RunCreated) -> RunState:

@@ -127,7 +127,7 @@ class StepState(BaseModel):
     ran_on: Place | None = None
     leftovers: Leftovers | None = None
     waited: float = 0.0
-    _decision_at: dict[TierDecision, int] = PrivateAttr(default_factory=dict)
+    _decision_at: dict[TierDecision, int] = PrivateAttr(default={})  # copied (see RunState)
 
     @model_validator(mode="before")
     @classmethod
