@@ -313,9 +313,11 @@ def test_a_lost_attempt_out_of_sight_is_escalated_naming_its_host(cluster: Clust
     near, far = cluster.hosts
     lost = cluster.start(near)
     run_id, following = start_run(cluster)  # slow runs on the only worker there is
-    cluster.start(far, wrap=elsewhere())
+    # killed before the other host's worker starts: a start slowed by a loaded machine
+    # must not outlast the step, or the step ends on its worker and nothing is lost
     os.kill(lost.pid, signal.SIGKILL)
     lost.wait()
+    cluster.start(far, wrap=elsewhere())
 
     out, err = following.communicate(timeout=90)
     assert following.returncode == 3, out + err  # waits on a human
