@@ -95,6 +95,12 @@ def edit_in_editor(card: HandoffCard, current: dict[str, Any] | None = None) -> 
     current = editable_fields(card) if current is None else current
     header = edit_header(card, current)
     editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+    if editor == "vi" and not sys.stdin.isatty():  # it would wait on input that never comes
+        raise ConfigError(
+            "--edit opens $EDITOR (unset: vi), which needs a terminal, and standard input "
+            "is not one: give the edit with --from FILE (YAML or JSON), or set $EDITOR; "
+            "nothing was approved"
+        )
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         f.write(header + yaml.safe_dump(current, sort_keys=False, allow_unicode=True))
         path = Path(f.name)

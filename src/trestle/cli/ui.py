@@ -23,7 +23,9 @@ def ui_command(
             "cookie travel in clear."
         ),
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 0,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Port to listen on (0: any free port).")
+    ] = 0,
     runs: Annotated[
         list[str] | None,
         typer.Option("--run", metavar="RUN", help="Show and act on only this run (repeat)."),

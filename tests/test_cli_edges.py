@@ -1,0 +1,52 @@
+"""Wrong input at the command line's edges, through the real ``trestle``: each is
+refused with one line naming the problem and where, its exit code, no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from test_cli import Cli, run_id_of
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    return Cli(tmp_path, tmp_path / "t.db")
+
+
+def refused(result: subprocess.CompletedProcess[str], code: int, message: str) -> None:
+    assert result.returncode == code, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("port", ["-1", "65536"])
+def test_a_port_out_of_range_is_a_usage_error(cli: Cli, port: str) -> None:
+    refused(cli("ui", "--port", port), 2, f"{port} is not in the range 0<=x<=65535")
+
+
+def test_a_demo_directory_that_is_a_file_is_named(cli: Cli) -> None:
+    cli.write("taken", "a file\n")
+    message = "'taken': cannot write the sample repository there: Not a directory"
+    refused(cli("demo", "--dir", "taken"), 2, message)
+
+
+def test_edit_without_an_editor_off_a_terminal_asks_for_from(cli: Cli) -> None:
+    plan = cli.write(
+        "plan.yaml", "goal: g\nsteps:\n  - {id: ship, run: 'true', irreversible: true}\n"
+    )
+    run_id = run_id_of(cli("run", plan, "--no-prompt"))
+    env = {k: v for k, v in cli.env().items() if k not in ("EDITOR", "VISUAL")}
+    edited = subprocess.run(
+        cli.argv("approve", f"{run_id}.1", "--edit"),
+        cwd=cli.dir,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    refused(edited, 2, "give the edit with --from FILE (YAML or JSON), or set $EDITOR")
+    assert "awaiting approval" in cli("show", run_id).stdout
