@@ -50,3 +50,23 @@ def test_edit_without_an_editor_off_a_terminal_asks_for_from(cli: Cli) -> None:
     )
     refused(edited, 2, "give the edit with --from FILE (YAML or JSON), or set $EDITOR")
     assert "awaiting approval" in cli("show", run_id).stdout
+
+
+def test_a_blank_reason_is_refused_and_nothing_is_queued(cli: Cli) -> None:
+    plan = cli.write(
+        "plan.yaml",
+        "goal: g\nsteps:\n  - {id: bad, run: exit 3}\n"
+        "  - {id: ship, run: 'true', irreversible: true}\n",
+    )
+    run_id = run_id_of(cli("run", plan, "--no-prompt"))
+    refused(cli("skip", run_id, "bad", "--reason", " "), 2, "a skip needs a reason")
+    refused(cli("reject", f"{run_id}.1", "--reason", " "), 2, "a rejection needs a reason")
+    assert cli("resume", run_id).returncode == 3  # nothing was queued: both still wait
+
+
+def test_an_empty_store_name_is_refused_and_output_dash_is_stdout(cli: Cli) -> None:
+    refused(cli("runs", "--store", ""), 2, "the store's name is empty")
+    run_id = run_id_of(cli("run", cli.write("plan.yaml", "steps:\n  - {id: a, run: 'true'}\n")))
+    exported = cli("export", run_id, "-o", "-")
+    assert exported.returncode == 0 and '"kind": "run_created"' in exported.stdout
+    assert not (cli.dir / "-").exists()

@@ -344,7 +344,8 @@ def tell(
 def trajectory(
     run_id: RunArg,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+        Path | None,
+        typer.Option("--output", "-o", help="Write here instead of stdout (-: stdout too)."),
     ] = None,
     store: StoreOption = None,
 ) -> None:

@@ -119,8 +119,12 @@ def _warn_unreadable(problems: list[str]) -> None:
 
 
 def write_output(output: Path, text: str) -> None:
-    """``text`` into the file ``--output`` names; one that cannot be written is the
+    """``text`` into the file ``--output`` names (``-``: standard output, as the tools
+    it is handed to read it, not a file named ``-``); one that cannot be written is the
     user's to fix (exit 2, naming it), not a traceback."""
+    if str(output) == "-":
+        sys.stdout.write(text)
+        return
     try:
         output.write_text(text, encoding="utf-8")
     except OSError as exc:

@@ -261,7 +261,8 @@ feedback_app = typer.Typer(
 @feedback_app.command("export")
 def feedback_export(
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+        Path | None,
+        typer.Option("--output", "-o", help="Write here instead of stdout (-: stdout too)."),
     ] = None,
     store: StoreOption = None,
 ) -> None:

@@ -30,7 +30,9 @@ def export(
     ] = "jsonl",
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", metavar="FILE", help="Write here instead of stdout."),
+        typer.Option(
+            "--output", "-o", metavar="FILE", help="Write here instead of stdout (-: stdout too)."
+        ),
     ] = None,
     store: StoreOption = None,
 ) -> None:

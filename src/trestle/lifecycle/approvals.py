@@ -185,7 +185,7 @@ def queue_decision(
             f"approval {full!r} was already decided; the run records it when it next runs "
             f"(`trestle resume {state.run_id}`)"
         )
-    if verdict == "reject" and not reason:
+    if verdict == "reject" and not reason.strip():
         raise ConfigError(f"approval {full!r}: a rejection needs a reason (--reason)")
     if top_up is not None and not _amount(top_up):
         raise ConfigError(f"approval {full!r}: the top-up must be a finite amount of at least 0")

@@ -380,6 +380,8 @@ def request_decision(
     itself cannot skip a step a human rejected. ``identity`` (a decider's own key, as
     ``trestle mcp serve`` hands in) signs it too, and the record names its key.
     """
+    if kind == "skip" and not reason.strip():  # as the dashboard and MCP refuse it
+        raise ConfigError(f"a skip needs a reason: say why step {step!r} is not needed")
     state = load_state(store, run_id)
     refuse_if_cancelled(state)
     if step not in state.steps:

@@ -56,6 +56,10 @@ def store_where(text: str | Path) -> str | Path:
     """
     if isinstance(text, Path) or is_store_url(text):
         return text
+    if not text.strip():  # Path("") is the current directory, never meant
+        raise ConfigError(
+            "the store's name is empty: give an SQLite file's path or a postgresql:// URL"
+        )
     scheme = _ANY_URL.match(text)
     if scheme is not None:
         shown = _URL_PASSWORD.sub(r"\1@", text)  # never print a password
