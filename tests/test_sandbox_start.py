@@ -191,8 +191,10 @@ def test_a_command_whose_sandbox_could_not_start_runs_once_it_can(
     built = Cell.argv
     starts: list[list[str]] = []
 
-    def vanishing(self: Cell, command: str, cwd: Path) -> list[str]:
-        argv = built(self, command, cwd)
+    def vanishing(
+        self: Cell, command: str, cwd: Path, held_open: list[int] | None = None
+    ) -> list[str]:
+        argv = built(self, command, cwd, held_open)
         starts.append(argv)
         if len(starts) == 1:  # it goes away between the look and the start
             daemon.close()

@@ -17,11 +17,12 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
 from test_boundary import OUTSIDE_TMP, USER, _chown_tree, run_as_driver
-from test_sandbox import _require_bwrap
+from test_sandbox import SECRET, _require_bwrap
 from trestle.execution.actions import run_shell
 from trestle.execution.sandbox import Cell, choose
 
@@ -87,3 +88,53 @@ def test_a_sandbox_that_never_starts_is_said_to_have_run_nothing(tmp_path: Path)
     assert done.error == "its sandbox could not start (3 tries); nothing of it ran"
     assert "bwrap: Can't create file at" in done.output
     assert not (ws / "runs.txt").exists()
+
+
+# what the command reads, and how what the driver judged is swapped before bubblewrap
+# binds it: a directory or file made a link to the hidden directory, as another step's
+# command running meanwhile can
+SWAPS = {
+    ".git": ("mkdir .git", "cat .git/secret"),
+    "trestle.toml": ("echo '# policy' > trestle.toml", "cat trestle.toml"),
+}
+
+SWAPPING = """
+import asyncio, json, os, sys
+from pathlib import Path
+from trestle.execution.actions import run_shell
+from trestle.execution.sandbox import Cell, choose
+
+base, (name, make, read) = Path(sys.argv[1]), json.loads(sys.argv[2])
+ws, hidden = base / "ws", base / "hidden"
+cell = Cell(choose("require", hidden=(hidden,)), ws, "step")
+env = {"PATH": "/usr/bin:/bin"}
+asyncio.run(run_shell(make, cwd=ws, env=env, timeout=60, cell=cell))
+built, starts = Cell.argv, []
+
+def swapped(self, command, cwd, held_open=None):
+    argv = built(self, command, cwd, held_open)
+    starts.append(1)
+    if len(starts) == 1:  # judged a directory or file; a link when bubblewrap starts
+        os.rename(ws / name, base / "moved")
+        # relative: bubblewrap follows it at the destination too, to the hidden place
+        os.symlink("../hidden" if name == ".git" else "../hidden/secret", ws / name)
+    return argv
+
+Cell.argv = swapped
+done = asyncio.run(run_shell(read, cwd=ws, env=env, timeout=60, cell=cell))
+print(json.dumps([done.output, len(starts)]))
+"""
+
+
+@pytest.mark.parametrize("name", SWAPS)
+def test_what_is_bound_from_the_workspace_is_what_was_judged(
+    host: tuple[Path, int | None], name: str
+) -> None:
+    base, uid = host
+    (base / "hidden").mkdir()
+    (base / "hidden" / "secret").write_text(SECRET)
+    _chown_tree(base, os.getuid() if uid is None else uid)
+    make, read = SWAPS[name]
+    output, starts = cast(list[Any], run_as_driver(base, uid, SWAPPING, [name, make, read]))
+    assert SECRET not in output
+    assert starts == 2  # the start that found a link in its place was made again

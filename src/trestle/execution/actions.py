@@ -184,22 +184,29 @@ async def run_shell(
     with WATCHDOG.guard(env) as guarded:
         for start in range(SANDBOX_STARTS):
             await before_start(start)
+            # what is bound from the workspace, bound by descriptor (see Sandbox.argv)
+            bound: list[int] = []
             with StartSignal() as held:
-                # no preexec_fn: bubblewrap arms the parent's death signal itself
-                # (--die-with-parent), and the watchdog, told of this sandbox before it
-                # starts, kills one the driver's death caught before it did. Without a
-                # preexec_fn the child is started by vfork, which does not copy the
-                # driver's page tables on the event loop: a fork each made a wide
-                # fan-out's starts wait on one another
-                result = await _run(
-                    held.argv(cell.argv(command, cwd)),
-                    cwd=cwd,
-                    env=guarded,
-                    timeout=timeout,
-                    on_spawn=on_spawn,
-                    limit=limit,
-                    pass_fds=(held.fd,),
-                )
+                try:
+                    argv = held.argv(cell.argv(command, cwd, held_open=bound))
+                    # no preexec_fn: bubblewrap arms the parent's death signal itself
+                    # (--die-with-parent), and the watchdog, told of this sandbox before
+                    # it starts, kills one the driver's death caught before it did.
+                    # Without a preexec_fn the child is started by vfork, which does not
+                    # copy the driver's page tables on the event loop: a fork each made
+                    # a wide fan-out's starts wait on one another
+                    result = await _run(
+                        argv,
+                        cwd=cwd,
+                        env=guarded,
+                        timeout=timeout,
+                        on_spawn=on_spawn,
+                        limit=limit,
+                        pass_fds=(held.fd, *bound),
+                    )
+                finally:
+                    for fd in bound:
+                        os.close(fd)
                 if result.status != "failed" or held.began():
                     return result
         # every start failed before anything ran (bubblewrap's message is the output):

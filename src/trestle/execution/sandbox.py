@@ -55,6 +55,7 @@ from trestle.execution.sandbox_mounts import (
     workspace_mounts,
 )
 from trestle.execution.sandbox_reads import screen_reads
+from trestle.workspace.beneath import Refused, open_beneath
 from trestle.workspace.reach import search_path_outside
 
 Mode = Literal["auto", "require", "off"]
@@ -181,16 +182,23 @@ class Sandbox:
         name: str,
         approved: bool = False,
         pinned: Pinned = (),
+        held_open: list[int] | None = None,
     ) -> list[str]:
         """What to execute for the shell ``command`` run by step or tool ``name``;
         ``approved``: a human approved this very command, so it may write ``.git``
         (never its configuration or hooks); ``pinned``: files shown read-only with the
         bytes the human approved (see :class:`Cell`). A ``sandbox.read`` entry left out
         is said on the command's stderr before it runs (see
-        :mod:`trestle.execution.sandbox_reads`)."""
+        :mod:`trestle.execution.sandbox_reads`).
+
+        ``held_open``: where given, what is bound from inside the workspace (``.git``,
+        ``trestle.toml``...) is opened now and bound by descriptor, each appended to it
+        for the caller to pass to bubblewrap and close (see :func:`_bound_by_descriptor`)."""
         if self.bwrap is None:
             return ["/bin/sh", "-c", command]
         mounts, left_out = self._mounts(workspace, name, approved=approved, pinned=pinned)
+        if held_open is not None:
+            mounts = _bound_by_descriptor(mounts, workspace.resolve(), held_open)
         if left_out:
             said = " ".join(map(shlex.quote, left_out))
             command = f"printf '%s\\n' {said} >&2\n{command}"
@@ -274,6 +282,50 @@ _SYSTEM = (
 )
 
 
+# A bind whose source lies in the workspace is judged by the driver (a .git directory, a
+# trestle.toml file) and then resolved again by bubblewrap when it starts: a command of
+# another step running meanwhile could put a link in its place in between, pointing at
+# a hidden directory, and bubblewrap would bind that (a race such a command won about
+# once in 2,000 starts). Bound by a descriptor opened at the judging instead, no link
+# followed, bubblewrap binds that very file and refuses the start if what it finds at
+# the destination is another (the start is then made again, judged afresh).
+_BY_DESCRIPTOR = {"--bind": "--bind-fd", "--ro-bind": "--ro-bind-fd"}
+# a source that cannot exist: the start fails before anything runs, and is made again
+_MOVED = "/dev/null/moved-since-judged"
+
+
+def _bound_by_descriptor(args: list[str], ws: Path, held_open: list[int]) -> list[str]:
+    """``args`` with each bind from strictly inside ``ws`` made by a descriptor opened
+    beneath it (``O_PATH``, no link followed at its end), appended to ``held_open``."""
+    inside = str(ws).rstrip("/") + "/"
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        option = args[i]
+        if option not in _BY_DESCRIPTOR or not args[i + 1].startswith(inside):
+            out.append(option)
+            i += 1
+            continue
+        source, dest = args[i + 1], args[i + 2]
+        try:
+            fd = _open_path(ws, source[len(inside) :])
+        except (OSError, Refused):  # moved since it was judged
+            out += [option, _MOVED, dest]
+        else:
+            held_open.append(fd)
+            out += [_BY_DESCRIPTOR[option], str(fd), dest]
+        i += 3
+    return out
+
+
+def _open_path(ws: Path, relative: str) -> int:
+    root = os.open(ws, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return open_beneath(root, relative, os.O_PATH | os.O_NOFOLLOW)
+    finally:
+        os.close(root)
+
+
 @dataclass(frozen=True)
 class _Layout:
     """What a command's mounts hide and show, as it follows from the paths alone.
@@ -337,7 +389,7 @@ class Cell:
     approved: bool = False  # a human approved this command: it may write .git's history
     pinned: Pinned = ()  # the approved bytes of the files it names, shown in their place
 
-    def argv(self, command: str, cwd: Path) -> list[str]:
+    def argv(self, command: str, cwd: Path, held_open: list[int] | None = None) -> list[str]:
         return self.sandbox.argv(
             command,
             cwd=cwd,
@@ -345,6 +397,7 @@ class Cell:
             name=self.name,
             approved=self.approved,
             pinned=self.pinned,
+            held_open=held_open,
         )
 
     def environ(self, source: Mapping[str, str] | None = None) -> dict[str, str]:
