@@ -3,12 +3,15 @@ refused with one line naming the problem and where, its exit code, no traceback.
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 from test_cli import Cli, run_id_of
+from trestle.store.sqlite_file import store_failure
 
 
 @pytest.fixture
@@ -70,3 +73,17 @@ def test_an_empty_store_name_is_refused_and_output_dash_is_stdout(cli: Cli) -> N
     exported = cli("export", run_id, "-o", "-")
     assert exported.returncode == 0 and '"kind": "run_created"' in exported.stdout
     assert not (cli.dir / "-").exists()
+
+
+def test_a_store_another_process_keeps_locked_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    with closing(sqlite3.connect(path, isolation_level=None)) as holder:
+        holder.execute("BEGIN EXCLUSIVE")
+        with (
+            closing(sqlite3.connect(path, timeout=0)) as late,
+            pytest.raises(sqlite3.OperationalError) as locked,
+        ):
+            late.execute("BEGIN IMMEDIATE")
+    said = str(store_failure(path, locked.value, "recording an approval"))
+    assert said.startswith(f"{path}: recording an approval failed: another process kept")
+    assert "nothing of it was recorded; try again once that process lets go" in said

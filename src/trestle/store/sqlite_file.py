@@ -206,4 +206,10 @@ def store_failure(
         )
     if isinstance(exc, sqlite3.IntegrityError):
         return StoreDamagedError(path, f"the records disagree while {doing}: {text}")
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "database is locked" in text:
+        return StoreError(
+            f"{path}: {doing} failed: another process kept the store locked ({text}) "
+            f"longer than Trestle waits; nothing of it was recorded; {then} once that "
+            "process lets go (`fuser` or `lsof` on the file names it)"
+        )
     return StoreError(f"{path}: {doing} failed: {text}")
