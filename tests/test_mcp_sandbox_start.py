@@ -20,7 +20,7 @@ from typing import Any, cast
 import pytest
 
 from test_boundary import OUTSIDE_TMP, USER, _chown_tree, run_as_driver
-from test_sandbox import _require_bwrap
+from test_sandbox import SECRET, _require_bwrap
 
 SERVER = Path(__file__).with_name("mcp_server.py")
 
@@ -31,7 +31,7 @@ from trestle.core.records.mcp import McpServer
 from trestle.execution.sandbox import Sandbox, choose
 from trestle.tools.mcp_client import McpConnection, McpStartError
 
-base, (server, fail, vanish) = Path(sys.argv[1]), json.loads(sys.argv[2])
+base, (server, fail, how) = Path(sys.argv[1]), json.loads(sys.argv[2])
 place = base / "daemon"
 place.mkdir()
 daemon = socket.socket(socket.AF_UNIX)
@@ -42,16 +42,21 @@ built, starts = Sandbox.argv, []
 def vanishing(self, command, **kwargs):
     argv = built(self, command, **kwargs)
     starts.append(str(place / "d.sock") in argv)
-    if vanish and len(starts) == 1:  # it goes away between the look and the start
+    if how == "vanish" and len(starts) == 1:  # it goes away between the look and the start
         daemon.close()
         (place / "d.sock").unlink()
         place.rmdir()
+    if how == "swap" and len(starts) == 1:  # another step's command swaps .git for a link
+        (base / "ws" / ".git").rename(base / "moved")
+        (base / "ws" / ".git").symlink_to("../hidden")
     return argv
 
 Sandbox.argv = vanishing
 command = (sys.executable, server, *(["--fail-start"] if fail else []))
+if how == "swap":  # what the server sees of .git, on its stderr, which its failure quotes
+    command = ("sh", "-c", f"cat .git/secret >&2; exec {' '.join(command)}")
 notes = McpServer(name="notes", command=command, timeout=20, start_timeout=20)
-connection = McpConnection(notes, choose("require"), base / "ws")
+connection = McpConnection(notes, choose("require", hidden=(base / "hidden",)), base / "ws")
 
 async def main():
     try:
@@ -96,7 +101,7 @@ def test_a_server_whose_sandbox_could_not_start_is_started_again(
 ) -> None:
     base, uid = host
     server = str(base / "server.py")
-    listed, starts = _driver(base, uid, [server, False, True])
+    listed, starts = _driver(base, uid, [server, False, "vanish"])
     assert starts == [True, False]  # the socket covered at first, gone the second time
     assert listed == ["add_note"]
 
@@ -107,6 +112,22 @@ def test_a_server_whose_sandbox_began_is_not_started_again(
     base, uid = host
     # the server itself fails at once, before speaking MCP: its sandbox had begun
     server = str(base / "server.py")
-    said, starts = _driver(base, uid, [server, True, False])
+    said, starts = _driver(base, uid, [server, True, ""])
     assert starts == [True]
     assert isinstance(said, str) and "cannot open its database" in said
+
+
+def test_a_git_swapped_for_a_link_before_the_start_shows_nothing_hidden(
+    host: tuple[Path, int | None],
+) -> None:
+    # judged a directory, .git is a link to the hidden directory when bubblewrap binds
+    # it: bound by descriptor, the start is refused and made again, judged afresh
+    base, uid = host
+    (base / "ws" / ".git").mkdir()
+    (base / "hidden").mkdir()
+    (base / "hidden" / "secret").write_text(SECRET)
+    _chown_tree(base, os.getuid() if uid is None else uid)
+    said, starts = _driver(base, uid, [str(base / "server.py"), True, "swap"])
+    assert isinstance(said, str) and "cannot open its database" in said
+    assert SECRET not in said
+    assert len(starts) == 2

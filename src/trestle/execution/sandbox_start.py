@@ -21,6 +21,8 @@ import os
 from types import TracebackType
 
 SANDBOX_STARTS = 3
+# descriptors a shell can hand on by number (dash takes none above 9), beside the pipe
+MOST_BOUND_BY_PROC = 6
 
 
 class StartSignal:
@@ -34,6 +36,9 @@ class StartSignal:
         self.fd, self._write = os.pipe()
         os.write(self._write, b"x")
         os.set_blocking(self.fd, False)
+        # what the start binds from the workspace by descriptor (see Sandbox.argv),
+        # closed with the signal
+        self.bound: list[int] = []
 
     def argv(self, argv: list[str]) -> list[str]:
         """bubblewrap's ``argv`` told to wait for the byte on :attr:`fd`, which the
@@ -43,9 +48,23 @@ class StartSignal:
     def argv_by_proc(self, argv: list[str]) -> list[str]:
         """The same, for a spawner that closes every descriptor but the standard three
         (the MCP SDK's): a shell outside the sandbox opens the pipe through this
-        process's ``/proc`` and hands it to bubblewrap as descriptor 3."""
-        here = f"/proc/{os.getpid()}/fd/{self.fd}"
-        return ["/bin/sh", "-c", f'exec "$@" 3<{here}', "sh", argv[0], "--block-fd", "3", *argv[1:]]
+        process's ``/proc`` and hands it to bubblewrap as descriptor 3, and each of
+        :attr:`bound` (at most :data:`MOST_BOUND_BY_PROC`) as 4 and on, the arguments
+        naming them renumbered. Opened through ``/proc``, a descriptor's file is the
+        very one it holds, whatever is at its path now."""
+        proc = f"/proc/{os.getpid()}/fd"
+        numbers = {str(fd): str(4 + i) for i, fd in enumerate(self.bound)}
+        opens = " ".join(
+            [f"3<{proc}/{self.fd}"] + [f"{n}<{proc}/{fd}" for fd, n in numbers.items()]
+        )
+        renumbered = list(argv)
+        for i, word in enumerate(renumbered[:-1]):
+            if word == "--":  # the command's own words follow
+                break
+            if word in ("--bind-fd", "--ro-bind-fd"):
+                renumbered[i + 1] = numbers[renumbered[i + 1]]
+        shell = f'exec "$@" {opens}'
+        return ["/bin/sh", "-c", shell, "sh", renumbered[0], "--block-fd", "3", *renumbered[1:]]
 
     def began(self) -> bool:
         """Whether bubblewrap took the byte: the sandbox was made and the command ran
@@ -56,10 +75,11 @@ class StartSignal:
             return True
 
     def close(self) -> None:
-        for fd in (self.fd, self._write):
+        for fd in (self.fd, self._write, *self.bound):
             if fd >= 0:
                 os.close(fd)
         self.fd = self._write = -1
+        self.bound = []
 
     def __enter__(self) -> StartSignal:
         return self

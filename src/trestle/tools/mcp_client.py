@@ -35,7 +35,12 @@ from typing import Any, Literal, TextIO, cast
 from trestle.core.errors import ConfigError
 from trestle.core.records.mcp import McpServer, ToolHints
 from trestle.execution.sandbox import Sandbox
-from trestle.execution.sandbox_start import SANDBOX_STARTS, StartSignal, before_start
+from trestle.execution.sandbox_start import (
+    MOST_BOUND_BY_PROC,
+    SANDBOX_STARTS,
+    StartSignal,
+    before_start,
+)
 
 MAX_STARTS = 3  # starts of one server within one connection (a hung server restarts)
 STDERR_TAIL = 1_500  # characters of a server's stderr quoted when it fails
@@ -82,16 +87,26 @@ def require_sdk() -> None:
 
 
 def server_argv(
-    server: McpServer, sandbox: Sandbox | None, workspace: Path
+    server: McpServer,
+    sandbox: Sandbox | None,
+    workspace: Path,
+    held_open: list[int] | None = None,
 ) -> tuple[list[str], dict[str, str]]:
     """The argv and environment a stdio ``server`` starts with: its command inside the
     run's sandbox (network only if ``sandbox.network`` names ``mcp:NAME``), with the
-    sandbox's environment plus the variables the server's ``env`` names."""
+    sandbox's environment plus the variables the server's ``env`` names; ``held_open``
+    as :meth:`Sandbox.argv` takes it."""
     command = shlex.join(server.command)
     if sandbox is None:
         argv, env = ["/bin/sh", "-c", f"exec {command}"], dict(os.environ)
     else:
-        argv = sandbox.argv(f"exec {command}", cwd=workspace, workspace=workspace, name=server.tag)
+        argv = sandbox.argv(
+            f"exec {command}",
+            cwd=workspace,
+            workspace=workspace,
+            name=server.tag,
+            held_open=held_open,
+        )
         env = sandbox.environ()
     for name in server.env:
         if name in os.environ:
@@ -230,9 +245,17 @@ class McpConnection:
             return streamable_http_client(self.server.url)
         from mcp import StdioServerParameters, stdio_client
 
-        argv, env = server_argv(self.server, self.sandbox, self.workspace)
-        if self._held is not None:
-            argv = self._held.argv_by_proc(argv)  # the SDK passes on no descriptor
+        held = self._held
+        argv, env = server_argv(
+            self.server, self.sandbox, self.workspace, None if held is None else held.bound
+        )
+        if held is not None:
+            if len(held.bound) > MOST_BOUND_BY_PROC:  # more than a shell hands on
+                for fd in held.bound:
+                    os.close(fd)
+                held.bound = []
+                argv, env = server_argv(self.server, self.sandbox, self.workspace)
+            argv = held.argv_by_proc(argv)  # the SDK passes on no descriptor
         params = StdioServerParameters(
             command=argv[0],
             args=argv[1:],
