@@ -87,3 +87,17 @@ def test_a_store_another_process_keeps_locked_says_so(tmp_path: Path) -> None:
     said = str(store_failure(path, locked.value, "recording an approval"))
     assert said.startswith(f"{path}: recording an approval failed: another process kept")
     assert "nothing of it was recorded; try again once that process lets go" in said
+
+
+def test_dlq_lists_the_runs_it_can_read_past_a_damaged_one(cli: Cli) -> None:
+    plan = cli.write("plan.yaml", "goal: g\nsteps:\n  - {id: bad, run: exit 3}\n")
+    damaged, intact = (run_id_of(cli("run", plan)) for _ in range(2))
+    with closing(sqlite3.connect(cli.store)) as db, db:
+        db.execute(
+            "UPDATE events SET data = '{', packed = 0 WHERE run_id = ? AND seq = 3", (damaged,)
+        )
+        db.execute("DELETE FROM snapshots")
+    listed = cli("dlq")
+    assert listed.returncode == 0, listed.stderr
+    assert f"{intact} bad failed" in listed.stdout and damaged not in listed.stdout
+    assert f"warning: run {damaged!r} cannot be read, left out" in listed.stderr

@@ -185,8 +185,10 @@ def dlq(store: StoreOption = None, as_json: JsonOption = False) -> None:
     from trestle.presentation.descriptions import log_detail
     from trestle.presentation.wording import shown
 
+    unreadable: list[str] = []
     with _opened(store) as st:
-        entries = dead_letters(st)
+        entries = dead_letters(st, unreadable)
+    _warn_unreadable(unreadable)  # the others are listed, as health and inbox do
     if as_json:
         _print_json([entry.model_dump(mode="json") for entry in entries])
         return

@@ -423,22 +423,28 @@ class DeadLetter(BaseModel):
     history: list[StoredEvent]
 
 
-def dead_letters(store: Store) -> list[DeadLetter]:
-    """Every open dead-letter entry, across the runs in ``store``."""
+def dead_letters(store: Store, unreadable: list[str] | None = None) -> list[DeadLetter]:
+    """Every open dead-letter entry, across the runs in ``store``; a run that cannot be
+    read is named in ``unreadable`` (when given, else raised), as
+    :func:`readable_states` does, and the others are listed."""
     entries = []
-    for row in store.runs():
-        if row.status not in ("needs_human", "running"):
+    waiting = [row.run_id for row in store.runs() if row.status in ("needs_human", "running")]
+    for state in readable_states(store, waiting, unreadable):
+        letters = [(sid, st) for sid, st in state.steps.items() if st.dead_lettered]
+        if not letters:
             continue
-        state = load_state(store, row.run_id)
-        events = None
-        for sid, st in state.steps.items():
-            if not st.dead_lettered:
-                continue
-            events = events if events is not None else store.events(row.run_id)
+        try:
+            events = store.events(state.run_id)  # a snapshot may have spared the load them
+        except StoreDamagedError as exc:
+            if unreadable is None:
+                raise
+            unreadable.append(f"run {state.run_id!r} cannot be read, left out: {exc}")
+            continue
+        for sid, st in letters:
             history = [e for e in events if getattr(e.event, "step", None) == sid]
             entries.append(
                 DeadLetter(
-                    run_id=row.run_id,
+                    run_id=state.run_id,
                     step=sid,
                     status=st.status,
                     reason=st.reason,
