@@ -80,3 +80,23 @@ def test_usage_lines_name_arguments_as_the_help_lists_them() -> None:
         first = shown.stdout.splitlines()[0] + "\n"
         assert first.endswith(usage), (args, first)
         assert "{" not in first, first
+
+
+def test_the_help_names_every_exit_code_the_cli_exits_with() -> None:
+    import re
+
+    from trestle.cli.drive_watch import NO_WORKER_EXIT
+    from trestle.core import errors
+    from trestle.core.report import EXIT_CODES
+
+    raised = {
+        error.exit_code
+        for error in vars(errors).values()
+        if isinstance(error, type) and issubclass(error, errors.TrestleError)
+    }
+    codes = raised | set(EXIT_CODES.values()) | {NO_WORKER_EXIT}
+    shown = trestle("--help")
+    assert shown.returncode == 0, shown.stderr
+    text = flat(shown.stdout)
+    named = {int(n) for n in re.findall(r"(?:Exit codes:|;) (\d+) ", text)}
+    assert codes <= named, sorted(codes - named)

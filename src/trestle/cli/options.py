@@ -12,6 +12,7 @@ EXIT_CODES_HELP = (
     "4 the store cannot be used; 5 another process drives the run; 6 stopped (budget or "
     "monitor); 7 cancelled (trestle cancel); 8 no store found (nothing is created); "
     "9 the policy file is not accepted (trestle policy accept; nothing ran); "
+    "10 on Temporal with --no-wait-for-worker, no worker polls the run's queue; "
     "11 a rewind not confirmed (answered no, or off a terminal without --yes; nothing "
     "changed); "
     "128+N interrupted by signal N (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP), after the report."
