@@ -101,3 +101,18 @@ def test_dlq_lists_the_runs_it_can_read_past_a_damaged_one(cli: Cli) -> None:
     assert listed.returncode == 0, listed.stderr
     assert f"{intact} bad failed" in listed.stdout and damaged not in listed.stdout
     assert f"warning: run {damaged!r} cannot be read, left out" in listed.stderr
+
+
+def test_resume_with_the_workspace_gone_records_nothing(cli: Cli) -> None:
+    (cli.dir / "ws").mkdir()
+    plan = cli.write("plan.yaml", "workspace: ws\nsteps:\n  - {id: bad, run: exit 3}\n")
+    run_id = run_id_of(cli("run", plan))
+    assert cli("retry", run_id, "bad").returncode == 0
+    events = len(cli.json("log", run_id))
+    (cli.dir / "ws").rename(cli.dir / "moved")
+    refused(cli("resume", run_id), 2, f"its workspace {str(cli.dir / 'ws')!r} does not exist")
+    assert len(cli.json("log", run_id)) == events
+    (cli.dir / "moved").rename(cli.dir / "ws")
+    assert cli("resume", run_id).returncode == 3  # 'bad' ran again and failed again
+    kinds = [e["kind"] for e in cli.json("log", run_id)][events:]
+    assert "step_probe_started" not in kinds and kinds.count("step_attempt_ended") == 1

@@ -29,6 +29,7 @@ from trestle.cli.options import (
     TaskQueueOption,
     WaitWorkerOption,
 )
+from trestle.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -189,12 +190,14 @@ def resume(
 
     mode = mode_from(sandbox)
     out = _out()
+    from trestle.lifecycle.doorbell import bound_engine
+
     with _found(store, run_id) as (st, run_id):
         out.print(f"run {run_id}")
+        if bound_engine(st, run_id) is None:  # a Temporal run's workspace is its workers'
+            refuse_a_missing_workspace(st, run_id)
         binding = {"model": model, "base_url": base_url, "api_key_env": api_key_env}
         rebind_before_resume(st, run_id, out, **binding)
-        from trestle.lifecycle.doorbell import bound_engine
-
         bound = bound_engine(st, run_id)
         if bound is not None:  # its workflow drives it: wake it (or start it) and follow
             from trestle.cli.temporal import require_temporal, start_and_follow
@@ -203,6 +206,19 @@ def resume(
             start_and_follow(st, run_id, bound, out, report_json, wait_for_worker, resumed=True)
         performer = performer_for_run(st, run_id)
         drive(st, run_id, out, report_json, live, prompt, performer=performer, sandbox=mode)
+
+
+def refuse_a_missing_workspace(store: Store, run_id: str) -> None:
+    """A ConfigError, before anything is recorded, for a run whose workspace is gone
+    (deleted, moved, or a file now): a step started there could not be checkpointed,
+    and would be left with an unknown outcome for a human to settle."""
+    where = Path(store.run(run_id).workspace)
+    if not where.is_dir():
+        why = "does not exist" if not where.exists() else "is not a directory"
+        raise ConfigError(
+            f"run {run_id!r}: its workspace {str(where)!r} {why}: put it back, then "
+            "resume; nothing was recorded"
+        )
 
 
 def rebind_before_resume(
