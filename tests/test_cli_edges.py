@@ -3,6 +3,7 @@ refused with one line naming the problem and where, its exit code, no traceback.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 from contextlib import closing
@@ -116,3 +117,21 @@ def test_resume_with_the_workspace_gone_records_nothing(cli: Cli) -> None:
     assert cli("resume", run_id).returncode == 3  # 'bad' ran again and failed again
     kinds = [e["kind"] for e in cli.json("log", run_id)][events:]
     assert "step_probe_started" not in kinds and kinds.count("step_attempt_ended") == 1
+
+
+def test_an_edit_from_a_fifo_or_too_large_is_refused_unread(cli: Cli) -> None:
+    plan = cli.write("plan.yaml", "steps:\n  - {id: ship, run: 'true', irreversible: true}\n")
+    ref = run_id_of(cli("run", plan, "--no-prompt")) + ".1"
+    os.mkfifo(cli.dir / "fifo")  # read whole, it would block; /dev/zero would never end
+    message = "the edit: fifo: not a regular file (a FIFO); nothing was approved"
+    refused(cli("approve", ref, "--edit", "--from", "fifo"), 2, message)
+    piped = subprocess.run(
+        cli.argv("approve", ref, "--edit", "--from", "-"),
+        input="#" * 9_000_000,
+        cwd=cli.dir,
+        env=cli.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    refused(piped, 2, "the edit on standard input is larger than 8,388,608 bytes")

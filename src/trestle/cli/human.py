@@ -21,7 +21,8 @@ from rich.text import Text
 from trestle.cli.render import card_view
 from trestle.core.card import HandoffCard
 from trestle.core.card_groups import CardGroup, member_line, waiting
-from trestle.core.errors import ConfigError
+from trestle.core.errors import ConfigError, PlanError
+from trestle.formats.planfile import MAX_PLAN_BYTES, read_text_file
 from trestle.lifecycle.approvals import (
     EDITABLE,
     edit_from_yaml,
@@ -76,17 +77,33 @@ def take_edit(store: Store, card: HandoffCard, source: Path | None = None) -> di
     if source is None:
         edited = edit_in_editor(card, current)
     else:
-        try:
-            text = sys.stdin.read() if str(source) == "-" else source.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{source}: cannot read the edit: {exc}") from None
-        edited = edit_from_yaml(text, "standard input" if str(source) == "-" else str(source))
+        edited = edit_from_yaml(
+            _edit_text(source), "standard input" if str(source) == "-" else str(source)
+        )
     action = card.action
     if action is not None and action.kind == "tool" and action.tool is not None:
         from trestle.cli.tool_edits import checked_arguments
 
         edited = {"arguments": checked_arguments(action.tool, tool_arguments(edited))}
     return edited
+
+
+def _edit_text(source: Path) -> str:
+    """The text of an edit given with ``--from``: a regular file of at most
+    :data:`MAX_PLAN_BYTES` in UTF-8 (a FIFO, a device or ``/dev/zero`` is refused by its
+    type, as a plan file is), or that much of standard input (``-``)."""
+    if str(source) != "-":
+        try:
+            return read_text_file(source, MAX_PLAN_BYTES)
+        except PlanError as exc:
+            raise ConfigError(f"the edit: {exc}; nothing was approved") from None
+    data = sys.stdin.buffer.read(MAX_PLAN_BYTES + 1)
+    if len(data) > MAX_PLAN_BYTES:
+        raise ConfigError(f"the edit on standard input is larger than {MAX_PLAN_BYTES:,} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"the edit on standard input is not UTF-8 (byte {exc.start})") from None
 
 
 def edit_in_editor(card: HandoffCard, current: dict[str, Any] | None = None) -> dict[str, Any]:
