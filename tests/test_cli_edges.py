@@ -135,3 +135,11 @@ def test_an_edit_from_a_fifo_or_too_large_is_refused_unread(cli: Cli) -> None:
         timeout=60,
     )
     refused(piped, 2, "the edit on standard input is larger than 8,388,608 bytes")
+
+
+def test_a_fifo_given_as_recorded_runs_or_a_trajectory_is_refused_unread(cli: Cli) -> None:
+    os.mkfifo(cli.dir / "fifo")
+    refused(cli("monitors", "eval", "fifo"), 2, "fifo: not a file or a folder of recorded runs")
+    replay = cli("agent", "x", "--repo", ".", "--model", "replay:fifo")
+    message = f"trajectory {str(cli.dir / 'fifo')!r}: cannot read it: not a regular file (a FIFO)"
+    refused(replay, 2, message)

@@ -23,12 +23,14 @@ from typing import Literal
 from pydantic import ValidationError
 
 from trestle.core.conversation import Message, ModelResponse, ToolSchema
-from trestle.core.errors import ConfigError, ScriptExhaustedError
+from trestle.core.errors import ConfigError, PlanError, ScriptExhaustedError
 from trestle.core.events import AnyEvent, ModelCalled
 from trestle.core.record import Record
 from trestle.core.step_state import transcript_key
+from trestle.formats.planfile import read_text_file
 
 REPLAY_PREFIX = "replay:"
+MAX_TRAJECTORY_BYTES = 256 * 1024 * 1024  # thousands of long answers; not a device's stream
 
 
 class Trajectory(Record):
@@ -63,11 +65,15 @@ def trajectory_of(
 
 
 def load_trajectory(path: Path) -> Trajectory:
-    """Read a trajectory file; a :class:`ConfigError` names what is wrong with it."""
+    """Read a trajectory file (a regular file of at most :data:`MAX_TRAJECTORY_BYTES`:
+    a FIFO or ``/dev/zero`` is refused by its type, unread); a :class:`ConfigError`
+    names what is wrong with it."""
     try:
-        return Trajectory.model_validate(json.loads(path.read_text(encoding="utf-8")))
-    except OSError as exc:
-        raise ConfigError(f"trajectory {str(path)!r}: cannot read it: {exc}") from None
+        text = read_text_file(path, MAX_TRAJECTORY_BYTES)
+    except PlanError as exc:
+        raise ConfigError(f"trajectory {str(path)!r}: cannot read it: {exc.problems[0]}") from None
+    try:
+        return Trajectory.model_validate(json.loads(text))
     except json.JSONDecodeError as exc:
         raise ConfigError(f"trajectory {str(path)!r}: not JSON: {exc}") from None
     except ValidationError as exc:

@@ -91,6 +91,8 @@ def eval_(
     from trestle.monitors.importers import load_labels
     from trestle.monitors.windows import DEFAULT_WINDOW
 
+    for given_path in [*paths, *([labels] if labels is not None else [])]:
+        _refuse_what_never_ends(given_path)
     corpus = load_runs(paths, turn_limit=turn_limit, model=model)
     runs = list(corpus.runs)
     found = dict(corpus.labels)
@@ -139,3 +141,18 @@ def eval_(
             typer.echo(f"error: {error}", err=True)
         typer.echo(f"{len(corpus.errors)} run(s) could not be read and are not counted.", err=True)
         raise typer.Exit(2)
+
+
+def _refuse_what_never_ends(path: Path) -> None:
+    """A path given that is neither a file nor a folder (a FIFO, ``/dev/zero``) is
+    refused by its type before it is read: read whole, it would block or never end."""
+    import stat
+
+    from trestle.core.errors import ConfigError
+
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return  # what is missing is said where it is read
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise ConfigError(f"{path}: not a file or a folder of recorded runs")
