@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -87,7 +86,7 @@ from trestle.monitors import saved
 from trestle.monitors.hub import MonitorFactory, MonitorHub
 from trestle.notifications.notifier import Notifier
 from trestle.store.base import Appended, Lease, Owner, Request, Snapshot, Store
-from trestle.support import collector, switching
+from trestle.support import collector
 from trestle.telemetry.env import from_env
 from trestle.trust.identity import decision_fields
 from trestle.trust.signing import decision_key, verified_fields
@@ -103,9 +102,6 @@ DEFAULT_ORPHAN_WAIT = 300.0
 # the latest events a resume keeps of those its load read: more than a session's turns
 # since its last save of the conversation (trestle.agent.session.SAVE_EVERY) hold
 KEEP_READ = 256
-# how long the loop waits for the store thread to take up a commit the monitors judge
-# beside (it is idle between commits, so at once; longer only behind a slow read)
-HANDOVER_WAIT = 0.005
 
 
 class LocalEngine(Attempts):
@@ -334,23 +330,7 @@ class LocalEngine(Attempts):
                 if cancel is not None:  # taken last: the other requests are judged first
                     requests = [r for r in requests if r.id != cancel.id]
                 halt = stopping or cancel is not None
-                # the monitors judge a batch beside its commit (see _judge_beside)
-                beside = hub if hub is not None and not halt and not requests else None
-                batch = self._advance(
-                    state,
-                    inbound,
-                    requests,
-                    hub if beside is None else None,
-                    decide_next=not halt and beside is None,
-                )
-                unjudged = numbered(batch, state.seq) if beside is not None else []
-                decided = decide(state, self.clock()) if beside is not None else []
-                if decided or (unjudged and self._snapshot_due(state, last_snapshot)):
-                    # the decider answers this batch (knowing its alerts), or a snapshot
-                    # saves the monitors: judged first, as without judging beside
-                    raised = self._judged(state, unjudged, beside) if beside is not None else []
-                    batch += self._advance(state, raised or decided, [], hub)
-                    unjudged = []
+                batch = self._advance(state, inbound, requests, hub, decide_next=not halt)
                 if stopping:
                     assert stop is not None and stop.reason is not None
                     batch += await self._interrupt(state, work, acting, outbox, hub, stop.reason)
@@ -363,7 +343,8 @@ class LocalEngine(Attempts):
                 inbound = []
                 if batch or consumed:
                     snapshot = None
-                    if self._snapshot_due(state, last_snapshot):
+                    # spaced by the run's size too, so snapshots cost O(1) per event
+                    if state.seq - last_snapshot >= max(self.snapshot_every, len(state.steps)):
                         # serialised on the store thread: no task changes state meanwhile
                         snapshot = await self._store(self._snapshot, state, hub)
                         last_snapshot = state.seq
@@ -378,10 +359,7 @@ class LocalEngine(Attempts):
                     )
                     if keeper.done():
                         keeper.result()  # re-raises LeaseLostError
-                    judged = await self._judge_beside(
-                        state, appended, unjudged, beside, run_id, lease.token
-                    )
-                    batch = batch + judged
+                    await self._store(self._commit, run_id, appended, lease.token)
                     for future, offset, count in acks:
                         if not future.done():
                             future.set_result(list(range(first + offset, first + offset + count)))
@@ -423,65 +401,6 @@ class LocalEngine(Attempts):
                 await keeper  # cancellation is the keeper's normal end
             # a stale token (the lease was lost) makes the release a no-op
             await self._store(self.store.release_lease, run_id, lease.token)
-
-    def _snapshot_due(self, state: RunState, last_snapshot: int) -> bool:
-        # spaced by the run's size too, so snapshots cost O(1) per event
-        return state.seq - last_snapshot >= max(self.snapshot_every, len(state.steps))
-
-    async def _judge_beside(
-        self,
-        state: RunState,
-        appended: Appended,
-        unjudged: list[tuple[int, AnyEvent]],
-        hub: MonitorHub | None,
-        run_id: str,
-        token: int,
-    ) -> list[AnyEvent]:
-        """Commit ``appended`` while the monitors judge its ``unjudged`` events, then
-        commit their alerts (and what the decider answers them with) in a second
-        transaction; return those. Both are durable before the drive acts on either or
-        tells a step its records are: an alert still takes effect before the step's next
-        model call and before anything the batch announces is dispatched, and the
-        store's fsync no longer waits for the monitors (nor they for it). A batch the
-        decider answers, or whose commit saves a snapshot of the monitors, is judged
-        before its commit instead (``drive``); so is every batch of the Temporal
-        workflow, whose code may start no thread."""
-        if not unjudged or hub is None:
-            await self._store(self._commit, run_id, appended, token)
-            return []
-        # the monitors hold the interpreter's lock for about 1.5 ms, less than its
-        # switch interval: the store thread, which needs it back after each statement,
-        # would wait them out (support/switching.py)
-        with switching.quick():
-            started = threading.Event()
-            commit = self._io.begin(self._commit, run_id, appended, token, started=started)
-            # the store thread takes up the commit before the monitors take the lock
-            started.wait(HANDOVER_WAIT)
-            try:
-                raised = self._judged(state, unjudged, hub)
-                later = self._advance(state, raised, [], hub) if raised else []
-            finally:
-                await commit  # durable (or its failure raised) before anything else
-        if later:
-            await self._store(
-                self._commit,
-                run_id,
-                Appended(
-                    events=later,
-                    first_seq=state.seq - len(later) + 1,
-                    status=state.finished or "running",
-                    summary=summary_json(state),
-                ),
-                token,
-            )
-        return later
-
-    @staticmethod
-    def _judged(
-        state: RunState, unjudged: list[tuple[int, AnyEvent]], hub: MonitorHub
-    ) -> list[AnyEvent]:
-        """What the monitors raise on ``unjudged`` (applied already, with their seqs)."""
-        return [alert for seq, event in unjudged for alert in hub.feed(seq, event, state)]
 
     def _advance(
         self,
@@ -678,19 +597,9 @@ class LocalEngine(Attempts):
         results.sort(key=lambda e: state.position(getattr(e, "step", "")))
         return results
 
-    def _commit(
-        self,
-        run_id: str,
-        appended: Appended,
-        token: int,
-        *,
-        started: threading.Event | None = None,
-    ) -> None:
+    def _commit(self, run_id: str, appended: Appended, token: int) -> None:
         """Append the batch; then, with telemetry, have the spans it ends emitted on the
-        telemetry thread (which reads the store, when it must, through this thread).
-        ``started`` is set as this begins (see ``_judge_beside``)."""
-        if started is not None:
-            started.set()
+        telemetry thread (which reads the store, when it must, through this thread)."""
         self.store.append(run_id, appended, token=token)
         if self.notifier is not None:  # it only queues the batch: sending is its thread's
             self.notifier.committed(
@@ -795,11 +704,6 @@ class _Wakers:
         for task in (self._posted, self._stopped):
             if task is not None:
                 task.cancel()
-
-
-def numbered(batch: list[AnyEvent], last_seq: int) -> list[tuple[int, AnyEvent]]:
-    """``batch``'s events with their seqs, the last applied as ``last_seq``."""
-    return list(enumerate(batch, last_seq - len(batch) + 1))
 
 
 def _halt(stop: Stop, halted: list[ModelBindingError], exc: ModelBindingError) -> None:

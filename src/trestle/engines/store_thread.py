@@ -82,15 +82,10 @@ class StoreThread:
 
     async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """``fn(*args, **kwargs)`` on the thread, awaited from the event loop."""
-        return await self.begin(fn, *args, **kwargs)
-
-    def begin(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> asyncio.Future[T]:
-        """``fn(*args, **kwargs)`` queued for the thread at once, before this returns (a
-        coroutine's would be queued only once the loop ran it): the loop may go on with
-        other work meanwhile, then await the future."""
-        waiter: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._put(_Call(lambda: fn(*args, **kwargs), loop=waiter.get_loop(), waiter=waiter))
-        return waiter
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[T] = loop.create_future()
+        self._put(_Call(lambda: fn(*args, **kwargs), loop=loop, waiter=waiter))
+        return await waiter
 
     def submit(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         """``fn(*args, **kwargs)`` on the thread, for a caller on another thread."""
