@@ -1,5 +1,5 @@
-"""When an alert takes effect: the local engine judges a batch beside its commit, and an
-alert raised on a turn must still be recorded, and acted on, before the next model call.
+"""When an alert takes effect: an alert raised on a turn is recorded, and acted on,
+before the next model call (docs/monitors.md), wherever the engine judges the turn.
 
 Real engine, real SQLite store and workspace; the model is a function that looks, at
 each call, at what a second connection to the store holds and at what it was sent.
