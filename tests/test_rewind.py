@@ -385,7 +385,12 @@ def test_rewind_reopens_the_step_what_started_after_it_and_its_dependents(
     assert "reopened: b, c, side" in out
     assert sorted(p.name for p in world.ws.iterdir()) == ["a.txt"]
     shown = json.loads(world.ok("show", run_id, "--json"))
-    assert shown["status"] == "running"
+    # nothing drives it until it is resumed, and the rewind, not a lost driver, says why
+    assert shown["status"] == "interrupted"
+    assert not shown["driver_lost"]
+    listed = world.ok("runs")
+    assert f"run {run_id} was left unfinished (as `trestle rewind` leaves it)" in listed
+    assert "lost its driver" not in listed
     assert {s["id"]: s["status"] for s in shown["steps"]} == {
         "prep": "succeeded",
         "a": "succeeded",

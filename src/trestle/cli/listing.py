@@ -17,6 +17,7 @@ from trestle.store.base import RunRow, by_tree
 
 # why a run with no live driver and no recorded interrupt stopped
 LOST_DRIVER = "it was killed, or its machine stopped"
+LET_GO = "as `trestle rewind` leaves it"
 
 STATUS_STYLE = {
     "succeeded": "green",
@@ -60,7 +61,12 @@ def interrupted_notes(rows: list[RunRow], driven: Mapping[str, Driving]) -> list
         if listed_status(r, driven) != "interrupted":
             continue
         by = r.summarised().interrupted
-        how = f"was interrupted by {by}" if by else f"lost its driver ({LOST_DRIVER})"
+        if by:
+            how = f"was interrupted by {by}"
+        elif driven[r.run_id].released:
+            how = f"was left unfinished ({LET_GO})"
+        else:
+            how = f"lost its driver ({LOST_DRIVER})"
         notes.append(f"run {r.run_id} {how}: continue with `trestle resume {r.run_id}`")
     return notes
 

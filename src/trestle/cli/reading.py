@@ -95,7 +95,7 @@ def show(run_id: RunArg, store: StoreOption = None, as_json: JsonOption = False)
     if state.finished is None:
         out.print(steps_table(state, lost=driver_lost))
     out.print(report_view(report, interrupted=interrupted, lost=driver_lost))
-    for note in interrupted_notes([row], driven) if driver_lost else []:
+    for note in interrupted_notes([row], driven) if driver_lost or judged.released else []:
         out.print(note, soft_wrap=True, markup=False, highlight=False)
     if below:
         out.print("children:")

@@ -24,6 +24,8 @@ class Driving:
     alive: bool  # a live process holds the run's lease
     # its driver died without recording an interrupt: the lease is held by no one alive
     lost: bool = False
+    # let go of unfinished without a word by what last held it (``trestle rewind``)
+    released: bool = False
 
 
 def driving(status: str, interrupted: str | None, lease: Lease | None, *, now: float) -> Driving:
@@ -32,9 +34,12 @@ def driving(status: str, interrupted: str | None, lease: Lease | None, *, now: f
     alive = lease is not None and lease.expires_at > now and owner_is_alive(lease.owner)
     if status != "running" or alive:
         return Driving(status, alive)
-    lost = interrupted is None and lease is not None
-    # a run made and never driven (no lease, nothing recorded) is not interrupted
-    return Driving("interrupted" if interrupted is not None or lost else status, False, lost)
+    if interrupted is not None:
+        return Driving("interrupted", False)
+    if lease is None:  # a run made and never driven is not interrupted
+        return Driving(status, False)
+    released = lease.expires_at == 0  # as release_lease leaves it; a dead driver's runs out
+    return Driving("interrupted", False, lost=not released, released=released)
 
 
 def drivings(store: Store, rows: Sequence[RunRow]) -> dict[str, Driving]:
