@@ -143,3 +143,21 @@ def test_a_fifo_given_as_recorded_runs_or_a_trajectory_is_refused_unread(cli: Cl
     replay = cli("agent", "x", "--repo", ".", "--model", "replay:fifo")
     message = f"trajectory {str(cli.dir / 'fifo')!r}: cannot read it: not a regular file (a FIFO)"
     refused(replay, 2, message)
+
+
+def test_a_key_file_that_is_no_file_and_a_report_that_cannot_be_written(cli: Cli) -> None:
+    plan = cli.write("plan.yaml", "steps:\n  - {id: ship, run: 'true', irreversible: true}\n")
+    full = cli("run", plan, "--no-prompt", "--report-json", "/dev/full")
+    refused(full, 3, "error: --report-json '/dev/full': cannot write it: No space left on device")
+    run_id = run_id_of(full)
+    os.mkfifo(cli.dir / "fifo")
+    for key, why in [("fifo", "not a regular file"), (".", "Is a directory")]:
+        approved = subprocess.run(
+            cli.argv("approve", f"{run_id}.1"),
+            cwd=cli.dir,
+            env={**cli.env(), "TRESTLE_KEY_FILE": key},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        refused(approved, 2, f"{key}: the approval key cannot be read: {why}")

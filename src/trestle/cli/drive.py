@@ -29,7 +29,7 @@ from trestle.core.errors import LeaseHeldError, TrestleError
 from trestle.core.events import SandboxChosen, StoredEvent
 from trestle.core.outside_writes import outside_writes
 from trestle.core.records.agent import AgentSettings
-from trestle.core.report import build_report
+from trestle.core.report import Report, build_report
 from trestle.core.safetext import model_json
 from trestle.core.state import RunState
 from trestle.engines.local import LocalEngine
@@ -125,7 +125,7 @@ def drive(
         # a run a signal stopped is listed as interrupted: its report says so too
         out.print(report_view(report, interrupted=(signalled or signals.caught) is not None))
         if report_json is not None:
-            report_json.write_text(model_json(report, indent=2) + "\n", encoding="utf-8")
+            _write_report(report_json, report)
         signalled = signalled or signals.caught
     if signalled is not None:
         _err().print(f"interrupted by {signalled}; continue with `trestle resume {run_id}`")
@@ -150,7 +150,18 @@ def _print_report_if_readable(
         return
     out.print(report_view(report))
     if report_json is not None:
-        report_json.write_text(model_json(report, indent=2) + "\n", encoding="utf-8")
+        _write_report(report_json, report)
+
+
+def _write_report(path: Path, report: Report) -> None:
+    """``--report-json``'s file, written once the run has ended. One that cannot be
+    written then (the disk filled) is said on stderr: the run's exit code stays the
+    run's, and the report printed above is whole."""
+    try:
+        path.write_text(model_json(report, indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        _err().print(f"error: --report-json {str(path)!r}: cannot write it: {why}", markup=False)
 
 
 # a driving command turns these into a clean stop: processes stopped, interruption

@@ -15,11 +15,13 @@ hostile program running as the same OS user, which can read the key file as you 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import hmac
 import json
 import os
 import secrets
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -46,11 +48,13 @@ def decision_key(path: Path | None = None) -> bytes:
     """The signing key, created (owner-only) on first use."""
     path = path or key_path()
     try:
-        return bytes.fromhex(path.read_text().strip())
+        return bytes.fromhex(_key_text(path))
     except FileNotFoundError:
         pass
     except ValueError:
         raise ConfigError(f"{path}: not a Trestle approval key (expected hex)") from None
+    except OSError as exc:  # a directory, a FIFO, a device, no permission
+        raise ConfigError(f"{path}: the approval key cannot be read: {exc.strerror}") from None
     path.parent.mkdir(parents=True, exist_ok=True)
     key = secrets.token_bytes(32)
     try:  # O_EXCL: of two processes creating it at once, one wins and both use its key
@@ -66,9 +70,22 @@ def existing_key(path: Path | None = None) -> bytes | None:
     """The signing key if one was made (never creating it), else None: what a reader
     checks snapshots with. An unreadable key is no key: the reader folds events."""
     try:
-        return bytes.fromhex((path or key_path()).read_text().strip())
+        return bytes.fromhex(_key_text(path or key_path()))
     except (OSError, ValueError):
         return None
+
+
+KEY_MOST_BYTES = 4096  # a key is 64 hex digits; a path to /dev/zero must not be read whole
+
+
+def _key_text(path: Path) -> str:
+    """A key file's text: a regular file's first bytes, opened without blocking (a FIFO
+    named as the key would wait for ever); OSError for anything else."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        return f.read(KEY_MOST_BYTES).decode("utf-8", "replace").strip()
 
 
 def _canonical(payload: Mapping[str, object]) -> bytes:
