@@ -37,6 +37,7 @@ from trestle.lifecycle.doorbell import root_of
 from trestle.lifecycle.outcomes import await_outcome, driven_live
 from trestle.lifecycle.runs import load_state
 from trestle.store.base import Store
+from trestle.workspace.reach import note_workspace, program
 
 
 def show_card(out: Console, store: Store, card: HandoffCard, now: float | None = None) -> None:
@@ -75,6 +76,8 @@ def take_edit(store: Store, card: HandoffCard, source: Path | None = None) -> di
     is queued."""
     current = editable(store, card)
     if source is None:
+        # the editor runs as the human, unconfined: never one a step of the run planted
+        note_workspace(load_state(store, card.run_id).workspace)
         edited = edit_in_editor(card, current)
     else:
         edited = edit_from_yaml(
@@ -118,11 +121,19 @@ def edit_in_editor(card: HandoffCard, current: dict[str, Any] | None = None) -> 
             "is not one: give the edit with --from FILE (YAML or JSON), or set $EDITOR; "
             "nothing was approved"
         )
+    words = shlex.split(editor) or ["vi"]
+    found = program(words[0])
+    if found is None:
+        raise ConfigError(
+            f"$EDITOR ({words[0]!r}) is not installed outside the places a step can write "
+            "(a workspace on PATH, a relative directory): name it by its absolute path, or "
+            "give the edit with --from FILE; nothing was approved"
+        )
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         f.write(header + yaml.safe_dump(current, sort_keys=False, allow_unicode=True))
         path = Path(f.name)
     try:
-        done = subprocess.run([*shlex.split(editor), str(path)], check=False)
+        done = subprocess.run([found, *words[1:], str(path)], check=False)
         if done.returncode != 0:
             raise ConfigError(f"{editor} exited with {done.returncode}; nothing was approved")
         text = path.read_text(encoding="utf-8")

@@ -79,6 +79,7 @@ def sweep(store: StoreOption = None) -> None:
     from trestle.notifications.notifier import Notifier
     from trestle.notifications.targets import load_settings, notify_path
     from trestle.trust.signing import decision_key
+    from trestle.workspace.reach import note_workspace
 
     settings = load_settings()
     if settings is None:
@@ -96,6 +97,7 @@ def sweep(store: StoreOption = None) -> None:
             unreadable: list[str] = []
             now = time.time()
             for state in readable_states(st, ids, unreadable, vet=vetter(decision_key())):
+                note_workspace(state.workspace)  # notify-send is never found in one
                 if state.cancelled is None:
                     notices = escalations(state, now)
                     found += len(notices)

@@ -35,7 +35,6 @@ import functools
 import os
 import pwd
 import shlex
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping
@@ -56,7 +55,7 @@ from trestle.execution.sandbox_mounts import (
 )
 from trestle.execution.sandbox_reads import screen_reads
 from trestle.workspace.beneath import Refused, open_beneath
-from trestle.workspace.reach import search_path_outside
+from trestle.workspace.reach import note_workspace, program
 
 Mode = Literal["auto", "require", "off"]
 MODES: tuple[Mode, ...] = ("auto", "require", "off")
@@ -574,6 +573,8 @@ def choose(
         SandboxUnavailableError: ``mode`` is ``require`` and none works here.
     """
     policy = policy or SandboxPolicy()
+    if workspace is not None:  # what the driver runs from now on is found outside it
+        note_workspace(workspace)
     if mode == "off":
         return Sandbox(None, "turned off by the operator", True, hidden, policy, scope)
     bwrap, why = find_bwrap(workspace)
@@ -607,14 +608,12 @@ def find_bwrap(workspace: Path | None = None) -> tuple[str | None, str]:
     if not sys.platform.startswith("linux"):
         return None, f"no sandbox is available on {sys.platform} (bubblewrap is Linux-only)"
     named = os.environ.get(BWRAP_ENV)
-    search = os.environ.get("PATH", os.defpath)
-    if workspace is not None:
-        search = search_path_outside(search, workspace)
-    path = shutil.which(named or "bwrap", path=search)
+    path = program(named or "bwrap", workspaces=() if workspace is None else (workspace,))
     if path is None:
-        return None, f"bubblewrap ({named or 'bwrap'}) is not installed"
-    if workspace is not None and reached_through(path, workspace.resolve()):
-        return None, f"bubblewrap ({path}) lies in the workspace, where a step could replace it"
+        return None, (
+            f"bubblewrap ({named or 'bwrap'}) is not installed outside the places a step "
+            "can write (the workspace, a relative directory)"
+        )
     if workspace is None and os.path.dirname(os.path.realpath(path)) not in _SYSTEM_BIN:
         return path, ""
     return _probe(path)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
+import os
 import smtplib
 import subprocess
 import urllib.error
@@ -27,6 +27,7 @@ from trestle.notifications.targets import (
     Target,
     WebhookTarget,
 )
+from trestle.workspace.reach import program
 
 
 class DeliveryError(Exception):
@@ -43,8 +44,14 @@ def send(target: Target, payload: Mapping[str, Any], environ: Mapping[str, str])
 
 
 def desktop_available(environ: Mapping[str, str]) -> bool:
-    """Whether ``notify-send`` is on ``environ``'s ``PATH``."""
-    return shutil.which("notify-send", path=environ.get("PATH")) is not None
+    """Whether ``notify-send`` is on ``environ``'s ``PATH``, outside every workspace."""
+    return _notify_send(environ) is not None
+
+
+def _notify_send(environ: Mapping[str, str]) -> str | None:
+    """The ``notify-send`` the driver runs: never one a step planted in a directory of
+    its workspace on ``PATH`` (:func:`~trestle.workspace.reach.program`)."""
+    return program("notify-send", environ.get("PATH", os.defpath))
 
 
 def _post(target: WebhookTarget, payload: Mapping[str, Any]) -> None:
@@ -97,7 +104,7 @@ def _mail(target: EmailTarget, payload: Mapping[str, Any], environ: Mapping[str,
 
 
 def _desktop(target: DesktopTarget, payload: Mapping[str, Any], environ: Mapping[str, str]) -> None:
-    tool = shutil.which("notify-send", path=environ.get("PATH"))
+    tool = _notify_send(environ)
     if tool is None:
         raise DeliveryError("notify-send is not installed: no desktop notification")
     done = subprocess.run(
