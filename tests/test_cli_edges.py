@@ -161,3 +161,21 @@ def test_a_key_file_that_is_no_file_and_a_report_that_cannot_be_written(cli: Cli
             timeout=60,
         )
         refused(approved, 2, f"{key}: the approval key cannot be read: {why}")
+
+
+def test_damaged_accounts_and_ledger_files_are_named(cli: Cli) -> None:
+    assert cli("run", cli.write("plan.yaml", "steps:\n  - {id: a, run: 'true'}\n")).returncode == 0
+    config = cli.dir / "config" / "trestle"
+    config.mkdir(parents=True)
+    (config / "dashboard.sqlite").write_bytes(b"\x7fELF" + bytes(4096))
+    (config / "notifications.sqlite").write_bytes(b"\x7fELF" + bytes(4096))
+    env = {**cli.env(), "XDG_CONFIG_HOME": str(config.parent)}
+    people, health = (
+        subprocess.run(cli.argv(*args), cwd=cli.dir, env=env, capture_output=True, text=True)
+        for args in (["people", "list"], ["health"])
+    )
+    accounts = f"{config / 'dashboard.sqlite'}: the dashboard's accounts cannot be read"
+    refused(people, 4, accounts)
+    assert health.returncode == 1, health.stderr  # the runs are shown; the ledger is named
+    ledger = f"the ledger {config / 'notifications.sqlite'} cannot be read (file is not a"
+    assert f"notifications fail: {ledger}" in health.stdout

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from trestle.core.errors import ConfigError
+from trestle.core.errors import ConfigError, StoreError
 from trestle.trust.identity import accounts_path, key_from_hex, new_key, public_of
 
 if TYPE_CHECKING:
@@ -325,6 +325,13 @@ class Accounts:
                 "trestle people invite NAME adds one)"
             )
 
+    def _unreadable(self, exc: Exception) -> StoreError:
+        return StoreError(
+            f"{self.path}: the dashboard's accounts cannot be read ({exc}); restore the "
+            "file from a backup, or move it away and invite the people again "
+            "(`trestle people invite NAME`)"
+        )
+
     @contextmanager
     def _db(self, *, create: bool = False) -> Iterator[sqlite3.Connection]:
         """One transaction on the file; made (owner-only) when ``create``. Without it,
@@ -336,12 +343,20 @@ class Accounts:
                 return
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
-        os.chmod(self.path, 0o600)  # the keys and hashes in it are this user's alone
-        db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
         try:
-            db.execute("PRAGMA foreign_keys = ON")
-            db.execute("BEGIN IMMEDIATE")
-            _migrate(db)
+            os.chmod(self.path, 0o600)  # the keys and hashes in it are this user's alone
+            db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:  # a directory where the file should be
+            raise self._unreadable(exc) from None
+        try:
+            try:
+                db.execute("PRAGMA foreign_keys = ON")
+                db.execute("BEGIN IMMEDIATE")
+                _migrate(db)
+            except sqlite3.DatabaseError as exc:  # not a database, or a damaged one
+                if "locked" in str(exc):  # busy past the wait: nothing wrong with the file
+                    raise
+                raise self._unreadable(exc) from None
             try:
                 yield db
             except BaseException:

@@ -68,6 +68,8 @@ class TargetTrouble:
 def trouble_text(t: TargetTrouble) -> str:
     """A failing target in words: what ``trestle health`` and the dashboard's health
     page say of it."""
+    if not t.target:  # the ledger itself, not one target
+        return f"notifications fail: {t.last_error}"
     given_up = f", {t.given_up} given up" if t.given_up else ""
     return (
         f"notifications to {t.target!r} fail: {t.failing} to be tried again{given_up}; "
@@ -207,8 +209,15 @@ def troubles_if_any(path: Path | None = None) -> list[TargetTrouble]:
     path = path or ledger_path()
     if not path.exists():
         return []
-    ledger = Ledger(path)
     try:
-        return ledger.troubles()
-    finally:
-        ledger.close()
+        ledger = Ledger(path)
+        try:
+            return ledger.troubles()
+        finally:
+            ledger.close()
+    except (sqlite3.Error, OSError) as exc:  # what health shows goes on without it
+        why = (
+            f"the ledger {path} cannot be read ({exc}): nothing is sent until it is moved "
+            "away (a new one is made)"
+        )
+        return [TargetTrouble(target="", failing=0, given_up=0, last_error=why, since=0.0)]
