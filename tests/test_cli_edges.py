@@ -179,3 +179,12 @@ def test_damaged_accounts_and_ledger_files_are_named(cli: Cli) -> None:
     assert health.returncode == 1, health.stderr  # the runs are shown; the ledger is named
     ledger = f"the ledger {config / 'notifications.sqlite'} cannot be read (file is not a"
     assert f"notifications fail: {ledger}" in health.stdout
+
+
+def test_an_agent_goal_or_setting_it_cannot_hold_is_refused_before_a_run(cli: Cli) -> None:
+    cli.write("tr.json", '{"goal": "x", "conversations": {}}')
+    agent = ["agent", "--repo", ".", "--model", "replay:tr.json", "--no-live"]
+    refused(cli(*agent, " "), 2, "Invalid value for GOAL: the goal is empty")
+    huge = cli(*agent, "x", "--max-turns", "10001")
+    refused(huge, 2, "--max-turns: must be at most 10000, not 10001")
+    assert not cli.store.exists()

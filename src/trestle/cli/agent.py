@@ -37,6 +37,8 @@ from trestle.core.records.agent_defaults import DEFAULT_MAX_TOKENS, DEFAULT_STEP
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from pydantic import ValidationError
+
     from trestle.core.budget import Budget
     from trestle.core.records.agent import AgentSettings
     from trestle.core.records.mcp import McpServer
@@ -150,6 +152,8 @@ def agent(
     wait_for_worker: WaitWorkerOption = True,
 ) -> None:
     """Run the coding agent on GOAL: understand, plan, execute, validate. Prints the run id."""
+    from pydantic import ValidationError
+
     from trestle.cli.drive import drive, opened_for_new_run, store_line
     from trestle.core.records.agent import AgentSettings, bootstrap_plan
     from trestle.execution.sandbox import mode_from
@@ -157,6 +161,10 @@ def agent(
     from trestle.notifications.targets import load_settings
     from trestle.trust.policy_trust import trusted_settings
 
+    if not goal.strip():  # nothing to pin, plan or check against
+        raise typer.BadParameter(
+            "the goal is empty: say what the agent should do", param_hint="GOAL"
+        )
     if not repo.is_dir():
         raise typer.BadParameter(f"{str(repo)!r} is not a directory", param_hint="--repo")
     if not math.isfinite(step_timeout):
@@ -167,19 +175,22 @@ def agent(
     operator = trusted_settings(repo, policy, accept_sha256=accept_policy)
     servers = _mcp_servers(operator.mcp, operator.source.path, given)
     load_settings()  # a bad notify.toml is refused before the run is recorded
-    settings = AgentSettings(
-        model=_model_spec(model),
-        base_url=base_url,
-        api_key_env=api_key_env,
-        scope=tuple(scope or ()),
-        rules=tuple(rule or ()),
-        test_command=test_command,
-        max_turns=max_turns,
-        max_tokens=max_tokens,
-        plan_approval="confirm" if approve_plan else "auto",
-        step_timeout=step_timeout,
-        mcp=servers,
-    )
+    try:
+        settings = AgentSettings(
+            model=_model_spec(model),
+            base_url=base_url,
+            api_key_env=api_key_env,
+            scope=tuple(scope or ()),
+            rules=tuple(rule or ()),
+            test_command=test_command,
+            max_turns=max_turns,
+            max_tokens=max_tokens,
+            plan_approval="confirm" if approve_plan else "auto",
+            step_timeout=step_timeout,
+            mcp=servers,
+        )
+    except ValidationError as exc:  # what the options' own ranges do not say
+        raise _options_refused(exc) from None
     budget = _budget(max_cost, stop_at_cost, stop_at_tokens)
     bound = engine_binding(engine, address, namespace, task_queue)
     if bound is None:
@@ -187,7 +198,10 @@ def agent(
 
         check_model(settings)  # a worker makes the model, on its own host
     mode = mode_from(sandbox)
-    plan = bootstrap_plan(goal, budget=budget)
+    try:
+        plan = bootstrap_plan(goal, budget=budget)
+    except ValidationError as exc:  # an empty goal, or one a plan cannot hold
+        raise _options_refused(exc) from None
     out = _out()
     with opened_for_new_run(store, repo) as st:
         run_id = create_run(
@@ -379,6 +393,18 @@ def trajectory(
         typer.echo(text, nl=False)
     else:
         write_output(output, text)
+
+
+def _options_refused(exc: ValidationError) -> ConfigError:
+    """The agent's settings refused, each problem as the option that gave it."""
+    from trestle.core.field_problems import plain_message
+
+    problems = []
+    for err in exc.errors():
+        field = str(err["loc"][0]) if err["loc"] else "goal"
+        option = "GOAL" if field == "goal" else "--" + field.replace("_", "-")
+        problems.append(f"{option}: {plain_message(err)}")
+    return ConfigError("; ".join(problems))
 
 
 def demo(
