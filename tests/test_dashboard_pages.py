@@ -80,6 +80,9 @@ def test_an_action_that_cannot_apply_says_why_and_changes_nothing(tmp_path: Path
         assert "has no approval 7" in client.get("/inbox").text
         missing = client.get(f"/runs/{run_id}/steps/one/diff").text
         assert "error: " in missing and "checkpoints" in missing
+        no_step = client.get(f"/runs/{run_id}/steps/nope/diff")
+        assert no_step.status_code == 404 and "has no step &#39;nope&#39;" in no_step.text
+        assert client.get("/runs/nope/steps/one/diff").status_code == 404
 
 
 def test_control_characters_from_a_run_are_shown_as_escapes(tmp_path: Path) -> None:

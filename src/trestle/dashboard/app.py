@@ -349,7 +349,12 @@ def create_app(settings: Settings) -> FastAPI:
         session = session_of(request)
         visible_run(session, run_id)
         with store() as st:
-            state = trusted_state(st, run_id)
+            try:
+                state = trusted_state(st, run_id)
+            except TrestleError as exc:  # no such run: as its own page says
+                raise Refused(404, str(exc)) from None
+            if step not in state.steps:
+                raise Refused(404, f"run {run_id!r} has no step {step!r}")
             try:
                 said, text = views.step_change(st, state, step)
             except TrestleError as exc:
