@@ -215,12 +215,14 @@ def write_replacing(root: Path, path: str, data: bytes) -> bool:
         if old is not None and stat.S_ISDIR(old.st_mode):
             raise IsADirectoryError(errno.EISDIR, "is a directory", path)
         tmp = f".{name[:100]}.{secrets.token_hex(4)}.trestle-tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666, dir_fd=dir_fd)
+        fd, named = _new_file(dir_fd, tmp)
         try:
             with os.fdopen(fd, "wb") as out:
                 out.write(data)
                 if old is not None and stat.S_ISREG(old.st_mode):
                     os.fchmod(out.fileno(), stat.S_IMODE(old.st_mode))
+                if not named:  # named only once written: see _new_file
+                    os.link(f"/proc/self/fd/{out.fileno()}", tmp, dst_dir_fd=dir_fd)
             # names within one directory descriptor: a swap of the parent cannot
             # move the rename elsewhere; a symlink named ``name`` is replaced, not followed
             os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
@@ -228,6 +230,20 @@ def write_replacing(root: Path, path: str, data: bytes) -> bool:
             with suppress(FileNotFoundError):
                 os.unlink(tmp, dir_fd=dir_fd)
         return old is not None
+
+
+def _new_file(dir_fd: int, tmp: str) -> tuple[int, bool]:
+    """A file to write in the directory ``dir_fd``, and whether it is already named
+    ``tmp``. Where the kernel and the file system allow, it has no name yet
+    (``O_TMPFILE``), and is given ``tmp`` only once written, just before the rename: a
+    process killed while writing (a driver's SIGKILL, an OOM kill) leaves nothing
+    behind, where a named file stayed in the workspace for ever, its random name never
+    written again."""
+    flags = os.O_WRONLY | os.O_CLOEXEC
+    if hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd"):
+        with suppress(OSError):  # not supported here (EOPNOTSUPP, EISDIR): named
+            return os.open(".", flags | os.O_TMPFILE, 0o666, dir_fd=dir_fd), False
+    return os.open(tmp, flags | os.O_CREAT | os.O_EXCL, 0o666, dir_fd=dir_fd), True
 
 
 def _make_dirs(root: Path, parent: str) -> None:
