@@ -188,3 +188,10 @@ def test_an_agent_goal_or_setting_it_cannot_hold_is_refused_before_a_run(cli: Cl
     huge = cli(*agent, "x", "--max-turns", "10001")
     refused(huge, 2, "--max-turns: must be at most 10000, not 10001")
     assert not cli.store.exists()
+
+
+def test_a_top_up_on_an_approval_that_is_no_budget_pause_is_refused(cli: Cli) -> None:
+    plan = cli.write("plan.yaml", "steps:\n  - {id: ship, run: 'true', irreversible: true}\n")
+    ref = run_id_of(cli("run", plan, "--no-prompt")) + ".1"
+    refused(cli("approve", ref, "--top-up", "0"), 2, "a top-up is for a budget pause")
+    assert cli("approve", ref).returncode == 0  # nothing was queued by the refusal

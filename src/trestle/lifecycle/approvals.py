@@ -189,6 +189,11 @@ def queue_decision(
         raise ConfigError(f"approval {full!r}: a rejection needs a reason (--reason)")
     if top_up is not None and not _amount(top_up):
         raise ConfigError(f"approval {full!r}: the top-up must be a finite amount of at least 0")
+    if top_up is not None and a.breach is None:  # it would be dropped without a word
+        raise ConfigError(
+            f"approval {full!r}: a top-up is for a budget pause, and this approval is not "
+            "one: approve it without --top-up"
+        )
     if verdict == "modify":
         if a.step is None or edited is None or not a.blocking:
             raise ConfigError(
