@@ -11,8 +11,10 @@ long before answering, once (tests/test_mcp_crash.py kills its driver meanwhile)
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import stat
 import sys
 import time
 from pathlib import Path
@@ -109,6 +111,31 @@ def huge(size: int) -> str:
     """Answers with ``size`` characters."""
     effect("huge", size=size)
     return "x" * size
+
+
+def _wire() -> int:
+    """The descriptor the SDK answers on: it moves the protocol's pipes above the
+    standard three (and points 1 at stderr); the one open for writing."""
+    for fd in range(3, 256):
+        try:
+            info, flags = os.fstat(fd), fcntl.fcntl(fd, fcntl.F_GETFL)
+        except OSError:
+            continue
+        if stat.S_ISFIFO(info.st_mode) and flags & os.O_ACCMODE == os.O_WRONLY:
+            return fd
+    raise RuntimeError("no wire")
+
+
+@app.tool(annotations=ADDITIVE)
+def endless(size: int) -> str:
+    """Writes ``size`` bytes of one line that never ends on stdout, then hangs."""
+    effect("endless", size=size)
+    wire = _wire()
+    os.set_blocking(wire, True)  # the SDK's writer made it non-blocking
+    for _ in range(0, size, 1 << 16):
+        os.write(wire, b"x" * (1 << 16))
+    time.sleep(3600)
+    return "never"
 
 
 @app.tool(annotations=ADDITIVE)

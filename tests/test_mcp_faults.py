@@ -81,6 +81,30 @@ def test_malformed_and_huge_results_are_clear_errors(store: SqliteStore, workspa
     assert effects(workspace).count("malformed {}") == 1
 
 
+def test_a_line_past_the_limit_stops_the_server_and_the_call_fails_naming_it(
+    store: SqliteStore, workspace: Path
+) -> None:
+    # the SDK's own reader would hold the whole line, joining its chunks; here the
+    # server is stopped past 6 bytes a character of max_result and 1 MiB (1,054,576)
+    small = NOTES.model_copy(update={"max_result": 1_000, "timeout": 10})
+    run_id, events, _ = run(
+        store,
+        workspace,
+        mcp("notes__read_note", name="a", call_id="r"),
+        mcp("notes__endless", size=4_000_000, call_id="e"),
+        server=small,
+    )
+    (endless,) = ended(events, "notes__endless")
+    assert not endless.ok
+    said = " ".join(endless.content.split())
+    assert "MCP server 'notes' wrote a line of more than 1,054,576 bytes" in said
+    assert "max_result, 1,000" in said and "was stopped during the call" in said
+    state = load_state(store, run_id)  # what was recorded before stays readable
+    (read,) = ended(events, "notes__read_note")
+    assert read.ok and "note a: hello" in read.content
+    assert state.steps["understand"] is not None
+
+
 def test_a_tool_list_changed_mid_step_is_refused_clearly(
     store: SqliteStore, workspace: Path
 ) -> None:

@@ -41,8 +41,13 @@ from trestle.execution.sandbox_start import (
     StartSignal,
     before_start,
 )
+from trestle.tools.mcp_stdio import stdio_streams
 
 MAX_STARTS = 3  # starts of one server within one connection (a hung server restarts)
+# the longest line read from a stdio server: room for a result of max_result characters
+# each escaped by JSON (\uXXXX), and for the message around it
+LINE_BYTES_PER_CHARACTER = 6
+LINE_SLACK = 1 << 20
 STDERR_TAIL = 1_500  # characters of a server's stderr quoted when it fails
 CLOSE_GRACE = 5.0  # seconds the SDK gets to stop a server before its task is cancelled
 
@@ -84,6 +89,11 @@ def require_sdk() -> None:
         raise ConfigError(
             'MCP servers need the mcp SDK: pip install "trestle-runtime[mcp]"'
         ) from None
+
+
+def line_limit(server: McpServer) -> int:
+    """The most bytes of one line the driver reads from the stdio ``server``."""
+    return LINE_BYTES_PER_CHARACTER * server.max_result + LINE_SLACK
 
 
 def server_argv(
@@ -137,6 +147,7 @@ class McpConnection:
         self._errlog: TextIO | None = None
         self._starts = 0
         self._held: StartSignal | None = None  # the sandbox's start under way
+        self._overflow: str | None = None  # why the server was stopped, past a line's limit
 
     # --- life --------------------------------------------------------------------------
 
@@ -172,6 +183,8 @@ class McpConnection:
         if self._session is None:
             failure = self._failure
             await self.close()
+            if self._overflow is not None:
+                raise McpStartError(f"{self._overflow} while it started")
             why = (
                 f"did not start within {self.server.start_timeout:g}s"
                 if failure is None
@@ -182,7 +195,7 @@ class McpConnection:
     async def _started(self) -> bool:
         """Start the server once; whether it listed its tools in time."""
         self._stop, self._dead, self._ready = asyncio.Event(), asyncio.Event(), asyncio.Event()
-        self._failure, self._session = None, None
+        self._failure, self._session, self._overflow = None, None, None
         self._task = asyncio.create_task(self._serve(), name=f"mcp:{self.server.name}")
         ready = asyncio.create_task(self._ready.wait())
         try:
@@ -243,8 +256,6 @@ class McpConnection:
             from mcp.client.streamable_http import streamable_http_client
 
             return streamable_http_client(self.server.url)
-        from mcp import StdioServerParameters, stdio_client
-
         held = self._held
         argv, env = server_argv(
             self.server, self.sandbox, self.workspace, None if held is None else held.bound
@@ -256,15 +267,22 @@ class McpConnection:
                 held.bound = []
                 argv, env = server_argv(self.server, self.sandbox, self.workspace)
             argv = held.argv_by_proc(argv)  # the SDK passes on no descriptor
-        params = StdioServerParameters(
-            command=argv[0],
-            args=argv[1:],
+        assert self._errlog is not None
+        return stdio_streams(
+            argv,
             env=env,
             cwd=str(self.workspace),
-            encoding_error_handler="replace",
+            errlog=self._errlog,
+            limit=line_limit(self.server),
+            on_overflow=self._overflowed,
         )
-        assert self._errlog is not None
-        return stdio_client(params, errlog=self._errlog)
+
+    def _overflowed(self, limit: int) -> None:
+        self._overflow = (
+            f"{self._what()} wrote a line of more than {limit:,} bytes on its standard output "
+            f"(the most the driver reads: {LINE_BYTES_PER_CHARACTER} bytes for each character "
+            f"of its max_result, {self.server.max_result:,}, and {LINE_SLACK:,}) and was stopped"
+        )
 
     async def _on_message(self, message: Any) -> None:
         if type(message).__name__ == "ToolListChangedNotification" or (
@@ -305,11 +323,7 @@ class McpConnection:
             with contextlib.suppress(BaseException):
                 await call
             if self._dead.is_set():
-                return CallEnd(
-                    "unknown",
-                    f"{self._what()} exited during the call{self._stderr()}",
-                    data={"server": "exited"},
-                )
+                return CallEnd("unknown", self._exited(), data={"server": "exited"})
             await self.close()  # whatever it was doing must not land later
             return CallEnd(
                 "unknown",
@@ -321,11 +335,7 @@ class McpConnection:
         except Exception as exc:
             if self._dead.is_set() or "closed" in str(exc).lower():
                 await self.close()
-                return CallEnd(
-                    "unknown",
-                    f"{self._what()} exited during the call{self._stderr()}",
-                    data={"server": "exited"},
-                )
+                return CallEnd("unknown", self._exited(), data={"server": "exited"})
             return CallEnd("malformed", f"{self._what()} answered with an error: {_described(exc)}")
         return _rendered(result, self.server.max_result, self._what())
 
@@ -360,6 +370,12 @@ class McpConnection:
 
     def _what(self) -> str:
         return f"MCP server {self.server.name!r}"
+
+    def _exited(self) -> str:
+        """Why the server ended during a call: stopped past a line's limit, or exited."""
+        if self._overflow is not None:
+            return f"{self._overflow} during the call"
+        return f"{self._what()} exited during the call{self._stderr()}"
 
     def _stderr(self) -> str:
         if self._errlog is None:

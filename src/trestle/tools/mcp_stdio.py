@@ -1,0 +1,124 @@
+"""The driver's side of a stdio MCP server: its process, and its standard output read
+as lines of at most a stated length.
+
+The SDK's own stdio client reads a server's output with no bound on a line, joining
+each chunk to what came before (a cost that grows with the square of the line), so a
+hostile server sending one endless line held the driver's memory and CPU. Here the
+output is read into one buffer, searched only where new bytes landed, and a line past
+``limit`` bytes ends the server: ``on_overflow`` is told why, and the session sees
+its connection close, as when a server exits (what was already recorded stays).
+
+The session is handed the same streams the SDK's client hands it; the server is
+stopped as the SDK stops one (its stdin closed, then its process group ended).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, TextIO
+
+import anyio
+from anyio.abc import Process
+
+EXIT_GRACE = 2.0  # seconds a server may take to exit once its stdin is closed
+TERM_GRACE = 2.0  # then after SIGTERM to its group, before SIGKILL
+READ_SIZE = 1 << 16
+
+
+@contextlib.asynccontextmanager
+async def stdio_streams(
+    argv: Sequence[str],
+    *,
+    env: dict[str, str],
+    cwd: str,
+    errlog: TextIO,
+    limit: int,
+    on_overflow: Callable[[int], None],
+) -> AsyncIterator[tuple[Any, Any]]:
+    """The (read, write) streams of a session with the server ``argv`` starts."""
+    import mcp_types as types
+    from mcp.shared.message import SessionMessage
+
+    process = await anyio.open_process(
+        list(argv), env=env, cwd=cwd, stderr=errlog, start_new_session=True
+    )
+    incoming_send, incoming = anyio.create_memory_object_stream[Any](0)
+    outgoing, outgoing_receive = anyio.create_memory_object_stream[Any](0)
+
+    def parsed(line: bytes) -> Any:
+        try:
+            message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
+        except ValueError as exc:  # handed on, as the SDK's client does
+            return exc
+        return SessionMessage(message)
+
+    async def read() -> None:
+        assert process.stdout is not None
+        buffer = bytearray()
+        async with incoming_send:
+            with contextlib.suppress(
+                anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError, OSError
+            ):
+                while True:
+                    chunk = await process.stdout.receive(READ_SIZE)
+                    start = len(buffer)
+                    buffer += chunk
+                    taken = 0
+                    while (end := buffer.find(b"\n", start)) >= 0 and end - taken <= limit:
+                        await incoming_send.send(parsed(bytes(buffer[taken:end])))
+                        taken = start = end + 1
+                    # what is left is a line begun, or one past the limit, ended or not
+                    del buffer[:taken]
+                    if len(buffer) > limit:
+                        on_overflow(limit)
+                        _signal_group(process, signal.SIGKILL)
+                        return
+
+    async def write() -> None:
+        assert process.stdin is not None
+        try:
+            async with outgoing_receive:
+                async for message in outgoing_receive:
+                    text = message.message.model_dump_json(by_alias=True, exclude_unset=True)
+                    await process.stdin.send((text + "\n").encode())
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError):
+            await incoming_send.aclose()
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(read)
+        tasks.start_soon(write)
+        try:
+            yield incoming, outgoing
+        finally:
+            with anyio.CancelScope(shield=True):
+                incoming.close()
+                outgoing.close()
+                await _stop(process)
+            tasks.cancel_scope.cancel()
+
+
+async def _stop(process: Process) -> None:
+    """Close the server's stdin, give it :data:`EXIT_GRACE` to exit, then end its
+    process group (SIGTERM, then SIGKILL)."""
+    assert process.stdin is not None and process.stdout is not None
+    with contextlib.suppress(OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+        await process.stdin.aclose()
+    for sent, grace in ((None, EXIT_GRACE), (signal.SIGTERM, TERM_GRACE), (signal.SIGKILL, 2.0)):
+        if sent is not None:
+            _signal_group(process, sent)
+        with anyio.move_on_after(grace):
+            while process.returncode is None:
+                await anyio.sleep(0.01)
+        if process.returncode is not None:
+            break
+    with contextlib.suppress(OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+        await process.stdout.aclose()
+
+
+def _signal_group(process: Process, sent: signal.Signals) -> None:
+    """``sent`` to the server's process group (it leads one of its own)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, sent)
