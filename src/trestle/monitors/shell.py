@@ -506,7 +506,12 @@ def _path(path: str) -> str:
     path = path.strip()
     if not path:
         return ""
-    path = re.sub(r":\d+(:\d+)?$", "", path)
+    for _ in range(2):  # a ``:line`` or ``:line:column`` suffix, without a regular
+        # expression: compiling one was 0.6 ms of a resumed run's first catch-up
+        head, colon, number = path.rpartition(":")
+        if not (colon and number.isdecimal()):
+            break
+        path = head
     normal = posixpath.normpath(path)
     return "." if normal == "." else normal
 
