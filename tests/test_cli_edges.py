@@ -195,3 +195,10 @@ def test_a_top_up_on_an_approval_that_is_no_budget_pause_is_refused(cli: Cli) ->
     ref = run_id_of(cli("run", plan, "--no-prompt")) + ".1"
     refused(cli("approve", ref, "--top-up", "0"), 2, "a top-up is for a budget pause")
     assert cli("approve", ref).returncode == 0  # nothing was queued by the refusal
+
+
+def test_a_store_url_that_does_not_parse_is_bad_input_and_hides_its_password(cli: Cli) -> None:
+    pytest.importorskip("psycopg")
+    broken = cli("runs", "--store", "postgresql://ann:s3cret@[::1/db")
+    refused(broken, 2, "the store URL cannot be read: end of string reached when looking for")
+    assert '"postgresql://ann@[::1/db"' in broken.stderr and "s3cret" not in broken.stderr

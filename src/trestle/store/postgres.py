@@ -103,6 +103,10 @@ def _psycopg() -> Any:
     return psycopg
 
 
+# a URL's password, as location.where_shown drops it (that module imports this one)
+_URL_PASSWORD = re.compile(r"^([^/]*//[^/@:]*):[^/@]*@")
+
+
 def describe(url: str) -> str:
     """``url`` as messages show it: the server, port, database and role, never the
     password. A URL that does not parse is a StoreError naming what is wrong."""
@@ -112,7 +116,10 @@ def describe(url: str) -> str:
         params = conninfo_to_dict(url)
     except Exception as exc:  # psycopg's ProgrammingError, with libpq's reason
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StoreError(f"the store URL cannot be read: {first}") from None
+        # libpq quotes the URL whole: its password must not reach the message
+        hidden = re.sub(r"([?&]password=)[^&]*", r"\1...", _URL_PASSWORD.sub(r"\1@", url))
+        first = first.replace(url, hidden)
+        raise ConfigError(f"the store URL cannot be read: {first}") from None
     user = f"{params['user']}@" if params.get("user") else ""
     host = params.get("host") or "localhost"
     port = f":{params['port']}" if params.get("port") else ""
