@@ -51,12 +51,26 @@ def vanishing(self, command, **kwargs):
         (base / "ws" / ".git").symlink_to("../hidden")
     return argv
 
+import anyio
+spawn = anyio.open_process
+
+async def swapping(*args, **kwargs):  # once the arguments are final, before the start
+    if how == "swap7" and not (base / "moved").exists():  # a writable directory swapped
+        (base / "ws" / "d7").rename(base / "moved")  # for a link to one shown read-only
+        (base / "ws" / "d7").symlink_to("../outside")
+    return await spawn(*args, **kwargs)
+
 Sandbox.argv = vanishing
+anyio.open_process = swapping
 command = (sys.executable, server, *(["--fail-start"] if fail else []))
 if how == "swap":  # what the server sees of .git, on its stderr, which its failure quotes
     command = ("sh", "-c", f"cat .git/secret >&2; exec {' '.join(command)}")
+if how == "swap7":  # seven scope directories bound from the workspace, and .git
+    command = ("sh", "-c", f"echo x > d7/pwned; ls /proc/self/fd >&2; exec {' '.join(command)}")
+scope = tuple(f"d{i}/**" for i in range(1, 8)) if how == "swap7" else ()
 notes = McpServer(name="notes", command=command, timeout=20, start_timeout=20)
-connection = McpConnection(notes, choose("require", hidden=(base / "hidden",)), base / "ws")
+sandbox = choose("require", hidden=(base / "hidden",), scope=scope)
+connection = McpConnection(notes, sandbox, base / "ws")
 
 async def main():
     try:
@@ -131,3 +145,25 @@ def test_a_git_swapped_for_a_link_before_the_start_shows_nothing_hidden(
     assert isinstance(said, str) and "cannot open its database" in said
     assert SECRET not in said
     assert len(starts) == 2
+
+
+def test_seven_binds_by_descriptor_and_one_swapped_for_a_link_write_nothing_outside(
+    host: tuple[Path, int | None],
+) -> None:
+    # more descriptors than a shell hands on (dash: up to 9) were bound by path, so a
+    # scope directory swapped for a link between the judging and the start was
+    # followed, and a directory the sandbox shows read-only was bound writable; the
+    # server is now handed every descriptor
+    base, uid = host
+    (base / "ws" / ".git").mkdir()
+    for i in range(1, 8):
+        (base / "ws" / f"d{i}").mkdir()
+    (base / "outside").mkdir()
+    _chown_tree(base, os.getuid() if uid is None else uid)
+    said, starts = _driver(base, uid, [str(base / "server.py"), True, "swap7"])
+    assert isinstance(said, str) and "cannot open its database" in said
+    assert not (base / "outside" / "pwned").exists()
+    assert len(starts) == 2  # refused, then made again, judged afresh
+    # the server holds its standard three and the directory ls reads, nothing else
+    listed = said.split("its stderr ends:")[-1].split()
+    assert [n for n in listed if n.isdigit()] == ["0", "1", "2", "3"]

@@ -21,15 +21,12 @@ import os
 from types import TracebackType
 
 SANDBOX_STARTS = 3
-# descriptors a shell can hand on by number (dash takes none above 9), beside the pipe
-MOST_BOUND_BY_PROC = 6
 
 
 class StartSignal:
     """One start's pipe: its read end (:attr:`fd`) given to bubblewrap, holding a byte.
 
-    The write end stays open here until :meth:`close`: a start that opens the pipe
-    again through ``/proc`` (:meth:`argv_by_proc`) would otherwise wait for a writer.
+    The write end is kept here until :meth:`close`.
     """
 
     def __init__(self) -> None:
@@ -42,29 +39,9 @@ class StartSignal:
 
     def argv(self, argv: list[str]) -> list[str]:
         """bubblewrap's ``argv`` told to wait for the byte on :attr:`fd`, which the
-        child must inherit (``pass_fds``)."""
+        child must inherit (``pass_fds``), as it must each of :attr:`bound`: a command's
+        start and an MCP stdio server's (:mod:`trestle.tools.mcp_stdio`) both pass them."""
         return [argv[0], "--block-fd", str(self.fd), *argv[1:]]
-
-    def argv_by_proc(self, argv: list[str]) -> list[str]:
-        """The same, for a spawner that closes every descriptor but the standard three
-        (the MCP SDK's): a shell outside the sandbox opens the pipe through this
-        process's ``/proc`` and hands it to bubblewrap as descriptor 3, and each of
-        :attr:`bound` (at most :data:`MOST_BOUND_BY_PROC`) as 4 and on, the arguments
-        naming them renumbered. Opened through ``/proc``, a descriptor's file is the
-        very one it holds, whatever is at its path now."""
-        proc = f"/proc/{os.getpid()}/fd"
-        numbers = {str(fd): str(4 + i) for i, fd in enumerate(self.bound)}
-        opens = " ".join(
-            [f"3<{proc}/{self.fd}"] + [f"{n}<{proc}/{fd}" for fd, n in numbers.items()]
-        )
-        renumbered = list(argv)
-        for i, word in enumerate(renumbered[:-1]):
-            if word == "--":  # the command's own words follow
-                break
-            if word in ("--bind-fd", "--ro-bind-fd"):
-                renumbered[i + 1] = numbers[renumbered[i + 1]]
-        shell = f'exec "$@" {opens}'
-        return ["/bin/sh", "-c", shell, "sh", renumbered[0], "--block-fd", "3", *renumbered[1:]]
 
     def began(self) -> bool:
         """Whether bubblewrap took the byte: the sandbox was made and the command ran

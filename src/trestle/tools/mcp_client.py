@@ -36,7 +36,6 @@ from trestle.core.errors import ConfigError
 from trestle.core.records.mcp import McpServer, ToolHints
 from trestle.execution.sandbox import Sandbox
 from trestle.execution.sandbox_start import (
-    MOST_BOUND_BY_PROC,
     SANDBOX_STARTS,
     StartSignal,
     before_start,
@@ -260,13 +259,9 @@ class McpConnection:
         argv, env = server_argv(
             self.server, self.sandbox, self.workspace, None if held is None else held.bound
         )
-        if held is not None:
-            if len(held.bound) > MOST_BOUND_BY_PROC:  # more than a shell hands on
-                for fd in held.bound:
-                    os.close(fd)
-                held.bound = []
-                argv, env = server_argv(self.server, self.sandbox, self.workspace)
-            argv = held.argv_by_proc(argv)  # the SDK passes on no descriptor
+        passed: list[int] = []
+        if held is not None:  # bubblewrap is handed its pipe and what it binds, by number
+            argv, passed = held.argv(argv), [held.fd, *held.bound]
         assert self._errlog is not None
         return stdio_streams(
             argv,
@@ -275,6 +270,7 @@ class McpConnection:
             errlog=self._errlog,
             limit=line_limit(self.server),
             on_overflow=self._overflowed,
+            pass_fds=passed,
         )
 
     def _overflowed(self, limit: int) -> None:

@@ -37,13 +37,15 @@ async def stdio_streams(
     errlog: TextIO,
     limit: int,
     on_overflow: Callable[[int], None],
+    pass_fds: Sequence[int] = (),
 ) -> AsyncIterator[tuple[Any, Any]]:
-    """The (read, write) streams of a session with the server ``argv`` starts."""
+    """The (read, write) streams of a session with the server ``argv`` starts, handed
+    the descriptors ``pass_fds`` (its sandbox's start signal and what it binds)."""
     import mcp_types as types
     from mcp.shared.message import SessionMessage
 
     process = await anyio.open_process(
-        list(argv), env=env, cwd=cwd, stderr=errlog, start_new_session=True
+        list(argv), env=env, cwd=cwd, stderr=errlog, start_new_session=True, pass_fds=pass_fds
     )
     incoming_send, incoming = anyio.create_memory_object_stream[Any](0)
     outgoing, outgoing_receive = anyio.create_memory_object_stream[Any](0)
