@@ -105,6 +105,50 @@ def test_a_line_past_the_limit_stops_the_server_and_the_call_fails_naming_it(
     assert state.steps["understand"] is not None
 
 
+STDERR_FLOOD = """
+import asyncio, json, resource, sys
+from trestle.core.records.mcp import McpServer
+from trestle.tools.mcp_client import McpConnection, McpStartError
+
+server, workspace = sys.argv[1], sys.argv[2]
+
+async def failed(size):
+    flood = f"head -c {size} /dev/zero | tr '\\\\0' e >&2; echo '. the end' >&2"
+    command = ("sh", "-c", f"{flood}; exec {sys.executable} {server} --fail-start")
+    notes = McpServer(name="notes", command=command, start_timeout=60)
+    connection = McpConnection(notes, None, __import__("pathlib").Path(workspace))
+    try:
+        await connection.start()
+    except McpStartError as exc:
+        return str(exc)
+    finally:
+        await connection.aclose()
+
+def peak():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+asyncio.run(failed(1000))  # everything imported, the peak it sets
+before = peak()
+said = asyncio.run(failed(200_000_000))
+print(json.dumps([peak() - before, said[-300:]]))
+"""
+
+
+def test_a_server_flooding_its_stderr_is_quoted_by_its_end_only(workspace: Path) -> None:
+    # its stderr was read whole into the driver's memory to quote its last lines
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-c", STDERR_FLOOD, SERVER, str(workspace)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    grown, said = json.loads(done.stdout)
+    assert "cannot open its database" in said
+    assert grown < 50_000_000  # 200 MB of stderr
+
+
 def test_a_tool_list_changed_mid_step_is_refused_clearly(
     store: SqliteStore, workspace: Path
 ) -> None:

@@ -377,10 +377,12 @@ class McpConnection:
         if self._errlog is None:
             return ""
         with contextlib.suppress(OSError, ValueError):
-            self._errlog.flush()
-            self._errlog.seek(0)
-            text = self._errlog.read()
-            self._errlog.seek(0, os.SEEK_END)
+            # only the end is read: the server writes this file as it likes, and the
+            # whole of it read into the driver's memory was a server's to size
+            fd = self._errlog.fileno()
+            end = os.fstat(fd).st_size
+            size = 4 * STDERR_TAIL + 4  # bytes enough for the characters quoted
+            text = os.pread(fd, size, max(0, end - size)).decode("utf-8", "replace")
             tail = text.strip()[-STDERR_TAIL:]
             if tail:
                 return f"; its stderr ends:\n{tail}"
