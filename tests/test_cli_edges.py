@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from dashboard_helpers import dashboard
 from test_cli import Cli, run_id_of
 from trestle.store.sqlite_file import store_failure
 
@@ -202,3 +203,10 @@ def test_a_store_url_that_does_not_parse_is_bad_input_and_hides_its_password(cli
     broken = cli("runs", "--store", "postgresql://ann:s3cret@[::1/db")
     refused(broken, 2, "the store URL cannot be read: end of string reached when looking for")
     assert '"postgresql://ann@[::1/db"' in broken.stderr and "s3cret" not in broken.stderr
+
+
+def test_ui_for_a_run_the_store_does_not_hold_is_refused(cli: Cli) -> None:
+    run_id = run_id_of(cli("run", cli.write("plan.yaml", "steps:\n  - {id: a, run: 'true'}\n")))
+    refused(cli("ui", "--run", "nope"), 2, f"no run 'nope' in {cli.store}")
+    with dashboard(cli.store, "--run", run_id[-4:]) as ui:  # a tail, as every command takes
+        assert run_id in ui.session().get("/").text

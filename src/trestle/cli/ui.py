@@ -63,6 +63,7 @@ def ui_command(
         # what a step starts must not be able to decide on its own run's approvals
         raise ConfigError("the dashboard cannot be started from inside a running step")
     where = reading_store(store)
+    shown = _runs_named(store, runs) if runs else None
     lifetimes = Lifetimes(
         absolute=_positive("--session-lifetime", session_lifetime, parse_age),
         idle=_positive("--idle-timeout", idle_timeout, parse_age),
@@ -79,7 +80,7 @@ def ui_command(
             where,
             host=host,
             port=port,
-            runs=frozenset(runs) if runs else None,
+            runs=shown,
             say=say,
             warn=warn,
             lifetimes=lifetimes,
@@ -87,6 +88,22 @@ def ui_command(
     except OSError as exc:
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     sys.exit(0)
+
+
+def _runs_named(store: str | None, runs: list[str]) -> frozenset[str]:
+    """The ids ``--run`` names (an id or a unique tail, as every command takes them); a
+    run the store does not hold is refused, not served as an empty dashboard."""
+    from trestle.cli.console import _opened
+    from trestle.cli.stores import run_in
+
+    found = set()
+    with _opened(store) as st:
+        for run in runs:
+            run_id = run_in(st, run)
+            if run_id is None:
+                st.run(run)  # raises, naming the run and the store
+            found.add(run_id or run)
+    return frozenset(found)
 
 
 def _positive(option: str, text: str, parse: Callable[[str], float]) -> float:
