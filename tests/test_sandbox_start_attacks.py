@@ -138,3 +138,36 @@ def test_what_is_bound_from_the_workspace_is_what_was_judged(
     output, starts = cast(list[Any], run_as_driver(base, uid, SWAPPING, [name, make, read]))
     assert SECRET not in output
     assert starts == 2  # the start that found a link in its place was made again
+
+
+HELD = """
+import asyncio, json, os, sys
+from pathlib import Path
+from trestle.execution.actions import run_shell
+from trestle.execution.sandbox import Cell, choose
+
+base = Path(sys.argv[1])
+ws = base / "ws"
+scope = tuple(f"d{i}/**" for i in range(1, 9))  # eight directories bound by descriptor
+cell = Cell(choose("require", scope=scope), ws, "step")
+env = {"PATH": "/usr/bin:/bin"}
+before = sorted(os.listdir("/proc/self/fd"), key=int)
+done = asyncio.run(run_shell("ls /proc/self/fd", cwd=ws, env=env, timeout=60, cell=cell))
+after = sorted(os.listdir("/proc/self/fd"), key=int)
+print(json.dumps([done.output.split(), before, after]))
+"""
+
+
+def test_a_command_holds_no_descriptor_it_was_bound_by_and_the_driver_keeps_none(
+    host: tuple[Path, int | None],
+) -> None:
+    # .git and eight scope directories bound by descriptor: bubblewrap is handed nine,
+    # the command none of them (only its standard three, and the one ls reads), and the
+    # driver closes every one once the sandbox started
+    base, uid = host
+    (base / "ws" / ".git").mkdir()
+    _chown_tree(base, os.getuid() if uid is None else uid)
+    held, before, after = cast(list[Any], run_as_driver(base, uid, HELD, []))
+    assert held == ["0", "1", "2", "3"]
+    # the driver's own: at most the watchdog's pipe and the event loop's leftovers added
+    assert len(after) <= len(before) + 2
