@@ -210,3 +210,9 @@ def test_ui_for_a_run_the_store_does_not_hold_is_refused(cli: Cli) -> None:
     refused(cli("ui", "--run", "nope"), 2, f"no run 'nope' in {cli.store}")
     with dashboard(cli.store, "--run", run_id[-4:]) as ui:  # a tail, as every command takes
         assert run_id in ui.session().get("/").text
+
+
+def test_an_age_past_any_printable_date_is_refused_before_anything_is_made(cli: Cli) -> None:
+    invited = cli("people", "invite", "carol", "--expires", "999999999999999999d")
+    refused(invited, 2, "--expires: age '999999999999999999d': at most 1000 years (365000d)")
+    assert "carol" not in cli("people", "list").stdout
