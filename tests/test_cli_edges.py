@@ -216,3 +216,11 @@ def test_an_age_past_any_printable_date_is_refused_before_anything_is_made(cli: 
     invited = cli("people", "invite", "carol", "--expires", "999999999999999999d")
     refused(invited, 2, "--expires: age '999999999999999999d': at most 1000 years (365000d)")
     assert "carol" not in cli("people", "list").stdout
+
+
+def test_a_temporal_port_out_of_range_is_refused_before_the_run(cli: Cli) -> None:
+    pytest.importorskip("temporalio")
+    plan = cli.write("plan.yaml", "steps:\n  - {id: a, run: 'true'}\n")
+    address = ["--engine", "temporal", "--address", "127.0.0.1:99999"]
+    refused(cli("run", plan, *address), 2, "--address '127.0.0.1:99999' is not HOST:PORT")
+    assert not cli.store.exists()

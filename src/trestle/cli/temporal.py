@@ -51,7 +51,7 @@ def binding(address: str, namespace: str, task_queue: str) -> EngineBinding:
     """The run's binding to its workflow; the address and the tuning in the
     environment are checked before anything is recorded."""
     host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError(f"--address {address!r} is not HOST:PORT (for example 127.0.0.1:7233)")
     tuning()
     return EngineBinding(address=address, namespace=namespace, task_queue=task_queue)
