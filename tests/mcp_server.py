@@ -166,6 +166,9 @@ async def reshape(ctx: Context) -> str:
 if __name__ == "__main__":
     port = option("--http")
     if port is not None:
-        app.run(transport="streamable-http", host="127.0.0.1", port=int(port))
+        as_json = "--json" in sys.argv  # answers as JSON bodies, not event streams
+        app.run(
+            transport="streamable-http", host="127.0.0.1", port=int(port), json_response=as_json
+        )
     else:
         app.run()

@@ -5,6 +5,7 @@ destructive one waits for a human, and the server's own log of effects says what
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
@@ -34,11 +35,17 @@ def free_port() -> int:
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[McpServer, Path]]:
     """The server listening on a loopback port, and the directory it runs (and logs) in."""
+    with serving(tmp_path) as found:
+        yield found
+
+
+@contextlib.contextmanager
+def serving(tmp_path: Path, *flags: str) -> Iterator[tuple[McpServer, Path]]:
     home = tmp_path / "server"
     home.mkdir()
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, SERVER, "--http", str(port)],
+        [sys.executable, SERVER, "--http", str(port), *flags],
         cwd=home,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -89,3 +96,26 @@ def test_an_http_servers_read_runs_and_its_destructive_tool_waits_for_approval(
     assert effects(home) == ['read_note {"name": "a"}', 'delete_note {"name": "old"}']
     (deleted,) = ended(events, "web__delete_note")
     assert deleted.ok and deleted.content == "deleted old"
+
+
+def test_an_answer_past_the_limit_is_not_read_further(tmp_path: Path) -> None:
+    # a JSON answer was read whole, however long; it is read up to 6 bytes a character
+    # of max_result and 1 MiB (1,054,576 here), then the call fails naming the limit
+    with serving(tmp_path, "--json") as (server, _):
+        small = server.model_copy(update={"max_result": 1_000})
+        store = SqliteStore(tmp_path / "runs.db")
+        workspace = sample_workspace(tmp_path)
+        run_id, events, _ = run(
+            store,
+            workspace,
+            mcp("web__read_note", name="a", call_id="r"),
+            mcp("web__huge", size=3_000_000, call_id="h"),
+            server=small,
+        )
+    (read,) = ended(events, "web__read_note")
+    assert read.ok and "note a: hello" in read.content
+    (huge,) = ended(events, "web__huge")
+    said = " ".join(huge.content.split())
+    assert not huge.ok
+    assert "MCP server 'web' answered with more than 1,054,576 bytes" in said
+    assert load_state(store, run_id).steps["understand"] is not None

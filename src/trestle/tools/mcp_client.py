@@ -252,9 +252,9 @@ class McpConnection:
 
     def _transport(self) -> contextlib.AbstractAsyncContextManager[Any]:
         if self.server.url is not None:
-            from mcp.client.streamable_http import streamable_http_client
+            from trestle.tools.mcp_http import http_streams  # the extra's httpx2: on use
 
-            return streamable_http_client(self.server.url)
+            return http_streams(self.server.url, limit=line_limit(self.server), what=self._what())
         held = self._held
         argv, env = server_argv(
             self.server, self.sandbox, self.workspace, None if held is None else held.bound
