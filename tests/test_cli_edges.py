@@ -13,6 +13,7 @@ import pytest
 
 from dashboard_helpers import dashboard
 from test_cli import Cli, run_id_of
+from trestle.store.location import RecentStores
 from trestle.store.sqlite_file import store_failure
 
 
@@ -224,3 +225,10 @@ def test_a_temporal_port_out_of_range_is_refused_before_the_run(cli: Cli) -> Non
     address = ["--engine", "temporal", "--address", "127.0.0.1:99999"]
     refused(cli("run", plan, *address), 2, "--address '127.0.0.1:99999' is not HOST:PORT")
     assert not cli.store.exists()
+
+
+def test_a_store_whose_path_holds_a_newline_is_not_remembered_as_two(tmp_path: Path) -> None:
+    recent = RecentStores(tmp_path / "stores")
+    recent.remember(tmp_path / "plain.db")
+    recent.remember(tmp_path / "two\nlines" / "t.db")
+    assert recent.stores() == [tmp_path / "plain.db"]

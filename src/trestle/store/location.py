@@ -189,6 +189,8 @@ class RecentStores:
         store = store_where(store)
         if isinstance(store, Path):
             store = store.absolute()
+        if any(c in str(store) for c in "\n\r"):  # one a line: it would be read as two
+            return
         others = [s for s in self.stores() if s != store]
         if len(others) >= self.limit:
             others = [s for s in others if _still_there(s)] + [
