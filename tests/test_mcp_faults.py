@@ -135,7 +135,8 @@ print(json.dumps([peak() - before, said[-300:]]))
 
 
 def test_a_server_flooding_its_stderr_is_quoted_by_its_end_only(workspace: Path) -> None:
-    # its stderr was read whole into the driver's memory to quote its last lines
+    # its stderr was kept whole in a file and read whole into the driver's memory to
+    # quote its last lines; only its end is kept now, in memory
     import subprocess
 
     done = subprocess.run(

@@ -26,11 +26,10 @@ import asyncio
 import contextlib
 import os
 import shlex
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TextIO, cast
+from typing import Any, Literal
 
 from trestle.core.errors import ConfigError
 from trestle.core.records.mcp import McpServer, ToolHints
@@ -40,7 +39,7 @@ from trestle.execution.sandbox_start import (
     StartSignal,
     before_start,
 )
-from trestle.tools.mcp_stdio import stdio_streams
+from trestle.tools.mcp_stdio import StderrTail, stdio_streams
 
 MAX_STARTS = 3  # starts of one server within one connection (a hung server restarts)
 # the longest line read from a stdio server: room for a result of max_result characters
@@ -143,7 +142,7 @@ class McpConnection:
         self._dead = asyncio.Event()
         self._ready = asyncio.Event()
         self._failure: BaseException | None = None
-        self._errlog: TextIO | None = None
+        self._errlog: StderrTail | None = None
         self._starts = 0
         self._held: StartSignal | None = None  # the sandbox's start under way
         self._overflow: str | None = None  # why the server was stopped, past a line's limit
@@ -158,12 +157,8 @@ class McpConnection:
         """
         require_sdk()
         self._starts += 1
-        if self._errlog is None:
-            # kept across restarts, closed by aclose
-            self._errlog = cast(
-                TextIO,
-                tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace"),  # noqa: SIM115
-            )
+        if self._errlog is None:  # kept across restarts, let go of by aclose
+            self._errlog = StderrTail(4 * STDERR_TAIL + 4)  # bytes enough for its characters
         # a stdio server's sandbox that could not start ran nothing: started again, as a
         # command's is (see trestle.execution.sandbox_start)
         sandboxed = self.server.url is None and self.sandbox is not None and self.sandbox.confines
@@ -223,9 +218,7 @@ class McpConnection:
     async def aclose(self) -> None:
         """Stop the server and let go of its stderr."""
         await self.close()
-        if self._errlog is not None:
-            self._errlog.close()
-            self._errlog = None
+        self._errlog = None
 
     async def _serve(self) -> None:
         from mcp import ClientSession
@@ -374,19 +367,8 @@ class McpConnection:
         return f"{self._what()} exited during the call{self._stderr()}"
 
     def _stderr(self) -> str:
-        if self._errlog is None:
-            return ""
-        with contextlib.suppress(OSError, ValueError):
-            # only the end is read: the server writes this file as it likes, and the
-            # whole of it read into the driver's memory was a server's to size
-            fd = self._errlog.fileno()
-            end = os.fstat(fd).st_size
-            size = 4 * STDERR_TAIL + 4  # bytes enough for the characters quoted
-            text = os.pread(fd, size, max(0, end - size)).decode("utf-8", "replace")
-            tail = text.strip()[-STDERR_TAIL:]
-            if tail:
-                return f"; its stderr ends:\n{tail}"
-        return ""
+        tail = "" if self._errlog is None else self._errlog.text().strip()[-STDERR_TAIL:]
+        return f"; its stderr ends:\n{tail}" if tail else ""
 
 
 def _listed(tool: Any) -> ListedTool:

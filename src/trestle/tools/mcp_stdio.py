@@ -9,7 +9,8 @@ output is read into one buffer, searched only where new bytes landed, and a line
 its connection close, as when a server exits (what was already recorded stays).
 
 The session is handed the same streams the SDK's client hands it; the server is
-stopped as the SDK stops one (its stdin closed, then its process group ended).
+stopped as the SDK stops one (its stdin closed, then its process group ended). Its
+stderr is kept by its end only (:class:`StderrTail`), in memory.
 """
 
 from __future__ import annotations
@@ -17,11 +18,30 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any, TextIO
+from typing import Any
 
 import anyio
 from anyio.abc import Process
+
+
+class StderrTail:
+    """The end of what a server wrote on stderr, across its starts: the last
+    :data:`size` bytes only, in memory. A file kept it whole before, so a server
+    writing without end filled the driver's disk (and the store's, where they share
+    one)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._kept = b""
+
+    def add(self, chunk: bytes) -> None:
+        self._kept = (self._kept + chunk)[-self.size :]
+
+    def text(self) -> str:
+        return self._kept.decode("utf-8", "replace")
+
 
 EXIT_GRACE = 2.0  # seconds a server may take to exit once its stdin is closed
 TERM_GRACE = 2.0  # then after SIGTERM to its group, before SIGKILL
@@ -34,7 +54,7 @@ async def stdio_streams(
     *,
     env: dict[str, str],
     cwd: str,
-    errlog: TextIO,
+    errlog: StderrTail,
     limit: int,
     on_overflow: Callable[[int], None],
     pass_fds: Sequence[int] = (),
@@ -45,7 +65,12 @@ async def stdio_streams(
     from mcp.shared.message import SessionMessage
 
     process = await anyio.open_process(
-        list(argv), env=env, cwd=cwd, stderr=errlog, start_new_session=True, pass_fds=pass_fds
+        list(argv),
+        env=env,
+        cwd=cwd,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        pass_fds=pass_fds,
     )
     incoming_send, incoming = anyio.create_memory_object_stream[Any](0)
     outgoing, outgoing_receive = anyio.create_memory_object_stream[Any](0)
@@ -79,6 +104,19 @@ async def stdio_streams(
                         _signal_group(process, signal.SIGKILL)
                         return
 
+    stderr_read = anyio.Event()
+
+    async def keep_stderr() -> None:
+        assert process.stderr is not None
+        try:
+            with contextlib.suppress(
+                anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError, OSError
+            ):
+                while True:
+                    errlog.add(await process.stderr.receive(READ_SIZE))
+        finally:
+            stderr_read.set()
+
     async def write() -> None:
         assert process.stdin is not None
         try:
@@ -91,6 +129,7 @@ async def stdio_streams(
 
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(read)
+        tasks.start_soon(keep_stderr)
         tasks.start_soon(write)
         try:
             yield incoming, outgoing
@@ -99,6 +138,10 @@ async def stdio_streams(
                 incoming.close()
                 outgoing.close()
                 await _stop(process)
+                # what it said last, which its failure quotes (a descendant holding the
+                # pipe open is not waited for long)
+                with anyio.move_on_after(EXIT_GRACE):
+                    await stderr_read.wait()
             tasks.cancel_scope.cancel()
 
 
