@@ -26,7 +26,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,6 +106,26 @@ def run_as_driver(base: Path, uid: int | None, script: str, cases: object) -> ob
     )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
+
+
+def driver_host(
+    who: str, prefix: str, lay_out: Callable[[Path], None]
+) -> Iterator[tuple[Path, int | None]]:
+    """For a fixture run as root and as a user (``who``: its param): a directory outside
+    /tmp (private in the sandbox), laid out by ``lay_out`` and owned by the driver that
+    :func:`run_as_driver` runs there; its uid (None: root). Removed after."""
+    _require_bwrap()
+    uid = None if who == "root" else USER
+    if os.getuid() != 0 and uid is not None:
+        pytest.skip("the unprivileged driver is made with setpriv, which needs root")
+    base = Path(tempfile.mkdtemp(prefix=prefix, dir=OUTSIDE_TMP))
+    try:
+        lay_out(base)
+        _chown_tree(base, os.getuid() if uid is None else uid)
+        base.chmod(0o755)
+        yield base, uid
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def _home_of(uid: int) -> Path:

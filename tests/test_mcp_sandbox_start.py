@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
-from test_boundary import OUTSIDE_TMP, USER, _chown_tree, run_as_driver
-from test_sandbox import SECRET, _require_bwrap
+from test_boundary import _chown_tree, driver_host, run_as_driver
+from test_sandbox import SECRET
 
 SERVER = Path(__file__).with_name("mcp_server.py")
 
@@ -87,22 +86,15 @@ print(json.dumps([asyncio.run(main()), starts]))
 
 @pytest.fixture(params=["root", "user"])
 def host(request: pytest.FixtureRequest) -> Iterator[tuple[Path, int | None]]:
-    _require_bwrap()
     pytest.importorskip("mcp")
-    uid = None if request.param == "root" else USER
-    if os.getuid() != 0 and uid is not None:
-        pytest.skip("the unprivileged driver is made with setpriv, which needs root")
     # read-only to the server but reachable (not in /tmp or a home, which it does not
     # see): bubblewrap must make the covering mount's point itself
-    base = Path(tempfile.mkdtemp(prefix="trestle-mcp-start-", dir=OUTSIDE_TMP))
+    yield from driver_host(request.param, "trestle-mcp-start-", _lay_out)
+
+
+def _lay_out(base: Path) -> None:
     (base / "ws").mkdir()
     shutil.copy(SERVER, base / "server.py")
-    _chown_tree(base, os.getuid() if uid is None else uid)
-    base.chmod(0o755)
-    try:
-        yield base, uid
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def _driver(base: Path, uid: int | None, case: list[object]) -> tuple[object, list[bool]]:

@@ -12,16 +12,13 @@ home itself is still shown.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from test_boundary import OUTSIDE_TMP, USER, _chown_tree, run_as_driver
-from test_sandbox import SECRET, _require_bwrap
+from test_boundary import driver_host, run_as_driver
+from test_sandbox import SECRET
 
 DRIVER = """
 import asyncio, json, sys
@@ -41,11 +38,10 @@ print(json.dumps(done.output))
 
 @pytest.fixture(params=["root", "user"])
 def host(request: pytest.FixtureRequest) -> Iterator[tuple[Path, int | None]]:
-    _require_bwrap()
-    uid = None if request.param == "root" else USER
-    if os.getuid() != 0 and uid is not None:
-        pytest.skip("the unprivileged driver is made with setpriv, which needs root")
-    base = Path(tempfile.mkdtemp(prefix="trestle-gitconfig-", dir=OUTSIDE_TMP))
+    yield from driver_host(request.param, "trestle-gitconfig-", _lay_out)
+
+
+def _lay_out(base: Path) -> None:
     home = base / "home"
     (home / ".ssh").mkdir(parents=True)
     (home / ".ssh" / "id_ed25519").write_text(SECRET)
@@ -54,12 +50,6 @@ def host(request: pytest.FixtureRequest) -> Iterator[tuple[Path, int | None]]:
     (base / "ws").mkdir()
     (base / "ws" / "gitconfig").write_text("[core]\n")
     (home / ".gitconfig").symlink_to(base / "ws" / "gitconfig")
-    _chown_tree(base, os.getuid() if uid is None else uid)
-    base.chmod(0o755)
-    try:
-        yield base, uid
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_a_gitconfig_linked_into_the_workspace_shows_nothing_a_step_points_it_at(

@@ -13,16 +13,13 @@ workspace) are still shown.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from test_boundary import OUTSIDE_TMP, USER, _chown_tree, run_as_driver
-from test_sandbox import SECRET, _require_bwrap
+from test_boundary import driver_host, run_as_driver
+from test_sandbox import SECRET
 
 # case: (the read entry, what a command points ws/data at first or "", what is read)
 CASES = {
@@ -76,12 +73,10 @@ print(json.dumps(said))
 
 @pytest.fixture(params=["root", "user"])
 def host(request: pytest.FixtureRequest) -> Iterator[tuple[Path, int | None]]:
-    _require_bwrap()
-    uid = None if request.param == "root" else USER
-    if os.getuid() != 0 and uid is not None:
-        pytest.skip("the unprivileged driver is made with setpriv, which needs root")
-    # not under /tmp, which is private in the sandbox
-    base = Path(tempfile.mkdtemp(prefix="trestle-reads-", dir=OUTSIDE_TMP))
+    yield from driver_host(request.param, "trestle-reads-", _lay_out)
+
+
+def _lay_out(base: Path) -> None:
     for path in ("home/.config/trestle", "home/tools", "ws/data", "store", "opt/sdk"):
         (base / path).mkdir(parents=True)
     (base / "home/.config/trestle/approval.key").write_text(SECRET)
@@ -92,12 +87,6 @@ def host(request: pytest.FixtureRequest) -> Iterator[tuple[Path, int | None]]:
     (base / "home/cfg").symlink_to(base / "home/.config")
     (base / "home/sdk").symlink_to(base / "opt/sdk")
     (base / "home/proj").symlink_to(base / "ws")  # ~/proj: the workspace
-    _chown_tree(base, os.getuid() if uid is None else uid)
-    base.chmod(0o755)
-    try:
-        yield base, uid
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def _driver(base: Path, uid: int | None) -> dict[str, str]:

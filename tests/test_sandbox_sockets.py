@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import socket
 import tempfile
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from test_boundary import OUTSIDE_TMP, USER, _chown_tree, run_as_driver
+from test_boundary import driver_host, run_as_driver
 from test_sandbox import _require_bwrap
 from trestle.execution.actions import run_shell
 from trestle.execution.sandbox import Cell, choose
@@ -59,22 +58,15 @@ print(json.dumps({
 
 @pytest.fixture(params=["root", "user"])
 def host(request: pytest.FixtureRequest) -> Iterator[tuple[Path, int | None]]:
-    _require_bwrap()
-    uid = None if request.param == "root" else USER
-    if os.getuid() != 0 and uid is not None:
-        pytest.skip("the unprivileged driver is made with setpriv, which needs root")
     # not under /tmp, which is private in the sandbox (one daemon binds there too)
-    base = Path(tempfile.mkdtemp(prefix="trestle-sockets-", dir=OUTSIDE_TMP))
+    yield from driver_host(request.param, "trestle-sockets-", _lay_out)
+
+
+def _lay_out(base: Path) -> None:
     for path in ("home/tools", "home/realdata", "home/.cache", "ws/run", "ws/cached", "store"):
         (base / path).mkdir(parents=True)
     (base / "home" / "data").symlink_to(base / "home" / "realdata")
     (base / "home" / ".cache" / "daemon").symlink_to(base / "ws" / "cached")
-    _chown_tree(base, os.getuid() if uid is None else uid)
-    base.chmod(0o755)
-    try:
-        yield base, uid
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def _daemons(base: Path) -> dict[str, tuple[Path, Path]]:

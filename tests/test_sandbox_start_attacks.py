@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
-from test_boundary import OUTSIDE_TMP, USER, _chown_tree, run_as_driver
+from test_boundary import _chown_tree, driver_host, run_as_driver
 from test_sandbox import SECRET, _require_bwrap
 from trestle.execution.actions import run_shell
 from trestle.execution.sandbox import Cell, choose
@@ -51,18 +49,11 @@ print(json.dumps([done.exit_code, (ws / "runs.txt").read_text()]))
 
 @pytest.fixture(params=["root", "user"])
 def host(request: pytest.FixtureRequest) -> Iterator[tuple[Path, int | None]]:
-    _require_bwrap()
-    uid = None if request.param == "root" else USER
-    if os.getuid() != 0 and uid is not None:
-        pytest.skip("the unprivileged driver is made with setpriv, which needs root")
-    base = Path(tempfile.mkdtemp(prefix="trestle-start-", dir=OUTSIDE_TMP))
+    yield from driver_host(request.param, "trestle-start-", _lay_out)
+
+
+def _lay_out(base: Path) -> None:
     (base / "ws").mkdir()
-    _chown_tree(base, os.getuid() if uid is None else uid)
-    base.chmod(0o755)
-    try:
-        yield base, uid
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_a_command_that_takes_back_what_tells_it_began_runs_once(
