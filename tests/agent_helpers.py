@@ -25,6 +25,7 @@ from trestle.core.state import RunState
 from trestle.engines.local import LocalEngine
 from trestle.lifecycle.runs import create_run, load_state
 from trestle.models import Model, ModelResponse, ToolCall, Usage
+from trestle.monitors.hub import MonitorFactory
 from trestle.store import SqliteStore
 from trestle.store.base import Store
 
@@ -147,14 +148,24 @@ def start_run(
 
 
 async def drive_async(
-    store: Store, run_id: str, model: Model, *, poll_interval: float = POLL, **performer: Any
+    store: Store,
+    run_id: str,
+    model: Model,
+    *,
+    poll_interval: float = POLL,
+    monitors: MonitorFactory | None = None,
+    **performer: Any,
 ) -> list[StoredEvent]:
     """Drive the run until it finishes or waits on a human; return the events it recorded.
 
-    ``performer``: keyword arguments for :class:`AgentPerformer` (tools, prices, ...).
+    ``monitors``: the engine's (default: every built-in one); ``performer``: keyword
+    arguments for :class:`AgentPerformer` (tools, prices, ...).
     """
     engine = LocalEngine(
-        store, poll_interval=poll_interval, performer=AgentPerformer(model, **performer)
+        store,
+        poll_interval=poll_interval,
+        performer=AgentPerformer(model, **performer),
+        monitors=monitors,
     )
     try:
         return [stored async for stored in engine.drive(run_id)]
@@ -163,10 +174,20 @@ async def drive_async(
 
 
 def drive(
-    store: Store, run_id: str, model: Model, *, poll_interval: float = POLL, **performer: Any
+    store: Store,
+    run_id: str,
+    model: Model,
+    *,
+    poll_interval: float = POLL,
+    monitors: MonitorFactory | None = None,
+    **performer: Any,
 ) -> list[StoredEvent]:
     """:func:`drive_async` from synchronous code."""
-    return asyncio.run(drive_async(store, run_id, model, poll_interval=poll_interval, **performer))
+    return asyncio.run(
+        drive_async(
+            store, run_id, model, poll_interval=poll_interval, monitors=monitors, **performer
+        )
+    )
 
 
 def recorded(store: Store, run_id: str) -> list[AnyEvent]:

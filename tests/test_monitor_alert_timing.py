@@ -7,16 +7,15 @@ each call, at what a second connection to the store holds and at what it was sen
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
 from agent_helpers import (
     FIX_STEP,
     GOAL,
-    POLL,
     agent_settings,
     call,
+    drive,
     findings_json,
     of_kind,
     plan_json,
@@ -24,12 +23,10 @@ from agent_helpers import (
     sample_workspace,
     state_of,
 )
-from trestle.agent.runtime import AgentPerformer
 from trestle.core.conversation import Message, ToolSchema
 from trestle.core.events import AlertRaised
 from trestle.core.records.agent import bootstrap_plan
 from trestle.core.records.monitors import Alert, MonitorAction, MonitorSettings
-from trestle.engines.local import LocalEngine
 from trestle.lifecycle.runs import create_run
 from trestle.models import FunctionModel, ModelResponse
 from trestle.monitors.alerts import Monitor
@@ -114,18 +111,7 @@ def run(tmp_path: Path, action: MonitorAction) -> tuple[SqliteStore, str, Watche
         return [MarkMonitor()]
 
     model = FunctionModel(watcher.answer)
-    engine = LocalEngine(
-        store, poll_interval=POLL, performer=AgentPerformer(model), monitors=monitors
-    )
-
-    async def go() -> None:
-        async for _ in engine.drive(run_id):
-            pass
-
-    try:
-        asyncio.run(go())
-    finally:
-        engine.close()
+    drive(store, run_id, model, monitors=monitors)
     return store, run_id, watcher
 
 

@@ -7,7 +7,6 @@ SQLite store and workspace; only the model is scripted.
 
 from __future__ import annotations
 
-import asyncio
 import random
 import signal
 import string
@@ -19,9 +18,9 @@ import pytest
 from agent_helpers import (
     FIX_STEP,
     GOAL,
-    POLL,
     agent_settings,
     call,
+    drive,
     findings_json,
     of_kind,
     plan_json,
@@ -29,11 +28,9 @@ from agent_helpers import (
     sample_workspace,
     state_of,
 )
-from trestle.agent.runtime import AgentPerformer
 from trestle.core.events import AlertRaised, ModelCalled, ReminderInjected
 from trestle.core.records.agent import bootstrap_plan
 from trestle.core.records.monitors import Alert, MonitorSettings
-from trestle.engines.local import LocalEngine
 from trestle.lifecycle.runs import create_run
 from trestle.models import ModelResponse, ScriptedModel, ToolCall
 from trestle.monitors.alerts import Monitor
@@ -204,18 +201,7 @@ def test_a_drift_judged_with_vectors_made_ahead_reaches_the_very_next_call(
         call("finish", summary="add() adds", claims=["test_add passes"]),
     ]
     model = ScriptedModel(replies)
-    engine = LocalEngine(
-        store, poll_interval=POLL, performer=AgentPerformer(model), monitors=monitors
-    )
-
-    async def go() -> None:
-        async for _ in engine.drive(run_id):
-            pass
-
-    try:
-        asyncio.run(go())
-    finally:
-        engine.close()
+    drive(store, run_id, model, monitors=monitors)
 
     assert state_of(store, run_id).finished == "succeeded"
     # each drifting turn's reasoning was embedded by the worker

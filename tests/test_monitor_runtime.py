@@ -13,7 +13,6 @@ from pathlib import Path
 from agent_helpers import (
     FIX_STEP,
     GOAL,
-    POLL,
     agent_settings,
     call,
     drive,
@@ -24,7 +23,6 @@ from agent_helpers import (
     sample_workspace,
     state_of,
 )
-from trestle.agent.runtime import AgentPerformer
 from trestle.core.events import (
     AlertRaised,
     ApprovalRequested,
@@ -197,18 +195,7 @@ def test_an_action_set_for_a_kind_survives_its_alert_being_merged(tmp_path: Path
     def monitors(settings: MonitorSettings) -> list[Monitor]:
         return [*default_monitors(settings), EchoMonitor()]
 
-    engine = LocalEngine(
-        store, poll_interval=POLL, performer=AgentPerformer(model), monitors=monitors
-    )
-
-    async def go() -> None:
-        async for _ in engine.drive(run_id):
-            pass
-
-    try:
-        asyncio.run(go())
-    finally:
-        engine.close()
+    drive(store, run_id, model, monitors=monitors)
     [raised] = [a for a in alerts(store, run_id) if a.alert.kind == "repeated_action"]
     assert raised.action == "replan"
     assert [(m.monitor, m.kind, m.severity) for m in raised.alert.merged] == [
