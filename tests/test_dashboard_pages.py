@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dashboard_helpers import csrf_of, dashboard, plan_run, run_ids, start_run, trestle
+from trestle.store import SqliteStore
 
 ONE = "goal: {goal}\nsteps:\n  - {{id: one, run: 'true'}}\n"
 
@@ -21,6 +22,32 @@ def test_runs_are_searched_and_filtered_by_status(tmp_path: Path) -> None:
         assert docs in client.get("/", params={"q": docs[-4:]}).text
         assert fixing not in client.get("/", params={"status": "succeeded"}).text
         assert fixing in client.get("/", params={"status": "created"}).text
+
+
+def test_a_run_nothing_drives_is_found_as_interrupted_not_running(tmp_path: Path) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        "goal: left\ncheckpoints: every_step\nsteps:\n"
+        "  - {id: one, run: 'true'}\n  - {id: two, needs: [one], run: 'true'}\n",
+        encoding="utf-8",
+    )
+    store = tmp_path / ".trestle" / "trestle.db"
+    start_run(plan, store, tmp_path).communicate(timeout=120)
+    [run_id] = run_ids(store)
+    rewound = trestle("rewind", run_id, "--to", "two", "--yes", "--store", str(store), cwd=tmp_path)
+    assert rewound.returncode == 0, rewound.stdout + rewound.stderr
+    opened = SqliteStore(store, create=False)
+    try:  # recorded as running: the rewind left it unfinished, and nothing drives it
+        assert opened.run(run_id).status == "running"
+    finally:
+        opened.close()
+    with dashboard(store) as ui:
+        client = ui.session()
+        assert '<option value="interrupted">interrupted</option>' in client.get("/").text
+        assert run_id in client.get("/", params={"status": "interrupted"}).text
+        assert run_id not in client.get("/", params={"status": "running"}).text
+        both = client.get("/", params={"status": ["running", "created"]}).text
+        assert run_id not in both
 
 
 def test_the_timeline_filters_by_kind_and_step(tmp_path: Path) -> None:

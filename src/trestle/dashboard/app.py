@@ -63,7 +63,17 @@ CSP = (
 )
 EVENTS_PAGE_MOST = 10_000  # events one request of a run's JSON history may ask for
 ALIVE_EVERY = 5.0  # seconds between checks that a stream's session still stands
-STATUSES = ("created", "running", "needs_human", "succeeded", "partial", "stopped", "cancelled")
+# as runs are shown (trestle.lifecycle.driven.driving): a run nothing drives is interrupted
+STATUSES = (
+    "created",
+    "running",
+    "interrupted",
+    "needs_human",
+    "succeeded",
+    "partial",
+    "stopped",
+    "cancelled",
+)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Finding runs on the runs page: the filters an operator narrows the list with, read
 from the page's query string, and the page of runs they keep.
 
-Run id or goal text, one or more statuses, when the run was created (from, to), a
+Run id or goal text, one or more statuses (as shown: a run nothing drives any more is
+``interrupted``, not ``running``), when the run was created (from, to), a
 step tag, the engine that drives it, only runs with open monitor alerts, only runs
 that wait for a human; then one page of them (:data:`PER_PAGE` lines unless ``per``
 says). The filters that need a run's state (tag, engine, alerts, waiting) read it
@@ -58,14 +59,19 @@ class RunFilter:
         return bool(self.tag or self.engine or self.alerts or self.waiting)
 
     def keeps(self, row: RunRow) -> bool:
-        """What the run's row alone decides: text, status and creation time."""
+        """What the run's row alone decides: text and creation time."""
         needle = self.query.strip().lower()
         return (
-            (not self.statuses or row.status in self.statuses)
-            and (not needle or needle in row.run_id.lower() or needle in row.goal.lower())
+            (not needle or needle in row.run_id.lower() or needle in row.goal.lower())
             and (self.since is None or row.created_at >= self.since)
             and (self.until is None or row.created_at < self.until)
         )
+
+    def keeps_status(self, status: str) -> bool:
+        """``status`` as the page shows it (:func:`trestle.lifecycle.driven.driving`'s),
+        not as the row records it: a run nothing drives any more is ``interrupted``,
+        so ``running`` finds only runs something drives."""
+        return not self.statuses or status in self.statuses
 
     def keeps_run(self, state: RunState, health: RunHealth) -> bool:
         """What needs the run's state: a step tag, the engine, alerts, waiting."""

@@ -33,7 +33,7 @@ from trestle.dashboard.conversation import agent_detail
 from trestle.dashboard.finding import RunFilter, RunPage
 from trestle.dashboard.layout import NODE_H, NODE_W, cached_layout
 from trestle.lifecycle.approvals import editable_fields, inbox, trusted_state, write_diff
-from trestle.lifecycle.driven import driving
+from trestle.lifecycle.driven import driving, drivings
 from trestle.lifecycle.runs import dead_letters
 from trestle.operations.health import RunHealth, Waiting, run_health
 from trestle.presentation.descriptions import check_text, log_detail
@@ -130,6 +130,9 @@ def run_lines(
     now = time.time()
     seen = [row for row in store.runs() if visible is None or row.run_id in visible]
     rows = [row for row in seen if find.keeps(row)]
+    if find.statuses:  # by the status as shown: only a running row's lease is read
+        shown_as = drivings(store, rows)
+        rows = [row for row in rows if find.keeps_status(shown_as[row.run_id].status)]
     lines: list[RunLine] = []
     for row, depth in by_tree(rows):
         counts: dict[str, int] = row.summarised().counts
