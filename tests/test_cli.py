@@ -282,6 +282,15 @@ def test_plan_shows_the_overview_without_creating_a_store(cli: Cli) -> None:
     assert not (cli.dir / ".trestle").exists()
 
 
+def test_plan_says_a_one_step_critical_path_in_the_singular(cli: Cli) -> None:
+    cli.write("plan.yaml", "goal: look\nsteps:\n  - {id: research, run: 'true'}\n")
+
+    result = cli("plan", "plan.yaml")
+
+    assert result.returncode == 0, result.stderr
+    assert "critical path: research (1 step)\n" in rstripped(result.stdout)
+
+
 def test_schema_is_the_plan_file_json_schema(cli: Cli) -> None:
     result = cli("schema")
 

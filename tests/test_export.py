@@ -256,7 +256,7 @@ def test_a_run_not_finished_is_exported_as_recorded_and_said_so(tmp_path: Path, 
     cli = Cli(tmp_path, tmp_path / "store.db")
     shown = cli("export", run_id, "--format", fmt)
     assert shown.returncode == 0, shown.stderr
-    assert f"run {run_id} has not finished: exported the 1 events recorded so far" in flat(
+    assert f"run {run_id} has not finished: exported the 1 event recorded so far" in flat(
         shown.stderr
     )
     if fmt == "swe-agent":

@@ -19,6 +19,7 @@ from rich.console import Console
 from trestle.cli.console import _err
 from trestle.core.errors import ConfigError
 from trestle.core.events import EngineBinding
+from trestle.presentation.wording import counted
 from trestle.store.base import Store
 from trestle.store.location import store_name
 
@@ -70,7 +71,7 @@ class DriveWatch:
             # itself; a damaged blob or a worker of another store does not
             self._say(
                 f"run {self.run_id} does not go on: its workflow's task failed "
-                f"{failing.attempts} times on the workers of task queue "
+                f"{counted(failing.attempts, 'time')} on the workers of task queue "
                 f"{self.bound.task_queue}: {failing.why}. Temporal tries it again; until "
                 "that cause is mended nothing more is recorded and the run stays as it is "
                 "(Ctrl-C stops waiting, not the run)"

@@ -10,6 +10,7 @@ import typer
 
 from trestle.cli.console import _err, _found, write_output
 from trestle.cli.options import RunArg, StoreOption
+from trestle.presentation.wording import counted
 
 # the formats, as --format takes them (trestle.presentation.exports.FORMATS says the same;
 # kept here too so that --help and a wrong --format load nothing else)
@@ -51,7 +52,7 @@ def export(
     text = export_text(fmt, events)
     if run_status(events) is None:
         _err().print(
-            f"note: run {run_id} has not finished: exported the {len(events)} events "
+            f"note: run {run_id} has not finished: exported the {counted(len(events), 'event')} "
             "recorded so far",
             markup=False,
             soft_wrap=True,

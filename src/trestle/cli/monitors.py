@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from trestle.cli.console import _out
+from trestle.presentation.wording import counted
 
 if TYPE_CHECKING:
     from trestle.monitors.alerts import Monitor
@@ -119,7 +120,7 @@ def eval_(
     if corpus.given_turn_limit:
         notes.append(
             f"{corpus.given_turn_limit} run(s) record no turn limit (OpenHands): each was "
-            f"given {corpus.turn_limit} calls (--turn-limit)."
+            f"given {counted(corpus.turn_limit, 'call')} (--turn-limit)."
         )
     unnamed = sum(not run.facts.model for run in runs)
     if unnamed and context_window is None:  # the context monitor assumed their window

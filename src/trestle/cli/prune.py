@@ -10,7 +10,7 @@ import typer
 from trestle.cli.console import _opened, _out, _print_json
 from trestle.cli.options import JsonOption, StoreOption
 from trestle.core.errors import ConfigError
-from trestle.presentation.wording import shown
+from trestle.presentation.wording import counted, shown
 
 if TYPE_CHECKING:
     from trestle.store.base import RunRow
@@ -111,7 +111,8 @@ def _size_change(before: int | None, after: int | None) -> str:
 
 def _line(row: RunRow) -> str:
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(row.updated_at))
-    return f"run {row.run_id} ({shown(row.status)}, last event {when}, {row.last_seq} events)"
+    events = counted(row.last_seq, "event")
+    return f"run {row.run_id} ({shown(row.status)}, last event {when}, {events})"
 
 
 def _json(row: RunRow) -> dict[str, object]:

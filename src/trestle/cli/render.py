@@ -74,7 +74,7 @@ from trestle.presentation.descriptions import (
     raised_text,
     seqs_text,
 )
-from trestle.presentation.wording import clip, clock, shown
+from trestle.presentation.wording import clip, clock, counted, shown
 
 
 def plan_overview(plan: Plan, source: str) -> RenderableType:
@@ -109,7 +109,7 @@ def plan_overview(plan: Plan, source: str) -> RenderableType:
     parallel = [w for w in waves(plan) if len(w) > 1]
     par = "; ".join(" | ".join(w) for w in parallel) if parallel else "nothing (a chain)"
     lines.append(Text(f"in parallel: {par}"))
-    lines.append(Text(f"critical path: {' -> '.join(path)} ({len(path)} steps)"))
+    lines.append(Text(f"critical path: {' -> '.join(path)} ({counted(len(path), 'step')})"))
     lines.append(Text(f"parallelism limit: {plan.parallelism}"))
     return Group(*lines)
 
@@ -154,7 +154,7 @@ def added_shape(steps: Sequence[Step], indent: str) -> list[str]:
         return []
     lines = [f"{indent}wave {i}: {' | '.join(w)}" for i, w in enumerate(waves(alone), 1)]
     path = critical_path(alone)
-    lines.append(f"{indent}critical path: {' -> '.join(path)} ({len(path)} steps)")
+    lines.append(f"{indent}critical path: {' -> '.join(path)} ({counted(len(path), 'step')})")
     return lines
 
 
@@ -164,7 +164,7 @@ def shape_lines(shape: PlanShape) -> list[str]:
     lines = ["plan in waves (steps of a wave may run side by side):"]
     lines += [f"  wave {i}: {' | '.join(w)}" for i, w in enumerate(shape.waves, 1)]
     path = shape.critical_path
-    lines.append(f"critical path: {' -> '.join(path)} ({len(path)} steps)")
+    lines.append(f"critical path: {' -> '.join(path)} ({counted(len(path), 'step')})")
     return lines
 
 
@@ -223,7 +223,7 @@ def event_line(stored: StoredEvent) -> str | None:
         case FindingsRecorded(findings=found):
             return f"findings {clip(found.summary, 100)}"
         case PlanProposed(step=sid, attempt=n, accepted=False, problems=problems):
-            return f"plan     {sid}: attempt {n} refused ({len(problems)} problems)"
+            return f"plan     {sid}: attempt {n} refused ({counted(len(problems), 'problem')})"
         case PlanExtended(by=by, steps=steps):
             head = f"plan     {by} added: {', '.join(s.id for s in steps)}"
             return "\n".join([head, *added_shape(steps, "         ")])

@@ -39,7 +39,7 @@ from trestle.core.events import (
     ToolCallStarted,
 )
 from trestle.core.usage import Spent, cost_text
-from trestle.presentation.wording import clip, shown
+from trestle.presentation.wording import clip, counted, shown
 
 
 def log_detail(e: AnyEvent) -> str:
@@ -64,7 +64,7 @@ def log_detail(e: AnyEvent) -> str:
                 + [f"{'✓' if c.passed else '✗'} {c.check}: got {c.actual}" for c in checks]
             )
         case ConversationSaved(turn=turn, messages=messages):
-            return f"after turn {turn}, {len(messages)} messages: a resume starts here"
+            return f"after turn {turn}, {counted(len(messages), 'message')}: a resume starts here"
         case StepAttemptLost(why=why):
             return f"{why}; its outcome is unknown"
         case StepProcessStarted(pid=pid, pgid=pgid):
@@ -185,7 +185,7 @@ def action_text(action: Action | None) -> str:
         text = action.agent
     elif action.path is not None:
         size = len(action.content or "")
-        text = f"write {action.path} ({size} characters)"
+        text = f"write {action.path} ({counted(size, 'character')})"
     else:
         text = f"call {action.call}"
     if action.env:
@@ -201,7 +201,7 @@ def call_text(usage: Usage) -> str:
     one.add(usage)
     estimated = " (estimated)" if usage.estimated else ""
     return (
-        f"{usage.input_tokens:,} tokens in, {usage.output_tokens:,} out{estimated}, "
+        f"{counted(usage.input_tokens, 'token')} in, {usage.output_tokens:,} out{estimated}, "
         + cost_text(one)
     )
 

@@ -49,3 +49,8 @@ def clip(text: str, width: int) -> str:
     if len(text) <= width or WHOLE_TEXT.get():
         return text
     return text[: width - 1] + "…"
+
+
+def counted(n: int, noun: str) -> str:
+    """``n`` and its noun, singular for one: "1 step", "3 steps", "1,200 tokens"."""
+    return f"{n:,} {noun if n == 1 else noun + 's'}"
