@@ -47,3 +47,38 @@ def test_every_view_calls_a_run_whose_driver_stopped_interrupted(
         assert show_answer(store, run_id).data["status"] == "interrupted"
     finally:
         store.close()
+
+
+CHILD_PLAN = """\
+    steps:
+      - id: blind
+        run: touch blind.txt; sleep 30
+"""
+
+PARENT_PLAN = """\
+    goal: hand the work to a child
+    steps:
+      - id: research
+        delegate:
+          goal: do the work
+          plan: child.yaml
+"""
+
+
+def test_a_child_nothing_drives_is_interrupted_under_its_parent_too(cli: Cli) -> None:
+    cli.write("child.yaml", CHILD_PLAN)
+    driver, run_id = driven(cli, PARENT_PLAN)
+    wait_for(cli.dir / "blind.txt")
+    driver.send_signal(signal.SIGKILL)
+    driver.communicate(timeout=60)
+    child = f"{run_id}.research.1"
+
+    children = [{"run_id": child, "status": "interrupted", "depth": 1}]
+    assert cli.json("show", run_id)["tree"]["children"] == children
+    assert f"└ {child}  interrupted" in cli("show", run_id).stdout
+    store = SqliteStore(cli.store, create=False)
+    try:
+        assert store.run(child).status == "running"  # as recorded: nothing said otherwise
+        assert show_answer(store, run_id).data["tree"]["children"] == children
+    finally:
+        store.close()

@@ -83,10 +83,13 @@ def show_answer(store: Store, run: str) -> Answer:
     state = trusted_state(store, run_id)  # forged decisions left out, as the engine does
     below = subtree(store.runs(), run_id) if state.children else []
     report = build_report(state)
-    judged = drivings(store, [store.run(run_id)])[run_id]
+    driven = drivings(store, [store.run(run_id), *(child for child, _ in below)])
+    judged = driven[run_id]
     tree = {
         "parent": state.parent.model_dump(mode="json") if state.parent else None,
-        "children": [{"run_id": r.run_id, "status": r.status, "depth": d} for r, d in below],
+        "children": [
+            {"run_id": r.run_id, "status": driven[r.run_id].status, "depth": d} for r, d in below
+        ],
     }
     parts: list[RenderableType | str] = []
     if state.parent is not None:

@@ -68,7 +68,8 @@ def show(run_id: RunArg, store: StoreOption = None, as_json: JsonOption = False)
         state = trusted_state(st, run_id)  # forged decisions left out, as the engine does
         below = subtree(st.runs(), run_id) if state.children else []
         row = st.run(run_id)
-        driven = drivings(st, [row])  # its report says running; nothing may drive it
+        # its report, and its children's rows, say running; nothing may drive them
+        driven = drivings(st, [row, *(child for child, _ in below)])
     report = build_report(state)
     # said as `runs` and `health` say it: a run nothing drives since its driver was
     # stopped or died is interrupted, and a step a dead driver left running is no more
@@ -77,7 +78,10 @@ def show(run_id: RunArg, store: StoreOption = None, as_json: JsonOption = False)
     if as_json:
         tree = {
             "parent": state.parent.model_dump(mode="json") if state.parent else None,
-            "children": [{"run_id": r.run_id, "status": r.status, "depth": d} for r, d in below],
+            "children": [
+                {"run_id": r.run_id, "status": driven[r.run_id].status, "depth": d}
+                for r, d in below
+            ],
         }
         shown_status = {"status": "interrupted"} if interrupted else {}
         data = report.model_dump(mode="json") | shown_status
@@ -99,8 +103,9 @@ def show(run_id: RunArg, store: StoreOption = None, as_json: JsonOption = False)
         out.print(note, soft_wrap=True, markup=False, highlight=False)
     if below:
         out.print("children:")
-        for row, depth in below:
-            line = f"└ {row.run_id}  {shown(row.status)}  {clip(row.goal, 60)}"
+        for child, depth in below:
+            status = shown(driven[child.run_id].status)
+            line = f"└ {child.run_id}  {status}  {clip(child.goal, 60)}"
             out.print("  " * depth + line, markup=False, soft_wrap=True)
 
 

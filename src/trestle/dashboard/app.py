@@ -48,6 +48,7 @@ from trestle.dashboard.forms import Refused, back
 from trestle.dashboard.logins import WRONG_PASSWORD_DELAY, add_login_routes
 from trestle.dashboard.security import Gate, Session
 from trestle.lifecycle.approvals import split_ref, trusted_state
+from trestle.lifecycle.driven import drivings
 from trestle.notifications.ledger import trouble_text, troubles_if_any
 from trestle.operations.health import run_health
 from trestle.presentation.descriptions import action_text
@@ -293,10 +294,13 @@ def create_app(settings: Settings) -> FastAPI:
             lease = st.lease(run_id)
             health = run_health(state, lease, now=time.time(), lease_ttl=views.LEASE_TTL)
             below = subtree(st.runs(), run_id) if state.children else []
+            driven = drivings(st, [child for child, _ in below])
         return env.get_template("_run.html").render(
             state=state,
             health=health,
-            children=[(row.run_id, row.status, row.goal, depth) for row, depth in below],
+            children=[
+                (row.run_id, driven[row.run_id].status, row.goal, depth) for row, depth in below
+            ],
             graph=views.plan_graph(state),
             steps=views.step_views(state, events),
             timeline=views.timeline(events, only=only, step=step),
