@@ -109,7 +109,7 @@ _URL_PASSWORD = re.compile(r"^([^/]*//[^/@:]*):[^/@]*@")
 
 def describe(url: str) -> str:
     """``url`` as messages show it: the server, port, database and role, never the
-    password. A URL that does not parse is a StoreError naming what is wrong."""
+    password. A URL that does not parse is a ConfigError (bad input) naming what is wrong."""
     from psycopg.conninfo import conninfo_to_dict
 
     try:
