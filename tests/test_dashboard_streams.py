@@ -1,8 +1,11 @@
 """The dashboard's live streams under stress, against a real ``trestle ui`` process:
-clients that hang up mid-stream, and a run recording a thousand events a second."""
+clients that hang up mid-stream, a run recording a thousand events a second, and a run
+whose driver is killed mid-step."""
 
 from __future__ import annotations
 
+import re
+import signal
 import socket
 import struct
 import threading
@@ -13,6 +16,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from dashboard_helpers import Dashboard, dashboard, plan_run
+from test_cli import Cli
+from test_honest_wording import driven, wait_for
 from trestle.core.events import SandboxChosen
 from trestle.lifecycle.lease import this_process
 from trestle.lifecycle.runs import load_state, summary_json
@@ -141,3 +146,28 @@ def test_a_run_recording_a_thousand_events_a_second_is_followed(tmp_path: Path) 
         page = client.get(f"/runs/{run_id}").text
         assert f"{sum(written) + 1} events" in page
         assert ui.process.poll() is None
+
+
+def test_a_run_whose_driver_is_killed_turns_interrupted_in_the_open_stream(
+    tmp_path: Path,
+) -> None:
+    # kill -9 records nothing: only the status as shown (its owner gone) changes
+    cli = Cli(tmp_path, tmp_path / "trestle.db")
+    driver, _ = driven(cli, "goal: killed\nsteps:\n  - id: slow\n    run: touch slow; sleep 30\n")
+    wait_for(tmp_path / "slow")
+    with dashboard(cli.store) as ui:
+        client = ui.session()
+        with client.stream("GET", "/stream/runs", timeout=60) as live:
+            shown: list[str] = []
+            for line in live.iter_lines():
+                if line.startswith(":") and shown:
+                    break  # a keep-alive: the stream went quiet without sending the change
+                found = re.search(r'class="state s-(\w+)"', line)
+                if found:
+                    shown.append(found.group(1))
+                    if shown == ["running"]:
+                        driver.send_signal(signal.SIGKILL)
+                        driver.communicate(timeout=60)
+                    else:
+                        break
+        assert shown == ["running", "interrupted"]

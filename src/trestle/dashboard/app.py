@@ -13,7 +13,9 @@ invited person's session is signed with their own key (:meth:`Gate.signer`).
 
 Live pages hold a server-sent-events stream: the server looks at the store a few times a
 second and, when the run has new events, sends the page's live part rendered again
-(one fragment however many events came in between), which ``live.js`` swaps in.
+(one fragment however many events came in between), which ``live.js`` swaps in. The
+runs list is sent again also when a run's status as shown (:func:`drivings`) changes
+with nothing recorded, as when its driver was killed.
 """
 
 from __future__ import annotations
@@ -267,8 +269,12 @@ def create_app(settings: Settings) -> FastAPI:
         find = finder(request)
 
         def version() -> object:
+            # by the status as shown, so a run whose driver died without a word turns
+            # interrupted live; only a running row's lease is read
             with store() as st:
-                return tuple((r.run_id, r.last_seq, r.status) for r in st.runs())
+                rows = st.runs()
+                shown = drivings(st, rows)
+                return tuple((r.run_id, r.last_seq, shown[r.run_id].status) for r in rows)
 
         return _sse(
             request,
