@@ -65,6 +65,7 @@ bench: $(DEV)
 ## soak: the long versions of the seeded fuzz, fault and crash suites that `make test`
 ## runs short (about 30-60 min on 2 cores); each count can be set on the command line
 SOAK_OPERATOR_TRIALS ?= 200
+SOAK_MOMENT_TRIALS ?= 50
 SOAK_PLAN_CASES ?= 20000
 SOAK_STORE_CASES ?= 2000
 SOAK_CRASH_TRIALS ?= 300
@@ -73,6 +74,7 @@ SOAK_AGENT_RUNS ?= 30
 SOAK_APPROVED_RACES ?= 60
 soak: $(DEV)
 	$(BIN)/python bench/crash_operator.py --trials $(SOAK_OPERATOR_TRIALS)
+	$(BIN)/python bench/crash_moments.py --trials $(SOAK_MOMENT_TRIALS)
 	TRESTLE_FUZZ_CASES=$(SOAK_PLAN_CASES) $(BIN)/pytest -q tests/test_fuzz_planfile.py
 	TRESTLE_STORE_FUZZ_CASES=$(SOAK_STORE_CASES) $(BIN)/pytest -q tests/test_store_faults.py
 	TRESTLE_CRASH_TRIALS=$(SOAK_CRASH_TRIALS) $(BIN)/pytest -q tests/test_crash.py

@@ -219,22 +219,13 @@ class Trial:
             text=True,
             env=env,
         )
-        killed = False
-        if self.kills_left > 0:
-            if self.signal != signal.SIGKILL:
-                # a signal before the driver set up its handlers (while Python imports)
-                # kills it like SIGKILL; that case is the SIGKILL trials' part
-                self.wait_until_driving(proc)
-            try:
-                proc.wait(timeout=self.rng.uniform(0.3, 3.5))
-            except subprocess.TimeoutExpired:
-                proc.send_signal(self.signal)  # the driver's pid only, never its group
-                self.kills_left -= 1
-                killed = True
-                if self.signal == signal.SIGKILL:
-                    tally.kills += 1
-                else:
-                    tally.signals += 1
+        killed = self.kills_left > 0 and self.interrupt(proc)
+        if killed:
+            self.kills_left -= 1
+            if self.signal == signal.SIGKILL:
+                tally.kills += 1
+            else:
+                tally.signals += 1
         out, err = proc.communicate(timeout=DRIVER_TIMEOUT)
         self.outputs.append(out + err)
         if self.run_id is None:
@@ -259,6 +250,20 @@ class Trial:
             codes = (128 + int(self.signal), data["exit_code"], -int(self.signal))
             assert proc.returncode in codes, f"exit {proc.returncode}, not {codes}: {err}"
         return data
+
+    def interrupt(self, proc: subprocess.Popen[str]) -> bool:
+        """Send the trial's signal to the driver at a random moment, unless it ends
+        first; whether it was sent."""
+        if self.signal != signal.SIGKILL:
+            # a signal before the driver set up its handlers (while Python imports)
+            # kills it like SIGKILL; that case is the SIGKILL trials' part
+            self.wait_until_driving(proc)
+        try:
+            proc.wait(timeout=self.rng.uniform(0.3, 3.5))
+        except subprocess.TimeoutExpired:
+            proc.send_signal(self.signal)  # the driver's pid only, never its group
+            return True
+        return False
 
     def wait_until_driving(self, proc: subprocess.Popen[str]) -> None:
         """Until the driver recorded something after the events already there."""
@@ -338,11 +343,17 @@ class Trial:
 
     # --- the audit ----------------------------------------------------------------
 
+    steps: tuple[str, ...] = STEPS  # each must be in the ledger exactly once
+
+    def workspace_problems(self) -> list[str]:
+        """What else is wrong in the workspace once the run succeeded (nothing here)."""
+        return []
+
     def audit(self, report: dict[str, Any], tally: Tally) -> None:
         where = f"trial {self.number} ({self.run_id}, {self.signal.name})"
         wait_for_processes(self.run_id or "")
         lines = self.ledger()
-        for step in STEPS:
+        for step in self.steps:
             if lines[step] > 1:
                 tally.duplicates += lines[step] - 1
                 tally.problems.append(f"{where}: {step!r} took effect {lines[step]} times")
@@ -352,6 +363,7 @@ class Trial:
         if report["status"] != "succeeded":
             tally.problems.append(f"{where}: run ended {report['status']}")
         tally.problems += [f"{where}: {problem}" for problem in self.problems]
+        tally.problems += [f"{where}: {problem}" for problem in self.workspace_problems()]
         for text in self.outputs:
             if "Traceback" in text:
                 tally.tracebacks += 1
