@@ -127,6 +127,16 @@ def _wire() -> int:
 
 
 @app.tool(annotations=ADDITIVE)
+def chatter() -> str:
+    """Writes on stderr as fast as it can, without end."""
+    effect("chatter")
+    os.set_blocking(2, True)
+    chunk = b"e" * (1 << 20)
+    while True:
+        os.write(2, chunk)
+
+
+@app.tool(annotations=ADDITIVE)
 def endless(size: int) -> str:
     """Writes ``size`` bytes of one line that never ends on stdout, then hangs."""
     effect("endless", size=size)

@@ -145,7 +145,8 @@ class McpConnection:
         self._errlog: StderrTail | None = None
         self._starts = 0
         self._held: StartSignal | None = None  # the sandbox's start under way
-        self._overflow: str | None = None  # why the server was stopped, past a line's limit
+        # why the driver stopped the server: a line past its limit, or a flood of stderr
+        self._overflow: str | None = None
 
     # --- life --------------------------------------------------------------------------
 
@@ -254,7 +255,8 @@ class McpConnection:
         )
         passed: list[int] = []
         if held is not None:  # bubblewrap is handed its pipe and what it binds, by number
-            argv, passed = held.argv(argv), [held.fd, *held.bound]
+            argv = held.argv(argv)  # its options through a descriptor, in held.passed
+            passed = list(held.passed)
         assert self._errlog is not None
         return stdio_streams(
             argv,
@@ -263,6 +265,7 @@ class McpConnection:
             errlog=self._errlog,
             limit=line_limit(self.server),
             on_overflow=self._overflowed,
+            on_flood=self._flooded,
             pass_fds=passed,
         )
 
@@ -271,6 +274,12 @@ class McpConnection:
             f"{self._what()} wrote a line of more than {limit:,} bytes on its standard output "
             f"(the most the driver reads: {LINE_BYTES_PER_CHARACTER} bytes for each character "
             f"of its max_result, {self.server.max_result:,}, and {LINE_SLACK:,}) and was stopped"
+        )
+
+    def _flooded(self, volume: int) -> None:
+        self._overflow = (
+            f"{self._what()} wrote more than {volume >> 20} MiB ({volume:,} bytes) on its "
+            "stderr, the most the driver reads of it in one start, and was stopped"
         )
 
     async def _on_message(self, message: Any) -> None:

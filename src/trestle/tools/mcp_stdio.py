@@ -10,7 +10,11 @@ its connection close, as when a server exits (what was already recorded stays).
 
 The session is handed the same streams the SDK's client hands it; the server is
 stopped as the SDK stops one (its stdin closed, then its process group ended). Its
-stderr is kept by its end only (:class:`StderrTail`), in memory.
+stderr is kept by its end only (:class:`StderrTail`), in memory, and read up to
+:data:`STDERR_VOLUME` bytes a start: reading costs the driver CPU however little it
+keeps (a server writing its stderr as fast as it could held a core of the driver at
+0.9 CPU seconds a second while the agent waited), so past it the server is ended and
+``on_flood`` told why, as past a line's limit.
 """
 
 from __future__ import annotations
@@ -46,6 +50,9 @@ class StderrTail:
 EXIT_GRACE = 2.0  # seconds a server may take to exit once its stdin is closed
 TERM_GRACE = 2.0  # then after SIGTERM to its group, before SIGKILL
 READ_SIZE = 1 << 16
+# the most of a server's stderr read in one start (a chatty server's log, many times
+# over); the driver's CPU spent on a flood is bounded by it
+STDERR_VOLUME = 64 << 20
 
 
 @contextlib.asynccontextmanager
@@ -57,10 +64,13 @@ async def stdio_streams(
     errlog: StderrTail,
     limit: int,
     on_overflow: Callable[[int], None],
+    on_flood: Callable[[int], None],
     pass_fds: Sequence[int] = (),
 ) -> AsyncIterator[tuple[Any, Any]]:
     """The (read, write) streams of a session with the server ``argv`` starts, handed
-    the descriptors ``pass_fds`` (its sandbox's start signal and what it binds)."""
+    the descriptors ``pass_fds`` (its sandbox's start signal and what it binds);
+    ``on_flood`` is told :data:`STDERR_VOLUME` when its stderr passed it and it was
+    ended."""
     import mcp_types as types
     from mcp.shared.message import SessionMessage
 
@@ -108,12 +118,18 @@ async def stdio_streams(
 
     async def keep_stderr() -> None:
         assert process.stderr is not None
+        read = 0
         try:
             with contextlib.suppress(
                 anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError, OSError
             ):
-                while True:
-                    errlog.add(await process.stderr.receive(READ_SIZE))
+                while read <= STDERR_VOLUME:
+                    chunk = await process.stderr.receive(READ_SIZE)
+                    errlog.add(chunk)
+                    read += len(chunk)
+                # no further: what it writes now fills the pipe, and nothing reads it
+                on_flood(STDERR_VOLUME)
+                _signal_group(process, signal.SIGKILL)
         finally:
             stderr_read.set()
 
