@@ -1,6 +1,6 @@
 """The dashboard's live streams under stress, against a real ``trestle ui`` process:
 clients that hang up mid-stream, a run recording a thousand events a second, and a run
-whose driver is killed mid-step."""
+whose driver is killed mid-step, in the runs list and on the run's own page."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from dashboard_helpers import Dashboard, dashboard, plan_run
+from dashboard_helpers import Dashboard, csrf_of, dashboard, plan_run
 from test_cli import Cli
 from test_honest_wording import driven, wait_for
 from trestle.core.events import SandboxChosen
@@ -171,3 +171,57 @@ def test_a_run_whose_driver_is_killed_turns_interrupted_in_the_open_stream(
                     else:
                         break
         assert shown == ["running", "interrupted"]
+
+
+def test_an_open_run_page_turns_interrupted_when_its_driver_is_killed_and_says_what_next(
+    tmp_path: Path,
+) -> None:
+    # kill -9 records nothing: only the status as shown (its owner gone) changes
+    cli = Cli(tmp_path, tmp_path / "trestle.db")
+    plan = (
+        "goal: killed\nsteps:\n  - id: slow\n    run: touch slow; sleep 30\n"
+        "  - {id: deploy, run: echo deploy, irreversible: true}\n"
+    )
+    driver, run_id = driven(cli, plan)
+    wait_for(tmp_path / "slow")
+    with dashboard(cli.store) as ui:
+        client = ui.session()
+        shown: list[str] = []
+        page, sent = "", ""
+        with client.stream("GET", f"/stream/runs/{run_id}", timeout=60) as live:
+            for line in live.iter_lines():
+                if line.startswith(":") and shown:
+                    break  # a keep-alive: the stream went quiet without sending the change
+                if line.startswith("data: "):
+                    sent += line.removeprefix("data: ") + "\n"
+                    continue
+                if line or not sent:
+                    continue
+                page, sent = sent, ""  # one whole fragment, sent
+                found = re.search(r'id="run-status">(\w+)<', page)
+                assert found is not None
+                shown.append(found.group(1))
+                if shown != ["running"]:
+                    break
+                assert "continue with" not in page
+                driver.send_signal(signal.SIGKILL)
+                driver.communicate(timeout=60)
+        assert shown == ["running", "interrupted"]
+        # what `trestle show` says of it: what stopped it, the command, the step left
+        resume = f"continue with `trestle resume {run_id}`"
+        note = f"run {run_id} lost its driver (it was killed, or its machine stopped): {resume}"
+        assert note in page and "no live driver" in page
+        assert "driven by" not in page
+        assert note in client.get(f"/runs/{run_id}").text
+        assert note in cli("show", run_id).stdout.replace("\n", "")
+        left = client.get(f"/runs/{run_id}").text.split('id="step-slow"')[1].split("</tr>")[0]
+        assert "interrupted: driver lost" in left
+        # a decision is queued for the resume, not said to be applied by a dead driver
+        token = csrf_of(client.get(f"/runs/{run_id}").text)
+        approved = client.post(
+            f"/inbox/{run_id}.1/approve", data={"csrf": token}, headers={"origin": ui.origin}
+        )
+        assert approved.status_code == 303
+        said = client.get("/inbox").text
+        assert f"approved {run_id}.1: queued (request 1); it will be applied or refused" in said
+        assert f"when the run is resumed: `trestle resume {run_id}`" in said

@@ -11,13 +11,9 @@ from collections.abc import Mapping
 from rich.table import Table
 from rich.text import Text
 
-from trestle.lifecycle.driven import Driving
+from trestle.lifecycle.driven import Driving, interrupted_note
 from trestle.presentation.wording import clip, clock, shown
 from trestle.store.base import RunRow, by_tree
-
-# why a run with no live driver and no recorded interrupt stopped
-LOST_DRIVER = "it was killed, or its machine stopped"
-LET_GO = "as `trestle rewind` leaves it"
 
 STATUS_STYLE = {
     "succeeded": "green",
@@ -58,16 +54,8 @@ def interrupted_notes(rows: list[RunRow], driven: Mapping[str, Driving]) -> list
     """For each interrupted run, what stopped it and the command that moves it."""
     notes = []
     for r in rows:
-        if listed_status(r, driven) != "interrupted":
-            continue
-        by = r.summarised().interrupted
-        if by:
-            how = f"was interrupted by {by}"
-        elif driven[r.run_id].released:
-            how = f"was left unfinished ({LET_GO})"
-        else:
-            how = f"lost its driver ({LOST_DRIVER})"
-        notes.append(f"run {r.run_id} {how}: continue with `trestle resume {r.run_id}`")
+        if listed_status(r, driven) == "interrupted":
+            notes.append(interrupted_note(r.run_id, r.summarised().interrupted, driven[r.run_id]))
     return notes
 
 

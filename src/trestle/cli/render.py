@@ -65,6 +65,7 @@ from trestle.core.report import PlanShape, Report, StepReport
 from trestle.core.state import RunState
 from trestle.core.step_state import RefusedRequest, output_tail
 from trestle.core.usage import usage_lines
+from trestle.lifecycle.driven import DRIVER_LOST, LEFT_RUNNING
 from trestle.operations.health import RunHealth
 from trestle.presentation.descriptions import (
     action_text,
@@ -112,10 +113,6 @@ def plan_overview(plan: Plan, source: str) -> RenderableType:
     lines.append(Text(f"critical path: {' -> '.join(path)} ({counted(len(path), 'step')})"))
     lines.append(Text(f"parallelism limit: {plan.parallelism}"))
     return Group(*lines)
-
-
-DRIVER_LOST = "interrupted: driver lost"  # a step its driver left running as it died
-LEFT_RUNNING = ("running", "probing")
 
 
 def steps_table(state: RunState, *, lost: bool = False) -> Table:

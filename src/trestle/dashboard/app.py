@@ -14,8 +14,8 @@ invited person's session is signed with their own key (:meth:`Gate.signer`).
 Live pages hold a server-sent-events stream: the server looks at the store a few times a
 second and, when the run has new events, sends the page's live part rendered again
 (one fragment however many events came in between), which ``live.js`` swaps in. The
-runs list is sent again also when a run's status as shown (:func:`drivings`) changes
-with nothing recorded, as when its driver was killed.
+runs list and a run's page are sent again also when a run's status as shown
+(:func:`drivings`) changes with nothing recorded, as when its driver was killed.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from trestle.dashboard.forms import Refused, back
 from trestle.dashboard.logins import WRONG_PASSWORD_DELAY, add_login_routes
 from trestle.dashboard.security import Gate, Session
 from trestle.lifecycle.approvals import split_ref, trusted_state
-from trestle.lifecycle.driven import drivings
+from trestle.lifecycle.driven import driving, drivings, interrupted_note
 from trestle.notifications.ledger import trouble_text, troubles_if_any
 from trestle.operations.health import run_health
 from trestle.presentation.descriptions import action_text
@@ -298,17 +298,23 @@ def create_app(settings: Settings) -> FastAPI:
             after = max(0, state.seq - views.EVENTS_MOST)
             events = st.events(run_id, after=after)
             lease = st.lease(run_id)
-            health = run_health(state, lease, now=time.time(), lease_ttl=views.LEASE_TTL)
+            now = time.time()
+            health = run_health(state, lease, now=now, lease_ttl=views.LEASE_TTL)
             below = subtree(st.runs(), run_id) if state.children else []
             driven = drivings(st, [child for child, _ in below])
+        # as `trestle show` says it: what stopped it, the command that moves it, and
+        # the steps a driver that died left running
+        judged = driving(state.finished or "running", state.interrupted, lease, now=now)
+        stopped = judged.status == "interrupted"
         return env.get_template("_run.html").render(
             state=state,
             health=health,
+            next=interrupted_note(run_id, state.interrupted, judged) if stopped else None,
             children=[
                 (row.run_id, driven[row.run_id].status, row.goal, depth) for row, depth in below
             ],
-            graph=views.plan_graph(state),
-            steps=views.step_views(state, events),
+            graph=views.plan_graph(state, lost=judged.lost),
+            steps=views.step_views(state, events, lost=judged.lost),
             timeline=views.timeline(events, only=only, step=step),
             decisions=views.decisions(state),
             agent=views.agent_view(events),
@@ -351,9 +357,11 @@ def create_app(settings: Settings) -> FastAPI:
         visible_run(session, run_id)
 
         def version() -> object:
+            # by the status as shown too, so the page of a run whose driver died without
+            # a word turns interrupted live; only a running run's lease is read
             with store() as st:
                 row = st.run(run_id)
-                return (row.last_seq, row.status)
+                return (row.last_seq, drivings(st, [row])[run_id].status)
 
         return _sse(
             request,

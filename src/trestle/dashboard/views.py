@@ -33,7 +33,7 @@ from trestle.dashboard.conversation import agent_detail
 from trestle.dashboard.finding import RunFilter, RunPage
 from trestle.dashboard.layout import NODE_H, NODE_W, cached_layout
 from trestle.lifecycle.approvals import editable_fields, inbox, trusted_state, write_diff
-from trestle.lifecycle.driven import driving, drivings
+from trestle.lifecycle.driven import DRIVER_LOST, LEFT_RUNNING, driving, drivings
 from trestle.lifecycle.runs import dead_letters
 from trestle.operations.health import RunHealth, Waiting, run_health
 from trestle.presentation.descriptions import check_text, log_detail
@@ -190,7 +190,7 @@ class Graph:
     node_h: int = NODE_H
 
 
-def plan_graph(state: RunState) -> Graph:
+def plan_graph(state: RunState, *, lost: bool = False) -> Graph:
     plan = state.plan
     path = critical_path(plan)
     on_path = set(path)
@@ -200,7 +200,7 @@ def plan_graph(state: RunState) -> Graph:
         children[sid] = child
     laid = cached_layout(tuple((step.id, tuple(step.needs)) for step in plan.steps))
     nodes = [
-        Node(sid, state.steps[sid].status, p.x, p.y, sid in on_path, children.get(sid))
+        Node(sid, _step_status(state, sid, lost), p.x, p.y, sid in on_path, children.get(sid))
         for sid, p in laid.boxes.items()
     ]
     edges = [Edge(d, (need, sid) in links, f"{sid} needs {need}") for need, sid, d in laid.arrows]
@@ -282,9 +282,17 @@ class StepView:
     skippable: bool = False
 
 
-def step_views(state: RunState, events: list[StoredEvent]) -> list[StepView]:
+def _step_status(state: RunState, sid: str, lost: bool) -> str:
+    """The step's status as shown: one a driver that died left running runs no more."""
+    status = state.steps[sid].status
+    return "interrupted" if lost and status in LEFT_RUNNING else status
+
+
+def step_views(state: RunState, events: list[StoredEvent], *, lost: bool = False) -> list[StepView]:
     """Each step with its state, its attempts (result, checks expected vs actual, the
-    end of the output) and what a human may do with it."""
+    end of the output) and what a human may do with it. ``lost``: the run's driver died
+    without a word (``kill -9``), so a step it left running is said so, as ``trestle
+    show`` says it."""
     path = set(critical_path(state.plan))
     views = {}
     for spec in state.plan.steps:
@@ -292,10 +300,11 @@ def step_views(state: RunState, events: list[StoredEvent]) -> list[StepView]:
         note = st.reason or st.error or ""
         if st.status == "retry_wait" and st.error:
             note = f"retrying after: {st.error}"
+        status = _step_status(state, spec.id, lost)
         views[spec.id] = StepView(
             id=spec.id,
-            status=st.status,
-            shown=shown(st.status),
+            status=status,
+            shown=DRIVER_LOST if status != st.status else shown(st.status),
             attempt=st.attempt,
             note=note,
             action=state.step_spec(spec.id).describe_action(),

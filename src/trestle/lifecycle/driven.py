@@ -4,7 +4,8 @@ A run's row says ``running`` from its first event until it finishes, whatever be
 of its driver. ``trestle runs`` and ``show`` (text and ``--json``), ``trestle health``,
 the dashboard and the MCP tools all ask :func:`driving`, so none of them calls a run
 running that nothing drives: one a signal stopped, or whose driver died without a
-word (``kill -9``, a crash, a machine that stopped), is ``interrupted``.
+word (``kill -9``, a crash, a machine that stopped), is ``interrupted``; each says so
+in the same words (:func:`interrupted_note`, :data:`DRIVER_LOST`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from trestle.store.base import Lease, RunRow, Store, owner_is_alive
+
+# why a run with no live driver and no recorded interrupt stopped
+LOST_DRIVER = "it was killed, or its machine stopped"
+LET_GO = "as `trestle rewind` leaves it"
+DRIVER_LOST = "interrupted: driver lost"  # a step its driver left running as it died
+LEFT_RUNNING = ("running", "probing")
 
 
 @dataclass(frozen=True)
@@ -53,3 +60,15 @@ def drivings(store: Store, rows: Sequence[RunRow]) -> dict[str, Driving]:
         lease = store.lease(row.run_id)
         found[row.run_id] = driving(row.status, row.summarised().interrupted, lease, now=now)
     return found
+
+
+def interrupted_note(run_id: str, by: str | None, judged: Driving) -> str:
+    """What stopped a run :func:`driving` judged ``interrupted`` and the command that
+    moves it; ``by``: the signal its last driver recorded stopping it, if any."""
+    if by:
+        how = f"was interrupted by {by}"
+    elif judged.released:
+        how = f"was left unfinished ({LET_GO})"
+    else:
+        how = f"lost its driver ({LOST_DRIVER})"
+    return f"run {run_id} {how}: continue with `trestle resume {run_id}`"
