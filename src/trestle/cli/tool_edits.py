@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from trestle.core.errors import ConfigError
+from trestle.lifecycle.approvals import text_now
 from trestle.tools.coding import coding_registry
+from trestle.workspace.beneath import Refused
 
 # the tools whose edited call shows the diff it would make
 FILE_CHANGES = ("edit_file", "write_file")
@@ -37,9 +39,11 @@ def call_diff(tool: str, arguments: Mapping[str, Any], workspace: Path) -> str |
     path = arguments.get("path")
     if tool not in FILE_CHANGES or not isinstance(path, str):
         return None
-    target = workspace / path
     try:
-        before = target.read_text(encoding="utf-8") if target.is_file() else None
+        # the path is the model's: read beneath the workspace only, as the call would
+        before = text_now(workspace, path)
+    except Refused as exc:
+        return f"({path} is not shown: {exc})"
     except (OSError, UnicodeDecodeError):
         return f"({path} exists but is not readable text)"
     if tool == "write_file":

@@ -6,6 +6,7 @@ after a crash to learn whether an attempt with no recorded outcome took effect.
 
 from __future__ import annotations
 
+import os
 import re
 from concurrent.futures import Executor
 
@@ -27,8 +28,12 @@ from trestle.execution.actions import (
     run_shell,
     step_env,
 )
+from trestle.workspace.beneath import Refused, read_regular
 
 ACTUAL_LIMIT = 500
+# the most of a file a file_contains check reads: the file is the step's to make, and
+# one of 100 GB (sparse, made in an instant) was read whole into the driver's memory
+MAX_CHECKED_BYTES = 64 << 20
 
 
 async def run_check(
@@ -81,10 +86,19 @@ def _exists(ctx: StepContext, path: str) -> str:
 def _contains(ctx: StepContext, check: FileContainsCheck, what: str) -> CheckResult:
     expected = f"contains {check.text!r}" if check.text is not None else f"matches /{check.regex}/"
     try:
-        path = jailed(ctx.workspace, check.file_contains, follow_links=False)
-        text = path.read_text("utf-8", errors="replace")
+        root = ctx.workspace.resolve()
+        path = jailed(root, check.file_contains, follow_links=False)
+        # read as the tools read: beneath the workspace, no link followed out of it, a
+        # regular file only. The step's commands make the file, and the driver reads
+        # it unconfined: a link to /proc/self/environ or a secret elsewhere made the
+        # check an oracle on it, a FIFO held the driver for ever
+        data = read_regular(root, os.path.relpath(path, root), MAX_CHECKED_BYTES)
+    except Refused as exc:
+        why = f"{check.file_contains}: {exc}"
+        return CheckResult(check=what, expected=expected, actual=f"unreadable: {why}", passed=False)
     except (OSError, ValueError) as exc:
         return CheckResult(check=what, expected=expected, actual=f"unreadable: {exc}", passed=False)
+    text = data.decode("utf-8", errors="replace")
     if check.text is not None:
         passed = check.text in text
     else:

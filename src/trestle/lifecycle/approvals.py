@@ -52,6 +52,7 @@ from trestle.store.base import Request, Store
 from trestle.trust.identity import decision_fields, with_identity
 from trestle.trust.signing import decision_key, signed_payload
 from trestle.trust.step_origin import inside_a_step
+from trestle.workspace.beneath import Refused, read_regular
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -62,6 +63,7 @@ ACTIONS = ("run", "write", "python")
 # the source of a tool call's approval asked after the call started and its outcome is
 # unknown (trestle.agent.unknown): there is no call left to edit
 UNKNOWN_OUTCOME = "unknown_outcome"
+MOST_DIFFED_BYTES = 4 << 20  # of the file a write would change, read for the card's diff
 
 
 def inbox(
@@ -409,18 +411,41 @@ def write_diff(card: HandoffCard, workspace: Path) -> str | None:
     action = card.action
     if action is None or action.path is None or action.content is None:
         return None
-    target = workspace / action.path
     try:
-        before = target.read_text(encoding="utf-8") if target.is_file() else ""
+        before = text_now(workspace, action.path)
+    except Refused as exc:
+        return f"({action.path} is not shown: {exc})"
     except (OSError, UnicodeDecodeError):
         return f"({action.path} exists but is not readable text)"
     lines = difflib.unified_diff(
-        before.splitlines(keepends=True),
+        (before or "").splitlines(keepends=True),
         action.content.splitlines(keepends=True),
-        fromfile=f"a/{action.path}" if target.exists() else "/dev/null",
+        fromfile=f"a/{action.path}" if before is not None else "/dev/null",
         tofile=f"b/{action.path}",
     )
     return "".join(lines) or "(no change: the file already has this content)"
+
+
+def text_now(workspace: Path, path: str) -> str | None:
+    """The text of ``path`` in ``workspace`` as it reads now, for a card's diff; None
+    when there is no such file.
+
+    Read as the tools read (:func:`~trestle.workspace.beneath.read_regular`): the
+    file is a step's to make, and the card is read by the operator, on the dashboard by
+    everyone it lets in, and through the MCP tools: a link to /proc/self/environ showed
+    the reader's environment in the diff, a link to a file outside showed that file, a
+    FIFO held the reader for ever and a sparse file of 100 GB filled its memory.
+
+    Raises:
+        Refused: the path leads outside, or names no regular file, or one past
+            :data:`MOST_DIFFED_BYTES`.
+        OSError, UnicodeDecodeError: it cannot be read as text.
+    """
+    try:
+        data = read_regular(workspace.resolve(), path, MOST_DIFFED_BYTES)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return data.decode("utf-8")
 
 
 def decision_as_event(state: RunState, request: Request, key: bytes, now: float) -> AnyEvent:

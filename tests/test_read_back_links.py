@@ -1,0 +1,82 @@
+"""What the driver and the card read back from the workspace after a step, as root and
+as a user: the step's commands made the files, so a file there may be a link to a
+secret of the driver's account or to ``/proc/self/environ``, or a FIFO.
+
+A ``file_contains`` check reads the file unconfined, and its verdict goes back to the
+run (to the model, in an agent's run): a link made it an oracle on the file it named,
+a FIFO held the driver for ever. The diff a card shows for a ``write:`` step (in the
+terminal, on the dashboard, through the MCP tools) read the file the same way, and
+showed the secret, or the reader's own environment, to whoever read the card; the diff
+of a tool call read whatever path the model named, outside the workspace too.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from test_boundary import Target, UserCli, driver  # noqa: F401 (a fixture)
+from test_sandbox import SECRET
+from trestle.cli.tool_edits import call_diff
+
+
+def test_a_check_reads_no_link_out_of_the_workspace_and_no_fifo(
+    driver: tuple[UserCli, Target],  # noqa: F811
+) -> None:
+    cli, target = driver
+    cli.write(
+        "plan.yaml",
+        f"""\
+        steps:
+          - id: plant
+            run: "ln -s {target.real_home_secret} secret.txt; mkfifo pipe.txt"
+            verify:
+              - file_contains: secret.txt
+                text: "{SECRET}"
+              - file_contains: pipe.txt
+                text: "x"
+        """,
+    )
+    result = cli("run", "plan.yaml")
+    said = result.stdout + result.stderr
+    assert result.returncode == 3, said  # the checks failed (a human decides), saying why
+    assert "secret.txt: it leads outside the workspace" in said
+    assert "pipe.txt: it is not a regular file" in said
+
+
+def test_a_cards_diff_shows_no_file_a_link_leads_to(
+    driver: tuple[UserCli, Target],  # noqa: F811
+) -> None:
+    cli, target = driver
+    # the secret in the account's home, and the key in the reader's own environment
+    for name, link in (("home", target.real_home_secret), ("env", "/proc/self/environ")):
+        cli.write(
+            f"{name}.yaml",
+            f"""\
+            steps:
+              - id: plant
+                run: "ln -s {link} {name}.txt"
+              - id: note
+                needs: [plant]
+                write: {{path: {name}.txt, content: "hello"}}
+                irreversible: true
+            """,
+        )
+        assert cli("run", f"{name}.yaml").returncode == 3  # it waits for a human
+    shown = cli("inbox")
+    assert shown.returncode == 0, shown.stderr
+    assert SECRET not in shown.stdout
+    for name in ("home", "env"):
+        assert f"({name}.txt is not shown: it leads outside the workspace" in shown.stdout
+
+
+def test_a_tool_calls_diff_reads_nothing_outside_the_workspace(tmp_path: Path) -> None:
+    workspace, outside = tmp_path / "ws", tmp_path / "outside.txt"
+    workspace.mkdir()
+    outside.write_text(SECRET)
+    os.mkfifo(workspace / "pipe")
+    for path in ("../outside.txt", str(outside), "pipe"):
+        diff = call_diff("write_file", {"path": path, "content": "x"}, workspace)
+        assert diff is not None and SECRET not in diff
+        assert diff.startswith(f"({path} is not shown: "), diff
+    assert "+x" in (call_diff("write_file", {"path": "new", "content": "x"}, workspace) or "")
