@@ -691,6 +691,31 @@ def test_control_characters_from_a_run_are_shown_not_obeyed(cli: Cli) -> None:
     assert cli("output", run_id, "noisy").stdout == "failing\x1b[2K\nFAKE: all good \u202eevil\n"
 
 
+def test_a_program_hidden_in_characters_drawn_as_nothing_is_shown_on_the_card(
+    cli: Cli,
+) -> None:
+    """Tag characters (U+E0020-E007F) are drawn as nothing, and a command can decode a
+    program from them: the card read ``exec(... for c in '')``, an empty program, while
+    the command ran whatever they spelt. Zero-width characters and variation selectors
+    hide the same way; each is shown as its escape."""
+    hidden = "".join(chr(0xE0000 + ord(c)) for c in "print(1)") + "\u200b\ufe0f\u2028"
+    command = f"python3 -c \"exec(''.join(chr(ord(c) - 0xE0000) for c in '{hidden}'))\""
+    cli.write(
+        "plan.yaml",
+        f"""\
+        steps:
+          - id: deploy
+            run: {json.dumps(command, ensure_ascii=False)}
+            irreversible: true
+        """,
+    )
+    assert cli("run", "plan.yaml").returncode == 3
+    card = cli("inbox").stdout
+    assert "'\\U000e0070\\U000e0072\\U000e0069" in card, card
+    assert "\\u200b\\ufe0f\\u2028'" in card, card
+    assert not any(c in card for c in hidden), card
+
+
 def test_text_that_is_not_utf8_is_refused_by_name_and_nothing_is_recorded(cli: Cli) -> None:
     """A reason typed on a terminal that is not UTF-8 crashed retry and skip inside the
     store's write; now every command refuses it before anything runs."""

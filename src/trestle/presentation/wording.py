@@ -27,9 +27,38 @@ def shown(status: str) -> str:
 # bidirectional overrides that reorder what is shown, in a browser too. Text from
 # steps, tools and models passes through every view; shown as escapes, it cannot hide
 # or fake what an operator reads (an approval card above all). Tabs and newlines stay.
+# So do the characters drawn as nothing: zero-width spaces and joiners, the other
+# bidirectional marks, invisible operators, the byte order mark, Hangul fillers, the
+# line and paragraph separators, variation selectors and tags. A command can carry a
+# whole program in them (``python3 -c "exec(... for c in '<tags>')"``) that a card
+# showed as ``''``.
+_DRAWN_AS_NOTHING = (
+    0x00AD,
+    0x034F,
+    0x061C,
+    0x115F,
+    0x1160,
+    0x17B4,
+    0x17B5,
+    *range(0x180B, 0x1810),
+    *range(0x200B, 0x2010),
+    0x2028,
+    0x2029,
+    *range(0x202A, 0x202F),
+    *range(0x2060, 0x2070),
+    0x3164,
+    *range(0xFE00, 0xFE10),
+    0xFEFF,
+    0xFFA0,
+    *range(0xFFF0, 0xFFFC),
+    *range(0x1BCA0, 0x1BCA4),
+    *range(0x1D173, 0x1D17B),
+    *range(0xE0000, 0xE0080),
+    *range(0xE0100, 0xE01F0),
+)
 _INVISIBLE = {
     cp: f"\\x{cp:02x}" for cp in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if cp not in (9, 10)
-} | {cp: f"\\u{cp:04x}" for cp in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}
+} | {cp: f"\\u{cp:04x}" if cp <= 0xFFFF else f"\\U{cp:08x}" for cp in _DRAWN_AS_NOTHING}
 
 
 def visible(text: str) -> str:
