@@ -38,7 +38,8 @@ from trestle.lifecycle.runs import create_run
 from trestle.notifications.ledger import Ledger, ledger_path, troubles_if_any
 from trestle.notifications.notifier import Notifier
 from trestle.notifications.payloads import message
-from trestle.notifications.targets import load_settings, notify_path
+from trestle.notifications.senders import send
+from trestle.notifications.targets import DesktopTarget, load_settings, notify_path
 from trestle.store import SqliteStore
 from trestle.store.memory import InMemoryStore
 
@@ -257,6 +258,31 @@ def test_a_receiver_that_fails_twice_gets_one_delivery_after_backing_off(
         assert troubles_if_any() == []  # delivered in the end: nothing to show
     finally:
         flaky.close()
+
+
+def test_a_desktop_notice_shows_a_reasons_markup_and_overrides_as_text(
+    tmp_path: Path,
+) -> None:
+    """A dead letter's reason can quote a check command's output: a link in it was
+    markup to the notification server, shown as the notice's own under "Trestle", and
+    a bidirectional override reordered the notice."""
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    said = tmp_path / "argv.json"
+    notify = tools / "notify-send"
+    notify.write_text(
+        f"#!{sys.executable}\nimport json, sys\n"
+        f"open({str(said)!r}, 'w').write(json.dumps(sys.argv[1:]))\n"
+    )
+    notify.chmod(0o755)
+    hostile = 'got exit 1: <a href="https://x.example/approve">approve it here</a> \u202eok'
+    failed = StepFailed(at=0.0, step="deploy", reason=hostile, dead_lettered=True)
+    environ = {"PATH": str(tools)}
+    payload = message(notices_for("r1", 7, failed)[0], None, environ)
+    send(DesktopTarget(type="desktop"), payload, environ)
+    title, body = json.loads(said.read_text())[1:]
+    assert "<a" not in body and "\u202e" not in body + title
+    assert '&lt;a href="https://x.example/approve"&gt;approve it here&lt;/a&gt; \\u202eok' in body
 
 
 def test_health_shows_a_target_that_keeps_failing_and_a_missing_notify_send(

@@ -3,8 +3,10 @@
 Every text a notice carries passes :func:`trestle.presentation.redaction.redact` (the
 values of secret-named environment variables, credential-shaped strings) and is
 already clipped (:func:`trestle.core.notices.clip`): a message never holds a step's
-output, only the reason its event recorded. What is sent is recorded in the ledger, so
-a retry sends the very same bytes.
+output, only the reason its event recorded (which may quote some: a check command's
+last lines), its controls and invisible characters shown as escapes
+(:func:`trestle.presentation.wording.visible`). What is sent is recorded in the
+ledger, so a retry sends the very same bytes.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 from trestle.core.notices import Notice
 from trestle.presentation.redaction import redact, secret_values
+from trestle.presentation.wording import visible
 
 
 def message(
@@ -23,8 +26,10 @@ def message(
     the other fields are there for receivers that route or deduplicate."""
     secrets = secret_values(environ)
     link = notice.link(dashboard_url)
-    title = redact(notice.title, secrets)
-    detail = redact(notice.detail, secrets)
+    # shown as every view shows them: a chat client, a mail reader and a desktop
+    # notice obey a bidirectional override as a terminal does, and draw a tag as nothing
+    title = visible(redact(notice.title, secrets))
+    detail = visible(redact(notice.detail, secrets))
     lines = [f"Trestle: {title}"]
     if detail:
         lines.append(detail)

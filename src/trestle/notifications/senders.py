@@ -9,6 +9,7 @@ the second copy a driver killed between sending and recording may send.
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import os
 import smtplib
@@ -107,8 +108,12 @@ def _desktop(target: DesktopTarget, payload: Mapping[str, Any], environ: Mapping
     tool = _notify_send(environ)
     if tool is None:
         raise DeliveryError("notify-send is not installed: no desktop notification")
+    # the body is markup to the notification servers that show one (GNOME, KDE, dunst,
+    # mako): a link or a bold line a step's output or a model's text carried into the
+    # reason was shown as the notice's own, a link to follow from "Trestle"
+    body = html.escape(str(payload["text"]), quote=False)
     done = subprocess.run(
-        [tool, "--app-name=trestle", str(payload["title"]), str(payload["text"])],
+        [tool, "--app-name=trestle", str(payload["title"]), body],
         capture_output=True,
         timeout=DESKTOP_TIMEOUT,
         env=dict(environ),
