@@ -47,6 +47,7 @@ from trestle.models import (
     request_hash,
 )
 from trestle.models.guard import ensure_request_allowed
+from trestle.models.provider import error_words
 from trestle.models.retry import Retrier, RetryableFailure, parse_retry_after
 from trestle.testing import RecordingSleep
 
@@ -459,3 +460,34 @@ def test_the_incremental_hasher_gives_request_hash_for_every_conversation() -> N
         assert hasher.hash(conversation, offered, settings) == request_hash(
             conversation, offered, settings
         )
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        # OpenAI's shape, as LiteLLM's proxy sends it: a message over lines, a type
+        (
+            '{"error": {"message": "litellm.RateLimitError: mock\\n\\nLiteLLM: model group'
+            ' \'m\' failed", "type": "throttling_error", "code": "429"}}',
+            "litellm.RateLimitError: mock LiteLLM: model group 'm' failed (throttling_error)",
+        ),
+        # Anthropic's
+        (
+            '{"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}',
+            "Overloaded (overloaded_error)",
+        ),
+        (
+            '{"error": "model \\"x\\" not found, try pulling it first"}',
+            'model "x" not found, try pulling it first',
+        ),
+        ('{"error": {"message": "no type"}}', "no type"),
+        # anything else is shown as it came
+        ("<html>Bad Gateway</html>", None),
+        ('{"detail": "Not Found"}', None),
+        ('{"error": {"message": "   "}}', None),
+        ('{"error": 3}', None),
+        ("[1, 2]", None),
+    ],
+)
+def test_an_api_error_body_is_told_by_its_own_words(body: str, words: str | None) -> None:
+    assert error_words(body) == words

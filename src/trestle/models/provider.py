@@ -13,6 +13,7 @@ their wire format. Both official SDKs share one error hierarchy shape
 from __future__ import annotations
 
 import importlib
+import json
 import random
 import socket
 import time
@@ -98,11 +99,38 @@ def _body_text(exc: Any) -> str | None:
 
 
 def _excerpt(body: str | None) -> str:
+    """What the server said, for a message: the error's own words when the body is an
+    API error (:func:`error_words`), else the body, cut at ``_BODY_EXCERPT`` characters.
+    The whole body stays on the error (``body=``) and in the run's records."""
     if not body:
         return "(empty body)"
-    if len(body) <= _BODY_EXCERPT:
-        return body
-    return body[:_BODY_EXCERPT] + f"... ({len(body) - _BODY_EXCERPT} more characters)"
+    text = error_words(body) or body
+    if len(text) <= _BODY_EXCERPT:
+        return text
+    return text[:_BODY_EXCERPT] + f"... ({len(text) - _BODY_EXCERPT} more characters)"
+
+
+def error_words(body: str) -> str | None:
+    """The message of an API error body, its lines joined, with its type: the shape
+    OpenAI, Anthropic and the servers copying them send (``{"error": {"message": ...,
+    "type": ...}}``), or ``{"error": "..."}`` as some local servers do; None for any
+    other body. A proxy's message often spans lines (LiteLLM's does), which would
+    break the one-line error a CLI prints."""
+    if len(body) > 64 * _BODY_EXCERPT:  # an error body is small; a page is not one
+        return None
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return None
+    error = parsed.get("error") if isinstance(parsed, dict) else None
+    if isinstance(error, dict):
+        message, kind = error.get("message"), error.get("type")
+    else:
+        message, kind = error, None
+    if not isinstance(message, str) or not message.strip():
+        return None
+    words = " ".join(message.split())
+    return f"{words} ({kind})" if isinstance(kind, str) and kind.strip() else words
 
 
 def wrong_address(exc: BaseException, url: str) -> str | None:
