@@ -36,8 +36,10 @@ import yaml
 from crash_operator import Tally, Trial, wait_for_processes
 
 SCENARIOS = ("start", "write")
-# sandbox.read directories, each a bind mount bwrap sets up; their paths go on bwrap's
-# command line, which a deep base directory (a test's) makes too long for exec (E2BIG)
+# sandbox.read directories, each judged for every command; all in the store's
+# directory, so each is left out, the first named on the command's stderr and the rest
+# counted (named all, a deep base directory, a test's, made the command's text too
+# long for exec: E2BIG)
 READS = 400
 WRITES = 4
 WRITE_BYTES = 1800 * 1024

@@ -200,9 +200,9 @@ async def run_shell(
                         cwd=cwd,
                         env=guarded,
                         timeout=timeout,
-                        on_spawn=on_spawn,
+                        on_spawn=_started(held, on_spawn),
                         limit=limit,
-                        pass_fds=(held.fd, *bound),
+                        pass_fds=(*held.passed, *bound),
                     )
                 finally:
                     for fd in bound:
@@ -213,6 +213,18 @@ async def run_shell(
         # said as such, not as the command's own failure (see execution/sandbox_start.py)
         why = f"its sandbox could not start ({SANDBOX_STARTS} tries); nothing of it ran"
         return result.model_copy(update={"error": why})
+
+
+def _started(held: StartSignal, on_spawn: Spawned | None) -> Spawned:
+    """``on_spawn``, once the driver let go of what only bubblewrap's start needed (its
+    options' descriptor, which the command never holds either)."""
+
+    def spawned(pid: int) -> None:
+        held.started()
+        if on_spawn is not None:
+            on_spawn(pid)
+
+    return spawned
 
 
 async def _run(

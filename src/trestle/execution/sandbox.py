@@ -54,6 +54,7 @@ from trestle.execution.sandbox_mounts import (
     workspace_mounts,
 )
 from trestle.execution.sandbox_reads import screen_reads
+from trestle.formats.exec_limits import LEFT_OUT_BYTES, size
 from trestle.workspace.beneath import Refused, open_beneath
 from trestle.workspace.reach import note_workspace, program
 
@@ -199,7 +200,7 @@ class Sandbox:
         if held_open is not None:
             mounts = _bound_by_descriptor(mounts, workspace.resolve(), held_open)
         if left_out:
-            said = " ".join(map(shlex.quote, left_out))
+            said = " ".join(_named(left_out))
             command = f"printf '%s\\n' {said} >&2\n{command}"
         return [
             self.bwrap,
@@ -266,6 +267,24 @@ class Sandbox:
             if os.path.lexists(socket):
                 args += ["--ro-bind", "/dev/null", socket]
         return args, (*git.left_out, *reads.left_out)
+
+
+def _named(left_out: tuple[str, ...]) -> list[str]:
+    """The lines that name what is left out, quoted for the shell, as many as fit in
+    :data:`LEFT_OUT_BYTES`, then one that counts the rest: they go on the command's
+    text, which the kernel takes up to 128 KiB, and 400 entries left out (under a
+    hidden directory) made every start fail (``Argument list too long``)."""
+    named: list[str] = []
+    used = 0
+    for i, line in enumerate(left_out):
+        quoted = shlex.quote(line)
+        used += size(quoted) + 1
+        if used > LEFT_OUT_BYTES - 100:  # room for the count
+            rest = f"trestle: {len(left_out) - i:,} more entries are not shown to this command"
+            named.append(shlex.quote(rest))
+            break
+        named.append(quoted)
+    return named
 
 
 # the system read-only, with a /dev and /proc of its own and private temporary dirs

@@ -35,6 +35,7 @@ from trestle.core.plan import (
     Plan,
     graph_problems,
 )
+from trestle.formats.exec_limits import limit_problems
 
 MAX_PLAN_BYTES = 8 * 1024 * 1024
 MAX_DEPTH = 64  # nested YAML collections; real plans need about eight
@@ -191,6 +192,8 @@ def parse_plan(
     found += _graph_problems(raw)
     found += outside
     found += _missing_modules(raw, base_dir or Path.cwd())
+    # what would fail every start of a command, refused now rather than then
+    found += [_Problem(loc, message) for loc, message in limit_problems(raw)]
     if found or plan is None:
         lines = _Lines(text)
         # in file order: what the user reads top to bottom and fixes in one pass
