@@ -716,6 +716,32 @@ def test_a_program_hidden_in_characters_drawn_as_nothing_is_shown_on_the_card(
     assert not any(c in card for c in hidden), card
 
 
+def test_markup_from_a_run_is_printed_as_written(cli: Cli) -> None:
+    """Rich read a table's text cells as markup: a reason quoting a check's output
+    hid words behind [conceal] and laid a hyperlink over others with [link=URL], on a
+    terminal; it is printed as written, on a terminal or not."""
+    said = "[conceal]HIDE[/conceal] [link=https://x.example/]ok[/link]"
+    cli.write(
+        "plan.yaml",
+        f"""\
+        steps:
+          - id: deploy
+            run: "true"
+            verify:
+              - command: "echo '{said}'; exit 1"
+        """,
+    )
+    run_id = run_id_of(cli("run", "plan.yaml"))
+    terminal = {k: v for k, v in cli.env().items() if k != "NO_COLOR"}
+    terminal.update(FORCE_COLOR="1", TERM="xterm-256color", COLUMNS="400")
+    for env, whole in ((cli.env(), said), (terminal, "[conceal]HIDE")):  # clipped there
+        argv = cli.argv("show", run_id)
+        shown = subprocess.run(argv, env=env, capture_output=True, text=True, check=True).stdout
+        row = next(line for line in shown.splitlines() if "failed 1 of 1 attempts" in line)
+        assert whole in row, shown
+        assert "\x1b[8m" not in shown and "\x1b]8;" not in shown, shown
+
+
 def test_text_that_is_not_utf8_is_refused_by_name_and_nothing_is_recorded(cli: Cli) -> None:
     """A reason typed on a terminal that is not UTF-8 crashed retry and skip inside the
     store's write; now every command refuses it before anything runs."""

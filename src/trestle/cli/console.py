@@ -47,7 +47,7 @@ def _shown_console() -> type[Console]:
     """A console that prints every character a terminal would act on (an escape
     sequence in a step's output, a model's text or a command awaiting approval) as an
     escape (:func:`trestle.presentation.wording.visible`), before the layout is measured, so a
-    table wraps the escape rather than cutting what follows it."""
+    table wraps the escape rather than cutting what follows it; and reads no markup."""
     from rich.console import Console, ConsoleOptions, RenderableType
     from rich.segment import Segment
     from rich.style import Style
@@ -56,6 +56,14 @@ def _shown_console() -> type[Console]:
     from trestle.presentation.wording import visible
 
     class ShownConsole(Console):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            # text is printed as written, never read as Rich markup: nothing Trestle
+            # prints uses markup, and a table's cell given as a string was parsed, so
+            # a reason quoting a step's output obeyed [conceal] (hidden text) or
+            # [link=URL] (a hyperlink over the words shown)
+            kwargs.setdefault("markup", False)
+            super().__init__(*args, **kwargs)
+
         def render_str(self, text: str, **kwargs: Any) -> Text:
             return super().render_str(visible(text), **kwargs)
 
