@@ -26,6 +26,8 @@ import asyncio
 import contextlib
 import os
 import shlex
+import signal
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +35,7 @@ from typing import Any, Literal
 
 from trestle.core.errors import ConfigError
 from trestle.core.records.mcp import McpServer, ToolHints
+from trestle.execution import keeper
 from trestle.execution.sandbox import Sandbox
 from trestle.execution.sandbox_start import (
     SANDBOX_STARTS,
@@ -47,6 +50,10 @@ MAX_STARTS = 3  # starts of one server within one connection (a hung server rest
 LINE_BYTES_PER_CHARACTER = 6
 LINE_SLACK = 1 << 20
 STDERR_TAIL = 1_500  # characters of a server's stderr quoted when it fails
+UNKEPT = (
+    "runs unsandboxed and with no child subreaper on this system: processes it starts "
+    "in a session of their own (setsid) may outlive the run"
+)
 CLOSE_GRACE = 5.0  # seconds the SDK gets to stop a server before its task is cancelled
 
 Ending = Literal["result", "unknown", "refused", "malformed"]
@@ -103,10 +110,14 @@ def server_argv(
     """The argv and environment a stdio ``server`` starts with: its command inside the
     run's sandbox (network only if ``sandbox.network`` names ``mcp:NAME``), with the
     sandbox's environment plus the variables the server's ``env`` names; ``held_open``
-    as :meth:`Sandbox.argv` takes it."""
+    as :meth:`Sandbox.argv` takes it. Unconfined, it runs under a keeper, which ends
+    what it starts in sessions of its own when it ends (:mod:`trestle.execution.keeper`)."""
     command = shlex.join(server.command)
-    if sandbox is None:
-        argv, env = ["/bin/sh", "-c", f"exec {command}"], dict(os.environ)
+    if sandbox is None or not sandbox.confines:
+        argv = ["/bin/sh", "-c", f"exec {command}"]
+        env = dict(os.environ) if sandbox is None else sandbox.environ()
+        if keeper.AVAILABLE:
+            argv = keeper.argv(argv)
     else:
         argv = sandbox.argv(
             f"exec {command}",
@@ -158,6 +169,8 @@ class McpConnection:
         """
         require_sdk()
         self._starts += 1
+        if self._starts == 1 and self.server.url is None and not self._kept():
+            print(f"warning: {self._what()} {UNKEPT}", file=sys.stderr)
         if self._errlog is None:  # kept across restarts, let go of by aclose
             self._errlog = StderrTail(4 * STDERR_TAIL + 4)  # bytes enough for its characters
         # a stdio server's sandbox that could not start ran nothing: started again, as a
@@ -267,7 +280,14 @@ class McpConnection:
             on_overflow=self._overflowed,
             on_flood=self._flooded,
             pass_fds=passed,
+            # a keeper ends what is below it when told to end; killed, it could not
+            at_once=signal.SIGTERM if held is None and keeper.AVAILABLE else signal.SIGKILL,
         )
+
+    def _kept(self) -> bool:
+        """Whether everything the server starts ends with it: its sandbox ends it, or
+        its keeper does."""
+        return (self.sandbox is not None and self.sandbox.confines) or keeper.AVAILABLE
 
     def _overflowed(self, limit: int) -> None:
         self._overflow = (

@@ -66,11 +66,13 @@ async def stdio_streams(
     on_overflow: Callable[[int], None],
     on_flood: Callable[[int], None],
     pass_fds: Sequence[int] = (),
+    at_once: signal.Signals = signal.SIGKILL,
 ) -> AsyncIterator[tuple[Any, Any]]:
     """The (read, write) streams of a session with the server ``argv`` starts, handed
     the descriptors ``pass_fds`` (its sandbox's start signal and what it binds);
     ``on_flood`` is told :data:`STDERR_VOLUME` when its stderr passed it and it was
-    ended."""
+    ended. ``at_once`` ends its group there and past a line's limit (SIGTERM for a
+    server under a keeper, which then ends everything below it)."""
     import mcp_types as types
     from mcp.shared.message import SessionMessage
 
@@ -111,7 +113,7 @@ async def stdio_streams(
                     del buffer[:taken]
                     if len(buffer) > limit:
                         on_overflow(limit)
-                        _signal_group(process, signal.SIGKILL)
+                        _signal_group(process, at_once)
                         return
 
     stderr_read = anyio.Event()
@@ -129,7 +131,7 @@ async def stdio_streams(
                     read += len(chunk)
                 # no further: what it writes now fills the pipe, and nothing reads it
                 on_flood(STDERR_VOLUME)
-                _signal_group(process, signal.SIGKILL)
+                _signal_group(process, at_once)
         finally:
             stderr_read.set()
 
