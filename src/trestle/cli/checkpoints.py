@@ -222,6 +222,7 @@ def diff_command(
     from trestle.lifecycle.checkpoints import shadow_repo
     from trestle.lifecycle.runs import load_state
     from trestle.lifecycle.step_changes import step_diff
+    from trestle.presentation.wording import visible
 
     with _found(store, run_id) as (st, run_id):
         state = load_state(st, run_id)
@@ -237,4 +238,9 @@ def diff_command(
         for path, steps in done.shared.items():
             err.print(f"  {path} (or {', '.join(steps)})", markup=False, soft_wrap=True)
     if done.text or not done.shared:
-        sys.stdout.write(done.text if done.text else "no changes\n")
+        text = done.text if done.text else "no changes\n"
+        # what the step wrote, shown on a terminal rather than obeyed: an escape sequence
+        # in a file can erase the lines above it and hide what the step added from the
+        # person reviewing it (git's pager, less -R, passes only colours); piped, the
+        # diff stays exact, for git apply
+        sys.stdout.write(visible(text) if sys.stdout.isatty() else text)
