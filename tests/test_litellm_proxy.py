@@ -8,7 +8,9 @@ scripted upstream, and answers in its own words: its own ids, usage and error bo
 Three of its models:
 
 - ``test-model`` forwards to the scripted :class:`~trestle.testing.OpenAIServer`, so a
-  whole agent run (understand, plan, execute, validate) goes through the proxy;
+  whole agent run (understand, plan, execute, validate) goes through the proxy, with
+  ``openai:`` through its OpenAI API and with ``anthropic:`` through its Anthropic API
+  (which it translates to chat completions);
 - ``limited-model`` is LiteLLM's mock of a rate-limited provider (HTTP 429, its body);
 - ``down-model`` is its mock of a provider failing (HTTP 500).
 
@@ -110,7 +112,13 @@ def config(upstream: OpenAIServer) -> str:
         ),
     ]
     # the proxy retries nothing itself: every retry seen is Trestle's
-    return json.dumps({"model_list": models, "litellm_settings": {"num_retries": 0}})
+    settings = {
+        "num_retries": 0,
+        # Anthropic's API on the proxy is translated to chat completions, which the
+        # upstream speaks (else to OpenAI's Responses API)
+        "use_chat_completions_url_for_anthropic_messages": True,
+    }
+    return json.dumps({"model_list": models, "litellm_settings": settings})
 
 
 def wait_until_up(proxy: subprocess.Popen[bytes], url: str, log: Path) -> None:
@@ -199,9 +207,12 @@ def tool_result(body: dict[str, Any], call_id: str) -> str:
 # --- a whole run through the proxy, as a user starts it ------------------------------------
 
 
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
 def test_trestle_agent_fixes_the_repository_through_litellm(
-    cli: Cli, proxy: Proxy, upstream: OpenAIServer
+    cli: Cli, proxy: Proxy, upstream: OpenAIServer, provider: str
 ) -> None:
+    """Through the proxy's OpenAI API, and through its Anthropic API, which it
+    translates to the upstream's chat completions (tool calls and usage included)."""
     repo = calc_repo(cli.dir)
     seen = len(upstream.requests)
     upstream.queue_tool_calls(call("call_read", "read_file", path="calc.py"), usage=USAGE[0])
@@ -218,15 +229,15 @@ def test_trestle_agent_fixes_the_repository_through_litellm(
         "--repo",
         repo,
         "--model",
-        f"openai:{MODEL}",
+        f"{provider}:{MODEL}",
         "--base-url",
-        proxy.base_url,
+        proxy.base_url if provider == "openai" else proxy.base_url.removesuffix("/v1"),
         "--test-command",
         CALC_TESTS,
         "--auto-plan",
         "--no-live",
         "--no-prompt",
-        OPENAI_API_KEY=MASTER_KEY,
+        **{f"{provider.upper()}_API_KEY": MASTER_KEY},
     )
 
     assert result.returncode == 0, result.stdout + result.stderr + proxy.log.read_text()[-3000:]
