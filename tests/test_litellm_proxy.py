@@ -237,7 +237,8 @@ def test_trestle_agent_fixes_the_repository_through_litellm(
         "--auto-plan",
         "--no-live",
         "--no-prompt",
-        **{f"{provider.upper()}_API_KEY": MASTER_KEY},
+        OPENAI_API_KEY=MASTER_KEY,
+        ANTHROPIC_API_KEY=MASTER_KEY,
     )
 
     assert result.returncode == 0, result.stdout + result.stderr + proxy.log.read_text()[-3000:]
