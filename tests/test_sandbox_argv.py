@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any, cast
 
@@ -25,14 +26,17 @@ from test_boundary import driver_host, run_as_driver
 from test_plan_errors import refused
 from test_sandbox import _require_bwrap
 from trestle.core.policy import SandboxPolicy
+from trestle.core.records.mcp import McpServer
 from trestle.execution.actions import run_shell
 from trestle.execution.sandbox import Cell, choose
 from trestle.formats.exec_limits import COMMAND_BYTES, READ_ENTRIES
+from trestle.tools.mcp_client import McpConnection
 
 READS = 420
 # a directory about 2,700 characters deep: 420 entries under it are 2.3 MB of options
 DEEP = "/".join(["d" * 50] * 52)
 OPTIONS_FD = "memfd:trestle-bwrap-options"
+SERVER = Path(__file__).with_name("mcp_server.py")
 
 
 def _deep_reads(base: Path) -> list[str]:
@@ -165,3 +169,28 @@ def test_what_no_command_could_start_with_is_a_plan_error(tmp_path: Path) -> Non
         "sandbox can show (bubblewrap takes 9,000 arguments, three for each); list their "
         "common parent directories instead",
     ]
+
+
+def test_an_mcp_server_shown_hundreds_of_deep_reads_starts(tmp_path: Path) -> None:
+    # a stdio server's sandbox is started as a command's is: its options by descriptor
+    _require_bwrap()
+    pytest.importorskip("mcp")
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    reads = _deep_reads(tmp_path)
+    server = McpServer(
+        name="notes", command=(sys.executable, str(SERVER)), timeout=20, start_timeout=20
+    )
+    sandbox = choose("require", policy=SandboxPolicy(read=tuple(reads)))
+    connection = McpConnection(server, sandbox, ws)
+
+    async def started() -> tuple[list[str], list[str]]:
+        try:
+            await connection.start()
+            return sorted(connection.tools), [t for t in _descriptors() if OPTIONS_FD in t]
+        finally:
+            await connection.aclose()
+
+    tools, held = asyncio.run(started())
+    assert tools
+    assert held == []
