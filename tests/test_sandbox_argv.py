@@ -24,6 +24,7 @@ import yaml
 
 from test_boundary import driver_host, run_as_driver
 from test_plan_errors import refused
+from test_plan_input import trestle
 from test_sandbox import _require_bwrap
 from trestle.core.policy import SandboxPolicy
 from trestle.core.records.mcp import McpServer
@@ -194,3 +195,18 @@ def test_an_mcp_server_shown_hundreds_of_deep_reads_starts(tmp_path: Path) -> No
     tools, held = asyncio.run(started())
     assert tools
     assert held == []
+
+
+def test_an_operator_policy_with_too_many_reads_is_refused(tmp_path: Path) -> None:
+    entries = ", ".join(f'"/srv/d{i}"' for i in range(READ_ENTRIES + 1))
+    (tmp_path / "trestle.toml").write_text(f"[policy.sandbox]\nread = [{entries}]\n")
+    (tmp_path / "plan.yaml").write_text("steps:\n  - id: a\n    run: 'true'\n")
+    store = tmp_path / "t.db"
+    done = trestle(tmp_path, "run", "plan.yaml", "--store", store)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.splitlines() == [
+        f"error: {tmp_path / 'trestle.toml'}:2: policy.sandbox.read: 2,001 entries, more "
+        "than the 2,000 a sandbox can show (bubblewrap takes 9,000 arguments, three for "
+        "each); list their common parent directories instead"
+    ]
+    assert not store.exists()

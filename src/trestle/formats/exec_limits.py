@@ -61,16 +61,21 @@ def limit_problems(raw: dict[str, Any]) -> list[tuple[Loc, str]]:
         if isinstance(env, dict):
             problems += _env_problems(i, env)
     reads = _reads(raw)
-    if reads is not None and len(reads) > READ_ENTRIES:
-        problems.append(
-            (
-                ("policy", "sandbox", "read"),
-                f"{len(reads):,} entries, more than the {READ_ENTRIES:,} a sandbox can show "
-                "(bubblewrap takes 9,000 arguments, three for each); list their common "
-                "parent directories instead",
-            )
-        )
+    too_many = None if reads is None else too_many_reads(len(reads))
+    if too_many is not None:
+        problems.append((("policy", "sandbox", "read"), too_many))
     return problems
+
+
+def too_many_reads(count: int) -> str | None:
+    """What is wrong with ``count`` ``sandbox.read`` entries (a plan's or an operator's
+    policy), None if nothing."""
+    if count <= READ_ENTRIES:
+        return None
+    return (
+        f"{count:,} entries, more than the {READ_ENTRIES:,} a sandbox can show (bubblewrap "
+        "takes 9,000 arguments, three for each); list their common parent directories instead"
+    )
 
 
 def _env_problems(index: int, env: dict[Any, Any]) -> list[tuple[Loc, str]]:

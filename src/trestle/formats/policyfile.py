@@ -24,6 +24,7 @@ from trestle.core.field_problems import did_you_mean, field_path, plain_message,
 from trestle.core.policy import Policy, Rule
 from trestle.core.records.mcp import McpServer
 from trestle.core.records.monitors import MonitorSettings
+from trestle.formats.exec_limits import too_many_reads
 from trestle.formats.planfile import read_text_file
 from trestle.formats.toml_lines import key_lines, line_of, syntax_problem
 
@@ -96,9 +97,14 @@ class PolicyFile:
         """The ``[policy]`` table (the defaults without one), or a ConfigError."""
         table = self._table(TABLE)
         try:
-            return Policy.model_validate(table)
+            policy = Policy.model_validate(table)
         except ValidationError as exc:
             raise Where(str(self.path), self.text).error(exc, TABLE) from None
+        too_many = too_many_reads(len(policy.sandbox.read))
+        if too_many is not None:  # every command's start would fail (exec_limits)
+            where = Where(str(self.path), self.text).at([TABLE, "sandbox", "read"])
+            raise ConfigError(f"{where}: {TABLE}.sandbox.read: {too_many}")
+        return policy
 
     def monitors(self) -> MonitorSettings | None:
         """The ``[monitors]`` table, None without one, or a ConfigError."""
