@@ -20,7 +20,11 @@ line: the kernel refuses an exec whose arguments pass a quarter of the stack's l
 (``Argument list too long``). Only the start signal and the command stay on the command
 line. bubblewrap reads the descriptor whole and closes it before anything runs, so the
 command never holds it; the driver closes its own once the process is started
-(:meth:`StartSignal.started`).
+(:meth:`StartSignal.started`). The environment stays bubblewrap's own, not ``--setenv``
+options: bubblewrap starts the command with it by ``execve``, under the same limit
+either way (a plan's variables past it are refused when it is loaded:
+:mod:`trestle.formats.exec_limits`), and the watchdog and the harnesses find a sandbox
+by the ``TRESTLE_CELL_ID`` in it.
 """
 
 from __future__ import annotations
