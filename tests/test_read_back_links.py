@@ -80,3 +80,28 @@ def test_a_tool_calls_diff_reads_nothing_outside_the_workspace(tmp_path: Path) -
         assert diff is not None and SECRET not in diff
         assert diff.startswith(f"({path} is not shown: "), diff
     assert "+x" in (call_diff("write_file", {"path": "new", "content": "x"}, workspace) or "")
+
+
+def test_an_approval_binds_no_file_that_reads_on_past_its_size(
+    driver: tuple[UserCli, Target],  # noqa: F811
+) -> None:
+    """An approval holds to the files its command names, hashed whole: a link to
+    /proc/self/pagemap (empty by its size, 256 GB by its reading) held the driver for
+    minutes before the approval was asked, and again before the approved command ran."""
+    cli, _ = driver
+    cli.write(
+        "plan.yaml",
+        """\
+        steps:
+          - id: plant
+            run: "ln -s /proc/self/pagemap deploy.sh"
+          - id: deploy
+            needs: [plant]
+            run: "sh deploy.sh"
+            irreversible: true
+        """,
+    )
+    waiting = cli("run", "plan.yaml")
+    assert waiting.returncode == 3, waiting.stdout + waiting.stderr
+    card = " ".join(cli("inbox").stdout.split())
+    assert "deploy.sh (not a plain file: it reads on past its size)" in card, card

@@ -21,7 +21,9 @@ import os
 import re
 import stat
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 from trestle.core.invocations import SHELLS
 from trestle.core.shellparse import MAX_DEPTH, SimpleCommand, parse
@@ -94,11 +96,11 @@ def _shell_script(path: Path) -> str | None:
     """The text of a shell script (``*.sh``, or a ``#!`` line naming a shell), else
     None. Read without following a FIFO, and only so much of it."""
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            return None
-        with open(path, "rb") as f:
-            head = f.read(MAX_SCRIPT_BYTES)
+        with _opened_regular(path) as f:
+            head = f.read(MAX_SCRIPT_BYTES) if f is not None else None
     except OSError:
+        return None
+    if head is None:
         return None
     first = head.split(b"\n", 1)[0]
     shebang = first.startswith(b"#!") and any(
@@ -188,7 +190,10 @@ def _inside(root: Path, name: str) -> str | None:
 
 
 def digest(path: Path) -> str:
-    """The file's sha256, or ``absent``; a special file (FIFO, device) is never read."""
+    """The file's sha256, or ``absent``; a special file (FIFO, device) is never read,
+    nor more of a file than its size: a step can leave a link to a file of /proc that
+    says it is empty and reads on for ever (``/proc/self/pagemap``: 256 GB of the
+    driver's own page table, minutes of hashing before every approval and every start)."""
     try:
         info = os.stat(path)
     except OSError:
@@ -197,9 +202,29 @@ def digest(path: Path) -> str:
         return f"not a regular file (mode {stat.filemode(info.st_mode)})"
     h = hashlib.sha256()
     try:
-        with open(path, "rb") as f:
-            while chunk := f.read(_CHUNK):
+        with _opened_regular(path) as f:
+            if f is None:
+                return "not a regular file (it changed while it was looked at)"
+            left = os.fstat(f.fileno()).st_size
+            while left > 0 and (chunk := f.read(min(_CHUNK, left))):
                 h.update(chunk)
+                left -= len(chunk)
+            if f.read(1):
+                return "not a plain file: it reads on past its size"
     except OSError as exc:
         return f"unreadable: {exc.strerror or exc}"
     return h.hexdigest()
+
+
+@contextmanager
+def _opened_regular(path: Path) -> Iterator[BinaryIO | None]:
+    """``path`` opened to read, or None when it is no regular file. A device is never
+    opened (opening some acts); the file is opened without waiting (a FIFO put in its
+    place since it was looked at would hold the driver until a writer came) and judged
+    again by its descriptor."""
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        yield None
+        return
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    with open(fd, "rb") as f:
+        yield f if stat.S_ISREG(os.fstat(fd).st_mode) else None
