@@ -180,6 +180,7 @@ class Trial:
         self.run_id: str | None = None
         self.outputs: list[str] = []
         self.problems: list[str] = []
+        self.environ: dict[str, str] = {}  # what the trial's every command adds to its own
 
     # --- commands -----------------------------------------------------------------
 
@@ -191,6 +192,7 @@ class Trial:
             capture_output=True,
             text=True,
             timeout=DRIVER_TIMEOUT,
+            env={**os.environ, **self.environ},
         )
         self.outputs.append(done.stdout + done.stderr)
         return done
@@ -199,7 +201,7 @@ class Trial:
         """Start a driver; interrupt it at a random moment while kills are left.
         Returns the report it wrote, or None if it was killed before it could."""
         self.report.unlink(missing_ok=True)
-        env = {**os.environ, "COLUMNS": "200"}
+        env = {**os.environ, **self.environ, "COLUMNS": "200"}
         proc = subprocess.Popen(
             [
                 sys.executable,
@@ -229,7 +231,7 @@ class Trial:
         out, err = proc.communicate(timeout=DRIVER_TIMEOUT)
         self.outputs.append(out + err)
         if self.run_id is None:
-            match = re.match(r"run (\S+)", out)
+            match = re.match(r"run ([^\s:]+)", out)  # "run ID" or "run ID: ..."
             if match:
                 self.run_id = match.group(1)
             else:  # killed before it said: the operator looks for the run
@@ -291,6 +293,10 @@ class Trial:
 
     # --- the operator -------------------------------------------------------------
 
+    def start(self) -> list[str]:
+        """The command that starts the run (``trestle`` and the store left out)."""
+        return ["run", str(self.plan)]
+
     def ledger(self) -> Counter[str]:
         path = self.ws / "ledger.txt"
         lines = path.read_text().splitlines() if path.exists() else []
@@ -298,7 +304,7 @@ class Trial:
 
     def follow(self, tally: Tally) -> dict[str, Any]:
         """Start the run, then do what the report says until it has nothing to say."""
-        report = self.drive(["run", str(self.plan)], tally)
+        report = self.drive(self.start(), tally)
         for _ in range(MAX_ACTIONS):
             if report is None:  # the driver died without a word: ask what state it is in
                 tally.actions["show"] += 1
