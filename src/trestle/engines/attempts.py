@@ -213,6 +213,8 @@ class Attempts:
             python = driver_python(workspace.resolve())
             detail += python.note()
             exposed = (*python.exposed, *named_paths(workspace.resolve(), self._named(store_file)))
+            if sandbox.policy.network and not getattr(self.store, "asked_password", True):
+                exposed = (*exposed, _store_without_password(str(server), sandbox.policy.network))
         chosen = SandboxChosen(
             at=self.clock(), confined=sandbox.confines, detail=detail, exposed=exposed
         )
@@ -567,3 +569,16 @@ def _spans(seqs: Sequence[int], gap: int = 64) -> list[tuple[int, int]]:
         else:
             spans.append((seq, seq))
     return spans
+
+
+def _store_without_password(server: str, network: tuple[str, ...]) -> str:
+    """What a step that keeps the network can do to a store server that let the driver
+    in without a password: its credentials are all that keep a step out."""
+    return (
+        f"the store's server ({server}) let the driver in without a password, and the "
+        f"policy lets {', '.join(network)} keep the network: if the server lets in whoever "
+        "connects from this machine (trust in pg_hba.conf), those commands can read and change "
+        "everything the store records (a forged decision is still refused: it is not "
+        "signed); give the store's role a password (scram-sha-256) or a certificate, or "
+        "keep the network off"
+    )

@@ -156,6 +156,9 @@ class PostgresStore(SqlReads):
         # per run, the payload hashes this store committed (see SqliteStore._committed)
         self._committed: dict[str, OrderedDict[bytes, None]] = {}
         self.upgraded: tuple[int, int] | None = None
+        # whether the server asked the driver for a password when it last connected:
+        # one that did not may let in a step that reaches it (see engines.attempts)
+        self.asked_password = True
         with self._lock:
             self._open(create, upgrade)
 
@@ -170,6 +173,7 @@ class PostgresStore(SqlReads):
                 connect_timeout=CONNECT_TIMEOUT,
                 application_name="trestle",
             )
+            self.asked_password = self._conn.pgconn.used_password
         return self._conn
 
     def _open(self, create: bool, upgrade: bool) -> None:
