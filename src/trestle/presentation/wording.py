@@ -4,8 +4,13 @@ listing of runs uses it and must start as fast as ``--help``."""
 
 from __future__ import annotations
 
+import functools
+import re
 import time
 from contextvars import ContextVar
+
+# "1 step", "3 steps": defined in the core, whose report says counts too
+from trestle.core.counting import counted as counted
 
 # Off a terminal (piped, redirected) nothing is cut: a command or a reason is copied or
 # grepped whole. The CLI's console sets this when its output is not a terminal.
@@ -47,7 +52,7 @@ _DRAWN_AS_NOTHING = (
     *range(0x202A, 0x202F),
     *range(0x2060, 0x2070),
     0x3164,
-    *range(0xFE00, 0xFE10),
+    *range(0xFE00, 0xFE0E),  # FE0E and FE0F: see _lone_presentation
     0xFEFF,
     0xFFA0,
     *range(0xFFF0, 0xFFFC),
@@ -61,10 +66,25 @@ _INVISIBLE = {
 } | {cp: f"\\u{cp:04x}" if cp <= 0xFFFF else f"\\U{cp:08x}" for cp in _DRAWN_AS_NOTHING}
 
 
+# The text and emoji presentation selectors stay after a character they can change
+# ("⚠️" is a warning sign and U+FE0F): a model writes them. Where they follow no such
+# character (the start, a space, another selector) they show nothing and could carry
+# a program one bit each, so they are escapes too.
+_PRESENTATION = ("\ufe0e", "\ufe0f")
+
+
+@functools.cache
+def _lone_presentation() -> re.Pattern[str]:
+    return re.compile(r"(?:^|(?<=[\s\ufe0e\ufe0f]))[\ufe0e\ufe0f]")
+
+
 def visible(text: str) -> str:
     """``text`` with every character a terminal or a browser would act on (rather than
     show) shown as an escape."""
-    return text.translate(_INVISIBLE)
+    text = text.translate(_INVISIBLE)
+    if _PRESENTATION[0] in text or _PRESENTATION[1] in text:
+        text = _lone_presentation().sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return text
 
 
 def clock(at: float, fmt: str) -> str:
@@ -78,8 +98,3 @@ def clip(text: str, width: int) -> str:
     if len(text) <= width or WHOLE_TEXT.get():
         return text
     return text[: width - 1] + "…"
-
-
-def counted(n: int, noun: str) -> str:
-    """``n`` and its noun, singular for one: "1 step", "3 steps", "1,200 tokens"."""
-    return f"{n:,} {noun if n == 1 else noun + 's'}"
