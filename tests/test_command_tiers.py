@@ -83,6 +83,17 @@ MORE_CONFIRM = [
     "git push origin :feature",
     "git -c alias.p=push p",
     'sh -c "sh -c \\"sh -c \'git push\'\\""',
+    # substitutions inside a parameter's or an arithmetic expansion run too
+    "echo ${x:-$(git push)}",
+    'echo "${x:-`git push`}"',
+    "echo ${a:-${b:-$(git push)}}",
+    "echo $((`git push`))",
+    ": $(( $(git push) + 1 ))",
+    "echo ${x/$(git push)/y}",
+    # trap's action is a command line the shell runs
+    "trap 'git push' EXIT",
+    'trap -- "git push" INT TERM',
+    'trap "$CMD" EXIT',
 ]
 
 
@@ -137,6 +148,9 @@ HARMLESS: list[tuple[str, Tier]] = [
     ("find . -name '*.pyc' -exec echo {} \\;", "log"),
     ("# git push\nmake", "log"),
     ("cat <<EOF > notes.txt\ngit push\nEOF", "log"),
+    ("echo ${HOME:-/tmp} $((1 + 2)) ${#x}", "log"),
+    ("trap 'rm -rf build' EXIT", "log"),
+    ("trap - EXIT", "log"),
 ]
 
 
@@ -343,7 +357,8 @@ def test_what_a_launcher_cannot_name_is_unknown_not_logged() -> None:
 
 def test_through_the_cli_a_wrapped_push_waits_for_a_human(tmp_path: Path) -> None:
     """The real ``trestle run``: each respelled push stops for approval, none reaches the
-    remote (taskset and flock pushed without approval before)."""
+    remote (taskset and flock pushed without approval before, and a push inside ${…},
+    $((…)) or a trap's action)."""
 
     def git(cwd: Path, *args: str) -> str:
         done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True)
@@ -363,6 +378,9 @@ def test_through_the_cli_a_wrapped_push_waits_for_a_human(tmp_path: Path) -> Non
         "chrt -o 0 git push -q origin HEAD:c",
         "/usr/lib/git-core/git-push -q origin HEAD:d",
         "python3 -c \"import os; os.system('git push -q origin HEAD:e')\"",
+        "echo ${x:-$(git push -q origin HEAD:f)}",
+        ": $((`git push -q origin HEAD:g` + 0))",
+        "trap 'git push -q origin HEAD:h' EXIT",
     ]
     steps = "".join(f"  - id: p{i}\n    run: {json.dumps(c)}\n" for i, c in enumerate(pushes))
     (work / "plan.yaml").write_text(f"goal: publish\nsteps:\n{steps}", encoding="utf-8")
@@ -388,4 +406,4 @@ def test_through_the_cli_a_wrapped_push_waits_for_a_human(tmp_path: Path) -> Non
         timeout=60,
         check=True,
     )
-    assert sorted(w["step"] for w in json.loads(inbox.stdout)) == [f"p{i}" for i in range(5)]
+    assert sorted(w["step"] for w in json.loads(inbox.stdout)) == [f"p{i}" for i in range(8)]

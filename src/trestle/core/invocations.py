@@ -170,6 +170,8 @@ class _Follower:
             return
         if name in ("cd", "pushd", "popd"):
             self.chdir(rest)
+        if name == "trap":
+            self.trap(rest, depth)
         found = [parallel_launches(rest)] if name == "parallel" else None
         keyed = launcher_key(name, rest)
         if found is None and keyed is not None:
@@ -215,6 +217,16 @@ class _Follower:
         elif reading.kind == "unknown":
             self.unknown.append(f"{key} {reading.reason}")
         self.placeholders, self.appending = saved
+
+    def trap(self, rest: list[Word], depth: int) -> None:
+        """``trap ACTION SIGNAL...``: the shell runs ACTION as a command line when the
+        signal comes, or as it exits (``trap 'git push' EXIT``)."""
+        if rest and rest[0].value == "--":
+            rest = rest[1:]
+        if len(rest) >= 2 and rest[0].value not in ("", "-"):
+            self.line("trap", rest[0], depth)
+        elif rest and not rest[0].literal:  # one word: a signal to reset, if literal
+            self.unknown.append(f"trap runs text built at run time ({rest[0].raw})")
 
     def line(self, who: str, line: Word, depth: int) -> None:
         """A command line that ``who`` runs through a shell."""

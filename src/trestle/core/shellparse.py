@@ -5,8 +5,9 @@ backslash escapes, the operators ``;`` ``&&`` ``||`` ``|`` ``|&`` ``&`` and newl
 groups ``( )`` and ``{ }``, command substitutions ``$( )`` and backticks, process
 substitutions ``<( )`` ``>( )``, redirections (here-documents included), comments and
 leading ``NAME=value`` assignments. Substitutions are read recursively, so the commands
-they run are seen too. What it cannot read (an unterminated quote, ``((…))``, ``case``)
-is reported in ``unknown`` and the policy then asks a human.
+they run are seen too, also inside ``${…}`` and ``$((…))``. What it cannot read (an
+unterminated quote, ``((…))``, ``case``) is reported in ``unknown`` and the policy then
+asks a human.
 
 Pure: no IO.
 """
@@ -320,6 +321,7 @@ class _Reader:
         text, begin = self.text, self.i
         if text.startswith("$((", begin):
             end = self._closing(begin + 3, "((", "))")
+            self._within(text[begin + 3 : end - 2])
             self.i = end
         elif text.startswith(("$(", "<(", ">("), begin):
             end = self._closing(begin + 2, "(", ")")
@@ -335,7 +337,9 @@ class _Reader:
             self._substitution(inner)
             self.i = end + 1
         elif text.startswith("${", begin):
-            self.i = self._closing(begin + 2, "{", "}")
+            end = self._closing(begin + 2, "{", "}")
+            self._within(text[begin + 2 : end - 1])
+            self.i = end
         else:
             match = re.match(r"\$([A-Za-z_][A-Za-z0-9_]*|[0-9@*#?$!-])?", text[begin:])
             assert match is not None
@@ -366,6 +370,22 @@ class _Reader:
             j += 1
         self.unknown.append(f"an unbalanced {opening!r}")
         return len(text)
+
+    def _within(self, inner: str) -> None:
+        """The substitutions inside ``${…}`` or ``$((…))``: the shell runs them too
+        (``${x:-$(git push)}``, ``$((`git push`))``), so they are read as words are."""
+        if not any(mark in inner for mark in ("$(", "`", "<(", ">(")):
+            return  # nothing there runs a command
+        if self.depth >= MAX_DEPTH:
+            self.unknown.append("expansions nested too deep")
+            return
+        words = _Reader(text=inner, depth=self.depth + 1)
+        while words.i < len(inner):
+            if words._word() is None:
+                words.i += 1
+        self.substitutions = self.substitutions or words.substitutions
+        self.nested.extend(words.nested)
+        self.unknown.extend(words.unknown)
 
     def _substitution(self, inner: str) -> None:
         self.substitutions = True
