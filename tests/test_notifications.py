@@ -39,7 +39,12 @@ from trestle.notifications.ledger import Ledger, ledger_path, troubles_if_any
 from trestle.notifications.notifier import Notifier
 from trestle.notifications.payloads import message
 from trestle.notifications.senders import send
-from trestle.notifications.targets import DesktopTarget, load_settings, notify_path
+from trestle.notifications.targets import (
+    DesktopTarget,
+    WebhookTarget,
+    load_settings,
+    notify_path,
+)
 from trestle.store import SqliteStore
 from trestle.store.memory import InMemoryStore
 
@@ -283,6 +288,19 @@ def test_a_desktop_notice_shows_a_reasons_markup_and_overrides_as_text(
     title, body = json.loads(said.read_text())[1:]
     assert "<a" not in body and "\u202e" not in body + title
     assert '&lt;a href="https://x.example/approve"&gt;approve it here&lt;/a&gt; \\u202eok' in body
+
+
+def test_a_chat_shows_a_reasons_links_and_mentions_as_text(receiver: Receiver) -> None:
+    """Slack reads a webhook's text as its markup: <URL|words> in a reason quoting a
+    run's output was a link under the notice's name, <!channel> called everyone."""
+    hostile = "got exit 1: <https://x.example/approve|trestle approve r1.1> <!channel> & more"
+    failed = StepFailed(at=0.0, step="deploy", reason=hostile, dead_lettered=True)
+    payload = message(notices_for("r1", 7, failed)[0], None, {})
+    send(WebhookTarget(type="webhook", url=receiver.url), payload, {})
+    (sent,) = receiver.accepted
+    shown = "&lt;https://x.example/approve|trestle approve r1.1&gt; &lt;!channel&gt; &amp;"
+    assert shown in sent["text"], sent["text"]
+    assert sent["detail"] == hostile  # for receivers that route, as it was
 
 
 def test_health_shows_a_target_that_keeps_failing_and_a_missing_notify_send(

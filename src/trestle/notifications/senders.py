@@ -56,7 +56,11 @@ def _notify_send(environ: Mapping[str, str]) -> str | None:
 
 
 def _post(target: WebhookTarget, payload: Mapping[str, Any]) -> None:
-    body = json.dumps(payload).encode()
+    # ``text`` is what a chat shows, read as its markup: in Slack's, a reason quoting a
+    # run's output made <URL|words> a link under the notice's name and <!channel> a
+    # call to everyone. Slack (and Markdown's readers) take &amp; &lt; &gt; back as
+    # the characters; the other fields stay as they are, for receivers that route
+    body = json.dumps({**payload, "text": _as_text(str(payload["text"]))}).encode()
     request = urllib.request.Request(
         target.url,
         data=body,
@@ -111,7 +115,7 @@ def _desktop(target: DesktopTarget, payload: Mapping[str, Any], environ: Mapping
     # the body is markup to the notification servers that show one (GNOME, KDE, dunst,
     # mako): a link or a bold line a step's output or a model's text carried into the
     # reason was shown as the notice's own, a link to follow from "Trestle"
-    body = html.escape(str(payload["text"]), quote=False)
+    body = _as_text(str(payload["text"]))
     done = subprocess.run(
         [tool, "--app-name=trestle", str(payload["title"]), body],
         capture_output=True,
@@ -121,3 +125,8 @@ def _desktop(target: DesktopTarget, payload: Mapping[str, Any], environ: Mapping
     )
     if done.returncode != 0:
         raise DeliveryError(f"notify-send failed: {done.stderr.decode(errors='replace')[:200]}")
+
+
+def _as_text(text: str) -> str:
+    """``text`` with ``&``, ``<`` and ``>`` as entities: shown, not read as markup."""
+    return html.escape(text, quote=False)
