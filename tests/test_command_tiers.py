@@ -94,6 +94,21 @@ MORE_CONFIRM = [
     "trap 'git push' EXIT",
     'trap -- "git push" INT TERM',
     'trap "$CMD" EXIT',
+    # a database shell's, an editor's or a macro processor's own commands run programs
+    "sqlite3 app.db '.shell git push'",
+    "sqlite3 -cmd '.system git push' app.db 'select 1'",
+    "sqlite3 app.db \".output '|git push'\" 'select 1'",
+    "sqlite3 app.db <<< '.shell git push'",
+    "psql -Xc '\\! git push'",
+    "psql -c \"copy t from program 'git push'\"",
+    "psql -d app <<< '\\! git push'",
+    "mysql -e 'system git push'",
+    "ed -s notes.txt <<< '!git push'",
+    "m4 <<< 'syscmd(git push)'",
+    "at now <<< 'git push'",
+    # launchers
+    "flatpak-spawn --host git push",
+    "proot -0 git push",
 ]
 
 
@@ -151,6 +166,9 @@ HARMLESS: list[tuple[str, Tier]] = [
     ("echo ${HOME:-/tmp} $((1 + 2)) ${#x}", "log"),
     ("trap 'rm -rf build' EXIT", "log"),
     ("trap - EXIT", "log"),
+    ("sqlite3 app.db 'select a || b from t'", "log"),
+    ("psql -d app -c 'select 1'", "log"),
+    ("mysql -e 'select 1'", "log"),
 ]
 
 
@@ -358,7 +376,7 @@ def test_what_a_launcher_cannot_name_is_unknown_not_logged() -> None:
 def test_through_the_cli_a_wrapped_push_waits_for_a_human(tmp_path: Path) -> None:
     """The real ``trestle run``: each respelled push stops for approval, none reaches the
     remote (taskset and flock pushed without approval before, and a push inside ${…},
-    $((…)) or a trap's action)."""
+    $((…)), a trap's action, sqlite3's .shell or ed's !)."""
 
     def git(cwd: Path, *args: str) -> str:
         done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True)
@@ -381,6 +399,8 @@ def test_through_the_cli_a_wrapped_push_waits_for_a_human(tmp_path: Path) -> Non
         "echo ${x:-$(git push -q origin HEAD:f)}",
         ": $((`git push -q origin HEAD:g` + 0))",
         "trap 'git push -q origin HEAD:h' EXIT",
+        "sqlite3 :memory: '.shell git push -q origin HEAD:i'",
+        "ed -s <<< '!git push -q origin HEAD:j'",
     ]
     steps = "".join(f"  - id: p{i}\n    run: {json.dumps(c)}\n" for i, c in enumerate(pushes))
     (work / "plan.yaml").write_text(f"goal: publish\nsteps:\n{steps}", encoding="utf-8")
@@ -406,4 +426,4 @@ def test_through_the_cli_a_wrapped_push_waits_for_a_human(tmp_path: Path) -> Non
         timeout=60,
         check=True,
     )
-    assert sorted(w["step"] for w in json.loads(inbox.stdout)) == [f"p{i}" for i in range(8)]
+    assert sorted(w["step"] for w in json.loads(inbox.stdout)) == [f"p{i}" for i in range(10)]

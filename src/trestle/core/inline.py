@@ -18,6 +18,10 @@ so the rule is narrow and errs towards asking a human:
 - Every other interpreter (perl, ruby, node, php, lua, R, julia, tcl, expect,
   osascript, PowerShell, fish, csh…), Vim, Emacs and gdb given inline code, and any
   interpreter reading its code from its input, cannot be read: the policy asks.
+- A database shell (sqlite3, psql, mysql) runs a program only through a few of its own
+  commands (``.shell``, ``\\!``, ``system``, output piped to a command), which are looked
+  for in its words; commands on its input cannot be read. ed, m4, at and batch always
+  read theirs from their input.
 
 Pure: no IO.
 """
@@ -28,6 +32,7 @@ import ast
 import re
 import sys
 import unicodedata
+from dataclasses import dataclass
 
 from trestle.core.shellparse import Word
 
@@ -61,6 +66,13 @@ _EMACSES = frozenset({"emacs", "emacs-nox", "xemacs"})
 _AWKS = frozenset({"awk", "gawk", "mawk", "nawk", "original-awk", "bwk-awk"})
 _PYTHON = re.compile(r"(python|pypy)[0-9.]*(-dbg)?")
 _QUIET = frozenset({"--version", "-V", "--help", "-h", "-version", "-help"})
+# programs that read commands from their input, any of which may run a program
+_INPUT_COMMANDS = {
+    "ed": "reads editor commands from its input, and ! runs a program",
+    "m4": "expands macros, and syscmd or esyscmd runs a program",
+    "at": "runs the commands it reads later, outside this command",
+    "batch": "runs the commands it reads later, outside this command",
+}
 
 
 def inline_code(name: str, rest: list[Word]) -> str | None:
@@ -89,6 +101,10 @@ def inline_code(name: str, rest: list[Word]) -> str | None:
         return _gdb(values)
     if name == "make" and any(v.startswith("--eval") for v in values):
         return "make runs a rule given on its command line"
+    if name in _COMMAND_SHELLS:
+        return _command_shell(name, values)
+    if name in _INPUT_COMMANDS:
+        return f"{name} {_INPUT_COMMANDS[name]}"
     language = _ALIASES.get(name, name)
     if language in _INTERPRETERS:
         return _interpreter(name, language, values)
@@ -110,6 +126,82 @@ def _interpreter(name: str, language: str, values: list[str]) -> str | None:
     if i >= len(values) or values[i] == "-":
         return f"{name} reads the code it runs from its input"
     return None
+
+
+# --- programs whose own commands run programs -------------------------------------------
+
+
+@dataclass(frozen=True)
+class _CommandShell:
+    """A program whose own commands can run another (a database shell).
+
+    Attributes:
+        runs: what in one of its commands runs a program.
+        given: options whose value is one of its commands, or names a file of them.
+        values: short options that take a value (the rest of a bundle is that value).
+    """
+
+    runs: re.Pattern[str]
+    given: frozenset[str]
+    values: str = ""
+
+
+_COMMAND_SHELLS: dict[str, _CommandShell] = {
+    # .shell and .system run one; .output, .once, .import and .read open '|command'
+    "sqlite3": _CommandShell(
+        re.compile(
+            r"(?m)^\s*\.(?:shell|system|load|edit)\b|^\s*\.(?:output|once|import|read)\s+['\"]?\|"
+        ),
+        frozenset(),
+    ),
+    # \! runs one and \e an editor; \o, \g and \w write to '|command'; COPY ... PROGRAM
+    "psql": _CommandShell(
+        re.compile(
+            r"\\(?:!|e\b|edit\b|ef\b|ev\b)|\\(?:o|out|g|gx|w|write)\s+['\"]?\||\bprogram\b",
+            re.IGNORECASE,
+        ),
+        frozenset({"c", "f", "--command", "--file"}),
+        "hpUdvPoLFRT",
+    ),
+    # system and \! run one
+    "mysql": _CommandShell(
+        re.compile(r"(?im)(?:^|;)\s*(?:system\b|\\!)"),
+        frozenset({"e", "--execute"}),
+        "hPuDSO",
+    ),
+}
+_COMMAND_SHELLS["sqlite"] = _COMMAND_SHELLS["sqlite3"]
+_COMMAND_SHELLS["mariadb"] = _COMMAND_SHELLS["mysql"]
+
+
+def _command_shell(name: str, values: list[str]) -> str | None:
+    """Why a database shell given these words may run a program, or None."""
+    shell = _COMMAND_SHELLS[name]
+    # a command may be a word of its own or joined to its option (-c'\! cmd')
+    if any(shell.runs.search(v) or shell.runs.search(v[2:]) for v in values):
+        return f"{name} runs a program one of its own commands names"
+    if name.startswith("sqlite"):  # sqlite3 [OPTIONS] DATABASE COMMAND...
+        given = len([v for v in values if not v.startswith("-")]) > 1
+    else:
+        given = any(_gives(v, shell) for v in values)
+    if not given:
+        return f"{name} reads the commands it runs from its input, where one can run a program"
+    return None
+
+
+def _gives(word: str, shell: _CommandShell) -> bool:
+    """Whether ``word`` is an option giving ``shell`` its commands (a short one maybe in a
+    bundle, ``-Xc``, before any letter whose value is the rest)."""
+    if word.startswith("--"):
+        return word.split("=", 1)[0] in shell.given
+    if not word.startswith("-"):
+        return False
+    for letter in word[1:]:
+        if letter in shell.given:
+            return True
+        if letter in shell.values:
+            return False
+    return False
 
 
 def _perl_inline(language: str, value: str) -> bool:

@@ -153,6 +153,13 @@ LAUNCHERS: dict[str, Launcher] = {
                         flags=_set("--noheadings --raw --verbose")),
     "firejail": Launcher(flags=_set("--noprofile --quiet --private --net=none"),
                          bare=_SHELL_BARE),
+    # flatpak-spawn --host runs its command on the host, outside the flatpak
+    "flatpak-spawn": Launcher(flags=_set("--host --clear-env --watch-bus --latest-pid"
+                                         " --no-network --sandbox")),
+    "proot": Launcher(values=_set("-r -b -w -q -k --rootfs --bind --mount --cwd --qemu"
+                                  " --kernel-release"),
+                      flags=_set("-0 -i -v -R -S --root-id --kill-on-exit"),
+                      bare=_SHELL_BARE),
     "systemd-run": Launcher(values=_set("-p -E -u -M -H -G --property --setenv --unit"
                                         " --machine --host --slice --description"
                                         " --working-directory --uid --gid --nice"
