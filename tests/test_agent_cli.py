@@ -586,7 +586,7 @@ def test_a_requirement_told_at_the_review_adds_a_revise_step(
     assert "blocked validate (needs 'revise-1', which failed)" in lines_starting(out, "blocked")
     assert lines_starting(out, "finished") == ["finished needs human"]
     report = flat(out.split(f"run {run_id}: needs human")[1])
-    assert f"'revise-1' failed after 2 attempt(s): model call failed: {no_answer}" in report
+    assert f"'revise-1' failed after 2 attempts: model call failed: {no_answer}" in report
     assert f"trestle retry {run_id} revise-1" in report
     assert unittests(repo).returncode == 0
     shown = cli.json("show", run_id)

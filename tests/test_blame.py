@@ -540,7 +540,7 @@ def test_the_upstream_bonus_counts_the_unverified_steps_after_it_not_a_sibling_b
     events[0] = events[0].model_copy(update={"plan": Plan.model_validate({"steps": plan})})
     found = blame(events, "end")
     [ahead] = [t for t in evidence_of(found, "src", "upstream") if "ahead of" in t]
-    assert ahead.startswith("ahead of 1 unverified step(s) on the way to 'end' ('mid')")
+    assert ahead.startswith("ahead of 1 unverified step on the way to 'end' ('mid')")
     assert score_of(found, "src") == 1.75 + 0.5 + 0.5
 
 

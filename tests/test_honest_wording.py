@@ -168,7 +168,7 @@ def test_a_step_that_failed_before_any_attempt_says_why_without_counting(cli: Cl
     why = "it would create child run #1, and the plan allows 0 (max_children)"
     for out in (flat(done.stdout), flat(cli("health").stdout)):
         assert f"failed: {why}" in out
-        assert "0 attempt(s)" not in out and "None" not in out
+        assert "0 attempts" not in out and "None" not in out
     assert f"'child' failed: {why}. Fix the cause, then `trestle retry {run_id} child`" in (
         flat(done.stdout)
     )

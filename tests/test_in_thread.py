@@ -113,6 +113,6 @@ def test_a_python_step_raising_stop_iteration_fails_and_the_run_ends(tmp_path: P
         check=False,
     )
     flat = " ".join(ran.stdout.split())
-    assert "'first' failed after 1 attempt(s): RuntimeError: StopIteration escaped" in flat, (
+    assert "'first' failed after 1 attempt: RuntimeError: StopIteration escaped" in flat, (
         ran.stdout + ran.stderr
     )

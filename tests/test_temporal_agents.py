@@ -168,7 +168,7 @@ def test_tell_and_approve_reach_an_agent_run_on_temporal(cli: Cli, address: str)
         wait_for(lambda: store.run(run_id).status == "needs_human", what="the run to settle")
         report = workers.run("show", run_id)
         # the recording has no answers for the told step: it fails, the rest ran
-        assert "'revise-1' failed after 2 attempt(s)" in " ".join(report.stdout.split())
+        assert "'revise-1' failed after 2 attempts" in " ".join(report.stdout.split())
         [changed] = [s.event for s in store.events(run_id) if s.event.kind == "plan_step_changed"]
         assert changed.model_dump(include={"step", "change"}) == {
             "step": "cover-accents",

@@ -42,6 +42,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from trestle.core.counting import counted
 from trestle.core.errors import ConfigError
 from trestle.core.events import (
     AlertRaised,
@@ -326,7 +327,7 @@ def _evidence(
             add(
                 "upstream",
                 min(W_HOP * len(later), W_HOP_MAX),
-                f"ahead of {len(later)} unverified step(s) on the way to {target!r} "
+                f"ahead of {counted(len(later), 'unverified step')} on the way to {target!r} "
                 f"({names}): the first wrong step is the earliest of them",
             )
     if trace is None:
@@ -538,7 +539,7 @@ def _retries(found: Lineage, sid: str, trace: AttemptTrace, signals: Signals, ad
         add(
             "retried",
             W_RETRIED,
-            f"passed on attempt {trace.attempt} after {len(failures)} failed attempt(s)",
+            f"passed on attempt {trace.attempt} after {counted(len(failures), 'failed attempt')}",
         )
 
 

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from trestle.core.budget import go_on
+from trestle.core.counting import counted
 from trestle.core.errors import model_stopped
 from trestle.core.events import CheckResult
 from trestle.core.outside_writes import step_outside_writes
@@ -382,7 +383,7 @@ def _to_check(state: RunState, driven_elsewhere: bool = False) -> list[str]:
             )
         elif st.status == "failed" and st.dead_lettered:
             # a step can fail before any attempt (a delegation over max_children)
-            after = f" after {st.failed_attempts} attempt(s)" if st.failed_attempts else ""
+            after = f" after {counted(st.failed_attempts, 'attempt')}" if st.failed_attempts else ""
             urgent.append(
                 f"{sid!r} failed{after}: {st.error or st.reason}. Fix the "
                 f"cause, then `trestle retry {run} {sid}` and `trestle resume {run}` "
@@ -424,7 +425,7 @@ def _to_check(state: RunState, driven_elsewhere: bool = False) -> list[str]:
     if flagged:
         kinds = ", ".join(sorted({r.alert.kind for r in flagged}))
         review.append(
-            f"monitors raised {len(flagged)} alert(s) ({kinds}): see `trestle log {run}`."
+            f"monitors raised {counted(len(flagged), 'alert')} ({kinds}): see `trestle log {run}`."
         )
     if state.cancelled is not None:  # nothing more of it runs: no advice to resume it
         urgent = [line for line in urgent if "trestle resume" not in line]
