@@ -266,11 +266,11 @@ def test_prune_removes_old_finished_runs_with_their_checkpoints_and_keeps_the_re
     assert lines[0].startswith(f"would remove run {old} (succeeded, last event ")
     assert lines[0].endswith(f", {old_events} events)")
     assert lines[1] == (
-        f"kept 1 run(s) older than 30d that could still go on: {waiting} (needs human) "
-        "(--include-unfinished removes them)"
+        f"kept 1 run older than 30d that could still go on: {waiting} (needs human) "
+        "(--include-unfinished removes it)"
     )
     assert re.fullmatch(
-        rf"would remove 1 run\(s\), {old_events} event\(s\); the store is [\d,]+ bytes "
+        rf"would remove 1 run, {old_events} events; the store is [\d,]+ bytes "
         r"\(dry run: nothing removed\)",
         lines[2],
     )
@@ -281,7 +281,7 @@ def test_prune_removes_old_finished_runs_with_their_checkpoints_and_keeps_the_re
     lines = pruned.stdout.splitlines()
     assert lines[0].startswith(f"removed run {old} (succeeded, ")
     summary = re.fullmatch(
-        rf"removed 1 run\(s\), {old_events} event\(s\), 2 checkpoint\(s\); "
+        rf"removed 1 run, {old_events} events, 2 checkpoints; "
         r"the store went from ([\d,]+) to ([\d,]+) bytes",
         lines[2],
     )
@@ -311,8 +311,8 @@ def test_prune_keeps_a_run_a_live_process_drives(cli: Cli) -> None:
         backdate(cli, run_id, 40)
         result = cli("prune", "--older-than", "30d", "--include-unfinished")
         assert result.returncode == 0, result.stderr
-        assert f"kept run(s) a live process drives: {run_id}" in result.stdout
-        assert "removed 0 run(s)" in result.stdout
+        assert f"kept 1 run a live process drives: {run_id}" in result.stdout
+        assert "removed 0 runs" in result.stdout
     finally:
         proc.send_signal(2)
         proc.communicate(timeout=60)
@@ -333,5 +333,5 @@ def test_prune_with_nothing_old_removes_nothing(cli: Cli) -> None:
     run_id = finished_run(cli, CHECKPOINTED_PLAN, "plan.yaml")
     result = cli("prune", "--older-than", "90m")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines()[-1].startswith("removed 0 run(s), 0 event(s)")
+    assert result.stdout.splitlines()[-1].startswith("removed 0 runs, 0 events")
     assert [r["run_id"] for r in cli.json("runs")] == [run_id]

@@ -344,7 +344,7 @@ def test_the_board_and_mail_views_through_the_trestle_executable(cli: Cli) -> No
     ]
     table = rstripped(cli("board", "team").stdout)
     assert '│ plan  │ 1       │ {"steps":3} │ run-a (plan) │' in table
-    assert "2 key(s), 2 write(s), 1 conflict(s)" in table
+    assert "2 keys, 2 writes, 1 conflict" in table
 
     mail = cli.json("mail", "team")
     assert [(m["id"], m["depth"], m["delivered"]) for m in mail] == [

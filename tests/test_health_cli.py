@@ -39,7 +39,7 @@ def test_a_dead_lettered_step_is_shown_and_health_exits_1(tmp_path: Path) -> Non
     text = flat(health.stdout)
     assert f"{run_id} needs human: build once the input is there" in text
     assert (
-        "waits for a human: dead letter build: failed after 1 attempt(s): exit code 1; "
+        "waits for a human: dead letter build: failed after 1 attempt: exit code 1; "
         f"`trestle retry {run_id} build` or `trestle skip {run_id} build --reason ...`"
     ) in text
     [shown] = json.loads(cli("health", "--json").stdout)
@@ -53,8 +53,8 @@ def test_a_dead_lettered_step_is_shown_and_health_exits_1(tmp_path: Path) -> Non
     queued = cli("health")
     assert queued.returncode == 1
     assert (
-        "waits for a human: queued: 1 request(s) queued: no driver has applied or refused "
-        f"them yet; `trestle resume {run_id}`"
+        "waits for a human: queued: 1 request queued: no driver has applied or refused "
+        f"it yet; `trestle resume {run_id}`"
     ) in flat(queued.stdout)
 
     assert cli("resume", run_id, "--no-live").returncode == 0

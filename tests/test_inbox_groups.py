@@ -335,7 +335,7 @@ def test_a_sweep_tells_the_escalation_group_once_after_the_deadline(
     for _ in range(2):  # as cron runs it: the second sweep sends nothing new
         swept = CliRunner().invoke(app, ["notify", "sweep", "--store", str(store.path)])
         assert swept.exit_code == 0, swept.output
-        assert "1 approval(s) past their deadline" in swept.output
+        assert "1 approval past its deadline" in swept.output
     [sent] = receiver.accepted
     assert receiver.paths == ["/hook/leads"]
     assert sent["kind"] == "approval" and sent["step"] == "deploy"

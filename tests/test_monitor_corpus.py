@@ -43,8 +43,8 @@ def test_a_tree_of_published_runs_gives_figures_per_scaffold(tmp_path: Path) -> 
     # outcomes from the indexes: the pytest run used its 50 calls without a finish
     assert "Replayed 7 runs (1 exhausted, 6 succeeded)." in out
     assert MINI_ROW in out and OPENHANDS_ROW in out
-    assert "4 run(s) record no turn limit (OpenHands): each was given 50 calls" in flat(out)
-    assert "7 run(s) name no model: the context monitor assumed a 128,000-token" in flat(out)
+    assert "4 runs record no turn limit (OpenHands): each was given 50 calls" in flat(out)
+    assert "7 runs name no model: the context monitor assumed a 128,000-token" in flat(out)
     named = cli(tmp_path)("monitors", "eval", TREE, "--model", "claude-3-5-sonnet-20241022")
     assert named.returncode == 0 and "name no model" not in named.stdout
 

@@ -92,7 +92,7 @@ def test_a_malformed_line_is_named_and_the_other_runs_are_still_read(tmp_path: P
     assert "Replayed 3 runs (1 exhausted, 1 succeeded)" in result.stdout
     assert "output.jsonl:2: not JSON" in result.stderr
     assert "output.jsonl:4: must be an object" in result.stderr
-    assert "2 run(s) could not be read" in result.stderr and "Traceback" not in result.stderr
+    assert "2 runs could not be read" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_a_gzipped_output_is_read_and_a_line_without_an_instance_is_refused(

@@ -272,7 +272,7 @@ CHAIN_PLAN = """\
 
 def rewound_line(step: str, restored: int, recreated: int, deleted: int) -> str:
     return (
-        f"workspace restored to before {step!r} (attempt 1): {restored} file(s) restored, "
+        f"workspace restored to before {step!r} (attempt 1): {restored} file{'' if restored == 1 else 's'} restored, "
         f"{recreated} recreated, {deleted} deleted"
     )
 
@@ -813,4 +813,4 @@ def test_a_store_inside_the_workspace_survives_a_rewind(world: World) -> None:
     kinds = [e["kind"] for e in json.loads(log.stdout)]
     assert kinds.count("step_attempt_ended") == 2
     assert kinds[-2:] == ["run_finished", "run_rewound"]
-    assert "0 file(s) restored" in rewound.stdout  # only one.txt and two.txt go
+    assert "0 files restored" in rewound.stdout  # only one.txt and two.txt go

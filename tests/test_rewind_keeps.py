@@ -80,7 +80,7 @@ def test_a_file_written_by_hand_is_named_kept_listed_and_restorable(world: World
     done = world.ok("rewind", run_id, "--to", "make", "--yes")
 
     assert tree(world.ws) == {"data.txt": file("v1\n"), "old.txt": file("old\n")}
-    assert "workspace restored to before 'make' (attempt 1): 1 file(s) restored, 1 " in flat(done)
+    assert "workspace restored to before 'make' (attempt 1): 1 file restored, 1 " in flat(done)
     listed = json.loads(world.ok("checkpoints", run_id, "--json"))
     [kept] = [c for c in listed if c["when"] == "kept"]
     assert kept["note"] == "the workspace before rewinding to 'make' attempt 1"

@@ -110,7 +110,7 @@ def test_the_report_of_run_shows_why_each_step_failed(failed: FailedRun) -> None
     assert follows(
         report,
         [
-            "  'check' attempt 1: its action succeeded, but 1 check(s) failed",
+            "  'check' attempt 1: its action succeeded, but 1 check failed",
             "    ✗ go.txt exists: expected exists, got missing",
             "    output ends:",
             "      | looked for go.txt",

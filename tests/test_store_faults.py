@@ -322,7 +322,7 @@ def test_a_damaged_run_is_named_and_the_other_runs_stay_usable(
 
     salvaged = copy.store.parent / "salvaged.db"
     out = trestle("doctor", "--store", copy.store, "--salvage", salvaged, cwd=cwd)
-    assert "salvaged 2 run(s)" in out.stdout, out.stdout + out.stderr
+    assert "salvaged 2 runs" in out.stdout, out.stdout + out.stderr
     assert trestle("doctor", "--store", salvaged, cwd=cwd).returncode == 0
     shown = trestle("show", fine, "--store", salvaged, "--json", cwd=cwd)
     assert json.loads(shown.stdout)["exit_code"] == 0

@@ -362,7 +362,7 @@ def test_a_plan_runs_waits_is_approved_resumed_and_pruned_in_postgres(
     assert doctor.stdout.splitlines()[0] == f"store {pg.shown}: healthy"
     assert "connected; schema version" in doctor.stdout
     [line] = [line for line in doctor.stdout.splitlines() if line.startswith(f"  run {run_id}")]
-    assert line.endswith("event(s) readable, events intact"), doctor.stdout
+    assert line.endswith("events readable, events intact"), doctor.stdout
     current = pg("doctor", *store, "--upgrade")
     assert current.returncode == 0, current.stdout + current.stderr
     assert current.stdout.startswith("the store's schema is current: nothing to upgrade\n")
@@ -371,7 +371,7 @@ def test_a_plan_runs_waits_is_approved_resumed_and_pruned_in_postgres(
     assert "--upgrade is for a PostgreSQL store" in flat(not_here.stderr)
     salvaged = pg("doctor", *store, "--salvage", tmp_path / "copy.db")
     assert salvaged.returncode == 0, salvaged.stderr
-    assert "salvaged 1 run(s) into" in salvaged.stdout
+    assert "salvaged 1 run into" in salvaged.stdout
     copied = pg("show", run_id, "--store", tmp_path / "copy.db")
     assert copied.returncode == 0, copied.stderr
     assert f"run {run_id}: succeeded" in copied.stdout

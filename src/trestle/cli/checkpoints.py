@@ -23,6 +23,7 @@ from trestle.cli.options import (
     StoreOption,
 )
 from trestle.core.errors import ConfigError, NotConfirmedError
+from trestle.presentation.wording import counted
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -182,7 +183,7 @@ def _confirm(out: Console, yes: bool) -> None:
 
 def _show_done(out: Console, run_id: str, done: Rewound, to: str | None) -> None:
     counts = (
-        f"{len(done.result.restored)} file(s) restored, {len(done.result.recreated)} "
+        f"{counted(len(done.result.restored), 'file')} restored, {len(done.result.recreated)} "
         f"recreated, {len(done.result.deleted)} deleted"
     )
     if to is not None:

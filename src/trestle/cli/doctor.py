@@ -20,6 +20,7 @@ from trestle.cli.options import (
 )
 from trestle.cli.stores import reading_store
 from trestle.core.errors import StoreError
+from trestle.presentation.wording import counted
 
 
 def doctor(
@@ -72,5 +73,5 @@ def doctor(
         for line in diagnosis_lines(found):
             out.print(line, markup=False, soft_wrap=True)
         if salvage_to is not None and copied is not None:
-            out.print(f"salvaged {len(copied)} run(s) into {salvage_to}", markup=False)
+            out.print(f"salvaged {counted(len(copied), 'run')} into {salvage_to}", markup=False)
     raise typer.Exit(0 if found.healthy else StoreError.exit_code)

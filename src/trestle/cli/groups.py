@@ -14,6 +14,7 @@ import typer
 
 from trestle.cli.console import _opened, _out, _print_json
 from trestle.cli.options import JsonOption, StoreOption
+from trestle.presentation.wording import counted
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -202,8 +203,9 @@ def _keys_table(keys: list[BoardKey]) -> Table:
             str(k.conflicts),
         )
     conflicts = sum(k.conflicts for k in keys)
+    writes = sum(k.writes for k in keys)
     table.caption = (
-        f"{len(keys)} key(s), {sum(k.writes for k in keys)} write(s), {conflicts} conflict(s)"
+        f"{counted(len(keys), 'key')}, {counted(writes, 'write')}, {counted(conflicts, 'conflict')}"
     )
     return table
 
@@ -221,7 +223,7 @@ def _history_table(history: list[BoardEntry]) -> Table:
             _cell(e.value),
         )
     conflicts = sum(not e.accepted for e in history)
-    table.caption = f"{len(history) - conflicts} accepted, {conflicts} conflict(s)"
+    table.caption = f"{len(history) - conflicts} accepted, {counted(conflicts, 'conflict')}"
     return table
 
 

@@ -119,13 +119,16 @@ def eval_(
     notes = []
     if corpus.given_turn_limit:
         notes.append(
-            f"{corpus.given_turn_limit} run(s) record no turn limit (OpenHands): each was "
+            f"{counted(corpus.given_turn_limit, 'run')} "
+            f"{'records' if corpus.given_turn_limit == 1 else 'record'} no turn limit "
+            "(OpenHands): each was "
             f"given {counted(corpus.turn_limit, 'call')} (--turn-limit)."
         )
     unnamed = sum(not run.facts.model for run in runs)
     if unnamed and context_window is None:  # the context monitor assumed their window
         notes.append(
-            f"{unnamed} run(s) name no model: the context monitor assumed a "
+            f"{counted(unnamed, 'run')} {'names' if unnamed == 1 else 'name'} no model: "
+            "the context monitor assumed a "
             f"{DEFAULT_WINDOW:,}-token window for each (--model, --context-window)."
         )
     note = "\n".join(notes)
@@ -140,7 +143,9 @@ def eval_(
     if corpus.errors:  # the figures above are of the runs that could be read
         for error in corpus.errors:
             typer.echo(f"error: {error}", err=True)
-        typer.echo(f"{len(corpus.errors)} run(s) could not be read and are not counted.", err=True)
+        unread = len(corpus.errors)
+        verb = "is" if unread == 1 else "are"
+        typer.echo(f"{counted(unread, 'run')} could not be read and {verb} not counted.", err=True)
         raise typer.Exit(2)
 
 

@@ -10,6 +10,7 @@ import typer
 
 from trestle.cli.console import _all_runs, _out
 from trestle.cli.options import StoreOption
+from trestle.presentation.wording import counted
 
 notify_app = typer.Typer(
     help="Notifications to the operator's targets (docs/notifications.md).",
@@ -104,4 +105,5 @@ def sweep(store: StoreOption = None) -> None:
                     notifier.swept(state.run_id, state.seq, notices)
     finally:
         notifier.close()
-    _out().print(f"{found} approval(s) past their deadline", markup=False)
+    their = "its" if found == 1 else "their"
+    _out().print(f"{counted(found, 'approval')} past {their} deadline", markup=False)

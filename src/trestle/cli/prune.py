@@ -69,7 +69,7 @@ def prune_command(
             _say_kept(chosen.kept_unfinished, chosen.kept_driven, older_than)
             events = sum(r.last_seq for r in chosen.remove)
             out.print(
-                f"would remove {len(chosen.remove)} run(s), {events} event(s); "
+                f"would remove {counted(len(chosen.remove), 'run')}, {counted(events, 'event')}; "
                 f"{_size_now(size)} (dry run: nothing removed)",
                 markup=False,
                 soft_wrap=True,
@@ -92,8 +92,9 @@ def prune_command(
         out.print(f"removed {_line(row)}", markup=False, soft_wrap=True)
     _say_kept(chosen.kept_unfinished, chosen.kept_driven, older_than)
     out.print(
-        f"removed {len(done.runs)} run(s), {done.events} event(s), {done.checkpoints} "
-        f"checkpoint(s); {_size_change(done.bytes_before, done.bytes_after)}",
+        f"removed {counted(len(done.runs), 'run')}, {counted(done.events, 'event')}, "
+        f"{counted(done.checkpoints, 'checkpoint')}; "
+        f"{_size_change(done.bytes_before, done.bytes_after)}",
         markup=False,
         soft_wrap=True,
     )
@@ -129,11 +130,14 @@ def _say_kept(unfinished: list[RunRow], driven: list[RunRow], age: str) -> None:
     if unfinished:
         ids = ", ".join(f"{r.run_id} ({shown(r.status)})" for r in unfinished)
         out.print(
-            f"kept {len(unfinished)} run(s) older than {age} that could still go on: {ids} "
-            "(--include-unfinished removes them)",
+            f"kept {counted(len(unfinished), 'run')} older than {age} that could still go on: "
+            f"{ids} (--include-unfinished removes {'it' if len(unfinished) == 1 else 'them'})",
             markup=False,
             soft_wrap=True,
         )
     if driven:
         ids = ", ".join(r.run_id for r in driven)
-        out.print(f"kept run(s) a live process drives: {ids}", markup=False, soft_wrap=True)
+        drives = "a live process drives" if len(driven) == 1 else "live processes drive"
+        out.print(
+            f"kept {counted(len(driven), 'run')} {drives}: {ids}", markup=False, soft_wrap=True
+        )

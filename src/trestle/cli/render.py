@@ -229,7 +229,7 @@ def event_line(stored: StoredEvent) -> str | None:
         case BoardWritten(step=sid, key=key, accepted=False, expected=x, version=v):
             return f"  board  {sid}: conflict on {clip(key, 60)!r} (expected {x}, at {v})"
         case MessagesDelivered(step=sid, message_ids=ids):
-            return f"  mail   {sid}: received {len(ids)} message(s)"
+            return f"  mail   {sid}: received {counted(len(ids), 'message')}"
         case RequirementAdded(text=text, by=by):
             return f"told     by {by}: {clip(text, 100)}"
         case PlanStepChanged(step=sid, change="drop", by=by, text=text):
@@ -350,7 +350,7 @@ def failure_lines(run_id: str, s: StepReport) -> list[str]:
     it expected and found; the end of its output; the command that prints all of it."""
     failed_checks = [c for c in s.checks if not c.passed]
     if failed_checks:
-        what = f"its action succeeded, but {len(failed_checks)} check(s) failed"
+        what = f"its action succeeded, but {counted(len(failed_checks), 'check')} failed"
     else:
         what = s.error or "failed"
     lines = [f"  {s.id!r} attempt {s.failed_attempt}: {clip(what, 200)}"]

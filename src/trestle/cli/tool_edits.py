@@ -11,6 +11,7 @@ from typing import Any
 
 from trestle.core.errors import ConfigError
 from trestle.lifecycle.approvals import text_now
+from trestle.presentation.wording import counted
 from trestle.tools.coding import coding_registry
 from trestle.workspace.beneath import Refused
 
@@ -70,5 +71,5 @@ def _edited(text: str, arguments: Mapping[str, Any]) -> tuple[str, str | None]:
     wanted = arguments.get("count") or 1
     found = text.count(old) if old else 0
     if found != wanted:
-        return text, f"the old text occurs {found} time(s), not {wanted}"
+        return text, f"the old text occurs {counted(found, 'time')}, not {wanted}"
     return text.replace(old, new), None

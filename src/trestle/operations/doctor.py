@@ -35,6 +35,7 @@ from trestle.core.events import EVENT_ADAPTER, AnyEvent, RunCreated
 from trestle.core.state import RunState
 from trestle.lifecycle.approvals import forged
 from trestle.lifecycle.runs import summary_json, trusted
+from trestle.presentation.wording import counted
 from trestle.store import bodies, decoding, payloads
 from trestle.store.base import Appended, Lease, Owner, RunRow, Snapshot, Store, owner_is_alive
 from trestle.store.location import is_store_url, open_store, where_shown
@@ -547,11 +548,13 @@ def _diagnosis(where: str | Path, found: _Found) -> Diagnosis:
         broken = [r.run_id for r in found.runs if not r.intact]
         if intact:
             recover.append(
-                f"{len(intact)} run(s) have intact events: `trestle doctor --store {shown} "
-                "--salvage NEW.db` copies them into a new store"
+                f"{counted(len(intact), 'run')} {'has' if len(intact) == 1 else 'have'} "
+                f"intact events: `trestle doctor --store {shown} --salvage NEW.db` copies "
+                f"{'it' if len(intact) == 1 else 'them'} into a new store"
             )
         if broken:
-            recover.append(f"run(s) with damaged events: {', '.join(broken)}")
+            runs = "run" if len(broken) == 1 else "runs"
+            recover.append(f"{runs} with damaged events: {', '.join(broken)}")
         if found.problems and not is_store_url(where):
             recover.append(
                 f"SQLite may recover more rows: sqlite3 {shown} .recover | sqlite3 NEW.db "
@@ -574,7 +577,7 @@ def diagnosis_lines(d: Diagnosis) -> list[str]:
     lines += [f"  note: {n}" for n in d.notes]
     for r in d.runs:
         state = "events intact" if r.intact else "events damaged"
-        lines.append(f"  run {r.run_id}: {r.events} event(s) readable, {state}")
+        lines.append(f"  run {r.run_id}: {counted(r.events, 'event')} readable, {state}")
         lines += [f"    problem: {p}" for p in r.problems]
         lines += [f"    note: {n}" for n in r.notes]
     if not d.runs and not d.problems:

@@ -21,6 +21,7 @@ from trestle.core.step_state import BudgetStop
 from trestle.lifecycle.approvals import vetter
 from trestle.lifecycle.driven import driving
 from trestle.lifecycle.runs import readable_states
+from trestle.presentation.wording import counted
 from trestle.store.base import Lease, Store
 from trestle.trust.signing import decision_key
 
@@ -100,7 +101,7 @@ def waiting_on_humans(state: RunState, queued: int = 0) -> list[Waiting]:
         settle = f"`trestle retry {run} {sid}` or `trestle skip {run} {sid} --reason ...`"
         if st.status == "failed" and st.dead_lettered:
             kind = "dead_letter"
-            after = f" after {st.failed_attempts} attempt(s)" if st.failed_attempts else ""
+            after = f" after {counted(st.failed_attempts, 'attempt')}" if st.failed_attempts else ""
             what = f"failed{after}: {st.error or st.reason}"
         elif st.status == "escalated":
             kind, what = "escalated", st.reason or ""
@@ -170,7 +171,8 @@ def waiting_on_humans(state: RunState, queued: int = 0) -> list[Waiting]:
                 kind="queued",
                 step=None,
                 ref=None,
-                what=f"{queued} request(s) queued: no driver has applied or refused them yet",
+                what=f"{counted(queued, 'request')} queued: no driver has applied or refused "
+                f"{'it' if queued == 1 else 'them'} yet",
                 next=f"`trestle resume {run}`",
             )
         )
