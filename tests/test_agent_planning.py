@@ -293,7 +293,7 @@ def test_too_many_steps_are_refused() -> None:
 def test_a_flood_of_problems_is_capped_with_a_count() -> None:
     fb = feedback({"steps": [{"id": f"s{i}"} for i in range(40)]})
     assert len(fb.problems) == 26
-    assert fb.problems[-1].message == "15 more problem(s) not shown; fix the ones above first"
+    assert fb.problems[-1].message == "15 more problems not shown; fix the ones above first"
 
 
 def test_every_problem_is_reported_at_once_in_step_order() -> None:
@@ -342,7 +342,7 @@ def test_negotiation_counts_attempts_and_escalates_when_they_run_out() -> None:
     assert "no verify checks" in prompt and "(2 attempts left)" in prompt
     n = n.record(bad).record(bad)
     assert n.status == "exhausted" and n.should_escalate
-    assert "refused 3 time(s) (limit 3)" in n.escalation_summary()
+    assert "refused 3 times (limit 3)" in n.escalation_summary()
     with pytest.raises(RunError, match="exhausted after 3 attempt"):
         n.record(bad)
     assert PlanNegotiation.model_validate_json(n.model_dump_json()) == n

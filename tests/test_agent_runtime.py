@@ -218,11 +218,11 @@ def test_plans_refused_max_plan_attempts_times_fail_the_step_for_a_human(
     attempts = [e for e in of_kind(events, StepAttemptEnded) if e.step == "plan"]
     assert [a.ok for a in attempts] == [False, False]
     error = attempts[-1].action.error or ""
-    assert error.startswith("the model's plan was refused 2 time(s) (limit 2)")
+    assert error.startswith("the model's plan was refused 2 times (limit 2)")
     assert "'biuld'" in error
     (failed,) = of_kind(events, StepFailed)
     assert failed.step == "plan" and failed.dead_lettered
-    assert "refused 2 time(s)" in failed.reason
+    assert "refused 2 times" in failed.reason
     state = state_of(store, run_id)
     assert state.finished == "needs_human"
     assert "review" not in state.steps  # no plan joined the run
@@ -618,7 +618,7 @@ def test_failed_acceptance_with_no_replans_left_goes_to_a_human(
     events = recorded(store, run_id)
     (failed,) = of_kind(events, StepFailed)
     assert failed.step == "validate" and failed.dead_lettered
-    assert "acceptance failed after 0 re-plan(s)" in failed.reason
+    assert "acceptance failed after 0 re-plans" in failed.reason
     state = state_of(store, run_id)
     assert state.finished == "needs_human"
     assert "plan-2" not in state.steps

@@ -102,7 +102,7 @@ def test_an_agent_reaches_its_groups_board_and_mail_through_its_tools(
     assert (answer.body, answer.reply_to, answer.sender) == ("hi", welcome.id, run_id)
 
     received, timed_out = ends(store, run_id, "receive_messages")
-    assert received.content.startswith(f"1 message(s):\n- {welcome.id} from 'lead'")
+    assert received.content.startswith(f"1 message:\n- {welcome.id} from 'lead'")
     assert '{"say": "welcome"}' in received.content
     assert timed_out.ok and timed_out.content == "no reply to m-none within 0.2 s"
     # the delivery is recorded with the call's end, in its commit
@@ -253,7 +253,7 @@ def test_a_message_can_carry_the_senders_packet_and_the_receiver_fetch_what_it_l
     early, fetched = ends(store, receiver, "fetch_artifact")
     assert not early.ok and "no handoff packet" in early.content
     (received,) = ends(store, receiver, "receive_messages")
-    assert received.content.startswith(f"1 message(s):\n- {letter.id} from {sender!r}")
+    assert received.content.startswith(f"1 message:\n- {letter.id} from {sender!r}")
     assert f"{HEADER} from run {sender}" in received.content
     assert '"handoff"' not in received.content  # shown as a packet, not as JSON
     assert fetched.ok and fetched.content.startswith(f"transcript of run {sender}")

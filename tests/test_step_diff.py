@@ -140,7 +140,7 @@ def test_diff_and_rewind_of_an_earlier_attempt(world: World) -> None:
     assert without_index_lines(first.stdout).endswith("@@ -0,0 +1 @@\n+try 1\n")
     assert missing.returncode == 2
     assert (
-        "step 'flaky' has no checkpoint before attempt 3 (it has one before attempt(s) 1, 2)"
+        "step 'flaky' has no checkpoint before attempt 3 (it has one before attempts 1, 2)"
         in (flat(missing.stderr))
     )
 

@@ -629,7 +629,7 @@ def test_git_diff_shows_tracked_and_untracked_changes_without_touching_the_repo(
     obs = w.call("git_diff", {})
     assert obs.ok, obs.content
     assert obs.data["files"] == ["a.txt", "new/file.py", "staged.txt"]
-    assert obs.content.startswith("3 file(s) changed since the last commit:\n")
+    assert obs.content.startswith("3 files changed since the last commit:\n")
     assert "+two" in obs.content
     assert "+++ b/new/file.py\n@@ -0,0 +1 @@\n+print('hi')" in obs.content
     assert "debug.log" not in obs.content

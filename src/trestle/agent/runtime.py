@@ -88,6 +88,7 @@ from trestle.engines.work import StepWork, WorkspaceNotSaved
 from trestle.execution.actions import run_shell, step_env
 from trestle.models.pricing import DEFAULT_PRICES, PriceTable
 from trestle.models.spec import PROVIDERS, model_from_spec
+from trestle.presentation.wording import counted
 from trestle.tools.artifacts import FetchArtifact
 from trestle.tools.base import GroupSeat, Tool, ToolContext
 from trestle.tools.coding import coding_registry
@@ -360,7 +361,7 @@ class AgentPerformer:
             return result.model_copy(update={"output": f"acceptance passed: {command}"})
         failure = f"`{command}` {result.error}\n{result.output[-2000:]}"
         if task.round > settings.max_replans:
-            why = f"acceptance failed after {task.round - 1} re-plan(s): {result.error}"
+            why = f"acceptance failed after {counted(task.round - 1, 're-plan')}: {result.error}"
             return result.model_copy(update={"status": "failed", "error": why})
         extension = replan_added(
             state, by=work.step.id, round=task.round, failure=failure, at=work.clock()

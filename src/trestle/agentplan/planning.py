@@ -63,6 +63,7 @@ from trestle.core.records.agent import (
 )
 from trestle.core.safetext import json_without_surrogates
 from trestle.formats.planfile import only_items_failed
+from trestle.presentation.wording import counted
 from trestle.support.shipped_schemas import shipped_schema
 
 AGENT_TAG = "agent"
@@ -138,7 +139,7 @@ def capped(problems: Sequence[Problem]) -> tuple[Problem, ...]:
     hidden = problems[MAX_PROBLEMS:]
     note = Problem(
         kind=hidden[0].kind,
-        message=f"{len(hidden)} more problem(s) not shown; fix the ones above first",
+        message=f"{counted(len(hidden), 'more problem')} not shown; fix the ones above first",
     )
     return (*problems[:MAX_PROBLEMS], note)
 
@@ -565,8 +566,8 @@ class PlanNegotiation(Record):
         """
         if self.status != "open":
             raise RunError(
-                f"plan negotiation is {self.status} after {len(self.attempts)} attempt(s); "
-                "no further proposal can be recorded"
+                f"plan negotiation is {self.status} after "
+                f"{counted(len(self.attempts), 'attempt')}; no further proposal can be recorded"
             )
         problems = outcome.problems if isinstance(outcome, Feedback) else ()
         attempt = PlanAttempt(
@@ -595,7 +596,7 @@ class PlanNegotiation(Record):
             return "no plan was refused"
         last = refused[-1]
         lines = [
-            f"the model's plan was refused {len(refused)} time(s) "
+            f"the model's plan was refused {counted(len(refused), 'time')} "
             f"(limit {self.max_attempts}); the last attempt's problems:",
             *(f"- {p.text()}" for p in last.problems),
         ]

@@ -132,10 +132,11 @@ def checkpoint_before(
     if attempt is not None:
         chosen = [c for c in mine if c.attempt == attempt]
         if not chosen:
-            had = ", ".join(str(c.attempt) for c in sorted(mine, key=lambda c: c.attempt))
+            had = sorted(c.attempt for c in mine)
+            before = f"attempt{'s' if len(had) > 1 else ''} {', '.join(map(str, had))}"
             raise ConfigError(
                 f"run {state.run_id!r}: step {step!r} has no checkpoint before attempt "
-                f"{attempt} (" + (f"it has one before attempt(s) {had})" if had else "none)")
+                f"{attempt} (" + (f"it has one before {before})" if had else "none)")
             )
         return chosen[0]
     if not mine and state.steps[step].attempt == 0:  # the plan's setting is not why

@@ -133,7 +133,7 @@ def log_detail(e: AnyEvent) -> str:
             again = "" if new else " (sent before: deduplicated)"
             return f"group {g!r}: {mid} to {clip(to, 80)!r}{answer}{again}"
         case MessagesDelivered(group=g, message_ids=ids):
-            return f"group {g!r}: {len(ids)} message(s) received: {', '.join(ids)}"
+            return f"group {g!r}: {counted(len(ids), 'message')} received: {', '.join(ids)}"
         case PlanStepChanged(change="drop", by=by, text=why):
             return f"dropped by {by}" + (f": {clip(why, 120)}" if why else "")
         case PlanStepChanged(by=by, text=objective):

@@ -28,6 +28,7 @@ from pathlib import Path
 from pydantic import Field
 
 from trestle.execution.actions import CHUNK, OutputKeeper
+from trestle.presentation.wording import counted
 from trestle.tools.base import Observation, Tool, ToolArgs, ToolContext, ToolFailure
 from trestle.tools.jail import normalise
 from trestle.workspace.git import UnsafeRepositoryError, command, environment, workspace_git_dir
@@ -88,7 +89,7 @@ class GitDiff(Tool[GitDiffArgs]):
         since = "the last commit" if base == "HEAD" else "an empty tree (no commits yet)"
         if not files:
             return Observation.success(f"no changes since {since}", data={"files": []})
-        header = f"{len(files)} file(s) changed since {since}:\n"
+        header = f"{counted(len(files), 'file')} changed since {since}:\n"
         return Observation.success(header + text, data={"files": list(files)})
 
 

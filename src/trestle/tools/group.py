@@ -39,6 +39,7 @@ from trestle.core.errors import ConfigError
 from trestle.core.events import BoardWritten, MessagesDelivered, MessageSent
 from trestle.core.handoff import carried, carrying, looks_carrying, render
 from trestle.core.packets import sender_packet
+from trestle.presentation.wording import counted
 from trestle.tools.base import GroupSeat, Observation, Tool, ToolArgs, ToolContext, ToolFailure
 
 MAX_TOOL_WAIT = 300.0  # seconds one watch or receive may wait
@@ -337,7 +338,9 @@ class ReceiveMessages(Tool[ReceiveMessagesArgs]):
         )
         return Observation(
             ok=True,
-            content=f"{len(shown)} message(s):\n" + "\n".join(line for _, line in shown) + more,
+            content=f"{counted(len(shown), 'message')}:\n"
+            + "\n".join(line for _, line in shown)
+            + more,
             data={"message_ids": [letter.id for letter, _ in shown]},
             records=(record,),
         )
