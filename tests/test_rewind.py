@@ -272,7 +272,8 @@ CHAIN_PLAN = """\
 
 def rewound_line(step: str, restored: int, recreated: int, deleted: int) -> str:
     return (
-        f"workspace restored to before {step!r} (attempt 1): {restored} file{'' if restored == 1 else 's'} restored, "
+        f"workspace restored to before {step!r} (attempt 1): "
+        f"{restored} file{'' if restored == 1 else 's'} restored, "
         f"{recreated} recreated, {deleted} deleted"
     )
 
