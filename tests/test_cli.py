@@ -781,6 +781,21 @@ def test_a_steps_diff_on_a_terminal_shows_the_escapes_it_wrote(cli: Cli) -> None
     assert "\x1b" not in text and "+\\x1b[1A\\x1b[2K" in text, text
 
 
+def test_a_file_name_holding_a_newline_makes_no_line_of_a_rewinds_list(cli: Cli) -> None:
+    """Rewind lists what it will delete, one file to a line, and asks: a step named a
+    file 'a.log' + newline + '  reopen  nothing', and the list showed a line it made up."""
+    cli.write("mk.sh", 'printf x > "$(printf "a.log\\n  reopen  nothing")"\n')
+    cli.write("plan.yaml", "steps:\n  - id: make\n    run: sh mk.sh\n")
+    run_id = run_id_of(cli("run", "plan.yaml"))
+    asked = cli("rewind", run_id, "--to", "make")
+    assert asked.returncode == 11, asked.stderr  # off a terminal: not done without --yes
+    assert "  delete  a.log\\n  reopen  nothing\n" in asked.stdout, asked.stdout
+    assert [line for line in asked.stdout.splitlines() if "reopen" in line] == [
+        "  delete  a.log\\n  reopen  nothing",
+        "  reopen  make",
+    ]
+
+
 def test_text_that_is_not_utf8_is_refused_by_name_and_nothing_is_recorded(cli: Cli) -> None:
     """A reason typed on a terminal that is not UTF-8 crashed retry and skip inside the
     store's write; now every command refuses it before anything runs."""

@@ -140,6 +140,8 @@ def rewind_command(
 
 
 def _show_plan(out: Console, run_id: str, plan: RewindPlan, to: str | None) -> None:
+    from trestle.presentation.wording import one_line
+
     target = plan.target
     if to is not None:
         head = f"rewind run {run_id} to before {to!r} (attempt {target.attempt})"
@@ -151,8 +153,8 @@ def _show_plan(out: Console, run_id: str, plan: RewindPlan, to: str | None) -> N
         ("change", plan.change),
         ("restore", plan.restore),
     ):
-        for path in paths:
-            out.print(f"  {word:<8}{path}", markup=False, soft_wrap=True)
+        for path in paths:  # a name holding a newline made a line of the list up
+            out.print(f"  {word:<8}{one_line(path)}", markup=False, soft_wrap=True)
     if plan.empty:
         out.print("  no file changes", markup=False)
     if to is not None:
@@ -223,7 +225,7 @@ def diff_command(
     from trestle.lifecycle.checkpoints import shadow_repo
     from trestle.lifecycle.runs import load_state
     from trestle.lifecycle.step_changes import step_diff
-    from trestle.presentation.wording import visible
+    from trestle.presentation.wording import one_line, visible
 
     with _found(store, run_id) as (st, run_id):
         state = load_state(st, run_id)
@@ -237,7 +239,7 @@ def diff_command(
             soft_wrap=True,
         )
         for path, steps in done.shared.items():
-            err.print(f"  {path} (or {', '.join(steps)})", markup=False, soft_wrap=True)
+            err.print(f"  {one_line(path)} (or {', '.join(steps)})", markup=False, soft_wrap=True)
     if done.text or not done.shared:
         text = done.text if done.text else "no changes\n"
         # what the step wrote, shown on a terminal rather than obeyed: an escape sequence

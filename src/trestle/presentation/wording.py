@@ -87,6 +87,12 @@ def visible(text: str) -> str:
     return text
 
 
+def one_line(text: str) -> str:
+    """:func:`visible`, with newlines and tabs as escapes too: a name (a file's, which a
+    step chooses) listed one to a line cannot start a line of its own."""
+    return visible(text).replace("\n", "\\n").replace("\t", "\\t")
+
+
 def clock(at: float, fmt: str) -> str:
     return time.strftime(fmt, time.localtime(at))
 
