@@ -16,6 +16,7 @@ import json
 import os
 import stat
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -130,10 +131,28 @@ def _wire() -> int:
 def chatter() -> str:
     """Writes on stderr as fast as it can, without end."""
     effect("chatter")
+    return _flood_stderr()
+
+
+def _flood_stderr() -> str:
     os.set_blocking(2, True)
     chunk = b"e" * (1 << 20)
     while True:
         os.write(2, chunk)
+
+
+@app.tool(annotations=ADDITIVE)
+def chatter_after(seconds: float) -> str:
+    """Answers, then writes on stderr as fast as it can, without end, from ``seconds``
+    on."""
+    effect("chatter_after", seconds=seconds)
+
+    def flood() -> None:
+        time.sleep(seconds)
+        _flood_stderr()
+
+    threading.Thread(target=flood, daemon=True).start()
+    return "chattering"
 
 
 @app.tool(annotations=ADDITIVE)

@@ -128,6 +128,36 @@ def test_a_server_flooding_its_stderr_in_a_call_is_stopped_naming_the_volume(
     assert effects(workspace) == ['read_note {"name": "a"}', "chatter {}"]
 
 
+def test_a_server_gone_between_calls_is_started_afresh_for_the_next(workspace: Path) -> None:
+    # ended past 64 MiB of stderr after its answer, before the next call: that call was
+    # told its outcome was unknown (the server "stopped during the call"), though it
+    # was never sent; it goes to a fresh server now. Unsandboxed: under its keeper
+    import asyncio
+
+    from trestle.execution.sandbox import choose
+    from trestle.tools.mcp_client import McpConnection
+
+    async def calls() -> tuple[str, bool, str, str]:
+        connection = McpConnection(NOTES, choose("off"), workspace)
+        try:
+            await connection.start()
+            first = await connection.call("chatter_after", {"seconds": 0.2})
+            for _ in range(1000):  # until its end is seen (not a measure of time)
+                if connection._dead.is_set():
+                    break
+                await asyncio.sleep(0.01)
+            gone = connection._dead.is_set()
+            second = await connection.call("add_note", {"name": "b"})
+        finally:
+            await connection.aclose()
+        return first.ending, gone, second.ending, second.text
+
+    first, gone, second, text = asyncio.run(calls())
+    assert (first, gone) == ("result", True)
+    assert (second, text) == ("result", "added b")
+    assert effects(workspace) == ['chatter_after {"seconds": 0.2}', 'add_note {"name": "b"}']
+
+
 STDERR_FLOOD = """
 import asyncio, json, resource, sys
 from trestle.core.records.mcp import McpServer

@@ -28,7 +28,7 @@ import os
 import shlex
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -152,6 +152,7 @@ class McpConnection:
         self._stop = asyncio.Event()
         self._dead = asyncio.Event()
         self._ready = asyncio.Event()
+        self._gone = asyncio.Event()  # a stdio server's output ended: it is gone
         self._failure: BaseException | None = None
         self._errlog: StderrTail | None = None
         self._starts = 0
@@ -203,6 +204,7 @@ class McpConnection:
     async def _started(self) -> bool:
         """Start the server once; whether it listed its tools in time."""
         self._stop, self._dead, self._ready = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        self._gone = asyncio.Event()
         self._failure, self._session, self._overflow = None, None, None
         self._task = asyncio.create_task(self._serve(), name=f"mcp:{self.server.name}")
         ready = asyncio.create_task(self._ready.wait())
@@ -250,7 +252,10 @@ class McpConnection:
                     self.tools = tools
                 self._session = session
                 self._ready.set()
-                await self._stop.wait()
+                # until stopped, or until it is gone: a server that died (or was ended)
+                # between calls is started afresh for the next one, which was never
+                # sent to it, rather than that call told its outcome is unknown
+                await _first(self._stop.wait(), self._gone.wait())
         except Exception as exc:
             self._failure = exc
         finally:
@@ -279,6 +284,7 @@ class McpConnection:
             limit=line_limit(self.server),
             on_overflow=self._overflowed,
             on_flood=self._flooded,
+            on_end=self._gone.set,
             pass_fds=passed,
             # a keeper ends what is below it when told to end; killed, it could not
             at_once=signal.SIGTERM if held is None and keeper.AVAILABLE else signal.SIGKILL,
@@ -398,6 +404,16 @@ class McpConnection:
     def _stderr(self) -> str:
         tail = "" if self._errlog is None else self._errlog.text().strip()[-STDERR_TAIL:]
         return f"; its stderr ends:\n{tail}" if tail else ""
+
+
+async def _first(*waits: Coroutine[Any, Any, Any]) -> None:
+    """Wait until the first of ``waits`` is done; the others are cancelled."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
 
 
 def _listed(tool: Any) -> ListedTool:

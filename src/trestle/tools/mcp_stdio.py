@@ -65,13 +65,16 @@ async def stdio_streams(
     limit: int,
     on_overflow: Callable[[int], None],
     on_flood: Callable[[int], None],
+    on_end: Callable[[], None],
     pass_fds: Sequence[int] = (),
     at_once: signal.Signals = signal.SIGKILL,
 ) -> AsyncIterator[tuple[Any, Any]]:
     """The (read, write) streams of a session with the server ``argv`` starts, handed
     the descriptors ``pass_fds`` (its sandbox's start signal and what it binds);
     ``on_flood`` is told :data:`STDERR_VOLUME` when its stderr passed it and it was
-    ended. ``at_once`` ends its group there and past a line's limit (SIGTERM for a
+    ended. ``on_end`` is told when its output ends (it exited, or was ended), so that
+    a server gone between calls is seen gone before the next call is sent to it.
+    ``at_once`` ends its group there and past a line's limit (SIGTERM for a
     server under a keeper, which then ends everything below it)."""
     import mcp_types as types
     from mcp.shared.message import SessionMessage
@@ -95,6 +98,12 @@ async def stdio_streams(
         return SessionMessage(message)
 
     async def read() -> None:
+        try:
+            await read_lines()
+        finally:
+            on_end()
+
+    async def read_lines() -> None:
         assert process.stdout is not None
         buffer = bytearray()
         async with incoming_send:
