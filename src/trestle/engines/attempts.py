@@ -215,6 +215,8 @@ class Attempts:
             exposed = (*python.exposed, *named_paths(workspace.resolve(), self._named(store_file)))
             if sandbox.policy.network and not getattr(self.store, "asked_password", True):
                 exposed = (*exposed, _store_without_password(str(server), sandbox.policy.network))
+            if sandbox.policy.network and state.engine is not None:
+                exposed = (*exposed, _frontend(state.engine.address, sandbox.policy.network))
         chosen = SandboxChosen(
             at=self.clock(), confined=sandbox.confines, detail=detail, exposed=exposed
         )
@@ -581,4 +583,17 @@ def _store_without_password(server: str, network: tuple[str, ...]) -> str:
         "everything the store records (a forged decision is still refused: it is not "
         "signed); give the store's role a password (scram-sha-256) or a certificate, or "
         "keep the network off"
+    )
+
+
+def _frontend(address: str, network: tuple[str, ...]) -> str:
+    """What a step that keeps the network can do to the Temporal frontend its run's
+    workflow lives on: Trestle's clients connect to it with no certificate or token, so
+    nothing but the frontend's own authorizer tells them from a worker."""
+    return (
+        f"the run's Temporal frontend ({address}) takes clients without a certificate, and "
+        f"the policy lets {', '.join(network)} keep the network: unless its authorizer "
+        "refuses them, those commands can read the workflow's history and terminate, "
+        "reset or flood the workflow (a forged record or decision is still refused: it "
+        "carries no seal or signature); keep the network off for runs on Temporal"
     )
