@@ -217,6 +217,12 @@ class Attempts:
                 exposed = (*exposed, _store_without_password(str(server), sandbox.policy.network))
             if sandbox.policy.network and state.engine is not None:
                 exposed = (*exposed, _frontend(state.engine.address, sandbox.policy.network))
+            if sandbox.policy.network and state.agent is not None:
+                exposed += tuple(
+                    _mcp_over_network(m.name, m.url, sandbox.policy.network)
+                    for m in state.agent.mcp
+                    if m.url is not None
+                )
         chosen = SandboxChosen(
             at=self.clock(), confined=sandbox.confines, detail=detail, exposed=exposed
         )
@@ -596,4 +602,16 @@ def _frontend(address: str, network: tuple[str, ...]) -> str:
         "refuses them, those commands can read the workflow's history and terminate, "
         "reset or flood the workflow (a forged record or decision is still refused: it "
         "carries no seal or signature); keep the network off for runs on Temporal"
+    )
+
+
+def _mcp_over_network(name: str, url: str, network: tuple[str, ...]) -> str:
+    """What a step that keeps the network can do to a streamable HTTP MCP server the
+    driver calls: the driver sends it no credentials, so the server cannot tell a
+    command's call from the driver's, which the gate judged."""
+    return (
+        f"the MCP server {name!r} ({url}) is reached with no credentials, and the policy "
+        f"lets {', '.join(network)} keep the network: those commands can call its tools "
+        "themselves, destructive ones included, without the gate or a human; keep the "
+        "network off, or have the server ask for a credential no step can read"
     )
