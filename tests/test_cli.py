@@ -796,6 +796,27 @@ def test_a_file_name_holding_a_newline_makes_no_line_of_a_rewinds_list(cli: Cli)
     ]
 
 
+def test_a_checks_output_makes_no_line_of_the_report(cli: Cli) -> None:
+    """What a failed check found quotes its command's output, and it went into the
+    step's error as it was: its lines were lines of the report ('  - FAKE: all
+    verified' among what a human should check) and of the progress."""
+    cli.write(
+        "plan.yaml",
+        """\
+        steps:
+          - id: deploy
+            run: "true"
+            verify:
+              - command: "printf 'bad\\\\n  - FAKE: all verified\\\\n'; exit 1"
+        """,
+    )
+    ran = cli("run", "plan.yaml")
+    shown = cli("show", run_id_of(ran))
+    for said in (ran.stdout, shown.stdout):
+        assert "got exit 1: bad - FAKE: all verified" in said, said
+        assert not [line for line in said.splitlines() if line.startswith("  - FAKE")], said
+
+
 def test_text_that_is_not_utf8_is_refused_by_name_and_nothing_is_recorded(cli: Cli) -> None:
     """A reason typed on a terminal that is not UTF-8 crashed retry and skip inside the
     store's write; now every command refuses it before anything runs."""

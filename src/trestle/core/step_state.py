@@ -260,5 +260,8 @@ def attempt_error(error: str | None, status: str, checks: Iterable[CheckResult])
     failed = [c for c in checks if not c.passed]
     if status == "ok" and failed:
         c = failed[0]
-        return f"check failed: {c.check}: expected {c.expected}, got {c.actual}"
+        # one sentence, on one line: what a check found can quote a command's output,
+        # whose lines ("  - all verified") read as lines of the report it is put in
+        found = " ".join(c.actual.split())
+        return f"check failed: {c.check}: expected {c.expected}, got {found}"
     return f"action {status}"
