@@ -94,6 +94,10 @@ MORE_CONFIRM = [
     "trap 'git push' EXIT",
     'trap -- "git push" INT TERM',
     'trap "$CMD" EXIT',
+    # an unquoted here-document's body is expanded: its substitutions run
+    "cat <<EOF\n$(git push)\nEOF",
+    "cat <<-EOF > notes.txt\n\tsee `git push`\n\tEOF",
+    "cat <<A <<B\nx\nA\n${x:-$(git push)}\nB",
     # a database shell's, an editor's or a macro processor's own commands run programs
     "sqlite3 app.db '.shell git push'",
     "sqlite3 -cmd '.system git push' app.db 'select 1'",
@@ -167,6 +171,8 @@ HARMLESS: list[tuple[str, Tier]] = [
     ("trap 'rm -rf build' EXIT", "log"),
     ("trap - EXIT", "log"),
     ("sqlite3 app.db 'select a || b from t'", "log"),
+    ("cat <<'EOF'\n$(git push)\nEOF", "auto"),
+    ("cat <<EOF\n\\$(git push) $HOME $((1 + 2))\nEOF", "auto"),
     ("psql -d app -c 'select 1'", "log"),
     ("mysql -e 'select 1'", "log"),
 ]
@@ -376,7 +382,7 @@ def test_what_a_launcher_cannot_name_is_unknown_not_logged() -> None:
 def test_through_the_cli_a_wrapped_push_waits_for_a_human(tmp_path: Path) -> None:
     """The real ``trestle run``: each respelled push stops for approval, none reaches the
     remote (taskset and flock pushed without approval before, and a push inside ${…},
-    $((…)), a trap's action, sqlite3's .shell or ed's !)."""
+    $((…)), a trap's action, sqlite3's .shell, ed's ! or a here-document's body)."""
 
     def git(cwd: Path, *args: str) -> str:
         done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True)
@@ -401,6 +407,7 @@ def test_through_the_cli_a_wrapped_push_waits_for_a_human(tmp_path: Path) -> Non
         "trap 'git push -q origin HEAD:h' EXIT",
         "sqlite3 :memory: '.shell git push -q origin HEAD:i'",
         "ed -s <<< '!git push -q origin HEAD:j'",
+        "cat <<EOF\n$(git push -q origin HEAD:k)\nEOF",
     ]
     steps = "".join(f"  - id: p{i}\n    run: {json.dumps(c)}\n" for i, c in enumerate(pushes))
     (work / "plan.yaml").write_text(f"goal: publish\nsteps:\n{steps}", encoding="utf-8")
@@ -426,4 +433,4 @@ def test_through_the_cli_a_wrapped_push_waits_for_a_human(tmp_path: Path) -> Non
         timeout=60,
         check=True,
     )
-    assert sorted(w["step"] for w in json.loads(inbox.stdout)) == [f"p{i}" for i in range(10)]
+    assert sorted(w["step"] for w in json.loads(inbox.stdout)) == sorted(f"p{i}" for i in range(11))

@@ -5,9 +5,9 @@ backslash escapes, the operators ``;`` ``&&`` ``||`` ``|`` ``|&`` ``&`` and newl
 groups ``( )`` and ``{ }``, command substitutions ``$( )`` and backticks, process
 substitutions ``<( )`` ``>( )``, redirections (here-documents included), comments and
 leading ``NAME=value`` assignments. Substitutions are read recursively, so the commands
-they run are seen too, also inside ``${…}`` and ``$((…))``. What it cannot read (an
-unterminated quote, ``((…))``, ``case``) is reported in ``unknown`` and the policy then
-asks a human.
+they run are seen too, also inside ``${…}``, ``$((…))`` and an unquoted here-document's
+body. What it cannot read (an unterminated quote, ``((…))``, ``case``) is reported in
+``unknown`` and the policy then asks a human.
 
 Pure: no IO.
 """
@@ -108,7 +108,8 @@ class _Reader:
     nested: list[SimpleCommand] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)
     substitutions: bool = False
-    heredocs: list[tuple[str, bool]] = field(default_factory=list)  # delimiter, strip tabs
+    # delimiter, strip tabs, whether the body is expanded (an unquoted delimiter)
+    heredocs: list[tuple[str, bool, bool]] = field(default_factory=list)
 
     # --- the line ---------------------------------------------------------------------
 
@@ -209,18 +210,38 @@ class _Reader:
         self._skip_blanks()
         target = self._word() or Word(raw="", value="")
         if op in ("<<", "<<-"):
-            self.heredocs.append((target.value, op == "<<-"))
+            self.heredocs.append((target.value, op == "<<-", target.raw == target.value))
         return Redirect(op=op, target=target), (begin, self.i)
 
     def _heredoc_bodies(self) -> None:
-        for delimiter, strip in self.heredocs:
+        for delimiter, strip, expands in self.heredocs:
+            begin = body_end = self.i
             while self.i < len(self.text):
                 end = self.text.find("\n", self.i)
                 line = self.text[self.i : end if end >= 0 else len(self.text)]
-                self.i = end + 1 if end >= 0 else len(self.text)
+                body_end, self.i = self.i, end + 1 if end >= 0 else len(self.text)
                 if (line.lstrip("\t") if strip else line) == delimiter:
                     break
+                body_end = self.i
+            if expands:  # the shell expands an unquoted delimiter's body: $( ) runs
+                self._body(self.text[begin:body_end])
         self.heredocs.clear()
+
+    def _body(self, body: str) -> None:
+        """The substitutions in a here-document's body, where quotes are plain text
+        and only a backslash stops an expansion."""
+        scan = _Reader(text=body, depth=self.depth)
+        while scan.i < len(body):
+            ch = body[scan.i]
+            if ch == "\\":
+                scan.i += 2
+            elif ch in "$`":
+                scan._expansion()
+            else:
+                scan.i += 1
+        self.substitutions = self.substitutions or scan.substitutions
+        self.nested.extend(scan.nested)
+        self.unknown.extend(scan.unknown)
 
     # --- words ------------------------------------------------------------------------
 
