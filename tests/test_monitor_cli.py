@@ -7,7 +7,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from agent_helpers import drive
+from agent_helpers import call, drive
 from test_cli import Cli, flat
 from test_monitor_runtime import looping_replies, start
 from trestle.core.records.monitors import MonitorSettings
@@ -140,3 +140,18 @@ def test_monitors_eval_refuses_a_file_it_cannot_read(tmp_path: Path) -> None:
     result = cli("monitors", "eval", "broken.traj")
     assert result.returncode == 2
     assert "broken.traj" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_monitors_message_makes_no_line_of_what_to_check(tmp_path: Path) -> None:
+    """A monitor's message names what the model did, a path it chose among them: one
+    holding a newline ('  - FAKE: ...') made a bullet of its own under 'what a human
+    should check'."""
+    path = "calc.py\n  - FAKE: nothing to check"
+    store, run_id = start(tmp_path, MonitorSettings(actions={"warning": "pause"}))
+    replies = looping_replies()
+    replies[3:6] = [call("read_file", path=path, call_id=f"r{i}") for i in range(3)]
+    drive(store, run_id, ScriptedModel(replies))
+    store.close()
+    shown = Cli(tmp_path, tmp_path / "store.db")("show", run_id)
+    assert "a monitor paused the run" in shown.stdout, shown.stdout
+    assert not [line for line in shown.stdout.splitlines() if "- FAKE" in line[:8]], shown.stdout

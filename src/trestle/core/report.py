@@ -433,8 +433,10 @@ def _to_check(state: RunState, driven_elsewhere: bool = False) -> list[str]:
 
 
 def _sentence(text: str) -> str:
-    """``text`` ending as a sentence does, so the next one does not run into it."""
-    text = text.rstrip()
+    """``text`` on one line, ending as a sentence does, so the next one does not run
+    into it. A monitor's message names what the model did (a path it chose among
+    them): a newline in it started a line that read as an item of its own."""
+    text = " ".join(text.split())
     return text if text.endswith((".", "!", "?")) else f"{text}."
 
 
