@@ -94,6 +94,12 @@ MORE_CONFIRM = [
     "trap 'git push' EXIT",
     'trap -- "git push" INT TERM',
     'trap "$CMD" EXIT',
+    # bash (/bin/sh on many systems) makes '{git,push}' the words git push
+    "{git,push}",
+    '{"git",push} origin main',
+    "rm -rf {build,../outside}",
+    "echo x > {notes.txt,/etc/hosts}",
+    "rm -rf a/{b,{c,../../d}}",
     # an unquoted here-document's body is expanded: its substitutions run
     "cat <<EOF\n$(git push)\nEOF",
     "cat <<-EOF > notes.txt\n\tsee `git push`\n\tEOF",
@@ -172,6 +178,9 @@ HARMLESS: list[tuple[str, Tier]] = [
     ("trap - EXIT", "log"),
     ("sqlite3 app.db 'select a || b from t'", "log"),
     ("cat <<'EOF'\n$(git push)\nEOF", "auto"),
+    ("mkdir -p src/{a,b}", "log"),
+    ("cp setup.cfg{,.bak}", "log"),
+    ("rm -rf out{1..3}", "log"),
     ("cat <<EOF\n\\$(git push) $HOME $((1 + 2))\nEOF", "auto"),
     ("psql -d app -c 'select 1'", "log"),
     ("mysql -e 'select 1'", "log"),

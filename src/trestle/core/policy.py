@@ -182,14 +182,51 @@ def command_shape(command: str) -> CommandShape:
     )
 
 
+# a brace expansion with no braces inside it, whose alternatives bash writes out
+_BRACES = re.compile(r"\{([^{}]*(?:,|\.\.)[^{}]*)\}")
+_SEQUENCE = re.compile(r"(?:-?\d+\.\.-?\d+|[A-Za-z]\.\.[A-Za-z])(?:\.\.-?\d+)?")
+
+
+def _brace_words(path: str, most: int = 256) -> list[str] | None:
+    """The paths bash writes ``path``'s brace expansions out to, or None when there
+    would be more than ``most`` or one cannot be told (a sequence of other than digits
+    or letters, which are never a ``/`` or ``..``: ``{1..9}`` stands as ``0``)."""
+    done: list[str] = []
+    todo = [path]
+    while todo:
+        word = todo.pop()
+        braces = _BRACES.search(word)
+        if braces is None:
+            done.append(word)
+            continue
+        inner = braces.group(1)
+        if "," in inner:
+            parts = inner.split(",")
+        elif _SEQUENCE.fullmatch(inner):
+            parts = ["0"]
+        else:
+            return None
+        todo += [word[: braces.start()] + part + word[braces.end() :] for part in parts]
+        if len(done) + len(todo) > most:
+            return None
+    return done
+
+
 def workspace_path(path: str) -> str | None:
     """``path`` normalised within the workspace, or None if it may lie outside it.
 
     Absolute paths, ``..`` escapes, and paths the shell would expand (``~``, ``$X``,
-    globs) are all treated as outside: the policy cannot tell where they land.
+    globs) are all treated as outside: the policy cannot tell where they land. A brace
+    expansion (``{a,../x}``: bash's, /bin/sh on many systems) is inside only when every
+    path it makes is.
     """
     if not path or path.startswith(("/", "~")) or any(c in path for c in "$`*?[\\"):
         return None
+    if _BRACES.search(path) is not None:  # bash makes '{a,../x}' two paths: a and ../x
+        words = _brace_words(path)
+        if words is None or any(workspace_path(w) is None for w in words):
+            return None
+        return posixpath.normpath(path)
     normal = posixpath.normpath(path)
     if normal == ".." or normal.startswith("../"):
         return None

@@ -29,7 +29,7 @@ class Word:
         raw: as written.
         value: with quotes and escapes removed (expansions left as written).
         dynamic: holds an expansion the shell performs (``$X``, ``$(…)``, backticks).
-        glob: holds an unquoted ``*``, ``?`` or ``[``.
+        glob: holds an unquoted ``*``, ``?`` or ``[``, or a brace expansion (``{a,b}``).
         tilde: starts with an unquoted ``~``.
     """
 
@@ -94,6 +94,7 @@ _REDIRECTS = ("&>>", "&>", "<<<", "<<-", "<<", ">>", ">|", ">&", "<&", "<>", ">"
 _RESERVED = frozenset({"if", "then", "else", "elif", "fi", "do", "done", "while", "until", "!"})
 _UNREAD = frozenset({"case", "esac", "for", "select", "function", "coproc", "[["})
 _ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\+?=")
+_BRACES = re.compile(r"\{[^\s{}]*(?:,|\.\.)[^\s{}]*\}")  # a brace expansion: {a,b} {1..3}
 _WORD_END = frozenset(" \t\n;&|<>()")
 _C_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "a": "\a", "b": "\b", "e": "\x1b", "f": "\f"}
 _C_ESCAPES |= {"v": "\v", "\\": "\\", "'": "'", '"': '"', "?": "?"}
@@ -278,7 +279,9 @@ class _Reader:
             else:
                 # '[' alone is a program ('[ -f x ]'); only '[...]' is a pattern
                 closes = ch == "[" and "]" in text[self.i + 1 : self.i + 64].split(" ")[0]
-                glob = glob or ch in "*?" or closes
+                # bash, /bin/sh on many systems, makes '{git,push}' two words: git push
+                braces = ch == "{" and _BRACES.match(text, self.i) is not None
+                glob = glob or ch in "*?" or closes or braces
                 value.append(ch)
                 self.i += 1
         if self.i == begin:
