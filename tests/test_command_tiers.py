@@ -94,6 +94,11 @@ MORE_CONFIRM = [
     "trap 'git push' EXIT",
     'trap -- "git push" INT TERM',
     'trap "$CMD" EXIT',
+    # a name made to run something else, used on a later line
+    "alias g=git\ng push",
+    "alias p='git push'\np",
+    "hash -p /usr/bin/git ls\nls push",
+    "enable -f ./push.so push",
     # bash (/bin/sh on many systems) makes '{git,push}' the words git push
     "{git,push}",
     '{"git",push} origin main',
@@ -391,7 +396,8 @@ def test_what_a_launcher_cannot_name_is_unknown_not_logged() -> None:
 def test_through_the_cli_a_wrapped_push_waits_for_a_human(tmp_path: Path) -> None:
     """The real ``trestle run``: each respelled push stops for approval, none reaches the
     remote (taskset and flock pushed without approval before, and a push inside ${…},
-    $((…)), a trap's action, sqlite3's .shell, ed's ! or a here-document's body)."""
+    $((…)), a trap's action, sqlite3's .shell, ed's !, a here-document's body or an
+    alias)."""
 
     def git(cwd: Path, *args: str) -> str:
         done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True)
@@ -417,6 +423,7 @@ def test_through_the_cli_a_wrapped_push_waits_for_a_human(tmp_path: Path) -> Non
         "sqlite3 :memory: '.shell git push -q origin HEAD:i'",
         "ed -s <<< '!git push -q origin HEAD:j'",
         "cat <<EOF\n$(git push -q origin HEAD:k)\nEOF",
+        "alias g=git\ng push -q origin HEAD:l",
     ]
     steps = "".join(f"  - id: p{i}\n    run: {json.dumps(c)}\n" for i, c in enumerate(pushes))
     (work / "plan.yaml").write_text(f"goal: publish\nsteps:\n{steps}", encoding="utf-8")
@@ -442,4 +449,4 @@ def test_through_the_cli_a_wrapped_push_waits_for_a_human(tmp_path: Path) -> Non
         timeout=60,
         check=True,
     )
-    assert sorted(w["step"] for w in json.loads(inbox.stdout)) == sorted(f"p{i}" for i in range(11))
+    assert sorted(w["step"] for w in json.loads(inbox.stdout)) == sorted(f"p{i}" for i in range(12))

@@ -168,6 +168,9 @@ class _Follower:
         if name in ("eval", "coproc"):
             self.unknown.append(f"{name} runs text built at run time")
             return
+        renamed = _renames(name, [w.value for w in rest])
+        if renamed is not None:  # what a later name runs is then not what it says
+            self.unknown.append(renamed)
         if name in ("cd", "pushd", "popd"):
             self.chdir(rest)
         if name == "trap":
@@ -474,3 +477,17 @@ def follow(script: Script) -> Meaning:
         writes=tuple(dict.fromkeys(follower.writes)),
         unknown=tuple(dict.fromkeys(follower.unknown)),
     )
+
+
+def _renames(name: str, values: list[str]) -> str | None:
+    """Why ``name values`` makes a later command name run something else, or None:
+    ``alias g=git`` (sh expands aliases in a script: ``g push`` on the next line runs
+    git push), bash's ``hash -p /usr/bin/git ls`` and ``enable -f lib.so name``."""
+    options = "".join(v[1:] for v in values if v.startswith("-") and v != "-")
+    if name == "alias" and any("=" in v for v in values):
+        return "alias makes a name run other words"
+    if name == "hash" and "p" in options:
+        return "hash -p makes a name run another program"
+    if name == "enable" and "f" in options:
+        return "enable -f loads a builtin from a library"
+    return None
