@@ -25,7 +25,7 @@ import pytest
 from test_agent_cli import CALC_TESTS, FINDINGS, PLAN, Cli, call, flat, run_id_of
 from test_model_use import calc_repo
 from trestle.core.conversation import Message
-from trestle.core.errors import ProviderResponseError
+from trestle.core.errors import ProviderError, ProviderResponseError
 from trestle.core.events import ModelRebound, RequestRefused, RunCreated
 from trestle.core.plan import Plan, Step
 from trestle.core.records.agent import AgentSettings
@@ -301,3 +301,37 @@ def test_both_providers_call_a_page_that_is_not_json_a_provider_error(
 
     assert e.value.body is not None and "<h1>Bad Gateway</h1>" in e.value.body
     assert _HtmlPage.requests == 1  # not retried
+
+
+class _PlainRefusal(BaseHTTPRequestHandler):
+    """A server refusing the request with a body of plain text on several lines."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length", "0")))
+        body = b"refused\n  - FAKE: all verified, nothing to check\n"
+        self.send_response(400)
+        self.send_header("content-type", "text/plain")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_a_refusals_body_is_quoted_on_one_line(provider: str) -> None:
+    """The error's message becomes the step's error, a line of the report and of the
+    progress: a body's own lines ('  - FAKE: all verified') read as lines of them."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _PlainRefusal)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}/v1"
+    model = model_from_spec(f"{provider}:some-model", base_url=base, api_key="x")
+    try:
+        with pytest.raises(ProviderError) as e:
+            asyncio.run(model.complete([Message(role="user", content="hi")]))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "refused - FAKE: all verified, nothing to check" in str(e.value), str(e.value)
+    assert "\n" not in str(e.value) and e.value.body is not None and "\n" in e.value.body

@@ -104,7 +104,9 @@ def _excerpt(body: str | None) -> str:
     The whole body stays on the error (``body=``) and in the run's records."""
     if not body:
         return "(empty body)"
-    text = error_words(body) or body
+    # on one line, as error_words makes an API error's: the message becomes a step's
+    # error, a line of the report and the progress, and a body's lines read as theirs
+    text = error_words(body) or " ".join(body.split())
     if len(text) <= _BODY_EXCERPT:
         return text
     return text[:_BODY_EXCERPT] + f"... ({len(text) - _BODY_EXCERPT} more characters)"
