@@ -75,6 +75,30 @@ _INPUT_COMMANDS = {
 }
 
 
+# paths that are a process's input, not a file of code a step left
+_INPUT_PATHS = re.compile(r"/dev/(?:stdin|tty|fd/\d+)|/proc/(?:self|thread-self|\d+)/fd/\d+")
+
+
+def runs_code(name: str) -> bool:
+    """Whether ``name`` runs code it is given (an interpreter, awk, sed, a database
+    shell, ed...); the POSIX shells are :data:`trestle.core.invocations.SHELLS`."""
+    return bool(
+        _PYTHON.fullmatch(name)
+        or _ALIASES.get(name, name) in _INTERPRETERS
+        or name in _AWKS
+        or name in _OTHER_SHELLS
+        or name in _COMMAND_SHELLS
+        or name in _INPUT_COMMANDS
+        or name in ("sed", "source", ".")
+    )
+
+
+def from_input(word: Word) -> bool:
+    """Whether ``word``, given as a file of code, is a process's input or another
+    command's output (``/dev/stdin``, ``/proc/self/fd/0``, ``<(echo git push)``)."""
+    return word.raw.startswith(("<(", ">(")) or _INPUT_PATHS.fullmatch(word.value) is not None
+
+
 def inline_code(name: str, rest: list[Word]) -> str | None:
     """Why what ``name rest`` runs cannot be told harmless, or None when it can (or
     ``name`` is no interpreter)."""

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 
 from trestle.core import gitcommand
-from trestle.core.inline import inline_code
+from trestle.core.inline import from_input, inline_code, runs_code
 from trestle.core.launchers import (
     COMMAND_OPTIONS,
     LAUNCHERS,
@@ -58,7 +58,7 @@ class Meaning:
     unknown: tuple[str, ...]
 
 
-SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "ash", "mksh", "yash", "posh"})
+SHELLS = frozenset({"sh", "bash", "rbash", "dash", "zsh", "ksh", "ash", "mksh", "yash", "posh"})
 
 WRAPPERS = frozenset(key for key in LAUNCHERS if " " not in key)
 """Programs that run the command they are given (:mod:`trestle.core.launchers`)."""
@@ -193,6 +193,9 @@ class _Follower:
                 return  # the launcher itself is only a way to run what it launches
         if name in SHELLS:
             self.shell(name, rest, via, depth, fed)
+        if (name in SHELLS or runs_code(name)) and any(from_input(w) for w in rest):
+            fed_code = next(w for w in rest if from_input(w))
+            self.unknown.append(f"{name} may run code from its input ({fed_code.raw})")
         unseen = inline_code(name, rest) or runs_unseen(name, rest)
         if unseen is not None:
             self.unknown.append(unseen)

@@ -91,6 +91,7 @@ LAUNCHERS: dict[str, Launcher] = {
     "chronic": Launcher(flags=_set("-e -v")),
     "unbuffer": Launcher(flags=_set("-p")),
     "busybox": Launcher(),
+    "toybox": Launcher(),
     "doas": Launcher(values=_set("-u -C"), flags=_set("-n -L -s"),
                      bare=_SHELL_BARE),
     "sudo": Launcher(
