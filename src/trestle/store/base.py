@@ -336,9 +336,10 @@ class Store(Protocol):
         recipient: str | None = None,
         undelivered: bool = False,
         reply_to: str | None = None,
+        limit: int | None = None,
     ) -> list[Message]:
         """The group's messages, oldest first, optionally only those to ``recipient``,
-        not yet delivered, or answering ``reply_to``."""
+        not yet delivered, or answering ``reply_to``; the first ``limit`` of them."""
         ...
 
     def message(self, message_id: str) -> Message | None: ...

@@ -243,9 +243,10 @@ class InMemoryStore:
         recipient: str | None = None,
         undelivered: bool = False,
         reply_to: str | None = None,
+        limit: int | None = None,
     ) -> list[Message]:
         with self._lock:
-            return [
+            found = [
                 m
                 for m in self._messages.values()
                 if m.group == group
@@ -253,6 +254,7 @@ class InMemoryStore:
                 and not (undelivered and m.delivered_at is not None)
                 and (reply_to is None or m.reply_to == reply_to)
             ]
+        return found if limit is None else found[:limit]
 
     def message(self, message_id: str) -> Message | None:
         return self._messages.get(message_id)

@@ -224,11 +224,13 @@ class SqlReads:
         recipient: str | None = None,
         undelivered: bool = False,
         reply_to: str | None = None,
+        limit: int | None = None,
     ) -> list[Message]:
         where, args = sqlite_groups.message_filter(group, recipient, undelivered, reply_to)
+        first = "" if limit is None else f" LIMIT {int(limit)}"
         rows = self._read(
             f"SELECT {sqlite_groups.MESSAGE_COLUMNS} FROM messages WHERE {where} "
-            f"ORDER BY {self.MESSAGE_ORDER}",
+            f"ORDER BY {self.MESSAGE_ORDER}{first}",
             *args,
             doing=f"reading group {group!r}'s messages",
         )

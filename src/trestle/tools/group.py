@@ -43,6 +43,7 @@ from trestle.presentation.wording import counted
 from trestle.tools.base import GroupSeat, Observation, Tool, ToolArgs, ToolContext, ToolFailure
 
 MAX_TOOL_WAIT = 300.0  # seconds one watch or receive may wait
+LINE_LEAST = 16  # characters of a received message's line at the least ("- ID from 'R': ")
 VALUE_SHOWN = 2_000  # characters of a current value quoted back in a conflict
 
 
@@ -306,10 +307,18 @@ class ReceiveMessages(Tool[ReceiveMessagesArgs]):
     async def run(self, ctx: ToolContext, args: ReceiveMessagesArgs) -> Observation:
         seat = _seat(ctx)
 
+        # no more than the model could be shown (a line is longer than LINE_LEAST): a
+        # peer that sent a million messages costs a receive only those
+        most = ctx.output_cap // LINE_LEAST + 1
+
         def waiting() -> list[Letter] | None:
             seen = set(seat.delivered())
             found = seat.store.messages(
-                seat.group, recipient=ctx.run_id, undelivered=True, reply_to=args.reply_to
+                seat.group,
+                recipient=ctx.run_id,
+                undelivered=True,
+                reply_to=args.reply_to,
+                limit=len(seen) + most + 1,
             )
             letters = [Letter.of(m) for m in found if m.id not in seen]
             return letters or None
@@ -328,7 +337,8 @@ class ReceiveMessages(Tool[ReceiveMessagesArgs]):
             shown.append((letter, line))
             size += len(line) + 1
         left = len(letters) - len(shown)
-        more = f"\n({left} more waiting: receive again)" if left else ""
+        count = str(left) if len(letters) <= most else f"at least {left}"  # all were read
+        more = f"\n({count} more waiting: receive again)" if left else ""
         record = MessagesDelivered(
             at=seat.clock(),
             step=ctx.step_id,
