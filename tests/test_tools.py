@@ -409,6 +409,21 @@ def test_write_file_refuses_protected_places(w: World) -> None:
     assert not (w.ws / ".git" / "hooks").exists()
 
 
+def test_edit_file_names_the_first_lines_of_many_matches_and_counts_the_rest(
+    w: World,
+) -> None:
+    """One character matching on each of 100,000 lines: the failure names 20 lines and
+    counts the others (it named every one, counting each from the top: quadratic in the
+    file, hours of the driver's CPU for a 10 MB file a command wrote)."""
+    w.write("big.txt", "a\n" * 100_000)
+    obs = w.call("edit_file", {"path": "big.txt", "old": "a", "new": "b"})
+    assert not obs.ok
+    assert "old text matches 100,000 times in 'big.txt', at lines 1, 2, 3" in obs.content
+    assert "19, 20 and 99,980 more; include more surrounding text" in obs.content
+    assert len(obs.content) < 1_000
+    assert (w.ws / "big.txt").read_text() == "a\n" * 100_000
+
+
 def test_edit_file_replaces_one_exact_match(w: World) -> None:
     w.write("m.py", "a = 1\nb = 2\nc = 3\n")
     obs = w.call("edit_file", {"path": "m.py", "old": "b = 2", "new": "b = 20"})

@@ -17,6 +17,7 @@ from trestle.tools.jail import atomic_write, read_bytes, relative, resolve_for_w
 
 SNIPPET_CONTEXT = 3  # lines shown around an edit, so the model sees the result
 SNIPPET_MAX_LINES = 30
+LINES_NAMED = 20  # lines a failure names of the places old text matches; the rest are counted
 
 
 class WriteFileArgs(ToolArgs):
@@ -95,17 +96,23 @@ class EditFile(BlockingTool[EditFileArgs]):
         if args.old == args.new:
             raise ToolFailure("old and new are the same text; nothing would change")
         old, new = args.old, args.new
-        starts = _occurrences(text, old)
-        if not starts and "\r\n" in text and "\r\n" not in old:
+        found = text.count(old)  # as str.replace counts them: not overlapping
+        if not found and "\r\n" in text and "\r\n" not in old:
             # the file has Windows line endings and the model wrote plain newlines
             old, new = old.replace("\n", "\r\n"), new.replace("\n", "\r\n")
-            starts = _occurrences(text, old)
+            found = text.count(old)
+        # the lines of the first few only: a line each for a million matches was a
+        # count from the top for each (minutes of the driver's CPU) and a huge message
+        starts = _occurrences(text, old, LINES_NAMED)
         wanted = args.count or 1
         where = relative(ctx, target)
-        if not starts:
+        if not found:
             raise ToolFailure(f"old text not found in {where!r}{_near_misses(text, args.old)}")
-        if len(starts) != wanted:
-            lines = _and([str(_line_of(text, s)) for s in starts])
+        if found != wanted:
+            named = [str(n) for n in _lines_of(text, starts)]
+            if found > len(starts):
+                named.append(f"{found - len(starts):,} more")
+            lines = _and(named)
             if args.count is None:
                 advice = (
                     "include more surrounding text in old so it matches once, or pass "
@@ -113,7 +120,7 @@ class EditFile(BlockingTool[EditFileArgs]):
                 )
             else:
                 advice = f"count is {args.count}; nothing was changed"
-            times, at = ("once", "line") if len(starts) == 1 else (f"{len(starts)} times", "lines")
+            times, at = ("once", "line") if found == 1 else (f"{found:,} times", "lines")
             raise ToolFailure(f"old text matches {times} in {where!r}, at {at} {lines}; {advice}")
         updated = text.replace(old, new)
         atomic_write(ctx, args.path, target, updated)
@@ -143,11 +150,12 @@ class EditFile(BlockingTool[EditFileArgs]):
         return None
 
 
-def _occurrences(text: str, old: str) -> list[int]:
-    """Start offsets of the non-overlapping occurrences of ``old`` (as str.replace sees them)."""
+def _occurrences(text: str, old: str, most: int) -> list[int]:
+    """Start offsets of the first ``most`` non-overlapping occurrences of ``old`` (as
+    str.replace sees them)."""
     found: list[int] = []
     at = text.find(old)
-    while at != -1:
+    while at != -1 and len(found) < most:
         found.append(at)
         at = text.find(old, at + len(old))
     return found
@@ -155,6 +163,16 @@ def _occurrences(text: str, old: str) -> list[int]:
 
 def _line_of(text: str, offset: int) -> int:
     return text.count("\n", 0, offset) + 1
+
+
+def _lines_of(text: str, offsets: list[int]) -> list[int]:
+    """The line of each of ``offsets`` (ascending), counted in one pass."""
+    lines, line, since = [], 1, 0
+    for offset in offsets:
+        line += text.count("\n", since, offset)
+        since = offset
+        lines.append(line)
+    return lines
 
 
 def _and(items: list[str]) -> str:
