@@ -34,6 +34,7 @@ from trestle.tools import (
     command_env,
     finish_claim,
     is_secret,
+    matching,
 )
 
 READ_ONLY: set[Nature] = {"read"}
@@ -407,6 +408,22 @@ def test_write_file_refuses_protected_places(w: World) -> None:
     w.write("d/f", "x")
     assert "is a directory" in w.call("write_file", {"path": "d", "content": "x"}).content
     assert not (w.ws / ".git" / "hooks").exists()
+
+
+def test_a_search_pattern_that_backtracks_without_end_is_stopped(
+    w: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """(a+)+$ against 26 a's and a b: about 2**26 steps, seconds of the driver's CPU with
+    the interpreter's lock held (hours at 40 a's). It is matched in a child process that
+    is stopped past the limit, and the model is told why."""
+    monkeypatch.setattr(matching, "SECONDS", 0.5)
+    w.write("a.txt", "plain\n" + "a" * 26 + "b\n")
+    obs = w.call("search_text", {"pattern": "(a+)+$"})
+    assert not obs.ok
+    assert "the pattern '(a+)+$' was still matching after 0.5 s" in obs.content
+    assert "pass literal=true" in obs.content
+    obs = w.call("search_text", {"pattern": "(a+)+b$"})  # the child answers a fair one
+    assert obs.ok and obs.content == "a.txt:2:" + "a" * 26 + "b"
 
 
 def test_edit_file_names_the_first_lines_of_many_matches_and_counts_the_rest(

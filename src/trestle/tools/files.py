@@ -15,6 +15,7 @@ from pydantic import Field, model_validator
 
 from trestle.tools.base import BlockingTool, Observation, ToolArgs, ToolContext, ToolFailure
 from trestle.tools.jail import missing, read_bytes, relative, resolve_for_read, walk
+from trestle.tools.matching import matching
 
 MAX_FILE_BYTES = 10_000_000  # read_file refuses larger files: use search_text
 MAX_SEARCH_FILE_BYTES = 2_000_000  # search_text skips larger files (logs, data)
@@ -211,18 +212,20 @@ class SearchText(BlockingTool[SearchTextArgs]):
         )
         hits: list[str] = []
         searched = 0
-        for path in files:
-            if len(hits) >= args.max_results:
-                break
-            text = _searchable(ctx, path)
-            if text is None:
-                continue
-            searched += 1
-            for number, line in enumerate(text.splitlines(), 1):
-                if regex.search(line):
-                    hits.append(f"{relative(ctx, path)}:{number}:{line.strip()[:MAX_MATCH_LINE]}")
-                    if len(hits) >= args.max_results:
-                        break
+        with matching(regex) as match:  # a pattern that backtracks is stopped
+            for path in files:
+                if len(hits) >= args.max_results:
+                    break
+                text = _searchable(ctx, path)
+                if text is None:
+                    continue
+                searched += 1
+                numbers = match(text, args.max_results - len(hits))
+                lines = text.splitlines() if numbers else []
+                hits += [
+                    f"{relative(ctx, path)}:{n}:{lines[n - 1].strip()[:MAX_MATCH_LINE]}"
+                    for n in numbers
+                ]
         if not hits:
             return Observation.success(
                 f"no matches for {args.pattern!r} in {searched} files", data={"matches": 0}
