@@ -21,7 +21,7 @@ import pytest
 from pydantic import ValidationError
 
 from trestle.core.errors import ConfigError
-from trestle.core.policy import Nature
+from trestle.core.policy import Nature, Policy, Scope, classify
 from trestle.tools import (
     GatedCall,
     GateVerdict,
@@ -408,6 +408,25 @@ def test_write_file_refuses_protected_places(w: World) -> None:
     w.write("d/f", "x")
     assert "is a directory" in w.call("write_file", {"path": "d", "content": "x"}).content
     assert not (w.ws / ".git" / "hooks").exists()
+
+
+def test_a_command_run_in_a_directory_is_judged_by_where_it_writes(w: World) -> None:
+    """run_command in tests/ writing src/f.py writes tests/src/f.py: the gate is told so,
+    and a src/** scope asks a human (it read the command alone, as a write to src/f.py
+    in scope, and let it run logged)."""
+    (w.ws / "tests").mkdir()
+    args = {"command": "echo x > src/f.py", "directory": "tests"}
+    w.call("run_command", args)
+    (call,) = w.gate.calls
+    assert call.facts.paths == ("tests/src/f.py",)
+    scoped = Policy(scope=Scope(write_paths=("src/**",)))
+    tier = classify(call.facts, plan=None, operator=scoped, run_id="r", action_key="k")
+    assert (tier.tier, tier.reason) == (
+        "confirm",
+        "writes 'tests/src/f.py', outside write_paths ['src/**']",
+    )
+    w.call("run_command", {"command": "pytest -q", "directory": "tests"})
+    assert w.gate.calls[-1].facts.paths == ()  # it writes nothing: its tier is unchanged
 
 
 def test_a_search_pattern_that_backtracks_without_end_is_stopped(

@@ -9,10 +9,12 @@ secrets (:mod:`trestle.tools.env`).
 
 from __future__ import annotations
 
+import posixpath
+
 from pydantic import Field, JsonValue
 
 from trestle.core.events import ActionResult
-from trestle.core.policy import ActionFacts
+from trestle.core.policy import ActionFacts, command_shape, workspace_path
 from trestle.execution.actions import run_shell
 from trestle.execution.processes import KEY_VAR
 from trestle.execution.sandbox import Cell
@@ -90,7 +92,9 @@ class RunCommand(Tool[RunCommandArgs]):
     arguments = RunCommandArgs
 
     def facts(self, args: RunCommandArgs, ctx: ToolContext) -> ActionFacts:
-        return ActionFacts(nature=self.nature, name=self.name, command=args.command)
+        return ActionFacts(
+            nature=self.nature, name=self.name, command=args.command, paths=_written_in(args)
+        )
 
     async def run(self, ctx: ToolContext, args: RunCommandArgs) -> Observation:
         cwd = resolve(ctx, args.directory, what="directory")
@@ -106,6 +110,21 @@ class RunCommand(Tool[RunCommandArgs]):
             limit=ctx.output_cap,
         )
         return command_observation(args.command, result)
+
+
+def _written_in(args: RunCommandArgs) -> tuple[str, ...]:
+    """The relative paths the command writes, from the workspace's root: the policy
+    reads the command alone, as if run at the root, so ``echo x > src/f.py`` in
+    ``tests`` read as a write to ``src/f.py`` (in a ``src/**`` scope) where it writes
+    ``tests/src/f.py``. One the command's own reading finds outside stays so."""
+    if posixpath.normpath(args.directory or ".") == ".":
+        return ()
+    joined = (
+        posixpath.normpath(posixpath.join(args.directory, inside))
+        for inside in map(workspace_path, command_shape(args.command).writes)
+        if inside is not None
+    )
+    return tuple(dict.fromkeys(p for p in joined if p != ".." and not p.startswith("../")))
 
 
 class RunTestsArgs(ToolArgs):
