@@ -539,11 +539,17 @@ def _split(paths: Iterable[Path], workspace: Path) -> tuple[list[Path], list[Pat
 
 def _hide(path: Path) -> list[str]:
     """An empty directory over a directory; /dev/null over a file. A path that does
-    not exist yet is covered by hiding its directory (see :func:`hidden_paths`)."""
-    if path.is_dir():
-        return ["--tmpfs", str(path)]
-    if path.exists():
-        return ["--ro-bind", "/dev/null", str(path)]
+    not exist yet is covered by hiding its directory (see :func:`hidden_paths`). One
+    behind a directory this user may not search is left as it is: nothing this user
+    starts can reach it either (a driver that is root in a user namespace of its own,
+    as in a rootless container, facing the real root's ``/root``), and asking raised."""
+    try:
+        if path.is_dir():
+            return ["--tmpfs", str(path)]
+        if path.exists():
+            return ["--ro-bind", "/dev/null", str(path)]
+    except PermissionError:
+        pass
     return []
 
 
