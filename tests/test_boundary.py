@@ -108,6 +108,18 @@ def run_as_driver(base: Path, uid: int | None, script: str, cases: object) -> ob
     return json.loads(done.stdout)
 
 
+def outside_tmp(prefix: str) -> Path:
+    """A fresh directory in :data:`OUTSIDE_TMP`. A test run by a user who may not write
+    there is skipped: each directory such a user may write is one the sandbox gives its
+    commands empty (``/tmp``, ``/var/tmp``, ``/run``) or hides (the home), where a mount
+    taken away shows an empty directory, not the host's files, and an attack proves
+    nothing. Run as root, these tests drive both as root and as a user."""
+    try:
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=OUTSIDE_TMP))
+    except PermissionError:
+        pytest.skip(f"uid {os.getuid()} cannot make a directory in {OUTSIDE_TMP} (run as root)")
+
+
 def driver_host(
     who: str, prefix: str, lay_out: Callable[[Path], None]
 ) -> Iterator[tuple[Path, int | None]]:
@@ -118,7 +130,7 @@ def driver_host(
     uid = None if who == "root" else USER
     if os.getuid() != 0 and uid is not None:
         pytest.skip("the unprivileged driver is made with setpriv, which needs root")
-    base = Path(tempfile.mkdtemp(prefix=prefix, dir=OUTSIDE_TMP))
+    base = outside_tmp(prefix)
     try:
         lay_out(base)
         _chown_tree(base, os.getuid() if uid is None else uid)
@@ -160,8 +172,8 @@ def driver(request: pytest.FixtureRequest) -> Iterator[tuple[UserCli, Target]]:
         pytest.skip("the unprivileged driver is made with setpriv, which needs root")
     # not under /tmp: the sandbox's /tmp is private, so a mount taken away there would
     # show an empty directory, not the host's files, and the test would prove nothing
-    base = Path(tempfile.mkdtemp(prefix="trestle-boundary-", dir=OUTSIDE_TMP))
-    sock_dir = Path(tempfile.mkdtemp(prefix="trestle-boundary-", dir=OUTSIDE_TMP))
+    base = outside_tmp("trestle-boundary-")
+    sock_dir = outside_tmp("trestle-boundary-")
     real_home = _home_of(owner)
     secret_file = real_home / f".trestle-boundary-{secrets.token_hex(4)}"
     server = socket.socket(socket.AF_UNIX)
@@ -403,7 +415,7 @@ def test_an_agents_command_cannot_undo_its_sandbox_to_show_the_model_the_key(
     """A hijacked model runs, through ``run_command``, what a root step ran before: take
     away the mounts that hide the key, then print it into its own next request."""
     _require_bwrap()
-    key_dir = Path(tempfile.mkdtemp(prefix="trestle-agent-key-", dir=OUTSIDE_TMP))
+    key_dir = outside_tmp("trestle-agent-key-")
     try:
         (key_dir / "approval.key").write_text(SECRET)
         monkeypatch.setenv("TRESTLE_KEY_FILE", str(key_dir / "approval.key"))

@@ -14,13 +14,13 @@ import os
 import shutil
 import socket
 import subprocess
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from test_boundary import outside_tmp
 from test_sandbox import _require_bwrap
 from trestle.execution.actions import run_shell
 from trestle.execution.sandbox import Cell, choose, hidden_paths
@@ -182,7 +182,7 @@ def test_a_command_whose_sandbox_could_not_start_runs_once_it_can(
     ws = cell.workspace
     # read-only to the commands but reachable (not in /tmp or a home, which they do not
     # see): bubblewrap must make the covering mount's point itself
-    top = Path(tempfile.mkdtemp(prefix="trestle-vanish-", dir="/var/lib"))
+    top = outside_tmp("trestle-vanish-")
     place = top / "daemon"
     place.mkdir()
     daemon = socket.socket(socket.AF_UNIX)
@@ -224,7 +224,7 @@ def test_a_listed_socket_whose_file_is_gone_does_not_stop_a_command(cell: Cell) 
     removed (a daemon's cleanup that unlinks before it closes): nothing is left there
     to reach, and covering it would fail every start."""
     ws = cell.workspace
-    top = Path(tempfile.mkdtemp(prefix="trestle-gone-", dir="/var/lib"))
+    top = outside_tmp("trestle-gone-")
     (top / "real").mkdir()
     (top / "link").symlink_to(top / "real")  # bound through a link, as a home's cache is
     daemon = socket.socket(socket.AF_UNIX)
@@ -247,7 +247,7 @@ def test_a_daemons_socket_bound_through_a_link_is_covered_and_commands_still_sta
     like): bubblewrap cannot make a mount's point behind such a link, and every command
     failed to start while the daemon ran. It is covered where it really is."""
     ws = cell.workspace
-    top = Path(tempfile.mkdtemp(prefix="trestle-linked-", dir="/var/lib"))
+    top = outside_tmp("trestle-linked-")
     (top / "real").mkdir()
     (top / "link").symlink_to(top / "real")
     daemon = socket.socket(socket.AF_UNIX)
