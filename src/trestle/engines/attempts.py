@@ -16,6 +16,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
+from trestle.agentplan.planning import AGENT_TAG
 from trestle.core.errors import ModelBindingError
 from trestle.core.events import (
     ActionResult,
@@ -77,6 +78,11 @@ Clock = Callable[[], float]
 ATTEMPT_TASK = "trestle-attempt:"  # the name of an attempt's task, before its step id
 P = ParamSpec("P")
 T = TypeVar("T")
+
+
+# what a model-named step's commands are matched by in the policy's sandbox globs: a
+# name with a space, which no step id or tool name has, so only "*" matches it
+MODEL_NAMED = "agent step "
 
 
 class Attempts:
@@ -249,7 +255,12 @@ class Attempts:
 
     def _context(self, state: RunState, sid: str, attempt: int, key: str) -> StepContext:
         workspace, plan_dir = _run_dirs(state.workspace, state.plan_path)
+        step = state.plan.step(sid) if state.agent is not None else None
+        # an agent's plan step is named by its model: the policy's globs, written for the
+        # operator's steps and for tool names, must not grant its checks the network
+        named_by_model = step is not None and AGENT_TAG in step.tags
         return StepContext(
+            policy_name=f"{MODEL_NAMED}{sid}" if named_by_model else None,
             run_id=state.run_id,
             step_id=sid,
             attempt=attempt,

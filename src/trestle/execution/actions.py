@@ -64,13 +64,17 @@ class StepContext:
     pinned: Pinned = ()  # the approved bytes of the files its command names
     # the python: code as the run started (RunCreated.python_sources); None: unpinned
     python_pins: Mapping[str, str] | None = None
+    # what the policy's sandbox.network and sandbox.git globs match its commands by; None:
+    # its id. A step a model named is matched by no glob but "*" (Attempts._context).
+    policy_name: str | None = None
 
     @property
     def cell(self) -> Cell | None:
         """Where this step's commands run (its id is what the network policy names)."""
         if self.sandbox is None:
             return None
-        return Cell(self.sandbox, self.workspace, self.step_id, self.approved, self.pinned)
+        name = self.step_id if self.policy_name is None else self.policy_name
+        return Cell(self.sandbox, self.workspace, name, self.approved, self.pinned)
 
 
 def cap_output(text: str, limit: int = OUTPUT_LIMIT) -> str:
