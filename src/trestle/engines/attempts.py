@@ -229,6 +229,8 @@ class Attempts:
                     for m in state.agent.mcp
                     if m.url is not None
                 )
+                if state.agent.base_url is not None:
+                    exposed += (_model_over_network(state.agent.base_url, sandbox.policy.network),)
         chosen = SandboxChosen(
             at=self.clock(), confined=sandbox.confines, detail=detail, exposed=exposed
         )
@@ -625,4 +627,15 @@ def _mcp_over_network(name: str, url: str, network: tuple[str, ...]) -> str:
         f"lets {', '.join(network)} keep the network: those commands can call its tools "
         "themselves, destructive ones included, without the gate or a human; keep the "
         "network off, or have the server ask for a credential no step can read"
+    )
+
+
+def _model_over_network(url: str, network: tuple[str, ...]) -> str:
+    """What a step that keeps the network can do to the model's server the run names:
+    steps are given no API key, so only a server that asks one keeps them out."""
+    return (
+        f"the model's server ({url}) is reached over the network, and the policy lets "
+        f"{', '.join(network)} keep the network: if it asks no key (a local server, a "
+        "proxy without one), those commands can call the model themselves, at a cost "
+        "the run's budget never counts; keep the network off, or give the server a key"
     )
