@@ -443,6 +443,8 @@ def test_a_search_pattern_that_backtracks_without_end_is_stopped(
     assert "pass literal=true" in obs.content
     obs = w.call("search_text", {"pattern": "(a+)+b$"})  # the child answers a fair one
     assert obs.ok and obs.content == "a.txt:2:" + "a" * 26 + "b"
+    obs = w.call("search_text", {"pattern": "a+\x00"})  # a NUL reaches it too
+    assert obs.ok and obs.content == "no matches for 'a+\\x00' in 1 files"
 
 
 def test_edit_file_names_the_first_lines_of_many_matches_and_counts_the_rest(

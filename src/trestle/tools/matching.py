@@ -25,10 +25,12 @@ from trestle.tools.base import ToolFailure
 SECONDS = 20.0  # of matching, for one search's files together
 SPECIAL = frozenset(".^$*+?{}[]\\|()")  # a pattern without these is plain text
 
-# reads one JSON request a line ({"text", "most"}), answers the matching line numbers
+# reads the pattern ({"pattern", "flags"}), then one JSON request a line ({"text",
+# "most"}), and answers each with the matching line numbers
 _CHILD = """\
 import json, re, sys
-regex = re.compile(sys.argv[1], int(sys.argv[2]))
+given = json.loads(sys.stdin.readline())
+regex = re.compile(given["pattern"], given["flags"])
 for request in sys.stdin:
     job = json.loads(request)
     found = []
@@ -57,7 +59,7 @@ def matching(regex: re.Pattern[str], *, seconds: float | None = None) -> Iterato
         yield lambda text, most: _lines(regex, text, most)
         return
     child = subprocess.Popen(
-        [sys.executable, "-I", "-S", "-c", _CHILD, regex.pattern, str(int(regex.flags))],
+        [sys.executable, "-I", "-S", "-c", _CHILD],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -65,11 +67,15 @@ def matching(regex: re.Pattern[str], *, seconds: float | None = None) -> Iterato
         encoding="utf-8",
     )
     deadline = time.monotonic() + seconds
+    # given on its input, not its command line: a pattern may hold a NUL
+    pattern = json.dumps({"pattern": regex.pattern, "flags": int(regex.flags)}) + "\n"
 
     def match(text: str, most: int) -> list[int]:
+        nonlocal pattern
         stdin, stdout = _pipes(child)
         try:
-            stdin.write(json.dumps({"text": text, "most": most}) + "\n")
+            stdin.write(pattern + json.dumps({"text": text, "most": most}) + "\n")
+            pattern = ""
             stdin.flush()
         except OSError:  # it ended: the answer below is then empty
             pass
