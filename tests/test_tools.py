@@ -13,6 +13,7 @@ import os
 import stat
 import subprocess
 import time
+import tracemalloc
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -445,6 +446,24 @@ def test_a_search_pattern_that_backtracks_without_end_is_stopped(
     assert obs.ok and obs.content == "a.txt:2:" + "a" * 26 + "b"
     obs = w.call("search_text", {"pattern": "a+\x00"})  # a NUL reaches it too
     assert obs.ok and obs.content == "no matches for 'a+\\x00' in 1 files"
+
+
+def test_a_search_stopped_at_its_first_match_walks_no_further(w: World) -> None:
+    """20,000 files under 200 directories, a search for one match: the tree is walked as
+    it is searched (every file was listed first, whatever the search then needed)."""
+    for d in range(200):
+        folder = w.ws / "tree" / f"d{d:03}"
+        folder.mkdir(parents=True)
+        for f in range(100):
+            (folder / f"f{f:03}.txt").write_text("needle\n")
+    tracemalloc.start()
+    try:
+        obs = w.call("search_text", {"pattern": "needle", "directory": "tree", "max_results": 1})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert obs.content.startswith("tree/d000/f000.txt:1:needle\n[stopped at 1 matches")
+    assert peak < 2_000_000, f"{peak:,} bytes at the peak"
 
 
 def test_edit_file_names_the_first_lines_of_many_matches_and_counts_the_rest(

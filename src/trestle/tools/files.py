@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 from pydantic import Field, model_validator
@@ -203,12 +204,13 @@ class SearchText(BlockingTool[SearchTextArgs]):
         top = resolve_for_read(ctx, args.directory, what="directory")
         if not top.exists():
             raise missing(ctx, args.directory, top)
-        files = (
+        # walked as it is searched: a tree of millions of files is not listed first
+        files: Iterable[Path] = (
             [top]
             if not top.is_dir()
-            else [
+            else (
                 p for p, is_dir in walk(ctx, top, 64) if not is_dir and _wanted(p, top, args.glob)
-            ]
+            )
         )
         hits: list[str] = []
         searched = 0
