@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -55,12 +56,13 @@ def checkpoints_command(
     """Workspace checkpoints a run took, oldest first, and those its rewinds kept."""
     from trestle.lifecycle.checkpoints import checkpoints, shadow_repo
     from trestle.lifecycle.runs import load_state
+    from trestle.presentation.wording import one_line
 
     with _found(store, run_id) as (st, run_id):
         state = load_state(st, run_id)
         found = checkpoints(shadow_repo(state, _shadow(st, state), st), state, st)
     if as_json:
-        _print_json([c.__dict__ for c in found])
+        _print_json([asdict(c) for c in found])
         return
     out = _out()
     if not found:
@@ -75,9 +77,10 @@ def checkpoints_command(
                 soft_wrap=True,
             )
             continue
-        out.print(
-            f"{stamp}  {c.step} attempt {c.attempt} {c.when:<6} {c.commit[:12]}", markup=False
-        )
+        line = f"{stamp}  {c.step} attempt {c.attempt} {c.when:<6} {c.commit[:12]}"
+        if c.left_out:
+            line += "  left out: " + ", ".join(one_line(f.describe()) for f in c.left_out)
+        out.print(line, markup=False, soft_wrap=True)
 
 
 def rewind_command(
@@ -240,7 +243,9 @@ def diff_command(
         )
         for path, steps in done.shared.items():
             err.print(f"  {one_line(path)} (or {', '.join(steps)})", markup=False, soft_wrap=True)
-    if done.text or not done.shared:
+    if done.too_large:
+        _err().print(one_line(done.too_large_note()), markup=False, soft_wrap=True)
+    if done.text or not (done.shared or done.too_large):
         text = done.text if done.text else "no changes\n"
         # what the step wrote, shown on a terminal rather than obeyed: an escape sequence
         # in a file can erase the lines above it and hide what the step added from the

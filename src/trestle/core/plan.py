@@ -376,6 +376,9 @@ class Plan(Record):
     checkpoints: Literal["irreversible", "every_step", "off"] = "every_step"
     # gitignore-style globs left out of workspace checkpoints (besides .gitignore's)
     checkpoint_ignore: tuple[str, ...] = ()
+    # a file larger than this (bytes, by its apparent size) is left out of checkpoints,
+    # and named in them: a step's 20 GiB sparse file must not stall or fill the store
+    checkpoint_max_file_size: int = Field(default=64 * 1024 * 1024, ge=1)
     # delegation: children running at once, and children this run may create at all
     # (each retry of a delegating step is a new child)
     child_parallelism: int = Field(default=4, ge=1, le=1024)

@@ -536,6 +536,8 @@ def step_change(store: Store, state: RunState, step: str) -> tuple[str, str]:
         said += "; changed while other steps ran too, so left out: " + ", ".join(
             f"{path} ({', '.join(steps)})" for path, steps in done.shared.items()
         )
+    if done.too_large:
+        said += "; " + done.too_large_note()
     return said, done.text or "no changes"
 
 

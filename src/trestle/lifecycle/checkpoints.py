@@ -27,7 +27,7 @@ from trestle.core.field_problems import did_you_mean
 from trestle.core.plan import Plan, Step
 from trestle.core.state import RunState
 from trestle.store.base import Store
-from trestle.workspace.shadow import ShadowRepo
+from trestle.workspace.shadow import LeftOut, ShadowRepo
 
 When = Literal["before", "after"]
 
@@ -53,7 +53,8 @@ def shadow_repo(state: RunState, shadow_dir: Path, store: Store) -> ShadowRepo:
     if isinstance(path, Path) and path.resolve().is_relative_to(workspace.resolve()):
         rel = path.resolve().relative_to(workspace.resolve()).as_posix()
         ignore += [f"/{rel}{suffix}" for suffix in ("", "-wal", "-shm", "-journal")]
-    return ShadowRepo(shadow_dir, workspace, ignore=ignore)
+    limit = state.plan.checkpoint_max_file_size
+    return ShadowRepo(shadow_dir, workspace, ignore=ignore, max_file_size=limit)
 
 
 Kind = Literal["before", "after", "kept"]
@@ -65,7 +66,8 @@ class Checkpoint:
     """One checkpoint of a run: ``before`` or ``after`` an attempt of ``step``, or
     ``kept`` by a rewind (``step`` "", ``attempt`` 0) with what it was kept before in
     ``note``. ``order`` is its place among the store's snapshots (None when taken
-    before checkpoints were ordered)."""
+    before checkpoints were ordered). ``left_out``: the files it did not store for
+    their size."""
 
     step: str
     attempt: int
@@ -76,6 +78,7 @@ class Checkpoint:
     tree: str = ""
     order: int | None = None
     note: str = ""
+    left_out: tuple[LeftOut, ...] = ()
 
 
 def checkpoints(repo: ShadowRepo, state: RunState, store: Store) -> list[Checkpoint]:
@@ -94,7 +97,8 @@ def checkpoints(repo: ShadowRepo, state: RunState, store: Store) -> list[Checkpo
             seq = parts[1].removeprefix("rewind-")
             position = int(seq) + 0.5 if seq.isdigit() else state.seq + 1.0
             kept = Checkpoint("", 0, "kept", ref.commit, taken, ref.name, ref.tree, ref.order)
-            found.append((position, replace(kept, note=ref.message.strip())))
+            kept = replace(kept, note=ref.message.strip(), left_out=ref.left_out)
+            found.append((position, kept))
             continue
         if len(parts) != 4 or parts[3] not in ("before", "after") or not parts[2].isdigit():
             continue
@@ -106,7 +110,15 @@ def checkpoints(repo: ShadowRepo, state: RunState, store: Store) -> list[Checkpo
             (
                 position,
                 Checkpoint(
-                    parts[1], int(parts[2]), when, ref.commit, taken, ref.name, ref.tree, ref.order
+                    parts[1],
+                    int(parts[2]),
+                    when,
+                    ref.commit,
+                    taken,
+                    ref.name,
+                    ref.tree,
+                    ref.order,
+                    left_out=ref.left_out,
                 ),
             )
         )

@@ -88,6 +88,7 @@ def plan_rewind(
     a checkpoint) would do now."""
     found = checkpoints(repo, state, store)
     target = checkpoint_before(found, state, step, attempt)
+    repo.check_restorable(target.commit)
     scope = rewind_scope(lineage(store.events(state.run_id)), step, target.attempt)
     changes = repo.changes(target.commit)
     files = None
@@ -131,6 +132,7 @@ def find_checkpoint(found: list[Checkpoint], state: RunState, wanted: str) -> Ch
 def plan_restore(repo: ShadowRepo, state: RunState, store: Store, wanted: str) -> RewindPlan:
     """What putting the run's checkpoint ``wanted`` back would do now (whole workspace)."""
     target = find_checkpoint(checkpoints(repo, state, store), state, wanted)
+    repo.check_restorable(target.commit)
     changes = repo.changes(target.commit)
     return RewindPlan(
         target=target,

@@ -20,18 +20,26 @@ from trestle.core.events import StepAttemptEnded, StepStarted
 from trestle.core.state import RunState
 from trestle.lifecycle.checkpoints import Checkpoint, checkpoint_before, checkpoints
 from trestle.store.base import Store
-from trestle.workspace.shadow import ShadowRepo
+from trestle.workspace.shadow import LeftOut, ShadowRepo
 
 
 @dataclass(frozen=True)
 class StepDiff:
     """What an attempt changed: ``text``, the unified diff of the paths it alone can
     have changed; ``shared``, paths changed while other steps ran too (with them),
-    left out of ``text``."""
+    left out of ``text``; ``too_large``, files its ``after`` checkpoint did not store
+    for their size (and its ``before`` did not hold as they are), so not in ``text``."""
 
     attempt: int
     text: str
     shared: dict[str, tuple[str, ...]]
+    too_large: tuple[LeftOut, ...] = ()
+
+    def too_large_note(self) -> str:
+        """``left out of the checkpoint: big.txt (20 GiB, over 64 MiB)``, or ""."""
+        if not self.too_large:
+            return ""
+        return "left out of the checkpoint: " + ", ".join(f.describe() for f in self.too_large)
 
 
 def step_diff(
@@ -71,7 +79,11 @@ def step_diff(
     who: Attribution = attribute(changed)
     after = next(c for c in found if (c.step, c.attempt, c.when) == (step, n, "after"))
     text = repo.diff(before.commit, after.commit, paths=who.own) if who.own else ""
-    return StepDiff(n, text, who.shared)
+    # a file left out of both checkpoints with the same size is taken as unchanged: its
+    # content was never read, so that is all that can be told
+    already = {(f.path, f.size) for f in before.left_out}
+    too_large = tuple(f for f in after.left_out if (f.path, f.size) not in already)
+    return StepDiff(n, text, who.shared, too_large)
 
 
 def _moment(c: Checkpoint) -> Moment:

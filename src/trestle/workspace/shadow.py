@@ -16,6 +16,12 @@ inert settings (Trestle writes no other) and executable settings are switched of
 the command line; the workspace's ``.gitattributes`` are outranked by the store's own
 ``info/attributes``, so no filter or conversion applies.
 
+A file larger than the store's bound (``max_file_size``, 64 MiB unless told) is not
+stored: its size is read with ``lstat`` before git would read it, so a step's 20 GiB
+sparse file or multi-gigabyte log neither stalls the driver nor fills the store's disk.
+The snapshot's message names such files (:class:`LeftOut`), and a restore that would
+need one refuses (:class:`LeftOutError`) rather than put back a tree without it.
+
 Files are staged with ``git update-index``, whose index doubles as a stat cache: a file
 whose size, times and inode have not changed is not read again. The workspace walk is
 ours (see :mod:`trestle.workspace.shadow_files`), so a nested git repository is recorded as plain
@@ -25,7 +31,8 @@ Errors::
 
     RunError
     └── ShadowRepoError          git is missing, or a git command failed
-        └── RestoreConflictError restore would have to destroy ignored files
+        ├── RestoreConflictError restore would have to destroy ignored files
+        └── LeftOutError         restore would need a file too large to be stored
     ConfigError
     └── UnknownSnapshotError     no snapshot by that name or id
 """
@@ -35,6 +42,7 @@ from __future__ import annotations
 import builtins
 import fcntl
 import hashlib
+import json
 import os
 import re
 import struct
@@ -97,6 +105,12 @@ ORDER_LINE = re.compile(r"(?:\A|\n\n)trestle-order: (\d+)\n?\Z")
 # which :meth:`ShadowRepo._refuse_unsafe` takes as a sign to read the configuration again
 ORDER_FILE = "trestle-order/last"
 
+# One file a snapshot left out for its size, a line of its message before the order's:
+# its size, the bound then, and its path as a JSON string (a path may hold a newline).
+LEFT_OUT_LINE = re.compile(r'trestle-left-out: (\d+) (\d+) ("(?:[^"\\\n]|\\.)*")')
+LEFT_OUT_BLOCK = re.compile(r"(?:\A|\n\n)((?:trestle-left-out: [^\n]*(?:\n|\Z))+)\Z")
+DEFAULT_MAX_FILE_SIZE = 64 * 1024 * 1024
+
 ChangeKind = Literal["added", "modified", "deleted", "mode"]
 KEPT_WORKSPACES = 64  # workspaces whose .gitignore answers one process keeps
 Rules = tuple[tuple[object, ...], ...]  # .gitignore files: path, inode, size, mode, times
@@ -133,8 +147,57 @@ class RestoreConflictError(ShadowRepoError):
     """Restoring would overwrite or delete files that are ignored, so it was not started."""
 
 
+class LeftOutError(ShadowRepoError):
+    """A restore would need a file too large to be stored: one the snapshot left out
+    (it cannot be written back), or one in the workspace now (it could be neither
+    deleted safely nor kept in a checkpoint). Nothing was changed.
+
+    Attributes:
+        left_out: the files, with their sizes.
+    """
+
+    # the CLI's exit code for a rewind it cannot do as asked, as for one to a step with
+    # no checkpoint: what failed is the request, and nothing was run or changed
+    exit_code = 2
+
+    def __init__(self, message: str, left_out: Sequence[LeftOut]) -> None:
+        super().__init__(message)
+        self.left_out = tuple(left_out)
+
+
 class UnknownSnapshotError(ConfigError):
     """No snapshot has that name, and it is not the id of a commit in the shadow store."""
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """A file a snapshot did not store because it was larger than the bound.
+
+    Attributes:
+        path: workspace-relative, ``/``-separated.
+        size: its apparent size in bytes (a sparse file's too), from ``lstat``.
+        limit: the bound it passed, in bytes.
+    """
+
+    path: str
+    size: int
+    limit: int
+
+    def describe(self) -> str:
+        """``big.txt (20 GiB, over 64 MiB)``."""
+        return f"{self.path} ({human_size(self.size)}, over {human_size(self.limit)})"
+
+
+def human_size(size: int) -> str:
+    """Bytes in binary units: ``512 bytes``, ``64 MiB``, ``1.5 GiB``."""
+    amount = float(size)
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if amount < 1024 or unit == "TiB":
+            break
+        amount /= 1024
+    if unit == "bytes":
+        return f"{size} bytes"
+    return f"{amount:.1f}".removesuffix(".0") + f" {unit}"
 
 
 @dataclass(frozen=True)
@@ -150,6 +213,7 @@ class SnapshotRef:
         message: the message given to :meth:`ShadowRepo.snapshot`.
         order: for a snapshot taken with ``ordered``, its place among the store's
             snapshots: a later one has a greater order, however close in time; else None.
+        left_out: the files it did not store for their size.
     """
 
     name: str
@@ -158,6 +222,7 @@ class SnapshotRef:
     time: datetime
     message: str
     order: int | None = None
+    left_out: tuple[LeftOut, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -224,6 +289,8 @@ class ShadowRepo:
         use_gitignore: honour the ``.gitignore`` files inside the workspace.
         git: the git executable.
         clock: seconds since the epoch, for snapshot times.
+        max_file_size: a file larger than this many bytes is left out of snapshots
+            (and named in them, :class:`LeftOut`); None: no bound.
 
     Every method is safe to call from several threads and processes at once: they
     serialise on a lock file in ``git_dir``.
@@ -238,12 +305,14 @@ class ShadowRepo:
         use_gitignore: bool = True,
         git: str = "git",
         clock: Callable[[], float] = time.time,
+        max_file_size: int | None = DEFAULT_MAX_FILE_SIZE,
     ) -> None:
         self.git_dir = Path(os.path.abspath(git_dir))
         self.workspace = Path(os.path.abspath(workspace))
         self.use_gitignore = use_gitignore
         self._git_exe = git
         self._clock = clock
+        self.max_file_size = max_file_size
         self._globs = IgnoreGlobs(ignore)
         key = hashlib.sha256(os.fsencode(os.path.realpath(self.workspace))).hexdigest()[:24]
         self._index = self.git_dir / "trestle-index" / key
@@ -279,14 +348,24 @@ class ShadowRepo:
         if "\0" in message:
             raise ConfigError(f"snapshot {name!r}: the message must not contain NUL")
         with self._locked():
-            self._stage()
+            left_out = self._stage()
             tree = self._git("write-tree").decode().strip()
+            if not ordered:
+                existing = self._refs(name, exact=True)
+                if (
+                    existing
+                    and existing[0].tree == tree
+                    and existing[0].message == message
+                    and existing[0].left_out == left_out
+                ):
+                    return existing[0].commit
+            if left_out:
+                lines = "".join(
+                    f"trestle-left-out: {f.size} {f.limit} {json.dumps(f.path)}\n" for f in left_out
+                )
+                message = f"{message}\n\n{lines}".lstrip("\n")
             if ordered:
                 message = f"{message}\n\ntrestle-order: {self._next_order()}".lstrip("\n")
-            else:
-                existing = self._refs(name, exact=True)
-                if existing and existing[0].tree == tree and existing[0].message == message:
-                    return existing[0].commit
             stamp = f"@{int(self._clock())} +0000"
             commit = (
                 self._git("commit-tree", tree, stdin=message.encode(), date=stamp).decode().strip()
@@ -311,11 +390,13 @@ class ShadowRepo:
             UnknownSnapshotError: no such snapshot.
             RestoreConflictError: a file to write back is blocked by ignored files
                 (checked before anything is changed).
+            LeftOutError: the snapshot left out a file for its size, or the workspace
+                holds one now (checked before anything is changed).
             ShadowRepoError: git failed.
         """
         with self._locked():
             target = self._resolve(snapshot)
-            self._stage()
+            self._check_restorable(target, self._stage())
             # diff-index compares the snapshot (old side) with the workspace (new side).
             raw = self._raw_changes(["diff-index", "--cached", "--raw", target])
             if paths is not None:
@@ -388,6 +469,59 @@ class ShadowRepo:
                 out = self._git("diff-tree", "-r", *options, old, self._resolve(b), *only)
         return out.decode("utf-8", errors="replace")
 
+    def left_out(self, snapshot: str | None = None) -> tuple[LeftOut, ...]:
+        """The files ``snapshot`` did not store for their size (None: the files the
+        workspace now holds past the bound).
+
+        Raises:
+            UnknownSnapshotError: no such snapshot.
+        """
+        with self._locked():
+            if snapshot is None:
+                return self._stage()
+            return self._left_out_of(self._resolve(snapshot))
+
+    def _left_out_of(self, commit: str) -> tuple[LeftOut, ...]:
+        raw = self._git("cat-file", "commit", commit).decode("utf-8", errors="replace")
+        message = raw.split("\n\n", 1)[1] if "\n\n" in raw else ""
+        found = ORDER_LINE.search(message)
+        if found:
+            message = message[: found.start()]
+        return _split_left_out(message)[1]
+
+    def check_restorable(self, snapshot: str) -> None:
+        """Refuse, before anything changes, a restore of ``snapshot`` that would need a
+        file too large to be stored.
+
+        Raises:
+            UnknownSnapshotError: no such snapshot.
+            LeftOutError: the snapshot left such a file out, or the workspace holds one.
+        """
+        with self._locked():
+            self._check_restorable(self._resolve(snapshot), self._stage())
+
+    def _check_restorable(self, commit: str, now: Sequence[LeftOut]) -> None:
+        then = self._left_out_of(commit)
+        if not then and not now:
+            return
+        said = []
+        if then:
+            said.append(
+                "left out of that checkpoint, so it cannot be written back: "
+                + ", ".join(f.describe() for f in then)
+            )
+        if now:
+            said.append(
+                "in the workspace now and too large to be kept in a checkpoint, so it "
+                "could be neither deleted safely nor kept as it is: "
+                + ", ".join(f.describe() for f in now)
+                + " (move it out of the workspace, or delete it, and try again)"
+            )
+        raise LeftOutError(
+            f"cannot restore {str(self.workspace)!r} to {commit[:12]}: " + "; ".join(said),
+            [*then, *now],
+        )
+
     def resolve(self, snapshot: str) -> str:
         """The commit id of a snapshot name or (possibly abbreviated) commit id.
 
@@ -455,12 +589,15 @@ class ShadowRepo:
 
     # -- staging: bring the index in line with the workspace ---------------------------
 
-    def _stage(self) -> None:
-        """Update the workspace's index (the stat cache) to match the files on disk."""
+    def _stage(self) -> tuple[LeftOut, ...]:
+        """Update the workspace's index (the stat cache) to match the files on disk;
+        return the files left out of it for their size (a file that grew past the bound
+        leaves the index as a deleted one does)."""
         if not self.workspace.is_dir():
             raise ConfigError(f"workspace {str(self.workspace)!r} is not a directory")
+        too_large: dict[str, int] = {}
         try:
-            files = self._walk()
+            files = self._walk(too_large)
         except OSError as exc:
             raise ShadowRepoError(f"cannot read workspace {str(self.workspace)!r}: {exc}") from exc
         present = set(files)
@@ -471,6 +608,8 @@ class ShadowRepo:
         if files:
             # --remove covers a file deleted between the walk and this command.
             self._git("update-index", "--add", "--remove", "-z", "--stdin", stdin=_nul(files))
+        limit = self.max_file_size or 0
+        return tuple(LeftOut(p, size, limit) for p, size in sorted(too_large.items()))
 
     def _indexed(self) -> builtins.list[str]:
         """The paths the workspace's index holds, read from the file (under the lock, only
@@ -486,8 +625,9 @@ class ShadowRepo:
             paths = [os.fsdecode(p) for p in listed if p]
         return paths
 
-    def _walk(self) -> builtins.list[str]:
-        """The files a snapshot holds (:func:`walk_workspace`).
+    def _walk(self, too_large: dict[str, int]) -> builtins.list[str]:
+        """The files a snapshot holds (:func:`walk_workspace`); those past the size bound
+        go to ``too_large`` instead.
 
         Which paths the ``.gitignore`` files exclude is asked of git (a process per
         directory level), so the answers are kept (per store and workspace, in this
@@ -496,12 +636,19 @@ class ShadowRepo:
         every answer. When they differ, the walk is made again asking git anew.
         """
         if not self.use_gitignore:
-            return walk_workspace(self.workspace, self._globs, extra_excluded=self._own_dir)
+            return walk_workspace(
+                self.workspace,
+                self._globs,
+                extra_excluded=self._own_dir,
+                max_size=self.max_file_size,
+                too_large=too_large,
+            )
         key = (self.git_dir, self.workspace)
         known_rules, kept = _IGNORE_ANSWERS.get(key, ((), {}))
-        files, rules, answers = self._walk_judged(kept)
+        files, rules, answers = self._walk_judged(kept, too_large)
         if rules != known_rules and kept:  # answers to other rules: walk again, asking git
-            files, rules, answers = self._walk_judged({})
+            too_large.clear()
+            files, rules, answers = self._walk_judged({}, too_large)
         if rules is not None:
             _IGNORE_ANSWERS.pop(key, None)  # the latest used goes last, the oldest first
             _IGNORE_ANSWERS[key] = (rules, answers)
@@ -510,7 +657,7 @@ class ShadowRepo:
         return files
 
     def _walk_judged(
-        self, answers: dict[str, bool]
+        self, answers: dict[str, bool], too_large: dict[str, int]
     ) -> tuple[builtins.list[str], Rules | None, dict[str, bool]]:
         """The walk, asking git only about paths ``answers`` does not hold (then adding
         them); also the ``.gitignore`` files it found, as :func:`_stat_rules` gives them."""
@@ -529,6 +676,8 @@ class ShadowRepo:
             extra_excluded=self._own_dir,
             check_ignore=judge,
             gitignores=rule_files,
+            max_size=self.max_file_size,
+            too_large=too_large,
         )
         return files, _stat_rules(self.workspace, rule_files), answers
 
@@ -609,7 +758,8 @@ class ShadowRepo:
             order = int(found.group(1)) if found else None
             if found:
                 message = message[: found.start()]
-            refs.append(SnapshotRef(name, commit, tree, when, message, order))
+            message, left_out = _split_left_out(message)
+            refs.append(SnapshotRef(name, commit, tree, when, message, order, left_out))
         refs.sort(key=lambda r: (r.time, r.name))
         return refs
 
@@ -839,6 +989,22 @@ def _index_paths(data: bytes) -> builtins.list[str] | None:
     except (struct.error, ValueError):
         return None
     return paths
+
+
+def _split_left_out(message: str) -> tuple[str, tuple[LeftOut, ...]]:
+    """A snapshot's message without its closing lines naming the files it left out,
+    and those files."""
+    block = LEFT_OUT_BLOCK.search(message)
+    if block is None:
+        return message, ()
+    left_out = []
+    for line in block.group(1).splitlines():
+        parsed = LEFT_OUT_LINE.fullmatch(line)
+        if parsed is None:  # not ours: the message's own text
+            return message, ()
+        path = json.loads(parsed.group(3))
+        left_out.append(LeftOut(path, int(parsed.group(1)), int(parsed.group(2))))
+    return message[: block.start()], tuple(left_out)
 
 
 def _nul(paths: Sequence[str]) -> bytes:

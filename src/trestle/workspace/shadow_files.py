@@ -80,6 +80,8 @@ def walk_workspace(
     extra_excluded: str = "",
     check_ignore: Callable[[Sequence[str]], set[str]] | None = None,
     gitignores: list[str] | None = None,
+    max_size: int | None = None,
+    too_large: dict[str, int] | None = None,
 ) -> list[str]:
     """Every regular file and symlink under ``root`` that a snapshot should hold.
 
@@ -87,7 +89,9 @@ def walk_workspace(
     ``.trestle``, ``extra_excluded`` (a relative path), what ``globs`` match, what
     ``check_ignore`` reports (given paths below a directory holding a ``.gitignore``),
     and special files (FIFOs, sockets, devices). Symlinks are never followed. The
-    ``.gitignore`` files walked past are added to ``gitignores``, if given.
+    ``.gitignore`` files walked past are added to ``gitignores``, if given. A regular
+    file whose size (its ``lstat``'s, so a sparse file's apparent size: what git would
+    read) passes ``max_size`` is left out too, and added to ``too_large`` with its size.
 
     Returns:
         ``/``-separated paths relative to ``root``.
@@ -98,7 +102,7 @@ def walk_workspace(
     files: list[str] = []
     level: list[tuple[str, bool]] = [("", False)]  # (directory with trailing /, .gitignore seen)
     while level:
-        candidates: list[tuple[str, bool, bool]] = []
+        candidates: list[tuple[str, os.DirEntry[str], bool, bool]] = []
         for rel_dir, gitignore_above in level:
             with os.scandir(root / rel_dir if rel_dir else root) as scan:
                 entries = list(scan)
@@ -117,21 +121,36 @@ def walk_workspace(
                     continue
                 if globs.matches(rel, entry.name, is_dir):
                     continue
-                candidates.append((rel, is_dir, gitignore_here))
+                candidates.append((rel, entry, is_dir, gitignore_here))
         ignored: set[str] = set()
         if check_ignore is not None:
-            asked = [rel for rel, _, gitignore in candidates if gitignore]
+            asked = [rel for rel, _, _, gitignore in candidates if gitignore]
             if asked:
                 ignored = check_ignore(asked)
         level = []
-        for rel, is_dir, gitignore in candidates:
+        for rel, entry, is_dir, gitignore in candidates:
             if rel in ignored:
                 continue
             if is_dir:
                 level.append((rel + "/", gitignore))
-            else:
-                files.append(rel)
+                continue
+            if max_size is not None and not entry.is_symlink():
+                size = _size(entry)
+                if size > max_size:
+                    if too_large is not None:
+                        too_large[rel] = size
+                    continue
+            files.append(rel)
     return files
+
+
+def _size(entry: os.DirEntry[str]) -> int:
+    """The file's apparent size, from its ``lstat`` (nothing is read); 0 if it is gone:
+    git then finds it gone too."""
+    try:
+        return entry.stat(follow_symlinks=False).st_size
+    except FileNotFoundError:
+        return 0
 
 
 def find_conflicts(root: Path, to_write: Sequence[str], to_delete: set[str]) -> list[str]:
