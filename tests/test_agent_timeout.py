@@ -86,9 +86,7 @@ def test_a_step_whose_model_never_answers_times_out_and_is_retried_then_dead_let
     assert failed.reason == f"failed 2 of 2 attempts; last: {why}"
     state = load_state(store, run_id)
     assert state.finished == "needs_human"
-    assert f"'understand' failed after 2 attempts: {why}." in " ".join(
-        build_report(state).to_check
-    )
+    assert f"'understand' failed after 2 attempts: {why}." in " ".join(build_report(state).to_check)
 
 
 def timed_out_twice_in_run_tests(

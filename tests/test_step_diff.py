@@ -139,9 +139,8 @@ def test_diff_and_rewind_of_an_earlier_attempt(world: World) -> None:
     assert "+try 2\n" in latest.stdout and "+try 1\n" not in latest.stdout
     assert without_index_lines(first.stdout).endswith("@@ -0,0 +1 @@\n+try 1\n")
     assert missing.returncode == 2
-    assert (
-        "step 'flaky' has no checkpoint before attempt 3 (it has one before attempts 1, 2)"
-        in (flat(missing.stderr))
+    assert "step 'flaky' has no checkpoint before attempt 3 (it has one before attempts 1, 2)" in (
+        flat(missing.stderr)
     )
 
     out = world.ok("rewind", run_id, "--to", "flaky", "--attempt", "2", "--yes")
