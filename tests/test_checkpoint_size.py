@@ -17,7 +17,8 @@ from test_rewind import World
 from trestle.dashboard.views import step_change
 from trestle.lifecycle.runs import load_state
 from trestle.store import SqliteStore
-from trestle.workspace.shadow import LeftOut, LeftOutError, ShadowRepo, human_size
+from trestle.workspace.left_out import LeftOut, human_size
+from trestle.workspace.shadow import LeftOutError, ShadowRepo
 
 pytestmark = pytest.mark.usefixtures("unconfined")
 

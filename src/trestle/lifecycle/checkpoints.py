@@ -27,7 +27,8 @@ from trestle.core.field_problems import did_you_mean
 from trestle.core.plan import Plan, Step
 from trestle.core.state import RunState
 from trestle.store.base import Store
-from trestle.workspace.shadow import LeftOut, ShadowRepo
+from trestle.workspace.left_out import LeftOut
+from trestle.workspace.shadow import ShadowRepo
 
 When = Literal["before", "after"]
 

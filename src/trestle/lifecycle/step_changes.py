@@ -20,7 +20,8 @@ from trestle.core.events import StepAttemptEnded, StepStarted
 from trestle.core.state import RunState
 from trestle.lifecycle.checkpoints import Checkpoint, checkpoint_before, checkpoints
 from trestle.store.base import Store
-from trestle.workspace.shadow import LeftOut, ShadowRepo
+from trestle.workspace.left_out import LeftOut
+from trestle.workspace.shadow import ShadowRepo
 
 
 @dataclass(frozen=True)

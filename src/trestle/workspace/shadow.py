@@ -42,7 +42,6 @@ from __future__ import annotations
 import builtins
 import fcntl
 import hashlib
-import json
 import os
 import re
 import struct
@@ -60,6 +59,12 @@ from trestle.core.errors import ConfigError, RunError
 from trestle.store.base import Store
 from trestle.store.sqlite_file import GITIGNORE, STORE_DIRECTORY
 from trestle.workspace.git import UnsafeRepositoryError, check_git_dir, command, environment
+from trestle.workspace.left_out import (
+    DEFAULT_MAX_FILE_SIZE,
+    LeftOut,
+    left_out_lines,
+    split_left_out,
+)
 from trestle.workspace.shadow_files import (
     IgnoreGlobs,
     delete_files,
@@ -104,12 +109,6 @@ ORDER_LINE = re.compile(r"(?:\A|\n\n)trestle-order: (\d+)\n?\Z")
 # writing it beside ``config`` would change the store directory's times each snapshot,
 # which :meth:`ShadowRepo._refuse_unsafe` takes as a sign to read the configuration again
 ORDER_FILE = "trestle-order/last"
-
-# One file a snapshot left out for its size, a line of its message before the order's:
-# its size, the bound then, and its path as a JSON string (a path may hold a newline).
-LEFT_OUT_LINE = re.compile(r'trestle-left-out: (\d+) (\d+) ("(?:[^"\\\n]|\\.)*")')
-LEFT_OUT_BLOCK = re.compile(r"(?:\A|\n\n)((?:trestle-left-out: [^\n]*(?:\n|\Z))+)\Z")
-DEFAULT_MAX_FILE_SIZE = 64 * 1024 * 1024
 
 ChangeKind = Literal["added", "modified", "deleted", "mode"]
 KEPT_WORKSPACES = 64  # workspaces whose .gitignore answers one process keeps
@@ -167,37 +166,6 @@ class LeftOutError(ShadowRepoError):
 
 class UnknownSnapshotError(ConfigError):
     """No snapshot has that name, and it is not the id of a commit in the shadow store."""
-
-
-@dataclass(frozen=True)
-class LeftOut:
-    """A file a snapshot did not store because it was larger than the bound.
-
-    Attributes:
-        path: workspace-relative, ``/``-separated.
-        size: its apparent size in bytes (a sparse file's too), from ``lstat``.
-        limit: the bound it passed, in bytes.
-    """
-
-    path: str
-    size: int
-    limit: int
-
-    def describe(self) -> str:
-        """``big.txt (20 GiB, over 64 MiB)``."""
-        return f"{self.path} ({human_size(self.size)}, over {human_size(self.limit)})"
-
-
-def human_size(size: int) -> str:
-    """Bytes in binary units: ``512 bytes``, ``64 MiB``, ``1.5 GiB``."""
-    amount = float(size)
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
-        if amount < 1024 or unit == "TiB":
-            break
-        amount /= 1024
-    if unit == "bytes":
-        return f"{size} bytes"
-    return f"{amount:.1f}".removesuffix(".0") + f" {unit}"
 
 
 @dataclass(frozen=True)
@@ -360,10 +328,7 @@ class ShadowRepo:
                 ):
                     return existing[0].commit
             if left_out:
-                lines = "".join(
-                    f"trestle-left-out: {f.size} {f.limit} {json.dumps(f.path)}\n" for f in left_out
-                )
-                message = f"{message}\n\n{lines}".lstrip("\n")
+                message = f"{message}\n\n{left_out_lines(left_out)}".lstrip("\n")
             if ordered:
                 message = f"{message}\n\ntrestle-order: {self._next_order()}".lstrip("\n")
             stamp = f"@{int(self._clock())} +0000"
@@ -487,7 +452,7 @@ class ShadowRepo:
         found = ORDER_LINE.search(message)
         if found:
             message = message[: found.start()]
-        return _split_left_out(message)[1]
+        return split_left_out(message)[1]
 
     def check_restorable(self, snapshot: str) -> None:
         """Refuse, before anything changes, a restore of ``snapshot`` that would need a
@@ -758,7 +723,7 @@ class ShadowRepo:
             order = int(found.group(1)) if found else None
             if found:
                 message = message[: found.start()]
-            message, left_out = _split_left_out(message)
+            message, left_out = split_left_out(message)
             refs.append(SnapshotRef(name, commit, tree, when, message, order, left_out))
         refs.sort(key=lambda r: (r.time, r.name))
         return refs
@@ -989,22 +954,6 @@ def _index_paths(data: bytes) -> builtins.list[str] | None:
     except (struct.error, ValueError):
         return None
     return paths
-
-
-def _split_left_out(message: str) -> tuple[str, tuple[LeftOut, ...]]:
-    """A snapshot's message without its closing lines naming the files it left out,
-    and those files."""
-    block = LEFT_OUT_BLOCK.search(message)
-    if block is None:
-        return message, ()
-    left_out = []
-    for line in block.group(1).splitlines():
-        parsed = LEFT_OUT_LINE.fullmatch(line)
-        if parsed is None:  # not ours: the message's own text
-            return message, ()
-        path = json.loads(parsed.group(3))
-        left_out.append(LeftOut(path, int(parsed.group(1)), int(parsed.group(2))))
-    return message[: block.start()], tuple(left_out)
 
 
 def _nul(paths: Sequence[str]) -> bytes:
