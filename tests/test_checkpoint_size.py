@@ -92,6 +92,9 @@ def test_a_step_leaving_a_sparse_20_gib_file_goes_on_and_is_said_to(tmp_path: Pa
     listed = json.loads(world.ok("checkpoints", run_id, "--json"))
     after = next(c for c in listed if (c["step"], c["when"]) == ("huge", "after"))
     assert after["left_out"] == [{"path": "big.txt", "size": SPARSE, "limit": 64 * 1024**2}]
+    ended = [e for e in world.events(run_id) if e["kind"] == "step_attempt_ended"]
+    wrote = next(e["files"]["wrote"] for e in ended if e["step"] == "huge")
+    assert wrote["big.txt"] == ""  # written, its content never read
     shown = " ".join(world.ok("checkpoints", run_id).split())
     assert "left out: big.txt (20 GiB, over 64 MiB)" in shown
 

@@ -5,7 +5,10 @@ tracing and rewind know the run's data dependencies (:mod:`trestle.core.lineage`
 - **Writes** come from the workspace's checkpoints before and after the attempt (every
   file changed, by whatever means: a shell redirect, a tool, a child process), so they
   are known only where both were taken (``checkpoints: every_step``); a ``write`` step's
-  one path is known without them. Otherwise they are unknown, never guessed.
+  one path is known without them. Otherwise they are unknown, never guessed. A file
+  the ``after`` checkpoint left out for its size counts as written (its content
+  unknown) unless the ``before`` one left it out at the same size; one the ``before``
+  left out and the ``after`` holds no longer, as deleted.
 - **Reads** of a command are the workspace files its command line names (its script,
   its operands: :func:`~trestle.execution.named_files.named_files`), hashed as they were
   when it began; a program may open others, so its reads stay partly unknown. A
@@ -51,10 +54,17 @@ def attempt_files(
     if repo is not None and before is not None and after is not None:
         root = workspace.resolve()
         changes = repo.changes(before, after)
-        if len(changes) <= MAX_WRITES:
+        then, now = repo.left_out(before), repo.left_out(after)
+        kept = {(f.path, f.size) for f in then}
+        too_large = [f.path for f in now if (f.path, f.size) not in kept]
+        changed = {c.path for c in changes} | {f.path for f in now}
+        gone = [f.path for f in then if f.path not in changed]
+        if len(changes) + len(too_large) + len(gone) <= MAX_WRITES:
             wrote = {
                 c.path: DELETED if c.kind == "deleted" else _digest(root, c.path) for c in changes
             }
+            wrote.update((path, "") for path in too_large)  # never read: content unknown
+            wrote.update((path, DELETED) for path in gone)
     elif step.write is not None:
         content = step.write.content.encode()
         wrote = {os.path.normpath(step.write.path): hashlib.sha256(content).hexdigest()}

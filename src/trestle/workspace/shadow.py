@@ -336,6 +336,7 @@ class ShadowRepo:
                 self._git("commit-tree", tree, stdin=message.encode(), date=stamp).decode().strip()
             )
             self._git("update-ref", "-m", "snapshot", REF_ROOT + name, commit)
+            _keep_left_out((self.git_dir, commit), left_out)
             return commit
 
     def restore(self, snapshot: str, paths: Collection[str] | None = None) -> RestoreResult:
@@ -447,12 +448,17 @@ class ShadowRepo:
             return self._left_out_of(self._resolve(snapshot))
 
     def _left_out_of(self, commit: str) -> tuple[LeftOut, ...]:
+        """What the commit's message names as left out: a commit never changes, so the
+        answer is kept (an attempt's end asks about the two it has just taken)."""
+        key = (self.git_dir, commit)
+        if key in _LEFT_OUT_OF:
+            return _LEFT_OUT_OF[key]
         raw = self._git("cat-file", "commit", commit).decode("utf-8", errors="replace")
         message = raw.split("\n\n", 1)[1] if "\n\n" in raw else ""
         found = ORDER_LINE.search(message)
         if found:
             message = message[: found.start()]
-        return split_left_out(message)[1]
+        return _keep_left_out(key, split_left_out(message)[1])
 
     def check_restorable(self, snapshot: str) -> None:
         """Refuse, before anything changes, a restore of ``snapshot`` that would need a
@@ -896,6 +902,18 @@ def _stat_rules(root: Path, rule_files: Sequence[str]) -> Rules | None:
             return None
         found.append((rel, st.st_ino, st.st_size, st.st_mode, st.st_mtime_ns, st.st_ctime_ns))
     return tuple(found)
+
+
+# What the commits of each store left out (commits never change), the latest last.
+_LEFT_OUT_OF: dict[tuple[Path, str], tuple[LeftOut, ...]] = {}
+KEPT_COMMITS = 4096
+
+
+def _keep_left_out(key: tuple[Path, str], left_out: tuple[LeftOut, ...]) -> tuple[LeftOut, ...]:
+    _LEFT_OUT_OF[key] = left_out
+    while len(_LEFT_OUT_OF) > KEPT_COMMITS:
+        del _LEFT_OUT_OF[next(iter(_LEFT_OUT_OF))]
+    return left_out
 
 
 # The shadow stores this process found safe, each with the layout it had then.
