@@ -26,7 +26,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -37,14 +36,14 @@ from typing import Any
 
 import pytest
 
-from test_agent_cli import Cli, lines_starting, run_id_of
+from test_agent_cli import CALC_TESTS, FINDINGS, PLAN, Cli, call, lines_starting, run_id_of
 from trestle.agent.runtime import AgentPerformer
 from trestle.core.events import ModelCalled, StepAttemptEnded
 from trestle.core.records.agent import AgentSettings, bootstrap_plan
 from trestle.core.state import RunState
 from trestle.engines.local import LocalEngine
 from trestle.lifecycle.runs import create_run
-from trestle.models import RetryPolicy, ToolCall, model_from_spec
+from trestle.models import RetryPolicy, model_from_spec
 from trestle.models.openai import OpenAIModel
 from trestle.store import SqliteStore
 from trestle.testing import OpenAIServer, RecordingSleep
@@ -56,25 +55,8 @@ MODEL = "test-model"
 # Only guards against a hung process; no test asserts how long anything takes.
 START_PATIENCE = 120.0
 
-CALC_TESTS = f"{sys.executable} -m unittest -q"
 BUGGY = "def add(a, b):\n    return a - b\n"
 FIXED = "def add(a, b):\n    return a + b\n"
-FINDINGS = {
-    "summary": "add() subtracts instead of adding",
-    "how_to_test": CALC_TESTS,
-    "relevant_files": [{"path": "calc.py"}],
-}
-PLAN = {
-    "summary": "fix add",
-    "steps": [
-        {
-            "id": "fix-add",
-            "objective": "add returns the sum",
-            "files": ["calc.py"],
-            "verify": [{"command": CALC_TESTS}],
-        }
-    ],
-}
 # (prompt, completion) tokens the upstream reports for each turn, distinct per turn
 USAGE = [(101, 11), (202, 22), (303, 33), (404, 44), (505, 55)]
 
@@ -178,10 +160,6 @@ def proxy(upstream: OpenAIServer, tmp_path_factory: pytest.TempPathFactory) -> I
 @pytest.fixture
 def cli(tmp_path: Path, _own_decision_key: Path) -> Cli:
     return Cli(tmp_path, tmp_path / "trestle.db", _own_decision_key)
-
-
-def call(call_id: str, name: str, **arguments: Any) -> ToolCall:
-    return ToolCall(id=call_id, name=name, arguments=json.dumps(arguments))
 
 
 def calc_repo(where: Path) -> Path:
