@@ -135,3 +135,24 @@ def test_a_rewind_to_a_checkpoint_that_left_a_file_out_is_refused(tmp_path: Path
     said = " ".join(refused.stderr.split())
     assert "left out of that checkpoint, so it cannot be written back: big.txt" in said
     assert (world.ws / "last.txt").exists()
+
+
+def test_the_plan_sets_the_bound(tmp_path: Path) -> None:
+    world = World(tmp_path)
+    world.ws.mkdir()
+    run_id = world.run(
+        """\
+        workspace: ws
+        checkpoint_max_file_size: 1000
+        steps:
+          - id: write
+            approval: log
+            run: head -c 1000 /dev/zero | tr '\\0' a > at.txt && head -c 1001 /dev/zero > past.bin
+        """
+    )
+    listed = json.loads(world.ok("checkpoints", run_id, "--json"))
+    after = next(c for c in listed if c["when"] == "after")
+    assert after["left_out"] == [{"path": "past.bin", "size": 1001, "limit": 1000}]
+    done = world.cli("diff", run_id, "write")
+    assert "+" + "a" * 1000 in done.stdout  # a file at the bound is stored as before
+    assert "left out of the checkpoint: past.bin (1001 bytes, over 1000 bytes)" in done.stderr
