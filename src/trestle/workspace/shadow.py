@@ -477,16 +477,18 @@ class ShadowRepo:
             return
         said = []
         if then:
+            it = "it" if len(then) == 1 else "them"
+            named = ", ".join(f.describe() for f in then)
             said.append(
-                "left out of that checkpoint, so it cannot be written back: "
-                + ", ".join(f.describe() for f in then)
+                f"that checkpoint did not store {named}, so a restore cannot write {it} back"
             )
         if now:
+            it = "it" if len(now) == 1 else "them"
+            named = ", ".join(f.describe() for f in now)
             said.append(
-                "in the workspace now and too large to be kept in a checkpoint, so it "
-                "could be neither deleted safely nor kept as it is: "
-                + ", ".join(f.describe() for f in now)
-                + " (move it out of the workspace, or delete it, and try again)"
+                f"the workspace now holds {named}, too large to keep in a checkpoint, which a "
+                f"restore could neither delete safely nor leave as it is: move {it} out of the "
+                f"workspace (or delete {it}) and try again"
             )
         raise LeftOutError(
             f"cannot restore {str(self.workspace)!r} to {commit[:12]}: " + "; ".join(said),
