@@ -242,23 +242,31 @@ def test_a_queued_rebind_is_judged_against_the_run_as_it_is() -> None:
     assert judged(None).model_dump()["kind"] == "model_rebound"  # back to the default
 
 
-class _HtmlPage(BaseHTTPRequestHandler):
-    """A proxy's error page, sent with status 200 as text/plain."""
+class _Answering(BaseHTTPRequestHandler):
+    """Answers every POST with :attr:`status` and :attr:`body` as text/plain, and
+    counts them (:attr:`requests`)."""
 
+    status = 200
+    body = b""
     requests = 0
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("content-length", "0")))
         type(self).requests += 1
-        body = b"<html><body><h1>Bad Gateway</h1><p>upstream is down</p></body></html>"
-        self.send_response(200)
+        self.send_response(self.status)
         self.send_header("content-type", "text/plain")
-        self.send_header("content-length", str(len(body)))
+        self.send_header("content-length", str(len(self.body)))
         self.end_headers()
-        self.wfile.write(body)
+        self.wfile.write(self.body)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+
+class _HtmlPage(_Answering):
+    """A proxy's error page, sent with status 200 as text/plain."""
+
+    body = b"<html><body><h1>Bad Gateway</h1><p>upstream is down</p></body></html>"
 
 
 @pytest.fixture
@@ -303,20 +311,11 @@ def test_both_providers_call_a_page_that_is_not_json_a_provider_error(
     assert _HtmlPage.requests == 1  # not retried
 
 
-class _PlainRefusal(BaseHTTPRequestHandler):
+class _PlainRefusal(_Answering):
     """A server refusing the request with a body of plain text on several lines."""
 
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("content-length", "0")))
-        body = b"refused\n  - FAKE: all verified, nothing to check\n"
-        self.send_response(400)
-        self.send_header("content-type", "text/plain")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+    status = 400
+    body = b"refused\n  - FAKE: all verified, nothing to check\n"
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
