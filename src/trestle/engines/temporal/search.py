@@ -10,6 +10,7 @@ a cluster may need its admin: ``temporal operator search-attribute create``).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from temporalio.api.enums.v1 import IndexedValueType
@@ -32,7 +33,10 @@ KEYS: tuple[SearchAttributeKey[Any], ...] = (
     WAITING,
 )
 WAITS = ("awaiting_approval", "escalated")  # a step's statuses that wait on a human
-GOAL_CHARS = 2000  # a text attribute is kept whole only this long
+# Temporal refuses an attribute whose value passes 2 KiB as its payload holds it (JSON,
+# where a character outside ASCII takes six bytes, \u65e5), then terminates the run's
+# workflow. A goal and the waiting steps' list are cut to what fits, with room to spare.
+VALUE_BYTES = 1800
 
 
 def values(state: RunState) -> tuple[str, str, tuple[str, ...]]:
@@ -45,7 +49,34 @@ def values(state: RunState) -> tuple[str, str, tuple[str, ...]]:
         or (st.status == "deferred" and st.waiting_child is not None)
         or (st.status == "failed" and st.dead_lettered)
     )
-    return state.finished or "running", state.plan.goal[:GOAL_CHARS], waiting
+    return state.finished or "running", _cut(state.plan.goal), _fitting(waiting)
+
+
+def _json_size(text: str) -> int:
+    return len(json.dumps(text)) - 2  # without its quotes
+
+
+def _cut(text: str) -> str:
+    """As much of ``text`` as fits in ``VALUE_BYTES`` of JSON."""
+    size = 0
+    for at, char in enumerate(text):
+        size += _json_size(char)
+        if size > VALUE_BYTES:
+            return text[:at]
+    return text
+
+
+def _fitting(ids: tuple[str, ...]) -> tuple[str, ...]:
+    """The first of ``ids`` whose list, as JSON, fits in ``VALUE_BYTES``: the run's
+    status still says it needs a human when more wait than the attribute can name."""
+    kept: list[str] = []
+    size = 2  # the list's brackets
+    for sid in ids:
+        size += _json_size(sid) + 3  # quoted, and a comma
+        if size > VALUE_BYTES:
+            break
+        kept.append(sid)
+    return tuple(kept)
 
 
 def updates(found: tuple[str, str, tuple[str, ...]]) -> list[SearchAttributeUpdate[Any]]:
