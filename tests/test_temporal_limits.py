@@ -1,17 +1,22 @@
-"""What a plan puts in a workflow's search attributes, against Temporal's limits on the
-real dev server: Temporal refuses a value past 2 KiB, and a refused upsert fails the
-workflow task again and again, so a long non-ASCII goal or many steps waiting on a human
-wedged the run before anything ran."""
+"""What Temporal refuses or closes, on the real dev server: a search attribute value past
+2 KiB (a long non-ASCII goal, many steps waiting on a human) made Temporal terminate the
+run's workflow before its step ran; and a command following a run whose workflow
+Temporal closed waited for ever without a word."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from temporalio.client import Client
 
-from temporal_helpers import Workers, dev_server, queried_status
+from temporal_helpers import Workers, dev_server, queried_status, wait_for
 from test_cli import Cli, run_id_of
+from trestle.core.events import StepStarted
+from trestle.engines.temporal.connect import converter
+from trestle.store import SqliteStore
 
 pytestmark = pytest.mark.slow
 
@@ -25,6 +30,10 @@ def address() -> Iterator[str]:
 @pytest.fixture
 def cli(tmp_path: Path) -> Cli:
     return Cli(tmp_path, tmp_path / ".trestle" / "trestle.db")
+
+
+def blobs(cli: Cli) -> Path:
+    return cli.store.parent / "blobs"
 
 
 @pytest.fixture
@@ -65,5 +74,39 @@ def test_a_hundred_steps_waiting_on_a_human_are_reported(cli: Cli, workers: Work
     waiting = workers.run("run", plan, "--no-live", "--no-prompt", *workers.flags(), timeout=40)
     assert waiting.returncode == 3, waiting.stdout + waiting.stderr
     assert not (cli.dir / "shipped.txt").exists()
-    asked = queried_status(workers.address, run_id_of(waiting), cli.store.parent / "blobs")
+    asked = queried_status(workers.address, run_id_of(waiting), blobs(cli))
     assert (asked["status"], asked["counts"]) == ("needs_human", {"awaiting_approval": 100})
+
+
+def test_a_workflow_temporal_terminates_ends_the_following_with_a_word(
+    cli: Cli, workers: Workers
+) -> None:
+    workers.start()
+    plan = cli.write(
+        "plan.yaml",
+        """\
+        goal: be cut short
+        steps:
+          - id: slow
+            run: sleep 4; echo done >> done.txt
+    """,
+    )
+    following = workers.start_run("run", plan, "--no-live", "--no-prompt", *workers.flags())
+    assert following.stdout is not None
+    first = following.stdout.readline()
+    run_id = first.split()[1]
+    store = SqliteStore(cli.store)
+    wait_for(
+        lambda: any(isinstance(s.event, StepStarted) for s in store.events(run_id)),
+        what="the step to start",
+    )
+
+    async def terminate() -> None:
+        client = await Client.connect(workers.address, data_converter=converter(blobs(cli)))
+        await client.get_workflow_handle(run_id).terminate(reason="by an operator")
+
+    asyncio.run(terminate())
+    out, err = following.communicate(timeout=40)
+    assert following.returncode == 12, out + err
+    assert f"run {run_id} is not driven: Temporal closed its workflow (terminated: by an " in err
+    assert f"`trestle resume {run_id}`" in err

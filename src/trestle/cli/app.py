@@ -8,7 +8,8 @@ with ``trestle budget RUN --add``, then resumed); 7 cancelled (``trestle cancel`
 the run's driver exits so, and so does a later ``resume``); 8 no store where the command
 looked (commands that read never create one); 9 a policy file a step could have written
 is new or changed since a human accepted it (``trestle policy accept``: nothing ran; and
-``policy accept`` answered no); 11 a rewind not confirmed; 128 + the signal's number when
+``policy accept`` answered no); 11 a rewind not confirmed; 12 on Temporal, Temporal
+closed the run's workflow before the run ended; 128 + the signal's number when
 a signal interrupted the driver: 130 SIGINT (Ctrl-C), 143 SIGTERM, 129 SIGHUP; 130 too
 for Ctrl-C at any question a command asks (nothing is changed).
 

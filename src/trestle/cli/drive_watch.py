@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from temporalio.client import Client
 
 NO_WORKER_EXIT = 10  # --no-wait-for-worker, and no worker polls the run's task queue
+CLOSED_EXIT = 12  # Temporal closed the run's workflow (terminated it) before the run ended
 
 
 class DriveWatch:
@@ -58,14 +59,23 @@ class DriveWatch:
         self._next = time.monotonic() + self.EVERY
         from temporalio.service import RPCError
 
-        from trestle.engines.temporal.health import pollers, stuck
+        from trestle.engines.temporal.health import closed, pollers, stuck
 
         try:
             polling = self.loop.run_until_complete(pollers(self.client, self.bound.task_queue))
             failing = self.loop.run_until_complete(stuck(self.client, self.run_id))
+            ended = self.loop.run_until_complete(closed(self.client, self.run_id))
         except RPCError as exc:
             self._say(f"cannot ask Temporal at {self.bound.address} about run {self.run_id}: {exc}")
             return None
+        if ended is not None:
+            # no worker drives it any more: waiting would wait for ever
+            self.warn(
+                f"run {self.run_id} is not driven: Temporal closed its workflow ({ended}). "
+                f"What it recorded stays; `trestle resume {self.run_id}` starts it again once "
+                "the closed workflow's lease on the run lapses (60 s)"
+            )
+            return CLOSED_EXIT
         if failing is not None:
             # Temporal retries the task: a worker too busy to replay in time goes on by
             # itself; a damaged blob or a worker of another store does not

@@ -15,6 +15,8 @@ EXIT_CODES_HELP = (
     "10 on Temporal with --no-wait-for-worker, no worker polls the run's queue; "
     "11 a rewind not confirmed (answered no, or off a terminal without --yes; nothing "
     "changed); "
+    "12 on Temporal, Temporal closed the run's workflow (terminated it) before the run "
+    "ended; "
     "128+N interrupted by signal N (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP), after the report."
 )
 

@@ -24,7 +24,7 @@ import typer
 from rich.console import Console
 
 from trestle.cli.console import _err
-from trestle.cli.drive_watch import NO_WORKER_EXIT, drive_watch
+from trestle.cli.drive_watch import CLOSED_EXIT, NO_WORKER_EXIT, drive_watch
 from trestle.cli.follow import follow, follow_line
 from trestle.cli.render import report_view
 from trestle.core.errors import ConfigError, MissingExtraError
@@ -145,7 +145,7 @@ def start_and_follow(
     if report_json is not None:
         report_json.write_text(model_json(report, indent=2) + "\n", encoding="utf-8")
     # 2: the workflow stopped because the run's model cannot be used (said on stderr)
-    raise typer.Exit(code if code in (2, 130, NO_WORKER_EXIT) else report.exit_code)
+    raise typer.Exit(code if code in (2, 130, NO_WORKER_EXIT, CLOSED_EXIT) else report.exit_code)
 
 
 START_DEV = "for a try: `temporal server start-dev`"

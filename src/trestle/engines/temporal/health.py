@@ -3,8 +3,11 @@
 The store shows what a run recorded; while it records nothing, only Temporal can tell
 why: no worker polls the run's task queue (none was started, or all are gone), or a
 worker takes the workflow's task and fails it, again and again (a payload kept as a
-damaged blob, a worker reading another store), which Temporal retries for ever. The
-command that follows a run asks here every few seconds and says which.
+damaged blob, a worker reading another store), which Temporal retries for ever, or
+Temporal closed the workflow itself (terminated it: a refused search attribute, a
+history past its limit, an operator's ``temporal workflow terminate``), and nothing
+drives the run any more. The command that follows a run asks here every few seconds
+and says which.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from dataclasses import dataclass
 from temporalio.api.enums.v1 import EventType, TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 # a worker polls with requests held open up to about a minute: one not seen for longer
@@ -23,6 +26,15 @@ from temporalio.service import RPCError
 POLLER_GONE = 90.0
 # a workflow task failed this many times in a row fails again when retried unchanged
 STUCK_ATTEMPTS = 3
+
+
+# how a workflow ends that Trestle's own code never ends it (it completes, or continues
+# as new): Temporal or an operator closed it
+CLOSED = (
+    WorkflowExecutionStatus.TERMINATED,
+    WorkflowExecutionStatus.FAILED,
+    WorkflowExecutionStatus.TIMED_OUT,
+)
 
 
 @dataclass(frozen=True)
@@ -64,3 +76,24 @@ async def stuck(client: Client, run_id: str) -> Stuck | None:
         if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
             why = event.workflow_task_failed_event_attributes.failure.message or why
     return Stuck(attempts=attempts, why=why)
+
+
+async def closed(client: Client, run_id: str) -> str | None:
+    """How and why Temporal closed the run's newest workflow execution, when it was
+    closed other than by Trestle (``terminated: ...``); None while it runs, when it
+    completed or continued as new, or when there is none."""
+    handle = client.get_workflow_handle(run_id)
+    try:
+        described = await handle.describe()
+    except RPCError:
+        return None
+    if described.status not in CLOSED:
+        return None
+    how = described.status.name.lower().replace("_", " ")
+    why = ""
+    async for event in handle.fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED:
+            why = event.workflow_execution_terminated_event_attributes.reason
+        elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
+            why = event.workflow_execution_failed_event_attributes.failure.message
+    return f"{how}: {why}" if why else how
