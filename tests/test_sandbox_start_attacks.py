@@ -76,7 +76,7 @@ def test_a_sandbox_that_never_starts_is_said_to_have_run_nothing(tmp_path: Path)
     env = {"PATH": "/usr/bin:/bin"}
     done = asyncio.run(run_shell("sh deploy.sh", cwd=ws, env=env, timeout=60, cell=cell))
     assert done.status == "failed"
-    assert done.error == "its sandbox could not start (3 tries); nothing of it ran"
+    assert done.error == "its sandbox could not start (5 tries); nothing of it ran"
     assert "bwrap: Can't create file at" in done.output
     assert not (ws / "runs.txt").exists()
 
