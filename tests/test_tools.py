@@ -558,6 +558,18 @@ def test_run_command_reports_exit_code_and_output(w: World) -> None:
     assert "(no output)" in w.call("run_command", {"command": "true"}).content
 
 
+def test_a_command_no_start_could_pass_is_refused_in_words_the_model_can_act_on(
+    w: World,
+) -> None:
+    asked = len(w.gate.calls)
+    long = "echo " + "é" * 50_000  # 100,005 bytes: past the kernel's limit less the sandbox's
+    obs = w.call("run_command", {"command": long})
+    assert not obs.ok
+    assert "the command is 100,005 bytes, more than 100,000: write a script file" in obs.content
+    assert len(w.gate.calls) == asked  # refused before the gate: nothing was started
+    assert w.call("run_command", {"command": "echo " + "a" * 99_995}).ok  # 100,000: runs
+
+
 def test_run_command_timeout_kills_the_whole_process_group(w: World) -> None:
     command = "(sleep 300 & echo $! > grandchild.pid; wait); echo never"
     obs = w.call("run_command", {"command": command, "timeout": 0.5})

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import posixpath
 
-from pydantic import Field, JsonValue
+from pydantic import Field, JsonValue, field_validator
 
 from trestle.core.events import ActionResult
 from trestle.core.policy import ActionFacts, command_shape, workspace_path
 from trestle.execution.actions import run_shell
 from trestle.execution.processes import KEY_VAR
 from trestle.execution.sandbox import Cell
+from trestle.formats.exec_limits import COMMAND_BYTES, size
 from trestle.tools.base import Observation, Tool, ToolArgs, ToolContext, ToolFailure
 from trestle.tools.env import command_env
 from trestle.tools.jail import resolve
@@ -79,6 +80,18 @@ class RunCommandArgs(ToolArgs):
         description="Seconds before the command is killed; at most the run's command "
         "timeout, which is also the default.",
     )
+
+    @field_validator("command")
+    @classmethod
+    def _startable(cls, command: str) -> str:
+        # past it no start could pass the kernel's limit on one argument: refused here,
+        # in words the model can act on, not as a sandbox that never started
+        if size(command) > COMMAND_BYTES:
+            raise ValueError(
+                f"the command is {size(command):,} bytes, more than {COMMAND_BYTES:,}: "
+                "write a script file and run that"
+            )
+        return command
 
 
 class RunCommand(Tool[RunCommandArgs]):
