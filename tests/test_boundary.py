@@ -368,7 +368,9 @@ def test_a_python_step_never_imports_code_a_step_wrote_after_the_run_started(
     tmp_path: Path,
 ) -> None:
     """The plan's directory is the workspace here, as it often is: a command step
-    rewrites the module a later ``python:`` step imports into the driver itself."""
+    rewrites the module a later ``python:`` step imports into the driver itself. A
+    sandbox keeps the module read-only to commands (``tests/test_run_files.py``); the
+    pin is what holds without one."""
     cli = Cli(dir=tmp_path, store=tmp_path / "trestle.db")
     cli.write("hooks.py", "def go(ctx):\n    return True\n")
     planted = 'import pathlib; pathlib.Path("pwned").write_text("driver")'
@@ -379,14 +381,14 @@ def test_a_python_step_never_imports_code_a_step_wrote_after_the_run_started(
         f"    run: printf '{planted}\\n' >> hooks.py\n"
         "  - id: hook\n    needs: [plant]\n    python: hooks:go\n",
     )
-    result = cli("run", "plan.yaml", "--no-live")
+    result = cli("run", "plan.yaml", "--no-live", "--sandbox", "off")
     assert result.returncode != 0, result.stdout + result.stderr
     assert "hooks.py' changed after the run started" in flat(result.stdout)
     assert not (tmp_path / "pwned").exists()
     # nor in a new process resuming it (no module cached), after a retry
     run_id = run_id_of(result)
     cli("retry", run_id, "hook")
-    again = cli("resume", run_id, "--no-live")
+    again = cli("resume", run_id, "--no-live", "--sandbox", "off")
     assert "changed after the run started" in flat(again.stdout), again.stdout
     assert not (tmp_path / "pwned").exists()
 

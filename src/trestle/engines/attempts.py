@@ -56,6 +56,7 @@ from trestle.execution.pinning import pinned
 from trestle.execution.places import unseen
 from trestle.execution.processes import Leader, reap
 from trestle.execution.processes import start_time as process_start_time
+from trestle.execution.run_files import run_files
 from trestle.execution.sandbox import (
     Mode,
     Sandbox,
@@ -99,6 +100,7 @@ class Attempts:
     place: Place
     _io: StoreThread
     _sandboxes: dict[str, Sandbox]
+    _kept_above: tuple[Path, ...]  # the files of the runs this one's tree delegated from
     _read: dict[str, dict[int, AnyEvent]]
     _halts: dict[str, Callable[[ModelBindingError], None]]
 
@@ -197,12 +199,15 @@ class Attempts:
             hidden = (*hidden, shadow_dir.resolve())
         # a child run may write only its carved scope; a root run's scope is the gate's
         scope = parent_scope(state) if state.parent is not None else ()
+        own = (*([state.plan_path] if state.plan_path else []), *(state.python_sources or {}))
+        kept = run_files(workspace.resolve(), (*map(str, self._kept_above), *own))
         sandbox = choose(
             self.sandbox_mode,
             hidden=hidden,
             policy=sandbox_policy(state),
             scope=scope,
             workspace=workspace,
+            kept=kept.held,
         )
         self._sandboxes[state.run_id] = sandbox
         detail = sandbox.describe()
@@ -217,8 +222,12 @@ class Attempts:
         exposed: tuple[str, ...] = ()
         if sandbox.confines:
             python = driver_python(workspace.resolve())
-            detail += python.note()
-            exposed = (*python.exposed, *named_paths(workspace.resolve(), self._named(store_file)))
+            detail += python.note() + kept.note()
+            exposed = (
+                *python.exposed,
+                *kept.exposed,
+                *named_paths(workspace.resolve(), self._named(store_file)),
+            )
             if sandbox.policy.network and not getattr(self.store, "asked_password", True):
                 exposed = (*exposed, _store_without_password(str(server), sandbox.policy.network))
             if sandbox.policy.network and state.engine is not None:

@@ -185,6 +185,7 @@ class LocalEngine(Attempts):
         self.descendant_events: Callable[[StoredEvent], None] | None = None
         self._echo: Callable[[StoredEvent], None] | None = None  # a child's, to its root's
         self._sandboxes: dict[str, Sandbox] = {}  # per run, chosen at each drive's start
+        self._kept_above: tuple[Path, ...] = ()  # set by the parent's for_child
         # per agent run, the latest events its drive's load read (after the state's
         # snapshot): a resumed step's session reads its latest save from them, not from
         # the store again (recorded events never change)
@@ -238,6 +239,11 @@ class LocalEngine(Attempts):
             notifier=self.notifier,
         )
         child.descendant_events = child._echo = self.descendant_events
+        # the plan and code of every run above it stay read-only to its commands too
+        child._kept_above = (
+            *self._kept_above,
+            *(path for sandbox in self._sandboxes.values() for path in sandbox.kept),
+        )
         return child
 
     async def run(self, run_id: str, *, stop: Stop | None = None) -> RunState:

@@ -80,7 +80,7 @@ def _driver_python(
         if not reached_through(prefix, ws):
             continue
         real = Path(os.path.realpath(prefix))
-        if real == ws or not _within(ws, real) or _link_in(prefix, ws):
+        if real == ws or not within(ws, real) or link_in(prefix, ws):
             exposed.append(
                 f"the driver's Python environment {prefix} is reached through the "
                 "workspace where no mount can keep it: a step's command can plant a .pth "
@@ -96,7 +96,7 @@ def _driver_python(
             continue
         real = Path(os.path.realpath(path))
         fixed = tuple(held)  # a link inside a read-only directory stays as it is
-        if any(_within(h, real) for h in held) and not _link_in(path, ws, fixed):
+        if any(within(h, real) for h in held) and not link_in(path, ws, fixed):
             continue
         exposed.append(
             f"the driver imports Python from {path}, in the workspace: a step's command "
@@ -119,7 +119,7 @@ def read_only_mounts(ws: Path, scope: tuple[str, ...], held: tuple[Path, ...]) -
     pinned: set[Path] = set()
     for path in held:
         for way in reversed(path.parents):  # outermost first
-            inside = any(_within(w, way) and w != way for w in writable)
+            inside = any(within(w, way) and w != way for w in writable)
             if inside and way not in pinned and way.is_dir() and not way.is_symlink():
                 pinned.add(way)
                 args += ["--bind", str(way), str(way)]
@@ -133,7 +133,7 @@ def named_paths(ws: Path, named: Mapping[str, Path | None]) -> tuple[str, ...]:
     could do, and the fix."""
     said: list[str] = []
     for what, path in named.items():
-        if path is None or not _link_in(path, ws):
+        if path is None or not link_in(path, ws):
             continue
         said.append(
             f"{what} is named through the workspace ({path}): a step's command can point "
@@ -143,7 +143,7 @@ def named_paths(ws: Path, named: Mapping[str, Path | None]) -> tuple[str, ...]:
     return tuple(said)
 
 
-def _link_in(entry: Path, ws: Path, fixed: tuple[Path, ...] = (), links: int = 0) -> bool:
+def link_in(entry: Path, ws: Path, fixed: tuple[Path, ...] = (), links: int = 0) -> bool:
     """Whether resolving ``entry`` crosses a link that lies in the workspace ``ws``, or
     a name in it that does not exist yet (a command can make either lead anywhere),
     but for those in a ``fixed`` directory (read-only to every command)."""
@@ -152,7 +152,7 @@ def _link_in(entry: Path, ws: Path, fixed: tuple[Path, ...] = (), links: int = 0
     current = Path(entry.absolute().anchor)
     for name in entry.absolute().parts[1:]:
         current = Path(os.path.normpath(current / name))  # no link in current so far
-        inside = _within(ws, current) and not any(_within(f, current) for f in fixed)
+        inside = within(ws, current) and not any(within(f, current) for f in fixed)
         if inside and not os.path.lexists(current):
             return True
         try:
@@ -162,11 +162,11 @@ def _link_in(entry: Path, ws: Path, fixed: tuple[Path, ...] = (), links: int = 0
         if inside:
             return True
         linked = current.parent / target
-        if _link_in(linked, ws, fixed, links + 1):
+        if link_in(linked, ws, fixed, links + 1):
             return True
         current = Path(os.path.realpath(linked))
     return False
 
 
-def _within(parent: Path, path: Path) -> bool:
+def within(parent: Path, path: Path) -> bool:
     return path.parts[: len(parent.parts)] == parent.parts

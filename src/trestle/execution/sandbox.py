@@ -13,7 +13,8 @@ On Linux, bubblewrap (``bwrap``, unprivileged namespaces) runs each command with
   this Python imports from (an editable install's source tree) and what the policy
   lists in ``sandbox.read`` (but for an entry a step could redirect or one showing a
   hidden path, which the command's output names: :mod:`trestle.execution.sandbox_reads`);
-  ``trestle.toml`` in the workspace is read-only;
+  ``trestle.toml`` in the workspace is read-only, and so are the run's own plan file
+  and ``python:`` code (:mod:`trestle.execution.run_files`);
 - a private ``/tmp``, ``/run`` and ``/proc``: a command sees only its own processes,
   so it cannot read a parent's environment;
 - the environment cut to an allow-list (:data:`ALLOWED_ENV`, the policy's
@@ -47,6 +48,7 @@ from trestle.core.outside_writes import PRIVATE_DIRS as DISCARDED_DIRS
 from trestle.core.policy import SandboxPolicy
 from trestle.core.state import RunState
 from trestle.execution.driver_files import driver_python, read_only_mounts
+from trestle.execution.run_files import still_regular
 from trestle.execution.sandbox_mounts import (
     git_mounts,
     host_sockets,
@@ -133,6 +135,8 @@ class Sandbox:
         policy: what the policy lets commands reach (network, variables, paths).
         scope: a child run's write globs: only the directories they are rooted in are
             writable (empty: the whole workspace).
+        kept: the run's plan file and ``python:`` code in the workspace, read-only to
+            every command (see :mod:`trestle.execution.run_files`).
     """
 
     bwrap: str | None
@@ -141,6 +145,7 @@ class Sandbox:
     hidden: tuple[Path, ...] = ()
     policy: SandboxPolicy = field(default_factory=SandboxPolicy)
     scope: tuple[str, ...] = ()
+    kept: tuple[Path, ...] = ()
     # the file first found at each listed socket's path in a workspace, for every
     # command after: one that differs was left there by a command (see host_sockets)
     sockets_found: dict[str, tuple[int, int]] = field(
@@ -245,9 +250,11 @@ class Sandbox:
             args += _hide(path)
         args += workspace_mounts(ws, self.scope, layout.inside)
         args += git_mounts(ws, approved=approved or self.policy.allows_git(name))
-        # the driver's own Python, when it lies in the workspace: read-only, so nothing
-        # a command plants there runs in the driver afterwards
-        args += read_only_mounts(ws, self.scope, driver_python(ws).held)
+        # the driver's own Python, when it lies in the workspace, and the run's plan and
+        # python: code: read-only, so nothing a command plants there runs in the driver
+        # afterwards, nor decides what the next run of the plan may do
+        held = (*driver_python(ws).held, *still_regular(self.kept))
+        args += read_only_mounts(ws, self.scope, held)
         # after .git: a .git link or gitdir: file a command planted may name a hidden
         # directory (the store's), which binding it would show again
         for path in layout.inside:
@@ -589,6 +596,7 @@ def choose(
     policy: SandboxPolicy | None = None,
     scope: tuple[str, ...] = (),
     workspace: Path | None = None,
+    kept: tuple[Path, ...] = (),
 ) -> Sandbox:
     """The sandbox for a drive: bubblewrap if it works here, unless ``mode`` is off;
     found on no ``PATH`` entry a step of ``workspace`` could fill (see
@@ -601,14 +609,14 @@ def choose(
     if workspace is not None:  # what the driver runs from now on is found outside it
         note_workspace(workspace)
     if mode == "off":
-        return Sandbox(None, "turned off by the operator", True, hidden, policy, scope)
+        return Sandbox(None, "turned off by the operator", True, hidden, policy, scope, kept)
     bwrap, why = find_bwrap(workspace)
     if bwrap is None and mode == "require":
         raise SandboxUnavailableError(
             f"no sandbox: {why}; install bubblewrap (apt install bubblewrap) or run "
             "with --sandbox auto (refuses confirm-tier work) or --sandbox off"
         )
-    return Sandbox(bwrap, why, False, hidden, policy, scope)
+    return Sandbox(bwrap, why, False, hidden, policy, scope, kept)
 
 
 def mode_from(value: str | None) -> Mode:

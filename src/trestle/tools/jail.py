@@ -13,6 +13,7 @@ searched or written, at any depth and in any case.
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -73,10 +74,16 @@ def normalise(ctx: ToolContext, path: str) -> str:
 
 
 def resolve_for_write(ctx: ToolContext, path: str) -> Path:
-    """Like :func:`resolve_for_read`, and also refuse the workspace itself."""
+    """Like :func:`resolve_for_read`, and also refuse the workspace itself and the
+    run's plan file and ``python:`` code (:mod:`trestle.execution.run_files`)."""
     target = resolve_for_read(ctx, path)
     if relative(ctx, target) == ".":
         raise ToolFailure(f"path {path!r} is the workspace itself, not a file")
+    if ctx.sandbox is not None and Path(os.path.realpath(target)) in ctx.sandbox.kept:
+        raise ToolFailure(
+            f"path {path!r} is a plan file or python: code of this run, which no step may "
+            "change: the next run of the plan would obey it; write another file"
+        )
     return target
 
 

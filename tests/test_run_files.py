@@ -1,0 +1,134 @@
+"""A run's plan file and its ``python:`` code, read-only to its own steps.
+
+A plan kept in the workspace it runs in (the usual layout) is read once, when the run
+is created, and its ``python:`` code is pinned by SHA-256: a step that rewrote either
+would not change its own run. It would change the next one: ``approval: auto`` on an
+irreversible step, or code the next driver runs outside the sandbox. So every command
+of the run, and of the child runs it delegates to, sees them read-only, as root and as
+a normal user, and the agent's file tools refuse them; what cannot be held (a file
+with a second name) is said at the drive's start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+
+from test_approvals_cli import Cli, flat, run_id_of
+from test_boundary import USER, Target, UserCli, _chown_tree, driver
+from test_sandbox import _attack, _require_bwrap
+from test_tools import World
+from trestle.execution.sandbox import choose
+from trestle.tools.base import ToolContext
+
+__all__ = ["driver"]  # the fixture, run as root and as uid 1000
+
+HOOK = "def go(ctx):\n    return True\n"
+
+# each tried by the run's own step and by a step of the child run it delegates to
+REWRITES = {
+    "append to the plan": "echo '    approval: auto' >> sub/plan.yaml",
+    "empty the plan": ": > sub/plan.yaml",
+    "rename a new plan over it": "cp sub/plan.yaml sub/new && mv -f sub/new sub/plan.yaml",
+    "remove the plan": "rm -f sub/plan.yaml && test ! -e sub/plan.yaml",
+    "rename the directory of the plan": "mv sub moved",
+    "make it writable": "chmod 666 sub/plan.yaml && test -w sub/plan.yaml",
+    "a second name, written": "ln sub/plan.yaml second && echo x >> second",
+    "rewrite the hook": "echo 'import os' >> sub/hooks.py",
+    "rename a new hook over it": "cp sub/hooks.py h && mv -f h sub/hooks.py",
+}
+
+
+def _probe(prefix: str, indent: str) -> str:
+    """A step's ``run:`` trying each rewrite, at ``indent``."""
+    body = "".join(
+        f"{indent}  {_attack(f'{prefix}{what}', cmd)}\n" for what, cmd in REWRITES.items()
+    )
+    return f"{indent}run: |\n{body}{indent}  echo ran >> ran.txt\n"
+
+
+PLAN = (
+    "goal: leave the next run of this plan a plan of the step's own\n"
+    "steps:\n"
+    "  - id: probe\n"
+    "    approval: auto\n"
+    f"{_probe('', '    ')}"
+    "  - id: child\n"
+    "    needs: [probe]\n"
+    "    delegate:\n"
+    "      goal: the same from a child run\n"
+    "      plan:\n"
+    "        steps:\n"
+    "          - id: probe\n"
+    "            approval: auto\n"
+    f"{_probe('child: ', '            ')}"
+    "  - id: hook\n"
+    "    needs: [child]\n"
+    "    python: hooks:go\n"
+)
+
+
+def _owner(cli: UserCli) -> int:
+    return USER if cli.uid is not None else os.getuid()
+
+
+def test_no_step_of_the_run_or_its_child_rewrites_its_plan_or_code_as_root_or_a_user(
+    driver: tuple[UserCli, Target],
+) -> None:
+    cli, _ = driver
+    plan = cli.write("sub/plan.yaml", PLAN)
+    hook = cli.write("sub/hooks.py", HOOK)
+    _chown_tree(cli.dir, _owner(cli))
+    before = plan.read_bytes(), hook.read_bytes()
+
+    ran = cli("run", "sub/plan.yaml", "-w", ".", "--no-live")
+
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert cli.lines("ran.txt") == ["ran", "ran"], "a probe did not run"
+    got = cli.lines("got.txt")
+    assert got == [], f"{len(got)} of {2 * len(REWRITES)} rewrites worked: {got}"
+    assert (plan.read_bytes(), hook.read_bytes()) == before
+    assert not (cli.dir / "moved").exists() and not (cli.dir / "second").exists()
+    said = flat(ran.stdout)
+    assert f"read-only to commands (the run's plan and python: code): {plan}, {hook}" in said
+
+
+def test_a_plan_with_a_second_name_is_said_at_the_start_and_by_show(tmp_path: Path) -> None:
+    """A hard link elsewhere in the workspace writes the same file: no mount of the
+    plan's own name keeps a command from it."""
+    _require_bwrap()
+    cli = Cli(dir=tmp_path, store=tmp_path / "state" / "trestle.db")
+    plan = cli.write("plan.yaml", "steps:\n  - id: a\n    run: echo a\n")
+    os.link(plan, tmp_path / "copy.yaml")
+
+    ran = cli("run", "plan.yaml", "--no-live")
+
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    warning = f"{plan} has 2 names (hard links): a step's command can change it"
+    assert warning in flat(ran.stdout)
+    shown = cli("show", run_id_of(ran))
+    assert warning in flat(shown.stdout), shown.stdout
+    assert "read-only to commands (the run's plan" not in flat(ran.stdout)
+
+
+def test_the_file_tools_refuse_the_runs_plan_and_code_and_write_the_rest(
+    tmp_path: Path,
+) -> None:
+    w = World(tmp_path)
+    plan = w.write("plans/release.yaml", "steps: []\n")
+    w.write("notes.md", "notes\n")
+    kept = (Path(os.path.realpath(plan)),)
+    w.ctx = ToolContext(workspace=w.ws, run_id="r", step_id="s", sandbox=choose("off", kept=kept))
+
+    calls = {
+        "write_file": {"path": "plans/release.yaml", "content": "steps: []\n# mine\n"},
+        "edit_file": {"path": "./plans/../plans/release.yaml", "old": "[]", "new": "[x]"},
+    }
+    for name, args in calls.items():
+        obs = asyncio.run(w.registry.call(name, json.dumps(args), w.ctx, w.gate))
+        assert "is a plan file or python: code of this run" in obs.content, obs.content
+    assert plan.read_text() == "steps: []\n"
+    wrote = w.call("write_file", {"path": "notes.md", "content": "more\n"})
+    assert not wrote.content.startswith("error"), wrote.content
