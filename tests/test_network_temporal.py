@@ -11,12 +11,11 @@ in the real sandbox.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from temporal_helpers import Workers, dev_server, dev_server_binary
+from temporal_helpers import Workers, dev_server_binary
 from test_cli import Cli, flat
 from trestle.core.events import SandboxChosen
 from trestle.execution.sandbox import find_bwrap
@@ -30,12 +29,6 @@ PEEK = (
     '{temporal} workflow show --address {address} -w "$TRESTLE_RUN_ID" > history.txt '
     "&& echo GOT > got.txt || echo REFUSED > got.txt"
 )
-
-
-@pytest.fixture(scope="module")
-def address() -> Iterator[str]:
-    with dev_server() as where:
-        yield where
 
 
 def test_a_step_that_keeps_the_network_reaches_the_frontend_and_the_run_says_so(

@@ -10,8 +10,6 @@ import json
 import os
 import signal
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -21,7 +19,6 @@ from temporal_helpers import (
     assert_history_agrees,
     comparable,
     demo_repo,
-    dev_server,
     executions,
     wait_for,
 )
@@ -32,17 +29,6 @@ from trestle.store import SqliteStore
 pytestmark = pytest.mark.slow
 KILLED_READS = 150  # the worker dies about 50 turns in
 LONG_TURNS = int(os.environ.get("TRESTLE_TEMPORAL_AGENT_TURNS", "2000"))
-
-
-@pytest.fixture(scope="module")
-def address() -> Iterator[str]:
-    with dev_server() as where:
-        yield where
-
-
-@pytest.fixture
-def cli(tmp_path: Path) -> Cli:
-    return Cli(tmp_path, tmp_path / ".trestle" / "trestle.db")
 
 
 def agent_run_id(printed: str) -> str:

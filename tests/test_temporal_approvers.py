@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from store_rows import append_raw_event
-from temporal_helpers import Workers, dev_server, wait_for
+from temporal_helpers import Workers, wait_for
 from test_cli import Cli, run_id_of
 from trestle.store import SqliteStore
 from trestle.trust.identity import with_identity
@@ -27,12 +27,6 @@ DEPLOY = """\
         run: echo deployed >> deploys.log
         irreversible: true
 """
-
-
-@pytest.fixture(scope="module")
-def address() -> Iterator[str]:
-    with dev_server() as where:
-        yield where
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import re
 import signal
 import subprocess
 import threading
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,6 @@ from temporal_helpers import (
     Workers,
     assert_history_agrees,
     comparable,
-    dev_server,
     executions,
     history,
     perform_identities,
@@ -41,26 +39,6 @@ from trestle.store import SqliteStore
 from trestle.trust.signing import config_dir
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def address() -> Iterator[str]:
-    with dev_server() as where:
-        yield where
-
-
-@pytest.fixture
-def cli(tmp_path: Path) -> Cli:
-    return Cli(tmp_path, tmp_path / ".trestle" / "trestle.db")
-
-
-@pytest.fixture
-def workers(cli: Cli, address: str) -> Iterator[Workers]:
-    pool = Workers(cli, address, TRESTLE_TEMPORAL_HEARTBEAT="2")
-    try:
-        yield pool
-    finally:
-        pool.stop()
 
 
 def blobs(cli: Cli) -> Path:

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from temporalio.client import Client
 
-from temporal_helpers import Workers, dev_server, wait_for
+from temporal_helpers import Workers, wait_for
 from test_cli import Cli, run_id_of
 from trestle.engines.temporal.connect import converter
 from trestle.lifecycle import doorbell
@@ -34,26 +33,6 @@ SHIP = """\
         run: echo shipped >> shipped.txt
         irreversible: true
 """
-
-
-@pytest.fixture(scope="module")
-def address() -> Iterator[str]:
-    with dev_server() as where:
-        yield where
-
-
-@pytest.fixture
-def cli(tmp_path: Path) -> Cli:
-    return Cli(tmp_path, tmp_path / ".trestle" / "trestle.db")
-
-
-@pytest.fixture
-def workers(cli: Cli, address: str) -> Iterator[Workers]:
-    pool = Workers(cli, address, TRESTLE_TEMPORAL_HEARTBEAT="2")
-    try:
-        yield pool
-    finally:
-        pool.stop()
 
 
 def listed(address: str, query: str, blobs: Path) -> list[str]:

@@ -24,7 +24,7 @@ from temporalio.client import (
 )
 from temporalio.exceptions import ApplicationError
 
-from temporal_helpers import Workers, dev_server, history, wait_for
+from temporal_helpers import Workers, history, wait_for
 from test_cli import Cli
 from trestle.core.events import (
     ActionResult,
@@ -54,17 +54,6 @@ HOLD = """\
         irreversible: true
 """
 PWN = Step(id="pwn", run="echo pwned > pwned.txt", approval="auto")
-
-
-@pytest.fixture(scope="module")
-def address() -> Iterator[str]:
-    with dev_server() as where:
-        yield where
-
-
-@pytest.fixture
-def cli(tmp_path: Path) -> Cli:
-    return Cli(tmp_path, tmp_path / ".trestle" / "trestle.db")
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ import psycopg
 import pytest
 from temporalio.api.common.v1 import Payload
 
-from temporal_helpers import Workers, dev_server, perform_identities, wait_for
+from temporal_helpers import Workers, perform_identities, wait_for
 from test_cli import Cli, cli_env
 from trestle.core.decider import decide
 from trestle.core.errors import ConfigError, TrestleError
@@ -164,12 +164,6 @@ class Cluster:
         self.workers.stop()
         if self._store is not None:
             self._store.close()
-
-
-@pytest.fixture(scope="module")
-def address() -> Iterator[str]:
-    with dev_server() as where:
-        yield where
 
 
 @pytest.fixture

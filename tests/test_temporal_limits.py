@@ -6,13 +6,12 @@ Temporal closed waited for ever without a word."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from temporalio.client import Client
 
-from temporal_helpers import Workers, dev_server, queried_status, wait_for
+from temporal_helpers import Workers, queried_status, wait_for
 from test_cli import Cli, run_id_of
 from trestle.core.events import StepStarted
 from trestle.engines.temporal.connect import converter
@@ -21,28 +20,8 @@ from trestle.store import SqliteStore
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def address() -> Iterator[str]:
-    with dev_server() as where:
-        yield where
-
-
-@pytest.fixture
-def cli(tmp_path: Path) -> Cli:
-    return Cli(tmp_path, tmp_path / ".trestle" / "trestle.db")
-
-
 def blobs(cli: Cli) -> Path:
     return cli.store.parent / "blobs"
-
-
-@pytest.fixture
-def workers(cli: Cli, address: str) -> Iterator[Workers]:
-    pool = Workers(cli, address, TRESTLE_TEMPORAL_HEARTBEAT="2")
-    try:
-        yield pool
-    finally:
-        pool.stop()
 
 
 def test_a_long_goal_in_three_byte_characters_runs(cli: Cli, workers: Workers) -> None:

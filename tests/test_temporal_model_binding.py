@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from temporal_helpers import Workers, dev_server, wait_for
+from temporal_helpers import Workers, wait_for
 from test_agent_cli import FINDINGS, PLAN, call, flat, run_id_of
 from test_cli import Cli
 from test_model_use import calc_repo
@@ -35,12 +34,6 @@ MODEL = "test-model"
 def events(cli: Cli, run_id: str) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = cli.json("log", run_id)
     return found
-
-
-@pytest.fixture(scope="module")
-def address() -> Iterator[str]:
-    with dev_server() as where:
-        yield where
 
 
 def test_a_refused_key_pauses_the_workflow_and_a_moved_server_takes_the_run_on(

@@ -4,8 +4,6 @@ flag only where the command has one; a run keeps the address it was made with)."
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from test_cli import Cli, flat, run_id_of
@@ -16,11 +14,6 @@ from trestle.engines.temporal.connect import transport_reason
 
 UNREACHED = ("--engine", "temporal", "--address", "127.0.0.1:1")
 REFUSED = "cannot reach Temporal at 127.0.0.1:1\n  tcp connect error: Connection refused\n"
-
-
-@pytest.fixture
-def cli(tmp_path: Path) -> Cli:
-    return Cli(tmp_path, tmp_path / ".trestle" / "trestle.db")
 
 
 def _recorded_run(cli: Cli) -> str:
