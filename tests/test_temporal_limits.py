@@ -1,11 +1,13 @@
 """What Temporal refuses or closes, on the real dev server: a search attribute value past
 2 KiB (a long non-ASCII goal, many steps waiting on a human) made Temporal terminate the
-run's workflow before its step ran; and a command following a run whose workflow
-Temporal closed waited for ever without a word."""
+run's workflow before its step ran; a command following a run whose workflow Temporal
+closed waited for ever without a word; and ``trestle resume``, as then printed, waited up
+to a minute in silence for the closed workflow's lease to lapse."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -89,3 +91,41 @@ def test_a_workflow_temporal_terminates_ends_the_following_with_a_word(
     assert following.returncode == 12, out + err
     assert f"run {run_id} is not driven: Temporal closed its workflow (terminated: by an " in err
     assert f"`trestle resume {run_id}`" in err
+
+
+def test_resume_after_temporal_closed_the_workflow_says_at_once_what_it_waits_for(
+    cli: Cli, workers: Workers
+) -> None:
+    workers.start()
+    plan = cli.write("plan.yaml", "goal: g\nsteps:\n  - id: slow\n    run: sleep 30\n")
+    following = workers.start_run("run", plan, "--no-live", "--no-prompt", *workers.flags())
+    store = SqliteStore(cli.store)
+    wait_for(lambda: store.runs(), what="the run to be created")
+    run_id = store.runs()[0].run_id
+    wait_for(
+        lambda: any(isinstance(s.event, StepStarted) for s in store.events(run_id)),
+        what="the step to start",
+    )
+
+    async def terminate() -> None:
+        client = await Client.connect(workers.address, data_converter=converter(blobs(cli)))
+        await client.get_workflow_handle(run_id).terminate(reason="by an operator")
+
+    asyncio.run(terminate())
+    assert following.wait(timeout=40) == 12
+    held = store.lease(run_id)
+    assert held is not None and held.owner.host == "temporal"
+    recorded = store.run(run_id).last_seq
+    resumed = workers.start_run("resume", run_id, "--no-live", "--no-prompt")
+    assert resumed.stderr is not None
+    said = resumed.stderr.readline()
+    # said while the old lease still holds, before the new execution could record
+    assert time.time() < held.expires_at and store.run(run_id).last_seq == recorded
+    assert store.lease(run_id) == held
+    waits = int(said.split("at most ")[1].split(" s")[0])
+    assert 0 < waits <= 60, said
+    assert (
+        f"run {run_id}: its last workflow ended holding the run's lease; the new one waits "
+        f"for it to lapse, at most {waits} s more, then goes on (Ctrl-C stops waiting, not "
+        "the run)"
+    ) == said.strip()

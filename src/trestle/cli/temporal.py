@@ -10,6 +10,7 @@ exits with the report's code, so moving a run to a cluster changes one flag.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import signal
 import sys
@@ -124,6 +125,9 @@ def start_and_follow(
 
         async def start() -> None:
             if not await nudge(watch.client, run_id):
+                waits = lease_left(store, run_id, time.time())
+                if waits is not None:
+                    _line_err(err, _lapsing(run_id, waits))
                 await start_workflow(watch.client, bound, run_id, drive_settings(run_id, store))
 
         watch.loop.run_until_complete(start())
@@ -146,6 +150,26 @@ def start_and_follow(
         report_json.write_text(model_json(report, indent=2) + "\n", encoding="utf-8")
     # 2: the workflow stopped because the run's model cannot be used (said on stderr)
     raise typer.Exit(code if code in (2, 130, NO_WORKER_EXIT, CLOSED_EXIT) else report.exit_code)
+
+
+def lease_left(store: Store, run_id: str, now: float) -> float | None:
+    """Seconds until the lease a workflow of the run still holds lapses, when no
+    execution runs to renew it (Temporal closed it: terminated, failed, timed out); a
+    new execution takes the run only then. None when no workflow holds it."""
+    from trestle.engines.temporal.activities import HOST
+
+    lease = store.lease(run_id)
+    if lease is None or lease.owner.host != HOST or lease.expires_at <= now:
+        return None
+    return lease.expires_at - now
+
+
+def _lapsing(run_id: str, seconds: float) -> str:
+    return (
+        f"run {run_id}: its last workflow ended holding the run's lease; the new one waits "
+        f"for it to lapse, at most {math.ceil(seconds)} s more, then goes on "
+        "(Ctrl-C stops waiting, not the run)"
+    )
 
 
 START_DEV = "for a try: `temporal server start-dev`"
