@@ -14,7 +14,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import pytest
 
 from test_approvals_cli import Cli, flat, run_id_of
 from test_boundary import USER, Target, UserCli, _chown_tree, driver
@@ -22,6 +25,7 @@ from test_sandbox import _attack, _require_bwrap
 from test_tools import World
 from trestle.execution.sandbox import choose
 from trestle.tools.base import ToolContext
+from trestle.trust import known_plans
 
 __all__ = ["driver"]  # the fixture, run as root and as uid 1000
 
@@ -92,7 +96,7 @@ def test_no_step_of_the_run_or_its_child_rewrites_its_plan_or_code_as_root_or_a_
     assert (plan.read_bytes(), hook.read_bytes()) == before
     assert not (cli.dir / "moved").exists() and not (cli.dir / "second").exists()
     said = flat(ran.stdout)
-    assert f"read-only to commands (the run's plan and python: code): {plan}, {hook}" in said
+    assert f"read-only to commands (plan files and their python: code): {plan}, {hook}" in said
 
 
 def test_a_plan_with_a_second_name_is_said_at_the_start_and_by_show(tmp_path: Path) -> None:
@@ -110,7 +114,7 @@ def test_a_plan_with_a_second_name_is_said_at_the_start_and_by_show(tmp_path: Pa
     assert warning in flat(ran.stdout)
     shown = cli("show", run_id_of(ran))
     assert warning in flat(shown.stdout), shown.stdout
-    assert "read-only to commands (the run's plan" not in flat(ran.stdout)
+    assert "read-only to commands (plan files" not in flat(ran.stdout)
 
 
 def test_the_file_tools_refuse_the_runs_plan_and_code_and_write_the_rest(
@@ -128,7 +132,58 @@ def test_the_file_tools_refuse_the_runs_plan_and_code_and_write_the_rest(
     }
     for name, args in calls.items():
         obs = asyncio.run(w.registry.call(name, json.dumps(args), w.ctx, w.gate))
-        assert "is a plan file or python: code of this run" in obs.content, obs.content
+        assert "is a plan file or its python: code" in obs.content, obs.content
     assert plan.read_text() == "steps: []\n"
     wrote = w.call("write_file", {"path": "notes.md", "content": "more\n"})
     assert not wrote.content.startswith("error"), wrote.content
+
+
+def test_another_run_in_the_workspace_cannot_rewrite_a_plan_run_from_there(
+    tmp_path: Path,
+) -> None:
+    """Plan ``a`` ran here before; plan ``b``'s step tries to leave ``a`` a step of its
+    own. The plan files an account has run are noted outside every sandbox, and every
+    later run in their workspace holds them read-only."""
+    _require_bwrap()
+    cli = Cli(dir=tmp_path / "ws", store=tmp_path / "state" / "trestle.db")
+    config = {"XDG_CONFIG_HOME": str(tmp_path / "config")}
+    a = cli.write("a.yaml", "steps:\n  - id: hook\n    python: hooks:go\n")
+    hook = cli.write("hooks.py", HOOK)
+    assert cli("run", "a.yaml", "--no-live", **config).returncode == 0
+    rewrite = {k: v.replace("sub/plan.yaml", "a.yaml") for k, v in REWRITES.items()}
+    rewrite = {k: v.replace("sub/hooks.py", "hooks.py") for k, v in rewrite.items()}
+    probes = "".join(f"      {_attack(what, cmd)}\n" for what, cmd in rewrite.items())
+    cli.write("b.yaml", f"steps:\n  - id: b\n    approval: auto\n    run: |\n{probes}")
+    before = a.read_bytes(), hook.read_bytes()
+
+    ran = cli("run", "b.yaml", "--no-live", **config)
+
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert cli.lines("got.txt") == []
+    assert (a.read_bytes(), hook.read_bytes()) == before
+    [line] = [x for x in ran.stdout.splitlines() if x.startswith("commands sandboxed")]
+    assert line.endswith(f"(plan files and their python: code): {a.parent / 'b.yaml'}, {a}, {hook}")
+    # another account's list (a fresh configuration directory) knows nothing of them
+    other = {"XDG_CONFIG_HOME": str(tmp_path / "other")}
+    cli.write("c.yaml", "steps:\n  - id: c\n    run: echo '# c' >> a.yaml\n")
+    assert cli("run", "c.yaml", "--no-live", **other).returncode == 0
+    assert a.read_text().endswith("# c\n")
+
+
+def test_the_list_of_plans_run_keeps_every_line_appended_at_once_and_its_newest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.setattr(known_plans, "MAX_KNOWN", 50)
+    monkeypatch.setattr(known_plans, "MAX_BYTES", 100 * len(f'"{tmp_path}/ws/p10.yaml"\n'))
+    ws = tmp_path / "ws"
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: known_plans.note_run_files([f"{ws}/p{i}.yaml"]), range(80)))
+    assert sorted(known_plans.known_in(ws)) == sorted(f"{ws}/p{i}.yaml" for i in range(80))
+    known_plans.note_run_files([f"{ws}/x{i}\nline.yaml" for i in range(30)])  # compacted
+    kept = known_plans.known_in(ws)
+    assert len(kept) == 50 and f"{ws}/x29\nline.yaml" in kept and f"{ws}/p0.yaml" not in kept
+    with known_plans.known_file().open("a") as handle:
+        handle.write(f'"{ws}/cut sh')  # a line a full disk cut short
+    assert known_plans.known_in(ws) == kept
+    assert known_plans.known_in(tmp_path / "w") == ()  # a sibling's name is not inside

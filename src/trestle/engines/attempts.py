@@ -72,6 +72,7 @@ from trestle.lifecycle.checkpoints import (
 )
 from trestle.store.base import Store
 from trestle.trust.identity import ACCOUNTS_ENV, IDENTITY_ENV, accounts_path, identity_path
+from trestle.trust.known_plans import known_in
 from trestle.trust.signing import config_dir, key_path
 from trestle.workspace.shadow import ShadowRepoError, shadow_dir_for
 
@@ -200,7 +201,9 @@ class Attempts:
         # a child run may write only its carved scope; a root run's scope is the gate's
         scope = parent_scope(state) if state.parent is not None else ()
         own = (*([state.plan_path] if state.plan_path else []), *(state.python_sources or {}))
-        kept = run_files(workspace.resolve(), (*map(str, self._kept_above), *own))
+        # and those of every plan run from this account whose files lie in the workspace
+        ws = workspace.resolve()
+        kept = run_files(ws, (*map(str, self._kept_above), *own, *known_in(ws)))
         sandbox = choose(
             self.sandbox_mode,
             hidden=hidden,

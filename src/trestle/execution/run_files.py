@@ -5,9 +5,11 @@ A plan file usually lies in the workspace it runs in, and so does the module its
 ran it (the plan is read once, when the run is created, and the code is pinned by its
 SHA-256), but the next ``trestle run`` of that file would obey it: a step set to
 ``approval: auto``, or code that runs in the driver, outside the sandbox, where the
-approval key is. So every command of the run, and of the child runs it delegates to,
-sees these files read-only (:func:`trestle.execution.driver_files.read_only_mounts`),
-and the directories on the way to them are mount points no command can rename away.
+approval key is. So every command of the run, of the child runs it delegates to, and
+of any later run in the same workspace (the files are noted outside every sandbox:
+:mod:`trestle.trust.known_plans`) sees these files read-only
+(:func:`trestle.execution.driver_files.read_only_mounts`), and the directories on the
+way to them are mount points no command can rename away.
 
 Where that cannot hold, it is said with the sandbox chosen, at every drive's start:
 a file reached through a link in the workspace (a command can point the link
@@ -41,7 +43,7 @@ class RunFiles:
         """Said in the sandbox's detail: why a command that writes one fails."""
         if not self.held:
             return ""
-        return "; read-only to commands (the run's plan and python: code): " + ", ".join(
+        return "; read-only to commands (plan files and their python: code): " + ", ".join(
             map(str, self.held)
         )
 

@@ -46,6 +46,7 @@ from trestle.lifecycle.doorbell import ring
 from trestle.store.base import Appended, Request, RequestKind, Snapshot, Store
 from trestle.store.location import store_name
 from trestle.trust.identity import public_key, with_identity
+from trestle.trust.known_plans import note_run_files
 from trestle.trust.signing import (
     decision_key,
     existing_key,
@@ -121,6 +122,8 @@ def create_run(
         # who started it, by key, where a two-person rule must know whom to exclude
         started_by=public_key() if operator_policy and operator_policy.approvers else None,
     )
+    # every run in the workspace keeps them read-only now, not this one's alone
+    note_run_files([*([event.plan_path] if event.plan_path else []), *(event.python_sources or {})])
     summary = summary_json(RunState.from_created(event))
     # a generated id is the second plus 16 random bits: runs created together can
     # draw the same one, and then draw again (a given id is the caller's to choose)

@@ -81,8 +81,9 @@ def resolve_for_write(ctx: ToolContext, path: str) -> Path:
         raise ToolFailure(f"path {path!r} is the workspace itself, not a file")
     if ctx.sandbox is not None and Path(os.path.realpath(target)) in ctx.sandbox.kept:
         raise ToolFailure(
-            f"path {path!r} is a plan file or python: code of this run, which no step may "
-            "change: the next run of the plan would obey it; write another file"
+            f"path {path!r} is a plan file or its python: code, which no step may change: "
+            "the next run of that plan would obey what a step wrote; write another file, "
+            "or ask a human to change it"
         )
     return target
 
