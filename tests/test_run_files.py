@@ -187,3 +187,27 @@ def test_the_list_of_plans_run_keeps_every_line_appended_at_once_and_its_newest(
         handle.write(f'"{ws}/cut sh')  # a line a full disk cut short
     assert known_plans.known_in(ws) == kept
     assert known_plans.known_in(tmp_path / "w") == ()  # a sibling's name is not inside
+
+
+def test_a_plan_file_a_delegation_names_is_held_as_its_parent_is(tmp_path: Path) -> None:
+    _require_bwrap()
+    cli = Cli(dir=tmp_path / "ws", store=tmp_path / "state" / "trestle.db")
+    config = {"XDG_CONFIG_HOME": str(tmp_path / "config")}
+    child = cli.write("plans/child.yaml", "steps:\n  - id: c\n    run: echo child\n")
+    cli.write(
+        "plan.yaml",
+        "steps:\n"
+        "  - id: d\n    delegate: {goal: child work, plan: plans/child.yaml}\n"
+        "  - id: w\n    needs: [d]\n    approval: auto\n"
+        f"    run: {json.dumps(_attack('the run itself', 'echo x >> plans/child.yaml'))}\n",
+    )
+    emptied = json.dumps(_attack("another run", ": > plans/child.yaml"))
+    cli.write("other.yaml", f"steps:\n  - id: o\n    run: {emptied}\n")
+    before = child.read_bytes()
+
+    for plan in ("plan.yaml", "other.yaml"):
+        ran = cli("run", plan, "--no-live", **config)
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+
+    assert cli.lines("got.txt") == []
+    assert child.read_bytes() == before

@@ -65,10 +65,12 @@ def run(
     from trestle.formats.planfile import load_plan, plan_workspace
     from trestle.lifecycle.runs import create_run
     from trestle.notifications.targets import load_settings
+    from trestle.trust.known_plans import note_run_files
     from trestle.trust.policy_trust import trusted_settings
 
     mode = mode_from(sandbox)
-    plan = load_plan(plan_file)
+    delegated: list[Path] = []  # the plan files its delegations name, held as it is
+    plan = load_plan(plan_file, read=delegated)
     if workspace is None:
         ws = plan_workspace(plan, plan_file)
     elif workspace.is_dir():
@@ -90,6 +92,7 @@ def run(
             monitors=operator.monitors,
             engine=bound,
         )
+        note_run_files(map(str, delegated))
         out.print(f"run {run_id}")
         out.print(store_line(st), markup=False, soft_wrap=True)
         out.print(f"policy: {operator.source.describe()}", markup=False, soft_wrap=True)

@@ -45,16 +45,23 @@ MAX_NODES = 1_000_000  # values once aliases are expanded (``*a`` repeats ``&a``
 MAX_INCLUDE_DEPTH = 8  # plan files a delegation names, one inside another
 
 
-def load_plan(path: str | Path, *, _including: tuple[Path, ...] = ()) -> Plan:
+def load_plan(
+    path: str | Path, *, read: list[Path] | None = None, _including: tuple[Path, ...] = ()
+) -> Plan:
     """Read and validate a plan file, or raise :class:`PlanError` naming every problem.
 
     A delegation's ``plan:`` may name another plan file (relative to this one): it is
     read here, so the run records the child's whole plan and never reads it again.
+    ``read``, where given, gets the real path of each such file appended.
     """
     path = Path(path)
     text = read_text_file(path, MAX_PLAN_BYTES)
     return parse_plan(
-        text, source=str(path), base_dir=path.parent, _including=(*_including, path.resolve())
+        text,
+        source=str(path),
+        base_dir=path.parent,
+        _including=(*_including, path.resolve()),
+        _read=read,
     )
 
 
@@ -151,6 +158,7 @@ def parse_plan(
     source: str = "<plan>",
     base_dir: Path | None = None,
     _including: tuple[Path, ...] = (),
+    _read: list[Path] | None = None,
 ) -> Plan:
     """Validate plan text. Nothing in it is imported or run: a ``python:`` callable is
     only looked for on disk (``base_dir`` and the workspace) and loaded when it runs.
@@ -179,7 +187,7 @@ def parse_plan(
         raise PlanError(source, [problem], [_Lines(text).of(loc)])
     if not isinstance(raw, dict):
         raise PlanError(source, ["the top level must be a mapping with a 'steps' list"], [1])
-    found: list[_Problem] = _child_plan_files(raw, base_dir or Path.cwd(), _including)
+    found: list[_Problem] = _child_plan_files(raw, base_dir or Path.cwd(), _including, _read)
     unread = {p.loc for p in found}  # a plan file named there: its problem says it all
     outside = _writes_outside(raw) + _checks_outside(raw)
     unread |= {p.loc for p in outside}  # said once, by the problem that quotes the path
@@ -280,7 +288,7 @@ class _Node(NamedTuple):
 
 
 def _child_plan_files(
-    raw: dict[str, Any], base_dir: Path, including: tuple[Path, ...]
+    raw: dict[str, Any], base_dir: Path, including: tuple[Path, ...], read: list[Path] | None
 ) -> list[_Problem]:
     """Read the plan files delegations name (``delegate: plan: research.yaml``) into
     ``raw``, in place; a file that cannot be read or names itself is a problem here,
@@ -308,7 +316,9 @@ def _child_plan_files(
             why = "does not exist" if not child.exists() else "is not a regular file"
             problems.append(_Problem(loc, f"plan file {str(child)!r} {why}"))
         else:
-            plan = load_plan(child, _including=including)
+            plan = load_plan(child, read=read, _including=including)
+            if read is not None:
+                read.append(child)
             delegate["plan"] = plan.model_dump(mode="json", exclude_defaults=True)
     return problems
 
