@@ -3,7 +3,9 @@ follows the execution it woke, not the end the store held before; a child's appr
 wakes its Temporal root; a queue no worker polls is named within seconds (or, asked
 not to wait, exits 10); a worker may start before its store exists; a workflow whose
 task keeps failing (a damaged blob) is named as such, not taken for a missing worker;
-Trestle's search attributes find runs in Temporal's own listing."""
+a decision whose workflow no worker takes up (its worker was killed while the run
+waited) names the worker to start; Trestle's search attributes find runs in Temporal's
+own listing."""
 
 from __future__ import annotations
 
@@ -242,3 +244,32 @@ def test_watch_follows_the_store_alone_when_temporal_cannot_be_reached(cli: Cli)
     finally:
         watching.kill()
         watching.communicate()
+
+
+def test_a_decision_no_worker_takes_up_names_the_worker_to_start(
+    cli: Cli, workers: Workers
+) -> None:
+    worker = workers.start()
+    plan = cli.write("plan.yaml", SHIP.replace("irreversible: true", "approval: confirm"))
+    waiting = workers.run("run", plan, "--no-live", "--no-prompt", *workers.flags())
+    assert waiting.returncode == 3, waiting.stdout + waiting.stderr
+    run_id = run_id_of(waiting)
+    worker.kill()  # SIGKILL while the run waits on its approval: Temporal lists it still
+    worker.wait()
+    approved = workers.run("approve", f"{run_id}.1")
+    assert approved.returncode == 0, approved.stdout + approved.stderr
+    command = (
+        f"trestle worker --engine temporal --address {workers.address} "
+        f"--task-queue {workers.queue} --store {cli.store}"
+    )
+    assert (
+        "has not read it yet; `trestle log "
+        f"{run_id}` will show whether it was applied or refused. No worker has taken the "
+        f"workflow's task since the request woke it: if none runs on task queue "
+        f"{workers.queue} (a worker killed still counts as polling for a while), start one: "
+        f"`{command}`"
+    ) in flat(approved.stdout), approved.stdout
+    workers.start("--store", str(cli.store))  # as printed; the run goes on by itself
+    store = SqliteStore(cli.store)
+    wait_for(lambda: store.run(run_id).status == "succeeded", what="the run to succeed")
+    assert (cli.dir / "shipped.txt").read_text() == "shipped\n"

@@ -159,6 +159,44 @@ def _unreached(exc: ConfigError, run_id: str, bound: EngineBinding) -> str:
     )
 
 
+def unclaimed_said(store: Store, run_id: str) -> str | None:
+    """For a request its run's workflow has not applied yet: when no worker has taken
+    the workflow's task (its workers were killed or stopped), the words that say so,
+    with the command that starts one. None for a run not on Temporal, a task a worker
+    took, or a Temporal that does not answer."""
+    from trestle.lifecycle.doorbell import bound_engine, root_of
+
+    root = root_of(store, run_id)
+    bound = bound_engine(store, root)
+    if bound is None:
+        return None
+    from temporalio.service import RPCError
+
+    from trestle.core.errors import TrestleError
+    from trestle.engines.temporal.blobs import blobs_for
+    from trestle.engines.temporal.connect import connect
+    from trestle.engines.temporal.health import unclaimed
+
+    async def ask() -> float | None:
+        client = await connect(bound.address, bound.namespace, blobs_for(store))
+        return await unclaimed(client, root)
+
+    loop = asyncio.new_event_loop()  # a decision's command may run in a thread (MCP)
+    try:
+        waited = loop.run_until_complete(ask())
+    except (TrestleError, RPCError):
+        return None
+    finally:
+        loop.close()
+    if waited is None:
+        return None
+    return (
+        f"no worker has taken the workflow's task since the request woke it: if none "
+        f"runs on task queue {bound.task_queue} (a worker killed still counts as polling "
+        f"for a while), start one: `{worker_command(bound, store)}`"
+    )
+
+
 def worker_command(bound: EngineBinding, store: Store) -> str:
     """The command that starts a worker for the run's queue and store."""
     # a store kept in a file or a database is named; one in memory has no name to give

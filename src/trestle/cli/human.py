@@ -229,6 +229,11 @@ def outcome_said(
             f"{driver} drives the run and has not read it yet; `trestle log {run_id}` "
             "will show whether it was applied or refused"
         )
+        from trestle.cli.drive_watch import unclaimed_said
+
+        idle = unclaimed_said(store, run_id)  # a run on Temporal whose workers are gone
+        if idle is not None:
+            later = f"{later}. {idle[0].upper()}{idle[1:]}"
     else:
         # a child is taken up again by its root's drive: the root is what resumes
         root = root_of(store, run_id)

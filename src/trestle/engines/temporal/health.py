@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from temporalio.api.enums.v1 import EventType, TaskQueueType
+from temporalio.api.enums.v1 import EventType, PendingWorkflowTaskState, TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowExecutionStatus
@@ -76,6 +76,24 @@ async def stuck(client: Client, run_id: str) -> Stuck | None:
         if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
             why = event.workflow_task_failed_event_attributes.failure.message or why
     return Stuck(attempts=attempts, why=why)
+
+
+async def unclaimed(client: Client, run_id: str, now: float | None = None) -> float | None:
+    """Seconds the run's workflow task has waited for a worker to take it; None when
+    none waits (no task is pending, or a worker took it) or there is no workflow.
+
+    A worker that is gone still counts as polling for a while (:data:`POLLER_GONE`),
+    but a task that nobody takes says so at once: a woken workflow's task is taken
+    within moments while its workers live."""
+    try:
+        described = await client.get_workflow_handle(run_id).describe()
+    except RPCError:
+        return None
+    task = described.raw_description.pending_workflow_task
+    if task.state != PendingWorkflowTaskState.PENDING_WORKFLOW_TASK_STATE_SCHEDULED:
+        return None
+    at = now if now is not None else time.time()
+    return max(0.0, at - task.scheduled_time.ToSeconds())
 
 
 async def closed(client: Client, run_id: str) -> str | None:
