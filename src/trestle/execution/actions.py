@@ -36,7 +36,7 @@ from trestle.execution.processes import die_with_parent
 from trestle.execution.sandbox import Cell, Pinned, Sandbox
 from trestle.execution.sandbox_start import SANDBOX_STARTS, StartSignal, before_start
 from trestle.execution.watchdog import WATCHDOG
-from trestle.formats.planfile import resolve_callable
+from trestle.formats.python_code import resolve_callable
 from trestle.support.handback import hand_back, outcome_of
 from trestle.trust.identity import ACCOUNTS_ENV, IDENTITY_ENV
 from trestle.trust.signing import KEY_ENV

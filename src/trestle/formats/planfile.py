@@ -5,7 +5,6 @@ Nothing here touches the store: a plan that fails to load leaves no trace.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.abc
 import importlib.machinery
@@ -16,22 +15,19 @@ import posixpath
 import re
 import stat
 import sys
-from collections.abc import Iterator, Mapping, Sequence, Sized
-from contextlib import contextmanager
+from collections.abc import Sequence, Sized
 from importlib import resources
 from pathlib import Path
-from types import ModuleType
 from typing import Any, NamedTuple
 
 import yaml
 from pydantic import ValidationError
 
-from trestle.core.errors import PlanError, RunError
+from trestle.core.errors import PlanError
 from trestle.core.field_problems import did_you_mean, field_path, plain_message, user_loc
 from trestle.core.plan import (
     PYTHON_REF_PATTERN,
     STEP_ID_PATTERN,
-    CallableCheck,
     Plan,
     graph_problems,
 )
@@ -466,158 +462,6 @@ def only_items_failed(err: Any) -> bool:
         and isinstance(given, Sized)
         and len(given) >= err.get("ctx", {}).get("min_length", 0)
     )
-
-
-@contextmanager
-def _import_path(*dirs: Path) -> Iterator[None]:
-    added = [str(d.resolve()) for d in dirs if str(d.resolve()) not in sys.path]
-    sys.path[:0] = added
-    try:
-        yield
-    finally:
-        for d in added:
-            sys.path.remove(d)
-
-
-def resolve_callable(
-    ref: str, *search: Path, pins: Mapping[str, str] | None = None, step: str = ""
-) -> Any:
-    """Import ``module:attr`` (with ``search`` dirs on the path) and return the object.
-
-    With ``pins`` (see :func:`python_sources`), every file of the module and of the
-    packages above it that lies in a ``search`` directory is imported only from the
-    bytes whose SHA-256 was recorded when the run started, read once and compiled
-    here (never from a ``.pyc``): a step that rewrote the file since (the plan's
-    directory is often the workspace) has its code refused, not run in the driver.
-
-    Raises:
-        RunError: with ``pins``, such a file changed, or was not there, since.
-    """
-    module_name, _, attr = ref.partition(":")
-    with _import_path(*search):
-        if pins is None:
-            obj: Any = importlib.import_module(module_name)
-        else:
-            what = f"step {step!r}: {ref}" if step else ref
-            obj = _import_pinned(module_name, search, pins, what)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise TypeError(f"{ref} is not callable")
-    return obj
-
-
-def python_sources(plan: Plan, *search: Path) -> dict[str, str]:
-    """The SHA-256 of each source file the plan's ``python:`` steps and checks would
-    import from a ``search`` directory (the module and the packages above it), by
-    absolute path; found without importing, as :func:`_missing_modules` finds them.
-    Recorded when a run starts; :func:`resolve_callable` imports nothing else."""
-    refs = [step.python for step in plan.steps if step.python]
-    refs += [c.python for step in plan.steps for c in step.verify if isinstance(c, CallableCheck)]
-    pins: dict[str, str] = {}
-    for ref in dict.fromkeys(refs):
-        for path in _module_files(ref.partition(":")[0], search):
-            try:
-                pins[str(path)] = hashlib.sha256(_source(path)).hexdigest()
-            except OSError:
-                continue  # unreadable now: importing it will say why
-    return pins
-
-
-def _module_files(module_name: str, search: Sequence[Path]) -> list[Path]:
-    """The files in ``search`` that importing ``module_name`` would run, outermost first,
-    until a part is found outside ``search``. Found on disk whether or not this process
-    imported them already: the process that imports them may be another one."""
-    files: list[Path] = []
-    parts = module_name.split(".")
-    places: list[str] | None = [str(d.resolve()) for d in search] + sys.path
-    for depth in range(1, len(parts) + 1):
-        name = ".".join(parts[:depth])
-        if places is None:
-            break
-        spec = importlib.machinery.PathFinder.find_spec(name, places)
-        if spec is None:
-            break
-        origin = _inside(spec.origin, search)
-        if origin is not None:
-            files.append(origin)
-        elif spec.origin is not None:
-            break  # found outside: what it imports is not the step's to write
-        locations = spec.submodule_search_locations  # a namespace package has no file
-        places = list(locations) if locations is not None else None
-    return files
-
-
-def _inside(origin: str | None, search: Sequence[Path]) -> Path | None:
-    """``origin`` as an absolute path, if it is a file in a ``search`` directory."""
-    if origin is None or not os.path.isabs(origin):
-        return None  # built in, frozen, or a namespace package
-    path = Path(os.path.abspath(origin))
-    roots = [d.resolve() for d in search]
-    return path if any(path.resolve().is_relative_to(r) for r in roots) else None
-
-
-def _source(path: Path) -> bytes:
-    with open(path, "rb") as file:
-        return file.read()
-
-
-def _import_pinned(
-    module_name: str, search: Sequence[Path], pins: Mapping[str, str], what: str
-) -> Any:
-    """Import ``module_name``, each of its files in ``search`` from pinned bytes."""
-    parts = module_name.split(".")
-    module: Any = None
-    for depth in range(1, len(parts) + 1):
-        name = ".".join(parts[:depth])
-        if name in sys.modules:
-            module = sys.modules[name]
-            continue
-        places = sys.path if module is None else getattr(module, "__path__", None)
-        spec = importlib.machinery.PathFinder.find_spec(name, places)
-        origin = _inside(spec.origin if spec else None, search)
-        if spec is None or origin is None:
-            module = importlib.import_module(name)  # no file a step can write
-            continue
-        recorded = pins.get(str(origin))
-        # a compiled module or bytecode beside the source would be loaded before it
-        data = _source(origin) if recorded and origin.suffix == ".py" else b""
-        if recorded is None or hashlib.sha256(data).hexdigest() != recorded:
-            when = "was not there when" if recorded is None else "changed after"
-            raise RunError(
-                f"{what}: {str(origin)!r} {when} the run started, so it is not imported "
-                "(a step may have written it); start a new run to use it as it is"
-            )
-        module = _exec_source(name, origin, data, spec.submodule_search_locations)
-    return module
-
-
-def _exec_source(name: str, path: Path, data: bytes, locations: list[str] | None) -> ModuleType:
-    """A module made from ``data`` (checked source), registered as import would."""
-    loader = _CheckedSource(data, path)
-    spec = importlib.util.spec_from_file_location(
-        name, path, loader=loader, submodule_search_locations=locations
-    )
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop(name, None)
-        raise
-    return module
-
-
-class _CheckedSource(importlib.abc.Loader):
-    """Runs the source bytes it was given: no second read, no bytecode cache."""
-
-    def __init__(self, data: bytes, path: Path) -> None:
-        self.data = data
-        self.path = path
-
-    def exec_module(self, module: ModuleType) -> None:
-        exec(compile(self.data, str(self.path), "exec", dont_inherit=True), module.__dict__)
 
 
 def _short(text: str, limit: int = 200) -> str:

@@ -41,7 +41,7 @@ from trestle.core.records.policy_source import PolicySource
 from trestle.core.report import category
 from trestle.core.state import RunState
 from trestle.core.step_state import StepStatus
-from trestle.formats.planfile import python_sources
+from trestle.formats.python_code import python_sources
 from trestle.lifecycle.doorbell import ring
 from trestle.store.base import Appended, Request, RequestKind, Snapshot, Store
 from trestle.store.location import store_name
@@ -100,7 +100,7 @@ def create_run(
     changes later; ``policy_source`` (from :func:`trestle.trust.policy_trust.trusted_settings`)
     records which file that was and why it was trusted. The source files the plan's
     ``python:`` steps and checks import are pinned by their SHA-256 too
-    (:func:`trestle.formats.planfile.python_sources`). Where the operator names
+    (:func:`trestle.formats.python_code.python_sources`). Where the operator names
     approvers, the run records its starter's public key (:mod:`trestle.trust.identity`).
     """
     now = time.time() if now is None else now

@@ -1,0 +1,139 @@
+"""What a ``python:`` step imports into the driver is what was there when its run began.
+
+The plan's directory and the workspace come first on the import path while the step's
+module is imported, and a command step can write both. So the modules the step's code
+imports from there, found by reading its import statements when the run is created,
+are pinned with it; any other module found there is refused, nothing of it run: a
+sibling module a step rewrote, a file a step planted under the name of a standard
+module the code imports, a submodule a function imports when it is called.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from test_approvals_cli import Cli, flat
+from trestle.core.errors import RunError
+from trestle.core.plan import Plan
+from trestle.formats.planfile import parse_plan
+from trestle.formats.python_code import python_sources, resolve_callable
+
+
+@pytest.fixture
+def name(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A package name no other test imports; forgotten afterwards."""
+    chosen = "code_" + re.sub(r"\W", "_", request.node.name)
+    yield chosen
+    for loaded in [m for m in sys.modules if m == chosen or m.startswith(chosen + ".")]:
+        del sys.modules[loaded]
+
+
+def _plan(ref: str, base: Path) -> Plan:
+    return parse_plan(f"steps:\n  - {{id: a, python: '{ref}'}}\n", base_dir=base)
+
+
+def _write(root: Path, files: dict[str, str]) -> None:
+    for relative, text in files.items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_text(text)
+
+
+def test_what_a_module_imports_from_its_directory_is_pinned_with_it(
+    tmp_path: Path, name: str
+) -> None:
+    _write(
+        tmp_path,
+        {
+            f"{name}/__init__.py": "from . import util\nfrom .tasks import go\n",
+            f"{name}/tasks.py": "import json\nfrom .util import twice\ndef go(ctx):\n"
+            "    from . import late\n    return twice(late.VALUE)\n",
+            f"{name}/util.py": "def twice(x):\n    return 2 * x\n",
+            f"{name}/late.py": "VALUE = 21\n",
+        },
+    )
+    pins = python_sources(_plan(f"{name}:go", tmp_path), tmp_path)
+
+    files = sorted(Path(p).relative_to(tmp_path).as_posix() for p in pins)
+    assert files == [f"{name}/{f}.py" for f in ("__init__", "late", "tasks", "util")]
+    assert resolve_callable(f"{name}:go", tmp_path, pins=pins, step="a")(None) == 42
+
+
+def test_a_sibling_module_a_step_rewrote_is_refused_not_run(tmp_path: Path, name: str) -> None:
+    marker = tmp_path.parent / f"{name}-ran"
+    _write(tmp_path, {f"{name}.py": f"import {name}_util\ndef go(ctx):\n    return True\n"})
+    _write(tmp_path, {f"{name}_util.py": "X = 1\n"})
+    pins = python_sources(_plan(f"{name}:go", tmp_path), tmp_path)
+    assert len(pins) == 2
+    _write(tmp_path, {f"{name}_util.py": f"open({str(marker)!r}, 'w').close()\n"})
+
+    with pytest.raises(RunError, match=rf"{name}_util.py' changed after the run started"):
+        resolve_callable(f"{name}:go", tmp_path, pins=pins, step="a")
+    assert not marker.exists()
+    sys.modules.pop(f"{name}_util", None)
+
+
+def test_a_submodule_a_function_imports_when_called_is_held_too(tmp_path: Path, name: str) -> None:
+    """``late`` was not there when the run began: the package stays held after its
+    import, so a file planted under that name later is refused when the call asks."""
+    marker = tmp_path.parent / f"{name}-ran"
+    _write(
+        tmp_path,
+        {
+            f"{name}/__init__.py": "",
+            f"{name}/tasks.py": "def go(ctx):\n    try:\n        from . import late\n"
+            "    except ImportError:\n        return 'none'\n    return late.X\n",
+        },
+    )
+    pins = python_sources(_plan(f"{name}.tasks:go", tmp_path), tmp_path)
+    go = resolve_callable(f"{name}.tasks:go", tmp_path, pins=pins, step="a")
+    _write(tmp_path, {f"{name}/late.py": f"open({str(marker)!r}, 'w').close()\nX = 1\n"})
+
+    with pytest.raises(RunError, match=r"late.py' was not there when the run started"):
+        go(None)
+    assert not marker.exists()
+
+
+def test_the_drivers_own_environment_in_the_workspace_is_not_pinned(
+    tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A virtualenv kept in the workspace is the driver's own code, read-only to every
+    command (``driver_files``): it is neither pinned nor refused."""
+    site = tmp_path / ".venv" / "site-packages"
+    _write(site, {f"{name}_lib.py": "Y = 2\n"})
+    monkeypatch.syspath_prepend(str(site))
+    _write(tmp_path, {f"{name}.py": f"import {name}_lib\ndef go(ctx):\n    return {name}_lib.Y\n"})
+    pins = python_sources(_plan(f"{name}:go", tmp_path), tmp_path)
+
+    assert list(pins) == [str(tmp_path / f"{name}.py")]
+    assert resolve_callable(f"{name}:go", tmp_path, pins=pins, step="a")(None) == 2
+    sys.modules.pop(f"{name}_lib", None)
+
+
+def test_a_step_that_plants_a_standard_module_the_hook_imports_never_runs_in_the_driver(
+    tmp_path: Path,
+) -> None:
+    """The attack as it ran before: the plan's directory first on the import path, a
+    planted ``mailbox.py`` ran in the driver, outside the sandbox, where the key is."""
+    ws = tmp_path / "ws"
+    cli = Cli(dir=ws, store=tmp_path / "trestle.db")
+    marker = tmp_path / "driver-ran-it"
+    planted = f"import pathlib; pathlib.Path({str(marker)!r}).write_text('driver')"
+    cli.write("hooks.py", "import mailbox\ndef go(ctx):\n    return True\n")
+    cli.write(
+        "plan.yaml",
+        "steps:\n  - id: plant\n    approval: auto\n"
+        f"    run: printf '%s\\n' \"{planted}\" > mailbox.py\n"
+        "  - id: hook\n    needs: [plant]\n    python: hooks:go\n",
+    )
+
+    ran = cli("run", "plan.yaml", "--no-live", XDG_CONFIG_HOME=str(tmp_path / "config"))
+
+    assert (ws / "mailbox.py").exists(), ran.stdout
+    assert not marker.exists(), "a module a step planted ran in the driver"
+    assert ran.returncode == 3, ran.stdout + ran.stderr
+    assert "mailbox.py' was not there when the run started" in flat(ran.stdout)
