@@ -10,13 +10,14 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 from temporalio.api.enums.v1 import EventType
@@ -68,6 +69,7 @@ class Workers:
         self.running: list[subprocess.Popen[str]] = []
         self.following: list[subprocess.Popen[str]] = []
         self.said: dict[int, str] = {}  # each worker's first line, by pid
+        self.logs: dict[int, list[str]] = {}  # what each said after it, by pid
 
     def flags(self) -> list[str]:
         return ["--engine", "temporal", "--address", self.address, "--task-queue", self.queue]
@@ -97,6 +99,14 @@ class Workers:
             worker.stderr.read() if worker.stderr else "",
         )
         self.said[worker.pid] = line
+        # read on, kept in ``logs``: a worker that fills a pipe nobody reads (64 KiB of
+        # the SDK's warnings, one per cancelled attempt) blocks mid-write, and its runs
+        # with it
+        self.logs[worker.pid] = []
+        for stream in (worker.stdout, worker.stderr):
+            threading.Thread(
+                target=_drain, args=(stream, self.logs[worker.pid]), daemon=True
+            ).start()
         self.running.append(worker)
         return worker
 
@@ -140,9 +150,14 @@ class Workers:
             except subprocess.TimeoutExpired:
                 worker.kill()
                 worker.wait()
-            for stream in (worker.stdout, worker.stderr):
-                if stream is not None:
-                    stream.close()
+
+
+def _drain(stream: IO[str] | None, into: list[str]) -> None:
+    """Read ``stream`` to its end into ``into``, then close it."""
+    if stream is None:
+        return
+    with stream:
+        into.extend(stream)
 
 
 def comparable(report: dict[str, Any]) -> dict[str, Any]:
