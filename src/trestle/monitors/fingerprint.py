@@ -47,7 +47,6 @@ _TEMP_PATH = re.compile(r"/(?:private/)?(?:tmp|var/folders)/[^\s:'\"]+")
 # "  12\tcode" (cat -n, editor views), "12:code" (SWE-agent's open), "path:12:code" (grep -n)
 _LINE_PREFIX = re.compile(r"^\s*(?:[^\s:]+:)?\d+(?:[:\t|]|\s{2,}|\s(?=\S))")
 _PY_LOCATION = re.compile(r"(\.py)[:\s,]+(?:line\s+)?\d+")
-_DIGIT = re.compile(r"\d")  # a plain class: searched by the fast scan, unlike the above
 
 
 # Lines of a test run that say what failed.
@@ -193,14 +192,19 @@ def observation_lines(text: str) -> frozenset[int]:
     go and every number becomes ``#``: the same source line shown in two overlapping
     views of a file is one line here.
     """
-    lines = set()
+    unprefixed = []
     for raw in _observation_without_volatile(text).splitlines():
-        if _DIGIT.search(raw):  # a prefix and a number both hold a digit
-            prefix = _LINE_PREFIX.match(raw)
-            raw = _NUMBER.sub("#", raw[prefix.end() :] if prefix else raw)
+        prefix = _LINE_PREFIX.match(raw)  # none without a digit
+        unprefixed.append(raw[prefix.end() :] if prefix else raw)
+    # the numbers of every line in one pass, not one per line: the lines hold no line
+    # break once split, so joined at "\n" they split back the same, and no number spans
+    # one; a number's look-behind sees "\n" at a line's start, as it saw nothing there
+    lines = set()
+    blake2b = hashlib.blake2b
+    for raw in _NUMBER.sub("#", "\n".join(unprefixed)).split("\n"):
         line = _squash(raw)
         if line:
-            digest = hashlib.blake2b(line.encode("utf-8", "surrogatepass"), digest_size=8)
+            digest = blake2b(line.encode("utf-8", "surrogatepass"), digest_size=8)
             lines.add(int.from_bytes(digest.digest(), "big"))
     return frozenset(lines)
 
