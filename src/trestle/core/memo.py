@@ -13,6 +13,7 @@ count are known already.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from operator import is_
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -46,6 +47,10 @@ class ByIdentity(Generic[T, V]):
 def same_start(old: Sequence[object], new: Sequence[object]) -> int:
     """How many leading items of ``new`` are the very objects at those places in ``old``:
     what a conversation sent again, grown by a turn, shares with the one before."""
+    # usually all of ``old`` starts ``new``: compared in C, about twice as fast as
+    # counting one by one, which is left for where they part
+    if all(map(is_, old, new)):
+        return min(len(old), len(new))
     shared = 0
     for a, b in zip(old, new, strict=False):
         if a is not b:
