@@ -211,3 +211,24 @@ def test_a_plan_file_a_delegation_names_is_held_as_its_parent_is(tmp_path: Path)
 
     assert cli.lines("got.txt") == []
     assert child.read_bytes() == before
+
+
+def test_what_a_plans_module_imports_is_held_for_its_own_run_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``helper`` is the project's code the hook uses: the hook's run keeps it as it
+    began, while later runs (an agent asked to change it) may write it."""
+    _require_bwrap()
+    cli = Cli(dir=tmp_path / "ws", store=tmp_path / "state" / "trestle.db")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    cli.write("helper.py", "X = 1\n")
+    cli.write("hooks.py", "import helper\ndef go(ctx):\n    return helper.X == 1\n")
+    edit = json.dumps(_attack("the run itself", "echo Y = 2 >> helper.py"))
+    cli.write("a.yaml", f"steps:\n  - id: e\n    run: {edit}\n  - id: h\n    python: hooks:go\n")
+
+    ran = cli("run", "a.yaml", "--no-live")
+
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert cli.lines("got.txt") == []
+    held = [Path(p).name for p in known_plans.known_in(cli.dir.resolve())]
+    assert held == ["a.yaml", "hooks.py"]

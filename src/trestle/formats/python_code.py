@@ -51,10 +51,8 @@ def python_sources(plan: Plan, *search: Path) -> dict[str, str]:
     import from a ``search`` directory, by absolute path: the modules named, the
     packages above them and what those import, found without importing. Recorded when a
     run starts; :func:`resolve_callable` imports nothing else from there."""
-    refs = [step.python for step in plan.steps if step.python]
-    refs += [c.python for step in plan.steps for c in step.verify if isinstance(c, CallableCheck)]
     pins: dict[str, str] = {}
-    wanted = [ref.partition(":")[0] for ref in dict.fromkeys(refs)]
+    wanted = _named(plan)
     looked: set[str] = set()
     while wanted and len(pins) < MAX_PINNED:
         name = wanted.pop()
@@ -71,6 +69,18 @@ def python_sources(plan: Plan, *search: Path) -> dict[str, str]:
             pins[str(path)] = hashlib.sha256(data).hexdigest()
             wanted += _imported_names(data, module, path.name == "__init__.py")
     return pins
+
+
+def named_sources(plan: Plan, *search: Path) -> list[str]:
+    """The files of the modules the plan's ``python:`` steps and checks name, and of the
+    packages above them, that lie in a ``search`` directory (what they import is not)."""
+    return [str(path) for name in _named(plan) for _, path in _module_chain(name, search)]
+
+
+def _named(plan: Plan) -> list[str]:
+    refs = [step.python for step in plan.steps if step.python]
+    refs += [c.python for step in plan.steps for c in step.verify if isinstance(c, CallableCheck)]
+    return [ref.partition(":")[0] for ref in dict.fromkeys(refs)]
 
 
 def resolve_callable(
@@ -256,7 +266,8 @@ class _Guard(importlib.abc.MetaPathFinder):
             when = "was not there when" if not accepted else "changed after"
             raise RunError(
                 f"{what}: {str(origin)!r} {when} the run started, so it is not imported "
-                "(a step may have written it); start a new run to use it as it is"
+                "(a step may have written it): code a step writes runs in a run: step, in "
+                "the sandbox, never in the driver; start a new run to use it as it is"
             )
         with self._lock:
             self._held.setdefault(top, roots)

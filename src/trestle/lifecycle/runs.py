@@ -41,7 +41,7 @@ from trestle.core.records.policy_source import PolicySource
 from trestle.core.report import category
 from trestle.core.state import RunState
 from trestle.core.step_state import StepStatus
-from trestle.formats.python_code import python_sources
+from trestle.formats.python_code import named_sources, python_sources
 from trestle.lifecycle.doorbell import ring
 from trestle.store.base import Appended, Request, RequestKind, Snapshot, Store
 from trestle.store.location import store_name
@@ -122,8 +122,10 @@ def create_run(
         # who started it, by key, where a two-person rule must know whom to exclude
         started_by=public_key() if operator_policy and operator_policy.approvers else None,
     )
-    # every run in the workspace keeps them read-only now, not this one's alone
-    note_run_files([*([event.plan_path] if event.plan_path else []), *(event.python_sources or {})])
+    # every run in the workspace keeps them read-only now, not this one's alone (what
+    # the named modules import is held by this run only: often the project's own code)
+    named = named_sources(plan, plan_dir, workspace.resolve())
+    note_run_files([*([event.plan_path] if event.plan_path else []), *named])
     summary = summary_json(RunState.from_created(event))
     # a generated id is the second plus 16 random bits: runs created together can
     # draw the same one, and then draw again (a given id is the caller's to choose)
