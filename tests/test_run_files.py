@@ -232,3 +232,21 @@ def test_what_a_plans_module_imports_is_held_for_its_own_run_only(
     assert cli.lines("got.txt") == []
     held = [Path(p).name for p in known_plans.known_in(cli.dir.resolve())]
     assert held == ["a.yaml", "hooks.py"]
+
+
+def test_a_plan_run_through_a_link_in_the_workspace_is_said(tmp_path: Path) -> None:
+    """The real file is held; the link a later ``trestle run plans/x.yaml`` follows is
+    the step's to repoint."""
+    _require_bwrap()
+    cli = Cli(dir=tmp_path, store=tmp_path / "state" / "trestle.db")
+    cli.write("real/x.yaml", "steps:\n  - id: a\n    run: echo a\n")
+    (tmp_path / "plans").symlink_to("real")
+
+    linked = cli("run", "plans/x.yaml", "-w", ".", "--no-live")
+    direct = cli("run", "real/x.yaml", "-w", ".", "--no-live")
+
+    assert linked.returncode == 0 and direct.returncode == 0, linked.stderr + direct.stderr
+    said = "WARNING: the plan plans/x.yaml is reached through a link in the workspace"
+    assert said in flat(linked.stderr)
+    assert f"run it by its real path ({tmp_path / 'real' / 'x.yaml'})" in flat(linked.stderr)
+    assert "WARNING" not in direct.stderr

@@ -10,6 +10,7 @@ import typer
 # Typer keeps its own copy of click (pinned: pyproject.toml); the exceptions a usage
 # error raises are only importable from it
 from trestle.cli.console import (
+    _err,
     _found,
     _out,
     _who,
@@ -61,6 +62,7 @@ def run(
     """Validate a plan, show it, run it, and report. Prints the run id first."""
     from trestle.cli.drive import drive, opened_for_new_run, store_line
     from trestle.cli.render import plan_overview
+    from trestle.execution.driver_files import link_in
     from trestle.execution.sandbox import mode_from
     from trestle.formats.planfile import load_plan, plan_workspace
     from trestle.lifecycle.runs import create_run
@@ -94,6 +96,16 @@ def run(
         )
         note_run_files(map(str, delegated))
         out.print(f"run {run_id}")
+        if link_in(plan_file.absolute(), ws.resolve()):
+            # held by its real path; the link a later run follows is not
+            _err().print(
+                f"WARNING: the plan {plan_file} is reached through a link in the workspace: "
+                "a step's command can point the link elsewhere, and the next run of "
+                f"{plan_file} reads what the command chose; run it by its real path "
+                f"({plan_file.resolve()}).",
+                markup=False,
+                soft_wrap=True,
+            )
         out.print(store_line(st), markup=False, soft_wrap=True)
         out.print(f"policy: {operator.source.describe()}", markup=False, soft_wrap=True)
         out.print(plan_overview(plan, str(plan_file)))
