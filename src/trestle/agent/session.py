@@ -614,14 +614,24 @@ class StepSession:
 
     def _redacted(self, messages: Sequence[Message]) -> list[Message]:
         """``messages`` with secrets redacted; those that begin the conversation as the
-        very messages redacted last time are not scanned again (the secrets are fixed
-        for the session, so the same message redacts the same)."""
+        very messages redacted last time are not scanned again, nor is a text the last
+        conversation held elsewhere (the secrets are fixed for the session, so the same
+        text redacts the same): a compression keeps the latest turns' messages behind a
+        new summary, and a resume's first turn measures the saved conversation before
+        it compresses it."""
         last, done = self._redaction
         kept = same_start(last, messages)
         out = done[:kept]
+        if kept == len(messages):
+            self._redaction = (list(messages), out)
+            return out
+        # the last conversation's other texts, redacted: only those still sent are kept
+        earlier = {m.content: r.content for m, r in zip(last[kept:], done[kept:], strict=True)}
         for message in messages[kept:]:
             text = message.content
-            redacted = redact(text, self.secrets)
+            redacted = earlier.get(text)
+            if redacted is None:
+                redacted = redact(text, self.secrets)
             out.append(
                 message if redacted == text else message.model_copy(update={"content": redacted})
             )

@@ -532,14 +532,15 @@ class LocalEngine(Attempts):
             after = 0
             if state.agent is not None:
                 limit = None
-                if tail is not None:
+                if tail is not None:  # its signature was checked as the state loaded
                     snap = tail.snapshot
                 else:
                     snap = await self._store(self.store.snapshot, state.run_id, monitors=True)
+                    if snap is not None and not trusted(state.run_id, snap, self._key()):
+                        snap = None
                 if (
                     snap is not None
                     and snap.seq <= state.seq
-                    and trusted(state.run_id, snap, self._key())
                     and saved.restore(hub, trusted_monitors(state.run_id, snap, self._key()))
                 ):
                     after = snap.seq

@@ -64,8 +64,9 @@ NEW_ID_DRAWS = 8
 @dataclass
 class Tail:
     """The events a load read after the seq it started from (``after``: a snapshot's,
-    or the first event's), and the snapshot it read with its monitors' save: a
-    resume's monitors are restored and catch up on them without reading them again."""
+    or the first event's), and the snapshot it read with its monitors' save, if it
+    was signed with the load's key (None otherwise): a resume's monitors are restored
+    and catch up on them without reading them, or checking the signature, again."""
 
     after: int = 0
     events: list[StoredEvent] = field(default_factory=list)
@@ -171,8 +172,6 @@ def load_state(
     row = store.run(run_id)  # read first: a concurrent append can only add to the events
     # a plan run's snapshot holds no monitors' save: asking for it costs nothing there
     snap = store.snapshot(run_id, monitors=tail is not None)
-    if tail is not None:
-        tail.snapshot = snap
     stored = store.events(run_id, limit=1)
     first = stored[0].event if stored else None
     if not isinstance(first, RunCreated):
@@ -180,6 +179,8 @@ def load_state(
         raise _damaged(store, run_id, f"it does not begin with run_created ({found})")
     if snap is not None and not trusted(run_id, snap, key):
         snap = None
+    if tail is not None:
+        tail.snapshot = snap
     state = _from_snapshot(snap, first) if snap is not None else None
     state = state or RunState.from_created(first)
     if tail is not None:

@@ -123,11 +123,12 @@ def stream(
     from trestle.core.events import StoredEvent  # see decoded
 
     stored = []
+    restored: dict[bytes, tuple[str, int]] = {}  # the literals restored, for the next events
     for expected, (seq, kind, data, packed) in enumerate(rows, start=after + 1):
         if seq != expected:
             damaged(f"event seq {expected} is missing (next recorded: {seq})")
         if packed:
-            data = unpacked(expected, data, found, damaged)
+            data = unpacked(expected, data, found, damaged, restored)
         event = decoded(expected, data, damaged)
         if expected == 1 and event.kind != "run_created":
             damaged(f"it does not begin with run_created (seq 1 is {kind!r})")
@@ -137,9 +138,15 @@ def stream(
     return stored
 
 
-def unpacked(seq: int, data: object, found: dict[bytes, bytes], damaged: Damaged) -> str:
+def unpacked(
+    seq: int,
+    data: object,
+    found: dict[bytes, bytes],
+    damaged: Damaged,
+    restored: dict[bytes, tuple[str, int]] | None = None,
+) -> str:
     try:
-        return payloads.unpack(str(data), found.__getitem__)
+        return payloads.unpack(str(data), found.__getitem__, restored)
     except KeyError as exc:
         damaged(f"event seq {seq} refers to payload {exc.args[0].hex()}, missing")
     except (zlib.error, UnicodeDecodeError) as exc:

@@ -129,11 +129,19 @@ def references(data: str) -> list[bytes]:
     return [bytes.fromhex(h) for h in _REFERENCE.findall(data)]
 
 
-def unpack(data: str, literal: Callable[[bytes], bytes]) -> str:
+def unpack(
+    data: str,
+    literal: Callable[[bytes], bytes],
+    restored: dict[bytes, tuple[str, int]] | None = None,
+) -> str:
     """The event's JSON as written: each reference in ``data`` replaced by the
     literal ``literal(hash)`` returns (compressed, as stored).
 
     A manifest's pieces are looked up with ``literal`` too, and joined.
+
+    ``restored`` keeps each literal restored (its text and its size in bytes) for the
+    next event of the same read: a saved conversation holds the very texts of the tool
+    results and answers read beside it, which are then inflated once, not twice.
 
     Raises:
         KeyError: a payload is missing (from ``literal``).
@@ -145,19 +153,31 @@ def unpack(data: str, literal: Callable[[bytes], bytes]) -> str:
 
     def restore(match: re.Match[str]) -> str:
         nonlocal spliced
-        stored = literal(bytes.fromhex(match.group(1)))
-        if stored.startswith(MANIFEST):
-            if (len(stored) - len(MANIFEST)) % 32:
-                raise zlib.error("a manifest whose length is not a whole number of hashes")
-            text = _joined(literal(h) for h in parts([stored]))
-        else:
-            text = inflate.inflated(stored, inflate.LITERAL)
-        spliced += len(text)
+        digest = bytes.fromhex(match.group(1))
+        known = restored.get(digest) if restored is not None else None
+        if known is None:
+            known = _restored(literal, digest)
+            if restored is not None:
+                restored[digest] = known
+        text, size = known
+        spliced += size
         if spliced > inflate.EVENT:
             raise zlib.error(f"its texts expand past {inflate.EVENT:,} bytes in all")
-        return text.decode("utf-8", "surrogatepass")
+        return text
 
     return _REFERENCE.sub(restore, data)
+
+
+def _restored(literal: Callable[[bytes], bytes], digest: bytes) -> tuple[str, int]:
+    """The literal stored under ``digest`` as text, and its size in bytes."""
+    stored = literal(digest)
+    if stored.startswith(MANIFEST):
+        if (len(stored) - len(MANIFEST)) % 32:
+            raise zlib.error("a manifest whose length is not a whole number of hashes")
+        raw = _joined(literal(h) for h in parts([stored]))
+    else:
+        raw = inflate.inflated(stored, inflate.LITERAL)
+    return raw.decode("utf-8", "surrogatepass"), len(raw)
 
 
 def _joined(pieces: Iterable[bytes]) -> bytes:
