@@ -46,11 +46,6 @@ _SHAPES = re.compile(
 _SHAPE_STARTS = (
     "-----BEGIN",
     "sk-",
-    "ghp_",
-    "gho_",
-    "ghu_",
-    "ghs_",
-    "ghr_",
     "github_pat_",
     "xox",
     "AKIA",
@@ -60,6 +55,9 @@ _SHAPE_STARTS = (
     "npm_",
     "pypi-",
 )
+# nor any of the five GitHub token prefixes (ghp_ gho_ ghu_ ghs_ ghr_): one search for
+# the literal "gh" they share, where five scans of the whole text took five times as long
+_GITHUB_START = re.compile(r"gh[pousr]_")
 
 
 def secret_values(environ: Mapping[str, str]) -> dict[str, str]:
@@ -83,6 +81,6 @@ def redact(text: str, secrets: Mapping[str, str]) -> str:
     for value in sorted(secrets, key=len, reverse=True):  # a longer secret may hold a shorter
         if value in text:
             text = text.replace(value, f"[redacted: ${secrets[value]}]")
-    if not any(start in text for start in _SHAPE_STARTS):
+    if not any(start in text for start in _SHAPE_STARTS) and not _GITHUB_START.search(text):
         return text
     return _SHAPES.sub("[redacted: credential]", text)
