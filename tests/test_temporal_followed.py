@@ -3,9 +3,10 @@ follows the execution it woke, not the end the store held before; a child's appr
 wakes its Temporal root; a queue no worker polls is named within seconds (or, asked
 not to wait, exits 10); a worker may start before its store exists; a workflow whose
 task keeps failing (a damaged blob) is named as such, not taken for a missing worker;
-a decision whose workflow no worker takes up (its worker was killed while the run
-waited) names the worker to start; Trestle's search attributes find runs in Temporal's
-own listing."""
+a worker killed mid-step, still listed as polling, is doubted once its workflow's task
+waits untaken, and a decision whose workflow no worker takes up (its worker was killed
+while the run waited) names the worker to start; Trestle's search attributes find runs
+in Temporal's own listing."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
-from temporal_helpers import Workers, wait_for
+from temporal_helpers import Workers, step_process_running, wait_for
 from test_cli import Cli, run_id_of
 from trestle.engines.temporal.connect import converter
 from trestle.lifecycle import doorbell
@@ -273,3 +274,31 @@ def test_a_decision_no_worker_takes_up_names_the_worker_to_start(
     store = SqliteStore(cli.store)
     wait_for(lambda: store.run(run_id).status == "succeeded", what="the run to succeed")
     assert (cli.dir / "shipped.txt").read_text() == "shipped\n"
+
+
+def test_a_worker_killed_mid_step_is_doubted_once_its_workflows_task_waits(
+    cli: Cli, workers: Workers
+) -> None:
+    worker = workers.start()
+    plan = cli.write("plan.yaml", "goal: g\nsteps:\n  - id: slow\n    run: sleep 3\n")
+    following = workers.start_run("run", plan, "--no-live", "--no-prompt", *workers.flags())
+    store = SqliteStore(cli.store)
+    wait_for(lambda: store.runs(), what="the run to be created")
+    run_id = store.runs()[0].run_id
+    wait_for(lambda: step_process_running(f"{run_id}/slow/1"), what="the step to start")
+    worker.kill()  # Temporal lists it as polling for 90 s more
+    worker.wait()
+    assert following.stderr is not None
+    said = following.stderr.readline()  # before: nothing for 90 s
+    command = (
+        f"trestle worker --engine temporal --address {workers.address} "
+        f"--task-queue {workers.queue} --store {cli.store}"
+    )
+    assert said.strip() == (
+        f"no worker has taken the task of run {run_id}'s workflow for 12 s: if none runs "
+        f"on task queue {workers.queue} at {workers.address} (a worker killed still counts "
+        f"as polling for a while), start one: `{command}` (Ctrl-C stops waiting, not the run)"
+    )
+    workers.start("--store", str(cli.store))  # as printed
+    out, err = following.communicate(timeout=120)
+    assert following.returncode in (0, 3), out + err  # re-run, or escalated to a human

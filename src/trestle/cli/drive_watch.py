@@ -37,6 +37,11 @@ class DriveWatch:
 
     FIRST_LOOK = 1.0  # seconds: a worker just started has polled by then
     EVERY = 3.0
+    # seconds the workflow's task may wait untaken before the workers listed as polling
+    # are doubted (a killed one is listed for 90 s more): a live worker takes it at
+    # once. Past the SDK's 10 s a task waits on the queue of the worker that ran the
+    # workflow last (a sticky queue), then any worker of the task queue may take it
+    UNCLAIMED = 12.0
 
     def __init__(
         self,
@@ -59,12 +64,13 @@ class DriveWatch:
         self._next = time.monotonic() + self.EVERY
         from temporalio.service import RPCError
 
-        from trestle.engines.temporal.health import closed, pollers, stuck
+        from trestle.engines.temporal.health import closed, pollers, stuck, unclaimed
 
         try:
             polling = self.loop.run_until_complete(pollers(self.client, self.bound.task_queue))
             failing = self.loop.run_until_complete(stuck(self.client, self.run_id))
             ended = self.loop.run_until_complete(closed(self.client, self.run_id))
+            waited = self.loop.run_until_complete(unclaimed(self.client, self.run_id))
         except RPCError as exc:
             self._say(f"cannot ask Temporal at {self.bound.address} about run {self.run_id}: {exc}")
             return None
@@ -87,10 +93,18 @@ class DriveWatch:
                 "(Ctrl-C stops waiting, not the run)"
             )
             return None
+        command = worker_command(self.bound, self.store)
+        if polling and waited is not None and waited >= self.UNCLAIMED:
+            self._say(
+                f"no worker has taken the task of run {self.run_id}'s workflow for "
+                f"{self.UNCLAIMED:.0f} s: if none runs on task queue {self.bound.task_queue} "
+                f"at {self.bound.address} (a worker killed still counts as polling for a "
+                f"while), start one: `{command}` (Ctrl-C stops waiting, not the run)"
+            )
+            return None
         if polling:
             self._said = None
             return None
-        command = worker_command(self.bound, self.store)
         if not self.waits_for_worker:
             self.warn(
                 f"no worker polls task queue {self.bound.task_queue} at {self.bound.address}; "
