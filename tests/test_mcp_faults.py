@@ -1,11 +1,15 @@
 """Bad MCP servers in agent runs (tests/mcp_server.py, real processes in the sandbox):
 one that never starts, hangs, answers malformed or huge results, changes its tools
-mid-step, or dies in a call: a clear error, nothing run or recorded twice."""
+mid-step, or dies in a call: a clear error, nothing run or recorded twice; and no
+server's transport left for the collector to close after its loop (a warning on
+stderr): such a warning fails the test it comes from."""
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +20,16 @@ from trestle.core.policy import Policy, Rule
 from trestle.lifecycle.approvals import inbox, submit_decision
 from trestle.lifecycle.runs import load_state
 from trestle.store import SqliteStore
+
+pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
+
+
+@pytest.fixture(autouse=True)
+def _collected() -> Iterator[None]:
+    """What a test left to the collector is collected in its own teardown, so that a
+    failure to close it fails that test, not whichever runs next."""
+    yield
+    gc.collect()
 
 
 @pytest.fixture
@@ -202,6 +216,47 @@ def test_a_server_flooding_its_stderr_is_quoted_by_its_end_only(workspace: Path)
     assert "cannot open its database" in said
     # 60 MB of stderr, under the 64 MiB read in one start (200 MB grew it by 386 MB)
     assert grown < 50_000_000
+
+
+def test_a_server_whose_stderr_outlives_it_leaves_no_pipe_open(tmp_path: Path) -> None:
+    # a process in a session of its own (no keeper or sandbox ends it here) holds the
+    # server's stderr after the server is stopped, so the driver stops waiting for that
+    # pipe's end; its transport was left to the collector, which closed it after the
+    # loop had closed: "Event loop is closed", reported and otherwise lost
+    import asyncio
+    import os
+    import signal
+
+    from trestle.tools.mcp_stdio import StderrTail, stdio_streams
+
+    held = tmp_path / "held"
+    server = f"setsid sleep 60 & echo $! > {held}; exec cat > /dev/null"
+
+    async def started_and_stopped() -> None:
+        async with stdio_streams(
+            ["/bin/sh", "-c", server],
+            env=dict(os.environ),
+            cwd=str(tmp_path),
+            errlog=StderrTail(100),
+            limit=1 << 20,
+            on_overflow=lambda _: None,
+            on_flood=lambda _: None,
+            on_end=lambda: None,
+        ):
+            for _ in range(1000):  # until the holder is started (not a measure of time)
+                if held.exists() and held.read_text().strip():
+                    break
+                await asyncio.sleep(0.01)
+
+    reported: list[object] = []
+    before, sys.unraisablehook = sys.unraisablehook, reported.append
+    try:
+        asyncio.run(started_and_stopped())
+        gc.collect()
+    finally:
+        sys.unraisablehook = before
+        os.kill(int(held.read_text()), signal.SIGKILL)
+    assert reported == []
 
 
 def test_a_tool_list_changed_mid_step_is_refused_clearly(

@@ -169,6 +169,7 @@ async def stdio_streams(
                 # pipe open is not waited for long)
                 with anyio.move_on_after(EXIT_GRACE):
                     await stderr_read.wait()
+                _close_transport(process)
             tasks.cancel_scope.cancel()
 
 
@@ -188,6 +189,18 @@ async def _stop(process: Process) -> None:
             break
     with contextlib.suppress(OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
         await process.stdout.aclose()
+
+
+def _close_transport(process: Process) -> None:
+    """Close the asyncio transport under ``process``, and every pipe it holds, while its
+    loop runs. Left to the collector (anyio's ``Process`` never closes it), it was closed
+    after the loop was: a pipe still open then (stderr, no longer read past
+    :data:`STDERR_VOLUME`, or while a descendant holds it) failed with "Event loop is
+    closed", where the driver's warnings are read. It also ends the server itself if it
+    is still running."""
+    transport = getattr(process, "_transport", None)  # anyio's asyncio backend keeps it here
+    if transport is not None:
+        transport.close()
 
 
 def _signal_group(process: Process, sent: signal.Signals) -> None:
