@@ -17,6 +17,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agent_helpers import drive as drive_agent
+from agent_helpers import (
+    fix_replies,
+    of_kind,
+    plan_json,
+    plan_step,
+    recorded,
+    sample_workspace,
+    start_run,
+    state_of,
+)
 from trestle.agent import (
     AgentPlan,
     PlanFeedback,
@@ -28,11 +39,13 @@ from trestle.agent import (
     validate_agent_plan,
 )
 from trestle.core.errors import RunError
-from trestle.core.events import StepAttemptEnded
+from trestle.core.events import PlanProposed, StepAttemptEnded
 from trestle.core.plan import CommandCheck, Plan, find_cycle, graph_problems, waves
 from trestle.core.policy import path_glob_matches, workspace_path
 from trestle.engines.local import LocalEngine
+from trestle.formats.exec_limits import COMMAND_BYTES
 from trestle.lifecycle.runs import create_run
+from trestle.models import ScriptedModel
 from trestle.store import SqliteStore
 
 PYTEST = {"command": "python -m pytest -q tests/test_parser.py"}
@@ -288,6 +301,38 @@ def test_too_many_steps_are_refused() -> None:
     fb = feedback(raw, max_steps=4)
     assert fb.kinds() == {"too_many_steps"}
     assert "has 5 steps; at most 4" in fb.problems[0].message
+
+
+def test_a_check_too_long_to_start_is_refused_and_the_model_plans_again(tmp_path: Path) -> None:
+    # accepted before, it failed each attempt of its step as a sandbox that never started
+    longest = "python3 -c 'import calc' #" + "x" * (COMMAND_BYTES - 26)
+    assert len(longest) == COMMAND_BYTES
+    at_most = step("a", verify=[{"command": longest}])
+    assert isinstance(validate_agent_plan({"steps": [at_most]}, scope=()), Plan)
+
+    workspace = sample_workspace(tmp_path)
+    store = SqliteStore(tmp_path / "runs.db")
+    run_id = start_run(store, workspace)
+    too_long = plan_step("fix", "add() returns the sum", files=["calc.py"])
+    too_long["verify"] = [{"command": longest + "é"}]  # two bytes more
+    replies = fix_replies()
+    replies.insert(2, plan_json(too_long))
+    model = ScriptedModel(replies)
+
+    drive_agent(store, run_id, model)
+
+    proposed = of_kind(recorded(store, run_id), PlanProposed)
+    assert [(p.attempt, p.accepted) for p in proposed] == [(1, False), (2, True)]
+    # which step, which command, its size and the limit, and what to do instead
+    assert proposed[0].problems == (
+        "step 'fix' (steps[0]), field 'verify[0].command': the command is 100,002 bytes, "
+        "more than 100,000 (the most a command can start with): put it in a script file a "
+        "step creates (its new_files) and run that",
+    )
+    told = model.requests[3].messages[-1].content
+    assert told.startswith("Plan attempt 1 of 3 was refused") and "100,002 bytes" in told
+    assert state_of(store, run_id).finished == "succeeded"
+    store.close()
 
 
 def test_a_flood_of_problems_is_capped_with_a_count() -> None:

@@ -15,6 +15,8 @@ What a plan must be to be accepted:
   (the cycle is named step by step);
 - verifiable: every step has at least one check, and none that cannot fail
   (``true``, ``echo ...``, ``... || true``);
+- startable: no check's command past the bytes a command can start with
+  (:data:`~trestle.formats.exec_limits.COMMAND_BYTES`, as for a plan file's);
 - within scope: every file a step names and every path a check reads lies inside the
   workspace and matches the run's scope globs; given the workspace's file list, the
   files a step changes exist and the files it creates do not.
@@ -62,6 +64,7 @@ from trestle.core.records.agent import (
     AgentPlanStep,
 )
 from trestle.core.safetext import json_without_surrogates
+from trestle.formats.exec_limits import COMMAND_BYTES, size
 from trestle.formats.planfile import only_items_failed
 from trestle.presentation.wording import counted
 from trestle.support.shipped_schemas import shipped_schema
@@ -80,6 +83,7 @@ ProblemKind = Literal[
     "unknown_need",  # needs names a step that is not in the plan (or the step itself)
     "cycle",  # needs form a loop
     "unverifiable",  # a step without a check, or with one that cannot fail
+    "too_long",  # a check's command past what a command can start with
     "out_of_scope",  # a path outside the workspace or the run's scope
     "missing_file",  # a file to change is not in the workspace
     "existing_file",  # a file to create is already there
@@ -306,6 +310,7 @@ def check_agent_plan(
         seen.add(step.id)
         problems += _needs_problems(step, where, needable)
         problems += _verifiability_problems(step, where)
+        problems += _startable_problems(step, where)
         problems += _scope_problems(step, where, scope, known)
     graph_sound = not any(p.kind in ("duplicate", "unknown_need") for p in problems)
     cycle = find_cycle({s.id: s.needs for s in parsed.steps}) if graph_sound else None
@@ -354,6 +359,23 @@ def _verifiability_problems(step: AgentPlanStep, where: str) -> list[Problem]:
             message = f"{check.command!r} passes whatever the step did; check a real outcome"
             field = f"{where}, field 'verify[{i}].command'"
             problems.append(Problem(kind="unverifiable", where=field, message=message))
+    return problems
+
+
+def _startable_problems(step: AgentPlanStep, where: str) -> list[Problem]:
+    """A check's command past :data:`COMMAND_BYTES`: refused here, in words the model can
+    act on, where it would fail later as a sandbox that never started (a plan file's is
+    refused at load, a ``run_command`` when called)."""
+    problems = []
+    for i, check in enumerate(step.verify):
+        if isinstance(check, CommandCheck) and size(check.command) > COMMAND_BYTES:
+            message = (
+                f"the command is {size(check.command):,} bytes, more than {COMMAND_BYTES:,} "
+                "(the most a command can start with): put it in a script file a step "
+                "creates (its new_files) and run that"
+            )
+            field = f"{where}, field 'verify[{i}].command'"
+            problems.append(Problem(kind="too_long", where=field, message=message))
     return problems
 
 
