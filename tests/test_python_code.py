@@ -10,6 +10,8 @@ module the code imports, a submodule a function imports when it is called.
 
 from __future__ import annotations
 
+import importlib.util
+import marshal
 import re
 import sys
 from collections.abc import Iterator
@@ -98,6 +100,52 @@ def test_a_submodule_a_function_imports_when_called_is_held_too(tmp_path: Path, 
     assert not marker.exists()
 
 
+def test_a_module_imported_when_called_from_a_directory_the_code_put_on_the_path_is_held(
+    tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hook puts its directory on ``sys.path`` and imports a sibling when called,
+    after its own import: the guard was off by then, so a ``.pyc`` a step planted beside
+    the sibling (read-only, its cache directory not) ran in the driver."""
+    monkeypatch.setattr(sys, "path", list(sys.path))  # what the hook adds goes with it
+    marker = tmp_path.parent / f"{name}-ran"
+    hook = "import os, sys\nsys.path.insert(0, os.path.dirname(__file__))\n"
+    hook += f"def go(ctx):\n    import {name}_late\n    return {name}_late.V\n"
+    _write(tmp_path, {f"{name}.py": hook, f"{name}_late.py": "V = 2\n"})
+    pins = python_sources(_plan(f"{name}:go", tmp_path), tmp_path)
+    late = tmp_path / f"{name}_late.py"
+    assert str(late) in pins
+    # the step's .pyc: the source's mtime and size in its header, so it is taken as current
+    info = late.stat()
+    planted = compile(f"open({str(marker)!r}, 'w').close()\nV = 2\n", str(late), "exec")
+    header = importlib.util.MAGIC_NUMBER + bytes(4) + int(info.st_mtime).to_bytes(4, "little")
+    cached = Path(importlib.util.cache_from_source(str(late)))
+    cached.parent.mkdir(exist_ok=True)
+    cached.write_bytes(header + info.st_size.to_bytes(4, "little") + marshal.dumps(planted))
+
+    go = resolve_callable(f"{name}:go", tmp_path, pins=pins, step="a")
+    assert go(None) == 2
+    assert not marker.exists(), "a .pyc a step planted ran in the driver"
+    sys.modules.pop(f"{name}_late", None)
+
+
+def test_a_directory_the_code_puts_on_the_path_is_not_the_drivers_environment(
+    tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``lib`` directory the hook adds to ``sys.path`` was taken for the driver's own
+    environment, so what a step wrote there ran in the driver unchecked."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    marker = tmp_path.parent / f"{name}-ran"
+    hook = "import os, sys\nsys.path.insert(0, os.path.join(os.path.dirname(__file__), 'lib'))\n"
+    hook += f"import {name}_lib\ndef go(ctx):\n    return True\n"
+    _write(tmp_path, {f"{name}.py": hook, f"lib/{name}_lib.py": "V = 1\n"})
+    pins = python_sources(_plan(f"{name}:go", tmp_path), tmp_path)
+    _write(tmp_path, {f"lib/{name}_lib.py": f"open({str(marker)!r}, 'w').close()\n"})
+
+    with pytest.raises(RunError, match=rf"lib/{name}_lib.py' was not there when the run"):
+        resolve_callable(f"{name}:go", tmp_path, pins=pins, step="a")
+    assert not marker.exists(), "a module a step wrote ran in the driver"
+
+
 def test_the_drivers_own_environment_in_the_workspace_is_not_pinned(
     tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -106,6 +154,7 @@ def test_the_drivers_own_environment_in_the_workspace_is_not_pinned(
     site = tmp_path / ".venv" / "site-packages"
     _write(site, {f"{name}_lib.py": "Y = 2\n"})
     monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setattr(sys, "prefix", str(tmp_path / ".venv"))
     _write(tmp_path, {f"{name}.py": f"import {name}_lib\ndef go(ctx):\n    return {name}_lib.Y\n"})
     pins = python_sources(_plan(f"{name}:go", tmp_path), tmp_path)
 

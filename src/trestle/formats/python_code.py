@@ -17,8 +17,14 @@ command step can write. So:
   name (``importlib.import_module(name)``) of a module there is refused too: it could
   not be found when the run was created.
 
-The guard stays on for the packages imported from those directories, so a submodule a
-function imports when it is called is held the same way.
+The guard stays on for those directories once a run imported from them, for the rest
+of the process: a module a function imports when it is called (a submodule, or a
+module next to it once the code put its directory on the import path) is held the same
+way, and a file a step planted there never runs from a ``.pyc`` or unchecked. Only the
+driver's own environment is left to the import system: the directories on the import
+path when this module was first imported and the driver's ``sys.prefix``, never one
+the pinned code added to the path itself (a ``lib`` directory or a ``.zip`` in the
+workspace).
 """
 
 from __future__ import annotations
@@ -44,6 +50,8 @@ from trestle.core.errors import RunError
 from trestle.core.plan import CallableCheck, Plan
 
 MAX_PINNED = 2_000  # source files one run's python: code may import from its directories
+# the driver's own import path, before any python: code could add to it
+_DRIVER_PATH = tuple(sys.path)
 
 
 def python_sources(plan: Plan, *search: Path) -> dict[str, str]:
@@ -174,14 +182,17 @@ def _inside(origin: str | None, search: Sequence[Path]) -> Path | None:
     roots = tuple(d.resolve() for d in search)
     if not any(real.is_relative_to(r) for r in roots):
         return None
-    if any(real.is_relative_to(e) for e in _environment(tuple(sys.path), roots)):
+    prefixes = (sys.prefix, sys.exec_prefix, sys.base_prefix)
+    if any(real.is_relative_to(e) for e in _environment(_DRIVER_PATH + prefixes, roots)):
         return None
     return path
 
 
 @functools.lru_cache(maxsize=32)
 def _environment(import_path: tuple[str, ...], roots: tuple[Path, ...]) -> tuple[Path, ...]:
-    """The import path's directories other than the ``roots`` and those holding one."""
+    """The driver's import path's directories other than the ``roots`` and those holding
+    one. Not the import path as it is now: code that put a directory of the workspace on
+    it would take that directory out of the guard."""
     found = []
     for entry in import_path:
         if not entry:
@@ -211,15 +222,16 @@ def _import_path(*dirs: Path) -> Iterator[None]:
 class _Guard(importlib.abc.MetaPathFinder):
     """First on ``sys.meta_path`` once a pinned import was made in this process.
 
-    While a pinned import runs (:meth:`watching`), every module the import system
-    finds in its directories must be pinned; after, the packages imported from there
-    stay held (a function's own ``from pkg import sub`` when it is called). A file's
-    bytes are accepted if any run of this process pinned them."""
+    Every module the import system finds in the directories of a pinned import
+    (:meth:`watching`) must be pinned, during that import and after it, for the rest
+    of the process: a function's own ``import`` when it is called, after the code put
+    its directory on ``sys.path``, is held the same way. A file's bytes are accepted if
+    any run of this process pinned them."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._watching: list[tuple[tuple[Path, ...], str]] = []  # (directories, what)
-        self._held: dict[str, tuple[Path, ...]] = {}  # top-level package -> directories
+        self._roots: tuple[Path, ...] = ()  # every directory a pinned import was made from
         self._pins: dict[str, set[str]] = {}  # path -> the SHA-256s pinned for it
         self._whats: dict[str, str] = {}  # top-level package -> the step that imported it
 
@@ -236,6 +248,7 @@ class _Guard(importlib.abc.MetaPathFinder):
             for path, digest in pins.items():
                 self._pins.setdefault(path, set()).add(digest)
             self._watching.append((roots, what))
+            self._roots += tuple(r for r in roots if r not in self._roots)
         try:
             yield
         finally:
@@ -250,15 +263,14 @@ class _Guard(importlib.abc.MetaPathFinder):
         top = fullname.partition(".")[0]
         with self._lock:
             watched = list(self._watching)
-            held = self._held.get(top)
-        roots = tuple(r for roots, _ in watched for r in roots) + (held or ())
+            roots = self._roots
         if not roots:
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         origin = _inside(spec.origin if spec is not None else None, roots)
         if spec is None or origin is None:
             return None  # found outside: no file a step can write
-        what = watched[-1][1] if watched else self._whats.get(top, fullname)
+        what = watched[-1][1] if watched else self._whats.get(top, f"import {fullname}")
         with self._lock:
             accepted = set(self._pins.get(str(origin), ()))
         data = _source(origin) if accepted and origin.suffix == ".py" else b""
@@ -270,7 +282,6 @@ class _Guard(importlib.abc.MetaPathFinder):
                 "the sandbox, never in the driver; start a new run to use it as it is"
             )
         with self._lock:
-            self._held.setdefault(top, roots)
             self._whats.setdefault(top, what)
         return importlib.util.spec_from_file_location(
             fullname,
