@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,7 +25,8 @@ from test_boundary import USER, Target, UserCli, _chown_tree, driver
 from test_sandbox import _attack, _require_bwrap
 from test_tools import World
 from trestle.execution.sandbox import choose
-from trestle.tools.base import ToolContext
+from trestle.tools.base import ToolContext, ToolFailure
+from trestle.tools.jail import atomic_write, resolve_for_write
 from trestle.trust import known_plans
 
 __all__ = ["driver"]  # the fixture, run as root and as uid 1000
@@ -168,6 +170,51 @@ def test_another_run_in_the_workspace_cannot_rewrite_a_plan_run_from_there(
     cli.write("c.yaml", "steps:\n  - id: c\n    run: echo '# c' >> a.yaml\n")
     assert cli("run", "c.yaml", "--no-live", **other).returncode == 0
     assert a.read_text().endswith("# c\n")
+
+
+def test_a_write_step_through_a_link_a_step_planted_cannot_rewrite_a_plan_run_before(
+    tmp_path: Path,
+) -> None:
+    """The driver writes a ``write:`` step's file itself, outside the sandbox, beneath
+    the workspace but following its links: plan ``b``'s command pointed ``out`` at the
+    workspace, and its ``write:`` step to ``out/a.yaml`` rewrote plan ``a``."""
+    cli = Cli(dir=tmp_path / "ws", store=tmp_path / "state" / "trestle.db")
+    config = {"XDG_CONFIG_HOME": str(tmp_path / "config")}
+    a = cli.write("a.yaml", "steps:\n  - id: a\n    run: 'true'\n")
+    assert cli("run", "a.yaml", "--no-live", **config).returncode == 0
+    before = a.read_bytes()
+    cli.write(
+        "b.yaml",
+        "steps:\n  - id: link\n    run: ln -s . out\n"
+        "  - id: w\n    needs: [link]\n"
+        "    write: {path: out/a.yaml, content: 'steps: [{id: a, run: x, approval: auto}]'}\n",
+    )
+
+    ran = cli("run", "b.yaml", "--no-live", **config)
+
+    assert a.read_bytes() == before, "a write step rewrote a plan run before"
+    assert ran.returncode != 0, ran.stdout
+    assert "cannot write 'out/a.yaml': it is a plan file" in flat(ran.stdout)
+
+
+def test_the_file_tools_do_not_follow_a_link_swapped_in_after_the_path_was_judged(
+    tmp_path: Path,
+) -> None:
+    """A command running meanwhile (an MCP server, another step) turns ``notes`` into a
+    link to the plan's directory between the tool's look at the path and its write,
+    which the driver makes itself, outside the sandbox."""
+    w = World(tmp_path)
+    plan = w.write("plans/release.yaml", "steps: []\n")
+    w.write("notes/release.yaml", "notes\n")
+    kept = (Path(os.path.realpath(plan)),)
+    w.ctx = ToolContext(workspace=w.ws, run_id="r", step_id="s", sandbox=choose("off", kept=kept))
+
+    target = resolve_for_write(w.ctx, "notes/release.yaml")  # a file of its own: allowed
+    shutil.rmtree(w.ws / "notes")
+    (w.ws / "notes").symlink_to("plans")
+    with pytest.raises(ToolFailure, match="is a plan file or its python: code"):
+        atomic_write(w.ctx, "notes/release.yaml", target, "steps: [{approval: auto}]\n")
+    assert plan.read_text() == "steps: []\n"
 
 
 def test_the_list_of_plans_run_keeps_every_line_appended_at_once_and_its_newest(

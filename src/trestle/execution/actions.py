@@ -345,7 +345,9 @@ def jailed_in(root: Path, relative: str, *, follow_links: bool = True) -> Path:
     return target
 
 
-def _write_file(workspace: Path, relative: str, content: str) -> ActionResult:
+def _write_file(
+    workspace: Path, relative: str, content: str, kept: tuple[Path, ...] = ()
+) -> ActionResult:
     started = time.monotonic()
     try:
         root = workspace.resolve()
@@ -353,7 +355,8 @@ def _write_file(workspace: Path, relative: str, content: str) -> ActionResult:
         # opened beneath the workspace, no link followed out of it and none replaced
         # by name: the step's commands write the workspace, and a link they planted on
         # the way (or at a temporary file's name) led this unconfined write anywhere
-        write_replacing(root, relative, content.encode("utf-8"))  # atomic
+        # and not onto a plan file held from commands (through a link a step planted)
+        write_replacing(root, relative, content.encode("utf-8"), kept)  # atomic
     except Refused as exc:
         return ActionResult(status="error", error=f"cannot write {relative!r}: {exc}")
     except (OSError, ValueError) as exc:
@@ -478,7 +481,12 @@ async def perform(
         )
     if step.write is not None:
         return await in_thread(
-            pool, _write_file, ctx.workspace, step.write.path, step.write.content
+            pool,
+            _write_file,
+            ctx.workspace,
+            step.write.path,
+            step.write.content,
+            ctx.sandbox.kept if ctx.sandbox is not None else (),
         )
     if step.agent is not None:  # the agent runtime performs these; see trestle.agent
         return ActionResult(

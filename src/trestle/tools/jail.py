@@ -157,7 +157,8 @@ def atomic_write(ctx: ToolContext, path: str, target: Path, content: str) -> boo
     the workspace: a swapped symlink cannot carry the write out."""
     try:
         # newline="" semantics: the model's line endings are written as given
-        return write_replacing(ctx.root, relative(ctx, target), content.encode())
+        kept = ctx.sandbox.kept if ctx.sandbox is not None else ()
+        return write_replacing(ctx.root, relative(ctx, target), content.encode(), kept)
     except Refused as why:
         raise refused(path, why) from None
     except IsADirectoryError:

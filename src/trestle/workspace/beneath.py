@@ -26,7 +26,7 @@ import os
 import secrets
 import stat
 import sys
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path, PurePosixPath
 
@@ -197,10 +197,13 @@ def read_regular(root: Path, path: str, limit: int) -> bytes:
         return b"".join(chunks)[:limit]
 
 
-def write_replacing(root: Path, path: str, data: bytes) -> bool:
+def write_replacing(root: Path, path: str, data: bytes, kept: Collection[Path] = ()) -> bool:
     """Replace ``path`` beneath ``root`` with ``data`` atomically (readers see the old
     file or the new one), creating missing directories; keep an existing file's mode.
-    Returns whether the file existed. Raises :class:`Refused` as :func:`opened` does."""
+    Returns whether the file existed. Raises :class:`Refused` as :func:`opened` does,
+    and for a file in ``kept`` (real paths) where the directory opened really is: a
+    link in the workspace on the way, planted or swapped in after the caller judged
+    the path by name, would otherwise carry this unconfined write onto it."""
     parent, name = os.path.split(path.rstrip("/"))
     if not name or name in (".", ".."):
         raise Refused("it names a directory, not a file")
@@ -214,6 +217,13 @@ def write_replacing(root: Path, path: str, data: bytes) -> bool:
             old = None
         if old is not None and stat.S_ISDIR(old.st_mode):
             raise IsADirectoryError(errno.EISDIR, "is a directory", path)
+        # the directory opened, by its descriptor (without /proc no link was followed)
+        here = Path(os.readlink(f"/proc/self/fd/{dir_fd}")) if _has_proc_fds() else root / parent
+        if kept and here / name in kept:
+            raise Refused(
+                "it is a plan file or its python: code, which no step may change: the next "
+                "run of that plan would obey what a step wrote"
+            )
         tmp = f".{name[:100]}.{secrets.token_hex(4)}.trestle-tmp"
         fd, named = _new_file(dir_fd, tmp)
         try:
