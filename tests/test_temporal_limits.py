@@ -1,8 +1,10 @@
 """What Temporal refuses or closes, on the real dev server: a search attribute value past
 2 KiB (a long non-ASCII goal, many steps waiting on a human) made Temporal terminate the
 run's workflow before its step ran; a command following a run whose workflow Temporal
-closed waited for ever without a word; and ``trestle resume``, as then printed, waited up
-to a minute in silence for the closed workflow's lease to lapse."""
+closed waited for ever without a word; ``trestle resume``, as then printed, waited up
+to a minute in silence for the closed workflow's lease to lapse; and attempts started
+together on a run of thousands of steps were lost by their live worker, each waiting
+for the store to load the run before its first heartbeat."""
 
 from __future__ import annotations
 
@@ -129,3 +131,24 @@ def test_resume_after_temporal_closed_the_workflow_says_at_once_what_it_waits_fo
         f"for it to lapse, at most {waits} s more, then goes on (Ctrl-C stops waiting, not "
         "the run)"
     ) == said.strip()
+
+
+def test_attempts_started_together_on_a_run_of_thousands_of_steps_are_not_lost(
+    cli: Cli, workers: Workers
+) -> None:
+    workers.start("--max-attempts", "32")
+    waiting = "".join(f"  - {{id: w{i:04d}, needs: [gate], run: 'true'}}\n" for i in range(4000))
+    wide = "".join(f"  - {{id: s{i:02d}, run: echo s{i:02d} >> ledger.txt}}\n" for i in range(32))
+    plan = cli.write(
+        "plan.yaml",
+        "goal: g\nparallelism: 33\nsteps:\n"
+        f"  - {{id: gate, approval: confirm, run: 'true'}}\n{waiting}{wide}",
+    )
+    result = workers.run("run", plan, "--no-live", "--no-prompt", *workers.flags())
+    assert result.returncode == 3, result.stdout + result.stderr  # the gate waits
+    store = SqliteStore(cli.store)
+    kinds = [s.event.kind for s in store.events(run_id_of(result))]
+    # before: 18 of the 32 lost, by a worker that was alive, and escalated to a human
+    assert "step_attempt_lost" not in kinds
+    assert kinds.count("step_attempt_ended") == 32
+    assert sorted((cli.dir / "ledger.txt").read_text().split()) == [f"s{i:02d}" for i in range(32)]

@@ -263,7 +263,11 @@ class TrestleActivities:
     async def perform(self, job: Perform) -> Performed:
         announced = EVENT_ADAPTER.validate_json(job.announced)
         assert isinstance(announced, StepStarted | StepProbeStarted)
-        state = await self._blocking(self.engine.state, job.run_id)
+        where = place_details(self.place, self.sealer(), _workflow_id(), job.ticket)
+        # the store's one thread may be loading other attempts' runs first: a 4,000-step
+        # run's state took 0.2 s, and 32 attempts started at once waited in turn longer
+        # than their heartbeat timeout, each lost by a live worker before it began
+        state = await _beating(self._blocking(self.engine.state, job.run_id), where, job)
         refusal = not_announced(state, announced)
         if refusal is not None:  # the workflow was started with forged input: do nothing
             raise ApplicationError(
@@ -283,7 +287,6 @@ class TrestleActivities:
                 leftovers="unseen",
             )
             return self._sealed(job, [event_json(unseen)])
-        where = place_details(self.place, self.sealer(), _workflow_id(), job.ticket)
         try:
             events = await self._perform(job, state, announced, where)
         except Exception as exc:
@@ -395,6 +398,16 @@ class TrestleActivities:
             return seqs
 
         return record
+
+
+async def _beating(work: Awaitable[T], where: list[str], job: Perform) -> T:
+    """``work``'s result, heartbeating (saying where it runs) until it comes."""
+    waiting = asyncio.ensure_future(work)
+    while True:
+        activity.heartbeat(*where)
+        done, _ = await asyncio.wait([waiting], timeout=max(0.2, job.heartbeat / 4))
+        if done:
+            return waiting.result()
 
 
 def not_announced(state: RunState, announced: StepStarted | StepProbeStarted) -> str | None:
