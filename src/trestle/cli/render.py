@@ -75,7 +75,7 @@ from trestle.presentation.descriptions import (
     raised_text,
     seqs_text,
 )
-from trestle.presentation.wording import clip, clock, counted, shown
+from trestle.presentation.wording import clip, clock, counted, folded, shown
 
 
 def plan_overview(plan: Plan, source: str) -> RenderableType:
@@ -166,7 +166,13 @@ def shape_lines(shape: PlanShape) -> list[str]:
 
 
 def event_line(stored: StoredEvent) -> str | None:
-    """One line of progress for a non-terminal output, or None for quiet events."""
+    """One line of progress for a non-terminal output, or None for quiet events.
+
+    Text a step, a model or a person wrote is :func:`folded` (or clipped) onto the
+    event's line, which stays one whatever it holds; the lines added below it (the end
+    of a failed attempt's output, an added plan's waves, the sandbox's warnings) are
+    this function's own, each marked by its indent. The whole text stays in the record
+    (``trestle show``, ``trestle log``)."""
     e: AnyEvent = stored.event
     match e:
         case StepStarted(step=sid, attempt=n):
@@ -190,33 +196,33 @@ def event_line(stored: StoredEvent) -> str | None:
         case StepProbeStarted(step=sid, reason=why):
             return f"probe    {sid} ({why.replace('_', ' ')})"
         case StepAttemptLost(step=sid, attempt=n, why=why):
-            return f"LOST     {sid} (attempt {n}): {why}; its outcome is unknown"
+            return f"LOST     {sid} (attempt {n}): {folded(why)}; its outcome is unknown"
         case StepProbed(step=sid, passed=ok, checks=checks, leftovers=left, waited=waited):
             verdict = f"checks {'passed' if ok else 'did not pass'}" if checks else "no checks"
             return f"probed   {sid}: {verdict}{leftovers(left, waited)}"
         case RunInterrupted(by=by, stopped=stopped):
             what = f"; stopped {', '.join(stopped)}" if stopped else ""
-            return f"INTERRUPTED by {by}{what}"
+            return f"INTERRUPTED by {folded(by)}{what}"
         case RunCancelled(by=by, reason=why, stopped=stopped):
             what = f"; stopped {', '.join(stopped)}" if stopped else ""
-            return f"CANCELLED by {by}: {why}{what}"
+            return f"CANCELLED by {folded(by)}: {folded(why)}{what}"
         case SandboxChosen(confined=confined, detail=detail, exposed=exposed):
             said = "".join(f"\nWARNING  {e}" for e in exposed)
             return (f"commands {detail}" if confined else f"WARNING  commands run {detail}") + said
         case StepFailed(step=sid, reason=why, dead_lettered=dlq):
-            return f"FAILED   {sid}: {why}" + (" [dead-letter queue]" if dlq else "")
+            return f"FAILED   {sid}: {folded(why)}" + (" [dead-letter queue]" if dlq else "")
         case StepBlocked(step=sid, by=by):
             return f"blocked  {sid} (needs {by!r}, which failed)"
         case ShareAwaited(step=sid, reason=why):
-            return f"waits    {sid}: {why}"
+            return f"waits    {sid}: {folded(why)}"
         case StepEscalated(step=sid):
             return f"ESCALATE {sid}: outcome unknown; a human must decide"
         case StepSkipped(step=sid, reason=why):
-            return f"skipped  {sid}: {why}"
+            return f"skipped  {sid}: {folded(why)}"
         case StepReopened(step=sid, reason=why):
-            return f"reopened {sid}: {why}"
+            return f"reopened {sid}: {folded(why)}"
         case PhaseEntered(phase=phase, reason=why):
-            return f"phase    {phase}: {why}"
+            return f"phase    {phase}: {folded(why)}"
         case FindingsRecorded(findings=found):
             return f"findings {clip(found.summary, 100)}"
         case PlanProposed(step=sid, attempt=n, accepted=False, problems=problems):
@@ -225,58 +231,65 @@ def event_line(stored: StoredEvent) -> str | None:
             head = f"plan     {by} added: {', '.join(s.id for s in steps)}"
             return "\n".join([head, *added_shape(steps, "         ")])
         case ToolCallEnded(step=sid, tool=tool, ok=ok, error=error):
-            return f"  tool   {sid}: {tool}" + ("" if ok else f" -> {clip(error or '', 80)}")
+            return f"  tool   {sid}: {folded(tool)}" + (
+                "" if ok else f" -> {clip(error or '', 80)}"
+            )
         case BoardWritten(step=sid, key=key, accepted=False, expected=x, version=v):
             return f"  board  {sid}: conflict on {clip(key, 60)!r} (expected {x}, at {v})"
         case MessagesDelivered(step=sid, message_ids=ids):
             return f"  mail   {sid}: received {counted(len(ids), 'message')}"
         case RequirementAdded(text=text, by=by):
-            return f"told     by {by}: {clip(text, 100)}"
+            return f"told     by {folded(by)}: {clip(text, 100)}"
         case PlanStepChanged(step=sid, change="drop", by=by, text=text):
-            return f"dropped  {sid} by {by}" + (f": {clip(text, 100)}" if text else "")
+            return f"dropped  {sid} by {folded(by)}" + (f": {clip(text, 100)}" if text else "")
         case PlanStepChanged(step=sid, by=by, text=text):
-            return f"changed  {sid} by {by}: {clip(text, 100)}"
+            return f"changed  {sid} by {folded(by)}: {clip(text, 100)}"
         case ApprovalRequested(subject="tool", step=sid, approval=n, ask=ask) if ask:
             return (
-                f"APPROVE? {sid} wants {ask.tool} {clip(ask.arguments, 60)} ({stored.run_id}.{n})"
+                f"APPROVE? {sid} wants {folded(ask.tool)} {clip(ask.arguments, 60)} "
+                f"({stored.run_id}.{n})"
             )
         case ApprovalRequested(subject="budget", breach=breach, approval=n) if breach:
             return f"PAUSED   budget ({stored.run_id}.{n}): {breach.describe()}"
         case ApprovalRequested(subject="alert", alert=alert, approval=n) if alert:
             return f"PAUSED   {alert.kind} ({stored.run_id}.{n}): go on or stop?"
         case ApprovalRequested(step=sid, approval=n, blocking=True, decision=d):
-            why = f": {d.reason}" if d else ""
+            why = f": {folded(d.reason)}" if d else ""
             return f"APPROVE? {sid} ({stored.run_id}.{n}){why}"
         case ApprovalRequested(step=sid, approval=n, ask=ask) if ask:
             return (
-                f"audit    {sid}: {ask.tool} {clip(ask.arguments, 60)} drawn for review after "
-                f"the fact ({stored.run_id}.{n})"
+                f"audit    {sid}: {folded(ask.tool)} {clip(ask.arguments, 60)} drawn for "
+                f"review after the fact ({stored.run_id}.{n})"
             )
         case ApprovalRequested(step=sid, approval=n):
             return f"audit    {sid} drawn for review after the fact ({stored.run_id}.{n})"
         case ApprovalDecided(approval=n, by=by, edited=edited) if edited is not None:
             ran = clip(edited.describe_action(), 80)
-            return f"decided  {stored.run_id}.{n}: approved as edited by {by}: {ran}"
+            return f"decided  {stored.run_id}.{n}: approved as edited by {folded(by)}: {ran}"
         case ApprovalDecided(approval=n, verdict=verdict, by=by, covers=covers) if covers:
             also = ", ".join(f"{stored.run_id}.{c}" for c in covers)
-            return f"decided  {stored.run_id}.{n}: {verdict} by {by}, with its group: {also}"
+            return (
+                f"decided  {stored.run_id}.{n}: {verdict} by {folded(by)}, with its group: {also}"
+            )
         case ApprovalDecided(approval=n, verdict=verdict, by=by):
-            return f"decided  {stored.run_id}.{n}: {verdict} by {by}"
+            return f"decided  {stored.run_id}.{n}: {verdict} by {folded(by)}"
         case ApprovalEndorsed(approval=n, by=by):
-            return f"approved {stored.run_id}.{n} by {by}: one of the approvers it needs"
+            return f"approved {stored.run_id}.{n} by {folded(by)}: one of the approvers it needs"
         case ApprovalRefused(approval=None, reason=why):
-            return f"refused  decision: {why}"
+            return f"refused  decision: {folded(why)}"
         case ApprovalRefused(approval=n, reason=why):
-            return f"refused  decision on {stored.run_id}.{n}: {why}"
+            return f"refused  decision on {stored.run_id}.{n}: {folded(why)}"
         case RequestRefused(request=kind, step=sid, reason=why):
             what = f"{kind} of {sid}" if sid else kind
-            return f"refused  {what}: {why}"
+            return f"refused  {what}: {folded(why)}"
         case BudgetExhausted(reason=why, used=used, limit=limit) if used and limit:
-            return f"STOPPED  budget: {why}; {go_on(stored.run_id, e.dimension, used, limit)}"
+            return (
+                f"STOPPED  budget: {folded(why)}; {go_on(stored.run_id, e.dimension, used, limit)}"
+            )
         case BudgetExhausted(reason=why):
-            return f"STOPPED  budget: {why}"
+            return f"STOPPED  budget: {folded(why)}"
         case BudgetRaised(by=by):
-            return f"RAISED   budget by {by}: {raised_text(e)}"
+            return f"RAISED   budget by {folded(by)}: {folded(raised_text(e))}"
         case AlertRaised(alert=alert, action=action):
             where = f"{alert.step}: " if alert.step else ""
             return (

@@ -97,10 +97,18 @@ def clock(at: float, fmt: str) -> str:
     return time.strftime(fmt, time.localtime(at))
 
 
+def folded(text: str) -> str:
+    """``text`` on one line, whole: each run of whitespace (every kind of line break
+    among it) as one space. A reason quoting a list (the problems a model was told)
+    printed in a line of progress made lines of its own, read as events or lost to a
+    ``grep`` of one."""
+    return " ".join(text.split())
+
+
 def clip(text: str, width: int) -> str:
-    """``text`` on one line, cut to ``width`` with "…" on a terminal; whole when the
-    output is piped (:data:`WHOLE_TEXT`)."""
-    text = " ".join(text.split())
+    """``text`` on one line (:func:`folded`), cut to ``width`` with "…" on a terminal;
+    whole when the output is piped (:data:`WHOLE_TEXT`)."""
+    text = folded(text)
     if len(text) <= width or WHOLE_TEXT.get():
         return text
     return text[: width - 1] + "…"
