@@ -1,6 +1,7 @@
-"""The lines of progress ``trestle agent`` prints off a terminal: one an event, whatever a
-model or a step wrote into it (a reason quoting the list of problems a model was told);
-the whole text stays in the record."""
+"""The lines of progress ``trestle agent`` prints off a terminal, one an event, and the
+report's list of what to check, one item a line, whatever a model or a step wrote into
+them (a reason quoting the list of problems a model was told); the whole text stays in
+the record."""
 
 from __future__ import annotations
 
@@ -69,6 +70,12 @@ def test_a_reason_quoting_the_refused_findings_stays_on_its_events_line(cli: Cli
     run_id = run_id_of(result)
     progress = lines[1 : lines.index(f"run {run_id}: needs human")]
     assert [line for line in progress if not line.startswith(EVENTS)] == []
+    # and the report's list of what to check is one item a line, as the reason is
+    # folded there too
+    said = lines[lines.index("what a human should check:") + 1 :]
+    [item] = [line for line in said if line.startswith("  - 'understand' failed")]
+    assert "Findings not accepted (1 problem): - not valid JSON" in item
+    assert [line for line in said if line.startswith("- ")] == []
     # the record keeps the reason as it was written
     events = cli.events(run_id)
     [reason] = [e["reason"] for e in events if e["kind"] == "step_failed"]

@@ -351,10 +351,12 @@ def report_view(report: Report, *, interrupted: bool = False, lost: bool = False
         ]
     if report.refused:
         parts.append(Text("requests the run refused:", style="bold"))
-        parts += [Text(f"  - {refused_text(r)}") for r in report.refused]
+        parts += [Text(f"  - {folded(refused_text(r))}") for r in report.refused]
     if report.to_check:
+        # one item a line: a failure's reason quoting a list (a model's refused
+        # findings) made items of its own, at the line's start
         parts.append(Text("what a human should check:", style="bold"))
-        parts += [Text(f"  - {item}") for item in report.to_check]
+        parts += [Text(f"  - {folded(item)}") for item in report.to_check]
     return Group(*parts)
 
 
