@@ -195,9 +195,9 @@ def _close_transport(process: Process) -> None:
     """Close the asyncio transport under ``process``, and every pipe it holds, while its
     loop runs. Left to the collector (anyio's ``Process`` never closes it), it was closed
     after the loop was: a pipe still open then (stderr, no longer read past
-    :data:`STDERR_VOLUME`, or while a descendant holds it) failed with "Event loop is
-    closed", where the driver's warnings are read. It also ends the server itself if it
-    is still running."""
+    :data:`STDERR_VOLUME`, or held by a descendant) raised "Event loop is closed", which
+    Python could only print on the driver's stderr. Closing it also ends the server if
+    it is still running."""
     transport = getattr(process, "_transport", None)  # anyio's asyncio backend keeps it here
     if transport is not None:
         transport.close()
