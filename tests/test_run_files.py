@@ -15,6 +15,8 @@ import asyncio
 import json
 import os
 import shutil
+import subprocess
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -215,6 +217,42 @@ def test_the_file_tools_do_not_follow_a_link_swapped_in_after_the_path_was_judge
     with pytest.raises(ToolFailure, match="is a plan file or its python: code"):
         atomic_write(w.ctx, "notes/release.yaml", target, "steps: [{approval: auto}]\n")
     assert plan.read_text() == "steps: []\n"
+
+
+def test_a_plan_first_run_while_another_run_goes_on_is_held_from_its_next_command(
+    tmp_path: Path,
+) -> None:
+    """Run ``b`` chose its sandbox before plan ``a`` was first run (from another
+    terminal); ``b``'s next command rewrote ``a``, and the next run of ``a`` obeyed it."""
+    _require_bwrap()
+    cli = Cli(dir=tmp_path / "ws", store=tmp_path / "state" / "trestle.db")
+    config = {"XDG_CONFIG_HOME": str(tmp_path / "config")}
+    a = cli.write("a.yaml", "steps:\n  - id: a\n    run: 'true'\n")
+    cli.write(
+        "b.yaml",
+        "steps:\n  - id: wait\n    run: touch started; while [ ! -e go ]; do sleep 0.05; done\n"
+        "  - id: w\n    needs: [wait]\n    approval: auto\n    run: echo '# b' >> a.yaml\n",
+    )
+    b = subprocess.Popen(
+        [*cli.launcher(), "run", "b.yaml", "--no-live"],
+        cwd=cli.dir,
+        env=cli.env(**config),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        while not (cli.dir / "started").exists() and b.poll() is None:
+            time.sleep(0.05)
+        assert cli("run", "a.yaml", "--no-live", **config).returncode == 0
+        (cli.dir / "go").touch()
+        out, _ = b.communicate(timeout=60)
+    finally:
+        b.kill()
+        b.wait()
+
+    assert a.read_text() == "steps:\n  - id: a\n    run: 'true'\n", out
+    assert "cannot create a.yaml: Read-only file system" in out
 
 
 def test_the_list_of_plans_run_keeps_every_line_appended_at_once_and_its_newest(

@@ -486,7 +486,7 @@ async def perform(
             ctx.workspace,
             step.write.path,
             step.write.content,
-            ctx.sandbox.kept if ctx.sandbox is not None else (),
+            ctx.sandbox.held_files(ctx.workspace.resolve()) if ctx.sandbox is not None else (),
         )
     if step.agent is not None:  # the agent runtime performs these; see trestle.agent
         return ActionResult(

@@ -11,6 +11,10 @@ of any later run in the same workspace (the files are noted outside every sandbo
 (:func:`trestle.execution.driver_files.read_only_mounts`), and the directories on the
 way to them are mount points no command can rename away.
 
+A plan first run while another run goes on in the same workspace is held from that
+run's next command on (:func:`noted_in`, asked for each): its commands started before
+could still change it.
+
 Where that cannot hold, it is said with the sandbox chosen, at every drive's start:
 a file reached through a link in the workspace (a command can point the link
 elsewhere), or a file with more than one name (a command writes it through another).
@@ -18,6 +22,7 @@ elsewhere), or a file with more than one name (a command writes it through anoth
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 from collections.abc import Iterable
@@ -25,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trestle.execution.driver_files import link_in, within
+from trestle.trust.known_plans import known_file, known_in
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,23 @@ def run_files(ws: Path, named: Iterable[str]) -> RunFiles:
         elif real not in held:
             held.append(real)
     return RunFiles(tuple(held), tuple(exposed))
+
+
+def noted_in(ws: Path) -> tuple[Path, ...]:
+    """The files held for every run in the workspace ``ws`` (a real path) as the list of
+    plans run says now: a run chose its sandbox at its drive's start, and a plan first
+    run since (from another terminal) is held from its next command on. Read again
+    only when the list changed (one ``stat`` for each command otherwise)."""
+    try:
+        info = os.stat(known_file())
+    except OSError:
+        return ()
+    return _noted(ws, (info.st_ino, info.st_size, info.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=8)
+def _noted(ws: Path, version: tuple[int, int, int]) -> tuple[Path, ...]:
+    return run_files(ws, known_in(ws)).held
 
 
 def still_regular(paths: tuple[Path, ...]) -> tuple[Path, ...]:

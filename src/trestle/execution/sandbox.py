@@ -48,7 +48,7 @@ from trestle.core.outside_writes import PRIVATE_DIRS as DISCARDED_DIRS
 from trestle.core.policy import SandboxPolicy
 from trestle.core.state import RunState
 from trestle.execution.driver_files import driver_python, read_only_mounts
-from trestle.execution.run_files import still_regular
+from trestle.execution.run_files import noted_in, still_regular
 from trestle.execution.sandbox_mounts import (
     git_mounts,
     host_sockets,
@@ -156,6 +156,12 @@ class Sandbox:
     def confines(self) -> bool:
         return self.bwrap is not None
 
+    def held_files(self, ws: Path) -> tuple[Path, ...]:
+        """The files no command may change in the workspace ``ws`` (a real path), as
+        regular files now: those :attr:`kept` and those of a plan first run since."""
+        noted = tuple(p for p in noted_in(ws) if p not in self.kept)
+        return still_regular((*self.kept, *noted))
+
     def describe(self) -> str:
         """One line for the run's start and its report."""
         if self.bwrap is None:
@@ -253,7 +259,7 @@ class Sandbox:
         # the driver's own Python, when it lies in the workspace, and the run's plan and
         # python: code: read-only, so nothing a command plants there runs in the driver
         # afterwards, nor decides what the next run of the plan may do
-        held = (*driver_python(ws).held, *still_regular(self.kept))
+        held = (*driver_python(ws).held, *self.held_files(ws))
         args += read_only_mounts(ws, self.scope, held)
         # after .git: a .git link or gitdir: file a command planted may name a hidden
         # directory (the store's), which binding it would show again

@@ -79,7 +79,8 @@ def resolve_for_write(ctx: ToolContext, path: str) -> Path:
     target = resolve_for_read(ctx, path)
     if relative(ctx, target) == ".":
         raise ToolFailure(f"path {path!r} is the workspace itself, not a file")
-    if ctx.sandbox is not None and Path(os.path.realpath(target)) in ctx.sandbox.kept:
+    kept = ctx.sandbox.held_files(ctx.root) if ctx.sandbox is not None else ()
+    if Path(os.path.realpath(target)) in kept:
         raise ToolFailure(
             f"path {path!r} is a plan file or its python: code, which no step may change: "
             "the next run of that plan would obey what a step wrote; write another file, "
@@ -157,7 +158,7 @@ def atomic_write(ctx: ToolContext, path: str, target: Path, content: str) -> boo
     the workspace: a swapped symlink cannot carry the write out."""
     try:
         # newline="" semantics: the model's line endings are written as given
-        kept = ctx.sandbox.kept if ctx.sandbox is not None else ()
+        kept = ctx.sandbox.held_files(ctx.root) if ctx.sandbox is not None else ()
         return write_replacing(ctx.root, relative(ctx, target), content.encode(), kept)
     except Refused as why:
         raise refused(path, why) from None
