@@ -38,13 +38,14 @@ from trestle.core.events import (
 from trestle.core.feedback import feedback_rows
 from trestle.core.plan import Plan, Step
 from trestle.core.policy import Policy, action_hash, audit_draw
+from trestle.core.report import build_report
 from trestle.core.state import RunState
 from trestle.engines.local import LocalEngine
 from trestle.formats.planfile import parse_plan
 from trestle.formats.policyfile import parse_policy
 from trestle.lifecycle.approvals import inbox, submit_decision
 from trestle.lifecycle.feedback import feedback
-from trestle.lifecycle.runs import create_run
+from trestle.lifecycle.runs import create_run, request_decision
 from trestle.store import SqliteStore
 from trestle.trust.signing import decision_key, sign, signed_payload
 
@@ -587,6 +588,31 @@ def test_a_rejection_fails_the_step_blocks_dependents_and_is_exported(h: Harness
     assert (row["rule"], row["goal"]) == ("irreversible", "migrate the database")
     assert row["action"]["command"] == "echo dropped >> drops.log"
     json.dumps(row)  # an export row is plain JSON
+
+
+def test_the_report_of_a_rejected_step_says_how_to_ask_again(h: Harness) -> None:
+    """It named the rejection and no next step; following the one it names now asks
+    again, and a second answer is the one the report speaks of."""
+    run_id = h.create("steps:\n  - {id: deploy, run: echo deployed >> d.log, irreversible: true}\n")
+    h.run(run_id)
+    submit_decision(h.store, f"{run_id}.1", "reject", reason="not today")
+    state = h.run(run_id)
+
+    [item] = [i for i in build_report(state).to_check if i.startswith("'deploy'")]
+    assert item.endswith(
+        f"To ask again (its action waits for a new approval): `trestle retry {run_id} "
+        f"deploy`, then `trestle resume {run_id}`."
+    )
+    request_decision(h.store, run_id, "retry", "deploy", "")
+    state = h.run(run_id)
+    assert (state.steps["deploy"].status, state.approvals[2].status) == (
+        "awaiting_approval",
+        "pending",
+    )
+    submit_decision(h.store, f"{run_id}.2", "approve")
+    state = h.run(run_id)
+    assert state.steps["deploy"].status == "succeeded"
+    assert not any("To ask again" in i for i in build_report(state).to_check)
 
 
 def test_feedback_lists_a_decision_that_does_not_verify_as_ignored(h: Harness) -> None:

@@ -254,6 +254,13 @@ def child_wait_advice(state: RunState, child: str) -> str:
 WAKES = "the run's workflow goes on by itself once the decision is queued"
 
 
+def _rejected(state: RunState, sid: str) -> bool:
+    """Whether the last approval step ``sid`` asked for was rejected (a retry since
+    asked again, and that answer is the one that counts)."""
+    asked = [n for n, a in state.approvals.items() if a.step == sid and a.blocking]
+    return bool(asked) and state.approvals[max(asked)].status == "rejected"
+
+
 def _then_resume(state: RunState, joint: str = ", then") -> str:
     """The resume that follows a human's request: none for a run whose driver a request
     wakes (its engine's workflow), so the report asks for nothing it need not."""
@@ -391,6 +398,13 @@ def _to_check(state: RunState, driven_elsewhere: bool = False) -> list[str]:
             )
         elif st.status == "failed" and spec.optional:
             review.append(f"optional {sid!r} failed: {st.error}.")
+        elif st.status == "failed" and _rejected(state, sid):
+            # a rejection is not final: the step can be asked about again
+            urgent.append(
+                f"{sid!r} failed: {st.error or st.reason}. To ask again (its action "
+                f"waits for a new approval): `trestle retry {run} {sid}`"
+                f"{_then_resume(state)}."
+            )
         elif st.status == "failed":
             urgent.append(f"{sid!r} failed: {st.error or st.reason}.")
         elif st.status == "skipped":
