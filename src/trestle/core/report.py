@@ -254,6 +254,23 @@ def child_wait_advice(state: RunState, child: str) -> str:
 WAKES = "the run's workflow goes on by itself once the decision is queued"
 
 
+# what a command sees when it writes, renames or removes what its sandbox holds
+_HELD_SIGNS = ("Read-only file system", "Device or resource busy")
+_HELD = (
+    "the output of {step!r} says a file could not be changed: the sandbox keeps .git, "
+    "trestle.toml, the system and every plan file a run has used (with its python: code) "
+    "read-only to commands; the run's `commands sandboxed` line names the plan files held "
+    "(`trestle log {run}`; docs/security.md). Have the step write another file; edit a "
+    "plan yourself, between runs."
+)
+
+
+def _held_back(st: StepState) -> bool:
+    """Whether the last attempt's output shows a write its sandbox held back: the OS's
+    words alone do not name the sandbox, nor the plan file a user may not know is held."""
+    return any(sign in st.output_tail for sign in _HELD_SIGNS)
+
+
 def _rejected(state: RunState, sid: str) -> bool:
     """Whether the last approval step ``sid`` asked for was rejected (a retry since
     asked again, and that answer is the one that counts)."""
@@ -396,6 +413,8 @@ def _to_check(state: RunState, driven_elsewhere: bool = False) -> list[str]:
                 f"cause, then `trestle retry {run} {sid}` and `trestle resume {run}` "
                 f"(or `trestle skip {run} {sid} --reason ...`)."
             )
+            if confined and _held_back(st):
+                urgent.append(_HELD.format(step=sid, run=run))
         elif st.status == "failed" and spec.optional:
             review.append(f"optional {sid!r} failed: {st.error}.")
         elif st.status == "failed" and _rejected(state, sid):

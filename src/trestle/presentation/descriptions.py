@@ -28,6 +28,7 @@ from trestle.core.events import (
     RunCancelled,
     RunInterrupted,
     RunRewound,
+    SandboxChosen,
     ShareAwaited,
     StepAttemptEnded,
     StepAttemptLost,
@@ -67,6 +68,10 @@ def log_detail(e: AnyEvent) -> str:
             return f"after turn {turn}, {counted(len(messages), 'message')}: a resume starts here"
         case StepAttemptLost(why=why):
             return f"{why}; its outcome is unknown"
+        case SandboxChosen(detail=detail, exposed=exposed):
+            # what the run's start said, kept where a user looks back: which files
+            # commands could not change explains a step's 'Read-only file system'
+            return "; ".join((f"commands {detail}", *exposed))
         case StepProcessStarted(pid=pid, pgid=pgid):
             return f"pid {pid}, process group {pgid}"
         case RunInterrupted(by=by, stopped=stopped):
