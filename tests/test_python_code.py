@@ -10,6 +10,7 @@ module the code imports, a submodule a function imports when it is called.
 
 from __future__ import annotations
 
+import importlib.abc
 import importlib.util
 import marshal
 import re
@@ -144,6 +145,29 @@ def test_a_directory_the_code_puts_on_the_path_is_not_the_drivers_environment(
     with pytest.raises(RunError, match=rf"lib/{name}_lib.py' was not there when the run"):
         resolve_callable(f"{name}:go", tmp_path, pins=pins, step="a")
     assert not marker.exists(), "a module a step wrote ran in the driver"
+
+
+def test_a_standard_module_planted_after_the_guard_looked_is_not_imported(
+    tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The guard found ``tabnanny`` in the standard library and left the import to the
+    path finder, which looked again, the plan's directory first: a step writing
+    ``tabnanny.py`` there in between (a command looping, run alongside: won in 3 of 10
+    runs importing 150 modules) had it run in the driver. The planting finder stands
+    for that command, writing at the worst moment."""
+    marker = tmp_path.parent / f"{name}-ran"
+    _write(tmp_path, {f"{name}.py": "import tabnanny\ndef go(ctx):\n    return True\n"})
+    pins = python_sources(_plan(f"{name}:go", tmp_path), tmp_path)
+
+    class Planter(importlib.abc.MetaPathFinder):
+        def find_spec(self, fullname: str, path: object, target: object = None) -> None:
+            if fullname == "tabnanny":
+                _write(tmp_path, {"tabnanny.py": f"open({str(marker)!r}, 'w').close()\n"})
+
+    monkeypatch.setattr(sys, "meta_path", [Planter(), *sys.meta_path])  # the guard goes first
+    monkeypatch.delitem(sys.modules, "tabnanny", raising=False)
+    resolve_callable(f"{name}:go", tmp_path, pins=pins, step="a")
+    assert not marker.exists(), "a module a step planted ran in the driver"
 
 
 def test_the_drivers_own_environment_in_the_workspace_is_not_pinned(

@@ -268,8 +268,13 @@ class _Guard(importlib.abc.MetaPathFinder):
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         origin = _inside(spec.origin if spec is not None else None, roots)
-        if spec is None or origin is None:
-            return None  # found outside: no file a step can write
+        if spec is None:
+            return None
+        if origin is None:
+            # found outside: no file a step can write. While the directories are first
+            # on the import path, what was found is what is imported: left to the path
+            # finder, which looks again, a file a step planted there meanwhile ran
+            return spec if watched else None
         what = watched[-1][1] if watched else self._whats.get(top, f"import {fullname}")
         with self._lock:
             accepted = set(self._pins.get(str(origin), ()))
