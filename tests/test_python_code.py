@@ -66,6 +66,24 @@ def test_what_a_module_imports_from_its_directory_is_pinned_with_it(
     assert resolve_callable(f"{name}:go", tmp_path, pins=pins, step="a")(None) == 42
 
 
+def test_the_submodules_a_star_import_takes_from_all_are_pinned(tmp_path: Path, name: str) -> None:
+    """``from pkg import *`` imports the submodules ``pkg.__all__`` names: they were not
+    pinned, so a plan using it was refused as if a step had planted them."""
+    _write(
+        tmp_path,
+        {
+            f"{name}/__init__.py": "__all__ = ['sub']\n",
+            f"{name}/sub.py": "X = 3\n",
+            f"{name}_hook.py": f"from {name} import *\ndef go(ctx):\n    return sub.X\n",
+        },
+    )
+    pins = python_sources(_plan(f"{name}_hook:go", tmp_path), tmp_path)
+
+    assert str(tmp_path / name / "sub.py") in pins
+    assert resolve_callable(f"{name}_hook:go", tmp_path, pins=pins, step="a")(None) == 3
+    sys.modules.pop(f"{name}_hook", None)
+
+
 def test_a_sibling_module_a_step_rewrote_is_refused_not_run(tmp_path: Path, name: str) -> None:
     marker = tmp_path.parent / f"{name}-ran"
     _write(tmp_path, {f"{name}.py": f"import {name}_util\ndef go(ctx):\n    return True\n"})

@@ -155,6 +155,8 @@ def _imported_names(source: bytes, module: str, package: bool) -> list[str]:
     here = module if package else module.rpartition(".")[0]
     names: list[str] = []
     for node in ast.walk(tree):
+        if package:  # what ``from package import *`` takes: a name may be a submodule
+            names += [f"{module}.{n}" for n in _all_names(node)]
         if isinstance(node, ast.Import):
             names += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -169,6 +171,22 @@ def _imported_names(source: bytes, module: str, package: bool) -> list[str]:
                 names.append(base)
                 names += [f"{base}.{alias.name}" for alias in node.names if alias.name != "*"]
     return names
+
+
+def _all_names(node: ast.AST) -> list[str]:
+    """The names a literal ``__all__ = [...]`` (or a tuple) assigns, if ``node`` is one."""
+    value: ast.expr | None
+    if isinstance(node, ast.Assign):
+        targets, value = node.targets, node.value
+    elif isinstance(node, ast.AnnAssign):
+        targets, value = [node.target], node.value
+    else:
+        return []
+    if not any(isinstance(t, ast.Name) and t.id == "__all__" for t in targets):
+        return []
+    if not isinstance(value, ast.List | ast.Tuple):
+        return []
+    return [e.value for e in value.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
 
 
 def _inside(origin: str | None, search: Sequence[Path]) -> Path | None:
