@@ -214,8 +214,16 @@ def test_overwritten_pages_are_refused_when_read_and_before_a_new_run(copy: Copy
 
 @pytest.mark.parametrize(
     ("content", "problem"),
-    [(b"", "the file is empty (0 bytes)"), (b"name,seq\n" * 100, "not a SQLite database")],
-    ids=["zero-length", "not-a-database"],
+    [
+        (b"", "the file is empty (0 bytes)"),
+        (b"\x00\xff" * 100, "not a SQLite database (200 bytes without SQLite's header)"),
+        (
+            b"name,seq\n" * 100,
+            "not a store: the file is text, beginning 'name,seq', not a SQLite database; "
+            "check the path given as --store",
+        ),
+    ],
+    ids=["zero-length", "not-a-database", "text"],
 )
 def test_a_file_that_is_no_store_is_refused_and_left_as_it_is(
     copy: Copy, content: bytes, problem: str
@@ -227,7 +235,10 @@ def test_a_file_that_is_no_store_is_refused_and_left_as_it_is(
     assert copy.store.read_bytes() == content  # never recreated over the user's file
 
     report = trestle("doctor", "--store", copy.store, cwd=copy.plan.parent)
-    assert report.returncode == 4 and problem in flat(report.stdout)
+    assert report.returncode == 4 and problem.split("; ")[0].removeprefix("not a store: ") in flat(
+        report.stdout
+    )
+    assert ".recover" not in report.stdout  # SQLite reads nothing there either
 
 
 def test_a_missing_store_is_still_created_whole(tmp_path: Path) -> None:

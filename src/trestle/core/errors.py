@@ -113,10 +113,18 @@ class StoreDamagedError(StoreError):
         problem: what is wrong, naming the run and seq where there is one.
         recover: what can still be recovered, and how.
         run_id: the damaged run, when the damage is confined to one run.
+        heading: what the message says the file is (a file that was never a store,
+            such as a plan named by mistake, is not called damaged).
     """
 
     def __init__(
-        self, path: object, problem: str, *, recover: str | None = None, run_id: str | None = None
+        self,
+        path: object,
+        problem: str,
+        *,
+        recover: str | None = None,
+        run_id: str | None = None,
+        heading: str = "the store is damaged",
     ) -> None:
         self.path = str(path)
         self.problem = problem
@@ -125,7 +133,7 @@ class StoreDamagedError(StoreError):
             f"`trestle doctor --store {self.path}` lists the runs that are intact, and "
             f"`trestle doctor --store {self.path} --salvage NEW.db` copies them to a new store"
         )
-        super().__init__(f"{self.path}: the store is damaged: {problem}; {self.recover}")
+        super().__init__(f"{self.path}: {heading}: {problem}; {self.recover}")
 
 
 class RunCancelledError(RunError):

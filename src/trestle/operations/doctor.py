@@ -41,7 +41,7 @@ from trestle.store.base import Appended, Lease, Owner, RunRow, Snapshot, Store, 
 from trestle.store.location import is_store_url, open_store, where_shown
 from trestle.store.sql_reads import unreadable_lease
 from trestle.store.sqlite import MIGRATIONS, SqliteStore
-from trestle.store.sqlite_file import check_file, read_only_uri
+from trestle.store.sqlite_file import UNREADABLE_RECOVERS, check_file, read_only_uri
 from trestle.trust.signing import decision_key, key_path
 
 TABLES = ("events", "leases", "requests", "runs", "snapshots")
@@ -77,6 +77,8 @@ class _Found:
     notes: list[str] = field(default_factory=list)
     runs: list[RunFinding] = field(default_factory=list)
     intact: dict[str, list[AnyEvent]] = field(default_factory=dict)
+    # a file SQLite cannot read at all: what to do instead of SQLite's .recover
+    unreadable: str | None = None
 
 
 def diagnose(where: str | Path, *, now: float) -> Diagnosis:
@@ -144,6 +146,8 @@ def _examine(where: str | Path, *, now: float) -> _Found:
     except StoreDamagedError as exc:
         found.problems.append(exc.problem)
         if "truncated" not in exc.problem:
+            if exc.recover in UNREADABLE_RECOVERS:
+                found.unreadable = exc.recover
             return found  # nothing in the file can be read as SQLite
     try:
         with _reading(path) as db:
@@ -555,7 +559,9 @@ def _diagnosis(where: str | Path, found: _Found) -> Diagnosis:
         if broken:
             runs = "run" if len(broken) == 1 else "runs"
             recover.append(f"{runs} with damaged events: {', '.join(broken)}")
-        if found.problems and not is_store_url(where):
+        if found.unreadable is not None:
+            recover.append(found.unreadable)  # SQLite's .recover reads nothing there
+        elif found.problems and not is_store_url(where):
             recover.append(
                 f"SQLite may recover more rows: sqlite3 {shown} .recover | sqlite3 NEW.db "
                 "(then check NEW.db with `trestle doctor --store NEW.db`)"

@@ -37,6 +37,30 @@ NOT_SQLITE_RECOVER = (
     "file away (Trestle then creates a new store) or restore the store from a backup"
 )
 
+TEXT_RECOVER = (
+    "check the path given as --store or in $TRESTLE_STORE: a store is the SQLite file a "
+    "run made, by default .trestle/trestle.db in the plan's workspace (`trestle runs` "
+    "finds the nearest); the file was left as it is"
+)
+
+# what to do with a file that holds nothing SQLite can read, said instead of .recover
+UNREADABLE_RECOVERS = (EMPTY_RECOVER, NOT_SQLITE_RECOVER, TEXT_RECOVER)
+
+
+def text_begins(header: bytes) -> str | None:
+    """The first line of a file whose first bytes are text (a plan, a config), or None."""
+    text = ""
+    for cut in range(4):  # the header's last character may be cut in its middle
+        try:
+            text = header[: len(header) - cut].decode("utf-8")
+            break
+        except UnicodeDecodeError:
+            continue
+    if not text or any(not (c.isprintable() or c in "\t\r\n") for c in text):
+        return None
+    first = text.strip().splitlines()
+    return first[0][:40] if first else None
+
 
 STORE_DIRECTORY = ".trestle"
 GITIGNORE = "# Created by Trestle: the store and checkpoints are not part of the project.\n*\n"
@@ -119,6 +143,15 @@ def check_file(path: Path) -> None:
     except OSError as exc:
         raise StoreError(f"{path}: cannot read the store: {exc.strerror or exc}") from None
     problem = header_problem(header, info.st_size, wal=wal_bytes(path))
+    begins = text_begins(header)
+    if problem is not None and begins is not None:
+        # a plan or a config named as the store: moving it away, or a backup, is no help
+        raise StoreDamagedError(
+            path,
+            f"the file is text, beginning {begins!r}, not a SQLite database",
+            recover=TEXT_RECOVER,
+            heading="not a store",
+        )
     if problem is not None:
         recover = NOT_SQLITE_RECOVER if "not a SQLite database" in problem else None
         raise StoreDamagedError(path, problem, recover=recover)
