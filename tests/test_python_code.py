@@ -11,6 +11,7 @@ module the code imports, a submodule a function imports when it is called.
 from __future__ import annotations
 
 import importlib.abc
+import importlib.machinery
 import importlib.util
 import marshal
 import re
@@ -96,6 +97,21 @@ def test_a_sibling_module_a_step_rewrote_is_refused_not_run(tmp_path: Path, name
         resolve_callable(f"{name}:go", tmp_path, pins=pins, step="a")
     assert not marker.exists()
     sys.modules.pop(f"{name}_util", None)
+
+
+def test_a_compiled_module_planted_beside_a_pinned_one_is_refused_as_compiled(
+    tmp_path: Path, name: str
+) -> None:
+    """An extension module is found before the source beside it: refused (it always
+    was), and said for what it is, not as a source file that 'changed'."""
+    _write(tmp_path, {f"{name}.py": f"import {name}_sib\ndef go(ctx):\n    return 1\n"})
+    _write(tmp_path, {f"{name}_sib.py": "V = 1\n"})
+    pins = python_sources(_plan(f"{name}:go", tmp_path), tmp_path)
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+    (tmp_path / f"{name}_sib{suffix}").write_bytes(b"\x7fELF planted")
+
+    with pytest.raises(RunError, match=rf"{name}_sib{re.escape(suffix)}' is compiled code"):
+        resolve_callable(f"{name}:go", tmp_path, pins=pins, step="a")
 
 
 def test_a_submodule_a_function_imports_when_called_is_held_too(tmp_path: Path, name: str) -> None:

@@ -294,9 +294,17 @@ class _Guard(importlib.abc.MetaPathFinder):
             # finder, which looks again, a file a step planted there meanwhile ran
             return spec if watched else None
         what = watched[-1][1] if watched else self._whats.get(top, f"import {fullname}")
+        if origin.suffix != ".py":
+            # found before the source beside it (an extension module comes first), and
+            # never checked: its bytes are not the code the driver would run
+            raise RunError(
+                f"{what}: {str(origin)!r} is compiled code, not Python source, so it is not "
+                "imported from the plan's directory or the workspace (a step may have "
+                "written it); install compiled modules outside the workspace"
+            )
         with self._lock:
             accepted = set(self._pins.get(str(origin), ()))
-        data = _source(origin) if accepted and origin.suffix == ".py" else b""
+        data = _source(origin) if accepted else b""
         if hashlib.sha256(data).hexdigest() not in accepted:
             when = "was not there when" if not accepted else "changed after"
             raise RunError(
