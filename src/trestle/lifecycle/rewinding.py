@@ -38,6 +38,7 @@ from trestle.lifecycle.checkpoints import (
 from trestle.lifecycle.runs import load_state, record, refuse_if_cancelled
 from trestle.store.base import Owner, Store
 from trestle.workspace.shadow import RestoreResult, ShadowRepo
+from trestle.workspace.shadow_files import is_rules_file
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,14 @@ def rewind(
         note = f"the workspace before rewinding to {step!r} attempt {target.attempt}"
         safety = repo.snapshot(kept, note, ordered=True)
         result = repo.restore(target.commit, plan.files)
+        files = plan.files
+        if files is not None and any(is_rules_file(p) for p in files):
+            # The checkpoint's .gitignore is back, so what the rule written since hid
+            # (a step's `*` over the files it wrote) is seen now, and goes back too.
+            again = plan_rewind(repo, state, store, step, attempt).files or ()
+            if again:
+                result = result.merged(repo.restore(target.commit, again))
+                files = tuple(sorted({*files, *again}))
         event = RunRewound(
             at=time.time(),
             to_step=step,
@@ -188,10 +197,10 @@ def rewind(
             safety=safety,
             reopened=plan.reopen,
             by=by or getpass.getuser(),
-            files=plan.files,
+            files=files,
         )
         record(store, state, event, token=lease.token)
-        return Rewound(target, list(plan.reopen), safety, result, plan.files, plan.why, kept)
+        return Rewound(target, list(plan.reopen), safety, result, files, plan.why, kept)
     finally:
         store.release_lease(run_id, lease.token)
 

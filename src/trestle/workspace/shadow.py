@@ -50,7 +50,7 @@ import time
 import zlib
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -69,6 +69,7 @@ from trestle.workspace.shadow_files import (
     IgnoreGlobs,
     delete_files,
     find_conflicts,
+    is_rules_file,
     remove_emptied_dirs,
     snapshot_name_problem,
     walk_workspace,
@@ -234,6 +235,11 @@ class RestoreResult:
         """Whether any file was deleted, restored or recreated."""
         return bool(self.deleted or self.restored or self.recreated)
 
+    def merged(self, later: RestoreResult) -> RestoreResult:
+        """What this restore and a ``later`` one of the same snapshot did together."""
+        pairs = zip(astuple(self), astuple(later), strict=True)
+        return RestoreResult(*(tuple(sorted({*a, *b})) for a, b in pairs))
+
 
 @dataclass(frozen=True)
 class _RawChange:
@@ -344,8 +350,10 @@ class ShadowRepo:
 
         Files created since are deleted (and directories that leaves empty), files
         changed or deleted since are written back with their executable bit, symlinks
-        as symlinks. Paths ignored now (``.git``, ``.trestle``, the ignore globs and,
-        if enabled, ``.gitignore``) are neither deleted, overwritten nor recreated.
+        as symlinks. Ignored paths (``.git``, ``.trestle``, the ignore globs and, if
+        enabled, ``.gitignore``) are neither deleted, overwritten nor recreated; which
+        ``.gitignore`` rules count is the snapshot's: its ``.gitignore`` files are put
+        back first (among ``paths``, if given), then the rest is judged by them.
 
         Args:
             snapshot: a snapshot name or a commit id.
@@ -362,37 +370,55 @@ class ShadowRepo:
         """
         with self._locked():
             target = self._resolve(snapshot)
-            self._check_restorable(target, self._stage())
-            # diff-index compares the snapshot (old side) with the workspace (new side).
-            raw = self._raw_changes(["diff-index", "--cached", "--raw", target])
-            if paths is not None:
-                wanted = set(paths)
-                raw = [c for c in raw if c.path in wanted]
-            to_delete = sorted(c.path for c in raw if c.status == "A")
-            restored = [c.path for c in raw if c.status in "MT"]
-            missing = [c.path for c in raw if c.status == "D"]
-            ignored_now = self._ignored(missing)
-            recreated = [p for p in missing if p not in ignored_now]
-            to_write = sorted(restored + recreated)
-            blocked = find_conflicts(self.workspace, to_write, set(to_delete))
-            if blocked:
-                raise RestoreConflictError(
-                    f"cannot restore {str(self.workspace)!r}: ignored files are in the way "
-                    f"and restore leaves them alone: {', '.join(blocked[:5])}"
-                )
-            delete_files(self.workspace, to_delete)
-            removed_dirs = remove_emptied_dirs(self.workspace, to_delete, keep=to_write)
-            # Keeps the stat cache of every file whose content already matches.
-            self._git("read-tree", "-m", target)
-            if to_write:
-                self._git("checkout-index", "-f", "-u", "-z", "--stdin", stdin=_nul(to_write))
-            return RestoreResult(
-                deleted=tuple(to_delete),
-                restored=tuple(sorted(restored)),
-                recreated=tuple(sorted(recreated)),
-                skipped_ignored=tuple(sorted(ignored_now)),
-                removed_dirs=tuple(removed_dirs),
+            rules = self._changed_rules(target, paths)
+            if not rules:
+                return self._restore_locked(target, paths)
+            # The snapshot's rules first, then the rest judged by them: rules written
+            # since (a step's `*`) would hide what it wrote from the restore.
+            first = self._restore_locked(target, rules)
+            return first.merged(self._restore_locked(target, paths))
+
+    def _changed_rules(self, target: str, paths: Collection[str] | None) -> builtins.list[str]:
+        """The ``.gitignore`` files (among ``paths``) that differ from the snapshot's."""
+        if not self.use_gitignore:
+            return []
+        self._stage()
+        raw = self._raw_changes(["diff-index", "--cached", "--raw", target])
+        return [c.path for c in raw if is_rules_file(c.path) and (paths is None or c.path in paths)]
+
+    def _restore_locked(self, target: str, paths: Collection[str] | None) -> RestoreResult:
+        """:meth:`restore`'s work, the store's lock held, the rules as they are now."""
+        self._check_restorable(target, self._stage())
+        # diff-index compares the snapshot (old side) with the workspace (new side).
+        raw = self._raw_changes(["diff-index", "--cached", "--raw", target])
+        if paths is not None:
+            wanted = set(paths)
+            raw = [c for c in raw if c.path in wanted]
+        to_delete = sorted(c.path for c in raw if c.status == "A")
+        restored = [c.path for c in raw if c.status in "MT"]
+        missing = [c.path for c in raw if c.status == "D"]
+        ignored_now = self._ignored(missing)
+        recreated = [p for p in missing if p not in ignored_now]
+        to_write = sorted(restored + recreated)
+        blocked = find_conflicts(self.workspace, to_write, set(to_delete))
+        if blocked:
+            raise RestoreConflictError(
+                f"cannot restore {str(self.workspace)!r}: ignored files are in the way "
+                f"and restore leaves them alone: {', '.join(blocked[:5])}"
             )
+        delete_files(self.workspace, to_delete)
+        removed_dirs = remove_emptied_dirs(self.workspace, to_delete, keep=to_write)
+        # Keeps the stat cache of every file whose content already matches.
+        self._git("read-tree", "-m", target)
+        if to_write:
+            self._git("checkout-index", "-f", "-u", "-z", "--stdin", stdin=_nul(to_write))
+        return RestoreResult(
+            deleted=tuple(to_delete),
+            restored=tuple(sorted(restored)),
+            recreated=tuple(sorted(recreated)),
+            skipped_ignored=tuple(sorted(ignored_now)),
+            removed_dirs=tuple(removed_dirs),
+        )
 
     def changes(self, a: str, b: str | None = None) -> builtins.list[Change]:
         """The paths that differ from snapshot ``a`` to ``b`` (or to the workspace now).
@@ -663,6 +689,9 @@ class ShadowRepo:
 
     def _gitignored(self, paths: Sequence[str]) -> set[str]:
         """The paths that the workspace's .gitignore files exclude, as git judges them."""
+        # A .gitignore file is always kept, never judged by a rule: one of `*` ignores
+        # itself, and so hid from the checkpoint, its diff and a rewind that it was written.
+        paths = [p for p in paths if not is_rules_file(p)]
         if not paths:
             return set()
         # --no-index: judge by the rules alone, not by what the shadow index holds.

@@ -27,6 +27,12 @@ ALWAYS_SKIPPED = ".trestle"  # Trestle's own store and state, at any depth
 BAD_REF_CHARS = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
 
 
+def is_rules_file(rel: str) -> bool:
+    """Whether the workspace-relative ``rel`` is a ``.gitignore`` file, whose rules a
+    snapshot honours: never itself ignored by them, and put back first by a restore."""
+    return rel.rsplit("/", 1)[-1] == ".gitignore"
+
+
 class IgnoreGlobs:
     """Gitignore-style globs given by the caller.
 
