@@ -89,6 +89,26 @@ def test_an_interrupted_run_says_what_resume_will_do_and_is_listed_as_interrupte
     assert row[:2] == [run_id, "needs human"]
 
 
+def test_an_interrupted_step_with_checks_is_said_to_be_done_if_they_pass(cli: Cli) -> None:
+    """It was said to be probed and run again; its checks passed, and it was not."""
+    driver, run_id = driven(
+        cli,
+        "steps:\n  - id: slow\n    run: echo x >> out.txt; sleep 30\n"
+        "    verify:\n      - file_exists: out.txt\n",
+    )
+    wait_for(cli.dir / "out.txt")
+    driver.send_signal(signal.SIGTERM)
+    driver.communicate(timeout=60)
+    assert driver.returncode == 143
+    assert (
+        "it stopped mid-step 'slow', which resume marks done if its checks pass and "
+        "otherwise runs again: continue with"
+    ) in flat(cli("show", run_id).stdout)
+
+    assert cli("resume", run_id).returncode == 0
+    assert (cli.dir / "out.txt").read_text() == "x\n"  # done, not run again
+
+
 def test_the_report_a_signal_ends_with_calls_the_run_interrupted_not_running(cli: Cli) -> None:
     driver, run_id = driven(cli, STOPPED_PLAN)
     wait_for(cli.dir / "blind.txt", cli.dir / "safe.txt")

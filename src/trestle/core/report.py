@@ -482,8 +482,14 @@ def _what_resume_does(state: RunState, stopped: list[str]) -> str:
     rerun = [s for s in stopped if s not in blind]
     said = []
     if rerun:
-        probed = any(state.step_spec(s).verify for s in rerun)
-        how = "probes and runs again" if probed else "runs again"
+        # a stopped step whose checks pass is done, not run again
+        checked = [s for s in rerun if state.step_spec(s).verify]
+        their = "its" if len(checked) == 1 else "their"
+        how = (
+            f"marks done if {their} checks pass and otherwise runs again"
+            if checked
+            else "runs again"
+        )
         said.append(f"{_names(rerun)}, which resume {how}")
     if blind:
         one = len(blind) == 1
