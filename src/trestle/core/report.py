@@ -484,7 +484,7 @@ def _what_resume_does(state: RunState, stopped: list[str]) -> str:
     if rerun:
         # a stopped step whose checks pass is done, not run again
         checked = [s for s in rerun if state.step_spec(s).verify]
-        their = "its" if len(checked) == 1 else "their"
+        their = "its" if len(rerun) == 1 else "their"
         how = (
             f"marks done if {their} checks pass and otherwise runs again"
             if checked
