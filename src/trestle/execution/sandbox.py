@@ -159,8 +159,7 @@ class Sandbox:
     def held_files(self, ws: Path) -> tuple[Path, ...]:
         """The files no command may change in the workspace ``ws`` (a real path), as
         regular files now: those :attr:`kept` and those of a plan first run since."""
-        noted = tuple(p for p in noted_in(ws) if p not in self.kept)
-        return still_regular((*self.kept, *noted))
+        return still_regular(_with_noted(self.kept, noted_in(ws)))
 
     def describe(self) -> str:
         """One line for the run's start and its report."""
@@ -280,6 +279,14 @@ class Sandbox:
             if os.path.lexists(socket):
                 args += ["--ro-bind", "/dev/null", socket]
         return args, (*git.left_out, *reads.left_out)
+
+
+@functools.lru_cache(maxsize=64)
+def _with_noted(kept: tuple[Path, ...], noted: tuple[Path, ...]) -> tuple[Path, ...]:
+    """``kept``, then those of ``noted`` it does not hold (worked out once for the
+    commands of a run: comparing paths is what building a command costs most)."""
+    held = set(kept)
+    return (*kept, *(p for p in noted if p not in held))
 
 
 def _named(left_out: tuple[str, ...]) -> list[str]:
