@@ -25,6 +25,17 @@ steps:
 
 
 CTRL_C = "<Ctrl-C>"
+# the run's first approval decided by `trestle approve` from another terminal, then the
+# rest of the reply typed at the prompt
+ELSEWHERE = "<approved elsewhere>"
+
+
+def approve_elsewhere(cwd: Path, env: dict[str, str], seen: bytes) -> None:
+    run_id = re.search(rb"run (\d{8}-\d{6}-[0-9a-f]{4})", seen)
+    assert run_id is not None, seen
+    approve = [sys.executable, "-m", "trestle", "approve", f"{run_id.group(1).decode()}.1"]
+    done = subprocess.run(approve, cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
 
 
 def run_on_a_terminal(cwd: Path, answers: list[tuple[str, str]]) -> tuple[int, str]:
@@ -63,6 +74,9 @@ def run_on_a_terminal(cwd: Path, answers: list[tuple[str, str]]) -> tuple[int, s
                 reply = pending.pop(0)[1]
                 if reply == CTRL_C:  # the terminal is not the child's: signal it as one would
                     proc.send_signal(signal.SIGINT)
+                elif reply.startswith(ELSEWHERE):
+                    approve_elsewhere(cwd, env, seen)
+                    os.write(master, reply.removeprefix(ELSEWHERE).encode() + b"\n")
                 else:
                     os.write(master, reply.encode() + b"\n")
                 seen += b"<answered>"
@@ -89,6 +103,21 @@ def test_answering_later_leaves_the_run_waiting(tmp_path: Path) -> None:
     code, out = run_on_a_terminal(tmp_path, [("[l]ater?", "l")])
     assert code == 3, out
     assert (tmp_path / "ledger").read_text() == "built\n"
+
+
+def test_an_approval_from_another_terminal_while_it_asks_lets_the_run_go_on(
+    tmp_path: Path,
+) -> None:
+    """Answered 'later' (or 'approve') after another terminal approved, the run ended
+    waiting, its report still asking for the approval made; or asked again and again."""
+    for typed in ("l", "a"):
+        (tmp_path / "ledger").unlink(missing_ok=True)
+        (tmp_path / "plan.yaml").write_text(PLAN)
+        code, out = run_on_a_terminal(tmp_path, [("[l]ater?", ELSEWHERE + typed)])
+        assert code == 0, out
+        assert re.search(r"\.1 was decided elsewhere meanwhile: the run goes on", out), out
+        assert "already decided" not in out
+        assert (tmp_path / "ledger").read_text() == "built\nshipped\n"
 
 
 def test_a_rejection_on_the_terminal_records_the_reason(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from trestle.core.errors import ConfigError, PlanError
 from trestle.formats.planfile import MAX_PLAN_BYTES, read_text_file
 from trestle.lifecycle.approvals import (
     EDITABLE,
+    decision_queued,
     edit_from_yaml,
     editable,
     editable_fields,
@@ -165,11 +166,15 @@ CHOICES = "[a]pprove, approve [s]imilar, [e]dit then approve, [r]eject, [l]ater"
 
 
 def prompt_approvals(store: Store, run_id: str, out: Console) -> bool:
-    """Ask about each open approval of the run; True if any decision was made."""
+    """Ask about each open approval of the run; True if any decision was made, here or
+    from elsewhere (another terminal's ``trestle approve``, the dashboard) while it asked:
+    the run then goes on and records it, instead of ending as if nothing was decided."""
     decided = False
-    for card in inbox(store, run_id=run_id):
-        if not card.blocking:
-            continue
+    cards = [card for card in inbox(store, run_id=run_id) if card.blocking]
+    left = list(cards)  # those not decided here
+    for card in cards:
+        if _elsewhere(store, run_id, card):
+            break  # decided elsewhere while another card was asked: the run goes on
         show_card(out, store, card)
         while True:
             try:
@@ -179,7 +184,7 @@ def prompt_approvals(store: Store, run_id: str, out: Console) -> bool:
                     reason = out.input(Text("reason (recorded and fed back): ")).strip()
             except EOFError:  # Ctrl-D, or input that ended: the rest wait, as "later"
                 out.print("\nno answer (end of input): it waits in `trestle inbox`", markup=False)
-                return decided
+                return decided or _decided_elsewhere(store, run_id, left, out)
             try:
                 if answer in ("a", "s"):
                     submit_decision(store, card.ref, "approve", similar=answer == "s")
@@ -192,11 +197,31 @@ def prompt_approvals(store: Store, run_id: str, out: Console) -> bool:
                 else:
                     continue
             except ConfigError as exc:
+                if _elsewhere(store, run_id, card):
+                    break  # decided elsewhere while it asked: said below, the run goes on
                 out.print(f"error: {exc}", markup=False)
                 continue
             decided = True
+            left.remove(card)
             break
-    return decided
+    return decided or _decided_elsewhere(store, run_id, left, out)
+
+
+def _decided_elsewhere(store: Store, run_id: str, cards: list[HandoffCard], out: Console) -> bool:
+    """Whether a card left for later was decided from elsewhere while the prompt asked,
+    saying which: the run goes on to record it."""
+    found = [c.ref for c in cards if _elsewhere(store, run_id, c)]
+    for ref in found:
+        out.print(f"{ref} was decided elsewhere meanwhile: the run goes on", markup=False)
+    return bool(found)
+
+
+def _elsewhere(store: Store, run_id: str, card: HandoffCard) -> bool:
+    """Whether the card was decided by someone else since it was listed: a decision
+    queued for the driver, or one another driver (a `trestle resume`) recorded."""
+    if decision_queued(store, run_id, card.approval):
+        return True
+    return all(c.ref != card.ref for c in inbox(store, run_id=run_id))
 
 
 def say_outcome(

@@ -182,7 +182,7 @@ def queue_decision(
     full = approval_ref(state.run_id, number)
     if a.status != "pending":
         raise ConfigError(f"approval {full!r} was already decided ({a.status} by {a.by})")
-    if any(_decides(r, number) for r in store.pending_requests(state.run_id)):
+    if decision_queued(store, state.run_id, number):
         raise ConfigError(
             f"approval {full!r} was already decided; the run records it when it next runs "
             f"(`trestle resume {state.run_id}`)"
@@ -301,6 +301,12 @@ def tool_arguments(edited: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(arguments, Mapping):
         raise ConfigError("a tool call's edited 'arguments' must be a mapping of argument names")
     return dict(arguments)
+
+
+def decision_queued(store: Store, run_id: str, number: int) -> bool:
+    """Whether a decision on approval ``number`` of the run is queued for its driver
+    (made from another terminal, the dashboard or MCP) and not yet recorded."""
+    return any(_decides(r, number) for r in store.pending_requests(run_id))
 
 
 def _decides(request: Request, number: int) -> bool:
