@@ -335,3 +335,27 @@ def test_a_plan_run_through_a_link_in_the_workspace_is_said(tmp_path: Path) -> N
     assert said in flat(linked.stderr)
     assert f"run it by its real path ({tmp_path / 'real' / 'x.yaml'})" in flat(linked.stderr)
     assert "WARNING" not in direct.stderr
+
+
+def test_what_a_hook_imports_that_changed_since_its_plan_last_ran_is_said(
+    tmp_path: Path,
+) -> None:
+    """Later runs may write ``helper`` (the project's code); the next run of the plan
+    imports it into the driver, so a change is said when that run starts."""
+    _require_bwrap()
+    cli = Cli(dir=tmp_path / "ws", store=tmp_path / "state" / "trestle.db")
+    config = {"XDG_CONFIG_HOME": str(tmp_path / "config")}
+    helper = cli.write("helper.py", "X = 1\n")
+    cli.write("hooks.py", "import helper\ndef go(ctx):\n    return True\n")
+    cli.write("a.yaml", "steps:\n  - id: h\n    python: hooks:go\n")
+    cli.write("b.yaml", "steps:\n  - id: b\n    run: echo 'X = 2' > helper.py\n")
+
+    first = cli("run", "a.yaml", "--no-live", **config)
+    same = cli("run", "a.yaml", "--no-live", **config)
+    assert cli("run", "b.yaml", "--no-live", **config).returncode == 0  # not held for b
+    changed = cli("run", "a.yaml", "--no-live", **config)
+
+    assert first.returncode == same.returncode == changed.returncode == 0, changed.stderr
+    assert "WARNING" not in first.stderr + same.stderr
+    said = f"WARNING: {helper} changed since this plan last ran: its python: code imports it"
+    assert said in flat(changed.stderr)

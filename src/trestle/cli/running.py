@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from trestle.core.events import EngineBinding
+    from trestle.core.plan import Plan
     from trestle.core.records.agent import AgentSettings
     from trestle.store.base import Store
 
@@ -62,7 +63,6 @@ def run(
     """Validate a plan, show it, run it, and report. Prints the run id first."""
     from trestle.cli.drive import drive, opened_for_new_run, store_line
     from trestle.cli.render import plan_overview
-    from trestle.execution.driver_files import link_in
     from trestle.execution.sandbox import mode_from
     from trestle.formats.planfile import load_plan, plan_workspace
     from trestle.lifecycle.runs import create_run
@@ -96,16 +96,8 @@ def run(
         )
         note_run_files(map(str, delegated))
         out.print(f"run {run_id}")
-        if link_in(plan_file.absolute(), ws.resolve()):
-            # held by its real path; the link a later run follows is not
-            _err().print(
-                f"WARNING: the plan {plan_file} is reached through a link in the workspace: "
-                "a step's command can point the link elsewhere, and the next run of "
-                f"{plan_file} reads what the command chose; run it by its real path "
-                f"({plan_file.resolve()}).",
-                markup=False,
-                soft_wrap=True,
-            )
+        for warning in _plan_file_warnings(plan, plan_file, ws):
+            _err().print(f"WARNING: {warning}.", markup=False, soft_wrap=True)
         out.print(store_line(st), markup=False, soft_wrap=True)
         out.print(f"policy: {operator.source.describe()}", markup=False, soft_wrap=True)
         out.print(plan_overview(plan, str(plan_file)))
@@ -114,6 +106,33 @@ def run(
 
             start_and_follow(st, run_id, bound, out, report_json, wait_for_worker)
         drive(st, run_id, out, report_json, live, prompt, sandbox=mode)
+
+
+def _plan_file_warnings(plan: Plan, plan_file: Path, ws: Path) -> list[str]:
+    """What a step could still change of what this plan's next run reads or runs: the
+    plan's real file is held read-only, but not a link on the way to it, nor what its
+    python: modules import (often the project's own code: said when it changed)."""
+    from trestle.execution.driver_files import link_in
+    from trestle.formats.python_code import named_sources, python_sources
+    from trestle.trust.known_plans import code_changed
+
+    said = []
+    if link_in(plan_file.absolute(), ws.resolve()):
+        said.append(
+            f"the plan {plan_file} is reached through a link in the workspace: a step's "
+            f"command can point the link elsewhere, and the next run of {plan_file} reads "
+            f"what the command chose; run it by its real path ({plan_file.resolve()})"
+        )
+    where = (plan_file.resolve().parent, ws.resolve())
+    named = set(named_sources(plan, *where))
+    imported = {p: h for p, h in python_sources(plan, *where).items() if p not in named}
+    said += [
+        f"{path} changed since this plan last ran: its python: code imports it into the "
+        "driver, outside the sandbox, and a step of another run may have written it; "
+        "read it before this run's python: steps run"
+        for path in code_changed(str(plan_file.resolve()), imported)
+    ]
+    return said
 
 
 def engine_binding(
@@ -207,7 +226,7 @@ def resume(
     out = _out()
     from trestle.lifecycle.doorbell import bound_engine
 
-    with _found(store, run_id) as (st, run_id):
+    with _found(store, run_id, driving=True) as (st, run_id):
         out.print(f"run {run_id}")
         if bound_engine(st, run_id) is None:  # a Temporal run's workspace is its workers'
             refuse_a_missing_workspace(st, run_id)

@@ -10,9 +10,10 @@ in its workspace read-only too, and the agent's file tools refuse them.
 The list is ``plans-run`` in Trestle's configuration directory, which every sandbox
 hides: one JSON string a line (a path may hold a line break), appended under a lock.
 Past :data:`MAX_BYTES` it is rewritten to the :data:`MAX_KNOWN` newest distinct
-paths. A list that cannot be written (a read-only
-home) leaves each run holding only its own files; one that cannot be read holds
-nothing more.
+paths. Beside it, ``plans-code.json`` remembers what each plan's named modules imported
+when it last ran (:func:`code_changed`), so a change there is said at the next run.
+A list that cannot be written (a read-only home) leaves each run holding only its own
+files; one that cannot be read holds nothing more.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from pathlib import Path
 from trestle.trust.signing import config_dir
 
 KNOWN_FILE = "plans-run"
+CODE_FILE = "plans-code.json"  # what each plan's python: code imported when it last ran
+MAX_PLANS = 500  # plans whose code is remembered
 MAX_KNOWN = 2_000  # distinct paths kept
 MAX_BYTES = 512 * 1024  # appended before the list is rewritten
 
@@ -71,6 +74,38 @@ def known_in(ws: Path) -> tuple[str, ...]:
     return tuple(p for p in dict.fromkeys(_paths(lines)) if p.startswith(inside))
 
 
+def code_changed(plan: str, imported: dict[str, str]) -> list[str]:
+    """The files of ``imported`` (``{path: sha256}``: what a plan's named modules import
+    in turn, found as :func:`trestle.formats.python_code.python_sources` finds them)
+    that changed, or came, since the plan at ``plan`` last noted its code here; then
+    note these. Nothing for a plan never noted, or where the record cannot be read.
+
+    Later runs do not hold those files read-only (they are often the project's own
+    code, which another run may be asked to change), so a change is said instead:
+    a step of another run may have made it, and the next run imports it into the
+    driver."""
+    path = config_dir() / CODE_FILE
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with _locked(path):
+            try:
+                held = json.loads(path.read_text(encoding="utf-8"))
+            except (FileNotFoundError, ValueError):
+                held = {}
+            if not isinstance(held, dict):
+                held = {}
+            before = held.pop(plan, None)
+            held[plan] = imported  # the newest last: the oldest go first
+            for name in list(held)[: max(0, len(held) - MAX_PLANS)]:
+                del held[name]
+            _replace(path, json.dumps(held))
+    except OSError:
+        return []
+    if not isinstance(before, dict):
+        return []
+    return [f for f, digest in imported.items() if before.get(f) != digest]
+
+
 def _read(path: Path) -> list[str]:
     return path.read_text(encoding="utf-8", errors="replace").splitlines()
 
@@ -89,7 +124,7 @@ def _paths(lines: list[str]) -> list[str]:
 
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    fd = os.open(path.with_name(f"{KNOWN_FILE}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(path.with_name(f"{path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -98,14 +133,18 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _compact(path: Path) -> None:
-    """Rewrite the list to its newest :data:`MAX_KNOWN` distinct paths, whole: a
-    reader sees the old list or the new one."""
+    """Rewrite the list to its newest :data:`MAX_KNOWN` distinct paths."""
     newest = list(dict.fromkeys(reversed(_paths(_read(path)))))[:MAX_KNOWN]
-    temporary = path.with_name(f".{KNOWN_FILE}.{secrets.token_hex(4)}")
+    _replace(path, "".join(json.dumps(p) + "\n" for p in reversed(newest)))
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write ``path`` whole: a reader sees the old text or the new one."""
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
     try:
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.writelines(json.dumps(p) + "\n" for p in reversed(newest))
+            handle.write(text)
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
