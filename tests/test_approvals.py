@@ -44,8 +44,9 @@ from trestle.engines.local import LocalEngine
 from trestle.formats.planfile import parse_plan
 from trestle.formats.policyfile import parse_policy
 from trestle.lifecycle.approvals import inbox, submit_decision
+from trestle.lifecycle.cancel import cancel_run
 from trestle.lifecycle.feedback import feedback
-from trestle.lifecycle.runs import create_run, request_decision
+from trestle.lifecycle.runs import create_run, load_state, request_decision
 from trestle.store import SqliteStore
 from trestle.trust.signing import decision_key, sign, signed_payload
 
@@ -613,6 +614,18 @@ def test_the_report_of_a_rejected_step_says_how_to_ask_again(h: Harness) -> None
     state = h.run(run_id)
     assert state.steps["deploy"].status == "succeeded"
     assert not any("To ask again" in i for i in build_report(state).to_check)
+
+
+def test_a_cancelled_runs_step_does_not_still_wait_for_its_approval(h: Harness) -> None:
+    """Its report's row said 'cancelled' and, as why, 'waits for approval 1'."""
+    run_id = h.create("steps:\n  - {id: deploy, run: echo deployed >> d.log, irreversible: true}\n")
+    h.run(run_id)
+    cancel_run(h.store, run_id, "not needed", by="ana@laptop")
+    [row] = build_report(load_state(h.store, run_id)).steps
+    assert (row.category, row.reason) == (
+        "cancelled",
+        "the run was cancelled while it waited for approval 1",
+    )
 
 
 def test_feedback_lists_a_decision_that_does_not_verify_as_ignored(h: Harness) -> None:

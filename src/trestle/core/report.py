@@ -213,6 +213,8 @@ def _reason(state: RunState, sid: str) -> str | None:
     if st.status == "pending":
         waiting = [n for n in state.step_spec(sid).needs if not state.need_is_met(n)]
         return "waiting for " + ", ".join(map(repr, waiting)) if waiting else "not started"
+    if st.status == "awaiting_approval" and st.approval is not None and state.cancelled:
+        return f"the run was cancelled while it waited for approval {st.approval}"
     if st.status == "awaiting_approval" and st.approval is not None:
         decision = state.approvals[st.approval].decision
         return f"waits for approval {st.approval}" + (f": {decision.reason}" if decision else "")
