@@ -156,6 +156,8 @@ def test_step_problems_name_step_and_field(step_yaml: str, expected: str) -> Non
 
 def test_plan_level_problems() -> None:
     assert problems_of("[1, 2]") == ["the top level must be a mapping with a 'steps' list"]
+    for empty in ("", "# plan.yaml\n", "---\n"):
+        assert problems_of(empty) == ["the file holds no plan (it is empty, or only comments)"]
     assert any("field 'steps'" in p for p in problems_of("goal: nothing to do\n"))
     assert any("field 'parallelism'" in p for p in problems_of("parallelism: 0\nsteps: []\n"))
     assert any("field 'version'" in p for p in problems_of("version: 2\nsteps: [{id: a, run: x}]"))

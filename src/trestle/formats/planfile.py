@@ -181,6 +181,8 @@ def parse_plan(
         # the rest is not looked at: messages quote values, and these must not be shown
         loc, problem = bad_text
         raise PlanError(source, [problem], [_Lines(text).of(loc)])
+    if raw is None:  # an empty file, or only comments: say that, not what is missing
+        raise PlanError(source, ["the file holds no plan (it is empty, or only comments)"], [1])
     if not isinstance(raw, dict):
         raise PlanError(source, ["the top level must be a mapping with a 'steps' list"], [1])
     found: list[_Problem] = _child_plan_files(raw, base_dir or Path.cwd(), _including, _read)
