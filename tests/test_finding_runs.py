@@ -349,6 +349,9 @@ def test_a_unique_tail_names_the_run(user: Operator, three_runs: Path, args: lis
 
 
 def test_resume_by_tail_prints_the_full_id(user: Operator, three_runs: Path) -> None:
+    # resume drives a store found upward only if a run was started in it, as `trestle run`
+    # remembers (tests/test_planted_store.py)
+    RecentStores(user.index).remember(three_runs / ".trestle" / "trestle.db")
     result = user("resume", "ef34", "--no-live", "--no-prompt", cwd=three_runs)
 
     assert result.returncode == 0, result.stderr

@@ -119,7 +119,7 @@ def rewind_command(
     if attempt is not None and to is None:
         raise ConfigError("--attempt goes with --to STEP")
     out = _out()
-    with _found(store, run_id) as (st, run_id):
+    with _found(store, run_id, driving=True) as (st, run_id):
         state = load_state(st, run_id)
         shadow = _shadow(st, state)
         repo = shadow_repo(state, shadow, st)

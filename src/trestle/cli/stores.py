@@ -29,6 +29,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from trestle.core.errors import NoStoreError, StoreError, TrestleError, UnknownRunError
+from trestle.presentation.wording import visible
 from trestle.store.base import Store
 from trestle.store.location import (
     DEFAULT_STORE,
@@ -74,6 +75,27 @@ def reading_store(explicit: str | Path | None) -> str | Path:
     hint = f"; stores used recently: {_some(list(map(where_shown, recent)))}" if recent else ""
     raise NoStoreError(
         f"no store found: {looked_for(here)}; pass --store PATH or set ${STORE_ENV}{hint}"
+    )
+
+
+def _started_in(found: Path) -> bool:
+    """Whether a run of this account was started in the store file ``found``: it is
+    among the stores remembered, in a file no step can reach."""
+    try:
+        real = found.resolve()
+        return any(real == known.resolve() for known in RecentStores().paths())
+    except (OSError, RuntimeError):
+        return False
+
+
+def unknown_store(found: Path) -> str:
+    """Why the store ``found`` from the current directory upward is not driven."""
+    return (
+        f"{visible(str(found))} is the nearest store from here, but no run of yours was "
+        f"started in it (it is not among the stores you used, listed in "
+        f"{recent_stores_file()}): a step can write a file like it anywhere in its "
+        "workspace, holding a run whose python: steps would run in this process; if it is "
+        f"yours, name it: --store PATH (or ${STORE_ENV})"
     )
 
 
@@ -140,16 +162,22 @@ def _open_recent(where: str | Path) -> Store:
 
 
 @contextmanager
-def store_with_run(explicit: str | Path | None, run: str) -> Iterator[tuple[Store, str]]:
-    """The store holding the run ``run`` names, opened, and the run's full id."""
-    store, run_id = _find(explicit, run)
+def store_with_run(
+    explicit: str | Path | None, run: str, *, driving: bool = False
+) -> Iterator[tuple[Store, str]]:
+    """The store holding the run ``run`` names, opened, and the run's full id.
+
+    ``driving``: the command runs the run's work or changes its workspace (``resume``,
+    ``rewind``), so the nearest store from here is looked in only if a run of this
+    account was started in it (:func:`unknown_store` says why); others read any."""
+    store, run_id = _find(explicit, run, driving=driving)
     try:
         yield store, run_id
     finally:
         store.close()
 
 
-def _find(explicit: str | Path | None, run: str) -> tuple[Store, str]:
+def _find(explicit: str | Path | None, run: str, *, driving: bool) -> tuple[Store, str]:
     if not run.strip():  # every id ends with "": it would match them all, or none
         raise UnknownRunError("RUN is empty: give a run's id or a unique tail of it")
     chosen = chosen_store(explicit)
@@ -165,8 +193,13 @@ def _find(explicit: str | Path | None, run: str) -> tuple[Store, str]:
             raise
     here = Path.cwd()
     nearest = nearest_store(here)
+    passed_over = None
+    if driving and nearest is not None and not _started_in(nearest):
+        passed_over, nearest = nearest, None  # looked for in the stores you used instead
     recent = _recent_besides(nearest)
     if nearest is None and not recent:
+        if passed_over is not None:
+            raise NoStoreError(unknown_store(passed_over))
         raise NoStoreError(
             f"no store found for run {run!r}: {looked_for(here)}, and no run was started "
             f"recently; pass --store PATH or set ${STORE_ENV}"
@@ -192,9 +225,11 @@ def _find(explicit: str | Path | None, run: str) -> tuple[Store, str]:
             return _keep(tails[0][0], opened), tails[0][1]
         if tails:
             raise UnknownRunError(_ambiguous(run, tails))
+        passed = f"; not looked in: {unknown_store(passed_over)}" if passed_over else ""
         raise UnknownRunError(
             f"no run {run!r} in the nearest store or the stores used recently "
-            f"(looked in {_looked_in(opened)}); `trestle runs --store PATH` lists a store's runs"
+            f"(looked in {_looked_in(opened)}); `trestle runs --store PATH` lists a store's "
+            f"runs{passed}"
         )
     except BaseException:
         for store in opened:

@@ -1,0 +1,72 @@
+"""A store a step planted in its workspace is not taken for yours.
+
+Commands that read find a store by looking upward from the current directory for
+``.trestle/trestle.db``. A step can write such a file anywhere in its workspace
+(``src/.trestle/trestle.db``), holding a run of its own making, with the id of a real
+one; from ``src/``, ``trestle approve`` and ``trestle resume`` then drove that run, and
+its ``python:`` step ran code the step wrote in the driver. ``resume`` and ``rewind``
+look in a store found that way only if a run of this account was started in it (it is
+in the index of stores used, which no step reaches); commands that only read or record
+a decision still open it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from test_rewind import World, run_id_of
+from trestle.store.location import recent_stores_file
+
+
+def test_a_store_planted_below_the_workspace_is_not_driven(tmp_path: Path) -> None:
+    world = World(tmp_path)
+    (world.ws / "src").mkdir(parents=True)
+    mark = tmp_path / "ran-in-the-driver"
+    (world.ws / "hook.py").write_text(
+        f"def go(ctx=None):\n    open({str(mark)!r}, 'w').write('ran')\n"
+    )
+    (tmp_path / "forged.yaml").write_text(
+        "workspace: ws\nsteps:\n  - id: a\n    run: 'true'\n    approval: confirm\n"
+        "  - id: b\n    needs: [a]\n    python: hook:go\n"
+    )
+    forged = tmp_path / "forged" / "trestle.db"
+    made = world.cli("run", "forged.yaml", "--no-live", "--no-prompt", store=forged)
+    forged_run = run_id_of(made)
+    recent_stores_file().unlink()  # what a step writes is never a store a run was started in
+    (world.ws / "forged.bin").write_bytes(forged.read_bytes())  # the bytes a step can write
+    world.run(
+        """\
+        workspace: ws
+        steps:
+          - id: plant
+            run: mkdir -p src/.trestle && cp forged.bin src/.trestle/trestle.db
+        """
+    )
+    assert (world.ws / "src" / ".trestle" / "trestle.db").is_file()
+
+    def from_src(*args: str) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if k != "TRESTLE_STORE"}
+        env.update(COLUMNS="100", NO_COLOR="1", TERM="dumb")
+        return subprocess.run(
+            [sys.executable, "-m", "trestle", *args],
+            cwd=world.ws / "src",
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    approved = from_src("approve", f"{forged_run}.1")  # recorded in that store: harmless
+    resumed = from_src("resume", forged_run, "--no-live")
+    rewound = from_src("rewind", forged_run, "--to", "a", "--yes")
+    listed = from_src("runs")  # reading it is no harm: all it shows is escaped
+    assert approved.returncode == 0, approved.stdout + approved.stderr
+    assert not mark.exists()
+    for done in (resumed, rewound):
+        assert done.returncode != 0, done.stdout + done.stderr
+        assert "no run of yours was started in it" in done.stderr, done.stderr
+    assert listed.returncode == 0 and forged_run in listed.stdout, listed.stderr
