@@ -109,6 +109,29 @@ def test_an_interrupted_step_with_checks_is_said_to_be_done_if_they_pass(cli: Cl
     assert (cli.dir / "out.txt").read_text() == "x\n"  # done, not run again
 
 
+def test_running_a_plan_again_after_its_driver_was_killed_names_the_run_left(
+    cli: Cli,
+) -> None:
+    """Run again after a ``kill -9``, the plan started over in silence, and the run
+    left behind waited unseen; a run of another plan is not named."""
+    # the second run finds the file the first one made and ends at once
+    driver, run_id = driven(
+        cli, "steps:\n  - id: a\n    run: test -f a || { touch a; sleep 30; }\n"
+    )
+    wait_for(cli.dir / "a")
+    driver.kill()
+    driver.communicate(timeout=60)
+    cli.write("other.yaml", "steps:\n  - id: a\n    run: 'true'\n")
+    assert "note:" not in cli("run", "other.yaml", "--no-live").stderr
+
+    again = cli("run", "plan.yaml", "--no-live")
+    assert flat(again.stderr) == (
+        f"note: run {run_id} lost its driver (it was killed, or its machine stopped): "
+        f"continue with `trestle resume {run_id}`; this is a new run."
+    )
+    assert run_id_of(again) != run_id
+
+
 def test_the_report_a_signal_ends_with_calls_the_run_interrupted_not_running(cli: Cli) -> None:
     driver, run_id = driven(cli, STOPPED_PLAN)
     wait_for(cli.dir / "blind.txt", cli.dir / "safe.txt")

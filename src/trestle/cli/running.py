@@ -84,6 +84,7 @@ def run(
     load_settings()  # a bad notify.toml is refused before the run is recorded
     out = _out()
     with opened_for_new_run(store, ws) as st:
+        left = _left_unfinished(st, plan_file)
         run_id = create_run(
             st,
             plan,
@@ -96,6 +97,8 @@ def run(
         )
         note_run_files(map(str, delegated))
         out.print(f"run {run_id}")
+        for note in left:
+            _err().print(f"note: {note}; this is a new run.", markup=False, soft_wrap=True)
         for warning in _plan_file_warnings(plan, plan_file, ws):
             _err().print(f"WARNING: {warning}.", markup=False, soft_wrap=True)
         out.print(store_line(st), markup=False, soft_wrap=True)
@@ -106,6 +109,22 @@ def run(
 
             start_and_follow(st, run_id, bound, out, report_json, wait_for_worker)
         drive(st, run_id, out, report_json, live, prompt, sandbox=mode)
+
+
+def _left_unfinished(store: Store, plan_file: Path, most: int = 3) -> list[str]:
+    """The runs of this plan file in the store that nothing drives and no one finished
+    (a signal stopped them, or their driver was killed): run again after a ``kill -9``,
+    the plan starts over in a new run, and the old one would wait unseen."""
+    from trestle.lifecycle.driven import drivings, interrupted_note
+
+    path = str(plan_file.resolve())
+    rows = [r for r in store.runs() if r.plan_path == path and r.status == "running"]
+    judged = drivings(store, rows)
+    return [
+        interrupted_note(r.run_id, r.summarised().interrupted, judged[r.run_id])
+        for r in rows
+        if judged[r.run_id].status == "interrupted"
+    ][:most]
 
 
 def _plan_file_warnings(plan: Plan, plan_file: Path, ws: Path) -> list[str]:
