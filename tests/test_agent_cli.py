@@ -172,6 +172,9 @@ def demo_trajectory(demo: Demo, demo_cli: Cli, tmp_path_factory: pytest.TempPath
     path = tmp_path_factory.mktemp("trajectory") / "t.json"
     result = demo_cli("trajectory", demo.run_id, "-o", path, "--store", demo.store)
     assert result.returncode == 0, result.stdout + result.stderr
+    said = flat(result.stderr)  # it wrote the file and said nothing
+    assert said.startswith(f"wrote the model answers of run {demo.run_id} ("), said
+    assert said.endswith(f" conversations) to {path}: replay them with --model replay:{path}")
     return path
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from trestle.cli.console import _found, _out, write_output
+from trestle.cli.console import _err, _found, _out, write_output
 from trestle.cli.options import (
     AcceptPolicyOption,
     AddressOption,
@@ -33,6 +33,7 @@ from trestle.cli.options import (
 from trestle.cli.running import engine_binding
 from trestle.core.errors import ConfigError
 from trestle.core.records.agent_defaults import DEFAULT_MAX_TOKENS, DEFAULT_STEP_TIMEOUT
+from trestle.presentation.wording import counted
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -389,10 +390,18 @@ def trajectory(
             )
         found = Trajectory(goal=found.goal, conversations=conversations)
     text = found.model_dump_json(indent=2) + "\n"
-    if output is None:
+    if output is None or str(output) == "-":
         typer.echo(text, nl=False)
-    else:
-        write_output(output, text)
+        return
+    write_output(output, text)
+    # the file is all a user sees of it: say what it holds and how it is used
+    _err().print(
+        f"wrote the model answers of run {run_id} "
+        f"({counted(len(found.conversations), 'conversation')}) to {output}: replay them "
+        f"with --model replay:{output}",
+        markup=False,
+        soft_wrap=True,
+    )
 
 
 def _options_refused(exc: ValidationError) -> ConfigError:
