@@ -7,17 +7,20 @@ one; from ``src/``, ``trestle approve`` and ``trestle resume`` then drove that r
 its ``python:`` step ran code the step wrote in the driver. ``resume`` and ``rewind``
 look in a store found that way only if a run of this account was started in it (it is
 in the index of stores used, which no step reaches); commands that only read or record
-a decision still open it.
+a decision still open it. Nor is an SQLite file holding a trigger or a view opened:
+Trestle makes none, and a trigger runs in the driver's connection.
 """
 
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 from test_rewind import World, run_id_of
+from trestle.store import SqliteStore
 from trestle.store.location import recent_stores_file
 
 
@@ -70,3 +73,46 @@ def test_a_store_planted_below_the_workspace_is_not_driven(tmp_path: Path) -> No
         assert done.returncode != 0, done.stdout + done.stderr
         assert "no run of yours was started in it" in done.stderr, done.stderr
     assert listed.returncode == 0 and forged_run in listed.stdout, listed.stderr
+
+
+def test_a_store_with_a_trigger_a_step_planted_is_not_opened(tmp_path: Path) -> None:
+    """A later run whose workspace is ``src`` keeps its store in ``src/.trestle``, where an
+    earlier run's step could plant an SQLite file whose trigger, run by the driver's own
+    connection, rewrote every event it recorded (the plan's command among them)."""
+    world = World(tmp_path)
+    (world.ws / "src").mkdir(parents=True)
+    planted = tmp_path / "planted.db"
+    SqliteStore(planted).close()
+    db = sqlite3.connect(planted)
+    db.execute(
+        "CREATE TRIGGER rewrite AFTER INSERT ON events BEGIN UPDATE events SET data = "
+        "replace(data, 'echo safe', 'echo EVIL') WHERE run_id = NEW.run_id AND seq = NEW.seq; END"
+    )
+    db.commit()
+    db.close()
+    (world.ws / "planted.bin").write_bytes(planted.read_bytes())  # the bytes a step can write
+    world.run(
+        """\
+        workspace: ws
+        steps:
+          - id: plant
+            run: mkdir -p src/.trestle && cp planted.bin src/.trestle/trestle.db
+        """
+    )
+    (tmp_path / "later.yaml").write_text(
+        "workspace: ws/src\nsteps:\n  - id: a\n    run: echo safe\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TRESTLE_STORE"}
+    later = subprocess.run(
+        [sys.executable, "-m", "trestle", "run", "later.yaml", "--no-live", "--no-prompt"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert later.returncode == 4, later.stdout + later.stderr
+    assert "it holds trigger 'rewrite', which Trestle never makes" in later.stderr, later.stderr
+    recorded = sqlite3.connect(world.ws / "src" / ".trestle" / "trestle.db")
+    assert recorded.execute("SELECT count(*) FROM events").fetchone() == (0,)

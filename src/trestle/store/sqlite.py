@@ -241,12 +241,17 @@ class SqliteStore(SqlReads):
             else:
                 db = connect(read_only_uri(self.path), uri=True)
             # reads the schema: a store whose first pages are damaged is named here
-            self._retry_busy(
-                lambda: db.execute("SELECT count(*) FROM sqlite_master").fetchone(),
+            made = self._retry_busy(
+                lambda: db.execute(
+                    "SELECT type, name FROM sqlite_master WHERE type IN ('trigger', 'view')"
+                ).fetchall(),
                 "opening the store",
             )
         except OSError as exc:
             raise StoreError(f"{self.path}: cannot open the store: {exc}") from None
+        if made:
+            db.close()
+            raise StoreError(_not_made_here(self.path, made))
         return db
 
     def _migrate(self) -> None:
@@ -615,6 +620,19 @@ def _refuse_missing(path: Path) -> NoReturn:
     if blocked is not None and not blocked.is_dir():
         raise StoreError(f"{path}: cannot open the store: {blocked} is not a directory")
     raise NoStoreError(f"no store at {path}")
+
+
+def _not_made_here(path: Path, made: list[tuple[str, str]]) -> str:
+    """Why a store holding triggers or views is not opened: Trestle makes none, and a
+    trigger runs in the connection of whoever writes (a file a step planted where a
+    later run keeps its store, ``src/.trestle/trestle.db``, rewrote each event the
+    driver recorded)."""
+    named = ", ".join(f"{kind} {name!r}" for kind, name in made[:5])  # repr escapes controls
+    return (
+        f"{path}: not opened: it holds {named}, which Trestle never makes; a step can "
+        "write a file like it in its workspace. Use another store (--store PATH), or "
+        "move this one away if you did not make it"
+    )
 
 
 def _apply_migrations(db: sqlite3.Connection) -> None:
