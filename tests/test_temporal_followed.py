@@ -11,6 +11,7 @@ in Temporal's own listing."""
 from __future__ import annotations
 
 import asyncio
+import select
 import subprocess
 from pathlib import Path
 
@@ -160,6 +161,40 @@ def test_a_worker_started_before_its_store_waits_for_it(tmp_path: Path, address:
         plan = cli.write("plan.yaml", "goal: g\nsteps:\n  - id: a\n    run: 'true'\n")
         ran = pool.run("run", plan, "--no-live", "--no-prompt", *pool.flags())
         assert ran.returncode == 0, ran.stdout + ran.stderr
+    finally:
+        pool.stop()
+
+
+def test_a_worker_passes_over_a_store_no_run_of_yours_was_started_in(
+    tmp_path: Path, address: str
+) -> None:
+    """A step can write ``src/.trestle/trestle.db`` in its workspace, holding a run of
+    its own making: a worker started in ``src/`` waits, saying why, and serves nothing
+    from it."""
+    planted = tmp_path / "src" / ".trestle" / "trestle.db"
+    planted.parent.mkdir(parents=True)
+    SqliteStore(planted).close()
+    cli = Cli(tmp_path / "src", planted)
+    env = {k: v for k, v in cli.env().items() if k != "TRESTLE_STORE"}
+    env["XDG_STATE_HOME"] = str(tmp_path / "state")  # no store used yet
+    pool = Workers(cli, address)
+    worker = subprocess.Popen(
+        cli.argv("worker", *pool.flags()),
+        cwd=cli.dir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    pool.running.append(worker)
+    try:
+        assert worker.stderr is not None
+        ready, _, _ = select.select([worker.stderr], [], [], 30)
+        assert ready, "the worker said nothing: it took the planted store"
+        said = worker.stderr.readline()
+        assert f"{planted} is the nearest store from here, but no run of yours" in said
+        assert "waiting for a run of yours to be started in it" in said
+        assert worker.poll() is None
     finally:
         pool.stop()
 

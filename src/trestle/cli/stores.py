@@ -78,7 +78,7 @@ def reading_store(explicit: str | Path | None) -> str | Path:
     )
 
 
-def _started_in(found: Path) -> bool:
+def started_in(found: Path) -> bool:
     """Whether a run of this account was started in the store file ``found``: it is
     among the stores remembered, in a file no step can reach."""
     try:
@@ -194,7 +194,7 @@ def _find(explicit: str | Path | None, run: str, *, driving: bool) -> tuple[Stor
     here = Path.cwd()
     nearest = nearest_store(here)
     passed_over = None
-    if driving and nearest is not None and not _started_in(nearest):
+    if driving and nearest is not None and not started_in(nearest):
         passed_over, nearest = nearest, None  # looked for in the stores you used instead
     recent = _recent_besides(nearest)
     if nearest is None and not recent:

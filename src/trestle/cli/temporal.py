@@ -255,24 +255,30 @@ STORE_LOOK = 0.5  # seconds between looks for the store a worker waits for
 
 
 def store_to_come(sleep: Callable[[float], None] = time.sleep) -> Path:
-    """The nearest store (``.trestle/trestle.db`` here or above), waited for when there
-    is none yet: a worker may start before the first run creates it. Says once, on
-    stderr, where it looks."""
-    from trestle.cli.stores import looked_for
+    """The nearest store (``.trestle/trestle.db`` here or above) that a run of this
+    account was started in, waited for when there is none yet: a worker may start
+    before the first run creates it. One no run of yours was started in is passed
+    over (a step can write a file like it anywhere in its workspace, and the worker
+    would run its runs' ``python:`` steps). Says on stderr, once each, where it looks
+    and what it passed over."""
+    from trestle.cli.stores import looked_for, started_in, unknown_store
     from trestle.store.location import nearest_store
 
-    here, said = Path.cwd(), False
+    here, said = Path.cwd(), set[str]()
     while True:
         found = nearest_store(here)
-        if found is not None:
+        if found is not None and started_in(found):
             return found
-        if not said:
-            _line_err(
-                _err(),
+        if found is None:
+            why = (
                 f"no store yet: {looked_for(here)}; waiting for the first run started here "
-                "to create it (or pass --store PATH or set $TRESTLE_STORE)",
+                "to create it (or pass --store PATH or set $TRESTLE_STORE)"
             )
-            said = True
+        else:
+            why = f"{unknown_store(found)}; waiting for a run of yours to be started in it"
+        if why not in said:
+            _line_err(_err(), why)
+            said.add(why)
         sleep(STORE_LOOK)
 
 
