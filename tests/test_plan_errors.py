@@ -120,7 +120,8 @@ def test_messages_are_in_the_files_words_not_pydantics(tmp_path: Path) -> None:
     assert lines == [
         "plan.yaml:1: field 'checkpoints': must be one of 'irreversible', 'every_step' or "
         "'off', not 'sometimes'",
-        "plan.yaml:5: step 'build', field 'needs': must be a list, not 'build-first'",
+        "plan.yaml:5: step 'build', field 'needs': must be a list, not 'build-first' (a list "
+        'of one: ["build-first"])',
         "plan.yaml:6: step 'build', field 'timeout': must be more than 0, not 0",
         "plan.yaml:7: step 'build', field 'optional': must be true or false, not 'perhaps'",
         "plan.yaml:9: step 'build', field 'verify[0].command': must not be empty",

@@ -13,6 +13,7 @@ through here, so a problem reads the same in either:
 from __future__ import annotations
 
 import difflib
+import json
 import re
 import types
 from collections.abc import Iterable, Mapping, Sequence, Sized
@@ -174,7 +175,17 @@ def plain_message(err: Mapping[str, Any], patterns: Mapping[str, str] | None = N
         message = _WORDS[kind].format(**_shown_ctx(ctx))
     else:
         return str(err["msg"])  # our own checks' messages (a check's kind) are plain already
-    return message + _given(err.get("input"))
+    return message + _given(err.get("input")) + _as_a_list(kind, err.get("input"))
+
+
+def _as_a_list(kind: str, value: object) -> str:
+    """For one item written where a list goes (``needs: build``), the list it meant,
+    written as both YAML and TOML read it."""
+    if kind not in ("tuple_type", "list_type", "set_type") or not isinstance(value, str):
+        return ""
+    if not value or len(value) > 80 or not value.isprintable():
+        return ""
+    return f" (a list of one: {json.dumps([value], ensure_ascii=False)})"
 
 
 def _check_key_hint(message: str, value: object) -> str:
