@@ -4,7 +4,9 @@ run's workflow before its step ran; a command following a run whose workflow Tem
 closed waited for ever without a word; ``trestle resume``, as then printed, waited up
 to a minute in silence for the closed workflow's lease to lapse; and attempts started
 together on a run of thousands of steps were lost by their live worker, each waiting
-for the store to load the run before its first heartbeat."""
+for the store to load the run before its first heartbeat; and a step announced as the
+history reached its limit, carried undispatched while the ceiling stopped the others,
+was taken by the next execution for one lost mid-step and escalated, never having run."""
 
 from __future__ import annotations
 
@@ -152,3 +154,29 @@ def test_attempts_started_together_on_a_run_of_thousands_of_steps_are_not_lost(
     assert "step_attempt_lost" not in kinds
     assert kinds.count("step_attempt_ended") == 32
     assert sorted((cli.dir / "ledger.txt").read_text().split()) == [f"s{i:02d}" for i in range(32)]
+
+
+def test_work_announced_at_the_history_limit_runs_once_not_escalated(
+    cli: Cli, address: str
+) -> None:
+    workers = Workers(
+        cli, address, TRESTLE_TEMPORAL_HEARTBEAT="2", TRESTLE_TEMPORAL_HISTORY_LIMIT="20"
+    )
+    steps = "".join(
+        f"  - {{id: p{i:02d}, idempotent: true, run: sleep {0.3 + 0.25 * i:.2f}}}\n"
+        f"  - {{id: q{i:02d}, needs: [p{i:02d}], run: echo q{i:02d} >> ledger.txt}}\n"
+        for i in range(12)
+    )
+    plan = cli.write("plan.yaml", f"goal: g\nsteps:\n{steps}")
+    try:
+        workers.start()
+        result = workers.run("run", plan, "--no-live", "--no-prompt", *workers.flags())
+    finally:
+        workers.stop()
+    # before: exit 3, a q step lost ('not the running one; not performed') and escalated
+    assert result.returncode == 0, result.stdout + result.stderr
+    store = SqliteStore(cli.store)
+    kinds = {s.event.kind for s in store.events(run_id_of(result))}
+    assert "run_interrupted" in kinds  # the ceiling was reached, and stopped p steps
+    assert not kinds & {"step_attempt_lost", "step_escalated"}
+    assert sorted((cli.dir / "ledger.txt").read_text().split()) == [f"q{i:02d}" for i in range(12)]

@@ -19,7 +19,8 @@ probe elsewhere does not take the processes it cannot see for gone.
 A run that waits on a human ends its drive, releases its lease and sleeps until a
 ``nudge`` signal (sent by ``trestle approve``, ``retry``, ``cancel`` ...) wakes it; a
 succeeded or cancelled run ends the workflow. Long runs continue as new once no attempt
-is in flight, carrying the lease and any announced work not yet started.
+is in flight, carrying the lease: at the history limit the drive decides nothing more,
+and starts what it had announced, so nothing announced is left undispatched.
 
 An attempt whose model cannot be used (a refused key, a dead address: its worker says
 so, sealed) stops the drive as an interrupt does, no attempt counted, and the run
@@ -302,7 +303,10 @@ class RunWorkflow:
             posted, self._posted = self._posted, []
             inbound += [event for events, _ in posted for event in events]
             unusable = self._unusable if cancel is None else None
-            decide_next = cancel is None and unusable is None
+            # at its history limit the drive starts nothing new: it lets what runs end,
+            # then continues as new, where the decider is asked again
+            draining = draining or self._history_long(drive)
+            decide_next = cancel is None and unusable is None and not draining
             batch = await self._advance(state, inbound, requests, hub, decide_next)
             if cancel is not None:
                 ending = partial(_cancelled, cancel, signed[cancel.id])
@@ -333,6 +337,15 @@ class RunWorkflow:
                 if unusable is not None:
                     return MODEL_STOPPED
                 held += [e for e in batch if isinstance(e, StepStarted | StepProbeStarted)]
+            # what is committed as started is started, limit or not: an attempt carried
+            # to the next execution undispatched while this one stopped the others at
+            # the ceiling was taken there for one lost mid-step, never having run, and
+            # escalated to a human
+            for event in held:
+                handle = self._dispatch(state, event, drive)
+                work[handle] = event
+                watch.started(handle, event)
+            held = []
             if work and self._history_long(drive, CEILING):
                 # an attempt that records as it goes (an agent) could fill the history:
                 # stop it as a stop does; the next execution re-runs it, replaying
@@ -341,12 +354,6 @@ class RunWorkflow:
                 await self._commit(state, stopping, [], ask)
                 return _carry(ask.token, held)
             draining = draining or self._history_long(drive)
-            if held and not draining:
-                for event in held:
-                    handle = self._dispatch(state, event, drive)
-                    work[handle] = event
-                    watch.started(handle, event)
-                held = []
             if draining and not work:
                 return _carry(ask.token, held)
             if state.finished is not None and not work:
