@@ -78,6 +78,13 @@ PLAN = (
 )
 
 
+def _workspace(tmp_path: Path) -> tuple[Cli, dict[str, str]]:
+    """The CLI in ``tmp_path/ws``, its store beside it, and a configuration directory
+    of its own (where the plans run are noted) for each command's environment."""
+    cli = Cli(dir=tmp_path / "ws", store=tmp_path / "state" / "trestle.db")
+    return cli, {"XDG_CONFIG_HOME": str(tmp_path / "config")}
+
+
 def _owner(cli: UserCli) -> int:
     return USER if cli.uid is not None else os.getuid()
 
@@ -149,8 +156,7 @@ def test_another_run_in_the_workspace_cannot_rewrite_a_plan_run_from_there(
     own. The plan files an account has run are noted outside every sandbox, and every
     later run in their workspace holds them read-only."""
     _require_bwrap()
-    cli = Cli(dir=tmp_path / "ws", store=tmp_path / "state" / "trestle.db")
-    config = {"XDG_CONFIG_HOME": str(tmp_path / "config")}
+    cli, config = _workspace(tmp_path)
     a = cli.write("a.yaml", "steps:\n  - id: hook\n    python: hooks:go\n")
     hook = cli.write("hooks.py", HOOK)
     assert cli("run", "a.yaml", "--no-live", **config).returncode == 0
@@ -180,8 +186,7 @@ def test_a_write_step_through_a_link_a_step_planted_cannot_rewrite_a_plan_run_be
     """The driver writes a ``write:`` step's file itself, outside the sandbox, beneath
     the workspace but following its links: plan ``b``'s command pointed ``out`` at the
     workspace, and its ``write:`` step to ``out/a.yaml`` rewrote plan ``a``."""
-    cli = Cli(dir=tmp_path / "ws", store=tmp_path / "state" / "trestle.db")
-    config = {"XDG_CONFIG_HOME": str(tmp_path / "config")}
+    cli, config = _workspace(tmp_path)
     a = cli.write("a.yaml", "steps:\n  - id: a\n    run: 'true'\n")
     assert cli("run", "a.yaml", "--no-live", **config).returncode == 0
     before = a.read_bytes()
@@ -225,8 +230,7 @@ def test_a_plan_first_run_while_another_run_goes_on_is_held_from_its_next_comman
     """Run ``b`` chose its sandbox before plan ``a`` was first run (from another
     terminal); ``b``'s next command rewrote ``a``, and the next run of ``a`` obeyed it."""
     _require_bwrap()
-    cli = Cli(dir=tmp_path / "ws", store=tmp_path / "state" / "trestle.db")
-    config = {"XDG_CONFIG_HOME": str(tmp_path / "config")}
+    cli, config = _workspace(tmp_path)
     a = cli.write("a.yaml", "steps:\n  - id: a\n    run: 'true'\n")
     cli.write(
         "b.yaml",
@@ -276,8 +280,7 @@ def test_the_list_of_plans_run_keeps_every_line_appended_at_once_and_its_newest(
 
 def test_a_plan_file_a_delegation_names_is_held_as_its_parent_is(tmp_path: Path) -> None:
     _require_bwrap()
-    cli = Cli(dir=tmp_path / "ws", store=tmp_path / "state" / "trestle.db")
-    config = {"XDG_CONFIG_HOME": str(tmp_path / "config")}
+    cli, config = _workspace(tmp_path)
     child = cli.write("plans/child.yaml", "steps:\n  - id: c\n    run: echo child\n")
     cli.write(
         "plan.yaml",
@@ -343,8 +346,7 @@ def test_what_a_hook_imports_that_changed_since_its_plan_last_ran_is_said(
     """Later runs may write ``helper`` (the project's code); the next run of the plan
     imports it into the driver, so a change is said when that run starts."""
     _require_bwrap()
-    cli = Cli(dir=tmp_path / "ws", store=tmp_path / "state" / "trestle.db")
-    config = {"XDG_CONFIG_HOME": str(tmp_path / "config")}
+    cli, config = _workspace(tmp_path)
     helper = cli.write("helper.py", "X = 1\n")
     cli.write("hooks.py", "import helper\ndef go(ctx):\n    return True\n")
     cli.write("a.yaml", "steps:\n  - id: h\n    python: hooks:go\n")
