@@ -35,9 +35,9 @@ demo: $(BASE)
 
 ## test: set up, lint, type-check and run the test suite (three workers, whatever the
 ## cores: most tests wait on the subprocesses they start; a file's tests stay on one
-## worker)
+## worker; the slowest files go first, as tests/slowest_files.txt lists them)
 test: $(DEV) lint typecheck
-	$(BIN)/pytest -n 3 --dist loadfile
+	$(BIN)/pytest -n 3 --dist loadfile --no-loadscope-reorder
 
 ## lint: ruff, and the import contracts that keep the layers apart (pyproject.toml's
 ## [tool.importlinter]: the core imports nothing outside itself)
@@ -75,6 +75,7 @@ SOAK_CRASH_TRIALS ?= 300
 SOAK_MODEL_TURNS ?= 20000
 SOAK_AGENT_RUNS ?= 30
 SOAK_APPROVED_RACES ?= 60
+SOAK_TEMPORAL_TURNS ?= 2000
 soak: $(DEV)
 	$(BIN)/python bench/crash_operator.py --trials $(SOAK_OPERATOR_TRIALS)
 	$(BIN)/python bench/crash_moments.py --trials $(SOAK_MOMENT_TRIALS)
@@ -84,6 +85,7 @@ soak: $(DEV)
 	TRESTLE_MODEL_FUZZ_TURNS=$(SOAK_MODEL_TURNS) $(BIN)/pytest -q tests/test_fuzz_model.py
 	TRESTLE_AGENT_KILL_RUNS=$(SOAK_AGENT_RUNS) TRESTLE_AGENT_KILLS=10 $(BIN)/pytest -q tests/test_agent_crash.py
 	TRESTLE_APPROVED_RACES=$(SOAK_APPROVED_RACES) $(BIN)/pytest -q tests/test_approved_bytes.py
+	TRESTLE_TEMPORAL_AGENT_TURNS=$(SOAK_TEMPORAL_TURNS) $(BIN)/pytest -q tests/test_temporal_agents.py
 
 clean:
 	rm -rf $(VENV) .demo .trestle .pytest_cache .mypy_cache .ruff_cache .grimp_cache \

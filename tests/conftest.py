@@ -37,6 +37,21 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["TRESTLE_KEY_FILE"] = str(_SESSION_HOME / "config" / "approval.key")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slowest files first (tests/slowest_files.txt), the rest after in collection
+    order: ``make test`` hands whole files to its workers in this order
+    (``--dist loadfile --no-loadscope-reorder``), so the longest start at once and no
+    worker is left running one of them alone at the end."""
+    rank = {name: i for i, name in enumerate(_slowest_files())}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable
+
+
+def _slowest_files() -> list[str]:
+    listed = Path(__file__).with_name("slowest_files.txt").read_text(encoding="utf-8")
+    lines = (line.split("#", 1)[0].strip() for line in listed.splitlines())
+    return [line for line in lines if line]
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _SESSION_HOME is not None:
         shutil.rmtree(_SESSION_HOME, ignore_errors=True)

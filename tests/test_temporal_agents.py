@@ -28,7 +28,7 @@ from trestle.store import SqliteStore
 
 pytestmark = pytest.mark.slow
 KILLED_READS = 150  # the worker dies about 50 turns in
-LONG_TURNS = int(os.environ.get("TRESTLE_TEMPORAL_AGENT_TURNS", "2000"))
+LONG_TURNS = int(os.environ.get("TRESTLE_TEMPORAL_AGENT_TURNS", "500"))
 
 
 def agent_run_id(printed: str) -> str:
@@ -106,7 +106,8 @@ def test_a_worker_killed_mid_agent_step_is_replaced_and_no_call_is_made_twice(
 def test_a_long_agent_run_continues_as_new_and_records_each_turn_once(
     cli: Cli, address: str
 ) -> None:
-    workers = Workers(cli, address, TRESTLE_TEMPORAL_HISTORY_LIMIT="4000")
+    # a history limit of twice the turns: the run continues as new at least once
+    workers = Workers(cli, address, TRESTLE_TEMPORAL_HISTORY_LIMIT=str(2 * LONG_TURNS))
     try:
         workers.start()
         repo, trajectory = demo_repo(cli.dir, reads=LONG_TURNS)
