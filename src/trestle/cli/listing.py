@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from rich.table import Table
-from rich.text import Text
 
+from trestle.cli.shown_text import Text
 from trestle.lifecycle.driven import Driving, interrupted_note
 from trestle.presentation.wording import clip, clock, shown
 from trestle.store.base import RunRow, by_tree

@@ -10,9 +10,9 @@ from collections.abc import Sequence
 
 from rich.console import Group, RenderableType
 from rich.table import Table
-from rich.text import Text
 
 from trestle.cli.listing import STATUS_STYLE, styled
+from trestle.cli.shown_text import Text
 from trestle.core.budget import go_on
 from trestle.core.card import HandoffCard
 from trestle.core.card_groups import due, waiting

@@ -4,13 +4,13 @@ the workspace as it is now, as a unified diff."""
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from trestle.core.errors import ConfigError
 from trestle.lifecycle.approvals import text_now
+from trestle.presentation.diffs import unified
 from trestle.presentation.wording import counted
 from trestle.tools.coding import coding_registry
 from trestle.workspace.beneath import Refused
@@ -56,13 +56,13 @@ def call_diff(tool: str, arguments: Mapping[str, Any], workspace: Path) -> str |
         if after_or_why[1] is not None:
             return f"(the edit would fail: {after_or_why[1]} in {path})"
         after = after_or_why[0]
-    lines = difflib.unified_diff(
-        (before or "").splitlines(keepends=True),
-        after.splitlines(keepends=True),
+    diff = unified(
+        before or "",
+        after,
         fromfile=f"a/{path}" if before is not None else "/dev/null",
         tofile=f"b/{path}",
     )
-    return "".join(lines) or "(no change: the file already has this content)"
+    return diff or "(no change: the file already has this content)"
 
 
 def _edited(text: str, arguments: Mapping[str, Any]) -> tuple[str, str | None]:

@@ -9,7 +9,6 @@ Nothing here imports the web framework; the store is passed in.
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import time
 from dataclasses import dataclass, field, replace
@@ -37,6 +36,7 @@ from trestle.lifecycle.driven import DRIVER_LOST, LEFT_RUNNING, driving, driving
 from trestle.lifecycle.runs import dead_letters
 from trestle.operations.health import RunHealth, Waiting, run_health
 from trestle.presentation.descriptions import check_text, log_detail
+from trestle.presentation.diffs import unified
 from trestle.presentation.wording import shown
 from trestle.store.base import RunRow, Store, by_tree
 
@@ -393,13 +393,8 @@ def preview_edit(store: Store, view: CardView, edited: str) -> CardView:
         raise ConfigError(f"approval {view.card.ref}: only a plan step's action can be edited")
     state = trusted_state(store, view.card.run_id)
     edited_step(state.step_spec(view.card.step), fields)
-    lines = difflib.unified_diff(
-        (view.editable or "").splitlines(keepends=True),
-        edited.splitlines(keepends=True),
-        fromfile="as asked",
-        tofile="as edited",
-    )
-    return replace(view, preview=Preview(edited, "".join(lines) or "(no change)"))
+    diff = unified(view.editable or "", edited, fromfile="as asked", tofile="as edited")
+    return replace(view, preview=Preview(edited, diff or "(no change)"))
 
 
 def card_views(store: Store, *, visible: frozenset[str] | None) -> list[CardView]:

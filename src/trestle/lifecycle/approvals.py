@@ -8,7 +8,6 @@ approval: not a step's output, not a row a step writes into the store, not a mod
 
 from __future__ import annotations
 
-import difflib
 import getpass
 import json
 import math
@@ -48,6 +47,7 @@ from trestle.core.state import RunState
 from trestle.core.step_state import ApprovalState
 from trestle.lifecycle.doorbell import ring
 from trestle.lifecycle.runs import Vet, load_state, readable_states, refuse_if_cancelled
+from trestle.presentation.diffs import unified
 from trestle.store.base import Request, Store
 from trestle.trust.identity import decision_fields, with_identity
 from trestle.trust.signing import decision_key, signed_payload
@@ -423,13 +423,13 @@ def write_diff(card: HandoffCard, workspace: Path) -> str | None:
         return f"({action.path} is not shown: {exc})"
     except (OSError, UnicodeDecodeError):
         return f"({action.path} exists but is not readable text)"
-    lines = difflib.unified_diff(
-        (before or "").splitlines(keepends=True),
-        action.content.splitlines(keepends=True),
+    diff = unified(
+        before or "",
+        action.content,
         fromfile=f"a/{action.path}" if before is not None else "/dev/null",
         tofile=f"b/{action.path}",
     )
-    return "".join(lines) or "(no change: the file already has this content)"
+    return diff or "(no change: the file already has this content)"
 
 
 def text_now(workspace: Path, path: str) -> str | None:
