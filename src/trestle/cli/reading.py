@@ -18,6 +18,7 @@ from trestle.cli.console import (
     _out,
     _print_json,
     _warn_unreadable,
+    write_recorded,
 )
 from trestle.cli.options import (
     JsonOption,
@@ -170,7 +171,8 @@ def output(
 ) -> None:
     """What a step's attempt printed (stdout and stderr together), exactly as recorded
     (a command's output is kept up to 8,000 characters; past that, its first and last
-    4,000, with a line saying how much was cut between them)."""
+    4,000, with a line saying how much was cut between them); on a terminal, with the
+    characters a terminal would act on shown as escapes."""
     from trestle.lifecycle.runs import attempt_ended
 
     with _found(store, run_id) as (st, run_id):
@@ -178,7 +180,7 @@ def output(
     text = ended.action.output
     if not text:
         _err().print(f"attempt {ended.attempt} of {step!r} printed nothing", markup=False)
-    sys.stdout.write(text)
+    write_recorded(text)
     if text and sys.stdout.isatty() and not text.endswith("\n"):
         sys.stdout.write("\n")  # a prompt after it on a terminal; piped, it stays exact
 
