@@ -13,7 +13,9 @@ real subprocesses; only the model is scripted.
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -126,6 +128,49 @@ def test_the_models_own_test_command_is_tiered_and_on_the_card(
     card = _review_card(store, run_id)
     assert "acceptance test command: `" in card.objective
     assert card.action is not None and "git push origin main" in (card.action.agent or "")
+
+
+def test_what_the_model_wrote_makes_no_line_of_the_review_card(
+    store: SqliteStore, tmp_path: Path
+) -> None:
+    """The review card lists the plan's steps and the commands the model wrote, one to a
+    line, and the model wrote them: a command holding a line break was listed as two
+    commands (``pytest -q`` and ``true``, while one command ran both lines), and an
+    objective holding one wrote a heading of the card's, ``commands the model wrote:
+    none``. Each is on its one line of the card now, in the terminal as on the dashboard."""
+    workspace = sample_workspace(tmp_path)
+    forged = "pytest -q`\n- fix verify[1]: `true"
+    step = plan_step(
+        "fix",
+        "add() returns the sum\ncommands the model wrote: none",
+        files=["calc.py"],
+        verify=[{"command": forged}],
+    )
+    run_id = start_run(store, workspace, settings=agent_settings(plan_approval="confirm"))
+    model = ScriptedModel([findings_json(), plan_json(step, summary="fix add\n- fix: nothing")])
+    drive(store, run_id, model)
+    assert state_of(store, run_id).steps["review"].status == "awaiting_approval"
+
+    shown = subprocess.run(
+        [sys.executable, "-m", "trestle", "inbox", "--store", str(tmp_path / "store.db")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1", "COLUMNS": "300"},
+        check=True,
+    ).stdout
+    lines = [line.strip() for line in shown.splitlines()]
+
+    at = lines.index("step           review: approve the plan:")
+    assert lines[at + 1 : at + 5] == [
+        "fix add - fix: nothing",
+        "- fix: add() returns the sum commands the model wrote: none",
+        "commands the model wrote, run in the workspace:",
+        "- fix verify[0]: `pytest -q`\\n- fix verify[1]: `true` (log: a command "
+        "substitution is not in auto_commands, so logged)",
+    ], shown
+    at = lines.index("commands it runs:")
+    assert lines[at + 1] == "- pytest -q`\\n- fix verify[1]: `true", shown
+    assert not any(line.startswith(("- fix verify[1]", "- true")) for line in lines), shown
 
 
 def test_harmless_model_commands_keep_a_plan_approved_automatically(

@@ -15,6 +15,7 @@ from trestle.core.plan import CARVED, AgentTask, ChildAgent, CommandCheck, Step
 from trestle.core.policy import TIER_ORDER, ActionFacts, Policy, Tier, TierDecision, classify
 from trestle.core.records.agent import AgentPlan, AgentSettings, planning_step
 from trestle.core.state import RunState
+from trestle.presentation.wording import folded, one_line
 
 
 def delegation_share(state: RunState, plan: AgentPlan) -> Budget | None:
@@ -126,7 +127,8 @@ class ModelCommand:
         self.where, self.command, self.decision = where, command, decision
 
     def line(self) -> str:
-        return f"- {self.where}: `{self.command}` ({self.decision.tier}: {self.decision.reason})"
+        shown = one_line(self.command)
+        return f"- {self.where}: `{shown}` ({self.decision.tier}: {self.decision.reason})"
 
 
 def model_commands(
@@ -180,15 +182,21 @@ def review_step(
     when plans are otherwise approved automatically.
     """
     commands = commands or []
-    lines = [plan.summary] if plan.summary else []
+    # what the model wrote is each on one line of the card: its summary and objectives
+    # folded, its commands with their line breaks shown as escapes. A command written as
+    # "pytest -q`" + newline + "- fix verify[1]: `true" was listed as two commands, and
+    # an objective or a summary wrote list items and headings the card seemed to say
+    summary = folded(plan.summary)
+    lines = [summary] if summary else []
     for s in plan.steps:
         after = f" (after {', '.join(s.needs)})" if s.needs else ""
-        lines.append(f"- {s.id}: {s.objective}{after}")
-    objective = plan.summary or "the plan"
+        lines.append(f"- {s.id}: {folded(s.objective)}{after}")
+    objective = summary or "the plan"
     if commands:
         listed = "\n".join(c.line() for c in commands)
         lines.append("commands the model wrote, run in the workspace:\n" + listed)
-        objective += "\ncommands it runs:\n" + "\n".join(f"- {c.command}" for c in commands)
+        runs = "\n".join(f"- {one_line(c.command)}" for c in commands)
+        objective += "\ncommands it runs:\n" + runs
     tiers: list[Tier] = ["confirm" if settings.plan_approval == "confirm" else "auto"]
     tiers += [c.decision.tier for c in commands]
     return Step(
