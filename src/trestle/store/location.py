@@ -21,11 +21,11 @@ import re
 from collections.abc import Mapping
 from contextlib import suppress
 from pathlib import Path
-from secrets import token_hex
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from trestle.core.errors import ConfigError
+from trestle.support.whole_files import write_whole
 
 if TYPE_CHECKING:
     from trestle.store.base import Store
@@ -197,16 +197,9 @@ class RecentStores:
                 s for s in others if not _still_there(s)
             ]
         kept = [store, *others][: self.limit]
-        temp = self.file.with_name(f".{self.file.name}.{os.getpid()}-{token_hex(4)}")
-        try:
+        with suppress(OSError, ValueError):
             self.file.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write("".join(f"{s}\n" for s in kept))
-            os.replace(temp, self.file)
-        except (OSError, ValueError):
-            with suppress(OSError):
-                temp.unlink()
+            write_whole(self.file, "".join(f"{s}\n" for s in kept))
 
 
 def _still_there(where: str | Path) -> bool:

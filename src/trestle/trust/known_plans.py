@@ -18,14 +18,12 @@ files; one that cannot be read holds nothing more.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import secrets
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from pathlib import Path
 
+from trestle.support.whole_files import locked, write_whole
 from trestle.trust.signing import config_dir
 
 KNOWN_FILE = "plans-run"
@@ -48,7 +46,7 @@ def note_run_files(paths: Iterable[str]) -> None:
     path = known_file()
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with _locked(path):  # one writer at a time: a rewrite loses no line appended
+        with locked(_lock(path)):  # one writer at a time: a rewrite loses no line appended
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
                 os.write(fd, lines.encode())
@@ -87,7 +85,7 @@ def code_changed(plan: str, imported: dict[str, str]) -> list[str]:
     path = config_dir() / CODE_FILE
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with _locked(path):
+        with locked(_lock(path)):
             try:
                 held = json.loads(path.read_text(encoding="utf-8"))
             except (FileNotFoundError, ValueError):
@@ -98,7 +96,7 @@ def code_changed(plan: str, imported: dict[str, str]) -> list[str]:
             held[plan] = imported  # the newest last: the oldest go first
             for name in list(held)[: max(0, len(held) - MAX_PLANS)]:
                 del held[name]
-            _replace(path, json.dumps(held))
+            write_whole(path, json.dumps(held))
     except OSError:
         return []
     if not isinstance(before, dict):
@@ -122,29 +120,11 @@ def _paths(lines: list[str]) -> list[str]:
     return paths
 
 
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    fd = os.open(path.with_name(f"{path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+def _lock(path: Path) -> Path:
+    return path.with_name(f"{path.name}.lock")
 
 
 def _compact(path: Path) -> None:
     """Rewrite the list to its newest :data:`MAX_KNOWN` distinct paths."""
     newest = list(dict.fromkeys(reversed(_paths(_read(path)))))[:MAX_KNOWN]
-    _replace(path, "".join(json.dumps(p) + "\n" for p in reversed(newest)))
-
-
-def _replace(path: Path, text: str) -> None:
-    """Write ``path`` whole: a reader sees the old text or the new one."""
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-    try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    write_whole(path, "".join(json.dumps(p) + "\n" for p in reversed(newest)))

@@ -25,14 +25,11 @@ The CLI's ``run`` and ``agent`` go through :func:`trusted_settings`; the library
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import re
-import secrets
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +40,7 @@ from trestle.core.records.monitors import MonitorSettings
 from trestle.core.records.policy_source import PolicySource, when
 from trestle.formats.mcp_servers import with_server_rules
 from trestle.formats.policyfile import PolicyFile, find_policy_file, read_policy_file
+from trestle.support.whole_files import locked, write_whole
 from trestle.trust.signing import config_dir  # hidden from every sandbox
 
 ACCEPTED_FILE = "accepted-policies.json"
@@ -202,16 +200,9 @@ def _write(held: dict[str, Acceptance]) -> None:
         "version": 1,
         "files": {name: {"sha256": a.sha256, "at": a.at} for name, a in sorted(held.items())},
     }
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
     try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=1)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        write_whole(path, json.dumps(data, indent=1), sync=True)
     except OSError as exc:
-        temporary.unlink(missing_ok=True)
         raise ConfigError(f"{path}: cannot record the accepted policy: {exc}") from None
 
 
@@ -219,16 +210,13 @@ def _write(held: dict[str, Acceptance]) -> None:
 def _locked() -> Iterator[None]:
     """One writer at a time: two acceptances at once both count."""
     directory = accepted_file().parent
-    try:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(directory / f"{ACCEPTED_FILE}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError as exc:
-        raise ConfigError(f"{directory}: cannot record the accepted policy: {exc}") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with ExitStack() as held:
+        try:
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            held.enter_context(locked(directory / f"{ACCEPTED_FILE}.lock"))
+        except OSError as exc:
+            raise ConfigError(f"{directory}: cannot record the accepted policy: {exc}") from None
         yield
-    finally:
-        os.close(fd)
 
 
 def _checked_digest(value: str, where: str) -> str:
