@@ -31,7 +31,7 @@ import sys
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from trestle.core.errors import ConfigError
 from trestle.core.records.mcp import McpServer, ToolHints
@@ -42,7 +42,9 @@ from trestle.execution.sandbox_start import (
     StartSignal,
     before_start,
 )
-from trestle.tools.mcp_stdio import StderrTail, stdio_streams
+
+if TYPE_CHECKING:
+    from trestle.tools.mcp_stdio import StderrTail
 
 MAX_STARTS = 3  # starts of one server within one connection (a hung server restarts)
 # the longest line read from a stdio server: room for a result of max_result characters
@@ -173,6 +175,8 @@ class McpConnection:
         if self._starts == 1 and self.server.url is None and not self._kept():
             print(f"warning: {self._what()} {UNKEPT}", file=sys.stderr)
         if self._errlog is None:  # kept across restarts, let go of by aclose
+            from trestle.tools.mcp_stdio import StderrTail  # the extra's anyio: on use
+
             self._errlog = StderrTail(4 * STDERR_TAIL + 4)  # bytes enough for its characters
         # a stdio server's sandbox that could not start ran nothing: started again, as a
         # command's is (see trestle.execution.sandbox_start)
@@ -276,6 +280,8 @@ class McpConnection:
             argv = held.argv(argv)  # its options through a descriptor, in held.passed
             passed = list(held.passed)
         assert self._errlog is not None
+        from trestle.tools.mcp_stdio import stdio_streams  # the extra's anyio: on use
+
         return stdio_streams(
             argv,
             env=env,
