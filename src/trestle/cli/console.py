@@ -6,6 +6,9 @@ from __future__ import annotations
 import functools
 import getpass
 import json
+import os
+import select
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -153,14 +156,69 @@ def write_output(output: Path, text: str) -> None:
 
 
 def confirmed(question: str) -> bool:
-    """Ask ``question`` on the terminal: True only for yes. No answer (Ctrl-D, input
-    that ended) is no; Ctrl-C stays an interrupt (:func:`trestle.cli.app.main` exits 130)."""
+    """Ask ``question`` on the terminal: True only for yes (``y``, ``yes``); no, or
+    nothing typed, is no; anything else is asked again. No answer (Ctrl-D, input that
+    ended) is no; Ctrl-C stays an interrupt (:func:`trestle.cli.app.main` exits 130),
+    whenever it comes (:func:`_answer`)."""
     import typer
 
+    while True:
+        try:
+            answer = _answer(f"{question} [y/N]: ").strip().lower()
+        except KeyboardInterrupt as exc:
+            raise typer.Abort() from exc
+        except EOFError:
+            _err().print()  # the prompt's line ended without an answer
+            return False
+        if answer in ("y", "yes"):
+            return True
+        if answer in ("", "n", "no"):
+            return False
+        print("Error: invalid input", flush=True)
+
+
+def _answer(prompt: str) -> str:
+    """The line typed at the terminal after ``prompt`` (written to standard output),
+    without its end; EOFError if the input ends (Ctrl-D) before anything is typed.
+
+    Not ``input()``: it writes the prompt and then blocks in ``read``, both in C, and a
+    signal that comes in between (Ctrl-C as the prompt shows, or while a terminal or
+    standard error slow to take output holds that write) only marks Python's handler
+    to run after the read returns: the command sat at its question until a line was
+    typed. Here every signal with a Python handler also wakes the wait for input (a
+    pipe :func:`signal.set_wakeup_fd` writes to, set before the prompt is written), so
+    its handler (KeyboardInterrupt, for Ctrl-C) runs whenever the signal came."""
+    fd = sys.stdin.fileno()
+    typed = b""
+    with _signal_pipe() as woken:
+        sys.stdout.write(prompt)
+        sys.stdout.flush()
+        while not typed.endswith(b"\n"):
+            if woken in select.select([fd, woken], [], [])[0]:
+                os.read(woken, 512)  # the handler runs before the next look
+                continue
+            # a terminal's read returns one line at most: nothing typed after is taken
+            chunk = os.read(fd, 4096)
+            if not chunk:  # Ctrl-D: on a line begun, it ends that line
+                if not typed:
+                    raise EOFError
+                break
+            typed += chunk
+    return typed.decode(sys.stdin.encoding or "utf-8", errors="replace").removesuffix("\n")
+
+
+@contextmanager
+def _signal_pipe() -> Iterator[int]:
+    """A pipe's read end that each signal caught in Python makes readable."""
+    read, write = os.pipe()
+    os.set_blocking(read, False)
+    os.set_blocking(write, False)
     try:
-        return typer.confirm(question, default=False)
-    except typer.Abort as exc:
-        if isinstance(exc.__context__, KeyboardInterrupt):
-            raise
-        _err().print()  # the prompt's line ended without an answer
-        return False
+        previous = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+        try:
+            yield read
+        finally:
+            signal.set_wakeup_fd(previous)
+    finally:
+        os.close(read)
+        os.close(write)
