@@ -719,6 +719,29 @@ def test_a_program_hidden_in_characters_drawn_as_nothing_is_shown_on_the_card(
     assert visible("\u26a0\ufe0f check") == "\u26a0\ufe0f check"
 
 
+def test_emoji_codes_from_a_run_are_printed_as_written(cli: Cli) -> None:
+    """Rich read ``:name:`` as an emoji's code in every line printed as a string, markup
+    or not: the plan's overview showed the command ``echo ':lock:'`` as ``echo '🔒'``,
+    and a check's output quoted in a line of progress said ``✅`` where the step
+    printed ``:white_check_mark:``. Every view prints them as written."""
+    cli.write(
+        "plan.yaml",
+        """\
+        steps:
+          - id: deploy
+            run: "echo ':lock: unlocked'"
+            verify:
+              - command: "echo 'checks :white_check_mark:'; exit 1"
+        """,
+    )
+    ran = cli("run", "plan.yaml")
+    run_id = run_id_of(ran)
+    for text in (ran.stdout, cli("show", run_id).stdout, cli("log", run_id).stdout):
+        assert "\U0001f512" not in text and "\u2705" not in text, text
+    assert "echo ':lock: unlocked'" in ran.stdout, ran.stdout
+    assert "checks :white_check_mark:" in ran.stdout, ran.stdout
+
+
 def test_markup_from_a_run_is_printed_as_written(cli: Cli) -> None:
     """Rich read a table's text cells as markup: a reason quoting a check's output
     hid words behind [conceal] and laid a hyperlink over others with [link=URL], on a

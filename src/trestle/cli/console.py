@@ -65,6 +65,9 @@ def _shown_console() -> type[Console]:
             # a reason quoting a step's output obeyed [conceal] (hidden text) or
             # [link=URL] (a hyperlink over the words shown)
             kwargs.setdefault("markup", False)
+            # nor as emoji codes: Rich turned ``:lock:`` in a plan's command into a
+            # padlock, so a card or report showed a command other than the one run
+            kwargs.setdefault("emoji", False)
             super().__init__(*args, **kwargs)
 
         def render_str(self, text: str, **kwargs: Any) -> Text:
