@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import pickle
+import random
+import shutil
 import sqlite3
 import threading
+import time
 from collections import deque
 from dataclasses import fields, is_dataclass, replace
 from pathlib import Path
@@ -19,17 +22,19 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from agent_helpers import drive, recorded, state_of
+from agent_helpers import call, drive, recorded, state_of
 from test_monitor_runtime import looping_replies, start
 from trestle.agent.runtime import AgentPerformer
-from trestle.core.events import AlertRaised, AnyEvent, RunCreated
+from trestle.core.events import AlertRaised, AnyEvent, RunCreated, RunResumed
 from trestle.core.records.monitors import MonitorSettings
 from trestle.core.state import RunState
 from trestle.engines.local import LocalEngine
+from trestle.engines.stop import Stop
 from trestle.lifecycle.runs import Tail, signed_snapshot, trusted, trusted_monitors
-from trestle.models import ScriptedModel
+from trestle.models import FunctionModel, ScriptedModel
 from trestle.monitors import saved
-from trestle.monitors.hub import MonitorHub
+from trestle.monitors.hub import OBSERVED, MonitorHub
+from trestle.store import SqliteStore
 
 SETTINGS = MonitorSettings(actions={"warning": "note", "critical": "note"})
 
@@ -87,6 +92,67 @@ def test_saved_at_any_seq_and_restored_the_monitors_raise_what_the_whole_stream_
         rest = after.replay(stream[cut:], state)
         assert _keys(first) + _keys(rest) == expected, f"cut at seq {cut}"
         assert _state(after) == _state(whole), f"cut at seq {cut}"
+
+
+def test_monitors_caught_up_later_judge_every_observation_as_the_monitors_caught_up_at_once(
+    stream: list[tuple[int, AnyEvent]],
+) -> None:
+    """A resume's catch-up left for later (replay_later), done in slices at any point
+    or forced by the first event the monitors observe: each observed event raises what
+    it raises when the catch-up is done at once, with it; what the catch-up itself
+    raises (every alert, here: the stream holds none recorded) comes with the first
+    event fed after it; and the monitors end as the whole stream leaves them."""
+    state = state_for(stream)
+    whole = MonitorHub(SETTINGS)
+    whole.replay(stream, state)
+    rng = random.Random(7)
+    for cut in range(1, len(stream), 3):
+        before = MonitorHub(SETTINGS)
+        before.replay(stream[:cut], state)
+        data = saved.save(before)
+        resumed_at = rng.randrange(cut, len(stream))  # recorded before the resume
+        recorded, fed = stream[cut:resumed_at], stream[resumed_at:]
+
+        at_once = MonitorHub(SETTINGS)
+        assert saved.restore(at_once, data)
+        missed = _keys(at_once.replay(recorded, state))
+        expected = [_keys(at_once.feed(seq, event, state)) for seq, event in fed]
+
+        later = MonitorHub(SETTINGS)
+        later.replay_later(lambda h=later: saved.restore(h, data), recorded, list, state)
+        got, owed_with = [], None
+        for i, (seq, event) in enumerate(fed):
+            if rng.random() < 0.3:  # a slice beside a model call: it may do little
+                later.catch_up(until=time.perf_counter() + rng.choice([0.0, 1e-4, 1.0]))
+            behind = later.behind
+            alerts = _keys(later.feed(seq, event, state))
+            if behind and isinstance(event, OBSERVED):
+                assert not later.behind, f"cut {cut}: {type(event).__name__} observed behind"
+            if missed and owed_with is None and alerts[: len(missed)] == missed:
+                owed_with, alerts = i, alerts[len(missed) :]
+            got.append(alerts)
+        assert got == expected, f"cut at seq {cut}, resumed at {resumed_at}"
+        assert not missed or owed_with is not None, f"cut {cut}: a missed alert never raised"
+        if later.behind:  # nothing observed since: done now, as a snapshot would
+            later.catch_up()
+        assert _state(later) == _state(whole), f"cut at seq {cut}, resumed at {resumed_at}"
+
+
+def test_a_save_that_does_not_restore_when_caught_up_later_feeds_the_whole_history(
+    stream: list[tuple[int, AnyEvent]],
+) -> None:
+    state = state_for(stream)
+    whole = MonitorHub(SETTINGS)
+    expected = _keys(whole.replay(stream, state))
+    cut = len(stream) // 2
+    later = MonitorHub(SETTINGS)
+    # what follows the save is not fed alone: the history is, from the first event
+    later.replay_later(lambda: False, stream[cut:], lambda: stream, state)
+    later.catch_up()
+    assert _state(later) == _state(whole)
+    resumed = RunResumed(at=stream[-1][1].at, owner="test")  # no monitor observes it
+    assert _keys(later.feed(len(stream) + 1, resumed, state)) == expected
+    assert _state(later) == _state(whole)
 
 
 def state_for(stream: list[tuple[int, AnyEvent]]) -> RunState:
@@ -205,8 +271,10 @@ def test_a_resumed_agent_run_feeds_its_monitors_only_the_events_after_the_snapsh
 
     monkeypatch.setattr(store, "events", reading)
     again, missed = asyncio.run(engine._hub(loaded, tail))
-    assert reads == [] and not missed  # not read a second time
-    assert again is not None and _state(again) == _state(whole)
+    assert again is not None and again.behind and not missed  # it catches up later
+    again.catch_up()
+    assert reads == [] and not again.behind  # not read a second time
+    assert _state(again) == _state(whole)
 
 
 def _layout(value: Any, found: dict[str, list[str]]) -> dict[str, list[str]]:
@@ -481,3 +549,86 @@ def test_a_snapshot_holding_a_save_of_the_format_before_resumes_by_feeding_the_w
     whole = MonitorHub(SETTINGS)
     replay(whole, [(s.seq, s.event) for s in store.events(run_id)], state)
     assert hub is not None and _state(hub) == _state(whole)
+
+
+def test_a_resumed_run_catches_its_monitors_up_while_its_first_model_call_is_answered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Interrupted in its execute step's loop and resumed: the monitors restore their
+    save once the first model call is made, not before; and the resumed run records
+    exactly what it records when they catch up before it goes on, alerts included."""
+    run_dir = tmp_path / "run"
+    store, run_id = start(run_dir, SETTINGS)
+    replies = looping_replies(loops=8)
+    made: list[int] = []  # the model calls made in this drive
+    stop = Stop()
+
+    def first_drive(messages: Any, tools: Any) -> Any:
+        made.append(len(made))
+        if len(made) < 7:
+            return replies[len(made) - 1]
+        # the execute step's fourth read is asked for, and the drive stopped meanwhile:
+        # the resumed attempt replays its turns and calls the model first
+        stop.request("a stop while the model answers")
+        return asyncio.Event().wait()
+
+    async def interrupted() -> None:
+        engine = LocalEngine(
+            store, performer=AgentPerformer(FunctionModel(first_drive)), snapshot_every=5
+        )
+        try:
+            async for _ in engine.drive(run_id, stop=stop):
+                pass
+        finally:
+            engine.close()
+
+    asyncio.run(interrupted())
+    store.close()
+    kept = tmp_path / "kept"
+    shutil.copytree(run_dir, kept)
+    again = [call("read_file", path="calc.py", call_id=f"again{i}") for i in range(5)]
+    rest = [*again, *looping_replies(loops=0)[-2:]]
+
+    def resumed(catch_up_at_once: bool) -> tuple[list[tuple[str, str]], list[bool]]:
+        shutil.rmtree(run_dir)
+        shutil.copytree(kept, run_dir)
+        calls: list[int] = []
+        restored_after_a_call: list[bool] = []
+        restore = saved.restore
+
+        def noting(hub: MonitorHub, data: bytes) -> bool:
+            restored_after_a_call.append(bool(calls))
+            return restore(hub, data)
+
+        def answer(messages: Any, tools: Any) -> Any:
+            calls.append(1)
+            return rest[len(calls) - 1]
+
+        with monkeypatch.context() as patch:
+            patch.setattr(saved, "restore", noting)
+            if catch_up_at_once:
+                later = MonitorHub.replay_later
+
+                def at_once(hub: MonitorHub, *args: Any) -> None:
+                    later(hub, *args)
+                    hub.catch_up()
+
+                patch.setattr(MonitorHub, "replay_later", at_once)
+            again_store = SqliteStore(run_dir / "store.db")
+            try:
+                drive(again_store, run_id, FunctionModel(answer))
+                events = recorded(again_store, run_id)
+                assert state_of(again_store, run_id).finished == "succeeded"
+            finally:
+                again_store.close()
+        kinds = [
+            (type(e).__name__, e.alert.key if isinstance(e, AlertRaised) else "") for e in events
+        ]
+        return kinds, restored_after_a_call
+
+    beside, restored_beside = resumed(catch_up_at_once=False)
+    before, restored_before = resumed(catch_up_at_once=True)
+    assert restored_beside == [True] and restored_before == [False]
+    assert beside == before
+    resumed_at = beside.index(("RunResumed", ""))
+    assert any(kind == "AlertRaised" for kind, _ in beside[resumed_at:])  # they judged on

@@ -574,6 +574,8 @@ class StepSession:
         seek = getattr(self.model, "seek", None)  # a trajectory answers by turn
         if seek is not None:
             seek(self.turn)
+        if self.work.calling is not None:
+            self.work.calling()
         try:
             response = await self.model.complete(
                 messages,

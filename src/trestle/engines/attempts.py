@@ -104,6 +104,7 @@ class Attempts:
     _kept_above: tuple[Path, ...]  # the files of the runs this one's tree delegated from
     _read: dict[str, dict[int, AnyEvent]]
     _halts: dict[str, Callable[[ModelBindingError], None]]
+    _callings: dict[str, Callable[[], None]]  # StepWork.calling, by run
 
     async def _store(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         return await self._io.call(fn, *args, **kwargs)
@@ -482,8 +483,20 @@ class Attempts:
         load = self._loader(state.run_id)
         note = outbox.note if outbox.commits_notes else None
         halt = self._halts.get(state.run_id)
+        calling = self._callings.get(state.run_id)
         return StepWork(
-            state, step, ctx, pool, outbox.record, load, self.clock, self.store, note, ready, halt
+            state,
+            step,
+            ctx,
+            pool,
+            outbox.record,
+            load,
+            self.clock,
+            self.store,
+            note,
+            ready,
+            halt,
+            calling,
         )
 
     def _loader(self, run_id: str) -> Callable[[Sequence[int]], Awaitable[list[AnyEvent]]]:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -99,6 +100,9 @@ if TYPE_CHECKING:
 # how long a resume waits for an unknown attempt's leftover processes (a step without a
 # timeout of its own) before it kills them; a step with a timeout waits out the rest
 DEFAULT_ORPHAN_WAIT = 300.0
+# how long the monitors' catch-up on a resume holds the loop at a time, while the run's
+# first model call is answered (MonitorHub.catch_up)
+CATCH_UP_SLICE = 0.001
 # the latest events a resume keeps of those its load read: more than a session's turns
 # since its last save of the conversation (trestle.agent.session.SAVE_EVERY) hold
 KEEP_READ = 256
@@ -194,6 +198,7 @@ class LocalEngine(Attempts):
         self._ending: dict[str, list[RunState]] = {}
         # per run being driven, what ends its drive for a model that cannot be used
         self._halts: dict[str, Callable[[ModelBindingError], None]] = {}
+        self._callings: dict[str, Callable[[], None]] = {}
         # sqlite3 blocks; one thread keeps it off the event loop and serialises commits
         self._io = StoreThread("trestle-store")
         # spans are made off the store thread, in commit order (None: no telemetry)
@@ -285,6 +290,7 @@ class LocalEngine(Attempts):
         acting: set[str] = set()  # steps whose attempt a cancel stops before its end
         pool: ThreadPoolExecutor | None = None
         wakers: _Wakers | None = None
+        catching: list[asyncio.Task[None]] = []  # the monitors' catch-up, beside the run
         try:
             tail = Tail()
             state, forgeries = await self._store(self.load_vetted, run_id, tail)
@@ -311,6 +317,8 @@ class LocalEngine(Attempts):
             hub, missed = await self._hub(state, tail)
             if hub is not None:  # the drift monitor embeds beside the commits and tool calls
                 hub.look_ahead()
+                if hub.behind:  # it catches up while the first model call is answered
+                    self._callings[run_id] = functools.partial(self._catch_up_beside, hub, catching)
             if state.agent is not None:
                 kept = tail.events[-KEEP_READ:]
                 self._read[run_id] = {item.seq: item.event for item in kept}
@@ -352,6 +360,8 @@ class LocalEngine(Attempts):
                     # spaced by the run's size too, so snapshots cost O(1) per event
                     if state.seq - last_snapshot >= max(self.snapshot_every, len(state.steps)):
                         # serialised on the store thread: no task changes state meanwhile
+                        if hub is not None:
+                            hub.catch_up()  # nor the hub: what it saves is up to date
                         snapshot = await self._store(self._snapshot, state, hub)
                         last_snapshot = state.seq
                     first = state.seq - len(batch) + 1
@@ -392,6 +402,9 @@ class LocalEngine(Attempts):
                 inbound, acks = outbox.drain(inbound)
                 stopping = stop is not None and stop.requested
         finally:
+            self._callings.pop(run_id, None)
+            for catch_up in catching:
+                catch_up.cancel()
             if wakers is not None:
                 wakers.close()
             for task in work:
@@ -517,13 +530,30 @@ class LocalEngine(Attempts):
         """The run's monitors, caught up with its recorded events on a resume, and the
         alerts they raise that a crash kept from being recorded. ``tail``: what loading
         ``state`` read (its snapshot, and the events after it, used when the monitors'
-        save is of the same seq)."""
+        save is of the same seq).
+
+        An agent run resumed from a snapshot its load read catches up later
+        (:meth:`~trestle.monitors.hub.MonitorHub.replay_later`): beside its first
+        model call, or before the first event the monitors observe, whichever comes
+        first; its missed alerts are then given with the next event fed."""
         settings = state.monitors or DEFAULT_MONITORS
         if not settings.enabled:
             return None, []
+        hub = MonitorHub(settings, self.monitors)
+        snap = tail.snapshot if tail is not None else None
+        if state.agent is not None and tail is not None and snap is not None:
+            run_id, through = state.run_id, state.seq
+            saved_state = trusted_monitors(run_id, snap, self._key())
+            if saved_state and snap.seq == tail.after and snap.seq <= state.seq:
+                hub.replay_later(
+                    lambda: saved.restore(hub, saved_state),
+                    [(item.seq, item.event) for item in tail.events],
+                    lambda: self._history(run_id, through),
+                    state,
+                )
+                return hub, []
         # what the monitors restore and catch up on is kept: no collection meanwhile
         with collector.paused():
-            hub = MonitorHub(settings, self.monitors)
             # the first event holds the goal and scope; only an agent run's history holds
             # model turns for the monitors to catch up on (a plan run's would cost resume
             # time and show them nothing), and they catch up from the snapshot if it saved
@@ -532,9 +562,7 @@ class LocalEngine(Attempts):
             after = 0
             if state.agent is not None:
                 limit = None
-                if tail is not None:  # its signature was checked as the state loaded
-                    snap = tail.snapshot
-                else:
+                if tail is None:
                     snap = await self._store(self.store.snapshot, state.run_id, monitors=True)
                     if snap is not None and not trusted(state.run_id, snap, self._key()):
                         snap = None
@@ -551,6 +579,27 @@ class LocalEngine(Attempts):
                     self.store.events, state.run_id, after=after, limit=limit
                 )
             return hub, hub.replay([(item.seq, item.event) for item in stored], state)
+
+    def _history(self, run_id: str, through: int) -> list[tuple[int, AnyEvent]]:
+        """Events 1 to ``through`` of the run, read on the store thread by a caller on
+        the loop's (a deferred catch-up whose saved state did not restore)."""
+        stored = self._io.submit(self.store.events, run_id, 0, through).result()
+        return [(item.seq, item.event) for item in stored]
+
+    @staticmethod
+    def _catch_up_beside(hub: MonitorHub, catching: list[asyncio.Task[None]]) -> None:
+        """Have the monitors catch up, in slices, while a model call is answered (an
+        attempt calls this as it sends one: see ``StepWork.calling``); once."""
+        if catching or not hub.behind:
+            return
+
+        async def slices() -> None:
+            while hub.behind:
+                # after whatever else the loop has ready: the call being sent first
+                await asyncio.sleep(0)
+                hub.catch_up(until=time.perf_counter() + CATCH_UP_SLICE)
+
+        catching.append(asyncio.create_task(slices()))
 
     def _snapshot(self, state: RunState, hub: MonitorHub | None) -> Snapshot:
         """The run's state and its monitors' as of ``state.seq``, signed (an agent

@@ -42,6 +42,9 @@ class StepWork:
     fix (the model's server refused the key, or nothing listens at its address): the
     engine stops every attempt as a stop does, so none counts as failed, and the drive
     raises the error. The attempt that calls it waits to be stopped.
+    ``calling``, where the engine gives one, is called as the attempt sends a model
+    call, so the engine can do meanwhile what may wait for the answer (a resumed run's
+    monitors catch up).
     """
 
     state: RunState
@@ -55,6 +58,7 @@ class StepWork:
     note: Callable[[AnyEvent], None] | None = None
     ready: Callable[[], Awaitable[None]] | None = None
     halt: Callable[[ModelBindingError], None] | None = None
+    calling: Callable[[], None] | None = None
 
     async def workspace_ready(self) -> None:
         """Wait for the engine's checkpoint of the workspace (see ``ready``)."""

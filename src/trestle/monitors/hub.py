@@ -9,21 +9,63 @@ recorded as :class:`~trestle.core.events.AlertRaised`, each with the action the 
 :class:`~trestle.core.records.monitors.MonitorSettings` choose. Monitors are deterministic,
 so a replay raises the same alerts; those already recorded are recognised by their
 key and not raised twice, and one raised but lost in a crash is raised on resume.
+
+A resumed run need not wait for its monitors to catch up (:meth:`MonitorHub.replay_later`):
+most events show the monitors nothing (a step started, a model call reserved: the
+trace turns only model answers, tool results and attempts' ends into observations), so
+until the first event that does, the hub only queues what it is fed, and catches up
+beside the run (:meth:`MonitorHub.catch_up`, in slices while the run waits on its
+model) or, at the latest, before it observes anything. The monitors then judge every
+observation exactly where they would have, on the same history; only what the catch-up
+finds missing (an alert a crash kept from being recorded) is raised with the first
+event fed after it, not before the resumed run's first event.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 
-from trestle.core.events import AlertRaised, AnyEvent, ModelCalled
+from trestle.core.events import (
+    AlertRaised,
+    AnyEvent,
+    ModelCalled,
+    StepAttemptEnded,
+    ToolCallEnded,
+)
 from trestle.core.records.monitors import DEFAULT_MONITORS, Alert, MonitorSettings, merge_alerts
 from trestle.core.state import RunState
 from trestle.monitors.alerts import Monitor
 from trestle.monitors.catalog import default_monitors
 from trestle.monitors.stream import EventTrace
 from trestle.monitors.trace import Observation, RunFacts, Stall
+from trestle.support import collector
 
 MonitorFactory = Callable[[MonitorSettings], Sequence[Monitor]]
+History = Sequence[tuple[int, AnyEvent]]
+# the events the trace makes observations of (EventTrace.feed): no other reaches a monitor
+OBSERVED = (ModelCalled, ToolCallEnded, StepAttemptEnded)
+
+
+class _Behind:
+    """A resume's catch-up not yet done: the saved state to restore, the recorded
+    events after it, and what the hub was fed meanwhile, each taken in that order."""
+
+    def __init__(
+        self,
+        restore: Callable[[], bool],
+        recorded: History,
+        history: Callable[[], History],
+        state: RunState,
+    ) -> None:
+        self.restore: Callable[[], bool] | None = restore
+        self.recorded = recorded
+        self.history = history  # the whole history, if the saved state does not restore
+        self.state = state
+        self.fed: list[tuple[int, AnyEvent]] = []
+        self.at = 0  # the next of recorded, then of fed, to feed
+        self.found: list[Alert] = []  # what the monitors said so far
+        self.last_at = 0.0  # when the latest event fed was recorded
 
 
 class MonitorHub:
@@ -36,6 +78,8 @@ class MonitorHub:
         self.trace = EventTrace()
         self.recorded: set[str] = set()  # keys of the alerts already recorded
         self._ahead = False  # show the monitors each model answer (see look_ahead)
+        self._behind: _Behind | None = None  # a catch-up left for later (replay_later)
+        self._owed: list[AlertRaised] = []  # what a catch-up raised, given with the next feed
 
     @property
     def facts(self) -> RunFacts:
@@ -51,6 +95,53 @@ class MonitorHub:
                 found += self._observe(self.trace.feed(seq, event))
         return self._raise(found, state, at=events[-1][1].at if events else 0.0)
 
+    def replay_later(
+        self,
+        restore: Callable[[], bool],
+        recorded: History,
+        history: Callable[[], History],
+        state: RunState,
+    ) -> None:
+        """Catch up later (see the module docstring): ``restore`` loads the state saved
+        as of the event before ``recorded`` (False if it cannot), and ``recorded`` is
+        fed after it; ``history``, every event recorded up to the last of ``recorded``,
+        is fed instead if the state does not restore. ``state`` is the run's live state,
+        which names the steps the alerts are about."""
+        self._behind = _Behind(restore, recorded, history, state)
+
+    @property
+    def behind(self) -> bool:
+        """Whether a catch-up is left to do (:meth:`replay_later`)."""
+        return self._behind is not None
+
+    def catch_up(self, until: float | None = None) -> None:
+        """Do what is left of the catch-up: all of it, or what can be done before
+        ``time.perf_counter()`` passes ``until`` (at least one piece). What it raises
+        is given with the next :meth:`feed`."""
+        behind = self._behind
+        if behind is None:
+            return
+        with collector.paused():  # what the monitors restore and build is kept
+            if behind.restore is not None:
+                if not behind.restore():
+                    behind.recorded = behind.history()
+                behind.restore = None
+            while behind.at < len(behind.recorded) + len(behind.fed):
+                if until is not None and time.perf_counter() >= until:
+                    return
+                if behind.at < len(behind.recorded):
+                    seq, event = behind.recorded[behind.at]
+                else:
+                    seq, event = behind.fed[behind.at - len(behind.recorded)]
+                behind.at += 1
+                if isinstance(event, AlertRaised):
+                    self.recorded.add(event.alert.key)
+                else:
+                    behind.found += self._observe(self.trace.feed(seq, event))
+                behind.last_at = event.at
+        self._behind = None
+        self._owed += self._raise(behind.found, behind.state, at=behind.last_at)
+
     def look_ahead(self) -> None:
         """From now on, show each model answer, as it is fed, to the monitors that can
         start work on it early (those with a ``foresee(turn, facts)`` method): the
@@ -62,14 +153,25 @@ class MonitorHub:
         self._ahead = True
 
     def feed(self, seq: int, event: AnyEvent, state: RunState) -> list[AlertRaised]:
-        """The alerts ``event`` (just applied to ``state`` as ``seq``) gives rise to."""
+        """The alerts ``event`` (just applied to ``state`` as ``seq``) gives rise to,
+        after any a catch-up raised."""
+        if self._behind is not None:
+            if not isinstance(event, OBSERVED):  # nothing the monitors see: kept for later
+                self._behind.fed.append((seq, event))
+                return self._take_owed()
+            self.catch_up()
+        owed = self._take_owed()
         if isinstance(event, AlertRaised):
             self.recorded.add(event.alert.key)
-            return []
+            return owed
         observed = self.trace.feed(seq, event)
         if self._ahead and isinstance(event, ModelCalled):
             self._foresee(event)
-        return self._raise(self._observe(observed), state, at=event.at)
+        return owed + self._raise(self._observe(observed), state, at=event.at)
+
+    def _take_owed(self) -> list[AlertRaised]:
+        owed, self._owed = self._owed, []
+        return owed
 
     def _foresee(self, event: ModelCalled) -> None:
         turn = self.trace.answered(event)
@@ -82,7 +184,8 @@ class MonitorHub:
 
     def stalled(self, stall: Stall, state: RunState, at: float) -> list[AlertRaised]:
         """A step the engine found silent for too long."""
-        return self._raise(self._observe([stall]), state, at=at)
+        self.catch_up()
+        return self._take_owed() + self._raise(self._observe([stall]), state, at=at)
 
     def _observe(self, observations: Sequence[Observation]) -> list[Alert]:
         return [
