@@ -8,6 +8,7 @@ restored, the monitors raise exactly what feeding the whole stream raises.
 from __future__ import annotations
 
 import asyncio
+import functools
 import pickle
 import random
 import shutil
@@ -119,7 +120,7 @@ def test_monitors_caught_up_later_judge_every_observation_as_the_monitors_caught
         expected = [_keys(at_once.feed(seq, event, state)) for seq, event in fed]
 
         later = MonitorHub(SETTINGS)
-        later.replay_later(lambda h=later: saved.restore(h, data), recorded, list, state)
+        later.replay_later(functools.partial(saved.restore, later, data), recorded, list, state)
         got, owed_with = [], None
         for i, (seq, event) in enumerate(fed):
             if rng.random() < 0.3:  # a slice beside a model call: it may do little
