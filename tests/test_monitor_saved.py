@@ -27,14 +27,17 @@ from agent_helpers import call, drive, recorded, state_of
 from test_monitor_runtime import looping_replies, start
 from trestle.agent.runtime import AgentPerformer
 from trestle.core.events import AlertRaised, AnyEvent, RunCreated, RunResumed
-from trestle.core.records.monitors import MonitorSettings
+from trestle.core.records.monitors import Alert, MonitorSettings
 from trestle.core.state import RunState
 from trestle.engines.local import LocalEngine
 from trestle.engines.stop import Stop
 from trestle.lifecycle.runs import Tail, signed_snapshot, trusted, trusted_monitors
 from trestle.models import FunctionModel, ScriptedModel
 from trestle.monitors import saved
-from trestle.monitors.hub import OBSERVED, MonitorHub
+from trestle.monitors.alerts import Monitor
+from trestle.monitors.catalog import default_monitors
+from trestle.monitors.hub import QUEUED, MonitorFactory, MonitorHub
+from trestle.monitors.trace import Observation, RunFacts
 from trestle.store import SqliteStore
 
 SETTINGS = MonitorSettings(actions={"warning": "note", "critical": "note"})
@@ -99,14 +102,16 @@ def test_monitors_caught_up_later_judge_every_observation_as_the_monitors_caught
     stream: list[tuple[int, AnyEvent]],
 ) -> None:
     """A resume's catch-up left for later (replay_later), done in slices at any point
-    or forced by the first event the monitors observe: each observed event raises what
-    it raises when the catch-up is done at once, with it; what the catch-up itself
-    raises (every alert, here: the stream holds none recorded) comes with the first
-    event fed after it; and the monitors end as the whole stream leaves them."""
+    or forced by the first event that is not one a resume records on its way to its
+    first model call (QUEUED): each event raises what it raises when the catch-up is
+    done at once; what the catch-up itself raises (every alert, here: the stream holds
+    none recorded) is given before the event that forced it, or the first after the
+    slice that finished it; and the monitors end as the whole stream leaves them."""
     state = state_for(stream)
     whole = MonitorHub(SETTINGS)
     whole.replay(stream, state)
     rng = random.Random(7)
+    forced = 0
     for cut in range(1, len(stream), 3):
         before = MonitorHub(SETTINGS)
         before.replay(stream[:cut], state)
@@ -121,22 +126,21 @@ def test_monitors_caught_up_later_judge_every_observation_as_the_monitors_caught
 
         later = MonitorHub(SETTINGS)
         later.replay_later(functools.partial(saved.restore, later, data), recorded, list, state)
-        got, owed_with = [], None
-        for i, (seq, event) in enumerate(fed):
+        got, owed = [], []
+        for seq, event in fed:
             if rng.random() < 0.3:  # a slice beside a model call: it may do little
                 later.catch_up(until=time.perf_counter() + rng.choice([0.0, 1e-4, 1.0]))
             behind = later.behind
-            alerts = _keys(later.feed(seq, event, state))
-            if behind and isinstance(event, OBSERVED):
-                assert not later.behind, f"cut {cut}: {type(event).__name__} observed behind"
-            if missed and owed_with is None and alerts[: len(missed)] == missed:
-                owed_with, alerts = i, alerts[len(missed) :]
-            got.append(alerts)
+            owed += _keys(list(later.before(event)))
+            if behind and not isinstance(event, QUEUED):
+                forced += 1
+                assert not later.behind, f"cut {cut}: {type(event).__name__} applied behind"
+            got.append(_keys(later.feed(seq, event, state)))
         assert got == expected, f"cut at seq {cut}, resumed at {resumed_at}"
-        assert not missed or owed_with is not None, f"cut {cut}: a missed alert never raised"
-        if later.behind:  # nothing observed since: done now, as a snapshot would
-            later.catch_up()
+        owed += _keys(later.settle())  # only queued events since: done now, as a snapshot does
+        assert owed == missed, f"cut at seq {cut}, resumed at {resumed_at}"
         assert _state(later) == _state(whole), f"cut at seq {cut}, resumed at {resumed_at}"
+    assert forced, "no event forced a catch-up: the test saw none of QUEUED's complement"
 
 
 def test_a_save_that_does_not_restore_when_caught_up_later_feeds_the_whole_history(
@@ -590,7 +594,9 @@ def test_a_resumed_run_catches_its_monitors_up_while_its_first_model_call_is_ans
     again = [call("read_file", path="calc.py", call_id=f"again{i}") for i in range(5)]
     rest = [*again, *looping_replies(loops=0)[-2:]]
 
-    def resumed(catch_up_at_once: bool) -> tuple[list[tuple[str, str]], list[bool]]:
+    def resumed(
+        catch_up_at_once: bool, monitors: MonitorFactory | None = None
+    ) -> tuple[list[tuple[str, str]], list[bool]]:
         shutil.rmtree(run_dir)
         shutil.copytree(kept, run_dir)
         calls: list[int] = []
@@ -617,7 +623,7 @@ def test_a_resumed_run_catches_its_monitors_up_while_its_first_model_call_is_ans
                 patch.setattr(MonitorHub, "replay_later", at_once)
             again_store = SqliteStore(run_dir / "store.db")
             try:
-                drive(again_store, run_id, FunctionModel(answer))
+                drive(again_store, run_id, FunctionModel(answer), monitors=monitors)
                 events = recorded(again_store, run_id)
                 assert state_of(again_store, run_id).finished == "succeeded"
             finally:
@@ -633,3 +639,65 @@ def test_a_resumed_run_catches_its_monitors_up_while_its_first_model_call_is_ans
     assert beside == before
     resumed_at = beside.index(("RunResumed", ""))
     assert any(kind == "AlertRaised" for kind, _ in beside[resumed_at:])  # they judged on
+
+    # a monitor the first drive did not have: its save does not restore, the catch-up
+    # feeds the whole history, and the new monitor's alert on its first observation is
+    # missing. It is recorded before the first event the hub may not queue
+    def adding(monitor: type[Monitor]) -> MonitorFactory:
+        return lambda settings: [*default_monitors(settings), monitor()]
+
+    added, restored_added = resumed(catch_up_at_once=False, monitors=adding(_FirstLook))
+    assert restored_added == [True]  # tried beside the call, and found not to restore
+    after = added[added.index(("RunResumed", "")) :]
+    looks = [i for i, (_, key) in enumerate(after) if key.startswith("first_look/")]
+    assert len(looks) == 1, after
+    queued = {kind.__name__ for kind in QUEUED}
+    assert all(kind in queued for kind, _ in after[: looks[0]]), after[: looks[0] + 1]
+    # a monitor that fails as it catches up, beside the call: the drive fails with its
+    # error, as it does when the catch-up is made at once
+    for at_once in (False, True):
+        with pytest.raises(_MonitorFault):
+            resumed(catch_up_at_once=at_once, monitors=adding(_Faulty))
+
+
+class _MonitorFault(Exception):
+    pass
+
+
+class _Faulty:
+    """Fails at the first thing it observes, and only then: a fault not met again."""
+
+    name = "faulty"
+
+    def __init__(self) -> None:
+        self.failed = False
+
+    def observe(self, item: Observation, facts: RunFacts) -> list[Alert]:
+        if not self.failed:
+            self.failed = True
+            raise _MonitorFault("a monitor's bug")
+        return []
+
+
+class _FirstLook:
+    """Notes the first thing it observes: an alert any run's history raises once."""
+
+    name = "first_look"
+
+    def __init__(self) -> None:
+        self.seen = False
+
+    def observe(self, item: Observation, facts: RunFacts) -> list[Alert]:
+        if self.seen:
+            return []
+        self.seen = True
+        return [
+            Alert(
+                monitor=self.name,
+                kind="seen",
+                severity="warning",
+                message="a first look",
+                evidence=(item.seq,),
+                suggestion="",
+            )
+        ]

@@ -360,8 +360,10 @@ class LocalEngine(Attempts):
                     # spaced by the run's size too, so snapshots cost O(1) per event
                     if state.seq - last_snapshot >= max(self.snapshot_every, len(state.steps)):
                         # serialised on the store thread: no task changes state meanwhile
-                        if hub is not None:
-                            hub.catch_up()  # nor the hub: what it saves is up to date
+                        if hub is not None and (owed := hub.settle()):
+                            # nor the hub: what it saves is up to date, and what its
+                            # catch-up raised is recorded with what it saves
+                            batch += self._advance(state, list(owed), [], hub, decide_next=False)
                         snapshot = await self._store(self._snapshot, state, hub)
                         last_snapshot = state.seq
                     first = state.seq - len(batch) + 1
@@ -436,6 +438,9 @@ class LocalEngine(Attempts):
         batch: list[AnyEvent] = []
 
         def take(event: AnyEvent) -> None:
+            if hub is not None:  # what a resume's catch-up raised comes first
+                for owed in hub.before(event):
+                    take(owed)
             event = with_named_files(state, event)
             if isinstance(event, StepStarted):  # a resume elsewhere cannot see its processes
                 event = event.model_copy(update={"ran_on": self.place})
@@ -534,8 +539,9 @@ class LocalEngine(Attempts):
 
         An agent run resumed from a snapshot its load read catches up later
         (:meth:`~trestle.monitors.hub.MonitorHub.replay_later`): beside its first
-        model call, or before the first event the monitors observe, whichever comes
-        first; its missed alerts are then given with the next event fed."""
+        model call, or before the first event other than those a resume records on its
+        way to that call, whichever comes first; its missed alerts are recorded then,
+        before that event (:meth:`~trestle.monitors.hub.MonitorHub.before`)."""
         settings = state.monitors or DEFAULT_MONITORS
         if not settings.enabled:
             return None, []
@@ -597,7 +603,10 @@ class LocalEngine(Attempts):
             while hub.behind:
                 # after whatever else the loop has ready: the call being sent first
                 await asyncio.sleep(0)
-                hub.catch_up(until=time.perf_counter() + CATCH_UP_SLICE)
+                try:
+                    hub.catch_up(until=time.perf_counter() + CATCH_UP_SLICE)
+                except Exception:  # kept by the hub: the drive meets it where it needs it
+                    return
 
         catching.append(asyncio.create_task(slices()))
 

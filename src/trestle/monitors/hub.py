@@ -11,14 +11,16 @@ so a replay raises the same alerts; those already recorded are recognised by the
 key and not raised twice, and one raised but lost in a crash is raised on resume.
 
 A resumed run need not wait for its monitors to catch up (:meth:`MonitorHub.replay_later`):
-most events show the monitors nothing (a step started, a model call reserved: the
-trace turns only model answers, tool results and attempts' ends into observations), so
-until the first event that does, the hub only queues what it is fed, and catches up
-beside the run (:meth:`MonitorHub.catch_up`, in slices while the run waits on its
-model) or, at the latest, before it observes anything. The monitors then judge every
-observation exactly where they would have, on the same history; only what the catch-up
-finds missing (an alert a crash kept from being recorded) is raised with the first
-event fed after it, not before the resumed run's first event.
+the events a resume records on its way to its first model call (``QUEUED``: resumed, a
+probe started and ended, a step started, a model call reserved) show the monitors
+nothing (the trace turns only model answers, tool results and attempts' ends into
+observations), so while it records only those the hub queues them and catches up beside
+the run (:meth:`MonitorHub.catch_up`, in slices while the run waits on its model). Any
+other event is caught up for before it is applied (:meth:`MonitorHub.before`): the
+monitors then judge every observation exactly where they would have, on the same
+history, and what the catch-up finds missing (an alert a crash kept from being
+recorded) is recorded before that event, not before the resumed run's first one. A run
+cannot end, pause or be decided on by a human while the hub is behind.
 """
 
 from __future__ import annotations
@@ -30,8 +32,11 @@ from trestle.core.events import (
     AlertRaised,
     AnyEvent,
     ModelCalled,
-    StepAttemptEnded,
-    ToolCallEnded,
+    ModelCallReserved,
+    RunResumed,
+    StepProbed,
+    StepProbeStarted,
+    StepStarted,
 )
 from trestle.core.records.monitors import DEFAULT_MONITORS, Alert, MonitorSettings, merge_alerts
 from trestle.core.state import RunState
@@ -43,8 +48,11 @@ from trestle.support import collector
 
 MonitorFactory = Callable[[MonitorSettings], Sequence[Monitor]]
 History = Sequence[tuple[int, AnyEvent]]
-# the events the trace makes observations of (EventTrace.feed): no other reaches a monitor
-OBSERVED = (ModelCalled, ToolCallEnded, StepAttemptEnded)
+# what a resume records on its way to its first model call, queued while the hub is
+# behind: none is an event the trace makes observations of (EventTrace.feed: model
+# answers, tool results, attempts' ends), and after none can the run end or wait on a
+# human without recording another event first
+QUEUED = (RunResumed, StepProbeStarted, StepProbed, StepStarted, ModelCallReserved)
 
 
 class _Behind:
@@ -66,6 +74,9 @@ class _Behind:
         self.at = 0  # the next of recorded, then of fed, to feed
         self.found: list[Alert] = []  # what the monitors said so far
         self.last_at = 0.0  # when the latest event fed was recorded
+        # what a monitor (or the restore) raised in a slice: raised again wherever the
+        # catch-up is next asked for, so that it fails where a catch-up at once would
+        self.failed: Exception | None = None
 
 
 class MonitorHub:
@@ -79,7 +90,7 @@ class MonitorHub:
         self.recorded: set[str] = set()  # keys of the alerts already recorded
         self._ahead = False  # show the monitors each model answer (see look_ahead)
         self._behind: _Behind | None = None  # a catch-up left for later (replay_later)
-        self._owed: list[AlertRaised] = []  # what a catch-up raised, given with the next feed
+        self._owed: list[AlertRaised] = []  # what a catch-up raised, not yet given
 
     @property
     def facts(self) -> RunFacts:
@@ -116,11 +127,26 @@ class MonitorHub:
 
     def catch_up(self, until: float | None = None) -> None:
         """Do what is left of the catch-up: all of it, or what can be done before
-        ``time.perf_counter()`` passes ``until`` (at least one piece). What it raises
-        is given with the next :meth:`feed`."""
+        ``time.perf_counter()`` passes ``until`` (at least one piece). The alerts it
+        finds are given by the next :meth:`before`, :meth:`settle` or :meth:`feed`; an
+        exception from a monitor is raised again by every later call, so one a slice
+        meets fails the caller that needs the catch-up done, as one made at once would."""
         behind = self._behind
         if behind is None:
             return
+        if behind.failed is not None:
+            raise behind.failed
+        try:
+            if not self._catch_up(behind, until):
+                return
+        except Exception as exc:
+            behind.failed = exc
+            raise
+        self._behind = None
+        self._owed += self._raise(behind.found, behind.state, at=behind.last_at)
+
+    def _catch_up(self, behind: _Behind, until: float | None) -> bool:
+        """Feed what ``behind`` holds, until ``until``; whether all of it was fed."""
         with collector.paused():  # what the monitors restore and build is kept
             if behind.restore is not None:
                 if not behind.restore():
@@ -128,7 +154,7 @@ class MonitorHub:
                 behind.restore = None
             while behind.at < len(behind.recorded) + len(behind.fed):
                 if until is not None and time.perf_counter() >= until:
-                    return
+                    return False
                 if behind.at < len(behind.recorded):
                     seq, event = behind.recorded[behind.at]
                 else:
@@ -139,8 +165,7 @@ class MonitorHub:
                 else:
                     behind.found += self._observe(self.trace.feed(seq, event))
                 behind.last_at = event.at
-        self._behind = None
-        self._owed += self._raise(behind.found, behind.state, at=behind.last_at)
+        return True
 
     def look_ahead(self) -> None:
         """From now on, show each model answer, as it is fed, to the monitors that can
@@ -152,13 +177,25 @@ class MonitorHub:
         evaluation do not."""
         self._ahead = True
 
+    def before(self, event: AnyEvent) -> Sequence[AlertRaised]:
+        """What to record before ``event`` is applied: the alerts of a catch-up, done
+        now unless ``event`` is one the hub may queue while behind (``QUEUED``)."""
+        if self._behind is None:
+            return self._take_owed() if self._owed else ()  # every event asks: kept cheap
+        return () if isinstance(event, QUEUED) else self.settle()
+
+    def settle(self) -> list[AlertRaised]:
+        """Finish any catch-up now, and return the alerts it raised, to record."""
+        self.catch_up()
+        return self._take_owed()
+
     def feed(self, seq: int, event: AnyEvent, state: RunState) -> list[AlertRaised]:
         """The alerts ``event`` (just applied to ``state`` as ``seq``) gives rise to,
-        after any a catch-up raised."""
+        after any a catch-up raised that :meth:`before` did not return."""
         if self._behind is not None:
-            if not isinstance(event, OBSERVED):  # nothing the monitors see: kept for later
+            if isinstance(event, QUEUED):  # nothing the monitors see: kept for later
                 self._behind.fed.append((seq, event))
-                return self._take_owed()
+                return []
             self.catch_up()
         owed = self._take_owed()
         if isinstance(event, AlertRaised):
@@ -184,8 +221,7 @@ class MonitorHub:
 
     def stalled(self, stall: Stall, state: RunState, at: float) -> list[AlertRaised]:
         """A step the engine found silent for too long."""
-        self.catch_up()
-        return self._take_owed() + self._raise(self._observe([stall]), state, at=at)
+        return self.settle() + self._raise(self._observe([stall]), state, at=at)
 
     def _observe(self, observations: Sequence[Observation]) -> list[Alert]:
         return [
