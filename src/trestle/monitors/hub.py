@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from trestle.core.events import (
     AlertRaised,
@@ -55,28 +56,22 @@ History = Sequence[tuple[int, AnyEvent]]
 QUEUED = (RunResumed, StepProbeStarted, StepProbed, StepStarted, ModelCallReserved)
 
 
+@dataclass(eq=False)
 class _Behind:
     """A resume's catch-up not yet done: the saved state to restore, the recorded
     events after it, and what the hub was fed meanwhile, each taken in that order."""
 
-    def __init__(
-        self,
-        restore: Callable[[], bool],
-        recorded: History,
-        history: Callable[[], History],
-        state: RunState,
-    ) -> None:
-        self.restore: Callable[[], bool] | None = restore
-        self.recorded = recorded
-        self.history = history  # the whole history, if the saved state does not restore
-        self.state = state
-        self.fed: list[tuple[int, AnyEvent]] = []
-        self.at = 0  # the next of recorded, then of fed, to feed
-        self.found: list[Alert] = []  # what the monitors said so far
-        self.last_at = 0.0  # when the latest event fed was recorded
-        # what a monitor (or the restore) raised in a slice: raised again wherever the
-        # catch-up is next asked for, so that it fails where a catch-up at once would
-        self.failed: Exception | None = None
+    restore: Callable[[], bool] | None  # None once tried
+    recorded: History
+    history: Callable[[], History]  # the whole history, if the saved state does not restore
+    state: RunState
+    fed: list[tuple[int, AnyEvent]] = field(default_factory=list)
+    at: int = 0  # the next of recorded, then of fed, to feed
+    found: list[Alert] = field(default_factory=list)  # what the monitors said so far
+    last_at: float = 0.0  # when the latest event fed was recorded
+    # what a monitor (or the restore) raised in a slice: raised again wherever the
+    # catch-up is next asked for, so that it fails where a catch-up at once would
+    failed: Exception | None = None
 
 
 class MonitorHub:
