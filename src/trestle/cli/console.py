@@ -10,7 +10,7 @@ import os
 import select
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +22,7 @@ from trestle.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.text import Text
 
     from trestle.store.base import Store
 
@@ -165,9 +166,12 @@ def confirmed(question: str) -> bool:
     whenever it comes (:func:`_answer`)."""
     import typer
 
+    def ask() -> None:
+        sys.stdout.write(f"{question} [y/N]: ")
+
     while True:
         try:
-            answer = _answer(f"{question} [y/N]: ").strip().lower()
+            answer = _answer(ask).strip().lower()
         except KeyboardInterrupt as exc:
             raise typer.Abort() from exc
         except EOFError:
@@ -180,21 +184,34 @@ def confirmed(question: str) -> bool:
         print("Error: invalid input", flush=True)
 
 
-def _answer(prompt: str) -> str:
-    """The line typed at the terminal after ``prompt`` (written to standard output),
-    without its end; EOFError if the input ends (Ctrl-D) before anything is typed.
+def asked(out: Console, prompt: Text) -> str:
+    """The line typed at the terminal after ``prompt``, which ``out`` writes: Rich's
+    ``Console.input`` without its wait in ``input()``, which could outlast a Ctrl-C
+    (:func:`_answer`). EOFError if the input ends (Ctrl-D) before anything is typed."""
 
-    Not ``input()``: it writes the prompt and then blocks in ``read``, both in C, and a
-    signal that comes in between (Ctrl-C as the prompt shows, or while a terminal or
-    standard error slow to take output holds that write) only marks Python's handler
-    to run after the read returns: the command sat at its question until a line was
-    typed. Here every signal with a Python handler also wakes the wait for input (a
-    pipe :func:`signal.set_wakeup_fd` writes to, set before the prompt is written), so
-    its handler (KeyboardInterrupt, for Ctrl-C) runs whenever the signal came."""
+    def ask() -> None:
+        out.print(prompt, end="")
+        out.file.flush()
+
+    return _answer(ask)
+
+
+def _answer(ask: Callable[[], None]) -> str:
+    """The line typed at the terminal after ``ask()`` wrote its question, without its
+    end; EOFError if the input ends (Ctrl-D) before anything is typed.
+
+    Not ``input()``: past its last look at Python's signal handlers it blocks in
+    ``read``, in C, and a signal that comes in between (Ctrl-C as the prompt shows, or
+    while a terminal or standard error slow to take output holds the prompt's write,
+    which ``input()`` itself makes in C) only marks Python's handler to run after the
+    read returns: the command sat at its question until a line was typed. Here every
+    signal with a Python handler also wakes the wait for input (a pipe
+    :func:`signal.set_wakeup_fd` writes to, set before the prompt is written), so its
+    handler (KeyboardInterrupt, for Ctrl-C) runs whenever the signal came."""
     fd = sys.stdin.fileno()
     typed = b""
     with _signal_pipe() as woken:
-        sys.stdout.write(prompt)
+        ask()
         sys.stdout.flush()
         while not typed.endswith(b"\n"):
             if woken in select.select([fd, woken], [], [])[0]:

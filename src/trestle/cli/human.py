@@ -18,6 +18,7 @@ import yaml
 from rich.console import Console
 from rich.text import Text
 
+from trestle.cli.console import asked
 from trestle.cli.render import card_view
 from trestle.core.card import HandoffCard
 from trestle.core.card_groups import CardGroup, member_line, waiting
@@ -178,10 +179,10 @@ def prompt_approvals(store: Store, run_id: str, out: Console) -> bool:
         show_card(out, store, card)
         while True:
             try:
-                answer = out.input(Text(f"{CHOICES}? ")).strip().lower()[:1]
+                answer = asked(out, Text(f"{CHOICES}? ")).strip().lower()[:1]
                 reason = ""
                 if answer == "r":
-                    reason = out.input(Text("reason (recorded and fed back): ")).strip()
+                    reason = asked(out, Text("reason (recorded and fed back): ")).strip()
             except EOFError:  # Ctrl-D, or input that ended: the rest wait, as "later"
                 out.print("\nno answer (end of input): it waits in `trestle inbox`", markup=False)
                 return decided or _decided_elsewhere(store, run_id, left, out)
