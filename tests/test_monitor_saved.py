@@ -563,36 +563,10 @@ def test_a_resumed_run_catches_its_monitors_up_while_its_first_model_call_is_ans
     save once the first model call is made, not before; and the resumed run records
     exactly what it records when they catch up before it goes on, alerts included."""
     run_dir = tmp_path / "run"
-    store, run_id = start(run_dir, SETTINGS)
-    replies = looping_replies(loops=8)
-    made: list[int] = []  # the model calls made in this drive
-    stop = Stop()
-
-    def first_drive(messages: Any, tools: Any) -> Any:
-        made.append(len(made))
-        if len(made) < 7:
-            return replies[len(made) - 1]
-        # the execute step's fourth read is asked for, and the drive stopped meanwhile:
-        # the resumed attempt replays its turns and calls the model first
-        stop.request("a stop while the model answers")
-        return asyncio.Event().wait()
-
-    async def interrupted() -> None:
-        engine = LocalEngine(
-            store, performer=AgentPerformer(FunctionModel(first_drive)), snapshot_every=5
-        )
-        try:
-            async for _ in engine.drive(run_id, stop=stop):
-                pass
-        finally:
-            engine.close()
-
-    asyncio.run(interrupted())
-    store.close()
+    run_id = stopped_while_the_model_answers(run_dir, snapshot_every=5)
     kept = tmp_path / "kept"
     shutil.copytree(run_dir, kept)
-    again = [call("read_file", path="calc.py", call_id=f"again{i}") for i in range(5)]
-    rest = [*again, *looping_replies(loops=0)[-2:]]
+    rest = replies_after_the_stop()
 
     def resumed(
         catch_up_at_once: bool, monitors: MonitorFactory | None = None
@@ -658,6 +632,114 @@ def test_a_resumed_run_catches_its_monitors_up_while_its_first_model_call_is_ans
     for at_once in (False, True):
         with pytest.raises(_MonitorFault):
             resumed(catch_up_at_once=at_once, monitors=adding(_Faulty))
+
+
+def stopped_while_the_model_answers(run_dir: Path, snapshot_every: int) -> str:
+    """A looping agent run driven until its execute step's fourth read is asked for,
+    and stopped while the model answers: its resumed attempt replays its turns and
+    calls the model first. Its store is left closed in ``run_dir``."""
+    store, run_id = start(run_dir, SETTINGS)
+    replies = looping_replies(loops=8)
+    made: list[int] = []  # the model calls made in this drive
+    stop = Stop()
+
+    def first_drive(messages: Any, tools: Any) -> Any:
+        made.append(len(made))
+        if len(made) < 7:
+            return replies[len(made) - 1]
+        stop.request("a stop while the model answers")
+        return asyncio.Event().wait()
+
+    async def interrupted() -> None:
+        engine = LocalEngine(
+            store,
+            performer=AgentPerformer(FunctionModel(first_drive)),
+            snapshot_every=snapshot_every,
+        )
+        try:
+            async for _ in engine.drive(run_id, stop=stop):
+                pass
+        finally:
+            engine.close()
+
+    asyncio.run(interrupted())
+    store.close()
+    return run_id
+
+
+def replies_after_the_stop() -> list[Any]:
+    """What the model answers the run :func:`stopped_while_the_model_answers` left, from
+    its resumed attempt's first call: five reads more, then the run's last two answers."""
+    again = [call("read_file", path="calc.py", call_id=f"again{i}") for i in range(5)]
+    return [*again, *looping_replies(loops=0)[-2:]]
+
+
+def test_a_snapshot_due_before_the_first_model_call_saves_the_monitors_caught_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Snapshots as often as a run allows: the one that falls due as the resumed
+    attempt reserves its first model call comes while the monitors are behind. It
+    finishes their catch-up first, saves them as the whole history leaves them, and
+    records what the catch-up raised (a monitor the first drive did not have: its
+    alert on its first observation) with it."""
+    run_dir = tmp_path / "run"
+    run_id = stopped_while_the_model_answers(run_dir, snapshot_every=1)
+    rest = replies_after_the_stop()
+    calls: list[int] = []
+    settled: list[tuple[bool, int]] = []  # behind as asked, and the model calls made
+    snapshots: list[tuple[int, int, bytes]] = []  # seq, the model calls made, the save
+
+    def answer(messages: Any, tools: Any) -> Any:
+        calls.append(1)
+        return rest[len(calls) - 1]
+
+    settle, snapshot = MonitorHub.settle, LocalEngine._snapshot
+
+    def settling(hub: MonitorHub) -> list[AlertRaised]:
+        settled.append((hub.behind, len(calls)))
+        return settle(hub)
+
+    def noting(engine: LocalEngine, state: RunState, hub: MonitorHub | None) -> Any:
+        taken = snapshot(engine, state, hub)
+        assert hub is not None and not hub.behind
+        snapshots.append((state.seq, len(calls), saved.save(hub)))
+        return taken
+
+    monkeypatch.setattr(MonitorHub, "settle", settling)
+    monkeypatch.setattr(LocalEngine, "_snapshot", noting)
+
+    def adding_a_first_look(settings: MonitorSettings) -> list[Monitor]:
+        return [*default_monitors(settings), _FirstLook()]
+
+    store = SqliteStore(run_dir / "store.db")
+    try:
+        engine = LocalEngine(
+            store,
+            performer=AgentPerformer(FunctionModel(answer)),
+            monitors=adding_a_first_look,
+            snapshot_every=1,
+        )
+        try:
+            asyncio.run(engine.run(run_id))
+        finally:
+            engine.close()
+        events = [(s.seq, s.event) for s in store.events(run_id)]
+        state = state_of(store, run_id)
+    finally:
+        store.close()
+    assert state.finished == "succeeded"
+    assert settled[0] == (True, 0)  # the first settle: behind, before the first call
+    seq, made, save = snapshots[0]
+    assert made == 0  # the first snapshot of the resumed drive, before the call
+    looks = [n for n, e in events if isinstance(e, AlertRaised) and e.alert.monitor == "first_look"]
+    resumed_at = next(n for n, e in events if isinstance(e, RunResumed))
+    assert len(looks) == 1 and resumed_at < looks[0] <= seq  # recorded with that snapshot
+    # what it saved is what the whole history up to it leaves the monitors in
+    whole = MonitorHub(SETTINGS, adding_a_first_look)
+    whole.replay(events[:seq], state)
+    restored = MonitorHub(SETTINGS, adding_a_first_look)
+    assert saved.restore(restored, save)
+    assert _state(restored) == _state(whole)
 
 
 class _MonitorFault(Exception):
