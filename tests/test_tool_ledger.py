@@ -39,6 +39,7 @@ from test_agent_loopback import (
 )
 from trestle.core.events import (
     StepProbed,
+    StepProbeStarted,
     ToolCallEnded,
     ToolCallStarted,
     idempotency_key,
@@ -90,6 +91,11 @@ def finish(server: OpenAIServer, driver: subprocess.Popen[bytes], log: Path) -> 
     assert log.read_text().splitlines() == ["succeeded"], logged(log)
 
 
+def probed(store: SqliteStore, run_id: str, step: str) -> bool:
+    """Whether a driver has begun to probe ``step`` (committed before the probe runs)."""
+    return any(p.step == step for p in recorded(store, run_id, StepProbeStarted))
+
+
 def ended(store: SqliteStore, run_id: str, call_id: str) -> list[ToolCallEnded]:
     return [e for e in recorded(store, run_id, ToolCallEnded) if e.call_id == call_id]
 
@@ -101,8 +107,15 @@ def test_a_command_in_flight_when_the_driver_dies_is_reaped_probed_and_not_repea
     run_id = new_run(store, workspace)
     queue_understand(server)
     queue_plan(server)
-    # the shell dies with the driver; the subshell doing the work lives on
-    command = 'echo "$TRESTLE_IDEMPOTENCY_KEY" > key.txt; (sleep 5; echo a >> ledger.txt) & wait'
+    # the shell dies with the driver; the subshell doing the work lives on until the
+    # test lets it end, once the next driver probes the step (a timed sleep ended
+    # before a loaded machine's driver got there; at most 120 s, whatever happens)
+    release = tmp_path / "release"
+    command = (
+        'echo "$TRESTLE_IDEMPOTENCY_KEY" > key.txt; '
+        f"(n=0; while [ ! -e {release} ] && [ $n -lt 1200 ]; do sleep 0.1; n=$((n+1)); done; "
+        "echo a >> ledger.txt) & wait"
+    )
     server.queue_tool_calls(call("call_cmd", "run_command", command=command))
     server.queue_tool_calls(
         call("call_edit", "edit_file", path="calc.py", old="a - b", new="a + b")
@@ -127,6 +140,9 @@ def test_a_command_in_flight_when_the_driver_dies_is_reaped_probed_and_not_repea
 
     second_log = tmp_path / "second.log"
     second = start_driver(server, store_path, run_id, second_log)
+    wait_until(lambda: probed(store, run_id, "fix"), second, second_log)
+    assert not (workspace / "ledger.txt").exists()  # the probe finds it in flight
+    release.touch()
     finish(server, second, second_log)
 
     # the leftover work was waited for before the run went on, and not done again
