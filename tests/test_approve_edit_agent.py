@@ -208,28 +208,14 @@ def test_a_write_calls_diff_keeps_every_line_of_it_on_a_line_of_its_own(
 def on_a_terminal(db: Path, *args: str, columns: int = 80) -> str:
     """What ``trestle ARGS --store DB`` shows on a terminal ``columns`` wide, colours
     and styles taken out."""
-    import fcntl
     import re
-    import struct
-    import termios
 
-    main, side = os.openpty()
-    fcntl.ioctl(side, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+    from test_cli import read_a_terminal
+
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "NO_COLOR")}
     argv = [sys.executable, "-m", "trestle", *args, "--store", str(db)]
-    with open(main, "rb", buffering=0) as screen:
-        subprocess.run(argv, stdout=side, env={**env, "TERM": "xterm"}, check=True)
-        os.close(side)
-        read = b""
-        while True:
-            try:
-                chunk = screen.read(65536)
-            except OSError:  # the terminal's other end is closed: all of it was read
-                break
-            if not chunk:
-                break
-            read += chunk
-    return re.sub(r"\x1b\[[0-9;]*m", "", read.decode()).replace("\r\n", "\n")
+    read = read_a_terminal(argv, {**env, "TERM": "xterm"}, columns)
+    return re.sub(r"\x1b\[[0-9;]*m", "", read).replace("\r\n", "\n")
 
 
 def test_a_command_with_no_space_in_it_is_shown_whole_on_a_terminals_card(

@@ -8,13 +8,16 @@ views from hand-written events into a 100-column console and compares the text.
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import os
 import re
 import selectors
+import struct
 import subprocess
 import sys
+import termios
 import textwrap
 import time
 from collections.abc import Iterator
@@ -790,9 +793,17 @@ def test_a_steps_diff_on_a_terminal_shows_the_escapes_it_wrote(cli: Cli) -> None
 
 def on_a_terminal(cli: Cli, *args: str) -> str:
     """What the command writes to its standard output when that is a terminal."""
+    return read_a_terminal(cli.argv(*args), cli.env())
+
+
+def read_a_terminal(argv: list[str], env: dict[str, str], columns: int | None = None) -> str:
+    """What ``argv`` writes to its standard output when that is a terminal (``columns``
+    wide, if given), read to the end."""
     main, side = os.openpty()
+    if columns is not None:
+        fcntl.ioctl(side, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
     with open(main, "rb", buffering=0) as screen:
-        subprocess.run(cli.argv(*args), env=cli.env(), stdout=side, check=True)
+        subprocess.run(argv, env=env, stdout=side, check=True)
         os.close(side)
         read = b""
         while True:
