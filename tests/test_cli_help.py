@@ -9,7 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import typer.main
+from typer import _click as click
+from typer.core import TyperGroup
+
 from test_cli import cli_env, flat
+from trestle.cli.app import _named, app
 
 BOX = "╭│╰"
 
@@ -100,3 +105,30 @@ def test_the_help_names_every_exit_code_the_cli_exits_with() -> None:
     text = flat(shown.stdout)
     named = {int(n) for n in re.findall(r"(?:Exit codes:|;) (\d+) ", text)}
     assert codes <= named, sorted(codes - named)
+
+
+def _described(command: click.Command) -> list[object]:
+    """What a command parses and prints about itself, its subcommands' included."""
+    params = [(p.name, p.opts, p.secondary_opts, getattr(p, "help", None)) for p in command.params]
+    subcommands = getattr(command, "commands", {})
+    return [
+        command.name,
+        command.help,
+        params,
+        *(_described(subcommands[n]) for n in sorted(subcommands)),
+    ]
+
+
+def test_a_command_built_alone_parses_and_helps_as_in_the_whole_app() -> None:
+    """A process builds only the command it was asked for (trestle.cli.app._named):
+    that command must be the one the whole app holds, and anything else gets it all."""
+    whole = typer.main.get_command(app)
+    assert isinstance(whole, TyperGroup)
+    for name, command in whole.commands.items():
+        alone = typer.main.get_command(_named([name, "--help"]))
+        assert isinstance(alone, TyperGroup)
+        assert list(alone.commands) == [name]
+        assert _described(alone.commands[name]) == _described(command), name
+        assert _described(alone)[2] == _described(whole)[2]  # the root's own options
+    for args in ([], ["--help"], ["--version"], ["nope"], ["-x", "run"]):
+        assert _named(args) is app, args

@@ -34,6 +34,7 @@ prints help should not pay (``bench/startup.py`` measures it).
 
 from __future__ import annotations
 
+import copy
 import os
 import signal
 import sqlite3
@@ -46,6 +47,7 @@ import typer
 # Typer keeps its own copy of click (pinned: pyproject.toml); the exceptions a usage
 # error raises are only importable from it
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+from typer.main import get_command_name
 
 from trestle.cli import (
     agent,
@@ -145,6 +147,28 @@ app.add_typer(notify.notify_app, name="notify")
 app.add_typer(policy.policy_app, name="policy")
 
 
+def _named(args: list[str]) -> typer.Typer:
+    """The app with only the command ``args`` name registered, when it names one.
+
+    Typer turns every registered command's signature into options before it parses
+    anything: about 80 ms for all of them, in every process. A command's own parsing,
+    help and errors need only that command, so the others are left out. Anything else
+    (the root's options, ``--help``, a name that is no command, whose error names the
+    close ones) gets the whole app."""
+    name = args[0] if args else ""
+    commands = [
+        info
+        for info in app.registered_commands
+        if name == (info.name or get_command_name(getattr(info.callback, "__name__", "")))
+    ]
+    groups = [info for info in app.registered_groups if name == info.name]
+    if not (commands or groups):
+        return app
+    named = copy.copy(app)
+    named.registered_commands, named.registered_groups = commands, groups
+    return named
+
+
 def _refuse_undecodable_arguments(args: list[str]) -> None:
     """Bytes that are not UTF-8 reach Python as lone surrogates, which no record, store
     or report can hold: refused at the edge, naming the argument, before anything runs."""
@@ -203,7 +227,7 @@ def main() -> None:
     guard_standard_streams()
     try:
         _refuse_undecodable_arguments(sys.argv[1:])
-        code = app(prog_name="trestle", standalone_mode=False)
+        code = _named(sys.argv[1:])(prog_name="trestle", standalone_mode=False)
     except NoArgsIsHelpError as exc:  # `trestle` alone: the help, as Typer prints it
         exc.show()
         sys.exit(exc.exit_code)
