@@ -274,6 +274,18 @@ def test_the_index_is_bounded_newest_first_and_without_repeats(tmp_path: Path) -
     assert [p.name for p in (tmp_path / "state").iterdir()] == ["stores"]  # no temp left
 
 
+def test_an_index_written_with_repeats_reads_each_store_once_where_first_seen(
+    tmp_path: Path,
+) -> None:
+    url = "postgresql://trestle@127.0.0.1:5432/runs"
+    lines = [tmp_path / "a", url, tmp_path / "b", tmp_path / "a", url, tmp_path / "c"]
+    (tmp_path / "stores").write_text("".join(f"{line}\n" for line in lines))
+
+    index = RecentStores(tmp_path / "stores", limit=3)
+
+    assert index.stores() == [tmp_path / "a", url, tmp_path / "b"]
+
+
 def test_a_run_is_found_from_elsewhere_after_many_newer_stores(
     user: Operator, project: Path, tmp_path: Path
 ) -> None:

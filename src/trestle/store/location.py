@@ -163,19 +163,16 @@ class RecentStores:
             text = self.file.read_text(encoding="utf-8", errors="replace")
         except (OSError, ValueError):
             return []
-        found: list[str | Path] = []
+        found: dict[str | Path, None] = {}  # a set that keeps the order: one lookup each
         for line in text.splitlines():
             line = line.strip()
             if not line or "\ufffd" in line or "\x00" in line:
                 continue
-            where: str | Path | None = None
             if is_store_url(line):
-                where = line
+                found.setdefault(line)
             elif os.path.isabs(line):
-                where = Path(line)
-            if where is not None and where not in found:
-                found.append(where)
-        return found[: self.limit]
+                found.setdefault(Path(line))
+        return list(found)[: self.limit]
 
     def paths(self) -> list[Path]:
         """The store files remembered, newest first."""
