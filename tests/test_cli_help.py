@@ -14,7 +14,7 @@ from typer import _click as click
 from typer.core import TyperGroup
 
 from test_cli import cli_env, flat
-from trestle.cli.app import _named, app
+from trestle.cli.app import LISTING_ONLY, _named, app
 
 BOX = "╭│╰"
 
@@ -130,5 +130,21 @@ def test_a_command_built_alone_parses_and_helps_as_in_the_whole_app() -> None:
         assert list(alone.commands) == [name]
         assert _described(alone.commands[name]) == _described(command), name
         assert _described(alone)[2] == _described(whole)[2]  # the root's own options
-    for args in ([], ["--help"], ["--version"], ["nope"], ["-x", "run"]):
+    for args in (["nope"], ["-x", "run"], ["--", "run"], ["--help", "run"]):
         assert _named(args) is app, args
+
+
+def test_the_roots_help_and_version_list_the_commands_as_the_whole_app_does() -> None:
+    """``trestle``, ``--help`` and ``--version`` build the commands without their
+    options (trestle.cli.app._listed): the help they print is the whole app's."""
+    whole = typer.main.get_command(app)
+    assert isinstance(whole, TyperGroup)
+    with click.Context(whole, info_name="trestle") as context:
+        expected = whole.get_help(context)
+    for args in LISTING_ONLY:
+        listed = typer.main.get_command(_named(list(args)))
+        assert isinstance(listed, TyperGroup)
+        assert list(listed.commands) == list(whole.commands)
+        assert all(not command.params for command in listed.commands.values())
+        with click.Context(listed, info_name="trestle") as context:
+            assert listed.get_help(context) == expected, args

@@ -48,6 +48,7 @@ import typer
 # error raises are only importable from it
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 from typer.main import get_command_name
+from typer.models import CommandInfo
 
 from trestle.cli import (
     agent,
@@ -147,14 +148,21 @@ app.add_typer(notify.notify_app, name="notify")
 app.add_typer(policy.policy_app, name="policy")
 
 
+# what the root alone answers: its help (``trestle`` alone prints it too) or the version
+LISTING_ONLY: tuple[list[str], ...] = ([], ["--help"], ["--version"])
+
+
 def _named(args: list[str]) -> typer.Typer:
     """The app with only the command ``args`` name registered, when it names one.
 
     Typer turns every registered command's signature into options before it parses
     anything: about 80 ms for all of them, in every process. A command's own parsing,
-    help and errors need only that command, so the others are left out. Anything else
-    (the root's options, ``--help``, a name that is no command, whose error names the
-    close ones) gets the whole app."""
+    help and errors need only that command, so the others are left out. The root's help
+    and version list the commands without parsing for any (:func:`_listed`). Anything
+    else (another root option, a name that is no command, whose error names the close
+    ones) gets the whole app."""
+    if args in LISTING_ONLY:
+        return _listed(app)
     name = args[0] if args else ""
     commands = [
         info
@@ -167,6 +175,35 @@ def _named(args: list[str]) -> typer.Typer:
     named = copy.copy(app)
     named.registered_commands, named.registered_groups = commands, groups
     return named
+
+
+def _listed(typer_app: typer.Typer) -> typer.Typer:
+    """``typer_app`` with every command (its groups' too) standing in for itself with
+    no options: the same name, help and flags, as a listing of commands shows them,
+    with nothing Typer has to read a signature for. Never given anything to run."""
+    listed = copy.copy(typer_app)
+    listed.registered_commands = [_unparsed(info) for info in typer_app.registered_commands]
+    listed.registered_groups = []
+    for group in typer_app.registered_groups:
+        inner = copy.copy(group)
+        if isinstance(group.typer_instance, typer.Typer):
+            inner.typer_instance = _listed(group.typer_instance)
+        listed.registered_groups.append(inner)
+    return listed
+
+
+def _unparsed(info: CommandInfo) -> CommandInfo:
+    """``info`` with a callback of no parameters, named and documented as its own."""
+    callback = info.callback
+
+    def stand_in() -> None:
+        raise AssertionError("a listed command was run")  # LISTING_ONLY runs none
+
+    stand_in.__name__ = getattr(callback, "__name__", "")
+    stand_in.__doc__ = getattr(callback, "__doc__", None)
+    unparsed = copy.copy(info)
+    unparsed.callback = stand_in
+    return unparsed
 
 
 def _refuse_undecodable_arguments(args: list[str]) -> None:
