@@ -1,7 +1,8 @@
 """Events: the only record of what happened in a run.
 
 Every event is frozen, carries a ``kind`` tag and a schema version ``v``, and is
-(de)serialised by one :data:`EVENT_ADAPTER` over the union. Run state is a fold over
+(de)serialised as its own type (:func:`event_json`, :func:`decode_event`), which is how
+:data:`EVENT_ADAPTER`, over the union, reads and writes it too. Run state is a fold over
 these (see :mod:`trestle.core.state`); nothing else is persisted about a run.
 
 Decisions are events too: when the decider chooses to start a step it emits
@@ -10,9 +11,11 @@ Decisions are events too: when the decider chooses to start a step it emits
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING, Annotated, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter, ValidationError
 
 from trestle.core.budget import Breach, Dimension
 from trestle.core.conversation import Message, ModelResponse
@@ -36,7 +39,9 @@ from trestle.core.safetext import model_json
 class Event(BaseModel):
     """Base of every event; ``at`` is wall-clock seconds from the injected clock."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # each event type builds its validator when one is first made or read: a command
+    # meets a few of the kinds, and building them all cost every process about 40 ms
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
     v: int = 1
     at: float
 
@@ -946,13 +951,42 @@ AnyEvent = Annotated[
     Field(discriminator="kind"),
 ]
 
-EVENT_ADAPTER: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)
+EVENT_TYPES: dict[str, type[Event]] = {
+    member.model_fields["kind"].default: member for member in get_args(get_args(AnyEvent)[0])
+}
+"""Each event type by its ``kind``."""
+
+if TYPE_CHECKING:
+    EVENT_ADAPTER: TypeAdapter[AnyEvent]
 
 
-class StoredEvent(BaseModel):
+@cache
+def _union() -> TypeAdapter[AnyEvent]:
+    return TypeAdapter(AnyEvent)
+
+
+def __getattr__(name: str) -> object:
+    # EVENT_ADAPTER is built on first use: building it builds every event type
+    if name == "EVENT_ADAPTER":
+        return _union()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def decode_event(data: str | bytes, kind: str) -> AnyEvent:
+    """The event JSON ``data`` holds, read as the type ``kind`` names, as a store lists
+    it. Whatever does not read as that type is read over the union, as before: a body
+    of another kind comes back as that kind (for the caller to name the mismatch), and
+    a damaged one raises the union's own error."""
+    try:
+        return EVENT_TYPES[kind].model_validate_json(data)  # type: ignore[return-value]
+    except (KeyError, ValidationError):
+        return _union().validate_json(data)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
     """An event as recorded: its run and its position in the run's stream."""
 
-    model_config = ConfigDict(frozen=True)
     run_id: str
     seq: int
     event: AnyEvent
@@ -976,5 +1010,6 @@ def tool_call_key(run_id: str, step: str, attempt: int, round: int, turn: int, c
 
 
 def event_json(event: AnyEvent) -> str:
-    """An event as the store keeps it (see :func:`trestle.core.safetext.model_json`)."""
-    return model_json(event, lambda: EVENT_ADAPTER.dump_json(event))
+    """An event as the store keeps it (see :func:`trestle.core.safetext.model_json`):
+    its own type's JSON, the same text the union writes."""
+    return model_json(event)

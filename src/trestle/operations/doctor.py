@@ -31,7 +31,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from trestle.core.errors import ConfigError, NoStoreError, StoreDamagedError, TrestleError
-from trestle.core.events import EVENT_ADAPTER, AnyEvent, RunCreated
+from trestle.core.events import AnyEvent, RunCreated, decode_event
 from trestle.core.state import RunState
 from trestle.lifecycle.approvals import forged
 from trestle.lifecycle.runs import summary_json, trusted
@@ -278,7 +278,7 @@ def _check_run(db: sqlite3.Connection, run_id: str, found: _Found, *, now: float
                 data = bodies.decompressed(data)
             if packed & decoding.REFERS:
                 data = payloads.unpack(str(data), partial(_payload, db, run_id))
-            event = EVENT_ADAPTER.validate_json(data)
+            event = decode_event(data, str(kind))
         except KeyError as exc:
             problems.append(f"event seq {seq} refers to payload {exc.args[0].hex()}, missing")
             break

@@ -129,7 +129,7 @@ def stream(
             damaged(f"event seq {expected} is missing (next recorded: {seq})")
         if packed:
             data = unpacked(expected, data, found, damaged, restored)
-        event = decoded(expected, data, damaged)
+        event = decoded(expected, data, damaged, kind)
         if expected == 1 and event.kind != "run_created":
             damaged(f"it does not begin with run_created (seq 1 is {kind!r})")
         if event.kind != kind:
@@ -153,17 +153,17 @@ def unpacked(
         damaged(f"event seq {seq} has a payload that cannot be read: {exc}")
 
 
-def decoded(seq: int, data: object, damaged: Damaged) -> AnyEvent:
-    # The event types load on first use: building their union takes about 100 ms,
-    # and opening a store to list runs or find one needs none of it.
+def decoded(seq: int, data: object, damaged: Damaged, kind: object) -> AnyEvent:
+    # The event types load on first use: importing them takes a few hundred ms, and
+    # opening a store to list runs or find one needs none of them.
     from pydantic import ValidationError
 
-    from trestle.core.events import EVENT_ADAPTER
+    from trestle.core.events import decode_event
 
     try:
         if not isinstance(data, str | bytes):
             raise ValueError(f"its body is {type(data).__name__}, not JSON text")
-        return EVENT_ADAPTER.validate_json(data)
+        return decode_event(data, str(kind))
     except ValidationError as exc:
         error = exc.errors()[0]
         where = ".".join(map(str, error["loc"]))

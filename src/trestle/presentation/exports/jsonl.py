@@ -14,15 +14,16 @@ from collections.abc import Iterable
 
 from pydantic import ValidationError
 
+from trestle.core import events as recorded
 from trestle.core.errors import ConfigError
-from trestle.core.events import EVENT_ADAPTER, AnyEvent, StoredEvent
+from trestle.core.events import AnyEvent, StoredEvent
 
 
 def event_lines(events: Iterable[StoredEvent]) -> str:
     """The events as JSON Lines, in the order given (the store's: by ``seq``)."""
     lines = []
     for stored in events:
-        body = EVENT_ADAPTER.dump_python(stored.event, mode="json")
+        body = stored.event.model_dump(mode="json")
         lines.append(json.dumps({"seq": stored.seq, **body}, ensure_ascii=False) + "\n")
     return "".join(lines)
 
@@ -49,7 +50,7 @@ def read_event_lines(text: str, source: str = "<events>") -> list[tuple[int, Any
         if isinstance(seq, bool) or not isinstance(seq, int):
             raise ConfigError(f"{where}: 'seq' must be an integer, not {seq!r}")
         try:
-            found.append((seq, EVENT_ADAPTER.validate_python(item)))
+            found.append((seq, recorded.EVENT_ADAPTER.validate_python(item)))
         except ValidationError as exc:
             first = exc.errors(include_url=False)[0]
             field = ".".join(str(p) for p in first["loc"]) or "event"
