@@ -40,7 +40,8 @@ class Event(BaseModel):
     """Base of every event; ``at`` is wall-clock seconds from the injected clock."""
 
     # each event type builds its validator when one is first made or read: a command
-    # meets a few of the kinds, and building them all cost every process about 40 ms
+    # meets a few of the kinds, and building them all added about 8% to importing them
+    # (BENCHMARKS.md, section 8)
     model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
     v: int = 1
     at: float
