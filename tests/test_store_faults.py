@@ -307,10 +307,25 @@ def damage_first(c: Copy, run: str) -> tuple[int, str]:
     return 1, "does not begin with run_created"
 
 
+def damage_label(c: Copy, run: str) -> tuple[int, str]:
+    """The row's kind changed, its body left whole: read as the type listed it is not
+    one, so it is read over the union and the mismatch is named."""
+    kind, _ = event_json(c, run, 3)
+    with contextlib.closing(c.db()) as db:
+        db.execute("UPDATE events SET kind = 'run_finished' WHERE run_id = ? AND seq = 3", (run,))
+    return 3, f"event seq 3 is listed as 'run_finished' but holds {kind!r}"
+
+
 @pytest.mark.parametrize(
     "damage",
-    [damage_gap, damage_json, damage_kind, damage_first],
-    ids=["out-of-order-seq", "undecodable-json", "unknown-kind", "first-not-created"],
+    [damage_gap, damage_json, damage_kind, damage_first, damage_label],
+    ids=[
+        "out-of-order-seq",
+        "undecodable-json",
+        "unknown-kind",
+        "first-not-created",
+        "relabelled-kind",
+    ],
 )
 def test_a_damaged_run_is_named_and_the_other_runs_stay_usable(
     copy: Copy, damage: Callable[[Copy, str], tuple[int, str]]
