@@ -58,7 +58,6 @@ def runs(store: StoreOption = None, as_json: JsonOption = False) -> None:
 def show(run_id: RunArg, store: StoreOption = None, as_json: JsonOption = False) -> None:
     """A run's state and report."""
     from trestle.cli.listing import interrupted_notes
-    from trestle.cli.render import report_view, steps_table
     from trestle.core.report import build_report
     from trestle.lifecycle.approvals import trusted_state
     from trestle.lifecycle.driven import drivings
@@ -88,6 +87,8 @@ def show(run_id: RunArg, store: StoreOption = None, as_json: JsonOption = False)
         data = report.model_dump(mode="json") | shown_status
         _print_json({**data, "tree": tree, "driver_lost": driver_lost})
         return
+    from trestle.cli.render import report_view, steps_table
+
     out = _out()
     if state.parent is not None:
         link = state.parent
@@ -134,8 +135,6 @@ def log(
     ] = False,
 ) -> None:
     """The execution log: every event with step, attempt, time and outcome."""
-    from trestle.cli.render import log_table
-
     if follow:
         from trestle.cli.follow import follow_command
 
@@ -149,6 +148,8 @@ def log(
     if as_json:
         _print_json([{"seq": e.seq, **e.event.model_dump(mode="json")} for e in events])
     else:
+        from trestle.cli.render import log_table
+
         _out().print(log_table(events))
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from trestle.agentplan.edits import Change, change_refusal
 from trestle.core.errors import (
@@ -421,6 +421,10 @@ def request_decision(
 class DeadLetter(BaseModel):
     """A step waiting on a human, with every event that concerns it."""
 
+    # its history may hold any kind of event: built at import, it built every event
+    # type's schema into its own, which the events themselves defer (2% of the
+    # instructions importing the commands took)
+    model_config = ConfigDict(defer_build=True)
     run_id: str
     step: str
     status: str
