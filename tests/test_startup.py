@@ -94,3 +94,15 @@ def test_a_command_that_reads_events_loads_them_when_it_needs_them(
     code, modules = loaded("log", run_id, "--store", str(store), "--json")
     assert code == 0
     assert "trestle.core.events" in modules
+
+
+@pytest.mark.parametrize("args", [("show", "RUN"), ("show", "RUN", "--json"), ("log", "RUN")])
+def test_a_command_that_reads_a_run_loads_no_yaml_parser(
+    store_with_a_run: tuple[Path, str], args: tuple[str, ...]
+) -> None:
+    # the run's plan is in the store as JSON; PyYAML is for plan files and edits
+    store, run_id = store_with_a_run
+    code, modules = loaded(*(run_id if a == "RUN" else a for a in args), "--store", str(store))
+    assert code == 0
+    assert "trestle.formats.planfile" in modules  # the module is there, its parser is not
+    assert "yaml" not in modules

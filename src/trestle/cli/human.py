@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
 from rich.console import Console
 from rich.text import Text
 
@@ -131,6 +130,8 @@ def edit_in_editor(card: HandoffCard, current: dict[str, Any] | None = None) -> 
             "(a workspace on PATH, a relative directory): name it by its absolute path, or "
             "give the edit with --from FILE; nothing was approved"
         )
+    import yaml  # for an edit only: the commands that show cards import this module
+
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         f.write(header + yaml.safe_dump(current, sort_keys=False, allow_unicode=True))
         path = Path(f.name)

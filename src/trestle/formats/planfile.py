@@ -18,9 +18,8 @@ import sys
 from collections.abc import Sequence, Sized
 from importlib import resources
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import yaml
 from pydantic import ValidationError
 
 from trestle.core.errors import PlanError
@@ -32,6 +31,9 @@ from trestle.core.plan import (
     graph_problems,
 )
 from trestle.formats.exec_limits import limit_problems
+
+if TYPE_CHECKING:
+    import yaml
 
 MAX_PLAN_BYTES = 8 * 1024 * 1024
 MAX_DEPTH = 64  # nested YAML collections; real plans need about eight
@@ -119,17 +121,28 @@ def _file_type(mode: int) -> str:
     return "not a file"
 
 
-# libyaml when present: the pure-Python parser takes seconds per 100,000 list items
-_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# PyYAML is imported by what reads YAML, not with this module: the commands that read
+# runs load this module (through the policy file's reader) but never a plan's text,
+# and importing PyYAML was about 5% of their instructions
+
+
+def _loader() -> type[yaml.SafeLoader]:
+    """libyaml's loader when present: the pure-Python parser takes seconds per 100,000
+    list items."""
+    import yaml
+
+    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _load_yaml(text: str) -> Any:
     """Safe YAML, once its nesting is known to stay within :data:`MAX_DEPTH` (deeper
     documents exhaust the recursion of the constructor and of every later reader)."""
+    import yaml
+
     too_deep = f"nested more than {MAX_DEPTH} levels deep"
     depth = 0
     try:
-        for event in yaml.parse(text, Loader=_LOADER):
+        for event in yaml.parse(text, Loader=_loader()):
             if isinstance(event, yaml.CollectionStartEvent):
                 depth += 1
                 if depth > MAX_DEPTH:
@@ -145,7 +158,7 @@ def _load_yaml(text: str) -> Any:
         if "maximum nesting depth" not in str(exc.problem):
             raise
         raise yaml.MarkedYAMLError(problem=too_deep, problem_mark=exc.problem_mark) from None
-    return yaml.load(text, Loader=_LOADER)
+    return yaml.load(text, Loader=_loader())
 
 
 def parse_plan(
@@ -162,6 +175,8 @@ def parse_plan(
     Raises:
         PlanError: every problem at once, each with its line in the file.
     """
+    import yaml
+
     try:
         raw = _load_yaml(text)
     except yaml.YAMLError as exc:
@@ -373,9 +388,11 @@ class _Lines:
     only when there is a problem to place)."""
 
     def __init__(self, text: str) -> None:
+        import yaml
+
         self._root: yaml.Node | None
         try:
-            self._root = yaml.compose(text, Loader=_LOADER)
+            self._root = yaml.compose(text, Loader=_loader())
         except (yaml.YAMLError, ValueError, RecursionError):
             self._root = None
         self._keys: dict[int, dict[str, tuple[yaml.Node, yaml.Node]]] = {}
@@ -383,6 +400,8 @@ class _Lines:
     def of(self, loc: Sequence[str | int]) -> int | None:
         """The line of the deepest part of ``loc`` found: the key of a mapping entry,
         the start of a list item; the enclosing one for what is missing."""
+        import yaml
+
         node, line = self._root, None
         for part in loc:
             if isinstance(node, yaml.MappingNode):
@@ -400,6 +419,8 @@ class _Lines:
         return line
 
     def _entries(self, node: yaml.MappingNode) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+        import yaml
+
         found = self._keys.get(id(node))
         if found is None:
             found = {}

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
 from pydantic import ValidationError
 
 from trestle.agentplan.review_edit import edited_review
@@ -396,6 +395,8 @@ def edit_from_yaml(text: str, source: str = "the edited action") -> dict[str, An
     """The fields a human saved as YAML (the editor's file, ``--from``'s, the dashboard's
     form), or a ConfigError saying why nothing is approved, and where (``source``, the
     line and column: PyYAML's own text names a ``<unicode string>``)."""
+    import yaml  # for an edit only: the commands that read runs import this module
+
     try:
         edited = yaml.safe_load(text)
     except yaml.YAMLError as exc:
