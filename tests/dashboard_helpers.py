@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 
+from forked_cli import run_trestle
 from test_cli import cli_env
 from trestle.formats.planfile import parse_plan
 from trestle.lifecycle.runs import create_run
@@ -87,15 +88,7 @@ def csrf_of(html: str) -> str:
 
 
 def trestle(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "trestle", *args],
-        cwd=cwd,
-        env=cli_env(TRESTLE_SANDBOX="off"),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return run_trestle(args, cwd=cwd, env=cli_env(TRESTLE_SANDBOX="off"), timeout=timeout)
 
 
 def start_run(plan: Path, store: Path, cwd: Path) -> subprocess.Popen[str]:

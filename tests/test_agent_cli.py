@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from forked_cli import run_trestle
 from trestle.demo import write_sample
 from trestle.models import ToolCall
 from trestle.testing import OpenAIServer
@@ -69,15 +70,7 @@ class Cli:
     def __call__(
         self, *args: str | Path, cwd: Path | None = None, **env: str
     ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "trestle", *map(str, args)],
-            cwd=cwd or self.dir,
-            env=self.env(**env),
-            capture_output=True,
-            text=True,
-            timeout=PATIENCE,
-            check=False,
-        )
+        return run_trestle(args, cwd=cwd or self.dir, env=self.env(**env), timeout=PATIENCE)
 
     def json(self, *args: str | Path) -> Any:
         """Run a command with ``--json``; it must succeed."""

@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from forked_cli import run_trestle
 from trestle.engines.local import LocalEngine
 from trestle.formats.planfile import parse_plan
 from trestle.lifecycle.runs import create_run
@@ -54,6 +55,8 @@ class Cli:
         return [sys.executable, "-m", "trestle"]
 
     def __call__(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        if self.launcher() == Cli.launcher(self):  # started as `python -m trestle`
+            return run_trestle(args, cwd=self.dir, env=self.env(**env))
         return subprocess.run(
             [*self.launcher(), *args],
             cwd=self.dir,

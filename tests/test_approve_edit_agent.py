@@ -35,6 +35,7 @@ from agent_helpers import (
     sample_workspace,
     state_of,
 )
+from forked_cli import run_trestle
 from trestle.cli.app import app
 from trestle.cli.tool_edits import call_diff
 from trestle.core.events import ApprovalDecided, ToolCallStarted
@@ -72,14 +73,8 @@ def trestle_process(db: Path, *args: str, stdin: str) -> subprocess.CompletedPro
     """The ``trestle`` console command in a process of its own: its exit code and
     ``error:`` line, as a person sees them."""
     env = {k: v for k, v in os.environ.items() if k != "TRESTLE_STORE"}
-    return subprocess.run(
-        [sys.executable, "-m", "trestle", *args, "--store", str(db)],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env={**env, "COLUMNS": "300", "NO_COLOR": "1"},
-        check=False,
-    )
+    env.update(COLUMNS="300", NO_COLOR="1")
+    return run_trestle([*args, "--store", str(db)], cwd=Path.cwd(), env=env, input=stdin)
 
 
 def edit_file_call(new: str) -> ModelResponse:

@@ -14,13 +14,13 @@ import json
 import os
 import re
 import subprocess
-import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from forked_cli import run_trestle
 from trestle.core.budget import Dimension
 from trestle.core.card import build_card
 from trestle.core.events import (
@@ -315,15 +315,7 @@ def test_a_hard_seconds_limit_stops_the_run(h: Harness) -> None:
 def trestle(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "TRESTLE_STORE"}
     env.update(COLUMNS="200", NO_COLOR="1", TERM="dumb", TRESTLE_STORE=str(cwd / "t.db"))
-    return subprocess.run(
-        [sys.executable, "-m", "trestle", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_trestle(args, cwd=cwd, env=env)
 
 
 def test_the_cli_pauses_with_exit_3_and_stops_with_exit_6(tmp_path: Path) -> None:

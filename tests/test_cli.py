@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 from rich.console import Console, RenderableType
 
+from forked_cli import run_trestle
 from trestle.cli.listing import runs_table
 from trestle.cli.render import log_table, plan_overview, report_view, steps_table
 from trestle.core.events import (
@@ -91,15 +92,7 @@ class Cli:
         return cli_env(TRESTLE_STORE=str(self.store))
 
     def __call__(self, *args: str | Path) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            self.argv(*args),
-            cwd=self.dir,
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        return run_trestle(args, cwd=self.dir, env=self.env())
 
     def json(self, *args: str | Path) -> Any:
         """Run a command with ``--json``; it must succeed."""

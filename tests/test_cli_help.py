@@ -6,13 +6,13 @@ Through the real ``trestle`` executable, piped (as a pager or a script sees it).
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import typer.main
 from typer import _click as click
 from typer.core import TyperGroup
 
+from forked_cli import run_trestle
 from test_cli import cli_env, flat
 from trestle.cli.app import LISTING_ONLY, _named, app
 
@@ -20,14 +20,7 @@ BOX = "╭│╰"
 
 
 def trestle(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "trestle", *args],
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_trestle(args, cwd=Path.cwd(), env=cli_env())
 
 
 def test_option_help_keeps_its_defaults_and_plain_flags_have_no_metavar() -> None:

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from forked_cli import run_trestle
 from trestle.core.gate import command_signature, similar_approval, similar_key, similar_scope
 from trestle.core.policy import ActionFacts, Tier, TierDecision, classify, command_shape
 
@@ -458,15 +459,7 @@ def test_through_the_cli_a_wrapped_push_waits_for_a_human(tmp_path: Path) -> Non
     (work / "plan.yaml").write_text(f"goal: publish\nsteps:\n{steps}", encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if k != "TRESTLE_STORE"}
     env["TRESTLE_STORE"] = str(tmp_path / "trestle.db")
-    done = subprocess.run(
-        [sys.executable, "-m", "trestle", "run", "plan.yaml"],
-        cwd=work,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_trestle(["run", "plan.yaml"], cwd=work, env=env)
     assert done.returncode == 3, done.stdout + done.stderr  # waiting for a human
     assert git(remote, "for-each-ref") == ""  # nothing reached the remote
     inbox = subprocess.run(

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from agent_helpers import call, findings_json, plan_json, plan_step
+from forked_cli import run_trestle
 from test_cli import cli_env
 from trestle.agent.runtime import AgentPerformer
 from trestle.core.budget import Budget, Limit
@@ -134,14 +135,11 @@ def test_an_agent_child_works_through_the_openai_client_from_a_plan_file(tmp_pat
             ),
             encoding="utf-8",
         )
-        result = subprocess.run(
-            [sys.executable, "-m", "trestle", "run", "plan.yaml", "--no-live"],
+        result = run_trestle(
+            ["run", "plan.yaml", "--no-live"],
             cwd=tmp_path,
             env=cli_env(TRESTLE_STORE=str(tmp_path / "t.db"), OPENAI_API_KEY="test-key"),
-            capture_output=True,
-            text=True,
             timeout=120,
-            check=False,
         )
         assert result.returncode == 0, result.stdout + result.stderr
         offered = {t["function"]["name"] for r in server.requests for t in r.body.get("tools", [])}
@@ -295,15 +293,7 @@ def test_an_agent_child_killed_mid_call_resumes_from_the_root_without_repeating(
         assert len(server.requests) == 4, out + err
         root = out.split()[1]
 
-        resumed = subprocess.run(
-            [sys.executable, "-m", "trestle", "resume", root, "--no-live"],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        resumed = run_trestle(["resume", root, "--no-live"], cwd=tmp_path, env=env, timeout=120)
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr
         sent = [r.body["messages"] for r in server.requests]
 

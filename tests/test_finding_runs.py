@@ -12,12 +12,12 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from forked_cli import run_trestle
 from trestle.formats.planfile import parse_plan
 from trestle.lifecycle.runs import create_run
 from trestle.store import RecentStores, SqliteStore
@@ -56,15 +56,7 @@ class Operator:
         return env
 
     def __call__(self, *args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "trestle", *map(str, args)],
-            cwd=cwd,
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        return run_trestle(args, cwd=cwd, env=self.env())
 
     def start(self, plan: Path, *args: str | Path, cwd: Path) -> tuple[str, Path]:
         """Run a plan to the end; its run id and the store the run says it is in."""

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from forked_cli import run_trestle
 from test_cli import Cli, cli_env, flat, rstripped
 from trestle.coordination.board import Group
 from trestle.coordination.groups import group_of, message_id, named_group
@@ -370,15 +371,7 @@ def test_the_board_and_mail_views_through_the_trestle_executable(cli: Cli) -> No
 
 def test_reading_views_never_create_a_store(tmp_path: Path) -> None:
     for args in (["board", "team"], ["mail", "team"]):
-        done = subprocess.run(
-            [sys.executable, "-m", "trestle", *args],
-            cwd=tmp_path,
-            env=cli_env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        done = run_trestle(args, cwd=tmp_path, env=cli_env())
         assert done.returncode == 8, done.stderr
         assert "no store found" in done.stderr
     assert list(tmp_path.iterdir()) == []

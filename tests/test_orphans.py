@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from forked_cli import run_trestle
 from trestle.core.decider import decide
 from trestle.core.events import (
     RunCreated,
@@ -44,13 +45,7 @@ START = 1_800_000_000.0
 
 
 def trestle(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "trestle", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_trestle(args, cwd=cwd, timeout=120)
 
 
 def start_driver(plan: Path, db: Path) -> subprocess.Popen[str]:

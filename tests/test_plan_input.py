@@ -8,12 +8,12 @@ import os
 import random
 import sqlite3
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
+from forked_cli import run_trestle
 from trestle.core.errors import PlanError
 from trestle.core.plan import Backoff, Plan, critical_path, find_cycle, topological_order, waves
 from trestle.formats.planfile import load_plan, parse_plan
@@ -22,15 +22,7 @@ from trestle.formats.planfile import load_plan, parse_plan
 def trestle(cwd: Path, *args: str | Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "TRESTLE_STORE"}
     env.update(COLUMNS="200", NO_COLOR="1", TERM="dumb")
-    return subprocess.run(
-        [sys.executable, "-m", "trestle", *map(str, args)],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return run_trestle(args, cwd=cwd, env=env, timeout=timeout)
 
 
 def refused(tmp_path: Path, plan: str | Path, *expected: str) -> str:

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from forked_cli import run_trestle
 from trestle.store import SqliteStore
 from trestle.trust.signing import decision_key, signed_payload
 
@@ -38,15 +39,7 @@ class Cli:
         return env
 
     def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "trestle", *args],
-            cwd=self.dir,
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            timeout=PATIENCE,
-            check=False,
-        )
+        return run_trestle(args, cwd=self.dir, env=self.env(), timeout=PATIENCE)
 
     def json(self, *args: str) -> Any:
         result = self(*args, "--json")

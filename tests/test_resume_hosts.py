@@ -30,6 +30,7 @@ from typing import TypeVar
 
 import pytest
 
+from forked_cli import run_trestle
 from test_cli import cli_env, flat
 from trestle.core.events import (
     EVENT_ADAPTER,
@@ -118,12 +119,10 @@ class Site:
 
     def trestle(self, *args: str) -> subprocess.CompletedProcess[str]:
         """``trestle`` typed on this host (the near one)."""
-        return subprocess.run(
-            [sys.executable, "-m", "trestle", *args, "--store", self.url],
+        return run_trestle(
+            [*args, "--store", self.url],
             cwd=self.dir,
             env=cli_env(TRESTLE_SANDBOX="off"),
-            capture_output=True,
-            text=True,
             timeout=120,
         )
 
@@ -284,12 +283,10 @@ def test_a_run_killed_and_resumed_on_one_host_is_probed_as_before(
     driver.wait()
     [row] = store.runs()
 
-    resumed = subprocess.run(
-        [sys.executable, "-m", "trestle", "resume", row.run_id, "--store", postgres_url],
+    resumed = run_trestle(
+        ["resume", row.run_id, "--store", postgres_url],
         cwd=tmp_path,
         env=cli_env(TRESTLE_SANDBOX="off"),
-        capture_output=True,
-        text=True,
         timeout=120,
     )
     assert resumed.returncode == 0, (resumed.stdout, resumed.stderr)

@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from forked_cli import run_trestle
 from trestle.store import SqliteStore
 from trestle.workspace.shadow import ShadowRepo
 
@@ -86,15 +87,7 @@ class World:
         env.update(COLUMNS="100", NO_COLOR="1", TERM="dumb", TRESTLE_STORE=str(store or self.store))
         if path is not None:
             env["PATH"] = path
-        return subprocess.run(
-            [sys.executable, "-m", "trestle", *args],
-            cwd=self.root,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        return run_trestle(args, cwd=self.root, env=env, timeout=120)
 
     def ok(self, *args: str) -> str:
         """Run a command that must exit 0; return its stdout."""

@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 import trestle.demo as bundled
+from forked_cli import run_trestle
 from trestle.cli.app import main
 from trestle.engines.local import LocalEngine
 from trestle.formats.planfile import load_plan
@@ -109,6 +110,8 @@ def trestle(
 ) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "TRESTLE_STORE"}
     env.update(COLUMNS="200", NO_COLOR="1", TERM="dumb")
+    if not prefix:
+        return run_trestle(args, cwd=cwd, env=env, timeout=120)
     return subprocess.run(
         [*prefix, sys.executable, "-m", "trestle", *map(str, args)],
         cwd=cwd,

@@ -20,6 +20,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from forked_cli import run_trestle
 from test_store_conformance import (
     RUN,
     TTL,
@@ -343,14 +344,7 @@ def test_a_run_whose_server_goes_away_stops_with_exit_4_and_resumes_once_it_is_b
     fragile.restart()
 
     def trestle(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "trestle", *args, "--store", url],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        return run_trestle([*args, "--store", url], cwd=tmp_path, env=env, timeout=120)
 
     # the driver stopped the step's processes as it stopped: the step's outcome is
     # unknown to the store, its check finds it did not happen, and a human decides

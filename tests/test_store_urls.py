@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from dashboard_helpers import csrf_of, dashboard
+from forked_cli import run_trestle
 from test_cli import cli_env, flat, run_id_of
 from trestle.cli.stores import RECENT_CONNECT_TIMEOUT, chosen_store, reading_store
 from trestle.core.errors import ConfigError
@@ -77,14 +78,8 @@ def test_a_url_of_another_kind_is_refused_by_name_without_its_password() -> None
 def test_run_with_an_unknown_store_url_exits_2_and_creates_nothing(tmp_path: Path) -> None:
     (tmp_path / "plan.yaml").write_text("steps:\n  - id: a\n    run: 'true'\n")
     for flag, env in ((["--store", "sqlite:///x.db"], {}), ([], {STORE_ENV: "mysql://h/db"})):
-        ran = subprocess.run(
-            [sys.executable, "-m", "trestle", "run", "plan.yaml", "--no-live", *flag],
-            cwd=tmp_path,
-            env=cli_env(**env),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
+        ran = run_trestle(
+            ["run", "plan.yaml", "--no-live", *flag], cwd=tmp_path, env=cli_env(**env)
         )
         assert ran.returncode == 2, ran.stderr
         assert "URLs are not stores" in ran.stderr
@@ -233,15 +228,7 @@ def test_a_url_reaches_the_store_whole_and_its_password_is_never_printed(tmp_pat
         (["runs", "--store", url], {}),
         (["runs"], {STORE_ENV: url}),
     ):
-        result = subprocess.run(
-            [sys.executable, "-m", "trestle", *args],
-            cwd=tmp_path,
-            env={**env, "COLUMNS": "200", **extra},
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        result = run_trestle(args, cwd=tmp_path, env={**env, "COLUMNS": "200", **extra})
         assert result.returncode == 4, result.stderr
         assert "postgresql://trestle@127.0.0.1:1/runs" in result.stderr
         assert "s3cret" not in result.stdout + result.stderr
@@ -270,15 +257,7 @@ class UrlCli:
     def __call__(
         self, *args: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [sys.executable, "-m", "trestle", *map(str, args)],
-            cwd=cwd or self.dir,
-            env=cli_env(**(env or {})),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        result = run_trestle(args, cwd=cwd or self.dir, env=cli_env(**(env or {})), timeout=120)
         self.said.append(result.stdout + result.stderr)
         return result
 
@@ -457,14 +436,8 @@ def test_a_remembered_database_that_does_not_answer_is_passed_over_in_bounded_ti
     plan.write_text("goal: one\nsteps:\n  - {id: one, run: 'true'}\n", encoding="utf-8")
     store = tmp_path / "kept" / "t.db"
     env = cli_env(TRESTLE_SANDBOX="off")
-    started = subprocess.run(
-        [sys.executable, "-m", "trestle", "run", plan, "--store", store, "--no-live"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    started = run_trestle(
+        ["run", plan, "--store", store, "--no-live"], cwd=tmp_path, env=env, timeout=120
     )
     assert started.returncode == 0, started.stdout + started.stderr
     run_id = run_id_of(started)

@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from forked_cli import run_trestle
 from trestle.agentplan.edits import change_refusal, step_changed
 from trestle.core.events import RequestRefused, StepStarted
 from trestle.demo import write_sample
@@ -63,15 +64,7 @@ class Cli:
         return [sys.executable, "-m", "trestle", *map(str, args)]
 
     def __call__(self, *args: str | Path) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            self.args(*args),
-            cwd=self.dir,
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            timeout=PATIENCE,
-            check=False,
-        )
+        return run_trestle(args, cwd=self.dir, env=self.env(), timeout=PATIENCE)
 
     def json(self, *args: str | Path) -> Any:
         result = self(*args, "--json")
