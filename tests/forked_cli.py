@@ -36,6 +36,8 @@ from pathlib import Path
 
 _MAX_REQUEST = 1 << 20
 _READ = 1 << 16
+_GRACE = 30.0  # seconds a killed command has to end and its pipes to close
+_READY = 300.0  # seconds the zygote may take to import Trestle on a busy machine
 
 
 def run_trestle(
@@ -83,6 +85,12 @@ class _Zygote:
             stdin=subprocess.DEVNULL,
         )
         theirs.close()
+        # wait for its imports here, so that they do not count against the first
+        # command's timeout
+        ours.settimeout(_READY)
+        if ours.recv(16) != b"ready":
+            raise RuntimeError("the trestle zygote ended before it was ready")
+        ours.settimeout(None)
 
     def starts_as(self, env: Mapping[str, str]) -> bool:
         """A fresh interpreter given ``env`` would start as the zygote did: the same
@@ -126,6 +134,7 @@ class _Exchange:
         self.chunks: dict[int, list[bytes]] = {out: [], err: []}
         self.pid: int | None = None
         self.status: int | None = None
+        self.late = False  # past its timeout, and killed once its pid is known
 
     def finish(self, argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
         try:
@@ -144,11 +153,12 @@ class _Exchange:
         readers = {self.reply.fileno(), self.out, self.err}
         while readers:
             left = deadline - time.monotonic()
-            if left <= 0:
-                if self.pid is not None:
-                    os.kill(self.pid, signal.SIGKILL)
-                out, err = (b"".join(self.chunks[fd]) for fd in (self.out, self.err))
-                raise subprocess.TimeoutExpired(argv, timeout, out, err)
+            if left <= 0 and self.late:
+                raise RuntimeError(f"{argv[3:]} was killed and did not end")
+            if left <= 0:  # kill it, then wait for its end, as subprocess.run does
+                self.late = True
+                self._kill()
+                deadline, left = time.monotonic() + _GRACE, _GRACE
             writers = [self.stdin] if self.stdin >= 0 else []
             readable, writable, _ = select.select(list(readers), writers, [], left)
             if writable:
@@ -160,6 +170,14 @@ class _Exchange:
                     self.chunks[fd].append(chunk)
                 else:
                     readers.discard(fd)
+        if self.late:
+            out, err = (b"".join(self.chunks[fd]) for fd in (self.out, self.err))
+            raise subprocess.TimeoutExpired(argv, timeout, out, err)
+
+    def _kill(self) -> None:
+        if self.late and self.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
 
     def _feed(self) -> None:
         try:
@@ -178,6 +196,7 @@ class _Exchange:
         kind, value = message.split()
         if kind == "pid":
             self.pid = int(value)
+            self._kill()  # if it is already late
         else:
             self.status = int(value)
             readers.discard(self.reply.fileno())
@@ -214,6 +233,7 @@ def _serve(control: socket.socket) -> dict[str, object]:
     _preload()
     if threading.active_count() != 1:  # a fork keeps only the thread that forked
         raise SystemExit(f"forked_cli: importing Trestle started {threading.enumerate()}")
+    control.send(b"ready")
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
@@ -279,7 +299,6 @@ def _become(request: dict[str, object]) -> None:
     """In the fork: become ``python -m trestle ARGS`` started in ``cwd`` with ``env``,
     then run it. Its end (``SystemExit``, an exception) leaves this script, and the
     interpreter exits as it would have."""
-    import io
     import runpy
 
     args, cwd, env = request["args"], request["cwd"], request["env"]
@@ -287,14 +306,11 @@ def _become(request: dict[str, object]) -> None:
     os.chdir(cwd)
     os.environ.clear()
     os.environ.update(env)
-    sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8")
-    sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8")
-    sys.stderr = io.TextIOWrapper(
-        io.FileIO(2, "w", closefd=False),
-        encoding="utf-8",
-        errors="backslashreplace",
-        line_buffering=True,  # as Python's stderr is
-    )
+    # the streams a fresh interpreter makes on pipes: buffered, UTF-8 (the locale's
+    # here), stderr line-buffered and escaping what it cannot encode
+    sys.stdin = os.fdopen(0, encoding="utf-8", closefd=False)
+    sys.stdout = os.fdopen(1, "w", encoding="utf-8", closefd=False)
+    sys.stderr = os.fdopen(2, "w", 1, "utf-8", "backslashreplace", closefd=False)
     sys.path.insert(0, cwd)  # what `-m` puts first; trestle/__main__.py takes it out
     sys.argv = ["-m", *map(str, args)]
     runpy.run_module("trestle", run_name="__main__", alter_sys=True)

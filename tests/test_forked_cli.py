@@ -1,0 +1,106 @@
+"""A command run in a fork of the tests' zygote (``tests/forked_cli.py``) says, exits
+and reads its input as the same command started fresh: the suite's commands run there,
+so a difference would make the suite test something users do not run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from forked_cli import run_trestle
+from test_approvals_cli import DEPLOY, Cli
+
+Said = tuple[int, str, str]
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    return Cli(dir=tmp_path, store=tmp_path / "trestle.db")
+
+
+def both(cli: Cli, *args: str, stdin: str | None = None) -> tuple[Said, Said]:
+    """The command's exit code, stdout and stderr, forked and then started fresh."""
+    seen: list[Said] = []
+    for how in ("fork", "exec"):
+        env = cli.env(TRESTLE_TEST_EXEC="1") if how == "exec" else cli.env()
+        done = run_trestle(args, cwd=cli.dir, env=env, input=stdin)
+        seen.append((done.returncode, done.stdout, done.stderr))
+    return seen[0], seen[1]
+
+
+def test_a_forked_command_says_and_exits_as_one_started_fresh(cli: Cli) -> None:
+    cli.write("bad.yaml", "goal: g\nsteps:\n  - id: a\n    python: 'print(1)'\n")
+    assert both(cli, "runs")[0][0] == 8  # no store yet, and none is made
+    assert not cli.store.exists()
+    run_id = cli.start(DEPLOY)
+    cases = [
+        ("--version",),
+        ("runs",),
+        ("show", run_id),
+        ("inbox", "--json"),
+        ("log", run_id, "--json"),
+        ("show", "nope"),
+        ("plan", "bad.yaml"),
+        ("run", "bad.yaml"),
+        ("approve", "nope.1"),
+        ("frobnicate",),
+    ]
+    seen = {args: both(cli, *args) for args in cases}
+    for args, (forked, fresh) in seen.items():
+        assert forked == fresh, args
+    assert [seen[args][0][0] for args in cases] == [0] * 5 + [2] * 5
+
+
+def test_standard_input_reaches_a_forked_command_whole(cli: Cli) -> None:
+    """An edit on standard input larger than a plan may be is refused after reading
+    more than a pipe holds: the fork reads it through the same buffered stream."""
+    run_id = cli.start(DEPLOY)
+    huge = "x" * (9 * 1024 * 1024)
+    forked, fresh = both(cli, "approve", f"{run_id}.1", "--edit", "--from", "-", stdin=huge)
+    assert forked == fresh
+    assert forked[0] == 2 and "larger than 8,388,608 bytes" in forked[2]
+    assert cli.json("inbox")[0]["ref"] == f"{run_id}.1"  # nothing was approved
+
+
+def test_the_forked_command_has_its_own_directory_and_environment(cli: Cli) -> None:
+    """The command runs where it is asked to, with the environment it is given, not
+    the worker's or the zygote's."""
+    other = cli.dir / "elsewhere"
+    other.mkdir()
+    wide = run_trestle(["run", "--help"], cwd=cli.dir, env=cli.env(COLUMNS="200"))
+    narrow = run_trestle(["run", "--help"], cwd=other, env=cli.env(COLUMNS="60"))
+    assert wide.returncode == narrow.returncode == 0
+    assert max(map(len, wide.stdout.splitlines())) > 60 >= max(map(len, narrow.stdout.splitlines()))
+    cli.write("elsewhere/plan.yaml", "goal: g\nsteps:\n  - id: a\n    run: pwd > where\n")
+    ran = run_trestle(["run", "plan.yaml", "--no-live"], cwd=other, env=cli.env())
+    assert ran.returncode == 0, ran.stderr
+    assert (other / "where").read_text().strip() == str(other)
+
+
+def test_a_forked_command_past_its_timeout_is_killed(cli: Cli) -> None:
+    cli.write("plan.yaml", "goal: wait\nsteps:\n  - id: wait\n    run: sleep 60\n")
+    started = time.monotonic()
+    with pytest.raises(subprocess.TimeoutExpired):
+        run_trestle(["run", "plan.yaml", "--no-live"], cwd=cli.dir, env=cli.env(), timeout=2)
+    assert time.monotonic() - started < 20
+    pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    drivers = [p for p in pids if _cwd(p) == str(cli.dir) and "forked_cli" in _cmdline(p)]
+    assert drivers == []
+
+
+def _cmdline(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
+    except OSError:
+        return ""
+
+
+def _cwd(pid: str) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return ""
