@@ -22,7 +22,7 @@ import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -43,6 +43,9 @@ class Cli:
 
     dir: Path
     store: Path
+    # in a fork of the worker's zygote (tests/forked_cli.py), when started as
+    # `python -m trestle`; False: a fresh interpreter each time
+    forked: ClassVar[bool] = True
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k != "TRESTLE_STORE"}
@@ -55,7 +58,7 @@ class Cli:
         return [sys.executable, "-m", "trestle"]
 
     def __call__(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-        if self.launcher() == Cli.launcher(self):  # started as `python -m trestle`
+        if self.forked and self.launcher() == Cli.launcher(self):
             return run_trestle(args, cwd=self.dir, env=self.env(**env))
         return subprocess.run(
             [*self.launcher(), *args],

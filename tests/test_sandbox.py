@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -39,6 +40,8 @@ TRESTLE = f"{sys.executable} -m trestle"
 
 class HostCli(Cli):
     """The CLI with a home of its own holding secrets, a key and a model API key."""
+
+    forked: ClassVar[bool] = False  # the driver under attack starts as users start it
 
     def env(self, **extra: str) -> dict[str, str]:
         home = self.dir.parent / "home"
