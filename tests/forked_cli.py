@@ -15,8 +15,8 @@ What a fork cannot show is start-up: which modules a command imports, how long t
 takes, what a variable the interpreter reads does. Tests of those (``test_startup.py``,
 the crash and signal tests, the sandbox's) start Trestle with ``subprocess`` as
 before, and so does :func:`run_trestle` when the command's environment would start the
-interpreter differently (its ``PYTHON*`` variables differ from the zygote's) or sets
-``TRESTLE_TEST_EXEC=1``.
+interpreter differently (its ``PYTHON*`` variables or its locale differ from the
+zygote's) or sets ``TRESTLE_TEST_EXEC=1``.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from pathlib import Path
 _MAX_REQUEST = 1 << 20
 _READ = 1 << 16
 _GRACE = 30.0  # seconds a killed command has to end and its pipes to close
+_LOCALE = ("LANG", "LC_ALL", "LC_CTYPE")
 _READY = 300.0  # seconds the zygote may take to import Trestle on a busy machine
 
 
@@ -75,7 +76,7 @@ class _Zygote:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._control = ours
         self._lock = threading.Lock()
-        self._python_env = _python_variables(os.environ)
+        self._start_env = _start_variables(os.environ)
         # run as a script, whose directory (tests/) _serve takes off the import path:
         # the commands import what `python -m trestle` would, from where it would
         self.process = subprocess.Popen(
@@ -94,8 +95,9 @@ class _Zygote:
 
     def starts_as(self, env: Mapping[str, str]) -> bool:
         """A fresh interpreter given ``env`` would start as the zygote did: the same
-        ``PYTHON*`` variables (the import path, bytecode, hashing, encodings)."""
-        return env.get("TRESTLE_TEST_EXEC") != "1" and _python_variables(env) == self._python_env
+        ``PYTHON*`` variables (the import path, bytecode, hashing, encodings) and
+        locale."""
+        return env.get("TRESTLE_TEST_EXEC") != "1" and _start_variables(env) == self._start_env
 
     def run(
         self,
@@ -202,8 +204,10 @@ class _Exchange:
             readers.discard(self.reply.fileno())
 
 
-def _python_variables(env: Mapping[str, str]) -> dict[str, str]:
-    return {k: v for k, v in env.items() if k.startswith("PYTHON")}
+def _start_variables(env: Mapping[str, str]) -> dict[str, str]:
+    """What the interpreter reads as it starts: its own variables and the locale's
+    (which choose the encodings of its streams and file names)."""
+    return {k: v for k, v in env.items() if k.startswith("PYTHON") or k in _LOCALE}
 
 
 def _text(chunks: list[bytes]) -> str:

@@ -4,9 +4,11 @@ so a difference would make the suite test something users do not run."""
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -104,3 +106,53 @@ def _cwd(pid: str) -> str:
         return os.readlink(f"/proc/{pid}/cwd")
     except OSError:
         return ""
+
+
+# what differs between the zygote and the command it forks, read at import
+PROCESS_READS = {
+    "os.getpid",
+    "os.getppid",
+    "os.getcwd",
+    "os.environ",
+    "os.getenv",
+    "os.getuid",
+    "Path.home",
+    "Path.cwd",
+    "socket.gethostname",
+    "getpass.getuser",
+    "sys.argv",
+}
+
+
+def test_no_module_of_trestle_reads_its_process_at_import() -> None:
+    """A value read at import (a pid, a variable, the directory) would be the zygote's
+    in every forked command, and the suite would test a process users never run."""
+    import trestle
+
+    found = []
+    for path in sorted(Path(trestle.__file__).parent.rglob("*.py")):
+        if path.name == "__main__.py":
+            continue  # run for each command, in the fork too
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in _run_at_import(tree.body):
+            for inner in ast.walk(node):
+                if isinstance(inner, ast.Attribute) and ast.unparse(inner) in PROCESS_READS:
+                    found.append(f"{path.name}:{inner.lineno}: {ast.unparse(inner)}")
+    assert found == []
+
+
+def _run_at_import(body: list[ast.stmt]) -> Iterator[ast.AST]:
+    """The parts of a module's statements that run when it is imported: not function
+    bodies (their defaults and decorators do run), a class's body but not its methods'."""
+    for node in body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            yield from node.decorator_list
+            yield from node.args.defaults
+            yield from (d for d in node.args.kw_defaults if d is not None)
+        elif isinstance(node, ast.ClassDef):
+            yield from node.decorator_list
+            yield from _run_at_import(node.body)
+        elif isinstance(node, ast.If) and ast.unparse(node.test) == "__name__ == '__main__'":
+            continue  # a module run as a script
+        else:
+            yield node

@@ -47,7 +47,11 @@ from trestle.trust.signing import decision_key, key_path
 TABLES = ("events", "leases", "requests", "runs", "snapshots")
 # SQLite's messages can quote damaged bytes that are not UTF-8
 DB_ERRORS = (sqlite3.Error, UnicodeDecodeError)
-DOCTOR = Owner(name="trestle doctor", pid=os.getpid(), host="salvage")
+
+
+def _doctor() -> Owner:
+    """The lease owner a salvage holds: this process, as it is now (not at import)."""
+    return Owner(name="trestle doctor", pid=os.getpid(), host="salvage")
 
 
 class RunFinding(BaseModel):
@@ -120,7 +124,7 @@ def salvage(where: str | Path, out: Path, *, now: float) -> list[str]:
                 continue
             for seq, event in enumerate(events[1:], start=2):
                 state.apply(event, seq)
-            token = target.acquire_lease(run_id, DOCTOR, ttl=60.0, now=now).token
+            token = target.acquire_lease(run_id, _doctor(), ttl=60.0, now=now).token
             batch = Appended(
                 events=events[1:],
                 first_seq=2,
