@@ -16,7 +16,8 @@ takes, what a variable the interpreter reads does. Tests of those (``test_startu
 the crash and signal tests, the sandbox's) start Trestle with ``subprocess`` as
 before, and so does :func:`run_trestle` when the command's environment would start the
 interpreter differently (its ``PYTHON*`` variables or its locale differ from the
-zygote's) or sets ``TRESTLE_TEST_EXEC=1``.
+zygote's) or sets ``TRESTLE_TEST_EXEC=1``; ``TRESTLE_TEST_EXEC=1 make test`` starts
+every command fresh.
 """
 
 from __future__ import annotations
@@ -97,7 +98,8 @@ class _Zygote:
         """A fresh interpreter given ``env`` would start as the zygote did: the same
         ``PYTHON*`` variables (the import path, bytecode, hashing, encodings) and
         locale."""
-        return env.get("TRESTLE_TEST_EXEC") != "1" and _start_variables(env) == self._start_env
+        fresh = "1" in (env.get("TRESTLE_TEST_EXEC"), os.environ.get("TRESTLE_TEST_EXEC"))
+        return not fresh and _start_variables(env) == self._start_env
 
     def run(
         self,
