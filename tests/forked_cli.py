@@ -134,7 +134,8 @@ class _Exchange:
     status has come, as ``subprocess.run`` waits for its output and its exit."""
 
     def __init__(self, reply: socket.socket, out: int, err: int, stdin: int, data: bytes):
-        self.reply, self.out, self.err, self.stdin, self.data = reply, out, err, stdin, data
+        self.reply, self.out, self.err, self.stdin = reply, out, err, stdin
+        self.data = memoryview(data)  # what is left to write to its stdin
         self.chunks: dict[int, list[bytes]] = {out: [], err: []}
         self.pid: int | None = None
         self.status: int | None = None
@@ -184,8 +185,10 @@ class _Exchange:
                 os.kill(self.pid, signal.SIGKILL)
 
     def _feed(self) -> None:
+        # no more than select promises will not block: a blocked write would wait on a
+        # command that is itself waiting for its full stdout to be read
         try:
-            sent = os.write(self.stdin, self.data[:_READ])
+            sent = os.write(self.stdin, self.data[: select.PIPE_BUF])
         except BrokenPipeError:  # the command stopped reading: the rest is dropped
             sent = len(self.data)
         self.data = self.data[sent:]
