@@ -27,7 +27,7 @@ from trestle.core.errors import ConfigError, PlanError, ScriptExhaustedError
 from trestle.core.events import AnyEvent, ModelCalled
 from trestle.core.record import Record
 from trestle.core.step_state import transcript_key
-from trestle.formats.planfile import read_text_file
+from trestle.formats.text_files import read_text_file
 
 REPLAY_PREFIX = "replay:"
 MAX_TRAJECTORY_BYTES = 256 * 1024 * 1024  # thousands of long answers; not a device's stream

@@ -41,7 +41,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from trestle.core.budget import Budget
 from trestle.core.errors import RunError
-from trestle.core.field_problems import did_you_mean
+from trestle.core.field_problems import did_you_mean, only_items_failed
 from trestle.core.plan import (
     AgentTask,
     ChildAgent,
@@ -65,7 +65,6 @@ from trestle.core.records.agent import (
 )
 from trestle.core.safetext import json_without_surrogates
 from trestle.formats.exec_limits import COMMAND_BYTES, size
-from trestle.formats.planfile import only_items_failed
 from trestle.presentation.wording import counted
 from trestle.support.shipped_schemas import shipped_schema
 

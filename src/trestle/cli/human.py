@@ -22,7 +22,7 @@ from trestle.cli.render import card_view
 from trestle.core.card import HandoffCard
 from trestle.core.card_groups import CardGroup, member_line, waiting
 from trestle.core.errors import ConfigError, PlanError
-from trestle.formats.planfile import MAX_PLAN_BYTES, read_text_file
+from trestle.formats.text_files import MAX_PLAN_BYTES, read_text_file
 from trestle.lifecycle.approvals import (
     EDITABLE,
     decision_queued,

@@ -262,3 +262,13 @@ def _given(value: object) -> str:
     if isinstance(value, Mapping):
         return ", not a mapping"
     return ""
+
+
+def only_items_failed(err: Any) -> bool:
+    """pydantic calls a tuple too short when its items fail, though enough were given."""
+    given = err.get("input")
+    return (
+        err["type"] == "too_short"
+        and isinstance(given, Sized)
+        and len(given) >= err.get("ctx", {}).get("min_length", 0)
+    )

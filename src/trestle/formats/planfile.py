@@ -10,20 +10,25 @@ import importlib.abc
 import importlib.machinery
 import importlib.util
 import json
-import os
 import posixpath
 import re
-import stat
 import sys
-from collections.abc import Sequence, Sized
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
+import yaml
 from pydantic import ValidationError
 
 from trestle.core.errors import PlanError
-from trestle.core.field_problems import did_you_mean, field_path, plain_message, user_loc
+from trestle.core.field_problems import (
+    did_you_mean,
+    field_path,
+    only_items_failed,
+    plain_message,
+    user_loc,
+)
 from trestle.core.plan import (
     PYTHON_REF_PATTERN,
     STEP_ID_PATTERN,
@@ -31,11 +36,8 @@ from trestle.core.plan import (
     graph_problems,
 )
 from trestle.formats.exec_limits import limit_problems
+from trestle.formats.text_files import MAX_PLAN_BYTES, read_text_file
 
-if TYPE_CHECKING:
-    import yaml
-
-MAX_PLAN_BYTES = 8 * 1024 * 1024
 MAX_DEPTH = 64  # nested YAML collections; real plans need about eight
 MAX_NODES = 1_000_000  # values once aliases are expanded (``*a`` repeats ``&a``'s tree)
 
@@ -79,70 +81,17 @@ def plan_workspace(plan: Plan, path: str | Path) -> Path:
     raise PlanError(str(path), [problem], [line])
 
 
-def read_text_file(path: Path, limit: int) -> str:
-    """A regular file's UTF-8 text, at most ``limit`` bytes, or a PlanError saying why not.
-
-    A FIFO, device, socket or directory is refused by its type before anything is read
-    (a FIFO would block, ``/dev/zero`` never ends); it is opened non-blocking besides,
-    in case it is swapped between the look and the open.
-    """
-    source = str(path)
-    try:
-        kind = path.stat().st_mode
-        if not stat.S_ISREG(kind):
-            raise PlanError(source, [f"not a regular file ({_file_type(kind)})"])
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-        with os.fdopen(fd, "rb") as handle:
-            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-                raise PlanError(source, ["not a regular file"])
-            data = handle.read(limit + 1)
-    except FileNotFoundError:
-        raise PlanError(source, ["file not found"]) from None
-    except OSError as exc:
-        raise PlanError(source, [f"cannot read: {exc.strerror or exc}"]) from None
-    if len(data) > limit:
-        raise PlanError(source, [f"larger than {limit:,} bytes"])
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise PlanError(source, [f"cannot read: not UTF-8 text (byte {exc.start})"]) from None
-
-
-def _file_type(mode: int) -> str:
-    for test, name in (
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISSOCK, "a socket"),
-    ):
-        if test(mode):
-            return name
-    return "not a file"
-
-
-# PyYAML is imported by what reads YAML, not with this module: the commands that read
-# runs load this module (through the policy file's reader) but never a plan's text,
-# and importing PyYAML was about 5% of their instructions
-
-
-def _loader() -> type[yaml.SafeLoader]:
-    """libyaml's loader when present: the pure-Python parser takes seconds per 100,000
-    list items."""
-    import yaml
-
-    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# libyaml when present: the pure-Python parser takes seconds per 100,000 list items
+_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _load_yaml(text: str) -> Any:
     """Safe YAML, once its nesting is known to stay within :data:`MAX_DEPTH` (deeper
     documents exhaust the recursion of the constructor and of every later reader)."""
-    import yaml
-
     too_deep = f"nested more than {MAX_DEPTH} levels deep"
     depth = 0
     try:
-        for event in yaml.parse(text, Loader=_loader()):
+        for event in yaml.parse(text, Loader=_LOADER):
             if isinstance(event, yaml.CollectionStartEvent):
                 depth += 1
                 if depth > MAX_DEPTH:
@@ -158,7 +107,7 @@ def _load_yaml(text: str) -> Any:
         if "maximum nesting depth" not in str(exc.problem):
             raise
         raise yaml.MarkedYAMLError(problem=too_deep, problem_mark=exc.problem_mark) from None
-    return yaml.load(text, Loader=_loader())
+    return yaml.load(text, Loader=_LOADER)
 
 
 def parse_plan(
@@ -175,8 +124,6 @@ def parse_plan(
     Raises:
         PlanError: every problem at once, each with its line in the file.
     """
-    import yaml
-
     try:
         raw = _load_yaml(text)
     except yaml.YAMLError as exc:
@@ -388,11 +335,9 @@ class _Lines:
     only when there is a problem to place)."""
 
     def __init__(self, text: str) -> None:
-        import yaml
-
         self._root: yaml.Node | None
         try:
-            self._root = yaml.compose(text, Loader=_loader())
+            self._root = yaml.compose(text, Loader=_LOADER)
         except (yaml.YAMLError, ValueError, RecursionError):
             self._root = None
         self._keys: dict[int, dict[str, tuple[yaml.Node, yaml.Node]]] = {}
@@ -400,8 +345,6 @@ class _Lines:
     def of(self, loc: Sequence[str | int]) -> int | None:
         """The line of the deepest part of ``loc`` found: the key of a mapping entry,
         the start of a list item; the enclosing one for what is missing."""
-        import yaml
-
         node, line = self._root, None
         for part in loc:
             if isinstance(node, yaml.MappingNode):
@@ -419,8 +362,6 @@ class _Lines:
         return line
 
     def _entries(self, node: yaml.MappingNode) -> dict[str, tuple[yaml.Node, yaml.Node]]:
-        import yaml
-
         found = self._keys.get(id(node))
         if found is None:
             found = {}
@@ -475,16 +416,6 @@ def _bad_text_at(raw: object) -> tuple[tuple[str | int, ...], str] | None:
         elif isinstance(node, list):
             todo.extend((item, (*loc, i), False) for i, item in enumerate(node))
     return None
-
-
-def only_items_failed(err: Any) -> bool:
-    """pydantic calls a tuple too short when its items fail, though enough were given."""
-    given = err.get("input")
-    return (
-        err["type"] == "too_short"
-        and isinstance(given, Sized)
-        and len(given) >= err.get("ctx", {}).get("min_length", 0)
-    )
 
 
 def _short(text: str, limit: int = 200) -> str:

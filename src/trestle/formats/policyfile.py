@@ -25,7 +25,7 @@ from trestle.core.policy import Policy, Rule
 from trestle.core.records.mcp import McpServer
 from trestle.core.records.monitors import MonitorSettings
 from trestle.formats.exec_limits import too_many_reads
-from trestle.formats.planfile import read_text_file
+from trestle.formats.text_files import read_text_file
 from trestle.formats.toml_lines import key_lines, line_of, syntax_problem
 
 POLICY_FILE = "trestle.toml"
