@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 import functools
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -36,6 +36,7 @@ from trestle.core.plan import Step
 from trestle.core.records.lineage import AttemptFiles
 from trestle.core.state import RunState
 from trestle.core.tree import parent_scope
+from trestle.engines.alarm import Alarm
 from trestle.engines.approved import (
     approved_by_human,
     approved_files,
@@ -130,7 +131,24 @@ class Attempts:
         pool: Executor,
         outbox: Outbox,
         acting: set[str],
+        alarm: Alarm | None = None,
     ) -> asyncio.Task[AnyEvent] | None:
+        """The task that performs the attempt or probe ``event`` announces, if it
+        announces one; ``alarm`` rings as the task ends."""
+        work = self._work_for(state, event, pool, outbox, acting)
+        if work is None:
+            return None
+        coro, name = work
+        return asyncio.create_task(coro if alarm is None else alarm.then_ring(coro), name=name)
+
+    def _work_for(
+        self,
+        state: RunState,
+        event: AnyEvent,
+        pool: Executor,
+        outbox: Outbox,
+        acting: set[str],
+    ) -> tuple[Coroutine[Any, Any, AnyEvent], str | None] | None:
         match event:
             case StepStarted(step=sid, attempt=attempt, key=key, gate=gate):
                 ctx = self._context(state, sid, attempt, key)
@@ -138,14 +156,12 @@ class Attempts:
                 # nothing ran yet, or its processes were killed (a Python callable in a
                 # thread cannot be stopped: it leaves the set when it begins)
                 acting.add(sid)
-                return asyncio.create_task(
-                    self._attempt(state, sid, ctx, pool, gate, outbox, acting),
-                    name=f"{ATTEMPT_TASK}{sid}",
-                )
+                performing = self._attempt(state, sid, ctx, pool, gate, outbox, acting)
+                return performing, f"{ATTEMPT_TASK}{sid}"
             case StepProbeStarted(step=sid, reason=why):
                 st = state.steps[sid]
                 ctx = self._context(state, sid, st.attempt, f"{state.run_id}/{sid}/probe")
-                return asyncio.create_task(self._probe(state, sid, why, ctx, pool))
+                return self._probe(state, sid, why, ctx, pool), None
         return None
 
     async def perform_for(

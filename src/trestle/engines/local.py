@@ -33,7 +33,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from trestle.core.decider import decide, next_wakeup
 from trestle.core.errors import (
@@ -55,6 +55,7 @@ from trestle.core.events import (
 )
 from trestle.core.records.monitors import DEFAULT_MONITORS
 from trestle.core.state import RunState
+from trestle.engines.alarm import Alarm
 from trestle.engines.approved import (
     with_named_files,
 )
@@ -289,7 +290,8 @@ class LocalEngine(Attempts):
         work: dict[asyncio.Task[AnyEvent], str] = {}
         acting: set[str] = set()  # steps whose attempt a cancel stops before its end
         pool: ThreadPoolExecutor | None = None
-        wakers: _Wakers | None = None
+        alarm = Alarm()
+        stopped: asyncio.Task[None] | None = None  # rings the alarm once a stop is asked
         catching: list[asyncio.Task[None]] = []  # the monitors' catch-up, beside the run
         try:
             tail = Tail()
@@ -302,8 +304,9 @@ class LocalEngine(Attempts):
             last_snapshot = state.seq
             inbound: list[AnyEvent] = []
             acks: list[Ack] = []
-            outbox = Outbox()
-            wakers = _Wakers(outbox, stop)
+            outbox = Outbox(posted=alarm.ring)
+            stopped = asyncio.create_task(stop.wait())
+            stopped.add_done_callback(alarm.ring)
             if state.cancelled is not None:
                 raise RunCancelledError(cancelled_message(state))
             finished = state.finished is not None
@@ -393,13 +396,13 @@ class LocalEngine(Attempts):
                             raise halted[0]
                         return
                     for event in batch:
-                        task = self._dispatch(state, event, pool, outbox, acting)
+                        task = self._dispatch(state, event, pool, outbox, acting, alarm)
                         if task is not None:
                             work[task] = run_id
                             watch.started(task, event)
                 if state.finished is not None and not work:
                     return
-                inbound = await self._wait(state, work, outbox, wakers)
+                inbound = await self._wait(state, work, outbox, alarm, stop)
                 inbound += await self._end_stalled(state, work, watch, hub)
                 inbound, acks = outbox.drain(inbound)
                 stopping = stop is not None and stop.requested
@@ -407,8 +410,8 @@ class LocalEngine(Attempts):
             self._callings.pop(run_id, None)
             for catch_up in catching:
                 catch_up.cancel()
-            if wakers is not None:
-                wakers.close()
+            if stopped is not None:
+                stopped.cancel()
             for task in work:
                 task.cancel()
             if work:
@@ -641,19 +644,21 @@ class LocalEngine(Attempts):
         state: RunState,
         work: dict[asyncio.Task[AnyEvent], str],
         outbox: Outbox,
-        wakers: _Wakers,
+        alarm: Alarm,
+        stop: Stop,
     ) -> list[AnyEvent]:
         """Sleep until an attempt ends or records events, a retry falls due, it is
-        time to poll, or a stop is requested."""
+        time to poll, or a stop is requested (at once, if one of them already has)."""
         timeout = self.poll_interval
         due = next_wakeup(state)
         if due is not None:
             timeout = max(0.0, min(timeout, due - self.clock()))
-        if outbox.waiting:
-            timeout = 0.0
-        await asyncio.wait(
-            [*work, *wakers.pending()], timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-        )
+        if outbox.waiting or stop.requested or any(t.done() for t in work):
+            timeout = 0.0  # what the wait is for has come: only let others run first
+        if timeout > 0:
+            await alarm.sleep(timeout)
+        else:  # a turn of the loop, as asyncio.wait with no time gave, so none starves
+            await asyncio.sleep(0)
         results = []
         for task in [t for t in work if t.done()]:
             del work[task]
@@ -743,32 +748,6 @@ class LocalEngine(Attempts):
 
         fields = decision_fields(r.payload, self._key())
         return request_as_events(state, r, fields, self.clock(), tell=tell)
-
-
-class _Wakers:
-    """What ends a drive's wait early besides its attempts: a step posting events to
-    record, or a stop. Each is a task kept from one wait to the next until it fires:
-    two tasks made and cancelled on every wait were four of the fifteen callbacks the
-    event loop ran for a no-op step."""
-
-    def __init__(self, outbox: Outbox, stop: Stop) -> None:
-        self._outbox = outbox
-        self._stop = stop
-        self._posted: asyncio.Task[Any] | None = None
-        self._stopped: asyncio.Task[Any] | None = None
-
-    def pending(self) -> list[asyncio.Task[Any]]:
-        """The wakers, a fired one replaced (the outbox is drained after each wait)."""
-        if self._posted is None or self._posted.done():
-            self._posted = asyncio.ensure_future(self._outbox.posted.wait())
-        if self._stopped is None:  # a stop, once requested, stays requested
-            self._stopped = asyncio.ensure_future(self._stop.wait())
-        return [self._posted, self._stopped]
-
-    def close(self) -> None:
-        for task in (self._posted, self._stopped):
-            if task is not None:
-                task.cancel()
 
 
 def _halt(stop: Stop, halted: list[ModelBindingError], exc: ModelBindingError) -> None:

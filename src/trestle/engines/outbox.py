@@ -18,10 +18,13 @@ class Outbox:
     and then tells the step their seqs."""
 
     def __init__(
-        self, forward: Callable[[Sequence[AnyEvent]], Awaitable[list[int]]] | None = None
+        self,
+        forward: Callable[[Sequence[AnyEvent]], Awaitable[list[int]]] | None = None,
+        *,
+        posted: Callable[[], None] = lambda: None,
     ) -> None:
         self._forward = forward  # another driver records them (see perform_for)
-        self.posted = asyncio.Event()
+        self._posted = posted  # wakes the engine: something waits for a commit
         self._items: list[tuple[list[AnyEvent], asyncio.Future[list[int]]]] = []
         self._notes: list[AnyEvent] = []
 
@@ -49,7 +52,7 @@ class Outbox:
             return await self._forward(events)
         future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
         self._items.append((list(events), future))
-        self.posted.set()
+        self._posted()
         return await future
 
     def drain(self, inbound: list[AnyEvent]) -> tuple[list[AnyEvent], list[Ack]]:
@@ -61,5 +64,4 @@ class Outbox:
             acks.append((future, len(events), len(posted)))
             events += posted
         self._items.clear()
-        self.posted.clear()
         return events, acks
