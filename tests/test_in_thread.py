@@ -1,8 +1,9 @@
-"""``trestle.execution.actions.in_thread``: blocking work on the engine's step pool, its
-outcome handed back to the event loop. As with ``run_in_executor``: the value or the
-exception reaches the caller, a caller cancelled before the work began withdraws it,
-and work the pool drops unbegun (shut down with ``cancel_futures``) cancels its caller
-rather than leave it waiting for ever."""
+"""``trestle.execution.actions.in_thread``: blocking work on the engine's step threads
+(``trestle.support.step_threads``) or any executor, its outcome handed back to the
+event loop. As with ``run_in_executor``: the value or the exception reaches the
+caller, a caller cancelled before the work began withdraws it, and work the pool drops
+unbegun (shut down with ``cancel_futures``) cancels its caller rather than leave it
+waiting for ever."""
 
 from __future__ import annotations
 
@@ -10,15 +11,26 @@ import asyncio
 import subprocess
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from trestle.execution.actions import in_thread
+from trestle.support.step_threads import StepThreads
+
+Pools = Callable[[int], Executor]
 
 
-def test_the_value_and_the_failure_reach_the_caller() -> None:
+@pytest.fixture(params=["step threads", "executor"])
+def pools(request: pytest.FixtureRequest) -> Pools:
+    if request.param == "executor":
+        return ThreadPoolExecutor
+    return lambda size: StepThreads(size, "test-step")
+
+
+def test_the_value_and_the_failure_reach_the_caller(pools: Pools) -> None:
     def double(n: int) -> int:
         return 2 * n
 
@@ -26,7 +38,7 @@ def test_the_value_and_the_failure_reach_the_caller() -> None:
         raise PermissionError(why)
 
     async def main() -> None:
-        with ThreadPoolExecutor(2) as pool:
+        with pools(2) as pool:
             assert await in_thread(pool, double, 21) == 42
             with pytest.raises(PermissionError, match="no notes file"):
                 await in_thread(pool, refuse, "no notes file")
@@ -35,7 +47,7 @@ def test_the_value_and_the_failure_reach_the_caller() -> None:
     asyncio.run(main())
 
 
-def test_a_stop_iteration_fails_the_caller_rather_than_leave_it_waiting() -> None:
+def test_a_stop_iteration_fails_the_caller_rather_than_leave_it_waiting(pools: Pools) -> None:
     """A step's callable that raises StopIteration (``next()`` on an empty iterator):
     an asyncio future refuses that exception, and the caller waited for ever."""
 
@@ -43,7 +55,7 @@ def test_a_stop_iteration_fails_the_caller_rather_than_leave_it_waiting() -> Non
         return next(iter(items))
 
     async def main() -> None:
-        with ThreadPoolExecutor(1) as pool:
+        with pools(1) as pool:
             with pytest.raises(RuntimeError, match="StopIteration") as raised:
                 await asyncio.wait_for(in_thread(pool, first_of, []), 10)
             assert isinstance(raised.value.__cause__, StopIteration)
@@ -51,7 +63,7 @@ def test_a_stop_iteration_fails_the_caller_rather_than_leave_it_waiting() -> Non
     asyncio.run(main())
 
 
-def test_a_caller_cancelled_before_its_work_began_withdraws_it() -> None:
+def test_a_caller_cancelled_before_its_work_began_withdraws_it(pools: Pools) -> None:
     busy, release = threading.Event(), threading.Event()
     made: list[str] = []
 
@@ -60,7 +72,7 @@ def test_a_caller_cancelled_before_its_work_began_withdraws_it() -> None:
         release.wait(10)
 
     async def main() -> None:
-        with ThreadPoolExecutor(1) as pool:
+        with pools(1) as pool:
             holding = asyncio.create_task(in_thread(pool, hold))
             await asyncio.to_thread(busy.wait, 10)
             queued = asyncio.create_task(in_thread(pool, made.append, "withdrawn"))
@@ -76,7 +88,7 @@ def test_a_caller_cancelled_before_its_work_began_withdraws_it() -> None:
     assert made == ["after"]
 
 
-def test_work_the_pool_drops_unbegun_cancels_its_caller() -> None:
+def test_work_the_pool_drops_unbegun_cancels_its_caller(pools: Pools) -> None:
     busy, release = threading.Event(), threading.Event()
 
     def hold() -> None:
@@ -84,7 +96,7 @@ def test_work_the_pool_drops_unbegun_cancels_its_caller() -> None:
         release.wait(10)
 
     async def main() -> None:
-        pool = ThreadPoolExecutor(1)
+        pool = pools(1)
         holding = asyncio.create_task(in_thread(pool, hold))
         await asyncio.to_thread(busy.wait, 10)
         queued = asyncio.create_task(in_thread(pool, print, "never"))
@@ -96,6 +108,51 @@ def test_work_the_pool_drops_unbegun_cancels_its_caller() -> None:
         await holding
 
     asyncio.run(main())
+
+
+def test_step_threads_start_a_thread_only_when_none_is_free_and_never_more_than_asked() -> None:
+    release = threading.Event()
+    seen: list[str] = []
+    pool = StepThreads(2, "test-step")
+    try:
+        for _ in range(3):  # one at a time: the one thread is free each time
+            pool.submit(lambda: seen.append(threading.current_thread().name)).result(10)
+        assert set(seen) == {"test-step-0"}
+        held = [pool.submit(release.wait, 10) for _ in range(2)]
+        queued = pool.submit(lambda: threading.current_thread().name)
+        assert not queued.done()  # both threads are held: the third call waits its turn
+        assert sorted(t.name for t in threading.enumerate() if t.name.startswith("test-")) == [
+            "test-step-0",
+            "test-step-1",
+        ]
+        release.set()
+        assert [f.result(10) for f in held] == [True, True]
+        assert queued.result(10).startswith("test-step-")
+    finally:
+        release.set()
+        pool.shutdown(wait=True)
+    assert not [t for t in threading.enumerate() if t.name.startswith("test-step-")]
+    with pytest.raises(RuntimeError, match="test-step: cannot take work after shutdown"):
+        pool.submit(print)
+
+
+def test_step_threads_drop_what_has_not_begun_and_tell_whoever_gave_it() -> None:
+    busy, release = threading.Event(), threading.Event()
+    dropped: list[str] = []
+    pool = StepThreads(1, "test-step")
+
+    def hold() -> None:
+        busy.set()
+        release.wait(10)
+
+    pool.start(hold)
+    busy.wait(10)
+    pool.start(lambda: dropped.append("ran"), lambda: dropped.append("dropped"))
+    future = pool.submit(print, "never")
+    pool.shutdown(wait=False, cancel_futures=True)
+    assert dropped == ["dropped"]
+    assert future.cancelled()
+    release.set()
 
 
 def test_a_python_step_raising_stop_iteration_fails_and_the_run_ends(tmp_path: Path) -> None:

@@ -199,34 +199,15 @@ def _open(p: _Pass, sid: str) -> list[AnyEvent]:
             )
             dead_letter = not step.optional and state.plan.escalate
             return [StepFailed(at=now, step=sid, reason=why, dead_lettered=dead_letter)]
-    ask: dict[Dimension, float] = {"steps": 1, "cost": step.cost or 0.0}
-    ask = _plus(ask, st.wants)  # a model call the budget held back waits for room
-    ask = _plus(ask, state.carve_needed(sid))  # a child's share of the budget
-    tally = Tally(
-        spent={**state.tally.spent, "seconds": state.elapsed(now)},
-        reserved=_plus(state.tally.reserved, p.reserved),
-        granted=state.tally.granted,
-        raised=state.tally.raised,
-    )
-    over = breach(state.plan.budget, tally, ask)
-    if over is not None and step.delegate is not None:
-        waiting, over = _await_shares(p, sid, ask, tally, over)
-        if waiting is not None:
-            p.may_start = False  # nothing else starts either: it would take the room
-            return waiting
-    if over is not None:
-        p.may_start = False  # nothing else starts either: the run pauses or stops as one
-        if over.level == "hard":
-            return [
-                BudgetExhausted(
-                    at=now,
-                    dimension=over.dimension,
-                    reason=over.describe(),
-                    used=over.used,
-                    limit=over.limit,
-                )
-            ]
-        return [p.ask_human(subject="budget", breach=over)]
+    ask: dict[Dimension, float] = {}
+    if state.plan.budget is not None:  # with no limit, nothing is reserved against one
+        ask = {"steps": 1, "cost": step.cost or 0.0}
+        ask = _plus(ask, st.wants)  # a model call the budget held back waits for room
+        ask = _plus(ask, state.carve_needed(sid))  # a child's share of the budget
+        held = _over_budget(p, sid, ask)
+        if held is not None:
+            p.may_start = False  # nothing else starts either: the run pauses as one
+            return held
     attempt = st.attempt + 1
     verdict = judge(state, sid, attempt)
     if verdict.gate is None:
@@ -241,7 +222,8 @@ def _open(p: _Pass, sid: str) -> list[AnyEvent]:
             )
         ]
     p.capacity -= 1
-    p.reserved = _plus(p.reserved, ask)
+    if ask:
+        p.reserved = _plus(p.reserved, ask)
     if step.delegate is not None:
         p.child_starts(new=new_child)
         carved = state.carve_needed(sid)
@@ -262,6 +244,37 @@ def _open(p: _Pass, sid: str) -> list[AnyEvent]:
             )
         )
     return started
+
+
+def _over_budget(p: _Pass, sid: str, ask: dict[Dimension, float]) -> list[AnyEvent] | None:
+    """What starting the step asking ``ask`` would pass, said (a child waiting for its
+    siblings' shares, a human asked for a top-up, the run stopped at a hard limit);
+    None if it fits."""
+    state, now = p.state, p.now
+    tally = Tally(
+        spent={**state.tally.spent, "seconds": state.elapsed(now)},
+        reserved=_plus(state.tally.reserved, p.reserved),
+        granted=state.tally.granted,
+        raised=state.tally.raised,
+    )
+    over = breach(state.plan.budget, tally, ask)
+    if over is not None and state.step_spec(sid).delegate is not None:
+        waiting, over = _await_shares(p, sid, ask, tally, over)
+        if waiting is not None:
+            return waiting  # it would take the room its siblings' children hold
+    if over is None:
+        return None
+    if over.level == "hard":
+        return [
+            BudgetExhausted(
+                at=now,
+                dimension=over.dimension,
+                reason=over.describe(),
+                used=over.used,
+                limit=over.limit,
+            )
+        ]
+    return [p.ask_human(subject="budget", breach=over)]
 
 
 def _tool_audit(p: _Pass, started: ToolCallStarted) -> ApprovalRequested:

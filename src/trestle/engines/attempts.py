@@ -12,7 +12,7 @@ import dataclasses
 import functools
 import os
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -72,6 +72,7 @@ from trestle.lifecycle.checkpoints import (
     wants_checkpoint,
 )
 from trestle.store.base import Store
+from trestle.support.step_threads import StepThreads
 from trestle.trust.identity import ACCOUNTS_ENV, IDENTITY_ENV, accounts_path, identity_path
 from trestle.trust.known_plans import known_in
 from trestle.trust.signing import config_dir, key_path
@@ -186,7 +187,7 @@ class Attempts:
             if last is None
             or (last.confined, last.detail, last.exposed) != (c.confined, c.detail, c.exposed)
         ]
-        pool = ThreadPoolExecutor(state.plan.parallelism, thread_name_prefix="trestle-step")
+        pool = StepThreads(state.plan.parallelism, "trestle-step")
         try:
             task = self._dispatch(state, announced, pool, Outbox(record), set())
             assert task is not None  # both kinds announce work

@@ -89,6 +89,7 @@ from trestle.monitors.hub import MonitorFactory, MonitorHub
 from trestle.notifications.notifier import Notifier
 from trestle.store.base import Appended, Lease, Owner, Request, Snapshot, Store
 from trestle.support import collector
+from trestle.support.step_threads import StepThreads
 from trestle.telemetry.env import from_env
 from trestle.trust.identity import decision_fields
 from trestle.trust.signing import decision_key, verified_fields
@@ -289,7 +290,7 @@ class LocalEngine(Attempts):
         self._halts[run_id] = lambda exc: _halt(stop, halted, exc)
         work: dict[asyncio.Task[AnyEvent], str] = {}
         acting: set[str] = set()  # steps whose attempt a cancel stops before its end
-        pool: ThreadPoolExecutor | None = None
+        pool: StepThreads | None = None
         alarm = Alarm()
         stopped: asyncio.Task[None] | None = None  # rings the alarm once a stop is asked
         catching: list[asyncio.Task[None]] = []  # the monitors' catch-up, beside the run
@@ -300,7 +301,7 @@ class LocalEngine(Attempts):
                 ending.append(state)  # this very object, as the drive moves it on
             # steps' blocking work (sync callables, file checks) gets one thread per
             # step that may run at once; asyncio's default pool is far smaller
-            pool = ThreadPoolExecutor(state.plan.parallelism, thread_name_prefix="trestle-step")
+            pool = StepThreads(state.plan.parallelism, "trestle-step")
             last_snapshot = state.seq
             inbound: list[AnyEvent] = []
             acks: list[Ack] = []

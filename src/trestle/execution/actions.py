@@ -38,6 +38,7 @@ from trestle.execution.sandbox_start import SANDBOX_STARTS, StartSignal, before_
 from trestle.execution.watchdog import WATCHDOG
 from trestle.formats.python_code import resolve_callable
 from trestle.support.handback import hand_back, outcome_of
+from trestle.support.step_threads import StepThreads
 from trestle.trust.identity import ACCOUNTS_ENV, IDENTITY_ENV
 from trestle.trust.signing import KEY_ENV
 from trestle.trust.step_origin import end_python_step, python_step
@@ -369,8 +370,8 @@ def _write_file(
 
 
 async def in_thread(pool: Executor | None, fn: Callable[..., T], *args: Any) -> T:
-    """Run blocking work in ``pool`` (the engine sizes it to the plan's parallelism;
-    asyncio's default pool has only ``cpu_count + 4`` threads).
+    """Run blocking work in ``pool`` (the engine's :class:`StepThreads`, sized to the
+    plan's parallelism; asyncio's default pool has only ``cpu_count + 4`` threads).
 
     The outcome comes back to the loop by ``call_soon_threadsafe`` from the pool's
     thread, not through ``run_in_executor``'s asyncio future chained to the pool's:
@@ -387,18 +388,16 @@ async def in_thread(pool: Executor | None, fn: Callable[..., T], *args: Any) -> 
             return
         hand_back(loop, waiter, *outcome_of(fn, *args))
 
-    def dropped(job: Future[None]) -> None:
-        if job.cancelled():
+    def dropped(job: Future[None] | None = None) -> None:
+        if job is None or job.cancelled():
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(waiter.cancel)
 
-    job = pool.submit(work)
-    job.add_done_callback(dropped)
-    try:
-        return await waiter
-    except asyncio.CancelledError:
-        job.cancel()  # a no-op once it began: Python cannot stop a thread
-        raise
+    if isinstance(pool, StepThreads):
+        pool.start(work, dropped)
+    else:
+        pool.submit(work).add_done_callback(dropped)
+    return await waiter
 
 
 def _callable(ref: str, ctx: StepContext) -> Callable[..., Any]:
