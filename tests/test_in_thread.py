@@ -173,3 +173,31 @@ def test_a_python_step_raising_stop_iteration_fails_and_the_run_ends(tmp_path: P
     assert "'first' failed after 1 attempt: RuntimeError: StopIteration escaped" in flat, (
         ran.stdout + ran.stderr
     )
+
+
+def test_a_python_step_past_its_timeout_does_not_hold_the_driver_at_exit(tmp_path: Path) -> None:
+    """The callable cannot be stopped: the attempt fails at its timeout and the driver
+    exits with the run's answer, ending the callable with it. Through an executor's
+    threads, the interpreter waited for the callable at exit (here 30 s), which then
+    did its work after the run had said it failed."""
+    (tmp_path / "steps.py").write_text(
+        "import time\n"
+        "def slow(ctx):\n"
+        "    time.sleep(30)\n"
+        "    open('late.txt', 'w').write('after the timeout')\n"
+    )
+    (tmp_path / "plan.yaml").write_text(
+        "goal: outlast the timeout\nsteps:\n"
+        "  - id: slow\n    python: steps:slow\n    timeout: 0.5\n    retries: 0\n"
+    )
+    ran = subprocess.run(
+        [sys.executable, "-m", "trestle", "run", "plan.yaml", "--store", "s.db", "--no-live"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert ran.returncode == 3, ran.stdout + ran.stderr
+    assert "timed out after 0.5s" in " ".join(ran.stdout.split())
+    assert not (tmp_path / "late.txt").exists()
