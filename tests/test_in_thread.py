@@ -161,14 +161,7 @@ def test_a_python_step_raising_stop_iteration_fails_and_the_run_ends(tmp_path: P
     (tmp_path / "plan.yaml").write_text(
         "goal: take the first item\nsteps:\n  - id: first\n    python: steps:first\n"
     )
-    ran = subprocess.run(
-        [sys.executable, "-m", "trestle", "run", "plan.yaml", "--store", "s.db", "--no-live"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    ran = _run_plan(tmp_path, timeout=120)
     flat = " ".join(ran.stdout.split())
     assert "'first' failed after 1 attempt: RuntimeError: StopIteration escaped" in flat, (
         ran.stdout + ran.stderr
@@ -190,14 +183,19 @@ def test_a_python_step_past_its_timeout_does_not_hold_the_driver_at_exit(tmp_pat
         "goal: outlast the timeout\nsteps:\n"
         "  - id: slow\n    python: steps:slow\n    timeout: 0.5\n    retries: 0\n"
     )
-    ran = subprocess.run(
-        [sys.executable, "-m", "trestle", "run", "plan.yaml", "--store", "s.db", "--no-live"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=20,
-        check=False,
-    )
+    ran = _run_plan(tmp_path, timeout=20)  # not the 30 s the callable would take
     assert ran.returncode == 3, ran.stdout + ran.stderr
     assert "timed out after 0.5s" in " ".join(ran.stdout.split())
     assert not (tmp_path / "late.txt").exists()
+
+
+def _run_plan(work: Path, *, timeout: float) -> subprocess.CompletedProcess[str]:
+    """``trestle run plan.yaml`` in ``work``, as a user starts it (a fresh process)."""
+    return subprocess.run(
+        [sys.executable, "-m", "trestle", "run", "plan.yaml", "--store", "s.db", "--no-live"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

@@ -4,8 +4,8 @@ to record, a stop, or the time (a retry falling due, the next poll for requests)
 The wait sleeps on one future, and each of these sets it directly: an attempt as its
 coroutine ends, a post as it is queued. ``asyncio.wait`` over the attempts' tasks did
 the same with a callback added to every task and removed again on every wait, and
-woke the drive one turn of the event loop after the task ended (the task's done
-callbacks run on the next turn): two of the seven turns a no-op step took.
+woke the drive a turn of the event loop later than this (a task's done callbacks run
+on the turn after it ends): a no-op step took seven turns of the loop, and takes six.
 """
 
 from __future__ import annotations

@@ -136,20 +136,8 @@ class Attempts:
     ) -> asyncio.Task[AnyEvent] | None:
         """The task that performs the attempt or probe ``event`` announces, if it
         announces one; ``alarm`` rings as the task ends."""
-        work = self._work_for(state, event, pool, outbox, acting)
-        if work is None:
-            return None
-        coro, name = work
-        return asyncio.create_task(coro if alarm is None else alarm.then_ring(coro), name=name)
-
-    def _work_for(
-        self,
-        state: RunState,
-        event: AnyEvent,
-        pool: Executor,
-        outbox: Outbox,
-        acting: set[str],
-    ) -> tuple[Coroutine[Any, Any, AnyEvent], str | None] | None:
+        work: Coroutine[Any, Any, AnyEvent]
+        name = None
         match event:
             case StepStarted(step=sid, attempt=attempt, key=key, gate=gate):
                 ctx = self._context(state, sid, attempt, key)
@@ -157,13 +145,15 @@ class Attempts:
                 # nothing ran yet, or its processes were killed (a Python callable in a
                 # thread cannot be stopped: it leaves the set when it begins)
                 acting.add(sid)
-                performing = self._attempt(state, sid, ctx, pool, gate, outbox, acting)
-                return performing, f"{ATTEMPT_TASK}{sid}"
+                work = self._attempt(state, sid, ctx, pool, gate, outbox, acting)
+                name = f"{ATTEMPT_TASK}{sid}"
             case StepProbeStarted(step=sid, reason=why):
                 st = state.steps[sid]
                 ctx = self._context(state, sid, st.attempt, f"{state.run_id}/{sid}/probe")
-                return self._probe(state, sid, why, ctx, pool), None
-        return None
+                work = self._probe(state, sid, why, ctx, pool)
+            case _:
+                return None
+        return asyncio.create_task(work if alarm is None else alarm.then_ring(work), name=name)
 
     async def perform_for(
         self,

@@ -5,9 +5,9 @@ A ``ThreadPoolExecutor`` does this with a concurrent future per call, settled un
 lock and a condition, and a semaphore taken to decide whether to start a thread; every
 ``python:`` step crossed it once. Here a call is a queue put and a counter under one
 lock (:meth:`StepThreads.start`), and the caller says how its outcome comes back (see
-:func:`trestle.execution.actions.in_thread`): 50-60 us a round trip from an event loop
-on the 2-vCPU benchmark machine, against 88-93 us through the executor. ``submit``
-keeps the executor's interface for callers that want a future.
+:func:`trestle.execution.actions.in_thread`): 68-74 us a round trip from an event loop
+on the 2-vCPU benchmark machine, against 107-108 us through the executor in the same
+run. ``submit`` keeps the executor's interface for callers that want a future.
 
 Work queued but not begun when the threads are shut down with ``cancel_futures`` is
 dropped, and whoever gave it is told (``dropped``), as an executor cancels its
