@@ -155,6 +155,25 @@ def test_step_threads_drop_what_has_not_begun_and_tell_whoever_gave_it() -> None
     release.set()
 
 
+def test_a_job_that_raises_is_reported_and_its_thread_takes_the_next(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``start``'s jobs must not raise; one that does anyway is printed on stderr, and
+    the pool's one thread still runs what comes after it (it was counted busy for
+    ever, and the next job waited for a thread that never came)."""
+    pool = StepThreads(1, "test-step")
+    try:
+
+        def broken() -> None:
+            raise ValueError("a job against the contract")
+
+        pool.start(broken)
+        assert pool.submit(lambda: "next").result(10) == "next"
+    finally:
+        pool.shutdown(wait=True)
+    assert "ValueError: a job against the contract" in capsys.readouterr().err
+
+
 def test_a_python_step_raising_stop_iteration_fails_and_the_run_ends(tmp_path: Path) -> None:
     """Through the command a user runs: the run used to wait for ever."""
     (tmp_path / "steps.py").write_text("def first(ctx):\n    return next(iter([]))\n")

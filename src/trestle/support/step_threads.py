@@ -22,6 +22,7 @@ lease is released, and a process left running it could race the next driver.
 from __future__ import annotations
 
 import queue
+import sys
 import threading
 import weakref
 from collections.abc import Callable
@@ -46,10 +47,14 @@ class _Shared:
 
     def work(self) -> None:
         while (job := self.calls.get()) is not None:
-            job[0]()
-            del job  # what it held (its caller's objects) is not kept while the queue waits
-            with self.lock:
-                self.busy -= 1
+            try:
+                job[0]()
+            except BaseException:  # against start's contract: said, and the thread goes on
+                sys.excepthook(*sys.exc_info())
+            finally:
+                del job  # what it held (its caller's objects) is not kept while it waits
+                with self.lock:
+                    self.busy -= 1  # else the pool would count a thread that is gone
 
 
 class StepThreads(Executor):
