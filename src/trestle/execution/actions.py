@@ -419,29 +419,40 @@ def _resolved(
     return fn
 
 
+# what a sync callable's timeout leaves: said with the attempt's error, where a human
+# deciding on a retry reads it
+ABANDONED = (
+    "the callable cannot be stopped: it runs on in its thread until it returns or the "
+    "driver exits, and a retry of the step may run beside it"
+)
+
+
 async def call_python(
     ref: str, ctx: StepContext, timeout: float | None, pool: Executor | None = None
 ) -> ActionResult:
     """Call ``module:function`` with the context; returning ``False`` means failure.
 
     Sync callables run in a worker thread so they cannot stall other steps. Python
-    cannot kill a thread: on timeout the attempt fails and the thread is abandoned.
+    cannot kill a thread: on timeout the attempt fails and the thread is abandoned,
+    still running, which the attempt's error says (a coroutine is cancelled).
     """
     started = time.monotonic()
     # the call runs in this (the driver's) process: mark it, so that the decision API
     # refuses to approve from inside it (see trestle.trust.step_origin)
     marked = python_step(ctx.step_id)
+    left = "the coroutine was cancelled"
     try:
         fn = _callable(ref, ctx)
         if inspect.iscoroutinefunction(fn):
             result = await asyncio.wait_for(fn(ctx), timeout)
         else:
+            left = ABANDONED
             context = contextvars.copy_context()
             result = await asyncio.wait_for(in_thread(pool, context.run, fn, ctx), timeout)
     except TimeoutError:
         return ActionResult(
             status="timeout",
-            error=f"timed out after {timeout:g}s",
+            error=f"timed out after {timeout:g}s; {left}",
             duration=time.monotonic() - started,
         )
     except asyncio.CancelledError:
