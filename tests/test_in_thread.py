@@ -1,9 +1,8 @@
-"""``trestle.execution.actions.in_thread``: blocking work on the engine's step threads
-(``trestle.support.step_threads``) or any executor, its outcome handed back to the
-event loop. As with ``run_in_executor``: the value or the exception reaches the
-caller, a caller cancelled before the work began withdraws it, and work the pool drops
-unbegun (shut down with ``cancel_futures``) cancels its caller rather than leave it
-waiting for ever."""
+"""``trestle.execution.actions.in_thread``: blocking work on a drive's step threads
+(``trestle.support.step_threads``), its outcome handed back to the event loop. As with
+``run_in_executor``: the value or the exception reaches the caller, a caller cancelled
+before the work began withdraws it, and work the pool drops unbegun (shut down with
+``cancel_futures``) cancels its caller rather than leave it waiting for ever."""
 
 from __future__ import annotations
 
@@ -11,8 +10,6 @@ import asyncio
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
-from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -20,17 +17,12 @@ import pytest
 from trestle.execution.actions import in_thread
 from trestle.support.step_threads import StepThreads
 
-Pools = Callable[[int], Executor]
+
+def pools(size: int) -> StepThreads:
+    return StepThreads(size, "test-step")
 
 
-@pytest.fixture(params=["step threads", "executor"])
-def pools(request: pytest.FixtureRequest) -> Pools:
-    if request.param == "executor":
-        return ThreadPoolExecutor
-    return lambda size: StepThreads(size, "test-step")
-
-
-def test_the_value_and_the_failure_reach_the_caller(pools: Pools) -> None:
+def test_the_value_and_the_failure_reach_the_caller() -> None:
     def double(n: int) -> int:
         return 2 * n
 
@@ -47,7 +39,7 @@ def test_the_value_and_the_failure_reach_the_caller(pools: Pools) -> None:
     asyncio.run(main())
 
 
-def test_a_stop_iteration_fails_the_caller_rather_than_leave_it_waiting(pools: Pools) -> None:
+def test_a_stop_iteration_fails_the_caller_rather_than_leave_it_waiting() -> None:
     """A step's callable that raises StopIteration (``next()`` on an empty iterator):
     an asyncio future refuses that exception, and the caller waited for ever."""
 
@@ -63,7 +55,7 @@ def test_a_stop_iteration_fails_the_caller_rather_than_leave_it_waiting(pools: P
     asyncio.run(main())
 
 
-def test_a_caller_cancelled_before_its_work_began_withdraws_it(pools: Pools) -> None:
+def test_a_caller_cancelled_before_its_work_began_withdraws_it() -> None:
     busy, release = threading.Event(), threading.Event()
     made: list[str] = []
 
@@ -88,7 +80,7 @@ def test_a_caller_cancelled_before_its_work_began_withdraws_it(pools: Pools) -> 
     assert made == ["after"]
 
 
-def test_work_the_pool_drops_unbegun_cancels_its_caller(pools: Pools) -> None:
+def test_work_the_pool_drops_unbegun_cancels_its_caller() -> None:
     busy, release = threading.Event(), threading.Event()
 
     def hold() -> None:

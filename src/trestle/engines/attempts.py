@@ -12,7 +12,6 @@ import dataclasses
 import functools
 import os
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -129,7 +128,7 @@ class Attempts:
         self,
         state: RunState,
         event: AnyEvent,
-        pool: Executor,
+        pool: StepThreads,
         outbox: Outbox,
         acting: set[str],
         alarm: Alarm | None = None,
@@ -298,7 +297,7 @@ class Attempts:
         state: RunState,
         sid: str,
         ctx: StepContext,
-        pool: Executor,
+        pool: StepThreads,
         gate: Gate | None,
         outbox: Outbox,
         acting: set[str],
@@ -334,7 +333,7 @@ class Attempts:
         state: RunState,
         sid: str,
         ctx: StepContext,
-        pool: Executor,
+        pool: StepThreads,
         gate: Gate | None,
         outbox: Outbox,
         acting: set[str],
@@ -385,7 +384,7 @@ class Attempts:
         sid: str,
         step: Step,
         ctx: StepContext,
-        pool: Executor,
+        pool: StepThreads,
         outbox: Outbox,
         acting: set[str],
         note_spawn: Callable[[int], None],
@@ -451,7 +450,7 @@ class Attempts:
         read: dict[str, str],
         before: str | None,
         after: str | None,
-        pool: Executor,
+        pool: StepThreads,
     ) -> AttemptFiles:
         """What the attempt read and wrote, as far as it can be seen (see
         :mod:`trestle.engines.touched`); its writes unknown if the diff fails."""
@@ -472,7 +471,7 @@ class Attempts:
         state: RunState,
         step: Step,
         ctx: StepContext,
-        pool: Executor,
+        pool: StepThreads,
         outbox: Outbox,
         taking: asyncio.Future[str | None],
     ) -> StepWork:
@@ -521,7 +520,7 @@ class Attempts:
         return load
 
     async def _checkpoint(
-        self, state: RunState, step: Step, ctx: StepContext, when: When, pool: Executor
+        self, state: RunState, step: Step, ctx: StepContext, when: When, pool: StepThreads
     ) -> str | None:
         """Snapshot the workspace if the plan asks for it here (off the event loop)."""
         shadow_dir = self.shadow_dir_of(state)
@@ -533,7 +532,7 @@ class Attempts:
         return await in_thread(pool, snap)
 
     async def _probe(
-        self, state: RunState, sid: str, why: str, ctx: StepContext, pool: Executor
+        self, state: RunState, sid: str, why: str, ctx: StepContext, pool: StepThreads
     ) -> AnyEvent:
         step, st = state.step_spec(sid), state.steps[sid]
         if why != "unknown_outcome":

@@ -10,7 +10,6 @@ not on an engine.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -21,6 +20,7 @@ from trestle.core.records.agent import AgentSettings
 from trestle.core.state import RunState
 from trestle.execution.actions import StepContext
 from trestle.store.base import Store
+from trestle.support.step_threads import StepThreads
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class StepWork:
     state: RunState
     step: Step
     ctx: StepContext
-    pool: Executor
+    pool: StepThreads
     record: Callable[[Sequence[AnyEvent]], Awaitable[list[int]]]
     load: Callable[[Sequence[int]], Awaitable[list[AnyEvent]]]
     clock: Callable[[], float]

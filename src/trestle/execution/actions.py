@@ -23,7 +23,6 @@ import os
 import signal
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -369,15 +368,16 @@ def _write_file(
     )
 
 
-async def in_thread(pool: Executor | None, fn: Callable[..., T], *args: Any) -> T:
-    """Run blocking work in ``pool`` (the engine's :class:`StepThreads`, sized to the
-    plan's parallelism; asyncio's default pool has only ``cpu_count + 4`` threads).
+async def in_thread(pool: StepThreads | None, fn: Callable[..., T], *args: Any) -> T:
+    """Run blocking work on ``pool``, the drive's :class:`StepThreads` (sized to the
+    plan's parallelism; asyncio's default pool, used without one, has only
+    ``cpu_count + 4`` threads).
 
     The outcome comes back to the loop by ``call_soon_threadsafe`` from the pool's
-    thread, not through ``run_in_executor``'s asyncio future chained to the pool's:
-    every ``python:`` step crosses once, and the chaining cost about 7 us of CPU. As
-    with ``run_in_executor``, a cancelled caller withdraws work not yet begun, and work
-    the pool drops unbegun (shut down with ``cancel_futures``) cancels its caller."""
+    thread, not through ``run_in_executor``'s asyncio future chained to a concurrent
+    one: every ``python:`` step crosses once. As with ``run_in_executor``, a cancelled
+    caller withdraws work not yet begun, and work the pool drops unbegun (shut down
+    with ``cancel_futures``) cancels its caller."""
     loop = asyncio.get_running_loop()
     if pool is None:
         return await loop.run_in_executor(None, fn, *args)
@@ -388,15 +388,11 @@ async def in_thread(pool: Executor | None, fn: Callable[..., T], *args: Any) -> 
             return
         hand_back(loop, waiter, *outcome_of(fn, *args))
 
-    def dropped(job: Future[None] | None = None) -> None:
-        if job is None or job.cancelled():
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(waiter.cancel)
+    def dropped() -> None:
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(waiter.cancel)
 
-    if isinstance(pool, StepThreads):
-        pool.start(work, dropped)
-    else:
-        pool.submit(work).add_done_callback(dropped)
+    pool.start(work, dropped)
     return await waiter
 
 
@@ -428,7 +424,7 @@ ABANDONED = (
 
 
 async def call_python(
-    ref: str, ctx: StepContext, timeout: float | None, pool: Executor | None = None
+    ref: str, ctx: StepContext, timeout: float | None, pool: StepThreads | None = None
 ) -> ActionResult:
     """Call ``module:function`` with the context; returning ``False`` means failure.
 
@@ -475,7 +471,7 @@ async def call_python(
 
 
 async def perform(
-    step: Step, ctx: StepContext, pool: Executor | None = None, on_spawn: Spawned | None = None
+    step: Step, ctx: StepContext, pool: StepThreads | None = None, on_spawn: Spawned | None = None
 ) -> ActionResult:
     """Run the step's action once; blocking work goes to ``pool``; ``on_spawn`` is told
     a command's pid."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-from concurrent.futures import Executor
 
 from trestle.core.events import CheckResult
 from trestle.core.plan import (
@@ -28,6 +27,7 @@ from trestle.execution.actions import (
     run_shell,
     step_env,
 )
+from trestle.support.step_threads import StepThreads
 from trestle.workspace.beneath import Refused, read_regular
 
 ACTUAL_LIMIT = 500
@@ -37,7 +37,7 @@ MAX_CHECKED_BYTES = 64 << 20
 
 
 async def run_check(
-    check: Check, ctx: StepContext, env: dict[str, str], pool: Executor | None = None
+    check: Check, ctx: StepContext, env: dict[str, str], pool: StepThreads | None = None
 ) -> CheckResult:
     what = describe_check(check)
     match check:
@@ -108,7 +108,7 @@ def _contains(ctx: StepContext, check: FileContainsCheck, what: str) -> CheckRes
 
 
 async def run_checks(
-    step: Step, ctx: StepContext, pool: Executor | None = None
+    step: Step, ctx: StepContext, pool: StepThreads | None = None
 ) -> tuple[CheckResult, ...]:
     """All of a step's checks, in order (every one runs, so the record is complete)."""
     if not step.verify:
