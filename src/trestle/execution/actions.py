@@ -31,6 +31,7 @@ from trestle.core.errors import RunError
 from trestle.core.events import ActionResult
 from trestle.core.plan import Step
 from trestle.execution.child import Child, spawn
+from trestle.execution.outliving import Call, after_earlier
 from trestle.execution.processes import die_with_parent
 from trestle.execution.sandbox import Cell, Pinned, Sandbox
 from trestle.execution.sandbox_start import SANDBOX_STARTS, StartSignal, before_start
@@ -419,8 +420,10 @@ def _resolved(
 # deciding on a retry reads it
 ABANDONED = (
     "the callable cannot be stopped: it runs on in its thread until it returns or the "
-    "driver exits, and a retry of the step may run beside it"
+    "driver exits, and the step's next attempt waits for it to return"
 )
+# what a timeout spent waiting for that says (trestle.execution.outliving)
+STILL_RUNNING = "an earlier attempt's call of it still runs, and it is not called again beside it"
 
 
 async def call_python(
@@ -430,33 +433,41 @@ async def call_python(
 
     Sync callables run in a worker thread so they cannot stall other steps. Python
     cannot kill a thread: on timeout the attempt fails and the thread is abandoned,
-    still running, which the attempt's error says (a coroutine is cancelled).
+    still running, which the attempt's error says (a coroutine is cancelled). The
+    step's next call of it waits for it to return (:mod:`trestle.execution.outliving`).
     """
     started = time.monotonic()
     # the call runs in this (the driver's) process: mark it, so that the decision API
     # refuses to approve from inside it (see trestle.trust.step_origin)
     marked = python_step(ctx.step_id)
+    limit = asyncio.timeout(timeout)
     left = "the coroutine was cancelled"
     try:
         fn = _callable(ref, ctx)
-        if inspect.iscoroutinefunction(fn):
-            result = await asyncio.wait_for(fn(ctx), timeout)
-        else:
-            left = ABANDONED
-            context = contextvars.copy_context()
-            result = await asyncio.wait_for(in_thread(pool, context.run, fn, ctx), timeout)
-    except TimeoutError:
-        return ActionResult(
-            status="timeout",
-            error=f"timed out after {timeout:g}s; {left}",
-            duration=time.monotonic() - started,
-        )
+        async with limit:
+            if inspect.iscoroutinefunction(fn):
+                result = await fn(ctx)
+            else:
+                key = (ctx.run_id, ctx.step_id, ref)
+                left = STILL_RUNNING
+                await after_earlier(key)
+                left = ABANDONED
+                call = Call(fn)
+                try:
+                    result = await in_thread(pool, contextvars.copy_context().run, call, ctx)
+                finally:  # timed out or cancelled: remembered until it returns
+                    call.left_running(key)
     except asyncio.CancelledError:
         raise
     except BaseException as exc:  # SystemExit, KeyboardInterrupt from user code: a failure
+        # a TimeoutError the callable raised itself (a socket's, say) is its failure,
+        # not the step's timeout
+        timed_out = isinstance(exc, TimeoutError) and limit.expired()
         return ActionResult(
-            status="error",
-            error=f"{type(exc).__name__}: {exc}",
+            status="timeout" if timed_out else "error",
+            error=f"timed out after {timeout:g}s; {left}"
+            if timed_out
+            else f"{type(exc).__name__}: {exc}",
             duration=time.monotonic() - started,
         )
     finally:

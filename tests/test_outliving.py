@@ -1,0 +1,120 @@
+"""A ``python:`` step's sync callable past its timeout runs on in its thread (Python
+cannot stop a thread): the step's next attempt waits for it to return, and is never
+called beside it (``trestle.execution.outliving``). A ``TimeoutError`` the callable
+raises itself is its failure, not the step's timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agent_helpers import of_kind, recorded
+from trestle.core.events import StepAttemptEnded
+from trestle.core.state import RunState
+from trestle.engines.local import LocalEngine
+from trestle.execution.outliving import Call, after_earlier
+from trestle.formats.planfile import load_plan
+from trestle.lifecycle.runs import create_run
+from trestle.store import SqliteStore
+
+# each call logs its attempt as it begins and ends; attempt 1 (only) takes `first` s
+STEPS = """\
+import time
+
+def work(ctx):
+    with open(ctx.workspace / 'calls.log', 'a') as log:
+        log.write(f'begin {ctx.attempt}\\n')
+    time.sleep(FIRST if ctx.attempt == 1 else LATER)
+    with open(ctx.workspace / 'calls.log', 'a') as log:
+        log.write(f'end {ctx.attempt}\\n')
+
+def net(ctx):
+    raise TimeoutError('the socket timed out')
+"""
+
+
+def run_step(tmp_path: Path, step: dict[str, Any], *, first: float = 0, later: float = 0) -> Any:
+    """Run a one-step plan in this process; its state and its attempts' ends."""
+    code = STEPS.replace("FIRST", str(first)).replace("LATER", str(later))
+    module = f"steps_{secrets.token_hex(4)}"  # this process may have imported another
+    (tmp_path / f"{module}.py").write_text(code)
+    step = {**step, "python": step["python"].replace("steps", module)}
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(yaml.safe_dump({"goal": "outlive the timeout", "steps": [step]}))
+    store = SqliteStore(tmp_path / "runs.db")
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    run_id = create_run(store, load_plan(plan), workspace=workspace, plan_path=plan)
+    state: RunState = asyncio.run(LocalEngine(store).run(run_id))
+    ends = of_kind(recorded(store, run_id), StepAttemptEnded)
+    calls = workspace / "calls.log"
+    return state, ends, calls.read_text().split("\n")[:-1] if calls.exists() else []
+
+
+def test_the_next_attempt_waits_for_the_call_its_timeout_left_running(tmp_path: Path) -> None:
+    """Attempt 1 sleeps 1.5 s past its 1 s timeout; attempt 2 begins after it ended
+    (before, ``begin 2`` came before ``end 1``)."""
+    step = {
+        "id": "work",
+        "python": "steps:work",
+        "timeout": 1,
+        "retries": 1,
+        "backoff": {"initial": 0.05},
+    }
+    state, ends, calls = run_step(tmp_path, step, first=1.5)
+    assert calls == ["begin 1", "end 1", "begin 2", "end 2"]
+    assert state.steps["work"].status == "succeeded"
+    first, second = ends
+    assert first.action.status == "timeout"
+    assert "the step's next attempt waits for it to return" in (first.action.error or "")
+    assert second.action.status == "ok"
+
+
+def test_an_attempt_whose_earlier_call_outlasts_its_timeout_fails_without_calling(
+    tmp_path: Path,
+) -> None:
+    step = {
+        "id": "work",
+        "python": "steps:work",
+        "timeout": 0.3,
+        "retries": 2,
+        "backoff": {"initial": 0.05},
+    }
+    state, ends, calls = run_step(tmp_path, step, first=3, later=3)
+    assert calls == ["begin 1"]  # called once: attempts 2 and 3 waited for it
+    assert state.steps["work"].status == "failed"
+    assert [end.action.status for end in ends] == ["timeout"] * 3
+    for end in ends[1:]:
+        assert end.action.error == (
+            "timed out after 0.3s; an earlier attempt's call of it still runs, and it is "
+            "not called again beside it"
+        )
+
+
+def test_a_timeout_error_the_callable_raises_is_its_failure(tmp_path: Path) -> None:
+    """Without a timeout the driver crashed formatting one; with one, the step was said
+    to have timed out at once."""
+    for timeout in (None, 5):
+        step = {"id": "net", "python": "steps:net", "retries": 0, "timeout": timeout}
+        if timeout is None:
+            del step["timeout"]
+        where = tmp_path / f"timeout-{timeout}"
+        where.mkdir()
+        state, (end,), _ = run_step(where, step)
+        assert state.steps["net"].status == "failed"
+        assert end.action.status == "error"
+        assert end.action.error == "TimeoutError: the socket timed out"
+
+
+def test_a_call_withdrawn_before_it_began_never_begins_and_holds_nothing_up() -> None:
+    called: list[str] = []
+    call = Call(called.append)
+    key = ("run", "step", "steps:work")
+    call.left_running(key)  # its attempt gave up before a thread took it
+    assert call("late") is None
+    assert called == []
+    asyncio.run(asyncio.wait_for(after_earlier(key), 1))  # nothing to wait for
