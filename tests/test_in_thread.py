@@ -198,7 +198,7 @@ def test_a_python_step_past_its_timeout_does_not_hold_the_driver_at_exit(tmp_pat
     assert ran.returncode == 3, ran.stdout + ran.stderr
     said = " ".join(ran.stdout.split())
     assert "timed out after 0.5s; the callable cannot be stopped" in said  # said at run time
-    assert "the step's next attempt waits for it to return" in said
+    assert "the step's next attempt in that process waits for it to return" in said
     assert not (tmp_path / "late.txt").exists()
 
 

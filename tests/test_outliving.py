@@ -1,5 +1,5 @@
 """A ``python:`` step's sync callable past its timeout runs on in its thread (Python
-cannot stop a thread): the step's next attempt waits for it to return, and is never
+cannot stop a thread): the step's next attempt in that process waits for it to return, and is never
 called beside it (``trestle.execution.outliving``). A ``TimeoutError`` the callable
 raises itself is its failure, not the step's timeout."""
 
@@ -70,7 +70,8 @@ def test_the_next_attempt_waits_for_the_call_its_timeout_left_running(tmp_path: 
     assert state.steps["work"].status == "succeeded"
     first, second = ends
     assert first.action.status == "timeout"
-    assert "the step's next attempt waits for it to return" in (first.action.error or "")
+    said = first.action.error or ""
+    assert "the step's next attempt in that process waits for it to return" in said
     assert second.action.status == "ok"
 
 

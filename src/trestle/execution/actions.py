@@ -419,8 +419,9 @@ def _resolved(
 # what a sync callable's timeout leaves: said with the attempt's error, where a human
 # deciding on a retry reads it
 ABANDONED = (
-    "the callable cannot be stopped: it runs on in its thread until it returns or the "
-    "driver exits, and the step's next attempt waits for it to return"
+    "the callable cannot be stopped: it runs on in its thread until it returns or its "
+    "process exits, and the step's next attempt in that process waits for it to return "
+    "(one on another Temporal worker would not)"
 )
 # what a timeout spent waiting for that says (trestle.execution.outliving)
 STILL_RUNNING = "an earlier attempt's call of it still runs, and it is not called again beside it"

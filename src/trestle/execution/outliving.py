@@ -2,10 +2,12 @@
 
 Python cannot stop a thread. When a ``python:`` step's sync callable passes its timeout,
 or its attempt is cancelled, the attempt ends and the callable runs on in its thread
-until it returns (or the driver exits). The step's next attempt in this process would
+until it returns (or its process exits). The step's next attempt in this process would
 call it again beside the first: two calls of one side effect at once. So a call left
 running is remembered here, by run, step and callable, and the next call of it waits
-for it to return first, within that call's own timeout.
+for it to return first, within that call's own timeout. Only this process can know: on
+Temporal, an attempt another worker takes does not wait (the timed-out attempt's error
+says so).
 
 The wait polls: the earlier call may have begun on another event loop (a library caller
 driving the run again), and a poll is cancelled with its attempt, where a thread
