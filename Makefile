@@ -95,6 +95,7 @@ SOAK_MODEL_TURNS ?= 20000
 SOAK_AGENT_RUNS ?= 30
 SOAK_APPROVED_RACES ?= 60
 SOAK_TEMPORAL_TURNS ?= 2000
+SOAK_PROPERTY_EXAMPLES ?= 2000
 soak: $(DEV) bytecode
 	$(BIN)/python bench/crash_operator.py --trials $(SOAK_OPERATOR_TRIALS)
 	$(BIN)/python bench/crash_moments.py --trials $(SOAK_MOMENT_TRIALS)
@@ -105,6 +106,7 @@ soak: $(DEV) bytecode
 	TRESTLE_AGENT_KILL_RUNS=$(SOAK_AGENT_RUNS) TRESTLE_AGENT_KILLS=10 $(BIN)/pytest -q tests/test_agent_crash.py
 	TRESTLE_APPROVED_RACES=$(SOAK_APPROVED_RACES) $(BIN)/pytest -q tests/test_approved_bytes.py
 	TRESTLE_TEMPORAL_AGENT_TURNS=$(SOAK_TEMPORAL_TURNS) $(BIN)/pytest -q tests/test_temporal_agents.py
+	TRESTLE_PROPERTY_EXAMPLES=$(SOAK_PROPERTY_EXAMPLES) $(BIN)/pytest -q tests/test_core_properties.py
 
 clean:
 	rm -rf $(VENV) .demo .trestle .pytest_cache .mypy_cache .ruff_cache .grimp_cache \

@@ -13,6 +13,7 @@ and the end state against the rules in :mod:`trestle.core.decider`.
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -603,8 +604,11 @@ def _check_result(sid: str, passed: bool) -> CheckResult:
 
 # --- the properties ----------------------------------------------------------------------
 
+# random runs per session (each about 0.25 s of CPU); ``make soak`` runs more
+EXAMPLES = int(os.environ.get("TRESTLE_PROPERTY_EXAMPLES", "60"))
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(plan=plans(), data=st.data())
 def test_random_runs_keep_every_invariant(plan: Plan, data: st.DataObject) -> None:
     table = data.draw(behaviours(plan), label="behaviours")

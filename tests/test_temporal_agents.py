@@ -28,7 +28,7 @@ from trestle.store import SqliteStore
 
 pytestmark = pytest.mark.slow
 KILLED_READS = 150  # the worker dies about 50 turns in
-LONG_TURNS = int(os.environ.get("TRESTLE_TEMPORAL_AGENT_TURNS", "500"))
+LONG_TURNS = int(os.environ.get("TRESTLE_TEMPORAL_AGENT_TURNS", "200"))  # make soak: 2,000
 
 
 def agent_run_id(printed: str) -> str:
