@@ -468,18 +468,28 @@ async def call_python(
             status="timeout" if timed_out else "error",
             error=f"timed out after {timeout:g}s; {left}"
             if timed_out
-            else f"{type(exc).__name__}: {exc}",
+            else cap_output(f"{type(exc).__name__}: {_text_of(exc)}"),
             duration=time.monotonic() - started,
         )
     finally:
         end_python_step(marked)
     ok = result is not False
+    # by identity: a value's own == may raise or answer an array (numpy's, pandas')
+    said = result is None or result is True or result is False
     return ActionResult(
         status="ok" if ok else "failed",
-        output=cap_output("" if result in (None, True, False) else str(result)),
+        output=cap_output("" if said else _text_of(result)),
         error=None if ok else f"{ref} returned False",
         duration=time.monotonic() - started,
     )
+
+
+def _text_of(value: object) -> str:
+    """``str(value)``; a callable's own object, or exception, may fail to print."""
+    try:
+        return str(value)
+    except Exception as exc:  # whatever it raised, the attempt goes on
+        return f"<a {type(value).__name__} that cannot be printed: {type(exc).__name__}>"
 
 
 async def perform(

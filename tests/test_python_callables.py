@@ -1,7 +1,12 @@
-"""A ``python:`` step's sync callable past its timeout runs on in its thread (Python
-cannot stop a thread): the step's next attempt in that process waits for it to return, and is never
-called beside it (``trestle.execution.outliving``). A ``TimeoutError`` the callable
-raises itself is its failure, not the step's timeout."""
+"""A ``python:`` step's callable, as the driver calls it in its own process.
+
+Past its timeout a sync callable runs on in its thread (Python cannot stop a thread):
+the step's next attempt in that process waits for it to return, and is never called
+beside it (``trestle.execution.outliving``). Whatever it returns or raises is the
+attempt's outcome, never the driver's crash: a ``TimeoutError`` it raises itself is its
+failure, not the step's timeout; a value whose ``==`` raises or answers an array
+(numpy's), or that cannot be printed, is its output; an error's text is capped as a
+command's output is."""
 
 from __future__ import annotations
 
@@ -34,6 +39,28 @@ def work(ctx):
 
 def net(ctx):
     raise TimeoutError('the socket timed out')
+
+class Array:  # as numpy's: == answers elementwise, whose truth is ambiguous
+    def __eq__(self, other):
+        raise ValueError('the truth value of an array is ambiguous')
+    def __str__(self):
+        return '[1 2 3]'
+
+class Mute(Exception):
+    def __str__(self):
+        raise RuntimeError('no text')
+
+def array(ctx):
+    return Array()
+
+def mute(ctx):
+    return Mute()
+
+def silent(ctx):
+    raise Mute()
+
+def huge(ctx):
+    raise ValueError('x' * 5_000_000)
 """
 
 
@@ -119,3 +146,25 @@ def test_a_call_withdrawn_before_it_began_never_begins_and_holds_nothing_up() ->
     assert call("late") is None
     assert called == []
     asyncio.run(asyncio.wait_for(after_earlier(key), 1))  # nothing to wait for
+
+
+def test_what_a_callable_returns_or_raises_is_its_outcome_not_the_drivers_crash(
+    tmp_path: Path,
+) -> None:
+    """The first three crashed the driver with a traceback before; the huge error was
+    recorded whole, and a report then wrapped it for seconds."""
+    outcomes = {}
+    for name in ("array", "mute", "silent", "huge"):
+        where = tmp_path / name
+        where.mkdir()
+        step = {"id": name, "python": f"steps:{name}", "retries": 0}
+        state, (end,), _ = run_step(where, step)
+        outcomes[name] = (state.steps[name].status, end.action)
+    assert outcomes["array"][0] == "succeeded" and outcomes["array"][1].output == "[1 2 3]"
+    assert outcomes["mute"][0] == "succeeded"
+    assert outcomes["mute"][1].output == "<a Mute that cannot be printed: RuntimeError>"
+    assert outcomes["silent"][0] == "failed"
+    assert outcomes["silent"][1].error == "Mute: <a Mute that cannot be printed: RuntimeError>"
+    status, huge = outcomes["huge"]
+    assert status == "failed" and huge.error is not None
+    assert huge.error.startswith("ValueError: xxx") and len(huge.error) < 10_000
