@@ -107,7 +107,9 @@ class FileContainsCheck(Record):
 
 
 class CallableCheck(Record):
-    """Passes when the callable (``module:function``) returns a truthy result."""
+    """Passes when the callable (``module:function``) returns anything but ``False``
+    without raising, as a ``python:`` step succeeds (``None`` passes: an assert-style
+    check raises to fail)."""
 
     python: str = Field(pattern=PYTHON_REF_PATTERN)
 
