@@ -61,6 +61,15 @@ def silent(ctx):
 
 def huge(ctx):
     raise ValueError('x' * 5_000_000)
+
+def nothing(ctx):
+    return None
+
+def zero(ctx):
+    return 0
+
+def false(ctx):
+    return False
 """
 
 
@@ -69,7 +78,13 @@ def run_step(tmp_path: Path, step: dict[str, Any], *, first: float = 0, later: f
     code = STEPS.replace("FIRST", str(first)).replace("LATER", str(later))
     module = f"steps_{secrets.token_hex(4)}"  # this process may have imported another
     (tmp_path / f"{module}.py").write_text(code)
-    step = {**step, "python": step["python"].replace("steps", module)}
+    step = {
+        **step,
+        "python": step["python"].replace("steps", module),
+        "verify": [
+            {"python": c["python"].replace("steps", module)} for c in step.get("verify", [])
+        ],
+    }
     plan = tmp_path / "plan.yaml"
     plan.write_text(yaml.safe_dump({"goal": "outlive the timeout", "steps": [step]}))
     store = SqliteStore(tmp_path / "runs.db")
@@ -168,3 +183,19 @@ def test_what_a_callable_returns_or_raises_is_its_outcome_not_the_drivers_crash(
     status, huge = outcomes["huge"]
     assert status == "failed" and huge.error is not None
     assert huge.error.startswith("ValueError: xxx") and len(huge.error) < 10_000
+
+
+def test_a_python_check_fails_only_by_raising_or_returning_false(tmp_path: Path) -> None:
+    """As a ``python:`` step: ``None`` (an assert-style check that did not raise) and
+    ``0`` pass."""
+    passing = [{"python": "steps:nothing"}, {"python": "steps:zero"}]
+    for name, checks, passed in (
+        ("kept", passing, True),
+        ("refused", [*passing, {"python": "steps:false"}], False),
+    ):
+        where = tmp_path / name
+        where.mkdir()
+        step = {"id": "c", "python": "steps:nothing", "retries": 0, "verify": checks}
+        state, (end,), _ = run_step(where, step)
+        assert [check.passed for check in end.checks] == [True, True, *([] if passed else [False])]
+        assert state.steps["c"].status == ("succeeded" if passed else "failed")
