@@ -20,12 +20,14 @@ import threading
 import time
 from pathlib import Path
 
-from mcp.server.mcpserver import Context, MCPServer
-from mcp.types import ToolAnnotations
-
+# before the SDK's import, which takes about a second of CPU: the suite starts this
+# server failing many times
 if "--fail-start" in sys.argv:
     print("notes server: cannot open its database", file=sys.stderr)
     sys.exit(2)
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.types import ToolAnnotations
 
 app = MCPServer("notes")
 READ = ToolAnnotations(read_only_hint=True, open_world_hint=False)

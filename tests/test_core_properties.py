@@ -604,8 +604,8 @@ def _check_result(sid: str, passed: bool) -> CheckResult:
 
 # --- the properties ----------------------------------------------------------------------
 
-# random runs per session (each about 0.25 s of CPU); ``make soak`` runs more
-EXAMPLES = int(os.environ.get("TRESTLE_PROPERTY_EXAMPLES", "60"))
+# random runs per session (each about 0.1 s of CPU); ``make soak`` runs more
+EXAMPLES = int(os.environ.get("TRESTLE_PROPERTY_EXAMPLES", "150"))
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
