@@ -21,7 +21,7 @@ from agent_helpers import of_kind, recorded
 from trestle.core.events import StepAttemptEnded
 from trestle.core.state import RunState
 from trestle.engines.local import LocalEngine
-from trestle.execution.outliving import Call, after_earlier
+from trestle.execution.outliving import Call
 from trestle.formats.planfile import load_plan
 from trestle.lifecycle.runs import create_run
 from trestle.store import SqliteStore
@@ -155,12 +155,14 @@ def test_a_timeout_error_the_callable_raises_is_its_failure(tmp_path: Path) -> N
 
 def test_a_call_withdrawn_before_it_began_never_begins_and_holds_nothing_up() -> None:
     called: list[str] = []
-    call = Call(called.append)
     key = ("run", "step", "steps:work")
-    call.left_running(key)  # its attempt gave up before a thread took it
+    call = Call(called.append, key)
+    call.ended()  # its attempt gave up before a thread took it
     assert call("late") is None
     assert called == []
-    asyncio.run(asyncio.wait_for(after_earlier(key), 1))  # nothing to wait for
+    following = Call(called.append, key)
+    assert not following.follows_one_running()  # nothing to wait for
+    asyncio.run(asyncio.wait_for(following.after_earlier(), 1))
 
 
 def test_what_a_callable_returns_or_raises_is_its_outcome_not_the_drivers_crash(

@@ -31,7 +31,7 @@ from trestle.core.errors import RunError
 from trestle.core.events import ActionResult
 from trestle.core.plan import Step
 from trestle.execution.child import Child, spawn
-from trestle.execution.outliving import Call, after_earlier
+from trestle.execution.outliving import Call
 from trestle.execution.processes import die_with_parent
 from trestle.execution.sandbox import Cell, Pinned, Sandbox
 from trestle.execution.sandbox_start import SANDBOX_STARTS, StartSignal, before_start
@@ -441,32 +441,29 @@ async def call_python(
     # the call runs in this (the driver's) process: mark it, so that the decision API
     # refuses to approve from inside it (see trestle.trust.step_origin)
     marked = python_step(ctx.step_id)
-    limit = asyncio.timeout(timeout)
-    left = "the coroutine was cancelled"
+    limit = None if timeout is None else asyncio.timeout(timeout)
+    call: Call | None = None
     try:
         fn = _callable(ref, ctx)
-        async with limit:
-            if inspect.iscoroutinefunction(fn):
-                result = await fn(ctx)
-            else:
-                key = (ctx.run_id, ctx.step_id, ref)
-                left = STILL_RUNNING
-                await after_earlier(key)
-                left = ABANDONED
-                call = Call(fn)
-                try:
-                    result = await in_thread(pool, contextvars.copy_context().run, call, ctx)
-                finally:  # timed out or cancelled: remembered until it returns
-                    call.left_running(key)
+        if inspect.iscoroutinefunction(fn):
+            work = fn(ctx)
+        else:
+            call = Call(fn, (ctx.run_id, ctx.step_id, ref))
+            work = _in_thread_once(call, ctx, pool)
+        if limit is None:
+            result = await work
+        else:
+            async with limit:
+                result = await work
     except asyncio.CancelledError:
         raise
     except BaseException as exc:  # SystemExit, KeyboardInterrupt from user code: a failure
         # a TimeoutError the callable raised itself (a socket's, say) is its failure,
         # not the step's timeout
-        timed_out = isinstance(exc, TimeoutError) and limit.expired()
+        timed_out = limit is not None and isinstance(exc, TimeoutError) and limit.expired()
         return ActionResult(
             status="timeout" if timed_out else "error",
-            error=f"timed out after {timeout:g}s; {left}"
+            error=f"timed out after {timeout:g}s; {_left_by_timeout(call)}"
             if timed_out
             else cap_output(f"{type(exc).__name__}: {_text_of(exc)}"),
             duration=time.monotonic() - started,
@@ -482,6 +479,25 @@ async def call_python(
         error=None if ok else f"{ref} returned False",
         duration=time.monotonic() - started,
     )
+
+
+async def _in_thread_once(call: Call, ctx: StepContext, pool: StepThreads | None) -> Any:
+    """``call`` on the step threads, after any earlier call under its key that this
+    process left running has returned: never beside it."""
+    if call.follows_one_running():
+        await call.after_earlier()
+    try:
+        return await in_thread(pool, contextvars.copy_context().run, call, ctx)
+    finally:  # timed out or cancelled: remembered until it returns
+        call.ended()
+
+
+def _left_by_timeout(call: Call | None) -> str:
+    """What a timeout left, said with it: ``call`` is a sync callable's (None: a
+    coroutine's)."""
+    if call is None:
+        return "the coroutine was cancelled"
+    return STILL_RUNNING if call.gave_up_waiting else ABANDONED
 
 
 def _text_of(value: object) -> str:

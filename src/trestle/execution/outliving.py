@@ -28,16 +28,18 @@ _left_running: dict[Key, Call] = {}
 
 
 class Call:
-    """One call of a sync callable, run by a step thread, which says whether it is
-    running. A call its attempt gave up before it began is withdrawn, never begun: the
-    lock makes beginning and withdrawing one or the other."""
+    """One call of a sync callable, under ``key``, run by a step thread, which says
+    whether it is running. A call its attempt gave up before it began is withdrawn,
+    never begun: the lock makes beginning and withdrawing one or the other."""
 
-    __slots__ = ("_fn", "_lock", "_state")
+    __slots__ = ("_fn", "_key", "_lock", "_state", "gave_up_waiting")
 
-    def __init__(self, fn: Callable[..., Any]) -> None:
+    def __init__(self, fn: Callable[..., Any], key: Key) -> None:
         self._fn = fn
+        self._key = key
         self._lock = threading.Lock()
         self._state: Literal["new", "running", "returned", "withdrawn"] = "new"
+        self.gave_up_waiting = False  # its attempt ended waiting for an earlier call
 
     def __call__(self, *args: Any) -> Any:
         with self._lock:
@@ -53,26 +55,34 @@ class Call:
     def running(self) -> bool:
         return self._state == "running"
 
-    def left_running(self, key: Key) -> None:
+    def follows_one_running(self) -> bool:
+        """An earlier call under its key may still run (a look at a dict: every call
+        asks)."""
+        return self._key in _left_running
+
+    async def after_earlier(self) -> None:
+        """Return once no earlier call under its key is still running."""
+        earlier = _left_running.get(self._key)
+        if earlier is None:
+            return
+        try:
+            while earlier.running:
+                await asyncio.sleep(POLL)
+        except asyncio.CancelledError:
+            self.gave_up_waiting = True
+            raise
+        if _left_running.get(self._key) is earlier:
+            del _left_running[self._key]
+
+    def ended(self) -> None:
         """Its attempt has ended (returned, timed out or cancelled): if the call still
-        runs, remember it for the next call under ``key``; if it never began, it never
+        runs, remember it for the next call under its key; if it never began, it never
         will."""
         with self._lock:
             if self._state == "new":
                 self._state = "withdrawn"
             if self._state != "running":
                 return
-        for done in [k for k, call in _left_running.items() if not call.running]:
+        for done in [k for k, call in list(_left_running.items()) if not call.running]:
             del _left_running[done]
-        _left_running[key] = self
-
-
-async def after_earlier(key: Key) -> None:
-    """Return once no earlier call under ``key`` is still running (at once if none)."""
-    earlier = _left_running.get(key)
-    if earlier is None:
-        return
-    while earlier.running:
-        await asyncio.sleep(POLL)
-    if _left_running.get(key) is earlier:
-        del _left_running[key]
+        _left_running[self._key] = self
