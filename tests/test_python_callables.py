@@ -97,17 +97,21 @@ def run_step(tmp_path: Path, step: dict[str, Any], *, first: float = 0, later: f
     return state, ends, calls.read_text().split("\n")[:-1] if calls.exists() else []
 
 
+def timed_work(*, timeout: float, retries: int) -> dict[str, Any]:
+    """The logging step, with a timeout, retried soon after it."""
+    return {
+        "id": "work",
+        "python": "steps:work",
+        "timeout": timeout,
+        "retries": retries,
+        "backoff": {"initial": 0.05},
+    }
+
+
 def test_the_next_attempt_waits_for_the_call_its_timeout_left_running(tmp_path: Path) -> None:
     """Attempt 1 sleeps 1.5 s past its 1 s timeout; attempt 2 begins after it ended
     (before, ``begin 2`` came before ``end 1``)."""
-    step = {
-        "id": "work",
-        "python": "steps:work",
-        "timeout": 1,
-        "retries": 1,
-        "backoff": {"initial": 0.05},
-    }
-    state, ends, calls = run_step(tmp_path, step, first=1.5)
+    state, ends, calls = run_step(tmp_path, timed_work(timeout=1, retries=1), first=1.5)
     assert calls == ["begin 1", "end 1", "begin 2", "end 2"]
     assert state.steps["work"].status == "succeeded"
     first, second = ends
@@ -120,13 +124,7 @@ def test_the_next_attempt_waits_for_the_call_its_timeout_left_running(tmp_path: 
 def test_an_attempt_whose_earlier_call_outlasts_its_timeout_fails_without_calling(
     tmp_path: Path,
 ) -> None:
-    step = {
-        "id": "work",
-        "python": "steps:work",
-        "timeout": 0.3,
-        "retries": 2,
-        "backoff": {"initial": 0.05},
-    }
+    step = timed_work(timeout=0.3, retries=2)
     state, ends, calls = run_step(tmp_path, step, first=3, later=3)
     assert calls == ["begin 1"]  # called once: attempts 2 and 3 waited for it
     assert state.steps["work"].status == "failed"
