@@ -91,7 +91,11 @@ def run_step(tmp_path: Path, step: dict[str, Any], *, first: float = 0, later: f
     workspace = tmp_path / "ws"
     workspace.mkdir()
     run_id = create_run(store, load_plan(plan), workspace=workspace, plan_path=plan)
-    state: RunState = asyncio.run(LocalEngine(store).run(run_id))
+    engine = LocalEngine(store)
+    try:
+        state: RunState = asyncio.run(engine.run(run_id))
+    finally:
+        engine.close()
     ends = of_kind(recorded(store, run_id), StepAttemptEnded)
     calls = workspace / "calls.log"
     return state, ends, calls.read_text().split("\n")[:-1] if calls.exists() else []
@@ -125,7 +129,8 @@ def test_an_attempt_whose_earlier_call_outlasts_its_timeout_fails_without_callin
     tmp_path: Path,
 ) -> None:
     step = timed_work(timeout=0.3, retries=2)
-    state, ends, calls = run_step(tmp_path, step, first=3, later=3)
+    # attempt 1 sleeps far past the run's end (about 1 s): it never returns within it
+    state, ends, calls = run_step(tmp_path, step, first=5, later=5)
     assert calls == ["begin 1"]  # called once: attempts 2 and 3 waited for it
     assert state.steps["work"].status == "failed"
     assert [end.action.status for end in ends] == ["timeout"] * 3
