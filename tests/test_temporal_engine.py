@@ -290,6 +290,46 @@ def step_started(store: SqliteStore, run_id: str | None = None) -> bool:
     return any(isinstance(s.event, StepStarted) for s in store.events(run_id or runs[0].run_id))
 
 
+# --- a python: callable past its timeout -----------------------------------------------------
+
+
+def test_a_timed_out_callable_is_not_called_again_beside_itself_on_its_worker(
+    cli: Cli, workers: Workers
+) -> None:
+    """The retries land on the same worker, which waits for the abandoned call to
+    return (trestle.execution.outliving) and says so; before, ``begin 2`` came about
+    3 s before ``end 1``."""
+    workers.start()
+    cli.write(
+        "slow.py",
+        "import time\n"
+        "def pay(ctx):\n"
+        "    with open(ctx.workspace / 'pay.log', 'a') as log:\n"
+        "        log.write(f'begin {ctx.attempt}\\n')\n"
+        "    time.sleep(6 if ctx.attempt == 1 else 0)\n"
+        "    with open(ctx.workspace / 'pay.log', 'a') as log:\n"
+        "        log.write(f'end {ctx.attempt}\\n')\n",
+    )
+    plan = cli.write(
+        "plan.yaml",
+        "goal: pay once at a time\nsteps:\n  - id: pay\n    python: slow:pay\n"
+        "    timeout: 2\n    retries: 3\n    backoff: {initial: 0.05, factor: 1}\n",
+    )
+    result = workers.run("run", plan, "--no-live", "--no-prompt", *workers.flags())
+    assert result.returncode == 0, result.stdout + result.stderr
+    # attempt 1 ends its call before any other begins; those that waited past their
+    # own timeout failed without calling, and the one after it ran
+    calls = (cli.dir / "pay.log").read_text().split("\n")[:-1]
+    assert calls[:2] == ["begin 1", "end 1"], calls
+    (last,) = {line.split()[1] for line in calls[2:]}
+    assert calls[2:] == [f"begin {last}", f"end {last}"]
+    said = " ".join(result.stdout.split())
+    assert "the step's next attempt in that process waits for it to return" in said
+    assert "(one on another Temporal worker would not)" in said
+    if last != "2":  # attempts before it waited for attempt 1 past their timeout
+        assert "an earlier attempt's call of it still runs" in said
+
+
 # --- workers sharing a queue ----------------------------------------------------------------
 
 
