@@ -4,7 +4,8 @@ attempt (``checkpoints: every_step``, the default) against none (``off``).
 Usage::
 
     python bench/checkpoint_cost.py [--steps 40] [--repeat 5] [--sizes 20,2000]
-                                    [--bytes 2048] [--sandbox auto] [--json out.json]
+                                    [--bytes 2048] [--sandbox auto] [--fanout 32]
+                                    [--json out.json]
 
 For each workspace size (files of ``--bytes`` bytes over a few directories, plus a
 ``.gitignore`` and an ignored ``build/`` directory), a chain of ``--steps`` steps, each
@@ -16,6 +17,12 @@ changed, as in a workspace a store has seen before). Figure: wall time per step,
 median; reported as the same-run ratio (every_step / off) and the milliseconds added
 per step. Also the per-step time of one snapshot with nothing changed
 (``ShadowRepo.snapshot`` alone), for scale.
+
+With ``--fanout W`` (0: not run), also a fan-out in each workspace: a root step, ``W``
+steps ``run: sleep 0.2`` side by side, a join; figure: its makespan over that of the
+same plan one step wide (its critical path), per setting, the median of ``--repeat``.
+Each of its steps snapshots the workspace before and after it runs, at the same time
+as the others do.
 """
 
 from __future__ import annotations
@@ -76,6 +83,32 @@ def one_run(state_dir: Path, workspace: Path, steps: int, setting: str, mode: Mo
     return elapsed / steps
 
 
+def fanout_text(width: int, checkpoints: str) -> str:
+    lines = [f"checkpoints: {checkpoints}", "steps:", "  - {id: root, run: 'true'}"]
+    sleepers = [f"w{n}" for n in range(width)]
+    lines += [f"  - {{id: {s}, run: 'sleep 0.2', needs: [root]}}" for s in sleepers]
+    lines.append(f"  - {{id: join, run: 'true', needs: [{', '.join(sleepers)}]}}")
+    return "\n".join(lines)
+
+
+def one_fanout(state_dir: Path, workspace: Path, width: int, setting: str, mode: Mode) -> float:
+    """Makespan over critical path: the fan-out's run time over the same plan's one
+    step wide, each run on a store of its own in ``state_dir``."""
+    times = []
+    for wide in (width, 1):
+        plan = parse_plan(fanout_text(wide, setting), source="bench")
+        store = SqliteStore(state_dir / f"fan-{time.monotonic_ns()}.db")
+        run_id = create_run(store, plan, workspace=workspace)
+        engine = LocalEngine(store, sandbox=mode)
+        started = time.perf_counter()
+        state = asyncio.run(engine.run(run_id))
+        times.append(time.perf_counter() - started)
+        engine.close()
+        store.close()
+        assert state.finished == "succeeded", state.finished
+    return times[0] / times[1]
+
+
 def snapshot_alone(workspace: Path, shadow: Path, repeat: int) -> float:
     repo = ShadowRepo(shadow, workspace)
     repo.snapshot("bench/warm", ordered=True)
@@ -94,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="20,2000", help="files in the workspace, per size")
     parser.add_argument("--bytes", type=int, default=2048)
     parser.add_argument("--sandbox", default="auto", choices=("auto", "off"))
+    parser.add_argument("--fanout", type=int, default=32, help="its width (0: not run)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     mode: Mode = "auto" if args.sandbox == "auto" else "off"
@@ -114,6 +148,13 @@ def main(argv: list[str] | None = None) -> int:
                     samples[setting].append(
                         one_run(state_dir, workspace, args.steps, setting, mode)
                     )
+            fans: dict[str, list[float]] = {s: [] for s in SETTINGS}
+            for _ in range(args.repeat if args.fanout else 0):
+                for setting in SETTINGS:
+                    state_dir = root / f"state-{files}-{setting}"
+                    fans[setting].append(
+                        one_fanout(state_dir, workspace, args.fanout, setting, mode)
+                    )
             alone = snapshot_alone(workspace, root / f"alone-{files}.git", args.repeat)
             off, on = (statistics.median(samples[s]) * 1000 for s in SETTINGS)
             results.append(
@@ -125,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
                     "added_ms_per_step": on - off,
                     "snapshot_unchanged_ms": alone * 1000,
                     "samples_ms": {s: [x * 1000 for x in v] for s, v in samples.items()},
+                    "fanout_width": args.fanout,
+                    "fanout_ratio": {s: statistics.median(v) for s, v in fans.items() if v},
+                    "fanout_samples": fans,
                 }
             )
     print(
@@ -138,6 +182,11 @@ def main(argv: list[str] | None = None) -> int:
             f"+{r['added_ms_per_step']:.1f} ms/step (one snapshot alone: "
             f"{r['snapshot_unchanged_ms']:.1f} ms)"
         )
+        for setting, ratio in r["fanout_ratio"].items():
+            print(
+                f"  {r['files']:>6} files: width-{args.fanout} fan-out of `sleep 0.2`, "
+                f"{setting}: makespan / critical path {ratio:.2f}"
+            )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0

@@ -46,6 +46,7 @@ import os
 import re
 import struct
 import subprocess
+import tempfile
 import time
 import zlib
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -58,6 +59,7 @@ from typing import Literal
 from trestle.core.errors import ConfigError, RunError
 from trestle.store.base import Store
 from trestle.store.sqlite_file import GITIGNORE, STORE_DIRECTORY
+from trestle.support.combining import Combiners
 from trestle.workspace.git import UnsafeRepositoryError, check_git_dir, command, environment
 from trestle.workspace.left_out import (
     DEFAULT_MAX_FILE_SIZE,
@@ -104,6 +106,7 @@ SHADOW_ADVICE = (
     "aside, which loses its checkpoints)"
 )
 RAW_ENTRY = re.compile(rb":(\d{6}) (\d{6}) ([0-9a-f]+) ([0-9a-f]+) ([A-Z])\d*")
+_TREE_LINE = re.compile(rb"commit \d+\0tree ([0-9a-f]{40}|[0-9a-f]{64})\n")
 # An ordered snapshot's place among the store's snapshots, the last line of its message.
 ORDER_LINE = re.compile(r"(?:\A|\n\n)trestle-order: (\d+)\n?\Z")
 # the last order given, in a directory of its own in the store (read under its lock):
@@ -288,6 +291,17 @@ class ShadowRepo:
         self._clock = clock
         self.max_file_size = max_file_size
         self._globs = IgnoreGlobs(ignore)
+        # what a snapshot's staging depends on: snapshots asked for at once by stores
+        # alike in all of it are taken together (see trestle.support.combining)
+        self._staging_key = (
+            self.git_dir,
+            self.workspace,
+            tuple(ignore),
+            use_gitignore,
+            git,
+            clock,
+            max_file_size,
+        )
         key = hashlib.sha256(os.fsencode(os.path.realpath(self.workspace))).hexdigest()[:24]
         self._index = self.git_dir / "trestle-index" / key
         self._own_dir = self._inside_workspace(self.git_dir)
@@ -321,29 +335,79 @@ class ShadowRepo:
             raise ConfigError(f"snapshot name {name!r}: {problem}")
         if "\0" in message:
             raise ConfigError(f"snapshot {name!r}: the message must not contain NUL")
+        if ordered:  # steps side by side ask at once: those asked together, taken together
+            return _TAKING[self._staging_key].call((name, message), self._snapshots)
         with self._locked():
             left_out = self._stage()
             tree = self._git("write-tree").decode().strip()
-            if not ordered:
-                existing = self._refs(name, exact=True)
-                if (
-                    existing
-                    and existing[0].tree == tree
-                    and existing[0].message == message
-                    and existing[0].left_out == left_out
-                ):
-                    return existing[0].commit
+            existing = self._refs(name, exact=True)
+            if (
+                existing
+                and existing[0].tree == tree
+                and existing[0].message == message
+                and existing[0].left_out == left_out
+            ):
+                return existing[0].commit
+            return self._commit(tree, [(name, message)], left_out, ordered=False)[0]
+
+    def _snapshots(self, asked: Sequence[tuple[str, str]]) -> builtins.list[str]:
+        """Ordered snapshots of the workspace as it is now, one per (name, message) of
+        ``asked``, in that order: it is staged and its tree written once for them all."""
+        with self._locked():
+            left_out = self._stage()
+            tree = self._git("write-tree").decode().strip()
+            return self._commit(tree, asked, left_out, ordered=True)
+
+    def _commit(
+        self,
+        tree: str,
+        asked: Sequence[tuple[str, str]],
+        left_out: tuple[LeftOut, ...],
+        *,
+        ordered: bool,
+    ) -> builtins.list[str]:
+        """A commit of ``tree`` per (name, message) of ``asked``, each ref pointed at
+        its own: two git processes for them all (under the lock)."""
+        orders = self._next_orders(len(asked)) if ordered else [None] * len(asked)
+        person = f"{IDENTITY[0]} <{IDENTITY[1]}> {int(self._clock())} +0000"
+        head = f"tree {tree}\nauthor {person}\ncommitter {person}\n\n"
+        bodies = []
+        for (_, message), order in zip(asked, orders, strict=True):
             if left_out:
                 message = f"{message}\n\n{left_out_lines(left_out)}".lstrip("\n")
-            if ordered:
-                message = f"{message}\n\ntrestle-order: {self._next_order()}".lstrip("\n")
-            stamp = f"@{int(self._clock())} +0000"
-            commit = (
-                self._git("commit-tree", tree, stdin=message.encode(), date=stamp).decode().strip()
-            )
-            self._git("update-ref", "-m", "snapshot", REF_ROOT + name, commit)
+            if order is not None:
+                message = f"{message}\n\ntrestle-order: {order}".lstrip("\n")
+            bodies.append((head + message).encode())
+        commits = self._write_commits(bodies)
+        updates = "".join(
+            f"update {REF_ROOT}{name}\0{commit}\0\0"
+            for (name, _), commit in zip(asked, commits, strict=True)
+        )
+        self._git("update-ref", "-m", "snapshot", "-z", "--stdin", stdin=updates.encode())
+        for commit in commits:
             _keep_left_out((self.git_dir, commit), left_out)
-            return commit
+        return commits
+
+    def _write_commits(self, bodies: Sequence[bytes]) -> builtins.list[str]:
+        """Each commit object of ``bodies`` written (as ``git commit-tree`` writes the
+        same text: the same id) by one ``git hash-object``, which reads them from files:
+        in a directory of the driver's own (a private one, not in the store, which may
+        lie in the workspace a step writes)."""
+        with tempfile.TemporaryDirectory(prefix="trestle-commits-") as scratch:
+            if "\n" in scratch:  # hash-object reads one path a line
+                raise ShadowRepoError(f"the temporary directory {scratch!r} has a line break")
+            paths = [os.path.join(scratch, str(i)) for i in range(len(bodies))]
+            for path, body in zip(paths, bodies, strict=True):
+                with open(path, "xb") as f:
+                    f.write(body)
+            listed = "".join(f"{path}\n" for path in paths).encode()
+            out = self._git(
+                "hash-object", "-t", "commit", "-w", "--no-filters", "--stdin-paths", stdin=listed
+            )
+        commits = out.decode().split()
+        if len(commits) != len(bodies):
+            raise ShadowRepoError(f"git hash-object wrote {len(commits)} of {len(bodies)} commits")
+        return commits
 
     def restore(self, snapshot: str, paths: Collection[str] | None = None) -> RestoreResult:
         """Make the workspace exactly as it was in a snapshot (or only ``paths`` of it).
@@ -430,14 +494,56 @@ class ShadowRepo:
         Raises:
             UnknownSnapshotError: no such snapshot.
         """
+        if b is not None:  # steps ending together ask at once: compared in one process
+            found = _COMPARING[self._staging_key].call((a, b), self._changes_between)
+            if isinstance(found, Exception):
+                raise found
+            return [_to_change(c) for c in found]
         with self._locked():
             old = self._resolve(a)
-            if b is None:
-                self._stage()
-                raw = self._raw_changes(["diff-index", "--cached", "--raw", old])
-            else:
-                raw = self._raw_changes(["diff-tree", "-r", "--raw", old, self._resolve(b)])
+            self._stage()
+            raw = self._raw_changes(["diff-index", "--cached", "--raw", old])
         return [_to_change(c) for c in raw]
+
+    def _changes_between(
+        self, pairs: Sequence[tuple[str, str]]
+    ) -> builtins.list[builtins.list[_RawChange] | ConfigError]:
+        """What differs between each pair of snapshots, by one ``git diff-tree`` over
+        their trees (a pair naming no snapshot gets its error, the others their answer)."""
+        with self._locked():
+            found: builtins.list[builtins.list[_RawChange] | ConfigError] = []
+            lines = []
+            for a, b in pairs:
+                try:
+                    trees = (self._tree_of(self._resolve(a)), self._tree_of(self._resolve(b)))
+                except UnknownSnapshotError as exc:
+                    found.append(exc)
+                    continue
+                found.append([])
+                lines.append(f"{trees[0]} {trees[1]}\n")
+            if not lines:
+                return found
+            # two trees a line: the first compared with the second (two commits would be
+            # a commit and its parent); --always heads each pair's output, empty or not
+            out = self._git(
+                "diff-tree", "--stdin", "--always", "-z", "--no-renames", "-r", "--raw",
+                stdin="".join(lines).encode(),
+            )  # fmt: skip
+        answers = iter(_pairs_changes(out, len(lines)))
+        return [next(answers) if isinstance(f, list) else f for f in found]
+
+    def _tree_of(self, commit: str) -> str:
+        """The tree of ``commit`` (a whole id): read from its loose object, as git
+        writes one ("commit <size>\\0tree <id>\\n"), or else asked of git."""
+        try:
+            raw = (self.git_dir / "objects" / commit[:2] / commit[2:]).read_bytes()
+            head = zlib.decompressobj().decompress(raw, 96)
+        except (OSError, zlib.error):
+            head = b""
+        found = _TREE_LINE.match(head)
+        if found:
+            return found.group(1).decode()
+        return self._git("rev-parse", "--verify", f"{commit}^{{tree}}").decode().strip()
 
     def diff(self, a: str, b: str | None = None, paths: Collection[str] | None = None) -> str:
         """A unified diff from snapshot ``a`` to ``b`` (or to the workspace now), of
@@ -468,6 +574,9 @@ class ShadowRepo:
         Raises:
             UnknownSnapshotError: no such snapshot.
         """
+        known = _LEFT_OUT_OF.get((self.git_dir, snapshot)) if snapshot is not None else None
+        if known is not None:  # a commit this process took or read: it never changes
+            return known
         with self._locked():
             if snapshot is None:
                 return self._stage()
@@ -765,36 +874,28 @@ class ShadowRepo:
         refs.sort(key=lambda r: (r.time, r.name))
         return refs
 
-    def _next_order(self) -> int:
-        """The next snapshot's order (under the lock): past the last one given, and
-        never behind the clock's nanoseconds, so a count lost or written back by
-        something else still cannot put a new snapshot before an older one."""
+    def _next_orders(self, count: int) -> builtins.list[int]:
+        """The next ``count`` snapshots' orders (under the lock), in turn: past the last
+        one given, and never behind the clock's nanoseconds, so a count lost or written
+        back by something else still cannot put a new snapshot before an older one."""
         path = self.git_dir / ORDER_FILE
         try:
             last = int(path.read_text(encoding="ascii").strip())
         except (OSError, ValueError):
             last = 0
-        order = max(last + 1, time.time_ns())
+        first = max(last + 1, time.time_ns())
         path.parent.mkdir(exist_ok=True)
         scratch = path.with_name(f"{path.name}.{os.getpid()}")
-        scratch.write_text(f"{order}\n", encoding="ascii")
+        scratch.write_text(f"{first + count - 1}\n", encoding="ascii")
         os.replace(scratch, path)
-        return order
+        return list(range(first, first + count))
 
     # -- running git -----------------------------------------------------------------
 
     def _raw_changes(self, args: builtins.list[str]) -> builtins.list[_RawChange]:
         out = self._git(args[0], "-z", "--no-renames", *args[1:])
         fields = out.split(b"\0")
-        changes = []
-        for i in range(0, len(fields) - 1, 2):
-            match = RAW_ENTRY.fullmatch(fields[i])
-            if match is None:
-                raise ShadowRepoError(f"unexpected git {args[0]} output: {fields[i]!r}")
-            old_mode, new_mode, old_oid, new_oid, status = (g.decode() for g in match.groups())
-            path = os.fsdecode(fields[i + 1])
-            changes.append(_RawChange(status, old_mode, new_mode, old_oid, new_oid, path))
-        return changes
+        return [_raw_change(fields[i], fields[i + 1]) for i in range(0, len(fields) - 1, 2)]
 
     def _git(
         self,
@@ -947,6 +1048,13 @@ def _keep_left_out(key: tuple[Path, str], left_out: tuple[LeftOut, ...]) -> tupl
     return left_out
 
 
+# The ordered snapshots being taken, and the snapshots being compared, per store and
+# what its staging depends on.
+_TAKING: Combiners[tuple[str, str], str] = Combiners(KEPT_WORKSPACES)
+_COMPARING: Combiners[tuple[str, str], builtins.list[_RawChange] | ConfigError] = Combiners(
+    KEPT_WORKSPACES
+)
+
 # The shadow stores this process found safe, each with the layout it had then.
 _SAFE_LAYOUTS: dict[Path, tuple[tuple[int, ...], ...]] = {}
 
@@ -1007,6 +1115,36 @@ def _index_paths(data: bytes) -> builtins.list[str] | None:
 
 def _nul(paths: Sequence[str]) -> bytes:
     return b"".join(os.fsencode(p) + b"\0" for p in paths)
+
+
+def _raw_change(entry: bytes, path: bytes) -> _RawChange:
+    """One entry of git's ``--raw -z`` output: its modes, ids and letter, then its path."""
+    match = RAW_ENTRY.fullmatch(entry)
+    if match is None:
+        raise ShadowRepoError(f"unexpected git diff output: {entry!r}")
+    old_mode, new_mode, old_oid, new_oid, status = (g.decode() for g in match.groups())
+    return _RawChange(status, old_mode, new_mode, old_oid, new_oid, os.fsdecode(path))
+
+
+def _pairs_changes(out: bytes, pairs: int) -> builtins.list[builtins.list[_RawChange]]:
+    """``git diff-tree --stdin --always --raw -z``'s output for ``pairs`` pairs of trees:
+    each pair's line ("<tree> <tree>\\n"), then its entries ("<entry>\\0<path>\\0")."""
+    found: builtins.list[builtins.list[_RawChange]] = []
+    pos = 0
+    while pos < len(out):
+        if out[pos : pos + 1] == b":":  # an entry of the pair above
+            if not found:
+                raise ShadowRepoError("unexpected git diff-tree output: an entry before a pair")
+            entry_end = out.index(b"\0", pos)
+            path_end = out.index(b"\0", entry_end + 1)
+            found[-1].append(_raw_change(out[pos:entry_end], out[entry_end + 1 : path_end]))
+            pos = path_end + 1
+        else:
+            pos = out.index(b"\n", pos) + 1
+            found.append([])
+    if len(found) != pairs:
+        raise ShadowRepoError(f"git diff-tree answered {len(found)} of {pairs} comparisons")
+    return found
 
 
 def _to_change(raw: _RawChange) -> Change:
