@@ -50,6 +50,7 @@ from trestle.core.safetext import model_json
 from trestle.core.state import RunState
 from trestle.engines.local import LocalEngine
 from trestle.engines.temporal import seals
+from trestle.engines.temporal.loads import SharedLoads, changes_state, own_copy
 from trestle.engines.temporal.places import place_details
 from trestle.engines.temporal.shapes import (
     RECORD,
@@ -109,6 +110,7 @@ class TrestleActivities:
         # sqlite3 blocks: one thread keeps it off the worker's loop and serialises it
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trestle-store")
         self._key: bytes | None = None
+        self._loads = SharedLoads(lambda run_id: self._blocking(self.engine.state, run_id))
 
     def all(self) -> list[Callable[..., Awaitable[object]]]:
         return [
@@ -264,10 +266,12 @@ class TrestleActivities:
         announced = EVENT_ADAPTER.validate_json(job.announced)
         assert isinstance(announced, StepStarted | StepProbeStarted)
         where = place_details(self.place, self.sealer(), _workflow_id(), job.ticket)
-        # the store's one thread may be loading other attempts' runs first: a 4,000-step
-        # run's state took 0.2 s, and 32 attempts started at once waited in turn longer
-        # than their heartbeat timeout, each lost by a live worker before it began
-        state = await _beating(self._blocking(self.engine.state, job.run_id), where, job)
+        # the store's one thread may be loading other attempts' runs first (a 4,000-step
+        # run's state takes 0.2 s): heartbeats go on meanwhile, and the attempts of one
+        # run asking at once share one load (see .loads)
+        state = await _beating(self._loads.state(job.run_id), where, job)
+        if changes_state(state, announced):
+            state = await self._blocking(own_copy, state)
         refusal = not_announced(state, announced)
         if refusal is not None:  # the workflow was started with forged input: do nothing
             raise ApplicationError(
