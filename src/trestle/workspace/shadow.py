@@ -369,21 +369,28 @@ class ShadowRepo:
         """A commit of ``tree`` per (name, message) of ``asked``, each ref pointed at
         its own: two git processes for them all (under the lock)."""
         orders = self._next_orders(len(asked)) if ordered else [None] * len(asked)
-        person = f"{IDENTITY[0]} <{IDENTITY[1]}> {int(self._clock())} +0000"
-        head = f"tree {tree}\nauthor {person}\ncommitter {person}\n\n"
-        bodies = []
+        stamp = int(self._clock())
+        messages = []
         for (_, message), order in zip(asked, orders, strict=True):
             if left_out:
                 message = f"{message}\n\n{left_out_lines(left_out)}".lstrip("\n")
             if order is not None:
                 message = f"{message}\n\ntrestle-order: {order}".lstrip("\n")
-            bodies.append((head + message).encode())
-        commits = self._write_commits(bodies)
-        updates = "".join(
-            f"update {REF_ROOT}{name}\0{commit}\0\0"
-            for (name, _), commit in zip(asked, commits, strict=True)
-        )
-        self._git("update-ref", "-m", "snapshot", "-z", "--stdin", stdin=updates.encode())
+            messages.append(message)
+        if len(asked) == 1:  # git writes it from the message: no file to write and remove
+            date = f"@{stamp} +0000"
+            made = self._git("commit-tree", tree, stdin=messages[0].encode(), date=date)
+            commits = [made.decode().strip()]
+            self._git("update-ref", "-m", "snapshot", REF_ROOT + asked[0][0], commits[0])
+        else:
+            person = f"{IDENTITY[0]} <{IDENTITY[1]}> {stamp} +0000"
+            head = f"tree {tree}\nauthor {person}\ncommitter {person}\n\n"
+            commits = self._write_commits([(head + m).encode() for m in messages])
+            updates = "".join(
+                f"update {REF_ROOT}{name}\0{commit}\0\0"
+                for (name, _), commit in zip(asked, commits, strict=True)
+            )
+            self._git("update-ref", "-m", "snapshot", "-z", "--stdin", stdin=updates.encode())
         for commit in commits:
             _keep_left_out((self.git_dir, commit), left_out)
         return commits
@@ -511,6 +518,12 @@ class ShadowRepo:
         """What differs between each pair of snapshots, by one ``git diff-tree`` over
         their trees (a pair naming no snapshot gets its error, the others their answer)."""
         with self._locked():
+            if len(pairs) == 1:  # by their ids: no tree to look up
+                try:
+                    ids = [self._resolve(a) for a in pairs[0]]
+                except UnknownSnapshotError as exc:
+                    return [exc]
+                return [self._raw_changes(["diff-tree", "-r", "--raw", *ids])]
             found: builtins.list[builtins.list[_RawChange] | ConfigError] = []
             lines = []
             for a, b in pairs:
