@@ -5,6 +5,7 @@ Usage::
     python bench/temporal_scale.py [--width 48] [--sleep 0.5] [--workers 1,2,4]
                                    [--max-attempts 4] [--local-parallelism 4]
                                    [--chain 40] [--repeat 3] [--stall 60] [--keep]
+                                   [--checkpoints off|irreversible|every_step]
 
 Nothing is simulated: a Temporal dev server (the ``temporal`` binary beside this
 Python, which the ``temporal`` extra installs), ``trestle worker`` processes, and
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import shutil
@@ -102,8 +104,12 @@ def dev_server() -> Iterator[str]:
         loop.close()
 
 
-def _plan(goal: str, commands: list[str], *, chain: bool, parallelism: int) -> str:
+def _plan(
+    goal: str, commands: list[str], *, chain: bool, parallelism: int, checkpoints: str | None
+) -> str:
     lines = [f"goal: {goal}", f"parallelism: {parallelism}", "steps:"]
+    if checkpoints is not None:  # else the default, as a user's plan has it
+        lines.insert(1, f"checkpoints: {checkpoints}")
     for n, command in enumerate(commands):
         lines += [f"  - id: s{n}", f"    run: {json.dumps(command)}"]
         if chain and n:
@@ -257,6 +263,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--keep", action="store_true", help="keep the workspaces and logs")
     parser.add_argument(
+        "--checkpoints",
+        choices=("off", "irreversible", "every_step"),
+        help="the plans' checkpoints (unset: the default, every_step, not written)",
+    )
+    parser.add_argument(
         "--stall", type=float, default=60.0, help="seconds before a run counts as stalled"
     )
     args = parser.parse_args(argv)
@@ -268,13 +279,15 @@ def main(argv: list[str] | None = None) -> int:
         f"--workers {','.join(map(str, counts))} --max-attempts {args.max_attempts} "
         f"--local-parallelism {args.local_parallelism} --chain {args.chain} "
         f"--repeat {args.repeat} --stall {args.stall:g}"
+        + (f" --checkpoints {args.checkpoints}" if args.checkpoints else "")
     )
 
     sleeps = [f"sleep {args.sleep:g}"] * args.width
-    local_wide = _plan("sleeps", sleeps, chain=False, parallelism=args.local_parallelism)
-    cluster_wide = _plan("sleeps", sleeps, chain=False, parallelism=args.width)
-    chain = _plan("no-ops", ["true"] * args.chain, chain=True, parallelism=1)
-    one = _plan("one no-op", ["true"], chain=True, parallelism=1)
+    plan = functools.partial(_plan, checkpoints=args.checkpoints)
+    local_wide = plan("sleeps", sleeps, chain=False, parallelism=args.local_parallelism)
+    cluster_wide = plan("sleeps", sleeps, chain=False, parallelism=args.width)
+    chain = plan("no-ops", ["true"] * args.chain, chain=True, parallelism=1)
+    one = plan("one no-op", ["true"], chain=True, parallelism=1)
 
     began = time.monotonic()
     wide: dict[str, list[float]] = {"local": [], **{f"temporal {n}": [] for n in counts}}
@@ -351,7 +364,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ncommand: `{command}` ({took:.0f} s in all)")
     host["load_average_after"] = load_average()
     print("host: " + "; ".join(f"{k} {v}" for k, v in host.items()))
-    if (args.width, args.sleep, args.chain) == (48, 0.5, 40) and 4 in counts:
+    sizes = (args.width, args.sleep, args.chain, args.checkpoints)
+    if sizes == (48, 0.5, 40, None) and 4 in counts:
         # the sizes of bench/published.json's figures
         record("temporal_4workers_speedup", rate["temporal 4"] / rate["local"], "x", host)
         record("temporal_step_ms", added["temporal"], "ms", host)
