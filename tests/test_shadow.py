@@ -523,8 +523,16 @@ def test_a_failing_git_command_names_the_command_and_stderr(tmp_path: Path) -> N
     ws.mkdir()
     repo = ShadowRepo(tmp_path / "shadow.git", ws)
     repo.snapshot("step")
-    with pytest.raises(ShadowRepoError) as caught:
+    with pytest.raises(ShadowRepoError, match=r"cannot write snapshot 'step/inner' in") as said:
         repo.snapshot("step/inner")  # a ref cannot be both a name and a directory
+    assert "refs/trestle/step" in str(said.value) and isinstance(said.value, RunError)
+
+    # a store laid out otherwise (here: keeping reflogs) has git write its refs
+    other = ShadowRepo(tmp_path / "logged.git", ws)
+    other.snapshot("step")
+    sh(tmp_path, "git --git-dir=logged.git config core.logAllRefUpdates true", PLAIN_ENV)
+    with pytest.raises(ShadowRepoError) as caught:
+        other.snapshot("step/inner")
     assert isinstance(caught.value, RunError)
     assert caught.value.command[1] == "update-ref"
     assert "refs/trestle/step" in caught.value.stderr

@@ -46,9 +46,7 @@ import os
 import re
 import struct
 import subprocess
-import tempfile
 import time
-import zlib
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import astuple, dataclass
@@ -60,6 +58,7 @@ from trestle.core.errors import ConfigError, RunError
 from trestle.store.base import Store
 from trestle.store.sqlite_file import GITIGNORE, STORE_DIRECTORY
 from trestle.support.combining import Combiners
+from trestle.workspace import loose
 from trestle.workspace.git import UnsafeRepositoryError, check_git_dir, command, environment
 from trestle.workspace.left_out import (
     DEFAULT_MAX_FILE_SIZE,
@@ -106,7 +105,6 @@ SHADOW_ADVICE = (
     "aside, which loses its checkpoints)"
 )
 RAW_ENTRY = re.compile(rb":(\d{6}) (\d{6}) ([0-9a-f]+) ([0-9a-f]+) ([A-Z])\d*")
-_TREE_LINE = re.compile(rb"commit \d+\0tree ([0-9a-f]{40}|[0-9a-f]{64})\n")
 # An ordered snapshot's place among the store's snapshots, the last line of its message.
 ORDER_LINE = re.compile(r"(?:\A|\n\n)trestle-order: (\d+)\n?\Z")
 # the last order given, in a directory of its own in the store (read under its lock):
@@ -367,7 +365,7 @@ class ShadowRepo:
         ordered: bool,
     ) -> builtins.list[str]:
         """A commit of ``tree`` per (name, message) of ``asked``, each ref pointed at
-        its own: two git processes for them all (under the lock)."""
+        its own (under the lock)."""
         orders = self._next_orders(len(asked)) if ordered else [None] * len(asked)
         stamp = int(self._clock())
         messages = []
@@ -377,43 +375,34 @@ class ShadowRepo:
             if order is not None:
                 message = f"{message}\n\ntrestle-order: {order}".lstrip("\n")
             messages.append(message)
-        if len(asked) == 1:  # git writes it from the message: no file to write and remove
+        person = f"{IDENTITY[0]} <{IDENTITY[1]}> {stamp} +0000"
+        head = f"tree {tree}\nauthor {person}\ncommitter {person}\n\n"
+        refs = [REF_ROOT + name for name, _ in asked]
+        if loose.plain(self.git_dir):  # written as git writes them, no process each
+            commits = []
+            for ref, message in zip(refs, messages, strict=True):
+                try:
+                    commits.append(loose.write_commit(self.git_dir, (head + message).encode()))
+                    loose.write_ref(self.git_dir, ref, commits[-1])
+                except OSError as exc:
+                    name = ref.removeprefix(REF_ROOT)
+                    raise ShadowRepoError(
+                        f"cannot write snapshot {name!r} in shadow store {str(self.git_dir)!r}: "
+                        f"{exc.strerror or exc}: {exc.filename} (a snapshot's name cannot be "
+                        "another's directory too)"
+                    ) from None
+        else:  # a layout of another's making: git's own commands
             date = f"@{stamp} +0000"
-            made = self._git("commit-tree", tree, stdin=messages[0].encode(), date=date)
-            commits = [made.decode().strip()]
-            self._git("update-ref", "-m", "snapshot", REF_ROOT + asked[0][0], commits[0])
-        else:
-            person = f"{IDENTITY[0]} <{IDENTITY[1]}> {stamp} +0000"
-            head = f"tree {tree}\nauthor {person}\ncommitter {person}\n\n"
-            commits = self._write_commits([(head + m).encode() for m in messages])
+            commits = [
+                self._git("commit-tree", tree, stdin=m.encode(), date=date).decode().strip()
+                for m in messages
+            ]
             updates = "".join(
-                f"update {REF_ROOT}{name}\0{commit}\0\0"
-                for (name, _), commit in zip(asked, commits, strict=True)
+                f"update {ref}\0{commit}\0\0" for ref, commit in zip(refs, commits, strict=True)
             )
             self._git("update-ref", "-m", "snapshot", "-z", "--stdin", stdin=updates.encode())
         for commit in commits:
             _keep_left_out((self.git_dir, commit), left_out)
-        return commits
-
-    def _write_commits(self, bodies: Sequence[bytes]) -> builtins.list[str]:
-        """Each commit object of ``bodies`` written (as ``git commit-tree`` writes the
-        same text: the same id) by one ``git hash-object``, which reads them from files:
-        in a directory of the driver's own (a private one, not in the store, which may
-        lie in the workspace a step writes)."""
-        with tempfile.TemporaryDirectory(prefix="trestle-commits-") as scratch:
-            if "\n" in scratch:  # hash-object reads one path a line
-                raise ShadowRepoError(f"the temporary directory {scratch!r} has a line break")
-            paths = [os.path.join(scratch, str(i)) for i in range(len(bodies))]
-            for path, body in zip(paths, bodies, strict=True):
-                with open(path, "xb") as f:
-                    f.write(body)
-            listed = "".join(f"{path}\n" for path in paths).encode()
-            out = self._git(
-                "hash-object", "-t", "commit", "-w", "--no-filters", "--stdin-paths", stdin=listed
-            )
-        commits = out.decode().split()
-        if len(commits) != len(bodies):
-            raise ShadowRepoError(f"git hash-object wrote {len(commits)} of {len(bodies)} commits")
         return commits
 
     def restore(self, snapshot: str, paths: Collection[str] | None = None) -> RestoreResult:
@@ -546,16 +535,11 @@ class ShadowRepo:
         return [next(answers) if isinstance(f, list) else f for f in found]
 
     def _tree_of(self, commit: str) -> str:
-        """The tree of ``commit`` (a whole id): read from its loose object, as git
-        writes one ("commit <size>\\0tree <id>\\n"), or else asked of git."""
-        try:
-            raw = (self.git_dir / "objects" / commit[:2] / commit[2:]).read_bytes()
-            head = zlib.decompressobj().decompress(raw, 96)
-        except (OSError, zlib.error):
-            head = b""
-        found = _TREE_LINE.match(head)
-        if found:
-            return found.group(1).decode()
+        """The tree of ``commit`` (a whole id): read from its loose object, or else
+        asked of git."""
+        found = loose.tree_of(self.git_dir, commit)
+        if found is not None:
+            return found
         return self._git("rev-parse", "--verify", f"{commit}^{{tree}}").decode().strip()
 
     def diff(self, a: str, b: str | None = None, paths: Collection[str] | None = None) -> str:
@@ -855,11 +839,7 @@ class ShadowRepo:
         """Whether the store holds ``oid`` as a loose commit object, read here without a
         git process (a step's diff looks up the two ids its attempt recorded); a packed
         or missing one is left to ``git rev-parse``."""
-        try:
-            raw = (self.git_dir / "objects" / oid[:2] / oid[2:]).read_bytes()
-            return zlib.decompressobj().decompress(raw, 7) == b"commit "
-        except (OSError, zlib.error):
-            return False
+        return loose.commit_header(self.git_dir, oid).startswith(b"commit ")
 
     def _refs(self, prefix: str, *, exact: bool = False) -> builtins.list[SnapshotRef]:
         stripped = prefix.strip("/")
