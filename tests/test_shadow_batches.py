@@ -21,7 +21,8 @@ import pytest
 
 from trestle.support.combining import Combiner
 from trestle.workspace import shadow
-from trestle.workspace.shadow import ShadowRepo, UnknownSnapshotError, _pairs_changes
+from trestle.workspace.shadow import ShadowRepo, UnknownSnapshotError
+from trestle.workspace.shadow_changes import pairs_changes
 
 PLAIN_ENV = {"PATH": os.environ["PATH"], "LC_ALL": "C"}
 
@@ -305,9 +306,9 @@ def test_diff_tree_output_for_many_pairs_is_read_pair_by_pair() -> None:
     entry = f":100644 100644 {oid} {'2' * 40} M".encode()
     head = f"{'a' * 40} {'b' * 40}\n".encode()
     out = head + head + entry + b"\0:odd\nname\0" + head + entry + b"\0x\0"
-    read = _pairs_changes(out, 3)
+    read = pairs_changes(out, 3)
     assert [[c.path for c in pair] for pair in read] == [[], [":odd\nname"], ["x"]]
-    with pytest.raises(shadow.ShadowRepoError, match="answered 3 of 4"):
-        _pairs_changes(out, 4)
-    with pytest.raises(shadow.ShadowRepoError, match="an entry before a pair"):
-        _pairs_changes(entry + b"\0x\0", 1)
+    with pytest.raises(ValueError, match="answered 3 of 4"):
+        pairs_changes(out, 4)
+    with pytest.raises(ValueError, match="an entry before a pair"):
+        pairs_changes(entry + b"\0x\0", 1)

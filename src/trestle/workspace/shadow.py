@@ -52,7 +52,6 @@ from contextlib import contextmanager
 from dataclasses import astuple, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
 
 from trestle.core.errors import ConfigError, RunError
 from trestle.store.base import Store
@@ -65,6 +64,13 @@ from trestle.workspace.left_out import (
     LeftOut,
     left_out_lines,
     split_left_out,
+)
+from trestle.workspace.shadow_changes import (
+    Change,
+    RawChange,
+    pairs_changes,
+    raw_change,
+    to_change,
 )
 from trestle.workspace.shadow_files import (
     IgnoreGlobs,
@@ -104,7 +110,6 @@ SHADOW_ADVICE = (
     "checkpoint is read or taken from it until it is looked at and put right (or moved "
     "aside, which loses its checkpoints)"
 )
-RAW_ENTRY = re.compile(rb":(\d{6}) (\d{6}) ([0-9a-f]+) ([0-9a-f]+) ([A-Z])\d*")
 # An ordered snapshot's place among the store's snapshots, the last line of its message.
 ORDER_LINE = re.compile(r"(?:\A|\n\n)trestle-order: (\d+)\n?\Z")
 # the last order given, in a directory of its own in the store (read under its lock):
@@ -112,7 +117,6 @@ ORDER_LINE = re.compile(r"(?:\A|\n\n)trestle-order: (\d+)\n?\Z")
 # which :meth:`ShadowRepo._refuse_unsafe` takes as a sign to read the configuration again
 ORDER_FILE = "trestle-order/last"
 
-ChangeKind = Literal["added", "modified", "deleted", "mode"]
 KEPT_WORKSPACES = 64  # workspaces whose .gitignore answers one process keeps
 Rules = tuple[tuple[object, ...], ...]  # .gitignore files: path, inode, size, mode, times
 
@@ -196,24 +200,6 @@ class SnapshotRef:
 
 
 @dataclass(frozen=True)
-class Change:
-    """One path that differs between two states of a workspace.
-
-    Attributes:
-        path: workspace-relative, ``/``-separated.
-        kind: ``added``, ``deleted``, ``modified`` (content or file type changed) or
-            ``mode`` (only the executable bit changed).
-        old_mode: git mode before (``100644``, ``100755``, ``120000``), "" if added.
-        new_mode: git mode after, "" if deleted.
-    """
-
-    path: str
-    kind: ChangeKind
-    old_mode: str
-    new_mode: str
-
-
-@dataclass(frozen=True)
 class RestoreResult:
     """What :meth:`ShadowRepo.restore` did to the workspace.
 
@@ -240,16 +226,6 @@ class RestoreResult:
         """What this restore and a ``later`` one of the same snapshot did together."""
         pairs = zip(astuple(self), astuple(later), strict=True)
         return RestoreResult(*(tuple(sorted({*a, *b})) for a, b in pairs))
-
-
-@dataclass(frozen=True)
-class _RawChange:
-    status: str  # git's letter: A, D, M or T
-    old_mode: str
-    new_mode: str
-    old_oid: str
-    new_oid: str
-    path: str
 
 
 class ShadowRepo:
@@ -494,16 +470,16 @@ class ShadowRepo:
             found = _COMPARING[self._staging_key].call((a, b), self._changes_between)
             if isinstance(found, Exception):
                 raise found
-            return [_to_change(c) for c in found]
+            return [to_change(c) for c in found]
         with self._locked():
             old = self._resolve(a)
             self._stage()
             raw = self._raw_changes(["diff-index", "--cached", "--raw", old])
-        return [_to_change(c) for c in raw]
+        return [to_change(c) for c in raw]
 
     def _changes_between(
         self, pairs: Sequence[tuple[str, str]]
-    ) -> builtins.list[builtins.list[_RawChange] | ConfigError]:
+    ) -> builtins.list[builtins.list[RawChange] | ConfigError]:
         """What differs between each pair of snapshots, by one ``git diff-tree`` over
         their trees (a pair naming no snapshot gets its error, the others their answer)."""
         with self._locked():
@@ -513,7 +489,7 @@ class ShadowRepo:
                 except UnknownSnapshotError as exc:
                     return [exc]
                 return [self._raw_changes(["diff-tree", "-r", "--raw", *ids])]
-            found: builtins.list[builtins.list[_RawChange] | ConfigError] = []
+            found: builtins.list[builtins.list[RawChange] | ConfigError] = []
             lines = []
             for a, b in pairs:
                 try:
@@ -531,7 +507,10 @@ class ShadowRepo:
                 "diff-tree", "--stdin", "--always", "-z", "--no-renames", "-r", "--raw",
                 stdin="".join(lines).encode(),
             )  # fmt: skip
-        answers = iter(_pairs_changes(out, len(lines)))
+        try:
+            answers = iter(pairs_changes(out, len(lines)))
+        except ValueError as exc:
+            raise ShadowRepoError(str(exc)) from None
         return [next(answers) if isinstance(f, list) else f for f in found]
 
     def _tree_of(self, commit: str) -> str:
@@ -885,10 +864,13 @@ class ShadowRepo:
 
     # -- running git -----------------------------------------------------------------
 
-    def _raw_changes(self, args: builtins.list[str]) -> builtins.list[_RawChange]:
+    def _raw_changes(self, args: builtins.list[str]) -> builtins.list[RawChange]:
         out = self._git(args[0], "-z", "--no-renames", *args[1:])
         fields = out.split(b"\0")
-        return [_raw_change(fields[i], fields[i + 1]) for i in range(0, len(fields) - 1, 2)]
+        try:
+            return [raw_change(fields[i], fields[i + 1]) for i in range(0, len(fields) - 1, 2)]
+        except ValueError as exc:
+            raise ShadowRepoError(str(exc)) from None
 
     def _git(
         self,
@@ -1044,7 +1026,7 @@ def _keep_left_out(key: tuple[Path, str], left_out: tuple[LeftOut, ...]) -> tupl
 # The ordered snapshots being taken, and the snapshots being compared, per store and
 # what its staging depends on.
 _TAKING: Combiners[tuple[str, str], str] = Combiners(KEPT_WORKSPACES)
-_COMPARING: Combiners[tuple[str, str], builtins.list[_RawChange] | ConfigError] = Combiners(
+_COMPARING: Combiners[tuple[str, str], builtins.list[RawChange] | ConfigError] = Combiners(
     KEPT_WORKSPACES
 )
 
@@ -1108,48 +1090,3 @@ def _index_paths(data: bytes) -> builtins.list[str] | None:
 
 def _nul(paths: Sequence[str]) -> bytes:
     return b"".join(os.fsencode(p) + b"\0" for p in paths)
-
-
-def _raw_change(entry: bytes, path: bytes) -> _RawChange:
-    """One entry of git's ``--raw -z`` output: its modes, ids and letter, then its path."""
-    match = RAW_ENTRY.fullmatch(entry)
-    if match is None:
-        raise ShadowRepoError(f"unexpected git diff output: {entry!r}")
-    old_mode, new_mode, old_oid, new_oid, status = (g.decode() for g in match.groups())
-    return _RawChange(status, old_mode, new_mode, old_oid, new_oid, os.fsdecode(path))
-
-
-def _pairs_changes(out: bytes, pairs: int) -> builtins.list[builtins.list[_RawChange]]:
-    """``git diff-tree --stdin --always --raw -z``'s output for ``pairs`` pairs of trees:
-    each pair's line ("<tree> <tree>\\n"), then its entries ("<entry>\\0<path>\\0")."""
-    found: builtins.list[builtins.list[_RawChange]] = []
-    pos = 0
-    while pos < len(out):
-        if out[pos : pos + 1] == b":":  # an entry of the pair above
-            if not found:
-                raise ShadowRepoError("unexpected git diff-tree output: an entry before a pair")
-            entry_end = out.index(b"\0", pos)
-            path_end = out.index(b"\0", entry_end + 1)
-            found[-1].append(_raw_change(out[pos:entry_end], out[entry_end + 1 : path_end]))
-            pos = path_end + 1
-        else:
-            pos = out.index(b"\n", pos) + 1
-            found.append([])
-    if len(found) != pairs:
-        raise ShadowRepoError(f"git diff-tree answered {len(found)} of {pairs} comparisons")
-    return found
-
-
-def _to_change(raw: _RawChange) -> Change:
-    kind: ChangeKind
-    if raw.status == "A":
-        kind = "added"
-    elif raw.status == "D":
-        kind = "deleted"
-    elif raw.status == "M" and raw.old_oid == raw.new_oid:
-        kind = "mode"
-    else:
-        kind = "modified"
-    old_mode = "" if raw.status == "A" else raw.old_mode
-    new_mode = "" if raw.status == "D" else raw.new_mode
-    return Change(raw.path, kind, old_mode, new_mode)
