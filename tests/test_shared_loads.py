@@ -136,3 +136,29 @@ def test_an_attempt_that_records_takes_its_own_copy(engine: LocalEngine, tmp_pat
     copy = own_copy(state)
     assert copy is not state and copy.model_dump() == state.model_dump()
     assert copy.steps["cmd"] is not state.steps["cmd"]
+
+
+def test_a_load_cancelled_before_it_began_leaves_no_asker_waiting_for_ever(
+    engine: LocalEngine, tmp_path: Path
+) -> None:
+    run_id = _run(engine, tmp_path, Step(id="a", run="true"))
+
+    async def scene() -> None:
+        loader = HeldLoads(engine, [])
+        loads = SharedLoads(loader)
+        loader.held = True
+        first = asyncio.ensure_future(loads.state(run_id))
+        await loader.inside.wait()
+        before = set(loads._serving)
+        second = asyncio.ensure_future(loads.state(run_id))
+        await asyncio.sleep(0)
+        (waiting,) = loads._serving - before  # the next load's, not begun
+        waiting.cancel()  # as the worker's loop closing cancels it
+        with pytest.raises(asyncio.CancelledError):
+            await second
+        loader.held = False
+        loader.release.set()
+        assert (await first).run_id == run_id
+        assert (await loads.state(run_id)).run_id == run_id  # a load of its own, begun anew
+
+    asyncio.run(scene())

@@ -17,6 +17,7 @@ what it records, on the store's thread, while the others read theirs on the loop
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 
 from trestle.core.events import StepProbeStarted, StepStarted
@@ -39,26 +40,34 @@ class SharedLoads:
             waiting = self._waiting[run_id] = asyncio.get_running_loop().create_future()
             task = asyncio.ensure_future(self._serve(run_id, waiting))
             self._serving.add(task)
-            task.add_done_callback(self._serving.discard)
+            task.add_done_callback(functools.partial(self._served, run_id, waiting))
         return await asyncio.shield(waiting)  # one asker cancelled: not the others' load
 
     async def _serve(self, run_id: str, waiting: asyncio.Future[RunState]) -> None:
         earlier = self._loading.get(run_id)
         if earlier is not None:  # it may have read the store before some of these asked
             await earlier
-        del self._waiting[run_id]  # those asking from now on wait for the load after this
+        del self._waiting[run_id]  # those asking from now on wait for the next load
         loading = self._loading[run_id] = asyncio.get_running_loop().create_future()
         try:
             waiting.set_result(await self._load(run_id))
-        except asyncio.CancelledError:
-            waiting.cancel()
-            raise
-        except BaseException as exc:  # each asker's to handle, as its own load's was
+        except Exception as exc:  # each asker's to handle, as its own load's was
             waiting.set_exception(exc)
         finally:
-            loading.set_result(None)
+            loading.set_result(None)  # the next load may begin
             if self._loading.get(run_id) is loading:
                 del self._loading[run_id]
+
+    def _served(
+        self, run_id: str, waiting: asyncio.Future[RunState], task: asyncio.Task[None]
+    ) -> None:
+        """A load's end, however it ended: cancelled (the worker's loop closing), before
+        it began or during it, its askers are told so, not left waiting for ever."""
+        self._serving.discard(task)
+        if self._waiting.get(run_id) is waiting:
+            del self._waiting[run_id]
+        if not waiting.done():
+            waiting.cancel()
 
 
 def changes_state(state: RunState, announced: StepStarted | StepProbeStarted) -> bool:
