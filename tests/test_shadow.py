@@ -697,6 +697,29 @@ def test_the_index_is_read_as_git_lists_it(tmp_path: Path) -> None:
     assert _index_paths(b"DIRC\0\0\0\x04\0\0\0\0") is None  # version 4: git lists it
 
 
+def test_an_index_another_process_wrote_is_read_again_not_taken_as_left(
+    tmp_path: Path,
+) -> None:
+    # this process keeps the paths it last staged; another staging the same workspace
+    # adds one to the index, which is then deleted: it must leave the next snapshot
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "kept.txt").write_text("kept\n")
+    git_dir = tmp_path / "shadow.git"
+    repo = ShadowRepo(git_dir, ws)
+    repo.snapshot("before")
+    (ws / "brief.txt").write_text("here a moment\n")
+    script = (
+        "import sys; from pathlib import Path; from trestle.workspace.shadow import ShadowRepo\n"
+        "ShadowRepo(Path(sys.argv[1]), Path(sys.argv[2])).snapshot('elsewhere')\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(git_dir), str(ws)], check=True)
+    (ws / "brief.txt").unlink()
+    repo.snapshot("after")
+    assert [c.path for c in repo.changes("elsewhere", "after")] == ["brief.txt"]
+    assert repo.changes("before", "after") == []
+
+
 def test_a_whole_id_resolves_loose_or_packed_and_only_as_a_commit(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     ws.mkdir()

@@ -692,6 +692,9 @@ class ShadowRepo:
         if files:
             # --remove covers a file deleted between the walk and this command.
             self._git("update-index", "--add", "--remove", "-z", "--stdin", stdin=_nul(files))
+        # the index now holds these paths (or fewer: one deleted meanwhile, which a
+        # later --force-remove of it leaves as it is): kept, not parsed again
+        _keep_indexed(self._index, files)
         limit = self.max_file_size or 0
         return tuple(LeftOut(p, size, limit) for p, size in sorted(too_large.items()))
 
@@ -699,6 +702,13 @@ class ShadowRepo:
         """The paths the workspace's index holds, read from the file (under the lock, only
         this store writes it): one git process fewer per snapshot than ``ls-files``, which
         reads it when the file is not in a version read here (2 or 3)."""
+        try:
+            key = _file_key(self._index)
+        except FileNotFoundError:
+            return []
+        kept = _INDEXED.get(self._index)
+        if kept is not None and kept[0] == key:  # the index as this process last left it
+            return kept[1]
         try:
             data = self._index.read_bytes()
         except FileNotFoundError:
@@ -1029,6 +1039,28 @@ _TAKING: Combiners[tuple[str, str], str] = Combiners(KEPT_WORKSPACES)
 _COMPARING: Combiners[tuple[str, str], builtins.list[RawChange] | ConfigError] = Combiners(
     KEPT_WORKSPACES
 )
+
+# The paths of each workspace index as this process last staged it, with the index
+# file's identity then (a write by anything else, git's lock and rename, changes it).
+_INDEXED: dict[Path, tuple[tuple[int, ...], builtins.list[str]]] = {}
+
+
+def _file_key(path: Path) -> tuple[int, ...]:
+    st = os.stat(path)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _keep_indexed(index: Path, paths: builtins.list[str]) -> None:
+    try:
+        key = _file_key(index)
+    except FileNotFoundError:  # nothing staged in an empty workspace: no index yet
+        _INDEXED.pop(index, None)
+        return
+    _INDEXED.pop(index, None)  # the latest used goes last, the oldest first
+    _INDEXED[index] = (key, paths)
+    while len(_INDEXED) > KEPT_WORKSPACES:
+        del _INDEXED[next(iter(_INDEXED))]
+
 
 # The shadow stores this process found safe, each with the layout it had then.
 _SAFE_LAYOUTS: dict[Path, tuple[tuple[int, ...], ...]] = {}
