@@ -68,9 +68,10 @@ def plan_text(steps: int, checkpoints: str) -> str:
     return "\n".join(lines)
 
 
-def one_run(state_dir: Path, workspace: Path, steps: int, setting: str, mode: Mode) -> float:
-    """Seconds per step of one run; its store in ``state_dir`` (one shadow store each)."""
-    plan = parse_plan(plan_text(steps, setting), source="bench")
+def timed(state_dir: Path, workspace: Path, text: str, mode: Mode) -> float:
+    """Seconds of one run of plan ``text`` through ``LocalEngine.run``, on a store of its
+    own in ``state_dir`` (one shadow store for all of them)."""
+    plan = parse_plan(text, source="bench")
     store = SqliteStore(state_dir / f"run-{time.monotonic_ns()}.db")
     run_id = create_run(store, plan, workspace=workspace)
     engine = LocalEngine(store, sandbox=mode)
@@ -80,7 +81,12 @@ def one_run(state_dir: Path, workspace: Path, steps: int, setting: str, mode: Mo
     engine.close()
     store.close()
     assert state.finished == "succeeded", state.finished
-    return elapsed / steps
+    return elapsed
+
+
+def one_run(state_dir: Path, workspace: Path, steps: int, setting: str, mode: Mode) -> float:
+    """Seconds per step of one chain."""
+    return timed(state_dir, workspace, plan_text(steps, setting), mode) / steps
 
 
 def fanout_text(width: int, checkpoints: str) -> str:
@@ -93,20 +99,9 @@ def fanout_text(width: int, checkpoints: str) -> str:
 
 def one_fanout(state_dir: Path, workspace: Path, width: int, setting: str, mode: Mode) -> float:
     """Makespan over critical path: the fan-out's run time over the same plan's one
-    step wide, each run on a store of its own in ``state_dir``."""
-    times = []
-    for wide in (width, 1):
-        plan = parse_plan(fanout_text(wide, setting), source="bench")
-        store = SqliteStore(state_dir / f"fan-{time.monotonic_ns()}.db")
-        run_id = create_run(store, plan, workspace=workspace)
-        engine = LocalEngine(store, sandbox=mode)
-        started = time.perf_counter()
-        state = asyncio.run(engine.run(run_id))
-        times.append(time.perf_counter() - started)
-        engine.close()
-        store.close()
-        assert state.finished == "succeeded", state.finished
-    return times[0] / times[1]
+    step wide."""
+    wide, narrow = (timed(state_dir, workspace, fanout_text(w, setting), mode) for w in (width, 1))
+    return wide / narrow
 
 
 def snapshot_alone(workspace: Path, shadow: Path, repeat: int) -> float:

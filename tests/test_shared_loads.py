@@ -52,6 +52,18 @@ class HeldLoads:
         return await asyncio.to_thread(self.engine.state, run_id)
 
 
+async def _first_held(
+    engine: LocalEngine, said: list[str], run_id: str
+) -> tuple[HeldLoads, SharedLoads, asyncio.Future[RunState]]:
+    """Shared loads whose first load (of ``run_id``) is under way, held by the test."""
+    loader = HeldLoads(engine, said)
+    loads = SharedLoads(loader)
+    loader.held = True
+    first = asyncio.ensure_future(loads.state(run_id))
+    await loader.inside.wait()
+    return loader, loads, first
+
+
 def test_those_asking_during_a_load_share_the_next_one_begun_after_they_asked(
     engine: LocalEngine, tmp_path: Path
 ) -> None:
@@ -92,11 +104,7 @@ def test_a_load_that_fails_fails_its_askers_and_one_cancelled_leaves_the_rest(
     run_id = _run(engine, tmp_path, Step(id="a", run="true"))
 
     async def scene() -> None:
-        loader = HeldLoads(engine, [])
-        loads = SharedLoads(loader)
-        loader.held = True
-        first = asyncio.ensure_future(loads.state("no-such-run"))
-        await loader.inside.wait()
+        loader, loads, first = await _first_held(engine, [], "no-such-run")
         failing = asyncio.ensure_future(loads.state("no-such-run"))
         gone, kept = (asyncio.ensure_future(loads.state(run_id)) for _ in range(2))
         await asyncio.sleep(0)
@@ -144,11 +152,7 @@ def test_a_load_cancelled_before_it_began_leaves_no_asker_waiting_for_ever(
     run_id = _run(engine, tmp_path, Step(id="a", run="true"))
 
     async def scene() -> None:
-        loader = HeldLoads(engine, [])
-        loads = SharedLoads(loader)
-        loader.held = True
-        first = asyncio.ensure_future(loads.state(run_id))
-        await loader.inside.wait()
+        loader, loads, first = await _first_held(engine, [], run_id)
         before = set(loads._serving)
         second = asyncio.ensure_future(loads.state(run_id))
         await asyncio.sleep(0)
