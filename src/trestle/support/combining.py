@@ -18,6 +18,8 @@ import threading
 from collections.abc import Callable, Hashable, Sequence
 from typing import Generic, TypeVar
 
+from trestle.support.kept import keep
+
 Asked = TypeVar("Asked")
 Answer = TypeVar("Answer")
 Serve = Callable[[Sequence[Asked]], Sequence[Answer]]
@@ -97,8 +99,4 @@ class Combiners(Generic[Asked, Answer]):
 
     def __getitem__(self, key: Hashable) -> Combiner[Asked, Answer]:
         with self._lock:
-            combiner = self._by_key.pop(key, None) or Combiner()
-            self._by_key[key] = combiner  # the latest used goes last, the oldest first
-            while len(self._by_key) > self._kept:
-                del self._by_key[next(iter(self._by_key))]
-            return combiner
+            return keep(self._by_key, key, self._by_key.get(key) or Combiner(), self._kept)

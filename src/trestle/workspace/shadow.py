@@ -57,6 +57,7 @@ from trestle.core.errors import ConfigError, RunError
 from trestle.store.base import Store
 from trestle.store.sqlite_file import GITIGNORE, STORE_DIRECTORY
 from trestle.support.combining import Combiners
+from trestle.support.kept import keep
 from trestle.workspace import loose
 from trestle.workspace.git import UnsafeRepositoryError, check_git_dir, command, environment
 from trestle.workspace.left_out import (
@@ -483,12 +484,6 @@ class ShadowRepo:
         """What differs between each pair of snapshots, by one ``git diff-tree`` over
         their trees (a pair naming no snapshot gets its error, the others their answer)."""
         with self._locked():
-            if len(pairs) == 1:  # by their ids: no tree to look up
-                try:
-                    ids = [self._resolve(a) for a in pairs[0]]
-                except UnknownSnapshotError as exc:
-                    return [exc]
-                return [self._raw_changes(["diff-tree", "-r", "--raw", *ids])]
             found: builtins.list[builtins.list[RawChange] | ConfigError] = []
             lines = []
             for a, b in pairs:
@@ -703,7 +698,7 @@ class ShadowRepo:
         this store writes it): one git process fewer per snapshot than ``ls-files``, which
         reads it when the file is not in a version read here (2 or 3)."""
         try:
-            key = _file_key(self._index)
+            key = _identity(os.stat(self._index))
         except FileNotFoundError:
             return []
         kept = _INDEXED.get(self._index)
@@ -744,10 +739,7 @@ class ShadowRepo:
             too_large.clear()
             files, rules, answers = self._walk_judged({}, too_large)
         if rules is not None:
-            _IGNORE_ANSWERS.pop(key, None)  # the latest used goes last, the oldest first
-            _IGNORE_ANSWERS[key] = (rules, answers)
-            while len(_IGNORE_ANSWERS) > KEPT_WORKSPACES:
-                del _IGNORE_ANSWERS[next(iter(_IGNORE_ANSWERS))]
+            keep(_IGNORE_ANSWERS, key, (rules, answers), KEPT_WORKSPACES)
         return files
 
     def _walk_judged(
@@ -1027,10 +1019,7 @@ KEPT_COMMITS = 4096
 
 
 def _keep_left_out(key: tuple[Path, str], left_out: tuple[LeftOut, ...]) -> tuple[LeftOut, ...]:
-    _LEFT_OUT_OF[key] = left_out
-    while len(_LEFT_OUT_OF) > KEPT_COMMITS:
-        del _LEFT_OUT_OF[next(iter(_LEFT_OUT_OF))]
-    return left_out
+    return keep(_LEFT_OUT_OF, key, left_out, KEPT_COMMITS)
 
 
 # The ordered snapshots being taken, and the snapshots being compared, per store and
@@ -1045,21 +1034,18 @@ _COMPARING: Combiners[tuple[str, str], builtins.list[RawChange] | ConfigError] =
 _INDEXED: dict[Path, tuple[tuple[int, ...], builtins.list[str]]] = {}
 
 
-def _file_key(path: Path) -> tuple[int, ...]:
-    st = os.stat(path)
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+def _identity(st: os.stat_result) -> tuple[int, ...]:
+    """What any write changes in a file: its device, inode, size, mode and times."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mode, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _keep_indexed(index: Path, paths: builtins.list[str]) -> None:
     try:
-        key = _file_key(index)
+        key = _identity(os.stat(index))
     except FileNotFoundError:  # nothing staged in an empty workspace: no index yet
         _INDEXED.pop(index, None)
         return
-    _INDEXED.pop(index, None)  # the latest used goes last, the oldest first
-    _INDEXED[index] = (key, paths)
-    while len(_INDEXED) > KEPT_WORKSPACES:
-        del _INDEXED[next(iter(_INDEXED))]
+    keep(_INDEXED, index, (key, paths), KEPT_WORKSPACES)
 
 
 # The shadow stores this process found safe, each with the layout it had then.
@@ -1078,7 +1064,7 @@ def _layout_key(git_dir: Path) -> tuple[tuple[int, ...], ...] | None:
             continue
         except OSError:
             return None
-        found.append((st.st_dev, st.st_ino, st.st_size, st.st_mode, st.st_mtime_ns, st.st_ctime_ns))
+        found.append(_identity(st))
     return tuple(found)
 
 
