@@ -25,9 +25,9 @@ from trestle.workspace.shadow import (
     ShadowRepo,
     ShadowRepoError,
     UnknownSnapshotError,
-    _index_paths,
 )
 from trestle.workspace.shadow_files import IgnoreGlobs, snapshot_name_problem
+from trestle.workspace.staging import read_index
 
 Manifest = dict[str, tuple[str, ...]]
 PLAIN_ENV = {"PATH": os.environ["PATH"], "LC_ALL": "C"}  # for reading the shadow store
@@ -692,9 +692,11 @@ def test_the_index_is_read_as_git_lists_it(tmp_path: Path) -> None:
         check=True,
     ).stdout
 
-    assert _index_paths(index.read_bytes()) == [os.fsdecode(p) for p in listed.split(b"\0") if p]
+    assert list(read_index(index.read_bytes()) or {}) == [
+        os.fsdecode(p) for p in listed.split(b"\0") if p
+    ]
     assert [c.path for c in repo.changes("one", "two")] == ["a"]
-    assert _index_paths(b"DIRC\0\0\0\x04\0\0\0\0") is None  # version 4: git lists it
+    assert read_index(b"DIRC\0\0\0\x04\0\0\0\0") is None  # version 4: git lists it
 
 
 def test_an_index_another_process_wrote_is_read_again_not_taken_as_left(

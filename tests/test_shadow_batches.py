@@ -16,11 +16,12 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from trestle.support.combining import Combiner
-from trestle.workspace import shadow
+from trestle.workspace import shadow, staging
 from trestle.workspace.shadow import ShadowRepo, UnknownSnapshotError
 from trestle.workspace.shadow_changes import pairs_changes
 
@@ -196,20 +197,29 @@ def _gathered(repo: ShadowRepo, names: Sequence[str], message: str) -> dict[str,
 
 
 def test_snapshots_asked_at_once_are_staged_once_and_each_kept_under_its_own_name(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ws = _workspace(tmp_path)
     git, log = _counting_git(tmp_path)
     repo = ShadowRepo(tmp_path / "shadow.git", ws, git=git)
     repo.snapshot("warm", ordered=True)  # the store made, and found safe
     log.unlink()
+    stagings: list[int] = []
+    stage = staging.stage
+
+    def counted(*args: Any) -> staging.Staged:
+        stagings.append(1)
+        return stage(*args)
+
+    monkeypatch.setattr(staging, "stage", counted)
     names = [f"run/w{i}/1/before" for i in range(6)]
     taken = _gathered(repo, names, "before ")
     assert sorted(taken) == sorted(names)
     # two batches (the first, then the five that queued behind it), two stagings; the
-    # commits and refs written as git writes them, with no process
-    assert _ran(log, "write-tree") == 2 and _ran(log, "update-index") <= 2
-    assert _ran(log, "commit-tree") == 0 and _ran(log, "update-ref") == 0
+    # index, blobs, trees, commits and refs written as git writes them, with no process
+    assert len(stagings) == 2
+    for written in ("update-index", "write-tree", "commit-tree", "update-ref"):
+        assert _ran(log, written) == 0, written
     assert _git_read(repo.git_dir, "fsck", "--strict", "--no-dangling") == ""
     listed = {r.name: r for r in repo.list("run")}
     assert {n: listed[n].commit for n in names} == taken
@@ -312,3 +322,18 @@ def test_diff_tree_output_for_many_pairs_is_read_pair_by_pair() -> None:
         pairs_changes(out, 4)
     with pytest.raises(ValueError, match="an entry before a pair"):
         pairs_changes(entry + b"\0x\0", 1)
+
+
+def test_a_step_that_changed_nothing_is_compared_without_a_process(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path)
+    git, log = _counting_git(tmp_path)
+    repo = ShadowRepo(tmp_path / "shadow.git", ws, git=git)
+    before = repo.snapshot("run/s/1/before", ordered=True)
+    after = repo.snapshot("run/s/1/after", ordered=True)
+    (ws / "f0.txt").write_text("changed\n")
+    later = repo.snapshot("run/t/1/after", ordered=True)
+    log.unlink(missing_ok=True)
+    assert repo.changes(before, after) == []
+    assert not log.exists()  # one tree on both sides: nothing to ask git
+    assert [c.path for c in repo.changes(after, later)] == ["f0.txt"]
+    assert _ran(log, "diff-tree") == 1

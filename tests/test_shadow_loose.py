@@ -57,7 +57,7 @@ def test_commits_and_refs_read_back_through_git(repo: ShadowRepo) -> None:
     assert still.snapshot("plain-too", "same") == same
     assert git(repo.git_dir, "rev-parse", "refs/trestle/plain-too").strip() == same
     content = git(repo.git_dir, "cat-file", "commit", same).encode()
-    assert loose.write_commit(repo.git_dir, content) == same
+    assert loose.write_object(repo.git_dir, b"commit", content) == same
 
 
 def test_a_lock_a_crashed_writer_left_is_taken_over(repo: ShadowRepo) -> None:

@@ -1,12 +1,13 @@
-"""Commits and refs of a shadow store, read and written as git lays them out on disk.
+"""Objects and refs of a shadow store, read and written as git lays them out on disk.
 
 A snapshot's commit and its ref were written by two git processes each (``git
-commit-tree``, ``git update-ref``): 2-3 ms apiece on the 2-core benchmark machine, four
-of a step's nine. Both are small files in a format git documents and keeps
-(gitformat-loose: an object is ``<type> <size>\\0<content>``, zlib-compressed, named
-by its SHA-1; a loose ref is a file holding the id and a line break), so a store laid
-out as ``git init --bare`` makes it (SHA-1 ids, refs as files, no reflogs: the only
-layout Trestle creates) has them written here the way git writes them:
+commit-tree``, ``git update-ref``), its blobs and trees by two more (``git
+update-index``, ``git write-tree``, see :mod:`trestle.workspace.staging`): 2-3 ms
+apiece on the 2-core benchmark machine. Both are small files in a format git documents
+and keeps (gitformat-loose: an object is ``<type> <size>\\0<content>``, zlib-compressed,
+named by its SHA-1; a loose ref is a file holding the id and a line break), so a store
+laid out as ``git init --bare`` makes it (SHA-1 ids, refs as files, no reflogs: the
+only layout Trestle creates) has them written here the way git writes them:
 
 - an object to a temporary file (created exclusively, read-only), then linked to its
   name, which an object of the same content may hold already (then it is left as it
@@ -46,17 +47,16 @@ def plain(git_dir: Path) -> bool:
     return _PLAIN_SETTINGS.search(config.lower()) is None and (git_dir / "refs").is_dir()
 
 
-def write_commit(git_dir: Path, content: bytes) -> str:
-    """Store a commit object of ``content`` (what ``git cat-file commit`` shows); its id."""
-    raw = b"commit %d\0" % len(content) + content
+def write_object(git_dir: Path, kind: bytes, content: bytes) -> str:
+    """Store an object of ``kind`` (``blob``, ``tree``, ``commit``) and ``content``; its id."""
+    raw = b"%s %d\0" % (kind, len(content)) + content
     oid = hashlib.sha1(raw).hexdigest()
     folder = git_dir / "objects" / oid[:2]
     final = folder / oid[2:]
     if final.exists():
         return oid
-    folder.mkdir(exist_ok=True)
     scratch = folder / f"tmp_obj_trestle_{os.getpid()}_{next(_names)}"
-    fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o444)
+    fd = _create(scratch, 0o444)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(zlib.compress(raw, 1))  # git's own level for loose objects
@@ -77,10 +77,10 @@ def write_ref(git_dir: Path, ref: str, oid: str) -> None:
             was taken again meanwhile (by something that does not hold the store's).
     """
     path = git_dir / ref
-    path.parent.mkdir(parents=True, exist_ok=True)
     lock = path.with_name(path.name + ".lock")
-    lock.unlink(missing_ok=True)
-    fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with contextlib.suppress(FileNotFoundError):
+        lock.unlink()
+    fd = _create(lock, 0o644)
     try:
         with os.fdopen(fd, "w", encoding="ascii") as f:
             f.write(oid + "\n")
@@ -88,6 +88,17 @@ def write_ref(git_dir: Path, ref: str, oid: str) -> None:
     except BaseException:
         lock.unlink(missing_ok=True)
         raise
+
+
+def _create(path: Path, mode: int) -> int:
+    """A new file's descriptor, its directories made first if they are missing (tried
+    after: they are there for all but a store's first objects and refs)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    try:
+        return os.open(path, flags, mode)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(path, flags, mode)
 
 
 def commit_header(git_dir: Path, oid: str) -> bytes:

@@ -22,9 +22,12 @@ sparse file or multi-gigabyte log neither stalls the driver nor fills the store'
 The snapshot's message names such files (:class:`LeftOut`), and a restore that would
 need one refuses (:class:`LeftOutError`) rather than put back a tree without it.
 
-Files are staged with ``git update-index``, whose index doubles as a stat cache: a file
-whose size, times and inode have not changed is not read again. The workspace walk is
-ours (see :mod:`trestle.workspace.shadow_files`), so a nested git repository is recorded as plain
+The store's index of each workspace doubles as a stat cache: a file whose size, times
+and inode have not changed is not read again. In a store laid out as Trestle lays it
+out, the files are staged, and the index, blobs and trees written, without a git
+process (:mod:`trestle.workspace.staging`); in any other, by ``git update-index`` and
+``git write-tree``. The workspace walk is ours (see
+:mod:`trestle.workspace.shadow_files`), so a nested git repository is recorded as plain
 files rather than as a gitlink.
 
 Errors::
@@ -44,7 +47,6 @@ import fcntl
 import hashlib
 import os
 import re
-import struct
 import subprocess
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -58,7 +60,7 @@ from trestle.store.base import Store
 from trestle.store.sqlite_file import GITIGNORE, STORE_DIRECTORY
 from trestle.support.combining import Combiners
 from trestle.support.kept import keep
-from trestle.workspace import loose
+from trestle.workspace import loose, staging
 from trestle.workspace.git import UnsafeRepositoryError, check_git_dir, command, environment
 from trestle.workspace.left_out import (
     DEFAULT_MAX_FILE_SIZE,
@@ -313,8 +315,7 @@ class ShadowRepo:
         if ordered:  # steps side by side ask at once: those asked together, taken together
             return _TAKING[self._staging_key].call((name, message), self._snapshots)
         with self._locked():
-            left_out = self._stage()
-            tree = self._git("write-tree").decode().strip()
+            left_out, tree = self._staged(tree=True)
             existing = self._refs(name, exact=True)
             if (
                 existing
@@ -329,8 +330,7 @@ class ShadowRepo:
         """Ordered snapshots of the workspace as it is now, one per (name, message) of
         ``asked``, in that order: it is staged and its tree written once for them all."""
         with self._locked():
-            left_out = self._stage()
-            tree = self._git("write-tree").decode().strip()
+            left_out, tree = self._staged(tree=True)
             return self._commit(tree, asked, left_out, ordered=True)
 
     def _commit(
@@ -359,7 +359,9 @@ class ShadowRepo:
             commits = []
             for ref, message in zip(refs, messages, strict=True):
                 try:
-                    commits.append(loose.write_commit(self.git_dir, (head + message).encode()))
+                    commits.append(
+                        loose.write_object(self.git_dir, b"commit", (head + message).encode())
+                    )
                     loose.write_ref(self.git_dir, ref, commits[-1])
                 except OSError as exc:
                     name = ref.removeprefix(REF_ROOT)
@@ -482,9 +484,11 @@ class ShadowRepo:
         self, pairs: Sequence[tuple[str, str]]
     ) -> builtins.list[builtins.list[RawChange] | ConfigError]:
         """What differs between each pair of snapshots, by one ``git diff-tree`` over
-        their trees (a pair naming no snapshot gets its error, the others their answer)."""
+        their trees (a pair naming no snapshot gets its error, a pair of one tree no
+        change, the others their answer)."""
         with self._locked():
-            found: builtins.list[builtins.list[RawChange] | ConfigError] = []
+            # None: the answer is in the diff's output
+            found: builtins.list[builtins.list[RawChange] | ConfigError | None] = []
             lines = []
             for a, b in pairs:
                 try:
@@ -492,10 +496,13 @@ class ShadowRepo:
                 except UnknownSnapshotError as exc:
                     found.append(exc)
                     continue
-                found.append([])
+                if trees[0] == trees[1]:  # a step that changed nothing: no process
+                    found.append([])
+                    continue
+                found.append(None)
                 lines.append(f"{trees[0]} {trees[1]}\n")
             if not lines:
-                return found
+                return [[] if f is None else f for f in found]
             # two trees a line: the first compared with the second (two commits would be
             # a commit and its parent); --always heads each pair's output, empty or not
             out = self._git(
@@ -506,7 +513,7 @@ class ShadowRepo:
             answers = iter(pairs_changes(out, len(lines)))
         except ValueError as exc:
             raise ShadowRepoError(str(exc)) from None
-        return [next(answers) if isinstance(f, list) else f for f in found]
+        return [next(answers) if f is None else f for f in found]
 
     def _tree_of(self, commit: str) -> str:
         """The tree of ``commit`` (a whole id): read from its loose object, or else
@@ -672,49 +679,77 @@ class ShadowRepo:
         """Update the workspace's index (the stat cache) to match the files on disk;
         return the files left out of it for their size (a file that grew past the bound
         leaves the index as a deleted one does)."""
+        return self._staged(tree=False)[0]
+
+    def _staged(self, *, tree: bool) -> tuple[tuple[LeftOut, ...], str]:
+        """:meth:`_stage`, and the id of the tree the index holds if ``tree`` is true
+        (else ""): written here (:mod:`trestle.workspace.staging`) in a store laid out as
+        Trestle lays it out, by git's ``update-index`` and ``write-tree`` in any other."""
         if not self.workspace.is_dir():
             raise ConfigError(f"workspace {str(self.workspace)!r} is not a directory")
         too_large: dict[str, int] = {}
+        stats: dict[str, os.stat_result] = {}
         try:
-            files = self._walk(too_large)
+            files = self._walk(too_large, stats)
         except OSError as exc:
             raise ShadowRepoError(f"cannot read workspace {str(self.workspace)!r}: {exc}") from exc
+        if loose.plain(self.git_dir):
+            written = self._stage_here(stats, too_large)
+        else:
+            self._stage_with_git(files)
+            written = self._git("write-tree").decode().strip() if tree else ""
+        limit = self.max_file_size or 0
+        left_out = tuple(LeftOut(p, size, limit) for p, size in sorted(too_large.items()))
+        return left_out, written
+
+    def _stage_here(self, stats: dict[str, os.stat_result], too_large: dict[str, int]) -> str:
+        """Stage the walked files without git; the tree's id."""
+        cached, racy_from, tree = self._cached_index()
+        try:
+            staged = staging.stage(
+                self.git_dir, self.workspace, stats, cached, racy_from, self.max_file_size, tree
+            )
+            if staged.changed:
+                written = staging.write_index(self._index, staged.index)
+                keep(_INDEXED, self._index, (_identity(written), staged), KEPT_WORKSPACES)
+        except OSError as exc:
+            raise ShadowRepoError(
+                f"cannot stage workspace {str(self.workspace)!r} in shadow store "
+                f"{str(self.git_dir)!r}: {exc.strerror or exc}: {exc.filename}"
+            ) from None
+        too_large.update(staged.too_large)
+        return staged.tree
+
+    def _cached_index(self) -> tuple[staging.Index, tuple[int, int], str]:
+        """The index's entries (kept from this process's last staging while the file is
+        as it left it, with their tree's id; else read, the tree unknown), and its
+        mtime: an entry not older is racy."""
+        try:
+            st = os.stat(self._index)
+        except FileNotFoundError:
+            return {}, (0, 0), ""
+        kept = _INDEXED.get(self._index)
+        if kept is not None and kept[0] == _identity(st):
+            return kept[1].index, staging.modified(st), kept[1].tree
+        try:
+            found = staging.read_index(self._index.read_bytes())
+        except FileNotFoundError:
+            found = None
+        return found or {}, staging.modified(st), ""
+
+    def _stage_with_git(self, files: builtins.list[str]) -> None:
         present = set(files)
-        indexed = self._indexed()
-        gone = [p for p in indexed if p not in present]
+        listed = self._git("ls-files", "-z").split(b"\0")
+        gone = [p for p in map(os.fsdecode, listed) if p and p not in present]
         if gone:
             self._git("update-index", "--force-remove", "-z", "--stdin", stdin=_nul(gone))
         if files:
             # --remove covers a file deleted between the walk and this command.
             self._git("update-index", "--add", "--remove", "-z", "--stdin", stdin=_nul(files))
-        # the index now holds these paths (or fewer: one deleted meanwhile, which a
-        # later --force-remove of it leaves as it is): kept, not parsed again
-        _keep_indexed(self._index, files)
-        limit = self.max_file_size or 0
-        return tuple(LeftOut(p, size, limit) for p, size in sorted(too_large.items()))
 
-    def _indexed(self) -> builtins.list[str]:
-        """The paths the workspace's index holds, read from the file (under the lock, only
-        this store writes it): one git process fewer per snapshot than ``ls-files``, which
-        reads it when the file is not in a version read here (2 or 3)."""
-        try:
-            key = _identity(os.stat(self._index))
-        except FileNotFoundError:
-            return []
-        kept = _INDEXED.get(self._index)
-        if kept is not None and kept[0] == key:  # the index as this process last left it
-            return kept[1]
-        try:
-            data = self._index.read_bytes()
-        except FileNotFoundError:
-            return []
-        paths = _index_paths(data)
-        if paths is None:
-            listed = self._git("ls-files", "-z").split(b"\0")
-            paths = [os.fsdecode(p) for p in listed if p]
-        return paths
-
-    def _walk(self, too_large: dict[str, int]) -> builtins.list[str]:
+    def _walk(
+        self, too_large: dict[str, int], stats: dict[str, os.stat_result]
+    ) -> builtins.list[str]:
         """The files a snapshot holds (:func:`walk_workspace`); those past the size bound
         go to ``too_large`` instead.
 
@@ -731,19 +766,21 @@ class ShadowRepo:
                 extra_excluded=self._own_dir,
                 max_size=self.max_file_size,
                 too_large=too_large,
+                stats=stats,
             )
         key = (self.git_dir, self.workspace)
         known_rules, kept = _IGNORE_ANSWERS.get(key, ((), {}))
-        files, rules, answers = self._walk_judged(kept, too_large)
+        files, rules, answers = self._walk_judged(kept, too_large, stats)
         if rules != known_rules and kept:  # answers to other rules: walk again, asking git
             too_large.clear()
-            files, rules, answers = self._walk_judged({}, too_large)
+            stats.clear()
+            files, rules, answers = self._walk_judged({}, too_large, stats)
         if rules is not None:
             keep(_IGNORE_ANSWERS, key, (rules, answers), KEPT_WORKSPACES)
         return files
 
     def _walk_judged(
-        self, answers: dict[str, bool], too_large: dict[str, int]
+        self, answers: dict[str, bool], too_large: dict[str, int], stats: dict[str, os.stat_result]
     ) -> tuple[builtins.list[str], Rules | None, dict[str, bool]]:
         """The walk, asking git only about paths ``answers`` does not hold (then adding
         them); also the ``.gitignore`` files it found, as :func:`_stat_rules` gives them."""
@@ -764,6 +801,7 @@ class ShadowRepo:
             gitignores=rule_files,
             max_size=self.max_file_size,
             too_large=too_large,
+            stats=stats,
         )
         return files, _stat_rules(self.workspace, rule_files), answers
 
@@ -1029,23 +1067,14 @@ _COMPARING: Combiners[tuple[str, str], builtins.list[RawChange] | ConfigError] =
     KEPT_WORKSPACES
 )
 
-# The paths of each workspace index as this process last staged it, with the index
-# file's identity then (a write by anything else, git's lock and rename, changes it).
-_INDEXED: dict[Path, tuple[tuple[int, ...], builtins.list[str]]] = {}
+# Each workspace index as this process last staged it (its entries and tree), with the
+# index file's identity then (a write by anything else, git's lock and rename, changes it).
+_INDEXED: dict[Path, tuple[tuple[int, ...], staging.Staged]] = {}
 
 
 def _identity(st: os.stat_result) -> tuple[int, ...]:
     """What any write changes in a file: its device, inode, size, mode and times."""
     return (st.st_dev, st.st_ino, st.st_size, st.st_mode, st.st_mtime_ns, st.st_ctime_ns)
-
-
-def _keep_indexed(index: Path, paths: builtins.list[str]) -> None:
-    try:
-        key = _identity(os.stat(index))
-    except FileNotFoundError:  # nothing staged in an empty workspace: no index yet
-        _INDEXED.pop(index, None)
-        return
-    keep(_INDEXED, index, (key, paths), KEPT_WORKSPACES)
 
 
 # The shadow stores this process found safe, each with the layout it had then.
@@ -1080,30 +1109,6 @@ def _ignore_store_directory(directory: Path) -> None:
         return
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(GITIGNORE)
-
-
-def _index_paths(data: bytes) -> builtins.list[str] | None:
-    """The paths of a git index file of version 2 or 3 (see git's
-    Documentation/gitformat-index.txt), or None for any other version or a file that
-    does not parse: each entry is 62 bytes of stat data, id and flags (64 with v3's
-    extended flags), the path, and 1 to 8 NULs padding it to a multiple of 8."""
-    if len(data) < 12 or data[:4] != b"DIRC":
-        return None
-    version, count = struct.unpack(">II", data[4:12])
-    if version not in (2, 3):
-        return None
-    paths = []
-    pos = 12
-    try:
-        for _ in range(count):
-            (flags,) = struct.unpack(">H", data[pos + 60 : pos + 62])
-            start = pos + 62 + (2 if version == 3 and flags & 0x4000 else 0)
-            end = data.index(b"\0", start)
-            paths.append(os.fsdecode(data[start:end]))
-            pos += (end - pos + 8) & ~7
-    except (struct.error, ValueError):
-        return None
-    return paths
 
 
 def _nul(paths: Sequence[str]) -> bytes:

@@ -88,6 +88,7 @@ def walk_workspace(
     gitignores: list[str] | None = None,
     max_size: int | None = None,
     too_large: dict[str, int] | None = None,
+    stats: dict[str, os.stat_result] | None = None,
 ) -> list[str]:
     """Every regular file and symlink under ``root`` that a snapshot should hold.
 
@@ -98,6 +99,7 @@ def walk_workspace(
     ``.gitignore`` files walked past are added to ``gitignores``, if given. A regular
     file whose size (its ``lstat``'s, so a sparse file's apparent size: what git would
     read) passes ``max_size`` is left out too, and added to ``too_large`` with its size.
+    ``stats``, if given, gets each file's ``lstat`` (a file gone meanwhile is left out).
 
     Returns:
         ``/``-separated paths relative to ``root``.
@@ -140,12 +142,21 @@ def walk_workspace(
             if is_dir:
                 level.append((rel + "/", gitignore))
                 continue
-            if max_size is not None and not entry.is_symlink():
-                size = _size(entry)
-                if size > max_size:
-                    if too_large is not None:
-                        too_large[rel] = size
+            size = 0
+            if stats is not None:
+                try:
+                    stats[rel] = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
                     continue
+                size = stats[rel].st_size
+            elif max_size is not None and not entry.is_symlink():
+                size = _size(entry)
+            if max_size is not None and size > max_size and not entry.is_symlink():
+                if too_large is not None:
+                    too_large[rel] = size
+                if stats is not None:
+                    del stats[rel]
+                continue
             files.append(rel)
     return files
 
