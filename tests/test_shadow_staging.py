@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import random
+import resource
 import subprocess
 import time
 from collections.abc import Iterator
@@ -253,3 +254,19 @@ def test_a_file_the_driver_may_not_read_fails_the_snapshot_naming_it(
         assert isinstance(said, dict)
         error = said["error"]
         assert "sub/locked.txt" in error and "Permission denied" in error, error
+
+
+def test_a_first_snapshot_of_more_directories_than_a_process_may_open(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    for i in range(300):
+        (ws / f"d{i:03d}" / "e").mkdir(parents=True)
+        (ws / f"d{i:03d}" / "e" / "f.txt").write_text(f"{i}\n")
+    repo = ShadowRepo(tmp_path / "shadow.git", ws)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    held = len(os.listdir("/proc/self/fd"))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (held + 64, hard))  # far fewer than 600
+    try:
+        commit = repo.snapshot("one")
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert len(_git(repo.git_dir, "ls-tree", "-r", "--name-only", commit).split()) == 300

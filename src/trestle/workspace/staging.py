@@ -50,8 +50,9 @@ REGULAR, EXECUTABLE, SYMLINK = 0o100644, 0o100755, 0o120000
 _TREE_MODE = {REGULAR: b"100644", EXECUTABLE: b"100755", SYMLINK: b"120000"}
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # nonblocking: a FIFO swapped in after the walk opens at once and is then left out
-_OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _CHUNK = 1 << 20
+_OPEN_DIRS = 32
 # a file gone since the walk, or a directory on its way swapped for a symlink (which
 # the open does not follow) or a file: left out, as git leaves a file gone meanwhile;
 # any other error (a file the driver may not read) fails the snapshot, as git's does
@@ -256,21 +257,25 @@ def loose_tree(git_dir: Path, entries: Iterable[tuple[bytes, bytes, bytes]]) -> 
 
 class _Directories:
     """Descriptors of the workspace's directories, each opened from its parent's with no
-    symlink followed (the workspace's own path is the user's, and followed)."""
+    symlink followed (the workspace's own path is the user's, and followed). At most
+    :data:`_OPEN_DIRS` are held, the least recently used closed first: a first snapshot
+    reads every directory, more than a process may have open."""
 
     def __init__(self, root: Path) -> None:
         self._root = root
-        self._fds: dict[str, int] = {}
+        self._fds: dict[str, int] = {}  # least recently used first
 
     def fd(self, folder: str) -> int:
-        fd = self._fds.get(folder)
+        fd = self._fds.pop(folder, None)
         if fd is None:
             if folder:
                 parent, _, name = folder.rpartition("/")
                 fd = os.open(name, _OPEN_DIR, dir_fd=self.fd(parent))
             else:
                 fd = os.open(self._root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            self._fds[folder] = fd
+            while len(self._fds) >= _OPEN_DIRS:
+                os.close(self._fds.pop(next(iter(self._fds))))
+        self._fds[folder] = fd
         return fd
 
     def close(self) -> None:
