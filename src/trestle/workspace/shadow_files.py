@@ -109,25 +109,31 @@ def walk_workspace(
     """
     files: list[str] = []
     level: list[tuple[str, bool]] = [("", False)]  # (directory with trailing /, .gitignore seen)
+    top = os.fspath(root)
+    judge = globs.matches if globs.globs else None  # most workspaces give none
     while level:
         candidates: list[tuple[str, os.DirEntry[str], bool, bool]] = []
         for rel_dir, gitignore_above in level:
-            with os.scandir(root / rel_dir if rel_dir else root) as scan:
+            with os.scandir(top + "/" + rel_dir if rel_dir else top) as scan:
                 entries = list(scan)
             here = [e for e in entries if e.name == ".gitignore"]
             gitignore_here = gitignore_above or bool(here)
             if gitignores is not None:
                 gitignores.extend(rel_dir + e.name for e in here)
             for entry in entries:
-                if entry.name.lower() == ".git" or entry.name == ALWAYS_SKIPPED:
+                name = entry.name
+                if name == ALWAYS_SKIPPED or (len(name) == 4 and name.lower() == ".git"):
                     continue
-                rel = rel_dir + entry.name
+                rel = rel_dir + name
                 if rel == extra_excluded:
                     continue
-                is_dir = entry.is_dir(follow_symlinks=False)
-                if not (is_dir or entry.is_symlink() or entry.is_file(follow_symlinks=False)):
+                if entry.is_file(follow_symlinks=False) or entry.is_symlink():  # the most
+                    is_dir = False
+                elif entry.is_dir(follow_symlinks=False):
+                    is_dir = True
+                else:  # a FIFO, socket or device
                     continue
-                if globs.matches(rel, entry.name, is_dir):
+                if judge is not None and judge(rel, name, is_dir):
                     continue
                 candidates.append((rel, entry, is_dir, gitignore_here))
         ignored: set[str] = set()
