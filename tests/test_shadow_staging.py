@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import random
 import resource
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -270,3 +271,26 @@ def test_a_first_snapshot_of_more_directories_than_a_process_may_open(tmp_path: 
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert len(_git(repo.git_dir, "ls-tree", "-r", "--name-only", commit).split()) == 300
+
+
+def test_a_directory_removed_while_the_workspace_is_walked_is_left_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a step side by side removes its scratch directory while another step's checkpoint
+    # walks the workspace: that checkpoint holds the rest, and its step goes on
+    ws = tmp_path / "ws"
+    (ws / "scratch" / "deep").mkdir(parents=True)
+    (ws / "scratch" / "deep" / "t.txt").write_text("temporary\n")
+    (ws / "kept.txt").write_text("kept\n")
+    scandir = os.scandir
+
+    def removing(path: str) -> Iterator[os.DirEntry[str]]:
+        if str(path).rstrip("/").endswith("/scratch"):
+            shutil.rmtree(ws / "scratch")
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", removing)
+    repo = ShadowRepo(tmp_path / "shadow.git", ws)
+    commit = repo.snapshot("one")
+    monkeypatch.undo()
+    assert _git(repo.git_dir, "ls-tree", "-r", "--name-only", commit).split() == ["kept.txt"]

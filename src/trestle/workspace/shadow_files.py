@@ -105,7 +105,8 @@ def walk_workspace(
         ``/``-separated paths relative to ``root``.
 
     Raises:
-        OSError: a directory cannot be listed.
+        OSError: a directory cannot be listed (one gone since its parent was listed is
+            left out).
     """
     files: list[str] = []
     level: list[tuple[str, bool]] = [("", False)]  # (directory with trailing /, .gitignore seen)
@@ -114,8 +115,15 @@ def walk_workspace(
     while level:
         candidates: list[tuple[str, os.DirEntry[str], bool, bool]] = []
         for rel_dir, gitignore_above in level:
-            with os.scandir(top + "/" + rel_dir if rel_dir else top) as scan:
-                entries = list(scan)
+            try:
+                with os.scandir(top + "/" + rel_dir if rel_dir else top) as scan:
+                    entries = list(scan)
+            except OSError as exc:
+                # gone since its parent was listed (a step side by side removed it, or
+                # made it a file): nothing of it to hold, as for a file gone meanwhile
+                if rel_dir and exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                    continue
+                raise
             here = [e for e in entries if e.name == ".gitignore"]
             gitignore_here = gitignore_above or bool(here)
             if gitignores is not None:
