@@ -738,6 +738,8 @@ class ShadowRepo:
         return found or {}, staging.modified(st), ""
 
     def _stage_with_git(self, files: builtins.list[str]) -> None:
+        """Stage the walked files with git's own commands, in a store of another layout
+        (whose index may name objects by other than SHA-1: git lists its paths)."""
         present = set(files)
         listed = self._git("ls-files", "-z").split(b"\0")
         gone = [p for p in map(os.fsdecode, listed) if p and p not in present]
