@@ -71,7 +71,7 @@ def _workspace(root: Path, rng: random.Random) -> None:
     names = ["a", "a.b", "a-b", "a0", "b/a", "b/a.b", "b-c/d", "ünï cödé.txt", "sp ace/x y"]
     names += [f"deep/{'/'.join('d' * (i + 1) for i in range(6))}/leaf{i}" for i in range(3)]
     names += [f"many/f{i:03d}.py" for i in range(40)]
-    names.append("/".join(["long" * 40] * 3))  # a name past 0xFFF bytes is whole in the index
+    names.append("/".join(["long" * 40] * 3))  # 482 bytes: a long entry, padded as any
     for name in names:
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
