@@ -129,7 +129,7 @@ def test_a_file_changed_in_the_tick_the_index_was_written_is_read_again(tmp_path
     git_dir = tmp_path / "shadow.git"
     _git(tmp_path, "init", "--bare", "--quiet", str(git_dir))
     st = os.lstat(ws / "f.txt")
-    stale = staging.Entry(staging.words(st, staging.REGULAR), bytes(20))  # "aaaa\n"'s, say
+    stale = staging.entry(staging.words(st, staging.REGULAR), bytes(20), b"f.txt")  # "aaaa"
     mtime = staging.modified(st)
 
     racy = staging.stage(git_dir, ws, {"f.txt": st}, {"f.txt": stale}, mtime, None)

@@ -34,6 +34,7 @@ import hashlib
 import os
 import stat
 import struct
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,19 +58,31 @@ _OPEN_DIRS = 32
 # the open does not follow) or a file: left out, as git leaves a file gone meanwhile;
 # any other error (a file the driver may not read) fails the snapshot, as git's does
 _GONE = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP})
+_FS = (sys.getfilesystemencoding(), sys.getfilesystemencodeerrors())  # as os.fsencode
 
 
 @dataclass(frozen=True, slots=True)
 class Entry:
     """One file as the index holds it: its stat words (as git stores them: 32 bits
-    each, the mode git's), and its blob's id (20 bytes)."""
+    each, the mode git's), its blob's id (20 bytes), its path as bytes, and its record
+    in an index file (kept, so an index of thousands of files, one of them changed, is
+    written again without packing every entry again)."""
 
     words: tuple[int, ...]
     oid: bytes
+    name: bytes
+    record: bytes
 
     @property
     def mode(self) -> int:
         return self.words[6]
+
+
+def entry(words: tuple[int, ...], oid: bytes, name: bytes) -> Entry:
+    """An entry of ``name`` with its record as version 2 writes it."""
+    size = _ENTRY.size + len(name)
+    packed = _ENTRY.pack(*words, oid, min(len(name), _NAME_MASK))
+    return Entry(words, oid, name, packed + name + b"\0" * (8 - size % 8))
 
 
 Index = dict[str, Entry]
@@ -134,10 +147,15 @@ def read_index(data: bytes) -> Index | None:
             *stats, oid, flags = _ENTRY.unpack_from(data, pos)
             if flags & 0x3000:  # a merge stage: not an index this module writes
                 return None
-            start = pos + _ENTRY.size + (2 if version == 3 and flags & _EXTENDED else 0)
+            extended = version == 3 and flags & _EXTENDED
+            start = pos + _ENTRY.size + (2 if extended else 0)
             end = data.index(b"\0", start)
-            index[os.fsdecode(data[start:end])] = Entry(tuple(stats), oid)
-            pos += (end - pos + 8) & ~7
+            name, following = data[start:end], pos + ((end - pos + 8) & ~7)
+            if extended:  # its extended flags (git's, never this module's) left out
+                index[os.fsdecode(name)] = entry(tuple(stats), oid, name)
+            else:
+                index[os.fsdecode(name)] = Entry(tuple(stats), oid, name, data[pos:following])
+            pos = following
     except (struct.error, ValueError):
         return None
     return index
@@ -145,14 +163,13 @@ def read_index(data: bytes) -> Index | None:
 
 def index_bytes(index: Index) -> bytes:
     """An index file (version 2) of ``index``'s entries, sorted as git sorts them."""
-    named = sorted((os.fsencode(path), entry) for path, entry in index.items())
-    parts = [_HEADER.pack(b"DIRC", 2, len(named))]
-    for name, entry in named:
-        size = _ENTRY.size + len(name)
-        parts.append(_ENTRY.pack(*entry.words, entry.oid, min(len(name), _NAME_MASK)))
-        parts.append(name + b"\0" * (8 - size % 8))
-    body = b"".join(parts)
+    named = sorted(index.values(), key=_name)
+    body = _HEADER.pack(b"DIRC", 2, len(named)) + b"".join([e.record for e in named])
     return body + hashlib.sha1(body).digest()
+
+
+def _name(entry: Entry) -> bytes:
+    return entry.name
 
 
 def write_index(path: Path, index: Index) -> os.stat_result:
@@ -216,7 +233,7 @@ def stage(
                 continue
             data, entry_words = read
             oid = loose.write_object(git_dir, b"blob", data)
-            index[path] = Entry(entry_words, bytes.fromhex(oid))
+            index[path] = entry(entry_words, bytes.fromhex(oid), path.encode(*_FS))
     finally:
         dirs.close()
     if tree and not read_any and len(index) == len(cached):
@@ -226,24 +243,25 @@ def stage(
 
 def write_trees(git_dir: Path, index: Index) -> str:
     """Write the tree objects of ``index``'s files; the root tree's id."""
-    folders: dict[str, list[tuple[bytes, bytes, bytes]]] = {"": []}  # (sort key, mode, id)
-    for path, entry in index.items():
-        parent, _, name = path.rpartition("/")
-        folders.setdefault(parent, []).append(
-            (os.fsencode(name), _TREE_MODE[entry.mode], entry.oid)
-        )
+    folders: dict[bytes, list[tuple[bytes, bytes, bytes]]] = {b"": []}  # (sort key, mode, id)
+    for e in index.values():
+        parent, _, name = e.name.rpartition(b"/")
+        children = folders.get(parent)
+        if children is None:
+            children = folders[parent] = []
+        children.append((name, _TREE_MODE[e.mode], e.oid))
     for folder in list(folders):  # a directory holding only directories has a tree too
         while folder:
-            folder = folder.rpartition("/")[0]
+            folder = folder.rpartition(b"/")[0]
             folders.setdefault(folder, [])
     # a directory's tree once its children's are: the deepest first, the root last
-    for folder in sorted(folders, key=lambda d: d.count("/") if d else -1, reverse=True):
+    for folder in sorted(folders, key=lambda d: d.count(b"/") if d else -1, reverse=True):
         if not folder:
             break
         oid = bytes.fromhex(loose_tree(git_dir, folders.pop(folder)))
-        parent, _, name = folder.rpartition("/")
-        folders[parent].append((os.fsencode(name) + b"/", b"40000", oid))
-    return loose_tree(git_dir, folders[""])
+        parent, _, name = folder.rpartition(b"/")
+        folders[parent].append((name + b"/", b"40000", oid))
+    return loose_tree(git_dir, folders[b""])
 
 
 def loose_tree(git_dir: Path, entries: Iterable[tuple[bytes, bytes, bytes]]) -> str:
