@@ -16,8 +16,9 @@ import resource
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -273,6 +274,22 @@ def test_a_first_snapshot_of_more_directories_than_a_process_may_open(tmp_path: 
     assert len(_git(repo.git_dir, "ls-tree", "-r", "--name-only", commit).split()) == 300
 
 
+def _before_opening(
+    monkeypatch: pytest.MonkeyPatch, directory: str, then: Callable[[], None]
+) -> None:
+    """Call ``then`` as the walk opens the workspace directory ``directory`` (once)."""
+    opened = os.open
+    done: list[bool] = []
+
+    def opening(path: str, flags: int, *args: Any, **kwargs: Any) -> int:
+        if not done and str(path).rstrip("/").endswith("/" + directory):
+            done.append(True)
+            then()
+        return opened(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", opening)
+
+
 def test_a_directory_removed_while_the_workspace_is_walked_is_left_out(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -282,15 +299,40 @@ def test_a_directory_removed_while_the_workspace_is_walked_is_left_out(
     (ws / "scratch" / "deep").mkdir(parents=True)
     (ws / "scratch" / "deep" / "t.txt").write_text("temporary\n")
     (ws / "kept.txt").write_text("kept\n")
-    scandir = os.scandir
-
-    def removing(path: str) -> Iterator[os.DirEntry[str]]:
-        if str(path).rstrip("/").endswith("/scratch"):
-            shutil.rmtree(ws / "scratch")
-        return scandir(path)
-
-    monkeypatch.setattr(os, "scandir", removing)
     repo = ShadowRepo(tmp_path / "shadow.git", ws)
+    _before_opening(monkeypatch, "scratch", lambda: shutil.rmtree(ws / "scratch"))
     commit = repo.snapshot("one")
     monkeypatch.undo()
     assert _git(repo.git_dir, "ls-tree", "-r", "--name-only", commit).split() == ["kept.txt"]
+
+
+@pytest.mark.parametrize("swapped", ["sub", "sub/inner"])
+def test_the_walk_does_not_go_through_a_directory_swapped_for_a_symlink(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, swapped: str
+) -> None:
+    # a running step swaps a directory for a symlink to the driver's files between its
+    # parent's listing and its own (or, for sub/inner, its parent sub after listing it):
+    # the walk must not list, stat or name what is there (a file past the size bound
+    # would be named in the snapshot's left-out lines)
+    ws = tmp_path / "ws"
+    (ws / "sub" / "inner").mkdir(parents=True)
+    (ws / "sub" / "inner" / "mine.txt").write_text("the step's\n")
+    (ws / "kept.txt").write_text("kept\n")
+    outside = tmp_path / "outside"
+    (outside / "inner").mkdir(parents=True)
+    (outside / "inner" / "driver-secret-name.bin").write_bytes(b"x" * 4096)
+    (outside / "driver-secret-name.bin").write_bytes(b"x" * 4096)
+
+    def swap() -> None:
+        moved = tmp_path / "moved"
+        (ws / "sub").rename(moved)
+        (ws / "sub").symlink_to(outside)
+
+    repo = ShadowRepo(tmp_path / "shadow.git", ws, max_file_size=1024)
+    _before_opening(monkeypatch, swapped, swap)
+    commit = repo.snapshot("one")
+    monkeypatch.undo()
+    listed = _git(repo.git_dir, "ls-tree", "-r", "--name-only", commit).split()
+    message = _git(repo.git_dir, "cat-file", "commit", commit)
+    assert "driver-secret-name" not in message
+    assert listed == ["kept.txt"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import stat
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import suppress
 from pathlib import Path
@@ -100,6 +101,8 @@ def walk_workspace(
     file whose size (its ``lstat``'s, so a sparse file's apparent size: what git would
     read) passes ``max_size`` is left out too, and added to ``too_large`` with its size.
     ``stats``, if given, gets each file's ``lstat`` (a file gone meanwhile is left out).
+    A directory is read only if it is still the one its parent's listing showed
+    (:func:`_listing`).
 
     Returns:
         ``/``-separated paths relative to ``root``.
@@ -109,79 +112,96 @@ def walk_workspace(
             left out).
     """
     files: list[str] = []
-    level: list[tuple[str, bool]] = [("", False)]  # (directory with trailing /, .gitignore seen)
+    # (directory with trailing /, .gitignore seen, its device and inode when listed)
+    level: list[tuple[str, bool, tuple[int, int] | None]] = [("", False, None)]
     top = os.fspath(root)
     judge = globs.matches if globs.globs else None  # most workspaces give none
     while level:
-        candidates: list[tuple[str, os.DirEntry[str], bool, bool]] = []
-        for rel_dir, gitignore_above in level:
-            try:
-                with os.scandir(top + "/" + rel_dir if rel_dir else top) as scan:
-                    entries = list(scan)
-            except OSError as exc:
-                # gone since its parent was listed (a step side by side removed it, or
-                # made it a file): nothing of it to hold, as for a file gone meanwhile
-                if rel_dir and exc.errno in (errno.ENOENT, errno.ENOTDIR):
-                    continue
-                raise
-            here = [e for e in entries if e.name == ".gitignore"]
+        candidates: list[tuple[str, os.stat_result, bool, bool]] = []
+        for rel_dir, gitignore_above, identity in level:
+            entries = _listing(top, rel_dir, identity)
+            if entries is None:
+                continue
+            here = [name for name, _ in entries if name == ".gitignore"]
             gitignore_here = gitignore_above or bool(here)
             if gitignores is not None:
-                gitignores.extend(rel_dir + e.name for e in here)
-            for entry in entries:
-                name = entry.name
+                gitignores.extend(rel_dir + name for name in here)
+            for name, st in entries:
                 if name == ALWAYS_SKIPPED or (len(name) == 4 and name.lower() == ".git"):
                     continue
                 rel = rel_dir + name
                 if rel == extra_excluded:
                     continue
-                if entry.is_file(follow_symlinks=False) or entry.is_symlink():  # the most
+                kind = stat.S_IFMT(st.st_mode)
+                if kind == stat.S_IFREG or kind == stat.S_IFLNK:  # the most
                     is_dir = False
-                elif entry.is_dir(follow_symlinks=False):
+                elif kind == stat.S_IFDIR:
                     is_dir = True
                 else:  # a FIFO, socket or device
                     continue
                 if judge is not None and judge(rel, name, is_dir):
                     continue
-                candidates.append((rel, entry, is_dir, gitignore_here))
+                candidates.append((rel, st, is_dir, gitignore_here))
         ignored: set[str] = set()
         if check_ignore is not None:
             asked = [rel for rel, _, _, gitignore in candidates if gitignore]
             if asked:
                 ignored = check_ignore(asked)
         level = []
-        for rel, entry, is_dir, gitignore in candidates:
+        for rel, st, is_dir, gitignore in candidates:
             if rel in ignored:
                 continue
             if is_dir:
-                level.append((rel + "/", gitignore))
+                level.append((rel + "/", gitignore, (st.st_dev, st.st_ino)))
                 continue
-            size = 0
-            if stats is not None:
-                try:
-                    stats[rel] = entry.stat(follow_symlinks=False)
-                except FileNotFoundError:
-                    continue
-                size = stats[rel].st_size
-            elif max_size is not None and not entry.is_symlink():
-                size = _size(entry)
-            if max_size is not None and size > max_size and not entry.is_symlink():
+            if max_size is not None and st.st_size > max_size and not stat.S_ISLNK(st.st_mode):
                 if too_large is not None:
-                    too_large[rel] = size
-                if stats is not None:
-                    del stats[rel]
+                    too_large[rel] = st.st_size
                 continue
+            if stats is not None:
+                stats[rel] = st
             files.append(rel)
     return files
 
 
-def _size(entry: os.DirEntry[str]) -> int:
-    """The file's apparent size, from its ``lstat`` (nothing is read); 0 if it is gone:
-    git then finds it gone too."""
+def _listing(
+    top: str, rel_dir: str, identity: tuple[int, int] | None
+) -> list[tuple[str, os.stat_result]] | None:
+    """The entries of directory ``rel_dir`` of the workspace at ``top``, each with its
+    ``lstat``; None if it is gone, or is not the directory its parent's listing showed.
+
+    A running step (one side by side, or one left running without a sandbox) can swap a
+    directory for a symlink between its parent's listing and its own: listed by its
+    path, the walk would go on through the symlink, anywhere (``/``, the driver's home),
+    ``lstat`` what it found there and name in a snapshot what is too large. So each
+    directory is opened (its last component not followed) and must be the very
+    directory (device and inode) its parent's listing showed; its entries are read
+    from that descriptor.
+    """
+    path = top + "/" + rel_dir if rel_dir else top
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | (os.O_NOFOLLOW if rel_dir else 0)
     try:
-        return entry.stat(follow_symlinks=False).st_size
-    except FileNotFoundError:
-        return 0
+        fd = os.open(path, flags)
+    except OSError as exc:
+        # gone since its parent was listed (a step side by side removed it, or made it
+        # a file or a symlink): nothing of it to hold, as for a file gone meanwhile
+        if rel_dir and exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+            return None
+        raise
+    try:
+        if identity is not None:
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) != identity:  # reached through a swapped directory
+                return None
+        entries = []
+        for name in os.listdir(fd):
+            try:
+                entries.append((name, os.stat(name, dir_fd=fd, follow_symlinks=False)))
+            except FileNotFoundError:  # gone since it was listed
+                continue
+        return entries
+    finally:
+        os.close(fd)
 
 
 def find_conflicts(root: Path, to_write: Sequence[str], to_delete: set[str]) -> list[str]:
