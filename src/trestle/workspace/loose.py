@@ -76,14 +76,24 @@ def write_ref(git_dir: Path, ref: str, oid: str) -> None:
         OSError: a file or directory stands where the ref's own must be, or the lock
             was taken again meanwhile (by something that does not hold the store's).
     """
-    path = git_dir / ref
+    replace_locked(git_dir / ref, (oid + "\n").encode("ascii"))
+
+
+def replace_locked(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``<path>.lock`` (created exclusively, as git does; one left
+    there is a crashed writer's, under the store's lock, and is removed first), then
+    rename it over ``path``: a ref's file, an index.
+
+    Raises:
+        OSError: it cannot be written, or the lock was taken again meanwhile.
+    """
     lock = path.with_name(path.name + ".lock")
     with contextlib.suppress(FileNotFoundError):
         lock.unlink()
     fd = _create(lock, 0o644)
     try:
-        with os.fdopen(fd, "w", encoding="ascii") as f:
-            f.write(oid + "\n")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         os.replace(lock, path)
     except BaseException:
         lock.unlink(missing_ok=True)

@@ -501,14 +501,14 @@ class ShadowRepo:
                     continue
                 found.append(None)
                 lines.append(f"{trees[0]} {trees[1]}\n")
-            if not lines:
-                return [[] if f is None else f for f in found]
-            # two trees a line: the first compared with the second (two commits would be
-            # a commit and its parent); --always heads each pair's output, empty or not
-            out = self._git(
-                "diff-tree", "--stdin", "--always", "-z", "--no-renames", "-r", "--raw",
-                stdin="".join(lines).encode(),
-            )  # fmt: skip
+            out = b""
+            if lines:
+                # two trees a line: the first compared with the second (two commits
+                # would be a commit and its parent); --always heads each pair's output
+                out = self._git(
+                    "diff-tree", "--stdin", "--always", "-z", "--no-renames", "-r", "--raw",
+                    stdin="".join(lines).encode(),
+                )  # fmt: skip
         try:
             answers = iter(pairs_changes(out, len(lines)))
         except ValueError as exc:
@@ -713,9 +713,10 @@ class ShadowRepo:
                 written = staging.write_index(self._index, staged.index)
                 keep(_INDEXED, self._index, (_identity(written), staged), KEPT_WORKSPACES)
         except OSError as exc:
+            where = f": {exc.filename}" if exc.filename else ""
             raise ShadowRepoError(
                 f"cannot stage workspace {str(self.workspace)!r} in shadow store "
-                f"{str(self.git_dir)!r}: {exc.strerror or exc}: {exc.filename}"
+                f"{str(self.git_dir)!r}: {exc.strerror or exc}{where}"
             ) from None
         too_large.update(staged.too_large)
         return staged.tree

@@ -174,16 +174,7 @@ def _name(entry: Entry) -> bytes:
 
 def write_index(path: Path, index: Index) -> os.stat_result:
     """Write ``index`` to the file ``path`` through ``<path>.lock``; the file's stat."""
-    lock = path.with_name(path.name + ".lock")
-    lock.unlink(missing_ok=True)  # under the store's lock, only a crashed writer's
-    fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(index_bytes(index))
-        os.replace(lock, path)
-    except BaseException:
-        lock.unlink(missing_ok=True)
-        raise
+    loose.replace_locked(path, index_bytes(index))
     return os.stat(path)
 
 
