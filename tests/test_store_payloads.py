@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sqlite3
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -108,6 +109,44 @@ def test_any_json_round_trips_byte_for_byte(texts: list[str], keys: list[str]) -
     body = json.dumps({"texts": texts, **named}, ensure_ascii=False)
     packed, found = pack(body)
     assert restored(packed, found) == body
+
+
+# every string literal of a JSON text, from its start: the reference pack's literals
+# are checked against (it stepped through each literal's characters itself before)
+LITERAL = re.compile(r'("[^"\\]*(?:\\.[^"\\]*)*")', re.DOTALL)
+ESCAPES = st.sampled_from(['"', "\\", '\\"', '"\\', "\\\\", "\n", "\t", "\x00", "ü", "\ud800", "x"])
+TEXTS = st.lists(ESCAPES | st.text(max_size=40), max_size=60).map("".join)
+JSON_VALUES = st.recursive(
+    st.none() | st.integers() | TEXTS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXTS, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=JSON_VALUES, ascii_only=st.booleans(), long_text=TEXTS)
+def test_the_literals_moved_out_are_exactly_the_json_texts_long_strings(
+    value: JsonValue, ascii_only: bool, long_text: str
+) -> None:
+    # quotes, backslashes and escapes of both next to one another, as a model's
+    # JSON-in-a-string arguments and a file of code hold them
+    body = json.dumps(
+        {"v": value, "long": long_text * (LARGE // max(len(long_text), 1) + 1)},
+        ensure_ascii=ascii_only,
+    )
+    literals = LITERAL.split(body)[1::2]
+    wanted = [lit.encode("utf-8", "surrogatepass") for lit in literals if len(lit) >= LARGE]
+    packed, found = pack(body)
+    stored = {digest: zlib.decompress(blob) for digest, blob in found}
+    assert [stored[h] for h in references(packed) if h in stored] == [
+        lit for i, lit in enumerate(wanted) if lit not in wanted[:i]
+    ]
+    assert restored(packed, found) == body
+
+
+def test_a_body_whose_quotes_do_not_pair_is_stored_whole() -> None:
+    body = '{"a": "' + "x" * LARGE + '", "b": "unclosed}'
+    assert pack(body) == (body, [])
 
 
 def summary_of(turns: int) -> str:
