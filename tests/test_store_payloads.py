@@ -138,9 +138,9 @@ def test_the_literals_moved_out_are_exactly_the_json_texts_long_strings(
     wanted = [lit.encode("utf-8", "surrogatepass") for lit in literals if len(lit) >= LARGE]
     packed, found = pack(body)
     stored = {digest: zlib.decompress(blob) for digest, blob in found}
-    assert [stored[h] for h in references(packed) if h in stored] == [
-        lit for i, lit in enumerate(wanted) if lit not in wanted[:i]
-    ]
+    if '"$payload":' in body:  # a key of its own: stored whole
+        wanted = []
+    assert [stored[h] for h in references(packed)] == wanted
     assert restored(packed, found) == body
 
 
