@@ -247,6 +247,23 @@ def test_the_store_reads_back_packed_events_and_stores_a_repeated_text_once(
         assert [s for (s,) in packed] == [2, 4, 5]
 
 
+def test_texts_of_backslashes_and_quotes_are_stored_apart_and_read_back_whole(
+    tmp_path: Path,
+) -> None:
+    # a Windows path, a string that ends in a backslash, JSON inside a string: each a
+    # backslash next to a quote in the event's JSON, where a literal ends or does not
+    code = 'p = "C:\\\\dir\\\\"; q = "\\"quoted\\""; r = \'{"k": "v\\\\"}\'\n' * 30
+    store = SqliteStore(tmp_path / "t.db")
+    store.create_run(created(), summary="{}")
+    token = leased(store, RUN)
+    events: list[AnyEvent] = [ended(1, code, args=code, tail="\\" * LARGE), ended(2, code)]
+    store.append(RUN, batch(events, 2), token=token)
+    assert [s.event for s in store.events(RUN)][1:] == events
+    store.close()
+    with sqlite3.connect(tmp_path / "t.db") as db:
+        assert db.execute("SELECT count(*) FROM payloads").fetchone()[0] == 2
+
+
 def test_only_a_committed_payload_is_taken_as_stored(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "t.db")
     store.create_run(created(), summary="{}")
