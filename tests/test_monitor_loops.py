@@ -283,6 +283,38 @@ def test_an_observations_lines_are_as_every_pattern_run_on_every_line_makes_them
     assert observation_lines(text) == frozenset(expected)
 
 
+# ASCII text: every character str.isspace takes (\x0b, \x0c and \x1c to \x1f with the
+# usual ones), and the pieces of numbers, durations, times, addresses, paths and prefixes
+_ASCII_PIECES = [
+    *"0123456789",
+    *" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x7f\x00:.,-+TZ_aZfx/|'\"#",
+    "0x",
+    "s",
+    "ms",
+    "us",
+    "sec",
+    "seconds",
+    "/tmp/",
+    "/var/folders/",
+    "12:30:01",
+    "2024-05-01",
+    "  12\t",
+    "path.py:3:",
+]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(_ASCII_PIECES), max_size=40).map("".join))
+def test_ascii_text_is_matched_by_each_patterns_ascii_twin_as_by_the_pattern(text: str) -> None:
+    assert text.isascii()
+    for pattern, twin in zip(fingerprint._ANY_TEXT, fingerprint._ASCII_TEXT, strict=True):
+        assert twin is not pattern
+        assert [m.span() for m in twin.finditer(text)] == [m.span() for m in pattern.finditer(text)]
+        for line in text.splitlines():
+            found, expected = twin.match(line), pattern.match(line)
+            assert (found and found.span()) == (expected and expected.span())
+
+
 # --- RepeatMonitor ----------------------------------------------------------------------
 
 
