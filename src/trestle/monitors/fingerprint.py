@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import NamedTuple
 
 from trestle.core.safetext import loads_bounded
@@ -99,11 +99,15 @@ class _Patterns(NamedTuple):
 _ANY_TEXT = _Patterns(
     _NUMBER, _TIMESTAMP, _TIME_OF_DAY, _ADDRESS, _DURATION, _TEMP_PATH, _LINE_PREFIX
 )
-_ASCII_TEXT = _Patterns(*map(_ascii_twin, _ANY_TEXT))
+
+
+@cache  # compiled at the first ASCII text, not at import: 2 ms every command would pay
+def _ascii_text() -> _Patterns:
+    return _Patterns(*map(_ascii_twin, _ANY_TEXT))
 
 
 def _patterns_for(text: str) -> _Patterns:
-    return _ASCII_TEXT if text.isascii() else _ANY_TEXT
+    return _ascii_text() if text.isascii() else _ANY_TEXT
 
 
 # Lines of a test run that say what failed.
