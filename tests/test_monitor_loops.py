@@ -206,6 +206,11 @@ def test_a_failure_fingerprint_ignores_timings_addresses_and_shifted_lines() -> 
     assert failure_fingerprint("make: *** [all] Error 2\n", failed=True) != ()
 
 
+def _texts_of(pieces: list[str]) -> st.SearchStrategy[str]:
+    """Texts of up to 40 of ``pieces``, in any order and repeated."""
+    return st.lists(st.sampled_from(pieces), max_size=40).map("".join)
+
+
 # pieces that make and unmake timestamps, durations, addresses and temp paths
 _VOLATILE_PIECES = [
     *"0123456789",
@@ -223,7 +228,7 @@ _VOLATILE_PIECES = [
 
 
 @settings(max_examples=500, deadline=None)
-@given(st.lists(st.sampled_from(_VOLATILE_PIECES), max_size=40).map("".join))
+@given(_texts_of(_VOLATILE_PIECES))
 def test_the_volatile_parts_come_out_as_by_every_pattern_in_turn(text: str) -> None:
     # the patterns are skipped where their literal part is missing: never a change
     plain = text
@@ -242,7 +247,7 @@ _NUMBER_PIECES = [*"0123456789٣._ aZéfx\n", "s", "ms", "us", "µs", "sec", "se
 
 
 @settings(max_examples=500, deadline=None)
-@given(st.lists(st.sampled_from(_NUMBER_PIECES), max_size=40).map("".join))
+@given(_texts_of(_NUMBER_PIECES))
 def test_numbers_durations_and_addresses_are_found_as_the_patterns_written_plainly_find_them(
     text: str,
 ) -> None:
@@ -267,7 +272,7 @@ _LINE_PIECES = [
 
 
 @settings(max_examples=500, deadline=None)
-@given(st.lists(st.sampled_from(_LINE_PIECES), max_size=40).map("".join))
+@given(_texts_of(_LINE_PIECES))
 def test_an_observations_lines_are_as_every_pattern_run_on_every_line_makes_them(
     text: str,
 ) -> None:
@@ -283,28 +288,24 @@ def test_an_observations_lines_are_as_every_pattern_run_on_every_line_makes_them
     assert observation_lines(text) == frozenset(expected)
 
 
-# ASCII text: every character str.isspace takes (\x0b, \x0c and \x1c to \x1f with the
-# usual ones), and the pieces of numbers, durations, times, addresses, paths and prefixes
-_ASCII_PIECES = [
-    *"0123456789",
-    *" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x7f\x00:.,-+TZ_aZfx/|'\"#",
-    "0x",
-    "s",
-    "ms",
-    "us",
-    "sec",
-    "seconds",
-    "/tmp/",
-    "/var/folders/",
-    "12:30:01",
-    "2024-05-01",
-    "  12\t",
-    "path.py:3:",
-]
+# ASCII text: the ASCII pieces above, with every character str.isspace takes that they
+# lack (\x1d to \x1f), DEL, NUL and quotes
+_ASCII_PIECES = sorted(
+    {p for p in (*_VOLATILE_PIECES, *_NUMBER_PIECES, *_LINE_PIECES) if p.isascii()}
+    | set("\x1d\x1e\x1f\x7f\x00'\"")
+)
+
+
+@pytest.mark.parametrize("escape", sorted(fingerprint._ASCII_CLASSES))
+def test_each_spelled_out_class_holds_the_ascii_characters_its_escape_matches(escape: str) -> None:
+    spelled = re.compile(f"[{fingerprint._ASCII_CLASSES[escape]}]")
+    unicode = re.compile(f"\\{escape}")
+    for char in map(chr, range(128)):
+        assert bool(spelled.fullmatch(char)) == bool(unicode.fullmatch(char)), (escape, char)
 
 
 @settings(max_examples=500, deadline=None)
-@given(st.lists(st.sampled_from(_ASCII_PIECES), max_size=40).map("".join))
+@given(_texts_of(_ASCII_PIECES))
 def test_ascii_text_is_matched_by_each_patterns_ascii_twin_as_by_the_pattern(text: str) -> None:
     assert text.isascii()
     for pattern, twin in zip(fingerprint._ANY_TEXT, fingerprint._ascii_text(), strict=True):
