@@ -818,8 +818,16 @@ class RunState(BaseModel):
             return True
         if status != "pending":
             return False
+        if self._unresolved[sid] == 0:
+            return True
+        # only a failed or blocked need can block it for good: with none in the run, its
+        # needs are not looked at (a join after n parallel steps would be, as each of
+        # them starts and ends: n^2 lookups over a fan-out)
+        counts = self._counts
+        if not (counts["failed"] or counts["blocked"]):
+            return False
         needs = self.plan.steps[self._order[sid]].needs
-        return self._unresolved[sid] == 0 or any(self.blocking_root(n) for n in needs)
+        return any(self.blocking_root(n) for n in needs)
 
     # --- queries the decider and the report share ---------------------------------
 
