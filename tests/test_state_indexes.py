@@ -74,7 +74,12 @@ def test_a_fan_out_is_folded_without_looking_at_every_need_of_its_join(
     middle = [s.id for s in state.plan.steps[1:-1]]
     looked: list[str] = []
     real = RunState.blocking_root
-    monkeypatch.setattr(RunState, "blocking_root", lambda s, n: looked.append(n) or real(s, n))
+
+    def counted(self: RunState, need: str) -> str | None:
+        looked.append(need)
+        return real(self, need)
+
+    monkeypatch.setattr(RunState, "blocking_root", counted)
     for sid in ("root", *middle):
         state.apply(StepStarted(at=2.0, step=sid, attempt=1, key=f"r/{sid}/1"))
     state.apply(_ended("root"))
