@@ -84,6 +84,11 @@ class _Pass:
         self.sharing: tuple[str, ...] = ()
 
     @property
+    def full(self) -> bool:
+        """Whether this pass may start nothing more (:func:`_open` starts nothing)."""
+        return not self.may_start or self.capacity <= 0
+
+    @property
     def children_running(self) -> int:
         """Delegating steps running, this pass's starts included (counted on demand:
         most plans delegate nothing)."""
@@ -161,6 +166,11 @@ def decide(state: RunState, now: float) -> list[AnyEvent]:
                 else:
                     out += _when_needs_met(p, sid)
             case "pending":
+                # with no slot, it could only be blocked, and with nothing failed or blocked
+                # in the run it cannot be: a wide plan under a cap would otherwise look at
+                # every waiting step at each pass, n^2 over the run
+                if p.full and not state.may_block():
+                    continue
                 out += _when_needs_met(p, sid)
     if not out and _settled(state):
         out.append(RunFinished(at=now, status=run_status(state)))
@@ -182,7 +192,7 @@ def _when_needs_met(p: _Pass, sid: str) -> list[AnyEvent]:
 
 def _open(p: _Pass, sid: str) -> list[AnyEvent]:
     """Start the step's next attempt if a slot, the budget and the gate allow it."""
-    if not p.may_start or p.capacity <= 0:
+    if p.full:
         return []
     state, now = p.state, p.now
     step, st = state.step_spec(sid), state.steps[sid]

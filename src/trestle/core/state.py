@@ -820,11 +820,9 @@ class RunState(BaseModel):
             return False
         if self._unresolved[sid] == 0:
             return True
-        # only a failed or blocked need can block it for good: with none in the run, its
-        # needs are not looked at (a join after n parallel steps would be, as each of
-        # them starts and ends: n^2 lookups over a fan-out)
-        counts = self._counts
-        if not (counts["failed"] or counts["blocked"]):
+        # its needs looked at only if one may block it: a join after n parallel steps
+        # would be, as each of them starts and ends (n^2 lookups over a fan-out)
+        if not self.may_block():
             return False
         needs = self.plan.steps[self._order[sid]].needs
         return any(self.blocking_root(n) for n in needs)
@@ -958,6 +956,12 @@ class RunState(BaseModel):
         if st.status in ("succeeded", "skipped"):
             return True
         return self.step_spec(need).optional and st.status in ("failed", "blocked")
+
+    def may_block(self) -> bool:
+        """Whether a step is failed or blocked: the only ones :meth:`blocking_root`
+        names, so with none, no need blocks anything for good."""
+        counts = self._counts
+        return bool(counts["failed"] or counts["blocked"])
 
     def blocking_root(self, need: str) -> str | None:
         """The failed step that makes ``need`` unmeetable for good, or None."""
