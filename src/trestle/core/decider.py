@@ -125,9 +125,16 @@ def decide(state: RunState, now: float) -> list[AnyEvent]:
             out.append(p.ask_human(subject="alert", alert=raised.alert))
     for started in state.tool_audits:  # a tool call drawn for review after it ran
         out.append(_tool_audit(p, started))
+    # a pending step with no slot left could only be blocked, which it cannot be with
+    # nothing failed or blocked in the run: passed over, or a wide plan under its cap
+    # would have every waiting step looked at again at each pass (n^2 over the run)
+    blockable = state.may_block()  # deciding does not change the state
     # under a parallelism cap the slots go to the longest remaining paths first
     for sid in state.by_priority():
-        step, st = state.step_spec(sid), state.steps[sid]
+        st = state.steps[sid]
+        if st.status == "pending" and not blockable and p.full:
+            continue
+        step = state.step_spec(sid)
         match st.status:
             case "attempt_failed":
                 out.append(_after_failed_attempt(state, sid, now))
@@ -166,11 +173,6 @@ def decide(state: RunState, now: float) -> list[AnyEvent]:
                 else:
                     out += _when_needs_met(p, sid)
             case "pending":
-                # with no slot, it could only be blocked, and with nothing failed or blocked
-                # in the run it cannot be: a wide plan under a cap would otherwise look at
-                # every waiting step at each pass, n^2 over the run
-                if p.full and not state.may_block():
-                    continue
                 out += _when_needs_met(p, sid)
     if not out and _settled(state):
         out.append(RunFinished(at=now, status=run_status(state)))

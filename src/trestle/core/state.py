@@ -960,8 +960,8 @@ class RunState(BaseModel):
     def may_block(self) -> bool:
         """Whether a step is failed or blocked: the only ones :meth:`blocking_root`
         names, so with none, no need blocks anything for good."""
-        counts = self._counts
-        return bool(counts["failed"] or counts["blocked"])
+        counts = self._counts  # .get: a Counter's lookup of a missing key runs Python
+        return bool(counts.get("failed") or counts.get("blocked"))
 
     def blocking_root(self, need: str) -> str | None:
         """The failed step that makes ``need`` unmeetable for good, or None."""
