@@ -164,7 +164,8 @@ class RunState(BaseModel):
     # copies an empty one for each state, and asks a factory for its signature the first
     # time a process builds a state (inspect's first use, 0.8 ms of a resume's CPU).
     _order: dict[str, int] = PrivateAttr(default={})
-    _remaining: dict[str, float] = PrivateAttr(default={})
+    # by_priority()'s sort key of each step: its remaining path, longest first, then plan order
+    _priority: dict[str, tuple[float, int]] = PrivateAttr(default={})
     _dependents: dict[str, list[str]] = PrivateAttr(default={})
     _unresolved: dict[str, int] = PrivateAttr(default={})
     _frontier: set[str] = PrivateAttr(default=set())
@@ -226,7 +227,8 @@ class RunState(BaseModel):
 
     def reindex(self) -> None:
         self._order = {s.id: i for i, s in enumerate(self.plan.steps)}
-        self._remaining = remaining_path(self.plan)
+        remaining = remaining_path(self.plan)
+        self._priority = {sid: (-remaining[sid], i) for sid, i in self._order.items()}
         self._dependents = dependents(self.plan)
         self._unresolved = {
             s.id: sum(1 for n in s.needs if self.steps[n].status not in TERMINAL)
@@ -850,7 +852,9 @@ class RunState(BaseModel):
         (:func:`~trestle.core.plan.remaining_path`), then in plan order: under a
         parallelism cap the critical path starts first, and the same state always
         gives the same order."""
-        return sorted(self._frontier, key=lambda sid: (-self._remaining[sid], self._order[sid]))
+        # the keys made once a plan (reindex): a Python function called for each step
+        # of the frontier took most of a pass over a wide plan waiting for its slots
+        return sorted(self._frontier, key=self._priority.__getitem__)
 
     def step_spec(self, sid: str) -> Step:
         """The step as it will run: as planned, or as a human modified it."""
