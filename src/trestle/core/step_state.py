@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from pydantic import BaseModel, PrivateAttr, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, model_validator
 
 from trestle.core.budget import Breach, Dimension
 from trestle.core.events import (
@@ -71,6 +71,9 @@ approval it ran on, and where its decision is in ``StepState.call_decisions``.""
 
 
 class StepState(BaseModel):
+    # the empty lists and dicts below are made by factories: a default value is
+    # deep-copied for each state instead, two thirds of the time a step's state took to
+    # build (a run's first state makes one per step of its plan)
     status: StepStatus = "pending"
     attempt: int = 0  # number of the last attempt started (keys stay unique across crashes)
     failed_attempts: int = 0  # counts towards the retry limit; crashes do not
@@ -86,16 +89,16 @@ class StepState(BaseModel):
     # what a human reads first to see why it failed
     output_tail: str = ""
     output_attempt: int | None = None
-    checks: list[CheckResult] = []
+    checks: list[CheckResult] = Field(default_factory=list)
     started_at: float | None = None
     ended_at: float | None = None
     approval: int | None = None  # the approval asked for (or given) for its action
     approved_hash: str | None = None  # the exact action a human approved
     reserved_cost: float = 0.0  # the running attempt's estimate, held against the budget
     # an agent step's model call in flight: its worst case, held against the budget
-    model_reserved: dict[Dimension, float] = {}
+    model_reserved: dict[Dimension, float] = Field(default_factory=dict)
     # what a model call the budget held back needs: asked for when the step starts again
-    wants: dict[Dimension, float] = {}
+    wants: dict[Dimension, float] = Field(default_factory=dict)
     # an agent step's conversation: a failed attempt or a human's retry starts a new
     # round (told why the last one failed); a crash or a pause continues the same one
     round: int = 1
@@ -107,15 +110,15 @@ class StepState(BaseModel):
     # run makes thousands of calls, mostly under the same few decisions, and every
     # snapshot carries them and every resume reads them (as gate objects they were
     # 99% of a 1,000-turn run's snapshot, and most of the time it took to read)
-    tool_calls: list[CallRow] = []
-    call_decisions: list[TierDecision] = []
+    tool_calls: list[CallRow] = Field(default_factory=list)
+    call_decisions: list[TierDecision] = Field(default_factory=list)
     stalled: bool = False  # its last attempt was cancelled for showing no sign of life
     # a delegating step: its current child run, the child's spending the run has
     # counted so far, its budget share held while an attempt drives it, and the child
     # it waits on while that child waits for a human (see trestle.engines.delegation)
     child: str | None = None
-    child_counted: dict[Dimension, float] = {}
-    reserved_carve: dict[Dimension, float] = {}
+    child_counted: dict[Dimension, float] = Field(default_factory=dict)
+    reserved_carve: dict[Dimension, float] = Field(default_factory=dict)
     waiting_child: str | None = None
     share_awaited: bool = False  # it waits for its siblings' shares, and said so
     # what is known of the last attempt beyond its events: its process group, who
