@@ -1,4 +1,4 @@
-"""What a step costs in a wide plan: root -> ``width`` no-op steps -> join.
+"""What a step costs in a wide plan: root -> ``width`` steps that do nothing -> join.
 
 Usage::
 
