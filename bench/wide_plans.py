@@ -90,8 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--widths", default="100,300,1000", help="comma-separated widths")
     p.add_argument("--repeat", type=int, default=3, help="runs per width (medians reported)")
     args = p.parse_args(argv)
-    widths = [int(w) for w in args.widths.split(",")]
-    if not widths or min(widths) < 1 or args.repeat < 1:
+    try:
+        widths = [int(w) for w in args.widths.split(",")]
+    except ValueError:
+        p.error(f"--widths: {args.widths!r} is not a comma-separated list of whole numbers")
+    if min(widths) < 1 or args.repeat < 1:
         p.error("widths and --repeat must be positive")
     report = {
         "machine": machine_info(Path(tempfile.gettempdir())),

@@ -33,7 +33,10 @@ def test_the_wide_plans_bench_runs_and_folds_each_width() -> None:
     assert report["machine"]["nproc"]
 
 
-def test_the_wide_plans_bench_refuses_a_width_of_nothing() -> None:
+def test_the_wide_plans_bench_refuses_widths_that_are_not_any() -> None:
     done = _bench("--widths", "0")
     assert done.returncode == 2
     assert "widths and --repeat must be positive" in done.stderr
+    done = _bench("--widths", "32,wide")
+    assert done.returncode == 2
+    assert "--widths: '32,wide' is not a comma-separated list of whole numbers" in done.stderr
