@@ -33,7 +33,7 @@ def test_the_wide_plans_bench_runs_and_folds_each_width() -> None:
     assert report["machine"]["nproc"]
 
 
-def test_the_wide_plans_bench_refuses_widths_that_are_not_any() -> None:
+def test_the_wide_plans_bench_refuses_a_width_of_nothing_or_not_a_number() -> None:
     done = _bench("--widths", "0")
     assert done.returncode == 2
     assert "widths and --repeat must be positive" in done.stderr
