@@ -196,7 +196,7 @@ def start_run(cluster: Cluster) -> tuple[str, subprocess.Popen[str]]:
     wait_for(lambda: running_under(f"{run_id}/slow") is not None, what="step slow to run")
     # the process holding the key may still be the sandbox or the shell starting: a worker
     # killed before the step's first effect would leave nothing to find
-    wait_for(lambda: "slow" in effects_so_far(cluster), what="step slow's first effect")
+    wait_for(lambda: "slow" in effects(cluster), what="step slow's first effect")
     return run_id, following
 
 
@@ -227,10 +227,7 @@ def owner_of(pid: int, workers: list[subprocess.Popen[str]]) -> subprocess.Popen
 
 
 def effects(cluster: Cluster) -> list[str]:
-    return (cluster.workspace / "effects.log").read_text().split()
-
-
-def effects_so_far(cluster: Cluster) -> list[str]:
+    """The steps' effects so far, in order (none before the first)."""
     log = cluster.workspace / "effects.log"
     return log.read_text().split() if log.exists() else []
 
