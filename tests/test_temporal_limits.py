@@ -6,20 +6,24 @@ to a minute in silence for the closed workflow's lease to lapse; and attempts st
 together on a run of thousands of steps were lost by their live worker, each waiting
 for the store to load the run before its first heartbeat; and a step announced as the
 history reached its limit, carried undispatched while the ceiling stopped the others,
-was taken by the next execution for one lost mid-step and escalated, never having run."""
+was taken by the next execution for one lost mid-step and escalated, never having run;
+and a batch committed by a workflow task Temporal then closed wedged its run."""
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from pathlib import Path
 
 import pytest
+from temporalio.api.enums.v1 import WorkflowTaskFailedCause
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
 
-from temporal_helpers import Workers, queried_status, wait_for
+from temporal_helpers import Workers, history, queried_status, wait_for
 from test_cli import Cli, run_id_of
-from trestle.core.events import StepStarted
+from trestle.core.events import StepAttemptLost, StepStarted
 from trestle.engines.temporal.connect import converter
 from trestle.store import SqliteStore
 
@@ -138,22 +142,28 @@ def test_resume_after_temporal_closed_the_workflow_says_at_once_what_it_waits_fo
 def test_attempts_started_together_on_a_run_of_thousands_of_steps_are_not_lost(
     cli: Cli, workers: Workers
 ) -> None:
-    workers.start("--max-attempts", "32")
+    width = 64
+    workers.start("--max-attempts", str(width))
     waiting = "".join(f"  - {{id: w{i:04d}, needs: [gate], run: 'true'}}\n" for i in range(4000))
-    wide = "".join(f"  - {{id: s{i:02d}, run: echo s{i:02d} >> ledger.txt}}\n" for i in range(32))
+    wide = "".join(
+        f"  - {{id: s{i:02d}, run: echo s{i:02d} >> ledger.txt}}\n" for i in range(width)
+    )
     plan = cli.write(
         "plan.yaml",
-        "goal: g\nparallelism: 33\nsteps:\n"
+        f"goal: g\nparallelism: {width + 1}\nsteps:\n"
         f"  - {{id: gate, approval: confirm, run: 'true'}}\n{waiting}{wide}",
     )
     result = workers.run("run", plan, "--no-live", "--no-prompt", *workers.flags())
     assert result.returncode == 3, result.stdout + result.stderr  # the gate waits
     store = SqliteStore(cli.store)
-    kinds = [s.event.kind for s in store.events(run_id_of(result))]
-    # before: 18 of the 32 lost, by a worker that was alive, and escalated to a human
-    assert "step_attempt_lost" not in kinds
-    assert kinds.count("step_attempt_ended") == 32
-    assert sorted((cli.dir / "ledger.txt").read_text().split()) == [f"s{i:02d}" for i in range(32)]
+    events = [s.event for s in store.events(run_id_of(result))]
+    # before: 18 of 32 lost, by a worker that was alive, and escalated to a human, each
+    # waiting for the others' loads before its first heartbeat; then some of 64 at the
+    # 2 s heartbeat, reaching the worker's loop 0.1 s apart (see WORKER_SWITCH_INTERVAL)
+    assert [e for e in events if isinstance(e, StepAttemptLost)] == []
+    assert [e.kind for e in events].count("step_attempt_ended") == width
+    ledger = (cli.dir / "ledger.txt").read_text().split()
+    assert sorted(ledger) == [f"s{i:02d}" for i in range(width)]
 
 
 def test_work_announced_at_the_history_limit_runs_once_not_escalated(
@@ -180,3 +190,46 @@ def test_work_announced_at_the_history_limit_runs_once_not_escalated(
     assert "run_interrupted" in kinds  # the ceiling was reached, and stopped p steps
     assert not kinds & {"step_attempt_lost", "step_escalated"}
     assert sorted((cli.dir / "ledger.txt").read_text().split()) == [f"q{i:02d}" for i in range(12)]
+
+
+def test_a_commit_whose_workflow_task_temporal_closed_is_adopted_not_made_again(
+    cli: Cli, workers: Workers
+) -> None:
+    """Temporal closes a workflow task under which more than 100 events arrived. One that
+    had committed a batch was made again by the next task, which folded more endings
+    into a longer batch at the same seqs: the store refused it, and the commit was
+    retried for ever, the run silent."""
+    width = 64
+    workers.start("--max-attempts", str(width))
+    steps = "".join(
+        f"  - {{id: s{i:02d}, run: 'sleep 1; echo s{i:02d} >> ledger.txt'}}\n" for i in range(width)
+    )
+    plan = cli.write("plan.yaml", f"goal: g\nparallelism: {width}\nsteps:\n{steps}")
+    following = workers.start_run("run", plan, "--no-live", "--no-prompt", *workers.flags())
+    store = SqliteStore(cli.store)
+    wait_for(lambda: store.runs(), what="the run to be created")
+    run_id = store.runs()[0].run_id
+
+    def started() -> bool:
+        return sum(isinstance(s.event, StepStarted) for s in store.events(run_id)) == width
+
+    wait_for(started, what="every step to start")
+    # the first ending's commit waits for the store while the others' 128 events arrive
+    held = sqlite3.connect(cli.store, timeout=10)
+    held.execute("BEGIN IMMEDIATE")
+    time.sleep(6)
+    held.rollback()
+    held.close()
+    out, err = following.communicate(timeout=90)
+    assert following.returncode == 0, out + err
+    ledger = sorted((cli.dir / "ledger.txt").read_text().split())
+    assert ledger == [f"s{i:02d}" for i in range(width)]  # each once
+    kinds = [s.event.kind for s in store.events(run_id)]
+    assert kinds.count("step_attempt_ended") == width
+    assert not {"step_attempt_lost", "step_escalated"} & set(kinds)
+    failed = [
+        e.workflow_task_failed_event_attributes.cause
+        for e in asyncio.run(history(workers.address, run_id, blobs(cli)))
+        if isinstance(e, HistoryEvent) and e.HasField("workflow_task_failed_event_attributes")
+    ]
+    assert WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_FORCE_CLOSE_COMMAND in failed

@@ -200,6 +200,17 @@ def _line_err(err: Console, text: str) -> None:
     err.print(text, markup=False, soft_wrap=True)
 
 
+# How often a thread holding the GIL gives it up to one waiting for it, in the worker.
+# Its event loop takes each attempt Temporal hands it, and sends their heartbeats,
+# between the store thread's loads and the workflows' CPU-bound turns; at Python's
+# default 5 ms, each time the loop let go of the GIL it waited up to 5 ms to get it back,
+# so 32 attempts started at once on a 4,000-step run reached the loop 0.1 s apart, the
+# last 2.4-2.8 s after Temporal began timing its heartbeat: lost by a live worker at a
+# 2 s heartbeat (3.6 s with the CPU four times oversubscribed). At 1 ms: 0.15-0.19 s
+# (0.30-0.35 s).
+WORKER_SWITCH_INTERVAL = 0.001
+
+
 def worker(store: Store, bound: EngineBinding, out: Console, max_attempts: int) -> None:
     """Serve the task queue until SIGINT or SIGTERM, then stop gracefully."""
     from trestle.agent.runtime import performer_for
@@ -208,6 +219,7 @@ def worker(store: Store, bound: EngineBinding, out: Console, max_attempts: int) 
     from trestle.engines.temporal.search import register
 
     blobs = blobs_for(store)  # in the store itself when it keeps them, else beside it
+    sys.setswitchinterval(WORKER_SWITCH_INTERVAL)  # this process is the worker's alone
 
     async def main() -> None:
         client = await connect(bound.address, bound.namespace, blobs)

@@ -54,6 +54,7 @@ with workflow.unsafe.imports_passed_through():
         RunInterrupted,
         RunResumed,
         StepAttemptLost,
+        StepProbed,
         StepProbeStarted,
         StepStarted,
         event_json,
@@ -64,7 +65,7 @@ with workflow.unsafe.imports_passed_through():
     from trestle.engines.judge import Fields, cancel_in, request_as_events
     from trestle.engines.stall import StallWatch, stalled
     from trestle.engines.temporal import seals, search
-    from trestle.engines.temporal.activities import FATAL
+    from trestle.engines.temporal.activities import FATAL, STORE_AHEAD, not_announced
     from trestle.engines.temporal.admission import misreported, unrecordable
     from trestle.engines.temporal.places import sealed_place
     from trestle.engines.temporal.shapes import (
@@ -106,6 +107,18 @@ NO_TIMEOUT = timedelta(days=7)  # a step without a timeout of its own
 
 class LeaseGone(Exception):
     """Another driver holds the run now; this drive stops and starts over."""
+
+
+class StoreAhead(Exception):
+    """The store holds, from ``first_seq`` on, events this execution does not know: a
+    workflow task committed them and then failed (Temporal closes a task under which
+    more than 100 events arrived; a worker can die between its commit and its answer),
+    so the task that took its place folded what came in differently."""
+
+    def __init__(self, first_seq: int, stored: list[str]) -> None:
+        super().__init__(f"seq {first_seq} on holds {len(stored)} events this drive made elsewhere")
+        self.first_seq = first_seq
+        self.stored = stored
 
 
 Announced = StepStarted | StepProbeStarted
@@ -236,7 +249,7 @@ class RunWorkflow:
             if self._alarm is not None:
                 self._alarm.cancel()
                 self._alarm = None
-        except ActivityError as exc:
+        except (ActivityError, ApplicationError) as exc:
             await self._stop_all(work)
             if _kind(exc) == "LeaseLost":
                 raise LeaseGone() from exc
@@ -258,22 +271,13 @@ class RunWorkflow:
         enough to continue as new."""
         run_id, owner = drive.run_id, ask.owner
         self._unusable = None
-        loaded = await self._store("trestle.load", run_id, Loaded)
-        state = RunState.model_validate_json(loaded.state)
-        state.reindex()
-        self._state = state
-        self._index(state)
+        loaded, state, hub, missed = await self._load(run_id)
         if state.cancelled is not None:
             return "cancelled"
         first_asked = await self._store("trestle.requests", run_id, list[Asked])
         if state.finished == "succeeded" and not loaded.refusals and not first_asked:
             return "succeeded"  # nothing to do, and nothing worth recording
         settings = state.monitors or DEFAULT_MONITORS
-        hub = MonitorHub(settings) if settings.enabled else None
-        missed = []
-        if hub is not None:
-            replay = [(seq, EVENT_ADAPTER.validate_json(e)) for seq, e in loaded.replay]
-            missed = hub.replay(replay, state)
         inbound: list[AnyEvent] = []
         if (carried is None and state.seq > 1) or state.interrupted is not None:
             inbound.append(RunResumed(at=self._now(), owner=owner))
@@ -286,7 +290,7 @@ class RunWorkflow:
             if isinstance(e, StepStarted | StepProbeStarted)
         ]
         watch: StallWatch[asyncio.Task[RawValue]] = StallWatch(settings)
-        self._last_snapshot, look, draining = state.seq, True, False
+        look, draining = True, False
         while True:
             asked: list[Asked] = []
             if self._nudged:
@@ -301,7 +305,8 @@ class RunWorkflow:
             if cancel is not None:
                 requests = [(r, f) for r, f in requests if r.id != cancel.id]
             posted, self._posted = self._posted, []
-            inbound += [event for events, _ in posted for event in events]
+            came = inbound  # what ended or was stopped, and what a drive's start brings
+            inbound = came + [event for events, _ in posted for event in events]
             unusable = self._unusable if cancel is None else None
             # at its history limit the drive starts nothing new: it lets what runs end,
             # then continues as new, where the decider is asked again
@@ -327,7 +332,17 @@ class RunWorkflow:
             consumed = [r.id for r, _ in requests] + ([cancel.id] if cancel else [])
             inbound = []
             if batch or consumed:
-                first = await self._commit(state, batch, consumed, ask)
+                try:
+                    first = await self._commit(state, batch, consumed, ask)
+                except StoreAhead as ahead:
+                    if cancel is not None or unusable is not None:
+                        raise  # its attempts are stopped: the workflow fails, resumable
+                    # take the run as the store holds it, and this round again on it
+                    _, state, hub, inbound = await self._load(run_id)
+                    inbound += self._not_yet_recorded(state, ahead, came, posted)
+                    held += self._undispatched(state, ahead, work)
+                    first_asked, look = asked, True
+                    continue
                 seq_of = {id(event): first + i for i, event in enumerate(batch)}
                 for events, done in posted:
                     done.set_result([seq_of[id(event)] for event in events])
@@ -360,10 +375,68 @@ class RunWorkflow:
                 return state.finished
             inbound = await self._wait(state, work, watch, hub, ask)
 
+    async def _load(
+        self, run_id: str
+    ) -> tuple[Loaded, RunState, MonitorHub | None, list[AnyEvent]]:
+        """The run as the store holds it, its monitors caught up, and the alerts they
+        missed."""
+        loaded = await self._store("trestle.load", run_id, Loaded)
+        state = RunState.model_validate_json(loaded.state)
+        state.reindex()
+        self._state, self._last_snapshot = state, state.seq
+        self._index(state)
+        settings = state.monitors or DEFAULT_MONITORS
+        hub = MonitorHub(settings) if settings.enabled else None
+        missed: list[AnyEvent] = []
+        if hub is not None:
+            replay = [(seq, EVENT_ADAPTER.validate_json(e)) for seq, e in loaded.replay]
+            missed += hub.replay(replay, state)
+        return loaded, state, hub, missed
+
+    def _not_yet_recorded(
+        self,
+        state: RunState,
+        ahead: StoreAhead,
+        came: list[AnyEvent],
+        posted: list[tuple[list[AnyEvent], asyncio.Future[list[int]]]],
+    ) -> list[AnyEvent]:
+        """Of what came in during the round whose commit found the store ahead, what the
+        failed task did not record: an attempt's own events are the same bytes there; an
+        outcome this workflow made (a loss, a stall) is recorded if its attempt is over;
+        a drive's start's events once each kind is there. A record whose events are all
+        there gets their seqs; the others are posted again."""
+        seqs = {text: ahead.first_seq + i for i, text in enumerate(ahead.stored)}
+        kinds: set[str] = {EVENT_ADAPTER.validate_json(text).kind for text in ahead.stored}
+        again = [e for e in came if event_json(e) not in seqs and _still_open(state, e, kinds)]
+        for events, done in posted:
+            texts = [event_json(e) for e in events]
+            if all(text in seqs for text in texts):
+                done.set_result([seqs[text] for text in texts])
+            else:
+                self._posted.append((events, done))
+        return again
+
+    def _undispatched(
+        self, state: RunState, ahead: StoreAhead, work: dict[asyncio.Task[RawValue], Announced]
+    ) -> list[Announced]:
+        """The starts the failed task committed: Temporal dropped the activities it
+        scheduled with its answer, so none of them ran; dispatched now."""
+        sent = {event_json(a) for a in work.values()}
+        starts = (EVENT_ADAPTER.validate_json(text) for text in ahead.stored if text not in sent)
+        return [
+            e
+            for e in starts
+            if isinstance(e, StepStarted | StepProbeStarted) and not_announced(state, e) is None
+        ]
+
     async def _commit(
         self, state: RunState, batch: list[AnyEvent], consumed: list[int], ask: LeaseAsk
     ) -> int:
-        """Make ``batch`` durable (and the requests it answers consumed); its first seq."""
+        """Make ``batch`` durable (and the requests it answers consumed); its first seq.
+
+        Raises:
+            StoreAhead: the store holds other events from that seq on (see there).
+        """
         snapshot = None
         if state.seq - self._last_snapshot >= max(SNAPSHOT_EVERY, len(state.steps)):
             snapshot, self._last_snapshot = state.snapshot_json(), state.seq
@@ -377,7 +450,13 @@ class RunWorkflow:
             snapshot=snapshot,
             consumed=consumed,
         )
-        await self._store("trestle.commit", commit, Committed)
+        try:
+            await self._store("trestle.commit", commit, Committed)
+        except ApplicationError as exc:
+            if exc.type != STORE_AHEAD:
+                raise
+            stored = [str(text) for text in (exc.details[0] if exc.details else [])]
+            raise StoreAhead(commit.first_seq, stored) from None
         self._index(state)
         return commit.first_seq
 
@@ -621,6 +700,21 @@ def _lost(
     return [lost]
 
 
+def _still_open(state: RunState, event: AnyEvent, kinds: set[str]) -> bool:
+    """Whether ``event``, made again after a failed workflow task, is not yet in the
+    store as ``state`` (the store's) holds it; ``kinds`` those the failed task recorded."""
+    sid = getattr(event, "step", None)
+    if sid is None:
+        return event.kind not in kinds
+    st = state.steps.get(sid)
+    if st is None:
+        return False
+    if isinstance(event, StepProbed):
+        return st.status == "probing"
+    attempt = getattr(event, "attempt", None)
+    return st.status == "running" and attempt in (None, st.attempt)
+
+
 def _sealer() -> seals.Sealer:
     """The sealing function this worker lends its workflows (see :mod:`.seals`)."""
     found = workflow.extern_functions().get(seals.SEAL)
@@ -643,8 +737,10 @@ def _carried_sealed(carried: Carried) -> bool:
     return seals.sealed(_sealer(), seals.CARRIED, parts, carried.seal)
 
 
-def _kind(exc: ActivityError) -> str | None:
-    cause = exc.cause
+def _kind(exc: ActivityError | ApplicationError) -> str | None:
+    """The type of an activity's error: a local activity's (the store's) reaches the
+    workflow as itself, an activity's as the cause of an :class:`ActivityError`."""
+    cause = exc.cause if isinstance(exc, ActivityError) else exc
     return cause.type if isinstance(cause, ApplicationError) else None
 
 
