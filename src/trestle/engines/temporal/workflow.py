@@ -116,7 +116,10 @@ class StoreAhead(Exception):
     so the task that took its place folded what came in differently."""
 
     def __init__(self, first_seq: int, stored: list[str]) -> None:
-        super().__init__(f"seq {first_seq} on holds {len(stored)} events this drive made elsewhere")
+        super().__init__(
+            f"the store holds {len(stored)} events from seq {first_seq} on that a workflow "
+            "task Temporal closed had committed"
+        )
         self.first_seq = first_seq
         self.stored = stored
 
@@ -249,7 +252,7 @@ class RunWorkflow:
             if self._alarm is not None:
                 self._alarm.cancel()
                 self._alarm = None
-        except (ActivityError, ApplicationError) as exc:
+        except ActivityError as exc:
             await self._stop_all(work)
             if _kind(exc) == "LeaseLost":
                 raise LeaseGone() from exc
@@ -336,7 +339,10 @@ class RunWorkflow:
                     first = await self._commit(state, batch, consumed, ask)
                 except StoreAhead as ahead:
                     if cancel is not None or unusable is not None:
-                        raise  # its attempts are stopped: the workflow fails, resumable
+                        # its attempts are stopped: the workflow fails, saying why, and
+                        # `trestle resume` goes on from the store
+                        why = f"{ahead}, while its attempts were being stopped"
+                        raise ApplicationError(why, type=STORE_AHEAD, non_retryable=True) from None
                     # take the run as the store holds it, and this round again on it
                     _, state, hub, inbound = await self._load(run_id)
                     inbound += self._not_yet_recorded(state, ahead, came, posted)
@@ -737,10 +743,8 @@ def _carried_sealed(carried: Carried) -> bool:
     return seals.sealed(_sealer(), seals.CARRIED, parts, carried.seal)
 
 
-def _kind(exc: ActivityError | ApplicationError) -> str | None:
-    """The type of an activity's error: a local activity's (the store's) reaches the
-    workflow as itself, an activity's as the cause of an :class:`ActivityError`."""
-    cause = exc.cause if isinstance(exc, ActivityError) else exc
+def _kind(exc: ActivityError) -> str | None:
+    cause = exc.cause
     return cause.type if isinstance(cause, ApplicationError) else None
 
 
