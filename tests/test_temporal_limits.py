@@ -202,7 +202,7 @@ def test_a_commit_whose_workflow_task_temporal_closed_is_adopted_not_made_again(
     width = 64
     workers.start("--max-attempts", str(width))
     steps = "".join(
-        f"  - {{id: s{i:02d}, run: 'sleep 1; echo s{i:02d} >> ledger.txt'}}\n" for i in range(width)
+        f"  - {{id: s{i:02d}, run: 'sleep 2; echo s{i:02d} >> ledger.txt'}}\n" for i in range(width)
     )
     plan = cli.write("plan.yaml", f"goal: g\nparallelism: {width}\nsteps:\n{steps}")
     following = workers.start_run("run", plan, "--no-live", "--no-prompt", *workers.flags())
@@ -213,13 +213,20 @@ def test_a_commit_whose_workflow_task_temporal_closed_is_adopted_not_made_again(
     def started() -> bool:
         return sum(isinstance(s.event, StepStarted) for s in store.events(run_id)) == width
 
+    def ended() -> bool:
+        ledger = cli.dir / "ledger.txt"
+        return ledger.exists() and len(ledger.read_text().split()) == width
+
     wait_for(started, what="every step to start")
     # the first ending's commit waits for the store while the others' 128 events arrive
     held = sqlite3.connect(cli.store, timeout=10)
     held.execute("BEGIN IMMEDIATE")
-    time.sleep(6)
-    held.rollback()
-    held.close()
+    try:
+        wait_for(ended, what="every step's effect")
+        time.sleep(1)  # their endings reach Temporal
+    finally:
+        held.rollback()
+        held.close()
     out, err = following.communicate(timeout=90)
     assert following.returncode == 0, out + err
     ledger = sorted((cli.dir / "ledger.txt").read_text().split())
