@@ -21,7 +21,7 @@ from temporalio.api.enums.v1 import WorkflowTaskFailedCause
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
 
-from temporal_helpers import Workers, history, queried_status, wait_for
+from temporal_helpers import Workers, assert_history_agrees, history, queried_status, wait_for
 from test_cli import Cli, run_id_of
 from trestle.core.events import StepAttemptLost, StepStarted
 from trestle.engines.temporal.connect import converter
@@ -240,3 +240,4 @@ def test_a_commit_whose_workflow_task_temporal_closed_is_adopted_not_made_again(
         if isinstance(e, HistoryEvent) and e.HasField("workflow_task_failed_event_attributes")
     ]
     assert WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_FORCE_CLOSE_COMMAND in failed
+    assert_history_agrees(workers, run_id)  # the closed task's batch is in it, adopted

@@ -77,9 +77,6 @@ T = TypeVar("T")
 HOST = "temporal"  # a workflow's lease lives by its expiry, never by a local pid
 # errors a retry cannot mend: the workflow handles them rather than Temporal retrying
 FATAL = ("LeaseLost", "UnknownRun", "StoreDamaged")
-# a commit found the store ahead of its workflow: the events a failed workflow task
-# committed, which the workflow's next task did not see (its details: their JSON)
-STORE_AHEAD = "StoreAhead"
 
 
 def _me() -> str:
@@ -221,18 +218,14 @@ class TrestleActivities:
         except ValueError:
             # the store holds the batch's seqs already. A retry of a commit that landed,
             # whose answer was lost, finds this very batch there (the lease fences every
-            # other writer); a commit made again after Temporal failed the workflow task
+            # other writer); a commit made again after Temporal closed the workflow task
             # that made it finds what that task committed, and its workflow adopts it
             stored = await self._blocking(
                 self.store.events, batch.run_id, after=batch.first_seq - 1
             )
             if [s.event for s in stored] != events:
-                raise ApplicationError(
-                    f"run {batch.run_id!r}: seq {batch.first_seq} on holds other events",
-                    [event_json(s.event) for s in stored],
-                    type=STORE_AHEAD,
-                    non_retryable=True,
-                ) from None
+                texts = [event_json(s.event) for s in stored]
+                return Committed(first_seq=batch.first_seq, events=texts, ahead=True)
         else:
             # the notices it raises, queued for the notifier's thread (it reads the
             # store through this worker's store thread); a commit that had landed

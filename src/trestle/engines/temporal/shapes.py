@@ -82,10 +82,13 @@ class Commit:
 @dataclass
 class Committed:
     """A batch as the store took it: the workflow's history keeps it as the commit's
-    result."""
+    result. ``ahead``: the store held other events at those seqs, committed by a
+    workflow task Temporal then closed; ``events`` are those, which the workflow adopts
+    (and its history keeps, as the store does)."""
 
     first_seq: int
     events: list[str]
+    ahead: bool = False
 
 
 @dataclass

@@ -65,7 +65,7 @@ with workflow.unsafe.imports_passed_through():
     from trestle.engines.judge import Fields, cancel_in, request_as_events
     from trestle.engines.stall import StallWatch, stalled
     from trestle.engines.temporal import seals, search
-    from trestle.engines.temporal.activities import FATAL, STORE_AHEAD, not_announced
+    from trestle.engines.temporal.activities import FATAL, not_announced
     from trestle.engines.temporal.admission import misreported, unrecordable
     from trestle.engines.temporal.places import sealed_place
     from trestle.engines.temporal.shapes import (
@@ -94,6 +94,8 @@ MODEL_STOPPED = "stopped: its model cannot be used"  # waits for `trestle resume
 # they end; at CEILING times the limit it stops those still running (they record as
 # they go: an agent's) and the next execution runs them again
 CEILING = 1.5
+# the workflow's failure when its commit finds the store ahead while it stops its attempts
+STORE_AHEAD = "StoreAhead"
 LONG_HISTORY = "continue-as-new (a long history)"
 SNAPSHOT_EVERY = 100  # events between state snapshots in the store, as the local engine
 STORE_CALL = timedelta(seconds=60)
@@ -456,13 +458,9 @@ class RunWorkflow:
             snapshot=snapshot,
             consumed=consumed,
         )
-        try:
-            await self._store("trestle.commit", commit, Committed)
-        except ApplicationError as exc:
-            if exc.type != STORE_AHEAD:
-                raise
-            stored = [str(text) for text in (exc.details[0] if exc.details else [])]
-            raise StoreAhead(commit.first_seq, stored) from None
+        committed = await self._store("trestle.commit", commit, Committed)
+        if committed.ahead:
+            raise StoreAhead(commit.first_seq, committed.events)
         self._index(state)
         return commit.first_seq
 
