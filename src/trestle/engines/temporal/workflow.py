@@ -348,7 +348,9 @@ class RunWorkflow:
                     # take the run as the store holds it, and this round again on it
                     _, state, hub, inbound = await self._load(run_id)
                     inbound += self._not_yet_recorded(state, ahead, came, posted)
-                    held += self._undispatched(state, ahead, work)
+                    again, unseen = _adopted_starts(state, ahead, work, batch, self._now())
+                    held += again
+                    inbound += unseen
                     first_asked, look = asked, True
                     continue
                 seq_of = {id(event): first + i for i, event in enumerate(batch)}
@@ -423,19 +425,6 @@ class RunWorkflow:
             else:
                 self._posted.append((events, done))
         return again
-
-    def _undispatched(
-        self, state: RunState, ahead: StoreAhead, work: dict[asyncio.Task[RawValue], Announced]
-    ) -> list[Announced]:
-        """The starts the failed task committed: Temporal dropped the activities it
-        scheduled with its answer, so none of them ran; dispatched now."""
-        sent = {event_json(a) for a in work.values()}
-        starts = (EVENT_ADAPTER.validate_json(text) for text in ahead.stored if text not in sent)
-        return [
-            e
-            for e in starts
-            if isinstance(e, StepStarted | StepProbeStarted) and not_announced(state, e) is None
-        ]
 
     async def _commit(
         self, state: RunState, batch: list[AnyEvent], consumed: list[int], ask: LeaseAsk
@@ -717,6 +706,46 @@ def _still_open(state: RunState, event: AnyEvent, kinds: set[str]) -> bool:
         return st.status == "probing"
     attempt = getattr(event, "attempt", None)
     return st.status == "running" and attempt in (None, st.attempt)
+
+
+def _adopted_starts(
+    state: RunState,
+    ahead: StoreAhead,
+    work: dict[asyncio.Task[RawValue], Announced],
+    decided: list[AnyEvent],
+    now: float,
+) -> tuple[list[Announced], list[AnyEvent]]:
+    """The starts a closed workflow task committed, which Temporal dropped with its
+    answer: those this drive decided again on the same history (``decided``, its
+    round's batch) are dispatched; any other is taken for lost, probed before anything
+    runs it, as a crashed driver's. Only the decider chooses what runs: an event in the
+    store that no decision here made (anything that can open the store could have
+    written it) is never dispatched."""
+
+    def same(event: AnyEvent) -> tuple[str, str, int, str]:
+        return (
+            event.kind,
+            getattr(event, "step", ""),
+            getattr(event, "attempt", 0),
+            getattr(event, "reason", ""),
+        )
+
+    ours = {same(e) for e in decided if isinstance(e, StepStarted | StepProbeStarted)}
+    sent = {same(a) for a in work.values()}
+    again: list[Announced] = []
+    unseen: list[AnyEvent] = []
+    for text in ahead.stored:
+        event = EVENT_ADAPTER.validate_json(text)
+        if not isinstance(event, StepStarted | StepProbeStarted) or same(event) in sent:
+            continue
+        if not_announced(state, event) is not None:
+            continue  # the store holds it over already
+        if same(event) in ours:
+            again.append(event)
+        else:
+            why = "committed by a workflow task Temporal closed, and not decided again"
+            unseen += _lost(event, why, now)
+    return again, unseen
 
 
 def _sealer() -> seals.Sealer:
