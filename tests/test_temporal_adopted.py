@@ -10,6 +10,7 @@ from __future__ import annotations
 from trestle.core.events import (
     ActionResult,
     AnyEvent,
+    Place,
     RunCreated,
     RunResumed,
     StepAttemptEnded,
@@ -84,6 +85,14 @@ def test_a_start_the_closed_task_committed_runs_if_this_drive_decided_it_too() -
     state, ahead, b = _b_started_by_a_closed_task()
     decided: list[AnyEvent] = [ENDED, b.model_copy(update={"at": 3.5})]  # at its own time
     assert adopted_starts(state, ahead, {}, decided, 4.0) == ([b], [])
+
+
+def test_a_start_in_the_store_unlike_the_one_decided_here_is_not_dispatched() -> None:
+    state, ahead, b = _b_started_by_a_closed_task()
+    # the store's start says nothing of where it runs; the one decided here does
+    ours = b.model_copy(update={"at": 3.5, "ran_on": Place(host="elsewhere", pid=1, view="v")})
+    again, unseen = adopted_starts(state, ahead, {}, [ENDED, ours], 4.0)
+    assert again == [] and [e.kind for e in unseen] == ["step_attempt_lost"]
 
 
 def test_a_start_in_the_store_no_decision_here_made_is_taken_for_lost_never_run() -> None:

@@ -716,19 +716,15 @@ def _adopted_starts(
     now: float,
 ) -> tuple[list[Announced], list[AnyEvent]]:
     """The starts a closed workflow task committed, which Temporal dropped with its
-    answer: those this drive decided again on the same history (``decided``, its
-    round's batch) are dispatched; any other is taken for lost, probed before anything
-    runs it, as a crashed driver's. Only the decider chooses what runs: an event in the
-    store that no decision here made (anything that can open the store could have
-    written it) is never dispatched."""
+    answer: those this drive decided again on the same history, field for field but
+    their time (``decided``, its round's batch), are dispatched; any other is taken for
+    lost, probed before anything runs it, as a crashed driver's. Only the decider
+    chooses what runs: an event in the store that no decision here made (anything that
+    can open the store could have written it) is never dispatched."""
 
-    def same(event: AnyEvent) -> tuple[str, str, int, str]:
-        return (
-            event.kind,
-            getattr(event, "step", ""),
-            getattr(event, "attempt", 0),
-            getattr(event, "reason", ""),
-        )
+    def same(event: AnyEvent) -> str:
+        """The event but for its time, which is the task's that made it."""
+        return event_json(event.model_copy(update={"at": 0.0}))
 
     ours = {same(e) for e in decided if isinstance(e, StepStarted | StepProbeStarted)}
     sent = {same(a) for a in work.values()}
