@@ -124,6 +124,7 @@ class StoreAhead(Exception):
         )
         self.first_seq = first_seq
         self.stored = stored
+        self.events = [EVENT_ADAPTER.validate_json(text) for text in stored]
 
 
 Announced = StepStarted | StepProbeStarted
@@ -416,7 +417,7 @@ class RunWorkflow:
         a drive's start's events once each kind is there. A record whose events are all
         there gets their seqs; the others are posted again."""
         seqs = {text: ahead.first_seq + i for i, text in enumerate(ahead.stored)}
-        kinds: set[str] = {EVENT_ADAPTER.validate_json(text).kind for text in ahead.stored}
+        kinds: set[str] = {e.kind for e in ahead.events}
         again = [e for e in came if event_json(e) not in seqs and _still_open(state, e, kinds)]
         for events, done in posted:
             texts = [event_json(e) for e in events]
@@ -730,8 +731,7 @@ def _adopted_starts(
     sent = {same(a) for a in work.values()}
     again: list[Announced] = []
     unseen: list[AnyEvent] = []
-    for text in ahead.stored:
-        event = EVENT_ADAPTER.validate_json(text)
+    for event in ahead.events:
         if not isinstance(event, StepStarted | StepProbeStarted) or same(event) in sent:
             continue
         if not_announced(state, event) is not None:
