@@ -10,8 +10,9 @@ Usage (``compare.py`` calls it; it is not meant to be typed)::
 ``SYSTEM`` is ``trestle``, ``langgraph``, ``dbos`` (the ``sys_<name>.py`` modules) or
 ``floor`` (bare SQLite, workload ``steps`` only). The system is imported once, then
 every measurement runs in a forked child with a fresh directory under ``WORK_DIR``
-(see ``forking.py``); directories are deleted once measured. The last line of stdout
-is one JSON object of samples; progress goes to stderr.
+(see ``forking.py``), but a resume, which runs in a new interpreter as it does after
+a real crash (see :func:`in_new_process`); directories are deleted once measured.
+The last line of stdout is one JSON object of samples; progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import importlib
 import json
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -118,14 +120,38 @@ def resume(system: ModuleType, p: dict[str, Any], work: Path) -> dict[str, Any]:
             copy = work / f"resume{turns}-{rep}"
             shutil.rmtree(copy, ignore_errors=True)
             shutil.copytree(prepared, copy)
-            report = forking.run(lambda: system.resume(copy, turns), CHILD_TIMEOUT)  # noqa: B023
-            samples.append(report["value"])
+            samples.append(in_new_process(system, "resume_once", {"turns": turns}, copy)["value"])
             shutil.rmtree(copy)
         out["turns"].append(turns)
         out["seconds"].append(samples)
         out["store_bytes"].append(sum(f.stat().st_size for f in prepared.iterdir()))
         shutil.rmtree(prepared)
     return out
+
+
+def resume_once(system: ModuleType, p: dict[str, Any], work: Path) -> dict[str, Any]:
+    """One resume of the crashed history in ``work`` (see :func:`in_new_process`)."""
+    return {"value": system.resume(work, int(p["turns"]))}
+
+
+def in_new_process(
+    system: ModuleType, workload: str, p: dict[str, Any], work: Path
+) -> dict[str, Any]:
+    """``workload`` in a new interpreter that imports ``system``, then runs it.
+
+    A resume follows a crash, so it always begins in a new process. A child forked
+    from this one would also have the library loaded, but the first write to each page
+    of the heap it shares with its parent (every object the resume touches has its
+    reference count changed) copies that page: 25 ms of a Trestle resume at 1,000
+    turns and 36 ms of LangGraph's, a cost no process started afresh pays
+    (BENCHMARKS.md, section 3).
+    """
+    argv = [sys.executable, __file__, system.NAME, workload, json.dumps(p), str(work)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=CHILD_TIMEOUT)
+    if done.returncode != 0:
+        raise RuntimeError(f"{system.NAME} {workload} failed: {done.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
 
 
 def crash(system: ModuleType, p: dict[str, Any], work: Path) -> dict[str, Any]:
@@ -192,6 +218,7 @@ WORKLOADS: dict[str, Callable[..., dict[str, Any]]] = {
     "turns": turns,
     "storage": storage,
     "resume": resume,
+    "resume_once": resume_once,
     "crash": crash,
     "concurrency": concurrency,
 }
