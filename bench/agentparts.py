@@ -12,7 +12,8 @@ history length, once with the run's default monitors and once with its monitors
 switched off (``MonitorSettings(enabled=False)``, recorded with the run). The
 difference is what the monitors cost; the rest is the runtime. ``--reads-in execute``
 makes the reads in the plan's one step instead of ``understand``: its objective does
-not name the files, so the drift monitor scores every read unrelated, the costly case.
+not name the files, so the drift monitor scores every read unrelated, the costly case
+(turns only: a run resumed in that step finishes it by its passing check).
 ``--read-with run_command`` reads each note with the command ``cat <note>`` instead of
 the ``read_file`` tool: a turn whose tool call takes milliseconds (a sandboxed process),
 time the drift monitor's worker can embed the turn's reasoning in.
@@ -99,7 +100,7 @@ def _turns(work: Path, turns: int) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--turns", type=int, default=200)
-    p.add_argument("--histories", default="50,200,1000")
+    p.add_argument("--histories", default=None, help="default 50,200,1000; none in execute")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--reads-in", choices=("understand", "execute"), default="understand")
     p.add_argument("--read-with", choices=("read_file", "run_command"), default="read_file")
@@ -108,7 +109,18 @@ def main(argv: list[str] | None = None) -> int:
     sys_trestle.READ_WITH = args.read_with
     if args.reads_in == "execute":
         MODES["monitors on"] = NOTED_ONLY
-    histories = [int(h) for h in args.histories.split(",") if h]
+        if args.histories:
+            # the crash lands in the plan's step, whose check (a note is there) passes on
+            # the files already read: the resumed run's probe finds the step done and
+            # goes on without a model call, so there is no call to time a resume to
+            p.error(
+                "--reads-in execute times turns only: a run resumed there finishes the "
+                "interrupted step by its passing check, without a model call; "
+                "time resumes with --reads-in understand"
+            )
+        args.histories = ""
+    chosen = "50,200,1000" if args.histories is None else args.histories
+    histories = [int(h) for h in chosen.split(",") if h]
     print(json.dumps(measure(args.turns, histories, args.repeat), indent=1))
     return 0
 

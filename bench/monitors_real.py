@@ -22,20 +22,26 @@ Usage::
 
     python bench/monitors_real.py [--root DIR] [--half report|tune|all]
         [--detector trestle|openhands|both|learnt|trestle+learnt|trestle+reread]
-        [--show succeeded|exhausted] [--json FILE]
+        [--show succeeded|exhausted] [--json FILE] [--cost]
 
 ``both`` (the default) is Trestle's monitors and OpenHands' rules. ``learnt`` is the
 learnt detector alone (:mod:`trestle.monitors.learnt`, trained on the tune half by
 ``bench/train_detector.py``), ``trestle+learnt`` the default monitors with it beside
 them, ``trestle+reread`` the default monitors with the reread monitor
 (:mod:`trestle.monitors.rereads`, off by default) beside them.
+
+``--cost`` also times each detector on each run (``time.process_time`` of its replay,
+over the run's model turns) and prints the CPU a turn costs, per source: what the
+monitors cost on real agents' texts, beside the benchmark loop's random words.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -54,7 +60,7 @@ from trestle.monitors.catalog import CATCHES, default_monitors, hand_written_mon
 from trestle.monitors.evaluate import Evaluation, MonitorSet, evaluate, render
 from trestle.monitors.importers import ImportedRun
 from trestle.monitors.learnt import LearntMonitor, shipped_detector
-from trestle.monitors.trace import RunFacts
+from trestle.monitors.trace import RunFacts, Turn
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "trajectories"
 # the model of the published OpenHands runs (their folder's README); their logs name none
@@ -142,6 +148,29 @@ def record_figures(evaluation: Evaluation, machine: dict[str, str]) -> None:
             figures.record(figure, share.value * 100, "%", machine)
 
 
+def cost(runs: Sequence[ImportedRun], make: MonitorSet) -> str:
+    """The CPU a model turn costs ``make``'s monitors on ``runs``, per source: each run
+    replayed alone (fresh monitors, as a live run has), its time over its turns."""
+    per_turn: dict[str, list[float]] = {}
+    for run in runs:
+        turns = sum(isinstance(o, Turn) for o in run.observations)
+        if turns:
+            started = time.process_time()
+            evaluate([run], make)
+            spent = time.process_time() - started
+            per_turn.setdefault(run.source, []).append(spent / turns * 1e6)
+    lines = [
+        "| source | runs | CPU a turn, median | 90th percentile |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for source, costs in sorted(per_turn.items()):
+        costs.sort()
+        ninetieth = costs[min(len(costs) - 1, int(len(costs) * 0.9))]
+        median = statistics.median(costs)
+        lines.append(f"| {source} | {len(costs)} | {median:,.0f} µs | {ninetieth:,.0f} µs |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
@@ -149,6 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--detector", choices=(*DETECTORS, "both"), default="both")
     parser.add_argument("--show", choices=("succeeded", "exhausted", "failed"))
     parser.add_argument("--json", type=Path, help="write both evaluations here")
+    parser.add_argument("--cost", action="store_true", help="time each detector per turn")
     args = parser.parse_args(argv)
     if not any(args.root.rglob("index.jsonl")):
         print(f"no real runs under {args.root} (a folder per scaffold with its index.jsonl)")
@@ -165,6 +195,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(render(evaluation))
         if args.show:
             print(show(evaluation, args.show))
+        if args.cost:
+            print(f"### What a turn costs them\n\n{cost(runs, make)}")
         out[name] = evaluation.model_dump(mode="json")
         if name == "trestle" and args.half == "report" and args.root == DEFAULT_ROOT:
             record_figures(evaluation, machine)

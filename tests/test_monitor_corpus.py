@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from bench_modules import load_bench
 from test_cli import Cli, flat
 from trestle.core.errors import ConfigError
 from trestle.monitors.corpus import index_outcome, load_runs
+from trestle.monitors.trace import Turn
 
 TREE = Path(__file__).resolve().parent / "data" / "published_runs"
 OPENHANDS_SET = "openhands/mopenhands_claude-3.5-sonnet-oct_python_verified"
@@ -180,3 +182,14 @@ def test_the_bench_reads_the_runs_the_cli_reads() -> None:
     assert bench.load_runs(TREE, "all") == list(same.runs)
     halves = [r.name for half in ("tune", "report") for r in bench.load_runs(TREE, half)]
     assert sorted(halves) == sorted(r.name for r in load_runs([TREE]).runs)
+
+
+def test_the_bench_says_what_a_turn_costs_the_monitors_of_each_source() -> None:
+    bench = load_bench("monitors_real")
+    runs = bench.load_runs(TREE, "all")
+    table = bench.cost(runs, bench.trestle_monitors).splitlines()
+    rows = [line.strip("|").split(" | ") for line in table[2:]]
+    timed = Counter(r.source for r in runs if any(isinstance(o, Turn) for o in r.observations))
+    assert {row[0].strip(): int(row[1]) for row in rows} == dict(timed)
+    assert len(timed) > 1  # a row per source, not one for all
+    assert all(cell.strip().endswith(" µs") for row in rows for cell in row[2:])
