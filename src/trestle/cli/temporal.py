@@ -239,6 +239,7 @@ def worker(store: Store, bound: EngineBinding, out: Console, max_attempts: int) 
                 max_attempts=max_attempts,
                 ready=ready,
                 performer_for=performer_for,
+                say=partial(_line_err, _err()),
             )
         )
         await asyncio.wait(

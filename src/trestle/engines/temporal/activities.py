@@ -50,6 +50,7 @@ from trestle.core.safetext import model_json
 from trestle.core.state import RunState
 from trestle.engines.local import LocalEngine
 from trestle.engines.temporal import seals
+from trestle.engines.temporal.late import Beats, LateBeats
 from trestle.engines.temporal.loads import SharedLoads, changes_state, own_copy
 from trestle.engines.temporal.places import place_details
 from trestle.engines.temporal.shapes import (
@@ -102,9 +103,11 @@ class TrestleActivities:
         *,
         engine: LocalEngine | None = None,
         performer_for: PerformerFor | None = None,
+        late: LateBeats | None = None,
     ) -> None:
         self.store = store
         self.performer_for = performer_for
+        self.late = late  # says when an attempt's heartbeat comes near its timeout's end
         self.engine = engine or LocalEngine(store, performer_for=performer_for)
         self.place = here()
         # sqlite3 blocks: one thread keeps it off the worker's loop and serialises it
@@ -271,10 +274,11 @@ class TrestleActivities:
         announced = EVENT_ADAPTER.validate_json(job.announced)
         assert isinstance(announced, StepStarted | StepProbeStarted)
         where = place_details(self.place, self.sealer(), _workflow_id(), job.ticket)
+        beat = Beats(where, self.late, f"run {job.run_id!r}: step {announced.step!r}'s attempt")
         # the store's one thread may be loading other attempts' runs first (a 4,000-step
         # run's state takes 0.2 s): heartbeats go on meanwhile, and the attempts of one
         # run asking at once share one load (see .loads)
-        state = await _beating(self._loads.state(job.run_id), where, job)
+        state = await _beating(self._loads.state(job.run_id), beat, job)
         if changes_state(state, announced):
             state = await self._blocking(own_copy, state)
         refusal = not_announced(state, announced)
@@ -297,7 +301,7 @@ class TrestleActivities:
             )
             return self._sealed(job, [event_json(unseen)])
         try:
-            events = await self._perform(job, state, announced, where)
+            events = await self._perform(job, state, announced, beat)
         except Exception as exc:
             # whatever it left runs here: the workflow learns where from the failure
             kind = exc.type if isinstance(exc, ApplicationError) else type(exc).__name__
@@ -314,7 +318,7 @@ class TrestleActivities:
         job: Perform,
         state: RunState,
         announced: StepStarted | StepProbeStarted,
-        where: list[str],
+        beat: Beats,
     ) -> list[str] | ModelBindingError:
         engine, record = self.engine, None
         if isinstance(announced, StepStarted):
@@ -340,7 +344,7 @@ class TrestleActivities:
         work = asyncio.ensure_future(engine.perform_for(state, announced, record))
         try:
             while not work.done() and not halted:
-                activity.heartbeat(*where)  # the workflow reads where it ran if it is lost
+                beat()  # says where it runs: the workflow reads that if it is lost
                 await asyncio.wait([work], timeout=max(0.2, job.heartbeat / 4))
             if halted:  # the attempt waits to be stopped: stop it
                 work.cancel()
@@ -409,11 +413,11 @@ class TrestleActivities:
         return record
 
 
-async def _beating(work: Awaitable[T], where: list[str], job: Perform) -> T:
+async def _beating(work: Awaitable[T], beat: Beats, job: Perform) -> T:
     """``work``'s result, heartbeating (saying where it runs) until it comes."""
     waiting = asyncio.ensure_future(work)
     while True:
-        activity.heartbeat(*where)
+        beat()
         done, _ = await asyncio.wait([waiting], timeout=max(0.2, job.heartbeat / 4))
         if done:
             return waiting.result()

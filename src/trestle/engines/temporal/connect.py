@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from trestle.core.events import EVENT_ADAPTER, EngineBinding, StoredEvent
 from trestle.engines.temporal import search
 from trestle.engines.temporal.activities import TrestleActivities
 from trestle.engines.temporal.blobs import BlobCodec, Blobs, BlobStore, blobs_for
+from trestle.engines.temporal.late import LateBeats
 from trestle.engines.temporal.seals import SEAL, Sealer
 from trestle.engines.temporal.shapes import NUDGE, STATUS, Committed, Drive
 from trestle.engines.temporal.workflow import RunWorkflow
@@ -140,11 +142,14 @@ async def serve(
     max_attempts: int = 16,
     ready: asyncio.Event | None = None,
     performer_for: PerformerFor | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> None:
     """Run a worker for ``task_queue`` until ``stop`` is set: the workflows, and up to
     ``max_attempts`` step attempts at once on this host; ``performer_for`` performs
-    the agent runs' steps (the worker's builder chooses it)."""
-    activities = TrestleActivities(store, performer_for=performer_for)
+    the agent runs' steps (the worker's builder chooses it); ``say`` is told when an
+    attempt's heartbeat comes near its timeout's end (see :mod:`.late`)."""
+    late = LateBeats(say, max_attempts) if say is not None else None
+    activities = TrestleActivities(store, performer_for=performer_for, late=late)
     try:
         worker = Worker(
             client,
