@@ -107,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     sys_trestle.READS_IN = args.reads_in
     sys_trestle.READ_WITH = args.read_with
+    chosen = "50,200,1000" if args.histories is None else args.histories
     if args.reads_in == "execute":
         MODES["monitors on"] = NOTED_ONLY
         if args.histories:
@@ -118,8 +119,7 @@ def main(argv: list[str] | None = None) -> int:
                 "interrupted step by its passing check, without a model call; "
                 "time resumes with --reads-in understand"
             )
-        args.histories = ""
-    chosen = "50,200,1000" if args.histories is None else args.histories
+        chosen = ""
     histories = [int(h) for h in chosen.split(",") if h]
     print(json.dumps(measure(args.turns, histories, args.repeat), indent=1))
     return 0

@@ -732,11 +732,14 @@ def _adopted_starts(
     again: list[Announced] = []
     unseen: list[AnyEvent] = []
     for event in ahead.events:
-        if not isinstance(event, StepStarted | StepProbeStarted) or same(event) in sent:
+        if not isinstance(event, StepStarted | StepProbeStarted):
+            continue
+        key = same(event)
+        if key in sent:
             continue
         if not_announced(state, event) is not None:
             continue  # the store holds it over already
-        if same(event) in ours:
+        if key in ours:
             again.append(event)
         else:
             why = "committed by a workflow task Temporal closed, and not decided again"
