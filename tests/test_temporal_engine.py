@@ -459,11 +459,14 @@ def test_bad_engine_flags_are_refused_before_anything_is_recorded(cli: Cli) -> N
     assert bogus.returncode == 2 and "choose local or temporal" in bogus.stderr
     no_port = cli("run", plan, "--engine", "temporal", "--address", "somewhere")
     assert no_port.returncode == 2 and "is not HOST:PORT" in no_port.stderr
-    for var, value in (
-        ("TRESTLE_TEMPORAL_HEARTBEAT", "nan"),
-        ("TRESTLE_TEMPORAL_HEARTBEAT", "-3"),
-        ("TRESTLE_TEMPORAL_HISTORY_LIMIT", "1e400"),
-        ("TRESTLE_TEMPORAL_HISTORY_LIMIT", "lots"),
+    not_positive = "is not a positive number"
+    too_short = "is shorter than 1 s: a worker beats for an attempt at most every 0.2 s"
+    for var, value, why in (
+        ("TRESTLE_TEMPORAL_HEARTBEAT", "nan", not_positive),
+        ("TRESTLE_TEMPORAL_HEARTBEAT", "-3", not_positive),
+        ("TRESTLE_TEMPORAL_HEARTBEAT", "0.3", too_short),
+        ("TRESTLE_TEMPORAL_HISTORY_LIMIT", "1e400", not_positive),
+        ("TRESTLE_TEMPORAL_HISTORY_LIMIT", "lots", not_positive),
     ):
         tuned = subprocess.run(
             cli.argv("run", plan, "--engine", "temporal"),
@@ -475,7 +478,7 @@ def test_bad_engine_flags_are_refused_before_anything_is_recorded(cli: Cli) -> N
             check=False,
         )
         assert tuned.returncode == 2, tuned.stdout + tuned.stderr
-        assert f"${var}='{value}' is not a positive number" in tuned.stderr
+        assert f"${var}='{value}' {why}" in tuned.stderr
     assert not cli.store.exists() or not SqliteStore(cli.store).runs()
     local = cli("run", cli.write("ok.yaml", "goal: g\nsteps:\n  - id: a\n    run: 'true'\n"))
     history = cli("log", run_id_of(local), "--history")

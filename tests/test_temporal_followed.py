@@ -124,6 +124,19 @@ def test_a_queue_no_worker_polls_is_named_at_once(cli: Cli, workers: Workers) ->
     assert f"no worker polls task queue {workers.queue}" in refused.stderr
     assert command in flat(refused.stderr)
     run_id = run_id_of(refused)
+    recorded = SqliteStore(cli.store).run(run_id).last_seq
+    short = subprocess.run(
+        cli.argv("resume", run_id, "--no-live", "--no-prompt", "--no-wait-for-worker"),
+        cwd=cli.dir,
+        env={**workers.env, "TRESTLE_TEMPORAL_HEARTBEAT": "0.3"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert short.returncode == 2, short.stdout + short.stderr
+    assert "$TRESTLE_TEMPORAL_HEARTBEAT='0.3' is shorter than 1 s" in flat(short.stderr)
+    assert SqliteStore(cli.store).run(run_id).last_seq == recorded
     watching = workers.start_run("watch", run_id)  # says the same, from Temporal
     assert watching.stderr is not None
     assert f"no worker polls task queue {workers.queue}" in watching.stderr.readline()

@@ -249,6 +249,10 @@ def resume(
         out.print(f"run {run_id}")
         if bound_engine(st, run_id) is None:  # a Temporal run's workspace is its workers'
             refuse_a_missing_workspace(st, run_id)
+        else:  # the operator's tuning, refused before anything is recorded
+            from trestle.cli.temporal import tuning
+
+            tuning()
         binding = {"model": model, "base_url": base_url, "api_key_env": api_key_env}
         rebind_before_resume(st, run_id, out, **binding)
         bound = bound_engine(st, run_id)

@@ -32,7 +32,7 @@ from trestle.core.errors import ConfigError, MissingExtraError
 from trestle.core.events import EngineBinding, StoredEvent, event_json
 from trestle.core.report import build_report
 from trestle.core.safetext import model_json
-from trestle.engines.temporal.shapes import Drive
+from trestle.engines.temporal.shapes import SHORTEST_HEARTBEAT, SOONEST_BEAT, Drive
 from trestle.lifecycle.runs import load_state
 from trestle.store.base import Store
 from trestle.store.location import store_name
@@ -66,8 +66,10 @@ TUNING = (
 
 def tuning() -> dict[str, float]:
     """The operator's tuning of how a workflow drives a run: ``$TRESTLE_TEMPORAL_HEARTBEAT``
-    (seconds a silent worker keeps its attempt) and ``$TRESTLE_TEMPORAL_HISTORY_LIMIT``
-    (history events before continuing as new), each a finite number above 0."""
+    (seconds a silent worker keeps its attempt, at least
+    :data:`~trestle.engines.temporal.shapes.SHORTEST_HEARTBEAT`) and
+    ``$TRESTLE_TEMPORAL_HISTORY_LIMIT`` (history events before continuing as new), each
+    a finite number above 0."""
     found: dict[str, float] = {}
     for var, name, kind in TUNING:
         text = os.environ.get(var)
@@ -79,6 +81,14 @@ def tuning() -> dict[str, float]:
             value = 0
         if not (0 < value < 1e9):
             raise ConfigError(f"${var}={text!r} is not a positive number")
+        if name == "heartbeat" and value < SHORTEST_HEARTBEAT:
+            raise ConfigError(
+                f"${var}={text!r} is shorter than {SHORTEST_HEARTBEAT:g} s: a worker beats "
+                f"for an attempt at most every {SOONEST_BEAT:g} s and Temporal sends a beat "
+                "at most every 0.8 of the timeout, so Temporal would record attempts lost "
+                f"while their worker runs; give it {SHORTEST_HEARTBEAT:g} or more "
+                "(the default is 10)"
+            )
         found[name] = value
     return found
 

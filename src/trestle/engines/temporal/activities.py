@@ -63,6 +63,7 @@ from trestle.engines.temporal.shapes import (
     Perform,
     Performed,
     Recorded,
+    beat_every,
 )
 from trestle.engines.work import PerformerFor
 from trestle.execution.named_files import named_files
@@ -345,7 +346,7 @@ class TrestleActivities:
         try:
             while not work.done() and not halted:
                 beat()  # says where it runs: the workflow reads that if it is lost
-                await asyncio.wait([work], timeout=max(0.2, job.heartbeat / 4))
+                await asyncio.wait([work], timeout=beat_every(job.heartbeat))
             if halted:  # the attempt waits to be stopped: stop it
                 work.cancel()
                 await asyncio.gather(work, return_exceptions=True)
@@ -418,7 +419,7 @@ async def _beating(work: Awaitable[T], beat: Beats, job: Perform) -> T:
     waiting = asyncio.ensure_future(work)
     while True:
         beat()
-        done, _ = await asyncio.wait([waiting], timeout=max(0.2, job.heartbeat / 4))
+        done, _ = await asyncio.wait([waiting], timeout=beat_every(job.heartbeat))
         if done:
             return waiting.result()
 

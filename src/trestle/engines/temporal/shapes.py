@@ -15,6 +15,20 @@ NUDGE = "nudge"  # the signal: requests wait in the store's queue, go and read t
 STATUS = "status"  # the query: where the run is, as the workflow holds it
 RECORD = "record"  # the update: a running attempt's events, made durable in order
 
+# A worker beats for an attempt every quarter of its heartbeat timeout, never more often
+# than every SOONEST_BEAT seconds, and Temporal's SDK sends a beat at most every 0.8 of
+# the timeout. Under SHORTEST_HEARTBEAT seconds that leaves the worker's loop less than
+# 0.2 s to be late by before Temporal records an attempt lost though its worker is alive
+# (at 0.3 s, 64 attempts of one run lost five: docs/temporal.md), so it is refused.
+SOONEST_BEAT = 0.2
+SHORTEST_HEARTBEAT = 1.0
+
+
+def beat_every(heartbeat: float) -> float:
+    """Seconds between two of a worker's beats for an attempt whose heartbeat timeout is
+    ``heartbeat``."""
+    return max(SOONEST_BEAT, heartbeat / 4)
+
 
 @dataclass
 class Drive:
