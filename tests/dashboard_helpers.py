@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -18,6 +19,9 @@ from test_cli import cli_env
 from trestle.formats.planfile import parse_plan
 from trestle.lifecycle.runs import create_run
 from trestle.store import SqliteStore
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 
 @dataclass(frozen=True)
@@ -33,11 +37,18 @@ class Dashboard:
         return self.base.rstrip("/")
 
     def session(self) -> httpx.Client:
-        """A client logged in with the login URL (which is then used up)."""
+        """A client logged in with the login URL (which is then used up), asking for the
+        session's pages: its base URL is their address (``/s/KEY/``)."""
         client = httpx.Client(base_url=self.base, follow_redirects=False, timeout=30)
-        answer = client.get(self.login)
-        assert answer.status_code == 303, answer.text
+        enter(client, client.get(self.login))
         return client
+
+    def log_in(self, page: Page, login: str | None = None) -> str:
+        """Log the browser ``page`` in with the login URL (or ``login``); the base URL of
+        the session's pages (``http://HOST:PORT/s/KEY/``)."""
+        page.goto(login or self.login)
+        assert re.fullmatch(re.escape(self.origin) + r"/s/[0-9a-f]{32}/", page.url), page.url
+        return page.url
 
 
 @contextmanager
@@ -70,6 +81,22 @@ def dashboard(store: str | Path, *args: str, cwd: Path | None = None) -> Iterato
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def enter(client: Any, answer: Any) -> None:
+    """Follow a login's answer (a redirect to the session's pages, ``/s/KEY/``): the
+    client's base URL becomes their address, so its paths are the session's pages.
+    ``client`` is an httpx client, or Starlette's TestClient (an httpx of its own)."""
+    assert answer.status_code == 303, answer.text
+    where = answer.headers["location"]
+    assert re.fullmatch(r"/s/[0-9a-f]{32}/", where), where
+    client.base_url = client.base_url.copy_with(path=where)
+
+
+def pages(client: httpx.Client) -> str:
+    """The address of the pages of the session ``client`` is logged in to (``/s/KEY``),
+    as its links and redirects begin."""
+    return client.base_url.path.rstrip("/")
 
 
 def plan_run(store_path: Path, text: str, workspace: Path) -> str:

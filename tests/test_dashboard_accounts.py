@@ -18,7 +18,7 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from dashboard_helpers import dashboard, trestle
+from dashboard_helpers import dashboard, enter, trestle
 from test_approvals_cli import DEPLOY, Cli
 from test_budget_raise import chain
 from trestle.dashboard.accounts import (
@@ -33,7 +33,8 @@ from trestle.dashboard.security import SESSION_COOKIE, Gate
 from trestle.notifications.ledger import Delivery, Ledger
 from trestle.store import SqliteStore
 
-ORIGIN = {"origin": "http://testserver"}
+ROOT = "http://testserver"  # the login pages are here; a session's are under /s/KEY/
+ORIGIN = {"origin": ROOT}
 PASSWORD = "correct horse battery"
 
 
@@ -97,21 +98,32 @@ def join(served: Served, name: str) -> TestClient:
     logged in as them."""
     invitation = served.accounts.invite(name)
     client = served.client()
-    opened = client.get(f"/invite?token={invitation.token}")
-    assert opened.status_code == 303 and opened.headers["location"] == "/invite"
-    form = client.get("/invite")
+    form_at = opened_invitation(client, invitation.token)
+    form = client.get(form_at)
     assert form.status_code == 200 and f"Join as {name}" in form.text
     assert invitation.token not in form.text  # nor in its address: nothing to leak
     csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
     assert csrf is not None
     done = client.post(
-        "/invite",
+        form_at,
         data={"csrf": csrf.group(1), "password": PASSWORD, "again": PASSWORD},
         headers=ORIGIN,
     )
-    assert done.status_code == 303, done.text
+    enter(client, done)
     assert client.get("/").status_code == 200
     return client
+
+
+def opened_invitation(client: TestClient, token: str) -> str:
+    """Open the invitation URL with ``token``: where its form is (``/invite/KEY``), the
+    token now in a cookie only that address gets."""
+    opened = client.get(f"{ROOT}/invite?token={token}")
+    assert opened.status_code == 303, opened.text
+    where = opened.headers["location"]
+    assert re.fullmatch(r"/invite/[0-9a-f]{32}", where), where
+    assert opened.cookies.get("trestle_invite") == token
+    assert f"Path={where};" in opened.headers["set-cookie"], opened.headers["set-cookie"]
+    return f"{ROOT}{where}"
 
 
 def csrf_of(html: str) -> str:
@@ -121,13 +133,17 @@ def csrf_of(html: str) -> str:
 
 
 def log_in(client: TestClient, name: str, password: str) -> int:
-    form = client.get("/login")
+    """Log in with the form at /login: its answer's status; once logged in, the
+    client's paths are the new session's pages."""
+    form = client.get(f"{ROOT}/login")
     assert form.status_code == 200
     answer = client.post(
-        "/login",
+        f"{ROOT}/login",
         data={"csrf": csrf_of(form.text), "name": name, "password": password},
         headers=ORIGIN,
     )
+    if answer.status_code == 303:
+        enter(client, answer)
     return answer.status_code
 
 
@@ -245,10 +261,10 @@ def test_an_invitation_url_is_refused_once_used_or_expired(served: Served) -> No
     invitation = served.accounts.invite("alice", lifetime=600)
     late = served.accounts.invite("bob", lifetime=600)
     client = served.client()
-    client.get(f"/invite?token={invitation.token}")
-    form = client.get("/invite")
+    form_at = opened_invitation(client, invitation.token)
+    form = client.get(form_at)
     client.post(
-        "/invite",
+        form_at,
         data={"csrf": csrf_of(form.text), "password": PASSWORD, "again": PASSWORD},
         headers=ORIGIN,
     )
@@ -265,14 +281,18 @@ def test_the_invitation_form_wants_its_csrf_its_origin_and_twice_the_password(
 ) -> None:
     invitation = served.accounts.invite("alice")
     client = served.client()
-    client.get(f"/invite?token={invitation.token}")
-    csrf = csrf_of(client.get("/invite").text)
+    form_at = opened_invitation(client, invitation.token)
+    csrf = csrf_of(client.get(form_at).text)
     good = {"csrf": csrf, "password": PASSWORD, "again": PASSWORD}
-    assert client.post("/invite", data=good).status_code == 403  # no origin
-    assert client.post("/invite", data={**good, "csrf": "x"}, headers=ORIGIN).status_code == 403
-    differ = client.post("/invite", data={**good, "again": PASSWORD + "!"}, headers=ORIGIN)
+    assert client.post(form_at, data=good).status_code == 403  # no origin
+    assert client.post(form_at, data={**good, "csrf": "x"}, headers=ORIGIN).status_code == 403
+    differ = client.post(form_at, data={**good, "again": PASSWORD + "!"}, headers=ORIGIN)
     assert differ.status_code == 400 and "differ" in differ.text
-    assert client.post("/invite", data=good, headers=ORIGIN).status_code == 303
+    # the form's address names its invitation: another's, or none, is refused
+    elsewhere = f"{ROOT}/invite/{'0' * 32}"
+    assert client.post(elsewhere, data=good, headers=ORIGIN).status_code == 403
+    assert client.get(f"{ROOT}/invite").status_code == 403
+    enter(client, client.post(form_at, data=good, headers=ORIGIN))
 
 
 def test_login_with_name_and_password(served: Served) -> None:
@@ -368,7 +388,7 @@ def test_a_live_stream_ends_with_its_session(served: Served) -> None:
 def test_the_operators_login_token_still_works_alongside(served: Served) -> None:
     join(served, "alice")
     client = served.client()
-    assert client.get(f"/login?token={served.gate.login_token}").status_code == 303
+    enter(client, client.get(f"/login?token={served.gate.login_token}"))
     page = client.get("/")
     assert "acting as dashboard:op@box" in page.text
     assert "Log out everywhere" not in page.text
@@ -501,14 +521,16 @@ def test_a_teammate_invited_with_the_cli_joins_the_real_server(tmp_path: Path) -
         url = re.search(r"(http://\S+/invite\?token=\S+)", invited.stdout)
         assert url is not None and url.group(1).startswith(ui.base), invited.stdout
         with httpx.Client(base_url=ui.base, follow_redirects=False, timeout=30) as browser:
-            assert browser.get(url.group(1)).status_code == 303
-            csrf = csrf_of(browser.get("/invite").text)
+            opened = browser.get(url.group(1))
+            assert opened.status_code == 303
+            form_at = ui.origin + opened.headers["location"]
+            csrf = csrf_of(browser.get(form_at).text)
             joined = browser.post(
-                "/invite",
+                form_at,
                 data={"csrf": csrf, "password": PASSWORD, "again": PASSWORD},
                 headers={"origin": ui.origin},
             )
-            assert joined.status_code == 303, joined.text
+            enter(browser, joined)
             assert "acting as dashboard:alice" in browser.get("/").text
             listed = trestle("people", "list", cwd=tmp_path).stdout
             assert "alice  joined  1 live session  ed25519:" in listed

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dashboard_helpers import Dashboard, csrf_of, dashboard, plan_run
+from dashboard_helpers import Dashboard, csrf_of, dashboard, enter, pages, plan_run
 from test_cli import cli_env
 from trestle.lifecycle.runs import load_state
 from trestle.store import SqliteStore
@@ -68,16 +68,41 @@ def test_the_login_token_works_once_for_an_httponly_strict_cookie(
     ui, run_id, _ = served
     client = httpx.Client(base_url=ui.base, follow_redirects=False)
     answer = client.get(ui.login)
-    assert answer.status_code == 303
+    enter(client, answer)  # to the session's own pages, /s/KEY/
     cookie = answer.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
     assert "secure" not in cookie.lower()  # over plain HTTP a browser would never send it back
+    # sent only to the session's pages: not to / nor to any other port of the host
+    assert f"Path={pages(client)};" in cookie or cookie.endswith(f"Path={pages(client)}")
     page = client.get("/")
     assert page.status_code == 200 and run_id in page.text
     assert "Content-Security-Policy" in page.headers
     with httpx.Client(base_url=ui.base, follow_redirects=False) as other:
         assert other.get(ui.login).status_code == 403  # used up
         assert other.get("/").status_code == 401
+
+
+def test_the_cookie_alone_opens_nothing_away_from_its_sessions_pages(
+    served: tuple[Dashboard, str, Path],
+) -> None:
+    # whoever got the cookie (a server on another port of 127.0.0.1 the browser was
+    # sent to) but not the session's address is refused, pages and actions alike
+    ui, run_id, store = served
+    client = ui.session()
+    token = csrf_of(client.get(f"/runs/{run_id}").text)
+    stolen = {"trestle_session": client.cookies["trestle_session"]}
+    own = {"origin": ui.origin}
+    wrong = f"/s/{'0' * 32}"
+    with httpx.Client(base_url=ui.base, cookies=stolen, follow_redirects=False) as thief:
+        for path in ("/", "/inbox", f"/runs/{run_id}", f"{wrong}/inbox", f"/s/x/runs/{run_id}"):
+            answer = thief.get(path)
+            assert answer.status_code == 401, path
+            assert run_id not in answer.text and "not logged in here" in answer.text
+        for where in ("", wrong):
+            cancel = f"{where}/runs/{run_id}/cancel"
+            refused = thief.post(cancel, data={"csrf": token, "reason": "x"}, headers=own)
+            assert refused.status_code == 401
+    assert cancelled(store, run_id) is None
 
 
 def test_a_change_needs_the_session_the_csrf_token_and_the_dashboards_origin(

@@ -7,14 +7,17 @@ Screenshots of each page at desktop and phone width are kept under
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import re
 import shutil
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from dashboard_helpers import dashboard, run_ids, start_run, trestle, wait_for
@@ -110,8 +113,8 @@ def test_a_run_progresses_live_without_a_reload(tmp_path: Path, page: Page) -> N
     plan, store = project(tmp_path, LIVE_PLAN)
     process, run_id = started(plan, store, tmp_path)
     with dashboard(store) as ui:
-        page.goto(ui.login)
-        page.goto(f"{ui.base}runs/{run_id}")
+        at = ui.log_in(page)
+        page.goto(f"{at}runs/{run_id}")
         page.evaluate("window.__same_page = true")
         expect(page.locator('g.node[data-step="fetch"]')).to_have_attribute(
             "data-status", "running"
@@ -159,8 +162,8 @@ def test_approving_a_waiting_irreversible_step_lets_the_run_finish(
     plan, store = project(tmp_path, GATED_PLAN)
     process, run_id = started(plan, store, tmp_path)
     with dashboard(store) as ui:
-        page.goto(ui.login)
-        card = waiting_card(page, ui.base)
+        at = ui.log_in(page)
+        card = waiting_card(page, at)
         expect(card).to_contain_text("deploy")
         expect(card).to_contain_text("irreversible")
         card.get_by_label("Note (optional)").first.fill("release window is open")
@@ -168,7 +171,7 @@ def test_approving_a_waiting_irreversible_step_lets_the_run_finish(
         expect(page.get_by_role("status")).to_contain_text("approved")
         wait_for(lambda: (tmp_path / "deployed.txt").exists(), what="the approved deploy")
         (tmp_path / "go").touch()
-        page.goto(f"{ui.base}runs/{run_id}")
+        page.goto(f"{at}runs/{run_id}")
         expect(page.locator("#run-status")).to_have_text("succeeded")
         expect(page.locator("table.timeline")).to_contain_text("approve by dashboard:")
     code, out = finish(process)
@@ -182,8 +185,8 @@ def test_a_rejection_reaches_the_log_with_its_reason(tmp_path: Path, page: Page)
     plan, store = project(tmp_path, GATED_PLAN)
     process, run_id = started(plan, store, tmp_path)
     with dashboard(store) as ui:
-        page.goto(ui.login)
-        card = waiting_card(page, ui.base)
+        at = ui.log_in(page)
+        card = waiting_card(page, at)
         card.get_by_label("Reason for rejecting (required)").fill("not in this release")
         card.get_by_role("button", name="Reject").click()
         expect(page.get_by_role("status")).to_contain_text("rejected")
@@ -192,7 +195,7 @@ def test_a_rejection_reaches_the_log_with_its_reason(tmp_path: Path, page: Page)
         (tmp_path / "go").touch()
         code, out = finish(process)
         assert code == 1, out  # partial: the rejected step failed
-        page.goto(f"{ui.base}runs/{run_id}")
+        page.goto(f"{at}runs/{run_id}")
         expect(page.locator("table.timeline")).to_contain_text("not in this release")
         expect(page.locator("#step-deploy")).to_contain_text("not in this release")
     assert not (tmp_path / "deployed.txt").exists()
@@ -211,8 +214,8 @@ def test_cancelling_a_run_stops_it(tmp_path: Path, page: Page) -> None:
     plan, store = project(tmp_path, FOREVER_PLAN)
     process, run_id = started(plan, store, tmp_path)
     with dashboard(store) as ui:
-        page.goto(ui.login)
-        page.goto(f"{ui.base}runs/{run_id}")
+        at = ui.log_in(page)
+        page.goto(f"{at}runs/{run_id}")
         expect(node(page, "wait")).to_have_attribute("data-status", "running")
         page.get_by_label("Why (recorded)").fill("wrong branch")
         page.get_by_role("button", name="Cancel run").click()
@@ -235,8 +238,8 @@ def test_retrying_a_dead_letter(tmp_path: Path, page: Page) -> None:
     assert code == 3, out  # failed, dead-lettered: waits for a human
     [run_id] = run_ids(store)
     with dashboard(store) as ui:
-        page.goto(ui.login)
-        page.goto(f"{ui.base}health")
+        at = ui.log_in(page)
+        page.goto(f"{at}health")
         letter = page.locator("article.letter")
         expect(letter).to_contain_text("check")
         letter.get_by_label("Why retry").fill("the file is there now")
@@ -245,9 +248,9 @@ def test_retrying_a_dead_letter(tmp_path: Path, page: Page) -> None:
         (tmp_path / "fixed").touch()
         resumed = trestle("resume", run_id, "--store", str(store), "--no-live", cwd=tmp_path)
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-        page.goto(f"{ui.base}health")
+        page.goto(f"{at}health")
         expect(page.get_by_text("The dead-letter queue is empty.")).to_be_visible()
-        page.goto(f"{ui.base}runs/{run_id}")
+        page.goto(f"{at}runs/{run_id}")
         expect(page.locator("#run-status")).to_have_text("succeeded")
         reopened = page.locator("table.timeline tr.k-step_reopened")
         expect(reopened).to_contain_text("the file is there now (asked by dashboard:")
@@ -302,17 +305,17 @@ def test_every_page_at_desktop_and_phone_width(tmp_path: Path, page: Page) -> No
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     pages = {"runs": "", "run": f"runs/{run_id}", "inbox": "inbox", "health": "health"}
     with dashboard(store) as ui:
-        page.goto(ui.login)
+        at = ui.log_in(page)
         for width, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
             page.set_viewport_size(viewport)
             for name, path in pages.items():
-                page.goto(ui.base + path)
+                page.goto(at + path)
                 expect(page.locator("h1")).to_be_visible()
                 problems = page.evaluate(A11Y)
                 assert problems == [], (name, width, problems)
                 page.screenshot(path=str(ARTIFACTS / f"{name}-{width}.png"), full_page=True)
         page.set_viewport_size(DESKTOP)
-        page.goto(ui.base + "inbox")
+        page.goto(at + "inbox")
         expect(page.locator("pre.diff").first).to_contain_text("+port = 8080")
         # the keyboard reaches the skip link first, then the navigation, in page order
         order = page.evaluate(FOCUSABLE)
@@ -322,7 +325,7 @@ def test_every_page_at_desktop_and_phone_width(tmp_path: Path, page: Page) -> No
             reached.append(page.evaluate("document.activeElement.outerHTML.slice(0, 60)"))
         assert reached == order[:6], (reached, order[:6])
         assert "Skip to content" in reached[0]
-        page.goto(ui.base + "inbox")
+        page.goto(at + "inbox")
         page.keyboard.press("Tab")
         page.keyboard.press("Enter")  # the skip link moves the focus to the main content
         assert page.evaluate("document.activeElement.id") == "main"
@@ -346,8 +349,8 @@ def test_an_edited_action_is_shown_as_a_diff_then_approved_as_edited(
     assert code == 3, out
     [run_id] = run_ids(store)
     with dashboard(store) as ui:
-        page.goto(ui.login)
-        card = waiting_card(page, ui.base)
+        at = ui.log_in(page)
+        card = waiting_card(page, at)
         expect(card.locator("pre.diff")).to_contain_text("+port = 8080")
         card.get_by_text("Edit the action, then approve the edit").click()
         box = card.get_by_label("The action as YAML", exact=False)
@@ -375,8 +378,8 @@ def test_an_invalid_edit_is_refused_before_anything_is_queued(tmp_path: Path, pa
     code, out = finish(start_run(plan, store, tmp_path))
     assert code == 3, out
     with dashboard(store) as ui:
-        page.goto(ui.login)
-        card = waiting_card(page, ui.base)
+        at = ui.log_in(page)
+        card = waiting_card(page, at)
         card.get_by_text("Edit the action, then approve the edit").click()
         card.get_by_label("The action as YAML", exact=False).fill("timeout: -3\nbogus: 1\n")
         card.get_by_role("button", name="Show the edit", exact=False).click()
@@ -393,8 +396,8 @@ def test_an_agent_run_shows_its_phases_turns_changes_and_rewinds(
     [run_id] = [r for r in run_ids(store) if "." not in r]  # the root, not its worker
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with dashboard(store) as ui:
-        page.goto(ui.login)
-        page.goto(f"{ui.base}runs/{run_id}")
+        at = ui.log_in(page)
+        page.goto(f"{at}runs/{run_id}")
         agent = page.locator("section[aria-labelledby=agent-heading]")
         expect(agent.locator("ol.phases li").first).to_be_visible()
         for phase in ("understand", "plan", "execute", "validate"):
@@ -432,8 +435,8 @@ def test_a_budget_pause_is_topped_up_by_the_amount_given(tmp_path: Path, page: P
     assert code == 3, out
     [run_id] = run_ids(store)
     with dashboard(store) as ui:
-        page.goto(ui.login)
-        card = waiting_card(page, ui.base)
+        at = ui.log_in(page)
+        card = waiting_card(page, at)
         expect(card).to_contain_text("soft steps limit")
         card.get_by_label("Top-up", exact=False).fill("5")
         card.get_by_role("button", name="Approve", exact=False).click()
@@ -462,8 +465,8 @@ def test_approving_similar_says_what_it_covers_and_covers_only_that(
     assert code == 3, out
     [run_id] = run_ids(store)
     with dashboard(store) as ui:
-        page.goto(ui.login)
-        card = waiting_card(page, ui.base)
+        at = ui.log_in(page)
+        card = waiting_card(page, at)
         similar = card.get_by_label("Also approve similar", exact=False)
         expect(card.locator(f"label[for='{similar.get_attribute('id')}']")).to_contain_text(
             "later writes asked for the same reason in the folder 'conf'"
@@ -489,7 +492,8 @@ def test_a_teammate_joins_by_invitation_and_logs_out_everywhere(
         url = re.search(r"(http://\S+/invite\?token=\S+)", invited.stdout)
         assert url is not None, invited.stdout + invited.stderr
         page.goto(url.group(1))
-        expect(page).to_have_url(ui.base + "invite")  # the token left the address
+        # the token left the address: the form is at /invite/KEY, its cookie sent only there
+        expect(page).to_have_url(re.compile(re.escape(ui.base) + "invite/[0-9a-f]{32}$"))
         expect(page.get_by_role("heading", name="Join as alice")).to_be_visible()
         page.get_by_label("Password", exact=True).fill(password)
         page.get_by_label("The same again").fill(password)
@@ -509,3 +513,80 @@ def test_a_teammate_joins_by_invitation_and_logs_out_everywhere(
             expect(other.get_by_role("alert")).to_contain_text("log in again")
         finally:
             laptop.close()
+
+
+class _Elsewhere(http.server.BaseHTTPRequestHandler):
+    """Another server on 127.0.0.1 (one a step with the network started, or another
+    user's): notes the cookies a browser sends it."""
+
+    cookies: list[str] = []
+
+    def do_GET(self) -> None:
+        type(self).cookies.append(self.headers.get("Cookie", ""))
+        body = b'<!doctype html><title>docs preview</title><img src="/favicon.ico">'
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_another_port_of_the_host_gets_no_cookie_to_act_with(tmp_path: Path, page: Page) -> None:
+    # a browser sends a host's cookies to every port of it: the dashboard's must reach
+    # only the dashboard's own pages, or a page on another port takes it and approves
+    plan, store = project(tmp_path, GATED_PLAN.replace(WAIT.format(name="go"), "true"))
+    waiting = trestle("run", str(plan), "--store", str(store), "--no-live", cwd=tmp_path)
+    assert waiting.returncode == 3, waiting.stdout + waiting.stderr
+    run_id = run_ids(store)[0]
+    elsewhere = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Elsewhere)
+    threading.Thread(target=elsewhere.serve_forever, daemon=True).start()
+    other = f"http://127.0.0.1:{elsewhere.server_address[1]}"
+    try:
+        with dashboard(store) as ui:
+            at = ui.log_in(page)
+            expect(waiting_card(page, at)).to_contain_text("deploy")
+            invited = trestle("people", "invite", "bob", cwd=tmp_path)
+            url = re.search(r"(http://\S+/invite\?token=\S+)", invited.stdout)
+            assert url is not None, invited.stdout + invited.stderr
+            page.goto(url.group(1))  # bob's invitation, opened: its token now in a cookie
+            expect(page.get_by_role("heading", name="Join as bob")).to_be_visible()
+            for path in ("/", "/inbox", "/login", "/invite", "/s/"):
+                page.goto(other + path)
+            got = [c for c in _Elsewhere.cookies if c]
+            assert not any("trestle_session" in c or "trestle_invite" in c for c in got), got
+            # what it has is no credential: the cookies of the dashboard's origin
+            sent = "; ".join(got)
+            with httpx.Client(base_url=ui.base, follow_redirects=False) as thief:
+                forged = thief.post(
+                    f"inbox/{run_id}.1/approve",
+                    headers={"origin": ui.origin, "cookie": sent},
+                    data={"csrf": "x"},
+                )
+                assert forged.status_code in (401, 403), forged.text
+    finally:
+        elsewhere.shutdown()
+    assert decisions(store, run_id) == []
+
+
+def test_a_link_without_the_sessions_address_opens_in_the_browsers_session(
+    tmp_path: Path, page: Page
+) -> None:
+    # a notification links to the card as /inbox#card-REF: the browser that has a session
+    # opens it there; once logged out, the same link says how to log in
+    plan, store = project(tmp_path, GATED_PLAN.replace(WAIT.format(name="go"), "true"))
+    waiting = trestle("run", str(plan), "--store", str(store), "--no-live", cwd=tmp_path)
+    assert waiting.returncode == 3, waiting.stdout + waiting.stderr
+    ref = f"{run_ids(store)[0]}.1"
+    with dashboard(store) as ui:
+        at = ui.log_in(page)
+        page.goto(f"{ui.base}inbox#card-{ref}")
+        expect(page).to_have_url(f"{at}inbox#card-{ref}")
+        expect(page.locator(f"[id='card-{ref}']")).to_contain_text("deploy")
+        page.get_by_role("button", name="Log out", exact=True).click()
+        expect(page.get_by_role("alert")).to_contain_text("logged out")
+        page.goto(f"{ui.base}inbox#card-{ref}")
+        expect(page.get_by_role("alert")).to_contain_text("not logged in here")
+        expect(page).to_have_url(f"{ui.base}inbox#card-{ref}")

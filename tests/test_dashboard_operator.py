@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -142,14 +143,31 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture(scope="module")
-def page(browser: Browser, world: World) -> Iterator[Page]:
-    """One logged-in page for the module (the login URL works once)."""
+def session(browser: Browser, world: World) -> Iterator[tuple[Page, str]]:
+    """One logged-in page for the module (the login URL works once), and the base URL
+    of its session's pages."""
     context = browser.new_context(viewport=WIDE)
     context.set_default_timeout(30_000)
     opened = context.new_page()
-    opened.goto(world.ui.login)
-    yield opened
+    at = world.ui.log_in(opened)
+    yield opened, at
     context.close()
+
+
+@pytest.fixture(scope="module")
+def page(session: tuple[Page, str]) -> Page:
+    return session[0]
+
+
+@pytest.fixture(scope="module")
+def at(session: tuple[Page, str]) -> str:
+    """Where the logged-in page's session pages are (``http://HOST:PORT/s/KEY/``)."""
+    return session[1]
+
+
+def path_of(url: str) -> str:
+    """The path of ``url`` (a session's pages: ``/s/KEY/``), as the pages' links begin."""
+    return urlsplit(url).path
 
 
 def shot(page: Page, path: Path) -> None:
@@ -210,7 +228,7 @@ OVERFLOW = """(still) => {
 }"""
 
 
-def test_every_page_fits_at_1400_and_390_px(world: World, page: Page) -> None:
+def test_every_page_fits_at_1400_and_390_px(world: World, page: Page, at: str) -> None:
     pages = {
         "runs": "",
         "showcase": f"runs/{world.showcase}",
@@ -224,7 +242,7 @@ def test_every_page_fits_at_1400_and_390_px(world: World, page: Page) -> None:
     for label, viewport in (("1400", WIDE), ("390", PHONE)):
         page.set_viewport_size(viewport)
         for name, path in pages.items():
-            page.goto(world.ui.base + path)
+            page.goto(at + path)
             expect(page.locator("h1")).to_be_visible()
             for details in page.locator("main details").all():
                 details.evaluate("(d) => { d.open = true; }")
@@ -251,10 +269,10 @@ GRAPH_FITS = """() => {
 }"""
 
 
-def test_the_graph_of_a_30_step_plan_fits_its_box(world: World, page: Page) -> None:
+def test_the_graph_of_a_30_step_plan_fits_its_box(world: World, page: Page, at: str) -> None:
     for viewport in (WIDE, PHONE):
         page.set_viewport_size(viewport)
-        page.goto(f"{world.ui.base}runs/{world.wide}")
+        page.goto(f"{at}runs/{world.wide}")
         fit = page.evaluate(GRAPH_FITS)
         assert fit["nodes"] == 30, fit
         assert fit["overlaps"] == 0 and fit["outside"] == 0, fit
@@ -278,9 +296,9 @@ def test_the_graph_of_a_30_step_plan_fits_its_box(world: World, page: Page) -> N
     assert tops["c1"] < tops["c8"] < tops["w1"] < tops["join"] < tops["t1"] < tops["t7"], tops
 
 
-def test_a_delegating_step_links_to_its_child_run(world: World, page: Page) -> None:
-    page.goto(f"{world.ui.base}runs/{world.parent}")
-    link = page.locator(f'a.child-link[href="/runs/{world.child}"]')
+def test_a_delegating_step_links_to_its_child_run(world: World, page: Page, at: str) -> None:
+    page.goto(f"{at}runs/{world.parent}")
+    link = page.locator(f'a.child-link[href="{path_of(at)}runs/{world.child}"]')
     expect(link.locator('g.node[data-step="research"]')).to_have_count(1)
     link.click()
     expect(page.locator("h1")).to_contain_text(world.child)
@@ -289,57 +307,60 @@ def test_a_delegating_step_links_to_its_child_run(world: World, page: Page) -> N
     expect(page.locator("h1")).to_contain_text(world.parent)
 
 
-def card(page: Page, world: World, run_id: str, step: str) -> Locator:
+def card(page: Page, at: str, run_id: str, step: str) -> Locator:
     """The inbox's card on ``step`` of ``run_id``."""
-    page.goto(f"{world.ui.base}inbox")
+    page.goto(f"{at}inbox")
     found = page.locator("article.card").filter(
-        has=page.locator(f'a[href="/runs/{run_id}#step-{step}"]')
+        has=page.locator(f'a[href="{path_of(at)}runs/{run_id}#step-{step}"]')
     )
     expect(found).to_have_count(1)
     return found
 
 
 def test_a_child_runs_card_shows_its_tree_and_its_plan_line_by_line(
-    world: World, page: Page
+    world: World, page: Page, at: str
 ) -> None:
-    found = card(page, world, world.child, "notes")
+    found = card(page, at, world.child, "notes")
     tree = found.locator("dd.tree-path")
     expect(tree).to_contain_text(f"{world.parent} > research#1")
     tree.get_by_role("link", name=f"its root run {world.parent}").click()
     expect(page.locator("h1")).to_contain_text(world.parent)
-    found = card(page, world, world.child, "notes")
+    found = card(page, at, world.child, "notes")
     step = found.locator("dd.lines").filter(has_text="review the notes")
     lines = [line.strip() for line in step.inner_text().splitlines() if line.strip()]
     assert lines[-2:] == ["- summary of the release", "- the list of fixes"], lines
 
 
-def test_similar_is_offered_only_where_it_covers_more(world: World, page: Page) -> None:
-    config = card(page, world, world.showcase, "config")
+def test_similar_is_offered_only_where_it_covers_more(world: World, page: Page, at: str) -> None:
+    config = card(page, at, world.showcase, "config")
     expect(config.get_by_label("Also approve similar", exact=False)).to_have_count(1)
-    cleanup = card(page, world, world.showcase, "cleanup")
+    cleanup = card(page, at, world.showcase, "cleanup")
     expect(cleanup.get_by_label("Also approve similar", exact=False)).to_have_count(0)
     expect(cleanup).to_contain_text("approves nothing more")
 
 
-def test_a_decided_card_says_so_and_offers_no_more_buttons(world: World, page: Page) -> None:
-    cleanup = card(page, world, world.showcase, "cleanup")
+def test_a_decided_card_says_so_and_offers_no_more_buttons(
+    world: World, page: Page, at: str
+) -> None:
+    cleanup = card(page, at, world.showcase, "cleanup")
     cleanup.get_by_role("button", name="Approve", exact=False).first.click()
     expect(page.get_by_role("status")).to_contain_text("queued")
-    cleanup = card(page, world, world.showcase, "cleanup")
+    cleanup = card(page, at, world.showcase, "cleanup")
     mark = cleanup.locator("p.queued")
     expect(mark).to_contain_text("decided: approved by dashboard:")
     expect(mark).to_contain_text(f"trestle resume {world.showcase}")
     expect(cleanup.get_by_role("button")).to_have_count(0)
     # the other card of the run is still open to decide
-    config = card(page, world, world.showcase, "config")
+    config = card(page, at, world.showcase, "config")
     expect(config.get_by_role("button", name="Approve", exact=False).first).to_be_visible()
 
 
-def test_the_waiting_column_counts_dead_letters_too(world: World, page: Page) -> None:
-    page.goto(world.ui.base)
+def test_the_waiting_column_counts_dead_letters_too(world: World, page: Page, at: str) -> None:
+    page.goto(at)
     row = page.locator(f'tr[data-run="{world.showcase}"] td.waiting-cell')
     expect(row).to_contain_text("approval")
-    expect(row.get_by_role("link", name="dead letter test")).to_have_attribute("href", "/health")
+    dead = row.get_by_role("link", name="dead letter test")
+    expect(dead).to_have_attribute("href", f"{path_of(at)}health")
 
 
 def listed(page: Page) -> list[str]:
@@ -349,9 +370,9 @@ def listed(page: Page) -> list[str]:
 
 
 def test_finding_runs_by_tag_engine_status_time_alerts_and_waiting(
-    world: World, page: Page
+    world: World, page: Page, at: str
 ) -> None:
-    base = world.ui.base
+    base = at
     page.goto(base)
     page.get_by_label("Step tag").fill("nightly")
     page.get_by_role("button", name="Find").click()
@@ -380,9 +401,9 @@ def test_finding_runs_by_tag_engine_status_time_alerts_and_waiting(
     assert world.wide not in listed(page)
 
 
-def test_paging_through_runs_keeps_the_filters(world: World, page: Page) -> None:
+def test_paging_through_runs_keeps_the_filters(world: World, page: Page, at: str) -> None:
     every = set(run_ids(world.store))
-    page.goto(f"{world.ui.base}?per=2&q=")
+    page.goto(f"{at}?per=2&q=")
     seen: list[str] = []
     for _ in range(len(every)):
         seen += listed(page)
@@ -393,16 +414,16 @@ def test_paging_through_runs_keeps_the_filters(world: World, page: Page) -> None
         assert "per=2" in (older.get_attribute("href") or "")
         older.click()
     assert sorted(seen) == sorted(every), (seen, every)
-    answer = page.request.get(f"{world.ui.base}?page=x")
+    answer = page.request.get(f"{at}?page=x")
     assert answer.status == 400 and "page &#39;x&#39;: expected a page number" in answer.text()
-    answer = page.request.get(f"{world.ui.base}?since=yesterday")
+    answer = page.request.get(f"{at}?since=yesterday")
     assert answer.status == 400 and "since &#39;yesterday&#39;: expected a date" in answer.text()
 
 
-def test_a_runs_event_history_as_json(world: World, page: Page, browser: Browser) -> None:
-    page.goto(f"{world.ui.base}runs/{world.showcase}")
+def test_a_runs_event_history_as_json(world: World, page: Page, browser: Browser, at: str) -> None:
+    page.goto(f"{at}runs/{world.showcase}")
     href = page.get_by_role("link", name="Event history as JSON").get_attribute("href")
-    assert href == f"/runs/{world.showcase}/events.json"
+    assert href == f"{path_of(at)}runs/{world.showcase}/events.json"
     answer = page.request.get(world.ui.origin + href)
     assert answer.status == 200 and answer.headers["content-type"] == "application/json"
     events = json.loads(answer.text())
@@ -422,8 +443,8 @@ def test_a_runs_event_history_as_json(world: World, page: Page, browser: Browser
         stranger.close()
 
 
-def test_an_agent_conversation_reads_as_a_chat(world: World, page: Page) -> None:
-    page.goto(f"{world.ui.base}runs/{world.agent}")
+def test_an_agent_conversation_reads_as_a_chat(world: World, page: Page, at: str) -> None:
+    page.goto(f"{at}runs/{world.agent}")
     # the timeline's model and tool rows say what was called and what it used
     model = page.locator("table.timeline tr.k-model_called td:last-child").first
     expect(model).to_contain_text("token")
@@ -447,7 +468,7 @@ def test_an_agent_conversation_reads_as_a_chat(world: World, page: Page) -> None
 
 
 def test_a_forged_queued_decision_is_named_as_one_the_run_will_refuse(
-    world: World, page: Page
+    world: World, page: Page, at: str
 ) -> None:
     # a step's process can write to the store: what an unsigned request says is not shown
     # as a decision, whoever it claims to be by
@@ -464,7 +485,7 @@ def test_a_forged_queued_decision_is_named_as_one_the_run_will_refuse(
         )
     finally:
         opened.close()
-    notes = card(page, world, world.child, "notes")
+    notes = card(page, at, world.child, "notes")
     mark = notes.locator("p.queued")
     expect(mark).to_contain_text("not signed with this user's key: the run refuses it")
     expect(mark).not_to_contain_text("mallory")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dashboard_helpers import csrf_of, dashboard, plan_run, run_ids, start_run, trestle
+from dashboard_helpers import csrf_of, dashboard, pages, plan_run, run_ids, start_run, trestle
 from trestle.store import SqliteStore
 
 ONE = "goal: {goal}\nsteps:\n  - {{id: one, run: 'true'}}\n"
@@ -91,7 +91,8 @@ def test_an_action_that_cannot_apply_says_why_and_changes_nothing(tmp_path: Path
             headers=own,
         )
         assert retry.status_code == 303
-        assert retry.headers["location"] == f"/runs/{run_id}"  # never off the dashboard
+        # never off the dashboard, nor off the session's pages
+        assert retry.headers["location"] == f"{pages(client)}/runs/{run_id}"
         said = client.get(f"/runs/{run_id}").text
         assert "error: run" in said and "cannot retry step" in said
         skip = client.post(f"/runs/{run_id}/steps/one/skip", data={"csrf": token}, headers=own)
@@ -187,14 +188,16 @@ def test_a_run_page_draws_its_tree(tmp_path: Path) -> None:
     child = f"{root}.down.1"
     with dashboard(store) as ui:
         client = ui.session()
+        at = pages(client)
         listed = client.get("/").text
-        assert listed.index(f">{root}</a>") < listed.index(f'└ <a href="/runs/{child}">')
+        assert listed.index(f">{root}</a>") < listed.index(f'└ <a href="{at}/runs/{child}">')
         page = client.get(f"/runs/{root}").text
         tree = page.split('id="tree-heading"')[1].split("</section>")[0]
-        assert f'<a href="/runs/{child}">{child}</a>' in tree
+        assert f'<a href="{at}/runs/{child}">{child}</a>' in tree
         assert "succeeded" in tree and "note it &lt;b&gt;now&lt;/b&gt;" in tree
         shown = client.get(f"/runs/{child}").text.split('id="tree-heading"')[1]
-        assert f'A child of run <a href="/runs/{root}">{root}</a> (its step down, round 1)' in shown
+        parent = f'<a href="{at}/runs/{root}">{root}</a>'
+        assert f"A child of run {parent} (its step down, round 1)" in shown
 
 
 def test_a_failed_run_page_shows_where_it_may_first_have_gone_wrong(tmp_path: Path) -> None:

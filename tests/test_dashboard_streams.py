@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from dashboard_helpers import Dashboard, csrf_of, dashboard, plan_run
+from dashboard_helpers import Dashboard, csrf_of, dashboard, pages, plan_run
 from test_cli import Cli
 from test_honest_wording import driven, wait_for
 from trestle.core.events import SandboxChosen
@@ -44,9 +44,10 @@ def test_clients_that_hang_up_mid_stream_leave_the_server_serving(tmp_path: Path
     run_id = plan_run(store, PLAN, tmp_path)
     with dashboard(store) as ui:
         client = ui.session()
-        cookie = client.cookies["trestle_session"]
+        cookie, at = client.cookies["trestle_session"], pages(client)
         for n in range(30):
-            sock = raw_stream(ui, f"/stream/runs/{run_id}" if n % 2 else "/stream/runs", cookie)
+            path = f"{at}/stream/runs/{run_id}" if n % 2 else f"{at}/stream/runs"
+            sock = raw_stream(ui, path, cookie)
             if n % 3 == 0:  # a reset rather than a close
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             sock.close()
@@ -67,8 +68,9 @@ def test_it_stops_promptly_with_streams_open(tmp_path: Path) -> None:
     store = tmp_path / "trestle.db"
     run_id = plan_run(store, PLAN, tmp_path)
     with dashboard(store) as ui:
-        cookie = ui.session().cookies["trestle_session"]
-        open_streams = [raw_stream(ui, f"/stream/runs/{run_id}", cookie) for _ in range(3)]
+        client = ui.session()
+        cookie, at = client.cookies["trestle_session"], pages(client)
+        open_streams = [raw_stream(ui, f"{at}/stream/runs/{run_id}", cookie) for _ in range(3)]
         started = time.monotonic()
         ui.process.terminate()
         ui.process.wait(timeout=20)
@@ -138,7 +140,7 @@ def test_a_run_recording_a_thousand_events_a_second_is_followed(tmp_path: Path) 
         follower = threading.Thread(target=follow)
         writer.start()
         follower.start()
-        with httpx.Client(base_url=ui.base, cookies=client.cookies, timeout=30) as other:
+        with httpx.Client(base_url=client.base_url, cookies=client.cookies, timeout=30) as other:
             while writer.is_alive():
                 started = time.monotonic()
                 assert other.get("/").status_code == 200

@@ -48,7 +48,7 @@ from trestle.dashboard.conversation import chat
 from trestle.dashboard.finding import ENGINES, RunFilter, run_filter
 from trestle.dashboard.forms import Refused, back
 from trestle.dashboard.logins import WRONG_PASSWORD_DELAY, add_login_routes
-from trestle.dashboard.security import Gate, Session
+from trestle.dashboard.security import PAGES_SCOPE, Gate, Session
 from trestle.lifecycle.approvals import split_ref, trusted_state
 from trestle.lifecycle.driven import driving, drivings, interrupted_note
 from trestle.notifications.ledger import trouble_text, troubles_if_any
@@ -124,6 +124,25 @@ class Guard:
         await self.app(scope, receive, with_headers)
 
 
+class Pages:
+    """Serves a session's pages from under its own address, ``/s/KEY/``
+    (:attr:`~trestle.dashboard.security.Session.pages`): the routes see the path below
+    it, and the address is kept in the scope (:data:`PAGES_SCOPE`) for
+    :func:`~trestle.dashboard.forms.session_of` to match with the session. Plain ASGI."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            root = scope.get("root_path", "")
+            parts = scope["path"][len(root) :].split("/", 3)  # "", "s", KEY, the rest
+            if len(parts) >= 3 and parts[0] == "" and parts[1] == "s" and parts[2]:
+                pages = f"/s/{parts[2]}"
+                scope = {**scope, "root_path": root + pages, PAGES_SCOPE: pages}
+        await self.app(scope, receive, send)
+
+
 def _templates() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("trestle.dashboard", "templates"),
@@ -168,15 +187,18 @@ def create_app(settings: Settings) -> FastAPI:
     gate = settings.gate
     static = files("trestle.dashboard") / "static"
 
-    app.add_middleware(Guard, gate=gate)
-
-    def _refusal(exc: Refused) -> Response:
-        page = env.get_template("refused.html").render(why=exc.why, status=exc.status)
-        return HTMLResponse(page, status_code=exc.status)
+    app.add_middleware(Pages)
+    app.add_middleware(Guard, gate=gate)  # added last: the outermost, first to judge
 
     @app.exception_handler(Refused)
     async def refused(request: Request, exc: Refused) -> Response:
-        return _refusal(exc)
+        # a page asked for without a session's address (a notification's link to a card)
+        # is opened in the browser's session, if it has one: see static/pages.js
+        elsewhere = exc.status == 401 and request.method == "GET"
+        page = env.get_template("refused.html").render(
+            why=exc.why, status=exc.status, find_session=elsewhere
+        )
+        return HTMLResponse(page, status_code=exc.status)
 
     database: list[Store] = []  # a database's store, once opened (see store())
     opening = threading.Lock()
@@ -224,14 +246,20 @@ def create_app(settings: Settings) -> FastAPI:
 
     def page(name: str, session: Session, **context: Any) -> HTMLResponse:
         notes = gate.notes(session.id)
-        html = env.get_template(name).render(session=session, notes=notes, **context)
+        html = env.get_template(name).render(
+            session=session, pages=session.pages, notes=notes, **context
+        )
         return HTMLResponse(html)
 
     add_login_routes(app, env, gate, wrong_password_delay=settings.wrong_password_delay)
 
     @app.get("/static/{name}")
     def static_file(name: str) -> Response:
-        types = {"live.js": "text/javascript", "style.css": "text/css"}
+        types = {
+            "live.js": "text/javascript",
+            "pages.js": "text/javascript",
+            "style.css": "text/css",
+        }
         if name not in types:
             raise Refused(404, "no such file")
         return Response((static / name).read_text(encoding="utf-8"), media_type=types[name])
@@ -247,7 +275,7 @@ def create_app(settings: Settings) -> FastAPI:
     def runs_fragment(session: Session, find: RunFilter) -> str:
         with store() as st:
             found = views.run_lines(st, visible=session.runs, find=find)
-        return env.get_template("_runs.html").render(found=found, find=find)
+        return env.get_template("_runs.html").render(found=found, find=find, pages=session.pages)
 
     @app.get("/", response_class=HTMLResponse)
     def runs_page(request: Request) -> HTMLResponse:
@@ -260,7 +288,7 @@ def create_app(settings: Settings) -> FastAPI:
             find=find,
             statuses=STATUSES,
             engines=ENGINES,
-            stream=f"/stream/runs?{find.query_string()}",
+            stream=f"{session.pages}/stream/runs?{find.query_string()}",
         )
 
     @app.get("/stream/runs")
@@ -319,6 +347,7 @@ def create_app(settings: Settings) -> FastAPI:
             decisions=views.decisions(state),
             agent=views.agent_view(events),
             csrf=session.csrf,
+            pages=session.pages,
             only=only,
             total=state.seq,
             after=after,
@@ -333,7 +362,8 @@ def create_app(settings: Settings) -> FastAPI:
             state = trusted_state(st, run_id)
             marks = views.checkpoint_views(st, state)
             blamed = views.blame_view(st, state)
-        stream = f"/stream/runs/{quote(run_id)}?only={quote(only)}&step={quote(step)}"
+        query = f"only={quote(only)}&step={quote(step)}"
+        stream = f"{session.pages}/stream/runs/{quote(run_id)}?{query}"
         return page(
             "run.html",
             session,
@@ -439,7 +469,7 @@ def create_app(settings: Settings) -> FastAPI:
             return f"run {run_id} cancelled{how}: {reason}{far}"
 
         await _act(gate, session, act)
-        return back(f"/runs/{quote(run_id)}")
+        return back(run_page_of(session, run_id))
 
     @app.post("/runs/{run_id}/budget")
     async def raise_budget_form(request: Request, run_id: str) -> Response:
@@ -467,7 +497,7 @@ def create_app(settings: Settings) -> FastAPI:
             )
 
         await _act(gate, session, act)
-        return back(f"/runs/{quote(run_id)}")
+        return back(run_page_of(session, run_id))
 
     @app.post("/runs/{run_id}/steps/{step}/{kind}")
     async def retry_or_skip(request: Request, run_id: str, step: str, kind: str) -> Response:
@@ -490,7 +520,7 @@ def create_app(settings: Settings) -> FastAPI:
                 return _queued(st, f"{kind} of {step!r}", run_id, queued.id)
 
         await _act(gate, session, act)
-        return back(_local(form.get("next", "")) or f"/runs/{quote(run_id)}")
+        return back(_local(form.get("next", ""), session.pages) or run_page_of(session, run_id))
 
     @app.post("/runs/{run_id}/rewind")
     async def rewind_run(request: Request, run_id: str) -> Response:
@@ -523,7 +553,7 @@ def create_app(settings: Settings) -> FastAPI:
             )
 
         await _act(gate, session, act)
-        return back(f"/runs/{quote(run_id)}")
+        return back(run_page_of(session, run_id))
 
     # -- inbox ------------------------------------------------------------------------
 
@@ -603,7 +633,7 @@ def create_app(settings: Settings) -> FastAPI:
                 return _queued(st, what, queued.run_id, queued.request_id)
 
         await _act(gate, session, act)
-        return back("/inbox")
+        return back(f"{session.pages}/inbox")
 
     # -- health -----------------------------------------------------------------------
 
@@ -628,9 +658,15 @@ def _run_of(ref: str) -> str:
         raise Refused(404, str(exc)) from None
 
 
-def _local(url: str) -> str:
-    """``url`` if it is a path on this server, else nothing (no redirect elsewhere)."""
-    return url if url.startswith("/") and not url.startswith(("//", "/\\")) else ""
+def _local(url: str, pages: str) -> str:
+    """``url`` if it is a page of the session whose pages are under ``pages``, else
+    nothing (no redirect elsewhere)."""
+    return url if url.startswith(f"{pages}/") and "\\" not in url else ""
+
+
+def run_page_of(session: Session, run_id: str) -> str:
+    """The address of run ``run_id``'s page in ``session``."""
+    return f"{session.pages}/runs/{quote(run_id)}"
 
 
 def _queued(store: Store, what: str, run_id: str, request_id: int) -> str:

@@ -1,9 +1,11 @@
 """What a request must carry before the dashboard serves it, and how it is refused.
 
-A page needs a live session (its cookie); a request that changes something is a POST
-from the dashboard's own origin whose form carries the session's CSRF token
-(:mod:`trestle.dashboard.security` holds the sessions and says which origins are its
-own). A refusal is :class:`Refused`, its status and the sentence the page shows.
+A page needs a live session (its cookie) and must be asked for under the session's own
+address (``/s/KEY/``, see :attr:`~trestle.dashboard.security.Session.pages`); a request
+that changes something is a POST from the dashboard's own origin whose form carries the
+session's CSRF token (:mod:`trestle.dashboard.security` holds the sessions and says
+which origins are its own). A refusal is :class:`Refused`, its status and the sentence
+the page shows.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from fastapi import Request
 from fastapi.responses import RedirectResponse
 
 from trestle.dashboard.accounts import LoginRefused
-from trestle.dashboard.security import SESSION_COOKIE, Gate, Session
+from trestle.dashboard.security import NOT_LOGGED_IN, PAGES_SCOPE, SESSION_COOKIE, Gate, Session
 
 
 class Refused(Exception):
@@ -26,11 +28,15 @@ class Refused(Exception):
 
 def session_of(gate: Gate, request: Request, *, touch: bool = True) -> Session:
     """The request's live session, or a 401 saying why there is none (and how to log
-    in again); ``touch`` counts the request as a use of it."""
+    in again); ``touch`` counts the request as a use of it. A session's cookie opens it
+    only under its own address: whoever holds the cookie alone gets nothing."""
     try:
-        return gate.admit(request.cookies.get(SESSION_COOKIE), touch=touch)
+        session = gate.admit(request.cookies.get(SESSION_COOKIE), touch=touch)
     except LoginRefused as exc:
         raise Refused(401, str(exc)) from None
+    if request.scope.get(PAGES_SCOPE) != session.pages:
+        raise Refused(401, NOT_LOGGED_IN)
+    return session
 
 
 async def posted(gate: Gate, request: Request) -> dict[str, str]:

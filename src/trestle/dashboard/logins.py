@@ -2,9 +2,13 @@
 invited person (:mod:`trestle.dashboard.accounts`) with a name and password; joining
 through an invitation; logging out, here or everywhere.
 
-An invitation's URL carries its token only until it is opened: the answer moves it into
-a cookie that only ``/invite`` receives and sends the browser to ``/invite``, so the
-address bar, the history and any ``Referer`` no longer hold it. The login and
+A session's cookie is sent only to the session's own address, ``/s/KEY/``, where every
+page of it is (see :attr:`~trestle.dashboard.security.Session.pages`): a browser sends a
+host's cookies to every port of it, so any other server on 127.0.0.1 would get a cookie
+sent to all of it. An invitation's URL carries its token only until it is opened: the
+answer moves it into a cookie that only ``/invite/KEY`` receives (a digest of the token:
+another server does not get it either) and sends the browser there, so the address bar,
+the history and any ``Referer`` no longer hold it. The login and
 invitation forms come before any session, so each carries a CSRF token of its own (the
 login form's in a cookie beside it, the invitation's derived from its token), and both
 must come from the dashboard's own origin, as every action must.
@@ -37,9 +41,11 @@ def add_login_routes(
     """``/login``, ``/invite``, ``/logout`` and ``/logout-everywhere`` on ``app``; a
     wrong password is answered after ``wrong_password_delay`` seconds."""
 
-    def logged_in(session: Session, url: str = "/") -> Response:
-        response = back(url)
-        response.set_cookie(SESSION_COOKIE, session.id, httponly=True, samesite="strict", path="/")
+    def logged_in(session: Session) -> Response:
+        response = back(f"{session.pages}/")
+        response.set_cookie(
+            SESSION_COOKIE, session.id, httponly=True, samesite="strict", path=session.pages
+        )
         return response
 
     def people() -> bool:
@@ -83,6 +89,18 @@ def add_login_routes(
     def invitation_csrf(token: str) -> str:
         return hashlib.sha256(b"trestle invitation form\0" + token.encode()).hexdigest()
 
+    def invitation_page(token: str) -> str:
+        """Where the invitation's form is: its token's cookie is sent only there."""
+        digest = hashlib.sha256(b"trestle invitation page\0" + token.encode()).hexdigest()
+        return f"/invite/{digest[:32]}"
+
+    def invitation_token(request: Request, key: str) -> str:
+        """The token of the invitation whose form is at ``/invite/key``, from its cookie."""
+        token = request.cookies.get(INVITE_COOKIE, "")
+        if not token or not hmac.compare_digest(invitation_page(token), f"/invite/{key}"):
+            raise Refused(403, "refused: open your invitation's URL again")
+        return token
+
     def invite_form(token: str, why: str = "", status: int = 200) -> Response:
         assert gate.accounts is not None
         try:
@@ -90,34 +108,45 @@ def add_login_routes(
         except LoginRefused as exc:
             raise Refused(403, str(exc)) from None
         html = env.get_template("invite.html").render(
-            name=name, why=why, csrf=invitation_csrf(token), least=PASSWORD_LEAST
+            name=name,
+            why=why,
+            csrf=invitation_csrf(token),
+            least=PASSWORD_LEAST,
+            action=invitation_page(token),
         )
         return HTMLResponse(html, status_code=status)
 
     @app.get("/invite")
-    def invitation(request: Request, token: str | None = None) -> Response:
+    def invitation(token: str | None = None) -> Response:
         if gate.accounts is None:
             raise Refused(404, "this dashboard takes no invitations")
         if token is None:
-            return invite_form(request.cookies.get(INVITE_COOKIE, ""))
+            raise Refused(403, "refused: open your invitation's URL again")
         invite_form(token)  # refused when it is wrong, used or expired
         # the token leaves the address bar, the history and any Referer at once: the
-        # form is served from /invite, with the token in a cookie only /invite gets.
+        # form is served from /invite/KEY, with the token in a cookie only that gets.
         # Lax, not Strict: an invitation is usually a link clicked in mail or chat, and a
         # Strict cookie set on that cross-site navigation would not come back with its
         # redirect; the form it opens is still posted only from this origin, with a
         # CSRF token derived from the invitation's
-        response = back("/invite")
+        page = invitation_page(token)
+        response = back(page)
         response.set_cookie(
-            INVITE_COOKIE, token, httponly=True, samesite="lax", path="/invite", max_age=3600
+            INVITE_COOKIE, token, httponly=True, samesite="lax", path=page, max_age=3600
         )
         return response
 
-    @app.post("/invite")
-    async def join(request: Request) -> Response:
+    @app.get("/invite/{key}")
+    def invitation_form(request: Request, key: str) -> Response:
+        if gate.accounts is None:
+            raise Refused(404, "this dashboard takes no invitations")
+        return invite_form(invitation_token(request, key))
+
+    @app.post("/invite/{key}")
+    async def join(request: Request, key: str) -> Response:
         form = await posted(gate, request)
-        token = request.cookies.get(INVITE_COOKIE, "")
-        if not token or not hmac.compare_digest(form.get("csrf", ""), invitation_csrf(token)):
+        token = invitation_token(request, key)
+        if not hmac.compare_digest(form.get("csrf", ""), invitation_csrf(token)):
             raise Refused(403, "refused: open your invitation's URL again")
         if form.get("password", "") != form.get("again", ""):
             return invite_form(token, "the two passwords differ: type them again", 400)
@@ -126,14 +155,16 @@ def add_login_routes(
         except LoginRefused as exc:
             return invite_form(token, str(exc), 400)
         response = logged_in(session)
-        response.delete_cookie(INVITE_COOKIE, path="/invite")
+        response.delete_cookie(INVITE_COOKIE, path=invitation_page(token))
         return response
 
-    def logged_out(why: str) -> Response:
+    def logged_out(session: Session, why: str) -> Response:
         response = HTMLResponse(
-            env.get_template("refused.html").render(status="Logged out", why=why)
+            env.get_template("refused.html").render(
+                status="Logged out", why=why, find_session=False
+            )
         )
-        response.delete_cookie(SESSION_COOKIE, path="/")
+        response.delete_cookie(SESSION_COOKIE, path=session.pages)
         return response
 
     @app.post("/logout")
@@ -141,12 +172,14 @@ def add_login_routes(
         session, _ = await changing(gate, request)
         gate.end(session.id)
         if session.person is not None:
-            return logged_out("logged out: log in again at /login")
-        return logged_out("logged out: start `trestle ui` again to log in")
+            return logged_out(session, "logged out: log in again at /login")
+        return logged_out(session, "logged out: start `trestle ui` again to log in")
 
     @app.post("/logout-everywhere")
     async def logout_everywhere(request: Request) -> Response:
         session, _ = await changing(gate, request)
         ended = await anyio.to_thread.run_sync(gate.end_everywhere, session)
         many = "session" if ended == 1 else "sessions"
-        return logged_out(f"logged out everywhere ({ended} {many} ended): log in again at /login")
+        return logged_out(
+            session, f"logged out everywhere ({ended} {many} ended): log in again at /login"
+        )

@@ -3,6 +3,12 @@
 - The person who started ``trestle ui`` gets a URL with a one-time login token. The
   token is exchanged once for a session cookie (HttpOnly, SameSite=Strict); a second
   use of the token is refused.
+- A session's pages are under an address of its own, ``/s/KEY/`` (:attr:`Session.pages`),
+  and its cookie is sent only there. A browser sends a host's cookies to every port of
+  it, so a cookie for all of ``127.0.0.1`` reached any server there the operator's
+  browser was sent to (one a step with the network started, or another user's): it took
+  the cookie and approved with it. The key is not in the cookie, and a request with the
+  cookie elsewhere opens nothing.
 - Every form carries the session's CSRF token, and a request that changes anything must
   carry it, come from the dashboard's own origin (``Origin``, else ``Referer``) and name
   an allowed host (``Host``; this also stops DNS rebinding).
@@ -18,6 +24,7 @@ Pure bookkeeping: nothing here imports the web framework.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
 import threading
@@ -32,6 +39,19 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 SESSION_COOKIE = "trestle_session"
+PAGES_SCOPE = "trestle.pages"  # the ASGI scope's key for the session address a request is under
+NOT_LOGGED_IN = (
+    "not logged in here: open the URL `trestle ui` printed, or log in at /login (a "
+    "session's pages are under /s/ and a key of its own)"
+)
+
+
+def pages_of(csrf: str) -> str:
+    """The address a session's pages are under: ``/s/`` and a digest of its CSRF token,
+    a secret of the session's its cookie does not hold (a leaked cookie does not give
+    the address), and which every page of the session already shows."""
+    digest = hashlib.sha256(b"trestle dashboard pages\0" + csrf.encode()).hexdigest()
+    return f"/s/{digest[:32]}"
 
 
 @dataclass(frozen=True)
@@ -47,6 +67,11 @@ class Session:
 
     def may_see(self, run_id: str) -> bool:
         return self.runs is None or run_id in self.runs
+
+    @property
+    def pages(self) -> str:
+        """The address this session's pages are under (see :func:`pages_of`)."""
+        return pages_of(self.csrf)
 
     @property
     def by(self) -> str:
@@ -106,7 +131,7 @@ class Gate:
                 return found
             if self.accounts is not None:
                 return self._theirs(self.accounts.session(cookie, touch=touch))
-        raise LoginRefused("not logged in: open the URL `trestle ui` printed, or log in at /login")
+        raise LoginRefused(NOT_LOGGED_IN)
 
     def login(self, name: str, password: str) -> Session:
         """A session for an invited person's name and password; LoginRefused if not."""

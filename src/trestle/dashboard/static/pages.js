@@ -1,0 +1,21 @@
+// Where this browser's session is. A session's pages are under an address of its own
+// (/s/KEY/), and its cookie is sent only there: a link to a page without it, such as a
+// notification's link to a card (/inbox#card-...), reaches the server with no cookie
+// and is refused. The session's pages keep their address in this origin's storage,
+// which no page of another port or host can read; the refusal opens the same page
+// there, if this browser has a session. A refusal under the kept address means that
+// session is over: the address is forgotten.
+"use strict";
+const KEPT = "trestle.pages";
+const pages = document.body.dataset.pages;
+if (pages) {
+  localStorage.setItem(KEPT, pages);
+} else {
+  const kept = localStorage.getItem(KEPT);
+  const here = location.pathname;
+  if (kept && here.startsWith(kept + "/")) {
+    localStorage.removeItem(KEPT);
+  } else if (kept && document.body.dataset.findSession === "yes" && !here.startsWith("/s/")) {
+    location.replace(kept + here + location.search + location.hash);
+  }
+}
