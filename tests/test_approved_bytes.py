@@ -125,3 +125,25 @@ def test_a_script_rewritten_while_its_approved_step_starts_never_runs_unapproved
     print(f"{RACES} races: {evil_runs} ran unapproved text, {approved_runs} ran as approved")
     assert evil_runs == 0
     assert approved_runs + refused == RACES
+
+
+def test_a_huge_file_a_command_names_is_read_for_an_approval_not_for_the_record(
+    tmp_path: Path,
+) -> None:
+    # a step can leave a sparse file of 100 GB that a later command names: hashing it
+    # for the record of what each attempt read held every such start for minutes; an
+    # approval still binds every byte of what its command names
+    from trestle.core.plan import Step
+    from trestle.engines.touched import MAX_HASHED, reads_of
+
+    (tmp_path / "big").write_bytes(b"")
+    os.truncate(tmp_path / "big", 100 << 30)
+    (tmp_path / "small").write_text("x\n")
+    started = time.monotonic()
+    read = reads_of(Step(id="b", run="ls -la big small"), tmp_path)
+    assert time.monotonic() - started < 5
+    assert read["big"] == f"not hashed: {100 << 30} bytes, over {MAX_HASHED}"
+    assert read["small"] == named_files("cat small", tmp_path)["small"]
+    os.truncate(tmp_path / "big", MAX_HASHED + 1)  # small enough to hash in a test
+    approved = named_files("ls -la big", tmp_path)["big"]
+    assert len(approved) == 64 and approved == named_files("cat big", tmp_path)["big"]

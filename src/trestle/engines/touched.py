@@ -34,10 +34,11 @@ MAX_HASHED = 64 << 20  # bytes of a written file hashed; a larger one's digest i
 
 def reads_of(step: Step, workspace: Path) -> dict[str, str]:
     """The workspace files the step's command names, each with its SHA-256 (or
-    ``"absent"``) as it begins; none for any other action."""
+    ``"absent"``, or why it was not hashed: one over :data:`MAX_HASHED` bytes is not
+    read) as it begins; none for any other action."""
     if step.run is None:
         return {}
-    return named_files(step.run, workspace)
+    return named_files(step.run, workspace, most=MAX_HASHED)
 
 
 def attempt_files(

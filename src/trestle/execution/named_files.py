@@ -48,17 +48,19 @@ MAX_SCRIPT_BYTES = 1 << 20
 MAX_NAMED = 256
 
 
-def named_files(command: str, workspace: Path) -> dict[str, str]:
+def named_files(command: str, workspace: Path, *, most: int | None = None) -> dict[str, str]:
     """``{path relative to the workspace: sha256 of its content, or "absent"}`` for
     every workspace file ``command`` names or reads its code from (see the module
-    docstring); paths in sorted order."""
+    docstring); paths in sorted order. With ``most``, a file of more bytes is not read
+    (see :func:`digest`): an approval is bound to every byte, a record of what an
+    attempt read need not be."""
     root = workspace.resolve()
     found: dict[str, str] = {}
     scripts = [command]
     for depth in range(SCRIPT_DEPTH + 1):
         named: list[str] = []
         for text in scripts:
-            named += _names(text, root, found)
+            named += _names(text, root, found, most)
         if depth == SCRIPT_DEPTH:
             break
         # what a named shell script sources or runs is as much the command's code
@@ -66,13 +68,13 @@ def named_files(command: str, workspace: Path) -> dict[str, str]:
     return dict(sorted(found.items()))
 
 
-def _names(command: str, root: Path, found: dict[str, str]) -> list[str]:
+def _names(command: str, root: Path, found: dict[str, str], most: int | None) -> list[str]:
     """Add to ``found`` the workspace files ``command`` names; return the new ones."""
     new: list[str] = []
 
     def add(relative: str) -> None:
         if relative not in found and len(found) < MAX_NAMED:
-            found[relative] = digest(root / relative)
+            found[relative] = digest(root / relative, most)
             new.append(relative)
 
     for simple in _simple_commands(command, 0):
@@ -189,17 +191,21 @@ def _inside(root: Path, name: str) -> str | None:
     return path.relative_to(root).as_posix()
 
 
-def digest(path: Path) -> str:
+def digest(path: Path, most: int | None = None) -> str:
     """The file's sha256, or ``absent``; a special file (FIFO, device) is never read,
     nor more of a file than its size: a step can leave a link to a file of /proc that
     says it is empty and reads on for ever (``/proc/self/pagemap``: 256 GB of the
-    driver's own page table, minutes of hashing before every approval and every start)."""
+    driver's own page table, minutes of hashing before every approval and every start).
+    A file of more than ``most`` bytes is not read at all (a sparse file of 100 GB took
+    minutes to hash)."""
     try:
         info = os.stat(path)
     except OSError:
         return ABSENT
     if not stat.S_ISREG(info.st_mode):
         return f"not a regular file (mode {stat.filemode(info.st_mode)})"
+    if most is not None and info.st_size > most:
+        return f"not hashed: {info.st_size} bytes, over {most}"
     h = hashlib.sha256()
     try:
         with _opened_regular(path) as f:
