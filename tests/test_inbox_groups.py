@@ -132,13 +132,14 @@ def test_the_dashboard_decides_the_group_it_showed(cli: Cli) -> None:
 
     from starlette.testclient import TestClient
 
+    from dashboard_helpers import enter
     from trestle.dashboard.app import Settings, create_app
     from trestle.dashboard.security import Gate
 
     run_id = _waiting_run(cli)
     gate = Gate(user="op@box", hosts=frozenset({"testserver"}))
     client = TestClient(create_app(Settings(store=cli.store, gate=gate)), follow_redirects=False)
-    assert client.get(f"/login?token={gate.login_token}").status_code == 303
+    enter(client, client.get(f"/login?token={gate.login_token}"))  # to the session's pages
     page = client.get("/inbox").text
     group = cli.json("inbox", "--run", run_id)[0]["group"]
     assert f'name="group" value="{group}"' in page
