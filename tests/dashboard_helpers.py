@@ -16,6 +16,7 @@ import httpx
 
 from forked_cli import run_trestle
 from test_cli import cli_env
+from trestle.dashboard.security import cookie_name
 from trestle.formats.planfile import parse_plan
 from trestle.lifecycle.runs import create_run
 from trestle.store import SqliteStore
@@ -93,10 +94,17 @@ def enter(client: Any, answer: Any) -> None:
     client.base_url = client.base_url.copy_with(path=where)
 
 
-def pages(client: httpx.Client) -> str:
+def pages(client: Any) -> str:
     """The address of the pages of the session ``client`` is logged in to (``/s/KEY``),
     as its links and redirects begin."""
-    return client.base_url.path.rstrip("/")
+    return str(client.base_url.path).rstrip("/")
+
+
+def session_cookie(client: Any) -> tuple[str, str]:
+    """The name and value of the session cookie ``client`` holds (named after the
+    session's address: see ``trestle.dashboard.security.cookie_name``)."""
+    name = cookie_name(pages(client))
+    return name, str(client.cookies[name])
 
 
 def plan_run(store_path: Path, text: str, workspace: Path) -> str:

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from dashboard_helpers import dashboard, enter, trestle
+from dashboard_helpers import dashboard, enter, pages, session_cookie, trestle
 from test_approvals_cli import DEPLOY, Cli
 from test_budget_raise import chain
 from trestle.dashboard.accounts import (
@@ -347,15 +347,41 @@ def test_removed_or_forged_cookies_open_nothing(served: Served) -> None:
     alice = join(served, "alice")
     served.accounts.remove("alice")
     assert alice.get("/").status_code == 401
-    forged = served.client()
-    forged.cookies.set(SESSION_COOKIE, "forged-" + "A" * 40)
-    assert forged.get("/").status_code == 401
-    # a hash of a live session taken from the file is no cookie either
+    # a hash of a live session taken from the file is no cookie either, at its address
     bob = join(served, "bob")
     assert bob.get("/").status_code == 200
-    thief = served.client()
-    thief.cookies.set(SESSION_COOKIE, hashlib.sha256(b"anything").hexdigest())
-    assert thief.get("/").status_code == 401
+    name, _ = session_cookie(bob)
+    for value in ("forged-" + "A" * 40, hashlib.sha256(b"anything").hexdigest()):
+        thief = served.client()
+        thief.cookies.set(name, value)
+        assert thief.get(f"{pages(bob)}/").status_code == 401
+
+
+def test_a_session_opens_only_at_its_own_servers_address(served: Served) -> None:
+    # an invited person's session outlives the server (the accounts file keeps it), and a
+    # program that took the port of a stopped dashboard got its cookie and address from
+    # the open page reconnecting: the address is the server's own, so no other one opens
+    alice = join(served, "alice")
+    name, value = session_cookie(alice)
+    assert alice.get("/").status_code == 200
+    restarted = Gate(user="op@box", hosts=frozenset({"testserver"}), accounts=served.accounts)
+    again = Served(served.accounts, served.clock, restarted, served.store).client()
+    again.cookies.set(name, value)
+    refused = again.get(f"{pages(alice)}/")
+    assert refused.status_code == 401 and "not logged in here" in refused.text
+    assert log_in(again, "alice", PASSWORD) == 303  # a login there has an address of its own
+    assert pages(again) != pages(alice) and again.get("/").status_code == 200
+
+
+def test_a_cookie_another_port_plants_for_the_whole_host_shuts_nobody_out(
+    served: Served,
+) -> None:
+    # a server on another port of 127.0.0.1 can set a cookie for all of the host, which
+    # a browser sends beside the session's own (and a cookie of an older dashboard's
+    # stays there): its name is not the session's, which takes the session's address
+    alice = join(served, "alice")
+    alice.cookies.set(SESSION_COOKIE, "junk", path="/")
+    assert alice.get("/").status_code == 200
 
 
 def test_logout_everywhere_ends_the_persons_other_sessions(served: Served) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dashboard_helpers import Dashboard, csrf_of, dashboard, enter, pages, plan_run
+from dashboard_helpers import Dashboard, csrf_of, dashboard, enter, pages, plan_run, session_cookie
 from test_cli import cli_env
 from trestle.lifecycle.runs import load_state
 from trestle.store import SqliteStore
@@ -90,14 +90,16 @@ def test_the_cookie_alone_opens_nothing_away_from_its_sessions_pages(
     ui, run_id, store = served
     client = ui.session()
     token = csrf_of(client.get(f"/runs/{run_id}").text)
-    stolen = {"trestle_session": client.cookies["trestle_session"]}
+    name, value = session_cookie(client)
+    stolen = {name: value}
     own = {"origin": ui.origin}
     wrong = f"/s/{'0' * 32}"
     with httpx.Client(base_url=ui.base, cookies=stolen, follow_redirects=False) as thief:
-        for path in ("/", "/inbox", f"/runs/{run_id}", f"{wrong}/inbox", f"/s/x/runs/{run_id}"):
+        for path in ("/", "/inbox", f"/runs/{run_id}", f"{wrong}/inbox"):
             answer = thief.get(path)
             assert answer.status_code == 401, path
             assert run_id not in answer.text and "not logged in here" in answer.text
+        assert thief.get(f"/s/x/runs/{run_id}").status_code == 404  # no address at all
         for where in ("", wrong):
             cancel = f"{where}/runs/{run_id}/cancel"
             refused = thief.post(cancel, data={"csrf": token, "reason": "x"}, headers=own)
@@ -230,11 +232,12 @@ def test_the_gate_alone() -> None:
     assert session is not None and gate.exchange(token) is None
     assert session.by == "dashboard:ana@box" and session.may_see("any run")
     assert session.csrf_ok(session.csrf) and not session.csrf_ok("") and not session.csrf_ok(None)
-    assert gate.session(session.id) == session
+    assert gate.session(session.pages, session.id) == session
+    assert gate.session("/s/" + "0" * 32, session.id) is None  # its cookie elsewhere
     gate.note(session.id, "done")
     assert gate.notes(session.id) == ["done"] and gate.notes(session.id) == []
     gate.end(session.id)
-    assert gate.session(session.id) is None
+    assert gate.session(session.pages, session.id) is None
     limited = Gate(user="u", hosts=hosts, runs=frozenset({"a"}))
     only = limited.exchange(limited.login_token)
     assert only is not None and only.may_see("a") and not only.may_see("b")

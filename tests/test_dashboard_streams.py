@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from dashboard_helpers import Dashboard, csrf_of, dashboard, pages, plan_run
+from dashboard_helpers import Dashboard, csrf_of, dashboard, pages, plan_run, session_cookie
 from test_cli import Cli
 from test_honest_wording import driven, wait_for
 from trestle.core.events import SandboxChosen
@@ -27,12 +27,12 @@ from trestle.store.base import Appended
 PLAN = "goal: busy\nsteps:\n  - {id: one, run: 'true'}\n  - {id: two, run: 'true', needs: [one]}\n"
 
 
-def raw_stream(ui: Dashboard, path: str, cookie: str) -> socket.socket:
+def raw_stream(ui: Dashboard, path: str, cookie: tuple[str, str]) -> socket.socket:
     """A stream request on a bare socket, its first bytes read."""
     where = urlsplit(ui.base)
     sock = socket.create_connection((where.hostname or "127.0.0.1", where.port or 80), timeout=10)
     sock.sendall(
-        f"GET {path} HTTP/1.1\r\nHost: {where.netloc}\r\nCookie: trestle_session={cookie}\r\n"
+        f"GET {path} HTTP/1.1\r\nHost: {where.netloc}\r\nCookie: {cookie[0]}={cookie[1]}\r\n"
         "Accept: text/event-stream\r\n\r\n".encode()
     )
     assert b"200 OK" in sock.recv(4096)
@@ -44,7 +44,7 @@ def test_clients_that_hang_up_mid_stream_leave_the_server_serving(tmp_path: Path
     run_id = plan_run(store, PLAN, tmp_path)
     with dashboard(store) as ui:
         client = ui.session()
-        cookie, at = client.cookies["trestle_session"], pages(client)
+        cookie, at = session_cookie(client), pages(client)
         for n in range(30):
             path = f"{at}/stream/runs/{run_id}" if n % 2 else f"{at}/stream/runs"
             sock = raw_stream(ui, path, cookie)
@@ -69,7 +69,7 @@ def test_it_stops_promptly_with_streams_open(tmp_path: Path) -> None:
     run_id = plan_run(store, PLAN, tmp_path)
     with dashboard(store) as ui:
         client = ui.session()
-        cookie, at = client.cookies["trestle_session"], pages(client)
+        cookie, at = session_cookie(client), pages(client)
         open_streams = [raw_stream(ui, f"{at}/stream/runs/{run_id}", cookie) for _ in range(3)]
         started = time.monotonic()
         ui.process.terminate()

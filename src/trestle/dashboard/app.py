@@ -48,7 +48,7 @@ from trestle.dashboard.conversation import chat
 from trestle.dashboard.finding import ENGINES, RunFilter, run_filter
 from trestle.dashboard.forms import Refused, back
 from trestle.dashboard.logins import WRONG_PASSWORD_DELAY, add_login_routes
-from trestle.dashboard.security import PAGES_SCOPE, Gate, Session
+from trestle.dashboard.security import PAGES, PAGES_SCOPE, Gate, Session
 from trestle.lifecycle.approvals import split_ref, trusted_state
 from trestle.lifecycle.driven import driving, drivings, interrupted_note
 from trestle.notifications.ledger import trouble_text, troubles_if_any
@@ -137,7 +137,7 @@ class Pages:
         if scope["type"] == "http":
             root = scope.get("root_path", "")
             parts = scope["path"][len(root) :].split("/", 3)  # "", "s", KEY, the rest
-            if len(parts) >= 3 and parts[0] == "" and parts[1] == "s" and parts[2]:
+            if len(parts) >= 3 and parts[0] == "" and PAGES.fullmatch(f"/s/{parts[2]}"):
                 pages = f"/s/{parts[2]}"
                 scope = {**scope, "root_path": root + pages, PAGES_SCOPE: pages}
         await self.app(scope, receive, send)

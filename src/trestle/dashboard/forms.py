@@ -14,7 +14,7 @@ from fastapi import Request
 from fastapi.responses import RedirectResponse
 
 from trestle.dashboard.accounts import LoginRefused
-from trestle.dashboard.security import NOT_LOGGED_IN, PAGES_SCOPE, SESSION_COOKIE, Gate, Session
+from trestle.dashboard.security import PAGES_SCOPE, Gate, Session, cookie_name
 
 
 class Refused(Exception):
@@ -30,13 +30,12 @@ def session_of(gate: Gate, request: Request, *, touch: bool = True) -> Session:
     """The request's live session, or a 401 saying why there is none (and how to log
     in again); ``touch`` counts the request as a use of it. A session's cookie opens it
     only under its own address: whoever holds the cookie alone gets nothing."""
+    pages = request.scope.get(PAGES_SCOPE)
+    cookie = request.cookies.get(cookie_name(pages)) if pages else None
     try:
-        session = gate.admit(request.cookies.get(SESSION_COOKIE), touch=touch)
+        return gate.admit(pages, cookie, touch=touch)
     except LoginRefused as exc:
         raise Refused(401, str(exc)) from None
-    if request.scope.get(PAGES_SCOPE) != session.pages:
-        raise Refused(401, NOT_LOGGED_IN)
-    return session
 
 
 async def posted(gate: Gate, request: Request) -> dict[str, str]:

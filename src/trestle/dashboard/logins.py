@@ -28,7 +28,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from trestle.dashboard.accounts import PASSWORD_LEAST, LoginRefused
 from trestle.dashboard.forms import Refused, back, changing, posted
-from trestle.dashboard.security import SESSION_COOKIE, Gate, Session
+from trestle.dashboard.security import Gate, Session
 
 WRONG_PASSWORD_DELAY = 1.0  # seconds a wrong password waits before it is answered
 LOGIN_COOKIE = "trestle_login"  # the login form's CSRF token, before there is a session
@@ -44,7 +44,7 @@ def add_login_routes(
     def logged_in(session: Session) -> Response:
         response = back(f"{session.pages}/")
         response.set_cookie(
-            SESSION_COOKIE, session.id, httponly=True, samesite="strict", path=session.pages
+            session.cookie, session.id, httponly=True, samesite="strict", path=session.pages
         )
         return response
 
@@ -164,7 +164,7 @@ def add_login_routes(
                 status="Logged out", why=why, find_session=False
             )
         )
-        response.delete_cookie(SESSION_COOKIE, path=session.pages)
+        response.delete_cookie(session.cookie, path=session.pages)
         return response
 
     @app.post("/logout")

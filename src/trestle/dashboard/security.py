@@ -4,11 +4,14 @@
   token is exchanged once for a session cookie (HttpOnly, SameSite=Strict); a second
   use of the token is refused.
 - A session's pages are under an address of its own, ``/s/KEY/`` (:attr:`Session.pages`),
-  and its cookie is sent only there. A browser sends a host's cookies to every port of
-  it, so a cookie for all of ``127.0.0.1`` reached any server there the operator's
-  browser was sent to (one a step with the network started, or another user's): it took
-  the cookie and approved with it. The key is not in the cookie, and a request with the
-  cookie elsewhere opens nothing.
+  and its cookie, named after it, is sent only there. A browser sends a host's cookies
+  to every port of it, so a cookie for all of ``127.0.0.1`` reached any server there the
+  operator's browser was sent to (one a step with the network started, or another
+  user's): it took the cookie and approved with it. The key is not in the cookie's
+  value, and a request with the cookie elsewhere opens nothing. The key is this
+  server's own too (:attr:`Gate.instance`): a program that takes the port of a stopped
+  dashboard, to which an open page reconnects with its cookie and key, gets an invited
+  person's session (kept in the accounts file) but no key any other dashboard answers.
 - Every form carries the session's CSRF token, and a request that changes anything must
   carry it, come from the dashboard's own origin (``Origin``, else ``Referer``) and name
   an allowed host (``Host``; this also stops DNS rebinding).
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import threading
 from collections.abc import Iterable
@@ -38,20 +42,29 @@ from trestle.dashboard.accounts import Accounts, Login, LoginRefused
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-SESSION_COOKIE = "trestle_session"
+SESSION_COOKIE = "trestle_session"  # and the key of the session's address: see cookie_name
 PAGES_SCOPE = "trestle.pages"  # the ASGI scope's key for the session address a request is under
+PAGES = re.compile(r"/s/[0-9a-f]{32}")  # a session's address, as pages_of makes it
 NOT_LOGGED_IN = (
     "not logged in here: open the URL `trestle ui` printed, or log in at /login (a "
     "session's pages are under /s/ and a key of its own)"
 )
 
 
-def pages_of(csrf: str) -> str:
+def pages_of(csrf: str, instance: str) -> str:
     """The address a session's pages are under: ``/s/`` and a digest of its CSRF token,
     a secret of the session's its cookie does not hold (a leaked cookie does not give
-    the address), and which every page of the session already shows."""
-    digest = hashlib.sha256(b"trestle dashboard pages\0" + csrf.encode()).hexdigest()
-    return f"/s/{digest[:32]}"
+    the address) and which every page of the session already shows, with the secret of
+    the server that serves it (``instance``)."""
+    digest = hashlib.sha256(b"trestle dashboard pages\0%s\0%s" % (instance.encode(), csrf.encode()))
+    return f"/s/{digest.hexdigest()[:32]}"
+
+
+def cookie_name(pages: str) -> str:
+    """The name of the cookie of the session whose address is ``pages``: a cookie
+    another port of the host set for all of it (``trestle_session=junk; Path=/``) is
+    never the one read, so it cannot shut the session out."""
+    return f"{SESSION_COOKIE}_{pages.rpartition('/')[2]}"
 
 
 @dataclass(frozen=True)
@@ -61,6 +74,7 @@ class Session:
     id: str
     user: str
     csrf: str
+    pages: str  # the address its pages are under (see pages_of)
     runs: frozenset[str] | None = None  # None: every run in the store
     # the invited person it is logged in as; None: whoever started `trestle ui`
     person: str | None = None
@@ -69,9 +83,9 @@ class Session:
         return self.runs is None or run_id in self.runs
 
     @property
-    def pages(self) -> str:
-        """The address this session's pages are under (see :func:`pages_of`)."""
-        return pages_of(self.csrf)
+    def cookie(self) -> str:
+        """The name of its cookie (see :func:`cookie_name`)."""
+        return cookie_name(self.pages)
 
     @property
     def by(self) -> str:
@@ -91,6 +105,9 @@ class Gate:
     runs: frozenset[str] | None = None
     login_token: str | None = field(default_factory=lambda: secrets.token_urlsafe(32))
     accounts: Accounts | None = None  # the invited people; None: only the login token
+    # this server's own secret, in every session's address (see pages_of): an invited
+    # person's session outlives a server, its address does not
+    instance: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     _sessions: dict[str, Session] = field(default_factory=dict)
     _notes: dict[str, list[str]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -105,32 +122,38 @@ class Gate:
             ):
                 return None
             self.login_token = None  # once only
+            csrf = secrets.token_urlsafe(32)
             session = Session(
                 id=secrets.token_urlsafe(32),
                 user=self.user,
-                csrf=secrets.token_urlsafe(32),
+                csrf=csrf,
+                pages=pages_of(csrf, self.instance),
                 runs=self.runs,
             )
             self._sessions[session.id] = session
             return session
 
-    def session(self, cookie: str | None) -> Session | None:
-        """The live session the cookie opens, or None."""
+    def session(self, pages: str | None, cookie: str | None) -> Session | None:
+        """The live session ``cookie`` opens under the address ``pages``, or None."""
         try:
-            return self.admit(cookie)
+            return self.admit(pages, cookie, touch=False)
         except LoginRefused:
             return None
 
-    def admit(self, cookie: str | None, *, touch: bool = True) -> Session:
-        """The live session the cookie opens; LoginRefused saying why there is none (an
-        expired or idle person's session is ended). ``touch`` counts this as a use."""
-        if cookie:
+    def admit(self, pages: str | None, cookie: str | None, *, touch: bool = True) -> Session:
+        """The live session ``cookie`` opens under the address ``pages`` (its own: see
+        :func:`pages_of`); LoginRefused saying why there is none (an expired or idle
+        person's session is ended). ``touch`` counts this as a use, which only a request
+        under the session's own address is."""
+        if pages and cookie:
             with self._lock:
                 found = self._sessions.get(cookie)
-            if found is not None:
+            if found is None and self.accounts is not None:
+                found = self._theirs(self.accounts.session(cookie, touch=False))
+            if found is not None and hmac.compare_digest(found.pages, pages):
+                if touch and found.person is not None and self.accounts is not None:
+                    self.accounts.session(cookie, touch=True)
                 return found
-            if self.accounts is not None:
-                return self._theirs(self.accounts.session(cookie, touch=touch))
         raise LoginRefused(NOT_LOGGED_IN)
 
     def login(self, name: str, password: str) -> Session:
@@ -153,7 +176,8 @@ class Gate:
         return self.accounts.signing_key(session.person)
 
     def _theirs(self, login: Login) -> Session:
-        return Session(login.id, login.name, login.csrf, self.runs, person=login.name)
+        pages = pages_of(login.csrf, self.instance)
+        return Session(login.id, login.name, login.csrf, pages, self.runs, person=login.name)
 
     def end(self, session_id: str) -> None:
         """Log the session out: its cookie opens nothing any more."""

@@ -11,7 +11,10 @@ const pages = document.body.dataset.pages;
 if (pages) {
   localStorage.setItem(KEPT, pages);
 } else {
-  const kept = localStorage.getItem(KEPT);
+  const stored = localStorage.getItem(KEPT);
+  // only an address as the server makes them: a value planted by a script of this
+  // origin (a program on the port of a stopped dashboard) leads nowhere else
+  const kept = /^\/s\/[0-9a-f]{32}$/.test(stored || "") ? stored : null;
   const here = location.pathname;
   if (kept && here.startsWith(kept + "/")) {
     localStorage.removeItem(KEPT);
