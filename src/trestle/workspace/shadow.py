@@ -14,7 +14,10 @@ reach it (beside a store file kept in the workspace, or with no sandbox), so git
 here as :mod:`trestle.workspace.git` runs it: the store's configuration must hold only
 inert settings (Trestle writes no other) and executable settings are switched off on
 the command line; the workspace's ``.gitattributes`` are outranked by the store's own
-``info/attributes``, so no filter or conversion applies.
+``info/attributes``, so no filter or conversion applies. Nor does git read them where
+a step's could block it (a FIFO) or hide a change (``* -diff``): diffs run with no work
+tree, and a restore writes files back with an empty work tree of its own
+(:meth:`ShadowRepo._write_back`).
 
 A file larger than the store's bound (``max_file_size``, 64 MiB unless told) is not
 stored: its size is read with ``lstat`` before git would read it, so a step's 20 GiB
@@ -47,7 +50,9 @@ import fcntl
 import hashlib
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
@@ -77,6 +82,7 @@ from trestle.workspace.shadow_changes import (
 )
 from trestle.workspace.shadow_files import (
     IgnoreGlobs,
+    UnsafeRulesFileError,
     delete_files,
     find_conflicts,
     is_rules_file,
@@ -105,8 +111,11 @@ GIT_SETTINGS = (
     "init.defaultBranch=trestle",
 )
 # Highest-precedence attributes: bytes go in and come out unchanged, whatever the
-# workspace's .gitattributes say (no end-of-line conversion, no clean/smudge filters).
-ATTRIBUTES = "* -text -eol -filter -ident -working-tree-encoding\n"
+# workspace's .gitattributes say (no end-of-line conversion, no clean/smudge filters),
+# and a diff is shown as git would show it with none (`!diff` undoes a `-diff` or
+# `binary` that made a text change "Binary files ... differ"). The diffs run with no
+# work tree anyway, so git reads no .gitattributes of the workspace for them.
+ATTRIBUTES = "* -text -eol -filter -ident -working-tree-encoding !diff\n"
 PATHSPEC_PREFIX = ":/:"
 SHADOW_ADVICE = (
     "Trestle writes no such thing in its checkpoint store, so something else did: no "
@@ -445,12 +454,10 @@ class ShadowRepo:
                 f"cannot restore {str(self.workspace)!r}: ignored files are in the way "
                 f"and restore leaves them alone: {', '.join(blocked[:5])}"
             )
-        delete_files(self.workspace, to_delete)
-        removed_dirs = remove_emptied_dirs(self.workspace, to_delete, keep=to_write)
-        # Keeps the stat cache of every file whose content already matches.
-        self._git("read-tree", "-m", target)
-        if to_write:
-            self._git("checkout-index", "-f", "-u", "-z", "--stdin", stdin=_nul(to_write))
+        with _empty_directory() as nowhere:  # made before anything changes: it may fail
+            delete_files(self.workspace, to_delete)
+            removed_dirs = remove_emptied_dirs(self.workspace, to_delete, keep=to_write)
+            self._write_back(target, to_write, nowhere)
         return RestoreResult(
             deleted=tuple(to_delete),
             restored=tuple(sorted(restored)),
@@ -458,6 +465,26 @@ class ShadowRepo:
             skipped_ignored=tuple(sorted(ignored_now)),
             removed_dirs=tuple(removed_dirs),
         )
+
+    def _write_back(self, target: str, to_write: Sequence[str], nowhere: Path) -> None:
+        """Make the index ``target``'s and write the files ``to_write`` back from it,
+        with the empty directory ``nowhere`` as git's work tree.
+
+        Given the workspace as its work tree, git reads its ``.gitattributes``: read-tree
+        for the entries whose stat data it cannot trust as it writes the index,
+        checkout-index before it writes each file out. A FIFO a step named so blocked
+        them, the files to delete gone and none written back. So the files go to the
+        workspace by ``--prefix`` (git still refuses a symlink on the way below it).
+        With a prefix, ``checkout-index`` leaves the index's stat data alone: the next
+        snapshot reads those files again.
+        """
+        # Keeps the stat cache of every file whose content already matches.
+        self._git("read-tree", "-m", target, work_tree=nowhere)
+        if to_write:
+            self._git(
+                "checkout-index", "-f", "-z", "--stdin", f"--prefix={self.workspace}/",
+                stdin=_nul(to_write), work_tree=nowhere,
+            )  # fmt: skip
 
     def changes(self, a: str, b: str | None = None) -> builtins.list[Change]:
         """The paths that differ from snapshot ``a`` to ``b`` (or to the workspace now).
@@ -507,7 +534,7 @@ class ShadowRepo:
                 # would be a commit and its parent); --always heads each pair's output
                 out = self._git(
                     "diff-tree", "--stdin", "--always", "-z", "--no-renames", "-r", "--raw",
-                    stdin="".join(lines).encode(),
+                    stdin="".join(lines).encode(), bare=True,
                 )  # fmt: skip
         try:
             answers = iter(pairs_changes(out, len(lines)))
@@ -536,13 +563,17 @@ class ShadowRepo:
         if paths is not None and not paths:
             return ""
         only = ["--", *sorted(paths)] if paths is not None else []
+        # Both compare what the store holds (two trees, or a tree and the index): with
+        # no work tree, git reads no .gitattributes a step wrote, one of `* -diff` that
+        # showed its change as "Binary files ... differ", or a FIFO it blocked on.
         with self._locked():
             old = self._resolve(a)
             if b is None:
                 self._stage()
-                out = self._git("diff-index", "--cached", *options, old, *only)
+                out = self._git("diff-index", "--cached", *options, old, *only, bare=True)
             else:
-                out = self._git("diff-tree", "-r", *options, old, self._resolve(b), *only)
+                new = self._resolve(b)
+                out = self._git("diff-tree", "-r", *options, old, new, *only, bare=True)
         return out.decode("utf-8", errors="replace")
 
     def left_out(self, snapshot: str | None = None) -> tuple[LeftOut, ...]:
@@ -691,8 +722,15 @@ class ShadowRepo:
         stats: dict[str, os.stat_result] = {}
         try:
             files = self._walk(too_large, stats)
+        except UnsafeRulesFileError as exc:
+            raise ShadowRepoError(
+                f"cannot read workspace {str(self.workspace)!r}: its {_shown(exc.path)} "
+                f"{exc.why}: remove it (or make it a plain file of its rules) and try again"
+            ) from None
         except OSError as exc:
-            raise ShadowRepoError(f"cannot read workspace {str(self.workspace)!r}: {exc}") from exc
+            raise ShadowRepoError(
+                f"cannot read workspace {str(self.workspace)!r}: {_said(exc)}"
+            ) from None
         if loose.plain(self.git_dir):
             written = self._stage_here(stats, too_large)
         else:
@@ -713,10 +751,9 @@ class ShadowRepo:
                 written = staging.write_index(self._index, staged.index)
                 keep(_INDEXED, self._index, (_identity(written), staged), KEPT_WORKSPACES)
         except OSError as exc:
-            where = f": {exc.filename}" if exc.filename else ""
             raise ShadowRepoError(
                 f"cannot stage workspace {str(self.workspace)!r} in shadow store "
-                f"{str(self.git_dir)!r}: {exc.strerror or exc}{where}"
+                f"{str(self.git_dir)!r}: {_said(exc)}"
             ) from None
         too_large.update(staged.too_large)
         return staged.tree
@@ -908,7 +945,9 @@ class ShadowRepo:
     # -- running git -----------------------------------------------------------------
 
     def _raw_changes(self, args: builtins.list[str]) -> builtins.list[RawChange]:
-        out = self._git(args[0], "-z", "--no-renames", *args[1:])
+        """What ``git diff-index ... --raw`` (``args``) finds; it compares the index with
+        a tree, so it runs with no work tree (:meth:`_git`'s ``bare``)."""
+        out = self._git(args[0], "-z", "--no-renames", *args[1:], bare=True)
         fields = out.split(b"\0")
         try:
             return [raw_change(fields[i], fields[i + 1]) for i in range(0, len(fields) - 1, 2)]
@@ -922,9 +961,22 @@ class ShadowRepo:
         date: str = "",
         ok: Sequence[int] = (0,),
         literal: bool = True,
+        bare: bool = False,
+        work_tree: Path | None = None,
     ) -> bytes:
-        argv = command(*args, git=self._git_exe, settings=GIT_SETTINGS)
+        """Run ``git ARGS`` on the store; its stdout.
+
+        ``bare``: with no work tree at all, for a command that compares trees or the
+        index and so reads no file of the workspace, nor its ``.gitattributes``.
+        ``work_tree``: with that directory as the work tree instead of the workspace.
+        """
+        top = ("--bare",) if bare else ()  # no work tree, whatever the store's config says
+        argv = command(*top, *args, git=self._git_exe, settings=GIT_SETTINGS)
         env = self._env
+        if bare:
+            env = {k: v for k, v in env.items() if k != "GIT_WORK_TREE"}
+        elif work_tree is not None:
+            env = {**env, "GIT_WORK_TREE": str(work_tree)}
         if date:
             env = {**env, "GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date}
         if not literal:
@@ -1112,6 +1164,35 @@ def _ignore_store_directory(directory: Path) -> None:
         return
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(GITIGNORE)
+
+
+def _said(exc: OSError) -> str:
+    """What an ``OSError`` says, its path shortened: a step's tree thousands of
+    directories deep made a line of 10 KB."""
+    if not exc.filename:
+        return str(exc.strerror or exc)
+    return f"{exc.strerror or exc}: {_shown(os.fsdecode(exc.filename))}"
+
+
+def _shown(path: str, most: int = 160) -> str:
+    """``path`` quoted, its middle left out if it is longer than ``most``."""
+    if len(path) <= most:
+        return repr(path)
+    half = most // 2
+    return f"{path[:half]!r} ... {path[-half:]!r} ({len(path):,} characters)"
+
+
+@contextmanager
+def _empty_directory() -> Iterator[Path]:
+    """A new empty directory only the driver can write, removed after."""
+    try:
+        path = Path(tempfile.mkdtemp(prefix="trestle-nowhere-"))
+    except OSError as exc:
+        raise ShadowRepoError(f"cannot make an empty directory for git: {_said(exc)}") from None
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _nul(paths: Sequence[str]) -> bytes:

@@ -7,7 +7,9 @@ every ``.git``.
 
 ``.gitignore`` files are still judged by git itself (``git check-ignore``), one batch
 per directory level and only below a directory that holds a ``.gitignore``, so an
-ignored directory is never descended into.
+ignored directory is never descended into. git opens and reads each of them whole, so
+one it would block on (a FIFO) or that would take its memory (a sparse 6 GiB file) is
+refused before git is asked (:class:`UnsafeRulesFileError`).
 """
 
 from __future__ import annotations
@@ -22,10 +24,52 @@ from pathlib import Path
 
 from trestle.core.errors import ConfigError
 from trestle.core.globs import glob_regex
+from trestle.workspace.left_out import human_size
 
 ALWAYS_SKIPPED = ".trestle"  # Trestle's own store and state, at any depth
 # Characters git refuses in ref names (see git-check-ref-format).
 BAD_REF_CHARS = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
+# The most a .gitignore git is given may hold: git reads one whole into memory, and a
+# real one is a few KiB (a step's 6 GiB sparse one made git allocate 6 GiB and crash).
+RULES_MAX_SIZE = 1 << 20
+_NAME_MAX = 255  # bytes in one name, on every file system Linux and macOS use
+_SPECIAL_KINDS = {
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+}
+
+
+class UnsafeRulesFileError(Exception):
+    """A ``.gitignore`` that git must not be given: it would block opening it, or read
+    more than :data:`RULES_MAX_SIZE` of it.
+
+    Attributes:
+        path: the workspace-relative path.
+        why: what it is, and what git would do with it.
+    """
+
+    def __init__(self, path: str, why: str) -> None:
+        super().__init__(f"{path!r} {why}")
+        self.path = path
+        self.why = why
+
+
+def rules_file_problem(st: os.stat_result) -> str:
+    """Why git must not open a rules file (``.gitignore``) of ``lstat`` ``st``, or "".
+
+    git opens an in-tree rules file without following a symlink and fails to read a
+    directory, so both are harmless; it opens anything else blocking (a FIFO waits
+    for a writer forever) and reads a regular file whole.
+    """
+    kind = stat.S_IFMT(st.st_mode)
+    if kind in _SPECIAL_KINDS:
+        return f"is {_SPECIAL_KINDS[kind]}, which git would wait on forever when it reads the rules"
+    if kind == stat.S_IFREG and st.st_size > RULES_MAX_SIZE:
+        size, bound = human_size(st.st_size), human_size(RULES_MAX_SIZE)
+        return f"is {size}, over {bound}, which git would read whole to know its rules"
+    return ""
 
 
 def is_rules_file(rel: str) -> bool:
@@ -109,7 +153,9 @@ def walk_workspace(
 
     Raises:
         OSError: a directory cannot be listed (one gone since its parent was listed is
-            left out).
+            left out), or holds a path too long to name (``ENAMETOOLONG``).
+        UnsafeRulesFileError: with ``check_ignore``, a ``.gitignore`` git would block
+            on or read too much of (before git is asked about its directory).
     """
     files: list[str] = []
     # (directory with trailing /, .gitignore seen, its device and inode when listed)
@@ -123,6 +169,8 @@ def walk_workspace(
             if entries is None:
                 continue
             here = [name for name, _ in entries if name == ".gitignore"]
+            if check_ignore is not None:  # git will read them: refuse one it cannot
+                _refuse_unsafe_rules(rel_dir, entries)
             gitignore_here = gitignore_above or bool(here)
             if gitignores is not None:
                 gitignores.extend(rel_dir + name for name in here)
@@ -164,6 +212,16 @@ def walk_workspace(
     return files
 
 
+def _refuse_unsafe_rules(rel_dir: str, entries: list[tuple[str, os.stat_result]]) -> None:
+    """Raise :class:`UnsafeRulesFileError` if the ``.gitignore`` among a directory's
+    ``entries`` is one git must not read."""
+    for name, st in entries:
+        if name == ".gitignore":
+            problem = rules_file_problem(st)
+            if problem:
+                raise UnsafeRulesFileError(rel_dir + name, problem)
+
+
 def _listing(
     top: str, rel_dir: str, identity: tuple[int, int] | None
 ) -> list[tuple[str, os.stat_result]] | None:
@@ -177,6 +235,11 @@ def _listing(
     directory is opened (its last component not followed) and must be the very
     directory (device and inode) its parent's listing showed; its entries are read
     from that descriptor.
+
+    A directory holding a name whose whole path is longer than the system allows
+    (``PATH_MAX``) is refused with ``ENAMETOOLONG``, as the directory itself is by its
+    open: a restore names each path it deletes or writes back whole, and could not put
+    such a file back, nor remove it.
     """
     path = top + "/" + rel_dir if rel_dir else top
     flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | (os.O_NOFOLLOW if rel_dir else 0)
@@ -193,8 +256,11 @@ def _listing(
             st = os.fstat(fd)
             if (st.st_dev, st.st_ino) != identity:  # reached through a swapped directory
                 return None
+        names = os.listdir(fd)
+        if _too_long(path, names, fd):
+            raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), path)
         entries = []
-        for name in os.listdir(fd):
+        for name in names:
             try:
                 entries.append((name, os.stat(name, dir_fd=fd, follow_symlinks=False)))
             except FileNotFoundError:  # gone since it was listed
@@ -202,6 +268,15 @@ def _listing(
         return entries
     finally:
         os.close(fd)
+
+
+def _too_long(path: str, names: list[str], fd: int) -> bool:
+    """Whether the path of one of ``names`` in directory ``path`` (open as ``fd``) is
+    longer than the system allows a path to be."""
+    room = os.fpathconf(fd, "PC_PATH_MAX") - len(os.fsencode(path)) - 1  # after its "/"
+    if room > _NAME_MAX:  # any name fits: not worth measuring each (the usual case)
+        return False
+    return any(len(os.fsencode(name)) >= room for name in names)
 
 
 def find_conflicts(root: Path, to_write: Sequence[str], to_delete: set[str]) -> list[str]:
@@ -289,9 +364,21 @@ def _is_real_dir(path: Path) -> bool:
 
 
 def _files_under(directory: Path, rel: str) -> Iterator[str]:
-    """Files and symlinks under ``directory``, as paths starting with ``rel``."""
-    for top, dirs, files in os.walk(directory):
-        base = os.path.relpath(top, directory).replace(os.sep, "/")
-        prefix = rel if base == "." else f"{rel}/{base}"
-        for name in files + [d for d in dirs if os.path.islink(os.path.join(top, d))]:
-            yield f"{prefix}/{name}"
+    """Files and symlinks under ``directory``, as paths starting with ``rel``.
+
+    Walked with a list of directories still to read rather than ``os.walk``, which
+    recurses a level per directory: a step's tree 1,500 deep raised ``RecursionError``.
+    """
+    waiting = [(os.fspath(directory), rel)]
+    while waiting:
+        path, prefix = waiting.pop()
+        try:
+            found = os.scandir(path)
+        except OSError:  # gone, or unreadable: passed over, as os.walk does
+            continue
+        with found:
+            for item in found:
+                if item.is_dir(follow_symlinks=False):
+                    waiting.append((item.path, f"{prefix}/{item.name}"))
+                else:
+                    yield f"{prefix}/{item.name}"

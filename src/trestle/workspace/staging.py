@@ -275,15 +275,33 @@ class _Directories:
         self._fds: dict[str, int] = {}  # least recently used first
 
     def fd(self, folder: str) -> int:
-        fd = self._fds.pop(folder, None)
+        """A descriptor of the workspace-relative directory ``folder`` ("": the root).
+
+        Opened down from the nearest directory held, one name at a time, in a loop: a
+        call per level would recurse as deep as a step nests its directories, and a
+        tree 1,500 deep raised ``RecursionError``.
+        """
+        held = folder
+        below: list[str] = []  # the names from ``held`` down to ``folder``, deepest first
+        while held and held not in self._fds:
+            held, _, name = held.rpartition("/")
+            below.append(name)
+        fd = self._take(held)
+        for name in reversed(below):
+            held = f"{held}/{name}" if held else name
+            fd = self._take(held, os.open(name, _OPEN_DIR, dir_fd=fd))
+        return fd
+
+    def _take(self, folder: str, fd: int | None = None) -> int:
+        """Hold ``fd`` as ``folder``'s descriptor (None: the one held, or the root's
+        opened), the most recently used; the least recently used beyond
+        :data:`_OPEN_DIRS` are closed."""
         if fd is None:
-            if folder:
-                parent, _, name = folder.rpartition("/")
-                fd = os.open(name, _OPEN_DIR, dir_fd=self.fd(parent))
-            else:
-                fd = os.open(self._root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            while len(self._fds) >= _OPEN_DIRS:
-                os.close(self._fds.pop(next(iter(self._fds))))
+            fd = self._fds.pop(folder, None)
+        if fd is None:  # only the root is opened by its path
+            fd = os.open(self._root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        while len(self._fds) >= _OPEN_DIRS:
+            os.close(self._fds.pop(next(iter(self._fds))))
         self._fds[folder] = fd
         return fd
 
