@@ -316,3 +316,37 @@ def test_a_path_too_long_to_name_fails_the_snapshot_briefly(tmp_path: Path) -> N
         assert "too long" in str(error)
         assert len(str(error)) < 400, str(error)
     assert (ws / "f.txt").read_text() == "changed\n"
+
+
+# --- a link where the checkpoint had a directory ------------------------------------------
+
+
+def test_a_directory_a_step_replaced_with_a_link_is_rewound_through_nothing(
+    tmp_path: Path,
+) -> None:
+    """A step that put ``d -> /elsewhere`` where the checkpoint had ``d/x.txt`` stopped
+    every rewind (git refuses to judge ``d/x.txt`` by the ignore rules: "beyond a
+    symbolic link"). The rewind deletes the link and writes the directory back in the
+    workspace, nothing through the link; what the rules ignore stays ignored."""
+    world = World(tmp_path)
+    world.ws.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (world.ws / "d").mkdir()
+    (world.ws / "d" / "x.txt").write_text("x\n")
+    (world.ws / ".gitignore").write_text("*.log\n")
+    world.plan(
+        f"""\
+        workspace: ws
+        steps:
+          - id: swap
+            approval: auto
+            run: rm -r d && ln -s {elsewhere} d && ln -s {elsewhere}/t.log keep.log
+        """
+    )
+    run_id = ran(world)
+    assert (world.ws / "d").is_symlink()
+    trestle(world, "rewind", run_id, "--to", "swap", "--yes")
+    assert not (world.ws / "d").is_symlink() and (world.ws / "d" / "x.txt").read_text() == "x\n"
+    assert list(elsewhere.iterdir()) == []
+    assert (world.ws / "keep.log").is_symlink()  # ignored: a rewind leaves it alone

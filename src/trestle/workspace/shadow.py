@@ -445,7 +445,7 @@ class ShadowRepo:
         to_delete = sorted(c.path for c in raw if c.status == "A")
         restored = [c.path for c in raw if c.status in "MT"]
         missing = [c.path for c in raw if c.status == "D"]
-        ignored_now = self._ignored(missing)
+        ignored_now = self._ignored_beyond_links(missing)
         recreated = [p for p in missing if p not in ignored_now]
         to_write = sorted(restored + recreated)
         blocked = find_conflicts(self.workspace, to_write, set(to_delete))
@@ -852,6 +852,16 @@ class ShadowRepo:
             ignored |= self._gitignored(paths)
         return ignored
 
+    def _ignored_beyond_links(self, paths: Sequence[str]) -> set[str]:
+        """:meth:`_ignored`, for paths some of which lie beyond a symlink in the
+        workspace now (a step put ``d -> /elsewhere`` where the snapshot had ``d/x``):
+        git refuses to judge those, which stopped every restore. Such a path is judged
+        as its link is: the link is deleted and the snapshot's directory written back
+        in its place, so what ignores the one ignores what the other held."""
+        beyond = {p: link for p in paths if (link := _leading_link(self.workspace, p))}
+        judged = self._ignored([p for p in paths if p not in beyond] + sorted(set(beyond.values())))
+        return {p for p in paths if beyond.get(p, p) in judged}
+
     def _gitignored(self, paths: Sequence[str]) -> set[str]:
         """The paths that the workspace's .gitignore files exclude, as git judges them."""
         # A .gitignore file is always kept, never judged by a rule: one of `*` ignores
@@ -1164,6 +1174,16 @@ def _ignore_store_directory(directory: Path) -> None:
         return
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(GITIGNORE)
+
+
+def _leading_link(root: Path, path: str) -> str | None:
+    """The first directory on the way to ``path`` (relative to ``root``) that is a
+    symlink there now, or None."""
+    parts = path.split("/")[:-1]
+    for i in range(1, len(parts) + 1):
+        if (root / "/".join(parts[:i])).is_symlink():
+            return "/".join(parts[:i])
+    return None
 
 
 def _said(exc: OSError) -> str:

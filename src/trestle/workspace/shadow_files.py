@@ -168,9 +168,10 @@ def walk_workspace(
             entries = _listing(top, rel_dir, identity)
             if entries is None:
                 continue
-            here = [name for name, _ in entries if name == ".gitignore"]
+            rules = [(name, st) for name, st in entries if name == ".gitignore"]
+            here = [name for name, _ in rules]
             if check_ignore is not None:  # git will read them: refuse one it cannot
-                _refuse_unsafe_rules(rel_dir, entries)
+                _refuse_unsafe_rules(rel_dir, rules)
             gitignore_here = gitignore_above or bool(here)
             if gitignores is not None:
                 gitignores.extend(rel_dir + name for name in here)
@@ -212,14 +213,13 @@ def walk_workspace(
     return files
 
 
-def _refuse_unsafe_rules(rel_dir: str, entries: list[tuple[str, os.stat_result]]) -> None:
-    """Raise :class:`UnsafeRulesFileError` if the ``.gitignore`` among a directory's
-    ``entries`` is one git must not read."""
-    for name, st in entries:
-        if name == ".gitignore":
-            problem = rules_file_problem(st)
-            if problem:
-                raise UnsafeRulesFileError(rel_dir + name, problem)
+def _refuse_unsafe_rules(rel_dir: str, rules: list[tuple[str, os.stat_result]]) -> None:
+    """Raise :class:`UnsafeRulesFileError` if a directory's ``.gitignore`` (in ``rules``,
+    with its ``lstat``) is one git must not read."""
+    for name, st in rules:
+        problem = rules_file_problem(st)
+        if problem:
+            raise UnsafeRulesFileError(rel_dir + name, problem)
 
 
 def _listing(
