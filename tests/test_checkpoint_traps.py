@@ -350,3 +350,23 @@ def test_a_directory_a_step_replaced_with_a_link_is_rewound_through_nothing(
     assert not (world.ws / "d").is_symlink() and (world.ws / "d" / "x.txt").read_text() == "x\n"
     assert list(elsewhere.iterdir()) == []
     assert (world.ws / "keep.log").is_symlink()  # ignored: a rewind leaves it alone
+
+
+# --- more paths than a command line holds -------------------------------------------------
+
+
+def test_the_diff_of_more_files_than_a_command_line_names_is_whole(tmp_path: Path) -> None:
+    """A step that wrote 12,000 files of 200-byte names: its diff named them all on
+    git's command line, past what the system lets one hold ("Argument list too long",
+    which the driver took for git missing)."""
+    ws, store = tmp_path / "ws", tmp_path / "store.git"
+    ws.mkdir()
+    repo = ShadowRepo(store, ws)
+    before = repo.snapshot("before")
+    names = [f"{n:05d}" + "x" * 195 for n in range(12_000)]
+    for name in names:
+        (ws / name).write_text(f"{name[:5]}\n")
+    after = repo.snapshot("after")
+    diff = repo.diff(before, after, paths=names)
+    assert diff.count("\n+++ b/") == len(names)
+    assert f"+++ b/{names[-1]}\n@@ -0,0 +1 @@\n+11999\n" in diff

@@ -562,7 +562,7 @@ class ShadowRepo:
         options = ["-p", "--no-color", "--no-ext-diff", "--no-textconv", "--no-renames"]
         if paths is not None and not paths:
             return ""
-        only = ["--", *sorted(paths)] if paths is not None else []
+        groups = _batches(sorted(paths)) if paths is not None else [[]]
         # Both compare what the store holds (two trees, or a tree and the index): with
         # no work tree, git reads no .gitattributes a step wrote, one of `* -diff` that
         # showed its change as "Binary files ... differ", or a FIFO it blocked on.
@@ -570,10 +570,13 @@ class ShadowRepo:
             old = self._resolve(a)
             if b is None:
                 self._stage()
-                out = self._git("diff-index", "--cached", *options, old, *only, bare=True)
+                compare = ["diff-index", "--cached", *options, old]
             else:
-                new = self._resolve(b)
-                out = self._git("diff-tree", "-r", *options, old, new, *only, bare=True)
+                compare = ["diff-tree", "-r", *options, old, self._resolve(b)]
+            out = b"".join(
+                self._git(*compare, *(["--", *group] if group else []), bare=True)
+                for group in groups
+            )
         return out.decode("utf-8", errors="replace")
 
     def left_out(self, snapshot: str | None = None) -> tuple[LeftOut, ...]:
@@ -1174,6 +1177,25 @@ def _ignore_store_directory(directory: Path) -> None:
         return
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(GITIGNORE)
+
+
+PATHS_MOST = 64 << 10  # bytes of paths one git command is given on its command line
+
+
+def _batches(paths: Sequence[str]) -> builtins.list[builtins.list[str]]:
+    """``paths`` in order, split so that no batch's names pass :data:`PATHS_MOST` bytes:
+    the diff of a step that wrote 20,000 files of 200-byte names passed what a command
+    line may hold ("Argument list too long")."""
+    batches: builtins.list[builtins.list[str]] = [[]]
+    size = 0
+    for path in paths:
+        length = len(os.fsencode(path)) + 1
+        if batches[-1] and size + length > PATHS_MOST:
+            batches.append([])
+            size = 0
+        batches[-1].append(path)
+        size += length
+    return batches
 
 
 def _leading_link(root: Path, path: str) -> str | None:
