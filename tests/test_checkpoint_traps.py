@@ -129,6 +129,33 @@ def test_a_gitignore_git_cannot_read_safely_fails_the_snapshot_naming_it(
     assert len(said) < 400
 
 
+def test_a_gitignore_made_a_fifo_after_it_was_looked_at_stops_git_not_the_driver(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A step running beside the snapshot (a fan-out) can swap a ``.gitignore`` for a
+    FIFO between the driver's look at it and git's open of it: git is stopped after
+    its time and the snapshot refused, instead of the driver waiting for ever."""
+    from trestle.workspace import shadow, shadow_files
+
+    ws = tmp_path / "ws"
+    (ws / "d").mkdir(parents=True)
+    (ws / "d" / "kept.txt").write_text("x\n")
+    rules = ws / "d" / ".gitignore"
+    rules.write_text("*.log\n")
+    looked = shadow_files.rules_file_problem
+
+    def then_swapped(st: os.stat_result) -> str:
+        problem = looked(st)
+        rules.unlink()
+        os.mkfifo(rules)
+        return problem
+
+    monkeypatch.setattr(shadow_files, "rules_file_problem", then_swapped)
+    monkeypatch.setattr(shadow, "RULES_TIMEOUT", 2.0)
+    with pytest.raises(ShadowRepoError, match=r"did not end within 2 s.*made a FIFO"):
+        ShadowRepo(tmp_path / "shadow.git", ws).snapshot("after")
+
+
 def test_a_gitignore_of_a_usual_kind_is_still_obeyed(tmp_path: Path) -> None:
     """What is refused is only what git cannot read safely: a symlink named
     ``.gitignore`` (which git does not follow) and a regular one are fine."""

@@ -117,6 +117,10 @@ GIT_SETTINGS = (
 # work tree anyway, so git reads no .gitattributes of the workspace for them.
 ATTRIBUTES = "* -text -eol -filter -ident -working-tree-encoding !diff\n"
 PATHSPEC_PREFIX = ":/:"
+# seconds git may take to judge paths by the workspace's .gitignore files: each is
+# checked to be a plain file before, but a step running beside the snapshot can swap
+# one for a FIFO between that look and git's open, which would block git for ever
+RULES_TIMEOUT = 120.0
 SHADOW_ADVICE = (
     "Trestle writes no such thing in its checkpoint store, so something else did: no "
     "checkpoint is read or taken from it until it is looked at and put right (or moved "
@@ -883,6 +887,7 @@ class ShadowRepo:
             stdin=_nul([PATHSPEC_PREFIX + p for p in paths]),
             ok=(0, 1),
             literal=False,
+            timeout=RULES_TIMEOUT,
         )
         return {os.fsdecode(b).removeprefix(PATHSPEC_PREFIX) for b in out.split(b"\0") if b}
 
@@ -976,12 +981,14 @@ class ShadowRepo:
         literal: bool = True,
         bare: bool = False,
         work_tree: Path | None = None,
+        timeout: float | None = None,
     ) -> bytes:
         """Run ``git ARGS`` on the store; its stdout.
 
         ``bare``: with no work tree at all, for a command that compares trees or the
         index and so reads no file of the workspace, nor its ``.gitattributes``.
         ``work_tree``: with that directory as the work tree instead of the workspace.
+        ``timeout``: seconds it may take before it is killed and the call refused.
         """
         top = ("--bare",) if bare else ()  # no work tree, whatever the store's config says
         argv = command(*top, *args, git=self._git_exe, settings=GIT_SETTINGS)
@@ -1004,7 +1011,15 @@ class ShadowRepo:
                 cwd=self.workspace if self.workspace.is_dir() else self.git_dir,
                 env=env,
                 check=False,
+                timeout=timeout,
             )
+        except subprocess.TimeoutExpired:
+            raise ShadowRepoError(
+                f"'git {args[0]}' did not end within {timeout:g} s in shadow store "
+                f"{str(self.git_dir)!r}, and was stopped: a file of the workspace it reads "
+                "(a .gitignore) may have been made a FIFO by a step running beside it",
+                command=[self._git_exe, *args],
+            ) from None
         except OSError as exc:
             raise ShadowRepoError(
                 f"cannot run git ({self._git_exe!r}) for the shadow store "
