@@ -42,7 +42,7 @@ from trestle.dashboard.accounts import Accounts, Login, LoginRefused
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-SESSION_COOKIE = "trestle_session"  # and the key of the session's address: see cookie_name
+SESSION_COOKIE = "trestle_session"  # then "_" and the key of its address: see cookie_name
 PAGES_SCOPE = "trestle.pages"  # the ASGI scope's key for the session address a request is under
 PAGES = re.compile(r"/s/[0-9a-f]{32}")  # a session's address, as pages_of makes it
 NOT_LOGGED_IN = (
