@@ -16,7 +16,7 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from email import message_from_bytes
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -639,3 +639,57 @@ def test_an_approval_reaches_the_targets_of_the_groups_that_may_decide_it(
         ("release", "approval", "deploy"),
         ("release", "dead_letter", "broken"),
     ]
+
+
+def test_a_reason_no_mail_can_carry_stops_no_delivery(
+    tmp_path: Path, receiver: Receiver, smtp: tuple[Mailbox, int]
+) -> None:
+    # a check's reason naming a file whose name is not UTF-8 holds an unpaired surrogate
+    # (the store replaces it; the events handed to the notifier kept it): the mail could
+    # not be encoded, its delivery stayed pending for ever, and stopped every delivery
+    # claimed with it
+    box, port = smtp
+    _notify_toml(f"""
+        [targets.chat]
+        type = "webhook"
+        url = "{receiver.url}"
+
+        [targets.oncall]
+        type = "email"
+        host = "127.0.0.1"
+        port = {port}
+        from = "trestle@example.com"
+        to = ["oncall@example.com"]
+    """)
+    settings = load_settings()
+    assert settings is not None
+    odd = "out\udcff\udced\udca0\udc80name"  # os.listdir of b"out\xff\xed\xa0\x80name"
+    failed = [
+        StepFailed(at=0.0, step="odd", reason=f"unexpected files: {odd}", dead_lettered=True),
+        StepFailed(at=0.0, step="plain", reason="exit 1", dead_lettered=True),
+    ]
+    notifier = Notifier(settings, ledger=tmp_path / "ledger.sqlite", drain=10.0)
+    notifier.committed("r1", 1, failed, lambda *_: [])
+    notifier.close()
+    assert sorted(p["step"] for p in receiver.accepted) == ["odd", "plain"]
+    [odd_sent] = [p for p in receiver.accepted if p["step"] == "odd"]
+    assert "unexpected files: out\ufffd\ufffd\ufffd\ufffdname" in odd_sent["detail"]
+    assert len(box.messages) == 2
+    # and a sender that fails some other way fails that delivery alone, to be retried
+    said: list[str] = []
+
+    def sender(target: Any, payload: Mapping[str, Any], environ: Mapping[str, str]) -> None:
+        if payload["step"] == "odd":
+            raise UnicodeEncodeError("utf-8", "\udcff", 0, 1, "surrogates not allowed")
+        said.append(payload["step"])
+
+    again = Notifier(
+        settings, ledger=tmp_path / "other.sqlite", drain=2.0, backoff_base=60.0, sender=sender
+    )
+    again.committed("r1", 1, failed, lambda *_: [])
+    again.close()
+    assert said == ["plain", "plain"]  # the webhook's and the mail's
+    troubles = troubles_if_any(tmp_path / "other.sqlite")
+    assert sorted(t.target for t in troubles) == ["chat", "oncall"]
+    assert all(t.failing == 1 and t.given_up == 0 for t in troubles)  # backing off
+    assert all("cannot be sent: UnicodeEncodeError" in t.last_error for t in troubles)

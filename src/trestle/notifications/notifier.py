@@ -31,7 +31,7 @@ from typing import Any
 from trestle.core.events import AnyEvent, StoredEvent
 from trestle.core.notices import Notice, notices_for, with_approvers
 from trestle.core.state import RunState
-from trestle.notifications.ledger import Ledger, ledger_path
+from trestle.notifications.ledger import Delivery, Ledger, ledger_path
 from trestle.notifications.payloads import message
 from trestle.notifications.targets import (
     DESKTOP_TIMEOUT,
@@ -257,12 +257,22 @@ class Notifier:
                     continue
                 sender(target, delivery.payload, self.environ)
             except DeliveryError as exc:
-                tries = delivery.attempts + 1
-                delay = min(self.backoff_cap, self.backoff_base * 2 ** (tries - 1))
-                retry_at = self.clock() + delay if tries < self.max_attempts else None
-                ledger.failed(delivery, str(exc), now=self.clock(), retry_at=retry_at)
+                self._failed(ledger, delivery, str(exc))
+            except Exception as exc:  # one delivery's failure, not the others'
+                # a payload its sender cannot send (an unpaired surrogate a mail cannot
+                # encode) stopped every delivery claimed with it, and stayed pending for
+                # ever, said nowhere: failed like any other, it backs off, then gives up
+                self._failed(ledger, delivery, f"cannot be sent: {exc!r}")
             else:
                 ledger.delivered(delivery, now=self.clock())
+
+    def _failed(self, ledger: Ledger, delivery: Delivery, why: str) -> None:
+        """``delivery`` failed for ``why``: tried again after a backoff, up to
+        ``max_attempts`` tries, then given up (shown by ``trestle health``)."""
+        tries = delivery.attempts + 1
+        delay = min(self.backoff_cap, self.backoff_base * 2 ** (tries - 1))
+        retry_at = self.clock() + delay if tries < self.max_attempts else None
+        ledger.failed(delivery, why, now=self.clock(), retry_at=retry_at)
 
     def _guarded(self, what: str, fn: Callable[..., None], *args: Any) -> None:
         try:

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from trestle.core.notices import Notice
+from trestle.core.safetext import without_surrogates
 from trestle.presentation.redaction import redact, secret_values
 from trestle.presentation.wording import visible
 
@@ -27,9 +28,11 @@ def message(
     secrets = secret_values(environ)
     link = notice.link(dashboard_url)
     # shown as every view shows them: a chat client, a mail reader and a desktop
-    # notice obey a bidirectional override as a terminal does, and draw a tag as nothing
-    title = visible(redact(notice.title, secrets))
-    detail = visible(redact(notice.detail, secrets))
+    # notice obey a bidirectional override as a terminal does, and draw a tag as nothing;
+    # an unpaired surrogate (a file name of bytes that are not UTF-8, in a check's
+    # reason) is replaced, as the store replaces it: no mail or JSON can carry one
+    title = visible(redact(without_surrogates(notice.title), secrets))
+    detail = visible(redact(without_surrogates(notice.detail), secrets))
     lines = [f"Trestle: {title}"]
     if detail:
         lines.append(detail)
