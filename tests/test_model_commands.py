@@ -39,8 +39,8 @@ from agent_helpers import (
 )
 from trestle.core.card import HandoffCard, build_card
 from trestle.core.events import ApprovalRequested
+from trestle.core.redaction import _SHAPES, redact, secret_values
 from trestle.models import ScriptedModel
-from trestle.presentation.redaction import _SHAPES, redact, secret_values
 from trestle.store.sqlite import SqliteStore
 
 

@@ -44,6 +44,7 @@ from trestle.telemetry.env import wanted
 from trestle.telemetry.feed import Telemetry
 from trestle.telemetry.ids import trace_id_for
 from trestle.telemetry.sdk import SdkSink, exporter_names
+from trestle.telemetry.spans import SpanRecord
 
 POLL = 0.02
 
@@ -339,3 +340,41 @@ def test_with_the_environment_but_not_the_extra_one_warning_and_no_spans() -> No
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("trestle: OTEL_EXPORTER_OTLP_ENDPOINT is set") == 1
     assert 'pip install "trestle-runtime[otel]"' in result.stderr
+
+
+def test_a_span_carries_no_secret_a_step_printed_nor_a_surrogate(traced: Traced) -> None:
+    # a span leaves this machine: a failed check's reason quoting a step's output took
+    # an environment secret and a credential with it, and a file name of bytes that are
+    # not UTF-8 (an unpaired surrogate) made the exporter drop the whole batch
+    token = "hunter2-but-longer"
+    traced.telemetry = Telemetry(
+        SdkSink([SimpleSpanProcessor(traced.exporter)], environ={"DEPLOY_TOKEN": token})
+    )
+    credential = "ghp_" + "a" * 36
+    run_id = traced.create(
+        f"""\
+        steps:
+          - id: leak
+            run: "true"
+            verify:
+              - command: "printf 'token={token} key={credential} name=odd\\\\377name'; exit 1"
+        """
+    )
+    traced.run(run_id)
+    spans = traced.spans
+    leak = named(spans, "attempt leak#1")
+    assert leak.status.description is not None
+    said = repr(
+        [(s.attributes, s.status.description, [e.attributes for e in s.events]) for s in spans]
+    )
+    assert token not in said and credential not in said
+    assert "[redacted: $DEPLOY_TOKEN]" in said and "[redacted: credential]" in said
+    # and what a python: check's reason can hold, a file name os.listdir gave back with
+    # its bytes as unpaired surrogates, reaches the exporter replaced, with the rest
+    odd = "out\udcff\udced\udca0\udc80name"
+    record = SpanRecord("step odd", 1, 2, None, 0.0, 1.0, {"trestle.step.reason": odd}, error=odd)
+    traced.telemetry.sink.emit([record])
+    [sent] = [s for s in traced.exporter.get_finished_spans() if s.name == "step odd"]
+    assert sent.attributes is not None and sent.status.description is not None
+    assert sent.attributes["trestle.step.reason"] == sent.status.description
+    assert sent.status.description == "out\ufffd\ufffd\ufffd\ufffdname"

@@ -14,7 +14,7 @@ ended an earlier attempt part-way). Then, turn by turn:
   tool's own probe, if it has one, looks whether the effect is in place. What was
   found is recorded with the call's end and told to the model: done, or unknown
   with what is known;
-- every message is sent with secrets redacted (:mod:`trestle.presentation.redaction`): a tool's or
+- every message is sent with secrets redacted (:mod:`trestle.core.redaction`): a tool's or
   a check's output may have printed one;
 - reminders, monitors' corrections and compressions reuse their recorded text, so the
   replayed conversation is the very one the model saw.
@@ -92,11 +92,11 @@ from trestle.core.records.agent import (
     ReminderPolicy,
     ReminderRecord,
 )
+from trestle.core.redaction import redact, secret_values
 from trestle.core.step_state import transcript_key
 from trestle.engines.work import StepWork
 from trestle.execution.processes import reap
 from trestle.models.pricing import PriceTable
-from trestle.presentation.redaction import redact, secret_values
 from trestle.tools.base import GatedCall, GateVerdict, Observation, Tool, ToolContext, ToolGate
 from trestle.tools.registry import ToolRegistry
 

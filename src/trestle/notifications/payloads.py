@@ -1,6 +1,6 @@
 """A notice as the message each kind of target receives.
 
-Every text a notice carries passes :func:`trestle.presentation.redaction.redact` (the
+Every text a notice carries passes :func:`trestle.core.redaction.redact` (the
 values of secret-named environment variables, credential-shaped strings) and is
 already clipped (:func:`trestle.core.notices.clip`): a message never holds a step's
 output, only the reason its event recorded (which may quote some: a check command's
@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from trestle.core.notices import Notice
+from trestle.core.redaction import redact, secret_values
 from trestle.core.safetext import without_surrogates
-from trestle.presentation.redaction import redact, secret_values
 from trestle.presentation.wording import visible
 
 

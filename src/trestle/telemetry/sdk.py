@@ -31,6 +31,8 @@ from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
+from trestle.core.redaction import redact, secret_values
+from trestle.core.safetext import without_surrogates
 from trestle.telemetry.spans import SpanRecord
 
 SCOPE = "trestle"
@@ -64,8 +66,18 @@ class SdkSink:
     """
 
     def __init__(
-        self, processors: Sequence[SpanProcessor], *, resource: Resource | None = None
+        self,
+        processors: Sequence[SpanProcessor],
+        *,
+        resource: Resource | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
+        # a span leaves this machine: what a run recorded in it (a failed check's reason
+        # quoting a step's output) goes with the secrets of the environment (``environ``,
+        # default this process's) and credential-shaped strings redacted, as a notice's
+        # and a model's request are, and with no unpaired surrogate (a file name of
+        # bytes that are not UTF-8), on which the exporter dropped the whole batch
+        self._secrets = secret_values(os.environ if environ is None else environ)
         self._ids = _GivenIds()
         self.provider = TracerProvider(id_generator=self._ids, resource=resource or _resource())
         for processor in processors:
@@ -93,14 +105,28 @@ class SdkSink:
             record.name,
             context=context,
             kind=_KINDS[record.kind],
-            attributes=dict(record.attributes),
+            attributes=self._sent(record.attributes),
             start_time=_ns(record.start),
         )
         for event in record.events:
-            span.add_event(event.name, dict(event.attributes), timestamp=_ns(event.at))
+            span.add_event(event.name, self._sent(event.attributes), timestamp=_ns(event.at))
         if record.error is not None:
-            span.set_status(Status(StatusCode.ERROR, record.error))
+            span.set_status(Status(StatusCode.ERROR, self._text(record.error)))
         span.end(end_time=_ns(record.end))
+
+    def _sent(self, attributes: Mapping[str, AttributeValue]) -> dict[str, AttributeValue]:
+        """``attributes`` as they may leave: each text redacted (see ``__init__``)."""
+        return {key: self._value(value) for key, value in attributes.items()}
+
+    def _value(self, value: AttributeValue) -> AttributeValue:
+        if isinstance(value, str):
+            return self._text(value)
+        if isinstance(value, tuple | list) and value and isinstance(value[0], str):
+            return [self._text(str(item)) for item in value]
+        return value
+
+    def _text(self, text: str) -> str:
+        return redact(without_surrogates(text), self._secrets)
 
     def flush(self) -> None:
         self.provider.force_flush()
