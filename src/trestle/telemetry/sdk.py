@@ -15,6 +15,7 @@ by the name it registers under the SDK's ``opentelemetry_traces_exporter`` entry
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import sys
@@ -78,6 +79,8 @@ class SdkSink:
         # and a model's request are, and with no unpaired surrogate (a file name of
         # bytes that are not UTF-8), on which the exporter dropped the whole batch
         self._secrets = secret_values(os.environ if environ is None else environ)
+        # a span's texts are mostly the same few (ids, names, statuses) again and again
+        self._text = functools.lru_cache(maxsize=4096)(self._redacted)
         self._ids = _GivenIds()
         self.provider = TracerProvider(id_generator=self._ids, resource=resource or _resource())
         for processor in processors:
@@ -125,7 +128,7 @@ class SdkSink:
             return [self._text(str(item)) for item in value]
         return value
 
-    def _text(self, text: str) -> str:
+    def _redacted(self, text: str) -> str:
         return redact(without_surrogates(text), self._secrets)
 
     def flush(self) -> None:
