@@ -169,6 +169,23 @@ def _notify_toml(text: str) -> None:
     path.write_text(textwrap.dedent(text), encoding="utf-8")
 
 
+def _chat_and_oncall(receiver: Receiver, port: int) -> str:
+    """notify.toml's tables for a webhook ``chat`` to ``receiver`` and a mail
+    ``oncall`` through the SMTP server on ``port`` (last: a line after it is its own)."""
+    return textwrap.dedent(f"""
+        [targets.chat]
+        type = "webhook"
+        url = "{receiver.url}"
+
+        [targets.oncall]
+        type = "email"
+        host = "127.0.0.1"
+        port = {port}
+        from = "trestle@example.com"
+        to = ["oncall@example.com"]
+    """)
+
+
 def _create(tmp_path: Path, store: SqliteStore, text: str = PLAN) -> str:
     workspace = tmp_path / "ws"
     workspace.mkdir(exist_ok=True)
@@ -192,21 +209,11 @@ def test_an_approval_and_a_dead_letter_reach_a_webhook_and_a_mailbox(
     tmp_path: Path, receiver: Receiver, smtp: tuple[Mailbox, int]
 ) -> None:
     box, port = smtp
-    _notify_toml(f"""
-        dashboard_url = "http://dash.example:8765/"
-
-        [targets.chat]
-        type = "webhook"
-        url = "{receiver.url}"
-
-        [targets.oncall]
-        type = "email"
-        host = "127.0.0.1"
-        port = {port}
-        from = "trestle@example.com"
-        to = ["oncall@example.com"]
-        events = ["approval"]
-    """)
+    _notify_toml(
+        'dashboard_url = "http://dash.example:8765/"\n'
+        + _chat_and_oncall(receiver, port)
+        + 'events = ["approval"]\n'
+    )
     store = SqliteStore(tmp_path / "trestle.db")
     run_id = _create(tmp_path, store)
     _drive(store, run_id)  # the engine's own notifier, from notify.toml; close drains it
@@ -541,21 +548,7 @@ def test_notify_test_sends_to_each_target_now_and_says_which_took_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     box, port = smtp
-    _notify_toml(f"""
-        [targets.chat]
-        type = "webhook"
-        url = "{receiver.url}"
-
-        [targets.oncall]
-        type = "email"
-        host = "127.0.0.1"
-        port = {port}
-        from = "trestle@example.com"
-        to = ["oncall@example.com"]
-
-        [targets.desk]
-        type = "desktop"
-    """)
+    _notify_toml(_chat_and_oncall(receiver, port) + '\n[targets.desk]\ntype = "desktop"\n')
     monkeypatch.setenv("PATH", str(tmp_path / "no-tools"))  # no notify-send here
     result = CliRunner().invoke(app, ["notify", "test"])
     assert result.exit_code == 1
@@ -649,18 +642,7 @@ def test_a_reason_no_mail_can_carry_stops_no_delivery(
     # not be encoded, its delivery stayed pending for ever, and stopped every delivery
     # claimed with it
     box, port = smtp
-    _notify_toml(f"""
-        [targets.chat]
-        type = "webhook"
-        url = "{receiver.url}"
-
-        [targets.oncall]
-        type = "email"
-        host = "127.0.0.1"
-        port = {port}
-        from = "trestle@example.com"
-        to = ["oncall@example.com"]
-    """)
+    _notify_toml(_chat_and_oncall(receiver, port))
     settings = load_settings()
     assert settings is not None
     odd = "out\udcff\udced\udca0\udc80name"  # os.listdir of b"out\xff\xed\xa0\x80name"
