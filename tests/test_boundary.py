@@ -439,3 +439,43 @@ def test_an_agents_command_cannot_undo_its_sandbox_to_show_the_model_the_key(
         assert SECRET not in shown
     finally:
         shutil.rmtree(key_dir, ignore_errors=True)
+
+
+def test_a_link_a_child_plants_in_its_scope_widens_nothing(
+    driver: tuple[UserCli, Target],
+) -> None:
+    # a child whose scope is one file planted that file as a link to a directory, each
+    # time from inside a script the gate cannot read: its next command had the link's
+    # target writable (`../src`), or the whole workspace (`..`)
+    cli, _ = driver
+    cli.write("src/app.py", "app\n")
+    cli.write("notes/.keep", "")
+    cli.write("plant.sh", 'ln -sfn "$1" notes/x.md\n')
+    cli.write("write.sh", "echo x >> src/app.py; echo x > newtop.txt\n")
+    chain = "".join(  # one after another: each write after its link is planted
+        f"  - {{id: plant{i}, approval: auto, optional: true, run: sh plant.sh {target}"
+        + (f", needs: [write{i - 1}]}}\n" if i else "}\n")
+        + f"  - {{id: write{i}, approval: auto, optional: true, run: sh write.sh"
+        + f", needs: [plant{i}]}}\n"
+        for i, target in enumerate(("../src", ".."))
+    )
+    cli.write("child.yaml", "steps:\n" + chain)
+    delegation = "{goal: notes, plan: child.yaml, scope: [notes/x.md]}"
+    cli.write("plan.yaml", f"steps:\n  - id: notes\n    delegate: {delegation}\n")
+    _chown_tree(cli.dir, os.getuid() if cli.uid is None else cli.uid)
+    result = cli("run", "plan.yaml", "--no-live")
+    assert result.returncode in (0, 1), result.stdout + result.stderr
+    assert (cli.dir / "notes" / "x.md").is_symlink()  # its scope was writable
+    assert (cli.dir / "src" / "app.py").read_text() == "app\n"
+    assert not (cli.dir / "newtop.txt").exists()
+
+
+def test_a_scope_that_climbs_out_of_its_root_makes_nothing_writable(tmp_path: Path) -> None:
+    # `notes/../src/**` reads as inside `notes/**` to a check of the text: the sandbox
+    # leaves it read-only rather than follow it up and into `src`
+    from trestle.execution.sandbox_mounts import writable_dirs
+
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "src").mkdir()
+    assert writable_dirs(tmp_path, ("notes/../src/**",)) == []
+    assert writable_dirs(tmp_path, ("notes/**",)) == [tmp_path / "notes"]

@@ -72,9 +72,8 @@ def workspace_mounts(ws: Path, scope: tuple[str, ...], hidden: Sequence[Path] = 
 
 def writable_dirs(ws: Path, scope: tuple[str, ...]) -> list[Path] | None:
     """The real directories ``scope`` may write, outermost first, created when missing;
-    None when the whole workspace must stay writable. A directory that leads outside
-    the workspace (a link a step planted) or into ``.git`` or ``.trestle`` is left
-    read-only."""
+    None when the whole workspace must stay writable. A directory reached through a
+    link (a step planted it), or in ``.git`` or ``.trestle``, is left read-only."""
     if not scope:
         return None
     found: list[Path] = []
@@ -83,7 +82,7 @@ def writable_dirs(ws: Path, scope: tuple[str, ...]) -> list[Path] | None:
         if root is None:
             return None
         target = ws / root
-        if _WILDCARD.search(glob) is None and not target.is_dir():
+        if _WILDCARD.search(glob) is None and not _is_real_dir(target):
             target = target.parent  # a file the scope names: its directory
         real = _made_real(target, ws)
         if real is not None:
@@ -108,22 +107,45 @@ def _literal_root(glob: str) -> str | None:
 
 
 def _made_real(target: Path, ws: Path) -> Path | None:
-    """``target``'s real path if it stays inside the workspace and out of its
-    protected directories, created when missing; else None."""
+    """``target`` (the workspace, or a path under it) if every directory on the way to it
+    from the workspace is a real one (made where missing), and it is none of the
+    protected directories; else None.
+
+    A link on the way is never followed: a child run whose scope is ``notes/x.md``
+    planted ``notes/x.md -> ../src`` (or ``notes -> ..``), and its next command had
+    ``src`` (or the whole workspace) writable. What is bound is opened again beneath
+    the workspace, no link followed, when the command starts (``_bound_by_descriptor``
+    in :mod:`trestle.execution.sandbox`): a link swapped in after this look is refused
+    there."""
+    parts = target.relative_to(ws).parts
+    if not parts:
+        return ws  # a file at the top: the whole workspace, as the gate alone holds it
+    if parts[0].lower() in (".git", ".trestle") or ".." in parts:
+        return None
+    here = ws
+    for part in parts:
+        here = here / part
+        try:
+            info = os.lstat(here)
+        except FileNotFoundError:
+            try:
+                here.mkdir()
+            except OSError:
+                return None
+            continue
+        except OSError:
+            return None
+        if not stat.S_ISDIR(info.st_mode):  # a link, or a file
+            return None
+    return here
+
+
+def _is_real_dir(path: Path) -> bool:
+    """Whether ``path`` is a directory itself (a link to one is not)."""
     try:
-        if not target.exists():
-            target.mkdir(parents=True, exist_ok=True)
-        real = target.resolve(strict=True)
+        return stat.S_ISDIR(os.lstat(path).st_mode)
     except OSError:
-        return None
-    if real == ws:
-        return real  # a file at the top: the whole workspace, as the gate alone holds it
-    if ws not in real.parents:
-        return None
-    top = real.relative_to(ws).parts[0].lower()
-    if top in (".git", ".trestle"):
-        return None
-    return real
+        return False
 
 
 def git_mounts(ws: Path, *, approved: bool) -> list[str]:
