@@ -653,3 +653,26 @@ def test_the_delegation_example_runs_as_the_demo_runs_it(cli: Cli) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "## Changes" in (workspace / "dist/RELEASE.txt").read_text("utf-8")
     assert len([r for r in cli.json("runs") if r["parent"]]) == 2
+
+
+def test_a_scope_that_climbs_out_with_dotdot_is_refused_at_load(cli: Cli) -> None:
+    # `src/../docs/**` read as inside `src/**` to the check of its text against the
+    # parent's writes: the plan is refused, naming the glob, before anything is recorded
+    write(cli.dir, "child.yaml", "steps:\n  - id: w\n    write: {path: docs/x.txt, content: x}\n")
+    write(
+        cli.dir,
+        "plan.yaml",
+        """\
+        policy:
+          scope:
+            write_paths: ["src/**"]
+        steps:
+          - id: climb
+            delegate: {goal: climb, plan: child.yaml, scope: ["src/../docs/**"]}
+        """,
+    )
+    result = cli("run", "plan.yaml", "--no-live")
+    assert result.returncode == 2, result.stdout + result.stderr
+    said = " ".join(result.stderr.split())
+    assert "plan.yaml" in said and "scope 'src/../docs/**' climbs out with '..'" in said
+    assert not cli.store.exists() or not SqliteStore(cli.store).runs()

@@ -263,6 +263,14 @@ class Delegation(Record):
     def _one_kind(self) -> Delegation:
         if (self.plan is None) == (self.agent is None):
             raise ValueError("give the child a 'plan' or an 'agent', one of them")
+        for glob in self.scope:
+            if ".." in glob.split("/"):
+                # `notes/../src/**` read as inside `notes/**` to the check against the
+                # parent's writes, and the sandbox followed it into `src`
+                raise ValueError(
+                    f"scope {glob!r} climbs out with '..': name the directories the "
+                    "child may write from the workspace's top"
+                )
         if self.plan is not None and self.plan.policy is not None:
             raise ValueError(
                 "a delegated plan works under its parent's policy: leave out its "
