@@ -26,6 +26,7 @@ from pathlib import Path
 
 # judged where the driver finds its own programs too; taken from here by the sandbox's
 # modules
+from trestle.workspace.beneath import is_real_dir
 from trestle.workspace.reach import reached_through as reached_through
 
 # what of a writable .git a command must not change: each makes git run a program or
@@ -82,7 +83,7 @@ def writable_dirs(ws: Path, scope: tuple[str, ...]) -> list[Path] | None:
         if root is None:
             return None
         target = ws / root
-        if _WILDCARD.search(glob) is None and not _is_real_dir(target):
+        if _WILDCARD.search(glob) is None and not is_real_dir(target):
             target = target.parent  # a file the scope names: its directory
         real = _made_real(target, ws)
         if real is not None:
@@ -138,14 +139,6 @@ def _made_real(target: Path, ws: Path) -> Path | None:
         if not stat.S_ISDIR(info.st_mode):  # a link, or a file
             return None
     return here
-
-
-def _is_real_dir(path: Path) -> bool:
-    """Whether ``path`` is a directory itself (a link to one is not)."""
-    try:
-        return stat.S_ISDIR(os.lstat(path).st_mode)
-    except OSError:
-        return False
 
 
 def git_mounts(ws: Path, *, approved: bool) -> list[str]:

@@ -129,6 +129,15 @@ def open_beneath(root_fd: int, path: str, flags: int, mode: int = 0o666) -> int:
     return fd if fd is not None else _walk_open(root_fd, path or ".", flags, mode)
 
 
+def is_real_dir(path: Path) -> bool:
+    """Whether ``path`` is a directory itself: a symlink to one is not (it could lead
+    anywhere a step pointed it)."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
 def protected_part(relative: str) -> str | None:
     """The ``.git`` or ``.trestle`` component of ``relative``, at any depth or case."""
     for part in PurePosixPath(relative).parts:

@@ -86,6 +86,7 @@ from trestle.workspace.shadow_files import (
     delete_files,
     find_conflicts,
     is_rules_file,
+    leading_link,
     remove_emptied_dirs,
     snapshot_name_problem,
     walk_workspace,
@@ -865,7 +866,7 @@ class ShadowRepo:
         git refuses to judge those, which stopped every restore. Such a path is judged
         as its link is: the link is deleted and the snapshot's directory written back
         in its place, so what ignores the one ignores what the other held."""
-        beyond = {p: link for p in paths if (link := _leading_link(self.workspace, p))}
+        beyond = {p: link for p in paths if (link := leading_link(self.workspace, p))}
         judged = self._ignored([p for p in paths if p not in beyond] + sorted(set(beyond.values())))
         return {p for p in paths if beyond.get(p, p) in judged}
 
@@ -1211,16 +1212,6 @@ def _batches(paths: Sequence[str]) -> builtins.list[builtins.list[str]]:
         batches[-1].append(path)
         size += length
     return batches
-
-
-def _leading_link(root: Path, path: str) -> str | None:
-    """The first directory on the way to ``path`` (relative to ``root``) that is a
-    symlink there now, or None."""
-    parts = path.split("/")[:-1]
-    for i in range(1, len(parts) + 1):
-        if (root / "/".join(parts[:i])).is_symlink():
-            return "/".join(parts[:i])
-    return None
 
 
 def _said(exc: OSError) -> str:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from trestle.core.errors import ConfigError
 from trestle.core.globs import glob_regex
+from trestle.workspace.beneath import is_real_dir
 from trestle.workspace.left_out import human_size
 
 ALWAYS_SKIPPED = ".trestle"  # Trestle's own store and state, at any depth
@@ -287,18 +288,30 @@ def find_conflicts(root: Path, to_write: Sequence[str], to_delete: set[str]) -> 
     """
     blocked: list[str] = []
     for path in to_write:
-        parts = path.split("/")
-        for depth in range(1, len(parts)):
-            leading = "/".join(parts[:depth])
+        for leading in _leading_dirs(path):
             full = root / leading
-            if os.path.lexists(full) and not _is_real_dir(full) and leading not in to_delete:
+            if os.path.lexists(full) and not is_real_dir(full) and leading not in to_delete:
                 blocked.append(f"{path!r} (its directory {leading!r} is a file)")
         full = root / path
-        if _is_real_dir(full):
+        if is_real_dir(full):
             kept = [rel for rel in _files_under(full, path) if rel not in to_delete]
             if kept:
                 blocked.append(f"{path!r} (a directory holding ignored {kept[0]!r})")
     return blocked
+
+
+def leading_link(root: Path, path: str) -> str | None:
+    """The first directory on the way to ``path`` (relative to ``root``) that is a
+    symlink there now, or None."""
+    return next((d for d in _leading_dirs(path) if (root / d).is_symlink()), None)
+
+
+def _leading_dirs(path: str) -> Iterator[str]:
+    """The directories on the way to ``path``, outermost first (``a``, ``a/b`` for
+    ``a/b/c``)."""
+    parts = path.split("/")
+    for depth in range(1, len(parts)):
+        yield "/".join(parts[:depth])
 
 
 def delete_files(root: Path, paths: Iterable[str]) -> None:
@@ -357,10 +370,6 @@ def snapshot_name_problem(name: str) -> str:
         if part.startswith(".") or part.endswith(".lock"):
             return f"component {part!r} starts with '.' or ends with '.lock'"
     return ""
-
-
-def _is_real_dir(path: Path) -> bool:
-    return path.is_dir() and not path.is_symlink()
 
 
 def _files_under(directory: Path, rel: str) -> Iterator[str]:
