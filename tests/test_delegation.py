@@ -375,22 +375,24 @@ def test_fan_out_is_capped_at_once_and_in_all(cli: Cli) -> None:
     assert most == 2
 
 
-def test_a_child_cannot_reach_beyond_its_parents_scope(cli: Cli) -> None:
+def _under_src(cli: Cli, steps: str) -> None:
+    """``plan.yaml``: a parent that may write only ``src/**`` and ``steps`` (YAML, at
+    the steps' indentation), delegating to ``child.yaml``, which writes ``docs/x.txt``."""
     write(cli.dir, "child.yaml", "steps:\n  - id: w\n    write: {path: docs/x.txt, content: x}\n")
-    write(
-        cli.dir,
-        "plan.yaml",
+    parent = 'policy:\n  scope:\n    write_paths: ["src/**"]\nsteps:\n'
+    write(cli.dir, "plan.yaml", parent + textwrap.indent(textwrap.dedent(steps), "  "))
+
+
+def test_a_child_cannot_reach_beyond_its_parents_scope(cli: Cli) -> None:
+    _under_src(
+        cli,
         """\
-        policy:
-          scope:
-            write_paths: ["src/**"]
-        steps:
-          - id: wide
-            delegate: {goal: wide, plan: child.yaml, scope: ["docs/**"]}
-            optional: true
-          - id: narrow
-            delegate: {goal: narrow, plan: child.yaml, scope: ["src/a/**"]}
-            optional: true
+        - id: wide
+          delegate: {goal: wide, plan: child.yaml, scope: ["docs/**"]}
+          optional: true
+        - id: narrow
+          delegate: {goal: narrow, plan: child.yaml, scope: ["src/a/**"]}
+          optional: true
         """,
     )
     result = cli("run", "plan.yaml", "--no-live")
@@ -658,18 +660,8 @@ def test_the_delegation_example_runs_as_the_demo_runs_it(cli: Cli) -> None:
 def test_a_scope_that_climbs_out_with_dotdot_is_refused_at_load(cli: Cli) -> None:
     # `src/../docs/**` read as inside `src/**` to the check of its text against the
     # parent's writes: the plan is refused, naming the glob, before anything is recorded
-    write(cli.dir, "child.yaml", "steps:\n  - id: w\n    write: {path: docs/x.txt, content: x}\n")
-    write(
-        cli.dir,
-        "plan.yaml",
-        """\
-        policy:
-          scope:
-            write_paths: ["src/**"]
-        steps:
-          - id: climb
-            delegate: {goal: climb, plan: child.yaml, scope: ["src/../docs/**"]}
-        """,
+    _under_src(
+        cli, '- {id: climb, delegate: {goal: c, plan: child.yaml, scope: ["src/../docs/**"]}}\n'
     )
     result = cli("run", "plan.yaml", "--no-live")
     assert result.returncode == 2, result.stdout + result.stderr

@@ -17,7 +17,6 @@ must come from the dashboard's own origin, as every action must.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import secrets
 
@@ -28,7 +27,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from trestle.dashboard.accounts import PASSWORD_LEAST, LoginRefused
 from trestle.dashboard.forms import Refused, back, changing, posted
-from trestle.dashboard.security import Gate, Session
+from trestle.dashboard.security import Gate, Session, derived
 
 WRONG_PASSWORD_DELAY = 1.0  # seconds a wrong password waits before it is answered
 LOGIN_COOKIE = "trestle_login"  # the login form's CSRF token, before there is a session
@@ -87,12 +86,11 @@ def add_login_routes(
         return response
 
     def invitation_csrf(token: str) -> str:
-        return hashlib.sha256(b"trestle invitation form\0" + token.encode()).hexdigest()
+        return derived("invitation form", token)
 
     def invitation_page(token: str) -> str:
         """Where the invitation's form is: its token's cookie is sent only there."""
-        digest = hashlib.sha256(b"trestle invitation page\0" + token.encode()).hexdigest()
-        return f"/invite/{digest[:32]}"
+        return f"/invite/{derived('invitation page', token)[:32]}"
 
     def invitation_token(request: Request, key: str) -> str:
         """The token of the invitation whose form is at ``/invite/key``, from its cookie."""

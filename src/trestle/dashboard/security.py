@@ -51,13 +51,18 @@ NOT_LOGGED_IN = (
 )
 
 
+def derived(purpose: str, *secrets: str) -> str:
+    """A value derived from ``secrets`` for one ``purpose`` (the hex SHA-256 of both):
+    it tells nothing of them, and is another for every other purpose."""
+    return hashlib.sha256("\0".join(("trestle", purpose, *secrets)).encode()).hexdigest()
+
+
 def pages_of(csrf: str, instance: str) -> str:
     """The address a session's pages are under: ``/s/`` and a digest of its CSRF token,
     a secret of the session's its cookie does not hold (a leaked cookie does not give
     the address) and which every page of the session already shows, with the secret of
     the server that serves it (``instance``)."""
-    digest = hashlib.sha256(b"trestle dashboard pages\0%s\0%s" % (instance.encode(), csrf.encode()))
-    return f"/s/{digest.hexdigest()[:32]}"
+    return f"/s/{derived('dashboard pages', instance, csrf)[:32]}"
 
 
 def cookie_name(pages: str) -> str:
