@@ -112,3 +112,39 @@ def test_a_run_killed_mid_step_and_resumed_keeps_one_trace_and_no_span_twice(
         "probe slow",
         "attempt slow#2",
     }
+
+
+def test_a_reason_with_a_secret_and_a_name_not_in_utf8_reaches_the_receiver_cleaned(
+    tmp_path: Path, receiver: OtlpReceiver
+) -> None:
+    # a python: check's reason named a file whose bytes are not UTF-8 (os.listdir gave
+    # them back as unpaired surrogates) and quoted a secret of the driver's environment:
+    # the exporter dropped the whole batch, and the secret went with any other reason
+    cli, env = traced_cli(tmp_path, receiver)
+    token = "hunter2-but-longer"
+    env["DEPLOY_TOKEN"] = token
+    (tmp_path / b"out\xff\xed\xa0\x80name".decode("utf-8", "surrogateescape")).write_text("x")
+    cli.write(
+        "checks.py",
+        "import os\n"
+        "def look(ctx):\n"
+        "    odd = [n for n in os.listdir('.') if n.startswith('out')]\n"
+        f"    raise AssertionError('unexpected files: ' + ', '.join(odd) + ' token={token}')\n",
+    )
+    cli.write(
+        "plan.yaml",
+        "steps:\n  - id: a\n    run: echo a\n    verify: [{python: 'checks:look'}]\n",
+    )
+    done = subprocess.run(
+        cli.argv("run", "plan.yaml", "--no-live"), cwd=tmp_path, env=env, capture_output=True,
+        text=True, errors="replace", timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode != 0, done.stderr  # the check fails
+    spans = receiver.wait_for(has_root)
+    assert receiver.refused == 0 and "Failed to encode" not in done.stderr
+    [step] = [s for s in spans if s.name == "step a"]
+    assert (
+        step.error is not None and "unexpected files: out\ufffd\ufffd\ufffd\ufffdname" in step.error
+    )
+    said = repr([(s.attributes, s.error, s.events) for s in spans])
+    assert token not in said and "[redacted: $DEPLOY_TOKEN]" in step.error
