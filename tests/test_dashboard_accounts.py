@@ -22,6 +22,8 @@ from dashboard_helpers import dashboard, enter, pages, session_cookie, trestle
 from test_approvals_cli import DEPLOY, Cli
 from test_budget_raise import chain
 from trestle.dashboard.accounts import (
+    DEVICE_LIFETIME,
+    DEVICES_MOST,
     FAILURES_MOST,
     LOCKOUT,
     Accounts,
@@ -192,6 +194,86 @@ def test_wrong_passwords_lock_the_name_for_a_while(accounts: Accounts, clock: Cl
     assert accounts.login("alice", PASSWORD).name == "alice"
 
 
+def lock(accounts: Accounts, name: str, device: str | None = None) -> None:
+    """Lock ``name`` with wrong passwords, as anyone who reaches the login form can."""
+    for n in range(FAILURES_MOST):
+        with pytest.raises(LoginRefused, match="wrong name or password"):
+            accounts.login(name, f"a wrong guess {n}", device)
+
+
+def test_a_lockout_someone_else_caused_spares_a_browser_that_logged_in_before(
+    accounts: Accounts, clock: Clock
+) -> None:
+    joined = accounts.accept(accounts.invite("alice").token, PASSWORD)
+    laptop = accounts.login("alice", PASSWORD).device
+    assert joined.device and laptop and joined.device != laptop
+    lock(accounts, "alice")  # no device token: a step with the network, say
+    with pytest.raises(LoginRefused, match="too many wrong passwords for 'alice': try"):
+        accounts.login("alice", PASSWORD)
+    renewed = accounts.login("alice", PASSWORD, laptop).device
+    assert renewed and renewed != laptop  # renewed at each login; the old one is gone
+    with pytest.raises(LoginRefused, match="too many wrong passwords for 'alice': try"):
+        accounts.login("alice", PASSWORD, laptop)
+    assert accounts.login("alice", PASSWORD, joined.device).name == "alice"
+    # bob's token is not alice's: it counts as none
+    bobs = accounts.accept(accounts.invite("bob").token, PASSWORD).device
+    with pytest.raises(LoginRefused, match="too many wrong passwords for 'alice': try"):
+        accounts.login("alice", PASSWORD, bobs)
+    assert accounts.path.read_bytes().count((renewed or "").encode()) == 0  # only its hash
+
+
+def test_wrong_passwords_with_a_device_token_count_against_that_browser_alone(
+    accounts: Accounts, clock: Clock
+) -> None:
+    accounts.accept(accounts.invite("alice").token, PASSWORD)
+    stolen = accounts.login("alice", PASSWORD).device
+    mine = accounts.login("alice", PASSWORD).device
+    lock(accounts, "alice", stolen)  # no more guesses than without a token
+    with pytest.raises(LoginRefused, match="too many wrong passwords for 'alice' from this"):
+        accounts.login("alice", PASSWORD, stolen)
+    assert accounts.login("alice", PASSWORD).name == "alice"  # the name is not locked
+    assert accounts.login("alice", PASSWORD, mine).name == "alice"
+    clock.now += LOCKOUT + 1
+    assert accounts.login("alice", PASSWORD, stolen).name == "alice"
+
+
+def test_device_tokens_end_with_logout_everywhere_a_new_invitation_and_age(
+    accounts: Accounts, clock: Clock
+) -> None:
+    accounts.accept(accounts.invite("alice").token, PASSWORD)
+
+    def spared(device: str | None) -> bool:
+        try:
+            accounts.login("alice", PASSWORD, device)
+        except LoginRefused:
+            return False
+        return True
+
+    def locked_with(device: str | None) -> str | None:
+        """``device`` after the name was locked (a fresh lock each time)."""
+        clock.now += LOCKOUT + 1
+        lock(accounts, "alice")
+        return device
+
+    def fresh() -> str | None:
+        """A new browser's token, once the last lock has passed."""
+        clock.now += LOCKOUT + 1
+        return accounts.login("alice", PASSWORD).device
+
+    kept = [fresh() for _ in range(DEVICES_MOST + 1)]
+    assert not spared(locked_with(kept[0]))  # only the latest logins' browsers are kept
+    assert spared(locked_with(kept[-1]))
+    before = fresh()
+    accounts.end_all("alice")
+    assert not spared(locked_with(before))
+    before = fresh()
+    accounts.accept(accounts.invite("alice").token, PASSWORD)
+    assert not spared(locked_with(before))
+    old = fresh()
+    clock.now += DEVICE_LIFETIME
+    assert not spared(locked_with(old))
+
+
 def test_guesses_sent_at_once_are_counted_one_by_one(accounts: Accounts) -> None:
     accounts.accept(accounts.invite("alice").token, PASSWORD)
     said: list[str] = []
@@ -327,6 +409,34 @@ def test_a_brute_force_is_stopped_at_the_lockout(served: Served) -> None:
             headers=ORIGIN,
         ).text
     )
+
+
+def test_the_device_token_reaches_only_the_sessions_pages_and_lifts_a_lockout(
+    served: Served,
+) -> None:
+    alice = join(served, "alice")
+    [cookie] = [c for c in alice.cookies.jar if c.name == "trestle_device"]
+    assert cookie.path == pages(alice) and not cookie.has_nonstandard_attr("HttpOnly")
+    [session] = [c for c in alice.cookies.jar if c.name.startswith(SESSION_COOKIE)]
+    assert session.path == pages(alice) and session.has_nonstandard_attr("HttpOnly")
+    name, _, device = str(cookie.value).partition(":")
+    assert name == "alice" and len(device) > 30
+    intruder = served.client()
+    for n in range(FAILURES_MOST):  # as a step that keeps the network would, Origin and all
+        assert log_in(intruder, "alice", f"a wrong guess {n}") == 401
+    assert log_in(served.client(), "alice", PASSWORD) == 401  # a new browser: locked out
+    browser = served.client()
+    form = browser.get(f"{ROOT}/login")
+    assert 'name="device"' in form.text and "/static/login.js" in form.text
+    answer = browser.post(
+        f"{ROOT}/login",
+        data={"csrf": csrf_of(form.text), "name": "alice", "password": PASSWORD, "device": device},
+        headers=ORIGIN,
+    )
+    enter(browser, answer)
+    assert "acting as dashboard:alice" in browser.get("/").text
+    renewed = [c.value for c in browser.cookies.jar if c.name == "trestle_device"]
+    assert renewed and renewed != [cookie.value]
 
 
 def test_an_expired_or_idle_session_is_refused_with_a_sentence(served: Served) -> None:

@@ -515,6 +515,57 @@ def test_a_teammate_joins_by_invitation_and_logs_out_everywhere(
             laptop.close()
 
 
+def test_a_lockout_another_program_causes_spares_the_persons_own_browser(
+    tmp_path: Path, page: Page, browser: Browser
+) -> None:
+    store = tmp_path / "trestle.db"
+    SqliteStore(store).close()
+    password = "correct horse battery"
+    with dashboard(store) as ui:
+        invited = trestle("people", "invite", "alice", cwd=tmp_path)
+        url = re.search(r"(http://\S+/invite\?token=\S+)", invited.stdout)
+        assert url is not None, invited.stdout + invited.stderr
+        page.goto(url.group(1))
+        page.get_by_label("Password", exact=True).fill(password)
+        page.get_by_label("The same again").fill(password)
+        page.get_by_role("button", name="Set password and log in").click()
+        expect(page.get_by_text("acting as dashboard:alice")).to_be_visible()
+        # the device token moved from its cookie into the origin's storage
+        kept = page.wait_for_function("localStorage.getItem('trestle.device.alice')").json_value()
+        assert isinstance(kept, str) and len(kept) > 30
+        assert not [c for c in page.context.cookies() if c["name"] == "trestle_device"]
+        page.get_by_role("button", name="Log out", exact=True).click()
+        # another program on the host (a step that keeps the network) guesses alice's
+        # password until the name is locked: a form and its cookie, a forged Origin
+        with httpx.Client(base_url=ui.base, timeout=30) as intruder:
+            for n in range(5):
+                form = intruder.get("login")
+                csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+                assert csrf is not None
+                wrong = {"csrf": csrf.group(1), "name": "alice", "password": f"guess {n}!"}
+                said = intruder.post("login", data=wrong, headers={"origin": ui.origin})
+                assert said.status_code == 401, said.text
+
+        def log_in(where: Page) -> None:
+            where.goto(ui.base + "login")
+            where.get_by_label("Name").fill("alice")
+            where.get_by_label("Password").fill(password)
+            where.get_by_role("button", name="Log in").click()
+
+        laptop = browser.new_context(viewport=DESKTOP)
+        try:
+            log_in(other := laptop.new_page())
+            expect(other.get_by_role("alert")).to_contain_text("too many wrong passwords")
+        finally:
+            laptop.close()
+        log_in(page)  # the browser alice logged in with before is not held back
+        expect(page.get_by_text("acting as dashboard:alice")).to_be_visible()
+        # and its token was renewed
+        page.wait_for_function(
+            "old => localStorage.getItem('trestle.device.alice') !== old", arg=kept
+        )
+
+
 class _Elsewhere(http.server.BaseHTTPRequestHandler):
     """Another server on 127.0.0.1 (one a step with the network started, or another
     user's): notes the cookies a browser sends it."""

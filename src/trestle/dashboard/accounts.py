@@ -14,7 +14,13 @@ invited (``trestle people invite NAME``):
   an idle time, and all of them end on "logout everywhere" or when the person is removed).
 
 Wrong passwords are counted per name: past :data:`FAILURES_MOST` within
-:data:`LOCKOUT` seconds the name is refused until the window has passed.
+:data:`LOCKOUT` seconds the name is refused until the window has passed. A lockout is
+also something anyone who can reach the login form can cause (a step that keeps the
+network, any local program), so a browser the person logged in with before is not held
+back by it: each login gives the browser a device token (only its hash kept here,
+renewed at every login, forgotten on logout everywhere), which the login form sends
+back, and wrong passwords sent with a known device token count against that device
+alone.
 
 Pure bookkeeping over the file with an injected clock: nothing here imports the web
 framework. A connection is opened per call, so any thread of the server may call.
@@ -46,6 +52,8 @@ PASSWORD_LEAST = 12  # characters
 PASSWORD_MOST = 1024  # characters: scrypt of a longer one would only cost the server
 FAILURES_MOST = 5  # wrong passwords for one name within LOCKOUT before it is refused
 LOCKOUT = 15 * 60.0  # seconds
+DEVICE_LIFETIME = 30 * 24 * 3600.0  # seconds a device token spares its browser a lockout
+DEVICES_MOST = 8  # device tokens kept for one person: the latest logins' browsers
 INVITATION_LIFETIME = 24 * 3600.0  # seconds, unless the invitation says otherwise
 SERVED_AT = "served_at"  # the setting that holds the URL `trestle ui` last printed
 SEEN_EVERY = 30.0  # seconds: a session's last use is written at most this often
@@ -76,6 +84,14 @@ MIGRATIONS = (
     );
     CREATE TABLE failures (name TEXT NOT NULL, at REAL NOT NULL);
     CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
+    """
+    CREATE TABLE devices (
+        token_hash TEXT PRIMARY KEY,
+        name TEXT NOT NULL REFERENCES people(name) ON DELETE CASCADE,
+        expires REAL NOT NULL
+    );
+    ALTER TABLE failures ADD COLUMN device TEXT;  -- the hash of a known device token, or NULL
     """,
 )
 
@@ -111,11 +127,13 @@ class Person:
 
 @dataclass(frozen=True)
 class Login:
-    """A person's session: its id (the cookie; stored only as a hash) and CSRF token."""
+    """A person's session: its id (the cookie; stored only as a hash) and CSRF token;
+    from a login, also the device token its browser keeps (see :meth:`Accounts.login`)."""
 
     id: str
     name: str
     csrf: str
+    device: str | None = None
 
 
 class Accounts:
@@ -171,9 +189,11 @@ class Accounts:
         return [Person(n, public_of(key_from_hex(k)), bool(j), c) for n, k, j, c in rows]
 
     def end_all(self, name: str) -> int:
-        """End every session of ``name`` (logout everywhere); how many there were."""
+        """End every session of ``name`` and forget their browsers' device tokens
+        (logout everywhere); how many sessions there were."""
         with self._db() as db:
             self._known(db, name)
+            db.execute("DELETE FROM devices WHERE name = ?", (name,))
             return db.execute("DELETE FROM sessions WHERE name = ?", (name,)).rowcount
 
     def remove(self, name: str) -> None:
@@ -227,7 +247,7 @@ class Accounts:
 
     def accept(self, token: str | None, password: str) -> Login:
         """Set the invited person's password, use the invitation up, end the person's
-        earlier sessions and log them in."""
+        earlier sessions, forget their browsers and log them in."""
         name = self.invited(token)
         check_password(password)
         hashed = hash_password(password)  # outside the transaction: it takes a while
@@ -242,20 +262,39 @@ class Accounts:
                 (hashed, self.clock(), name),
             )
             db.execute("DELETE FROM sessions WHERE name = ?", (name,))
+            db.execute("DELETE FROM devices WHERE name = ?", (name,))
             db.execute("DELETE FROM failures WHERE name = ?", (name,))
-            return self._open_session(db, name)
+            return self._open_session(db, name, device=None)
 
-    def login(self, name: str, password: str) -> Login:
+    def login(self, name: str, password: str, device: str | None = None) -> Login:
         """A session for ``name`` and the right password; LoginRefused otherwise (the
-        same sentence for an unknown name and a wrong password)."""
+        same sentence for an unknown name and a wrong password).
+
+        ``device`` is the token an earlier login gave this browser (``Login.device``).
+        Wrong passwords are counted per name, and past :data:`FAILURES_MOST` the name is
+        refused; one sent with a device token of the name's counts against that device
+        alone, so a lockout anyone can cause does not hold back the person's own
+        browser, and a stolen token buys no more guesses than a lockout allows."""
         now = self.clock()
         with self._db() as db:
             db.execute("DELETE FROM failures WHERE at <= ?", (now - LOCKOUT,))
-            failed = db.execute("SELECT COUNT(*) FROM failures WHERE name = ?", (name,)).fetchone()
+            db.execute("DELETE FROM devices WHERE expires <= ?", (now,))
+            known = None
+            if (
+                device
+                and db.execute(
+                    "SELECT 1 FROM devices WHERE token_hash = ? AND name = ?", (_hash(device), name)
+                ).fetchone()
+            ):
+                known = _hash(device)
+            failed = db.execute(
+                "SELECT COUNT(*) FROM failures WHERE name = ? AND device IS ?", (name, known)
+            ).fetchone()
             if failed[0] >= FAILURES_MOST:
                 raise LoginRefused(
-                    f"too many wrong passwords for {name!r}: try again in "
-                    f"{LOCKOUT / 60:.0f} minutes, or ask for a new invitation"
+                    f"too many wrong passwords for {name!r}"
+                    + (" from this browser" if known else "")
+                    + f": try again in {LOCKOUT / 60:.0f} minutes, or ask for a new invitation"
                 )
             row = db.execute("SELECT password FROM people WHERE name = ?", (name,)).fetchone()
             stored = row[0] if row is not None else None
@@ -264,9 +303,10 @@ class Accounts:
             # one and no more than FAILURES_MOST get through
             right = verify_password(password, stored or _DUMMY)
             if stored is not None and right:
-                db.execute("DELETE FROM failures WHERE name = ?", (name,))
-                return self._open_session(db, name)
-            db.execute("INSERT INTO failures VALUES (?, ?)", (name, now))  # kept: no raise inside
+                db.execute("DELETE FROM failures WHERE name = ? AND device IS ?", (name, known))
+                return self._open_session(db, name, device=known)
+            # kept: no raise inside
+            db.execute("INSERT INTO failures VALUES (?, ?, ?)", (name, now, known))
         raise LoginRefused("wrong name or password")
 
     def session(self, session_id: str, *, touch: bool = True) -> Login:
@@ -305,15 +345,28 @@ class Accounts:
 
     # -- the file ----------------------------------------------------------------------
 
-    def _open_session(self, db: sqlite3.Connection, name: str) -> Login:
+    def _open_session(self, db: sqlite3.Connection, name: str, *, device: str | None) -> Login:
+        """A new session of ``name``, and a new device token for its browser, which
+        replaces the one it came with (the hash ``device``; None: it had none)."""
         now = self.clock()
-        login = Login(secrets.token_urlsafe(32), name, secrets.token_urlsafe(32))
+        token = secrets.token_urlsafe(32)
+        login = Login(secrets.token_urlsafe(32), name, secrets.token_urlsafe(32), device=token)
         db.execute(
             "DELETE FROM sessions WHERE expires <= ? OR seen <= ?", (now, now - self.lifetimes.idle)
         )
         db.execute(
             "INSERT INTO sessions VALUES (?, ?, ?, ?, ?, ?)",
             (_hash(login.id), name, login.csrf, now, now, now + self.lifetimes.absolute),
+        )
+        db.execute("DELETE FROM devices WHERE token_hash IS ?", (device,))
+        db.execute(
+            "INSERT INTO devices VALUES (?, ?, ?)",
+            (_hash(token), name, now + DEVICE_LIFETIME),
+        )
+        db.execute(  # the latest logins' browsers only
+            "DELETE FROM devices WHERE name = ? AND token_hash NOT IN (SELECT token_hash FROM "
+            "devices WHERE name = ? ORDER BY expires DESC, rowid DESC LIMIT ?)",
+            (name, name, DEVICES_MOST),
         )
         return login
 

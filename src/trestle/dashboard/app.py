@@ -257,6 +257,7 @@ def create_app(settings: Settings) -> FastAPI:
     def static_file(name: str) -> Response:
         types = {
             "live.js": "text/javascript",
+            "login.js": "text/javascript",
             "pages.js": "text/javascript",
             "style.css": "text/css",
         }

@@ -12,6 +12,13 @@ the history and any ``Referer`` no longer hold it. The login and
 invitation forms come before any session, so each carries a CSRF token of its own (the
 login form's in a cookie beside it, the invitation's derived from its token), and both
 must come from the dashboard's own origin, as every action must.
+
+A person's login also gives their browser a device token (see
+:meth:`~trestle.dashboard.accounts.Accounts.login`), which spares it a lockout of their
+name that another program caused. It must reach only this origin's own storage, which
+no other port can read: it comes in a short-lived cookie sent only to the new session's
+pages, whose script moves it into ``localStorage``, and the login form's script sends it
+back.
 """
 
 from __future__ import annotations
@@ -32,6 +39,9 @@ from trestle.dashboard.security import Gate, Session, derived
 WRONG_PASSWORD_DELAY = 1.0  # seconds a wrong password waits before it is answered
 LOGIN_COOKIE = "trestle_login"  # the login form's CSRF token, before there is a session
 INVITE_COOKIE = "trestle_invite"  # an invitation's token, moved out of the URL
+# a new device token on its way to the browser's storage (static/pages.js moves it), sent
+# only to the new session's pages, which no other port knows the address of
+DEVICE_COOKIE = "trestle_device"
 
 
 def add_login_routes(
@@ -45,6 +55,16 @@ def add_login_routes(
         response.set_cookie(
             session.cookie, session.id, httponly=True, samesite="strict", path=session.pages
         )
+        # read by the page's script, so not HttpOnly; Lax, as a Strict cookie is hidden
+        # from the script of a page a link from elsewhere led to (an invitation's)
+        if session.device is not None:
+            response.set_cookie(
+                DEVICE_COOKIE,
+                f"{session.user}:{session.device}",
+                samesite="lax",
+                path=session.pages,
+                max_age=300,
+            )
         return response
 
     def people() -> bool:
@@ -76,7 +96,9 @@ def add_login_routes(
             return login_form("the form was stale: log in again", status=403)
         name = form.get("name", "").strip()
         try:
-            session = await anyio.to_thread.run_sync(gate.login, name, form.get("password", ""))
+            session = await anyio.to_thread.run_sync(
+                gate.login, name, form.get("password", ""), form.get("device") or None
+            )
         except LoginRefused as exc:
             # every wrong guess waits, so guessing is slow even across many names
             await asyncio.sleep(wrong_password_delay)

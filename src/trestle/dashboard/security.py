@@ -83,6 +83,9 @@ class Session:
     runs: frozenset[str] | None = None  # None: every run in the store
     # the invited person it is logged in as; None: whoever started `trestle ui`
     person: str | None = None
+    # from a login just made: the token its browser keeps to be spared a lockout of the
+    # person's name (see Accounts.login)
+    device: str | None = None
 
     def may_see(self, run_id: str) -> bool:
         return self.runs is None or run_id in self.runs
@@ -161,11 +164,12 @@ class Gate:
                 return found
         raise LoginRefused(NOT_LOGGED_IN)
 
-    def login(self, name: str, password: str) -> Session:
-        """A session for an invited person's name and password; LoginRefused if not."""
+    def login(self, name: str, password: str, device: str | None = None) -> Session:
+        """A session for an invited person's name and password, from a browser holding
+        the ``device`` token an earlier login gave it; LoginRefused if not."""
         if self.accounts is None:
             raise LoginRefused("this dashboard has no people: open the URL `trestle ui` printed")
-        return self._theirs(self.accounts.login(name, password))
+        return self._theirs(self.accounts.login(name, password, device))
 
     def accept(self, token: str | None, password: str) -> Session:
         """A session for the person an invitation names, who sets their password."""
@@ -182,7 +186,7 @@ class Gate:
 
     def _theirs(self, login: Login) -> Session:
         pages = pages_of(login.csrf, self.instance)
-        return Session(login.id, login.name, login.csrf, pages, self.runs, person=login.name)
+        return Session(login.id, login.name, login.csrf, pages, self.runs, login.name, login.device)
 
     def end(self, session_id: str) -> None:
         """Log the session out: its cookie opens nothing any more."""

@@ -10,6 +10,7 @@ const KEPT = "trestle.pages";
 const pages = document.body.dataset.pages;
 if (pages) {
   localStorage.setItem(KEPT, pages);
+  keepDevice(pages);
 } else {
   const stored = localStorage.getItem(KEPT);
   // only an address as the server makes them: a value planted by a script of this
@@ -21,4 +22,16 @@ if (pages) {
   } else if (kept && document.body.dataset.findSession === "yes" && !here.startsWith("/s/")) {
     location.replace(kept + here + location.search + location.hash);
   }
+}
+
+// A login just made sends the browser a device token (NAME:TOKEN), which spares it a
+// lockout of NAME that someone else's wrong passwords caused: the login form sends it
+// back (login.js). It comes in a cookie only this session's pages get, and moves into
+// this origin's storage, which no other port can read.
+function keepDevice(pages) {
+  const cookie = document.cookie.split("; ").find((c) => c.startsWith("trestle_device="));
+  if (!cookie) return;
+  const [name, token] = cookie.slice("trestle_device=".length).split(":");
+  if (name && token) localStorage.setItem("trestle.device." + name, token);
+  document.cookie = "trestle_device=; Path=" + pages + "; Max-Age=0; SameSite=Strict";
 }
