@@ -8,6 +8,7 @@ behavioural monitors must notice; what happens next is the policy's choice.
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 from agent_helpers import (
@@ -23,12 +24,14 @@ from agent_helpers import (
     sample_workspace,
     state_of,
 )
+from trestle.core.conversation import MAX_CALLS
 from trestle.core.events import (
     AlertRaised,
     ApprovalRequested,
     ReminderInjected,
     RoundOpened,
     StepFailed,
+    ToolCallEnded,
 )
 from trestle.core.plan import Plan, Step
 from trestle.core.records.agent import bootstrap_plan
@@ -259,3 +262,29 @@ def test_a_streak_of_malformed_tool_calls_is_noticed_live(tmp_path: Path) -> Non
     # three identical unusable calls with nothing changed between are a repeat
     assert ("unparseable", "info") in kinds and ("repeated_action", "warning") in kinds
     assert ("format_streak", "warning") not in kinds
+
+
+def calls_at_once(name: str, count: int, **arguments: object) -> ModelResponse:
+    """One answer that calls ``name`` ``count`` times."""
+    return ModelResponse(
+        tool_calls=tuple(
+            ToolCall(id=f"m{i}", name=name, arguments=json.dumps(arguments)) for i in range(count)
+        ),
+        finish_reason="tool_calls",
+    )
+
+
+def test_calls_past_the_most_one_answer_may_make_are_answered_not_run(tmp_path: Path) -> None:
+    store, run_id = start(tmp_path, MonitorSettings(enabled=False))
+    replies = looping_replies(0)
+    reads = calls_at_once("read_file", MAX_CALLS + 3, path="calc.py")
+    model = ScriptedModel([*replies[:3], reads, *replies[3:]])
+    drive(store, run_id, model)
+    assert state_of(store, run_id).finished == "succeeded"
+    ran = [
+        e for e in recorded(store, run_id) if isinstance(e, ToolCallEnded) and e.tool == "read_file"
+    ]
+    assert len(ran) == 1 + MAX_CALLS  # UNDERSTAND's read, then the answer's first MAX_CALLS
+    sent = model.requests[-2].messages  # the request after that answer
+    told = [m.content for m in sent if m.role == "tool" and "Not run" in (m.content or "")]
+    assert len(told) == 3 and f"at most {MAX_CALLS} tool calls" in told[0]

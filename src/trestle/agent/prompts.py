@@ -9,6 +9,7 @@ from typing import Literal
 
 from trestle.agent.phases import findings_json_schema
 from trestle.agentplan.planning import agent_plan_json_schema
+from trestle.core.conversation import MAX_CALLS
 from trestle.core.plan import AgentTask, Step, describe_check
 from trestle.core.records.agent import Findings
 from trestle.core.records.monitors import Alert
@@ -26,6 +27,10 @@ NO_TOOL_USE = (
     "when the step's objective is met."
 )
 EMPTY_REPLY = "Your reply was empty. Call a tool, or call finish when the step is done."
+TOO_MANY_CALLS = (
+    f"Not run: one reply may make at most {MAX_CALLS} tool calls, and this one was past "
+    "them. Call it again if it is still needed."
+)
 CUT_SHORT = (
     "Your reply was cut off by the output token limit. Continue with shorter replies "
     "and smaller tool arguments."

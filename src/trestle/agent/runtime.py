@@ -36,6 +36,7 @@ from trestle.agent.prompts import (
     EMPTY_REPLY,
     NO_TOOL_USE,
     SYSTEM,
+    TOO_MANY_CALLS,
     execute_task,
     plan_task,
     understand_task,
@@ -55,7 +56,7 @@ from trestle.agentplan.rounds import (
     review_id,
 )
 from trestle.coordination.groups import named_group
-from trestle.core.conversation import Message, Model, ToolSchema
+from trestle.core.conversation import MAX_CALLS, Message, Model, ToolSchema
 from trestle.core.errors import (
     ConfigError,
     ModelBindingError,
@@ -520,7 +521,7 @@ class AgentPerformer:
                 messages += outcome
                 continue
             done: ActionResult | None = None
-            for call in response.tool_calls:
+            for call in response.tool_calls[:MAX_CALLS]:
                 try:
                     observation = await session.call_tool(
                         call, tools, ctx, gate, phase=phase, natures=natures, offered=offered
@@ -536,6 +537,8 @@ class AgentPerformer:
                 if claim is not None:
                     said = "\n".join([claim.summary, *(f"- {c}" for c in claim.claims)])
                     done = ActionResult(status="ok", output=f"finished: {said}")
+            for call in response.tool_calls[MAX_CALLS:]:
+                messages.append(Message.tool(call.id, TOO_MANY_CALLS))
             if done is not None:
                 return done
         why = f"no result within {settings.max_turns} model turns"

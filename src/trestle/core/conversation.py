@@ -47,6 +47,11 @@ MAX_CALL_COST = 1_000_000.0
 # refused before it is recorded: the store reads a text back only below a ceiling
 # (store/inflate.py), and a run holding an answer past it could never be read again.
 MAX_ANSWER = 4 * (1 << 20)
+# Tool calls run from one answer; the rest are answered "not run". Models ask a handful
+# at once; a server's answer can hold 100,000 within MAX_ANSWER, and the monitors judge
+# a turn once its calls have ended: every one ran before any monitor could pause the run
+# (83 s and 1 GB for reads alone).
+MAX_CALLS = 32
 # Longer than any API generates (``call_...``, ``toolu_...``), and no space or control
 # character: an id is sent back to the server and is part of the call's idempotency key.
 _CALL_ID = re.compile(r"[^\s\x00-\x1f\x7f-\x9f]{1,64}")
