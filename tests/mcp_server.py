@@ -4,9 +4,10 @@ Every call appends ``TOOL ARGS`` to ``calls.log`` in its working directory (the 
 workspace) before it answers, so a test counts the effects that really happened.
 ``--fail-start`` exits before speaking MCP, saying why on stderr. ``--http PORT`` serves
 streamable HTTP on 127.0.0.1:PORT (path ``/mcp``) instead of stdio
-(tests/test_mcp_http.py). A file ``slow-once`` holding a number of seconds makes the
-next ``delete_note`` or ``set_flag`` write ``in-call`` after its effect, then wait that
-long before answering, once (tests/test_mcp_crash.py kills its driver meanwhile).
+(tests/test_mcp_http.py; ``--gzip``: its answers gzipped). A file ``slow-once`` holding
+a number of seconds makes the next ``delete_note`` or ``set_flag`` write ``in-call``
+after its effect, then wait that long before answering, once (tests/test_mcp_crash.py
+kills its driver meanwhile).
 """
 
 from __future__ import annotations
@@ -198,8 +199,19 @@ if __name__ == "__main__":
     port = option("--http")
     if port is not None:
         as_json = "--json" in sys.argv  # answers as JSON bodies, not event streams
-        app.run(
-            transport="streamable-http", host="127.0.0.1", port=int(port), json_response=as_json
-        )
+        if "--gzip" in sys.argv:  # every answer gzipped, as a proxy in front may send it
+            import uvicorn
+            from starlette.middleware.gzip import GZipMiddleware
+
+            served = app.streamable_http_app(json_response=as_json, host="127.0.0.1")
+            zipped = GZipMiddleware(served, minimum_size=100)
+            uvicorn.run(zipped, host="127.0.0.1", port=int(port), log_level="warning")
+        else:
+            app.run(
+                transport="streamable-http",
+                host="127.0.0.1",
+                port=int(port),
+                json_response=as_json,
+            )
     else:
         app.run()

@@ -98,10 +98,12 @@ def test_an_http_servers_read_runs_and_its_destructive_tool_waits_for_approval(
     assert deleted.ok and deleted.content == "deleted old"
 
 
-def test_an_answer_past_the_limit_is_not_read_further(tmp_path: Path) -> None:
+@pytest.mark.parametrize("flags", [("--json",), ("--json", "--gzip")], ids=["plain", "gzip"])
+def test_an_answer_past_the_limit_is_not_read_further(tmp_path: Path, flags: tuple[str]) -> None:
     # a JSON answer was read whole, however long; it is read up to 6 bytes a character
-    # of max_result and 1 MiB (1,054,576 here), then the call fails naming the limit
-    with serving(tmp_path, "--json") as (server, _):
+    # of max_result and 1 MiB (1,054,576 here), then the call fails naming the limit.
+    # Counted decoded: a gzipped answer of 1.5 GB came as 1.5 MB and was read whole
+    with serving(tmp_path, *flags) as (server, _):
         small = server.model_copy(update={"max_result": 1_000})
         store = SqliteStore(tmp_path / "runs.db")
         workspace = sample_workspace(tmp_path)

@@ -11,6 +11,7 @@ from trestle.core.errors import (
     ModelRequestBlockedError,
     ProviderAuthError,
     ProviderRequestError,
+    ProviderResponseError,
     ProviderUnavailableError,
 )
 from trestle.models import (
@@ -24,6 +25,7 @@ from trestle.models import (
     model_from_spec,
 )
 from trestle.models.anthropic import AnthropicModel, wire_messages
+from trestle.models.provider import ANSWER_BYTES_MOST
 from trestle.testing import AnthropicServer, RecordingSleep
 
 SEARCH = ToolSchema(
@@ -295,3 +297,13 @@ def test_block_guard_and_spec(monkeypatch: pytest.MonkeyPatch) -> None:
         model = model_from_spec("anthropic:claude-sonnet-4-6", base_url=server.base_url)
         assert isinstance(model, AnthropicModel)
         assert _run(model)[0].text == "local"
+
+
+def test_an_answer_past_the_bound_is_not_read_further_nor_asked_again() -> None:
+    sleep = RecordingSleep()
+    with AnthropicServer() as server:
+        long_plain = b" " * (ANSWER_BYTES_MOST + 1)
+        server.queue_raw(long_plain, headers={"Content-Type": "application/json"})
+        with pytest.raises(ProviderResponseError, match=f"more than {ANSWER_BYTES_MOST:,} bytes"):
+            _run(_model(server, sleep))
+        assert len(server.requests) == 1 and sleep.calls == []

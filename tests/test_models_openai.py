@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import json
 import socket
 import threading
+import zlib
 from collections.abc import Sequence
 from email.utils import formatdate
 
@@ -17,6 +19,7 @@ from trestle.core.errors import (
     ModelRequestBlockedError,
     ProviderAuthError,
     ProviderRequestError,
+    ProviderResponseError,
     ProviderUnavailableError,
 )
 from trestle.models import (
@@ -30,6 +33,7 @@ from trestle.models import (
     model_from_spec,
 )
 from trestle.models.openai import OpenAIModel
+from trestle.models.provider import ANSWER_BYTES_MOST
 from trestle.testing import OpenAIServer, RecordingSleep
 
 READ_FILE = ToolSchema(
@@ -366,3 +370,56 @@ def test_model_from_spec_builds_a_working_openai_model() -> None:
         model = model_from_spec("openai:gpt-4o-mini", base_url=server.base_url)
         assert isinstance(model, OpenAIModel) and model.name == "openai:gpt-4o-mini"
         assert _complete(model).text == "from spec"
+
+
+# -- what is read of an answer ------------------------------------------------------------
+
+
+def _gzip_of_zeros(size: int) -> bytes:
+    """A gzip body that decodes to ``size`` zero bytes (a thousandth of it, sent)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    block = bytes(1 << 20)
+    return b"".join(packer.compress(block) for _ in range(size >> 20)) + packer.flush()
+
+
+def test_an_answer_is_read_only_up_to_its_bound_decoded_and_never_again() -> None:
+    # a 2 MB gzip that decodes to 2 GB held 4.2 GB of the driver's memory, read again on
+    # each retry: it is now decoded a piece at a time and refused past the bound
+    sleep = RecordingSleep()
+    bomb = _gzip_of_zeros(ANSWER_BYTES_MOST + (8 << 20))
+    long_plain = b" " * (ANSWER_BYTES_MOST + 1)
+    with OpenAIServer() as server:
+        for body in (bomb, long_plain):
+            server.queue_raw(
+                body,
+                headers={"Content-Type": "application/json"}
+                | ({"Content-Encoding": "gzip"} if body is bomb else {}),
+            )
+        for _ in range(2):
+            with pytest.raises(ProviderResponseError) as refused:
+                _complete(_model(server, sleep))
+            assert f"answered with more than {ANSWER_BYTES_MOST:,} bytes, the most" in str(
+                refused.value
+            )
+        assert len(server.requests) == 2 and sleep.calls == []  # neither was asked again
+    assert all(r.headers["accept-encoding"] == "gzip, deflate" for r in server.requests)
+
+
+def test_an_answer_in_an_encoding_not_asked_for_is_not_read_and_gzip_is() -> None:
+    sleep = RecordingSleep()
+    with OpenAIServer() as server:
+        server.queue_raw(
+            b"\x1b\x00\xf8\xa5",
+            headers={"Content-Type": "application/json", "Content-Encoding": "br"},
+        )
+        with pytest.raises(
+            ProviderResponseError, match=r"encoding the driver did not ask for \(br"
+        ):
+            _complete(_model(server, sleep))
+        message = {"role": "assistant", "content": "packed"}
+        reply = json.dumps(server.completion(message, finish_reason="stop", usage=(9, 1))).encode()
+        server.queue_raw(
+            gzip.compress(reply),
+            headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+        )
+        assert _complete(_model(server, sleep)).text == "packed"

@@ -24,6 +24,7 @@ from trestle.models.provider import (
     DEFAULT_TIMEOUT,
     ParsedReply,
     SDKModel,
+    bounded_client,
     finish_reason,
     import_sdk,
 )
@@ -97,6 +98,7 @@ class AnthropicModel(SDKModel):
             base_url=self._base_url,
             timeout=timeout,
             max_retries=0,
+            http_client=bounded_client(sdk, f"anthropic at {self._base_url!r}"),
         )
 
     def _request(

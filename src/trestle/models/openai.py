@@ -23,6 +23,7 @@ from trestle.models.provider import (
     DEFAULT_TIMEOUT,
     ParsedReply,
     SDKModel,
+    bounded_client,
     finish_reason,
     import_sdk,
 )
@@ -97,7 +98,11 @@ class OpenAIModel(SDKModel):
         self.max_tokens_param: MaxTokensParam = max_tokens_param
         # Retries are ours (trestle.models.retry): one policy for every provider.
         self._client = sdk.AsyncOpenAI(
-            api_key=key, base_url=self._base_url, timeout=timeout, max_retries=0
+            api_key=key,
+            base_url=self._base_url,
+            timeout=timeout,
+            max_retries=0,
+            http_client=bounded_client(sdk, f"openai at {self._base_url!r}"),
         )
 
     @property

@@ -24,7 +24,14 @@ from types import ModuleType
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from trestle.core.conversation import Message, ModelResponse, ToolCall, ToolSchema, Usage
+from trestle.core.conversation import (
+    MAX_ANSWER,
+    Message,
+    ModelResponse,
+    ToolCall,
+    ToolSchema,
+    Usage,
+)
 from trestle.core.errors import (
     MissingExtraError,
     ProviderAuthError,
@@ -45,6 +52,11 @@ from trestle.models.retry import (
 )
 
 DEFAULT_TIMEOUT = 300.0
+# The most of one answer's body read, decoded: MAX_ANSWER characters at up to six bytes
+# each in JSON (``\uXXXX``, as Python's json writes anything not ASCII), and the rest of
+# the reply. A server's 1 GB answer was read whole (4.2 GB of the driver's memory), and
+# again on each retry, before the answer's length was checked.
+ANSWER_BYTES_MOST = 6 * MAX_ANSWER + (1 << 20)
 _BODY_EXCERPT = 2000
 _REASON_LIMIT = 64  # characters of a finish reason kept: it is a label, not a message
 
@@ -171,6 +183,29 @@ def unreachable(url: str, *, timeout: float = 3.0) -> str | None:
         return wrong_address(exc, url)
 
 
+def bounded_client(sdk: ModuleType, what: str) -> Any:
+    """The SDK's own HTTP client, with its defaults, reading each answer of ``what``
+    up to :data:`ANSWER_BYTES_MOST` decoded bytes (:mod:`trestle.support.bounded_http`)."""
+    from trestle.support.bounded_http import bounded_hooks  # httpx2: the SDK's, on use
+
+    return sdk.DefaultAsyncHttpxClient(event_hooks=bounded_hooks(ANSWER_BYTES_MOST, what))
+
+
+def _refused_body(exc: BaseException) -> str | None:
+    """Why the body behind ``exc`` was not read on (too long, an encoding not asked
+    for), if that is what failed."""
+    from trestle.support.bounded_http import BodyRefused
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, BodyRefused):
+            return str(current)
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def translate_sdk_error(
     exc: Exception, sdk: ModuleType, *, provider: str, target: str, now: float
 ) -> Exception | None:
@@ -210,6 +245,9 @@ def translate_sdk_error(
         )
     if isinstance(exc, sdk.APITimeoutError):
         return RetryableFailure("the request timed out")
+    refused = _refused_body(exc)
+    if refused is not None:  # not retried: the server would only send it again
+        return ProviderResponseError(refused, provider=provider)
     if isinstance(exc, sdk.APIConnectionError):
         wrong = wrong_address(exc, target)
         if wrong is not None:
