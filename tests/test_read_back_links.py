@@ -12,12 +12,23 @@ of a tool call read whatever path the model named, outside the workspace too.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import textwrap
 from pathlib import Path
 
+import pytest
+
+from agent_helpers import of_kind, recorded
 from test_boundary import Target, UserCli, driver  # noqa: F401 (a fixture)
 from test_sandbox import SECRET
 from trestle.cli.tool_edits import call_diff
+from trestle.core.events import StepAttemptEnded
+from trestle.engines.local import LocalEngine
+from trestle.execution import checks
+from trestle.formats.planfile import parse_plan
+from trestle.lifecycle.runs import create_run, load_state
+from trestle.store import SqliteStore
 
 
 def test_a_check_reads_no_link_out_of_the_workspace_and_no_fifo(
@@ -35,12 +46,18 @@ def test_a_check_reads_no_link_out_of_the_workspace_and_no_fifo(
                 text: "{SECRET}"
               - file_contains: pipe.txt
                 text: "x"
+          - id: look
+            run: "ln -s {target.real_home_secret} link.txt"
+            verify:
+              - file_exists: link.txt
         """,
     )
     result = cli("run", "plan.yaml")
     said = result.stdout + result.stderr
     assert result.returncode == 3, said  # the checks failed (a human decides), saying why
     assert "secret.txt: it leads outside the workspace" in said
+    # file_exists looked through such a link: an oracle on the driver's files
+    assert "link.txt: it leads outside the workspace" in said
     assert "pipe.txt: it is not a regular file" in said
 
 
@@ -105,3 +122,41 @@ def test_an_approval_binds_no_file_that_reads_on_past_its_size(
     assert waiting.returncode == 3, waiting.stdout + waiting.stderr
     card = " ".join(cli("inbox").stdout.split())
     assert "deploy.sh (not a plain file: it reads on past its size)" in card, card
+
+
+def test_a_regex_check_that_backtracks_is_stopped_and_the_run_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a version regex against a file of 300,000 digits and no dot: 10^11 steps of
+    # backtracking, which held the interpreter's lock, so the driver ignored SIGTERM,
+    # and a step beside it never had its end recorded
+    monkeypatch.setattr(checks, "REGEX_SECONDS", 1.0)
+    plan = parse_plan(
+        textwrap.dedent(
+            """\
+        steps:
+          - id: make
+            run: "true"  # the step's commands made VERSION (written below)
+            verify:
+              - file_contains: VERSION
+                regex: '\\d+\\.\\d+\\.\\d+'
+          - id: beside
+            run: "sleep 0.5"
+        """
+        )
+    )
+    (tmp_path / "ws").mkdir()
+    (tmp_path / "ws" / "VERSION").write_text("1" * 300_000)
+    store = SqliteStore(tmp_path / "store.db")
+    run_id = create_run(store, plan, workspace=tmp_path / "ws")
+    engine = LocalEngine(store, poll_interval=0.05)
+    try:
+        asyncio.run(asyncio.wait_for(engine.run(run_id), 120))
+    finally:
+        engine.close()
+    state = load_state(store, run_id)
+    assert state.steps["beside"].status == "succeeded"
+    assert state.steps["make"].status == "failed"
+    ended = of_kind(recorded(store, run_id), StepAttemptEnded)
+    [made] = [c for e in ended if e.step == "make" for c in e.checks]
+    assert not made.passed and made.actual.startswith("still searching after 1 s, stopped")

@@ -20,10 +20,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, Protocol
 
+from trestle.support.regex_child import SPECIAL  # a pattern without these is plain text
 from trestle.tools.base import ToolFailure
 
 SECONDS = 20.0  # of matching, for one search's files together
-SPECIAL = frozenset(".^$*+?{}[]\\|()")  # a pattern without these is plain text
 
 # reads the pattern ({"pattern", "flags"}), then one JSON request a line ({"text",
 # "most"}), and answers each with the matching line numbers
