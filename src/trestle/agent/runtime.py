@@ -90,6 +90,7 @@ from trestle.execution.actions import run_shell, step_env
 from trestle.models.pricing import DEFAULT_PRICES, PriceTable
 from trestle.models.spec import PROVIDERS, model_from_spec
 from trestle.presentation.wording import counted
+from trestle.support.walk import walk
 from trestle.tools.artifacts import FetchArtifact
 from trestle.tools.base import GroupSeat, Tool, ToolContext
 from trestle.tools.coding import coding_registry
@@ -658,7 +659,7 @@ def _is_plan_step(state: RunState, sid: str) -> bool:
 def workspace_files(root: Path) -> list[str]:
     """The workspace's files, workspace-relative, skipping VCS, virtualenvs and caches."""
     found: list[str] = []
-    for folder, dirs, files in os.walk(root):
+    for folder, dirs, files in walk(root):
         dirs[:] = sorted(d for d in dirs if d not in SKIPPED_DIRS)
         rel = Path(folder).relative_to(root)
         for name in sorted(files):

@@ -26,6 +26,7 @@ from pathlib import Path
 
 # judged where the driver finds its own programs too; taken from here by the sandbox's
 # modules
+from trestle.support.walk import walk
 from trestle.workspace.beneath import is_real_dir
 from trestle.workspace.reach import reached_through as reached_through
 
@@ -366,7 +367,7 @@ def _prefix(path: str) -> str:
 
 def _sockets_under(top: Path) -> Iterator[Path]:
     """The sockets under ``top``, its links not followed."""
-    for where, _, files in os.walk(top):
+    for where, _, files in walk(top):
         for name in files:
             path = Path(where, name)
             try:
