@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
+from test_checkpoint_traps import nest, remove_tree
 from trestle.agent.runtime import workspace_files
 from trestle.execution.sandbox_mounts import _sockets_under
 from trestle.support.walk import walk
@@ -20,40 +24,31 @@ from trestle.support.walk import walk
 DEPTH = 1_500
 
 
-def deep_tree(root: Path, bottom: str | None = None) -> None:
-    """``root/d/d/.../d``, DEPTH deep, made a directory at a time (``mkdir -p`` recurses
-    too), with the file ``bottom`` in the deepest one."""
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        for _ in range(DEPTH):
-            os.mkdir("d", dir_fd=fd)
-            fd, above = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd), fd
-            os.close(above)
-        if bottom is not None:
-            os.close(os.open(bottom, os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd))
-    finally:
-        os.close(fd)
+@pytest.fixture
+def deep(tmp_path: Path) -> Iterator[Path]:
+    """``tmp_path/a/a/.../a/f``, DEPTH deep; removed afterwards one descriptor at a
+    time (pytest's own clean-up recurses too)."""
+    nest(tmp_path, DEPTH)
+    yield tmp_path
+    remove_tree(tmp_path / "a")
 
 
-def test_the_files_of_a_deep_tree_are_listed_for_the_plan(tmp_path: Path) -> None:
-    deep_tree(tmp_path, "bottom.txt")
-    (tmp_path / "top.txt").write_text("x")
-    listed = workspace_files(tmp_path)
-    assert listed == ["top.txt", "d/" * DEPTH + "bottom.txt"]
+def test_the_files_of_a_deep_tree_are_listed_for_the_plan(deep: Path) -> None:
+    (deep / "top.txt").write_text("x")
+    assert workspace_files(deep) == ["top.txt", "a/" * DEPTH + "f"]
 
 
-def test_a_socket_beside_a_deep_tree_is_found(tmp_path: Path) -> None:
-    deep_tree(tmp_path)
-    (tmp_path / "s").mkdir()
+def test_a_socket_beside_a_deep_tree_is_found(deep: Path) -> None:
+    (deep / "s").mkdir()
     here = os.getcwd()
-    os.chdir(tmp_path / "s")  # a socket's path has room for 107 bytes
+    os.chdir(deep / "s")  # a socket's path has room for 107 bytes
     try:
         listening = socket.socket(socket.AF_UNIX)
         listening.bind("daemon.sock")
     finally:
         os.chdir(here)
     try:
-        assert list(_sockets_under(tmp_path)) == [tmp_path / "s" / "daemon.sock"]
+        assert list(_sockets_under(deep)) == [deep / "s" / "daemon.sock"]
     finally:
         listening.close()
 
