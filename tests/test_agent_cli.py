@@ -453,6 +453,11 @@ def test_a_bad_step_timeout_is_refused_before_anything_is_recorded(
             ["--max-cost", "5", "--stop-at-cost", "2"],
             "--max-cost: 5 (where the run pauses) is above --stop-at-cost 2",
         ),
+        (  # a cost limit that could never be reached: the model has no price
+            ["--model", "openai:my-own-model", "--stop-at-cost", "0.001"],
+            "--stop-at-cost: model 'openai:my-own-model' has no price in Trestle's price "
+            "table, so what its calls cost is unknown",
+        ),
     ],
 )
 def test_a_bad_budget_is_refused_before_anything_is_recorded(

@@ -193,6 +193,8 @@ def agent(
     except ValidationError as exc:  # what the options' own ranges do not say
         raise _options_refused(exc) from None
     budget = _budget(max_cost, stop_at_cost, stop_at_tokens)
+    if budget is not None and budget.cost is not None:
+        _priced(settings.model, "--max-cost" if max_cost is not None else "--stop-at-cost")
     bound = engine_binding(engine, address, namespace, task_queue)
     if bound is None:
         from trestle.cli.model_check import check_model
@@ -275,6 +277,24 @@ def _budget(
     cost = Limit(soft=max_cost, hard=stop_at_cost) if max_cost or stop_at_cost else None
     tokens = Limit(hard=stop_at_tokens) if stop_at_tokens else None
     return Budget(cost=cost, tokens=tokens) if cost or tokens else None
+
+
+def _priced(spec: str, option: str) -> None:
+    """Refuse a cost limit for a provider's model the price table has no price for:
+    its calls' cost is unknown, so the limit could never be reached (a run with
+    ``--stop-at-cost 0.001`` made 16 calls and succeeded, and ``trestle budget`` said
+    $0.00 used)."""
+    from trestle.models.pricing import DEFAULT_PRICES
+    from trestle.models.spec import PROVIDERS
+
+    provider, _, name = spec.partition(":")
+    if provider in PROVIDERS and DEFAULT_PRICES.price_for(name) is None:
+        raise typer.BadParameter(
+            f"model {spec!r} has no price in Trestle's price table, so what its calls "
+            "cost is unknown and a cost limit could never be reached: limit tokens "
+            "instead (--stop-at-tokens N)",
+            param_hint=option,
+        )
 
 
 def _model_spec(spec: str) -> str:
