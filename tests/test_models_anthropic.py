@@ -278,6 +278,18 @@ def test_usage_cost_and_cached_input_tokens() -> None:
     assert cut.finish_reason == "length" and cut.usage.estimated
 
 
+def test_a_negative_cached_count_is_not_a_count() -> None:
+    # 90M tokens in, less 90M "read from the cache": 0 tokens recorded, and no budget held
+    with AnthropicServer() as server:
+        body = server.message(
+            [{"type": "text", "text": "x"}], stop_reason="end_turn", usage=(90_000_000, 20)
+        )
+        body["usage"]["cache_read_input_tokens"] = -90_000_000
+        server.queue_raw(body)
+        with pytest.raises(ProviderResponseError, match="cache_read_input_tokens is -90000000"):
+            _run(_model(server, RecordingSleep()))
+
+
 def test_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL"):
         monkeypatch.delenv(name, raising=False)

@@ -327,6 +327,21 @@ def test_usage_and_cost() -> None:
     assert fallback.usage.cost == pytest.approx((10 * 2.0 + 5 * 8.0) / 1e6)
 
 
+def test_a_reply_naming_a_cheaper_model_costs_the_configured_price() -> None:
+    # the server names the model: one that named a model 28 times cheaper than the one
+    # configured made every call, and every cost limit, 28 times smaller
+    prices = PriceTable.from_mapping({"gpt-4o": (2.5, 10.0), "gpt-5-nano": (0.05, 0.4)})
+    with OpenAIServer() as server:
+        server.queue_text("hi", usage=(1_000_000, 1_000_000), model="gpt-5-nano")
+        server.queue_text("hi", usage=(1_000_000, 1_000_000), model="gpt-4o")
+        configured_cheap = OpenAIModel("gpt-5-nano", base_url=server.base_url, prices=prices)
+        configured_dear = OpenAIModel("gpt-4o", base_url=server.base_url, prices=prices)
+        named_cheap = _complete(configured_dear)
+        named_dear = _complete(configured_cheap)
+    assert named_cheap.model == "gpt-5-nano" and named_cheap.usage.cost == pytest.approx(12.5)
+    assert named_dear.usage.cost == pytest.approx(12.5)  # the dearer one named: it counts
+
+
 def test_unknown_model_has_no_cost() -> None:
     with OpenAIServer(model="llama3.1:8b") as server:
         server.queue_text("hi")

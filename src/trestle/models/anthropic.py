@@ -144,7 +144,10 @@ class AnthropicModel(SDKModel):
             if input_tokens is not None:
                 # Cached prompt tokens are reported apart but still read (and billed).
                 for extra in ("cache_creation_input_tokens", "cache_read_input_tokens"):
-                    input_tokens += getattr(usage, extra, None) or 0
+                    cached = getattr(usage, extra, None) or 0
+                    if not isinstance(cached, int) or cached < 0:  # would offset the rest
+                        raise ValueError(f"usage.{extra} is {cached!r}, not a count")
+                    input_tokens += cached
         reason = finish_reason(getattr(reply, "stop_reason", None), _FINISH_REASONS)
         model = getattr(reply, "model", None) or self.model
         return ParsedReply(

@@ -421,9 +421,16 @@ class SDKModel(ABC):
                 estimate_text_tokens(c.name) + estimate_text_tokens(c.arguments)
                 for c in parsed.tool_calls
             )
-        cost = self.prices.cost(parsed.model, input_tokens, output_tokens)
-        if cost is None and parsed.model != self.model:
-            cost = self.prices.cost(self.model, input_tokens, output_tokens)
+        # the higher of the two prices known: the reply names its model, so a server
+        # that named a cheaper one than configured made every call cost less
+        costs = [
+            c
+            for c in {
+                self.prices.cost(m, input_tokens, output_tokens) for m in (parsed.model, self.model)
+            }
+            if c is not None
+        ]
+        cost = max(costs) if costs else None
         return Usage(
             input_tokens=input_tokens,
             output_tokens=output_tokens,
