@@ -438,3 +438,26 @@ def test_an_answer_in_an_encoding_not_asked_for_is_not_read_and_gzip_is() -> Non
             headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
         )
         assert _complete(_model(server, sleep)).text == "packed"
+
+
+def test_a_usage_far_below_what_was_sent_is_not_believed() -> None:
+    # a server reporting 0 tokens let a run make 16 calls under a limit that stopped the
+    # same run after 4 with the true counts: a count under a 32nd of the estimate of
+    # what was sent (or said) is replaced by the estimate
+    long = (Message.system("You fix bugs."), Message.user("Fix it. " * 2_000))
+    with OpenAIServer() as server:
+        server.queue_text("The test passes now. " * 50, usage=(0, 0))
+        server.queue_text("ok", usage=(3_000, 2))  # a true count: kept as it is
+        model = _model(server, RecordingSleep())
+
+        async def both() -> list[ModelResponse]:
+            try:
+                return [await model.complete(long) for _ in range(2)]
+            finally:
+                await model.aclose()
+
+        zero, honest = asyncio.run(both())
+    assert zero.usage.estimated and zero.usage.input_tokens > 3_000
+    assert zero.usage.output_tokens > 200
+    assert (honest.usage.input_tokens, honest.usage.output_tokens) == (3_000, 2)
+    assert not honest.usage.estimated

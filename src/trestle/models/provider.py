@@ -52,6 +52,11 @@ from trestle.models.retry import (
 )
 
 DEFAULT_TIMEOUT = 300.0
+# A usage count below the offline estimate divided by this is replaced by the estimate:
+# the estimate is about 4 characters a token, and no tokenizer packs 128 characters in
+# one but on long runs of one character. It catches a server reporting nothing or next
+# to nothing; one that under-reports by less still moves the budget less than it spent.
+UNDER_REPORTED = 32
 # The most of one answer's body read, decoded: MAX_ANSWER characters at up to six bytes
 # each in JSON (``\uXXXX``, as Python's json writes anything not ASCII), and the rest of
 # the reply. A server's 1 GB answer was read whole (4.2 GB of the driver's memory), and
@@ -411,16 +416,20 @@ class SDKModel(ABC):
     def _usage(
         self, parsed: ParsedReply, messages: Sequence[Message], tools: Sequence[ToolSchema]
     ) -> Usage:
-        estimated = parsed.input_tokens is None or parsed.output_tokens is None
-        input_tokens = parsed.input_tokens
-        if input_tokens is None:
-            input_tokens = estimate_tokens(messages, tools)
-        output_tokens = parsed.output_tokens
-        if output_tokens is None:
-            output_tokens = estimate_text_tokens(parsed.text) + sum(
-                estimate_text_tokens(c.name) + estimate_text_tokens(c.arguments)
-                for c in parsed.tool_calls
-            )
+        # what the request and the answer hold, estimated offline: a count the server
+        # reports far below it (0 tokens for a 10,000-token prompt let a run past its
+        # token limit, 16 calls where 4 were allowed) is not believed
+        sent = estimate_tokens(messages, tools)
+        said = estimate_text_tokens(parsed.text) + sum(
+            estimate_text_tokens(c.name) + estimate_text_tokens(c.arguments)
+            for c in parsed.tool_calls
+        )
+        input_tokens, output_tokens = parsed.input_tokens, parsed.output_tokens
+        estimated = False
+        if input_tokens is None or input_tokens < sent // UNDER_REPORTED:
+            input_tokens, estimated = sent, True
+        if output_tokens is None or output_tokens < said // UNDER_REPORTED:
+            output_tokens, estimated = said, True
         # the higher of the two prices known: the reply names its model, so a server
         # that named a cheaper one than configured made every call cost less
         costs = [
