@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from agent_helpers import agent_settings, drive, fix_replies, sample_workspace, start_run
+from agent_helpers import agent_settings, call, drive, fix_replies, sample_workspace, start_run
 from test_cli import Cli, flat
 from trestle.cli.export import FORMATS as cli_formats
 from trestle.core.events import ModelCalled, StoredEvent, ToolCallEnded
@@ -270,3 +270,45 @@ def test_a_run_not_finished_is_exported_as_recorded_and_said_so(tmp_path: Path, 
 def test_the_trajectory_of_no_run_is_refused() -> None:
     with pytest.raises(ValueError, match="begin with run_created"):
         swe_agent_trajectory([])
+
+
+OBEYED = "\x9b31m\u202eevil\u200b"  # a terminal's CSI, a right-to-left override, a zero-width space
+RAW = {"\x9b", "\u202e", "\u200b"}
+
+
+def test_what_a_terminal_would_obey_is_printed_escaped_and_reads_back_the_same(
+    tmp_path: Path,
+) -> None:
+    # JSON writes C1 controls and bidirectional marks as they are inside its strings, so
+    # `trestle export` and `trestle trajectory` printed a model's or a step's raw
+    cli = Cli(tmp_path, tmp_path / "store.db")
+    cli.write(
+        "plan.yaml", "steps:\n  - id: say\n    run: printf '\\302\\23331m\\342\\200\\256evil'\n"
+    )
+    assert cli("run", "plan.yaml", "--no-live").returncode == 0
+    run_id = cli.json("runs")[0]["run_id"]
+    store = SqliteStore(cli.store)
+    stored = store.events(run_id)
+    store.close()
+    assert any(
+        "\x9b31m\u202eevil" in json.dumps(e.event.model_dump(), ensure_ascii=False) for e in stored
+    )
+    for fmt in cli_formats:
+        shown = cli("export", run_id, "--format", fmt)
+        assert shown.returncode == 0, shown.stderr
+        assert not set(shown.stdout) & RAW, fmt
+    jsonl = cli("export", run_id).stdout
+    assert "\\u009b31m\\u202eevil" in jsonl
+    assert read_event_lines(jsonl) == [(e.seq, e.event) for e in stored]
+
+    store = SqliteStore(tmp_path / "agent.db")
+    replies = fix_replies()
+    finish = call("finish", summary="add() adds", claims=["test_add passes"])
+    replies[-1] = finish.model_copy(update={"text": f"done {OBEYED}"})  # the model's words
+    agent_id = start_run(store, sample_workspace(tmp_path), settings=agent_settings())
+    drive(store, agent_id, ScriptedModel(replies))
+    store.close()
+    exported = Cli(tmp_path, tmp_path / "agent.db")("trajectory", agent_id)
+    assert exported.returncode == 0, exported.stderr
+    assert not set(exported.stdout) & RAW
+    assert "done \\u009b31m\\u202eevil\\u200b" in exported.stdout

@@ -33,7 +33,7 @@ from trestle.cli.options import (
 from trestle.cli.running import engine_binding
 from trestle.core.errors import ConfigError
 from trestle.core.records.agent_defaults import DEFAULT_MAX_TOKENS, DEFAULT_STEP_TIMEOUT
-from trestle.presentation.wording import counted
+from trestle.presentation.wording import counted, shown_json
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -409,7 +409,7 @@ def trajectory(
                 "to export"
             )
         found = Trajectory(goal=found.goal, conversations=conversations)
-    text = found.model_dump_json(indent=2) + "\n"
+    text = shown_json(found.model_dump_json(indent=2)) + "\n"
     if output is None or str(output) == "-":
         typer.echo(text, nl=False)
         return

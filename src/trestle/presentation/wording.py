@@ -66,6 +66,26 @@ _INVISIBLE = {
 } | {cp: f"\\u{cp:04x}" if cp <= 0xFFFF else f"\\U{cp:08x}" for cp in _DRAWN_AS_NOTHING}
 
 
+def _json_escape(cp: int) -> str:
+    """``cp`` as a JSON string writes it escaped (a surrogate pair beyond the BMP)."""
+    if cp <= 0xFFFF:
+        return f"\\u{cp:04x}"
+    high, low = divmod(cp - 0x10000, 0x400)
+    return f"\\u{0xD800 + high:04x}\\u{0xDC00 + low:04x}"
+
+
+_JSON_SHOWN = {cp: _json_escape(cp) for cp in (*range(0x80, 0xA0), *_DRAWN_AS_NOTHING)}
+
+
+def shown_json(text: str) -> str:
+    """JSON text with the characters a terminal obeys or that show nothing (C1
+    controls, bidirectional and zero-width marks: see ``_DRAWN_AS_NOTHING``) written as
+    ``\\u`` escapes. JSON writes them as they are inside its strings, the only place
+    they can be, so this is the same JSON: ``trestle export`` printed a model's
+    ``U+009B`` (a terminal's CSI) and ``U+202E`` raw."""
+    return text.translate(_JSON_SHOWN)
+
+
 # The text and emoji presentation selectors stay after a character they can change
 # ("⚠️" is a warning sign and U+FE0F): a model writes them. Where they follow no such
 # character (the start, a space, another selector) they show nothing and could carry

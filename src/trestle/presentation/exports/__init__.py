@@ -22,6 +22,7 @@ from trestle.presentation.exports.otlp import SpanLike, otlp_request
 from trestle.presentation.exports.spans import recorded_spans
 from trestle.presentation.exports.status import run_status
 from trestle.presentation.exports.swe_agent import command_of, swe_agent_trajectory
+from trestle.presentation.wording import shown_json
 
 Format = Literal["jsonl", "swe-agent", "otlp-json"]
 FORMATS: tuple[Format, ...] = ("jsonl", "swe-agent", "otlp-json")
@@ -43,16 +44,18 @@ __all__ = [
 
 def export_text(fmt: str, events: Sequence[StoredEvent]) -> str:
     """The run whose stored events these are, in format ``fmt`` (one of
-    :data:`FORMATS`), as the text of a file.
+    :data:`FORMATS`), as the text of a file, safe to print (:func:`shown_json`).
 
     Raises:
         ValueError: ``fmt`` is not one of :data:`FORMATS`, or the events do not begin
             with ``run_created``.
     """
     if fmt == "jsonl":
-        return event_lines(events)
+        return shown_json(event_lines(events))
     if fmt == "swe-agent":
-        return json.dumps(swe_agent_trajectory(events), indent=2, ensure_ascii=False) + "\n"
+        text = json.dumps(swe_agent_trajectory(events), indent=2, ensure_ascii=False)
+        return shown_json(text) + "\n"
     if fmt == "otlp-json":
-        return json.dumps(otlp_request(recorded_spans(events)), ensure_ascii=False) + "\n"
+        text = json.dumps(otlp_request(recorded_spans(events)), ensure_ascii=False)
+        return shown_json(text) + "\n"
     raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
