@@ -461,3 +461,41 @@ def test_a_usage_far_below_what_was_sent_is_not_believed() -> None:
     assert zero.usage.output_tokens > 200
     assert (honest.usage.input_tokens, honest.usage.output_tokens) == (3_000, 2)
     assert not honest.usage.estimated
+
+
+def test_an_answer_trickled_a_byte_at_a_time_times_out_whole() -> None:
+    # the SDK's timeout is a read's: a server sending a byte every 0.1 s never timed out
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        stop = threading.Event()
+
+        def trickle() -> None:
+            with contextlib.suppress(OSError):
+                while not stop.is_set():
+                    conn, _ = listener.accept()
+                    with conn:
+                        conn.recv(65536)
+                        conn.sendall(
+                            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                            b"Content-Length: 100000\r\n\r\n"
+                        )
+                        while not stop.wait(0.1):
+                            conn.sendall(b" ")
+
+        server = threading.Thread(target=trickle, daemon=True)
+        server.start()
+        policy = RetryPolicy(max_attempts=2, initial_delay=0.01, jitter=0.0)
+        model = OpenAIModel(
+            "gpt-4o-mini",
+            base_url=f"http://127.0.0.1:{port}/v1",
+            sleep=RecordingSleep(),
+            retry=policy,
+            timeout=0.5,
+        )
+        try:
+            with pytest.raises(ProviderUnavailableError, match=r"no whole answer within 0.5 s"):
+                _complete(model)
+        finally:
+            stop.set()

@@ -80,6 +80,7 @@ class AnthropicModel(SDKModel):
         clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(model, prices=prices, retry=retry, sleep=sleep, rng=rng, clock=clock)
+        self.timeout = timeout
         sdk = import_sdk("anthropic", "anthropic")
         self._module = sdk
         self.default_max_tokens = default_max_tokens

@@ -83,6 +83,7 @@ class OpenAIModel(SDKModel):
         clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(model, prices=prices, retry=retry, sleep=sleep, rng=rng, clock=clock)
+        self.timeout = timeout
         sdk = import_sdk("openai", "openai")
         self._module = sdk
         custom_url = base_url or os.environ.get("OPENAI_BASE_URL")

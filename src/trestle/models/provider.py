@@ -12,6 +12,7 @@ their wire format. Both official SDKs share one error hierarchy shape
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
 import random
@@ -295,6 +296,9 @@ class SDKModel(ABC):
     """
 
     provider: ClassVar[str]
+    # seconds a whole answer may take: the SDKs' own timeout is a read's, so a server
+    # sending a byte a second never timed out (the step's timeout ended it, 30 minutes on)
+    timeout: float = DEFAULT_TIMEOUT
 
     def __init__(
         self,
@@ -394,7 +398,10 @@ class SDKModel(ABC):
 
     async def _send(self, request: dict[str, Any]) -> Any:
         try:
-            return await self._create(request)
+            async with asyncio.timeout(self.timeout):
+                return await self._create(request)
+        except TimeoutError:
+            raise RetryableFailure(f"no whole answer within {self.timeout:g} s") from None
         except Exception as exc:
             mapped = translate_sdk_error(
                 exc,
@@ -426,9 +433,11 @@ class SDKModel(ABC):
         )
         input_tokens, output_tokens = parsed.input_tokens, parsed.output_tokens
         estimated = False
-        if input_tokens is None or input_tokens < sent // UNDER_REPORTED:
+        # a negative or non-finite count stays as it is: Usage refuses it, the reply
+        # cannot be understood
+        if input_tokens is None or 0 <= input_tokens < sent // UNDER_REPORTED:
             input_tokens, estimated = sent, True
-        if output_tokens is None or output_tokens < said // UNDER_REPORTED:
+        if output_tokens is None or 0 <= output_tokens < said // UNDER_REPORTED:
             output_tokens, estimated = said, True
         # the higher of the two prices known: the reply names its model, so a server
         # that named a cheaper one than configured made every call cost less
