@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dashboard_helpers import dashboard, run_ids, start_run, trestle, wait_for
+from dashboard_helpers import Dashboard, dashboard, run_ids, start_run, trestle, wait_for
 from trestle.core.events import ApprovalDecided
 from trestle.store import SqliteStore
 
@@ -481,31 +481,53 @@ def test_approving_similar_says_what_it_covers_and_covers_only_that(
     assert (tmp_path / "conf" / "host.toml").read_text(encoding="utf-8") == "host = a\n"
 
 
+PASSWORD = "correct horse battery"
+
+
+def join_as_alice(page: Page, ui: Dashboard, cwd: Path) -> None:
+    """alice invited with the CLI, and joining through her invitation in ``page``."""
+    invited = trestle("people", "invite", "alice", cwd=cwd)
+    url = re.search(r"(http://\S+/invite\?token=\S+)", invited.stdout)
+    assert url is not None, invited.stdout + invited.stderr
+    page.goto(url.group(1))
+    # the token left the address: the form is at /invite/KEY, its cookie sent only there
+    expect(page).to_have_url(re.compile(re.escape(ui.base) + "invite/[0-9a-f]{32}$"))
+    expect(page.get_by_role("heading", name="Join as alice")).to_be_visible()
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_label("The same again").fill(PASSWORD)
+    page.get_by_role("button", name="Set password and log in").click()
+    expect(page.get_by_text("acting as dashboard:alice")).to_be_visible()
+
+
+def stored_device(page: Page, other_than: str | None = None) -> str | None:
+    """The device token the page's script keeps for alice, once it is there (and not
+    ``other_than``); None if it never is. Polled here: the page's CSP allows no string
+    evaluated as script, which ``wait_for_function`` needs."""
+    for _ in range(100):
+        kept = page.evaluate("localStorage.getItem('trestle.device.alice')")
+        if isinstance(kept, str) and kept != other_than:
+            return kept
+        page.wait_for_timeout(50)
+    return None
+
+
+def log_in_as_alice(page: Page, ui: Dashboard) -> None:
+    page.goto(ui.base + "login")
+    page.get_by_label("Name").fill("alice")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+
+
 def test_a_teammate_joins_by_invitation_and_logs_out_everywhere(
     tmp_path: Path, page: Page, browser: Browser
 ) -> None:
     store = tmp_path / "trestle.db"
     SqliteStore(store).close()
-    password = "correct horse battery"
     with dashboard(store) as ui:
-        invited = trestle("people", "invite", "alice", cwd=tmp_path)
-        url = re.search(r"(http://\S+/invite\?token=\S+)", invited.stdout)
-        assert url is not None, invited.stdout + invited.stderr
-        page.goto(url.group(1))
-        # the token left the address: the form is at /invite/KEY, its cookie sent only there
-        expect(page).to_have_url(re.compile(re.escape(ui.base) + "invite/[0-9a-f]{32}$"))
-        expect(page.get_by_role("heading", name="Join as alice")).to_be_visible()
-        page.get_by_label("Password", exact=True).fill(password)
-        page.get_by_label("The same again").fill(password)
-        page.get_by_role("button", name="Set password and log in").click()
-        expect(page.get_by_text("acting as dashboard:alice")).to_be_visible()
+        join_as_alice(page, ui, tmp_path)
         laptop = browser.new_context(viewport=DESKTOP)
         try:
-            other = laptop.new_page()
-            other.goto(ui.base + "login")
-            other.get_by_label("Name").fill("alice")
-            other.get_by_label("Password").fill(password)
-            other.get_by_role("button", name="Log in").click()
+            log_in_as_alice(other := laptop.new_page(), ui)
             expect(other.get_by_text("acting as dashboard:alice")).to_be_visible()
             page.get_by_role("button", name="Log out everywhere").click()
             expect(page.get_by_role("alert")).to_contain_text("2 sessions ended")
@@ -520,19 +542,11 @@ def test_a_lockout_another_program_causes_spares_the_persons_own_browser(
 ) -> None:
     store = tmp_path / "trestle.db"
     SqliteStore(store).close()
-    password = "correct horse battery"
     with dashboard(store) as ui:
-        invited = trestle("people", "invite", "alice", cwd=tmp_path)
-        url = re.search(r"(http://\S+/invite\?token=\S+)", invited.stdout)
-        assert url is not None, invited.stdout + invited.stderr
-        page.goto(url.group(1))
-        page.get_by_label("Password", exact=True).fill(password)
-        page.get_by_label("The same again").fill(password)
-        page.get_by_role("button", name="Set password and log in").click()
-        expect(page.get_by_text("acting as dashboard:alice")).to_be_visible()
+        join_as_alice(page, ui, tmp_path)
         # the device token moved from its cookie into the origin's storage
-        kept = page.wait_for_function("localStorage.getItem('trestle.device.alice')").json_value()
-        assert isinstance(kept, str) and len(kept) > 30
+        kept = stored_device(page)
+        assert kept is not None and len(kept) > 30
         assert not [c for c in page.context.cookies() if c["name"] == "trestle_device"]
         page.get_by_role("button", name="Log out", exact=True).click()
         # another program on the host (a step that keeps the network) guesses alice's
@@ -546,24 +560,15 @@ def test_a_lockout_another_program_causes_spares_the_persons_own_browser(
                 said = intruder.post("login", data=wrong, headers={"origin": ui.origin})
                 assert said.status_code == 401, said.text
 
-        def log_in(where: Page) -> None:
-            where.goto(ui.base + "login")
-            where.get_by_label("Name").fill("alice")
-            where.get_by_label("Password").fill(password)
-            where.get_by_role("button", name="Log in").click()
-
         laptop = browser.new_context(viewport=DESKTOP)
         try:
-            log_in(other := laptop.new_page())
+            log_in_as_alice(other := laptop.new_page(), ui)
             expect(other.get_by_role("alert")).to_contain_text("too many wrong passwords")
         finally:
             laptop.close()
-        log_in(page)  # the browser alice logged in with before is not held back
+        log_in_as_alice(page, ui)  # the browser alice logged in with before is not held back
         expect(page.get_by_text("acting as dashboard:alice")).to_be_visible()
-        # and its token was renewed
-        page.wait_for_function(
-            "old => localStorage.getItem('trestle.device.alice') !== old", arg=kept
-        )
+        assert stored_device(page, other_than=kept) is not None  # and its token was renewed
 
 
 class _Elsewhere(http.server.BaseHTTPRequestHandler):

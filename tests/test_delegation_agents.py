@@ -100,16 +100,25 @@ def test_parallel_agent_children_never_jointly_pass_the_parents_tokens(tmp_path:
 
 def test_an_agent_child_works_through_the_openai_client_from_a_plan_file(tmp_path: Path) -> None:
     with OpenAIServer() as server:
-        server.queue_text(findings_json("the answer is asked for", files=["answer.txt"]))
+        used = (
+            2_000,
+            50,
+        )  # what a real prompt and answer come to (a count far below is not believed)
+        server.queue_text(
+            findings_json("the answer is asked for", files=["answer.txt"]), usage=used
+        )
         step = plan_step(
             "answer",
             "write the answer",
             new_files=["answer.txt"],
             verify=[{"file_exists": "answer.txt"}],
         )
-        server.queue_text(plan_json(step, summary="write it"))
-        server.queue_tool_calls(("write_file", json.dumps({"path": "answer.txt", "content": "42"})))
-        server.queue_tool_calls(("finish", json.dumps({"summary": "wrote it", "claims": []})))
+        server.queue_text(plan_json(step, summary="write it"), usage=used)
+        write = ("write_file", json.dumps({"path": "answer.txt", "content": "42"}))
+        server.queue_tool_calls(write, usage=used)
+        server.queue_tool_calls(
+            ("finish", json.dumps({"summary": "wrote it", "claims": []})), usage=used
+        )
         (tmp_path / "plan.yaml").write_text(
             textwrap.dedent(
                 f"""\
@@ -150,7 +159,7 @@ def test_an_agent_child_works_through_the_openai_client_from_a_plan_file(tmp_pat
     root = load_state(store, root_row.run_id)
     (child,) = root.children
     assert load_state(store, child).agent is not None
-    assert root.tally.spent["tokens"] == 4 * 15  # the server's usage, counted in the parent
+    assert root.tally.spent["tokens"] == 4 * 2_050  # the server's usage, counted in the parent
 
 
 PARENT_GOAL = "write a.txt and b.txt"

@@ -189,6 +189,11 @@ def unreachable(url: str, *, timeout: float = 3.0) -> str | None:
         return wrong_address(exc, url)
 
 
+def _under(count: object, estimate: int) -> bool:
+    """Whether ``count`` is a count of tokens far below the ``estimate`` of them."""
+    return type(count) is int and 0 <= count < estimate // UNDER_REPORTED
+
+
 def bounded_client(sdk: ModuleType, what: str) -> Any:
     """The SDK's own HTTP client, with its defaults, reading each answer of ``what``
     up to :data:`ANSWER_BYTES_MOST` decoded bytes (:mod:`trestle.support.bounded_http`)."""
@@ -433,11 +438,11 @@ class SDKModel(ABC):
         )
         input_tokens, output_tokens = parsed.input_tokens, parsed.output_tokens
         estimated = False
-        # a negative or non-finite count stays as it is: Usage refuses it, the reply
-        # cannot be understood
-        if input_tokens is None or 0 <= input_tokens < sent // UNDER_REPORTED:
+        # a count that is not one (negative, not finite, text) stays as it is: Usage
+        # refuses it, and the reply cannot be understood
+        if input_tokens is None or _under(input_tokens, sent):
             input_tokens, estimated = sent, True
-        if output_tokens is None or 0 <= output_tokens < said // UNDER_REPORTED:
+        if output_tokens is None or _under(output_tokens, said):
             output_tokens, estimated = said, True
         # the higher of the two prices known: the reply names its model, so a server
         # that named a cheaper one than configured made every call cost less
