@@ -249,6 +249,7 @@ def resume(
         out.print(f"run {run_id}")
         if bound_engine(st, run_id) is None:  # a Temporal run's workspace is its workers'
             refuse_a_missing_workspace(st, run_id)
+            refuse_an_unfinished_rewind(st, run_id)
         else:  # the operator's tuning, refused before anything is recorded
             from trestle.cli.temporal import tuning
 
@@ -276,6 +277,22 @@ def refuse_a_missing_workspace(store: Store, run_id: str) -> None:
             f"run {run_id!r}: its workspace {str(where)!r} {why}: put it back, then "
             "resume; nothing was recorded"
         )
+
+
+def refuse_an_unfinished_rewind(store: Store, run_id: str) -> None:
+    """A ConfigError, before anything is recorded, for a run a rewind was changing when
+    it was cut short: its steps would run again on a workspace half put back, while
+    the run said nothing of the rewind."""
+    from trestle.lifecycle.rewinding import unfinished_rewind_said
+    from trestle.workspace.shadow import ShadowRepo, shadow_dir_for
+
+    workspace = Path(store.run(run_id).workspace)
+    shadow = shadow_dir_for(store, workspace)
+    if shadow is None or not shadow.exists():
+        return
+    said = unfinished_rewind_said(ShadowRepo(shadow, workspace), store, run_id)
+    if said is not None:
+        raise ConfigError(f"{said}; nothing was recorded")
 
 
 def rebind_before_resume(

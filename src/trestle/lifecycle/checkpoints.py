@@ -95,7 +95,7 @@ def checkpoints(repo: ShadowRepo, state: RunState, store: Store) -> list[Checkpo
         parts = ref.name.split("/")
         taken = ref.time.timestamp()
         if len(parts) == 3 and parts[1].startswith(KEPT_PREFIXES) and parts[2] == "safety":
-            seq = parts[1].removeprefix("rewind-")
+            seq = parts[1].removeprefix("rewind-").partition("-")[0]  # rewind-SEQ-2: again
             position = int(seq) + 0.5 if seq.isdigit() else state.seq + 1.0
             kept = Checkpoint("", 0, "kept", ref.commit, taken, ref.name, ref.tree, ref.order)
             kept = replace(kept, note=ref.message.strip(), left_out=ref.left_out)

@@ -37,8 +37,11 @@ from trestle.lifecycle.checkpoints import (
 )
 from trestle.lifecycle.runs import load_state, record, refuse_if_cancelled
 from trestle.store.base import Owner, Store
-from trestle.workspace.shadow import RestoreResult, ShadowRepo
+from trestle.workspace.shadow import RestoreResult, ShadowRepo, SnapshotRef
 from trestle.workspace.shadow_files import is_rules_file
+
+# RUN/rewinding points at what a rewind kept while it has not yet recorded what it did
+REWINDING = "rewinding"
 
 
 @dataclass(frozen=True)
@@ -177,9 +180,20 @@ def rewind(
         plan = plan_rewind(repo, state, store, step, attempt)
         _same_as_shown(plan, shown, run_id)
         target = plan.target
-        kept = f"{run_id}/rewind-{state.seq}/safety"
+        # a rewind cut short before it recorded what it did kept the workspace as it
+        # was before it: that stays what this one undoes to, and the workspace as it
+        # is now, half put back, is kept too, under a name of its own
+        begun = unfinished_rewind(repo, store, run_id)
+        kept = _unused(repo, f"{run_id}/rewind-{state.seq}")
         note = f"the workspace before rewinding to {step!r} attempt {target.attempt}"
-        safety = repo.snapshot(kept, note, ordered=True)
+        if begun is not None:
+            note = f"the workspace before finishing a rewind cut short, to {step!r}"
+        now = repo.snapshot(kept, note, ordered=True)
+        safety = begun.commit if begun is not None else now
+        if begun is None:
+            repo.mark(f"{run_id}/{REWINDING}", safety)
+        else:
+            kept = _kept_name(repo, run_id, safety) or kept
         result = repo.restore(target.commit, plan.files)
         files = plan.files
         if files is not None and any(is_rules_file(p) for p in files):
@@ -200,6 +214,7 @@ def rewind(
             files=files,
         )
         record(store, state, event, token=lease.token)
+        repo.delete(f"{run_id}/{REWINDING}")  # recorded: a resume may drive it again
         return Rewound(target, list(plan.reopen), safety, result, files, plan.why, kept)
     finally:
         store.release_lease(run_id, lease.token)
@@ -233,9 +248,60 @@ def restore_checkpoint(
         note = f"the workspace before checkpoint {plan.target.commit[:12]} was put back"
         safety = repo.snapshot(kept, note, ordered=True)
         result = repo.restore(plan.target.commit)
+        # a rewind cut short is settled too: the person chose what the workspace holds
+        repo.delete(f"{run_id}/{REWINDING}")
         return Rewound(plan.target, [], safety, result, None, "", kept)
     finally:
         store.release_lease(run_id, lease.token)
+
+
+def unfinished_rewind(repo: ShadowRepo, store: Store, run_id: str) -> SnapshotRef | None:
+    """The checkpoint a rewind of the run kept before it changed the workspace, when
+    it never recorded what it did (it was killed, or failed, part-way): the workspace
+    may be half put back, and the run does not say it was rewound. None when there is
+    none; a mark a rewind left after recording (killed just then) is dropped here."""
+    marked = repo.list(f"{run_id}/{REWINDING}")
+    if not marked:
+        return None
+    last = store.events(run_id, after=store.run(run_id).last_seq - 1)
+    if last and isinstance(last[0].event, RunRewound) and last[0].event.safety == marked[0].commit:
+        repo.delete(f"{run_id}/{REWINDING}")
+        return None
+    return marked[0]
+
+
+def unfinished_rewind_said(repo: ShadowRepo, store: Store, run_id: str) -> str | None:
+    """What to do about an unfinished rewind of the run (:func:`unfinished_rewind`)."""
+    begun = unfinished_rewind(repo, store, run_id)
+    if begun is None:
+        return None
+    kept = _kept_name(repo, run_id, begun.commit) or begun.commit[:12]
+    return (
+        f"a rewind of run {run_id!r} was cut short before it recorded what it did, so the "
+        f"workspace may be half put back ({begun.message.strip()}): run `trestle rewind "
+        f"{run_id} --to STEP` again to finish it, or put the workspace back as it was "
+        f"before it with `trestle rewind {run_id} --to-checkpoint {kept}`"
+    )
+
+
+def _unused(repo: ShadowRepo, prefix: str) -> str:
+    """``prefix/safety``, or ``prefix-2/safety``, ``-3``...: a name no checkpoint has, so
+    a rewind never moves one an earlier rewind kept."""
+    taken = {ref.name for ref in repo.list(prefix.rpartition("/")[0])}
+    name, n = f"{prefix}/safety", 1
+    while name in taken:
+        n += 1
+        name = f"{prefix}-{n}/safety"
+    return name
+
+
+def _kept_name(repo: ShadowRepo, run_id: str, commit: str) -> str | None:
+    """The name of the checkpoint of the run a rewind or restore kept as ``commit``."""
+    for ref in repo.list(run_id):
+        parts = ref.name.split("/")
+        if ref.commit == commit and len(parts) == 3 and parts[2] == "safety":
+            return ref.name
+    return None
 
 
 def _same_as_shown(plan: RewindPlan, shown: RewindPlan | None, run_id: str) -> None:

@@ -647,6 +647,17 @@ class ShadowRepo:
             [*then, *now],
         )
 
+    def mark(self, name: str, commit: str) -> None:
+        """Point the snapshot name ``name`` at ``commit``, a snapshot taken already."""
+        problem = snapshot_name_problem(name)
+        if problem:
+            raise ConfigError(f"snapshot name {name!r}: {problem}")
+        with self._locked():
+            if loose.plain(self.git_dir):
+                loose.write_ref(self.git_dir, REF_ROOT + name, commit)
+            else:
+                self._git("update-ref", REF_ROOT + name, commit)
+
     def resolve(self, snapshot: str) -> str:
         """The commit id of a snapshot name or (possibly abbreviated) commit id.
 
