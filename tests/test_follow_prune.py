@@ -5,8 +5,10 @@ from a real store and its shadow git store."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import time
@@ -335,3 +337,26 @@ def test_prune_with_nothing_old_removes_nothing(cli: Cli) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1].startswith("removed 0 runs, 0 events")
     assert [r["run_id"] for r in cli.json("runs")] == [run_id]
+
+
+def test_prune_goes_on_past_what_a_killed_prune_left(cli: Cli) -> None:
+    # a prune killed while git packed the refs left a ref's lock (of a run it kept), and
+    # gc's pid file: every later prune failed half-way, "remove the file manually", after
+    # it had deleted a run's events, so that run's checkpoints were kept for ever
+    old = finished_run(cli, CHECKPOINTED_PLAN, "old.yaml")
+    kept = finished_run(cli, CHECKPOINTED_PLAN, "kept.yaml")
+    backdate(cli, old, 40)
+    git_dir = cli.dir / "shadow.git"
+    [after] = [
+        r
+        for r in shadow_refs(cli)
+        if r.startswith(f"refs/trestle/{kept}/") and r.endswith("/after")
+    ]
+    (git_dir / f"{after}.lock").write_text("")
+    (git_dir / "refs" / "trestle" / old / "stray.lock").write_text("")
+    (git_dir / "gc.pid").write_text(f"{os.getpid()} {socket.gethostname()}")  # alive
+    pruned = cli("prune", "--older-than", "30d")
+    assert pruned.returncode == 0, pruned.stdout + pruned.stderr
+    assert {ref.split("/")[2] for ref in shadow_refs(cli)} == {kept}
+    assert [r["run_id"] for r in cli.json("runs")] == [kept]
+    assert cli("checkpoints", kept).stdout.count(" make attempt 1 ") == 2

@@ -63,8 +63,8 @@ def prune(store: Store, runs: list[RunRow]) -> Pruned:
     done = Pruned(bytes_before=store_bytes(store))
     emptied: dict[Path, ShadowRepo] = {}  # the shadow stores that lost checkpoints
     for row in runs:
-        done.events += store.delete_run(row.run_id)
-        done.runs.append(row)
+        # its checkpoints first: a prune killed between the two leaves a run the next
+        # prune finds and removes, not checkpoints no run names, kept for ever
         shadow_dir = shadow_dir_for(store, Path(row.workspace))
         if shadow_dir is not None and (shadow_dir / "objects").is_dir():
             # the repo's workspace only keys its stat cache; deleting refs never reads it
@@ -73,6 +73,8 @@ def prune(store: Store, runs: list[RunRow]) -> Pruned:
             done.checkpoints += deleted
             if deleted:
                 emptied[shadow_dir] = shadow
+        done.events += store.delete_run(row.run_id)
+        done.runs.append(row)
     for shadow in emptied.values():
         shadow.prune()
     compact = getattr(store, "compact", None)

@@ -65,6 +65,7 @@ from trestle.store.base import Store
 from trestle.store.sqlite_file import GITIGNORE, STORE_DIRECTORY
 from trestle.support.combining import Combiners
 from trestle.support.kept import keep
+from trestle.support.walk import walk
 from trestle.workspace import loose, staging
 from trestle.workspace.git import UnsafeRepositoryError, check_git_dir, command, environment
 from trestle.workspace.left_out import (
@@ -694,6 +695,7 @@ class ShadowRepo:
         if not prefix.strip("/"):
             raise ConfigError("refusing to delete snapshots with an empty prefix")
         with self._locked():
+            self._clear_stale_locks()
             refs = self._refs(prefix)
             if refs:
                 lines = "".join(f"delete {REF_ROOT}{r.name} {r.commit}\n" for r in refs)
@@ -707,6 +709,7 @@ class ShadowRepo:
         next snapshot of each workspace reads its files once more.
         """
         with self._locked():
+            self._clear_stale_locks()
             cache_dir = self._index.parent
             if cache_dir.is_dir():
                 for entry in cache_dir.iterdir():
@@ -1098,6 +1101,20 @@ class ShadowRepo:
         stale = self._index.with_name(self._index.name + ".lock")
         if stale.exists():
             stale.unlink()
+
+    def _clear_stale_locks(self) -> None:
+        """Remove what a killed git left to hold the refs: under the store's lock no
+        git of Trestle's is at work on it, so a ref's ``.lock``, ``packed-refs.lock``
+        or ``gc.pid`` is a killed one's (``git gc`` locks every ref while it packs
+        them), and made every later deletion and prune fail ("remove the file
+        manually"). Called by the operator's deletions alone: a step's snapshot writes
+        its own ref, whose stale lock :func:`loose.write_ref` removes."""
+        for folder, _, files in walk(self.git_dir / "refs"):
+            for name in files:
+                if name.endswith(".lock"):
+                    Path(folder, name).unlink(missing_ok=True)
+        for name in ("packed-refs.lock", "gc.pid"):
+            (self.git_dir / name).unlink(missing_ok=True)
 
     def _refuse_unsafe(self) -> None:
         """Refuse a store whose layout or configuration could make git run a program.
