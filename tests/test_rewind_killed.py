@@ -5,9 +5,10 @@ checkpoint, puts the files back, then records ``run_rewound``. Killed after it c
 files and before it recorded, the run still said ``succeeded``, ``trestle resume`` did
 nothing on a workspace half put back, and running the rewind again kept the half-put-
 back workspace under the first one's name: the only copy of the user's own file was
-gone from every checkpoint. Now the rewind marks itself begun until it is recorded: a
-resume is refused saying what to run, and the rewind run again keeps what the first
-one kept. The CLI here is the real one, killed by SIGKILL at the named moment.
+gone from every checkpoint. Now the rewind marks itself begun until it is recorded:
+``trestle show`` warns, a resume is refused saying what to run, and the rewind run
+again keeps what the first one kept. The CLI here is the real one, killed by SIGKILL
+at the named moment.
 """
 
 from __future__ import annotations
@@ -87,6 +88,8 @@ def test_a_rewind_cut_short_is_said_at_resume_and_finished_losing_nothing(
     assert not (world.ws / "b.txt").exists()  # half put back: b.txt went
     [first] = kept(world, run_id)
 
+    shown = " ".join(world.ok("show", run_id).split())
+    assert f"warning: a rewind of run '{run_id}' was cut short" in shown
     resumed = world.cli("resume", run_id, "--no-live")
     said = " ".join(resumed.stderr.split())
     assert resumed.returncode == 2, resumed.stdout + resumed.stderr
@@ -101,6 +104,7 @@ def test_a_rewind_cut_short_is_said_at_resume_and_finished_losing_nothing(
     assert (world.ws / "mine.txt").read_text() == "my own work\n"
     assert (world.ws / "b.txt").read_text() == "b\n"
     world.ok("rewind", run_id, "--to", "b", "--yes")
+    assert "cut short" not in world.ok("show", run_id)
     world.ok("resume", run_id, "--no-live")  # the run goes on from the rewind
     assert (world.ws / "b.txt").read_text() == "b\n"
 

@@ -58,6 +58,7 @@ def runs(store: StoreOption = None, as_json: JsonOption = False) -> None:
 def show(run_id: RunArg, store: StoreOption = None, as_json: JsonOption = False) -> None:
     """A run's state and report."""
     from trestle.cli.listing import interrupted_notes
+    from trestle.cli.running import unfinished_rewind_note
     from trestle.core.report import build_report
     from trestle.lifecycle.approvals import trusted_state
     from trestle.lifecycle.driven import drivings
@@ -70,6 +71,7 @@ def show(run_id: RunArg, store: StoreOption = None, as_json: JsonOption = False)
         row = st.run(run_id)
         # its report, and its children's rows, say running; nothing may drive them
         driven = drivings(st, [row, *(child for child, _ in below)])
+        rewinding = unfinished_rewind_note(st, run_id, drop_done=False)
     report = build_report(state)
     # said as `runs` and `health` say it: a run nothing drives since its driver was
     # stopped or died is interrupted, and a step a dead driver left running is no more
@@ -101,6 +103,8 @@ def show(run_id: RunArg, store: StoreOption = None, as_json: JsonOption = False)
     if state.finished is None:
         out.print(steps_table(state, lost=driver_lost))
     out.print(report_view(report, interrupted=interrupted, lost=driver_lost))
+    if rewinding is not None:
+        out.print(f"warning: {rewinding}", soft_wrap=True, markup=False, highlight=False)
     for note in interrupted_notes([row], driven) if driver_lost or judged.released else []:
         out.print(note, soft_wrap=True, markup=False, highlight=False)
     if below:

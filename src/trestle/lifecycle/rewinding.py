@@ -255,24 +255,30 @@ def restore_checkpoint(
         store.release_lease(run_id, lease.token)
 
 
-def unfinished_rewind(repo: ShadowRepo, store: Store, run_id: str) -> SnapshotRef | None:
+def unfinished_rewind(
+    repo: ShadowRepo, store: Store, run_id: str, *, drop_done: bool = True
+) -> SnapshotRef | None:
     """The checkpoint a rewind of the run kept before it changed the workspace, when
     it never recorded what it did (it was killed, or failed, part-way): the workspace
     may be half put back, and the run does not say it was rewound. None when there is
-    none; a mark a rewind left after recording (killed just then) is dropped here."""
+    none; a mark a rewind left after recording (killed just then) is dropped here when
+    ``drop_done``."""
     marked = repo.list(f"{run_id}/{REWINDING}")
     if not marked:
         return None
     last = store.events(run_id, after=store.run(run_id).last_seq - 1)
     if last and isinstance(last[0].event, RunRewound) and last[0].event.safety == marked[0].commit:
-        repo.delete(f"{run_id}/{REWINDING}")
+        if drop_done:
+            repo.delete(f"{run_id}/{REWINDING}")
         return None
     return marked[0]
 
 
-def unfinished_rewind_said(repo: ShadowRepo, store: Store, run_id: str) -> str | None:
+def unfinished_rewind_said(
+    repo: ShadowRepo, store: Store, run_id: str, *, drop_done: bool = True
+) -> str | None:
     """What to do about an unfinished rewind of the run (:func:`unfinished_rewind`)."""
-    begun = unfinished_rewind(repo, store, run_id)
+    begun = unfinished_rewind(repo, store, run_id, drop_done=drop_done)
     if begun is None:
         return None
     kept = _kept_name(repo, run_id, begun.commit) or begun.commit[:12]
