@@ -9,8 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import sqlite3
 import stat
 import threading
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -274,6 +276,19 @@ def test_device_tokens_end_with_logout_everywhere_a_new_invitation_and_age(
     assert not spared(locked_with(old))
 
 
+def test_an_older_trestle_sharing_the_file_still_counts_its_wrong_passwords(
+    accounts: Accounts,
+) -> None:
+    # the device tokens came as a new table: a column added to failures made an older
+    # Trestle's `INSERT INTO failures VALUES (?, ?)` fail, so it counted no guess at all
+    accounts.accept(accounts.invite("alice").token, PASSWORD)
+    with closing(sqlite3.connect(accounts.path)) as older, older:
+        for n in range(FAILURES_MOST):
+            older.execute("INSERT INTO failures VALUES (?, ?)", ("alice", 1_000_000.0 + n))
+    with pytest.raises(LoginRefused, match="too many wrong passwords for 'alice': try"):
+        accounts.login("alice", PASSWORD)
+
+
 def test_guesses_sent_at_once_are_counted_one_by_one(accounts: Accounts) -> None:
     accounts.accept(accounts.invite("alice").token, PASSWORD)
     said: list[str] = []
@@ -415,7 +430,9 @@ def test_the_device_token_reaches_only_the_sessions_pages_and_lifts_a_lockout(
     served: Served,
 ) -> None:
     alice = join(served, "alice")
-    [cookie] = [c for c in alice.cookies.jar if c.name == "trestle_device"]
+    # named after the session's address: another port can set a cookie of any other name
+    device_cookie = f"trestle_device_{pages(alice).rpartition('/')[2]}"
+    [cookie] = [c for c in alice.cookies.jar if c.name == device_cookie]
     assert cookie.path == pages(alice) and not cookie.has_nonstandard_attr("HttpOnly")
     [session] = [c for c in alice.cookies.jar if c.name.startswith(SESSION_COOKIE)]
     assert session.path == pages(alice) and session.has_nonstandard_attr("HttpOnly")
@@ -435,7 +452,7 @@ def test_the_device_token_reaches_only_the_sessions_pages_and_lifts_a_lockout(
     )
     enter(browser, answer)
     assert "acting as dashboard:alice" in browser.get("/").text
-    renewed = [c.value for c in browser.cookies.jar if c.name == "trestle_device"]
+    renewed = [c.value for c in browser.cookies.jar if c.name.startswith("trestle_device_")]
     assert renewed and renewed != [cookie.value]
 
 

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -547,7 +548,14 @@ def test_a_lockout_another_program_causes_spares_the_persons_own_browser(
         # the device token moved from its cookie into the origin's storage
         kept = stored_device(page)
         assert kept is not None and len(kept) > 30
-        assert not [c for c in page.context.cookies() if c["name"] == "trestle_device"]
+        assert not [c for c in page.context.cookies() if c["name"].startswith("trestle_device")]
+        # a page on another port sets a device cookie for the whole host: the dashboard's
+        # pages took it for the login's, kept the planted token, and alice was locked out
+        with serving(_Planter) as elsewhere:
+            session_page = page.url
+            page.goto(elsewhere)
+            page.goto(session_page)
+        assert stored_device(page) == kept
         page.get_by_role("button", name="Log out", exact=True).click()
         # another program on the host (a step that keeps the network) guesses alice's
         # password until the name is locked: a form and its cookie, a forged Origin
@@ -569,6 +577,34 @@ def test_a_lockout_another_program_causes_spares_the_persons_own_browser(
         log_in_as_alice(page, ui)  # the browser alice logged in with before is not held back
         expect(page.get_by_text("acting as dashboard:alice")).to_be_visible()
         assert stored_device(page, other_than=kept) is not None  # and its token was renewed
+
+
+@contextmanager
+def serving(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Another server on a free port of 127.0.0.1, answering with ``handler``: its URL."""
+    elsewhere = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=elsewhere.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{elsewhere.server_address[1]}"
+    finally:
+        elsewhere.shutdown()
+
+
+class _Planter(http.server.BaseHTTPRequestHandler):
+    """Another server on 127.0.0.1 that sets cookies for the whole host, as any port may."""
+
+    def do_GET(self) -> None:
+        body = b"<!doctype html><title>docs preview</title>"
+        self.send_response(200)
+        for name in ("trestle_device", "trestle_device_0"):
+            self.send_header("Set-Cookie", f"{name}=alice:planted-elsewhere; Path=/; Max-Age=3600")
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
 
 
 class _Elsewhere(http.server.BaseHTTPRequestHandler):
@@ -597,33 +633,28 @@ def test_another_port_of_the_host_gets_no_cookie_to_act_with(tmp_path: Path, pag
     waiting = trestle("run", str(plan), "--store", str(store), "--no-live", cwd=tmp_path)
     assert waiting.returncode == 3, waiting.stdout + waiting.stderr
     run_id = run_ids(store)[0]
-    elsewhere = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Elsewhere)
-    threading.Thread(target=elsewhere.serve_forever, daemon=True).start()
-    other = f"http://127.0.0.1:{elsewhere.server_address[1]}"
-    try:
-        with dashboard(store) as ui:
-            at = ui.log_in(page)
-            expect(waiting_card(page, at)).to_contain_text("deploy")
-            invited = trestle("people", "invite", "bob", cwd=tmp_path)
-            url = re.search(r"(http://\S+/invite\?token=\S+)", invited.stdout)
-            assert url is not None, invited.stdout + invited.stderr
-            page.goto(url.group(1))  # bob's invitation, opened: its token now in a cookie
-            expect(page.get_by_role("heading", name="Join as bob")).to_be_visible()
-            for path in ("/", "/inbox", "/login", "/invite", "/s/"):
-                page.goto(other + path)
-            got = [c for c in _Elsewhere.cookies if c]
-            assert not any("trestle_session" in c or "trestle_invite" in c for c in got), got
-            # what it has is no credential: the cookies of the dashboard's origin
-            sent = "; ".join(got)
-            with httpx.Client(base_url=ui.base, follow_redirects=False) as thief:
-                forged = thief.post(
-                    f"inbox/{run_id}.1/approve",
-                    headers={"origin": ui.origin, "cookie": sent},
-                    data={"csrf": "x"},
-                )
-                assert forged.status_code in (401, 403), forged.text
-    finally:
-        elsewhere.shutdown()
+    with serving(_Elsewhere) as other, dashboard(store) as ui:
+        at = ui.log_in(page)
+        expect(waiting_card(page, at)).to_contain_text("deploy")
+        invited = trestle("people", "invite", "bob", cwd=tmp_path)
+        url = re.search(r"(http://\S+/invite\?token=\S+)", invited.stdout)
+        assert url is not None, invited.stdout + invited.stderr
+        page.goto(url.group(1))  # bob's invitation, opened: its token now in a cookie
+        expect(page.get_by_role("heading", name="Join as bob")).to_be_visible()
+        for path in ("/", "/inbox", "/login", "/invite", "/s/"):
+            page.goto(other + path)
+        got = [c for c in _Elsewhere.cookies if c]
+        ours = ("trestle_session", "trestle_invite", "trestle_device")
+        assert not any(name in c for c in got for name in ours), got
+        # what it has is no credential: the cookies of the dashboard's origin
+        sent = "; ".join(got)
+        with httpx.Client(base_url=ui.base, follow_redirects=False) as thief:
+            forged = thief.post(
+                f"inbox/{run_id}.1/approve",
+                headers={"origin": ui.origin, "cookie": sent},
+                data={"csrf": "x"},
+            )
+            assert forged.status_code in (401, 403), forged.text
     assert decisions(store, run_id) == []
 
 

@@ -91,7 +91,9 @@ MIGRATIONS = (
         name TEXT NOT NULL REFERENCES people(name) ON DELETE CASCADE,
         expires REAL NOT NULL
     );
-    ALTER TABLE failures ADD COLUMN device TEXT;  -- the hash of a known device token, or NULL
+    -- wrong passwords sent with a known device token: a table of their own, so an
+    -- older Trestle sharing the file still counts its own in failures
+    CREATE TABLE device_failures (device TEXT NOT NULL, at REAL NOT NULL);
     """,
 )
 
@@ -277,7 +279,8 @@ class Accounts:
         browser, and a stolen token buys no more guesses than a lockout allows."""
         now = self.clock()
         with self._db() as db:
-            db.execute("DELETE FROM failures WHERE at <= ?", (now - LOCKOUT,))
+            for table in ("failures", "device_failures"):
+                db.execute(f"DELETE FROM {table} WHERE at <= ?", (now - LOCKOUT,))
             db.execute("DELETE FROM devices WHERE expires <= ?", (now,))
             known = None
             if (
@@ -287,8 +290,12 @@ class Accounts:
                 ).fetchone()
             ):
                 known = _hash(device)
+            # the device's own wrong passwords, or the name's
+            table, column, value = (
+                ("device_failures", "device", known) if known else ("failures", "name", name)
+            )
             failed = db.execute(
-                "SELECT COUNT(*) FROM failures WHERE name = ? AND device IS ?", (name, known)
+                f"SELECT COUNT(*) FROM {table} WHERE {column} = ?", (value,)
             ).fetchone()
             if failed[0] >= FAILURES_MOST:
                 raise LoginRefused(
@@ -303,10 +310,9 @@ class Accounts:
             # one and no more than FAILURES_MOST get through
             right = verify_password(password, stored or _DUMMY)
             if stored is not None and right:
-                db.execute("DELETE FROM failures WHERE name = ? AND device IS ?", (name, known))
+                db.execute(f"DELETE FROM {table} WHERE {column} = ?", (value,))
                 return self._open_session(db, name, device=known)
-            # kept: no raise inside
-            db.execute("INSERT INTO failures VALUES (?, ?, ?)", (name, now, known))
+            db.execute(f"INSERT INTO {table} VALUES (?, ?)", (value, now))  # kept: no raise
         raise LoginRefused("wrong name or password")
 
     def session(self, session_id: str, *, touch: bool = True) -> Login:

@@ -40,7 +40,9 @@ WRONG_PASSWORD_DELAY = 1.0  # seconds a wrong password waits before it is answer
 LOGIN_COOKIE = "trestle_login"  # the login form's CSRF token, before there is a session
 INVITE_COOKIE = "trestle_invite"  # an invitation's token, moved out of the URL
 # a new device token on its way to the browser's storage (static/pages.js moves it), sent
-# only to the new session's pages, which no other port knows the address of
+# only to the new session's pages, which no other port knows the address of; named after
+# them too ("_" and the address's key), as another port may set a cookie of any other
+# name for the whole host, which the page would read
 DEVICE_COOKIE = "trestle_device"
 
 
@@ -59,7 +61,7 @@ def add_login_routes(
         # from the script of a page a link from elsewhere led to (an invitation's)
         if session.device is not None:
             response.set_cookie(
-                DEVICE_COOKIE,
+                f"{DEVICE_COOKIE}_{session.pages.rpartition('/')[2]}",
                 f"{session.user}:{session.device}",
                 samesite="lax",
                 path=session.pages,

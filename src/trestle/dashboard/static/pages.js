@@ -26,12 +26,15 @@ if (pages) {
 
 // A login just made sends the browser a device token (NAME:TOKEN), which spares it a
 // lockout of NAME that someone else's wrong passwords caused: the login form sends it
-// back (login.js). It comes in a cookie only this session's pages get, and moves into
-// this origin's storage, which no other port can read.
+// back (login.js). It comes in a cookie only this session's pages get, named after their
+// address (a page on another port can set a cookie of any other name for the whole
+// host, and it would be read here), and moves into this origin's storage, which no other
+// port can read.
 function keepDevice(pages) {
-  const cookie = document.cookie.split("; ").find((c) => c.startsWith("trestle_device="));
+  const named = "trestle_device_" + pages.split("/").pop();
+  const cookie = document.cookie.split("; ").find((c) => c.startsWith(named + "="));
   if (!cookie) return;
-  const [name, token] = cookie.slice("trestle_device=".length).split(":");
+  const [name, token] = cookie.slice(named.length + 1).split(":");
   if (name && token) localStorage.setItem("trestle.device." + name, token);
-  document.cookie = "trestle_device=; Path=" + pages + "; Max-Age=0; SameSite=Strict";
+  document.cookie = named + "=; Path=" + pages + "; Max-Age=0; SameSite=Lax";
 }
