@@ -420,6 +420,39 @@ def test_an_answer_is_read_only_up_to_its_bound_decoded_and_never_again() -> Non
     assert all(r.headers["accept-encoding"] == "gzip, deflate" for r in server.requests)
 
 
+def test_an_event_stream_the_request_did_not_ask_for_is_bounded_whole() -> None:
+    # the client asks for no stream, so the SDK reads whatever comes whole: a server
+    # answered with a gzipped "event stream" of 2 GB and it was read whole
+    sleep = RecordingSleep()
+    with OpenAIServer() as server:
+        server.queue_raw(
+            _gzip_of_zeros(ANSWER_BYTES_MOST + (8 << 20)),
+            headers={"Content-Type": "text/event-stream", "Content-Encoding": "gzip"},
+        )
+        with pytest.raises(ProviderResponseError, match=f"more than {ANSWER_BYTES_MOST:,} bytes"):
+            _complete(_model(server, sleep))
+
+
+def test_deflate_with_or_without_its_header_is_read_and_a_broken_body_is_not_retried() -> None:
+    sleep = RecordingSleep()
+    with OpenAIServer() as server:
+        message = {"role": "assistant", "content": "packed"}
+        reply = json.dumps(server.completion(message, finish_reason="stop", usage=(9, 1))).encode()
+        raw = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)  # no zlib header, as some send
+        for body in (zlib.compress(reply), raw.compress(reply) + raw.flush()):
+            server.queue_raw(
+                body, headers={"Content-Type": "application/json", "Content-Encoding": "deflate"}
+            )
+            assert _complete(_model(server, sleep)).text == "packed"
+        server.queue_raw(
+            b"\x1f\x8b\x08\x00 not gzip at all",
+            headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+        )
+        with pytest.raises(ProviderResponseError, match="does not decode as gzip, as it said"):
+            _complete(_model(server, sleep))
+        assert len(server.requests) == 3 and sleep.calls == []
+
+
 def test_an_answer_in_an_encoding_not_asked_for_is_not_read_and_gzip_is() -> None:
     sleep = RecordingSleep()
     with OpenAIServer() as server:

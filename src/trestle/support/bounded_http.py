@@ -33,9 +33,12 @@ class BodyRefused(httpx2.StreamError):
     encoding it did not ask for."""
 
 
-def bounded_hooks(limit: int, what: str) -> dict[str, list[Hook]]:
+def bounded_hooks(limit: int, what: str, *, streams: bool = False) -> dict[str, list[Hook]]:
     """A client's ``event_hooks`` that read each answer of ``what`` (a server, named
-    in the refusal) up to ``limit`` decoded bytes."""
+    in the refusal) up to ``limit`` decoded bytes. With ``streams``, an event stream is
+    not limited as a whole (its reader bounds each event); without, the answer's type
+    changes nothing: a client that asks for no stream reads whatever comes whole, and
+    a server answered a model's request with a 2 GB "event stream"."""
 
     async def ask(request: httpx2.Request) -> None:
         request.headers["accept-encoding"] = ASKED
@@ -50,10 +53,11 @@ def bounded_hooks(limit: int, what: str) -> dict[str, list[Hook]]:
                 f"({', '.join(encodings)}; it asks for {ASKED}); it was not read"
             )
         kind = response.headers.get("content-type", "").lower()
-        whole = None if kind.startswith("text/event-stream") else limit
+        whole = None if streams and kind.startswith("text/event-stream") else limit
         stream = response.stream
         assert isinstance(stream, httpx2.AsyncByteStream)
-        response.stream = _Decoded(stream, bool(encodings), whole, what)
+        encoding = encodings[0] if encodings else None
+        response.stream = _Decoded(stream, encoding, whole, what)
         if encodings:  # decoded here: httpx must not decode it again
             del response.headers["content-encoding"]
             response.headers.pop("content-length", None)
@@ -63,11 +67,13 @@ def bounded_hooks(limit: int, what: str) -> dict[str, list[Hook]]:
 
 class _Decoded(httpx2.AsyncByteStream):
     def __init__(
-        self, inner: httpx2.AsyncByteStream, encoded: bool, limit: int | None, what: str
+        self, inner: httpx2.AsyncByteStream, encoding: str | None, limit: int | None, what: str
     ) -> None:
         self._inner, self._limit, self._what = inner, limit, what
-        # gzip or zlib, told apart by their headers
-        self._decoder = zlib.decompressobj(zlib.MAX_WBITS | 32) if encoded else None
+        self._encoding = encoding
+        # gzip or zlib, told apart by their headers; deflate may also come raw, with none
+        self._decoder = zlib.decompressobj(zlib.MAX_WBITS | 32) if encoding else None
+        self._raw_tried = encoding != "deflate"
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         seen = 0
@@ -90,9 +96,15 @@ class _Decoded(httpx2.AsyncByteStream):
             try:
                 out = self._decoder.decompress(data, PIECE)
             except zlib.error as exc:
-                raise httpx2.DecodingError(
-                    f"{self._what}: its answer did not decode: {exc}"
+                if not self._raw_tried:  # deflate without zlib's header, as some send it
+                    self._raw_tried = True
+                    self._decoder = zlib.decompressobj(-zlib.MAX_WBITS)
+                    continue
+                raise BodyRefused(
+                    f"{self._what} answered with a body that does not decode as "
+                    f"{self._encoding}, as it said ({exc})"
                 ) from None
+            self._raw_tried = True  # its header was read: it is what it said
             data = self._decoder.unconsumed_tail
             if out:
                 yield out

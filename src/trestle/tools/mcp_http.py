@@ -32,7 +32,9 @@ async def http_streams(url: str, *, limit: int, what: str) -> AsyncIterator[tupl
     from mcp.client.streamable_http import streamable_http_client
 
     async with (
-        httpx2.AsyncClient(timeout=TIMEOUT, event_hooks=bounded_hooks(limit, what)) as client,
+        httpx2.AsyncClient(
+            timeout=TIMEOUT, event_hooks=bounded_hooks(limit, what, streams=True)
+        ) as client,
         streamable_http_client(url, http_client=client) as streams,
     ):
         yield streams
