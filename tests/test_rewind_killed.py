@@ -117,3 +117,14 @@ def test_a_rewind_put_back_by_hand_lets_the_run_be_resumed(world: World) -> None
     resumed = world.cli("resume", run_id, "--no-live")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert (world.ws / "b.txt").read_text() == "b\n"
+
+
+def test_a_step_named_like_the_mark_is_a_step(world: World) -> None:
+    # the mark was RUN/rewinding: a step named "rewinding" had its checkpoints read as
+    # a rewind cut short (its resume refused) and deleted with the mark
+    run_id = world.run(PLAN.replace("id: a", "id: rewinding").replace("[a]", "[rewinding]"))
+    assert "cut short" not in world.ok("show", run_id)
+    world.ok("rewind", run_id, "--to", "b", "--yes")
+    world.ok("resume", run_id, "--no-live")
+    world.ok("rewind", run_id, "--to", "rewinding", "--yes")  # its checkpoints are still there
+    assert not (world.ws / "a.txt").exists()

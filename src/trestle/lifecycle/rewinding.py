@@ -40,8 +40,10 @@ from trestle.store.base import Owner, Store
 from trestle.workspace.shadow import RestoreResult, ShadowRepo, SnapshotRef
 from trestle.workspace.shadow_files import is_rules_file
 
-# RUN/rewinding points at what a rewind kept while it has not yet recorded what it did
-REWINDING = "rewinding"
+# RUN/rewind+begun points at what a rewind kept while it has not yet recorded what it
+# did: a '+' no step id holds (a step named "rewinding" had its checkpoints taken for
+# the mark, and deleted with it)
+REWINDING = "rewind+begun"
 
 
 @dataclass(frozen=True)
