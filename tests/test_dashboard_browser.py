@@ -485,6 +485,16 @@ def test_approving_similar_says_what_it_covers_and_covers_only_that(
 PASSWORD = "correct horse battery"
 
 
+@contextmanager
+def alice_joined(tmp_path: Path, page: Page) -> Iterator[Dashboard]:
+    """A real ``trestle ui`` over an empty store, alice joined in ``page``."""
+    store = tmp_path / "trestle.db"
+    SqliteStore(store).close()
+    with dashboard(store) as ui:
+        join_as_alice(page, ui, tmp_path)
+        yield ui
+
+
 def join_as_alice(page: Page, ui: Dashboard, cwd: Path) -> None:
     """alice invited with the CLI, and joining through her invitation in ``page``."""
     invited = trestle("people", "invite", "alice", cwd=cwd)
@@ -522,10 +532,7 @@ def log_in_as_alice(page: Page, ui: Dashboard) -> None:
 def test_a_teammate_joins_by_invitation_and_logs_out_everywhere(
     tmp_path: Path, page: Page, browser: Browser
 ) -> None:
-    store = tmp_path / "trestle.db"
-    SqliteStore(store).close()
-    with dashboard(store) as ui:
-        join_as_alice(page, ui, tmp_path)
+    with alice_joined(tmp_path, page) as ui:
         laptop = browser.new_context(viewport=DESKTOP)
         try:
             log_in_as_alice(other := laptop.new_page(), ui)
@@ -541,10 +548,7 @@ def test_a_teammate_joins_by_invitation_and_logs_out_everywhere(
 def test_a_lockout_another_program_causes_spares_the_persons_own_browser(
     tmp_path: Path, page: Page, browser: Browser
 ) -> None:
-    store = tmp_path / "trestle.db"
-    SqliteStore(store).close()
-    with dashboard(store) as ui:
-        join_as_alice(page, ui, tmp_path)
+    with alice_joined(tmp_path, page) as ui:
         # the device token moved from its cookie into the origin's storage
         kept = stored_device(page)
         assert kept is not None and len(kept) > 30
@@ -590,33 +594,19 @@ def serving(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
         elsewhere.shutdown()
 
 
-class _Planter(http.server.BaseHTTPRequestHandler):
-    """Another server on 127.0.0.1 that sets cookies for the whole host, as any port may."""
-
-    def do_GET(self) -> None:
-        body = b"<!doctype html><title>docs preview</title>"
-        self.send_response(200)
-        for name in ("trestle_device", "trestle_device_0"):
-            self.send_header("Set-Cookie", f"{name}=alice:planted-elsewhere; Path=/; Max-Age=3600")
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 class _Elsewhere(http.server.BaseHTTPRequestHandler):
     """Another server on 127.0.0.1 (one a step with the network started, or another
     user's): notes the cookies a browser sends it."""
 
     cookies: list[str] = []
+    planted: tuple[str, ...] = ()  # the cookies it sets (Set-Cookie values)
 
     def do_GET(self) -> None:
         type(self).cookies.append(self.headers.get("Cookie", ""))
         body = b'<!doctype html><title>docs preview</title><img src="/favicon.ico">'
         self.send_response(200)
+        for cookie in self.planted:
+            self.send_header("Set-Cookie", cookie)
         self.send_header("Content-Type", "text/html")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -624,6 +614,16 @@ class _Elsewhere(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         pass
+
+
+class _Planter(_Elsewhere):
+    """One that sets cookies for the whole host, as any port may."""
+
+    cookies: list[str] = []
+    planted = tuple(
+        f"{name}=alice:planted-elsewhere; Path=/; Max-Age=3600"
+        for name in ("trestle_device", "trestle_device_0")
+    )
 
 
 def test_another_port_of_the_host_gets_no_cookie_to_act_with(tmp_path: Path, page: Page) -> None:
