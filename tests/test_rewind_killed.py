@@ -33,6 +33,9 @@ die = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
 if moment == "before-record":  # every file put back, run_rewound not recorded
     import trestle.lifecycle.rewinding as rewinding
     rewinding.record = die
+elif moment == "after-record":  # run_rewound recorded, the mark not yet deleted
+    from trestle.workspace.shadow import ShadowRepo
+    ShadowRepo.delete = die
 else:  # the files to go deleted, none written back
     from trestle.workspace.shadow import ShadowRepo
     ShadowRepo._write_back = die
@@ -128,3 +131,12 @@ def test_a_step_named_like_the_mark_is_a_step(world: World) -> None:
     world.ok("resume", run_id, "--no-live")
     world.ok("rewind", run_id, "--to", "rewinding", "--yes")  # its checkpoints are still there
     assert not (world.ws / "a.txt").exists()
+
+
+def test_a_rewind_killed_after_it_recorded_is_done(world: World) -> None:
+    run_id = world.run(PLAN)
+    assert killed(world, "after-record", "rewind", run_id, "--to", "b", "--yes") == -9
+    assert "cut short" not in world.ok("show", run_id)  # its mark is left, and read as done
+    world.ok("resume", run_id, "--no-live")  # which drops it
+    assert (world.ws / "b.txt").read_text() == "b\n"
+    assert world.ok("checkpoints", run_id).count(" kept ") == 1

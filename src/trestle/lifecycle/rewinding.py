@@ -44,6 +44,7 @@ from trestle.workspace.shadow_files import is_rules_file
 # did: a '+' no step id holds (a step named "rewinding" had its checkpoints taken for
 # the mark, and deleted with it)
 REWINDING = "rewind+begun"
+RECENT = 64  # the last events in which a rewind's run_rewound is looked for
 
 
 @dataclass(frozen=True)
@@ -268,8 +269,10 @@ def unfinished_rewind(
     marked = repo.list(f"{run_id}/{REWINDING}")
     if not marked:
         return None
-    last = store.events(run_id, after=store.run(run_id).last_seq - 1)
-    if last and isinstance(last[0].event, RunRewound) and last[0].event.safety == marked[0].commit:
+    # recorded, then killed before the mark went: its run_rewound is among the last
+    # events (a budget's raise may be recorded after it without a drive)
+    recent = store.events(run_id, after=max(0, store.run(run_id).last_seq - RECENT))
+    if any(isinstance(e.event, RunRewound) and e.event.safety == marked[0].commit for e in recent):
         if drop_done:
             repo.delete(f"{run_id}/{REWINDING}")
         return None
