@@ -19,7 +19,7 @@ import random
 import socket
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, ClassVar
@@ -157,17 +157,23 @@ def wrong_address(exc: BaseException, url: str) -> str | None:
     """Why ``url`` cannot be reached, when the failure behind ``exc`` says the address
     is wrong (the connection refused, the host unknown); None for anything a retry may
     fix (a reset, a timeout)."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
+    for current in _chain(exc):
         if isinstance(current, ConnectionRefusedError):
             return f"cannot connect to {url!r}: connection refused (is the server running there?)"
         if isinstance(current, socket.gaierror):
             host = urlsplit(url).hostname
             return f"cannot connect to {url!r}: host {host!r} not found ({current.strerror})"
-        current = current.__cause__ or current.__context__
     return None
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what it was raised from or during, each once."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
 
 
 def unreachable(url: str, *, timeout: float = 3.0) -> str | None:
@@ -207,14 +213,7 @@ def _refused_body(exc: BaseException) -> str | None:
     for), if that is what failed."""
     from trestle.support.bounded_http import BodyRefused
 
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, BodyRefused):
-            return str(current)
-        current = current.__cause__ or current.__context__
-    return None
+    return next((str(e) for e in _chain(exc) if isinstance(e, BodyRefused)), None)
 
 
 def translate_sdk_error(

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from trestle.core.errors import ConfigError
 from trestle.core.globs import glob_regex
+from trestle.support.walk import walk
 from trestle.workspace.beneath import is_real_dir
 from trestle.workspace.left_out import human_size
 
@@ -373,21 +374,12 @@ def snapshot_name_problem(name: str) -> str:
 
 
 def _files_under(directory: Path, rel: str) -> Iterator[str]:
-    """Files and symlinks under ``directory``, as paths starting with ``rel``.
-
-    Walked with a list of directories still to read rather than ``os.walk``, which
-    recurses a level per directory: a step's tree 1,500 deep raised ``RecursionError``.
-    """
-    waiting = [(os.fspath(directory), rel)]
-    while waiting:
-        path, prefix = waiting.pop()
-        try:
-            found = os.scandir(path)
-        except OSError:  # gone, or unreadable: passed over, as os.walk does
-            continue
-        with found:
-            for item in found:
-                if item.is_dir(follow_symlinks=False):
-                    waiting.append((item.path, f"{prefix}/{item.name}"))
-                else:
-                    yield f"{prefix}/{item.name}"
+    """Files and symlinks under ``directory``, as paths starting with ``rel``: walked
+    without recursion (:mod:`trestle.support.walk`), as a step's tree 1,500 deep raised
+    ``RecursionError`` in ``os.walk``."""
+    top = os.fspath(directory)
+    for folder, _, files in walk(top):
+        inner = folder[len(top) + 1 :]
+        base = f"{rel}/{inner}" if inner else rel
+        for name in files:
+            yield f"{base}/{name}"
