@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 
 from trestle.core.events import CheckResult
 from trestle.core.plan import (
@@ -30,7 +29,7 @@ from trestle.execution.actions import (
 )
 from trestle.support.regex_child import search_within
 from trestle.support.step_threads import StepThreads
-from trestle.workspace.beneath import Refused, open_beneath, read_regular
+from trestle.workspace.beneath import Refused, exists_beneath, read_regular
 
 ACTUAL_LIMIT = 500
 REGEX_SECONDS = 20.0  # a file_contains regex's search, in a child stopped past it
@@ -82,37 +81,11 @@ def _exists(ctx: StepContext, path: str) -> str:
     try:
         root = ctx.workspace.resolve()
         relative = os.path.relpath(jailed(root, path, follow_links=False), root)
-        root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            return _found_beneath(root_fd, relative, path)
-        finally:
-            os.close(root_fd)
-    except (FileNotFoundError, NotADirectoryError):
-        return "missing"
+        return "exists" if exists_beneath(root, relative) else "missing"
+    except Refused as exc:
+        return f"refused: {path}: {exc}"
     except (OSError, ValueError) as exc:
         return str(exc)
-
-
-def _found_beneath(root_fd: int, relative: str, path: str) -> str:
-    """Whether ``relative`` is there, looked for beneath the workspace: a directory on
-    the way that a link leads out of refuses it (``ln -s /root dist``: a check of
-    ``dist/...`` answered what exists where the sandbox hides it). A link out of the
-    workspace as the last part exists, where it leads is not looked at: a virtualenv's
-    ``bin/python`` is one, and whether a file it names outside exists is no oracle."""
-    try:
-        os.close(open_beneath(root_fd, relative, os.O_PATH | os.O_CLOEXEC))
-        return "exists"
-    except Refused as exc:
-        parent, name = os.path.split(relative)
-        try:
-            folder = open_beneath(root_fd, parent or ".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        except Refused:
-            return f"refused: {path}: {exc}"
-        try:
-            link = stat.S_ISLNK(os.stat(name, dir_fd=folder, follow_symlinks=False).st_mode)
-        finally:
-            os.close(folder)
-        return "exists" if link else f"refused: {path}: {exc}"
 
 
 def _contains(ctx: StepContext, check: FileContainsCheck, what: str) -> CheckResult:

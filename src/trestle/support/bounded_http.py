@@ -6,9 +6,10 @@ body, or with a 2 MB gzip that decodes to 2 GB, held the driver's memory (4.2 GB
 model answer). :func:`bounded_hooks` gives a client event hooks that ask only for gzip
 or deflate, decode each body here, a piece at a time, and fail the read past ``limit``
 decoded bytes, naming ``what`` answered and the limit. A body in an encoding that was
-not asked for is not read at all. An event stream (``text/event-stream``) is decoded
-the same way but not limited as a whole: it may stay open for a whole session, and its
-reader bounds each event.
+not asked for, or that does not decode as it says, is not read on. For a client that
+reads event streams (MCP's), one (``text/event-stream``) is decoded the same way but not
+limited as a whole: it may stay open for a whole session, and its reader bounds each
+event; for one that asks for none (a model's), the type changes nothing.
 
 Event hooks, not a transport: a client's proxies (``HTTPS_PROXY``) get transports of
 their own, which a wrapped transport would not cover.

@@ -174,6 +174,33 @@ def opened(root: Path, path: str, flags: int = os.O_RDONLY) -> Iterator[int]:
         os.close(fd)
 
 
+def exists_beneath(root: Path, path: str) -> bool:
+    """Whether ``path`` is there beneath ``root``. A directory on the way that a link
+    leads out of raises :class:`Refused` (``ln -s /root dist``: ``dist/...`` answered what
+    exists where the sandbox hides it). A link out as the last part is there, and where
+    it leads is not looked at: a virtualenv's ``bin/python`` is one, and whether what a
+    link names outside exists tells nothing."""
+    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        try:
+            os.close(open_beneath(root_fd, path, os.O_PATH | os.O_CLOEXEC))
+            return True
+        except Refused:
+            parent, name = os.path.split(path)
+            folder = open_beneath(root_fd, parent or ".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                info = os.stat(name, dir_fd=folder, follow_symlinks=False)
+            finally:
+                os.close(folder)
+            if not stat.S_ISLNK(info.st_mode):
+                raise
+            return True
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    finally:
+        os.close(root_fd)
+
+
 def read_regular(root: Path, path: str, limit: int) -> bytes:
     """The bytes of a regular file beneath ``root``, at most ``limit`` of them.
 
