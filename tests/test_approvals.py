@@ -43,6 +43,7 @@ from trestle.core.state import RunState
 from trestle.engines.local import LocalEngine
 from trestle.formats.planfile import parse_plan
 from trestle.formats.policyfile import parse_policy
+from trestle.lifecycle import approvals as approvals_module
 from trestle.lifecycle.approvals import inbox, submit_decision
 from trestle.lifecycle.cancel import cancel_run
 from trestle.lifecycle.feedback import feedback
@@ -670,6 +671,35 @@ def test_a_rejection_needs_a_reason_and_a_decision_is_made_once(h: Harness) -> N
     with pytest.raises(ConfigError, match=r"was already decided \(approved by "):
         submit_decision(h.store, f"{run_id}.1", "reject", reason="too late")
     assert h.lines("deploys.log") == ["deployed"]
+
+
+def test_of_two_decisions_made_at_once_one_is_queued_and_the_other_refused(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the other decider queues theirs between this one's look at the queue and its own
+    # queueing (signing comes between them): both were told "queued" before
+    run_id = h.create(
+        """
+        steps:
+          - {id: deploy, run: echo deployed >> deploys.log, irreversible: true}
+        """
+    )
+    h.run(run_id)
+    meanwhile = [lambda: submit_decision(h.store, f"{run_id}.1", "approve", reason="ship it")]
+    real_payload = approvals_module.signed_payload
+
+    def signed_while_another_decides(*args: object, **kwargs: object) -> str:
+        if meanwhile:
+            meanwhile.pop()()
+        return real_payload(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(approvals_module, "signed_payload", signed_while_another_decides)
+    with pytest.raises(ConfigError, match="was already decided; the run records it"):
+        submit_decision(h.store, f"{run_id}.1", "reject", reason="not today")
+    assert len(h.store.pending_requests(run_id)) == 1
+    h.run(run_id)
+    assert h.lines("deploys.log") == ["deployed"]
+    assert not [e for e in h.events(run_id) if isinstance(e, ApprovalRefused)]
 
 
 def test_a_modified_action_runs_instead_of_the_original(h: Harness) -> None:

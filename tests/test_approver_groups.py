@@ -198,6 +198,27 @@ def test_two_distinct_approvers_neither_the_starter(people: dict[str, Person]) -
     assert "approved " in sam("log", run_id).stdout
 
 
+def test_each_approver_queues_theirs_before_the_run_records_any(
+    people: dict[str, Person],
+) -> None:
+    # nobody drives the run between the approves: the second was refused as "already
+    # decided" before, so a two-person approval needed a resume between its two people
+    sam, alice, bob, mallory = (people[n] for n in ("sam", "alice", "bob", "mallory"))
+    run_id = _start(sam, _policy(people, ("sam", "alice", "bob", "mallory"), approvals=2))
+    _decide(alice, run_id)
+    again = alice("approve", f"{run_id}.1")
+    assert again.returncode == 2
+    assert "your decision on it is queued already" in flat(again.stderr)
+    _decide(bob, run_id)
+    third = mallory("approve", f"{run_id}.1")
+    assert third.returncode == 2
+    assert "was already decided; the run records it when it next runs" in flat(third.stderr)
+    _resume(sam, run_id, 0)
+    assert (sam.dir / "deploys.log").read_text() == "deployed\n"
+    [decided] = [r for r in _export(sam) if r["decision"] == "approved"]
+    assert decided["approvers"] == ["alice", "bob"]
+
+
 def test_a_plan_cannot_name_approvers(people: dict[str, Person]) -> None:
     sam = people["sam"]
     sam.write(

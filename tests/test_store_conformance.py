@@ -54,6 +54,7 @@ from trestle.formats.planfile import parse_plan
 from trestle.lifecycle import runs as runs_module
 from trestle.lifecycle.runs import create_run
 from trestle.store import Appended, InMemoryStore, Owner, Snapshot, SqliteStore, Store
+from trestle.store.base import Request
 from trestle.store.location import open_store
 from trestle.store.sqlite import MIGRATIONS
 
@@ -483,6 +484,25 @@ def test_requests_wait_in_order_per_run(store: Store, run_id: str) -> None:
         (second, run_id, "skip", "deploy", "not today ✓", 102.0),
     ]
     assert [r.step for r in store.pending_requests("other-run")] == ["deploy"]
+
+
+def test_a_request_asked_first_is_queued_only_if_the_pending_ones_allow(
+    store: Store, run_id: str
+) -> None:
+    first = store.add_request(run_id, "skip", "deploy", "not today", now=101.0)
+    seen: list[list[str]] = []
+
+    def unless(pending: list[Request]) -> str | None:
+        seen.append([r.reason for r in pending])
+        return "deploy is already decided" if any(r.step == "deploy" for r in pending) else None
+
+    before = snapshot_of(store, run_id)
+    with pytest.raises(ConfigError, match="deploy is already decided"):
+        store.add_request(run_id, "retry", "deploy", "again", now=102.0, unless=unless)
+    assert snapshot_of(store, run_id) == before
+    second = store.add_request(run_id, "retry", "build", "b", now=103.0, unless=lambda _: None)
+    assert seen == [["not today"]]
+    assert [r.id for r in store.pending_requests(run_id)] == [first, second]
 
 
 def test_requests_are_consumed_only_with_a_committed_append(store: Store, run_id: str) -> None:

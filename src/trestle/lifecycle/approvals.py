@@ -47,7 +47,7 @@ from trestle.core.step_state import ApprovalState
 from trestle.lifecycle.doorbell import ring
 from trestle.lifecycle.runs import Vet, load_state, readable_states, refuse_if_cancelled
 from trestle.presentation.diffs import unified
-from trestle.store.base import Request, Store
+from trestle.store.base import Refusal, Request, Store
 from trestle.trust.identity import decision_fields, with_identity
 from trestle.trust.signing import decision_key, signed_payload
 from trestle.trust.step_origin import inside_a_step
@@ -181,11 +181,6 @@ def queue_decision(
     full = approval_ref(state.run_id, number)
     if a.status != "pending":
         raise ConfigError(f"approval {full!r} was already decided ({a.status} by {a.by})")
-    if decision_queued(store, state.run_id, number):
-        raise ConfigError(
-            f"approval {full!r} was already decided; the run records it when it next runs "
-            f"(`trestle resume {state.run_id}`)"
-        )
     if verdict == "reject" and not reason.strip():
         raise ConfigError(f"approval {full!r}: a rejection needs a reason (--reason)")
     if top_up is not None and not _amount(top_up):
@@ -226,8 +221,15 @@ def queue_decision(
         # dashboard account's or an MCP server's, always signs: the record names it)
         fields, signature = with_identity(fields, key=identity)
     payload = signed_payload(fields, key or decision_key(), identity=signature)
+    unless = _queued_before(state, number, full, fields.get("signer"))
     request_id = store.add_request(
-        state.run_id, "decision", a.step or "", reason, now=time.time(), payload=payload
+        state.run_id,
+        "decision",
+        a.step or "",
+        reason,
+        now=time.time(),
+        payload=payload,
+        unless=unless,
     )
     ring(store, state.run_id)
     return QueuedDecision(full, state.run_id, request_id, state.seq)
@@ -305,17 +307,48 @@ def tool_arguments(edited: Mapping[str, Any]) -> dict[str, Any]:
 def decision_queued(store: Store, run_id: str, number: int) -> bool:
     """Whether a decision on approval ``number`` of the run is queued for its driver
     (made from another terminal, the dashboard or MCP) and not yet recorded."""
-    return any(_decides(r, number) for r in store.pending_requests(run_id))
+    return any(_queued_on(r, number) for r in store.pending_requests(run_id))
 
 
-def _decides(request: Request, number: int) -> bool:
-    """Whether a queued request is a decision on approval ``number``."""
+def _queued_on(request: Request, number: int) -> dict[str, Any] | None:
+    """The fields of a queued request that decides approval ``number``, else None.
+    Not verified: the run judges them when it records them."""
     if request.kind != "decision":
-        return False
+        return None
     try:
-        return bool(json.loads(request.payload)["fields"]["approval"] == number)
+        fields = json.loads(request.payload)["fields"]
     except (ValueError, KeyError, TypeError):
-        return False  # not a genuine decision: the run will refuse it
+        return None  # not a genuine decision: the run will refuse it
+    return fields if isinstance(fields, dict) and fields.get("approval") == number else None
+
+
+def _queued_before(state: RunState, number: int, full: str, signer: object) -> Refusal:
+    """Why a decision on ``a`` by ``signer`` cannot be queued behind the decisions
+    already queued on it, asked in the transaction that would queue it: one decision
+    decides an approval, so a second was refused only when the run folded it, after
+    both deciders had been told theirs was queued. Where the operator's rule asks for
+    several approvers, each may queue theirs (their approves are counted in turn)
+    until as many are queued as it still needs."""
+    a = state.approvals[number]
+    need = max((rule.approvals for rule in covering(state, a)), default=1)
+
+    def refusal(pending: list[Request]) -> str | None:
+        queued = [f for r in pending if (f := _queued_on(r, number)) is not None]
+        if not queued:
+            return None
+        if signer is not None and any(f.get("signer") == signer for f in queued):
+            return f"approval {full!r}: your decision on it is queued already"
+        if (
+            all(f.get("verdict") == "approve" for f in queued)
+            and len(a.endorsed_by) + len(queued) < need
+        ):
+            return None
+        return (
+            f"approval {full!r} was already decided; the run records it when it next runs "
+            f"(`trestle resume {state.run_id}`)"
+        )
+
+    return refusal
 
 
 def edited_step(step: Step, edited: Mapping[str, Any]) -> Step:

@@ -12,7 +12,7 @@ has since taken the lease, so a stalled old owner cannot corrupt a run.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -120,6 +120,17 @@ class Request:
     reason: str
     created_at: float
     payload: str = ""
+
+
+# asked of a run's pending requests before another is queued: why not, or None
+Refusal = Callable[[list[Request]], str | None]
+
+
+def refuse_if(unless: Refusal | None, pending: Callable[[], list[Request]]) -> None:
+    """Raise ``unless``'s answer about the pending requests as a ConfigError (inside
+    the transaction that would queue another, so it is rolled back)."""
+    if unless is not None and (why := unless(pending())) is not None:
+        raise ConfigError(why)
 
 
 @dataclass(frozen=True)
@@ -284,7 +295,13 @@ class Store(Protocol):
         *,
         now: float,
         payload: str = "",
-    ) -> int: ...
+        unless: Refusal | None = None,
+    ) -> int:
+        """Queue a request for the run's driver; its id. With ``unless``: asked of the
+        run's pending requests in the same transaction, whose answer (not None) is
+        raised as a ConfigError and nothing is queued, so two people deciding at once
+        cannot both be told their decision is queued."""
+        ...
 
     def pending_requests(self, run_id: str) -> list[Request]: ...
 

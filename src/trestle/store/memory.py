@@ -16,12 +16,14 @@ from trestle.store.base import (
     Lease,
     Message,
     Owner,
+    Refusal,
     Request,
     RequestKind,
     RunRow,
     Snapshot,
     delivered_ids,
     owner_is_alive,
+    refuse_if,
     require_message,
     require_storable,
     require_text,
@@ -146,10 +148,12 @@ class InMemoryStore:
         *,
         now: float,
         payload: str = "",
+        unless: Refusal | None = None,
     ) -> int:
         require_storable(run_id, step=step, reason=reason, payload=payload)
         self.run(run_id)
         with self._lock:
+            refuse_if(unless, lambda: self.pending_requests(run_id))
             request = Request(
                 id=len(self._requests) + 1,
                 run_id=run_id,

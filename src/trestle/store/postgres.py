@@ -57,9 +57,11 @@ from trestle.store.base import (
     Lease,
     Message,
     Owner,
+    Refusal,
     RequestKind,
     delivered_ids,
     owner_is_alive,
+    refuse_if,
     require_message,
     require_storable,
     require_text,
@@ -71,7 +73,7 @@ from trestle.store.postgres_schema import (
     SURVEY,
     TABLES,
 )
-from trestle.store.sql_reads import SqlReads
+from trestle.store.sql_reads import PENDING, SqlReads, requests_of
 
 if TYPE_CHECKING:
     import psycopg
@@ -508,11 +510,16 @@ class PostgresStore(SqlReads):
         *,
         now: float,
         payload: str = "",
+        unless: Refusal | None = None,
     ) -> int:
         require_storable(run_id, step=step, reason=reason, payload=payload)
         no_nul(f"run {run_id!r}: the request's", step=step, reason=reason, payload=payload)
         self.run(run_id)
-        with self._tx(f"recording a {kind} request for run {run_id!r}") as cur:
+        doing = f"recording a {kind} request for run {run_id!r}"
+        # the run's lock when asking first: two such requests are queued one after the other
+        with self._tx(doing, lock=run_id if unless else None) as cur:
+            pending = in_postgres(PENDING)
+            refuse_if(unless, lambda: requests_of(cur.execute(pending, (run_id,)).fetchall()))
             row = cur.execute(
                 "INSERT INTO trestle.requests (run_id, kind, step, reason, created_at, payload) "
                 "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",

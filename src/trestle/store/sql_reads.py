@@ -40,6 +40,11 @@ RUN_COLUMNS = (
     "run_id, goal, plan_path, workspace, status, created_at, updated_at, last_seq, summary"
 )
 LEASE_COLUMNS = "owner, pid, host, token, expires_at"
+# a run's requests its driver has not yet recorded, oldest first (see requests_of)
+PENDING = (
+    "SELECT id, run_id, kind, step, reason, created_at, payload FROM requests "
+    "WHERE run_id = ? AND consumed = 0 ORDER BY id"
+)
 
 
 class SqlReads:
@@ -178,24 +183,8 @@ class SqlReads:
         return Owner(name=str(name), pid=pid, host=str(host)), token, float(expires)
 
     def pending_requests(self, run_id: str) -> list[Request]:
-        rows = self._read(
-            "SELECT id, run_id, kind, step, reason, created_at, payload FROM requests "
-            "WHERE run_id = ? AND consumed = 0 ORDER BY id",
-            run_id,
-            doing=f"reading run {run_id!r}'s requests",
-        )
-        return [
-            Request(
-                id=int(str(i)),
-                run_id=str(r),
-                kind=request_kind(str(k)),
-                step=str(s),
-                reason=str(why),
-                created_at=float(str(at)),
-                payload=str(data),
-            )
-            for i, r, k, s, why, at, data in rows
-        ]
+        rows = self._read(PENDING, run_id, doing=f"reading run {run_id!r}'s requests")
+        return requests_of(rows)
 
     # --- groups: the blackboard and the mailboxes ------------------------------------
 
@@ -258,6 +247,22 @@ def unreadable_lease(pid: object, token: object, expires: object) -> str | None:
         f"its lease row holds pid {pid!r:.40}, token {token!r:.40} and expiry "
         f"{expires!r:.40}, which are not all numbers"
     )
+
+
+def requests_of(rows: Sequence[Sequence[object]]) -> list[Request]:
+    """The requests in rows :data:`PENDING` read."""
+    return [
+        Request(
+            id=int(str(i)),
+            run_id=str(r),
+            kind=request_kind(str(k)),
+            step=str(s),
+            reason=str(why),
+            created_at=float(str(at)),
+            payload=str(data),
+        )
+        for i, r, k, s, why, at, data in rows
+    ]
 
 
 def request_kind(kind: str) -> RequestKind:

@@ -42,14 +42,16 @@ from trestle.store.base import (
     Lease,
     Message,
     Owner,
+    Refusal,
     RequestKind,
     delivered_ids,
     owner_is_alive,
+    refuse_if,
     require_message,
     require_storable,
     require_text,
 )
-from trestle.store.sql_reads import SqlReads
+from trestle.store.sql_reads import PENDING, SqlReads, requests_of
 from trestle.store.sqlite_file import (
     FileId,
     check_file,
@@ -518,10 +520,12 @@ class SqliteStore(SqlReads):
         *,
         now: float,
         payload: str = "",
+        unless: Refusal | None = None,
     ) -> int:
         require_storable(run_id, step=step, reason=reason, payload=payload)
         self.run(run_id)
         with self._tx(f"recording a {kind} request for run {run_id!r}") as db:
+            refuse_if(unless, lambda: requests_of(db.execute(PENDING, (run_id,)).fetchall()))
             cur = db.execute(
                 "INSERT INTO requests (run_id, kind, step, reason, created_at, payload) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
