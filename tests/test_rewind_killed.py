@@ -93,6 +93,15 @@ def test_a_rewind_cut_short_is_said_at_resume_and_finished_losing_nothing(
 
     shown = " ".join(world.ok("show", run_id).split())
     assert f"warning: a rewind of run '{run_id}' was cut short" in shown
+    # the run had succeeded, and health lists runs not finished: it is listed for this
+    health = world.cli("health", "--json")
+    assert health.returncode == 1, health.stdout + health.stderr
+    [listed] = json.loads(health.stdout)
+    [waits] = listed["waiting"]
+    assert (listed["run_id"], waits["kind"]) == (run_id, "rewind")
+    assert "cut short before it recorded what it did" in waits["what"]
+    assert waits["next"].startswith(f"run `trestle rewind {run_id} --to STEP` again")
+    assert "cut short" in " ".join(world.cli("health").stdout.split())
     resumed = world.cli("resume", run_id, "--no-live")
     said = " ".join(resumed.stderr.split())
     assert resumed.returncode == 2, resumed.stdout + resumed.stderr
@@ -108,6 +117,8 @@ def test_a_rewind_cut_short_is_said_at_resume_and_finished_losing_nothing(
     assert (world.ws / "b.txt").read_text() == "b\n"
     world.ok("rewind", run_id, "--to", "b", "--yes")
     assert "cut short" not in world.ok("show", run_id)
+    listed = json.loads(world.cli("health", "--json").stdout)  # reopened: not finished
+    assert not [w for r in listed for w in r["waiting"] if w["kind"] == "rewind"]
     world.ok("resume", run_id, "--no-live")  # the run goes on from the rewind
     assert (world.ws / "b.txt").read_text() == "b\n"
 
@@ -137,6 +148,7 @@ def test_a_rewind_killed_after_it_recorded_is_done(world: World) -> None:
     run_id = world.run(PLAN)
     assert killed(world, "after-record", "rewind", run_id, "--to", "b", "--yes") == -9
     assert "cut short" not in world.ok("show", run_id)  # its mark is left, and read as done
+    assert "cut short" not in world.cli("health").stdout
     world.ok("resume", run_id, "--no-live")  # which drops it
     assert (world.ws / "b.txt").read_text() == "b\n"
     assert world.ok("checkpoints", run_id).count(" kept ") == 1

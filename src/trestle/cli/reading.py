@@ -58,10 +58,10 @@ def runs(store: StoreOption = None, as_json: JsonOption = False) -> None:
 def show(run_id: RunArg, store: StoreOption = None, as_json: JsonOption = False) -> None:
     """A run's state and report."""
     from trestle.cli.listing import interrupted_notes
-    from trestle.cli.running import unfinished_rewind_note
     from trestle.core.report import build_report
     from trestle.lifecycle.approvals import trusted_state
     from trestle.lifecycle.driven import drivings
+    from trestle.lifecycle.rewinding import unfinished_rewind_note
     from trestle.presentation.wording import clip, shown
     from trestle.store.base import subtree
 

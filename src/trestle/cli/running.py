@@ -283,23 +283,11 @@ def refuse_an_unfinished_rewind(store: Store, run_id: str) -> None:
     """A ConfigError, before anything is recorded, for a run a rewind was changing when
     it was cut short: its steps would run again on a workspace half put back, while
     the run said nothing of the rewind."""
+    from trestle.lifecycle.rewinding import unfinished_rewind_note
+
     said = unfinished_rewind_note(store, run_id, drop_done=True)
     if said is not None:
         raise ConfigError(f"{said}; nothing was recorded")
-
-
-def unfinished_rewind_note(store: Store, run_id: str, *, drop_done: bool) -> str | None:
-    """What to do about a rewind of the run cut short, if there is one (see
-    :func:`trestle.lifecycle.rewinding.unfinished_rewind`)."""
-    from trestle.lifecycle.rewinding import unfinished_rewind_said
-    from trestle.workspace.shadow import ShadowRepo, shadow_dir_for
-
-    workspace = Path(store.run(run_id).workspace)
-    shadow = shadow_dir_for(store, workspace)
-    if shadow is None or not (shadow / "objects").is_dir():
-        return None
-    repo = ShadowRepo(shadow, workspace)
-    return unfinished_rewind_said(repo, store, run_id, drop_done=drop_done)
 
 
 def rebind_before_resume(

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import getpass
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,8 +37,8 @@ from trestle.lifecycle.checkpoints import (
     shadow_repo,
 )
 from trestle.lifecycle.runs import load_state, record, refuse_if_cancelled
-from trestle.store.base import Owner, Store
-from trestle.workspace.shadow import RestoreResult, ShadowRepo, SnapshotRef
+from trestle.store.base import Owner, RunRow, Store
+from trestle.workspace.shadow import RestoreResult, ShadowRepo, SnapshotRef, shadow_dir_for
 from trestle.workspace.shadow_files import is_rules_file
 
 # RUN/rewind+begun points at what a rewind kept while it has not yet recorded what it
@@ -293,6 +294,43 @@ def unfinished_rewind_said(
         f"{run_id} --to STEP` again to finish it, or put the workspace back as it was "
         f"before it with `trestle rewind {run_id} --to-checkpoint {kept}`"
     )
+
+
+def unfinished_rewind_note(store: Store, run_id: str, *, drop_done: bool) -> str | None:
+    """:func:`unfinished_rewind_said` of the run's checkpoints, where it has any."""
+    repo = _checkpoints_of(store, store.run(run_id).workspace)
+    return (
+        None if repo is None else unfinished_rewind_said(repo, store, run_id, drop_done=drop_done)
+    )
+
+
+def rewinds_cut_short(store: Store, rows: Iterable[RunRow]) -> dict[str, str]:
+    """Of the runs of ``rows``, each one a rewind was changing when it was cut short,
+    with what to do about it (:func:`unfinished_rewind_said`); each store of
+    checkpoints is listed once, not once a run, for ``trestle health``'s every run."""
+    found: dict[str, str] = {}
+    by_shadow: dict[Path | None, list[RunRow]] = {}
+    for row in rows:
+        by_shadow.setdefault(shadow_dir_for(store, Path(row.workspace)), []).append(row)
+    for shadow, runs in by_shadow.items():
+        repo = _checkpoints_of(store, runs[0].workspace) if shadow is not None else None
+        if repo is None:
+            continue
+        marked = {ref.name.removesuffix(f"/{REWINDING}") for ref in repo.list()}
+        for row in runs:
+            if row.run_id in marked:
+                said = unfinished_rewind_said(repo, store, row.run_id, drop_done=False)
+                if said is not None:
+                    found[row.run_id] = said
+    return found
+
+
+def _checkpoints_of(store: Store, workspace: str) -> ShadowRepo | None:
+    """The store of checkpoints of runs in ``workspace``, if one was ever made."""
+    shadow = shadow_dir_for(store, Path(workspace))
+    if shadow is None or not (shadow / "objects").is_dir():
+        return None
+    return ShadowRepo(shadow, Path(workspace))
 
 
 def _unused(repo: ShadowRepo, prefix: str) -> str:

@@ -20,6 +20,7 @@ from trestle.core.state import RunState
 from trestle.core.step_state import BudgetStop
 from trestle.lifecycle.approvals import vetter
 from trestle.lifecycle.driven import driving
+from trestle.lifecycle.rewinding import rewinds_cut_short
 from trestle.lifecycle.runs import readable_states
 from trestle.presentation.wording import counted
 from trestle.store.base import Lease, Store
@@ -55,7 +56,8 @@ class AlertLine(BaseModel):
 class Waiting(BaseModel):
     """Something that holds the run until a human acts, and what they run next."""
 
-    # dead_letter | escalated | approval | budget | budget_stop | alert | child | queued | forged
+    # dead_letter | escalated | approval | budget | budget_stop | alert | child | queued |
+    # forged | rewind
     kind: str
     step: str | None
     ref: str | None  # the approval, RUN.N
@@ -192,10 +194,17 @@ LOST_DRIVER = "the loss of its driver (it was killed, or its machine stopped)"
 
 
 def run_health(
-    state: RunState, lease: Lease | None, *, now: float, lease_ttl: float, queued: int = 0
+    state: RunState,
+    lease: Lease | None,
+    *,
+    now: float,
+    lease_ttl: float,
+    queued: int = 0,
+    rewinding: str | None = None,
 ) -> RunHealth:
     """One run's health from its state and lease, as of ``now``; ``queued``: requests
-    in the store's queue that no driver has read yet."""
+    in the store's queue that no driver has read yet; ``rewinding``: what to do about
+    a rewind of the run cut short (:func:`trestle.lifecycle.rewinding.rewinds_cut_short`)."""
     settings = state.monitors or DEFAULT_MONITORS
     judged = driving(state.finished or "running", state.interrupted, lease, now=now)
     alive = judged.alive
@@ -263,8 +272,20 @@ def run_health(
         steps=steps,
         budget=budget,
         alerts=alerts,
-        waiting=waiting_on_humans(state, queued if not alive else 0),
+        waiting=[
+            *_rewind_cut_short(rewinding),
+            *waiting_on_humans(state, queued if not alive else 0),
+        ],
     )
+
+
+def _rewind_cut_short(said: str | None) -> list[Waiting]:
+    """A rewind cut short as a thing that waits for a human: its note says what it
+    left and the two commands that settle it."""
+    if said is None:
+        return []
+    what, _, next_ = said.partition(": run ")
+    return [Waiting(kind="rewind", step=None, ref=None, what=what, next=f"run {next_}")]
 
 
 def health(
@@ -272,8 +293,13 @@ def health(
 ) -> list[RunHealth]:
     """Every run that has not finished (or waits on a human), newest first; runs that
     cannot be read are named in ``unreadable`` (when given) and left out."""
+    rows = store.runs()
+    # a run whatever its status, the usual one being a finished run rewound
+    cut_short = rewinds_cut_short(store, rows)
     # a run its budget stopped waits for a human too: raising the limit moves it on
-    active = [row.run_id for row in store.runs() if row.status in (*ACTIVE, "stopped")]
+    active = [
+        row.run_id for row in rows if row.status in (*ACTIVE, "stopped") or row.run_id in cut_short
+    ]
     return [
         run_health(
             state,
@@ -281,7 +307,8 @@ def health(
             now=now,
             lease_ttl=lease_ttl,
             queued=len(store.pending_requests(state.run_id)),
+            rewinding=cut_short.get(state.run_id),
         )
         for state in readable_states(store, active, unreadable, vet=vetter(decision_key()))
-        if state.finished != "stopped" or state.budget_stop is not None
+        if state.finished != "stopped" or state.budget_stop is not None or state.run_id in cut_short
     ]
