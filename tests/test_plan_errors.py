@@ -207,6 +207,34 @@ def test_a_file_check_out_of_the_workspace_is_refused_when_the_plan_is_loaded(
     ]
 
 
+def test_a_cost_budget_over_an_agent_whose_model_has_no_price_is_refused(
+    tmp_path: Path,
+) -> None:
+    """What the calls of a model the price table does not know cost is unknown, so a
+    cost limit over them could never be reached: refused, as `trestle agent` refuses
+    its own --max-cost; a priced model, or a limit on tokens alone, is not."""
+    step = (
+        "  - id: {id}\n"
+        "    delegate:\n"
+        "      goal: fix it\n"
+        "      agent: {{model: '{model}'}}\n"
+        "      budget: {{{dimension}: {{hard: 1}}}}\n"
+    )
+    text = "steps:\n" + "".join(
+        step.format(id=i, model=m, dimension=d)
+        for i, m, d in [
+            ("mine", "openai:my-finetune", "cost"),
+            ("listed", "openai:gpt-4o-mini", "cost"),
+            ("counted", "anthropic:my-finetune", "tokens"),
+        ]
+    )
+    assert refused(tmp_path, text, "run") == [
+        "plan.yaml:5: step 'mine', field 'delegate.agent.model': 'openai:my-finetune' has "
+        "no price in Trestle's price table, so what its calls cost is unknown and a cost "
+        "budget could never be reached: limit its tokens instead"
+    ]
+
+
 def test_a_write_out_of_the_workspace_is_refused_by_the_python_api_too() -> None:
     """The same rule holds for a step made in Python, not only for a plan file."""
     with pytest.raises(ValidationError, match="'/tmp/x' leads outside the workspace"):

@@ -160,6 +160,7 @@ def parse_plan(
     found += _graph_problems(raw)
     found += outside
     found += _missing_modules(raw, base_dir or Path.cwd())
+    found += _unpriced_under_cost(raw)
     # what would fail every start of a command, refused now rather than then
     found += [_Problem(loc, message) for loc, message in limit_problems(raw)]
     if found or plan is None:
@@ -300,6 +301,35 @@ def _writes_outside(raw: dict[str, Any]) -> list[_Problem]:
                     ("steps", i, "write", "path"),
                     f"{_short(repr(path), 80)} leads outside the workspace: "
                     "give a path relative to the workspace, without '..'",
+                )
+            )
+    return problems
+
+
+def _unpriced_under_cost(raw: dict[str, Any]) -> list[_Problem]:
+    """A delegated agent on a provider's model that has no price, under a cost budget
+    (the delegation's, which a plan that limits cost must give every delegation): its
+    calls' cost is unknown, so the limit could never be reached, as ``trestle agent``
+    refuses for its own options."""
+    from trestle.models.pricing import DEFAULT_PRICES
+    from trestle.models.spec import PROVIDERS
+
+    problems = []
+    for i, step in _raw_steps(raw):
+        delegate = step.get("delegate")
+        agent = delegate.get("agent") if isinstance(delegate, dict) else None
+        model = agent.get("model") if isinstance(agent, dict) else None
+        budget = delegate.get("budget") if isinstance(delegate, dict) else None
+        if not isinstance(model, str) or not isinstance(budget, dict) or "cost" not in budget:
+            continue
+        provider, _, name = model.partition(":")
+        if provider in PROVIDERS and DEFAULT_PRICES.price_for(name) is None:
+            problems.append(
+                _Problem(
+                    ("steps", i, "delegate", "agent", "model"),
+                    f"{_short(repr(model), 80)} has no price in Trestle's price table, so "
+                    "what its calls cost is unknown and a cost budget could never be "
+                    "reached: limit its tokens instead",
                 )
             )
     return problems
