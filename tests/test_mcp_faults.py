@@ -17,9 +17,11 @@ import pytest
 from agent_helpers import drive, sample_workspace
 from test_mcp_tools import NOTES, SERVER, effects, ended, mcp, run
 from trestle.core.policy import Policy, Rule
+from trestle.core.records.mcp import McpServer
 from trestle.lifecycle.approvals import inbox, submit_decision
 from trestle.lifecycle.runs import load_state
 from trestle.store import SqliteStore
+from trestle.tools.mcp_client import McpConnection, McpStartError
 
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
 
@@ -55,6 +57,45 @@ def test_a_server_that_never_starts_fails_the_attempt_naming_it(
     reason = state.steps["understand"].reason or ""
     assert "MCP server 'notes' did not start" in reason
     assert "cannot open its database" in reason
+
+
+# a server that answers as JSON-RPC asks, with a tool whose schema nests 150 levels:
+# deeper than the SDK's parser reads, which drops the answer
+NESTED = """\
+import json, sys
+schema = {"type": "object"}
+for _ in range(150):
+    schema = {"type": "object", "properties": {"x": schema}}
+for line in sys.stdin:
+    asked = json.loads(line)
+    if "id" not in asked:
+        continue
+    result = {"tools": [{"name": "deep", "inputSchema": schema}]}
+    if asked["method"] == "initialize":
+        result = {"protocolVersion": asked["params"]["protocolVersion"], "capabilities": {},
+                  "serverInfo": {"name": "deep", "version": "1"}}
+    print(json.dumps({"jsonrpc": "2.0", "id": asked["id"], "result": result}), flush=True)
+"""
+
+
+def test_a_server_whose_answer_cannot_be_read_is_said_so_not_only_slow(workspace: Path) -> None:
+    import asyncio
+
+    deep = McpServer(name="deep", command=(sys.executable, "-c", NESTED), start_timeout=2)
+    connection = McpConnection(deep, None, workspace)
+
+    async def started() -> str:
+        try:
+            await connection.start()
+        except McpStartError as exc:
+            return str(exc)
+        finally:
+            await connection.aclose()
+        return "started"
+
+    said = asyncio.run(started())
+    assert said.startswith("MCP server 'deep' did not start within 2s; a message it sent ")
+    assert "could not be read: Invalid JSON: recursion limit exceeded at line 1" in said
 
 
 def test_a_hung_call_times_out_and_the_server_starts_again(
@@ -149,7 +190,6 @@ def test_a_server_gone_between_calls_is_started_afresh_for_the_next(workspace: P
     import asyncio
 
     from trestle.execution.sandbox import choose
-    from trestle.tools.mcp_client import McpConnection
 
     async def calls() -> tuple[str, bool, str, str]:
         connection = McpConnection(NOTES, choose("off"), workspace)

@@ -161,6 +161,7 @@ class McpConnection:
         self._held: StartSignal | None = None  # the sandbox's start under way
         # why the driver stopped the server: a line past its limit, or a flood of stderr
         self._overflow: str | None = None
+        self._unread: Exception | None = None  # the last message it sent that was unread
 
     # --- life --------------------------------------------------------------------------
 
@@ -203,13 +204,15 @@ class McpConnection:
                 if failure is None
                 else f"did not start: {_described(failure)}"
             )
+            if failure is None and self._unread is not None:
+                why += f"; a message it sent could not be read: {_unread_said(self._unread)}"
             raise McpStartError(f"{self._what()} {why}{self._stderr()}")
 
     async def _started(self) -> bool:
         """Start the server once; whether it listed its tools in time."""
         self._stop, self._dead, self._ready = asyncio.Event(), asyncio.Event(), asyncio.Event()
         self._gone = asyncio.Event()
-        self._failure, self._session, self._overflow = None, None, None
+        self._failure, self._session, self._overflow, self._unread = None, None, None, None
         self._task = asyncio.create_task(self._serve(), name=f"mcp:{self.server.name}")
         ready = asyncio.create_task(self._ready.wait())
         try:
@@ -315,6 +318,11 @@ class McpConnection:
         )
 
     async def _on_message(self, message: Any) -> None:
+        if isinstance(message, Exception):
+            # a message the SDK could not read (too deeply nested, not JSON-RPC): it
+            # drops it, and a start that waited for it would only say it timed out
+            self._unread = message
+            return
         if type(message).__name__ == "ToolListChangedNotification" or (
             getattr(getattr(message, "root", None), "method", None)
             == "notifications/tools/list_changed"
@@ -436,6 +444,18 @@ def _listed(tool: Any) -> ListedTool:
     return ListedTool(
         name=tool.name, description=tool.description or "", input_schema=schema, hints=hints
     )
+
+
+def _unread_said(exc: Exception) -> str:
+    """Why a message could not be read, on one line: pydantic's first error alone (its
+    whole text quotes the message, which is the server's to fill)."""
+    errors = getattr(exc, "errors", None)
+    try:
+        first = errors()[0]["msg"] if callable(errors) else None
+    except (TypeError, LookupError):
+        first = None
+    said = str(first) if first else _described(exc)
+    return " ".join(said.split())[:300]
 
 
 def _described(exc: BaseException) -> str:
