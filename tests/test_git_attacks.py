@@ -209,6 +209,27 @@ def _worktree_config(lab: Lab, git_dir: Path) -> None:
     )
 
 
+def _submodule_of_its_own(lab: Lab, git_dir: Path) -> None:
+    """A submodule (a gitlink in the index) whose checkout a step gave a repository of
+    its own, with a filter: for a gitlink `git add` asks `git status` in the checkout."""
+    lib = lab.outside / "lib"
+    lib.mkdir()
+    lab.repository(lib)
+    lab.git("commit", "-qam", "two", cwd=lib)
+    lab.git("-c", "protocol.file.allow=always", "submodule", "-q", "add", str(lib), "vendor/lib")
+    lab.git("commit", "-qm", "a submodule")
+    checkout = lab.ws / "vendor" / "lib"
+    (checkout / ".git").unlink()  # a gitdir: file, into .git/modules
+    shutil.copytree(git_dir / "modules" / "vendor" / "lib", checkout / ".git")
+    config = (checkout / ".git" / "config").read_text()
+    (checkout / ".git" / "config").write_text(
+        "".join(line for line in config.splitlines(True) if "worktree" not in line)
+        + f'[filter "x"]\n\tclean = {lab.evil}\n'
+    )
+    (checkout / ".gitattributes").write_text("* filter=x\n")
+    os.utime(checkout / "a.txt", (978307200, 978307200))  # its stat cache stale
+
+
 def _setting(config: str, attributes: str = "", promisor: str | None = None) -> Arm:
     """An attack that appends ``config`` to the repository's configuration, writes
     ``attributes`` as the workspace's .gitattributes and, given ``promisor`` (the remote's
@@ -266,6 +287,7 @@ ELSEWHERE: dict[str, Arm] = {
     ".git is a link": _git_link,
     "the workspace laid out as a bare repository": _bare_of_workspace_files,
     "a repository above the workspace": _above,
+    "a submodule's checkout with a repository of its own": _submodule_of_its_own,
 }
 
 

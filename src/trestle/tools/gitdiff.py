@@ -80,7 +80,10 @@ class GitDiff(Tool[GitDiffArgs]):
                 GIT_OBJECT_DIRECTORY=str(scratch_objects),
                 GIT_ALTERNATE_OBJECT_DIRECTORIES=objects,
             )
-            await git.ok("add", "--all", "--", *pathspec)
+            # a submodule's checkout is left out: for a gitlink git add asks `git
+            # status` in its checkout, where a command could have made .git a directory
+            # of its own whose config and attributes (a filter) git obeys there
+            await git.ok("add", "--all", "--", *pathspec, *await _submodules_left_out(git))
             diff = ("diff", "--cached", "--relative", "--no-ext-diff", "--no-textconv", base)
             names = await git.ok(*diff, "--name-only", "-z", "--", *pathspec)
             shown = "--stat=120" if args.stat_only else "--patch-with-stat"
@@ -164,6 +167,16 @@ async def _kept(proc: asyncio.subprocess.Process, kept: OutputKeeper) -> bytes:
 
 def _text(data: bytes) -> str:
     return data.decode("utf-8", errors="replace")
+
+
+async def _submodules_left_out(git: _Git) -> list[str]:
+    """A pathspec leaving out each gitlink (a submodule's checkout) of the index, read
+    from the index alone; named exactly (``literal``), from the top of the tree."""
+    listed = await git.ok("ls-files", "--stage", "--full-name", "-z")
+    paths = [e.partition("\t")[2] for e in listed.split("\0") if e.startswith("160000 ")]
+    if any("\ufffd" in path for path in paths):  # read as text, it would name no file
+        raise ToolFailure("a submodule's path is not UTF-8: the diff is not taken")
+    return [f":(top,exclude,literal){path}" for path in paths]
 
 
 async def _empty_tree(git: _Git) -> str:
