@@ -8,13 +8,15 @@ its ``python:`` step ran code the step wrote in the driver. ``resume`` and ``rew
 look in a store found that way only if a run of this account was started in it (it is
 in the index of stores used, which no step reaches); commands that only read or record
 a decision still open it. Nor is an SQLite file holding a trigger or a view opened:
-Trestle makes none, and a trigger runs in the driver's connection.
+Trestle makes none, and a trigger runs in the driver's connection. Nor is a store with
+a rollback journal beside it: SQLite plays one back into the store when it opens it.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -116,3 +118,56 @@ def test_a_store_with_a_trigger_a_step_planted_is_not_opened(tmp_path: Path) -> 
     assert "it holds trigger 'rewrite', which Trestle never makes" in later.stderr, later.stderr
     recorded = sqlite3.connect(world.ws / "src" / ".trestle" / "trestle.db")
     assert recorded.execute("SELECT count(*) FROM events").fetchone() == (0,)
+
+
+def hot_journal(source: bytes) -> bytes:
+    """A rollback journal SQLite plays back as the pages of ``source`` (an SQLite file):
+    what a command can write where the store is kept, to turn it into that file."""
+    page = int.from_bytes(source[16:18], "big")
+    pages, nonce, sector = len(source) // page, 0x5EED, 512
+    header = bytes.fromhex("d9d505f920a163d7") + struct.pack(
+        ">5I", pages, nonce, pages, sector, page
+    )
+    body = b""
+    for n in range(pages):
+        content = source[n * page : (n + 1) * page]
+        checksum = (nonce + sum(content[i] for i in range(page - 200, 0, -200))) & 0xFFFFFFFF
+        body += struct.pack(">I", n + 1) + content + struct.pack(">I", checksum)
+    return header.ljust(sector, b"\0") + body
+
+
+def test_a_journal_a_step_wrote_beside_a_store_in_the_workspace_is_not_played_back(
+    tmp_path: Path,
+) -> None:
+    # the store right in the workspace: its file, WAL and shared memory are hidden from
+    # commands, but a journal, which never exists for it, could not be; the next open
+    # replaced the store with a run of the step's making, whose python: step then ran
+    world = World(tmp_path)
+    world.ws.mkdir()
+    store = world.ws / "trestle.db"
+    forged = tmp_path / "forged.db"
+    with sqlite3.connect(forged) as db:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("CREATE TABLE runs (run_id TEXT)")
+        db.execute("INSERT INTO runs VALUES ('forged')")
+    (world.ws / "journal.bin").write_bytes(hot_journal(forged.read_bytes()))
+    world.plan(
+        """\
+        workspace: ws
+        steps:
+          - id: plant
+            run: cp journal.bin trestle.db-journal
+        """
+    )
+    ran = world.cli("run", "plan.yaml", "--no-live", "--no-prompt", store=store)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    run_id = run_id_of(ran)
+    assert (world.ws / "trestle.db-journal").is_file()  # the boundary let it through
+
+    for command in (("show", run_id), ("runs",), ("resume", run_id), ("doctor",)):
+        refused = world.cli(*command, store=store)
+        said = " ".join(refused.stderr.split())
+        assert refused.returncode == 4, refused.stdout + refused.stderr
+        assert "trestle.db-journal lies beside it, a rollback journal SQLite never writes" in said
+    (world.ws / "trestle.db-journal").unlink()  # as told
+    assert world.cli("show", run_id, store=store).returncode == 0  # nothing was lost

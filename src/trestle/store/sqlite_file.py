@@ -155,6 +155,24 @@ def check_file(path: Path) -> None:
     if problem is not None:
         recover = NOT_SQLITE_RECOVER if "not a SQLite database" in problem else None
         raise StoreDamagedError(path, problem, recover=recover)
+    _refuse_a_journal(path, header)
+
+
+def _refuse_a_journal(path: Path, header: bytes) -> None:
+    """Refuse a store kept with a write-ahead log that has a rollback journal beside it:
+    SQLite never writes one for such a store, and the first connection opened would
+    play it back into the store, whatever it holds. A command could write one where
+    the store is kept right in the workspace and the journal did not exist to be hidden
+    (a run of its own making, with a real run's id and a ``python:`` step, replaced the
+    store's history, and its code ran in the next ``trestle resume``)."""
+    journal = Path(f"{path}-journal")
+    if header[18:20] == b"\x02\x02" and os.path.lexists(journal):  # the log's versions
+        raise StoreError(
+            f"{path}: not opened: {journal.name} lies beside it, a rollback journal "
+            "SQLite never writes for a store kept with a write-ahead log, so something "
+            "else wrote it (a command, where the store is kept in the workspace) to be "
+            f"played back into the store: look at it, then remove it ({journal})"
+        )
 
 
 def header_problem(header: bytes, size: int, *, wal: int) -> str | None:
