@@ -137,6 +137,34 @@ def test_a_policy_planted_where_the_next_run_has_its_workspace_is_not_obeyed(
     refused_as_not_accepted(sub, deploy(sub, key), sub.dir / "trestle.toml")
 
 
+def test_a_git_a_step_made_does_not_leave_an_accepted_policy_behind(repo: Cli) -> None:
+    # the workspace a directory of the repository: the search for trestle.toml stopped at
+    # the first .git on its way up, and a step's `: > .git` in its workspace ended it
+    # there, so the next run obeyed no policy and its deploy ran without a human
+    toml = repo.write("trestle.toml", STRICT)
+    accept(repo, toml)
+    app = Cli(repo.dir / "app", repo.store)
+    (app.dir).mkdir()
+    plan = "goal: {}\nsteps:\n  - {{id: deploy, run: echo deployed > done.txt, tags: [deploy]}}\n"
+    app.write("deploy.yaml", plan.format("ship"))
+    assert app("run", "deploy.yaml", "--no-live", "--no-prompt").returncode == 3  # asks
+    plant(app, ".git", "", "--sandbox", "require")
+
+    again = app("run", "deploy.yaml", "--no-live", "--no-prompt")
+    said = flat(again.stderr)
+    assert again.returncode == NOT_ACCEPTED, again.stdout + again.stderr
+    assert not (app.dir / "done.txt").exists()
+    assert f"error: {app.dir.resolve() / '.git'} ends the search for trestle.toml" in said
+    assert "a policy file you accepted, lies above it" in said
+    named = app("run", "deploy.yaml", "--no-live", "--no-prompt", "--policy", toml)
+    assert named.returncode == 3, named.stdout + named.stderr  # obeyed: it still asks
+    assert "(sha256 " in named.stdout and "accepted " in named.stdout
+    toml.write_text(STRICT + "\n# changed by an earlier run's step\n")  # pinned still
+    app.write("deploy.yaml", plan.format("deploy"))
+    changed = app("run", "deploy.yaml", "--no-live", "--no-prompt", "--policy", toml)
+    refused_as_not_accepted(app, changed, toml, changed=True)
+
+
 def test_an_accepted_policy_changed_through_its_symlink_is_not_obeyed(
     repo: Cli, _own_decision_key: Path
 ) -> None:

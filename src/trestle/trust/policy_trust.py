@@ -39,7 +39,12 @@ from trestle.core.records.mcp import McpServer
 from trestle.core.records.monitors import MonitorSettings
 from trestle.core.records.policy_source import PolicySource, when
 from trestle.formats.mcp_servers import with_server_rules
-from trestle.formats.policyfile import PolicyFile, find_policy_file, read_policy_file
+from trestle.formats.policyfile import (
+    POLICY_FILE,
+    PolicyFile,
+    find_policy_file,
+    read_policy_file,
+)
 from trestle.support.whole_files import locked, write_whole
 from trestle.trust.signing import config_dir  # hidden from every sandbox
 
@@ -87,6 +92,7 @@ def trusted_settings(
     """
     found = path if path is not None else find_policy_file(workspace)
     if found is None:
+        _refuse_a_search_cut_short(workspace)
         if accept_sha256 is not None:
             raise ConfigError(
                 f"--accept-policy: there is no policy file for {str(workspace)!r} to accept"
@@ -103,7 +109,8 @@ def trusted_settings(
                 f"{real}: --accept-policy {wanted} does not match the file, whose SHA-256 "
                 f"is {read.sha256}: it was not accepted and nothing ran"
             )
-    pinned = path is None or _within(_project_root(workspace), real)
+    # a file once accepted stays pinned, wherever a .git (a step's?) says the project ends
+    pinned = path is None or _within(_project_root(workspace), real) or str(real) in acceptances()
     if not pinned:
         source = PolicySource(trust="outside", path=str(real), sha256=read.sha256)
         return OperatorSettings(policy, monitors, source, servers)
@@ -224,6 +231,26 @@ def _checked_digest(value: str, where: str) -> str:
     if not SHA256.fullmatch(digest):
         raise ConfigError(f"{where}: {value!r} is not a SHA-256 (64 hex digits)")
     return digest
+
+
+def _refuse_a_search_cut_short(workspace: Path) -> None:
+    """Refuse a run whose search for ``trestle.toml`` ended at a ``.git`` with a policy
+    file you accepted above it: a step can make a ``.git`` where there was none (``: >
+    .git`` in its workspace, a directory of the repository), and the next run then
+    obeyed no policy (an approval its policy asked for was not asked)."""
+    stop = _project_root(workspace)
+    if not (stop / ".git").exists():
+        return  # searched to the top
+    accepted = acceptances()
+    for directory in stop.parents:
+        above = directory / POLICY_FILE
+        if str(above.resolve()) in accepted:
+            raise PolicyNotAcceptedError(
+                f"{stop / '.git'} ends the search for {POLICY_FILE} at {stop}, but {above}, "
+                "a policy file you accepted, lies above it: a run's step could have made "
+                "that .git to leave your policy behind, and the run did not start. Remove "
+                f"it if it is not yours, or name the policy: --policy {above}"
+            )
 
 
 def _project_root(workspace: Path) -> Path:
