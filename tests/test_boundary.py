@@ -186,6 +186,7 @@ def driver(request: pytest.FixtureRequest) -> Iterator[tuple[UserCli, Target]]:
         (base / "store").mkdir()
         subprocess.run(["git", "init", "-q", str(base / "ws")], check=True)
         (base / "ws" / "README").write_text("hello\n")
+        _with_a_submodule(base / "ws", base / "lib")
         secret_file.write_text(SECRET)
         server.bind(str(sock_dir / "daemon.sock"))
         server.listen(8)
@@ -202,6 +203,18 @@ def driver(request: pytest.FixtureRequest) -> Iterator[tuple[UserCli, Target]]:
         secret_file.unlink(missing_ok=True)
         shutil.rmtree(base, ignore_errors=True)
         shutil.rmtree(sock_dir, ignore_errors=True)
+
+
+def _with_a_submodule(ws: Path, lib: Path) -> None:
+    """``lib``, a repository of one commit, as the submodule ``vendor/lib`` of ``ws``."""
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@x", "-c", "protocol.file.allow=always"]
+    subprocess.run(["git", "init", "-q", str(lib)], check=True)
+    (lib / "a.txt").write_text("a\n")
+    subprocess.run([*git, "-C", str(lib), "add", "a.txt"], check=True)
+    subprocess.run([*git, "-C", str(lib), "commit", "-qm", "a"], check=True)
+    subprocess.run(
+        [*git, "-C", str(ws), "submodule", "-q", "add", str(lib), "vendor/lib"], check=True
+    )
 
 
 def _chown_tree(path: Path, uid: int) -> None:
@@ -235,6 +248,11 @@ def boundary_attacks(target: Target, store: Path) -> dict[str, str]:
         "a daemon socket": f'{target.python} -c "{connect}"',
         "the real home": f"grep -q {SECRET} {target.real_home_secret}",
         "mount over .git": "mount -t tmpfs none .git && touch .git/x && umount .git",
+        # a submodule checkout given a repository of its own, whose configuration the
+        # operator's next `git status` obeys there: in its place, or where it was moved
+        "a submodule checkout with its own .git": "rm -f vendor/lib/.git; mkdir vendor/lib/.git",
+        "a submodule moved away": "mv vendor/lib vendor/gone && mkdir -p vendor/lib/.git",
+        "its directory moved away": "mv vendor vendor-gone && mkdir -p vendor/lib/.git",
         "detached approve after umount": (
             f"({unhide} 2>/dev/null; setsid env -i PATH=$PATH PYTHONPATH=$PYTHONPATH "
             f"{trestle} approve $TRESTLE_RUN_ID.1 --store {store} > approve.out 2>&1 &); sleep 3;"
@@ -291,6 +309,7 @@ def test_no_attack_from_inside_a_step_gets_out_as_root_or_as_a_user(
     assert not (cli.dir / "pushed.txt").exists()
     assert _git_state(cli.dir) == before, "the step changed .git"
     assert (cli.dir / ".git").is_dir() and not (cli.dir / ".git-old").exists()
+    assert (cli.dir / "vendor" / "lib" / ".git").read_text().startswith("gitdir: ")
 
 
 def _git_in_cell(ws: Path, command: str, *, approved: bool = False, named: bool = False) -> int:

@@ -53,6 +53,7 @@ from trestle.execution.sandbox_mounts import (
     git_mounts,
     host_sockets,
     reached_through,
+    submodule_git_files,
     workspace_mounts,
 )
 from trestle.execution.sandbox_reads import screen_reads
@@ -257,8 +258,13 @@ class Sandbox:
         args += git_mounts(ws, approved=approved or self.policy.allows_git(name))
         # the driver's own Python, when it lies in the workspace, and the run's plan and
         # python: code: read-only, so nothing a command plants there runs in the driver
-        # afterwards, nor decides what the next run of the plan may do
-        held = (*driver_python(ws).held, *self.held_files(ws))
+        # afterwards, nor decides what the next run of the plan may do; and each
+        # submodule checkout's .git file, so none becomes a repository of its own
+        held = (
+            *driver_python(ws).held,
+            *self.held_files(ws),
+            *still_regular(submodule_git_files(ws)),
+        )
         args += read_only_mounts(ws, self.scope, held)
         # after .git: a .git link or gitdir: file a command planted may name a hidden
         # directory (the store's), which binding it would show again
