@@ -321,6 +321,33 @@ def test_prune_keeps_a_run_a_live_process_drives(cli: Cli) -> None:
     assert [r["run_id"] for r in cli.json("runs")] == [run_id]
 
 
+def test_prune_keeps_a_run_taken_up_after_it_was_chosen(cli: Cli) -> None:
+    # a `trestle resume` between prune's choice and its deletion: the run's events and
+    # checkpoints were deleted under its driver, whose attempt then ran with no record
+    from trestle.lifecycle.lease import this_process
+    from trestle.operations.prune import choose, prune
+    from trestle.store import SqliteStore
+
+    taken, left = (finished_run(cli, CHECKPOINTED_PLAN, f"{n}.yaml") for n in ("t", "l"))
+    for run_id in (taken, left):
+        backdate(cli, run_id, 40)
+    refs = shadow_refs(cli)
+    store = SqliteStore(cli.store)
+    try:
+        chosen = choose(store, older_than=30 * DAY, now=time.time())
+        assert sorted(r.run_id for r in chosen.remove) == sorted((taken, left))
+        lease = store.acquire_lease(taken, this_process(), ttl=60.0, now=time.time())
+        done = prune(store, chosen.remove)
+        assert [r.run_id for r in done.driven] == [taken]
+        assert [r.run_id for r in done.runs] == [left]
+        held = store.lease(taken)
+        assert held is not None and held.token == lease.token
+    finally:
+        store.close()
+    assert [r["run_id"] for r in cli.json("runs")] == [taken]
+    assert [r for r in shadow_refs(cli) if taken in r] == [r for r in refs if taken in r]
+
+
 @pytest.mark.parametrize("age", ["30", "thirty days", "30x", "-1d", ""])
 def test_prune_refuses_an_age_it_cannot_read(cli: Cli, age: str) -> None:
     result = cli("prune", "--older-than", age)

@@ -41,7 +41,8 @@ def prune_command(
 ) -> None:
     """Delete finished runs (succeeded, partial, cancelled) whose last event is older
     than AGE: their events, leases, requests, snapshots and workspace checkpoints; then
-    compact the store and say how many bytes it took before and after."""
+    compact an SQLite store (a PostgreSQL database's space is its autovacuum's to reuse)
+    and say how many bytes it took before and after."""
     from trestle.formats.age import parse_age
     from trestle.operations.prune import choose, prune, store_bytes
 
@@ -81,6 +82,7 @@ def prune_command(
             {
                 "dry_run": False,
                 "runs": [_json(r) for r in done.runs],
+                "kept_driven": [_json(r) for r in done.driven],
                 "events": done.events,
                 "checkpoints": done.checkpoints,
                 "bytes_before": done.bytes_before,
@@ -90,7 +92,7 @@ def prune_command(
         return
     for row in done.runs:
         out.print(f"removed {_line(row)}", markup=False, soft_wrap=True)
-    _say_kept(chosen.kept_unfinished, chosen.kept_driven, older_than)
+    _say_kept(chosen.kept_unfinished, [*chosen.kept_driven, *done.driven], older_than)
     out.print(
         f"removed {counted(len(done.runs), 'run')}, {counted(done.events, 'event')}, "
         f"{counted(done.checkpoints, 'checkpoint')}; "

@@ -4,17 +4,22 @@ A run goes when its last event is older than the age asked for and it is finishe
 (succeeded, partial or cancelled). A run that waits for a human (``needs_human``), was
 stopped by a budget or a monitor, or never finished (crashed, interrupted) can still go
 on, so it is kept unless ``include_unfinished`` says otherwise; a run some live process
-drives is always kept. Its checkpoints (refs ``RUN/...`` in the run's shadow git
+drives is always kept, also one a driver took up after it was chosen (its lease is held
+while it goes). Its checkpoints (refs ``RUN/...`` in the run's shadow git
 store: beside the store's file, or in its workspace for a store in a database) go
-with it, then the store is compacted so the file shrinks. Its size before and after is
+with it, then an SQLite store is compacted so the file shrinks (a database's space is
+its server's autovacuum's to reuse). Its size before and after is
 what the store says of itself (``size_bytes``: a database's), else its file's.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from trestle.core.errors import LeaseHeldError
+from trestle.lifecycle.lease import this_process
 from trestle.store.base import RunRow, Store, owner_is_alive
 from trestle.workspace.shadow import ShadowRepo, shadow_dir_for
 
@@ -52,6 +57,8 @@ def _driven(store: Store, run_id: str, now: float) -> bool:
 @dataclass
 class Pruned:
     runs: list[RunRow] = field(default_factory=list)
+    # chosen, then taken up by a driver (or moved on) before they went: kept
+    driven: list[RunRow] = field(default_factory=list)
     events: int = 0
     checkpoints: int = 0
     bytes_before: int | None = None  # None: the store's size is not known
@@ -63,18 +70,35 @@ def prune(store: Store, runs: list[RunRow]) -> Pruned:
     done = Pruned(bytes_before=store_bytes(store))
     emptied: dict[Path, ShadowRepo] = {}  # the shadow stores that lost checkpoints
     for row in runs:
-        # its checkpoints first: a prune killed between the two leaves a run the next
-        # prune finds and removes, not checkpoints no run names, kept for ever
-        shadow_dir = shadow_dir_for(store, Path(row.workspace))
-        if shadow_dir is not None and (shadow_dir / "objects").is_dir():
-            # the repo's workspace only keys its stat cache; deleting refs never reads it
-            shadow = ShadowRepo(shadow_dir, Path(row.workspace))
-            deleted = len(shadow.delete(row.run_id))
-            done.checkpoints += deleted
-            if deleted:
-                emptied[shadow_dir] = shadow
-        done.events += store.delete_run(row.run_id)
-        done.runs.append(row)
+        # the run's lease, held while it goes: a driver that took the run up since it was
+        # chosen (a `trestle resume` meanwhile) had its events and checkpoints deleted
+        # under it, its attempt's side effect left with no record anywhere
+        try:
+            lease = store.acquire_lease(
+                row.run_id, this_process("trestle prune"), ttl=60.0, now=time.time()
+            )
+        except LeaseHeldError:
+            done.driven.append(row)
+            continue
+        try:
+            if store.run(row.run_id).last_seq != row.last_seq:  # it moved on meanwhile
+                done.driven.append(row)
+                continue
+            # its checkpoints first: a prune killed between the two leaves a run the
+            # next prune finds and removes, not checkpoints no run names, kept for ever
+            shadow_dir = shadow_dir_for(store, Path(row.workspace))
+            if shadow_dir is not None and (shadow_dir / "objects").is_dir():
+                # the repo's workspace only keys its stat cache; deleting refs never reads it
+                shadow = ShadowRepo(shadow_dir, Path(row.workspace))
+                deleted = len(shadow.delete(row.run_id))
+                done.checkpoints += deleted
+                if deleted:
+                    emptied[shadow_dir] = shadow
+            done.events += store.delete_run(row.run_id)  # its lease with it
+            done.runs.append(row)
+        finally:
+            if row not in done.runs:
+                store.release_lease(row.run_id, lease.token)
     for shadow in emptied.values():
         shadow.prune()
     compact = getattr(store, "compact", None)
