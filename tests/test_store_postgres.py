@@ -274,6 +274,33 @@ def test_a_server_that_goes_away_fails_the_write_whole_and_the_store_works_once_
     store.close()
 
 
+def test_a_connection_the_server_drops_is_made_again_for_a_read_and_a_renewal(
+    postgres_url: str,
+) -> None:
+    # one pg_terminate_backend (or a server restarted between polls) ended a healthy
+    # driver: its next poll for requests failed, and its running step was killed
+    store = open_store(postgres_url)
+    store.create_run(created(), summary="{}")
+    token = leased(store, RUN)
+    mine = store.add_request(RUN, "retry", "build", "again", now=101.0)
+
+    def dropped() -> None:
+        with psycopg.connect(postgres_url, autocommit=True) as other:
+            ended = other.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = 'trestle' AND pid <> pg_backend_pid()"
+            ).fetchall()
+        assert ended == [(True,)]
+
+    dropped()
+    assert [r.id for r in store.pending_requests(RUN)] == [mine]
+    dropped()
+    store.renew_lease(RUN, token, ttl=TTL, now=200.0)
+    lease = store.lease(RUN)
+    assert lease is not None and lease.expires_at == 200.0 + TTL
+    store.close()
+
+
 def test_a_lease_taken_just_before_the_server_crashes_is_kept_so_its_token_is_never_reused(
     fragile: LocalPostgres,
 ) -> None:

@@ -318,8 +318,27 @@ class PostgresStore(SqlReads):
         shared reads (:mod:`.sql_reads`) are; the names are found in the ``trestle``
         schema whatever the connection's search path."""
         query = in_postgres(sql)
-        with self._lock:
-            return self._guarded(doing, lambda: self._connection().execute(query, args).fetchall())
+
+        def rows() -> list[Any]:
+            with self._lock:
+                return self._guarded(
+                    doing, lambda: self._connection().execute(query, args).fetchall()
+                )
+
+        return self._again_if_dropped(rows)
+
+    def _again_if_dropped(self, op: Callable[[], T]) -> T:
+        """``op``, and once more, on a new connection, when the server dropped this one
+        under it (restarted, or ``pg_terminate_backend``): one dropped connection ended
+        a healthy driver and killed its step. Only for what may be asked twice: a read,
+        a lease's renewal."""
+        try:
+            return op()
+        except StoreError:
+            conn = self._conn
+            if conn is None or not (conn.broken or conn.closed):
+                raise
+        return op()
 
     def _damaged(self, run_id: str, problem: str) -> NoReturn:
         raise StoreDamagedError(self.where, f"run {run_id!r}: {problem}", run_id=run_id)
@@ -482,13 +501,17 @@ class PostgresStore(SqlReads):
 
     def renew_lease(self, run_id: str, token: int, *, ttl: float, now: float) -> None:
         doing = f"renewing the lease on run {run_id!r}"
-        with self._tx(doing, lock=run_id, then=_resume(run_id), synced=False) as cur:
-            cur.execute(
-                "UPDATE trestle.leases SET expires_at = %s WHERE run_id = %s AND token = %s",
-                (now + ttl, run_id, token),
-            )
-            if cur.rowcount != 1:
-                raise LeaseLostError(f"run {run_id!r}: lease lost to another process")
+
+        def renew() -> None:
+            with self._tx(doing, lock=run_id, then=_resume(run_id), synced=False) as cur:
+                cur.execute(
+                    "UPDATE trestle.leases SET expires_at = %s WHERE run_id = %s AND token = %s",
+                    (now + ttl, run_id, token),
+                )
+                if cur.rowcount != 1:
+                    raise LeaseLostError(f"run {run_id!r}: lease lost to another process")
+
+        self._again_if_dropped(renew)
 
     def release_lease(self, run_id: str, token: int) -> None:
         doing = f"releasing the lease on run {run_id!r}"
