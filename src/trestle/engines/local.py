@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +42,7 @@ from trestle.core.errors import (
     LeaseLostError,
     ModelBindingError,
     RunCancelledError,
+    StoreError,
     model_stop,
 )
 from trestle.core.events import (
@@ -407,7 +409,13 @@ class LocalEngine(Attempts):
                 inbound += await self._end_stalled(state, work, watch, hub)
                 inbound, acks = outbox.drain(inbound)
                 stopping = stop is not None and stop.requested
+        except StoreError as exc:
+            if type(exc) is not StoreError or "trestle resume" in str(exc):
+                raise
+            # a read that failed says "try again": the run is what goes on
+            raise StoreError(f"{exc}; then `trestle resume {run_id}`") from None
         finally:
+            leaving = sys.exc_info()[1]  # what ends the drive, if it fails
             self._callings.pop(run_id, None)
             for catch_up in catching:
                 catch_up.cancel()
@@ -424,8 +432,10 @@ class LocalEngine(Attempts):
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError, LeaseLostError):
                 await keeper  # cancellation is the keeper's normal end
-            # a stale token (the lease was lost) makes the release a no-op
-            await self._store(self.store.release_lease, run_id, lease.token)
+            # a stale token (the lease was lost) makes the release a no-op; a store that
+            # cannot release it (gone with its server) must not hide why the drive ended
+            with contextlib.suppress(*((StoreError,) if leaving is not None else ())):
+                await self._store(self.store.release_lease, run_id, lease.token)
 
     def _advance(
         self,
