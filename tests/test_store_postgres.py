@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -301,6 +302,72 @@ def test_a_connection_the_server_drops_is_made_again_for_a_read_and_a_renewal(
     store.close()
 
 
+class _CommitCutter:
+    """A TCP relay to the server that, once armed, passes the next COMMIT on and then
+    closes both ends without relaying the server's answer: a commit done, its
+    acknowledgement lost."""
+
+    def __init__(self, port: int) -> None:
+        import threading
+
+        self.port, self.armed = port, threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        import threading
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.port))
+            pair, cut = (client, server), threading.Event()  # this connection's
+            for ends in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(*ends, pair, cut), daemon=True).start()
+
+    def _pipe(
+        self, src: socket.socket, dst: socket.socket, pair: tuple[socket.socket, ...], cut: Any
+    ) -> None:
+        try:
+            while data := src.recv(65536):
+                if cut.is_set():
+                    break  # the server's answer to the commit: never relayed
+                cutting = src is pair[0] and b"COMMIT" in data and self.armed.is_set()
+                if cutting:
+                    self.armed.clear()
+                    cut.set()
+                dst.sendall(data)
+                if cutting:
+                    time.sleep(0.3)  # the server commits meanwhile
+                    break
+        except OSError:
+            pass
+        for end in pair:
+            end.close()
+
+
+def test_a_commit_whose_answer_is_lost_is_not_said_to_be_unrecorded(postgres_url: str) -> None:
+    # "nothing of it was recorded", said of a commit the server had made
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    params = conninfo_to_dict(postgres_url)
+    cutter = _CommitCutter(int(params["port"]))
+    relayed = make_conninfo(**{**params, "port": str(cutter.listener.getsockname()[1])})
+    store = PostgresStore(relayed)
+    store.create_run(created(), summary="{}")
+    token = leased(store, RUN)
+    cutter.armed.set()
+    with pytest.raises(StoreError) as info:
+        store.append(RUN, batch(one_of_each()[:1], 2), token=token)
+    said = str(info.value)
+    assert "whether it was recorded is not known" in said and "nothing of it" not in said
+    assert [e.seq for e in store.events(RUN)] == [1, 2]  # it was
+    cutter.listener.close()
+    store.close()
+
+
 def test_a_lease_taken_just_before_the_server_crashes_is_kept_so_its_token_is_never_reused(
     fragile: LocalPostgres,
 ) -> None:
@@ -317,8 +384,8 @@ def test_a_lease_taken_just_before_the_server_crashes_is_kept_so_its_token_is_ne
     assert later.lease(RUN) == second
     third = later.acquire_lease(RUN, me(), ttl=TTL, now=300.0)
     assert (first.token, second.token, third.token) == (1, 2, 3)
-    with pytest.raises(StoreError, match="cannot be reached"):  # its connection died
-        store.runs()
+    # its connection died with the server: a read is asked again on a new one
+    assert [r.run_id for r in store.runs()] == [RUN]
     with pytest.raises(LeaseLostError):  # connected again, and fenced off
         store.append(RUN, batch(one_of_each()[:1], 2), token=second.token)
     store.close()

@@ -302,6 +302,7 @@ class PostgresStore(SqlReads):
         within a fraction of a second, or sooner with the next commit that waits,
         since the log is flushed in order."""
         with self._lock:
+            committing, conn = False, None
             try:
                 conn = self._connection()
                 with conn.transaction(), conn.cursor() as cur:
@@ -310,6 +311,17 @@ class PostgresStore(SqlReads):
                     if not synced:
                         cur.execute("SET LOCAL synchronous_commit = off")
                     yield cur
+                    committing = True
+            except self._pg.OperationalError as exc:
+                if not committing or conn is None or not conn.broken:
+                    raise self._failure(exc, doing, then) from None
+                # the commit was sent and its answer lost: it may have been recorded
+                reason = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+                raise StoreError(
+                    f"{self.where}: {doing}: the connection broke while the server committed "
+                    f"it ({reason}): whether it was recorded is not known; what was is "
+                    f"read again by the next command; {then} once the server is back"
+                ) from None
             except self._pg.Error as exc:
                 raise self._failure(exc, doing, then) from None
 
