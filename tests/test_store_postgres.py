@@ -79,6 +79,28 @@ def test_a_url_that_does_not_parse_is_refused_naming_why(url: str, says: str, co
     assert info.value.exit_code == code
 
 
+@pytest.mark.parametrize(
+    "url, says",
+    [
+        # libpq quotes the token it could not read: the password, past a bad %-escape
+        ("postgresql://trestle:ab%zzSECRET@127.0.0.1/t", 'invalid percent-encoded token: "..."'),
+        ("postgresql://trestle:pw%2SECRET@127.0.0.1/t", 'invalid percent-encoded token: "..."'),
+        ("postgresql://t@127.0.0.1/t?password=ab%zzSECRET", "invalid percent-encoded token"),
+        # a bare @ in the password: libpq reads the rest as the host, which was shown
+        (
+            "postgresql://trestle:pa@SECRET@127.0.0.1/t",
+            "a password holding '@' must be written %40",
+        ),
+    ],
+    ids=["bad-escape", "short-escape", "option", "bare-at"],
+)
+def test_a_url_whose_password_does_not_parse_is_refused_without_it(url: str, says: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        open_store(url)
+    assert says in str(info.value) and "SECRET" not in str(info.value)
+    assert info.value.exit_code == 2
+
+
 def test_a_server_that_is_not_there_is_named_without_waiting_long() -> None:
     port = free_port()  # nothing listens on it
     started = time.monotonic()

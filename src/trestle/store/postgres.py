@@ -118,14 +118,34 @@ def describe(url: str) -> str:
         params = conninfo_to_dict(url)
     except Exception as exc:  # psycopg's ProgrammingError, with libpq's reason
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        # libpq quotes the URL whole: its password must not reach the message
+        # libpq quotes the URL whole, or the token it could not read (a password's
+        # bad %-escape): no password may reach the message
         hidden = re.sub(r"([?&]password=)[^&]*", r"\1...", _URL_PASSWORD.sub(r"\1@", url))
         first = first.replace(url, hidden)
+        for secret in _passwords(url):
+            first = first.replace(secret, "...")
         raise ConfigError(f"the store URL cannot be read: {first}") from None
+    if "@" in str(params.get("host") or ""):  # what a password holding a bare @ leaves
+        raise ConfigError(
+            "the store URL cannot be read: its host holds '@' (a password holding '@' "
+            "must be written %40)"
+        )
     user = f"{params['user']}@" if params.get("user") else ""
     host = params.get("host") or "localhost"
     port = f":{params['port']}" if params.get("port") else ""
     return f"postgresql://{user}{host}{port}/{params.get('dbname') or ''}"
+
+
+def _passwords(url: str) -> list[str]:
+    """What of ``url`` may be a password, as written and decoded: the user part's after
+    its first ``:`` (up to the last ``@`` before the path), and each ``password=``."""
+    from urllib.parse import unquote
+
+    authority = url.partition("//")[2].partition("/")[0].partition("?")[0]
+    user_part = authority.rpartition("@")[0]
+    found = [user_part.partition(":")[2]] if ":" in user_part else []
+    found += re.findall(r"[?&]password=([^&]*)", url)
+    return [s for secret in found if secret for s in {secret, unquote(secret)}]
 
 
 class PostgresStore(SqlReads):
