@@ -4,6 +4,7 @@ with exit 2 (a plan error; a run that fails exits 1) and nothing recorded."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -283,3 +284,15 @@ def test_a_cycle_is_said_beside_an_unknown_need(tmp_path: Path) -> None:
         "plan.yaml:5: step 'c', field 'needs': unknown step 'nope'",
         "plan.yaml:5: step 'c', field 'needs': a step cannot need itself",
     ]
+
+
+def test_a_workspace_whose_name_is_not_utf8_is_refused_naming_it(tmp_path: Path) -> None:
+    # the path could not be stored: a traceback from the store's driver, exit 1
+    ws = Path(os.fsdecode(bytes(tmp_path) + b"/ws\xffbad"))
+    ws.mkdir()
+    (ws / "plan.yaml").write_text("steps:\n  - {id: a, run: 'true'}\n")
+    store = tmp_path / "t.db"
+    result = trestle(ws, "run", "plan.yaml", "--store", store)
+    assert result.returncode == PLAN_ERROR_EXIT, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert "the run's workspace path is not valid text" in " ".join(result.stderr.split())

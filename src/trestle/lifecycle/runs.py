@@ -43,7 +43,7 @@ from trestle.core.state import RunState
 from trestle.core.step_state import StepStatus
 from trestle.formats.python_code import named_sources, python_sources
 from trestle.lifecycle.doorbell import ring
-from trestle.store.base import Appended, Request, RequestKind, Snapshot, Store
+from trestle.store.base import Appended, Request, RequestKind, Snapshot, Store, require_text
 from trestle.store.location import store_name
 from trestle.trust.identity import public_key, with_identity
 from trestle.trust.known_plans import note_run_files
@@ -105,6 +105,13 @@ def create_run(
     approvers, the run records its starter's public key (:mod:`trestle.trust.identity`).
     """
     now = time.time() if now is None else now
+    # a path whose bytes are not UTF-8 cannot be stored: named now (it was a traceback
+    # from deep in the store's driver, exit 1)
+    where = {"workspace": str(workspace.resolve())}
+    if plan_path is not None:
+        where["plan file"] = str(plan_path.resolve())
+    for what, path in where.items():
+        require_text(f"the run's {what}", path=path)
     plan_dir = plan_path.resolve().parent if plan_path else workspace.resolve()
     event = RunCreated(
         at=now,
