@@ -7,6 +7,7 @@ counter files, so "ran once" is read from the workspace, not from Trestle's reco
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -406,6 +407,26 @@ def test_a_child_cannot_reach_beyond_its_parents_scope(cli: Cli) -> None:
     (card,) = cli.json("inbox")
     assert card["run_id"] == f"{root}.narrow.1"
     assert card["tier"] == "confirm" and "outside write_paths" in card["why"]
+
+
+def test_a_child_is_held_to_its_scope_under_the_operators_scope_too(cli: Cli) -> None:
+    # the operator's trestle.toml wins over the plan wherever it sets a field, so its
+    # write_paths widened the child's again: given notes/**, it wrote src/ unasked
+    operator = cli.dir / "trestle.toml"
+    operator.write_text('[policy.scope]\nwrite_paths = ["notes/**", "src/**"]\n')
+    accepted = hashlib.sha256(operator.read_bytes()).hexdigest()
+    write(cli.dir, "child.yaml", "steps:\n  - id: w\n    write: {path: src/x.py, content: x}\n")
+    write(
+        cli.dir,
+        "plan.yaml",
+        "steps:\n  - id: notes\n    delegate: {goal: notes, plan: child.yaml, scope: [notes/**]}\n",
+    )
+    result = cli("run", "plan.yaml", "--no-live", "--accept-policy", accepted)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert not (cli.dir / "src").exists()
+    (card,) = cli.json("inbox")
+    assert card["run_id"] == f"{run_id_of(result)}.notes.1"
+    assert "outside write_paths ['notes/**']" in card["why"]
 
 
 GRANDCHILD = """\

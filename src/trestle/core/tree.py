@@ -73,6 +73,7 @@ def child_spec(parent: RunState, sid: str, parent_tools: Collection[str]) -> Chi
     link = _link(parent, sid, st.round)
     scope = _narrowed_scope(parent, delegation, sid)
     policy = _policy(parent.plan.policy, scope)
+    operator = _operator_policy(parent.operator_policy, scope)
     run_id = child_run_id(parent.run_id, sid, st.round)
     if delegation.plan is not None:
         plan = delegation.plan.model_copy(
@@ -84,11 +85,11 @@ def child_spec(parent: RunState, sid: str, parent_tools: Collection[str]) -> Chi
                 "group": delegation.plan.group or parent.plan.group,
             }
         )
-        return ChildSpec(run_id, plan, link, parent.operator_policy, None)
+        return ChildSpec(run_id, plan, link, operator, None)
     settings = _agent_settings(parent, delegation, sid, scope, parent_tools)
     plan = bootstrap_plan(delegation.goal, policy=policy, budget=delegation.budget)
     plan = plan.model_copy(update={"escalate": False, "group": parent.plan.group})
-    return ChildSpec(run_id, plan, link, parent.operator_policy, settings)
+    return ChildSpec(run_id, plan, link, operator, settings)
 
 
 def handed(
@@ -172,6 +173,17 @@ def _policy(plan_policy: Policy | None, scope: tuple[str, ...]) -> Policy | None
     base = plan_policy or Policy()
     narrowed = base.scope.model_copy(update={"write_paths": scope})
     return base.model_copy(update={"scope": Scope.model_validate(narrowed.model_dump())})
+
+
+def _operator_policy(policy: Policy | None, scope: tuple[str, ...]) -> Policy | None:
+    """The operator's policy with the child's write scope, where it sets one: it wins
+    over the plan's wherever it sets a field, so a child given ``notes/**`` by its
+    delegation wrote ``src/`` unasked under a ``trestle.toml`` that let its parent."""
+    if policy is None or not scope or "write_paths" not in policy.scope.model_fields_set:
+        return policy
+    fields = {f: getattr(policy.scope, f) for f in policy.scope.model_fields_set}
+    narrowed = Scope.model_validate({**fields, "write_paths": scope})
+    return policy.model_copy(update={"scope": narrowed})
 
 
 def _agent_settings(
