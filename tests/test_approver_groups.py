@@ -219,6 +219,39 @@ def test_each_approver_queues_theirs_before_the_run_records_any(
     assert decided["approvers"] == ["alice", "bob"]
 
 
+def test_a_child_runs_starter_is_its_roots_not_whoever_resumed_the_parent(
+    people: dict[str, Person],
+) -> None:
+    # the child recorded as its starter the key of the process that made it (alice,
+    # who resumed the parent): sam, the root's starter, counted as one of the two
+    sam, alice, bob = people["sam"], people["alice"], people["bob"]
+    toml = sam.write("trestle.toml", _policy(people, ("sam", "alice", "bob"), approvals=2))
+    sam.write(
+        "child.yaml",
+        "steps:\n  - {id: deploy, run: echo deployed >> deploys.log, irreversible: true}\n",
+    )
+    sam.write(
+        "plan.yaml",
+        "steps:\n  - {id: gate, run: 'true', approval: confirm}\n"
+        "  - {id: release, needs: [gate], delegate: {goal: ship, plan: child.yaml}}\n",
+    )
+    digest = hashlib.sha256(toml.read_bytes()).hexdigest()
+    started = sam("run", "plan.yaml", "--accept-policy", digest)
+    assert started.returncode == 3, started.stdout + started.stderr
+    run_id = started.stdout.splitlines()[0].split()[1]
+    _decide(alice, run_id)  # the gate no rule covers
+    _resume(alice, run_id, 3)  # alice's process makes the child
+    child = f"{run_id}.release.1"
+    for person in (sam, alice):
+        assert person("approve", f"{child}.1").returncode == 0
+        _resume(alice, run_id, 3)
+    assert not (sam.dir / "deploys.log").exists()
+    assert "sam started the run, and it needs 2 approvers" in _refusals(sam, child)[0]
+    assert bob("approve", f"{child}.1").returncode == 0
+    _resume(alice, run_id, 0)
+    assert (sam.dir / "deploys.log").read_text() == "deployed\n"
+
+
 def test_a_plan_cannot_name_approvers(people: dict[str, Person]) -> None:
     sam = people["sam"]
     sam.write(

@@ -138,6 +138,7 @@ def _create_or_find(engine: ParentEngine, parent: RunState, spec: ChildSpec) -> 
         agent=spec.agent,
         monitors=parent.monitors,
         parent=spec.link,
+        started_by=parent.started_by,  # the root's starter, passed down the tree
     )
     return False
 

@@ -93,6 +93,7 @@ def create_run(
     monitors: MonitorSettings | None = None,
     parent: TreeLink | None = None,
     engine: EngineBinding | None = None,
+    started_by: str | None = None,
 ) -> str:
     """Record a new run (its first event) and return its id. Nothing runs yet.
 
@@ -102,7 +103,10 @@ def create_run(
     records which file that was and why it was trusted. The source files the plan's
     ``python:`` steps and checks import are pinned by their SHA-256 too
     (:func:`trestle.formats.python_code.python_sources`). Where the operator names
-    approvers, the run records its starter's public key (:mod:`trestle.trust.identity`).
+    approvers, the run records its starter's public key (:mod:`trestle.trust.identity`);
+    a child run (``parent``) records ``started_by``, its root's starter, not the key of
+    whoever's process made it (a human who resumed the parent was its starter, and the
+    root's starter counted as one of two approvers).
     """
     now = time.time() if now is None else now
     # a path whose bytes are not UTF-8 cannot be stored: named now (it was a traceback
@@ -128,7 +132,13 @@ def create_run(
         parent=parent,
         engine=engine,
         # who started it, by key, where a two-person rule must know whom to exclude
-        started_by=public_key() if operator_policy and operator_policy.approvers else None,
+        started_by=(
+            started_by
+            if parent is not None
+            else public_key()
+            if operator_policy and operator_policy.approvers
+            else None
+        ),
     )
     # every run in the workspace keeps them read-only now, not this one's alone (what
     # the named modules import is held by this run only: often the project's own code)
