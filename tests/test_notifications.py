@@ -10,12 +10,14 @@ operator writes it; ``trestle health`` is the real command through typer's runne
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from email import message_from_bytes
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,7 +40,7 @@ from trestle.lifecycle.runs import create_run
 from trestle.notifications.ledger import Ledger, ledger_path, troubles_if_any
 from trestle.notifications.notifier import Notifier
 from trestle.notifications.payloads import message
-from trestle.notifications.senders import send
+from trestle.notifications.senders import DeliveryError, send
 from trestle.notifications.targets import (
     DesktopTarget,
     WebhookTarget,
@@ -675,3 +677,98 @@ def test_a_reason_no_mail_can_carry_stops_no_delivery(
     assert sorted(t.target for t in troubles) == ["chat", "oncall"]
     assert all(t.failing == 1 and t.given_up == 0 for t in troubles)  # backing off
     assert all("cannot be sent: UnicodeEncodeError" in t.last_error for t in troubles)
+
+
+# --- a hostile receiver -----------------------------------------------------------------
+
+
+class RawReceiver:
+    """A receiver on 127.0.0.1 that answers each request with ``answer(connection)``;
+    counts the bytes it managed to send."""
+
+    def __init__(self, answer: Any) -> None:
+        self.sent = 0
+        self.requests = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/hook"
+        self._answer = answer
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.requests += 1
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)  # the request (small)
+            with contextlib.suppress(OSError):  # the driver hung up
+                self._answer(self, conn)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def _trickle(receiver: RawReceiver, conn: socket.socket) -> None:
+    for byte in b"HTTP/1.1 200 OK\r\n" * 100:  # a byte at a time, under every read's timeout
+        conn.sendall(bytes([byte]))
+        receiver.sent += 1
+        time.sleep(0.2)
+
+
+def _gigabyte(receiver: RawReceiver, conn: socket.socket) -> None:
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000\r\n\r\n")
+    chunk = b"0" * 1_000_000
+    for _ in range(1000):
+        conn.sendall(chunk)
+        receiver.sent += len(chunk)
+
+
+def _hook(url: str) -> WebhookTarget:
+    return WebhookTarget.model_validate({"type": "webhook", "url": url, "timeout": 1})
+
+
+PAYLOAD = {"text": "approve?", "dedup_key": "run/approval/1", "title": "t"}
+
+
+def test_a_receiver_that_trickles_its_answer_is_given_up_on_its_deadline() -> None:
+    # urllib's timeout is each read's: a byte every 0.2 s held the driver, and its exit
+    # through SIGTERM, for as long as the receiver liked
+    receiver = RawReceiver(_trickle)
+    ended: list[str] = []
+
+    def post() -> None:
+        with pytest.raises(DeliveryError) as info:
+            send(_hook(receiver.url), PAYLOAD, {})
+        ended.append(str(info.value))
+
+    sender = threading.Thread(target=post, daemon=True)
+    sender.start()
+    sender.join(PATIENCE)  # not a measure of time: it never ended before
+    receiver.close()
+    assert ended == ["the webhook did not answer within 1s"]
+    assert receiver.sent < 1700  # it was still trickling, left behind
+
+
+def test_a_receivers_huge_answer_is_not_read() -> None:
+    receiver = RawReceiver(_gigabyte)
+    send(_hook(receiver.url), PAYLOAD, {})
+    receiver.close()
+    assert receiver.sent < 100_000_000  # 1 GB was read whole, 1.1 GB of the driver
+
+
+def test_a_redirect_is_not_followed_nor_counted_as_delivered(receiver: Receiver) -> None:
+    # urllib turned the POST into a GET without its body, which the next host answered
+    # 200: the approval's notice counted as delivered, and nobody was told
+    def redirect(raw: RawReceiver, conn: socket.socket) -> None:
+        conn.sendall(f"HTTP/1.1 302 Found\r\nLocation: {receiver.url}\r\n\r\n".encode())
+
+    mover = RawReceiver(redirect)
+    with pytest.raises(DeliveryError, match=r"HTTP 302 \(redirects are not followed"):
+        send(_hook(mover.url), PAYLOAD, {})
+    mover.close()
+    assert receiver.accepted == [] and receiver.attempts == 0

@@ -48,6 +48,7 @@ Sender = Callable[[Target, Mapping[str, Any], Mapping[str, str]], None]
 StateReader = Callable[[str], RunState]
 # how long the thread sleeps with nothing queued and nothing due (a batch wakes it)
 IDLE = 30.0
+CLOSE_GRACE = 1.0  # past the drain, what close waits for the sender to stop
 KEEP_DELIVERED = 30 * 86400.0  # seconds a delivered message stays in the ledger
 
 
@@ -151,7 +152,9 @@ class Notifier:
     def close(self) -> None:
         """Derive what is queued, send what is due for up to ``drain`` seconds, stop."""
         self._queue.put(_CLOSE)
-        self._thread.join()
+        # bounded: a delivery under way when the drain ends is left to its own deadline
+        # (a receiver that never answered held the driver's exit, SIGTERM or not)
+        self._thread.join(self.drain + CLOSE_GRACE)
 
     def _work(self) -> None:
         try:
@@ -170,7 +173,7 @@ class Notifier:
                     self._guarded("derive", self._derive, ledger, item)
                 elif isinstance(item, _Swept):
                     self._guarded("derive", self._record_swept, ledger, item)
-                self._guarded("send", self._send_due, ledger)
+                self._guarded("send", self._send_due, ledger, deadline)
                 if deadline is not None and self._queue.empty():
                     upcoming = ledger.next_due()
                     if upcoming is None or upcoming > deadline or self.clock() >= deadline:
@@ -236,12 +239,16 @@ class Notifier:
             return notices
         return [with_approvers(n, state) for n in notices]
 
-    def _send_due(self, ledger: Ledger) -> None:
+    def _send_due(self, ledger: Ledger, until: float | None = None) -> None:
+        """Send what is due; closing (``until``), no more once the drain is over: the
+        rest stay claimed until their claim lapses, for the next notifier."""
         from trestle.notifications.senders import DeliveryError, desktop_available, send
 
         sender = self._sender or send
         now = self.clock()
         for delivery in ledger.claim(now, now + self._claim_for):
+            if until is not None and self.clock() >= until:
+                break
             target = self.settings.targets.get(delivery.target)
             if target is None:  # a target since removed from notify.toml
                 ledger.failed(

@@ -14,9 +14,10 @@ import json
 import os
 import smtplib
 import subprocess
+import threading
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from email.message import EmailMessage
 from typing import Any
 
@@ -71,14 +72,58 @@ def _post(target: WebhookTarget, payload: Mapping[str, Any]) -> None:
             "User-Agent": "trestle-notify",
         },
     )
+    _within(target.timeout, lambda: _posted(request, target.timeout), "the webhook")
+
+
+def _posted(request: urllib.request.Request, timeout: float) -> None:
+    """The POST, its answer's head read and at most :data:`REPLY_MOST` bytes of its
+    body (a 1 GB answer was read whole, 1.1 GB of the driver). Redirects are not
+    followed: urllib turned the POST into a GET without its body, which the next host
+    answered 200, and the notice counted as delivered."""
     try:
-        with urllib.request.urlopen(request, timeout=target.timeout) as response:
-            response.read()
+        with _OPENER.open(request, timeout=timeout) as response:
+            response.read(REPLY_MOST)
     except urllib.error.HTTPError as exc:
-        raise DeliveryError(f"the webhook answered HTTP {exc.code}") from None
+        moved = " (redirects are not followed: give its final URL)" if 300 <= exc.code < 400 else ""
+        raise DeliveryError(f"the webhook answered HTTP {exc.code}{moved}") from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise DeliveryError(f"the webhook could not be reached: {reason}") from None
+
+
+REPLY_MOST = 64 * 1024  # of a webhook's answer, read (then it is closed)
+
+
+class _Unredirected(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # urllib then raises the 3xx as an HTTPError
+
+
+_OPENER = urllib.request.build_opener(_Unredirected)
+
+
+def _within(seconds: float, send_one: Callable[[], None], receiver: str) -> None:
+    """``send_one`` with a deadline on the whole of it. urllib's timeout is each read's,
+    so a receiver that sent a byte every 3 s held the driver for as long as it liked,
+    and at its exit through SIGTERM: it runs in a thread of its own, left behind (a
+    daemon) when the time is up, its socket's next read ending it."""
+    done: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            send_one()
+        except BaseException as exc:  # handed to the caller's thread
+            done.append(exc)
+        else:
+            done.append(None)
+
+    worker = threading.Thread(target=run, name="trestle-webhook", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if not done:
+        raise DeliveryError(f"{receiver} did not answer within {seconds:g}s")
+    if done[0] is not None:
+        raise done[0]
 
 
 def _mail(target: EmailTarget, payload: Mapping[str, Any], environ: Mapping[str, str]) -> None:
@@ -94,6 +139,11 @@ def _mail(target: EmailTarget, payload: Mapping[str, Any], environ: Mapping[str,
         password = environ.get(target.password_env)
         if password is None:
             raise DeliveryError(f"${target.password_env} (its password_env) is not set")
+    # smtplib's timeout is each read's too: a server trickling its answers held the driver
+    _within(target.timeout, lambda: _sent(target, mail, password), "the SMTP server")
+
+
+def _sent(target: EmailTarget, mail: EmailMessage, password: str | None) -> None:
     try:
         smtp_class = smtplib.SMTP_SSL if target.ssl else smtplib.SMTP
         with smtp_class(target.host, target.port, timeout=target.timeout) as smtp:
