@@ -249,7 +249,8 @@ def _refuse_a_search_cut_short(workspace: Path) -> None:
                 f"{stop / '.git'} ends the search for {POLICY_FILE} at {stop}, but {above}, "
                 "a policy file you accepted, lies above it: a run's step could have made "
                 "that .git to leave your policy behind, and the run did not start. Remove "
-                f"it if it is not yours, or name the policy: --policy {above}"
+                f"it if it is not yours; if it is, name the policy (--policy {above}) or give "
+                f"{stop} a {POLICY_FILE} of its own"
             )
 
 
