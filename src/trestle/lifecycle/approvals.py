@@ -336,7 +336,7 @@ def _queued_before(state: RunState, number: int, full: str, signer: object) -> R
         queued = [f for r in pending if (f := _queued_on(r, number)) is not None]
         if not queued:
             return None
-        if signer is not None and any(f.get("signer") == signer for f in queued):
+        if need > 1 and signer is not None and any(f.get("signer") == signer for f in queued):
             return f"approval {full!r}: your decision on it is queued already"
         if (
             all(f.get("verdict") == "approve" for f in queued)
