@@ -16,6 +16,7 @@ import subprocess
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -689,3 +690,34 @@ def test_a_scope_that_climbs_out_with_dotdot_is_refused_at_load(cli: Cli) -> Non
     said = " ".join(result.stderr.split())
     assert "plan.yaml" in said and "scope 'src/../docs/**' climbs out with '..'" in said
     assert not cli.store.exists() or not SqliteStore(cli.store).runs()
+
+
+def test_an_agent_parents_scope_is_held_within_the_operators_for_its_children() -> None:
+    # an agent run's --scope became its child's operator write_paths whole: a child
+    # wrote notes/ unasked where the operator's src/** asked its parent first
+    from types import SimpleNamespace
+
+    from trestle.core import tree
+    from trestle.core.policy import ActionFacts, Policy, classify
+
+    operator = Policy.model_validate({"scope": {"write_paths": ["src/**"]}})
+
+    def parent(scope: tuple[str, ...]) -> Any:
+        return SimpleNamespace(
+            agent=SimpleNamespace(scope=scope),
+            plan=SimpleNamespace(policy=None),
+            operator_policy=operator,
+        )
+
+    outside = parent(("notes/**",))
+    for given in ((), ("notes/a.md",)):
+        with pytest.raises(tree.DelegationError, match="may write nothing unasked"):
+            tree._narrowed_scope(outside, SimpleNamespace(scope=given), "s1")
+    inside = parent(("src/app/**", "notes/**"))
+    scope = tree._narrowed_scope(inside, SimpleNamespace(scope=()), "s1")
+    assert scope == ("src/app/**",)
+    child = tree._operator_policy(operator, scope)
+    assert child is not None and child.scope.write_paths == ("src/app/**",)
+    for path, tier in (("src/app/x.py", "log"), ("src/other.py", "confirm")):
+        facts = ActionFacts(nature="write", name="write_file", paths=(path,))
+        assert classify(facts, plan=None, operator=child, run_id="r", action_key="k").tier == tier

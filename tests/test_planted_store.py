@@ -171,3 +171,25 @@ def test_a_journal_a_step_wrote_beside_a_store_in_the_workspace_is_not_played_ba
         assert "trestle.db-journal lies beside it, a rollback journal SQLite never writes" in said
     (world.ws / "trestle.db-journal").unlink()  # as told
     assert world.cli("show", run_id, store=store).returncode == 0  # nothing was lost
+
+
+def test_another_runs_store_in_the_workspace_is_hidden_from_its_steps(tmp_path: Path) -> None:
+    # a run in ws/sub keeps its store in ws/sub/.trestle: a step of a run in ws rewrote
+    # its events, adding a python: step of its own that the next resume ran in the driver
+    world = World(tmp_path)
+    (world.ws / "sub").mkdir(parents=True)
+    theirs = world.ws / "sub" / ".trestle" / "trestle.db"
+    (tmp_path / "b.yaml").write_text("workspace: ws/sub\nsteps:\n  - {id: b, run: 'true'}\n")
+    made = world.cli("run", "b.yaml", "--no-live", "--no-prompt", store=theirs)
+    assert made.returncode == 0, made.stdout + made.stderr
+    world.run(
+        """\
+        workspace: ws
+        steps:
+          - id: look
+            run: ls -A sub/.trestle > listed.txt; cat sub/.trestle/trestle.db | wc -c > size.txt
+        """
+    )
+    assert (world.ws / "listed.txt").read_text() == ""  # an empty directory in its place
+    assert (world.ws / "size.txt").read_text().strip() == "0"
+    assert theirs.stat().st_size > 0  # there all along, out of the step's sight

@@ -137,7 +137,7 @@ def parent_scope(parent: RunState) -> tuple[str, ...]:
 
 def _narrowed_scope(parent: RunState, delegation: Delegation, sid: str) -> tuple[str, ...]:
     """The child's write scope: the delegation's, each glob inside the parent's."""
-    outer = parent_scope(parent)
+    outer = _writable(parent, sid)
     if not delegation.scope:
         return outer
     if outer:
@@ -148,6 +148,34 @@ def _narrowed_scope(parent: RunState, delegation: Delegation, sid: str) -> tuple
                     f"within the parent's {list(outer)!r}; name paths inside it"
                 )
     return delegation.scope
+
+
+def _writable(parent: RunState, sid: str) -> tuple[str, ...]:
+    """What the parent may write unasked: an agent parent's ``--scope`` within the
+    operator's ``write_paths`` where both are set (the agent's alone became the child's
+    operator scope, and a child wrote unasked where its parent was asked)."""
+    outer = parent_scope(parent)
+    if parent.agent is None or not parent.agent.scope:
+        return outer
+    policy = effective_policy(plan=parent.plan.policy, operator=parent.operator_policy)
+    operator = policy.scope.write_paths
+    if not operator:
+        return outer
+    both = _overlap(outer, operator)
+    if not both:
+        raise DelegationError(
+            f"step {sid!r} delegates, but its run may write nothing unasked: its scope "
+            f"{list(outer)!r} lies outside the operator's write_paths {list(operator)!r}"
+        )
+    return both
+
+
+def _overlap(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
+    """The globs of ``a`` and ``b`` that lie within one of the other's: what both allow,
+    or less where two globs only partly overlap (never more)."""
+    inside = [g for g in a if any(glob_within(g, o) for o in b)]
+    inside += [o for o in b if any(glob_within(o, g) for g in a)]
+    return tuple(dict.fromkeys(inside))
 
 
 def glob_within(inner: str, outer: str) -> bool:

@@ -595,7 +595,7 @@ def hidden_paths(
     workspace is hidden file by file (with the store's journal and WAL)."""
     ws = workspace.resolve()
     paths: list[Path] = []
-    for file, sidecars in ((store_file, ("-wal", "-shm", "-journal")), (key_file, ())):
+    for file, sidecars in ((store_file, STORE_SIDECARS), (key_file, ())):
         if file is None:
             continue
         file = file.resolve()
@@ -606,6 +606,35 @@ def hidden_paths(
     if config is not None:
         paths.append(config.resolve())
     return tuple(dict.fromkeys(paths))
+
+
+STORE_SIDECARS = ("-wal", "-shm", "-journal")
+
+
+def other_stores_in(workspace: Path, hidden: tuple[Path, ...] = ()) -> list[tuple[Path, ...]]:
+    """The paths to hide of each store this account started a run in (the index of
+    stores used, which no step reaches) that lies in ``workspace``, besides those
+    ``hidden`` already: its directory, or, right in the workspace, its file, journal,
+    log and checkpoints. A step of a run whose workspace held another run's (``R`` and
+    ``R/sub/.trestle``) rewrote that run's events, and a ``python:`` step of its making
+    ran in the driver at that run's next resume."""
+    from trestle.store.location import RecentStores
+
+    ws = workspace.resolve()
+    found: list[tuple[Path, ...]] = []
+    for store in RecentStores().paths():
+        try:
+            real = store.resolve()
+        except (OSError, RuntimeError):
+            continue
+        if real == ws or not real.is_relative_to(ws) or real in hidden:
+            continue
+        if real.parent != ws:
+            found.append((real.parent,))  # its checkpoints beside it too
+        else:
+            ends = (*STORE_SIDECARS, "")
+            found.append((*(real.with_name(real.name + e) for e in ends), ws / "shadow.git"))
+    return found
 
 
 def choose(
