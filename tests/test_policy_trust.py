@@ -97,7 +97,7 @@ def refused_as_not_accepted(
     assert result.returncode == NOT_ACCEPTED, result.stdout + result.stderr
     assert result.stdout == ""
     said = flat(result.stderr)
-    real = toml.resolve()
+    real = toml.parent.resolve() / toml.name if toml.is_symlink() else toml.resolve()
     what = "this policy file changed since it was accepted on" if changed else "no one has"
     assert said.startswith(f"error: {real}: "), said
     assert what in said and digest(toml) in said and "the run did not start" in said
@@ -165,6 +165,66 @@ def test_a_git_a_step_made_does_not_leave_an_accepted_policy_behind(repo: Cli) -
     refused_as_not_accepted(app, changed, toml, changed=True)
 
 
+def _asks(cli: Cli, *args: str | Path) -> subprocess.CompletedProcess[str]:
+    """A run of a step its policy (STRICT) makes ask: exit 3 when that policy holds."""
+    cli.write(
+        "ship.yaml", "goal: ship\nsteps:\n  - {id: ship, run: echo x > done.txt, tags: [deploy]}\n"
+    )
+    return cli("run", "ship.yaml", "--no-live", "--no-prompt", *args)
+
+
+def test_an_accepted_policy_a_step_removed_or_linked_elsewhere_is_not_left_behind(
+    repo: Cli, tmp_path: Path
+) -> None:
+    # a step of a run above deleted svc/trestle.toml, or made it a link to a policy the
+    # operator accepted for another project: the next run obeyed none, or that one
+    svc = Cli(repo.dir / "svc", repo.store)
+    svc.dir.mkdir()
+    toml = svc.write("trestle.toml", STRICT)
+    accept(svc, toml)
+    assert _asks(svc).returncode == 3
+    loose = tmp_path / "scratch" / "trestle.toml"
+    loose.parent.mkdir()
+    loose.write_text("[policy]\nconfidence_threshold = 0.1\n")
+    accept(repo, loose)
+
+    toml.unlink()
+    toml.symlink_to(loose)
+    linked = _asks(svc)
+    assert linked.returncode == NOT_ACCEPTED, linked.stdout + linked.stderr
+    said = flat(linked.stderr)
+    # its acceptance is of the file by that name, not of what a link there leads to
+    assert f"{svc.dir.resolve() / 'trestle.toml'}: this policy file changed since" in said
+    assert not (svc.dir / "done.txt").exists()
+
+    toml.unlink()
+    gone = _asks(svc)
+    assert gone.returncode == NOT_ACCEPTED, gone.stdout + gone.stderr
+    assert "a policy file you accepted, is gone" in flat(gone.stderr)
+    assert not (svc.dir / "done.txt").exists()
+    forgot = svc("policy", "forget", toml)
+    assert forgot.returncode == 0, forgot.stderr
+    assert _asks(svc).returncode == 0  # as the operator chose: no policy
+
+
+def test_a_policy_named_through_a_link_to_a_file_outside_stays_pinned(
+    repo: Cli, tmp_path: Path
+) -> None:
+    # --policy ops/policy.toml, accepted; a step made it a link to any file outside the
+    # repository, which was then "outside the workspace: trusted as yours"
+    (repo.dir / "ops").mkdir()
+    named = repo.write("ops/policy.toml", STRICT)
+    accept(repo, named)
+    assert _asks(repo, "--policy", named).returncode == 3
+    named.unlink()
+    anything = tmp_path / "empty.toml"  # any regular file outside: a policy of defaults
+    anything.write_text("")
+    named.symlink_to(anything)
+    result = _asks(repo, "--policy", named)
+    assert result.returncode == NOT_ACCEPTED, result.stdout + result.stderr
+    assert "this policy file changed since it was accepted" in flat(result.stderr)
+
+
 def test_an_accepted_policy_changed_through_its_symlink_is_not_obeyed(
     repo: Cli, _own_decision_key: Path
 ) -> None:
@@ -172,12 +232,13 @@ def test_an_accepted_policy_changed_through_its_symlink_is_not_obeyed(
     symlink of that name points to: a step can rewrite that one."""
     key = _own_decision_key
     (repo.dir / "conf").mkdir()
-    real = repo.write("conf/policy.toml", STRICT)
+    repo.write("conf/policy.toml", STRICT)
     (repo.dir / "trestle.toml").symlink_to("conf/policy.toml")
     accept(repo, repo.dir / "trestle.toml")
     plant(repo, "conf/policy.toml", hostile(key), "--sandbox", "require")
     result = deploy(repo, key)
-    refused_as_not_accepted(repo, result, real, changed=True)
+    # named by the link, whose acceptance it is (a link a step made is one no one accepted)
+    refused_as_not_accepted(repo, result, repo.dir / "trestle.toml", changed=True)
 
 
 def test_an_accepted_policy_changed_by_an_unconfined_step_is_not_obeyed(

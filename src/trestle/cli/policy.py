@@ -41,7 +41,7 @@ def show_policy(path: FileArg = None, workspace: WorkspaceOption = Path(".")) ->
 
     read = _read(path, workspace)
     out = _out()
-    for line in _head(read, status(read.path.resolve(), read.sha256)):
+    for line in _head(read, status(read.path, read.sha256)):
         out.print(line, markup=False, soft_wrap=True)
     out.print(_body(read), markup=False, soft_wrap=True, end="")
 
@@ -73,7 +73,7 @@ def accept_policy(
                 f"{read.sha256}: it was not accepted"
             )
     elif sys.stdin.isatty() and out.is_terminal:
-        for line in _head(read, status(real, read.sha256)):
+        for line in _head(read, status(read.path, read.sha256)):
             out.print(line, markup=False, soft_wrap=True)
         out.print(_body(read), markup=False, soft_wrap=True, end="")
         if not confirmed("Runs will obey this file as your policy. Accept it?"):
@@ -85,6 +85,19 @@ def accept_policy(
         )
     done = accept(read)  # the bytes shown or checked, however the file changed since
     out.print(f"accepted {real} (sha256 {done.sha256})", markup=False, soft_wrap=True)
+
+
+@policy_app.command("forget")
+def forget_policy(
+    path: Annotated[Path, typer.Argument(help="The policy file, as accepted (it may be gone).")],
+) -> None:
+    """Forget that you accepted a policy file: one you removed, so that runs below where
+    it lay no longer stop to ask for it."""
+    from trestle.trust.policy_trust import forget
+
+    if not forget(path):
+        raise ConfigError(f"{path}: no acceptance of it is recorded: nothing to forget")
+    _out().print(f"forgot the acceptance of {path}", markup=False, soft_wrap=True)
 
 
 @policy_app.command("identity")

@@ -26,6 +26,7 @@ The CLI's ``run`` and ``agent`` go through :func:`trusted_settings`; the library
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -92,7 +93,7 @@ def trusted_settings(
     """
     found = path if path is not None else find_policy_file(workspace)
     if found is None:
-        _refuse_a_search_cut_short(workspace)
+        _refuse_a_policy_left_behind(workspace)
         if accept_sha256 is not None:
             raise ConfigError(
                 f"--accept-policy: there is no policy file for {str(workspace)!r} to accept"
@@ -109,17 +110,25 @@ def trusted_settings(
                 f"{real}: --accept-policy {wanted} does not match the file, whose SHA-256 "
                 f"is {read.sha256}: it was not accepted and nothing ran"
             )
-    # a file once accepted stays pinned, wherever a .git (a step's?) says the project ends
-    pinned = path is None or _within(_project_root(workspace), real) or str(real) in acceptances()
+    # judged by the name given as well as where it leads (a step put a link to a file
+    # outside in its place: trusted as yours); a file once accepted stays pinned,
+    # wherever a .git (a step's?) says the project ends
+    root = _project_root(workspace)
+    pinned = (
+        path is None
+        or _within(root, real)
+        or _within(root, Path(os.path.abspath(path)))
+        or _accepted_as(path) in acceptances()
+    )
     if not pinned:
         source = PolicySource(trust="outside", path=str(real), sha256=read.sha256)
         return OperatorSettings(policy, monitors, source, servers)
     if accept_sha256 is not None:
         accepted: Acceptance | None = accept(read, now=now)
     else:
-        accepted = acceptances().get(str(real))
+        accepted = acceptances().get(_accepted_as(found))
     if accepted is None or accepted.sha256 != read.sha256:
-        raise PolicyNotAcceptedError(refusal(real, read.sha256, accepted))
+        raise PolicyNotAcceptedError(refusal(Path(_accepted_as(found)), read.sha256, accepted))
     source = PolicySource(
         trust="accepted", path=str(real), sha256=read.sha256, accepted_at=accepted.at
     )
@@ -142,9 +151,10 @@ def refusal(real: Path, sha256: str, accepted: Acceptance | None) -> str:
     )
 
 
-def status(real: Path, sha256: str) -> str:
-    """How the file stands, in words: accepted on DATE, not accepted, or changed."""
-    accepted = acceptances().get(str(real))
+def status(path: Path, sha256: str) -> str:
+    """How the file at ``path`` stands, in words: accepted on DATE, not accepted, or
+    changed."""
+    accepted = acceptances().get(_accepted_as(path))
     if accepted is None:
         return "not accepted: no run obeys it until you accept it"
     if accepted.sha256 == sha256:
@@ -172,9 +182,18 @@ def accept(read: PolicyFile, *, now: float | None = None) -> Acceptance:
     done = Acceptance(read.sha256, time.time() if now is None else now)
     with _locked():
         held = acceptances()
-        held[str(read.path.resolve())] = done
+        held[_accepted_as(read.path)] = done
         _write(held)
     return done
+
+
+def _accepted_as(path: Path) -> str:
+    """The name a file's acceptance is kept under: its real path, or, for a link, the
+    link's own (absolute) name. Kept under the target alone, a link a step made
+    (``sub/trestle.toml`` pointing at a policy you accepted for another project) was
+    obeyed as that one."""
+    named = Path(os.path.abspath(path))
+    return str(named.parent.resolve() / named.name) if named.is_symlink() else str(path.resolve())
 
 
 def acceptances() -> dict[str, Acceptance]:
@@ -233,25 +252,56 @@ def _checked_digest(value: str, where: str) -> str:
     return digest
 
 
-def _refuse_a_search_cut_short(workspace: Path) -> None:
-    """Refuse a run whose search for ``trestle.toml`` ended at a ``.git`` with a policy
-    file you accepted above it: a step can make a ``.git`` where there was none (``: >
-    .git`` in its workspace, a directory of the repository), and the next run then
-    obeyed no policy (an approval its policy asked for was not asked)."""
-    stop = _project_root(workspace)
-    if not (stop / ".git").exists():
-        return  # searched to the top
+def _refuse_a_policy_left_behind(workspace: Path) -> None:
+    """Refuse a run that found no ``trestle.toml`` where a policy file you accepted lies
+    on the way up from ``workspace``: gone (a step of a run in a directory above
+    deleted it), or above the ``.git`` the search stopped at (a step can make one where
+    there was none: ``: > .git`` in its workspace). Either way the next run obeyed no
+    policy, and an approval it asked for was not asked."""
     accepted = acceptances()
-    for directory in stop.parents:
-        above = directory / POLICY_FILE
-        if str(above.resolve()) in accepted:
+    if not accepted:
+        return
+    stop = _project_root(workspace)
+    here = workspace.resolve()
+    for directory in (here, *here.parents):
+        candidate = directory / POLICY_FILE
+        if str(candidate) not in accepted:
+            continue
+        if not candidate.is_file():
             raise PolicyNotAcceptedError(
-                f"{stop / '.git'} ends the search for {POLICY_FILE} at {stop}, but {above}, "
-                "a policy file you accepted, lies above it: a run's step could have made "
-                "that .git to leave your policy behind, and the run did not start. Remove "
-                f"it if it is not yours; if it is, name the policy (--policy {above}) or give "
-                f"{stop} a {POLICY_FILE} of its own"
+                f"{candidate}, a policy file you accepted, is gone: a run's step could have "
+                "removed it to leave your policy behind, and the run did not start. Put it "
+                f"back; if you removed it, `trestle policy forget {candidate}`"
             )
+        raise PolicyNotAcceptedError(
+            f"{stop / '.git'} ends the search for {POLICY_FILE} at {stop}, but {candidate}, "
+            "a policy file you accepted, lies above it: a run's step could have made that "
+            ".git to leave your policy behind, and the run did not start. Remove it if it "
+            f"is not yours; if it is, name the policy (--policy {candidate}) or give {stop} "
+            f"a {POLICY_FILE} of its own"
+        )
+
+
+def forget(path: Path) -> bool:
+    """Forget that a human accepted the file at ``path``; whether an acceptance was
+    recorded for it.
+
+    Raises:
+        ConfigError: asked from inside a run's step, or the record cannot be written.
+    """
+    from trestle.trust.step_origin import inside_a_step
+
+    inside = inside_a_step()
+    if inside is not None:
+        raise ConfigError(
+            f"{path}: an acceptance cannot be forgotten from inside a step ({inside})"
+        )
+    with _locked():
+        held = acceptances()
+        gone = held.pop(_accepted_as(path), None)
+        if gone is not None:
+            _write(held)
+    return gone is not None
 
 
 def _project_root(workspace: Path) -> Path:
