@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from trestle.core.plan import Plan
 from trestle.core.policy import ActionFacts, Policy, TierDecision
 from trestle.core.state import RunState
 from trestle.formats.policyfile import load_policy
+from trestle.store import SqliteStore
 from trestle.trust.identity import decision_fields, public_key, with_identity
 from trestle.trust.signing import decision_key, signed_payload
 
@@ -112,7 +114,11 @@ def test_only_a_member_of_the_group_decides(people: dict[str, Person]) -> None:
     run_id = _start(sam, _policy(people, ("alice",), approvals=1))
     deploys = sam.dir / "deploys.log"
 
-    _decide(mallory, run_id)  # signed by the decision path, with a key outside the group
+    # refused as it is made: queued, it would only be refused when the run folded it
+    outsider = mallory("approve", f"{run_id}.1")
+    assert outsider.returncode == 2
+    assert "is not in group 'release'; who may decide: release (alice)" in flat(outsider.stderr)
+    _queue_directly(sam, mallory, run_id)  # the run judges what reaches its queue again
     _resume(sam, run_id, 3)
     assert not deploys.exists()
     [why] = _refusals(sam, run_id)
@@ -156,6 +162,31 @@ def test_only_a_member_of_the_group_decides(people: dict[str, Person]) -> None:
     assert refused and "who may decide: release (alice)" in refused[0]["refused_because"]
 
 
+def _queue_directly(starter: Person, signer: Person, run_id: str) -> None:
+    """An approve of ``run_id.1`` signed by ``signer``, put in the store's queue as
+    anyone who may write the store could: the CLI refuses to queue one the run will."""
+    fields = {
+        "run_id": run_id,
+        "approval": 1,
+        "verdict": "approve",
+        "action_hash": _requested_hash(starter, run_id),
+        "files": None,
+        "reason": "",
+        "similar": False,
+        "edited": None,
+        "top_up": None,
+        "by": signer.name,
+    }
+    fields, identity = with_identity(fields, signer.identity_file())
+    key = decision_key(starter.dir.parent / "approval.key")
+    store = SqliteStore(starter.store)
+    try:
+        payload = signed_payload(fields, key, identity=identity)
+        store.add_request(run_id, "decision", "deploy", "", now=time.time(), payload=payload)
+    finally:
+        store.close()
+
+
 def _requested_hash(person: Person, run_id: str) -> str:
     for event in person.json("log", run_id):
         if event.get("kind") == "approval_requested":
@@ -168,16 +199,21 @@ def test_two_distinct_approvers_neither_the_starter(people: dict[str, Person]) -
     run_id = _start(sam, _policy(people, ("sam", "alice", "bob"), approvals=2))
     deploys = sam.dir / "deploys.log"
 
-    _decide(sam, run_id)  # the starter is in the group, but may not approve their own run
-    _resume(sam, run_id, 3)
+    own = sam("approve", f"{run_id}.1")  # in the group, but may not approve their own run
+    assert own.returncode == 2
+    assert "sam started the run, and it needs 2 approvers other than its starter" in flat(
+        own.stderr
+    )
     _decide(alice, run_id)  # one of two
     _resume(sam, run_id, 3)
-    _decide(alice, run_id)  # the same approver again does not make two
+    again = alice("approve", f"{run_id}.1")  # the same approver again does not make two
+    assert again.returncode == 2
+    assert "alice already approved; it needs 2 distinct approvers" in flat(again.stderr)
+    _queue_directly(sam, sam, run_id)  # the run judges what reaches its queue again
     _resume(sam, run_id, 3)
     assert not deploys.exists()
-    first, second = _refusals(sam, run_id)
-    assert "sam started the run, and it needs 2 approvers other than its starter" in first
-    assert "alice already approved; it needs 2 distinct approvers" in second
+    [refused] = _refusals(sam, run_id)
+    assert "sam started the run, and it needs 2 approvers other than its starter" in refused
     [card] = sam.json("inbox", "--run", run_id)
     assert card["status"] == "pending"
     assert card["may_decide"] == (
@@ -242,14 +278,31 @@ def test_a_child_runs_starter_is_its_roots_not_whoever_resumed_the_parent(
     _decide(alice, run_id)  # the gate no rule covers
     _resume(alice, run_id, 3)  # alice's process makes the child
     child = f"{run_id}.release.1"
-    for person in (sam, alice):
-        assert person("approve", f"{child}.1").returncode == 0
-        _resume(alice, run_id, 3)
+    own = sam("approve", f"{child}.1")
+    assert own.returncode == 2
+    assert "sam started the run, and it needs 2 approvers" in flat(own.stderr)
+    assert alice("approve", f"{child}.1").returncode == 0
+    _resume(alice, run_id, 3)
     assert not (sam.dir / "deploys.log").exists()
-    assert "sam started the run, and it needs 2 approvers" in _refusals(sam, child)[0]
     assert bob("approve", f"{child}.1").returncode == 0
     _resume(alice, run_id, 0)
     assert (sam.dir / "deploys.log").read_text() == "deployed\n"
+
+
+def test_a_decision_the_run_will_refuse_holds_no_place_in_the_queue(
+    people: dict[str, Person],
+) -> None:
+    # the starter's approve, or a non-member's, queued before the approvers' own, made
+    # them "already decided", then was refused when the run folded it
+    sam, alice, bob, mallory = (people[n] for n in ("sam", "alice", "bob", "mallory"))
+    run_id = _start(sam, _policy(people, ("sam", "alice", "bob"), approvals=2))
+    _queue_directly(sam, sam, run_id)
+    _queue_directly(sam, mallory, run_id)
+    _decide(alice, run_id)
+    _decide(bob, run_id)
+    _resume(sam, run_id, 0)
+    assert (sam.dir / "deploys.log").read_text() == "deployed\n"
+    assert len(_refusals(sam, run_id)) == 2  # the two the run judged as it folded them
 
 
 def test_a_plan_cannot_name_approvers(people: dict[str, Person]) -> None:

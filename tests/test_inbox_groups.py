@@ -368,3 +368,19 @@ def test_a_sweep_without_targets_says_what_is_missing_and_exits_2(tmp_path: Path
     _notify_toml("dashboard_url = 'http://127.0.0.1:8765'\n")
     code, empty = said()
     assert code == 2 and "notify.toml: names no target" in empty, empty
+
+
+def test_a_decision_on_a_member_of_a_group_approved_and_queued_is_refused_at_once(
+    cli: Cli,
+) -> None:
+    # the group's approve --similar decides .2 too: a reject of .2 behind it was told
+    # "queued", then refused when the run folded it
+    run_id = _waiting_run(cli)
+    group = cli.json("inbox", "--run", run_id)[0]["group"]
+    assert cli("approve", f"{run_id}.1", "--similar", "--group", group).returncode == 0
+    late = cli("reject", f"{run_id}.2", "--reason", "not us")
+    assert late.returncode == 2
+    assert "was already decided; the run records it when it next runs" in flat(late.stderr)
+    assert cli("approve", f"{run_id}.3").returncode == 2  # a member's own approve too
+    assert cli("resume", run_id).returncode == 3
+    assert cli.json("show", run_id)["refused"] == []

@@ -220,8 +220,15 @@ def queue_decision(
         # who decides counts: sign with the decider's own key too (a key handed in, a
         # dashboard account's or an MCP server's, always signs: the record names it)
         fields, signature = with_identity(fields, key=identity)
+    # one the run will refuse (the starter's approve, a non-member's) is refused now:
+    # queued, it held the approval's place from the people who may decide it
+    signer = fields.get("signer")
+    judged = _judged(verdict, similar)
+    who = judge_approver(state, a, signer if isinstance(signer, str) else None, judged, time.time())
+    if who.outcome == "refuse":
+        raise ConfigError(f"approval {full!r}: {who.reason}")
     payload = signed_payload(fields, key or decision_key(), identity=signature)
-    unless = _queued_before(state, number, full, fields.get("signer"))
+    unless = _queued_before(state, number, full, fields)
     request_id = store.add_request(
         state.run_id,
         "decision",
@@ -307,39 +314,55 @@ def tool_arguments(edited: Mapping[str, Any]) -> dict[str, Any]:
 def decision_queued(store: Store, run_id: str, number: int) -> bool:
     """Whether a decision on approval ``number`` of the run is queued for its driver
     (made from another terminal, the dashboard or MCP) and not yet recorded."""
-    return any(_queued_on(r, number) for r in store.pending_requests(run_id))
+    return any(number in _decides(f) for r in store.pending_requests(run_id) if (f := _queued(r)))
 
 
-def _queued_on(request: Request, number: int) -> dict[str, Any] | None:
-    """The fields of a queued request that decides approval ``number``, else None.
-    Not verified: the run judges them when it records them."""
+def _queued(request: Request) -> dict[str, Any] | None:
+    """The fields of a queued decision, else None. Not verified: the run judges them
+    when it records them."""
     if request.kind != "decision":
         return None
     try:
         fields = json.loads(request.payload)["fields"]
     except (ValueError, KeyError, TypeError):
         return None  # not a genuine decision: the run will refuse it
-    return fields if isinstance(fields, dict) and fields.get("approval") == number else None
+    return fields if isinstance(fields, dict) else None
 
 
-def _queued_before(state: RunState, number: int, full: str, signer: object) -> Refusal:
-    """Why a decision on ``a`` by ``signer`` cannot be queued behind the decisions
-    already queued on it, asked in the transaction that would queue it: one decision
-    decides an approval, so a second was refused only when the run folded it, after
-    both deciders had been told theirs was queued. Where the operator's rule asks for
-    several approvers, each may queue theirs (their approves are counted in turn)
-    until as many are queued as it still needs."""
+def _decides(fields: Mapping[str, Any]) -> set[object]:
+    """The approvals a decision's fields decide: its own, and with ``--similar`` the
+    others of its group, each named in it."""
+    group = fields.get("group")
+    members = group if isinstance(group, list) else []
+    return {fields.get("approval"), *(m.get("approval") for m in members if isinstance(m, dict))}
+
+
+def _queued_before(state: RunState, number: int, full: str, fields: Mapping[str, Any]) -> Refusal:
+    """Why a decision (``fields``) on approval ``number`` cannot be queued behind the
+    decisions already queued, asked in the transaction that would queue it: one decision
+    decides an approval (or, with ``--similar``, its group's), so a second was refused
+    only when the run folded it, after both deciders had been told theirs was queued.
+    Where the operator's rule asks for several approvers, each may queue theirs (their
+    approves are counted in turn) until as many that count are queued as it still
+    needs; one the run will refuse (a starter's, a non-member's) takes no place."""
     a = state.approvals[number]
     need = max((rule.approvals for rule in covering(state, a)), default=1)
+    signer, mine = fields.get("signer"), _decides(fields)
+
+    def counts(queued: Mapping[str, Any]) -> bool:
+        verdict = _judged(queued.get("verdict"), queued.get("similar"))
+        return judge_approver(state, a, queued.get("signer"), verdict).outcome != "refuse"
 
     def refusal(pending: list[Request]) -> str | None:
-        queued = [f for r in pending if (f := _queued_on(r, number)) is not None]
+        found = [f for r in pending if (f := _queued(r)) is not None and _decides(f) & mine]
+        queued = [f for f in found if counts(f)]
         if not queued:
             return None
         if need > 1 and signer is not None and any(f.get("signer") == signer for f in queued):
             return f"approval {full!r}: your decision on it is queued already"
         if (
-            all(f.get("verdict") == "approve" for f in queued)
+            len(mine) == 1
+            and all(f.get("verdict") == "approve" and _decides(f) == mine for f in queued)
             and len(a.endorsed_by) + len(queued) < need
         ):
             return None
