@@ -467,6 +467,7 @@ def test_bad_engine_flags_are_refused_before_anything_is_recorded(cli: Cli) -> N
         ("TRESTLE_TEMPORAL_HEARTBEAT", "0.3", too_short),
         ("TRESTLE_TEMPORAL_HISTORY_LIMIT", "1e400", not_positive),
         ("TRESTLE_TEMPORAL_HISTORY_LIMIT", "lots", not_positive),
+        ("TRESTLE_TEMPORAL_HISTORY_LIMIT", "5", "is under 10: a workflow would continue"),
     ):
         tuned = subprocess.run(
             cli.argv("run", plan, "--engine", "temporal"),

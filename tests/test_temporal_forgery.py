@@ -304,3 +304,41 @@ async def perform_count(address: str, blobs: Path, workflow_id: str) -> int:
             == "trestle.perform"
         ]
     )
+
+
+def test_a_workflow_started_for_another_run_or_with_odd_tuning_drives_nothing(
+    cli: Cli, workers: Workers
+) -> None:
+    """A start naming the run under another id, on a 0.05 s heartbeat and an hour's
+    lease, took the run's approvals and killed its steps, and held its lease an hour:
+    it fails at once, having driven nothing."""
+    run = Held(cli, workers)
+    before = len(run.store.events(run.run_id))
+    drive = {"run_id": run.run_id, "heartbeat": 0.05, "lease_ttl": 3600}
+    outcome: list[str] = []
+
+    async def start(client: Client) -> None:
+        handle = await client.start_workflow(
+            WORKFLOW, drive, id=f"evil-{run.run_id}", task_queue=workers.queue
+        )
+        try:
+            await handle.result()
+        except Exception as exc:  # WorkflowFailureError, its cause the refusal
+            outcome.append(str(getattr(exc, "cause", exc)))
+
+    run.attack(start)
+    assert outcome and "nothing was driven: its input names run" in outcome[0], outcome
+    assert len(run.store.events(run.run_id)) == before  # not a resume, not a record
+    lease = run.store.lease(run.run_id)
+    assert lease is not None and lease.owner.name == f"temporal workflow {run.run_id}"
+    run.assert_nothing_forged_holds()
+
+
+def test_a_workflows_tuning_is_held_to_what_an_operator_may_set() -> None:
+    from trestle.engines.temporal.shapes import Drive
+    from trestle.engines.temporal.workflow import unfit_drive
+
+    assert unfit_drive(Drive(run_id="r"), "r") is None
+    assert "not its own id" in (unfit_drive(Drive(run_id="r"), "s") or "")
+    for odd in ({"heartbeat": 0.05}, {"lease_ttl": 3600.0}, {"history_limit": 1}):
+        assert "lies outside" in (unfit_drive(Drive(run_id="r", **odd), "r") or ""), odd

@@ -32,7 +32,12 @@ from trestle.core.errors import ConfigError, MissingExtraError
 from trestle.core.events import EngineBinding, StoredEvent, event_json
 from trestle.core.report import build_report
 from trestle.core.safetext import model_json
-from trestle.engines.temporal.shapes import SHORTEST_HEARTBEAT, SOONEST_BEAT, Drive
+from trestle.engines.temporal.shapes import (
+    SHORTEST_HEARTBEAT,
+    SHORTEST_HISTORY,
+    SOONEST_BEAT,
+    Drive,
+)
 from trestle.lifecycle.runs import load_state
 from trestle.store.base import Store
 from trestle.store.location import store_name
@@ -88,6 +93,11 @@ def tuning() -> dict[str, float]:
                 "at most every 0.8 of the timeout, so Temporal would record attempts lost "
                 f"while their worker runs; give it {SHORTEST_HEARTBEAT:g} or more "
                 "(the default is 10)"
+            )
+        if name == "history_limit" and value < SHORTEST_HISTORY:
+            raise ConfigError(
+                f"${var}={text!r} is under {SHORTEST_HISTORY}: a workflow would continue "
+                "as new all the time; give it more (the default is 8000)"
             )
         found[name] = value
     return found

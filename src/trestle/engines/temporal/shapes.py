@@ -22,6 +22,10 @@ RECORD = "record"  # the update: a running attempt's events, made durable in ord
 # (at 0.3 s, 64 attempts of one run lost five: docs/temporal.md), so it is refused.
 SOONEST_BEAT = 0.2
 SHORTEST_HEARTBEAT = 1.0
+# what a workflow's input may hold (the operator's own Drive never leaves them): a
+# lease held longer kept a run from every other driver that long
+LEASE_TTL_RANGE = (10.0, 600.0)
+SHORTEST_HISTORY = 10  # events before continuing as new
 
 
 def beat_every(heartbeat: float) -> float:

@@ -69,8 +69,11 @@ with workflow.unsafe.imports_passed_through():
     from trestle.engines.temporal.admission import misreported, unrecordable
     from trestle.engines.temporal.places import sealed_place
     from trestle.engines.temporal.shapes import (
+        LEASE_TTL_RANGE,
         NUDGE,
         RECORD,
+        SHORTEST_HEARTBEAT,
+        SHORTEST_HISTORY,
         STATUS,
         WORKFLOW,
         Asked,
@@ -213,6 +216,12 @@ class RunWorkflow:
 
     @workflow.run
     async def run(self, drive: Drive) -> str:
+        unfit = unfit_drive(drive, workflow.info().workflow_id)
+        if unfit is not None:
+            # whoever can reach Temporal may start a workflow with input of their
+            # choosing: one named after another run took that run's approvals and
+            # killed its steps on a 0.05 s heartbeat, and left its lease held an hour
+            raise ApplicationError(f"nothing was driven: {unfit}", non_retryable=True)
         self._indexed = drive.indexed
         carried = drive.carried
         if carried is not None and not _carried_sealed(carried):
@@ -819,3 +828,18 @@ def _request(asked: Asked, run_id: str) -> Request:
         created_at=asked.created_at,
         payload=asked.payload,
     )
+
+
+def unfit_drive(drive: Drive, workflow_id: str) -> str | None:
+    """Why a workflow's input must drive nothing: a run other than the workflow's own
+    id, or tuning outside what an operator may set (``trestle.cli.temporal.tuning``)."""
+    if drive.run_id != workflow_id:
+        return f"its input names run {drive.run_id!r}, not its own id {workflow_id!r}"
+    for name, value, least, most in (
+        ("lease_ttl", drive.lease_ttl, LEASE_TTL_RANGE[0], LEASE_TTL_RANGE[1]),
+        ("heartbeat", drive.heartbeat, SHORTEST_HEARTBEAT, 1e9),
+        ("history_limit", drive.history_limit, SHORTEST_HISTORY, 1e9),
+    ):
+        if not least <= value <= most:
+            return f"its {name} {value!r} lies outside {least:g}..{most:g}"
+    return None
