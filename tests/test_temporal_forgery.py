@@ -9,6 +9,7 @@ claim none of it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +24,7 @@ from temporalio.client import (
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
 
 from temporal_helpers import Workers, history, wait_for
 from test_cli import Cli
@@ -266,7 +268,8 @@ def test_a_workflow_started_with_forged_carried_work_runs_nothing(
         )
 
     async def terminate(client: Client) -> None:
-        await client.get_workflow_handle(f"evil-{run.run_id}").terminate()
+        with contextlib.suppress(RPCError):  # it failed at once: not its own run's id
+            await client.get_workflow_handle(f"evil-{run.run_id}").terminate()
 
     assert run.attack(start) == "accepted"
     time.sleep(3)  # what the forged execution would dispatch, it dispatches by now
@@ -342,3 +345,23 @@ def test_a_workflows_tuning_is_held_to_what_an_operator_may_set() -> None:
     assert "not its own id" in (unfit_drive(Drive(run_id="r"), "s") or "")
     for odd in ({"heartbeat": 0.05}, {"lease_ttl": 3600.0}, {"history_limit": 1}):
         assert "lies outside" in (unfit_drive(Drive(run_id="r", **odd), "r") or ""), odd
+
+
+def test_nudges_to_a_run_that_waits_for_a_human_record_nothing(cli: Cli, workers: Workers) -> None:
+    """Any client may signal a workflow: each nudge to a run waiting for its human
+    recorded a resume, and nothing else, without end."""
+    from trestle.engines.temporal.shapes import NUDGE
+
+    run = Held(cli, workers)
+    run.assert_nothing_forged_holds()  # hold ended; deploy waits for its approval
+    settled = len(run.store.events(run.run_id))
+
+    async def nudge(client: Client) -> None:
+        handle = client.get_workflow_handle(run.run_id)
+        for _ in range(5):
+            await handle.signal(NUDGE)
+
+    run.attack(nudge)
+    time.sleep(2)  # what the nudges would record, they record by now
+    assert len(run.store.events(run.run_id)) == settled
+    assert [s["step"] for s in json.loads(run.workers.run("inbox", "--json").stdout)] == ["deploy"]

@@ -292,6 +292,16 @@ class RunWorkflow:
         first_asked = await self._store("trestle.requests", run_id, list[Asked])
         if state.finished == "succeeded" and not loaded.refusals and not first_asked:
             return "succeeded"  # nothing to do, and nothing worth recording
+        if (
+            state.finished == "needs_human"
+            and carried is None
+            and state.interrupted is None
+            and not (loaded.refusals or loaded.sandbox or missed or first_asked)
+            and not state.waiting_children()
+        ):
+            # woken with nothing asked (any client may nudge): a resume of a run that
+            # still waits would be recorded for each nudge, and nothing else
+            return "needs_human"
         settings = state.monitors or DEFAULT_MONITORS
         inbound: list[AnyEvent] = []
         if (carried is None and state.seq > 1) or state.interrupted is not None:
