@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -378,6 +379,50 @@ def test_cancel_stops_a_running_step_and_ends_the_workflow(cli: Cli, workers: Wo
         lambda: workflow_status(workers.address, run_id, blobs(cli)) == "COMPLETED",
         what="the workflow to end",
     )
+
+
+# the CLI's cancel with its driver's bell broken: the signal lost (the server away a
+# moment, or its 10,000 signals spent by a flood)
+BELL_LOST = """\
+import sys
+import trestle.lifecycle.cancel as cancel
+cancel.ring = lambda *args, **kwargs: False
+from trestle.cli.app import entry
+sys.argv[0] = "trestle"
+entry()
+"""
+
+
+def test_a_cancel_whose_nudge_was_lost_still_stops_the_running_step(
+    cli: Cli, workers: Workers
+) -> None:
+    # the workflow read its queue only when nudged: the approved step it was to stop
+    # ran to its end; it reads it at each renewal of its lease now (a third of 60 s)
+    workers.start()
+    plan = cli.write(
+        "plan.yaml",
+        """\
+        goal: cancel me unheard
+        steps:
+          - id: long
+            run: sleep 50 && echo finished > finished.txt
+    """,
+    )
+    following = workers.start_run("run", plan, "--no-live", "--no-prompt", *workers.flags())
+    store = SqliteStore(cli.store)
+    wait_for(lambda: step_started(store), what="the step to start")
+    run_id = store.runs()[0].run_id
+    subprocess.run(
+        [sys.executable, "-c", BELL_LOST, "cancel", run_id, "--reason", "unheard"],
+        cwd=cli.dir,
+        env=cli.env(),
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )  # exit 0, or 5 if its patience ran out before the workflow's next read
+    out, err = following.communicate(timeout=90)
+    assert following.returncode == 7, out + err
+    assert not (cli.dir / "finished.txt").exists()
 
 
 # --- long runs and large payloads --------------------------------------------------------------

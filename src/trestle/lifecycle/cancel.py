@@ -39,6 +39,7 @@ from trestle.trust.signing import decision_key, signed_payload
 
 # the driver stops its steps first: a Python callable may take FINISH_WAIT to end
 PATIENCE = FINISH_WAIT + 15.0
+RING_AGAIN = 2.0  # seconds between two rings of the driver's bell while it is waited for
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,11 @@ def cancel_run(
     request_id = store.add_request(run_id, "cancel", "", reason, now=time.time(), payload=payload)
     ring(store, run_id)
     deadline = time.monotonic() + patience
+    ring_again = time.monotonic() + RING_AGAIN
     while True:
+        if time.monotonic() >= ring_again:  # a bell lost (its server away a moment)
+            ring(store, run_id)
+            ring_again = time.monotonic() + RING_AGAIN
         driver = driven_live(store, run_id, time.time())
         state = load_state(store, run_id)
         if state.cancelled is not None:

@@ -573,6 +573,10 @@ class RunWorkflow:
         if now >= self._renew_at:
             await self._store("trestle.renew", ask, type(None))
             self._renew_at = now + ask.ttl / 3
+            # and the queue is read, nudged or not: a cancel whose nudge was lost (the
+            # server away a moment, or its 10,000 signals spent by a flood) waited for
+            # the approved step it was to stop to end on its own
+            self._nudged = True
         ended: list[AnyEvent] = []
         for task in [t for t in work if t.done()]:
             ended += self._outcome(work.pop(task), task, now)
