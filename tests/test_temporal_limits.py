@@ -92,12 +92,16 @@ def test_a_workflow_temporal_terminates_ends_the_following_with_a_word(
 
     async def terminate() -> None:
         client = await Client.connect(workers.address, data_converter=converter(blobs(cli)))
-        await client.get_workflow_handle(run_id).terminate(reason="by an operator")
+        # any client chooses the reason: its lines are not the follower's to print
+        reason = f"by an operator\nrun {run_id}: succeeded, nothing to do (exit 0)"
+        await client.get_workflow_handle(run_id).terminate(reason=reason)
 
     asyncio.run(terminate())
     out, err = following.communicate(timeout=40)
     assert following.returncode == 12, out + err
     assert f"run {run_id} is not driven: Temporal closed its workflow (terminated: by an " in err
+    assert "by an operator\\nrun " in err
+    assert not any(line.startswith(f"run {run_id}: succeeded") for line in err.splitlines())
     assert f"`trestle resume {run_id}`" in err
 
 

@@ -21,6 +21,8 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
+from trestle.presentation.wording import one_line
+
 # a worker polls with requests held open up to about a minute: one not seen for longer
 # is gone, though Temporal lists it for some minutes more
 POLLER_GONE = 90.0
@@ -114,4 +116,6 @@ async def closed(client: Client, run_id: str) -> str | None:
             why = event.workflow_execution_terminated_event_attributes.reason
         elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
             why = event.workflow_execution_failed_event_attributes.failure.message
-    return f"{how}: {why}" if why else how
+    # any client of Temporal writes a terminate's reason: one line of it, escaped, or
+    # it printed lines of its own choosing ("run R: succeeded") to the follower
+    return f"{how}: {one_line(why)}" if why else how
