@@ -328,23 +328,27 @@ def test_prune_keeps_a_run_taken_up_after_it_was_chosen(cli: Cli) -> None:
     from trestle.operations.prune import choose, prune
     from trestle.store import SqliteStore
 
-    taken, left = (finished_run(cli, CHECKPOINTED_PLAN, f"{n}.yaml") for n in ("t", "l"))
-    for run_id in (taken, left):
+    names = ("t", "a", "l")
+    taken, asked, left = (finished_run(cli, CHECKPOINTED_PLAN, f"{n}.yaml") for n in names)
+    for run_id in (taken, asked, left):
         backdate(cli, run_id, 40)
     refs = shadow_refs(cli)
     store = SqliteStore(cli.store)
     try:
         chosen = choose(store, older_than=30 * DAY, now=time.time())
-        assert sorted(r.run_id for r in chosen.remove) == sorted((taken, left))
+        assert sorted(r.run_id for r in chosen.remove) == sorted((taken, asked, left))
         lease = store.acquire_lease(taken, this_process(), ttl=60.0, now=time.time())
+        store.add_request(asked, "retry", "make", "once more", now=time.time())
         done = prune(store, chosen.remove)
-        assert [r.run_id for r in done.driven] == [taken]
+        assert sorted(r.run_id for r in done.driven) == sorted((taken, asked))
         assert [r.run_id for r in done.runs] == [left]
         held = store.lease(taken)
         assert held is not None and held.token == lease.token
+        again = prune(store, chosen.remove)  # a second prune of the same choice, late
+        assert again.runs == [] and store.lease(left) is None
     finally:
         store.close()
-    assert [r["run_id"] for r in cli.json("runs")] == [taken]
+    assert sorted(r["run_id"] for r in cli.json("runs")) == sorted((taken, asked))
     assert [r for r in shadow_refs(cli) if taken in r] == [r for r in refs if taken in r]
 
 

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trestle.core.errors import LeaseHeldError
+from trestle.core.errors import LeaseHeldError, UnknownRunError
 from trestle.lifecycle.lease import this_process
 from trestle.store.base import RunRow, Store, owner_is_alive
 from trestle.workspace.shadow import ShadowRepo, shadow_dir_for
@@ -70,35 +70,7 @@ def prune(store: Store, runs: list[RunRow]) -> Pruned:
     done = Pruned(bytes_before=store_bytes(store))
     emptied: dict[Path, ShadowRepo] = {}  # the shadow stores that lost checkpoints
     for row in runs:
-        # the run's lease, held while it goes: a driver that took the run up since it was
-        # chosen (a `trestle resume` meanwhile) had its events and checkpoints deleted
-        # under it, its attempt's side effect left with no record anywhere
-        try:
-            lease = store.acquire_lease(
-                row.run_id, this_process("trestle prune"), ttl=60.0, now=time.time()
-            )
-        except LeaseHeldError:
-            done.driven.append(row)
-            continue
-        try:
-            if store.run(row.run_id).last_seq != row.last_seq:  # it moved on meanwhile
-                done.driven.append(row)
-                continue
-            # its checkpoints first: a prune killed between the two leaves a run the
-            # next prune finds and removes, not checkpoints no run names, kept for ever
-            shadow_dir = shadow_dir_for(store, Path(row.workspace))
-            if shadow_dir is not None and (shadow_dir / "objects").is_dir():
-                # the repo's workspace only keys its stat cache; deleting refs never reads it
-                shadow = ShadowRepo(shadow_dir, Path(row.workspace))
-                deleted = len(shadow.delete(row.run_id))
-                done.checkpoints += deleted
-                if deleted:
-                    emptied[shadow_dir] = shadow
-            done.events += store.delete_run(row.run_id)  # its lease with it
-            done.runs.append(row)
-        finally:
-            if row not in done.runs:
-                store.release_lease(row.run_id, lease.token)
+        _prune_one(store, row, done, emptied)
     for shadow in emptied.values():
         shadow.prune()
     compact = getattr(store, "compact", None)
@@ -106,6 +78,43 @@ def prune(store: Store, runs: list[RunRow]) -> Pruned:
         compact()
     done.bytes_after = store_bytes(store)
     return done
+
+
+def _prune_one(store: Store, row: RunRow, done: Pruned, emptied: dict[Path, ShadowRepo]) -> None:
+    """Delete one chosen run and its checkpoints, holding its lease meanwhile: a driver
+    that took the run up since it was chosen (a `trestle resume`) had its events and
+    checkpoints deleted under it, its attempt's side effect left with no record."""
+    try:
+        store.run(row.run_id)
+        lease = store.acquire_lease(
+            row.run_id, this_process("trestle prune"), ttl=60.0, now=time.time()
+        )
+    except UnknownRunError:
+        return  # gone already (another prune): nothing of it is left to delete
+    except LeaseHeldError:
+        done.driven.append(row)
+        return
+    try:
+        if store.run(row.run_id).last_seq != row.last_seq or store.pending_requests(row.run_id):
+            done.driven.append(row)  # it moved on meanwhile, or a human asked something of it
+            return
+        # its checkpoints first: a prune killed between the two leaves a run the next
+        # prune finds and removes, not checkpoints no run names, kept for ever
+        shadow_dir = shadow_dir_for(store, Path(row.workspace))
+        if shadow_dir is not None and (shadow_dir / "objects").is_dir():
+            # the repo's workspace only keys its stat cache; deleting refs never reads it
+            shadow = ShadowRepo(shadow_dir, Path(row.workspace))
+            deleted = len(shadow.delete(row.run_id))
+            done.checkpoints += deleted
+            if deleted:
+                emptied[shadow_dir] = shadow
+        done.events += store.delete_run(row.run_id)  # its lease with it
+        done.runs.append(row)
+    except UnknownRunError:
+        return  # deleted meanwhile by another prune
+    finally:
+        if row not in done.runs:
+            store.release_lease(row.run_id, lease.token)
 
 
 def store_bytes(store: Store) -> int | None:
