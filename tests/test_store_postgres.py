@@ -40,7 +40,7 @@ from trestle.core.errors import (
     TrestleError,
 )
 from trestle.store import postgres_schema
-from trestle.store.location import open_store
+from trestle.store.location import open_store, where_shown
 from trestle.store.postgres import PostgresStore
 from trestle.testing.postgres import LocalPostgres
 
@@ -66,8 +66,9 @@ def free_port() -> int:
 @pytest.mark.parametrize(
     "url, says, code",
     [
-        # libpq reads the port only when it connects: the store cannot be used
-        ("postgresql://u@127.0.0.1:notaport/db", "port", 4),
+        # a port that is not a number: bad input (where a password split at a '/' is
+        # read as the port, naming it would show a piece of the password)
+        ("postgresql://u@127.0.0.1:notaport/db", "port is a number", 2),
         # one libpq cannot parse is bad input, refused before anything is tried
         ("postgresql://u@127.0.0.1/db?nosuchoption=1", "nosuchoption", 2),
     ],
@@ -87,18 +88,23 @@ def test_a_url_that_does_not_parse_is_refused_naming_why(url: str, says: str, co
         ("postgresql://trestle:pw%2SECRET@127.0.0.1/t", 'invalid percent-encoded token: "..."'),
         ("postgresql://t@127.0.0.1/t?password=ab%zzSECRET", "invalid percent-encoded token"),
         # a bare @ in the password: libpq reads the rest as the host, which was shown
-        (
-            "postgresql://trestle:pa@SECRET@127.0.0.1/t",
-            "a password holding '@' must be written %40",
-        ),
+        ("postgresql://trestle:pa@SECRET@127.0.0.1/t", "must be written %-escaped"),
+        # a '/' in it: the rest was read as the port and the database's name
+        ("postgresql://trestle:TOP/SECRET@127.0.0.1/t", "must be written %-escaped"),
+        # an '&' in a password parameter: libpq quotes the rest as a parameter's name
+        ("postgresql://t@127.0.0.1/t?password=ab&cdSECRET", 'separator "..."'),
     ],
-    ids=["bad-escape", "short-escape", "option", "bare-at"],
+    ids=["bad-escape", "short-escape", "option", "bare-at", "slash", "ampersand"],
 )
 def test_a_url_whose_password_does_not_parse_is_refused_without_it(url: str, says: str) -> None:
     with pytest.raises(ConfigError) as info:
         open_store(url)
     assert says in str(info.value) and "SECRET" not in str(info.value)
     assert info.value.exit_code == 2
+    assert "SECRET" not in where_shown(url)
+    doctor = run_trestle(["doctor", "--store", url], cwd=Path.cwd(), timeout=60)
+    assert doctor.returncode == 2, doctor.stdout + doctor.stderr  # bad input, not damage
+    assert "SECRET" not in doctor.stdout + doctor.stderr
 
 
 def test_a_server_that_is_not_there_is_named_without_waiting_long() -> None:

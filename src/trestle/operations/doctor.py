@@ -462,8 +462,8 @@ def _examine_database(url: str, *, now: float) -> _Found:
     found = _Found()
     try:
         store = open_store(url, create=False)
-    except NoStoreError:
-        raise
+    except (NoStoreError, ConfigError):
+        raise  # no store, or a URL that cannot be read: bad input, not damage
     except TrestleError as exc:  # the server cannot be reached, or the schema is wrong
         found.problems.append(str(exc))
         return found

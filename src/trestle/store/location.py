@@ -80,13 +80,21 @@ def where_shown(where: str | Path) -> str:
     """
     if not is_store_url(where):
         return str(where)
+    try:
+        from trestle.store.postgres import describe
+
+        describe(str(where))
+    except ImportError:
+        pass  # without the extra: as written, less the password read below
+    except ConfigError:  # misread, the URL's parts may hold pieces of its password
+        return "postgresql://... (a URL that cannot be read)"
     parts = urlsplit(str(where))
     userinfo, at, host = parts.netloc.rpartition("@")
     netloc = f"{userinfo.partition(':')[0]}{at}{host}"
     pairs = parse_qsl(parts.query, keep_blank_values=True)
     query = parts.query
-    if any(key == "password" for key, _ in pairs):
-        query = urlencode([(k, v) for k, v in pairs if k != "password"])
+    if any(key in ("password", "sslpassword") for key, _ in pairs):
+        query = urlencode([(k, v) for k, v in pairs if k not in ("password", "sslpassword")])
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
@@ -124,16 +124,37 @@ def describe(url: str) -> str:
         first = first.replace(url, hidden)
         for secret in _passwords(url):
             first = first.replace(secret, "...")
+        # and what libpq quotes (a token it could not read, a parameter's name) may be
+        # a piece of a password split at a character it reads as a separator
+        first = re.sub(r'"([^"]*)"', lambda m: _unquoted(m.group(1), url), first)
         raise ConfigError(f"the store URL cannot be read: {first}") from None
-    if "@" in str(params.get("host") or ""):  # what a password holding a bare @ leaves
+    if _misread(params):
         raise ConfigError(
-            "the store URL cannot be read: its host holds '@' (a password holding '@' "
-            "must be written %40)"
+            "the store URL cannot be read as written: its host, port or database is not "
+            "one (a port is a number; a password holding '/', '?', '#' or '@' must be "
+            "written %-escaped: %2F, %3F, %23, %40)"
         )
     user = f"{params['user']}@" if params.get("user") else ""
     host = params.get("host") or "localhost"
     port = f":{params['port']}" if params.get("port") else ""
     return f"postgresql://{user}{host}{port}/{params.get('dbname') or ''}"
+
+
+def _unquoted(token: str, url: str) -> str:
+    """A token libpq quoted, as a message shows it: "..." where it may hold a piece of
+    the password (it lies in the URL's user part, or after a ``password``), else as
+    it was (an unknown option's name)."""
+    user_part = url.partition("//")[2].partition("/")[0].rpartition("@")[0]
+    after = url[url.lower().find("password") :] if "password" in url.lower() else ""
+    return '"..."' if token and (token in user_part or token in after) else f'"{token}"'
+
+
+def _misread(params: Mapping[str, object]) -> bool:
+    """Whether libpq read a URL whose password holds a separator as other parts, which
+    messages would then show: the rest of the password as the host (a bare ``@``), the
+    port (``u:TOP/SECRET@h``: host ``u``, port ``TOP``) or the database's name."""
+    host, port, dbname = (str(params.get(k) or "") for k in ("host", "port", "dbname"))
+    return "@" in host or "@" in dbname or any(not p.isdigit() for p in port.split(",") if p)
 
 
 def _passwords(url: str) -> list[str]:
