@@ -749,9 +749,17 @@ def test_a_receiver_that_trickles_its_answer_is_given_up_on_its_deadline() -> No
     sender = threading.Thread(target=post, daemon=True)
     sender.start()
     sender.join(PATIENCE)  # not a measure of time: it never ended before
-    receiver.close()
     assert ended == ["the webhook did not answer within 1s"]
     assert receiver.sent < 1700  # it was still trickling, left behind
+    # while the one left behind lingers, a retry fails at once: no second thread and
+    # socket each time (20 retries held 20 of each)
+    lingering = [t for t in threading.enumerate() if t.name == "trestle-delivery"]
+    for _ in range(5):
+        post()
+    assert ended[1:] == ["the webhook has not yet answered the last delivery"] * 5
+    assert [t for t in threading.enumerate() if t.name == "trestle-delivery"] == lingering
+    assert receiver.requests == 1
+    receiver.close()
 
 
 def test_a_receivers_huge_answer_is_not_read() -> None:

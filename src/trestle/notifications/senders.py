@@ -72,7 +72,7 @@ def _post(target: WebhookTarget, payload: Mapping[str, Any]) -> None:
             "User-Agent": "trestle-notify",
         },
     )
-    _within(target.timeout, lambda: _posted(request, target.timeout), "the webhook")
+    _within(target.timeout, lambda: _posted(request, target.timeout), "the webhook", target.url)
 
 
 def _posted(request: urllib.request.Request, timeout: float) -> None:
@@ -102,11 +102,20 @@ class _Unredirected(urllib.request.HTTPRedirectHandler):
 _OPENER = urllib.request.build_opener(_Unredirected)
 
 
-def _within(seconds: float, send_one: Callable[[], None], receiver: str) -> None:
-    """``send_one`` with a deadline on the whole of it. urllib's timeout is each read's,
-    so a receiver that sent a byte every 3 s held the driver for as long as it liked,
-    and at its exit through SIGTERM: it runs in a thread of its own, left behind (a
-    daemon) when the time is up, its socket's next read ending it."""
+# per receiver, the sender left behind when its deadline passed, while it lingers
+_LINGERING: dict[str, threading.Thread] = {}
+
+
+def _within(seconds: float, send_one: Callable[[], None], receiver: str, where: str) -> None:
+    """``send_one`` with a deadline on the whole of it. urllib's and smtplib's timeouts
+    are each read's, so a receiver that sent a byte every 3 s held the driver for as
+    long as it liked, and its exit through SIGTERM: it runs in a thread of its own, left
+    behind (a daemon) when the time is up. One such thread at most lingers for each
+    receiver (``where``): a delivery to one whose last is still unanswered fails at
+    once, and retries do not pile threads and sockets up."""
+    lingering = _LINGERING.get(where)
+    if lingering is not None and lingering.is_alive():
+        raise DeliveryError(f"{receiver} has not yet answered the last delivery")
     done: list[BaseException | None] = []
 
     def run() -> None:
@@ -117,10 +126,11 @@ def _within(seconds: float, send_one: Callable[[], None], receiver: str) -> None
         else:
             done.append(None)
 
-    worker = threading.Thread(target=run, name="trestle-webhook", daemon=True)
+    worker = threading.Thread(target=run, name="trestle-delivery", daemon=True)
     worker.start()
     worker.join(seconds)
     if not done:
+        _LINGERING[where] = worker
         raise DeliveryError(f"{receiver} did not answer within {seconds:g}s")
     if done[0] is not None:
         raise done[0]
@@ -140,7 +150,8 @@ def _mail(target: EmailTarget, payload: Mapping[str, Any], environ: Mapping[str,
         if password is None:
             raise DeliveryError(f"${target.password_env} (its password_env) is not set")
     # smtplib's timeout is each read's too: a server trickling its answers held the driver
-    _within(target.timeout, lambda: _sent(target, mail, password), "the SMTP server")
+    server = f"{target.host}:{target.port}"
+    _within(target.timeout, lambda: _sent(target, mail, password), "the SMTP server", server)
 
 
 def _sent(target: EmailTarget, mail: EmailMessage, password: str | None) -> None:
