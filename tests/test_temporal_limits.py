@@ -12,6 +12,7 @@ and a batch committed by a workflow task Temporal then closed wedged its run."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import sqlite3
 import time
 from pathlib import Path
@@ -141,6 +142,13 @@ def test_resume_after_temporal_closed_the_workflow_says_at_once_what_it_waits_fo
         f"for it to lapse, at most {waits} s more, then goes on (Ctrl-C stops waiting, not "
         "the run)"
     ) == said.strip()
+    # and its worker stops when told while it waits: the lease was asked for by a
+    # local activity retried for ever, which held SIGTERM up as long as the lease held
+    time.sleep(2)  # the new execution is asking for the lease by now
+    [worker] = workers.running
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(timeout=30)  # never ended before the lease lapsed
+    assert time.time() < held.expires_at
 
 
 def test_attempts_started_together_on_a_run_of_thousands_of_steps_are_not_lost(

@@ -162,8 +162,10 @@ class TrestleActivities:
             held = await self._blocking(
                 self.store.acquire_lease, ask.run_id, owner, ttl=ask.ttl, now=time.time()
             )
-        except LeaseHeldError as exc:  # another driver, for now: Temporal retries
-            raise ApplicationError(str(exc), type="LeaseHeld") from None
+        except LeaseHeldError as exc:  # another driver, for now: the workflow sleeps
+            # not retried here: a local activity retried for ever held its worker's
+            # shutdown (SIGTERM) as long as the other driver kept the lease
+            raise ApplicationError(str(exc), type="LeaseHeld", non_retryable=True) from None
         return held.token
 
     @activity.defn(name="trestle.renew")

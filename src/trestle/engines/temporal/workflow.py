@@ -256,7 +256,12 @@ class RunWorkflow:
         if carried is not None:
             ask.token = carried.token
         else:
-            ask.token = await self._store("trestle.lease", ask, int)
+            try:
+                ask.token = await self._store("trestle.lease", ask, int)
+            except ActivityError as exc:
+                if _kind(exc) == "LeaseHeld":  # held by another: sleep, then try again
+                    raise LeaseGone() from exc
+                raise
         self._renew_at = self._now() + drive.lease_ttl / 3
         work: dict[asyncio.Task[RawValue], Announced] = {}
         try:
