@@ -193,3 +193,16 @@ def test_another_runs_store_in_the_workspace_is_hidden_from_its_steps(tmp_path: 
     assert (world.ws / "listed.txt").read_text() == ""  # an empty directory in its place
     assert (world.ws / "size.txt").read_text().strip() == "0"
     assert theirs.stat().st_size > 0  # there all along, out of the step's sight
+
+
+def test_a_new_store_and_its_directory_are_their_owners_alone(tmp_path: Path) -> None:
+    # made 0644 in a 0755 directory under the usual umask, every step's output in them
+    # was open to every user of the machine
+    old = os.umask(0o022)
+    try:
+        store = SqliteStore(tmp_path / "ws" / ".trestle" / "trestle.db")
+        store.close()
+    finally:
+        os.umask(old)
+    assert (tmp_path / "ws" / ".trestle").stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "ws" / ".trestle" / "trestle.db").stat().st_mode & 0o777 == 0o600

@@ -204,6 +204,7 @@ class SqliteStore(SqlReads):
         temp = self.path.with_name(f".{self.path.name}.{os.getpid()}-{token_hex(4)}.new")
         try:
             db = sqlite3.connect(temp, isolation_level=None)
+            os.chmod(temp, 0o600)  # its owner's alone; SQLite gives its log the same
             try:
                 db.execute("PRAGMA journal_mode=WAL")  # recorded in the file's header
                 db.execute("BEGIN IMMEDIATE")

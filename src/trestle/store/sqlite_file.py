@@ -71,11 +71,15 @@ def prepare_directory(path: Path) -> None:
 
     A ``.trestle`` directory gets a ``.gitignore`` of ``*`` (as pytest and ruff give
     their caches), so a step's ``git add -A`` never commits the store or checkpoints.
-    One the user already wrote is left as it is.
+    One the user already wrote is left as it is. A ``.trestle`` directory made here is
+    its owner's alone (0700), as the store file is (0600): other users of the machine
+    read every step's output in them.
     """
     directory = path.parent
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        # a store's own directory is its owner's alone: it holds every step's output
+        private = directory.name == STORE_DIRECTORY and not directory.exists()
+        directory.mkdir(mode=0o700 if private else 0o777, parents=True, exist_ok=True)
     except OSError as exc:
         raise StoreError(f"{path}: cannot create the store: {exc.strerror or exc}") from None
     if directory.name != STORE_DIRECTORY:
