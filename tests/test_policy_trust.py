@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import test_approvals_cli as approvals_cli
+from forked_cli import run_trestle
 from test_cli import Cli, flat
 
 NOT_ACCEPTED = 9  # the CLI's exit code for a policy file no human accepted
@@ -434,3 +435,33 @@ def test_a_run_recorded_before_its_policy_source_was_still_loads() -> None:
     assert isinstance(event, RunCreated) and event.policy_source is None
     report = build_report(RunState.from_created(event))
     assert report.policy == "an operator policy from a file not recorded with the run"
+
+
+def test_a_workspace_or_policy_named_through_a_link_a_step_made_is_refused(
+    repo: Cli, tmp_path: Path
+) -> None:
+    # a step of a run in the repository made sub a link to another project's directory
+    # (conf a link to it): the next run in repo/sub obeyed that project's accepted,
+    # permissive policy, and --policy conf/trestle.toml its file
+    other = tmp_path / "other"
+    (other / "sub").mkdir(parents=True)
+    loose = other / "trestle.toml"
+    loose.write_text("[policy]\nconfidence_threshold = 0.1\n")
+    accept(repo, loose)
+    accept(repo, repo.write("trestle.toml", STRICT))
+    (repo.dir / "sub").symlink_to(other / "sub")
+    led = _asks(repo, "--workspace", repo.dir / "sub")
+    (other / "sub" / "ship.yaml").write_text((repo.dir / "ship.yaml").read_text())
+    assert led.returncode == NOT_ACCEPTED, led.stdout + led.stderr
+    assert f"{repo.dir / 'sub'} leads to {other / 'sub'} through a link" in flat(led.stderr)
+    assert not (other / "sub" / "done.txt").exists()
+    shell = run_trestle(  # `cd repo/sub; trestle run ship.yaml`: the shell's $PWD names it
+        ["run", "ship.yaml", "--no-live", "--no-prompt"],
+        cwd=repo.dir / "sub",
+        env={**repo.env(), "PWD": str(repo.dir / "sub")},
+    )
+    assert shell.returncode == NOT_ACCEPTED, shell.stdout + shell.stderr
+    (repo.dir / "conf").symlink_to(other)
+    named = _asks(repo, "--policy", repo.dir / "conf" / "trestle.toml")
+    assert named.returncode == NOT_ACCEPTED, named.stdout + named.stderr
+    assert "named through a link in the project" in flat(named.stderr)

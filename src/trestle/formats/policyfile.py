@@ -11,6 +11,7 @@ plan file's ``policy:`` mapping; only the file format differs. Problems are repo
 from __future__ import annotations
 
 import hashlib
+import os
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,13 +36,14 @@ MONITORS_TABLE = "monitors"
 TABLES = (TABLE, MONITORS_TABLE, "mcp")  # the top-level tables a trestle.toml may hold
 
 
-def find_policy_file(start: Path) -> Path | None:
+def find_policy_file(start: Path, *, resolved: bool = True) -> Path | None:
     """The nearest ``trestle.toml`` in ``start`` or its parents, or None.
 
     The search stops after the first directory that holds ``.git`` (the repository's
     root), so a file further up, outside the project, is never picked up by surprise.
+    ``resolved=False`` walks up ``start`` as named, its links not followed first.
     """
-    here = start.resolve()
+    here = start.resolve() if resolved else Path(os.path.abspath(start))
     for directory in (here, *here.parents):
         candidate = directory / POLICY_FILE
         if candidate.is_file():

@@ -92,6 +92,8 @@ def trusted_settings(
         PolicyNotAcceptedError: the file is pinned and its hash is not the accepted one.
     """
     found = path if path is not None else find_policy_file(workspace)
+    if path is None:
+        _refuse_a_workspace_led_elsewhere(workspace, found)
     if found is None:
         _refuse_a_policy_left_behind(workspace)
         if accept_sha256 is not None:
@@ -114,6 +116,14 @@ def trusted_settings(
     # outside in its place: trusted as yours); a file once accepted stays pinned,
     # wherever a .git (a step's?) says the project ends
     root = _project_root(workspace)
+    if path is not None:
+        named = _as_named(path)
+        if _within(root, named) and Path(os.path.realpath(named.parent)) != named.parent:
+            raise PolicyNotAcceptedError(
+                f"{named}: named through a link in the project (it leads to {real}): a "
+                "run's step could have made that link, and the run did not start. Name "
+                f"the file by its real path ({real}) if the link is yours"
+            )
     pinned = (
         path is None
         or _within(root, real)
@@ -280,6 +290,40 @@ def _refuse_a_policy_left_behind(workspace: Path) -> None:
             f"is not yours; if it is, name the policy (--policy {candidate}) or give {stop} "
             f"a {POLICY_FILE} of its own"
         )
+
+
+def _refuse_a_workspace_led_elsewhere(workspace: Path, found: Path | None) -> None:
+    """Refuse a run whose workspace, as named, leads elsewhere through a link, where
+    the policy file found on the way up as named is not the one found where it leads:
+    a step of a run in B made ``B/sub`` a link to another project's ``A/sub``, and the
+    next run in ``B/sub`` obeyed A's accepted, permissive policy instead of B's."""
+    where = _as_named(workspace)
+    named = find_policy_file(where, resolved=False)
+    same = (named is None and found is None) or (
+        named is not None and found is not None and named.resolve() == found.resolve()
+    )
+    if not same:
+        raise PolicyNotAcceptedError(
+            f"{where} leads to {where.resolve()} through a link, and the policy file found "
+            f"above it as named ({named or 'none'}) is not the one found above where it "
+            f"leads ({found or 'none'}): a run's step could have made that link, and the "
+            f"run did not start. Name the workspace by its real path ({where.resolve()}) "
+            "if the link is yours"
+        )
+
+
+def _as_named(path: Path) -> Path:
+    """``path`` made absolute as the user named it: a relative one from the shell's
+    ``$PWD`` when that is this process's directory (whose own name has every link
+    resolved: ``cd B/sub`` where ``sub`` leads to ``A/sub`` is ``A/sub`` to it)."""
+    if path.is_absolute():
+        return Path(os.path.normpath(path))
+    pwd = os.environ.get("PWD", "")
+    try:
+        here = pwd if os.path.isabs(pwd) and os.path.samefile(pwd, ".") else os.getcwd()
+    except OSError:
+        here = os.getcwd()
+    return Path(os.path.normpath(os.path.join(here, path)))
 
 
 def forget(path: Path) -> bool:
