@@ -192,6 +192,44 @@ def test_another_runs_store_in_the_workspace_is_hidden_from_its_steps(tmp_path: 
     )
     assert (world.ws / "listed.txt").read_text() == ""  # an empty directory in its place
     assert (world.ws / "size.txt").read_text().strip() == "0"
+
+
+def test_a_store_made_in_the_workspace_while_a_run_goes_on_is_hidden_from_its_next_command(
+    tmp_path: Path,
+) -> None:
+    # the stores to hide were looked for once, when the drive began: a run started in
+    # ws/sub meanwhile kept its store open to every later command of the run in ws
+    world = World(tmp_path)
+    (world.ws / "sub").mkdir(parents=True)
+    world.plan(
+        """\
+        workspace: ws
+        steps:
+          - id: wait
+            run: while [ ! -e sub/.trestle/trestle.db ]; do sleep 0.1; done
+            timeout: 120
+          - id: look
+            needs: [wait]
+            run: ls -A sub/.trestle > listed.txt
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TRESTLE_STORE"}
+    env.update(TRESTLE_STORE=str(world.store), NO_COLOR="1")
+    above = subprocess.Popen(
+        [sys.executable, "-m", "trestle", "run", "plan.yaml", "--no-live", "--no-prompt"],
+        cwd=world.root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    theirs = world.ws / "sub" / ".trestle" / "trestle.db"
+    (tmp_path / "b.yaml").write_text("workspace: ws/sub\nsteps:\n  - {id: b, run: 'true'}\n")
+    made = world.cli("run", "b.yaml", "--no-live", "--no-prompt", store=theirs)
+    assert made.returncode == 0, made.stdout + made.stderr
+    out, err = above.communicate(timeout=120)
+    assert above.returncode == 0, out + err
+    assert (world.ws / "listed.txt").read_text() == ""
     assert theirs.stat().st_size > 0  # there all along, out of the step's sight
 
 

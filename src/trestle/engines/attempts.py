@@ -62,7 +62,6 @@ from trestle.execution.sandbox import (
     Sandbox,
     choose,
     hidden_paths,
-    other_stores_in,
 )
 from trestle.execution.sandbox import policy_of as sandbox_policy
 from trestle.lifecycle.checkpoints import (
@@ -206,8 +205,6 @@ class Attempts:
         shadow_dir = self.shadow_dir_of(state)
         if shadow_dir is not None:  # the checkpoints: hidden in the workspace too
             hidden = (*hidden, shadow_dir.resolve())
-        for other in other_stores_in(workspace, hidden):
-            hidden = (*hidden, *(p for p in other if p not in hidden))
         # a child run may write only its carved scope; a root run's scope is the gate's
         scope = parent_scope(state) if state.parent is not None else ()
         own = (*([state.plan_path] if state.plan_path else []), *(state.python_sources or {}))

@@ -235,6 +235,9 @@ class Sandbox:
         home = _home()
         homes = tuple(h for h in dict.fromkeys((home, _account_home())) if h is not None)
         hidden = tuple(p.resolve() for p in self.hidden)
+        # and another run's store in the workspace, looked for at each command: one made
+        # after this drive began (a run started in a subdirectory meanwhile) was open
+        hidden += tuple(p for other in other_stores_in(ws, hidden) for p in other)
         # resolved again for each command: a step may have changed a link on the way
         reads = screen_reads(self.policy.read, ws, hidden, homes)
         # git's own configuration, judged as those are: a ~/.gitconfig linked into the
