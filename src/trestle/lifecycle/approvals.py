@@ -350,8 +350,10 @@ def _queued_before(state: RunState, number: int, full: str, fields: Mapping[str,
     signer, mine = fields.get("signer"), _decides(fields)
 
     def counts(queued: Mapping[str, Any]) -> bool:
+        # judged as of now: an escalation group's member counts once its deadline passed
         verdict = _judged(queued.get("verdict"), queued.get("similar"))
-        return judge_approver(state, a, queued.get("signer"), verdict).outcome != "refuse"
+        judged = judge_approver(state, a, queued.get("signer"), verdict, time.time())
+        return judged.outcome != "refuse"
 
     def refusal(pending: list[Request]) -> str | None:
         found = [f for r in pending if (f := _queued(r)) is not None and _decides(f) & mine]
