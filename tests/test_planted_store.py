@@ -19,6 +19,7 @@ import sqlite3
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from test_rewind import World, run_id_of
@@ -206,7 +207,7 @@ def test_a_store_made_in_the_workspace_while_a_run_goes_on_is_hidden_from_its_ne
         workspace: ws
         steps:
           - id: wait
-            run: while [ ! -e sub/.trestle/trestle.db ]; do sleep 0.1; done
+            run: touch waiting; while [ ! -e sub/.trestle/trestle.db ]; do sleep 0.1; done
             timeout: 120
           - id: look
             needs: [wait]
@@ -223,6 +224,10 @@ def test_a_store_made_in_the_workspace_while_a_run_goes_on_is_hidden_from_its_ne
         stderr=subprocess.PIPE,
         text=True,
     )
+    for _ in range(1200):  # the run in ws is in its first command before the other starts
+        if (world.ws / "waiting").exists() or above.poll() is not None:
+            break
+        time.sleep(0.1)
     theirs = world.ws / "sub" / ".trestle" / "trestle.db"
     (tmp_path / "b.yaml").write_text("workspace: ws/sub\nsteps:\n  - {id: b, run: 'true'}\n")
     made = world.cli("run", "b.yaml", "--no-live", "--no-prompt", store=theirs)
