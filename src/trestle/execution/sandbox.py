@@ -626,8 +626,7 @@ def other_stores_in(workspace: Path, hidden: tuple[Path, ...] = ()) -> list[tupl
     found: list[tuple[Path, ...]] = []
     for store in _recent_store_names():
         where = _real_store(store, inside)
-        real = Path(where)
-        if not where.startswith(inside) or real in hidden:
+        if not where.startswith(inside) or (real := Path(where)) in hidden:
             continue
         if real.parent != ws:
             found.append((real.parent,))  # its checkpoints beside it too
