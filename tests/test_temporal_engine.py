@@ -353,21 +353,22 @@ def test_workers_sharing_a_queue_each_take_attempts(cli: Cli, workers: Workers) 
 # --- cancel ------------------------------------------------------------------------------------
 
 
-def test_cancel_stops_a_running_step_and_ends_the_workflow(cli: Cli, workers: Workers) -> None:
+def _long_step_running(
+    cli: Cli, workers: Workers, seconds: int
+) -> tuple[subprocess.Popen[str], SqliteStore, str]:
+    """A run on the workers whose one step sleeps ``seconds`` (then writes finished.txt),
+    once the step has started: its following process, its store and its id."""
     workers.start()
-    plan = cli.write(
-        "plan.yaml",
-        """\
-        goal: cancel me
-        steps:
-          - id: long
-            run: sleep 41 && echo finished > finished.txt
-    """,
-    )
+    step = f"  - {{id: long, run: sleep {seconds} && echo finished > finished.txt}}\n"
+    plan = cli.write("plan.yaml", "goal: cancel me\nsteps:\n" + step)
     following = workers.start_run("run", plan, "--no-live", "--no-prompt", *workers.flags())
     store = SqliteStore(cli.store)
     wait_for(lambda: step_started(store), what="the step to start")
-    run_id = store.runs()[0].run_id
+    return following, store, store.runs()[0].run_id
+
+
+def test_cancel_stops_a_running_step_and_ends_the_workflow(cli: Cli, workers: Workers) -> None:
+    following, store, run_id = _long_step_running(cli, workers, 41)
     cancelled = workers.run("cancel", run_id, "--reason", "not needed")
     assert cancelled.returncode == 0, cancelled.stdout + cancelled.stderr
     out, err = following.communicate(timeout=60)
@@ -398,20 +399,7 @@ def test_a_cancel_whose_nudge_was_lost_still_stops_the_running_step(
 ) -> None:
     # the workflow read its queue only when nudged: the approved step it was to stop
     # ran to its end; it reads it at each renewal of its lease now (a third of 60 s)
-    workers.start()
-    plan = cli.write(
-        "plan.yaml",
-        """\
-        goal: cancel me unheard
-        steps:
-          - id: long
-            run: sleep 50 && echo finished > finished.txt
-    """,
-    )
-    following = workers.start_run("run", plan, "--no-live", "--no-prompt", *workers.flags())
-    store = SqliteStore(cli.store)
-    wait_for(lambda: step_started(store), what="the step to start")
-    run_id = store.runs()[0].run_id
+    following, _, run_id = _long_step_running(cli, workers, 50)
     subprocess.run(
         [sys.executable, "-c", BELL_LOST, "cancel", run_id, "--reason", "unheard"],
         cwd=cli.dir,
