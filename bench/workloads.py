@@ -26,7 +26,7 @@ from trestle.core.state import RunState
 from trestle.engines.local import LocalEngine
 from trestle.lifecycle.runs import create_run
 from trestle.store import InMemoryStore, SqliteStore, Store
-from trestle.store.base import Appended, Lease, Owner, RequestKind
+from trestle.store.base import Appended, Lease, Owner, Refusal, RequestKind
 
 BENCH_DIR = Path(__file__).resolve().parent
 
@@ -120,8 +120,11 @@ class CountingSqliteStore(SqliteStore):
         *,
         now: float,
         payload: str = "",
+        unless: Refusal | None = None,
     ) -> int:
-        request_id = super().add_request(run_id, kind, step, reason, now=now, payload=payload)
+        request_id = super().add_request(
+            run_id, kind, step, reason, now=now, payload=payload, unless=unless
+        )
         self.calls["add_request"] += 1
         return request_id
 

@@ -686,7 +686,7 @@ def test_of_two_decisions_made_at_once_one_is_queued_and_the_other_refused(
     )
     h.run(run_id)
     meanwhile = [lambda: submit_decision(h.store, f"{run_id}.1", "approve", reason="ship it")]
-    real_payload = approvals_module.signed_payload
+    real_payload = signed_payload  # as the module has it
 
     def signed_while_another_decides(*args: object, **kwargs: object) -> str:
         if meanwhile:

@@ -16,7 +16,7 @@ import subprocess
 import textwrap
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -712,9 +712,9 @@ def test_an_agent_parents_scope_is_held_within_the_operators_for_its_children() 
     outside = parent(("notes/**",))
     for given in ((), ("notes/a.md",)):
         with pytest.raises(tree.DelegationError, match="may write nothing unasked"):
-            tree._narrowed_scope(outside, SimpleNamespace(scope=given), "s1")
+            tree._narrowed_scope(outside, cast(Any, SimpleNamespace(scope=given)), "s1")
     inside = parent(("src/app/**", "notes/**"))
-    scope = tree._narrowed_scope(inside, SimpleNamespace(scope=()), "s1")
+    scope = tree._narrowed_scope(inside, cast(Any, SimpleNamespace(scope=())), "s1")
     assert scope == ("src/app/**",)
     child = tree._operator_policy(operator, scope)
     assert child is not None and child.scope.write_paths == ("src/app/**",)

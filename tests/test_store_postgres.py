@@ -380,7 +380,7 @@ def test_a_commit_whose_answer_is_lost_is_not_said_to_be_unrecorded(postgres_url
     # "nothing of it was recorded", said of a commit the server had made
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-    params = conninfo_to_dict(postgres_url)
+    params = {k: str(v) for k, v in conninfo_to_dict(postgres_url).items() if v is not None}
     cutter = _CommitCutter(int(params["port"]))
     relayed = make_conninfo(**{**params, "port": str(cutter.listener.getsockname()[1])})
     store = PostgresStore(relayed)
