@@ -702,6 +702,27 @@ def test_of_two_decisions_made_at_once_one_is_queued_and_the_other_refused(
     assert not [e for e in h.events(run_id) if isinstance(e, ApprovalRefused)]
 
 
+def test_a_queued_decision_that_does_not_verify_holds_no_place(h: Harness) -> None:
+    # written into the store's queue by anyone who may write it, signed with another
+    # key: it made a person's own decision "already decided" until the run refused it
+    run_id = h.create(
+        """
+        steps:
+          - {id: deploy, run: echo deployed >> deploys.log, irreversible: true}
+        """
+    )
+    state = h.run(run_id)
+    a = state.approvals[1]
+    fields = {"run_id": run_id, "approval": 1, "verdict": "approve", "by": "mallory@host"}
+    fields["action_hash"] = a.action_hash
+    forged = json.dumps({"fields": fields, "signature": sign(fields, b"k" * 32)})
+    h.store.add_request(run_id, "decision", "deploy", "", now=time.time(), payload=forged)
+    submit_decision(h.store, f"{run_id}.1", "reject", reason="not today")
+    h.run(run_id)
+    assert h.lines("deploys.log") == []
+    assert load_state(h.store, run_id).approvals[1].status == "rejected"
+
+
 def test_a_modified_action_runs_instead_of_the_original(h: Harness) -> None:
     run_id = h.create(
         """

@@ -228,7 +228,7 @@ def queue_decision(
     if who.outcome == "refuse":
         raise ConfigError(f"approval {full!r}: {who.reason}")
     payload = signed_payload(fields, key or decision_key(), identity=signature)
-    unless = _queued_before(state, number, full, fields)
+    unless = _queued_before(state, number, full, fields, key or decision_key())
     request_id = store.add_request(
         state.run_id,
         "decision",
@@ -337,14 +337,17 @@ def _decides(fields: Mapping[str, Any]) -> set[object]:
     return {fields.get("approval"), *(m.get("approval") for m in members if isinstance(m, dict))}
 
 
-def _queued_before(state: RunState, number: int, full: str, fields: Mapping[str, Any]) -> Refusal:
+def _queued_before(
+    state: RunState, number: int, full: str, fields: Mapping[str, Any], key: bytes
+) -> Refusal:
     """Why a decision (``fields``) on approval ``number`` cannot be queued behind the
     decisions already queued, asked in the transaction that would queue it: one decision
     decides an approval (or, with ``--similar``, its group's), so a second was refused
     only when the run folded it, after both deciders had been told theirs was queued.
     Where the operator's rule asks for several approvers, each may queue theirs (their
     approves are counted in turn) until as many that count are queued as it still
-    needs; one the run will refuse (a starter's, a non-member's) takes no place."""
+    needs; one the run will refuse (a starter's, a non-member's, one ``key`` does not
+    verify) takes no place."""
     a = state.approvals[number]
     need = max((rule.approvals for rule in covering(state, a)), default=1)
     signer, mine = fields.get("signer"), _decides(fields)
@@ -356,7 +359,15 @@ def _queued_before(state: RunState, number: int, full: str, fields: Mapping[str,
         return judged.outcome != "refuse"
 
     def refusal(pending: list[Request]) -> str | None:
-        found = [f for r in pending if (f := _queued(r)) is not None and _decides(f) & mine]
+        # only what the decision path signed, its signer verified: a request anyone who
+        # may write the store queued held an approval's place until the run refused it
+        found = [
+            f
+            for r in pending
+            if r.kind == "decision"
+            and (f := decision_fields(r.payload, key)) is not None
+            and _decides(f) & mine
+        ]
         queued = [f for f in found if counts(f)]
         if not queued:
             return None
