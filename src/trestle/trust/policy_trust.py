@@ -116,19 +116,18 @@ def trusted_settings(
     # outside in its place: trusted as yours); a file once accepted stays pinned,
     # wherever a .git (a step's?) says the project ends
     root = _project_root(workspace)
-    if path is not None:
-        named = _as_named(path)
-        if _within(root, named) and Path(os.path.realpath(named.parent)) != named.parent:
-            raise PolicyNotAcceptedError(
-                f"{named}: named through a link in the project (it leads to {real}): a "
-                "run's step could have made that link, and the run did not start. Name "
-                f"the file by its real path ({real}) if the link is yours"
-            )
+    named = _as_named(found)
+    if _within(root, named) and Path(os.path.realpath(named.parent)) != named.parent:
+        raise PolicyNotAcceptedError(
+            f"{named}: named through a link in the project (it leads to {real}): a "
+            "run's step could have made that link, and the run did not start. Name "
+            f"the file by its real path ({real}) if the link is yours"
+        )
     pinned = (
         path is None
         or _within(root, real)
-        or _within(root, Path(os.path.abspath(path)))
-        or _accepted_as(path) in acceptances()
+        or _within(root, named)
+        or _accepted_as(found) in acceptances()
     )
     if not pinned:
         source = PolicySource(trust="outside", path=str(real), sha256=read.sha256)
