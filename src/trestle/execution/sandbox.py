@@ -53,10 +53,10 @@ from trestle.execution.sandbox_mounts import (
     git_mounts,
     host_sockets,
     reached_through,
-    submodule_git_files,
     workspace_mounts,
 )
 from trestle.execution.sandbox_reads import screen_reads
+from trestle.execution.submodule_checkouts import submodule_holds
 from trestle.formats.exec_limits import LEFT_OUT_BYTES, size
 from trestle.workspace.beneath import Refused, open_beneath
 from trestle.workspace.reach import note_workspace, program
@@ -262,11 +262,11 @@ class Sandbox:
         # the driver's own Python, when it lies in the workspace, and the run's plan and
         # python: code: read-only, so nothing a command plants there runs in the driver
         # afterwards, nor decides what the next run of the plan may do; and each
-        # submodule checkout's .git file, so none becomes a repository of its own
+        # submodule's checkout, so none becomes a repository of its own
         held = (
             *driver_python(ws).held,
             *self.held_files(ws),
-            *still_regular(submodule_git_files(ws)),
+            *submodule_holds(ws),
         )
         args += read_only_mounts(ws, self.scope, held)
         # after .git: a .git link or gitdir: file a command planted may name a hidden

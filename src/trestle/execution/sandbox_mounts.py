@@ -7,8 +7,8 @@ own files (see :mod:`trestle.execution.sandbox`):
   ``core.fsmonitor``, a filter, a ``commondir``) would run outside the sandbox at the
   operator's next ``git status``. A command a human approved may write it (``git
   commit``), but never its configuration, hooks, submodules, worktrees or ``info``;
-  being a mount point, ``.git`` cannot be renamed or replaced either; nor can a
-  submodule checkout's ``.git`` file (:func:`submodule_git_files`);
+  being a mount point, ``.git`` cannot be renamed or replaced either (nor can a
+  submodule checkout's: :mod:`trestle.execution.submodule_checkouts`);
 - **the host's UNIX sockets**, each one a command could reach covered: a socket is
   reached by its path, not through the network namespace, so a daemon's socket
   (Docker's, a database's) would otherwise be open to every command.
@@ -170,50 +170,7 @@ def git_mounts(ws: Path, *, approved: bool) -> list[str]:
     return args
 
 
-# how many of .git/modules' directories are looked in for submodules, at most: each
-# command's start reads them (a repository has a handful)
-MOST_MODULE_DIRS = 2_000
-
-
-def submodule_git_files(ws: Path) -> tuple[Path, ...]:
-    """The ``.git`` file (``gitdir: ...``) of each submodule's checkout in the
-    workspace, as the repository's ``.git/modules`` names them (each module's
-    ``core.worktree``; nested modules too), to be held read-only: a command that put a
-    repository of its own in one's place, with a filter in its configuration, had it
-    run outside the sandbox by the operator's next ``git status``, which asks each
-    submodule's checkout for its state, and by ``git add``."""
-    modules = ws / ".git" / "modules"
-    if not is_real_dir(modules):
-        return ()
-    found: list[Path] = []
-    pending, seen = [modules], 0
-    while pending and seen < MOST_MODULE_DIRS:
-        here = pending.pop()
-        seen += 1
-        try:
-            names = os.listdir(here)
-        except OSError:
-            continue
-        if "config" in names and "HEAD" in names:  # a module's repository
-            checkout = _worktree_of(here / "config", here)
-            if checkout is not None and checkout != ws and checkout.is_relative_to(ws):
-                found.append(checkout / ".git")
-            names = ["modules"] if "modules" in names else []  # nested ones only
-        pending += [here / n for n in names if is_real_dir(here / n)]
-    return tuple(found)
-
-
-def _worktree_of(config: Path, git_dir: Path) -> Path | None:
-    """A module repository's ``core.worktree``, made absolute from ``git_dir``."""
-    text = _small_file(config)
-    for line in text.splitlines():
-        key, _, value = line.partition("=")
-        if key.strip().lower() == "worktree" and value.strip():
-            return Path(os.path.normpath(git_dir / value.strip().strip('"')))
-    return None
-
-
-def _small_file(path: Path, most: int = 65536) -> str:
+def small_file(path: Path, most: int = 65536) -> str:
     """The start of a regular file, or "": not blocking, nor through a link, since a
     ``.git`` a command made where there was none is the command's (a FIFO named
     ``config`` would hold every command's start)."""
@@ -235,7 +192,7 @@ def _linked_git_dir(dot_git: Path, ws: Path) -> Path | None:
         else:
             # not blocking: a command may have made .git a FIFO, whose reading would
             # wait for a writer, freezing the driver's event loop at the next command
-            named = _small_file(dot_git, 4096).partition("gitdir:")[2].strip()
+            named = small_file(dot_git, 4096).partition("gitdir:")[2].strip()
             if not named:
                 return None
             target = (ws / named).resolve(strict=True)

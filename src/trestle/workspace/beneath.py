@@ -245,7 +245,7 @@ def write_replacing(root: Path, path: str, data: bytes, kept: Collection[Path] =
         raise Refused("it names a directory, not a file")
     if protected_part(path) is not None:
         raise Refused(f"it is inside {protected_part(path)!r}, which no tool reads or writes")
-    _make_dirs(root, parent)
+    make_dirs(root, parent)
     with opened(root, parent or ".", os.O_RDONLY | os.O_DIRECTORY) as dir_fd:
         try:
             old = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
@@ -292,7 +292,7 @@ def _new_file(dir_fd: int, tmp: str) -> tuple[int, bool]:
     return os.open(tmp, flags | os.O_CREAT | os.O_EXCL, 0o666, dir_fd=dir_fd), True
 
 
-def _make_dirs(root: Path, parent: str) -> None:
+def make_dirs(root: Path, parent: str) -> None:
     """Create the missing directories of ``parent``, each beneath the one before."""
     built = ""
     for part in PurePosixPath(parent).parts:
