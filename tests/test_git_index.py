@@ -50,7 +50,7 @@ def test_the_gitlinks_are_those_git_lists(tmp_path: Path, version: str, objects:
     if version == "3":  # an entry with the extended flags
         _git(repo, "update-index", "--skip-worktree", "d0/f0")
     assert len(_listed(repo)) == len(ODD)
-    assert gitlinks(repo / ".git") == _listed(repo)
+    assert gitlinks(str(repo / ".git")) == _listed(repo)
 
 
 def test_a_split_index_is_read_with_its_shared_index(tmp_path: Path) -> None:
@@ -59,13 +59,13 @@ def test_a_split_index_is_read_with_its_shared_index(tmp_path: Path) -> None:
     commit = _git(repo, "commit-tree", _git(repo, "write-tree").strip(), "-m", "y").strip()
     _git(repo, "update-index", "--add", "--cacheinfo", f"160000,{commit},late/link")
     assert list((repo / ".git").glob("sharedindex.*"))
-    found = gitlinks(repo / ".git")
+    found = gitlinks(str(repo / ".git"))
     assert set(_listed(repo)) == set(found) and b"late/link" in found
 
 
 def test_no_index_has_no_gitlinks(tmp_path: Path) -> None:
     subprocess.run([*GIT, "init", "-q", str(tmp_path / "r")], check=True)
-    assert gitlinks(tmp_path / "r" / ".git") == ()
+    assert gitlinks(str(tmp_path / "r" / ".git")) == ()
 
 
 @pytest.mark.parametrize("version", ["2", "4"])

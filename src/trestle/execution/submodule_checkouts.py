@@ -24,96 +24,134 @@ not held, a checkout reached through a link, is said in docs/security.md.
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 from pathlib import Path
 
 from trestle.execution.sandbox_mounts import small_file
-from trestle.workspace.beneath import Refused, is_real_dir, make_dirs, protected_part
+from trestle.workspace.beneath import Refused, make_dirs
 from trestle.workspace.git_index import UnreadableIndex, gitlinks
 
 # how many checkouts are held at most, and how deep submodules are followed into
 # submodules: each command's start looks at each one
 MOST_CHECKOUTS = 2_000
 MOST_DEPTH = 8
+_NOT_PLAIN = frozenset({"", ".", ".."})
+_PROTECTED = frozenset({".git", ".trestle"})
 
 
 def submodule_holds(ws: Path) -> tuple[Path, ...]:
     """What to hold read-only so that no gitlink's checkout in the workspace ``ws`` (a
-    real path) becomes a repository a command configured (see the module docstring)."""
-    held: list[Path] = []
-    for top, git_dir in _repositories_around(ws):
-        _hold_checkouts(ws, top, git_dir, held, depth=0)
-    return tuple(dict.fromkeys(held))
+    real path) becomes a repository a command configured (see the module docstring).
 
-
-def _repositories_around(ws: Path) -> list[tuple[Path, Path]]:
-    """The repositories ``ws`` lies in: each directory from it upward that holds a
-    ``.git``, with the git directory that leads to (a linked worktree's, a submodule's)."""
-    found = []
-    for top in (ws, *ws.parents):
+    Paths are worked as strings: this runs at every command's start."""
+    root = str(ws)
+    held: list[str] = []
+    top = root
+    while True:  # each repository the workspace lies in, from it upward
         git_dir = _git_dir_of(top)
         if git_dir is not None:
-            found.append((top, git_dir))
-    return found
+            _hold_checkouts(root, top, git_dir, held, depth=0)
+        above = os.path.dirname(top)
+        if above == top:
+            return tuple(Path(path) for path in dict.fromkeys(held))
+        top = above
 
 
-def _git_dir_of(checkout: Path) -> Path | None:
-    """The git directory ``checkout/.git`` is or names, if it is a directory."""
-    dot_git = checkout / ".git"
+def _git_dir_of(checkout: str) -> str | None:
+    """The git directory ``checkout/.git`` is, or names (a ``gitdir:`` file: a linked
+    worktree's, a submodule's), if that is a directory."""
+    dot_git = os.path.join(checkout, ".git")
     try:
-        mode = os.lstat(dot_git).st_mode
+        info = os.lstat(dot_git)
     except OSError:
         return None
-    if stat.S_ISDIR(mode):
+    if stat.S_ISDIR(info.st_mode):
         return dot_git
-    if not stat.S_ISREG(mode):
+    if not stat.S_ISREG(info.st_mode):
         return None
-    named = small_file(dot_git, 4096).partition("gitdir:")[2].strip()
-    target = Path(os.path.normpath(checkout / named)) if named else None
-    return target if target is not None and is_real_dir(target) else None
+    named = _named_git_dir(dot_git, info.st_ino, info.st_size, info.st_mtime_ns)
+    target = os.path.normpath(os.path.join(checkout, named)) if named else None
+    return target if target is not None and _is_dir(target) else None
 
 
-def _hold_checkouts(ws: Path, top: Path, git_dir: Path, held: list[Path], depth: int) -> None:
+@functools.lru_cache(maxsize=256)
+def _named_git_dir(dot_git: str, *version: int) -> str:
+    """What a ``.git`` file names after ``gitdir:`` (read once for each ``version``)."""
+    return small_file(Path(dot_git), 4096).partition("gitdir:")[2].strip()
+
+
+def _hold_checkouts(root: str, top: str, git_dir: str, held: list[str], depth: int) -> None:
     """Add to ``held`` what holds each checkout of ``git_dir``'s gitlinks (paths from
-    ``top``) that lies in ``ws``; then the same for the submodules of each one."""
+    ``top``) that lies in the workspace ``root``; then the same for the submodules of
+    each one."""
     try:
         links = gitlinks(git_dir)
     except UnreadableIndex:
         return  # git could not read it either: no status asks a checkout anything
+    inside = top == root or top.startswith(root + os.sep)
+    beneath = "" if top == root else top[len(root) + 1 :] + "/"
     for link in links:
         if len(held) >= MOST_CHECKOUTS:
             return
-        checkout = top / os.fsdecode(link)
-        if checkout == ws or not checkout.is_relative_to(ws):
-            continue
-        hold = _hold_of(ws, checkout)
+        name = os.fsdecode(link)
+        if not _plain(name):
+            continue  # git itself refuses such an entry
+        if not inside:  # a repository above the workspace: its gitlinks in it
+            checkout = os.path.join(top, name)
+            if not checkout.startswith(root + os.sep):
+                continue
+            relative = checkout[len(root) + 1 :]
+        else:
+            relative = beneath + name
+        hold = _hold_of(root, relative)
         if hold is None:
             continue
         held.append(hold)
-        inner = _git_dir_of(checkout) if hold.name == ".git" else None
-        if inner is not None and depth < MOST_DEPTH:
-            _hold_checkouts(ws, checkout, inner, held, depth + 1)
+        if hold.endswith("/.git") and depth < MOST_DEPTH:
+            checkout = os.path.join(root, relative)
+            inner = _git_dir_of(checkout)
+            if inner is not None:
+                _hold_checkouts(root, checkout, inner, held, depth + 1)
 
 
-def _hold_of(ws: Path, checkout: Path) -> Path | None:
-    """The path that holds ``checkout``: its ``.git`` file or directory, or the
-    checkout itself (made again, empty, when gone); None for one that cannot be held:
-    reached through a link, or in ``.git`` or ``.trestle``."""
-    relative = checkout.relative_to(ws)
-    if protected_part(relative.as_posix()) is not None:
-        return None
+def _plain(name: str) -> bool:
+    """Whether a gitlink's path is one git would check out: relative, with no empty,
+    ``.`` or ``..`` part, nor one of the directories no command writes (``.git``,
+    ``.trestle``, in any case)."""
+    return not any(p in _NOT_PLAIN or p.lower() in _PROTECTED for p in name.split("/"))
+
+
+def _hold_of(root: str, relative: str) -> str | None:
+    """The path that holds the checkout at ``relative``: its ``.git`` file or directory,
+    or the checkout itself (made again, empty, when gone); None for one that cannot be
+    held: reached through a link."""
+    checkout = f"{root}/{relative}"
     try:
         if not os.path.lexists(checkout):
-            make_dirs(ws, relative.as_posix())  # each beneath the one before: no link followed
-        if not all(is_real_dir(ws / way) for way in relative.parents):
-            return None
+            make_dirs(Path(root), relative)  # each beneath the one before: no link followed
+        way = root
+        for part in relative.split("/")[:-1]:
+            way = f"{way}/{part}"
+            if not stat.S_ISDIR(os.lstat(way).st_mode):  # a link, or a file
+                return None
         mode = os.lstat(checkout).st_mode
         if not stat.S_ISDIR(mode):
             return None if stat.S_ISLNK(mode) else checkout
-        dot_git = os.lstat(checkout / ".git").st_mode
+        dot_git = os.lstat(f"{checkout}/.git").st_mode
     except FileNotFoundError:
         return checkout  # no .git: none may be made
     except (OSError, Refused):
         return None
-    return checkout / ".git" if stat.S_ISDIR(dot_git) or stat.S_ISREG(dot_git) else checkout
+    if stat.S_ISDIR(dot_git) or stat.S_ISREG(dot_git):
+        return f"{checkout}/.git"
+    return checkout
+
+
+def _is_dir(path: str) -> bool:
+    """Whether ``path`` is a directory itself, not a link to one."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False

@@ -43,21 +43,21 @@ class UnreadableIndex(ValueError):
     """The file is not an index this module reads (or not whole)."""
 
 
-def gitlinks(git_dir: Path) -> tuple[bytes, ...]:
+def gitlinks(git_dir: str) -> tuple[bytes, ...]:
     """The paths (bytes, from the top of the tree) of the gitlinks in ``git_dir``'s
     index, and in its shared index when split; () when it has no index.
 
     Raises:
         UnreadableIndex: the index is not one of versions 2 to 4, or is cut short.
     """
-    index = git_dir / "index"
+    index = os.path.join(git_dir, "index")
     seen = _stat_of(index)
     if seen is None:
         return ()
-    return _gitlinks_of(index, seen, _hash_size(git_dir))
+    return _gitlinks_of(index, seen)
 
 
-def _stat_of(path: Path) -> tuple[int, int, int, int] | None:
+def _stat_of(path: str) -> tuple[int, int, int, int] | None:
     """What tells one version of a regular file from another, or None: no such file."""
     try:
         info = os.stat(path)
@@ -80,13 +80,14 @@ def _hash_size(git_dir: Path) -> int:
 
 
 @functools.lru_cache(maxsize=32)
-def _gitlinks_of(index: Path, seen: tuple[int, int, int, int], hash_size: int) -> tuple[bytes, ...]:
+def _gitlinks_of(index: str, seen: tuple[int, int, int, int]) -> tuple[bytes, ...]:
     """``index``'s gitlinks (``seen``: the version of it, for the cache)."""
-    data = _read(index)
-    found, shared = _entries(data, hash_size)
+    git_dir = Path(index).parent
+    data = _read(Path(index))
+    found, shared = _entries(data, _hash_size(git_dir))
     if shared is not None:
-        named = index.parent / f"sharedindex.{shared}"
-        found += _entries(_read(named), hash_size)[0] if _stat_of(named) else []
+        named = str(git_dir / f"sharedindex.{shared}")
+        found += _entries(_read(Path(named)), _hash_size(git_dir))[0] if _stat_of(named) else []
     return tuple(dict.fromkeys(found))
 
 
