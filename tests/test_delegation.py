@@ -23,6 +23,7 @@ import pytest
 from test_cli import Cli, run_id_of
 from trestle.core.errors import PlanError
 from trestle.core.events import (
+    BudgetExhausted,
     BudgetRaised,
     ChildRunEnded,
     ChildRunStarted,
@@ -30,6 +31,7 @@ from trestle.core.events import (
     RunFinished,
     ShareAwaited,
 )
+from trestle.core.notices import notices_for
 from trestle.formats.planfile import load_plan
 from trestle.store import SqliteStore
 
@@ -289,7 +291,8 @@ def test_children_carve_the_parents_budget_and_never_pass_it(cli: Cli) -> None:
 
 def test_a_child_stopped_by_its_share_cannot_have_it_raised_on_its_own(cli: Cli) -> None:
     """Raising a child's carved share would let the tree pass its root's limit: the
-    report says so instead of printing a raise, and ``trestle budget --add`` refuses."""
+    report, the live line and ``trestle health`` say so instead of printing a raise, no
+    notice asks a human to raise it, and ``trestle budget --add`` refuses."""
     write(
         cli.dir,
         "child.yaml",
@@ -311,6 +314,13 @@ def test_a_child_stopped_by_its_share_cannot_have_it_raised_on_its_own(cli: Cli)
     root = run_id_of(result)
     child = f"{root}.spend.1"
     assert lines(cli.dir, "spent.txt") == ["a"]  # the second step would pass the share
+    [live] = [line for line in result.stdout.splitlines() if "STOPPED" in line]
+    assert f"carved from its parent run {root}'s" in live and "trestle budget" not in live
+    health = cli("health")
+    assert f"trestle budget {child}" not in health.stdout, health.stdout
+    [stop] = [e for e in events(cli, child) if isinstance(e, BudgetExhausted)]
+    assert stop.carved_from == root
+    assert notices_for(child, 1, stop) == []  # the parent's dead letter raises one
     shown = cli.json("show", child)
     assert shown["status"] == "stopped"
     said = " ".join(shown["to_check"])

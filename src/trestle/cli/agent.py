@@ -346,6 +346,7 @@ def tell(
     --drop and --change change a step that has not started. A run its budget stopped
     takes it too, for when it is resumed."""
     from trestle.cli.human import say_outcome
+    from trestle.core.report import carved_budget
     from trestle.lifecycle.runs import load_state, request_plan_change, request_requirement
 
     if drop is not None and change is not None:
@@ -367,9 +368,13 @@ def tell(
             queued = request_requirement(st, run_id, text or "", by=who)
             what = "the requirement"
         say_outcome(_out(), st, what, run_id, queued.id, after=after)
-        if load_state(st, run_id).budget_stop is not None:
+        stopped = load_state(st, run_id)
+        if stopped.budget_stop is not None:
+            carved = carved_budget(stopped)
             _out().print(
-                f"the run is stopped by its budget: `trestle budget {run_id} --add DIM=N`, "
+                f"the run is stopped by its budget: {carved}"
+                if carved is not None
+                else f"the run is stopped by its budget: `trestle budget {run_id} --add DIM=N`, "
                 f"then `trestle resume {run_id}`, goes on with it",
                 markup=False,
                 soft_wrap=True,

@@ -61,7 +61,7 @@ from trestle.core.plan import (
     topological_order,
     waves,
 )
-from trestle.core.report import PlanShape, Report, StepReport
+from trestle.core.report import PlanShape, Report, StepReport, carved_share
 from trestle.core.state import RunState
 from trestle.core.step_state import RefusedRequest, output_tail
 from trestle.core.usage import usage_lines
@@ -282,6 +282,8 @@ def event_line(stored: StoredEvent) -> str | None:
         case RequestRefused(request=kind, step=sid, reason=why):
             what = f"{kind} of {sid}" if sid else kind
             return f"refused  {what}: {folded(why)}"
+        case BudgetExhausted(reason=why, carved_from=parent) if parent is not None:
+            return f"STOPPED  budget: {folded(why)}; {carved_share(parent)}"
         case BudgetExhausted(reason=why, used=used, limit=limit) if used and limit:
             return (
                 f"STOPPED  budget: {folded(why)}; {go_on(stored.run_id, e.dimension, used, limit)}"

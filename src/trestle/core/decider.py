@@ -284,6 +284,7 @@ def _over_budget(p: _Pass, sid: str, ask: dict[Dimension, float]) -> list[AnyEve
                 reason=over.describe(),
                 used=over.used,
                 limit=over.limit,
+                carved_from=None if state.parent is None else state.parent.parent,
             )
         ]
     return [p.ask_human(subject="budget", breach=over)]

@@ -491,13 +491,16 @@ class RunCancelled(Event):
 class BudgetExhausted(Event):
     """A hard limit (or a refused top-up) stops the run: nothing new starts. ``used``
     is what the start it refused would have made the run use, ``limit`` the hard level
-    it passed (both absent from runs recorded before they were kept)."""
+    it passed (both absent from runs recorded before they were kept). ``carved_from``:
+    for a delegated child, the parent run whose step carved its budget (it cannot be
+    raised on its own: that step's retries and escalation decide what follows)."""
 
     kind: Literal["budget_exhausted"] = "budget_exhausted"
     dimension: Dimension
     reason: str
     used: float | None = None
     limit: float | None = None
+    carved_from: str | None = None
 
 
 class BudgetRaised(Event):

@@ -90,7 +90,9 @@ def notices_for(run_id: str, seq: int, event: AnyEvent) -> list[Notice]:
     if isinstance(event, StepEscalated):
         title = f"step {event.step!r} escalated: its outcome is unknown"
         return [_settle(run_id, seq, event.step, title, event.reason)]
-    if isinstance(event, BudgetExhausted):
+    if isinstance(event, BudgetExhausted) and event.carved_from is None:
+        # a child's stop is not a human's to raise: its parent's step, failing or
+        # escalating, raises the notice that is
         return [
             Notice(
                 kind="budget",

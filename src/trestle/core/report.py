@@ -226,12 +226,18 @@ def _reason(state: RunState, sid: str) -> str | None:
 def carved_budget(state: RunState) -> str | None:
     """For a delegated child: why its budget cannot be raised on its own, or None."""
     link = state.parent
-    if link is None:
-        return None
+    return None if link is None else carved_share(link.parent, link.step)
+
+
+def carved_share(parent: str, step: str | None = None) -> str:
+    """Why a child's budget stop is not raised: its budget is ``parent``'s to decide."""
+    of, whose = (
+        ("", "the delegating step's") if step is None else (f" (for step {step!r})", "that step's")
+    )
     return (
-        f"its budget is a share carved from its parent run {link.parent}'s (for step "
-        f"{link.step!r}), so it cannot be raised on its own: the stop ended this child, "
-        f"and that step's retries and escalation in run {link.parent} apply"
+        f"its budget is a share carved from its parent run {parent}'s{of}, so it cannot be "
+        f"raised on its own: the stop ended this child, and {whose} retries and "
+        f"escalation in run {parent} apply"
     )
 
 

@@ -135,7 +135,8 @@ def waiting_on_humans(state: RunState, queued: int = 0) -> list[Waiting]:
         decide = f"`trestle approve {ref}` or `trestle reject {ref} --reason ...`"
         found.append(Waiting(kind=kind, step=a.step, ref=ref, what=what, next=decide))
     stop = state.budget_stop
-    if stop is not None and state.cancelled is None:
+    # a child's stop waits for no one: its parent's step goes on (retries, escalation)
+    if stop is not None and state.cancelled is None and state.parent is None:
         found.append(
             Waiting(
                 kind="budget_stop",
