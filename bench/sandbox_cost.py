@@ -22,6 +22,11 @@ fan-out
 
 Reported as same-run ratios (sandboxed / unconfined) and the added milliseconds.
 
+``--submodules N`` measures instead what submodules cost a sandboxed command's start:
+the driver's CPU building one command's arguments (median of ``--commands`` builds) in
+a workspace that is a repository of no gitlinks, then of N (half checked out, with a
+``gitdir:`` file, half never checked out), each of whose checkouts is held.
+
 ``--host-sockets N`` measures instead what the host's UNIX sockets cost a sandboxed
 command: N listening sockets are bound in one place at a time (a directory the sandbox
 hides, one it shows again read-only, the workspace, one under the private ``/tmp`` it
@@ -40,6 +45,7 @@ import resource
 import shutil
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -50,6 +56,7 @@ from trestle.core.policy import SandboxPolicy
 from trestle.engines.local import LocalEngine
 from trestle.execution.actions import run_shell
 from trestle.execution.sandbox import Cell, Mode, choose, find_bwrap
+from trestle.execution.submodule_checkouts import submodule_holds
 from trestle.formats.planfile import parse_plan
 from trestle.lifecycle.runs import create_run
 from trestle.store import SqliteStore
@@ -167,6 +174,54 @@ def _socket_cost(
     return statistics.median(builds), statistics.median(children), statistics.median(walls), covered
 
 
+def _with_gitlinks(ws: Path, count: int) -> None:
+    """``ws`` a repository whose index holds ``count`` gitlinks, ``vendor/mNNNN``: the
+    even ones checked out (a ``gitdir:`` file into ``.git/modules``), the odd not."""
+    subprocess.run(["git", "init", "-q", str(ws)], check=True)
+    commit = "1" * 40
+    listed = "".join(f"160000 {commit}\tvendor/m{n:04d}\n" for n in range(count))
+    subprocess.run(
+        ["git", "-C", str(ws), "update-index", "--index-info"], input=listed.encode(), check=True
+    )
+    for n in range(count):
+        checkout = ws / "vendor" / f"m{n:04d}"
+        checkout.mkdir(parents=True)
+        if n % 2 == 0:
+            (ws / ".git" / "modules" / f"m{n:04d}").mkdir(parents=True)
+            (checkout / ".git").write_text(f"gitdir: ../../.git/modules/m{n:04d}\n")
+
+
+def _submodule_cost(count: int, commands: int, root: Path) -> tuple[float, int]:
+    """The driver's CPU seconds to build one command's arguments in a workspace of
+    ``count`` gitlinks (median of ``commands``), and the checkouts held."""
+    ws = root / f"ws-{count}"
+    ws.mkdir()
+    _with_gitlinks(ws, count)
+    cell = Cell(choose("auto"), ws, "bench")
+    cell.argv("true", ws)  # the first one reads the index
+    builds = []
+    for _ in range(commands):
+        cpu = time.process_time()
+        cell.argv("true", ws)
+        builds.append(time.process_time() - cpu)
+    return statistics.median(builds), len(submodule_holds(ws.resolve()))
+
+
+def _submodules(count: int, commands: int, repeat: int) -> None:
+    figures: dict[int, list[tuple[float, int]]] = {}
+    for _ in range(repeat):
+        for n in (0, count):
+            with tempfile.TemporaryDirectory(prefix="trestle-submodule-bench-") as tmp:
+                figures.setdefault(n, []).append(_submodule_cost(n, commands, Path(tmp)))
+    print(f"submodules ({repeat} repetitions, medians)")
+    for n, rows in figures.items():
+        build = statistics.median(r[0] for r in rows) * 1e6
+        print(
+            f"  {n:5} gitlinks, {rows[0][1]:5} held: "
+            f"building a command's arguments {build:6.0f} us CPU"
+        )
+
+
 def _host_sockets(count: int, commands: int, repeat: int) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, count + 256)), hard))
@@ -197,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--host-sockets", type=int, default=0, help="measure N host sockets' cost instead"
     )
+    parser.add_argument(
+        "--submodules", type=int, default=0, help="measure N gitlinks' cost instead"
+    )
     args = parser.parse_args(argv)
     found, why = find_bwrap()
     if found is None:
@@ -204,6 +262,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.host_sockets:
         _host_sockets(args.host_sockets, args.commands, args.repeat)
+        return 0
+    if args.submodules:
+        _submodules(args.submodules, args.commands, args.repeat)
         return 0
     figures: dict[str, list[float]] = {}
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import os
+import stat
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -114,17 +115,28 @@ def read_only_mounts(ws: Path, scope: tuple[str, ...], held: tuple[Path, ...]) -
     if not held:
         return []
     dirs = writable_dirs(ws, scope)
-    writable = [ws] if dirs is None else dirs
+    writable = [f"{w}{os.sep}" for w in ([ws] if dirs is None else dirs)]
     args: list[str] = []
-    pinned: set[Path] = set()
+    seen: set[str] = set()  # each way judged once: a repository's submodules share theirs
     for path in held:
-        for way in reversed(path.parents):  # outermost first
-            inside = any(within(w, way) and w != way for w in writable)
-            if inside and way not in pinned and way.is_dir() and not way.is_symlink():
-                pinned.add(way)
-                args += ["--bind", str(way), str(way)]
+        ways = []
+        way = os.path.dirname(str(path))
+        while way not in seen and way != os.path.dirname(way):
+            ways.append(way)
+            way = os.path.dirname(way)
+        for way in reversed(ways):  # outermost first
+            seen.add(way)
+            if any(way.startswith(w) for w in writable) and _real_dir(way):
+                args += ["--bind", way, way]
         args += ["--ro-bind", str(path), str(path)]
     return args
+
+
+def _real_dir(path: str) -> bool:
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def named_paths(ws: Path, named: Mapping[str, Path | None]) -> tuple[str, ...]:

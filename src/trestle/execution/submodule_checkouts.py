@@ -46,16 +46,15 @@ def submodule_holds(ws: Path) -> tuple[Path, ...]:
     real path) becomes a repository a command configured (see the module docstring).
 
     Paths are worked as strings: this runs at every command's start."""
-    root = str(ws)
-    held: list[str] = []
-    top = root
+    look = _Look(str(ws))
+    top = look.root
     while True:  # each repository the workspace lies in, from it upward
         git_dir = _git_dir_of(top)
         if git_dir is not None:
-            _hold_checkouts(root, top, git_dir, held, depth=0)
+            look.checkouts_of(top, git_dir, depth=0)
         above = os.path.dirname(top)
         if above == top:
-            return tuple(Path(path) for path in dict.fromkeys(held))
+            return tuple(Path(path) for path in dict.fromkeys(look.held))
         top = above
 
 
@@ -82,40 +81,6 @@ def _named_git_dir(dot_git: str, *version: int) -> str:
     return small_file(Path(dot_git), 4096).partition("gitdir:")[2].strip()
 
 
-def _hold_checkouts(root: str, top: str, git_dir: str, held: list[str], depth: int) -> None:
-    """Add to ``held`` what holds each checkout of ``git_dir``'s gitlinks (paths from
-    ``top``) that lies in the workspace ``root``; then the same for the submodules of
-    each one."""
-    try:
-        links = gitlinks(git_dir)
-    except UnreadableIndex:
-        return  # git could not read it either: no status asks a checkout anything
-    inside = top == root or top.startswith(root + os.sep)
-    beneath = "" if top == root else top[len(root) + 1 :] + "/"
-    for link in links:
-        if len(held) >= MOST_CHECKOUTS:
-            return
-        name = os.fsdecode(link)
-        if not _plain(name):
-            continue  # git itself refuses such an entry
-        if not inside:  # a repository above the workspace: its gitlinks in it
-            checkout = os.path.join(top, name)
-            if not checkout.startswith(root + os.sep):
-                continue
-            relative = checkout[len(root) + 1 :]
-        else:
-            relative = beneath + name
-        hold = _hold_of(root, relative)
-        if hold is None:
-            continue
-        held.append(hold)
-        if hold.endswith("/.git") and depth < MOST_DEPTH:
-            checkout = os.path.join(root, relative)
-            inner = _git_dir_of(checkout)
-            if inner is not None:
-                _hold_checkouts(root, checkout, inner, held, depth + 1)
-
-
 def _plain(name: str) -> bool:
     """Whether a gitlink's path is one git would check out: relative, with no empty,
     ``.`` or ``..`` part, nor one of the directories no command writes (``.git``,
@@ -123,30 +88,82 @@ def _plain(name: str) -> bool:
     return not any(p in _NOT_PLAIN or p.lower() in _PROTECTED for p in name.split("/"))
 
 
-def _hold_of(root: str, relative: str) -> str | None:
-    """The path that holds the checkout at ``relative``: its ``.git`` file or directory,
-    or the checkout itself (made again, empty, when gone); None for one that cannot be
-    held: reached through a link."""
-    checkout = f"{root}/{relative}"
-    try:
-        if not os.path.lexists(checkout):
-            make_dirs(Path(root), relative)  # each beneath the one before: no link followed
-        way = root
+class _Look:
+    """One command's look at the checkouts in the workspace ``root``: what holds them,
+    and each directory on their way judged once (a repository's share theirs)."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.held: list[str] = []
+        self._real: dict[str, bool] = {}
+
+    def checkouts_of(self, top: str, git_dir: str, depth: int) -> None:
+        """Hold each checkout of ``git_dir``'s gitlinks (paths from ``top``) that lies in
+        the workspace; then the same for the submodules of each one."""
+        try:
+            links = gitlinks(git_dir)
+        except UnreadableIndex:
+            return  # git could not read it either: no status asks a checkout anything
+        root = self.root
+        inside = top == root or top.startswith(root + os.sep)
+        beneath = "" if top == root else top[len(root) + 1 :] + "/"
+        for link in links:
+            if len(self.held) >= MOST_CHECKOUTS:
+                return
+            name = os.fsdecode(link)
+            if not _plain(name):
+                continue  # git itself refuses such an entry
+            if not inside:  # a repository above the workspace: its gitlinks in it
+                checkout = os.path.join(top, name)
+                if not checkout.startswith(root + os.sep):
+                    continue
+                relative = checkout[len(root) + 1 :]
+            else:
+                relative = beneath + name
+            hold = self._hold_of(relative)
+            if hold is None:
+                continue
+            self.held.append(hold)
+            if hold.endswith("/.git") and depth < MOST_DEPTH:
+                inner = _git_dir_of(hold[: -len("/.git")])
+                if inner is not None:
+                    self.checkouts_of(hold[: -len("/.git")], inner, depth + 1)
+
+    def _hold_of(self, relative: str) -> str | None:
+        """The path that holds the checkout at ``relative``: its ``.git`` file or
+        directory, or the checkout itself (made again, empty, when gone); None for one
+        that cannot be held: reached through a link."""
+        checkout = f"{self.root}/{relative}"
+        try:
+            try:
+                mode = os.lstat(checkout).st_mode
+            except FileNotFoundError:
+                make_dirs(Path(self.root), relative)  # each beneath the one before
+                mode = os.lstat(checkout).st_mode
+            if not self._real_ways(relative):
+                return None
+            if not stat.S_ISDIR(mode):
+                return None if stat.S_ISLNK(mode) else checkout
+            dot_git = os.lstat(f"{checkout}/.git").st_mode
+        except FileNotFoundError:
+            return checkout  # no .git: none may be made
+        except (OSError, Refused):
+            return None
+        if stat.S_ISDIR(dot_git) or stat.S_ISREG(dot_git):
+            return f"{checkout}/.git"
+        return checkout
+
+    def _real_ways(self, relative: str) -> bool:
+        """Whether each directory on the way to ``relative`` is a real one, no link."""
+        way = self.root
         for part in relative.split("/")[:-1]:
             way = f"{way}/{part}"
-            if not stat.S_ISDIR(os.lstat(way).st_mode):  # a link, or a file
-                return None
-        mode = os.lstat(checkout).st_mode
-        if not stat.S_ISDIR(mode):
-            return None if stat.S_ISLNK(mode) else checkout
-        dot_git = os.lstat(f"{checkout}/.git").st_mode
-    except FileNotFoundError:
-        return checkout  # no .git: none may be made
-    except (OSError, Refused):
-        return None
-    if stat.S_ISDIR(dot_git) or stat.S_ISREG(dot_git):
-        return f"{checkout}/.git"
-    return checkout
+            real = self._real.get(way)
+            if real is None:
+                real = self._real[way] = _is_dir(way)
+            if not real:
+                return False
+        return True
 
 
 def _is_dir(path: str) -> bool:
