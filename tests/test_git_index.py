@@ -6,13 +6,16 @@ refused or read as some list of paths, never raising anything else."""
 
 from __future__ import annotations
 
+import os
 import random
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
 
-from trestle.workspace.git_index import UnreadableIndex, _entries, gitlinks
+from trestle.workspace import git_index
+from trestle.workspace.git_index import Room, UnreadableIndex, _entries, gitlinks
 
 GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@x", "-c", "init.defaultBranch=main"]
 ODD = ["vendor/a", 'vendor/q"uote\\back', "z/n e w\tx", "aa", "deep/" + "x" * 4200]
@@ -60,7 +63,7 @@ def test_a_split_index_is_read_with_its_shared_index(tmp_path: Path) -> None:
     _git(repo, "update-index", "--add", "--cacheinfo", f"160000,{commit},late/link")
     assert list((repo / ".git").glob("sharedindex.*"))
     found = gitlinks(str(repo / ".git"))
-    assert set(_listed(repo)) == set(found) and b"late/link" in found
+    assert found is not None and set(_listed(repo)) == set(found) and b"late/link" in found
 
 
 def test_no_index_has_no_gitlinks(tmp_path: Path) -> None:
@@ -97,3 +100,38 @@ def test_an_index_cut_short_or_damaged_is_refused_or_read_whole(
             continue
         assert all(isinstance(path, bytes) for path in found)
     assert len(whole) == len(ODD)
+
+
+def test_an_index_is_read_once_under_all_its_names_and_only_within_the_room_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = _repository(tmp_path / "r")
+    other = tmp_path / "linked" / ".git"
+    other.mkdir(parents=True)
+    os.link(repo / ".git" / "index", other / "index")  # one file, two names
+    read: list[int] = []
+
+    def counted(data: bytes, hash_size: int) -> tuple[list[bytes], str | None]:
+        read.append(len(data))
+        return _entries(data, hash_size)
+
+    monkeypatch.setattr(git_index, "_entries", counted)
+    size = (repo / ".git" / "index").stat().st_size
+    assert gitlinks(str(other), Room(left=size - 1)) is None  # too large for the room
+    room = Room(left=size)
+    assert gitlinks(str(repo / ".git"), room) == gitlinks(str(other)) == _listed(repo)
+    assert read == [size] and room.left == 0
+
+
+def test_a_fifo_for_a_configuration_holds_no_one(tmp_path: Path) -> None:
+    """A repository a step made: an index with no checksum, so the configuration is
+    read for the hash's size, and the configuration a FIFO with no writer."""
+    git_dir = tmp_path / ".git"
+    git_dir.mkdir()
+    (git_dir / "index").write_bytes(b"DIRC" + (2).to_bytes(4, "big") + bytes(4) + bytes(20))
+    os.mkfifo(git_dir / "config")
+    found: list[object] = []
+    reader = threading.Thread(target=lambda: found.append(gitlinks(str(git_dir))), daemon=True)
+    reader.start()
+    reader.join(timeout=10)
+    assert found == [()], "the look waited on the FIFO"

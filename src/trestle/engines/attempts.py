@@ -64,6 +64,7 @@ from trestle.execution.sandbox import (
     hidden_paths,
 )
 from trestle.execution.sandbox import policy_of as sandbox_policy
+from trestle.execution.submodule_checkouts import unheld_workspace_checkout
 from trestle.lifecycle.checkpoints import (
     When,
     checkpoint_name,
@@ -237,6 +238,7 @@ class Attempts:
                 *python.exposed,
                 *kept.exposed,
                 *named_paths(workspace.resolve(), self._named(store_file)),
+                *unheld_workspace_checkout(workspace.resolve()),
             )
             if sandbox.policy.network and not getattr(self.store, "asked_password", True):
                 exposed = (*exposed, _store_without_password(str(server), sandbox.policy.network))

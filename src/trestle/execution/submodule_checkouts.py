@@ -31,11 +31,11 @@ from pathlib import Path
 
 from trestle.execution.sandbox_mounts import small_file
 from trestle.workspace.beneath import Refused, make_dirs
-from trestle.workspace.git_index import UnreadableIndex, gitlinks
+from trestle.workspace.git_index import Room, UnreadableIndex, gitlinks
 
 # how many checkouts are held at most, and how deep submodules are followed into
 # submodules: each command's start looks at each one
-MOST_CHECKOUTS = 2_000
+MOST_CHECKOUTS = 1_000
 MOST_DEPTH = 8
 _NOT_PLAIN = frozenset({"", ".", ".."})
 _PROTECTED = frozenset({".git", ".trestle"})
@@ -45,17 +45,61 @@ def submodule_holds(ws: Path) -> tuple[Path, ...]:
     """What to hold read-only so that no gitlink's checkout in the workspace ``ws`` (a
     real path) becomes a repository a command configured (see the module docstring).
 
-    Paths are worked as strings: this runs at every command's start."""
+    The repositories around the workspace are looked at from the outermost in: those
+    above it are out of every step's reach, and a ``.git`` a step made in the workspace
+    (where it had none) comes last, so that the checkouts it lists, or an index too
+    large to read, never crowd out the others within the limits of one look. Paths are
+    worked as strings: this runs at every command's start."""
     look = _Look(str(ws))
-    top = look.root
-    while True:  # each repository the workspace lies in, from it upward
+    for top, git_dir in reversed(_repositories_around(look.root)):
+        look.checkouts_of(top, git_dir, depth=0)
+    return tuple(Path(path) for path in dict.fromkeys(look.held))
+
+
+def unheld_workspace_checkout(ws: Path) -> tuple[str, ...]:
+    """A sentence, if the workspace is itself a submodule's checkout with no ``.git`` (never
+    checked out, or deinitialised): nothing can be held there short of the whole
+    workspace, and a repository a step makes in it is one the ``git status`` of the
+    repository above obeys."""
+    root = str(ws)
+    if os.path.lexists(os.path.join(root, ".git")):
+        return ()
+    for top, git_dir in _repositories_around(root)[:1]:  # the nearest one above
+        links = _links(git_dir, None)
+        relative = os.fsencode(root[len(top) + 1 :])
+        if links and relative in links:
+            return (
+                f"the workspace {root} is the checkout of a submodule of {top} with no "
+                f"repository of its own (never checked out, or deinitialised): a step can "
+                f"make one there, and `git status` in {top} runs what its configuration "
+                f"names; look at {root}/.git before you run git in {top}, or run in a "
+                f"checkout that has its .git",
+            )
+    return ()
+
+
+def _repositories_around(root: str) -> list[tuple[str, str]]:
+    """Each directory from ``root`` upward that holds a ``.git``, with the git
+    directory that leads to, nearest first."""
+    found = []
+    top = root
+    while True:
         git_dir = _git_dir_of(top)
         if git_dir is not None:
-            look.checkouts_of(top, git_dir, depth=0)
+            found.append((top, git_dir))
         above = os.path.dirname(top)
         if above == top:
-            return tuple(Path(path) for path in dict.fromkeys(look.held))
+            return found
         top = above
+
+
+def _links(git_dir: str, room: Room | None) -> tuple[bytes, ...] | None:
+    """``git_dir``'s gitlinks; None when it could not be read (nor could git read it),
+    or not within ``room``."""
+    try:
+        return gitlinks(git_dir, room)
+    except UnreadableIndex:
+        return None
 
 
 def _git_dir_of(checkout: str) -> str | None:
@@ -85,7 +129,8 @@ def _plain(name: str) -> bool:
     """Whether a gitlink's path is one git would check out: relative, with no empty,
     ``.`` or ``..`` part, nor one of the directories no command writes (``.git``,
     ``.trestle``, in any case)."""
-    return not any(p in _NOT_PLAIN or p.lower() in _PROTECTED for p in name.split("/"))
+    parts = name.split("/")
+    return "\0" not in name and not any(p in _NOT_PLAIN or p.lower() in _PROTECTED for p in parts)
 
 
 class _Look:
@@ -96,14 +141,14 @@ class _Look:
         self.root = root
         self.held: list[str] = []
         self._real: dict[str, bool] = {}
+        self._room = Room()
 
     def checkouts_of(self, top: str, git_dir: str, depth: int) -> None:
         """Hold each checkout of ``git_dir``'s gitlinks (paths from ``top``) that lies in
         the workspace; then the same for the submodules of each one."""
-        try:
-            links = gitlinks(git_dir)
-        except UnreadableIndex:
-            return  # git could not read it either: no status asks a checkout anything
+        links = _links(git_dir, self._room)
+        if links is None:
+            return
         root = self.root
         inside = top == root or top.startswith(root + os.sep)
         beneath = "" if top == root else top[len(root) + 1 :] + "/"
@@ -147,7 +192,7 @@ class _Look:
             dot_git = os.lstat(f"{checkout}/.git").st_mode
         except FileNotFoundError:
             return checkout  # no .git: none may be made
-        except (OSError, Refused):
+        except (OSError, ValueError, Refused):
             return None
         if stat.S_ISDIR(dot_git) or stat.S_ISREG(dot_git):
             return f"{checkout}/.git"

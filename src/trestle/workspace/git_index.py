@@ -10,22 +10,24 @@ version of it (its size, inode and change time).
 The format (``Documentation/gitformat-index.txt``): a header (``DIRC``, the version 2, 3
 or 4, the number of entries), then the entries sorted by path, each its stat data, its
 mode (a gitlink's is ``0o160000``), its object name (20 bytes, 32 in a SHA-256
-repository), its flags (the name's length; whether 16 more bits of flags follow) and its
-path: NUL-ended and padded to a multiple of eight bytes, or, in version 4, only what
-differs from the path before (a number of bytes to drop from that path, then the rest,
-NUL-ended). A split index (``core.splitIndex``) keeps most entries in a shared index
-that the ``link`` extension names: both are read, and a gitlink either lists counts
-(holding a checkout that is gone only keeps its directory as it is).
+repository: the hash whose digest of the file is its checksum), its flags (the name's
+length; whether 16 more bits of flags follow) and its path: NUL-ended and padded to a
+multiple of eight bytes, or, in version 4, only what differs from the path before (a
+number of bytes to drop from that path, then the rest, NUL-ended). A split index
+(``core.splitIndex``) keeps most entries in a shared index that the ``link`` extension
+names: both are read, and a gitlink either lists counts (holding a checkout that is
+gone only keeps its directory as it is). Each index is read once for each version of
+its file (device, inode, size, change time), whatever its name.
 """
 
 from __future__ import annotations
 
-import functools
+import hashlib
 import os
 import re
 import stat
 import struct
-from pathlib import Path
+from dataclasses import dataclass
 
 GITLINK = 0o160000
 _TYPE = 0o170000
@@ -43,9 +45,19 @@ class UnreadableIndex(ValueError):
     """The file is not an index this module reads (or not whole)."""
 
 
-def gitlinks(git_dir: str) -> tuple[bytes, ...]:
+@dataclass
+class Room:
+    """How many bytes of index not read before one look may still read: a look at
+    every command's start must end, whatever indexes a step left (a million-entry
+    index takes about 0.7 s)."""
+
+    left: int = MOST_BYTES
+
+
+def gitlinks(git_dir: str, room: Room | None = None) -> tuple[bytes, ...] | None:
     """The paths (bytes, from the top of the tree) of the gitlinks in ``git_dir``'s
-    index, and in its shared index when split; () when it has no index.
+    index, and in its shared index when split; () when it has no index; None when it
+    was not read before and is larger than ``room`` leaves (then taken from it).
 
     Raises:
         UnreadableIndex: the index is not one of versions 2 to 4, or is cut short.
@@ -54,13 +66,29 @@ def gitlinks(git_dir: str) -> tuple[bytes, ...]:
     seen = _stat_of(index)
     if seen is None:
         return ()
-    return _gitlinks_of(index, seen)
+    found = _READ.get(seen)
+    if found is None:
+        if room is not None:
+            if seen[2] > room.left:
+                return None
+            room.left -= seen[2]
+        found = _read_index(index, git_dir)
+        if len(_READ) >= _READ_MOST:
+            _READ.clear()
+        _READ[seen] = found
+    return found
+
+
+# each index read, by the version of its file (device, inode, size, change time): a
+# file linked under many names is read once
+_READ: dict[tuple[int, int, int, int], tuple[bytes, ...]] = {}
+_READ_MOST = 256
 
 
 def _stat_of(path: str) -> tuple[int, int, int, int] | None:
     """What tells one version of a regular file from another, or None: no such file."""
     try:
-        info = os.stat(path)
+        info = os.lstat(path)
     except OSError:
         return None
     if not stat.S_ISREG(info.st_mode):
@@ -68,40 +96,52 @@ def _stat_of(path: str) -> tuple[int, int, int, int] | None:
     return info.st_dev, info.st_ino, info.st_size, info.st_ctime_ns
 
 
-def _hash_size(git_dir: Path) -> int:
-    """The object name's length: 32 bytes in a repository of ``objectformat =
-    sha256``, else 20."""
-    try:
-        with open(git_dir / "config", "rb") as handle:
-            config = handle.read(1 << 20)
-    except OSError:
-        return 20
-    return 32 if _SHA256.search(config) else 20
-
-
-@functools.lru_cache(maxsize=32)
-def _gitlinks_of(index: str, seen: tuple[int, int, int, int]) -> tuple[bytes, ...]:
-    """``index``'s gitlinks (``seen``: the version of it, for the cache)."""
-    git_dir = Path(index).parent
-    data = _read(Path(index))
-    found, shared = _entries(data, _hash_size(git_dir))
+def _read_index(index: str, git_dir: str) -> tuple[bytes, ...]:
+    data = _read(index)
+    found, shared = _entries(data, _hash_size(data, git_dir))
     if shared is not None:
-        named = str(git_dir / f"sharedindex.{shared}")
-        found += _entries(_read(Path(named)), _hash_size(git_dir))[0] if _stat_of(named) else []
+        named = os.path.join(git_dir, f"sharedindex.{shared}")
+        if _stat_of(named) is not None:
+            more = _read(named)
+            found += _entries(more, _hash_size(more, git_dir))[0]
     return tuple(dict.fromkeys(found))
 
 
-def _read(path: Path) -> bytes:
+def _hash_size(data: bytes, git_dir: str) -> int:
+    """The object name's length, 20 bytes (SHA-1) or 32 (SHA-256): the one whose hash
+    of the index is its checksum; for an index written without one (``index.skipHash``),
+    32 where the repository's configuration (its common directory's, for a linked
+    worktree) names ``objectformat = sha256``."""
+    for size, hashed in ((20, hashlib.sha1), (32, hashlib.sha256)):
+        if len(data) > size and hashed(data[:-size]).digest() == data[-size:]:
+            return size
+    config = os.path.join(git_dir, "config")
+    common = _small(os.path.join(git_dir, "commondir")).strip()
+    if common:
+        config = os.path.join(git_dir, os.fsdecode(common), "config")
+    return 32 if _SHA256.search(_small(config)) else 20
+
+
+def _small(path: str, most: int = 1 << 20) -> bytes:
+    """The start of a regular file, or b"": not blocking, nor through a link (a FIFO
+    a step made in a repository of its own would hold every command's start)."""
+    try:
+        return _read(path, most)
+    except UnreadableIndex:
+        return b""
+
+
+def _read(path: str, most: int = MOST_BYTES) -> bytes:
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
     try:
         with os.fdopen(os.open(path, flags), "rb") as handle:
             if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
                 raise UnreadableIndex(f"{path} is not a regular file")
-            data = handle.read(MOST_BYTES + 1)
+            data = handle.read(most + 1)
     except OSError as exc:
         raise UnreadableIndex(f"cannot read {path}: {exc.strerror}") from None
-    if len(data) > MOST_BYTES:
-        raise UnreadableIndex(f"{path} is larger than {MOST_BYTES} bytes")
+    if len(data) > most:
+        raise UnreadableIndex(f"{path} is larger than {most} bytes")
     return data
 
 
