@@ -40,7 +40,13 @@ from trestle.store.base import Store
 from trestle.tools.base import Observation, Tool, ToolArgs, ToolContext, ToolFailure
 from trestle.tools.files import MAX_FILE_BYTES, ReadFile, ReadFileArgs
 from trestle.workspace.beneath import protected_part
-from trestle.workspace.git import UnsafeRepositoryError, command, environment, workspace_git_dir
+from trestle.workspace.git import (
+    UnsafeRepositoryError,
+    command,
+    environment,
+    refuse_links_read_outside,
+    workspace_git_dir,
+)
 from trestle.workspace.shadow import (
     ShadowRepo,
     ShadowRepoError,
@@ -271,6 +277,7 @@ def _commit_file(workspace: Path, commit: str, path: str) -> bytes:
         raise ToolFailure(f"commit {commit!r} is not a commit id")
     try:
         git_dir = workspace_git_dir(workspace)
+        refuse_links_read_outside(git_dir)
     except UnsafeRepositoryError as exc:
         raise ToolFailure(f"cannot read commit {commit!r}: {exc}") from None
     # its size first: a blob is read into memory only when it is small enough to show

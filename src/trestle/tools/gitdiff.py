@@ -7,8 +7,11 @@ with ``git add -A``, then compared with HEAD. The blobs that ``git add`` writes 
 a temporary object directory, with the repository's own store as an alternate for
 reading. The user's index, objects, refs and stash are never written.
 
-git runs here, outside the sandbox, on files a model may have written, so it runs the
-one way :mod:`trestle.workspace.git` allows: only the workspace's own ``.git``
+In a run with a sandbox, the whole diff is taken by one script in it (``_IN_SANDBOX``):
+git reads the repository only as commands may. Without one, git runs here, outside the
+sandbox, on files a model may have written, so it runs the one way
+:mod:`trestle.workspace.git` allows (links among what git reads, and borrowed objects,
+refused too): only the workspace's own ``.git``
 directory is used (no repository found above it, none a ``.git`` file points to, none
 made of files in the workspace itself), a repository whose configuration holds any
 setting not known to be inert is refused rather than diffed, and hooks, fsmonitor,
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import shutil
 import tempfile
 from pathlib import Path
@@ -31,7 +35,13 @@ from trestle.execution.actions import CHUNK, OutputKeeper
 from trestle.presentation.wording import counted
 from trestle.tools.base import Observation, Tool, ToolArgs, ToolContext, ToolFailure
 from trestle.tools.jail import normalise
-from trestle.workspace.git import UnsafeRepositoryError, command, environment, workspace_git_dir
+from trestle.workspace.git import (
+    UnsafeRepositoryError,
+    command,
+    environment,
+    refuse_links_read_outside,
+    workspace_git_dir,
+)
 
 # beside workspace_git's: the scratch index stays whole, the output plain
 _SETTINGS = (
@@ -61,6 +71,13 @@ class GitDiff(Tool[GitDiffArgs]):
     async def run(self, ctx: ToolContext, args: GitDiffArgs) -> Observation:
         pathspec = [normalise(ctx, p) for p in args.paths] or ["."]
         git = await _Git.checked(ctx)
+        if ctx.sandbox is not None and ctx.sandbox.confines:
+            base, files, text = await _diff_in_sandbox(ctx, git, pathspec, args.stat_only)
+            return _observed(base, files, text)
+        try:
+            await asyncio.to_thread(refuse_links_read_outside, git.git_dir)
+        except UnsafeRepositoryError as exc:
+            raise ToolFailure(str(exc)) from None
         code, out, err = await git(
             "rev-parse", "--path-format=absolute", "--git-path", "index", "--git-path", "objects"
         )
@@ -74,7 +91,8 @@ class GitDiff(Tool[GitDiffArgs]):
             scratch_objects = Path(scratch) / "objects"
             scratch_objects.mkdir()  # git refuses an object directory that does not exist
             if Path(index).exists():
-                await asyncio.to_thread(shutil.copyfile, index, scratch_index)
+                # its times kept: git trusts no stat entry as new as the index itself
+                await asyncio.to_thread(shutil.copy2, index, scratch_index)
             git.env.update(
                 GIT_INDEX_FILE=str(scratch_index),
                 GIT_OBJECT_DIRECTORY=str(scratch_objects),
@@ -88,12 +106,79 @@ class GitDiff(Tool[GitDiffArgs]):
             names = await git.ok(*diff, "--name-only", "-z", "--", *pathspec)
             shown = "--stat=120" if args.stat_only else "--patch-with-stat"
             text = await git.ok(*diff, shown, "--", *pathspec, keep=ctx.output_cap)
-        files: list[str] = [name for name in names.split("\0") if name]
-        since = "the last commit" if base == "HEAD" else "an empty tree (no commits yet)"
-        if not files:
-            return Observation.success(f"no changes since {since}", data={"files": []})
-        header = f"{counted(len(files), 'file')} changed since {since}:\n"
-        return Observation.success(header + text, data={"files": list(files)})
+        return _observed(base, [name for name in names.split("\0") if name], text)
+
+
+def _observed(base: str, files: list[str], text: str) -> Observation:
+    since = "the last commit" if base == "HEAD" else "an empty tree (no commits yet)"
+    if not files:
+        return Observation.success(f"no changes since {since}", data={"files": []})
+    header = f"{counted(len(files), 'file')} changed since {since}:\n"
+    return Observation.success(header + text, data={"files": list(files)})
+
+
+# The same diff, taken by one script in the run's sandbox: git reads the repository
+# there, where a .git a command made can lead only to what commands may read (outside,
+# its packed-refs linked to the approval key had git print the key in its error). The
+# scratch index and objects live in the sandbox's private /tmp; the first line printed
+# is the base. A submodule's checkout need not be left out: what git runs there is
+# confined too. Its errors are printed only if it fails.
+_IN_SANDBOX = """set -e
+s=$(mktemp -d)
+trap 'code=$?; [ $code -eq 0 ] || cat "$s/err"; exit $code' EXIT
+exec 2>"$s/err"
+i=$({git} rev-parse --path-format=absolute --git-path index)
+o=$({git} rev-parse --path-format=absolute --git-path objects)
+if [ -f "$i" ]; then cp -p "$i" "$s/index"; fi
+mkdir "$s/objects"
+if {git} rev-parse --verify --quiet 'HEAD^{{commit}}' >/dev/null; then b=HEAD
+else b=$({git} hash-object -t tree /dev/null); fi
+export GIT_INDEX_FILE="$s/index" GIT_OBJECT_DIRECTORY="$s/objects"
+export GIT_ALTERNATE_OBJECT_DIRECTORIES="$o"
+{git} add --all -- {pathspec}
+echo "$b"
+{git} diff --cached --relative --no-ext-diff --no-textconv "$b" {shown} -- {pathspec}
+"""
+# the names are kept whole, up to this many characters
+NAMES_MOST = 4 * 1024 * 1024
+
+
+async def _diff_in_sandbox(
+    ctx: ToolContext, git: _Git, pathspec: list[str], stat_only: bool
+) -> tuple[str, list[str], str]:
+    """The base, the files changed and the diff's text, each taken in the sandbox."""
+    shown = "--stat=120" if stat_only else "--patch-with-stat"
+    base, names = await _in_sandbox(ctx, git, pathspec, "--name-only -z", NAMES_MOST)
+    _, text = await _in_sandbox(ctx, git, pathspec, shown, ctx.output_cap)
+    return base, [name for name in names.split("\0") if name], text
+
+
+async def _in_sandbox(
+    ctx: ToolContext, git: _Git, pathspec: list[str], shown: str, limit: int
+) -> tuple[str, str]:
+    from trestle.execution.actions import run_shell
+    from trestle.execution.sandbox import Cell
+
+    assert ctx.sandbox is not None
+    script = _IN_SANDBOX.format(
+        git=shlex.join(command(settings=_SETTINGS)),
+        pathspec=shlex.join(pathspec),
+        shown=shown,
+    )
+    env = {**ctx.sandbox.environ(), **{k: v for k, v in git.env.items() if k != "PATH"}}
+    done = await run_shell(
+        script,
+        cwd=ctx.workspace,
+        env=env,
+        timeout=ctx.command_timeout,
+        cell=Cell(ctx.sandbox, ctx.workspace, "git_diff"),
+        limit=limit,
+    )
+    if done.status != "ok":
+        said = done.output.strip() or done.status
+        raise ToolFailure(f"git diff failed (exit code {done.exit_code}): {said}")
+    base, _, rest = done.output.partition("\n")
+    return base.strip(), rest
 
 
 class _Git:
@@ -101,6 +186,7 @@ class _Git:
 
     def __init__(self, ctx: ToolContext, git_dir: Path) -> None:
         self.ctx = ctx
+        self.git_dir = git_dir
         self.env = environment(git_dir, ctx.root, {"GIT_OPTIONAL_LOCKS": "0"})
 
     @classmethod
