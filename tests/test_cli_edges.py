@@ -232,3 +232,30 @@ def test_a_store_whose_path_holds_a_newline_is_not_remembered_as_two(tmp_path: P
     recent.remember(tmp_path / "plain.db")
     recent.remember(tmp_path / "two\nlines" / "t.db")
     assert recent.stores() == [tmp_path / "plain.db"]
+
+
+def test_a_report_or_an_export_is_never_written_through_a_link_a_step_planted(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """A step links the file the operator will name with ``--report-json`` (or
+    ``--output``) to one outside, or gives it another name in the workspace: nothing
+    is written through either, and the run's own exit code stands. The system's links
+    (``/dev/stdout``) are still followed."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("mine\n")
+    plan = cli.write(
+        "plan.yaml",
+        f"steps:\n  - id: plant\n    run: ln -sf {victim} report.json && echo notes > notes.txt"
+        " && ln -f notes.txt hard.json\n",
+    )
+    done = cli("run", plan, "--report-json", "report.json")
+    refused(done, 0, "error: --report-json 'report.json': cannot write it: it is a link, which")
+    assert victim.read_text() == "mine\n"
+    hard = cli("run", plan, "--report-json", "hard.json")
+    refused(hard, 0, "cannot write it: it is a file of several names: remove it")
+    assert (cli.dir / "notes.txt").read_text() == "notes\n"
+    exported = cli("export", run_id_of(done), "--output", "report.json")
+    refused(exported, 2, "error: --output 'report.json': cannot write it: it is a link, which")
+    assert victim.read_text() == "mine\n"
+    shown = cli("export", run_id_of(done), "--output", "/dev/stdout")
+    assert shown.returncode == 0 and '"run_created"' in shown.stdout

@@ -3,12 +3,14 @@ how it opens the store it reads, and the small helpers every command shares."""
 
 from __future__ import annotations
 
+import errno
 import functools
 import getpass
 import json
 import os
 import select
 import signal
+import stat
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -153,10 +155,38 @@ def write_output(output: Path, text: str) -> None:
         sys.stdout.write(text)
         return
     try:
-        output.write_text(text, encoding="utf-8")
+        write_file(output, text)
     except OSError as exc:
         why = exc.strerror or str(exc)
         raise ConfigError(f"--output {str(output)!r}: cannot write it: {why}") from None
+
+
+def write_file(path: Path, text: str) -> None:
+    """Write ``text`` to ``path``: never through a link (a step's ``ln -s ~/.bashrc
+    report.json`` in its workspace had the report, the step's output in it, written over
+    the file it led to) but those the system keeps in ``/dev`` and ``/proc``
+    (``/dev/stdout``, a shell's ``>(...)``), nor into a file with other names.
+
+    Raises:
+        OSError: it cannot be written, is a link (``ELOOP``), or a file of several
+            names (``EPERM``), said as such.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOCTTY
+    if not os.path.abspath(path).startswith(("/dev/", "/proc/")):
+        flags |= os.O_NOFOLLOW
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise OSError(exc.errno, "it is a link, which is not followed: remove it") from None
+        raise
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        info = os.fstat(fd)
+        if stat.S_ISREG(info.st_mode):
+            if info.st_nlink > 1:
+                raise OSError(errno.EPERM, "it is a file of several names: remove it")
+            handle.truncate(0)
+        handle.write(text)
 
 
 def confirmed(question: str) -> bool:

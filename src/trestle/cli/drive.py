@@ -22,7 +22,7 @@ import typer
 from rich.console import Console
 from rich.live import Live
 
-from trestle.cli.console import _err
+from trestle.cli.console import _err, write_file
 from trestle.cli.human import prompt_approvals
 from trestle.cli.render import event_line, report_view, steps_table
 from trestle.core.errors import LeaseHeldError, TrestleError
@@ -125,7 +125,7 @@ def drive(
         # a run a signal stopped is listed as interrupted: its report says so too
         out.print(report_view(report, interrupted=(signalled or signals.caught) is not None))
         if report_json is not None:
-            _write_report(report_json, report)
+            write_report(report_json, report)
         signalled = signalled or signals.caught
     if signalled is not None:
         _err().print(f"interrupted by {signalled}; continue with `trestle resume {run_id}`")
@@ -150,15 +150,15 @@ def _print_report_if_readable(
         return
     out.print(report_view(report))
     if report_json is not None:
-        _write_report(report_json, report)
+        write_report(report_json, report)
 
 
-def _write_report(path: Path, report: Report) -> None:
+def write_report(path: Path, report: Report) -> None:
     """``--report-json``'s file, written once the run has ended. One that cannot be
     written then (the disk filled) is said on stderr: the run's exit code stays the
     run's, and the report printed above is whole."""
     try:
-        path.write_text(model_json(report, indent=2) + "\n", encoding="utf-8")
+        write_file(path, model_json(report, indent=2) + "\n")
     except OSError as exc:
         why = exc.strerror or str(exc)
         _err().print(f"error: --report-json {str(path)!r}: cannot write it: {why}", markup=False)

@@ -25,13 +25,13 @@ import typer
 from rich.console import Console
 
 from trestle.cli.console import _err
+from trestle.cli.drive import write_report
 from trestle.cli.drive_watch import CLOSED_EXIT, NO_WORKER_EXIT, drive_watch
 from trestle.cli.follow import follow, follow_line
 from trestle.cli.render import report_view
 from trestle.core.errors import ConfigError, MissingExtraError
 from trestle.core.events import EngineBinding, StoredEvent, event_json
 from trestle.core.report import build_report
-from trestle.core.safetext import model_json
 from trestle.engines.temporal.shapes import (
     SHORTEST_HEARTBEAT,
     SHORTEST_HISTORY,
@@ -167,7 +167,7 @@ def start_and_follow(
     report = build_report(load_state(store, run_id))
     out.print(report_view(report))
     if report_json is not None:
-        report_json.write_text(model_json(report, indent=2) + "\n", encoding="utf-8")
+        write_report(report_json, report)
     # 2: the workflow stopped because the run's model cannot be used (said on stderr)
     raise typer.Exit(code if code in (2, 130, NO_WORKER_EXIT, CLOSED_EXIT) else report.exit_code)
 
