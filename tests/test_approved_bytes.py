@@ -44,8 +44,8 @@ def _run_pinned(ws: Path, command: str, change: dict[str, str]) -> tuple[list[st
     engine pinned what it runs, run it confined; what it wrote and its output."""
     approved = named_files(command, ws)
     sandbox = choose("require")
-    with pinned(command, approved, ws) as (pins, moved):
-        assert moved == []
+    with pinned(command, approved, ws) as (pins, moved, unheld):
+        assert moved == [] and unheld == []
         for name, text in change.items():
             (ws / name).write_text(text)
         cell = Cell(sandbox, ws, "deploy", approved=True, pinned=pins)
@@ -147,3 +147,35 @@ def test_a_huge_file_a_command_names_is_read_for_an_approval_not_for_the_record(
     os.truncate(tmp_path / "big", MAX_HASHED + 1)  # small enough to hash in a test
     approved = named_files("ls -la big", tmp_path)["big"]
     assert len(approved) == 64 and approved == named_files("cat big", tmp_path)["big"]
+
+
+def test_an_approved_script_that_cannot_be_held_does_not_run(cli: Cli) -> None:
+    """A script of two names (a parallel step could flip its bytes through the other
+    name between the check of its digest and the shell's read), and one too large to
+    hash (a sparse file: hashing 200 GB held the driver, past its SIGTERM): each is
+    approved, and neither runs; the attempt says why, at once."""
+    _require_bwrap()
+    cli.write(
+        "plan.yaml",
+        """\
+        steps:
+          - id: prep
+            run: >-
+              printf 'echo ran >> out.log\\n' > deploy.sh && ln -f deploy.sh .other.sh &&
+              truncate -s 300M big.sh
+          - {id: deploy, needs: [prep], run: sh deploy.sh, irreversible: true}
+          - {id: large, needs: [prep], run: sh big.sh, irreversible: true}
+        """,
+    )
+    started = cli("run", "plan.yaml", "--no-prompt")
+    assert started.returncode == 3, started.stdout + started.stderr
+    run_id = started.stdout.split()[1]
+    for n in (1, 2):
+        assert cli("approve", f"{run_id}.{n}").returncode == 0
+    began = time.monotonic()
+    resumed = cli("resume", run_id, "--no-live")
+    assert time.monotonic() - began < 60
+    said = flat(resumed.stdout)
+    assert "deploy.sh cannot be held as approved while the command runs" in said, said
+    assert "big.sh cannot be held as approved" in said
+    assert not (cli.dir / "out.log").exists()

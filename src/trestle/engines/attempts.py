@@ -41,6 +41,7 @@ from trestle.engines.approved import (
     approved_files,
     files_changed,
     files_moved,
+    files_unheld,
     unapproved,
     unconfined,
 )
@@ -52,6 +53,7 @@ from trestle.engines.work import StepPerformer, StepWork, WorkspaceNotSaved
 from trestle.execution.actions import StepContext, in_thread, perform
 from trestle.execution.checks import run_checks
 from trestle.execution.driver_files import driver_python, named_paths
+from trestle.execution.named_files import not_hashed
 from trestle.execution.pinning import pinned
 from trestle.execution.places import unseen
 from trestle.execution.processes import Leader, reap
@@ -350,18 +352,20 @@ class Attempts:
             )
         approved = approved_files(state, step, gate)
         with contextlib.ExitStack() as held:
-            stale = None
+            stale, unheld = None, None
             if approved is not None:  # reading the files is IO: off the event loop
                 if ctx.sandbox is not None and ctx.sandbox.confines:
-                    pins, moved = await in_thread(
+                    pins, moved, cannot = await in_thread(
                         pool,
                         held.enter_context,
                         pinned(approved.command, approved.files, Path(state.workspace)),
                     )
                     ctx = dataclasses.replace(ctx, pinned=pins)
-                    stale = files_moved(approved, moved)
+                    stale, unheld = files_moved(approved, moved), files_unheld(cannot)
                 else:
                     stale = await in_thread(pool, files_changed, approved, Path(state.workspace))
+                    large = [p for p, value in approved.files.items() if not_hashed(value)]
+                    unheld = files_unheld(large)
             if stale is not None:  # the approval is of other files than would run: ask again
                 number, why = stale
                 action = ActionResult(status="error", error=why)
@@ -372,6 +376,11 @@ class Attempts:
                     ok=False,
                     action=action,
                     approval_stale=number,
+                )
+            if unheld is not None:  # what was approved cannot be held while it runs
+                action = ActionResult(status="error", error=unheld)
+                return StepAttemptEnded(
+                    at=self.clock(), step=sid, attempt=ctx.attempt, ok=False, action=action
                 )
             # only the command a human approved may write .git; an agent's calls are
             # each gated on their own

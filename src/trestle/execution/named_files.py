@@ -191,6 +191,18 @@ def _inside(root: Path, name: str) -> str | None:
     return path.relative_to(root).as_posix()
 
 
+# the largest file an approval binds: hashing more held the driver for minutes (a
+# sparse file of 200 GB), past its SIGTERM; a larger one is bound by its size alone,
+# which binds nothing, so the command does not run (see trestle.execution.pinning)
+APPROVED_MOST = 256 * 1024 * 1024
+_NOT_HASHED = "not hashed: "
+
+
+def not_hashed(value: str) -> bool:
+    """Whether a :func:`digest` is a file's size, not its hash: too large to read."""
+    return value.startswith(_NOT_HASHED)
+
+
 def digest(path: Path, most: int | None = None) -> str:
     """The file's sha256, or ``absent``; a special file (FIFO, device) is never read,
     nor more of a file than its size: a step can leave a link to a file of /proc that
@@ -205,7 +217,7 @@ def digest(path: Path, most: int | None = None) -> str:
     if not stat.S_ISREG(info.st_mode):
         return f"not a regular file (mode {stat.filemode(info.st_mode)})"
     if most is not None and info.st_size > most:
-        return f"not hashed: {info.st_size} bytes, over {most}"
+        return f"{_NOT_HASHED}{info.st_size} bytes, over {most}"
     h = hashlib.sha256()
     try:
         with _opened_regular(path) as f:

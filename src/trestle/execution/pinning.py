@@ -9,8 +9,13 @@ directory no step can see, checks the copy's digest against the approved one, an
 shows the copy, read-only, in the file's place inside the sandbox: the command reads
 the approved bytes or does not run.
 
-A file that cannot be copied safely (a link, a hard link, a special file, one too
-large) is not pinned; its digest is still checked just before the command starts.
+A file of code that cannot be copied safely (a link out of the workspace, a file of
+several names, a special file, one too large) is not run unpinned: a parallel step
+flipped such a file's bytes between the check of its digest and the shell's read
+(``ln deploy.sh .other.sh``, then writes through ``.other.sh``), and the command ran
+bytes nobody approved. It is said instead, and the attempt fails. The files the command
+reads or writes as data are checked in place; one too large to hash
+(:data:`~trestle.execution.named_files.APPROVED_MOST`) binds no approval either.
 """
 
 from __future__ import annotations
@@ -23,7 +28,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from trestle.execution.named_files import digest, executed_files
+from trestle.execution.named_files import (
+    ABSENT,
+    APPROVED_MOST,
+    digest,
+    executed_files,
+    not_hashed,
+)
 from trestle.execution.sandbox import Pinned
 from trestle.workspace.beneath import Refused, read_regular
 
@@ -33,11 +44,12 @@ MAX_PINNED_BYTES = 16 * 1024 * 1024
 @contextmanager
 def pinned(
     command: str, approved: dict[str, str], workspace: Path
-) -> Iterator[tuple[Pinned, list[str]]]:
-    """Private copies of the approved files ``command`` runs as code, and the paths
-    that no longer read as approved (changed, appeared or went away); the copies are
-    removed on exit. The files it reads or writes as data are checked, not copied: it
-    may go on writing them.
+) -> Iterator[tuple[Pinned, list[str], list[str]]]:
+    """Private copies of the approved files ``command`` runs as code, the paths that no
+    longer read as approved (changed, appeared or went away), and those that read as
+    approved but cannot be held so while it runs (see the module docstring); the
+    copies are removed on exit. The files it reads or writes as data are checked, not
+    copied: it may go on writing them.
 
     Args:
         command: the approved command.
@@ -51,17 +63,23 @@ def pinned(
     try:
         copies: list[tuple[str, str]] = []
         moved: list[str] = []
+        unheld: list[str] = []
         for index, (relative, approved_digest) in enumerate(sorted(approved.items())):
             data = _read(root, relative) if relative in code else None
-            now = digest(root / relative) if data is None else hashlib.sha256(data).hexdigest()
+            if data is None:
+                now = digest(root / relative, APPROVED_MOST)
+            else:
+                now = hashlib.sha256(data).hexdigest()
             if now != approved_digest:
                 moved.append(relative)
+            elif data is None and ((relative in code and now != ABSENT) or not_hashed(now)):
+                unheld.append(relative)
             elif data is not None:
                 copy = directory / str(index)
                 copy.write_bytes(data)
                 copy.chmod(0o555 if _executable(root / relative) else 0o444)
                 copies.append((relative, str(copy)))
-        yield tuple(copies), moved
+        yield tuple(copies), moved, unheld
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 
