@@ -259,3 +259,35 @@ def test_a_report_or_an_export_is_never_written_through_a_link_a_step_planted(
     assert victim.read_text() == "mine\n"
     shown = cli("export", run_id_of(done), "--output", "/dev/stdout")
     assert shown.returncode == 0 and '"run_created"' in shown.stdout
+
+
+def test_a_regex_too_large_a_name_too_long_a_bad_url_or_address_is_bad_input(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """Each was a traceback (exit 1); the bad address also left a run that neither
+    resume nor cancel could touch."""
+    huge = cli.write(
+        "huge.yaml",
+        "steps:\n  - id: a\n    run: echo\n    verify:\n"
+        '      - {file_contains: f, regex: "a{99999999999}"}\n',
+    )
+    refused(cli("plan", huge), 2, "invalid regex 'a{99999999999}': the repetition number")
+    plan = cli.write("plan.yaml", "steps:\n  - {id: a, run: 'true'}\n")
+    long = "x" * 256
+    refused(cli("run", plan, "-w", long), 2, f"error: {long!r}: File name too long")
+    refused(cli("runs", "--store", f"{long}.db"), 2, "File name too long")
+    (tmp_path / "repo").mkdir()
+    agent = cli(
+        "agent",
+        "g",
+        "--repo",
+        tmp_path / "repo",
+        "--model",
+        "openai:x",
+        "--base-url",
+        "http://[::1",
+    )
+    refused(agent, 2, "--base-url 'http://[::1' is not a server's address")
+    temporal = cli("run", plan, "--engine", "temporal", "--address", "[::1", "--no-wait-for-worker")
+    refused(temporal, 2, "--address '[::1' is not HOST:PORT")
+    assert "run " not in temporal.stdout  # nothing recorded

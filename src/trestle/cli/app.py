@@ -35,6 +35,7 @@ prints help should not pay (``bench/startup.py`` measures it).
 from __future__ import annotations
 
 import copy
+import errno
 import os
 import signal
 import sqlite3
@@ -290,4 +291,11 @@ def main() -> None:
     except sqlite3.Error as exc:  # the store names its failures; this is the backstop
         _err().print(f"error: the store failed: {exc}", markup=False)
         sys.exit(StoreError.exit_code)
+    except OSError as exc:
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
+        # a name given longer than the system takes (an option, a variable, a plan's
+        # field): bad input, wherever it is first used
+        _err().print(f"error: {str(exc.filename)!r}: {exc.strerror}", markup=False)
+        sys.exit(2)
     sys.exit(code if isinstance(code, int) else 0)

@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import time
+import urllib.parse
 from collections.abc import Callable
 from contextlib import ExitStack
 from functools import partial
@@ -53,11 +54,20 @@ def require_temporal() -> None:
         raise MissingExtraError("temporalio", "temporal") from None
 
 
+def valid_address(address: str) -> bool:
+    """Whether ``address`` is HOST:PORT, a bracketed IPv6 host included, as the
+    Temporal client will parse it (``[::1`` passed the last colon and crashed it)."""
+    try:
+        parsed = urllib.parse.urlsplit(f"//{address}")
+        return bool(parsed.hostname) and parsed.port is not None and parsed.port > 0
+    except ValueError:
+        return False
+
+
 def binding(address: str, namespace: str, task_queue: str) -> EngineBinding:
     """The run's binding to its workflow; the address and the tuning in the
     environment are checked before anything is recorded."""
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not valid_address(address):
         raise ConfigError(f"--address {address!r} is not HOST:PORT (for example 127.0.0.1:7233)")
     tuning()
     return EngineBinding(address=address, namespace=namespace, task_queue=task_queue)

@@ -101,7 +101,7 @@ class FileContainsCheck(Record):
         if self.regex is not None:
             try:
                 re.compile(self.regex)
-            except re.error as exc:
+            except (re.error, OverflowError, RecursionError) as exc:  # a{99999999999}
                 raise ValueError(f"invalid regex {self.regex!r}: {exc}") from None
         return self
 

@@ -83,7 +83,7 @@ def _valid_command_pattern(pattern: str) -> str:
             raise ValueError(f"empty regex in {pattern!r}")
         try:
             re.compile(regex)
-        except re.error as exc:
+        except (re.error, OverflowError, RecursionError) as exc:  # a{99999999999}
             raise ValueError(f"invalid regex {regex!r}: {exc}") from None
     return pattern
 

@@ -80,6 +80,8 @@ async def connect(address: str, namespace: str, blobs: BlobStore | Path) -> Clie
         return await Client.connect(address, namespace=namespace, data_converter=converter(blobs))
     except RuntimeError as exc:  # the core SDK reports a refused connection this way
         raise TemporalUnreachableError(address, transport_reason(str(exc))) from None
+    except ValueError as exc:  # an address it cannot parse (a run recorded with one)
+        raise TemporalUnreachableError(address, f"not an address: {exc}") from None
 
 
 async def start_workflow(
