@@ -3,6 +3,7 @@ refused with one line naming the problem and where, its exit code, no traceback.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 import subprocess
@@ -291,3 +292,20 @@ def test_a_regex_too_large_a_name_too_long_a_bad_url_or_address_is_bad_input(
     temporal = cli("run", plan, "--engine", "temporal", "--address", "[::1", "--no-wait-for-worker")
     refused(temporal, 2, "--address '[::1' is not HOST:PORT")
     assert "run " not in temporal.stdout  # nothing recorded
+
+
+def test_a_policy_that_runs_refuse_is_not_accepted_and_a_deep_edit_is_refused(cli: Cli) -> None:
+    """``trestle policy accept`` read the policy and the monitors but not the MCP
+    servers: a file the next run refused was accepted. An edit nested thousands deep,
+    or a number of 5,000 digits, was a traceback."""
+    policy = cli.write("trestle.toml", "[mcp.servers.x]\ncommand = 5\n")
+    digest = hashlib.sha256(policy.read_bytes()).hexdigest()
+    accepted = cli("policy", "accept", "-w", cli.dir, "--sha256", digest)
+    refused(accepted, 2, "mcp.servers.x.command: must be a program's name or path")
+    policy.unlink()
+    plan = cli.write("plan.yaml", "steps:\n  - {id: ship, run: 'true', irreversible: true}\n")
+    ref = run_id_of(cli("run", plan, "--no-prompt")) + ".1"
+    for text in ("run: " + "[" * 5000 + "]" * 5000, "run: echo\ntimeout: " + "9" * 5000):
+        (cli.dir / "edit.yaml").write_text(text + "\n")
+        edited = cli("approve", ref, "--edit", "--from", "edit.yaml")
+        refused(edited, 2, "error: edit.yaml cannot be read: ")

@@ -124,6 +124,7 @@ def _read(path: Path | None, workspace: Path) -> PolicyFile:
     # a file that is not a valid policy is never accepted
     read.policy()
     read.monitors()
+    read.mcp_servers()
     return read
 
 

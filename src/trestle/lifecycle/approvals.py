@@ -475,6 +475,8 @@ def edit_from_yaml(text: str, source: str = "the edited action") -> dict[str, An
         raise ConfigError(
             f"{source} is not valid YAML{at}: {problem}; nothing was approved"
         ) from None
+    except (RecursionError, ValueError) as exc:  # nested thousands deep; 5,000 digits
+        raise ConfigError(f"{source} cannot be read: {exc}; nothing was approved") from None
     if not edited:
         raise ConfigError("the edit was emptied: nothing was approved")
     if not isinstance(edited, dict):
