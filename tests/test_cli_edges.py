@@ -292,6 +292,14 @@ def test_a_regex_too_large_a_name_too_long_a_bad_url_or_address_is_bad_input(
     temporal = cli("run", plan, "--engine", "temporal", "--address", "[::1", "--no-wait-for-worker")
     refused(temporal, 2, "--address '[::1' is not HOST:PORT")
     assert "run " not in temporal.stdout  # nothing recorded
+    for url, why in [("http://[::1", "Invalid IPv6 URL"), ("http://h:99999/v1", "Port out of")]:
+        child = cli.write(
+            "child.yaml",
+            "steps:\n  - id: d\n    delegate:\n      goal: g\n"
+            f"      agent: {{model: 'openai:x', base_url: '{url}', api_key_env: HOME}}\n",
+        )
+        said = f"field 'delegate.agent.base_url': '{url}' is not a server's address: {why}"
+        refused(cli("plan", child), 2, said)
 
 
 def test_a_policy_that_runs_refuse_is_not_accepted_and_a_deep_edit_is_refused(cli: Cli) -> None:
@@ -309,3 +317,17 @@ def test_a_policy_that_runs_refuse_is_not_accepted_and_a_deep_edit_is_refused(cl
         (cli.dir / "edit.yaml").write_text(text + "\n")
         edited = cli("approve", ref, "--edit", "--from", "edit.yaml")
         refused(edited, 2, "error: edit.yaml cannot be read: ")
+
+
+def test_a_key_given_twice_in_a_plan_is_refused_where_it_is(cli: Cli) -> None:
+    """YAML keeps the last of two: a reader who saw ``approval: confirm`` read a plan
+    that was not the one run."""
+    twice = cli.write(
+        "twice.yaml",
+        "steps:\n  - id: a\n    run: git push\n    approval: confirm\n    approval: auto\n",
+    )
+    refused(cli("plan", twice), 2, "twice.yaml:5: invalid YAML at column 5: the key 'approval'")
+    # a merge key and a key it overrides are no key given twice
+    merged = cli.write("merged.yaml", "steps:\n  - &b {id: a, run: echo}\n  - <<: *b\n    id: b\n")
+    shown = cli("plan", merged)
+    assert shown.returncode == 0, shown.stderr

@@ -5,7 +5,9 @@ one names: its ``packed-refs`` linked to the approval key had the driver's git p
 the key, as the line it could not parse, to the model; an ``alternates`` file and a
 linked ref lent it a hidden repository, whose files came back as a diff. In a sandbox
 git reads only what commands may read. Without one (``--sandbox off``, or a tool
-called alone), such a repository is refused. A plain repository is still diffed,
+called alone), a repository holding a link anywhere (``info/grafts`` linked to the key
+too, loose objects' directories linked to a hidden repository's, which
+``fetch_artifact`` read a file of) is refused. A plain repository is still diffed,
 untracked files included, either way.
 """
 
@@ -27,18 +29,24 @@ import asyncio, json, sys
 from pathlib import Path
 from trestle.execution.sandbox import choose
 from trestle.tools import ToolContext
+from trestle.tools.artifacts import _commit_file
 from trestle.tools.base import ToolFailure
 from trestle.tools.gitdiff import GitDiff, GitDiffArgs
 
 base, sandboxed = Path(sys.argv[1]), json.loads(sys.argv[2])
 sandbox = choose("require", hidden=(base / "hidden",)) if sandboxed else None
 seen = {}
-for name in ("plain", "packed-refs", "alternates"):
+for name in ("plain", "packed-refs", "alternates", "grafts"):
     ctx = ToolContext(workspace=base / name, run_id="r", step_id="s", sandbox=sandbox)
     try:
         seen[name] = asyncio.run(GitDiff().run(ctx, GitDiffArgs())).content
     except ToolFailure as exc:
         seen[name] = "refused: " + str(exc)
+try:  # a file at the hidden repository's commit, through loose objects linked to it
+    commit = (base / "hidden" / "commit").read_text().strip()
+    seen["fetched"] = _commit_file(base / "loose", commit, "notes.txt").decode()
+except ToolFailure as exc:
+    seen["fetched"] = "refused: " + str(exc)
 print(json.dumps(seen))
 """
 
@@ -47,6 +55,11 @@ GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@x", "-c", "init.defaultBr
 
 def _git(*args: str | Path) -> None:
     subprocess.run([*GIT, *map(str, args)], check=True, capture_output=True)
+
+
+def _out(*args: str | Path) -> str:
+    done = subprocess.run([*GIT, *map(str, args)], check=True, capture_output=True, text=True)
+    return done.stdout.strip()
 
 
 def _lay_out(base: Path) -> None:
@@ -74,6 +87,24 @@ def _lay_out(base: Path) -> None:
     objects.write_text(f"{hidden / 'repo' / '.git' / 'objects'}\n")
     ref = borrowed / ".git" / "refs" / "heads" / "main"
     ref.symlink_to(hidden / "repo" / ".git" / "refs" / "heads" / "main")
+    # a repository of the operator's with a commit, where a step linked info/grafts to
+    # the key and took a tree away (so that git fails, printing each graft it read)
+    grafted = base / "grafts"
+    _git("init", "-q", grafted)
+    (grafted / "a.txt").write_text("one\n")
+    _git("-C", grafted, "add", "a.txt")
+    _git("-C", grafted, "commit", "-qm", "a")
+    (grafted / ".git" / "info" / "grafts").symlink_to(hidden / "approval.key")
+    tree = _out("-C", grafted, "rev-parse", "HEAD^{tree}")
+    (grafted / ".git" / "objects" / tree[:2] / tree[2:]).unlink()
+    # a repository whose loose objects' directories lead to the hidden repository's
+    commit = _out("-C", hidden / "repo", "rev-parse", "HEAD")
+    (hidden / "commit").write_text(commit)
+    loose = base / "loose"
+    _git("init", "-q", loose)
+    for directory in (hidden / "repo" / ".git" / "objects").iterdir():
+        if len(directory.name) == 2:
+            (loose / ".git" / "objects" / directory.name).symlink_to(directory)
     (base / "home").mkdir()
 
 
@@ -95,3 +126,5 @@ def test_git_diff_reads_nothing_a_step_led_its_repository_to(
     if not sandboxed:
         assert "packed-refs' is a link: git would read whatever" in seen["packed-refs"]
         assert seen["alternates"].startswith("refused: "), seen["alternates"]
+        assert "grafts' is a link" in seen["grafts"]
+    assert "is a link: git would read whatever" in seen["fetched"]  # run by the driver

@@ -532,3 +532,14 @@ def test_an_answer_trickled_a_byte_at_a_time_times_out_whole() -> None:
                 _complete(model)
         finally:
             stop.set()
+
+
+def test_a_body_nested_past_what_json_can_read_is_an_unreadable_answer() -> None:
+    """JSON nested 100,000 deep, answered with 200: the SDK's decoder raised a
+    RecursionError, which crashed the run; it is an answer of an unexpected shape."""
+    nested = b'{"a":' * 100_000 + b"1" + b"}" * 100_000
+    with OpenAIServer() as server:
+        server.queue_json(nested.decode())
+        with pytest.raises(ProviderResponseError) as refused:
+            _complete(_model(server, RecordingSleep()))
+    assert "sent a body that could not be read: RecursionError" in str(refused.value)

@@ -83,24 +83,38 @@ def plan_workspace(plan: Plan, path: str | Path) -> Path:
 
 # libyaml when present: the pure-Python parser takes seconds per 100,000 list items
 _LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# what stands for a key or a value in a mapping
+_NODE_EVENTS = (yaml.ScalarEvent, yaml.AliasEvent, yaml.CollectionStartEvent)
 
 
 def _load_yaml(text: str) -> Any:
     """Safe YAML, once its nesting is known to stay within :data:`MAX_DEPTH` (deeper
-    documents exhaust the recursion of the constructor and of every later reader)."""
+    documents exhaust the recursion of the constructor and of every later reader), and
+    no mapping gives a key twice: YAML keeps the last, so a reader who saw ``approval:
+    confirm`` above a later ``approval: auto`` read a plan that was not the one run."""
     too_deep = f"nested more than {MAX_DEPTH} levels deep"
-    depth = 0
+    # for each collection open: a mapping's keys so far and whether a key comes next;
+    # None for a sequence
+    open_: list[tuple[set[str], list[bool]] | None] = []
     try:
         for event in yaml.parse(text, Loader=_LOADER):
+            if open_ and open_[-1] is not None and isinstance(event, _NODE_EVENTS):
+                keys, at_key = open_[-1]
+                if at_key[0] and isinstance(event, yaml.ScalarEvent):
+                    if event.value in keys and event.value != "<<":
+                        twice = f"the key {_short(repr(event.value), 60)} is given twice"
+                        raise yaml.MarkedYAMLError(problem=twice, problem_mark=event.start_mark)  # type: ignore[arg-type]
+                    keys.add(event.value)
+                at_key[0] = not at_key[0]
             if isinstance(event, yaml.CollectionStartEvent):
-                depth += 1
-                if depth > MAX_DEPTH:
+                open_.append((set(), [True]) if isinstance(event, yaml.MappingStartEvent) else None)
+                if len(open_) > MAX_DEPTH:
                     raise yaml.MarkedYAMLError(
                         problem=too_deep,
                         problem_mark=event.start_mark,  # type: ignore[arg-type]
                     )
             elif isinstance(event, yaml.CollectionEndEvent):
-                depth -= 1
+                open_.pop()
     except yaml.MarkedYAMLError as exc:
         # libyaml (from PyYAML 6.0.4) refuses 1,000 levels itself, often while it scans
         # ahead, before the count above has seen them: the same refusal, said the same way
@@ -161,6 +175,7 @@ def parse_plan(
     found += outside
     found += _missing_modules(raw, base_dir or Path.cwd())
     found += _unpriced_under_cost(raw)
+    found += _bad_agent_urls(raw)
     # what would fail every start of a command, refused now rather than then
     found += [_Problem(loc, message) for loc, message in limit_problems(raw)]
     if found or plan is None:
@@ -331,6 +346,26 @@ def _unpriced_under_cost(raw: dict[str, Any]) -> list[_Problem]:
                     "what its calls cost is unknown and a cost budget could never be "
                     "reached: limit its tokens instead",
                 )
+            )
+    return problems
+
+
+def _bad_agent_urls(raw: dict[str, Any]) -> list[_Problem]:
+    """A delegated agent's ``base_url`` that is no server's address (``http://[::1``, a
+    port past 65535): its model could not be built, and the run crashed at the child's
+    start, then at every resume."""
+    from trestle.models.guard import url_problem
+
+    problems = []
+    for i, step in _raw_steps(raw):
+        delegate = step.get("delegate")
+        agent = delegate.get("agent") if isinstance(delegate, dict) else None
+        url = agent.get("base_url") if isinstance(agent, dict) else None
+        wrong = url_problem(url) if isinstance(url, str) else None
+        if wrong is not None:
+            loc = ("steps", i, "delegate", "agent", "base_url")
+            problems.append(
+                _Problem(loc, f"{_short(repr(url), 80)} is not a server's address: {wrong}")
             )
     return problems
 

@@ -416,7 +416,9 @@ class SDKModel(ABC):
             )
             if mapped is not None:
                 raise mapped from exc
-            if isinstance(exc, ValueError):  # the SDK could not decode the body it got
+            # the SDK could not decode the body it got (a RecursionError: JSON nested
+            # 100,000 deep)
+            if isinstance(exc, ValueError | RecursionError):
                 raise ProviderResponseError(
                     f"{self.provider} at {self.base_url!r} sent a body that could not be "
                     f"read: {type(exc).__name__}: {_first_line(exc)}",

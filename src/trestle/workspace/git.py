@@ -125,34 +125,40 @@ def workspace_git_dir(workspace: Path) -> Path:
     return git_dir
 
 
-# what git reads to diff or to show a file at a commit, besides the configuration: a link
-# among them, or under refs, has git read whatever file the driver may (its packed-refs
-# linked to the approval key had git print the key as the line it could not parse), and
-# an alternates file lends it another repository's objects
-_READ_FOR_A_DIFF = ("HEAD", "packed-refs", "index", "shallow", "objects", "refs", "info")
+# an alternates file lends git another repository's objects
 _BORROWED = ("objects/info/alternates", "objects/info/http-alternates")
+# the most entries of .git looked at for links: a repository's loose objects are kept
+# below git's gc.auto (6,700) and its refs in a packed file
+MOST_LOOKED_AT = 200_000
 
 
 def refuse_links_read_outside(git_dir: Path, advice: str = WHERE_TO_RUN_IT) -> None:
-    """Refuse ``git_dir`` for git run outside the sandbox when what git would read for
-    a diff lies through a link, or when it borrows another repository's objects.
+    """Refuse ``git_dir`` for git run outside the sandbox when anything in it is a link
+    (git reads through it whatever file the driver may: a ``packed-refs`` or an
+    ``info/grafts`` linked to the approval key had git print the key as a line it could
+    not parse; an ``objects/pack`` linked to a hidden repository's showed its files),
+    or when it borrows another repository's objects, or holds too much to look at.
 
     Raises:
         UnsafeRepositoryError: naming the first such file.
     """
-    linked = [git_dir / name for name in _READ_FOR_A_DIFF if (git_dir / name).is_symlink()]
-    refs = git_dir / "refs"
-    if not linked and refs.is_dir():
-        for where, dirs, files in os.walk(refs):
-            linked += [Path(where, n) for n in (*dirs, *files) if Path(where, n).is_symlink()]
-            if linked:
-                break
-    if linked:
-        raise UnsafeRepositoryError(
-            f"{str(linked[0])!r} is a link: git would read whatever it leads to; the driver "
-            f"runs no git on it outside the sandbox: {advice}",
-            git_dir,
-        )
+    looked = 0
+    for where, dirs, files in os.walk(git_dir):
+        for name in (*dirs, *files):
+            looked += 1
+            path = Path(where, name)
+            if path.is_symlink():
+                raise UnsafeRepositoryError(
+                    f"{str(path)!r} is a link: git would read whatever it leads to; the "
+                    f"driver runs no git on it outside the sandbox: {advice}",
+                    git_dir,
+                )
+        if looked > MOST_LOOKED_AT:
+            raise UnsafeRepositoryError(
+                f"{str(git_dir)!r} holds more than {MOST_LOOKED_AT:,} files to look at for "
+                f"links; the driver runs no git on it outside the sandbox: {advice}",
+                git_dir,
+            )
     for name in _BORROWED:
         if os.path.lexists(git_dir / name):
             raise UnsafeRepositoryError(
