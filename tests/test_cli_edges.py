@@ -260,6 +260,12 @@ def test_a_report_or_an_export_is_never_written_through_a_link_a_step_planted(
     assert victim.read_text() == "mine\n"
     shown = cli("export", run_id_of(done), "--output", "/dev/stdout")
     assert shown.returncode == 0 and '"run_created"' in shown.stdout
+    (cli.dir / "reports").symlink_to(tmp_path)  # a link on the way, out of the workspace
+    through = cli("export", run_id_of(done), "--output", "reports/victim.txt")
+    refused(through, 2, "cannot write it: it leads outside the workspace")
+    assert victim.read_text() == "mine\n"
+    os.mkfifo(cli.dir / "fifo.json")  # no one reads it: the run's end would wait for ever
+    refused(cli("run", plan, "--report-json", "fifo.json"), 0, "it is a FIFO no one reads")
 
 
 def test_a_regex_too_large_a_name_too_long_a_bad_url_or_address_is_bad_input(

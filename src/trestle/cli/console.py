@@ -164,22 +164,42 @@ def write_output(output: Path, text: str) -> None:
 def write_file(path: Path, text: str) -> None:
     """Write ``text`` to ``path``: never through a link (a step's ``ln -s ~/.bashrc
     report.json`` in its workspace had the report, the step's output in it, written over
-    the file it led to) but those the system keeps in ``/dev`` and ``/proc``
-    (``/dev/stdout``, a shell's ``>(...)``), nor into a file with other names.
+    the file it led to; a link on the way, ``reports -> ~/.ssh``, as much) but those the
+    system keeps in ``/dev`` and ``/proc`` (``/dev/stdout``, a shell's ``>(...)``), nor
+    into a file of several names, nor waiting on a FIFO no one reads.
+
+    Below the working directory (where a run's workspace usually is) no link on the way
+    that leads out of it is followed; elsewhere, the file itself is not one.
 
     Raises:
-        OSError: it cannot be written, is a link (``ELOOP``), or a file of several
-            names (``EPERM``), said as such.
+        OSError: it cannot be written, is a link (``ELOOP``), a file of several names
+            (``EPERM``), or a FIFO with no reader (``ENXIO``), said as such.
     """
-    flags = os.O_WRONLY | os.O_CREAT | os.O_NOCTTY
-    if not os.path.abspath(path).startswith(("/dev/", "/proc/")):
-        flags |= os.O_NOFOLLOW
+    from trestle.workspace.beneath import Refused, open_beneath
+
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOCTTY | os.O_NONBLOCK
+    whole = os.path.abspath(path)
+    here = os.getcwd()
     try:
-        fd = os.open(path, flags, 0o666)
+        if whole.startswith(("/dev/", "/proc/")):
+            fd = os.open(whole, flags, 0o666)
+        elif whole.startswith(here + os.sep):
+            root = os.open(here, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                fd = open_beneath(root, whole[len(here) + 1 :], flags | os.O_NOFOLLOW)
+            finally:
+                os.close(root)
+        else:
+            fd = os.open(whole, flags | os.O_NOFOLLOW, 0o666)
+    except Refused as exc:
+        raise OSError(errno.ELOOP, f"{exc}: not followed") from None
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise OSError(exc.errno, "it is a link, which is not followed: remove it") from None
+        if exc.errno == errno.ENXIO:
+            raise OSError(exc.errno, "it is a FIFO no one reads") from None
         raise
+    os.set_blocking(fd, True)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         info = os.fstat(fd)
         if stat.S_ISREG(info.st_mode):
