@@ -179,3 +179,32 @@ def test_an_approved_script_that_cannot_be_held_does_not_run(cli: Cli) -> None:
     assert "deploy.sh cannot be held as approved while the command runs" in said, said
     assert "big.sh cannot be held as approved" in said
     assert not (cli.dir / "out.log").exists()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "timeout 60 sh deploy.sh",
+        "sh < deploy.sh",
+        "cat deploy.sh | sh",
+        "bash -o errexit deploy.sh",
+        "env bash deploy.sh",
+        "nice ./deploy.sh",
+        "exec sh deploy.sh",
+        "command sh deploy.sh",
+    ],
+)
+def test_a_script_run_through_a_launcher_or_its_input_is_code_held_or_refused(
+    tmp_path: Path, command: str
+) -> None:
+    """The script is code however the shell gets it: copied where it is a plain file,
+    and refused where it has a second name a parallel step could write through."""
+    script = tmp_path / "deploy.sh"
+    script.write_text("#!/bin/sh\n" + GOOD)
+    script.chmod(0o755)
+    assert executed_files(command, tmp_path) == {"deploy.sh"}
+    with pinned(command, named_files(command, tmp_path), tmp_path) as (pins, moved, unheld):
+        assert [name for name, _ in pins] == ["deploy.sh"] and moved == unheld == []
+    os.link(script, tmp_path / ".other.sh")
+    with pinned(command, named_files(command, tmp_path), tmp_path) as (pins, moved, unheld):
+        assert pins == () and moved == [] and unheld == ["deploy.sh"]

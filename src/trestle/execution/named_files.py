@@ -26,7 +26,8 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from trestle.core.invocations import SHELLS
-from trestle.core.shellparse import MAX_DEPTH, SimpleCommand, parse
+from trestle.core.launchers import launcher_key, launches
+from trestle.core.shellparse import MAX_DEPTH, SimpleCommand, Word, parse
 
 ABSENT = "absent"
 
@@ -115,18 +116,27 @@ def _shell_script(path: Path) -> str | None:
 
 def executed_files(command: str, workspace: Path) -> set[str]:
     """The workspace files among those ``command`` names that it runs as code: a
-    program given by its path, a script handed to a shell or an interpreter, a file
-    sourced (``.``, ``source``), a file a program reads its code from (``make``'s
-    Makefile), and, inside named shell scripts, the same, a few levels down. A file
-    it only reads or writes as data (``< input``, ``>> log``, ``sed -i x``) is not."""
+    program given by its path, a script handed to a shell or an interpreter (through a
+    launcher too: ``timeout 60 sh deploy.sh``, ``env bash deploy.sh``, ``nice
+    ./deploy.sh``), or fed to one on its input (``sh < deploy.sh``), a file sourced
+    (``.``, ``source``), a file a program reads its code from (``make``'s Makefile),
+    and, inside named shell scripts, the same, a few levels down. Where a shell or an
+    interpreter reads its code from a pipe (``cat deploy.sh | sh``), every file the
+    line names is. A file it only reads or writes as data (``< input``, ``>> log``,
+    ``sed -i x``) is not."""
     root = workspace.resolve()
     found: set[str] = set()
     scripts = [command]
     for depth in range(SCRIPT_DEPTH + 1):
         new: list[str] = []
         for text in scripts:
-            for simple in _simple_commands(text, 0):
-                for relative in _code_words(simple, root):
+            simples = list(_simple_commands(text, 0))
+            piped = any(_reads_code_from_input(s) for s in simples)
+            if piped:  # which of its files reaches the pipe is not read here
+                named = {r for s in simples for r in _names(s.text, root, {}, 0)}
+            for simple in simples:
+                code = set(_code_words(simple, root)) | (named if piped else set())
+                for relative in sorted(code):
                     if relative not in found and len(found) < MAX_NAMED:
                         found.add(relative)
                         new.append(relative)
@@ -136,23 +146,76 @@ def executed_files(command: str, workspace: Path) -> set[str]:
     return found
 
 
-def _code_words(simple: SimpleCommand, root: Path) -> Iterator[str]:
-    words = [w.value for w in simple.words if w.literal]
-    if not words:
+def _launched(words: list[Word], depth: int = 0) -> Iterator[list[Word]]:
+    """``words``, and what each launcher among them runs, as their words
+    (``timeout 60 sh x.sh``: also ``sh x.sh``)."""
+    yield words
+    if not words or depth >= MAX_DEPTH:
         return
-    program = words[0] if words[0] == "." else PurePosixPath(words[0]).name
-    code: list[str] = [words[0]] if "/" in words[0] else []
-    if program in (".", "source"):
-        code += words[1:2]
-    elif program in SHELLS or INTERPRETER.fullmatch(program):
-        arguments = words[1:]
-        if not any(a in ("-c", "-m", "-e", "-r", "-E") for a in arguments):
-            code += [a for a in arguments if not a.startswith("-")][:1]
-    code += list(IMPLICIT.get(program, ()))
-    for word in code:
-        relative = _inside(root, word)
-        if relative is not None and (root / relative).is_file():
-            yield relative
+    keyed = launcher_key(PurePosixPath(words[0].value).name, list(words[1:]))
+    if keyed is None:
+        return
+    for launch in launches(*keyed):
+        if launch.kind == "words":
+            yield from _launched(list(launch.words), depth + 1)
+
+
+# code given on the command line, not in a file; options whose value is the next word
+_INLINE = frozenset({"-c", "-m", "-e", "-r", "-E"})
+_TAKES_VALUE = frozenset({"-o", "+o", "-O", "+O", "-W", "-X", "--rcfile", "--init-file"})
+
+
+def _script_of(values: list[str]) -> str | None:
+    """For a shell or an interpreter (``values``: its words), the file it runs its code
+    from: its first argument that is no option nor an option's value (``bash -o errexit
+    deploy.sh``: deploy.sh); ``-`` when it reads its input; None for another program or
+    code on the command line."""
+    program = PurePosixPath(values[0]).name if values else ""
+    if program not in SHELLS and not INTERPRETER.fullmatch(program):
+        return None
+    arguments = iter(values[1:])
+    for word in arguments:
+        if word in _INLINE:
+            return None
+        if word in ("-", "-s"):
+            return "-"
+        if word in _TAKES_VALUE:
+            next(arguments, None)
+        elif not word.startswith(("-", "+")):
+            return word
+    return "-"
+
+
+def _reads_code_from_input(simple: SimpleCommand) -> bool:
+    """Whether ``simple`` is (or launches) a shell or an interpreter that reads its
+    code from a pipe: its input not redirected from a file, nor a here-document."""
+    if simple.heredoc or any(r.op in ("<", "<>") for r in simple.redirects):
+        return False
+    return any(
+        _script_of([w.value for w in words if w.literal]) == "-"
+        for words in _launched(list(simple.words))
+    )
+
+
+def _code_words(simple: SimpleCommand, root: Path) -> Iterator[str]:
+    for words in _launched(list(simple.words)):
+        values = [w.value for w in words if w.literal]
+        if not values:
+            continue
+        program = values[0] if values[0] == "." else PurePosixPath(values[0]).name
+        code: list[str] = [values[0]] if "/" in values[0] else []
+        script = _script_of(values)
+        if program in (".", "source"):
+            code += values[1:2]
+        elif script == "-":  # sh < deploy.sh
+            code += [r.target.value for r in simple.redirects if r.op in ("<", "<>")]
+        elif script is not None:
+            code.append(script)
+        code += list(IMPLICIT.get(program, ()))
+        for word in code:
+            relative = _inside(root, word)
+            if relative is not None and (root / relative).is_file():
+                yield relative
 
 
 def changed(before: dict[str, str], now: dict[str, str]) -> list[str]:
