@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from dashboard_helpers import dashboard
+from forked_cli import run_trestle
 from test_cli import Cli, run_id_of
 from trestle.store.location import RecentStores
 from trestle.store.sqlite_file import store_failure
@@ -337,3 +338,26 @@ def test_a_key_given_twice_in_a_plan_is_refused_where_it_is(cli: Cli) -> None:
     merged = cli.write("merged.yaml", "steps:\n  - &b {id: a, run: echo}\n  - <<: *b\n    id: b\n")
     shown = cli("plan", merged)
     assert shown.returncode == 0, shown.stderr
+
+
+def test_an_identity_key_that_is_no_file_is_refused_not_waited_on(cli: Cli, tmp_path: Path) -> None:
+    """A FIFO named as the identity key was read whole: the command waited for ever; a
+    directory, or a file where its directory would be, was a traceback."""
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "file").write_text("")
+    for key, why in [("fifo", "not a regular file"), ("dir", "Is a directory")]:
+        shown = run_trestle(
+            ("policy", "identity"),
+            cwd=cli.dir,
+            env={**cli.env(), "TRESTLE_IDENTITY_FILE": str(tmp_path / key)},
+            timeout=60,
+        )
+        refused(shown, 2, f"the identity key cannot be read: {why}")
+    inside = run_trestle(
+        ("policy", "identity"),
+        cwd=cli.dir,
+        env={**cli.env(), "TRESTLE_IDENTITY_FILE": str(tmp_path / "file" / "identity.key")},
+        timeout=60,
+    )
+    refused(inside, 2, "Not a directory")

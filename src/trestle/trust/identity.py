@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trestle.core.errors import ConfigError
-from trestle.trust.signing import config_dir, verified_fields
+from trestle.trust.signing import config_dir, key_text, verified_fields
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -62,12 +62,19 @@ def private_key(path: Path | None = None) -> Ed25519PrivateKey:
     ed25519 = _ed25519()
     path = path or identity_path()
     try:
-        return ed25519.Ed25519PrivateKey.from_private_bytes(bytes.fromhex(path.read_text()))  # type: ignore[no-any-return]
+        return ed25519.Ed25519PrivateKey.from_private_bytes(bytes.fromhex(key_text(path)))  # type: ignore[no-any-return]
     except FileNotFoundError:
         pass
     except ValueError:
         raise ConfigError(f"{path}: not a Trestle identity key (expected 64 hex digits)") from None
-    path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a directory, a FIFO (read, it waited for ever), a device
+        raise ConfigError(f"{path}: the identity key cannot be read: {exc.strerror}") from None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file where its directory would be
+        raise ConfigError(
+            f"{path.parent}: cannot make the key's directory: {exc.strerror}"
+        ) from None
     key = ed25519.Ed25519PrivateKey.generate()
     raw = key.private_bytes_raw()
     try:  # O_EXCL: of two processes creating it at once, one wins and both use its key

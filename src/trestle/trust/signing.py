@@ -48,7 +48,7 @@ def decision_key(path: Path | None = None) -> bytes:
     """The signing key, created (owner-only) on first use."""
     path = path or key_path()
     try:
-        return bytes.fromhex(_key_text(path))
+        return bytes.fromhex(key_text(path))
     except FileNotFoundError:
         pass
     except ValueError:
@@ -70,7 +70,7 @@ def existing_key(path: Path | None = None) -> bytes | None:
     """The signing key if one was made (never creating it), else None: what a reader
     checks snapshots with. An unreadable key is no key: the reader folds events."""
     try:
-        return bytes.fromhex(_key_text(path or key_path()))
+        return bytes.fromhex(key_text(path or key_path()))
     except (OSError, ValueError):
         return None
 
@@ -78,7 +78,7 @@ def existing_key(path: Path | None = None) -> bytes | None:
 KEY_MOST_BYTES = 4096  # a key is 64 hex digits; a path to /dev/zero must not be read whole
 
 
-def _key_text(path: Path) -> str:
+def key_text(path: Path) -> str:
     """A key file's text: a regular file's first bytes, opened without blocking (a FIFO
     named as the key would wait for ever); OSError for anything else."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
