@@ -192,6 +192,15 @@ def test_an_approved_script_that_cannot_be_held_does_not_run(cli: Cli) -> None:
         "nice ./deploy.sh",
         "exec sh deploy.sh",
         "command sh deploy.sh",
+        "sh -e deploy.sh",
+        "bash -euo pipefail deploy.sh",
+        "sh /dev/stdin < deploy.sh",
+        "bash /dev/fd/3 3< deploy.sh",
+        "watch -n1 sh deploy.sh",
+        "find . -name deploy.sh -exec sh {} ';'",
+        "parallel sh ::: deploy.sh",
+        "timeout 5 sh -c 'sh deploy.sh'",
+        "perl -I lib deploy.sh",
     ],
 )
 def test_a_script_run_through_a_launcher_or_its_input_is_code_held_or_refused(

@@ -26,7 +26,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from trestle.core.invocations import SHELLS
-from trestle.core.launchers import launcher_key, launches
+from trestle.core.launchers import launcher_key, launches, parallel_launches
 from trestle.core.shellparse import MAX_DEPTH, SimpleCommand, Word, parse
 
 ABSENT = "absent"
@@ -131,7 +131,7 @@ def executed_files(command: str, workspace: Path) -> set[str]:
         new: list[str] = []
         for text in scripts:
             simples = list(_simple_commands(text, 0))
-            piped = any(_reads_code_from_input(s) for s in simples)
+            piped = any(_code_unseen(s) for s in simples)
             if piped:  # which of its files reaches the pipe is not read here
                 named = {r for s in simples for r in _names(s.text, root, {}, 0)}
             for simple in simples:
@@ -146,55 +146,100 @@ def executed_files(command: str, workspace: Path) -> set[str]:
     return found
 
 
-def _launched(words: list[Word], depth: int = 0) -> Iterator[list[Word]]:
-    """``words``, and what each launcher among them runs, as their words
-    (``timeout 60 sh x.sh``: also ``sh x.sh``)."""
+# stands first in the words yielded for a command line a launcher runs, then the line
+_LINE = "\0line"
+
+
+def _launched(words: list[Word], depth: int = 0, *, lines: bool = False) -> Iterator[list[Word]]:
+    """``words``, and what each launcher among them runs, as their words (``timeout 60
+    sh x.sh``: also ``sh x.sh``; ``find . -exec sh {} ;``: ``sh {}``); with ``lines``, a
+    command line a launcher runs as ``[_LINE, line]`` too (``watch 'sh x.sh'``)."""
     yield words
     if not words or depth >= MAX_DEPTH:
         return
-    keyed = launcher_key(PurePosixPath(words[0].value).name, list(words[1:]))
-    if keyed is None:
+    name, rest = PurePosixPath(words[0].value).name, list(words[1:])
+    if name == "find":  # -exec CMD {} ; and the like
+        for i, word in enumerate(rest):
+            if word.value in ("-exec", "-execdir", "-ok", "-okdir"):
+                ends = [j for j in range(i + 1, len(rest)) if rest[j].value in (";", "+")]
+                yield from _launched(rest[i + 1 : ends[0] if ends else len(rest)], depth + 1)
         return
-    for launch in launches(*keyed):
+    keyed = launcher_key(name, rest)
+    found = parallel_launches(rest) if name == "parallel" else None
+    for launch in found or (launches(*keyed) if keyed is not None else []):
         if launch.kind == "words":
-            yield from _launched(list(launch.words), depth + 1)
+            yield from _launched(list(launch.words), depth + 1, lines=lines)
+        elif launch.kind == "line" and lines and launch.line is not None:
+            yield [Word(raw=_LINE, value=_LINE), launch.line]
 
 
-# code given on the command line, not in a file; options whose value is the next word
-_INLINE = frozenset({"-c", "-m", "-e", "-r", "-E"})
-_TAKES_VALUE = frozenset({"-o", "+o", "-O", "+O", "-W", "-X", "--rcfile", "--init-file"})
+# for each family of programs that run code from a file: the options that give the code
+# on the command line instead, and those whose value is the next word (``bash -o
+# pipefail x.sh``, ``perl -I lib x.pl``); ``-e`` is a shell's errexit, perl's code
+_SHELL_OPTIONS = (frozenset({"-c"}), frozenset({"-o", "+o", "-O", "+O", "--rcfile", "--init-file"}))
+_OPTIONS = {
+    "python": (frozenset({"-c", "-m"}), frozenset({"-W", "-X", "-Q"})),
+    "perl": (frozenset({"-e", "-E"}), frozenset({"-I", "-M", "-m"})),
+    "ruby": (frozenset({"-e"}), frozenset({"-I", "-r", "-E", "-C"})),
+    "node": (
+        frozenset({"-e", "-p", "--eval", "--print"}),
+        frozenset({"-r", "--require", "--import"}),
+    ),
+}
+_NO_OPTIONS: tuple[frozenset[str], frozenset[str]] = (frozenset({"-c", "-e", "-E"}), frozenset())
+# paths through which a program reads its own input or an open descriptor
+_INPUT = re.compile(r"/dev/stdin|/dev/fd/[0-9]+|/proc/self/fd/[0-9]+")
 
 
 def _script_of(values: list[str]) -> str | None:
     """For a shell or an interpreter (``values``: its words), the file it runs its code
-    from: its first argument that is no option nor an option's value (``bash -o errexit
-    deploy.sh``: deploy.sh); ``-`` when it reads its input; None for another program or
-    code on the command line."""
+    from: its first argument that is no option nor an option's value (``bash -euo
+    pipefail deploy.sh``: deploy.sh); ``-`` when it reads its input (``sh``, ``sh -s``,
+    ``sh /dev/stdin``); None for another program, or code on the command line."""
     program = PurePosixPath(values[0]).name if values else ""
-    if program not in SHELLS and not INTERPRETER.fullmatch(program):
+    if program in SHELLS:
+        inline, valued = _SHELL_OPTIONS
+    elif INTERPRETER.fullmatch(program):
+        family = re.sub(r"[0-9.]+$", "", program)
+        inline, valued = _OPTIONS.get(family, _NO_OPTIONS)
+    else:
         return None
     arguments = iter(values[1:])
     for word in arguments:
-        if word in _INLINE:
-            return None
-        if word in ("-", "-s"):
+        if word in ("-", "-s") or _INPUT.fullmatch(word):
             return "-"
-        if word in _TAKES_VALUE:
-            next(arguments, None)
-        elif not word.startswith(("-", "+")):
+        if not word.startswith(("-", "+")):
             return word
+        if word.startswith("--"):
+            name = word.partition("=")[0]
+            if name in inline:
+                return None
+            if name in valued and "=" not in word:
+                next(arguments, None)
+            continue
+        letters = word[1:]  # short options, perhaps bundled: -euo, -ec, -Ilib
+        for k, letter in enumerate(letters):
+            option = word[0] + letter
+            if option in inline or f"-{letter}" in inline:
+                return None
+            if option in valued:
+                if k == len(letters) - 1:
+                    next(arguments, None)  # its value is the next word
+                break  # or the rest of this one
     return "-"
 
 
-def _reads_code_from_input(simple: SimpleCommand) -> bool:
-    """Whether ``simple`` is (or launches) a shell or an interpreter that reads its
-    code from a pipe: its input not redirected from a file, nor a here-document."""
-    if simple.heredoc or any(r.op in ("<", "<>") for r in simple.redirects):
-        return False
-    return any(
-        _script_of([w.value for w in words if w.literal]) == "-"
-        for words in _launched(list(simple.words))
-    )
+def _code_unseen(simple: SimpleCommand) -> bool:
+    """Whether ``simple`` is (or launches) a shell or an interpreter whose code comes
+    from where this reader cannot tell which file it is: a pipe (its input not
+    redirected from a file, nor a here-document), or a file ``find`` or ``xargs``
+    fills in (``{}``)."""
+    redirected = simple.heredoc or any(r.op in ("<", "<>") for r in simple.redirects)
+    for words in _launched(list(simple.words)):
+        script = _script_of([w.value for w in words if w.literal])
+        if script == "{}" or (script == "-" and not redirected):
+            return True
+    return False
 
 
 def _code_words(simple: SimpleCommand, root: Path) -> Iterator[str]:
@@ -227,13 +272,19 @@ def _simple_commands(command: str, depth: int) -> Iterator[SimpleCommand]:
     script = parse(command)
     for simple in (*script.commands, *script.nested):
         yield simple
-        words = [w.value for w in simple.words]
-        # a shell's -c string is a command line of its own
-        if depth < MAX_DEPTH and words and PurePosixPath(words[0]).name in SHELLS:
-            for i, word in enumerate(words[1:-1], start=1):
-                if word.startswith("-") and "c" in word[1:]:
-                    yield from _simple_commands(words[i + 1], depth + 1)
-                    break
+        if depth >= MAX_DEPTH:
+            continue
+        # a shell's -c string is a command line of its own, behind a launcher too
+        # (timeout 5 sh -c '...'), as is a line a launcher runs (watch 'sh x.sh')
+        for words in _launched(list(simple.words), lines=True):
+            values = [w.value for w in words]
+            if values and values[0] == _LINE:
+                yield from _simple_commands(values[1], depth + 1)
+            elif values and PurePosixPath(values[0]).name in SHELLS:
+                for i, word in enumerate(values[1:-1], start=1):
+                    if word.startswith("-") and "c" in word[1:]:
+                        yield from _simple_commands(values[i + 1], depth + 1)
+                        break
 
 
 def _candidates(word: str) -> Iterator[str]:
