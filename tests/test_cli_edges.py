@@ -251,19 +251,26 @@ def test_a_report_or_an_export_is_never_written_through_a_link_a_step_planted(
         " && ln -f notes.txt hard.json\n",
     )
     done = cli("run", plan, "--report-json", "report.json")
-    refused(done, 0, "error: --report-json 'report.json': cannot write it: it is a link, which")
+    refused(done, 0, "--report-json 'report.json': cannot write it: 'report.json' is a symlink")
     assert victim.read_text() == "mine\n"
     hard = cli("run", plan, "--report-json", "hard.json")
     refused(hard, 0, "cannot write it: it is a file of several names: remove it")
     assert (cli.dir / "notes.txt").read_text() == "notes\n"
     exported = cli("export", run_id_of(done), "--output", "report.json")
-    refused(exported, 2, "error: --output 'report.json': cannot write it: it is a link, which")
+    refused(exported, 2, "--output 'report.json': cannot write it: 'report.json' is a symlink")
     assert victim.read_text() == "mine\n"
     shown = cli("export", run_id_of(done), "--output", "/dev/stdout")
     assert shown.returncode == 0 and '"run_created"' in shown.stdout
     (cli.dir / "reports").symlink_to(tmp_path)  # a link on the way, out of the workspace
     through = cli("export", run_id_of(done), "--output", "reports/victim.txt")
-    refused(through, 2, "cannot write it: it leads outside the workspace")
+    refused(through, 2, "cannot write it: 'reports' is a symlink, which is not followed here")
+    assert victim.read_text() == "mine\n"
+    above = run_trestle(  # from a directory above the workspace: the link is as far
+        ("export", run_id_of(done), "--output", cli.dir / "reports" / "victim.txt"),
+        cwd=tmp_path.parent,
+        env=cli.env(),
+    )
+    refused(above, 2, "'reports' is a symlink, which is not followed here")
     assert victim.read_text() == "mine\n"
     os.mkfifo(cli.dir / "fifo.json")  # no one reads it: the run's end would wait for ever
     refused(cli("run", plan, "--report-json", "fifo.json"), 0, "it is a FIFO no one reads")

@@ -8,6 +8,7 @@ import functools
 import getpass
 import json
 import os
+import re
 import select
 import signal
 import stat
@@ -161,38 +162,43 @@ def write_output(output: Path, text: str) -> None:
         raise ConfigError(f"--output {str(output)!r}: cannot write it: {why}") from None
 
 
+# the system's own names for an output already open (a shell's >(...) is /dev/fd/63)
+_SYSTEM_LINK = re.compile(r"/dev/(stdout|stderr|null|full|tty|fd/[0-9]+)|/proc/self/fd/[0-9]+")
+
+
 def write_file(path: Path, text: str) -> None:
     """Write ``text`` to ``path``: never through a link (a step's ``ln -s ~/.bashrc
     report.json`` in its workspace had the report, the step's output in it, written over
     the file it led to; a link on the way, ``reports -> ~/.ssh``, as much) but those the
-    system keeps in ``/dev`` and ``/proc`` (``/dev/stdout``, a shell's ``>(...)``), nor
+    system keeps for an output already open (``/dev/stdout``, a shell's ``>(...)``), nor
     into a file of several names, nor waiting on a FIFO no one reads.
 
-    Below the working directory (where a run's workspace usually is) no link on the way
-    that leads out of it is followed; elsewhere, the file itself is not one.
+    Below the working directory (where a run's workspace usually is, or one of its
+    parents) no link on the way is followed at all; elsewhere, the file itself is not
+    one.
 
     Raises:
         OSError: it cannot be written, is a link (``ELOOP``), a file of several names
             (``EPERM``), or a FIFO with no reader (``ENXIO``), said as such.
     """
-    from trestle.workspace.beneath import Refused, open_beneath
+    from trestle.workspace.beneath import Refused, open_without_links
 
     flags = os.O_WRONLY | os.O_CREAT | os.O_NOCTTY | os.O_NONBLOCK
     whole = os.path.abspath(path)
     here = os.getcwd()
     try:
-        if whole.startswith(("/dev/", "/proc/")):
+        if _SYSTEM_LINK.fullmatch(whole):
             fd = os.open(whole, flags, 0o666)
         elif whole.startswith(here + os.sep):
             root = os.open(here, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             try:
-                fd = open_beneath(root, whole[len(here) + 1 :], flags | os.O_NOFOLLOW)
+                fd = open_without_links(root, whole[len(here) + 1 :], flags)
             finally:
                 os.close(root)
         else:
             fd = os.open(whole, flags | os.O_NOFOLLOW, 0o666)
     except Refused as exc:
-        raise OSError(errno.ELOOP, f"{exc}: not followed") from None
+        raise OSError(errno.ELOOP, str(exc)) from None
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise OSError(exc.errno, "it is a link, which is not followed: remove it") from None

@@ -129,6 +129,15 @@ def open_beneath(root_fd: int, path: str, flags: int, mode: int = 0o666) -> int:
     return fd if fd is not None else _walk_open(root_fd, path or ".", flags, mode)
 
 
+def open_without_links(root_fd: int, path: str, flags: int, mode: int = 0o666) -> int:
+    """A descriptor for ``path`` (relative) opened beneath ``root_fd`` with no link
+    followed at all, even one that stays beneath it; :class:`Refused` for a link or
+    ``..`` on the way."""
+    if PurePosixPath(path).is_absolute() or "\0" in path:
+        raise Refused("it is absolute, or holds a NUL character")
+    return _walk_open(root_fd, path or ".", flags, mode)
+
+
 def is_real_dir(path: Path) -> bool:
     """Whether ``path`` is a directory itself: a symlink to one is not (it could lead
     anywhere a step pointed it)."""
