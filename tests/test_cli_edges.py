@@ -368,3 +368,24 @@ def test_an_identity_key_that_is_no_file_is_refused_not_waited_on(cli: Cli, tmp_
         timeout=60,
     )
     refused(inside, 2, "Not a directory")
+
+
+@pytest.mark.parametrize(
+    ("target", "said"),
+    [
+        ('type = "webhook"\nurl = "http://[::1"', "targets.w.url: not a server's address"),
+        ('type = "webhook"\nurl = "http://h/"\ntimeout = 1e308', "must be at most 3600"),
+        (
+            'type = "email"\nhost = "h"\nfrom = "a@b"\nto = ["x@y\\r\\nBcc: z@w"]',
+            "targets.w.to: 'x@y\\r\\nBcc: z@w' holds a line break",
+        ),
+    ],
+)
+def test_a_notify_target_no_sender_could_use_is_refused_where_it_is(
+    cli: Cli, tmp_path: Path, target: str, said: str
+) -> None:
+    """Each passed the file's check, then crashed ``trestle notify test``."""
+    (tmp_path / "config" / "trestle").mkdir(parents=True)
+    (tmp_path / "config" / "trestle" / "notify.toml").write_text(f"[targets.w]\n{target}\n")
+    env = {**cli.env(), "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    refused(run_trestle(("notify", "test"), cwd=cli.dir, env=env), 2, said)

@@ -17,8 +17,9 @@ def check_model(settings: AgentSettings, *, run_id: str | None = None) -> None:
     key or a base URL where nothing listens is the user's error, said at once. For a
     run being resumed (``run_id``) the error names the resume options that fix it."""
     from trestle.agent.runtime import settings_model
-    from trestle.models.guard import may_connect, url_problem
+    from trestle.models.guard import may_connect
     from trestle.models.provider import unreachable
+    from trestle.support.urls import url_problem
 
     bad = None if settings.base_url is None else url_problem(settings.base_url)
     if bad is not None:

@@ -354,7 +354,7 @@ def _bad_agent_urls(raw: dict[str, Any]) -> list[_Problem]:
     """A delegated agent's ``base_url`` that is no server's address (``http://[::1``, a
     port past 65535): its model could not be built, and the run crashed at the child's
     start, then at every resume."""
-    from trestle.models.guard import url_problem
+    from trestle.support.urls import url_problem
 
     problems = []
     for i, step in _raw_steps(raw):

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -83,18 +82,3 @@ def ensure_request_allowed(provider: str, base_url: str) -> None:
             "model at a loopback server such as trestle.testing.OpenAIServer, or use a "
             "ScriptedModel"
         )
-
-
-def url_problem(url: str) -> str | None:
-    """What makes ``url`` no server's address a client could open (``http://[::1``, a
-    port past 65535), or None."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        return str(exc)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "not an http:// or https:// address"
-    if port == 0:
-        return "port 0"
-    return None

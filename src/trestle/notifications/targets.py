@@ -32,12 +32,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 
 from trestle.core.errors import ConfigError
 from trestle.core.notices import NOTICE_KINDS, Notice, NoticeKind
 from trestle.core.record import Record
 from trestle.formats.policyfile import Where, read_toml_file
+from trestle.support.urls import url_problem
 from trestle.trust.signing import config_dir
 
 NOTIFY_FILE = "notify.toml"
@@ -60,12 +61,24 @@ class _Target(Record):
         return True
 
 
+# the longest a delivery may be given (an hour): 1e308 overflowed the sender's clock
+MOST_TIMEOUT = 3600.0
+
+
 class WebhookTarget(_Target):
     """A JSON POST; its ``text`` field is what Slack's incoming webhooks show."""
 
     type: Literal["webhook"]
     url: Annotated[str, Field(pattern=r"^https?://")]
-    timeout: Annotated[float, Field(gt=0)] = 10.0
+    timeout: Annotated[float, Field(gt=0, le=MOST_TIMEOUT)] = 10.0
+
+    @field_validator("url")
+    @classmethod
+    def _an_address(cls, url: str) -> str:
+        wrong = url_problem(url)
+        if wrong is not None:  # the sender crashed on it, and `notify test` with it
+            raise ValueError(f"not a server's address: {wrong}")
+        return url
 
 
 class EmailTarget(_Target):
@@ -80,7 +93,15 @@ class EmailTarget(_Target):
     ssl: bool = False
     username: str | None = None
     password_env: str | None = None  # the environment variable holding the password
-    timeout: Annotated[float, Field(gt=0)] = 10.0
+    timeout: Annotated[float, Field(gt=0, le=MOST_TIMEOUT)] = 10.0
+
+    @field_validator("host", "from_", "to")
+    @classmethod
+    def _one_line(cls, value: str | tuple[str, ...]) -> str | tuple[str, ...]:
+        for text in (value,) if isinstance(value, str) else value:
+            if any(c in text for c in "\r\n\0"):  # a header can hold no line break
+                raise ValueError(f"{text!r} holds a line break")
+        return value
 
 
 class DesktopTarget(_Target):
