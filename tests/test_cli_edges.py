@@ -335,12 +335,15 @@ def test_a_policy_that_runs_refuse_is_not_accepted_and_a_deep_edit_is_refused(cl
 
 def test_a_key_given_twice_in_a_plan_is_refused_where_it_is(cli: Cli) -> None:
     """YAML keeps the last of two: a reader who saw ``approval: confirm`` read a plan
-    that was not the one run."""
+    that was not the one run. (And an empty ``checkpoint_ignore`` glob, refused only
+    at the first snapshot, after the run began, naming no file.)"""
     twice = cli.write(
         "twice.yaml",
         "steps:\n  - id: a\n    run: git push\n    approval: confirm\n    approval: auto\n",
     )
     refused(cli("plan", twice), 2, "twice.yaml:5: invalid YAML at column 5: the key 'approval'")
+    ignored = cli.write("ignored.yaml", "checkpoint_ignore: ['']\nsteps:\n  - {id: a, run: x}\n")
+    refused(cli("plan", ignored), 2, "field 'checkpoint_ignore[0]': ignore glob '' is empty")
     # a merge key and a key it overrides are no key given twice
     merged = cli.write("merged.yaml", "steps:\n  - &b {id: a, run: echo}\n  - <<: *b\n    id: b\n")
     shown = cli("plan", merged)

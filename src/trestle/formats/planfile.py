@@ -176,6 +176,7 @@ def parse_plan(
     found += _missing_modules(raw, base_dir or Path.cwd())
     found += _unpriced_under_cost(raw)
     found += _bad_agent_urls(raw)
+    found += _bad_ignore_globs(raw)
     # what would fail every start of a command, refused now rather than then
     found += [_Problem(loc, message) for loc, message in limit_problems(raw)]
     if found or plan is None:
@@ -367,6 +368,25 @@ def _bad_agent_urls(raw: dict[str, Any]) -> list[_Problem]:
             problems.append(
                 _Problem(loc, f"{_short(repr(url), 80)} is not a server's address: {wrong}")
             )
+    return problems
+
+
+def _bad_ignore_globs(raw: dict[str, Any]) -> list[_Problem]:
+    """A ``checkpoint_ignore`` glob the checkpoints cannot use (empty, ``/``, negated):
+    refused at the first snapshot, after the run had begun, naming no file."""
+    globs = raw.get("checkpoint_ignore")
+    if not isinstance(globs, list):
+        return []
+    problems = []
+    for i, glob in enumerate(globs):
+        if not isinstance(glob, str):
+            continue
+        text = glob.strip()
+        if not text or text == "/":
+            problems.append(_Problem(("checkpoint_ignore", i), f"ignore glob {glob!r} is empty"))
+        elif text.startswith("!"):
+            why = f"ignore glob {glob!r}: negation is not supported"
+            problems.append(_Problem(("checkpoint_ignore", i), why))
     return problems
 
 
