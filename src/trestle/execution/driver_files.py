@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import functools
 import os
-import stat
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from trestle.execution.sandbox_mounts import reached_through, writable_dirs
+from trestle.workspace.beneath import is_real_dir
 
 _MAX_LINKS = 40
 
@@ -126,17 +126,10 @@ def read_only_mounts(ws: Path, scope: tuple[str, ...], held: tuple[Path, ...]) -
             way = os.path.dirname(way)
         for way in reversed(ways):  # outermost first
             seen.add(way)
-            if any(way.startswith(w) for w in writable) and _real_dir(way):
+            if any(way.startswith(w) for w in writable) and is_real_dir(way):
                 args += ["--bind", way, way]
         args += ["--ro-bind", str(path), str(path)]
     return args
-
-
-def _real_dir(path: str) -> bool:
-    try:
-        return stat.S_ISDIR(os.lstat(path).st_mode)
-    except OSError:
-        return False
 
 
 def named_paths(ws: Path, named: Mapping[str, Path | None]) -> tuple[str, ...]:

@@ -30,7 +30,7 @@ import stat
 from pathlib import Path
 
 from trestle.execution.sandbox_mounts import small_file
-from trestle.workspace.beneath import Refused, make_dirs
+from trestle.workspace.beneath import Refused, is_real_dir, make_dirs
 from trestle.workspace.git_index import Room, UnreadableIndex, gitlinks
 
 # how many checkouts are held at most, and how deep submodules are followed into
@@ -116,7 +116,7 @@ def _git_dir_of(checkout: str) -> str | None:
         return None
     named = _named_git_dir(dot_git, info.st_ino, info.st_size, info.st_mtime_ns)
     target = os.path.normpath(os.path.join(checkout, named)) if named else None
-    return target if target is not None and _is_dir(target) else None
+    return target if target is not None and is_real_dir(target) else None
 
 
 @functools.lru_cache(maxsize=256)
@@ -205,15 +205,7 @@ class _Look:
             way = f"{way}/{part}"
             real = self._real.get(way)
             if real is None:
-                real = self._real[way] = _is_dir(way)
+                real = self._real[way] = is_real_dir(way)
             if not real:
                 return False
         return True
-
-
-def _is_dir(path: str) -> bool:
-    """Whether ``path`` is a directory itself, not a link to one."""
-    try:
-        return stat.S_ISDIR(os.lstat(path).st_mode)
-    except OSError:
-        return False

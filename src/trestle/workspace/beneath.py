@@ -138,7 +138,7 @@ def open_without_links(root_fd: int, path: str, flags: int, mode: int = 0o666) -
     return _walk_open(root_fd, path or ".", flags, mode)
 
 
-def is_real_dir(path: Path) -> bool:
+def is_real_dir(path: str | Path) -> bool:
     """Whether ``path`` is a directory itself: a symlink to one is not (it could lead
     anywhere a step pointed it)."""
     try:
