@@ -271,6 +271,14 @@ def test_a_report_or_an_export_is_never_written_through_a_link_a_step_planted(
         env=cli.env(),
     )
     refused(above, 2, "'reports' is a symlink, which is not followed here")
+    linked = tmp_path.parent / f"{tmp_path.name}-linked"  # the workspace named through a link
+    linked.symlink_to(tmp_path)
+    spelled = run_trestle(
+        ("export", run_id_of(done), "--output", linked / "reports" / "victim.txt"),
+        cwd=linked,
+        env=cli.env(),
+    )
+    refused(spelled, 2, "'reports' is a symlink, which is not followed here")
     assert victim.read_text() == "mine\n"
     os.mkfifo(cli.dir / "fifo.json")  # no one reads it: the run's end would wait for ever
     refused(cli("run", plan, "--report-json", "fifo.json"), 0, "it is a FIFO no one reads")

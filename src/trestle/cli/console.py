@@ -166,6 +166,22 @@ def write_output(output: Path, text: str) -> None:
 _SYSTEM_LINK = re.compile(r"/dev/(stdout|stderr|null|full|tty|fd/[0-9]+)|/proc/self/fd/[0-9]+")
 
 
+def _below_working_directory(whole: str) -> str | None:
+    """The rest of the absolute path ``whole`` below the working directory, however the
+    part up to it is spelled (``$PWD`` through a link: the shell's name, not the
+    kernel's); None when it does not lie below it."""
+    here = os.stat(".")
+    parts = [p for p in whole.split("/") if p]
+    for n in range(len(parts)):
+        try:
+            seen = os.stat("/" + "/".join(parts[:n]))
+        except OSError:
+            return None
+        if (seen.st_dev, seen.st_ino) == (here.st_dev, here.st_ino):
+            return "/".join(parts[n:])
+    return None
+
+
 def write_file(path: Path, text: str) -> None:
     """Write ``text`` to ``path``: never through a link (a step's ``ln -s ~/.bashrc
     report.json`` in its workspace had the report, the step's output in it, written over
@@ -185,14 +201,14 @@ def write_file(path: Path, text: str) -> None:
 
     flags = os.O_WRONLY | os.O_CREAT | os.O_NOCTTY | os.O_NONBLOCK
     whole = os.path.abspath(path)
-    here = os.getcwd()
+    below = _below_working_directory(whole)
     try:
         if _SYSTEM_LINK.fullmatch(whole):
             fd = os.open(whole, flags, 0o666)
-        elif whole.startswith(here + os.sep):
-            root = os.open(here, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        elif below is not None:
+            root = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             try:
-                fd = open_without_links(root, whole[len(here) + 1 :], flags)
+                fd = open_without_links(root, below, flags)
             finally:
                 os.close(root)
         else:
