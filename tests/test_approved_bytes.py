@@ -201,6 +201,14 @@ def test_an_approved_script_that_cannot_be_held_does_not_run(cli: Cli) -> None:
         "parallel sh ::: deploy.sh",
         "timeout 5 sh -c 'sh deploy.sh'",
         "perl -I lib deploy.sh",
+        "sh <>deploy.sh",
+        'bash -c "$(< deploy.sh)"',
+        "source <(cat deploy.sh)",
+        'eval "$(cat deploy.sh)"',
+        ". /dev/stdin < deploy.sh",
+        "bash --init-file deploy.sh -i",
+        "fish deploy.sh",
+        "awk -f deploy.sh",
     ],
 )
 def test_a_script_run_through_a_launcher_or_its_input_is_code_held_or_refused(

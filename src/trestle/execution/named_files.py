@@ -27,6 +27,7 @@ from typing import BinaryIO
 
 from trestle.core.invocations import SHELLS
 from trestle.core.launchers import launcher_key, launches, parallel_launches
+from trestle.core.policy import command_shape
 from trestle.core.shellparse import MAX_DEPTH, SimpleCommand, Word, parse
 
 ABSENT = "absent"
@@ -80,14 +81,14 @@ def _names(command: str, root: Path, found: dict[str, str], most: int | None) ->
 
     for simple in _simple_commands(command, 0):
         words = [w.value for w in simple.words if w.literal]
-        if not words:
-            continue
-        program = PurePosixPath(words[0]).name
+        # no words: a bare redirect reads its file too ("$(< deploy.sh)")
+        program = PurePosixPath(words[0]).name if words else ""
         for name in IMPLICIT.get(program, ()):
             relative = _inside(root, name)
             if relative is not None:
                 add(relative)
-        for word in words + [r.target.value for r in simple.redirects if not r.writes]:
+        read = [r.target.value for r in simple.redirects if not r.writes or r.op == "<>"]
+        for word in words + read:
             for candidate in _candidates(word):
                 relative = _inside(root, candidate)
                 if relative is not None and (root / relative).is_file():
@@ -120,10 +121,17 @@ def executed_files(command: str, workspace: Path) -> set[str]:
     launcher too: ``timeout 60 sh deploy.sh``, ``env bash deploy.sh``, ``nice
     ./deploy.sh``), or fed to one on its input (``sh < deploy.sh``), a file sourced
     (``.``, ``source``), a file a program reads its code from (``make``'s Makefile),
-    and, inside named shell scripts, the same, a few levels down. Where a shell or an
-    interpreter reads its code from a pipe (``cat deploy.sh | sh``), every file the
-    line names is. A file it only reads or writes as data (``< input``, ``>> log``,
-    ``sed -i x``) is not."""
+    the value of an option that names one (``awk -f``, ``make -f``, ``bash
+    --init-file``, ``node --require``), a file named with the suffix of code (``pytest
+    x.py``), and, inside named shell scripts, the same, a few levels down. Where a shell
+    or an interpreter reads its code from a pipe (``cat deploy.sh | sh``), or the line
+    holds a substitution (``bash -c "$(cat deploy.sh)"``, ``source <(cat x)``), every
+    file the line names is. A file the line writes (``>> log``, ``sed -i x``) is not,
+    nor one it only reads as data by no suffix of code (``< input``).
+
+    A reader, not the shell: what it cannot see run as code is still bound to the
+    approval by its digest, checked just before the command starts (see
+    docs/security.md for what that leaves open)."""
     root = workspace.resolve()
     found: set[str] = set()
     scripts = [command]
@@ -131,11 +139,19 @@ def executed_files(command: str, workspace: Path) -> set[str]:
         new: list[str] = []
         for text in scripts:
             simples = list(_simple_commands(text, 0))
-            piped = any(_code_unseen(s) for s in simples)
-            if piped:  # which of its files reaches the pipe is not read here
-                named = {r for s in simples for r in _names(s.text, root, {}, 0)}
+            # which of its files reaches a pipe, or a substitution ("$(cat x.sh)",
+            # <(cat x.sh)), is not read here: each file the line names counts
+            piped = parse(text).substitutions or any(_code_unseen(s) for s in simples)
+            # (but those the line writes: `echo x >> log; test "$(wc -l < log)"`)
+            written = set(command_shape(text).writes)
+            named = {
+                r for r in _names(text, root, {}, 0) if r not in written and f"./{r}" not in written
+            }
+            # and a file named by the suffix of code, whatever runs it (awk -f x.awk,
+            # pytest x.py, deno run x.ts)
+            suffixed = {r for r in named if PurePosixPath(r).suffix in CODE_SUFFIXES}
             for simple in simples:
-                code = set(_code_words(simple, root)) | (named if piped else set())
+                code = set(_code_words(simple, root)) | set(named if piped else suffixed)
                 for relative in sorted(code):
                     if relative not in found and len(found) < MAX_NAMED:
                         found.add(relative)
@@ -178,12 +194,13 @@ def _launched(words: list[Word], depth: int = 0, *, lines: bool = False) -> Iter
 # pipefail x.sh``, ``perl -I lib x.pl``); ``-e`` is a shell's errexit, perl's code
 _SHELL_OPTIONS = (frozenset({"-c"}), frozenset({"-o", "+o", "-O", "+O", "--rcfile", "--init-file"}))
 _OPTIONS = {
-    "python": (frozenset({"-c", "-m"}), frozenset({"-W", "-X", "-Q"})),
+    "python": (frozenset({"-c", "-m"}), frozenset({"-W", "-X", "-Q", "--check-hash-based-pycs"})),
     "perl": (frozenset({"-e", "-E"}), frozenset({"-I", "-M", "-m"})),
     "ruby": (frozenset({"-e"}), frozenset({"-I", "-r", "-E", "-C"})),
     "node": (
         frozenset({"-e", "-p", "--eval", "--print"}),
-        frozenset({"-r", "--require", "--import"}),
+        frozenset({"-r", "--require", "--import", "--loader", "--experimental-loader", "-C"})
+        | frozenset({"--conditions", "--title"}),
     ),
 }
 _NO_OPTIONS: tuple[frozenset[str], frozenset[str]] = (frozenset({"-c", "-e", "-E"}), frozenset())
@@ -197,7 +214,7 @@ def _script_of(values: list[str]) -> str | None:
     pipefail deploy.sh``: deploy.sh); ``-`` when it reads its input (``sh``, ``sh -s``,
     ``sh /dev/stdin``); None for another program, or code on the command line."""
     program = PurePosixPath(values[0]).name if values else ""
-    if program in SHELLS:
+    if program in SHELLS or program in ("fish", "csh", "tcsh"):
         inline, valued = _SHELL_OPTIONS
     elif INTERPRETER.fullmatch(program):
         family = re.sub(r"[0-9.]+$", "", program)
@@ -242,6 +259,74 @@ def _code_unseen(simple: SimpleCommand) -> bool:
     return False
 
 
+# options whose value is a file of code, by program: awk -f x.awk, make -f x.mk,
+# bash --init-file rc, node --require ./x.js
+_CODE_OPTIONS: dict[str, frozenset[str]] = {
+    **dict.fromkeys(
+        ("awk", "gawk", "mawk", "nawk", "sed", "jq"), frozenset({"-f", "--file", "--from-file"})
+    ),
+    **dict.fromkeys(("make", "gmake"), frozenset({"-f", "--file", "--makefile"})),
+    "gdb": frozenset({"-x", "--command", "-ix", "--init-command"}),
+    **dict.fromkeys(("bash", "rbash"), frozenset({"--init-file", "--rcfile"})),
+    **dict.fromkeys(
+        ("node", "nodejs"),
+        frozenset({"-r", "--require", "--import", "--loader", "--experimental-loader"}),
+    ),
+    "ruby": frozenset({"-r", "--require"}),
+    "vim": frozenset({"-S", "-u"}),
+    "emacs": frozenset({"--script", "-l", "--load"}),
+}
+# the suffixes of files that hold code, whatever program reads them
+CODE_SUFFIXES = frozenset(
+    [
+        ".sh",
+        ".bash",
+        ".zsh",
+        ".ksh",
+        ".fish",
+        ".csh",
+        ".py",
+        ".pyw",
+        ".js",
+        ".mjs",
+        ".cjs",
+        ".ts",
+        ".rb",
+        ".pl",
+        ".pm",
+        ".php",
+        ".lua",
+        ".awk",
+        ".sed",
+        ".mk",
+        ".jq",
+        ".tcl",
+        ".exp",
+        ".expect",
+        ".el",
+        ".vim",
+        ".scm",
+        ".r",
+        ".R",
+        ".gdb",
+    ]
+)
+
+
+def _option_code(program: str, arguments: list[str]) -> list[str]:
+    """The values of ``program``'s options that name a file of code (see
+    :data:`_CODE_OPTIONS`), given as the next word or after ``=``."""
+    options = _CODE_OPTIONS.get(program, frozenset())
+    found = []
+    for i, word in enumerate(arguments):
+        name, equals, value = word.partition("=")
+        if name in options and equals:
+            found.append(value)
+        elif word in options and i + 1 < len(arguments):
+            found.append(arguments[i + 1])
+    return found
+
+
 def _code_words(simple: SimpleCommand, root: Path) -> Iterator[str]:
     for words in _launched(list(simple.words)):
         values = [w.value for w in words if w.literal]
@@ -250,13 +335,14 @@ def _code_words(simple: SimpleCommand, root: Path) -> Iterator[str]:
         program = values[0] if values[0] == "." else PurePosixPath(values[0]).name
         code: list[str] = [values[0]] if "/" in values[0] else []
         script = _script_of(values)
-        if program in (".", "source"):
+        if program in (".", "source") and not _INPUT.fullmatch(values[1] if values[1:] else ""):
             code += values[1:2]
-        elif script == "-":  # sh < deploy.sh
+        elif program in (".", "source") or script == "-":  # sh < deploy.sh
             code += [r.target.value for r in simple.redirects if r.op in ("<", "<>")]
         elif script is not None:
             code.append(script)
         code += list(IMPLICIT.get(program, ()))
+        code += _option_code(program, values[1:])
         for word in code:
             relative = _inside(root, word)
             if relative is not None and (root / relative).is_file():
