@@ -56,7 +56,6 @@ from trestle.core.policy import SandboxPolicy
 from trestle.engines.local import LocalEngine
 from trestle.execution.actions import run_shell
 from trestle.execution.sandbox import Cell, Mode, choose, find_bwrap
-from trestle.execution.submodule_checkouts import submodule_holds
 from trestle.formats.planfile import parse_plan
 from trestle.lifecycle.runs import create_run
 from trestle.store import SqliteStore
@@ -194,6 +193,9 @@ def _with_gitlinks(ws: Path, count: int) -> None:
 def _submodule_cost(count: int, commands: int, root: Path) -> tuple[float, int]:
     """The driver's CPU seconds to build one command's arguments in a workspace of
     ``count`` gitlinks (median of ``commands``), and the checkouts held."""
+    # here, not at the top: the other workloads run on trees from before it
+    from trestle.execution.submodule_checkouts import submodule_holds
+
     ws = root / f"ws-{count}"
     ws.mkdir()
     _with_gitlinks(ws, count)
