@@ -93,6 +93,48 @@ def runs_code(name: str) -> bool:
     )
 
 
+# a POSIX shell's options whose value is the next word
+SHELL_VALUES = frozenset({"-o", "+o", "-O", "+O", "--rcfile", "--init-file"})
+
+
+def code_file(name: str, values: list[str], *, shell: bool = False) -> str | None:
+    """The file ``name values`` runs its code from, when ``name`` is an interpreter
+    (``shell``: a POSIX shell): its first argument that is no option nor an option's
+    value (``bash -euo pipefail deploy.sh``, ``perl -I lib x.pl``); ``-`` for its
+    input (none given, ``-``, ``-s``, ``/dev/stdin``); None for code given on its
+    command line, or a program that runs none."""
+    if shell or name in _OTHER_SHELLS:
+        inline, takes_value = frozenset({"-c"}), SHELL_VALUES
+    elif _PYTHON.fullmatch(name):
+        inline, takes_value = frozenset({"-c", "-m"}), _PYTHON_VALUES
+    elif _ALIASES.get(name, name) in _INTERPRETERS:
+        inline, takes_value = _INTERPRETERS[_ALIASES.get(name, name)]
+    else:
+        return None
+    arguments = iter(values)
+    for value in arguments:
+        if value in ("-", "-s") or _INPUT_PATHS.fullmatch(value):
+            return "-"
+        if not value.startswith(("-", "+")):
+            return value
+        if value.startswith("--"):
+            option = value.partition("=")[0]
+            if option in inline:
+                return None
+            if option in takes_value and "=" not in value:
+                next(arguments, None)
+            continue
+        for k, letter in enumerate(value[1:]):  # short options, perhaps bundled: -euo
+            option = value[0] + letter
+            if option in inline or f"-{letter}" in inline:
+                return None
+            if option in takes_value:
+                if k == len(value) - 2:
+                    next(arguments, None)  # its value is the next word
+                break  # or the rest of this one
+    return "-"
+
+
 def from_input(word: Word) -> bool:
     """Whether ``word``, given as a file of code, is a process's input or another
     command's output (``/dev/stdin``, ``/proc/self/fd/0``, ``<(echo git push)``)."""

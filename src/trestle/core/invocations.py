@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 
 from trestle.core import gitcommand
-from trestle.core.inline import from_input, inline_code, runs_code
+from trestle.core.inline import SHELL_VALUES, from_input, inline_code, runs_code
 from trestle.core.launchers import (
     COMMAND_OPTIONS,
     LAUNCHERS,
@@ -42,11 +42,15 @@ class Invocation:
             wrappers and global options set aside (``git push origin``); more than one
             when an option before the subcommand is ambiguous.
         via: the wrappers it was reached through, outermost first.
+        words: its words as written, the program's first.
+        stdin: the file its input is redirected from (``sh < deploy.sh``), if any.
     """
 
     program: str
     texts: tuple[str, ...]
     via: tuple[str, ...] = ()
+    words: tuple[Word, ...] = field(default=(), compare=False)
+    stdin: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,7 @@ class _Follower:
     found: tuple[str, ...] = ()  # inside ``find -exec``: what ``{}`` stands for
     placeholders: tuple[str, ...] = ()  # inside xargs and find: words replaced by input
     appending: bool = False  # inside xargs: words it reads are appended to the command
+    stdin: str | None = None  # the file the command being followed reads its input from
 
     def script(self, script: Script, depth: int) -> None:
         self.unknown.extend(script.unknown)
@@ -135,7 +140,11 @@ class _Follower:
         for redirect in command.redirects:
             if redirect.writes:
                 self.write(redirect.target)
+        saved = self.stdin
+        read = [r.target.value for r in command.redirects if r.op in ("<", "<>")]
+        self.stdin = read[-1] if read else None
         self.words(list(command.words), (), depth, fed=command.heredoc)
+        self.stdin = saved
 
     def write(self, target: Word | str) -> None:
         value = target if isinstance(target, str) else target.value
@@ -205,7 +214,9 @@ class _Follower:
             self.find(rest, via, depth, fed)
         if name in _GLOBAL_OPTIONS:
             self.subcommand(name, rest, depth)
-        self.invocations.append(Invocation(name, _texts(name, rest), via))
+        self.invocations.append(
+            Invocation(name, _texts(name, rest), via, words=tuple(words), stdin=self.stdin)
+        )
         self.writers(name, rest)
 
     def launch(
@@ -296,7 +307,7 @@ class _Follower:
             i += 1
             if option == "--":
                 break
-            if option in ("-o", "+o", "-O", "+O", "--rcfile", "--init-file"):
+            if option in SHELL_VALUES:
                 i += 1
             elif not option.startswith("--") and "c" in option[1:]:
                 command_string = True

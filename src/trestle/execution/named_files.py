@@ -18,17 +18,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from trestle.core.invocations import SHELLS
-from trestle.core.launchers import launcher_key, launches, parallel_launches
-from trestle.core.policy import command_shape
-from trestle.core.shellparse import MAX_DEPTH, SimpleCommand, Word, parse
+from trestle.core.inline import code_file, from_input
+from trestle.core.invocations import SHELLS, Invocation, follow
+from trestle.core.shellparse import MAX_DEPTH, SimpleCommand, parse
 
 ABSENT = "absent"
 
@@ -43,8 +41,6 @@ IMPLICIT: dict[str, tuple[str, ...]] = {
 }
 
 _CHUNK = 1 << 20
-# programs that run the code of the first file they are given
-INTERPRETER = re.compile(r"(python|pypy|perl|ruby|node|php|lua|Rscript|tclsh|bun|deno)[0-9.]*")
 SCRIPT_DEPTH = 3  # scripts sourced or run by named scripts, this many levels down
 MAX_SCRIPT_BYTES = 1 << 20
 MAX_NAMED = 256
@@ -93,6 +89,15 @@ def _names(command: str, root: Path, found: dict[str, str], most: int | None) ->
                 relative = _inside(root, candidate)
                 if relative is not None and (root / relative).is_file():
                     add(relative)
+    # and the words of what a launcher runs as a command line of its own (timeout 5 sh
+    # -c '...', watch '...'), as the policy's reader follows them
+    for invocation in follow(parse(command)).invocations:
+        stdin = [invocation.stdin] if invocation.stdin is not None else []
+        for word in [w.value for w in invocation.words if w.literal] + stdin:
+            for candidate in _candidates(word):
+                relative = _inside(root, candidate)
+                if relative is not None and (root / relative).is_file():
+                    add(relative)
     return new
 
 
@@ -116,18 +121,19 @@ def _shell_script(path: Path) -> str | None:
 
 
 def executed_files(command: str, workspace: Path) -> set[str]:
-    """The workspace files among those ``command`` names that it runs as code: a
-    program given by its path, a script handed to a shell or an interpreter (through a
-    launcher too: ``timeout 60 sh deploy.sh``, ``env bash deploy.sh``, ``nice
-    ./deploy.sh``), or fed to one on its input (``sh < deploy.sh``), a file sourced
-    (``.``, ``source``), a file a program reads its code from (``make``'s Makefile),
-    the value of an option that names one (``awk -f``, ``make -f``, ``bash
-    --init-file``, ``node --require``), a file named with the suffix of code (``pytest
-    x.py``), and, inside named shell scripts, the same, a few levels down. Where a shell
-    or an interpreter reads its code from a pipe (``cat deploy.sh | sh``), or the line
-    holds a substitution (``bash -c "$(cat deploy.sh)"``, ``source <(cat x)``), every
-    file the line names is. A file the line writes (``>> log``, ``sed -i x``) is not,
-    nor one it only reads as data by no suffix of code (``< input``).
+    """The workspace files among those ``command`` names that it runs as code, read
+    from what it runs as :func:`trestle.core.invocations.follow` sees it (through
+    launchers: ``timeout 60 sh deploy.sh``, ``find -exec``, ``sh -c '...'``): a program
+    given by its path, the file a shell or an interpreter runs
+    (:func:`trestle.core.inline.code_file`: ``bash -euo pipefail deploy.sh``, or its
+    input, ``sh < deploy.sh``), a file sourced (``.``, ``source``), a file a program
+    reads its code from (``make``'s Makefile), the value of an option that names one
+    (``awk -f``, ``bash --init-file``, ``node --require``), a file named with the
+    suffix of code (``pytest x.py``), and, inside named shell scripts, the same, a few
+    levels down. Where the line runs something the follower cannot see (code from a
+    pipe, ``cat deploy.sh | sh``; a substitution, ``bash -c "$(cat deploy.sh)"``;
+    ``eval``), every file it names is. A file the line writes (``>> log``, ``sed -i
+    x``) never is.
 
     A reader, not the shell: what it cannot see run as code is still bound to the
     approval by its digest, checked just before the command starts (see
@@ -138,125 +144,26 @@ def executed_files(command: str, workspace: Path) -> set[str]:
     for depth in range(SCRIPT_DEPTH + 1):
         new: list[str] = []
         for text in scripts:
-            simples = list(_simple_commands(text, 0))
-            # which of its files reaches a pipe, or a substitution ("$(cat x.sh)",
-            # <(cat x.sh)), is not read here: each file the line names counts
-            piped = parse(text).substitutions or any(_code_unseen(s) for s in simples)
-            # (but those the line writes: `echo x >> log; test "$(wc -l < log)"`)
-            written = set(command_shape(text).writes)
+            script = parse(text)
+            meaning = follow(script)
+            written = set(meaning.writes)
             named = {
                 r for r in _names(text, root, {}, 0) if r not in written and f"./{r}" not in written
             }
-            # and a file named by the suffix of code, whatever runs it (awk -f x.awk,
-            # pytest x.py, deno run x.ts)
-            suffixed = {r for r in named if PurePosixPath(r).suffix in CODE_SUFFIXES}
-            for simple in simples:
-                code = set(_code_words(simple, root)) | set(named if piped else suffixed)
-                for relative in sorted(code):
-                    if relative not in found and len(found) < MAX_NAMED:
-                        found.add(relative)
-                        new.append(relative)
+            code = {r for r in named if PurePosixPath(r).suffix in CODE_SUFFIXES}
+            words = [w for i in meaning.invocations for w in _code_words(i)]
+            if script.substitutions or meaning.unknown or "{}" in words:
+                code |= named  # which of them it runs is not read here
+            code |= {r for r in map(lambda w: _inside(root, w), words) if r is not None}
+            for relative in sorted(code):
+                fresh = relative not in found and len(found) < MAX_NAMED
+                if fresh and (root / relative).is_file():
+                    found.add(relative)
+                    new.append(relative)
         if depth == SCRIPT_DEPTH:
             break
         scripts = [t for t in (_shell_script(root / r) for r in new) if t is not None]
     return found
-
-
-# stands first in the words yielded for a command line a launcher runs, then the line
-_LINE = "\0line"
-
-
-def _launched(words: list[Word], depth: int = 0, *, lines: bool = False) -> Iterator[list[Word]]:
-    """``words``, and what each launcher among them runs, as their words (``timeout 60
-    sh x.sh``: also ``sh x.sh``; ``find . -exec sh {} ;``: ``sh {}``); with ``lines``, a
-    command line a launcher runs as ``[_LINE, line]`` too (``watch 'sh x.sh'``)."""
-    yield words
-    if not words or depth >= MAX_DEPTH:
-        return
-    name, rest = PurePosixPath(words[0].value).name, list(words[1:])
-    if name == "find":  # -exec CMD {} ; and the like
-        for i, word in enumerate(rest):
-            if word.value in ("-exec", "-execdir", "-ok", "-okdir"):
-                ends = [j for j in range(i + 1, len(rest)) if rest[j].value in (";", "+")]
-                yield from _launched(rest[i + 1 : ends[0] if ends else len(rest)], depth + 1)
-        return
-    keyed = launcher_key(name, rest)
-    found = parallel_launches(rest) if name == "parallel" else None
-    for launch in found or (launches(*keyed) if keyed is not None else []):
-        if launch.kind == "words":
-            yield from _launched(list(launch.words), depth + 1, lines=lines)
-        elif launch.kind == "line" and lines and launch.line is not None:
-            yield [Word(raw=_LINE, value=_LINE), launch.line]
-
-
-# for each family of programs that run code from a file: the options that give the code
-# on the command line instead, and those whose value is the next word (``bash -o
-# pipefail x.sh``, ``perl -I lib x.pl``); ``-e`` is a shell's errexit, perl's code
-_SHELL_OPTIONS = (frozenset({"-c"}), frozenset({"-o", "+o", "-O", "+O", "--rcfile", "--init-file"}))
-_OPTIONS = {
-    "python": (frozenset({"-c", "-m"}), frozenset({"-W", "-X", "-Q", "--check-hash-based-pycs"})),
-    "perl": (frozenset({"-e", "-E"}), frozenset({"-I", "-M", "-m"})),
-    "ruby": (frozenset({"-e"}), frozenset({"-I", "-r", "-E", "-C"})),
-    "node": (
-        frozenset({"-e", "-p", "--eval", "--print"}),
-        frozenset({"-r", "--require", "--import", "--loader", "--experimental-loader", "-C"})
-        | frozenset({"--conditions", "--title"}),
-    ),
-}
-_NO_OPTIONS: tuple[frozenset[str], frozenset[str]] = (frozenset({"-c", "-e", "-E"}), frozenset())
-# paths through which a program reads its own input or an open descriptor
-_INPUT = re.compile(r"/dev/stdin|/dev/fd/[0-9]+|/proc/self/fd/[0-9]+")
-
-
-def _script_of(values: list[str]) -> str | None:
-    """For a shell or an interpreter (``values``: its words), the file it runs its code
-    from: its first argument that is no option nor an option's value (``bash -euo
-    pipefail deploy.sh``: deploy.sh); ``-`` when it reads its input (``sh``, ``sh -s``,
-    ``sh /dev/stdin``); None for another program, or code on the command line."""
-    program = PurePosixPath(values[0]).name if values else ""
-    if program in SHELLS or program in ("fish", "csh", "tcsh"):
-        inline, valued = _SHELL_OPTIONS
-    elif INTERPRETER.fullmatch(program):
-        family = re.sub(r"[0-9.]+$", "", program)
-        inline, valued = _OPTIONS.get(family, _NO_OPTIONS)
-    else:
-        return None
-    arguments = iter(values[1:])
-    for word in arguments:
-        if word in ("-", "-s") or _INPUT.fullmatch(word):
-            return "-"
-        if not word.startswith(("-", "+")):
-            return word
-        if word.startswith("--"):
-            name = word.partition("=")[0]
-            if name in inline:
-                return None
-            if name in valued and "=" not in word:
-                next(arguments, None)
-            continue
-        letters = word[1:]  # short options, perhaps bundled: -euo, -ec, -Ilib
-        for k, letter in enumerate(letters):
-            option = word[0] + letter
-            if option in inline or f"-{letter}" in inline:
-                return None
-            if option in valued:
-                if k == len(letters) - 1:
-                    next(arguments, None)  # its value is the next word
-                break  # or the rest of this one
-    return "-"
-
-
-def _code_unseen(simple: SimpleCommand) -> bool:
-    """Whether ``simple`` is (or launches) a shell or an interpreter whose code comes
-    from where this reader cannot tell which file it is: a pipe (its input not
-    redirected from a file, nor a here-document), or a file ``find`` or ``xargs``
-    fills in (``{}``)."""
-    redirected = simple.heredoc or any(r.op in ("<", "<>") for r in simple.redirects)
-    for words in _launched(list(simple.words)):
-        script = _script_of([w.value for w in words if w.literal])
-        if script == "{}" or (script == "-" and not redirected):
-            return True
-    return False
 
 
 # options whose value is a file of code, by program: awk -f x.awk, make -f x.mk,
@@ -277,76 +184,44 @@ _CODE_OPTIONS: dict[str, frozenset[str]] = {
     "emacs": frozenset({"--script", "-l", "--load"}),
 }
 # the suffixes of files that hold code, whatever program reads them
-CODE_SUFFIXES = frozenset(
-    [
-        ".sh",
-        ".bash",
-        ".zsh",
-        ".ksh",
-        ".fish",
-        ".csh",
-        ".py",
-        ".pyw",
-        ".js",
-        ".mjs",
-        ".cjs",
-        ".ts",
-        ".rb",
-        ".pl",
-        ".pm",
-        ".php",
-        ".lua",
-        ".awk",
-        ".sed",
-        ".mk",
-        ".jq",
-        ".tcl",
-        ".exp",
-        ".expect",
-        ".el",
-        ".vim",
-        ".scm",
-        ".r",
-        ".R",
-        ".gdb",
-    ]
-)
+# fmt: off
+CODE_SUFFIXES = frozenset({
+    ".sh", ".bash", ".zsh", ".ksh", ".fish", ".csh", ".py", ".pyw", ".js", ".mjs", ".cjs",
+    ".ts", ".rb", ".pl", ".pm", ".php", ".lua", ".awk", ".sed", ".mk", ".jq", ".tcl",
+    ".exp", ".expect", ".el", ".vim", ".scm", ".r", ".R", ".gdb",
+})
+# fmt: on
 
 
-def _option_code(program: str, arguments: list[str]) -> list[str]:
-    """The values of ``program``'s options that name a file of code (see
-    :data:`_CODE_OPTIONS`), given as the next word or after ``=``."""
+def _code_words(invocation: Invocation) -> list[str]:
+    """The words of one program a line runs that name its code (see
+    :func:`executed_files`); ``{}`` where ``find`` or ``xargs`` fills the file in."""
+    if not invocation.words:
+        return []
+    values = [w.value for w in invocation.words if w.literal]
+    head, arguments = invocation.words[0].value, values[1:]
+    program = invocation.program
+    code = [head] if "/" in head else []
+    script: str | None
+    if program in (".", "source"):  # . /dev/stdin < x sources its input
+        script = arguments[0] if arguments else None
+        if script is not None and from_input(invocation.words[1]):
+            script = "-"
+    else:
+        script = code_file(program, arguments, shell=program in SHELLS)
+    if script == "-":
+        code += [invocation.stdin] if invocation.stdin is not None else []
+    elif script is not None:
+        code.append(script)
+    code += IMPLICIT.get(program, ())
     options = _CODE_OPTIONS.get(program, frozenset())
-    found = []
     for i, word in enumerate(arguments):
         name, equals, value = word.partition("=")
         if name in options and equals:
-            found.append(value)
+            code.append(value)
         elif word in options and i + 1 < len(arguments):
-            found.append(arguments[i + 1])
-    return found
-
-
-def _code_words(simple: SimpleCommand, root: Path) -> Iterator[str]:
-    for words in _launched(list(simple.words)):
-        values = [w.value for w in words if w.literal]
-        if not values:
-            continue
-        program = values[0] if values[0] == "." else PurePosixPath(values[0]).name
-        code: list[str] = [values[0]] if "/" in values[0] else []
-        script = _script_of(values)
-        if program in (".", "source") and not _INPUT.fullmatch(values[1] if values[1:] else ""):
-            code += values[1:2]
-        elif program in (".", "source") or script == "-":  # sh < deploy.sh
-            code += [r.target.value for r in simple.redirects if r.op in ("<", "<>")]
-        elif script is not None:
-            code.append(script)
-        code += list(IMPLICIT.get(program, ()))
-        code += _option_code(program, values[1:])
-        for word in code:
-            relative = _inside(root, word)
-            if relative is not None and (root / relative).is_file():
-                yield relative
+            code.append(arguments[i + 1])
+    return code
 
 
 def changed(before: dict[str, str], now: dict[str, str]) -> list[str]:
@@ -358,19 +233,13 @@ def _simple_commands(command: str, depth: int) -> Iterator[SimpleCommand]:
     script = parse(command)
     for simple in (*script.commands, *script.nested):
         yield simple
-        if depth >= MAX_DEPTH:
-            continue
-        # a shell's -c string is a command line of its own, behind a launcher too
-        # (timeout 5 sh -c '...'), as is a line a launcher runs (watch 'sh x.sh')
-        for words in _launched(list(simple.words), lines=True):
-            values = [w.value for w in words]
-            if values and values[0] == _LINE:
-                yield from _simple_commands(values[1], depth + 1)
-            elif values and PurePosixPath(values[0]).name in SHELLS:
-                for i, word in enumerate(values[1:-1], start=1):
-                    if word.startswith("-") and "c" in word[1:]:
-                        yield from _simple_commands(values[i + 1], depth + 1)
-                        break
+        words = [w.value for w in simple.words]
+        # a shell's -c string is a command line of its own
+        if depth < MAX_DEPTH and words and PurePosixPath(words[0]).name in SHELLS:
+            for i, word in enumerate(words[1:-1], start=1):
+                if word.startswith("-") and "c" in word[1:]:
+                    yield from _simple_commands(words[i + 1], depth + 1)
+                    break
 
 
 def _candidates(word: str) -> Iterator[str]:
