@@ -28,6 +28,7 @@ from pathlib import Path
 # judged where the driver finds its own programs too; taken from here by the sandbox's
 # modules
 from trestle.support.walk import walk
+from trestle.support.whole_files import start_of
 from trestle.workspace.beneath import is_real_dir
 from trestle.workspace.reach import reached_through as reached_through
 
@@ -174,14 +175,7 @@ def small_file(path: Path, most: int = 65536) -> str:
     """The start of a regular file, or "": not blocking, nor through a link, since a
     ``.git`` a command made where there was none is the command's (a FIFO named
     ``config`` would hold every command's start)."""
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
-    try:
-        with os.fdopen(os.open(path, flags), "rb") as handle:
-            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-                return ""
-            return handle.read(most).decode("utf-8", errors="replace")
-    except OSError:
-        return ""
+    return start_of(path, most).decode("utf-8", errors="replace")
 
 
 def _linked_git_dir(dot_git: Path, ws: Path) -> Path | None:

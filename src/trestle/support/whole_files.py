@@ -1,11 +1,13 @@
 """Small files several processes share: each written whole, and changed by one writer at
-a time (the lists and records in Trestle's configuration and state directories)."""
+a time (the lists and records in Trestle's configuration and state directories); and
+the start of a small file someone else may have left, read without waiting on it."""
 
 from __future__ import annotations
 
 import fcntl
 import os
 import secrets
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,3 +40,16 @@ def locked(lock: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def start_of(path: str | Path, most: int) -> bytes:
+    """The first ``most`` bytes of a regular file, or b"": not blocking, nor through a
+    link (a FIFO a step left where a file was expected would hold the reader for ever)."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
+    try:
+        with os.fdopen(os.open(path, flags), "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                return b""
+            return handle.read(most)
+    except OSError:
+        return b""

@@ -29,6 +29,8 @@ import stat
 import struct
 from dataclasses import dataclass
 
+from trestle.support.whole_files import start_of
+
 GITLINK = 0o160000
 _TYPE = 0o170000
 _MODE_AT = 24  # ctime, mtime (seconds, nanoseconds each), dev, ino: six 32-bit fields
@@ -116,32 +118,23 @@ def _hash_size(data: bytes, git_dir: str) -> int:
         if len(data) > size and hashed(data[:-size]).digest() == data[-size:]:
             return size
     config = os.path.join(git_dir, "config")
-    common = _small(os.path.join(git_dir, "commondir")).strip()
+    common = start_of(os.path.join(git_dir, "commondir"), 4096).strip()
     if common:
         config = os.path.join(git_dir, os.fsdecode(common), "config")
-    return 32 if _SHA256.search(_small(config)) else 20
+    return 32 if _SHA256.search(start_of(config, 1 << 20)) else 20
 
 
-def _small(path: str, most: int = 1 << 20) -> bytes:
-    """The start of a regular file, or b"": not blocking, nor through a link (a FIFO
-    a step made in a repository of its own would hold every command's start)."""
-    try:
-        return _read(path, most)
-    except UnreadableIndex:
-        return b""
-
-
-def _read(path: str, most: int = MOST_BYTES) -> bytes:
+def _read(path: str) -> bytes:
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
     try:
         with os.fdopen(os.open(path, flags), "rb") as handle:
             if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
                 raise UnreadableIndex(f"{path} is not a regular file")
-            data = handle.read(most + 1)
+            data = handle.read(MOST_BYTES + 1)
     except OSError as exc:
         raise UnreadableIndex(f"cannot read {path}: {exc.strerror}") from None
-    if len(data) > most:
-        raise UnreadableIndex(f"{path} is larger than {most} bytes")
+    if len(data) > MOST_BYTES:
+        raise UnreadableIndex(f"{path} is larger than {MOST_BYTES} bytes")
     return data
 
 
