@@ -209,6 +209,8 @@ def test_an_approved_script_that_cannot_be_held_does_not_run(cli: Cli) -> None:
         "bash --init-file deploy.sh -i",
         "fish deploy.sh",
         "awk -f deploy.sh",
+        ". -- deploy.sh",
+        "python3 -s deploy.sh",
     ],
 )
 def test_a_script_run_through_a_launcher_or_its_input_is_code_held_or_refused(
@@ -225,3 +227,12 @@ def test_a_script_run_through_a_launcher_or_its_input_is_code_held_or_refused(
     os.link(script, tmp_path / ".other.sh")
     with pinned(command, named_files(command, tmp_path), tmp_path) as (pins, moved, unheld):
         assert pins == () and moved == [] and unheld == ["deploy.sh"]
+
+
+def test_a_file_the_line_writes_is_never_held_as_code(tmp_path: Path) -> None:
+    """Held read-only, a file the command writes would fail the command it was approved
+    for: one it writes as well as runs stays writable (checked in place)."""
+    (tmp_path / "deploy.sh").write_text(GOOD)
+    (tmp_path / "out.log").write_text("")
+    assert executed_files("sh deploy.sh > deploy.sh", tmp_path) == set()
+    assert executed_files("sh deploy.sh; echo x >> out.log", tmp_path) == {"deploy.sh"}

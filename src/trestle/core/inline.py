@@ -39,7 +39,7 @@ from trestle.core.shellparse import Word
 # (options whose value is inline code, options that take some other value)
 # fmt: off
 _INTERPRETERS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
-    "perl": (frozenset({"-e", "-E"}), frozenset()),
+    "perl": (frozenset({"-e", "-E"}), frozenset({"-I"})),
     "ruby": (frozenset({"-e"}), frozenset({"-r", "-I", "-C", "-E", "--encoding"})),
     "node": (frozenset({"-e", "--eval", "-p", "--print"}),
              frozenset({"-r", "--require", "--import", "--loader", "--input-type", "-C",
@@ -103,7 +103,8 @@ def code_file(name: str, values: list[str], *, shell: bool = False) -> str | Non
     value (``bash -euo pipefail deploy.sh``, ``perl -I lib x.pl``); ``-`` for its
     input (none given, ``-``, ``-s``, ``/dev/stdin``); None for code given on its
     command line, or a program that runs none."""
-    if shell or name in _OTHER_SHELLS:
+    shell = shell or name in _OTHER_SHELLS
+    if shell:
         inline, takes_value = frozenset({"-c"}), SHELL_VALUES
     elif _PYTHON.fullmatch(name):
         inline, takes_value = frozenset({"-c", "-m"}), _PYTHON_VALUES
@@ -113,7 +114,7 @@ def code_file(name: str, values: list[str], *, shell: bool = False) -> str | Non
         return None
     arguments = iter(values)
     for value in arguments:
-        if value in ("-", "-s") or _INPUT_PATHS.fullmatch(value):
+        if value == "-" or (shell and value == "-s") or _INPUT_PATHS.fullmatch(value):
             return "-"
         if not value.startswith(("-", "+")):
             return value

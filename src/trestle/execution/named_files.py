@@ -155,6 +155,10 @@ def executed_files(command: str, workspace: Path) -> set[str]:
             if script.substitutions or meaning.unknown or "{}" in words:
                 code |= named  # which of them it runs is not read here
             code |= {r for r in map(lambda w: _inside(root, w), words) if r is not None}
+            # one it writes too stays writable (sh x > x), but what a program reads its
+            # code from on its input, opened read-write or not (sh <>x)
+            fed = {i.stdin for i in meaning.invocations if i.stdin in words}
+            code -= {r for r in code if {r, f"./{r}"} & written and r not in fed}
             for relative in sorted(code):
                 fresh = relative not in found and len(found) < MAX_NAMED
                 if fresh and (root / relative).is_file():
@@ -204,8 +208,9 @@ def _code_words(invocation: Invocation) -> list[str]:
     code = [head] if "/" in head else []
     script: str | None
     if program in (".", "source"):  # . /dev/stdin < x sources its input
-        script = arguments[0] if arguments else None
-        if script is not None and from_input(invocation.words[1]):
+        given = arguments[1:] if arguments[:1] == ["--"] else arguments
+        script = given[0] if given else None
+        if any(from_input(w) for w in invocation.words[1:] if w.value == script):
             script = "-"
     else:
         script = code_file(program, arguments, shell=program in SHELLS)
