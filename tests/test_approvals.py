@@ -27,6 +27,7 @@ import pytest
 from trestle.core.card import build_card
 from trestle.core.errors import ConfigError
 from trestle.core.events import (
+    AloneAwaited,
     AnyEvent,
     ApprovalDecided,
     ApprovalRefused,
@@ -855,7 +856,9 @@ def test_approve_similar_on_a_call_does_not_cover_another_module(h: Harness) -> 
 
 
 def test_a_decision_reaches_a_run_that_is_being_driven(h: Harness) -> None:
-    """No resume needed: the driving process polls for decisions while others run."""
+    """No resume needed: the driving process polls for decisions while others run. The
+    approved command then runs alone: it waits for what runs beside it to end, and
+    nothing else starts meanwhile (``late``, ready as soon as ``soak`` ends)."""
     run_id = h.create(
         """
         steps:
@@ -865,6 +868,7 @@ def test_a_decision_reaches_a_run_that_is_being_driven(h: Harness) -> None:
           - id: soak
             run: while [ ! -f go ]; do sleep 0.02; done; echo soaked >> soak.log
             timeout: 60
+          - {id: late, needs: [soak], run: echo late >> late.log}
         """
     )
     result: list[RunState] = []
@@ -874,14 +878,28 @@ def test_a_decision_reaches_a_run_that_is_being_driven(h: Harness) -> None:
         other = h.second_store()
         eventually(lambda: bool(inbox(other, run_id=run_id)), "the approval request")
         submit_decision(other, f"{run_id}.1", "approve")
-        eventually(lambda: bool(h.lines("deploys.log")), "the approved step to run")
-        assert not (h.workspace / "soak.log").exists()  # the run was still being driven
+        waits = lambda: of_kind(h.events(run_id), AloneAwaited, "deploy")  # noqa: E731
+        eventually(lambda: bool(waits()), "the approved step to wait for soak")
+        assert waits()[0].running == ("soak",)
+        assert not h.lines("deploys.log")  # it waits for soak, which still runs
     finally:
         (h.workspace / "go").touch()
         driver.join(PATIENCE)
     assert result and result[0].finished == "succeeded"
     assert h.lines("deploys.log") == ["deployed"]
-    assert len(of_kind(h.events(run_id), ApprovalDecided)) == 1
+    events = h.events(run_id)
+    assert len(of_kind(events, ApprovalDecided)) == 1
+    order = [
+        (type(e).__name__, e.step) for e in events if isinstance(e, StepStarted | StepAttemptEnded)
+    ]
+    assert order == [
+        ("StepStarted", "soak"),
+        ("StepAttemptEnded", "soak"),
+        ("StepStarted", "deploy"),
+        ("StepAttemptEnded", "deploy"),
+        ("StepStarted", "late"),
+        ("StepAttemptEnded", "late"),
+    ], order
 
 
 def test_a_fresh_process_continues_a_run_that_waited(h: Harness) -> None:

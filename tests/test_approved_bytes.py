@@ -20,12 +20,16 @@ from pathlib import Path
 
 import pytest
 
+from test_approvals import Harness, eventually
 from test_approvals_cli import Cli, flat
 from test_sandbox import _require_bwrap
+from trestle.core.events import StepAttemptEnded, StepStarted
+from trestle.core.state import RunState
 from trestle.execution.actions import run_shell
 from trestle.execution.named_files import executed_files, named_files
 from trestle.execution.pinning import pinned
 from trestle.execution.sandbox import Cell, choose
+from trestle.lifecycle.approvals import inbox, submit_decision
 
 GOOD = "echo GOOD >> out.log\n"
 EVIL = "echo EVIL >> out.log\n"
@@ -236,3 +240,51 @@ def test_a_file_the_line_writes_is_never_held_as_code(tmp_path: Path) -> None:
     (tmp_path / "out.log").write_text("")
     assert executed_files("sh deploy.sh > deploy.sh", tmp_path) == set()
     assert executed_files("sh deploy.sh; echo x >> out.log", tmp_path) == {"deploy.sh"}
+
+
+def test_an_approved_command_runs_alone_so_no_sibling_changes_code_it_runs_unseen(
+    tmp_path: Path,
+) -> None:
+    """``sh -c '. ./"$0"' payload`` runs ``payload`` as code, which the reader of
+    commands does not see as code, so it is checked just before the command starts but
+    not copied. A sibling step rewriting it in a loop ran beside the approved step, in
+    the window between that check and the shell's read. The approved command now
+    starts only once the sibling has ended, and nothing starts beside it."""
+    _require_bwrap()
+    h = Harness(tmp_path)
+    try:
+        (h.workspace / "payload").write_text(GOOD)
+        run_id = h.create(
+            """
+            steps:
+              - id: deploy
+                run: sh -c '. ./"$0"' payload
+                irreversible: true
+              - id: flip
+                run: >-
+                  while [ ! -f go ]; do sleep 0.02; done;
+                  while [ ! -f stop ]; do printf 'echo EVIL >> out.log\\n' > payload;
+                  printf 'echo GOOD >> out.log\\n' > payload; done
+                timeout: 60
+            """
+        )
+        result: list[RunState] = []
+        driver = threading.Thread(target=lambda: result.append(h.run(run_id)))
+        driver.start()
+        try:
+            other = h.second_store()
+            eventually(lambda: bool(inbox(other, run_id=run_id)), "the approval request")
+            submit_decision(other, f"{run_id}.1", "approve")
+            (h.workspace / "go").touch()
+            time.sleep(1.0)  # the sibling flips the payload: before, deploy ran beside it
+        finally:
+            (h.workspace / "stop").touch()
+            driver.join(60)
+        assert result and result[0].finished == "succeeded", h.events(run_id)[-3:]
+        assert h.lines("out.log") == ["GOOD"]
+        events = h.events(run_id)
+        flip_ended = next(e.at for e in events if isinstance(e, StepAttemptEnded))
+        deploy = next(e for e in events if isinstance(e, StepStarted) and e.step == "deploy")
+        assert deploy.at >= flip_ended
+    finally:
+        h.close()

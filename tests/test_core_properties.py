@@ -59,7 +59,7 @@ from trestle.core.plan import (
     topological_order,
 )
 from trestle.core.policy import action_hash
-from trestle.core.state import RunState, fold
+from trestle.core.state import RunState, fold, runs_alone
 from trestle.core.step_state import IN_FLIGHT, TERMINAL
 from trestle.lifecycle.runs import summary_json
 
@@ -466,10 +466,15 @@ class Sim:
                     assert state.steps[sid].approved_hash == gate.action_hash
                 if spec.irreversible and spec.approval is None:
                     assert gate.decision.tier == "confirm"
+                # (h) an approved command runs with no attempt or probe of the run beside it
+                if runs_alone(spec, gate):
+                    assert not state.in_flight, f"{sid} ran beside {self.statuses()}"
+                assert not state.running_alone, f"{sid} started beside an approved command"
             case ApprovalRequested(step=asked):
                 assert asked == sid and status in ("pending", "retry_wait", "unknown")
                 assert event.blocking and event.subject == "action"
             case StepProbeStarted(reason=why):
+                assert not state.running_alone, f"{sid} probed beside an approved command"
                 # an unknown outcome is probed even without checks: the engine settles
                 # the attempt's leftover processes there, before anything is decided
                 assert spec.verify or why == "unknown_outcome", f"{sid} probed without checks"

@@ -18,6 +18,7 @@ from trestle.core.card import HandoffCard
 from trestle.core.card_groups import due, waiting
 from trestle.core.events import (
     AlertRaised,
+    AloneAwaited,
     AnyEvent,
     ApprovalDecided,
     ApprovalEndorsed,
@@ -213,7 +214,7 @@ def event_line(stored: StoredEvent) -> str | None:
             return f"FAILED   {sid}: {folded(why)}" + (" [dead-letter queue]" if dlq else "")
         case StepBlocked(step=sid, by=by):
             return f"blocked  {sid} (needs {by!r}, which failed)"
-        case ShareAwaited(step=sid, reason=why):
+        case ShareAwaited(step=sid, reason=why) | AloneAwaited(step=sid, reason=why):
             return f"waits    {sid}: {folded(why)}"
         case StepEscalated(step=sid):
             return f"ESCALATE {sid}: outcome unknown; a human must decide"

@@ -36,6 +36,10 @@ The rules, each one an invariant the property tests check:
 - ready steps take the free slots in order of their remaining path, longest first
   (the number of steps on the longest chain of dependents from each), then in plan
   order: a cap on parallelism starts the critical path first, deterministically;
+- a command a human approved runs alone in its run (:func:`~trestle.core.state.runs_alone`):
+  it starts only when no attempt or probe runs; otherwise it waits for them
+  (``AloneAwaited``, once), nothing else starts meanwhile, and it has the first slot
+  once they end; nothing starts beside it while it runs;
 - at most ``child_parallelism`` children run at once (a delegating step waits for a
   slot), and a run creates at most ``max_children`` (the step that would pass that
   fails, naming the cap).
@@ -45,6 +49,7 @@ from __future__ import annotations
 
 from trestle.core.budget import Breach, Dimension, Tally, breach
 from trestle.core.events import (
+    AloneAwaited,
     AnyEvent,
     ApprovalRequested,
     BudgetExhausted,
@@ -63,8 +68,8 @@ from trestle.core.events import (
     idempotency_key,
 )
 from trestle.core.gate import judge, similar_key
-from trestle.core.state import RunState
-from trestle.core.step_state import TERMINAL, StepState
+from trestle.core.state import RunState, runs_alone
+from trestle.core.step_state import IN_FLIGHT, TERMINAL, StepState
 
 
 class _Pass:
@@ -74,6 +79,9 @@ class _Pass:
     def __init__(self, state: RunState, now: float) -> None:
         self.state, self.now = state, now
         self.capacity = state.plan.parallelism - state.in_flight
+        self.started: list[str] = []  # the steps whose attempts or probes it starts
+        # an approved command runs alone, or waits for what runs: nothing (more) starts
+        self.alone = state.running_alone or (state.awaiting_alone and state.in_flight > 0)
         self.reserved: dict[Dimension, float] = {}
         self.approvals = 0
         self.may_start = state.stopped is None and not state.held
@@ -86,7 +94,18 @@ class _Pass:
     @property
     def full(self) -> bool:
         """Whether this pass may start nothing more (:func:`_open` starts nothing)."""
-        return not self.may_start or self.capacity <= 0
+        return not self.may_start or not self.may_probe
+
+    @property
+    def may_probe(self) -> bool:
+        """Whether a slot is free for a probe (which may start while the run is held:
+        it settles what a lost attempt left, and starts nothing new)."""
+        return self.capacity > 0 and not self.alone
+
+    def take(self, sid: str) -> None:
+        """A slot for the step's attempt or probe."""
+        self.capacity -= 1
+        self.started.append(sid)
 
     @property
     def children_running(self) -> int:
@@ -129,8 +148,12 @@ def decide(state: RunState, now: float) -> list[AnyEvent]:
     # nothing failed or blocked in the run: passed over, or a wide plan under its cap
     # would have every waiting step looked at again at each pass (n^2 over the run)
     blockable = state.may_block()  # deciding does not change the state
-    # under a parallelism cap the slots go to the longest remaining paths first
-    for sid in state.by_priority():
+    # under a parallelism cap the slots go to the longest remaining paths first, but
+    # to an approved command that waited to run alone before all: it has waited for them
+    order = state.by_priority()
+    if state.awaiting_alone:
+        order.sort(key=lambda sid: state.steps[sid].alone != "awaited")
+    for sid in order:
         st = state.steps[sid]
         if st.status == "pending" and not blockable and p.full:
             continue
@@ -154,8 +177,8 @@ def decide(state: RunState, now: float) -> list[AnyEvent]:
                 # probed even without checks: the probe is also where the engine waits
                 # for (or ends) the attempt's leftover processes, before anything re-runs
                 if not st.probed:
-                    if p.capacity > 0:
-                        p.capacity -= 1
+                    if p.may_probe:
+                        p.take(sid)
                         out.append(StepProbeStarted(at=now, step=sid, reason="unknown_outcome"))
                 elif st.leftovers == "unseen":
                     out.append(_out_of_sight(state, sid, now))
@@ -167,8 +190,8 @@ def decide(state: RunState, now: float) -> list[AnyEvent]:
                 # a step whose needs a human reopened waits for them before its probe
                 # too: the probe judges the world its next attempt would run in
                 if step.verify and not st.probed and _needs_met(state, sid):
-                    if p.capacity > 0:
-                        p.capacity -= 1
+                    if p.may_probe:
+                        p.take(sid)
                         out.append(StepProbeStarted(at=now, step=sid, reason="before_retry"))
                 else:
                     out += _when_needs_met(p, sid)
@@ -233,7 +256,11 @@ def _open(p: _Pass, sid: str) -> list[AnyEvent]:
                 similar_key=verdict.similar_key,
             )
         ]
-    p.capacity -= 1
+    if runs_alone(step, verdict.gate):
+        p.alone = True  # nothing after it starts: it runs alone, or waits to
+        if state.in_flight or p.started:
+            return _await_alone(p, sid)
+    p.take(sid)
     if ask:
         p.reserved = _plus(p.reserved, ask)
     if step.delegate is not None:
@@ -256,6 +283,23 @@ def _open(p: _Pass, sid: str) -> list[AnyEvent]:
             )
         )
     return started
+
+
+def _await_alone(p: _Pass, sid: str) -> list[AnyEvent]:
+    """An approved command waits for the attempts and probes running to end (said
+    once a wait)."""
+    state = p.state
+    if state.steps[sid].alone == "awaited":
+        return []
+    running = [s for s, st in state.steps.items() if st.status in IN_FLIGHT]
+    running = sorted({*running, *p.started}, key=state.position)
+    names = ", ".join(map(repr, running))
+    why = (
+        f"a command a human approved runs with nothing else of the run beside it: it "
+        f"starts once {names} end{'s' if len(running) == 1 else ''}, and nothing else "
+        "starts meanwhile"
+    )
+    return [AloneAwaited(at=p.now, step=sid, running=tuple(running), reason=why)]
 
 
 def _over_budget(p: _Pass, sid: str, ask: dict[Dimension, float]) -> list[AnyEvent] | None:
@@ -481,8 +525,10 @@ def next_wakeup(state: RunState) -> float | None:
     None while every slot is taken: a due retry then waits for the attempt that frees
     a slot, and a time already past would only make the engine poll in a busy loop.
     """
-    if state.in_flight >= state.plan.parallelism:
+    if state.in_flight >= state.plan.parallelism or state.running_alone:
         return None
+    if state.in_flight and state.awaiting_alone:
+        return None  # nothing starts before the approved command, which waits for them
     times = [
         st.not_before
         for sid, st in ((sid, state.steps[sid]) for sid in state.frontier())

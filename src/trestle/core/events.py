@@ -864,6 +864,17 @@ class ChildRunEnded(Event):
     waiting: str = ""  # for needs_human: what the child waits for, in words
 
 
+class AloneAwaited(Event):
+    """A command a human approved waits to run with nothing else of its run beside it
+    (:func:`trestle.core.state.runs_alone`): ``running`` end first, and nothing after it
+    starts meanwhile. Recorded once per wait."""
+
+    kind: Literal["alone_awaited"] = "alone_awaited"
+    step: str
+    running: tuple[str, ...]  # the attempts and probes it waits for
+    reason: str
+
+
 class ShareAwaited(Event):
     """A delegating step's child would pass a budget limit now, but fits once its
     siblings' running children release the shares they hold: the step waits for them
@@ -951,6 +962,7 @@ AnyEvent = Annotated[
     | ChildRunStarted
     | ChildRunEnded
     | ShareAwaited
+    | AloneAwaited
     | RunFinished,
     Field(discriminator="kind"),
 ]

@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field, PrivateAttr
 from trestle.core.budget import Dimension, Tally
 from trestle.core.events import (
     AlertRaised,
+    AloneAwaited,
     AnyEvent,
     ApprovalDecided,
     ApprovalEndorsed,
@@ -86,6 +87,7 @@ from trestle.core.safetext import model_json
 from trestle.core.step_state import (
     IN_FLIGHT,
     TERMINAL,
+    Alone,
     ApprovalState,
     BudgetStop,
     RaisedAlert,
@@ -98,6 +100,16 @@ from trestle.core.step_state import (
     transcript_key,
 )
 from trestle.core.usage import UsageTally
+
+
+def runs_alone(step: Step, gate: Gate | None) -> bool:
+    """Whether an attempt runs with nothing else of its run beside it (no attempt, no
+    probe): a command a human approved. What it runs is bound to the approval by the
+    digests of the files it names, checked just before it starts, and the ones it runs
+    as code are copied where no step reaches; but a file of code the reader of commands
+    does not see as code is only checked, and a step running beside it in the same
+    workspace could change it between that check and the command's read."""
+    return step.run is not None and gate is not None and gate.approval is not None
 
 
 class RunState(BaseModel):
@@ -171,6 +183,7 @@ class RunState(BaseModel):
     _frontier: set[str] = PrivateAttr(default=set())
     _in_flight: int = PrivateAttr(default=0)
     _counts: Counter[str] = PrivateAttr(default=Counter())
+    _alone: Counter[str] = PrivateAttr(default=Counter())  # StepState.alone's values
 
     @classmethod
     def from_created(cls, event: RunCreated) -> RunState:
@@ -236,6 +249,7 @@ class RunState(BaseModel):
         }
         self._in_flight = sum(1 for st in self.steps.values() if st.status in IN_FLIGHT)
         self._counts = Counter(st.status for st in self.steps.values())
+        self._alone = Counter(st.alone for st in self.steps.values() if st.alone)
         self._frontier = {sid for sid in self.steps if self._wants_decision(sid)}
 
     # --- the fold -----------------------------------------------------------------
@@ -308,6 +322,8 @@ class RunState(BaseModel):
                 st.wants, st.waiting_child = {}, None
                 st.share_awaited = False
                 self._set(sid, "running")
+                if runs_alone(self.step_spec(sid), event.gate):
+                    self._mark_alone(st, "running")
             case StepAttemptEnded(step=sid, ok=ok, action=action, checks=checks):
                 st = self.steps[sid]
                 st.checks, st.ended_at = list(checks), event.at
@@ -380,6 +396,10 @@ class RunState(BaseModel):
                 self.finished = None
             case StepReopened(step=sid):
                 self._reopen(sid)
+                if self.awaiting_alone:  # a need may wait again: the wait is judged anew
+                    for st in self.steps.values():
+                        if st.alone == "awaited":
+                            self._mark_alone(st, None)
             case ApprovalRequested():
                 self._request_approval(event)
             case ApprovalDecided():
@@ -513,6 +533,8 @@ class RunState(BaseModel):
                 st.waiting_child = child if event.status == "needs_human" else None
             case ShareAwaited(step=sid):
                 self.steps[sid].share_awaited = True
+            case AloneAwaited(step=sid):
+                self._mark_alone(self.steps[sid], "awaited")
             case RunFinished(status=status):
                 self.finished = status
                 self._stop_clock(event.at)
@@ -802,6 +824,8 @@ class RunState(BaseModel):
         old = st.status
         st.status = status
         self._in_flight += (status in IN_FLIGHT) - (old in IN_FLIGHT)
+        if st.alone is not None and status != old:
+            self._mark_alone(st, None)  # it started, ended or left its wait
         self._counts[old] -= 1
         self._counts[status] += 1
         was_resolved, is_resolved = old in TERMINAL, status in TERMINAL
@@ -813,6 +837,14 @@ class RunState(BaseModel):
                 self._frontier.add(touched)
             else:
                 self._frontier.discard(touched)
+
+    def _mark_alone(self, st: StepState, alone: Alone | None) -> None:
+        """Set the step's ``alone``, keeping the counts of it in step."""
+        if st.alone is not None:
+            self._alone[st.alone] -= 1
+        if alone is not None:
+            self._alone[alone] += 1
+        st.alone = alone
 
     def _wants_decision(self, sid: str) -> bool:
         status = self.steps[sid].status
@@ -834,6 +866,17 @@ class RunState(BaseModel):
     @property
     def in_flight(self) -> int:
         return self._in_flight
+
+    @property
+    def running_alone(self) -> bool:
+        """An approved command runs (:func:`runs_alone`): nothing else may start."""
+        return self._alone["running"] > 0
+
+    @property
+    def awaiting_alone(self) -> bool:
+        """An approved command waits for what runs to end, to run alone: nothing after
+        it starts, so a retry falling due meanwhile waits too (no wakeup for it)."""
+        return self._alone["awaited"] > 0
 
     def status_counts(self) -> dict[str, int]:
         """How many steps are in each status (statuses with none left out)."""

@@ -70,6 +70,11 @@ CallRow = tuple[int, int, str, str, str, int | None, int]
 approval it ran on, and where its decision is in ``StepState.call_decisions``."""
 
 
+# a command a human approved, waiting (said) to run with nothing of its run beside it,
+# or running so (see trestle.core.state.runs_alone)
+Alone = Literal["awaited", "running"]
+
+
 class StepState(BaseModel):
     # the empty lists and dicts below are made by factories: a default value is
     # deep-copied for each state instead, two thirds of the time a step's state took to
@@ -121,6 +126,8 @@ class StepState(BaseModel):
     reserved_carve: dict[Dimension, float] = Field(default_factory=dict)
     waiting_child: str | None = None
     share_awaited: bool = False  # it waits for its siblings' shares, and said so
+    # a command a human approved: waiting to run alone, or running so; else None
+    alone: Alone | None = None
     # what is known of the last attempt beyond its events: its process group, who
     # stopped it (the driver itself, on a signal), where it ran (the local driver that
     # started it, or the Temporal worker that lost it, as that worker said), and what a

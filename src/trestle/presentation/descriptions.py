@@ -9,6 +9,7 @@ from trestle.core.card import Action
 from trestle.core.conversation import Usage
 from trestle.core.events import (
     AlertRaised,
+    AloneAwaited,
     AnyEvent,
     ApprovalDecided,
     ApprovalEndorsed,
@@ -80,7 +81,7 @@ def log_detail(e: AnyEvent) -> str:
             return f"by {by}: {why}; stopped: {', '.join(stopped) or 'nothing'}"
         case StepReopened(reason=why, by=by) | StepSkipped(reason=why, by=by):
             return f"{why} (asked by {by})" if by else why
-        case ShareAwaited(reason=why):
+        case ShareAwaited(reason=why) | AloneAwaited(reason=why):
             return why
         case StepStarted(key=key, gate=gate):
             tier = f"; {gate.decision.tier} ({gate.decision.source})" if gate else ""
