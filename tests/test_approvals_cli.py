@@ -296,11 +296,12 @@ def test_a_rejection_is_recorded_blocks_dependents_and_is_exported(cli: Cli) -> 
 
 
 EDITOR = """
-import pathlib, sys
+import os, pathlib, sys
 
 path = pathlib.Path(sys.argv[1])
 text = path.read_text()
 pathlib.Path(sys.argv[0]).with_name("seen.yaml").write_text(text)
+pathlib.Path(sys.argv[0]).with_name("cwd.txt").write_text(os.getcwd())
 path.write_text(text.replace("production", "staging"))
 """
 
@@ -320,6 +321,9 @@ def test_approve_edit_runs_the_edited_action_not_the_original(cli: Cli) -> None:
 
     seen = (cli.dir / "seen.yaml").read_text()
     assert seen.startswith("# Edit the action of step 'deploy', save and quit to approve")
+    # not started in the workspace, whose editor configuration a step may have written
+    started_in = Path((cli.dir / "cwd.txt").read_text())
+    assert started_in != cli.dir and cli.dir not in started_in.parents
     assert "run: echo production >> targets.log" in seen
     assert cli("resume", run_id).returncode == 0
     assert cli.lines("targets.log") == ["staging"]

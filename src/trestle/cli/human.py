@@ -132,16 +132,18 @@ def edit_in_editor(card: HandoffCard, current: dict[str, Any] | None = None) -> 
         )
     import yaml  # for an edit only: the commands that show cards import this module
 
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
-        f.write(header + yaml.safe_dump(current, sort_keys=False, allow_unicode=True))
-        path = Path(f.name)
-    try:
-        done = subprocess.run([found, *words[1:], str(path)], check=False)
+    # started in a private directory of its own, not the working directory (often the
+    # workspace): an editor obeys configuration it finds there (vim's exrc, Helix's
+    # .helix/), which a step may have written
+    with tempfile.TemporaryDirectory(prefix="trestle-edit-") as private:
+        path = Path(private) / "edit.yaml"
+        path.write_text(
+            header + yaml.safe_dump(current, sort_keys=False, allow_unicode=True), "utf-8"
+        )
+        done = subprocess.run([found, *words[1:], str(path)], check=False, cwd=private)
         if done.returncode != 0:
             raise ConfigError(f"{editor} exited with {done.returncode}; nothing was approved")
         text = path.read_text(encoding="utf-8")
-    finally:
-        path.unlink(missing_ok=True)
     return edit_from_yaml(text)
 
 
