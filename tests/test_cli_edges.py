@@ -400,3 +400,29 @@ def test_a_notify_target_no_sender_could_use_is_refused_where_it_is(
     (tmp_path / "config" / "trestle" / "notify.toml").write_text(f"[targets.w]\n{target}\n")
     env = {**cli.env(), "XDG_CONFIG_HOME": str(tmp_path / "config")}
     refused(run_trestle(("notify", "test"), cwd=cli.dir, env=env), 2, said)
+
+
+@pytest.mark.parametrize("home", ["~nouser", "relative/home"])
+def test_a_home_that_names_no_absolute_directory_is_refused_naming_home(
+    cli: Cli, home: str
+) -> None:
+    """Trestle keeps its key and what a human accepted under the home directory; a
+    relative one would put them under the working directory, often a workspace."""
+    plan = cli.write("plan.yaml", "steps:\n  - {id: a, run: 'true'}\n")
+    env = {k: v for k, v in cli.env().items() if not k.startswith(("XDG_", "TRESTLE_KEY"))}
+    env.update(HOME=home, XDG_CONFIG_HOME="config")  # a relative XDG_* is ignored
+    result = run_trestle(["run", plan, "--no-live"], cwd=cli.dir, env=env)
+    refused(result, 2, f"HOME ({home!r}) is not an absolute path")
+    assert not cli.store.exists() and not (cli.dir / "config").exists()
+
+
+def test_a_relative_xdg_directory_is_ignored_for_the_one_under_home(cli: Cli) -> None:
+    policy = cli.write("trestle.toml", "[policy.scope]\noutput_paths = ['out/']\n")
+    sha = hashlib.sha256(policy.read_bytes()).hexdigest()
+    home = cli.dir.parent / "home"
+    env = {k: v for k, v in cli.env().items() if not k.startswith(("XDG_", "TRESTLE_KEY"))}
+    env.update(HOME=str(home), XDG_CONFIG_HOME="config")
+    accepted = run_trestle(["policy", "accept", policy, "--sha256", sha], cwd=cli.dir, env=env)
+    assert accepted.returncode == 0, accepted.stderr
+    assert (home / ".config" / "trestle" / "accepted-policies.json").is_file()
+    assert not (cli.dir / "config").exists()

@@ -75,6 +75,7 @@ from trestle.cli.console import _err, _out
 from trestle.cli.options import EXIT_CODES_HELP
 from trestle.cli.streams import guard_standard_streams
 from trestle.core.errors import ConfigError, StoreError, TrestleError
+from trestle.support.home import HomeUnknown
 
 app = typer.Typer(
     name="trestle",
@@ -288,6 +289,9 @@ def main() -> None:
     except TrestleError as exc:
         _err().print(f"error: {exc}", markup=False)
         sys.exit(exc.exit_code)
+    except HomeUnknown as exc:  # where the key and what a human accepted are kept
+        _err().print(f"error: {exc}", markup=False)
+        sys.exit(2)
     except sqlite3.Error as exc:  # the store names its failures; this is the backstop
         _err().print(f"error: the store failed: {exc}", markup=False)
         sys.exit(StoreError.exit_code)

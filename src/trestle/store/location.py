@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from trestle.core.errors import ConfigError
+from trestle.support.home import user_dir
 from trestle.support.whole_files import write_whole
 
 if TYPE_CHECKING:
@@ -144,9 +145,7 @@ def nearest_store(start: Path) -> Path | None:
 
 def recent_stores_file(environ: Mapping[str, str] | None = None) -> Path:
     """``$XDG_STATE_HOME/trestle/stores``, else ``~/.local/state/trestle/stores``."""
-    env = os.environ if environ is None else environ
-    state = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(state) / "trestle" / "stores"
+    return user_dir("XDG_STATE_HOME", ".local/state", environ) / "trestle" / "stores"
 
 
 class RecentStores:

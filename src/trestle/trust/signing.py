@@ -27,14 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from trestle.core.errors import ConfigError
+from trestle.support.home import user_dir
 
 KEY_ENV = "TRESTLE_KEY_FILE"
 
 
 def config_dir() -> Path:
     """Trestle's configuration directory (where the approval key lives by default)."""
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "trestle"
+    return user_dir("XDG_CONFIG_HOME", ".config") / "trestle"
 
 
 def key_path() -> Path:
