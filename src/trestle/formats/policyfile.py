@@ -10,6 +10,7 @@ plan file's ``policy:`` mapping; only the file format differs. Problems are repo
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import os
 import tomllib
@@ -24,7 +25,7 @@ from trestle.core.errors import ConfigError, PlanError
 from trestle.core.field_problems import did_you_mean, field_path, plain_message, user_loc
 from trestle.core.policy import Policy, Rule
 from trestle.core.records.mcp import McpServer
-from trestle.core.records.monitors import MonitorSettings
+from trestle.core.records.monitors import ALERT_KINDS, MonitorSettings
 from trestle.formats.exec_limits import too_many_reads
 from trestle.formats.text_files import read_text_file
 from trestle.formats.toml_lines import key_lines, line_of, syntax_problem
@@ -114,10 +115,20 @@ class PolicyFile:
         if not table:
             return None
         try:
-            return MonitorSettings.model_validate(table)
+            settings = MonitorSettings.model_validate(table)
         except ValidationError as exc:
             where = Where(str(self.path), self.text)
             raise where.error(exc, MONITORS_TABLE, MonitorSettings) from None
+        for kind in table.get("kinds", {}):
+            if kind not in ALERT_KINDS:
+                where = Where(str(self.path), self.text).at([MONITORS_TABLE, "kinds", kind])
+                close = difflib.get_close_matches(kind, sorted(ALERT_KINDS), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ConfigError(
+                    f"{where}: {MONITORS_TABLE}.kinds: no monitor raises {kind!r}{hint} "
+                    f"(the kinds: {', '.join(sorted(ALERT_KINDS))})"
+                )
+        return settings
 
     def mcp_servers(self) -> tuple[tuple[McpServer, ...], tuple[Rule, ...]]:
         """The ``[mcp.servers.NAME]`` tables (:mod:`trestle.formats.mcp_servers`), and

@@ -57,6 +57,44 @@ SEVERITIES: tuple[Severity, ...] = ("info", "warning", "critical")
 
 FLAGGING: frozenset[Severity] = frozenset({"warning", "critical"})
 
+# every kind of alert a monitor raises: what ``[monitors.kinds]`` may name (a key not
+# here, ``actoin_cycle``, set nothing and said nothing). tests/test_monitor_kinds.py
+# holds it to the kinds the monitors' source raises. Not checked when a recorded run is
+# read: a kind a later version retires must not make its runs unreadable.
+ALERT_KINDS: frozenset[str] = frozenset(
+    {
+        "action_cycle",
+        "burn_rate",
+        "context_pressure",
+        "drifting",
+        "format_streak",
+        "hallucinated_success",
+        "likely_exhaustion",
+        "monologue",
+        "no_edit",
+        "no_progress",
+        "out_of_scope",
+        "projected_overspend",
+        "repeated_action",
+        "repeated_failure",
+        "same_file_reread",
+        "same_test_failure",
+        "slow_step",
+        "stalled",
+        "step_cost_outlier",
+        "unchanged_output",
+        # the format monitor's single malformed turn, by what was wrong with it
+        # (trestle.monitors.trace.Malformed)
+        "empty",
+        "unparseable",
+        "invalid_arguments",
+        "unknown_tool",
+        "truncated",
+        "several_actions",
+        "no_action",
+    }
+)
+
 
 class MergedAlert(Record):
     """What an alert merged into another was: enough to choose the action it would
