@@ -121,11 +121,11 @@ class PolicyFile:
             raise where.error(exc, MONITORS_TABLE, MonitorSettings) from None
         for kind in table.get("kinds", {}):
             if kind not in ALERT_KINDS:
-                where = Where(str(self.path), self.text).at([MONITORS_TABLE, "kinds", kind])
+                line = Where(str(self.path), self.text).at([MONITORS_TABLE, "kinds", kind])
                 close = difflib.get_close_matches(kind, sorted(ALERT_KINDS), n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 raise ConfigError(
-                    f"{where}: {MONITORS_TABLE}.kinds: no monitor raises {kind!r}{hint} "
+                    f"{line}: {MONITORS_TABLE}.kinds: no monitor raises {kind!r}{hint} "
                     f"(the kinds: {', '.join(sorted(ALERT_KINDS))})"
                 )
         return settings
