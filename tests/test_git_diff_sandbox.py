@@ -8,7 +8,8 @@ git reads only what commands may read. Without one (``--sandbox off``, or a tool
 called alone), a repository holding a link anywhere (``info/grafts`` linked to the key
 too, loose objects' directories linked to a hidden repository's, which
 ``fetch_artifact`` read a file of) is refused. A plain repository is still diffed,
-untracked files included, either way.
+untracked files included, either way. ``fetch_artifact`` reads a commit's file the
+same way: by git in the sandbox, or refused outside one.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import asyncio, json, sys
 from pathlib import Path
 from trestle.execution.sandbox import choose
 from trestle.tools import ToolContext
-from trestle.tools.artifacts import _commit_file
+from trestle.tools.artifacts import _commit_file, _commit_file_in_sandbox
 from trestle.tools.base import ToolFailure
 from trestle.tools.gitdiff import GitDiff, GitDiffArgs
 
@@ -42,11 +43,19 @@ for name in ("plain", "packed-refs", "alternates", "grafts"):
         seen[name] = asyncio.run(GitDiff().run(ctx, GitDiffArgs())).content
     except ToolFailure as exc:
         seen[name] = "refused: " + str(exc)
-try:  # a file at the hidden repository's commit, through loose objects linked to it
-    commit = (base / "hidden" / "commit").read_text().strip()
-    seen["fetched"] = _commit_file(base / "loose", commit, "notes.txt").decode()
-except ToolFailure as exc:
-    seen["fetched"] = "refused: " + str(exc)
+
+def fetched(name, commit, path):  # fetch_artifact's read of a commit's file
+    ctx = ToolContext(workspace=base / name, run_id="r", step_id="s", sandbox=sandbox)
+    try:
+        if sandbox is not None:
+            return asyncio.run(_commit_file_in_sandbox(ctx, commit, path)).decode()
+        return _commit_file(base / name, commit, path).decode()
+    except ToolFailure as exc:
+        return "refused: " + str(exc)
+
+# a file at the hidden repository's commit, through loose objects linked to it
+seen["fetched"] = fetched("loose", (base / "hidden" / "commit").read_text().strip(), "notes.txt")
+seen["fetched plain"] = fetched("plain", (base / "plain-commit").read_text().strip(), "a.txt")
 print(json.dumps(seen))
 """
 
@@ -75,6 +84,7 @@ def _lay_out(base: Path) -> None:
     (plain / "a.txt").write_text("one\n")
     _git("-C", plain, "add", "a.txt")
     _git("-C", plain, "commit", "-qm", "a")
+    (base / "plain-commit").write_text(_out("-C", plain, "rev-parse", "HEAD"))
     (plain / "a.txt").write_text("two\n")
     (plain / "new.txt").write_text("new\n")
     # what a step's commands made, in workspaces that had no .git
@@ -127,4 +137,8 @@ def test_git_diff_reads_nothing_a_step_led_its_repository_to(
         assert "packed-refs' is a link: git would read whatever" in seen["packed-refs"]
         assert seen["alternates"].startswith("refused: "), seen["alternates"]
         assert "grafts' is a link" in seen["grafts"]
-    assert "is a link: git would read whatever" in seen["fetched"]  # run by the driver
+    assert seen["fetched plain"] == "one\n"
+    if sandboxed:  # git ran in the sandbox, where the hidden repository is not
+        assert seen["fetched"].startswith("refused: reading 'notes.txt' at commit"), seen
+    else:
+        assert "is a link: git would read whatever" in seen["fetched"]

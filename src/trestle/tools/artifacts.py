@@ -26,8 +26,11 @@ resumed run resolves exactly what it was handed.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import json
 import re
+import shlex
 import subprocess
 from pathlib import Path, PurePosixPath
 
@@ -39,6 +42,7 @@ from trestle.core.packets import tool_output_text, transcript_parts
 from trestle.store.base import Store
 from trestle.tools.base import Observation, Tool, ToolArgs, ToolContext, ToolFailure
 from trestle.tools.files import MAX_FILE_BYTES, ReadFile, ReadFileArgs
+from trestle.tools.sandboxed_git import confined, run_script
 from trestle.workspace.beneath import protected_part
 from trestle.workspace.git import (
     UnsafeRepositoryError,
@@ -122,7 +126,15 @@ class FetchArtifact(Tool[FetchArtifactArgs]):
             case "file":
                 return await asyncio.to_thread(_file, ctx, artifact)
             case "checkpoint" | "commit":
-                return await asyncio.to_thread(self._snapshot_file, ctx, artifact, args.path)
+                if not args.path:
+                    why = f"{artifact.kind} {artifact.ref!r}: give path, the file to read"
+                    raise ToolFailure(why)
+                name = _snapshot_path(args.path)
+                if artifact.kind == "commit" and confined(ctx):
+                    data = await _commit_file_in_sandbox(ctx, artifact.ref, name)
+                else:
+                    data = await asyncio.to_thread(self._snapshot_data, ctx, artifact, name)
+                return _shown(ctx, artifact, name, data)
             case "transcript":
                 return await self._transcript(ctx, artifact, args)
             case "tool_output":
@@ -153,29 +165,18 @@ class FetchArtifact(Tool[FetchArtifactArgs]):
             self._packets[run_id] = agent.handoff if agent is not None else None
         return self._packets[run_id]
 
-    def _snapshot_file(
-        self, ctx: ToolContext, artifact: ArtifactRef, path: str | None
-    ) -> Observation:
-        if not path:
-            raise ToolFailure(f"{artifact.kind} {artifact.ref!r}: give path, the file to read")
-        name = _snapshot_path(path)
-        if artifact.kind == "checkpoint":
-            shadow = shadow_dir_for(self.store, ctx.workspace)
-            if shadow is None or not shadow.is_dir():
-                raise ToolFailure("this store keeps no checkpoints")
-            try:
-                data = ShadowRepo(shadow, ctx.workspace).read(artifact.ref, name, MAX_FILE_BYTES)
-            except (UnknownSnapshotError, ShadowRepoError) as exc:
-                why = f"checkpoint {artifact.ref!r} has no file {name!r}: {exc}"
-                raise ToolFailure(why) from None
-        else:
-            data = _commit_file(ctx.workspace, artifact.ref, name)
-        if b"\0" in data[:8192]:
-            raise ToolFailure(f"{name!r} at {artifact.ref!r} is a binary file ({len(data)} bytes)")
-        text = data.decode("utf-8", errors="replace")
-        header = f"{name} at {artifact.kind} {artifact.ref} ({len(text.splitlines())} lines)"
-        shown = _capped(f"{header}\n{text}", ctx.output_cap)
-        return Observation.success(shown, data={"path": name})
+    def _snapshot_data(self, ctx: ToolContext, artifact: ArtifactRef, name: str) -> bytes:
+        """The file ``name`` as the checkpoint or commit holds it, read here."""
+        if artifact.kind == "commit":
+            return _commit_file(ctx.workspace, artifact.ref, name)
+        shadow = shadow_dir_for(self.store, ctx.workspace)
+        if shadow is None or not shadow.is_dir():
+            raise ToolFailure("this store keeps no checkpoints")
+        try:
+            return ShadowRepo(shadow, ctx.workspace).read(artifact.ref, name, MAX_FILE_BYTES)
+        except (UnknownSnapshotError, ShadowRepoError) as exc:
+            why = f"checkpoint {artifact.ref!r} has no file {name!r}: {exc}"
+            raise ToolFailure(why) from None
 
     async def _transcript(
         self, ctx: ToolContext, artifact: ArtifactRef, args: FetchArtifactArgs
@@ -229,6 +230,16 @@ def _file(ctx: ToolContext, artifact: ArtifactRef) -> Observation:
         first = max(first, 1)
         args = ReadFileArgs(path=match["path"], start_line=first, end_line=max(last, first))
     return ReadFile().work(ctx, args)
+
+
+def _shown(ctx: ToolContext, artifact: ArtifactRef, name: str, data: bytes) -> Observation:
+    """A file read at a checkpoint or commit, as the model is shown it."""
+    if b"\0" in data[:8192]:
+        raise ToolFailure(f"{name!r} at {artifact.ref!r} is a binary file ({len(data)} bytes)")
+    text = data.decode("utf-8", errors="replace")
+    header = f"{name} at {artifact.kind} {artifact.ref} ({len(text.splitlines())} lines)"
+    shown = _capped(f"{header}\n{text}", ctx.output_cap)
+    return Observation.success(shown, data={"path": name})
 
 
 def _started_of(store: Store, run: str, ended: StoredEvent) -> ToolCallStarted | None:
@@ -285,6 +296,36 @@ def _commit_file(workspace: Path, commit: str, path: str) -> bytes:
     if not size.strip().isdigit() or int(size) > MAX_FILE_BYTES:
         raise ToolFailure(f"{path!r} at {commit!r} is more than {MAX_FILE_BYTES} bytes")
     return _cat_file(workspace, git_dir, commit, path, "blob")
+
+
+# a commit's file read by one script in the run's sandbox (trestle.tools.sandboxed_git):
+# its size first, then its bytes, in base64 (the output is read as text)
+_COMMIT_IN_SANDBOX = """n=$({git} cat-file -s {spec})
+if [ "$n" -gt {most} ]; then echo "more than {most} bytes" >&2; exit 3; fi
+{git} cat-file blob {spec} > "$s/blob"
+base64 -w0 "$s/blob"
+"""
+
+
+async def _commit_file_in_sandbox(ctx: ToolContext, commit: str, path: str) -> bytes:
+    """The file as a commit of the workspace's repository holds it, read by git in the
+    run's sandbox: a ``.git`` a step made leads git only where commands may read."""
+    if COMMIT_ID.match(commit) is None:
+        raise ToolFailure(f"commit {commit!r} is not a commit id")
+    try:
+        git_dir = await asyncio.to_thread(workspace_git_dir, ctx.workspace)
+    except UnsafeRepositoryError as exc:
+        raise ToolFailure(f"cannot read commit {commit!r}: {exc}") from None
+    script = _COMMIT_IN_SANDBOX.format(
+        git=shlex.join(command()), spec=shlex.quote(f"{commit}:{path}"), most=MAX_FILE_BYTES
+    )
+    env = environment(git_dir, ctx.workspace)
+    what = f"reading {path!r} at commit {commit!r}"
+    encoded = await run_script(ctx, script, env, what, MAX_FILE_BYTES * 4 // 3 + 16)
+    try:
+        return base64.b64decode(encoded.strip(), validate=True)
+    except binascii.Error:
+        raise ToolFailure(f"{what}: git's output was cut or damaged") from None
 
 
 def _cat_file(workspace: Path, git_dir: Path, commit: str, path: str, what: str) -> bytes:

@@ -35,6 +35,7 @@ from trestle.execution.actions import CHUNK, OutputKeeper
 from trestle.presentation.wording import counted
 from trestle.tools.base import Observation, Tool, ToolArgs, ToolContext, ToolFailure
 from trestle.tools.jail import normalise
+from trestle.tools.sandboxed_git import confined, run_script
 from trestle.workspace.git import (
     UnsafeRepositoryError,
     command,
@@ -71,7 +72,7 @@ class GitDiff(Tool[GitDiffArgs]):
     async def run(self, ctx: ToolContext, args: GitDiffArgs) -> Observation:
         pathspec = [normalise(ctx, p) for p in args.paths] or ["."]
         git = await _Git.checked(ctx)
-        if ctx.sandbox is not None and ctx.sandbox.confines:
+        if confined(ctx):
             base, files, text = await _diff_in_sandbox(ctx, git, pathspec, args.stat_only)
             return _observed(base, files, text)
         try:
@@ -122,12 +123,8 @@ def _observed(base: str, files: list[str], text: str) -> Observation:
 # its packed-refs linked to the approval key had git print the key in its error). The
 # scratch index and objects live in the sandbox's private /tmp; the first line printed
 # is the base. A submodule's checkout need not be left out: what git runs there is
-# confined too. Its errors are printed only if it fails.
-_IN_SANDBOX = """set -e
-s=$(mktemp -d)
-trap 'code=$?; [ $code -eq 0 ] || cat "$s/err"; exit $code' EXIT
-exec 2>"$s/err"
-i=$({git} rev-parse --path-format=absolute --git-path index)
+# confined too (see trestle.tools.sandboxed_git).
+_IN_SANDBOX = """i=$({git} rev-parse --path-format=absolute --git-path index)
 o=$({git} rev-parse --path-format=absolute --git-path objects)
 if [ -f "$i" ]; then cp -p "$i" "$s/index"; fi
 mkdir "$s/objects"
@@ -156,28 +153,13 @@ async def _diff_in_sandbox(
 async def _in_sandbox(
     ctx: ToolContext, git: _Git, pathspec: list[str], shown: str, limit: int
 ) -> tuple[str, str]:
-    from trestle.execution.actions import run_shell
-    from trestle.execution.sandbox import Cell
-
-    assert ctx.sandbox is not None
     script = _IN_SANDBOX.format(
         git=shlex.join(command(settings=_SETTINGS)),
         pathspec=shlex.join(pathspec),
         shown=shown,
     )
-    env = {**ctx.sandbox.environ(), **{k: v for k, v in git.env.items() if k != "PATH"}}
-    done = await run_shell(
-        script,
-        cwd=ctx.workspace,
-        env=env,
-        timeout=ctx.command_timeout,
-        cell=Cell(ctx.sandbox, ctx.workspace, "git_diff"),
-        limit=limit,
-    )
-    if done.status != "ok":
-        said = done.output.strip() or done.status
-        raise ToolFailure(f"git diff failed (exit code {done.exit_code}): {said}")
-    base, _, rest = done.output.partition("\n")
+    output = await run_script(ctx, script, git.env, "git diff", limit)
+    base, _, rest = output.partition("\n")
     return base.strip(), rest
 
 
