@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from dashboard_helpers import Dashboard, dashboard, run_ids, start_run, trestle, wait_for
-from trestle.core.events import ApprovalDecided
+from trestle.core.events import AnyEvent, ApprovalDecided
 from trestle.store import SqliteStore
 
 pytest.importorskip("playwright.sync_api", reason="the dev extra installs playwright")
@@ -87,9 +87,13 @@ def finish(process: subprocess.Popen[str]) -> tuple[int, str]:
 
 
 def decisions(store: Path, run_id: str) -> list[ApprovalDecided]:
+    return [e for e in recorded(store, run_id) if isinstance(e, ApprovalDecided)]
+
+
+def recorded(store: Path, run_id: str) -> list[AnyEvent]:
     opened = SqliteStore(store, create=False)
     try:
-        return [e.event for e in opened.events(run_id) if isinstance(e.event, ApprovalDecided)]
+        return [e.event for e in opened.events(run_id)]
     finally:
         opened.close()
 
@@ -170,8 +174,14 @@ def test_approving_a_waiting_irreversible_step_lets_the_run_finish(
         card.get_by_label("Note (optional)").first.fill("release window is open")
         card.get_by_role("button", name="Approve", exact=False).first.click()
         expect(page.get_by_role("status")).to_contain_text("approved")
-        wait_for(lambda: (tmp_path / "deployed.txt").exists(), what="the approved deploy")
+        # an approved command runs alone: it waits for slow, which waits for go
+        waits = lambda: any(e.kind == "alone_awaited" for e in recorded(store, run_id))  # noqa: E731
+        wait_for(waits, what="the approved deploy to wait for slow")
+        page.goto(f"{at}runs/{run_id}")
+        expect(page.locator("table.timeline")).to_contain_text("starts once 'slow' ends")
+        assert not (tmp_path / "deployed.txt").exists()
         (tmp_path / "go").touch()
+        wait_for(lambda: (tmp_path / "deployed.txt").exists(), what="the approved deploy")
         page.goto(f"{at}runs/{run_id}")
         expect(page.locator("#run-status")).to_have_text("succeeded")
         expect(page.locator("table.timeline")).to_contain_text("approve by dashboard:")
