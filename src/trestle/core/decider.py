@@ -94,12 +94,13 @@ class _Pass:
     @property
     def full(self) -> bool:
         """Whether this pass may start nothing more (:func:`_open` starts nothing)."""
-        return not self.may_start or not self.may_probe
+        return not self.may_start or not self.slot_free
 
     @property
-    def may_probe(self) -> bool:
-        """Whether a slot is free for a probe (which may start while the run is held:
-        it settles what a lost attempt left, and starts nothing new)."""
+    def slot_free(self) -> bool:
+        """Whether a slot is free, and no approved command runs alone or waits to: all
+        a probe needs (it may start while the run is held: it settles what a lost
+        attempt left, and starts nothing new)."""
         return self.capacity > 0 and not self.alone
 
     def take(self, sid: str) -> None:
@@ -177,7 +178,7 @@ def decide(state: RunState, now: float) -> list[AnyEvent]:
                 # probed even without checks: the probe is also where the engine waits
                 # for (or ends) the attempt's leftover processes, before anything re-runs
                 if not st.probed:
-                    if p.may_probe:
+                    if p.slot_free:
                         p.take(sid)
                         out.append(StepProbeStarted(at=now, step=sid, reason="unknown_outcome"))
                 elif st.leftovers == "unseen":
@@ -190,7 +191,7 @@ def decide(state: RunState, now: float) -> list[AnyEvent]:
                 # a step whose needs a human reopened waits for them before its probe
                 # too: the probe judges the world its next attempt would run in
                 if step.verify and not st.probed and _needs_met(state, sid):
-                    if p.may_probe:
+                    if p.slot_free:
                         p.take(sid)
                         out.append(StepProbeStarted(at=now, step=sid, reason="before_retry"))
                 else:
