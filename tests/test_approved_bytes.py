@@ -288,3 +288,51 @@ def test_an_approved_command_runs_alone_so_no_sibling_changes_code_it_runs_unsee
         assert deploy.at >= flip_ended
     finally:
         h.close()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "BASH_ENV=lib bash -c true",
+        "env BASH_ENV=./lib bash -c true",
+        "export BASH_ENV=lib; bash -c true",
+        "LD_PRELOAD=/usr/lib/none.so:lib ls",
+        'NODE_OPTIONS="--require ./lib" node -e 1',
+        "ENV=lib sh -i",
+    ],
+)
+def test_a_file_a_variable_names_as_code_is_bound_and_held(tmp_path: Path, command: str) -> None:
+    """bash sources ``$BASH_ENV`` as it starts, the loader maps ``$LD_PRELOAD``'s
+    libraries: such a file was not even bound to the approval (a word ``NAME=value``
+    named nothing), so it could change after it at will."""
+    (tmp_path / "lib").write_text(GOOD)
+    assert list(named_files(command, tmp_path)) == ["lib"]
+    assert executed_files(command, tmp_path) == {"lib"}
+
+
+def test_a_script_bash_sources_from_its_environment_runs_as_approved(tmp_path: Path) -> None:
+    _require_bwrap()
+    (tmp_path / "lib").write_text(GOOD)
+    wrote, output = _run_pinned(tmp_path, "BASH_ENV=lib bash -c true", {"lib": EVIL})
+    assert wrote == ["GOOD"], output
+
+
+def test_a_file_the_steps_env_names_is_bound_to_its_approval(cli: Cli) -> None:
+    """A step's ``env:`` is set before its command: ``BASH_ENV: lib`` there binds
+    ``lib`` as the line ``BASH_ENV=lib bash -c true`` would."""
+    _require_bwrap()
+    cli.write("lib", GOOD)
+    run_id = cli.start(
+        """
+        steps:
+          - id: deploy
+            run: bash -c true
+            env: {BASH_ENV: lib}
+            irreversible: true
+        """
+    )
+    assert cli("approve", f"{run_id}.1").returncode == 0
+    cli.write("lib", EVIL)
+    resumed = cli("resume", run_id, "--no-live")
+    assert "lib changed since approval 1 was asked" in flat(resumed.stdout), resumed.stdout
+    assert not (cli.dir / "out.log").exists()

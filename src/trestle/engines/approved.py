@@ -4,6 +4,7 @@ confirm-tier command). Pure but for reading the named files."""
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +42,18 @@ def command_to_bind(state: RunState, event: AnyEvent) -> str | None:
         return None
     if event.subject not in ("action", "audit"):
         return None
-    return state.step_spec(event.step).run
+    return bound_command(state.step_spec(event.step))
+
+
+def bound_command(step: Step) -> str | None:
+    """The command step's line as the files an approval binds are read from it: its
+    ``env:`` set before it, as the shell would see ``BASH_ENV=lib.sh sh deploy.sh``, so
+    that a file a variable names (a script bash sources as it starts, a library the
+    loader preloads) is bound, and held as code, like one the line names."""
+    if step.run is None or not step.env:
+        return step.run
+    assigned = " ".join(f"{name}={shlex.quote(value)}" for name, value in sorted(step.env.items()))
+    return f"{assigned} {step.run}"
 
 
 @dataclass(frozen=True)
@@ -58,9 +70,10 @@ def approved_files(state: RunState, step: Step, gate: Gate | None) -> Approved |
     if gate is None or gate.approval is None or step.run is None:
         return None
     granted = state.approvals.get(gate.approval)
-    if granted is None or granted.files is None:
+    command = bound_command(step)
+    if granted is None or granted.files is None or command is None:
         return None
-    return Approved(gate.approval, step.run, granted.files)
+    return Approved(gate.approval, command, granted.files)
 
 
 def files_changed(approved: Approved, workspace: Path) -> tuple[int, str] | None:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import shlex
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -84,7 +86,7 @@ def _names(command: str, root: Path, found: dict[str, str], most: int | None) ->
             if relative is not None:
                 add(relative)
         read = [r.target.value for r in simple.redirects if not r.writes or r.op == "<>"]
-        for word in words + read:
+        for word in [*map(_unquoted, simple.assignments), *words, *read]:
             for candidate in _candidates(word):
                 relative = _inside(root, candidate)
                 if relative is not None and (root / relative).is_file():
@@ -152,6 +154,7 @@ def executed_files(command: str, workspace: Path) -> set[str]:
             }
             code = {r for r in named if PurePosixPath(r).suffix in CODE_SUFFIXES}
             words = [w for i in meaning.invocations for w in _code_words(i)]
+            words += _variables_code(text)
             if script.substitutions or meaning.unknown or "{}" in words:
                 code |= named  # which of them it runs is not read here
             code |= {r for r in map(lambda w: _inside(root, w), words) if r is not None}
@@ -219,13 +222,44 @@ def _code_words(invocation: Invocation) -> list[str]:
     elif script is not None:
         code.append(script)
     code += IMPLICIT.get(program, ())
-    options = _CODE_OPTIONS.get(program, frozenset())
+    return code + _option_values(arguments, _CODE_OPTIONS.get(program, frozenset()))
+
+
+def _option_values(arguments: list[str], options: frozenset[str]) -> list[str]:
+    """The values ``arguments`` give ``options`` (``-f x``, ``--file=x``)."""
+    values = []
     for i, word in enumerate(arguments):
         name, equals, value = word.partition("=")
         if name in options and equals:
-            code.append(value)
+            values.append(value)
         elif word in options and i + 1 < len(arguments):
-            code.append(arguments[i + 1])
+            values.append(arguments[i + 1])
+    return values
+
+
+# variables naming files a program runs as code as it starts, whatever the line runs:
+# bash sources $BASH_ENV (sh, $ENV), the dynamic loader maps each library of
+# $LD_PRELOAD and $LD_AUDIT, Python runs $PYTHONSTARTUP; and those holding options
+# of a program's, read as its command line's (NODE_OPTIONS="--require ./x.js")
+_CODE_VARIABLES = frozenset({"BASH_ENV", "ENV", "LD_PRELOAD", "LD_AUDIT", "PYTHONSTARTUP"})
+_OPTION_VARIABLES = {"NODE_OPTIONS": "node", "RUBYOPT": "ruby"}
+
+
+def _variables_code(command: str) -> list[str]:
+    """The files the variables a line sets (``BASH_ENV=x bash ...``, ``env
+    LD_PRELOAD=x.so ls``, ``export``) name as code (see :data:`_CODE_VARIABLES`)."""
+    code: list[str] = []
+    for simple in _simple_commands(command, 0):
+        assigned = map(_unquoted, simple.assignments)
+        for item in (*assigned, *(w.value for w in simple.words if w.literal)):
+            name, equals, value = item.partition("=")
+            if not equals or not _ASSIGNMENT.match(item):
+                continue
+            if name in _CODE_VARIABLES:
+                code += [part for part in _VALUE_PARTS.split(value) if part]
+            elif name in _OPTION_VARIABLES:
+                options = _CODE_OPTIONS[_OPTION_VARIABLES[name]]
+                code += _option_values(value.split(), options)
     return code
 
 
@@ -253,6 +287,21 @@ def _candidates(word: str) -> Iterator[str]:
     yield word
     if word.startswith("-") and "=" in word:
         yield word.partition("=")[2]  # --file=deploy.sh
+    elif _ASSIGNMENT.match(word):  # BASH_ENV=lib.sh, LD_PRELOAD=a.so:b.so, env's too
+        yield from _VALUE_PARTS.split(word.partition("=")[2])
+
+
+_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
+
+
+def _unquoted(assignment: str) -> str:
+    """An assignment as written (``A="x y"``) as the shell reads it (``A=x y``)."""
+    try:
+        words = shlex.split(assignment)
+    except ValueError:
+        return assignment
+    return words[0] if len(words) == 1 else assignment
+_VALUE_PARTS = re.compile(r"[:\s]+")
 
 
 def _inside(root: Path, name: str) -> str | None:
