@@ -469,12 +469,12 @@ class Sim:
                 # (h) an approved command runs with no attempt or probe of the run beside it
                 if runs_alone(spec, gate):
                     assert not state.in_flight, f"{sid} ran beside {self.statuses()}"
-                assert not state.running_alone, f"{sid} started beside an approved command"
+                assert "running" not in state.alone_marks.values(), f"{sid} started beside one"
             case ApprovalRequested(step=asked):
                 assert asked == sid and status in ("pending", "retry_wait", "unknown")
                 assert event.blocking and event.subject == "action"
             case StepProbeStarted(reason=why):
-                assert not state.running_alone, f"{sid} probed beside an approved command"
+                assert "running" not in state.alone_marks.values(), f"{sid} probed beside one"
                 # an unknown outcome is probed even without checks: the engine settles
                 # the attempt's leftover processes there, before anything is decided
                 assert spec.verify or why == "unknown_outcome", f"{sid} probed without checks"

@@ -69,19 +69,19 @@ from trestle.core.events import (
 )
 from trestle.core.gate import judge, similar_key
 from trestle.core.state import RunState, runs_alone
-from trestle.core.step_state import IN_FLIGHT, TERMINAL, StepState
+from trestle.core.step_state import IN_FLIGHT, TERMINAL, Alone, StepState
 
 
 class _Pass:
     """One call of decide: the slots, budget and approval numbers its decisions take,
     which ``state`` does not show until the engine applies them."""
 
-    def __init__(self, state: RunState, now: float) -> None:
+    def __init__(self, state: RunState, now: float, alone: dict[str, Alone]) -> None:
         self.state, self.now = state, now
         self.capacity = state.plan.parallelism - state.in_flight
         self.started: list[str] = []  # the steps whose attempts or probes it starts
         # an approved command runs alone, or waits for what runs: nothing (more) starts
-        self.alone = state.running_alone or (state.awaiting_alone and state.in_flight > 0)
+        self.alone = bool(alone) and state.in_flight > 0
         self.reserved: dict[Dimension, float] = {}
         self.approvals = 0
         self.may_start = state.stopped is None and not state.held
@@ -94,7 +94,7 @@ class _Pass:
     @property
     def full(self) -> bool:
         """Whether this pass may start nothing more (:func:`_open` starts nothing)."""
-        return not self.may_start or not self.slot_free
+        return not self.may_start or self.capacity <= 0 or self.alone
 
     @property
     def slot_free(self) -> bool:
@@ -139,7 +139,8 @@ def decide(state: RunState, now: float) -> list[AnyEvent]:
     if state.finished is not None:
         return []
     out: list[AnyEvent] = []
-    p = _Pass(state, now)
+    marks = state.alone_marks
+    p = _Pass(state, now, marks)
     for raised in state.alerts:
         if raised.holds_run:  # a monitor paused the run: ask whether to go on
             out.append(p.ask_human(subject="alert", alert=raised.alert))
@@ -152,8 +153,8 @@ def decide(state: RunState, now: float) -> list[AnyEvent]:
     # under a parallelism cap the slots go to the longest remaining paths first, but
     # to an approved command that waited to run alone before all: it has waited for them
     order = state.by_priority()
-    if state.awaiting_alone:
-        order.sort(key=lambda sid: state.steps[sid].alone != "awaited")
+    if marks:
+        order.sort(key=lambda sid: marks.get(sid) != "awaited")
     for sid in order:
         st = state.steps[sid]
         if st.status == "pending" and not blockable and p.full:
@@ -526,10 +527,11 @@ def next_wakeup(state: RunState) -> float | None:
     None while every slot is taken: a due retry then waits for the attempt that frees
     a slot, and a time already past would only make the engine poll in a busy loop.
     """
-    if state.in_flight >= state.plan.parallelism or state.running_alone:
+    in_flight = state.in_flight
+    if in_flight >= state.plan.parallelism:
         return None
-    if state.in_flight and state.awaiting_alone:
-        return None  # nothing starts before the approved command, which waits for them
+    if in_flight and state.alone_marks:
+        return None  # an approved command runs alone, or waits for what runs to end
     times = [
         st.not_before
         for sid, st in ((sid, state.steps[sid]) for sid in state.frontier())

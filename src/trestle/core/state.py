@@ -183,7 +183,9 @@ class RunState(BaseModel):
     _frontier: set[str] = PrivateAttr(default=set())
     _in_flight: int = PrivateAttr(default=0)
     _counts: Counter[str] = PrivateAttr(default=Counter())
-    _alone: Counter[str] = PrivateAttr(default=Counter())  # StepState.alone's values
+    # the steps whose StepState.alone is set: empty but while an approved command waits
+    # to run alone or runs so, so a pass looks once (see alone_marks)
+    _alone: dict[str, Alone] = PrivateAttr(default={})
 
     @classmethod
     def from_created(cls, event: RunCreated) -> RunState:
@@ -249,7 +251,7 @@ class RunState(BaseModel):
         }
         self._in_flight = sum(1 for st in self.steps.values() if st.status in IN_FLIGHT)
         self._counts = Counter(st.status for st in self.steps.values())
-        self._alone = Counter(st.alone for st in self.steps.values() if st.alone)
+        self._alone = {sid: st.alone for sid, st in self.steps.items() if st.alone}
         self._frontier = {sid for sid in self.steps if self._wants_decision(sid)}
 
     # --- the fold -----------------------------------------------------------------
@@ -323,7 +325,7 @@ class RunState(BaseModel):
                 st.share_awaited = False
                 self._set(sid, "running")
                 if runs_alone(self.step_spec(sid), event.gate):
-                    self._mark_alone(st, "running")
+                    self._mark_alone(sid, "running")
             case StepAttemptEnded(step=sid, ok=ok, action=action, checks=checks):
                 st = self.steps[sid]
                 st.checks, st.ended_at = list(checks), event.at
@@ -396,10 +398,9 @@ class RunState(BaseModel):
                 self.finished = None
             case StepReopened(step=sid):
                 self._reopen(sid)
-                if self.awaiting_alone:  # a need may wait again: the wait is judged anew
-                    for st in self.steps.values():
-                        if st.alone == "awaited":
-                            self._mark_alone(st, None)
+                # a need may wait again: a wait to run alone is judged anew
+                for waiting in [s for s, mark in self._alone.items() if mark == "awaited"]:
+                    self._mark_alone(waiting, None)
             case ApprovalRequested():
                 self._request_approval(event)
             case ApprovalDecided():
@@ -534,7 +535,7 @@ class RunState(BaseModel):
             case ShareAwaited(step=sid):
                 self.steps[sid].share_awaited = True
             case AloneAwaited(step=sid):
-                self._mark_alone(self.steps[sid], "awaited")
+                self._mark_alone(sid, "awaited")
             case RunFinished(status=status):
                 self.finished = status
                 self._stop_clock(event.at)
@@ -825,7 +826,7 @@ class RunState(BaseModel):
         st.status = status
         self._in_flight += (status in IN_FLIGHT) - (old in IN_FLIGHT)
         if st.alone is not None and status != old:
-            self._mark_alone(st, None)  # it started, ended or left its wait
+            self._mark_alone(sid, None)  # it started, ended or left its wait
         self._counts[old] -= 1
         self._counts[status] += 1
         was_resolved, is_resolved = old in TERMINAL, status in TERMINAL
@@ -838,13 +839,13 @@ class RunState(BaseModel):
             else:
                 self._frontier.discard(touched)
 
-    def _mark_alone(self, st: StepState, alone: Alone | None) -> None:
-        """Set the step's ``alone``, keeping the counts of it in step."""
-        if st.alone is not None:
-            self._alone[st.alone] -= 1
-        if alone is not None:
-            self._alone[alone] += 1
-        st.alone = alone
+    def _mark_alone(self, sid: str, alone: Alone | None) -> None:
+        """Set the step's ``alone``, keeping :attr:`alone_marks` in step."""
+        self.steps[sid].alone = alone
+        if alone is None:
+            self._alone.pop(sid, None)
+        else:
+            self._alone[sid] = alone
 
     def _wants_decision(self, sid: str) -> bool:
         status = self.steps[sid].status
@@ -868,15 +869,11 @@ class RunState(BaseModel):
         return self._in_flight
 
     @property
-    def running_alone(self) -> bool:
-        """An approved command runs (:func:`runs_alone`): nothing else may start."""
-        return self._alone["running"] > 0
-
-    @property
-    def awaiting_alone(self) -> bool:
-        """An approved command waits for what runs to end, to run alone: nothing after
-        it starts, so a retry falling due meanwhile waits too (no wakeup for it)."""
-        return self._alone["awaited"] > 0
+    def alone_marks(self) -> dict[str, Alone]:
+        """The approved commands that wait to run alone (``awaited``: nothing may start
+        while anything runs) or run so (``running``: nothing may start), by step; empty
+        almost always, so one look tells a pass it need not look further."""
+        return self._alone
 
     def status_counts(self) -> dict[str, int]:
         """How many steps are in each status (statuses with none left out)."""
