@@ -469,6 +469,9 @@ class Sim:
                 # (h) an approved command runs with no attempt or probe of the run beside it
                 if runs_alone(spec, gate):
                     assert not state.in_flight, f"{sid} ran beside {self.statuses()}"
+                    # nor beside what a crash lost, before its probe ended its processes
+                    lost = [s for s, x in state.steps.items() if x.status == "unknown"]
+                    assert all(state.steps[s].probed for s in lost), (sid, lost)
                 assert "running" not in state.alone_marks.values(), f"{sid} started beside one"
             case ApprovalRequested(step=asked):
                 assert asked == sid and status in ("pending", "retry_wait", "unknown")
@@ -958,3 +961,37 @@ def test_run_status_is_needs_human_while_a_dead_letter_is_open() -> None:
     # a human skip closes the dead letter; the run then counts the step as done
     state.apply(StepSkipped(at=START, step="a", reason="not needed"))
     assert run_status(state) == "succeeded"
+
+
+def _approve(state: RunState, number: int) -> list[AnyEvent]:
+    asked = state.approvals[number]
+    decided = ApprovalDecided(
+        at=START, approval=number, verdict="approve", by="h", reason="ok",
+        action_hash=asked.action_hash,
+    )  # fmt: skip
+    return feed(state, decided)
+
+
+def test_an_approved_command_waits_for_what_a_crash_lost_and_is_probed_first() -> None:
+    """After a driver's ``kill -9``, a lost attempt's processes may run on until its
+    probe waits for or ends them: the approved command waits for the probe, which
+    still starts while it waits, then runs alone before anything else."""
+    state = new_state(step("slow", idempotent=True), step("deploy", irreversible=True))
+    assert kinds(settle(state)) == [("step_started", "slow"), ("approval_requested", "deploy")]
+    out = _approve(state, 1)
+    assert kinds(out) == [("alone_awaited", "deploy")] and out[0].running == ("slow",)
+    out = feed(state, RunResumed(at=START, owner="p2"))  # the driver died; slow is lost
+    assert kinds(out) == [("step_probe_started", "slow")]  # not deploy
+    out = feed(state, probed("slow", "unknown_outcome", passed=False))
+    assert starts(out) == [("deploy", 1)]  # alone: slow runs again after it
+    assert starts(feed(state, attempt_ended("deploy", 1, ok=True))) == [("slow", 2)]
+
+
+def test_a_retry_elsewhere_does_not_start_beside_a_command_waiting_to_run_alone() -> None:
+    state = new_state(step("slow"), step("x"), step("deploy", irreversible=True))
+    settle(state)
+    feed(state, attempt_ended("x", 1, ok=False))
+    assert kinds(_approve(state, 1)) == [("alone_awaited", "deploy")]
+    assert kinds(feed(state, StepReopened(at=START, step="x", reason="again"))) == []
+    assert starts(feed(state, attempt_ended("slow", 1, ok=True))) == [("deploy", 1)]
+    assert starts(feed(state, attempt_ended("deploy", 1, ok=True))) == [("x", 2)]

@@ -80,8 +80,10 @@ class _Pass:
         self.state, self.now = state, now
         self.capacity = state.plan.parallelism - state.in_flight
         self.started: list[str] = []  # the steps whose attempts or probes it starts
-        # an approved command runs alone, or waits for what runs: nothing (more) starts
+        # an approved command runs alone, or waits for what runs: nothing (more) starts;
+        # while one runs, not even a probe
         self.alone = bool(alone) and state.in_flight > 0
+        self.alone_runs = "running" in alone.values() if alone else False
         self.reserved: dict[Dimension, float] = {}
         self.approvals = 0
         self.may_start = state.stopped is None and not state.held
@@ -97,11 +99,12 @@ class _Pass:
         return not self.may_start or self.capacity <= 0 or self.alone
 
     @property
-    def slot_free(self) -> bool:
-        """Whether a slot is free, and no approved command runs alone or waits to: all
-        a probe needs (it may start while the run is held: it settles what a lost
-        attempt left, and starts nothing new)."""
-        return self.capacity > 0 and not self.alone
+    def probe_free(self) -> bool:
+        """Whether a probe may start: a slot is free and no approved command runs alone.
+        One may while the run is held, or while an approved command waits to run alone:
+        it settles what a lost attempt left (its processes may still run: the command
+        waits for that), and starts nothing new."""
+        return self.capacity > 0 and not self.alone_runs
 
     def take(self, sid: str) -> None:
         """A slot for the step's attempt or probe."""
@@ -179,7 +182,7 @@ def decide(state: RunState, now: float) -> list[AnyEvent]:
                 # probed even without checks: the probe is also where the engine waits
                 # for (or ends) the attempt's leftover processes, before anything re-runs
                 if not st.probed:
-                    if p.slot_free:
+                    if p.probe_free:
                         p.take(sid)
                         out.append(StepProbeStarted(at=now, step=sid, reason="unknown_outcome"))
                 elif st.leftovers == "unseen":
@@ -192,7 +195,7 @@ def decide(state: RunState, now: float) -> list[AnyEvent]:
                 # a step whose needs a human reopened waits for them before its probe
                 # too: the probe judges the world its next attempt would run in
                 if step.verify and not st.probed and _needs_met(state, sid):
-                    if p.slot_free:
+                    if p.probe_free:
                         p.take(sid)
                         out.append(StepProbeStarted(at=now, step=sid, reason="before_retry"))
                 else:
@@ -260,8 +263,10 @@ def _open(p: _Pass, sid: str) -> list[AnyEvent]:
         ]
     if runs_alone(step, verdict.gate):
         p.alone = True  # nothing after it starts: it runs alone, or waits to
-        if state.in_flight or p.started:
-            return _await_alone(p, sid)
+        running = _beside(p)
+        if running:
+            return _await_alone(p, sid, running)
+        p.alone_runs = True
     p.take(sid)
     if ask:
         p.reserved = _plus(p.reserved, ask)
@@ -287,14 +292,27 @@ def _open(p: _Pass, sid: str) -> list[AnyEvent]:
     return started
 
 
-def _await_alone(p: _Pass, sid: str) -> list[AnyEvent]:
-    """An approved command waits for the attempts and probes running to end (said
-    once a wait)."""
+def _beside(p: _Pass) -> list[str]:
+    """What an approved command would run beside, in plan order: the attempts and
+    probes running or started by this pass, and the attempts a crash lost whose
+    processes no probe has yet waited for or ended (after a driver's ``kill -9`` they
+    may run on, unconfined, until the probe)."""
+    state = p.state
+    if not state.in_flight and not p.started and not state.status_counts().get("unknown"):
+        return []  # one look at the counts: the usual case
+    found = {
+        sid
+        for sid, st in state.steps.items()
+        if st.status in IN_FLIGHT or (st.status == "unknown" and not st.probed)
+    }
+    return sorted(found | set(p.started), key=state.position)
+
+
+def _await_alone(p: _Pass, sid: str, running: list[str]) -> list[AnyEvent]:
+    """An approved command waits for ``running`` to end (said once a wait)."""
     state = p.state
     if state.steps[sid].alone == "awaited":
         return []
-    running = [s for s, st in state.steps.items() if st.status in IN_FLIGHT]
-    running = sorted({*running, *p.started}, key=state.position)
     names = ", ".join(map(repr, running))
     why = (
         f"a command a human approved runs with nothing else of the run beside it: it "

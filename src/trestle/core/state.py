@@ -398,9 +398,14 @@ class RunState(BaseModel):
                 self.finished = None
             case StepReopened(step=sid):
                 self._reopen(sid)
-                # a need may wait again: a wait to run alone is judged anew
-                for waiting in [s for s, mark in self._alone.items() if mark == "awaited"]:
-                    self._mark_alone(waiting, None)
+                # a step downstream may wait for its needs again: its wait to run alone
+                # is judged anew (one elsewhere goes on holding the run)
+                awaited = [s for s, mark in self._alone.items() if mark == "awaited"]
+                if awaited:
+                    downstream = self._downstream(sid)
+                    for waiting in awaited:
+                        if waiting in downstream:
+                            self._mark_alone(waiting, None)
             case ApprovalRequested():
                 self._request_approval(event)
             case ApprovalDecided():
@@ -798,6 +803,17 @@ class RunState(BaseModel):
         self._set(sid, "retry_wait" if unknown else "pending")
         self._unblock(sid)  # steps this one blocked may run again once it succeeds
         self.finished = None
+
+    def _downstream(self, sid: str) -> set[str]:
+        """The steps that need ``sid``, directly or through others."""
+        seen: set[str] = set()
+        todo = list(self._dependents[sid])
+        while todo:
+            other = todo.pop()
+            if other not in seen:
+                seen.add(other)
+                todo += self._dependents[other]
+        return seen
 
     def _unblock(self, sid: str, root: str | None = None) -> None:
         """Steps downstream of ``sid`` blocked by ``root`` (default ``sid``) go back to
