@@ -235,6 +235,13 @@ def test_a_childs_approval_waits_in_the_inbox_and_the_root_resumes(cli: Cli) -> 
     assert approved.returncode == 0, approved.stderr
     # the root is what resumes: it finds the child again (as the report said)
     assert f"when the run is resumed: `trestle resume {root}`" in approved.stdout
+    # the child alone is not: it would run its steps beside the root's
+    recorded = len(events(cli, child))
+    alone = cli("resume", child, "--no-live")
+    assert alone.returncode == 2, alone.stdout + alone.stderr
+    assert f"is delegated from run {root!r}" in " ".join(alone.stderr.split())
+    assert f"`trestle resume {root}`; nothing was recorded" in " ".join(alone.stderr.split())
+    assert len(events(cli, child)) == recorded
 
     resumed = cli("resume", root, "--no-live")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
@@ -443,7 +450,8 @@ def test_a_child_is_held_to_its_scope_under_the_operators_scope_too(cli: Cli) ->
 GRANDCHILD = """\
     steps:
       - id: slow
-        run: sleep 2; echo done >> done.txt
+        run: while [ ! -f go ]; do sleep 0.05; done; echo done >> done.txt
+        timeout: 120
         idempotent: true
         verify:
           - file_contains: done.txt
@@ -502,6 +510,9 @@ def test_a_tree_killed_in_a_grandchild_resumes_from_the_root_without_repeating(
         pytest.fail("the grandchild never started its step")
     os.kill(driver.pid, signal.SIGKILL)
     driver.communicate(timeout=30)
+    # the step ran until the kill (it waits for go: a loaded machine's poll of `runs`
+    # missed a step of two seconds), and goes on once resumed
+    (cli.dir / "go").touch()
 
     resumed = cli("resume", root, "--no-live")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr

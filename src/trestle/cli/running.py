@@ -246,6 +246,7 @@ def resume(
     from trestle.lifecycle.doorbell import bound_engine
 
     with _found(store, run_id, driving=True) as (st, run_id):
+        refuse_a_child(st, run_id)
         out.print(f"run {run_id}")
         if bound_engine(st, run_id) is None:  # a Temporal run's workspace is its workers'
             refuse_a_missing_workspace(st, run_id)
@@ -264,6 +265,22 @@ def resume(
             start_and_follow(st, run_id, bound, out, report_json, wait_for_worker, resumed=True)
         performer = performer_for_run(st, run_id)
         drive(st, run_id, out, report_json, live, prompt, performer=performer, sandbox=mode)
+
+
+def refuse_a_child(store: Store, run_id: str) -> None:
+    """A ConfigError, before anything is recorded, for a delegated child: its root's
+    driver takes each child up in turn, and a child driven on its own ran its steps
+    beside the root's, in the same workspace (beside a command a human approved to run
+    alone)."""
+    from trestle.lifecycle.doorbell import root_of
+
+    root = root_of(store, run_id)
+    if root != run_id:
+        raise ConfigError(
+            f"run {run_id!r} is delegated from run {root!r}: a tree is resumed from its "
+            f"root, whose driver takes each child up in turn: `trestle resume {root}`; "
+            "nothing was recorded"
+        )
 
 
 def refuse_a_missing_workspace(store: Store, run_id: str) -> None:

@@ -677,9 +677,11 @@ def _queued(store: Store, what: str, run_id: str, request_id: int) -> str:
     driver = driven_live(store, run_id, time.time())
     if driver is not None:
         return f"{what}: queued (request {request_id}); {driver} drives the run and applies it"
+    from trestle.lifecycle.doorbell import root_of
+
     return (
         f"{what}: queued (request {request_id}); it will be applied or refused when the run "
-        f"is resumed: `trestle resume {run_id}`"
+        f"is resumed: `trestle resume {root_of(store, run_id)}`"
     )
 
 
