@@ -878,7 +878,10 @@ def test_a_decision_reaches_a_run_that_is_being_driven(h: Harness) -> None:
         other = h.second_store()
         eventually(lambda: bool(inbox(other, run_id=run_id)), "the approval request")
         submit_decision(other, f"{run_id}.1", "approve")
-        waits = lambda: of_kind(h.events(run_id), AloneAwaited, "deploy")  # noqa: E731
+
+        def waits() -> list[AloneAwaited]:
+            return of_kind(h.events(run_id), AloneAwaited, "deploy")
+
         eventually(lambda: bool(waits()), "the approved step to wait for soak")
         assert waits()[0].running == ("soak",)
         assert not h.lines("deploys.log")  # it waits for soak, which still runs

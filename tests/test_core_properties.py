@@ -24,6 +24,7 @@ from trestle.core.decider import decide, next_wakeup, run_status
 from trestle.core.events import (
     EVENT_ADAPTER,
     ActionResult,
+    AloneAwaited,
     AnyEvent,
     ApprovalDecided,
     ApprovalRefused,
@@ -979,7 +980,8 @@ def test_an_approved_command_waits_for_what_a_crash_lost_and_is_probed_first() -
     state = new_state(step("slow", idempotent=True), step("deploy", irreversible=True))
     assert kinds(settle(state)) == [("step_started", "slow"), ("approval_requested", "deploy")]
     out = _approve(state, 1)
-    assert kinds(out) == [("alone_awaited", "deploy")] and out[0].running == ("slow",)
+    assert kinds(out) == [("alone_awaited", "deploy")]
+    assert isinstance(out[0], AloneAwaited) and out[0].running == ("slow",)
     out = feed(state, RunResumed(at=START, owner="p2"))  # the driver died; slow is lost
     assert kinds(out) == [("step_probe_started", "slow")]  # not deploy
     out = feed(state, probed("slow", "unknown_outcome", passed=False))

@@ -33,7 +33,7 @@ def _raised_kinds() -> set[str]:
                 kinds.update(get_args(Malformed))  # a malformed turn, by its problem
                 continue
             assert isinstance(kind, ast.Constant), f"{source.name}:{node.lineno}: not a literal"
-            kinds.add(kind.value)
+            kinds.add(str(kind.value))
     return kinds
 
 

@@ -301,6 +301,8 @@ def _unquoted(assignment: str) -> str:
     except ValueError:
         return assignment
     return words[0] if len(words) == 1 else assignment
+
+
 _VALUE_PARTS = re.compile(r"[:\s]+")
 
 
