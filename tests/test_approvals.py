@@ -115,6 +115,17 @@ class Harness:
     def approve(self, ref: str, *, similar: bool = False, reason: str = "") -> str:
         return submit_decision(self.store, ref, "approve", similar=similar, reason=reason)
 
+    def approved_while_driven(self, run_id: str) -> tuple[threading.Thread, list[RunState]]:
+        """The run driven in a thread (its final state put in the list), and its first
+        approval request, once asked, approved from another connection meanwhile."""
+        result: list[RunState] = []
+        driver = threading.Thread(target=lambda: result.append(self.run(run_id)))
+        driver.start()
+        other = self.second_store()
+        eventually(lambda: bool(inbox(other, run_id=run_id)), "the approval request")
+        submit_decision(other, f"{run_id}.1", "approve")
+        return driver, result
+
     def close(self) -> None:
         for engine in self._engines:
             engine.close()
@@ -871,13 +882,8 @@ def test_a_decision_reaches_a_run_that_is_being_driven(h: Harness) -> None:
           - {id: late, needs: [soak], run: echo late >> late.log}
         """
     )
-    result: list[RunState] = []
-    driver = threading.Thread(target=lambda: result.append(h.run(run_id)))
-    driver.start()
+    driver, result = h.approved_while_driven(run_id)
     try:
-        other = h.second_store()
-        eventually(lambda: bool(inbox(other, run_id=run_id)), "the approval request")
-        submit_decision(other, f"{run_id}.1", "approve")
 
         def waits() -> list[AloneAwaited]:
             return of_kind(h.events(run_id), AloneAwaited, "deploy")

@@ -20,16 +20,14 @@ from pathlib import Path
 
 import pytest
 
-from test_approvals import Harness, eventually
+from test_approvals import Harness
 from test_approvals_cli import Cli, flat
 from test_sandbox import _require_bwrap
 from trestle.core.events import StepAttemptEnded, StepStarted
-from trestle.core.state import RunState
 from trestle.execution.actions import run_shell
 from trestle.execution.named_files import executed_files, named_files
 from trestle.execution.pinning import pinned
 from trestle.execution.sandbox import Cell, choose
-from trestle.lifecycle.approvals import inbox, submit_decision
 
 GOOD = "echo GOOD >> out.log\n"
 EVIL = "echo EVIL >> out.log\n"
@@ -268,13 +266,8 @@ def test_an_approved_command_runs_alone_so_no_sibling_changes_code_it_runs_unsee
                 timeout: 60
             """
         )
-        result: list[RunState] = []
-        driver = threading.Thread(target=lambda: result.append(h.run(run_id)))
-        driver.start()
+        driver, result = h.approved_while_driven(run_id)
         try:
-            other = h.second_store()
-            eventually(lambda: bool(inbox(other, run_id=run_id)), "the approval request")
-            submit_decision(other, f"{run_id}.1", "approve")
             (h.workspace / "go").touch()
             time.sleep(1.0)  # the sibling flips the payload: before, deploy ran beside it
         finally:

@@ -12,8 +12,7 @@ from typing import get_args
 import trestle.monitors
 from forked_cli import run_trestle
 from test_cli import cli_env
-from trestle.core.records.monitors import ALERT_KINDS
-from trestle.monitors.trace import Malformed
+from trestle.core.records.monitors import ALERT_KINDS, Malformed
 
 
 def _raised_kinds() -> set[str]:

@@ -20,22 +20,7 @@ from typing import Literal
 from pydantic import Field
 
 from trestle.core.record import Record
-
-# How a model's output can be malformed (token-level failures):
-# empty: said nothing, called nothing; unparseable: tool arguments that are not JSON;
-# invalid_arguments: JSON that does not fit the tool's schema; unknown_tool: a tool
-# that was not offered; truncated: cut off by the token limit (finish_reason length);
-# several_actions: more than one action where one was expected; no_action: text only
-# where an action was expected (a format error in the one-action-per-turn formats).
-Malformed = Literal[
-    "empty",
-    "unparseable",
-    "invalid_arguments",
-    "unknown_tool",
-    "truncated",
-    "several_actions",
-    "no_action",
-]
+from trestle.core.records.monitors import Malformed as Malformed  # with the alert kinds
 
 # What an action is, as far as the monitors care: reading (files, listings, searches),
 # editing (anything that changes files), testing (running the test command), running

@@ -39,7 +39,7 @@ the actions it and each of them would have had alone.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field
 
@@ -56,6 +56,22 @@ SEVERITIES: tuple[Severity, ...] = ("info", "warning", "critical")
 
 
 FLAGGING: frozenset[Severity] = frozenset({"warning", "critical"})
+
+# How a model's output can be malformed (token-level failures):
+# empty: said nothing, called nothing; unparseable: tool arguments that are not JSON;
+# invalid_arguments: JSON that does not fit the tool's schema; unknown_tool: a tool
+# that was not offered; truncated: cut off by the token limit (finish_reason length);
+# several_actions: more than one action where one was expected; no_action: text only
+# where an action was expected (a format error in the one-action-per-turn formats).
+Malformed = Literal[
+    "empty",
+    "unparseable",
+    "invalid_arguments",
+    "unknown_tool",
+    "truncated",
+    "several_actions",
+    "no_action",
+]
 
 # every kind of alert a monitor raises: what ``[monitors.kinds]`` may name (a key not
 # here, ``actoin_cycle``, set nothing and said nothing). tests/test_monitor_kinds.py
@@ -83,17 +99,8 @@ ALERT_KINDS: frozenset[str] = frozenset(
         "stalled",
         "step_cost_outlier",
         "unchanged_output",
-        # the format monitor's single malformed turn, by what was wrong with it
-        # (trestle.monitors.trace.Malformed)
-        "empty",
-        "unparseable",
-        "invalid_arguments",
-        "unknown_tool",
-        "truncated",
-        "several_actions",
-        "no_action",
     }
-)
+) | frozenset(get_args(Malformed))  # the format monitor's one malformed turn, by its problem
 
 
 class MergedAlert(Record):
