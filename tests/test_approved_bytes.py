@@ -291,6 +291,7 @@ def test_an_approved_command_runs_alone_so_no_sibling_changes_code_it_runs_unsee
         "export BASH_ENV=lib; bash -c true",
         "LD_PRELOAD=/usr/lib/none.so:lib ls",
         'NODE_OPTIONS="--require ./lib" node -e 1',
+        "NODE_OPTIONS=--require=./lib node -e 1",
         "ENV=lib sh -i",
     ],
 )

@@ -81,6 +81,9 @@ class UserCli(HostCli):
         if self.python != sys.executable:  # the system's Python, with this one's packages
             ours = [p for p in sys.path if p.startswith((sys.prefix, str(SOURCE)))]
             extra = {"PYTHONPATH": os.pathsep.join(ours), **extra}
+        # the index of stores outside the home and /tmp, where every sandbox shows it
+        # unless it is hidden itself
+        extra = {"XDG_STATE_HOME": str(self.dir.parent / "state"), **extra}
         return super().env(**extra)
 
     def launcher(self) -> list[str]:
@@ -247,6 +250,10 @@ def boundary_attacks(target: Target, store: Path) -> dict[str, str]:
         "replace .git": "mv .git .git-old && mkdir .git",
         "a daemon socket": f'{target.python} -c "{connect}"',
         "the real home": f"grep -q {SECRET} {target.real_home_secret}",
+        # what a root driver's nobody, root outside, read as root's: the password
+        # hashes; and the index naming where other runs' stores are
+        "the password hashes": "head -c 1 /etc/shadow | grep -q .",
+        "the index of stores": f"grep -q trestle.db {target.host / 'state/trestle/stores'}",
         "mount over .git": "mount -t tmpfs none .git && touch .git/x && umount .git",
         # a submodule checkout given a repository of its own, whose configuration the
         # operator's next `git status` obeys there: in its place, or where it was moved
@@ -302,7 +309,7 @@ def test_no_attack_from_inside_a_step_gets_out_as_root_or_as_a_user(
     assert started.returncode == 3, started.stdout + started.stderr
     run_id = run_id_of(started)
     got = cli.lines("got.txt")
-    assert (cli.dir / "ran.txt").exists(), "the probe step did not run"
+    assert (cli.dir / "ran.txt").exists(), "the probe step did not run:\n" + started.stdout
     assert got == [], f"{len(got)} of {len(tried)} attacks worked: {got}"
     [card] = Cli.json(cli, "inbox", "--run", run_id)
     assert card["status"] == "pending"

@@ -64,6 +64,7 @@ from trestle.execution.sandbox import (
     Sandbox,
     choose,
     hidden_paths,
+    root_reads,
 )
 from trestle.execution.sandbox import policy_of as sandbox_policy
 from trestle.execution.submodule_checkouts import unheld_workspace_checkout
@@ -241,6 +242,7 @@ class Attempts:
                 *kept.exposed,
                 *named_paths(workspace.resolve(), self._named(store_file)),
                 *unheld_workspace_checkout(workspace.resolve()),
+                *root_reads(),
             )
             if sandbox.policy.network and not getattr(self.store, "asked_password", True):
                 exposed = (*exposed, _store_without_password(str(server), sandbox.policy.network))

@@ -288,7 +288,8 @@ def _candidates(word: str) -> Iterator[str]:
     if word.startswith("-") and "=" in word:
         yield word.partition("=")[2]  # --file=deploy.sh
     elif _ASSIGNMENT.match(word):  # BASH_ENV=lib.sh, LD_PRELOAD=a.so:b.so, env's too
-        yield from _VALUE_PARTS.split(word.partition("=")[2])
+        for part in _VALUE_PARTS.split(word.partition("=")[2]):
+            yield from _candidates(part)  # NODE_OPTIONS=--require=./x.js
 
 
 _ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")

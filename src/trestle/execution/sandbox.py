@@ -608,7 +608,52 @@ def hidden_paths(
             paths += [file, *(file.with_name(file.name + s) for s in sidecars)]
     if config is not None:
         paths.append(config.resolve())
+    paths += _account_files()
     return tuple(dict.fromkeys(paths))
+
+
+# the host's files a root driver's commands would read as their owner (see
+# root_reads): the password hashes and the SSH host keys
+ROOT_SECRETS = ("/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-")
+
+
+def _account_files() -> list[Path]:
+    """Files of the driver's account no command needs, wherever they are: the index of
+    the stores it started runs in (it names where other runs' records are); and, for a
+    root driver, the host's password hashes and SSH host keys."""
+    from trestle.store.location import recent_stores_file
+
+    found = [recent_stores_file()]
+    if _real_root():
+        found += [Path(p) for p in ROOT_SECRETS]
+        found += sorted(Path("/etc/ssh").glob("ssh_host_*key"))
+    return [path.resolve() for path in found if path.exists()]
+
+
+def _real_root() -> bool:
+    """Whether this process is root outside any user namespace of its own (a rootless
+    container's root is not: what the real root owns is out of its commands' reach)."""
+    if os.geteuid() != 0:
+        return False
+    try:
+        first = Path("/proc/self/uid_map").read_text().split()
+    except OSError:
+        return True
+    return first[:2] == ["0", "0"]
+
+
+def root_reads() -> tuple[str, ...]:
+    """What the sandbox cannot keep from a root driver's commands, said at each drive:
+    they run as nobody mapped to root outside (so the workspace's files stay root's),
+    and root's own files read as theirs."""
+    if not _real_root():
+        return ()
+    return (
+        "the driver runs as root: its commands run as nobody, which is root outside, so "
+        "they can read every file of root's the sandbox shows (other runs' stores outside "
+        "this workspace, keys in /etc; the password hashes and SSH host keys are hidden): "
+        "drive as an unprivileged user to keep them out of reach",
+    )
 
 
 STORE_SIDECARS = ("-wal", "-shm", "-journal")

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import json
 import re
 import shlex
@@ -324,7 +323,7 @@ async def _commit_file_in_sandbox(ctx: ToolContext, commit: str, path: str) -> b
     encoded = await run_script(ctx, script, env, what, MAX_FILE_BYTES * 4 // 3 + 16)
     try:
         return base64.b64decode(encoded.strip(), validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or a note of a cut in what is not ASCII
         raise ToolFailure(f"{what}: git's output was cut or damaged") from None
 
 
