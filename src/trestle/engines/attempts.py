@@ -236,13 +236,12 @@ class Attempts:
         exposed: tuple[str, ...] = ()
         if sandbox.confines:
             python = driver_python(workspace.resolve())
-            detail += python.note() + kept.note()
+            detail += root_reads() + python.note() + kept.note()
             exposed = (
                 *python.exposed,
                 *kept.exposed,
                 *named_paths(workspace.resolve(), self._named(store_file)),
                 *unheld_workspace_checkout(workspace.resolve()),
-                *root_reads(),
             )
             if sandbox.policy.network and not getattr(self.store, "asked_password", True):
                 exposed = (*exposed, _store_without_password(str(server), sandbox.policy.network))

@@ -642,17 +642,17 @@ def _real_root() -> bool:
     return first[:2] == ["0", "0"]
 
 
-def root_reads() -> tuple[str, ...]:
-    """What the sandbox cannot keep from a root driver's commands, said at each drive:
-    they run as nobody mapped to root outside (so the workspace's files stay root's),
-    and root's own files read as theirs."""
+def root_reads() -> str:
+    """What the sandbox cannot keep from a root driver's commands, said in the sandbox's
+    line at each drive: they run as nobody mapped to root outside (so the workspace's
+    files stay root's), and root's own files read as theirs."""
     if not _real_root():
-        return ()
+        return ""
     return (
-        "the driver runs as root: its commands run as nobody, which is root outside, so "
-        "they can read every file of root's the sandbox shows (other runs' stores outside "
-        "this workspace, keys in /etc; the password hashes and SSH host keys are hidden): "
-        "drive as an unprivileged user to keep them out of reach",
+        "; as nobody, which is root outside: every file of root's shown is readable "
+        "(other runs' stores outside the workspace, keys in /etc; the password hashes "
+        "and SSH host keys are hidden): drive as an unprivileged user to keep them out "
+        "of reach"
     )
 
 
