@@ -234,7 +234,9 @@ def test_a_commit_whose_workflow_task_temporal_closed_is_adopted_not_made_again(
     held = sqlite3.connect(cli.store, timeout=10)
     held.execute("BEGIN IMMEDIATE")
     try:
-        wait_for(ended, what="every step's effect")
+        # 64 sandboxed commands at once: 12 s alone, past a minute beside the suite's
+        # other Temporal tests on two cores
+        wait_for(ended, timeout=240, what="every step's effect")
         time.sleep(1)  # their endings reach Temporal
     finally:
         held.rollback()
