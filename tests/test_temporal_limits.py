@@ -212,9 +212,16 @@ def test_a_commit_whose_workflow_task_temporal_closed_is_adopted_not_made_again(
     into a longer batch at the same seqs: the store refused it, and the commit was
     retried for ever, the run silent."""
     width = 64
-    workers.start("--max-attempts", str(width))
+    # Temporal's own heartbeat timeout (10 s), not the suite's 2 s: 64 attempts begun at
+    # once on two cores, their first beats came later than 2 s, and one was lost
+    workers.env["TRESTLE_TEMPORAL_HEARTBEAT"] = "10"
+    # room for every attempt at once beside the workflow's other activities (its lease's)
+    workers.start("--max-attempts", str(width + 8))
+    # each command says it began, then waits for the test's word (at most 120 s)
+    wait = "n=0; while [ ! -e go ] && [ $n -lt 1200 ]; do sleep 0.1; n=$((n+1)); done"
     steps = "".join(
-        f"  - {{id: s{i:02d}, run: 'sleep 2; echo s{i:02d} >> ledger.txt'}}\n" for i in range(width)
+        f"  - {{id: s{i:02d}, run: 'echo {i} >> began.txt; {wait}; echo s{i:02d} >> ledger.txt'}}\n"
+        for i in range(width)
     )
     plan = cli.write("plan.yaml", f"goal: g\nparallelism: {width}\nsteps:\n{steps}")
     following = workers.start_run("run", plan, "--no-live", "--no-prompt", *workers.flags())
@@ -222,21 +229,20 @@ def test_a_commit_whose_workflow_task_temporal_closed_is_adopted_not_made_again(
     wait_for(lambda: store.runs(), what="the run to be created")
     run_id = store.runs()[0].run_id
 
-    def started() -> bool:
-        return sum(isinstance(s.event, StepStarted) for s in store.events(run_id)) == width
+    def lines(name: str) -> int:
+        path = cli.dir / name
+        return len(path.read_text().split()) if path.exists() else 0
 
-    def ended() -> bool:
-        ledger = cli.dir / "ledger.txt"
-        return ledger.exists() and len(ledger.read_text().split()) == width
-
-    wait_for(started, what="every step to start")
+    # every command under way: the store may be held now. Held sooner, an attempt not
+    # yet begun waited for it behind the worker's lease renewal, on the worker's one
+    # store thread, and the test for the attempt (4 minutes on a loaded machine)
+    wait_for(lambda: lines("began.txt") == width, timeout=240, what="every command to begin")
     # the first ending's commit waits for the store while the others' 128 events arrive
     held = sqlite3.connect(cli.store, timeout=10)
     held.execute("BEGIN IMMEDIATE")
     try:
-        # 64 sandboxed commands at once: 12 s alone, past a minute beside the suite's
-        # other Temporal tests on two cores
-        wait_for(ended, timeout=240, what="every step's effect")
+        (cli.dir / "go").touch()
+        wait_for(lambda: lines("ledger.txt") == width, timeout=120, what="every step's effect")
         time.sleep(1)  # their endings reach Temporal
     finally:
         held.rollback()

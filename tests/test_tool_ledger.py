@@ -109,11 +109,13 @@ def test_a_command_in_flight_when_the_driver_dies_is_reaped_probed_and_not_repea
     queue_plan(server)
     # the shell dies with the driver; the subshell doing the work lives on until the
     # test lets it end, once the next driver probes the step (a timed sleep ended
-    # before a loaded machine's driver got there; at most 120 s, whatever happens)
+    # before a loaded machine's driver got there; at most 120 s, whatever happens).
+    # The subshell writes the key: written by the shell before it, the driver was
+    # once killed, and the shell with it, before the subshell was made
     release = tmp_path / "release"
     command = (
-        'echo "$TRESTLE_IDEMPOTENCY_KEY" > key.txt; '
-        f"(n=0; while [ ! -e {release} ] && [ $n -lt 1200 ]; do sleep 0.1; n=$((n+1)); done; "
+        '(echo "$TRESTLE_IDEMPOTENCY_KEY" > key.txt; '
+        f"n=0; while [ ! -e {release} ] && [ $n -lt 1200 ]; do sleep 0.1; n=$((n+1)); done; "
         "echo a >> ledger.txt) & wait"
     )
     server.queue_tool_calls(call("call_cmd", "run_command", command=command))
