@@ -215,8 +215,7 @@ def test_a_commit_whose_workflow_task_temporal_closed_is_adopted_not_made_again(
     # Temporal's own heartbeat timeout (10 s), not the suite's 2 s: 64 attempts begun at
     # once on two cores, their first beats came later than 2 s, and one was lost
     workers.env["TRESTLE_TEMPORAL_HEARTBEAT"] = "10"
-    # room for every attempt at once beside the workflow's other activities (its lease's)
-    workers.start("--max-attempts", str(width + 8))
+    workers.start("--max-attempts", str(width))
     # each command says it began, then waits for the test's word (at most 120 s)
     wait = "n=0; while [ ! -e go ] && [ $n -lt 1200 ]; do sleep 0.1; n=$((n+1)); done"
     steps = "".join(
