@@ -191,6 +191,30 @@ def snapshot_of(store: Store, run_id: str) -> tuple[object, ...]:
     )
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])  # a store in memory has none
+def test_a_second_handle_reads_what_the_first_commits_after_it_opened(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """What a Temporal worker reads through (see engines.temporal.activities): a
+    connection of its own, seeing each of the store's commits once it is made."""
+    from trestle.store.postgres import PostgresStore
+
+    store = opened(kind, request, tmp_path)
+    assert isinstance(store, SqliteStore | PostgresStore)
+    try:
+        store.create_run(created(), summary='{"pending": 4}')
+        reader = store.reader()
+        try:
+            store.append(RUN, batch(one_of_each(), first_seq=2), token=leased(store, RUN))
+            assert reader.events(RUN) == store.events(RUN)
+            assert reader.lease(RUN) == store.lease(RUN)
+        finally:
+            reader.close()
+        assert len(store.events(RUN)) == 1 + len(one_of_each())  # the first is still open
+    finally:
+        store.close()
+
+
 # --- runs and events ---------------------------------------------------------------------
 
 

@@ -719,17 +719,20 @@ class LocalEngine(Attempts):
         """The run's state as this engine acts on it: forged decisions left out."""
         return self.load_vetted(run_id)[0]
 
-    def load_vetted(self, run_id: str, tail: Tail | None = None) -> tuple[RunState, list[AnyEvent]]:
+    def load_vetted(
+        self, run_id: str, tail: Tail | None = None, *, store: Store | None = None
+    ) -> tuple[RunState, list[AnyEvent]]:
         """The run's state with every forged decision left out (see
         :func:`trestle.lifecycle.approvals.forged`), and a refusal to record for each one not yet
-        reported, naming its seq; ``tail`` gets the events read after its snapshot."""
+        reported, naming its seq; ``tail`` gets the events read after its snapshot.
+        ``store``: another handle on the engine's store to read it through."""
         if self._decision_key is None:
             self._decision_key = decision_key()
         key = self._decision_key
         ignored: list[tuple[int, AnyEvent, str]] = []
         with collector.paused():
             state = load_state(
-                self.store, run_id, vet=vetter(key), ignored=ignored, key=key, tail=tail
+                store or self.store, run_id, vet=vetter(key), ignored=ignored, key=key, tail=tail
             )
         reported = {r.forged_seq for r in state.refused if r.forged_seq is not None}
         refusals: list[AnyEvent] = [

@@ -715,6 +715,11 @@ class PostgresStore(SqlReads):
         with self._lock:
             return self._version("reading the store's schema version")
 
+    def reader(self) -> PostgresStore:
+        """Another handle on this store, with a connection of its own: its reads do not
+        wait behind a write of this one's that waits for a lock."""
+        return PostgresStore(self.url, create=False)
+
     def close(self) -> None:
         with self._lock:
             if self._conn is not None:

@@ -608,6 +608,12 @@ class SqliteStore(SqlReads):
             for sql in ("VACUUM", "PRAGMA wal_checkpoint(TRUNCATE)"):
                 self._retry_busy(partial(self._db.execute, sql), "compacting the store")
 
+    def reader(self) -> SqliteStore:
+        """Another handle on this store, with a connection of its own: its reads do not
+        wait behind a write of this one's that waits for the store (a write-ahead log
+        lets them read while another connection writes)."""
+        return SqliteStore(self.path, create=False)
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

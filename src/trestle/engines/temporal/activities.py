@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar, cast
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -111,10 +111,15 @@ class TrestleActivities:
         self.late = late  # says when an attempt's heartbeat comes near its timeout's end
         self.engine = engine or LocalEngine(store, performer_for=performer_for)
         self.place = here()
-        # sqlite3 blocks: one thread keeps it off the worker's loop and serialises it
+        # sqlite3 blocks: one thread keeps the store's writes off the worker's loop and
+        # serialises them; its reads have a thread and a connection of their own. On
+        # one, a write waiting for a store another process held (a lease's renewal, for
+        # up to 30 s) held back the load of every attempt's run, and none began
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trestle-store")
+        self._reader = _second_handle(store)
+        self._reads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trestle-reads")
         self._key: bytes | None = None
-        self._loads = SharedLoads(lambda run_id: self._blocking(self.engine.state, run_id))
+        self._loads = SharedLoads(lambda run_id: self._reading(self._state, run_id))
 
     def all(self) -> list[Callable[..., Awaitable[object]]]:
         return [
@@ -129,22 +134,37 @@ class TrestleActivities:
         ]
 
     def close(self) -> None:
-        self.engine.close()  # first: its notifier may read the store through _io
+        self.engine.close()  # first: its notifier may read the store through _reads
         self._io.shutdown(wait=True)
+        self._reads.shutdown(wait=True)
+        if self._reader is not self.store:
+            self._reader.close()
         if self.engine.telemetry is not None:  # a worker may leave without exit hooks
             self.engine.telemetry.flush()
 
     def _read_events(self, run_id: str, after: int, limit: int | None) -> list[StoredEvent]:
-        return self._io.submit(self.store.events, run_id, after, limit).result()
+        return self._reads.submit(self._reader.events, run_id, after, limit).result()
 
     def _read_state(self, run_id: str) -> RunState:
         """The run's state as the engine acts on it (for approver groups), read on the
-        store thread."""
-        return self._io.submit(self.engine.state, run_id).result()
+        reads' thread."""
+        return self._reads.submit(self._state, run_id).result()
+
+    def _state(self, run_id: str) -> RunState:
+        return self._vetted(run_id)[0]
+
+    def _vetted(self, run_id: str) -> tuple[RunState, list[AnyEvent]]:
+        return self.engine.load_vetted(run_id, store=self._reader)
 
     async def _blocking(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """``fn`` on the store's thread: for its writes, and reads that must follow them."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._io, lambda: fn(*args, **kwargs))
+
+    async def _reading(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """``fn`` on the reads' thread, which no write waits on."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._reads, lambda: fn(*args, **kwargs))
 
     def key(self) -> bytes:
         if self._key is None:
@@ -184,14 +204,14 @@ class TrestleActivities:
     @activity.defn(name="trestle.load")
     async def load(self, run_id: str) -> Loaded:
         try:
-            state, refusals = await self._blocking(self.engine.load_vetted, run_id)
+            state, refusals = await self._reading(self._vetted, run_id)
         except UnknownRunError as exc:
             raise _fatal(exc, "UnknownRun") from None
         except StoreDamagedError as exc:
             raise _fatal(exc, "StoreDamaged") from None
         # only an agent run's history holds turns for the monitors (see LocalEngine)
         limit = None if state.agent is not None else 1
-        stored = await self._blocking(self.store.events, run_id, limit=limit)
+        stored = await self._reading(self._reader.events, run_id, limit=limit)
         return Loaded(
             state=model_json(state),
             replay=[(item.seq, event_json(item.event)) for item in stored],
@@ -253,7 +273,7 @@ class TrestleActivities:
 
     @activity.defn(name="trestle.requests")
     async def requests(self, run_id: str) -> list[Asked]:
-        pending = await self._blocking(self.store.pending_requests, run_id)
+        pending = await self._reading(self._reader.pending_requests, run_id)
         key = self.key()
         return [
             Asked(
@@ -270,7 +290,7 @@ class TrestleActivities:
 
     @activity.defn(name="trestle.named_files")
     async def named_files(self, command: str, workspace: str) -> dict[str, str]:
-        return await self._blocking(named_files, command, Path(workspace))
+        return await self._reading(named_files, command, Path(workspace))
 
     @activity.defn(name="trestle.perform")
     async def perform(self, job: Perform) -> Performed:
@@ -283,7 +303,7 @@ class TrestleActivities:
         # run asking at once share one load (see .loads)
         state = await _beating(self._loads.state(job.run_id), beat, job)
         if changes_state(state, announced):
-            state = await self._blocking(own_copy, state)
+            state = await self._reading(own_copy, state)
         refusal = not_announced(state, announced)
         if refusal is not None:  # the workflow was started with forged input: do nothing
             raise ApplicationError(
@@ -410,7 +430,7 @@ class TrestleActivities:
                 seal=seal(seals.RECORD, [*parts, *texts]),
             )
             seqs: list[int] = await handle.execute_update(RECORD, ask, result_type=list[int])
-            await self._blocking(catch_up, self.store, state, vet=vet)
+            await self._reading(catch_up, self._reader, state, vet=vet)
             return seqs
 
         return record
@@ -441,3 +461,10 @@ def not_announced(state: RunState, announced: StepStarted | StepProbeStarted) ->
     if st.status != "running" or st.attempt != announced.attempt or announced.key != key:
         return f"attempt {announced.attempt} of step {announced.step!r} is not the running one"
     return None
+
+
+def _second_handle(store: Store) -> Store:
+    """Another handle on ``store`` for its reads (its own connection), where the store
+    can open one; else ``store`` itself."""
+    reader = getattr(store, "reader", None)
+    return cast(Store, reader()) if callable(reader) else store
