@@ -13,7 +13,7 @@ escalated because it is unsafe to re-run and its outcome was genuinely unknown, 
 human then skipped it); the run succeeded; and the folded events equal the stored state.
 
 The suite runs on an SQLite file and on a PostgreSQL database (a fresh one per trial).
-``TRESTLE_CRASH_TRIALS`` sets the number of trials on SQLite (default 12); PostgreSQL
+``TRESTLE_CRASH_TRIALS`` sets the number of trials on SQLite (default 8); PostgreSQL
 gets half as many, the same code path over another store.
 """
 
@@ -52,7 +52,7 @@ from trestle.formats.planfile import parse_plan
 from trestle.lifecycle.runs import create_run, load_state, request_decision
 from trestle.store.location import open_store
 
-TRIALS = int(os.environ.get("TRESTLE_CRASH_TRIALS", "12"))
+TRIALS = int(os.environ.get("TRESTLE_CRASH_TRIALS", "8"))
 POLL = 0.02
 LEASE_TTL = 3.0  # short, so a dead driver's pid reused by another process costs seconds
 

@@ -11,7 +11,7 @@ import pytest
 
 from bench_modules import load_bench
 
-TRIALS = int(os.environ.get("TRESTLE_OPERATOR_TRIALS", "4"))
+TRIALS = int(os.environ.get("TRESTLE_OPERATOR_TRIALS", "3"))
 
 
 def test_following_the_report_after_random_driver_kills_never_duplicates_or_loses(
