@@ -254,7 +254,7 @@ class TrestleActivities:
                 return Committed(first_seq=batch.first_seq, events=texts, ahead=True)
         else:
             # the notices it raises, queued for the notifier's thread (it reads the
-            # store through this worker's store thread); a commit that had landed
+            # store through this worker's reads' thread); a commit that had landed
             # already queued them, or its worker's ledger lets the next batch catch up
             notifier = self.engine.notifier
             if notifier is not None:

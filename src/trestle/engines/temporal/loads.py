@@ -11,7 +11,7 @@ each still gets the run as the store held it after its own start was recorded.
 
 The state is shared, so an attempt that changes it must take its own copy (see
 :func:`own_copy`): an agent's or a delegating step's attempt brings it up to date with
-what it records, on the store's thread, while the others read theirs on the loop.
+what it records, on the worker's reads' thread, while the others read theirs on the loop.
 """
 
 from __future__ import annotations
