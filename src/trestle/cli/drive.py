@@ -45,6 +45,7 @@ from trestle.store.location import (
     store_name,
     store_where,
 )
+from trestle.support import collector
 
 
 @contextmanager
@@ -99,6 +100,7 @@ def drive(
     (``exit=False``) returns the code. A signal (see the module docstring) stops the
     drive cleanly and always exits, with ``128 + signal``.
     """
+    collector.set_aside_loaded()  # the command's modules are loaded; its work begins
     interactive = prompt and out.is_terminal and sys.stdin.isatty()
     engine = LocalEngine(store, performer=performer, performer_for=agent_performer, sandbox=sandbox)
     signalled: str | None = None
