@@ -12,9 +12,9 @@ A command's imports leave about 60,000 objects the collector tracks (modules, cl
 functions, their tables and validators), all kept until the process exits. Every full
 collection the command's work sets off walked them all again, and at exit the
 interpreter's last collection took them apart one by one, which the process's end
-does anyway: about a tenth of a one-step ``trestle run``'s CPU (0.71 s before, 0.63 s
-after; BENCHMARKS.md, "Start-up"). Once a command has loaded them, they are set aside
-for good (:func:`set_aside_loaded`).
+does anyway: about a tenth of a one-step ``trestle run``'s CPU (BENCHMARKS.md, section
+8, "Start-up"). Once a command has loaded them, they are set aside for good
+(:func:`set_aside_loaded`).
 
 The pause is counted across threads: the collector is enabled again when the last
 pause ends, and only if it was enabled when the first began (a program that turned
