@@ -204,6 +204,18 @@ def test_work_announced_at_the_history_limit_runs_once_not_escalated(
     assert sorted((cli.dir / "ledger.txt").read_text().split()) == [f"q{i:02d}" for i in range(12)]
 
 
+FORCE_CLOSE = WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_FORCE_CLOSE_COMMAND
+
+
+def task_failures(workers: Workers, run_id: str, cli: Cli) -> list[int]:
+    """Why each of the run's workflow tasks failed so far, as its history records it."""
+    return [
+        e.workflow_task_failed_event_attributes.cause
+        for e in asyncio.run(history(workers.address, run_id, blobs(cli)))
+        if isinstance(e, HistoryEvent) and e.HasField("workflow_task_failed_event_attributes")
+    ]
+
+
 def test_a_commit_whose_workflow_task_temporal_closed_is_adopted_not_made_again(
     cli: Cli, workers: Workers
 ) -> None:
@@ -242,7 +254,14 @@ def test_a_commit_whose_workflow_task_temporal_closed_is_adopted_not_made_again(
     try:
         (cli.dir / "go").touch()
         wait_for(lambda: lines("ledger.txt") == width, timeout=120, what="every step's effect")
-        time.sleep(1)  # their endings reach Temporal
+        # their endings reach Temporal, which closes the workflow task they arrive under
+        # once more than 100 events wait on it: the store is held until it has (held a
+        # fixed second after the last effect, it was let go too soon on a loaded machine,
+        # and the task the test is about was never closed)
+        closing = time.monotonic() + 120
+        while FORCE_CLOSE not in task_failures(workers, run_id, cli):
+            assert time.monotonic() < closing, "Temporal never closed the endings' workflow task"
+            time.sleep(1)  # each look reads the whole history
     finally:
         held.rollback()
         held.close()
@@ -253,10 +272,5 @@ def test_a_commit_whose_workflow_task_temporal_closed_is_adopted_not_made_again(
     kinds = [s.event.kind for s in store.events(run_id)]
     assert kinds.count("step_attempt_ended") == width
     assert not {"step_attempt_lost", "step_escalated"} & set(kinds)
-    failed = [
-        e.workflow_task_failed_event_attributes.cause
-        for e in asyncio.run(history(workers.address, run_id, blobs(cli)))
-        if isinstance(e, HistoryEvent) and e.HasField("workflow_task_failed_event_attributes")
-    ]
-    assert WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_FORCE_CLOSE_COMMAND in failed
+    assert FORCE_CLOSE in task_failures(workers, run_id, cli)
     assert_history_agrees(workers, run_id)  # the closed task's batch is in it, adopted
