@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from forked_cli import run_trestle
+from forked_cli import Started, run_trestle, start_trestle
 from test_cli import cli_env
 from trestle.dashboard.security import cookie_name
 from trestle.formats.planfile import parse_plan
@@ -31,7 +30,7 @@ class Dashboard:
 
     base: str
     login: str
-    process: subprocess.Popen[str]
+    process: Started
 
     @property
     def origin(self) -> str:
@@ -56,13 +55,8 @@ class Dashboard:
 def dashboard(store: str | Path, *args: str, cwd: Path | None = None) -> Iterator[Dashboard]:
     """``trestle ui --store STORE`` (a file, or a URL given ``cwd``) on a free port of
     127.0.0.1, stopped afterwards."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "trestle", "ui", "--store", str(store), *args],
-        cwd=cwd or Path(store).parent,
-        env=cli_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    process = start_trestle(
+        ["ui", "--store", str(store), *args], cwd=cwd or Path(store).parent, env=cli_env()
     )
     try:
         assert process.stdout is not None and process.stderr is not None
@@ -126,28 +120,12 @@ def trestle(*args: str, cwd: Path, timeout: float = 120) -> subprocess.Completed
     return run_trestle(args, cwd=cwd, env=cli_env(TRESTLE_SANDBOX="off"), timeout=timeout)
 
 
-def start_run(plan: Path, store: Path, cwd: Path) -> subprocess.Popen[str]:
+def start_run(plan: Path, store: Path, cwd: Path) -> Started:
     """``trestle run PLAN`` in the background, unconfined (tests of the dashboard, not
     of the sandbox), without prompting."""
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "trestle",
-            "run",
-            str(plan),
-            "--store",
-            str(store),
-            "--no-live",
-            "--no-prompt",
-            "--sandbox",
-            "off",
-        ],
-        cwd=cwd,
-        env=cli_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    args = ["run", str(plan), "--store", str(store), "--no-live", "--no-prompt"]
+    return start_trestle(
+        [*args, "--sandbox", "off"], cwd=cwd, env=cli_env(), stderr=subprocess.STDOUT
     )
 
 

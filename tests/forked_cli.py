@@ -34,9 +34,9 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import IO, Any, Protocol
 
 _MAX_REQUEST = 1 << 20
-_READ = 1 << 16
 _GRACE = 30.0  # seconds a killed command has to end and its pipes to close
 _LOCALE = ("LANG", "LC_ALL", "LC_CTYPE")
 _READY = 300.0  # seconds the zygote may take to import Trestle on a busy machine
@@ -53,21 +53,66 @@ def run_trestle(
     """``subprocess.run([sys.executable, "-m", "trestle", *args], capture_output=True,
     text=True, check=False)``, run in a fork of this worker's zygote where that is the
     same thing."""
+    command = start_trestle(
+        args, cwd=cwd, env=env, stdin=subprocess.DEVNULL if input is None else subprocess.PIPE
+    )
+    try:
+        out, err = command.communicate(input, timeout=timeout)
+    except subprocess.TimeoutExpired:  # killed, then waited for, as subprocess.run does
+        command.kill()
+        command.communicate(timeout=_GRACE)
+        raise
+    assert command.returncode is not None
+    return subprocess.CompletedProcess(command.args, command.returncode, out, err)
+
+
+def start_trestle(
+    args: Sequence[str | Path],
+    *,
+    cwd: Path | str,
+    env: Mapping[str, str] | None = None,
+    stdin: int = subprocess.DEVNULL,
+    stderr: int = subprocess.PIPE,
+) -> Started:
+    """``subprocess.Popen([sys.executable, "-m", "trestle", *args], stdin=stdin,
+    stdout=PIPE, stderr=stderr, text=True)``, forked from this worker's zygote where
+    that is the same thing: a command the test reads, signals and waits for while it
+    runs (a worker, a dashboard, a run it follows). ``stdin`` is ``DEVNULL`` or
+    ``PIPE``, ``stderr`` ``PIPE`` or ``STDOUT``."""
     argv = [sys.executable, "-m", "trestle", *map(str, args)]
     environment = dict(os.environ if env is None else env)
     zygote = _zygote()
     if not zygote.starts_as(environment):
-        return subprocess.run(
+        return subprocess.Popen(
             argv,
             cwd=cwd,
             env=environment,
-            input=input,
-            capture_output=True,
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
             text=True,
-            timeout=timeout,
-            check=False,
         )
-    return zygote.run(argv, str(cwd), environment, input, timeout)
+    return zygote.start(argv, str(cwd), environment, stdin, stderr)
+
+
+class Started(Protocol):
+    """What a test uses of a command it started: ``subprocess.Popen``'s, of either kind."""
+
+    args: Any
+    pid: int
+    returncode: int | Any
+    stdin: IO[str] | None
+    stdout: IO[str] | None
+    stderr: IO[str] | None
+
+    def poll(self) -> int | None: ...
+    def wait(self, timeout: float | None = None) -> int: ...
+    def communicate(
+        self, input: str | None = None, timeout: float | None = None
+    ) -> tuple[Any, Any]: ...
+    def send_signal(self, sig: int) -> None: ...
+    def terminate(self) -> None: ...
+    def kill(self) -> None: ...
 
 
 class _Zygote:
@@ -101,21 +146,16 @@ class _Zygote:
         fresh = "1" in (env.get("TRESTLE_TEST_EXEC"), os.environ.get("TRESTLE_TEST_EXEC"))
         return not fresh and _start_variables(env) == self._start_env
 
-    def run(
-        self,
-        argv: list[str],
-        cwd: str,
-        env: dict[str, str],
-        stdin: str | None,
-        timeout: float,
-    ) -> subprocess.CompletedProcess[str]:
+    def start(
+        self, argv: list[str], cwd: str, env: dict[str, str], stdin: int, stderr: int
+    ) -> Forked:
         reply, reply_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
-        if stdin is None:
-            in_r, in_w = os.open(os.devnull, os.O_RDONLY), -1
-        else:
+        err_r, err_w = os.pipe() if stderr == subprocess.PIPE else (-1, os.dup(out_w))
+        if stdin == subprocess.PIPE:
             in_r, in_w = os.pipe()
+        else:
+            in_r, in_w = os.open(os.devnull, os.O_RDONLY), -1
         request = json.dumps({"args": argv[3:], "cwd": cwd, "env": env}).encode()
         try:
             with self._lock:
@@ -125,99 +165,108 @@ class _Zygote:
             for fd in (in_r, out_w, err_w):
                 os.close(fd)
             reply_theirs.close()
-        exchange = _Exchange(reply, out_r, err_r, in_w, (stdin or "").encode())
-        return exchange.finish(argv, timeout)
+        return Forked(argv, reply, in_w, out_r, err_r)
 
 
-class _Exchange:
-    """One command's pipes and reply socket, read until both pipes close and its
-    status has come, as ``subprocess.run`` waits for its output and its exit."""
+class Forked:
+    """A command forked from the zygote, used as its ``subprocess.Popen`` would be. The
+    zygote is its parent: its pid, then its exit status, come on the ``reply`` socket."""
 
-    def __init__(self, reply: socket.socket, out: int, err: int, stdin: int, data: bytes):
-        self.reply, self.out, self.err, self.stdin = reply, out, err, stdin
-        self.data = memoryview(data)  # what is left to write to its stdin
-        self.chunks: dict[int, list[bytes]] = {out: [], err: []}
-        self.pid: int | None = None
-        self.status: int | None = None
-        self.late = False  # past its timeout, and killed once its pid is known
+    def __init__(self, argv: list[str], reply: socket.socket, stdin: int, out: int, err: int):
+        self.args = argv
+        self._reply = reply
+        self.stdin = _text_stream(stdin, "w")
+        self.stdout = _text_stream(out, "r")
+        self.stderr = _text_stream(err, "r")
+        self.returncode: int | None = None
+        self._said: dict[str, list[str]] = {}  # what communicate has read, by stream
+        self._readers: list[threading.Thread] = []
+        reply.settimeout(_READY)
+        self.pid = int(self._hear("pid"))
+        reply.settimeout(None)
 
-    def finish(self, argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
-        try:
-            self._pump(argv, timeout)
-        finally:
-            for fd in (self.out, self.err, self.stdin):
-                if fd >= 0:
-                    os.close(fd)
-            self.reply.close()
-        assert self.status is not None
-        out, err = (_text(self.chunks[fd]) for fd in (self.out, self.err))
-        return subprocess.CompletedProcess(argv, self.status, out, err)
-
-    def _pump(self, argv: list[str], timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        readers = {self.reply.fileno(), self.out, self.err}
-        while readers:
-            left = deadline - time.monotonic()
-            if left <= 0 and self.late:
-                raise RuntimeError(f"{argv[3:]} was killed and did not end")
-            if left <= 0:  # kill it, then wait for its end, as subprocess.run does
-                self.late = True
-                self._kill()
-                deadline, left = time.monotonic() + _GRACE, _GRACE
-            writers = [self.stdin] if self.stdin >= 0 else []
-            readable, writable, _ = select.select(list(readers), writers, [], left)
-            if writable:
-                self._feed()
-            for fd in readable:
-                if fd == self.reply.fileno():
-                    self._hear(readers)
-                elif chunk := os.read(fd, _READ):
-                    self.chunks[fd].append(chunk)
-                else:
-                    readers.discard(fd)
-        if self.late:
-            out, err = (b"".join(self.chunks[fd]) for fd in (self.out, self.err))
-            raise subprocess.TimeoutExpired(argv, timeout, out, err)
-
-    def _kill(self) -> None:
-        if self.late and self.pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
-
-    def _feed(self) -> None:
-        # no more than select promises will not block: a blocked write would wait on a
-        # command that is itself waiting for its full stdout to be read
-        try:
-            sent = os.write(self.stdin, self.data[: select.PIPE_BUF])
-        except BrokenPipeError:  # the command stopped reading: the rest is dropped
-            sent = len(self.data)
-        self.data = self.data[sent:]
-        if not self.data:
-            os.close(self.stdin)
-            self.stdin = -1
-
-    def _hear(self, readers: set[int]) -> None:
-        message = self.reply.recv(256).decode()
+    def _hear(self, kind: str) -> str:
+        message = self._reply.recv(256).decode()
         if not message:
-            raise RuntimeError("the trestle zygote ended before the command's status came")
-        kind, value = message.split()
-        if kind == "pid":
-            self.pid = int(value)
-            self._kill()  # if it is already late
-        else:
-            self.status = int(value)
-            readers.discard(self.reply.fileno())
+            raise RuntimeError(f"the trestle zygote ended before the command's {kind} came")
+        said, value = message.split()
+        assert said == kind, message
+        return value
+
+    def poll(self) -> int | None:
+        if self.returncode is None and select.select([self._reply], [], [], 0)[0]:
+            self.returncode = int(self._hear("status"))
+            self._reply.close()
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            if not select.select([self._reply], [], [], timeout)[0]:
+                raise subprocess.TimeoutExpired(self.args, timeout or 0)
+            self.poll()
+        assert self.returncode is not None
+        return self.returncode
+
+    def communicate(
+        self, input: str | None = None, timeout: float | None = None
+    ) -> tuple[str | None, str | None]:
+        """Write ``input``, read both streams to their end and wait for the exit, as
+        ``Popen.communicate`` does; past ``timeout``, ``TimeoutExpired``, and a later
+        call goes on where this one stopped."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._readers:
+            self._readers = [
+                threading.Thread(target=self._read, args=(name, stream), daemon=True)
+                for name, stream in (("out", self.stdout), ("err", self.stderr))
+                if stream is not None
+            ]
+            if self.stdin is not None:
+                self._readers.append(
+                    threading.Thread(target=self._write, args=(input or "",), daemon=True)
+                )
+            for reader in self._readers:
+                reader.start()
+        for reader in self._readers:
+            reader.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            if reader.is_alive():
+                raise subprocess.TimeoutExpired(self.args, timeout or 0)
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        self.wait(left)
+        out, err = ("".join(self._said[n]) if n in self._said else None for n in ("out", "err"))
+        return out, err
+
+    def _read(self, name: str, stream: IO[str]) -> None:
+        with stream:
+            self._said[name] = list(stream)
+
+    def _write(self, data: str) -> None:
+        assert self.stdin is not None
+        # a command that stops reading drops the rest, as Popen.communicate lets it
+        with contextlib.suppress(BrokenPipeError), self.stdin:
+            self.stdin.write(data)
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:  # not a pid the kernel may have given another process
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+def _text_stream(fd: int, mode: str) -> IO[str] | None:
+    """As ``text=True`` makes them: the locale's encoding (UTF-8 here), newlines read as
+    ``\\n``."""
+    return None if fd < 0 else open(fd, mode, encoding="utf-8")
 
 
 def _start_variables(env: Mapping[str, str]) -> dict[str, str]:
     """What the interpreter reads as it starts: its own variables and the locale's
     (which choose the encodings of its streams and file names)."""
     return {k: v for k, v in env.items() if k.startswith("PYTHON") or k in _LOCALE}
-
-
-def _text(chunks: list[bytes]) -> str:
-    """As ``text=True`` decodes: the locale's encoding (UTF-8 here), newlines as ``\\n``."""
-    return b"".join(chunks).decode().replace("\r\n", "\n").replace("\r", "\n")
 
 
 _client: _Zygote | None = None

@@ -24,6 +24,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from forked_cli import Started, run_trestle, start_trestle
 from test_cli import Cli
 from trestle.engines.temporal.blobs import BlobStore
 from trestle.engines.temporal.connect import converter
@@ -66,8 +67,8 @@ class Workers:
         self.cli, self.address = cli, address
         self.queue = f"q-{uuid.uuid4().hex[:8]}"
         self.env = {**cli.env(), **env}
-        self.running: list[subprocess.Popen[str]] = []
-        self.following: list[subprocess.Popen[str]] = []
+        self.running: list[Started] = []
+        self.following: list[Started] = []
         self.said: dict[int, str] = {}  # each worker's first line, by pid
         self.logs: dict[int, list[str]] = {}  # what each said after it, by pid
 
@@ -80,18 +81,23 @@ class Workers:
         cwd: Path | None = None,
         env: dict[str, str] | None = None,
         wrap: Sequence[str] = (),
-    ) -> subprocess.Popen[str]:
+    ) -> Started:
         """A worker on the queue: by default in the CLI's directory and environment;
         ``cwd`` and ``env`` give it a host of its own, ``wrap`` a command it runs under
         (``unshare ...``)."""
-        worker = subprocess.Popen(
-            [*wrap, *self.cli.argv("worker", *self.flags(), *extra)],
-            cwd=cwd or self.cli.dir,
-            env=env or self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        if wrap:
+            worker: Started = subprocess.Popen(
+                [*wrap, *self.cli.argv("worker", *self.flags(), *extra)],
+                cwd=cwd or self.cli.dir,
+                env=env or self.env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        else:
+            worker = start_trestle(
+                ["worker", *self.flags(), *extra], cwd=cwd or self.cli.dir, env=env or self.env
+            )
         assert worker.stdout is not None
         line = worker.stdout.readline()  # it says where it serves once it is polling
         assert line.startswith("worker on task queue"), (
@@ -112,25 +118,10 @@ class Workers:
 
     def run(self, *args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """A ``trestle`` command whose run goes to this queue."""
-        return subprocess.run(
-            self.cli.argv(*args),
-            cwd=self.cli.dir,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        return run_trestle(args, cwd=self.cli.dir, env=self.env, timeout=timeout)
 
-    def start_run(self, *args: str | Path) -> subprocess.Popen[str]:
-        following = subprocess.Popen(
-            self.cli.argv(*args),
-            cwd=self.cli.dir,
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+    def start_run(self, *args: str | Path) -> Started:
+        following = start_trestle(args, cwd=self.cli.dir, env=self.env)
         self.following.append(following)
         return following
 

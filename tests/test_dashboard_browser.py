@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from dashboard_helpers import Dashboard, dashboard, run_ids, start_run, trestle, wait_for
+from forked_cli import Started
 from trestle.core.events import AnyEvent, ApprovalDecided
 from trestle.store import SqliteStore
 
@@ -74,14 +75,14 @@ def project(tmp_path: Path, plan: str) -> tuple[Path, Path]:
     return tmp_path / "plan.yaml", store
 
 
-def started(plan: Path, store: Path, cwd: Path) -> tuple[subprocess.Popen[str], str]:
+def started(plan: Path, store: Path, cwd: Path) -> tuple[Started, str]:
     """``trestle run`` in the background, and its run id once it is recorded."""
     process = start_run(plan, store, cwd)
     wait_for(lambda: store.exists() and bool(run_ids(store)), what="the run to be recorded")
     return process, run_ids(store)[0]
 
 
-def finish(process: subprocess.Popen[str]) -> tuple[int, str]:
+def finish(process: Started) -> tuple[int, str]:
     out, _ = process.communicate(timeout=120)
     return process.returncode, out
 

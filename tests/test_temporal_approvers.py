@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from forked_cli import run_trestle
 from store_rows import append_raw_event
 from temporal_helpers import Workers, wait_for
 from test_cli import Cli, run_id_of
@@ -38,9 +39,7 @@ def cli(tmp_path: Path) -> Cli:
 def _as(cli: Cli, workers: Workers, name: str, *args: str) -> subprocess.CompletedProcess[str]:
     """``trestle`` as ``name``: their own config directory, the shared decision key."""
     env = {**workers.env, "XDG_CONFIG_HOME": str(cli.dir.parent / "people" / name)}
-    return subprocess.run(
-        cli.argv(*args), cwd=cli.dir, env=env, capture_output=True, text=True, timeout=120
-    )
+    return run_trestle(args, cwd=cli.dir, env=env, timeout=120)
 
 
 def _said(result: subprocess.CompletedProcess[str]) -> str:

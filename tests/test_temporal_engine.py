@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from temporalio.api.common.v1 import Payload
 
+from forked_cli import Started, run_trestle
 from temporal_helpers import (
     Workers,
     assert_history_agrees,
@@ -355,7 +356,7 @@ def test_workers_sharing_a_queue_each_take_attempts(cli: Cli, workers: Workers) 
 
 def _long_step_running(
     cli: Cli, workers: Workers, seconds: int
-) -> tuple[subprocess.Popen[str], SqliteStore, str]:
+) -> tuple[Started, SqliteStore, str]:
     """A run on the workers whose one step sleeps ``seconds`` (then writes finished.txt),
     once the step has started: its following process, its store and its id."""
     workers.start()
@@ -502,14 +503,11 @@ def test_bad_engine_flags_are_refused_before_anything_is_recorded(cli: Cli) -> N
         ("TRESTLE_TEMPORAL_HISTORY_LIMIT", "lots", not_positive),
         ("TRESTLE_TEMPORAL_HISTORY_LIMIT", "5", "is under 10: a workflow would continue"),
     ):
-        tuned = subprocess.run(
-            cli.argv("run", plan, "--engine", "temporal"),
+        tuned = run_trestle(
+            ["run", plan, "--engine", "temporal"],
             cwd=cli.dir,
             env={**cli.env(), var: value},
-            capture_output=True,
-            text=True,
             timeout=60,
-            check=False,
         )
         assert tuned.returncode == 2, tuned.stdout + tuned.stderr
         assert f"${var}='{value}' {why}" in tuned.stderr

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import select
-import subprocess
 from pathlib import Path
 
 import pytest
 from temporalio.client import Client
 
+from forked_cli import run_trestle, start_trestle
 from temporal_helpers import Workers, step_process_running, wait_for
 from test_cli import Cli, run_id_of
 from trestle.engines.temporal.connect import converter
@@ -125,14 +125,11 @@ def test_a_queue_no_worker_polls_is_named_at_once(cli: Cli, workers: Workers) ->
     assert command in flat(refused.stderr)
     run_id = run_id_of(refused)
     recorded = SqliteStore(cli.store).run(run_id).last_seq
-    short = subprocess.run(
-        cli.argv("resume", run_id, "--no-live", "--no-prompt", "--no-wait-for-worker"),
+    short = run_trestle(
+        ["resume", run_id, "--no-live", "--no-prompt", "--no-wait-for-worker"],
         cwd=cli.dir,
         env={**workers.env, "TRESTLE_TEMPORAL_HEARTBEAT": "0.3"},
-        capture_output=True,
-        text=True,
         timeout=60,
-        check=False,
     )
     assert short.returncode == 2, short.stdout + short.stderr
     assert "$TRESTLE_TEMPORAL_HEARTBEAT='0.3' is shorter than 1 s" in flat(short.stderr)
@@ -157,13 +154,10 @@ def test_a_worker_started_before_its_store_waits_for_it(tmp_path: Path, address:
     env = {k: v for k, v in cli.env().items() if k != "TRESTLE_STORE"}
     pool = Workers(cli, address)
     pool.env = env
-    worker = subprocess.Popen(
-        cli.argv("worker", *pool.flags()),
+    worker = start_trestle(
+        ["worker", *pool.flags()],
         cwd=tmp_path,
         env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
     )
     pool.running.append(worker)
     try:
@@ -191,13 +185,10 @@ def test_a_worker_passes_over_a_store_no_run_of_yours_was_started_in(
     env = {k: v for k, v in cli.env().items() if k != "TRESTLE_STORE"}
     env["XDG_STATE_HOME"] = str(tmp_path / "state")  # no store used yet
     pool = Workers(cli, address)
-    worker = subprocess.Popen(
-        cli.argv("worker", *pool.flags()),
+    worker = start_trestle(
+        ["worker", *pool.flags()],
         cwd=cli.dir,
         env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
     )
     pool.running.append(worker)
     try:
@@ -277,13 +268,10 @@ def test_watch_follows_the_store_alone_when_temporal_cannot_be_reached(cli: Cli)
         f"nothing of run {run_id} was started on Temporal: `trestle resume {run_id}` goes on "
         "once Temporal answers at 127.0.0.1:1"
     ) in flat(started.stderr)
-    watching = subprocess.Popen(
-        cli.argv("watch", run_id_of(started)),
+    watching = start_trestle(
+        ["watch", run_id_of(started)],
         cwd=cli.dir,
         env=cli.env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
     )
     assert watching.stderr is not None
     try:

@@ -22,7 +22,6 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +31,7 @@ import psycopg
 import pytest
 from temporalio.api.common.v1 import Payload
 
+from forked_cli import Started, start_trestle
 from temporal_helpers import Workers, perform_identities, wait_for
 from test_cli import Cli, cli_env
 from trestle.core.decider import decide
@@ -131,9 +131,9 @@ class Cluster:
         self.workers = Workers(cli, address)
         self.workers.env = self.client.env(url)  # the client's own, not the test's
         self._store: PostgresStore | None = None
-        self._wrapped: list[subprocess.Popen[str]] = []
+        self._wrapped: list[Started] = []
 
-    def start(self, host: Host, wrap: tuple[str, ...] = ()) -> subprocess.Popen[str]:
+    def start(self, host: Host, wrap: tuple[str, ...] = ()) -> Started:
         worker = self.workers.start(cwd=host.cwd, env=host.env(self.url), wrap=wrap)
         if wrap:
             self._wrapped.append(worker)
@@ -175,19 +175,16 @@ def cluster(tmp_path: Path, postgres_url: str, address: str) -> Iterator[Cluster
         made.close()
 
 
-def start_run(cluster: Cluster) -> tuple[str, subprocess.Popen[str]]:
+def start_run(cluster: Cluster) -> tuple[str, Started]:
     """``trestle run`` typed on the client host: it starts the run's workflow and
     follows it. The run's id, once its step ``slow`` has really begun on a worker."""
     plan = cluster.workspace / "plan.yaml"
     plan.write_text(PLAN, encoding="utf-8")
     workers = cluster.workers
-    following = subprocess.Popen(
-        workers.cli.argv("run", plan, "--no-live", "--no-prompt", *workers.flags()),
+    following = start_trestle(
+        ["run", plan, "--no-live", "--no-prompt", *workers.flags()],
         cwd=cluster.client.cwd,
         env=workers.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
     )
     workers.following.append(following)
     wait_for(lambda: cluster.run_id() is not None, what="the run to be recorded")
@@ -213,7 +210,7 @@ def running_under(fragment: str) -> int | None:
     return None
 
 
-def owner_of(pid: int, workers: list[subprocess.Popen[str]]) -> subprocess.Popen[str]:
+def owner_of(pid: int, workers: list[Started]) -> Started:
     """The worker whose process tree ``pid`` is in (a step's command, maybe inside its
     sandbox, under the worker that runs it)."""
     by_pid = {w.pid: w for w in workers}
