@@ -9,7 +9,10 @@ standard streams (pipes the test reads, as with ``subprocess.run``), runs
 ``trestle/__main__.py`` as ``python -m`` does and exits as the interpreter does
 (threads joined, ``atexit`` run, streams flushed); the zygote sends its exit status
 back. What the command runs is Trestle's own code from its entry point on, in a
-process of its own.
+process of its own. :func:`run_trestle` runs a command to its end, as
+``subprocess.run`` does; :func:`start_trestle` starts one the test reads, signals and
+waits for while it runs (a Temporal worker, a dashboard, a run it follows), as
+``subprocess.Popen`` does.
 
 What a fork cannot show is start-up: which modules a command imports, how long that
 takes, what a variable the interpreter reads does. Tests of those (``test_startup.py``,

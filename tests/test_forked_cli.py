@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from forked_cli import run_trestle
+from forked_cli import Forked, run_trestle, start_trestle
 from test_approvals_cli import DEPLOY, Cli
 
 Said = tuple[int, str, str]
@@ -92,6 +93,53 @@ def test_a_forked_command_past_its_timeout_is_killed(cli: Cli) -> None:
     pids = [p for p in os.listdir("/proc") if p.isdigit()]
     drivers = [p for p in pids if _cwd(p) == str(cli.dir) and "forked_cli" in _cmdline(p)]
     assert drivers == []
+
+
+WAIT = "goal: wait\nsteps:\n  - id: wait\n    run: sleep 60 && touch late\n"
+
+
+def test_a_started_command_is_read_signalled_and_waited_for_as_one_started_fresh(
+    cli: Cli,
+) -> None:
+    """``start_trestle``: a driver read line by line while it runs, stopped by a signal
+    as an operator's Ctrl-C stops it, then waited for; forked and fresh say and exit
+    alike, and neither runs the step on."""
+    seen = []
+    for how in ("fork", "exec"):
+        env = cli.env(TRESTLE_TEST_EXEC="1") if how == "exec" else cli.env()
+        where = cli.dir / how  # each its own run: the second is not told of the first
+        where.mkdir()
+        (where / "plan.yaml").write_text(WAIT)
+        driver = start_trestle(
+            ["run", "plan.yaml", "--no-live", "--store", "s.db"], cwd=where, env=env
+        )
+        assert isinstance(driver, Forked) == (how == "fork")
+        assert driver.stdout is not None
+        first = driver.stdout.readline()  # "run ID started ..."
+        assert driver.poll() is None
+        with pytest.raises(subprocess.TimeoutExpired):
+            driver.wait(timeout=0.2)
+        with pytest.raises(subprocess.TimeoutExpired):
+            driver.communicate(timeout=0.5)  # the step sleeps on
+        driver.send_signal(signal.SIGINT)
+        out, err = driver.communicate(timeout=60)  # goes on where the first stopped
+        run_id = first.split()[1]
+        said = (first + out + err).replace(run_id, "ID").replace(str(where), "WHERE")
+        seen.append((driver.returncode, said))
+        assert driver.poll() == driver.wait() == driver.returncode
+    assert seen[0] == seen[1]
+    assert seen[0][0] not in (0, None)
+    assert not [*cli.dir.glob("*/late")]
+
+
+def test_a_started_command_can_write_its_errors_to_its_output(cli: Cli) -> None:
+    """``stderr=STDOUT``, as a dashboard's background run is read: one stream, both
+    kinds of text in it."""
+    for env in (cli.env(), cli.env(TRESTLE_TEST_EXEC="1")):
+        done = start_trestle(["run", "nope.yaml"], cwd=cli.dir, env=env, stderr=subprocess.STDOUT)
+        out, err = done.communicate(timeout=60)
+        assert (done.returncode, err) == (2, None)
+        assert "error: nope.yaml: file not found" in out
 
 
 def _cmdline(pid: str) -> str:
