@@ -76,12 +76,13 @@ def start_trestle(
     env: Mapping[str, str] | None = None,
     stdin: int = subprocess.DEVNULL,
     stderr: int = subprocess.PIPE,
+    start_new_session: bool = False,
 ) -> Started:
     """``subprocess.Popen([sys.executable, "-m", "trestle", *args], stdin=stdin,
-    stdout=PIPE, stderr=stderr, text=True)``, forked from this worker's zygote where
-    that is the same thing: a command the test reads, signals and waits for while it
-    runs (a worker, a dashboard, a run it follows). ``stdin`` is ``DEVNULL`` or
-    ``PIPE``, ``stderr`` ``PIPE`` or ``STDOUT``."""
+    stdout=PIPE, stderr=stderr, text=True, start_new_session=start_new_session)``,
+    forked from this worker's zygote where that is the same thing: a command the test
+    reads, signals and waits for while it runs (a worker, a dashboard, a run it
+    follows). ``stdin`` is ``DEVNULL`` or ``PIPE``, ``stderr`` ``PIPE`` or ``STDOUT``."""
     argv = [sys.executable, "-m", "trestle", *map(str, args)]
     environment = dict(os.environ if env is None else env)
     zygote = _zygote()
@@ -94,8 +95,9 @@ def start_trestle(
             stdout=subprocess.PIPE,
             stderr=stderr,
             text=True,
+            start_new_session=start_new_session,
         )
-    return zygote.start(argv, str(cwd), environment, stdin, stderr)
+    return zygote.start(argv, str(cwd), environment, stdin, stderr, start_new_session)
 
 
 class Started(Protocol):
@@ -150,7 +152,13 @@ class _Zygote:
         return not fresh and _start_variables(env) == self._start_env
 
     def start(
-        self, argv: list[str], cwd: str, env: dict[str, str], stdin: int, stderr: int
+        self,
+        argv: list[str],
+        cwd: str,
+        env: dict[str, str],
+        stdin: int,
+        stderr: int,
+        session: bool,
     ) -> Forked:
         reply, reply_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         out_r, out_w = os.pipe()
@@ -159,11 +167,12 @@ class _Zygote:
             in_r, in_w = os.pipe()
         else:
             in_r, in_w = os.open(os.devnull, os.O_RDONLY), -1
-        request = json.dumps({"args": argv[3:], "cwd": cwd, "env": env}).encode()
+        request = {"args": argv[3:], "cwd": cwd, "env": env, "session": session}
+        message = json.dumps(request).encode()
         try:
             with self._lock:
                 fds = [reply_theirs.fileno(), in_r, out_w, err_w]
-                socket.send_fds(self._control, [request], fds)
+                socket.send_fds(self._control, [message], fds)
         finally:
             for fd in (in_r, out_w, err_w):
                 os.close(fd)
@@ -364,6 +373,8 @@ def _become(request: dict[str, object]) -> None:
 
     args, cwd, env = request["args"], request["cwd"], request["env"]
     assert isinstance(args, list) and isinstance(cwd, str) and isinstance(env, dict)
+    if request["session"]:  # a session and process group of its own, as Popen's option
+        os.setsid()
     os.chdir(cwd)
     os.environ.clear()
     os.environ.update(env)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from forked_cli import Started, start_trestle
 from test_rewind import RUN_LINE, World
 from trestle.workspace.shadow import ShadowRepo, ShadowRepoError
 
@@ -63,7 +64,7 @@ def in_child(code: str, *args: str | Path, memory: int = 0) -> str:
     return out
 
 
-def finish(child: subprocess.Popen[str]) -> tuple[str, str]:
+def finish(child: Started) -> tuple[str, str]:
     """The output of ``child`` (started in a session of its own) once it ends; if it
     outlasts :data:`HANG`, it and its git, blocked on a FIFO, are killed and the test
     fails."""
@@ -80,15 +81,7 @@ def trestle(world: World, *args: str) -> str:
     :data:`HANG` seconds."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
     env.update(COLUMNS="100", NO_COLOR="1", TERM="dumb", TRESTLE_STORE=str(world.store))
-    child = subprocess.Popen(
-        [sys.executable, "-m", "trestle", *args],
-        cwd=world.root,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    child = start_trestle(args, cwd=world.root, env=env, start_new_session=True)
     out, err = finish(child)
     assert child.returncode == 0, f"trestle {' '.join(args)}: {out}{err}"
     return out

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from forked_cli import Started, start_trestle
 from test_cli import Cli, flat, run_id_of
 
 SLOW_PLAN = """\
@@ -59,16 +60,11 @@ def cli(tmp_path: Path) -> Cli:
     return Cli(tmp_path, tmp_path / "t.db")
 
 
-def start(cli: Cli, plan: str) -> tuple[subprocess.Popen[str], str]:
+def start(cli: Cli, plan: str) -> tuple[Started, str]:
     """A run driven in another process; returns it once its id is printed."""
     cli.write("plan.yaml", plan)
-    proc = subprocess.Popen(
-        cli.argv("run", "plan.yaml", "--no-live", "--no-prompt"),
-        cwd=cli.dir,
-        env=cli.env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    proc = start_trestle(
+        ["run", "plan.yaml", "--no-live", "--no-prompt"], cwd=cli.dir, env=cli.env()
     )
     assert proc.stdout is not None
     first = proc.stdout.readline().strip()
@@ -77,7 +73,7 @@ def start(cli: Cli, plan: str) -> tuple[subprocess.Popen[str], str]:
     return proc, match.group(1)
 
 
-def wait_for(proc: subprocess.Popen[str], text: str) -> None:
+def wait_for(proc: Started, text: str) -> None:
     """Read the process's stdout until a line holds ``text``."""
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -195,14 +191,7 @@ def test_ctrl_c_stops_following_quietly_with_130(cli: Cli) -> None:
 
 def test_following_ends_when_the_driver_is_interrupted(cli: Cli) -> None:
     proc, run_id = start(cli, SLOW_PLAN.replace("sleep 0.6", "sleep 30", 1))
-    follower = subprocess.Popen(
-        cli.argv("watch", run_id),
-        cwd=cli.dir,
-        env=cli.env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    follower = start_trestle(["watch", run_id], cwd=cli.dir, env=cli.env())
     wait_for(follower, "start    first")
     time.sleep(0.2)
     proc.send_signal(15)  # SIGTERM

@@ -102,7 +102,7 @@ def test_a_started_command_is_read_signalled_and_waited_for_as_one_started_fresh
     cli: Cli,
 ) -> None:
     """``start_trestle``: a driver read line by line while it runs, stopped by a signal
-    as an operator's Ctrl-C stops it, then waited for; forked and fresh say and exit
+    as a service manager stops it, then waited for; forked and fresh say and exit
     alike, and neither runs the step on."""
     seen = []
     for how in ("fork", "exec"):
@@ -121,7 +121,7 @@ def test_a_started_command_is_read_signalled_and_waited_for_as_one_started_fresh
             driver.wait(timeout=0.2)
         with pytest.raises(subprocess.TimeoutExpired):
             driver.communicate(timeout=0.5)  # the step sleeps on
-        driver.send_signal(signal.SIGINT)
+        driver.send_signal(signal.SIGTERM)
         out, err = driver.communicate(timeout=60)  # goes on where the first stopped
         run_id = first.split()[1]
         said = (first + out + err).replace(run_id, "ID").replace(str(where), "WHERE")

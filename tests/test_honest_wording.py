@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
+from forked_cli import Started, start_trestle
 from test_cli import Cli, flat, run_id_of, table_rows
 
 
@@ -28,16 +28,10 @@ def wait_for(*paths: Path, deadline: float = 30.0) -> None:
         time.sleep(0.05)
 
 
-def driven(cli: Cli, plan: str) -> tuple[subprocess.Popen[str], str]:
+def driven(cli: Cli, plan: str) -> tuple[Started, str]:
     """``trestle run`` in the background; its run id once it has printed it."""
-    driver = subprocess.Popen(
-        cli.argv("run", cli.write("plan.yaml", plan), "--no-live"),
-        cwd=cli.dir,
-        env=cli.env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    plan_file = cli.write("plan.yaml", plan)
+    driver = start_trestle(["run", plan_file, "--no-live"], cwd=cli.dir, env=cli.env())
     assert driver.stdout is not None
     return driver, driver.stdout.readline().split()[1]
 

@@ -11,14 +11,13 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from forked_cli import run_trestle
+from forked_cli import Started, run_trestle, start_trestle
 from trestle.core.decider import decide
 from trestle.core.events import (
     RunCreated,
@@ -48,14 +47,8 @@ def trestle(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return run_trestle(args, cwd=cwd, timeout=120)
 
 
-def start_driver(plan: Path, db: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "trestle", "run", str(plan), "--store", str(db), "--no-live"],
-        cwd=plan.parent,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def start_driver(plan: Path, db: Path) -> Started:
+    return start_trestle(["run", plan, "--store", db, "--no-live"], cwd=plan.parent)
 
 
 def write_plan(tmp_path: Path, steps: list[dict[str, object]]) -> Path:
