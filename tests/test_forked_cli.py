@@ -11,6 +11,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -115,7 +116,7 @@ def test_a_started_command_is_read_signalled_and_waited_for_as_one_started_fresh
         )
         assert isinstance(driver, Forked) == (how == "fork")
         assert driver.stdout is not None
-        first = driver.stdout.readline()  # "run ID started ..."
+        first = _read_to_start(driver.stdout)  # as it runs: "run ID" comes first
         assert driver.poll() is None
         with pytest.raises(subprocess.TimeoutExpired):
             driver.wait(timeout=0.2)
@@ -130,6 +131,16 @@ def test_a_started_command_is_read_signalled_and_waited_for_as_one_started_fresh
     assert seen[0] == seen[1]
     assert seen[0][0] not in (0, None)
     assert not [*cli.dir.glob("*/late")]
+
+
+def _read_to_start(stream: IO[str]) -> str:
+    """``stream``'s lines up to the one saying the step started (a signal before it
+    would stop the run at another point), that one included."""
+    lines = [stream.readline()]
+    while not lines[-1].startswith("start"):
+        assert lines[-1], "the driver ended before its step started:\n" + "".join(lines)
+        lines.append(stream.readline())
+    return "".join(lines)
 
 
 def test_a_started_command_can_write_its_errors_to_its_output(cli: Cli) -> None:
