@@ -363,6 +363,15 @@ def test_the_waiting_column_counts_dead_letters_too(world: World, page: Page, at
     expect(dead).to_have_attribute("href", f"{path_of(at)}health")
 
 
+def find(page: Page) -> None:
+    """Submit the runs page's search, and wait until the page it answers with has loaded:
+    the click may return before the navigation does, and the list read next must be the
+    new one (the search's address always differs: its form sends every field)."""
+    before = page.url
+    page.get_by_role("button", name="Find").click()
+    page.wait_for_url(lambda url: url != before)
+
+
 def listed(page: Page) -> list[str]:
     """The runs the runs page lists, in its order."""
     rows = page.locator("table.runs tr[data-run]")
@@ -375,7 +384,7 @@ def test_finding_runs_by_tag_engine_status_time_alerts_and_waiting(
     base = at
     page.goto(base)
     page.get_by_label("Step tag").fill("nightly")
-    page.get_by_role("button", name="Find").click()
+    find(page)
     assert listed(page) == [world.wide]
     page.goto(f"{base}?engine=temporal")
     expect(page.get_by_text("No runs match.")).to_be_visible()
@@ -383,7 +392,7 @@ def test_finding_runs_by_tag_engine_status_time_alerts_and_waiting(
     assert listed(page) == [world.wide]
     page.goto(base)
     page.get_by_label("Status (one or more)").select_option(["created", "succeeded"])
-    page.get_by_role("button", name="Find").click()
+    find(page)
     found = listed(page)
     assert world.wide in found and world.agent in found, found
     assert world.showcase not in found and world.parent not in found, found
@@ -393,7 +402,7 @@ def test_finding_runs_by_tag_engine_status_time_alerts_and_waiting(
     assert listed(page) == [world.showcase]
     page.goto(base)
     page.get_by_label("Waits for a human").check()
-    page.get_by_role("button", name="Find").click()
+    find(page)
     waiting = listed(page)
     assert world.showcase in waiting and world.wide not in waiting, waiting
     assert world.child in waiting  # its card waits in its own inbox
