@@ -16,8 +16,10 @@ the parts of the path to the interrupted model call being made again:
 - ``monitors' hub``, ``sandbox chosen``: the monitors set up, the sandbox chosen;
 - ``commit #N``: each commit on the store thread (the engine's events);
 - ``probe``: the interrupted step looked at for what its attempt left running;
-- ``open the session``, ``open the first turn``: the agent step's session, and its
-  first turn over the resumed context (its redaction, token count and hash).
+- ``open the session``, ``open a turn #N``: the agent step's session, and each turn
+  opened over the resumed context (its redaction, token count and hash): the turns
+  recorded after the conversation's last save are replayed from the record first,
+  without a model call, then the interrupted one is opened.
 
 Prints each part's median start and duration (ms from the store's opening) over the
 resumes, then the median wall clock and the process's CPU to the model call. The marks
@@ -52,6 +54,7 @@ from trestle.store import SqliteStore
 
 TIMEOUT = 600.0
 MODEL_CALL = "the model call"
+NUMBERED = frozenset({"commit", "open a turn"})  # parts a resume goes through more than once
 
 # (module, attribute path, label): the parts of a resume's path, as the engine names them
 PARTS: tuple[tuple[str, str, str], ...] = (
@@ -64,7 +67,7 @@ PARTS: tuple[tuple[str, str, str], ...] = (
     ("trestle.engines.local", "LocalEngine._commit", "commit"),
     ("trestle.engines.attempts", "Attempts._probe", "probe"),
     ("trestle.agent.runtime", "AgentPerformer._open", "open the session"),
-    ("trestle.agent.session", "StepSession.open_turn", "open the first turn"),
+    ("trestle.agent.session", "StepSession.open_turn", "open a turn"),
 )
 
 
@@ -80,7 +83,7 @@ class Marks:
     def add(self, label: str, start: float, end: float) -> None:
         if self.called is None:
             seen = sum(1 for name, _, _ in self.parts if name.split(" #")[0] == label)
-            name = f"{label} #{seen + 1}" if seen or label == "commit" else label
+            name = f"{label} #{seen + 1}" if label in NUMBERED else label
             self.parts.append((name, _ms(start - self.opened), _ms(end - self.opened)))
 
 

@@ -19,7 +19,7 @@ PARTS = (
     "commit #1",
     "probe",
     "open the session",
-    "open the first turn",
+    "open a turn #1",
 )
 
 
@@ -38,7 +38,7 @@ def test_the_resume_path_bench_marks_every_part_before_the_model_call() -> None:
     for name, (start, takes) in parts.items():  # each one marked ended before the call
         assert float(start) >= 0 and float(start) + float(takes) <= called + 0.01, name
     order = list(parts)
-    assert order.index("load") < order.index("probe") < order.index("open the first turn")
+    assert order.index("load") < order.index("probe") < order.index("open a turn #1")
     assert "wall to the model call " in done.stdout
 
 
