@@ -61,9 +61,9 @@ def run_trestle(
     )
     try:
         out, err = command.communicate(input, timeout=timeout)
-    except subprocess.TimeoutExpired:  # killed, then waited for, as subprocess.run does
+    except subprocess.TimeoutExpired as late:  # killed, then waited for, as subprocess.run does
         command.kill()
-        command.communicate(timeout=_GRACE)
+        late.stdout, late.stderr = command.communicate(timeout=_GRACE)  # what it said
         raise
     assert command.returncode is not None
     return subprocess.CompletedProcess(command.args, command.returncode, out, err)
@@ -248,8 +248,10 @@ class Forked:
         return out, err
 
     def _read(self, name: str, stream: IO[str]) -> None:
+        said = self._said[name] = []  # line by line: a timeout tells what came so far
         with stream:
-            self._said[name] = list(stream)
+            for line in stream:
+                said.append(line)
 
     def _write(self, data: str) -> None:
         assert self.stdin is not None

@@ -88,9 +88,10 @@ def test_the_forked_command_has_its_own_directory_and_environment(cli: Cli) -> N
 def test_a_forked_command_past_its_timeout_is_killed(cli: Cli) -> None:
     cli.write("plan.yaml", "goal: wait\nsteps:\n  - id: wait\n    run: sleep 60\n")
     started = time.monotonic()
-    with pytest.raises(subprocess.TimeoutExpired):
+    with pytest.raises(subprocess.TimeoutExpired) as late:
         run_trestle(["run", "plan.yaml", "--no-live"], cwd=cli.dir, env=cli.env(), timeout=2)
     assert time.monotonic() - started < 20
+    assert str(late.value.stdout).startswith("run "), late.value  # what it said, as run's
     pids = [p for p in os.listdir("/proc") if p.isdigit()]
     drivers = [p for p in pids if _cwd(p) == str(cli.dir) and "forked_cli" in _cmdline(p)]
     assert drivers == []
