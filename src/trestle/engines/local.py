@@ -49,6 +49,7 @@ from trestle.core.events import (
     AlertRaised,
     AnyEvent,
     ApprovalRefused,
+    ConversationSaved,
     RunCancelled,
     RunInterrupted,
     RunResumed,
@@ -363,8 +364,7 @@ class LocalEngine(Attempts):
                 inbound = []
                 if batch or consumed:
                     snapshot = None
-                    # spaced by the run's size too, so snapshots cost O(1) per event
-                    if state.seq - last_snapshot >= max(self.snapshot_every, len(state.steps)):
+                    if self._snapshot_due(state.seq - last_snapshot, len(state.steps), batch):
                         # serialised on the store thread: no task changes state meanwhile
                         if hub is not None and (owed := hub.settle()):
                             # nor the hub: what it saves is up to date, and what its
@@ -623,6 +623,20 @@ class LocalEngine(Attempts):
                     return
 
         catching.append(asyncio.create_task(slices()))
+
+    def _snapshot_due(self, since: int, steps: int, batch: Sequence[AnyEvent]) -> bool:
+        """Whether the commit of ``batch``, ``since`` events after the last snapshot of a
+        run of ``steps`` steps, takes a snapshot: every ``snapshot_every`` events, spaced
+        by the run's size too so that snapshots cost O(1) per event; and with an agent
+        step's saved conversation, once a quarter of that has passed. A resume replays
+        the step from its latest save, so a snapshot there leaves it one stretch of
+        events to read and decode (the tail after the snapshot), not those after the
+        save and then again those between the save and a later snapshot."""
+        every = max(self.snapshot_every, steps)
+        if since >= every:
+            return True
+        saves = any(isinstance(event, ConversationSaved) for event in batch)
+        return saves and since >= every // 4
 
     def _snapshot(self, state: RunState, hub: MonitorHub | None) -> Snapshot:
         """The run's state and its monitors' as of ``state.seq``, signed (an agent
