@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import importlib
 import inspect
 import json
 import shutil
@@ -51,13 +50,14 @@ import forking
 import sys_trestle
 from hostinfo import load_average, machine_info
 from trestle.store import SqliteStore
+from wrapping import Part, wrap_parts
 
 TIMEOUT = 600.0
 MODEL_CALL = "the model call"
 NUMBERED = frozenset({"commit", "open a turn"})  # parts a resume goes through more than once
 
 # (module, attribute path, label): the parts of a resume's path, as the engine names them
-PARTS: tuple[tuple[str, str, str], ...] = (
+PARTS: tuple[Part, ...] = (
     ("trestle.store.sqlite", "SqliteStore.__init__", "open the store"),
     ("trestle.store.sqlite", "SqliteStore.acquire_lease", "lease"),
     ("trestle.engines.local", "LocalEngine.load_vetted", "load"),
@@ -117,12 +117,7 @@ def _wrapped(fn: Callable[..., Any], label: str, marks: Marks) -> Callable[..., 
 
 def mark_parts(marks: Marks) -> None:
     """Wrap every part of :data:`PARTS`, and the scripted model's call."""
-    for module_name, path, label in PARTS:
-        owner: Any = importlib.import_module(module_name)
-        *outer, name = path.split(".")
-        for part in outer:
-            owner = getattr(owner, part)
-        setattr(owner, name, _wrapped(getattr(owner, name), label, marks))
+    wrap_parts(PARTS, functools.partial(_wrapped, marks=marks))
     first_mark = agentturns.mark_turn
 
     def at_model_call(work: Path, turn: int) -> None:

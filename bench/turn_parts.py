@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import importlib
 import statistics
 import sys
 import tempfile
@@ -45,11 +44,12 @@ import agentparts
 import forking
 import sys_trestle
 from hostinfo import load_average, machine_info
+from wrapping import Part, wrap_parts
 
 TIMEOUT = 1800.0
 
 # (module, attribute path, label): "  " before a label: a part of the one above it
-PARTS: tuple[tuple[str, str, str], ...] = (
+PARTS: tuple[Part, ...] = (
     ("trestle.engines.local", "LocalEngine._advance", "the engine's advance"),
     ("trestle.monitors.hub", "MonitorHub.feed", "  the monitors"),
     ("trestle.monitors.stream", "EventTrace.feed", "    the trace of turns"),
@@ -100,12 +100,7 @@ class Tally:
 
 def count_parts(tally: Tally) -> None:
     """Wrap every part of :data:`PARTS`."""
-    for module_name, path, label in PARTS:
-        owner: Any = importlib.import_module(module_name)
-        *outer, name = path.split(".")
-        for part in outer:
-            owner = getattr(owner, part)
-        setattr(owner, name, tally.wrapped(getattr(owner, name), label))
+    wrap_parts(PARTS, tally.wrapped)
 
 
 def without_compression() -> None:
