@@ -4,8 +4,11 @@ and by asyncio's own subprocess where there are none. Real processes throughout.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+import threading
+import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -13,6 +16,7 @@ from typing import Any
 import pytest
 
 from trestle.execution.child import Child, _pidfds, spawn_asyncio, spawn_watched
+from trestle.execution.processes import die_with_parent
 
 Start = Callable[..., Coroutine[Any, Any, Child]]
 ENV = {"PATH": "/usr/bin:/bin"}
@@ -94,3 +98,143 @@ def test_a_child_let_go_of_while_it_runs_is_killed(start: Start, tmp_path: Path)
         return await child.wait()
 
     assert asyncio.run(main()) == -signal.SIGKILL
+
+
+# --- a watched command is started on a thread kept for starts, not on the loop's ---
+
+
+def _needs_pidfds() -> None:
+    if not _pidfds():
+        pytest.skip("this kernel gives no pidfds")
+
+
+def _slow_exec(seconds: float) -> Callable[[], None]:
+    """A ``preexec_fn`` holding the new process before its exec: the thread that starts
+    it waits that long."""
+
+    def preexec() -> None:
+        time.sleep(seconds)
+
+    return preexec
+
+
+def test_the_loop_goes_on_while_a_command_starts(tmp_path: Path) -> None:
+    # made on the loop's thread, a start held it until the exec: a width-32 fan-out's
+    # starts waited on one another, and the loop did nothing else meanwhile
+    _needs_pidfds()
+
+    async def main() -> tuple[int, int]:
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticker = asyncio.create_task(tick())
+        await asyncio.sleep(0)
+        child = await spawn_watched(["/bin/true"], cwd=tmp_path, env=ENV, preexec=_slow_exec(0.5))
+        during = ticks
+        ticker.cancel()
+        try:
+            return during, await child.wait()
+        finally:
+            child.close()
+
+    during, code = asyncio.run(main())
+    assert code == 0
+    assert during >= 5, f"the loop ticked {during} times in a 0.5 s start"
+
+
+def test_a_caller_cancelled_as_its_command_starts_leaves_nothing_running(
+    tmp_path: Path,
+) -> None:
+    _needs_pidfds()
+    mark = f"child-start-{os.getpid()}"
+    env = {**ENV, "CHILD_MARK": mark}
+
+    async def main() -> None:
+        starting = asyncio.create_task(
+            spawn_watched(["/bin/sleep", "30"], cwd=tmp_path, env=env, preexec=_slow_exec(0.3))
+        )
+        await asyncio.sleep(0.1)  # the start is under way on its thread
+        starting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await starting
+
+    asyncio.run(main())
+    # the start was waited for, and what it started killed and reaped, before the
+    # cancellation reached the caller
+    assert _marked(mark) == []
+
+
+def _marked(mark: str) -> list[int]:
+    """Live processes whose environment holds ``CHILD_MARK=<mark>`` (zombies excluded)."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = Path(entry.path, "environ").read_bytes()
+        except OSError:
+            continue
+        if f"CHILD_MARK={mark}".encode() in environ.split(b"\0"):
+            found.append(int(entry.name))
+    return found
+
+
+def test_a_command_outlives_the_thread_whose_loop_started_it(tmp_path: Path) -> None:
+    # the parent-death signal follows the thread that made the process: started from a
+    # thread that then ended (a loop run on a short-lived thread), a command armed with
+    # it was killed at once; the starter threads live as long as the process
+    _needs_pidfds()
+    started: list[int] = []
+
+    def run_loop_on_a_thread() -> None:
+        async def main() -> None:
+            child = await spawn_watched(
+                ["/bin/sleep", "30"], cwd=tmp_path, env=ENV, preexec=die_with_parent()
+            )
+            started.append(child.pid)
+
+        asyncio.run(main())
+
+    thread = threading.Thread(target=run_loop_on_a_thread)
+    thread.start()
+    thread.join()
+    (pid,) = started
+    try:
+        time.sleep(0.3)
+        os.kill(pid, 0)  # still running
+        assert Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+
+
+def test_a_forked_child_starts_commands_with_a_pool_of_its_own(tmp_path: Path) -> None:
+    # the parent's pool has threads the child does not: a pool believed to have idle
+    # threads would never run the child's starts
+    _needs_pidfds()
+
+    async def one() -> int:
+        child = await spawn_watched(["/bin/true"], cwd=tmp_path, env=ENV)
+        try:
+            return await child.wait()
+        finally:
+            child.close()
+
+    assert asyncio.run(one()) == 0  # the parent's pool exists, with an idle thread
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        signal.alarm(20)  # a hang ends as a failure, not a stuck suite
+        code = 1
+        try:
+            code = asyncio.run(one())
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -11,6 +11,16 @@ subprocess is used.
 Unlike asyncio's on 3.11, :meth:`Child.wait` returns once the process has exited, not
 once every holder of its output pipe has closed it too: a killed group's leader is
 reaped even while a process that left the group still holds the pipe.
+
+A watched command is started on a thread of a pool kept for it, not on the event loop's:
+a start by ``vfork`` stops the thread that makes it until the new process has called
+``exec`` (about 1 ms a sandbox on the 2-core benchmark machine, more when its cores are
+busy), and made on the loop, a wide fan-out's starts waited on one another and the loop
+did nothing else meanwhile. Linux sends a process's parent-death signal (bubblewrap's
+``--die-with-parent``, an unconfined command's :func:`~trestle.execution.processes.die_with_parent`)
+when the *thread* that started it ends, so the pool's threads never end while the
+process lives: a pool is made once per process (a forked child makes its own) and never
+shut down.
 """
 
 from __future__ import annotations
@@ -21,7 +31,9 @@ import functools
 import os
 import signal
 import subprocess
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
@@ -77,18 +89,22 @@ async def spawn_watched(
 ) -> Child:
     """:func:`spawn` with the exit watched through a pidfd (Linux 5.3 and later)."""
     loop = asyncio.get_running_loop()
-    popen = subprocess.Popen(
-        argv,
-        bufsize=0,
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        preexec_fn=preexec,
-        pass_fds=tuple(pass_fds),
-    )
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            argv,
+            bufsize=0,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=preexec,
+            pass_fds=tuple(pass_fds),
+        )
+
+    popen = await _started(start)
     try:
         child = _PidfdChild(loop, popen, os.pidfd_open(popen.pid))
     except BaseException:  # out of descriptors: a command nobody watches must not run
@@ -102,6 +118,45 @@ async def spawn_watched(
         child.close()
         raise
     return child
+
+
+_starters: tuple[int, ThreadPoolExecutor] | None = None  # this process's, by its pid
+_starters_lock = threading.Lock()
+
+
+def _starter_pool() -> ThreadPoolExecutor:
+    """The pool that starts this process's commands (see the module's docstring)."""
+    global _starters
+    with _starters_lock:
+        if _starters is None or _starters[0] != os.getpid():  # none, or the parent's
+            _starters = (os.getpid(), ThreadPoolExecutor(thread_name_prefix="trestle-start"))
+        return _starters[1]
+
+
+async def _started(start: Callable[[], subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+    """``start()`` run on a starter thread, awaited.
+
+    A caller cancelled meanwhile gets its cancellation once the start is over, and what
+    it started is killed: until then the start may still be using what the caller
+    passes it (descriptors the caller closes once this returns, whose numbers another
+    open could take), so the loop waits for it here, as it waited for every start when
+    starts were made on it."""
+    future = _starter_pool().submit(start)
+    try:
+        return await asyncio.shield(asyncio.wrap_future(future))
+    except asyncio.CancelledError:
+        if not future.cancel():  # begun: over in a moment
+            with contextlib.suppress(Exception):  # one that failed started nothing
+                _let_go(future.result())
+        raise
+
+
+def _let_go(popen: subprocess.Popen[bytes]) -> None:
+    """A command started for nobody: killed (its group), its pipe closed, reaped."""
+    _kill(popen)
+    if popen.stdout is not None:
+        popen.stdout.close()
+    popen.wait()
 
 
 def _kill(popen: subprocess.Popen[bytes]) -> None:
