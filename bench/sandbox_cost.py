@@ -18,7 +18,10 @@ fan-out
     One root, ``--width`` steps running ``sleep 0.2`` at once, one join (``compare.py``'s
     and ``overhead.py``'s fan-out with commands), through ``LocalEngine.run``. Figure:
     makespan / critical path, the critical path being the same plan at width 1, and
-    the driver's CPU for the wide run. ``--width 0`` leaves it out.
+    the driver's CPU for the wide run; and how its starts went: how long the thread
+    running the event loop was held in them (a start waits for the new process's exec),
+    and how far apart the first and the last sleeper's start ended. ``--width 0``
+    leaves it out.
 
 Reported as same-run ratios (sandboxed / unconfined) and the added milliseconds.
 
@@ -48,8 +51,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from trestle.core.plan import Plan, Step
 from trestle.core.policy import SandboxPolicy
@@ -113,13 +118,50 @@ def _fanout_plan(width: int) -> Plan:
     )
 
 
-def _fanout(width: int, mode: Mode, root: Path) -> tuple[float, float, float]:
-    """Makespan / critical path, the makespan and the driver's CPU for the wide run."""
+class _Starts:
+    """Every process start's span (``subprocess.Popen``'s construction, where the
+    starting thread waits for the exec), and whether the thread running the event loop
+    made it: how long the loop was held by starts, and how far apart the first and last
+    start of a fan-out ended."""
+
+    def __init__(self) -> None:
+        self.spans: list[tuple[float, float, bool]] = []
+        self._made = subprocess.Popen.__init__
+
+    def __enter__(self) -> _Starts:
+        made, spans = self._made, self.spans
+
+        def timed(popen: Any, *args: Any, **kwargs: Any) -> None:
+            begun = time.perf_counter()
+            try:
+                made(popen, *args, **kwargs)
+            finally:
+                on_loop = threading.current_thread() is threading.main_thread()
+                spans.append((begun, time.perf_counter(), on_loop))
+
+        subprocess.Popen.__init__ = timed  # type: ignore[method-assign,assignment]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        subprocess.Popen.__init__ = self._made  # type: ignore[method-assign]
+
+    def on_loop(self) -> float:
+        return sum(end - begun for begun, end, loop in self.spans if loop)
+
+    def spread(self) -> float:
+        ends = sorted(end for _, end, _ in self.spans)
+        return ends[-2] - ends[1] if len(ends) > 3 else 0.0  # the root's and join's left out
+
+
+def _fanout(width: int, mode: Mode, root: Path) -> tuple[float, float, float, float, float]:
+    """Makespan / critical path, the makespan, the driver's CPU for the wide run, the
+    loop's time in its starts and how far apart its sleepers' starts ended."""
     cpu = time.process_time()
-    makespan = _drive(_fanout_plan(width), mode, root)
+    with _Starts() as starts:
+        makespan = _drive(_fanout_plan(width), mode, root)
     cpu = time.process_time() - cpu
     critical = _drive(_fanout_plan(1), mode, root)
-    return makespan / critical, makespan, cpu
+    return makespan / critical, makespan, cpu, starts.on_loop(), starts.spread()
 
 
 def _bound(count: int, where: Path) -> list[socket.socket]:
@@ -287,10 +329,12 @@ def main(argv: list[str] | None = None) -> int:
             add("step on", _plan(args.steps, "auto", root))
             modes: tuple[tuple[Mode, str], ...] = (("off", "off"), ("auto", "on"))
             for mode, name in modes if args.width else ():
-                ratio, makespan, cpu = _fanout(args.width, mode, root)
+                ratio, makespan, cpu, on_loop, spread = _fanout(args.width, mode, root)
                 add(f"fan {name}", ratio)
                 add(f"fan makespan {name}", makespan)
                 add(f"fan cpu {name}", cpu)
+                add(f"fan loop {name}", on_loop)
+                add(f"fan spread {name}", spread)
     med = {k: statistics.median(v) * 1000 for k, v in figures.items()}
     print(f"sandbox cost ({args.repeat} repetitions, medians; bubblewrap {found})")
     for what, off, on in (
@@ -307,7 +351,9 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"  fan-out {args.width} x sleep {SLEEP:g}, {label}: makespan / critical path "
                 f"{med[f'fan {name}'] / 1000:.2f} (makespan {med[f'fan makespan {name}']:.0f} ms, "
-                f"driver CPU {med[f'fan cpu {name}']:.0f} ms)"
+                f"driver CPU {med[f'fan cpu {name}']:.0f} ms; the loop held by starts "
+                f"{med[f'fan loop {name}']:.1f} ms, first to last start "
+                f"{med[f'fan spread {name}']:.1f} ms)"
             )
     return 0
 

@@ -100,7 +100,7 @@ def test_a_child_let_go_of_while_it_runs_is_killed(start: Start, tmp_path: Path)
     assert asyncio.run(main()) == -signal.SIGKILL
 
 
-# --- a watched command is started on a thread kept for starts, not on the loop's ---
+# --- a watched command started beside another is started on a thread kept for starts ---
 
 
 def _needs_pidfds() -> None:
@@ -118,7 +118,17 @@ def _slow_exec(seconds: float) -> Callable[[], None]:
     return preexec
 
 
-def test_the_loop_goes_on_while_a_command_starts(tmp_path: Path) -> None:
+async def _beside(cwd: Path) -> Child:
+    """A command left running, so that the next start is made beside it."""
+    return await spawn_watched(["/bin/sleep", "30"], cwd=cwd, env=ENV)
+
+
+async def _end(child: Child) -> None:
+    child.close()
+    await child.wait()
+
+
+def test_the_loop_goes_on_while_a_command_starts_beside_another(tmp_path: Path) -> None:
     # made on the loop's thread, a start held it until the exec: a width-32 fan-out's
     # starts waited on one another, and the loop did nothing else meanwhile
     _needs_pidfds()
@@ -132,6 +142,7 @@ def test_the_loop_goes_on_while_a_command_starts(tmp_path: Path) -> None:
                 await asyncio.sleep(0.01)
                 ticks += 1
 
+        running = await _beside(tmp_path)
         ticker = asyncio.create_task(tick())
         await asyncio.sleep(0)
         child = await spawn_watched(["/bin/true"], cwd=tmp_path, env=ENV, preexec=_slow_exec(0.5))
@@ -141,6 +152,7 @@ def test_the_loop_goes_on_while_a_command_starts(tmp_path: Path) -> None:
             return during, await child.wait()
         finally:
             child.close()
+            await _end(running)
 
     during, code = asyncio.run(main())
     assert code == 0
@@ -155,13 +167,17 @@ def test_a_caller_cancelled_as_its_command_starts_leaves_nothing_running(
     env = {**ENV, "CHILD_MARK": mark}
 
     async def main() -> None:
-        starting = asyncio.create_task(
-            spawn_watched(["/bin/sleep", "30"], cwd=tmp_path, env=env, preexec=_slow_exec(0.3))
-        )
-        await asyncio.sleep(0.1)  # the start is under way on its thread
-        starting.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await starting
+        running = await _beside(tmp_path)
+        try:
+            starting = asyncio.create_task(
+                spawn_watched(["/bin/sleep", "30"], cwd=tmp_path, env=env, preexec=_slow_exec(0.3))
+            )
+            await asyncio.sleep(0.1)  # the start is under way on its thread
+            starting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await starting
+        finally:
+            await _end(running)
 
     asyncio.run(main())
     # the start was waited for, and what it started killed and reaped, before the
@@ -184,19 +200,25 @@ def _marked(mark: str) -> list[int]:
     return found
 
 
-def test_a_command_outlives_the_thread_whose_loop_started_it(tmp_path: Path) -> None:
-    # the parent-death signal follows the thread that made the process: started from a
-    # thread that then ended (a loop run on a short-lived thread), a command armed with
-    # it was killed at once; the starter threads live as long as the process
+def test_a_command_started_on_a_starter_thread_outlives_the_loop_that_asked(
+    tmp_path: Path,
+) -> None:
+    # the parent-death signal follows the thread that made the process: the starter
+    # threads live as long as the process, so a command they started is not killed
+    # when the thread whose loop asked for it ends
     _needs_pidfds()
     started: list[int] = []
 
     def run_loop_on_a_thread() -> None:
         async def main() -> None:
-            child = await spawn_watched(
-                ["/bin/sleep", "30"], cwd=tmp_path, env=ENV, preexec=die_with_parent()
-            )
-            started.append(child.pid)
+            running = await _beside(tmp_path)
+            try:
+                child = await spawn_watched(
+                    ["/bin/sleep", "30"], cwd=tmp_path, env=ENV, preexec=die_with_parent()
+                )
+                started.append(child.pid)
+            finally:
+                await _end(running)
 
         asyncio.run(main())
 
@@ -220,20 +242,24 @@ def test_a_forked_child_starts_commands_with_a_pool_of_its_own(tmp_path: Path) -
     # threads would never run the child's starts
     _needs_pidfds()
 
-    async def one() -> int:
-        child = await spawn_watched(["/bin/true"], cwd=tmp_path, env=ENV)
+    async def two() -> int:
+        running = await _beside(tmp_path)
         try:
-            return await child.wait()
+            child = await spawn_watched(["/bin/true"], cwd=tmp_path, env=ENV)
+            try:
+                return await child.wait()
+            finally:
+                child.close()
         finally:
-            child.close()
+            await _end(running)
 
-    assert asyncio.run(one()) == 0  # the parent's pool exists, with an idle thread
+    assert asyncio.run(two()) == 0  # the parent's pool exists, with an idle thread
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
         signal.alarm(20)  # a hang ends as a failure, not a stuck suite
         code = 1
         try:
-            code = asyncio.run(one())
+            code = asyncio.run(two())
         finally:
             os._exit(code)
     _, status = os.waitpid(pid, 0)

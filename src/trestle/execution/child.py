@@ -12,15 +12,17 @@ Unlike asyncio's on 3.11, :meth:`Child.wait` returns once the process has exited
 once every holder of its output pipe has closed it too: a killed group's leader is
 reaped even while a process that left the group still holds the pipe.
 
-A watched command is started on a thread of a pool kept for it, not on the event loop's:
-a start by ``vfork`` stops the thread that makes it until the new process has called
-``exec`` (about 1 ms a sandbox on the 2-core benchmark machine, more when its cores are
-busy), and made on the loop, a wide fan-out's starts waited on one another and the loop
-did nothing else meanwhile. Linux sends a process's parent-death signal (bubblewrap's
-``--die-with-parent``, an unconfined command's :func:`~trestle.execution.processes.die_with_parent`)
-when the *thread* that started it ends, so the pool's threads never end while the
-process lives: a pool is made once per process (a forked child makes its own) and never
-shut down.
+A watched command started while another of the process's is starting or running is
+started on a thread of a pool kept for it, not on the event loop's: a start by ``vfork``
+stops the thread that makes it until the new process has called ``exec`` (about 1 ms a
+sandbox on the 2-core benchmark machine, more when its cores are busy), and made on the
+loop, a wide fan-out's starts waited on one another and the loop did nothing else
+meanwhile. A lone start is still made on the loop's thread: there is nothing for it to
+overlap with, and the hand-off to a thread and back cost about 0.1 ms of CPU there.
+Linux sends a process's parent-death signal (bubblewrap's ``--die-with-parent``, an
+unconfined command's :func:`~trestle.execution.processes.die_with_parent`) when the
+*thread* that started it ends, so the pool's threads never end while the process lives:
+a pool is made once per process (a forked child makes its own) and never shut down.
 """
 
 from __future__ import annotations
@@ -108,6 +110,7 @@ async def spawn_watched(
     try:
         child = _PidfdChild(loop, popen, os.pidfd_open(popen.pid))
     except BaseException:  # out of descriptors: a command nobody watches must not run
+        _BUSY.leave()
         _kill(popen)
         if popen.stdout is not None:
             popen.stdout.close()
@@ -120,34 +123,69 @@ async def spawn_watched(
     return child
 
 
-_starters: tuple[int, ThreadPoolExecutor] | None = None  # this process's, by its pid
-_starters_lock = threading.Lock()
+class _Busy:
+    """How many of this process's watched commands are starting or have not yet been
+    seen to exit, and the pool that starts those made beside another (see the module's
+    docstring); both made again in a forked child, which has neither the parent's
+    commands nor its pool's threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid = 0
+        self._count = 0
+        self._pool: ThreadPoolExecutor | None = None
+
+    def enter(self) -> bool:
+        """One more; whether it is the only one."""
+        with self._lock:
+            self._mine()
+            self._count += 1
+            return self._count == 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self._mine()
+            self._count = max(0, self._count - 1)
+
+    def pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            self._mine()
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(thread_name_prefix="trestle-start")
+            return self._pool
+
+    def _mine(self) -> None:
+        if self._pid != os.getpid():
+            self._pid, self._count, self._pool = os.getpid(), 0, None
 
 
-def _starter_pool() -> ThreadPoolExecutor:
-    """The pool that starts this process's commands (see the module's docstring)."""
-    global _starters
-    with _starters_lock:
-        if _starters is None or _starters[0] != os.getpid():  # none, or the parent's
-            _starters = (os.getpid(), ThreadPoolExecutor(thread_name_prefix="trestle-start"))
-        return _starters[1]
+_BUSY = _Busy()
 
 
 async def _started(start: Callable[[], subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
-    """``start()`` run on a starter thread, awaited.
+    """``start()``, on the loop's thread when no other command of the process is
+    starting or running, else on a starter thread, awaited; the command counted busy
+    until its exit is seen (:meth:`_PidfdChild._reap`).
 
-    A caller cancelled meanwhile gets its cancellation once the start is over, and what
-    it started is killed: until then the start may still be using what the caller
-    passes it (descriptors the caller closes once this returns, whose numbers another
-    open could take), so the loop waits for it here, as it waited for every start when
-    starts were made on it."""
-    future = _starter_pool().submit(start)
+    A caller cancelled during a start on a starter thread gets its cancellation once the
+    start is over, and what it started is killed: until then the start may still be
+    using what the caller passes it (descriptors the caller closes once this returns,
+    whose numbers another open could take), so the loop waits for it here, as it waited
+    for every start when starts were made on it."""
+    alone = _BUSY.enter()
     try:
-        return await asyncio.shield(asyncio.wrap_future(future))
-    except asyncio.CancelledError:
-        if not future.cancel():  # begun: over in a moment
-            with contextlib.suppress(Exception):  # one that failed started nothing
-                _let_go(future.result())
+        if alone:
+            return start()
+        future = _BUSY.pool().submit(start)
+        try:
+            return await asyncio.shield(asyncio.wrap_future(future))
+        except asyncio.CancelledError:
+            if not future.cancel():  # begun: over in a moment
+                with contextlib.suppress(Exception):  # one that failed started nothing
+                    _let_go(future.result())
+            raise
+    except BaseException:
+        _BUSY.leave()
         raise
 
 
@@ -235,6 +273,8 @@ class _PidfdChild:
         return await asyncio.shield(self._exited)
 
     def _reap(self) -> None:
+        if self._pidfd is not None:  # its first sight of the exit
+            _BUSY.leave()
         self._unwatch()
         code = self._popen.wait()  # it has exited: this only collects its status
         if not self._exited.done():
