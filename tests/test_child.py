@@ -7,6 +7,8 @@ import asyncio
 import contextlib
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -108,14 +110,20 @@ def _needs_pidfds() -> None:
         pytest.skip("this kernel gives no pidfds")
 
 
-def _slow_exec(seconds: float) -> Callable[[], None]:
-    """A ``preexec_fn`` holding the new process before its exec: the thread that starts
-    it waits that long."""
+@pytest.fixture
+def slow_starts(monkeypatch: pytest.MonkeyPatch) -> list[threading.Thread]:
+    """Every process start held 0.3 s before it is made (as a start waiting for its
+    exec on a busy machine), and the threads that made them."""
+    made = subprocess.Popen.__init__
+    threads: list[threading.Thread] = []
 
-    def preexec() -> None:
-        time.sleep(seconds)
+    def slow(popen: Any, *args: Any, **kwargs: Any) -> None:
+        threads.append(threading.current_thread())
+        time.sleep(0.3)
+        made(popen, *args, **kwargs)
 
-    return preexec
+    monkeypatch.setattr(subprocess.Popen, "__init__", slow)
+    return threads
 
 
 async def _beside(cwd: Path) -> Child:
@@ -128,7 +136,9 @@ async def _end(child: Child) -> None:
     await child.wait()
 
 
-def test_the_loop_goes_on_while_a_command_starts_beside_another(tmp_path: Path) -> None:
+def test_the_loop_goes_on_while_a_command_starts_beside_another(
+    tmp_path: Path, slow_starts: list[threading.Thread]
+) -> None:
     # made on the loop's thread, a start held it until the exec: a width-32 fan-out's
     # starts waited on one another, and the loop did nothing else meanwhile
     _needs_pidfds()
@@ -142,10 +152,10 @@ def test_the_loop_goes_on_while_a_command_starts_beside_another(tmp_path: Path) 
                 await asyncio.sleep(0.01)
                 ticks += 1
 
-        running = await _beside(tmp_path)
+        running = await _beside(tmp_path)  # alone: made on the loop's thread
         ticker = asyncio.create_task(tick())
         await asyncio.sleep(0)
-        child = await spawn_watched(["/bin/true"], cwd=tmp_path, env=ENV, preexec=_slow_exec(0.5))
+        child = await spawn_watched(["/bin/true"], cwd=tmp_path, env=ENV)
         during = ticks
         ticker.cancel()
         try:
@@ -156,11 +166,30 @@ def test_the_loop_goes_on_while_a_command_starts_beside_another(tmp_path: Path) 
 
     during, code = asyncio.run(main())
     assert code == 0
-    assert during >= 5, f"the loop ticked {during} times in a 0.5 s start"
+    assert during >= 5, f"the loop ticked {during} times in a 0.3 s start"
+    loop_thread, beside = slow_starts
+    assert loop_thread is threading.main_thread() and beside is not loop_thread
+
+
+def test_a_start_by_fork_stays_on_the_loops_thread(
+    tmp_path: Path, slow_starts: list[threading.Thread]
+) -> None:
+    # a preexec makes it a fork: beside the loop's own work, a fan-out of them cost the
+    # driver a quarter more CPU, so it is made where it always was
+    _needs_pidfds()
+
+    async def main() -> None:
+        running = await _beside(tmp_path)
+        child = await spawn_watched(["/bin/true"], cwd=tmp_path, env=ENV, preexec=die_with_parent())
+        await _end(child)
+        await _end(running)
+
+    asyncio.run(main())
+    assert slow_starts == [threading.main_thread()] * 2
 
 
 def test_a_caller_cancelled_as_its_command_starts_leaves_nothing_running(
-    tmp_path: Path,
+    tmp_path: Path, slow_starts: list[threading.Thread]
 ) -> None:
     _needs_pidfds()
     mark = f"child-start-{os.getpid()}"
@@ -170,7 +199,7 @@ def test_a_caller_cancelled_as_its_command_starts_leaves_nothing_running(
         running = await _beside(tmp_path)
         try:
             starting = asyncio.create_task(
-                spawn_watched(["/bin/sleep", "30"], cwd=tmp_path, env=env, preexec=_slow_exec(0.3))
+                spawn_watched(["/bin/sleep", "30"], cwd=tmp_path, env=env)
             )
             await asyncio.sleep(0.1)  # the start is under way on its thread
             starting.cancel()
@@ -200,6 +229,16 @@ def _marked(mark: str) -> list[int]:
     return found
 
 
+# a process that asks for the parent-death signal (PR_SET_PDEATHSIG, SIGKILL), says so,
+# then becomes ``sleep 30``: the signal outlives the exec
+ARMED_SLEEP = [
+    sys.executable,
+    "-c",
+    "import ctypes, os; ctypes.CDLL(None).prctl(1, 9, 0, 0, 0); "
+    "os.write(1, b'armed\\n'); os.execv('/bin/sleep', ['sleep', '30'])",
+]
+
+
 def test_a_command_started_on_a_starter_thread_outlives_the_loop_that_asked(
     tmp_path: Path,
 ) -> None:
@@ -213,10 +252,11 @@ def test_a_command_started_on_a_starter_thread_outlives_the_loop_that_asked(
         async def main() -> None:
             running = await _beside(tmp_path)
             try:
-                child = await spawn_watched(
-                    ["/bin/sleep", "30"], cwd=tmp_path, env=ENV, preexec=die_with_parent()
-                )
+                # armed by the command itself, as bubblewrap's --die-with-parent arms it
+                child = await spawn_watched(ARMED_SLEEP, cwd=tmp_path, env=ENV)
                 started.append(child.pid)
+                assert child.stdout is not None
+                assert await child.stdout.readline() == b"armed\n"  # before this thread ends
             finally:
                 await _end(running)
 

@@ -12,13 +12,16 @@ Unlike asyncio's on 3.11, :meth:`Child.wait` returns once the process has exited
 once every holder of its output pipe has closed it too: a killed group's leader is
 reaped even while a process that left the group still holds the pipe.
 
-A watched command started while another of the process's is starting or running is
-started on a thread of a pool kept for it, not on the event loop's: a start by ``vfork``
-stops the thread that makes it until the new process has called ``exec`` (about 1 ms a
-sandbox on the 2-core benchmark machine, more when its cores are busy), and made on the
-loop, a wide fan-out's starts waited on one another and the loop did nothing else
-meanwhile. A lone start is still made on the loop's thread: there is nothing for it to
-overlap with, and the hand-off to a thread and back cost about 0.1 ms of CPU there.
+A watched command started by ``vfork`` (one with no ``preexec``: every sandboxed
+command) while another of the process's is starting or running is started on a thread
+of a pool kept for it, not on the event loop's: ``vfork`` stops the thread that calls it
+until the new process has called ``exec`` (about 1 ms a sandbox on the 2-core benchmark
+machine, 2 ms when its cores are busy), and made on the loop, a wide fan-out's starts
+waited on one another and the loop did nothing else meanwhile (60 ms of a width-32
+fan-out's 360 there). A lone start is still made on the loop's thread: there is nothing
+for it to overlap with, and the hand-off to a thread and back cost about 0.1 ms of CPU.
+So is a start by ``fork`` (a ``preexec`` runs Python before the exec): made beside the
+loop's own work, a width-32 fan-out of them took a quarter more of the driver's CPU.
 Linux sends a process's parent-death signal (bubblewrap's ``--die-with-parent``, an
 unconfined command's :func:`~trestle.execution.processes.die_with_parent`) when the
 *thread* that started it ends, so the pool's threads never end while the process lives:
@@ -106,7 +109,7 @@ async def spawn_watched(
             pass_fds=tuple(pass_fds),
         )
 
-    popen = await _started(start)
+    popen = await _started(start, beside=preexec is None)
     try:
         child = _PidfdChild(loop, popen, os.pidfd_open(popen.pid))
     except BaseException:  # out of descriptors: a command nobody watches must not run
@@ -162,10 +165,13 @@ class _Busy:
 _BUSY = _Busy()
 
 
-async def _started(start: Callable[[], subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
-    """``start()``, on the loop's thread when no other command of the process is
-    starting or running, else on a starter thread, awaited; the command counted busy
-    until its exit is seen (:meth:`_PidfdChild._reap`).
+async def _started(
+    start: Callable[[], subprocess.Popen[bytes]], *, beside: bool
+) -> subprocess.Popen[bytes]:
+    """``start()``, on a starter thread when it may be made ``beside`` the loop's work
+    and another command of the process is starting or running, else on the loop's
+    thread, awaited; the command counted busy until its exit is seen
+    (:meth:`_PidfdChild._reap`).
 
     A caller cancelled during a start on a starter thread gets its cancellation once the
     start is over, and what it started is killed: until then the start may still be
@@ -174,7 +180,7 @@ async def _started(start: Callable[[], subprocess.Popen[bytes]]) -> subprocess.P
     for every start when starts were made on it."""
     alone = _BUSY.enter()
     try:
-        if alone:
+        if alone or not beside:
             return start()
         future = _BUSY.pool().submit(start)
         try:
