@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -304,3 +305,39 @@ def test_a_forked_child_starts_commands_with_a_pool_of_its_own(tmp_path: Path) -
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+# the main thread ends first; the thread running the loop goes on, and looks 0.5 s later
+# whether the command started beside another is still running
+_MAIN_ENDS_FIRST = """
+import asyncio, json, os, sys, threading, time
+from pathlib import Path
+from trestle.execution.child import spawn_watched
+
+ARMED, ENV, CWD = json.loads(sys.argv[1]), {"PATH": "/usr/bin:/bin"}, Path(sys.argv[2])
+
+async def main():
+    running = await spawn_watched(["/bin/sleep", "30"], cwd=CWD, env=ENV)
+    child = await spawn_watched(ARMED, cwd=CWD, env=ENV)
+    assert await child.stdout.readline() == b"armed\\n"
+    threading.main_thread().join()  # the main thread has ended, and the interpreter
+    time.sleep(0.5)                  # waits for this one
+    alive = os.waitpid(child.pid, os.WNOHANG) == (0, 0)
+    for one in (child, running):
+        one.close()
+        await one.wait()
+    print(json.dumps(alive))
+
+threading.Thread(target=lambda: asyncio.run(main())).start()
+"""
+
+
+def test_a_command_started_beside_another_outlives_the_main_thread(tmp_path: Path) -> None:
+    # a ThreadPoolExecutor's threads end when the main thread does, before the
+    # interpreter waits for the others: a command one of them started for a loop on
+    # another thread was killed then by its parent-death signal
+    _needs_pidfds()
+    script = [sys.executable, "-c", _MAIN_ENDS_FIRST, json.dumps(ARMED_SLEEP), str(tmp_path)]
+    done = subprocess.run(script, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) is True, done.stdout

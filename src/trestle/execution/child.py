@@ -34,13 +34,16 @@ import asyncio
 import contextlib
 import functools
 import os
+import queue
 import signal
 import subprocess
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
 
 
 class Child(Protocol):
@@ -126,6 +129,44 @@ async def spawn_watched(
     return child
 
 
+class _Starters:
+    """Threads that start commands, made as starts need them (up to ``most``), each
+    living as long as the process: daemon threads nothing ever stops. Not a
+    ``ThreadPoolExecutor``, whose threads end when the main thread does, before the
+    interpreter waits for the other threads: a command one of them started for a loop
+    still running on another thread would be killed then by its parent-death signal."""
+
+    def __init__(self, most: int) -> None:
+        self._most = most
+        self._calls: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads = 0
+        self._idle = 0
+
+    def submit(self, fn: Callable[[], T]) -> Future[T]:
+        future: Future[T] = Future()
+        with self._lock:
+            if self._idle == 0 and self._threads < self._most:
+                self._threads += 1
+                threading.Thread(target=self._work, name="trestle-start", daemon=True).start()
+        self._calls.put((future, fn))
+        return future
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                self._idle += 1
+            future, fn = self._calls.get()
+            with self._lock:
+                self._idle -= 1
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn())
+                except BaseException as exc:  # the caller's, as an executor hands it
+                    future.set_exception(exc)
+            del future, fn  # what they hold is not kept while the queue waits
+
+
 class _Busy:
     """How many of this process's watched commands are starting or have not yet been
     seen to exit, and the pool that starts those made beside another (see the module's
@@ -136,7 +177,7 @@ class _Busy:
         self._lock = threading.Lock()
         self._pid = 0
         self._count = 0
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: _Starters | None = None
 
     def enter(self) -> bool:
         """One more; whether it is the only one."""
@@ -150,11 +191,11 @@ class _Busy:
             self._mine()
             self._count = max(0, self._count - 1)
 
-    def pool(self) -> ThreadPoolExecutor:
+    def pool(self) -> _Starters:
         with self._lock:
             self._mine()
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(thread_name_prefix="trestle-start")
+                self._pool = _Starters(min(32, (os.cpu_count() or 1) + 4))
             return self._pool
 
     def _mine(self) -> None:
