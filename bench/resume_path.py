@@ -19,7 +19,16 @@ the parts of the path to the interrupted model call being made again:
 - ``open the session``, ``open a turn #N``: the agent step's session, and each turn
   opened over the resumed context (its redaction, token count and hash): the turns
   recorded after the conversation's last save are replayed from the record first,
-  without a model call, then the interrupted one is opened.
+  without a model call, then the interrupted one is opened;
+- ``read events #N``, ``redaction #N``: each read of events from the store (inside the
+  load, the session's opening and the monitors' catch-up), and each redaction of the
+  messages a turn sends.
+
+Beside each part's wall clock, the CPU of the thread that ran it (``time.thread_time``)
+for the parts that are plain calls; a coroutine's (``-``) would count whatever else its
+thread ran while it waited. Several threads run at once here (the loop's, the store's,
+the step's checkpoint), so a part's wall clock counts its waits for the others: its CPU
+says what it costs.
 
 Prints each part's median start and duration (ms from the store's opening) over the
 resumes, then the median wall clock and the process's CPU to the model call. The marks
@@ -54,7 +63,8 @@ from wrapping import Part, wrap_parts
 
 TIMEOUT = 600.0
 MODEL_CALL = "the model call"
-NUMBERED = frozenset({"commit", "open a turn"})  # parts a resume goes through more than once
+# parts a resume goes through more than once
+NUMBERED = frozenset({"commit", "open a turn", "read events", "redaction"})
 
 # (module, attribute path, label): the parts of a resume's path, as the engine names them
 PARTS: tuple[Part, ...] = (
@@ -68,23 +78,27 @@ PARTS: tuple[Part, ...] = (
     ("trestle.engines.attempts", "Attempts._probe", "probe"),
     ("trestle.agent.runtime", "AgentPerformer._open", "open the session"),
     ("trestle.agent.session", "StepSession.open_turn", "open a turn"),
+    ("trestle.store.sql_reads", "SqlReads.events", "read events"),
+    ("trestle.agent.session", "StepSession._redacted", "redaction"),
 )
 
 
 class Marks:
-    """Each marked part's (label, start, end) in ms from ``opened``, until the model call."""
+    """Each marked part's (label, start, end, its thread's CPU or None) in ms from
+    ``opened``, until the model call."""
 
     def __init__(self) -> None:
         self.opened = 0.0
-        self.parts: list[tuple[str, float, float]] = []
+        self.parts: list[tuple[str, float, float, float | None]] = []
         self.called: float | None = None  # perf_counter() at the model call
         self.cpu_to_call: float | None = None
 
-    def add(self, label: str, start: float, end: float) -> None:
+    def add(self, label: str, start: float, end: float, cpu: float | None = None) -> None:
         if self.called is None:
-            seen = sum(1 for name, _, _ in self.parts if name.split(" #")[0] == label)
+            seen = sum(1 for name, *_ in self.parts if name.split(" #")[0] == label)
             name = f"{label} #{seen + 1}" if label in NUMBERED else label
-            self.parts.append((name, _ms(start - self.opened), _ms(end - self.opened)))
+            took = None if cpu is None else _ms(cpu)
+            self.parts.append((name, _ms(start - self.opened), _ms(end - self.opened), took))
 
 
 def _ms(seconds: float) -> float:
@@ -106,11 +120,11 @@ def _wrapped(fn: Callable[..., Any], label: str, marks: Marks) -> Callable[..., 
 
     @functools.wraps(fn)
     def marked(*args: Any, **kwargs: Any) -> Any:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.thread_time()
         try:
             return fn(*args, **kwargs)
         finally:
-            marks.add(label, start, time.perf_counter())
+            marks.add(label, start, time.perf_counter(), time.thread_time() - cpu)
 
     return marked
 
@@ -174,17 +188,26 @@ def resume_in_new_interpreter(prepared: Path, copy: Path, turns: int) -> dict[st
     return result
 
 
-def table(resumes: list[dict[str, Any]]) -> list[tuple[str, float, float]]:
-    """Each part seen by every resume: its median start and median duration, by start."""
-    seen: dict[str, list[tuple[float, float]]] = {}
+def table(resumes: list[dict[str, Any]]) -> list[tuple[str, float, float, float | None]]:
+    """Each part seen by every resume: its median start, duration and CPU (None for a
+    coroutine), by start."""
+    seen: dict[str, list[tuple[float, float, float | None]]] = {}
     for resume in resumes:
-        for name, start, end in resume["parts"]:
-            seen.setdefault(name, []).append((start, end - start))
-    rows = [
-        (name, statistics.median(s for s, _ in got), statistics.median(d for _, d in got))
-        for name, got in seen.items()
-        if len(got) == len(resumes)
-    ]
+        for name, start, end, cpu in resume["parts"]:
+            seen.setdefault(name, []).append((start, end - start, cpu))
+    rows = []
+    for name, got in seen.items():
+        if len(got) == len(resumes):
+            cpus = [c for _, _, c in got if c is not None]
+            cpu = statistics.median(cpus) if len(cpus) == len(got) else None
+            rows.append(
+                (
+                    name,
+                    statistics.median(s for s, _, _ in got),
+                    statistics.median(d for _, d, _ in got),
+                    cpu,
+                )
+            )
     return sorted(rows, key=lambda row: row[1])
 
 
@@ -210,9 +233,10 @@ def main(argv: list[str] | None = None) -> int:
             for i in range(args.repeat)
         ]
     print(f"\na resume after {args.turns} turns, {args.repeat} resumes (median ms):")
-    print(f"  {'part':<24} {'start':>8} {'takes':>8}")
-    for name, start, took in table(resumes):
-        print(f"  {name:<24} {start:8.2f} {took:8.2f}")
+    print(f"  {'part':<24} {'start':>8} {'takes':>8} {'CPU':>8}")
+    for name, start, took, cpu in table(resumes):
+        used = "-" if cpu is None else f"{cpu:.2f}"
+        print(f"  {name:<24} {start:8.2f} {took:8.2f} {used:>8}")
     wall = statistics.median(r["wall_ms"] for r in resumes)
     cpu = statistics.median(r["cpu_ms"] for r in resumes)
     print(f"  {MODEL_CALL:<24} {wall:8.2f}")

@@ -20,6 +20,8 @@ PARTS = (
     "probe",
     "open the session",
     "open a turn #1",
+    "read events #1",
+    "redaction #1",
 )
 
 
@@ -35,8 +37,10 @@ def test_the_resume_path_bench_marks_every_part_before_the_model_call() -> None:
     parts = {row[2:26].strip(): row[26:].split() for row in rows if row.startswith("  ")}
     assert set(PARTS) <= set(parts), done.stdout
     called = float(parts.pop("the model call")[0])
-    for name, (start, takes) in parts.items():  # each one marked ended before the call
+    for name, (start, takes, cpu) in parts.items():  # each one marked ended before the call
         assert float(start) >= 0 and float(start) + float(takes) <= called + 0.01, name
+        # a plain call's thread CPU, no more than its wall clock; a coroutine's not given
+        assert cpu == "-" or 0 <= float(cpu) <= float(takes) + 0.01, name
     order = list(parts)
     assert order.index("load") < order.index("probe") < order.index("open a turn #1")
     assert "wall to the model call " in done.stdout
