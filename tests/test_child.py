@@ -341,3 +341,28 @@ def test_a_command_started_beside_another_outlives_the_main_thread(tmp_path: Pat
     done = subprocess.run(script, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) is True, done.stdout
+
+
+def test_many_starts_beside_one_another_all_run_on_a_bounded_pool(tmp_path: Path) -> None:
+    _needs_pidfds()
+
+    async def main() -> list[int]:
+        running = await _beside(tmp_path)
+        try:
+            children = await asyncio.gather(
+                *(
+                    spawn_watched(["/bin/sh", "-c", "exit 7"], cwd=tmp_path, env=ENV)
+                    for _ in range(40)
+                )
+            )
+            codes = [await child.wait() for child in children]
+            for child in children:
+                child.close()
+            return codes
+        finally:
+            await _end(running)
+
+    assert asyncio.run(main()) == [7] * 40
+    starters = [t for t in threading.enumerate() if t.name == "trestle-start"]
+    assert 1 <= len(starters) <= min(32, (os.cpu_count() or 1) + 4)
+    assert all(t.daemon for t in starters)

@@ -146,7 +146,9 @@ class _Starters:
     def submit(self, fn: Callable[[], T]) -> Future[T]:
         future: Future[T] = Future()
         with self._lock:
-            if self._idle == 0 and self._threads < self._most:
+            if self._idle:  # an idle thread takes it: spoken for
+                self._idle -= 1
+            elif self._threads < self._most:
                 self._threads += 1
                 threading.Thread(target=self._work, name="trestle-start", daemon=True).start()
         self._calls.put((future, fn))
@@ -154,56 +156,51 @@ class _Starters:
 
     def _work(self) -> None:
         while True:
-            with self._lock:
-                self._idle += 1
             future, fn = self._calls.get()
-            with self._lock:
-                self._idle -= 1
             if future.set_running_or_notify_cancel():
                 try:
                     future.set_result(fn())
                 except BaseException as exc:  # the caller's, as an executor hands it
                     future.set_exception(exc)
             del future, fn  # what they hold is not kept while the queue waits
+            with self._lock:
+                self._idle += 1
 
 
 class _Busy:
     """How many of this process's watched commands are starting or have not yet been
     seen to exit, and the pool that starts those made beside another (see the module's
-    docstring); both made again in a forked child, which has neither the parent's
-    commands nor its pool's threads."""
+    docstring); all made afresh in a forked child, which has neither the parent's
+    commands nor its pool's threads (nor, maybe, the lock's holder)."""
 
     def __init__(self) -> None:
+        self.forked()
+
+    def forked(self) -> None:
         self._lock = threading.Lock()
-        self._pid = 0
         self._count = 0
         self._pool: _Starters | None = None
 
     def enter(self) -> bool:
         """One more; whether it is the only one."""
         with self._lock:
-            self._mine()
             self._count += 1
             return self._count == 1
 
     def leave(self) -> None:
         with self._lock:
-            self._mine()
             self._count = max(0, self._count - 1)
 
     def pool(self) -> _Starters:
         with self._lock:
-            self._mine()
             if self._pool is None:
                 self._pool = _Starters(min(32, (os.cpu_count() or 1) + 4))
             return self._pool
 
-    def _mine(self) -> None:
-        if self._pid != os.getpid():
-            self._pid, self._count, self._pool = os.getpid(), 0, None
-
 
 _BUSY = _Busy()
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_BUSY.forked)
 
 
 async def _started(
