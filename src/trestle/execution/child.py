@@ -34,16 +34,14 @@ import asyncio
 import contextlib
 import functools
 import os
-import queue
 import signal
 import subprocess
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Protocol
 
-T = TypeVar("T")
+from trestle.support.step_threads import StepThreads
 
 
 class Child(Protocol):
@@ -117,9 +115,7 @@ async def spawn_watched(
         child = _PidfdChild(loop, popen, os.pidfd_open(popen.pid))
     except BaseException:  # out of descriptors: a command nobody watches must not run
         _BUSY.leave()
-        _kill(popen)
-        if popen.stdout is not None:
-            popen.stdout.close()
+        _let_go(popen)
         raise
     try:
         await child.connect()
@@ -127,44 +123,6 @@ async def spawn_watched(
         child.close()
         raise
     return child
-
-
-class _Starters:
-    """Threads that start commands, made as starts need them (up to ``most``), each
-    living as long as the process: daemon threads nothing ever stops. Not a
-    ``ThreadPoolExecutor``, whose threads end when the main thread does, before the
-    interpreter waits for the other threads: a command one of them started for a loop
-    still running on another thread would be killed then by its parent-death signal."""
-
-    def __init__(self, most: int) -> None:
-        self._most = most
-        self._calls: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]]] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._threads = 0
-        self._idle = 0
-
-    def submit(self, fn: Callable[[], T]) -> Future[T]:
-        future: Future[T] = Future()
-        with self._lock:
-            if self._idle:  # an idle thread takes it: spoken for
-                self._idle -= 1
-            elif self._threads < self._most:
-                self._threads += 1
-                threading.Thread(target=self._work, name="trestle-start", daemon=True).start()
-        self._calls.put((future, fn))
-        return future
-
-    def _work(self) -> None:
-        while True:
-            future, fn = self._calls.get()
-            if future.set_running_or_notify_cancel():
-                try:
-                    future.set_result(fn())
-                except BaseException as exc:  # the caller's, as an executor hands it
-                    future.set_exception(exc)
-            del future, fn  # what they hold is not kept while the queue waits
-            with self._lock:
-                self._idle += 1
 
 
 class _Busy:
@@ -179,7 +137,7 @@ class _Busy:
     def forked(self) -> None:
         self._lock = threading.Lock()
         self._count = 0
-        self._pool: _Starters | None = None
+        self._pool: StepThreads | None = None
 
     def enter(self) -> bool:
         """One more; whether it is the only one."""
@@ -191,10 +149,15 @@ class _Busy:
         with self._lock:
             self._count = max(0, self._count - 1)
 
-    def pool(self) -> _Starters:
+    def pool(self) -> StepThreads:
+        """The starter threads: daemon threads, never shut down. Not a
+        ``ThreadPoolExecutor``, whose threads end when the main thread does, before the
+        interpreter waits for the other threads: a command one of them started for a
+        loop still running on another thread would be killed then by its parent-death
+        signal."""
         with self._lock:
             if self._pool is None:
-                self._pool = _Starters(min(32, (os.cpu_count() or 1) + 4))
+                self._pool = StepThreads(min(32, (os.cpu_count() or 1) + 4), "trestle-start")
             return self._pool
 
 
