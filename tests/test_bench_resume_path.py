@@ -39,8 +39,10 @@ def test_the_resume_path_bench_marks_every_part_before_the_model_call() -> None:
     called = float(parts.pop("the model call")[0])
     for name, (start, takes, cpu) in parts.items():  # each one marked ended before the call
         assert float(start) >= 0 and float(start) + float(takes) <= called + 0.01, name
-        # a plain call's thread CPU, no more than its wall clock; a coroutine's not given
-        assert cpu == "-" or 0 <= float(cpu) <= float(takes) + 0.01, name
+        # a plain call's thread CPU, no more than its wall clock; a coroutine's not given.
+        # The two are different clocks (the scheduler's and the monotonic one), which a
+        # virtual machine lets disagree by tens of microseconds (0.71 against 0.68 seen)
+        assert cpu == "-" or 0 <= float(cpu) <= float(takes) * 1.05 + 0.05, name
     order = list(parts)
     assert order.index("load") < order.index("probe") < order.index("open a turn #1")
     assert "wall to the model call " in done.stdout
