@@ -34,6 +34,8 @@ def note_path(turn: int) -> str:
 
 def file_text(turn: int) -> str:
     _, text = agentturns.turn_text(turn)
+    if "\n" in text:  # a real observation (``realtext.py``), in lines already
+        return text
     return "".join(text[i : i + LINE] + "\n" for i in range(0, len(text), LINE))
 
 

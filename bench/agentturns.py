@@ -28,10 +28,20 @@ CRASH_FILE = "crash-at"
 
 _ALPHABET = string.ascii_letters + string.digits + "     "
 first_turn_started: float | None = None  # perf_counter() when this process ran a turn
+_given: list[tuple[str, str]] = []  # real turns' texts in place of random ones
+
+
+def use_texts(texts: list[tuple[str, str]]) -> None:
+    """Make turn ``i`` ``texts[i % len(texts)]`` from now on (``realtext.py``)."""
+    global _given
+    _given = list(texts)
 
 
 def turn_text(turn: int) -> tuple[str, str]:
-    """Turn ``turn``'s assistant message and tool result (1,000 and 4,000 characters)."""
+    """Turn ``turn``'s assistant message and tool result (1,000 and 4,000 characters),
+    or the texts :func:`use_texts` gave."""
+    if _given:
+        return _given[turn % len(_given)]
     rng = random.Random(turn)
     message = "".join(rng.choices(_ALPHABET, k=MESSAGE_CHARS))
     tool_result = "".join(rng.choices(_ALPHABET, k=TOOL_RESULT_CHARS))

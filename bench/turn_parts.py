@@ -4,6 +4,7 @@ Usage::
 
     python bench/turn_parts.py [--turns 300] [--repeat 3]
         [--reads-in understand|execute] [--compression on|off]
+        [--text random|real] [--trajectories DIR]
 
 Runs ``compare.py``'s Trestle agent loop (``sys_trestle.py``, monitors on, as the
 summary's turn row runs it) in forked children, ``--repeat`` times, with each part of a
@@ -18,7 +19,10 @@ then the wall clock and the process's CPU per turn (every thread's), as
 ``--reads-in execute`` makes the reads in the plan's step, where the drift monitor
 embeds every read (see ``agentparts.py``; its alerts only noted). ``--compression off``
 stores every payload at zlib's level 0 and every row's body as it is (the store reads
-both): what compressing costs a turn, on whatever thread it runs.
+both): what compressing costs a turn, on whatever thread it runs. ``--text real``
+gives the turns real agents' reasoning and observations (``realtext.py``, from
+``--trajectories``, the shared calibration set by default) in place of random
+characters: text that compresses, words that repeat.
 
 The wrappers cost a microsecond or so a call themselves; they compare parts and trees
 (``PYTHONPATH=<tree>/src``), not systems. Nothing is recorded under ``results/`` (the
@@ -42,6 +46,7 @@ from typing import Any
 import agentloop
 import agentparts
 import forking
+import realtext
 import sys_trestle
 from hostinfo import load_average, machine_info
 from wrapping import Part, wrap_parts
@@ -56,6 +61,11 @@ PARTS: tuple[Part, ...] = (
     ("trestle.monitors.loops", "RepeatMonitor.observe", "    repeats"),
     ("trestle.monitors.shown", "ShownLines._show", "    lines shown"),
     ("trestle.monitors.drift", "RelevanceMonitor.observe", "    drift"),
+    ("trestle.engines.local", "LocalEngine._snapshot", "the snapshot"),
+    ("trestle.monitors.saved", "save", "  the monitors' save"),
+    ("trestle.core.state", "RunState.snapshot_json", "  the state's JSON"),
+    ("trestle.engines.local", "signed_snapshot", "  signed"),
+    ("trestle.store.decoding", "stored_state", "the state compressed (store)"),
     ("trestle.agent.session", "StepSession._redacted", "the session's redaction"),
     ("trestle.core.conversation", "RequestHasher.hash", "the request's hash"),
     ("trestle.core.estimate", "TokenTally.__call__", "the token count"),
@@ -132,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--reads-in", choices=("understand", "execute"), default="understand")
     parser.add_argument("--compression", choices=("on", "off"), default="on")
+    parser.add_argument("--text", choices=("random", "real"), default="random")
+    parser.add_argument("--trajectories", type=Path, default=realtext.ROOT)
     args = parser.parse_args(argv)
     if args.turns < 2 or args.repeat < 1:
         parser.error(
@@ -139,6 +151,11 @@ def main(argv: list[str] | None = None) -> int:
             "and --repeat at least 1"
         )
     sys_trestle.READS_IN = args.reads_in
+    if args.text == "real":
+        try:  # the run makes one call more than it reads
+            realtext.use_real_text(args.trajectories, turns=args.turns + 1)
+        except ValueError as exc:
+            parser.error(str(exc))
     if args.reads_in == "execute":  # every read drifts: alerts noted, every turn alike
         sys_trestle.MONITORS = agentparts.NOTED_ONLY
     commit = machine_info(Path(tempfile.gettempdir()))["trestle_commit"]
@@ -152,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
             report = forking.run(lambda: one_loop(work, args.turns, compress), TIMEOUT)  # noqa: B023
             runs.append(report["value"])
     print(
-        f"\n{args.turns} turns, reads in {args.reads_in}, compression {args.compression}, "
+        f"\n{args.turns} turns of {args.text} text, reads in {args.reads_in}, "
+        f"compression {args.compression}, "
         f"{args.repeat} loops (median per turn):"
     )
     print(f"  {'part':<28} {'CPU us':>8} {'calls':>6}")

@@ -30,10 +30,10 @@ def _rows(stdout: str) -> dict[str, tuple[int, float, float]]:
 
 
 def test_every_part_of_a_reading_turn_is_reached_and_none_exceeds_its_whole() -> None:
-    done = _bench("--turns", "12", "--repeat", "1")
+    done = _bench("--turns", "30", "--repeat", "1")  # enough for a snapshot
     assert done.returncode == 0, done.stderr
     rows = _rows(done.stdout)
-    assert len(rows) == 14, done.stdout
+    assert len(rows) == 19, done.stdout
     for label, (_, cpu, calls) in rows.items():
         assert cpu > 0 and calls > 0, f"{label} was not reached: {done.stdout}"
     wholes: list[tuple[int, float]] = []  # the enclosing parts of the row being read
