@@ -114,7 +114,9 @@ def test_the_driver_lets_go_of_the_options_once_the_sandbox_started(tmp_path: Pa
     )
     assert done.status == "ok", done.output
     assert done.output.split() == ["0", "1", "2", "3"]
-    assert held == [[]]
+    # once per start: a first start is made again when a host socket it was to cover
+    # went away meanwhile (another suite's, on a shared machine), and each lets go
+    assert held and all(h == [] for h in held), held
     assert not [t for t in _descriptors() if OPTIONS_FD in t]
 
 
