@@ -58,6 +58,7 @@ from trestle.execution.sandbox_mounts import (
 from trestle.execution.sandbox_reads import screen_reads
 from trestle.execution.submodule_checkouts import submodule_holds
 from trestle.formats.exec_limits import LEFT_OUT_BYTES, size
+from trestle.support.this_turn import ThisTurn
 from trestle.workspace.beneath import Refused, open_beneath
 from trestle.workspace.reach import note_workspace, program
 
@@ -124,6 +125,21 @@ class SandboxUnavailableError(ConfigError):
 
 
 @dataclass(frozen=True)
+class _Seen:
+    """What one reading of the filesystem makes of a command's mounts, in the order
+    they go on its bubblewrap's command line around the parts each command decides
+    (its network, its ``.git``, the files a human approved)."""
+
+    ws: Path  # the workspace's real path
+    hidden_outside: tuple[str, ...]  # what is hidden outside the workspace (and above it)
+    resolver: bool  # the host's DNS resolver's directory exists (shown with the network)
+    shown: tuple[str, ...]  # the tool directories, what they hold hidden again, the workspace
+    held: tuple[str, ...]  # read-only files, what is hidden inside, the operator's policy
+    sockets: tuple[str, ...]  # the host's sockets left reachable, covered
+    left_out: tuple[str, ...]  # ``sandbox.read`` entries (and git's configuration) not shown
+
+
+@dataclass(frozen=True)
 class Sandbox:
     """How a run's commands are confined.
 
@@ -152,6 +168,7 @@ class Sandbox:
     sockets_found: dict[str, tuple[int, int]] = field(
         default_factory=dict, compare=False, repr=False
     )
+    _readings: ThisTurn[_Seen] = field(default_factory=ThisTurn, compare=False, repr=False)
 
     @property
     def confines(self) -> bool:
@@ -227,11 +244,31 @@ class Sandbox:
     def _mounts(
         self, workspace: Path, name: str, *, approved: bool, pinned: Pinned
     ) -> tuple[list[str], tuple[str, ...]]:
-        # Everything read from the filesystem is read again for every command (a step
-        # can change its workspace, its .git and the host's sockets between two of
-        # them); only what follows from those readings alone is worked out once.
-        ws = workspace.resolve()
+        # what the filesystem shows is read once for the commands started in one turn
+        # of the event loop (a fan-out's): see trestle.support.this_turn
+        seen = self._readings.get(workspace, lambda: self._read(workspace))
         network = self.policy.allows_network(name)
+        args = [*CONFINEMENT, *_identity()]
+        if network:
+            args.append("--share-net")
+        args += _SYSTEM
+        args += seen.hidden_outside
+        if network and seen.resolver:
+            args += ["--ro-bind", "/run/systemd/resolve", "/run/systemd/resolve"]
+        args += seen.shown
+        args += git_mounts(seen.ws, approved=approved or self.policy.allows_git(name))
+        args += seen.held
+        for relative, copy in pinned:
+            args += ["--ro-bind", copy, str(seen.ws / relative)]
+        args += seen.sockets
+        return args, seen.left_out
+
+    def _read(self, workspace: Path) -> _Seen:
+        # Everything read from the filesystem is read again for every turn of the loop
+        # that starts commands (a step can change its workspace, its .git and the host's
+        # sockets between two of them); only what follows from those readings alone is
+        # worked out once.
+        ws = workspace.resolve()
         home = _home()
         homes = tuple(h for h in dict.fromkeys((home, _account_home())) if h is not None)
         hidden = tuple(p.resolve() for p in self.hidden)
@@ -246,19 +283,10 @@ class Sandbox:
         git = screen_reads(gitconfig, ws, hidden, homes, "git's configuration")
         wanted = (*git.shown, *_tool_dirs(list(homes), ws), *reads.shown)
         layout = _layout(ws, hidden, homes, wanted)
-        args = [*CONFINEMENT, *_identity()]
-        if network:
-            args.append("--share-net")
-        args += _SYSTEM
-        for path in layout.outside:
-            args += _hide(path)
-        if network and Path("/run/systemd/resolve").is_dir():
-            args += ["--ro-bind", "/run/systemd/resolve", "/run/systemd/resolve"]
-        args += layout.shown_args
+        shown = [*layout.shown_args]
         for path in layout.hidden_again:
-            args += _hide(path)
-        args += workspace_mounts(ws, self.scope, layout.inside)
-        args += git_mounts(ws, approved=approved or self.policy.allows_git(name))
+            shown += _hide(path)
+        shown += workspace_mounts(ws, self.scope, layout.inside)
         # the driver's own Python, when it lies in the workspace, and the run's plan and
         # python: code: read-only, so nothing a command plants there runs in the driver
         # afterwards, nor decides what the next run of the plan may do; and each
@@ -268,26 +296,32 @@ class Sandbox:
             *self.held_files(ws),
             *submodule_holds(ws),
         )
-        args += read_only_mounts(ws, self.scope, held)
+        kept = read_only_mounts(ws, self.scope, held)
         # after .git: a .git link or gitdir: file a command planted may name a hidden
         # directory (the store's), which binding it would show again
         for path in layout.inside:
-            args += _hide(path)
+            kept += _hide(path)
         toml = ws / "trestle.toml"
         if toml.is_file() and not toml.is_symlink():
-            args += ["--ro-bind", str(toml), str(toml)]  # the operator's policy
-        for relative, copy in pinned:
-            args += ["--ro-bind", copy, str(ws / relative)]
+            kept += ["--ro-bind", str(toml), str(toml)]  # the operator's policy
         sockets = host_sockets(
             ws, layout.hidden_dirs, layout.seen_again, layout.resolved, self.sockets_found
         )
-        for socket in sockets:
-            # /proc/net/unix lists a socket as long as it is open, its file removed or
-            # not: where nothing is left there is nothing to reach, and bubblewrap could
-            # not make the mount's point (one removed after this look: see run_shell)
-            if os.path.lexists(socket):
-                args += ["--ro-bind", "/dev/null", socket]
-        return args, (*git.left_out, *reads.left_out)
+        # /proc/net/unix lists a socket as long as it is open, its file removed or not:
+        # where nothing is left there is nothing to reach, and bubblewrap could not make
+        # the mount's point (one removed after this look: see run_shell)
+        covered = [
+            arg for s in sockets if os.path.lexists(s) for arg in ("--ro-bind", "/dev/null", s)
+        ]
+        return _Seen(
+            ws=ws,
+            hidden_outside=tuple(arg for path in layout.outside for arg in _hide(path)),
+            resolver=Path("/run/systemd/resolve").is_dir(),
+            shown=tuple(shown),
+            held=tuple(kept),
+            sockets=tuple(covered),
+            left_out=(*git.left_out, *reads.left_out),
+        )
 
 
 @functools.lru_cache(maxsize=64)
