@@ -2,10 +2,13 @@
 
 A wide fan-out's steps begin in one turn of the loop: each builds its command's sandbox
 from what it reads of the filesystem, one after another on the loop's thread, before
-any of them has started. Read once for all of them, the readings are as fresh for each
-as its own would have been: taken after every one of them was asked for, and before
-any of them starts. The next turn reads again (by then a command may have run), and
-so does a caller with no running loop.
+any of them has started. Read once for all of them, the reading is as fresh for each as
+its own would have been. A turn runs only callbacks queued before it began (what
+another thread or the kernel reports meanwhile waits for the next), so nothing a
+callback of the turn can know is newer than a reading made during it. The value is let
+go by a callback queued as it is made: in the next turn, only what was queued before
+that (and so knew nothing newer) is still served it. After that the next caller reads
+again, as does a caller with no running loop.
 """
 
 from __future__ import annotations
