@@ -66,22 +66,14 @@ def test_too_few_real_turns_or_no_folder_is_an_error_naming_the_folder(tmp_path:
 
 def test_the_turn_parts_bench_runs_a_loop_of_real_text(tmp_path: Path) -> None:
     _trajectory(tmp_path, "run", [_source(i) for i in range(8)])
-    argv = [sys.executable, str(BENCH / "turn_parts.py"), "--turns", "6", "--repeat", "1"]
-    done = subprocess.run(
-        [*argv, "--text", "real", "--trajectories", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = _turn_parts("--turns", "6", "--trajectories", str(tmp_path))
     assert done.returncode == 0, done.stderr
     assert "6 turns of real text" in done.stdout
-    short = subprocess.run(
-        [*argv, "--turns", "9", "--text", "real", "--trajectories", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    short = _turn_parts("--turns", "9", "--trajectories", str(tmp_path))
     assert short.returncode == 2
     assert "8 turns with 200 characters or more" in short.stderr
+
+
+def _turn_parts(*args: str) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, str(BENCH / "turn_parts.py"), "--repeat", "1", "--text", "real"]
+    return subprocess.run([*argv, *args], capture_output=True, text=True, timeout=300, check=False)
