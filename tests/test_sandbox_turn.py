@@ -7,6 +7,7 @@ command)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import subprocess
 from pathlib import Path
@@ -86,3 +87,18 @@ def _bound(argv: list[str], path: str) -> str:
     """How ``path`` is bound in ``argv`` (the option before its descriptor)."""
     at = argv.index(path)
     return argv[at - 2]
+
+
+def test_a_copy_with_another_policy_reads_for_itself(tmp_path: Path, readings: list[Path]) -> None:
+    _require_bwrap()
+    sandbox = choose("require", workspace=tmp_path)
+    other = dataclasses.replace(sandbox, policy=SandboxPolicy(read=("/etc/hostname",)))
+
+    async def main() -> tuple[list[str], list[str]]:
+        return _argv(Cell(sandbox, tmp_path, "a"), tmp_path), _argv(
+            Cell(other, tmp_path, "a"), tmp_path
+        )
+
+    plain, reading = asyncio.run(main())
+    assert len(readings) == 2
+    assert "/etc/hostname" not in plain and "/etc/hostname" in reading

@@ -168,7 +168,11 @@ class Sandbox:
     sockets_found: dict[str, tuple[int, int]] = field(
         default_factory=dict, compare=False, repr=False
     )
-    _readings: ThisTurn[_Seen] = field(default_factory=ThisTurn, compare=False, repr=False)
+    # what this turn of the loop read (see _mounts): a sandbox of its own for each copy
+    # (dataclasses.replace), as a reading follows from the policy, scope and kept files
+    _readings: ThisTurn[_Seen] = field(
+        default_factory=ThisTurn, init=False, compare=False, repr=False
+    )
 
     @property
     def confines(self) -> bool:
