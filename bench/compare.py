@@ -29,6 +29,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -283,7 +284,8 @@ def record_figures(results: dict[str, Any], to: Path = figures.RESULTS_DIR) -> N
     """The published figures (bench/published.json) this run measured, for stale.py;
     a figure is recorded only at the size it was published at."""
     machine, cfg, loads = results["machine"], results["config"], results["workloads"]
-    record = functools.partial(figures.record, machine=machine, results_dir=to)
+    run = datetime.now(UTC).isoformat(timespec="microseconds")  # this run's figures share it
+    record = functools.partial(figures.record, machine=machine, results_dir=to, run=run)
     steps = loads.get("steps")
     if steps and (cfg["steps"], cfg["width"], cfg["sleep"]) == (1000, 32, 0.2):
         raw, trestle = steps["raw"]["trestle"], steps["summary"]["trestle"]
@@ -294,7 +296,8 @@ def record_figures(results: dict[str, Any], to: Path = figures.RESULTS_DIR) -> N
         if "langgraph" in steps["summary"]:
             ratio = 1 / steps["summary"]["langgraph"]["ratio"]
             record("step_vs_langgraph", ratio, "x")
-    for row in loads.get("turns", {}).get("summary", {}).get("trestle", {}).get("rows", []):
+    turns = loads.get("turns", {}).get("summary", {})
+    for row in turns.get("trestle", {}).get("rows", []):
         if row["turns"] in (50, 500):
             record(
                 f"turn_us_{row['turns']}",
@@ -302,13 +305,20 @@ def record_figures(results: dict[str, Any], to: Path = figures.RESULTS_DIR) -> N
                 "µs",
                 samples=row["samples_us"],
             )
+    for row in turns.get("langgraph", {}).get("rows", []):
+        if row["turns"] in (50, 500) and row["ratio"]:
+            record(f"turn_vs_langgraph_{row['turns']}", 1 / row["ratio"], "x")
     for row in loads.get("storage", {}).get("summary", {}).get("trestle", {}).get("rows", []):
         if row["turns"] == 1000:
             record("storage_mb_1000", row["bytes"] / 1e6, "MB")
-    for row in loads.get("resume", {}).get("summary", {}).get("trestle", {}).get("rows", []):
+    resume = loads.get("resume", {}).get("summary", {})
+    for row in resume.get("trestle", {}).get("rows", []):
         if row["turns"] == 1000:
             samples = [s * 1000 for s in row["samples_s"]]
             record("resume_ms_1000", row["median_s"] * 1000, "ms", samples=samples)
+    for row in resume.get("langgraph", {}).get("rows", []):
+        if row["turns"] == 1000 and row["ratio"]:
+            record("resume_vs_langgraph_1000", 1 / row["ratio"], "x")
     crash = loads.get("crash", {}).get("summary", {}).get("trestle")
     if crash and cfg["trials"] == 200:
         problems = crash["trials_with_duplicate"] + crash["lost_steps"] + crash["unresumable"]

@@ -5,7 +5,9 @@ figure: the figure's id, the value in the published unit, the spread of the samp
 behind it, the command that measured it and the machine (``hostinfo.machine_info``,
 whose commit is that of the ``trestle`` package imported). Each call writes its own
 file, ``results/figure-<id>-<time>.json``, so runs never overwrite one another and
-the latest of each figure is found by its ``measured_at``.
+the latest of each figure is found by its ``measured_at``. Figures one run of a bench
+measured together share its ``run`` (when it gives one): ``stale.py`` reads a ratio to
+another system only beside the absolute figure of the same run.
 """
 
 from __future__ import annotations
@@ -31,11 +33,13 @@ def record(
     *,
     samples: Sequence[float] = (),
     results_dir: Path = RESULTS_DIR,
+    run: str | None = None,
 ) -> Path:
     """Write one figure's result; the file written.
 
     ``samples`` are the repetitions behind ``value`` in its unit; their minimum and
-    maximum are the spread (none for a count, which has no repetitions).
+    maximum are the spread (none for a count, which has no repetitions). ``run`` names
+    the bench run that measured it, the same for every figure of that run.
     """
     now = datetime.now(UTC)
     result: dict[str, Any] = {
@@ -47,6 +51,8 @@ def record(
         "measured_at": now.isoformat(timespec="microseconds"),
         "machine": {**machine, "load_average_at_record": load_average()},
     }
+    if run is not None:
+        result["run"] = run
     results_dir.mkdir(parents=True, exist_ok=True)
     stamp = now.strftime("%Y%m%d-%H%M%S-%f")
     path = results_dir / f"figure-{figure}-{stamp}.json"

@@ -11,7 +11,10 @@ Verdicts, one per figure:
 - ``holds``: the latest value is within the published figure's noise (a relative
   tolerance, or an absolute one for counts and rounded shares);
 - ``MOVED beyond noise``: it is not; the published figure no longer describes the
-  code, and ``--strict`` exits 1;
+  code on this machine, and ``--strict`` exits 1. A figure registered with ``beside``
+  (the id of its ratio to another system, measured in the same run) says what that
+  ratio did in the run that moved it: where the ratio holds, the machine's pace moved
+  the figure and the other system's alike, not this code against it;
 - ``not measured since``: no result for it under the results directory;
 - ``not comparable``: measured on a different core count or Python minor version than
   published, which the verdict names; no ratio is judged across machines.
@@ -25,7 +28,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +56,7 @@ class Published:
     python: str
     sqlite: str
     load: str | None = None  # the load average the text gives, if it gives one
+    beside: str | None = None  # the figure's same-run ratio to another system
 
 
 @dataclass(frozen=True)
@@ -93,10 +97,15 @@ def load_published(path: Path) -> list[Published]:
                     python=str(entry["python"]),
                     sqlite=str(entry["sqlite"]),
                     load=entry.get("load"),
+                    beside=entry.get("beside"),
                 )
             )
         except (KeyError, TypeError, ValueError) as e:
             raise BadInput(f"{where}: missing or malformed field {e}") from e
+    ids = {f.id for f in out}
+    for f in out:
+        if f.beside is not None and f.beside not in ids:
+            raise BadInput(f"{path}: figure {f.id!r}: beside names {f.beside!r}, not a figure")
     return out
 
 
@@ -140,6 +149,35 @@ def judge(figure: Published, latest: dict[str, Any] | None) -> Verdict:
             figure, latest, MOVED, f"off by {_number(off)} {figure.unit}, noise {tolerance}"
         )
     return Verdict(figure, latest, HOLDS, f"noise {tolerance}")
+
+
+def with_ratios(verdicts: Sequence[Verdict]) -> list[Verdict]:
+    """``verdicts``, each moved figure's reason saying what its same-run ratio to
+    another system (its ``beside``) did: a machine slower or faster on the day moves a
+    figure and the other system's alike, and leaves their ratio where it was."""
+    by_id = {v.figure.id: v for v in verdicts}
+    out = []
+    for v in verdicts:
+        ratio = by_id.get(v.figure.beside or "")
+        if v.verdict != MOVED or ratio is None or v.latest is None:
+            out.append(v)
+            continue
+        run = v.latest.get("run")
+        if ratio.latest is None or run is None or ratio.latest.get("run") != run:
+            said = f"no `{ratio.figure.id}` from the same run to tell the machine from the code"
+        else:
+            f = ratio.figure
+            now = f"{_number(float(ratio.latest['value']))} {f.unit}"
+            published = f"{_number(f.value)} {f.unit} published"
+            if ratio.verdict == HOLDS:
+                said = (
+                    f"`{f.id}` of the same run holds ({now}, {published}): the machine's "
+                    "pace moved both systems, not this code against the other"
+                )
+            else:
+                said = f"`{f.id}` of the same run moved too ({now}, {published})"
+        out.append(replace(v, reason=f"{v.reason}; {said}"))
+    return out
 
 
 def _tolerance(figure: Published) -> str:
@@ -204,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BadInput as e:
         print(f"stale.py: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    verdicts = [judge(f, latest.get(f.id)) for f in figures]
+    verdicts = with_ratios([judge(f, latest.get(f.id)) for f in figures])
     print(render(verdicts))
     moved = [v.figure.id for v in verdicts if v.verdict == MOVED]
     if moved:

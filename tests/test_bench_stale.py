@@ -136,7 +136,8 @@ def test_compare_records_the_figures_it_measured_at_the_published_sizes(tmp_path
         },
     }
     per_turn = {"turns": [50, 500], "us_per_turn": [[3.1e3, 3.3e3], [4e3, 5e3]]}
-    turns: dict[str, Any] = {"raw": {"trestle": per_turn}}
+    theirs = {"turns": [50, 500], "us_per_turn": [[6.2e3, 6.6e3], [40e3, 42e3]]}
+    turns: dict[str, Any] = {"raw": {"trestle": per_turn, "langgraph": theirs}}
     for name, data in (("steps", steps), ("turns", turns)):
         data["summary"] = tables.SUMMARISERS[name](data, list(data["raw"]))
     config = {"steps": 1000, "width": 32, "sleep": 0.2, "trials": 200}
@@ -165,4 +166,57 @@ def test_compare_records_the_figures_it_measured_at_the_published_sizes(tmp_path
     assert "| 0.917 x (`x`;" in _row(out, "step_vs_langgraph")  # Trestle / LangGraph
     assert "3,200 µs (3,100 to 3,300)" in _row(out, "turn_us_50")
     assert "MOVED beyond noise" in _row(out, "turn_us_500")
+    assert "| 0.5 x (`x`;" in _row(out, "turn_vs_langgraph_50")  # 3,200 / 6,400 µs
+    # 4,500 / 41,000 µs: within the published ratio's noise, so the move is the pace's
+    assert "| 0.11 x (`x`;" in _row(out, "turn_vs_langgraph_500")
+    assert "`turn_vs_langgraph_500` of the same run holds" in _row(out, "turn_us_500")
     assert "not measured since" in _row(out, "storage_mb_1000")
+    runs = {
+        json.loads(path.read_text(encoding="utf-8"))["run"]
+        for path in (tmp_path / "results").glob("figure-*.json")
+    }
+    assert len(runs) == 1, runs  # one run of compare.py: one run for all its figures
+
+
+def test_a_moved_figure_says_what_its_ratio_of_the_same_run_did(tmp_path: Path) -> None:
+    """A slower machine moves a figure and the other system's alike: the ratio of the
+    same run tells that from this code moving against the other; one of another run
+    tells nothing."""
+    results = tmp_path / "results"
+
+    def measured(figure: str, value: float, run: str) -> None:
+        figures.record(figure, value, "ms", _machine(), results_dir=results, run=run)
+
+    measured("paced", 150, run="a")
+    measured("paced_ratio", 0.51, run="a")  # published 0.5: holds
+    measured("slower", 150, run="b")
+    measured("slower_ratio", 0.75, run="b")  # moved with it: this code got slower
+    measured("apart", 150, run="c")
+    measured("apart_ratio", 0.5, run="d")  # another run's: says nothing of run c's
+    published = []
+    for name in ("paced", "slower", "apart"):
+        published.append({**_figure(name, 100, {"relative": 0.1}), "beside": f"{name}_ratio"})
+        published.append({**_figure(f"{name}_ratio", 0.5, {"relative": 0.1}), "unit": "x"})
+
+    code, out = _stale(tmp_path, *published)
+
+    assert code == 1, out  # the absolute figures moved, whatever the cause
+    assert _row(out, "paced").endswith(
+        "**MOVED beyond noise**: off by 50 ms, noise ±10%; `paced_ratio` of the same run "
+        "holds (0.51 x, 0.5 x published): the machine's pace moved both systems, not this "
+        "code against the other |"
+    )
+    assert "; `slower_ratio` of the same run moved too (0.75 x, 0.5 x published) |" in (
+        _row(out, "slower")
+    )
+    assert "; no `apart_ratio` from the same run to tell the machine from the code |" in (
+        _row(out, "apart")
+    )
+    assert "moved beyond their noise: paced, slower, slower_ratio, apart\n" in out
+
+
+def test_a_ratio_beside_a_figure_must_be_registered(tmp_path: Path) -> None:
+    broken = {**_figure("step", 1, {"relative": 0.1}), "beside": "step_ratio"}
+    code, out = _stale(tmp_path, broken)
+    assert code == 2
+    assert "figure 'step': beside names 'step_ratio', not a figure" in out
