@@ -17,7 +17,11 @@ then the wall clock and the process's CPU per turn (every thread's), as
 ``agentparts.py`` times them: between consecutive model calls, from the second.
 
 ``--reads-in execute`` makes the reads in the plan's step, where the drift monitor
-embeds every read (see ``agentparts.py``; its alerts only noted). ``--compression off``
+embeds every read (see ``agentparts.py``; its alerts only noted). numpy's sums for its
+embedding are imported before the loops start (a process imports them once, at its
+first long text of new words: in the random loop turn 1's, before the timed turns, in
+real text some later turn's, whose 60-160 ms would be spread over the turns timed); the
+import's time is printed apart. ``--compression off``
 stores every payload at zlib's level 0 and every row's body as it is (the store reads
 both): what compressing costs a turn, on whatever thread it runs. ``--text real``
 gives the turns real agents' reasoning and observations (``realtext.py``, from
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib
 import statistics
 import sys
 import tempfile
@@ -121,6 +126,19 @@ def without_compression() -> None:
     bodies.compressed = lambda body: None
 
 
+def embedding_imported() -> str:
+    """Import numpy's sums for the drift monitor's embedding, in this process (the
+    children fork from it); what that took, or why nothing was imported."""
+    if "trestle.monitors.hashsums" in sys.modules:
+        return "imported already"
+    start = time.perf_counter()
+    try:
+        importlib.import_module("trestle.monitors.hashsums")
+    except ImportError:
+        return "not installed (the plain sums: nothing to import)"
+    return f"imported in {(time.perf_counter() - start) * 1000:.0f} ms"
+
+
 def one_loop(work: Path, turns: int, compress: bool) -> dict[str, Any]:
     """In a forked child: the loop, counted; per turn, each part's µs of CPU."""
     if not compress:
@@ -156,10 +174,11 @@ def main(argv: list[str] | None = None) -> int:
             realtext.use_real_text(args.trajectories, turns=args.turns + 1)
         except ValueError as exc:
             parser.error(str(exc))
-    if args.reads_in == "execute":  # every read drifts: alerts noted, every turn alike
-        sys_trestle.MONITORS = agentparts.NOTED_ONLY
     commit = machine_info(Path(tempfile.gettempdir()))["trestle_commit"]
     print(f"trestle commit {commit}; load average {load_average()} before")
+    if args.reads_in == "execute":  # every read drifts: alerts noted, every turn alike
+        sys_trestle.MONITORS = agentparts.NOTED_ONLY
+        print(f"the drift monitor's numpy sums: {embedding_imported()}, before the turns")
     runs = []
     with tempfile.TemporaryDirectory(prefix="turn-parts-") as tmp:
         for rep in range(args.repeat):

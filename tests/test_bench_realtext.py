@@ -69,6 +69,13 @@ def test_the_turn_parts_bench_runs_a_loop_of_real_text(tmp_path: Path) -> None:
     done = _turn_parts("--turns", "6", "--trajectories", str(tmp_path))
     assert done.returncode == 0, done.stderr
     assert "6 turns of real text" in done.stdout
+    assert "numpy sums" not in done.stdout  # only the execute step embeds every read
+    executing = _turn_parts(
+        "--turns", "6", "--trajectories", str(tmp_path), "--reads-in", "execute"
+    )
+    assert executing.returncode == 0, executing.stderr
+    # a process imports them once, at some turn of real text: not spread over the turns
+    assert "the drift monitor's numpy sums: imported in " in executing.stdout
     short = _turn_parts("--turns", "9", "--trajectories", str(tmp_path))
     assert short.returncode == 2
     assert "8 turns with 200 characters or more" in short.stderr
