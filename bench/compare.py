@@ -29,7 +29,6 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -284,7 +283,7 @@ def record_figures(results: dict[str, Any], to: Path = figures.RESULTS_DIR) -> N
     """The published figures (bench/published.json) this run measured, for stale.py;
     a figure is recorded only at the size it was published at."""
     machine, cfg, loads = results["machine"], results["config"], results["workloads"]
-    run = datetime.now(UTC).isoformat(timespec="microseconds")  # this run's figures share it
+    run = figures.new_run()
     record = functools.partial(figures.record, machine=machine, results_dir=to, run=run)
     steps = loads.get("steps")
     if steps and (cfg["steps"], cfg["width"], cfg["sleep"]) == (1000, 32, 0.2):

@@ -6,8 +6,9 @@ behind it, the command that measured it and the machine (``hostinfo.machine_info
 whose commit is that of the ``trestle`` package imported). Each call writes its own
 file, ``results/figure-<id>-<time>.json``, so runs never overwrite one another and
 the latest of each figure is found by its ``measured_at``. Figures one run of a bench
-measured together share its ``run`` (when it gives one): ``stale.py`` reads a ratio to
-another system only beside the absolute figure of the same run.
+measured together share its ``run`` (:func:`new_run`): ``stale.py`` reads a figure's
+ratio to a reference (another system, the bare interpreter) only beside that figure
+from the same run.
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ from typing import Any
 from hostinfo import load_average
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"  # git-ignored
+
+
+def new_run() -> str:
+    """A name for one run of a bench, which each figure it records carries (``run``)."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def record(

@@ -12,9 +12,10 @@ Verdicts, one per figure:
   tolerance, or an absolute one for counts and rounded shares);
 - ``MOVED beyond noise``: it is not; the published figure no longer describes the
   code on this machine, and ``--strict`` exits 1. A figure registered with ``beside``
-  (the id of its ratio to another system, measured in the same run) says what that
-  ratio did in the run that moved it: where the ratio holds, the machine's pace moved
-  the figure and the other system's alike, not this code against it;
+  (the id of its ratio to a reference measured in the same run: another system, the
+  bare interpreter) says what that ratio did in the run that moved it: where the ratio
+  holds, the machine's pace moved the figure and its reference alike, not this code
+  against the reference;
 - ``not measured since``: no result for it under the results directory;
 - ``not comparable``: measured on a different core count or Python minor version than
   published, which the verdict names; no ratio is judged across machines.
@@ -56,7 +57,7 @@ class Published:
     python: str
     sqlite: str
     load: str | None = None  # the load average the text gives, if it gives one
-    beside: str | None = None  # the figure's same-run ratio to another system
+    beside: str | None = None  # the figure's same-run ratio to a reference
 
 
 @dataclass(frozen=True)
@@ -152,9 +153,9 @@ def judge(figure: Published, latest: dict[str, Any] | None) -> Verdict:
 
 
 def with_ratios(verdicts: Sequence[Verdict]) -> list[Verdict]:
-    """``verdicts``, each moved figure's reason saying what its same-run ratio to
-    another system (its ``beside``) did: a machine slower or faster on the day moves a
-    figure and the other system's alike, and leaves their ratio where it was."""
+    """``verdicts``, each moved figure's reason saying what its same-run ratio to a
+    reference (its ``beside``) did: a machine slower or faster on the day moves a figure
+    and its reference alike, and leaves their ratio where it was."""
     by_id = {v.figure.id: v for v in verdicts}
     out = []
     for v in verdicts:
@@ -172,7 +173,7 @@ def with_ratios(verdicts: Sequence[Verdict]) -> list[Verdict]:
             if ratio.verdict == HOLDS:
                 said = (
                     f"`{f.id}` of the same run holds ({now}, {published}): the machine's "
-                    "pace moved both systems, not this code against the other"
+                    "pace moved it and its reference alike, not this code against it"
                 )
             else:
                 said = f"`{f.id}` of the same run moved too ({now}, {published})"

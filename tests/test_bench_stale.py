@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bench_modules import BENCH, load_bench
 
 figures = load_bench("figures")
@@ -203,8 +205,8 @@ def test_a_moved_figure_says_what_its_ratio_of_the_same_run_did(tmp_path: Path) 
     assert code == 1, out  # the absolute figures moved, whatever the cause
     assert _row(out, "paced").endswith(
         "**MOVED beyond noise**: off by 50 ms, noise ±10%; `paced_ratio` of the same run "
-        "holds (0.51 x, 0.5 x published): the machine's pace moved both systems, not this "
-        "code against the other |"
+        "holds (0.51 x, 0.5 x published): the machine's pace moved it and its reference "
+        "alike, not this code against it |"
     )
     assert "; `slower_ratio` of the same run moved too (0.75 x, 0.5 x published) |" in (
         _row(out, "slower")
@@ -220,3 +222,26 @@ def test_a_ratio_beside_a_figure_must_be_registered(tmp_path: Path) -> None:
     code, out = _stale(tmp_path, broken)
     assert code == 2
     assert "figure 'step': beside names 'step_ratio', not a figure" in out
+
+
+def test_startup_records_each_command_beside_its_ratio_to_the_bare_interpreter(
+    tmp_path: Path,
+) -> None:
+    startup = load_bench("startup")
+    times = {
+        "python -c pass (the floor)": [0.020, 0.018, 0.019],
+        "trestle --help": [0.140, 0.133, 0.150],
+        "trestle runs (200 runs)": [0.290, 0.285, 0.300],
+    }
+    startup.record_figures(times, _machine(), to=tmp_path / "results")
+    found = {
+        r["figure"]: r
+        for r in (
+            json.loads(path.read_text(encoding="utf-8"))
+            for path in (tmp_path / "results").glob("figure-*.json")
+        )
+    }
+    assert found["startup_help_ms"]["value"] == pytest.approx(140.0)
+    assert found["startup_help_vs_python"]["value"] == pytest.approx(140.0 / 19.0)
+    assert found["startup_runs_vs_python"]["value"] == pytest.approx(290.0 / 19.0)
+    assert len({r["run"] for r in found.values()}) == 1  # one run, so stale.py pairs them
