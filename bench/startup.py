@@ -99,7 +99,9 @@ def record_figures(
     """The published figures (bench/published.json) of a run at 200 runs, for stale.py:
     each command's median, and beside it the same run's ratio to the bare interpreter,
     which the machine's pace does not move."""
-    run = figures.new_run()
+    record = functools.partial(
+        figures.record, machine=machine, results_dir=to, run=figures.new_run()
+    )
     floor = statistics.median(times["python -c pass (the floor)"])
     for figure, name in (
         ("startup_help", "trestle --help"),
@@ -107,7 +109,6 @@ def record_figures(
     ):
         ms = [t * 1000 for t in times[name]]
         median = statistics.median(ms)
-        record = functools.partial(figures.record, machine=machine, results_dir=to, run=run)
         record(f"{figure}_ms", median, "ms", samples=ms)
         record(f"{figure}_vs_python", median / (floor * 1000), "x")
 
