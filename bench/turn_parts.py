@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import importlib
 import statistics
 import sys
 import tempfile
@@ -127,14 +126,13 @@ def without_compression() -> None:
 
 
 def embedding_imported() -> str:
-    """Import numpy's sums for the drift monitor's embedding, in this process (the
-    children fork from it); what that took, or why nothing was imported."""
-    if "trestle.monitors.hashsums" in sys.modules:
-        return "imported already"
+    """Have the drift monitor's embedder import numpy's sums in this process (the
+    children fork from it), as its first long text of new words would; what that took,
+    or why nothing was imported."""
+    from trestle.monitors.similarity import HashingEmbedder
+
     start = time.perf_counter()
-    try:
-        importlib.import_module("trestle.monitors.hashsums")
-    except ImportError:
+    if not HashingEmbedder().vectorised:
         return "not installed (the plain sums: nothing to import)"
     return f"imported in {(time.perf_counter() - start) * 1000:.0f} ms"
 
