@@ -8,7 +8,9 @@ another thread or the kernel reports meanwhile waits for the next), so nothing a
 callback of the turn can know is newer than a reading made during it. The value is let
 go by a callback queued as it is made: in the next turn, only what was queued before
 that (and so knew nothing newer) is still served it. After that the next caller reads
-again, as does a caller with no running loop.
+again, as does a caller with no running loop. (Other processes may change what was read
+meanwhile, as they may between any reading and its use: a caller guards that as it
+would without sharing.)
 """
 
 from __future__ import annotations
