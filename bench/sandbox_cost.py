@@ -164,6 +164,24 @@ def _fanout(width: int, mode: Mode, root: Path) -> tuple[float, float, float, fl
     return makespan / critical, makespan, cpu, starts.on_loop(), starts.spread()
 
 
+def _alone(width: int, cell: Cell | None, workspace: Path) -> float:
+    """The fan-out's sleepers with no engine: ``width`` of ``run_shell`` at once in
+    ``cell`` (or unconfined), and how much longer they take than one alone (ms)."""
+
+    async def sleepers(count: int) -> float:
+        started = time.perf_counter()
+        done = await asyncio.gather(
+            *(
+                run_shell(f"sleep {SLEEP:g}", cwd=workspace, env={}, timeout=30, cell=cell)
+                for _ in range(count)
+            )
+        )
+        assert all(result.status == "ok" for result in done), done
+        return time.perf_counter() - started
+
+    return asyncio.run(sleepers(width)) - asyncio.run(sleepers(1))
+
+
 def _bound(count: int, where: Path) -> list[socket.socket]:
     """``count`` listening UNIX sockets in ``where``, as a host's daemons hold them."""
     where.mkdir(parents=True, exist_ok=True)
@@ -335,6 +353,12 @@ def main(argv: list[str] | None = None) -> int:
                 add(f"fan cpu {name}", cpu)
                 add(f"fan loop {name}", on_loop)
                 add(f"fan spread {name}", spread)
+                # what the plan's critical path leaves out: its root's and join's steps
+                add(f"fan excess {name}", makespan - makespan / ratio)
+                add(
+                    f"alone excess {name}",
+                    _alone(args.width, cell if mode == "auto" else None, workspace),
+                )
     med = {k: statistics.median(v) * 1000 for k, v in figures.items()}
     print(f"sandbox cost ({args.repeat} repetitions, medians; bubblewrap {found})")
     for what, off, on in (
@@ -354,6 +378,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"driver CPU {med[f'fan cpu {name}']:.0f} ms; the loop held by starts "
                 f"{med[f'fan loop {name}']:.1f} ms, first to last start "
                 f"{med[f'fan spread {name}']:.1f} ms)"
+            )
+            print(
+                f"    beyond its critical path {med[f'fan excess {name}']:.0f} ms; the same "
+                f"commands through run_shell at once, no engine: beyond one alone "
+                f"{med[f'alone excess {name}']:.0f} ms"
             )
     return 0
 
