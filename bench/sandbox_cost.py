@@ -20,8 +20,11 @@ fan-out
     makespan / critical path, the critical path being the same plan at width 1, and
     the driver's CPU for the wide run; and how its starts went: how long the thread
     running the event loop was held in them (a start waits for the new process's exec),
-    and how far apart the first and the last sleeper's start ended. ``--width 0``
-    leaves it out.
+    and how far apart the first and the last sleeper's start ended. Beside it, what
+    the engine adds: the fan-out's time beyond its critical path, against the same
+    ``--width`` commands started at once through ``run_shell`` with no engine, beyond
+    one of them alone (what the machine's cores allow the processes and their
+    sandboxes). ``--width 0`` leaves it out.
 
 Reported as same-run ratios (sandboxed / unconfined) and the added milliseconds.
 

@@ -1,7 +1,8 @@
 """``bench/sandbox_cost.py`` runs (briefly) so that it cannot rot, and its account of a
 fan-out's starts adds up: every start of the wide run is seen, the loop's share of them
-is no more than their whole, and the first and last starts are measured apart. Nothing
-here is about speed."""
+is no more than their whole, and the first and last starts are measured apart; each
+fan-out is set beside the same commands started with no engine. Nothing here is about
+speed."""
 
 from __future__ import annotations
 
@@ -36,6 +37,14 @@ def test_a_short_run_reports_every_workload_and_how_the_fan_outs_starts_went() -
     assert [label for label, *_ in fans] == ["unconfined", "sandboxed"], done.stdout
     for _, ratio, on_loop, spread in fans:
         assert float(ratio) > 0.9 and float(on_loop) >= 0 and float(spread) > 0, done.stdout
+    # beside each, the time beyond its critical path and the same commands' beyond one
+    # alone with no engine: two figures per fan-out, whatever their sign on a busy machine
+    beyond = re.findall(
+        r"beyond its critical path (-?\d+) ms; the same commands through run_shell at "
+        r"once, no engine: beyond one alone (-?\d+) ms",
+        done.stdout,
+    )
+    assert len(beyond) == 2, done.stdout
 
 
 def test_the_starts_account_counts_the_loops_share_and_the_spread() -> None:
