@@ -169,7 +169,7 @@ def _fanout(width: int, mode: Mode, root: Path) -> tuple[float, float, float, fl
 
 def _alone(width: int, cell: Cell | None, workspace: Path) -> float:
     """The fan-out's sleepers with no engine: ``width`` of ``run_shell`` at once in
-    ``cell`` (or unconfined), and how much longer they take than one alone (ms)."""
+    ``cell`` (or unconfined), and how many seconds longer they take than one alone."""
 
     async def sleepers(count: int) -> float:
         started = time.perf_counter()
@@ -356,7 +356,8 @@ def main(argv: list[str] | None = None) -> int:
                 add(f"fan cpu {name}", cpu)
                 add(f"fan loop {name}", on_loop)
                 add(f"fan spread {name}", spread)
-                # what the plan's critical path leaves out: its root's and join's steps
+                # seconds beyond the critical path (the plan at width 1, whose root and
+                # join the bare commands below do not have: both are set beside one alone)
                 add(f"fan excess {name}", makespan - makespan / ratio)
                 add(
                     f"alone excess {name}",
