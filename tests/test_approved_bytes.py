@@ -89,6 +89,44 @@ def test_a_file_the_command_only_reads_or_writes_stays_writable(tmp_path: Path) 
     assert wrote == ["more"], output
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        "sleep 0.2",
+        "true && echo done > out.txt",
+        "python3 missing.py --out=also-missing",
+        "sh deploy.sh",
+        "cat notes.txt | wc -l",
+        "wc -l < notes.txt",
+        "timeout 5 sh -c 'cat notes.txt'",
+        "CONFIG=notes.txt true",
+        "make",
+        "./bin/tool",
+        "ls sub",
+        "echo $(< deploy.sh)",
+    ],
+)
+def test_a_command_names_a_file_by_the_quick_look_exactly_when_it_names_one_at_all(
+    tmp_path: Path, command: str
+) -> None:
+    # an attempt skips the thread that hashes what its command names when the quick
+    # look (no file read) finds none: it must find one whenever named_files would
+    from trestle.core.plan import Step
+    from trestle.engines.touched import may_read, reads_of
+    from trestle.execution.named_files import names_any
+
+    (tmp_path / "deploy.sh").write_text("cat notes.txt\n")
+    (tmp_path / "notes.txt").write_text("n\n")
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "tool").write_text("#!/bin/sh\n")
+    (tmp_path / "sub").mkdir()
+    named = named_files(command, tmp_path)
+    assert names_any(command, tmp_path) is bool(named), named
+    step = Step(id="s", run=command)
+    assert may_read(step, tmp_path) is bool(reads_of(step, tmp_path))
+    assert not may_read(Step(id="p", python="pkg.mod:fn"), tmp_path)
+
+
 def test_a_script_rewritten_while_its_approved_step_starts_never_runs_unapproved(
     cli: Cli,
 ) -> None:

@@ -48,7 +48,7 @@ from trestle.engines.approved import (
 from trestle.engines.delegation import ParentEngine, perform_delegation
 from trestle.engines.outbox import Outbox
 from trestle.engines.store_thread import StoreThread
-from trestle.engines.touched import attempt_files, reads_of
+from trestle.engines.touched import attempt_files, may_read, reads_of
 from trestle.engines.work import StepPerformer, StepWork, WorkspaceNotSaved
 from trestle.execution.actions import StepContext, in_thread, perform
 from trestle.execution.checks import run_checks
@@ -428,8 +428,14 @@ class Attempts:
             else:
                 if step.run is None:
                     acting.discard(sid)
-                # only a command's line names files to hash: no thread for any other
-                read = await in_thread(pool, reads_of, step, ctx.workspace) if step.run else {}
+                # only a command naming a workspace file has one to hash, in a thread;
+                # whether it names one is looked up here, as a sandbox's arguments are
+                # (through a thread each, a wide fan-out's commands started later)
+                read = (
+                    await in_thread(pool, reads_of, step, ctx.workspace)
+                    if may_read(step, ctx.workspace)
+                    else {}
+                )
                 action = await perform(step, ctx, pool, on_spawn=note_spawn)
         acting.discard(sid)
         checking = ctx  # nobody approved its checks

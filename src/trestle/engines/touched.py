@@ -24,7 +24,7 @@ from pathlib import Path
 
 from trestle.core.plan import Step
 from trestle.core.records.lineage import ABSENT, DELETED, AttemptFiles
-from trestle.execution.named_files import named_files
+from trestle.execution.named_files import named_files, names_any
 from trestle.workspace.beneath import Refused, read_regular
 from trestle.workspace.shadow import ShadowRepo
 
@@ -39,6 +39,12 @@ def reads_of(step: Step, workspace: Path) -> dict[str, str]:
     if step.run is None:
         return {}
     return named_files(step.run, workspace, most=MAX_HASHED)
+
+
+def may_read(step: Step, workspace: Path) -> bool:
+    """Whether :func:`reads_of` can find any file: the step runs a command that names
+    one (looked up, nothing read: see :func:`~trestle.execution.named_files.names_any`)."""
+    return step.run is not None and names_any(step.run, workspace)
 
 
 def attempt_files(

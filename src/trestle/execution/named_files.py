@@ -68,15 +68,27 @@ def named_files(command: str, workspace: Path, *, most: int | None = None) -> di
     return dict(sorted(found.items()))
 
 
+def names_any(command: str, workspace: Path) -> bool:
+    """Whether ``command`` names a workspace file or reads its code from one: where it
+    does not, :func:`named_files` finds none. Nothing is read, only looked up (the
+    command's words, each a path at most), so a caller on the event loop can skip a
+    thread for a command that names no file."""
+    return next(_named(command, workspace.resolve()), None) is not None
+
+
 def _names(command: str, root: Path, found: dict[str, str], most: int | None) -> list[str]:
     """Add to ``found`` the workspace files ``command`` names; return the new ones."""
     new: list[str] = []
-
-    def add(relative: str) -> None:
+    for relative in _named(command, root):
         if relative not in found and len(found) < MAX_NAMED:
             found[relative] = digest(root / relative, most)
             new.append(relative)
+    return new
 
+
+def _named(command: str, root: Path) -> Iterator[str]:
+    """The workspace paths ``command`` names or reads its code from, relative to
+    ``root``, in the order it gives them (a path may come more than once)."""
     for simple in _simple_commands(command, 0):
         words = [w.value for w in simple.words if w.literal]
         # no words: a bare redirect reads its file too ("$(< deploy.sh)")
@@ -84,23 +96,23 @@ def _names(command: str, root: Path, found: dict[str, str], most: int | None) ->
         for name in IMPLICIT.get(program, ()):
             relative = _inside(root, name)
             if relative is not None:
-                add(relative)
+                yield relative
         read = [r.target.value for r in simple.redirects if not r.writes or r.op == "<>"]
-        for word in [*map(_unquoted, simple.assignments), *words, *read]:
-            for candidate in _candidates(word):
-                relative = _inside(root, candidate)
-                if relative is not None and (root / relative).is_file():
-                    add(relative)
+        yield from _files_among([*map(_unquoted, simple.assignments), *words, *read], root)
     # and the words of what a launcher runs as a command line of its own (timeout 5 sh
     # -c '...', watch '...'), as the policy's reader follows them
     for invocation in follow(parse(command)).invocations:
         stdin = [invocation.stdin] if invocation.stdin is not None else []
-        for word in [w.value for w in invocation.words if w.literal] + stdin:
-            for candidate in _candidates(word):
-                relative = _inside(root, candidate)
-                if relative is not None and (root / relative).is_file():
-                    add(relative)
-    return new
+        yield from _files_among([w.value for w in invocation.words if w.literal] + stdin, root)
+
+
+def _files_among(words: list[str], root: Path) -> Iterator[str]:
+    """The workspace files ``words`` name, relative to ``root``."""
+    for word in words:
+        for candidate in _candidates(word):
+            relative = _inside(root, candidate)
+            if relative is not None and (root / relative).is_file():
+                yield relative
 
 
 def _shell_script(path: Path) -> str | None:
