@@ -127,6 +127,32 @@ def test_a_command_names_a_file_by_the_quick_look_exactly_when_it_names_one_at_a
     assert not may_read(Step(id="p", python="pkg.mod:fn"), tmp_path)
 
 
+def test_a_word_no_file_could_be_named_is_no_files_name_and_stops_nothing(cli: Cli) -> None:
+    """A word of 256 bytes or more (``python -c '...'``, a long ``echo``) cannot be a
+    file's name, and looking it up as one raised "File name too long": the driver
+    stopped at the step's start, exit 2, its run left running for a resume that
+    stopped the same way. Nor does a path under a directory that cannot be searched.
+    Such a word names no file: the step runs, and one that waits for approval asks."""
+    long_word = "a" * 300
+    deep = "/".join(["d" * 200] * 30)  # over PATH_MAX
+    for command in (f"echo {long_word}", f"cat {deep}", f"sh -c 'echo {long_word}'"):
+        assert named_files(command, cli.dir) == {} and executed_files(command, cli.dir) == set()
+    cli.write(
+        "plan.yaml",
+        f"""\
+        steps:
+          - {{id: say, run: "echo {long_word} > said.txt"}}
+          - {{id: ship, needs: [say], run: "cat said.txt {long_word}", irreversible: true}}
+        """,
+    )
+    ran = cli("run", "plan.yaml", "--no-prompt")
+    assert ran.returncode == 3, ran.stdout + ran.stderr  # ship waits for a human
+    assert cli.lines("said.txt") == [long_word]
+    shown = cli.json("show", ran.stdout.split()[1])
+    steps = {s["id"]: s["status"] for s in shown["steps"]}
+    assert steps == {"say": "succeeded", "ship": "awaiting_approval"}, shown["steps"]
+
+
 def test_a_script_rewritten_while_its_approved_step_starts_never_runs_unapproved(
     cli: Cli,
 ) -> None:

@@ -111,8 +111,20 @@ def _files_among(words: list[str], root: Path) -> Iterator[str]:
     for word in words:
         for candidate in _candidates(word):
             relative = _inside(root, candidate)
-            if relative is not None and (root / relative).is_file():
+            if relative is not None and _regular(root / relative):
                 yield relative
+
+
+def _regular(path: Path) -> bool:
+    """Whether ``path`` is a regular file (a link followed), as ``Path.is_file`` says,
+    but False where it cannot be looked up at all: ``is_file`` raises for a word longer
+    than a file name may be (any argument of 256 bytes or more, ``python -c '...'``) or a
+    directory a step made unsearchable, and a command line that names either is no file's
+    name, not a reason for the driver to stop."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError):  # ValueError: a NUL byte (no word here holds one)
+        return False
 
 
 def _shell_script(path: Path) -> str | None:
@@ -176,7 +188,7 @@ def executed_files(command: str, workspace: Path) -> set[str]:
             code -= {r for r in code if {r, f"./{r}"} & written and r not in fed}
             for relative in sorted(code):
                 fresh = relative not in found and len(found) < MAX_NAMED
-                if fresh and (root / relative).is_file():
+                if fresh and _regular(root / relative):
                     found.add(relative)
                     new.append(relative)
         if depth == SCRIPT_DEPTH:
