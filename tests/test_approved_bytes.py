@@ -153,6 +153,35 @@ def test_a_word_no_file_could_be_named_is_no_files_name_and_stops_nothing(cli: C
     assert steps == {"say": "succeeded", "ship": "awaiting_approval"}, shown["steps"]
 
 
+def test_a_script_a_step_makes_after_its_commands_approval_never_runs_unapproved(
+    cli: Cli,
+) -> None:
+    """``sh deploy.sh`` approved while no deploy.sh was there binds no file; a step
+    that writes one after the approval made the approved command run its bytes, which
+    no human saw. A file the command names that it did not name when asked is a change
+    like any other: the attempt is refused and asked again, bound to the file."""
+    _require_bwrap()
+    cli.write(
+        "plan.yaml",
+        """\
+        steps:
+          - {id: ship, run: sh deploy.sh, irreversible: true}
+          - {id: plant, run: "sleep 0.5; printf 'echo EVIL >> out.log\\n' > deploy.sh"}
+        """,
+    )
+    started = cli("run", "plan.yaml", "--no-prompt")
+    assert started.returncode == 3, started.stdout + started.stderr
+    run_id = started.stdout.split()[1]
+    assert (cli.dir / "deploy.sh").exists()  # planted after ship's approval was asked
+    assert cli("approve", f"{run_id}.1").returncode == 0
+    resumed = cli("resume", run_id)
+    assert resumed.returncode == 3, resumed.stdout + resumed.stderr
+    assert "deploy.sh changed since approval 1 was asked; asking again" in flat(resumed.stdout)
+    assert not (cli.dir / "out.log").exists()
+    card = flat(cli("inbox").stdout)
+    assert f"{run_id}.2" in card and "deploy.sh (" in card, card
+
+
 def test_a_script_rewritten_while_its_approved_step_starts_never_runs_unapproved(
     cli: Cli,
 ) -> None:

@@ -33,6 +33,7 @@ from trestle.execution.named_files import (
     APPROVED_MOST,
     digest,
     executed_files,
+    named_files,
     not_hashed,
 )
 from trestle.execution.sandbox import Pinned
@@ -59,10 +60,14 @@ def pinned(
     """
     root = workspace.resolve()
     code = executed_files(command, root)
+    # a file the command names now that it did not name when the approval was asked
+    # (``sh deploy.sh`` approved before any deploy.sh was there, made by a step since):
+    # its bytes are no human's approval. The names alone: no file over 0 bytes is read
+    appeared = sorted(set(named_files(command, root, most=0)) - set(approved))
     directory = Path(tempfile.mkdtemp(prefix="trestle-approved-"))
     try:
         copies: list[tuple[str, str]] = []
-        moved: list[str] = []
+        moved: list[str] = [*appeared]
         unheld: list[str] = []
         for index, (relative, approved_digest) in enumerate(sorted(approved.items())):
             data = _read(root, relative) if relative in code else None
