@@ -62,7 +62,7 @@ def pinned(
     code = executed_files(command, root)
     # a file the command names now that it did not name when the approval was asked
     # (``sh deploy.sh`` approved before any deploy.sh was there, made by a step since):
-    # its bytes are no human's approval. The names alone: no file over 0 bytes is read
+    # its bytes are no human's approval. The names alone (most=0: none is hashed)
     appeared = sorted(set(named_files(command, root, most=0)) - set(approved))
     directory = Path(tempfile.mkdtemp(prefix="trestle-approved-"))
     try:
