@@ -16,6 +16,7 @@ import asyncio
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -151,6 +152,55 @@ def test_a_word_no_file_could_be_named_is_no_files_name_and_stops_nothing(cli: C
     shown = cli.json("show", ran.stdout.split()[1])
     steps = {s["id"]: s["status"] for s in shown["steps"]}
     assert steps == {"say": "succeeded", "ship": "awaiting_approval"}, shown["steps"]
+
+
+# what the driver finds a command names when a step made a directory unsearchable: run
+# as root and as a user (to whom the directory is closed), in a workspace laid out so
+LOCKED_DRIVER = """
+import json, os, sys
+from pathlib import Path
+from trestle.execution.named_files import executed_files, named_files, names_any
+ws = Path(sys.argv[1]) / "ws"
+os.chmod(ws / "locked", 0)
+try:
+    out = {c: [sorted(named_files(c, ws)), names_any(c, ws), sorted(executed_files(c, ws))]
+           for c in json.loads(sys.argv[2])}
+finally:
+    os.chmod(ws / "locked", 0o755)
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(params=["root", "user"])
+def locked_host(request: pytest.FixtureRequest) -> Iterator[tuple[Path, int | None]]:
+    from test_boundary import driver_host
+
+    def lay_out(base: Path) -> None:
+        (base / "ws" / "locked").mkdir(parents=True)
+        (base / "ws" / "locked" / "x.sh").write_text("echo x\n")
+        (base / "ws" / "open.sh").write_text("echo open\n")
+        (base / "home").mkdir()
+
+    yield from driver_host(request.param, "trestle-named-", lay_out)
+
+
+def test_a_path_under_a_directory_a_step_closed_names_no_file_to_root_or_a_user(
+    locked_host: tuple[Path, int | None],
+) -> None:
+    from test_boundary import run_as_driver
+
+    base, uid = locked_host
+    commands = ["sh locked/x.sh open.sh", "cat locked/x.sh"]
+    seen = run_as_driver(base, uid, LOCKED_DRIVER, commands)
+    assert isinstance(seen, dict), seen
+    closed = uid is not None  # root searches any directory
+    inside = [] if closed else ["locked/x.sh"]
+    assert seen["sh locked/x.sh open.sh"] == [
+        sorted([*inside, "open.sh"]),
+        True,
+        sorted([*inside, "open.sh"]),
+    ]
+    assert seen["cat locked/x.sh"] == [inside, not closed, inside]  # .sh: code by its name
 
 
 def test_a_script_a_step_makes_after_its_commands_approval_never_runs_unapproved(
