@@ -952,7 +952,8 @@ class _RecordingGate:
         self.holds, self.again = holds, again  # again: its start is recorded already
 
     async def review(self, call: GatedCall) -> GateVerdict:
-        verdict = await self.inner.review(call)
+        slot = (self.session.round, self.session.turn, self.call.id)
+        verdict = await self.inner.review(call.model_copy(update={"slot": slot}))
         if verdict.decision == "allow" and verdict.arguments is not None:
             # approved as a human edited it: the edited call comes before the gate
             # next, and its start is what is recorded (a probe after a crash reads it)

@@ -90,7 +90,7 @@ class RunToolGate:
                 facts=facts,
             )
         key = similar_key(decision, facts, None)
-        number, decided = self._decision_for(digest)
+        number, decided = self._decision_for(digest, call.slot)
         edited = decided.edited_arguments if decided is not None else None
         if decided is not None and edited is not None and decided.edited_hash != digest:
             # approved as a human edited it: the edited call runs instead, once it has
@@ -159,8 +159,14 @@ class RunToolGate:
             }
         )
 
-    def _decision_for(self, digest: str) -> tuple[int | None, ApprovalState | None]:
-        """The latest decided approval of exactly this call and its number, if any."""
+    def _decision_for(
+        self, digest: str, slot: tuple[int, int, str] | None
+    ) -> tuple[int | None, ApprovalState | None]:
+        """The latest decided approval of exactly this call and its number, if any,
+        leaving out an approval another call of the step already ran on: a human
+        approved one call, and the model making the same call again later (a second
+        push, a script it rewrote in between) is asked about again. A rejection
+        stands for every later call alike."""
         found: tuple[int | None, ApprovalState | None] = (None, None)
         for number, approval in self.state.approvals.items():
             if (
@@ -168,6 +174,18 @@ class RunToolGate:
                 and approval.step == self.step_id
                 and digest in (approval.action_hash, approval.edited_hash)
                 and approval.status != "pending"
+                and (approval.status == "rejected" or not self._spent(number, slot))
             ):
                 found = (number, approval)
         return found
+
+    def _spent(self, number: int, slot: tuple[int, int, str] | None) -> bool:
+        """Whether a call of the step other than the one at ``slot`` started on approval
+        ``number`` (the same call again, after a crash or a pause, has not spent it)."""
+        step = self.state.steps.get(self.step_id)
+        if step is None:
+            return False
+        return any(
+            approval == number and (round, turn, call_id) != slot
+            for round, turn, call_id, _, _, approval, _ in step.tool_calls
+        )

@@ -220,13 +220,18 @@ Decision = Literal["allow", "deny", "defer"]
 
 
 class GatedCall(Record):
-    """A validated tool call, described for the gate before it runs."""
+    """A validated tool call, described for the gate before it runs.
+
+    ``slot`` is where the call sits in its step's conversation (round, turn, call id),
+    when a session gives it: a human's approval of a call lets that one call run, not
+    the same call again later (see :class:`trestle.agent.toolgate.RunToolGate`)."""
 
     tool: str
     arguments: dict[str, JsonValue]
     facts: ActionFacts
     run_id: str
     step_id: str
+    slot: tuple[int, int, str] | None = None
 
 
 class GateVerdict(Record):
