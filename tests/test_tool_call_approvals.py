@@ -8,6 +8,7 @@ bytes ran, and how often.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,9 +26,10 @@ from agent_helpers import (
     recorded,
     sample_workspace,
 )
-from trestle.core.events import ToolCallStarted
+from trestle.core.events import ToolCallEnded, ToolCallStarted
 from trestle.core.policy import DEFAULT_CONFIRM_COMMANDS, Policy
 from trestle.core.records.agent import bootstrap_plan
+from trestle.execution.named_files import executed_files, named_files
 from trestle.lifecycle.approvals import inbox, submit_decision
 from trestle.lifecycle.runs import create_run
 from trestle.models import ScriptedModel
@@ -105,9 +107,166 @@ def test_an_approved_call_runs_once_and_the_same_call_again_is_asked_again(
     (second,) = inbox(store, run_id=run_id)
     assert (second.subject, second.step, second.approval) == ("tool", "publish", 2)
     assert second.action_hash == first.action_hash  # the very same call, asked again
+    assert second.uncertainties == [
+        f"approval {first.approval} of this same call was given; a call ran on it (an "
+        "approval lets one call run); deploy.sh changed since it was asked: this one is "
+        "asked on its own"
+    ]
 
     submit_decision(store, second.ref, "approve")
     drive(store, run_id, model)
 
     assert (workspace / "out.log").read_text() == "GOOD\nEVIL\n"  # a human let it run
     assert [e.gate.approval for e in started_deploys(store, run_id) if e.gate] == [1, 2]
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@pytest.mark.parametrize("sandbox", ["auto", "off"])
+def test_the_card_binds_the_script_and_one_rewritten_before_the_call_runs_is_asked_again(
+    store: SqliteStore, workspace: Path, sandbox: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRESTLE_SANDBOX", sandbox)  # off: the operator chose to run unconfined
+    run_id = deploy_run(store, workspace)
+    model = ScriptedModel(
+        [
+            findings_json("deploy.sh deploys", files=["deploy.sh"]),
+            PLAN,
+            call("run_command", command=DEPLOY),
+            call("finish", summary="deployed", claims=[]),
+        ]
+    )
+    drive(store, run_id, model)
+    (card,) = inbox(store, run_id=run_id)
+    assert card.bound_to == [f"deploy.sh ({sha(GOOD)[:12]})"]
+    assert "once and goes on, with deploy.sh as they read now" in card.on_approve
+    # rewritten after the human was asked (by anything that writes the workspace: a
+    # step beside it, another process), then approved as the card showed it
+    (workspace / "deploy.sh").write_text(EVIL)
+    submit_decision(store, card.ref, "approve")
+
+    drive(store, run_id, model)
+
+    assert (workspace / "out.log").read_text() == ""  # nothing ran
+    assert not started_deploys(store, run_id)
+    (again,) = inbox(store, run_id=run_id)
+    assert again.approval == card.approval + 1
+    assert again.bound_to == [f"deploy.sh ({sha(EVIL)[:12]})"]
+    assert again.uncertainties == [
+        f"approval {card.approval} of this same call was given; deploy.sh changed since it "
+        "was asked: this one is asked on its own"
+    ]
+
+
+REWRITES_ITSELF = "echo GOOD >> out.log\necho 'echo EVIL >> out.log' > deploy.sh\n"
+
+
+def test_an_approved_script_runs_as_approved_and_cannot_rewrite_itself_in_the_sandbox(
+    store: SqliteStore, workspace: Path
+) -> None:
+    (workspace / "deploy.sh").write_text(REWRITES_ITSELF)
+    run_id = deploy_run(store, workspace)
+    model = ScriptedModel(
+        [
+            findings_json("deploy.sh deploys", files=["deploy.sh"]),
+            PLAN,
+            call("run_command", command=DEPLOY),
+            call("finish", summary="deployed", claims=[]),
+        ]
+    )
+    drive(store, run_id, model)
+    (card,) = inbox(store, run_id=run_id)
+    assert card.bound_to == [f"deploy.sh ({sha(REWRITES_ITSELF)[:12]})"]
+    submit_decision(store, card.ref, "approve")
+
+    drive(store, run_id, model)
+
+    # the approved bytes ran, shown read-only in the script's place: its own rewrite
+    # of what it was approved as failed, and the file reads as the human saw it
+    assert (workspace / "out.log").read_text() == "GOOD\n"
+    assert (workspace / "deploy.sh").read_text() == REWRITES_ITSELF
+    (ended,) = [
+        e for e in of_kind(recorded(store, run_id), ToolCallEnded) if e.tool == "run_command"
+    ]
+    assert "deploy.sh" in ended.content and "exit code 2" in ended.content
+
+
+def test_a_command_run_in_a_directory_names_files_from_there(workspace: Path) -> None:
+    (workspace / "sub").mkdir()
+    (workspace / "sub" / "deploy.sh").write_text(EVIL)
+
+    assert named_files("sh ../deploy.sh", workspace, cwd="sub") == {"deploy.sh": sha(GOOD)}
+    assert named_files("sh deploy.sh", workspace, cwd="sub") == {"sub/deploy.sh": sha(EVIL)}
+    assert named_files("sh deploy.sh", workspace) == {"deploy.sh": sha(GOOD)}
+    assert executed_files("sh ../deploy.sh > ../out.log", workspace, "sub") == {"deploy.sh"}
+    assert executed_files("sh deploy.sh >> deploy.sh", workspace, "sub") == set()
+
+
+# the two holds above, driven by a driver of root's and of a user's (the sandbox is made
+# differently for each: as nobody under root, in a user namespace of the user's own)
+AS_DRIVER = """
+import asyncio, json, sys
+from pathlib import Path
+sys.path.insert(0, json.loads(sys.argv[2])["tests"])
+from agent_helpers import GOAL, agent_settings, call, drive, findings_json, plan_json, plan_step
+from trestle.core.policy import DEFAULT_CONFIRM_COMMANDS, Policy
+from trestle.core.records.agent import bootstrap_plan
+from trestle.lifecycle.approvals import inbox, submit_decision
+from trestle.lifecycle.runs import create_run
+from trestle.models import ScriptedModel
+from trestle.store.sqlite import SqliteStore
+
+base, case = Path(sys.argv[1]), json.loads(sys.argv[2])
+seen = {}
+for name, (script, rewrite) in case["runs"].items():
+    ws = base / name
+    (ws / "deploy.sh").write_text(script)
+    (ws / "out.log").write_text("")
+    store = SqliteStore(base / f"{name}.db")
+    policy = Policy(confirm_commands=(*DEFAULT_CONFIRM_COMMANDS, "sh deploy.sh"))
+    run = create_run(store, bootstrap_plan(GOAL), workspace=ws, agent=agent_settings(),
+                     operator_policy=policy)
+    plan = plan_json(plan_step("publish", "deploy", files=["deploy.sh", "out.log"],
+                               verify=[{"command": "grep -q GOOD out.log"}]))
+    model = ScriptedModel([findings_json("d", files=["deploy.sh"]), plan,
+                           call("run_command", command="sh deploy.sh"),
+                           call("finish", summary="done", claims=[])])
+    drive(store, run, model)
+    (card,) = inbox(store, run_id=run)
+    if rewrite is not None:
+        (ws / "deploy.sh").write_text(rewrite)
+    submit_decision(store, card.ref, "approve")
+    drive(store, run, model)
+    pending = [c.approval for c in inbox(store, run_id=run)]
+    seen[name] = [(ws / "out.log").read_text(), (ws / "deploy.sh").read_text(), pending]
+    store.close()
+print(json.dumps(seen))
+"""
+
+
+@pytest.fixture(params=["root", "user"])
+def driver_base(request: pytest.FixtureRequest) -> Iterator[tuple[Path, int | None]]:
+    from test_boundary import driver_host
+
+    def lay_out(base: Path) -> None:
+        (base / "home").mkdir()
+        for name in ("rewritten", "pinned"):
+            (base / name).mkdir()
+
+    yield from driver_host(request.param, "trestle-tool-approvals-", lay_out)
+
+
+def test_what_a_human_approved_is_what_an_agent_runs_to_root_and_to_a_user(
+    driver_base: tuple[Path, int | None],
+) -> None:
+    from test_boundary import run_as_driver
+
+    base, uid = driver_base
+    runs = {"rewritten": [GOOD, EVIL], "pinned": [REWRITES_ITSELF, None]}
+    seen = run_as_driver(base, uid, AS_DRIVER, {"tests": str(Path(__file__).parent), "runs": runs})
+    assert isinstance(seen, dict), seen
+    assert seen["rewritten"] == ["", EVIL, [2]]  # nothing ran; asked again
+    assert seen["pinned"] == ["GOOD\n", REWRITES_ITSELF, []]  # ran as approved, once
+

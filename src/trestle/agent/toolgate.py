@@ -5,7 +5,14 @@ command, a write the operator's rules hold back) runs only with a recorded human
 approval of that exact call: its step, its tool and its arguments, hashed. Without
 one the gate defers; the step pauses, the run asks, and when the step runs again its
 replay reaches the same call, which the gate now finds approved (or rejected, which
-the model is told). Nothing a model or a tool outputs can produce an approval.
+the model is told). Nothing a model or a tool outputs can produce an approval. An
+approval lets one call run: the same call made again later is asked about again.
+
+A call that runs a command is also bound to the workspace files the command names, as
+they read when the human was asked (:mod:`trestle.execution.named_files`), as a plan
+step's command is: ``sh deploy.sh`` approved runs the ``deploy.sh`` the card showed.
+One that reads otherwise by the time the call runs is asked about again, and the
+command runs with them held as approved (:func:`trestle.execution.pinning.holding`).
 
 A call is judged as a plan step is (:func:`trestle.core.gate.judge`): a call that writes
 or runs something carries its step's confidence, less the step's failed attempts and
@@ -16,15 +23,18 @@ decision (``gate``) and the facts judged, which the call's start records.
 
 from __future__ import annotations
 
+import asyncio
 import json
+from pathlib import Path
 
 from trestle.core.approvers import similar_reaches
 from trestle.core.conversation import canonical_json
 from trestle.core.events import Gate, ToolAsk
-from trestle.core.gate import similar_approval, similar_key
+from trestle.core.gate import moved_files, similar_approval, similar_key
 from trestle.core.policy import ActionFacts, action_hash, classify, path_glob_matches
 from trestle.core.state import RunState
 from trestle.core.step_state import ApprovalState
+from trestle.execution.named_files import APPROVED_MOST, named_files
 from trestle.tools.base import GatedCall, GateVerdict
 
 
@@ -102,11 +112,19 @@ class RunToolGate:
                 facts=facts,
             )
             return allowed.model_copy(update={"arguments": json.loads(edited)})
+        files = await self._named(facts)
+        stale = ""
         if decided is not None and decided.status in ("approved", "modified"):
-            approved = gate.model_copy(update={"approval": number})
-            return GateVerdict.allow(
-                f"approved by {decided.by}", by_human=True, gate=approved, facts=facts
-            )
+            moved = _moved(decided.files, files)
+            if not moved:
+                return GateVerdict.allow(
+                    f"approved by {decided.by}",
+                    by_human=True,
+                    gate=gate.model_copy(update={"approval": number}),
+                    facts=facts,
+                    bound=decided.files,
+                )
+            stale = f"; {', '.join(moved)} changed since approval {number} was asked: asked again"
         if decided is not None and decided.status == "rejected":
             why = f": {decided.reason}" if decided.reason else ""
             return GateVerdict.deny(
@@ -115,14 +133,19 @@ class RunToolGate:
                 facts=facts,
             )
         similar = similar_approval(self.state.similar_approved, key)
-        if similar is not None and similar_reaches(
-            self.state, similar, self.step_id, call.tool, facts, decision.tier
-        ):  # unless an approver rule covers this call that the similar one's did not
+        bound = self.state.approvals[similar].files if similar is not None else None
+        if (
+            similar is not None
+            and similar_reaches(self.state, similar, self.step_id, call.tool, facts, decision.tier)
+            and not _moved(bound, files)
+        ):  # unless an approver rule covers this call that the similar one's did not, or
+            # it names files the similar one's did not name as they read then
             return GateVerdict.allow(
                 "approved with similar calls",
                 by_human=True,
                 gate=gate.model_copy(update={"approval": similar}),
                 facts=facts,
+                bound=bound,
             )
         self.ask = ToolAsk(
             tool=call.tool,
@@ -131,9 +154,22 @@ class RunToolGate:
             decision=decision,
             action_hash=digest,
             similar_key=key,
+            files=files,
         )
         return GateVerdict.defer(
-            f"{decision.tier} ({decision.source}): {decision.reason}", gate=gate, facts=facts
+            f"{decision.tier} ({decision.source}): {decision.reason}{stale}",
+            gate=gate,
+            facts=facts,
+        )
+
+    async def _named(self, facts: ActionFacts) -> dict[str, str] | None:
+        """The workspace files the call's command names, as they read now (None: it runs
+        no command). Hashed off the event loop: a file may be large."""
+        if facts.command is None:
+            return None
+        workspace, cwd = Path(self.state.workspace), facts.cwd or "."
+        return await asyncio.to_thread(
+            named_files, facts.command, workspace, most=APPROVED_MOST, cwd=cwd
         )
 
     def _in_scope(self, path: str) -> bool:
@@ -189,3 +225,12 @@ class RunToolGate:
             approval == number and (round, turn, call_id) != slot
             for round, turn, call_id, _, _, approval, _ in step.tool_calls
         )
+
+
+def _moved(approved: dict[str, str] | None, now: dict[str, str] | None) -> list[str]:
+    """The files that read otherwise now than when the approval was asked (none where
+    the approval bound none: a call that runs no command, or one asked before calls
+    were bound to their files)."""
+    if approved is None or now is None:
+        return []
+    return moved_files(approved, now)

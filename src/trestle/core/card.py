@@ -13,7 +13,7 @@ from trestle.core.approval_groups import group_id, members
 from trestle.core.approvers import covering, may_decide
 from trestle.core.escalation import deadline
 from trestle.core.events import ApprovalSubject, ToolAsk
-from trestle.core.gate import similar_scope, step_facts
+from trestle.core.gate import moved_files, similar_scope, step_facts
 from trestle.core.outside_writes import step_outside_writes
 from trestle.core.plan import Step, describe_check
 from trestle.core.plan_review import is_plan_review, plan_confidence
@@ -213,6 +213,7 @@ def _action_card(
             uncertainties.append(
                 f"the {ask.tool} call started and may or may not have taken effect"
             )
+        uncertainties += _asked_before(state, a)
     elif st.status == "unknown" or (st.attempt and st.failed_attempts < st.attempt):
         uncertainties.append(f"attempt {st.attempt} may or may not have taken effect")
     review = is_plan_review(state, sid)
@@ -232,18 +233,14 @@ def _action_card(
     planned = Action.of(state.plan.step(sid)) if editor is not None else None
     if a.subject == "tool" and a.ask is not None:
         action = Action.of_tool_call(a.ask)
-        on_approve = f"step {sid!r} makes this exact call and goes on"
+        on_approve = f"step {sid!r} makes this exact call once and goes on{_held(a)}"
         on_reject = f"the call does not run; step {sid!r} goes on and the agent reads your reason"
     elif a.ask is not None:
         action = Action.of_tool_call(a.ask)
         on_approve = "the review is recorded (the call already ran)"
         on_reject = "your reason is recorded as feedback (the call already ran)"
     elif a.blocking:
-        on_approve = f"step {sid!r} runs this exact action"
-        if a.files:
-            on_approve += (
-                f", with {', '.join(a.files)} as they read now (if any changes, it asks again)"
-            )
+        on_approve = f"step {sid!r} runs this exact action{_held(a)}"
         on_reject = f"step {sid!r} does not run and fails with your reason"
         if not step.optional:
             on_reject += "; steps that need it are blocked"
@@ -273,6 +270,38 @@ def _action_card(
         on_approve=on_approve,
         on_reject=on_reject,
     )
+
+
+def _asked_before(state: RunState, a: ApprovalState) -> list[str]:
+    """Why a call a human approved before is asked about again: an approval lets one
+    call run, and holds only while the files its command names read as they did."""
+    step = state.steps.get(a.step or "")
+    ran = {row[5] for row in step.tool_calls} if step is not None else set()
+    said = []
+    for number, earlier in state.approvals.items():
+        if (
+            earlier is a
+            or earlier.subject != "tool"
+            or earlier.step != a.step
+            or earlier.action_hash != a.action_hash
+            or earlier.status not in ("approved", "modified")
+        ):
+            continue
+        why = [f"approval {number} of this same call was given"]
+        if number in ran:
+            why.append("a call ran on it (an approval lets one call run)")
+        if earlier.files is not None and a.files is not None and earlier.files != a.files:
+            moved = moved_files(earlier.files, a.files)
+            why.append(f"{', '.join(moved)} changed since it was asked")
+        said.append("; ".join(why) + ": this one is asked on its own")
+    return said
+
+
+def _held(a: ApprovalState) -> str:
+    """What an approval of a command holds it to, for the card: the files it names."""
+    if not a.files:
+        return ""
+    return f", with {', '.join(a.files)} as they read now (if any changes, it asks again)"
 
 
 def _confidence(

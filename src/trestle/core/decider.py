@@ -176,6 +176,7 @@ def decide(state: RunState, now: float) -> list[AnyEvent]:
                         decision=ask.decision,
                         similar_key=ask.similar_key,
                         ask=ask,
+                        files=ask.files,
                     )
                 )
             case "unknown":

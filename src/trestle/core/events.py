@@ -201,7 +201,11 @@ class ToolAsk(BaseModel):
     """A tool call an agent step wants to make that needs a human's approval first.
 
     ``reasoning`` is the text the model wrote beside the call in the same answer (empty
-    when it wrote none, and in events recorded before it was kept)."""
+    when it wrote none, and in events recorded before it was kept). ``files``: for a
+    call that runs a command, the workspace files the command names as they read when
+    the gate asked (path: sha256 or "absent"; see
+    :mod:`trestle.execution.named_files`): the approval holds only while they read the
+    same (None: no command, or asked before calls were bound to them)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     tool: str
@@ -211,6 +215,7 @@ class ToolAsk(BaseModel):
     action_hash: str
     similar_key: str
     reasoning: str = ""
+    files: dict[str, str] | None = None
 
 
 class StepProcessStarted(Event):
@@ -237,9 +242,10 @@ class StepAttemptEnded(Event):
     v2: ``files``, what the attempt read and wrote in the workspace as far as it could
     be seen (None in a v1 event, or where nothing was looked at: unknown).
     v3: ``ask`` carries the model's ``reasoning`` beside the call.
+    v4: ``ask`` carries the ``files`` its command names.
     """
 
-    v: int = 3
+    v: int = 4
     kind: Literal["step_attempt_ended"] = "step_attempt_ended"
     step: str
     attempt: int
@@ -350,9 +356,10 @@ class ApprovalRequested(Event):
     ``approval`` numbers requests within the run. An action approval carries the
     hash of the exact action; a decision for any other action does not apply.
     v2: a tool call's ``ask`` carries the model's ``reasoning`` beside the call.
+    v3: a tool call's request carries ``files``, as its ``ask`` does.
     """
 
-    v: int = 2
+    v: int = 3
     kind: Literal["approval_requested"] = "approval_requested"
     approval: int
     subject: ApprovalSubject

@@ -119,6 +119,12 @@ def _without_messages(words: list[str]) -> list[str]:
     return out
 
 
+def moved_files(approved: Mapping[str, str], now: Mapping[str, str]) -> list[str]:
+    """The paths whose content differs between two records of the files a command
+    names (``trestle.execution.named_files``): changed, appeared or gone."""
+    return sorted(p for p in {*approved, *now} if approved.get(p) != now.get(p))
+
+
 def similar_key(decision: TierDecision, facts: ActionFacts, call: str | None) -> str:
     """What "approve similar" extends to: actions asked for the same rule, of the same
     nature, and with the same command signature (:func:`command_signature`: program,

@@ -58,6 +58,7 @@ class ActionFacts(Record):
     nature: Nature
     name: str  # the step id, or the tool name
     command: str | None = None  # the shell command, when the action runs one
+    cwd: str | None = None  # where in the workspace it runs, when not at its root
     paths: tuple[str, ...] = ()  # workspace-relative paths the action writes
     irreversible: bool = False
     tags: tuple[str, ...] = ()

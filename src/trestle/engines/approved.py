@@ -16,8 +16,7 @@ from trestle.core.events import (
 from trestle.core.gate import action_digest
 from trestle.core.plan import Step
 from trestle.core.state import RunState
-from trestle.execution.named_files import APPROVED_MOST, changed, named_files
-from trestle.execution.pinning import MAX_PINNED_BYTES
+from trestle.execution.named_files import APPROVED_MOST, named_files
 from trestle.execution.sandbox import (
     Sandbox,
 )
@@ -74,27 +73,6 @@ def approved_files(state: RunState, step: Step, gate: Gate | None) -> Approved |
     if granted is None or granted.files is None or command is None:
         return None
     return Approved(gate.approval, command, granted.files)
-
-
-def files_changed(approved: Approved, workspace: Path) -> tuple[int, str] | None:
-    """The approval that no longer holds and why, when a workspace file the command
-    names reads otherwise than when the approval was asked; else None."""
-    now = named_files(approved.command, workspace, most=APPROVED_MOST)
-    return files_moved(approved, changed(approved.files, now))
-
-
-def files_unheld(unheld: list[str]) -> str | None:
-    """Why the approved command does not run, when files it names read as approved but
-    cannot be held so while it runs (see :mod:`trestle.execution.pinning`)."""
-    if not unheld:
-        return None
-    return (
-        f"refused: {', '.join(unheld)} cannot be held as approved while the command runs "
-        "(a link out of the workspace, a file of several names, a special file, code over "
-        f"{MAX_PINNED_BYTES // (1024 * 1024)} MiB or a file over "
-        f"{APPROVED_MOST // (1024 * 1024)} MiB): the command did not run; make each a "
-        "plain file of one name, then retry the step"
-    )
 
 
 def files_moved(approved: Approved, moved: list[str]) -> tuple[int, str] | None:

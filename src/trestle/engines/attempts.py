@@ -39,9 +39,7 @@ from trestle.engines.alarm import Alarm
 from trestle.engines.approved import (
     approved_by_human,
     approved_files,
-    files_changed,
     files_moved,
-    files_unheld,
     unapproved,
     unconfined,
 )
@@ -53,8 +51,7 @@ from trestle.engines.work import StepPerformer, StepWork, WorkspaceNotSaved
 from trestle.execution.actions import StepContext, in_thread, perform
 from trestle.execution.checks import run_checks
 from trestle.execution.driver_files import driver_python, named_paths
-from trestle.execution.named_files import not_hashed
-from trestle.execution.pinning import pinned
+from trestle.execution.pinning import holding, unheld_reason
 from trestle.execution.places import unseen
 from trestle.execution.processes import Leader, reap
 from trestle.execution.processes import start_time as process_start_time
@@ -355,18 +352,14 @@ class Attempts:
         with contextlib.ExitStack() as held:
             stale, unheld = None, None
             if approved is not None:  # reading the files is IO: off the event loop
-                if ctx.sandbox is not None and ctx.sandbox.confines:
-                    pins, moved, cannot = await in_thread(
-                        pool,
-                        held.enter_context,
-                        pinned(approved.command, approved.files, Path(state.workspace)),
-                    )
+                confined = ctx.sandbox is not None and ctx.sandbox.confines
+                files = holding(
+                    approved.command, approved.files, Path(state.workspace), confined=confined
+                )
+                pins, moved, cannot = await in_thread(pool, held.enter_context, files)
+                if pins:
                     ctx = dataclasses.replace(ctx, pinned=pins)
-                    stale, unheld = files_moved(approved, moved), files_unheld(cannot)
-                else:
-                    stale = await in_thread(pool, files_changed, approved, Path(state.workspace))
-                    large = [p for p, value in approved.files.items() if not_hashed(value)]
-                    unheld = files_unheld(large)
+                stale, unheld = files_moved(approved, moved), unheld_reason(cannot)
             if stale is not None:  # the approval is of other files than would run: ask again
                 number, why = stale
                 action = ActionResult(status="error", error=why)

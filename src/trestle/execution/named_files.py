@@ -48,19 +48,24 @@ MAX_SCRIPT_BYTES = 1 << 20
 MAX_NAMED = 256
 
 
-def named_files(command: str, workspace: Path, *, most: int | None = None) -> dict[str, str]:
+def named_files(
+    command: str, workspace: Path, *, most: int | None = None, cwd: str = "."
+) -> dict[str, str]:
     """``{path relative to the workspace: sha256 of its content, or "absent"}`` for
     every workspace file ``command`` names or reads its code from (see the module
     docstring); paths in sorted order. With ``most``, a file of more bytes is not read
     (see :func:`digest`): an approval is bound to every byte, a record of what an
-    attempt read need not be."""
+    attempt read need not be. ``cwd``: the directory, relative to the workspace, the
+    command runs in, which its relative paths start from (an agent's ``run_command``
+    may be given one)."""
     root = workspace.resolve()
+    base = _base(root, cwd)
     found: dict[str, str] = {}
     scripts = [command]
     for depth in range(SCRIPT_DEPTH + 1):
         named: list[str] = []
         for text in scripts:
-            named += _names(text, root, found, most)
+            named += _names(text, root, base, found, most)
         if depth == SCRIPT_DEPTH:
             break
         # what a named shell script sources or runs is as much the command's code
@@ -73,44 +78,53 @@ def names_any(command: str, workspace: Path) -> bool:
     does not, :func:`named_files` finds none. Nothing is read, only looked up (the
     command's words, each a path at most), so a caller on the event loop can skip a
     thread for a command that names no file."""
-    return next(_named(command, workspace.resolve()), None) is not None
+    root = workspace.resolve()
+    return next(_named(command, root, root), None) is not None
 
 
-def _names(command: str, root: Path, found: dict[str, str], most: int | None) -> list[str]:
+def _base(root: Path, cwd: str) -> Path:
+    """The directory a command's relative paths start from: ``cwd`` in the workspace."""
+    return Path(os.path.normpath(root / cwd))
+
+
+def _names(
+    command: str, root: Path, base: Path, found: dict[str, str], most: int | None
+) -> list[str]:
     """Add to ``found`` the workspace files ``command`` names; return the new ones."""
     new: list[str] = []
-    for relative in _named(command, root):
+    for relative in _named(command, root, base):
         if relative not in found and len(found) < MAX_NAMED:
             found[relative] = digest(root / relative, most)
             new.append(relative)
     return new
 
 
-def _named(command: str, root: Path) -> Iterator[str]:
-    """The workspace paths ``command`` names or reads its code from, relative to
-    ``root``, in the order it gives them (a path may come more than once)."""
+def _named(command: str, root: Path, base: Path) -> Iterator[str]:
+    """The workspace paths ``command``, run in ``base``, names or reads its code from,
+    relative to ``root``, in the order it gives them (a path may come more than once)."""
     for simple in _simple_commands(command, 0):
         words = [w.value for w in simple.words if w.literal]
         # no words: a bare redirect reads its file too ("$(< deploy.sh)")
         program = PurePosixPath(words[0]).name if words else ""
         for name in IMPLICIT.get(program, ()):
-            relative = _inside(root, name)
+            relative = _inside(root, name, base)
             if relative is not None:
                 yield relative
         read = [r.target.value for r in simple.redirects if not r.writes or r.op == "<>"]
-        yield from _files_among([*map(_unquoted, simple.assignments), *words, *read], root)
+        yield from _files_among([*map(_unquoted, simple.assignments), *words, *read], root, base)
     # and the words of what a launcher runs as a command line of its own (timeout 5 sh
     # -c '...', watch '...'), as the policy's reader follows them
     for invocation in follow(parse(command)).invocations:
         stdin = [invocation.stdin] if invocation.stdin is not None else []
-        yield from _files_among([w.value for w in invocation.words if w.literal] + stdin, root)
+        words = [w.value for w in invocation.words if w.literal] + stdin
+        yield from _files_among(words, root, base)
 
 
-def _files_among(words: list[str], root: Path) -> Iterator[str]:
-    """The workspace files ``words`` name, relative to ``root``."""
+def _files_among(words: list[str], root: Path, base: Path) -> Iterator[str]:
+    """The workspace files ``words``, read from ``base``, name, relative to ``root``."""
     for word in words:
         for candidate in _candidates(word):
-            relative = _inside(root, candidate)
+            relative = _inside(root, candidate, base)
             if relative is not None and _regular(root / relative):
                 yield relative
 
@@ -146,7 +160,7 @@ def _shell_script(path: Path) -> str | None:
     return head.decode("utf-8", errors="replace")
 
 
-def executed_files(command: str, workspace: Path) -> set[str]:
+def executed_files(command: str, workspace: Path, cwd: str = ".") -> set[str]:
     """The workspace files among those ``command`` names that it runs as code, read
     from what it runs as :func:`trestle.core.invocations.follow` sees it (through
     launchers: ``timeout 60 sh deploy.sh``, ``find -exec``, ``sh -c '...'``): a program
@@ -163,8 +177,9 @@ def executed_files(command: str, workspace: Path) -> set[str]:
 
     A reader, not the shell: what it cannot see run as code is still bound to the
     approval by its digest, checked just before the command starts (see
-    docs/security.md for what that leaves open)."""
+    docs/security.md for what that leaves open). ``cwd`` as for :func:`named_files`."""
     root = workspace.resolve()
+    base = _base(root, cwd)
     found: set[str] = set()
     scripts = [command]
     for depth in range(SCRIPT_DEPTH + 1):
@@ -172,20 +187,22 @@ def executed_files(command: str, workspace: Path) -> set[str]:
         for text in scripts:
             script = parse(text)
             meaning = follow(script)
-            written = set(meaning.writes)
-            named = {
-                r for r in _names(text, root, {}, 0) if r not in written and f"./{r}" not in written
-            }
+            written = {_inside(root, w, base) for w in meaning.writes} - {None}
+            named = {r for r in _names(text, root, base, {}, 0) if r not in written}
             code = {r for r in named if PurePosixPath(r).suffix in CODE_SUFFIXES}
             words = [w for i in meaning.invocations for w in _code_words(i)]
             words += _variables_code(text)
             if script.substitutions or meaning.unknown or "{}" in words:
                 code |= named  # which of them it runs is not read here
-            code |= {r for r in map(lambda w: _inside(root, w), words) if r is not None}
+            code |= {r for r in (_inside(root, w, base) for w in words) if r is not None}
             # one it writes too stays writable (sh x > x), but what a program reads its
             # code from on its input, opened read-write or not (sh <>x)
-            fed = {i.stdin for i in meaning.invocations if i.stdin in words}
-            code -= {r for r in code if {r, f"./{r}"} & written and r not in fed}
+            fed = {
+                _inside(root, i.stdin, base)
+                for i in meaning.invocations
+                if i.stdin is not None and i.stdin in words
+            }
+            code -= {r for r in code if r in written and r not in fed}
             for relative in sorted(code):
                 fresh = relative not in found and len(found) < MAX_NAMED
                 if fresh and _regular(root / relative):
@@ -287,11 +304,6 @@ def _variables_code(command: str) -> list[str]:
     return code
 
 
-def changed(before: dict[str, str], now: dict[str, str]) -> list[str]:
-    """The paths whose content differs between two :func:`named_files` results."""
-    return sorted(p for p in set(before) | set(now) if before.get(p) != now.get(p))
-
-
 def _simple_commands(command: str, depth: int) -> Iterator[SimpleCommand]:
     script = parse(command)
     for simple in (*script.commands, *script.nested):
@@ -331,11 +343,12 @@ def _unquoted(assignment: str) -> str:
 _VALUE_PARTS = re.compile(r"[:\s]+")
 
 
-def _inside(root: Path, name: str) -> str | None:
-    """``name`` (relative to the workspace, or absolute) as a path relative to it, if
-    it is written inside it. Lexically: a link in the workspace to a script elsewhere
-    is still named here, and its target's content is what is hashed."""
-    path = Path(os.path.normpath(root / name))
+def _inside(root: Path, name: str, base: Path) -> str | None:
+    """``name`` (relative to ``base``, a directory in the workspace, or absolute) as a
+    path relative to the workspace, if it is written inside it. Lexically: a link in
+    the workspace to a script elsewhere is still named here, and its target's content
+    is what is hashed."""
+    path = Path(os.path.normpath(base / name))
     if path == root or not path.is_relative_to(root):
         return None
     return path.relative_to(root).as_posix()

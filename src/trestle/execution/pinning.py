@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from trestle.core.gate import moved_files
 from trestle.execution.named_files import (
     ABSENT,
     APPROVED_MOST,
@@ -41,10 +42,45 @@ from trestle.workspace.beneath import Refused, read_regular
 
 MAX_PINNED_BYTES = 16 * 1024 * 1024
 
+Held = tuple[Pinned, list[str], list[str]]
+"""The approved files shown in their place, the paths that moved, those that cannot be
+held (see :func:`pinned`)."""
+
+
+@contextmanager
+def holding(
+    command: str, approved: dict[str, str], workspace: Path, cwd: str = ".", *, confined: bool
+) -> Iterator[Held]:
+    """The files an approved command names, held as approved while it runs: pinned
+    (see :func:`pinned`) where a sandbox confines it; else only checked, now, as they
+    read (a file too large to hash then binds nothing, so it cannot be held either),
+    which leaves the window between the check and the command's read that only the
+    sandbox closes (docs/security.md)."""
+    if confined:
+        with pinned(command, approved, workspace, cwd) as held:
+            yield held
+        return
+    now = named_files(command, workspace, most=APPROVED_MOST, cwd=cwd)
+    yield (), moved_files(approved, now), [p for p, value in approved.items() if not_hashed(value)]
+
+
+def unheld_reason(unheld: list[str]) -> str | None:
+    """Why an approved command does not run, when files it names read as approved but
+    cannot be held so while it runs (see the module docstring); None when all can."""
+    if not unheld:
+        return None
+    return (
+        f"refused: {', '.join(unheld)} cannot be held as approved while the command runs "
+        "(a link out of the workspace, a file of several names, a special file, code over "
+        f"{MAX_PINNED_BYTES // (1024 * 1024)} MiB or a file over "
+        f"{APPROVED_MOST // (1024 * 1024)} MiB): the command did not run; make each a "
+        "plain file of one name, then retry the step"
+    )
+
 
 @contextmanager
 def pinned(
-    command: str, approved: dict[str, str], workspace: Path
+    command: str, approved: dict[str, str], workspace: Path, cwd: str = "."
 ) -> Iterator[tuple[Pinned, list[str], list[str]]]:
     """Private copies of the approved files ``command`` runs as code, the paths that no
     longer read as approved (changed, appeared or went away), and those that read as
@@ -57,13 +93,15 @@ def pinned(
         approved: ``{path in the workspace: sha256 or "absent"}``, as the approval
             recorded them.
         workspace: the workspace.
+        cwd: the directory in it the command runs in (see
+            :func:`~trestle.execution.named_files.named_files`).
     """
     root = workspace.resolve()
-    code = executed_files(command, root)
+    code = executed_files(command, root, cwd)
     # a file the command names now that it did not name when the approval was asked
     # (``sh deploy.sh`` approved before any deploy.sh was there, made by a step since):
     # its bytes are no human's approval. The names alone (most=0: none is hashed)
-    appeared = sorted(set(named_files(command, root, most=0)) - set(approved))
+    appeared = sorted(set(named_files(command, root, most=0, cwd=cwd)) - set(approved))
     directory = Path(tempfile.mkdtemp(prefix="trestle-approved-"))
     try:
         copies: list[tuple[str, str]] = []

@@ -100,6 +100,9 @@ class ToolContext:
             tools (None: those tools refuse).
         approved: a human approved this very call: its commands may write ``.git``'s
             history (never its configuration or hooks); set per call by the registry.
+        bound: the workspace files the approved call's command names, as they read
+            when the human was asked (path: sha256 or "absent"): it runs with them so,
+            or not at all; set per call by the registry (None: nothing bound).
     """
 
     workspace: Path
@@ -112,6 +115,7 @@ class ToolContext:
     sandbox: Sandbox | None = None
     group: GroupSeat | None = None
     approved: bool = False
+    bound: dict[str, str] | None = None
 
     @functools.cached_property
     def root(self) -> Path:
@@ -245,6 +249,8 @@ class GateVerdict(Record):
     decision: Decision
     reason: str = ""
     by_human: bool = False  # allowed because a human approved this call
+    # the files its command names, as the human approved them (see ToolContext.bound)
+    bound: dict[str, str] | None = None
     # allowed as a human edited it: these arguments run instead of the model's, once
     # the edited call has passed the gate in its turn
     arguments: dict[str, JsonValue] | None = None
@@ -265,9 +271,18 @@ class GateVerdict(Record):
         by_human: bool = False,
         gate: Gate | None = None,
         facts: ActionFacts | None = None,
+        bound: dict[str, str] | None = None,
     ) -> GateVerdict:
-        """Let the call run (``by_human``: on a human's approval)."""
-        return cls(decision="allow", reason=reason, by_human=by_human, gate=gate, facts=facts)
+        """Let the call run (``by_human``: on a human's approval; ``bound``: with the
+        files its command names as the human approved them)."""
+        return cls(
+            decision="allow",
+            reason=reason,
+            by_human=by_human,
+            gate=gate,
+            facts=facts,
+            bound=bound,
+        )
 
     @classmethod
     def deny(

@@ -9,27 +9,62 @@ secrets (:mod:`trestle.tools.env`).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import posixpath
+from pathlib import Path
 
 from pydantic import Field, JsonValue, field_validator
 
 from trestle.core.events import ActionResult
 from trestle.core.policy import ActionFacts, command_shape, workspace_path
 from trestle.execution.actions import run_shell
+from trestle.execution.pinning import holding, unheld_reason
 from trestle.execution.processes import KEY_VAR
-from trestle.execution.sandbox import Cell
+from trestle.execution.sandbox import Cell, Pinned
 from trestle.formats.exec_limits import COMMAND_BYTES, size
 from trestle.tools.base import Observation, Tool, ToolArgs, ToolContext, ToolFailure
 from trestle.tools.env import command_env
 from trestle.tools.jail import resolve
 
 
-def _cell(ctx: ToolContext, tool: str) -> Cell | None:
+def _cell(ctx: ToolContext, tool: str, pinned: Pinned) -> Cell | None:
     """Where ``tool``'s commands run: the run's sandbox, the network as the policy
-    says for this tool."""
+    says for this tool, the files a human approved shown as they approved them."""
     if ctx.sandbox is None:
         return None
-    return Cell(ctx.sandbox, ctx.workspace, tool, approved=ctx.approved)
+    return Cell(ctx.sandbox, ctx.workspace, tool, approved=ctx.approved, pinned=pinned)
+
+
+async def _run(
+    ctx: ToolContext, tool: str, command: str, cwd: Path, directory: str, timeout: float
+) -> Observation:
+    """Run ``command`` in ``cwd`` (``directory`` in the workspace); where a human
+    approved it, with the files it names held as they read when asked (see
+    :func:`trestle.execution.pinning.holding`), or not at all."""
+    with contextlib.ExitStack() as held:
+        pinned: Pinned = ()
+        if ctx.bound is not None:  # reading and copying the files is IO: off the loop
+            confined = ctx.sandbox is not None and ctx.sandbox.confines
+            files = holding(command, ctx.bound, ctx.root, directory, confined=confined)
+            pinned, moved, cannot = await asyncio.to_thread(held.enter_context, files)
+            refusal = unheld_reason(cannot)
+            if moved:
+                refusal = (
+                    f"refused: {', '.join(moved)} changed since a human approved this call: "
+                    "it did not run; make the call again to ask again"
+                )
+            if refusal is not None:
+                return Observation.failure(refusal, data={"status": "refused"})
+        result = await run_shell(
+            command,
+            cwd=cwd,
+            env=_env(ctx),
+            timeout=timeout,
+            cell=_cell(ctx, tool, pinned),
+            limit=ctx.output_cap,
+        )
+    return command_observation(command, result)
 
 
 def _env(ctx: ToolContext) -> dict[str, str]:
@@ -105,8 +140,13 @@ class RunCommand(Tool[RunCommandArgs]):
     arguments = RunCommandArgs
 
     def facts(self, args: RunCommandArgs, ctx: ToolContext) -> ActionFacts:
+        directory = posixpath.normpath(args.directory or ".")
         return ActionFacts(
-            nature=self.nature, name=self.name, command=args.command, paths=_written_in(args)
+            nature=self.nature,
+            name=self.name,
+            command=args.command,
+            cwd=None if directory == "." else directory,
+            paths=_written_in(args),
         )
 
     async def run(self, ctx: ToolContext, args: RunCommandArgs) -> Observation:
@@ -114,15 +154,7 @@ class RunCommand(Tool[RunCommandArgs]):
         if not cwd.is_dir():
             raise ToolFailure(f"directory {args.directory!r} does not exist or is not one")
         timeout = min(args.timeout or ctx.command_timeout, ctx.command_timeout)
-        result = await run_shell(
-            args.command,
-            cwd=cwd,
-            env=_env(ctx),
-            timeout=timeout,
-            cell=_cell(ctx, self.name),
-            limit=ctx.output_cap,
-        )
-        return command_observation(args.command, result)
+        return await _run(ctx, self.name, args.command, cwd, args.directory, timeout)
 
 
 def _written_in(args: RunCommandArgs) -> tuple[str, ...]:
@@ -162,12 +194,5 @@ class RunTests(Tool[RunTestsArgs]):
                 "no test command is configured for this run; find how the project is "
                 "tested and use run_command"
             )
-        result = await run_shell(
-            ctx.test_command,
-            cwd=ctx.workspace,
-            env=_env(ctx),
-            timeout=ctx.command_timeout,
-            cell=_cell(ctx, self.name),
-            limit=ctx.output_cap,
-        )
-        return command_observation(ctx.test_command, result)
+        command, timeout = ctx.test_command, ctx.command_timeout
+        return await _run(ctx, self.name, command, ctx.workspace, ".", timeout)

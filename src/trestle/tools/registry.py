@@ -217,8 +217,8 @@ class ToolRegistry:
                 data={**gate_data, "facts": facts.model_dump(mode="json")},
                 deferred=True,
             )
-        if verdict.by_human != ctx.approved:
-            ctx = dataclasses.replace(ctx, approved=verdict.by_human)
+        if verdict.by_human != ctx.approved or verdict.bound is not None:
+            ctx = dataclasses.replace(ctx, approved=verdict.by_human, bound=verdict.bound)
         observation = await _run(tool, parsed, ctx)
         limit = ctx.output_cap + HEADER_ALLOWANCE
         if len(observation.content) > limit:  # a backstop for tools that do not cap
