@@ -270,3 +270,41 @@ def test_what_a_human_approved_is_what_an_agent_runs_to_root_and_to_a_user(
     assert seen["rewritten"] == ["", EVIL, [2]]  # nothing ran; asked again
     assert seen["pinned"] == ["GOOD\n", REWRITES_ITSELF, []]  # ran as approved, once
 
+
+def test_a_similar_approval_covers_the_command_only_where_it_was_asked(
+    store: SqliteStore, workspace: Path
+) -> None:
+    (workspace / "sub").mkdir()
+    policy = Policy(confirm_commands=(*DEFAULT_CONFIRM_COMMANDS, "touch *"))
+    run_id = create_run(
+        store,
+        bootstrap_plan(GOAL),
+        workspace=workspace,
+        agent=agent_settings(),
+        operator_policy=policy,
+    )
+    plan = plan_json(
+        plan_step(
+            "mark", "mark it", new_files=["done", "sub/done"], verify=[{"command": "test -e done"}]
+        )
+    )
+    model = ScriptedModel(
+        [
+            findings_json("mark it", files=["out.log"]),
+            plan,
+            call("run_command", command="touch done"),
+            call("run_command", command="touch done", directory="sub"),
+            call("finish", summary="marked", claims=[]),
+        ]
+    )
+    drive(store, run_id, model)
+    (card,) = inbox(store, run_id=run_id)
+    assert "exactly `touch done`" in card.similar and "run in" not in card.similar
+    submit_decision(store, card.ref, "approve", similar=True)
+
+    drive(store, run_id, model)
+
+    assert (workspace / "done").exists()
+    assert not (workspace / "sub" / "done").exists()  # another directory: asked on its own
+    (other,) = inbox(store, run_id=run_id)
+    assert "exactly `touch done` run in 'sub'" in other.similar

@@ -128,12 +128,15 @@ def moved_files(approved: Mapping[str, str], now: Mapping[str, str]) -> list[str
 def similar_key(decision: TierDecision, facts: ActionFacts, call: str | None) -> str:
     """What "approve similar" extends to: actions asked for the same rule, of the same
     nature, and with the same command signature (:func:`command_signature`: program,
-    subcommand, options and arguments; only a commit message may differ), folder (a
-    write) or module (a call). A command without a signature gets a key headed
-    :data:`NOT_SIMILAR`, which no later action is matched against."""
+    subcommand, options and arguments; only a commit message may differ) run in the
+    same directory (``git push`` in another of the workspace's repositories is another
+    push), folder (a write) or module (a call). A command without a signature gets a key
+    headed :data:`NOT_SIMILAR`, which no later action is matched against."""
     if facts.command is not None:
         signature = command_signature(facts.command)
         head = NOT_SIMILAR if signature is None else json.dumps(signature)
+        if facts.cwd is not None and signature is not None:
+            head = f"{json.dumps(facts.cwd)}:{head}"
     elif facts.paths:
         head = str(PurePosixPath(facts.paths[0]).parent)
     elif call is not None:
@@ -162,9 +165,10 @@ def similar_scope(facts: ActionFacts, call: str | None) -> str:
             )
         shown = " ".join(shlex.quote(w) if w != "<message>" else w for w in signature)
         free = " with any message" if "<message>" in signature else ""
+        where = f" run in {facts.cwd!r}" if facts.cwd is not None else ""
         return (
             f"also approves later commands asked for the same reason that are exactly "
-            f"`{shown}`{free}"
+            f"`{shown}`{free}{where}"
         )
     if facts.paths:
         folder = str(PurePosixPath(facts.paths[0]).parent)
