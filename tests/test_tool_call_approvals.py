@@ -26,6 +26,7 @@ from agent_helpers import (
     recorded,
     sample_workspace,
 )
+from trestle.core.card import HandoffCard
 from trestle.core.events import ToolCallEnded, ToolCallStarted
 from trestle.core.policy import DEFAULT_CONFIRM_COMMANDS, Policy
 from trestle.core.records.agent import bootstrap_plan
@@ -72,6 +73,22 @@ def deploy_run(store: SqliteStore, workspace: Path) -> str:
         agent=agent_settings(),
         operator_policy=policy,
     )
+
+
+def asked_to_deploy(store: SqliteStore, workspace: Path) -> tuple[str, ScriptedModel, HandoffCard]:
+    """A run whose agent makes one ``sh deploy.sh`` call, driven until it asks."""
+    run_id = deploy_run(store, workspace)
+    model = ScriptedModel(
+        [
+            findings_json("deploy.sh deploys", files=["deploy.sh"]),
+            PLAN,
+            call("run_command", command=DEPLOY),
+            call("finish", summary="deployed", claims=[]),
+        ]
+    )
+    drive(store, run_id, model)
+    (card,) = inbox(store, run_id=run_id)
+    return run_id, model, card
 
 
 def started_deploys(store: SqliteStore, run_id: str) -> list[ToolCallStarted]:
@@ -129,17 +146,7 @@ def test_the_card_binds_the_script_and_one_rewritten_before_the_call_runs_is_ask
     store: SqliteStore, workspace: Path, sandbox: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TRESTLE_SANDBOX", sandbox)  # off: the operator chose to run unconfined
-    run_id = deploy_run(store, workspace)
-    model = ScriptedModel(
-        [
-            findings_json("deploy.sh deploys", files=["deploy.sh"]),
-            PLAN,
-            call("run_command", command=DEPLOY),
-            call("finish", summary="deployed", claims=[]),
-        ]
-    )
-    drive(store, run_id, model)
-    (card,) = inbox(store, run_id=run_id)
+    run_id, model, card = asked_to_deploy(store, workspace)
     assert card.bound_to == [f"deploy.sh ({sha(GOOD)[:12]})"]
     assert "once and goes on, with deploy.sh as they read now" in card.on_approve
     # rewritten after the human was asked (by anything that writes the workspace: a
@@ -167,17 +174,7 @@ def test_an_approved_script_runs_as_approved_and_cannot_rewrite_itself_in_the_sa
     store: SqliteStore, workspace: Path
 ) -> None:
     (workspace / "deploy.sh").write_text(REWRITES_ITSELF)
-    run_id = deploy_run(store, workspace)
-    model = ScriptedModel(
-        [
-            findings_json("deploy.sh deploys", files=["deploy.sh"]),
-            PLAN,
-            call("run_command", command=DEPLOY),
-            call("finish", summary="deployed", claims=[]),
-        ]
-    )
-    drive(store, run_id, model)
-    (card,) = inbox(store, run_id=run_id)
+    run_id, model, card = asked_to_deploy(store, workspace)
     assert card.bound_to == [f"deploy.sh ({sha(REWRITES_ITSELF)[:12]})"]
     submit_decision(store, card.ref, "approve")
 
