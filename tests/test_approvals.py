@@ -1110,3 +1110,47 @@ def test_a_skip_forged_by_a_step_does_not_undo_a_rejection(h: Harness) -> None:
     state = h.run(run_id)
     assert state.steps["drop"].status == "failed"
     assert not (h.workspace / "reseeds.log").exists()
+
+
+def test_the_card_says_an_approved_action_runs_again_on_its_retries_as_it_then_does(
+    h: Harness,
+) -> None:
+    run_id = h.create(
+        """
+        goal: ship
+        steps:
+          - id: ship
+            run: "echo ran >> effects.log; exit 1"
+            irreversible: true
+            retries: 2
+            backoff: {initial: 0.05}
+          - id: tag
+            run: "echo tagged >> tags.log; exit 1"
+            irreversible: true
+            retries: 1
+            backoff: {initial: 0.05}
+            verify:
+              - command: "test -f tagged"
+          - id: mail
+            run: "echo mailed >> mail.log"
+            irreversible: true
+        """
+    )
+    h.run(run_id)
+    cards = {c.step: c for c in inbox(h.store, run_id=run_id)}
+
+    assert cards["ship"].on_approve == (
+        "step 'ship' runs this exact action; if it fails, it runs again up to 2 more "
+        "times without asking (its retries)"
+    )
+    assert cards["tag"].on_approve == (
+        "step 'tag' runs this exact action; if it fails, it runs again once more without "
+        "asking (its retries), each only after its verify checks find it not done"
+    )
+    assert cards["mail"].on_approve == "step 'mail' runs this exact action"
+    for card in cards.values():
+        h.approve(card.ref)
+    h.run(run_id)
+    assert h.lines("effects.log") == ["ran"] * 3  # as the card said: no one asked again
+    assert h.lines("tags.log") == ["tagged"] * 2
+    assert h.lines("mail.log") == ["mailed"]

@@ -19,7 +19,7 @@ from trestle.core.plan import Step, describe_check
 from trestle.core.plan_review import is_plan_review, plan_confidence
 from trestle.core.policy import TierDecision
 from trestle.core.state import RunState
-from trestle.core.step_state import ApprovalState
+from trestle.core.step_state import ApprovalState, StepState
 
 # the source of a tool call's approval asked after the call started and its outcome is
 # unknown (see trestle.agent.unknown)
@@ -240,7 +240,7 @@ def _action_card(
         on_approve = "the review is recorded (the call already ran)"
         on_reject = "your reason is recorded as feedback (the call already ran)"
     elif a.blocking:
-        on_approve = f"step {sid!r} runs this exact action{_held(a)}"
+        on_approve = f"step {sid!r} runs this exact action{_held(a)}{_rerun(step, st)}"
         on_reject = f"step {sid!r} does not run and fails with your reason"
         if not step.optional:
             on_reject += "; steps that need it are blocked"
@@ -295,6 +295,18 @@ def _asked_before(state: RunState, a: ApprovalState) -> list[str]:
             why.append(f"{', '.join(moved)} changed since it was asked")
         said.append("; ".join(why) + ": this one is asked on its own")
     return said
+
+
+def _rerun(step: Step, st: StepState) -> str:
+    """What else an approval of a step's action lets happen without asking again: the
+    attempts its ``retries`` still allow, each run again if the one before failed (a
+    failed command may have done part of its work)."""
+    more = step.retries - st.failed_attempts
+    if more <= 0:
+        return ""
+    times = "once more" if more == 1 else f"up to {more} more times"
+    after = ", each only after its verify checks find it not done" if step.verify else ""
+    return f"; if it fails, it runs again {times} without asking (its retries){after}"
 
 
 def _held(a: ApprovalState) -> str:
