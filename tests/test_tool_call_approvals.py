@@ -25,10 +25,12 @@ from agent_helpers import (
     plan_step,
     recorded,
     sample_workspace,
+    state_of,
 )
 from trestle.core.card import HandoffCard
 from trestle.core.events import ToolCallEnded, ToolCallStarted
-from trestle.core.policy import DEFAULT_CONFIRM_COMMANDS, Policy
+from trestle.core.invocations import MAX_WRAPPERS
+from trestle.core.policy import DEFAULT_CONFIRM_COMMANDS, Policy, command_shape
 from trestle.core.records.agent import bootstrap_plan
 from trestle.execution.named_files import executed_files, named_files
 from trestle.lifecycle.approvals import inbox, submit_decision
@@ -208,7 +210,8 @@ import asyncio, json, sys
 from pathlib import Path
 sys.path.insert(0, json.loads(sys.argv[2])["tests"])
 from agent_helpers import GOAL, agent_settings, call, drive, findings_json, plan_json, plan_step
-from trestle.core.policy import DEFAULT_CONFIRM_COMMANDS, Policy
+from trestle.core.invocations import MAX_WRAPPERS
+from trestle.core.policy import DEFAULT_CONFIRM_COMMANDS, Policy, command_shape
 from trestle.core.records.agent import bootstrap_plan
 from trestle.lifecycle.approvals import inbox, submit_decision
 from trestle.lifecycle.runs import create_run
@@ -305,3 +308,38 @@ def test_a_similar_approval_covers_the_command_only_where_it_was_asked(
     assert not (workspace / "sub" / "done").exists()  # another directory: asked on its own
     (other,) = inbox(store, run_id=run_id)
     assert "exactly `touch done` run in 'sub'" in other.similar
+
+
+NESTED = "timeout 9 " * 800 + "test -e calc.py"  # 8 KB: wrappers past the reader's depth
+
+
+def test_a_command_of_wrappers_nested_past_reading_is_asked_about_and_stops_no_driver(
+    store: SqliteStore, workspace: Path
+) -> None:
+    shape = command_shape(NESTED)
+    assert shape.unknown == (f"more than {MAX_WRAPPERS} wrappers one inside another",)
+    assert list(named_files(NESTED, workspace)) == ["calc.py"]
+    # as a model's call, and as its plan's check: each asked about (its reader stopped
+    # the driver with a RecursionError, and the plan's every resume after it)
+    run_id = create_run(store, bootstrap_plan(GOAL), workspace=workspace, agent=agent_settings())
+    plan = plan_json(
+        plan_step("check", "check it", files=["calc.py"], verify=[{"command": NESTED}])
+    )
+    model = ScriptedModel(
+        [
+            findings_json(),
+            plan,
+            call("run_command", command=NESTED),
+            call("finish", summary="checked", claims=[]),
+        ]
+    )
+    drive(store, run_id, model)  # the plan's review, which lists the check
+    (review,) = inbox(store, run_id=run_id)
+    assert review.step == "review" and NESTED in review.objective
+    submit_decision(store, review.ref, "approve")
+
+    drive(store, run_id, model)
+
+    (card,) = inbox(store, run_id=run_id)
+    assert (card.subject, card.tier, card.rule) == ("tool", "confirm", "unknown_command")
+    assert state_of(store, run_id).steps["check"].status == "awaiting_approval"

@@ -31,6 +31,13 @@ from trestle.core.launchers import (
 )
 from trestle.core.shellparse import MAX_DEPTH, Script, SimpleCommand, Word, parse
 
+# wrappers one inside another (``timeout 9 nice env ... cmd``, ``find -exec find
+# -exec``): a real command line nests a few; past this many what it runs is not
+# followed (unknown), and 800 ``timeout 9`` in 8 KB no longer exhaust the reader's
+# stack (a RecursionError stopped the driver, and a plan's check so written stopped
+# every resume of its run)
+MAX_WRAPPERS = 32
+
 
 @dataclass(frozen=True)
 class Invocation:
@@ -168,6 +175,9 @@ class _Follower:
             return
         if any(p in head.value for p in self.placeholders):
             self.unknown.append(f"the program is named by what it reads ({head.raw})")
+            return
+        if len(via) >= MAX_WRAPPERS:
+            self.unknown.append(f"more than {MAX_WRAPPERS} wrappers one inside another")
             return
         name = posixpath.basename(head.value.rstrip("/")) or head.value
         rest = words[1:]

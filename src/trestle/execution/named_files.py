@@ -101,7 +101,10 @@ def _names(
 
 def _named(command: str, root: Path, base: Path) -> Iterator[str]:
     """The workspace paths ``command``, run in ``base``, names or reads its code from,
-    relative to ``root``, in the order it gives them (a path may come more than once)."""
+    relative to ``root``, in the order it first gives them."""
+    # each word looked up once: a wrapper's invocation holds the words of every one
+    # inside it, and nested ones repeat them (a long line of them took seconds)
+    seen: set[str] = set()
     for simple in _simple_commands(command, 0):
         words = [w.value for w in simple.words if w.literal]
         # no words: a bare redirect reads its file too ("$(< deploy.sh)")
@@ -111,18 +114,23 @@ def _named(command: str, root: Path, base: Path) -> Iterator[str]:
             if relative is not None:
                 yield relative
         read = [r.target.value for r in simple.redirects if not r.writes or r.op == "<>"]
-        yield from _files_among([*map(_unquoted, simple.assignments), *words, *read], root, base)
+        words = [*map(_unquoted, simple.assignments), *words, *read]
+        yield from _files_among(words, root, base, seen)
     # and the words of what a launcher runs as a command line of its own (timeout 5 sh
     # -c '...', watch '...'), as the policy's reader follows them
     for invocation in follow(parse(command)).invocations:
         stdin = [invocation.stdin] if invocation.stdin is not None else []
         words = [w.value for w in invocation.words if w.literal] + stdin
-        yield from _files_among(words, root, base)
+        yield from _files_among(words, root, base, seen)
 
 
-def _files_among(words: list[str], root: Path, base: Path) -> Iterator[str]:
-    """The workspace files ``words``, read from ``base``, name, relative to ``root``."""
+def _files_among(words: list[str], root: Path, base: Path, seen: set[str]) -> Iterator[str]:
+    """The workspace files ``words``, read from ``base``, name, relative to ``root``;
+    none of those ``seen`` (each looked up is added to it)."""
     for word in words:
+        if word in seen:
+            continue
+        seen.add(word)
         for candidate in _candidates(word):
             relative = _inside(root, candidate, base)
             if relative is not None and _regular(root / relative):
