@@ -30,7 +30,7 @@ from agent_helpers import (
 from trestle.core.card import HandoffCard
 from trestle.core.events import ToolCallEnded, ToolCallStarted
 from trestle.core.invocations import MAX_WRAPPERS
-from trestle.core.policy import DEFAULT_CONFIRM_COMMANDS, Policy, command_shape
+from trestle.core.policy import DEFAULT_CONFIRM_COMMANDS, Policy, Rule, command_shape
 from trestle.core.records.agent import bootstrap_plan
 from trestle.execution.named_files import executed_files, named_files
 from trestle.lifecycle.approvals import inbox, submit_decision
@@ -96,6 +96,11 @@ def asked_to_deploy(store: SqliteStore, workspace: Path) -> tuple[str, ScriptedM
 def started_deploys(store: SqliteStore, run_id: str) -> list[ToolCallStarted]:
     started = of_kind(recorded(store, run_id), ToolCallStarted)
     return [e for e in started if e.tool == "run_command"]
+
+
+def ended_deploys(store: SqliteStore, run_id: str) -> list[ToolCallEnded]:
+    ended = of_kind(recorded(store, run_id), ToolCallEnded)
+    return [e for e in ended if e.tool == "run_command"]
 
 
 def test_an_approved_call_runs_once_and_the_same_call_again_is_asked_again(
@@ -186,9 +191,7 @@ def test_an_approved_script_runs_as_approved_and_cannot_rewrite_itself_in_the_sa
     # of what it was approved as failed, and the file reads as the human saw it
     assert (workspace / "out.log").read_text() == "GOOD\n"
     assert (workspace / "deploy.sh").read_text() == REWRITES_ITSELF
-    (ended,) = [
-        e for e in of_kind(recorded(store, run_id), ToolCallEnded) if e.tool == "run_command"
-    ]
+    (ended,) = ended_deploys(store, run_id)
     assert "deploy.sh" in ended.content and "exit code 2" in ended.content
 
 
@@ -211,7 +214,7 @@ from pathlib import Path
 sys.path.insert(0, json.loads(sys.argv[2])["tests"])
 from agent_helpers import GOAL, agent_settings, call, drive, findings_json, plan_json, plan_step
 from trestle.core.invocations import MAX_WRAPPERS
-from trestle.core.policy import DEFAULT_CONFIRM_COMMANDS, Policy, command_shape
+from trestle.core.policy import DEFAULT_CONFIRM_COMMANDS, Policy, Rule, command_shape
 from trestle.core.records.agent import bootstrap_plan
 from trestle.lifecycle.approvals import inbox, submit_decision
 from trestle.lifecycle.runs import create_run
@@ -343,3 +346,93 @@ def test_a_command_of_wrappers_nested_past_reading_is_asked_about_and_stops_no_d
     (card,) = inbox(store, run_id=run_id)
     assert (card.subject, card.tier, card.rule) == ("tool", "confirm", "unknown_command")
     assert state_of(store, run_id).steps["check"].status == "awaiting_approval"
+
+
+@pytest.mark.parametrize(
+    ("command", "directory", "named", "runs"),
+    [
+        ("sh d/../deploy.sh", ".", "d/../deploy.sh", "a/deploy.sh"),
+        ("sh deploy.sh", "d/..", "d/../deploy.sh", "a/deploy.sh"),
+        ("sh d/deploy.sh", ".", "d/deploy.sh", "a/b/deploy.sh"),
+    ],
+)
+def test_a_script_named_through_a_link_is_bound_as_read_and_never_runs_unpinned(
+    store: SqliteStore, workspace: Path, command: str, directory: str, named: str, runs: str
+) -> None:
+    # d leads to a/b: d/.. is a, so the script that runs is a/deploy.sh, not the
+    # deploy.sh the words spell once d/.. is taken away (which the approval was bound
+    # to, and pinned, while a/deploy.sh ran)
+    (workspace / "a" / "b").mkdir(parents=True)
+    (workspace / "d").symlink_to("a/b")
+    (workspace / runs).write_text(EVIL)
+    policy = Policy(confirm_commands=(*DEFAULT_CONFIRM_COMMANDS, "sh *deploy.sh"))
+    run_id = create_run(
+        store,
+        bootstrap_plan(GOAL),
+        workspace=workspace,
+        agent=agent_settings(),
+        operator_policy=policy,
+    )
+    model = ScriptedModel(
+        [
+            findings_json("deploy.sh deploys", files=["deploy.sh"]),
+            PLAN,
+            call("run_command", command=command, directory=directory),
+            call("finish", summary="deployed", claims=[]),
+        ]
+    )
+    drive(store, run_id, model)
+    (card,) = inbox(store, run_id=run_id)
+    assert card.bound_to == [f"{named} ({sha(EVIL)[:12]})"]  # what would run
+    submit_decision(store, card.ref, "approve")
+
+    drive(store, run_id, model)
+
+    # approved as the card showed it, and still not run: a link on its way could be
+    # pointed elsewhere between the sandbox's start and the shell's read
+    assert (workspace / "out.log").read_text() == ""
+    (ended,) = ended_deploys(store, run_id)
+    assert ended.error is not None
+    assert f"{named} cannot be held as approved" in ended.error
+
+
+def test_an_approved_write_whose_link_now_leads_elsewhere_is_asked_again(
+    store: SqliteStore, workspace: Path
+) -> None:
+    for env in ("staging", "prod"):
+        (workspace / "deploy" / env).mkdir(parents=True)
+        (workspace / "deploy" / env / "app.yaml").write_text("replicas: 3\n")
+    (workspace / "d").symlink_to("deploy/staging")
+    policy = Policy(rules=(Rule(name="deploy-config", tier="confirm", paths=("deploy/**",)),))
+    run_id = create_run(
+        store,
+        bootstrap_plan(GOAL),
+        workspace=workspace,
+        agent=agent_settings(),
+        operator_policy=policy,
+    )
+    files = ["deploy/staging/app.yaml", "deploy/prod/app.yaml"]
+    plan = plan_json(
+        plan_step("scale", "scale staging down", files=files, verify=[{"command": "test -e d"}])
+    )
+    model = ScriptedModel(
+        [
+            findings_json("staging's config", files=["deploy/staging/app.yaml"]),
+            plan,
+            call("write_file", path="d/app.yaml", content="replicas: 0\n"),
+            call("finish", summary="scaled", claims=[]),
+        ]
+    )
+    drive(store, run_id, model)
+    (card,) = inbox(store, run_id=run_id)
+    assert "deploy/staging/app.yaml" in card.why
+    # a step beside it points the link at prod while the human reads the card
+    (workspace / "d").unlink()
+    (workspace / "d").symlink_to("deploy/prod")
+    submit_decision(store, card.ref, "approve")
+
+    drive(store, run_id, model)
+
+    assert (workspace / "deploy" / "prod" / "app.yaml").read_text() == "replicas: 3\n"
+    (again,) = inbox(store, run_id=run_id)
+    assert "deploy/prod/app.yaml" in again.why

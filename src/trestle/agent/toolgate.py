@@ -115,7 +115,7 @@ class RunToolGate:
         files = await self._named(facts)
         stale = ""
         if decided is not None and decided.status in ("approved", "modified"):
-            moved = _moved(decided.files, files)
+            moved = _moved(decided.files, files) + _moved_writes(decided, facts)
             if not moved:
                 return GateVerdict.allow(
                     f"approved by {decided.by}",
@@ -234,3 +234,12 @@ def _moved(approved: dict[str, str] | None, now: dict[str, str] | None) -> list[
     if approved is None or now is None:
         return []
     return moved_files(approved, now)
+
+
+def _moved_writes(approval: ApprovalState, facts: ActionFacts) -> list[str]:
+    """The workspace paths the call writes now that it did not write when it was asked,
+    and those it no longer writes: its arguments are the same, but a link on their way
+    may lead elsewhere now (``d/app.yaml``, ``d`` pointed from staging to prod)."""
+    if approval.ask is None:
+        return []
+    return sorted(set(approval.ask.facts.paths) ^ set(facts.paths))

@@ -83,8 +83,9 @@ def names_any(command: str, workspace: Path) -> bool:
 
 
 def _base(root: Path, cwd: str) -> Path:
-    """The directory a command's relative paths start from: ``cwd`` in the workspace."""
-    return Path(os.path.normpath(root / cwd))
+    """The directory a command's relative paths start from: ``cwd`` in the workspace,
+    as written (a ``..`` in it is the kernel's to follow: see :func:`_inside`)."""
+    return root / cwd
 
 
 def _names(
@@ -355,10 +356,22 @@ def _inside(root: Path, name: str, base: Path) -> str | None:
     """``name`` (relative to ``base``, a directory in the workspace, or absolute) as a
     path relative to the workspace, if it is written inside it. Lexically: a link in
     the workspace to a script elsewhere is still named here, and its target's content
-    is what is hashed."""
-    path = Path(os.path.normpath(base / name))
+    is what is hashed.
+
+    But not past a ``..`` that follows a link: ``sh d/../deploy.sh`` with ``d`` a link
+    to ``a/b`` runs ``a/deploy.sh``, not the ``deploy.sh`` the words spell once
+    ``d/..`` is taken away (an approval was bound to, and pinned, the file that did not
+    run). Such a path is named as written, ``d/../deploy.sh``, hashed as the kernel
+    reads it, and, a link on its way, it cannot be held as approved (see
+    :mod:`trestle.execution.pinning`): a command naming it as code does not run
+    sandboxed, and its file is checked again before it runs unconfined."""
+    spelled = base / name
+    path = Path(os.path.normpath(spelled))
     if path == root or not path.is_relative_to(root):
         return None
+    if ".." in spelled.parts and os.path.realpath(spelled) != os.path.realpath(path):
+        written = spelled.as_posix()
+        return written.removeprefix(f"{root.as_posix()}/")
     return path.relative_to(root).as_posix()
 
 

@@ -9,8 +9,9 @@ directory no step can see, checks the copy's digest against the approved one, an
 shows the copy, read-only, in the file's place inside the sandbox: the command reads
 the approved bytes or does not run.
 
-A file of code that cannot be copied safely (a link out of the workspace, a file of
-several names, a special file, one too large) is not run unpinned: a parallel step
+A file of code that cannot be copied safely (one reached through a link, even inside
+the workspace, a file of several names, a special file, one too large) is not run
+unpinned: a parallel step
 flipped such a file's bytes between the check of its digest and the shell's read
 (``ln deploy.sh .other.sh``, then writes through ``.other.sh``), and the command ran
 bytes nobody approved. It is said instead, and the attempt fails. The files the command
@@ -71,7 +72,7 @@ def unheld_reason(unheld: list[str]) -> str | None:
         return None
     return (
         f"refused: {', '.join(unheld)} cannot be held as approved while the command runs "
-        "(a link out of the workspace, a file of several names, a special file, code over "
+        "(reached through a link, a file of several names, a special file, code over "
         f"{MAX_PINNED_BYTES // (1024 * 1024)} MiB or a file over "
         f"{APPROVED_MOST // (1024 * 1024)} MiB): the command did not run; make each a "
         "plain file of one name, then retry the step"
@@ -128,11 +129,13 @@ def pinned(
 
 
 def _read(root: Path, relative: str) -> bytes | None:
-    """The file's bytes, read beneath the workspace with no link followed out of it;
+    """The file's bytes, read beneath the workspace with no link followed at all;
     None when it is missing or not a single-named regular file of at most the size
-    pinned (its digest is then checked in place)."""
+    pinned (its digest is then checked in place). A link on its way would leave the
+    copy shown where the link led when the sandbox started: a step beside it pointing
+    the link elsewhere before the shell's read had it read unpinned bytes."""
     try:
-        return read_regular(root, relative, MAX_PINNED_BYTES)
+        return read_regular(root, relative, MAX_PINNED_BYTES, links=False)
     except (Refused, OSError):
         return None
 

@@ -140,12 +140,11 @@ class RunCommand(Tool[RunCommandArgs]):
     arguments = RunCommandArgs
 
     def facts(self, args: RunCommandArgs, ctx: ToolContext) -> ActionFacts:
-        directory = posixpath.normpath(args.directory or ".")
         return ActionFacts(
             nature=self.nature,
             name=self.name,
             command=args.command,
-            cwd=None if directory == "." else directory,
+            cwd=_cwd(args.directory),
             paths=_written_in(args),
         )
 
@@ -155,6 +154,16 @@ class RunCommand(Tool[RunCommandArgs]):
             raise ToolFailure(f"directory {args.directory!r} does not exist or is not one")
         timeout = min(args.timeout or ctx.command_timeout, ctx.command_timeout)
         return await _run(ctx, self.name, args.command, cwd, args.directory, timeout)
+
+
+def _cwd(directory: str) -> str | None:
+    """Where a command runs, for the gate: None at the workspace's top, else the
+    directory as written, its ``..`` kept (``d/..`` runs where the link ``d`` leads,
+    then up: no lexical reading can say where that is; see
+    :func:`trestle.execution.named_files.named_files`)."""
+    if posixpath.normpath(directory or ".") == "." and ".." not in directory.split("/"):
+        return None
+    return directory
 
 
 def _written_in(args: RunCommandArgs) -> tuple[str, ...]:

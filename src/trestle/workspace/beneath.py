@@ -164,13 +164,15 @@ def where(root: Path, fd: int) -> str:
 
 
 @contextmanager
-def opened(root: Path, path: str, flags: int = os.O_RDONLY) -> Iterator[int]:
+def opened(root: Path, path: str, flags: int = os.O_RDONLY, *, links: bool = True) -> Iterator[int]:
     """``path`` opened beneath ``root`` and checked: not in a protected directory.
     ``root`` is the workspace's real path (``ToolContext.root``), as every function
-    here takes it: what was opened is named relative to it."""
+    here takes it: what was opened is named relative to it. With ``links`` false, no
+    link is followed on the way, even one that stays beneath (:class:`Refused`)."""
     root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        fd = open_beneath(root_fd, path, flags)
+        open_it = open_beneath if links else open_without_links
+        fd = open_it(root_fd, path, flags)
     finally:
         os.close(root_fd)
     try:
@@ -210,15 +212,16 @@ def exists_beneath(root: Path, path: str) -> bool:
         os.close(root_fd)
 
 
-def read_regular(root: Path, path: str, limit: int) -> bytes:
-    """The bytes of a regular file beneath ``root``, at most ``limit`` of them.
+def read_regular(root: Path, path: str, limit: int, *, links: bool = True) -> bytes:
+    """The bytes of a regular file beneath ``root``, at most ``limit`` of them (with
+    ``links`` false, reached through no link: see :func:`opened`).
 
     Raises:
         Refused: not a regular file (a FIFO, device, socket or directory), a file with
             more than one name (a hard link may lead outside), or protected.
         FileNotFoundError: no such file.
     """
-    with opened(root, path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY) as fd:
+    with opened(root, path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY, links=links) as fd:
         info = os.fstat(fd)
         if stat.S_ISDIR(info.st_mode):
             raise IsADirectoryError(errno.EISDIR, "is a directory", path)
