@@ -65,16 +65,20 @@ def workspace(tmp_path: Path) -> Path:
     return ws
 
 
-def deploy_run(store: SqliteStore, workspace: Path) -> str:
-    """An agent run whose operator asks a human before every ``sh deploy.sh``."""
-    policy = Policy(confirm_commands=(*DEFAULT_CONFIRM_COMMANDS, DEPLOY))
+def deploy_run(store: SqliteStore, workspace: Path, policy: Policy | None = None) -> str:
+    """An agent run under the operator's ``policy``: by default, one that asks a human
+    before every ``sh deploy.sh``."""
     return create_run(
         store,
         bootstrap_plan(GOAL),
         workspace=workspace,
         agent=agent_settings(),
-        operator_policy=policy,
+        operator_policy=policy or asks_before(DEPLOY),
     )
+
+
+def asks_before(*commands: str) -> Policy:
+    return Policy(confirm_commands=(*DEFAULT_CONFIRM_COMMANDS, *commands))
 
 
 def asked_to_deploy(store: SqliteStore, workspace: Path) -> tuple[str, ScriptedModel, HandoffCard]:
@@ -278,14 +282,7 @@ def test_a_similar_approval_covers_the_command_only_where_it_was_asked(
     store: SqliteStore, workspace: Path
 ) -> None:
     (workspace / "sub").mkdir()
-    policy = Policy(confirm_commands=(*DEFAULT_CONFIRM_COMMANDS, "touch *"))
-    run_id = create_run(
-        store,
-        bootstrap_plan(GOAL),
-        workspace=workspace,
-        agent=agent_settings(),
-        operator_policy=policy,
-    )
+    run_id = deploy_run(store, workspace, asks_before("touch *"))
     plan = plan_json(
         plan_step(
             "mark", "mark it", new_files=["done", "sub/done"], verify=[{"command": "test -e done"}]
@@ -365,14 +362,7 @@ def test_a_script_named_through_a_link_is_bound_as_read_and_never_runs_unpinned(
     (workspace / "a" / "b").mkdir(parents=True)
     (workspace / "d").symlink_to("a/b")
     (workspace / runs).write_text(EVIL)
-    policy = Policy(confirm_commands=(*DEFAULT_CONFIRM_COMMANDS, "sh *deploy.sh"))
-    run_id = create_run(
-        store,
-        bootstrap_plan(GOAL),
-        workspace=workspace,
-        agent=agent_settings(),
-        operator_policy=policy,
-    )
+    run_id = deploy_run(store, workspace, asks_before("sh *deploy.sh"))
     model = ScriptedModel(
         [
             findings_json("deploy.sh deploys", files=["deploy.sh"]),
@@ -404,13 +394,7 @@ def test_an_approved_write_whose_link_now_leads_elsewhere_is_asked_again(
         (workspace / "deploy" / env / "app.yaml").write_text("replicas: 3\n")
     (workspace / "d").symlink_to("deploy/staging")
     policy = Policy(rules=(Rule(name="deploy-config", tier="confirm", paths=("deploy/**",)),))
-    run_id = create_run(
-        store,
-        bootstrap_plan(GOAL),
-        workspace=workspace,
-        agent=agent_settings(),
-        operator_policy=policy,
-    )
+    run_id = deploy_run(store, workspace, policy)
     files = ["deploy/staging/app.yaml", "deploy/prod/app.yaml"]
     plan = plan_json(
         plan_step("scale", "scale staging down", files=files, verify=[{"command": "test -e d"}])
