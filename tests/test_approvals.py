@@ -1154,3 +1154,31 @@ def test_the_card_says_an_approved_action_runs_again_on_its_retries_as_it_then_d
     assert h.lines("effects.log") == ["ran"] * 3  # as the card said: no one asked again
     assert h.lines("tags.log") == ["tagged"] * 2
     assert h.lines("mail.log") == ["mailed"]
+
+
+def test_an_approved_write_goes_through_no_link_a_step_could_point_elsewhere(h: Harness) -> None:
+    for env in ("staging", "prod"):
+        (h.workspace / "deploy" / env).mkdir(parents=True)
+        (h.workspace / "deploy" / env / "app.yaml").write_text("replicas: 3\n")
+    (h.workspace / "d").symlink_to("deploy/staging")
+    run_id = h.create(
+        """
+        goal: scale staging down
+        steps:
+          - id: scale
+            write: {path: d/app.yaml, content: "replicas: 0\\n"}
+            approval: confirm
+        """
+    )
+    h.run(run_id)
+    (card,) = inbox(h.store, run_id=run_id)
+    # pointed at prod while the card waits (a step beside it could, as anything can)
+    (h.workspace / "d").unlink()
+    (h.workspace / "d").symlink_to("deploy/prod")
+    h.approve(card.ref)
+
+    state = h.run(run_id)
+
+    assert (h.workspace / "deploy" / "prod" / "app.yaml").read_text() == "replicas: 3\n"
+    assert state.steps["scale"].status == "failed"
+    assert "cannot write 'd/app.yaml': 'd' is a symlink" in (state.steps["scale"].error or "")

@@ -420,3 +420,34 @@ def test_an_approved_write_whose_link_now_leads_elsewhere_is_asked_again(
     assert (workspace / "deploy" / "prod" / "app.yaml").read_text() == "replicas: 3\n"
     (again,) = inbox(store, run_id=run_id)
     assert "deploy/prod/app.yaml" in again.why
+
+
+def test_an_approved_write_is_made_through_no_link(store: SqliteStore, workspace: Path) -> None:
+    (workspace / "deploy" / "staging").mkdir(parents=True)
+    (workspace / "deploy" / "staging" / "app.yaml").write_text("replicas: 3\n")
+    (workspace / "d").symlink_to("deploy/staging")
+    policy = Policy(rules=(Rule(name="deploy-config", tier="confirm", paths=("deploy/**",)),))
+    run_id = deploy_run(store, workspace, policy)
+    scale = plan_step(
+        "scale", "scale down", files=["deploy/staging/app.yaml"], verify=[{"command": "test -e d"}]
+    )
+    model = ScriptedModel(
+        [
+            findings_json("staging's config", files=["deploy/staging/app.yaml"]),
+            plan_json(scale),
+            call("write_file", path="d/app.yaml", content="replicas: 0\n"),
+            call("finish", summary="scaled", claims=[]),
+        ]
+    )
+    drive(store, run_id, model)
+    (card,) = inbox(store, run_id=run_id)
+    submit_decision(store, card.ref, "approve")
+
+    drive(store, run_id, model)
+
+    # the link could have been pointed elsewhere between the gate and the write
+    assert (workspace / "deploy" / "staging" / "app.yaml").read_text() == "replicas: 3\n"
+    writes = [e for e in of_kind(recorded(store, run_id), ToolCallEnded) if e.tool == "write_file"]
+    (ended,) = writes
+    assert not ended.ok
+    assert "'d/app.yaml' leads through a link to 'deploy/staging/app.yaml'" in (ended.error or "")

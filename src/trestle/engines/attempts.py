@@ -376,9 +376,10 @@ class Attempts:
                 return StepAttemptEnded(
                     at=self.clock(), step=sid, attempt=ctx.attempt, ok=False, action=action
                 )
-            # only the command a human approved may write .git; an agent's calls are
-            # each gated on their own
-            human = step.run is not None and approved_by_human(state, gate)
+            # only the command a human approved may write .git, and a write a human
+            # approved goes through no link; an agent's calls are each gated on their own
+            acts = step.run is not None or step.write is not None
+            human = acts and approved_by_human(state, gate)
             if ctx.approved != human:
                 ctx = dataclasses.replace(ctx, approved=human)
             return await self._attempt_run(state, sid, step, ctx, pool, outbox, acting, note_spawn)

@@ -347,7 +347,7 @@ def jailed_in(root: Path, relative: str, *, follow_links: bool = True) -> Path:
 
 
 def _write_file(
-    workspace: Path, relative: str, content: str, kept: tuple[Path, ...] = ()
+    workspace: Path, relative: str, content: str, kept: tuple[Path, ...] = (), links: bool = True
 ) -> ActionResult:
     started = time.monotonic()
     try:
@@ -357,7 +357,9 @@ def _write_file(
         # by name: the step's commands write the workspace, and a link they planted on
         # the way (or at a temporary file's name) led this unconfined write anywhere
         # and not onto a plan file held from commands (through a link a step planted)
-        write_replacing(root, relative, content.encode("utf-8"), kept)  # atomic
+        # and, for a write a human approved, through no link at all: one a step pointed
+        # elsewhere while the card waited carried the approved write there
+        write_replacing(root, relative, content.encode("utf-8"), kept, links=links)  # atomic
     except Refused as exc:
         return ActionResult(status="error", error=f"cannot write {relative!r}: {exc}")
     except (OSError, ValueError) as exc:
@@ -531,6 +533,7 @@ async def perform(
             step.write.path,
             step.write.content,
             ctx.sandbox.held_files(ctx.workspace.resolve()) if ctx.sandbox is not None else (),
+            not ctx.approved,
         )
     if step.agent is not None:  # the agent runtime performs these; see trestle.agent
         return ActionResult(

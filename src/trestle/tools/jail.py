@@ -140,6 +140,13 @@ def walk(ctx: ToolContext, top: Path, max_depth: int) -> Iterator[tuple[Path, bo
         stack.extend(reversed(below))
 
 
+def _as_written(ctx: ToolContext, path: str) -> str:
+    """``path`` relative to the workspace, as its words say (no link followed); empty
+    when they say a place outside it."""
+    lexical = Path(os.path.normpath(ctx.root / path))
+    return lexical.relative_to(ctx.root).as_posix() if lexical.is_relative_to(ctx.root) else ""
+
+
 def read_bytes(ctx: ToolContext, path: str, target: Path, limit: int) -> bytes:
     """A regular file's bytes, read beneath the workspace (see :mod:`.beneath`)."""
     try:
@@ -156,10 +163,19 @@ def atomic_write(ctx: ToolContext, path: str, target: Path, content: str) -> boo
     """Write ``content`` so readers never see half a file; keep an existing file's mode;
     return whether the file existed. Done through the directory's descriptor, beneath
     the workspace: a swapped symlink cannot carry the write out."""
+    where = relative(ctx, target)
+    if ctx.approved and where != _as_written(ctx, path):
+        # a write a human approved goes where its path says, through no link: one a
+        # step pointed elsewhere while the card waited carried it there
+        raise ToolFailure(
+            f"{path!r} leads through a link to {where!r}: a write a human approved is "
+            "made through no link; write to the path it leads to"
+        )
     try:
         # newline="" semantics: the model's line endings are written as given
         kept = ctx.sandbox.held_files(ctx.root) if ctx.sandbox is not None else ()
-        return write_replacing(ctx.root, relative(ctx, target), content.encode(), kept)
+        data = content.encode()
+        return write_replacing(ctx.root, where, data, kept, links=not ctx.approved)
     except Refused as why:
         raise refused(path, why) from None
     except IsADirectoryError:

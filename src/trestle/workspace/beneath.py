@@ -245,20 +245,23 @@ def read_regular(root: Path, path: str, limit: int, *, links: bool = True) -> by
         return b"".join(chunks)[:limit]
 
 
-def write_replacing(root: Path, path: str, data: bytes, kept: Collection[Path] = ()) -> bool:
+def write_replacing(
+    root: Path, path: str, data: bytes, kept: Collection[Path] = (), *, links: bool = True
+) -> bool:
     """Replace ``path`` beneath ``root`` with ``data`` atomically (readers see the old
     file or the new one), creating missing directories; keep an existing file's mode.
-    Returns whether the file existed. Raises :class:`Refused` as :func:`opened` does,
-    and for a file in ``kept`` (real paths) where the directory opened really is: a
-    link in the workspace on the way, planted or swapped in after the caller judged
-    the path by name, would otherwise carry this unconfined write onto it."""
+    Returns whether the file existed. Raises :class:`Refused` as :func:`opened` does
+    (with ``links`` false, for any link on the way), and for a file in ``kept`` (real
+    paths) where the directory opened really is: a link in the workspace on the way,
+    planted or swapped in after the caller judged the path by name, would otherwise
+    carry this unconfined write onto it."""
     parent, name = os.path.split(path.rstrip("/"))
     if not name or name in (".", ".."):
         raise Refused("it names a directory, not a file")
     if protected_part(path) is not None:
         raise Refused(f"it is inside {protected_part(path)!r}, which no tool reads or writes")
     make_dirs(root, parent)
-    with opened(root, parent or ".", os.O_RDONLY | os.O_DIRECTORY) as dir_fd:
+    with opened(root, parent or ".", os.O_RDONLY | os.O_DIRECTORY, links=links) as dir_fd:
         try:
             old = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
         except FileNotFoundError:
