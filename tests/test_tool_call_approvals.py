@@ -9,12 +9,15 @@ bytes ran, and how often.
 from __future__ import annotations
 
 import hashlib
+import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from agent_helpers import (
+    FIX_STEP,
     GOAL,
     agent_settings,
     call,
@@ -32,10 +35,11 @@ from trestle.core.events import ToolCallEnded, ToolCallStarted
 from trestle.core.invocations import MAX_WRAPPERS
 from trestle.core.policy import DEFAULT_CONFIRM_COMMANDS, Policy, Rule, command_shape
 from trestle.core.records.agent import bootstrap_plan
+from trestle.core.records.mcp import McpServer
 from trestle.execution.named_files import executed_files, named_files
 from trestle.lifecycle.approvals import inbox, submit_decision
 from trestle.lifecycle.runs import create_run
-from trestle.models import ScriptedModel
+from trestle.models import ModelResponse, ScriptedModel, ToolCall
 from trestle.store.sqlite import SqliteStore
 
 DEPLOY = "sh deploy.sh"
@@ -451,3 +455,53 @@ def test_an_approved_write_is_made_through_no_link(store: SqliteStore, workspace
     (ended,) = writes
     assert not ended.ok
     assert "'d/app.yaml' leads through a link to 'deploy/staging/app.yaml'" in (ended.error or "")
+
+
+def test_an_approved_read_of_a_server_held_by_a_rule_runs_once_however_often_it_is_asked(
+    store: SqliteStore, workspace: Path
+) -> None:
+    # an operator's rule holds an untrusted server's every call, its reads too; the
+    # model makes the same read twice in one answer
+    notes = McpServer(
+        name="notes",
+        command=(sys.executable, str(Path(__file__).parent / "mcp_server.py")),
+        timeout=5,
+        start_timeout=20,
+    )
+    hold = Rule(name="untrusted notes server: always ask", tier="confirm", tags=("mcp:notes",))
+    run_id = create_run(
+        store,
+        bootstrap_plan(GOAL),
+        workspace=workspace,
+        agent=agent_settings(mcp=(notes,)),
+        operator_policy=Policy(rules=(hold,)),
+    )
+    read = json.dumps({"name": "a"})
+    twice = ModelResponse(
+        tool_calls=tuple(ToolCall(id=i, name="notes__read_note", arguments=read) for i in "ab"),
+        finish_reason="tool_calls",
+    )
+    model = ScriptedModel(
+        [
+            findings_json(),
+            plan_json(FIX_STEP),
+            twice,
+            call("edit_file", path="calc.py", old="a - b", new="a + b"),
+            call("finish", summary="fixed", claims=[]),
+        ]
+    )
+    log = workspace / "calls.log"
+    drive(store, run_id, model)
+    (first,) = inbox(store, run_id=run_id)
+    submit_decision(store, first.ref, "approve")
+
+    drive(store, run_id, model)
+
+    # its start was held for the next commit, as a read's is, and the second found the
+    # approval unspent: both reached the server on one approval
+    assert log.read_text().splitlines() == ['read_note {"name": "a"}']
+    (second,) = inbox(store, run_id=run_id)
+    assert second.action_hash == first.action_hash
+    submit_decision(store, second.ref, "approve")
+    drive(store, run_id, model)
+    assert log.read_text().splitlines() == ['read_note {"name": "a"}'] * 2

@@ -765,8 +765,10 @@ class StepSession:
         unended = self.recorded.started.get((self.turn, call.id))
         probe: ToolProbe | None = None
         # a read that takes no turn with others may be run again after a crash: its
-        # start and end wait for the next commit
-        reads = _only_reads(registry, call.name)
+        # start and end wait for the next commit. Not one a human had to approve (an
+        # open world's, or any call of a server an operator's rule holds): that is an
+        # effect like a write's, never run again, its start recorded before it runs
+        reads = _only_reads(registry, call.name) and not _approved(unended)
         holds = reads and not registry.get(call.name).serial
         # an idempotent call may run again too, its start recorded once
         again = unended is not None and not reads and _idempotent(registry, call.name)
@@ -930,6 +932,11 @@ def _escalates(registry: ToolRegistry, name: str) -> bool:
     return name in registry and registry.get(name).escalates
 
 
+def _approved(started: ToolCallStarted | None) -> bool:
+    """Whether a recorded start ran on a human's approval."""
+    return started is not None and started.gate is not None and started.gate.approval is not None
+
+
 def _only_reads(registry: ToolRegistry, name: str) -> bool:
     return name in registry and registry.get(name).nature in ("read", "test")
 
@@ -961,7 +968,8 @@ class _RecordingGate:
             self.call = self.call.model_copy(update={"arguments": edited})
             return verdict
         if verdict.decision == "allow" and not self.again:
-            await self.session.started(
-                self.call, call.facts.nature, self.key, verdict, holds=self.holds
-            )
+            # a call a human approved is recorded before it runs, whatever its nature:
+            # the same call made next in the turn finds its approval spent
+            holds = self.holds and not verdict.by_human
+            await self.session.started(self.call, call.facts.nature, self.key, verdict, holds=holds)
         return verdict
