@@ -780,3 +780,31 @@ def test_a_redirect_is_not_followed_nor_counted_as_delivered(receiver: Receiver)
         send(_hook(mover.url), PAYLOAD, {})
     mover.close()
     assert receiver.accepted == [] and receiver.attempts == 0
+
+
+def test_what_a_killed_driver_committed_and_never_told_is_told_by_the_next_that_commits_nothing(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    _notify_toml(f"""
+        [targets.chat]
+        type = "webhook"
+        url = "{receiver.url}"
+    """)
+    store = SqliteStore(tmp_path / "trestle.db")
+    try:
+        run_id = _create(tmp_path, store)
+        ledger = Ledger(ledger_path())
+        try:  # a notifier saw the run start: it is to be told
+            ledger.record(run_id, 1, [], now=time.time())
+        finally:
+            ledger.close()
+        # a driver whose notifier derived nothing more before it died: the run waits for
+        # its approval, its broken step on the dead-letter queue, none of it told
+        _drive(store, run_id, notifier=None)
+        assert not receiver.accepted
+
+        _drive(store, run_id)  # the next driver: nothing to commit, the run waits
+
+        assert sorted(p["kind"] for p in receiver.accepted) == ["approval", "dead_letter"]
+    finally:
+        store.close()

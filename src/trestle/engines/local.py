@@ -300,6 +300,10 @@ class LocalEngine(Attempts):
         try:
             tail = Tail()
             state, forgeries = await self._store(self.load_vetted, run_id, tail)
+            if self.notifier is not None:  # what a killed driver committed and never told
+                self.notifier.committed(
+                    run_id, state.seq + 1, (), self._read_events, self._read_state
+                )
             if (ending := self._ending.get(run_id)) is not None:
                 ending.append(state)  # this very object, as the drive moves it on
             # steps' blocking work (sync callables, file checks) gets one thread per

@@ -138,9 +138,11 @@ class Notifier:
         """``events`` are durable as ``run_id``'s ``first_seq``..: queue them (never
         blocks). ``state`` reads the run's state, for the approver groups of an approval
         when a target names groups; without it, such an approval goes to every target
-        that wants its kind."""
-        if events:
-            self._queue.put(_Batch(run_id, first_seq, list(events), read, state))
+        that wants its kind. No events: the run is durable through ``first_seq - 1``,
+        as a driver finds it when it takes the run up; what a driver killed before its
+        notifier derived it left is derived then (its next batch would, but a run
+        waiting for a human may commit none)."""
+        self._queue.put(_Batch(run_id, first_seq, list(events), read, state))
 
     def swept(self, run_id: str, seq: int, notices: Sequence[Notice]) -> None:
         """Queue ``notices`` a sweep of the clock raised for ``run_id`` (its state read at
