@@ -39,15 +39,18 @@ def tool(call_id: str, tool_name: str, **arguments: str) -> ToolCall:
     return ToolCall(id=call_id, name=tool_name, arguments=json.dumps(arguments))
 
 
-def killed_mid_call(cli: Cli, server: OpenAIServer, call: ToolCall) -> tuple[Path, str]:
+def killed_mid_call(
+    cli: Cli, server: OpenAIServer, call: ToolCall, tier: str = "log"
+) -> tuple[Path, str]:
     """Start ``trestle agent`` whose fix step calls ``call`` (a slow one), SIGKILL the
-    driver while the call is in the server, and return the workspace and the run."""
+    driver while the call is in the server, and return the workspace and the run. With
+    ``tier`` confirm, the call is approved first, and the driver killed is the resume's."""
     repo = calc_repo(cli.dir / "calc")
     (repo / "slow-once").write_text("45")  # the first call waits, after its effect
     ops = toml(
         cli.dir / "operator",  # outside the workspace: the operator's own, trusted
         f"[mcp.servers.notes]\ncommand = {json.dumps(sys.executable)}\n"
-        f'args = [{json.dumps(SERVER)}]\ntier = "log"\n'
+        f'args = [{json.dumps(SERVER)}]\ntier = "{tier}"\n'
         # the server's script is outside the workspace: shown to the sandbox read-only,
         # as an operator does for a server of their own (a checkout under /tmp is hidden)
         f"[policy.sandbox]\nread = [{json.dumps(str(Path(SERVER).parent))}]\n",
@@ -57,10 +60,17 @@ def killed_mid_call(cli: Cli, server: OpenAIServer, call: ToolCall) -> tuple[Pat
     server.queue_tool_calls(call)
     server.queue_tool_calls(tool("e", "edit_file", path="calc.py", old="a - b", new="a + b"))
     server.queue_tool_calls(tool("f", "finish", summary="add adds"))
+    command = agent(cli, repo, server, "--policy", str(ops))
+    if tier == "confirm":  # asked, approved; the resume makes the call
+        asked = cli(*command)
+        assert asked.returncode == 3, asked.stdout + asked.stderr
+        [card] = cli.json("inbox", "--json")
+        assert cli("approve", card["ref"]).returncode == 0
+        command = ["resume", card["run_id"], "--no-live", "--no-prompt"]
     log = cli.dir / "driver.log"
     with log.open("w") as out:
         driver = subprocess.Popen(
-            [sys.executable, "-m", "trestle", *agent(cli, repo, server, "--policy", str(ops))],
+            [sys.executable, "-m", "trestle", *command],
             cwd=cli.dir,
             env=cli.env(OPENAI_API_KEY="x"),
             stdout=out,
@@ -117,3 +127,21 @@ def test_an_idempotent_call_cut_short_by_a_crash_runs_again_once(cli: Cli) -> No
     started = [e for e in events if e["kind"] == "tool_call_started" and e["call_id"] == "s"]
     ended = [e for e in events if e["kind"] == "tool_call_ended" and e["call_id"] == "s"]
     assert len(started) == 1 and len(ended) == 1 and ended[0]["ok"]
+
+
+def test_an_approved_call_cut_short_by_a_crash_is_not_run_again_though_idempotent(
+    cli: Cli,
+) -> None:
+    with OpenAIServer(model=OPENAI_MODEL) as server:
+        flag = tool("s", "notes__set_flag", value="on")
+        repo, run_id = killed_mid_call(cli, server, flag, tier="confirm")
+        assert effects(repo) == ['set_flag {"value": "on"}']
+        done = cli("resume", run_id, "--no-live", "--no-prompt")
+    assert done.returncode == 0, done.stdout + done.stderr
+    # a human approved one call; whether it ran is unknown: it is not run again, and
+    # the model is told to look
+    assert effects(repo) == ['set_flag {"value": "on"}']
+    ended = [
+        e for e in cli.events(run_id) if e["kind"] == "tool_call_ended" and e["call_id"] == "s"
+    ]
+    assert len(ended) == 1 and "whether it took effect is unknown" in ended[0]["content"]

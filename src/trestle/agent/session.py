@@ -770,8 +770,14 @@ class StepSession:
         # effect like a write's, never run again, its start recorded before it runs
         reads = _only_reads(registry, call.name) and not _approved(unended)
         holds = reads and not registry.get(call.name).serial
-        # an idempotent call may run again too, its start recorded once
-        again = unended is not None and not reads and _idempotent(registry, call.name)
+        # an idempotent call may run again too, its start recorded once; not one a
+        # human approved: the approval was of one call, and whether it ran is unknown
+        again = (
+            unended is not None
+            and not reads
+            and _idempotent(registry, call.name)
+            and not _approved(unended)
+        )
         if unended is not None and not reads and not again:
             observation, probe = await self._probe(unended, registry, ctx)
             if not probe.done and _escalates(registry, call.name):
