@@ -197,6 +197,18 @@ def _create(tmp_path: Path, store: SqliteStore, text: str = PLAN) -> str:
     return create_run(store, plan, workspace=workspace, plan_path=source)
 
 
+def _webhook_run(tmp_path: Path, receiver: Receiver) -> tuple[SqliteStore, str]:
+    """A webhook target ``chat`` to ``receiver`` in notify.toml, and a run of :data:`PLAN`
+    recorded in a store of its own."""
+    _notify_toml(f"""
+        [targets.chat]
+        type = "webhook"
+        url = "{receiver.url}"
+    """)
+    store = SqliteStore(tmp_path / "trestle.db")
+    return store, _create(tmp_path, store)
+
+
 def _drive(
     store: SqliteStore, run_id: str, notifier: Notifier | Literal["config"] | None = "config"
 ) -> None:
@@ -348,13 +360,7 @@ def test_health_shows_a_target_that_keeps_failing_and_a_missing_notify_send(
 def test_a_batch_committed_without_notifying_is_caught_up_and_nothing_twice(
     tmp_path: Path, receiver: Receiver
 ) -> None:
-    _notify_toml(f"""
-        [targets.chat]
-        type = "webhook"
-        url = "{receiver.url}"
-    """)
-    store = SqliteStore(tmp_path / "trestle.db")
-    run_id = _create(tmp_path, store)
+    store, run_id = _webhook_run(tmp_path, receiver)
     _drive(store, run_id, notifier=None)  # recorded without notifying anyone
     receiver.accepted.clear()
     recorded = store.events(run_id)
@@ -785,14 +791,8 @@ def test_a_redirect_is_not_followed_nor_counted_as_delivered(receiver: Receiver)
 def test_what_a_killed_driver_committed_and_never_told_is_told_by_the_next_that_commits_nothing(
     tmp_path: Path, receiver: Receiver
 ) -> None:
-    _notify_toml(f"""
-        [targets.chat]
-        type = "webhook"
-        url = "{receiver.url}"
-    """)
-    store = SqliteStore(tmp_path / "trestle.db")
+    store, run_id = _webhook_run(tmp_path, receiver)
     try:
-        run_id = _create(tmp_path, store)
         ledger = Ledger(ledger_path())
         try:  # a notifier saw the run start: it is to be told
             ledger.record(run_id, 1, [], now=time.time())
