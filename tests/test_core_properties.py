@@ -25,11 +25,13 @@ from trestle.core.events import (
     EVENT_ADAPTER,
     ActionResult,
     AloneAwaited,
+    AloneGranted,
     AnyEvent,
     ApprovalDecided,
     ApprovalRefused,
     ApprovalRequested,
     BudgetExhausted,
+    CallAloneAsked,
     CheckResult,
     ProbeReason,
     RunCreated,
@@ -47,6 +49,7 @@ from trestle.core.events import (
     StepRetryScheduled,
     StepSkipped,
     StepStarted,
+    ToolCallEnded,
     decode_event,
     event_json,
     idempotency_key,
@@ -997,3 +1000,58 @@ def test_a_retry_elsewhere_does_not_start_beside_a_command_waiting_to_run_alone(
     assert kinds(feed(state, StepReopened(at=START, step="x", reason="again"))) == []
     assert starts(feed(state, attempt_ended("slow", 1, ok=True))) == [("deploy", 1)]
     assert starts(feed(state, attempt_ended("deploy", 1, ok=True))) == [("x", 2)]
+
+
+# an agent step's approved call that runs a command asks to run alone, at its place
+def asks_alone(sid: str, call: str = "c") -> AnyEvent:
+    return CallAloneAsked(at=START, step=sid, call=f"1.1.{call}")
+
+
+def call_ended(sid: str, call: str = "c") -> AnyEvent:
+    return ToolCallEnded(
+        at=START, step=sid, round=1, turn=1, call_id=call, tool="run_command", ok=True, content=""
+    )
+
+
+def test_an_agents_approved_call_runs_once_nothing_else_runs_and_nothing_starts_beside_it() -> None:
+    state = new_state(step("agent"), step("slow"), step("later", "slow"))
+    settle(state)
+    out = feed(state, asks_alone("agent"))
+    assert kinds(out) == [("alone_awaited", "agent")]
+    assert isinstance(out[0], AloneAwaited) and out[0].running == ("slow",)
+    assert "call 1.1.c" in out[0].reason and "runs once 'slow' ends" in out[0].reason
+    # slow ends: the call is granted, and what slow held back does not start beside it
+    out = feed(state, attempt_ended("slow", 1, ok=True))
+    assert out == [AloneGranted(at=START, step="agent", call="1.1.c")]
+    assert state.alone_marks == {"agent": "running"}
+    assert kinds(feed(state, call_ended("agent", "other"))) == []  # another call's end
+    assert starts(feed(state, call_ended("agent"))) == [("later", 1)]
+    assert state.alone_marks == {}
+
+
+def test_agents_parked_at_approved_calls_run_them_one_after_another_first_asked_first() -> None:
+    """Two agent steps waiting at approved calls wait for each other only while one
+    runs: each parked runs nothing, so the first to ask is granted."""
+    state = new_state(step("a"), step("b"))
+    settle(state)
+    assert kinds(feed(state, asks_alone("a"))) == [("alone_awaited", "a")]
+    assert feed(state, asks_alone("b")) == [AloneGranted(at=START, step="a", call="1.1.c")]
+    out = feed(state, call_ended("a"))  # a goes on with its turns: b waits for it
+    assert kinds(out) == [("alone_awaited", "b")]
+    assert isinstance(out[0], AloneAwaited) and out[0].running == ("a",)
+    assert kinds(feed(state, asks_alone("a", "d"))) == [("alone_granted", "b")]
+    assert kinds(feed(state, call_ended("b"))) == [("alone_awaited", "a")]
+    assert kinds(feed(state, attempt_ended("b", 1, ok=True))) == [("alone_granted", "a")]
+
+
+def test_a_parked_call_lets_a_waiting_approved_command_wait_and_a_crash_ends_its_mark() -> None:
+    state = new_state(step("agent"), step("deploy", irreversible=True))
+    settle(state)
+    assert kinds(_approve(state, 1)) == [("alone_awaited", "deploy")]
+    # the command waits for the agent's attempt; the agent's call runs meanwhile
+    assert kinds(feed(state, asks_alone("agent"))) == [("alone_granted", "agent")]
+    assert kinds(feed(state, call_ended("agent"))) == []
+    feed(state, asks_alone("agent", "d"))
+    assert state.alone_marks == {"deploy": "awaited", "agent": "running"}
+    feed(state, RunResumed(at=START, owner="p2"))  # the driver died: the attempt is lost
+    assert "agent" not in state.alone_marks and state.steps["agent"].alone_call is None

@@ -897,6 +897,15 @@ class StepSession:
         ask = unknown_ask(call.name, call.arguments, facts, digest, why)
         raise Pause(f"{call.name}: outcome unknown, a human must decide: {why}", ask)
 
+    async def alone(self, call: ToolCall) -> bool:
+        """Wait until ``call`` (one a human approved that runs a command) may run with
+        nothing else of the run beside it (see :attr:`StepWork.alone`); False where the
+        engine cannot say so."""
+        if self.work.alone is None:
+            return False
+        await self.work.alone(f"{self.round}.{self.turn}.{call.id}")
+        return True
+
     async def started(
         self, call: ToolCall, nature: str, key: str | None, verdict: GateVerdict, *, holds: bool
     ) -> None:
@@ -966,13 +975,20 @@ class _RecordingGate:
 
     async def review(self, call: GatedCall) -> GateVerdict:
         slot = (self.session.round, self.session.turn, self.call.id)
-        verdict = await self.inner.review(call.model_copy(update={"slot": slot}))
+        call = call.model_copy(update={"slot": slot})
+        verdict = await self.inner.review(call)
         if verdict.decision == "allow" and verdict.arguments is not None:
             # approved as a human edited it: the edited call comes before the gate
             # next, and its start is what is recorded (a probe after a crash reads it)
             edited = json.dumps(verdict.arguments, ensure_ascii=False)
             self.call = self.call.model_copy(update={"arguments": edited})
             return verdict
+        # an approved command runs with nothing else of its run beside it, as an
+        # approved command step does: its files are checked again then, when no step
+        # of the run can change them between that check and the command's read
+        runs = verdict.by_human and call.facts.command is not None
+        if runs and await self.session.alone(self.call):
+            verdict = await self.inner.review(call)
         if verdict.decision == "allow" and not self.again:
             # a call a human approved is recorded before it runs, whatever its nature:
             # the same call made next in the turn finds its approval spent

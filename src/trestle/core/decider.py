@@ -39,7 +39,10 @@ The rules, each one an invariant the property tests check:
 - a command a human approved runs alone in its run (:func:`~trestle.core.state.runs_alone`):
   it starts only when no attempt or probe runs; otherwise it waits for them
   (``AloneAwaited``, once), nothing else starts meanwhile, and it has the first slot
-  once they end; nothing starts beside it while it runs;
+  once they end; nothing starts beside it while it runs. So does an agent's approved
+  call that runs a command: its step asks (``CallAloneAsked``) and waits at the call
+  until it is granted (``AloneGranted``), once nothing else runs (other steps parked
+  at such a call run nothing), until the call's end;
 - at most ``child_parallelism`` children run at once (a delegating step waits for a
   slot), and a run creates at most ``max_children`` (the step that would pass that
   fails, naming the cap).
@@ -50,6 +53,7 @@ from __future__ import annotations
 from trestle.core.budget import Breach, Dimension, Tally, breach
 from trestle.core.events import (
     AloneAwaited,
+    AloneGranted,
     AnyEvent,
     ApprovalRequested,
     BudgetExhausted,
@@ -149,6 +153,8 @@ def decide(state: RunState, now: float) -> list[AnyEvent]:
             out.append(p.ask_human(subject="alert", alert=raised.alert))
     for started in state.tool_audits:  # a tool call drawn for review after it ran
         out.append(_tool_audit(p, started))
+    if marks:
+        out += _alone_calls(p, marks)
     # a pending step with no slot left could only be blocked, which it cannot be with
     # nothing failed or blocked in the run: passed over, or a wide plan under its cap
     # would have every waiting step looked at again at each pass (n^2 over the run)
@@ -307,6 +313,43 @@ def _beside(p: _Pass) -> list[str]:
         if st.status in IN_FLIGHT or (st.status == "unknown" and not st.probed)
     }
     return sorted(found | set(p.started), key=state.position)
+
+
+def _alone_calls(p: _Pass, marks: dict[str, Alone]) -> list[AnyEvent]:
+    """The agents' approved calls that asked to run alone (each parked at its call, its
+    step running and running nothing else): the first to ask is granted once nothing
+    else of the run runs but such steps, parked as it is; while any other runs, each
+    says once that it waits. One runs alone at a time: none while a call or an approved
+    command runs so."""
+    state = p.state
+    parked = [
+        sid
+        for sid, mark in marks.items()
+        if mark != "running" and state.steps[sid].status == "running"
+    ]
+    if not parked or "running" in marks.values():
+        return []
+    others = [sid for sid in _beside(p) if sid not in parked]
+    if not others:
+        p.alone_runs = True
+        first = parked[0]
+        return [AloneGranted(at=p.now, step=first, call=state.steps[first].alone_call or "")]
+    names = ", ".join(map(repr, others))
+    ends = "ends" if len(others) == 1 else "end"
+    return [
+        AloneAwaited(
+            at=p.now,
+            step=sid,
+            running=tuple(others),
+            reason=(
+                f"a command a human approved (call {state.steps[sid].alone_call}) runs with "
+                f"nothing else of the run beside it: it runs once {names} {ends}, and "
+                "nothing else starts meanwhile"
+            ),
+        )
+        for sid in parked
+        if marks[sid] == "asked"
+    ]
 
 
 def _await_alone(p: _Pass, sid: str, running: list[str]) -> list[AnyEvent]:

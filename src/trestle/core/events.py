@@ -882,6 +882,27 @@ class AloneAwaited(Event):
     reason: str
 
 
+class CallAloneAsked(Event):
+    """A tool call of a running agent step that runs a command a human approved asks to
+    run with nothing else of its run beside it, as an approved command step does:
+    nothing more of the run starts from now, and the decider grants it
+    (:class:`AloneGranted`) once nothing else runs. Recorded by the step before the
+    call's files are checked again and its start is recorded."""
+
+    kind: Literal["call_alone_asked"] = "call_alone_asked"
+    step: str
+    call: str  # round.turn.call_id: the call whose end ends the wait or the run alone
+
+
+class AloneGranted(Event):
+    """Nothing else of the run runs now: the agent step's approved call (``call``) runs,
+    and nothing starts beside it until its end is recorded."""
+
+    kind: Literal["alone_granted"] = "alone_granted"
+    step: str
+    call: str
+
+
 class ShareAwaited(Event):
     """A delegating step's child would pass a budget limit now, but fits once its
     siblings' running children release the shares they hold: the step waits for them
@@ -970,6 +991,8 @@ AnyEvent = Annotated[
     | ChildRunEnded
     | ShareAwaited
     | AloneAwaited
+    | CallAloneAsked
+    | AloneGranted
     | RunFinished,
     Field(discriminator="kind"),
 ]

@@ -22,6 +22,7 @@ from trestle.core.budget import Dimension, Tally
 from trestle.core.events import (
     AlertRaised,
     AloneAwaited,
+    AloneGranted,
     AnyEvent,
     ApprovalDecided,
     ApprovalEndorsed,
@@ -30,6 +31,7 @@ from trestle.core.events import (
     BoardWritten,
     BudgetExhausted,
     BudgetRaised,
+    CallAloneAsked,
     ChildRunEnded,
     ChildRunStarted,
     ContextCompressed,
@@ -400,7 +402,11 @@ class RunState(BaseModel):
                 self._reopen(sid)
                 # a step downstream may wait for its needs again: its wait to run alone
                 # is judged anew (one elsewhere goes on holding the run)
-                awaited = [s for s, mark in self._alone.items() if mark == "awaited"]
+                awaited = [
+                    s
+                    for s, mark in self._alone.items()
+                    if mark == "awaited" and self.steps[s].status != "running"
+                ]
                 if awaited:
                     downstream = self._downstream(sid)
                     for waiting in awaited:
@@ -489,6 +495,11 @@ class RunState(BaseModel):
                 )
                 if gate.decision.audit == "after" and event.facts is not None:
                     self.tool_audits.append(event)
+            case ToolCallEnded(step=sid, round=round) if self.steps[sid].alone_call:
+                self._index(sid, round)
+                st = self.steps[sid]
+                if st.alone_call == f"{round}.{event.turn}.{event.call_id}":
+                    self._mark_alone(sid, None)  # the call that ran alone ended
             case (
                 RoundOpened()
                 | ToolCallStarted()
@@ -541,6 +552,11 @@ class RunState(BaseModel):
                 self.steps[sid].share_awaited = True
             case AloneAwaited(step=sid):
                 self._mark_alone(sid, "awaited")
+            case CallAloneAsked(step=sid, call=call) if self.steps[sid].status == "running":
+                self._mark_alone(sid, "asked")
+                self.steps[sid].alone_call = call
+            case AloneGranted(step=sid) if self.steps[sid].alone_call == event.call:
+                self._mark_alone(sid, "running")
             case RunFinished(status=status):
                 self.finished = status
                 self._stop_clock(event.at)
@@ -859,6 +875,7 @@ class RunState(BaseModel):
         """Set the step's ``alone``, keeping :attr:`alone_marks` in step."""
         self.steps[sid].alone = alone
         if alone is None:
+            self.steps[sid].alone_call = None
             self._alone.pop(sid, None)
         else:
             self._alone[sid] = alone

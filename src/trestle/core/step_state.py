@@ -71,8 +71,9 @@ approval it ran on, and where its decision is in ``StepState.call_decisions``.""
 
 
 # a command a human approved, waiting (said) to run with nothing of its run beside it,
-# or running so (see trestle.core.state.runs_alone)
-Alone = Literal["awaited", "running"]
+# or running so (see trestle.core.state.runs_alone); ``asked``: an agent's approved
+# call that runs a command asked to, not yet granted nor said to wait
+Alone = Literal["asked", "awaited", "running"]
 
 
 class StepState(BaseModel):
@@ -126,8 +127,10 @@ class StepState(BaseModel):
     reserved_carve: dict[Dimension, float] = Field(default_factory=dict)
     waiting_child: str | None = None
     share_awaited: bool = False  # it waits for its siblings' shares, and said so
-    # a command a human approved: waiting to run alone, or running so; else None
+    # a command a human approved: waiting to run alone, or running so; else None. For
+    # an agent step, the call that asked (round.turn.call_id): its end ends the mark
     alone: Alone | None = None
+    alone_call: str | None = None
     # what is known of the last attempt beyond its events: its process group, who
     # stopped it (the driver itself, on a signal), where it ran (the local driver that
     # started it, or the Temporal worker that lost it, as that worker said), and what a

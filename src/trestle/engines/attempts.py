@@ -20,6 +20,7 @@ from trestle.core.errors import ModelBindingError
 from trestle.core.events import (
     ActionResult,
     AnyEvent,
+    CallAloneAsked,
     Gate,
     Place,
     SandboxChosen,
@@ -160,6 +161,7 @@ class Attempts:
         state: RunState,
         announced: StepStarted | StepProbeStarted,
         record: Callable[[Sequence[AnyEvent]], Awaitable[list[int]]] | None = None,
+        follow: Callable[[], Awaitable[None]] | None = None,
     ) -> list[AnyEvent]:
         """Perform one attempt or probe the decider announced (and a driver recorded)
         for a driver other than this engine's loop: a Temporal activity. The events
@@ -169,7 +171,9 @@ class Attempts:
 
         ``record`` is how the attempt's own events (an agent's model and tool calls)
         reach that driver and become durable; it must bring ``state`` up to date
-        with what the driver applied before it returns their seqs."""
+        with what the driver applied before it returns their seqs. ``follow`` brings
+        it up to date with what the driver recorded since, as an approved tool call
+        waits to run alone (see :attr:`StepWork.alone`)."""
         last = state.sandbox
         chosen = [
             c
@@ -179,7 +183,7 @@ class Attempts:
         ]
         pool = StepThreads(state.plan.parallelism, "trestle-step")
         try:
-            task = self._dispatch(state, announced, pool, Outbox(record), set())
+            task = self._dispatch(state, announced, pool, Outbox(record, follow=follow), set())
             assert task is not None  # both kinds announce work
             ended = await task
         finally:
@@ -498,6 +502,10 @@ class Attempts:
             except ShadowRepoError as exc:
                 raise WorkspaceNotSaved(f"workspace checkpoint failed: {exc}") from exc
 
+        async def alone(call: str) -> None:
+            await outbox.record([CallAloneAsked(at=self.clock(), step=step.id, call=call)])
+            await outbox.until(lambda: state.steps[step.id].alone == "running")
+
         load = self._loader(state.run_id)
         note = outbox.note if outbox.commits_notes else None
         halt = self._halts.get(state.run_id)
@@ -515,6 +523,7 @@ class Attempts:
             ready,
             halt,
             calling,
+            alone,
         )
 
     def _loader(self, run_id: str) -> Callable[[Sequence[int]], Awaitable[list[AnyEvent]]]:

@@ -392,6 +392,7 @@ class LocalEngine(Attempts):
                         if not future.done():
                             future.set_result(list(range(first + offset, first + offset + count)))
                     acks = []
+                    outbox.committed()
                     for offset, event in enumerate(batch):
                         stored = StoredEvent(run_id=run_id, seq=first + offset, event=event)
                         if self._echo is not None:

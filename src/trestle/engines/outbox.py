@@ -11,6 +11,9 @@ from trestle.core.events import (
 )
 
 Ack = tuple[asyncio.Future[list[int]], int, int]  # who waits, offset in inbound, count
+# how often a step performed for another driver looks at that driver's record again,
+# while it waits for the run to move (see Outbox.until)
+FOLLOW_EVERY = 0.25
 
 
 class Outbox:
@@ -22,9 +25,12 @@ class Outbox:
         forward: Callable[[Sequence[AnyEvent]], Awaitable[list[int]]] | None = None,
         *,
         posted: Callable[[], None] = lambda: None,
+        follow: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._forward = forward  # another driver records them (see perform_for)
+        self._follow = follow  # reads what that driver recorded since, into the state
         self._posted = posted  # wakes the engine: something waits for a commit
+        self._moved = asyncio.Event()  # set by each commit, for who waits in until()
         self._items: list[tuple[list[AnyEvent], asyncio.Future[list[int]]]] = []
         self._notes: list[AnyEvent] = []
 
@@ -65,3 +71,21 @@ class Outbox:
             events += posted
         self._items.clear()
         return events, acks
+
+    def committed(self) -> None:
+        """The engine committed a batch and applied it: who waits in :meth:`until`
+        looks again."""
+        self._moved.set()
+
+    async def until(self, ready: Callable[[], bool]) -> None:
+        """Wait until ``ready()`` holds of the run's state, looked at again after each
+        commit; for a step performed for another driver, after each reading of what
+        that driver recorded (every ``FOLLOW_EVERY`` seconds)."""
+        while not ready():
+            if self._forward is not None:
+                await asyncio.sleep(FOLLOW_EVERY)
+                if self._follow is not None:
+                    await self._follow()
+            else:
+                self._moved.clear()
+                await self._moved.wait()

@@ -45,6 +45,10 @@ class StepWork:
     ``calling``, where the engine gives one, is called as the attempt sends a model
     call, so the engine can do meanwhile what may wait for the answer (a resumed run's
     monitors catch up).
+    ``alone``, where the engine gives one, must be awaited before a tool call that
+    runs a command a human approved (its place in the step, ``round.turn.call_id``):
+    it returns once nothing else of the run runs, and nothing else starts until the
+    call's end is recorded (see :mod:`trestle.core.decider`).
     """
 
     state: RunState
@@ -59,6 +63,7 @@ class StepWork:
     ready: Callable[[], Awaitable[None]] | None = None
     halt: Callable[[ModelBindingError], None] | None = None
     calling: Callable[[], None] | None = None
+    alone: Callable[[str], Awaitable[None]] | None = None
 
     async def workspace_ready(self) -> None:
         """Wait for the engine's checkpoint of the workspace (see ``ready``)."""

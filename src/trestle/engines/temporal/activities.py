@@ -343,9 +343,10 @@ class TrestleActivities:
         announced: StepStarted | StepProbeStarted,
         beat: Beats,
     ) -> list[str] | ModelBindingError:
-        engine, record = self.engine, None
+        engine, record, follow = self.engine, None, None
         if isinstance(announced, StepStarted):
             record = self._recorder(state, announced, job.ticket)  # an agent's, a child's
+            follow = self._follower(state)
         if isinstance(announced, StepStarted) and state.agent is not None:
             try:
                 engine = self._agent_engine(state)
@@ -364,7 +365,7 @@ class TrestleActivities:
         halted: list[ModelBindingError] = []
         if engine is not self.engine:
             engine.halting(state.run_id, halted.append)
-        work = asyncio.ensure_future(engine.perform_for(state, announced, record))
+        work = asyncio.ensure_future(engine.perform_for(state, announced, record, follow))
         try:
             while not work.done() and not halted:
                 beat()  # says where it runs: the workflow reads that if it is lost
@@ -401,6 +402,16 @@ class TrestleActivities:
             performer_for=self.performer_for,
             notifier=self.engine.notifier,  # the worker's: children it drives notify too
         )
+
+    def _follower(self, state: RunState) -> Callable[[], Awaitable[None]]:
+        """How the attempt's view of the run (``state``) takes in what the workflow
+        recorded since: an approved call waiting to run alone reads it for its grant."""
+        vet = vetter(self.key())
+
+        async def follow() -> None:
+            await self._reading(catch_up, self._reader, state, vet=vet)
+
+        return follow
 
     def _recorder(
         self, state: RunState, attempt: StepStarted, ticket: str

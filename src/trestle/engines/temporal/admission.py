@@ -32,6 +32,7 @@ AGENT_RECORDS = frozenset(
         "model_called",
         "model_call_reserved",
         "model_call_held",
+        "call_alone_asked",  # an approved command call, before it runs alone
         "tool_call_started",
         "tool_call_ended",
         "board_written",

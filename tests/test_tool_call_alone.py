@@ -1,0 +1,162 @@
+"""An agent's approved command runs with nothing else of its run beside it, in the real
+sandbox: a step beside it cannot change a file it reads between the check of what the
+human approved and the command's read.
+
+Two agent steps of one plan run at once: ``publish`` calls ``sh deploy.sh payload``
+(``deploy.sh`` waits, then runs ``payload``, which the reader of commands does not see
+as code: bound to the approval by its digest, not copied), and ``flip`` calls ``sh
+flip.sh``, which writes ``payload`` over while ``deploy.sh`` waits. The operator's policy
+asks before both; a human approves both cards as they read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent_helpers import (
+    GOAL,
+    agent_settings,
+    call,
+    drive,
+    findings_json,
+    of_kind,
+    plan_json,
+    plan_step,
+    recorded,
+    sample_workspace,
+)
+from trestle.core.conversation import Message, ToolSchema
+from trestle.core.events import AloneAwaited, AloneGranted, ToolCallEnded, ToolCallStarted
+from trestle.core.policy import DEFAULT_CONFIRM_COMMANDS, Policy
+from trestle.core.records.agent import bootstrap_plan
+from trestle.lifecycle.approvals import inbox, submit_decision
+from trestle.lifecycle.runs import create_run
+from trestle.models import FunctionModel
+from trestle.models.scripted import Reply
+from trestle.store.sqlite import SqliteStore
+
+DEPLOY, FLIP = "sh deploy.sh payload", "sh flip.sh"
+GOOD, EVIL = "echo GOOD >> out.log\n", "echo EVIL >> out.log\n"
+DEPLOY_SH = 'sleep 1\n. "./$1"\n'  # the payload read a second after the command starts
+FLIP_SH = f"sleep 0.3\nprintf '{EVIL.strip()}\\n' > payload\n"
+
+
+def step_of(messages: Sequence[Message]) -> str:
+    task = next(m.content for m in messages if m.role == "user")
+    if task.startswith("Current step '"):
+        return task.removeprefix("Current step '").split("'", 1)[0]
+    return "plan" if "Phase PLAN" in task else "understand"
+
+
+def exists(path: str) -> list[dict[str, str]]:
+    return [{"file_exists": path}]
+
+
+def two_steps() -> FunctionModel:
+    """The model: a plan of ``publish`` and ``flip`` side by side, each one call."""
+    scripts: dict[str, list[Reply]] = {
+        "understand": [findings_json("deploy.sh runs payload", files=["deploy.sh"])],
+        "plan": [
+            plan_json(
+                plan_step("publish", "deploy", files=["out.log"], verify=exists("out.log")),
+                plan_step("flip", "change payload", files=["payload"], verify=exists("payload")),
+            )
+        ],
+        "publish": [call("run_command", command=DEPLOY), call("finish", summary="deployed")],
+        "flip": [call("run_command", command=FLIP), call("finish", summary="flipped")],
+    }
+
+    def reply(messages: Sequence[Message], tools: Sequence[ToolSchema]) -> Reply:
+        return scripts[step_of(messages)].pop(0)
+
+    return FunctionModel(reply, name="scripted")
+
+
+def race(base: Path) -> dict[str, Any]:
+    """The plan of two steps driven in ``base`` until both cards are open, both approved
+    as they read, then driven again: what it left, in JSON's terms."""
+    workspace = sample_workspace(base)
+    for name, text in (("deploy.sh", DEPLOY_SH), ("flip.sh", FLIP_SH), ("payload", GOOD)):
+        (workspace / name).write_text(text)
+    (workspace / "out.log").write_text("")
+    store = SqliteStore(base / "runs.db")
+    policy = Policy(confirm_commands=(*DEFAULT_CONFIRM_COMMANDS, DEPLOY, FLIP))
+    run_id = create_run(
+        store,
+        bootstrap_plan(GOAL, parallelism=4),
+        workspace=workspace,
+        agent=agent_settings(test_command="test -s payload"),
+        operator_policy=policy,
+    )
+    model = two_steps()
+    drive(store, run_id, model)
+    cards = inbox(store, run_id=run_id)
+    for card in cards:  # approved as they read: payload says GOOD
+        submit_decision(store, card.ref, "approve")
+    drive(store, run_id, model)
+    events = recorded(store, run_id)
+    seen = {
+        "asked": sorted(c.step for c in cards),
+        "out.log": (workspace / "out.log").read_text(),
+        "payload": (workspace / "payload").read_text(),
+        "granted": [e.step for e in of_kind(events, AloneGranted)],
+        "waits": [[e.step, list(e.running)] for e in of_kind(events, AloneAwaited)],
+        "commands": [
+            [e.kind, e.step]
+            for e in events
+            if isinstance(e, ToolCallStarted | ToolCallEnded) and e.tool == "run_command"
+        ],
+        "again": [[c.step, c.uncertainties] for c in inbox(store, run_id=run_id)],
+    }
+    store.close()
+    return seen
+
+
+AS_DRIVER = """
+import json, sys
+from pathlib import Path
+sys.path.insert(0, json.loads(sys.argv[2])["tests"])
+from test_tool_call_alone import race
+print(json.dumps(race(Path(sys.argv[1]))))
+"""
+
+
+@pytest.fixture(params=["root", "user"])
+def driver_base(request: pytest.FixtureRequest) -> Iterator[tuple[Path, int | None]]:
+    from test_boundary import driver_host
+
+    yield from driver_host(request.param, "trestle-call-alone-", lambda b: (b / "home").mkdir())
+
+
+def test_an_approved_command_runs_alone_so_no_step_beside_it_changes_what_it_reads(
+    driver_base: tuple[Path, int | None],
+) -> None:
+    from test_boundary import run_as_driver
+
+    base, uid = driver_base
+    seen = run_as_driver(base, uid, AS_DRIVER, {"tests": str(Path(__file__).parent)})
+    assert isinstance(seen, dict), seen
+    assert seen["asked"] == ["flip", "publish"]
+    # before: both ran at once, the payload flipped while deploy.sh waited, and the
+    # EVIL a human never saw ran on the approval of GOOD
+    assert "EVIL" not in seen["out.log"]
+    first, second = seen["granted"]
+    assert sorted(seen["granted"]) == ["flip", "publish"]
+    # the first to ask waited for the other step, which then asked too: the first was
+    # granted, and the second waited for it (it went on with its turns) to end
+    assert seen["waits"] == [[first, [second]], [second, [first]]]
+    # one approved command at a time: each one's end before the next one's start
+    ran = [first, second] if first == "publish" else [first]
+    assert seen["commands"] == [
+        [k, s] for s in ran for k in ("tool_call_started", "tool_call_ended")
+    ]
+    if first == "flip":  # the payload changed before publish's call: asked again
+        ((step, why),) = seen["again"]
+        assert step == "publish" and "payload changed" in " ".join(why)
+        assert seen["out.log"] == ""
+    else:  # publish ran the payload the human saw, then flip changed it
+        assert (seen["out.log"], seen["payload"], seen["again"]) == ("GOOD\n", EVIL, [])
