@@ -10,12 +10,14 @@ from trestle.core.conversation import Usage
 from trestle.core.events import (
     AlertRaised,
     AloneAwaited,
+    AloneGranted,
     AnyEvent,
     ApprovalDecided,
     ApprovalEndorsed,
     ApprovalRequested,
     BoardWritten,
     BudgetRaised,
+    CallAloneAsked,
     CheckResult,
     ChildRunEnded,
     ChildRunStarted,
@@ -83,6 +85,10 @@ def log_detail(e: AnyEvent) -> str:
             return f"{why} (asked by {by})" if by else why
         case ShareAwaited(reason=why) | AloneAwaited(reason=why):
             return why
+        case CallAloneAsked(call=place):
+            return f"call {place}, a command a human approved, asks to run with nothing else"
+        case AloneGranted(call=place):
+            return f"call {place} runs with nothing else of the run beside it"
         case StepStarted(key=key, gate=gate):
             tier = f"; {gate.decision.tier} ({gate.decision.source})" if gate else ""
             approved = f"; approval {gate.approval}" if gate and gate.approval else ""
