@@ -30,7 +30,7 @@ from typer.testing import CliRunner
 
 from trestle.cli.app import app
 from trestle.core.errors import ConfigError
-from trestle.core.events import ApprovalRequested, StepFailed
+from trestle.core.events import ApprovalRequested, StepFailed, event_json
 from trestle.core.notices import notices_for
 from trestle.core.records.monitors import Alert
 from trestle.engines.local import LocalEngine
@@ -788,23 +788,65 @@ def test_a_redirect_is_not_followed_nor_counted_as_delivered(receiver: Receiver)
     assert receiver.accepted == [] and receiver.attempts == 0
 
 
+def _untold(tmp_path: Path, receiver: Receiver) -> tuple[SqliteStore, str]:
+    """A run that waits for its approval, its broken step on the dead-letter queue,
+    none of it told: a notifier saw the run start, then the driver's notifier derived
+    nothing more before the driver died."""
+    store, run_id = _webhook_run(tmp_path, receiver)
+    ledger = Ledger(ledger_path())
+    try:  # a notifier saw the run start: it is to be told
+        ledger.record(run_id, 1, [], now=time.time())
+    finally:
+        ledger.close()
+    _drive(store, run_id, notifier=None)
+    assert not receiver.accepted
+    return store, run_id
+
+
 def test_what_a_killed_driver_committed_and_never_told_is_told_by_the_next_that_commits_nothing(
     tmp_path: Path, receiver: Receiver
 ) -> None:
-    store, run_id = _webhook_run(tmp_path, receiver)
+    store, run_id = _untold(tmp_path, receiver)
     try:
-        ledger = Ledger(ledger_path())
-        try:  # a notifier saw the run start: it is to be told
-            ledger.record(run_id, 1, [], now=time.time())
-        finally:
-            ledger.close()
-        # a driver whose notifier derived nothing more before it died: the run waits for
-        # its approval, its broken step on the dead-letter queue, none of it told
-        _drive(store, run_id, notifier=None)
-        assert not receiver.accepted
-
         _drive(store, run_id)  # the next driver: nothing to commit, the run waits
 
         assert sorted(p["kind"] for p in receiver.accepted) == ["approval", "dead_letter"]
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("taken_up_by", ["load", "landed commit"])
+def test_a_temporal_worker_tells_what_a_killed_one_committed_and_never_told(
+    tmp_path: Path, receiver: Receiver, taken_up_by: str
+) -> None:
+    """A workflow's next worker loads the run (a run waiting for a human commits nothing
+    more), or retries the dead worker's commit and finds it landed: either tells what
+    was never told. The activities are called as a worker calls them."""
+    from trestle.engines.temporal.activities import TrestleActivities
+    from trestle.engines.temporal.shapes import Commit, LeaseAsk
+
+    store, run_id = _untold(tmp_path, receiver)
+    activities = TrestleActivities(store)
+
+    async def take_up() -> None:
+        if taken_up_by == "load":
+            await activities.load(run_id)
+            return
+        token = await activities.lease(LeaseAsk(run_id=run_id, owner="w", ttl=60))
+        last = store.events(run_id, after=2)  # the dead worker's last batch, again
+        batch = Commit(
+            run_id=run_id,
+            token=token,
+            first_seq=last[0].seq,
+            events=[event_json(s.event) for s in last],
+            status="needs_human",
+            summary="{}",
+        )
+        assert (await activities.commit(batch)).events == batch.events
+
+    try:
+        asyncio.run(take_up())
+    finally:
+        activities.close()  # its notifier sends what is due first
+        store.close()
+    assert sorted(p["kind"] for p in receiver.accepted) == ["approval", "dead_letter"]

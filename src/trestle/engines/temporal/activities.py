@@ -209,6 +209,9 @@ class TrestleActivities:
             raise _fatal(exc, "UnknownRun") from None
         except StoreDamagedError as exc:
             raise _fatal(exc, "StoreDamaged") from None
+        # what a killed worker or driver committed and never told, told now: a run
+        # waiting for a human may commit nothing more (see Notifier.committed)
+        self._tell(run_id, state.seq + 1, ())
         # only an agent run's history holds turns for the monitors (see LocalEngine)
         limit = None if state.agent is not None else 1
         stored = await self._reading(self._reader.events, run_id, limit=limit)
@@ -252,15 +255,14 @@ class TrestleActivities:
             if [s.event for s in stored] != events:
                 texts = [event_json(s.event) for s in stored]
                 return Committed(first_seq=batch.first_seq, events=texts, ahead=True)
+            # it landed, and the worker that committed it may have died before its
+            # notifier told it: told here (the ledger sends each notice once), or the
+            # approval it asks waits unannounced for an event the run may never commit
+            self._tell(batch.run_id, batch.first_seq, events)
         else:
             # the notices it raises, queued for the notifier's thread (it reads the
-            # store through this worker's reads' thread); a commit that had landed
-            # already queued them, or its worker's ledger lets the next batch catch up
-            notifier = self.engine.notifier
-            if notifier is not None:
-                notifier.committed(
-                    batch.run_id, batch.first_seq, events, self._read_events, self._read_state
-                )
+            # store through this worker's reads' thread)
+            self._tell(batch.run_id, batch.first_seq, events)
             # this worker's spans: those the batch ends, the run caught up from the
             # store first where other workers committed (trestle.telemetry); a commit
             # that had landed already emitted them, or they were lost with its worker
@@ -270,6 +272,13 @@ class TrestleActivities:
                     telemetry.committed, batch.run_id, batch.first_seq, events, self.store.events
                 )
         return Committed(first_seq=batch.first_seq, events=batch.events)
+
+    def _tell(self, run_id: str, first_seq: int, events: Sequence[AnyEvent]) -> None:
+        """Queue for this worker's notifier what ``events`` (durable from ``first_seq``)
+        and what it never derived before them raise (see :meth:`Notifier.committed`)."""
+        notifier = self.engine.notifier
+        if notifier is not None:
+            notifier.committed(run_id, first_seq, events, self._read_events, self._read_state)
 
     @activity.defn(name="trestle.requests")
     async def requests(self, run_id: str) -> list[Asked]:
