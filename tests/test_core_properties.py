@@ -1055,3 +1055,29 @@ def test_a_parked_call_lets_a_waiting_approved_command_wait_and_a_crash_ends_its
     assert state.alone_marks == {"deploy": "awaited", "agent": "running"}
     feed(state, RunResumed(at=START, owner="p2"))  # the driver died: the attempt is lost
     assert "agent" not in state.alone_marks and state.steps["agent"].alone_call is None
+
+
+def test_a_call_parked_in_the_only_slot_lends_it_to_the_probe_it_waits_for() -> None:
+    """Parallelism 1: after a crash the agent's attempt took the slot before the lost
+    step's probe, then parked at its approved call waiting for that probe."""
+    state = new_state(step("slow"), step("agent"), parallelism=1)
+    assert starts(settle(state)) == [("slow", 1)]
+    state.apply(RunResumed(at=START, owner="p2"))  # slow lost, its probe not yet started
+    state.apply(StepStarted(at=START, step="agent", attempt=1, key="r1/agent/1"))
+    out = feed(state, asks_alone("agent"))
+    assert kinds(out) == [("alone_awaited", "agent"), ("step_probe_started", "slow")]
+    out = feed(state, probed("slow", "unknown_outcome", passed=True))
+    assert kinds(out) == [("alone_granted", "agent")]
+
+
+def test_calls_parked_in_a_state_restored_from_its_snapshot_keep_the_order_they_asked_in() -> None:
+    """A Temporal workflow that continues as new reloads the run while its attempts go
+    on: the step that asked first is still granted first."""
+    state = new_state(step("a"), step("b"), step("slow"))
+    settle(state)
+    feed(state, asks_alone("b"))
+    feed(state, asks_alone("a"))
+    restored = RunState.from_snapshot(state.snapshot_json(), plan=state.plan)
+    assert list(restored.alone_marks) == ["b", "a"]
+    for either in (state, restored):
+        assert kinds(feed(either, attempt_ended("slow", 1, ok=True))) == [("alone_granted", "b")]

@@ -11,6 +11,8 @@ asks before both; a human approves both cards as they read.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -56,18 +58,20 @@ def exists(path: str) -> list[dict[str, str]]:
     return [{"file_exists": path}]
 
 
-def two_steps() -> FunctionModel:
-    """The model: a plan of ``publish`` and ``flip`` side by side, each one call."""
+def two_steps(
+    beside: str = "flip", its_command: str = FLIP, objective: str = "change payload"
+) -> FunctionModel:
+    """The model: a plan of ``publish`` and a step ``beside`` it, each one command."""
     scripts: dict[str, list[Reply]] = {
         "understand": [findings_json("deploy.sh runs payload", files=["deploy.sh"])],
         "plan": [
             plan_json(
                 plan_step("publish", "deploy", files=["out.log"], verify=exists("out.log")),
-                plan_step("flip", "change payload", files=["payload"], verify=exists("payload")),
+                plan_step(beside, objective, files=["payload"], verify=exists("payload")),
             )
         ],
         "publish": [call("run_command", command=DEPLOY), call("finish", summary="deployed")],
-        "flip": [call("run_command", command=FLIP), call("finish", summary="flipped")],
+        beside: [call("run_command", command=its_command), call("finish", summary="done")],
     }
 
     def reply(messages: Sequence[Message], tools: Sequence[ToolSchema]) -> Reply:
@@ -76,22 +80,27 @@ def two_steps() -> FunctionModel:
     return FunctionModel(reply, name="scripted")
 
 
-def race(base: Path) -> dict[str, Any]:
-    """The plan of two steps driven in ``base`` until both cards are open, both approved
-    as they read, then driven again: what it left, in JSON's terms."""
+def two_step_run(base: Path, *confirm: str, **settings: Any) -> tuple[Path, SqliteStore, str]:
+    """The workspace, its store and a run whose operator asks before ``confirm``."""
     workspace = sample_workspace(base)
     for name, text in (("deploy.sh", DEPLOY_SH), ("flip.sh", FLIP_SH), ("payload", GOOD)):
         (workspace / name).write_text(text)
     (workspace / "out.log").write_text("")
     store = SqliteStore(base / "runs.db")
-    policy = Policy(confirm_commands=(*DEFAULT_CONFIRM_COMMANDS, DEPLOY, FLIP))
     run_id = create_run(
         store,
         bootstrap_plan(GOAL, parallelism=4),
         workspace=workspace,
-        agent=agent_settings(test_command="test -s payload"),
-        operator_policy=policy,
+        agent=agent_settings(test_command="test -s payload", **settings),
+        operator_policy=Policy(confirm_commands=(*DEFAULT_CONFIRM_COMMANDS, *confirm)),
     )
+    return workspace, store, run_id
+
+
+def race(base: Path) -> dict[str, Any]:
+    """The plan of two steps driven in ``base`` until both cards are open, both approved
+    as they read, then driven again: what it left, in JSON's terms."""
+    workspace, store, run_id = two_step_run(base, DEPLOY, FLIP)
     model = two_steps()
     drive(store, run_id, model)
     cards = inbox(store, run_id=run_id)
@@ -100,7 +109,7 @@ def race(base: Path) -> dict[str, Any]:
     drive(store, run_id, model)
     events = recorded(store, run_id)
     seen = {
-        "asked": sorted(c.step for c in cards),
+        "asked": sorted(c.step or "" for c in cards),
         "out.log": (workspace / "out.log").read_text(),
         "payload": (workspace / "payload").read_text(),
         "granted": [e.step for e in of_kind(events, AloneGranted)],
@@ -160,3 +169,41 @@ def test_an_approved_command_runs_alone_so_no_step_beside_it_changes_what_it_rea
         assert seen["out.log"] == ""
     else:  # publish ran the payload the human saw, then flip changed it
         assert (seen["out.log"], seen["payload"], seen["again"]) == ("GOOD\n", EVIL, [])
+
+
+def test_the_wait_to_run_alone_is_not_taken_from_the_steps_timeout(tmp_path: Path) -> None:
+    """``publish`` is approved while a step beside it sleeps for most of the step
+    timeout: its command waits for that step, then has its whole time to run (it was
+    killed a second and a half into its three)."""
+    workspace, store, run_id = two_step_run(tmp_path, DEPLOY, step_timeout=6)
+    (workspace / "deploy.sh").write_text('sleep 3\n. "./$1"\n')
+    approved: list[str] = []
+    stop = threading.Event()
+
+    def approve_as_asked() -> None:  # a human at the inbox while the run goes on
+        human = SqliteStore(tmp_path / "runs.db")
+        while not stop.is_set():
+            for card in inbox(human, run_id=run_id):
+                if card.ref not in approved:  # shown until the driver takes the decision
+                    submit_decision(human, card.ref, "approve")
+                    approved.append(card.ref)
+            time.sleep(0.05)
+        human.close()
+
+    approver = threading.Thread(target=approve_as_asked)
+    approver.start()
+    try:
+        drive(store, run_id, two_steps("slow", "sleep 4.5", "slow work"))
+    finally:
+        stop.set()
+        approver.join()
+    assert approved == [f"{run_id}.1"]  # publish's command, asked once
+    events = recorded(store, run_id)
+    (waits,) = of_kind(events, AloneAwaited)
+    assert (waits.step, waits.running) == ("publish", ("slow",))
+    assert (workspace / "out.log").read_text() == "GOOD\n"
+    (deployed,) = [
+        e for e in of_kind(events, ToolCallEnded) if e.step == "publish" and e.tool == "run_command"
+    ]
+    assert deployed.ok, deployed.content
+    store.close()

@@ -145,6 +145,7 @@ class AgentPerformer:
         self._serial_lock = asyncio.Lock()  # serial tools' calls take turns (a receive)
         self._extended: dict[tuple[bool, bool], ToolRegistry] = {}
         self._sessions: dict[int, StepSession] = {}  # by id(work), while it is performed
+        self._deadlines: dict[int, asyncio.Timeout] = {}  # each attempt's timeout, by id(work)
 
     async def perform(self, work: StepWork) -> tuple[ActionResult, ToolAsk | None]:
         try:
@@ -172,6 +173,7 @@ class AgentPerformer:
         limit = work.step.timeout if work.step.timeout is not None else settings.step_timeout
         try:
             async with asyncio.timeout(limit) as deadline:
+                self._deadlines[id(work)] = deadline
                 return await self._attempt(work, task, settings), None
         except TimeoutError:
             if not deadline.expired():
@@ -194,6 +196,8 @@ class AgentPerformer:
             return ActionResult(status="error", error=f"model call failed: {exc}"), None
         except WorkspaceNotSaved as exc:
             return ActionResult(status="error", error=str(exc)), None
+        finally:
+            self._deadlines.pop(id(work), None)
 
     async def _attempt(
         self, work: StepWork, task: AgentTask, settings: AgentSettings
@@ -390,6 +394,7 @@ class AgentPerformer:
             prices=self.prices,
             budget_lock=self._budget_lock,
             serial_lock=self._serial_lock,
+            deadline=self._deadlines.get(id(work)),
         )
         statuses = {sid: s.status for sid, s in state.steps.items()}
         progress = [p for p in plan_progress(state.plan, statuses) if _is_plan_step(state, p.id)]

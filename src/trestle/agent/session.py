@@ -225,8 +225,10 @@ class StepSession:
         prices: PriceTable | None = None,
         budget_lock: asyncio.Lock | None = None,
         serial_lock: asyncio.Lock | None = None,
+        deadline: asyncio.Timeout | None = None,
     ) -> None:
         self.work, self.model, self.settings, self.round = work, model, settings, round
+        self.deadline = deadline  # the attempt's timeout: a wait to run alone is not its time
         self.recorded, self.prices = recorded, prices
         # shared by the run's steps: a check and its reservation are one move
         self.budget_lock = budget_lock or asyncio.Lock()
@@ -262,6 +264,7 @@ class StepSession:
         prices: PriceTable | None = None,
         budget_lock: asyncio.Lock | None = None,
         serial_lock: asyncio.Lock | None = None,
+        deadline: asyncio.Timeout | None = None,
     ) -> StepSession:
         round = work.state.steps[work.step.id].round
         seqs = work.state.transcript(work.step.id, round)
@@ -285,6 +288,7 @@ class StepSession:
             prices=prices,
             budget_lock=budget_lock,
             serial_lock=serial_lock,
+            deadline=deadline,
         )
 
     async def _record(self, event: AnyEvent, *with_it: AnyEvent) -> None:
@@ -903,7 +907,14 @@ class StepSession:
         engine cannot say so."""
         if self.work.alone is None:
             return False
+        loop = asyncio.get_running_loop()
+        began = loop.time()
         await self.work.alone(f"{self.round}.{self.turn}.{call.id}")
+        # the wait is the run's, not the attempt's: its timeout moves on by as much, or
+        # a step beside it that ran long would leave the approved command cut short
+        when = self.deadline.when() if self.deadline is not None else None
+        if self.deadline is not None and when is not None:
+            self.deadline.reschedule(when + loop.time() - began)
         return True
 
     async def started(

@@ -88,6 +88,9 @@ class _Pass:
         # while one runs, not even a probe
         self.alone = bool(alone) and state.in_flight > 0
         self.alone_runs = "running" in alone.values() if alone else False
+        # a step parked at an approved call runs nothing: a probe may take its slot (what
+        # it waits for may be a lost attempt's probe, with no other slot to take)
+        self.lent = len(_parked(state, alone)) if alone else 0
         self.reserved: dict[Dimension, float] = {}
         self.approvals = 0
         self.may_start = state.stopped is None and not state.held
@@ -104,11 +107,12 @@ class _Pass:
 
     @property
     def probe_free(self) -> bool:
-        """Whether a probe may start: a slot is free and no approved command runs alone.
+        """Whether a probe may start: a slot is free (or lent by a parked step) and no
+        approved command runs alone.
         One may while the run is held, or while an approved command waits to run alone:
         it settles what a lost attempt left (its processes may still run: the command
         waits for that), and starts nothing new."""
-        return self.capacity > 0 and not self.alone_runs
+        return self.capacity + self.lent > 0 and not self.alone_runs
 
     def take(self, sid: str) -> None:
         """A slot for the step's attempt or probe."""
@@ -322,11 +326,7 @@ def _alone_calls(p: _Pass, marks: dict[str, Alone]) -> list[AnyEvent]:
     says once that it waits. One runs alone at a time: none while a call or an approved
     command runs so."""
     state = p.state
-    parked = [
-        sid
-        for sid, mark in marks.items()
-        if mark != "running" and state.steps[sid].status == "running"
-    ]
+    parked = _parked(state, marks)
     if not parked or "running" in marks.values():
         return []
     others = [sid for sid in _beside(p) if sid not in parked]
@@ -349,6 +349,15 @@ def _alone_calls(p: _Pass, marks: dict[str, Alone]) -> list[AnyEvent]:
         )
         for sid in parked
         if marks[sid] == "asked"
+    ]
+
+
+def _parked(state: RunState, marks: dict[str, Alone]) -> list[str]:
+    """The running steps waiting at an approved call to run it alone, first asked first."""
+    return [
+        sid
+        for sid, mark in marks.items()
+        if mark != "running" and state.steps[sid].status == "running"
     ]
 
 

@@ -253,7 +253,8 @@ class RunState(BaseModel):
         }
         self._in_flight = sum(1 for st in self.steps.values() if st.status in IN_FLIGHT)
         self._counts = Counter(st.status for st in self.steps.values())
-        self._alone = {sid: st.alone for sid, st in self.steps.items() if st.alone}
+        marked = sorted((st.alone_since, sid) for sid, st in self.steps.items() if st.alone)
+        self._alone = {sid: alone for _, sid in marked if (alone := self.steps[sid].alone)}
         self._frontier = {sid for sid in self.steps if self._wants_decision(sid)}
 
     # --- the fold -----------------------------------------------------------------
@@ -873,11 +874,14 @@ class RunState(BaseModel):
 
     def _mark_alone(self, sid: str, alone: Alone | None) -> None:
         """Set the step's ``alone``, keeping :attr:`alone_marks` in step."""
-        self.steps[sid].alone = alone
+        st = self.steps[sid]
         if alone is None:
-            self.steps[sid].alone_call = None
+            st.alone_call = None
             self._alone.pop(sid, None)
-        else:
+        elif st.alone is None:  # the order marks were set in: first asked, first granted
+            st.alone_since = self.seq
+        st.alone = alone
+        if alone is not None:
             self._alone[sid] = alone
 
     def _wants_decision(self, sid: str) -> bool:

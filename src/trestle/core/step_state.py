@@ -131,6 +131,7 @@ class StepState(BaseModel):
     # an agent step, the call that asked (round.turn.call_id): its end ends the mark
     alone: Alone | None = None
     alone_call: str | None = None
+    alone_since: int = 0  # the seq at which it was marked (restored in that order)
     # what is known of the last attempt beyond its events: its process group, who
     # stopped it (the driver itself, on a signal), where it ran (the local driver that
     # started it, or the Temporal worker that lost it, as that worker said), and what a
