@@ -14,7 +14,6 @@ from collections import Counter
 import pytest
 
 from temporal_helpers import (
-    DEMO_TESTS,
     Workers,
     agent_args,
     assert_history_agrees,
@@ -174,59 +173,14 @@ def test_an_approved_command_runs_alone_on_temporal_too(cli: Cli, address: str) 
     """As on the local engine (``tests/test_tool_call_alone.py``): two agent steps side
     by side, each calling a command the operator's policy holds; approved, each waits on
     its worker for the workflow's grant, and neither runs beside the other."""
-    from agent_helpers import findings_json, plan_json, plan_step
-    from test_tool_call_alone import DEPLOY, DEPLOY_SH, EVIL, FLIP, FLIP_SH, GOOD, exists
+    from test_tool_call_alone import EVIL, agent_command, replayed_repo
     from trestle.core.events import AloneGranted, ToolCallEnded
-    from trestle.formats.policyfile import read_policy_file
     from trestle.lifecycle.approvals import inbox
-    from trestle.trust.policy_trust import accept
 
     workers = Workers(cli, address)
     try:
         workers.start()
-        repo, _ = demo_repo(cli.dir)
-        for name, text in (("deploy.sh", DEPLOY_SH), ("flip.sh", FLIP_SH), ("payload", GOOD)):
-            (repo / name).write_text(text)
-        (repo / "out.log").write_text("")
-        (repo / "trestle.toml").write_text(
-            f"[policy]\nconfirm_commands = {json.dumps([DEPLOY, FLIP])}\n"
-        )
-        accept(read_policy_file(repo / "trestle.toml"))  # as the operator who wrote it
-        plan = plan_json(
-            plan_step("publish", "deploy", files=["out.log"], verify=exists("out.log")),
-            plan_step("flip", "change payload", files=["payload"], verify=exists("payload")),
-        )
-
-        def said(text: str = "", command: str | None = None) -> dict[str, object]:
-            name, arguments = (
-                ("finish", {"summary": "done"})
-                if command is None
-                else (
-                    "run_command",
-                    {"command": command},
-                )
-            )
-            calls = [] if text else [{"id": "c1", "name": name, "arguments": json.dumps(arguments)}]
-            return {
-                "text": text,
-                "tool_calls": calls,
-                "usage": {"input_tokens": 9, "output_tokens": 9},
-            }
-
-        trajectory = cli.dir / "two.json"
-        conversations = {
-            "understand#1": [said(findings_json("deploy.sh runs payload", files=["deploy.sh"]))],
-            "plan#1": [said(plan)],
-            "publish#1": [said(command=DEPLOY), said()],
-            "flip#1": [said(command=FLIP), said()],
-        }
-        trajectory.write_text(
-            json.dumps({"format": "trestle-trajectory/1", "conversations": conversations})
-        )
-        args = [
-            a if a != DEMO_TESTS else "test -s payload"
-            for a in agent_args(repo, trajectory, *workers.flags())
-        ]
+        repo, args = replayed_repo(cli.dir), agent_command(cli.dir, *workers.flags())
         waiting = workers.run(*args)
         assert waiting.returncode == 3, waiting.stdout + waiting.stderr
         run_id = agent_run_id(waiting.stdout)

@@ -11,6 +11,10 @@ asks before both; a human approves both cards as they read.
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -30,6 +34,7 @@ from agent_helpers import (
     plan_step,
     recorded,
     sample_workspace,
+    state_of,
 )
 from trestle.core.conversation import Message, ToolSchema
 from trestle.core.events import AloneAwaited, AloneGranted, ToolCallEnded, ToolCallStarted
@@ -206,4 +211,131 @@ def test_the_wait_to_run_alone_is_not_taken_from_the_steps_timeout(tmp_path: Pat
         e for e in of_kind(events, ToolCallEnded) if e.step == "publish" and e.tool == "run_command"
     ]
     assert deployed.ok, deployed.content
+    store.close()
+
+
+# --- the same plan through the command line: a recorded trajectory replayed ----------
+
+
+def said(text: str = "", command: str | None = None) -> dict[str, Any]:
+    """One recorded answer: ``text``, or a call of ``command``, or ``finish``."""
+    name, arguments = ("run_command", {"command": command}) if command else ("finish", {})
+    calls = [] if text else [{"id": "c1", "name": name, "arguments": json.dumps(arguments)}]
+    return {"text": text, "tool_calls": calls, "usage": {"input_tokens": 9, "output_tokens": 9}}
+
+
+Checks = list[dict[str, str]]
+
+
+def replayed_repo(
+    where: Path, checks: tuple[Checks, Checks] = (exists("deploy.sh"), exists("flip.sh"))
+) -> Path:
+    """The sample repository with the scripts, its operator's policy asking before both
+    commands (accepted, as the operator who wrote it), and beside it ``two.json``, the
+    plan's trajectory, publish and flip verified by ``checks``."""
+    from trestle.demo import write_sample
+    from trestle.formats.policyfile import read_policy_file
+    from trestle.trust.policy_trust import accept
+
+    repo = write_sample(where / "repo")
+    for name, text in (("deploy.sh", DEPLOY_SH), ("flip.sh", FLIP_SH), ("payload", GOOD)):
+        (repo / name).write_text(text)
+    (repo / "out.log").write_text("")
+    (repo / "trestle.toml").write_text(
+        f"[policy]\nconfirm_commands = {json.dumps([DEPLOY, FLIP])}\n"
+    )
+    accept(read_policy_file(repo / "trestle.toml"))
+    plan = plan_json(
+        plan_step("publish", "deploy", files=["out.log"], verify=checks[0]),
+        plan_step("flip", "change payload", files=["payload"], verify=checks[1]),
+    )
+    conversations = {
+        "understand#1": [said(findings_json("deploy.sh runs payload", files=["deploy.sh"]))],
+        "plan#1": [said(plan)],
+        # and the same again in a retry's new round (after a crash cut one short)
+        **{
+            f"{step}#{n}": [said(command=command), said()]
+            for n in (1, 2, 3)
+            for step, command in (("publish", DEPLOY), ("flip", FLIP))
+        },
+    }
+    trajectory = {"format": "trestle-trajectory/1", "conversations": conversations}
+    (where / "two.json").write_text(json.dumps(trajectory))
+    return repo
+
+
+def agent_command(where: Path, *extra: str) -> list[str]:
+    """``trestle agent`` on :func:`replayed_repo`'s repository and trajectory."""
+    return [
+        "agent",
+        GOAL,
+        "--repo",
+        str(where / "repo"),
+        "--model",
+        f"replay:{where / 'two.json'}",
+        "--test-command",
+        "test -s payload",
+        "--auto-plan",
+        "--no-live",
+        "--no-prompt",
+        *extra,
+    ]
+
+
+@pytest.mark.parametrize("moment", ["alone_awaited", "tool_call_started"])
+def test_a_driver_killed_as_an_approved_call_waits_or_runs_alone_is_resumed_as_printed(
+    tmp_path: Path, moment: str
+) -> None:
+    """Both calls approved, the resume's driver is SIGKILLed as the first call to ask
+    waits for the other step (``alone_awaited``), or as the granted one's command runs;
+    then ``trestle resume`` as ``trestle runs`` prints it, until the run ends: no
+    command ran twice, and no mark is left holding the run."""
+    from test_cli import Cli
+
+    cli = Cli(tmp_path, tmp_path / "t.db")
+    done = (
+        [{"file_contains": "out.log", "text": "GOOD"}],
+        [{"file_contains": "flips.log", "text": "flip"}],
+    )
+    repo = replayed_repo(tmp_path, done)
+    (repo / "flip.sh").write_text("sleep 1\necho flip >> flips.log\n")  # nothing deploy reads
+    asked = cli(*agent_command(tmp_path))
+    assert asked.returncode == 3, asked.stdout + asked.stderr
+    for card in cli.json("inbox"):
+        assert cli("approve", card["ref"]).returncode == 0
+    run_id = card["run_id"]
+    store = SqliteStore(cli.store)
+    driver = subprocess.Popen(
+        cli.argv("resume", run_id, "--no-live", "--no-prompt"),
+        cwd=cli.dir,
+        env=cli.env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not any(
+            e.kind == moment and getattr(e, "tool", "run_command") == "run_command"
+            for e in recorded(store, run_id)
+        ):
+            assert driver.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+    finally:
+        os.kill(driver.pid, signal.SIGKILL)  # the driver alone, as a crash takes it
+        driver.wait(timeout=60)
+
+    assert len(cli.json("runs")) == 1
+    assert f"trestle resume {run_id}" in cli("runs").stdout
+    for _ in range(4):  # as printed; a call the kill cut short asks a human first
+        resumed = cli("resume", run_id, "--no-live", "--no-prompt")
+        if resumed.returncode != 3:
+            break
+        for card in cli.json("inbox"):
+            assert cli("approve", card["ref"]).returncode == 0
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    # each ran its whole course once: a command the kill cut short was not run again
+    # on its approval (its step's next attempt asked again, and ran it)
+    assert (repo / "out.log").read_text() == "GOOD\n"
+    assert (repo / "flips.log").read_text() == "flip\n"
+    assert state_of(store, run_id).alone_marks == {}
     store.close()
