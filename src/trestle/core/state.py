@@ -496,10 +496,9 @@ class RunState(BaseModel):
                 )
                 if gate.decision.audit == "after" and event.facts is not None:
                     self.tool_audits.append(event)
-            case ToolCallEnded(step=sid, round=round) if self.steps[sid].alone_call:
+            case ToolCallEnded(step=sid, round=round) if _alone_call(self.steps.get(sid)):
                 self._index(sid, round)
-                st = self.steps[sid]
-                if st.alone_call == f"{round}.{event.turn}.{event.call_id}":
+                if self.steps[sid].alone_call == f"{round}.{event.turn}.{event.call_id}":
                     self._mark_alone(sid, None)  # the call that ran alone ended
             case (
                 RoundOpened()
@@ -553,10 +552,11 @@ class RunState(BaseModel):
                 self.steps[sid].share_awaited = True
             case AloneAwaited(step=sid):
                 self._mark_alone(sid, "awaited")
-            case CallAloneAsked(step=sid, call=call) if self.steps[sid].status == "running":
-                self._mark_alone(sid, "asked")
-                self.steps[sid].alone_call = call
-            case AloneGranted(step=sid) if self.steps[sid].alone_call == event.call:
+            case CallAloneAsked(step=sid, call=call) if sid in self.steps:
+                if self.steps[sid].status == "running":  # not an attempt that ended
+                    self._mark_alone(sid, "asked")
+                    self.steps[sid].alone_call = call
+            case AloneGranted(step=sid) if _alone_call(self.steps.get(sid)) == event.call:
                 self._mark_alone(sid, "running")
             case RunFinished(status=status):
                 self.finished = status
@@ -1090,3 +1090,8 @@ def fold(events: Iterable[AnyEvent]) -> RunState:
     for event in it:
         state.apply(event)
     return state
+
+
+def _alone_call(st: StepState | None) -> str | None:
+    """The call a step's agent asked to run alone, if it is a step that asked one."""
+    return st.alone_call if st is not None else None
