@@ -204,3 +204,41 @@ def test_an_approved_command_runs_alone_on_temporal_too(cli: Cli, address: str) 
         assert (repo / "payload").read_text() == EVIL
     finally:
         workers.stop()
+
+
+def test_a_step_waiting_at_an_approved_call_is_granted_while_the_workflow_drains(
+    cli: Cli, address: str
+) -> None:
+    """At its history limit a workflow starts nothing new and lets what runs end, then
+    continues as new. A step waiting at an approved call is part of what runs, and only
+    ends once its call ran: it is granted as ever (the draining drive stopped deciding,
+    and waited on it for good)."""
+    from temporal_helpers import NOTE_ONLY
+    from test_tool_call_alone import DEPLOY, agent_command, replayed_repo
+    from trestle.core.events import AloneGranted, StepAttemptEnded
+    from trestle.lifecycle.approvals import inbox
+
+    slow = [f"sh slow.sh {i}" for i in range(60)]  # flip's calls fill the history
+    repo = replayed_repo(cli.dir, beside=slow, confirm=[DEPLOY], policy=NOTE_ONLY)
+    (repo / "slow.sh").write_text("sleep 0.25\n")
+    workers = Workers(cli, address, TRESTLE_TEMPORAL_HISTORY_LIMIT="520")
+    try:
+        workers.start()
+        workers.start_run(*agent_command(cli.dir, *workers.flags()))
+        wait_for(cli.store.exists, what="the store")
+        store = SqliteStore(cli.store)
+        wait_for(lambda: bool(inbox(store)), what="publish's card")
+        (card,) = inbox(store)
+        assert workers.run("approve", card.ref).returncode == 0  # while flip runs on
+        run_id = card.run_id
+        wait_for(lambda: store.run(run_id).status == "succeeded", what="the run to end")
+        events = [s.event for s in store.events(run_id)]
+        (granted,) = [i for i, e in enumerate(events) if isinstance(e, AloneGranted)]
+        flip_ended = [
+            i for i, e in enumerate(events) if isinstance(e, StepAttemptEnded) and e.step == "flip"
+        ]
+        assert flip_ended and flip_ended[0] < granted  # it waited for flip, then ran
+        assert (repo / "out.log").read_text() == "GOOD\n"
+        assert executions(address, run_id, cli.store.parent / "blobs") >= 2  # continued as new
+    finally:
+        workers.stop()

@@ -228,11 +228,16 @@ Checks = list[dict[str, str]]
 
 
 def replayed_repo(
-    where: Path, checks: tuple[Checks, Checks] = (exists("deploy.sh"), exists("flip.sh"))
+    where: Path,
+    checks: tuple[Checks, Checks] = (exists("deploy.sh"), exists("flip.sh")),
+    beside: Sequence[str] = (FLIP,),
+    confirm: Sequence[str] = (DEPLOY, FLIP),
+    policy: str = "",
 ) -> Path:
-    """The sample repository with the scripts, its operator's policy asking before both
-    commands (accepted, as the operator who wrote it), and beside it ``two.json``, the
-    plan's trajectory, publish and flip verified by ``checks``."""
+    """The sample repository with the scripts, its operator's policy (``policy``, and
+    asking before ``confirm``; accepted, as the operator who wrote it), and beside it
+    ``two.json``, the plan's trajectory: publish calls ``sh deploy.sh payload``, flip
+    makes the calls ``beside``; each verified by ``checks``."""
     from trestle.demo import write_sample
     from trestle.formats.policyfile import read_policy_file
     from trestle.trust.policy_trust import accept
@@ -242,7 +247,7 @@ def replayed_repo(
         (repo / name).write_text(text)
     (repo / "out.log").write_text("")
     (repo / "trestle.toml").write_text(
-        f"[policy]\nconfirm_commands = {json.dumps([DEPLOY, FLIP])}\n"
+        f"[policy]\nconfirm_commands = {json.dumps(list(confirm))}\n{policy}"
     )
     accept(read_policy_file(repo / "trestle.toml"))
     plan = plan_json(
@@ -254,9 +259,9 @@ def replayed_repo(
         "plan#1": [said(plan)],
         # and the same again in a retry's new round (after a crash cut one short)
         **{
-            f"{step}#{n}": [said(command=command), said()]
+            f"{step}#{n}": [*(said(command=command) for command in commands), said()]
             for n in (1, 2, 3)
-            for step, command in (("publish", DEPLOY), ("flip", FLIP))
+            for step, commands in (("publish", [DEPLOY]), ("flip", beside))
         },
     }
     trajectory = {"format": "trestle-trajectory/1", "conversations": conversations}

@@ -319,6 +319,15 @@ def _beside(p: _Pass) -> list[str]:
     return sorted(found | set(p.started), key=state.position)
 
 
+def alone_grants(state: RunState, now: float) -> list[AnyEvent]:
+    """What a drive that starts nothing new still decides: whether an agent's approved
+    call waiting to run alone may run now (a Temporal workflow at its history limit lets
+    what runs end before it continues as new, and a step waiting at such a call only
+    ends once it ran)."""
+    marks = state.alone_marks
+    return _alone_calls(_Pass(state, now, marks), marks) if marks else []
+
+
 def _alone_calls(p: _Pass, marks: dict[str, Alone]) -> list[AnyEvent]:
     """The agents' approved calls that asked to run alone (each parked at its call, its
     step running and running nothing else): the first to ask is granted once nothing

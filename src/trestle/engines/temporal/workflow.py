@@ -44,7 +44,7 @@ from temporalio.exceptions import TimeoutError as ActivityTimeoutError
 
 with workflow.unsafe.imports_passed_through():
     from trestle.agentplan.rounds import requirement_added
-    from trestle.core.decider import decide, next_wakeup
+    from trestle.core.decider import alone_grants, decide, next_wakeup
     from trestle.core.errors import model_stop
     from trestle.core.events import (
         EVENT_ADAPTER,
@@ -343,6 +343,11 @@ class RunWorkflow:
             draining = draining or self._history_long(drive)
             decide_next = cancel is None and unusable is None and not draining
             batch = await self._advance(state, inbound, requests, hub, decide_next)
+            if draining and cancel is None and unusable is None:
+                # nothing new starts, but a step waiting at an approved call runs on only
+                # once granted: the drive, waiting for it to end, would wait for good
+                granted = alone_grants(state, self._now())
+                batch += await self._advance(state, granted, [], hub, False)
             if cancel is not None:
                 ending = partial(_cancelled, cancel, signed[cancel.id])
                 batch += await self._halt(state, work, hub, ending)
