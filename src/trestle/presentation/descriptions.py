@@ -86,7 +86,7 @@ def log_detail(e: AnyEvent) -> str:
         case ShareAwaited(reason=why) | AloneAwaited(reason=why):
             return why
         case CallAloneAsked(call=place):
-            return f"call {place}, a command a human approved, asks to run with nothing else"
+            return f"call {place} (a command a human approved) asks to run with nothing beside it"
         case AloneGranted(call=place):
             return f"call {place} runs with nothing else of the run beside it"
         case StepStarted(key=key, gate=gate):
