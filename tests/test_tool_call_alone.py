@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -38,7 +39,7 @@ from agent_helpers import (
 )
 from trestle.core.conversation import Message, ToolSchema
 from trestle.core.events import AloneAwaited, AloneGranted, ToolCallEnded, ToolCallStarted
-from trestle.core.policy import DEFAULT_CONFIRM_COMMANDS, Policy
+from trestle.core.policy import DEFAULT_CONFIRM_COMMANDS, Policy, Rule
 from trestle.core.records.agent import bootstrap_plan
 from trestle.lifecycle.approvals import inbox, submit_decision
 from trestle.lifecycle.runs import create_run
@@ -343,4 +344,83 @@ def test_a_driver_killed_as_an_approved_call_waits_or_runs_alone_is_resumed_as_p
     assert (repo / "out.log").read_text() == "GOOD\n"
     assert (repo / "flips.log").read_text() == "flip\n"
     assert state_of(store, run_id).alone_marks == {}
+    store.close()
+
+
+# --- a delegated child's approved command, and its parent's steps ---------------------
+
+PARENT_GOAL = "deploy, and change the payload beside it"
+
+
+def delegating_team(messages: Sequence[Message], tools: Sequence[ToolSchema]) -> Reply:
+    """The parent plans ``deploy`` (delegated: its child's one step, ``publish``, calls
+    ``sh deploy.sh payload``) beside ``flip``, which writes ``flag.txt`` (the operator
+    asks first), then calls ``sh flip.sh``."""
+    task = messages[2].content
+    if "Phase UNDERSTAND" in task:
+        return findings_json("deploy.sh runs payload", files=["deploy.sh"])
+    current = re.search(r"^Current step '([^']*)'", task, re.M)
+    if current is not None:
+        done = sum(m.role == "tool" for m in messages)
+        calls = (
+            [call("run_command", command=DEPLOY)]
+            if current.group(1) == "publish"
+            else [
+                call("write_file", path="flag.txt", content="go"),
+                call("run_command", command=FLIP),
+            ]
+        )
+        return calls[done] if done < len(calls) else call("finish", summary="done")
+    if f"Goal: {PARENT_GOAL}" in task:
+        deploy = plan_step("deploy", "run the deploy", files=["out.log"], verify=exists("out.log"))
+        flip = plan_step(
+            "flip",
+            "change payload",
+            files=["payload"],
+            new_files=["flag.txt"],
+            verify=exists("payload"),
+        )
+        return plan_json({**deploy, "delegate": True}, flip)
+    return plan_json(plan_step("publish", "deploy", files=["out.log"], verify=exists("out.log")))
+
+
+def test_a_delegated_childs_approved_command_holds_its_parents_steps_too(tmp_path: Path) -> None:
+    """The child shares its parent's workspace: its approved command waits for the
+    parent's ``flip`` (which rewrites the payload while the deploy would wait) as it
+    waits for its own run's steps. Both cards approved as they read, the run resumed:
+    the payload read otherwise by the time the command could run, so it is asked again
+    (before, the child ran at once, and the payload flipped under it: EVIL ran)."""
+    workspace = sample_workspace(tmp_path)
+    (workspace / "deploy.sh").write_text('sleep 2\n. "./$1"\n')
+    (workspace / "flip.sh").write_text(f"sleep 1.5\nprintf '{EVIL.strip()}\\n' > payload\n")
+    (workspace / "payload").write_text(GOOD)
+    (workspace / "out.log").write_text("")
+    store = SqliteStore(tmp_path / "runs.db")
+    flag = Rule(name="flag", tier="confirm", paths=("flag.txt",))
+    root = create_run(
+        store,
+        bootstrap_plan(PARENT_GOAL, parallelism=4),
+        workspace=workspace,
+        agent=agent_settings(test_command="test -s payload"),
+        operator_policy=Policy(confirm_commands=(*DEFAULT_CONFIRM_COMMANDS, DEPLOY), rules=(flag,)),
+    )
+    model = FunctionModel(delegating_team, name="scripted")
+    drive(store, root, model)
+    cards = inbox(store)
+    assert sorted(c.step or "" for c in cards) == ["flip", "publish"]  # the root's, the child's
+    for card in cards:
+        submit_decision(store, card.ref, "approve")
+
+    drive(store, root, model)
+
+    assert "EVIL" not in (workspace / "out.log").read_text()
+    held = [e.kind for e in recorded(store, root) if getattr(e, "step", "") == "deploy"]
+    assert [k for k in held if "alone" in k] == [
+        "call_alone_asked",
+        "alone_awaited",  # for flip
+        "alone_granted",
+        "alone_released",
+    ]
+    (again,) = inbox(store)  # the child's call, bound to the payload as it reads now
+    assert again.step == "publish" and "payload changed" in " ".join(again.uncertainties)
     store.close()

@@ -94,7 +94,7 @@ from trestle.core.records.agent import (
 )
 from trestle.core.redaction import redact, secret_values
 from trestle.core.step_state import transcript_key
-from trestle.engines.work import StepWork
+from trestle.engines.work import Release, StepWork
 from trestle.execution.processes import reap
 from trestle.models.pricing import PriceTable
 from trestle.tools.base import GatedCall, GateVerdict, Observation, Tool, ToolContext, ToolGate
@@ -253,6 +253,8 @@ class StepSession:
         self._held: list[AnyEvent] = []
         self._reserved: tuple[int, dict[Dimension, float]] | None = None  # turn, worst case
         self._hasher = RequestHasher()  # the conversation grows: hash only what is new
+        # what lets the runs above a delegated child go on once a call that ran alone ended
+        self._release: Release | None = None
 
     @classmethod
     async def open(
@@ -750,10 +752,20 @@ class StepSession:
                 ok=ended.ok, content=ended.content, error=ended.error, data=ended.data
             )
         serial = call.name in registry and registry.get(call.name).serial
-        if not serial:
-            return await self._call(call, registry, ctx, gate, phase, natures, offered)
-        async with self.serial_lock:  # its end recorded before another serial call runs
-            return await self._call(call, registry, ctx, gate, phase, natures, offered)
+        try:
+            if not serial:
+                return await self._call(call, registry, ctx, gate, phase, natures, offered)
+            async with self.serial_lock:  # its end recorded before another serial call runs
+                return await self._call(call, registry, ctx, gate, phase, natures, offered)
+        except asyncio.CancelledError:
+            # stopped: the runs above a delegated child go on as its delegating
+            # steps' attempts end (no commit may be waited for any more)
+            self._release = None
+            raise
+        finally:
+            release, self._release = self._release, None
+            if release is not None:  # the call that ran alone ended, or paused
+                await release()
 
     async def _call(
         self,
@@ -909,7 +921,7 @@ class StepSession:
             return False
         loop = asyncio.get_running_loop()
         began = loop.time()
-        await self.work.alone(f"{self.round}.{self.turn}.{call.id}")
+        self._release = await self.work.alone(f"{self.round}.{self.turn}.{call.id}")
         # the wait is the run's, not the attempt's: its timeout moves on by as much, or
         # a step beside it that ran long would leave the approved command cut short
         when = self.deadline.when() if self.deadline is not None else None

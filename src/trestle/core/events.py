@@ -903,6 +903,15 @@ class AloneGranted(Event):
     call: str
 
 
+class AloneReleased(Event):
+    """The delegating step's child ended the command it held the run for
+    (:class:`CallAloneAsked` with the child's command as ``call``): the run goes on."""
+
+    kind: Literal["alone_released"] = "alone_released"
+    step: str
+    call: str
+
+
 class ShareAwaited(Event):
     """A delegating step's child would pass a budget limit now, but fits once its
     siblings' running children release the shares they hold: the step waits for them
@@ -993,6 +1002,7 @@ AnyEvent = Annotated[
     | AloneAwaited
     | CallAloneAsked
     | AloneGranted
+    | AloneReleased
     | RunFinished,
     Field(discriminator="kind"),
 ]

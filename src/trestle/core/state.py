@@ -23,6 +23,7 @@ from trestle.core.events import (
     AlertRaised,
     AloneAwaited,
     AloneGranted,
+    AloneReleased,
     AnyEvent,
     ApprovalDecided,
     ApprovalEndorsed,
@@ -558,6 +559,8 @@ class RunState(BaseModel):
                     self.steps[sid].alone_call = call
             case AloneGranted(step=sid) if _alone_call(self.steps.get(sid)) == event.call:
                 self._mark_alone(sid, "running")
+            case AloneReleased(step=sid) if _alone_call(self.steps.get(sid)) == event.call:
+                self._mark_alone(sid, None)  # a delegating step's child ended its command
             case RunFinished(status=status):
                 self.finished = status
                 self._stop_clock(event.at)

@@ -34,7 +34,7 @@ from trestle.core.events import (
 )
 from trestle.core.plan import Step
 from trestle.core.records.lineage import AttemptFiles
-from trestle.core.state import RunState
+from trestle.core.state import RunState, runs_alone
 from trestle.core.tree import parent_scope
 from trestle.engines.alarm import Alarm
 from trestle.engines.approved import (
@@ -45,10 +45,11 @@ from trestle.engines.approved import (
     unconfined,
 )
 from trestle.engines.delegation import ParentEngine, perform_delegation
+from trestle.engines.hold import TreeHold
 from trestle.engines.outbox import Outbox
 from trestle.engines.store_thread import StoreThread
 from trestle.engines.touched import attempt_files, may_read, reads_of
-from trestle.engines.work import StepPerformer, StepWork, WorkspaceNotSaved
+from trestle.engines.work import Release, StepPerformer, StepWork, WorkspaceNotSaved
 from trestle.execution.actions import StepContext, in_thread, perform
 from trestle.execution.checks import run_checks
 from trestle.execution.driver_files import driver_python, named_paths
@@ -108,6 +109,7 @@ class Attempts:
     _read: dict[str, dict[int, AnyEvent]]
     _halts: dict[str, Callable[[ModelBindingError], None]]
     _callings: dict[str, Callable[[], None]]  # StepWork.calling, by run
+    _hold: TreeHold | None  # a delegated child's: the runs above it (trestle.engines.hold)
 
     async def _store(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         return await self._io.call(fn, *args, **kwargs)
@@ -324,10 +326,19 @@ class Attempts:
             spawned.append(record)
             outbox.note(record)
 
+        # a delegated child's approved command holds the runs above it too, before its
+        # files are checked (see trestle.engines.hold); a stop lets them go as the
+        # delegating steps' attempts end
+        above = self._hold if runs_alone(state.step_spec(sid), gate) else None
+        call = f"{state.run_id}:{sid}/{ctx.attempt}"
         try:
+            if above is not None:
+                await above.acquire(call)
             ended = await self._attempt_once(
                 state, sid, ctx, pool, gate, outbox, acting, note_spawn
             )
+            if above is not None:
+                await above.release(call)
         finally:  # a cancelled attempt stays in ``acting``: it was stopped
             for record in spawned:
                 outbox.withdraw(record)
@@ -422,7 +433,10 @@ class Attempts:
                 )
             if step.delegate is not None:
                 parent = self.as_parent()
-                action = await perform_delegation(parent, state, step, ctx.attempt, outbox.record)
+                hold = TreeHold(state, sid, outbox, self.clock, self._hold)
+                action = await perform_delegation(
+                    parent, state, step, ctx.attempt, outbox.record, hold
+                )
             else:
                 if step.run is None:
                     acting.discard(sid)
@@ -502,9 +516,15 @@ class Attempts:
             except ShadowRepoError as exc:
                 raise WorkspaceNotSaved(f"workspace checkpoint failed: {exc}") from exc
 
-        async def alone(call: str) -> None:
+        async def alone(call: str) -> Release:
             await outbox.record([CallAloneAsked(at=self.clock(), step=step.id, call=call)])
             await outbox.until(lambda: state.steps[step.id].alone == "running")
+            above = self._hold  # a delegated child's: the runs above it too
+            if above is None:
+                return _let_go
+            held = f"{state.run_id}:{call}"
+            await above.acquire(held)
+            return functools.partial(above.release, held)
 
         load = self._loader(state.run_id)
         note = outbox.note if outbox.commits_notes else None
@@ -691,3 +711,7 @@ def _model_over_network(url: str, network: tuple[str, ...]) -> str:
         "proxy without one), those commands can call the model themselves, at a cost "
         "the run's budget never counts; keep the network off, or give the server a key"
     )
+
+
+async def _let_go() -> None:
+    """Nothing above to let go: a run no step delegated."""

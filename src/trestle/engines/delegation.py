@@ -38,6 +38,7 @@ from trestle.core.tree import (
     handed,
     waiting_for,
 )
+from trestle.engines.hold import TreeHold
 from trestle.engines.stop import Stop
 from trestle.engines.work import StepPerformer
 from trestle.lifecycle.runs import create_run, load_state
@@ -56,7 +57,9 @@ class ParentEngine(Protocol):
 
     def clock(self) -> float: ...
 
-    def for_child(self, agent: AgentSettings | None) -> ParentEngine: ...
+    def for_child(
+        self, agent: AgentSettings | None, hold: TreeHold | None = None
+    ) -> ParentEngine: ...
 
     async def run(self, run_id: str, *, stop: Stop | None = None) -> RunState: ...
 
@@ -74,8 +77,10 @@ async def perform_delegation(
     step: Step,
     attempt: int,
     record: Callable[[Sequence[AnyEvent]], Awaitable[list[int]]],
+    hold: TreeHold | None = None,
 ) -> ActionResult:
-    """One attempt of a delegating step (see the module)."""
+    """One attempt of a delegating step (see the module); ``hold`` holds this run for
+    the child's approved commands (see :mod:`trestle.engines.hold`)."""
     try:
         spec = child_spec(state, step.id, tool_names(engine.performer))
     except DelegationError as exc:
@@ -88,7 +93,7 @@ async def perform_delegation(
         at=engine.clock(), step=step.id, attempt=attempt, child=spec.run_id, resumed=existed
     )
     await record([started])
-    child = await _drive(engine, spec)
+    child = await _drive(engine, spec, hold)
     spent = {dim: child.tally.spent.get(dim, 0.0) for dim in CARVED}
     status = child.finished or "needs_human"
     waiting = waiting_for(child) if status == "needs_human" else ""
@@ -143,10 +148,10 @@ def _create_or_find(engine: ParentEngine, parent: RunState, spec: ChildSpec) -> 
     return False
 
 
-async def _drive(engine: ParentEngine, spec: ChildSpec) -> RunState:
+async def _drive(engine: ParentEngine, spec: ChildSpec, hold: TreeHold | None) -> RunState:
     """Drive the child until it finishes, waits on a human or is stopped; a stop of
     this attempt (its task cancelled) is passed on, and waited for, before it ends."""
-    child_engine = engine.for_child(spec.agent)
+    child_engine = engine.for_child(spec.agent, hold)
     stop = Stop()
     task = asyncio.ensure_future(child_engine.run(spec.run_id, stop=stop))
     try:

@@ -63,6 +63,7 @@ from trestle.engines.approved import (
     with_named_files,
 )
 from trestle.engines.attempts import ATTEMPT_TASK, Attempts, Clock, retrieved
+from trestle.engines.hold import TreeHold
 from trestle.engines.judge import cancel_in, request_as_events
 from trestle.engines.outbox import Ack, Outbox
 from trestle.engines.stall import StallWatch, stalled
@@ -204,6 +205,7 @@ class LocalEngine(Attempts):
         # per run being driven, what ends its drive for a model that cannot be used
         self._halts: dict[str, Callable[[ModelBindingError], None]] = {}
         self._callings: dict[str, Callable[[], None]] = {}
+        self._hold: TreeHold | None = None  # a delegated child's (see for_child)
         # sqlite3 blocks; one thread keeps it off the event loop and serialises commits
         self._io = StoreThread("trestle-store")
         # spans are made off the store thread, in commit order (None: no telemetry)
@@ -219,10 +221,11 @@ class LocalEngine(Attempts):
         attempt's activity with it), as :meth:`drive` ends its own drive."""
         self._halts[run_id] = halt
 
-    def for_child(self, agent: AgentSettings | None) -> LocalEngine:
+    def for_child(self, agent: AgentSettings | None, hold: TreeHold | None = None) -> LocalEngine:
         """An engine like this one for a delegated child run, in this process: the same
         store, owner, keys, monitors and sandbox; an agent child gets this engine's
-        performer, or (under a plan run) the one its own settings call for."""
+        performer, or (under a plan run) the one its own settings call for. ``hold``
+        holds the runs above it while its approved commands run."""
         performer = self.performer
         if performer is None and agent is not None:
             if self.performer_for is None:
@@ -249,6 +252,7 @@ class LocalEngine(Attempts):
             notifier=self.notifier,
         )
         child.descendant_events = child._echo = self.descendant_events
+        child._hold = hold
         # the plan and code of every run above it stay read-only to its commands too
         child._kept_above = (
             *self._kept_above,

@@ -22,6 +22,9 @@ from trestle.execution.actions import StepContext
 from trestle.store.base import Store
 from trestle.support.step_threads import StepThreads
 
+Release = Callable[[], Awaitable[None]]
+"""Lets the runs above a delegated child go on once its approved call ended."""
+
 
 @dataclass(frozen=True)
 class StepWork:
@@ -48,7 +51,9 @@ class StepWork:
     ``alone``, where the engine gives one, must be awaited before a tool call that
     runs a command a human approved (its place in the step, ``round.turn.call_id``):
     it returns once nothing else of the run runs, and nothing else starts until the
-    call's end is recorded (see :mod:`trestle.core.decider`).
+    call's end is recorded (see :mod:`trestle.core.decider`); in a delegated child,
+    nothing of the runs above it either, until the :data:`Release` it returns is
+    awaited, once the call ended (see :mod:`trestle.engines.hold`).
     """
 
     state: RunState
@@ -63,7 +68,7 @@ class StepWork:
     ready: Callable[[], Awaitable[None]] | None = None
     halt: Callable[[ModelBindingError], None] | None = None
     calling: Callable[[], None] | None = None
-    alone: Callable[[str], Awaitable[None]] | None = None
+    alone: Callable[[str], Awaitable[Release]] | None = None
 
     async def workspace_ready(self) -> None:
         """Wait for the engine's checkpoint of the workspace (see ``ready``)."""

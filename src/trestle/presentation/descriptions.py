@@ -11,6 +11,7 @@ from trestle.core.events import (
     AlertRaised,
     AloneAwaited,
     AloneGranted,
+    AloneReleased,
     AnyEvent,
     ApprovalDecided,
     ApprovalEndorsed,
@@ -89,6 +90,8 @@ def log_detail(e: AnyEvent) -> str:
             return f"call {place} (a command a human approved) asks to run with nothing beside it"
         case AloneGranted(call=place):
             return f"call {place} runs with nothing else of the run beside it"
+        case AloneReleased(call=place):
+            return f"the child's command {place} ended: the run goes on"
         case StepStarted(key=key, gate=gate):
             tier = f"; {gate.decision.tier} ({gate.decision.source})" if gate else ""
             approved = f"; approval {gate.approval}" if gate and gate.approval else ""

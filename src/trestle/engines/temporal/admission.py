@@ -46,7 +46,10 @@ AGENT_RECORDS = frozenset(
         "plan_proposed",
     }
 )
-DELEGATION_RECORDS = frozenset({"child_run_started", "child_run_ended"})
+# and while its child's approved command runs alone, the hold of this run for it
+DELEGATION_RECORDS = frozenset(
+    {"child_run_started", "child_run_ended", "call_alone_asked", "alone_released"}
+)
 # the agent roles whose attempt adds steps: a plan (or a revision), and the acceptance
 # checks that failed and plan another round
 PLANNING_ROLES = ("plan", "validate")
