@@ -220,7 +220,8 @@ def test_the_wait_to_run_alone_is_not_taken_from_the_steps_timeout(tmp_path: Pat
 
 def said(text: str = "", command: str | None = None) -> dict[str, Any]:
     """One recorded answer: ``text``, or a call of ``command``, or ``finish``."""
-    name, arguments = ("run_command", {"command": command}) if command else ("finish", {})
+    finish = ("finish", {"summary": "done"})
+    name, arguments = ("run_command", {"command": command}) if command else finish
     calls = [] if text else [{"id": "c1", "name": name, "arguments": json.dumps(arguments)}]
     return {"text": text, "tool_calls": calls, "usage": {"input_tokens": 9, "output_tokens": 9}}
 
