@@ -251,54 +251,35 @@ def test_a_delegated_childs_approved_command_holds_its_parent_on_temporal_too(
     attempt, on a worker, holds the workflow's run for its child's approved command,
     through sealed updates; the parent's ``flip`` ends first, so the child's call finds
     the payload changed and is asked again. Nothing of what flip wrote ran."""
-    from agent_helpers import GOAL, findings_json, plan_json, plan_step
-    from test_tool_call_alone import DEPLOY, DEPLOY_SH, EVIL, FLIP, GOOD, exists, said
+    from agent_helpers import GOAL
+    from test_tool_call_alone import (
+        CHILD_PLAN,
+        DEPLOY,
+        FINDINGS,
+        FLIP,
+        TREE_PLAN,
+        assert_the_child_held_its_parent,
+        said,
+        tree_workspace,
+    )
     from trestle.demo import write_sample
     from trestle.formats.policyfile import read_policy_file
     from trestle.lifecycle.approvals import inbox
     from trestle.trust.policy_trust import accept
 
     repo = write_sample(cli.dir / "repo")
-    (repo / "deploy.sh").write_text(DEPLOY_SH)
-    # long enough for the child to reach its call while flip still runs
-    (repo / "flip.sh").write_text(f"sleep 6\nprintf '{EVIL.strip()}\\n' > payload\n")
-    (repo / "payload").write_text(GOOD)
-    (repo / "out.log").write_text("")
-    (repo / "trestle.toml").write_text(
+    tree_workspace(repo, flip_after=6)  # long enough for the child to reach its call
+    (repo / "trestle.toml").write_text(  # the operator's, as the local test's Policy
         f"[policy]\nconfirm_commands = {json.dumps([DEPLOY])}\n\n"
         '[[policy.rules]]\nname = "flag"\ntier = "confirm"\npaths = ["flag.txt"]\n'
     )
     accept(read_policy_file(repo / "trestle.toml"))
-    deploy = plan_step("deploy", "run the deploy", files=["out.log"], verify=exists("out.log"))
-    flip = plan_step(
-        "flip",
-        "change payload",
-        files=["payload"],
-        new_files=["flag.txt"],
-        verify=exists("payload"),
-    )
-    write_flag = {
-        "text": "",
-        "tool_calls": [
-            {
-                "id": "w",
-                "name": "write_file",
-                "arguments": json.dumps({"path": "flag.txt", "content": "go"}),
-            }
-        ],
-        "usage": {"input_tokens": 9, "output_tokens": 9},
-    }
-    child_plan = plan_json(
-        plan_step("publish", "deploy", files=["out.log"], verify=exists("out.log"))
-    )
     conversations = {
-        "understand#1": [said(findings_json("deploy.sh runs payload", files=["deploy.sh"]))],
-        "plan#1": [said(plan_json({**deploy, "delegate": True}, flip))],
-        "flip#1": [write_flag, said(command=FLIP), said()],
-        "deploy#1/understand#1": [
-            said(findings_json("deploy.sh runs payload", files=["deploy.sh"]))
-        ],
-        "deploy#1/plan#1": [said(child_plan)],
+        "understand#1": [said(FINDINGS)],
+        "plan#1": [said(TREE_PLAN)],
+        "flip#1": [said(path="flag.txt", content="go"), said(command=FLIP), said()],
+        "deploy#1/understand#1": [said(FINDINGS)],
+        "deploy#1/plan#1": [said(CHILD_PLAN)],
         "deploy#1/publish#1": [said(command=DEPLOY), said()],
     }
     trajectory = cli.dir / "tree.json"
@@ -323,17 +304,6 @@ def test_a_delegated_childs_approved_command_holds_its_parent_on_temporal_too(
         resumed = workers.run("resume", run_id, "--no-live", "--no-prompt")
         assert resumed.returncode == 3, resumed.stdout + resumed.stderr
 
-        assert "EVIL" not in (repo / "out.log").read_text()
-        held = [
-            s.event.kind for s in store.events(run_id) if getattr(s.event, "step", "") == "deploy"
-        ]
-        assert [k for k in held if "alone" in k] == [
-            "call_alone_asked",
-            "alone_awaited",  # for flip
-            "alone_granted",
-            "alone_released",
-        ]
-        (again,) = inbox(store)  # the child's call, bound to the payload as it reads now
-        assert again.step == "publish" and "payload changed" in " ".join(again.uncertainties)
+        assert_the_child_held_its_parent(store, run_id, repo)
     finally:
         workers.stop()

@@ -51,6 +51,7 @@ DEPLOY, FLIP = "sh deploy.sh payload", "sh flip.sh"
 GOOD, EVIL = "echo GOOD >> out.log\n", "echo EVIL >> out.log\n"
 DEPLOY_SH = 'sleep 1\n. "./$1"\n'  # the payload read a second after the command starts
 FLIP_SH = f"sleep 0.3\nprintf '{EVIL.strip()}\\n' > payload\n"
+FINDINGS = findings_json("deploy.sh runs payload", files=["deploy.sh"])
 
 
 def step_of(messages: Sequence[Message]) -> str:
@@ -69,7 +70,7 @@ def two_steps(
 ) -> FunctionModel:
     """The model: a plan of ``publish`` and a step ``beside`` it, each one command."""
     scripts: dict[str, list[Reply]] = {
-        "understand": [findings_json("deploy.sh runs payload", files=["deploy.sh"])],
+        "understand": [FINDINGS],
         "plan": [
             plan_json(
                 plan_step("publish", "deploy", files=["out.log"], verify=exists("out.log")),
@@ -218,10 +219,16 @@ def test_the_wait_to_run_alone_is_not_taken_from_the_steps_timeout(tmp_path: Pat
 # --- the same plan through the command line: a recorded trajectory replayed ----------
 
 
-def said(text: str = "", command: str | None = None) -> dict[str, Any]:
-    """One recorded answer: ``text``, or a call of ``command``, or ``finish``."""
-    finish = ("finish", {"summary": "done"})
-    name, arguments = ("run_command", {"command": command}) if command else finish
+def said(text: str = "", command: str | None = None, **write: str) -> dict[str, Any]:
+    """One recorded answer: ``text``, or a call of ``command``, or a ``write_file`` of
+    ``write``'s path and content, or ``finish``."""
+    name, arguments = (
+        ("run_command", {"command": command})
+        if command
+        else ("write_file", write)
+        if write
+        else ("finish", {"summary": "done"})
+    )
     calls = [] if text else [{"id": "c1", "name": name, "arguments": json.dumps(arguments)}]
     return {"text": text, "tool_calls": calls, "usage": {"input_tokens": 9, "output_tokens": 9}}
 
@@ -257,7 +264,7 @@ def replayed_repo(
         plan_step("flip", "change payload", files=["payload"], verify=checks[1]),
     )
     conversations = {
-        "understand#1": [said(findings_json("deploy.sh runs payload", files=["deploy.sh"]))],
+        "understand#1": [said(FINDINGS)],
         "plan#1": [said(plan)],
         # and the same again in a retry's new round (after a crash cut one short)
         **{
@@ -351,15 +358,56 @@ def test_a_driver_killed_as_an_approved_call_waits_or_runs_alone_is_resumed_as_p
 # --- a delegated child's approved command, and its parent's steps ---------------------
 
 PARENT_GOAL = "deploy, and change the payload beside it"
+# the parent's plan: ``deploy``, delegated, beside ``flip``, which writes ``flag.txt``
+# (the operator asks first), then calls ``sh flip.sh``; and the child's one step
+TREE_PLAN = plan_json(
+    {
+        **plan_step("deploy", "run the deploy", files=["out.log"], verify=exists("out.log")),
+        "delegate": True,
+    },
+    plan_step(
+        "flip",
+        "change payload",
+        files=["payload"],
+        new_files=["flag.txt"],
+        verify=exists("payload"),
+    ),
+)
+CHILD_PLAN = plan_json(plan_step("publish", "deploy", files=["out.log"], verify=exists("out.log")))
+FLAG = Rule(name="flag", tier="confirm", paths=("flag.txt",))
+
+
+def tree_workspace(workspace: Path, flip_after: float) -> None:
+    """The scripts for :data:`TREE_PLAN`: ``flip.sh`` rewrites the payload after
+    ``flip_after`` seconds; ``deploy.sh`` reads it two seconds after it starts."""
+    (workspace / "deploy.sh").write_text('sleep 2\n. "./$1"\n')
+    (workspace / "flip.sh").write_text(
+        f"sleep {flip_after}\nprintf '{EVIL.strip()}\\n' > payload\n"
+    )
+    (workspace / "payload").write_text(GOOD)
+    (workspace / "out.log").write_text("")
+
+
+def assert_the_child_held_its_parent(store: SqliteStore, root: str, workspace: Path) -> None:
+    """The child's call held the parent's run (waiting for ``flip``), found the payload
+    changed once flip ended, and is asked again; nothing of what flip wrote ran."""
+    assert "EVIL" not in (workspace / "out.log").read_text()
+    held = [e.kind for e in recorded(store, root) if getattr(e, "step", "") == "deploy"]
+    assert [k for k in held if "alone" in k] == [
+        "call_alone_asked",
+        "alone_awaited",  # for flip
+        "alone_granted",
+        "alone_released",
+    ]
+    (again,) = inbox(store)  # the child's call, bound to the payload as it reads now
+    assert again.step == "publish" and "payload changed" in " ".join(again.uncertainties)
 
 
 def delegating_team(messages: Sequence[Message], tools: Sequence[ToolSchema]) -> Reply:
-    """The parent plans ``deploy`` (delegated: its child's one step, ``publish``, calls
-    ``sh deploy.sh payload``) beside ``flip``, which writes ``flag.txt`` (the operator
-    asks first), then calls ``sh flip.sh``."""
+    """The model of :data:`TREE_PLAN`'s runs, answering by the conversation."""
     task = messages[2].content
     if "Phase UNDERSTAND" in task:
-        return findings_json("deploy.sh runs payload", files=["deploy.sh"])
+        return FINDINGS
     current = re.search(r"^Current step '([^']*)'", task, re.M)
     if current is not None:
         done = sum(m.role == "tool" for m in messages)
@@ -372,17 +420,7 @@ def delegating_team(messages: Sequence[Message], tools: Sequence[ToolSchema]) ->
             ]
         )
         return calls[done] if done < len(calls) else call("finish", summary="done")
-    if f"Goal: {PARENT_GOAL}" in task:
-        deploy = plan_step("deploy", "run the deploy", files=["out.log"], verify=exists("out.log"))
-        flip = plan_step(
-            "flip",
-            "change payload",
-            files=["payload"],
-            new_files=["flag.txt"],
-            verify=exists("payload"),
-        )
-        return plan_json({**deploy, "delegate": True}, flip)
-    return plan_json(plan_step("publish", "deploy", files=["out.log"], verify=exists("out.log")))
+    return TREE_PLAN if f"Goal: {PARENT_GOAL}" in task else CHILD_PLAN
 
 
 def test_a_delegated_childs_approved_command_holds_its_parents_steps_too(tmp_path: Path) -> None:
@@ -392,18 +430,14 @@ def test_a_delegated_childs_approved_command_holds_its_parents_steps_too(tmp_pat
     the payload read otherwise by the time the command could run, so it is asked again
     (before, the child ran at once, and the payload flipped under it: EVIL ran)."""
     workspace = sample_workspace(tmp_path)
-    (workspace / "deploy.sh").write_text('sleep 2\n. "./$1"\n')
-    (workspace / "flip.sh").write_text(f"sleep 1.5\nprintf '{EVIL.strip()}\\n' > payload\n")
-    (workspace / "payload").write_text(GOOD)
-    (workspace / "out.log").write_text("")
+    tree_workspace(workspace, flip_after=1.5)
     store = SqliteStore(tmp_path / "runs.db")
-    flag = Rule(name="flag", tier="confirm", paths=("flag.txt",))
     root = create_run(
         store,
         bootstrap_plan(PARENT_GOAL, parallelism=4),
         workspace=workspace,
         agent=agent_settings(test_command="test -s payload"),
-        operator_policy=Policy(confirm_commands=(*DEFAULT_CONFIRM_COMMANDS, DEPLOY), rules=(flag,)),
+        operator_policy=Policy(confirm_commands=(*DEFAULT_CONFIRM_COMMANDS, DEPLOY), rules=(FLAG,)),
     )
     model = FunctionModel(delegating_team, name="scripted")
     drive(store, root, model)
@@ -414,14 +448,5 @@ def test_a_delegated_childs_approved_command_holds_its_parents_steps_too(tmp_pat
 
     drive(store, root, model)
 
-    assert "EVIL" not in (workspace / "out.log").read_text()
-    held = [e.kind for e in recorded(store, root) if getattr(e, "step", "") == "deploy"]
-    assert [k for k in held if "alone" in k] == [
-        "call_alone_asked",
-        "alone_awaited",  # for flip
-        "alone_granted",
-        "alone_released",
-    ]
-    (again,) = inbox(store)  # the child's call, bound to the payload as it reads now
-    assert again.step == "publish" and "payload changed" in " ".join(again.uncertainties)
+    assert_the_child_held_its_parent(store, root, workspace)
     store.close()
