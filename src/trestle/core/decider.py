@@ -90,7 +90,7 @@ class _Pass:
         self.alone_runs = "running" in alone.values() if alone else False
         # a step parked at an approved call runs nothing: a probe may take its slot (what
         # it waits for may be a lost attempt's probe, with no other slot to take)
-        self.lent = len(_parked(state, alone)) if alone else 0
+        self.lent = len(state.parked())
         self.reserved: dict[Dimension, float] = {}
         self.approvals = 0
         self.may_start = state.stopped is None and not state.held
@@ -335,7 +335,7 @@ def _alone_calls(p: _Pass, marks: dict[str, Alone]) -> list[AnyEvent]:
     says once that it waits. One runs alone at a time: none while a call or an approved
     command runs so."""
     state = p.state
-    parked = _parked(state, marks)
+    parked = state.parked()
     if not parked or "running" in marks.values():
         return []
     others = [sid for sid in _beside(p) if sid not in parked]
@@ -358,15 +358,6 @@ def _alone_calls(p: _Pass, marks: dict[str, Alone]) -> list[AnyEvent]:
         )
         for sid in parked
         if marks[sid] == "asked"
-    ]
-
-
-def _parked(state: RunState, marks: dict[str, Alone]) -> list[str]:
-    """The running steps waiting at an approved call to run it alone, first asked first."""
-    return [
-        sid
-        for sid, mark in marks.items()
-        if mark != "running" and state.steps[sid].status == "running"
     ]
 
 

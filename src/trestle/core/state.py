@@ -908,6 +908,17 @@ class RunState(BaseModel):
     def in_flight(self) -> int:
         return self._in_flight
 
+    def parked(self) -> list[str]:
+        """The running steps waiting at an approved call to run it alone, first asked
+        first: they run nothing meanwhile (see :func:`trestle.core.decider.decide`)."""
+        if not self._alone:
+            return []
+        return [
+            sid
+            for sid, mark in self._alone.items()
+            if mark != "running" and self.steps[sid].status == "running"
+        ]
+
     @property
     def alone_marks(self) -> dict[str, Alone]:
         """The approved commands that wait to run alone (``awaited``: nothing may start

@@ -20,7 +20,6 @@ from trestle.core.errors import ModelBindingError
 from trestle.core.events import (
     ActionResult,
     AnyEvent,
-    CallAloneAsked,
     Gate,
     Place,
     SandboxChosen,
@@ -45,7 +44,7 @@ from trestle.engines.approved import (
     unconfined,
 )
 from trestle.engines.delegation import ParentEngine, perform_delegation
-from trestle.engines.hold import TreeHold
+from trestle.engines.hold import TreeHold, run_alone
 from trestle.engines.outbox import Outbox
 from trestle.engines.store_thread import StoreThread
 from trestle.engines.touched import attempt_files, may_read, reads_of
@@ -517,8 +516,7 @@ class Attempts:
                 raise WorkspaceNotSaved(f"workspace checkpoint failed: {exc}") from exc
 
         async def alone(call: str) -> Release:
-            await outbox.record([CallAloneAsked(at=self.clock(), step=step.id, call=call)])
-            await outbox.until(lambda: state.steps[step.id].alone == "running")
+            await run_alone(state, step.id, outbox, self.clock, call)
             above = self._hold  # a delegated child's: the runs above it too
             if above is None:
                 return _let_go

@@ -37,8 +37,7 @@ class TreeHold:
     async def acquire(self, call: str) -> None:
         """Wait until nothing else of each run above runs, nearest first; ``call``
         names the child's command (its run and place)."""
-        await self.outbox.record([CallAloneAsked(at=self.clock(), step=self.step, call=call)])
-        await self.outbox.until(lambda: self._held(call))
+        await run_alone(self.state, self.step, self.outbox, self.clock, call)
         if self.above is not None:
             await self.above.acquire(call)
 
@@ -48,6 +47,16 @@ class TreeHold:
             await self.above.release(call)
         await self.outbox.record([AloneReleased(at=self.clock(), step=self.step, call=call)])
 
-    def _held(self, call: str) -> bool:
-        st = self.state.steps[self.step]
+
+async def run_alone(
+    state: RunState, step: str, outbox: Outbox, clock: Callable[[], float], call: str
+) -> None:
+    """Ask that ``call`` of running step ``step`` run with nothing else of its run beside
+    it (``CallAloneAsked``), and wait for the decider's grant (``AloneGranted``)."""
+    await outbox.record([CallAloneAsked(at=clock(), step=step, call=call)])
+
+    def granted() -> bool:  # looked up each time: a reading of the record may replace it
+        st = state.steps[step]
         return st.alone == "running" and st.alone_call == call
+
+    await outbox.until(granted)

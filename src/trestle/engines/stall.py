@@ -70,7 +70,7 @@ class StallWatch(Generic[Work]):
         dues = [
             self._last[sid][0] + self.settings.stall_limit(state.step_spec(sid).timeout)
             for task, (sid, _) in self._attempts.items()
-            if not task.done() and sid in self._last and not _parked(state, sid)
+            if not task.done() and sid in self._last and sid not in state.parked()
         ]
         return min(dues, default=None)
 
@@ -83,7 +83,7 @@ class StallWatch(Generic[Work]):
             if task.done():
                 del self._attempts[task]
                 continue
-            if _parked(state, sid):
+            if sid in state.parked():
                 continue  # it waits for the run, not silent: its grant is a sign of life
             when, seq = self._last.get(sid, (now, state.seq))
             limit = self.settings.stall_limit(state.step_spec(sid).timeout)
@@ -91,9 +91,3 @@ class StallWatch(Generic[Work]):
                 del self._attempts[task]
                 late.append((task, (sid, attempt, seq, now - when)))
         return late
-
-
-def _parked(state: RunState, sid: str) -> bool:
-    """Whether the step's attempt waits at an approved call to run it alone (see
-    :func:`trestle.core.decider.decide`): it runs nothing meanwhile."""
-    return state.steps[sid].alone in ("asked", "awaited")
