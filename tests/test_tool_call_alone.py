@@ -41,6 +41,7 @@ from trestle.core.conversation import Message, ToolSchema
 from trestle.core.events import AloneAwaited, AloneGranted, ToolCallEnded, ToolCallStarted
 from trestle.core.policy import DEFAULT_CONFIRM_COMMANDS, Policy, Rule
 from trestle.core.records.agent import bootstrap_plan
+from trestle.core.records.monitors import MonitorSettings
 from trestle.lifecycle.approvals import inbox, submit_decision
 from trestle.lifecycle.runs import create_run
 from trestle.models import FunctionModel
@@ -405,34 +406,38 @@ def assert_the_child_held_its_parent(store: SqliteStore, root: str, workspace: P
     assert again.step == "publish" and "payload changed" in " ".join(again.uncertainties)
 
 
-def delegating_team(messages: Sequence[Message], tools: Sequence[ToolSchema]) -> Reply:
-    """The model of :data:`TREE_PLAN`'s runs, answering by the conversation."""
-    task = messages[2].content
-    if "Phase UNDERSTAND" in task:
-        return FINDINGS
-    current = re.search(r"^Current step '([^']*)'", task, re.M)
-    if current is not None:
-        done = sum(m.role == "tool" for m in messages)
-        calls = (
-            [call("run_command", command=DEPLOY)]
-            if current.group(1) == "publish"
-            else [
-                call("write_file", path="flag.txt", content="go"),
-                call("run_command", command=FLIP),
-            ]
-        )
-        return calls[done] if done < len(calls) else call("finish", summary="done")
-    return TREE_PLAN if f"Goal: {PARENT_GOAL}" in task else CHILD_PLAN
+def delegating_team(pauses: int = 0) -> FunctionModel:
+    """The model of :data:`TREE_PLAN`'s runs, answering by the conversation; ``flip``
+    calls ``sleep 1`` ``pauses`` times (each a sign of life; each its own command,
+    or the monitors would take them for a loop) before ``sh flip.sh``."""
+
+    def reply(messages: Sequence[Message], tools: Sequence[ToolSchema]) -> Reply:
+        task = messages[2].content
+        if "Phase UNDERSTAND" in task:
+            return FINDINGS
+        current = re.search(r"^Current step '([^']*)'", task, re.M)
+        if current is not None:
+            done = sum(m.role == "tool" for m in messages)
+            calls = (
+                [call("run_command", command=DEPLOY)]
+                if current.group(1) == "publish"
+                else [
+                    call("write_file", path="flag.txt", content="go"),
+                    *(call("run_command", command=f"sleep 1 && echo {i}") for i in range(pauses)),
+                    call("run_command", command=FLIP),
+                ]
+            )
+            return calls[done] if done < len(calls) else call("finish", summary="done")
+        return TREE_PLAN if f"Goal: {PARENT_GOAL}" in task else CHILD_PLAN
+
+    return FunctionModel(reply, name="scripted")
 
 
-def test_a_delegated_childs_approved_command_holds_its_parents_steps_too(tmp_path: Path) -> None:
-    """The child shares its parent's workspace: its approved command waits for the
-    parent's ``flip`` (which rewrites the payload while the deploy would wait) as it
-    waits for its own run's steps. Both cards approved as they read, the run resumed:
-    the payload read otherwise by the time the command could run, so it is asked again
-    (before, the child ran at once, and the payload flipped under it: EVIL ran)."""
+def held_tree(tmp_path: Path, flip_after: float, pauses: int, **monitors: Any) -> None:
+    """:data:`TREE_PLAN` run to its two cards, both approved as they read, the run
+    resumed; then the child held its parent (:func:`assert_the_child_held_its_parent`)."""
     workspace = sample_workspace(tmp_path)
-    tree_workspace(workspace, flip_after=3)
+    tree_workspace(workspace, flip_after)
     store = SqliteStore(tmp_path / "runs.db")
     root = create_run(
         store,
@@ -440,8 +445,9 @@ def test_a_delegated_childs_approved_command_holds_its_parents_steps_too(tmp_pat
         workspace=workspace,
         agent=agent_settings(test_command="test -s payload"),
         operator_policy=Policy(confirm_commands=(*DEFAULT_CONFIRM_COMMANDS, DEPLOY), rules=(FLAG,)),
+        monitors=MonitorSettings(**monitors),
     )
-    model = FunctionModel(delegating_team, name="scripted")
+    model = delegating_team(pauses)
     drive(store, root, model)
     cards = inbox(store)
     assert sorted(c.step or "" for c in cards) == ["flip", "publish"]  # the root's, the child's
@@ -452,3 +458,22 @@ def test_a_delegated_childs_approved_command_holds_its_parents_steps_too(tmp_pat
 
     assert_the_child_held_its_parent(store, root, workspace)
     store.close()
+
+
+def test_a_delegated_childs_approved_command_holds_its_parents_steps_too(tmp_path: Path) -> None:
+    """The child shares its parent's workspace: its approved command waits for the
+    parent's ``flip`` (which rewrites the payload while the deploy would wait) as it
+    waits for its own run's steps. Both cards approved as they read, the run resumed:
+    the payload read otherwise by the time the command could run, so it is asked again
+    (before, the child ran at once, and the payload flipped under it: EVIL ran)."""
+    held_tree(tmp_path, flip_after=3, pauses=0)
+
+
+def test_a_child_waiting_for_the_runs_above_is_not_taken_for_a_stalled_one(
+    tmp_path: Path,
+) -> None:
+    """The child's step waits for the parent's ``flip`` longer than ``stall_after``
+    (flip shows a sign of life every second, seven times): it waits, as a step waiting
+    for its own run does, and its silence counts from the wait's end (before, its
+    attempt was cancelled as stalled, and the step put on the dead-letter queue)."""
+    held_tree(tmp_path, flip_after=0.3, pauses=7, stall_after=5)

@@ -46,6 +46,7 @@ from trestle.engines.approved import (
 from trestle.engines.delegation import ParentEngine, perform_delegation
 from trestle.engines.hold import TreeHold, run_alone
 from trestle.engines.outbox import Outbox
+from trestle.engines.stall import StallWatch
 from trestle.engines.store_thread import StoreThread
 from trestle.engines.touched import attempt_files, may_read, reads_of
 from trestle.engines.work import Release, StepPerformer, StepWork, WorkspaceNotSaved
@@ -109,6 +110,7 @@ class Attempts:
     _halts: dict[str, Callable[[ModelBindingError], None]]
     _callings: dict[str, Callable[[], None]]  # StepWork.calling, by run
     _hold: TreeHold | None  # a delegated child's: the runs above it (trestle.engines.hold)
+    _watches: dict[str, StallWatch[asyncio.Task[AnyEvent]]]  # by run being driven
 
     async def _store(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         return await self._io.call(fn, *args, **kwargs)
@@ -332,7 +334,7 @@ class Attempts:
         call = f"{state.run_id}:{sid}/{ctx.attempt}"
         try:
             if above is not None:
-                await above.acquire(call)
+                await self._hold_above(state, sid, above, call)
             ended = await self._attempt_once(
                 state, sid, ctx, pool, gate, outbox, acting, note_spawn
             )
@@ -343,6 +345,14 @@ class Attempts:
                 outbox.withdraw(record)
         acting.discard(sid)
         return ended
+
+    async def _hold_above(self, state: RunState, sid: str, above: TreeHold, call: str) -> None:
+        """Hold the runs above this delegated child for ``call`` of step ``sid``; its
+        attempt waits for them meanwhile, and is not taken for a silent one."""
+        watch = self._watches.get(state.run_id)
+        waiting = watch.holding(sid, self.clock) if watch is not None else contextlib.nullcontext()
+        with waiting:
+            await above.acquire(call)
 
     async def _attempt_once(
         self,
@@ -521,7 +531,7 @@ class Attempts:
             if above is None:
                 return _let_go
             held = f"{state.run_id}:{call}"
-            await above.acquire(held)
+            await self._hold_above(state, step.id, above, held)
             return functools.partial(above.release, held)
 
         load = self._loader(state.run_id)

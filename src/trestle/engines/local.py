@@ -205,6 +205,7 @@ class LocalEngine(Attempts):
         # per run being driven, what ends its drive for a model that cannot be used
         self._halts: dict[str, Callable[[ModelBindingError], None]] = {}
         self._callings: dict[str, Callable[[], None]] = {}
+        self._watches: dict[str, StallWatch[asyncio.Task[AnyEvent]]] = {}  # by run
         self._hold: TreeHold | None = None  # a delegated child's (see for_child)
         # sqlite3 blocks; one thread keeps it off the event loop and serialises commits
         self._io = StoreThread("trestle-store")
@@ -348,6 +349,7 @@ class LocalEngine(Attempts):
             watch: StallWatch[asyncio.Task[AnyEvent]] = StallWatch(
                 state.monitors or DEFAULT_MONITORS
             )
+            self._watches[run_id] = watch
             next_poll = 0.0
             stopping = False
             while True:
@@ -426,6 +428,7 @@ class LocalEngine(Attempts):
         finally:
             leaving = sys.exc_info()[1]  # what ends the drive, if it fails
             self._callings.pop(run_id, None)
+            self._watches.pop(run_id, None)
             for catch_up in catching:
                 catch_up.cancel()
             if stopped is not None:

@@ -4,7 +4,8 @@ what ends one cancelled for its silence. Pure, so the Temporal workflow uses it 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
 from trestle.core.events import (
@@ -53,6 +54,26 @@ class StallWatch(Generic[Work]):
         self.settings = settings
         self._attempts: dict[Work, tuple[str, int]] = {}
         self._last: dict[str, tuple[float, int]] = {}  # step -> (when, seq)
+        self._holding: set[str] = set()  # steps whose attempts hold the runs above
+
+    @contextmanager
+    def holding(self, sid: str, clock: Callable[[], float]) -> Iterator[None]:
+        """While ``sid``'s attempt waits to hold the runs above this delegated child (its
+        approved command runs alone in the whole tree: :mod:`trestle.engines.hold`), it
+        waits for them, as a parked step waits for its own run: not silent. Its silence
+        counts again from the wait's end."""
+        self._holding.add(sid)
+        try:
+            yield
+        finally:
+            self._holding.discard(sid)
+            if sid in self._last:
+                self._last[sid] = (clock(), self._last[sid][1])
+
+    def _waits(self, state: RunState, sid: str) -> bool:
+        """Whether ``sid`` waits for its run or the runs above: its grant, or the hold
+        it asked, will be its sign of life."""
+        return sid in self._holding or sid in state.parked()
 
     def started(self, task: Work, event: AnyEvent) -> None:
         if isinstance(event, StepStarted):
@@ -70,7 +91,7 @@ class StallWatch(Generic[Work]):
         dues = [
             self._last[sid][0] + self.settings.stall_limit(state.step_spec(sid).timeout)
             for task, (sid, _) in self._attempts.items()
-            if not task.done() and sid in self._last and sid not in state.parked()
+            if not task.done() and sid in self._last and not self._waits(state, sid)
         ]
         return min(dues, default=None)
 
@@ -83,8 +104,8 @@ class StallWatch(Generic[Work]):
             if task.done():
                 del self._attempts[task]
                 continue
-            if sid in state.parked():
-                continue  # it waits for the run, not silent: its grant is a sign of life
+            if self._waits(state, sid):
+                continue
             when, seq = self._last.get(sid, (now, state.seq))
             limit = self.settings.stall_limit(state.step_spec(sid).timeout)
             if now - when > limit:
