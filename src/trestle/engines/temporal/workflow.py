@@ -59,6 +59,7 @@ with workflow.unsafe.imports_passed_through():
         StepStarted,
         event_json,
     )
+    from trestle.core.plan import Step
     from trestle.core.records.monitors import DEFAULT_MONITORS
     from trestle.core.state import RunState
     from trestle.engines.approved import command_to_bind
@@ -542,7 +543,6 @@ class RunWorkflow:
             heartbeat=drive.heartbeat,
             ticket=ticket,
         )
-        timeout = state.step_spec(event.step).timeout
         probe = isinstance(event, StepProbeStarted)
         return workflow.start_activity(
             "trestle.perform",
@@ -550,9 +550,7 @@ class RunWorkflow:
             # decoded in ``_outcome``: anyone may complete the activity by its id, and
             # a result that fails to decode here would fail every workflow task
             result_type=RawValue,
-            start_to_close_timeout=NO_TIMEOUT
-            if timeout is None
-            else timedelta(seconds=timeout + 60),
+            start_to_close_timeout=backstop(state.step_spec(event.step)),
             heartbeat_timeout=timedelta(seconds=drive.heartbeat),
             retry_policy=PROBE_RETRY if probe else NO_RETRY,
             cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
@@ -714,6 +712,18 @@ class RunWorkflow:
         return info.get_current_history_length() >= drive.history_limit * times or (
             times == 1.0 and info.is_continue_as_new_suggested()
         )
+
+
+def backstop(step: Step) -> timedelta:
+    """Temporal's start-to-close timeout for an attempt of ``step``: a minute past the
+    step's own ``timeout``, which the attempt enforces itself. None for an agent step:
+    its attempt may wait at a command a human approved until nothing else of the run
+    runs, and that wait is the run's, not the attempt's (its timeout moves on by as
+    long: see ``StepSession.alone``); a backstop fixed as the attempt is scheduled
+    would end it a minute into such a wait."""
+    if step.timeout is None or (step.agent is not None and step.delegate is None):
+        return NO_TIMEOUT
+    return timedelta(seconds=step.timeout + 60)
 
 
 def _lost(
