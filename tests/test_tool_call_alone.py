@@ -477,3 +477,74 @@ def test_a_child_waiting_for_the_runs_above_is_not_taken_for_a_stalled_one(
     for its own run does, and its silence counts from the wait's end (before, its
     attempt was cancelled as stalled, and the step put on the dead-letter queue)."""
     held_tree(tmp_path, flip_after=0.3, pauses=7, stall_after=5)
+
+
+# --- another run in the same workspace ---------------------------------------------------
+
+
+def one_step(step: str, command: str) -> FunctionModel:
+    """The model: a plan of one step ``step``, which calls ``command``."""
+    scripts: dict[str, list[Reply]] = {
+        "understand": [FINDINGS],
+        "plan": [
+            plan_json(
+                plan_step(
+                    step, "its command", files=["payload", "out.log"], verify=exists("payload")
+                )
+            )
+        ],
+        step: [call("run_command", command=command), call("finish", summary="done")],
+    }
+
+    def reply(messages: Sequence[Message], tools: Sequence[ToolSchema]) -> Reply:
+        return scripts[step_of(messages)].pop(0)
+
+    return FunctionModel(reply, name="scripted")
+
+
+def test_another_runs_step_does_not_change_what_an_approved_command_reads(
+    tmp_path: Path,
+) -> None:
+    """Two runs, each of its own store, in one workspace: ``publish``'s approved deploy
+    (which reads the payload four seconds in) and, in the other run, ``flip``, whose
+    command rewrites the payload a moment after it starts and needs no human. Whichever
+    starts first, the other waits: flip after the deploy, or the deploy after flip, and
+    then its re-read finds the payload changed and asks again (before, flip ran beside
+    it, and EVIL ran on the approval of GOOD)."""
+    workspace = sample_workspace(tmp_path)
+    tree_workspace(workspace, flip_after=0.3)
+
+    def run_in(name: str, *confirm: str) -> tuple[SqliteStore, str]:
+        store = SqliteStore(tmp_path / name)
+        run_id = create_run(
+            store,
+            bootstrap_plan(GOAL, parallelism=4),
+            workspace=workspace,
+            agent=agent_settings(test_command="test -s payload"),
+            operator_policy=Policy(confirm_commands=(*DEFAULT_CONFIRM_COMMANDS, *confirm)),
+        )
+        return store, run_id
+
+    (deploys, deploy_run), (flips, flip_run) = run_in("a.db", DEPLOY), run_in("b.db")
+    deploy = one_step("publish", DEPLOY)
+    drive(deploys, deploy_run, deploy)
+    (card,) = inbox(deploys)
+    submit_decision(deploys, card.ref, "approve")
+
+    flipping = threading.Thread(target=drive, args=(flips, flip_run, one_step("flip", FLIP)))
+    flipping.start()
+    drive(deploys, deploy_run, deploy)
+    flipping.join(60)
+
+    out = (workspace / "out.log").read_text()
+    assert "EVIL" not in out
+    assert (workspace / "payload").read_text() == EVIL  # flip ran, before or after
+    assert state_of(flips, flip_run).finished == "succeeded"
+    again = inbox(deploys)
+    if out == "GOOD\n":  # the deploy first: flip waited for its end
+        assert again == []
+    else:  # flip first: the deploy waited, read the payload again, and asks again
+        (card,) = again
+        assert out == "" and "payload changed" in " ".join(card.uncertainties)
+    deploys.close()
+    flips.close()

@@ -67,6 +67,8 @@ from trestle.execution.sandbox import (
 )
 from trestle.execution.sandbox import policy_of as sandbox_policy
 from trestle.execution.submodule_checkouts import unheld_workspace_checkout
+from trestle.execution.workspace_hold import Release as WorkspaceRelease
+from trestle.execution.workspace_hold import hold_exclusive
 from trestle.lifecycle.checkpoints import (
     When,
     checkpoint_name,
@@ -330,17 +332,26 @@ class Attempts:
         # a delegated child's approved command holds the runs above it too, before its
         # files are checked (see trestle.engines.hold); a stop lets them go as the
         # delegating steps' attempts end
-        above = self._hold if runs_alone(state.step_spec(sid), gate) else None
+        alone = runs_alone(state.step_spec(sid), gate)
+        above = self._hold if alone else None
         call = f"{state.run_id}:{sid}/{ctx.attempt}"
+        let_go: WorkspaceRelease | None = None
         try:
             if above is not None:
                 await self._hold_above(state, sid, above, call)
+            if alone:  # and no other run's command beside it (execution.workspace_hold)
+                let_go = await hold_exclusive(ctx.workspace)
             ended = await self._attempt_once(
                 state, sid, ctx, pool, gate, outbox, acting, note_spawn
             )
+            if let_go is not None:
+                await let_go()
+                let_go = None
             if above is not None:
                 await above.release(call)
         finally:  # a cancelled attempt stays in ``acting``: it was stopped
+            if let_go is not None:
+                await let_go()
             for record in spawned:
                 outbox.withdraw(record)
         acting.discard(sid)
@@ -528,11 +539,19 @@ class Attempts:
         async def alone(call: str) -> Release:
             await run_alone(state, step.id, outbox, self.clock, call)
             above = self._hold  # a delegated child's: the runs above it too
-            if above is None:
-                return _let_go
             held = f"{state.run_id}:{call}"
-            await self._hold_above(state, step.id, above, held)
-            return functools.partial(above.release, held)
+            if above is not None:
+                await self._hold_above(state, step.id, above, held)
+            # and no other run's command beside it (see execution.workspace_hold)
+            let_go = await hold_exclusive(ctx.workspace)
+            if above is None:
+                return let_go
+
+            async def release() -> None:
+                await let_go()
+                await above.release(held)
+
+            return release
 
         load = self._loader(state.run_id)
         note = outbox.note if outbox.commits_notes else None
@@ -719,7 +738,3 @@ def _model_over_network(url: str, network: tuple[str, ...]) -> str:
         "proxy without one), those commands can call the model themselves, at a cost "
         "the run's budget never counts; keep the network off, or give the server a key"
     )
-
-
-async def _let_go() -> None:
-    """Nothing above to let go: a run no step delegated."""

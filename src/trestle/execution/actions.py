@@ -36,6 +36,7 @@ from trestle.execution.processes import die_with_parent
 from trestle.execution.sandbox import Cell, Pinned, Sandbox
 from trestle.execution.sandbox_start import SANDBOX_STARTS, StartSignal, before_start
 from trestle.execution.watchdog import WATCHDOG
+from trestle.execution.workspace_hold import held_shared
 from trestle.formats.python_code import resolve_callable
 from trestle.support.handback import hand_back, outcome_of
 from trestle.support.step_threads import StepThreads
@@ -173,7 +174,24 @@ async def run_shell(
     """Run ``command`` with ``sh -c`` in a new session, in ``cell``'s sandbox if given;
     kill its group on timeout or cancellation. ``on_spawn`` is told the leader's pid
     once it runs. Its output (stdout and stderr together) is capped at ``limit``
-    characters as :func:`cap_output` caps it."""
+    characters as :func:`cap_output` caps it. A command of a run holds its workspace
+    shared while it runs: never while another run's approved command runs there (see
+    :mod:`trestle.execution.workspace_hold`)."""
+    if cell is None:
+        return await _run_shell(command, cwd, env, timeout, on_spawn, cell, limit)
+    async with held_shared(cell.workspace):
+        return await _run_shell(command, cwd, env, timeout, on_spawn, cell, limit)
+
+
+async def _run_shell(
+    command: str,
+    cwd: Path,
+    env: dict[str, str],
+    timeout: float | None,
+    on_spawn: Spawned | None,
+    cell: Cell | None,
+    limit: int,
+) -> ActionResult:
     if cell is None or not cell.sandbox.confines:
         argv = ["/bin/sh", "-c", command] if cell is None else cell.argv(command, cwd)
         return await _run(
