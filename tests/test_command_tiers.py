@@ -16,7 +16,15 @@ from hypothesis import strategies as st
 
 from forked_cli import run_trestle
 from trestle.core.gate import command_signature, similar_approval, similar_key, similar_scope
-from trestle.core.policy import ActionFacts, Tier, TierDecision, classify, command_shape
+from trestle.core.policy import (
+    ActionFacts,
+    Policy,
+    Rule,
+    Tier,
+    TierDecision,
+    classify,
+    command_shape,
+)
 
 SPELLINGS = Path(__file__).resolve().parent / "data" / "confirm_spellings.txt"
 
@@ -146,6 +154,26 @@ MORE_CONFIRM = [
     # launchers
     "flatpak-spawn --host git push",
     "proot -0 git push",
+    # git takes any unambiguous start of a long option, and settings that change what
+    # a command does or run a program
+    "git reset --ha HEAD~1",
+    "git clean -d --forc",
+    "git clean -d --f",
+    "git branch -d -f feature",
+    "git branch --delete --force feature",
+    "git branch --del --fo feature",
+    "git fetch --upload-pa='git push' origin",
+    "git rebase --exe='git push' HEAD~1",
+    "git -c clean.requireForce=false clean -d",
+    "git -c man.viewer=x -c man.x.cmd='git push;:' help -m git",
+    "git config --global core.pager 'git push'",
+    "git config diff.external ./evil.sh",
+    "HOME=. git log",
+    "XDG_CONFIG_HOME=. git diff",
+    # a variable exported for the commands after it
+    "export GIT_SSH_COMMAND='git push'; git fetch",
+    "declare -x GIT_EXTERNAL_DIFF='git push'; git diff",
+    "export GIT_CONFIG_GLOBAL=./c; git diff",
 ]
 
 
@@ -218,12 +246,50 @@ HARMLESS: list[tuple[str, Tier]] = [
     ("cat <<EOF\n\\$(git push) $HOME $((1 + 2))\nEOF", "auto"),
     ("psql -d app -c 'select 1'", "log"),
     ("mysql -e 'select 1'", "log"),
+    ("git branch -d merged", "log"),
+    ("git config user.name someone", "log"),
+    ("export PATH=$PATH:./bin; make", "log"),
 ]
 
 
 @pytest.mark.parametrize(("command", "tier"), HARMLESS)
 def test_harmless_commands_keep_their_tier(command: str, tier: Tier) -> None:
     assert tier_of(command) == (tier, tier_of(command)[1])
+
+
+# (command, whether it needs a human under a rule that asks before writes to deploy/**):
+# a write to the directory itself changes every file under it
+DEPLOY_RULE = Policy(rules=(Rule(name="prod", tier="confirm", paths=("deploy/**",)),))
+DIRECTORY_WRITES = [
+    ("rm -rf deploy", True),
+    ("cp -r staging/. deploy", True),
+    ("cp -t deploy staging/prod.yaml", True),
+    ("cp --target-directory=deploy staging/prod.yaml", True),
+    ("mv deploy old", True),
+    ("find deploy -delete", True),
+    ("rm -rf .", True),
+    ("sort -odeploy/prod.yaml in.txt", True),
+    ("sed -Ei s/1/0/ deploy/prod.yaml", True),
+    ("rm -rf docs", False),
+    ("cp -r staging/. deployed", False),
+]
+
+
+@pytest.mark.parametrize(("command", "asked"), DIRECTORY_WRITES)
+def test_a_rule_on_a_directorys_files_reaches_a_write_to_the_directory(
+    command: str, asked: bool
+) -> None:
+    facts = ActionFacts(nature="command", name="s", command=command)
+    decision = classify(facts, plan=None, operator=DEPLOY_RULE, run_id="r", action_key="s/1")
+    assert (decision.tier == "confirm") == asked, decision.reason
+
+
+def test_a_rule_that_lowers_the_tier_names_only_the_paths_it_matches() -> None:
+    """Reaching is for rules that ask: ``rm -rf .`` is no write to ``docs/**`` alone."""
+    lowers = Policy(rules=(Rule(name="docs", tier="auto", paths=("docs/**",)),))
+    facts = ActionFacts(nature="command", name="s", command="rm -rf .")
+    decision = classify(facts, plan=None, operator=lowers, run_id="r", action_key="s/1")
+    assert decision.tier != "auto", decision.reason
 
 
 def test_what_a_command_runs_is_seen_through_its_wrappers() -> None:

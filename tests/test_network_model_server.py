@@ -106,3 +106,6 @@ def test_a_command_that_keeps_the_network_calls_the_model_server_and_the_run_say
     said = " ".join(chosen[-1].exposed)
     assert f"the model's server ({url}) is reached over the network" in said
     assert "lets run_command keep the network" in said
+    # and what its commands could do through a script, which the gate does not read
+    assert "lets the agent's run_command keep the network" in said
+    assert "which confirm_commands does not read" in said

@@ -179,7 +179,7 @@ _COMMAND_KEYS = re.compile(
     r"|pager\..+|diff\..+\.(command|textconv)|merge\..+\.driver|filter\..+\.(clean|smudge"
     r"|process)|remote\..+\.(receivepack|uploadpack|proxy)|uploadpack\.packobjectshook"
     r"|(merge|diff)tool\..+\.cmd|sendemail\..*(cmd|command)|browser\..+\.cmd"
-    r"|web\.browser|alias\..+"
+    r"|web\.browser|alias\..+|man\..+\.(cmd|path)"
 )
 # configuration that brings in more configuration or allows transports that run commands
 _UNREAD_KEYS = re.compile(r"include\.path|includeif\..+|protocol\..*allow")
@@ -190,10 +190,14 @@ ENV_COMMANDS = frozenset({
     "GIT_SEQUENCE_EDITOR", "GIT_EXTERNAL_DIFF", "GIT_ASKPASS", "SSH_ASKPASS",
     "GIT_PROXY_COMMAND", "MANPAGER", "BROWSER",
 })  # fmt: skip
-# environment variables that configure git in ways the command line does not show
+# configuration that changes what a command asked about does unseen: ``git clean``
+# deletes without ``-f``
+_CHANGING_KEYS = re.compile(r"clean\.requireforce")
+# environment variables that configure git in ways the command line does not show (its
+# global configuration is read from $HOME and $XDG_CONFIG_HOME: a step can make one)
 _ENV_UNREAD = re.compile(
     r"GIT_CONFIG(_COUNT|_PARAMETERS|_GLOBAL|_SYSTEM|_KEY_\d+|_VALUE_\d+)?|GIT_EXEC_PATH"
-    r"|GIT_TEMPLATE_DIR"
+    r"|GIT_TEMPLATE_DIR|HOME|XDG_CONFIG_HOME"
 )
 
 # subcommand options whose value is a command git runs
@@ -212,6 +216,47 @@ SUBCOMMAND_COMMANDS: dict[str, frozenset[str]] = {
 }
 
 
+# the long options of a subcommand that the reader follows (above) or that the default
+# ``confirm_commands`` name: git takes any unambiguous start of one (``--ha`` for
+# ``--hard``, ``--upload-pa=…``), so such a start is read as the option it may be
+LONG_OPTIONS: dict[str, tuple[str, ...]] = {
+    "reset": ("--hard", "--merge", "--keep"),
+    "clean": ("--force",),
+    "branch": ("--delete", "--force"),
+    "push": ("--force", "--delete", "--mirror", "--receive-pack", "--exec"),
+    "update-ref": ("--stdin",),
+    **{
+        sub: tuple(sorted(o for o in options if o.startswith("--")))
+        for sub, options in SUBCOMMAND_COMMANDS.items()
+        if sub != "push"
+    },
+}
+
+
+def spelled_out(sub: str, word: str) -> str:
+    """``word`` of git subcommand ``sub`` with a start of one of its
+    :data:`LONG_OPTIONS` written out (``--ha`` → ``--hard``, ``--upload-pa=x`` →
+    ``--upload-pack=x``); any other word as it is."""
+    option, eq, value = word.partition("=")
+    if len(option) <= 2 or not option.startswith("--"):
+        return word
+    for known in LONG_OPTIONS.get(sub, ()):
+        if known.startswith(option):
+            return f"{known}{eq}{value}"
+    return word
+
+
+def deletes_by_force(sub: str, words: list[str]) -> bool:
+    """Whether ``git branch`` is given both a delete and a force flag, apart (``-d -f``,
+    ``--delete --force``): what ``-D`` does."""
+    if sub != "branch":
+        return False
+    shorts = "".join(w[1:] for w in words if w.startswith("-") and not w.startswith("--"))
+    longs = {spelled_out(sub, w) for w in words if w.startswith("--")}
+    deletes = "d" in shorts or "--delete" in longs
+    return deletes and ("f" in shorts or "--force" in longs)
+
+
 def dashed(name: str) -> str | None:
     """``git-push`` (git's own program, by any path) is ``git push``: the subcommand."""
     if name.startswith("git-") and name[4:] in GIT_COMMANDS:
@@ -226,11 +271,23 @@ def config_command(setting: str) -> tuple[str, str | None]:
     key = key.lower()
     if _UNREAD_KEYS.fullmatch(key):
         return "unknown", f"git takes configuration it cannot read from {setting!r}"
+    if _CHANGING_KEYS.fullmatch(key):
+        return "unknown", f"git clean deletes without -f under {setting!r}"
     if _COMMAND_KEYS.fullmatch(key):
         if key.startswith("alias.") and not value.startswith("!"):
             return "unknown", f"git runs an alias defined on its command line ({setting})"
         return "run", value.removeprefix("!")
     return "", None
+
+
+def config_key_command(key: str) -> str | None:
+    """Why ``git config KEY …`` (which writes configuration a later git command obeys)
+    needs a human, or None: a key whose value git runs, brings in more configuration,
+    or changes what a command does unseen."""
+    kind, _ = config_command(f"{key}=x")
+    if kind:
+        return f"git config sets {key!r}, which a later git command obeys unseen"
+    return None
 
 
 def environment_command(name: str) -> str | None:

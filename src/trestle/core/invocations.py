@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import posixpath
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from trestle.core import gitcommand
 from trestle.core.inline import SHELL_VALUES, from_input, inline_code, runs_code
@@ -94,6 +94,8 @@ _GLOBAL_OPTIONS: dict[str, frozenset[str]] = {
     "twine": frozenset(),
 }  # fmt: skip
 
+# builtins that set a variable for the commands after them (``export GIT_SSH_COMMAND=…``)
+_DECLARERS = frozenset({"export", "declare", "typeset", "local", "readonly"})
 # programs that change the files they name: (options taking a value, which positionals)
 _WRITERS: dict[str, tuple[frozenset[str], str]] = {
     "rm": (frozenset(), "all"),
@@ -190,6 +192,9 @@ class _Follower:
         renamed = _renames(name, [w.value for w in rest])
         if renamed is not None:  # what a later name runs is then not what it says
             self.unknown.append(renamed)
+        if name in _DECLARERS:  # a variable set so reaches the commands after it
+            for word in rest:
+                self.assignment(word.value)
         if name in ("cd", "pushd", "popd"):
             self.chdir(rest)
         if name == "trap":
@@ -389,6 +394,12 @@ class _Follower:
             why = f"git {sub!r} is no git command: an alias or a program named git-{sub}"
             self.unknown.append(why)
             return
+        if sub == "config":
+            for word in rest:
+                why = gitcommand.config_key_command(word.value.lower())
+                if why is not None:
+                    self.unknown.append(why)
+        rest = [_spelled_out(sub, word) for word in rest]
         options = gitcommand.SUBCOMMAND_COMMANDS.get(sub, frozenset())
         for i, word in enumerate(rest):
             key, eq, value = word.value.partition("=")
@@ -424,9 +435,9 @@ class _Follower:
                 self.write(value)
             elif word.value in outputs and i + 1 < len(rest):
                 self.write(rest[i + 1])
-            elif name in outputs and len(key) > 2 and key[:2] in outputs and key[1] != "-":
-                self.write(key[2:])  # '-ofile'
-        if name == "sed" and any(w.value.startswith(("-i", "--in-place")) for w in rest):
+            elif len(key) > 2 and key[:2] in outputs and key[1] != "-":
+                self.write(word.value[2:])  # '-ofile'
+        if name == "sed" and any(_in_place(w.value) for w in rest):
             scripted = any(w.value in ("-e", "-f") or w.value.startswith("--exp") for w in rest)
             files = _positionals(rest, frozenset({"-e", "-f", "--expression", "--file"}))
             for word in files if scripted else files[1:]:
@@ -443,12 +454,32 @@ class _Follower:
             files = files[-1:]
         elif which == "after-first":
             files = files[1:]
-        for option in ("-t", "--target-directory"):
-            for i, word in enumerate(rest[:-1]):
-                if word.value == option and name in ("mv", "cp", "ln", "install"):
+        if name in ("mv", "cp", "ln", "install"):  # the directory they write into
+            for i, word in enumerate(rest):
+                value = word.value
+                if value in ("-t", "--target-directory") and i + 1 < len(rest):
                     files.append(rest[i + 1])
+                elif value.startswith("--target-directory="):
+                    target = value.partition("=")[2]
+                    files.append(replace(word, raw=target, value=target))
+                elif value.startswith("-t") and len(value) > 2:
+                    files.append(replace(word, raw=value[2:], value=value[2:]))
         for word in files:
             self.write(word)
+
+
+def _spelled_out(sub: str, word: Word) -> Word:
+    """``word`` with the start of a long option of git's ``sub`` written out."""
+    value = gitcommand.spelled_out(sub, word.value)
+    return word if value == word.value else replace(word, value=value)
+
+
+def _in_place(option: str) -> bool:
+    """Whether sed's ``option`` edits its files in place: ``-i``, ``--in-place``, or a
+    cluster of short options holding ``i`` (``-Ei``, ``-ni.bak``)."""
+    if option.startswith("--"):
+        return option.startswith("--in-place")
+    return option.startswith("-") and "i" in option[1:].split(".")[0]
 
 
 def _positionals(words: list[Word], takes_value: frozenset[str]) -> list[Word]:
@@ -489,7 +520,19 @@ def _texts(name: str, rest: list[Word]) -> tuple[str, ...]:
     texts.append(" ".join((name, *values[i:])))
     if ambiguous >= 0 and i < len(values):
         texts.append(" ".join((name, *values[i + 1 :])))
+    if name == "git":
+        texts += [_git_written_out(text) for text in texts]
     return tuple(dict.fromkeys(texts))
+
+
+def _git_written_out(text: str) -> str:
+    """A git command line as git reads it: the starts of long options written out, and
+    ``branch``'s delete and force flags given apart also as ``-D``."""
+    _, sub, *words = [*text.split(" "), ""]
+    words = [gitcommand.spelled_out(sub, w) for w in words if w]
+    if gitcommand.deletes_by_force(sub, words):
+        words.append("-D")
+    return " ".join(("git", sub, *words)).rstrip()
 
 
 def follow(script: Script) -> Meaning:

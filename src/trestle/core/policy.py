@@ -112,6 +112,36 @@ def path_glob_matches(pattern: str, path: str) -> bool:
     return _glob(pattern).fullmatch(path) is not None
 
 
+def path_glob_reaches(pattern: str, path: str) -> bool:
+    """Does ``pattern`` match the workspace-relative ``path`` or a path under it?
+
+    A command's written path may be a directory (``rm -rf deploy``, ``cp -r x/.
+    deploy``): what it changes is everything under it, so a rule on ``deploy/**``
+    reaches it. ``""`` and ``"."`` are the workspace's top, under which every pattern
+    reaches.
+    """
+    glob = pattern.removeprefix("./")
+    if glob.endswith("/"):
+        glob += "**"
+    parts = tuple(p for p in glob.split("/") if p not in ("", "."))
+    names = tuple(n for n in path.split("/") if n not in ("", "."))
+    return _reaches(parts, names)
+
+
+@lru_cache(maxsize=4096)
+def _reaches(parts: tuple[str, ...], names: tuple[str, ...]) -> bool:
+    """Whether the glob components ``parts`` match ``names`` and then, if any are left,
+    some path below them: once ``names`` run out, any parts left match some name."""
+    if not names:
+        return True
+    if not parts:
+        return False
+    head = parts[0]
+    if "**" in head:  # crosses directories: none of them, or this one and maybe more
+        return _reaches(parts[1:], names) or _reaches(parts, names[1:])
+    return fnmatch.fnmatchcase(names[0], head) and _reaches(parts[1:], names[1:])
+
+
 @lru_cache(maxsize=1024)
 def _regex(regex: str) -> re.Pattern[str]:
     return re.compile(regex)
@@ -675,7 +705,9 @@ def rule_match(
     """What matched, one phrase per criterion, or None if any criterion fails."""
     matched: list[str] = []
     if rule.paths:
-        hit = _any_path(rule.paths, writes)
+        # a rule that asks reaches a written directory whose files it names; one that
+        # lowers the tier names only the paths it matches
+        hit = _any_path(rule.paths, writes, reach=rule.tier == "confirm")
         if hit is None:
             return None
         matched.append(f"path {hit[1]!r} matches {hit[0]!r}")
@@ -787,12 +819,16 @@ def _is_output(path: str, outputs: tuple[str, ...]) -> bool:
     return inside is not None and any(path_glob_matches(g, inside) for g in outputs)
 
 
-def _any_path(globs: Iterable[str], paths: Iterable[str]) -> tuple[str, str] | None:
-    """The first (glob, path) pair that matches, trying every path in the workspace."""
+def _any_path(
+    globs: Iterable[str], paths: Iterable[str], *, reach: bool = False
+) -> tuple[str, str] | None:
+    """The first (glob, path) pair that matches, trying every path in the workspace;
+    with ``reach``, a path a glob reaches (:func:`path_glob_reaches`) matches too."""
+    matches = path_glob_reaches if reach else path_glob_matches
     for path in paths:
         inside = workspace_path(path)
         for glob in globs:
-            if inside is not None and path_glob_matches(glob, inside):
+            if inside is not None and matches(glob, inside):
                 return glob, path
     return None
 

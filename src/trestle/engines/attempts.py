@@ -261,6 +261,9 @@ class Attempts:
                 )
                 if state.agent.base_url is not None:
                     exposed += (_model_over_network(state.agent.base_url, sandbox.policy.network),)
+                tools = [t for t in COMMAND_TOOLS if sandbox.policy.allows_network(t)]
+                if tools:
+                    exposed += (_scripts_over_network(tools),)
         chosen = SandboxChosen(
             at=self.clock(), confined=sandbox.confines, detail=detail, exposed=exposed
         )
@@ -726,6 +729,23 @@ def _mcp_over_network(name: str, url: str, network: tuple[str, ...]) -> str:
         f"lets {', '.join(network)} keep the network: those commands can call its tools "
         "themselves, destructive ones included, without the gate or a human; keep the "
         "network off, or have the server ask for a credential no step can read"
+    )
+
+
+COMMAND_TOOLS = ("run_command", "run_tests")  # an agent's tools that run commands
+
+
+def _scripts_over_network(tools: list[str]) -> str:
+    """What an agent's command that keeps the network can do unasked: confirm_commands
+    reads the command line and what it runs as followed, not a script or program the
+    model wrote (``sh x.sh``, ``make``), so only the sandbox's network kept a push or a
+    publish there from happening."""
+    return (
+        f"the policy lets the agent's {' and '.join(tools)} keep the network: a command "
+        "they run can push, publish or call any service from a script or program the "
+        "model wrote (sh x.sh, make), which confirm_commands does not read, so it needs "
+        "no human; keep the network off for a model's tools, or give its remotes "
+        "credentials no step can read"
     )
 
 
