@@ -321,3 +321,71 @@ def test_an_agent_child_killed_mid_call_resumes_from_the_root_without_repeating(
     assert [(e.child, e.resumed) for e in started] == [(child, False), (child, True)]
     assert load_state(store, root).finished == "succeeded"
     assert (tmp_path / "answer.txt").read_text(encoding="utf-8") == "42"
+
+
+def test_model_named_steps_with_dots_never_share_a_child_run(tmp_path: Path) -> None:
+    """The root's plan delegates ``a`` and ``a.1.b``; ``a``'s child delegates ``b``. Each
+    child is its own run: ``a.1.b``'s child is not ``b``'s (``ROOT.a.1.b.1`` named both
+    before: the second drive of the one run stopped the whole tree, and ``b`` was judged
+    on ``a.1.b``'s work), and the tree ends in one drive, every goal worked on."""
+    from agent_helpers import agent_settings, drive, sample_workspace
+    from trestle.core.records.agent import bootstrap_plan
+
+    workspace = sample_workspace(tmp_path)
+    (workspace / "notes").mkdir()
+    for name in ("a", "x"):
+        (workspace / "notes" / f"{name}.md").write_text("")
+    exists = [{"file_exists": "calc.py"}]
+
+    def delegated(step: str, goal: str, note: str) -> dict[str, object]:
+        return {
+            **plan_step(step, goal, files=[f"notes/{note}.md"], verify=exists),
+            "delegate": True,
+        }
+
+    plans = {
+        "ROOT": plan_json(
+            delegated("a", "CHILDA work", "a"), delegated("a.1.b", "CHILDX work", "x")
+        ),
+        "CHILDA": plan_json(delegated("b", "GRANDB work", "a")),
+    }
+    leaves = {"CHILDX": "x", "GRANDB": "a"}  # the note each leaf child works on
+    worked: list[tuple[str, str]] = []
+
+    def reply(messages: Sequence[Message], tools: Sequence[ToolSchema]) -> ModelResponse | str:
+        task = messages[2].content
+        goal = re.search(r"Goal: (\S+)", task)
+        g = goal.group(1) if goal else "?"
+        if "Phase UNDERSTAND" in task:
+            return findings_json("notes", files=["calc.py"])
+        current = re.search(r"^Current step '([^']*)'", task, re.M)
+        if current is not None:
+            worked.append((g, current.group(1)))
+            if current.group(1) == "w" and sum(m.role == "tool" for m in messages) == 0:
+                return call("run_command", command=f"sleep 1; echo {g} >> notes/{leaves[g]}.md")
+            return call("finish", summary="done")
+        if g in plans:
+            return plans[g]
+        return plan_json(plan_step("w", "work", files=[f"notes/{leaves[g]}.md"], verify=exists))
+
+    store = SqliteStore(tmp_path / "runs.db")
+    root = create_run(
+        store,
+        bootstrap_plan("ROOT split the work", parallelism=4),
+        workspace=workspace,
+        agent=agent_settings(test_command="true"),
+    )
+    drive(store, root, FunctionModel(reply, name="scripted"))
+
+    assert load_state(store, root).finished == "succeeded"
+    children = {r.run_id: r.summarised().parent for r in store.runs() if r.run_id != root}
+    assert children == {
+        f"{root}.a.1": root,
+        f"{root}.a+1+b.1": root,
+        f"{root}.a.1.b.1": f"{root}.a.1",
+    }
+    assert sorted({g for g, step in worked if step == "w"}) == ["CHILDX", "GRANDB"]
+    # each delegation's own child worked its own goal, once
+    assert (workspace / "notes" / "x.md").read_text() == "CHILDX\n"
+    assert (workspace / "notes" / "a.md").read_text() == "GRANDB\n"
+    store.close()

@@ -306,3 +306,25 @@ def test_an_alert_card_counts_the_attempts_its_step_made(cli: Cli) -> None:
     assert card["attempts"] == 1
     inbox = flat(cli("inbox").stdout)
     assert "attempts 1; last error: stalled: no sign of life for 1s" in inbox
+
+
+def test_an_interrupted_child_is_said_to_be_continued_from_its_root(cli: Cli) -> None:
+    """A delegated child is never resumed on its own (``trestle resume CHILD`` is
+    refused): ``trestle runs`` names its tree's root, and that command continues it."""
+    driver, run_id = driven(
+        cli,
+        "goal: hand it down\nsteps:\n  - id: hand\n    delegate:\n      goal: slow work\n"
+        "      plan:\n        steps:\n          - id: slow\n"
+        "            run: echo x >> out.txt; sleep 30\n"
+        "            verify:\n              - file_exists: out.txt\n",
+    )
+    wait_for(cli.dir / "out.txt")
+    driver.send_signal(signal.SIGTERM)
+    driver.communicate(timeout=60)
+    child = f"{run_id}.hand.1"
+
+    listed = cli("runs").stdout
+    assert f"continue its tree with `trestle resume {run_id}`" in flat(listed)
+    assert f"`trestle resume {child}`" not in flat(listed)
+    assert cli("resume", child).returncode == 2  # as it says: refused, naming the root
+    assert cli("resume", run_id).returncode == 0

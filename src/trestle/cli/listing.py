@@ -55,7 +55,9 @@ def interrupted_notes(rows: list[RunRow], driven: Mapping[str, Driving]) -> list
     notes = []
     for r in rows:
         if listed_status(r, driven) == "interrupted":
-            notes.append(interrupted_note(r.run_id, r.summarised().interrupted, driven[r.run_id]))
+            summary = r.summarised()
+            note = interrupted_note(r.run_id, summary.interrupted, driven[r.run_id], summary.root)
+            notes.append(note)
     return notes
 
 

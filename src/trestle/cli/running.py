@@ -121,7 +121,9 @@ def _left_unfinished(store: Store, plan_file: Path, most: int = 3) -> list[str]:
     rows = [r for r in store.runs() if r.plan_path == path and r.status == "running"]
     judged = drivings(store, rows)
     return [
-        interrupted_note(r.run_id, r.summarised().interrupted, judged[r.run_id])
+        interrupted_note(
+            r.run_id, r.summarised().interrupted, judged[r.run_id], r.summarised().root
+        )
         for r in rows
         if judged[r.run_id].status == "interrupted"
     ][:most]

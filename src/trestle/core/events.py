@@ -1055,8 +1055,14 @@ def idempotency_key(run_id: str, step: str, attempt: int) -> str:
 
 def child_run_id(run_id: str, step: str, round: int) -> str:
     """The child run a delegating step's round works through: the same after a crash
-    (its re-run resumes the child), a new one after a failed attempt or a retry."""
-    return f"{run_id}.{step}.{round}"
+    (its re-run resumes the child), a new one after a failed attempt or a retry.
+
+    A step id's dots are written as ``+``, which no step id holds (and git's refs,
+    which checkpoints are named by, allow), so no child's id is another's: step
+    ``a.1.b``'s child is ``RUN.a+1+b.1``, not ``RUN.a.1.b.1``, the child of step ``b``
+    of step ``a``'s child (both named by a model, the two ran as one run, and the
+    second drive of it stopped the tree)."""
+    return f"{run_id}.{step.replace('.', '+')}.{round}"
 
 
 def tool_call_key(run_id: str, step: str, attempt: int, round: int, turn: int, call: str) -> str:

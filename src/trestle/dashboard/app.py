@@ -338,7 +338,11 @@ def create_app(settings: Settings) -> FastAPI:
         return env.get_template("_run.html").render(
             state=state,
             health=health,
-            next=interrupted_note(run_id, state.interrupted, judged) if stopped else None,
+            next=interrupted_note(
+                run_id, state.interrupted, judged, state.parent.root if state.parent else None
+            )
+            if stopped
+            else None,
             children=[
                 (row.run_id, driven[row.run_id].status, row.goal, depth) for row, depth in below
             ],

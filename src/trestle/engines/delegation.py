@@ -124,10 +124,15 @@ def tool_names(performer: StepPerformer | None) -> Collection[str]:
 def _create_or_find(engine: ParentEngine, parent: RunState, spec: ChildSpec) -> bool:
     """Create the child run, unless this round already did: True if it existed."""
     try:
-        engine.store.run(spec.run_id)
+        found = engine.store.run(spec.run_id)
     except UnknownRunError:
         pass
     else:
+        if found.summarised().parent != parent.run_id:  # never made so: said, not adopted
+            raise DelegationError(
+                f"run {spec.run_id} exists and is no child of {parent.run_id}: "
+                f"step {spec.link.step!r} cannot delegate to it"
+            )
         return True
     delegation = parent.step_spec(spec.link.step).delegate
     assert delegation is not None  # child_spec made the spec from it

@@ -62,13 +62,17 @@ def drivings(store: Store, rows: Sequence[RunRow]) -> dict[str, Driving]:
     return found
 
 
-def interrupted_note(run_id: str, by: str | None, judged: Driving) -> str:
+def interrupted_note(run_id: str, by: str | None, judged: Driving, root: str | None = None) -> str:
     """What stopped a run :func:`driving` judged ``interrupted`` and the command that
-    moves it; ``by``: the signal its last driver recorded stopping it, if any."""
+    moves it; ``by``: the signal its last driver recorded stopping it, if any;
+    ``root``: a delegated child's tree's root, which is what ``trestle resume`` takes
+    (a child is never resumed on its own)."""
     if by:
         how = f"was interrupted by {by}"
     elif judged.released:
         how = f"was left unfinished ({LET_GO})"
     else:
         how = f"lost its driver ({LOST_DRIVER})"
+    if root is not None and root != run_id:
+        return f"run {run_id} {how}: continue its tree with `trestle resume {root}`"
     return f"run {run_id} {how}: continue with `trestle resume {run_id}`"
