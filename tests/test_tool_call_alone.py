@@ -502,20 +502,16 @@ def one_step(step: str, command: str) -> FunctionModel:
     return FunctionModel(reply, name="scripted")
 
 
-def test_another_runs_step_does_not_change_what_an_approved_command_reads(
-    tmp_path: Path,
-) -> None:
-    """Two runs, each of its own store, in one workspace: ``publish``'s approved deploy
-    (which reads the payload four seconds in) and, in the other run, ``flip``, whose
-    command rewrites the payload a moment after it starts and needs no human. Whichever
-    starts first, the other waits: flip after the deploy, or the deploy after flip, and
-    then its re-read finds the payload changed and asks again (before, flip ran beside
-    it, and EVIL ran on the approval of GOOD)."""
-    workspace = sample_workspace(tmp_path)
+def two_runs(base: Path) -> dict[str, Any]:
+    """Two runs, each of its own store, in one workspace under ``base``: ``publish``'s
+    approved deploy (which reads the payload four seconds in) and, in the other run,
+    ``flip``, whose command rewrites the payload a moment after it starts and needs no
+    human; driven at once, the second in a thread. What they left, in JSON's terms."""
+    workspace = sample_workspace(base)
     tree_workspace(workspace, flip_after=0.3)
 
     def run_in(name: str, *confirm: str) -> tuple[SqliteStore, str]:
-        store = SqliteStore(tmp_path / name)
+        store = SqliteStore(base / name)
         run_id = create_run(
             store,
             bootstrap_plan(GOAL, parallelism=4),
@@ -535,16 +531,43 @@ def test_another_runs_step_does_not_change_what_an_approved_command_reads(
     flipping.start()
     drive(deploys, deploy_run, deploy)
     flipping.join(60)
-
-    out = (workspace / "out.log").read_text()
-    assert "EVIL" not in out
-    assert (workspace / "payload").read_text() == EVIL  # flip ran, before or after
-    assert state_of(flips, flip_run).finished == "succeeded"
-    again = inbox(deploys)
-    if out == "GOOD\n":  # the deploy first: flip waited for its end
-        assert again == []
-    else:  # flip first: the deploy waited, read the payload again, and asks again
-        (card,) = again
-        assert out == "" and "payload changed" in " ".join(card.uncertainties)
+    seen = {
+        "out.log": (workspace / "out.log").read_text(),
+        "payload": (workspace / "payload").read_text(),
+        "flip": state_of(flips, flip_run).finished,
+        "again": [[c.step, c.uncertainties] for c in inbox(deploys)],
+    }
     deploys.close()
     flips.close()
+    return seen
+
+
+TWO_RUNS = """
+import json, sys
+from pathlib import Path
+sys.path.insert(0, json.loads(sys.argv[2])["tests"])
+from test_tool_call_alone import two_runs
+print(json.dumps(two_runs(Path(sys.argv[1]))))
+"""
+
+
+def test_another_runs_step_does_not_change_what_an_approved_command_reads(
+    driver_base: tuple[Path, int | None],
+) -> None:
+    """:func:`two_runs`, driven as root and as uid 1000. Whichever starts first, the
+    other waits: flip after the deploy, or the deploy after flip, and then its re-read
+    finds the payload changed and asks again (before, flip ran beside it, and EVIL ran
+    on the approval of GOOD)."""
+    from test_boundary import run_as_driver
+
+    base, uid = driver_base
+    seen = run_as_driver(base, uid, TWO_RUNS, {"tests": str(Path(__file__).parent)})
+    assert isinstance(seen, dict), seen
+    assert "EVIL" not in seen["out.log"]
+    assert seen["payload"] == EVIL  # flip ran, before or after
+    assert seen["flip"] == "succeeded"
+    if seen["out.log"] == "GOOD\n":  # the deploy first: flip waited for its end
+        assert seen["again"] == []
+    else:  # flip first: the deploy waited, read the payload again, and asks again
+        ((step, why),) = seen["again"]
+        assert seen["out.log"] == "" and step == "publish" and "payload changed" in " ".join(why)
