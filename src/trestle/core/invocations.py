@@ -396,9 +396,9 @@ class _Follower:
             return
         if sub == "config":
             for word in rest:
-                why = gitcommand.config_key_command(word.value.lower())
-                if why is not None:
-                    self.unknown.append(why)
+                obeyed = gitcommand.config_key_command(word.value.lower())
+                if obeyed is not None:
+                    self.unknown.append(obeyed)
         rest = [_spelled_out(sub, word) for word in rest]
         options = gitcommand.SUBCOMMAND_COMMANDS.get(sub, frozenset())
         for i, word in enumerate(rest):
