@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import hashlib
 import os
 import time
@@ -56,32 +57,33 @@ def _key(workspace: Path) -> str:
     return os.path.realpath(workspace)
 
 
-def _locks(key: str, *, exclusive: bool) -> list[Path]:
-    """The lock files a hold of ``key`` takes, in one order for every hold (no two
-    holds wait on each other's halves)."""
+def _locks(key: str, *, exclusive: bool) -> tuple[str, ...]:
+    """The lock files a hold of ``key`` takes (see the module)."""
+    return _lock_files(str(config_dir() / "holds"), key, exclusive)
+
+
+@functools.lru_cache(maxsize=256)  # every command asks: named once per workspace
+def _lock_files(where: str, key: str, exclusive: bool) -> tuple[str, ...]:
     above = [str(p) for p in Path(key).parents]
     if exclusive:
         named = [(key, "here"), (key, "below"), *((a, "here") for a in above)]
     else:
         named = [(key, "here"), *((a, "below") for a in above)]
-    where = config_dir() / "holds"
-    where.mkdir(mode=0o700, parents=True, exist_ok=True)
     files = {
-        where / f"{hashlib.sha256(path.encode('utf-8', 'surrogateescape')).hexdigest()[:40]}.{kind}"
+        f"{where}/{hashlib.sha256(path.encode('utf-8', 'surrogateescape')).hexdigest()[:40]}.{kind}"
         for path, kind in named
     }
-    return sorted(files)
+    return tuple(sorted(files))
 
 
-def _try(files: list[Path], mode: int) -> list[int] | None:
+def _try(files: tuple[str, ...], mode: int) -> list[int] | None:
     """Each of ``files`` locked in ``mode`` (without waiting): their descriptors, or
     None, with none kept, if another holds one."""
     held: list[int] = []
     try:
         for file in files:
-            fd = os.open(file, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-            held.append(fd)
-            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+            held.append(_open(file))
+            fcntl.flock(held[-1], mode | fcntl.LOCK_NB)
     except BlockingIOError:
         _let_go(held)
         return None
@@ -89,6 +91,15 @@ def _try(files: list[Path], mode: int) -> list[int] | None:
         _let_go(held)
         raise
     return held
+
+
+def _open(file: str) -> int:
+    flags = os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+    try:
+        return os.open(file, flags, 0o600)
+    except FileNotFoundError:  # the directory is made on the first hold
+        os.makedirs(os.path.dirname(file), mode=0o700, exist_ok=True)
+        return os.open(file, flags, 0o600)
 
 
 def _let_go(held: list[int]) -> None:
