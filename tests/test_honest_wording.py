@@ -326,5 +326,8 @@ def test_an_interrupted_child_is_said_to_be_continued_from_its_root(cli: Cli) ->
     listed = cli("runs").stdout
     assert f"continue its tree with `trestle resume {run_id}`" in flat(listed)
     assert f"`trestle resume {child}`" not in flat(listed)
+    health = flat(cli("health").stdout)
+    assert f"continue its tree with `trestle resume {run_id}`" in health
+    assert f"`trestle resume {child}`" not in health
     assert cli("resume", child).returncode == 2  # as it says: refused, naming the root
     assert cli("resume", run_id).returncode == 0

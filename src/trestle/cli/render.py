@@ -436,12 +436,12 @@ def health_view(r: RunHealth) -> RenderableType:
         Text(f"  {driver}; last event {r.last_event_age:.0f}s ago"),
     ]
     if r.interrupted is not None:
-        lines.append(
-            Text(
-                f"  interrupted by {r.interrupted}: continue with `trestle resume {r.run_id}`",
-                style="yellow",
-            )
+        resume = (
+            f"its tree with `trestle resume {r.root}`"
+            if r.root
+            else f"with `trestle resume {r.run_id}`"
         )
+        lines.append(Text(f"  interrupted by {r.interrupted}: continue {resume}", style="yellow"))
     for s in r.steps:
         ran = f" for {s.running_for:.0f}s" if s.running_for is not None else ""
         problem = f": {s.problem}" if s.problem else ""

@@ -83,6 +83,7 @@ class RunHealth(BaseModel):
     waiting: list[Waiting] = []
     # the signal that stopped the last driver, while no driver has taken the run up again
     interrupted: str | None = None
+    root: str | None = None  # a delegated child's tree's root: what `trestle resume` takes
 
     @property
     def troubled(self) -> bool:
@@ -266,6 +267,7 @@ def run_health(
         goal=state.plan.goal,
         status="created" if never else judged.status,
         interrupted=interrupted,
+        root=state.parent.root if state.parent is not None else None,
         driver=lease.owner.name if lease else None,
         driver_alive=alive,
         heartbeat_age=heartbeat,
