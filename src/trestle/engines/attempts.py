@@ -340,10 +340,8 @@ class Attempts:
         call = f"{state.run_id}:{sid}/{ctx.attempt}"
         let_go: WorkspaceRelease | None = None
         try:
-            if above is not None:
-                await self._hold_above(state, sid, above, call)
-            if alone:  # and no other run's command beside it (execution.workspace_hold)
-                let_go = await hold_exclusive(ctx.workspace)
+            if alone:
+                let_go = await self._hold_alone(state, sid, above, call, ctx.workspace)
             ended = await self._attempt_once(
                 state, sid, ctx, pool, gate, outbox, acting, note_spawn
             )
@@ -360,13 +358,19 @@ class Attempts:
         acting.discard(sid)
         return ended
 
-    async def _hold_above(self, state: RunState, sid: str, above: TreeHold, call: str) -> None:
-        """Hold the runs above this delegated child for ``call`` of step ``sid``; its
-        attempt waits for them meanwhile, and is not taken for a silent one."""
+    async def _hold_alone(
+        self, state: RunState, sid: str, above: TreeHold | None, call: str, workspace: Path
+    ) -> WorkspaceRelease:
+        """Hold, for ``call`` of step ``sid`` (its own run holds already), the runs above
+        this delegated child (``above``), then the workspace against other runs'
+        commands (:mod:`trestle.execution.workspace_hold`); what lets the workspace go.
+        The attempt waits for them meanwhile, and is not taken for a silent one."""
         watch = self._watches.get(state.run_id)
         waiting = watch.holding(sid, self.clock) if watch is not None else contextlib.nullcontext()
         with waiting:
-            await above.acquire(call)
+            if above is not None:
+                await above.acquire(call)
+            return await hold_exclusive(workspace)
 
     async def _attempt_once(
         self,
@@ -543,10 +547,7 @@ class Attempts:
             await run_alone(state, step.id, outbox, self.clock, call)
             above = self._hold  # a delegated child's: the runs above it too
             held = f"{state.run_id}:{call}"
-            if above is not None:
-                await self._hold_above(state, step.id, above, held)
-            # and no other run's command beside it (see execution.workspace_hold)
-            let_go = await hold_exclusive(ctx.workspace)
+            let_go = await self._hold_alone(state, step.id, above, held, ctx.workspace)
             if above is None:
                 return let_go
 

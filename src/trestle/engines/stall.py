@@ -59,9 +59,10 @@ class StallWatch(Generic[Work]):
     @contextmanager
     def holding(self, sid: str, clock: Callable[[], float]) -> Iterator[None]:
         """While ``sid``'s attempt waits to hold the runs above this delegated child (its
-        approved command runs alone in the whole tree: :mod:`trestle.engines.hold`), it
-        waits for them, as a parked step waits for its own run: not silent. Its silence
-        counts again from the wait's end."""
+        approved command runs alone in the whole tree: :mod:`trestle.engines.hold`), or
+        its workspace against other runs' commands
+        (:mod:`trestle.execution.workspace_hold`), it waits for them, as a parked step
+        waits for its own run: not silent. Its silence counts again from the wait's end."""
         self._holding.add(sid)
         try:
             yield
