@@ -174,6 +174,21 @@ MORE_CONFIRM = [
     "export GIT_SSH_COMMAND='git push'; git fetch",
     "declare -x GIT_EXTERNAL_DIFF='git push'; git diff",
     "export GIT_CONFIG_GLOBAL=./c; git diff",
+    # a command option inside a cluster of flags, as getopt reads it
+    "git rebase -qx 'git push' HEAD~1",
+    "git difftool -yx 'git push'",
+    "git grep -nO'git push;:' prod",
+    "git clone -qu 'git push' r c1",
+    "rg --pre /usr/lib/git-core/git-push x -- --all",
+    "GIT_ALLOW_PROTOCOL=ext:file git fetch x",
+    "git clean -dxi",
+    "git config --rename-section foo clean",
+    "git -c gc.reflogExpire=now gc",
+    "git gc --prune=now",
+    "git update-ref -m msg -d refs/heads/y",
+    "git update-ref --stdin",
+    "git branch -M other main",
+    "git stash -q drop",
 ]
 
 
@@ -249,6 +264,9 @@ HARMLESS: list[tuple[str, Tier]] = [
     ("git branch -d merged", "log"),
     ("git config user.name someone", "log"),
     ("export PATH=$PATH:./bin; make", "log"),
+    ("git difftool", "log"),  # runs a tool: not git diff's auto
+    ("rg --pre ./x.sh x", "log"),
+    ("git clean -n", "log"),
 ]
 
 
@@ -270,8 +288,29 @@ DIRECTORY_WRITES = [
     ("rm -rf .", True),
     ("sort -odeploy/prod.yaml in.txt", True),
     ("sed -Ei s/1/0/ deploy/prod.yaml", True),
+    ("cp -rt deploy x/app.yaml", True),
+    ("cp --targ deploy x/app.yaml", True),
+    ("sed --in-pl s/1/0/ deploy/app.yaml", True),
+    ("sort --out=deploy/app.yaml x", True),
+    ("bash -c 'rm -rf {deploy,x}'", True),
+    ("ln -s deploy d", True),
+    ("ln deploy/app.yaml h", True),
+    ("cp -al deploy copy", True),
+    ("tar --remove-files -cf x.tar deploy", True),
+    ("tar -xf e.tar -C deploy", True),
+    ("tar -xzf e.tgz", True),
+    ("unzip x.zip", True),
+    ("env -C deploy rm app.yaml", True),
+    ("git -C deploy rm app.yaml", True),
+    ("git checkout HEAD~1 -- deploy", True),
+    ("git restore deploy", True),
+    ("git apply -R p.diff", True),
+    ("curl --output-dir deploy -O http://example.com/a", True),
+    ("gzip -r deploy", True),
     ("rm -rf docs", False),
     ("cp -r staging/. deployed", False),
+    ("tar -cf out.tar deploy", False),
+    ("git diff -- deploy", False),
 ]
 
 

@@ -190,14 +190,14 @@ ENV_COMMANDS = frozenset({
     "GIT_SEQUENCE_EDITOR", "GIT_EXTERNAL_DIFF", "GIT_ASKPASS", "SSH_ASKPASS",
     "GIT_PROXY_COMMAND", "MANPAGER", "BROWSER",
 })  # fmt: skip
-# configuration that changes what a command asked about does unseen: ``git clean``
-# deletes without ``-f``
-_CHANGING_KEYS = re.compile(r"clean\.requireforce")
+# configuration that changes what a command does unseen: ``git clean`` deletes without
+# ``-f``, ``git gc`` expires every reflog and prunes what they kept
+_CHANGING_KEYS = re.compile(r"clean\.requireforce|gc\..+")
 # environment variables that configure git in ways the command line does not show (its
 # global configuration is read from $HOME and $XDG_CONFIG_HOME: a step can make one)
 _ENV_UNREAD = re.compile(
     r"GIT_CONFIG(_COUNT|_PARAMETERS|_GLOBAL|_SYSTEM|_KEY_\d+|_VALUE_\d+)?|GIT_EXEC_PATH"
-    r"|GIT_TEMPLATE_DIR|HOME|XDG_CONFIG_HOME"
+    r"|GIT_TEMPLATE_DIR|HOME|XDG_CONFIG_HOME|GIT_ALLOW_PROTOCOL"
 )
 
 # subcommand options whose value is a command git runs
@@ -257,6 +257,35 @@ def deletes_by_force(sub: str, words: list[str]) -> bool:
     return deletes and ("f" in shorts or "--force" in longs)
 
 
+# subcommands that write the work tree: at the paths they are given, or all of it
+_PATH_WRITERS = frozenset({"rm", "mv", "restore", "checkout"})
+_TREE_WRITERS = frozenset(
+    {"apply", "am", "merge", "pull", "rebase", "cherry-pick", "revert", "stash", "switch"}
+    | {"clean", "read-tree", "checkout-index", "reset"}
+)
+
+
+def tree_writes(sub: str, words: list[str]) -> list[str]:
+    """The workspace paths ``git SUB WORDS`` may write (``"."``: any file), for the
+    policy's rules on paths: ``git checkout -- deploy``, ``git restore deploy``, ``git
+    rm``, ``git mv``; ``git apply``, ``merge``, ``stash pop``, ``clean``… the tree."""
+    if sub in _TREE_WRITERS:
+        if sub == "stash" and words[:1] in (["list"], ["show"]):
+            return []
+        if sub == "clean" and any(w in ("-n", "--dry-run") for w in words):
+            return []
+        if sub == "reset" and not any(w.startswith(("--hard", "--merge", "--keep")) for w in words):
+            return []  # the index and HEAD only
+        return ["."]
+    if sub not in _PATH_WRITERS:
+        return []
+    if "--" in words:
+        return words[words.index("--") + 1 :] or ["."]
+    named = [w for w in words if not w.startswith("-")]
+    # a checkout's first word may be a branch, which rewrites the whole tree
+    return [".", *named] if sub == "checkout" or not named else named
+
+
 def dashed(name: str) -> str | None:
     """``git-push`` (git's own program, by any path) is ``git push``: the subcommand."""
     if name.startswith("git-") and name[4:] in GIT_COMMANDS:
@@ -272,7 +301,7 @@ def config_command(setting: str) -> tuple[str, str | None]:
     if _UNREAD_KEYS.fullmatch(key):
         return "unknown", f"git takes configuration it cannot read from {setting!r}"
     if _CHANGING_KEYS.fullmatch(key):
-        return "unknown", f"git clean deletes without -f under {setting!r}"
+        return "unknown", f"git changes what a command does under {setting!r}"
     if _COMMAND_KEYS.fullmatch(key):
         if key.startswith("alias.") and not value.startswith("!"):
             return "unknown", f"git runs an alias defined on its command line ({setting})"

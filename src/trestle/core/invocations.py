@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from trestle.core import gitcommand
@@ -67,6 +68,7 @@ class Meaning:
     invocations: tuple[Invocation, ...]
     writes: tuple[str, ...]
     unknown: tuple[str, ...]
+    lines: tuple[str, ...] = ()  # what ran a command line of its own (``rg --pre``)
 
 
 SHELLS = frozenset({"sh", "bash", "rbash", "dash", "zsh", "ksh", "ash", "mksh", "yash", "posh"})
@@ -111,6 +113,14 @@ _WRITERS: dict[str, tuple[frozenset[str], str]] = {
     "ln": (frozenset({"-t", "--target-directory", "-S", "--suffix"}), "last"),
     "install": (frozenset({"-m", "-o", "-g", "-t", "-S", "--mode", "--owner", "--group"}), "last"),
     "rsync": (frozenset({"-e", "--rsh", "--exclude", "--include", "--filter", "-f"}), "last"),
+    "tar": (frozenset({"-f", "--file", "-C", "--directory", "-T", "-X", "-b", "-H", "-N"}), "none"),
+    # compressors replace each file they are given (or, -r, each under a directory)
+    "gzip": (frozenset({"-S", "--suffix"}), "all"),
+    "gunzip": (frozenset({"-S", "--suffix"}), "all"),
+    "bzip2": (frozenset(), "all"),
+    "bunzip2": (frozenset(), "all"),
+    "xz": (frozenset({"-T", "--threads", "-S", "--suffix", "-F", "--format", "-C"}), "all"),
+    "unxz": (frozenset({"-T", "--threads", "-S", "--suffix"}), "all"),
     "chmod": (frozenset({"--reference"}), "after-first"),
     "chown": (frozenset({"--reference"}), "after-first"),
     "chgrp": (frozenset({"--reference"}), "after-first"),
@@ -119,7 +129,9 @@ _WRITERS: dict[str, tuple[frozenset[str], str]] = {
 _OUTPUT_OPTIONS: dict[str, frozenset[str]] = {
     "git": frozenset({"--output", "-o", "--output-directory"}),
     "sort": frozenset({"-o", "--output"}),
-    "curl": frozenset({"-o", "--output", "-c", "--cookie-jar", "-D", "--dump-header"}),
+    "curl": frozenset(
+        {"-o", "--output", "-c", "--cookie-jar", "-D", "--dump-header", "--output-dir"}
+    ),
     "wget": frozenset({"-O", "--output-document", "-o", "--output-file", "-P"}),
     "tar": frozenset({"-f", "--file"}),
     "time": frozenset({"-o", "--output"}),
@@ -131,6 +143,7 @@ class _Follower:
     invocations: list[Invocation] = field(default_factory=list)
     writes: list[str] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
     cwd: str = ""  # where relative paths land, relative to the workspace; "" is its root
     found: tuple[str, ...] = ()  # inside ``find -exec``: what ``{}`` stands for
     placeholders: tuple[str, ...] = ()  # inside xargs and find: words replaced by input
@@ -201,11 +214,14 @@ class _Follower:
             self.trap(rest, depth)
         found = [parallel_launches(rest)] if name == "parallel" else None
         keyed = launcher_key(name, rest)
+        saved_cwd = self.cwd
         if found is None and keyed is not None:
             found = [launches(*keyed)]
             if keyed[0] == "env":
                 for word in rest:
                     self.assignment(word.value)
+                for _, where in option_values(rest, ["-C"], ["--chdir"]):
+                    self.chdir([where])  # what env runs runs there
         for readings in found or []:
             launched = [r for r in readings if r.kind != "nothing"]
             key = keyed[0] if keyed is not None else name
@@ -214,7 +230,9 @@ class _Follower:
             for reading in launched:
                 self.launch(reading, key, (*via, name), depth, fed, name == "xargs")
             if launched and (keyed is None or " " not in keyed[0]):
+                self.cwd = saved_cwd
                 return  # the launcher itself is only a way to run what it launches
+        self.cwd = saved_cwd
         if name in SHELLS:
             self.shell(name, rest, via, depth, fed)
         if (name in SHELLS or runs_code(name)) and any(from_input(w) for w in rest):
@@ -262,6 +280,7 @@ class _Follower:
 
     def line(self, who: str, line: Word, depth: int) -> None:
         """A command line that ``who`` runs through a shell."""
+        self.lines.append(who)
         if not line.literal:
             self.unknown.append(f"{who} runs text built at run time ({line.raw})")
         elif any(p in line.value for p in self.placeholders):
@@ -370,7 +389,16 @@ class _Follower:
 
     def subcommand(self, name: str, rest: list[Word], depth: int) -> None:
         """A subcommand named by an expansion is unknown; git's is read further (:meth:`git`)."""
+        saved = self.cwd
+        try:
+            self._subcommand(name, rest, depth)
+        finally:
+            self.cwd = saved  # git -C moves only git
+
+    def _subcommand(self, name: str, rest: list[Word], depth: int) -> None:
         for i, word in enumerate(rest):
+            if name == "git" and i > 0 and rest[i - 1].value == "-C":
+                self.chdir([word])  # what git writes, it writes there
             value = word.value
             if name == "git" and value.startswith("--config-env"):
                 self.unknown.append(f"git takes its configuration from a variable ({value})")
@@ -399,17 +427,13 @@ class _Follower:
                 obeyed = gitcommand.config_key_command(word.value.lower())
                 if obeyed is not None:
                     self.unknown.append(obeyed)
-        rest = [_spelled_out(sub, word) for word in rest]
+            if any(w.value.startswith(("--rename-section", "--remove-section")) for w in rest):
+                self.unknown.append("git config renames or removes a section of settings")
         options = gitcommand.SUBCOMMAND_COMMANDS.get(sub, frozenset())
-        for i, word in enumerate(rest):
-            key, eq, value = word.value.partition("=")
-            if key in options and eq:
-                self.line(f"git {sub} {key}", Word(raw=value, value=value), depth)
-            elif word.value in options and i + 1 < len(rest):
-                self.line(f"git {sub} {word.value}", rest[i + 1], depth)
-            elif key[:2] in options and not key.startswith("--") and len(key) > 2:
-                attached = word.value[2:]  # '-xCMD'
-                self.line(f"git {sub} {key[:2]}", Word(raw=attached, value=attached), depth)
+        for option, value in option_values(rest, _shorts(options), _longs(options)):
+            self.line(f"git {sub} {option}", value, depth)
+        for path in gitcommand.tree_writes(sub, [w.value for w in rest]):
+            self.write(path)
 
     def git_setting(self, setting: str, depth: int) -> None:
         kind, detail = gitcommand.config_command(setting)
@@ -429,14 +453,12 @@ class _Follower:
 
     def writers(self, name: str, rest: list[Word]) -> None:
         outputs = _OUTPUT_OPTIONS.get(name, frozenset())
-        for i, word in enumerate(rest):
-            key, eq, value = word.value.partition("=")
-            if key in outputs and eq:
-                self.write(value)
-            elif word.value in outputs and i + 1 < len(rest):
-                self.write(rest[i + 1])
-            elif len(key) > 2 and key[:2] in outputs and key[1] != "-":
-                self.write(word.value[2:])  # '-ofile'
+        for _, value in option_values(rest, _shorts(outputs), _longs(outputs)):
+            self.write(value)
+        for extracts in _EXTRACTS.get(name, ()):
+            if extracts(rest):  # 'tar -x', 'unzip': into -C/-d, or where it runs
+                into = option_values(rest, ["-C", "-d"], ["--directory"])
+                self.write(into[-1][1] if into else ".")
         if name == "sed" and any(_in_place(w.value) for w in rest):
             scripted = any(w.value in ("-e", "-f") or w.value.startswith("--exp") for w in rest)
             files = _positionals(rest, frozenset({"-e", "-f", "--expression", "--file"}))
@@ -450,22 +472,66 @@ class _Follower:
             return
         takes_value, which = _WRITERS[name]
         files = _positionals(rest, takes_value)
-        if which == "last":
+        if which == "last" and not _links(name, rest):  # a link is a name to write through
             files = files[-1:]
         elif which == "after-first":
             files = files[1:]
+        elif which == "none":
+            files = []
         if name in ("mv", "cp", "ln", "install"):  # the directory they write into
-            for i, word in enumerate(rest):
-                value = word.value
-                if value in ("-t", "--target-directory") and i + 1 < len(rest):
-                    files.append(rest[i + 1])
-                elif value.startswith("--target-directory="):
-                    target = value.partition("=")[2]
-                    files.append(replace(word, raw=target, value=target))
-                elif value.startswith("-t") and len(value) > 2:
-                    files.append(replace(word, raw=value[2:], value=value[2:]))
+            files += [v for _, v in option_values(rest, ["-t"], ["--target-directory"])]
+        if name == "tar" and any(w.value.startswith("--remove-f") for w in rest):
+            files = _positionals(rest, takes_value)  # each file it archives, then deletes
         for word in files:
             self.write(word)
+
+
+def option_values(
+    words: list[Word], short: Iterable[str], long: Iterable[str]
+) -> list[tuple[str, Word]]:
+    """The values ``words`` give the options ``short`` (``-x``) and ``long``
+    (``--name``), however getopt reads them: ``-x V``, ``-xV``, at the end of a cluster
+    of flags (``-qx V``, ``-nOV``), ``--name V``, ``--name=V``, and any start of a long
+    name (``--na=V``: getopt_long takes a unique one; an ambiguous one is read as each,
+    which asks more, never less). Options after ``--`` are operands."""
+    letters = {o[1:] for o in short}
+    names = tuple(long)
+    found: list[tuple[str, Word]] = []
+    i = 0
+    while i < len(words):
+        word = words[i]
+        value = word.value
+        if value == "--":
+            break
+        if value.startswith("--") and len(value) > 2:
+            key, eq, given = value.partition("=")
+            for name in (n for n in names if n.startswith(key)):
+                if eq:
+                    found.append((name, replace(word, raw=given, value=given)))
+                elif i + 1 < len(words):
+                    found.append((name, words[i + 1]))
+            if not eq and any(n.startswith(key) for n in names):
+                i += 1
+        elif value.startswith("-") and len(value) > 1:
+            for at, letter in enumerate(value[1:], 2):
+                if letter in letters:
+                    if value[at:]:
+                        attached = value[at:]
+                        found.append((f"-{letter}", replace(word, raw=attached, value=attached)))
+                    elif i + 1 < len(words):
+                        found.append((f"-{letter}", words[i + 1]))
+                        i += 1
+                    break
+        i += 1
+    return found
+
+
+def _shorts(options: Iterable[str]) -> list[str]:
+    return [o for o in options if len(o) == 2 and o[0] == "-" and o[1] != "-"]
+
+
+def _longs(options: Iterable[str]) -> list[str]:
+    return [o for o in options if o.startswith("--")]
 
 
 def _spelled_out(sub: str, word: Word) -> Word:
@@ -475,11 +541,54 @@ def _spelled_out(sub: str, word: Word) -> Word:
 
 
 def _in_place(option: str) -> bool:
-    """Whether sed's ``option`` edits its files in place: ``-i``, ``--in-place``, or a
-    cluster of short options holding ``i`` (``-Ei``, ``-ni.bak``)."""
+    """Whether sed's ``option`` edits its files in place: ``-i``, ``--in-place`` or a
+    start of it (``--in-pl``), or a cluster of short options holding ``i`` (``-Ei``,
+    ``-ni.bak``)."""
     if option.startswith("--"):
-        return option.startswith("--in-place")
+        key = option.partition("=")[0]
+        return len(key) > 3 and "--in-place".startswith(key)
     return option.startswith("-") and "i" in option[1:].split(".")[0]
+
+
+def _links(name: str, rest: list[Word]) -> bool:
+    """Whether ``name`` makes links to the files it is given (``ln``, ``cp -l``/``-s``):
+    each of them can then be written through the link's name, which no rule on their
+    own names sees, so making one writes them."""
+    if name == "ln":
+        return True
+    if name != "cp":
+        return False
+    for word in rest:
+        value = word.value
+        if value == "--":
+            break
+        if value.startswith("--") and any(
+            n.startswith(value) for n in ("--link", "--symbolic-link")
+        ):
+            return True
+        if value.startswith("-") and not value.startswith("--") and {"l", "s"} & set(value[1:]):
+            return True
+    return False
+
+
+def _extracting_tar(rest: list[Word]) -> bool:
+    first = rest[0].value if rest else ""
+    if first and not first.startswith("-") and "x" in first:  # 'tar xf a.tar'
+        return True
+    return any(
+        (w.value.startswith("-") and not w.value.startswith("--") and "x" in w.value)
+        or w.value in ("--extract", "--get")
+        for w in rest
+    )
+
+
+# programs that write what an archive holds: into -C/-d, or where they run
+_EXTRACTS: dict[str, tuple[Callable[[list[Word]], bool], ...]] = {
+    "tar": (_extracting_tar,),
+    "unzip": (lambda rest: not any(w.value in ("-l", "-t", "-v", "-Z", "-p") for w in rest),),
+    "7z": (lambda rest: bool(rest) and rest[0].value in ("x", "e"),),
+    "cpio": (lambda rest: any("i" in w.value for w in rest if w.value.startswith("-")),),
+}
 
 
 def _positionals(words: list[Word], takes_value: frozenset[str]) -> list[Word]:
@@ -543,6 +652,7 @@ def follow(script: Script) -> Meaning:
         invocations=tuple(follower.invocations),
         writes=tuple(dict.fromkeys(follower.writes)),
         unknown=tuple(dict.fromkeys(follower.unknown)),
+        lines=tuple(dict.fromkeys(follower.lines)),
     )
 
 

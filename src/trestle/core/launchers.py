@@ -292,6 +292,7 @@ COMMAND_OPTIONS: dict[str, frozenset[str]] = {
     "scp": _set("-o -S"),
     "sftp": _set("-o -S"),
     "git-upload-pack": frozenset(),
+    "rg": _set("--pre"),  # runs the program on each file it searches
 }
 # ssh options (given with -o) whose value is a command it runs on this machine
 SSH_COMMANDS = frozenset({"proxycommand", "localcommand", "knownhostscommand"})

@@ -186,6 +186,7 @@ class CommandShape:
     writes: tuple[str, ...]
     opaque: bool
     runs: tuple[str, ...] = ()
+    lines: tuple[str, ...] = ()  # what runs a command line of its own: 'rg --pre', 'trap'
     unknown: tuple[str, ...] = ()
     nested: tuple[str, ...] = ()
 
@@ -208,6 +209,7 @@ def command_shape(command: str) -> CommandShape:
         writes=tuple(w for w in meaning.writes if w not in _NOT_FILES),
         opaque=script.substitutions,
         runs=runs,
+        lines=meaning.lines,
         unknown=meaning.unknown,
         nested=tuple(c.text for c in script.nested),
     )
@@ -311,7 +313,8 @@ DEFAULT_AUTO_COMMANDS: tuple[str, ...] = (
     "pytest*",
     "python -m pytest*",
     "git status*",
-    "git diff*",
+    "git diff",
+    "git diff *",  # not git difftool, which runs a tool
     "git log*",
     "git show*",
     "ls*",
@@ -338,14 +341,18 @@ DEFAULT_CONFIRM_COMMANDS: tuple[str, ...] = (
     "git reset*--hard*",
     "git reset*--merge*",
     "git reset*--keep*",
-    r"re:git clean( .*)? -[a-zA-Z]*f.*",
+    r"re:git clean( .*)? -[a-zA-Z]*[fi].*",  # interactive: deletes without -f
     "git clean*--force*",
-    r"re:git branch( .*)? -[a-zA-Z]*D.*",
-    "git stash drop*",
-    "git stash clear*",
+    "git clean*--interactive*",
+    r"re:git branch( .*)? -[a-zA-Z]*[DMf].*",  # deletes, or moves a branch over another
+    r"re:git stash( -\S+)* drop( .*)?",  # after its options too: git stash -q drop
+    r"re:git stash( -\S+)* clear( .*)?",
     "git reflog expire*",
     "git reflog delete*",
-    "git update-ref -d*",
+    r"re:git update-ref( .*)? -d( .*)?",
+    "git update-ref*--stdin*",
+    "git gc*--prune*",
+    "git prune*",
     "git filter-branch*",
     "git filter-repo*",
     # the other version controls' commits and pushes (Subversion's commit is its push)
@@ -827,8 +834,10 @@ def _any_path(
     matches = path_glob_reaches if reach else path_glob_matches
     for path in paths:
         inside = workspace_path(path)
+        # a path bash writes out to several ('{deploy,x}') is each of them
+        each = (_brace_words(inside) or [inside]) if inside and _BRACES.search(inside) else [inside]
         for glob in globs:
-            if inside is not None and matches(glob, inside):
+            if any(p is not None and matches(glob, posixpath.normpath(p)) for p in each):
                 return glob, path
     return None
 
@@ -857,6 +866,8 @@ def _unallowed_part(patterns: tuple[str, ...], shape: CommandShape) -> str | Non
     for part in shape.parts:
         if not any(command_pattern_matches(p, part) for p in patterns):
             return f"command {part!r}"
+    if shape.lines:  # a command line one runs besides ('rg --pre ./x.sh'): not as written
+        return f"the command line {shape.lines[0]} runs"
     return None
 
 
