@@ -189,6 +189,9 @@ MORE_CONFIRM = [
     "git update-ref --stdin",
     "git branch -M other main",
     "git stash -q drop",
+    "git -c core.hooksPath=hooks checkout x",
+    "git -c remote.origin.vcs=x fetch",
+    "git -c core.worktree=deploy checkout .",
 ]
 
 

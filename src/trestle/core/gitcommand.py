@@ -182,7 +182,10 @@ _COMMAND_KEYS = re.compile(
     r"|web\.browser|alias\..+|man\..+\.(cmd|path)"
 )
 # configuration that brings in more configuration or allows transports that run commands
-_UNREAD_KEYS = re.compile(r"include\.path|includeif\..+|protocol\..*allow")
+# (a directory of hooks, a remote helper program found by name)
+_UNREAD_KEYS = re.compile(
+    r"include\.path|includeif\..+|protocol\..*allow|core\.hookspath|remote\..+\.vcs"
+)
 
 # environment variables whose value is a command git (or a pager) runs
 ENV_COMMANDS = frozenset({
@@ -192,7 +195,7 @@ ENV_COMMANDS = frozenset({
 })  # fmt: skip
 # configuration that changes what a command does unseen: ``git clean`` deletes without
 # ``-f``, ``git gc`` expires every reflog and prunes what they kept
-_CHANGING_KEYS = re.compile(r"clean\.requireforce|gc\..+")
+_CHANGING_KEYS = re.compile(r"clean\.requireforce|gc\..+|core\.worktree")
 # environment variables that configure git in ways the command line does not show (its
 # global configuration is read from $HOME and $XDG_CONFIG_HOME: a step can make one)
 _ENV_UNREAD = re.compile(
