@@ -95,6 +95,14 @@ def set_flag(value: str) -> str:
     return f"flag={value}"
 
 
+@app.tool(annotations=ADDITIVE)
+def overwrite(path: str, text: str) -> str:
+    """Write a file of the workspace (tests/test_tool_call_alone.py: another run's call)."""
+    effect("overwrite", path=path)
+    Path(path).write_text(text, encoding="utf-8")
+    return f"wrote {path}"
+
+
 @app.tool()
 def bare(text: str) -> str:
     """A tool without annotations."""

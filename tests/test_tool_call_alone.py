@@ -11,11 +11,13 @@ asks before both; a human approves both cards as they read.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -39,9 +41,12 @@ from agent_helpers import (
 )
 from trestle.core.conversation import Message, ToolSchema
 from trestle.core.events import AloneAwaited, AloneGranted, ToolCallEnded, ToolCallStarted
+from trestle.core.plan import Plan, Step, WriteAction
 from trestle.core.policy import DEFAULT_CONFIRM_COMMANDS, Policy, Rule
 from trestle.core.records.agent import bootstrap_plan
+from trestle.core.records.mcp import McpServer
 from trestle.core.records.monitors import MonitorSettings
+from trestle.engines.local import LocalEngine
 from trestle.lifecycle.approvals import inbox, submit_decision
 from trestle.lifecycle.runs import create_run
 from trestle.models import FunctionModel
@@ -49,6 +54,7 @@ from trestle.models.scripted import Reply
 from trestle.store.sqlite import SqliteStore
 
 DEPLOY, FLIP = "sh deploy.sh payload", "sh flip.sh"
+MCP_SERVER = Path(__file__).resolve().parent / "mcp_server.py"
 GOOD, EVIL = "echo GOOD >> out.log\n", "echo EVIL >> out.log\n"
 DEPLOY_SH = 'sleep 1\n. "./$1"\n'  # the payload read a second after the command starts
 FLIP_SH = f"sleep 0.3\nprintf '{EVIL.strip()}\\n' > payload\n"
@@ -484,6 +490,11 @@ def test_a_child_waiting_for_the_runs_above_is_not_taken_for_a_stalled_one(
 
 def one_step(step: str, command: str) -> FunctionModel:
     """The model: a plan of one step ``step``, which calls ``command``."""
+    return one_call(step, "run_command", command=command)
+
+
+def one_call(step: str, tool: str, **arguments: Any) -> FunctionModel:
+    """The model: a plan of one step ``step``, which calls ``tool`` once."""
     scripts: dict[str, list[Reply]] = {
         "understand": [FINDINGS],
         "plan": [
@@ -493,7 +504,7 @@ def one_step(step: str, command: str) -> FunctionModel:
                 )
             )
         ],
-        step: [call("run_command", command=command), call("finish", summary="done")],
+        step: [call(tool, **arguments), call("finish", summary="done")],
     }
 
     def reply(messages: Sequence[Message], tools: Sequence[ToolSchema]) -> Reply:
@@ -502,11 +513,13 @@ def one_step(step: str, command: str) -> FunctionModel:
     return FunctionModel(reply, name="scripted")
 
 
-def two_runs(base: Path) -> dict[str, Any]:
+def two_runs(base: Path, other: str = "flip") -> dict[str, Any]:
     """Two runs, each of its own store, in one workspace under ``base``: ``publish``'s
     approved deploy (which reads the payload four seconds in) and, in the other run,
     ``flip``, whose command rewrites the payload a moment after it starts and needs no
-    human; driven at once, the second in a thread. What they left, in JSON's terms."""
+    human (``other="write"``: a plan's ``write:`` step that writes it, 1.5 s after the
+    deploy's run goes on); driven at once, the second in a thread. What they left, in
+    JSON's terms."""
     workspace = sample_workspace(base)
     tree_workspace(workspace, flip_after=0.3)
 
@@ -527,7 +540,33 @@ def two_runs(base: Path) -> dict[str, Any]:
     (card,) = inbox(deploys)
     submit_decision(deploys, card.ref, "approve")
 
-    flipping = threading.Thread(target=drive, args=(flips, flip_run, one_step("flip", FLIP)))
+    def flip() -> None:
+        if other == "flip":
+            drive(flips, flip_run, one_step("flip", FLIP))
+            return
+        if other == "mcp":  # the call that writes the payload, to a server of its run
+            drive(flips, flip_run, one_call("flip", "notes__overwrite", path="payload", text=EVIL))
+            return
+        time.sleep(1.5)
+        engine = LocalEngine(flips)
+        try:
+            asyncio.run(engine.run(flip_run))
+        finally:
+            engine.close()
+
+    if other == "mcp":
+        server = McpServer(name="notes", command=(sys.executable, str(MCP_SERVER)), timeout=20)
+        flip_run = create_run(
+            flips,
+            bootstrap_plan(GOAL, parallelism=4),
+            workspace=workspace,
+            agent=agent_settings(test_command="test -s payload", mcp=(server,)),
+        )
+    if other == "write":
+        write = WriteAction(path="payload", content=EVIL)
+        plan = Plan(goal="rewrite", steps=(Step(id="flip", write=write),))
+        flip_run = create_run(flips, plan, workspace=workspace)
+    flipping = threading.Thread(target=flip)
     flipping.start()
     drive(deploys, deploy_run, deploy)
     flipping.join(60)
@@ -547,21 +586,24 @@ import json, sys
 from pathlib import Path
 sys.path.insert(0, json.loads(sys.argv[2])["tests"])
 from test_tool_call_alone import two_runs
-print(json.dumps(two_runs(Path(sys.argv[1]))))
+print(json.dumps(two_runs(Path(sys.argv[1]), json.loads(sys.argv[2])["other"])))
 """
 
 
+@pytest.mark.parametrize("other", ["flip", "write", "mcp"])
 def test_another_runs_step_does_not_change_what_an_approved_command_reads(
-    driver_base: tuple[Path, int | None],
+    driver_base: tuple[Path, int | None], other: str
 ) -> None:
     """:func:`two_runs`, driven as root and as uid 1000. Whichever starts first, the
     other waits: flip after the deploy, or the deploy after flip, and then its re-read
     finds the payload changed and asks again (before, flip ran beside it, and EVIL ran
-    on the approval of GOOD)."""
+    on the approval of GOOD; a plan's write: step, and a call to an MCP server of the
+    other run, did too until they held the workspace)."""
     from test_boundary import run_as_driver
 
     base, uid = driver_base
-    seen = run_as_driver(base, uid, TWO_RUNS, {"tests": str(Path(__file__).parent)})
+    where = {"tests": str(Path(__file__).parent), "other": other}
+    seen = run_as_driver(base, uid, TWO_RUNS, where)
     assert isinstance(seen, dict), seen
     assert "EVIL" not in seen["out.log"]
     assert seen["payload"] == EVIL  # flip ran, before or after

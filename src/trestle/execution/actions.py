@@ -544,15 +544,16 @@ async def perform(
             cell=ctx.cell,
         )
     if step.write is not None:
-        return await in_thread(
-            pool,
-            _write_file,
-            ctx.workspace,
-            step.write.path,
-            step.write.content,
-            ctx.sandbox.held_files(ctx.workspace.resolve()) if ctx.sandbox is not None else (),
-            not ctx.approved,
-        )
+        async with held_shared(ctx.workspace):  # never beside another run's approved command
+            return await in_thread(
+                pool,
+                _write_file,
+                ctx.workspace,
+                step.write.path,
+                step.write.content,
+                ctx.sandbox.held_files(ctx.workspace.resolve()) if ctx.sandbox is not None else (),
+                not ctx.approved,
+            )
     if step.agent is not None:  # the agent runtime performs these; see trestle.agent
         return ActionResult(
             status="error",

@@ -5,19 +5,29 @@ starts nothing beside it (:mod:`trestle.core.decider`, :mod:`trestle.engines.hol
 Another run in the same workspace (another driver's, or one more run this process
 drives) is held here, by file locks (``flock``) in Trestle's configuration directory,
 which every sandbox hides: every command a run starts (:func:`held_shared`, from
-:func:`trestle.execution.actions.run_shell`) and every write of an agent's file tools
-(:func:`holding_shared`) holds its workspace shared while it runs, and an approved
-command holds it exclusively (:func:`hold_exclusive`) from before the check of the
-files it names to its end. So no other run changes a file the command reads between
-that check and the command's read.
+:func:`trestle.execution.actions.run_shell`), every write of an agent's file tools and
+of a plan's ``write:`` steps, and every call to an MCP server (:func:`holding_shared`)
+holds its workspace shared while it runs; an approved command holds it exclusively
+(:func:`hold_exclusive`) from before the check of the files it names to its end. So no
+other run changes a file the command reads between that check and the command's read.
 
 A run's commands can write anywhere in its workspace, and a run may work in a
-directory of another's (``ws/sub`` beside ``ws``), so each workspace has two locks:
-*here* and *below*. A command holds *here* of its own workspace and *below* of each
-directory above it, shared; an approved command holds *here* and *below* of its own
-workspace and *here* of each directory above it, exclusively. It so waits for the
-commands of runs in its workspace, below it and above it, and for no run beside it
-(``ws/a`` and ``ws/b`` share only ``ws``'s *below*, which only commands hold).
+directory of another's (``ws/sub`` beside ``ws``), so the locks name each directory on
+the way (by device and inode: a bind mount of the workspace is the workspace), three
+for each:
+
+- *here*: a command holds its workspace's shared while it runs;
+- *below*: a command holds each directory's above its workspace shared;
+- *gate*: a command passes its workspace's, exclusively, as it takes the two above.
+
+An approved command in ``W`` holds the gates of ``W`` and of each directory above it
+shared (no command starts there meanwhile) and ``W``'s *below* exclusively (none starts
+below it, and it waits for those running), waits until *here* of ``W`` and of each
+directory above it is free (the commands running there ended), then holds what a
+command holds. Approved commands in two workspaces beside each other (``ws/a``,
+``ws/b``) do not wait for one another; in one workspace, or one above the other, they
+take turns. A command waits while an approved command holds its workspace, one above
+it or one below it.
 
 Locks are polled, never waited on in the kernel: a task cancelled while it waits (a
 stop, a timeout) leaves nothing blocked behind it. A task holding a workspace
@@ -25,9 +35,9 @@ exclusively skips its own shared holds (the approved command's own start, its st
 checks), as the context variable :data:`_EXCLUSIVE` tells.
 
 What is not held: a host's flock is its own, so drivers and Temporal workers on two
-hosts sharing a workspace over a network file system do not hold one another; nor
-does anything but a run's commands and its agent's file tools (a ``python:`` step, the
-plan author's own code, or a program the operator runs).
+hosts sharing a workspace over a network file system do not hold one another; an MCP
+server's own writes outside a call to it; a ``python:`` step (the plan author's own
+code); a program the operator runs.
 """
 
 from __future__ import annotations
@@ -35,8 +45,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import functools
-import hashlib
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -47,41 +55,49 @@ from trestle.trust.signing import config_dir
 
 POLL = 0.02  # seconds between two tries at a lock another run holds
 
-# the workspaces the current task holds exclusively (their real paths)
+# the workspaces the current task holds exclusively (their keys)
 _EXCLUSIVE: ContextVar[frozenset[str]] = ContextVar("trestle_exclusive", default=frozenset())
 
 Release = Callable[[], Awaitable[None]]
+Locks = list[tuple[str, int]]  # (lock file, flock mode)
 
 
-def _key(workspace: Path) -> str:
-    return os.path.realpath(workspace)
+def _chain(workspace: Path) -> list[str]:
+    """The lock files' names (without their kind) for ``workspace`` and each directory
+    above it, nearest first: each directory's device and inode, which a bind mount
+    shares, in Trestle's configuration directory."""
+    where = f"{config_dir()}/holds/"
+    real = os.path.realpath(workspace)
+    keys = []
+    while True:
+        info = os.stat(real)
+        keys.append(f"{where}{info.st_dev}-{info.st_ino}")
+        parent = os.path.dirname(real)
+        if parent == real:
+            return keys
+        real = parent
 
 
-def _locks(key: str, *, exclusive: bool) -> tuple[str, ...]:
-    """The lock files a hold of ``key`` takes (see the module)."""
-    return _lock_files(str(config_dir() / "holds"), key, exclusive)
+def _file(key: str, kind: str) -> str:
+    return f"{key}.{kind}"
 
 
-@functools.lru_cache(maxsize=256)  # every command asks: named once per workspace
-def _lock_files(where: str, key: str, exclusive: bool) -> tuple[str, ...]:
-    above = [str(p) for p in Path(key).parents]
-    if exclusive:
-        named = [(key, "here"), (key, "below"), *((a, "here") for a in above)]
-    else:
-        named = [(key, "here"), *((a, "below") for a in above)]
-    files = {
-        f"{where}/{hashlib.sha256(path.encode('utf-8', 'surrogateescape')).hexdigest()[:40]}.{kind}"
-        for path, kind in named
-    }
-    return tuple(sorted(files))
+def _command_locks(chain: list[str]) -> Locks:
+    """What a command holds while it runs: *here* of its workspace, *below* of each
+    directory above it, shared."""
+    here, above = chain[0], chain[1:]
+    return [
+        (_file(here, "here"), fcntl.LOCK_SH),
+        *((_file(a, "below"), fcntl.LOCK_SH) for a in above),
+    ]
 
 
-def _try(files: tuple[str, ...], mode: int) -> list[int] | None:
-    """Each of ``files`` locked in ``mode`` (without waiting): their descriptors, or
-    None, with none kept, if another holds one."""
+def _try(locks: Locks) -> list[int] | None:
+    """Each lock taken in its mode (without waiting): their descriptors, or None, with
+    none kept, if another holds one."""
     held: list[int] = []
     try:
-        for file in files:
+        for file, mode in locks:
             held.append(_open(file))
             fcntl.flock(held[-1], mode | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -107,20 +123,37 @@ def _let_go(held: list[int]) -> None:
         os.close(fd)  # closing the last descriptor of an open file drops its lock
 
 
-def _held_here(key: str) -> bool:
-    return key in _EXCLUSIVE.get()
+def _try_command(chain: list[str]) -> list[int] | None:
+    """A command's holds, taken through its workspace's gate (closed while an approved
+    command holds the workspace or one below it: then None)."""
+    gate = _try([(_file(chain[0], "gate"), fcntl.LOCK_EX)])
+    if gate is None:
+        return None
+    try:
+        return _try(_command_locks(chain))
+    finally:
+        _let_go(gate)
+
+
+def _free(chain: list[str]) -> bool:
+    """Whether no command runs in the workspace of ``chain`` nor above it."""
+    for key in chain:
+        held = _try([(_file(key, "here"), fcntl.LOCK_EX)])
+        if held is None:
+            return False
+        _let_go(held)
+    return True
 
 
 @contextlib.asynccontextmanager
 async def held_shared(workspace: Path) -> AsyncIterator[None]:
     """Hold ``workspace`` shared while the body runs: wait while another run's approved
     command holds it (or a directory above or below it)."""
-    key = _key(workspace)
-    if _held_here(key):
+    chain = _chain(workspace)
+    if chain[0] in _EXCLUSIVE.get():
         yield
         return
-    files = _locks(key, exclusive=False)
-    while (held := _try(files, fcntl.LOCK_SH)) is None:
+    while (held := _try_command(chain)) is None:
         await asyncio.sleep(POLL)
     try:
         yield
@@ -130,13 +163,12 @@ async def held_shared(workspace: Path) -> AsyncIterator[None]:
 
 @contextlib.contextmanager
 def holding_shared(workspace: Path) -> Iterator[None]:
-    """:func:`held_shared`, for a worker thread (an agent's file tools)."""
-    key = _key(workspace)
-    if _held_here(key):
+    """:func:`held_shared`, for a worker thread (an agent's file tools, an MCP call)."""
+    chain = _chain(workspace)
+    if chain[0] in _EXCLUSIVE.get():
         yield
         return
-    files = _locks(key, exclusive=False)
-    while (held := _try(files, fcntl.LOCK_SH)) is None:
+    while (held := _try_command(chain)) is None:
         time.sleep(POLL)
     try:
         yield
@@ -147,17 +179,26 @@ def holding_shared(workspace: Path) -> Iterator[None]:
 async def hold_exclusive(workspace: Path) -> Release:
     """Hold ``workspace`` exclusively, once no command of another run runs in it, above
     or below it; what lets it go. The current task's own commands pass meanwhile."""
-    key = _key(workspace)
-    if _held_here(key):
+    chain = _chain(workspace)
+    if chain[0] in _EXCLUSIVE.get():
         return _nothing
-    files = _locks(key, exclusive=True)
-    while (held := _try(files, fcntl.LOCK_EX)) is None:
+    closing: Locks = [(_file(key, "gate"), fcntl.LOCK_SH) for key in chain]
+    closing.append((_file(chain[0], "below"), fcntl.LOCK_EX))
+    while (closed := _try(closing)) is None:  # no command starts here, above or below
         await asyncio.sleep(POLL)
-    _EXCLUSIVE.set(_EXCLUSIVE.get() | {key})
+    try:
+        while not _free(chain):  # those running here and above end
+            await asyncio.sleep(POLL)
+        while (own := _try(_command_locks(chain))) is None:  # as a command: an approved
+            await asyncio.sleep(POLL)  # one above waits for it, or it for that one
+    except BaseException:
+        _let_go(closed)
+        raise
+    _EXCLUSIVE.set(_EXCLUSIVE.get() | {chain[0]})
 
     async def release() -> None:
-        _EXCLUSIVE.set(_EXCLUSIVE.get() - {key})
-        _let_go(held)
+        _EXCLUSIVE.set(_EXCLUSIVE.get() - {chain[0]})
+        _let_go([*own, *closed])
 
     return release
 

@@ -26,6 +26,7 @@ from trestle.core.policy import ActionFacts
 from trestle.core.records.mcp import SEPARATOR, AnnotationTier, McpServer, annotation_tier
 from trestle.execution.actions import cap_output
 from trestle.execution.sandbox import Sandbox
+from trestle.execution.workspace_hold import held_shared
 from trestle.tools.base import Observation, Tool, ToolContext
 from trestle.tools.mcp_client import ListedTool, McpConnection, McpStartError
 
@@ -77,6 +78,12 @@ class McpTool(Tool[McpArguments]):
         )
 
     async def run(self, ctx: ToolContext, args: McpArguments) -> Observation:
+        # a server may write the workspace (stdio: it runs in the run's sandbox): each
+        # call holds it, never beside another run's approved command
+        async with held_shared(ctx.workspace):
+            return await self._call(ctx, args)
+
+    async def _call(self, ctx: ToolContext, args: McpArguments) -> Observation:
         arguments = args.model_dump(mode="json")
         end = await self.connection.call(self.listed.name, arguments)
         if end.ending == "unknown" and self.idempotent:
