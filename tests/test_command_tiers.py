@@ -270,6 +270,7 @@ HARMLESS: list[tuple[str, Tier]] = [
     ("git difftool", "log"),  # runs a tool: not git diff's auto
     ("rg --pre ./x.sh x", "log"),
     ("git clean -n", "log"),
+    ("HOME=/tmp/h pytest -q", "log"),  # where git would look, but no git runs
 ]
 
 

@@ -96,6 +96,21 @@ _GLOBAL_OPTIONS: dict[str, frozenset[str]] = {
     "twine": frozenset(),
 }  # fmt: skip
 
+# where git finds a global configuration (a step could write one there)
+_HOMES = frozenset({"HOME", "XDG_CONFIG_HOME"})
+
+
+def _may_run_git(program: str) -> bool:
+    """Whether ``program``, given variables before it, may run git with them: git, one
+    of its programs, a shell or a wrapper."""
+    return (
+        program == "git"
+        or gitcommand.dashed(program) is not None
+        or program in SHELLS
+        or program in WRAPPERS
+    )
+
+
 # builtins that set a variable for the commands after them (``export GIT_SSH_COMMAND=…``)
 _DECLARERS = frozenset({"export", "declare", "typeset", "local", "readonly"})
 # programs that change the files they name: (options taking a value, which positionals)
@@ -156,9 +171,12 @@ class _Follower:
             self.command(command, depth)
 
     def command(self, command: SimpleCommand, depth: int) -> None:
+        head = command.words[0].value if command.words else None
+        program = posixpath.basename(head) if head else None
         for assignment in command.assignments:
             words = parse(": " + assignment).commands
-            self.assignment(words[0].words[-1].value if words and words[0].words else "")
+            text = words[0].words[-1].value if words and words[0].words else ""
+            self.assignment(text, program)
         for redirect in command.redirects:
             if redirect.writes:
                 self.write(redirect.target)
@@ -320,12 +338,15 @@ class _Follower:
                 given = Word(raw=text, value=text, dynamic=given.dynamic)
             self.line(f"{name} {option}", given, depth)
 
-    def assignment(self, text: str) -> None:
-        """``NAME=value`` before a command: a variable that names a command git or a pager
-        runs is followed, one that configures git unseen is unknown."""
+    def assignment(self, text: str, program: str | None = None) -> None:
+        """``NAME=value`` before a command (``program``; None: for the commands after
+        it): a variable that names a command git or a pager runs is followed, one that
+        configures git unseen is unknown."""
         name, eq, value = text.partition("=")
         if not eq:
             return
+        if name in _HOMES and program is not None and not _may_run_git(program):
+            return  # 'HOME=/tmp pytest': where git would look, but no git runs
         why = gitcommand.environment_command(name)
         if why is not None:
             self.unknown.append(why)
