@@ -192,6 +192,14 @@ MORE_CONFIRM = [
     "git -c core.hooksPath=hooks checkout x",
     "git -c remote.origin.vcs=x fetch",
     "git -c core.worktree=deploy checkout .",
+    "git gc --pru=now",
+    "git clean --inter -d",
+    "git branch -m --force feature main",
+    "git branch --force main2 HEAD~2",
+    "git update-ref refs/tags/v9 HEAD",
+    "npm pub",
+    "docker image push app",
+    "timeout " + "-x " * 1200 + "pytest",  # too deep to read: asked, not a crash
 ]
 
 
@@ -271,6 +279,11 @@ HARMLESS: list[tuple[str, Tier]] = [
     ("rg --pre ./x.sh x", "log"),
     ("git clean -n", "log"),
     ("HOME=/tmp/h pytest -q", "log"),  # where git would look, but no git runs
+    ("git log -Sfoo", "auto"),  # -S takes a value: its o is no -o
+    ("git show -Gfoo HEAD", "auto"),
+    ("git diff -U3 -Ifoo_bar", "auto"),
+    ("ln -s ../lib src/lib", "log"),  # a link's target, named from where the link is
+    ("ln -s /usr/bin/python3 .venv/bin/python", "log"),
 ]
 
 
@@ -315,6 +328,25 @@ DIRECTORY_WRITES = [
     ("cp -r staging/. deployed", False),
     ("tar -cf out.tar deploy", False),
     ("git diff -- deploy", False),
+    ("command cd deploy && rm -f prod.yml", True),
+    ("find deploy -name prod.yml -execdir sh -c 'echo x > prod.yml' \\;", True),
+    ("unshare --wd=deploy sh -c 'echo x > prod.yml'", True),
+    ("tar --remove-files -cf /dev/null -C deploy prod.yml", True),
+    ("tar -cf x.tar -T list.txt --remove-files", True),
+    ("xz --files=list.txt", True),
+    ("tar -C deploy -xf e.tar -C conf", True),
+    ("tar -xf e.tar -C src --one-top-level=../deploy", True),
+    ("tar -xPf evil.tar -C src", True),
+    ("unzip -o -: evil.zip -d src", True),
+    ("git --work-tree=deploy checkout -- prod.yml", True),
+    ("git merge-file deploy/prod.yml deploy/prod.yml evil.yml", True),
+    ("link deploy/prod.yml x", True),
+    ("bash -c 'rm -rf deplo{x..z}'", True),
+    ("git worktree add deploy/wt", True),
+    ("git format-patch -o deploy HEAD~1", True),
+    ("git checkout -b feature", False),
+    ("unzip -ql a.zip", False),
+    ("7z x a.7z -obuild", False),
 ]
 
 

@@ -200,7 +200,7 @@ _CHANGING_KEYS = re.compile(r"clean\.requireforce|gc\..+|core\.worktree")
 # global configuration is read from $HOME and $XDG_CONFIG_HOME: a step can make one)
 _ENV_UNREAD = re.compile(
     r"GIT_CONFIG(_COUNT|_PARAMETERS|_GLOBAL|_SYSTEM|_KEY_\d+|_VALUE_\d+)?|GIT_EXEC_PATH"
-    r"|GIT_TEMPLATE_DIR|HOME|XDG_CONFIG_HOME|GIT_ALLOW_PROTOCOL"
+    r"|GIT_TEMPLATE_DIR|HOME|XDG_CONFIG_HOME|GIT_ALLOW_PROTOCOL|GIT_WORK_TREE"
 )
 
 # subcommand options whose value is a command git runs
@@ -224,8 +224,9 @@ SUBCOMMAND_COMMANDS: dict[str, frozenset[str]] = {
 # ``--hard``, ``--upload-pa=…``), so such a start is read as the option it may be
 LONG_OPTIONS: dict[str, tuple[str, ...]] = {
     "reset": ("--hard", "--merge", "--keep"),
-    "clean": ("--force",),
+    "clean": ("--force", "--interactive"),
     "branch": ("--delete", "--force"),
+    "gc": ("--prune",),
     "push": ("--force", "--delete", "--mirror", "--receive-pack", "--exec"),
     "update-ref": ("--stdin",),
     **{
@@ -261,10 +262,10 @@ def deletes_by_force(sub: str, words: list[str]) -> bool:
 
 
 # subcommands that write the work tree: at the paths they are given, or all of it
-_PATH_WRITERS = frozenset({"rm", "mv", "restore", "checkout"})
+_PATH_WRITERS = frozenset({"rm", "mv", "restore", "checkout", "merge-file"})
 _TREE_WRITERS = frozenset(
     {"apply", "am", "merge", "pull", "rebase", "cherry-pick", "revert", "stash", "switch"}
-    | {"clean", "read-tree", "checkout-index", "reset"}
+    | {"clean", "read-tree", "checkout-index", "reset", "sparse-checkout"}
 )
 
 
@@ -272,6 +273,14 @@ def tree_writes(sub: str, words: list[str]) -> list[str]:
     """The workspace paths ``git SUB WORDS`` may write (``"."``: any file), for the
     policy's rules on paths: ``git checkout -- deploy``, ``git restore deploy``, ``git
     rm``, ``git mv``; ``git apply``, ``merge``, ``stash pop``, ``clean``… the tree."""
+    named = [w for w in words if not w.startswith("-")]
+    branches = any(w in ("-b", "-B", "-c", "-C") for w in words)
+    if sub in ("checkout", "switch") and branches and len(named) <= 1:
+        return []  # a new branch where it stands: no file changes
+    if sub == "worktree":
+        return named[1:2] if named[:1] == ["add"] else []
+    if sub == "merge-file":
+        return [] if any(w in ("-p", "--stdout") for w in words) else named[:1]
     if sub in _TREE_WRITERS:
         if sub == "stash" and words[:1] in (["list"], ["show"]):
             return []
@@ -284,7 +293,6 @@ def tree_writes(sub: str, words: list[str]) -> list[str]:
         return []
     if "--" in words:
         return words[words.index("--") + 1 :] or ["."]
-    named = [w for w in words if not w.startswith("-")]
     # a checkout's first word may be a branch, which rewrites the whole tree
     return [".", *named] if sub == "checkout" or not named else named
 

@@ -133,6 +133,7 @@ _WRITERS: dict[str, tuple[frozenset[str], str]] = {
     "gzip": (frozenset({"-S", "--suffix"}), "all"),
     "gunzip": (frozenset({"-S", "--suffix"}), "all"),
     "bzip2": (frozenset(), "all"),
+    "link": (frozenset(), "last"),
     "bunzip2": (frozenset(), "all"),
     "xz": (frozenset({"-T", "--threads", "-S", "--suffix", "-F", "--format", "-C"}), "all"),
     "unxz": (frozenset({"-T", "--threads", "-S", "--suffix"}), "all"),
@@ -142,7 +143,7 @@ _WRITERS: dict[str, tuple[frozenset[str], str]] = {
 }
 # options whose value is a file the program writes, wherever they appear
 _OUTPUT_OPTIONS: dict[str, frozenset[str]] = {
-    "git": frozenset({"--output", "-o", "--output-directory"}),
+    "git": frozenset({"--output", "--output-directory"}),  # format-patch -o: see git()
     "sort": frozenset({"-o", "--output"}),
     "curl": frozenset(
         {"-o", "--output", "-c", "--cookie-jar", "-D", "--dump-header", "--output-dir"}
@@ -232,14 +233,16 @@ class _Follower:
             self.trap(rest, depth)
         found = [parallel_launches(rest)] if name == "parallel" else None
         keyed = launcher_key(name, rest)
-        saved_cwd = self.cwd
+        saved_cwd, moved = self.cwd, False
         if found is None and keyed is not None:
             found = [launches(*keyed)]
             if keyed[0] == "env":
                 for word in rest:
                     self.assignment(word.value)
-                for _, where in option_values(rest, ["-C"], ["--chdir"]):
-                    self.chdir([where])  # what env runs runs there
+            shorts, longs = _WORKING_DIRECTORY.get(keyed[0], ((), ()))
+            for _, where in option_values(rest, shorts, longs):
+                self.chdir([where])  # what it runs runs there
+                moved = True
         for readings in found or []:
             launched = [r for r in readings if r.kind != "nothing"]
             key = keyed[0] if keyed is not None else name
@@ -248,9 +251,11 @@ class _Follower:
             for reading in launched:
                 self.launch(reading, key, (*via, name), depth, fed, name == "xargs")
             if launched and (keyed is None or " " not in keyed[0]):
-                self.cwd = saved_cwd
+                if moved:
+                    self.cwd = saved_cwd
                 return  # the launcher itself is only a way to run what it launches
-        self.cwd = saved_cwd
+        if moved:
+            self.cwd = saved_cwd
         if name in SHELLS:
             self.shell(name, rest, via, depth, fed)
         if (name in SHELLS or runs_code(name)) and any(from_input(w) for w in rest):
@@ -398,7 +403,14 @@ class _Follower:
                 )
                 saved, self.found = self.found, tuple(r.raw for r in roots) or (".",)
                 marks, self.placeholders = self.placeholders, (*self.placeholders, "{}")
-                self.words(rest[i + 1 : end], (*via, "find"), depth, fed)
+                # -execdir runs in each found file's directory, somewhere under a root
+                places = self.found if action in ("-execdir", "-okdir") else (None,)
+                for place in places:
+                    before = self.cwd
+                    if place is not None:
+                        self.chdir([Word(raw=place, value=place)])
+                    self.words(rest[i + 1 : end], (*via, "find"), depth, fed)
+                    self.cwd = before
                 self.found, self.placeholders = saved, marks
                 i = end
             elif action == "-delete":
@@ -418,8 +430,11 @@ class _Follower:
 
     def _subcommand(self, name: str, rest: list[Word], depth: int) -> None:
         for i, word in enumerate(rest):
-            if name == "git" and i > 0 and rest[i - 1].value == "-C":
+            if name == "git" and i > 0 and rest[i - 1].value in ("-C", "--work-tree"):
                 self.chdir([word])  # what git writes, it writes there
+            if name == "git" and word.value.startswith("--work-tree="):
+                where = word.value.partition("=")[2]
+                self.chdir([replace(word, raw=where, value=where)])
             value = word.value
             if name == "git" and value.startswith("--config-env"):
                 self.unknown.append(f"git takes its configuration from a variable ({value})")
@@ -455,6 +470,9 @@ class _Follower:
             self.line(f"git {sub} {option}", value, depth)
         for path in gitcommand.tree_writes(sub, [w.value for w in rest]):
             self.write(path)
+        if sub == "format-patch":
+            for _, where in option_values(rest, ["-o"], ["--output-directory"]):
+                self.write(where)
 
     def git_setting(self, setting: str, depth: int) -> None:
         kind, detail = gitcommand.config_command(setting)
@@ -478,8 +496,7 @@ class _Follower:
             self.write(value)
         for extracts in _EXTRACTS.get(name, ()):
             if extracts(rest):  # 'tar -x', 'unzip': into -C/-d, or where it runs
-                into = option_values(rest, ["-C", "-d"], ["--directory"])
-                self.write(into[-1][1] if into else ".")
+                self.write(_extracted_into(name, rest))
         if name == "sed" and any(_in_place(w.value) for w in rest):
             scripted = any(w.value in ("-e", "-f") or w.value.startswith("--exp") for w in rest)
             files = _positionals(rest, frozenset({"-e", "-f", "--expression", "--file"}))
@@ -493,7 +510,7 @@ class _Follower:
             return
         takes_value, which = _WRITERS[name]
         files = _positionals(rest, takes_value)
-        if which == "last" and not _links(name, rest):  # a link is a name to write through
+        if which == "last":
             files = files[-1:]
         elif which == "after-first":
             files = files[1:]
@@ -503,8 +520,17 @@ class _Follower:
             files += [v for _, v in option_values(rest, ["-t"], ["--target-directory"])]
         if name == "tar" and any(w.value.startswith("--remove-f") for w in rest):
             files = _positionals(rest, takes_value)  # each file it archives, then deletes
+            into = _tar_directory(rest)
+            files = [replace(w, value=posixpath.join(into, w.value)) for w in files]
+            if option_values(rest, ["-T"], ["--files-from"]):
+                files.append(Word(raw=".", value="."))  # names it reads from a file
+        if any(w.value.startswith("--files") for w in rest) and which == "all":
+            files.append(Word(raw=".", value="."))  # xz --files=list: names it reads
         for word in files:
             self.write(word)
+        if _links(name, rest):  # each file linked to can be written through the link
+            for target in _linked(name, rest, takes_value):
+                self.write(target)
 
 
 def option_values(
@@ -571,11 +597,78 @@ def _in_place(option: str) -> bool:
     return option.startswith("-") and "i" in option[1:].split(".")[0]
 
 
+# launchers that run their command in a directory an option names
+_WORKING_DIRECTORY: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "env": (("-C",), ("--chdir",)),
+    "unshare": ((), ("--wd",)),
+    "nsenter": (("-w",), ("--wd",)),
+    "sudo": (("-D",), ("--chdir",)),
+    "systemd-run": ((), ("--working-directory",)),
+}
+
+
+def _tar_directory(rest: list[Word]) -> str:
+    """Where tar works: its ``-C`` directories one after another (each is taken from
+    the one before)."""
+    into = ""
+    for _, where in option_values(rest, ["-C"], ["--directory"]):
+        into = posixpath.join(into, where.value) if into else where.value
+    return into or "."
+
+
+def _extracted_into(name: str, rest: list[Word]) -> str:
+    """Where ``name`` extracts its archive's members; ``/`` (outside the workspace)
+    where a member may be named anywhere (``tar -P``, ``unzip -:``)."""
+    values = [w.value for w in rest]
+    if name == "tar":
+        if any(v.startswith("--absolute") or _cluster_has(v, "P") for v in values):
+            return "/"
+        top = option_values(rest, [], ["--one-top-level"])
+        into = _tar_directory(rest)
+        return posixpath.join(into, top[-1][1].value) if top else into
+    if name == "unzip":
+        if "-:" in values or any(_cluster_has(v, ":") for v in values):
+            return "/"
+        named = option_values(rest, ["-d"], [])
+        return named[-1][1].value if named else "."
+    if name in ("7z", "7za", "7zr"):
+        outs = [v[2:] for v in values if v.startswith("-o") and len(v) > 2]
+        return outs[-1] if outs else "."
+    return "."
+
+
+def _cluster_has(option: str, letter: str) -> bool:
+    return option.startswith("-") and not option.startswith("--") and letter in option[1:]
+
+
+def _linked(name: str, rest: list[Word], takes_value: frozenset[str]) -> list[str]:
+    """The workspace files ``ln``/``cp -l``/``cp -s``/``link`` link to: for a symbolic
+    link, named from the link's own directory. Files outside the workspace are left
+    out: writing through such a link meets what the sandbox holds."""
+    files = [w.value for w in _positionals(rest, takes_value)]
+    targets = [v for _, w in option_values(rest, ["-t"], ["--target-directory"]) for v in [w.value]]
+    if len(files) < 2 and not targets:
+        return []
+    sources, place = (files, targets[-1]) if targets else (files[:-1], files[-1])
+    symbolic = name != "link" and any(
+        _cluster_has(w.value, "s") or w.value.startswith("--symbolic") for w in rest
+    )
+    into_place = bool(targets) or len(sources) > 1 or place.endswith("/")
+    base = place if into_place else posixpath.dirname(place)
+    linked = []
+    for source in sources:
+        path = posixpath.join(base, source) if symbolic and not source.startswith("/") else source
+        normal = posixpath.normpath(path)
+        if not normal.startswith(("/", "../")) and normal != "..":
+            linked.append(normal)
+    return linked
+
+
 def _links(name: str, rest: list[Word]) -> bool:
     """Whether ``name`` makes links to the files it is given (``ln``, ``cp -l``/``-s``):
     each of them can then be written through the link's name, which no rule on their
     own names sees, so making one writes them."""
-    if name == "ln":
+    if name in ("ln", "link"):
         return True
     if name != "cp":
         return False
@@ -593,22 +686,32 @@ def _links(name: str, rest: list[Word]) -> bool:
 
 
 def _extracting_tar(rest: list[Word]) -> bool:
-    first = rest[0].value if rest else ""
+    """Whether tar extracts into files (not to its output: ``-O``, ``--to-stdout``)."""
+    values = [w.value for w in rest]
+    if any(_cluster_has(v, "O") or v.startswith(("--to-stdout", "--to-command")) for v in values):
+        return False
+    first = values[0] if values else ""
     if first and not first.startswith("-") and "x" in first:  # 'tar xf a.tar'
         return True
-    return any(
-        (w.value.startswith("-") and not w.value.startswith("--") and "x" in w.value)
-        or w.value in ("--extract", "--get")
-        for w in rest
-    )
+    return any(_cluster_has(v, "x") or v in ("--extract", "--get") for v in values)
 
 
 # programs that write what an archive holds: into -C/-d, or where they run
 _EXTRACTS: dict[str, tuple[Callable[[list[Word]], bool], ...]] = {
     "tar": (_extracting_tar,),
-    "unzip": (lambda rest: not any(w.value in ("-l", "-t", "-v", "-Z", "-p") for w in rest),),
-    "7z": (lambda rest: bool(rest) and rest[0].value in ("x", "e"),),
-    "cpio": (lambda rest: any("i" in w.value for w in rest if w.value.startswith("-")),),
+    "unzip": (lambda rest: not any(_cluster_has(w.value, c) for w in rest for c in "ltvZpc"),),
+    "7z": (lambda rest: bool(rest) and rest[0].value in ("x", "e", "X"),),
+    "7za": (lambda rest: bool(rest) and rest[0].value in ("x", "e", "X"),),
+    "7zr": (lambda rest: bool(rest) and rest[0].value in ("x", "e", "X"),),
+    "cpio": (
+        lambda rest: any(
+            _cluster_has(w.value, "i")
+            or _cluster_has(w.value, "p")
+            or w.value.startswith("--ext")
+            or w.value.startswith("--pass")
+            for w in rest
+        ),
+    ),
 }
 
 

@@ -40,7 +40,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, model_va
 
 from trestle.core.durations import parse_duration
 from trestle.core.globs import glob_regex
-from trestle.core.invocations import follow
+from trestle.core.invocations import Meaning, follow
 from trestle.core.record import Record
 from trestle.core.shellparse import parse as parse_shell
 
@@ -201,7 +201,10 @@ def command_shape(command: str) -> CommandShape:
     Never raises: what cannot be read is listed in ``unknown``.
     """
     script = parse_shell(command)
-    meaning = follow(script)
+    try:
+        meaning = follow(script)
+    except RecursionError:  # thousands of a launcher's options: unread, so asked about
+        meaning = Meaning(invocations=(), writes=(), unknown=("options nested too deep to read",))
     runs = tuple(dict.fromkeys(t for i in meaning.invocations for t in i.texts))
     return CommandShape(
         command=command.strip(),
@@ -221,9 +224,9 @@ _SEQUENCE = re.compile(r"(?:-?\d+\.\.-?\d+|[A-Za-z]\.\.[A-Za-z])(?:\.\.-?\d+)?")
 
 
 def _brace_words(path: str, most: int = 256) -> list[str] | None:
-    """The paths bash writes ``path``'s brace expansions out to, or None when there
-    would be more than ``most`` or one cannot be told (a sequence of other than digits
-    or letters, which are never a ``/`` or ``..``: ``{1..9}`` stands as ``0``)."""
+    """The paths bash writes ``path``'s brace expansions out to (``{a,b}``, ``{1..9}``,
+    ``{x..z}``), or None when there would be more than ``most`` or one cannot be
+    told."""
     done: list[str] = []
     todo = [path]
     while todo:
@@ -236,13 +239,30 @@ def _brace_words(path: str, most: int = 256) -> list[str] | None:
         if "," in inner:
             parts = inner.split(",")
         elif _SEQUENCE.fullmatch(inner):
-            parts = ["0"]
+            parts = _sequence(inner, most)
+            if parts is None:
+                return None
         else:
             return None
         todo += [word[: braces.start()] + part + word[braces.end() :] for part in parts]
         if len(done) + len(todo) > most:
             return None
     return done
+
+
+def _sequence(inner: str, most: int) -> list[str] | None:
+    """What bash writes ``{a..e}`` or ``{1..9..2}`` out to (None past ``most`` words):
+    letters or numbers, never a ``/`` or ``..``, but a rule's path may name one
+    (``deplo{x..z}`` is ``deploy``)."""
+    first, last, *step = inner.split("..")
+    stride = abs(int(step[0])) if step and step[0].lstrip("-").isdigit() else 1
+    if first.lstrip("-").isdigit() and last.lstrip("-").isdigit():
+        a, b = int(first), int(last)
+        numbers = range(a, b + 1, stride or 1) if a <= b else range(a, b - 1, -(stride or 1))
+        return [str(n) for n in numbers] if len(numbers) <= most else None
+    a, b = ord(first), ord(last)
+    letters = range(a, b + 1, stride or 1) if a <= b else range(a, b - 1, -(stride or 1))
+    return [chr(c) for c in letters] if len(letters) <= most else None
 
 
 def workspace_path(path: str) -> str | None:
@@ -345,12 +365,12 @@ DEFAULT_CONFIRM_COMMANDS: tuple[str, ...] = (
     "git clean*--force*",
     "git clean*--interactive*",
     r"re:git branch( .*)? -[a-zA-Z]*[DMf].*",  # deletes, or moves a branch over another
+    "git branch*--force*",
     r"re:git stash( -\S+)* drop( .*)?",  # after its options too: git stash -q drop
     r"re:git stash( -\S+)* clear( .*)?",
     "git reflog expire*",
     "git reflog delete*",
-    r"re:git update-ref( .*)? -d( .*)?",
-    "git update-ref*--stdin*",
+    "git update-ref*",  # moves, makes or deletes any ref: a branch, a tag
     "git gc*--prune*",
     "git prune*",
     "git filter-branch*",
@@ -358,10 +378,12 @@ DEFAULT_CONFIRM_COMMANDS: tuple[str, ...] = (
     # the other version controls' commits and pushes (Subversion's commit is its push)
     "hg commit*",
     "hg push*",
+    "hg ci*",
     "svn commit*",
     "svn ci*",
     "jj git push*",
     "npm publish*",
+    "npm pub*",  # npm takes a start of its commands
     "yarn publish*",
     "yarn npm publish*",
     "pnpm publish*",
@@ -373,7 +395,9 @@ DEFAULT_CONFIRM_COMMANDS: tuple[str, ...] = (
     "cargo publish*",
     "gem push*",
     "docker push*",
+    "docker image push*",
     "podman push*",
+    "podman image push*",
     "gh release create*",
     "gh release upload*",
     "gh release delete*",
@@ -402,6 +426,7 @@ DEFAULT_CONFIRM_COMMANDS: tuple[str, ...] = (
     "helm install*",
     "helm upgrade*",
     "helm uninstall*",
+    "helm delete*",
     "terraform apply*",
     "terraform destroy*",
 )
