@@ -279,6 +279,7 @@ HARMLESS: list[tuple[str, Tier]] = [
     ("rg --pre ./x.sh x", "log"),
     ("git clean -n", "log"),
     ("HOME=/tmp/h pytest -q", "log"),  # where git would look, but no git runs
+    ('env -i PATH="$PATH" HOME="$HOME" python3 -m app', "log"),
     ("git log -Sfoo", "auto"),  # -S takes a value: its o is no -o
     ("git show -Gfoo HEAD", "auto"),
     ("git diff -U3 -Ifoo_bar", "auto"),

@@ -236,9 +236,11 @@ class _Follower:
         saved_cwd, moved = self.cwd, False
         if found is None and keyed is not None:
             found = [launches(*keyed)]
-            if keyed[0] == "env":
+            if keyed[0] == "env":  # its NAME=value words are for the program it runs
+                launched_words = [r.words for r in found[0] if r.kind == "words" and r.words]
+                program = posixpath.basename(launched_words[0][0].value) if launched_words else None
                 for word in rest:
-                    self.assignment(word.value)
+                    self.assignment(word.value, program)
             shorts, longs = _WORKING_DIRECTORY.get(keyed[0], ((), ()))
             for _, where in option_values(rest, shorts, longs):
                 self.chdir([where])  # what it runs runs there
