@@ -203,3 +203,85 @@ def test_a_workspace_reached_through_a_bind_mount_is_the_workspace(tree: Path, b
         await approved.end()
 
     run(case)
+
+
+def test_a_busy_run_below_does_not_keep_an_approved_command_waiting(tree: Path) -> None:
+    """The same, the busy run in a directory below the approved command's workspace: it
+    passes the workspace's pass, which the approved command closes (before, it held the
+    approved command off for as long as it ran, and every command in the workspace and
+    above it with it)."""
+
+    async def case() -> None:
+        stop = asyncio.Event()
+
+        async def busy(offset: float) -> None:
+            await asyncio.sleep(offset)
+            while not stop.is_set():
+                async with held_shared(tree / "a" / "sub"):
+                    await asyncio.sleep(0.2)
+
+        runs = [asyncio.create_task(busy(i * 0.1)) for i in range(2)]
+        await asyncio.sleep(0.5)
+        approved = Approved(tree / "a")
+        assert await approved.taken(2)
+        stop.set()
+        await approved.end()
+        await asyncio.gather(*runs)
+
+    run(case)
+
+
+def test_file_writes_waiting_for_a_held_workspace_leave_the_loop_its_threads(
+    tree: Path,
+) -> None:
+    """More agents' writes than the event loop has threads to hand off to, all waiting
+    for an approved command of another run, which then needs a thread itself (its
+    files' pinning): they wait on the loop, so it goes on (before, each write waited in
+    one of those threads, and the approved command waited for ever)."""
+    from trestle.tools.base import ToolContext
+    from trestle.tools.edits import WriteFile, WriteFileArgs
+
+    async def case() -> None:
+        approved = Approved(tree / "a")
+        assert await approved.taken()
+        ctx = ToolContext(workspace=tree / "a", run_id="r", step_id="s")
+        writes = [
+            asyncio.create_task(WriteFile().run(ctx, WriteFileArgs(path=f"f{i}", content="x")))
+            for i in range(4 * (os.cpu_count() or 1) + 8)
+        ]
+        await asyncio.sleep(0.3)
+        assert await taken(asyncio.to_thread(lambda: None), 5)  # a thread is free
+        await approved.end()
+        await asyncio.wait_for(asyncio.gather(*writes), 10)
+
+    run(case)
+
+
+@pytest.mark.parametrize("link", ["symbolic", "hard"])
+def test_a_file_read_as_data_that_the_hold_cannot_reach_is_not_run(
+    tmp_path: Path, link: str
+) -> None:
+    """``payload`` in the workspace is a link to a file of another workspace, which the
+    hold of this one does not cover: a run there rewrote it between the check and the
+    deploy's read. So it is not run, as code that cannot be copied is not."""
+    from trestle.execution.named_files import digest
+    from trestle.execution.pinning import pinned
+
+    workspace, elsewhere = tmp_path / "ws", tmp_path / "other"
+    workspace.mkdir()
+    elsewhere.mkdir()
+    (elsewhere / "payload").write_text("echo GOOD\n")
+    (workspace / "deploy.sh").write_text('. "./$1"\n')
+    if link == "symbolic":
+        (workspace / "payload").symlink_to(elsewhere / "payload")
+    else:
+        os.link(elsewhere / "payload", workspace / "payload")
+    command = "sh deploy.sh payload"
+    approved = {name: digest(workspace / name, 1 << 20) for name in ("deploy.sh", "payload")}
+    with pinned(command, approved, workspace) as (_, moved, unheld):
+        assert moved == [] and unheld == ["payload"]
+    (workspace / "payload").unlink()
+    (workspace / "payload").write_text("echo GOOD\n")  # a plain file of one name: held
+    approved["payload"] = digest(workspace / "payload", 1 << 20)
+    with pinned(command, approved, workspace) as (_, moved, unheld):
+        assert moved == [] and unheld == []

@@ -15,8 +15,10 @@ unpinned: a parallel step
 flipped such a file's bytes between the check of its digest and the shell's read
 (``ln deploy.sh .other.sh``, then writes through ``.other.sh``), and the command ran
 bytes nobody approved. It is said instead, and the attempt fails. The files the command
-reads or writes as data are checked in place; one too large to hash
-(:data:`~trestle.execution.named_files.APPROVED_MOST`) binds no approval either.
+reads or writes as data are checked in place, and held by the workspace's hold against
+other runs (:mod:`trestle.execution.workspace_hold`); one that hold cannot reach (through
+a link out of the workspace, or of several names) is not run either, nor one too large
+to hash (:data:`~trestle.execution.named_files.APPROVED_MOST`), which binds no approval.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -116,7 +119,7 @@ def pinned(
                 now = hashlib.sha256(data).hexdigest()
             if now != approved_digest:
                 moved.append(relative)
-            elif data is None and ((relative in code and now != ABSENT) or not_hashed(now)):
+            elif data is None and _unheld(root, relative, now, relative in code):
                 unheld.append(relative)
             elif data is not None:
                 copy = directory / str(index)
@@ -126,6 +129,29 @@ def pinned(
         yield tuple(copies), moved, unheld
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def _unheld(root: Path, relative: str, now: str, code: bool) -> bool:
+    """Whether a file that reads as approved but is not copied cannot be held so: code
+    (which is copied where it can be), a file too large to hash, or one the workspace's
+    hold does not reach (:func:`_elsewhere`)."""
+    if (code and now != ABSENT) or not_hashed(now):
+        return True
+    return now != ABSENT and _elsewhere(root, relative)
+
+
+def _elsewhere(root: Path, relative: str) -> bool:
+    """Whether a file the command reads as data lies where the hold of this workspace
+    does not reach (:mod:`trestle.execution.workspace_hold`): reached through a link
+    leading out of it, or a file of several names (its other name may be in another
+    run's workspace). A run working there changed it between the check and the read."""
+    path = root / relative
+    try:
+        info = os.stat(path)
+        real = Path(os.path.realpath(path))
+    except OSError:
+        return False
+    return not real.is_relative_to(root) or (stat.S_ISREG(info.st_mode) and info.st_nlink > 1)
 
 
 def _read(root: Path, relative: str) -> bytes | None:

@@ -6,28 +6,29 @@ Another run in the same workspace (another driver's, or one more run this proces
 drives) is held here, by file locks (``flock``) in Trestle's configuration directory,
 which every sandbox hides: every command a run starts (:func:`held_shared`, from
 :func:`trestle.execution.actions.run_shell`), every write of an agent's file tools and
-of a plan's ``write:`` steps, and every call to an MCP server (:func:`holding_shared`)
-holds its workspace shared while it runs; an approved command holds it exclusively
+of a plan's ``write:`` steps, and every call to an MCP server holds its workspace
+shared while it runs; an approved command holds it exclusively
 (:func:`hold_exclusive`) from before the check of the files it names to its end. So no
 other run changes a file the command reads between that check and the command's read.
 
 A run's commands can write anywhere in its workspace, and a run may work in a
 directory of another's (``ws/sub`` beside ``ws``), so the locks name each directory on
-the way (by device and inode: a bind mount of the workspace is the workspace), three
+the way (by device and inode: a bind mount of the workspace is the workspace), four
 for each:
 
 - *here*: a command holds its workspace's shared while it runs;
 - *below*: a command holds each directory's above its workspace shared;
-- *gate*: a command passes its workspace's, exclusively, as it takes the two above.
+- *gate*: a command passes its workspace's, exclusively, as it takes the two above;
+- *pass*: and each directory's above it, likewise.
 
 An approved command in ``W`` holds the gates of ``W`` and of each directory above it
-shared (no command starts there meanwhile) and ``W``'s *below* exclusively (none starts
-below it, and it waits for those running), waits until *here* of ``W`` and of each
-directory above it is free (the commands running there ended), then holds what a
-command holds. Approved commands in two workspaces beside each other (``ws/a``,
-``ws/b``) do not wait for one another; in one workspace, or one above the other, they
-take turns. A command waits while an approved command holds its workspace, one above
-it or one below it.
+shared and ``W``'s *pass* shared (no command starts there, nor below ``W``,
+meanwhile), then ``W``'s *below* exclusively (it waits for the commands running below
+it), waits until *here* of ``W`` and of each directory above it is free (those running
+there ended), then holds what a command holds. Approved commands in two workspaces
+beside each other (``ws/a``, ``ws/b``) do not wait for one another; in one workspace,
+or one above the other, they take turns. A command waits while an approved command
+holds its workspace, one above it or one below it.
 
 Locks are polled, never waited on in the kernel: a task cancelled while it waits (a
 stop, a timeout) leaves nothing blocked behind it. A task holding a workspace
@@ -46,8 +47,7 @@ import asyncio
 import contextlib
 import fcntl
 import os
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
 from pathlib import Path
 
@@ -124,15 +124,18 @@ def _let_go(held: list[int]) -> None:
 
 
 def _try_command(chain: list[str]) -> list[int] | None:
-    """A command's holds, taken through its workspace's gate (closed while an approved
-    command holds the workspace or one below it: then None)."""
-    gate = _try([(_file(chain[0], "gate"), fcntl.LOCK_EX)])
-    if gate is None:
+    """A command's holds, taken through its workspace's gate and the pass of each
+    directory above it (closed while an approved command holds the workspace, one above
+    it or one below it: then None)."""
+    passing = [(_file(chain[0], "gate"), fcntl.LOCK_EX)]
+    passing += [(_file(key, "pass"), fcntl.LOCK_EX) for key in chain[1:]]
+    gates = _try(passing)
+    if gates is None:
         return None
     try:
         return _try(_command_locks(chain))
     finally:
-        _let_go(gate)
+        _let_go(gates)
 
 
 def _free(chain: list[str]) -> bool:
@@ -161,21 +164,6 @@ async def held_shared(workspace: Path) -> AsyncIterator[None]:
         _let_go(held)
 
 
-@contextlib.contextmanager
-def holding_shared(workspace: Path) -> Iterator[None]:
-    """:func:`held_shared`, for a worker thread (an agent's file tools, an MCP call)."""
-    chain = _chain(workspace)
-    if chain[0] in _EXCLUSIVE.get():
-        yield
-        return
-    while (held := _try_command(chain)) is None:
-        time.sleep(POLL)
-    try:
-        yield
-    finally:
-        _let_go(held)
-
-
 async def hold_exclusive(workspace: Path) -> Release:
     """Hold ``workspace`` exclusively, once no command of another run runs in it, above
     or below it; what lets it go. The current task's own commands pass meanwhile."""
@@ -183,11 +171,15 @@ async def hold_exclusive(workspace: Path) -> Release:
     if chain[0] in _EXCLUSIVE.get():
         return _nothing
     closing: Locks = [(_file(key, "gate"), fcntl.LOCK_SH) for key in chain]
-    closing.append((_file(chain[0], "below"), fcntl.LOCK_EX))
+    closing.append((_file(chain[0], "pass"), fcntl.LOCK_SH))
     while (closed := _try(closing)) is None:  # no command starts here, above or below
         await asyncio.sleep(POLL)
     try:
-        while not _free(chain):  # those running here and above end
+        below = [(_file(chain[0], "below"), fcntl.LOCK_EX)]
+        while (emptied := _try(below)) is None:  # those running below it end
+            await asyncio.sleep(POLL)
+        closed += emptied
+        while not _free(chain):  # and those running here and above
             await asyncio.sleep(POLL)
         while (own := _try(_command_locks(chain))) is None:  # as a command: an approved
             await asyncio.sleep(POLL)  # one above waits for it, or it for that one

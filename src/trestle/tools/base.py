@@ -27,6 +27,7 @@ from trestle.core.record import Record, untitled_schema
 from trestle.core.safetext import json_without_surrogates
 from trestle.execution.actions import OUTPUT_LIMIT
 from trestle.execution.sandbox import Sandbox
+from trestle.execution.workspace_hold import held_shared
 from trestle.support.shipped_schemas import shipped_schema
 
 if TYPE_CHECKING:
@@ -208,10 +209,19 @@ def _schema(name: str, description: str, arguments: type[BaseModel]) -> ToolSche
 
 class BlockingTool(Tool[ArgsT]):
     """A tool whose work is blocking IO (files): ``work`` runs in a worker thread, so
-    a slow disk or a big search never stalls the event loop and other steps."""
+    a slow disk or a big search never stalls the event loop and other steps. One that
+    writes the workspace (``writes``) holds it first, on the event loop, never beside
+    another run's approved command (:mod:`trestle.execution.workspace_hold`): a thread
+    waiting there held one of the few the loop's threads hand off to, and enough of
+    them left the approved command none to go on with."""
+
+    writes: ClassVar[bool] = False
 
     async def run(self, ctx: ToolContext, args: ArgsT) -> Observation:
-        return await asyncio.to_thread(self.work, ctx, args)
+        if not self.writes:
+            return await asyncio.to_thread(self.work, ctx, args)
+        async with held_shared(ctx.workspace):
+            return await asyncio.to_thread(self.work, ctx, args)
 
     @abc.abstractmethod
     def work(self, ctx: ToolContext, args: ArgsT) -> Observation:

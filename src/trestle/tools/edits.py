@@ -26,6 +26,7 @@ class WriteFileArgs(ToolArgs):
 
 
 class WriteFile(BlockingTool[WriteFileArgs]):
+    writes = True
     name = "write_file"
     description = (
         "Create a file, or replace a file's whole content. Missing parent directories "
@@ -78,6 +79,7 @@ class EditFileArgs(ToolArgs):
 
 
 class EditFile(BlockingTool[EditFileArgs]):
+    writes = True
     name = "edit_file"
     description = (
         "Replace an exact piece of text in a file with new text. Fails, saying how "

@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from trestle.execution.actions import jailed_in
-from trestle.execution.workspace_hold import holding_shared
 from trestle.tools.base import ToolContext, ToolFailure
 from trestle.workspace.beneath import (
     PROTECTED,
@@ -176,8 +175,7 @@ def atomic_write(ctx: ToolContext, path: str, target: Path, content: str) -> boo
         # newline="" semantics: the model's line endings are written as given
         kept = ctx.sandbox.held_files(ctx.root) if ctx.sandbox is not None else ()
         data = content.encode()
-        with holding_shared(ctx.root):  # never while another run's approved command runs
-            return write_replacing(ctx.root, where, data, kept, links=not ctx.approved)
+        return write_replacing(ctx.root, where, data, kept, links=not ctx.approved)
     except Refused as why:
         raise refused(path, why) from None
     except IsADirectoryError:
