@@ -70,28 +70,13 @@ class Approved:
         await self.task
 
 
-def test_an_approved_command_waits_for_a_command_running_in_its_workspace_or_above(
-    tree: Path,
+@pytest.mark.parametrize("where", ["a", ".", "a/sub"])  # its workspace, above, below
+def test_an_approved_command_waits_for_a_command_running_in_above_or_below_it(
+    tree: Path, where: str
 ) -> None:
     async def case() -> None:
-        for where in (tree / "a", tree):  # its workspace, and one above it
-            started, ends = asyncio.Event(), asyncio.Event()
-            running = asyncio.create_task(command(where, started, ends))
-            await started.wait()
-            approved = Approved(tree / "a")
-            assert not await approved.taken()
-            ends.set()
-            await running
-            assert await approved.taken(5)
-            await approved.end()
-
-    run(case)
-
-
-def test_an_approved_command_waits_for_a_command_running_below_it(tree: Path) -> None:
-    async def case() -> None:
         started, ends = asyncio.Event(), asyncio.Event()
-        running = asyncio.create_task(command(tree / "a" / "sub", started, ends))
+        running = asyncio.create_task(command(tree / where, started, ends))
         await started.wait()
         approved = Approved(tree / "a")
         assert not await approved.taken()
@@ -137,10 +122,13 @@ def test_approved_commands_beside_each_other_do_not_wait_for_one_another(tree: P
     run(case)
 
 
-def test_a_busy_run_beside_does_not_keep_an_approved_command_waiting(tree: Path) -> None:
-    """Commands that overlap one another, each short: once the approved command asks,
-    no new one starts, so it runs once those running end (before, it waited for a
-    moment when none ran, which such a run never gives)."""
+@pytest.mark.parametrize("where", ["a", "a/sub"])
+def test_a_busy_run_does_not_keep_an_approved_command_waiting(tree: Path, where: str) -> None:
+    """Commands that overlap one another, each short, in the approved command's
+    workspace or below it: once it asks, no new one starts (they pass its gate, or the
+    pass of each directory above them, which it closes), so it runs once those running
+    end (before, it waited for a moment when none ran, which such a run never gives,
+    and every command in its workspace and above waited with it)."""
 
     async def case() -> None:
         stop = asyncio.Event()
@@ -148,7 +136,7 @@ def test_a_busy_run_beside_does_not_keep_an_approved_command_waiting(tree: Path)
         async def busy(offset: float) -> None:
             await asyncio.sleep(offset)
             while not stop.is_set():
-                async with held_shared(tree / "a"):
+                async with held_shared(tree / where):
                     await asyncio.sleep(0.2)
 
         runs = [asyncio.create_task(busy(i * 0.1)) for i in range(2)]
@@ -201,32 +189,6 @@ def test_a_workspace_reached_through_a_bind_mount_is_the_workspace(tree: Path, b
         assert not await taken(started.wait())
         blocked.cancel()
         await approved.end()
-
-    run(case)
-
-
-def test_a_busy_run_below_does_not_keep_an_approved_command_waiting(tree: Path) -> None:
-    """The same, the busy run in a directory below the approved command's workspace: it
-    passes the workspace's pass, which the approved command closes (before, it held the
-    approved command off for as long as it ran, and every command in the workspace and
-    above it with it)."""
-
-    async def case() -> None:
-        stop = asyncio.Event()
-
-        async def busy(offset: float) -> None:
-            await asyncio.sleep(offset)
-            while not stop.is_set():
-                async with held_shared(tree / "a" / "sub"):
-                    await asyncio.sleep(0.2)
-
-        runs = [asyncio.create_task(busy(i * 0.1)) for i in range(2)]
-        await asyncio.sleep(0.5)
-        approved = Approved(tree / "a")
-        assert await approved.taken(2)
-        stop.set()
-        await approved.end()
-        await asyncio.gather(*runs)
 
     run(case)
 
