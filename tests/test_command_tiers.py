@@ -174,6 +174,8 @@ MORE_CONFIRM = [
     "export GIT_SSH_COMMAND='git push'; git fetch",
     "declare -x GIT_EXTERNAL_DIFF='git push'; git diff",
     "export GIT_CONFIG_GLOBAL=./c; git diff",
+    "export HOME=.; git log",
+    'export XDG_CONFIG_HOME=./c; sh -c "git log"',
     # a command option inside a cluster of flags, as getopt reads it
     "git rebase -qx 'git push' HEAD~1",
     "git difftool -yx 'git push'",
@@ -285,6 +287,10 @@ HARMLESS: list[tuple[str, Tier]] = [
     ("git diff -U3 -Ifoo_bar", "auto"),
     ("ln -s ../lib src/lib", "log"),  # a link's target, named from where the link is
     ("ln -s /usr/bin/python3 .venv/bin/python", "log"),
+    ("ln -sf $(which python3) .venv/bin/python", "log"),
+    ('ln -s "$PWD/node_modules" web/node_modules', "log"),
+    ("ln -s ~/.cache/pip .pipcache", "log"),
+    ("export HOME=/tmp; pytest", "log"),  # no git after it
 ]
 
 
@@ -312,6 +318,8 @@ DIRECTORY_WRITES = [
     ("sort --out=deploy/app.yaml x", True),
     ("bash -c 'rm -rf {deploy,x}'", True),
     ("ln -s deploy d", True),
+    ("ln -s $PWD/deploy web/d", True),
+    ("ln -s ../deploy web/d", True),
     ("ln deploy/app.yaml h", True),
     ("cp -al deploy copy", True),
     ("tar --remove-files -cf x.tar deploy", True),

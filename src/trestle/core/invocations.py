@@ -164,6 +164,7 @@ class _Follower:
     found: tuple[str, ...] = ()  # inside ``find -exec``: what ``{}`` stands for
     placeholders: tuple[str, ...] = ()  # inside xargs and find: words replaced by input
     appending: bool = False  # inside xargs: words it reads are appended to the command
+    homes: list[str] = field(default_factory=list)  # HOME=… set for the commands after
     stdin: str | None = None  # the file the command being followed reads its input from
 
     def script(self, script: Script, depth: int) -> None:
@@ -352,8 +353,12 @@ class _Follower:
         name, eq, value = text.partition("=")
         if not eq:
             return
-        if name in _HOMES and program is not None and not _may_run_git(program):
-            return  # 'HOME=/tmp pytest': where git would look, but no git runs
+        if name in _HOMES:
+            if program is None:
+                self.homes.append(name)  # judged by the git command after it, if one runs
+                return
+            if not _may_run_git(program):
+                return  # 'HOME=/tmp pytest': where git would look, but no git runs
         why = gitcommand.environment_command(name)
         if why is not None:
             self.unknown.append(why)
@@ -456,6 +461,10 @@ class _Follower:
     def git(self, sub: str, rest: list[Word], depth: int) -> None:
         """An alias or unknown ``git-NAME`` program is unknown; options whose value is a
         command (``rebase -x``, ``fetch --upload-pack``) are followed."""
+        for name in self.homes:  # 'export HOME=.; git log'
+            why = gitcommand.environment_command(name)
+            if why is not None:
+                self.unknown.append(why)
         if sub not in gitcommand.GIT_COMMANDS:
             why = f"git {sub!r} is no git command: an alias or a program named git-{sub}"
             self.unknown.append(why)
@@ -647,23 +656,42 @@ def _linked(name: str, rest: list[Word], takes_value: frozenset[str]) -> list[st
     """The workspace files ``ln``/``cp -l``/``cp -s``/``link`` link to: for a symbolic
     link, named from the link's own directory. Files outside the workspace are left
     out: writing through such a link meets what the sandbox holds."""
-    files = [w.value for w in _positionals(rest, takes_value)]
-    targets = [v for _, w in option_values(rest, ["-t"], ["--target-directory"]) for v in [w.value]]
+    files = [_here(w) for w in _positionals(rest, takes_value)]
+    targets = [_here(w) for _, w in option_values(rest, ["-t"], ["--target-directory"])]
     if len(files) < 2 and not targets:
         return []
     sources, place = (files, targets[-1]) if targets else (files[:-1], files[-1])
     symbolic = name != "link" and any(
         _cluster_has(w.value, "s") or w.value.startswith("--symbolic") for w in rest
     )
-    into_place = bool(targets) or len(sources) > 1 or place.endswith("/")
-    base = place if into_place else posixpath.dirname(place)
+    if place is None:
+        return []  # where the link lies is the shell's to say: the sandbox's
+    into_place = bool(targets) or len(sources) > 1 or place[0].endswith("/")
+    base = place[0] if into_place else posixpath.dirname(place[0])
     linked = []
-    for source in sources:
-        path = posixpath.join(base, source) if symbolic and not source.startswith("/") else source
+    for named in sources:
+        if named is None:
+            continue  # where it lies is the shell's ($(which python3), ~/x): the sandbox's
+        source, from_here = named
+        relative = symbolic and not from_here and not source.startswith("/")
+        path = posixpath.join(base, source) if relative else source
         normal = posixpath.normpath(path)
         if not normal.startswith(("/", "../")) and normal != "..":
             linked.append(normal)
     return linked
+
+
+def _here(word: Word) -> tuple[str, bool] | None:
+    """``word`` as a path, and whether it is named from the working directory whatever
+    names it (``$PWD/x``, ``$(pwd)/x`` are ``x``, from there); None for another
+    expansion, which only the shell resolves."""
+    if word.literal:
+        return word.value, False
+    for prefix in ("$PWD/", "${PWD}/", "$(pwd)/", "`pwd`/"):
+        if word.value.startswith(prefix):
+            rest = word.value[len(prefix) :]
+            return (rest, True) if not any(c in rest for c in "$`*?[~") else None
+    return None
 
 
 def _links(name: str, rest: list[Word]) -> bool:
