@@ -54,7 +54,7 @@ class StallWatch(Generic[Work]):
         self.settings = settings
         self._attempts: dict[Work, tuple[str, int]] = {}
         self._last: dict[str, tuple[float, int]] = {}  # step -> (when, seq)
-        self._holding: set[str] = set()  # steps whose attempts hold the runs above
+        self._holding: set[str] = set()  # steps waiting to hold the runs above, or the workspace
 
     @contextmanager
     def holding(self, sid: str, clock: Callable[[], float]) -> Iterator[None]:
