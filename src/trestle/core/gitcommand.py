@@ -219,28 +219,21 @@ SUBCOMMAND_COMMANDS: dict[str, frozenset[str]] = {
 }
 
 
-# the long options of a subcommand that the reader follows (above) or that the default
-# ``confirm_commands`` name: git takes any unambiguous start of one (``--ha`` for
-# ``--hard``, ``--upload-pa=…``), so such a start is read as the option it may be
+# the long options the default ``confirm_commands`` name: git takes any unambiguous start
+# of one (``--ha`` for ``--hard``), so the text they are matched against writes such a
+# start out (the options whose value is a command are read so by the follower itself)
 LONG_OPTIONS: dict[str, tuple[str, ...]] = {
     "reset": ("--hard", "--merge", "--keep"),
     "clean": ("--force", "--interactive"),
     "branch": ("--delete", "--force"),
     "gc": ("--prune",),
-    "push": ("--force", "--delete", "--mirror", "--receive-pack", "--exec"),
-    "update-ref": ("--stdin",),
-    **{
-        sub: tuple(sorted(o for o in options if o.startswith("--")))
-        for sub, options in SUBCOMMAND_COMMANDS.items()
-        if sub != "push"
-    },
 }
 
 
 def spelled_out(sub: str, word: str) -> str:
     """``word`` of git subcommand ``sub`` with a start of one of its
-    :data:`LONG_OPTIONS` written out (``--ha`` → ``--hard``, ``--upload-pa=x`` →
-    ``--upload-pack=x``); any other word as it is."""
+    :data:`LONG_OPTIONS` written out (``--ha`` → ``--hard``, ``--pru=now`` →
+    ``--prune=now``); any other word as it is."""
     option, eq, value = word.partition("=")
     if len(option) <= 2 or not option.startswith("--"):
         return word

@@ -126,6 +126,7 @@ _WRITERS: dict[str, tuple[frozenset[str], str]] = {
     "mv": (frozenset({"-t", "--target-directory", "-S", "--suffix"}), "all"),
     "cp": (frozenset({"-t", "--target-directory", "-S", "--suffix"}), "last"),
     "ln": (frozenset({"-t", "--target-directory", "-S", "--suffix"}), "last"),
+    "link": (frozenset(), "last"),
     "install": (frozenset({"-m", "-o", "-g", "-t", "-S", "--mode", "--owner", "--group"}), "last"),
     "rsync": (frozenset({"-e", "--rsh", "--exclude", "--include", "--filter", "-f"}), "last"),
     "tar": (frozenset({"-f", "--file", "-C", "--directory", "-T", "-X", "-b", "-H", "-N"}), "none"),
@@ -133,7 +134,6 @@ _WRITERS: dict[str, tuple[frozenset[str], str]] = {
     "gzip": (frozenset({"-S", "--suffix"}), "all"),
     "gunzip": (frozenset({"-S", "--suffix"}), "all"),
     "bzip2": (frozenset(), "all"),
-    "link": (frozenset(), "last"),
     "bunzip2": (frozenset(), "all"),
     "xz": (frozenset({"-T", "--threads", "-S", "--suffix", "-F", "--format", "-C"}), "all"),
     "unxz": (frozenset({"-T", "--threads", "-S", "--suffix"}), "all"),
@@ -590,12 +590,6 @@ def _shorts(options: Iterable[str]) -> list[str]:
 
 def _longs(options: Iterable[str]) -> list[str]:
     return [o for o in options if o.startswith("--")]
-
-
-def _spelled_out(sub: str, word: Word) -> Word:
-    """``word`` with the start of a long option of git's ``sub`` written out."""
-    value = gitcommand.spelled_out(sub, word.value)
-    return word if value == word.value else replace(word, value=value)
 
 
 def _in_place(option: str) -> bool:
