@@ -247,3 +247,15 @@ def test_a_file_read_as_data_that_the_hold_cannot_reach_is_not_run(
     approved["payload"] = digest(workspace / "payload", 1 << 20)
     with pinned(command, approved, workspace) as (_, moved, unheld):
         assert moved == [] and unheld == []
+
+
+def test_a_command_in_a_workspace_gone_fails_to_start_saying_so(tree: Path) -> None:
+    """Its holds are named by the missing directory's path: the command itself says
+    why it could not start (before the hold, a stat of it stopped the attempt)."""
+    from trestle.execution.actions import run_shell
+    from trestle.execution.sandbox import Cell, choose
+
+    gone = tree / "gone"
+    cell = Cell(sandbox=choose("off"), workspace=gone, name="s")
+    result = asyncio.run(run_shell("true", cwd=gone, env={}, timeout=5, cell=cell))
+    assert result.status == "error" and "No such file or directory" in (result.error or "")

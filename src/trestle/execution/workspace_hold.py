@@ -46,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import hashlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
@@ -70,8 +71,11 @@ def _chain(workspace: Path) -> list[str]:
     real = os.path.realpath(workspace)
     keys = []
     while True:
-        info = os.stat(real)
-        keys.append(f"{where}{info.st_dev}-{info.st_ino}")
+        try:
+            info = os.stat(real)
+            keys.append(f"{where}{info.st_dev}-{info.st_ino}")
+        except OSError:  # gone (a command there fails to start, saying so): by its name
+            keys.append(f"{where}path-{hashlib.sha256(os.fsencode(real)).hexdigest()[:32]}")
         parent = os.path.dirname(real)
         if parent == real:
             return keys
