@@ -275,36 +275,74 @@ def write_replacing(
                 "it is a plan file or its python: code, which no step may change: the next "
                 "run of that plan would obey what a step wrote"
             )
-        tmp = f".{name[:100]}.{secrets.token_hex(4)}.trestle-tmp"
-        fd, named = _new_file(dir_fd, tmp)
+        fd, named = _new_file(dir_fd, f".{name[:100]}.{secrets.token_hex(4)}.trestle-tmp")
+        tmp = named or ""
         try:
             with os.fdopen(fd, "wb") as out:
                 out.write(data)
                 if old is not None and stat.S_ISREG(old.st_mode):
                     os.fchmod(out.fileno(), stat.S_IMODE(old.st_mode))
-                if not named:  # named only once written: see _new_file
-                    os.link(f"/proc/self/fd/{out.fileno()}", tmp, dst_dir_fd=dir_fd)
-            # names within one directory descriptor: a swap of the parent cannot
-            # move the rename elsewhere; a symlink named ``name`` is replaced, not followed
-            os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+                if named is not None:
+                    # names within one directory descriptor: a swap of the parent cannot
+                    # move the rename elsewhere; a symlink named ``name`` is replaced,
+                    # not followed
+                    os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+                else:
+                    _name_written(out.fileno(), dir_fd, name)
         finally:
-            with suppress(FileNotFoundError):
-                os.unlink(tmp, dir_fd=dir_fd)
+            if tmp:
+                with suppress(FileNotFoundError):
+                    os.unlink(tmp, dir_fd=dir_fd)
         return old is not None
 
 
-def _new_file(dir_fd: int, tmp: str) -> tuple[int, bool]:
-    """A file to write in the directory ``dir_fd``, and whether it is already named
-    ``tmp``. Where the kernel and the file system allow, it has no name yet
-    (``O_TMPFILE``), and is given ``tmp`` only once written, just before the rename: a
-    process killed while writing (a driver's SIGKILL, an OOM kill) leaves nothing
-    behind, where a named file stayed in the workspace for ever, its random name never
-    written again."""
+# how often a written file is named again when another write of the same file took its
+# temporary name from under it (each such write replaced the file itself: one wins)
+_RENAMES = 5
+
+
+def _name_written(fd: int, dir_fd: int, name: str) -> None:
+    """Put the written, unnamed file ``fd`` at ``name`` in ``dir_fd``, in one step as
+    readers see it: named first at ``.NAME.trestle-tmp``, then renamed over ``name``.
+    The temporary name is the same for every write of ``name``: a process killed
+    between the two (a driver's SIGKILL) left it in the workspace, and the next write
+    of the file (its step or tool call run again on resume) takes it over; under a
+    random name it stayed for ever, and a later ``git add -A`` took it along. A link
+    or file a step left at that name is unlinked, never followed."""
+    tmp = f".{name[:100]}.trestle-tmp"
+    for _ in range(_RENAMES):
+        try:
+            os.link(f"/proc/self/fd/{fd}", tmp, dst_dir_fd=dir_fd)
+        except FileExistsError:  # a killed writer's, a step's, or a write beside this one
+            try:
+                os.unlink(tmp, dir_fd=dir_fd)
+            except (IsADirectoryError, PermissionError):
+                raise Refused(f"a directory stands at its temporary name {tmp!r}") from None
+            except FileNotFoundError:
+                pass
+            continue
+        try:
+            os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            return
+        except FileNotFoundError:  # a write beside this one unlinked it: name it again
+            continue
+        except BaseException:
+            with suppress(FileNotFoundError):
+                os.unlink(tmp, dir_fd=dir_fd)
+            raise
+    raise Refused(f"other writes of the file kept taking its temporary name {tmp!r}")
+
+
+def _new_file(dir_fd: int, tmp: str) -> tuple[int, str | None]:
+    """A file to write in the directory ``dir_fd``, and its name: none where the
+    kernel and the file system allow (``O_TMPFILE``), so that a process killed while
+    writing (a driver's SIGKILL, an OOM kill) leaves nothing behind (see
+    :func:`_name_written`); else ``tmp``, which such a process leaves."""
     flags = os.O_WRONLY | os.O_CLOEXEC
     if hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd"):
         with suppress(OSError):  # not supported here (EOPNOTSUPP, EISDIR): named
-            return os.open(".", flags | os.O_TMPFILE, 0o666, dir_fd=dir_fd), False
-    return os.open(tmp, flags | os.O_CREAT | os.O_EXCL, 0o666, dir_fd=dir_fd), True
+            return os.open(".", flags | os.O_TMPFILE, 0o666, dir_fd=dir_fd), None
+    return os.open(tmp, flags | os.O_CREAT | os.O_EXCL, 0o666, dir_fd=dir_fd), tmp
 
 
 def make_dirs(root: Path, parent: str) -> None:
