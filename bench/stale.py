@@ -18,7 +18,11 @@ Verdicts, one per figure:
   against the reference;
 - ``not measured since``: no result for it under the results directory;
 - ``not comparable``: measured on a different core count or Python minor version than
-  published, which the verdict names; no ratio is judged across machines.
+  published, which the verdict names; no figure is judged across them. A figure of time
+  or rate (µs, ms, s, runs/s) is not judged across processors either (the register's
+  ``cpu``, the results' ``machine.cpu``): the same code on another processor runs at
+  another pace. Its same-run ratio to a reference (``x``) is judged: the pace moves a
+  figure and its reference alike.
 
 Exit codes: 0 done, 1 a figure moved (under ``--strict`` only), 2 bad input.
 """
@@ -39,6 +43,8 @@ MOVED = "MOVED beyond noise"
 NOT_MEASURED = "not measured since"
 NOT_COMPARABLE = "not comparable"
 EXIT_MOVED = 1
+# the units of figures the processor's pace sets: not judged across processors
+PACED_UNITS = frozenset({"µs", "ms", "s", "runs/s"})
 EXIT_BAD_INPUT = 2
 
 
@@ -58,6 +64,7 @@ class Published:
     sqlite: str
     load: str | None = None  # the load average the text gives, if it gives one
     beside: str | None = None  # the figure's same-run ratio to a reference
+    cpu: str = "unknown"  # the processor's model name, as /proc/cpuinfo gives it
 
 
 @dataclass(frozen=True)
@@ -99,6 +106,7 @@ def load_published(path: Path) -> list[Published]:
                     sqlite=str(entry["sqlite"]),
                     load=entry.get("load"),
                     beside=entry.get("beside"),
+                    cpu=str(entry.get("cpu", "unknown")),
                 )
             )
         except (KeyError, TypeError, ValueError) as e:
@@ -136,6 +144,9 @@ def judge(figure: Published, latest: dict[str, Any] | None) -> Verdict:
         differs.append(f"{figure.nproc} cores published, {machine['nproc']} now")
     if figure.python != "unknown" and _minor(str(machine.get("python"))) != _minor(figure.python):
         differs.append(f"{figure.python} published, {machine.get('python')} now")
+    cpu = str(machine.get("cpu", "unknown"))
+    if figure.unit in PACED_UNITS and "unknown" not in (figure.cpu, cpu) and cpu != figure.cpu:
+        differs.append(f"a time on {figure.cpu!r} published, on {cpu!r} now")
     if differs:
         return Verdict(figure, latest, NOT_COMPARABLE, "; ".join(differs))
     value = float(latest["value"])

@@ -46,8 +46,14 @@ def _row(output: str, figure: str) -> str:
     return next(line for line in output.splitlines() if line.startswith(f"| `{figure}`"))
 
 
-def _machine(nproc: str = "2") -> dict[str, str]:
-    return {"nproc": nproc, "python": "CPython 3.11.7", "sqlite": "3.40.1", "trestle_commit": "x"}
+def _machine(nproc: str = "2", cpu: str = "unknown") -> dict[str, str]:
+    return {
+        "nproc": nproc,
+        "cpu": cpu,
+        "python": "CPython 3.11.7",
+        "sqlite": "3.40.1",
+        "trestle_commit": "x",
+    }
 
 
 def test_a_moved_figure_is_flagged_and_fails_strict(tmp_path: Path) -> None:
@@ -245,3 +251,32 @@ def test_startup_records_each_command_beside_its_ratio_to_the_bare_interpreter(
     assert found["startup_help_vs_python"]["value"] == pytest.approx(140.0 / 19.0)
     assert found["startup_runs_vs_python"]["value"] == pytest.approx(290.0 / 19.0)
     assert len({r["run"] for r in found.values()}) == 1  # one run, so stale.py pairs them
+
+
+def test_a_time_measured_on_another_processor_is_not_judged_and_its_ratio_is(
+    tmp_path: Path,
+) -> None:
+    """The same code on a slower processor takes longer: the figure is not said to have
+    moved, its same-run ratio to a reference still is judged, and a figure whose
+    register names no processor is judged as before."""
+    results = tmp_path / "results"
+    amd = _machine(cpu="AMD EPYC")
+    figures.record("turn", 175.0, "ms", amd, results_dir=results, run="a")
+    figures.record("turn_ratio", 0.52, "x", amd, results_dir=results, run="a")
+    figures.record("unnamed", 175.0, "ms", amd, results_dir=results, run="a")
+    xeon = {"cpu": "Intel(R) Xeon(R) Processor"}
+    published = (
+        {**_figure("turn", 100, {"relative": 0.1}), **xeon, "beside": "turn_ratio"},
+        {**_figure("turn_ratio", 0.5, {"relative": 0.1}), **xeon, "unit": "x"},
+        _figure("unnamed", 100, {"relative": 0.1}),
+    )
+
+    code, out = _stale(tmp_path, *published)
+
+    assert (
+        "not comparable: a time on 'Intel(R) Xeon(R) Processor' published, on 'AMD EPYC' now"
+        in _row(out, "turn")
+    )
+    assert "holds" in _row(out, "turn_ratio")
+    assert "MOVED" in _row(out, "unnamed")
+    assert code == 1 and "moved beyond their noise: unnamed\n" in out, out
