@@ -37,6 +37,7 @@ from agent_helpers import (
     start_run,
     state_of,
 )
+from trestle.agent.runtime import MODELS_OWN_CHECK
 from trestle.core.card import HandoffCard, build_card
 from trestle.core.events import ApprovalRequested
 from trestle.core.redaction import _SHAPES, redact, secret_values
@@ -128,6 +129,33 @@ def test_the_models_own_test_command_is_tiered_and_on_the_card(
     card = _review_card(store, run_id)
     assert "acceptance test command: `" in card.objective
     assert card.action is not None and "git push origin main" in (card.action.agent or "")
+
+
+def test_work_accepted_by_the_models_own_test_command_says_so(
+    store: SqliteStore, tmp_path: Path
+) -> None:
+    """With no test command given, the model's own command accepts the work: a model
+    that names ``true`` passes whatever it did. The acceptance's output and the phase's
+    reason say whose command it was; with a test command given they say nothing more."""
+    for users in (None, TEST_COMMAND):
+        workspace = sample_workspace(tmp_path / f"ws-{users is None}")
+        settings = agent_settings(plan_approval="auto", test_command=users)
+        run_id = start_run(store, workspace, settings=settings)
+        fix = fix_replies()[3:]  # the edit and the finish
+        model = ScriptedModel([findings_json(test_command="true"), plan_json(FIX_STEP), *fix])
+
+        drive(store, run_id, model)
+
+        state = state_of(store, run_id)
+        assert state.finished == "succeeded"
+        output = state.steps["validate"].output_tail
+        reasons = [e.event.reason for e in store.events(run_id) if e.event.kind == "phase_entered"]
+        if users is None:
+            assert output == f"acceptance passed: true ({MODELS_OWN_CHECK})"
+            assert reasons[-1] == f"accepted: 'true' passed ({MODELS_OWN_CHECK})"
+        else:
+            assert output == f"acceptance passed: {TEST_COMMAND}"
+            assert reasons[-1] == f"accepted: {TEST_COMMAND!r} passed"
 
 
 def test_what_the_model_wrote_makes_no_line_of_the_review_card(

@@ -363,8 +363,13 @@ class AgentPerformer:
             cell=work.ctx.cell,
         )
         if result.status == "ok":
-            await self._enter(work, Phase.DONE, f"accepted: {command!r} passed")
-            return result.model_copy(update={"output": f"acceptance passed: {command}"})
+            # the model's own command judged its own work: the report says so, since
+            # a human saw it only on the plan's card (and not at all when the plan was
+            # approved automatically): `true` passes whatever was done
+            whose = "" if settings.test_command else f" ({MODELS_OWN_CHECK})"
+            await self._enter(work, Phase.DONE, f"accepted: {command!r} passed{whose}")
+            output = f"acceptance passed: {command}{whose}"
+            return result.model_copy(update={"output": output})
         failure = f"`{command}` {result.error}\n{result.output[-2000:]}"
         if task.round > settings.max_replans:
             why = f"acceptance failed after {counted(task.round - 1, 're-plan')}: {result.error}"
@@ -647,6 +652,9 @@ def performer_for(settings: AgentSettings) -> AgentPerformer:
     model = settings_model(settings)
     summariser = None if isinstance(model, ReplayModel) else model_summariser(model)
     return AgentPerformer(model, summariser=summariser)
+
+
+MODELS_OWN_CHECK = "the test command the model named in its findings: no test command was given"
 
 
 def _model_test_command(state: RunState, settings: AgentSettings) -> str | None:
