@@ -304,10 +304,10 @@ def _layout(value: Any, found: dict[str, list[str]]) -> dict[str, list[str]]:
     return found
 
 
-# What a save holds at STATE_FORMAT 3, at any point of the run (the attempts' own
+# What a save holds at STATE_FORMAT 4, at any point of the run (the attempts' own
 # states too). A change here means a save of the format before would be read wrongly:
 # raise saved.STATE_FORMAT, then update this pin.
-PINNED_FORMAT = 3
+PINNED_FORMAT = 4
 PINNED_LAYOUT: dict[str, list[str]] = {
     "monitors": [
         "trestle.monitors.format.FormatMonitor",
@@ -324,8 +324,10 @@ PINNED_LAYOUT: dict[str, list[str]] = {
         "trestle.monitors.timing.DurationMonitor",
         "trestle.monitors.timing.StallMonitor",
         "trestle.monitors.context.ContextMonitor",
+        "trestle.monitors.acceptance.TestsMonitor",
     ],
     "trace": ["_agent_steps", "_attempts", "_last_at", "_open", "_turns", "facts"],
+    "trestle.monitors.acceptance.TestsMonitor": ["_seen"],
     "trestle.monitors.attempt.Attempts": ["_by_step", "_fresh"],
     "trestle.monitors.context.ContextMonitor": [
         "_attempts",

@@ -4,6 +4,7 @@ detector and the reread monitor when the settings ask for them."""
 from __future__ import annotations
 
 from trestle.core.records.monitors import MonitorSettings
+from trestle.monitors.acceptance import TestsMonitor
 from trestle.monitors.alerts import Monitor
 from trestle.monitors.context import ContextMonitor
 from trestle.monitors.drift import semantic_cost_timing_monitors
@@ -34,9 +35,13 @@ CATCHES: dict[str, frozenset[str]] = {
 
 
 def default_monitors(settings: MonitorSettings) -> list[Monitor]:
-    """Fresh instances of every monitor, token level to cost, for one run; and the
-    reread monitor if ``settings.reread``, the learnt detector if ``settings.learnt``."""
-    monitors = hand_written_monitors(settings)
+    """Fresh instances of every monitor, token level to cost, and the tests monitor,
+    for one run; and the reread monitor if ``settings.reread``, the learnt detector if
+    ``settings.learnt``."""
+    # the tests monitor reads what Trestle's own checkpoints show an attempt wrote,
+    # which no imported recording holds: beside the hand-written set the learnt
+    # detector was trained with, not in it
+    monitors = [*hand_written_monitors(settings), TestsMonitor()]
     if settings.reread:
         monitors.append(RereadMonitor())
     if settings.learnt:

@@ -46,8 +46,9 @@ FORMAT = b"trestle-monitors 1"
 # The format of the monitors' saved state. Raise it when a monitor (or anything a save
 # holds: the trace, a line memory, a record class) gains, loses or renames an attribute
 # or reads one differently: a save of another format is never read. 3: the progress and
-# cycle monitors share one memory of the lines shown (monitors/shown.ShownLines).
-STATE_FORMAT = 3
+# cycle monitors share one memory of the lines shown (monitors/shown.ShownLines). 4: the
+# tests monitor (monitors/acceptance.TestsMonitor) and the paths it has named.
+STATE_FORMAT = 4
 # Where the classes a save may hold live; nothing outside them is built on load.
 _OWN_MODULES = ("trestle.monitors.", "trestle.core.records.")
 _PLAIN: dict[tuple[str, str], Any] = {

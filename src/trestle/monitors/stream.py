@@ -39,6 +39,7 @@ from trestle.core.events import (
     ToolCallStarted,
 )
 from trestle.core.plan import Step
+from trestle.core.records.lineage import DELETED
 from trestle.monitors.shell import classify_tool_call
 from trestle.monitors.trace import Action, Malformed, Observation, RunFacts, StepEnd, Turn
 
@@ -308,6 +309,7 @@ class EventTrace:
         if event.step not in self._agent_steps:
             return out
         started = attempt.started if attempt is not None else event.at
+        wrote = (event.files.wrote if event.files is not None else None) or {}
         out.append(
             StepEnd(
                 seq=seq,
@@ -319,6 +321,8 @@ class EventTrace:
                 calls=attempt.calls if attempt is not None else 0,
                 claimed_done=attempt.finished if attempt is not None else False,
                 failed_checks=tuple(c.check for c in event.checks if not c.passed),
+                wrote=tuple(sorted(p for p, digest in wrote.items() if digest != DELETED)),
+                deleted=tuple(sorted(p for p, digest in wrote.items() if digest == DELETED)),
             )
         )
         return out

@@ -81,6 +81,10 @@ class StepEnd(Record):
     calls: int = 0  # model calls it made
     claimed_done: bool = False  # the agent called ``finish``
     failed_checks: tuple[str, ...] = ()  # the verify checks that failed
+    # the workspace files it changed, and those it deleted, as its checkpoints show
+    # them (none known without a checkpoint before and after it)
+    wrote: tuple[str, ...] = ()
+    deleted: tuple[str, ...] = ()
 
 
 class Stall(Record):

@@ -98,6 +98,7 @@ ALERT_KINDS: frozenset[str] = frozenset(
         "slow_step",
         "stalled",
         "step_cost_outlier",
+        "tests_changed",
         "unchanged_output",
     }
 ) | frozenset(get_args(Malformed))  # the format monitor's one malformed turn, by its problem
@@ -194,8 +195,14 @@ class MonitorSettings(Record):
         "critical": "pause",
     }
     # the claim monitor's finding is already acted on by the step's own verification
-    # (the retry is told the check failed); a stall is dead-lettered by the engine
-    kinds: dict[str, MonitorAction] = {"hallucinated_success": "note", "stalled": "note"}
+    # (the retry is told the check failed); a stall is dead-lettered by the engine; a
+    # changed test is often the task itself: recorded for the reviewer, who may ask
+    # for "pause" to read it before the acceptance runs
+    kinds: dict[str, MonitorAction] = {
+        "hallucinated_success": "note",
+        "stalled": "note",
+        "tests_changed": "note",
+    }
     stall_after: float = Field(default=900.0, gt=0, le=30 * 24 * 3600)
     embedder: str = "hashing"
     # the model's context window in tokens, for the context monitor; None: the known
