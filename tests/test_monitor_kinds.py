@@ -12,7 +12,8 @@ from typing import get_args
 import trestle.monitors
 from forked_cli import run_trestle
 from test_cli import cli_env
-from trestle.core.records.monitors import ALERT_KINDS, Malformed
+from trestle.core.records.monitors import ALERT_KINDS, DEFAULT_KINDS, Malformed
+from trestle.formats.policyfile import read_policy_file
 
 
 def _raised_kinds() -> set[str]:
@@ -49,3 +50,22 @@ def test_a_misspelt_kind_is_refused_on_its_line_with_the_kind_meant(tmp_path: Pa
     assert f"{policy}:3: monitors.kinds: no monitor raises 'actoin_cycle'" in result.stderr
     assert "did you mean 'action_cycle'?" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_kinds_table_sets_its_kinds_and_keeps_the_others_defaults(tmp_path: Path) -> None:
+    """A ``[monitors.kinds]`` table naming one kind replaced every default of the others:
+    a claim the step's verification had already acted on (``note`` by default) was told
+    to the model as a warning, and a changed test too. The table now sets what it names,
+    over the defaults; a default it names is set as it says."""
+    policy = tmp_path / "trestle.toml"
+    policy.write_text('[monitors.kinds]\naction_cycle = "replan"\nstalled = "pause"\n')
+
+    settings = read_policy_file(policy).monitors()
+
+    assert settings is not None
+    assert settings.kinds == {
+        **DEFAULT_KINDS,
+        "action_cycle": "replan",
+        "stalled": "pause",
+    }
+    assert settings.kinds["hallucinated_success"] == settings.kinds["tests_changed"] == "note"

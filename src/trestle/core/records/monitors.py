@@ -41,7 +41,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal, get_args
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from trestle.core.record import Record
 
@@ -185,6 +185,17 @@ STEERING: frozenset[MonitorAction] = frozenset({"inject", "replan"})
 ACTION_ORDER: tuple[MonitorAction, ...] = ("note", "inject", "replan", "pause", "stop")
 
 
+# the claim monitor's finding is already acted on by the step's own verification (the
+# retry is told the check failed); a stall is dead-lettered by the engine; a changed test
+# is often the task itself: recorded for the reviewer, who may ask for "pause" to read it
+# before the acceptance runs
+DEFAULT_KINDS: dict[str, MonitorAction] = {
+    "hallucinated_success": "note",
+    "stalled": "note",
+    "tests_changed": "note",
+}
+
+
 class MonitorSettings(Record):
     """How a run's monitors act, recorded with the run so a replay acts alike."""
 
@@ -194,15 +205,10 @@ class MonitorSettings(Record):
         "warning": "inject",
         "critical": "pause",
     }
-    # the claim monitor's finding is already acted on by the step's own verification
-    # (the retry is told the check failed); a stall is dead-lettered by the engine; a
-    # changed test is often the task itself: recorded for the reviewer, who may ask
-    # for "pause" to read it before the acceptance runs
-    kinds: dict[str, MonitorAction] = {
-        "hallucinated_success": "note",
-        "stalled": "note",
-        "tests_changed": "note",
-    }
+    # by kind, over DEFAULT_KINDS: a [monitors.kinds] table naming other kinds keeps
+    # these (it replaced them, and a claim the step's verification had already acted on
+    # was told to the model as a warning)
+    kinds: dict[str, MonitorAction] = Field(default_factory=lambda: dict(DEFAULT_KINDS))
     stall_after: float = Field(default=900.0, gt=0, le=30 * 24 * 3600)
     embedder: str = "hashing"
     # the model's context window in tokens, for the context monitor; None: the known
@@ -215,6 +221,11 @@ class MonitorSettings(Record):
     # nothing changes it; off by default, as it flagged more successful runs than it
     # gained exhausted ones on the report half of the real runs (BENCHMARKS.md)
     reread: bool = False
+
+    @field_validator("kinds", mode="after")
+    @classmethod
+    def _over_the_defaults(cls, kinds: dict[str, MonitorAction]) -> dict[str, MonitorAction]:
+        return {**DEFAULT_KINDS, **kinds}
 
     def stall_limit(self, step_timeout: float | None) -> float:
         """Seconds a running step may record nothing: ``stall_after``, or the step's
