@@ -209,8 +209,11 @@ def _minor(python: str) -> str:
     return f"{name} {'.'.join(version.split('.')[:2])}"
 
 
-def _machine(nproc: str, python: str, sqlite: str, load: str | None = None) -> str:
-    said = f"{nproc} cores, {python}, SQLite {sqlite}"
+def _machine(
+    nproc: str, python: str, sqlite: str, load: str | None = None, cpu: str = "unknown"
+) -> str:
+    cores = f"{nproc} cores" if cpu == "unknown" else f"{nproc} cores of {cpu}"
+    said = f"{cores}, {python}, SQLite {sqlite}"
     return f"{said}, load {load}" if load else said
 
 
@@ -221,7 +224,7 @@ def render(verdicts: Sequence[Verdict]) -> str:
     ]
     for v in verdicts:
         f = v.figure
-        machine_then = _machine(f.nproc, f.python, f.sqlite, f.load)
+        machine_then = _machine(f.nproc, f.python, f.sqlite, f.load, f.cpu)
         published = f"{_number(f.value)} {f.unit} (`{f.commit}`; {machine_then})"
         if v.latest is None:
             now, ratio = "-", "-"
@@ -232,7 +235,8 @@ def render(verdicts: Sequence[Verdict]) -> str:
             value = f"{_number(float(v.latest['value']))} {f.unit}"
             if spread:
                 value += f" ({_number(spread[0])} to {_number(spread[1])})"
-            machine = _machine(str(m["nproc"]), str(m.get("python")), str(m.get("sqlite")), load)
+            python, sqlite, cpu = (str(m.get(k, "unknown")) for k in ("python", "sqlite", "cpu"))
+            machine = _machine(str(m["nproc"]), python, sqlite, load, cpu)
             now = f"{value} (`{m.get('trestle_commit', 'unknown')}`; {machine})"
             ratio = f"{v.ratio:.2f}x" if v.ratio is not None else "-"
         verdict = f"**{v.verdict}**" if v.verdict == MOVED else v.verdict
