@@ -133,6 +133,9 @@ def test_a_policy_that_asks_pauses_the_run_before_its_acceptance(tmp_path: Path)
         "package.json",
         "jest.config.ts",
         "Makefile",
+        "pytest.toml",
+        ".venv/lib/python3.11/site-packages/sitecustomize.py",
+        ".venv/lib/python3.11/site-packages/evil.pth",
     ],
 )
 def test_tests_and_what_runs_them_are_test_files(path: str) -> None:

@@ -39,6 +39,8 @@ _TEST_FILE = re.compile(
 TEST_CONFIGURATION = frozenset(
     {
         "pytest.ini",
+        "pytest.toml",
+        ".pytest.toml",
         "tox.ini",
         "setup.cfg",
         "pyproject.toml",
@@ -53,6 +55,9 @@ TEST_CONFIGURATION = frozenset(
         ".mocharc.yml",
         ".mocharc.yaml",
         ".mocharc.js",
+        # what every Python process of an environment in the workspace runs first
+        "sitecustomize.py",
+        "usercustomize.py",
     }
 )
 # runners' own configuration files, by the start of their name (jest.config.ts, ...)
@@ -67,7 +72,10 @@ def is_test_file(path: str) -> bool:
     if any(part in TEST_DIRECTORIES for part in parts[:-1]):
         return True
     return bool(
-        _TEST_FILE.match(name) or name in TEST_CONFIGURATION or _RUNNER_CONFIGURATION.match(name)
+        _TEST_FILE.match(name)
+        or name in TEST_CONFIGURATION
+        or _RUNNER_CONFIGURATION.match(name)
+        or name.endswith(".pth")  # a line of it starting "import" runs at every start
     )
 
 
