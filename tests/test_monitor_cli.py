@@ -10,7 +10,7 @@ from pathlib import Path
 from agent_helpers import call, drive
 from test_cli import Cli, flat
 from test_monitor_runtime import looping_replies, start
-from trestle.core.records.monitors import MonitorSettings
+from trestle.core.records.monitors import DEFAULT_KINDS, MonitorSettings
 from trestle.models import ScriptedModel
 from trestle.store import SqliteStore
 
@@ -91,7 +91,8 @@ def test_monitor_settings_from_trestle_toml_are_recorded_with_the_run(tmp_path: 
     run_id = result.stdout.split()[1]
     first = json.loads(cli("log", run_id, "--json").stdout)[0]
     assert first["monitors"]["stall_after"] == 42
-    assert first["monitors"]["kinds"] == {"no_edit": "stop"}
+    # the kind named, over the defaults of those it does not name
+    assert first["monitors"]["kinds"] == {**DEFAULT_KINDS, "no_edit": "stop"}
 
 
 def test_monitors_eval_replays_a_trestle_run_log_and_the_corpus(tmp_path: Path) -> None:
