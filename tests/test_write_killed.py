@@ -27,15 +27,21 @@ print("written")
 """
 
 
-def kill_while_writing(workspace: Path, path: str) -> None:
+def killed_writer(writer: str, workspace: Path, path: str, by: signal.Signals) -> None:
+    """Run ``writer`` (Python code writing ``path`` beneath ``workspace``) in a process of
+    its own, which the kernel must end with ``by``."""
     done = subprocess.run(
-        [sys.executable, "-c", WRITER, str(workspace), path],
+        [sys.executable, "-c", writer, str(workspace), path],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
-    assert done.returncode == -signal.SIGXFSZ, done.stdout + done.stderr
+    assert done.returncode == -by, done.stdout + done.stderr
+
+
+def kill_while_writing(workspace: Path, path: str) -> None:
+    killed_writer(WRITER, workspace, path, signal.SIGXFSZ)
 
 
 def test_a_writer_killed_mid_write_leaves_the_old_file_and_nothing_else(

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from test_write_killed import killed_writer
 from trestle.workspace.beneath import Refused, write_replacing
 
 WRITER = """
@@ -33,14 +32,7 @@ write_replacing(Path(sys.argv[1]), sys.argv[2], b"half of it")
 
 
 def _killed_before_the_rename(workspace: Path, path: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", WRITER, str(workspace), path],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == -signal.SIGKILL, done.stdout + done.stderr
+    killed_writer(WRITER, workspace, path, signal.SIGKILL)
 
 
 @pytest.mark.parametrize("existed", [True, False])
