@@ -102,6 +102,8 @@ Outcome = ActionResult | list[Message]  # the step's result, or what to tell the
 TextHandler = Callable[[str], Awaitable[Outcome]]
 
 ACCEPTANCE_TIMEOUT = 900.0  # seconds the acceptance command may run
+# what an acceptance the model's own command passed says of it
+MODELS_OWN_CHECK = "the test command the model named in its findings: no test command was given"
 SKIPPED_DIRS = frozenset(
     {".git", ".hg", ".trestle", ".venv", "venv", "node_modules", "__pycache__"}
 )
@@ -652,9 +654,6 @@ def performer_for(settings: AgentSettings) -> AgentPerformer:
     model = settings_model(settings)
     summariser = None if isinstance(model, ReplayModel) else model_summariser(model)
     return AgentPerformer(model, summariser=summariser)
-
-
-MODELS_OWN_CHECK = "the test command the model named in its findings: no test command was given"
 
 
 def _model_test_command(state: RunState, settings: AgentSettings) -> str | None:
