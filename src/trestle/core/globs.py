@@ -1,8 +1,38 @@
-"""Path globs where only ``**`` crosses directories, shared by the policy and checkpoints."""
+"""Globs: path globs where only ``**`` crosses directories, shared by the policy and
+checkpoints; and shell-style globs matched without a regex where none is needed."""
 
 from __future__ import annotations
 
+import fnmatch
 import re
+
+GLOB_CHARS = frozenset("*?[")
+
+
+def literal_head(pattern: str) -> str:
+    """The text of ``pattern`` before its first glob character: what every text it
+    matches begins with."""
+    for i, c in enumerate(pattern):
+        if c in GLOB_CHARS:
+            return pattern[:i]
+    return pattern
+
+
+def glob_matches(text: str, pattern: str) -> bool:
+    """``fnmatch.fnmatchcase(text, pattern)``, compiling a regex only when the literal
+    checks cannot decide. fnmatch compiles each pattern the first time it sees it, and
+    the policy's defaults alone are about a hundred command patterns, most of them a
+    command's name and a star (``git push*``): each new process (a driver, a CLI
+    command) paid tens of milliseconds compiling them on its first step."""
+    head = literal_head(pattern)
+    if not text.startswith(head):
+        return False
+    rest = pattern[len(head) :]
+    if not rest:
+        return len(text) == len(head)
+    if not rest.strip("*"):  # only stars after the head: any text that begins so
+        return True
+    return fnmatch.fnmatchcase(text, pattern)
 
 
 def glob_regex(glob: str) -> str:

@@ -25,7 +25,6 @@ Pure: no IO. Reading ``trestle.toml`` lives in :mod:`trestle.formats.policyfile`
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import json
 import math
@@ -39,7 +38,7 @@ from typing import Annotated, Literal, NamedTuple
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, model_validator
 
 from trestle.core.durations import parse_duration
-from trestle.core.globs import glob_regex
+from trestle.core.globs import glob_matches, glob_regex
 from trestle.core.invocations import Meaning, follow
 from trestle.core.record import Record
 from trestle.core.shellparse import parse as parse_shell
@@ -100,7 +99,7 @@ def command_pattern_matches(pattern: str, command: str) -> bool:
     """Does ``pattern`` (a glob, or ``re:`` + regex) match the whole of ``command``?"""
     if pattern.startswith(REGEX_PREFIX):
         return _regex(pattern.removeprefix(REGEX_PREFIX)).fullmatch(command) is not None
-    return fnmatch.fnmatchcase(command, pattern)
+    return glob_matches(command, pattern)
 
 
 def path_glob_matches(pattern: str, path: str) -> bool:
@@ -139,7 +138,7 @@ def _reaches(parts: tuple[str, ...], names: tuple[str, ...]) -> bool:
     head = parts[0]
     if "**" in head:  # crosses directories: none of them, or this one and maybe more
         return _reaches(parts[1:], names) or _reaches(parts, names[1:])
-    return fnmatch.fnmatchcase(names[0], head) and _reaches(parts[1:], names[1:])
+    return glob_matches(names[0], head) and _reaches(parts[1:], names[1:])
 
 
 @lru_cache(maxsize=1024)
@@ -474,10 +473,10 @@ class SandboxPolicy(Record):
     )
 
     def allows_network(self, name: str) -> bool:
-        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.network)
+        return any(glob_matches(name, pattern) for pattern in self.network)
 
     def allows_git(self, name: str) -> bool:
-        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.git)
+        return any(glob_matches(name, pattern) for pattern in self.git)
 
 
 MEMBER_KEY = re.compile(r"ed25519:[0-9a-f]{64}")

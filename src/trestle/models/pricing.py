@@ -13,13 +13,12 @@ defaults) when the numbers matter.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from fnmatch import fnmatchcase
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from trestle.core.errors import ConfigError
+from trestle.core.globs import GLOB_CHARS, glob_matches
 
-_GLOB_CHARS = frozenset("*?[")
 _MAX_REMEMBERED = 1024  # model names whose entry a table keeps at hand
 
 
@@ -34,19 +33,7 @@ class Price(BaseModel):
     @property
     def is_glob(self) -> bool:
         """True when ``pattern`` holds a glob character."""
-        return any(c in _GLOB_CHARS for c in self.pattern)
-
-    def may_match(self, model: str) -> bool:
-        """False when ``model`` cannot match: it lacks the pattern's text before its
-        first glob character. Checked before ``fnmatchcase``, which compiles each
-        pattern to a regular expression the first time (milliseconds for the table,
-        on a resumed run's first call)."""
-        literal = self.pattern
-        for i, c in enumerate(literal):
-            if c in _GLOB_CHARS:
-                literal = literal[:i]
-                break
-        return model.startswith(literal)
+        return any(c in GLOB_CHARS for c in self.pattern)
 
 
 class PriceTable:
@@ -105,11 +92,7 @@ class PriceTable:
         exact = [p for p in self._prices if not p.is_glob and p.pattern == model]
         if exact:
             return exact[-1]
-        matching = [
-            p
-            for p in self._prices
-            if p.is_glob and p.may_match(model) and fnmatchcase(model, p.pattern)
-        ]
+        matching = [p for p in self._prices if p.is_glob and glob_matches(model, p.pattern)]
         if not matching:
             return None
         # max() keeps the first of equal keys; reversing makes that the latest entry.
