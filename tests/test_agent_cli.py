@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from forked_cli import run_trestle
+from trestle.agent.runtime import MODELS_OWN_CHECK
 from trestle.demo import write_sample
 from trestle.models import ToolCall
 from trestle.testing import OpenAIServer
@@ -688,7 +689,12 @@ def server() -> Iterator[OpenAIServer]:
         yield running
 
 
-def test_agent_runs_against_an_openai_compatible_server(cli: Cli, server: OpenAIServer) -> None:
+@pytest.mark.parametrize("given", [True, False], ids=["test-command", "the-models-own"])
+def test_agent_runs_against_an_openai_compatible_server(
+    cli: Cli, server: OpenAIServer, given: bool
+) -> None:
+    """The run says at its start what its work will be judged by: the given test
+    command, or, without one, the command the model names (which it may change)."""
     repo = cli.dir / "calc"
     repo.mkdir()
     (repo / "calc.py").write_text("def add(a, b):\n    return a - b\n")
@@ -715,8 +721,7 @@ def test_agent_runs_against_an_openai_compatible_server(cli: Cli, server: OpenAI
         f"openai:{OPENAI_MODEL}",
         "--base-url",
         server.base_url,
-        "--test-command",
-        CALC_TESTS,
+        *(["--test-command", CALC_TESTS] if given else []),
         "--auto-plan",
         "--max-tokens",
         "512",
@@ -727,6 +732,8 @@ def test_agent_runs_against_an_openai_compatible_server(cli: Cli, server: OpenAI
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert lines_starting(result.stdout, "finished") == ["finished succeeded"]
+    judged_by = CALC_TESTS if given else f"{MODELS_OWN_CHECK} (--test-command gives yours)"
+    assert lines_starting(result.stdout, "acceptance:") == [flat(f"acceptance: {judged_by}")]
     assert (repo / "calc.py").read_text() == "def add(a, b):\n    return a + b\n"
     assert server.pending == 0 and len(server.requests) == 5
     for request in server.requests:

@@ -220,6 +220,7 @@ def agent(
         out.print(f"run {run_id}: {goal}", markup=False, soft_wrap=True)
         out.print(store_line(st), markup=False, soft_wrap=True)
         out.print(f"policy: {operator.source.describe()}", markup=False, soft_wrap=True)
+        out.print(f"acceptance: {_acceptance(settings)}", markup=False, soft_wrap=True)
         if bound is not None:
             from trestle.cli.temporal import start_and_follow
 
@@ -234,6 +235,16 @@ def agent(
             performer=_performer(settings),
             sandbox=mode,
         )
+
+
+def _acceptance(settings: AgentSettings) -> str:
+    """What the work will be judged by, said at the start: without ``--test-command``
+    it is a command the model itself names, which its work may change too."""
+    if settings.test_command:
+        return settings.test_command
+    from trestle.agent.runtime import MODELS_OWN_CHECK
+
+    return f"{MODELS_OWN_CHECK} (--test-command gives yours)"
 
 
 def _mcp_servers(
