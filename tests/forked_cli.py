@@ -344,6 +344,8 @@ def _preload() -> None:
     import importlib
     import pkgutil
 
+    import pydantic
+
     import trestle
 
     for module in pkgutil.walk_packages(trestle.__path__, "trestle."):
@@ -351,6 +353,15 @@ def _preload() -> None:
             # an extra that is not installed: the command says so itself
             with contextlib.suppress(ImportError):
                 importlib.import_module(module.name)
+    # the models whose validators are built on first use (the event types): built here
+    # once, not again in each fork, where a run's events built a dozen of them, about
+    # a tenth of a small plan's run
+    unbuilt = [pydantic.BaseModel]
+    while unbuilt:
+        model = unbuilt.pop()
+        unbuilt += model.__subclasses__()
+        if model.__module__.startswith("trestle.") and not model.__pydantic_complete__:
+            model.model_rebuild()
 
 
 def _reap(waiting: dict[int, socket.socket]) -> None:
