@@ -536,10 +536,10 @@ def _tool_dirs_of(
         if reached_through(entry, ws):
             continue
         for path in (entry.absolute(), real):
-            home = next((h for h in homes if h in path.parents), None)
+            home = next((h for h in homes if _below(h, path)), None)
             if home is not None:
                 found.append(path if whole else home / path.relative_to(home).parts[0])
-            elif any(private in path.parents for private in PRIVATE_DIRS):
+            elif any(_below(private, path) for private in PRIVATE_DIRS):
                 found.append(path)
     return tuple(found)
 
@@ -590,6 +590,12 @@ def _within(parent: Path, path: Path) -> bool:
     part by part: ``parent in path.parents`` built a path for each parent."""
     inner, outer = path.parts, parent.parts
     return inner[: len(outer)] == outer
+
+
+def _below(parent: Path, path: Path) -> bool:
+    """``parent in path.parents``, without building each parent: ``path`` lies under
+    ``parent``, and is not it."""
+    return len(path.parts) > len(parent.parts) and _within(parent, path)
 
 
 def _split(paths: Iterable[Path], workspace: Path) -> tuple[list[Path], list[Path]]:
