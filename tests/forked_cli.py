@@ -361,7 +361,7 @@ def _preload() -> None:
         model = unbuilt.pop()
         unbuilt += model.__subclasses__()
         if model.__module__.startswith("trestle.") and not model.__pydantic_complete__:
-            model.model_rebuild()
+            model.model_rebuild(raise_errors=False)  # one naming an extra not installed
 
 
 def _reap(waiting: dict[int, socket.socket]) -> None:
