@@ -19,6 +19,7 @@ REFUSED = 6
 EVENTS = (
     "store ",
     "policy: ",
+    "acceptance: ",
     "commands ",
     "start ",
     "phase ",
