@@ -4,6 +4,7 @@ checkpoints; and shell-style globs matched without a regex where none is needed.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import re
 
 GLOB_CHARS = frozenset("*?[")
@@ -24,15 +25,24 @@ def glob_matches(text: str, pattern: str) -> bool:
     the policy's defaults alone are about a hundred command patterns, most of them a
     command's name and a star (``git push*``): each new process (a driver, a CLI
     command) paid about 10 ms compiling them on its first step (BENCHMARKS.md)."""
-    head = literal_head(pattern)
+    head, rest = _glob_parts(pattern)
     if not text.startswith(head):
         return False
-    rest = pattern[len(head) :]
-    if not rest:
+    if rest == "":
         return len(text) == len(head)
-    if not rest.strip("*"):  # only stars after the head: any text that begins so
+    if rest == "*":  # only stars after the head: any text that begins so
         return True
     return fnmatch.fnmatchcase(text, pattern)
+
+
+@functools.lru_cache(maxsize=4096)
+def _glob_parts(pattern: str) -> tuple[str, str]:
+    """``pattern``'s literal head, and what follows it: "" for nothing, "*" for only
+    stars, else the rest as written. Split once per pattern: every command is matched
+    against each of the policy's patterns."""
+    head = literal_head(pattern)
+    rest = pattern[len(head) :]
+    return head, "*" if rest and not rest.strip("*") else rest
 
 
 def glob_regex(glob: str) -> str:
